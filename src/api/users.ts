@@ -1,0 +1,110 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { z } from 'zod'
+import type { App } from '../app.ts'
+import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import type { User } from '../store/users.ts'
+import { principalOf } from './access.ts'
+import { paged, readPage } from './pagination.ts'
+import { parseInput } from './validation.ts'
+
+const userFields = {
+  username: z.string(),
+  password: z.string(),
+  email: z.union([z.email(), z.literal('')]),
+  first_name: z.string().max(150),
+  last_name: z.string().max(150),
+  is_superuser: z.boolean(),
+  is_active: z.boolean(),
+}
+const createUser = z.object(userFields).partial().required({ username: true }).strict()
+const updateUser = z.object(userFields).partial().strict()
+const listQuery = z.object({ username: z.string().optional(), source: z.enum(['local', 'ldap', 'sso']).optional() })
+
+/** A user as the API shows it; the password (hash) never leaves the server. */
+export function serializeUser(user: User) {
+  return {
+    id: user.id,
+    url: `/api/gateway/v1/users/${user.id}/`,
+    username: user.username,
+    email: user.email,
+    first_name: user.firstName,
+    last_name: user.lastName,
+    is_superuser: user.isSuperuser,
+    is_active: user.isActive,
+    source: user.source,
+    external: user.external,
+    created: new Date(user.created).toISOString(),
+    modified: new Date(user.modified).toISOString(),
+    last_login: user.lastLogin === null ? null : new Date(user.lastLogin).toISOString(),
+  }
+}
+
+export function userIdParam(request: FastifyRequest): number {
+  const raw = (request.params as { id: string }).id
+  if (!/^[1-9][0-9]{0,9}$/.test(raw)) throw new NotFound('No such user.')
+  return Number(raw)
+}
+
+/** /users/ and /me/: everyone signed in may read; only superusers write. */
+export function userRoutes(api: FastifyInstance, app: App): void {
+  api.get('/api/gateway/v1/me/', async (request) => {
+    const { user } = principalOf(request)
+    return { count: 1, next: null, previous: null, results: [serializeUser(user)] }
+  })
+
+  api.get('/api/gateway/v1/users/', async (request) => {
+    const page = readPage(request)
+    const query = request.query as Record<string, unknown>
+    const filters = parseInput(listQuery, { username: query.username, source: query.source })
+    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, ...filters })
+    return paged(request, page, count, users.map(serializeUser))
+  })
+
+  api.post('/api/gateway/v1/users/', { config: { access: 'superuser' } }, async (request, reply) => {
+    const input = parseInput(createUser, request.body)
+    const user = await app.accounts.create({
+      username: input.username,
+      password: input.password,
+      email: input.email,
+      firstName: input.first_name,
+      lastName: input.last_name,
+      isSuperuser: input.is_superuser,
+      isActive: input.is_active,
+    })
+    reply.code(201)
+    return serializeUser(user)
+  })
+
+  api.get('/api/gateway/v1/users/:id/', async (request) => serializeUser(await app.accounts.require(userIdParam(request))))
+
+  const update = async (request: FastifyRequest) => {
+    const id = userIdParam(request)
+    const input = parseInput(updateUser, request.body)
+    const target = await app.accounts.require(id)
+    if (input.password !== undefined && target.source !== 'local') {
+      throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
+    }
+    if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
+      throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
+    }
+    const user = await app.accounts.update(id, {
+      username: input.username,
+      password: input.password,
+      email: input.email,
+      firstName: input.first_name,
+      lastName: input.last_name,
+      isSuperuser: input.is_superuser,
+      isActive: input.is_active,
+    })
+    return serializeUser(user)
+  }
+  api.patch('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)
+  api.put('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)
+
+  api.delete('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, async (request, reply) => {
+    const id = userIdParam(request)
+    if (id === principalOf(request).user.id) throw new PermissionDenied('You cannot delete your own account.', 'self_lockout')
+    await app.accounts.delete(id)
+    return reply.code(204).send()
+  })
+}

@@ -1,0 +1,78 @@
+import { BasicAuthenticator } from './auth/basic.ts'
+import { CredentialCache } from './auth/credential-cache.ts'
+import { AuthPipeline } from './auth/pipeline.ts'
+import type { Config } from './config/schema.ts'
+import { Accounts } from './directory/accounts.ts'
+import { LocalPasswords } from './directory/local.ts'
+import { IdentitySigner } from './gateway/identity.ts'
+import { gatewayLoginUrl } from './gateway/policy.ts'
+import { compileRoutes, type Route } from './gateway/routes.ts'
+import { RuntimeSettings } from './settings/runtime.ts'
+import { EventBus } from './store/event-bus.ts'
+import type { Store } from './store/store.ts'
+
+/**
+ * Gatehouse's parts, wired once. The HTTP server (src/server.ts) and the CLI commands both work through
+ * this, so a change made from the CLI has the same effects (events, ended sessions) as one made over HTTP.
+ */
+export interface App {
+  readonly config: Config
+  readonly store: Store
+  readonly bus: EventBus
+  readonly settings: RuntimeSettings
+  readonly accounts: Accounts
+  readonly auth: AuthPipeline
+  readonly identity: IdentitySigner
+  readonly routes: readonly Route[]
+  /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
+  publicUrl: string
+  loginUrlFor(route: Route): (next: string) => string
+  close(): Promise<void>
+}
+
+export interface AppOptions {
+  /** Addresses for services whose upstream is `builtin:demo`, by service name. */
+  upstreams?: ReadonlyMap<string, URL>
+  publicUrl?: string
+}
+
+export async function createApp(config: Config, store: Store, options: AppOptions = {}): Promise<App> {
+  const bus = new EventBus(store)
+  const settings = new RuntimeSettings(store, bus)
+  await settings.reload()
+  const accounts = new Accounts(store, bus, [new LocalPasswords(store)])
+
+  const basicCache = new CredentialCache(config.auth.basic_cache_seconds)
+  accounts.onForget((userId) => basicCache.forgetUser(userId))
+  settings.onChange(() => basicCache.clear())
+
+  const publicUrl = (options.publicUrl ?? config.server.public_url ?? `http://${config.server.host}:${config.server.port}`).replace(/\/$/, '')
+  const identity = new IdentitySigner(store, publicUrl, config.auth.identity_token_seconds)
+  await identity.load()
+  accounts.onForget((userId) => identity.forgetUser(userId))
+
+  const auth = new AuthPipeline(bus)
+  auth.add(new BasicAuthenticator(accounts, settings, basicCache))
+
+  const app: App = {
+    config,
+    store,
+    bus,
+    settings,
+    accounts,
+    auth,
+    identity,
+    routes: compileRoutes(config, options.upstreams),
+    get publicUrl() {
+      return identity.issuer
+    },
+    set publicUrl(url: string) {
+      identity.issuer = url.replace(/\/$/, '')
+    },
+    loginUrlFor: () => gatewayLoginUrl,
+    async close() {
+      await bus.stop()
+    },
+  }
+  return app
+}

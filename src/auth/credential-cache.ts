@@ -1,0 +1,74 @@
+import { createHmac, randomBytes } from 'node:crypto'
+
+interface Entry {
+  userId: number
+  expiresAt: number
+}
+
+/**
+ * Remembers, for a short while, that a secret (e.g. a username and password pair) verified as a user, so the
+ * request path need not run argon2id every time. Entries are keyed by an HMAC under a per-process random key:
+ * neither the secret nor a plain hash of it is ever held. Concurrent first verifications of the same secret
+ * share one check.
+ */
+export class CredentialCache {
+  readonly #key = randomBytes(32)
+  readonly #entries = new Map<string, Entry>()
+  readonly #byUser = new Map<number, Set<string>>()
+  readonly #inFlight = new Map<string, Promise<number>>()
+  readonly #ttlMs: number
+  readonly #maxEntries: number
+
+  constructor(ttlSeconds: number, maxEntries = 10_000) {
+    this.#ttlMs = ttlSeconds * 1000
+    this.#maxEntries = maxEntries
+  }
+
+  keyOf(...parts: string[]): string {
+    const mac = createHmac('sha256', this.#key)
+    for (const part of parts) mac.update(part).update('\0')
+    return mac.digest('base64url')
+  }
+
+  /** The user id for a secret: from memory while fresh, otherwise from `verify` (whose errors pass through). */
+  async resolve(key: string, verify: () => Promise<number>, now = Date.now()): Promise<number> {
+    const hit = this.#entries.get(key)
+    if (hit && hit.expiresAt > now) return hit.userId
+    if (hit) this.#delete(key, hit.userId)
+    const pending = this.#inFlight.get(key)
+    if (pending) return pending
+    const check = verify().then((userId) => {
+      this.#remember(key, userId, Date.now())
+      return userId
+    }).finally(() => this.#inFlight.delete(key))
+    this.#inFlight.set(key, check)
+    return check
+  }
+
+  forgetUser(userId: number): void {
+    for (const key of this.#byUser.get(userId) ?? []) this.#entries.delete(key)
+    this.#byUser.delete(userId)
+  }
+
+  clear(): void {
+    this.#entries.clear()
+    this.#byUser.clear()
+  }
+
+  #remember(key: string, userId: number, now: number): void {
+    if (this.#ttlMs <= 0) return
+    if (this.#entries.size >= this.#maxEntries) {
+      const oldest = this.#entries.keys().next().value
+      if (oldest !== undefined) this.#delete(oldest, this.#entries.get(oldest)!.userId)
+    }
+    this.#entries.set(key, { userId, expiresAt: now + this.#ttlMs })
+    let keys = this.#byUser.get(userId)
+    if (!keys) this.#byUser.set(userId, (keys = new Set()))
+    keys.add(key)
+  }
+
+  #delete(key: string, userId: number): void {
+    this.#entries.delete(key)
+    this.#byUser.get(userId)?.delete(key)
+  }
+}

@@ -1,0 +1,28 @@
+import { hash, verify, type Algorithm, type Options } from '@node-rs/argon2'
+import { randomBytes } from 'node:crypto'
+
+/** argon2id with OWASP's minimum recommended parameters (19 MiB, 2 iterations, 1 lane). */
+const ARGON2ID: Options = { algorithm: 2 as Algorithm, memoryCost: 19456, timeCost: 2, parallelism: 1 }
+
+export function hashPassword(password: string): Promise<string> {
+  return hash(password, ARGON2ID)
+}
+
+export async function verifyPassword(passwordHash: string, password: string): Promise<boolean> {
+  try {
+    return await verify(passwordHash, password)
+  } catch {
+    return false
+  }
+}
+
+let dummyHash: Promise<string> | undefined
+
+/**
+ * Spends the same time as a real verification, for unknown users and empty passwords,
+ * so a wrong password and a missing account cannot be told apart by timing.
+ */
+export async function burnVerificationTime(password: string): Promise<void> {
+  dummyHash ??= hashPassword(randomBytes(16).toString('hex'))
+  await verifyPassword(await dummyHash, password)
+}

@@ -1,0 +1,54 @@
+import type { FastifyRequest } from 'fastify'
+import type { AuthMethod } from '../config/schema.ts'
+import { NotAuthenticated, withChallenges } from '../errors.ts'
+import { challengesFor } from '../gateway/policy.ts'
+import type { EventBus } from '../store/event-bus.ts'
+import { NOT_MINE, type Authenticator } from './authenticator.ts'
+import type { Principal } from './principal.ts'
+
+/**
+ * Runs the authenticators a route accepts, in a fixed order (explicit Authorization header first, the
+ * ambient session cookie last), and stops at the first that claims the request.
+ * Returns undefined when the request carries no credential: the caller decides between anonymous access,
+ * 401 and a redirect, in one place (src/gateway/policy.ts).
+ */
+export class AuthPipeline {
+  readonly #authenticators: Authenticator[] = []
+  readonly #bus: EventBus
+
+  constructor(bus: EventBus) {
+    this.#bus = bus
+  }
+
+  /** Adds an authenticator; those that read the Authorization header go before the session cookie. */
+  add(authenticator: Authenticator): void {
+    this.#authenticators.push(authenticator)
+    this.#authenticators.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id))
+  }
+
+  async authenticate(request: FastifyRequest, accepts: readonly AuthMethod[]): Promise<Principal | undefined> {
+    try {
+      return await this.#run(request, accepts)
+    } catch (error) {
+      throw withChallenges(error, challengesFor(accepts))
+    }
+  }
+
+  async #run(request: FastifyRequest, accepts: readonly AuthMethod[]): Promise<Principal | undefined> {
+    // Revocations made by other processes must be seen before any cached credential is trusted.
+    await this.#bus.freshen()
+    for (const authenticator of this.#authenticators) {
+      if (!accepts.includes(authenticator.id)) continue
+      const principal = await authenticator.authenticate(request, request.gatehouse)
+      if (principal !== NOT_MINE) return principal
+    }
+    const header = request.headers.authorization
+    if (header) {
+      const scheme = header.split(' ', 1)[0]!.slice(0, 20)
+      throw new NotAuthenticated(`This service does not accept "${scheme}" credentials; it accepts: ${accepts.join(', ')}.`, 'credentials_not_accepted')
+    }
+    return undefined
+  }
+}
+
+const order: AuthMethod[] = ['basic', 'token', 'oidc', 'session']

@@ -1,0 +1,64 @@
+import { Command, Option } from 'commander'
+import { createApp, type App, type AppOptions } from '../app.ts'
+import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
+import type { Config } from '../config/schema.ts'
+import { openStore, type Store } from '../store/store.ts'
+
+/** A mistake in how a command was called: reported in one line, exit status 2. */
+export class UsageError extends Error {}
+
+export interface StorageOptions {
+  config?: string
+  demo?: boolean
+  dataDir?: string
+  database?: string
+}
+
+/** Every command reaches the same database the server would: --database, GATEHOUSE_DATABASE_URL, the config file, or --data-dir. */
+export function addStorageOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--config <file>', 'configuration file (YAML)').env('GATEHOUSE_CONFIG'))
+    .addOption(new Option('--data-dir <dir>', 'directory of the embedded SQLite database (default: ./data)').env('GATEHOUSE_DATA_DIR'))
+    .addOption(new Option('--database <url>', 'PostgreSQL URL, postgres://... (instead of SQLite)').env('GATEHOUSE_DATABASE_URL'))
+}
+
+export function resolveConfig(options: StorageOptions): Config {
+  const base = options.config ? loadConfigFile(options.config) : options.demo ? loadConfigFile(demoConfigFile) : validateConfig({})
+  if (options.database !== undefined && !/^postgres(ql)?:\/\//.test(options.database)) {
+    throw new UsageError(`--database must be a postgres:// URL, got "${options.database.replace(/\/\/[^@]*@/, '//***@')}"`)
+  }
+  return validateConfig({
+    ...structuredClone(base),
+    storage: {
+      data_dir: options.dataDir ?? base.storage.data_dir,
+      ...(options.database ?? base.storage.database ? { database: options.database ?? base.storage.database } : {}),
+    },
+  })
+}
+
+export async function openConfiguredStore(config: Config): Promise<Store> {
+  return openStore({ url: config.storage.database, dataDir: config.storage.data_dir })
+}
+
+/** Runs a command body with the app wired as the server wires it, and closes everything afterwards. */
+export async function withApp<T>(options: StorageOptions, body: (app: App) => Promise<T>, appOptions: AppOptions = {}): Promise<T> {
+  const config = resolveConfig(options)
+  const store = await openConfiguredStore(config)
+  try {
+    const app = await createApp(config, store, appOptions)
+    try {
+      return await body(app)
+    } finally {
+      await app.close()
+    }
+  } finally {
+    await store.close()
+  }
+}
+
+export async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input (e.g. echo "$PW" | gatehouse ...)')
+  let text = ''
+  for await (const chunk of process.stdin) text += chunk
+  return text.replace(/\r?\n$/, '')
+}

@@ -1,0 +1,50 @@
+import { Command, CommanderError } from 'commander'
+import { ConfigError } from '../config/load.ts'
+import { GatehouseError } from '../errors.ts'
+import { version } from '../version.ts'
+import { UsageError } from './common.ts'
+import { configCommand } from './config.ts'
+import { migrateCommand } from './migrate.ts'
+import { serveCommand } from './serve.ts'
+import { usersCommand } from './users.ts'
+
+const program = new Command('gatehouse')
+  .description('Gatehouse: an API gateway with a Keycloak-compatible OpenID Connect provider')
+  .version(version)
+  .showSuggestionAfterError()
+  .addCommand(serveCommand())
+  .addCommand(usersCommand())
+  .addCommand(migrateCommand())
+  .addCommand(configCommand())
+
+// Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
+function quietErrors(command: Command): void {
+  command.exitOverride().configureOutput({ writeErr: (text) => process.stderr.write(text.split('\n')[0] + '\n') })
+  command.commands.forEach(quietErrors)
+}
+quietErrors(program)
+
+try {
+  await program.parseAsync(process.argv)
+} catch (error) {
+  process.exitCode = exitCodeFor(error)
+}
+
+function exitCodeFor(error: unknown): number {
+  if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2
+  if (error instanceof UsageError) {
+    process.stderr.write(`gatehouse: ${error.message}\n`)
+    return 2
+  }
+  if (error instanceof ConfigError) {
+    process.stderr.write(`gatehouse: ${error.message}\n`)
+    return 2
+  }
+  if (error instanceof GatehouseError) {
+    const fields = error.fields ? ' ' + Object.entries(error.fields).map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
+    process.stderr.write(`gatehouse: ${error.message}${fields}\n`)
+    return 1
+  }
+  process.stderr.write(`gatehouse: ${(error as Error)?.message ?? String(error)}\n`)
+  return 1
+}

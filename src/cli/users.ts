@@ -1,0 +1,70 @@
+import { randomBytes } from 'node:crypto'
+import { Command } from 'commander'
+import { addStorageOptions, readStdin, UsageError, withApp, type StorageOptions } from './common.ts'
+import type { App } from '../app.ts'
+
+export function usersCommand(): Command {
+  const users = new Command('users').description('manage accounts')
+
+  users.addCommand(addStorageOptions(new Command('create')
+    .description('create a local account (a random password is generated and printed unless --password-stdin)')
+    .argument('<name>', 'username')
+    .option('--password-stdin', 'read the password from standard input')
+    .option('--email <email>', 'email address')
+    .option('--superuser', 'make the account a superuser'))
+    .action(async (name: string, options: StorageOptions & { passwordStdin?: boolean; email?: string; superuser?: boolean }) => {
+      const password = options.passwordStdin ? await readStdin() : randomBytes(18).toString('base64url')
+      await withApp(options, async (app) => {
+        const user = await app.accounts.create({ username: name, password, email: options.email ?? '', isSuperuser: Boolean(options.superuser) })
+        process.stdout.write(`created user ${user.username} (id ${user.id}${user.isSuperuser ? ', superuser' : ''})\n`)
+        if (!options.passwordStdin) process.stdout.write(`password: ${password}\n`)
+      })
+    }))
+
+  users.addCommand(addStorageOptions(new Command('list').description('list accounts'))
+    .action(async (options: StorageOptions) => {
+      await withApp(options, async (app) => {
+        const rows: string[][] = [['ID', 'USERNAME', 'SOURCE', 'SUPERUSER', 'ACTIVE', 'EMAIL']]
+        for (let offset = 0; ; offset += 500) {
+          const { users: page } = await app.store.users.list({ offset, limit: 500 })
+          for (const u of page) rows.push([String(u.id), u.username, u.source, u.isSuperuser ? 'yes' : 'no', u.isActive ? 'yes' : 'no', u.email])
+          if (page.length < 500) break
+        }
+        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+        for (const row of rows) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n')
+      })
+    }))
+
+  users.addCommand(addStorageOptions(new Command('set-password')
+    .description('set a local account\'s password (ends its sessions)')
+    .argument('<name>', 'username')
+    .requiredOption('--password-stdin', 'read the password from standard input'))
+    .action(async (name: string, options: StorageOptions) => {
+      const password = await readStdin()
+      await withApp(options, async (app) => {
+        const user = await findUser(app, name)
+        if (user.source !== 'local') throw new UsageError(`${name} is a ${user.source} account; its password is managed by its source`)
+        await app.accounts.update(user.id, { password })
+        process.stdout.write(`password changed for ${name}\n`)
+      })
+    }))
+
+  users.addCommand(addStorageOptions(new Command('disable')
+    .description('disable an account: its credentials, sessions and tokens stop working')
+    .argument('<name>', 'username'))
+    .action(async (name: string, options: StorageOptions) => {
+      await withApp(options, async (app) => {
+        const user = await findUser(app, name)
+        await app.accounts.update(user.id, { isActive: false })
+        process.stdout.write(`disabled ${name}\n`)
+      })
+    }))
+
+  return users
+}
+
+export async function findUser(app: App, name: string) {
+  const user = await app.store.users.findByUsername(name)
+  if (!user) throw new UsageError(`no such user: ${name}`)
+  return user
+}

@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { parseDocument } from 'yaml'
+import { z } from 'zod'
+import { ConfigSchema, type Config } from './schema.ts'
+
+export const demoConfigFile = fileURLToPath(new URL('./demo.yaml', import.meta.url))
+
+export class ConfigError extends Error {
+  readonly problems: string[]
+  constructor(source: string, problems: string[]) {
+    super(`${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.problems = problems
+  }
+}
+
+/** Reads and validates a YAML file, reporting every problem at once with its path. */
+export function loadConfigFile(file: string): Config {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (error) {
+    throw new ConfigError(file, [`cannot read: ${(error as Error).message}`])
+  }
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+  if (document.errors.length) throw new ConfigError(file, document.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`))
+  return validateConfig(document.toJS() ?? {}, file)
+}
+
+/** Validates a plain object (no side effects) and freezes the result. */
+export function validateConfig(input: unknown, source = 'config'): Config {
+  const result = ConfigSchema.safeParse(input)
+  if (!result.success) throw new ConfigError(source, result.error.issues.map(describeIssue))
+  return deepFreeze(result.data)
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)'
+  return `${path}: ${issue.message}`
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
+}

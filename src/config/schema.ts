@@ -1,0 +1,87 @@
+import { z } from 'zod'
+
+/**
+ * The configuration file's schema. Each option's default is defined here, next to its description;
+ * `bin/gatehouse config reference` prints this as the reference. Run-time settings that administrators
+ * change through the API live in the database instead (src/settings/definitions.ts).
+ */
+
+export const authMethods = ['basic', 'session', 'token', 'oidc'] as const
+export const AuthMethodSchema = z.enum(authMethods)
+
+const pathPrefix = z.string().regex(/^\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+\/)*$/, 'must start and end with "/" and contain only plain path segments')
+const publicPath = z.string().regex(/^\/[^?#\s]*\*?$/, 'must be an absolute path, optionally ending in "*" to match everything under it')
+
+export const ServiceSchema = z.object({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "_" or "-"')
+    .describe('Service name: the `aud` of the identity JWT the service receives, and its key in `GET /api/`.'),
+  prefix: pathPrefix
+    .describe('Path prefix routed to this service, e.g. `/api/controller/`. The longest matching prefix wins.'),
+  upstream: z.string().regex(/^(https?:\/\/[^\s/?#]+(\/[^\s?#]*)?|builtin:demo)$/, 'must be an http(s) URL, or builtin:demo')
+    .describe('Where requests go: `http(s)://host:port[/base]`. `builtin:demo` starts the demo upstream (with --demo).'),
+  accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token'])
+    .describe('Credential types this service accepts: basic, session, token, oidc.'),
+  public_paths: z.array(publicPath).default([])
+    .describe('Paths served without authentication: exact, or a prefix ending in `*`.'),
+  unauthenticated: z.enum(['auto', 'redirect', '401']).default('auto')
+    .describe('What a request without credentials gets: `auto` redirects browsers (Accept: text/html) to the login page and answers others 401 JSON with WWW-Authenticate; `redirect` always redirects; `401` never does.'),
+  strip_prefix: z.boolean().default(false)
+    .describe('Remove the prefix before forwarding (the upstream then sees `/rest/of/path`).'),
+  timeouts: z.object({
+    connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream before answering 502.'),
+    response_seconds: z.number().positive().max(3600).default(60).describe('Time to wait for the upstream\'s response headers, and between body chunks, before answering 504.'),
+  }).strict().default({ connect_seconds: 5, response_seconds: 60 }),
+}).strict()
+
+export const ConfigSchema = z.object({
+  server: z.object({
+    host: z.string().min(1).default('127.0.0.1').describe('Address to listen on.'),
+    port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0 picks a free one).'),
+    public_url: z.url({ protocol: /^https?$/ }).optional()
+      .describe('The URL clients use to reach Gatehouse (issuer of tokens, redirects, Secure cookies when https). Default: http://<host>:<port>.'),
+    trust_proxy: z.boolean().default(false)
+      .describe('Trust X-Forwarded-* from the peer (set when Gatehouse runs behind a reverse proxy).'),
+    trusted_origins: z.array(z.url()).default([])
+      .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy.'),
+    api_body_limit_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024)
+      .describe('Largest request body the gateway\'s own API reads. Proxied bodies are streamed and not limited here.'),
+  }).strict().default({ host: '127.0.0.1', port: 8080, trust_proxy: false, trusted_origins: [], api_body_limit_bytes: 1024 * 1024 }),
+  storage: z.object({
+    data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
+    database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()
+      .describe('PostgreSQL URL; when set, used instead of SQLite (also GATEHOUSE_DATABASE_URL).'),
+  }).strict().default({ data_dir: './data' }),
+  auth: z.object({
+    basic_cache_seconds: z.number().int().min(0).max(3600).default(30)
+      .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time).'),
+    identity_token_seconds: z.number().int().min(10).max(3600).default(60)
+      .describe('Lifetime of the X-Gatehouse-Identity JWT sent to services.'),
+  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60 }),
+  gateway: z.object({
+    accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])
+      .describe('Credential types the gateway\'s own API (/api/gateway/) accepts.'),
+    public_paths: z.array(publicPath).default(['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'])
+      .describe('Gateway API paths open without authentication (the platform\'s defaults).'),
+  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'] }),
+  services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
+}).strict().superRefine((config, ctx) => {
+  const names = new Set<string>()
+  const prefixes = new Set<string>()
+  config.services.forEach((service, i) => {
+    if (names.has(service.name)) ctx.addIssue({ code: 'custom', path: ['services', i, 'name'], message: `duplicate service name "${service.name}"` })
+    if (prefixes.has(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: `duplicate prefix "${service.prefix}"` })
+    if (service.name === 'gateway') ctx.addIssue({ code: 'custom', path: ['services', i, 'name'], message: '"gateway" is the gateway\'s own API' })
+    if (service.prefix.startsWith('/api/gateway/') || '/api/gateway/'.startsWith(service.prefix)) {
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not cover /api/gateway/, the gateway\'s own API' })
+    }
+    service.public_paths.forEach((path, j) => {
+      if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'public_paths', j], message: `must be under the service prefix ${service.prefix}` })
+    })
+    names.add(service.name)
+    prefixes.add(service.prefix)
+  })
+})
+
+export type Config = z.output<typeof ConfigSchema>
+export type ServiceConfig = z.output<typeof ServiceSchema>
+export type AuthMethod = z.output<typeof AuthMethodSchema>

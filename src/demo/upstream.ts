@@ -1,0 +1,76 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createRemoteJWKSet, jwtVerify } from 'jose'
+
+export interface DemoUpstream {
+  readonly name: string
+  readonly url: URL
+  close(): Promise<void>
+}
+
+/**
+ * A stand-in service for the demo and the tests: answers every request with what it received, including the
+ * identity Gatehouse vouched for and whether X-Gatehouse-Identity verified against the gateway's JWKS.
+ * It is what a real service behind Gatehouse does to trust the caller.
+ */
+export async function startDemoUpstream(name: string, gatewayUrl: () => string, issuer: () => string = gatewayUrl): Promise<DemoUpstream> {
+  let jwks: ReturnType<typeof createRemoteJWKSet> | undefined
+  const server: Server = createServer(async (req, res) => {
+    let bodyBytes = 0
+    try {
+      for await (const chunk of req) bodyBytes += (chunk as Buffer).length
+      const url = new URL(req.url ?? '/', 'http://upstream.invalid')
+      let identity: Record<string, unknown> | null = null
+      const username = req.headers['x-gatehouse-user']
+      if (typeof username === 'string') {
+        jwks ??= createRemoteJWKSet(new URL('/api/gateway/v1/jwks/', gatewayUrl()))
+        let verified = false
+        const token = req.headers['x-gatehouse-identity']
+        if (typeof token === 'string') {
+          try {
+            const { payload } = await jwtVerify(token, jwks, { audience: name, issuer: issuer(), algorithms: ['ES256'] })
+            verified = payload.preferred_username === username && payload.sub === req.headers['x-gatehouse-user-id']
+          } catch {
+            verified = false
+          }
+        }
+        identity = {
+          username,
+          user_id: Number(req.headers['x-gatehouse-user-id']),
+          auth_method: req.headers['x-gatehouse-auth-method'] ?? null,
+          verified,
+        }
+      }
+      const body = JSON.stringify({
+        service: name,
+        method: req.method,
+        path: url.pathname,
+        query: Object.fromEntries(url.searchParams),
+        body_bytes: bodyBytes,
+        identity,
+        headers: {
+          authorization: req.headers.authorization ?? null,
+          cookie: req.headers.cookie ?? null,
+          'x-forwarded-for': req.headers['x-forwarded-for'] ?? null,
+          'x-forwarded-proto': req.headers['x-forwarded-proto'] ?? null,
+          'x-forwarded-host': req.headers['x-forwarded-host'] ?? null,
+        },
+      })
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+      res.end(req.method === 'HEAD' ? undefined : body)
+    } catch {
+      if (!res.headersSent) res.writeHead(400).end()
+    }
+  })
+  server.keepAliveTimeout = 65_000
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  return {
+    name,
+    url: new URL(`http://127.0.0.1:${port}/`),
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    }),
+  }
+}

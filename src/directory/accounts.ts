@@ -1,0 +1,165 @@
+import { NOT_MINE } from '../auth/authenticator.ts'
+import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
+import { Conflict, InvalidCredentials, NotFound, ValidationFailed } from '../errors.ts'
+import { isUniqueViolation } from '../store/database.ts'
+import type { EventBus } from '../store/event-bus.ts'
+import type { Store } from '../store/store.ts'
+import type { NewUser, User, UserChanges } from '../store/users.ts'
+import type { PasswordSource } from './password-source.ts'
+
+export const USER_TOPIC = 'user'
+export const USERNAME_PATTERN = /^[\w.@+-]{1,150}$/
+/** Argon2 input beyond this is refused before hashing: nobody types it, and it only costs CPU. */
+export const MAX_PASSWORD_LENGTH = 1024
+
+export interface UserChange {
+  passwordChanged: boolean
+  deactivated: boolean
+  deleted: boolean
+}
+
+type ChangeListener = (user: User, change: UserChange) => void | Promise<void>
+
+export interface AccountInput extends Omit<NewUser, 'passwordHash'> {
+  password?: string | undefined
+}
+
+export type AccountChanges = Omit<UserChanges, 'passwordHash'> & { password?: string | null | undefined }
+
+/**
+ * Accounts: the in-memory view the request path reads, the password check every login method shares,
+ * and every change to an account (which tells other processes, and lets sessions and tokens react).
+ */
+export class Accounts {
+  readonly #store: Store
+  readonly #bus: EventBus
+  readonly #byId = new Map<number, User>()
+  readonly #sources: PasswordSource[]
+  readonly #changeListeners: ChangeListener[] = []
+  readonly #forgetListeners: ((userId: number) => void)[] = []
+
+  constructor(store: Store, bus: EventBus, sources: PasswordSource[]) {
+    this.#store = store
+    this.#bus = bus
+    this.#sources = sources
+    bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
+  }
+
+  /** Runs in the process that made the change, before the change is reported done (end sessions, ...). */
+  onChange(listener: ChangeListener): void {
+    this.#changeListeners.push(listener)
+  }
+
+  /** Runs in every process when an account changed anywhere: drop whatever was derived from it. */
+  onForget(listener: (userId: number) => void): void {
+    this.#forgetListeners.push(listener)
+  }
+
+  addPasswordSource(source: PasswordSource, position = this.#sources.length): void {
+    this.#sources.splice(position, 0, source)
+  }
+
+  /** The account by id, from memory after the first read; changes anywhere evict it. */
+  async get(id: number): Promise<User | undefined> {
+    const cached = this.#byId.get(id)
+    if (cached) return cached
+    const user = await this.#store.users.findById(id)
+    if (user) {
+      if (this.#byId.size > 50_000) this.#byId.clear()
+      this.#byId.set(id, user)
+    }
+    return user
+  }
+
+  async require(id: number): Promise<User> {
+    const user = await this.get(id)
+    if (!user) throw new NotFound('No such user.')
+    return user
+  }
+
+  /**
+   * Checks a username and password against each password source in order. Whatever goes wrong, the caller
+   * learns only "invalid credentials" after about the same time; a disabled account is named only once the
+   * password was right.
+   */
+  async checkPassword(username: string, password: string): Promise<User> {
+    if (!password || password.length > MAX_PASSWORD_LENGTH || !USERNAME_PATTERN.test(username)) {
+      await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
+      throw new InvalidCredentials()
+    }
+    for (const source of this.#sources) {
+      const user = await source.verify(username, password)
+      if (user === NOT_MINE) continue
+      if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
+      return user
+    }
+    await burnVerificationTime(password)
+    throw new InvalidCredentials()
+  }
+
+  async create(input: AccountInput): Promise<User> {
+    const problems: Record<string, string[]> = {}
+    if (!USERNAME_PATTERN.test(input.username)) problems.username = ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.']
+    if (input.password !== undefined) checkPasswordShape(input.password, problems)
+    if (Object.keys(problems).length) throw new ValidationFailed(problems)
+    const passwordHash = input.password === undefined ? null : await hashPassword(input.password)
+    try {
+      return await this.#store.users.create({ ...input, passwordHash })
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new Conflict('A user with that username already exists.', 'username_taken')
+      throw error
+    }
+  }
+
+  async update(id: number, changes: AccountChanges): Promise<User> {
+    const before = await this.#store.users.findById(id)
+    if (!before) throw new NotFound('No such user.')
+    const problems: Record<string, string[]> = {}
+    if (changes.username !== undefined && !USERNAME_PATTERN.test(changes.username)) problems.username = ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.']
+    if (typeof changes.password === 'string') checkPasswordShape(changes.password, problems)
+    if (Object.keys(problems).length) throw new ValidationFailed(problems)
+    const { password, ...rest } = changes
+    const passwordHash = password === undefined ? undefined : password === null ? null : await hashPassword(password)
+    let after: User | undefined
+    try {
+      after = await this.#store.users.update(id, { ...rest, ...(passwordHash !== undefined ? { passwordHash } : {}) })
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new Conflict('A user with that username already exists.', 'username_taken')
+      throw error
+    }
+    if (!after) throw new NotFound('No such user.')
+    await this.#runChangeListeners(after, {
+      passwordChanged: passwordHash !== undefined,
+      deactivated: before.isActive && !after.isActive,
+      deleted: false,
+    })
+    await this.#bus.publish(USER_TOPIC, String(id))
+    return after
+  }
+
+  async delete(id: number): Promise<void> {
+    const user = await this.#store.users.findById(id)
+    if (!user) throw new NotFound('No such user.')
+    await this.#runChangeListeners(user, { passwordChanged: false, deactivated: true, deleted: true })
+    await this.#store.users.delete(id)
+    await this.#bus.publish(USER_TOPIC, String(id))
+  }
+
+  async recordLogin(user: User): Promise<void> {
+    await this.#store.users.recordLogin(user.id)
+  }
+
+  async #runChangeListeners(user: User, change: UserChange): Promise<void> {
+    for (const listener of this.#changeListeners) await listener(user, change)
+  }
+
+  #forget(id: number): void {
+    this.#byId.delete(id)
+    for (const listener of this.#forgetListeners) listener(id)
+  }
+}
+
+function checkPasswordShape(password: string, problems: Record<string, string[]>): void {
+  if (password.length === 0) problems.password = ['This field may not be blank.']
+  else if (password.length > MAX_PASSWORD_LENGTH) problems.password = [`Ensure this field has no more than ${MAX_PASSWORD_LENGTH} characters.`]
+}

@@ -1,0 +1,23 @@
+import { NOT_MINE, type NotMine } from '../auth/authenticator.ts'
+import { verifyPassword } from '../auth/passwords.ts'
+import { InvalidCredentials } from '../errors.ts'
+import type { Store } from '../store/store.ts'
+import type { User } from '../store/users.ts'
+import type { PasswordSource } from './password-source.ts'
+
+/** Accounts whose password hash Gatehouse keeps. Accounts from other sources are not its to judge. */
+export class LocalPasswords implements PasswordSource {
+  readonly id = 'local'
+  readonly #store: Store
+
+  constructor(store: Store) {
+    this.#store = store
+  }
+
+  async verify(username: string, password: string): Promise<User | NotMine> {
+    const user = await this.#store.users.findByUsername(username)
+    if (!user || user.source !== 'local' || !user.passwordHash) return NOT_MINE
+    if (!(await verifyPassword(user.passwordHash, password))) throw new InvalidCredentials()
+    return user
+  }
+}

@@ -1,0 +1,145 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+/**
+ * Every error Gatehouse answers with, and the one place that turns them into responses.
+ * `code` is stable and meant for programs; `message` is for people. 5xx details are never shown.
+ */
+export class GatehouseError extends Error {
+  readonly status: number
+  readonly code: string
+  /** Per-field messages for validation failures, keyed by the field's name or dotted path. */
+  readonly fields: Record<string, string[]> | undefined
+  /** Headers the response must carry, e.g. WWW-Authenticate challenges. */
+  readonly headers: Record<string, string | string[]>
+
+  constructor(status: number, code: string, message: string, options: { fields?: Record<string, string[]>; headers?: Record<string, string | string[]>; cause?: unknown } = {}) {
+    super(message, { cause: options.cause })
+    this.status = status
+    this.code = code
+    this.fields = options.fields
+    this.headers = options.headers ?? {}
+  }
+}
+
+export class BadRequest extends GatehouseError {
+  constructor(message: string, code = 'bad_request') {
+    super(400, code, message)
+  }
+}
+
+export class ValidationFailed extends GatehouseError {
+  constructor(fields: Record<string, string[]>, message?: string) {
+    super(400, 'invalid', message ?? `Invalid value for ${Object.keys(fields).join(', ')}.`, { fields })
+  }
+}
+
+/** 401: no usable credentials. The challenge headers tell the client which kinds this place accepts. */
+export class NotAuthenticated extends GatehouseError {
+  constructor(message = 'Authentication credentials were not provided.', code = 'not_authenticated', challenges: string[] = []) {
+    super(401, code, message, challenges.length ? { headers: { 'www-authenticate': challenges } } : {})
+  }
+}
+
+/** Adds the challenges of the place that refused (RFC 9110: a 401 carries WWW-Authenticate) when the error has none. */
+export function withChallenges(error: unknown, challenges: string[]): unknown {
+  if (error instanceof GatehouseError && error.status === 401 && !error.headers['www-authenticate'] && challenges.length) {
+    error.headers['www-authenticate'] = challenges
+  }
+  return error
+}
+
+export class InvalidCredentials extends NotAuthenticated {
+  constructor(message = 'Invalid username or password.', code = 'invalid_credentials') {
+    super(message, code)
+  }
+}
+
+export class PermissionDenied extends GatehouseError {
+  constructor(message = 'You do not have permission to perform this action.', code = 'permission_denied') {
+    super(403, code, message)
+  }
+}
+
+export class NotFound extends GatehouseError {
+  constructor(message = 'Not found.', code = 'not_found') {
+    super(404, code, message)
+  }
+}
+
+export class Conflict extends GatehouseError {
+  constructor(message: string, code = 'conflict') {
+    super(409, code, message)
+  }
+}
+
+export class UpstreamUnavailable extends GatehouseError {
+  constructor(service: string, cause?: unknown) {
+    super(502, 'upstream_unavailable', `The service "${service}" is not reachable.`, { cause })
+  }
+}
+
+export class UpstreamTimeout extends GatehouseError {
+  constructor(service: string, cause?: unknown) {
+    super(504, 'upstream_timeout', `The service "${service}" did not answer in time.`, { cause })
+  }
+}
+
+/** Fastify's own client errors, by their code, so they get stable Gatehouse codes too. */
+const fastifyCodes: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
+  FST_ERR_VALIDATION: 'invalid',
+  FST_ERR_BAD_URL: 'bad_request',
+  FST_ERR_ASYNC_CONSTRAINT: 'bad_request',
+}
+
+/** Turns anything thrown into a GatehouseError; unknown errors become an opaque 500. */
+export function normalizeError(error: unknown): GatehouseError {
+  if (error instanceof GatehouseError) return error
+  const e = error as { statusCode?: number; code?: string; message?: string }
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    const code = (e.code && fastifyCodes[e.code]) ?? (e instanceof SyntaxError ? 'invalid_json' : 'bad_request')
+    const message = code === 'invalid_json' ? 'The request body is not valid JSON.' : String(e.message ?? 'Bad request.')
+    return new GatehouseError(e.statusCode, code, message)
+  }
+  return new GatehouseError(500, 'internal_error', 'Internal server error.', { cause: error })
+}
+
+export function errorBody(error: GatehouseError): Record<string, unknown> {
+  const body: Record<string, unknown> = { code: error.code, detail: error.message }
+  if (error.fields) body.errors = error.fields
+  return body
+}
+
+/** The single error responder: JSON for API clients, a small HTML page for browsers. */
+export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
+  const error = normalizeError(thrown)
+  if (error.status >= 500) request.log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
+  reply.code(error.status)
+  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value)
+  if (wantsHtml(request)) {
+    return reply.type('text/html; charset=utf-8').send(errorPage(error))
+  }
+  return reply.type('application/json; charset=utf-8').send(errorBody(error))
+}
+
+/** A browser navigating (Accept lists text/html before any JSON) gets pages; everything else gets JSON. */
+export function wantsHtml(request: FastifyRequest): boolean {
+  const accept = request.headers.accept
+  if (typeof accept !== 'string' || !accept.includes('text/html')) return false
+  const json = accept.indexOf('application/json')
+  return json === -1 || accept.indexOf('text/html') < json
+}
+
+function errorPage(error: GatehouseError): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
+    `<title>${error.status} · Gatehouse</title></head><body><main><h1>${error.status}</h1><p>${escapeHtml(error.message)}</p>` +
+    `<p><code>${escapeHtml(error.code)}</code></p></main></body></html>`
+}
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
+}

@@ -1,0 +1,89 @@
+import { randomUUID } from 'node:crypto'
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type CryptoKey } from 'jose'
+import type { Principal } from '../auth/principal.ts'
+import type { Store } from '../store/store.ts'
+
+const PURPOSE = 'identity'
+const ALG = 'ES256'
+
+/**
+ * Signs X-Gatehouse-Identity, the short-lived JWT a service verifies with the JWKS at /api/gateway/v1/jwks/.
+ * Signing costs far more than the rest of the request path, so a token is reused for half its lifetime
+ * for the same user, method and service.
+ */
+export class IdentitySigner {
+  readonly #store: Store
+  readonly #lifetimeSeconds: number
+  readonly #cache = new Map<string, { jwt: string; renewAt: number }>()
+  #issuer: string
+  #signingKey: { kid: string; key: CryptoKey } | undefined
+  #publicKeys: JWK[] = []
+
+  constructor(store: Store, issuer: string, lifetimeSeconds: number) {
+    this.#store = store
+    this.#issuer = issuer
+    this.#lifetimeSeconds = lifetimeSeconds
+  }
+
+  get issuer(): string {
+    return this.#issuer
+  }
+
+  set issuer(value: string) {
+    this.#issuer = value
+    this.#cache.clear()
+  }
+
+  /** Loads the shared key, creating it on first start. */
+  async load(): Promise<void> {
+    let keys = await this.#store.signingKeys.list(PURPOSE)
+    if (!keys.some((k) => k.retireAt === null)) {
+      const { privateKey } = await generateKeyPair(ALG, { extractable: true })
+      const kid = randomUUID()
+      const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: ALG, use: 'sig' }
+      const { d: _secret, ...publicJwk } = privateJwk
+      await this.#store.signingKeys.add({ kid, purpose: PURPOSE, alg: ALG, privateJwk, publicJwk, created: Date.now(), retireAt: null })
+      keys = await this.#store.signingKeys.list(PURPOSE)
+    }
+    const active = keys.find((k) => k.retireAt === null)!
+    this.#signingKey = { kid: active.kid, key: (await importJWK(active.privateJwk as JWK, ALG)) as CryptoKey }
+    this.#publicKeys = keys.map((k) => k.publicJwk as JWK)
+  }
+
+  jwks(): { keys: JWK[] } {
+    return { keys: this.#publicKeys }
+  }
+
+  async tokenFor(principal: Principal, audience: string, now = Date.now()): Promise<string> {
+    const cacheKey = `${principal.user.id}\0${principal.method}\0${principal.scope ?? ''}\0${audience}`
+    const cached = this.#cache.get(cacheKey)
+    if (cached && cached.renewAt > now) return cached.jwt
+    if (!this.#signingKey) throw new Error('identity signing key not loaded')
+    const user = principal.user
+    const issuedAt = Math.floor(now / 1000)
+    const jwt = await new SignJWT({
+      preferred_username: user.username,
+      email: user.email || undefined,
+      name: [user.firstName, user.lastName].filter(Boolean).join(' ') || undefined,
+      is_superuser: user.isSuperuser,
+      source: user.source,
+      auth_method: principal.method,
+      scope: principal.scope,
+    })
+      .setProtectedHeader({ alg: ALG, kid: this.#signingKey.kid, typ: 'JWT' })
+      .setIssuer(this.#issuer)
+      .setSubject(String(user.id))
+      .setAudience(audience)
+      .setIssuedAt(issuedAt)
+      .setExpirationTime(issuedAt + this.#lifetimeSeconds)
+      .sign(this.#signingKey.key)
+    if (this.#cache.size > 10_000) this.#cache.clear()
+    this.#cache.set(cacheKey, { jwt, renewAt: now + (this.#lifetimeSeconds * 1000) / 2 })
+    return jwt
+  }
+
+  forgetUser(userId: number): void {
+    const prefix = `${userId}\0`
+    for (const key of this.#cache.keys()) if (key.startsWith(prefix)) this.#cache.delete(key)
+  }
+}

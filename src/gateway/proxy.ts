@@ -1,0 +1,106 @@
+import replyFrom from '@fastify/reply-from'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { App } from '../app.ts'
+import type { Principal } from '../auth/principal.ts'
+import { UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
+import { assertScopeAllows, refuseUnauthenticated } from './policy.ts'
+import { splitTarget } from './path-safety.ts'
+import type { Route } from './routes.ts'
+
+const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
+
+/** Hop-by-hop fields (RFC 9110 §7.6.1): meaningful for one connection only, never forwarded. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+const GATEWAY_COOKIES = new Set(['gateway_sessionid', 'csrftoken'])
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
+
+/**
+ * One encapsulated Fastify scope per service: its own upstream connection pool and timeouts, and a body
+ * "parser" that hands the request stream through untouched, so uploads are streamed, never buffered.
+ */
+export async function registerProxy(server: FastifyInstance, app: App): Promise<void> {
+  for (const route of app.routes) {
+    await server.register(async (scope) => {
+      scope.removeAllContentTypeParsers()
+      scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
+      await scope.register(replyFrom, {
+        base: route.upstream.origin,
+        disableRequestLogging: true,
+        undici: {
+          connections: 128,
+          connectTimeout: route.timeouts.connectMs,
+          headersTimeout: route.timeouts.responseMs,
+          bodyTimeout: route.timeouts.responseMs,
+        },
+      })
+      scope.route({ method: METHODS, url: `${route.prefix}*`, handler: (request, reply) => forward(app, route, request, reply) })
+    })
+  }
+}
+
+async function forward(app: App, route: Route, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const context = request.gatehouse
+  context.service = route.name
+  const { path, query } = splitTarget(request.url)
+  const open = route.isPublic(path)
+  let principal: Principal | undefined
+  try {
+    principal = await app.auth.authenticate(request, route.accepts)
+  } catch (error) {
+    // On a public path a failing credential (a stale cookie, say) means anonymous, not refused.
+    if (!open) throw error
+  }
+  if (principal) {
+    assertScopeAllows(principal, request.method)
+    context.principal = principal
+  } else if (!open) {
+    return refuseUnauthenticated(request, reply, route.unauthenticated, route.accepts, app.loginUrlFor(route))
+  }
+  const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
+  const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
+  const basePath = route.upstream.pathname.replace(/\/$/, '')
+  return reply.from(basePath + upstreamPath + query, {
+    rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity),
+    rewriteHeaders: (headers) => withoutHopByHop(headers as IncomingHttpHeaders),
+    retryDelay: () => null,
+    onError: (replyWithError, { error }) => {
+      const cause = (error as { cause?: { code?: string } }).cause
+      const code = cause?.code ?? (error as { code?: string }).code ?? ''
+      const mapped = TIMEOUT_CODES.has(code) ? new UpstreamTimeout(route.name, error) : new UpstreamUnavailable(route.name, error)
+      request.log.warn({ service: route.name, code }, 'upstream failed')
+      sendError(request, replyWithError as FastifyReply, mapped)
+    },
+  })
+}
+
+function requestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, app: App, principal: Principal | undefined, identity: string | undefined): IncomingHttpHeaders {
+  const headers = withoutHopByHop(incoming)
+  for (const name of Object.keys(headers)) if (name.startsWith('x-gatehouse-')) delete headers[name]
+  // The gateway consumed these credentials; a service sees only the verified identity.
+  delete headers.authorization
+  if (headers.cookie) {
+    const kept = headers.cookie.split(/;\s*/).filter((pair) => !GATEWAY_COOKIES.has(pair.slice(0, pair.indexOf('=')).trim()))
+    if (kept.length) headers.cookie = kept.join('; ')
+    else delete headers.cookie
+  }
+  const peer = request.raw.socket.remoteAddress ?? ''
+  const prior = app.config.server.trust_proxy ? request.headers['x-forwarded-for'] : undefined
+  headers['x-forwarded-for'] = prior ? `${prior}, ${peer}` : peer
+  headers['x-forwarded-proto'] = request.protocol
+  headers['x-forwarded-host'] = request.host
+  if (principal && identity) {
+    headers['x-gatehouse-user'] = principal.user.username
+    headers['x-gatehouse-user-id'] = String(principal.user.id)
+    headers['x-gatehouse-auth-method'] = principal.method
+    headers['x-gatehouse-identity'] = identity
+  }
+  return headers
+}
+
+function withoutHopByHop(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
+  const headers = { ...incoming }
+  const listed = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((s) => s.trim()) : []
+  for (const name of [...HOP_BY_HOP, ...listed]) delete headers[name]
+  return headers
+}

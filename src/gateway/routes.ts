@@ -1,0 +1,43 @@
+import type { AuthMethod, Config, ServiceConfig } from '../config/schema.ts'
+
+/** A service as the request path needs it: compiled once at start, looked up per request. */
+export interface Route {
+  readonly name: string
+  readonly prefix: string
+  readonly upstream: URL
+  readonly accepts: readonly AuthMethod[]
+  readonly unauthenticated: ServiceConfig['unauthenticated']
+  readonly stripPrefix: boolean
+  readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
+  isPublic(path: string): boolean
+}
+
+/** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
+export function publicPathMatcher(paths: readonly string[]): (path: string) => boolean {
+  const exact = new Set(paths.filter((p) => !p.endsWith('*')))
+  const prefixes = paths.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1))
+  return (path) => exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix))
+}
+
+export function compileRoute(service: ServiceConfig, upstream: URL): Route {
+  return Object.freeze({
+    name: service.name,
+    prefix: service.prefix,
+    upstream,
+    accepts: Object.freeze([...service.accepts]),
+    unauthenticated: service.unauthenticated,
+    stripPrefix: service.strip_prefix,
+    timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
+    isPublic: publicPathMatcher(service.public_paths),
+  })
+}
+
+/**
+ * Compiles every configured service. `upstreams` resolves `builtin:demo` to the demo upstream's address;
+ * other upstreams are taken as written.
+ */
+export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map()): Route[] {
+  return config.services
+    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream)))
+    .sort((a, b) => b.prefix.length - a.prefix.length)
+}

@@ -1,0 +1,20 @@
+import { z } from 'zod'
+
+/**
+ * Settings an administrator changes at run time (GET/PATCH /api/gateway/v1/settings/), stored in the database
+ * and applied by every gateway process without a restart. Names follow the automation platform's gateway.
+ */
+export const settingsSchema = z.object({
+  gateway_basic_auth_enabled: z.boolean().default(true)
+    .describe('Gateway basic auth enabled: accept HTTP basic credentials. Off: basic credentials get 401.'),
+  session_cookie_age: z.number().int().min(60).max(30 * 24 * 3600).default(900)
+    .describe('Session cookie age: seconds a login session lasts (minimum 60).'),
+  allow_external_users_to_create_oauth2_tokens: z.boolean().default(false)
+    .describe('Allow external users (LDAP, single sign-on) to create OAuth2 tokens.'),
+  oauth2_access_token_expire_seconds: z.number().int().min(60).max(10 * 365 * 24 * 3600).default(31536000)
+    .describe('Default and maximum lifetime of a personal OAuth2 token, in seconds (default: one year).'),
+}).strict()
+
+export type Settings = Readonly<z.output<typeof settingsSchema>>
+export const settingNames = Object.keys(settingsSchema.shape) as (keyof Settings)[]
+export const defaultSettings: Settings = Object.freeze(settingsSchema.parse({}))

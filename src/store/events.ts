@@ -1,0 +1,39 @@
+import type { Kysely } from 'kysely'
+import type { Tables } from './schema.ts'
+
+export interface StoredEvent {
+  id: number
+  topic: string
+  key: string
+}
+
+/**
+ * An append-only log of "this changed" notices (a user disabled, a token revoked, a setting saved).
+ * Every gateway process sharing the database reads it to drop what it cached; see src/store/event-bus.ts.
+ */
+export class EventLog {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  async append(topic: string, key: string, now = Date.now()): Promise<number> {
+    const row = await this.#db.insertInto('events').values({ topic, key, created_at: now }).returning('id').executeTakeFirstOrThrow()
+    return Number(row.id)
+  }
+
+  async after(id: number, limit = 1000): Promise<StoredEvent[]> {
+    const rows = await this.#db.selectFrom('events').select(['id', 'topic', 'key']).where('id', '>', id).orderBy('id').limit(limit).execute()
+    return rows.map((r) => ({ id: Number(r.id), topic: r.topic, key: r.key }))
+  }
+
+  async latestId(): Promise<number> {
+    const row = await this.#db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst()
+    return Number(row?.id ?? 0)
+  }
+
+  async pruneBefore(time: number): Promise<void> {
+    await this.#db.deleteFrom('events').where('created_at', '<', time).execute()
+  }
+}

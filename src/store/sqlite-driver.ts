@@ -1,0 +1,59 @@
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
+import type { SqliteDatabase, SqliteStatement } from 'kysely'
+
+/**
+ * Adapts Node's built-in `node:sqlite` to the better-sqlite3 shape that Kysely's SqliteDialect expects,
+ * so the embedded backend needs no native add-on. node:sqlite binds neither booleans nor Dates,
+ * so they are converted here, in one place.
+ */
+export class NodeSqliteDatabase implements SqliteDatabase {
+  readonly raw: DatabaseSync
+  readonly #statements = new Map<string, StatementSync>()
+
+  constructor(filename: string) {
+    this.raw = new DatabaseSync(filename)
+    this.raw.exec('PRAGMA journal_mode = WAL')
+    this.raw.exec('PRAGMA synchronous = NORMAL')
+    this.raw.exec('PRAGMA busy_timeout = 5000')
+    this.raw.exec('PRAGMA foreign_keys = ON')
+  }
+
+  /** Changes whenever another connection commits: a free way to know whether to look for news. */
+  dataVersion(): number {
+    const row = this.raw.prepare('PRAGMA data_version').get() as { data_version: number }
+    return row.data_version
+  }
+
+  close(): void {
+    this.#statements.clear()
+    this.raw.close()
+  }
+
+  prepare(sql: string): SqliteStatement {
+    let statement = this.#statements.get(sql)
+    if (!statement) {
+      statement = this.raw.prepare(sql)
+      if (this.#statements.size > 500) this.#statements.clear()
+      this.#statements.set(sql, statement)
+    }
+    const prepared = statement
+    return {
+      reader: prepared.columns().length > 0,
+      all: (parameters) => prepared.all(...toSqlite(parameters)),
+      run: (parameters) => {
+        const result = prepared.run(...toSqlite(parameters))
+        return { changes: result.changes, lastInsertRowid: result.lastInsertRowid }
+      },
+      iterate: (parameters) => prepared.iterate(...toSqlite(parameters)),
+    }
+  }
+}
+
+function toSqlite(parameters: ReadonlyArray<unknown>): SQLInputValue[] {
+  return parameters.map((value) => {
+    if (typeof value === 'boolean') return value ? 1 : 0
+    if (value instanceof Date) return value.getTime()
+    if (value === undefined) return null
+    return value as SQLInputValue
+  })
+}

@@ -1,0 +1,36 @@
+import { Database, type DatabaseLocation } from './database.ts'
+import { EventLog } from './events.ts'
+import { SettingsRepository } from './settings.ts'
+import { SigningKeyRepository } from './signing-keys.ts'
+import { UserRepository } from './users.ts'
+
+/**
+ * The storage interface the rest of Gatehouse uses: one repository per kind of record, the same code on
+ * SQLite and PostgreSQL (Kysely builds each dialect's SQL). test/store/ runs one conformance suite on both.
+ */
+export interface Store {
+  readonly database: Database
+  readonly users: UserRepository
+  readonly settings: SettingsRepository
+  readonly events: EventLog
+  readonly signingKeys: SigningKeyRepository
+  close(): Promise<void>
+}
+
+export async function openStore(location: DatabaseLocation, options: { migrate?: boolean } = {}): Promise<Store> {
+  const database = Database.open(location)
+  try {
+    if (options.migrate !== false) await database.migrate()
+  } catch (error) {
+    await database.close()
+    throw error
+  }
+  return {
+    database,
+    users: new UserRepository(database.db),
+    settings: new SettingsRepository(database.db),
+    events: new EventLog(database.db),
+    signingKeys: new SigningKeyRepository(database.db),
+    close: () => database.close(),
+  }
+}

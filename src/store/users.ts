@@ -1,0 +1,135 @@
+import type { Kysely, Selectable } from 'kysely'
+import type { Tables, UsersTable } from './schema.ts'
+
+export type UserSource = 'local' | 'ldap' | 'sso'
+
+export interface User {
+  id: number
+  username: string
+  email: string
+  firstName: string
+  lastName: string
+  passwordHash: string | null
+  isSuperuser: boolean
+  isActive: boolean
+  source: UserSource
+  external: boolean
+  created: number
+  modified: number
+  lastLogin: number | null
+}
+
+export interface NewUser {
+  username: string
+  email?: string
+  firstName?: string
+  lastName?: string
+  passwordHash?: string | null
+  isSuperuser?: boolean
+  isActive?: boolean
+  source?: UserSource
+  external?: boolean
+}
+
+export type UserChanges = Partial<Omit<NewUser, 'username'>> & { username?: string }
+
+export interface UserQuery {
+  offset: number
+  limit: number
+  username?: string | undefined
+  source?: UserSource | undefined
+}
+
+/** Accounts, whatever their source. Passwords arrive already hashed: this layer never sees a secret. */
+export class UserRepository {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  async create(input: NewUser, now = Date.now()): Promise<User> {
+    const row = await this.#db.insertInto('users').values({
+      username: input.username,
+      email: input.email ?? '',
+      first_name: input.firstName ?? '',
+      last_name: input.lastName ?? '',
+      password_hash: input.passwordHash ?? null,
+      is_superuser: input.isSuperuser ?? false,
+      is_active: input.isActive ?? true,
+      source: input.source ?? 'local',
+      external: input.external ?? false,
+      created_at: now,
+      modified_at: now,
+    }).returningAll().executeTakeFirstOrThrow()
+    return toUser(row)
+  }
+
+  async findById(id: number): Promise<User | undefined> {
+    const row = await this.#db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toUser(row)
+  }
+
+  async findByUsername(username: string): Promise<User | undefined> {
+    const row = await this.#db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst()
+    return row && toUser(row)
+  }
+
+  async count(): Promise<number> {
+    const row = await this.#db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
+    return Number(row.n)
+  }
+
+  async list(query: UserQuery): Promise<{ count: number; users: User[] }> {
+    let base = this.#db.selectFrom('users')
+    if (query.username !== undefined) base = base.where('username', '=', query.username)
+    if (query.source !== undefined) base = base.where('source', '=', query.source)
+    const [{ n }, rows] = await Promise.all([
+      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
+    ])
+    return { count: Number(n), users: rows.map(toUser) }
+  }
+
+  async update(id: number, changes: UserChanges, now = Date.now()): Promise<User | undefined> {
+    const values: Partial<Record<keyof UsersTable, unknown>> = { modified_at: now }
+    if (changes.username !== undefined) values.username = changes.username
+    if (changes.email !== undefined) values.email = changes.email
+    if (changes.firstName !== undefined) values.first_name = changes.firstName
+    if (changes.lastName !== undefined) values.last_name = changes.lastName
+    if (changes.passwordHash !== undefined) values.password_hash = changes.passwordHash
+    if (changes.isSuperuser !== undefined) values.is_superuser = changes.isSuperuser
+    if (changes.isActive !== undefined) values.is_active = changes.isActive
+    if (changes.source !== undefined) values.source = changes.source
+    if (changes.external !== undefined) values.external = changes.external
+    const row = await this.#db.updateTable('users').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
+    return row && toUser(row)
+  }
+
+  async recordLogin(id: number, at = Date.now()): Promise<void> {
+    await this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).execute()
+  }
+
+  async delete(id: number): Promise<boolean> {
+    const result = await this.#db.deleteFrom('users').where('id', '=', id).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+}
+
+function toUser(row: Selectable<UsersTable>): User {
+  return {
+    id: Number(row.id),
+    username: row.username,
+    email: row.email,
+    firstName: row.first_name,
+    lastName: row.last_name,
+    passwordHash: row.password_hash,
+    isSuperuser: Boolean(row.is_superuser),
+    isActive: Boolean(row.is_active),
+    source: row.source as UserSource,
+    external: Boolean(row.external),
+    created: Number(row.created_at),
+    modified: Number(row.modified_at),
+    lastLogin: row.last_login === null ? null : Number(row.last_login),
+  }
+}

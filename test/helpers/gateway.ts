@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { createApp, type App } from '../../src/app.ts'
+import { demoConfigFile, loadConfigFile, validateConfig } from '../../src/config/load.ts'
+import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.ts'
+import { ensureAdmin } from '../../src/directory/bootstrap.ts'
+import { buildServer } from '../../src/server.ts'
+import { openStore, type Store } from '../../src/store/store.ts'
+
+export const ADMIN_PASSWORD = 'admin-test-password'
+export const repoRoot = new URL('../../', import.meta.url).pathname
+
+export interface TestGateway {
+  url: string
+  app: App
+  store: Store
+  server: FastifyInstance
+  dataDir: string
+  /** fetch against the gateway; redirects are not followed, so tests see them. */
+  fetch(path: string, init?: RequestInit): Promise<Response>
+  close(): Promise<void>
+}
+
+export interface GatewayOptions {
+  /** Overrides merged onto the demo configuration (top-level keys replace). */
+  config?: Record<string, unknown>
+  dataDir?: string
+  databaseUrl?: string
+}
+
+export function tempDir(prefix = 'gatehouse-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+/** The real server on a free loopback port, with the demo upstreams and an `admin` superuser. */
+export async function startGateway(options: GatewayOptions = {}): Promise<TestGateway> {
+  const ownDir = options.dataDir === undefined
+  const dataDir = options.dataDir ?? tempDir()
+  const demo = loadConfigFile(demoConfigFile)
+  const config = validateConfig({
+    ...structuredClone(demo),
+    server: { ...demo.server, port: 0 },
+    storage: { data_dir: dataDir, ...(options.databaseUrl ? { database: options.databaseUrl } : {}) },
+    ...options.config,
+  })
+  const store = await openStore({ url: config.storage.database, dataDir })
+  let url = 'http://127.0.0.1:0'
+  const demos: DemoUpstream[] = await Promise.all(
+    config.services.filter((s) => s.upstream === 'builtin:demo').map((s) => startDemoUpstream(s.name, () => url)),
+  )
+  const app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl: url })
+  await ensureAdmin(store, app.accounts, { GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD })
+  await app.bus.start(200)
+  const server = await buildServer(app, { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' })
+  await server.listen({ host: '127.0.0.1', port: 0 })
+  url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`
+  app.publicUrl = url
+  return {
+    url,
+    app,
+    store,
+    server,
+    dataDir,
+    fetch: (path, init) => fetch(url + path, { redirect: 'manual', ...init }),
+    async close() {
+      await server.close()
+      await Promise.all(demos.map((d) => d.close()))
+      await app.close()
+      await store.close()
+      if (ownDir) rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+export function basic(username: string, password: string): string {
+  return 'Basic ' + Buffer.from(`${username}:${password}`).toString('base64')
+}
+
+export const adminAuth = { authorization: basic('admin', ADMIN_PASSWORD) }
+
+export async function json(response: Response): Promise<any> {
+  const text = await response.text()
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new Error(`expected JSON, got ${response.status}: ${text.slice(0, 200)}`)
+  }
+}
+
+export interface GatewayProcess {
+  url: string
+  process: ChildProcess
+  output: () => string
+  stop(): Promise<void>
+}
+
+/** `bin/gatehouse serve` as a separate process, for behaviour that must hold across processes. */
+export async function spawnGateway(args: string[], env: Record<string, string> = {}): Promise<GatewayProcess> {
+  const child = spawn(join(repoRoot, 'bin/gatehouse'), ['serve', '--port', '0', ...args], {
+    env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD, GATEHOUSE_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout!.on('data', (d) => (output += d))
+  child.stderr!.on('data', (d) => (output += d))
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output}`)), 20_000)
+    child.stdout!.on('data', () => {
+      const match = /Gatehouse listening on (\S+)/.exec(output)
+      if (match) {
+        clearTimeout(timer)
+        resolve(match[1]!)
+      }
+    })
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`gateway exited with ${code}:\n${output}`))
+    })
+  })
+  return {
+    url,
+    process: child,
+    output: () => output,
+    stop: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve()
+      child.once('exit', () => resolve())
+      child.kill('SIGTERM')
+    }),
+  }
+}
+
+/** Runs bin/gatehouse to completion. */
+export function runCli(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(join(repoRoot, 'bin/gatehouse'), args, { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.stdin.end(options.input ?? '')
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
