@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+describe('the gateway API', () => {
+  let gw: TestGateway
+  const userAuth = { authorization: basic('user1', 'user1-password') }
+  const send = (method: string, path: string, body: unknown, headers: Record<string, string> = adminAuth) =>
+    gw.fetch(path, { method, headers: { ...headers, 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) })
+
+  before(async () => {
+    gw = await startGateway()
+    await gw.app.accounts.create({ username: 'user1', password: 'user1-password' })
+  })
+  after(() => gw.close())
+
+  describe('public endpoints', () => {
+    it('lists the APIs of the configured services at /api/', async () => {
+      const body = await json(await gw.fetch('/api/'))
+      assert.deepEqual(body.apis, { gateway: '/api/gateway/', controller: '/api/controller/', galaxy: '/api/galaxy/', eda: '/api/eda/', 'demo-app': '/demo-app/' })
+    })
+
+    it('answers ping with status, version, server time and database health', async () => {
+      const body = await json(await gw.fetch('/api/gateway/v1/ping/'))
+      assert.equal(body.status, 'good')
+      assert.equal(body.db_connected, true)
+      assert.match(body.version, /^\d+\.\d+\.\d+/)
+      assert.ok(Math.abs(Date.parse(body.pong) - Date.now()) < 5000)
+    })
+
+    it('says which login methods are enabled at ui_auth/', async () => {
+      const body = await json(await gw.fetch('/api/gateway/v1/ui_auth/'))
+      assert.equal(body.show_login_form, true)
+      assert.equal(body.basic_auth_enabled, true)
+      assert.ok(Array.isArray(body.ssos))
+    })
+
+    it('publishes the identity JWKS with public keys only', async () => {
+      const body = await json(await gw.fetch('/api/gateway/v1/jwks/'))
+      assert.equal(body.keys.length, 1)
+      assert.equal(body.keys[0].alg, 'ES256')
+      assert.equal(body.keys[0].d, undefined)
+    })
+
+    it('requires authentication everywhere else', async () => {
+      for (const path of ['/api/gateway/v1/', '/api/gateway/v1/me/', '/api/gateway/v1/users/', '/api/gateway/v1/settings/']) {
+        const response = await gw.fetch(path)
+        assert.equal(response.status, 401, path)
+        assert.equal((await json(response)).code, 'not_authenticated')
+      }
+    })
+  })
+
+  describe('users', () => {
+    it('returns the caller at me/', async () => {
+      const body = await json(await gw.fetch('/api/gateway/v1/me/', { headers: userAuth }))
+      assert.equal(body.count, 1)
+      assert.equal(body.results[0].username, 'user1')
+      assert.equal(body.results[0].is_superuser, false)
+    })
+
+    it('lets a superuser create, read, update and delete a user', async () => {
+      const created = await send('POST', '/api/gateway/v1/users/', { username: 'dora', password: 'dora-password', email: 'dora@example.com', first_name: 'Dora' })
+      assert.equal(created.status, 201)
+      const dora = await json(created)
+      assert.equal(dora.source, 'local')
+      assert.equal(dora.password, undefined)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dora', 'dora-password') } })).status, 200)
+
+      const read = await json(await gw.fetch(`/api/gateway/v1/users/${dora.id}/`, { headers: adminAuth }))
+      assert.equal(read.email, 'dora@example.com')
+      const updated = await json(await send('PATCH', `/api/gateway/v1/users/${dora.id}/`, { last_name: 'Explorer', is_superuser: true }))
+      assert.equal(updated.last_name, 'Explorer')
+      assert.equal(updated.is_superuser, true)
+
+      assert.equal((await gw.fetch(`/api/gateway/v1/users/${dora.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+      assert.equal((await gw.fetch(`/api/gateway/v1/users/${dora.id}/`, { headers: adminAuth })).status, 404)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dora', 'dora-password') } })).status, 401)
+    })
+
+    it('pages the list as {count, next, previous, results}', async () => {
+      for (let i = 0; i < 3; i++) await gw.app.accounts.create({ username: `pager${i}` })
+      const first = await json(await gw.fetch('/api/gateway/v1/users/?page_size=2', { headers: adminAuth }))
+      assert.equal(first.results.length, 2)
+      assert.equal(first.previous, null)
+      assert.equal(first.next, '/api/gateway/v1/users/?page_size=2&page=2')
+      const second = await json(await gw.fetch(first.next, { headers: adminAuth }))
+      assert.equal(second.previous, '/api/gateway/v1/users/?page_size=2&page=1')
+      assert.notEqual(second.results[0].id, first.results[0].id)
+      assert.equal(first.count, second.count)
+    })
+
+    it('keeps writes to superusers', async () => {
+      const response = await send('POST', '/api/gateway/v1/users/', { username: 'sneaky' }, userAuth)
+      assert.equal(response.status, 403)
+      assert.equal((await json(response)).code, 'permission_denied')
+      assert.equal(await gw.store.users.findByUsername('sneaky'), undefined)
+    })
+
+    it('refuses bad input with field errors and changes nothing', async () => {
+      const cases: [unknown, string][] = [
+        [{ username: 'bad name!' }, 'username'],
+        [{ username: 'x'.repeat(151) }, 'username'],
+        [{ username: 'ok', email: 'not-an-email' }, 'email'],
+        [{ username: 'ok', is_superuser: 'yes' }, 'is_superuser'],
+        [{ username: 'ok', password: '' }, 'password'],
+        [{ username: 'ok', shoe_size: 42 }, 'shoe_size'],
+        [{}, 'username'],
+      ]
+      for (const [body, field] of cases) {
+        const response = await send('POST', '/api/gateway/v1/users/', body)
+        assert.equal(response.status, 400, JSON.stringify(body))
+        const error = await json(response)
+        assert.equal(error.code, 'invalid')
+        assert.ok(field in error.errors, `${field} in ${JSON.stringify(error.errors)}`)
+      }
+      assert.equal(await gw.store.users.findByUsername('ok'), undefined)
+    })
+
+    it('answers malformed JSON, non-object bodies and duplicate usernames clearly', async () => {
+      const malformed = await send('POST', '/api/gateway/v1/users/', '{"username": ')
+      assert.equal(malformed.status, 400)
+      assert.equal((await json(malformed)).code, 'invalid_json')
+      const array = await send('POST', '/api/gateway/v1/users/', '[1,2]')
+      assert.equal(array.status, 400)
+      assert.equal((await json(array)).code, 'invalid')
+      const duplicate = await send('POST', '/api/gateway/v1/users/', { username: 'user1' })
+      assert.equal(duplicate.status, 409)
+      assert.equal((await json(duplicate)).code, 'username_taken')
+      const huge = await send('POST', '/api/gateway/v1/users/', JSON.stringify({ username: 'big', email: 'x'.repeat(2 * 1024 * 1024) }))
+      assert.equal(huge.status, 413)
+      assert.equal((await json(huge)).code, 'payload_too_large')
+    })
+
+    it('answers unknown and malformed ids with 404', async () => {
+      for (const id of ['999999', 'abc', '0', '-1', '1e3']) {
+        const response = await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth })
+        assert.equal(response.status, 404, id)
+      }
+    })
+
+    it('refuses repeated or out-of-range paging parameters', async () => {
+      for (const query of ['page=0', 'page_size=1000', 'page=x', 'page=1&page=2']) {
+        const response = await gw.fetch(`/api/gateway/v1/users/?${query}`, { headers: adminAuth })
+        assert.equal(response.status, 400, query)
+      }
+    })
+
+    it('does not let a superuser lock themselves out', async () => {
+      const me = (await json(await gw.fetch('/api/gateway/v1/me/', { headers: adminAuth }))).results[0]
+      const response = await send('PATCH', `/api/gateway/v1/users/${me.id}/`, { is_active: false })
+      assert.equal(response.status, 403)
+      assert.equal((await json(response)).code, 'self_lockout')
+    })
+  })
+
+  describe('settings', () => {
+    it('shows the defaults to superusers only', async () => {
+      const body = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+      assert.equal(body.gateway_basic_auth_enabled, true)
+      assert.equal(body.session_cookie_age, 900)
+      assert.equal(body.allow_external_users_to_create_oauth2_tokens, false)
+      assert.equal(body.oauth2_access_token_expire_seconds, 31536000)
+      assert.equal((await gw.fetch('/api/gateway/v1/settings/', { headers: userAuth })).status, 403)
+    })
+
+    it('saves valid changes', async () => {
+      const body = await json(await send('PATCH', '/api/gateway/v1/settings/', { session_cookie_age: 1800 }))
+      assert.equal(body.session_cookie_age, 1800)
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))).session_cookie_age, 1800)
+    })
+
+    it('refuses wrong types, out-of-range values and unknown keys by field, saving none of the request', async () => {
+      const before = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+      const response = await send('PATCH', '/api/gateway/v1/settings/', { session_cookie_age: 59, gateway_basic_auth_enabled: 'no', no_such_setting: 1, oauth2_access_token_expire_seconds: 3600 })
+      assert.equal(response.status, 400)
+      const error = await json(response)
+      assert.equal(error.code, 'invalid')
+      assert.deepEqual(Object.keys(error.errors).sort(), ['gateway_basic_auth_enabled', 'no_such_setting', 'session_cookie_age'])
+      assert.deepEqual(await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth })), before)
+    })
+  })
+})

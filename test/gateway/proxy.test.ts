@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict'
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+interface Seen {
+  method: string
+  url: string
+  headers: IncomingHttpHeaders
+  bytes: number
+}
+
+/** An upstream that records what reached it; `/slow` never answers in time, `/big` streams 30 MiB back. */
+async function recordingUpstream(): Promise<{ url: string; seen: Seen[]; server: Server }> {
+  const seen: Seen[] = []
+  const server = createServer(async (req, res) => {
+    let bytes = 0
+    for await (const chunk of req) bytes += (chunk as Buffer).length
+    seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes })
+    if (req.url!.endsWith('/slow')) return setTimeout(() => res.end('late'), 2000)
+    if (req.url!.endsWith('/big')) {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'keep-alive': 'timeout=5', connection: 'keep-alive, x-upstream-private', 'x-upstream-private': 'hop' })
+      const chunk = Buffer.alloc(1024 * 1024, 7)
+      for (let i = 0; i < 30; i++) if (!res.write(chunk)) await new Promise((r) => res.once('drain', r))
+      return res.end()
+    }
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ bytes }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, server }
+}
+
+/** A raw request, because fetch would normalise dot segments before sending them. */
+function rawGet(base: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const url = new URL(base)
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: url.hostname, port: url.port, path, headers }, (res) => {
+      let body = ''
+      res.on('data', (d) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode!, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+describe('the proxy', () => {
+  let gw: TestGateway
+  let upstream: Awaited<ReturnType<typeof recordingUpstream>>
+  const last = () => upstream.seen.at(-1)!
+
+  before(async () => {
+    upstream = await recordingUpstream()
+    gw = await startGateway({
+      config: {
+        services: [
+          { name: 'controller', prefix: '/api/controller/', upstream: 'builtin:demo', public_paths: ['/api/controller/v2/', '/api/controller/v2/ping/'] },
+          { name: 'rec', prefix: '/rec/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/rec/open/*'], timeouts: { connect_seconds: 1, response_seconds: 0.5 } },
+          { name: 'tokens-only', prefix: '/tokens-only/', upstream: upstream.url, accepts: ['token'], unauthenticated: '401' },
+          { name: 'always-redirect', prefix: '/redirect/', upstream: upstream.url, unauthenticated: 'redirect' },
+          { name: 'down', prefix: '/down/', upstream: 'http://127.0.0.1:9', public_paths: ['/down/*'] },
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    upstream.server.closeAllConnections()
+    upstream.server.close()
+  })
+
+  it('strips the prefix, keeps the query and prepends the upstream base path', async () => {
+    const response = await gw.fetch('/rec/open/a/b?x=1&y=%20', { headers: adminAuth })
+    assert.equal(response.status, 200)
+    assert.equal(last().url, '/base/open/a/b?x=1&y=%20')
+  })
+
+  it('streams request bodies far larger than the API body limit', async () => {
+    const size = 20 * 1024 * 1024
+    const response = await gw.fetch('/rec/open/upload', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/octet-stream' }, body: Buffer.alloc(size, 1) })
+    assert.equal(response.status, 200)
+    assert.deepEqual(await json(response), { bytes: size })
+  })
+
+  it('streams large responses and drops the upstream\'s hop-by-hop headers', async () => {
+    const response = await gw.fetch('/rec/open/big', { headers: adminAuth })
+    assert.equal(response.status, 200)
+    assert.equal((await response.arrayBuffer()).byteLength, 30 * 1024 * 1024)
+    // Keep-Alive, if any, is the gateway's own connection's, never the upstream's.
+    assert.notEqual(response.headers.get('keep-alive'), 'timeout=5')
+    assert.equal(response.headers.get('x-upstream-private'), null)
+  })
+
+  it('sends the verified identity and X-Forwarded-*, and drops what the client spoofed or the gateway consumed', async () => {
+    await rawGet(gw.url, '/rec/open/headers', {
+      ...adminAuth,
+      'x-gatehouse-user': 'mallory',
+      'X-Gatehouse-Identity': 'forged',
+      'x-gatehouse-anything': '1',
+      cookie: 'gateway_sessionid=abc; theme=dark; csrftoken=xyz',
+      connection: 'keep-alive, x-client-private',
+      'x-client-private': 'hop',
+    })
+    const headers = last().headers
+    assert.equal(headers['x-gatehouse-user'], 'admin')
+    assert.notEqual(headers['x-gatehouse-identity'], 'forged')
+    assert.equal(headers['x-gatehouse-auth-method'], 'basic')
+    assert.equal(headers['x-gatehouse-anything'], undefined)
+    assert.equal(headers.authorization, undefined)
+    assert.equal(headers.cookie, 'theme=dark')
+    assert.equal(headers['x-client-private'], undefined)
+    assert.equal(headers['x-forwarded-for'], '127.0.0.1')
+    assert.equal(headers['x-forwarded-proto'], 'http')
+    assert.equal(headers['x-forwarded-host'], new URL(gw.url).host)
+  })
+
+  it('drops spoofed identity headers on anonymous requests to public paths', async () => {
+    const response = await gw.fetch('/api/controller/v2/ping/', { headers: { 'x-gatehouse-user': 'admin', 'x-gatehouse-user-id': '1' } })
+    assert.equal(response.status, 200)
+    assert.equal((await json(response)).identity, null)
+  })
+
+  it('refuses dot segments and encoded separators before routing', async () => {
+    for (const path of ['/api/controller/../gateway/v1/users/', '/api/controller/%2e%2e/gateway/v1/users/', '/rec/open/..%2f..%2fsecret', '/rec/open/a%2Fb', '/rec/open/a%5cb', '/rec/open/.%2E/x', '/rec/open/a\\..\\b']) {
+      const response = await rawGet(gw.url, path, { authorization: adminAuth.authorization })
+      assert.equal(response.status, 400, path)
+      assert.equal(JSON.parse(response.body).code, 'unsafe_path', path)
+    }
+  })
+
+  it('answers 502 when the upstream is down and 504 when it is too slow, as JSON', async () => {
+    const down = await gw.fetch('/down/x')
+    assert.equal(down.status, 502)
+    assert.equal((await json(down)).code, 'upstream_unavailable')
+    const slow = await gw.fetch('/rec/open/slow', { headers: adminAuth })
+    assert.equal(slow.status, 504)
+    assert.equal((await json(slow)).code, 'upstream_timeout')
+  })
+
+  it('redirects browsers to the login page and gives API clients 401 with challenges (auto)', async () => {
+    const browser = await gw.fetch('/api/controller/v2/hosts/', { headers: { accept: 'text/html,application/xhtml+xml' } })
+    assert.equal(browser.status, 302)
+    assert.equal(browser.headers.get('location'), '/api/gateway/v1/login/?next=%2Fapi%2Fcontroller%2Fv2%2Fhosts%2F')
+    const api = await gw.fetch('/api/controller/v2/hosts/', { headers: { accept: 'application/json' } })
+    assert.equal(api.status, 401)
+    assert.equal((await json(api)).code, 'not_authenticated')
+    assert.match(api.headers.get('www-authenticate') ?? '', /Basic realm="Gatehouse"/)
+  })
+
+  it('follows the `401` and `redirect` modes whatever the client accepts', async () => {
+    const never = await gw.fetch('/tokens-only/x', { headers: { accept: 'text/html' } })
+    assert.equal(never.status, 401)
+    assert.match(never.headers.get('www-authenticate') ?? '', /^Bearer/)
+    const always = await gw.fetch('/redirect/x', { headers: { accept: 'application/json' } })
+    assert.equal(always.status, 302)
+  })
+
+  it('says so when a service does not accept the credential type it got', async () => {
+    const response = await gw.fetch('/tokens-only/x', { headers: adminAuth })
+    assert.equal(response.status, 401)
+    assert.equal((await json(response)).code, 'credentials_not_accepted')
+  })
+
+  it('serves public paths anonymously and nothing else', async () => {
+    assert.equal((await gw.fetch('/api/controller/v2/')).status, 200)
+    assert.equal((await gw.fetch('/api/controller/v2/ping/')).status, 200)
+    assert.equal((await gw.fetch('/api/controller/v2/ping/extra')).status, 401)
+  })
+
+  it('treats a failing credential on a public path as anonymous', async () => {
+    const response = await gw.fetch('/api/controller/v2/ping/', { headers: { authorization: 'Basic bm9ib2R5Om5vcGU=' } })
+    assert.equal(response.status, 200)
+    assert.equal((await json(response)).identity, null)
+  })
+
+  it('forwards every method, HEAD included', async () => {
+    for (const method of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD']) {
+      const response = await gw.fetch('/rec/open/m', { method, headers: adminAuth })
+      assert.equal(response.status, 200, method)
+      assert.equal(last().method, method)
+    }
+  })
+
+  it('answers unknown paths with 404 JSON', async () => {
+    const response = await gw.fetch('/nowhere/')
+    assert.equal(response.status, 404)
+    assert.equal((await json(response)).code, 'not_found')
+  })
+})

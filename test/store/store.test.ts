@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
+import { after, before, describe, it } from 'node:test'
+import { openStore, type Store } from '../../src/store/store.ts'
+import { EventBus } from '../../src/store/event-bus.ts'
+import { tempDir } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+
+/** One conformance suite, run on every backend: what passes here behaves the same on SQLite and PostgreSQL. */
+export function storeConformance(backend: string, open: () => Promise<{ store: Store; reopen: () => Promise<Store>; cleanup: () => Promise<void> }>): void {
+  describe(`store on ${backend}`, () => {
+    let store: Store
+    let reopen: () => Promise<Store>
+    let cleanup: () => Promise<void>
+    before(async () => {
+      ;({ store, reopen, cleanup } = await open())
+    })
+    after(async () => {
+      await store.close()
+      await cleanup()
+    })
+
+    it('creates users with defaults and reads them back by id and username', async () => {
+      const created = await store.users.create({ username: 'ada', email: 'ada@example.com', passwordHash: 'h1', isSuperuser: true }, 1_700_000_000_000)
+      assert.equal(typeof created.id, 'number')
+      assert.equal(created.isSuperuser, true)
+      assert.equal(created.isActive, true)
+      assert.equal(created.external, false)
+      assert.equal(created.source, 'local')
+      assert.equal(created.created, 1_700_000_000_000)
+      assert.equal(created.lastLogin, null)
+      assert.deepEqual(await store.users.findById(created.id), created)
+      assert.deepEqual(await store.users.findByUsername('ada'), created)
+      assert.equal(await store.users.findByUsername('ADA'), undefined)
+    })
+
+    it('refuses a duplicate username', async () => {
+      await assert.rejects(store.users.create({ username: 'ada' }), (error: Error) => /UNIQUE|duplicate|23505/i.test(String((error as { code?: string }).code ?? '') + error.message))
+    })
+
+    it('updates only the given fields and keeps booleans as booleans', async () => {
+      const user = await store.users.create({ username: 'grace', source: 'ldap', external: true })
+      const updated = await store.users.update(user.id, { isActive: false, email: 'g@example.com' }, 1_800_000_000_000)
+      assert.equal(updated?.isActive, false)
+      assert.equal(updated?.email, 'g@example.com')
+      assert.equal(updated?.external, true)
+      assert.equal(updated?.source, 'ldap')
+      assert.equal(updated?.modified, 1_800_000_000_000)
+      assert.equal(await store.users.update(999_999, { email: 'x' }), undefined)
+    })
+
+    it('pages and filters the user list', async () => {
+      for (let i = 0; i < 5; i++) await store.users.create({ username: `page${i}` })
+      const all = await store.users.list({ offset: 0, limit: 100 })
+      const firstTwo = await store.users.list({ offset: 0, limit: 2 })
+      assert.equal(firstTwo.count, all.count)
+      assert.equal(firstTwo.users.length, 2)
+      assert.deepEqual(firstTwo.users.map((u) => u.id), all.users.slice(0, 2).map((u) => u.id))
+      const ldap = await store.users.list({ offset: 0, limit: 100, source: 'ldap' })
+      assert.deepEqual(ldap.users.map((u) => u.username), ['grace'])
+      assert.equal((await store.users.list({ offset: 0, limit: 10, username: 'page3' })).count, 1)
+    })
+
+    it('records the last login and deletes users', async () => {
+      const user = await store.users.create({ username: 'temp' })
+      await store.users.recordLogin(user.id, 1_900_000_000_000)
+      assert.equal((await store.users.findById(user.id))?.lastLogin, 1_900_000_000_000)
+      assert.equal(await store.users.delete(user.id), true)
+      assert.equal(await store.users.delete(user.id), false)
+      assert.equal(await store.users.findById(user.id), undefined)
+    })
+
+    it('stores settings as JSON values and overwrites them', async () => {
+      await store.settings.put({ session_cookie_age: 1200, gateway_basic_auth_enabled: false })
+      await store.settings.put({ session_cookie_age: 60 })
+      assert.deepEqual(await store.settings.all(), { session_cookie_age: 60, gateway_basic_auth_enabled: false })
+    })
+
+    it('keeps an ordered event log and prunes old entries', async () => {
+      const first = await store.events.append('user', '1', 1000)
+      const second = await store.events.append('settings', 'x', Date.now())
+      assert.ok(second > first)
+      assert.equal(await store.events.latestId(), second)
+      assert.deepEqual((await store.events.after(first)).map((e) => [e.topic, e.key]), [['settings', 'x']])
+      await store.events.pruneBefore(2000)
+      assert.deepEqual((await store.events.after(0)).map((e) => e.id), [second])
+    })
+
+    it('stores signing keys and retires them', async () => {
+      await store.signingKeys.add({ kid: 'k1', purpose: 'test', alg: 'ES256', privateJwk: { d: 'secret' }, publicJwk: { x: '1' }, created: 1, retireAt: null })
+      await store.signingKeys.add({ kid: 'k2', purpose: 'test', alg: 'ES256', privateJwk: { d: 's2' }, publicJwk: { x: '2' }, created: 2, retireAt: null })
+      assert.deepEqual((await store.signingKeys.list('test')).map((k) => k.kid), ['k2', 'k1'])
+      await store.signingKeys.retire('k1', 10)
+      await store.signingKeys.deleteRetiredBefore(11)
+      assert.deepEqual((await store.signingKeys.list('test')).map((k) => [k.kid, k.publicJwk]), [['k2', { x: '2' }]])
+    })
+
+    it('tells a second connection about changes through the event bus', async () => {
+      const other = await reopen()
+      const bus = new EventBus(other)
+      const seen: string[] = []
+      bus.on('user', (key) => void seen.push(key))
+      await bus.start(60_000)
+      try {
+        const publisher = new EventBus(store)
+        await publisher.publish('user', '42')
+        await bus.freshen()
+        // PostgreSQL delivers by NOTIFY, asynchronously; a sync is what the safety timer would do.
+        if (!seen.length) await bus.sync()
+        assert.deepEqual(seen, ['42'])
+        await bus.freshen()
+        assert.deepEqual(seen, ['42'], 'an event is delivered once')
+      } finally {
+        await bus.stop()
+        await other.close()
+      }
+    })
+
+    it('runs migrations idempotently', async () => {
+      assert.deepEqual(await store.database.migrate(), [])
+      assert.equal(await store.database.ping(), true)
+    })
+  })
+}
+
+storeConformance('SQLite', async () => {
+  const dir = tempDir()
+  return {
+    store: await openStore({ dataDir: dir }),
+    reopen: () => openStore({ dataDir: dir }),
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  }
+})
+
+storeConformance('PostgreSQL', async () => {
+  const database = await createTestDatabase()
+  return {
+    store: await openStore({ url: database.url, dataDir: '' }),
+    reopen: () => openStore({ url: database.url, dataDir: '' }),
+    cleanup: database.drop,
+  }
+})
