@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'kysely'
 import type pg from 'pg'
 import type { Store } from './store.ts'
@@ -7,52 +9,76 @@ type Listener = (key: string) => void | Promise<void>
 const CHANNEL = 'gatehouse_events'
 /** Identity values can commit out of order on PostgreSQL; re-reading a short window behind the newest catches late ones. */
 const LOOK_BACK = 50
+/** A process that has not said it is alive for this long is no longer waited for. */
+const ALIVE_MS = 5000
+/** The longest a publisher waits for other processes to confirm they have read its event. */
+const ACK_WAIT_MS = 1000
 
 /**
- * Tells every gateway process sharing the database that something it may have cached changed.
- * The request path calls `freshen()`: on SQLite that costs one `PRAGMA data_version` (it moves only when
- * another process committed), on PostgreSQL nothing, because LISTEN/NOTIFY pushes news as it commits.
- * A timer re-reads the log as a safety net and prunes old entries.
+ * Tells every gateway process sharing the database that something it may have cached changed (a user
+ * disabled, a token revoked, a setting saved), so "revoked" means refused on the very next request anywhere,
+ * while the request path itself stays in memory:
+ * - SQLite: each request costs one `PRAGMA data_version`, which moves only when another process committed.
+ * - PostgreSQL: LISTEN/NOTIFY pushes news to every process, and a publisher returns only once every live
+ *   process has confirmed it read the event (bounded by ACK_WAIT_MS), so its caller's next request cannot
+ *   overtake the news. The request path costs nothing.
+ * A timer re-reads the log as a safety net, keeps this process's heartbeat and prunes old entries.
  */
 export class EventBus {
   readonly #store: Store
   readonly #listeners = new Map<string, Listener[]>()
   readonly #seen = new Set<number>()
+  readonly #processId = randomUUID()
   #lastId = 0
   #dataVersion: number | undefined
   #syncing: Promise<void> | undefined
+  #again = false
   #timer: NodeJS.Timeout | undefined
   #client: pg.PoolClient | undefined
+  #registered = false
 
   constructor(store: Store) {
     this.#store = store
   }
 
+  get #postgres(): boolean {
+    return this.#store.database.dialect === 'postgres'
+  }
+
   async start(intervalMs = 1000): Promise<void> {
     this.#lastId = await this.#store.events.latestId()
     this.#dataVersion = this.#store.database.dataVersion()
-    this.#client = await this.#store.database.listenClient()
-    if (this.#client) {
-      this.#client.on('notification', () => void this.sync())
-      this.#client.on('error', () => {})
-      await this.#client.query(`LISTEN ${CHANNEL}`)
+    if (this.#postgres) {
+      this.#client = await this.#store.database.listenClient()
+      this.#client!.on('notification', () => void this.sync().catch(() => {}))
+      this.#client!.on('error', () => {})
+      await this.#client!.query(`LISTEN ${CHANNEL}`)
+      await this.#store.events.heartbeat(this.#processId, this.#lastId)
+      this.#registered = true
     }
     let ticks = 0
     this.#timer = setInterval(() => {
       void this.sync().catch(() => {})
-      if (++ticks % 3600 === 0) void this.#store.events.pruneBefore(Date.now() - 3600_000).catch(() => {})
+      if (this.#registered && ++ticks % Math.max(1, Math.round(1000 / intervalMs)) === 0) {
+        void this.#store.events.heartbeat(this.#processId, this.#lastId).catch(() => {})
+      }
+      if (ticks % 3600 === 0) void this.#store.events.pruneBefore(Date.now() - 3600_000).catch(() => {})
     }, intervalMs)
     this.#timer.unref()
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer)
+    await this.#syncing
+    if (this.#registered) {
+      this.#registered = false
+      await this.#store.events.leave(this.#processId).catch(() => {})
+    }
     if (this.#client) {
       this.#client.removeAllListeners('notification')
       this.#client.release(true)
       this.#client = undefined
     }
-    await this.#syncing
   }
 
   on(topic: string, listener: Listener): void {
@@ -61,15 +87,17 @@ export class EventBus {
     this.#listeners.set(topic, list)
   }
 
-  /** Records a change; this process's listeners run before it returns, other processes' on their next request. */
+  /** Records a change; this process's listeners run before it returns, and other processes have read it or will on their next request. */
   async publish(topic: string, key: string): Promise<void> {
     const id = await this.#store.events.append(topic, key)
     this.#seen.add(id)
-    if (this.#store.database.dialect === 'postgres') {
-      await sql`select pg_notify(${CHANNEL}, ${String(id)})`.execute(this.#store.database.db)
-    }
     await this.#dispatch(topic, key)
-    this.#dataVersion = this.#store.database.dataVersion()
+    if (this.#postgres) {
+      await sql`select pg_notify(${CHANNEL}, ${String(id)})`.execute(this.#store.database.db)
+      await this.#waitForReaders(id)
+    } else {
+      this.#dataVersion = this.#store.database.dataVersion()
+    }
   }
 
   /** Cheap enough for every request: reads the log only when another process may have written to it. */
@@ -83,8 +111,18 @@ export class EventBus {
     }
   }
 
+  /** Reads news now; a request made while a read is running gets one more read after it. */
   sync(): Promise<void> {
-    this.#syncing ??= this.#readNews().finally(() => {
+    if (this.#syncing) {
+      this.#again = true
+      return this.#syncing
+    }
+    this.#syncing = (async () => {
+      do {
+        this.#again = false
+        await this.#readNews()
+      } while (this.#again)
+    })().finally(() => {
       this.#syncing = undefined
     })
     return this.#syncing
@@ -92,6 +130,7 @@ export class EventBus {
 
   async #readNews(): Promise<void> {
     const events = await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK))
+    const before = this.#lastId
     for (const event of events) {
       this.#lastId = Math.max(this.#lastId, event.id)
       if (this.#seen.has(event.id)) continue
@@ -99,6 +138,15 @@ export class EventBus {
       await this.#dispatch(event.topic, event.key)
     }
     for (const id of this.#seen) if (id < this.#lastId - LOOK_BACK) this.#seen.delete(id)
+    if (this.#registered && this.#lastId !== before) await this.#store.events.heartbeat(this.#processId, this.#lastId)
+  }
+
+  async #waitForReaders(id: number): Promise<void> {
+    const deadline = Date.now() + ACK_WAIT_MS
+    while (Date.now() < deadline) {
+      if ((await this.#store.events.lagging(id, Date.now() - ALIVE_MS, this.#processId)) === 0) return
+      await sleep(3)
+    }
   }
 
   async #dispatch(topic: string, key: string): Promise<void> {

@@ -33,7 +33,28 @@ export class EventLog {
     return Number(row?.id ?? 0)
   }
 
+  /** Registers or refreshes a reading process and how far it has read. */
+  async heartbeat(processId: string, lastEventId: number, now = Date.now()): Promise<void> {
+    await this.#db.insertInto('gateway_processes').values({ id: processId, heartbeat_at: now, last_event_id: lastEventId })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: now, last_event_id: lastEventId }))
+      .execute()
+  }
+
+  async leave(processId: string): Promise<void> {
+    await this.#db.deleteFrom('gateway_processes').where('id', '=', processId).execute()
+  }
+
+  /** How many live processes (heartbeat since `aliveSince`) other than `except` have not yet read event `id`. */
+  async lagging(id: number, aliveSince: number, except: string): Promise<number> {
+    const row = await this.#db.selectFrom('gateway_processes')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('heartbeat_at', '>', aliveSince).where('last_event_id', '<', id).where('id', '!=', except)
+      .executeTakeFirstOrThrow()
+    return Number(row.n)
+  }
+
   async pruneBefore(time: number): Promise<void> {
+    await this.#db.deleteFrom('gateway_processes').where('heartbeat_at', '<', time).execute()
     await this.#db.deleteFrom('events').where('created_at', '<', time).execute()
   }
 }

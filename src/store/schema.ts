@@ -9,6 +9,13 @@ export interface Tables {
   settings: SettingsTable
   events: EventsTable
   signing_keys: SigningKeysTable
+  gateway_processes: GatewayProcessesTable
+}
+
+export interface GatewayProcessesTable {
+  id: string
+  heartbeat_at: number
+  last_event_id: number
 }
 
 export interface UsersTable {

@@ -1,7 +1,7 @@
 import type { GatehouseMigration } from './helpers.ts'
 import { booleanType, falseDefault, withId } from './helpers.ts'
 
-/** Users, run-time settings, the cross-process event log and the gateway's signing keys. */
+/** Users, run-time settings, the cross-process event log with its readers, and the gateway's signing keys. */
 export const core: GatehouseMigration = {
   async up(db, dialect) {
     await withId(db.schema.createTable('users'), dialect)
@@ -31,6 +31,13 @@ export const core: GatehouseMigration = {
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .execute()
     await db.schema.createIndex('events_created_at').on('events').column('created_at').execute()
+
+    // Live gateway processes and how far each has read the event log (PostgreSQL: publishers wait for them).
+    await db.schema.createTable('gateway_processes')
+      .addColumn('id', 'varchar(64)', (c) => c.primaryKey())
+      .addColumn('heartbeat_at', 'bigint', (c) => c.notNull())
+      .addColumn('last_event_id', 'bigint', (c) => c.notNull())
+      .execute()
 
     await db.schema.createTable('signing_keys')
       .addColumn('kid', 'varchar(100)', (c) => c.primaryKey())

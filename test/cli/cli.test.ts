@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { openStore } from '../../src/store/store.ts'
+import { verifyPassword } from '../../src/auth/passwords.ts'
+import { demoConfigFile } from '../../src/config/load.ts'
+import { runCli, tempDir } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+
+describe('bin/gatehouse', () => {
+  it('creates, lists, re-passwords and disables users in the data directory', async () => {
+    const dir = tempDir()
+    const created = await runCli(['users', 'create', 'erin', '--password-stdin', '--email', 'erin@example.com', '--superuser', '--data-dir', dir], { input: 'erin-password\n' })
+    assert.equal(created.code, 0, created.stderr)
+    assert.match(created.stdout, /created user erin/)
+    assert.doesNotMatch(created.stdout, /erin-password/)
+
+    const listed = await runCli(['users', 'list', '--data-dir', dir])
+    assert.equal(listed.code, 0)
+    assert.match(listed.stdout, /erin\s+local\s+yes\s+yes\s+erin@example.com/)
+
+    assert.equal((await runCli(['users', 'set-password', 'erin', '--password-stdin', '--data-dir', dir], { input: 'new-password\n' })).code, 0)
+    assert.equal((await runCli(['users', 'disable', 'erin', '--data-dir', dir])).code, 0)
+
+    const store = await openStore({ dataDir: dir })
+    const erin = await store.users.findByUsername('erin')
+    await store.close()
+    assert.equal(erin?.isActive, false)
+    assert.equal(erin?.isSuperuser, true)
+    assert.ok(erin?.passwordHash?.startsWith('$argon2id$'))
+    assert.equal(await verifyPassword(erin!.passwordHash!, 'new-password'), true)
+  })
+
+  it('prints a generated password when none is given', async () => {
+    const dir = tempDir()
+    const created = await runCli(['users', 'create', 'frank', '--data-dir', dir])
+    assert.equal(created.code, 0)
+    const password = /password: (\S+)/.exec(created.stdout)?.[1]
+    assert.ok(password && password.length >= 20)
+    const store = await openStore({ dataDir: dir })
+    const frank = await store.users.findByUsername('frank')
+    await store.close()
+    assert.equal(await verifyPassword(frank!.passwordHash!, password), true)
+  })
+
+  it('works on PostgreSQL with --database', async () => {
+    const database = await createTestDatabase()
+    try {
+      assert.match((await runCli(['migrate', '--database', database.url])).stdout, /applied: 001_core/)
+      assert.equal((await runCli(['users', 'create', 'gina', '--database', database.url])).code, 0)
+      assert.match((await runCli(['users', 'list', '--database', database.url])).stdout, /gina/)
+      assert.match((await runCli(['migrate', '--database', database.url])).stdout, /up to date/)
+    } finally {
+      await database.drop()
+    }
+  })
+
+  it('exits non-zero with a one-line reason on bad arguments', async () => {
+    const dir = tempDir()
+    const cases: [string[], RegExp][] = [
+      [['users', 'create', 'bad name!', '--data-dir', dir], /username/],
+      [['users', 'disable', 'nobody', '--data-dir', dir], /no such user/],
+      [['users', 'create'], /missing required argument/],
+      [['serve', '--port', 'eighty'], /--port/],
+      [['serve', '--nonsense'], /unknown option/],
+      [['frobnicate'], /unknown command/],
+      [['users', 'list', '--database', 'mysql://x'], /postgres/],
+      [['users', 'set-password', 'x', '--data-dir', dir], /--password-stdin/],
+    ]
+    for (const [args, reason] of cases) {
+      const result = await runCli(args)
+      assert.notEqual(result.code, 0, args.join(' '))
+      assert.match(result.stderr, reason, args.join(' '))
+      assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
+    }
+  })
+
+  it('has --help for every command', async () => {
+    for (const args of [[], ['serve'], ['users'], ['users', 'create'], ['migrate'], ['config', 'check']]) {
+      const result = await runCli([...args, '--help'])
+      assert.equal(result.code, 0, args.join(' '))
+      assert.match(result.stdout, /Usage: gatehouse/)
+    }
+  })
+
+  it('checks configuration files and reports all problems', async () => {
+    const ok = await runCli(['config', 'check', demoConfigFile])
+    assert.equal(ok.code, 0)
+    assert.match(ok.stdout, /OK \(\d+ services?: controller, galaxy, eda, demo-app/)
+    const file = join(tempDir(), 'bad.yaml')
+    writeFileSync(file, 'server:\n  port: -1\nservices:\n  - name: x\n')
+    const bad = await runCli(['config', 'check', file])
+    assert.equal(bad.code, 2)
+    assert.match(bad.stderr, /server\.port/)
+    assert.match(bad.stderr, /services\.0\.prefix/)
+    assert.match(bad.stderr, /services\.0\.upstream/)
+  })
+
+  it('prints the configuration reference with descriptions', async () => {
+    const result = await runCli(['config', 'reference'])
+    assert.equal(result.code, 0)
+    const schema = JSON.parse(result.stdout)
+    assert.match(schema.properties.services.items.properties.unauthenticated.description, /redirect/)
+  })
+})

@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { ConfigError, demoConfigFile, loadConfigFile, validateConfig } from '../../src/config/load.ts'
+import { tempDir } from '../helpers/gateway.ts'
+
+function problemsOf(input: unknown): string[] {
+  try {
+    validateConfig(input)
+  } catch (error) {
+    assert.ok(error instanceof ConfigError)
+    return error.problems
+  }
+  assert.fail('expected the configuration to be refused')
+}
+
+describe('configuration', () => {
+  it('fills every default into an empty file', () => {
+    const config = validateConfig({})
+    assert.equal(config.server.port, 8080)
+    assert.equal(config.server.host, '127.0.0.1')
+    assert.equal(config.storage.data_dir, './data')
+    assert.deepEqual(config.gateway.public_paths, ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'])
+    assert.deepEqual(config.services, [])
+  })
+
+  it('loads the demo configuration with the documented services', () => {
+    const config = loadConfigFile(demoConfigFile)
+    assert.deepEqual(config.services.map((s) => [s.name, s.prefix]).slice(0, 4), [
+      ['controller', '/api/controller/'], ['galaxy', '/api/galaxy/'], ['eda', '/api/eda/'], ['demo-app', '/demo-app/'],
+    ])
+    assert.deepEqual(config.services[0]!.public_paths, ['/api/controller/v2/', '/api/controller/v2/ping/'])
+  })
+
+  it('freezes the result', () => {
+    const config = validateConfig({ services: [{ name: 'a', prefix: '/a/', upstream: 'http://127.0.0.1:1' }] })
+    assert.ok(Object.isFrozen(config))
+    assert.ok(Object.isFrozen(config.services[0]))
+    assert.throws(() => ((config.server as { port: number }).port = 1))
+  })
+
+  it('reports every problem at once, each with its path', () => {
+    const problems = problemsOf({
+      server: { port: 'eighty', colour: 'blue' },
+      services: [
+        { name: 'Bad Name', prefix: 'no-slash', upstream: 'ftp://x', accepts: ['kerberos'] },
+        { name: 'dup', prefix: '/d/', upstream: 'http://127.0.0.1:1', unauthenticated: 'maybe' },
+        { name: 'dup', prefix: '/d/', upstream: 'http://127.0.0.1:1', public_paths: ['/elsewhere/'] },
+        { name: 'gw', prefix: '/api/gateway/', upstream: 'http://127.0.0.1:1' },
+      ],
+    })
+    const paths = problems.map((p) => p.split(':')[0])
+    for (const expected of ['server.port', 'server', 'services.0.name', 'services.0.prefix', 'services.0.upstream', 'services.0.accepts.0', 'services.1.unauthenticated']) {
+      assert.ok(paths.includes(expected), `${expected} in ${JSON.stringify(problems)}`)
+    }
+    const more = problemsOf({ services: [
+      { name: 'dup', prefix: '/d/', upstream: 'http://127.0.0.1:1' },
+      { name: 'dup', prefix: '/d/', upstream: 'http://127.0.0.1:1', public_paths: ['/elsewhere/'] },
+      { name: 'gw', prefix: '/api/gateway/', upstream: 'http://127.0.0.1:1' },
+      { name: 'root', prefix: '/api/', upstream: 'http://127.0.0.1:1' },
+    ] }).map((p) => p.split(':')[0])
+    for (const expected of ['services.1.name', 'services.1.prefix', 'services.1.public_paths.0', 'services.2.prefix', 'services.3.prefix']) {
+      assert.ok(more.includes(expected), `${expected} in ${JSON.stringify(more)}`)
+    }
+  })
+
+  it('reports YAML syntax errors and unreadable files instead of crashing', () => {
+    const dir = tempDir()
+    const broken = join(dir, 'broken.yaml')
+    writeFileSync(broken, 'server:\n  port: [1,\n')
+    assert.throws(() => loadConfigFile(broken), (error: unknown) => error instanceof ConfigError && /YAML/.test(error.problems[0]!))
+    const duplicated = join(dir, 'dup.yaml')
+    writeFileSync(duplicated, 'server:\n  port: 1\n  port: 2\n')
+    assert.throws(() => loadConfigFile(duplicated), ConfigError)
+    assert.throws(() => loadConfigFile(join(dir, 'missing.yaml')), (error: unknown) => error instanceof ConfigError && /cannot read/.test(error.problems[0]!))
+  })
+})
