@@ -15,6 +15,8 @@ export interface DemoUpstream {
  */
 export async function startDemoUpstream(name: string, gatewayUrl: () => string, issuer: () => string = gatewayUrl): Promise<DemoUpstream> {
   let jwks: ReturnType<typeof createRemoteJWKSet> | undefined
+  // Like any service should, verify each identity token once and remember it until it expires.
+  const verifiedTokens = new Map<string, { sub: string; username: unknown; exp: number }>()
   const server: Server = createServer(async (req, res) => {
     let bodyBytes = 0
     try {
@@ -27,12 +29,19 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
         let verified = false
         const token = req.headers['x-gatehouse-identity']
         if (typeof token === 'string') {
-          try {
-            const { payload } = await jwtVerify(token, jwks, { audience: name, issuer: issuer(), algorithms: ['ES256'] })
-            verified = payload.preferred_username === username && payload.sub === req.headers['x-gatehouse-user-id']
-          } catch {
-            verified = false
+          let claims = verifiedTokens.get(token)
+          if (!claims || claims.exp * 1000 <= Date.now()) {
+            claims = undefined
+            try {
+              const { payload } = await jwtVerify(token, jwks, { audience: name, issuer: issuer(), algorithms: ['ES256'] })
+              claims = { sub: String(payload.sub), username: payload.preferred_username, exp: payload.exp ?? 0 }
+              if (verifiedTokens.size > 10_000) verifiedTokens.clear()
+              verifiedTokens.set(token, claims)
+            } catch {
+              claims = undefined
+            }
           }
+          verified = claims !== undefined && claims.username === username && claims.sub === req.headers['x-gatehouse-user-id']
         }
         identity = {
           username,

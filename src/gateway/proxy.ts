@@ -68,7 +68,7 @@ async function forward(app: App, route: Route, request: FastifyRequest, reply: F
       const cause = (error as { cause?: { code?: string } }).cause
       const code = cause?.code ?? (error as { code?: string }).code ?? ''
       const mapped = TIMEOUT_CODES.has(code) ? new UpstreamTimeout(route.name, error) : new UpstreamUnavailable(route.name, error)
-      request.log.warn({ service: route.name, code }, 'upstream failed')
+      // reply-from has already logged the failure with its cause, at warn.
       sendError(request, replyWithError as FastifyReply, mapped)
     },
   })

@@ -9,6 +9,7 @@ import type { SqliteDatabase, SqliteStatement } from 'kysely'
 export class NodeSqliteDatabase implements SqliteDatabase {
   readonly raw: DatabaseSync
   readonly #statements = new Map<string, StatementSync>()
+  #dataVersionStatement: StatementSync | undefined
 
   constructor(filename: string) {
     this.raw = new DatabaseSync(filename)
@@ -20,7 +21,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 
   /** Changes whenever another connection commits: a free way to know whether to look for news. */
   dataVersion(): number {
-    const row = this.raw.prepare('PRAGMA data_version').get() as { data_version: number }
+    this.#dataVersionStatement ??= this.raw.prepare('PRAGMA data_version')
+    const row = this.#dataVersionStatement.get() as { data_version: number }
     return row.data_version
   }
 

@@ -1,0 +1,106 @@
+/**
+ * `npm run bench`: requests per second and p99 latency to the demo controller, directly and through the gateway,
+ * with wrk (Debian package `wrk`) as the load generator in its own process. Each target is warmed up first.
+ * Environment: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const root = new URL('../', import.meta.url).pathname
+const seconds = Number(process.env.BENCH_SECONDS ?? 10)
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
+const password = 'bench-password'
+const children: ChildProcess[] = []
+
+function requireWrk(): void {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' })
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ENOENT') {
+      process.stderr.write('bench: wrk is not installed (apt-get install wrk)\n')
+      process.exit(2)
+    }
+  }
+}
+
+function start(command: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<string> {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(child)
+  let output = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not start: ${output}`)), 30_000)
+    const onData = (data: Buffer) => {
+      output += data
+      const match = ready.exec(output)
+      if (match) {
+        clearTimeout(timer)
+        resolve(match[1]!)
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.on('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)))
+  })
+}
+
+interface Result {
+  rps: number
+  p99ms: number
+  errors: number
+}
+
+function wrk(url: string, headers: Record<string, string> = {}, duration = seconds): Result {
+  const args = ['-t', '2', '-c', String(connections), '-d', `${duration}s`, '--latency']
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`)
+  const out = execFileSync('wrk', [...args, url], { encoding: 'utf8' })
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
+  const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out)
+  const p99ms = p99 ? Number(p99[1]) * ({ us: 0.001, ms: 1, s: 1000 } as Record<string, number>)[p99[2]!]! : NaN
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  const errors = non2xx + (socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0)
+  return { rps, p99ms, errors }
+}
+
+requireWrk()
+const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'))
+try {
+  const node = join(root, 'node_modules/.bin/node')
+  const upstream = (await start(node, [join(root, 'bench/upstream.ts')], { GATEWAY_URL: 'http://127.0.0.1:18480' }, /(http:\/\/\S+)/)).replace(/\/$/, '')
+  const config = join(dataDir, 'bench.yaml')
+  writeFileSync(config, [
+    'server: { host: 127.0.0.1, port: 18480 }',
+    'services:',
+    `  - { name: controller, prefix: /api/controller/, upstream: "${upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/] }`,
+  ].join('\n'))
+  const gateway = await start(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir],
+    { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn' }, /Gatehouse listening on (\S+)/)
+  const basicAuth = { Authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64') }
+
+  const targets: [string, string, Record<string, string>][] = [
+    ['direct to the upstream', `${upstream}/api/controller/v2/ping/`, {}],
+    ['gateway, public path', `${gateway}/api/controller/v2/ping/`, {}],
+    ['gateway, basic auth', `${gateway}/api/controller/v2/hosts/`, basicAuth],
+  ]
+  const rows: string[] = []
+  let direct = 0
+  for (const [name, url, headers] of targets) {
+    wrk(url, headers, 2)
+    const result = wrk(url, headers)
+    direct ||= result.rps
+    rows.push(`| ${name} | ${Math.round(result.rps)} | ${result.p99ms.toFixed(2)} | ${(result.rps / direct).toFixed(2)} | ${result.errors} |`)
+  }
+  process.stdout.write([
+    `wrk, ${connections} connections, ${seconds} s per target, Node ${execFileSync(node, ['-v'], { encoding: 'utf8' }).trim()}`,
+    '',
+    '| target | requests/s | p99 ms | ratio to direct | errors |',
+    '|---|---:|---:|---:|---:|',
+    ...rows,
+    '',
+  ].join('\n'))
+} finally {
+  for (const child of children) child.kill('SIGTERM')
+  rmSync(dataDir, { recursive: true, force: true })
+}
