@@ -40,6 +40,18 @@ describe('basic authorization', () => {
     assert.match(wrong.headers.get('www-authenticate') ?? '', /Basic realm="Gatehouse"/)
   })
 
+  it('spends about as long on an unknown user as on a wrong password', async () => {
+    const time = async (authorization: string) => {
+      const started = performance.now()
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization } })).status, 401)
+      return performance.now() - started
+    }
+    await time(basic('warm-up', 'x'))
+    const wrong = Math.min(await time(basic('alice', 'wrong-1')), await time(basic('alice', 'wrong-2')))
+    const unknown = Math.min(await time(basic('nobody-1', 'x')), await time(basic('nobody-2', 'x')))
+    assert.ok(unknown > wrong / 3 && unknown < wrong * 3, `wrong password ${wrong} ms, unknown user ${unknown} ms`)
+  })
+
   it('refuses malformed basic headers with a clear code', async () => {
     for (const header of ['Basic', 'Basic !!!', 'Basic ' + Buffer.from('no-colon').toString('base64'), 'Basic a', 'Basic ' + 'A'.repeat(5000)]) {
       const response = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: header } })
