@@ -9,6 +9,7 @@ import { userRoutes } from './api/users.ts'
 import { NotFound, sendError } from './errors.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
+import { registerUi } from './ui/routes.ts'
 
 export interface ServerOptions {
   logLevel?: string
@@ -65,5 +66,6 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     settingsRoutes(api, app)
   })
   await registerProxy(server, app)
+  await registerUi(server, app)
   return server
 }

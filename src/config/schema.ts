@@ -74,6 +74,9 @@ export const ConfigSchema = z.object({
     if (service.prefix.startsWith('/api/gateway/') || '/api/gateway/'.startsWith(service.prefix)) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not cover /api/gateway/, the gateway\'s own API' })
     }
+    if (service.prefix.startsWith('/ui/')) {
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not be under /ui/, the web interface' })
+    }
     service.public_paths.forEach((path, j) => {
       if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'public_paths', j], message: `must be under the service prefix ${service.prefix}` })
     })

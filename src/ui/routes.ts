@@ -1,0 +1,136 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import { extname, join, relative, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { gzipSync } from 'node:zlib'
+import type { App } from '../app.ts'
+import type { Principal } from '../auth/principal.ts'
+import { NotFound } from '../errors.ts'
+import { gatewayLoginUrl, refuseUnauthenticated } from '../gateway/policy.ts'
+import { splitTarget } from '../gateway/path-safety.ts'
+
+export const UI_PATH = '/ui/'
+const ASSETS_PATH = '/ui/assets/'
+const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url))
+
+/**
+ * The pages run only their own scripts and styles, talk only to this origin, and are never framed.
+ * No inline script or style is allowed, so injected markup cannot run.
+ */
+const CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "form-action 'self'",
+  "base-uri 'none'",
+  "frame-ancestors 'none'",
+].join('; ')
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+}
+
+interface Asset {
+  readonly body: Buffer
+  readonly gzipped: Buffer
+  readonly contentType: string
+  readonly etag: string
+}
+
+/**
+ * The web interface: one HTML shell for every page under /ui/, plus its scripts and stylesheet. The pages do
+ * everything through the public REST API with the session cookie, like any other client; the server's part
+ * is to serve files and to send people without a session to the login page.
+ */
+export async function registerUi(server: FastifyInstance, app: App): Promise<void> {
+  const assets = loadAssets(STATIC_DIR)
+  const template = assets.get('index.html')!
+  assets.delete('index.html')
+  // The browser fetches every module at once instead of discovering the imports one level at a time.
+  const preloads = [...assets.keys()].filter((name) => name.endsWith('.js')).map((name) => `<link rel="modulepreload" href="${ASSETS_PATH}${name}">`)
+  const shell = asset(Buffer.from(template.body.toString('utf8').replace('<!-- modulepreload -->', preloads.join('\n'))), template.contentType)
+
+  await server.register(async (ui) => {
+    ui.addHook('onRequest', async (request) => {
+      request.gatehouse.service = 'gateway'
+    })
+    ui.addHook('onSend', async (_request, reply) => {
+      reply.header('content-security-policy', CONTENT_SECURITY_POLICY)
+      reply.header('x-frame-options', 'DENY')
+      reply.header('x-content-type-options', 'nosniff')
+      reply.header('referrer-policy', 'same-origin')
+    })
+
+    ui.get('/', async (_request, reply) => reply.redirect(UI_PATH, 302))
+    ui.get('/ui', async (_request, reply) => reply.redirect(UI_PATH, 302))
+
+    ui.get(`${ASSETS_PATH}*`, async (request, reply) => {
+      const name = splitTarget(request.url).path.slice(ASSETS_PATH.length)
+      const asset = assets.get(name)
+      if (!asset) throw new NotFound('No such file.')
+      return sendAsset(request, reply, asset)
+    })
+
+    // Every other path is a page of the single-page interface; the browser-side router picks what to show.
+    const page = async (request: FastifyRequest, reply: FastifyReply) => {
+      const principal = await sessionPrincipal(app, request)
+      if (!principal) return refuseUnauthenticated(request, reply, 'redirect', ['session'], gatewayLoginUrl)
+      const path = splitTarget(request.url).path
+      // The administration pages say so themselves; the status tells programs and tests the same.
+      if (path.startsWith(`${UI_PATH}admin/`) && !principal.user.isSuperuser) reply.code(403)
+      reply.header('cache-control', 'no-store')
+      return sendAsset(request, reply, shell, false)
+    }
+    ui.get(UI_PATH, page)
+    ui.get(`${UI_PATH}*`, page)
+  })
+}
+
+/** The signed-in person, if the request carries a live session; a stale or unusable cookie counts as none. */
+async function sessionPrincipal(app: App, request: FastifyRequest): Promise<Principal | undefined> {
+  try {
+    return await app.auth.authenticate(request, ['session'])
+  } catch {
+    return undefined
+  }
+}
+
+function sendAsset(request: FastifyRequest, reply: FastifyReply, asset: Asset, cacheable = true): FastifyReply {
+  reply.type(asset.contentType)
+  reply.header('vary', 'accept-encoding')
+  if (cacheable) {
+    // Revalidated on every load: a cheap 304, and an upgrade never leaves a browser on stale scripts.
+    reply.header('cache-control', 'no-cache')
+    reply.header('etag', asset.etag)
+    if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send()
+  }
+  const acceptEncoding = request.headers['accept-encoding']
+  if (typeof acceptEncoding === 'string' && /\bgzip\b/.test(acceptEncoding)) {
+    reply.header('content-encoding', 'gzip')
+    return reply.send(asset.gzipped)
+  }
+  return reply.send(asset.body)
+}
+
+/** Reads and compresses every file once at start; requests are then served from memory by exact name. */
+function loadAssets(dir: string): Map<string, Asset> {
+  const assets = new Map<string, Asset>()
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue
+    const file = join(entry.parentPath, entry.name)
+    const contentType = CONTENT_TYPES[extname(file)]
+    if (!contentType) continue
+    assets.set(relative(dir, file).split(sep).join('/'), asset(readFileSync(file), contentType))
+  }
+  return assets
+}
+
+function asset(body: Buffer, contentType: string): Asset {
+  return { body, gzipped: gzipSync(body), contentType, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` }
+}

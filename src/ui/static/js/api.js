@@ -1,0 +1,95 @@
+// The REST client every page uses: the same public API any program calls, authenticated by the session
+// cookie, with the CSRF token from the `csrftoken` cookie echoed in X-CSRFToken on unsafe methods.
+
+export const API = '/api/gateway/v1/'
+export const LOGIN_URL = `${API}login/`
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/** A refused request, as the gateway describes it: `{code, detail, errors: {field: [messages]}}`. */
+export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {{code?: string, detail?: string, errors?: Record<string, string[]>}} body
+   */
+  constructor(status, body) {
+    super(body.detail || `The request failed (HTTP ${status}).`)
+    this.status = status
+    this.code = body.code || 'error'
+    /** @type {Record<string, string[]>} */
+    this.fields = body.errors || {}
+  }
+}
+
+/** @type {((error: ApiError) => void)[]} */
+const unauthenticatedListeners = []
+/** @type {((path: string, method: string) => void)[]} */
+const activityListeners = []
+
+/** Called when the API says the session is gone (401), whichever page asked. */
+export function onUnauthenticated(listener) {
+  unauthenticatedListeners.push(listener)
+}
+
+/** Called after every answered request: the server may have moved the session's end. */
+export function onActivity(listener) {
+  activityListeners.push(listener)
+}
+
+/** @param {string} name */
+export function readCookie(name) {
+  for (const part of document.cookie.split(';')) {
+    const [key, ...value] = part.trim().split('=')
+    if (key === name) return decodeURIComponent(value.join('='))
+  }
+  return undefined
+}
+
+/**
+ * Calls the API. `path` is relative to /api/gateway/v1/ unless it starts with "/".
+ * Resolves to the parsed JSON (null for 204); rejects with an ApiError the pages show to people.
+ * @param {string} path
+ * @param {{method?: string, body?: unknown, query?: Record<string, string | number | undefined>, signal?: AbortSignal}} [options]
+ * @returns {Promise<any>}
+ */
+export async function api(path, options = {}) {
+  const method = options.method || 'GET'
+  const url = new URL(path.startsWith('/') ? path : API + path, location.origin)
+  for (const [key, value] of Object.entries(options.query || {})) {
+    if (value !== undefined && value !== '') url.searchParams.set(key, String(value))
+  }
+  /** @type {Record<string, string>} */
+  const headers = { accept: 'application/json' }
+  if (options.body !== undefined) headers['content-type'] = 'application/json'
+  if (!SAFE_METHODS.has(method)) {
+    const csrf = readCookie('csrftoken')
+    if (csrf) headers['x-csrftoken'] = csrf
+  }
+  let response
+  try {
+    response = await fetch(url, {
+      method,
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+      redirect: 'error',
+      signal: options.signal,
+    })
+  } catch (error) {
+    if (error instanceof DOMException && error.name === 'AbortError') throw error
+    throw new ApiError(0, { code: 'network_error', detail: 'The gateway could not be reached. Check your connection and try again.' })
+  }
+  for (const listener of activityListeners) listener(url.pathname, method)
+  const type = response.headers.get('content-type') || ''
+  const body = response.status === 204 || !type.includes('json') ? null : await response.json().catch(() => null)
+  if (response.ok) return body
+  const error = new ApiError(response.status, body && typeof body === 'object' ? body : {})
+  if (response.status === 401) for (const listener of unauthenticatedListeners) listener(error)
+  throw error
+}
+
+/** The login page, coming back to `next` (this page by default) afterwards. */
+export function loginUrl(next = location.pathname + location.search) {
+  return `${LOGIN_URL}?next=${encodeURIComponent(next)}`
+}

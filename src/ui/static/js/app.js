@@ -1,0 +1,157 @@
+import { api, ApiError, LOGIN_URL, loginUrl } from './api.js'
+import { h, messageOf, replace } from './dom.js'
+import { profilePage } from './pages/account.js'
+import { servicesPage } from './pages/services.js'
+import { allSessionsPage, mySessionsPage } from './pages/sessions.js'
+import { settingsPage } from './pages/settings.js'
+import { allTokensPage, myTokensPage } from './pages/tokens.js'
+import { userPage, usersPage } from './pages/users.js'
+import { startSessionClock } from './session.js'
+
+/**
+ * @typedef {{id: number, username: string, email: string, first_name: string, last_name: string, is_superuser: boolean,
+ *   is_active: boolean, source: string, external: boolean, created: string, last_login: string | null}} User
+ * @typedef {{me: User, params: string[], query: URLSearchParams, navigate: (path: string) => void, setTitle: (title: string) => void}} PageContext
+ * @typedef {{path: RegExp, title: string, page: (context: PageContext) => Promise<Node>, admin?: boolean, nav?: string}} Route
+ */
+
+/** @type {Route[]} */
+const ROUTES = [
+  { path: /^\/ui\/(?:account)?$/, title: 'My account', page: profilePage, nav: '/ui/account' },
+  { path: /^\/ui\/tokens$/, title: 'My tokens', page: myTokensPage, nav: '/ui/tokens' },
+  { path: /^\/ui\/sessions$/, title: 'My sessions', page: mySessionsPage, nav: '/ui/sessions' },
+  { path: /^\/ui\/admin\/users$/, title: 'Users', page: usersPage, admin: true, nav: '/ui/admin/users' },
+  { path: /^\/ui\/admin\/users\/(new|[1-9][0-9]*)$/, title: 'User', page: userPage, admin: true, nav: '/ui/admin/users' },
+  { path: /^\/ui\/admin\/tokens$/, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },
+  { path: /^\/ui\/admin\/sessions$/, title: 'All sessions', page: allSessionsPage, admin: true, nav: '/ui/admin/sessions' },
+  { path: /^\/ui\/admin\/settings$/, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
+  { path: /^\/ui\/admin\/services$/, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
+]
+
+const NAV = [
+  { heading: 'My account', links: [['/ui/account', 'Profile'], ['/ui/tokens', 'Tokens'], ['/ui/sessions', 'Sessions']] },
+  {
+    heading: 'Administration',
+    admin: true,
+    links: [['/ui/admin/users', 'Users'], ['/ui/admin/tokens', 'Tokens'], ['/ui/admin/sessions', 'Sessions'], ['/ui/admin/settings', 'Settings'], ['/ui/admin/services', 'Services']],
+  },
+]
+
+const main = /** @type {HTMLElement} */ (document.getElementById('main'))
+const nav = /** @type {HTMLElement} */ (document.getElementById('nav'))
+const menuButton = /** @type {HTMLButtonElement} */ (document.getElementById('menu-button'))
+/** Counts renders, so a slow page that finishes after the person moved on is dropped. */
+let renderCount = 0
+
+async function start() {
+  let me
+  try {
+    me = (await api('me/')).results[0]
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return location.assign(loginUrl())
+    return replace(main, h('p', { class: 'form-error', role: 'alert' }, messageOf(error)))
+  }
+  renderHeader(me)
+  renderNav(me)
+  document.addEventListener('click', followLink)
+  addEventListener('popstate', () => render(me, false))
+  menuButton.addEventListener('click', () => setMenu(menuButton.getAttribute('aria-expanded') !== 'true'))
+  void startSessionClock({ clock: /** @type {HTMLElement} */ (document.getElementById('session-clock')), banner: /** @type {HTMLElement} */ (document.getElementById('session-banner')) })
+  await render(me, false)
+}
+
+/** @param {User} me */
+function renderHeader(me) {
+  const logout = h('button', { type: 'button', class: 'link', onclick: logOut }, 'Log out')
+  replace(/** @type {HTMLElement} */ (document.getElementById('who')),
+    h('span', { id: 'session-clock', class: 'session-clock', hidden: true, 'aria-live': 'off' }),
+    h('span', { class: 'username' }, me.username),
+    logout)
+}
+
+async function logOut() {
+  try {
+    await api('logout/', { method: 'POST' })
+  } finally {
+    location.assign(LOGIN_URL)
+  }
+}
+
+/** @param {User} me */
+function renderNav(me) {
+  replace(nav, NAV.filter((group) => !group.admin || me.is_superuser).map((group) =>
+    h('section', null,
+      h('h2', null, group.heading),
+      h('ul', null, group.links.map(([href, text]) => h('li', null, h('a', { href }, text)))))))
+}
+
+/** @param {boolean} open */
+function setMenu(open) {
+  menuButton.setAttribute('aria-expanded', String(open))
+  nav.classList.toggle('open', open)
+}
+
+/** Same-origin links into the interface change the page without reloading it. */
+function followLink(/** @type {MouseEvent} */ event) {
+  const link = /** @type {Element} */ (event.target).closest('a')
+  if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return
+  const url = new URL(link.href, location.href)
+  if (url.origin !== location.origin || !url.pathname.startsWith('/ui/') || url.pathname.startsWith('/ui/assets/') || link.target) return
+  event.preventDefault()
+  navigate(url.pathname + url.search)
+}
+
+/** @param {string} path */
+function navigate(path) {
+  history.pushState(null, '', path)
+  dispatchEvent(new PopStateEvent('popstate'))
+}
+
+/**
+ * @param {User} me
+ * @param {boolean} [focus]
+ */
+async function render(me, focus = true) {
+  const count = ++renderCount
+  setMenu(false)
+  const path = location.pathname
+  const route = ROUTES.find((r) => r.path.test(path))
+  for (const link of nav.querySelectorAll('a')) {
+    if (route && link.getAttribute('href') === route.nav) link.setAttribute('aria-current', 'page')
+    else link.removeAttribute('aria-current')
+  }
+  let content
+  if (!route) {
+    content = notice('Page not found', 'There is no page at this address.')
+  } else if (route.admin && !me.is_superuser) {
+    content = notice('Administration', 'Administration is for superusers. Your account is not one.')
+  } else {
+    const heading = h('h1', null, route.title)
+    const setTitle = (/** @type {string} */ title) => {
+      document.title = `${title} · Gatehouse`
+      heading.textContent = title
+    }
+    setTitle(route.title)
+    replace(main, heading, h('p', { class: 'muted' }, 'Loading…'))
+    try {
+      const params = /** @type {RegExpExecArray} */ (route.path.exec(path)).slice(1)
+      content = [heading, await route.page({ me, params, query: new URLSearchParams(location.search), navigate, setTitle })]
+    } catch (error) {
+      content = [heading, h('p', { class: 'form-error', role: 'alert' }, messageOf(error))]
+    }
+  }
+  if (count !== renderCount) return
+  replace(main, content)
+  if (focus) main.focus()
+}
+
+/**
+ * @param {string} title
+ * @param {string} text
+ */
+function notice(title, text) {
+  document.title = `${title} · Gatehouse`
+  return [h('h1', null, title), h('p', { class: 'notice' }, text), h('p', null, h('a', { href: '/ui/account' }, 'Back to my account'))]
+}
+
+void start()

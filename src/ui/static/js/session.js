@@ -1,0 +1,94 @@
+import { api, loginUrl, onActivity, onUnauthenticated } from './api.js'
+import { h, messageOf, replace, whileBusy } from './dom.js'
+
+/** How long before the end the warning appears. */
+export const WARN_SECONDS = 120
+
+/**
+ * The session's remaining time, in the header, and a warning with a button to stay logged in before it ends.
+ * The end comes from GET session/ (`expires_in_seconds`, so the two clocks need not agree) and is read again
+ * after the page talks to the API, since a request may move it.
+ * @param {{clock: HTMLElement, banner: HTMLElement}} places
+ */
+export function startSessionClock(places) {
+  /** Local time (ms) at which the session ends; 0 until known. */
+  let endsAt = 0
+  let ended = false
+  /** @type {'ok' | 'warning' | 'ended'} */
+  let shown = 'ok'
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let syncTimer
+  const remainingText = h('strong')
+  const warningText = h('span')
+
+  const sync = async () => {
+    try {
+      const session = await api('session/')
+      endsAt = Date.now() + Number(session.expires_in_seconds) * 1000
+      ended = false
+    } catch (error) {
+      if (/** @type {any} */ (error).status === 401) ended = true
+    }
+    tick()
+  }
+
+  const extend = async (/** @type {HTMLButtonElement} */ button) => {
+    try {
+      const session = await whileBusy(button, () => api('session/', { method: 'POST' }))
+      endsAt = Date.now() + Number(session.expires_in_seconds) * 1000
+    } catch (error) {
+      replace(warningText, `Could not extend the session: ${messageOf(error)}`)
+      return
+    }
+    tick()
+  }
+
+  const secondsLeft = () => Math.max(0, Math.ceil((endsAt - Date.now()) / 1000))
+
+  function tick() {
+    if (!endsAt && !ended) return
+    const left = ended ? 0 : secondsLeft()
+    places.clock.hidden = false
+    places.clock.classList.toggle('warning', left <= WARN_SECONDS)
+    replace(remainingText, clockText(left))
+    const state = left === 0 ? 'ended' : left <= WARN_SECONDS ? 'warning' : 'ok'
+    if (state === 'warning') replace(warningText, `Your session ends in ${clockText(left)}.`)
+    if (state === shown) return
+    shown = state
+    places.banner.hidden = state === 'ok'
+    places.banner.className = `session-banner ${state}`
+    if (state === 'warning') {
+      replace(places.banner, warningText, ' ',
+        h('button', { type: 'button', onclick: (/** @type {Event} */ e) => extend(/** @type {HTMLButtonElement} */ (e.currentTarget)) }, 'Stay logged in'))
+    } else if (state === 'ended') {
+      // Another tab may have extended it: believe the server, not this clock.
+      if (!ended) void sync()
+      replace(places.banner, 'Your session has ended. ', h('a', { href: loginUrl() }, 'Log in again'))
+    }
+  }
+
+  replace(places.clock, h('span', { class: 'label' }, 'Session '), remainingText)
+  places.clock.title = 'Time left before this login session ends'
+  onActivity((path) => {
+    if (path === '/api/gateway/v1/session/') return
+    clearTimeout(syncTimer)
+    syncTimer = setTimeout(sync, 1000)
+  })
+  onUnauthenticated(() => {
+    ended = true
+    tick()
+  })
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') void sync()
+  })
+  setInterval(tick, 1000)
+  return sync()
+}
+
+/** 905 -> "15:05", 3725 -> "1:02:05". */
+export function clockText(seconds) {
+  const hours = Math.floor(seconds / 3600)
+  const minutes = Math.floor((seconds % 3600) / 60)
+  const rest = String(seconds % 60).padStart(2, '0')
+  return hours ? `${hours}:${String(minutes).padStart(2, '0')}:${rest}` : `${minutes}:${rest}`
+}

@@ -1,0 +1,62 @@
+import { h, messageOf, replace } from './dom.js'
+
+/**
+ * @typedef {{label: string, cell: (row: any) => import('./dom.js').Child, class?: string}} Column
+ * @typedef {{count: number, next: string | null, previous: string | null, results: any[]}} PageOfResults
+ */
+
+/**
+ * A table over one of the API's paged lists (`{count, next, previous, results}`), with previous/next buttons.
+ * On narrow screens each row becomes a card whose cells carry their column's label.
+ * @param {{caption: string, columns: Column[], load: (page: number) => Promise<PageOfResults>, empty: string, pageSize?: number}} spec
+ */
+export function pagedTable(spec) {
+  const pageSize = spec.pageSize || 25
+  let page = 1
+  const body = h('tbody')
+  const status = h('p', { class: 'table-status muted', role: 'status' })
+  const previous = h('button', { type: 'button', class: 'secondary', onclick: () => show(page - 1) }, 'Previous')
+  const next = h('button', { type: 'button', class: 'secondary', onclick: () => show(page + 1) }, 'Next')
+  const pager = h('div', { class: 'pager', hidden: true }, previous, status, next)
+  const table = h('table', { class: 'data' },
+    h('caption', { class: 'visually-hidden' }, spec.caption),
+    h('thead', null, h('tr', null, spec.columns.map((c) => h('th', { scope: 'col', class: c.class }, c.label)))),
+    body)
+  const message = h('p', { class: 'muted', hidden: true })
+  const element = h('div', { class: 'table-wrap' }, table, message, pager)
+
+  /** @param {number} target */
+  async function show(target) {
+    let result
+    try {
+      result = await spec.load(target)
+    } catch (error) {
+      table.hidden = true
+      pager.hidden = true
+      message.hidden = false
+      message.className = 'form-error'
+      replace(message, messageOf(error))
+      return
+    }
+    page = target
+    message.className = 'muted'
+    const rows = result.results
+    if (!rows.length && page > 1) return show(page - 1)
+    table.hidden = rows.length === 0
+    message.hidden = rows.length !== 0
+    replace(message, spec.empty)
+    replace(body, rows.map((row) => h('tr', { dataset: { id: String(row.id ?? '') } },
+      spec.columns.map((c) => h('td', { class: c.class, dataset: { label: c.label } }, c.cell(row))))))
+    const pages = Math.max(1, Math.ceil(result.count / pageSize))
+    pager.hidden = pages <= 1
+    previous.toggleAttribute('disabled', !result.previous)
+    next.toggleAttribute('disabled', !result.next)
+    replace(status, `Page ${page} of ${pages} · ${result.count} in all`)
+  }
+
+  return {
+    element,
+    /** Shows the first page (or, after a change, the page on display). */
+    reload: (/** @type {boolean} */ keepPage = true) => show(keepPage ? page : 1),
+  }
+}
