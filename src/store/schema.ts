@@ -9,6 +9,7 @@ export interface Tables {
   settings: SettingsTable
   events: EventsTable
   signing_keys: SigningKeysTable
+  sessions: SessionsTable
 }
 
 export interface UsersTable {
@@ -48,4 +49,14 @@ export interface SigningKeysTable {
   public_jwk: string
   created_at: number
   retire_at: number | null
+}
+
+export interface SessionsTable {
+  id: Generated<number>
+  key_hash: string
+  user_id: number
+  created_at: number
+  expires_at: number
+  ip: string
+  user_agent: string
 }
