@@ -1,6 +1,9 @@
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
+import { CsrfPolicy } from './auth/csrf.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
+import { SessionAuthenticator } from './auth/session.ts'
+import { SessionManager } from './auth/session-manager.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
 import { LocalPasswords } from './directory/local.ts'
@@ -23,6 +26,8 @@ export interface App {
   readonly accounts: Accounts
   readonly auth: AuthPipeline
   readonly identity: IdentitySigner
+  readonly sessions: SessionManager
+  readonly csrf: CsrfPolicy
   readonly routes: readonly Route[]
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
@@ -54,6 +59,15 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const auth = new AuthPipeline(bus)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
+  const sessions = new SessionManager(store, bus, settings)
+  // A new password or a disabled account ends every session of the user, on every process.
+  accounts.onChange(async (user, change) => {
+    if (change.passwordChanged || change.deactivated || change.deleted) await sessions.endForUser(user.id)
+  })
+  accounts.onForget((userId) => sessions.forgetUser(userId))
+  const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
+  auth.add(new SessionAuthenticator(sessions, accounts, csrf))
+
   const app: App = {
     config,
     store,
@@ -62,6 +76,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     accounts,
     auth,
     identity,
+    sessions,
+    csrf,
     routes: compileRoutes(config, options.upstreams),
     get publicUrl() {
       return identity.issuer

@@ -60,6 +60,13 @@ export class PermissionDenied extends GatehouseError {
   }
 }
 
+/** 403: a session-authenticated unsafe request failed the CSRF check; `code` says which part (token, cookie, Referer, Origin). */
+export class CsrfFailed extends GatehouseError {
+  constructor(message: string, code: string) {
+    super(403, code, `CSRF Failed: ${message}`)
+  }
+}
+
 export class NotFound extends GatehouseError {
   constructor(message = 'Not found.', code = 'not_found') {
     super(404, code, message)

@@ -1,9 +1,12 @@
+import cookie from '@fastify/cookie'
 import formbody from '@fastify/formbody'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { App } from './app.ts'
 import { apiAccessCheck } from './api/access.ts'
 import { discoveryRoutes } from './api/discovery.ts'
+import { loginRoutes } from './api/login.ts'
+import { sessionRoutes } from './api/sessions.ts'
 import { settingsRoutes } from './api/settings.ts'
 import { userRoutes } from './api/users.ts'
 import { NotFound, sendError } from './errors.ts'
@@ -33,6 +36,8 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     return503OnClosing: true,
   })
 
+  // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
+  await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)
   server.addHook('onRequest', async (request) => {
     request.gatehouse = { service: undefined, principal: undefined }
@@ -63,6 +68,8 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     discoveryRoutes(api, app)
     userRoutes(api, app)
     settingsRoutes(api, app)
+    loginRoutes(api, app)
+    sessionRoutes(api, app)
   })
   await registerProxy(server, app)
   return server

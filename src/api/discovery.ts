@@ -20,6 +20,9 @@ export function discoveryRoutes(api: FastifyInstance, app: App): void {
     ping: '/api/gateway/v1/ping/',
     ui_auth: '/api/gateway/v1/ui_auth/',
     login: '/api/gateway/v1/login/',
+    logout: '/api/gateway/v1/logout/',
+    session: '/api/gateway/v1/session/',
+    sessions: '/api/gateway/v1/sessions/',
     jwks: '/api/gateway/v1/jwks/',
   }))
 

@@ -10,6 +10,7 @@ export interface Tables {
   events: EventsTable
   signing_keys: SigningKeysTable
   gateway_processes: GatewayProcessesTable
+  sessions: SessionsTable
 }
 
 export interface GatewayProcessesTable {
@@ -55,4 +56,14 @@ export interface SigningKeysTable {
   public_jwk: string
   created_at: number
   retire_at: number | null
+}
+
+export interface SessionsTable {
+  id: Generated<number>
+  key_hash: string
+  user_id: number
+  created_at: number
+  expires_at: number
+  ip: string
+  user_agent: string
 }
