@@ -1,6 +1,8 @@
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
+import { PersonalTokens } from './auth/personal-tokens.ts'
+import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
 import { LocalPasswords } from './directory/local.ts'
@@ -22,6 +24,7 @@ export interface App {
   readonly settings: RuntimeSettings
   readonly accounts: Accounts
   readonly auth: AuthPipeline
+  readonly tokens: PersonalTokens
   readonly identity: IdentitySigner
   readonly routes: readonly Route[]
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
@@ -54,6 +57,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const auth = new AuthPipeline(bus)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
+  const tokens = new PersonalTokens(store, bus, settings)
+  accounts.onForget((userId) => tokens.forgetUser(userId))
+  auth.add(new TokenAuthenticator(tokens, accounts))
+
   const app: App = {
     config,
     store,
@@ -61,6 +68,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     settings,
     accounts,
     auth,
+    tokens,
     identity,
     routes: compileRoutes(config, options.upstreams),
     get publicUrl() {
@@ -71,6 +79,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     },
     loginUrlFor: () => gatewayLoginUrl,
     async close() {
+      await tokens.close()
       await bus.stop()
     },
   }

@@ -9,6 +9,7 @@ export interface Tables {
   settings: SettingsTable
   events: EventsTable
   signing_keys: SigningKeysTable
+  tokens: TokensTable
 }
 
 export interface UsersTable {
@@ -48,4 +49,16 @@ export interface SigningKeysTable {
   public_jwk: string
   created_at: number
   retire_at: number | null
+}
+
+export interface TokensTable {
+  id: Generated<number>
+  user_id: number
+  token_hash: string
+  scope: string
+  description: string
+  created_at: number
+  modified_at: number
+  expires_at: number
+  last_used_at: number | null
 }

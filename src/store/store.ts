@@ -2,6 +2,7 @@ import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
 import { SettingsRepository } from './settings.ts'
 import { SigningKeyRepository } from './signing-keys.ts'
+import { TokenRepository } from './tokens.ts'
 import { UserRepository } from './users.ts'
 
 /**
@@ -14,6 +15,7 @@ export interface Store {
   readonly settings: SettingsRepository
   readonly events: EventLog
   readonly signingKeys: SigningKeyRepository
+  readonly tokens: TokenRepository
   close(): Promise<void>
 }
 
@@ -31,6 +33,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     settings: new SettingsRepository(database.db),
     events: new EventLog(database.db),
     signingKeys: new SigningKeyRepository(database.db),
+    tokens: new TokenRepository(database.db),
     close: () => database.close(),
   }
 }
