@@ -5,6 +5,7 @@ import type { App } from './app.ts'
 import { apiAccessCheck } from './api/access.ts'
 import { discoveryRoutes } from './api/discovery.ts'
 import { settingsRoutes } from './api/settings.ts'
+import { tokenRoutes } from './api/tokens.ts'
 import { userRoutes } from './api/users.ts'
 import { NotFound, sendError } from './errors.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
@@ -63,6 +64,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     discoveryRoutes(api, app)
     userRoutes(api, app)
     settingsRoutes(api, app)
+    tokenRoutes(api, app)
   })
   await registerProxy(server, app)
   return server
