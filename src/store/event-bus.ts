@@ -77,6 +77,8 @@ export class EventBus {
     const version = this.#store.database.dataVersion()
     if (version !== undefined && version !== this.#dataVersion) {
       this.#dataVersion = version
+      // A sync already under way may have read the log before that commit: read it again once it is done.
+      await this.#syncing?.catch(() => {})
       await this.sync()
     } else if (this.#syncing) {
       await this.#syncing
