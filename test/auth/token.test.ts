@@ -123,6 +123,8 @@ describe('token authorization', () => {
     await refused(await me(token), 401, 'account_disabled')
     assert.equal((await patch({ is_active: true })).status, 200)
     assert.equal((await me(token)).status, 200)
+    assert.equal((await gw.fetch(`/api/gateway/v1/users/${erin.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+    assert.equal((await me(token)).status, 401)
   })
 
   it('stops a narrowed token from writing at once', async () => {
