@@ -4,6 +4,8 @@ import { CsrfPolicy } from './auth/csrf.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
 import { SessionManager } from './auth/session-manager.ts'
+import { PersonalTokens } from './auth/personal-tokens.ts'
+import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
 import { LocalPasswords } from './directory/local.ts'
@@ -25,6 +27,7 @@ export interface App {
   readonly settings: RuntimeSettings
   readonly accounts: Accounts
   readonly auth: AuthPipeline
+  readonly tokens: PersonalTokens
   readonly identity: IdentitySigner
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
@@ -67,6 +70,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => sessions.forgetUser(userId))
   const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
   auth.add(new SessionAuthenticator(sessions, accounts, csrf))
+  const tokens = new PersonalTokens(store, bus, settings)
+  accounts.onForget((userId) => tokens.forgetUser(userId))
+  auth.add(new TokenAuthenticator(tokens, accounts))
 
   const app: App = {
     config,
@@ -75,6 +81,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     settings,
     accounts,
     auth,
+    tokens,
     identity,
     sessions,
     csrf,
@@ -87,6 +94,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     },
     loginUrlFor: () => gatewayLoginUrl,
     async close() {
+      await tokens.close()
       await bus.stop()
     },
   }

@@ -8,6 +8,7 @@ import { discoveryRoutes } from './api/discovery.ts'
 import { loginRoutes } from './api/login.ts'
 import { sessionRoutes } from './api/sessions.ts'
 import { settingsRoutes } from './api/settings.ts'
+import { tokenRoutes } from './api/tokens.ts'
 import { userRoutes } from './api/users.ts'
 import { NotFound, sendError } from './errors.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
@@ -70,6 +71,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     settingsRoutes(api, app)
     loginRoutes(api, app)
     sessionRoutes(api, app)
+    tokenRoutes(api, app)
   })
   await registerProxy(server, app)
   return server

@@ -17,6 +17,7 @@ export function discoveryRoutes(api: FastifyInstance, app: App): void {
     me: '/api/gateway/v1/me/',
     users: '/api/gateway/v1/users/',
     settings: '/api/gateway/v1/settings/',
+    tokens: '/api/gateway/v1/tokens/',
     ping: '/api/gateway/v1/ping/',
     ui_auth: '/api/gateway/v1/ui_auth/',
     login: '/api/gateway/v1/login/',

@@ -6,6 +6,7 @@ import { UsageError } from './common.ts'
 import { configCommand } from './config.ts'
 import { migrateCommand } from './migrate.ts'
 import { serveCommand } from './serve.ts'
+import { tokensCommand } from './tokens.ts'
 import { usersCommand } from './users.ts'
 
 const program = new Command('gatehouse')
@@ -14,6 +15,7 @@ const program = new Command('gatehouse')
   .showSuggestionAfterError()
   .addCommand(serveCommand())
   .addCommand(usersCommand())
+  .addCommand(tokensCommand())
   .addCommand(migrateCommand())
   .addCommand(configCommand())
 

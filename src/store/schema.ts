@@ -11,6 +11,7 @@ export interface Tables {
   signing_keys: SigningKeysTable
   gateway_processes: GatewayProcessesTable
   sessions: SessionsTable
+  tokens: TokensTable
 }
 
 export interface GatewayProcessesTable {
@@ -66,4 +67,16 @@ export interface SessionsTable {
   expires_at: number
   ip: string
   user_agent: string
+}
+
+export interface TokensTable {
+  id: Generated<number>
+  user_id: number
+  token_hash: string
+  scope: string
+  description: string
+  created_at: number
+  modified_at: number
+  expires_at: number
+  last_used_at: number | null
 }

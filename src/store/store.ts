@@ -3,6 +3,7 @@ import { EventLog } from './events.ts'
 import { SessionRepository } from './sessions.ts'
 import { SettingsRepository } from './settings.ts'
 import { SigningKeyRepository } from './signing-keys.ts'
+import { TokenRepository } from './tokens.ts'
 import { UserRepository } from './users.ts'
 
 /**
@@ -16,6 +17,7 @@ export interface Store {
   readonly events: EventLog
   readonly signingKeys: SigningKeyRepository
   readonly sessions: SessionRepository
+  readonly tokens: TokenRepository
   close(): Promise<void>
 }
 
@@ -34,6 +36,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     events: new EventLog(database.db),
     signingKeys: new SigningKeyRepository(database.db),
     sessions: new SessionRepository(database.db),
+    tokens: new TokenRepository(database.db),
     close: () => database.close(),
   }
 }
