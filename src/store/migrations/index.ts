@@ -1,10 +1,12 @@
 import type { Migration, MigrationProvider } from 'kysely'
 import type { DialectName, GatehouseMigration } from './helpers.ts'
 import { core } from './001_core.ts'
+import { ldap } from './005_ldap.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
   '001_core': core,
+  '005_ldap': ldap,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {
