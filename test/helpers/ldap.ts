@@ -1,7 +1,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { Attribute, Change, Client } from 'ldapts'
 import { tempDir } from './gateway.ts'
 
 /**
@@ -13,6 +14,8 @@ import { tempDir } from './gateway.ts'
 export const SUFFIX = 'dc=example,dc=test'
 export const SERVICE_DN = `cn=gatehouse,ou=services,${SUFFIX}`
 export const SERVICE_PASSWORD = 'service-bind-password'
+const ROOT_DN = `cn=root,${SUFFIX}`
+const ROOT_PASSWORD = 'root-password'
 export const PASSWORDS: Record<string, string> = {
   alice: 'alice-directory-password',
   bob: 'bob-directory-password',
@@ -41,6 +44,8 @@ export interface TestDirectory {
   dir: string
   /** The `ldap` config section pointing at this directory, with the fixture's groups mapped. */
   config(overrides?: Record<string, unknown>): Record<string, unknown>
+  /** Replaces a group's members, as a directory administrator would. */
+  setMembers(groupDn: string, memberDns: string[]): Promise<void>
   /** Pauses the server process (connections are accepted by the kernel, nothing answers): a "slow" directory. */
   pause(): void
   resume(): void
@@ -107,6 +112,15 @@ export async function startDirectory(): Promise<TestDirectory> {
       timeouts: { connect_seconds: 2, lookup_seconds: 3 },
       ...overrides,
     }),
+    async setMembers(groupDn, memberDns) {
+      const client = new Client({ url })
+      try {
+        await client.bind(ROOT_DN, ROOT_PASSWORD)
+        await client.modify(groupDn, new Change({ operation: 'replace', modification: new Attribute({ type: 'member', values: memberDns }) }))
+      } finally {
+        await client.unbind()
+      }
+    },
     pause: () => child?.kill('SIGSTOP'),
     resume: () => child?.kill('SIGCONT'),
     stop,
@@ -119,10 +133,6 @@ export async function startDirectory(): Promise<TestDirectory> {
   }
 }
 
-/** The certificate's text, for tests that need it inline. */
-export function readCertificate(directory: TestDirectory): string {
-  return readFileSync(directory.caFile, 'utf8')
-}
 
 function slapdConf(dir: string, dataDir: string, certFile: string, keyFile: string): string {
   return `
@@ -140,7 +150,8 @@ TLSCertificateKeyFile ${keyFile}
 database mdb
 maxsize 16777216
 suffix "${SUFFIX}"
-rootdn "cn=root,${SUFFIX}"
+rootdn "${ROOT_DN}"
+rootpw ${ROOT_PASSWORD}
 directory ${dataDir}
 # Anonymous clients may only bind; reading needs the service account (the search bind) or a user's own bind.
 access to attrs=userPassword by anonymous auth by * none
