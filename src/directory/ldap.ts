@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
-import { Client, Filter, InvalidCredentialsError, type Entry } from 'ldapts'
+import { Client, Filter, InvalidCredentialsError, SizeLimitExceededError, type Entry } from 'ldapts'
 import { NOT_MINE, type NotMine } from '../auth/authenticator.ts'
 import { ConfigError } from '../config/load.ts'
 import type { LdapConfig } from '../config/ldap.ts'
@@ -81,8 +81,8 @@ export class LdapDirectory {
       throw new ValidationFailed({ username: ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.'] })
     }
     if (password !== undefined && password.length === 0) throw new ValidationFailed({ password: ['This field may not be blank.'] })
-    return this.#withinDeadline(async (open) => {
-      const { client, server } = await this.#connect(open)
+    return this.#withinDeadline(async (connections) => {
+      const { client, server } = await this.#connect(connections)
       const entry = await this.#findUser(client, username)
       if (!entry) return { server, user: undefined, passwordValid: undefined }
       const user = await this.#describe(client, entry)
@@ -91,29 +91,34 @@ export class LdapDirectory {
     })
   }
 
-  /** Runs a conversation with the directory under the lookup deadline, and closes every connection it opened. */
-  async #withinDeadline<T>(conversation: (open: Set<Client>) => Promise<T>): Promise<T> {
-    const open = new Set<Client>()
+  /**
+   * Runs a conversation with the directory under the lookup deadline, and closes every connection it opened.
+   * A conversation that outlives its deadline may open no further connection.
+   */
+  async #withinDeadline<T>(conversation: (connections: Connections) => Promise<T>): Promise<T> {
+    const connections: Connections = { clients: new Set(), closed: false }
     const seconds = this.#config.timeouts.lookup_seconds
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new DirectoryUnavailable(`The directory did not answer within ${seconds} s.`)), seconds * 1000)
     })
     try {
-      return await Promise.race([conversation(open), deadline])
+      return await Promise.race([conversation(connections), deadline])
     } catch (error) {
       if (error instanceof GatehouseError) throw error
       throw new DirectoryUnavailable('The directory failed to answer the lookup.', error)
     } finally {
       clearTimeout(timer)
-      for (const client of open) client.unbind().catch(() => {})
+      connections.closed = true
+      for (const client of connections.clients) client.unbind().catch(() => {})
     }
   }
 
   /** The first server, in order, that connects, upgrades to TLS when asked, and accepts the service account. */
-  async #connect(open: Set<Client>): Promise<{ client: Client; server: string }> {
+  async #connect(connections: Connections): Promise<{ client: Client; server: string }> {
     const failures: string[] = []
     for (const server of this.#config.servers) {
+      if (connections.closed) break
       const secure = server.startsWith('ldaps:')
       const client = new Client({
         url: server,
@@ -122,13 +127,13 @@ export class LdapDirectory {
         // ldapts treats any TLS options as "connect with TLS", so plain ldap:// gets them only at StartTLS.
         ...(secure ? { tlsOptions: this.#tls } : {}),
       })
-      open.add(client)
+      connections.clients.add(client)
       try {
         if (this.#config.start_tls) await client.startTLS({ ...this.#tls, host: hostOf(server), ...serverName(server) })
         await client.bind(this.#config.bind_dn, this.#bindPassword)
         return { client, server }
       } catch (error) {
-        open.delete(client)
+        connections.clients.delete(client)
         client.unbind().catch(() => {})
         if (error instanceof InvalidCredentialsError) {
           throw new DirectoryUnavailable('The directory refused the service account.', new Error(`${server}: the service account bind (ldap.bind_dn) was refused: wrong DN or password`))
@@ -141,14 +146,19 @@ export class LdapDirectory {
 
   async #findUser(client: Client, username: string): Promise<Entry | undefined> {
     const { base, filter, scope } = this.#config.user_search
-    const { searchEntries } = await client.search(base, {
-      scope,
-      filter: fillFilter(filter, { username }),
-      attributes: Object.values(this.#config.attributes),
-      sizeLimit: 2,
-    })
     // Two entries for one username is a directory mistake; picking one would let the wrong person in.
-    return searchEntries.length === 1 ? searchEntries[0] : undefined
+    try {
+      const { searchEntries } = await client.search(base, {
+        scope,
+        filter: fillFilter(filter, { username }),
+        attributes: Object.values(this.#config.attributes),
+        sizeLimit: 2,
+      })
+      return searchEntries.length === 1 ? searchEntries[0] : undefined
+    } catch (error) {
+      if (error instanceof SizeLimitExceededError) return undefined
+      throw error
+    }
   }
 
   async #describe(client: Client, entry: Entry): Promise<DirectoryUser> {
@@ -187,6 +197,12 @@ export class LdapDirectory {
       throw error
     }
   }
+}
+
+/** The connections one lookup opened; once closed, it opens no more. */
+interface Connections {
+  readonly clients: Set<Client>
+  closed: boolean
 }
 
 /**

@@ -75,6 +75,13 @@ describe('LDAP directory lookups', () => {
     assert.deepEqual(carol.user?.groups, [])
   })
 
+  it('finds nobody rather than pick one when several entries match', async () => {
+    for (const filter of ['(|(uid={username})(uid=bob))', '(|(uid={username})(objectClass=inetOrgPerson))']) {
+      const ldap = new LdapDirectory(ldapConfig({ user_search: { base: `ou=people,${SUFFIX}`, filter } }))
+      assert.equal((await ldap.lookup('alice', PASSWORDS.alice)).user, undefined, filter)
+    }
+  })
+
   it('refuses filter metacharacters and empty passwords before talking to any server', async () => {
     // The server is unreachable: had anything been sent, the answer would be directory_unavailable.
     const ldap = new LdapDirectory(ldapConfig({ servers: ['ldap://127.0.0.1:1'] }))
