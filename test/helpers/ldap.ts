@@ -33,6 +33,18 @@ const SLAPD = process.env.SLAPD ?? '/usr/sbin/slapd'
 const SLAPADD = process.env.SLAPADD ?? '/usr/sbin/slapadd'
 const SCHEMA_DIR = '/etc/ldap/schema'
 const fixture = new URL('../fixtures/directory.ldif', import.meta.url).pathname
+/**
+ * slapd runs under a small shell that ends it once the shell's standard input closes: when the test stops it,
+ * and also when the test process dies without cleaning up (a timeout's SIGKILL included).
+ */
+const WATCHDOG = [
+  'exec 3<&0',
+  '"$0" "$@" &',
+  'pid=$!',
+  'echo "slapd-pid $pid"',
+  '(read -r _ <&3; kill -CONT $pid; kill $pid) >/dev/null 2>&1 &',
+  'wait $pid',
+].join('\n')
 
 export interface TestDirectory {
   /** ldap://127.0.0.1:PORT (StartTLS available) */
@@ -71,10 +83,14 @@ export async function startDirectory(): Promise<TestDirectory> {
   const ldapsUrl = `ldaps://127.0.0.1:${ldapsPort}`
   let child: ChildProcess | undefined
   let output = ''
+  const signalSlapd = (signal: NodeJS.Signals) => {
+    const pid = Number(/slapd-pid (\d+)/.exec(output)?.[1])
+    if (pid && child?.exitCode === null) process.kill(pid, signal)
+  }
 
   const start = async () => {
     output = ''
-    child = spawn(SLAPD, ['-f', confFile, '-h', `${url}/ ${ldapsUrl}/`, '-d', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child = spawn('/bin/sh', ['-c', WATCHDOG, SLAPD, '-f', confFile, '-h', `${url}/ ${ldapsUrl}/`, '-d', '0'], { stdio: ['pipe', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d) => (output += d))
     child.stderr!.on('data', (d) => (output += d))
     const started = Date.now()
@@ -88,11 +104,8 @@ export async function startDirectory(): Promise<TestDirectory> {
     const running = child
     if (!running || running.exitCode !== null || running.signalCode !== null) return resolve()
     running.once('exit', () => resolve())
-    running.kill('SIGCONT')
-    running.kill('SIGTERM')
+    running.stdin!.end()
   })
-  const killOnExit = () => child?.kill('SIGKILL')
-  process.once('exit', killOnExit)
 
   await start()
   return {
@@ -121,13 +134,12 @@ export async function startDirectory(): Promise<TestDirectory> {
         await client.unbind()
       }
     },
-    pause: () => child?.kill('SIGSTOP'),
-    resume: () => child?.kill('SIGCONT'),
+    pause: () => signalSlapd('SIGSTOP'),
+    resume: () => signalSlapd('SIGCONT'),
     stop,
     start,
     async close() {
       await stop()
-      process.removeListener('exit', killOnExit)
       rmSync(dir, { recursive: true, force: true })
     },
   }
