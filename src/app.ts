@@ -8,6 +8,7 @@ import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
+import { LdapDirectory, LdapPasswords } from './directory/ldap.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
@@ -49,6 +50,11 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const settings = new RuntimeSettings(store, bus)
   await settings.reload()
   const accounts = new Accounts(store, bus, [new LocalPasswords(store)])
+  if (config.ldap) {
+    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts)
+    const order = config.auth.password_sources
+    accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
+  }
 
   const basicCache = new CredentialCache(config.auth.basic_cache_seconds)
   accounts.onForget((userId) => basicCache.forgetUser(userId))

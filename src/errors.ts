@@ -91,6 +91,13 @@ export class UpstreamTimeout extends GatehouseError {
   }
 }
 
+/** 503: a password source (the LDAP directory) could not be asked in time; other sources keep working. */
+export class DirectoryUnavailable extends GatehouseError {
+  constructor(message = 'The directory could not be reached; try again later.', cause?: unknown) {
+    super(503, 'directory_unavailable', message, { cause })
+  }
+}
+
 /** Fastify's own client errors, by their code, so they get stable Gatehouse codes too. */
 const fastifyCodes: Record<string, string> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',

@@ -38,7 +38,7 @@ export function discoveryRoutes(api: FastifyInstance, app: App): void {
     show_login_form: true,
     login_url: '/api/gateway/v1/login/',
     basic_auth_enabled: app.settings.current.gateway_basic_auth_enabled,
-    passwords: [{ name: 'Local', type: 'local' }],
+    passwords: [{ name: 'Local', type: 'local' }, ...(app.config.ldap ? [{ name: 'LDAP', type: 'ldap' }] : [])],
     ssos: [],
   }))
 

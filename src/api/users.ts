@@ -33,6 +33,8 @@ export function serializeUser(user: User) {
     is_active: user.isActive,
     source: user.source,
     external: user.external,
+    is_system_auditor: user.isSystemAuditor,
+    groups: user.groups,
     created: new Date(user.created).toISOString(),
     modified: new Date(user.modified).toISOString(),
     last_login: user.lastLogin === null ? null : new Date(user.lastLogin).toISOString(),

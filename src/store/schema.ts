@@ -31,6 +31,8 @@ export interface UsersTable {
   is_active: boolean | number
   source: string
   external: boolean | number
+  is_system_auditor: Generated<boolean | number>
+  group_names: Generated<string>
   created_at: number
   modified_at: number
   last_login: number | null
