@@ -5,7 +5,7 @@ import { openStore, type Store } from '../../src/store/store.ts'
 import { tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
-/** What a directory adds to an account (migration 005_ldap), on both backends. */
+/** What a directory adds to an account (migration 004_ldap), on both backends. */
 const backends: [string, () => Promise<{ store: Store; cleanup: () => Promise<void> }>][] = [
   ['SQLite', async () => {
     const dataDir = tempDir()
