@@ -1,8 +1,14 @@
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
+import { CsrfPolicy } from './auth/csrf.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
+import { SessionAuthenticator } from './auth/session.ts'
+import { SessionManager } from './auth/session-manager.ts'
+import { PersonalTokens } from './auth/personal-tokens.ts'
+import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
+import { LdapDirectory, LdapPasswords } from './directory/ldap.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
@@ -22,7 +28,10 @@ export interface App {
   readonly settings: RuntimeSettings
   readonly accounts: Accounts
   readonly auth: AuthPipeline
+  readonly tokens: PersonalTokens
   readonly identity: IdentitySigner
+  readonly sessions: SessionManager
+  readonly csrf: CsrfPolicy
   readonly routes: readonly Route[]
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
@@ -41,6 +50,11 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const settings = new RuntimeSettings(store, bus)
   await settings.reload()
   const accounts = new Accounts(store, bus, [new LocalPasswords(store)])
+  if (config.ldap) {
+    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts)
+    const order = config.auth.password_sources
+    accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
+  }
 
   const basicCache = new CredentialCache(config.auth.basic_cache_seconds)
   accounts.onForget((userId) => basicCache.forgetUser(userId))
@@ -54,6 +68,18 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const auth = new AuthPipeline(bus)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
+  const sessions = new SessionManager(store, bus, settings)
+  // A new password or a disabled account ends every session of the user, on every process.
+  accounts.onChange(async (user, change) => {
+    if (change.passwordChanged || change.deactivated || change.deleted) await sessions.endForUser(user.id)
+  })
+  accounts.onForget((userId) => sessions.forgetUser(userId))
+  const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
+  auth.add(new SessionAuthenticator(sessions, accounts, csrf))
+  const tokens = new PersonalTokens(store, bus, settings)
+  accounts.onForget((userId) => tokens.forgetUser(userId))
+  auth.add(new TokenAuthenticator(tokens, accounts))
+
   const app: App = {
     config,
     store,
@@ -61,7 +87,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
     settings,
     accounts,
     auth,
+    tokens,
     identity,
+    sessions,
+    csrf,
     routes: compileRoutes(config, options.upstreams),
     get publicUrl() {
       return identity.issuer
@@ -71,6 +100,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     },
     loginUrlFor: () => gatewayLoginUrl,
     async close() {
+      await tokens.close()
       await bus.stop()
     },
   }

@@ -60,6 +60,13 @@ export class PermissionDenied extends GatehouseError {
   }
 }
 
+/** 403: a session-authenticated unsafe request failed the CSRF check; `code` says which part (token, cookie, Referer, Origin). */
+export class CsrfFailed extends GatehouseError {
+  constructor(message: string, code: string) {
+    super(403, code, `CSRF Failed: ${message}`)
+  }
+}
+
 export class NotFound extends GatehouseError {
   constructor(message = 'Not found.', code = 'not_found') {
     super(404, code, message)
@@ -81,6 +88,13 @@ export class UpstreamUnavailable extends GatehouseError {
 export class UpstreamTimeout extends GatehouseError {
   constructor(service: string, cause?: unknown) {
     super(504, 'upstream_timeout', `The service "${service}" did not answer in time.`, { cause })
+  }
+}
+
+/** 503: a password source (the LDAP directory) could not be asked in time; other sources keep working. */
+export class DirectoryUnavailable extends GatehouseError {
+  constructor(message = 'The directory could not be reached; try again later.', cause?: unknown) {
+    super(503, 'directory_unavailable', message, { cause })
   }
 }
 

@@ -1,10 +1,14 @@
+import cookie from '@fastify/cookie'
 import formbody from '@fastify/formbody'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { App } from './app.ts'
 import { apiAccessCheck } from './api/access.ts'
 import { discoveryRoutes } from './api/discovery.ts'
+import { loginRoutes } from './api/login.ts'
+import { sessionRoutes } from './api/sessions.ts'
 import { settingsRoutes } from './api/settings.ts'
+import { tokenRoutes } from './api/tokens.ts'
 import { userRoutes } from './api/users.ts'
 import { NotFound, sendError } from './errors.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
@@ -34,6 +38,8 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     return503OnClosing: true,
   })
 
+  // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
+  await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)
   server.addHook('onRequest', async (request) => {
     request.gatehouse = { service: undefined, principal: undefined }
@@ -64,6 +70,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     discoveryRoutes(api, app)
     userRoutes(api, app)
     settingsRoutes(api, app)
+    loginRoutes(api, app)
+    sessionRoutes(api, app)
+    tokenRoutes(api, app)
   })
   await registerProxy(server, app)
   await registerUi(server, app)

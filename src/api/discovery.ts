@@ -17,9 +17,13 @@ export function discoveryRoutes(api: FastifyInstance, app: App): void {
     me: '/api/gateway/v1/me/',
     users: '/api/gateway/v1/users/',
     settings: '/api/gateway/v1/settings/',
+    tokens: '/api/gateway/v1/tokens/',
     ping: '/api/gateway/v1/ping/',
     ui_auth: '/api/gateway/v1/ui_auth/',
     login: '/api/gateway/v1/login/',
+    logout: '/api/gateway/v1/logout/',
+    session: '/api/gateway/v1/session/',
+    sessions: '/api/gateway/v1/sessions/',
     jwks: '/api/gateway/v1/jwks/',
   }))
 
@@ -34,7 +38,7 @@ export function discoveryRoutes(api: FastifyInstance, app: App): void {
     show_login_form: true,
     login_url: '/api/gateway/v1/login/',
     basic_auth_enabled: app.settings.current.gateway_basic_auth_enabled,
-    passwords: [{ name: 'Local', type: 'local' }],
+    passwords: [{ name: 'Local', type: 'local' }, ...(app.config.ldap ? [{ name: 'LDAP', type: 'ldap' }] : [])],
     ssos: [],
   }))
 

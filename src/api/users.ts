@@ -33,9 +33,24 @@ export function serializeUser(user: User) {
     is_active: user.isActive,
     source: user.source,
     external: user.external,
+    is_system_auditor: user.isSystemAuditor,
+    groups: user.groups,
     created: new Date(user.created).toISOString(),
     modified: new Date(user.modified).toISOString(),
     last_login: user.lastLogin === null ? null : new Date(user.lastLogin).toISOString(),
+  }
+}
+
+/** The API's snake_case fields as the account layer names them; absent fields stay absent. */
+function accountFields(input: z.output<typeof updateUser>) {
+  return {
+    username: input.username,
+    password: input.password,
+    email: input.email,
+    firstName: input.first_name,
+    lastName: input.last_name,
+    isSuperuser: input.is_superuser,
+    isActive: input.is_active,
   }
 }
 
@@ -62,15 +77,7 @@ export function userRoutes(api: FastifyInstance, app: App): void {
 
   api.post('/api/gateway/v1/users/', { config: { access: 'superuser' } }, async (request, reply) => {
     const input = parseInput(createUser, request.body)
-    const user = await app.accounts.create({
-      username: input.username,
-      password: input.password,
-      email: input.email,
-      firstName: input.first_name,
-      lastName: input.last_name,
-      isSuperuser: input.is_superuser,
-      isActive: input.is_active,
-    })
+    const user = await app.accounts.create({ ...accountFields(input), username: input.username })
     reply.code(201)
     return serializeUser(user)
   })
@@ -87,15 +94,7 @@ export function userRoutes(api: FastifyInstance, app: App): void {
     if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
       throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
     }
-    const user = await app.accounts.update(id, {
-      username: input.username,
-      password: input.password,
-      email: input.email,
-      firstName: input.first_name,
-      lastName: input.last_name,
-      isSuperuser: input.is_superuser,
-      isActive: input.is_active,
-    })
+    const user = await app.accounts.update(id, accountFields(input))
     return serializeUser(user)
   }
   api.patch('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)

@@ -5,6 +5,7 @@ import { challengesFor } from '../gateway/policy.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator } from './authenticator.ts'
 import type { Principal } from './principal.ts'
+import { TOKEN_PREFIX } from './token-format.ts'
 
 /**
  * Runs the authenticators a route accepts, in a fixed order (explicit Authorization header first, the
@@ -45,6 +46,9 @@ export class AuthPipeline {
     const header = request.headers.authorization
     if (header) {
       const scheme = header.split(' ', 1)[0]!.slice(0, 20)
+      if (scheme.toLowerCase() === 'bearer' && accepts.includes('token')) {
+        throw new NotAuthenticated(`This bearer token is not one this service accepts (Gatehouse tokens start with "${TOKEN_PREFIX}").`, 'invalid_token')
+      }
       throw new NotAuthenticated(`This service does not accept "${scheme}" credentials; it accepts: ${accepts.join(', ')}.`, 'credentials_not_accepted')
     }
     return undefined

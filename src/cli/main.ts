@@ -4,8 +4,10 @@ import { GatehouseError } from '../errors.ts'
 import { version } from '../version.ts'
 import { UsageError } from './common.ts'
 import { configCommand } from './config.ts'
+import { ldapCommand } from './ldap.ts'
 import { migrateCommand } from './migrate.ts'
 import { serveCommand } from './serve.ts'
+import { tokensCommand } from './tokens.ts'
 import { usersCommand } from './users.ts'
 
 const program = new Command('gatehouse')
@@ -14,8 +16,10 @@ const program = new Command('gatehouse')
   .showSuggestionAfterError()
   .addCommand(serveCommand())
   .addCommand(usersCommand())
+  .addCommand(tokensCommand())
   .addCommand(migrateCommand())
   .addCommand(configCommand())
+  .addCommand(ldapCommand())
 
 // Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
 function quietErrors(command: Command): void {

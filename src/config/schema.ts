@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 
 /**
  * The configuration file's schema. Each option's default is defined here, next to its description;
@@ -56,7 +57,8 @@ export const ConfigSchema = z.object({
       .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time).'),
     identity_token_seconds: z.number().int().min(10).max(3600).default(60)
       .describe('Lifetime of the X-Gatehouse-Identity JWT sent to services.'),
-  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60 }),
+    password_sources: PasswordSourcesSchema,
+  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, password_sources: ['local', 'ldap'] }),
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])
       .describe('Credential types the gateway\'s own API (/api/gateway/) accepts.'),
@@ -64,6 +66,7 @@ export const ConfigSchema = z.object({
       .describe('Gateway API paths open without authentication (the platform\'s defaults).'),
   }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'] }),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
+  ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
 }).strict().superRefine((config, ctx) => {
   const names = new Set<string>()
   const prefixes = new Set<string>()

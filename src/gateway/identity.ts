@@ -67,6 +67,8 @@ export class IdentitySigner {
       name: [user.firstName, user.lastName].filter(Boolean).join(' ') || undefined,
       is_superuser: user.isSuperuser,
       source: user.source,
+      is_system_auditor: user.isSystemAuditor || undefined,
+      groups: user.groups.length ? user.groups : undefined,
       auth_method: principal.method,
       scope: principal.scope,
     })

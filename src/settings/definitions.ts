@@ -9,6 +9,8 @@ export const settingsSchema = z.object({
     .describe('Gateway basic auth enabled: accept HTTP basic credentials. Off: basic credentials get 401.'),
   session_cookie_age: z.number().int().min(60).max(30 * 24 * 3600).default(900)
     .describe('Session cookie age: seconds a login session lasts (minimum 60).'),
+  sessions_per_user_limit: z.number().int().min(0).max(10_000).default(0)
+    .describe('Most login sessions one user may have at once; a new login ends the oldest beyond it (0 = no limit).'),
   allow_external_users_to_create_oauth2_tokens: z.boolean().default(false)
     .describe('Allow external users (LDAP, single sign-on) to create OAuth2 tokens.'),
   oauth2_access_token_expire_seconds: z.number().int().min(60).max(10 * 365 * 24 * 3600).default(31536000)

@@ -10,6 +10,8 @@ export interface Tables {
   events: EventsTable
   signing_keys: SigningKeysTable
   gateway_processes: GatewayProcessesTable
+  sessions: SessionsTable
+  tokens: TokensTable
 }
 
 export interface GatewayProcessesTable {
@@ -29,6 +31,8 @@ export interface UsersTable {
   is_active: boolean | number
   source: string
   external: boolean | number
+  is_system_auditor: Generated<boolean | number>
+  group_names: Generated<string>
   created_at: number
   modified_at: number
   last_login: number | null
@@ -55,4 +59,26 @@ export interface SigningKeysTable {
   public_jwk: string
   created_at: number
   retire_at: number | null
+}
+
+export interface SessionsTable {
+  id: Generated<number>
+  key_hash: string
+  user_id: number
+  created_at: number
+  expires_at: number
+  ip: string
+  user_agent: string
+}
+
+export interface TokensTable {
+  id: Generated<number>
+  user_id: number
+  token_hash: string
+  scope: string
+  description: string
+  created_at: number
+  modified_at: number
+  expires_at: number
+  last_used_at: number | null
 }

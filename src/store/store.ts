@@ -1,7 +1,9 @@
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
+import { SessionRepository } from './sessions.ts'
 import { SettingsRepository } from './settings.ts'
 import { SigningKeyRepository } from './signing-keys.ts'
+import { TokenRepository } from './tokens.ts'
 import { UserRepository } from './users.ts'
 
 /**
@@ -14,6 +16,8 @@ export interface Store {
   readonly settings: SettingsRepository
   readonly events: EventLog
   readonly signingKeys: SigningKeyRepository
+  readonly sessions: SessionRepository
+  readonly tokens: TokenRepository
   close(): Promise<void>
 }
 
@@ -31,6 +35,8 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     settings: new SettingsRepository(database.db),
     events: new EventLog(database.db),
     signingKeys: new SigningKeyRepository(database.db),
+    sessions: new SessionRepository(database.db),
+    tokens: new TokenRepository(database.db),
     close: () => database.close(),
   }
 }

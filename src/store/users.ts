@@ -14,6 +14,9 @@ export interface User {
   isActive: boolean
   source: UserSource
   external: boolean
+  isSystemAuditor: boolean
+  /** Named groups mapped from a directory (sorted); empty for local accounts. */
+  groups: string[]
   created: number
   modified: number
   lastLogin: number | null
@@ -29,6 +32,8 @@ export interface NewUser {
   isActive?: boolean
   source?: UserSource
   external?: boolean
+  isSystemAuditor?: boolean
+  groups?: string[]
 }
 
 export type UserChanges = Partial<Omit<NewUser, 'username'>> & { username?: string }
@@ -59,6 +64,8 @@ export class UserRepository {
       is_active: input.isActive ?? true,
       source: input.source ?? 'local',
       external: input.external ?? false,
+      is_system_auditor: input.isSystemAuditor ?? false,
+      group_names: JSON.stringify(input.groups ?? []),
       created_at: now,
       modified_at: now,
     }).returningAll().executeTakeFirstOrThrow()
@@ -102,6 +109,8 @@ export class UserRepository {
     if (changes.isActive !== undefined) values.is_active = changes.isActive
     if (changes.source !== undefined) values.source = changes.source
     if (changes.external !== undefined) values.external = changes.external
+    if (changes.isSystemAuditor !== undefined) values.is_system_auditor = changes.isSystemAuditor
+    if (changes.groups !== undefined) values.group_names = JSON.stringify(changes.groups)
     const row = await this.#db.updateTable('users').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
     return row && toUser(row)
   }
@@ -128,6 +137,8 @@ function toUser(row: Selectable<UsersTable>): User {
     isActive: Boolean(row.is_active),
     source: row.source as UserSource,
     external: Boolean(row.external),
+    isSystemAuditor: Boolean(row.is_system_auditor),
+    groups: JSON.parse(row.group_names) as string[],
     created: Number(row.created_at),
     modified: Number(row.modified_at),
     lastLogin: row.last_login === null ? null : Number(row.last_login),

@@ -1,10 +1,16 @@
 import type { Migration, MigrationProvider } from 'kysely'
 import type { DialectName, GatehouseMigration } from './helpers.ts'
 import { core } from './001_core.ts'
+import { sessions } from './002_sessions.ts'
+import { tokens } from './003_tokens.ts'
+import { ldap } from './004_ldap.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
   '001_core': core,
+  '002_sessions': sessions,
+  '003_tokens': tokens,
+  '004_ldap': ldap,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {

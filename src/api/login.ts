@@ -1,0 +1,165 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { z } from 'zod'
+import type { App } from '../app.ts'
+import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
+import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
+import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
+import { GatehouseError, InvalidCredentials, NotFound, ValidationFailed, wantsHtml } from '../errors.ts'
+import { LOGIN_PATH } from '../gateway/policy.ts'
+import { renderLoginPage } from '../ui/login-page.ts'
+import { principalOf } from './access.ts'
+import { parseInput } from './validation.ts'
+
+const DEFAULT_NEXT = '/api/gateway/v1/'
+const MAX_NEXT = 2048
+
+const field = (name: string) => z.string({ error: (issue) => issue.input === undefined ? 'This field is required.' : `${name} must be a string.` })
+const loginFields = z.object({
+  username: field('username').min(1, 'This field may not be blank.').max(150),
+  password: field('password').min(1, 'This field may not be blank.').max(MAX_PASSWORD_LENGTH),
+  next: field('next').max(MAX_NEXT).optional(),
+  [CSRF_FORM_FIELD]: field(CSRF_FORM_FIELD).max(256).optional(),
+}).strict()
+
+/**
+ * Session login as the platform documents it (seed 001): GET the login page for the `csrftoken` cookie,
+ * POST username and password with the token, get the `gateway_sessionid` cookie. Also logout, and the
+ * current session's lifetime (read and extend).
+ */
+export function loginRoutes(api: FastifyInstance, app: App): void {
+  api.get(LOGIN_PATH, { config: { access: 'public' } }, async (request, reply) => {
+    const next = safeNext(app, request, singleQuery(request, 'next'))
+    const csrfToken = app.csrf.ensureToken(request, reply)
+    if (prefersJson(request)) return { csrf_token: csrfToken, login_url: LOGIN_PATH, next: next ?? null }
+    return sendLoginPage(reply, 200, { csrfToken, next })
+  })
+
+  api.post(LOGIN_PATH, { config: { access: 'public' } }, async (request, reply) => {
+    const form = readLoginBody(request)
+    app.csrf.check(request)
+    const input = parseInput(loginFields, form)
+    const next = safeNext(app, request, input.next ?? singleQuery(request, 'next'))
+    const jsonClient = prefersJson(request) || mediaType(request) === 'application/json'
+
+    let user
+    try {
+      user = await app.accounts.checkPassword(input.username, input.password)
+    } catch (error) {
+      if (error instanceof InvalidCredentials && !jsonClient && wantsHtml(request)) {
+        return sendLoginPage(reply, 401, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
+      }
+      throw error
+    }
+
+    // A session the browser already had is replaced, never kept next to the new one.
+    const previous = request.gatehouse.principal?.sessionId
+    if (previous) await app.sessions.end(previous)
+    const now = Date.now()
+    const { sessionId, session } = await app.sessions.start(user.id, { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }, now)
+    await app.accounts.recordLogin(user)
+    const secure = app.csrf.isSecure(request)
+    setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, secure)
+    const csrfToken = app.csrf.rotate(request, reply)
+    const target = next ?? DEFAULT_NEXT
+    if (jsonClient) return { username: user.username, csrf_token: csrfToken, next: target, ...sessionTimes(session.expiresAt, now) }
+    return reply.redirect(target, 302)
+  })
+
+  api.post('/api/gateway/v1/logout/', async (request, reply) => {
+    const { sessionId } = principalOf(request)
+    if (sessionId) await app.sessions.end(sessionId)
+    clearSessionCookie(reply, app.csrf.isSecure(request))
+    if (wantsHtml(request)) return reply.redirect(LOGIN_PATH, 302)
+    return reply.code(204).send()
+  })
+
+  api.get('/api/gateway/v1/session/', async (request) => {
+    const session = await currentSession(app, request)
+    return sessionTimes(session.expiresAt)
+  })
+
+  api.post('/api/gateway/v1/session/', async (request, reply) => {
+    const now = Date.now()
+    const session = await app.sessions.extend((await currentSession(app, request)).keyHash, now)
+    setSessionCookie(reply, request.cookies[SESSION_COOKIE]!, Math.round((session.expiresAt - now) / 1000), app.csrf.isSecure(request))
+    return sessionTimes(session.expiresAt, now)
+  })
+}
+
+export function sessionTimes(expiresAt: number, now = Date.now()) {
+  return {
+    now: new Date(now).toISOString(),
+    expires_on: new Date(expiresAt).toISOString(),
+    expires_in_seconds: Math.max(0, Math.floor((expiresAt - now) / 1000)),
+  }
+}
+
+async function currentSession(app: App, request: FastifyRequest) {
+  const { sessionId } = principalOf(request)
+  const session = sessionId ? await app.sessions.get(sessionId) : undefined
+  if (!session) throw new NotFound('This request was not authenticated by a session.', 'no_session')
+  return session
+}
+
+/** A form or JSON object with each field given once; the login takes nothing else. */
+function readLoginBody(request: FastifyRequest): Record<string, unknown> {
+  const type = mediaType(request)
+  if (type !== 'application/x-www-form-urlencoded' && type !== 'application/json') {
+    throw new GatehouseError(415, 'unsupported_media_type', 'Send the login as application/x-www-form-urlencoded or application/json.')
+  }
+  const body = request.body
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw new ValidationFailed({ non_field_errors: ['Expected the fields username and password.'] })
+  }
+  const repeated = Object.keys(body).filter((key) => Array.isArray((body as Record<string, unknown>)[key]))
+  if (repeated.length) throw new ValidationFailed(Object.fromEntries(repeated.map((key) => [key, ['Give this parameter once.']])))
+  return body as Record<string, unknown>
+}
+
+function singleQuery(request: FastifyRequest, name: string): string | undefined {
+  const value = (request.query as Record<string, unknown>)[name]
+  if (Array.isArray(value)) throw new ValidationFailed({ [name]: ['Give this parameter once.'] })
+  return typeof value === 'string' ? value : undefined
+}
+
+const RELATIVE_BASE = 'http://gatehouse.invalid'
+
+/**
+ * Where to go after login: a path on this site, or an absolute URL of this site's own origin. Anything else
+ * (another host, `//host`, `javascript:`, control characters) is dropped, so the login is never an open redirect.
+ */
+export function safeNext(app: App, request: FastifyRequest, value: string | undefined): string | undefined {
+  if (!value || value.length > MAX_NEXT || /[\u0000-\u001f\u007f\\]/.test(value)) return undefined
+  let url: URL
+  try {
+    url = new URL(value, RELATIVE_BASE)
+  } catch {
+    return undefined
+  }
+  const allowed = new Set([RELATIVE_BASE, new URL(app.publicUrl).origin])
+  try {
+    allowed.add(new URL(`${request.protocol}://${request.host}`).origin)
+  } catch {
+    // No usable Host header: only relative paths and the public URL remain allowed.
+  }
+  return allowed.has(url.origin) ? url.pathname + url.search + url.hash : undefined
+}
+
+function mediaType(request: FastifyRequest): string | undefined {
+  const type = request.headers['content-type']
+  return typeof type === 'string' ? type.split(';', 1)[0]!.trim().toLowerCase() : undefined
+}
+
+function prefersJson(request: FastifyRequest): boolean {
+  const accept = request.headers.accept
+  return typeof accept === 'string' && accept.includes('application/json') && !wantsHtml(request)
+}
+
+function sendLoginPage(reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string }): FastifyReply {
+  return reply.code(status)
+    .type('text/html; charset=utf-8')
+    .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    .header('x-frame-options', 'DENY')
+    .header('referrer-policy', 'same-origin')
+    .send(renderLoginPage({ action: LOGIN_PATH, ...options }))
+}

@@ -1,0 +1,68 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { z } from 'zod'
+import type { App } from '../app.ts'
+import { NotFound } from '../errors.ts'
+import type { StoredSession } from '../store/sessions.ts'
+import { principalOf } from './access.ts'
+import { paged, readPage } from './pagination.ts'
+import { userIdParam } from './users.ts'
+import { parseInput } from './validation.ts'
+
+const listQuery = z.object({ user: z.string().regex(/^[1-9][0-9]{0,9}$/, 'Expected a user id.').transform(Number).optional() })
+
+/** Superusers see every live login session and can end one, or all of a user's, at once on every process. */
+export function sessionRoutes(api: FastifyInstance, app: App): void {
+  const serialize = async (request: FastifyRequest, sessions: StoredSession[]) => {
+    const current = principalOf(request).sessionId
+    const now = Date.now()
+    return Promise.all(sessions.map(async (s) => ({
+      id: s.id,
+      url: `/api/gateway/v1/sessions/${s.id}/`,
+      user: s.userId,
+      username: (await app.accounts.get(s.userId))?.username ?? null,
+      created: new Date(s.created).toISOString(),
+      expires_on: new Date(s.expiresAt).toISOString(),
+      expires_in_seconds: Math.max(0, Math.floor((s.expiresAt - now) / 1000)),
+      ip: s.ip,
+      user_agent: s.userAgent,
+      current: s.keyHash === current,
+    })))
+  }
+  const list = async (request: FastifyRequest, userId: number | undefined) => {
+    const page = readPage(request)
+    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId })
+    return paged(request, page, count, await serialize(request, sessions))
+  }
+  const sessionIdParam = (request: FastifyRequest) => {
+    const raw = (request.params as { id: string }).id
+    if (!/^[1-9][0-9]{0,9}$/.test(raw)) throw new NotFound('No such session.')
+    return Number(raw)
+  }
+
+  api.get('/api/gateway/v1/sessions/', { config: { access: 'superuser' } }, async (request) => {
+    const query = request.query as Record<string, unknown>
+    return list(request, parseInput(listQuery, { user: query.user }).user)
+  })
+
+  api.get('/api/gateway/v1/sessions/:id/', { config: { access: 'superuser' } }, async (request) => {
+    const session = await app.store.sessions.findById(sessionIdParam(request))
+    if (!session || session.expiresAt <= Date.now()) throw new NotFound('No such session.')
+    return (await serialize(request, [session]))[0]
+  })
+
+  api.delete('/api/gateway/v1/sessions/:id/', { config: { access: 'superuser' } }, async (request, reply) => {
+    if (!(await app.sessions.endById(sessionIdParam(request)))) throw new NotFound('No such session.')
+    return reply.code(204).send()
+  })
+
+  api.get('/api/gateway/v1/users/:id/sessions/', { config: { access: 'superuser' } }, async (request) => {
+    const user = await app.accounts.require(userIdParam(request))
+    return list(request, user.id)
+  })
+
+  api.delete('/api/gateway/v1/users/:id/sessions/', { config: { access: 'superuser' } }, async (request, reply) => {
+    const user = await app.accounts.require(userIdParam(request))
+    await app.sessions.endForUser(user.id)
+    return reply.code(204).send()
+  })
+}

@@ -1,0 +1,134 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { CsrfFailed, ValidationFailed } from '../errors.ts'
+
+export const CSRF_COOKIE = 'csrftoken'
+/** HTML forms cannot set headers, so they send the token in this field (Django's name). */
+export const CSRF_FORM_FIELD = 'csrfmiddlewaretoken'
+const CSRF_HEADER = 'x-csrftoken'
+const TOKEN = /^[A-Za-z0-9_-]{32,128}$/
+
+/** A fresh token: 64 characters, 384 random bits. */
+export function newCsrfToken(): string {
+  return randomBytes(48).toString('base64url')
+}
+
+/**
+ * Cross-site request forgery protection for cookie-authenticated requests, as Django does it: the
+ * `csrftoken` cookie must be echoed in the X-CSRFToken header (or the `csrfmiddlewaretoken` form field),
+ * a sent Origin must be a trusted one, and on HTTPS the Referer must be too. Which requests need the check
+ * is decided by the caller (the session authenticator, the login form); this only checks.
+ */
+export class CsrfPolicy {
+  readonly #trustedOrigins: ReadonlySet<string>
+  readonly #publicUrl: () => string
+
+  constructor(trustedOrigins: readonly string[], publicUrl: () => string) {
+    this.#trustedOrigins = new Set(trustedOrigins.map((origin) => new URL(origin).origin))
+    this.#publicUrl = publicUrl
+  }
+
+  /** HTTPS as the client sees it: the connection (or X-Forwarded-Proto with trust_proxy), or an https public URL. */
+  isSecure(request: FastifyRequest): boolean {
+    return request.protocol === 'https' || this.#publicUrl().startsWith('https:')
+  }
+
+  /** The `csrftoken` cookie's value, when it is well-formed. */
+  cookieToken(request: FastifyRequest): string | undefined {
+    const value = request.cookies?.[CSRF_COOKIE]
+    return value !== undefined && TOKEN.test(value) ? value : undefined
+  }
+
+  /** The request's valid token, or a new one; sets the cookie when it is new. */
+  ensureToken(request: FastifyRequest, reply: FastifyReply): string {
+    return this.cookieToken(request) ?? this.rotate(request, reply)
+  }
+
+  /** A new token in the cookie (on login, so a token seen before cannot be replayed after). */
+  rotate(request: FastifyRequest, reply: FastifyReply): string {
+    const token = newCsrfToken()
+    // Readable by scripts on purpose (they send it back in X-CSRFToken); no Max-Age, as in the platform's docs.
+    reply.setCookie(CSRF_COOKIE, token, { path: '/', sameSite: 'lax', httpOnly: false, secure: this.isSecure(request) })
+    return token
+  }
+
+  /** Throws CsrfFailed unless the request passes every check, in Django's order: Origin, Referer, token. */
+  check(request: FastifyRequest): void {
+    this.#checkOrigin(request)
+    if (this.isSecure(request)) this.#checkReferer(request)
+    this.#checkToken(request)
+  }
+
+  #goodOrigins(request: FastifyRequest): Set<string> {
+    const origins = new Set(this.#trustedOrigins)
+    origins.add(new URL(this.#publicUrl()).origin)
+    try {
+      origins.add(new URL(`${request.protocol}://${request.host}`).origin)
+    } catch {
+      // A Host header that is no host name adds nothing.
+    }
+    return origins
+  }
+
+  #checkOrigin(request: FastifyRequest): void {
+    const origin = request.headers.origin
+    if (origin === undefined) return
+    if (!this.#goodOrigins(request).has(originOf(origin) ?? '')) {
+      throw new CsrfFailed(`Origin checking failed - ${origin.slice(0, 200)} does not match any trusted origins.`, 'csrf_origin_mismatch')
+    }
+  }
+
+  /** RFC 7231 Referer, required on HTTPS: a page from elsewhere cannot make a same-origin one. */
+  #checkReferer(request: FastifyRequest): void {
+    const referer = request.headers.referer
+    if (!referer) throw new CsrfFailed('Referer checking failed - no Referer.', 'csrf_referer_missing')
+    let url: URL
+    try {
+      url = new URL(referer)
+    } catch {
+      throw new CsrfFailed('Referer checking failed - Referer is malformed.', 'csrf_referer_malformed')
+    }
+    if (url.protocol !== 'https:') {
+      throw new CsrfFailed('Referer checking failed - Referer is insecure while host is secure.', 'csrf_referer_insecure')
+    }
+    if (!this.#goodOrigins(request).has(url.origin)) {
+      throw new CsrfFailed(`Referer checking failed - ${url.origin.slice(0, 200)} does not match any trusted origins.`, 'csrf_referer_mismatch')
+    }
+  }
+
+  #checkToken(request: FastifyRequest): void {
+    const raw = request.cookies?.[CSRF_COOKIE]
+    if (raw === undefined || raw === '') throw new CsrfFailed('CSRF cookie not set.', 'csrf_cookie_missing')
+    if (!TOKEN.test(raw)) throw new CsrfFailed('CSRF cookie has an invalid format.', 'csrf_cookie_malformed')
+    const submitted = formToken(request) ?? request.headers[CSRF_HEADER]
+    if (submitted === undefined || submitted === '') throw new CsrfFailed('CSRF token missing.', 'csrf_token_missing')
+    if (typeof submitted !== 'string' || !constantTimeEqual(submitted, raw)) {
+      throw new CsrfFailed('CSRF token incorrect.', 'csrf_token_incorrect')
+    }
+  }
+}
+
+/** The `csrfmiddlewaretoken` field of a parsed form body; a proxied body is a stream and has none. */
+function formToken(request: FastifyRequest): string | undefined {
+  const type = request.headers['content-type']
+  if (typeof type !== 'string' || !type.toLowerCase().startsWith('application/x-www-form-urlencoded')) return undefined
+  const body = request.body
+  if (!body || typeof body !== 'object' || !(CSRF_FORM_FIELD in body)) return undefined
+  const value = (body as Record<string, unknown>)[CSRF_FORM_FIELD]
+  if (typeof value !== 'string') throw new ValidationFailed({ [CSRF_FORM_FIELD]: ['Give this parameter once.'] })
+  return value
+}
+
+function originOf(value: string): string | undefined {
+  try {
+    return new URL(value).origin
+  } catch {
+    return undefined
+  }
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  const left = Buffer.from(a)
+  const right = Buffer.from(b)
+  return left.length === right.length && timingSafeEqual(left, right)
+}

@@ -1,0 +1,228 @@
+import { PermissionDenied, ValidationFailed } from '../errors.ts'
+import type { RuntimeSettings } from '../settings/runtime.ts'
+import type { EventBus } from '../store/event-bus.ts'
+import type { Store } from '../store/store.ts'
+import type { TokenRecord, TokenScope } from '../store/tokens.ts'
+import type { User } from '../store/users.ts'
+import { generateToken, hashToken } from './token-format.ts'
+
+/** Event topic for token changes; the key is a token id, `user:<id>` or `all`. */
+export const TOKEN_TOPIC = 'token'
+
+/** What the request path needs to know about a valid token, held in memory after the first lookup. */
+export interface ActiveToken {
+  readonly id: number
+  readonly userId: number
+  readonly scope: TokenScope
+  readonly expires: number
+}
+
+export interface TokenRequest {
+  scope?: TokenScope | undefined
+  description?: string | undefined
+  /** Absolute expiry, epoch ms. */
+  expires?: number | undefined
+  /** Lifetime in seconds; the alternative to `expires`. */
+  expiresIn?: number | undefined
+}
+
+export interface PersonalTokensOptions {
+  /** How often last-use times gathered in memory are written to the database. */
+  lastUsedFlushMs?: number
+  maxCached?: number
+}
+
+/**
+ * Personal OAuth 2 tokens: issuing, the in-memory view the request path reads, last-use bookkeeping and
+ * revocation. Every change that can end a token publishes an event, and every process (this one before the
+ * change is reported done) drops what it cached, so a revoked token fails on its next request everywhere.
+ */
+export class PersonalTokens {
+  readonly #store: Store
+  readonly #bus: EventBus
+  readonly #settings: RuntimeSettings
+  /** Valid tokens by the hash of their value. */
+  readonly #cache = new Map<string, ActiveToken>()
+  /**
+   * Moves on every invalidation. A lookup that started before one must not cache what it read: the row
+   * may be one that was just revoked.
+   */
+  #generation = 0
+  /** Last-use times seen by this process; `#unsaved` holds the ids not yet written. */
+  readonly #lastUsed = new Map<number, number>()
+  readonly #unsaved = new Set<number>()
+  readonly #flushMs: number
+  readonly #maxCached: number
+  #flushTimer: NodeJS.Timeout | undefined
+  #flushing: Promise<void> | undefined
+
+  constructor(store: Store, bus: EventBus, settings: RuntimeSettings, options: PersonalTokensOptions = {}) {
+    this.#store = store
+    this.#bus = bus
+    this.#settings = settings
+    this.#flushMs = options.lastUsedFlushMs ?? 15_000
+    this.#maxCached = options.maxCached ?? 100_000
+    bus.on(TOKEN_TOPIC, (key) => this.#forget(key))
+  }
+
+  /**
+   * External accounts (LDAP, single sign-on) create tokens only while the administrator allows it; tokens they
+   * already hold keep working either way, as the platform documents.
+   */
+  assertMayCreate(user: User): void {
+    if (user.external && !this.#settings.current.allow_external_users_to_create_oauth2_tokens) {
+      throw new PermissionDenied('External users may not create OAuth2 tokens: the setting allow_external_users_to_create_oauth2_tokens is off.', 'external_users_cannot_create_tokens')
+    }
+  }
+
+  /** Creates a token; its value is returned here and never again (only its hash is stored). */
+  async issue(user: User, request: TokenRequest, now = Date.now()): Promise<{ record: TokenRecord; value: string }> {
+    if (!user.isActive) throw new PermissionDenied('The account is disabled.', 'account_disabled')
+    const expires = this.#expiryOf(request, now)
+    const value = generateToken()
+    const record = await this.#store.tokens.create({
+      userId: user.id,
+      tokenHash: hashToken(value),
+      scope: request.scope ?? 'write',
+      description: request.description ?? '',
+      expires,
+    }, now)
+    return { record, value }
+  }
+
+  /** The token a value names, from memory after the first lookup; undefined when there is none. Expiry is the caller's to check. */
+  async find(value: string): Promise<ActiveToken | undefined> {
+    const hash = hashToken(value)
+    const cached = this.#cache.get(hash)
+    if (cached) return cached
+    const generation = this.#generation
+    const record = await this.#store.tokens.findByHash(hash)
+    if (!record) return undefined
+    const token: ActiveToken = Object.freeze({ id: record.id, userId: record.userId, scope: record.scope, expires: record.expires })
+    if (generation === this.#generation) this.#remember(hash, token)
+    return token
+  }
+
+  /** Notes a use in memory; a timer writes the times in batches, so requests cost no database write. */
+  recordUse(token: ActiveToken, at = Date.now()): void {
+    this.#lastUsed.set(token.id, at)
+    this.#unsaved.add(token.id)
+    if (!this.#flushTimer) {
+      this.#flushTimer = setInterval(() => void this.flushLastUsed().catch(() => {}), this.#flushMs)
+      this.#flushTimer.unref()
+    }
+  }
+
+  /** A stored token with the newest last-use time this process knows, which may not be saved yet. */
+  withFreshLastUsed(record: TokenRecord): TokenRecord {
+    const seen = this.#lastUsed.get(record.id)
+    return seen !== undefined && (record.lastUsed === null || seen > record.lastUsed) ? { ...record, lastUsed: seen } : record
+  }
+
+  async flushLastUsed(): Promise<void> {
+    await this.#flushing
+    if (this.#unsaved.size === 0) return
+    const batch = new Map<number, number>()
+    for (const id of this.#unsaved) batch.set(id, this.#lastUsed.get(id)!)
+    this.#unsaved.clear()
+    this.#flushing = this.#store.tokens.recordLastUsed(batch).catch((error: unknown) => {
+      for (const id of batch.keys()) if (this.#lastUsed.has(id)) this.#unsaved.add(id)
+      throw error
+    }).finally(() => {
+      this.#flushing = undefined
+    })
+    await this.#flushing
+    if (this.#lastUsed.size > this.#maxCached) {
+      for (const id of this.#lastUsed.keys()) if (!this.#unsaved.has(id)) this.#lastUsed.delete(id)
+    }
+  }
+
+  /** Changes the description, or narrows `write` to `read`; a token's scope never widens. */
+  async update(record: TokenRecord, changes: { description?: string | undefined; scope?: TokenScope | undefined }): Promise<TokenRecord | undefined> {
+    if (changes.scope === 'write' && record.scope === 'read') {
+      throw new ValidationFailed({ scope: ['A read-only token cannot be widened to write; create a new token instead.'] })
+    }
+    const narrowed = changes.scope === 'read' && record.scope === 'write'
+    const updated = await this.#store.tokens.update(record.id, { description: changes.description, scope: narrowed ? 'read' : undefined })
+    if (narrowed) await this.#bus.publish(TOKEN_TOPIC, String(record.id))
+    return updated
+  }
+
+  async revoke(id: number): Promise<boolean> {
+    const deleted = await this.#store.tokens.delete(id)
+    if (deleted) await this.#bus.publish(TOKEN_TOPIC, String(id))
+    return deleted
+  }
+
+  async revokeUser(userId: number): Promise<number> {
+    const count = await this.#store.tokens.deleteByUser(userId)
+    await this.#bus.publish(TOKEN_TOPIC, `user:${userId}`)
+    return count
+  }
+
+  async revokeAll(): Promise<number> {
+    const count = await this.#store.tokens.deleteAll()
+    await this.#bus.publish(TOKEN_TOPIC, 'all')
+    return count
+  }
+
+  /** Drops a user's cached tokens (the account changed somewhere); they are looked up again on next use. */
+  forgetUser(userId: number): void {
+    this.#generation++
+    for (const [hash, token] of this.#cache) if (token.userId === userId) this.#cache.delete(hash)
+  }
+
+  /** Saves the last-use times still in memory. Best effort: a lost time must not block shutting down. */
+  async close(): Promise<void> {
+    clearInterval(this.#flushTimer)
+    this.#flushTimer = undefined
+    await this.flushLastUsed().catch(() => {})
+  }
+
+  /**
+   * The expiry a request asks for, within what the settings allow: `oauth2_access_token_expire_seconds` is the
+   * default lifetime and the longest one.
+   */
+  #expiryOf(request: TokenRequest, now: number): number {
+    const maxSeconds = this.#settings.current.oauth2_access_token_expire_seconds
+    const latest = now + maxSeconds * 1000
+    if (request.expires !== undefined && request.expiresIn !== undefined) {
+      throw new ValidationFailed({ expires: ['Give either expires or expires_in, not both.'] })
+    }
+    if (request.expiresIn !== undefined) {
+      if (!Number.isSafeInteger(request.expiresIn) || request.expiresIn < 1) throw new ValidationFailed({ expires_in: ['Enter a whole number of seconds, at least 1.'] })
+      if (request.expiresIn > maxSeconds) throw new ValidationFailed({ expires_in: [`Ensure this value is at most ${maxSeconds} seconds (oauth2_access_token_expire_seconds).`] })
+      return now + request.expiresIn * 1000
+    }
+    if (request.expires !== undefined) {
+      if (request.expires <= now) throw new ValidationFailed({ expires: ['The expiry must be in the future.'] })
+      if (request.expires > latest) throw new ValidationFailed({ expires: [`The expiry may be at most ${maxSeconds} seconds from now (oauth2_access_token_expire_seconds), i.e. not after ${new Date(latest).toISOString()}.`] })
+      return request.expires
+    }
+    return latest
+  }
+
+  #remember(hash: string, token: ActiveToken): void {
+    if (this.#cache.size >= this.#maxCached) {
+      const oldest = this.#cache.keys().next().value
+      if (oldest !== undefined) this.#cache.delete(oldest)
+    }
+    this.#cache.set(hash, token)
+  }
+
+  #forget(key: string): void {
+    this.#generation++
+    if (key === 'all') {
+      this.#cache.clear()
+      this.#lastUsed.clear()
+      this.#unsaved.clear()
+      return
+    }
+    if (key.startsWith('user:')) {
+      this.forgetUser(Number(key.slice('user:'.length)))
+      return
+    }
+    const id = Number(key)
+    for (const [hash, token] of this.#cache) if (token.id === id) this.#cache.delete(hash)
+  }
+}

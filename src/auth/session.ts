@@ -1,0 +1,63 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Accounts } from '../directory/accounts.ts'
+import { GatehouseError, InvalidCredentials } from '../errors.ts'
+import { isSafeMethod } from '../gateway/policy.ts'
+import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
+import type { CsrfPolicy } from './csrf.ts'
+import type { Principal } from './principal.ts'
+import type { SessionManager } from './session-manager.ts'
+
+export const SESSION_COOKIE = 'gateway_sessionid'
+
+/**
+ * The `gateway_sessionid` cookie set by the login endpoint (src/api/login.ts). Cookies are sent by browsers
+ * on their own, so an unsafe method (POST, PUT, PATCH, DELETE) must also pass the CSRF check here; the
+ * credentials a client adds deliberately (basic, token, OIDC) need none.
+ */
+export class SessionAuthenticator implements Authenticator {
+  readonly id = 'session' as const
+  readonly #sessions: SessionManager
+  readonly #accounts: Accounts
+  readonly #csrf: CsrfPolicy
+
+  constructor(sessions: SessionManager, accounts: Accounts, csrf: CsrfPolicy) {
+    this.#sessions = sessions
+    this.#accounts = accounts
+    this.#csrf = csrf
+  }
+
+  async authenticate(request: FastifyRequest): Promise<Principal | NotMine> {
+    const sessionId = request.cookies?.[SESSION_COOKIE]
+    if (!sessionId) return NOT_MINE
+    let session
+    try {
+      session = await this.#sessions.resolve(sessionId)
+    } catch (error) {
+      throw withClearedSessionCookie(error)
+    }
+    const user = await this.#accounts.get(session.userId)
+    if (!user || !user.isActive) {
+      await this.#sessions.end(session.keyHash)
+      throw withClearedSessionCookie(new InvalidCredentials('User inactive or deleted.', 'account_disabled'))
+    }
+    if (!isSafeMethod(request.method)) this.#csrf.check(request)
+    return { user, method: 'session', sessionId: session.keyHash }
+  }
+}
+
+/** `Set-Cookie` for a new or extended session: the cookie lives exactly as long as the session. */
+export function setSessionCookie(reply: FastifyReply, sessionId: string, maxAgeSeconds: number, secure: boolean): void {
+  reply.setCookie(SESSION_COOKIE, sessionId, { path: '/', httpOnly: true, sameSite: 'lax', secure, maxAge: maxAgeSeconds })
+}
+
+export function clearSessionCookie(reply: FastifyReply, secure: boolean): void {
+  reply.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'lax', secure })
+}
+
+/** A refused session cookie is also deleted from the browser, so it is not sent again. */
+function withClearedSessionCookie(error: unknown): unknown {
+  if (error instanceof GatehouseError && error.status === 401) {
+    error.headers['set-cookie'] = `${SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax`
+  }
+  return error
+}

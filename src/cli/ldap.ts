@@ -1,0 +1,65 @@
+import { Command, Option } from 'commander'
+import { DirectoryUnavailable } from '../errors.ts'
+import { LdapDirectory, type DirectoryLookup } from '../directory/ldap.ts'
+import { readStdin, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+
+interface TestOptions extends StorageOptions {
+  user: string
+  passwordStdin?: boolean
+}
+
+export function ldapCommand(): Command {
+  const ldap = new Command('ldap').description('check the LDAP directory configuration')
+  ldap.addCommand(new Command('test')
+    .description('connect to the directory as the server would, look a user up and print what Gatehouse would make of them (changes nothing)')
+    .addOption(new Option('--config <file>', 'configuration file (YAML) with an ldap section').env('GATEHOUSE_CONFIG'))
+    .requiredOption('--user <name>', 'username to look up')
+    .option('--password-stdin', 'also check the user\'s password, read from standard input')
+    .action(testDirectory))
+  return ldap
+}
+
+async function testDirectory(options: TestOptions): Promise<void> {
+  const config = resolveConfig(options)
+  if (!config.ldap) throw new UsageError('the configuration has no ldap section')
+  const password = options.passwordStdin ? await readStdin() : undefined
+  const directory = new LdapDirectory(config.ldap)
+  let lookup: DirectoryLookup
+  try {
+    lookup = await directory.lookup(options.user, password)
+  } catch (error) {
+    if (error instanceof DirectoryUnavailable) {
+      const detail = error.cause instanceof Error ? `\n  ${error.cause.message}` : ''
+      process.stderr.write(`gatehouse: ${error.message}${detail}\n`)
+      process.exitCode = 1
+      return
+    }
+    throw error
+  }
+  process.stdout.write(report(lookup, config.ldap.start_tls))
+  if (!lookup.user || lookup.passwordValid === false) process.exitCode = 1
+}
+
+function report(lookup: DirectoryLookup, startTls: boolean): string {
+  const lines = [`server: ${lookup.server}${startTls ? ' (StartTLS)' : ''}`, 'service bind: ok']
+  const { user } = lookup
+  if (!user) {
+    lines.push('user: not found (no entry, or more than one, matches the user search)')
+    return lines.join('\n') + '\n'
+  }
+  const flag = (value: boolean | undefined) => (value === undefined ? 'not mapped' : value ? 'yes' : 'no')
+  lines.push(
+    `user: ${user.dn}`,
+    `  username: ${user.username || '(empty: check ldap.attributes.username)'}`,
+    `  email: ${user.email}`,
+    `  first_name: ${user.firstName}`,
+    `  last_name: ${user.lastName}`,
+    `directory groups: ${user.groupDns.length ? '' : '(none)'}`,
+    ...user.groupDns.map((dn) => `  ${dn}`),
+    `is_superuser: ${flag(user.isSuperuser)}`,
+    `is_system_auditor: ${flag(user.isSystemAuditor)}`,
+    `groups: ${user.groups.join(', ') || '(none)'}`,
+    `password: ${lookup.passwordValid === undefined ? 'not checked (use --password-stdin)' : lookup.passwordValid ? 'ok' : 'refused by the directory'}`,
+  )
+  return lines.join('\n') + '\n'
+}

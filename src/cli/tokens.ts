@@ -1,0 +1,92 @@
+import { Command, Option } from 'commander'
+import type { TokenScope } from '../store/tokens.ts'
+import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
+import { findUser } from './users.ts'
+
+interface CreateOptions extends StorageOptions {
+  user: string
+  scope: TokenScope
+  expiresIn?: number
+  description?: string
+}
+
+interface RevokeOptions extends StorageOptions {
+  user?: string
+  all?: boolean
+  id?: number
+}
+
+/**
+ * Personal OAuth 2 tokens from the command line: an operator's tool, with the same effects as the API
+ * (a revocation reaches every running gateway process at once).
+ */
+export function tokensCommand(): Command {
+  const tokens = new Command('tokens').description('manage personal OAuth2 tokens')
+
+  tokens.addCommand(addStorageOptions(new Command('create')
+    .description('create a token for a user and print it (the only time its value is shown)')
+    .requiredOption('--user <name>', 'the owner')
+    .addOption(new Option('--scope <scope>', 'read: GET, HEAD and OPTIONS only; write: everything the user may do').choices(['read', 'write']).default('write'))
+    .addOption(new Option('--expires-in <seconds>', 'lifetime (default and maximum: the setting oauth2_access_token_expire_seconds)').argParser(positiveInteger('--expires-in')))
+    .option('--description <text>', 'what the token is for'))
+    .action(async (options: CreateOptions) => {
+      await withApp(options, async (app) => {
+        const owner = await findUser(app, options.user)
+        const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn })
+        process.stdout.write(`${value}\n`)
+        process.stderr.write(`created token ${record.id} for ${owner.username} (scope ${record.scope}, expires ${new Date(record.expires).toISOString()})\n`)
+      })
+    }))
+
+  tokens.addCommand(addStorageOptions(new Command('list')
+    .description('list tokens (never their values); last use is saved by running gateways every few seconds')
+    .option('--user <name>', 'only this user\'s tokens'))
+    .action(async (options: StorageOptions & { user?: string }) => {
+      await withApp(options, async (app) => {
+        const userId = options.user === undefined ? undefined : (await findUser(app, options.user)).id
+        const rows: string[][] = [['ID', 'USER', 'SCOPE', 'EXPIRES', 'LAST USED', 'DESCRIPTION']]
+        const names = new Map<number, string>()
+        for (let offset = 0; ; offset += 500) {
+          const { tokens: page } = await app.store.tokens.list({ offset, limit: 500, userId })
+          for (const t of page) {
+            if (!names.has(t.userId)) names.set(t.userId, (await app.accounts.get(t.userId))?.username ?? `#${t.userId}`)
+            const expired = t.expires <= Date.now() ? ' (expired)' : ''
+            rows.push([String(t.id), names.get(t.userId)!, t.scope, new Date(t.expires).toISOString() + expired, t.lastUsed === null ? '-' : new Date(t.lastUsed).toISOString(), t.description])
+          }
+          if (page.length < 500) break
+        }
+        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+        for (const row of rows) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n')
+      })
+    }))
+
+  tokens.addCommand(addStorageOptions(new Command('revoke')
+    .description('revoke one token, every token of a user, or every token in the system')
+    .option('--user <name>', 'every token of this user')
+    .option('--all', 'every token of every user')
+    .addOption(new Option('--id <id>', 'one token, by id').argParser(positiveInteger('--id'))))
+    .action(async (options: RevokeOptions) => {
+      const chosen = [options.user !== undefined, options.all === true, options.id !== undefined].filter(Boolean).length
+      if (chosen !== 1) throw new UsageError('give exactly one of --user NAME, --all or --id ID')
+      await withApp(options, async (app) => {
+        if (options.all) {
+          process.stdout.write(`revoked ${await app.tokens.revokeAll()} token(s)\n`)
+        } else if (options.user !== undefined) {
+          const owner = await findUser(app, options.user)
+          process.stdout.write(`revoked ${await app.tokens.revokeUser(owner.id)} token(s) of ${owner.username}\n`)
+        } else {
+          if (!(await app.tokens.revoke(options.id!))) throw new UsageError(`no such token: ${options.id}`)
+          process.stdout.write(`revoked token ${options.id}\n`)
+        }
+      })
+    }))
+
+  return tokens
+}
+
+function positiveInteger(flag: string) {
+  return (value: string): number => {
+    if (!/^[1-9][0-9]{0,11}$/.test(value)) throw new UsageError(`${flag} must be a positive whole number, got "${value}"`)
+    return Number(value)
+  }
+}

@@ -1,0 +1,88 @@
+import { FilterParser } from 'ldapts'
+import { z } from 'zod'
+
+/**
+ * The `ldap` section: where accounts from a directory come from (docs/ldap.md). Only checked here; the
+ * connection is made on the first login (src/directory/ldap.ts).
+ */
+
+const ldapUrl = z.string().regex(/^ldaps?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?\/?$/, 'must be ldap://host[:port] or ldaps://host[:port]')
+const dn = z.string().min(3).max(1024).regex(/^[^=,]+=/, 'must be a distinguished name, e.g. cn=admins,ou=groups,dc=example,dc=com')
+const attribute = z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/, 'must be an LDAP attribute name')
+const scope = z.enum(['one', 'sub']).default('sub').describe('`sub`: the base and everything below it; `one`: only its direct children.')
+
+/** A filter template is checked by parsing it with harmless values in its placeholders. */
+function filterTemplate(placeholders: string[], example: string) {
+  return z.string().max(2048).superRefine((template, ctx) => {
+    if (!placeholders.some((p) => template.includes(`{${p}}`))) {
+      ctx.addIssue({ code: 'custom', message: `must contain ${placeholders.map((p) => `{${p}}`).join(' or ')}, e.g. ${example}` })
+      return
+    }
+    try {
+      FilterParser.parseString(template.replaceAll('{username}', 'x').replaceAll('{dn}', 'cn=x'))
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: `is not a valid LDAP filter (RFC 4515): ${(error as Error).message.split('. Full string')[0]}` })
+    }
+  })
+}
+
+export const LdapSchema = z.object({
+  servers: z.array(ldapUrl).min(1)
+    .describe('Directory servers, tried in order when one cannot be reached: `ldaps://host:636` (TLS from the start) or `ldap://host:389` (with `start_tls`).'),
+  start_tls: z.boolean().default(false)
+    .describe('Upgrade `ldap://` connections with StartTLS (RFC 4513) before anything is sent. Fails closed when the server refuses.'),
+  tls: z.object({
+    ca_file: z.string().min(1).optional().describe('PEM file of the CA (or self-signed certificate) that signed the directory\'s certificate. Default: the system\'s CAs.'),
+    reject_unauthorized: z.boolean().default(true).describe('Refuse a certificate that does not verify. Switch off only to diagnose; passwords then go to whoever answers.'),
+  }).strict().default({ reject_unauthorized: true }),
+  bind_dn: dn.describe('The service account for the search bind: Gatehouse binds as it to look users and groups up.'),
+  bind_password: z.string().min(1).optional().describe('The service account\'s password. Prefer `bind_password_env`.'),
+  bind_password_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional()
+    .describe('Name of the environment variable holding the service account\'s password.'),
+  user_search: z.object({
+    base: dn.describe('Where users are searched, e.g. ou=people,dc=example,dc=com.'),
+    filter: filterTemplate(['username'], '(uid={username})').default('(uid={username})')
+      .describe('Filter finding one user; `{username}` is replaced by the typed username, escaped (RFC 4515).'),
+    scope,
+  }).strict(),
+  attributes: z.object({
+    username: attribute.default('uid').describe('Attribute holding the username the account gets in Gatehouse.'),
+    email: attribute.default('mail'),
+    first_name: attribute.default('givenName'),
+    last_name: attribute.default('sn'),
+  }).strict().default({ username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn' }),
+  group_search: z.object({
+    base: dn.describe('Where groups are searched, e.g. ou=groups,dc=example,dc=com.'),
+    filter: filterTemplate(['dn', 'username'], '(member={dn})').default('(|(&(objectClass=groupOfNames)(member={dn}))(&(objectClass=groupOfUniqueNames)(uniqueMember={dn})))')
+      .describe('Filter finding the groups a user is in; `{dn}` is the user\'s DN and `{username}` the account\'s username, both escaped.'),
+    scope,
+  }).strict().optional().describe('How to find a user\'s groups. Without it, users belong to no group.'),
+  superuser_groups: z.array(dn).default([])
+    .describe('Group DNs whose members are superusers. When set, every login sets or clears is_superuser from membership; when empty, is_superuser is left as an administrator set it.'),
+  auditor_groups: z.array(dn).default([])
+    .describe('Group DNs whose members are system auditors; set or cleared on every login like superuser_groups.'),
+  named_groups: z.record(z.string().regex(/^[\w.@+-]{1,150}$/, 'group names are 1-150 letters, digits and @ . + - _'), z.array(dn).min(1)).default({})
+    .describe('Gatehouse group name -> directory group DNs. A user in any of the DNs is in the group; the account\'s groups are replaced on every login and passed to services in the identity token.'),
+  timeouts: z.object({
+    connect_seconds: z.number().positive().max(60).default(3).describe('Time to connect to one server (TLS included) before trying the next.'),
+    lookup_seconds: z.number().positive().max(120).default(5).describe('Time a whole directory login may take, all servers included, before it fails with 503 directory_unavailable.'),
+  }).strict().default({ connect_seconds: 3, lookup_seconds: 5 }),
+}).strict().superRefine((ldap, ctx) => {
+  if ((ldap.bind_password === undefined) === (ldap.bind_password_env === undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['bind_password'], message: 'set exactly one of bind_password and bind_password_env' })
+  }
+  const mapped = ldap.superuser_groups.length + ldap.auditor_groups.length + Object.keys(ldap.named_groups).length
+  if (mapped && !ldap.group_search) ctx.addIssue({ code: 'custom', path: ['group_search'], message: 'is needed to map groups' })
+  if (ldap.start_tls && ldap.servers.some((url) => url.startsWith('ldaps:'))) {
+    ctx.addIssue({ code: 'custom', path: ['start_tls'], message: 'is for ldap:// servers; ldaps:// servers use TLS from the start' })
+  }
+})
+
+export type LdapConfig = z.output<typeof LdapSchema>
+
+export const passwordSourceNames = ['local', 'ldap'] as const
+export const PasswordSourcesSchema = z.array(z.enum(passwordSourceNames)).min(1)
+  .refine((list) => new Set(list).size === list.length, 'must not repeat a source')
+  .refine((list) => list.includes('local'), 'must include local: local accounts (the first administrator among them) always have a way in')
+  .default(['local', 'ldap'])
+  .describe('The order in which password sources are asked. An account only ever checks its password with the source it came from, so a directory entry never takes over a local account; the order decides which source is asked first. `ldap` is used when the `ldap` section is set (after local when not listed).')

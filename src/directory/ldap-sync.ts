@@ -1,0 +1,61 @@
+import { Conflict, InvalidCredentials } from '../errors.ts'
+import type { Store } from '../store/store.ts'
+import type { User, UserChanges } from '../store/users.ts'
+import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import type { DirectoryUser } from './ldap.ts'
+
+/** Column widths of the users table: longer directory values are cut rather than refused. */
+const MAX_NAME = 150
+const MAX_EMAIL = 254
+
+/**
+ * Creates or updates the account of a user the directory just vouched for: an external account with source
+ * `ldap` and no local password. The profile, the mapped groups and, when their groups are configured, the
+ * superuser and auditor flags follow the directory; whether the account is active stays an administrator's
+ * decision. An unchanged account is not written, so a login tells other processes nothing.
+ */
+export async function syncDirectoryAccount(store: Store, accounts: Accounts, found: DirectoryUser): Promise<User> {
+  if (!USERNAME_PATTERN.test(found.username)) {
+    throw new InvalidCredentials('The directory entry has no username Gatehouse can use (see ldap.attributes.username).', 'directory_username_invalid')
+  }
+  const profile = profileOf(found)
+  let existing = await store.users.findByUsername(found.username)
+  if (!existing) {
+    try {
+      return await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
+    } catch (error) {
+      // Another request created it first: update that one instead.
+      if (!(error instanceof Conflict)) throw error
+      existing = await store.users.findByUsername(found.username)
+      if (!existing) throw error
+    }
+  }
+  if (existing.source !== 'ldap') {
+    throw new InvalidCredentials('This username belongs to an account from another source.', 'account_source_conflict')
+  }
+  const changes = changesBetween(existing, profile)
+  return changes ? accounts.update(existing.id, changes) : existing
+}
+
+function profileOf(found: DirectoryUser): UserChanges {
+  const email = found.email.length <= MAX_EMAIL && /^[^\s@]+@[^\s@]+$/.test(found.email) ? found.email : ''
+  return {
+    email,
+    firstName: found.firstName.slice(0, MAX_NAME),
+    lastName: found.lastName.slice(0, MAX_NAME),
+    groups: found.groups,
+    ...(found.isSuperuser === undefined ? {} : { isSuperuser: found.isSuperuser }),
+    ...(found.isSystemAuditor === undefined ? {} : { isSystemAuditor: found.isSystemAuditor }),
+  }
+}
+
+function changesBetween(user: User, profile: UserChanges): UserChanges | undefined {
+  const changes: UserChanges = {}
+  if (profile.email !== user.email) changes.email = profile.email
+  if (profile.firstName !== user.firstName) changes.firstName = profile.firstName
+  if (profile.lastName !== user.lastName) changes.lastName = profile.lastName
+  if (profile.groups!.join('\n') !== user.groups.join('\n')) changes.groups = profile.groups
+  if (profile.isSuperuser !== undefined && profile.isSuperuser !== user.isSuperuser) changes.isSuperuser = profile.isSuperuser
+  if (profile.isSystemAuditor !== undefined && profile.isSystemAuditor !== user.isSystemAuditor) changes.isSystemAuditor = profile.isSystemAuditor
+  return Object.keys(changes).length ? changes : undefined
+}

@@ -1,0 +1,261 @@
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import type { ConnectionOptions } from 'node:tls'
+import { Client, Filter, InvalidCredentialsError, SizeLimitExceededError, type Entry } from 'ldapts'
+import { NOT_MINE, type NotMine } from '../auth/authenticator.ts'
+import { ConfigError } from '../config/load.ts'
+import type { LdapConfig } from '../config/ldap.ts'
+import { DirectoryUnavailable, GatehouseError, InvalidCredentials, ValidationFailed } from '../errors.ts'
+import type { Store } from '../store/store.ts'
+import type { User } from '../store/users.ts'
+import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import { syncDirectoryAccount } from './ldap-sync.ts'
+import type { PasswordSource } from './password-source.ts'
+
+/** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
+export interface DirectoryUser {
+  dn: string
+  username: string
+  email: string
+  firstName: string
+  lastName: string
+  /** DNs of the directory groups the user is in. */
+  groupDns: string[]
+  /** From `superuser_groups`; undefined when none are configured (then an administrator decides). */
+  isSuperuser: boolean | undefined
+  /** From `auditor_groups`; undefined when none are configured. */
+  isSystemAuditor: boolean | undefined
+  /** Names from `named_groups` whose DNs the user is in, sorted. */
+  groups: string[]
+}
+
+export interface DirectoryLookup {
+  /** The server that answered. */
+  server: string
+  user: DirectoryUser | undefined
+  /** Whether the directory accepted the password; undefined when none was given or no user was found. */
+  passwordValid: boolean | undefined
+}
+
+/**
+ * Talks to the LDAP directory: connects to the first server that answers (StartTLS when configured),
+ * binds as the service account, finds the user and their groups, and checks a password by binding as the
+ * user. Each lookup uses its own connection, closed afterwards; the basic-auth credential cache keeps
+ * repeated requests away from here. Everything, all servers included, must finish within
+ * `timeouts.lookup_seconds`.
+ */
+export class LdapDirectory {
+  readonly #config: LdapConfig
+  readonly #bindPassword: string
+  readonly #tls: ConnectionOptions
+  readonly #superuserDns: Set<string>
+  readonly #auditorDns: Set<string>
+  readonly #namedGroups: [name: string, dns: Set<string>][]
+
+  /** Reads the bind password's environment variable and the CA file now, so a mistake stops the start. */
+  constructor(config: LdapConfig, env: NodeJS.ProcessEnv = process.env) {
+    this.#config = config
+    const bindPassword = config.bind_password ?? env[config.bind_password_env!]
+    if (!bindPassword) throw new ConfigError('ldap', [`ldap.bind_password_env: the environment variable ${config.bind_password_env} is not set or empty`])
+    this.#bindPassword = bindPassword
+    this.#tls = { rejectUnauthorized: config.tls.reject_unauthorized, minVersion: 'TLSv1.2' }
+    if (config.tls.ca_file) {
+      try {
+        this.#tls.ca = readFileSync(config.tls.ca_file)
+      } catch (error) {
+        throw new ConfigError('ldap', [`ldap.tls.ca_file: cannot read: ${(error as Error).message}`])
+      }
+    }
+    this.#superuserDns = new Set(config.superuser_groups.map(normalizeDn))
+    this.#auditorDns = new Set(config.auditor_groups.map(normalizeDn))
+    this.#namedGroups = Object.entries(config.named_groups).map(([name, dns]) => [name, new Set(dns.map(normalizeDn))])
+  }
+
+  /**
+   * Finds `username` and, when `password` is given, checks it with a bind as the user. An empty password
+   * is refused here, before any connection: LDAP treats a simple bind without a password as an anonymous
+   * bind that many servers accept (RFC 4513 section 5.1.2).
+   */
+  async lookup(username: string, password?: string): Promise<DirectoryLookup> {
+    if (!USERNAME_PATTERN.test(username)) {
+      throw new ValidationFailed({ username: ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.'] })
+    }
+    if (password !== undefined && password.length === 0) throw new ValidationFailed({ password: ['This field may not be blank.'] })
+    return this.#withinDeadline(async (connections) => {
+      const { client, server } = await this.#connect(connections)
+      const entry = await this.#findUser(client, username)
+      if (!entry) return { server, user: undefined, passwordValid: undefined }
+      const user = await this.#describe(client, entry)
+      const passwordValid = password === undefined ? undefined : await this.#bindAs(client, entry.dn, password)
+      return { server, user, passwordValid }
+    })
+  }
+
+  /**
+   * Runs a conversation with the directory under the lookup deadline, and closes every connection it opened.
+   * A conversation that outlives its deadline may open no further connection.
+   */
+  async #withinDeadline<T>(conversation: (connections: Connections) => Promise<T>): Promise<T> {
+    const connections: Connections = { clients: new Set(), closed: false }
+    const seconds = this.#config.timeouts.lookup_seconds
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DirectoryUnavailable(`The directory did not answer within ${seconds} s.`)), seconds * 1000)
+    })
+    try {
+      return await Promise.race([conversation(connections), deadline])
+    } catch (error) {
+      if (error instanceof GatehouseError) throw error
+      throw new DirectoryUnavailable('The directory failed to answer the lookup.', error)
+    } finally {
+      clearTimeout(timer)
+      connections.closed = true
+      for (const client of connections.clients) client.unbind().catch(() => {})
+    }
+  }
+
+  /** The first server, in order, that connects, upgrades to TLS when asked, and accepts the service account. */
+  async #connect(connections: Connections): Promise<{ client: Client; server: string }> {
+    const failures: string[] = []
+    for (const server of this.#config.servers) {
+      if (connections.closed) break
+      const secure = server.startsWith('ldaps:')
+      const client = new Client({
+        url: server,
+        connectTimeout: this.#config.timeouts.connect_seconds * 1000,
+        timeout: this.#config.timeouts.lookup_seconds * 1000,
+        // ldapts treats any TLS options as "connect with TLS", so plain ldap:// gets them only at StartTLS.
+        ...(secure ? { tlsOptions: this.#tls } : {}),
+      })
+      connections.clients.add(client)
+      try {
+        if (this.#config.start_tls) await client.startTLS({ ...this.#tls, host: hostOf(server), ...serverName(server) })
+        await client.bind(this.#config.bind_dn, this.#bindPassword)
+        return { client, server }
+      } catch (error) {
+        connections.clients.delete(client)
+        client.unbind().catch(() => {})
+        if (error instanceof InvalidCredentialsError) {
+          throw new DirectoryUnavailable('The directory refused the service account.', new Error(`${server}: the service account bind (ldap.bind_dn) was refused: wrong DN or password`))
+        }
+        failures.push(`${server}: ${(error as Error).message.split('\n')[0]}`)
+      }
+    }
+    throw new DirectoryUnavailable('The directory could not be reached.', new Error(failures.join('; ')))
+  }
+
+  async #findUser(client: Client, username: string): Promise<Entry | undefined> {
+    const { base, filter, scope } = this.#config.user_search
+    // Two entries for one username is a directory mistake; picking one would let the wrong person in.
+    try {
+      const { searchEntries } = await client.search(base, {
+        scope,
+        filter: fillFilter(filter, { username }),
+        attributes: Object.values(this.#config.attributes),
+        sizeLimit: 2,
+      })
+      return searchEntries.length === 1 ? searchEntries[0] : undefined
+    } catch (error) {
+      if (error instanceof SizeLimitExceededError) return undefined
+      throw error
+    }
+  }
+
+  async #describe(client: Client, entry: Entry): Promise<DirectoryUser> {
+    const { attributes } = this.#config
+    const username = firstValue(entry, attributes.username)
+    const groupDns = await this.#findGroups(client, entry.dn, username)
+    const member = (dns: Set<string>) => groupDns.some((dn) => dns.has(normalizeDn(dn)))
+    return {
+      dn: entry.dn,
+      username,
+      email: firstValue(entry, attributes.email),
+      firstName: firstValue(entry, attributes.first_name),
+      lastName: firstValue(entry, attributes.last_name),
+      groupDns,
+      isSuperuser: this.#superuserDns.size ? member(this.#superuserDns) : undefined,
+      isSystemAuditor: this.#auditorDns.size ? member(this.#auditorDns) : undefined,
+      groups: this.#namedGroups.filter(([, dns]) => member(dns)).map(([name]) => name).sort(),
+    }
+  }
+
+  async #findGroups(client: Client, dn: string, username: string): Promise<string[]> {
+    if (!this.#config.group_search) return []
+    const { base, filter, scope } = this.#config.group_search
+    const { searchEntries } = await client.search(base, { scope, filter: fillFilter(filter, { dn, username }), attributes: ['1.1'] })
+    return searchEntries.map((group) => group.dn).sort()
+  }
+
+  /** Binds as the user on the lookup's own connection, which is closed afterwards. */
+  async #bindAs(client: Client, dn: string, password: string): Promise<boolean> {
+    if (!password) throw new InvalidCredentials()
+    try {
+      await client.bind(dn, password)
+      return true
+    } catch (error) {
+      if (error instanceof InvalidCredentialsError) return false
+      throw error
+    }
+  }
+}
+
+/** The connections one lookup opened; once closed, it opens no more. */
+interface Connections {
+  readonly clients: Set<Client>
+  closed: boolean
+}
+
+/**
+ * Accounts from the directory. It answers only for usernames that have no account yet or whose account
+ * came from the directory: a directory entry never takes over a local account. On a successful bind the
+ * account is created or updated from the directory (ldap-sync.ts).
+ */
+export class LdapPasswords implements PasswordSource {
+  readonly id = 'ldap'
+  readonly #directory: LdapDirectory
+  readonly #store: Store
+  readonly #accounts: Accounts
+
+  constructor(directory: LdapDirectory, store: Store, accounts: Accounts) {
+    this.#directory = directory
+    this.#store = store
+    this.#accounts = accounts
+  }
+
+  async verify(username: string, password: string): Promise<User | NotMine> {
+    if (!password || !USERNAME_PATTERN.test(username)) throw new InvalidCredentials()
+    const existing = await this.#store.users.findByUsername(username)
+    if (existing && existing.source !== 'ldap') return NOT_MINE
+    const { user, passwordValid } = await this.#directory.lookup(username, password)
+    if (!user) return NOT_MINE
+    if (!passwordValid) throw new InvalidCredentials()
+    return syncDirectoryAccount(this.#store, this.#accounts, user)
+  }
+}
+
+/** Puts values into a filter template, escaped (RFC 4515 section 3), so they can only ever be values. */
+export function fillFilter(template: string, values: { username?: string; dn?: string }): string {
+  return template.replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => Filter.escape(values[name] ?? ''))
+}
+
+function firstValue(entry: Entry, attribute: string): string {
+  const key = Object.keys(entry).find((k) => k.toLowerCase() === attribute.toLowerCase())
+  const value = key === undefined ? undefined : entry[key]
+  const first = Array.isArray(value) ? value[0] : value
+  return first === undefined ? '' : String(first)
+}
+
+/** DNs compare case-insensitively and without the spaces some tools put after commas (RFC 4514). */
+export function normalizeDn(dn: string): string {
+  return dn.trim().replace(/\s*([,=+])\s*/g, '$1').toLowerCase()
+}
+
+function hostOf(server: string): string {
+  return new URL(server).hostname.replace(/^\[|\]$/g, '')
+}
+
+/** SNI carries names only (RFC 6066 section 3), so it is left out for addresses. */
+function serverName(server: string): { servername?: string } {
+  const host = hostOf(server)
+  return isIP(host) ? {} : { servername: host }
+}

@@ -1,0 +1,115 @@
+import type { Kysely, Selectable } from 'kysely'
+import type { SessionsTable, Tables } from './schema.ts'
+
+/** A login session as stored: the identifier itself is never stored, only its SHA-256 (`keyHash`). */
+export interface StoredSession {
+  id: number
+  keyHash: string
+  userId: number
+  created: number
+  expiresAt: number
+  ip: string
+  userAgent: string
+}
+
+export type NewSession = Omit<StoredSession, 'id'>
+
+export interface SessionQuery {
+  offset: number
+  limit: number
+  /** Sessions that expire after this moment are listed; expired ones are not. */
+  now: number
+  userId?: number | undefined
+}
+
+/** Login sessions. Every method that ends sessions returns the key hashes it ended, so callers can tell other processes. */
+export class SessionRepository {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  async create(input: NewSession): Promise<StoredSession> {
+    const row = await this.#db.insertInto('sessions').values({
+      key_hash: input.keyHash,
+      user_id: input.userId,
+      created_at: input.created,
+      expires_at: input.expiresAt,
+      ip: input.ip,
+      user_agent: input.userAgent,
+    }).returningAll().executeTakeFirstOrThrow()
+    return toSession(row)
+  }
+
+  async findByKeyHash(keyHash: string): Promise<StoredSession | undefined> {
+    const row = await this.#db.selectFrom('sessions').selectAll().where('key_hash', '=', keyHash).executeTakeFirst()
+    return row && toSession(row)
+  }
+
+  async findById(id: number): Promise<StoredSession | undefined> {
+    const row = await this.#db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toSession(row)
+  }
+
+  /** Moves a session's end; an already expired or ended session stays ended. */
+  async extend(keyHash: string, expiresAt: number, now: number): Promise<StoredSession | undefined> {
+    const row = await this.#db.updateTable('sessions').set({ expires_at: expiresAt })
+      .where('key_hash', '=', keyHash).where('expires_at', '>', now)
+      .returningAll().executeTakeFirst()
+    return row && toSession(row)
+  }
+
+  async list(query: SessionQuery): Promise<{ count: number; sessions: StoredSession[] }> {
+    let base = this.#db.selectFrom('sessions').where('expires_at', '>', query.now)
+    if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
+    const [{ n }, rows] = await Promise.all([
+      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
+    ])
+    return { count: Number(n), sessions: rows.map(toSession) }
+  }
+
+  async deleteByKeyHash(keyHash: string): Promise<boolean> {
+    const result = await this.#db.deleteFrom('sessions').where('key_hash', '=', keyHash).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+
+  async deleteById(id: number): Promise<StoredSession | undefined> {
+    const row = await this.#db.deleteFrom('sessions').where('id', '=', id).returningAll().executeTakeFirst()
+    return row && toSession(row)
+  }
+
+  async deleteForUser(userId: number): Promise<string[]> {
+    const rows = await this.#db.deleteFrom('sessions').where('user_id', '=', userId).returning('key_hash').execute()
+    return rows.map((r) => r.key_hash)
+  }
+
+  /** Ends all but the `keep` newest sessions of a user. */
+  async deleteOldest(userId: number, keep: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('sessions').select('id').where('user_id', '=', userId)
+      .orderBy('created_at', 'desc').orderBy('id', 'desc').execute()
+    const surplus = rows.slice(keep).map((r) => Number(r.id))
+    if (!surplus.length) return []
+    const deleted = await this.#db.deleteFrom('sessions').where('id', 'in', surplus).returning('key_hash').execute()
+    return deleted.map((r) => r.key_hash)
+  }
+
+  /** Removes sessions that expired at or before `now`; returns how many. */
+  async deleteExpired(now: number): Promise<number> {
+    const result = await this.#db.deleteFrom('sessions').where('expires_at', '<=', now).executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+}
+
+function toSession(row: Selectable<SessionsTable>): StoredSession {
+  return {
+    id: Number(row.id),
+    keyHash: row.key_hash,
+    userId: Number(row.user_id),
+    created: Number(row.created_at),
+    expiresAt: Number(row.expires_at),
+    ip: row.ip,
+    userAgent: row.user_agent,
+  }
+}

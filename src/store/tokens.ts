@@ -1,0 +1,125 @@
+import type { Kysely, Selectable } from 'kysely'
+import type { Tables, TokensTable } from './schema.ts'
+
+export type TokenScope = 'read' | 'write'
+
+/** A personal token as stored: its hash, never its value. */
+export interface TokenRecord {
+  id: number
+  userId: number
+  tokenHash: string
+  scope: TokenScope
+  description: string
+  created: number
+  modified: number
+  expires: number
+  lastUsed: number | null
+}
+
+export interface NewToken {
+  userId: number
+  tokenHash: string
+  scope: TokenScope
+  description: string
+  expires: number
+}
+
+export interface TokenQuery {
+  offset: number
+  limit: number
+  userId?: number | undefined
+}
+
+/** Personal OAuth 2 tokens. Lookups go by the token's hash; this layer never sees a token's value. */
+export class TokenRepository {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  async create(input: NewToken, now = Date.now()): Promise<TokenRecord> {
+    const row = await this.#db.insertInto('tokens').values({
+      user_id: input.userId,
+      token_hash: input.tokenHash,
+      scope: input.scope,
+      description: input.description,
+      created_at: now,
+      modified_at: now,
+      expires_at: input.expires,
+      last_used_at: null,
+    }).returningAll().executeTakeFirstOrThrow()
+    return toToken(row)
+  }
+
+  async findByHash(tokenHash: string): Promise<TokenRecord | undefined> {
+    const row = await this.#db.selectFrom('tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst()
+    return row && toToken(row)
+  }
+
+  async findById(id: number): Promise<TokenRecord | undefined> {
+    const row = await this.#db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toToken(row)
+  }
+
+  async list(query: TokenQuery): Promise<{ count: number; tokens: TokenRecord[] }> {
+    let base = this.#db.selectFrom('tokens')
+    if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
+    const [{ n }, rows] = await Promise.all([
+      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
+    ])
+    return { count: Number(n), tokens: rows.map(toToken) }
+  }
+
+  async update(id: number, changes: { description?: string | undefined; scope?: TokenScope | undefined }, now = Date.now()): Promise<TokenRecord | undefined> {
+    const values: Partial<Record<keyof TokensTable, unknown>> = { modified_at: now }
+    if (changes.description !== undefined) values.description = changes.description
+    if (changes.scope !== undefined) values.scope = changes.scope
+    const row = await this.#db.updateTable('tokens').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
+    return row && toToken(row)
+  }
+
+  async delete(id: number): Promise<boolean> {
+    const result = await this.#db.deleteFrom('tokens').where('id', '=', id).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+
+  async deleteByUser(userId: number): Promise<number> {
+    const result = await this.#db.deleteFrom('tokens').where('user_id', '=', userId).executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+
+  async deleteAll(): Promise<number> {
+    const result = await this.#db.deleteFrom('tokens').executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+
+  /** Saves last-use times gathered in memory, in one transaction; a time never moves backwards. */
+  async recordLastUsed(uses: ReadonlyMap<number, number>): Promise<void> {
+    if (uses.size === 0) return
+    await this.#db.transaction().execute(async (trx) => {
+      for (const [id, at] of uses) {
+        await trx.updateTable('tokens').set({ last_used_at: at })
+          .where('id', '=', id)
+          .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
+          .execute()
+      }
+    })
+  }
+}
+
+function toToken(row: Selectable<TokensTable>): TokenRecord {
+  return {
+    id: Number(row.id),
+    userId: Number(row.user_id),
+    tokenHash: row.token_hash,
+    // Anything but `write` reads as `read`: an unexpected value must not widen a token.
+    scope: row.scope === 'write' ? 'write' : 'read',
+    description: row.description,
+    created: Number(row.created_at),
+    modified: Number(row.modified_at),
+    expires: Number(row.expires_at),
+    lastUsed: row.last_used_at === null ? null : Number(row.last_used_at),
+  }
+}

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { csrfToken, LOGIN, login, setCookie, withCsrf } from '../helpers/session.ts'
+
+describe('login, logout and session endpoints', () => {
+  let gw: TestGateway
+  let aliceId: number
+  before(async () => {
+    gw = await startGateway()
+    aliceId = (await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })).id
+  })
+  after(() => gw.close())
+
+  const sessionCount = async () => (await gw.store.sessions.list({ offset: 0, limit: 1, now: Date.now() })).count
+  const postLogin = async (body: string, headers: Record<string, string> = {}, query = '') => {
+    const token = await csrfToken(gw)
+    return gw.fetch(LOGIN + query, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': token, cookie: `csrftoken=${token}`, ...headers },
+      body,
+    })
+  }
+
+  it('serves the login page with the csrftoken cookie as Django sets it', async () => {
+    const response = await gw.fetch(LOGIN, { headers: { accept: 'text/html' } })
+    assert.equal(response.status, 200)
+    assert.match(response.headers.get('content-type')!, /^text\/html/)
+    assert.match(response.headers.get('content-security-policy')!, /frame-ancestors 'none'/)
+    const cookie = setCookie(response, 'csrftoken')!
+    assert.match(cookie.value, /^[A-Za-z0-9_-]{64}$/)
+    assert.match(cookie.attributes, /Path=\//)
+    assert.match(cookie.attributes, /SameSite=Lax/)
+    assert.doesNotMatch(cookie.attributes, /HttpOnly|Max-Age|Expires/)
+    const html = await response.text()
+    assert.match(html, /<form method="post" action="\/api\/gateway\/v1\/login\/">/)
+    assert.ok(html.includes(`name="csrfmiddlewaretoken" value="${cookie.value}"`))
+  })
+
+  it('keeps a valid csrftoken it already set, and answers JSON to clients asking for it', async () => {
+    const token = await csrfToken(gw)
+    const response = await gw.fetch(`${LOGIN}?next=/api/controller/v2/`, { headers: { accept: 'application/json', cookie: `csrftoken=${token}` } })
+    assert.equal(setCookie(response, 'csrftoken'), undefined)
+    assert.deepEqual(await json(response), { csrf_token: token, login_url: LOGIN, next: '/api/controller/v2/' })
+  })
+
+  it('logs in with the form, redirects, records the login and rotates the CSRF token', async () => {
+    const token = await csrfToken(gw)
+    const response = await gw.fetch(LOGIN, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': token, cookie: `csrftoken=${token}` },
+      body: 'username=alice&password=alice-password',
+    })
+    assert.equal(response.status, 302)
+    assert.equal(response.headers.get('location'), '/api/gateway/v1/')
+    const session = setCookie(response, 'gateway_sessionid')!
+    assert.match(session.value, /^[A-Za-z0-9_-]{43}$/, '256 random bits')
+    assert.deepEqual(session.attributes.split('; ').sort(), ['HttpOnly', 'Max-Age=900', 'Path=/', 'SameSite=Lax'])
+    const rotated = setCookie(response, 'csrftoken')!.value
+    assert.notEqual(rotated, token)
+    const stored = await gw.store.users.findById(aliceId)
+    assert.ok(stored!.lastLogin && Date.now() - stored!.lastLogin < 5000)
+    const all = await gw.store.sessions.list({ offset: 0, limit: 200, now: Date.now() })
+    assert.ok(all.sessions.every((s) => s.keyHash !== session.value), 'only a hash of the identifier is stored')
+  })
+
+  it('accepts a JSON body and answers JSON, without the session identifier in the body', async () => {
+    const token = await csrfToken(gw)
+    const response = await gw.fetch(LOGIN, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrftoken': token, cookie: `csrftoken=${token}` },
+      body: JSON.stringify({ username: 'alice', password: 'alice-password', next: '/api/eda/' }),
+    })
+    assert.equal(response.status, 200)
+    const body = await json(response)
+    const sessionId = setCookie(response, 'gateway_sessionid')!.value
+    assert.equal(body.username, 'alice')
+    assert.equal(body.next, '/api/eda/')
+    assert.equal(body.csrf_token, setCookie(response, 'csrftoken')!.value)
+    assert.equal(body.expires_in_seconds, 900)
+    assert.ok(!JSON.stringify(body).includes(sessionId))
+  })
+
+  it('answers wrong credentials with 401 and sets nothing', async () => {
+    const before = await sessionCount()
+    for (const body of ['username=alice&password=wrong', 'username=nobody&password=wrong']) {
+      const response = await postLogin(body)
+      assert.equal(response.status, 401)
+      assert.equal((await json(response)).code, 'invalid_credentials')
+      assert.deepEqual(response.headers.getSetCookie(), [])
+    }
+    assert.equal(await sessionCount(), before)
+  })
+
+  it('shows a browser the login page again with an error after wrong credentials', async () => {
+    const response = await postLogin('username=alice&password=wrong&next=%2Fapi%2Feda%2F', { accept: 'text/html,application/xhtml+xml' })
+    assert.equal(response.status, 401)
+    assert.deepEqual(response.headers.getSetCookie(), [])
+    const html = await response.text()
+    assert.match(html, /role="alert">Invalid username or password\./)
+    assert.match(html, /name="username"[^>]*value="alice"/)
+    assert.match(html, /name="next" value="\/api\/eda\/"/)
+  })
+
+  it('redirects only to its own site after login', async () => {
+    const cases: [string, string][] = [
+      ['/api/controller/v2/hosts/?page=2', '/api/controller/v2/hosts/?page=2'],
+      [`${gw.url}/api/eda/`, '/api/eda/'],
+      ['https://evil.example/', '/api/gateway/v1/'],
+      ['//evil.example/x', '/api/gateway/v1/'],
+      ['/\\evil.example/x', '/api/gateway/v1/'],
+      ['https:evil.example', '/api/gateway/v1/'],
+      ['javascript:alert(1)', '/api/gateway/v1/'],
+      ['/\t/evil.example', '/api/gateway/v1/'],
+      [`${gw.url}@evil.example/`, '/api/gateway/v1/'],
+    ]
+    for (const [next, location] of cases) {
+      const inForm = await postLogin(`username=alice&password=alice-password&next=${encodeURIComponent(next)}`)
+      assert.equal(inForm.headers.get('location'), location, next)
+      const inQuery = await postLogin('username=alice&password=alice-password', {}, `?next=${encodeURIComponent(next)}`)
+      assert.equal(inQuery.headers.get('location'), location, next)
+    }
+  })
+
+  it('refuses bad input with a clear 4xx and changes nothing', async () => {
+    const before = await sessionCount()
+    const lastLogin = (await gw.store.users.findById(aliceId))!.lastLogin
+    const cases: [string, Record<string, string>, number, string, string?][] = [
+      ['username=alice', {}, 400, 'invalid', 'password'],
+      ['password=alice-password', {}, 400, 'invalid', 'username'],
+      ['username=&password=alice-password', {}, 400, 'invalid', 'username'],
+      [`username=${'a'.repeat(151)}&password=x`, {}, 400, 'invalid', 'username'],
+      [`username=alice&password=${'p'.repeat(1025)}`, {}, 400, 'invalid', 'password'],
+      ['username=alice&password=alice-password&next=' + 'a'.repeat(3000), {}, 400, 'invalid', 'next'],
+      ['username=alice&username=bob&password=alice-password', {}, 400, 'invalid', 'username'],
+      ['username=alice&password=alice-password&is_superuser=true', {}, 400, 'invalid', 'is_superuser'],
+      ['username=alice&password=alice-password', { 'content-type': 'text/plain' }, 415, 'unsupported_media_type'],
+      ['username=alice&password=alice-password', { 'content-type': 'multipart/form-data; boundary=x' }, 415, 'unsupported_media_type'],
+      ['["alice"]', { 'content-type': 'application/json' }, 400, 'invalid'],
+      ['{"username": "alice", "password": 1}', { 'content-type': 'application/json' }, 400, 'invalid', 'password'],
+      ['{"username": ', { 'content-type': 'application/json' }, 400, 'invalid_json'],
+      ['x'.repeat(1_100_000), {}, 413, 'payload_too_large'],
+    ]
+    for (const [body, headers, status, code, fieldName] of cases) {
+      const response = await postLogin(body, headers)
+      assert.equal(response.status, status, `${body.slice(0, 40)} ${JSON.stringify(headers)}`)
+      const answer = await json(response)
+      assert.equal(answer.code, code, body.slice(0, 40))
+      if (fieldName) assert.ok(answer.errors?.[fieldName], `${fieldName}: ${JSON.stringify(answer)}`)
+      assert.equal(setCookie(response, 'gateway_sessionid'), undefined)
+    }
+    const repeatedNext = await gw.fetch(`${LOGIN}?next=/a/&next=/b/`)
+    assert.equal(repeatedNext.status, 400)
+    assert.equal(await sessionCount(), before)
+    assert.equal((await gw.store.users.findById(aliceId))!.lastLogin, lastLogin)
+  })
+
+  it('replaces the session a browser already had when it logs in again', async () => {
+    const first = await login(gw, 'alice', 'alice-password')
+    const second = await login(gw, 'alice', 'alice-password', { cookie: `gateway_sessionid=${first.sessionId}; csrftoken=${first.csrf}`, 'x-csrftoken': first.csrf })
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: `gateway_sessionid=${first.sessionId}` } })).status, 401)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: `gateway_sessionid=${second.sessionId}` } })).status, 200)
+  })
+
+  it('tells how long the session has left, and 404 without a session', async () => {
+    const session = await login(gw, 'alice', 'alice-password')
+    const response = await gw.fetch('/api/gateway/v1/session/', { headers: { cookie: session.cookie } })
+    assert.equal(response.status, 200)
+    const body = await json(response)
+    assert.deepEqual(Object.keys(body).sort(), ['expires_in_seconds', 'expires_on', 'now'])
+    assert.ok(body.expires_in_seconds >= 899 && body.expires_in_seconds <= 900)
+    assert.equal(Date.parse(body.expires_on) - Date.parse(body.now) >= 899_000, true)
+    const byBasic = await gw.fetch('/api/gateway/v1/session/', { headers: adminAuth })
+    assert.equal(byBasic.status, 404)
+    assert.equal((await json(byBasic)).code, 'no_session')
+    assert.equal((await gw.fetch('/api/gateway/v1/session/')).status, 401)
+  })
+
+  it('extends the session by session_cookie_age from now', async (t) => {
+    const session = await login(gw, 'alice', 'alice-password')
+    t.mock.timers.enable({ apis: ['Date'], now: Date.now() })
+    t.mock.timers.tick(600_000)
+    const before = await json(await gw.fetch('/api/gateway/v1/session/', { headers: { cookie: session.cookie } }))
+    assert.ok(before.expires_in_seconds <= 300)
+    const noCsrf = await gw.fetch('/api/gateway/v1/session/', { method: 'POST', headers: { cookie: session.cookie } })
+    assert.equal(noCsrf.status, 403)
+    const extended = await gw.fetch('/api/gateway/v1/session/', { method: 'POST', headers: withCsrf(session) })
+    assert.equal(extended.status, 200)
+    assert.equal((await json(extended)).expires_in_seconds, 900)
+    assert.match(setCookie(extended, 'gateway_sessionid')!.attributes, /Max-Age=900/)
+    assert.equal(setCookie(extended, 'gateway_sessionid')!.value, session.sessionId)
+    t.mock.timers.tick(800_000)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 200, 'alive past its first end')
+  })
+
+  it('ends the session on logout, with CSRF, and deletes the cookie', async () => {
+    const session = await login(gw, 'alice', 'alice-password')
+    const refused = await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: { cookie: session.cookie } })
+    assert.equal(refused.status, 403)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 200, 'a forged logout ends nothing')
+    const response = await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session) })
+    assert.equal(response.status, 204)
+    const cleared = setCookie(response, 'gateway_sessionid')!
+    assert.equal(cleared.value, '')
+    assert.match(cleared.attributes, /Max-Age=0/)
+    for (const path of ['/api/gateway/v1/me/', '/api/controller/v2/hosts/', '/api/gateway/v1/session/']) {
+      const after = await gw.fetch(path, { headers: { cookie: session.cookie } })
+      assert.equal(after.status, 401, path)
+    }
+  })
+
+  it('sends a browser back to the login page after logout', async () => {
+    const session = await login(gw, 'alice', 'alice-password')
+    const response = await gw.fetch('/api/gateway/v1/logout/', {
+      method: 'POST',
+      headers: { cookie: session.cookie, accept: 'text/html', 'content-type': 'application/x-www-form-urlencoded' },
+      body: `csrfmiddlewaretoken=${session.csrf}`,
+    })
+    assert.equal(response.status, 302)
+    assert.equal(response.headers.get('location'), LOGIN)
+  })
+})

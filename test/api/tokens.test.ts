@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { NOT_MINE } from '../../src/auth/authenticator.ts'
+import { InvalidCredentials } from '../../src/errors.ts'
+import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
+
+describe('tokens API', () => {
+  let gw: TestGateway
+  let aliceId: number
+  let bobId: number
+  const alice = { authorization: basic('alice', 'alice-password') }
+  const bob = { authorization: basic('bob', 'bob-password') }
+  before(async () => {
+    gw = await startGateway()
+    aliceId = (await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })).id
+    bobId = (await gw.app.accounts.create({ username: 'bob', password: 'bob-password' })).id
+  })
+  after(() => gw.close())
+
+  const send = (method: string, path: string, auth: Record<string, string>, body?: unknown) =>
+    gw.fetch(path, { method, headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) })
+  const tokenCount = async () => (await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count
+  async function refused(response: Response, status: number, code: string): Promise<any> {
+    const body = await json(response)
+    assert.equal(response.status, status, JSON.stringify(body))
+    assert.equal(body.code, code)
+    return body
+  }
+
+  it('creates a write token lasting the configured lifetime when POSTed without a body', async () => {
+    const started = Date.now()
+    const response = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: alice })
+    assert.equal(response.status, 201)
+    const created = await json(response)
+    assert.match(created.token, /^gatehouse_pat_/)
+    assert.equal(created.scope, 'write')
+    assert.equal(created.user, aliceId)
+    assert.equal(created.description, '')
+    assert.equal(created.last_used, null)
+    assert.equal(created.url, `/api/gateway/v1/tokens/${created.id}/`)
+    const lifetime = Date.parse(created.expires) - started
+    assert.ok(Math.abs(lifetime - 31536000_000) < 5_000, `lifetime ${lifetime} ms`)
+    assert.ok(Date.parse(created.created) >= started - 1000)
+  })
+
+  it('takes a description, a scope and an ISO 8601 expiry', async () => {
+    const expires = new Date(Date.now() + 3600_000).toISOString()
+    const created = await createToken(gw, alice, { description: 'nightly backup', scope: 'read', expires })
+    assert.equal(created.scope, 'read')
+    assert.equal(created.expires, expires)
+    assert.equal((created as unknown as { description: string }).description, 'nightly backup')
+    const withOffset = await createToken(gw, alice, { expires: '2000-01-01T00:00:00+03:00'.replace('2000', String(new Date().getUTCFullYear() + 1)) })
+    assert.equal(Date.parse(withOffset.expires), Date.parse(`${new Date().getUTCFullYear() + 1}-01-01T00:00:00+03:00`))
+  })
+
+  it('takes expires_in seconds as an alternative', async () => {
+    const created = await createToken(gw, alice, { expires_in: 600 })
+    assert.ok(Math.abs(Date.parse(created.expires) - Date.now() - 600_000) < 5_000)
+  })
+
+  it('caps the lifetime at oauth2_access_token_expire_seconds, and uses it as the default', async () => {
+    await gw.app.settings.update({ oauth2_access_token_expire_seconds: 3600 })
+    try {
+      const created = await createToken(gw, alice)
+      assert.ok(Math.abs(Date.parse(created.expires) - Date.now() - 3600_000) < 5_000)
+      const before = await tokenCount()
+      const tooLong = await refused(await send('POST', '/api/gateway/v1/tokens/', alice, { expires_in: 3601 }), 400, 'invalid')
+      assert.ok(tooLong.errors.expires_in)
+      const tooLate = await refused(await send('POST', '/api/gateway/v1/tokens/', alice, { expires: new Date(Date.now() + 7200_000).toISOString() }), 400, 'invalid')
+      assert.ok(tooLate.errors.expires)
+      assert.equal(await tokenCount(), before)
+    } finally {
+      await gw.app.settings.update({ oauth2_access_token_expire_seconds: 31536000 })
+    }
+  })
+
+  it('refuses bad input with 400 by field and creates nothing', async () => {
+    const before = await tokenCount()
+    const cases: [unknown, string][] = [
+      [{ scope: 'admin' }, 'scope'],
+      [{ scope: 'READ' }, 'scope'],
+      [{ expires: new Date(Date.now() - 1000).toISOString() }, 'expires'],
+      [{ expires: 'tomorrow' }, 'expires'],
+      [{ expires: '2099-01-01T00:00:00' }, 'expires'],
+      [{ expires: new Date(Date.now() + 60_000).toISOString(), expires_in: 60 }, 'expires'],
+      [{ expires_in: 0 }, 'expires_in'],
+      [{ expires_in: -5 }, 'expires_in'],
+      [{ expires_in: 1.5 }, 'expires_in'],
+      [{ description: 'x'.repeat(1001) }, 'description'],
+      [{ token: 'gatehouse_pat_mine' }, 'token'],
+      [{ user: bobId }, 'user'],
+    ]
+    for (const [body, field] of cases) {
+      const error = await refused(await send('POST', '/api/gateway/v1/tokens/', alice, body), 400, 'invalid')
+      assert.ok(error.errors[field], `${JSON.stringify(body)}: ${JSON.stringify(error)}`)
+    }
+    await refused(await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { ...alice, 'content-type': 'application/json' }, body: '{"scope":' }), 400, 'invalid_json')
+    await refused(await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { ...alice, 'content-type': 'application/json' }, body: '[]' }), 400, 'invalid')
+    assert.equal(await tokenCount(), before)
+  })
+
+  it('needs credentials, and refuses a token minting tokens', async () => {
+    await refused(await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST' }), 401, 'not_authenticated')
+    const { token } = await createToken(gw, alice)
+    const before = await tokenCount()
+    await refused(await send('POST', '/api/gateway/v1/tokens/', bearer(token), {}), 403, 'password_login_required')
+    assert.equal(await tokenCount(), before)
+  })
+
+  it('never shows a token\'s value after creating it', async () => {
+    const { id, token } = await createToken(gw, alice)
+    for (const [path, auth] of [['/api/gateway/v1/tokens/', alice], [`/api/gateway/v1/tokens/${id}/`, alice], [`/api/gateway/v1/users/${aliceId}/tokens/`, alice], ['/api/gateway/v1/tokens/?page_size=200', adminAuth]] as const) {
+      const response = await gw.fetch(path, { headers: auth })
+      assert.equal(response.status, 200)
+      const text = await response.text()
+      assert.ok(!text.includes(token.slice(14)), path)
+      assert.ok(text.includes('"token":"************"'), path)
+    }
+  })
+
+  it('lists the caller\'s own tokens; superusers see all and filter by user', async () => {
+    await createToken(gw, bob, { description: 'bob-only' })
+    const own = await json(await gw.fetch('/api/gateway/v1/tokens/?page_size=200', { headers: alice }))
+    assert.ok(own.count > 0)
+    assert.ok(own.results.every((t: { user: number }) => t.user === aliceId))
+    const notMine = await json(await gw.fetch(`/api/gateway/v1/tokens/?user=${bobId}`, { headers: alice }))
+    assert.equal(notMine.count, 0)
+    const all = await json(await gw.fetch('/api/gateway/v1/tokens/?page_size=200', { headers: adminAuth }))
+    assert.deepEqual(new Set(all.results.map((t: { user: number }) => t.user)), new Set([aliceId, bobId]))
+    const bobs = await json(await gw.fetch(`/api/gateway/v1/tokens/?user=${bobId}`, { headers: adminAuth }))
+    assert.ok(bobs.count >= 1)
+    assert.ok(bobs.results.every((t: { user: number; summary_fields: { user: { username: string } } }) => t.user === bobId && t.summary_fields.user.username === 'bob'))
+    await refused(await gw.fetch('/api/gateway/v1/tokens/?user=bob', { headers: adminAuth }), 400, 'invalid')
+  })
+
+  it('pages the list in the platform\'s shape', async () => {
+    for (let i = 0; i < 3; i++) await createToken(gw, bob)
+    const page = await json(await gw.fetch('/api/gateway/v1/tokens/?page_size=2', { headers: bob }))
+    assert.equal(page.results.length, 2)
+    assert.ok(page.count >= 4)
+    assert.equal(page.next, '/api/gateway/v1/tokens/?page_size=2&page=2')
+    assert.equal(page.previous, null)
+  })
+
+  it('hides other users\' tokens as not found, but shows them to superusers', async () => {
+    const { id } = await createToken(gw, bob)
+    for (const method of ['GET', 'PATCH', 'DELETE']) {
+      await refused(await send(method, `/api/gateway/v1/tokens/${id}/`, alice, method === 'PATCH' ? { description: 'mine now' } : undefined), 404, 'not_found')
+    }
+    assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${id}/`, { headers: adminAuth })).status, 200)
+    await refused(await gw.fetch('/api/gateway/v1/tokens/999999/', { headers: adminAuth }), 404, 'not_found')
+    await refused(await gw.fetch('/api/gateway/v1/tokens/abc/', { headers: adminAuth }), 404, 'not_found')
+    assert.equal((await gw.app.store.tokens.findById(id))!.description, '')
+  })
+
+  it('changes a description and narrows write to read, but never widens', async () => {
+    const { id } = await createToken(gw, alice)
+    const patched = await json(await send('PATCH', `/api/gateway/v1/tokens/${id}/`, alice, { description: 'deploys', scope: 'read' }))
+    assert.equal(patched.description, 'deploys')
+    assert.equal(patched.scope, 'read')
+    const widened = await refused(await send('PATCH', `/api/gateway/v1/tokens/${id}/`, alice, { scope: 'write' }), 400, 'invalid')
+    assert.ok(widened.errors.scope)
+    const expiry = await refused(await send('PATCH', `/api/gateway/v1/tokens/${id}/`, alice, { expires: new Date(Date.now() + 1000).toISOString() }), 400, 'invalid')
+    assert.ok(expiry.errors.expires)
+    assert.equal((await gw.app.store.tokens.findById(id))!.scope, 'read')
+  })
+
+  it('lets the owner and superusers delete a token', async () => {
+    const mine = await createToken(gw, alice)
+    assert.equal((await send('DELETE', `/api/gateway/v1/tokens/${mine.id}/`, alice)).status, 204)
+    const bobs = await createToken(gw, bob)
+    assert.equal((await send('DELETE', `/api/gateway/v1/tokens/${bobs.id}/`, adminAuth)).status, 204)
+    await refused(await send('DELETE', `/api/gateway/v1/tokens/${bobs.id}/`, adminAuth), 404, 'not_found')
+    assert.equal(await gw.app.store.tokens.findById(mine.id), undefined)
+  })
+
+  it('lets a token delete itself', async () => {
+    const { id, token } = await createToken(gw, alice)
+    assert.equal((await send('DELETE', `/api/gateway/v1/tokens/${id}/`, bearer(token))).status, 204)
+    await refused(await gw.fetch('/api/gateway/v1/me/', { headers: bearer(token) }), 401, 'invalid_token')
+  })
+
+  it('lets only superusers revoke in bulk, with exactly one of user or all', async () => {
+    const { token } = await createToken(gw, bob)
+    await refused(await send('POST', '/api/gateway/v1/tokens/revoke/', alice, { all: true }), 403, 'permission_denied')
+    await refused(await send('POST', '/api/gateway/v1/tokens/revoke/', alice, { user: bobId }), 403, 'permission_denied')
+    for (const body of [{}, { user: bobId, all: true }, { all: false }, { user: 'bob' }, { user: 0 }, { everyone: true }]) {
+      await refused(await send('POST', '/api/gateway/v1/tokens/revoke/', adminAuth, body), 400, 'invalid')
+    }
+    const unknown = await refused(await send('POST', '/api/gateway/v1/tokens/revoke/', adminAuth, { user: 999999 }), 400, 'invalid')
+    assert.ok(unknown.errors.user)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(token) })).status, 200)
+  })
+
+  it('serves a user\'s tokens under /users/{id}/tokens/ to the owner and superusers', async () => {
+    const created = await json(await send('POST', `/api/gateway/v1/users/${aliceId}/tokens/`, alice, { description: 'via user' }))
+    assert.equal(created.user, aliceId)
+    assert.match(created.token, /^gatehouse_pat_/)
+    const listed = await json(await gw.fetch(`/api/gateway/v1/users/${aliceId}/tokens/?page_size=200`, { headers: adminAuth }))
+    assert.ok(listed.results.some((t: { id: number }) => t.id === created.id))
+    assert.ok(listed.results.every((t: { user: number }) => t.user === aliceId))
+    await refused(await gw.fetch(`/api/gateway/v1/users/${aliceId}/tokens/`, { headers: bob }), 403, 'permission_denied')
+    await refused(await send('POST', `/api/gateway/v1/users/${aliceId}/tokens/`, adminAuth, {}), 403, 'not_token_owner')
+    await refused(await gw.fetch('/api/gateway/v1/users/999999/tokens/', { headers: adminAuth }), 404, 'not_found')
+  })
+
+  it('is listed in the API root', async () => {
+    const root = await json(await gw.fetch('/api/gateway/v1/', { headers: alice }))
+    assert.equal(root.tokens, '/api/gateway/v1/tokens/')
+  })
+
+  describe('external users', () => {
+    const carol = { authorization: basic('carol', 'carol-password') }
+    let carolId: number
+    before(async () => {
+      carolId = (await gw.app.accounts.create({ username: 'carol', password: 'carol-password' })).id
+      // A stand-in directory that vouches for carol once her account is external, as LDAP would.
+      gw.app.accounts.addPasswordSource({
+        id: 'test-directory',
+        async verify(username, password) {
+          const user = await gw.app.store.users.findByUsername(username)
+          if (!user?.external) return NOT_MINE
+          if (password !== `${username}-password`) throw new InvalidCredentials()
+          return user
+        },
+      })
+    })
+
+    it('may not create tokens while the setting is off, and may once it is on', async () => {
+      const { token } = await createToken(gw, carol)
+      await gw.app.accounts.update(carolId, { source: 'ldap', external: true, password: null })
+      assert.equal(gw.app.settings.current.allow_external_users_to_create_oauth2_tokens, false)
+      const before = await tokenCount()
+      await refused(await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: carol }), 403, 'external_users_cannot_create_tokens')
+      await refused(await send('POST', `/api/gateway/v1/users/${carolId}/tokens/`, carol, {}), 403, 'external_users_cannot_create_tokens')
+      assert.equal(await tokenCount(), before)
+
+      // The token created before the account became external keeps working, as the platform documents.
+      const used = await gw.fetch('/api/controller/v2/hosts/', { headers: bearer(token) })
+      assert.equal(used.status, 200)
+      assert.equal((await json(used)).identity.username, 'carol')
+
+      const on = await send('PATCH', '/api/gateway/v1/settings/', adminAuth, { allow_external_users_to_create_oauth2_tokens: true })
+      assert.equal(on.status, 200)
+      const created = await createToken(gw, carol)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(created.token) })).status, 200)
+      await gw.app.settings.update({ allow_external_users_to_create_oauth2_tokens: false })
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(created.token) })).status, 200)
+    })
+
+    it('does not hold local users back when the setting is off', async () => {
+      assert.equal(gw.app.settings.current.allow_external_users_to_create_oauth2_tokens, false)
+      await createToken(gw, alice)
+    })
+  })
+})

@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { stringify } from 'yaml'
+import { runCli } from '../helpers/gateway.ts'
+import { GROUPS, PASSWORDS, SERVICE_PASSWORD, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
+
+describe('gatehouse ldap test', () => {
+  let directory: TestDirectory
+  let configFile: string
+  before(async () => {
+    directory = await startDirectory()
+    configFile = join(directory.dir, 'gatehouse.yaml')
+    writeFileSync(configFile, stringify({
+      ldap: directory.config({ start_tls: true, tls: { ca_file: directory.caFile }, bind_password: undefined, bind_password_env: 'LDAP_BIND_PASSWORD' }),
+    }))
+  })
+  after(() => directory?.close())
+
+  const ldapTest = (args: string[], input?: string) =>
+    runCli(['ldap', 'test', '--config', configFile, ...args], { input, env: { LDAP_BIND_PASSWORD: SERVICE_PASSWORD } })
+
+  it('says what it found for a user: DN, mapped attributes, groups and roles, and whether the password is right', async () => {
+    const { code, stdout, stderr } = await ldapTest(['--user', 'alice', '--password-stdin'], `${PASSWORDS.alice}\n`)
+    assert.equal(code, 0, stderr)
+    assert.match(stdout, new RegExp(`^server: ${directory.url} \\(StartTLS\\)$`, 'm'))
+    assert.match(stdout, new RegExp(`^user: uid=alice,ou=people,${SUFFIX}$`, 'm'))
+    assert.match(stdout, /^ {2}username: alice$/m)
+    assert.match(stdout, /^ {2}email: alice@example\.test$/m)
+    assert.match(stdout, /^ {2}first_name: Alice$/m)
+    assert.match(stdout, /^ {2}last_name: Anderson$/m)
+    assert.ok(stdout.includes(`  ${GROUPS.admins}\n`))
+    assert.match(stdout, /^is_superuser: yes$/m)
+    assert.match(stdout, /^is_system_auditor: no$/m)
+    assert.match(stdout, /^groups: developers$/m)
+    assert.match(stdout, /^password: ok$/m)
+  })
+
+  it('exits 1 when the password is wrong or the user is not found', async () => {
+    const wrong = await ldapTest(['--user', 'bob', '--password-stdin'], 'not-the-password\n')
+    assert.equal(wrong.code, 1)
+    assert.match(wrong.stdout, /^password: refused by the directory$/m)
+    assert.match(wrong.stdout, /^is_system_auditor: yes$/m)
+    const missing = await ldapTest(['--user', 'nobody'])
+    assert.equal(missing.code, 1)
+    assert.match(missing.stdout, /^user: not found/m)
+  })
+
+  it('looks a user up without a password, checking none', async () => {
+    const { code, stdout } = await ldapTest(['--user', 'carol'])
+    assert.equal(code, 0)
+    assert.match(stdout, /^password: not checked/m)
+  })
+
+  it('refuses filter metacharacters in the username and an empty password clearly', async () => {
+    const star = await ldapTest(['--user', '*)(uid=*'])
+    assert.equal(star.code, 1)
+    assert.match(star.stderr, /username/)
+    assert.equal(star.stdout, '')
+    const empty = await ldapTest(['--user', 'alice', '--password-stdin'], '\n')
+    assert.equal(empty.code, 1)
+    assert.match(empty.stderr, /password/)
+    assert.equal(empty.stdout, '')
+  })
+
+  it('explains why the directory could not be used', async () => {
+    const badSecret = await runCli(['ldap', 'test', '--config', configFile, '--user', 'alice'], { env: { LDAP_BIND_PASSWORD: 'wrong' } })
+    assert.equal(badSecret.code, 1)
+    assert.match(badSecret.stderr, /service account/)
+    const noSecret = await runCli(['ldap', 'test', '--config', configFile, '--user', 'alice'], { env: { LDAP_BIND_PASSWORD: '' } })
+    assert.equal(noSecret.code, 2)
+    assert.match(noSecret.stderr, /LDAP_BIND_PASSWORD/)
+    const noSection = await runCli(['ldap', 'test', '--user', 'alice'])
+    assert.equal(noSection.code, 2)
+    assert.match(noSection.stderr, /no ldap section/)
+  })
+})

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { bearer } from '../helpers/tokens.ts'
+
+describe('gatehouse tokens', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway()
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  const cli = (...args: string[]) => runCli(['tokens', ...args, '--data-dir', gw.dataDir])
+
+  it('creates a token and prints only its value on standard output', async () => {
+    const created = await cli('create', '--user', 'alice', '--scope', 'read', '--expires-in', '3600', '--description', 'reporting')
+    assert.equal(created.code, 0, created.stderr)
+    const token = created.stdout.trim()
+    assert.match(token, /^gatehouse_pat_[0-9A-Za-z]{49}$/)
+    assert.match(created.stderr, /created token \d+ for alice \(scope read/)
+
+    const response = await gw.fetch('/api/controller/v2/hosts/', { headers: bearer(token) })
+    assert.equal(response.status, 200)
+    assert.equal((await json(response)).identity.username, 'alice')
+    assert.equal((await gw.fetch('/api/controller/v2/hosts/', { method: 'POST', headers: bearer(token) })).status, 403)
+    const stored = (await gw.app.store.tokens.list({ offset: 0, limit: 10 })).tokens.at(-1)!
+    assert.equal(stored.description, 'reporting')
+    assert.ok(Math.abs(stored.expires - Date.now() - 3600_000) < 10_000)
+  })
+
+  it('lists tokens without their values, for everyone or one user', async () => {
+    const token = (await cli('create', '--user', 'admin')).stdout.trim()
+    const all = await cli('list')
+    assert.equal(all.code, 0, all.stderr)
+    assert.match(all.stdout, /^ID\s+USER\s+SCOPE\s+EXPIRES\s+LAST USED\s+DESCRIPTION/)
+    assert.match(all.stdout, /\balice\s+read\b.*reporting/)
+    assert.match(all.stdout, /\badmin\s+write\b/)
+    assert.ok(!all.stdout.includes(token.slice(14)))
+    const alices = await cli('list', '--user', 'alice')
+    assert.ok(!/\badmin\b/.test(alices.stdout.split('\n').slice(1).join('\n')))
+  })
+
+  it('revokes one token, a user\'s tokens, or all, and the running gateway refuses them at once', async () => {
+    const one = (await cli('create', '--user', 'alice')).stdout.trim()
+    const id = (await json(await gw.fetch('/api/gateway/v1/tokens/?page_size=200', { headers: bearer(one) }))).results.at(-1).id
+    assert.equal((await cli('revoke', '--id', String(id))).code, 0)
+    assert.equal((await json(await gw.fetch('/api/gateway/v1/me/', { headers: bearer(one) }))).code, 'invalid_token')
+
+    const alices = (await cli('create', '--user', 'alice')).stdout.trim()
+    const admins = (await cli('create', '--user', 'admin')).stdout.trim()
+    const byUser = await cli('revoke', '--user', 'alice')
+    assert.equal(byUser.code, 0, byUser.stderr)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(alices) })).status, 401)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(admins) })).status, 200)
+
+    assert.equal((await cli('revoke', '--all')).code, 0)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(admins) })).status, 401)
+  })
+
+  it('reports mistakes in one line and changes nothing', async () => {
+    const before = (await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count
+    for (const args of [
+      ['create', '--user', 'nobody'],
+      ['create', '--user', 'alice', '--scope', 'admin'],
+      ['create', '--user', 'alice', '--expires-in', '0'],
+      ['create', '--user', 'alice', '--expires-in', String(10 * 365 * 24 * 3600)],
+      ['create'],
+      ['revoke'],
+      ['revoke', '--all', '--user', 'alice'],
+      ['revoke', '--id', '999999'],
+    ]) {
+      const result = await cli(...args)
+      assert.notEqual(result.code, 0, args.join(' '))
+      assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
+      assert.equal(result.stdout, '')
+    }
+    assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before)
+  })
+})

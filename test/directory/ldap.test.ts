@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { ConfigError, validateConfig } from '../../src/config/load.ts'
+import type { LdapConfig } from '../../src/config/ldap.ts'
+import { fillFilter, LdapDirectory, normalizeDn } from '../../src/directory/ldap.ts'
+import { DirectoryUnavailable, GatehouseError } from '../../src/errors.ts'
+import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
+
+function ldapConfig(overrides: Record<string, unknown> = {}): LdapConfig {
+  return validateConfig({ ldap: directory.config(overrides) }).ldap!
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise
+  } catch (error) {
+    assert.ok(error instanceof GatehouseError, String(error))
+    return error.code
+  }
+  assert.fail('expected an error')
+}
+
+/** A port that accepts connections and never answers: a directory that hangs. */
+async function silentServer(): Promise<{ url: string; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const server = createServer((socket) => sockets.add(socket))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `ldap://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy()
+      server.close(() => resolve())
+    }),
+  }
+}
+
+let directory: TestDirectory
+
+describe('LDAP directory lookups', () => {
+  before(async () => {
+    directory = await startDirectory()
+  })
+  after(() => directory.close())
+
+  it('finds a user by search bind, maps their attributes and groups, and checks the password by binding as them', async () => {
+    const ldap = new LdapDirectory(ldapConfig())
+    const found = await ldap.lookup('alice', PASSWORDS.alice)
+    assert.equal(found.passwordValid, true)
+    assert.equal(found.server, directory.url)
+    assert.deepEqual(found.user, {
+      dn: `uid=alice,ou=people,${SUFFIX}`,
+      username: 'alice',
+      email: 'alice@example.test',
+      firstName: 'Alice',
+      lastName: 'Anderson',
+      groupDns: [GROUPS.developers, GROUPS.admins],
+      isSuperuser: true,
+      isSystemAuditor: false,
+      groups: ['developers'],
+    })
+    const bob = await ldap.lookup('bob', 'not-bobs-password')
+    assert.equal(bob.passwordValid, false)
+    assert.equal(bob.user?.isSuperuser, false)
+    assert.equal(bob.user?.isSystemAuditor, true)
+  })
+
+  it('answers no user for a name the directory does not have, and leaves unmapped flags undefined', async () => {
+    const ldap = new LdapDirectory(ldapConfig({ superuser_groups: [], auditor_groups: [], named_groups: {} }))
+    assert.deepEqual(await ldap.lookup('nobody', 'whatever'), { server: directory.url, user: undefined, passwordValid: undefined })
+    const carol = await ldap.lookup('carol')
+    assert.equal(carol.passwordValid, undefined)
+    assert.equal(carol.user?.isSuperuser, undefined)
+    assert.equal(carol.user?.isSystemAuditor, undefined)
+    assert.deepEqual(carol.user?.groups, [])
+  })
+
+  it('finds nobody rather than pick one when several entries match', async () => {
+    for (const filter of ['(|(uid={username})(uid=bob))', '(|(uid={username})(objectClass=inetOrgPerson))']) {
+      const ldap = new LdapDirectory(ldapConfig({ user_search: { base: `ou=people,${SUFFIX}`, filter } }))
+      assert.equal((await ldap.lookup('alice', PASSWORDS.alice)).user, undefined, filter)
+    }
+  })
+
+  it('refuses filter metacharacters and empty passwords before talking to any server', async () => {
+    // The server is unreachable: had anything been sent, the answer would be directory_unavailable.
+    const ldap = new LdapDirectory(ldapConfig({ servers: ['ldap://127.0.0.1:1'] }))
+    for (const username of ['*', 'alice)(uid=*', 'al*', 'a\\5c', '', 'x'.repeat(151), 'alice\0']) {
+      assert.equal(await codeOf(ldap.lookup(username, 'password')), 'invalid', JSON.stringify(username))
+    }
+    assert.equal(await codeOf(ldap.lookup('alice', '')), 'invalid')
+    assert.equal(await codeOf(ldap.lookup('alice', 'password')), 'directory_unavailable')
+  })
+
+  it('escapes every value put into a filter (RFC 4515)', () => {
+    assert.equal(fillFilter('(uid={username})', { username: 'a*b(c)\\d\0' }), '(uid=a\\2ab\\28c\\29\\5cd\\00)')
+    assert.equal(fillFilter('(&(member={dn})(memberUid={username}))', { dn: 'cn=x\\,y,dc=t', username: 'u' }), '(&(member=cn=x\\5c,y,dc=t)(memberUid=u))')
+  })
+
+  it('compares group DNs without regard to case or spaces after commas', () => {
+    assert.equal(normalizeDn('CN=Admins, OU=Groups,dc=Example,dc=Test'), normalizeDn(GROUPS.admins.replace('gatehouse-', '')))
+  })
+
+  it('tries the next server when one cannot be reached', async () => {
+    const ldap = new LdapDirectory(ldapConfig({ servers: ['ldap://127.0.0.1:1', directory.url] }))
+    const found = await ldap.lookup('carol', PASSWORDS.carol)
+    assert.equal(found.server, directory.url)
+    assert.equal(found.passwordValid, true)
+  })
+
+  it('speaks StartTLS and LDAPS, verifying the certificate against the configured CA', async () => {
+    const startTls = new LdapDirectory(ldapConfig({ start_tls: true, tls: { ca_file: directory.caFile } }))
+    assert.equal((await startTls.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+    const ldaps = new LdapDirectory(ldapConfig({ servers: [directory.ldapsUrl], tls: { ca_file: directory.caFile } }))
+    assert.equal((await ldaps.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+  })
+
+  it('fails closed when the certificate does not verify, and never falls back to plain text', async () => {
+    for (const overrides of [{ start_tls: true }, { servers: [directory.ldapsUrl] }]) {
+      const ldap = new LdapDirectory(ldapConfig(overrides))
+      await assert.rejects(ldap.lookup('alice', PASSWORDS.alice), (error: unknown) => {
+        assert.ok(error instanceof DirectoryUnavailable)
+        assert.match(String((error.cause as Error).message), /certificate/i)
+        return true
+      })
+    }
+  })
+
+  it('reports a refused service account as the directory being unavailable, with the reason for the operator', async () => {
+    const ldap = new LdapDirectory(ldapConfig({ bind_password: 'wrong' }))
+    await assert.rejects(ldap.lookup('alice', PASSWORDS.alice), (error: unknown) => {
+      assert.ok(error instanceof DirectoryUnavailable)
+      assert.equal(error.status, 503)
+      assert.match(String((error.cause as Error).message), /service account/)
+      return true
+    })
+  })
+
+  it('reads the service password from the environment, and refuses to start without it', () => {
+    const config = ldapConfig({ bind_password: undefined, bind_password_env: 'TEST_LDAP_BIND_PASSWORD' })
+    assert.throws(() => new LdapDirectory(config, {}), ConfigError)
+    assert.ok(new LdapDirectory(config, { TEST_LDAP_BIND_PASSWORD: 'x' }))
+  })
+
+  it('gives up on a directory that accepts connections but never answers, within the lookup timeout', async () => {
+    const silent = await silentServer()
+    try {
+      const ldap = new LdapDirectory(ldapConfig({ servers: [silent.url], timeouts: { connect_seconds: 1, lookup_seconds: 1 } }))
+      const started = Date.now()
+      assert.equal(await codeOf(ldap.lookup('alice', PASSWORDS.alice)), 'directory_unavailable')
+      const elapsed = Date.now() - started
+      assert.ok(elapsed >= 900 && elapsed < 2500, `took ${elapsed} ms`)
+    } finally {
+      await silent.close()
+    }
+  })
+})
+
+describe('LDAP configuration', () => {
+  const base = {
+    servers: ['ldap://127.0.0.1:389'],
+    bind_dn: 'cn=svc,dc=example,dc=test',
+    bind_password: 'x',
+    user_search: { base: 'ou=people,dc=example,dc=test' },
+  }
+  const problems = (ldap: Record<string, unknown>): string[] => {
+    try {
+      validateConfig({ ldap })
+      return []
+    } catch (error) {
+      assert.ok(error instanceof ConfigError)
+      return error.problems
+    }
+  }
+
+  it('has working defaults for an inetOrgPerson directory, local passwords first', () => {
+    const config = validateConfig({ ldap: base })
+    assert.equal(config.ldap!.user_search.filter, '(uid={username})')
+    assert.deepEqual(config.ldap!.attributes, { username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn' })
+    assert.deepEqual(config.auth.password_sources, ['local', 'ldap'])
+    assert.equal(validateConfig({}).ldap, undefined)
+  })
+
+  it('reports every mistake at once', () => {
+    const found = problems({
+      ...base,
+      servers: ['http://x', 'ldaps://ok:636'],
+      start_tls: true,
+      bind_password_env: 'ALSO',
+      user_search: { base: 'ou=people,dc=example,dc=test', filter: '(uid=alice)' },
+      superuser_groups: ['cn=admins,dc=example,dc=test'],
+    })
+    for (const path of ['ldap.servers.0', 'ldap.user_search.filter', 'ldap.bind_password', 'ldap.group_search', 'ldap.start_tls']) {
+      assert.ok(found.some((p) => p.startsWith(path + ':')), `${path} in ${found.join(' | ')}`)
+    }
+    assert.ok(problems({ ...base, user_search: { base: 'ou=p,dc=t', filter: '(uid={username}' } }).some((p) => p.includes('not a valid LDAP filter')))
+  })
+
+  it('keeps local accounts among the password sources', () => {
+    assert.throws(() => validateConfig({ auth: { password_sources: ['ldap'] } }), ConfigError)
+    assert.deepEqual(validateConfig({ auth: { password_sources: ['ldap', 'local'] } }).auth.password_sources, ['ldap', 'local'])
+  })
+})

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { decodeJwt } from 'jose'
+import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
+
+// The login form and the OIDC password grant check passwords through the same `accounts.checkPassword`
+// that is exercised here; their LDAP flows get end-to-end tests of their own alongside those features.
+
+const jsonHeaders = { ...adminAuth, 'content-type': 'application/json' }
+
+async function usersBySource(gw: TestGateway, source: string): Promise<any[]> {
+  return (await json(await gw.fetch(`/api/gateway/v1/users/?source=${source}`, { headers: adminAuth }))).results
+}
+
+describe('LDAP accounts through the gateway', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+  before(async () => {
+    directory = await startDirectory()
+    gw = await startGateway({ config: { ldap: directory.config() } })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('lets a directory user in with basic authorization and creates an external ldap account for them', async () => {
+    const response = await gw.fetch('/api/controller/v2/hosts/', { headers: { authorization: basic('alice', PASSWORDS.alice!) } })
+    assert.equal(response.status, 200)
+    const seen = await json(response)
+    assert.equal(seen.identity.username, 'alice')
+    assert.equal(seen.identity.auth_method, 'basic')
+    assert.equal(seen.identity.verified, true)
+
+    const [alice] = await usersBySource(gw, 'ldap')
+    assert.equal(alice.username, 'alice')
+    assert.equal(alice.source, 'ldap')
+    assert.equal(alice.external, true)
+    assert.equal(alice.email, 'alice@example.test')
+    assert.equal(alice.first_name, 'Alice')
+    assert.equal(alice.last_name, 'Anderson')
+    assert.equal(alice.is_superuser, true, 'member of the superuser group')
+    assert.equal(alice.is_system_auditor, false)
+    assert.deepEqual(alice.groups, ['developers'])
+    assert.equal((await gw.store.users.findByUsername('alice'))!.passwordHash, null, 'no local password is kept')
+  })
+
+  it('maps groups to superuser, auditor and named groups, and passes them to services', async () => {
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('bob', PASSWORDS.bob!) } })).status, 200)
+    const bob = (await usersBySource(gw, 'ldap')).find((u) => u.username === 'bob')
+    assert.equal(bob.is_superuser, false)
+    assert.equal(bob.is_system_auditor, true)
+    assert.deepEqual(bob.groups, ['developers'])
+
+    const create = (auth: string) => gw.fetch('/api/gateway/v1/users/', {
+      method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' }, body: JSON.stringify({ username: `made-by-${auth.length}` }),
+    })
+    assert.equal((await create(basic('alice', PASSWORDS.alice!))).status, 201, 'a superuser by group may do what superusers do')
+    const refused = await create(basic('bob', PASSWORDS.bob!))
+    assert.equal(refused.status, 403)
+    assert.equal((await json(refused)).code, 'permission_denied')
+
+    const user = (await gw.store.users.findByUsername('bob'))!
+    const claims = decodeJwt(await gw.app.identity.tokenFor({ user, method: 'basic' }, 'controller'))
+    assert.equal(claims.source, 'ldap')
+    assert.equal(claims.is_system_auditor, true)
+    assert.deepEqual(claims.groups, ['developers'])
+  })
+
+  it('follows the directory\'s groups at the next login, on the same account', async () => {
+    const before = (await gw.store.users.findByUsername('alice'))!
+    await directory.setMembers(GROUPS.admins, [`uid=carol,ou=people,${SUFFIX}`])
+    try {
+      const after = await gw.app.accounts.checkPassword('alice', PASSWORDS.alice!)
+      assert.equal(after.id, before.id)
+      assert.equal(after.isSuperuser, false, 'no longer in the superuser group')
+      assert.equal((await gw.app.accounts.get(before.id))!.isSuperuser, false, 'the cached account was refreshed too')
+    } finally {
+      await directory.setMembers(GROUPS.admins, [`uid=alice,ou=people,${SUFFIX}`])
+    }
+    assert.equal((await gw.app.accounts.checkPassword('alice', PASSWORDS.alice!)).isSuperuser, true)
+  })
+
+  it('checks directory passwords for every login method that shares the password check', async () => {
+    const carol = await gw.app.accounts.checkPassword('carol', PASSWORDS.carol!)
+    assert.equal(carol.source, 'ldap')
+    assert.equal(carol.external, true)
+    await assert.rejects(gw.app.accounts.checkPassword('carol', 'wrong-password'), { code: 'invalid_credentials' })
+  })
+
+  it('answers a wrong directory password like any wrong password', async () => {
+    const wrong = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('alice', 'wrong-password') } })
+    const unknown = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('nobody-here', 'wrong-password') } })
+    assert.equal(wrong.status, 401)
+    assert.deepEqual(await json(wrong), await json(unknown))
+  })
+
+  it('never lets a directory entry take over a local account of the same name', async () => {
+    const taken = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('admin', PASSWORDS.admin!) } })
+    assert.equal(taken.status, 401)
+    assert.equal((await json(taken)).code, 'invalid_credentials')
+    const admin = (await gw.store.users.findByUsername('admin'))!
+    assert.equal(admin.source, 'local')
+    assert.equal(admin.external, false)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: adminAuth })).status, 200)
+  })
+
+  it('refuses LDAP filter metacharacters in the username clearly, and changes nothing', async () => {
+    const count = await gw.store.users.count()
+    for (const username of ['*', 'alice)(uid=*', '*)(|(uid=*', 'al*', 'alice\\', '(uid=alice)']) {
+      const response = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(username, PASSWORDS.alice!) } })
+      assert.equal(response.status, 401, username)
+      assert.equal((await json(response)).code, 'invalid_credentials', username)
+    }
+    assert.equal(await gw.store.users.count(), count)
+  })
+
+  it('refuses an empty password without ever binding, and creates no account', async () => {
+    const response = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dave', '') } })
+    assert.equal(response.status, 401)
+    assert.equal((await json(response)).code, 'invalid_credentials')
+    assert.equal(await gw.store.users.findByUsername('dave'), undefined)
+  })
+
+  it('keeps an administrator\'s decision to disable a directory account', async () => {
+    await gw.app.accounts.checkPassword('dave', PASSWORDS.dave!)
+    const dave = (await gw.store.users.findByUsername('dave'))!
+    const patch = await gw.fetch(`/api/gateway/v1/users/${dave.id}/`, { method: 'PATCH', headers: jsonHeaders, body: JSON.stringify({ is_active: false }) })
+    assert.equal(patch.status, 200)
+    const refused = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dave', PASSWORDS.dave!) } })
+    assert.equal(refused.status, 401)
+    assert.equal((await json(refused)).code, 'account_disabled')
+    assert.equal((await gw.store.users.findByUsername('dave'))!.isActive, false)
+  })
+
+  it('does not let an administrator set a password on a directory account', async () => {
+    const carol = (await gw.store.users.findByUsername('carol'))!
+    const patch = await gw.fetch(`/api/gateway/v1/users/${carol.id}/`, { method: 'PATCH', headers: jsonHeaders, body: JSON.stringify({ password: 'local-password' }) })
+    assert.equal(patch.status, 400)
+    assert.equal((await json(patch)).code, 'invalid')
+  })
+
+  it('lists LDAP among the password logins', async () => {
+    const body = await json(await gw.fetch('/api/gateway/v1/ui_auth/'))
+    assert.deepEqual(body.passwords.map((p: { type: string }) => p.type), ['local', 'ldap'])
+  })
+})
+
+describe('LDAP asked before local passwords', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+  before(async () => {
+    directory = await startDirectory()
+    gw = await startGateway({ config: { ldap: directory.config(), auth: { password_sources: ['ldap', 'local'] } } })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('still keeps local accounts to their own passwords', async () => {
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('admin', PASSWORDS.admin!) } })).status, 401)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('admin', ADMIN_PASSWORD) } })).status, 200)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('bob', PASSWORDS.bob!) } })).status, 200)
+  })
+})

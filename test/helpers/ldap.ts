@@ -1,0 +1,191 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { Attribute, Change, Client } from 'ldapts'
+import { tempDir } from './gateway.ts'
+
+/**
+ * A real OpenLDAP server (Debian's `slapd`) for one test file: its own config, database and self-signed
+ * certificate in a temporary directory, listening on loopback for plain LDAP (StartTLS offered) and LDAPS,
+ * loaded with test/fixtures/directory.ldif. No system-wide slapd service is used.
+ */
+
+export const SUFFIX = 'dc=example,dc=test'
+export const SERVICE_DN = `cn=gatehouse,ou=services,${SUFFIX}`
+export const SERVICE_PASSWORD = 'service-bind-password'
+const ROOT_DN = `cn=root,${SUFFIX}`
+const ROOT_PASSWORD = 'root-password'
+export const PASSWORDS: Record<string, string> = {
+  alice: 'alice-directory-password',
+  bob: 'bob-directory-password',
+  carol: 'carol-directory-password',
+  dave: 'dave-directory-password',
+  admin: 'directory-admin-password',
+}
+export const GROUPS = {
+  admins: `cn=gatehouse-admins,ou=groups,${SUFFIX}`,
+  auditors: `cn=auditors,ou=groups,${SUFFIX}`,
+  developers: `cn=developers,ou=groups,${SUFFIX}`,
+}
+
+const SLAPD = process.env.SLAPD ?? '/usr/sbin/slapd'
+const SLAPADD = process.env.SLAPADD ?? '/usr/sbin/slapadd'
+const SCHEMA_DIR = '/etc/ldap/schema'
+const fixture = new URL('../fixtures/directory.ldif', import.meta.url).pathname
+/**
+ * slapd runs under a small shell that ends it once the shell's standard input closes: when the test stops it,
+ * and also when the test process dies without cleaning up (a timeout's SIGKILL included).
+ */
+const WATCHDOG = [
+  'exec 3<&0',
+  '"$0" "$@" &',
+  'pid=$!',
+  'echo "slapd-pid $pid"',
+  '(read -r _ <&3; kill -CONT $pid; kill $pid) >/dev/null 2>&1 &',
+  'wait $pid',
+].join('\n')
+
+export interface TestDirectory {
+  /** ldap://127.0.0.1:PORT (StartTLS available) */
+  url: string
+  /** ldaps://127.0.0.1:PORT */
+  ldapsUrl: string
+  /** PEM file of the self-signed certificate slapd presents (for tls.ca_file). */
+  caFile: string
+  dir: string
+  /** The `ldap` config section pointing at this directory, with the fixture's groups mapped. */
+  config(overrides?: Record<string, unknown>): Record<string, unknown>
+  /** Replaces a group's members, as a directory administrator would. */
+  setMembers(groupDn: string, memberDns: string[]): Promise<void>
+  /** Pauses the server process (connections are accepted by the kernel, nothing answers): a "slow" directory. */
+  pause(): void
+  resume(): void
+  stop(): Promise<void>
+  start(): Promise<void>
+  close(): Promise<void>
+}
+
+export async function startDirectory(): Promise<TestDirectory> {
+  const dir = tempDir('gatehouse-slapd-')
+  const dataDir = join(dir, 'data')
+  mkdirSync(dataDir)
+  const certFile = join(dir, 'cert.pem')
+  const keyFile = join(dir, 'key.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+  const confFile = join(dir, 'slapd.conf')
+  writeFileSync(confFile, slapdConf(dir, dataDir, certFile, keyFile))
+  execFileSync(SLAPADD, ['-f', confFile, '-l', fixture], { stdio: 'pipe' })
+
+  const [port, ldapsPort] = [await freePort(), await freePort()]
+  const url = `ldap://127.0.0.1:${port}`
+  const ldapsUrl = `ldaps://127.0.0.1:${ldapsPort}`
+  let child: ChildProcess | undefined
+  let output = ''
+  const signalSlapd = (signal: NodeJS.Signals) => {
+    const pid = Number(/slapd-pid (\d+)/.exec(output)?.[1])
+    if (pid && child?.exitCode === null) process.kill(pid, signal)
+  }
+
+  const start = async () => {
+    output = ''
+    child = spawn('/bin/sh', ['-c', WATCHDOG, SLAPD, '-f', confFile, '-h', `${url}/ ${ldapsUrl}/`, '-d', '0'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    child.stdout!.on('data', (d) => (output += d))
+    child.stderr!.on('data', (d) => (output += d))
+    const started = Date.now()
+    while (!(await canConnect(port))) {
+      if (child.exitCode !== null) throw new Error(`slapd exited with ${child.exitCode}:\n${output}`)
+      if (Date.now() - started > 15_000) throw new Error(`slapd did not start listening:\n${output}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  const stop = () => new Promise<void>((resolve) => {
+    const running = child
+    if (!running || running.exitCode !== null || running.signalCode !== null) return resolve()
+    running.once('exit', () => resolve())
+    running.stdin!.end()
+  })
+
+  await start()
+  return {
+    url,
+    ldapsUrl,
+    caFile: certFile,
+    dir,
+    config: (overrides = {}) => ({
+      servers: [url],
+      bind_dn: SERVICE_DN,
+      bind_password: SERVICE_PASSWORD,
+      user_search: { base: `ou=people,${SUFFIX}`, filter: '(uid={username})' },
+      group_search: { base: `ou=groups,${SUFFIX}`, filter: '(&(objectClass=groupOfNames)(member={dn}))' },
+      superuser_groups: [GROUPS.admins],
+      auditor_groups: [GROUPS.auditors],
+      named_groups: { developers: [GROUPS.developers] },
+      timeouts: { connect_seconds: 2, lookup_seconds: 3 },
+      ...overrides,
+    }),
+    async setMembers(groupDn, memberDns) {
+      const client = new Client({ url })
+      try {
+        await client.bind(ROOT_DN, ROOT_PASSWORD)
+        await client.modify(groupDn, new Change({ operation: 'replace', modification: new Attribute({ type: 'member', values: memberDns }) }))
+      } finally {
+        await client.unbind()
+      }
+    },
+    pause: () => signalSlapd('SIGSTOP'),
+    resume: () => signalSlapd('SIGCONT'),
+    stop,
+    start,
+    async close() {
+      await stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+
+function slapdConf(dir: string, dataDir: string, certFile: string, keyFile: string): string {
+  return `
+include ${SCHEMA_DIR}/core.schema
+include ${SCHEMA_DIR}/cosine.schema
+include ${SCHEMA_DIR}/inetorgperson.schema
+include ${SCHEMA_DIR}/nis.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile ${join(dir, 'slapd.pid')}
+argsfile ${join(dir, 'slapd.args')}
+TLSCertificateFile ${certFile}
+TLSCertificateKeyFile ${keyFile}
+
+database mdb
+maxsize 16777216
+suffix "${SUFFIX}"
+rootdn "${ROOT_DN}"
+rootpw ${ROOT_PASSWORD}
+directory ${dataDir}
+# Anonymous clients may only bind; reading needs the service account (the search bind) or a user's own bind.
+access to attrs=userPassword by anonymous auth by * none
+access to * by users read by * none
+`
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
