@@ -6,6 +6,7 @@ import type { App } from './app.ts'
 import { apiAccessCheck } from './api/access.ts'
 import { discoveryRoutes } from './api/discovery.ts'
 import { loginRoutes } from './api/login.ts'
+import { mySessionRoutes } from './api/my-sessions.ts'
 import { sessionRoutes } from './api/sessions.ts'
 import { settingsRoutes } from './api/settings.ts'
 import { tokenRoutes } from './api/tokens.ts'
@@ -73,6 +74,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     loginRoutes(api, app)
     sessionRoutes(api, app)
     tokenRoutes(api, app)
+    mySessionRoutes(api, app)
   })
   await registerProxy(server, app)
   await registerUi(server, app)

@@ -12,22 +12,7 @@ const listQuery = z.object({ user: z.string().regex(/^[1-9][0-9]{0,9}$/, 'Expect
 
 /** Superusers see every live login session and can end one, or all of a user's, at once on every process. */
 export function sessionRoutes(api: FastifyInstance, app: App): void {
-  const serialize = async (request: FastifyRequest, sessions: StoredSession[]) => {
-    const current = principalOf(request).sessionId
-    const now = Date.now()
-    return Promise.all(sessions.map(async (s) => ({
-      id: s.id,
-      url: `/api/gateway/v1/sessions/${s.id}/`,
-      user: s.userId,
-      username: (await app.accounts.get(s.userId))?.username ?? null,
-      created: new Date(s.created).toISOString(),
-      expires_on: new Date(s.expiresAt).toISOString(),
-      expires_in_seconds: Math.max(0, Math.floor((s.expiresAt - now) / 1000)),
-      ip: s.ip,
-      user_agent: s.userAgent,
-      current: s.keyHash === current,
-    })))
-  }
+  const serialize = (request: FastifyRequest, sessions: StoredSession[]) => serializeSessions(app, request, sessions)
   const list = async (request: FastifyRequest, userId: number | undefined) => {
     const page = readPage(request)
     const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId })
@@ -65,4 +50,22 @@ export function sessionRoutes(api: FastifyInstance, app: App): void {
     await app.sessions.endForUser(user.id)
     return reply.code(204).send()
   })
+}
+
+/** Sessions as the API shows them; `current` marks the one the request came with. The identifier is never shown. */
+export function serializeSessions(app: App, request: FastifyRequest, sessions: StoredSession[]) {
+  const current = principalOf(request).sessionId
+  const now = Date.now()
+  return Promise.all(sessions.map(async (s) => ({
+    id: s.id,
+    url: `/api/gateway/v1/sessions/${s.id}/`,
+    user: s.userId,
+    username: (await app.accounts.get(s.userId))?.username ?? null,
+    created: new Date(s.created).toISOString(),
+    expires_on: new Date(s.expiresAt).toISOString(),
+    expires_in_seconds: Math.max(0, Math.floor((s.expiresAt - now) / 1000)),
+    ip: s.ip,
+    user_agent: s.userAgent,
+    current: s.keyHash === current,
+  })))
 }
