@@ -134,11 +134,27 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
   // Upstream failures (502/504) are logged once where they happen; only Gatehouse's own faults are errors here.
   if (error.status === 500) request.log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
   reply.code(error.status)
-  for (const [name, value] of Object.entries(error.headers)) reply.header(name, value)
+  for (const [name, value] of Object.entries(error.headers)) {
+    const sent = name === 'www-authenticate' && isScriptRequest(request) ? withoutBasicChallenge(value) : value
+    if (sent.length) reply.header(name, sent)
+  }
   if (wantsHtml(request)) {
     return reply.type('text/html; charset=utf-8').send(errorPage(error))
   }
   return reply.type('application/json; charset=utf-8').send(errorBody(error))
+}
+
+/**
+ * A browser answers a Basic challenge to a script's request with its own password dialog. A script that says
+ * it handles 401 itself (`X-Requested-With: XMLHttpRequest`, as Django and Spring Security read it), such as the
+ * web interface when its session has ended, gets the other challenges only.
+ */
+function isScriptRequest(request: FastifyRequest): boolean {
+  return request.headers['x-requested-with'] === 'XMLHttpRequest'
+}
+
+function withoutBasicChallenge(value: string | string[]): string[] {
+  return (Array.isArray(value) ? value : [value]).filter((challenge) => !/^basic\b/i.test(challenge))
 }
 
 /** A browser navigating (Accept lists text/html before any JSON) gets pages; everything else gets JSON. */
