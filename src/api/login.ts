@@ -6,8 +6,9 @@ import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/se
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { GatehouseError, InvalidCredentials, NotFound, ValidationFailed, wantsHtml } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
-import { renderLoginPage } from '../ui/login-page.ts'
+import { renderLoginPage, type SsoButton } from '../ui/login-page.ts'
 import { principalOf } from './access.ts'
+import { uiAuth } from './discovery.ts'
 import { parseInput } from './validation.ts'
 
 const DEFAULT_NEXT = '/api/gateway/v1/'
@@ -31,7 +32,7 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     const next = safeNext(app, request, singleQuery(request, 'next'))
     const csrfToken = app.csrf.ensureToken(request, reply)
     if (prefersJson(request)) return { csrf_token: csrfToken, login_url: LOGIN_PATH, next: next ?? null }
-    return sendLoginPage(reply, 200, { csrfToken, next })
+    return sendLoginPage(reply, 200, { csrfToken, next, sso: ssoButtons(app) })
   })
 
   api.post(LOGIN_PATH, { config: { access: 'public' } }, async (request, reply) => {
@@ -46,7 +47,7 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
       user = await app.accounts.checkPassword(input.username, input.password)
     } catch (error) {
       if (error instanceof InvalidCredentials && !jsonClient && wantsHtml(request)) {
-        return sendLoginPage(reply, 401, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
+        return sendLoginPage(reply, 401, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message, sso: ssoButtons(app) })
       }
       throw error
     }
@@ -155,7 +156,12 @@ function prefersJson(request: FastifyRequest): boolean {
   return typeof accept === 'string' && accept.includes('application/json') && !wantsHtml(request)
 }
 
-function sendLoginPage(reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string }): FastifyReply {
+/** The single sign-on methods ui_auth/ lists, as the login page's buttons. */
+function ssoButtons(app: App): SsoButton[] {
+  return uiAuth(app).ssos.map((sso) => ({ label: sso.name, href: sso.login_url }))
+}
+
+function sendLoginPage(reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string; sso: SsoButton[] }): FastifyReply {
   return reply.code(status)
     .type('text/html; charset=utf-8')
     .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
