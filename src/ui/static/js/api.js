@@ -5,6 +5,8 @@ export const API = '/api/gateway/v1/'
 export const LOGIN_URL = `${API}login/`
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+/** Tells the gateway this page handles 401 itself, so the browser shows no password dialog of its own. */
+export const SCRIPT_HEADERS = Object.freeze({ 'x-requested-with': 'XMLHttpRequest' })
 
 /** A refused request, as the gateway describes it: `{code, detail, errors: {field: [messages]}}`. */
 export class ApiError extends Error {
@@ -23,17 +25,13 @@ export class ApiError extends Error {
 
 /** @type {((error: ApiError) => void)[]} */
 const unauthenticatedListeners = []
-/** @type {((path: string, method: string) => void)[]} */
-const activityListeners = []
 
-/** Called when the API says the session is gone (401), whichever page asked. */
+/**
+ * Called when the API says the session is gone (401), whichever page asked.
+ * @param {(error: ApiError) => void} listener
+ */
 export function onUnauthenticated(listener) {
   unauthenticatedListeners.push(listener)
-}
-
-/** Called after every answered request: the server may have moved the session's end. */
-export function onActivity(listener) {
-  activityListeners.push(listener)
 }
 
 /** @param {string} name */
@@ -59,7 +57,7 @@ export async function api(path, options = {}) {
     if (value !== undefined && value !== '') url.searchParams.set(key, String(value))
   }
   /** @type {Record<string, string>} */
-  const headers = { accept: 'application/json' }
+  const headers = { accept: 'application/json', ...SCRIPT_HEADERS }
   if (options.body !== undefined) headers['content-type'] = 'application/json'
   if (!SAFE_METHODS.has(method)) {
     const csrf = readCookie('csrftoken')
@@ -80,7 +78,6 @@ export async function api(path, options = {}) {
     if (error instanceof DOMException && error.name === 'AbortError') throw error
     throw new ApiError(0, { code: 'network_error', detail: 'The gateway could not be reached. Check your connection and try again.' })
   }
-  for (const listener of activityListeners) listener(url.pathname, method)
   const type = response.headers.get('content-type') || ''
   const body = response.status === 204 || !type.includes('json') ? null : await response.json().catch(() => null)
   if (response.ok) return body

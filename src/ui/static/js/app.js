@@ -1,4 +1,4 @@
-import { api, ApiError, LOGIN_URL, loginUrl } from './api.js'
+import { api, ApiError, loginUrl } from './api.js'
 import { h, messageOf, replace } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { servicesPage } from './pages/services.js'
@@ -73,7 +73,7 @@ async function logOut() {
   try {
     await api('logout/', { method: 'POST' })
   } finally {
-    location.assign(LOGIN_URL)
+    location.assign(loginUrl('/ui/'))
   }
 }
 

@@ -88,9 +88,9 @@ export function field(spec) {
   const help = spec.help ? h('p', { class: 'help', id: helpId }, spec.help) : null
   const error = h('p', { class: 'field-error', id: `${id}-error`, hidden: true })
   if (type === 'checkbox') {
-    return h('div', { class: 'field checkbox', dataset: { field: spec.name } }, h('label', { for: id }, control, ' ', spec.label), help, error)
+    return h('div', { class: 'field checkbox', dataset: { field: spec.name } }, h('label', { for: id }, control, ' ', spec.label), error, help)
   }
-  return h('div', { class: 'field', dataset: { field: spec.name } }, h('label', { for: id }, spec.label), control, help, error)
+  return h('div', { class: 'field', dataset: { field: spec.name } }, h('label', { for: id }, spec.label), control, error, help)
 }
 
 /**
@@ -191,7 +191,11 @@ export function confirmAction(message, confirmLabel) {
   })
 }
 
-/** A short-lived message at the top of the page ("Token revoked."). */
+/**
+ * A short-lived message at the bottom of the page ("Token revoked.").
+ * @param {string} text
+ * @param {'ok' | 'error'} [kind]
+ */
 export function toast(text, kind = 'ok') {
   const region = document.getElementById('toasts') || document.body.appendChild(h('div', { id: 'toasts', class: 'toasts', role: 'status', 'aria-live': 'polite' }))
   const item = h('p', { class: `toast ${kind}` }, text)
@@ -212,7 +216,11 @@ export function formatDate(iso, empty = '—') {
   return Number.isNaN(date.getTime()) ? empty : dateFormat.format(date)
 }
 
-/** A <time> element showing a date, with the exact time as its machine-readable value. */
+/**
+ * A <time> element showing a date, with the exact time as its machine-readable value.
+ * @param {string | null | undefined} iso
+ * @param {string} [empty]
+ */
 export function time(iso, empty = '—') {
   return iso ? h('time', { datetime: iso, title: iso }, formatDate(iso, empty)) : empty
 }

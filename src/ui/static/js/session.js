@@ -1,13 +1,15 @@
-import { api, loginUrl, onActivity, onUnauthenticated } from './api.js'
+import { api, loginUrl, onUnauthenticated } from './api.js'
 import { h, messageOf, replace, whileBusy } from './dom.js'
 
 /** How long before the end the warning appears. */
 export const WARN_SECONDS = 120
+/** Sessions do not slide with use, but another tab may extend this one: read the end again now and then. */
+const SYNC_SECONDS = 60
 
 /**
  * The session's remaining time, in the header, and a warning with a button to stay logged in before it ends.
- * The end comes from GET session/ (`expires_in_seconds`, so the two clocks need not agree) and is read again
- * after the page talks to the API, since a request may move it.
+ * The end comes from GET session/ (`expires_in_seconds`, so the two clocks need not agree); reading it does
+ * not extend the session, only POST session/ does.
  * @param {{clock: HTMLElement, banner: HTMLElement}} places
  */
 export function startSessionClock(places) {
@@ -16,8 +18,6 @@ export function startSessionClock(places) {
   let ended = false
   /** @type {'ok' | 'warning' | 'ended'} */
   let shown = 'ok'
-  /** @type {ReturnType<typeof setTimeout> | undefined} */
-  let syncTimer
   const remainingText = h('strong')
   const warningText = h('span')
 
@@ -69,11 +69,6 @@ export function startSessionClock(places) {
 
   replace(places.clock, h('span', { class: 'label' }, 'Session '), remainingText)
   places.clock.title = 'Time left before this login session ends'
-  onActivity((path) => {
-    if (path === '/api/gateway/v1/session/') return
-    clearTimeout(syncTimer)
-    syncTimer = setTimeout(sync, 1000)
-  })
   onUnauthenticated(() => {
     ended = true
     tick()
@@ -82,10 +77,16 @@ export function startSessionClock(places) {
     if (document.visibilityState === 'visible') void sync()
   })
   setInterval(tick, 1000)
+  setInterval(() => {
+    if (!ended && document.visibilityState === 'visible') void sync()
+  }, SYNC_SECONDS * 1000)
   return sync()
 }
 
-/** 905 -> "15:05", 3725 -> "1:02:05". */
+/**
+ * 905 -> "15:05", 3725 -> "1:02:05".
+ * @param {number} seconds
+ */
 export function clockText(seconds) {
   const hours = Math.floor(seconds / 3600)
   const minutes = Math.floor((seconds % 3600) / 60)

@@ -1,4 +1,4 @@
-import { h, messageOf, replace } from './dom.js'
+import { h, messageOf, replace, toast, whileBusy } from './dom.js'
 
 /**
  * @typedef {{label: string, cell: (row: any) => import('./dom.js').Child, class?: string}} Column
@@ -59,4 +59,26 @@ export function pagedTable(spec) {
     /** Shows the first page (or, after a change, the page on display). */
     reload: (/** @type {boolean} */ keepPage = true) => show(keepPage ? page : 1),
   }
+}
+
+/**
+ * Runs a change started from a button (revoke, end), shows the list again, then says how it went, so the
+ * message never describes a list that is not on screen yet.
+ * @param {HTMLButtonElement} button
+ * @param {() => Promise<string>} change resolves to the message to show
+ * @param {{reload: (keepPage?: boolean) => Promise<void>}} table
+ * @param {boolean} [keepPage]
+ */
+export async function changeThenReload(button, change, table, keepPage = true) {
+  let message
+  /** @type {'ok' | 'error'} */
+  let kind = 'ok'
+  try {
+    message = await whileBusy(button, change)
+  } catch (error) {
+    message = messageOf(error)
+    kind = 'error'
+  }
+  await table.reload(keepPage)
+  toast(message, kind)
 }

@@ -1,5 +1,5 @@
-import { api } from '../api.js'
-import { h, messageOf, replace, whileBusy } from '../dom.js'
+import { api, SCRIPT_HEADERS } from '../api.js'
+import { formatDate, h, messageOf, replace, whileBusy } from '../dom.js'
 
 /** Refusals that come from the gateway itself: the request never reached the service. */
 const GATEWAY_REFUSALS = new Set(['not_authenticated', 'credentials_not_accepted', 'permission_denied', 'insufficient_scope', 'invalid_credentials'])
@@ -55,7 +55,7 @@ async function gatewayHealth() {
     return {
       state: good ? 'up' : 'error',
       summary: good ? 'The gateway and its database answer.' : 'The gateway answers, but reports a problem.',
-      details: [['Status', String(ping.status)], ['Version', String(ping.version)], ['Database', ping.db_connected ? 'connected' : 'not connected'], ['Server time', new Date(ping.pong).toLocaleString()]],
+      details: [['Status', String(ping.status)], ['Version', String(ping.version)], ['Database', ping.db_connected ? 'connected' : 'not connected'], ['Server time', formatDate(ping.pong)]],
       ms,
     }
   } catch (error) {
@@ -97,7 +97,7 @@ async function serviceHealth(prefix) {
  */
 async function probe(url) {
   try {
-    const response = await fetch(url, { headers: { accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store', redirect: 'manual' })
+    const response = await fetch(url, { headers: { accept: 'application/json', ...SCRIPT_HEADERS }, credentials: 'same-origin', cache: 'no-store', redirect: 'manual' })
     if (response.type === 'opaqueredirect') return { status: 302, body: null }
     const body = (response.headers.get('content-type') || '').includes('json') ? await response.json().catch(() => null) : null
     return { status: response.status, body }

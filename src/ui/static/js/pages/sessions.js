@@ -1,29 +1,29 @@
 import { api } from '../api.js'
-import { confirmAction, h, messageOf, time, toast, whileBusy } from '../dom.js'
-import { pagedTable } from '../table.js'
+import { confirmAction, h, time } from '../dom.js'
+import { changeThenReload, pagedTable } from '../table.js'
 
 /**
- * My sessions: where I am logged in, ending any but this one, or all the others at once.
- * @param {import('../app.js').PageContext} context
+ * My sessions: where I am logged in; end any but this one, or all the others at once.
+ * @param {import('../app.js').PageContext} _context
  */
-export async function mySessionsPage(context) {
-  const sessions = sessionsTable({ load: (page) => api(`users/${context.me.id}/sessions/`, { query: { page } }), showUser: false, empty: 'No sessions.' })
+export async function mySessionsPage(_context) {
+  const sessions = sessionsTable({ load: (page) => api('me/sessions/', { query: { page } }), endUrl: (s) => `me/sessions/${s.id}/`, showUser: false, empty: 'No sessions.' })
   await sessions.reload()
   const endOthers = h('button', {
     type: 'button',
     class: 'danger',
     onclick: async () => {
       if (!(await confirmAction('End all your other sessions? Browsers logged in as you elsewhere must log in again.', 'End them'))) return
-      try {
-        await whileBusy(/** @type {HTMLButtonElement} */ (endOthers), () => api('session/others/', { method: 'DELETE' }))
-        toast('Your other sessions have ended.')
-      } catch (error) {
-        toast(messageOf(error), 'error')
-      }
-      await sessions.reload(false)
+      await changeThenReload(/** @type {HTMLButtonElement} */ (endOthers), async () => {
+        const result = await api('me/sessions/end_others/', { method: 'POST' })
+        return `${result.ended} other session${result.ended === 1 ? '' : 's'} ended.`
+      }, sessions, false)
     },
   }, 'End all other sessions')
-  return h('div', { class: 'stack' }, sessions.element, h('div', { class: 'actions' }, endOthers))
+  return h('div', { class: 'stack' },
+    h('p', { class: 'muted' }, 'Each login starts a session. Ending one logs that browser out.'),
+    sessions.element,
+    h('div', { class: 'actions' }, endOthers))
 }
 
 /**
@@ -31,26 +31,27 @@ export async function mySessionsPage(context) {
  * @param {import('../app.js').PageContext} _context
  */
 export async function allSessionsPage(_context) {
-  const sessions = sessionsTable({ load: (page) => api('sessions/', { query: { page } }), showUser: true, empty: 'No sessions.' })
+  const sessions = sessionsTable({ load: (page) => api('sessions/', { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: true, empty: 'No sessions.' })
   await sessions.reload()
   return h('div', { class: 'stack' }, sessions.element)
 }
 
 /**
  * The session list used by every page that shows sessions.
- * @param {{load: (page: number) => Promise<any>, showUser: boolean, empty: string}} spec
+ * @param {{load: (page: number) => Promise<any>, endUrl: (session: any) => string, showUser: boolean, empty: string}} spec
  */
 export function sessionsTable(spec) {
   /** @type {import('../table.js').Column[]} */
   const columns = [
-    ...(spec.showUser ? [{ label: 'User', cell: (/** @type {any} */ s) => h('a', { href: `/ui/admin/users/${s.user}` }, s.summary_fields?.user?.username ?? `#${s.user}`) }] : []),
+    ...(spec.showUser ? [{ label: 'User', cell: (/** @type {any} */ s) => h('a', { href: `/ui/admin/users/${s.user}` }, s.username ?? `#${s.user}`) }] : []),
     { label: 'Started', cell: (s) => [time(s.created), s.current ? h('span', { class: 'badge on' }, 'This session') : null] },
-    { label: 'Ends', cell: (s) => time(s.expires) },
-    { label: 'Client', cell: (s) => [s.user_agent || '—', s.ip ? h('span', { class: 'muted' }, ` (${s.ip})`) : null] },
+    { label: 'Ends', cell: (s) => time(s.expires_on) },
+    { label: 'Address', cell: (s) => s.ip || '—' },
+    { label: 'Browser', cell: (s) => h('span', { title: s.user_agent || '' }, describeUserAgent(s.user_agent || '')) },
     {
       label: 'Actions',
       class: 'actions-cell',
-      cell: (s) => s.current ? '' : h('button', {
+      cell: (s) => s.current ? h('span', { class: 'muted' }, 'Log out to end it') : h('button', {
         type: 'button',
         class: 'danger small',
         onclick: (/** @type {Event} */ e) => end(/** @type {HTMLButtonElement} */ (e.currentTarget), s),
@@ -65,14 +66,26 @@ export function sessionsTable(spec) {
    */
   async function end(button, session) {
     if (!(await confirmAction('End this session? That browser must log in again.', 'End session'))) return
-    try {
-      await whileBusy(button, () => api(`sessions/${session.id}/`, { method: 'DELETE' }))
-      toast('Session ended.')
-    } catch (error) {
-      toast(messageOf(error), 'error')
-    }
-    await table.reload()
+    await changeThenReload(button, async () => {
+      await api(spec.endUrl(session), { method: 'DELETE' })
+      return 'Session ended.'
+    }, table)
   }
 
   return table
+}
+
+const BROWSERS = [['Edg/', 'Edge'], ['OPR/', 'Opera'], ['Firefox/', 'Firefox'], ['Chrome/', 'Chrome'], ['Safari/', 'Safari'], ['curl/', 'curl'], ['python-requests/', 'Python requests']]
+const SYSTEMS = [['Android', 'Android'], ['iPhone', 'iOS'], ['iPad', 'iPadOS'], ['Windows', 'Windows'], ['Mac OS X', 'macOS'], ['CrOS', 'ChromeOS'], ['Linux', 'Linux']]
+
+/**
+ * "Chrome 156 on Linux" from a User-Agent header; the header itself when it names nothing known.
+ * @param {string} userAgent
+ */
+export function describeUserAgent(userAgent) {
+  const browser = BROWSERS.find(([marker]) => userAgent.includes(marker))
+  if (!browser) return userAgent.slice(0, 60) || '—'
+  const version = new RegExp(`${browser[0].replace('/', '\\/')}(\\d+)`).exec(userAgent)?.[1]
+  const system = SYSTEMS.find(([marker]) => userAgent.includes(marker))
+  return `${browser[1]}${version ? ` ${version}` : ''}${system ? ` on ${system[1]}` : ''}`
 }

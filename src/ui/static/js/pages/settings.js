@@ -16,6 +16,10 @@ const KNOWN = {
     help: 'How long a login session lasts, in seconds (at least 60). Applies to sessions started or extended from now on.',
     unit: 'seconds',
   },
+  sessions_per_user_limit: {
+    label: 'Sessions per user limit',
+    help: 'The most login sessions one user may have at once; a new login ends the oldest beyond it. 0: no limit.',
+  },
   allow_external_users_to_create_oauth2_tokens: {
     label: 'Allow external users to create OAuth2 tokens',
     help: 'Let users from LDAP or single sign-on create personal tokens. Tokens they already have keep working either way.',
@@ -71,7 +75,7 @@ function settingField(name, value) {
   if (typeof value === 'boolean') return field({ label, name, type: 'checkbox', value, help })
   if (typeof value === 'number') {
     const wrapper = field({ label: known?.unit ? `${label} (${known.unit})` : label, name, type: 'text', inputmode: 'numeric', value, help })
-    if (known?.unit === 'seconds') wrapper.querySelector('input')?.after(h('span', { class: 'hint', dataset: { hint: name } }, durationHint(String(value))))
+    if (known?.unit === 'seconds') wrapper.querySelector('.field-error')?.after(h('span', { class: 'hint', dataset: { hint: name } }, durationHint(String(value))))
     return wrapper
   }
   return field({ label, name, type: 'text', value: typeof value === 'string' ? value : JSON.stringify(value), help })

@@ -1,6 +1,6 @@
 import { api, ApiError } from '../api.js'
-import { clearErrors, confirmAction, field, h, messageOf, replace, showErrors, time, toast, whileBusy } from '../dom.js'
-import { pagedTable } from '../table.js'
+import { clearErrors, confirmAction, field, formatDate, h, replace, showErrors, time, whileBusy } from '../dom.js'
+import { changeThenReload, pagedTable } from '../table.js'
 
 const DAY = 86400
 const EXPIRY_CHOICES = /** @type {[string, string][]} */ ([
@@ -97,13 +97,15 @@ export async function allTokensPage(context) {
  */
 async function revokeMany(button, body, question, table) {
   if (!(await confirmAction(question, 'Revoke'))) return
-  try {
-    const result = await whileBusy(button, () => api('tokens/revoke/', { method: 'POST', body }))
-    toast(`${result.revoked} token${result.revoked === 1 ? '' : 's'} revoked.`)
-  } catch (error) {
-    toast(messageOf(error), 'error')
-  }
-  await table.reload(false)
+  await changeThenReload(button, async () => revokedMessage(await api('tokens/revoke/', { method: 'POST', body })), table, false)
+}
+
+/**
+ * "3 tokens revoked." from the answer of tokens/revoke/.
+ * @param {{revoked: number}} result
+ */
+export function revokedMessage(result) {
+  return `${result.revoked} token${result.revoked === 1 ? '' : 's'} revoked.`
 }
 
 /**
@@ -139,13 +141,10 @@ export function tokensTable(spec) {
   async function revokeOne(button, token) {
     const name = token.description ? `"${token.description}"` : 'this token'
     if (!(await confirmAction(`Revoke ${name}? Programs using it stop working at once.`, 'Revoke'))) return
-    try {
-      await whileBusy(button, () => api(`tokens/${token.id}/`, { method: 'DELETE' }))
-      toast('Token revoked.')
-    } catch (error) {
-      toast(messageOf(error), 'error')
-    }
-    await table.reload()
+    await changeThenReload(button, async () => {
+      await api(`tokens/${token.id}/`, { method: 'DELETE' })
+      return 'Token revoked.'
+    }, table)
   }
 
   return table
@@ -217,7 +216,7 @@ function showNewToken(slot, token) {
   }, 'Copy')
   replace(slot, h('div', { class: 'new-token', role: 'region', 'aria-labelledby': 'new-token-heading' },
     h('h3', { id: 'new-token-heading' }, 'Your new token'),
-    h('p', null, h('strong', null, 'Copy it now: it will not be shown again.'), ` Scope: ${token.scope}; expires ${new Date(token.expires).toLocaleString()}.`),
+    h('p', null, h('strong', null, 'Copy it now: it will not be shown again.'), ` Scope: ${token.scope}; expires ${formatDate(token.expires)}.`),
     h('div', { class: 'copy-row' }, value, copy),
     copied,
     h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => replace(slot) }, 'Done'))))

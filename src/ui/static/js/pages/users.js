@@ -1,9 +1,9 @@
 import { api } from '../api.js'
 import { clearErrors, confirmAction, field, h, messageOf, showErrors, time, toast, whileBusy } from '../dom.js'
-import { pagedTable } from '../table.js'
+import { changeThenReload, pagedTable } from '../table.js'
 import { fact, sourceName } from './account.js'
 import { sessionsTable } from './sessions.js'
-import { tokensTable } from './tokens.js'
+import { revokedMessage, tokensTable } from './tokens.js'
 
 /**
  * Users (superusers): find by username or source, open one to edit it.
@@ -59,7 +59,7 @@ export async function userPage(context) {
   context.setTitle(`User ${user.username}`)
   const isMe = user.id === context.me.id
   const tokens = tokensTable({ load: (page) => api(`users/${user.id}/tokens/`, { query: { page } }), showOwner: false, empty: 'No tokens.' })
-  const sessions = sessionsTable({ load: (page) => api(`users/${user.id}/sessions/`, { query: { page } }), showUser: false, empty: 'No sessions.' })
+  const sessions = sessionsTable({ load: (page) => api(`users/${user.id}/sessions/`, { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: false, empty: 'No sessions.' })
   await Promise.all([tokens.reload(), sessions.reload()])
 
   return h('div', { class: 'stack' },
@@ -74,17 +74,25 @@ export async function userPage(context) {
         type: 'button',
         class: 'danger',
         onclick: async (/** @type {Event} */ e) => {
+          const button = /** @type {HTMLButtonElement} */ (e.currentTarget)
           if (!(await confirmAction(`Revoke every token of ${user.username}?`, 'Revoke'))) return
-          try {
-            const result = await whileBusy(/** @type {HTMLButtonElement} */ (e.currentTarget), () => api('tokens/revoke/', { method: 'POST', body: { user: user.id } }))
-            toast(`${result.revoked} token${result.revoked === 1 ? '' : 's'} revoked.`)
-          } catch (error) {
-            toast(messageOf(error), 'error')
-          }
-          await tokens.reload(false)
+          await changeThenReload(button, async () => revokedMessage(await api('tokens/revoke/', { method: 'POST', body: { user: user.id } })), tokens, false)
         },
       }, 'Revoke all tokens of this user'))),
-    h('section', { 'aria-labelledby': 'user-sessions-heading' }, h('h2', { id: 'user-sessions-heading' }, 'Sessions'), sessions.element),
+    h('section', { 'aria-labelledby': 'user-sessions-heading' }, h('h2', { id: 'user-sessions-heading' }, 'Sessions'), sessions.element,
+      h('div', { class: 'actions' }, h('button', {
+        type: 'button',
+        class: 'danger',
+        onclick: async (/** @type {Event} */ e) => {
+          const button = /** @type {HTMLButtonElement} */ (e.currentTarget)
+          const question = isMe ? 'End all your sessions, this one too? You will have to log in again.' : `End every session of ${user.username}?`
+          if (!(await confirmAction(question, 'End sessions'))) return
+          await changeThenReload(button, async () => {
+            await api(`users/${user.id}/sessions/`, { method: 'DELETE' })
+            return 'Sessions ended.'
+          }, sessions, false)
+        },
+      }, 'End all sessions of this user'))),
     isMe ? null : h('section', { class: 'panel danger-zone', 'aria-labelledby': 'delete-heading' },
       h('h2', { id: 'delete-heading' }, 'Delete user'),
       h('p', null, 'Deleting the account ends its sessions and revokes its tokens. To keep its history, disable it instead.'),
@@ -92,9 +100,10 @@ export async function userPage(context) {
         type: 'button',
         class: 'danger',
         onclick: async (/** @type {Event} */ e) => {
+          const button = /** @type {HTMLButtonElement} */ (e.currentTarget)
           if (!(await confirmAction(`Delete the user ${user.username}? This cannot be undone.`, 'Delete'))) return
           try {
-            await whileBusy(/** @type {HTMLButtonElement} */ (e.currentTarget), () => api(`users/${user.id}/`, { method: 'DELETE' }))
+            await whileBusy(button, () => api(`users/${user.id}/`, { method: 'DELETE' }))
             toast(`User ${user.username} deleted.`)
             context.navigate('/ui/admin/users')
           } catch (error) {

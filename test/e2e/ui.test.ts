@@ -1,0 +1,328 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import type { Browser, Page } from 'playwright-core'
+import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot, VIEWPORTS, type ViewportName, type WatchedPage } from '../helpers/browser.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
+
+const PAGES = ['account', 'tokens', 'sessions', 'admin/users', 'admin/users/1', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/settings', 'admin/services']
+
+describe('the web interface in Chromium', () => {
+  let gw: TestGateway
+  let browser: Browser
+  let carolId: number
+  const carolAuth = { authorization: basic('carol', 'carol-password') }
+
+  const patchSettings = async (changes: Record<string, unknown>) => {
+    const response = await gw.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(changes) })
+    assert.equal(response.status, 200)
+  }
+  /** Runs a test body in a fresh browser context and closes it, whatever happens. */
+  const inBrowser = async (viewport: ViewportName, body: (watched: WatchedPage) => Promise<void>) => {
+    const watched = await openPage(browser, viewport)
+    try {
+      await body(watched)
+    } finally {
+      await watched.context.close()
+    }
+  }
+  /** Clicks a button that asks first, then agrees in the dialog. */
+  const clickAndConfirm = async (page: Page, name: string | RegExp, confirmLabel: string) => {
+    await page.getByRole('button', { name }).click()
+    await page.locator('dialog.confirm').getByRole('button', { name: confirmLabel }).click()
+  }
+
+  before(async () => {
+    gw = await startGateway()
+    browser = await launchChromium()
+    carolId = (await gw.app.accounts.create({ username: 'carol', password: 'carol-password', email: 'carol@example.com', firstName: 'Carol', lastName: 'Jones' })).id
+    // Something in the lists, so the screenshots show them.
+    await createToken(gw, adminAuth, { description: 'deploy pipeline', scope: 'read', expires_in: 30 * 86400 })
+  })
+  after(async () => {
+    await browser?.close()
+    await gw?.close()
+  })
+
+  it('sends a visitor without a session to the login page, and back to the page asked for after login', () => inBrowser('desktop', async ({ page, problems }) => {
+    await page.goto(`${gw.url}/ui/tokens`)
+    assert.equal(new URL(page.url()).pathname, '/api/gateway/v1/login/')
+    assert.equal(new URL(page.url()).searchParams.get('next'), '/ui/tokens')
+    await screenshot(page, 'login')
+    await page.fill('#username', 'carol')
+    await page.fill('#password', 'carol-password')
+    await Promise.all([page.waitForURL(`${gw.url}/ui/tokens`), page.click('button[type=submit]')])
+    await page.getByRole('heading', { name: 'My tokens', level: 1 }).waitFor()
+    assert.match(await page.locator('.who').innerText(), /carol/)
+    assert.deepEqual(problems, [])
+  }))
+
+  for (const viewport of Object.keys(VIEWPORTS) as ViewportName[]) {
+    it(`shows every page at ${VIEWPORTS[viewport].width} px without overflow or console errors`, () => inBrowser(viewport, async ({ page, problems, failedResponses }) => {
+      await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
+      for (const name of PAGES) {
+        await page.goto(`${gw.url}/ui/${name}`)
+        await page.locator('main h1').first().waitFor()
+        await page.waitForLoadState('networkidle')
+        assert.equal(await page.locator('main .form-error').count(), 0, `${name} shows an error`)
+        await assertNoHorizontalOverflow(page, name)
+        if (viewport === 'phone') {
+          assert.equal(await page.locator('#nav').isVisible(), false, 'the menu starts closed on a phone')
+          await page.getByRole('button', { name: 'Menu' }).click()
+          assert.equal(await page.locator('#nav').isVisible(), true)
+          await assertNoHorizontalOverflow(page, `${name} with the menu open`)
+          await page.getByRole('button', { name: 'Menu' }).click()
+        }
+        await screenshot(page, `${viewport}-${name.replaceAll('/', '-')}`)
+      }
+      assert.deepEqual(problems, [])
+      // The one refusal: demo-app takes basic credentials only, so the services page cannot ask it with a session.
+      assert.deepEqual(failedResponses, ['401 GET /demo-app/'])
+    }))
+  }
+
+  it('creates a token shown once, which an HTTP client uses until it is revoked in the page', () => inBrowser('desktop', async ({ page, context, problems, failedResponses }) => {
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gw.url })
+    await logIn(page, gw.url, 'carol', 'carol-password')
+    await page.getByRole('navigation').getByRole('link', { name: 'Tokens' }).click()
+    await page.getByRole('heading', { name: 'My tokens', level: 1 }).waitFor()
+    await page.getByLabel('Description').fill('nightly report')
+    await page.getByLabel('Expires', { exact: true }).selectOption({ label: '7 days' })
+    await page.getByRole('button', { name: 'Create token' }).click()
+
+    const shown = page.locator('#new-token-value')
+    await shown.waitFor()
+    const token = await shown.inputValue()
+    assert.match(token, /^gatehouse_pat_/)
+    await page.getByRole('button', { name: 'Copy' }).click()
+    await page.getByText('Copied.').waitFor()
+    assert.equal(await page.evaluate<string>('navigator.clipboard.readText()'), token)
+    const row = page.locator('tr', { hasText: 'nightly report' })
+    assert.match(await row.innerText(), /Write/)
+    await screenshot(page, 'token-created')
+
+    // The HTTP client: the gateway API and a service behind the gateway, with the copied token.
+    const me = await gw.fetch('/api/gateway/v1/me/', { headers: bearer(token) })
+    assert.equal(me.status, 200)
+    assert.equal((await json(me)).results[0].username, 'carol')
+    const seen = await json(await gw.fetch('/api/controller/v2/hosts/', { headers: bearer(token) }))
+    assert.deepEqual([seen.identity.username, seen.identity.auth_method, seen.identity.verified], ['carol', 'token', true])
+
+    // Shown once: after leaving, the value is nowhere in the page, and the list says when it was last used.
+    await page.getByRole('button', { name: 'Done' }).click()
+    await page.reload()
+    await row.waitFor()
+    assert.equal(await page.locator('#new-token-value').count(), 0)
+    assert.ok(!(await page.content()).includes(token))
+    assert.doesNotMatch(await row.locator('td[data-label="Last used"]').innerText(), /Never/)
+    assert.match(await row.locator('td[data-label="Expires"]').innerText(), /\d{4}/)
+
+    await row.getByRole('button', { name: /Revoke/ }).click()
+    await page.locator('dialog.confirm').getByRole('button', { name: 'Revoke' }).click()
+    await page.getByText('Token revoked.').waitFor()
+    await page.getByText('You have no tokens.').waitFor()
+    const refused = await gw.fetch('/api/gateway/v1/me/', { headers: bearer(token) })
+    assert.equal(refused.status, 401)
+    assert.equal((await json(refused)).code, 'invalid_token')
+    assert.deepEqual(problems, [])
+    assert.deepEqual(failedResponses, [])
+  }))
+
+  it('switches basic auth off in settings, after which basic calls fail, and on again', () => inBrowser('desktop', async ({ page, problems }) => {
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: carolAuth })).status, 200)
+    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/settings')
+    const basicAuth = page.getByLabel('Gateway basic auth enabled')
+    assert.equal(await basicAuth.isChecked(), true)
+    await basicAuth.uncheck()
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.getByText('Settings saved.').waitFor()
+
+    const refused = await gw.fetch('/api/gateway/v1/me/', { headers: carolAuth })
+    assert.equal(refused.status, 401)
+    assert.equal((await json(refused)).code, 'basic_auth_disabled')
+    assert.equal((await gw.fetch('/api/controller/v2/hosts/', { headers: carolAuth })).status, 401)
+
+    await page.reload()
+    assert.equal(await basicAuth.isChecked(), false, 'the saved value is what the page shows')
+    await basicAuth.check()
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.getByText('Settings saved.').waitFor()
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: carolAuth })).status, 200)
+    assert.deepEqual(problems, [])
+  }))
+
+  it('shows the server\'s message next to a wrong setting, and saves nothing of the form', () => inBrowser('phone', async ({ page, problems, failedResponses }) => {
+    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/settings')
+    const age = page.getByLabel('Session cookie age (seconds)')
+    await age.fill('5')
+    await page.getByLabel('Gateway basic auth enabled').uncheck()
+    await page.getByRole('button', { name: 'Save settings' }).click()
+
+    const field = page.locator('[data-field="session_cookie_age"]')
+    const message = field.locator('.field-error')
+    await message.waitFor()
+    assert.match(await message.innerText(), /60/, 'the server says what the least value is')
+    assert.equal(await age.getAttribute('aria-invalid'), 'true')
+    assert.equal(await page.locator('[data-field="gateway_basic_auth_enabled"] .field-error').isVisible(), false)
+    await assertNoHorizontalOverflow(page, 'settings with an error')
+    await screenshot(page, 'settings-invalid')
+
+    await age.fill('ten minutes')
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await field.locator('.field-error', { hasText: /number/i }).waitFor()
+
+    const saved = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+    assert.equal(saved.session_cookie_age, 900)
+    assert.equal(saved.gateway_basic_auth_enabled, true)
+    assert.deepEqual(problems, [])
+    assert.deepEqual(failedResponses, ['400 PATCH /api/gateway/v1/settings/', '400 PATCH /api/gateway/v1/settings/'])
+  }))
+
+  it('keeps administration from a user who is not a superuser', () => inBrowser('phone', async ({ page, problems, failedResponses }) => {
+    await logIn(page, gw.url, 'carol', 'carol-password')
+    await page.getByRole('button', { name: 'Menu' }).click()
+    const nav = page.getByRole('navigation')
+    assert.equal(await nav.getByText('Administration').count(), 0)
+    assert.equal(await nav.getByRole('link', { name: 'Users' }).count(), 0)
+    assert.equal(await nav.getByRole('link', { name: 'Settings' }).count(), 0)
+
+    for (const name of ['users', 'settings', 'tokens']) {
+      const response = await page.goto(`${gw.url}/ui/admin/${name}`)
+      assert.equal(response?.status(), 403)
+      await page.getByText('Administration is for superusers').waitFor()
+      assert.equal(await page.locator('main table').count(), 0)
+      assert.equal(await page.locator('main form').count(), 0)
+    }
+    await screenshot(page, 'phone-not-a-superuser')
+    // The API, which is what protects the data, says no as well.
+    const statuses = await page.evaluate(async () => Promise.all(['/api/gateway/v1/settings/', '/api/gateway/v1/sessions/'].map(async (path) => (await fetch(path)).status)))
+    assert.deepEqual(statuses, [403, 403])
+    assert.deepEqual(problems, [])
+    assert.deepEqual(failedResponses, ['403 GET /ui/admin/users', '403 GET /ui/admin/settings', '403 GET /ui/admin/tokens', '403 GET /api/gateway/v1/settings/', '403 GET /api/gateway/v1/sessions/'])
+  }))
+
+  it('shows the session\'s remaining time, warns before it ends, and extends it on request', () => inBrowser('desktop', async ({ page, problems }) => {
+    await patchSettings({ session_cookie_age: 100 })
+    await logIn(page, gw.url, 'carol', 'carol-password')
+    const banner = page.locator('#session-banner')
+    await banner.getByText(/Your session ends in 1:[0-3]\d/).waitFor()
+    assert.match(await page.locator('#session-clock').innerText(), /Session\s+1:[0-3]\d/)
+    await screenshot(page, 'session-warning')
+
+    await patchSettings({ session_cookie_age: 900 })
+    await banner.getByRole('button', { name: 'Stay logged in' }).click()
+    await banner.waitFor({ state: 'hidden' })
+    assert.match(await page.locator('#session-clock').innerText(), /Session\s+1[45]:\d\d/)
+    const session = await page.evaluate(async () => (await fetch('/api/gateway/v1/session/')).json() as Promise<{ expires_in_seconds: number }>)
+    assert.ok(session.expires_in_seconds > 800, JSON.stringify(session))
+    assert.deepEqual(problems, [])
+  }))
+
+  it('says when the session has been ended elsewhere, and offers to log in again', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
+    await logIn(page, gw.url, 'carol', 'carol-password', '/ui/sessions')
+    const sessions = await json(await gw.fetch(`/api/gateway/v1/users/${carolId}/sessions/`, { headers: adminAuth }))
+    for (const s of sessions.results) assert.equal((await gw.fetch(`/api/gateway/v1/sessions/${s.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+
+    await page.getByRole('navigation').getByRole('link', { name: 'Profile' }).click()
+    const banner = page.locator('#session-banner')
+    await banner.getByText('Your session has ended.').waitFor()
+    await screenshot(page, 'session-ended')
+    await Promise.all([page.waitForURL(/\/api\/gateway\/v1\/login\//), banner.getByRole('link', { name: 'Log in again' }).click()])
+    assert.equal(new URL(page.url()).searchParams.get('next'), '/ui/account')
+    assert.deepEqual(problems, [])
+    assert.ok(failedResponses.every((r) => r.startsWith('401 GET /api/gateway/v1/')), failedResponses.join())
+  }))
+
+  it('lists my sessions and ends all the others', () => {
+    return inBrowser('desktop', async (first) => inBrowser('phone', async (second) => {
+      await logIn(first.page, gw.url, 'carol', 'carol-password', '/ui/sessions')
+      await logIn(second.page, gw.url, 'carol', 'carol-password', '/ui/sessions')
+      await second.page.reload()
+      const rows = second.page.locator('main tbody tr')
+      await rows.first().waitFor()
+      assert.equal(await rows.count(), 2)
+      assert.equal(await rows.filter({ hasText: 'This session' }).count(), 1)
+      await screenshot(second.page, 'phone-my-sessions')
+
+      await clickAndConfirm(second.page, 'End all other sessions', 'End them')
+      await second.page.getByText('1 other session ended.').waitFor()
+      assert.equal(await rows.count(), 1)
+
+      const response = await first.page.goto(`${gw.url}/ui/account`)
+      assert.equal(new URL(first.page.url()).pathname, '/api/gateway/v1/login/', 'the other browser is logged out')
+      assert.equal(response?.status(), 200)
+      await second.page.goto(`${gw.url}/ui/account`)
+      await second.page.getByRole('heading', { name: 'My account' }).waitFor()
+      assert.deepEqual([...first.problems, ...second.problems], [])
+    }))
+  })
+
+  it('creates and edits a user in administration, with the server\'s messages next to the fields', () => inBrowser('desktop', async ({ page, problems }) => {
+    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/users')
+    await page.getByRole('link', { name: 'New user' }).click()
+    await page.getByRole('heading', { name: 'New user' }).waitFor()
+    await page.getByLabel('Username').fill('dave smith')
+    await page.getByLabel('Password').fill('dave-password')
+    await page.getByLabel('Email').fill('not an email')
+    await page.getByRole('button', { name: 'Create user' }).click()
+    await page.locator('[data-field="email"] .field-error').waitFor()
+    await screenshot(page, 'user-invalid')
+    assert.equal((await json(await gw.fetch('/api/gateway/v1/users/?username=dave', { headers: adminAuth }))).count, 0)
+
+    await page.getByLabel('Email').fill('dave@example.com')
+    await page.getByRole('button', { name: 'Create user' }).click()
+    await page.locator('[data-field="username"] .field-error').waitFor()
+    await page.getByLabel('Username').fill('dave')
+    await page.getByRole('button', { name: 'Create user' }).click()
+    await page.getByRole('heading', { name: 'User dave' }).waitFor()
+    assert.match(await page.locator('main .facts').innerText(), /Local account/)
+
+    await page.getByLabel('Superuser (may administer the gateway)').check()
+    await page.getByLabel('Active (may log in and use tokens)').uncheck()
+    await page.getByRole('button', { name: 'Save', exact: true }).click()
+    await page.getByText('Saved.').waitFor()
+    await page.getByLabel('New password').fill('dave-new-password')
+    await page.getByRole('button', { name: 'Set password' }).click()
+    await page.getByText('Password set.').waitFor()
+
+    const dave = (await json(await gw.fetch('/api/gateway/v1/users/?username=dave', { headers: adminAuth }))).results[0]
+    assert.deepEqual([dave.email, dave.is_superuser, dave.is_active, dave.source], ['dave@example.com', true, false, 'local'])
+    const disabled = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dave', 'dave-new-password') } })
+    assert.equal((await json(disabled)).code, 'account_disabled', 'the new password is right, but the account is disabled')
+    assert.deepEqual(problems, [])
+  }))
+
+  it('revokes the tokens of one user, then every token, from administration', () => inBrowser('desktop', async ({ page, problems }) => {
+    const carols = await createToken(gw, carolAuth, { description: 'carol laptop' })
+    const admins = await createToken(gw, adminAuth, { description: 'admin backup' })
+    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/tokens')
+    await page.locator('tr', { hasText: 'carol laptop' }).waitFor()
+    await page.locator('tr', { hasText: 'admin backup' }).waitFor()
+
+    await page.getByLabel('User', { exact: true }).fill('carol')
+    await page.getByRole('button', { name: 'Filter' }).click()
+    await page.waitForURL(`${gw.url}/ui/admin/tokens?user=${carolId}`)
+    await page.getByRole('button', { name: 'Revoke all tokens of carol' }).waitFor()
+    assert.equal(await page.locator('tr', { hasText: 'admin backup' }).count(), 0, 'the filter shows carol\'s tokens only')
+    await screenshot(page, 'admin-tokens-filtered')
+    await clickAndConfirm(page, 'Revoke all tokens of carol', 'Revoke')
+    await page.getByText('1 token revoked.').waitFor()
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(carols.token) })).status, 401)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(admins.token) })).status, 200)
+
+    await page.getByRole('link', { name: 'Show all' }).click()
+    await page.locator('tr', { hasText: 'admin backup' }).waitFor()
+    await clickAndConfirm(page, 'Revoke all tokens', 'Revoke')
+    await page.getByText('There are no tokens.').waitFor()
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(admins.token) })).status, 401)
+    assert.deepEqual(problems, [])
+  }))
+
+  it('logs out, after which the pages ask for a login again', () => inBrowser('desktop', async ({ page, problems }) => {
+    await logIn(page, gw.url, 'carol', 'carol-password')
+    await Promise.all([page.waitForURL(/\/api\/gateway\/v1\/login\//), page.getByRole('button', { name: 'Log out' }).click()])
+    await page.goto(`${gw.url}/ui/account`)
+    assert.equal(new URL(page.url()).pathname, '/api/gateway/v1/login/')
+    assert.deepEqual(problems, [])
+  }))
+})
