@@ -30,6 +30,7 @@ export async function myTokensPage(context) {
     h('section', { class: 'panel', 'aria-labelledby': 'create-token-heading' },
       h('h2', { id: 'create-token-heading' }, 'Create a token'),
       h('p', { class: 'muted' }, 'A token lets a program call the API as you: send it as ', h('code', null, 'Authorization: Bearer <token>'), '.'),
+      context.me.external ? h('p', { class: 'muted' }, 'Your account comes from an external directory: you can create tokens only while an administrator allows external users to.') : null,
       form,
       created),
     h('section', { 'aria-labelledby': 'my-tokens-heading' },
