@@ -1,5 +1,6 @@
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
+import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
@@ -7,6 +8,7 @@ import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
+import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
 import { EventBus } from './store/event-bus.ts'
 import type { Store } from './store/store.ts'
@@ -24,6 +26,8 @@ export interface App {
   readonly auth: AuthPipeline
   readonly identity: IdentitySigner
   readonly routes: readonly Route[]
+  /** The OpenID Connect realms (src/oidc/). */
+  readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
   loginUrlFor(route: Route): (next: string) => string
@@ -54,6 +58,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const auth = new AuthPipeline(bus)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, trustProxy: config.server.trust_proxy })
+  if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, store, bus))
+
   const app: App = {
     config,
     store,
@@ -63,13 +70,14 @@ export async function createApp(config: Config, store: Store, options: AppOption
     auth,
     identity,
     routes: compileRoutes(config, options.upstreams),
+    oidc,
     get publicUrl() {
       return identity.issuer
     },
     set publicUrl(url: string) {
       identity.issuer = url.replace(/\/$/, '')
     },
-    loginUrlFor: () => gatewayLoginUrl,
+    loginUrlFor: (route) => oidc.loginUrlFor(route) ?? gatewayLoginUrl,
     async close() {
       await bus.stop()
     },

@@ -9,6 +9,7 @@ export interface Tables {
   settings: SettingsTable
   events: EventsTable
   signing_keys: SigningKeysTable
+  oidc_records: OidcRecordsTable
 }
 
 export interface UsersTable {
@@ -48,4 +49,15 @@ export interface SigningKeysTable {
   public_jwk: string
   created_at: number
   retire_at: number | null
+}
+
+export interface OidcRecordsTable {
+  model: string
+  id: string
+  payload: string
+  grant_id: string | null
+  uid: string | null
+  user_code: string | null
+  expires_at: number | null
+  consumed_at: number | null
 }

@@ -1,5 +1,6 @@
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
+import { OidcRecordRepository } from './oidc.ts'
 import { SettingsRepository } from './settings.ts'
 import { SigningKeyRepository } from './signing-keys.ts'
 import { UserRepository } from './users.ts'
@@ -14,6 +15,7 @@ export interface Store {
   readonly settings: SettingsRepository
   readonly events: EventLog
   readonly signingKeys: SigningKeyRepository
+  readonly oidc: OidcRecordRepository
   close(): Promise<void>
 }
 
@@ -31,6 +33,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     settings: new SettingsRepository(database.db),
     events: new EventLog(database.db),
     signingKeys: new SigningKeyRepository(database.db),
+    oidc: new OidcRecordRepository(database.db),
     close: () => database.close(),
   }
 }
