@@ -42,9 +42,11 @@ export function decodeJwtPart(jwt: string, part: 0 | 1): any {
 /** Just enough of a browser's cookie jar to walk the login form: every cookie goes back to the same host. */
 export class CookieJar {
   readonly #cookies = new Map<string, string>()
+  readonly #setCookies: string[] = []
 
   store(response: Response): void {
     for (const line of response.headers.getSetCookie()) {
+      this.#setCookies.push(line)
       const [pair] = line.split(';')
       const eq = pair!.indexOf('=')
       const name = pair!.slice(0, eq).trim()
@@ -58,8 +60,9 @@ export class CookieJar {
     return [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; ')
   }
 
-  names(): string[] {
-    return [...this.#cookies.keys()]
+  /** Every Set-Cookie line received, with its attributes. */
+  setCookies(): string[] {
+    return [...this.#setCookies]
   }
 }
 
