@@ -56,7 +56,6 @@ export class RealmKeys {
       key.retireAt = now + this.#graceMs
       changed = true
     }
-    if (changed) await this.#store.signingKeys.deleteRetiredBefore(now)
     const ordered = [active!, ...keys.filter((k) => k.kid !== active!.kid)]
     return {
       changed,
@@ -69,8 +68,12 @@ export class RealmKeys {
     }
   }
 
+  /** The keys still in use; retired keys whose tokens have all expired are deleted on the way. */
   async #live(now: number): Promise<SigningKey[]> {
-    return (await this.#store.signingKeys.list(this.#purpose)).filter((k) => k.retireAt === null || k.retireAt > now)
+    const keys = await this.#store.signingKeys.list(this.#purpose)
+    const live = keys.filter((k) => k.retireAt === null || k.retireAt > now)
+    if (live.length < keys.length) await this.#store.signingKeys.deleteRetiredBefore(now + 1)
+    return live
   }
 }
 
