@@ -44,6 +44,7 @@ export function passwordGrant(options: PasswordGrantOptions) {
     if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
     const scope = grantedScope(params.scope as string | undefined)
     const user = await checkCredentials(options.accounts, username, password ?? '')
+    await options.accounts.recordLogin(user)
 
     const accountId = String(user.id)
     const account = await options.findAccount(ctx, accountId)

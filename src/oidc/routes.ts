@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
+import { createPublicKey, type JsonWebKey } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { PassThrough } from 'node:stream'
 import { compactVerify } from 'jose'
@@ -41,6 +42,7 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
     return loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
   }
   if (rest === GATEWAY_CALLBACK && request.method === 'GET') return gatewayCallback(realm, request, reply)
+  if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
 
   let body: Buffer | undefined
   if (hasBody(request.raw)) {
@@ -97,6 +99,23 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, raw
     if (bearer && JWT_SHAPE.test(bearer)) return { path, body, authorization: `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` }
   }
   return { path, body }
+}
+
+/**
+ * Keycloak's realm description at `/realms/<realm>`: older Keycloak adapters read the realm's public key here
+ * instead of from the JWKS.
+ */
+async function realmInfo(realm: Realm): Promise<Record<string, unknown>> {
+  const keys = await realm.keySet()
+  const active = keys.publicJwks.find((k) => k.kid === keys.activeKid)!
+  const spki = createPublicKey({ key: active as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'der' })
+  return {
+    realm: realm.name,
+    public_key: spki.toString('base64'),
+    'token-service': `${realm.issuer}/protocol/openid-connect`,
+    'account-service': `${realm.issuer}/account`,
+    'tokens-not-before': 0,
+  }
 }
 
 /** The `jti` of an access token this realm signed; undefined when the signature does not verify. Expiry is oidc-provider's to judge. */

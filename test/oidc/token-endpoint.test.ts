@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
+import { createPublicKey } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import { jwtVerify } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { decodeJwtPart, REALM, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
@@ -78,7 +80,7 @@ describe('the token endpoint speaks Keycloak', () => {
     const form = (fields: [string, string][]) => new URLSearchParams(fields)
     const basicReports = (secret: string) => ({ authorization: 'Basic ' + Buffer.from(`reports:${secret}`).toString('base64') })
     const add = (name: string, request: () => Promise<{ status: number; headers: Headers; body: any }>, status: number, error: string, description: string) => cases.push([name, request, status, error, description])
-    const raw = async (body: BodyInit, headers: Record<string, string>) => {
+    const raw = async (body: string, headers: Record<string, string>) => {
       const response = await gw.fetch(TOKEN_PATH, { method: 'POST', headers, body })
       return { status: response.status, headers: response.headers, body: await json(response) }
     }
@@ -123,6 +125,15 @@ describe('the token endpoint speaks Keycloak', () => {
       }
       assert.deepEqual(await snapshot(), before)
     })
+  })
+
+  it('describes the realm with its public key, as older Keycloak adapters expect', async () => {
+    const info = await json(await gw.fetch(`/realms/${REALM}`))
+    assert.equal(info.realm, REALM)
+    assert.equal(info['token-service'], `${gw.url}/realms/${REALM}/protocol/openid-connect`)
+    const { body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })
+    const key = createPublicKey({ key: Buffer.from(info.public_key, 'base64'), format: 'der', type: 'spki' })
+    await jwtVerify(body.access_token, key, { issuer: `${gw.url}/realms/${REALM}` })
   })
 
   it('answers an unknown realm as Keycloak does', async () => {
