@@ -137,9 +137,16 @@ export async function renderErrorPage(ctx: KoaContextWithOIDC, out: { error?: st
   ctx.body = simplePage('Sign-in failed', `<p>${escapeHtml(out.error_description ?? 'The request could not be processed.')}</p><p><code>${escapeHtml(out.error ?? 'invalid_request')}</code></p>`)
 }
 
+/**
+ * oidc-provider's logout confirmation. Keycloak asks only when the request does not name the session with
+ * `id_token_hint`; with one, the page submits itself (a browser without scripts still gets the button).
+ */
 export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): Promise<void> {
   ctx.type = 'html'
-  ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>`)
+  const automatic = ctx.oidc.params?.id_token_hint
+    ? `<script>const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()</script>`
+    : ''
+  ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
 }
 
 export async function loggedOutPage(ctx: KoaContextWithOIDC): Promise<void> {

@@ -3,7 +3,7 @@ import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter } from './adapter.ts'
-import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, profileClaims, realmRoles, SCOPE_CLAIMS, type ServiceAccounts, SUPPORTED_SCOPES } from './claims.ts'
+import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, profileClaims, realmRoles, SCOPE_CLAIMS, ServiceAccounts, SUPPORTED_SCOPES } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
 import { buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant } from './password-grant.ts'
@@ -98,7 +98,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     formats: {
       customizers: {
         jwt: async (_ctx, token, jwt) => {
-          await keycloakJwt(token as unknown as IssuedToken, jwt, clients)
+          await keycloakJwt(token as unknown as IssuedToken, jwt, clients, options.serviceAccounts)
           await recordIssuedToken(token as unknown as IssuedToken, jwt.payload)
         },
       },
@@ -131,9 +131,13 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.on('grant.error', (ctx, error) => {
     ctx.state.failure = error
   })
-  provider.on('server_error', (ctx, error) => {
+  // Failures inside oidc-provider (answered `server_error`) and around it (answered 500 by Koa) go to the request's log.
+  const logFailure = (ctx: { req: unknown }, error: unknown) => {
     ;(ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.log.error({ err: error, realm: realm.name }, 'OpenID Connect provider failed')
-  })
+  }
+  provider.on('server_error', logFailure)
+  // Koa's own 'error' event, which oidc-provider's typings leave out.
+  ;(provider as unknown as NodeJS.EventEmitter).on('error', (error: unknown, ctx: { req: unknown }) => logFailure(ctx, error))
   return provider
 }
 
@@ -183,18 +187,17 @@ async function keycloakTokenClaims(token: IssuedToken, realm: RealmConfig, optio
     realm_access: { roles: realmRoles(realm, user) },
     resource_access: { account: { roles: ACCOUNT_ROLES } },
     ...profile,
-    ...(token.kind === 'ClientCredentials' ? { client_id: token.clientId, service_account_user_id: String(user.id) } : {}),
+    ...(token.kind === 'ClientCredentials' ? { client_id: token.clientId } : {}),
   }
 }
 
 /** `formats.customizers.jwt`: Keycloak's header and audience, and the service account's own `sub`. */
-async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> }, clients: Map<string, RealmClientConfig>): Promise<void> {
+async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> }, clients: Map<string, RealmClientConfig>, serviceAccounts: ServiceAccounts): Promise<void> {
   jwt.header = { typ: 'JWT' }
   const payload = jwt.payload
   payload.aud = accessTokenAudience(clients.get(token.clientId))
   if (token.kind === 'ClientCredentials') {
-    payload.sub = payload.service_account_user_id
-    delete payload.service_account_user_id
+    payload.sub = String((await serviceAccounts.userFor(token.clientId)).id)
     if (!token.scope) token.scope = payload.scope = DEFAULT_SCOPES.join(' ')
   } else {
     delete payload.client_id

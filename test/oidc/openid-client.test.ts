@@ -142,6 +142,16 @@ describe('openid-client against the realm', () => {
 
     // The code is single-use.
     await assert.rejects(client.authorizationCodeGrant(publicClient, new URL(done.url), { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce }))
+
+    // Logging out of the browser session ends the tokens it gave, at the gateway too.
+    const logoutPage = await browse(gw, jar, client.buildEndSessionUrl(publicClient, { id_token_hint: tokens.id_token! }).href)
+    const logoutHtml = await logoutPage.response.text()
+    const logoutAction = /<form id="op.logoutForm" method="post" action="([^"]+)"/.exec(logoutHtml)![1]!
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(logoutHtml)![1]!
+    const loggedOut = await browse(gw, jar, logoutAction, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ xsrf, logout: 'yes' }).toString() })
+    assert.match(await loggedOut.response.text(), /You are logged out/)
+    assert.equal((await gw.fetch('/demo-app/pipelines/p/trials', { headers: { authorization: `Bearer ${tokens.access_token}` } })).status, 401)
+    await assert.rejects(client.refreshTokenGrant(publicClient, tokens.refresh_token!), (error: any) => error.error === 'invalid_grant')
   })
 
   it('refuses a code redeemed without the PKCE verifier', async () => {
