@@ -41,9 +41,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     const message = error.code === 'account_disabled' ? 'Your account is disabled.' : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
-  reply.hijack()
-  await provider.interactionFinished(request.raw, reply.raw, { login: { accountId } }, { mergeWithLastSubmission: false })
-  return reply
+  const returnTo = await provider.interactionResult(request.raw, reply.raw, { login: { accountId } }, { mergeWithLastSubmission: false })
+  return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }
 
 /** Where a browser that the gateway sent to log in comes back: the service it asked for takes API clients only. */

@@ -18,8 +18,9 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 /**
  * Mounts each realm at Keycloak's `/realms/<realm>/`. oidc-provider is a Koa application: its request handler gets
- * the request after Fastify has done nothing but route it (the body is left unparsed, `reply.hijack()` hands over
- * the response). Three Keycloak behaviours need the request adjusted first, all in `adjustForKeycloak`.
+ * the request after Fastify has done nothing but route it (no body parser runs; `reply.hijack()` hands over the
+ * response). The body is read here as raw bytes, within oidc-provider's own 56 KiB limit, because three Keycloak
+ * behaviours need the request adjusted first, all in `adjustForKeycloak`; oidc-provider then parses it as usual.
  */
 export async function registerOidcRoutes(server: FastifyInstance, app: App): Promise<void> {
   if (!app.oidc.configured) return
