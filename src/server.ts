@@ -13,6 +13,7 @@ import { userRoutes } from './api/users.ts'
 import { NotFound, sendError } from './errors.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
+import { registerOidcRoutes } from './oidc/routes.ts'
 
 export interface ServerOptions {
   logLevel?: string
@@ -73,6 +74,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     sessionRoutes(api, app)
     tokenRoutes(api, app)
   })
+  await registerOidcRoutes(server, app)
   await registerProxy(server, app)
   return server
 }

@@ -12,6 +12,7 @@ export interface Tables {
   gateway_processes: GatewayProcessesTable
   sessions: SessionsTable
   tokens: TokensTable
+  oidc_records: OidcRecordsTable
 }
 
 export interface GatewayProcessesTable {
@@ -81,4 +82,15 @@ export interface TokensTable {
   modified_at: number
   expires_at: number
   last_used_at: number | null
+}
+
+export interface OidcRecordsTable {
+  model: string
+  id: string
+  payload: string
+  grant_id: string | null
+  uid: string | null
+  user_code: string | null
+  expires_at: number | null
+  consumed_at: number | null
 }

@@ -1,6 +1,7 @@
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
 import { SessionRepository } from './sessions.ts'
+import { OidcRecordRepository } from './oidc.ts'
 import { SettingsRepository } from './settings.ts'
 import { SigningKeyRepository } from './signing-keys.ts'
 import { TokenRepository } from './tokens.ts'
@@ -18,6 +19,7 @@ export interface Store {
   readonly signingKeys: SigningKeyRepository
   readonly sessions: SessionRepository
   readonly tokens: TokenRepository
+  readonly oidc: OidcRecordRepository
   close(): Promise<void>
 }
 
@@ -37,6 +39,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     signingKeys: new SigningKeyRepository(database.db),
     sessions: new SessionRepository(database.db),
     tokens: new TokenRepository(database.db),
+    oidc: new OidcRecordRepository(database.db),
     close: () => database.close(),
   }
 }
