@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
+import { SsoProvidersSchema } from './sso.ts'
 
 /**
  * The configuration file's schema. Each option's default is defined here, next to its description;
@@ -67,6 +68,7 @@ export const ConfigSchema = z.object({
   }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'] }),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
+  sso: SsoProvidersSchema,
 }).strict().superRefine((config, ctx) => {
   const names = new Set<string>()
   const prefixes = new Set<string>()
