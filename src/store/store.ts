@@ -3,6 +3,7 @@ import { EventLog } from './events.ts'
 import { SessionRepository } from './sessions.ts'
 import { SettingsRepository } from './settings.ts'
 import { SigningKeyRepository } from './signing-keys.ts'
+import { SsoRepository } from './sso.ts'
 import { TokenRepository } from './tokens.ts'
 import { UserRepository } from './users.ts'
 
@@ -18,6 +19,7 @@ export interface Store {
   readonly signingKeys: SigningKeyRepository
   readonly sessions: SessionRepository
   readonly tokens: TokenRepository
+  readonly sso: SsoRepository
   close(): Promise<void>
 }
 
@@ -37,6 +39,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     signingKeys: new SigningKeyRepository(database.db),
     sessions: new SessionRepository(database.db),
     tokens: new TokenRepository(database.db),
+    sso: new SsoRepository(database.db),
     close: () => database.close(),
   }
 }
