@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import { syncSsoAccount } from '../directory/sso-sync.ts'
-import { FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
+import { checkAnswerIsOurs, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
 import { BadRequest, GatehouseError, InvalidCredentials, NotFound, wantsHtml } from '../errors.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
@@ -19,7 +19,8 @@ const CLEANUP_INTERVAL_MS = 60_000
  * normal session, as the password login does.
  *
  * Both are `open`, like the JWKS: they exist only for configured providers, take no credential, and lead
- * only to a login, so `gateway.public_paths` does not list them.
+ * only to a login, so `gateway.public_paths` does not list them. They answer GET only: a HEAD (a link
+ * checker, a prefetch) must neither start nor use up a sign-in.
  */
 export function ssoRoutes(api: FastifyInstance, app: App): void {
   const parties = new Map(app.config.sso.map((config) => [config.name, new SsoRelyingParty(config)]))
@@ -33,7 +34,7 @@ export function ssoRoutes(api: FastifyInstance, app: App): void {
   }
   const redirectUri = (party: SsoRelyingParty) => app.publicUrl + ssoCallbackPath(party.name)
 
-  api.get(`${SSO_PATH}:provider/`, { config: { access: 'open' } }, async (request, reply) => {
+  api.get(`${SSO_PATH}:provider/`, { config: { access: 'open' }, exposeHeadRoute: false }, async (request, reply) => {
     const party = partyOf(request)
     const next = safeNext(app, request, singleQuery(request, 'next'))
     try {
@@ -53,14 +54,17 @@ export function ssoRoutes(api: FastifyInstance, app: App): void {
     }
   })
 
-  api.get(`${SSO_PATH}:provider/callback/`, { config: { access: 'open' } }, async (request, reply) => {
+  api.get(`${SSO_PATH}:provider/callback/`, { config: { access: 'open' }, exposeHeadRoute: false }, async (request, reply) => {
     const party = partyOf(request)
     let pending: PendingSsoLogin | undefined
     try {
-      const key = readFlowKey(request, reply)
-      pending = await takePendingLogin(app, key, party)
+      const key = readFlowKey(request)
+      const secrets = flowSecrets(key)
       const query = new URLSearchParams(splitTarget(request.url).query)
-      const identity = await party.finish(redirectUri(party), query, flowSecrets(key))
+      checkAnswerIsOurs(query, secrets)
+      reply.clearCookie(FLOW_COOKIE, { path: SSO_PATH, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
+      pending = await takePendingLogin(app, key, party)
+      const identity = await party.finish(redirectUri(party), query, secrets)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
       if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
       await startSession(app, request, reply, user)
@@ -88,16 +92,16 @@ function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: S
   return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.ensureToken(request, reply), next, error: error.message })
 }
 
-/** The sign-in cookie's key; the cookie is deleted whatever happens next, since a key is good for one try. */
-function readFlowKey(request: FastifyRequest, reply: FastifyReply): string {
+/** The key of this browser's sign-in under way, from its cookie. */
+function readFlowKey(request: FastifyRequest): string {
   const key = request.cookies?.[FLOW_COOKIE]
-  if (key === undefined) throw new BadRequest('This browser has no sign-in under way (it may have expired, or cookies are blocked). Start again.', 'sso_login_unknown')
-  reply.clearCookie(FLOW_COOKIE, { path: SSO_PATH, httpOnly: true, sameSite: 'lax' })
-  if (!FLOW_KEY.test(key)) throw new BadRequest('The sign-in cookie is malformed. Start again.', 'sso_login_unknown')
+  if (key === undefined || !FLOW_KEY.test(key)) {
+    throw new BadRequest('This browser has no sign-in under way (it may have expired, or cookies are blocked). Start again.', 'sso_login_unknown')
+  }
   return key
 }
 
-/** Removes the sign-in from the database before anything else, so a replayed callback finds nothing. */
+/** Removes the sign-in from the database before the code is used, so a replayed callback finds nothing. */
 async function takePendingLogin(app: App, key: string, party: SsoRelyingParty): Promise<PendingSsoLogin> {
   const pending = await app.store.sso.takeLogin(flowKeyHash(key))
   if (!pending || pending.provider !== party.name) {

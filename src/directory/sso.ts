@@ -96,19 +96,18 @@ export class SsoRelyingParty {
   }
 
   /**
-   * Finishes a sign-in from the provider's redirect back: each step throws a GatehouseError saying what
-   * was wrong, and nothing is changed here. `redirectUri` is the registered URI; `query` the callback's.
+   * Finishes a sign-in from the provider's redirect back, once `checkAnswerIsOurs` passed: each step throws
+   * a GatehouseError saying what was wrong, and nothing is changed here. `redirectUri` is the registered
+   * URI; `query` the callback's.
    */
   async finish(redirectUri: string, query: URLSearchParams, secrets: FlowSecrets): Promise<UpstreamIdentity> {
-    checkSingleValues(query)
-    checkState(query, secrets.state)
     checkErrorResponse(query, this.config.label)
     checkCodePresent(query)
     const configuration = await this.#configuration()
     const tokens = await this.#exchangeCode(configuration, redirectUri, query, secrets)
     const idToken = tokens.claims()!
+    if (idToken.sub.length > MAX_SUBJECT) throw new GatehouseError(502, 'sso_response_invalid', `${this.config.label} sent a subject longer than 255 characters.`)
     const userinfo = await this.#fetchUserInfo(configuration, tokens.access_token, idToken.sub)
-    if (idToken.sub.length > MAX_SUBJECT) throw new GatehouseError(502, 'sso_response_invalid', 'The provider sent a subject longer than 255 characters.')
     // The ID token is signed and checked, so its values win over the UserInfo response's.
     return { provider: this.name, issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
   }
@@ -190,6 +189,15 @@ function claimOf(error: unknown): unknown {
     cause = (cause as { cause?: unknown }).cause
   }
   return undefined
+}
+
+/**
+ * The first check of a redirect back, before the sign-in under way is used up: an answer that is not for
+ * this browser's sign-in (RFC 6749 10.12) leaves that sign-in as it was.
+ */
+export function checkAnswerIsOurs(query: URLSearchParams, secrets: FlowSecrets): void {
+  checkSingleValues(query)
+  checkState(query, secrets.state)
 }
 
 /** RFC 6749 4.1.2: each response parameter appears once; a repeated one is not ours to pick from. */

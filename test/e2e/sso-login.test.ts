@@ -262,13 +262,21 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       return { browser, callback: new URL(callback) }
     }
 
-    it('refuses a wrong state', async () => {
+    it('refuses a wrong state, leaving the browser\'s own sign-in as it was', async () => {
       const { browser, callback } = await pendingCallback()
       const before = await snapshot()
-      callback.searchParams.set('state', 'x'.repeat(43))
-      assert.deepEqual(await refusedCallback(browser, callback.href), { status: 403, code: 'sso_state_mismatch' })
+      const forged = new URL(callback)
+      forged.searchParams.set('state', 'x'.repeat(43))
+      assert.deepEqual(await refusedCallback(browser, forged.href), { status: 403, code: 'sso_state_mismatch' })
+      const another = await pendingCallback()
+      assert.deepEqual(await refusedCallback(browser, another.callback.href), { status: 403, code: 'sso_state_mismatch' }, 'another browser\'s answer')
       assert.deepEqual(await snapshot(), before)
       assert.equal(await userNamed('frank'), undefined)
+
+      const genuine = await browser.navigate(callback.href)
+      assert.equal(genuine.response.status, 200, 'the genuine answer still signs in')
+      assert.equal(JSON.parse(genuine.body).me, '/api/gateway/v1/me/')
+      await gw.app.accounts.delete((await userNamed('frank')).id)
     })
 
     it('refuses an ID token issued with another nonce', async () => {
@@ -347,12 +355,15 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       assert.deepEqual(await snapshot(), before)
     })
 
-    it('answers 404 for a provider that is not configured', async () => {
+    it('answers 404 for a provider that is not configured, and for HEAD', async () => {
       for (const path of [`${SSO}nope/`, `${SSO}nope/callback/?code=x&state=y`]) {
         const response = await gw.fetch(path)
         assert.equal(response.status, 404)
         assert.equal((await json(response)).code, 'sso_provider_unknown')
       }
+      const head = await gw.fetch(`${SSO}corp/`, { method: 'HEAD' })
+      assert.equal(head.status, 404)
+      assert.equal(head.headers.getSetCookie().length, 0, 'no sign-in was started')
     })
 
     it('answers 503 when the provider cannot be reached, and stores nothing', async () => {
@@ -363,6 +374,11 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       assert.equal((await json(response)).code, 'sso_provider_unavailable')
       assert.equal(response.headers.getSetCookie().length, 0)
       assert.equal(await rows(), before)
+
+      const page = await new Browser().navigate(`${gw.url}${SSO}down/?next=/api/eda/`)
+      assert.equal(page.response.status, 503)
+      assert.match(page.body, /role="alert"/)
+      assert.deepEqual(linksTo(page.body, /Sign in with Down/), [`${SSO}down/?next=${encodeURIComponent('/api/eda/')}`], 'a browser stays on the login page, ready to retry')
     })
   })
 })
