@@ -31,8 +31,8 @@ export interface UpstreamIdp {
   users: Map<string, IdpUser>
   /** Registers a client; every client must be added before the provider's first request. */
   addClient(client: IdpClient): void
-  /** A gateway `sso` entry for a client of this provider (`client_id` and `client_secret` among `entry`). */
-  ssoConfig(entry: { name: string; label: string; client_id: string; client_secret: string } & Record<string, unknown>): Record<string, unknown>
+  /** A gateway `sso` entry for a client of this provider; `entry` adds the client and any other option. */
+  ssoConfig(entry: { name: string; label: string; client_id: string } & Record<string, unknown>): Record<string, unknown>
   close(): Promise<void>
 }
 
