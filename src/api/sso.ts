@@ -83,7 +83,8 @@ export function ssoRoutes(api: FastifyInstance, app: App): void {
 function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: SsoRelyingParty, error: unknown, next: string | undefined): FastifyReply {
   if (!(error instanceof GatehouseError)) throw error
   const cause = error.cause as { message?: unknown; code?: unknown; error?: unknown; error_description?: unknown } | undefined
-  request.log.info({
+  // A 5xx means the provider or its configuration needs an operator's look; the rest is the person's.
+  request.log[error.status >= 500 ? 'warn' : 'info']({
     sso: party.name,
     code: error.code,
     ...(cause ? { cause: { message: cause.message, code: cause.code, error: cause.error, error_description: cause.error_description } } : {}),

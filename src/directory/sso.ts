@@ -169,6 +169,10 @@ export class SsoRelyingParty {
       }
       return new GatehouseError(502, 'sso_provider_error', `${label} refused ${step} (${safeErrorCode(error.error)}).`, { cause: error })
     }
+    if (error instanceof oidc.WWWAuthenticateChallengeError) {
+      const reason = error.cause[0]?.parameters.error ?? error.cause[0]?.scheme ?? 'unknown error'
+      return new GatehouseError(502, 'sso_provider_error', `${label} refused ${step} (${safeErrorCode(reason)}).`, { cause: error })
+    }
     if (error instanceof oidc.AuthorizationResponseError) return providerError(error.error, label)
     const code = (error as { code?: unknown }).code
     if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT' || (error instanceof TypeError && error.message === 'fetch failed')) {

@@ -41,11 +41,13 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
           corp.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: 'gatehouse', client_secret: 'corp-secret', superuser_groups: ['gatehouse-admins'], named_groups: { developers: ['devs'] } }),
           partner.ssoConfig({ name: 'partner', label: 'Partner', client_id: 'gatehouse-at-partner', client_secret: 'partner-secret', token_endpoint_auth_method: 'client_secret_basic' }),
           { name: 'down', label: 'Down', issuer: 'http://127.0.0.1:1', client_id: 'x', allow_insecure_http: true, timeout_seconds: 2 },
+          corp.ssoConfig({ name: 'misconfigured', label: 'Misconfigured', client_id: 'gatehouse-2', client_secret: 'not-the-secret' }),
         ],
       },
     })
     corp.addClient({ client_id: 'gatehouse', client_secret: 'corp-secret', redirect_uris: [gw.url + callbackOf('corp')] })
     partner.addClient({ client_id: 'gatehouse-at-partner', client_secret: 'partner-secret', redirect_uris: [gw.url + callbackOf('partner')] })
+    corp.addClient({ client_id: 'gatehouse-2', client_secret: 'the-secret', redirect_uris: [gw.url + callbackOf('misconfigured')] })
   })
   after(async () => {
     await gw?.close()
@@ -105,12 +107,14 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       { name: 'corp', label: 'Corp ID', type: 'oidc', login_url: `${SSO}corp/` },
       { name: 'partner', label: 'Partner', type: 'oidc', login_url: `${SSO}partner/` },
       { name: 'down', label: 'Down', type: 'oidc', login_url: `${SSO}down/` },
+      { name: 'misconfigured', label: 'Misconfigured', type: 'oidc', login_url: `${SSO}misconfigured/` },
     ])
     const page = await new Browser().navigate(`${gw.url}${LOGIN}?next=${encodeURIComponent('/api/eda/v1/x?y=1')}`)
     assert.deepEqual(linksTo(page.body, /Sign in with/), [
       `${SSO}corp/?next=${encodeURIComponent('/api/eda/v1/x?y=1')}`,
       `${SSO}partner/?next=${encodeURIComponent('/api/eda/v1/x?y=1')}`,
       `${SSO}down/?next=${encodeURIComponent('/api/eda/v1/x?y=1')}`,
+      `${SSO}misconfigured/?next=${encodeURIComponent('/api/eda/v1/x?y=1')}`,
     ])
   })
 
@@ -364,6 +368,14 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       const head = await gw.fetch(`${SSO}corp/`, { method: 'HEAD' })
       assert.equal(head.status, 404)
       assert.equal(head.headers.getSetCookie().length, 0, 'no sign-in was started')
+    })
+
+    it('answers 502 when the provider refuses the client (a wrong client secret)', async () => {
+      const before = await snapshot()
+      const browser = new Browser()
+      const callback = await signInUpstream(browser, await openProviderLogin(browser, 'Misconfigured'), 'frank', corp.users.get('frank')!.password)
+      assert.deepEqual(await refusedCallback(browser, callback), { status: 502, code: 'sso_provider_error' })
+      assert.deepEqual(await snapshot(), before)
     })
 
     it('answers 503 when the provider cannot be reached, and stores nothing', async () => {
