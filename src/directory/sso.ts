@@ -18,7 +18,6 @@ export function ssoCallbackPath(name: string): string {
 
 /** What the provider vouched for, after every check: who (issuer and subject) and the claims describing them. */
 export interface UpstreamIdentity {
-  provider: string
   issuer: string
   subject: string
   claims: Readonly<Record<string, unknown>>
@@ -109,7 +108,7 @@ export class SsoRelyingParty {
     if (idToken.sub.length > MAX_SUBJECT) throw new GatehouseError(502, 'sso_response_invalid', `${this.config.label} sent a subject longer than 255 characters.`)
     const userinfo = await this.#fetchUserInfo(configuration, tokens.access_token, idToken.sub)
     // The ID token is signed and checked, so its values win over the UserInfo response's.
-    return { provider: this.name, issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
+    return { issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
   }
 
   /**
