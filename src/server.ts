@@ -8,6 +8,7 @@ import { discoveryRoutes } from './api/discovery.ts'
 import { loginRoutes } from './api/login.ts'
 import { sessionRoutes } from './api/sessions.ts'
 import { settingsRoutes } from './api/settings.ts'
+import { ssoRoutes } from './api/sso.ts'
 import { tokenRoutes } from './api/tokens.ts'
 import { userRoutes } from './api/users.ts'
 import { NotFound, sendError } from './errors.ts'
@@ -73,6 +74,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     loginRoutes(api, app)
     sessionRoutes(api, app)
     tokenRoutes(api, app)
+    ssoRoutes(api, app)
   })
   await registerOidcRoutes(server, app)
   await registerProxy(server, app)

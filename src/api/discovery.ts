@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { App } from '../app.ts'
+import { ssoStartPath } from '../directory/sso.ts'
 import { version } from '../version.ts'
 
 /** The public endpoints a client starts from: the API list, health, which login methods exist, and the JWKS. */
@@ -39,7 +40,7 @@ export function discoveryRoutes(api: FastifyInstance, app: App): void {
     login_url: '/api/gateway/v1/login/',
     basic_auth_enabled: app.settings.current.gateway_basic_auth_enabled,
     passwords: [{ name: 'Local', type: 'local' }, ...(app.config.ldap ? [{ name: 'LDAP', type: 'ldap' }] : [])],
-    ssos: [],
+    ssos: app.config.sso.map((provider) => ({ name: provider.name, label: provider.label, type: 'oidc', login_url: ssoStartPath(provider.name) })),
   }))
 
   // Public on purpose: services fetch it to verify X-Gatehouse-Identity.

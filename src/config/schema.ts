@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { RealmSchema, ServiceOidcSchema } from './realms.ts'
+import { SsoProvidersSchema } from './sso.ts'
 
 /**
  * The configuration file's schema. Each option's default is defined here, next to its description;
@@ -71,6 +72,7 @@ export const ConfigSchema = z.object({
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
   realms: z.array(RealmSchema).default([]).describe('OpenID Connect realms (Keycloak-compatible), see docs/oidc.md.'),
+  sso: SsoProvidersSchema,
 }).strict().superRefine((config, ctx) => {
   checkRealmReferences(config, ctx)
   const names = new Set<string>()

@@ -13,6 +13,8 @@ export interface Tables {
   sessions: SessionsTable
   tokens: TokensTable
   oidc_records: OidcRecordsTable
+  sso_identities: SsoIdentitiesTable
+  sso_logins: SsoLoginsTable
 }
 
 export interface GatewayProcessesTable {
@@ -93,4 +95,23 @@ export interface OidcRecordsTable {
   user_code: string | null
   expires_at: number | null
   consumed_at: number | null
+}
+
+export interface SsoIdentitiesTable {
+  id: Generated<number>
+  issuer: string
+  subject: string
+  user_id: number
+  provider: string
+  created_at: number
+  last_login_at: number
+}
+
+export interface SsoLoginsTable {
+  id: Generated<number>
+  key_hash: string
+  provider: string
+  next_url: string
+  created_at: number
+  expires_at: number
 }

@@ -4,6 +4,7 @@ import { SessionRepository } from './sessions.ts'
 import { OidcRecordRepository } from './oidc.ts'
 import { SettingsRepository } from './settings.ts'
 import { SigningKeyRepository } from './signing-keys.ts'
+import { SsoRepository } from './sso.ts'
 import { TokenRepository } from './tokens.ts'
 import { UserRepository } from './users.ts'
 
@@ -20,6 +21,7 @@ export interface Store {
   readonly sessions: SessionRepository
   readonly tokens: TokenRepository
   readonly oidc: OidcRecordRepository
+  readonly sso: SsoRepository
   close(): Promise<void>
 }
 
@@ -40,6 +42,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     sessions: new SessionRepository(database.db),
     tokens: new TokenRepository(database.db),
     oidc: new OidcRecordRepository(database.db),
+    sso: new SsoRepository(database.db),
     close: () => database.close(),
   }
 }
