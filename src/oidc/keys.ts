@@ -72,7 +72,7 @@ export class RealmKeys {
   async #live(now: number): Promise<SigningKey[]> {
     const keys = await this.#store.signingKeys.list(this.#purpose)
     const live = keys.filter((k) => k.retireAt === null || k.retireAt > now)
-    if (live.length < keys.length) await this.#store.signingKeys.deleteRetiredBefore(now + 1)
+    if (live.length < keys.length) await this.#store.signingKeys.deleteRetiredBefore(this.#purpose, now + 1)
     return live
   }
 }
