@@ -64,6 +64,30 @@ function wrk(url: string, headers: Record<string, string> = {}, duration = secon
   return { rps, p99ms, errors }
 }
 
+/** The session login as a script does it: fetch the CSRF cookie, post the form, keep gateway_sessionid. */
+async function logIn(gateway: string): Promise<string> {
+  const page = await fetch(`${gateway}/api/gateway/v1/login/`)
+  const csrf = /csrftoken=([^;]+)/.exec(page.headers.get('set-cookie') ?? '')![1]!
+  const response = await fetch(`${gateway}/api/gateway/v1/login/`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: `${gateway}/api/gateway/v1/login/` },
+    body: new URLSearchParams({ username: 'admin', password }),
+  })
+  const session = /gateway_sessionid=([^;]+)/.exec(response.headers.getSetCookie().join('\n'))
+  if (!session) throw new Error(`login failed: ${response.status}`)
+  return `gateway_sessionid=${session[1]}`
+}
+
+/** An access token from the realm, as the first document's users get one. */
+async function passwordGrant(gateway: string): Promise<string> {
+  const response = await fetch(`${gateway}/realms/platform/protocol/openid-connect/token`, {
+    method: 'POST',
+    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password }),
+  })
+  return ((await response.json()) as { access_token: string }).access_token
+}
+
 requireWrk()
 const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'))
 try {
@@ -73,16 +97,25 @@ try {
   writeFileSync(config, [
     'server: { host: 127.0.0.1, port: 18480 }',
     'services:',
-    `  - { name: controller, prefix: /api/controller/, upstream: "${upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/] }`,
+    `  - { name: controller, prefix: /api/controller/, upstream: "${upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/], oidc: { realm: platform, client_id: end-users } }`,
+    'realms:',
+    '  - { name: platform, clients: [{ client_id: end-users, public_client: true, direct_access_grants: true }] }',
   ].join('\n'))
   const gateway = await start(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir],
     { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn' }, /Gatehouse listening on (\S+)/)
   const basicAuth = { Authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64') }
+  const tokenResponse = await fetch(`${gateway}/api/gateway/v1/tokens/`, { method: 'POST', headers: basicAuth })
+  const { token } = (await tokenResponse.json()) as { token: string }
+  const sessionCookie = await logIn(gateway)
+  const accessToken = await passwordGrant(gateway)
 
   const targets: [string, string, Record<string, string>][] = [
     ['direct to the upstream', `${upstream}/api/controller/v2/ping/`, {}],
     ['gateway, public path', `${gateway}/api/controller/v2/ping/`, {}],
     ['gateway, basic auth', `${gateway}/api/controller/v2/hosts/`, basicAuth],
+    ['gateway, session cookie', `${gateway}/api/controller/v2/hosts/`, { Cookie: sessionCookie }],
+    ['gateway, personal token', `${gateway}/api/controller/v2/hosts/`, { Authorization: `Bearer ${token}` }],
+    ['gateway, OIDC bearer', `${gateway}/api/controller/v2/hosts/`, { Authorization: `Bearer ${accessToken}` }],
   ]
   const rows: string[] = []
   let direct = 0

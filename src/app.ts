@@ -1,6 +1,7 @@
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
+import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
 import { SessionManager } from './auth/session-manager.ts'
@@ -13,6 +14,7 @@ import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
+import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
 import { EventBus } from './store/event-bus.ts'
 import type { Store } from './store/store.ts'
@@ -33,6 +35,8 @@ export interface App {
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
   readonly routes: readonly Route[]
+  /** The OpenID Connect realms (src/oidc/). */
+  readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
   loginUrlFor(route: Route): (next: string) => string
@@ -79,6 +83,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens, accounts))
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, trustProxy: config.server.trust_proxy })
+  if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, store, bus))
 
   const app: App = {
     config,
@@ -92,13 +98,14 @@ export async function createApp(config: Config, store: Store, options: AppOption
     sessions,
     csrf,
     routes: compileRoutes(config, options.upstreams),
+    oidc,
     get publicUrl() {
       return identity.issuer
     },
     set publicUrl(url: string) {
       identity.issuer = url.replace(/\/$/, '')
     },
-    loginUrlFor: () => gatewayLoginUrl,
+    loginUrlFor: (route) => oidc.loginUrlFor(route) ?? gatewayLoginUrl,
     async close() {
       await tokens.close()
       await bus.stop()

@@ -9,11 +9,13 @@ import { loginRoutes } from './api/login.ts'
 import { mySessionRoutes } from './api/my-sessions.ts'
 import { sessionRoutes } from './api/sessions.ts'
 import { settingsRoutes } from './api/settings.ts'
+import { ssoRoutes } from './api/sso.ts'
 import { tokenRoutes } from './api/tokens.ts'
 import { userRoutes } from './api/users.ts'
 import { NotFound, sendError } from './errors.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
+import { registerOidcRoutes } from './oidc/routes.ts'
 import { registerUi } from './ui/routes.ts'
 
 export interface ServerOptions {
@@ -74,8 +76,10 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     loginRoutes(api, app)
     sessionRoutes(api, app)
     tokenRoutes(api, app)
+    ssoRoutes(api, app)
     mySessionRoutes(api, app)
   })
+  await registerOidcRoutes(server, app)
   await registerProxy(server, app)
   await registerUi(server, app)
   return server

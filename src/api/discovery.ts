@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { App } from '../app.ts'
+import { ssoStartPath } from '../directory/sso.ts'
 import { version } from '../version.ts'
 
 /** The public endpoints a client starts from: the API list, health, which login methods exist, and the JWKS. */
@@ -34,29 +35,17 @@ export function discoveryRoutes(api: FastifyInstance, app: App): void {
     db_connected: await app.store.database.ping(),
   }))
 
-  api.get('/api/gateway/v1/ui_auth/', { config: { access: 'public' } }, async () => uiAuth(app))
+  api.get('/api/gateway/v1/ui_auth/', { config: { access: 'public' } }, async () => ({
+    show_login_form: true,
+    login_url: '/api/gateway/v1/login/',
+    basic_auth_enabled: app.settings.current.gateway_basic_auth_enabled,
+    passwords: [{ name: 'Local', type: 'local' }, ...(app.config.ldap ? [{ name: 'LDAP', type: 'ldap' }] : [])],
+    ssos: app.config.sso.map((provider) => ({ name: provider.name, label: provider.label, type: 'oidc', login_url: ssoStartPath(provider.name) })),
+  }))
 
   // Public on purpose: services fetch it to verify X-Gatehouse-Identity.
   api.get('/api/gateway/v1/jwks/', { config: { access: 'open' } }, async (_request, reply) => {
     reply.header('cache-control', 'public, max-age=300')
     return app.identity.jwks()
   })
-}
-
-/** A single sign-on method: the login page shows each as a "Sign in with <name>" button going to `login_url`. */
-export interface SsoEntry {
-  name: string
-  type: string
-  login_url: string
-}
-
-/** The login methods on offer (ui_auth/); the login page draws its single sign-on buttons from the same list. */
-export function uiAuth(app: App) {
-  return {
-    show_login_form: true,
-    login_url: '/api/gateway/v1/login/',
-    basic_auth_enabled: app.settings.current.gateway_basic_auth_enabled,
-    passwords: [{ name: 'Local', type: 'local' }, ...(app.config.ldap ? [{ name: 'LDAP', type: 'ldap' }] : [])],
-    ssos: [] as SsoEntry[],
-  }
 }

@@ -4,14 +4,15 @@ import type { App } from '../app.ts'
 import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
+import { ssoStartPath } from '../directory/sso.ts'
 import { GatehouseError, InvalidCredentials, NotFound, ValidationFailed, wantsHtml } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
-import { renderLoginPage, type SsoButton } from '../ui/login-page.ts'
+import type { User } from '../store/users.ts'
+import { renderLoginPage } from '../ui/login-page.ts'
 import { principalOf } from './access.ts'
-import { uiAuth } from './discovery.ts'
 import { parseInput } from './validation.ts'
 
-const DEFAULT_NEXT = '/api/gateway/v1/'
+export const DEFAULT_NEXT = '/api/gateway/v1/'
 const MAX_NEXT = 2048
 
 const field = (name: string) => z.string({ error: (issue) => issue.input === undefined ? 'This field is required.' : `${name} must be a string.` })
@@ -32,7 +33,7 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     const next = safeNext(app, request, singleQuery(request, 'next'))
     const csrfToken = app.csrf.ensureToken(request, reply)
     if (prefersJson(request)) return { csrf_token: csrfToken, login_url: LOGIN_PATH, next: next ?? null }
-    return sendLoginPage(reply, 200, { csrfToken, next, sso: ssoButtons(app) })
+    return sendLoginPage(app, reply, 200, { csrfToken, next })
   })
 
   api.post(LOGIN_PATH, { config: { access: 'public' } }, async (request, reply) => {
@@ -47,22 +48,14 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
       user = await app.accounts.checkPassword(input.username, input.password)
     } catch (error) {
       if (error instanceof InvalidCredentials && !jsonClient && wantsHtml(request)) {
-        return sendLoginPage(reply, 401, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message, sso: ssoButtons(app) })
+        return sendLoginPage(app, reply, 401, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
       }
       throw error
     }
 
-    // A session the browser already had is replaced, never kept next to the new one.
-    const previous = request.gatehouse.principal?.sessionId
-    if (previous) await app.sessions.end(previous)
-    const now = Date.now()
-    const { sessionId, session } = await app.sessions.start(user.id, { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }, now)
-    await app.accounts.recordLogin(user)
-    const secure = app.csrf.isSecure(request)
-    setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, secure)
-    const csrfToken = app.csrf.rotate(request, reply)
+    const { csrfToken, expiresAt, now } = await startSession(app, request, reply, user)
     const target = next ?? DEFAULT_NEXT
-    if (jsonClient) return { username: user.username, csrf_token: csrfToken, next: target, ...sessionTimes(session.expiresAt, now) }
+    if (jsonClient) return { username: user.username, csrf_token: csrfToken, next: target, ...sessionTimes(expiresAt, now) }
     return reply.redirect(target, 302)
   })
 
@@ -85,6 +78,21 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     setSessionCookie(reply, request.cookies[SESSION_COOKIE]!, Math.round((session.expiresAt - now) / 1000), app.csrf.isSecure(request))
     return sessionTimes(session.expiresAt, now)
   })
+}
+
+/**
+ * Starts a fresh session for a user who just proved who they are (password login, single sign-on): ends
+ * the session the browser already had, sets `gateway_sessionid` and a new `csrftoken`.
+ */
+export async function startSession(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<{ csrfToken: string; expiresAt: number; now: number }> {
+  // A session the browser already had is replaced, never kept next to the new one.
+  const previous = request.gatehouse.principal?.sessionId
+  if (previous) await app.sessions.end(previous)
+  const now = Date.now()
+  const { sessionId, session } = await app.sessions.start(user.id, { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }, now)
+  await app.accounts.recordLogin(user)
+  setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
+  return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now }
 }
 
 export function sessionTimes(expiresAt: number, now = Date.now()) {
@@ -117,7 +125,7 @@ function readLoginBody(request: FastifyRequest): Record<string, unknown> {
   return body as Record<string, unknown>
 }
 
-function singleQuery(request: FastifyRequest, name: string): string | undefined {
+export function singleQuery(request: FastifyRequest, name: string): string | undefined {
   const value = (request.query as Record<string, unknown>)[name]
   if (Array.isArray(value)) throw new ValidationFailed({ [name]: ['Give this parameter once.'] })
   return typeof value === 'string' ? value : undefined
@@ -156,16 +164,13 @@ function prefersJson(request: FastifyRequest): boolean {
   return typeof accept === 'string' && accept.includes('application/json') && !wantsHtml(request)
 }
 
-/** The single sign-on methods ui_auth/ lists, as the login page's buttons. */
-function ssoButtons(app: App): SsoButton[] {
-  return uiAuth(app).ssos.map((sso) => ({ label: sso.name, href: sso.login_url }))
-}
-
-function sendLoginPage(reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string; sso: SsoButton[] }): FastifyReply {
+/** The login page, with a "Sign in with <label>" button for each single sign-on provider. */
+export function sendLoginPage(app: App, reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string }): FastifyReply {
+  const sso = app.config.sso.map((provider) => ({ label: provider.label, href: ssoStartPath(provider.name, options.next) }))
   return reply.code(status)
     .type('text/html; charset=utf-8')
     .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
     .header('x-frame-options', 'DENY')
     .header('referrer-policy', 'same-origin')
-    .send(renderLoginPage({ action: LOGIN_PATH, ...options }))
+    .send(renderLoginPage({ action: LOGIN_PATH, ...options, sso }))
 }

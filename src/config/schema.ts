@@ -1,5 +1,7 @@
 import { z } from 'zod'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
+import { RealmSchema, ServiceOidcSchema } from './realms.ts'
+import { SsoProvidersSchema } from './sso.ts'
 
 /**
  * The configuration file's schema. Each option's default is defined here, next to its description;
@@ -26,6 +28,8 @@ export const ServiceSchema = z.object({
     .describe('Paths served without authentication: exact, or a prefix ending in `*`.'),
   unauthenticated: z.enum(['auto', 'redirect', '401']).default('auto')
     .describe('What a request without credentials gets: `auto` redirects browsers (Accept: text/html) to the login page and answers others 401 JSON with WWW-Authenticate; `redirect` always redirects; `401` never does.'),
+  oidc: ServiceOidcSchema.optional()
+    .describe('For services that accept `oidc`: the realm and client (see `realms`).'),
   strip_prefix: z.boolean().default(false)
     .describe('Remove the prefix before forwarding (the upstream then sees `/rest/of/path`).'),
   timeouts: z.object({
@@ -67,7 +71,10 @@ export const ConfigSchema = z.object({
   }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'] }),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
+  realms: z.array(RealmSchema).default([]).describe('OpenID Connect realms (Keycloak-compatible), see docs/oidc.md.'),
+  sso: SsoProvidersSchema,
 }).strict().superRefine((config, ctx) => {
+  checkRealmReferences(config, ctx)
   const names = new Set<string>()
   const prefixes = new Set<string>()
   config.services.forEach((service, i) => {
@@ -91,3 +98,21 @@ export const ConfigSchema = z.object({
 export type Config = z.output<typeof ConfigSchema>
 export type ServiceConfig = z.output<typeof ServiceSchema>
 export type AuthMethod = z.output<typeof AuthMethodSchema>
+
+function checkRealmReferences(config: { services: ServiceConfig[]; realms: z.output<typeof RealmSchema>[] }, ctx: z.RefinementCtx): void {
+  const realms = new Map(config.realms.map((realm) => [realm.name, realm]))
+  if (realms.size !== config.realms.length) ctx.addIssue({ code: 'custom', path: ['realms'], message: 'realm names must be unique' })
+  config.services.forEach((service, i) => {
+    if (!service.accepts.includes('oidc')) return
+    const name = service.oidc?.realm ?? (config.realms.length === 1 ? config.realms[0]!.name : undefined)
+    const realm = name === undefined ? undefined : realms.get(name)
+    if (!realm) {
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'oidc', 'realm'], message: config.realms.length ? `name a configured realm (${[...realms.keys()].join(', ')})` : 'the service accepts oidc but no realm is configured' })
+      return
+    }
+    const clientId = service.oidc?.client_id
+    if (clientId !== undefined && !realm.clients.some((c) => c.client_id === clientId && c.standard_flow)) {
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'oidc', 'client_id'], message: `no client "${clientId}" with standard_flow in realm "${realm.name}"` })
+    }
+  })
+}

@@ -147,6 +147,8 @@ export class Accounts {
 
   async recordLogin(user: User): Promise<void> {
     await this.#store.users.recordLogin(user.id)
+    // Not worth an event for every process; this one shows the new value at once, the others on their next reload.
+    this.#byId.delete(user.id)
   }
 
   async #runChangeListeners(user: User, change: UserChange): Promise<void> {

@@ -20,8 +20,10 @@ export type UnauthenticatedMode = 'auto' | 'redirect' | '401'
  * (browsers, or always with `redirect`) or 401 with challenges.
  */
 export function refuseUnauthenticated(request: FastifyRequest, reply: FastifyReply, mode: UnauthenticatedMode, accepts: readonly AuthMethod[], loginUrl: (next: string) => string = gatewayLoginUrl): FastifyReply {
-  const redirect = mode === 'redirect' || (mode === 'auto' && wantsHtml(request))
-  if (redirect && (request.method === 'GET' || request.method === 'HEAD')) {
+  // `redirect` sends every method to the login page, as the platform the first document describes does;
+  // `auto` only browsers navigating.
+  const redirect = mode === 'redirect' || (mode === 'auto' && wantsHtml(request) && (request.method === 'GET' || request.method === 'HEAD'))
+  if (redirect) {
     return reply.redirect(loginUrl(request.url), 302)
   }
   throw new NotAuthenticated(undefined, undefined, challengesFor(accepts))

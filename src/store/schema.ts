@@ -12,6 +12,9 @@ export interface Tables {
   gateway_processes: GatewayProcessesTable
   sessions: SessionsTable
   tokens: TokensTable
+  oidc_records: OidcRecordsTable
+  sso_identities: SsoIdentitiesTable
+  sso_logins: SsoLoginsTable
 }
 
 export interface GatewayProcessesTable {
@@ -81,4 +84,34 @@ export interface TokensTable {
   modified_at: number
   expires_at: number
   last_used_at: number | null
+}
+
+export interface OidcRecordsTable {
+  model: string
+  id: string
+  payload: string
+  grant_id: string | null
+  uid: string | null
+  user_code: string | null
+  expires_at: number | null
+  consumed_at: number | null
+}
+
+export interface SsoIdentitiesTable {
+  id: Generated<number>
+  issuer: string
+  subject: string
+  user_id: number
+  provider: string
+  created_at: number
+  last_login_at: number
+}
+
+export interface SsoLoginsTable {
+  id: Generated<number>
+  key_hash: string
+  provider: string
+  next_url: string
+  created_at: number
+  expires_at: number
 }

@@ -48,7 +48,7 @@ export class SigningKeyRepository {
     await this.#db.updateTable('signing_keys').set({ retire_at: at }).where('kid', '=', kid).execute()
   }
 
-  async deleteRetiredBefore(time: number): Promise<void> {
-    await this.#db.deleteFrom('signing_keys').where('retire_at', '<', time).execute()
+  async deleteRetiredBefore(purpose: string, time: number): Promise<void> {
+    await this.#db.deleteFrom('signing_keys').where('purpose', '=', purpose).where('retire_at', '<', time).execute()
   }
 }

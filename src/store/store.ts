@@ -1,8 +1,10 @@
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
 import { SessionRepository } from './sessions.ts'
+import { OidcRecordRepository } from './oidc.ts'
 import { SettingsRepository } from './settings.ts'
 import { SigningKeyRepository } from './signing-keys.ts'
+import { SsoRepository } from './sso.ts'
 import { TokenRepository } from './tokens.ts'
 import { UserRepository } from './users.ts'
 
@@ -18,6 +20,8 @@ export interface Store {
   readonly signingKeys: SigningKeyRepository
   readonly sessions: SessionRepository
   readonly tokens: TokenRepository
+  readonly oidc: OidcRecordRepository
+  readonly sso: SsoRepository
   close(): Promise<void>
 }
 
@@ -37,6 +41,8 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     signingKeys: new SigningKeyRepository(database.db),
     sessions: new SessionRepository(database.db),
     tokens: new TokenRepository(database.db),
+    oidc: new OidcRecordRepository(database.db),
+    sso: new SsoRepository(database.db),
     close: () => database.close(),
   }
 }

@@ -60,6 +60,8 @@ describe('login, logout and session endpoints', () => {
     assert.notEqual(rotated, token)
     const stored = await gw.store.users.findById(aliceId)
     assert.ok(stored!.lastLogin && Date.now() - stored!.lastLogin < 5000)
+    const me = await json(await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: `gateway_sessionid=${session.value}` } }))
+    assert.equal(Date.parse(me.results[0].last_login), stored!.lastLogin, 'the API shows the new last_login at once')
     const all = await gw.store.sessions.list({ offset: 0, limit: 200, now: Date.now() })
     assert.ok(all.sessions.every((s) => s.keyHash !== session.value), 'only a hash of the identifier is stored')
   })

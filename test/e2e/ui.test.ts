@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
-import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot, VIEWPORTS, type ViewportName, type WatchedPage } from '../helpers/browser.ts'
+import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot, VIEWPORTS, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 

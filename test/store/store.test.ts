@@ -90,9 +90,11 @@ export function storeConformance(backend: string, open: () => Promise<{ store: S
       await store.signingKeys.add({ kid: 'k1', purpose: 'test', alg: 'ES256', privateJwk: { d: 'secret' }, publicJwk: { x: '1' }, created: 1, retireAt: null })
       await store.signingKeys.add({ kid: 'k2', purpose: 'test', alg: 'ES256', privateJwk: { d: 's2' }, publicJwk: { x: '2' }, created: 2, retireAt: null })
       assert.deepEqual((await store.signingKeys.list('test')).map((k) => k.kid), ['k2', 'k1'])
+      await store.signingKeys.add({ kid: 'other', purpose: 'other', alg: 'ES256', privateJwk: {}, publicJwk: {}, created: 1, retireAt: 5 })
       await store.signingKeys.retire('k1', 10)
-      await store.signingKeys.deleteRetiredBefore(11)
+      await store.signingKeys.deleteRetiredBefore('test', 11)
       assert.deepEqual((await store.signingKeys.list('test')).map((k) => [k.kid, k.publicJwk]), [['k2', { x: '2' }]])
+      assert.equal((await store.signingKeys.list('other')).length, 1, 'keys of another purpose stay')
     })
 
     it('tells a second connection about changes through the event bus', async () => {

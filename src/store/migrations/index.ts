@@ -4,6 +4,8 @@ import { core } from './001_core.ts'
 import { sessions } from './002_sessions.ts'
 import { tokens } from './003_tokens.ts'
 import { ldap } from './004_ldap.ts'
+import { oidc } from './005_oidc.ts'
+import { sso } from './006_sso.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -11,6 +13,8 @@ const migrations: Record<string, GatehouseMigration> = {
   '002_sessions': sessions,
   '003_tokens': tokens,
   '004_ldap': ldap,
+  '005_oidc': oidc,
+  '006_sso': sso,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {

@@ -1,0 +1,113 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { App } from '../app.ts'
+import { syncSsoAccount } from '../directory/sso-sync.ts'
+import { checkAnswerIsOurs, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
+import { BadRequest, GatehouseError, InvalidCredentials, NotFound, wantsHtml } from '../errors.ts'
+import { splitTarget } from '../gateway/path-safety.ts'
+import type { PendingSsoLogin } from '../store/sso.ts'
+import { DEFAULT_NEXT, safeNext, sendLoginPage, singleQuery, startSession } from './login.ts'
+
+/** The browser's one-time key of its sign-in under way; sent only to the sign-in endpoints. */
+const FLOW_COOKIE = 'gateway_sso'
+/** Time from "Sign in with ..." to the provider's redirect back, the person's own login there included. */
+const FLOW_SECONDS = 600
+const CLEANUP_INTERVAL_MS = 60_000
+
+/**
+ * Sign-in through upstream OpenID Connect providers (docs/sso.md): the start endpoint sends the browser
+ * to the provider, the callback endpoint checks the answer, finds or creates the account and starts a
+ * normal session, as the password login does.
+ *
+ * Both are `open`, like the JWKS: they exist only for configured providers, take no credential, and lead
+ * only to a login, so `gateway.public_paths` does not list them. They answer GET only: a HEAD (a link
+ * checker, a prefetch) must neither start nor use up a sign-in.
+ */
+export function ssoRoutes(api: FastifyInstance, app: App): void {
+  const parties = new Map(app.config.sso.map((config) => [config.name, new SsoRelyingParty(config)]))
+  let lastCleanup = 0
+
+  const partyOf = (request: FastifyRequest): SsoRelyingParty => {
+    const name = (request.params as { provider: string }).provider
+    const party = parties.get(name)
+    if (!party) throw new NotFound(`There is no single sign-on provider "${name.slice(0, 64)}".`, 'sso_provider_unknown')
+    return party
+  }
+  const redirectUri = (party: SsoRelyingParty) => app.publicUrl + ssoCallbackPath(party.name)
+
+  api.get(`${SSO_PATH}:provider/`, { config: { access: 'open' }, exposeHeadRoute: false }, async (request, reply) => {
+    const party = partyOf(request)
+    const next = safeNext(app, request, singleQuery(request, 'next'))
+    try {
+      const key = newFlowKey()
+      // Discovery comes first: when the provider is down, nothing is stored and the browser stays here.
+      const authorizationUrl = await party.authorizationUrl(redirectUri(party), flowSecrets(key))
+      const now = Date.now()
+      if (now - lastCleanup >= CLEANUP_INTERVAL_MS) {
+        lastCleanup = now
+        await app.store.sso.deleteExpiredLogins(now)
+      }
+      await app.store.sso.createLogin({ keyHash: flowKeyHash(key), provider: party.name, next: next ?? '', created: now, expiresAt: now + FLOW_SECONDS * 1000 })
+      reply.setCookie(FLOW_COOKIE, key, { path: SSO_PATH, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request), maxAge: FLOW_SECONDS })
+      return reply.redirect(authorizationUrl.href, 302)
+    } catch (error) {
+      return refuse(app, request, reply, party, error, next)
+    }
+  })
+
+  api.get(`${SSO_PATH}:provider/callback/`, { config: { access: 'open' }, exposeHeadRoute: false }, async (request, reply) => {
+    const party = partyOf(request)
+    let pending: PendingSsoLogin | undefined
+    try {
+      const key = readFlowKey(request)
+      const secrets = flowSecrets(key)
+      const query = new URLSearchParams(splitTarget(request.url).query)
+      checkAnswerIsOurs(query, secrets)
+      reply.clearCookie(FLOW_COOKIE, { path: SSO_PATH, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
+      pending = await takePendingLogin(app, key, party)
+      const identity = await party.finish(redirectUri(party), query, secrets)
+      const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
+      if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
+      await startSession(app, request, reply, user)
+      request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
+      return reply.redirect(pending.next || DEFAULT_NEXT, 302)
+    } catch (error) {
+      return refuse(app, request, reply, party, error, pending?.next || undefined)
+    }
+  })
+}
+
+/**
+ * Logs why a sign-in failed (with the provider's own words, which the person does not see), then answers:
+ * a browser lands on the login page with the reason, ready to try again; other clients get the error.
+ */
+function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: SsoRelyingParty, error: unknown, next: string | undefined): FastifyReply {
+  if (!(error instanceof GatehouseError)) throw error
+  const cause = error.cause as { message?: unknown; code?: unknown; error?: unknown; error_description?: unknown } | undefined
+  // A 5xx means the provider or its configuration needs an operator's look; the rest is the person's.
+  request.log[error.status >= 500 ? 'warn' : 'info']({
+    sso: party.name,
+    code: error.code,
+    ...(cause ? { cause: { message: cause.message, code: cause.code, error: cause.error, error_description: cause.error_description } } : {}),
+  }, 'single sign-on refused')
+  if (!wantsHtml(request)) throw error
+  return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.ensureToken(request, reply), next, error: error.message })
+}
+
+/** The key of this browser's sign-in under way, from its cookie. */
+function readFlowKey(request: FastifyRequest): string {
+  const key = request.cookies?.[FLOW_COOKIE]
+  if (key === undefined || !FLOW_KEY.test(key)) {
+    throw new BadRequest('This browser has no sign-in under way (it may have expired, or cookies are blocked). Start again.', 'sso_login_unknown')
+  }
+  return key
+}
+
+/** Removes the sign-in from the database before the code is used, so a replayed callback finds nothing. */
+async function takePendingLogin(app: App, key: string, party: SsoRelyingParty): Promise<PendingSsoLogin> {
+  const pending = await app.store.sso.takeLogin(flowKeyHash(key))
+  if (!pending || pending.provider !== party.name) {
+    throw new BadRequest('This sign-in is unknown or was used already. Start again.', 'sso_login_unknown')
+  }
+  if (pending.expiresAt <= Date.now()) throw new BadRequest('This sign-in took too long and expired. Start again.', 'sso_login_expired')
+  return pending
+}

@@ -1,0 +1,114 @@
+import type { SsoProviderConfig } from '../config/sso.ts'
+import { Conflict, PermissionDenied } from '../errors.ts'
+import { isUniqueViolation } from '../store/database.ts'
+import type { Store } from '../store/store.ts'
+import type { User, UserChanges } from '../store/users.ts'
+import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import type { UpstreamIdentity } from './sso.ts'
+
+/** Column widths of the users table: longer claim values are cut rather than refused. */
+const MAX_NAME = 150
+const MAX_EMAIL = 254
+
+interface SsoProfile extends UserChanges {
+  username: string
+  groups: string[]
+}
+
+/**
+ * Finds or creates the account of a person a provider just vouched for: an external account with source
+ * `sso` and no password. The account is found by the upstream identity (issuer and subject), never by
+ * username, so a person renamed upstream keeps their account, and an upstream username can never take over
+ * a local, LDAP or other single sign-on account that happens to have the same name. Profile, groups and the
+ * mapped flags follow the claims on every sign-in; whether the account is active stays an administrator's
+ * decision. An unchanged account is not written.
+ */
+export async function syncSsoAccount(store: Store, accounts: Accounts, provider: SsoProviderConfig, identity: UpstreamIdentity): Promise<User> {
+  const profile = profileOf(provider, identity.claims)
+  const linked = await store.sso.findIdentity(identity.issuer, identity.subject)
+  if (linked) {
+    const user = await accounts.require(linked.userId)
+    const updated = await updateLinkedAccount(store, accounts, user, profile)
+    await store.sso.recordLogin(linked.id, provider.name)
+    return updated
+  }
+  const taken = await store.users.findByUsername(profile.username)
+  if (taken) throw conflictWith(taken)
+  let created: User
+  try {
+    created = await accounts.create({ ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'sso', external: true })
+  } catch (error) {
+    // Another sign-in created the name first; it is linked to someone else, or about to be.
+    const now = error instanceof Conflict ? await store.users.findByUsername(profile.username) : undefined
+    throw now ? conflictWith(now) : error
+  }
+  try {
+    await store.sso.link({ issuer: identity.issuer, subject: identity.subject, userId: created.id, provider: provider.name })
+  } catch (error) {
+    await accounts.delete(created.id)
+    if (isUniqueViolation(error)) throw new Conflict('Another sign-in of the same person is under way; try again.', 'sso_login_in_progress')
+    throw error
+  }
+  return created
+}
+
+async function updateLinkedAccount(store: Store, accounts: Accounts, user: User, profile: SsoProfile): Promise<User> {
+  const changes = changesBetween(user, profile)
+  if (!changes) return user
+  try {
+    return await accounts.update(user.id, changes)
+  } catch (error) {
+    const taken = error instanceof Conflict && changes.username ? await store.users.findByUsername(changes.username) : undefined
+    throw taken ? conflictWith(taken) : error
+  }
+}
+
+/** Refuses a sign-in whose username belongs to an account this upstream identity is not linked to. */
+function conflictWith(account: User): PermissionDenied {
+  return account.source === 'sso'
+    ? new PermissionDenied('This username belongs to the account of another single sign-on identity.', 'sso_identity_conflict')
+    : new PermissionDenied(`This username belongs to a ${account.source} account, which single sign-on cannot take over.`, 'account_source_conflict')
+}
+
+function profileOf(provider: SsoProviderConfig, claims: Readonly<Record<string, unknown>>): SsoProfile {
+  const { claims: names } = provider
+  const username = claims[names.username]
+  if (typeof username !== 'string' || !USERNAME_PATTERN.test(username)) {
+    throw new PermissionDenied(`The provider sent no usable username in the claim "${names.username}" (1-150 letters, digits and @ . + - _).`, 'sso_username_invalid')
+  }
+  const email = stringClaim(claims, names.email)
+  const upstreamGroups = new Set(groupsClaim(claims[names.groups]))
+  const inAny = (values: readonly string[]) => values.some((value) => upstreamGroups.has(value))
+  return {
+    username,
+    email: email.length <= MAX_EMAIL && /^[^\s@]+@[^\s@]+$/.test(email) ? email : '',
+    firstName: stringClaim(claims, names.first_name).slice(0, MAX_NAME),
+    lastName: stringClaim(claims, names.last_name).slice(0, MAX_NAME),
+    groups: Object.entries(provider.named_groups).filter(([, values]) => inAny(values)).map(([name]) => name).sort(),
+    ...(provider.superuser_groups.length ? { isSuperuser: inAny(provider.superuser_groups) } : {}),
+    ...(provider.auditor_groups.length ? { isSystemAuditor: inAny(provider.auditor_groups) } : {}),
+  }
+}
+
+function stringClaim(claims: Readonly<Record<string, unknown>>, name: string): string {
+  const value = claims[name]
+  return typeof value === 'string' ? value : ''
+}
+
+/** A list of strings, or one string; anything else means no groups. */
+function groupsClaim(value: unknown): string[] {
+  if (typeof value === 'string') return [value]
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : []
+}
+
+function changesBetween(user: User, profile: SsoProfile): UserChanges | undefined {
+  const changes: UserChanges = {}
+  if (profile.username !== user.username) changes.username = profile.username
+  if (profile.email !== user.email) changes.email = profile.email
+  if (profile.firstName !== user.firstName) changes.firstName = profile.firstName
+  if (profile.lastName !== user.lastName) changes.lastName = profile.lastName
+  if (profile.groups.join('\n') !== user.groups.join('\n')) changes.groups = profile.groups
+  if (profile.isSuperuser !== undefined && profile.isSuperuser !== user.isSuperuser) changes.isSuperuser = profile.isSuperuser
+  if (profile.isSystemAuditor !== undefined && profile.isSystemAuditor !== user.isSystemAuditor) changes.isSystemAuditor = profile.isSystemAuditor
+  return Object.keys(changes).length ? changes : undefined
+}

@@ -1,0 +1,242 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import * as oidc from 'openid-client'
+import { ConfigError } from '../config/load.ts'
+import type { SsoProviderConfig } from '../config/sso.ts'
+import { BadRequest, GatehouseError, InvalidCredentials, PermissionDenied } from '../errors.ts'
+
+export const SSO_PATH = '/api/gateway/v1/login/sso/'
+
+/** Where the "Sign in with <label>" button goes. */
+export function ssoStartPath(name: string, next?: string): string {
+  return `${SSO_PATH}${name}/${next ? `?next=${encodeURIComponent(next)}` : ''}`
+}
+
+/** The redirect URI registered at the provider, under this site's public URL. */
+export function ssoCallbackPath(name: string): string {
+  return `${SSO_PATH}${name}/callback/`
+}
+
+/** What the provider vouched for, after every check: who (issuer and subject) and the claims describing them. */
+export interface UpstreamIdentity {
+  issuer: string
+  subject: string
+  claims: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The values one sign-in sends through the browser and the provider, all derived from the one-time key in
+ * the browser's cookie: the database keeps only that key's hash, so a copy of it can finish no sign-in.
+ */
+export interface FlowSecrets {
+  state: string
+  nonce: string
+  codeVerifier: string
+}
+
+/** 32 random bytes in base64url: the value of the sign-in cookie. */
+export function newFlowKey(): string {
+  return randomBytes(32).toString('base64url')
+}
+
+export const FLOW_KEY = /^[A-Za-z0-9_-]{43}$/
+
+export function flowKeyHash(key: string): string {
+  return createHash('sha256').update(key).digest('hex')
+}
+
+/** HMAC-SHA256 outputs are independent: knowing `state` and `nonce` (which travel) reveals nothing of the verifier. */
+export function flowSecrets(key: string): FlowSecrets {
+  const derive = (purpose: string) => createHmac('sha256', key).update(purpose).digest('base64url')
+  return { state: derive('state'), nonce: derive('nonce'), codeVerifier: derive('code_verifier') }
+}
+
+const DISCOVERY_TTL_MS = 60 * 60 * 1000
+/** OIDC Core section 2: `sub` is at most 255 ASCII characters. */
+const MAX_SUBJECT = 255
+
+/**
+ * The relying party for one upstream OpenID Connect provider, built on openid-client: discovery (cached
+ * for an hour, retried after a failure), the authorization request (code flow, PKCE S256, state, nonce),
+ * and the callback's checks and code exchange. Which account the identity maps to is decided elsewhere
+ * (src/directory/sso-sync.ts).
+ */
+export class SsoRelyingParty {
+  readonly config: SsoProviderConfig
+  readonly #clientAuth: oidc.ClientAuth
+  #discovery: { configuration: Promise<oidc.Configuration>; at: number } | undefined
+
+  /** Reads the client secret's environment variable now, so a mistake stops the start. */
+  constructor(config: SsoProviderConfig, env: NodeJS.ProcessEnv = process.env) {
+    this.config = config
+    const secret = config.client_secret ?? (config.client_secret_env === undefined ? undefined : env[config.client_secret_env])
+    if (config.client_secret_env !== undefined && !secret) {
+      throw new ConfigError('sso', [`sso.${config.name}.client_secret_env: the environment variable ${config.client_secret_env} is not set or empty`])
+    }
+    const method = config.token_endpoint_auth_method ?? (secret === undefined ? 'none' : 'client_secret_basic')
+    this.#clientAuth = method === 'none' ? oidc.None() : method === 'client_secret_post' ? oidc.ClientSecretPost(secret) : oidc.ClientSecretBasic(secret)
+  }
+
+  get name(): string {
+    return this.config.name
+  }
+
+  /** The provider's authorization endpoint with this sign-in's parameters (RFC 6749 4.1.1, RFC 7636, OIDC Core 3.1.2.1). */
+  async authorizationUrl(redirectUri: string, secrets: FlowSecrets): Promise<URL> {
+    const configuration = await this.#configuration()
+    return oidc.buildAuthorizationUrl(configuration, {
+      redirect_uri: redirectUri,
+      response_type: 'code',
+      scope: this.config.scopes.join(' '),
+      state: secrets.state,
+      nonce: secrets.nonce,
+      code_challenge: await oidc.calculatePKCECodeChallenge(secrets.codeVerifier),
+      code_challenge_method: 'S256',
+    })
+  }
+
+  /**
+   * Finishes a sign-in from the provider's redirect back, once `checkAnswerIsOurs` passed: each step throws
+   * a GatehouseError saying what was wrong, and nothing is changed here. `redirectUri` is the registered
+   * URI; `query` the callback's.
+   */
+  async finish(redirectUri: string, query: URLSearchParams, secrets: FlowSecrets): Promise<UpstreamIdentity> {
+    checkErrorResponse(query, this.config.label)
+    checkCodePresent(query)
+    const configuration = await this.#configuration()
+    const tokens = await this.#exchangeCode(configuration, redirectUri, query, secrets)
+    const idToken = tokens.claims()!
+    if (idToken.sub.length > MAX_SUBJECT) throw new GatehouseError(502, 'sso_response_invalid', `${this.config.label} sent a subject longer than 255 characters.`)
+    const userinfo = await this.#fetchUserInfo(configuration, tokens.access_token, idToken.sub)
+    // The ID token is signed and checked, so its values win over the UserInfo response's.
+    return { issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
+  }
+
+  /**
+   * Token request with the PKCE verifier; openid-client checks the response's `state` and `iss` (RFC 9207)
+   * again, and the ID token's signature, `iss`, `aud`, `exp`, `iat` and `nonce` (OIDC Core 3.1.3.7).
+   */
+  async #exchangeCode(configuration: oidc.Configuration, redirectUri: string, query: URLSearchParams, secrets: FlowSecrets) {
+    const currentUrl = new URL(redirectUri)
+    currentUrl.search = query.toString()
+    try {
+      return await oidc.authorizationCodeGrant(configuration, currentUrl, {
+        pkceCodeVerifier: secrets.codeVerifier,
+        expectedState: secrets.state,
+        expectedNonce: secrets.nonce,
+        idTokenExpected: true,
+      })
+    } catch (error) {
+      throw this.#failure(error, 'the code exchange')
+    }
+  }
+
+  /** The UserInfo claims (OIDC Core 5.3), when the provider has the endpoint; openid-client checks `sub` matches the ID token's. */
+  async #fetchUserInfo(configuration: oidc.Configuration, accessToken: string, subject: string): Promise<Record<string, unknown>> {
+    if (!configuration.serverMetadata().userinfo_endpoint || !accessToken) return {}
+    try {
+      return await oidc.fetchUserInfo(configuration, accessToken, subject)
+    } catch (error) {
+      throw this.#failure(error, 'the UserInfo request')
+    }
+  }
+
+  /** The discovered configuration; a failed discovery is forgotten so the next sign-in tries again. */
+  #configuration(): Promise<oidc.Configuration> {
+    const now = Date.now()
+    if (this.#discovery && now - this.#discovery.at < DISCOVERY_TTL_MS) return this.#discovery.configuration
+    const configuration = oidc.discovery(new URL(this.config.issuer), this.config.client_id, undefined, this.#clientAuth, {
+      timeout: this.config.timeout_seconds,
+      ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
+    }).then((discovered) => {
+      discovered.timeout = this.config.timeout_seconds
+      return discovered
+    }).catch((error: unknown) => {
+      this.#discovery = undefined
+      throw this.#failure(error, 'discovery')
+    })
+    this.#discovery = { configuration, at: now }
+    return configuration
+  }
+
+  /** Turns what openid-client throws into the answer the person gets; the provider's own words stay in the log. */
+  #failure(error: unknown, step: string): GatehouseError {
+    if (error instanceof GatehouseError) return error
+    const label = this.config.label
+    if (error instanceof oidc.ResponseBodyError) {
+      if (error.error === 'invalid_grant') {
+        return new BadRequest(`${label} did not accept the sign-in code (used already, expired, or not issued for this sign-in). Start again.`, 'sso_code_rejected')
+      }
+      return new GatehouseError(502, 'sso_provider_error', `${label} refused ${step} (${safeErrorCode(error.error)}).`, { cause: error })
+    }
+    if (error instanceof oidc.WWWAuthenticateChallengeError) {
+      const reason = error.cause[0]?.parameters.error ?? error.cause[0]?.scheme ?? 'unknown error'
+      return new GatehouseError(502, 'sso_provider_error', `${label} refused ${step} (${safeErrorCode(reason)}).`, { cause: error })
+    }
+    if (error instanceof oidc.AuthorizationResponseError) return providerError(error.error, label)
+    const code = (error as { code?: unknown }).code
+    if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT' || (error instanceof TypeError && error.message === 'fetch failed')) {
+      return new GatehouseError(503, 'sso_provider_unavailable', `${label} could not be reached (${step}); try again later.`, { cause: error })
+    }
+    if (code === 'OAUTH_JWT_CLAIM_COMPARISON_FAILED' && claimOf(error) === 'nonce') {
+      return new PermissionDenied('The ID token was not issued for this sign-in (nonce mismatch). Start again.', 'sso_nonce_mismatch')
+    }
+    return new GatehouseError(502, 'sso_response_invalid', `The answer of ${label} failed validation (${step}).`, { cause: error })
+  }
+}
+
+/** The claim an OAUTH_JWT_CLAIM_COMPARISON_FAILED error is about (openid-client wraps oauth4webapi's error). */
+function claimOf(error: unknown): unknown {
+  let cause = (error as { cause?: unknown }).cause
+  while (cause && typeof cause === 'object') {
+    if ('claim' in cause) return (cause as { claim: unknown }).claim
+    cause = (cause as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+/**
+ * The first check of a redirect back, before the sign-in under way is used up: an answer that is not for
+ * this browser's sign-in (RFC 6749 10.12) leaves that sign-in as it was.
+ */
+export function checkAnswerIsOurs(query: URLSearchParams, secrets: FlowSecrets): void {
+  checkSingleValues(query)
+  checkState(query, secrets.state)
+}
+
+/** RFC 6749 4.1.2: each response parameter appears once; a repeated one is not ours to pick from. */
+function checkSingleValues(query: URLSearchParams): void {
+  const seen = new Set<string>()
+  for (const name of query.keys()) {
+    if (seen.has(name)) throw new BadRequest(`The parameter ${name.slice(0, 40)} was given more than once.`, 'sso_callback_invalid')
+    seen.add(name)
+  }
+}
+
+/** RFC 6749 10.12: the `state` must be the one this browser's sign-in sent (compared in constant time). */
+function checkState(query: URLSearchParams, expected: string): void {
+  const state = Buffer.from(query.get('state') ?? '')
+  const wanted = Buffer.from(expected)
+  if (state.length !== wanted.length || !timingSafeEqual(state, wanted)) {
+    throw new PermissionDenied('This sign-in answer does not belong to the sign-in this browser started (state mismatch). Start again.', 'sso_state_mismatch')
+  }
+}
+
+/** RFC 6749 4.1.2.1: the provider said no; `access_denied` is the person (or the provider's policy) declining. */
+function checkErrorResponse(query: URLSearchParams, label: string): void {
+  const error = query.get('error')
+  if (error !== null) throw providerError(error, label)
+}
+
+function checkCodePresent(query: URLSearchParams): void {
+  if (!query.get('code')) throw new BadRequest('The sign-in answer has no authorization code.', 'sso_code_missing')
+}
+
+function providerError(error: string, label: string): GatehouseError {
+  if (error === 'access_denied') return new InvalidCredentials(`${label} did not grant the sign-in.`, 'sso_access_denied')
+  return new GatehouseError(502, 'sso_provider_error', `${label} could not complete the sign-in (${safeErrorCode(error)}).`)
+}
+
+/** OAuth error codes are ASCII words (RFC 6749 A.7); anything else is not repeated to the person. */
+function safeErrorCode(error: string): string {
+  return /^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$/.test(error) ? error : 'unknown error'
+}

@@ -1,0 +1,85 @@
+import type { Adapter, AdapterPayload } from 'oidc-provider'
+import type { OidcRecordRepository } from '../store/oidc.ts'
+
+/** Published on the event bus when tokens stop being valid; keys are `jti:<id>` or `grant:<id>`. */
+export const REVOKE_TOPIC = 'oidc-revoke'
+
+/** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
+const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
+
+export interface AdapterDependencies {
+  records: OidcRecordRepository
+  /** Tells every gateway process that tokens stopped being valid (src/auth/oidc-bearer.ts drops them). */
+  revoked(key: string): Promise<void>
+  /** Whether the client's refresh tokens are single-use (`refresh_token_rotation`). */
+  detectsRefreshTokenReuse(clientId: string): boolean
+}
+
+/**
+ * oidc-provider's persistence on Gatehouse's store: one adapter per model (Session, Grant, AccessToken, ...).
+ * Two behaviours are Gatehouse's own:
+ * - destroying an access token or a grant, or revoking a grant's tokens, publishes REVOKE_TOPIC, so the gateway
+ *   refuses those access tokens on their next request instead of at their expiry;
+ * - a refresh token is marked consumed only for clients with reuse detection. oidc-provider rotates refresh
+ *   tokens on every refresh, as Keycloak does, and treats a consumed one used again as theft (it revokes the
+ *   grant); for the other clients an earlier refresh token stays valid until it expires, as in Keycloak with
+ *   "Revoke refresh token" off.
+ */
+export class StoreAdapter implements Adapter {
+  readonly #model: string
+  readonly #deps: AdapterDependencies
+
+  constructor(model: string, deps: AdapterDependencies) {
+    this.#model = model
+    this.#deps = deps
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    await this.#deps.records.upsert({
+      model: this.#model,
+      id,
+      payload: payload as Record<string, unknown>,
+      grantId: payload.grantId,
+      uid: payload.uid,
+      userCode: payload.userCode,
+      expiresAt: typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined,
+    })
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return asPayload(await this.#deps.records.find(this.#model, id))
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return asPayload(await this.#deps.records.findByUid(this.#model, uid))
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return asPayload(await this.#deps.records.findByUserCode(this.#model, userCode))
+  }
+
+  async consume(id: string): Promise<void> {
+    if (this.#model === 'RefreshToken') {
+      const record = await this.#deps.records.find(this.#model, id)
+      if (!record || !this.#deps.detectsRefreshTokenReuse(String(record.payload.clientId))) return
+    }
+    await this.#deps.records.consume(this.#model, id)
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.#deps.records.destroy(this.#model, id)
+    if (ACCESS_TOKEN_MODELS.has(this.#model)) await this.#deps.revoked(`jti:${id}`)
+    else if (this.#model === 'Grant') await this.#deps.revoked(`grant:${id}`)
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.#deps.records.destroyByGrantId(this.#model, grantId)
+    if (this.#model === 'AccessToken') await this.#deps.revoked(`grant:${grantId}`)
+  }
+}
+
+function asPayload(record: { payload: Record<string, unknown>; consumedAt: number | null } | undefined): AdapterPayload | undefined {
+  if (!record) return undefined
+  const payload = record.payload as AdapterPayload
+  return record.consumedAt === null ? payload : { ...payload, consumed: Math.floor(record.consumedAt / 1000) }
+}

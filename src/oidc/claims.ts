@@ -1,0 +1,107 @@
+import type { Account, AccountClaims, KoaContextWithOIDC } from 'oidc-provider'
+import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
+import type { Accounts } from '../directory/accounts.ts'
+import { Conflict } from '../errors.ts'
+import type { Store } from '../store/store.ts'
+import type { User } from '../store/users.ts'
+
+/**
+ * What Keycloak puts in its tokens, built from Gatehouse's accounts, so services written for Keycloak read
+ * the same claims: `preferred_username`, `email`, `name`, `realm_access.roles`, `azp`, `typ`, `sid`, ...
+ */
+
+/** Scopes a client may ask for: Keycloak's default and optional client scopes. */
+export const SUPPORTED_SCOPES = ['openid', 'profile', 'email', 'roles', 'web-origins', 'acr', 'basic', 'address', 'phone', 'offline_access']
+/** Keycloak's default client scopes shown in `scope`: every token has them, requested or not. */
+export const DEFAULT_SCOPES = ['profile', 'email']
+
+/** Which claims each scope releases in ID tokens and at userinfo (OpenID Connect Core §5.4). */
+export const SCOPE_CLAIMS = {
+  openid: ['sub'],
+  profile: ['name', 'given_name', 'family_name', 'preferred_username'],
+  email: ['email', 'email_verified'],
+}
+
+/** Keycloak gives every user the realm's default roles and the account console roles (whence `aud: account`). */
+export const ACCOUNT_ROLES = ['manage-account', 'manage-account-links', 'view-profile']
+
+export function realmRoles(realm: RealmConfig, user: User): string[] {
+  const roles = [`default-roles-${realm.name.toLowerCase()}`, 'offline_access', 'uma_authorization']
+  if (user.isSuperuser) roles.push('admin')
+  return roles
+}
+
+export function profileClaims(user: User): Record<string, unknown> {
+  const name = [user.firstName, user.lastName].filter(Boolean).join(' ')
+  return {
+    sub: String(user.id),
+    preferred_username: user.username,
+    ...(name ? { name } : {}),
+    ...(user.firstName ? { given_name: user.firstName } : {}),
+    ...(user.lastName ? { family_name: user.lastName } : {}),
+    ...(user.email ? { email: user.email } : {}),
+    // Gatehouse does not verify addresses; Keycloak says false for unverified ones.
+    email_verified: false,
+  }
+}
+
+/** The access token `aud`: Keycloak's `account`, plus the client's configured audiences. */
+export function accessTokenAudience(client: RealmClientConfig | undefined): string | string[] {
+  const audiences = ['account', ...(client?.audiences ?? []).filter((a) => a !== 'account')]
+  return audiences.length === 1 ? audiences[0]! : audiences
+}
+
+/** The scope string in Keycloak's order: openid first, then the defaults, then the rest as requested. */
+export function orderScopes(scopes: Iterable<string>): string {
+  const set = new Set(scopes)
+  const first = ['openid', ...DEFAULT_SCOPES].filter((s) => set.has(s))
+  return [...first, ...[...set].filter((s) => !first.includes(s))].join(' ')
+}
+
+/** oidc-provider's `findAccount`: an active Gatehouse user by id (the `sub`). */
+export function accountFinder(accounts: Accounts) {
+  return async function findAccount(_ctx: KoaContextWithOIDC, sub: string): Promise<Account | undefined> {
+    if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
+    const user = await accounts.get(Number(sub))
+    if (!user || !user.isActive) return undefined
+    return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
+  }
+}
+
+/**
+ * A confidential client with service accounts acts as the user `service-account-<client_id>`, as in Keycloak.
+ * The account has no password, so it can only be used through the client_credentials grant.
+ */
+export class ServiceAccounts {
+  readonly #store: Store
+  readonly #accounts: Accounts
+  readonly #ids = new Map<string, number>()
+
+  constructor(store: Store, accounts: Accounts) {
+    this.#store = store
+    this.#accounts = accounts
+  }
+
+  static username(clientId: string): string {
+    return `service-account-${clientId.toLowerCase()}`.replace(/[^\w.@+-]/g, '-').slice(0, 150)
+  }
+
+  async userFor(clientId: string): Promise<User> {
+    const known = this.#ids.get(clientId)
+    const user = known === undefined ? undefined : await this.#accounts.get(known)
+    if (user) return user
+    const username = ServiceAccounts.username(clientId)
+    let found = await this.#store.users.findByUsername(username)
+    if (!found) {
+      try {
+        found = await this.#accounts.create({ username, email: '' })
+      } catch (error) {
+        if (!(error instanceof Conflict)) throw error
+        found = await this.#store.users.findByUsername(username)
+        if (!found) throw error
+      }
+    }
+    this.#ids.set(clientId, found.id)
+    return found
+  }
+}

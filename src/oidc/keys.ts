@@ -1,0 +1,90 @@
+import { randomUUID } from 'node:crypto'
+import { exportJWK, generateKeyPair, type JWK } from 'jose'
+import type { SigningKey } from '../store/signing-keys.ts'
+import type { Store } from '../store/store.ts'
+
+/** Keycloak signs with RS256 by default; services built for it expect that. */
+export const SIGNING_ALG = 'RS256'
+
+export interface RealmKeySet {
+  /** The key new tokens are signed with. */
+  readonly activeKid: string
+  /** Private JWKs for oidc-provider: the active key first, then retired keys whose tokens may still be alive. */
+  readonly privateJwks: readonly JWK[]
+  /** The same keys without their private parts: the realm's JWKS (`certs`). */
+  readonly publicJwks: readonly JWK[]
+  /** When the set must be read again: the active key is due to be replaced, or a retired key to be dropped. */
+  readonly reloadAt: number
+}
+
+/**
+ * A realm's signing keys, in the shared `signing_keys` table (purpose `oidc:<realm>`), so every gateway process
+ * signs with the same key and publishes the same JWKS. A key is replaced after `rotationSeconds`; the replaced
+ * key stays published for `graceSeconds` (the longest a token it signed can live), then is deleted.
+ * Processes that rotate at the same moment agree afterwards: the newest key wins and the others are retired.
+ */
+export class RealmKeys {
+  readonly #store: Store
+  readonly #purpose: string
+  readonly #rotationMs: number
+  readonly #graceMs: number
+
+  constructor(store: Store, realm: string, rotationSeconds: number, graceSeconds: number) {
+    this.#store = store
+    this.#purpose = `oidc:${realm}`
+    this.#rotationMs = rotationSeconds * 1000
+    this.#graceMs = graceSeconds * 1000
+  }
+
+  get purpose(): string {
+    return this.#purpose
+  }
+
+  /** Reads the keys, creating or rotating the active one when due; `changed` says whether other processes must reload. */
+  async load(now = Date.now()): Promise<{ keys: RealmKeySet; changed: boolean }> {
+    let changed = false
+    let keys = await this.#live(now)
+    const newest = activeKeys(keys)[0]
+    if (!newest || newest.created + this.#rotationMs <= now) {
+      await this.#store.signingKeys.add(await newSigningKey(this.#purpose, now))
+      changed = true
+      keys = await this.#live(now)
+    }
+    const [active, ...superseded] = activeKeys(keys)
+    for (const key of superseded) {
+      await this.#store.signingKeys.retire(key.kid, now + this.#graceMs)
+      key.retireAt = now + this.#graceMs
+      changed = true
+    }
+    const ordered = [active!, ...keys.filter((k) => k.kid !== active!.kid)]
+    return {
+      changed,
+      keys: Object.freeze({
+        activeKid: active!.kid,
+        privateJwks: Object.freeze(ordered.map((k) => k.privateJwk as JWK)),
+        publicJwks: Object.freeze(ordered.map((k) => k.publicJwk as JWK)),
+        reloadAt: Math.min(active!.created + this.#rotationMs, ...keys.map((k) => k.retireAt ?? Infinity)),
+      }),
+    }
+  }
+
+  /** The keys still in use; retired keys whose tokens have all expired are deleted on the way. */
+  async #live(now: number): Promise<SigningKey[]> {
+    const keys = await this.#store.signingKeys.list(this.#purpose)
+    const live = keys.filter((k) => k.retireAt === null || k.retireAt > now)
+    if (live.length < keys.length) await this.#store.signingKeys.deleteRetiredBefore(this.#purpose, now + 1)
+    return live
+  }
+}
+
+function activeKeys(keys: SigningKey[]): SigningKey[] {
+  return keys.filter((k) => k.retireAt === null).sort((a, b) => b.created - a.created || (a.kid < b.kid ? 1 : -1))
+}
+
+async function newSigningKey(purpose: string, now: number): Promise<SigningKey> {
+  const { privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true, modulusLength: 2048 })
+  const kid = randomUUID()
+  const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: SIGNING_ALG, use: 'sig' }
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk
+  return { kid, purpose, alg: SIGNING_ALG, privateJwk, publicJwk, created: now, retireAt: null }
+}

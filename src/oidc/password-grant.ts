@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto'
+import { errors, type Account, type KoaContextWithOIDC } from 'oidc-provider'
+import type { Accounts } from '../directory/accounts.ts'
+import { GatehouseError } from '../errors.ts'
+import type { User } from '../store/users.ts'
+import { DEFAULT_SCOPES, orderScopes, SUPPORTED_SCOPES } from './claims.ts'
+
+export const PASSWORD_GRANT = 'password'
+/** The grant's form parameters besides grant_type and client authentication (RFC 6749 §4.3.2). */
+export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope']
+
+export interface PasswordGrantOptions {
+  accounts: Accounts
+  findAccount(ctx: KoaContextWithOIDC, sub: string): Promise<Account | undefined>
+  /** The realm's resource indicator and its resource server, which make access tokens JWTs. */
+  resource: string
+  resourceServer(): ReturnType<typeof buildResourceServerInfo>
+}
+
+export function buildResourceServerInfo(accessTokenSeconds: number, kid: string) {
+  return {
+    scope: SUPPORTED_SCOPES.join(' '),
+    audience: 'account',
+    accessTokenTTL: accessTokenSeconds,
+    accessTokenFormat: 'jwt' as const,
+    jwt: { sign: { alg: 'RS256' as const, kid } },
+  }
+}
+
+/**
+ * The resource owner password credentials grant (RFC 6749 §4.3), registered with oidc-provider's
+ * `registerGrantType`: what `curl ... grant_type=password` gets from Keycloak. oidc-provider has authenticated
+ * the client and checked the grant is allowed for it before this runs. Each login is a new session (a Grant),
+ * and the tokens are made by oidc-provider's own models, so refresh, introspection, revocation and logout
+ * treat them like any other.
+ */
+export function passwordGrant(options: PasswordGrantOptions) {
+  return async function passwordGrantHandler(ctx: KoaContextWithOIDC): Promise<void> {
+    const { provider, client } = ctx.oidc
+    const params = ctx.oidc.params ?? {}
+    if (!client) throw new errors.InvalidClient('client not found')
+    const username = params.username as string | undefined
+    const password = params.password as string | undefined
+    if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
+    const scope = grantedScope(params.scope as string | undefined)
+    const user = await checkCredentials(options.accounts, username, password ?? '')
+    await options.accounts.recordLogin(user)
+
+    const accountId = String(user.id)
+    const account = await options.findAccount(ctx, accountId)
+    if (!account) throw invalidGrant('Account disabled')
+    ctx.oidc.entity('Account', account)
+
+    const grant = new provider.Grant({ accountId, clientId: client.clientId })
+    grant.addOIDCScope(scope)
+    grant.addResourceScope(options.resource, scope)
+    const grantId = await grant.save()
+    ctx.oidc.entity('Grant', grant)
+    // Keycloak's session id: `sid` in the tokens, `session_state` in the response.
+    const sid = randomUUID()
+
+    const accessToken = new provider.AccessToken({ accountId, client, grantId, gty: PASSWORD_GRANT, sid })
+    accessToken.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
+    accessToken.scope = scope
+    ctx.oidc.entity('AccessToken', accessToken)
+    const accessTokenValue = await accessToken.save()
+
+    let refreshTokenValue: string | undefined
+    if (client.grantTypeAllowed('refresh_token')) {
+      const refreshToken = new provider.RefreshToken({
+        accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0,
+      })
+      ctx.oidc.entity('RefreshToken', refreshToken)
+      refreshTokenValue = await refreshToken.save()
+    }
+
+    let idToken: string | undefined
+    if (scope.split(' ').includes('openid')) {
+      const token = new provider.IdToken(await account.claims('id_token', scope, {}, []), { ctx })
+      // IdToken releases the claims of these scopes (oidc-provider's own grants set it the same way).
+      Object.assign(token, { scope })
+      token.set('sid', sid)
+      idToken = await token.issue({ use: 'idtoken' })
+    }
+
+    ctx.body = {
+      access_token: accessTokenValue,
+      expires_in: accessToken.expiration,
+      refresh_token: refreshTokenValue,
+      id_token: idToken,
+      scope,
+      token_type: accessToken.tokenType,
+    }
+  }
+}
+
+/** Keycloak's default scopes plus what was asked for; an unknown scope is refused, not ignored. */
+function grantedScope(requested: string | undefined): string {
+  const asked = (requested ?? '').split(' ').filter(Boolean)
+  const unknown = asked.filter((s) => !SUPPORTED_SCOPES.includes(s))
+  if (unknown.length) throw new errors.InvalidScope('Invalid scopes', unknown.join(' '))
+  return orderScopes([...DEFAULT_SCOPES, ...asked])
+}
+
+/** Gatehouse's password check (every password source, lockout) in Keycloak's words. */
+async function checkCredentials(accounts: Accounts, username: string, password: string): Promise<User> {
+  try {
+    return await accounts.checkPassword(username, password)
+  } catch (error) {
+    if (error instanceof GatehouseError && error.status < 500) {
+      throw invalidGrant(error.code === 'account_disabled' ? 'Account disabled' : 'Invalid user credentials')
+    }
+    throw error
+  }
+}
+
+/** oidc-provider's InvalidGrant keeps its message out of the response; Keycloak's wording belongs in it. */
+export function invalidGrant(description: string): InstanceType<typeof errors.InvalidGrant> {
+  return Object.assign(new errors.InvalidGrant(description), { error_description: description })
+}

@@ -1,0 +1,103 @@
+import type { Kysely, Selectable } from 'kysely'
+import type { SsoIdentitiesTable, SsoLoginsTable, Tables } from './schema.ts'
+
+/** The upstream identity an account was made for: issuer and subject, as the provider's ID token names them. */
+export interface SsoIdentity {
+  id: number
+  issuer: string
+  subject: string
+  userId: number
+  /** The configured provider the person last signed in through. */
+  provider: string
+  created: number
+  lastLogin: number
+}
+
+/** A sign-in under way. It holds no secret: the browser's cookie is known only by its SHA-256 (`keyHash`). */
+export interface PendingSsoLogin {
+  keyHash: string
+  provider: string
+  /** Where to go after the sign-in: a path on this site, or '' for the default. */
+  next: string
+  created: number
+  expiresAt: number
+}
+
+/** Single sign-on records: the links from upstream identities to accounts, and sign-ins under way. */
+export class SsoRepository {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  async findIdentity(issuer: string, subject: string): Promise<SsoIdentity | undefined> {
+    const row = await this.#db.selectFrom('sso_identities').selectAll()
+      .where('issuer', '=', issuer).where('subject', '=', subject).executeTakeFirst()
+    return row && toIdentity(row)
+  }
+
+  /** Links an upstream identity to an account; a second link of the same identity is a unique violation. */
+  async link(input: { issuer: string; subject: string; userId: number; provider: string }, now = Date.now()): Promise<SsoIdentity> {
+    const row = await this.#db.insertInto('sso_identities').values({
+      issuer: input.issuer,
+      subject: input.subject,
+      user_id: input.userId,
+      provider: input.provider,
+      created_at: now,
+      last_login_at: now,
+    }).returningAll().executeTakeFirstOrThrow()
+    return toIdentity(row)
+  }
+
+  async recordLogin(id: number, provider: string, now = Date.now()): Promise<void> {
+    await this.#db.updateTable('sso_identities').set({ provider, last_login_at: now }).where('id', '=', id).execute()
+  }
+
+  async createLogin(login: PendingSsoLogin): Promise<void> {
+    await this.#db.insertInto('sso_logins').values({
+      key_hash: login.keyHash,
+      provider: login.provider,
+      next_url: login.next,
+      created_at: login.created,
+      expires_at: login.expiresAt,
+    }).execute()
+  }
+
+  /**
+   * Removes a sign-in under way and returns it, so it can be finished once: of two callbacks racing with the
+   * same cookie (a replay), only one gets it. Expired ones are returned too; the caller says so.
+   */
+  async takeLogin(keyHash: string): Promise<PendingSsoLogin | undefined> {
+    const row = await this.#db.deleteFrom('sso_logins').where('key_hash', '=', keyHash).returningAll().executeTakeFirst()
+    return row && toLogin(row)
+  }
+
+  /** Removes sign-ins that expired at or before `now`; returns how many. */
+  async deleteExpiredLogins(now: number): Promise<number> {
+    const result = await this.#db.deleteFrom('sso_logins').where('expires_at', '<=', now).executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+}
+
+function toIdentity(row: Selectable<SsoIdentitiesTable>): SsoIdentity {
+  return {
+    id: Number(row.id),
+    issuer: row.issuer,
+    subject: row.subject,
+    userId: Number(row.user_id),
+    provider: row.provider,
+    created: Number(row.created_at),
+    lastLogin: Number(row.last_login_at),
+  }
+}
+
+function toLogin(row: Selectable<SsoLoginsTable>): PendingSsoLogin {
+  return {
+    keyHash: row.key_hash,
+    provider: row.provider,
+    next: row.next_url,
+    created: Number(row.created_at),
+    expiresAt: Number(row.expires_at),
+  }
+}

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { ConfigError, demoConfigFile, loadConfigFile, validateConfig } from '../../src/config/load.ts'
+
+function problems(input: unknown): string[] {
+  try {
+    validateConfig(input)
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems
+    throw error
+  }
+  return []
+}
+
+const service = { name: 'app', prefix: '/app/', upstream: 'http://127.0.0.1:9', accepts: ['oidc'] }
+
+describe('realms configuration', () => {
+  it('gives the demo realm Keycloak\'s defaults and a public client with direct access grants', () => {
+    const config = loadConfigFile(demoConfigFile)
+    const realm = config.realms.find((r) => r.name === 'platform')!
+    assert.equal(realm.access_token_seconds, 300)
+    assert.equal(realm.sso_session_idle_seconds, 1800)
+    assert.equal(realm.sso_session_max_seconds, 36000)
+    const client = realm.clients.find((c) => c.client_id === 'end-users')!
+    assert.equal(client.public_client, true)
+    assert.equal(client.direct_access_grants, true)
+    assert.equal(client.refresh_token_rotation, false)
+    assert.deepEqual(config.services.find((s) => s.name === 'demo-app')!.accepts, ['oidc', 'basic'])
+  })
+
+  it('reports every client mistake at once', () => {
+    const found = problems({
+      realms: [{
+        name: 'r',
+        sso_session_idle_seconds: 7200,
+        sso_session_max_seconds: 3600,
+        clients: [
+          { client_id: 'a', public_client: false },
+          { client_id: 'a', secret: 'sixteen-chars-long!' },
+          { client_id: 'b', service_accounts: true },
+        ],
+      }],
+    })
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.0.secret: a confidential client needs a secret')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.1.client_id: duplicate')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.1.secret: a public client has no secret')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.2.service_accounts')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('realms.0.sso_session_idle_seconds')), found.join('\n'))
+  })
+
+  it('requires a realm for services that accept oidc, and the one they name', () => {
+    assert.match(problems({ services: [service] }).join('\n'), /services\.0\.oidc\.realm: the service accepts oidc but no realm is configured/)
+    const realms = [{ name: 'one', clients: [{ client_id: 'c' }] }, { name: 'two', clients: [{ client_id: 'c', standard_flow: false }] }]
+    assert.match(problems({ realms, services: [service] }).join('\n'), /services\.0\.oidc\.realm: name a configured realm/)
+    assert.deepEqual(problems({ realms, services: [{ ...service, oidc: { realm: 'one' } }] }), [])
+    assert.match(problems({ realms, services: [{ ...service, oidc: { realm: 'two', client_id: 'c' } }] }).join('\n'), /no client "c" with standard_flow in realm "two"/)
+  })
+})

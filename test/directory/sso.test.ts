@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
+import { after, before, describe, it } from 'node:test'
+import { createApp, type App } from '../../src/app.ts'
+import { ConfigError, validateConfig } from '../../src/config/load.ts'
+import type { SsoProviderConfig } from '../../src/config/sso.ts'
+import { syncSsoAccount } from '../../src/directory/sso-sync.ts'
+import { flowSecrets, newFlowKey, SsoRelyingParty, type UpstreamIdentity } from '../../src/directory/sso.ts'
+import { GatehouseError } from '../../src/errors.ts'
+import { openStore, type Store } from '../../src/store/store.ts'
+import { tempDir } from '../helpers/gateway.ts'
+
+const base = { name: 'corp', label: 'Corp', issuer: 'https://id.example.com/realms/corp', client_id: 'gatehouse', client_secret: 's' }
+
+function problems(sso: unknown): string[] {
+  try {
+    validateConfig({ sso })
+    return []
+  } catch (error) {
+    assert.ok(error instanceof ConfigError)
+    return error.problems
+  }
+}
+
+describe('single sign-on configuration', () => {
+  it('has defaults for a standard OpenID Connect provider, and no providers by default', () => {
+    const [provider] = validateConfig({ sso: [base] }).sso
+    assert.deepEqual(provider!.scopes, ['openid', 'profile', 'email'])
+    assert.deepEqual(provider!.claims, { username: 'preferred_username', email: 'email', first_name: 'given_name', last_name: 'family_name', groups: 'groups' })
+    assert.equal(provider!.allow_insecure_http, false)
+    assert.deepEqual(validateConfig({}).sso, [])
+  })
+
+  it('reports every mistake at once', () => {
+    const found = problems([
+      { ...base, issuer: 'http://id.example.com', client_secret_env: 'ALSO', scopes: ['profile'] },
+      { ...base, name: 'Corp ID', client_secret: undefined, token_endpoint_auth_method: 'client_secret_post' },
+      { ...base, unknown: true },
+    ])
+    for (const path of ['sso.0.issuer', 'sso.0.client_secret', 'sso.0.scopes', 'sso.1.name', 'sso.1.token_endpoint_auth_method', 'sso.2']) {
+      assert.ok(found.some((p) => p.startsWith(path + ':')), `${path} in ${found.join(' | ')}`)
+    }
+    assert.ok(problems([base, base]).some((p) => p.startsWith('sso.1.name:') && p.includes('duplicate')))
+  })
+
+  it('allows an http issuer only when told to', () => {
+    assert.deepEqual(problems([{ ...base, issuer: 'http://127.0.0.1:9000', allow_insecure_http: true }]), [])
+  })
+
+  it('reads the client secret from the environment, and refuses to start without it', () => {
+    const [config] = validateConfig({ sso: [{ ...base, client_secret: undefined, client_secret_env: 'TEST_SSO_SECRET' }] }).sso
+    assert.throws(() => new SsoRelyingParty(config!, {}), ConfigError)
+    assert.ok(new SsoRelyingParty(config!, { TEST_SSO_SECRET: 'x' }))
+  })
+})
+
+describe('single sign-on flow secrets', () => {
+  it('derives state, nonce and a valid PKCE verifier from the cookie key, different for every key', () => {
+    const key = newFlowKey()
+    assert.match(key, /^[A-Za-z0-9_-]{43}$/)
+    const secrets = flowSecrets(key)
+    assert.deepEqual(flowSecrets(key), secrets, 'the callback derives the same values')
+    assert.equal(new Set(Object.values(secrets)).size, 3)
+    // RFC 7636 section 4.1: 43-128 unreserved characters.
+    assert.match(secrets.codeVerifier, /^[A-Za-z0-9._~-]{43,128}$/)
+    assert.notEqual(flowSecrets(newFlowKey()).state, secrets.state)
+  })
+})
+
+describe('single sign-on accounts', () => {
+  let dir: string
+  let store: Store
+  let app: App
+  before(async () => {
+    dir = tempDir()
+    store = await openStore({ dataDir: dir })
+    app = await createApp(validateConfig({}), store)
+  })
+  after(async () => {
+    await app.close()
+    await store.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const provider = (extra: Record<string, unknown> = {}): SsoProviderConfig => validateConfig({ sso: [{ ...base, ...extra }] }).sso[0]!
+  const identity = (subject: string, claims: Record<string, unknown>): UpstreamIdentity => ({ issuer: base.issuer, subject, claims: { sub: subject, ...claims } })
+  const codeOf = async (promise: Promise<unknown>) => {
+    try {
+      await promise
+    } catch (error) {
+      assert.ok(error instanceof GatehouseError, String(error))
+      return error.code
+    }
+    assert.fail('expected a refusal')
+  }
+
+  it('maps configured claims and groups, leaving unmapped flags to administrators', async () => {
+    const mapped = provider({
+      claims: { username: 'upn', email: 'mail', first_name: 'first', last_name: 'last', groups: 'roles' },
+      superuser_groups: ['admins'],
+      named_groups: { ops: ['operators', 'sre'], devs: ['developers'] },
+    })
+    const user = await syncSsoAccount(store, app.accounts, mapped, identity('s-1', { upn: 'ulla', mail: 'not-an-email', first: 'Ulla', last: 'U'.repeat(200), roles: 'sre' }))
+    assert.equal(user.username, 'ulla')
+    assert.equal(user.source, 'sso')
+    assert.equal(user.external, true)
+    assert.equal(user.email, '', 'an invalid email is dropped')
+    assert.equal(user.firstName, 'Ulla')
+    assert.equal(user.lastName.length, 150)
+    assert.deepEqual(user.groups, ['ops'], 'a single string counts as one group')
+    assert.equal(user.isSuperuser, false)
+
+    const promoted = await syncSsoAccount(store, app.accounts, mapped, identity('s-1', { upn: 'ulla', roles: ['admins', 'developers'] }))
+    assert.equal(promoted.id, user.id)
+    assert.equal(promoted.isSuperuser, true)
+    assert.deepEqual(promoted.groups, ['devs'])
+
+    await app.accounts.update(user.id, { isSuperuser: false })
+    const unmapped = await syncSsoAccount(store, app.accounts, provider(), identity('s-1', { preferred_username: 'ulla' }))
+    assert.equal(unmapped.isSuperuser, false, 'without superuser_groups the administrator\'s choice stays')
+    await app.accounts.update(user.id, { isSuperuser: true })
+    assert.equal((await syncSsoAccount(store, app.accounts, provider(), identity('s-1', { preferred_username: 'ulla' }))).isSuperuser, true)
+  })
+
+  it('refuses a missing or unusable username claim and creates nothing', async () => {
+    const before = await store.users.count()
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-2', {}))), 'sso_username_invalid')
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-2', { preferred_username: 'a b(c)*' }))), 'sso_username_invalid')
+    assert.equal(await store.users.count(), before)
+  })
+
+  it('refuses a rename onto a name another account has, keeping both accounts as they were', async () => {
+    const victor = await syncSsoAccount(store, app.accounts, provider(), identity('s-3', { preferred_username: 'victor' }))
+    const local = await app.accounts.create({ username: 'walter', password: 'long-enough-password' })
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-3', { preferred_username: 'walter' }))), 'account_source_conflict')
+    assert.equal((await store.users.findById(victor.id))!.username, 'victor')
+    assert.equal((await store.users.findById(local.id))!.source, 'local')
+  })
+
+  it('makes a new account when the linked one was deleted', async () => {
+    const first = await syncSsoAccount(store, app.accounts, provider(), identity('s-4', { preferred_username: 'yara' }))
+    await app.accounts.delete(first.id)
+    assert.equal(await store.sso.findIdentity(base.issuer, 's-4'), undefined, 'the link went with the account')
+    const second = await syncSsoAccount(store, app.accounts, provider(), identity('s-4', { preferred_username: 'yara' }))
+    assert.notEqual(second.id, first.id)
+    assert.equal((await store.sso.findIdentity(base.issuer, 's-4'))!.userId, second.id)
+  })
+})

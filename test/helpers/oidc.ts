@@ -1,0 +1,84 @@
+import type { TestGateway } from './gateway.ts'
+
+export const REALM = 'platform'
+export const CLIENT_REDIRECT = 'http://127.0.0.1:9/callback'
+export const SERVICE_SECRET = 'reports-secret-0123456789'
+
+/**
+ * The demo realm plus what the tests need besides it: a redirect URI for the public client, and a confidential
+ * client `reports` with a service account and single-use refresh tokens.
+ */
+export const testRealms = [{
+  name: REALM,
+  clients: [
+    { client_id: 'end-users', public_client: true, direct_access_grants: true, redirect_uris: [CLIENT_REDIRECT] },
+    { client_id: 'reports', public_client: false, secret: SERVICE_SECRET, service_accounts: true, direct_access_grants: true, refresh_token_rotation: true, redirect_uris: [CLIENT_REDIRECT] },
+    { client_id: 'browser-only', public_client: true, redirect_uris: [CLIENT_REDIRECT] },
+  ],
+}]
+
+export function realmUrl(gw: TestGateway, path = ''): string {
+  return `${gw.url}/realms/${REALM}${path}`
+}
+
+export const TOKEN_PATH = `/realms/${REALM}/protocol/openid-connect/token`
+
+/** POSTs a form to the token endpoint, as curl --data-urlencode does. */
+export async function tokenRequest(gw: TestGateway, form: Record<string, string> | URLSearchParams, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: any }> {
+  const response = await gw.fetch(TOKEN_PATH, { method: 'POST', headers, body: form instanceof URLSearchParams ? form : new URLSearchParams(form) })
+  return { status: response.status, headers: response.headers, body: await response.json() }
+}
+
+export async function passwordLogin(gw: TestGateway, username: string, password: string, extra: Record<string, string> = {}): Promise<any> {
+  const { status, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username, password, ...extra })
+  if (status !== 200) throw new Error(`password grant failed: ${status} ${JSON.stringify(body)}`)
+  return body
+}
+
+export function decodeJwtPart(jwt: string, part: 0 | 1): any {
+  return JSON.parse(Buffer.from(jwt.split('.')[part]!, 'base64url').toString('utf8'))
+}
+
+/** Just enough of a browser's cookie jar to walk the login form: every cookie goes back to the same host. */
+export class CookieJar {
+  readonly #cookies = new Map<string, string>()
+  readonly #setCookies: string[] = []
+
+  store(response: Response): void {
+    for (const line of response.headers.getSetCookie()) {
+      this.#setCookies.push(line)
+      const [pair] = line.split(';')
+      const eq = pair!.indexOf('=')
+      const name = pair!.slice(0, eq).trim()
+      const value = pair!.slice(eq + 1).trim()
+      if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line)) this.#cookies.delete(name)
+      else this.#cookies.set(name, value)
+    }
+  }
+
+  header(): string {
+    return [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; ')
+  }
+
+  /** Every Set-Cookie line received, with its attributes. */
+  setCookies(): string[] {
+    return [...this.#setCookies]
+  }
+}
+
+/** Follows redirects by hand with the jar, until a response is not a redirect or leaves the gateway. */
+export async function browse(gw: TestGateway, jar: CookieJar, url: string, init: RequestInit = {}): Promise<{ response: Response; url: string }> {
+  let current = url
+  let options: RequestInit = init
+  for (let hops = 0; hops < 10; hops++) {
+    const response = await fetch(current, { ...options, redirect: 'manual', headers: { ...(options.headers as Record<string, string>), cookie: jar.header(), accept: 'text/html' } })
+    jar.store(response)
+    const location = response.headers.get('location')
+    if (response.status < 300 || response.status >= 400 || !location) return { response, url: current }
+    const next = new URL(location, current).href
+    if (!next.startsWith(gw.url)) return { response, url: next }
+    current = next
+    options = {}
+  }
+  throw new Error('too many redirects')
+}

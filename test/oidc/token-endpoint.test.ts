@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict'
+import { createPublicKey } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { jwtVerify } from 'jose'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+import { decodeJwtPart, REALM, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
+
+/** Keycloak's token endpoint, as curl and scripts see it: members, order, headers, and error wording. */
+describe('the token endpoint speaks Keycloak', () => {
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await startGateway({ config: { realms: testRealms } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', isSuperuser: true })
+    await gw.app.accounts.create({ username: 'dora', password: 'dora-password', isActive: false })
+  })
+  after(() => gw.close())
+
+  it('answers the password grant with Keycloak\'s members, in Keycloak\'s order, not to be cached', async () => {
+    const { status, headers, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })
+    assert.equal(status, 200)
+    assert.equal(headers.get('cache-control'), 'no-store')
+    assert.match(headers.get('content-type') ?? '', /application\/json/)
+    assert.deepEqual(Object.keys(body), ['access_token', 'expires_in', 'refresh_expires_in', 'refresh_token', 'token_type', 'not-before-policy', 'session_state', 'scope'])
+    assert.equal(body.token_type, 'Bearer')
+    assert.equal(body.expires_in, 300)
+    assert.equal(body.refresh_expires_in, 1800)
+    assert.equal(body['not-before-policy'], 0)
+    assert.equal(body.scope, 'profile email')
+  })
+
+  it('puts Keycloak\'s claims in a JWT access token signed with the realm\'s current key', async () => {
+    const { body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid' })
+    const header = decodeJwtPart(body.access_token, 0)
+    const claims = decodeJwtPart(body.access_token, 1)
+    const certs = await json(await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`))
+    assert.equal(header.alg, 'RS256')
+    assert.equal(header.typ, 'JWT')
+    assert.ok(certs.keys.some((k: { kid: string }) => k.kid === header.kid))
+    assert.ok(certs.keys.every((k: Record<string, unknown>) => k.d === undefined))
+    const user = await gw.store.users.findByUsername('alice')
+    assert.equal(claims.iss, `${gw.url}/realms/${REALM}`)
+    assert.equal(claims.sub, String(user!.id))
+    assert.equal(claims.aud, 'account')
+    assert.equal(claims.azp, 'end-users')
+    assert.equal(claims.typ, 'Bearer')
+    assert.equal(claims.exp - claims.iat, 300)
+    assert.equal(typeof claims.jti, 'string')
+    assert.equal(claims.sid, body.session_state)
+    assert.equal(claims.scope, 'openid profile email')
+    assert.equal(claims.preferred_username, 'alice')
+    assert.equal(claims.email, 'alice@example.com')
+    assert.equal(claims.email_verified, false)
+    assert.deepEqual(claims.realm_access.roles, ['default-roles-platform', 'offline_access', 'uma_authorization', 'admin'])
+    assert.equal(typeof body.id_token, 'string')
+    assert.equal(decodeJwtPart(body.id_token, 1).aud, 'end-users')
+  })
+
+  it('refreshes with the same members, and a new refresh token each time', async () => {
+    const login = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })
+    const { status, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: login.body.refresh_token })
+    assert.equal(status, 200)
+    assert.deepEqual(Object.keys(body), ['access_token', 'expires_in', 'refresh_expires_in', 'refresh_token', 'token_type', 'not-before-policy', 'session_state', 'scope'])
+    assert.equal(body.session_state, login.body.session_state)
+    assert.notEqual(body.refresh_token, login.body.refresh_token)
+  })
+
+  it('gives a confidential client a service account token without a refresh token', async () => {
+    const { status, body } = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET })
+    assert.equal(status, 200)
+    assert.equal(body.refresh_expires_in, 0)
+    assert.equal(body.refresh_token, undefined)
+    assert.equal(body.scope, 'profile email')
+    assert.equal(decodeJwtPart(body.access_token, 1).client_id, 'reports')
+  })
+
+  describe('bad requests get Keycloak\'s error and change nothing', () => {
+    const cases: [string, () => Promise<{ status: number; headers: Headers; body: any }>, number, string, string][] = []
+    const form = (fields: [string, string][]) => new URLSearchParams(fields)
+    const basicReports = (secret: string) => ({ authorization: 'Basic ' + Buffer.from(`reports:${secret}`).toString('base64') })
+    const add = (name: string, request: () => Promise<{ status: number; headers: Headers; body: any }>, status: number, error: string, description: string) => cases.push([name, request, status, error, description])
+    const raw = async (body: string, headers: Record<string, string>) => {
+      const response = await gw.fetch(TOKEN_PATH, { method: 'POST', headers, body })
+      return { status: response.status, headers: response.headers, body: await json(response) }
+    }
+
+    add('no grant_type', () => tokenRequest(gw, { client_id: 'end-users', username: 'alice', password: 'alice-password' }), 400, 'invalid_request', 'Missing form parameter: grant_type')
+    add('an empty form', () => tokenRequest(gw, {}), 400, 'invalid_request', 'Missing form parameter: grant_type')
+    add('grant_type twice', () => tokenRequest(gw, form([['client_id', 'end-users'], ['grant_type', 'password'], ['grant_type', 'password'], ['username', 'alice'], ['password', 'alice-password']])), 400, 'invalid_request', 'duplicated parameter')
+    add('username twice', () => tokenRequest(gw, form([['client_id', 'end-users'], ['grant_type', 'password'], ['username', 'alice'], ['username', 'bob'], ['password', 'alice-password']])), 400, 'invalid_request', 'duplicated parameter')
+    add('an unknown grant', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'urn:example:magic' }), 400, 'unsupported_grant_type', 'Unsupported grant_type')
+    add('an unknown grant from an unknown client', () => tokenRequest(gw, { client_id: 'nobody', grant_type: 'magic' }), 400, 'unsupported_grant_type', 'Unsupported grant_type')
+    add('an unknown client', () => tokenRequest(gw, { client_id: 'nobody', grant_type: 'password', username: 'alice', password: 'alice-password' }), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
+    add('no client_id', () => tokenRequest(gw, { grant_type: 'password', username: 'alice', password: 'alice-password' }), 401, 'invalid_client', 'Missing client_id parameter')
+    add('a wrong client secret', () => tokenRequest(gw, { grant_type: 'client_credentials' }, basicReports('wrong-secret-0123456789')), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
+    add('a confidential client without its secret', () => tokenRequest(gw, { client_id: 'reports', grant_type: 'client_credentials' }), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
+    add('a wrong password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'nope' }), 400, 'invalid_grant', 'Invalid user credentials')
+    add('an unknown user', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'nobody', password: 'nope' }), 400, 'invalid_grant', 'Invalid user credentials')
+    add('no password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice' }), 400, 'invalid_grant', 'Invalid user credentials')
+    add('no username', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', password: 'x' }), 400, 'invalid_request', 'Missing parameter: username')
+    add('a disabled account', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'dora', password: 'dora-password' }), 400, 'invalid_grant', 'Account disabled')
+    add('an unknown scope', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid admin:all' }), 400, 'invalid_scope', 'Invalid scopes: admin:all')
+    add('client credentials for a public client', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'client_credentials' }), 400, 'unauthorized_client', 'Client not enabled to retrieve service account')
+    add('the password grant for a client without direct access', () => tokenRequest(gw, { client_id: 'browser-only', grant_type: 'password', username: 'alice', password: 'alice-password' }), 400, 'unauthorized_client', 'Client not allowed for direct access grants')
+    add('an unknown refresh token', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: 'made-up' }), 400, 'invalid_grant', 'Invalid refresh token')
+    add('no refresh token', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token' }), 400, 'invalid_request', 'Missing parameter: refresh_token')
+    add('an unknown code', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: 'made-up', redirect_uri: 'http://127.0.0.1:9/callback', code_verifier: 'x'.repeat(43) }), 400, 'invalid_grant', 'Code not valid')
+    add('JSON instead of a form', () => raw(JSON.stringify({ client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' }), { 'content-type': 'application/json' }), 400, 'invalid_request', 'Missing form parameter: grant_type')
+    add('a huge body', () => raw(`client_id=end-users&grant_type=password&username=alice&password=${'x'.repeat(100_000)}`, { 'content-type': 'application/x-www-form-urlencoded' }), 400, 'invalid_request', 'Request body too large')
+
+    async function snapshot() {
+      const count = async (table: 'oidc_records' | 'users' | 'events') => Number((await gw.store.database.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n)
+      return { records: await count('oidc_records'), users: await count('users'), events: await count('events') }
+    }
+
+    it('answers each with {error, error_description} and the RFC 6749 status', async () => {
+      await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET })
+      const before = await snapshot()
+      for (const [name, request, status, error, description] of cases) {
+        const response = await request()
+        assert.equal(response.status, status, name)
+        assert.deepEqual(response.body, { error, error_description: description }, name)
+        assert.equal(response.headers.get('cache-control'), 'no-store', name)
+      }
+      assert.deepEqual(await snapshot(), before)
+    })
+  })
+
+  it('describes the realm with its public key, as older Keycloak adapters expect', async () => {
+    const info = await json(await gw.fetch(`/realms/${REALM}`))
+    assert.equal(info.realm, REALM)
+    assert.equal(info['token-service'], `${gw.url}/realms/${REALM}/protocol/openid-connect`)
+    const { body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })
+    const key = createPublicKey({ key: Buffer.from(info.public_key, 'base64'), format: 'der', type: 'spki' })
+    await jwtVerify(body.access_token, key, { issuer: `${gw.url}/realms/${REALM}` })
+  })
+
+  it('answers an unknown realm as Keycloak does', async () => {
+    const response = await gw.fetch('/realms/elsewhere/protocol/openid-connect/token', { method: 'POST', body: 'grant_type=password' })
+    assert.equal(response.status, 404)
+    assert.deepEqual(await json(response), { error: 'Realm does not exist' })
+  })
+})
+
+describe('the provider on PostgreSQL', () => {
+  let gw: TestGateway
+  let drop: () => Promise<void>
+
+  before(async () => {
+    const database = await createTestDatabase()
+    drop = database.drop
+    gw = await startGateway({ databaseUrl: database.url, config: { realms: testRealms } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(async () => {
+    await gw.close()
+    await drop()
+  })
+
+  it('logs in, refreshes, serves the gateway and logs out', async () => {
+    const login = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid' })
+    assert.equal(login.status, 200)
+    const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: login.body.refresh_token })
+    assert.equal(refreshed.status, 200)
+    const bearer = { authorization: `Bearer ${refreshed.body.access_token}` }
+    assert.equal((await json(await gw.fetch('/demo-app/x', { headers: bearer }))).identity.auth_method, 'oidc')
+    const logout = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout`, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', refresh_token: refreshed.body.refresh_token }) })
+    assert.equal(logout.status, 204)
+    assert.equal((await gw.fetch('/demo-app/x', { headers: bearer })).status, 401)
+  })
+})
