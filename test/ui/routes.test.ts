@@ -149,8 +149,9 @@ describe('the gateway API answering the web interface\'s scripts', () => {
     assert.doesNotMatch(challenge, /Basic/i)
     assert.match(challenge, /Bearer realm/)
 
-    const basicOnly = await gw.fetch('/demo-app/', { headers: { 'x-requested-with': 'XMLHttpRequest', accept: 'application/json' } })
-    assert.equal(basicOnly.status, 401)
-    assert.equal(basicOnly.headers.get('www-authenticate'), null)
+    // A service's refusal too: demo-app takes basic credentials or an OIDC bearer token.
+    const service = await gw.fetch('/demo-app/', { headers: { 'x-requested-with': 'XMLHttpRequest', accept: 'application/json' } })
+    assert.equal(service.status, 401)
+    assert.equal(service.headers.get('www-authenticate'), 'Bearer realm="Gatehouse"')
   })
 })
