@@ -33,7 +33,8 @@ describe('the web interface in Chromium', () => {
   }
 
   before(async () => {
-    gw = await startGateway()
+    // A single sign-on provider for the login page's button; it is never contacted here.
+    gw = await startGateway({ config: { sso: [{ name: 'corp', label: 'Corp ID', issuer: 'https://id.example.invalid/realms/corp', client_id: 'gatehouse' }] } })
     browser = await launchChromium()
     carolId = (await gw.app.accounts.create({ username: 'carol', password: 'carol-password', email: 'carol@example.com', firstName: 'Carol', lastName: 'Jones' })).id
     // Something in the lists, so the screenshots show them.
@@ -48,7 +49,12 @@ describe('the web interface in Chromium', () => {
     await page.goto(`${gw.url}/ui/tokens`)
     assert.equal(new URL(page.url()).pathname, '/api/gateway/v1/login/')
     assert.equal(new URL(page.url()).searchParams.get('next'), '/ui/tokens')
-    await screenshot(page, 'login')
+    // The login page offers the single sign-on methods ui_auth/ lists, coming back to the same page.
+    const [sso] = (await json(await gw.fetch('/api/gateway/v1/ui_auth/'))).ssos
+    const button = page.getByRole('link', { name: 'Sign in with Corp ID' })
+    const href = new URL((await button.getAttribute('href'))!, gw.url)
+    assert.equal(href.pathname, sso.login_url)
+    assert.equal(href.searchParams.get('next'), '/ui/tokens')
     await page.fill('#username', 'carol')
     await page.fill('#password', 'carol-password')
     await Promise.all([page.waitForURL(`${gw.url}/ui/tokens`), page.click('button[type=submit]')])
@@ -59,6 +65,9 @@ describe('the web interface in Chromium', () => {
 
   for (const viewport of Object.keys(VIEWPORTS) as ViewportName[]) {
     it(`shows every page at ${VIEWPORTS[viewport].width} px without overflow or console errors`, () => inBrowser(viewport, async ({ page, problems, failedResponses }) => {
+      await page.goto(`${gw.url}/ui/`)
+      await assertNoHorizontalOverflow(page, 'login')
+      await screenshot(page, `${viewport}-login`)
       await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
       for (const name of PAGES) {
         await page.goto(`${gw.url}/ui/${name}`)
