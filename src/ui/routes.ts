@@ -10,7 +10,7 @@ import { NotFound } from '../errors.ts'
 import { gatewayLoginUrl, refuseUnauthenticated } from '../gateway/policy.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
 
-export const UI_PATH = '/ui/'
+const UI_PATH = '/ui/'
 const ASSETS_PATH = '/ui/assets/'
 const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url))
 

@@ -42,9 +42,10 @@ const nav = /** @type {HTMLElement} */ (document.getElementById('nav'))
 const menuButton = /** @type {HTMLButtonElement} */ (document.getElementById('menu-button'))
 /** Counts renders, so a slow page that finishes after the person moved on is dropped. */
 let renderCount = 0
+/** The signed-in user, read once at start. @type {User} */
+let me
 
 async function start() {
-  let me
   try {
     me = (await api('me/')).results[0]
   } catch (error) {
@@ -54,10 +55,10 @@ async function start() {
   renderHeader(me)
   renderNav(me)
   document.addEventListener('click', followLink)
-  addEventListener('popstate', () => render(me, false))
+  addEventListener('popstate', () => render(false))
   menuButton.addEventListener('click', () => setMenu(menuButton.getAttribute('aria-expanded') !== 'true'))
   void startSessionClock({ clock: /** @type {HTMLElement} */ (document.getElementById('session-clock')), banner: /** @type {HTMLElement} */ (document.getElementById('session-banner')) })
-  await render(me, false)
+  await render(false)
 }
 
 /** @param {User} me */
@@ -104,14 +105,14 @@ function followLink(/** @type {MouseEvent} */ event) {
 /** @param {string} path */
 function navigate(path) {
   history.pushState(null, '', path)
-  dispatchEvent(new PopStateEvent('popstate'))
+  void render(true)
 }
 
 /**
- * @param {User} me
- * @param {boolean} [focus]
+ * Shows the page for the current address; `focus` moves the keyboard focus to it, as a page load would.
+ * @param {boolean} focus
  */
-async function render(me, focus = true) {
+async function render(focus) {
   const count = ++renderCount
   setMenu(false)
   const path = location.pathname

@@ -46,7 +46,8 @@ export function pagedTable(spec) {
     message.hidden = rows.length !== 0
     replace(message, spec.empty)
     replace(body, rows.map((row) => h('tr', { dataset: { id: String(row.id ?? '') } },
-      spec.columns.map((c) => h('td', { class: c.class, dataset: { label: c.label } }, c.cell(row))))))
+      // One element per cell, so on narrow screens the label and the whole value sit side by side.
+      spec.columns.map((c) => h('td', { class: c.class, dataset: { label: c.label } }, h('div', null, c.cell(row)))))))
     const pages = Math.max(1, Math.ceil(result.count / pageSize))
     pager.hidden = pages <= 1
     previous.toggleAttribute('disabled', !result.previous)
