@@ -13,6 +13,8 @@ import { principalOf } from './access.ts'
 import { parseInput } from './validation.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
+/** Where a person in a browser lands after logging in without a `next`: the web interface. */
+export const BROWSER_NEXT = '/ui/'
 const MAX_NEXT = 2048
 
 const field = (name: string) => z.string({ error: (issue) => issue.input === undefined ? 'This field is required.' : `${name} must be a string.` })
@@ -54,7 +56,7 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     }
 
     const { csrfToken, expiresAt, now } = await startSession(app, request, reply, user)
-    const target = next ?? DEFAULT_NEXT
+    const target = next ?? (wantsHtml(request) ? BROWSER_NEXT : DEFAULT_NEXT)
     if (jsonClient) return { username: user.username, csrf_token: csrfToken, next: target, ...sessionTimes(expiresAt, now) }
     return reply.redirect(target, 302)
   })
@@ -67,7 +69,8 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     return reply.code(204).send()
   })
 
-  api.get('/api/gateway/v1/session/', async (request) => {
+  // Open, so that "no session" (none, ended or expired) is a 404 rather than a demand for credentials.
+  api.get('/api/gateway/v1/session/', { config: { access: 'open' } }, async (request) => {
     const session = await currentSession(app, request)
     return sessionTimes(session.expiresAt)
   })
@@ -104,9 +107,9 @@ export function sessionTimes(expiresAt: number, now = Date.now()) {
 }
 
 async function currentSession(app: App, request: FastifyRequest) {
-  const { sessionId } = principalOf(request)
+  const sessionId = request.gatehouse.principal?.sessionId
   const session = sessionId ? await app.sessions.get(sessionId) : undefined
-  if (!session) throw new NotFound('This request was not authenticated by a session.', 'no_session')
+  if (!session) throw new NotFound('This request has no session (none was sent, or it has ended).', 'no_session')
   return session
 }
 

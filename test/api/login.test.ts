@@ -44,6 +44,17 @@ describe('login, logout and session endpoints', () => {
     assert.deepEqual(await json(response), { csrf_token: token, login_url: LOGIN, next: '/api/controller/v2/' })
   })
 
+  it('sends a person in a browser to the web interface when the form names no next page', async () => {
+    const token = await csrfToken(gw)
+    const response = await gw.fetch(LOGIN, {
+      method: 'POST',
+      headers: { accept: 'text/html,application/xhtml+xml', 'content-type': 'application/x-www-form-urlencoded', cookie: `csrftoken=${token}` },
+      body: `username=alice&password=alice-password&csrfmiddlewaretoken=${token}`,
+    })
+    assert.equal(response.status, 302)
+    assert.equal(response.headers.get('location'), '/ui/')
+  })
+
   it('logs in with the form, redirects, records the login and rotates the CSRF token', async () => {
     const token = await csrfToken(gw)
     const response = await gw.fetch(LOGIN, {
@@ -175,7 +186,9 @@ describe('login, logout and session endpoints', () => {
     const byBasic = await gw.fetch('/api/gateway/v1/session/', { headers: adminAuth })
     assert.equal(byBasic.status, 404)
     assert.equal((await json(byBasic)).code, 'no_session')
-    assert.equal((await gw.fetch('/api/gateway/v1/session/')).status, 401)
+    const anonymous = await gw.fetch('/api/gateway/v1/session/')
+    assert.equal(anonymous.status, 404)
+    assert.equal((await json(anonymous)).code, 'no_session')
   })
 
   it('extends the session by session_cookie_age from now', async (t) => {
@@ -205,10 +218,13 @@ describe('login, logout and session endpoints', () => {
     const cleared = setCookie(response, 'gateway_sessionid')!
     assert.equal(cleared.value, '')
     assert.match(cleared.attributes, /Max-Age=0/)
-    for (const path of ['/api/gateway/v1/me/', '/api/controller/v2/hosts/', '/api/gateway/v1/session/']) {
+    for (const path of ['/api/gateway/v1/me/', '/api/controller/v2/hosts/']) {
       const after = await gw.fetch(path, { headers: { cookie: session.cookie } })
       assert.equal(after.status, 401, path)
     }
+    const ended = await gw.fetch('/api/gateway/v1/session/', { headers: { cookie: session.cookie } })
+    assert.equal(ended.status, 404)
+    assert.equal((await json(ended)).code, 'no_session')
   })
 
   it('sends a browser back to the login page after logout', async () => {

@@ -27,7 +27,9 @@ export function startSessionClock(places) {
       endsAt = Date.now() + Number(session.expires_in_seconds) * 1000
       ended = false
     } catch (error) {
-      if (/** @type {any} */ (error).status === 401) ended = true
+      // 404: the session is gone (ended or expired); 401: the API refused this browser's credentials.
+      const status = /** @type {any} */ (error).status
+      if (status === 401 || status === 404) ended = true
     }
     tick()
   }
