@@ -4,16 +4,22 @@ import { z } from 'zod'
  * Settings an administrator changes at run time (GET/PATCH /api/gateway/v1/settings/), stored in the database
  * and applied by every gateway process without a restart. Names follow the automation platform's gateway.
  */
+const onOff = () => z.boolean({ error: 'Must be true or false.' })
+const seconds = (min: number, max: number) => z.number({ error: 'Must be a whole number of seconds.' })
+  .int('Must be a whole number of seconds.')
+  .min(min, `Must be at least ${min} seconds.`)
+  .max(max, `Must be at most ${max} seconds.`)
+
 export const settingsSchema = z.object({
-  gateway_basic_auth_enabled: z.boolean().default(true)
+  gateway_basic_auth_enabled: onOff().default(true)
     .describe('Gateway basic auth enabled: accept HTTP basic credentials. Off: basic credentials get 401.'),
-  session_cookie_age: z.number().int().min(60).max(30 * 24 * 3600).default(900)
+  session_cookie_age: seconds(60, 30 * 24 * 3600).default(900)
     .describe('Session cookie age: seconds a login session lasts (minimum 60).'),
-  sessions_per_user_limit: z.number().int().min(0).max(10_000).default(0)
+  sessions_per_user_limit: z.number({ error: 'Must be a whole number.' }).int('Must be a whole number.').min(0, 'Must be 0 (no limit) or more.').max(10_000, 'Must be at most 10000.').default(0)
     .describe('Most login sessions one user may have at once; a new login ends the oldest beyond it (0 = no limit).'),
-  allow_external_users_to_create_oauth2_tokens: z.boolean().default(false)
+  allow_external_users_to_create_oauth2_tokens: onOff().default(false)
     .describe('Allow external users (LDAP, single sign-on) to create OAuth2 tokens.'),
-  oauth2_access_token_expire_seconds: z.number().int().min(60).max(10 * 365 * 24 * 3600).default(31536000)
+  oauth2_access_token_expire_seconds: seconds(60, 10 * 365 * 24 * 3600).default(31536000)
     .describe('Default and maximum lifetime of a personal OAuth2 token, in seconds (default: one year).'),
 }).strict()
 
