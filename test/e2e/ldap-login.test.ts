@@ -3,9 +3,8 @@ import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
+import { login, withCsrf } from '../helpers/session.ts'
 
-// The login form and the OIDC password grant check passwords through the same `accounts.checkPassword`
-// that is exercised here; their LDAP flows get end-to-end tests of their own alongside those features.
 
 const jsonHeaders = { ...adminAuth, 'content-type': 'application/json' }
 
@@ -44,6 +43,38 @@ describe('LDAP accounts through the gateway', () => {
     assert.equal(alice.is_system_auditor, false)
     assert.deepEqual(alice.groups, ['developers'])
     assert.equal((await gw.store.users.findByUsername('alice'))!.passwordHash, null, 'no local password is kept')
+  })
+
+  it('logs a directory user in with the login form, and the session works on services', async () => {
+    const session = await login(gw, 'carol', PASSWORDS.carol!)
+    const response = await gw.fetch('/api/controller/v2/hosts/', { headers: { cookie: session.cookie } })
+    assert.equal(response.status, 200)
+    const seen = await json(response)
+    assert.equal(seen.identity.username, 'carol')
+    assert.equal(seen.identity.auth_method, 'session')
+    assert.equal((await gw.store.users.findByUsername('carol'))!.source, 'ldap')
+    const token = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: withCsrf(session) })
+    assert.equal(token.status, 403, 'an external account, while the setting is off')
+    assert.equal((await json(token)).code, 'external_users_cannot_create_tokens')
+  })
+
+  it('gives a directory user tokens through the OIDC password grant, as the first document does', async () => {
+    const response = await gw.fetch('/realms/platform/protocol/openid-connect/token', {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'carol', password: PASSWORDS.carol! }),
+    })
+    assert.equal(response.status, 200)
+    const tokens = await json(response)
+    assert.equal(decodeJwt(tokens.access_token).preferred_username, 'carol')
+    const call = await gw.fetch('/demo-app/pipelines/p/trials', { method: 'POST', headers: { authorization: `Bearer ${tokens.access_token}`, 'content-type': 'application/json' }, body: '{}' })
+    assert.equal(call.status, 200)
+    assert.equal((await json(call)).identity.auth_method, 'oidc')
+    const wrong = await gw.fetch('/realms/platform/protocol/openid-connect/token', {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'carol', password: 'not-her-password' }),
+    })
+    assert.equal(wrong.status, 400)
+    assert.deepEqual(await json(wrong), { error: 'invalid_grant', error_description: 'Invalid user credentials' })
   })
 
   it('maps groups to superuser, auditor and named groups, and passes them to services', async () => {
