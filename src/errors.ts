@@ -1,4 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 
 /**
  * Every error Gatehouse answers with, and the one place that turns them into responses.
@@ -173,4 +175,21 @@ function errorPage(error: GatehouseError): string {
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
+}
+
+/**
+ * Requests Node's HTTP parser refuses before any route sees them (headers or cookies too large, malformed
+ * request lines, slow clients) get the same JSON shape as every other error.
+ */
+export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, body] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, errorBody(new GatehouseError(408, 'request_timeout', 'The request took too long to arrive.'))]
+      : error.code === 'HPE_HEADER_OVERFLOW' ? [431, errorBody(new GatehouseError(431, 'headers_too_large', 'The request headers (cookies included) are too large.'))]
+        : [400, errorBody(new BadRequest('The request is not valid HTTP.'))]
+  const json = JSON.stringify(body)
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
+  }
+  socket.destroy()
 }

@@ -12,7 +12,7 @@ import { settingsRoutes } from './api/settings.ts'
 import { ssoRoutes } from './api/sso.ts'
 import { tokenRoutes } from './api/tokens.ts'
 import { userRoutes } from './api/users.ts'
-import { NotFound, sendError } from './errors.ts'
+import { answerClientError, NotFound, sendError } from './errors.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
@@ -39,6 +39,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
+    clientErrorHandler: answerClientError,
   })
 
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.

@@ -46,6 +46,7 @@ describe('session authorization', () => {
   it('answers a cookie header too large to read with 431 and no session', async () => {
     const response = await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: `gateway_sessionid=${'x'.repeat(20_000)}` } })
     assert.equal(response.status, 431)
+    assert.equal((await json(response)).code, 'headers_too_large')
   })
 
   it('lets a session read without a CSRF token but not write', async () => {
