@@ -1,27 +1,17 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
-import { openStore, type Store } from '../../src/store/store.ts'
-import { tempDir } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import type { Store } from '../../src/store/store.ts'
+import { storeBackends } from '../helpers/backends.ts'
 
 /** The OpenID Connect provider's records and its adapter, on both backends. */
-for (const backend of ['sqlite', 'postgres'] as const) {
-  describe(`OIDC records on ${backend}`, () => {
+for (const backend of storeBackends) {
+  describe(`OIDC records on ${backend.name}`, () => {
     let store: Store
     let cleanup: () => Promise<void>
 
     before(async () => {
-      if (backend === 'sqlite') {
-        const dir = tempDir()
-        store = await openStore({ dataDir: dir })
-        cleanup = async () => rmSync(dir, { recursive: true, force: true })
-      } else {
-        const database = await createTestDatabase()
-        store = await openStore({ url: database.url, dataDir: '' })
-        cleanup = database.drop
-      }
+      ;({ store, cleanup } = await backend.open())
     })
     after(async () => {
       await store.close()

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { openStore, type Store } from '../../src/store/store.ts'
-import { tempDir } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import type { Store } from '../../src/store/store.ts'
+import { storeBackends } from '../helpers/backends.ts'
 
 /** The session repository behaves the same on both backends. */
-for (const backend of ['sqlite', 'postgres'] as const) {
-  describe(`session store on ${backend}`, () => {
+for (const backend of storeBackends) {
+  describe(`session store on ${backend.name}`, () => {
     let store: Store
     let cleanup: () => Promise<void>
     let alice: number
@@ -15,18 +13,10 @@ for (const backend of ['sqlite', 'postgres'] as const) {
     const T = 1_700_000_000_000
     let n = 0
     const session = (userId: number, created: number, expiresAt: number) =>
-      store.sessions.create({ keyHash: `hash-${backend}-${++n}-`.padEnd(64, 'x'), userId, created, expiresAt, ip: '127.0.0.1', userAgent: 'test' })
+      store.sessions.create({ keyHash: `hash-${backend.name}-${++n}-`.padEnd(64, 'x'), userId, created, expiresAt, ip: '127.0.0.1', userAgent: 'test' })
 
     before(async () => {
-      if (backend === 'sqlite') {
-        const dir = tempDir()
-        store = await openStore({ dataDir: dir })
-        cleanup = async () => rmSync(dir, { recursive: true, force: true })
-      } else {
-        const db = await createTestDatabase()
-        store = await openStore({ url: db.url, dataDir: '' })
-        cleanup = db.drop
-      }
+      ;({ store, cleanup } = await backend.open())
       alice = (await store.users.create({ username: 'alice' })).id
       bob = (await store.users.create({ username: 'bob' })).id
     })

@@ -1,34 +1,13 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { isUniqueViolation } from '../../src/store/database.ts'
-import { openStore, type Store } from '../../src/store/store.ts'
-import { tempDir } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import type { Store } from '../../src/store/store.ts'
+import { storeBackends } from '../helpers/backends.ts'
 
 /** The single sign-on repository's conformance cases, run on both backends. */
-const backends: { name: string; open: () => Promise<{ store: Store; cleanup: () => Promise<void> }> }[] = [
-  {
-    name: 'SQLite',
-    async open() {
-      const dir = tempDir()
-      const store = await openStore({ dataDir: dir })
-      return { store, cleanup: async () => rmSync(dir, { recursive: true, force: true }) }
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    async open() {
-      const database = await createTestDatabase()
-      const store = await openStore({ url: database.url, dataDir: 'unused' })
-      return { store, cleanup: database.drop }
-    },
-  },
-]
-
 const ISSUER = 'https://id.example.com/realms/corp'
 
-for (const backend of backends) {
+for (const backend of storeBackends) {
   describe(`single sign-on repository on ${backend.name}`, () => {
     let store: Store
     let cleanup: () => Promise<void>

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { openStore, type Store } from '../../src/store/store.ts'
+import type { Store } from '../../src/store/store.ts'
 import { EventBus } from '../../src/store/event-bus.ts'
-import { tempDir } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
 
 /** One conformance suite, run on every backend: what passes here behaves the same on SQLite and PostgreSQL. */
-export function storeConformance(backend: string, open: () => Promise<{ store: Store; reopen: () => Promise<Store>; cleanup: () => Promise<void> }>): void {
+function storeConformance(backend: string, open: () => Promise<OpenedStore>): void {
   describe(`store on ${backend}`, () => {
     let store: Store
     let reopen: () => Promise<Store>
@@ -125,20 +123,4 @@ export function storeConformance(backend: string, open: () => Promise<{ store: S
   })
 }
 
-storeConformance('SQLite', async () => {
-  const dir = tempDir()
-  return {
-    store: await openStore({ dataDir: dir }),
-    reopen: () => openStore({ dataDir: dir }),
-    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
-  }
-})
-
-storeConformance('PostgreSQL', async () => {
-  const database = await createTestDatabase()
-  return {
-    store: await openStore({ url: database.url, dataDir: '' }),
-    reopen: () => openStore({ url: database.url, dataDir: '' }),
-    cleanup: database.drop,
-  }
-})
+for (const backend of storeBackends) storeConformance(backend.name, backend.open)

@@ -1,30 +1,15 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { openStore, type Store } from '../../src/store/store.ts'
-import { tempDir } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import type { Store } from '../../src/store/store.ts'
+import { storeBackends } from '../helpers/backends.ts'
 
 /** What a directory adds to an account (migration 004_ldap), on both backends. */
-const backends: [string, () => Promise<{ store: Store; cleanup: () => Promise<void> }>][] = [
-  ['SQLite', async () => {
-    const dataDir = tempDir()
-    const store = await openStore({ dataDir })
-    return { store, cleanup: async () => rmSync(dataDir, { recursive: true, force: true }) }
-  }],
-  ['PostgreSQL', async () => {
-    const database = await createTestDatabase()
-    const store = await openStore({ url: database.url, dataDir: '' })
-    return { store, cleanup: database.drop }
-  }],
-]
-
-for (const [name, open] of backends) {
-  describe(`directory accounts on ${name}`, () => {
+for (const backend of storeBackends) {
+  describe(`directory accounts on ${backend.name}`, () => {
     let store: Store
     let cleanup: () => Promise<void>
     before(async () => {
-      ;({ store, cleanup } = await open())
+      ;({ store, cleanup } = await backend.open())
     })
     after(async () => {
       await store?.close()

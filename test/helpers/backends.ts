@@ -1,0 +1,37 @@
+import { rmSync } from 'node:fs'
+import { openStore, type Store } from '../../src/store/store.ts'
+import { tempDir } from './gateway.ts'
+import { createTestDatabase } from './postgres.ts'
+
+export interface OpenedStore {
+  store: Store
+  /** A second, independent connection to the same database. */
+  reopen: () => Promise<Store>
+  cleanup: () => Promise<void>
+}
+
+/** Both storage backends, each on a fresh database: every store test runs on each of them. */
+export const storeBackends: { name: string; open: () => Promise<OpenedStore> }[] = [
+  {
+    name: 'SQLite',
+    async open() {
+      const dir = tempDir()
+      return {
+        store: await openStore({ dataDir: dir }),
+        reopen: () => openStore({ dataDir: dir }),
+        cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+      }
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    async open() {
+      const database = await createTestDatabase()
+      return {
+        store: await openStore({ url: database.url, dataDir: '' }),
+        reopen: () => openStore({ url: database.url, dataDir: '' }),
+        cleanup: database.drop,
+      }
+    },
+  },
+]
