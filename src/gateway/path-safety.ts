@@ -10,7 +10,7 @@ const UNSAFE = /%(2f|5c|00)|\\|(^|\/)(\.|%2e){1,2}(\/|$)/i
  */
 export function assertSafePath(path: string): void {
   if (!path.startsWith('/') || UNSAFE.test(path)) {
-    throw new BadRequest('The request path contains dot segments or encoded separators.', 'unsafe_path')
+    throw new BadRequest('The request target must be a plain path (starting with "/", without dot segments or encoded separators).', 'unsafe_path')
   }
 }
 
