@@ -11,6 +11,7 @@ import { sessionRoutes } from './api/sessions.ts'
 import { settingsRoutes } from './api/settings.ts'
 import { ssoRoutes } from './api/sso.ts'
 import { tokenRoutes } from './api/tokens.ts'
+import { meRoutes } from './api/me.ts'
 import { userRoutes } from './api/users.ts'
 import { answerClientError, NotFound, sendError } from './errors.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
@@ -73,6 +74,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     api.addHook('preHandler', apiAccessCheck(app))
     discoveryRoutes(api, app)
     userRoutes(api, app)
+    meRoutes(api, app)
     settingsRoutes(api, app)
     loginRoutes(api, app)
     sessionRoutes(api, app)

@@ -60,13 +60,8 @@ export function userIdParam(request: FastifyRequest): number {
   return Number(raw)
 }
 
-/** /users/ and /me/: everyone signed in may read; only superusers write. */
+/** /users/: everyone signed in may read; only superusers write. */
 export function userRoutes(api: FastifyInstance, app: App): void {
-  api.get('/api/gateway/v1/me/', async (request) => {
-    const { user } = principalOf(request)
-    return { count: 1, next: null, previous: null, results: [serializeUser(user)] }
-  })
-
   api.get('/api/gateway/v1/users/', async (request) => {
     const page = readPage(request)
     const query = request.query as Record<string, unknown>

@@ -187,6 +187,32 @@ describe('the web interface in Chromium', () => {
     assert.deepEqual(failedResponses, ['400 PATCH /api/gateway/v1/settings/', '400 PATCH /api/gateway/v1/settings/'])
   }))
 
+  it('lets a user change their details and password on the profile, staying signed in', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
+    await gw.app.accounts.create({ username: 'dora', password: 'dora-password' })
+    await logIn(page, gw.url, 'dora', 'dora-password', '/ui/')
+    await page.getByLabel('First name').fill('Dora')
+    await page.getByLabel('Email').fill('dora@example.com')
+    await page.getByRole('button', { name: 'Save details' }).click()
+    await page.locator('#profile', { hasText: 'dora@example.com' }).waitFor()
+
+    await page.getByLabel('Current password').fill('not-it')
+    await page.getByLabel('New password').fill('dora-new-password')
+    await page.getByRole('button', { name: 'Change password' }).click()
+    await page.locator('[data-field="current_password"] .field-error').waitFor()
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dora', 'dora-password') } })).status, 200, 'nothing changed')
+
+    await page.getByLabel('Current password').fill('dora-password')
+    await page.getByRole('button', { name: 'Change password' }).click()
+    await page.getByText('Password changed.').waitFor()
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dora', 'dora-new-password') } })).status, 200)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dora', 'dora-password') } })).status, 401)
+    await page.getByRole('link', { name: 'Tokens' }).first().click()
+    await page.getByRole('heading', { name: 'My tokens' }).first().waitFor()
+    await screenshot(page, 'password-changed')
+    assert.deepEqual(problems, [])
+    assert.deepEqual(failedResponses, ['400 POST /api/gateway/v1/me/password/'])
+  }))
+
   it('keeps administration from a user who is not a superuser', () => inBrowser('phone', async ({ page, problems, failedResponses }) => {
     await logIn(page, gw.url, 'carol', 'carol-password')
     await page.getByRole('button', { name: 'Menu' }).click()

@@ -169,6 +169,25 @@ export async function whileBusy(button, action) {
 }
 
 /**
+ * Runs `action` with the form's data when it is submitted: the submit button is busy meanwhile, and whatever the
+ * server says is wrong is shown next to its fields.
+ * @param {HTMLFormElement} form
+ * @param {(data: FormData) => Promise<unknown>} action
+ */
+export function onSubmit(form, action) {
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault()
+    clearErrors(form)
+    const button = /** @type {HTMLButtonElement | null} */ (form.querySelector('button[type=submit]'))
+    try {
+      await whileBusy(button, () => action(new FormData(form)))
+    } catch (error) {
+      showErrors(form, error)
+    }
+  })
+}
+
+/**
  * Asks before something that cannot be undone, in a modal dialog. Resolves to whether the person agreed.
  * @param {string} message
  * @param {string} confirmLabel

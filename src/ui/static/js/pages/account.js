@@ -1,5 +1,5 @@
 import { api } from '../api.js'
-import { h, time } from '../dom.js'
+import { field, h, onSubmit, time, toast } from '../dom.js'
 
 export const SOURCE_NAMES = { local: 'Local account', ldap: 'LDAP directory', sso: 'Single sign-on' }
 
@@ -20,11 +20,46 @@ export async function profilePage(context) {
       fact('Member since', time(me.created)),
       fact('Last login', time(me.last_login, 'never'))),
     me.source === 'local'
-      ? h('p', { class: 'muted' }, 'Your name, email and password are changed by an administrator.')
+      ? h('div', { class: 'stack' }, detailsForm(context, me), passwordForm())
       : h('p', { class: 'muted' }, `Your name, email and password come from your ${sourceName(me.source).toLowerCase()} and are changed there.`),
     h('div', { class: 'cards' },
       h('a', { class: 'card', href: '/ui/tokens' }, h('strong', null, 'Tokens'), h('span', null, 'Create and revoke personal API tokens.')),
       h('a', { class: 'card', href: '/ui/sessions' }, h('strong', null, 'Sessions'), h('span', null, 'See where you are logged in; end the other sessions.'))))
+}
+
+/**
+ * Name and email, saved with PATCH me/.
+ * @param {import('../app.js').PageContext} context
+ * @param {any} me
+ */
+function detailsForm(context, me) {
+  const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'form-grid panel', 'aria-labelledby': 'details-heading' },
+    h('h2', { id: 'details-heading' }, 'Your details'),
+    field({ label: 'First name', name: 'first_name', value: me.first_name, autocomplete: 'given-name' }),
+    field({ label: 'Last name', name: 'last_name', value: me.last_name, autocomplete: 'family-name' }),
+    field({ label: 'Email', name: 'email', type: 'email', value: me.email, autocomplete: 'email' }),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Save details'))))
+  onSubmit(form, async (data) => {
+    await api('me/', { method: 'PATCH', body: { first_name: String(data.get('first_name') || ''), last_name: String(data.get('last_name') || ''), email: String(data.get('email') || '').trim() } })
+    toast('Details saved.')
+    context.navigate('/ui/')
+  })
+  return form
+}
+
+/** The password, changed with POST me/password/: the other sessions end, this one goes on. */
+function passwordForm() {
+  const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'form-grid panel', 'aria-labelledby': 'password-heading' },
+    h('h2', { id: 'password-heading' }, 'Change password'),
+    field({ label: 'Current password', name: 'current_password', type: 'password', autocomplete: 'current-password' }),
+    field({ label: 'New password', name: 'new_password', type: 'password', autocomplete: 'new-password', help: 'Your other sessions end, and basic credentials with the old password stop working.' }),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Change password'))))
+  onSubmit(form, async (data) => {
+    await api('me/password/', { method: 'POST', body: { current_password: String(data.get('current_password') || ''), new_password: String(data.get('new_password') || '') } })
+    form.reset()
+    toast('Password changed.')
+  })
+  return form
 }
 
 /** @param {string} source */

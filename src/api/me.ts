@@ -1,0 +1,58 @@
+import type { FastifyInstance } from 'fastify'
+import { z } from 'zod'
+import type { App } from '../app.ts'
+import { InvalidCredentials, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { principalOf } from './access.ts'
+import { startSession } from './login.ts'
+import { serializeUser } from './users.ts'
+import { parseInput } from './validation.ts'
+
+const profileChanges = z.object({
+  email: z.union([z.email('Enter a valid email address.'), z.literal('')]),
+  first_name: z.string().max(150),
+  last_name: z.string().max(150),
+}).partial().strict()
+
+const passwordChange = z.object({
+  current_password: z.string().min(1, 'Enter your current password.'),
+  new_password: z.string().min(1, 'Enter a new password.'),
+}).strict()
+
+/**
+ * The caller's own account: read it, change name and email, change the password. Only local accounts are
+ * changed here; a directory or single sign-on account's details belong to its source.
+ */
+export function meRoutes(api: FastifyInstance, app: App): void {
+  api.get('/api/gateway/v1/me/', async (request) => {
+    const { user } = principalOf(request)
+    return { count: 1, next: null, previous: null, results: [serializeUser(user)] }
+  })
+
+  api.patch('/api/gateway/v1/me/', async (request) => {
+    const { user } = principalOf(request)
+    const input = parseInput(profileChanges, request.body)
+    if (user.source !== 'local') throw new PermissionDenied(`Your details come from your ${user.source} account and are changed there.`, 'managed_by_source')
+    const updated = await app.accounts.update(user.id, { email: input.email, firstName: input.first_name, lastName: input.last_name })
+    return serializeUser(updated)
+  })
+
+  // The current password is asked for whatever the credential, so a stolen session or token cannot lock
+  // the owner out. Every session of the account ends; a browser changing it gets a fresh session at once.
+  api.post('/api/gateway/v1/me/password/', async (request, reply) => {
+    const principal = principalOf(request)
+    const input = parseInput(passwordChange, request.body)
+    if (principal.user.source !== 'local') throw new PermissionDenied(`Your password belongs to your ${principal.user.source} account and is changed there.`, 'managed_by_source')
+    try {
+      await app.accounts.checkPassword(principal.user.username, input.current_password)
+    } catch (error) {
+      if (error instanceof InvalidCredentials && error.code === 'invalid_credentials') {
+        throw new ValidationFailed({ current_password: ['This is not your current password.'] })
+      }
+      throw error
+    }
+    if (input.new_password === input.current_password) throw new ValidationFailed({ new_password: ['Choose a password different from the current one.'] })
+    const user = await app.accounts.update(principal.user.id, { password: input.new_password })
+    if (principal.method === 'session') await startSession(app, request, reply, user)
+    return reply.code(204).send()
+  })
+}

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { login, setCookie, withCsrf } from '../helpers/session.ts'
+
+describe('the caller\'s own account at me/', () => {
+  let gw: TestGateway
+  const send = (method: string, path: string, body: unknown, headers: Record<string, string>) =>
+    gw.fetch(path, { method, headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+
+  before(async () => {
+    gw = await startGateway()
+    await gw.app.accounts.create({ username: 'erin', password: 'erin-password', email: 'erin@example.com' })
+    await gw.app.accounts.create({ username: 'dir-user', source: 'ldap', external: true })
+  })
+  after(() => gw.close())
+
+  it('lets a user change their own name and email, and nothing else', async () => {
+    const auth = { authorization: basic('erin', 'erin-password') }
+    const changed = await send('PATCH', '/api/gateway/v1/me/', { first_name: 'Erin', last_name: 'Example', email: 'erin@new.example' }, auth)
+    assert.equal(changed.status, 200)
+    const body = await json(changed)
+    assert.deepEqual([body.first_name, body.last_name, body.email], ['Erin', 'Example', 'erin@new.example'])
+    for (const [bad, field] of [[{ is_superuser: true }, 'is_superuser'], [{ username: 'root' }, 'username'], [{ email: 'nope' }, 'email']] as const) {
+      const refused = await send('PATCH', '/api/gateway/v1/me/', bad, auth)
+      assert.equal(refused.status, 400)
+      assert.ok(field in (await json(refused)).errors, field)
+    }
+    const erin = (await gw.store.users.findByUsername('erin'))!
+    assert.equal(erin.isSuperuser, false)
+    assert.equal(erin.email, 'erin@new.example')
+  })
+
+  it('leaves the details of directory and SSO accounts to their source', async () => {
+    const dirUser = (await gw.store.users.findByUsername('dir-user'))!
+    const { value } = await gw.app.tokens.issue(dirUser, { scope: 'write' })
+    const refused = await send('PATCH', '/api/gateway/v1/me/', { first_name: 'X' }, { authorization: `Bearer ${value}` })
+    assert.equal(refused.status, 403)
+    assert.equal((await json(refused)).code, 'managed_by_source')
+  })
+
+  it('changes the password only with the current one, and refuses the old one afterwards', async () => {
+    const auth = { authorization: basic('erin', 'erin-password') }
+    const wrong = await send('POST', '/api/gateway/v1/me/password/', { current_password: 'guess', new_password: 'erin-new-password' }, auth)
+    assert.equal(wrong.status, 400)
+    assert.ok('current_password' in (await json(wrong)).errors)
+    const same = await send('POST', '/api/gateway/v1/me/password/', { current_password: 'erin-password', new_password: 'erin-password' }, auth)
+    assert.equal(same.status, 400)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: auth })).status, 200, 'nothing changed yet')
+
+    const changed = await send('POST', '/api/gateway/v1/me/password/', { current_password: 'erin-password', new_password: 'erin-new-password' }, auth)
+    assert.equal(changed.status, 204)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: auth })).status, 401)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('erin', 'erin-new-password') } })).status, 200)
+  })
+
+  it('keeps the browser that changed the password signed in with a fresh session, and ends the others', async () => {
+    const here = await login(gw, 'erin', 'erin-new-password')
+    const elsewhere = await login(gw, 'erin', 'erin-new-password')
+    const changed = await gw.fetch('/api/gateway/v1/me/password/', {
+      method: 'POST',
+      headers: { ...withCsrf(here), 'content-type': 'application/json' },
+      body: JSON.stringify({ current_password: 'erin-new-password', new_password: 'erin-third-password' }),
+    })
+    assert.equal(changed.status, 204)
+    const fresh = setCookie(changed, 'gateway_sessionid')!.value
+    assert.ok(fresh && fresh !== here.sessionId)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: `gateway_sessionid=${fresh}` } })).status, 200)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: here.cookie } })).status, 401)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: elsewhere.cookie } })).status, 401)
+  })
+})
