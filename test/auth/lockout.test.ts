@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { adminAuth, basic, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 import { csrfToken, LOGIN } from '../helpers/session.ts'
 
 const ME = '/api/gateway/v1/me/'
@@ -235,6 +236,29 @@ describe('lockout settings', () => {
     const settings = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
     assert.equal(settings.session_cookie_age, 900)
     assert.equal(settings.login_failures_before_lockout, 10)
+  })
+
+  it('changes one lockout setting without resetting the other, or any other setting', async () => {
+    await json(await patch({ login_lockout_seconds: 120, session_cookie_age: 1200 }))
+    const saved = await json(await patch({ login_failures_before_lockout: 4 }))
+    assert.equal(saved.login_failures_before_lockout, 4)
+    assert.equal(saved.login_lockout_seconds, 120)
+    assert.equal(saved.session_cookie_age, 1200)
+    await json(await patch({ login_failures_before_lockout: 10, login_lockout_seconds: 60, session_cookie_age: 900 }))
+  })
+
+  it('saves every setting at once with PUT, on PostgreSQL too', async () => {
+    const database = await createTestDatabase()
+    const pg = await startGateway({ databaseUrl: database.url })
+    try {
+      const all = await json(await pg.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+      const response = await pg.fetch('/api/gateway/v1/settings/', { method: 'PUT', headers: jsonHeaders, body: JSON.stringify({ ...all, login_failures_before_lockout: 7 }) })
+      assert.equal(response.status, 200)
+      assert.equal((await json(response)).login_failures_before_lockout, 7)
+    } finally {
+      await pg.close()
+      await database.drop()
+    }
   })
 
   it('saves valid values, and applies them to the next password check', async () => {
