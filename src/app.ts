@@ -1,6 +1,7 @@
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
+import { Lockout } from './auth/lockout.ts'
 import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
@@ -53,7 +54,11 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const bus = new EventBus(store)
   const settings = new RuntimeSettings(store, bus)
   await settings.reload()
-  const accounts = new Accounts(store, bus, [new LocalPasswords(store)])
+  const lockout = new Lockout(store, () => ({
+    failuresBeforeLockout: settings.current.login_failures_before_lockout,
+    lockoutSeconds: settings.current.login_lockout_seconds,
+  }))
+  const accounts = new Accounts(store, bus, [new LocalPasswords(store)], lockout)
   if (config.ldap) {
     const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts)
     const order = config.auth.password_sources

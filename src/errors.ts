@@ -56,6 +56,15 @@ export class InvalidCredentials extends NotAuthenticated {
   }
 }
 
+/** 401: too many failed password checks for this username; checks are refused unseen until the lock ends (src/auth/lockout.ts). */
+export class AccountLocked extends InvalidCredentials {
+  constructor(retryAfterSeconds: number) {
+    const wait = retryAfterSeconds === 1 ? '1 second' : `${retryAfterSeconds} seconds`
+    super(`Too many failed logins for this username. Try again later (in ${wait}).`, 'account_locked')
+    this.headers['retry-after'] = String(retryAfterSeconds)
+  }
+}
+
 export class PermissionDenied extends GatehouseError {
   constructor(message = 'You do not have permission to perform this action.', code = 'permission_denied') {
     super(403, code, message)

@@ -60,6 +60,16 @@ export function usersCommand(): Command {
       })
     }))
 
+  users.addCommand(addStorageOptions(new Command('unlock')
+    .description('clear the failed logins of a username, ending its lockout (known account or not)')
+    .argument('<name>', 'username'))
+    .action(async (name: string, options: StorageOptions) => {
+      await withApp(options, async (app) => {
+        const cleared = await app.accounts.lockout.clear(name)
+        process.stdout.write(cleared ? `unlocked ${name}\n` : `${name} had no failed logins\n`)
+      })
+    }))
+
   return users
 }
 

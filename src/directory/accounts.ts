@@ -1,4 +1,5 @@
 import { NOT_MINE } from '../auth/authenticator.ts'
+import type { Lockout } from '../auth/lockout.ts'
 import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
 import { Conflict, InvalidCredentials, NotFound, ValidationFailed } from '../errors.ts'
 import { isUniqueViolation } from '../store/database.ts'
@@ -37,11 +38,14 @@ export class Accounts {
   readonly #sources: PasswordSource[]
   readonly #changeListeners: ChangeListener[] = []
   readonly #forgetListeners: ((userId: number) => void)[] = []
+  /** Brute-force protection around every password check. */
+  readonly lockout: Lockout
 
-  constructor(store: Store, bus: EventBus, sources: PasswordSource[]) {
+  constructor(store: Store, bus: EventBus, sources: PasswordSource[], lockout: Lockout) {
     this.#store = store
     this.#bus = bus
     this.#sources = sources
+    this.lockout = lockout
     bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
   }
 
@@ -78,12 +82,20 @@ export class Accounts {
   }
 
   /**
-   * Checks a username and password against each password source in order. Whatever goes wrong, the caller
-   * learns only "invalid credentials" after about the same time; a disabled account is named only once the
-   * password was right.
+   * Checks a username and password against each password source in order, under the brute-force lockout
+   * (src/auth/lockout.ts). Whatever goes wrong, the caller learns only "invalid credentials" after about the
+   * same time; a disabled account is named only once the password was right, a locked username before any check.
    */
   async checkPassword(username: string, password: string): Promise<User> {
-    if (!password || password.length > MAX_PASSWORD_LENGTH || !USERNAME_PATTERN.test(username)) {
+    if (!USERNAME_PATTERN.test(username)) {
+      await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
+      throw new InvalidCredentials()
+    }
+    return this.lockout.guard(username, () => this.#verifyPassword(username, password))
+  }
+
+  async #verifyPassword(username: string, password: string): Promise<User> {
+    if (!password || password.length > MAX_PASSWORD_LENGTH) {
       await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
       throw new InvalidCredentials()
     }
@@ -128,6 +140,8 @@ export class Accounts {
       throw error
     }
     if (!after) throw new NotFound('No such user.')
+    // A new password, or an account enabled again, is an administrator's answer to a lock: it ends it.
+    if (passwordHash || (!before.isActive && after.isActive)) await this.lockout.clear(after.username)
     await this.#runChangeListeners(after, {
       passwordChanged: passwordHash !== undefined,
       deactivated: before.isActive && !after.isActive,

@@ -38,7 +38,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     accountId = String(user.id)
   } catch (error) {
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
-    const message = error.code === 'account_disabled' ? 'Your account is disabled.' : 'Invalid username or password.'
+    const message = error.code === 'account_disabled' ? 'Your account is disabled.'
+      : error.code === 'account_locked' ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
   const returnTo = await provider.interactionResult(request.raw, reply.raw, { login: { accountId } }, { mergeWithLastSubmission: false })

@@ -21,6 +21,10 @@ export const settingsSchema = z.object({
     .describe('Allow external users (LDAP, single sign-on) to create OAuth2 tokens.'),
   oauth2_access_token_expire_seconds: seconds(60, 10 * 365 * 24 * 3600).default(31536000)
     .describe('Default and maximum lifetime of a personal OAuth2 token, in seconds (default: one year).'),
+  login_failures_before_lockout: z.number({ error: 'Must be a whole number.' }).int('Must be a whole number.').min(0, 'Must be 0 (no lockout) or more.').max(1000, 'Must be at most 1000.').default(10)
+    .describe('Failed password checks in a row for one username before further checks are refused for a while (0 = no lockout).'),
+  login_lockout_seconds: z.number({ error: 'Must be a whole number of seconds.' }).int('Must be a whole number of seconds.').min(1, 'Must be at least 1 second.').max(24 * 3600, 'Must be at most 86400 seconds (one day).').default(60)
+    .describe('Seconds a username stays locked after too many failed password checks.'),
 }).strict()
 
 export type Settings = Readonly<z.output<typeof settingsSchema>>

@@ -55,10 +55,12 @@ export class RuntimeSettings {
       }
       throw new ValidationFailed(fields)
     }
-    const changes = Object.fromEntries(Object.entries(result.data).filter(([, v]) => v !== undefined))
+    // Only the settings the request names: zod fills in the defaults of the others, which are not changes.
+    const changes = Object.fromEntries(Object.entries(result.data).filter(([key, v]) => v !== undefined && Object.hasOwn(patch, key)))
     if (Object.keys(changes).length) {
       await this.#store.settings.put(changes)
-      await this.#bus.publish(SETTINGS_TOPIC, Object.keys(changes).join(','))
+      // Every process reloads all settings whatever the key says; it only has to fit the event log's column.
+      await this.#bus.publish(SETTINGS_TOPIC, Object.keys(changes).join(',').slice(0, 200))
     }
     return this.#current
   }

@@ -15,6 +15,7 @@ export interface Tables {
   oidc_records: OidcRecordsTable
   sso_identities: SsoIdentitiesTable
   sso_logins: SsoLoginsTable
+  login_failures: LoginFailuresTable
 }
 
 export interface GatewayProcessesTable {
@@ -114,4 +115,11 @@ export interface SsoLoginsTable {
   next_url: string
   created_at: number
   expires_at: number
+}
+
+export interface LoginFailuresTable {
+  username: string
+  failures: number
+  last_failure_at: number
+  locked_until: number | null
 }

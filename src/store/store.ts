@@ -1,5 +1,6 @@
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
+import { LoginFailureRepository } from './login-failures.ts'
 import { SessionRepository } from './sessions.ts'
 import { OidcRecordRepository } from './oidc.ts'
 import { SettingsRepository } from './settings.ts'
@@ -22,6 +23,7 @@ export interface Store {
   readonly tokens: TokenRepository
   readonly oidc: OidcRecordRepository
   readonly sso: SsoRepository
+  readonly loginFailures: LoginFailureRepository
   close(): Promise<void>
 }
 
@@ -43,6 +45,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     tokens: new TokenRepository(database.db),
     oidc: new OidcRecordRepository(database.db),
     sso: new SsoRepository(database.db),
+    loginFailures: new LoginFailureRepository(database.db),
     close: () => database.close(),
   }
 }

@@ -6,6 +6,7 @@ import { tokens } from './003_tokens.ts'
 import { ldap } from './004_ldap.ts'
 import { oidc } from './005_oidc.ts'
 import { sso } from './006_sso.ts'
+import { loginFailures } from './007_login_failures.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -15,6 +16,7 @@ const migrations: Record<string, GatehouseMigration> = {
   '004_ldap': ldap,
   '005_oidc': oidc,
   '006_sso': sso,
+  '007_login_failures': loginFailures,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {

@@ -29,6 +29,15 @@ const KNOWN = {
     help: 'The default and the longest lifetime of a personal token, in seconds.',
     unit: 'seconds',
   },
+  login_failures_before_lockout: {
+    label: 'Failed logins before lockout',
+    help: 'Wrong passwords in a row for one username before its logins are refused for a while. 0: no lockout.',
+  },
+  login_lockout_seconds: {
+    label: 'Lockout duration',
+    help: 'How long a username stays locked after too many wrong passwords, in seconds.',
+    unit: 'seconds',
+  },
 }
 
 /**

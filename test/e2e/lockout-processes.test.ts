@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
+import { after, before, describe, it } from 'node:test'
+import { ADMIN_PASSWORD, basic, json, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { at, type Target } from '../helpers/session.ts'
+
+const admin = { authorization: basic('admin', ADMIN_PASSWORD) }
+const jsonAdmin = { ...admin, 'content-type': 'application/json' }
+
+describe('login lockout across gateway processes sharing one database', () => {
+  const dir = tempDir()
+  let one: GatewayProcess
+  let two: GatewayProcess
+  let a: Target
+  let b: Target
+  before(async () => {
+    one = await spawnGateway(['--demo', '--data-dir', dir])
+    two = await spawnGateway(['--demo', '--data-dir', dir])
+    a = at(one.url)
+    b = at(two.url)
+    const settings = await a.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: jsonAdmin, body: JSON.stringify({ login_failures_before_lockout: 3 }) })
+    assert.equal(settings.status, 200)
+    for (const username of ['alice', 'bob']) {
+      const created = await a.fetch('/api/gateway/v1/users/', { method: 'POST', headers: jsonAdmin, body: JSON.stringify({ username, password: `${username}-password` }) })
+      assert.equal(created.status, 201)
+    }
+  })
+  after(async () => {
+    await Promise.all([one?.stop(), two?.stop()])
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const code = async (target: Target, username: string, password: string) =>
+    (await json(await target.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(username, password) } }))).code as string | undefined
+
+  it('holds a lock caused on one process on the other, for the right password too, until the CLI clears it', async () => {
+    for (let i = 0; i < 3; i++) assert.equal(await code(a, 'alice', 'wrong'), 'invalid_credentials')
+    assert.equal(await code(b, 'alice', 'alice-password'), 'account_locked')
+    assert.equal(await code(a, 'alice', 'alice-password'), 'account_locked')
+
+    const unlocked = await runCli(['users', 'unlock', 'alice', '--data-dir', dir])
+    assert.equal(unlocked.code, 0, unlocked.stderr)
+    for (const target of [a, b]) assert.equal((await target.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('alice', 'alice-password') } })).status, 200)
+  })
+
+  it('adds up failures made on different processes', async () => {
+    assert.equal(await code(a, 'bob', 'wrong-1'), 'invalid_credentials')
+    assert.equal(await code(b, 'bob', 'wrong-2'), 'invalid_credentials')
+    assert.equal(await code(a, 'bob', 'wrong-3'), 'invalid_credentials')
+    assert.equal(await code(b, 'bob', 'bob-password'), 'account_locked')
+  })
+})

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import type { Store } from '../../src/store/store.ts'
+import { storeBackends } from '../helpers/backends.ts'
+
+/** The failed-login repository's conformance cases, run on both backends. */
+const T = 1_700_000_000_000
+
+for (const backend of storeBackends) {
+  describe(`login failure repository on ${backend.name}`, () => {
+    let store: Store
+    let other: Store
+    let cleanup: () => Promise<void>
+    before(async () => {
+      let reopen: () => Promise<Store>
+      ;({ store, reopen, cleanup } = await backend.open())
+      other = await reopen()
+    })
+    after(async () => {
+      await other.close()
+      await store.close()
+      await cleanup()
+    })
+
+    it('counts failures for a username, whether or not an account has it', async () => {
+      assert.equal(await store.loginFailures.find('nobody'), undefined)
+      assert.deepEqual(await store.loginFailures.recordFailure('nobody', T, T - 1000), { username: 'nobody', failures: 1, lastFailureAt: T, lockedUntil: null })
+      assert.deepEqual(await store.loginFailures.recordFailure('nobody', T + 10, T - 1000), { username: 'nobody', failures: 2, lastFailureAt: T + 10, lockedUntil: null })
+      assert.deepEqual(await store.loginFailures.find('nobody'), { username: 'nobody', failures: 2, lastFailureAt: T + 10, lockedUntil: null })
+    })
+
+    it('counts failures recorded at once through several connections', async () => {
+      await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? store : other).loginFailures.recordFailure('busy', T + i, T - 1000)))
+      assert.equal((await store.loginFailures.find('busy'))!.failures, 10)
+    })
+
+    it('starts the count again when the last failure came before the given time', async () => {
+      await store.loginFailures.recordFailure('returning', T, T - 1000)
+      await store.loginFailures.recordFailure('returning', T + 1, T - 1000)
+      const again = await store.loginFailures.recordFailure('returning', T + 50_000, T + 10)
+      assert.equal(again.failures, 1)
+      assert.equal(again.lastFailureAt, T + 50_000)
+    })
+
+    it('locks and clears a username, and the other connection sees both', async () => {
+      await store.loginFailures.recordFailure('locked', T, T - 1000)
+      await store.loginFailures.lock('locked', T + 60_000)
+      assert.equal((await other.loginFailures.find('locked'))!.lockedUntil, T + 60_000)
+      assert.equal(await other.loginFailures.clear('locked'), true)
+      assert.equal(await store.loginFailures.find('locked'), undefined)
+      assert.equal(await store.loginFailures.clear('locked'), false)
+    })
+
+    it('deletes stale records, but never one still locked', async () => {
+      await store.loginFailures.recordFailure('stale', T, T - 1000)
+      await store.loginFailures.recordFailure('stale-but-locked', T, T - 1000)
+      await store.loginFailures.lock('stale-but-locked', T + 3_600_000)
+      await store.loginFailures.recordFailure('recent', T + 500_000, T - 1000)
+      const deleted = await store.loginFailures.deleteStale(T + 1, T + 600_000)
+      assert.ok(deleted >= 1)
+      assert.equal(await store.loginFailures.find('stale'), undefined)
+      assert.ok(await store.loginFailures.find('stale-but-locked'))
+      assert.ok(await store.loginFailures.find('recent'))
+    })
+  })
+}
