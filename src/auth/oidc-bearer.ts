@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
 import type { Accounts } from '../directory/accounts.ts'
@@ -65,7 +65,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     const token = header && header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header)?.[1] : undefined
     if (!token || !JWT_SHAPE.test(token)) return NOT_MINE
     const now = Date.now()
-    const key = createHash('sha256').update(token).digest('base64url')
+    const key = hash('sha256', token, 'base64url')
     let verified = this.#cache.get(key)
     if (verified && verified.expiresAt <= now) {
       this.#cache.delete(key)
