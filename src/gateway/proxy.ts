@@ -35,12 +35,17 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
         },
       })
       const basePath = route.upstream.pathname.replace(/\/$/, '')
-      scope.route({ method: METHODS, url: `${route.prefix}*`, handler: (request, reply) => forward(app, route, basePath, request, reply) })
+      // Neither the handler nor forward() resolves to the reply: a promise resolved with it (a thenable) makes
+      // Fastify attach end-of-stream listeners to every response just to learn when it ends.
+      const handler = (request: FastifyRequest, reply: FastifyReply): void => {
+        forward(app, route, basePath, request, reply).catch((error: unknown) => reply.send(error))
+      }
+      scope.route({ method: METHODS, url: `${route.prefix}*`, handler })
     })
   }
 }
 
-async function forward(app: App, route: Route, basePath: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+async function forward(app: App, route: Route, basePath: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const context = request.gatehouse
   context.service = route.name
   const { path, query } = splitTarget(request.url)
@@ -56,11 +61,12 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
     assertScopeAllows(principal, request.method)
     context.principal = principal
   } else if (!open) {
-    return refuseUnauthenticated(request, reply, route.unauthenticated, route.accepts, app.loginUrlFor(route))
+    refuseUnauthenticated(request, reply, route.unauthenticated, route.accepts, app.loginUrlFor(route))
+    return
   }
   const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
-  return reply.from(basePath + upstreamPath + query, {
+  reply.from(basePath + upstreamPath + query, {
     rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity),
     rewriteHeaders: (headers) => withoutHopByHop(headers as IncomingHttpHeaders),
     retryDelay: () => null,
