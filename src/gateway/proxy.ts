@@ -120,8 +120,13 @@ function withoutHopByHop(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
   return headers
 }
 
-/** The field names a Connection header lists (RFC 9110 §7.6.1), lower-cased; undefined when there are none. */
+/**
+ * The field names a Connection header lists (RFC 9110 §7.6.1), lower-cased; undefined when there are none, or
+ * only `keep-alive` (hop-by-hop anyway), which is what nearly every upstream response says.
+ */
 function connectionOptions(connection: string | string[] | undefined): Set<string> | undefined {
   if (typeof connection !== 'string') return undefined
-  return new Set(connection.toLowerCase().split(',').map((name) => name.trim()))
+  const options = connection.toLowerCase()
+  if (options === 'keep-alive') return undefined
+  return new Set(options.split(',').map((name) => name.trim()))
 }
