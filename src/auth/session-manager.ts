@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import { NotAuthenticated } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
@@ -48,7 +48,7 @@ export class SessionManager {
   }
 
   static hashOf(sessionId: string): string {
-    return createHash('sha256').update(sessionId).digest('hex')
+    return hash('sha256', sessionId, 'hex')
   }
 
   /** Starts a session lasting `session_cookie_age`; returns the identifier for the cookie (never stored). */

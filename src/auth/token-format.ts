@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 
 /**
@@ -40,7 +40,7 @@ export function tokenShapeProblem(value: string): TokenShapeProblem | undefined 
  * slow one here (no dictionary to try), and an equality lookup on it reveals nothing usable about the token.
  */
 export function hashToken(value: string): string {
-  return createHash('sha256').update(value).digest('hex')
+  return hash('sha256', value, 'hex')
 }
 
 function checksumOf(body: string): string {

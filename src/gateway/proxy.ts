@@ -11,7 +11,7 @@ import type { Route } from './routes.ts'
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
 /** Hop-by-hop fields (RFC 9110 §7.6.1): meaningful for one connection only, never forwarded. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 const GATEWAY_COOKIES = new Set(['gateway_sessionid', 'csrftoken'])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
 
@@ -34,12 +34,18 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
           bodyTimeout: route.timeouts.responseMs,
         },
       })
-      scope.route({ method: METHODS, url: `${route.prefix}*`, handler: (request, reply) => forward(app, route, request, reply) })
+      const basePath = route.upstream.pathname.replace(/\/$/, '')
+      // Neither the handler nor forward() resolves to the reply: a promise resolved with it (a thenable) makes
+      // Fastify attach end-of-stream listeners to every response just to learn when it ends.
+      const handler = (request: FastifyRequest, reply: FastifyReply): void => {
+        forward(app, route, basePath, request, reply).catch((error: unknown) => reply.send(error))
+      }
+      scope.route({ method: METHODS, url: `${route.prefix}*`, handler })
     })
   }
 }
 
-async function forward(app: App, route: Route, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+async function forward(app: App, route: Route, basePath: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const context = request.gatehouse
   context.service = route.name
   const { path, query } = splitTarget(request.url)
@@ -55,12 +61,12 @@ async function forward(app: App, route: Route, request: FastifyRequest, reply: F
     assertScopeAllows(principal, request.method)
     context.principal = principal
   } else if (!open) {
-    return refuseUnauthenticated(request, reply, route.unauthenticated, route.accepts, app.loginUrlFor(route))
+    refuseUnauthenticated(request, reply, route.unauthenticated, route.accepts, app.loginUrlFor(route))
+    return
   }
   const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
-  const basePath = route.upstream.pathname.replace(/\/$/, '')
-  return reply.from(basePath + upstreamPath + query, {
+  reply.from(basePath + upstreamPath + query, {
     rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity),
     rewriteHeaders: (headers) => withoutHopByHop(headers as IncomingHttpHeaders),
     retryDelay: () => null,
@@ -74,11 +80,18 @@ async function forward(app: App, route: Route, request: FastifyRequest, reply: F
   })
 }
 
+/**
+ * What a service receives: the client's headers without hop-by-hop fields, without the credentials the
+ * gateway consumed (Authorization, its own cookies) and without any X-Gatehouse-* a client sent, plus
+ * X-Forwarded-* and the verified identity. Built in one pass into a new object.
+ */
 function requestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, app: App, principal: Principal | undefined, identity: string | undefined): IncomingHttpHeaders {
-  const headers = withoutHopByHop(incoming)
-  for (const name of Object.keys(headers)) if (name.startsWith('x-gatehouse-')) delete headers[name]
-  // The gateway consumed these credentials; a service sees only the verified identity.
-  delete headers.authorization
+  const listed = connectionOptions(incoming.connection)
+  const headers: IncomingHttpHeaders = {}
+  for (const name of Object.keys(incoming)) {
+    if (HOP_BY_HOP.has(name) || listed?.has(name) || name === 'authorization' || name.startsWith('x-gatehouse-')) continue
+    headers[name] = incoming[name]
+  }
   if (headers.cookie) {
     const kept = headers.cookie.split(/;\s*/).filter((pair) => !GATEWAY_COOKIES.has(pair.slice(0, pair.indexOf('=')).trim()))
     if (kept.length) headers.cookie = kept.join('; ')
@@ -99,8 +112,21 @@ function requestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, 
 }
 
 function withoutHopByHop(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
-  const headers = { ...incoming }
-  const listed = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((s) => s.trim()) : []
-  for (const name of [...HOP_BY_HOP, ...listed]) delete headers[name]
+  const listed = connectionOptions(incoming.connection)
+  const headers: IncomingHttpHeaders = {}
+  for (const name of Object.keys(incoming)) {
+    if (!HOP_BY_HOP.has(name) && !listed?.has(name)) headers[name] = incoming[name]
+  }
   return headers
+}
+
+/**
+ * The field names a Connection header lists (RFC 9110 §7.6.1), lower-cased; undefined when there are none, or
+ * only `keep-alive` (hop-by-hop anyway), which is what nearly every upstream response says.
+ */
+function connectionOptions(connection: string | string[] | undefined): Set<string> | undefined {
+  if (typeof connection !== 'string') return undefined
+  const options = connection.toLowerCase()
+  if (options === 'keep-alive') return undefined
+  return new Set(options.split(',').map((name) => name.trim()))
 }

@@ -13,6 +13,7 @@ const LOOK_BACK = 50
 const ALIVE_MS = 5000
 /** The longest a publisher waits for other processes to confirm they have read its event. */
 const ACK_WAIT_MS = 1000
+const RESOLVED = Promise.resolve()
 
 /**
  * Tells every gateway process sharing the database that something it may have cached changed (a user
@@ -36,6 +37,8 @@ export class EventBus {
   #timer: NodeJS.Timeout | undefined
   #client: pg.PoolClient | undefined
   #registered = false
+  /** The data_version check the requests of this event-loop turn wait for. */
+  #versionCheck: Promise<void> | undefined
 
   constructor(store: Store) {
     this.#store = store
@@ -100,10 +103,24 @@ export class EventBus {
     }
   }
 
-  /** Cheap enough for every request: reads the log only when another process may have written to it. */
-  async freshen(): Promise<void> {
+  /**
+   * Cheap enough for every request: reads the log only when another process may have written to it.
+   * On SQLite the `PRAGMA data_version` (two file-lock system calls) is shared by every request that asks
+   * before it runs: it runs once per turn of the event loop, after the requests read in that turn, so it
+   * still sees every commit made before any of them arrived. PostgreSQL pushes news instead.
+   */
+  freshen(): Promise<void> {
+    if (this.#postgres) return this.#syncing ?? RESOLVED
+    this.#versionCheck ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.#versionCheck = undefined
+      return this.#checkVersion()
+    })
+    return this.#versionCheck
+  }
+
+  async #checkVersion(): Promise<void> {
     const version = this.#store.database.dataVersion()
-    if (version !== undefined && version !== this.#dataVersion) {
+    if (version !== this.#dataVersion) {
       this.#dataVersion = version
       await this.sync()
     } else if (this.#syncing) {

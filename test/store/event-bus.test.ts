@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { EventBus } from '../../src/store/event-bus.ts'
+import type { Store } from '../../src/store/store.ts'
+import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
+
+const sqlite = storeBackends.find((backend) => backend.name === 'SQLite')!
+
+describe('event bus on SQLite: one data_version check per event-loop turn', () => {
+  let opened: OpenedStore
+  let reader: Store
+  let bus: EventBus
+  let checks = 0
+  const seen: string[] = []
+
+  before(async () => {
+    opened = await sqlite.open()
+    reader = await opened.reopen()
+    const dataVersion = reader.database.dataVersion.bind(reader.database)
+    reader.database.dataVersion = () => {
+      checks++
+      return dataVersion()
+    }
+    bus = new EventBus(reader)
+    bus.on('user', (key) => void seen.push(key))
+    await bus.start(60_000)
+  })
+  after(async () => {
+    await bus.stop()
+    await reader.close()
+    await opened.store.close()
+    await opened.cleanup()
+  })
+
+  it('answers the requests of one turn with a single check', async () => {
+    checks = 0
+    await Promise.all([bus.freshen(), bus.freshen(), bus.freshen()])
+    assert.equal(checks, 1)
+  })
+
+  it('sees a change committed by another process before any request of the turn asked', async () => {
+    seen.length = 0
+    const first = bus.freshen()
+    await new EventBus(opened.store).publish('user', '7')
+    const second = bus.freshen()
+    await second
+    assert.deepEqual(seen, ['7'], 'the request that asked after the commit sees it')
+    await first
+  })
+
+  it('checks again for a request that asks after the previous check ran', async () => {
+    seen.length = 0
+    await bus.freshen()
+    checks = 0
+    await new EventBus(opened.store).publish('user', '8')
+    await bus.freshen()
+    assert.equal(checks, 1)
+    assert.deepEqual(seen, ['8'])
+  })
+})
