@@ -1,23 +1,19 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { ADMIN_PASSWORD, basic, json, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, runCli, spawnGatewayPair, type GatewayPair } from '../helpers/gateway.ts'
 import { at, type Target } from '../helpers/session.ts'
 
 const admin = { authorization: basic('admin', ADMIN_PASSWORD) }
 const jsonAdmin = { ...admin, 'content-type': 'application/json' }
 
 describe('login lockout across gateway processes sharing one database', () => {
-  const dir = tempDir()
-  let one: GatewayProcess
-  let two: GatewayProcess
+  let pair: GatewayPair
   let a: Target
   let b: Target
   before(async () => {
-    one = await spawnGateway(['--demo', '--data-dir', dir])
-    two = await spawnGateway(['--demo', '--data-dir', dir])
-    a = at(one.url)
-    b = at(two.url)
+    pair = await spawnGatewayPair()
+    a = at(pair.first.url)
+    b = at(pair.second.url)
     const settings = await a.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: jsonAdmin, body: JSON.stringify({ login_failures_before_lockout: 3 }) })
     assert.equal(settings.status, 200)
     for (const username of ['alice', 'bob']) {
@@ -26,8 +22,7 @@ describe('login lockout across gateway processes sharing one database', () => {
     }
   })
   after(async () => {
-    await Promise.all([one?.stop(), two?.stop()])
-    rmSync(dir, { recursive: true, force: true })
+    await pair?.stop()
   })
 
   const code = async (target: Target, username: string, password: string) =>
@@ -38,7 +33,7 @@ describe('login lockout across gateway processes sharing one database', () => {
     assert.equal(await code(b, 'alice', 'alice-password'), 'account_locked')
     assert.equal(await code(a, 'alice', 'alice-password'), 'account_locked')
 
-    const unlocked = await runCli(['users', 'unlock', 'alice', '--data-dir', dir])
+    const unlocked = await runCli(['users', 'unlock', 'alice', '--data-dir', pair.dir])
     assert.equal(unlocked.code, 0, unlocked.stderr)
     for (const target of [a, b]) assert.equal((await target.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('alice', 'alice-password') } })).status, 200)
   })

@@ -1,30 +1,25 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { ADMIN_PASSWORD, basic, json, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, spawnGatewayPair, type GatewayPair } from '../helpers/gateway.ts'
 import { at, login, withCsrf, type Target } from '../helpers/session.ts'
 
 const admin = { authorization: basic('admin', ADMIN_PASSWORD) }
 
 describe('sessions across gateway processes sharing one database', () => {
-  const dir = tempDir()
-  let one: GatewayProcess
-  let two: GatewayProcess
+  let pair: GatewayPair
   let a: Target
   let b: Target
   before(async () => {
-    one = await spawnGateway(['--demo', '--data-dir', dir])
-    two = await spawnGateway(['--demo', '--data-dir', dir])
-    a = at(one.url)
-    b = at(two.url)
+    pair = await spawnGatewayPair()
+    a = at(pair.first.url)
+    b = at(pair.second.url)
     const created = await a.fetch('/api/gateway/v1/users/', {
       method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'alice', password: 'alice-password' }),
     })
     assert.equal(created.status, 201)
   })
   after(async () => {
-    await Promise.all([one?.stop(), two?.stop()])
-    rmSync(dir, { recursive: true, force: true })
+    await pair?.stop()
   })
 
   const status = async (target: Target, path: string, sessionId: string) =>

@@ -133,6 +133,28 @@ export async function spawnGateway(args: string[], env: Record<string, string> =
   }
 }
 
+export interface GatewayPair {
+  dir: string
+  first: GatewayProcess
+  second: GatewayProcess
+  stop(): Promise<void>
+}
+
+/** Two demo `serve` processes sharing one SQLite data directory, removed again by `stop`. */
+export async function spawnGatewayPair(): Promise<GatewayPair> {
+  const dir = tempDir()
+  const [first, second] = await Promise.all([spawnGateway(['--demo', '--data-dir', dir]), spawnGateway(['--demo', '--data-dir', dir])])
+  return {
+    dir,
+    first,
+    second,
+    async stop() {
+      await Promise.all([first.stop(), second.stop()])
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
 /** Runs bin/gatehouse to completion. */
 export function runCli(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
