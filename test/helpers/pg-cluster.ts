@@ -1,0 +1,114 @@
+import { execFileSync } from 'node:child_process'
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/**
+ * A throwaway PostgreSQL cluster of the test's own, on a free port, for tests that stop, freeze or restart the
+ * database: the shared server at 127.0.0.1:5432 must never be touched that way. Runs as the `postgres` system
+ * user (PostgreSQL refuses to run as root).
+ */
+export interface PgCluster {
+  /** postgres://postgres@127.0.0.1:PORT/postgres */
+  readonly url: string
+  readonly port: number
+  /** Stops the server (fast shutdown: connections are cut). */
+  stop(): void
+  start(): void
+  restart(): void
+  /** SIGSTOP to the server and every backend: connections stay open and nothing answers. */
+  freeze(): void
+  /** SIGCONT to everything `freeze` stopped. */
+  thaw(): void
+  /** Stops the server if running and deletes its files. */
+  destroy(): void
+}
+
+const BIN = findBinDir()
+
+function findBinDir(): string {
+  const root = '/usr/lib/postgresql'
+  const versions = existsSync(root) ? readdirSync(root).sort((a, b) => Number(b) - Number(a)) : []
+  const found = versions.map((v) => join(root, v, 'bin')).find((dir) => existsSync(join(dir, 'initdb')))
+  if (!found) throw new Error('PostgreSQL server binaries not found (Debian package postgresql)')
+  return found
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+function asPostgres(command: string, args: string[]): void {
+  execFileSync('runuser', ['-u', 'postgres', '--', join(BIN, command), ...args], { stdio: 'ignore', timeout: 60_000 })
+}
+
+/** Every process of the cluster: the postmaster and its children. */
+function clusterPids(dataDir: string): number[] {
+  const pidFile = join(dataDir, 'postmaster.pid')
+  if (!existsSync(pidFile)) return []
+  const postmaster = Number(readFileSync(pidFile, 'utf8').split('\n')[0])
+  let children: number[] = []
+  try {
+    children = execFileSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number)
+  } catch {
+    // pgrep exits 1 when there are no children.
+  }
+  return [postmaster, ...children]
+}
+
+export async function startPgCluster(): Promise<PgCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-pg-'))
+  chmodSync(dir, 0o700)
+  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }))
+  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }))
+  chownSync(dir, uid, gid)
+  const dataDir = join(dir, 'data')
+  asPostgres('initdb', ['-D', dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8'])
+  const port = await freePort()
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100`
+  let frozen: number[] = []
+  const cluster: PgCluster = {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    port,
+    start: () => asPostgres('pg_ctl', ['-D', dataDir, '-o', options, '-w', '-l', join(dir, 'log'), 'start']),
+    stop: () => {
+      cluster.thaw()
+      asPostgres('pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', 'stop'])
+    },
+    restart: () => {
+      cluster.stop()
+      cluster.start()
+    },
+    freeze: () => {
+      frozen = clusterPids(dataDir)
+      for (const pid of frozen) process.kill(pid, 'SIGSTOP')
+    },
+    thaw: () => {
+      for (const pid of frozen) {
+        try {
+          process.kill(pid, 'SIGCONT')
+        } catch {
+          // Already gone.
+        }
+      }
+      frozen = []
+    },
+    destroy: () => {
+      try {
+        if (existsSync(join(dataDir, 'postmaster.pid'))) cluster.stop()
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    },
+  }
+  cluster.start()
+  return cluster
+}
