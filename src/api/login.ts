@@ -7,6 +7,7 @@ import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
 import { GatehouseError, InvalidCredentials, NotFound, ValidationFailed, wantsHtml } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
+import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../ui/login-page.ts'
 import { principalOf } from './access.ts'
@@ -15,13 +16,12 @@ import { parseInput } from './validation.ts'
 export const DEFAULT_NEXT = '/api/gateway/v1/'
 /** Where a person in a browser lands after logging in without a `next`: the web interface. */
 export const BROWSER_NEXT = '/ui/'
-const MAX_NEXT = 2048
 
 const field = (name: string) => z.string({ error: (issue) => issue.input === undefined ? 'This field is required.' : `${name} must be a string.` })
 const loginFields = z.object({
   username: field('username').min(1, 'This field may not be blank.').max(150),
   password: field('password').min(1, 'This field may not be blank.').max(MAX_PASSWORD_LENGTH),
-  next: field('next').max(MAX_NEXT).optional(),
+  next: field('next').max(MAX_REDIRECT_TARGET).optional(),
   [CSRF_FORM_FIELD]: field(CSRF_FORM_FIELD).max(256).optional(),
 }).strict()
 
@@ -32,7 +32,7 @@ const loginFields = z.object({
  */
 export function loginRoutes(api: FastifyInstance, app: App): void {
   api.get(LOGIN_PATH, { config: { access: 'public' } }, async (request, reply) => {
-    const next = safeNext(app, request, singleQuery(request, 'next'))
+    const next = sameOriginTarget(app.publicUrl, singleQuery(request, 'next'))
     const csrfToken = app.csrf.ensureToken(request, reply)
     if (prefersJson(request)) return { csrf_token: csrfToken, login_url: LOGIN_PATH, next: next ?? null }
     return sendLoginPage(app, reply, 200, { csrfToken, next })
@@ -42,7 +42,7 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     const form = readLoginBody(request)
     app.csrf.check(request)
     const input = parseInput(loginFields, form)
-    const next = safeNext(app, request, input.next ?? singleQuery(request, 'next'))
+    const next = sameOriginTarget(app.publicUrl, input.next ?? singleQuery(request, 'next'))
     const jsonClient = prefersJson(request) || mediaType(request) === 'application/json'
 
     let user
@@ -132,29 +132,6 @@ export function singleQuery(request: FastifyRequest, name: string): string | und
   const value = (request.query as Record<string, unknown>)[name]
   if (Array.isArray(value)) throw new ValidationFailed({ [name]: ['Give this parameter once.'] })
   return typeof value === 'string' ? value : undefined
-}
-
-const RELATIVE_BASE = 'http://gatehouse.invalid'
-
-/**
- * Where to go after login: a path on this site, or an absolute URL of this site's own origin. Anything else
- * (another host, `//host`, `javascript:`, control characters) is dropped, so the login is never an open redirect.
- */
-export function safeNext(app: App, request: FastifyRequest, value: string | undefined): string | undefined {
-  if (!value || value.length > MAX_NEXT || /[\u0000-\u001f\u007f\\]/.test(value)) return undefined
-  let url: URL
-  try {
-    url = new URL(value, RELATIVE_BASE)
-  } catch {
-    return undefined
-  }
-  const allowed = new Set([RELATIVE_BASE, new URL(app.publicUrl).origin])
-  try {
-    allowed.add(new URL(`${request.protocol}://${request.host}`).origin)
-  } catch {
-    // No usable Host header: only relative paths and the public URL remain allowed.
-  }
-  return allowed.has(url.origin) ? url.pathname + url.search + url.hash : undefined
 }
 
 function mediaType(request: FastifyRequest): string | undefined {

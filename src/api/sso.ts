@@ -4,8 +4,9 @@ import { syncSsoAccount } from '../directory/sso-sync.ts'
 import { checkAnswerIsOurs, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
 import { BadRequest, GatehouseError, InvalidCredentials, NotFound, wantsHtml } from '../errors.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
+import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
-import { DEFAULT_NEXT, safeNext, sendLoginPage, singleQuery, startSession } from './login.ts'
+import { DEFAULT_NEXT, sendLoginPage, singleQuery, startSession } from './login.ts'
 
 /** The browser's one-time key of its sign-in under way; sent only to the sign-in endpoints. */
 const FLOW_COOKIE = 'gateway_sso'
@@ -36,7 +37,7 @@ export function ssoRoutes(api: FastifyInstance, app: App): void {
 
   api.get(`${SSO_PATH}:provider/`, { config: { access: 'open' }, exposeHeadRoute: false }, async (request, reply) => {
     const party = partyOf(request)
-    const next = safeNext(app, request, singleQuery(request, 'next'))
+    const next = sameOriginTarget(app.publicUrl, singleQuery(request, 'next'))
     try {
       const key = newFlowKey()
       // Discovery comes first: when the provider is down, nothing is stored and the browser stays here.
@@ -69,7 +70,8 @@ export function ssoRoutes(api: FastifyInstance, app: App): void {
       if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
-      return reply.redirect(pending.next || DEFAULT_NEXT, 302)
+      // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.
+      return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? DEFAULT_NEXT, 302)
     } catch (error) {
       return refuse(app, request, reply, party, error, pending?.next || undefined)
     }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { Browser, linksTo, type Page } from '../helpers/browser.ts'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 import { startUpstreamIdp, type IdpUser, type UpstreamIdp } from '../helpers/upstream-idp.ts'
 
 // A real upstream provider (oidc-provider) on one loopback port, a second one on another, and the gateway:
@@ -256,6 +257,20 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     const { browser } = await signIn('Corp ID', 'bob', corp, 'https://evil.example/steal')
     const callback = browser.hops.find((hop) => hop.url.startsWith(gw.url + callbackOf('corp')))!
     assert.equal(callback.location, '/api/gateway/v1/')
+  })
+
+  it('never sends the browser to another site after signing in, however the next page is spelled', async () => {
+    const site = new URL(gw.url).origin
+    for (const next of offSiteNexts(gw.url)) {
+      const browser = new Browser()
+      const providerLogin = await browser.navigate(`${gw.url}${SSO}corp/?next=${encodeURIComponent(next)}`)
+      const callback = await signInUpstream(browser, providerLogin, 'bob', corp.users.get('bob')!.password)
+      const response = await browser.request(callback)
+      assert.equal(response.status, 302, JSON.stringify(next))
+      assert.ok(browser.cookie(gw.url, 'gateway_sessionid'), 'a genuine sign-in')
+      const location = response.headers.get('location')!
+      assert.equal(resolvedOrigin(location, callback), site, `${JSON.stringify(next)} -> ${location}`)
+    }
   })
 
   describe('bad input is refused clearly and changes nothing', () => {
