@@ -58,7 +58,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
     failuresBeforeLockout: settings.current.login_failures_before_lockout,
     lockoutSeconds: settings.current.login_lockout_seconds,
   }))
-  const accounts = new Accounts(store, bus, [new LocalPasswords(store)], lockout)
+  const accounts = new Accounts(store, bus, [new LocalPasswords(store)], lockout, () => ({
+    minLength: settings.current.local_password_min_length,
+    refuseCommon: settings.current.local_password_refuse_common,
+  }))
   if (config.ldap) {
     const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts)
     const order = config.auth.password_sources

@@ -51,7 +51,14 @@ export function meRoutes(api: FastifyInstance, app: App): void {
       throw error
     }
     if (input.new_password === input.current_password) throw new ValidationFailed({ new_password: ['Choose a password different from the current one.'] })
-    const user = await app.accounts.update(principal.user.id, { password: input.new_password })
+    let user
+    try {
+      user = await app.accounts.update(principal.user.id, { password: input.new_password })
+    } catch (error) {
+      // The password policy names the account's `password`; here the person typed it as `new_password`.
+      if (error instanceof ValidationFailed && error.fields?.password) throw new ValidationFailed({ new_password: error.fields.password })
+      throw error
+    }
     if (principal.method === 'session') await startSession(app, request, reply, user)
     return reply.code(204).send()
   })

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
-import { GatehouseError } from '../errors.ts'
+import { GatehouseError, ValidationFailed } from '../errors.ts'
 import { version } from '../version.ts'
 import { UsageError } from './common.ts'
 import { configCommand } from './config.ts'
@@ -47,7 +47,8 @@ function exitCodeFor(error: unknown): number {
   if (error instanceof GatehouseError) {
     const fields = error.fields ? ' ' + Object.entries(error.fields).map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
     process.stderr.write(`gatehouse: ${error.message}${fields}\n`)
-    return 1
+    // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too.
+    return error instanceof ValidationFailed ? 2 : 1
   }
   process.stderr.write(`gatehouse: ${(error as Error)?.message ?? String(error)}\n`)
   return 1

@@ -38,7 +38,16 @@ async function serve(options: ServeOptions): Promise<void> {
   let publicUrl = config.server.public_url ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
   const demos: DemoUpstream[] = await Promise.all(demoServices.map((s) => startDemoUpstream(s.name, () => publicUrl)))
   const app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl })
-  const admin = await ensureAdmin(store, app.accounts)
+  let admin: Awaited<ReturnType<typeof ensureAdmin>>
+  try {
+    admin = await ensureAdmin(store, app.accounts)
+  } catch (error) {
+    // Refused (GATEHOUSE_ADMIN_PASSWORD breaks the password policy): exit with the reason instead of hanging on open handles.
+    await Promise.all(demos.map((d) => d.close()))
+    await app.close()
+    await store.close()
+    throw error
+  }
   await app.bus.start()
   const server = await buildServer(app)
   await server.listen({ host, port })

@@ -6,6 +6,7 @@ import { isUniqueViolation } from '../store/database.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import type { NewUser, User, UserChanges } from '../store/users.ts'
+import { passwordPolicyProblems, type PasswordPolicy } from './password-policy.ts'
 import type { PasswordSource } from './password-source.ts'
 
 export const USER_TOPIC = 'user'
@@ -40,12 +41,14 @@ export class Accounts {
   readonly #forgetListeners: ((userId: number) => void)[] = []
   /** Brute-force protection around every password check. */
   readonly lockout: Lockout
+  readonly #passwordPolicy: () => PasswordPolicy
 
-  constructor(store: Store, bus: EventBus, sources: PasswordSource[], lockout: Lockout) {
+  constructor(store: Store, bus: EventBus, sources: PasswordSource[], lockout: Lockout, passwordPolicy: () => PasswordPolicy) {
     this.#store = store
     this.#bus = bus
     this.#sources = sources
     this.lockout = lockout
+    this.#passwordPolicy = passwordPolicy
     bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
   }
 
@@ -112,7 +115,7 @@ export class Accounts {
   async create(input: AccountInput): Promise<User> {
     const problems: Record<string, string[]> = {}
     if (!USERNAME_PATTERN.test(input.username)) problems.username = ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.']
-    if (input.password !== undefined) checkPasswordShape(input.password, problems)
+    if (input.password !== undefined) await this.#checkNewPassword(input.password, input.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const passwordHash = input.password === undefined ? null : await hashPassword(input.password)
     try {
@@ -128,7 +131,7 @@ export class Accounts {
     if (!before) throw new NotFound('No such user.')
     const problems: Record<string, string[]> = {}
     if (changes.username !== undefined && !USERNAME_PATTERN.test(changes.username)) problems.username = ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.']
-    if (typeof changes.password === 'string') checkPasswordShape(changes.password, problems)
+    if (typeof changes.password === 'string') await this.#checkNewPassword(changes.password, changes.username ?? before.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const { password, ...rest } = changes
     const passwordHash = password === undefined ? undefined : password === null ? null : await hashPassword(password)
@@ -165,6 +168,14 @@ export class Accounts {
     this.#byId.delete(user.id)
   }
 
+  /** Every path that sets a local password comes here: the API, self-service, the CLI and the first admin. */
+  async #checkNewPassword(password: string, username: string, problems: Record<string, string[]>): Promise<void> {
+    const found = password.length === 0 ? ['This field may not be blank.']
+      : password.length > MAX_PASSWORD_LENGTH ? [`Ensure this field has no more than ${MAX_PASSWORD_LENGTH} characters.`]
+      : await passwordPolicyProblems(password, username, this.#passwordPolicy())
+    if (found.length) problems.password = found
+  }
+
   async #runChangeListeners(user: User, change: UserChange): Promise<void> {
     for (const listener of this.#changeListeners) await listener(user, change)
   }
@@ -173,9 +184,4 @@ export class Accounts {
     this.#byId.delete(id)
     for (const listener of this.#forgetListeners) listener(id)
   }
-}
-
-function checkPasswordShape(password: string, problems: Record<string, string[]>): void {
-  if (password.length === 0) problems.password = ['This field may not be blank.']
-  else if (password.length > MAX_PASSWORD_LENGTH) problems.password = [`Ensure this field has no more than ${MAX_PASSWORD_LENGTH} characters.`]
 }

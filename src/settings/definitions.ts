@@ -25,6 +25,10 @@ export const settingsSchema = z.object({
     .describe('Failed password checks in a row for one username before further checks are refused for a while (0 = no lockout).'),
   login_lockout_seconds: z.number({ error: 'Must be a whole number of seconds.' }).int('Must be a whole number of seconds.').min(1, 'Must be at least 1 second.').max(24 * 3600, 'Must be at most 86400 seconds (one day).').default(60)
     .describe('Seconds a username stays locked after too many failed password checks.'),
+  local_password_min_length: z.number({ error: 'Must be a whole number.' }).int('Must be a whole number.').min(0, 'Must be 0 (no minimum) or more.').max(256, 'Must be at most 256.').default(12)
+    .describe('Fewest characters a new password of a local account must have (0 = no minimum). Passwords already set keep working.'),
+  local_password_refuse_common: onOff().default(true)
+    .describe('Refuse a new local password that is one of about 49,000 commonly used ones, or the same as the username.'),
 }).strict()
 
 export type Settings = Readonly<z.output<typeof settingsSchema>>

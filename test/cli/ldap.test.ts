@@ -55,11 +55,11 @@ describe('gatehouse ldap test', () => {
 
   it('refuses filter metacharacters in the username and an empty password clearly', async () => {
     const star = await ldapTest(['--user', '*)(uid=*'])
-    assert.equal(star.code, 1)
+    assert.equal(star.code, 2)
     assert.match(star.stderr, /username/)
     assert.equal(star.stdout, '')
     const empty = await ldapTest(['--user', 'alice', '--password-stdin'], '\n')
-    assert.equal(empty.code, 1)
+    assert.equal(empty.code, 2)
     assert.match(empty.stderr, /password/)
     assert.equal(empty.stdout, '')
   })

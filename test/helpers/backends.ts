@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs'
 import { openStore, type Store } from '../../src/store/store.ts'
-import { tempDir } from './gateway.ts'
+import { startGateway, tempDir, type GatewayOptions, type TestGateway } from './gateway.ts'
 import { createTestDatabase } from './postgres.ts'
 
 export interface OpenedStore {
@@ -31,6 +31,25 @@ export const storeBackends: { name: string; open: () => Promise<OpenedStore> }[]
         store: await openStore({ url: database.url, dataDir: '' }),
         reopen: () => openStore({ url: database.url, dataDir: '' }),
         cleanup: database.drop,
+      }
+    },
+  },
+]
+
+/** The real server on each storage backend, for behaviour that storage is part of; `close` also drops the database. */
+export const gatewayBackends: { name: string; start: (options?: GatewayOptions) => Promise<TestGateway> }[] = [
+  { name: 'SQLite', start: (options = {}) => startGateway(options) },
+  {
+    name: 'PostgreSQL',
+    async start(options = {}) {
+      const database = await createTestDatabase()
+      const gw = await startGateway({ ...options, databaseUrl: database.url })
+      return {
+        ...gw,
+        async close() {
+          await gw.close()
+          await database.drop()
+        },
       }
     },
   },

@@ -38,6 +38,14 @@ const KNOWN = {
     help: 'How long a username stays locked after too many wrong passwords, in seconds.',
     unit: 'seconds',
   },
+  local_password_min_length: {
+    label: 'Minimum password length',
+    help: 'Fewest characters a new password of a local account must have. 0: no minimum. Passwords already set keep working.',
+  },
+  local_password_refuse_common: {
+    label: 'Refuse common passwords',
+    help: 'Refuse a new local password that is one of about 49,000 commonly used ones, or the same as the username.',
+  },
 }
 
 /**
