@@ -16,6 +16,7 @@ const profileChanges = z.object({
 const passwordChange = z.object({
   current_password: z.string().min(1, 'Enter your current password.'),
   new_password: z.string().min(1, 'Enter a new password.'),
+  revoke_tokens: z.boolean({ error: 'Must be true or false.' }).optional(),
 }).strict()
 
 /**
@@ -37,7 +38,8 @@ export function meRoutes(api: FastifyInstance, app: App): void {
   })
 
   // The current password is asked for whatever the credential, so a stolen session or token cannot lock
-  // the owner out. Every session of the account ends; a browser changing it gets a fresh session at once.
+  // the owner out. Every session of the account ends (the OpenID Connect provider's too); a browser changing it
+  // gets a fresh session at once. Personal tokens end only with revoke_tokens (docs/passwords.md says why).
   api.post('/api/gateway/v1/me/password/', async (request, reply) => {
     const principal = principalOf(request)
     const input = parseInput(passwordChange, request.body)
@@ -53,7 +55,7 @@ export function meRoutes(api: FastifyInstance, app: App): void {
     if (input.new_password === input.current_password) throw new ValidationFailed({ new_password: ['Choose a password different from the current one.'] })
     let user
     try {
-      user = await app.accounts.update(principal.user.id, { password: input.new_password })
+      user = await app.accounts.update(principal.user.id, { password: input.new_password, revokeTokens: input.revoke_tokens })
     } catch (error) {
       // The password policy names the account's `password`; here the person typed it as `new_password`.
       if (error instanceof ValidationFailed && error.fields?.password) throw new ValidationFailed({ new_password: error.fields.password })

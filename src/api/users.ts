@@ -16,8 +16,10 @@ const userFields = {
   is_superuser: z.boolean(),
   is_active: z.boolean(),
 }
-const createUser = z.object(userFields).partial().required({ username: true }).strict()
-const updateUser = z.object(userFields).partial().strict()
+const userInput = z.object(userFields)
+const createUser = userInput.partial().required({ username: true }).strict()
+/** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
+const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().strict()
 const listQuery = z.object({ username: z.string().optional(), source: z.enum(['local', 'ldap', 'sso']).optional() })
 
 /** A user as the API shows it; the password (hash) never leaves the server. */
@@ -42,7 +44,7 @@ export function serializeUser(user: User) {
 }
 
 /** The API's snake_case fields as the account layer names them; absent fields stay absent. */
-function accountFields(input: z.output<typeof updateUser>) {
+function accountFields(input: Partial<z.output<typeof userInput>>) {
   return {
     username: input.username,
     password: input.password,
@@ -86,10 +88,13 @@ export function userRoutes(api: FastifyInstance, app: App): void {
     if (input.password !== undefined && target.source !== 'local') {
       throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
     }
+    if (input.revoke_tokens !== undefined && typeof input.password !== 'string') {
+      throw new ValidationFailed({ revoke_tokens: ['Give it together with a new password.'] })
+    }
     if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
       throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
     }
-    const user = await app.accounts.update(id, accountFields(input))
+    const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
     return serializeUser(user)
   }
   api.patch('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)

@@ -30,6 +30,8 @@ interface VerifiedToken {
   audiences: readonly string[]
   azp: string
   expiresAt: number
+  /** When its record was looked up: a revocation of the whole account after this means looking again. */
+  checkedAt: number
 }
 
 function invalidToken(message: string): NotAuthenticated {
@@ -52,6 +54,11 @@ export class OidcBearerAuthenticator implements Authenticator {
   readonly #cache = new Map<string, VerifiedToken>()
   /** `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired. */
   readonly #revoked = new Map<string, number>()
+  /**
+   * When every record of an account was deleted (its password changed), by user id: tokens of the account checked
+   * before then are looked up again, and refused, since their records are gone. Tokens issued afterwards stand.
+   */
+  readonly #accountsRevokedAt = new Map<number, number>()
   readonly #revokedTtlMs: number
 
   constructor(realms: OidcRealms, accounts: Accounts, store: Store, bus: EventBus) {
@@ -69,7 +76,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     const now = Date.now()
     const key = hash('sha256', token, 'base64url')
     let verified = this.#cache.get(key)
-    if (verified && verified.expiresAt <= now) {
+    if (verified && (verified.expiresAt <= now || this.#accountRevokedSince(verified, now))) {
       this.#cache.delete(key)
       verified = undefined
     }
@@ -89,6 +96,7 @@ export class OidcBearerAuthenticator implements Authenticator {
   }
 
   async #verify(token: string, now: number): Promise<VerifiedToken> {
+    const checkedAt = Date.now()
     let issuer: unknown
     try {
       issuer = decodeJwt(token).iss
@@ -126,6 +134,7 @@ export class OidcBearerAuthenticator implements Authenticator {
       audiences: [...(Array.isArray(payload.aud) ? payload.aud : payload.aud ? [payload.aud] : []), payload.azp],
       azp: payload.azp,
       expiresAt: payload.exp! * 1000,
+      checkedAt,
     }
   }
 
@@ -144,8 +153,28 @@ export class OidcBearerAuthenticator implements Authenticator {
     return false
   }
 
+  /** Whether the token's account had all its records deleted after the token was checked (and not too long ago to matter). */
+  #accountRevokedSince(token: VerifiedToken, now: number): boolean {
+    const at = this.#accountsRevokedAt.get(token.userId)
+    if (at === undefined) return false
+    if (at + this.#revokedTtlMs <= now) {
+      this.#accountsRevokedAt.delete(token.userId)
+      return false
+    }
+    return at >= token.checkedAt
+  }
+
   #revoke(key: string): void {
     const now = Date.now()
+    if (key.startsWith('account:')) {
+      if (this.#accountsRevokedAt.size > MAX_CACHED) {
+        // Forgetting when accounts were revoked is safe only together with every token checked before then.
+        this.#accountsRevokedAt.clear()
+        this.#cache.clear()
+      }
+      this.#accountsRevokedAt.set(Number(key.slice('account:'.length)), now)
+      return
+    }
     if (this.#revoked.size > MAX_CACHED) {
       for (const [k, until] of this.#revoked) if (until <= now) this.#revoked.delete(k)
     }

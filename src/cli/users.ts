@@ -36,16 +36,17 @@ export function usersCommand(): Command {
     }))
 
   users.addCommand(addStorageOptions(new Command('set-password')
-    .description('set a local account\'s password (ends its sessions)')
+    .description('set a local account\'s password (ends its sessions and OpenID Connect grants)')
     .argument('<name>', 'username')
-    .requiredOption('--password-stdin', 'read the password from standard input'))
-    .action(async (name: string, options: StorageOptions) => {
+    .requiredOption('--password-stdin', 'read the password from standard input')
+    .option('--revoke-tokens', 'revoke the account\'s personal tokens too'))
+    .action(async (name: string, options: StorageOptions & { revokeTokens?: boolean }) => {
       const password = await readStdin()
       await withApp(options, async (app) => {
         const user = await findUser(app, name)
         if (user.source !== 'local') throw new UsageError(`${name} is a ${user.source} account; its password is managed by its source`)
-        await app.accounts.update(user.id, { password })
-        process.stdout.write(`password changed for ${name}\n`)
+        await app.accounts.update(user.id, { password, revokeTokens: options.revokeTokens === true })
+        process.stdout.write(`password changed for ${name}${options.revokeTokens ? ', personal tokens revoked' : ''}\n`)
       })
     }))
 

@@ -18,6 +18,8 @@ export interface UserChange {
   passwordChanged: boolean
   deactivated: boolean
   deleted: boolean
+  /** Asked for with a new password: the user's personal tokens end too. */
+  revokeTokens: boolean
 }
 
 type ChangeListener = (user: User, change: UserChange) => void | Promise<void>
@@ -26,7 +28,11 @@ export interface AccountInput extends Omit<NewUser, 'passwordHash'> {
   password?: string | undefined
 }
 
-export type AccountChanges = Omit<UserChanges, 'passwordHash'> & { password?: string | null | undefined }
+export type AccountChanges = Omit<UserChanges, 'passwordHash'> & {
+  password?: string | null | undefined
+  /** With a new password: revoke the user's personal tokens as well. */
+  revokeTokens?: boolean | undefined
+}
 
 /**
  * Accounts: the in-memory view the request path reads, the password check every login method shares,
@@ -133,7 +139,7 @@ export class Accounts {
     if (changes.username !== undefined && !USERNAME_PATTERN.test(changes.username)) problems.username = ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.']
     if (typeof changes.password === 'string') await this.#checkNewPassword(changes.password, changes.username ?? before.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
-    const { password, ...rest } = changes
+    const { password, revokeTokens, ...rest } = changes
     const passwordHash = password === undefined ? undefined : password === null ? null : await hashPassword(password)
     let after: User | undefined
     try {
@@ -149,6 +155,7 @@ export class Accounts {
       passwordChanged: passwordHash !== undefined,
       deactivated: before.isActive && !after.isActive,
       deleted: false,
+      revokeTokens: passwordHash !== undefined && revokeTokens === true,
     })
     await this.#bus.publish(USER_TOPIC, String(id))
     return after
@@ -157,7 +164,7 @@ export class Accounts {
   async delete(id: number): Promise<void> {
     const user = await this.#store.users.findById(id)
     if (!user) throw new NotFound('No such user.')
-    await this.#runChangeListeners(user, { passwordChanged: false, deactivated: true, deleted: true })
+    await this.#runChangeListeners(user, { passwordChanged: false, deactivated: true, deleted: true, revokeTokens: false })
     await this.#store.users.delete(id)
     await this.#bus.publish(USER_TOPIC, String(id))
   }

@@ -1,8 +1,15 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 
-/** Published on the event bus when tokens stop being valid; keys are `jti:<id>` or `grant:<id>`. */
+/**
+ * Published on the event bus when tokens stop being valid; keys are `jti:<id>`, `grant:<id>`, or `account:<user id>`
+ * once every record of an account was deleted (src/app.ts, when its password changes).
+ */
 export const REVOKE_TOPIC = 'oidc-revoke'
+
+export function accountRevocation(userId: number): string {
+  return `account:${userId}`
+}
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])

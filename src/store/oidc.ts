@@ -38,6 +38,7 @@ export class OidcRecordRepository {
       grant_id: input.grantId ?? null,
       uid: input.uid ?? null,
       user_code: input.userCode ?? null,
+      account_id: typeof input.payload.accountId === 'string' ? input.payload.accountId : null,
       expires_at: input.expiresAt ?? null,
       consumed_at: null,
     }
@@ -74,6 +75,16 @@ export class OidcRecordRepository {
 
   async destroyByGrantId(model: string, grantId: string): Promise<void> {
     await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('grant_id', '=', grantId).execute()
+  }
+
+  /**
+   * Deletes every record of an account, whatever its model (sessions, grants, codes, refresh and access tokens),
+   * so that none of them can be used again; returns how many there were. Records of other accounts and those
+   * without one (client credentials, interactions) are left alone.
+   */
+  async destroyByAccount(accountId: string): Promise<number> {
+    const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).executeTakeFirst()
+    return Number(result.numDeletedRows)
   }
 
   async pruneExpired(now = Date.now()): Promise<number> {

@@ -94,6 +94,8 @@ export interface OidcRecordsTable {
   grant_id: string | null
   uid: string | null
   user_code: string | null
+  /** The payload's `accountId`: the Gatehouse user id of sessions, grants, codes and tokens. */
+  account_id: string | null
   expires_at: number | null
   consumed_at: number | null
 }

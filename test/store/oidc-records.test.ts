@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
+import { Migrator } from 'kysely'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
-import type { Store } from '../../src/store/store.ts'
+import { migrationProvider } from '../../src/store/migrations/index.ts'
+import { openStore, type Store } from '../../src/store/store.ts'
 import { storeBackends } from '../helpers/backends.ts'
+import { tempDir } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** The OpenID Connect provider's records and its adapter, on both backends. */
 for (const backend of storeBackends) {
@@ -66,6 +71,59 @@ for (const backend of storeBackends) {
       await codes.upsert('code', { clientId: 'keeping' }, 60)
       await codes.consume('code')
       assert.equal(typeof (await codes.find('code'))!.consumed, 'number')
+    })
+
+    it('deletes every record of one account, whatever its model, and nothing of anyone else', async () => {
+      const later = Date.now() + 60_000
+      for (const [model, id, accountId] of [['Session', 'acct-s', '41'], ['Grant', 'acct-g', '41'], ['RefreshToken', 'acct-r', '41'], ['AccessToken', 'acct-a', '41'], ['AuthorizationCode', 'acct-c', '41'], ['Grant', 'other-g', '42']] as const) {
+        await store.oidc.upsert({ model, id, payload: { accountId, clientId: 'c' }, grantId: id, expiresAt: later })
+      }
+      await store.oidc.upsert({ model: 'ClientCredentials', id: 'service', payload: { clientId: 'c' }, expiresAt: later })
+      assert.equal(await store.oidc.destroyByAccount('41'), 5)
+      for (const [model, id] of [['Session', 'acct-s'], ['Grant', 'acct-g'], ['RefreshToken', 'acct-r'], ['AccessToken', 'acct-a'], ['AuthorizationCode', 'acct-c']]) {
+        assert.equal(await store.oidc.find(model!, id!), undefined, model)
+      }
+      assert.ok(await store.oidc.find('Grant', 'other-g'))
+      assert.ok(await store.oidc.find('ClientCredentials', 'service'))
+      assert.equal(await store.oidc.destroyByAccount('41'), 0)
+    })
+  })
+}
+
+const unmigrated: { name: string; open: () => Promise<{ store: Store; cleanup: () => Promise<void> }> }[] = [
+  {
+    name: 'SQLite',
+    async open() {
+      const dir = tempDir()
+      return { store: await openStore({ dataDir: dir }, { migrate: false }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) }
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    async open() {
+      const database = await createTestDatabase()
+      return { store: await openStore({ url: database.url, dataDir: '' }, { migrate: false }), cleanup: database.drop }
+    },
+  },
+]
+
+for (const backend of unmigrated) {
+  describe(`OIDC records written before their account had a column of its own, on ${backend.name}`, () => {
+    it('get their account from the payload when the database is upgraded', async () => {
+      const { store, cleanup } = await backend.open()
+      try {
+        const migrator = new Migrator({ db: store.database.db, provider: migrationProvider(store.database.dialect) })
+        assert.equal((await migrator.migrateTo('007_login_failures')).error, undefined)
+        // A record as the version before 008_oidc_account wrote it.
+        await store.database.db.insertInto('oidc_records' as never).values({ model: 'RefreshToken', id: 'before', payload: JSON.stringify({ accountId: '77', clientId: 'c' }) } as never).execute()
+        await store.database.db.insertInto('oidc_records' as never).values({ model: 'ClientCredentials', id: 'service', payload: JSON.stringify({ clientId: 'c' }) } as never).execute()
+        await store.database.migrate()
+        assert.equal(await store.oidc.destroyByAccount('77'), 1)
+        assert.ok(await store.oidc.find('ClientCredentials', 'service'))
+      } finally {
+        await store.close()
+        await cleanup()
+      }
     })
   })
 }

@@ -7,6 +7,7 @@ import { ldap } from './004_ldap.ts'
 import { oidc } from './005_oidc.ts'
 import { sso } from './006_sso.ts'
 import { loginFailures } from './007_login_failures.ts'
+import { oidcAccount } from './008_oidc_account.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -17,6 +18,7 @@ const migrations: Record<string, GatehouseMigration> = {
   '005_oidc': oidc,
   '006_sso': sso,
   '007_login_failures': loginFailures,
+  '008_oidc_account': oidcAccount,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {

@@ -52,10 +52,11 @@ function passwordForm() {
   const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'form-grid panel', 'aria-labelledby': 'password-heading' },
     h('h2', { id: 'password-heading' }, 'Change password'),
     field({ label: 'Current password', name: 'current_password', type: 'password', autocomplete: 'current-password' }),
-    field({ label: 'New password', name: 'new_password', type: 'password', autocomplete: 'new-password', help: 'Your other sessions end, and basic credentials with the old password stop working.' }),
+    field({ label: 'New password', name: 'new_password', type: 'password', autocomplete: 'new-password', help: 'At least 12 characters, and not a commonly used one. Your other sessions end, and basic credentials with the old password stop working.' }),
+    field({ label: 'Also revoke my personal tokens', name: 'revoke_tokens', type: 'checkbox', value: false, help: 'Choose this if someone else may have known your password: they could have created tokens with it.' }),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Change password'))))
   onSubmit(form, async (data) => {
-    await api('me/password/', { method: 'POST', body: { current_password: String(data.get('current_password') || ''), new_password: String(data.get('new_password') || '') } })
+    await api('me/password/', { method: 'POST', body: { current_password: String(data.get('current_password') || ''), new_password: String(data.get('new_password') || ''), revoke_tokens: data.get('revoke_tokens') !== null } })
     form.reset()
     toast('Password changed.')
   })

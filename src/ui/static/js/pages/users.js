@@ -161,14 +161,16 @@ function passwordForm(user) {
   const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'form-grid panel', 'aria-labelledby': 'password-heading' },
     h('h2', { id: 'password-heading' }, 'Set password'),
     field({ label: 'New password', name: 'password', type: 'password', autocomplete: 'new-password', help: 'The user\'s sessions end and basic credentials with the old password stop working.' }),
+    field({ label: 'Also revoke the user\'s personal tokens', name: 'revoke_tokens', type: 'checkbox', value: false }),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Set password'))))
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
     clearErrors(form)
-    const password = String(new FormData(form).get('password') || '')
+    const data = new FormData(form)
+    const password = String(data.get('password') || '')
     const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type=submit]'))
     try {
-      await whileBusy(button, () => api(`users/${user.id}/`, { method: 'PATCH', body: { password } }))
+      await whileBusy(button, () => api(`users/${user.id}/`, { method: 'PATCH', body: { password, revoke_tokens: data.get('revoke_tokens') !== null } }))
       form.reset()
       toast('Password set.')
     } catch (error) {
