@@ -58,6 +58,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const lockout = new Lockout(store, () => ({
     failuresBeforeLockout: settings.current.login_failures_before_lockout,
     lockoutSeconds: settings.current.login_lockout_seconds,
+    failuresPerAddress: settings.current.login_failures_per_address,
+    addressWindowSeconds: settings.current.login_address_window_seconds,
+    lockSparesCleanAddresses: settings.current.login_lockout_spares_clean_addresses,
   }))
   const accounts = new Accounts(store, bus, [new LocalPasswords(store)], lockout, () => ({
     minLength: settings.current.local_password_min_length,

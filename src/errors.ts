@@ -59,10 +59,23 @@ export class InvalidCredentials extends NotAuthenticated {
 /** 401: too many failed password checks for this username; checks are refused unseen until the lock ends (src/auth/lockout.ts). */
 export class AccountLocked extends InvalidCredentials {
   constructor(retryAfterSeconds: number) {
-    const wait = retryAfterSeconds === 1 ? '1 second' : `${retryAfterSeconds} seconds`
-    super(`Too many failed logins for this username. Try again later (in ${wait}).`, 'account_locked')
+    super(`Too many failed logins for this username. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, 'account_locked')
     this.headers['retry-after'] = String(retryAfterSeconds)
   }
+}
+
+/**
+ * 429: too many failed password checks from this client address, for any usernames; its checks are refused unseen
+ * until its counting window ends (src/auth/lockout.ts).
+ */
+export class LoginThrottled extends GatehouseError {
+  constructor(retryAfterSeconds: number) {
+    super(429, 'login_throttled', `Too many failed logins from your address. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
+  }
+}
+
+function secondsInWords(seconds: number): string {
+  return seconds === 1 ? '1 second' : `${seconds} seconds`
 }
 
 export class PermissionDenied extends GatehouseError {

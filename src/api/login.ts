@@ -5,7 +5,7 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { GatehouseError, InvalidCredentials, NotFound, ValidationFailed, wantsHtml } from '../errors.ts'
+import { GatehouseError, InvalidCredentials, LoginThrottled, NotFound, ValidationFailed, wantsHtml } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { User } from '../store/users.ts'
@@ -47,10 +47,10 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
 
     let user
     try {
-      user = await app.accounts.checkPassword(input.username, input.password)
+      user = await app.accounts.checkPassword(input.username, input.password, request.ip)
     } catch (error) {
-      if (error instanceof InvalidCredentials && !jsonClient && wantsHtml(request)) {
-        return sendLoginPage(app, reply, 401, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
+      if ((error instanceof InvalidCredentials || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
+        return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
       }
       throw error
     }

@@ -45,7 +45,7 @@ export function meRoutes(api: FastifyInstance, app: App): void {
     const input = parseInput(passwordChange, request.body)
     if (principal.user.source !== 'local') throw new PermissionDenied(`Your password belongs to your ${principal.user.source} account and is changed there.`, 'managed_by_source')
     try {
-      await app.accounts.checkPassword(principal.user.username, input.current_password)
+      await app.accounts.checkPassword(principal.user.username, input.current_password, request.ip)
     } catch (error) {
       if (error instanceof InvalidCredentials && error.code === 'invalid_credentials') {
         throw new ValidationFailed({ current_password: ['This is not your current password.'] })

@@ -92,15 +92,16 @@ export class Accounts {
 
   /**
    * Checks a username and password against each password source in order, under the brute-force lockout
-   * (src/auth/lockout.ts). Whatever goes wrong, the caller learns only "invalid credentials" after about the
-   * same time; a disabled account is named only once the password was right, a locked username before any check.
+   * (src/auth/lockout.ts), for a client at `address` (the trusted client address: Fastify's `request.ip`).
+   * Whatever goes wrong, the caller learns only "invalid credentials" after about the same time; a disabled
+   * account is named only once the password was right, a locked username or throttled address before any check.
    */
-  async checkPassword(username: string, password: string): Promise<User> {
+  async checkPassword(username: string, password: string, address: string | undefined): Promise<User> {
     if (!USERNAME_PATTERN.test(username)) {
       await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
       throw new InvalidCredentials()
     }
-    return this.lockout.guard(username, () => this.#verifyPassword(username, password))
+    return this.lockout.guard(username, address, () => this.#verifyPassword(username, password))
   }
 
   async #verifyPassword(username: string, password: string): Promise<User> {

@@ -33,13 +33,13 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const password = form.get('password') ?? ''
   let accountId: string
   try {
-    const user = await app.accounts.checkPassword(username, password)
+    const user = await app.accounts.checkPassword(username, password, request.ip)
     await app.accounts.recordLogin(user)
     accountId = String(user.id)
   } catch (error) {
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
     const message = error.code === 'account_disabled' ? 'Your account is disabled.'
-      : error.code === 'account_locked' ? error.message : 'Invalid username or password.'
+      : error.code === 'account_locked' || error.code === 'login_throttled' ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
   const returnTo = await provider.interactionResult(request.raw, reply.raw, { login: { accountId } }, { mergeWithLastSubmission: false })

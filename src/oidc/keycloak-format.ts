@@ -20,6 +20,8 @@ export interface KeycloakShapeOptions {
 export const PROVIDER_REQUEST = Symbol('gatehouse request')
 export interface ProviderRequest {
   log: FastifyBaseLogger
+  /** The trusted client address (Fastify's `request.ip`), which the password grant's lockout counts by. */
+  address: string
   /** A revocation made from Keycloak's logout-by-refresh-token: answered 204, as Keycloak does. */
   logout: boolean
 }

@@ -4,6 +4,7 @@ import type { Accounts } from '../directory/accounts.ts'
 import { GatehouseError } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { DEFAULT_SCOPES, orderScopes, SUPPORTED_SCOPES } from './claims.ts'
+import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
 
 export const PASSWORD_GRANT = 'password'
 /** The grant's form parameters besides grant_type and client authentication (RFC 6749 §4.3.2). */
@@ -43,7 +44,8 @@ export function passwordGrant(options: PasswordGrantOptions) {
     const password = params.password as string | undefined
     if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
     const scope = grantedScope(params.scope as string | undefined)
-    const user = await checkCredentials(options.accounts, username, password ?? '')
+    const address = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address
+    const user = await checkCredentials(options.accounts, username, password ?? '', address)
     await options.accounts.recordLogin(user)
 
     const accountId = String(user.id)
@@ -103,9 +105,9 @@ function grantedScope(requested: string | undefined): string {
 }
 
 /** Gatehouse's password check (every password source, lockout) in Keycloak's words. */
-async function checkCredentials(accounts: Accounts, username: string, password: string): Promise<User> {
+async function checkCredentials(accounts: Accounts, username: string, password: string, address: string | undefined): Promise<User> {
   try {
-    return await accounts.checkPassword(username, password)
+    return await accounts.checkPassword(username, password, address)
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
       throw invalidGrant(error.code === 'account_disabled' ? 'Account disabled' : 'Invalid user credentials')

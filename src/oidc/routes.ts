@@ -54,7 +54,7 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
   const { handler } = await realm.provider()
   app.oidc.maintain()
   reply.hijack()
-  handler(replayRequest(request.raw, target, query, `/realms/${realm.name}`, { log: request.log, logout: target.logout === true }), reply.raw)
+  handler(replayRequest(request.raw, target, query, `/realms/${realm.name}`, { log: request.log, address: request.ip, logout: target.logout === true }), reply.raw)
   return reply
 }
 

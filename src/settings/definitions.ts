@@ -25,6 +25,12 @@ export const settingsSchema = z.object({
     .describe('Failed password checks in a row for one username before further checks are refused for a while (0 = no lockout).'),
   login_lockout_seconds: z.number({ error: 'Must be a whole number of seconds.' }).int('Must be a whole number of seconds.').min(1, 'Must be at least 1 second.').max(24 * 3600, 'Must be at most 86400 seconds (one day).').default(60)
     .describe('Seconds a username stays locked after too many failed password checks.'),
+  login_failures_per_address: z.number({ error: 'Must be a whole number.' }).int('Must be a whole number.').min(0, 'Must be 0 (no limit) or more.').max(100_000, 'Must be at most 100000.').default(30)
+    .describe('Failed password checks from one client address, for any usernames, within login_address_window_seconds before further checks from it are refused until the window ends (0 = no limit).'),
+  login_address_window_seconds: seconds(10, 24 * 3600).default(300)
+    .describe('The window, in seconds, in which login_failures_per_address are counted.'),
+  login_lockout_spares_clean_addresses: onOff().default(true)
+    .describe('While a username is locked, still check passwords from client addresses with no failed login in the last 12 hours, so that guessing a username cannot lock its owner out.'),
   local_password_min_length: z.number({ error: 'Must be a whole number.' }).int('Must be a whole number.').min(0, 'Must be 0 (no minimum) or more.').max(256, 'Must be at most 256.').default(12)
     .describe('Fewest characters a new password of a local account must have (0 = no minimum). Passwords already set keep working.'),
   local_password_refuse_common: onOff().default(true)

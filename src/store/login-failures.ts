@@ -1,5 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
-import type { LoginFailuresTable, Tables } from './schema.ts'
+import type { LoginAddressFailuresTable, LoginFailuresTable, Tables } from './schema.ts'
 
 /** Failed password checks for one username, and until when further checks are refused. */
 export interface LoginFailures {
@@ -10,9 +10,20 @@ export interface LoginFailures {
   lockedUntil: number | null
 }
 
+/** Failed password checks from one client address, for any usernames. */
+export interface AddressFailures {
+  address: string
+  /** When the address's current counting window began (at its first failure after the previous window). */
+  windowStart: number
+  /** Failures in that window. */
+  failures: number
+  lastFailureAt: number
+}
+
 /**
- * Failed password checks by username, shared by every process on the database. What counts as a failure and
- * when a username locks is decided in src/auth/lockout.ts; this only keeps the numbers, atomically.
+ * Failed password checks by username and by client address, shared by every process on the database. What counts
+ * as a failure, when a username locks and when an address is throttled is decided in src/auth/lockout.ts; this
+ * only keeps the numbers, atomically.
  */
 export class LoginFailureRepository {
   readonly #db: Kysely<Tables>
@@ -62,6 +73,46 @@ export class LoginFailureRepository {
       .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
       .executeTakeFirst()
     return Number(result.numDeletedRows)
+  }
+
+  async findAddress(address: string): Promise<AddressFailures | undefined> {
+    const row = await this.#db.selectFrom('login_address_failures').selectAll().where('address', '=', address).executeTakeFirst()
+    return row && toAddressFailures(row)
+  }
+
+  /**
+   * Counts one more failure from an address in a single statement. A window that began at or before
+   * `windowStartedBy` is over: the count starts again at 1 in a window beginning now.
+   */
+  async recordAddressFailure(address: string, now: number, windowStartedBy: number): Promise<AddressFailures> {
+    const row = await this.#db.insertInto('login_address_failures')
+      .values({ address, window_start: now, failures: 1, last_failure_at: now })
+      .onConflict((oc) => oc.column('address').doUpdateSet((eb) => {
+        const windowOver = eb('login_address_failures.window_start', '<=', windowStartedBy)
+        return {
+          window_start: eb.case().when(windowOver).then(eb.lit(now)).else(eb.ref('login_address_failures.window_start')).end(),
+          failures: eb.case().when(windowOver).then(eb.lit(1)).else(eb('login_address_failures.failures', '+', eb.lit(1))).end(),
+          last_failure_at: now,
+        }
+      }))
+      .returningAll()
+      .executeTakeFirstOrThrow()
+    return toAddressFailures(row)
+  }
+
+  /** Deletes the records of addresses whose last failure came before `before`; returns how many. */
+  async deleteStaleAddresses(before: number): Promise<number> {
+    const result = await this.#db.deleteFrom('login_address_failures').where('last_failure_at', '<', before).executeTakeFirst()
+    return Number(result.numDeletedRows)
+  }
+}
+
+function toAddressFailures(row: Selectable<LoginAddressFailuresTable>): AddressFailures {
+  return {
+    address: row.address,
+    windowStart: Number(row.window_start),
+    failures: Number(row.failures),
+    lastFailureAt: Number(row.last_failure_at),
   }
 }
 

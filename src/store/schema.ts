@@ -16,6 +16,7 @@ export interface Tables {
   sso_identities: SsoIdentitiesTable
   sso_logins: SsoLoginsTable
   login_failures: LoginFailuresTable
+  login_address_failures: LoginAddressFailuresTable
 }
 
 export interface GatewayProcessesTable {
@@ -124,4 +125,11 @@ export interface LoginFailuresTable {
   failures: number
   last_failure_at: number
   locked_until: number | null
+}
+
+export interface LoginAddressFailuresTable {
+  address: string
+  window_start: number
+  failures: number
+  last_failure_at: number
 }

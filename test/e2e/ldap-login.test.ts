@@ -103,21 +103,21 @@ describe('LDAP accounts through the gateway', () => {
     const before = (await gw.store.users.findByUsername('alice'))!
     await directory.setMembers(GROUPS.admins, [`uid=carol,ou=people,${SUFFIX}`])
     try {
-      const after = await gw.app.accounts.checkPassword('alice', PASSWORDS.alice!)
+      const after = await gw.app.accounts.checkPassword('alice', PASSWORDS.alice!, undefined)
       assert.equal(after.id, before.id)
       assert.equal(after.isSuperuser, false, 'no longer in the superuser group')
       assert.equal((await gw.app.accounts.get(before.id))!.isSuperuser, false, 'the cached account was refreshed too')
     } finally {
       await directory.setMembers(GROUPS.admins, [`uid=alice,ou=people,${SUFFIX}`])
     }
-    assert.equal((await gw.app.accounts.checkPassword('alice', PASSWORDS.alice!)).isSuperuser, true)
+    assert.equal((await gw.app.accounts.checkPassword('alice', PASSWORDS.alice!, undefined)).isSuperuser, true)
   })
 
   it('checks directory passwords for every login method that shares the password check', async () => {
-    const carol = await gw.app.accounts.checkPassword('carol', PASSWORDS.carol!)
+    const carol = await gw.app.accounts.checkPassword('carol', PASSWORDS.carol!, undefined)
     assert.equal(carol.source, 'ldap')
     assert.equal(carol.external, true)
-    await assert.rejects(gw.app.accounts.checkPassword('carol', 'wrong-password'), { code: 'invalid_credentials' })
+    await assert.rejects(gw.app.accounts.checkPassword('carol', 'wrong-password', undefined), { code: 'invalid_credentials' })
   })
 
   it('answers a wrong directory password like any wrong password', async () => {
@@ -155,7 +155,7 @@ describe('LDAP accounts through the gateway', () => {
   })
 
   it('keeps an administrator\'s decision to disable a directory account', async () => {
-    await gw.app.accounts.checkPassword('dave', PASSWORDS.dave!)
+    await gw.app.accounts.checkPassword('dave', PASSWORDS.dave!, undefined)
     const dave = (await gw.store.users.findByUsername('dave'))!
     const patch = await gw.fetch(`/api/gateway/v1/users/${dave.id}/`, { method: 'PATCH', headers: jsonHeaders, body: JSON.stringify({ is_active: false }) })
     assert.equal(patch.status, 200)

@@ -64,3 +64,42 @@ for (const backend of storeBackends) {
     })
   })
 }
+
+for (const backend of storeBackends) {
+  describe(`failed logins by client address on ${backend.name}`, () => {
+    let store: Store
+    let other: Store
+    let cleanup: () => Promise<void>
+    before(async () => {
+      let reopen: () => Promise<Store>
+      ;({ store, reopen, cleanup } = await backend.open())
+      other = await reopen()
+    })
+    after(async () => {
+      await other.close()
+      await store.close()
+      await cleanup()
+    })
+
+    it('counts failures from an address within its window, and starts a new window once it is over', async () => {
+      assert.equal(await store.loginFailures.findAddress('192.0.2.1'), undefined)
+      assert.deepEqual(await store.loginFailures.recordAddressFailure('192.0.2.1', T, T - 300_000), { address: '192.0.2.1', windowStart: T, failures: 1, lastFailureAt: T })
+      assert.deepEqual(await store.loginFailures.recordAddressFailure('192.0.2.1', T + 100_000, T + 100_000 - 300_000), { address: '192.0.2.1', windowStart: T, failures: 2, lastFailureAt: T + 100_000 })
+      assert.deepEqual(await store.loginFailures.recordAddressFailure('192.0.2.1', T + 300_000, T), { address: '192.0.2.1', windowStart: T + 300_000, failures: 1, lastFailureAt: T + 300_000 })
+      assert.deepEqual(await store.loginFailures.findAddress('192.0.2.1'), { address: '192.0.2.1', windowStart: T + 300_000, failures: 1, lastFailureAt: T + 300_000 })
+    })
+
+    it('counts failures recorded at once through several connections', async () => {
+      await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? store : other).loginFailures.recordAddressFailure('2001:db8::/64', T + i, T - 1000)))
+      assert.equal((await store.loginFailures.findAddress('2001:db8::/64'))!.failures, 10)
+    })
+
+    it('deletes addresses that have not failed for a long time, and no others', async () => {
+      await store.loginFailures.recordAddressFailure('192.0.2.50', T - 50_000, T - 350_000)
+      await store.loginFailures.recordAddressFailure('192.0.2.51', T + 50_000, T - 250_000)
+      assert.ok(await store.loginFailures.deleteStaleAddresses(T) >= 1)
+      assert.equal(await store.loginFailures.findAddress('192.0.2.50'), undefined)
+      assert.ok(await store.loginFailures.findAddress('192.0.2.51'))
+    })
+  })
+}

@@ -8,6 +8,7 @@ import { oidc } from './005_oidc.ts'
 import { sso } from './006_sso.ts'
 import { loginFailures } from './007_login_failures.ts'
 import { oidcAccount } from './008_oidc_account.ts'
+import { loginAddressFailures } from './009_login_address_failures.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -19,6 +20,7 @@ const migrations: Record<string, GatehouseMigration> = {
   '006_sso': sso,
   '007_login_failures': loginFailures,
   '008_oidc_account': oidcAccount,
+  '009_login_address_failures': loginAddressFailures,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {

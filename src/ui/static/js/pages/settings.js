@@ -38,6 +38,19 @@ const KNOWN = {
     help: 'How long a username stays locked after too many wrong passwords, in seconds.',
     unit: 'seconds',
   },
+  login_failures_per_address: {
+    label: 'Failed logins per address',
+    help: 'Wrong passwords from one client address, for any usernames, within the window below before its logins are refused until the window ends. 0: no limit.',
+  },
+  login_address_window_seconds: {
+    label: 'Address window',
+    help: 'The time in which the failed logins of one address are counted, in seconds.',
+    unit: 'seconds',
+  },
+  login_lockout_spares_clean_addresses: {
+    label: 'Let clean addresses past a lockout',
+    help: 'While a username is locked, still check passwords from addresses without a failed login in the last 12 hours, so that guessing someone\'s username cannot lock them out.',
+  },
   local_password_min_length: {
     label: 'Minimum password length',
     help: 'Fewest characters a new password of a local account must have. 0: no minimum. Passwords already set keep working.',
