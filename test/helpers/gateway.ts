@@ -129,7 +129,7 @@ export async function spawnGateway(args: string[], env: Record<string, string> =
     process: child,
     output: () => output,
     stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve()
+      if (child.exitCode !== null || child.signalCode !== null) return resolve()
       child.once('exit', () => resolve())
       child.kill('SIGTERM')
     }),
