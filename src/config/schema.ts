@@ -56,12 +56,12 @@ export const ConfigSchema = z.object({
     database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()
       .describe('PostgreSQL URL; when set, used instead of SQLite (also GATEHOUSE_DATABASE_URL).'),
     timeouts: z.object({
-      connect_seconds: z.number().positive().max(60).default(2)
+      connect_seconds: z.number().positive().max(60).default(1)
         .describe('Time to open a connection to PostgreSQL, or to wait for a free one in the pool, before answering 503 database_unavailable.'),
       query_seconds: z.number().positive().max(60).default(2)
         .describe('Time one query may take (PostgreSQL: on the client and as statement_timeout on the server; SQLite: waiting for another process\'s lock) before answering 503 database_unavailable.'),
-    }).strict().default({ connect_seconds: 2, query_seconds: 2 }),
-  }).strict().default({ data_dir: './data', timeouts: { connect_seconds: 2, query_seconds: 2 } }),
+    }).strict().default({ connect_seconds: 1, query_seconds: 2 }),
+  }).strict().default({ data_dir: './data', timeouts: { connect_seconds: 1, query_seconds: 2 } }),
   auth: z.object({
     basic_cache_seconds: z.number().int().min(0).max(3600).default(30)
       .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time).'),

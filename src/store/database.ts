@@ -21,7 +21,7 @@ export interface DatabaseTimeouts {
   queryMs: number
 }
 
-export const defaultTimeouts: DatabaseTimeouts = { connectMs: 2000, queryMs: 2000 }
+export const defaultTimeouts: DatabaseTimeouts = { connectMs: 1000, queryMs: 2000 }
 
 export interface DatabaseLocation {
   /** A `postgres://` URL; when absent, the embedded SQLite file in `dataDir` is used. */

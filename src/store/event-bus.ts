@@ -23,7 +23,7 @@ const ACK_WAIT_MS = 1000
  * The longest a request waits, on PostgreSQL, for a read of the log that is under way (news just pushed). Only
  * a wait, never a condition: the publisher's own wait for confirmations is what makes a change visible everywhere.
  */
-const READ_WAIT_MS = 500
+const READ_WAIT_MS = 200
 /** The LISTEN connection is reopened after a delay that doubles from the first to the last. */
 const RECONNECT_FIRST_MS = 100
 const RECONNECT_MAX_MS = 5000
@@ -308,8 +308,16 @@ export class EventBus {
     this.#reconnectTimer.unref()
   }
 
+  /** Runs `task` every `ms`, skipping a turn while the previous run (stuck on a slow database, say) still runs. */
   #every(ms: number, task: () => Promise<unknown>): void {
-    const timer = setInterval(() => void task().catch(() => {}), ms)
+    let running = false
+    const timer = setInterval(() => {
+      if (running) return
+      running = true
+      void task().catch(() => {}).finally(() => {
+        running = false
+      })
+    }, ms)
     timer.unref()
     this.#timers.push(timer)
   }
