@@ -38,8 +38,9 @@ function collect(value: unknown, path: string, depth: number, found: Set<string>
   }
 }
 
+/** JSON objects, and the query and form objects Fastify's parsers make (a prototype that itself has none). */
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object') return false
   const prototype = Object.getPrototypeOf(value)
-  return prototype === Object.prototype || prototype === null
+  return prototype === Object.prototype || prototype === null || Object.getPrototypeOf(prototype) === null
 }
