@@ -53,6 +53,9 @@ const REPORT_INTERVAL_MS = 60_000
 const IDLE_IN_TRANSACTION_MS = 10_000
 /** TCP keepalive on every PostgreSQL connection, so a peer that disappeared without closing is noticed. */
 const KEEPALIVE_DELAY_MS = 10_000
+/** For connections whose statements may rightly take long, or wait (LISTEN, migrations). */
+const UNBOUNDED = { query_timeout: undefined, statement_timeout: undefined, idle_in_transaction_session_timeout: undefined }
+const MIGRATION_CONNECT_MS = 10_000
 /** Characters PostgreSQL cannot store in text (SQLite can): refused for both, so both behave alike. */
 const NUL = '\u0000'
 
@@ -103,12 +106,22 @@ export class Database {
     return new Database('sqlite', `sqlite:${file}`, new SqliteDialect({ database: sqlite }), sqlite)
   }
 
-  /** Applies every pending migration; safe to run from several processes at once. */
+  /**
+   * Applies every pending migration; safe to run from several processes at once. On PostgreSQL through a connection
+   * of its own without the query timeouts: a migration may take longer than any request should, and a process
+   * starting next to another waits for the other's migrations to finish (an advisory lock).
+   */
   async migrate(): Promise<string[]> {
-    const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.dialect) })
-    const { error, results } = await migrator.migrateToLatest()
-    if (error) throw error
-    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+    const pool = this.#pgConfig && new pg.Pool({ ...this.#pgConfig, ...UNBOUNDED, connectionTimeoutMillis: MIGRATION_CONNECT_MS, max: 1 })
+    pool?.on('error', () => {})
+    const db = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : this.db
+    try {
+      const { error, results } = await new Migrator({ db, provider: migrationProvider(this.dialect) }).migrateToLatest()
+      if (error) throw error
+      return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+    } finally {
+      if (db !== this.db) await db.destroy()
+    }
   }
 
   /** SQLite only: a counter that moves when another process commits (undefined on PostgreSQL). */
@@ -127,7 +140,7 @@ export class Database {
    */
   async listenClient(): Promise<pg.Client | undefined> {
     if (!this.#pgConfig) return undefined
-    const client = new pg.Client({ ...this.#pgConfig, query_timeout: undefined, statement_timeout: undefined })
+    const client = new pg.Client({ ...this.#pgConfig, ...UNBOUNDED })
     // Until the caller attaches its own: an error event without a listener would end the process.
     client.on('error', () => {})
     try {
