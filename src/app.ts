@@ -15,7 +15,6 @@ import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
-import { accountRevocation, REVOKE_TOPIC } from './oidc/adapter.ts'
 import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
 import { EventBus } from './store/event-bus.ts'
@@ -52,7 +51,7 @@ export interface AppOptions {
 }
 
 export async function createApp(config: Config, store: Store, options: AppOptions = {}): Promise<App> {
-  const bus = new EventBus(store)
+  const bus = new EventBus(store, { maxStaleMs: config.auth.max_stale_seconds * 1000 })
   const settings = new RuntimeSettings(store, bus)
   await settings.reload()
   const lockout = new Lockout(store, () => ({
@@ -85,19 +84,21 @@ export async function createApp(config: Config, store: Store, options: AppOption
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
-  const tokens = new PersonalTokens(store, bus, settings)
-  // A new password or a disabled account ends every session of the user, on every process: the gateway's own and
-  // the OpenID Connect provider's (sessions, grants, refresh and access tokens). Personal tokens end when asked.
-  accounts.onChange(async (user, change) => {
+  // A new password or a disabled account ends every session of the user, in the change's own transaction: the
+  // gateway's own and the OpenID Connect provider's (sessions, grants, codes, refresh and access tokens), and the
+  // personal tokens when asked. The user's event makes every process drop what it remembers of them (sessions,
+  // tokens, verified access tokens), so they need no events of their own.
+  accounts.onChange(async (tx, user, change) => {
     if (change.passwordChanged || change.deactivated || change.deleted) {
-      await sessions.endForUser(user.id)
-      if (await store.oidc.destroyByAccount(String(user.id))) await bus.publish(REVOKE_TOPIC, accountRevocation(user.id))
+      await tx.sessions.deleteForUser(user.id)
+      await tx.oidc.destroyByAccount(String(user.id))
     }
-    if (change.revokeTokens) await tokens.revokeUser(user.id)
+    if (change.revokeTokens) await tx.tokens.deleteByUser(user.id)
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
   auth.add(new SessionAuthenticator(sessions, accounts, csrf))
+  const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens, accounts))
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, trustProxy: config.server.trust_proxy })

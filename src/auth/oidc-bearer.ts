@@ -30,7 +30,7 @@ interface VerifiedToken {
   audiences: readonly string[]
   azp: string
   expiresAt: number
-  /** When its record was looked up: a revocation of the whole account after this means looking again. */
+  /** When its record was looked up; after the bus's `maxStaleMs` it is looked up again. */
   checkedAt: number
 }
 
@@ -44,7 +44,9 @@ function invalidToken(message: string): NotAuthenticated {
  * `typ: Bearer`, and `aud` or `azp`. The first time a token is seen, its record is looked up too, so a token
  * revoked or logged out before this process started is refused as well; afterwards the token is answered from
  * memory until it expires, unless REVOKE_TOPIC says its session or the token itself ended (that news reaches
- * every process before its next request, see src/store/event-bus.ts).
+ * every process before its next request, see src/store/event-bus.ts), and its record is looked up again once
+ * the answer is older than the bus's `maxStaleMs`, or once its account changed (a new password deletes the
+ * account's records in the same transaction as the account's event, so the token is then refused).
  */
 export class OidcBearerAuthenticator implements Authenticator {
   readonly id = 'oidc' as const
@@ -54,19 +56,19 @@ export class OidcBearerAuthenticator implements Authenticator {
   readonly #cache = new Map<string, VerifiedToken>()
   /** `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired. */
   readonly #revoked = new Map<string, number>()
-  /**
-   * When every record of an account was deleted (its password changed), by user id: tokens of the account checked
-   * before then are looked up again, and refused, since their records are gone. Tokens issued afterwards stand.
-   */
-  readonly #accountsRevokedAt = new Map<number, number>()
+  /** When each account last changed, for the tokens of it checked before then; older than `maxStaleMs`: irrelevant. */
+  readonly #accountsChangedAt = new Map<number, number>()
   readonly #revokedTtlMs: number
+  readonly #maxStaleMs: number
 
   constructor(realms: OidcRealms, accounts: Accounts, store: Store, bus: EventBus) {
     this.#realms = realms
     this.#accounts = accounts
     this.#store = store
+    this.#maxStaleMs = bus.maxStaleMs
     this.#revokedTtlMs = (Math.max(...realms.all().map((r) => r.config.access_token_seconds)) + 60) * 1000
     bus.on(REVOKE_TOPIC, (key) => this.#revoke(key))
+    accounts.onForget((userId) => this.#accountChanged(userId))
   }
 
   async authenticate(request: FastifyRequest): Promise<Principal | NotMine> {
@@ -76,7 +78,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     const now = Date.now()
     const key = hash('sha256', token, 'base64url')
     let verified = this.#cache.get(key)
-    if (verified && (verified.expiresAt <= now || this.#accountRevokedSince(verified, now))) {
+    if (verified && (verified.expiresAt <= now || now - verified.checkedAt >= this.#maxStaleMs || this.#checkedBeforeChange(verified))) {
       this.#cache.delete(key)
       verified = undefined
     }
@@ -96,7 +98,6 @@ export class OidcBearerAuthenticator implements Authenticator {
   }
 
   async #verify(token: string, now: number): Promise<VerifiedToken> {
-    const checkedAt = Date.now()
     let issuer: unknown
     try {
       issuer = decodeJwt(token).iss
@@ -134,7 +135,7 @@ export class OidcBearerAuthenticator implements Authenticator {
       audiences: [...(Array.isArray(payload.aud) ? payload.aud : payload.aud ? [payload.aud] : []), payload.azp],
       azp: payload.azp,
       expiresAt: payload.exp! * 1000,
-      checkedAt,
+      checkedAt: now,
     }
   }
 
@@ -153,28 +154,21 @@ export class OidcBearerAuthenticator implements Authenticator {
     return false
   }
 
-  /** Whether the token's account had all its records deleted after the token was checked (and not too long ago to matter). */
-  #accountRevokedSince(token: VerifiedToken, now: number): boolean {
-    const at = this.#accountsRevokedAt.get(token.userId)
-    if (at === undefined) return false
-    if (at + this.#revokedTtlMs <= now) {
-      this.#accountsRevokedAt.delete(token.userId)
-      return false
+  #checkedBeforeChange(token: VerifiedToken): boolean {
+    const changedAt = this.#accountsChangedAt.get(token.userId)
+    return changedAt !== undefined && changedAt >= token.checkedAt
+  }
+
+  #accountChanged(userId: number): void {
+    const now = Date.now()
+    if (this.#accountsChangedAt.size > MAX_CACHED) {
+      for (const [id, at] of this.#accountsChangedAt) if (now - at >= this.#maxStaleMs) this.#accountsChangedAt.delete(id)
     }
-    return at >= token.checkedAt
+    this.#accountsChangedAt.set(userId, now)
   }
 
   #revoke(key: string): void {
     const now = Date.now()
-    if (key.startsWith('account:')) {
-      if (this.#accountsRevokedAt.size > MAX_CACHED) {
-        // Forgetting when accounts were revoked is safe only together with every token checked before then.
-        this.#accountsRevokedAt.clear()
-        this.#cache.clear()
-      }
-      this.#accountsRevokedAt.set(Number(key.slice('account:'.length)), now)
-      return
-    }
     if (this.#revoked.size > MAX_CACHED) {
       for (const [k, until] of this.#revoked) if (until <= now) this.#revoked.delete(k)
     }
