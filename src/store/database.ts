@@ -109,9 +109,25 @@ export class Database {
   /**
    * Applies every pending migration; safe to run from several processes at once. On PostgreSQL through a connection
    * of its own without the query timeouts: a migration may take longer than any request should, and a process
-   * starting next to another waits for the other's migrations to finish (an advisory lock).
+   * starting next to another waits for the other's migrations to finish (an advisory lock). Kysely takes no lock on
+   * SQLite (it counts on one connection in all), so there the whole run is one immediate transaction: a process
+   * starting next to another waits for it (the busy timeout), then finds the migrations applied.
    */
   async migrate(): Promise<string[]> {
+    if (!this.#sqlite) return this.#migrate()
+    const raw = this.#sqlite.raw
+    raw.exec('BEGIN IMMEDIATE')
+    try {
+      const applied = await this.#migrate()
+      raw.exec('COMMIT')
+      return applied
+    } catch (error) {
+      if (raw.isTransaction) raw.exec('ROLLBACK')
+      throw error
+    }
+  }
+
+  async #migrate(): Promise<string[]> {
     const pool = this.#pgConfig && new pg.Pool({ ...this.#pgConfig, ...UNBOUNDED, connectionTimeoutMillis: MIGRATION_CONNECT_MS, max: 1 })
     pool?.on('error', () => {})
     const db = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : this.db

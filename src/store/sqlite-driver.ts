@@ -14,9 +14,10 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   /** `busyTimeoutMs`: how long a statement waits for another process's lock (the whole process waits with it: the API is synchronous). */
   constructor(filename: string, busyTimeoutMs: number) {
     this.raw = new DatabaseSync(filename)
+    // First: switching a new file to WAL needs a lock that a process starting next to this one may hold.
+    this.raw.exec(`PRAGMA busy_timeout = ${Math.round(busyTimeoutMs)}`)
     this.raw.exec('PRAGMA journal_mode = WAL')
     this.raw.exec('PRAGMA synchronous = NORMAL')
-    this.raw.exec(`PRAGMA busy_timeout = ${Math.round(busyTimeoutMs)}`)
     this.raw.exec('PRAGMA foreign_keys = ON')
   }
 

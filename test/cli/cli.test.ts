@@ -56,6 +56,15 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('migrates one SQLite file once when several processes start on it at the same time', async () => {
+    for (let round = 0; round < 3; round++) {
+      const dir = tempDir()
+      const results = await Promise.all(Array.from({ length: 4 }, () => runCli(['migrate', '--data-dir', dir])))
+      assert.deepEqual(results.map((r) => r.code), [0, 0, 0, 0], results.map((r) => r.stderr).join(''))
+      assert.equal(results.filter((r) => /applied: 001_core/.test(r.stdout)).length, 1, 'one process applied them; the others found them applied')
+    }
+  })
+
   it('exits non-zero with a one-line reason on bad arguments', async () => {
     const dir = tempDir()
     const cases: [string[], RegExp][] = [
