@@ -84,15 +84,14 @@ export async function createApp(config: Config, store: Store, options: AppOption
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
-  // A new password or a disabled account ends every session of the user, in the change's own transaction: the
-  // gateway's own and the OpenID Connect provider's (sessions, grants, codes, refresh and access tokens), and the
-  // personal tokens when asked. The user's event makes every process drop what it remembers of them (sessions,
-  // tokens, verified access tokens), so they need no events of their own.
+  // In the change's own transaction: a new password or a disabled account ends every session of the user; a new
+  // password or a deleted account also ends the OpenID Connect provider's (sessions, grants, codes, refresh and
+  // access tokens: a disabled account's are refused as such, and work again if it is enabled), and the personal
+  // tokens when asked. The user's event makes every process drop what it remembers of them (sessions, tokens,
+  // verified access tokens), so they need no events of their own.
   accounts.onChange(async (tx, user, change) => {
-    if (change.passwordChanged || change.deactivated || change.deleted) {
-      await tx.sessions.deleteForUser(user.id)
-      await tx.oidc.destroyByAccount(String(user.id))
-    }
+    if (change.passwordChanged || change.deactivated || change.deleted) await tx.sessions.deleteForUser(user.id)
+    if (change.passwordChanged || change.deleted) await tx.oidc.destroyByAccount(String(user.id))
     if (change.revokeTokens) await tx.tokens.deleteByUser(user.id)
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
