@@ -88,7 +88,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens, accounts))
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, trustProxy: config.server.trust_proxy })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, store, bus))
 
   const app: App = {

@@ -3,6 +3,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig } from '../config/realms.ts'
 import { escapeHtml } from '../errors.ts'
 import { accessTokenAudience } from './claims.ts'
+import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 
 /**
  * Keycloak's wire format on top of oidc-provider's: the extra token response members, the order Keycloak
@@ -14,7 +15,18 @@ export interface KeycloakShapeOptions {
   /** Grant types the token endpoint knows (others are `unsupported_grant_type`, before anything else is checked). */
   grantTypes: ReadonlySet<string>
   client(clientId: string): RealmClientConfig | undefined
+  tokens: KeycloakTokens
+  /** Where the realm's cookies live (`/realms/<realm>/`). */
+  cookiePath: string
 }
+
+/** Keycloak's answer for a path that is not an endpoint of the realm (RESTEasy's wording). */
+export const NO_SUCH_ENDPOINT = { error: 'Unable to find matching target resource method', error_description: 'For more on this error consult the server log.' }
+/**
+ * The cookie Keycloak's login status iframe reads (login-status-iframe.ftl): the SHA-256 of the browser
+ * session's `sid`. Not HttpOnly, by design: the iframe's script compares it with the `sid` of the app's token.
+ */
+export const SESSION_STATE_COOKIE = 'KEYCLOAK_SESSION'
 
 /** What Gatehouse tells oidc-provider's middleware about a request (src/oidc/routes.ts sets it). */
 export const PROVIDER_REQUEST = Symbol('gatehouse request')
@@ -35,12 +47,18 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     await next()
     const oidc = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc
     if (!oidc) {
-      if (ctx.status === 404 && !ctx.body) ctx.body = { error: 'not_found', error_description: 'No such endpoint in this realm' }
+      if (ctx.status === 404 && !ctx.body) {
+        // Koa answers 200 once a body is set on a response whose status was never set explicitly.
+        ctx.body = NO_SUCH_ENDPOINT
+        ctx.status = 404
+      }
       return
     }
+    allowCredentials(ctx, oidc)
     const body = ctx.body as Record<string, unknown> | undefined
     if (oidc.route === 'token') {
-      if (ctx.status === 200 && body && typeof body.access_token === 'string') ctx.body = tokenResponse(body, oidc)
+      ctx.set('pragma', 'no-cache')
+      if (ctx.status === 200 && body && typeof body.access_token === 'string') ctx.body = await tokenResponse(body, oidc, options.tokens)
       else if (ctx.status >= 400 && body && typeof body.error === 'string') {
         const error = tokenError(body, ctx, options)
         ctx.status = error.status
@@ -56,22 +74,53 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.body = null
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
+    } else if ((oidc.route === 'authorization' || oidc.route === 'resume') && ctx.status >= 300 && ctx.status < 400) {
+      setSessionStateCookie(ctx, oidc, options.cookiePath)
+    } else if (oidc.route === 'end_session_success' || oidc.route === 'end_session_confirm') {
+      ctx.cookies.set(SESSION_STATE_COOKIE, null, { path: options.cookiePath, httpOnly: false })
     }
   }
 }
 
-/** Keycloak's members, in Keycloak's order (RFC 6749 §5.1 plus `refresh_expires_in`, `not-before-policy`, `session_state`). */
-function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc']): Record<string, unknown> {
-  const refreshToken = oidc.entities.RefreshToken
-  const sid = oidc.entities.AccessToken?.sid
+/**
+ * oidc-provider answers CORS for the token, introspection and revocation endpoints only for the client's allowed
+ * origins (`clientBasedCORS`), but without `Access-Control-Allow-Credentials`; keycloak-js sends its token
+ * requests with credentials, and Keycloak's Cors answers them with it.
+ */
+function allowCredentials(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc']): void {
+  const origin = ctx.response.get('access-control-allow-origin')
+  if (!origin || origin === '*' || !CREDENTIALED_CORS_ROUTES.has(String(oidc.route))) return
+  ctx.set('access-control-allow-credentials', 'true')
+}
+const CREDENTIALED_CORS_ROUTES = new Set(['token', 'introspection', 'revocation'])
+
+/** After a browser login, the login status iframe's cookie for the browser session's `sid`. */
+function setSessionStateCookie(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'], path: string): void {
+  const session = oidc.session as unknown as { accountId?: string; uid?: string } | undefined
+  if (!session?.accountId || !session.uid) return
+  // Embedded in another site's page, the iframe sees the cookie only if it is SameSite=None, which needs https.
+  ctx.cookies.set(SESSION_STATE_COOKIE, sessionCookieValue(session.uid), { path, httpOnly: false, secure: ctx.secure, sameSite: ctx.secure ? 'none' : 'lax', overwrite: true })
+}
+
+/**
+ * Keycloak's members, in Keycloak's order (RFC 6749 §5.1 plus `refresh_expires_in`, `not-before-policy`,
+ * `session_state`), with Keycloak's JWT refresh token and ID token (keycloak-tokens.ts).
+ */
+async function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], tokens: KeycloakTokens): Promise<Record<string, unknown>> {
+  const refreshToken = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
+  const accessToken = oidc.entities.AccessToken as unknown as { sid?: string; sessionUid?: string } | undefined
+  const sid = accessToken ? keycloakSid(accessToken) : undefined
   const response: Record<string, unknown> = {
     access_token: body.access_token,
     expires_in: body.expires_in,
     refresh_expires_in: body.refresh_token && refreshToken ? refreshToken.expiration : 0,
   }
-  if (body.refresh_token) response.refresh_token = body.refresh_token
+  if (body.refresh_token && refreshToken) response.refresh_token = await tokens.refreshToken(refreshToken)
   response.token_type = 'Bearer'
-  if (body.id_token) response.id_token = body.id_token
+  if (typeof body.id_token === 'string') {
+    const source = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode) as unknown as { authTime?: number } | undefined
+    response.id_token = await tokens.idToken(body.id_token, String(body.access_token), source?.authTime)
+  }
   response['not-before-policy'] = 0
   if (sid) response.session_state = sid
   response.scope = body.scope ?? ''
@@ -124,6 +173,10 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   const missing = /^missing required parameters? (.+)$/.exec(description)
   if (missing) return bad(`Missing parameter: ${missing[1]!.replace(/'/g, '').replace(/ and /g, ', ')}`)
   if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(body.scope ?? params.scope ?? '')}`.trim(), 'invalid_scope')
+  // Keycloak's direct grant answers a missing username and wrong credentials 401 (ValidateUsername, ValidatePassword).
+  if (grantType === 'password' && (description === 'Invalid user credentials' || description === 'Missing parameter: username')) {
+    return { status: 401, error, error_description: description }
+  }
   if (error === 'invalid_grant') {
     if (grantType === 'refresh_token') return bad(REFRESH_ERRORS[detail] ?? 'Invalid refresh token', 'invalid_grant')
     if (grantType === 'authorization_code') return bad(CODE_ERRORS[detail] ?? 'Code not valid', 'invalid_grant')

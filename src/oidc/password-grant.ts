@@ -59,6 +59,7 @@ export function passwordGrant(options: PasswordGrantOptions) {
     // Keycloak's session id: `sid` in the tokens, `session_state` in the response.
     const sid = randomUUID()
 
+    const authTime = Math.floor(Date.now() / 1000)
     const accessToken = new provider.AccessToken({ accountId, client, grantId, gty: PASSWORD_GRANT, sid })
     accessToken.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
     accessToken.scope = scope
@@ -68,7 +69,7 @@ export function passwordGrant(options: PasswordGrantOptions) {
     let refreshTokenValue: string | undefined
     if (client.grantTypeAllowed('refresh_token')) {
       const refreshToken = new provider.RefreshToken({
-        accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0,
+        accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0, authTime, acr: '1',
       })
       ctx.oidc.entity('RefreshToken', refreshToken)
       refreshTokenValue = await refreshToken.save()
@@ -80,6 +81,7 @@ export function passwordGrant(options: PasswordGrantOptions) {
       // IdToken releases the claims of these scopes (oidc-provider's own grants set it the same way).
       Object.assign(token, { scope })
       token.set('sid', sid)
+      token.set('acr', '1')
       idToken = await token.issue({ use: 'idtoken' })
     }
 

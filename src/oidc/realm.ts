@@ -10,7 +10,8 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { REVOKE_TOPIC } from './adapter.ts'
 import { ServiceAccounts } from './claims.ts'
-import { RealmKeys, type RealmKeySet } from './keys.ts'
+import { KeycloakTokens, refreshTokenId } from './keycloak-tokens.ts'
+import { REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet } from './keys.ts'
 import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES } from './provider.ts'
 
 /** Published when a realm's signing keys changed, so every process reloads them. */
@@ -27,25 +28,62 @@ export interface RealmDependencies {
   serviceAccounts: ServiceAccounts
   /** The public URL, read at use: a server listening on port 0 learns its own only after it started. */
   publicUrl(): string
-  trustProxy: boolean
+}
+
+/** A realm's keys of one kind, read from the store when they may have changed, with other processes told of changes. */
+class LoadedKeys {
+  readonly #keys: RealmKeys
+  readonly #changed: () => Promise<void>
+  #set: RealmKeySet | undefined
+  #reloadAt = 0
+  #loading: Promise<RealmKeySet> | undefined
+
+  constructor(keys: RealmKeys, changed: () => Promise<void>) {
+    this.#keys = keys
+    this.#changed = changed
+  }
+
+  async get(now: number): Promise<RealmKeySet> {
+    if (this.#set && now < this.#reloadAt) return this.#set
+    this.#loading ??= this.#load(now).finally(() => {
+      this.#loading = undefined
+    })
+    return this.#loading
+  }
+
+  reload(): void {
+    this.#reloadAt = 0
+  }
+
+  async #load(now: number): Promise<RealmKeySet> {
+    const { keys, changed } = await this.#keys.load(now)
+    if (changed) await this.#changed()
+    this.#set = keys
+    this.#reloadAt = keys.reloadAt
+    return keys
+  }
 }
 
 /** One realm: its configuration, its signing keys and, built on first use, its oidc-provider instance. */
 export class Realm {
   readonly config: RealmConfig
   readonly #deps: RealmDependencies
-  readonly #keys: RealmKeys
+  /** RS256: access and ID tokens, published in the JWKS. */
+  readonly #keys: LoadedKeys
+  /** HS512: refresh tokens, never published. */
+  readonly #refreshKeys: LoadedKeys
   readonly #clients: Map<string, RealmClientConfig>
-  #keySet: RealmKeySet | undefined
-  #verificationKey: JWTVerifyGetKey | undefined
-  #reloadAt = 0
-  #loading: Promise<RealmKeySet> | undefined
-  #provider: { instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; issuer: string; keys: RealmKeySet } | undefined
+  #verification: { keys: RealmKeySet; verify: JWTVerifyGetKey } | undefined
+  #provider: { instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet; tokens: KeycloakTokens } | undefined
 
   constructor(config: RealmConfig, deps: RealmDependencies) {
     this.config = config
     this.#deps = deps
-    this.#keys = new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, config.access_token_seconds + KEY_GRACE_SECONDS)
+    const changed = () => deps.bus.publish(KEYS_TOPIC, config.name)
+    this.#keys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, config.access_token_seconds + KEY_GRACE_SECONDS), changed)
+    // A refresh token lives at most as long as its session; its key stays until then.
+    const longestSession = Math.max(config.sso_session_max_seconds, config.offline_session_max_seconds)
+    this.#refreshKeys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, longestSession + KEY_GRACE_SECONDS, REFRESH_SIGNING_ALG), changed)
     this.#clients = new Map(config.clients.map((c) => [c.client_id, c]))
   }
 
@@ -61,53 +99,51 @@ export class Realm {
     return this.#clients.get(clientId)
   }
 
-  /** The realm's keys; read again (rotating when due) once they may have changed. */
-  async keySet(now = Date.now()): Promise<RealmKeySet> {
-    if (this.#keySet && now < this.#reloadAt) return this.#keySet
-    this.#loading ??= this.#loadKeys(now).finally(() => {
-      this.#loading = undefined
-    })
-    return this.#loading
+  /** The realm's published (RS256) keys; read again (rotating when due) once they may have changed. */
+  keySet(now = Date.now()): Promise<RealmKeySet> {
+    return this.#keys.get(now)
   }
 
   /** Another process changed the keys: read them again on next use. */
   keysChanged(): void {
-    this.#reloadAt = 0
+    this.#keys.reload()
+    this.#refreshKeys.reload()
   }
 
   /** Verifies signatures with the realm's published keys, in process (no JWKS fetch). */
   async verificationKey(): Promise<JWTVerifyGetKey> {
-    await this.keySet()
-    return this.#verificationKey!
+    const keys = await this.keySet()
+    if (this.#verification?.keys !== keys) this.#verification = { keys, verify: createLocalJWKSet({ keys: [...keys.publicJwks] }) }
+    return this.#verification.verify
+  }
+
+  /** The record id inside one of this realm's refresh tokens (undefined when it is not one). */
+  async refreshTokenId(jwt: string): Promise<string | undefined> {
+    return refreshTokenId(jwt, this.issuer, await this.#refreshKeys.get(Date.now()))
   }
 
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */
-  async provider(): Promise<{ instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void }> {
-    const keys = await this.keySet()
+  async provider(): Promise<{ instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; tokens: KeycloakTokens }> {
+    const now = Date.now()
+    const [keys, refreshKeys] = await Promise.all([this.keySet(now), this.#refreshKeys.get(now)])
     const issuer = this.issuer
-    if (!this.#provider || this.#provider.keys !== keys || this.#provider.issuer !== issuer) {
+    const current = this.#provider
+    if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
+      const tokens = new KeycloakTokens(issuer, keys, refreshKeys)
       const instance = buildProvider({
         realm: this.config,
         issuer,
         keys,
+        tokens,
         records: this.#deps.store.oidc,
         accounts: this.#deps.accounts,
         serviceAccounts: this.#deps.serviceAccounts,
-        trustProxy: this.#deps.trustProxy,
         revoked: (key) => this.#deps.bus.publish(REVOKE_TOPIC, key),
       })
-      this.#provider = { instance, handler: instance.callback(), issuer, keys }
+      this.#provider = { instance, handler: instance.callback(), issuer, keys, refreshKeys, tokens }
+      return this.#provider
     }
-    return this.#provider
-  }
-
-  async #loadKeys(now: number): Promise<RealmKeySet> {
-    const { keys, changed } = await this.#keys.load(now)
-    if (changed) await this.#deps.bus.publish(KEYS_TOPIC, this.config.name)
-    this.#keySet = keys
-    this.#verificationKey = createLocalJWKSet({ keys: [...keys.publicJwks] })
-    this.#reloadAt = keys.reloadAt
-    return keys
+    return current
   }
 }
 
