@@ -89,7 +89,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens, accounts))
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl })
-  if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, store, bus))
+  if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const app: App = {
     config,

@@ -3,6 +3,7 @@ import type { App } from '../app.ts'
 import { escapeHtml, GatehouseError } from '../errors.ts'
 import { renderLoginPage } from '../ui/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
+import { resolveLoginName } from './login-name.ts'
 import type { Realm } from './realm.ts'
 
 /** A login form is a few short fields; anything longer is not one. */
@@ -33,7 +34,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const password = form.get('password') ?? ''
   let accountId: string
   try {
-    const user = await app.accounts.checkPassword(username, password)
+    const user = await app.accounts.checkPassword(await resolveLoginName(app.store, realm.config, username), password)
     await app.accounts.recordLogin(user)
     accountId = String(user.id)
   } catch (error) {

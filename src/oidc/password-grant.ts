@@ -3,7 +3,7 @@ import { errors, type Account, type KoaContextWithOIDC } from 'oidc-provider'
 import type { Accounts } from '../directory/accounts.ts'
 import { GatehouseError } from '../errors.ts'
 import type { User } from '../store/users.ts'
-import { DEFAULT_SCOPES, orderScopes, SUPPORTED_SCOPES } from './claims.ts'
+import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 
 export const PASSWORD_GRANT = 'password'
 /** The grant's form parameters besides grant_type and client authentication (RFC 6749 §4.3.2). */
@@ -11,15 +11,19 @@ export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope']
 
 export interface PasswordGrantOptions {
   accounts: Accounts
+  /** The account a typed login name means (case, e-mail address: login-name.ts). */
+  loginName(name: string): Promise<string>
   findAccount(ctx: KoaContextWithOIDC, sub: string): Promise<Account | undefined>
+  /** The scopes a client of the realm may ask for. */
+  scopes: readonly string[]
   /** The realm's resource indicator and its resource server, which make access tokens JWTs. */
   resource: string
   resourceServer(): ReturnType<typeof buildResourceServerInfo>
 }
 
-export function buildResourceServerInfo(accessTokenSeconds: number, kid: string) {
+export function buildResourceServerInfo(scopes: readonly string[], accessTokenSeconds: number, kid: string) {
   return {
-    scope: SUPPORTED_SCOPES.join(' '),
+    scope: scopes.join(' '),
     audience: 'account',
     accessTokenTTL: accessTokenSeconds,
     accessTokenFormat: 'jwt' as const,
@@ -42,8 +46,8 @@ export function passwordGrant(options: PasswordGrantOptions) {
     const username = params.username as string | undefined
     const password = params.password as string | undefined
     if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
-    const scope = grantedScope(params.scope as string | undefined)
-    const user = await checkCredentials(options.accounts, username, password ?? '')
+    const scope = grantedScope(params.scope as string | undefined, options.scopes)
+    const user = await checkCredentials(options.accounts, await options.loginName(username), password ?? '')
     await options.accounts.recordLogin(user)
 
     const accountId = String(user.id)
@@ -97,9 +101,9 @@ export function passwordGrant(options: PasswordGrantOptions) {
 }
 
 /** Keycloak's default scopes plus what was asked for; an unknown scope is refused, not ignored. */
-function grantedScope(requested: string | undefined): string {
+function grantedScope(requested: string | undefined, supported: readonly string[]): string {
   const asked = (requested ?? '').split(' ').filter(Boolean)
-  const unknown = asked.filter((s) => !SUPPORTED_SCOPES.includes(s))
+  const unknown = asked.filter((s) => !supported.includes(s))
   if (unknown.length) throw new errors.InvalidScope('Invalid scopes', unknown.join(' '))
   return orderScopes([...DEFAULT_SCOPES, ...asked])
 }

@@ -3,7 +3,7 @@ import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter } from './adapter.ts'
-import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, profileClaims, realmRoles, SCOPE_CLAIMS, ServiceAccounts, SUPPORTED_SCOPES } from './claims.ts'
+import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
@@ -56,6 +56,7 @@ export interface ProviderOptions {
   records: OidcRecordRepository
   accounts: Accounts
   serviceAccounts: ServiceAccounts
+  loginName(name: string): Promise<string>
   revoked(key: string): Promise<void>
 }
 
@@ -70,7 +71,8 @@ export function buildProvider(options: ProviderOptions): Provider {
   const { realm, issuer, keys } = options
   const clients = new Map(realm.clients.map((c) => [c.client_id, c]))
   const resource = `urn:gatehouse:realm:${realm.name}`
-  const resourceServer = () => buildResourceServerInfo(realm.access_token_seconds, keys.activeKid)
+  const scopes = realmScopes(realm)
+  const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, keys.activeKid)
   const findAccount = accountFinder(options.accounts)
   const adapterDeps = {
     records: options.records,
@@ -84,7 +86,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     jwks: { keys: keys.privateJwks as never },
     findAccount,
     claims: SCOPE_CLAIMS,
-    scopes: SUPPORTED_SCOPES,
+    scopes,
     responseTypes: ['code'],
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'none'],
     clientBasedCORS: (_ctx, origin, client) => webOriginAllowed(clients.get(client.clientId), origin),
@@ -146,7 +148,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     },
     rotateRefreshToken: true,
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    loadExistingGrant: (ctx) => grantWithoutConsent(ctx, resource),
+    loadExistingGrant: (ctx) => grantWithoutConsent(ctx, resource, scopes),
     interactions: { url: (_ctx, interaction) => `/realms/${realm.name}${LOGIN_ACTIONS}${interaction.uid}` },
     routes: KEYCLOAK_ROUTES,
     renderError: renderErrorPage,
@@ -156,7 +158,7 @@ export function buildProvider(options: ProviderOptions): Provider {
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
   allowWildcardRedirects(provider)
-  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ accounts: options.accounts, findAccount, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
+  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ accounts: options.accounts, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/` }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
@@ -298,13 +300,13 @@ async function recordIssuedToken(token: IssuedToken, claims: Record<string, unkn
  * `loadExistingGrant`: every client of a realm is first-party, so, as Keycloak does without "Consent required",
  * the user is never asked to consent; the grant simply covers what the client asked for.
  */
-async function grantWithoutConsent(ctx: KoaContextWithOIDC, resource: string) {
+async function grantWithoutConsent(ctx: KoaContextWithOIDC, resource: string, supported: readonly string[]) {
   const { oidc } = ctx
   if (!oidc.session?.accountId || !oidc.client) return undefined
   const grantId = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId)
   const grant = (grantId ? await oidc.provider.Grant.find(grantId) : undefined)
     ?? new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId })
-  const scope = [...new Set([...DEFAULT_SCOPES, ...oidc.requestParamScopes])].filter((s) => SUPPORTED_SCOPES.includes(s)).join(' ')
+  const scope = [...new Set([...DEFAULT_SCOPES, ...oidc.requestParamScopes])].filter((s) => supported.includes(s)).join(' ')
   grant.addOIDCScope(scope)
   grant.addResourceScope(resource, scope)
   await grant.save()

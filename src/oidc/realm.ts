@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { createLocalJWKSet, type JWTVerifyGetKey } from 'jose'
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import type Provider from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
@@ -11,7 +11,8 @@ import type { Store } from '../store/store.ts'
 import { REVOKE_TOPIC } from './adapter.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, refreshTokenId } from './keycloak-tokens.ts'
-import { REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet } from './keys.ts'
+import { REFRESH_SIGNING_ALG, RealmKeys, SIGNING_ALG, type RealmKeySet } from './keys.ts'
+import { resolveLoginName } from './login-name.ts'
 import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES } from './provider.ts'
 
 /** Published when a realm's signing keys changed, so every process reloads them. */
@@ -20,6 +21,24 @@ export const KEYS_TOPIC = 'oidc-keys'
 const PRUNE_INTERVAL_MS = 3600_000
 /** How long after its expiry a rotated-out key is still published: clock skew between issuer and verifiers. */
 const KEY_GRACE_SECONDS = 60
+/** Clock skew allowed between the realm that issued a token and the process checking it. */
+const CLOCK_TOLERANCE_SECONDS = 5
+
+/** An access token this realm issued, checked (see `Realm.verifyAccessToken`). */
+export interface VerifiedAccessToken {
+  userId: number
+  realm: string
+  jti: string
+  grantId: string | null
+  /** `aud` and `azp` together: what audience checks compare with. */
+  audiences: readonly string[]
+  clientId: string
+  scopes: ReadonlySet<string>
+  expiresAt: number
+}
+
+/** Why an access token was refused, in words for the person who sent it. */
+export class AccessTokenRefused extends Error {}
 
 export interface RealmDependencies {
   store: Store
@@ -117,6 +136,55 @@ export class Realm {
     return this.#verification.verify
   }
 
+  /**
+   * Checks an access token of this realm the way a service built for Keycloak does, in process: RS256 signature
+   * with the realm's keys, issuer, expiry and not-before (5 s tolerance), not issued in the future, `typ: Bearer`,
+   * `azp` and a user subject; then that the realm still has its record (it was not revoked and its session did not
+   * end). It does not check the audience or the user: the caller's policy does.
+   */
+  async verifyAccessToken(token: string, now = Date.now()): Promise<VerifiedAccessToken> {
+    let payload: JWTPayload
+    try {
+      ({ payload } = await jwtVerify(token, await this.verificationKey(), {
+        issuer: this.issuer,
+        algorithms: [SIGNING_ALG],
+        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        currentDate: new Date(now),
+      }))
+    } catch (error) {
+      throw new AccessTokenRefused(describeJoseError(error))
+    }
+    if (payload.iat! > now / 1000 + CLOCK_TOLERANCE_SECONDS) throw new AccessTokenRefused('The access token is not valid yet.')
+    if (payload.typ !== 'Bearer') throw new AccessTokenRefused('The token is not an access token.')
+    if (typeof payload.azp !== 'string' || typeof payload.sub !== 'string' || !/^[1-9][0-9]{0,14}$/.test(payload.sub)) {
+      throw new AccessTokenRefused('The access token lacks azp or a user subject.')
+    }
+    const oidc = this.#deps.store.oidc
+    const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
+    if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
+      throw new AccessTokenRefused('The access token was revoked or its session ended.')
+    }
+    return {
+      userId: Number(payload.sub),
+      realm: this.name,
+      jti: payload.jti!,
+      grantId: record.grantId,
+      audiences: [...(Array.isArray(payload.aud) ? payload.aud : payload.aud ? [payload.aud] : []), payload.azp],
+      clientId: payload.azp,
+      scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
+      expiresAt: payload.exp! * 1000,
+    }
+  }
+
+  /** `verifyAccessToken`, answering undefined instead of the reason. */
+  async accessToken(token: string): Promise<VerifiedAccessToken | undefined> {
+    return this.verifyAccessToken(token).catch((error: unknown) => {
+      if (error instanceof AccessTokenRefused) return undefined
+      throw error
+    })
+  }
+
   /** The record id inside one of this realm's refresh tokens (undefined when it is not one). */
   async refreshTokenId(jwt: string): Promise<string | undefined> {
     return refreshTokenId(jwt, this.issuer, await this.#refreshKeys.get(Date.now()))
@@ -138,6 +206,7 @@ export class Realm {
         records: this.#deps.store.oidc,
         accounts: this.#deps.accounts,
         serviceAccounts: this.#deps.serviceAccounts,
+        loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
         revoked: (key) => this.#deps.bus.publish(REVOKE_TOPIC, key),
       })
       this.#provider = { instance, handler: instance.callback(), issuer, keys, refreshKeys, tokens }
@@ -147,19 +216,31 @@ export class Realm {
   }
 }
 
+function describeJoseError(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return 'The access token has expired.'
+  if (error instanceof joseErrors.JWTClaimValidationFailed && error.claim === 'nbf') return 'The access token is not valid yet.'
+  if (error instanceof joseErrors.JWTClaimValidationFailed && error.claim === 'iss') return 'The access token was not issued by this realm.'
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed || error instanceof joseErrors.JWKSNoMatchingKey) return 'The access token signature does not verify.'
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'The access token is not signed with RS256.'
+  return 'The access token is not valid.'
+}
+
 /** Which tokens a place accepts: from which realms, and for which audiences (`aud` or `azp`). */
 export interface BearerPolicy {
   realms: ReadonlySet<string>
-  /** Empty: any client of the realm. */
   audiences: ReadonlySet<string>
+  /** The token's scope limits it to reading unless it has `write` (the gateway's own API, as personal tokens). */
+  scoped: boolean
 }
+
+/** For places that take no OIDC tokens: nothing passes. */
+const NO_TOKENS: BearerPolicy = Object.freeze({ realms: new Set<string>(), audiences: new Set<string>(), scoped: true })
 
 /** Every configured realm, and what each service expects of the tokens it accepts. */
 export class OidcRealms {
   readonly #realms = new Map<string, Realm>()
   readonly #policies = new Map<string, BearerPolicy>()
   readonly #loginUrls = new Map<string, (next: string) => string>()
-  readonly #anyRealm: BearerPolicy
   readonly #store: Store
   #pruneAt = 0
 
@@ -167,14 +248,17 @@ export class OidcRealms {
     const serviceAccounts = new ServiceAccounts(deps.store, deps.accounts)
     for (const realm of config.realms) this.#realms.set(realm.name, new Realm(realm, { ...deps, serviceAccounts }))
     this.#store = deps.store
-    this.#anyRealm = { realms: new Set(this.#realms.keys()), audiences: new Set() }
     deps.bus.on(KEYS_TOPIC, (name) => this.#realms.get(name)?.keysChanged())
+    const gateway = config.gateway.oidc
+    this.#policies.set('gateway', { realms: new Set(gateway.realms ?? this.#realms.keys()), audiences: new Set(gateway.audiences), scoped: true })
     for (const service of config.services) {
       if (!service.accepts.includes('oidc')) continue
       const realm = this.#realms.get(service.oidc?.realm ?? config.realms[0]?.name ?? '')
       if (!realm) continue
-      this.#policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(service.oidc?.audiences ?? []) })
       const client = service.oidc?.client_id ?? realm.config.clients.find((c) => c.standard_flow)?.client_id
+      // By default a service takes the tokens meant for it: its name in `aud`, or issued to its own client.
+      const audiences = service.oidc?.audiences.length ? service.oidc.audiences : [service.name, ...(client ? [client] : [])]
+      this.#policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(audiences), scoped: false })
       if (client && !service.accepts.includes('session')) this.#loginUrls.set(service.name, (next) => authorizationUrl(realm, client, next))
     }
   }
@@ -196,9 +280,9 @@ export class OidcRealms {
     return undefined
   }
 
-  /** The tokens a service (or the gateway's own API) accepts. */
+  /** The tokens a service (or the gateway's own API, `gateway`) accepts; none anywhere else. */
   policyFor(service: string | undefined): BearerPolicy {
-    return (service && this.#policies.get(service)) || this.#anyRealm
+    return (service && this.#policies.get(service)) || NO_TOKENS
   }
 
   /** For services that take OIDC but not the gateway session: where an unauthenticated browser goes to log in. */

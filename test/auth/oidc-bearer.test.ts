@@ -96,8 +96,6 @@ describe('OIDC bearer tokens at the gateway', () => {
       method: 'POST', body: new URLSearchParams({ client_id: 'partner-scripts', grant_type: 'password', username: 'paul', password: 'paul-password' }),
     }))).access_token
     await refused(partnerToken)
-    // The gateway's own API takes tokens of every realm.
-    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${partnerToken}` } })).status, 200)
   })
 
   it('checks a service\'s own audience', async () => {
@@ -135,6 +133,62 @@ describe('OIDC bearer tokens at the gateway', () => {
     const response = await call('gh0123456789abcdef')
     assert.equal(response.status, 401)
     assert.equal((await json(response)).code, 'credentials_not_accepted')
+  })
+})
+
+describe('OIDC bearer tokens at the gateway\'s own API', () => {
+  let gw: TestGateway
+  const me = '/api/gateway/v1/me/'
+
+  before(async () => {
+    gw = await startGateway({
+      config: {
+        realms: [
+          { ...testRealms[0], client_scopes: ['read', 'write'], clients: [...testRealms[0]!.clients, { client_id: 'gateway-cli', direct_access_grants: true, audiences: ['gateway'] }] },
+          { name: 'partners', clients: [{ client_id: 'partner-scripts', direct_access_grants: true, audiences: ['gateway'] }] },
+        ],
+        gateway: { ...demo.gateway, oidc: { realms: [REALM], audiences: ['gateway'] } },
+      },
+    })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  const login = async (clientId: string, scope?: string, realm = REALM) => (await json(await gw.fetch(`/realms/${realm}/protocol/openid-connect/token`, {
+    method: 'POST', body: new URLSearchParams({ client_id: clientId, grant_type: 'password', username: 'alice', password: 'alice-password', ...(scope ? { scope } : {}) }),
+  }))).access_token as string
+  const patchMe = (token: string) => gw.fetch(me, { method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ first_name: 'Alice' }) })
+
+  it('refuses tokens meant for other clients and services', async () => {
+    const response = await gw.fetch(me, { headers: { authorization: `Bearer ${await login('end-users')}` } })
+    assert.equal(response.status, 401)
+    assert.equal((await json(response)).code, 'invalid_token')
+  })
+
+  it('refuses tokens of realms it does not take, even meant for it', async () => {
+    const response = await gw.fetch(me, { headers: { authorization: `Bearer ${await login('partner-scripts', undefined, 'partners')}` } })
+    assert.equal(response.status, 401)
+    assert.equal((await json(response)).code, 'invalid_token')
+  })
+
+  it('lets a token meant for it read, and change things only with scope write', async () => {
+    const reader = await login('gateway-cli')
+    const seen = await gw.fetch(me, { headers: { authorization: `Bearer ${reader}` } })
+    assert.equal(seen.status, 200)
+    assert.equal((await json(seen)).results[0].username, 'alice')
+    const refused = await patchMe(reader)
+    assert.equal(refused.status, 403)
+    assert.equal((await json(refused)).code, 'insufficient_scope')
+    assert.equal((await patchMe(await login('gateway-cli', 'read'))).status, 403)
+    assert.equal((await patchMe(await login('gateway-cli', 'write'))).status, 200)
+  })
+
+  it('lets a service take the tokens of its own client whatever their scope, and refuse other clients\' tokens', async () => {
+    const post = (token: string) => gw.fetch('/demo-app/x', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+    assert.equal((await post(await login('end-users'))).status, 200)
+    const other = await post(await login('gateway-cli', 'write'))
+    assert.equal(other.status, 401)
+    assert.equal((await json(other)).code, 'invalid_token')
   })
 })
 

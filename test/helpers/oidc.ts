@@ -6,13 +6,13 @@ export const SERVICE_SECRET = 'reports-secret-0123456789'
 
 /**
  * The demo realm plus what the tests need besides it: a redirect URI for the public client, and a confidential
- * client `reports` with a service account and single-use refresh tokens.
+ * client `reports` with a service account, single-use refresh tokens, and tokens meant for `demo-app` too.
  */
 export const testRealms = [{
   name: REALM,
   clients: [
     { client_id: 'end-users', public_client: true, direct_access_grants: true, redirect_uris: [CLIENT_REDIRECT] },
-    { client_id: 'reports', public_client: false, secret: SERVICE_SECRET, service_accounts: true, direct_access_grants: true, refresh_token_rotation: true, redirect_uris: [CLIENT_REDIRECT] },
+    { client_id: 'reports', public_client: false, secret: SERVICE_SECRET, service_accounts: true, direct_access_grants: true, refresh_token_rotation: true, redirect_uris: [CLIENT_REDIRECT], audiences: ['demo-app'] },
     { client_id: 'browser-only', public_client: true, redirect_uris: [CLIENT_REDIRECT] },
   ],
 }]

@@ -131,6 +131,20 @@ describe('the token endpoint speaks Keycloak', () => {
     })
   })
 
+  it('logs in by e-mail address and without regard to the username\'s case, as Keycloak does by default', async () => {
+    const alice = await gw.store.users.findByUsername('alice')
+    for (const username of ['alice@example.com', 'ALICE', 'Alice@Example.com']) {
+      const { status, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username, password: 'alice-password' })
+      assert.equal(status, 200, username)
+      assert.equal(decodeJwtPart(body.access_token, 1).sub, String(alice!.id), username)
+    }
+    await gw.app.accounts.create({ username: 'bob', password: 'bob-password', email: 'shared@example.com' })
+    await gw.app.accounts.create({ username: 'carol', password: 'bob-password', email: 'shared@example.com' })
+    const ambiguous = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'shared@example.com', password: 'bob-password' })
+    assert.equal(ambiguous.status, 401)
+    assert.equal(ambiguous.body.error, 'invalid_grant')
+  })
+
   it('takes a confidential client\'s secret in HTTP basic and in the form at once when they agree', async () => {
     const basic = { authorization: 'Basic ' + Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64') }
     const { status, body } = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET }, basic)
