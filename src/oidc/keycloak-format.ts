@@ -18,6 +18,8 @@ export interface KeycloakShapeOptions {
   tokens: KeycloakTokens
   /** Where the realm's cookies live (`/realms/<realm>/`). */
   cookiePath: string
+  /** The login status iframe's path under the issuer. */
+  checkSessionIframe: string
 }
 
 /** Keycloak's answer for a path that is not an endpoint of the realm (RESTEasy's wording). */
@@ -74,6 +76,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.body = null
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
+    } else if (oidc.route === 'discovery' && ctx.status === 200 && body) {
+      // keycloak-js's login status iframe (keycloak-pages.ts), which oidc-provider does not know.
+      body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
     } else if ((oidc.route === 'authorization' || oidc.route === 'resume') && ctx.status >= 300 && ctx.status < 400) {
       setSessionStateCookie(ctx, oidc, options.cookiePath)
     } else if (oidc.route === 'end_session_success' || oidc.route === 'end_session_confirm') {

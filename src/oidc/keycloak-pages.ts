@@ -129,6 +129,6 @@ export function sendIframePage(realm: Realm, path: string, query: URLSearchParam
 function loginStatusInit(realm: Realm, query: URLSearchParams, reply: FastifyReply): FastifyReply {
   const client = realm.client(query.get('client_id') ?? '')
   const origin = query.get('origin') ?? ''
-  const allowed = origin === new URL(realm.issuer).origin || webOriginAllowed(client, origin)
+  const allowed = client !== undefined && (origin === new URL(realm.issuer).origin || webOriginAllowed(client, origin))
   return reply.code(allowed ? 204 : 403).header('cache-control', 'no-store').send()
 }

@@ -6,6 +6,7 @@ import { StoreAdapter } from './adapter.ts'
 import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
+import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant } from './password-grant.ts'
@@ -159,7 +160,7 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.proxy = true
   allowWildcardRedirects(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ accounts: options.accounts, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/` }))
+  provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.error', (ctx, error) => {

@@ -5,7 +5,9 @@ import { PassThrough } from 'node:stream'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
+import { accountEndpoint } from './account.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
+import { isIframePath, sendIframePage } from './keycloak-pages.ts'
 import { NO_SUCH_ENDPOINT, PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
 import { ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
 import type { Realm } from './realm.ts'
@@ -14,6 +16,7 @@ const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH'
 /** oidc-provider reads at most 56 KiB of form; larger bodies are refused before they are read. */
 const BODY_LIMIT = 56 * 1024
 const REALM_PATH = /^\/realms\/([A-Za-z0-9._-]+)(\/[^?]*)?$/
+const ACCOUNT_PATH = '/account'
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 /**
@@ -45,6 +48,8 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
     return loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
   }
   if (rest === GATEWAY_CALLBACK && request.method === 'GET') return gatewayCallback(realm, request, reply)
+  if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) return sendIframePage(realm, rest, new URLSearchParams(query), reply)
+  if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
   if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
   const allowed = ENDPOINT_METHODS.get(rest)
   if (allowed && !allowed.includes(request.method)) {
