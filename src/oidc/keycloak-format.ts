@@ -29,6 +29,8 @@ export const NO_SUCH_ENDPOINT = { error: 'Unable to find matching target resourc
  * session's `sid`. Not HttpOnly, by design: the iframe's script compares it with the `sid` of the app's token.
  */
 export const SESSION_STATE_COOKIE = 'KEYCLOAK_SESSION'
+/** Keycloak's "Device polling interval". */
+export const DEVICE_POLLING_SECONDS = 5
 
 /** What Gatehouse tells oidc-provider's middleware about a request (src/oidc/routes.ts sets it). */
 export const PROVIDER_REQUEST = Symbol('gatehouse request')
@@ -76,6 +78,11 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.body = null
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
+    } else if (oidc.route === 'userinfo' && ctx.status === 401 && body?.error === 'invalid_token') {
+      ctx.body = { error: 'invalid_token', error_description: 'Token verification failed' }
+    } else if (oidc.route === 'device_authorization' && ctx.status === 200 && body) {
+      // Keycloak's device authorization response names the polling interval (RFC 8628 §3.2).
+      body.interval = DEVICE_POLLING_SECONDS
     } else if (oidc.route === 'discovery' && ctx.status === 200 && body) {
       // keycloak-js's login status iframe (keycloak-pages.ts), which oidc-provider does not know.
       body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
@@ -123,7 +130,7 @@ async function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWith
   if (body.refresh_token && refreshToken) response.refresh_token = await tokens.refreshToken(refreshToken)
   response.token_type = 'Bearer'
   if (typeof body.id_token === 'string') {
-    const source = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode) as unknown as { authTime?: number } | undefined
+    const source = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode ?? oidc.entities.DeviceCode) as unknown as { authTime?: number } | undefined
     response.id_token = await tokens.idToken(body.id_token, String(body.access_token), source?.authTime)
   }
   response['not-before-policy'] = 0
@@ -137,6 +144,15 @@ const GRANT_NOT_ALLOWED: Record<string, string> = {
   client_credentials: 'Client not enabled to retrieve service account',
   authorization_code: 'Client not allowed to exchange code',
   refresh_token: 'Client not allowed to refresh tokens',
+  'urn:ietf:params:oauth:grant-type:device_code': 'Client not allowed OAuth 2.0 Device Authorization Grant',
+}
+
+/** Keycloak's words for the device grant's answers while the user has not finished (DeviceGrantType). */
+const DEVICE_ERRORS: Record<string, string> = {
+  authorization_pending: 'The authorization request is still pending',
+  slow_down: 'Slow down',
+  expired_token: 'Device code is expired',
+  access_denied: 'The end user denied the authorization request',
 }
 
 /** oidc-provider's reasons (`error_detail`) for refusing a refresh token, in Keycloak's words. */
@@ -147,6 +163,8 @@ const REFRESH_ERRORS: Record<string, string> = {
   'grant is expired': 'Session not active',
   'refresh token invalid (referenced account not found)': 'User disabled',
 }
+
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
 const CODE_ERRORS: Record<string, string> = {
   'authorization code redirect_uri mismatch': 'Incorrect redirect_uri',
@@ -185,7 +203,9 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   if (error === 'invalid_grant') {
     if (grantType === 'refresh_token') return bad(REFRESH_ERRORS[detail] ?? 'Invalid refresh token', 'invalid_grant')
     if (grantType === 'authorization_code') return bad(CODE_ERRORS[detail] ?? 'Code not valid', 'invalid_grant')
+    if (grantType === DEVICE_GRANT) return bad('Device code not valid', 'invalid_grant')
   }
+  if (grantType === DEVICE_GRANT && DEVICE_ERRORS[error]) return bad(DEVICE_ERRORS[error]!, error)
   return { status: error === 'server_error' ? 500 : 400, error, error_description: description }
 }
 
@@ -205,6 +225,28 @@ export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): 
     ? `<script>const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()</script>`
     : ''
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
+}
+
+/** RFC 8628 §3.3: where the user types the code their device shows (oidc-provider's `userCodeInputSource`). */
+export async function deviceCodePage(ctx: KoaContextWithOIDC, form: string, _out: unknown, error?: Error & { userCode?: string }): Promise<void> {
+  ctx.type = 'html'
+  const problem = !error ? '' : error.userCode || error.name === 'NoCodeError'
+    ? '<p role="alert">That code is not valid or has expired. Check the code on your device and try again.</p>'
+    : '<p role="alert">The device login could not be completed. Start again on your device.</p>'
+  ctx.body = simplePage('Device login', `<p>Enter the code your device shows.</p>${problem}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`)
+}
+
+/** Before logging in: the user checks that the code and the application are the ones on their device. */
+export async function deviceConfirmPage(ctx: KoaContextWithOIDC, form: string, client: { clientId: string }, _info: unknown, userCode: string): Promise<void> {
+  ctx.type = 'html'
+  ctx.body = simplePage('Confirm device login', `<p>The application <strong>${escapeHtml(client.clientId)}</strong> asks to sign in with the code</p>` +
+    `<p><code>${escapeHtml(userCode)}</code></p><p>Continue only if your device shows this code and you started this login.</p>${form}` +
+    `<button autofocus type="submit" form="op.deviceConfirmForm">Continue</button> <button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Cancel</button>`)
+}
+
+export async function deviceDonePage(ctx: KoaContextWithOIDC): Promise<void> {
+  ctx.type = 'html'
+  ctx.body = simplePage('Device login complete', '<p>You are logged in on your device. You can close this window.</p>')
 }
 
 export async function loggedOutPage(ctx: KoaContextWithOIDC): Promise<void> {

@@ -106,11 +106,18 @@ export class KeycloakTokens {
   }
 }
 
+/** What a verified refresh token says: its record's id (`jti`), its client and its expiry. */
+export interface RefreshTokenClaims {
+  jti: string
+  azp: string
+  exp: number
+}
+
 /**
- * The id of the refresh token record inside one of this realm's refresh tokens; undefined when the token is not
- * one (signature, issuer or `typ` wrong). Expiry is oidc-provider's to judge, from its record.
+ * The claims of one of this realm's refresh tokens; undefined when the token is not one (signature, issuer or
+ * `typ` wrong). Expiry is left to the caller: oidc-provider judges it from its record.
  */
-export async function refreshTokenId(jwt: string, issuer: string, refreshKeys: RealmKeySet): Promise<string | undefined> {
+export async function verifyRefreshToken(jwt: string, issuer: string, refreshKeys: RealmKeySet): Promise<RefreshTokenClaims | undefined> {
   try {
     const { payload } = await compactVerify(jwt, async (header) => {
       const jwk = refreshKeys.privateJwks.find((k) => k.kid === header.kid)
@@ -119,7 +126,8 @@ export async function refreshTokenId(jwt: string, issuer: string, refreshKeys: R
     }, { algorithms: [REFRESH_SIGNING_ALG] })
     const claims = JSON.parse(new TextDecoder().decode(payload)) as JWTPayload
     const typed = claims.typ === 'Refresh' || claims.typ === 'Offline'
-    return typed && claims.iss === issuer && typeof claims.jti === 'string' ? claims.jti : undefined
+    if (!typed || claims.iss !== issuer || typeof claims.jti !== 'string' || typeof claims.azp !== 'string' || typeof claims.exp !== 'number') return undefined
+    return { jti: claims.jti, azp: claims.azp, exp: claims.exp }
   } catch {
     return undefined
   }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, hash, randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import type Provider from 'oidc-provider'
@@ -10,7 +10,7 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { REVOKE_TOPIC } from './adapter.ts'
 import { ServiceAccounts } from './claims.ts'
-import { KeycloakTokens, refreshTokenId } from './keycloak-tokens.ts'
+import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
 import { REFRESH_SIGNING_ALG, RealmKeys, SIGNING_ALG, type RealmKeySet } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
 import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES } from './provider.ts'
@@ -21,6 +21,8 @@ export const KEYS_TOPIC = 'oidc-keys'
 const PRUNE_INTERVAL_MS = 3600_000
 /** How long after its expiry a rotated-out key is still published: clock skew between issuer and verifiers. */
 const KEY_GRACE_SECONDS = 60
+/** Device codes whose last poll this process remembers. */
+const MAX_DEVICE_POLLS = 10_000
 /** Clock skew allowed between the realm that issued a token and the process checking it. */
 const CLOCK_TOLERANCE_SECONDS = 5
 
@@ -93,6 +95,8 @@ export class Realm {
   readonly #refreshKeys: LoadedKeys
   readonly #clients: Map<string, RealmClientConfig>
   #verification: { keys: RealmKeySet; verify: JWTVerifyGetKey } | undefined
+  /** When each device code last polled the token endpoint (RFC 8628 §3.5), in this process. */
+  readonly #devicePolls = new Map<string, number>()
   #provider: { instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet; tokens: KeycloakTokens } | undefined
 
   constructor(config: RealmConfig, deps: RealmDependencies) {
@@ -185,9 +189,28 @@ export class Realm {
     })
   }
 
-  /** The record id inside one of this realm's refresh tokens (undefined when it is not one). */
-  async refreshTokenId(jwt: string): Promise<string | undefined> {
-    return refreshTokenId(jwt, this.issuer, await this.#refreshKeys.get(Date.now()))
+  /**
+   * Whether a device code polls again before its interval has passed (Keycloak answers `slow_down`). Each
+   * process keeps its own record, bounded: a client spreading polls over processes only gets answers sooner.
+   */
+  async pollsTooSoon(deviceCode: string, intervalSeconds: number, now = Date.now()): Promise<boolean> {
+    // As Keycloak, an unknown or used code is reported as such, not as polled too soon.
+    const record = await this.#deps.store.oidc.find('DeviceCode', deviceCode, now)
+    if (!record || record.consumedAt !== null) return false
+    const key = hash('sha256', deviceCode, 'base64url')
+    const last = this.#devicePolls.get(key)
+    if (this.#devicePolls.size >= MAX_DEVICE_POLLS) {
+      for (const [k, at] of this.#devicePolls) if (at + intervalSeconds * 1000 <= now) this.#devicePolls.delete(k)
+      if (this.#devicePolls.size >= MAX_DEVICE_POLLS) this.#devicePolls.delete(this.#devicePolls.keys().next().value!)
+    }
+    this.#devicePolls.delete(key)
+    this.#devicePolls.set(key, now)
+    return last !== undefined && now - last < intervalSeconds * 1000
+  }
+
+  /** The claims of one of this realm's refresh tokens (undefined when it is not one); see keycloak-tokens.ts. */
+  async refreshToken(jwt: string): Promise<RefreshTokenClaims | undefined> {
+    return verifyRefreshToken(jwt, this.issuer, await this.#refreshKeys.get(Date.now()))
   }
 
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */

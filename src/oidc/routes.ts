@@ -6,10 +6,11 @@ import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
 import { accountEndpoint } from './account.ts'
+import { DEFAULT_SCOPES } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
-import { NO_SUCH_ENDPOINT, PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
-import { ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
+import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
+import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
 import type { Realm } from './realm.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH', 'DELETE']
@@ -62,14 +63,21 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
     body = await readBody(request.raw)
     if (!body) return keycloakError(reply.header('connection', 'close'), 400, 'Request body too large', 'invalid_request')
   }
-  const target = await adjustForKeycloak(realm, request.method, rest, request.raw, body)
-  if ('refused' in target) return keycloakError(reply, 401, 'Invalid client or Invalid client credentials', 'invalid_client')
+  const target = await adjustForKeycloak(realm, request.method, rest, query, request.raw, body)
+  if ('refused' in target) return keycloakError(reply, target.refused.status, target.refused.description, target.refused.error)
   const { handler } = await realm.provider()
   app.oidc.maintain()
   reply.hijack()
-  handler(replayRequest(request, target, query, new URL(app.publicUrl), `/realms/${realm.name}`, { log: request.log, logout: target.logout === true }), reply.raw)
+  handler(replayRequest(request, target, target.query ?? query, new URL(app.publicUrl), `/realms/${realm.name}`, { log: request.log, logout: target.logout === true }), reply.raw)
   return reply
 }
+
+/** A request answered before oidc-provider sees it, as Keycloak answers it. */
+interface Refusal {
+  refused: { status: number; error: string; description: string }
+}
+const INVALID_CLIENT: Refusal = { refused: { status: 401, error: 'invalid_client', description: 'Invalid client or Invalid client credentials' } }
+const invalidGrant = (description: string): Refusal => ({ refused: { status: 400, error: 'invalid_grant', description } })
 
 interface Target {
   path: string
@@ -78,43 +86,52 @@ interface Target {
   logout?: boolean
   /** Replaces the Authorization header. */
   authorization?: string
+  /** Replaces the query string (with its `?`). */
+  query?: string
 }
 
 /**
  * - Keycloak's logout with a refresh token (`POST .../logout` with `client_id` and `refresh_token`, as scripts
- *   log out) ends the session: it becomes a revocation of that refresh token, which revokes its grant.
+ *   log out) ends the session: it becomes a revocation of that refresh token, which revokes its grant. As
+ *   Keycloak's LogoutEndpoint, a token that is not the realm's, has expired or belongs to another client is
+ *   refused with 400; one whose session already ended is not an error.
  * - Access tokens are JWTs, which oidc-provider's introspection and revocation refuse to look up by design;
  *   Keycloak accepts them. A JWT whose signature verifies is handed over as its `jti`, under which Gatehouse
  *   recorded it; one that does not verify is handed over as an unknown token.
  * - Refresh tokens are Keycloak's JWTs around oidc-provider's refresh token id (keycloak-tokens.ts): wherever a
  *   client sends one (refresh, logout, introspection, revocation), oidc-provider gets the id inside.
  * - Userinfo gets the same treatment for its bearer token.
+ * - A device code polling faster than its interval gets `slow_down`, as from Keycloak (oidc-provider does not
+ *   count polls).
+ * - A request without a scope gets Keycloak's default client scopes (`profile email`): oidc-provider refuses a
+ *   device or browser authorization that grants no scope at all, Keycloak grants its defaults.
  * - A confidential client may send its secret both in HTTP basic and in the form (keycloak-connect's
  *   introspection does); oidc-provider takes one mechanism only. When both name the same client and secret, the
- *   form's copy is dropped; when they differ, the request is refused (`refused`).
+ *   form's copy is dropped; when they differ, the request is refused.
  */
-async function adjustForKeycloak(realm: Realm, method: string, path: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | { refused: true }> {
+async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal> {
+  if (path === KEYCLOAK_ROUTES.authorization && method === 'GET') {
+    const params = new URLSearchParams(query)
+    if (withDefaultScope(params)) return { path, body, query: `?${params}` }
+  }
   if (method === 'POST' && body && isForm(raw)) {
     const form = new URLSearchParams(body.toString('utf8'))
     if (form.has('client_secret') && raw.headers.authorization) {
-      if (!sameClientSecret(raw.headers.authorization, form)) return { refused: true }
+      if (!sameClientSecret(raw.headers.authorization, form)) return INVALID_CLIENT
       form.delete('client_secret')
     }
-    if (path === KEYCLOAK_ROUTES.end_session && form.has('refresh_token')) {
-      const revocation = new URLSearchParams()
-      for (const [name, value] of form) {
-        if (name === 'refresh_token') revocation.append('token', await refreshTokenId(realm, value))
-        else if (name === 'client_id' || name === 'client_secret') revocation.append(name, value)
-      }
-      revocation.append('token_type_hint', 'refresh_token')
-      return { path: KEYCLOAK_ROUTES.revocation, body: Buffer.from(revocation.toString()), logout: true }
+    if (path === KEYCLOAK_ROUTES.end_session && form.has('refresh_token')) return logoutByRefreshToken(realm, raw, form)
+    if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScope(form)
+    const deviceCodes = form.getAll('device_code')
+    if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
+      return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
     }
     if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
       form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
     }
     if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
       const token = form.get('token')!
-      if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshTokenId(token)) ?? 'unknown')
+      if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
     }
     return { path, body: Buffer.from(form.toString()) }
   }
@@ -125,31 +142,64 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, raw
   return { path, body }
 }
 
+/** Gives parameters without a scope (or an empty one) Keycloak's default client scopes; true when it did. */
+function withDefaultScope(params: URLSearchParams): boolean {
+  if (params.getAll('scope').length > 1 || params.get('scope')?.trim()) return false
+  params.set('scope', DEFAULT_SCOPES.join(' '))
+  return true
+}
+
 /** The refresh token record id inside a refresh token JWT; a value no record has when the JWT is not the realm's. */
 async function refreshTokenId(realm: Realm, value: string): Promise<string> {
   if (!JWT_SHAPE.test(value)) return 'unknown'
-  return (await realm.refreshTokenId(value)) ?? 'unknown'
+  return (await realm.refreshToken(value))?.jti ?? 'unknown'
+}
+
+/** Keycloak's logout with a refresh token, as a revocation of the token's record (which ends its grant). */
+async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: URLSearchParams): Promise<Target | Refusal> {
+  const values = form.getAll('refresh_token')
+  const token = values.length === 1 && JWT_SHAPE.test(values[0]!) ? await realm.refreshToken(values[0]!) : undefined
+  if (!token) return invalidGrant('Invalid refresh token')
+  if (token.exp * 1000 <= Date.now()) return invalidGrant('Token is not active')
+  const clientId = form.get('client_id') ?? basicClientId(raw.headers.authorization)
+  if (clientId !== undefined && clientId !== token.azp) return invalidGrant('Invalid refresh token')
+  const revocation = new URLSearchParams()
+  for (const [name, value] of form) {
+    if (name === 'client_id' || name === 'client_secret' || name === 'client_assertion' || name === 'client_assertion_type') revocation.append(name, value)
+  }
+  revocation.append('token', token.jti)
+  revocation.append('token_type_hint', 'refresh_token')
+  return { path: KEYCLOAK_ROUTES.revocation, body: Buffer.from(revocation.toString()), logout: true }
 }
 
 /** Whether HTTP basic and the form carry the same client secret (and, when the form names one, the same client). */
 function sameClientSecret(authorization: string, form: URLSearchParams): boolean {
-  const basic = /^basic +([A-Za-z0-9+/]+=*) *$/i.exec(authorization)?.[1]
+  const basic = basicCredentials(authorization)
   if (!basic || form.getAll('client_secret').length !== 1) return false
-  const decoded = Buffer.from(basic, 'base64').toString('utf8')
-  const colon = decoded.indexOf(':')
-  if (colon < 0) return false
-  let clientId: string
-  let secret: string
-  try {
-    // RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined.
-    clientId = decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '))
-    secret = decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '))
-  } catch {
-    return false
-  }
   const formClientId = form.get('client_id')
   const digest = (value: string) => hash('sha256', value, 'buffer')
-  return timingSafeEqual(digest(secret), digest(form.get('client_secret')!)) && (formClientId === null || formClientId === clientId)
+  return timingSafeEqual(digest(basic.secret), digest(form.get('client_secret')!)) && (formClientId === null || formClientId === basic.clientId)
+}
+
+function basicClientId(authorization: string | undefined): string | undefined {
+  return authorization ? basicCredentials(authorization)?.clientId : undefined
+}
+
+/** A client's HTTP basic credentials; RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined. */
+function basicCredentials(authorization: string): { clientId: string; secret: string } | undefined {
+  const basic = /^basic +([A-Za-z0-9+/]+=*) *$/i.exec(authorization)?.[1]
+  if (!basic) return undefined
+  const decoded = Buffer.from(basic, 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  if (colon < 0) return undefined
+  try {
+    return {
+      clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')),
+      secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')),
+    }
+  } catch {
+    return undefined
+  }
 }
 
 /**
