@@ -3,6 +3,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig } from '../config/realms.ts'
 import { escapeHtml } from '../errors.ts'
 import { accessTokenAudience } from './claims.ts'
+import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 
 /**
@@ -20,6 +21,8 @@ export interface KeycloakShapeOptions {
   cookiePath: string
   /** The login status iframe's path under the issuer. */
   checkSessionIframe: string
+  /** Ends the gateway session its cookie names: logging out of the realm's browser session logs out of the gateway. */
+  endGatewaySession(cookie: string): Promise<void>
 }
 
 /** Keycloak's answer for a path that is not an endpoint of the realm (RESTEasy's wording). */
@@ -88,8 +91,13 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
     } else if ((oidc.route === 'authorization' || oidc.route === 'resume') && ctx.status >= 300 && ctx.status < 400) {
       setSessionStateCookie(ctx, oidc, options.cookiePath)
-    } else if (oidc.route === 'end_session_success' || oidc.route === 'end_session_confirm') {
+    } else if (oidc.route === 'end_session_confirm' && (oidc.session as unknown as { destroyed?: boolean } | undefined)?.destroyed) {
       ctx.cookies.set(SESSION_STATE_COOKIE, null, { path: options.cookiePath, httpOnly: false })
+      const gatewaySession = ctx.cookies.get(GATEWAY_SESSION_COOKIE)
+      if (gatewaySession) {
+        await options.endGatewaySession(gatewaySession)
+        ctx.cookies.set(GATEWAY_SESSION_COOKIE, null, { path: '/', httpOnly: true, sameSite: 'lax' })
+      }
     }
   }
 }

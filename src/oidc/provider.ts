@@ -46,6 +46,8 @@ export const ENDPOINT_METHODS: ReadonlyMap<string, readonly string[]> = new Map(
 
 /** Where the login step of the authorization code flow happens (src/oidc/interactions.ts). */
 export const LOGIN_ACTIONS = '/login-actions/'
+/** The realm's browser session (oidc-provider's Session), only ever sent to the realm's own paths. */
+export const REALM_SESSION_COOKIE = 'gatehouse_oidc_session'
 /** Where a browser the gateway sent to log in comes back to (src/oidc/routes.ts). */
 export const GATEWAY_CALLBACK = '/gatehouse/callback'
 
@@ -62,6 +64,7 @@ export interface ProviderOptions {
   accounts: Accounts
   serviceAccounts: ServiceAccounts
   loginName(name: string): Promise<string>
+  endGatewaySession(cookie: string): Promise<void>
   revoked(key: string): Promise<void>
 }
 
@@ -99,7 +102,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     conformIdTokenClaims: false,
     pkce: { required: (_ctx, client) => pkceRequired(clients.get(client.clientId)) },
     cookies: {
-      names: { session: 'gatehouse_oidc_session', interaction: 'gatehouse_oidc_interaction', resume: 'gatehouse_oidc_resume' },
+      names: { session: REALM_SESSION_COOKIE, interaction: 'gatehouse_oidc_interaction', resume: 'gatehouse_oidc_resume' },
       // Only the realm's paths see the SSO session cookie, never the services behind the gateway.
       long: { httpOnly: true, sameSite: 'lax', path: `/realms/${realm.name}/` },
       short: { httpOnly: true, sameSite: 'lax' },
@@ -175,7 +178,7 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.proxy = true
   allowWildcardRedirects(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ accounts: options.accounts, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME }))
+  provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.error', (ctx, error) => {

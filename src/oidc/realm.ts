@@ -1,4 +1,5 @@
 import { createHash, hash, randomBytes } from 'node:crypto'
+import type { FastifyReply } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import type Provider from 'oidc-provider'
@@ -13,7 +14,8 @@ import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
 import { REFRESH_SIGNING_ALG, RealmKeys, SIGNING_ALG, type RealmKeySet } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
-import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES } from './provider.ts'
+import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
+import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
 
 /** Published when a realm's signing keys changed, so every process reloads them. */
 export const KEYS_TOPIC = 'oidc-keys'
@@ -49,6 +51,8 @@ export interface RealmDependencies {
   serviceAccounts: ServiceAccounts
   /** The public URL, read at use: a server listening on port 0 learns its own only after it started. */
   publicUrl(): string
+  /** Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. */
+  endGatewaySession(cookie: string): Promise<void>
 }
 
 /** A realm's keys of one kind, read from the store when they may have changed, with other processes told of changes. */
@@ -230,6 +234,7 @@ export class Realm {
         accounts: this.#deps.accounts,
         serviceAccounts: this.#deps.serviceAccounts,
         loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
+        endGatewaySession: this.#deps.endGatewaySession,
         revoked: (key) => this.#deps.bus.publish(REVOKE_TOPIC, key),
       })
       this.#provider = { instance, handler: instance.callback(), issuer, keys, refreshKeys, tokens }
@@ -313,6 +318,18 @@ export class OidcRealms {
     return this.#loginUrls.get(route.name)
   }
 
+  /**
+   * Signs a browser out of every realm, as it signs out of the gateway: the realms' session cookies go (their
+   * paths are the realms', so only a response can remove them), and the login status iframe's with them.
+   */
+  signOutBrowser(reply: FastifyReply): void {
+    for (const realm of this.#realms.values()) {
+      const path = `/realms/${realm.name}/`
+      reply.clearCookie(REALM_SESSION_COOKIE, { path, httpOnly: true, sameSite: 'lax' })
+      reply.clearCookie(SESSION_STATE_COOKIE, { path })
+    }
+  }
+
   /** Deletes expired provider records, at most once an hour, off the request path. */
   maintain(now = Date.now()): void {
     if (now < this.#pruneAt) return
@@ -324,9 +341,10 @@ export class OidcRealms {
 }
 
 /**
- * The realm's authorization endpoint, for a browser to log in and come back to the gateway's callback, which
- * names the page it came from. The code is not redeemed (a service taking only bearer tokens has no browser
- * session to give), so the PKCE verifier that public clients must use is not kept.
+ * The realm's authorization endpoint, for a browser to log in and come back to the gateway's callback with the
+ * page it came from. The callback takes the code from the browser's realm session and consumes it without
+ * redeeming it at the token endpoint (src/oidc/interactions.ts), so the PKCE verifier that public clients must
+ * send is not kept.
  */
 function authorizationUrl(realm: Realm, clientId: string, next: string): string {
   const verifier = randomBytes(32).toString('base64url')

@@ -48,7 +48,7 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
   if (rest.startsWith(LOGIN_ACTIONS) && (request.method === 'GET' || request.method === 'POST')) {
     return loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
   }
-  if (rest === GATEWAY_CALLBACK && request.method === 'GET') return gatewayCallback(realm, request, reply)
+  if (rest === GATEWAY_CALLBACK && request.method === 'GET') return gatewayCallback(app, realm, request, reply)
   if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) return sendIframePage(realm, rest, new URLSearchParams(query), reply)
   if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
   if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
