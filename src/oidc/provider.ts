@@ -3,7 +3,7 @@ import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter } from './adapter.ts'
-import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
+import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
@@ -323,7 +323,7 @@ async function grantWithoutConsent(ctx: KoaContextWithOIDC, resource: string, su
   const grantId = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId)
   const grant = (grantId ? await oidc.provider.Grant.find(grantId) : undefined)
     ?? new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId })
-  const scope = [...new Set([...DEFAULT_SCOPES, ...oidc.requestParamScopes])].filter((s) => supported.includes(s)).join(' ')
+  const scope = orderScopes([...DEFAULT_SCOPES, ...oidc.requestParamScopes].filter((s) => supported.includes(s)))
   grant.addOIDCScope(scope)
   grant.addResourceScope(resource, scope)
   await grant.save()

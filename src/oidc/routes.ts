@@ -6,7 +6,7 @@ import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
 import { accountEndpoint } from './account.ts'
-import { DEFAULT_SCOPES } from './claims.ts'
+import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
 import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
@@ -103,8 +103,9 @@ interface Target {
  * - Userinfo gets the same treatment for its bearer token.
  * - A device code polling faster than its interval gets `slow_down`, as from Keycloak (oidc-provider does not
  *   count polls).
- * - A request without a scope gets Keycloak's default client scopes (`profile email`): oidc-provider refuses a
- *   device or browser authorization that grants no scope at all, Keycloak grants its defaults.
+ * - Browser and device authorizations get Keycloak's default client scopes (`profile email`) besides what they
+ *   ask for, as the password grant does: Keycloak's tokens name them in `scope`, and oidc-provider refuses an
+ *   authorization that grants no scope at all.
  * - A confidential client may send its secret both in HTTP basic and in the form (keycloak-connect's
  *   introspection does); oidc-provider takes one mechanism only. When both name the same client and secret, the
  *   form's copy is dropped; when they differ, the request is refused.
@@ -112,7 +113,7 @@ interface Target {
 async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal> {
   if (path === KEYCLOAK_ROUTES.authorization && method === 'GET') {
     const params = new URLSearchParams(query)
-    if (withDefaultScope(params)) return { path, body, query: `?${params}` }
+    if (withDefaultScopes(params)) return { path, body, query: `?${params}` }
   }
   if (method === 'POST' && body && isForm(raw)) {
     const form = new URLSearchParams(body.toString('utf8'))
@@ -121,7 +122,7 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
       form.delete('client_secret')
     }
     if (path === KEYCLOAK_ROUTES.end_session && form.has('refresh_token')) return logoutByRefreshToken(realm, raw, form)
-    if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScope(form)
+    if (path === KEYCLOAK_ROUTES.device_authorization || path === KEYCLOAK_ROUTES.authorization) withDefaultScopes(form)
     const deviceCodes = form.getAll('device_code')
     if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
       return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
@@ -142,10 +143,13 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
   return { path, body }
 }
 
-/** Gives parameters without a scope (or an empty one) Keycloak's default client scopes; true when it did. */
-function withDefaultScope(params: URLSearchParams): boolean {
-  if (params.getAll('scope').length > 1 || params.get('scope')?.trim()) return false
-  params.set('scope', DEFAULT_SCOPES.join(' '))
+/** Adds Keycloak's default client scopes to the parameters' `scope`; false when there was nothing to add to (or it is repeated). */
+function withDefaultScopes(params: URLSearchParams): boolean {
+  if (params.getAll('scope').length > 1 || (params.has('request') || params.has('request_uri'))) return false
+  const asked = (params.get('scope') ?? '').split(' ').filter(Boolean)
+  const scope = orderScopes([...DEFAULT_SCOPES, ...asked])
+  if (scope === asked.join(' ')) return false
+  params.set('scope', scope)
   return true
 }
 

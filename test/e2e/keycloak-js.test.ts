@@ -89,6 +89,7 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
       })`)
       assert.equal(parsed.token.preferred_username, 'alice')
       assert.equal(parsed.token.azp, 'spa')
+      assert.equal(parsed.token.scope, 'openid profile email', 'Keycloak\'s default client scopes, as in every flow')
       assert.equal(parsed.refresh.typ, 'Refresh')
       assert.equal(parsed.id.typ, 'ID')
       assert.equal(parsed.id.azp, 'spa')
