@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig } from '../config/realms.ts'
 import { escapeHtml } from '../errors.ts'
@@ -86,6 +87,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'device_authorization' && ctx.status === 200 && body) {
       // Keycloak's device authorization response names the polling interval (RFC 8628 §3.2).
       body.interval = DEVICE_POLLING_SECONDS
+    } else if (oidc.route === 'jwks' && ctx.status === 200 && Array.isArray(body?.keys)) {
+      // oidc-provider publishes a key's certificate (x5c) but not its thumbprints, which Keycloak's JWKS has.
+      for (const key of body.keys as Record<string, unknown>[]) Object.assign(key, certificateThumbprints(key.x5c))
     } else if (oidc.route === 'discovery' && ctx.status === 200 && body) {
       // keycloak-js's login status iframe (keycloak-pages.ts), which oidc-provider does not know.
       body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
@@ -120,6 +124,13 @@ function setSessionStateCookie(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC
   if (!session?.accountId || !session.uid) return
   // Embedded in another site's page, the iframe sees the cookie only if it is SameSite=None, which needs https.
   ctx.cookies.set(SESSION_STATE_COOKIE, sessionCookieValue(session.uid), { path, httpOnly: false, secure: ctx.secure, sameSite: ctx.secure ? 'none' : 'lax', overwrite: true })
+}
+
+/** RFC 7517 §4.8-4.9: the SHA-1 and SHA-256 thumbprints of a JWK's first certificate. */
+function certificateThumbprints(x5c: unknown): Record<string, string> {
+  if (!Array.isArray(x5c) || typeof x5c[0] !== 'string') return {}
+  const der = Buffer.from(x5c[0], 'base64')
+  return { x5t: hash('sha1', der, 'base64url'), 'x5t#S256': hash('sha256', der, 'base64url') }
 }
 
 /**

@@ -1,7 +1,8 @@
-import { randomUUID } from 'node:crypto'
+import { randomUUID, type JsonWebKey } from 'node:crypto'
 import { exportJWK, generateKeyPair, generateSecret, type JWK } from 'jose'
 import type { SigningKey } from '../store/signing-keys.ts'
 import type { Store } from '../store/store.ts'
+import { selfSignedCertificate } from './certificates.ts'
 
 /** Keycloak signs with RS256 by default; services built for it expect that. */
 export const SIGNING_ALG = 'RS256'
@@ -33,6 +34,7 @@ export interface RealmKeySet {
  */
 export class RealmKeys {
   readonly #store: Store
+  readonly #realm: string
   readonly #purpose: string
   readonly #alg: RealmKeyAlg
   readonly #rotationMs: number
@@ -40,6 +42,7 @@ export class RealmKeys {
 
   constructor(store: Store, realm: string, rotationSeconds: number, graceSeconds: number, alg: RealmKeyAlg = SIGNING_ALG) {
     this.#store = store
+    this.#realm = realm
     this.#alg = alg
     this.#purpose = alg === SIGNING_ALG ? `oidc:${realm}` : `oidc-${alg.toLowerCase()}:${realm}`
     this.#rotationMs = rotationSeconds * 1000
@@ -56,7 +59,7 @@ export class RealmKeys {
     let keys = await this.#live(now)
     const newest = activeKeys(keys)[0]
     if (!newest || newest.created + this.#rotationMs <= now) {
-      await this.#store.signingKeys.add(await newSigningKey(this.#purpose, this.#alg, now))
+      await this.#store.signingKeys.add(await newSigningKey(this.#purpose, this.#alg, this.#realm, now))
       changed = true
       keys = await this.#live(now)
     }
@@ -91,7 +94,7 @@ function activeKeys(keys: SigningKey[]): SigningKey[] {
   return keys.filter((k) => k.retireAt === null).sort((a, b) => b.created - a.created || (a.kid < b.kid ? 1 : -1))
 }
 
-async function newSigningKey(purpose: string, alg: RealmKeyAlg, now: number): Promise<SigningKey> {
+async function newSigningKey(purpose: string, alg: RealmKeyAlg, realm: string, now: number): Promise<SigningKey> {
   const kid = randomUUID()
   if (alg === REFRESH_SIGNING_ALG) {
     const secret = await generateSecret(alg, { extractable: true })
@@ -99,7 +102,9 @@ async function newSigningKey(purpose: string, alg: RealmKeyAlg, now: number): Pr
     return { kid, purpose, alg, privateJwk, publicJwk: { kty: 'oct', kid, alg, use: 'sig' }, created: now, retireAt: null }
   }
   const { privateKey } = await generateKeyPair(alg, { extractable: true, modulusLength: 2048 })
-  const privateJwk = { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' }
+  const exported = await exportJWK(privateKey)
+  // Keycloak publishes a self-signed certificate with each RSA key (x5c); some clients read that instead.
+  const privateJwk = { ...exported, kid, alg, use: 'sig', ...selfSignedCertificate(exported as JsonWebKey, realm, now) }
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk
   return { kid, purpose, alg, privateJwk, publicJwk, created: now, retireAt: null }
 }
