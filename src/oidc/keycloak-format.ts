@@ -5,6 +5,7 @@ import type { RealmClientConfig } from '../config/realms.ts'
 import { escapeHtml } from '../errors.ts'
 import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
+import { LOCKED } from './password-grant.ts'
 import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 
 /**
@@ -215,8 +216,9 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   const missing = /^missing required parameters? (.+)$/.exec(description)
   if (missing) return bad(`Missing parameter: ${missing[1]!.replace(/'/g, '').replace(/ and /g, ', ')}`)
   if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(body.scope ?? params.scope ?? '')}`.trim(), 'invalid_scope')
-  // Keycloak's direct grant answers a missing username and wrong credentials 401 (ValidateUsername, ValidatePassword).
-  if (grantType === 'password' && (description === 'Invalid user credentials' || description === 'Missing parameter: username')) {
+  // Keycloak's direct grant answers a missing username and wrong credentials 401 (ValidateUsername,
+  // ValidatePassword), and a login during a brute-force lock 400 with the same words.
+  if (grantType === 'password' && detail !== LOCKED && (description === 'Invalid user credentials' || description === 'Missing parameter: username')) {
     return { status: 401, error, error_description: description }
   }
   if (error === 'invalid_grant') {

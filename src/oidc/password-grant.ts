@@ -6,6 +6,8 @@ import type { User } from '../store/users.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 
 export const PASSWORD_GRANT = 'password'
+/** The reason kept for a login refused during a lockout: Keycloak words it as a wrong password, but answers 400. */
+export const LOCKED = 'user temporarily locked'
 /** The grant's form parameters besides grant_type and client authentication (RFC 6749 §4.3.2). */
 export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope']
 
@@ -114,6 +116,7 @@ async function checkCredentials(accounts: Accounts, username: string, password: 
     return await accounts.checkPassword(username, password)
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
+      if (error.code === 'account_locked') throw Object.assign(new errors.InvalidGrant(LOCKED), { error_description: 'Invalid user credentials' })
       throw invalidGrant(error.code === 'account_disabled' ? 'Account disabled' : 'Invalid user credentials')
     }
     throw error

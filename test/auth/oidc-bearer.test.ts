@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { importJWK, SignJWT, type JWK } from 'jose'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { ADMIN_PASSWORD, adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CookieJar, decodeJwtPart, passwordLogin, REALM, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CookieJar, decodeJwtPart, passwordLogin, REALM, realmWith, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const demoApp = demo.services.find((s) => s.name === 'demo-app')!
@@ -144,7 +144,7 @@ describe('OIDC bearer tokens at the gateway\'s own API', () => {
     gw = await startGateway({
       config: {
         realms: [
-          { ...testRealms[0], client_scopes: ['read', 'write'], clients: [...testRealms[0]!.clients, { client_id: 'gateway-cli', direct_access_grants: true, audiences: ['gateway'] }] },
+          ...realmWith([{ client_id: 'gateway-cli', direct_access_grants: true, audiences: ['gateway'] }], { client_scopes: ['read', 'write'] }),
           { name: 'partners', clients: [{ client_id: 'partner-scripts', direct_access_grants: true, audiences: ['gateway'] }] },
         ],
         gateway: { ...demo.gateway, oidc: { realms: [REALM], audiences: ['gateway'] } },

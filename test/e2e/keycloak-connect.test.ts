@@ -7,7 +7,7 @@ import session from 'express-session'
 import Keycloak from 'keycloak-connect'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, passwordLogin, REALM, testRealms } from '../helpers/oidc.ts'
+import { decodeJwtPart, passwordLogin, REALM, realmWith } from '../helpers/oidc.ts'
 
 const CONFIDENTIAL_SECRET = 'connect-confidential-secret-0123'
 
@@ -43,15 +43,11 @@ describe('keycloak-connect 26 against the realm', () => {
     const appUrls = [`${url}/*`]
     gw = await startGateway({
       config: {
-        realms: [{
-          ...testRealms[0],
-          clients: [
-            ...testRealms[0]!.clients,
+        realms: realmWith([
             { client_id: 'connect-public', public_client: true, pkce: 'optional', direct_access_grants: true, redirect_uris: appUrls },
             { client_id: 'connect-strict', public_client: true, redirect_uris: appUrls },
             { client_id: 'connect-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true, redirect_uris: appUrls, audiences: ['demo-app'] },
-          ],
-        }],
+        ]),
       },
     })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })

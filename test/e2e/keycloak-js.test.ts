@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Browser } from 'playwright-core'
 import { launchChromium, openPage, type WatchedPage } from '../helpers/chromium.ts'
 import { json, repoRoot, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { REALM, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { REALM, realmWith, tokenRequest } from '../helpers/oidc.ts'
 
 const KEYCLOAK_JS = readFileSync(`${repoRoot}node_modules/keycloak-js/lib/keycloak.js`, 'utf8')
 
@@ -50,10 +50,7 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
     appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`
     gw = await startGateway({
       config: {
-        realms: [{
-          ...testRealms[0],
-          clients: [...testRealms[0]!.clients, { client_id: 'spa', public_client: true, redirect_uris: [`${appUrl}/*`], post_logout_redirect_uris: ['+'], web_origins: ['+'], audiences: ['demo-app'] }],
-        }],
+        realms: realmWith([{ client_id: 'spa', public_client: true, redirect_uris: [`${appUrl}/*`], post_logout_redirect_uris: ['+'], web_origins: ['+'], audiences: ['demo-app'] }]),
       },
     })
     gatewayUrl = gw.url

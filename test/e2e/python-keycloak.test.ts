@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Browser } from 'playwright-core'
 import { launchChromium, openPage } from '../helpers/chromium.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, REALM, testRealms } from '../helpers/oidc.ts'
+import { decodeJwtPart, REALM, realmWith } from '../helpers/oidc.ts'
 
 const PYTHON = '/usr/bin/python3'
 const CONFIDENTIAL_SECRET = 'python-keycloak-secret-0123'
@@ -140,14 +140,10 @@ describe('python-keycloak\'s requests against the realm', { skip: !existsSync(PY
   before(async () => {
     gw = await startGateway({
       config: {
-        realms: [{
-          ...testRealms[0],
-          clients: [
-            ...testRealms[0]!.clients,
+        realms: realmWith([
             { client_id: 'py-public', public_client: true, direct_access_grants: true, device_authorization_grant: true },
             { client_id: 'py-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true },
-          ],
-        }],
+        ]),
       },
     })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', firstName: 'Alice' })

@@ -17,6 +17,11 @@ export const testRealms = [{
   ],
 }]
 
+/** The test realm with more clients (and other realm options), as `config.realms`. */
+export function realmWith(clients: Record<string, unknown>[], options: Record<string, unknown> = {}): Record<string, unknown>[] {
+  return [{ ...testRealms[0], ...options, clients: [...testRealms[0]!.clients, ...clients] }]
+}
+
 export function realmUrl(gw: TestGateway, path = ''): string {
   return `${gw.url}/realms/${REALM}${path}`
 }

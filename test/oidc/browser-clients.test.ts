@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { validateConfig, ConfigError } from '../../src/config/load.ts'
 import { redirectMatches } from '../../src/oidc/redirects.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { passwordLogin, REALM, realmUrl, testRealms, TOKEN_PATH } from '../helpers/oidc.ts'
+import { passwordLogin, REALM, realmUrl, realmWith, TOKEN_PATH } from '../helpers/oidc.ts'
 
 const APP = 'https://app.example.com'
 
@@ -14,14 +14,10 @@ describe('the realm for browser applications', () => {
   before(async () => {
     gw = await startGateway({
       config: {
-        realms: [{
-          ...testRealms[0],
-          clients: [
-            ...testRealms[0]!.clients,
+        realms: realmWith([
             { client_id: 'spa', redirect_uris: [`${APP}/*`], web_origins: ['+'], post_logout_redirect_uris: ['+'] },
             { client_id: 'closed', redirect_uris: [`${APP}/cb`], web_origins: [] },
-          ],
-        }],
+        ]),
       },
     })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { decodeJwtPart, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
 
 const SIGNING_SECRET = 'signed-secret-client-0123456789abcdef'
 const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
@@ -21,14 +21,10 @@ describe('confidential clients that authenticate with a signed JWT', () => {
     const publicJwk = { ...(await exportJWK(pair.publicKey)), kid: 'client-key-1', alg: 'RS256', use: 'sig' }
     gw = await startGateway({
       config: {
-        realms: [{
-          ...testRealms[0],
-          clients: [
-            ...testRealms[0]!.clients,
+        realms: realmWith([
             { client_id: 'signed-secret', public_client: false, client_authenticator: 'client-secret-jwt', secret: SIGNING_SECRET, service_accounts: true },
             { client_id: 'signed-key', public_client: false, client_authenticator: 'client-jwt', jwks: { keys: [publicJwk] }, service_accounts: true },
-          ],
-        }],
+        ]),
       },
     })
   })
