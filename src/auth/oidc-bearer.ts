@@ -17,6 +17,12 @@ const BEARER_JWT = /^bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*) *$
 const MAX_TOKEN_LENGTH = 16 * 1024
 const MAX_CACHED = 50_000
 
+/** A verified token as this process remembers it. */
+interface CachedToken extends VerifiedAccessToken {
+  /** When its record was looked up; after the bus's `maxStaleMs` it is looked up again. */
+  checkedAt: number
+}
+
 function invalidToken(message: string): NotAuthenticated {
   return new NotAuthenticated(message, 'invalid_token')
 }
@@ -27,7 +33,8 @@ function invalidToken(message: string): NotAuthenticated {
  * expiry and not-before, `typ: Bearer`, and the token's record, so a token revoked or logged out before this
  * process started is refused too), then against the place's policy: the realm, and `aud` or `azp` naming the
  * place. Afterwards the token is answered from memory until it expires, unless REVOKE_TOPIC says its session or
- * the token itself ended (that news reaches every process before its next request, see src/store/event-bus.ts).
+ * the token itself ended (that news reaches every process before its next request, see src/store/event-bus.ts),
+ * and its record is looked up again once the answer is older than the bus's `maxStaleMs`.
  * Where the policy asks for it (the gateway's own API), the token's scope limits it as a personal token's does:
  * `write` may change things, anything else only reads.
  */
@@ -35,14 +42,16 @@ export class OidcBearerAuthenticator implements Authenticator {
   readonly id = 'oidc' as const
   readonly #realms: OidcRealms
   readonly #accounts: Accounts
-  readonly #cache = new Map<string, VerifiedAccessToken>()
+  readonly #cache = new Map<string, CachedToken>()
   /** `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired. */
   readonly #revoked = new Map<string, number>()
   readonly #revokedTtlMs: number
+  readonly #maxStaleMs: number
 
   constructor(realms: OidcRealms, accounts: Accounts, bus: EventBus) {
     this.#realms = realms
     this.#accounts = accounts
+    this.#maxStaleMs = bus.maxStaleMs
     this.#revokedTtlMs = (Math.max(...realms.all().map((r) => r.config.access_token_seconds)) + 60) * 1000
     bus.on(REVOKE_TOPIC, (key) => this.#revoke(key))
   }
@@ -54,7 +63,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     const now = Date.now()
     const key = hash('sha256', token, 'base64url')
     let verified = this.#cache.get(key)
-    if (verified && verified.expiresAt <= now) {
+    if (verified && (verified.expiresAt <= now || now - verified.checkedAt >= this.#maxStaleMs)) {
       this.#cache.delete(key)
       verified = undefined
     }
@@ -75,7 +84,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     return { user, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read' }
   }
 
-  async #verify(token: string, now: number): Promise<VerifiedAccessToken> {
+  async #verify(token: string, now: number): Promise<CachedToken> {
     let issuer: unknown
     try {
       issuer = decodeJwt(token).iss
@@ -85,7 +94,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     const realm = typeof issuer === 'string' ? this.#realms.byIssuer(issuer) : undefined
     if (!realm) throw invalidToken('The access token was not issued by a realm of this gateway.')
     try {
-      return await realm.verifyAccessToken(token, now)
+      return { ...await realm.verifyAccessToken(token, now), checkedAt: now }
     } catch (error) {
       if (error instanceof AccessTokenRefused) throw invalidToken(error.message)
       throw error

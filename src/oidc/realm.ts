@@ -235,7 +235,10 @@ export class Realm {
         serviceAccounts: this.#deps.serviceAccounts,
         loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
-        revoked: (key) => this.#deps.bus.publish(REVOKE_TOPIC, key),
+        revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
+          await destroy(tx.oidc)
+          announce(REVOKE_TOPIC, key)
+        }),
       })
       this.#provider = { instance, handler: instance.callback(), issuer, keys, refreshKeys, tokens }
       return this.#provider
