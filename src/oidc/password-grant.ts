@@ -118,7 +118,8 @@ async function checkCredentials(accounts: Accounts, username: string, password: 
     return await accounts.checkPassword(username, password, address)
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
-      if (error.code === 'account_locked') throw Object.assign(new errors.InvalidGrant(LOCKED), { error_description: 'Invalid user credentials' })
+      // A throttled client address is refused like a locked user: the check did not happen.
+      if (error.code === 'account_locked' || error.code === 'login_throttled') throw Object.assign(new errors.InvalidGrant(LOCKED), { error_description: 'Invalid user credentials' })
       throw invalidGrant(error.code === 'account_disabled' ? 'Account disabled' : 'Invalid user credentials')
     }
     throw error
