@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely'
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely'
 import pg from 'pg'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -66,6 +66,21 @@ export class Database {
   /** A dedicated PostgreSQL client for LISTEN, or undefined on SQLite. */
   async listenClient(): Promise<pg.PoolClient | undefined> {
     return this.#pool?.connect()
+  }
+
+  /**
+   * One query that shows the database answers and how its schema compares with this version's migrations:
+   * `pending` ones this version needs and the database lacks, `unknown` ones a newer version has applied.
+   */
+  async migrationStatus(): Promise<{ applied: number; pending: string[]; unknown: string[] }> {
+    const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(this.db)
+    const applied = new Set(rows.map((row) => row.name))
+    const known = Object.keys(await migrationProvider(this.dialect).getMigrations())
+    return {
+      applied: applied.size,
+      pending: known.filter((name) => !applied.has(name)),
+      unknown: [...applied].filter((name) => !known.includes(name)),
+    }
   }
 
   async ping(): Promise<boolean> {

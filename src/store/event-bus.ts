@@ -15,6 +15,16 @@ const ALIVE_MS = 5000
 const ACK_WAIT_MS = 1000
 const RESOLVED = Promise.resolve()
 
+/** What /readyz reports of the bus (src/health/readiness.ts). */
+export interface EventBusHealth {
+  readonly running: boolean
+  /** PostgreSQL: whether the LISTEN connection is up; undefined on SQLite, which has none. */
+  readonly listening: boolean | undefined
+  /** When the event log was last read successfully (the poll reads it every interval even without news). */
+  readonly lastReadAt: number | undefined
+  readonly intervalMs: number
+}
+
 /**
  * Tells every gateway process sharing the database that something it may have cached changed (a user
  * disabled, a token revoked, a setting saved), so "revoked" means refused on the very next request anywhere,
@@ -39,6 +49,9 @@ export class EventBus {
   #registered = false
   /** The data_version check the requests of this event-loop turn wait for. */
   #versionCheck: Promise<void> | undefined
+  #intervalMs = 1000
+  #listening = false
+  #lastReadAt: number | undefined
 
   constructor(store: Store) {
     this.#store = store
@@ -48,14 +61,30 @@ export class EventBus {
     return this.#store.database.dialect === 'postgres'
   }
 
+  get health(): EventBusHealth {
+    return {
+      running: this.#timer !== undefined,
+      listening: this.#postgres ? this.#listening : undefined,
+      lastReadAt: this.#lastReadAt,
+      intervalMs: this.#intervalMs,
+    }
+  }
+
   async start(intervalMs = 1000): Promise<void> {
+    this.#intervalMs = intervalMs
     this.#lastId = await this.#store.events.latestId()
+    this.#lastReadAt = Date.now()
     this.#dataVersion = this.#store.database.dataVersion()
     if (this.#postgres) {
       this.#client = await this.#store.database.listenClient()
       this.#client!.on('notification', () => void this.sync().catch(() => {}))
-      this.#client!.on('error', () => {})
+      const lost = () => {
+        this.#listening = false
+      }
+      this.#client!.on('error', lost)
+      this.#client!.on('end', lost)
       await this.#client!.query(`LISTEN ${CHANNEL}`)
+      this.#listening = true
       await this.#store.events.heartbeat(this.#processId, this.#lastId)
       this.#registered = true
     }
@@ -72,12 +101,14 @@ export class EventBus {
 
   async stop(): Promise<void> {
     clearInterval(this.#timer)
+    this.#timer = undefined
     await this.#syncing
     if (this.#registered) {
       this.#registered = false
       await this.#store.events.leave(this.#processId).catch(() => {})
     }
     if (this.#client) {
+      this.#listening = false
       this.#client.removeAllListeners('notification')
       this.#client.release(true)
       this.#client = undefined
@@ -154,6 +185,7 @@ export class EventBus {
       this.#seen.add(event.id)
       await this.#dispatch(event.topic, event.key)
     }
+    this.#lastReadAt = Date.now()
     for (const id of this.#seen) if (id < this.#lastId - LOOK_BACK) this.#seen.delete(id)
     if (this.#registered && this.#lastId !== before) await this.#store.events.heartbeat(this.#processId, this.#lastId)
   }
