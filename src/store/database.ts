@@ -38,6 +38,9 @@ export class Database {
       const pool = new pg.Pool({ connectionString: url, max: 10 })
       // An idle client losing its connection must not crash the process; the next query reconnects.
       pool.on('error', () => {})
+      // Nor may a checked-out one: its query in flight fails on its own, but pg also emits 'error' on the
+      // client, where the pool listens only while the client is idle.
+      pool.on('connect', (client) => client.on('error', () => {}))
       const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) })
       return new Database(db, 'postgres', redactUrl(url), undefined, pool)
     }
