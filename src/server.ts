@@ -47,7 +47,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     bodyLimit: app.config.server.api_body_limit_bytes,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    return503OnClosing: true,
+    // A request that reaches an open connection while shutdown drains (src/listener/drain.ts) is served, and
+    // its connection closed after it, instead of getting a 503 for work the drain has time for.
+    return503OnClosing: false,
     clientErrorHandler: answerClientError,
   })
 

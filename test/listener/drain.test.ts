@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
@@ -118,6 +119,35 @@ describe('shutdown drains requests in flight', () => {
       assert.ok(!messages.includes('requests still in flight were cut'))
     } finally {
       keepAlive.destroy()
+      await gateway.stop()
+    }
+  })
+
+  it('serves a request that reaches a busy connection during the drain, then closes that connection', async () => {
+    const gateway = await startBehindGateway(upstreamUrl, 60)
+    const { port } = new URL(gateway.url)
+    const socket = connect(Number(port), '127.0.0.1')
+    try {
+      let received = ''
+      socket.setEncoding('utf8')
+      socket.on('data', (chunk) => (received += chunk))
+      const closed = once(socket, 'close')
+      socket.write('GET /slow/first HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
+      await upstream.arrival()
+      gateway.process.kill('SIGTERM')
+      for (let i = 0; i < 100 && !logged(gateway).some((line) => String(line.msg).startsWith('shutting down')); i++) await sleep(20)
+      socket.write('GET /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
+      upstream.answerAll()
+      await closed
+      const responses = received.split(/(?=HTTP\/1\.1 )/)
+      assert.equal(responses.length, 2, received)
+      assert.match(responses[0]!, /^HTTP\/1\.1 200 [\s\S]*slow answer$/)
+      assert.match(responses[1]!, /^HTTP\/1\.1 200 /)
+      assert.match(responses[1]!, /\r\nconnection: close\r\n/i)
+      assert.equal(JSON.parse(responses[1]!.split('\r\n\r\n')[1]!).status, 'good')
+      assert.equal(await exited(gateway), 0)
+    } finally {
+      socket.destroy()
       await gateway.stop()
     }
   })
