@@ -75,6 +75,10 @@ function exited(gateway: GatewayProcess): Promise<number | null> {
   return gateway.process.exitCode !== null ? Promise.resolve(gateway.process.exitCode) : once(gateway.process, 'exit').then(([code]) => code as number | null)
 }
 
+async function shuttingDown(gateway: GatewayProcess): Promise<void> {
+  for (let i = 0; i < 200 && !logged(gateway).some((line) => String(line.msg).startsWith('shutting down')); i++) await sleep(20)
+}
+
 function logged(gateway: GatewayProcess): { msg?: string; [key: string]: unknown }[] {
   return gateway.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line))
 }
@@ -135,7 +139,7 @@ describe('shutdown drains requests in flight', () => {
       socket.write('GET /slow/first HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
       await upstream.arrival()
       gateway.process.kill('SIGTERM')
-      for (let i = 0; i < 100 && !logged(gateway).some((line) => String(line.msg).startsWith('shutting down')); i++) await sleep(20)
+      await shuttingDown(gateway)
       socket.write('GET /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
       upstream.answerAll()
       await closed
@@ -177,7 +181,7 @@ describe('shutdown drains requests in flight', () => {
       const inFlight = fetchThrough(`${gateway.url}/slow/never`)
       await upstream.arrival()
       gateway.process.kill('SIGTERM')
-      for (let i = 0; i < 100 && !logged(gateway).some((line) => String(line.msg).startsWith('shutting down')); i++) await sleep(20)
+      await shuttingDown(gateway)
       gateway.process.kill('SIGINT')
       // Far below the hour of grace: only the second signal can end it this soon.
       const code = await Promise.race([exited(gateway), sleep(30_000, 'still running', { ref: false })])

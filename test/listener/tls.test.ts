@@ -86,21 +86,33 @@ function startedFacts(gateway: GatewayProcess): { listening: string[] } {
   return line as unknown as { listening: string[] }
 }
 
+/** Two certificates, the first of them installed as the live files a gateway serves. */
+interface Swappable {
+  first: CertificateFiles
+  second: CertificateFiles
+  live: CertificateFiles
+  gateway: GatewayProcess
+}
+
+async function serveSwappable(tls: Record<string, unknown>): Promise<Swappable> {
+  const dir = tempDir()
+  const first = selfSignedCertificate(dir, 'first.test')
+  const second = selfSignedCertificate(dir, 'second.test')
+  mkdirSync(join(dir, 'live'))
+  const live = { cert: join(dir, 'live', 'tls.crt'), key: join(dir, 'live', 'tls.key') }
+  install(first, live)
+  const config = writeConfig(dir, { tls: { cert_file: live.cert, key_file: live.key, ...tls } })
+  const gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info' })
+  return { first, second, live, gateway }
+}
+
 describe('HTTPS from certificate files', () => {
-  let dir: string
   let first: CertificateFiles
   let second: CertificateFiles
   let live: CertificateFiles
   let gateway: GatewayProcess
   before(async () => {
-    dir = tempDir()
-    first = selfSignedCertificate(dir, 'first.test')
-    second = selfSignedCertificate(dir, 'second.test')
-    mkdirSync(join(dir, 'live'))
-    live = { cert: join(dir, 'live', 'tls.crt'), key: join(dir, 'live', 'tls.key') }
-    install(first, live)
-    const config = writeConfig(dir, { tls: { cert_file: live.cert, key_file: live.key, redirect_http_port: 0 } })
-    gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info' })
+    ;({ first, second, live, gateway } = await serveSwappable({ redirect_http_port: 0 }))
   })
   after(async () => {
     await gateway?.stop()
@@ -163,19 +175,12 @@ describe('HTTPS from certificate files', () => {
 })
 
 describe('TLS files re-read on SIGHUP', () => {
-  let dir: string
   let first: CertificateFiles
   let second: CertificateFiles
   let live: CertificateFiles
   let gateway: GatewayProcess
   before(async () => {
-    dir = tempDir()
-    first = selfSignedCertificate(dir, 'first.test')
-    second = selfSignedCertificate(dir, 'second.test')
-    live = { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') }
-    install(first, live)
-    const config = writeConfig(dir, { tls: { cert_file: live.cert, key_file: live.key, watch: false } })
-    gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')])
+    ;({ first, second, live, gateway } = await serveSwappable({ watch: false }))
   })
   after(async () => {
     await gateway?.stop()
