@@ -26,8 +26,9 @@ class SlowUpstream {
     return `http://127.0.0.1:${(this.server.address() as { port: number }).port}`
   }
 
-  arrival(): Promise<void> {
-    return this.#held.length ? Promise.resolve() : new Promise((resolve) => this.#arrived.push(resolve))
+  /** Resolves once `count` requests are being held. */
+  async arrival(count = 1): Promise<void> {
+    while (this.#held.length < count) await new Promise<void>((resolve) => this.#arrived.push(resolve))
   }
 
   answerAll(): void {
@@ -127,31 +128,37 @@ describe('shutdown drains requests in flight', () => {
     }
   })
 
-  it('serves a request that reaches a busy connection during the drain, then closes that connection', async () => {
+  it('serves a request that reaches a busy connection during the drain, then closes that connection; /readyz says 503', async () => {
     const gateway = await startBehindGateway(upstreamUrl, 60)
     const { port } = new URL(gateway.url)
-    const socket = connect(Number(port), '127.0.0.1')
+    const sockets = [connect(Number(port), '127.0.0.1'), connect(Number(port), '127.0.0.1')]
     try {
-      let received = ''
-      socket.setEncoding('utf8')
-      socket.on('data', (chunk) => (received += chunk))
-      const closed = once(socket, 'close')
-      socket.write('GET /slow/first HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
-      await upstream.arrival()
+      const received = sockets.map((socket) => {
+        let text = ''
+        socket.setEncoding('utf8')
+        socket.on('data', (chunk) => (text += chunk))
+        return once(socket, 'close').then(() => text.split(/(?=HTTP\/1\.1 )/))
+      })
+      for (const socket of sockets) socket.write('GET /slow/first HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
+      await upstream.arrival(2)
       gateway.process.kill('SIGTERM')
       await shuttingDown(gateway)
-      socket.write('GET /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
+      sockets[0]!.write('GET /api/gateway/v1/ping/ HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
+      sockets[1]!.write('GET /readyz HTTP/1.1\r\nHost: gateway.test\r\n\r\n')
       upstream.answerAll()
-      await closed
-      const responses = received.split(/(?=HTTP\/1\.1 )/)
-      assert.equal(responses.length, 2, received)
-      assert.match(responses[0]!, /^HTTP\/1\.1 200 [\s\S]*slow answer$/)
-      assert.match(responses[1]!, /^HTTP\/1\.1 200 /)
-      assert.match(responses[1]!, /\r\nconnection: close\r\n/i)
-      assert.equal(JSON.parse(responses[1]!.split('\r\n\r\n')[1]!).status, 'good')
+      const [ping, readyz] = await Promise.all(received)
+      for (const responses of [ping!, readyz!]) {
+        assert.equal(responses.length, 2, responses.join(''))
+        assert.match(responses[0]!, /^HTTP\/1\.1 200 [\s\S]*slow answer$/)
+        assert.match(responses[1]!, /\r\nconnection: close\r\n/i)
+      }
+      assert.match(ping![1]!, /^HTTP\/1\.1 200 /)
+      assert.equal(JSON.parse(ping![1]!.split('\r\n\r\n')[1]!).status, 'good')
+      assert.match(readyz![1]!, /^HTTP\/1\.1 503 /)
+      assert.equal(JSON.parse(readyz![1]!.split('\r\n\r\n')[1]!).code, 'not_ready')
       assert.equal(await exited(gateway), 0)
     } finally {
-      socket.destroy()
+      for (const socket of sockets) socket.destroy()
       await gateway.stop()
     }
   })
