@@ -1,10 +1,11 @@
 import { Command, Option } from 'commander'
 import { createApp } from '../app.ts'
+import type { TlsConfig } from '../config/schema.ts'
 import { startDemoUpstream, type DemoUpstream } from '../demo/upstream.ts'
 import { ensureAdmin } from '../directory/bootstrap.ts'
 import { listen } from '../listener/listener.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
-import { logFormats, prettyLogStream, resolveLogFormat, type LogFormatChoice } from '../logging/pretty.ts'
+import { logFormats, resolveLogFormat, type LogFormatChoice } from '../logging/format.ts'
 import { buildServer } from '../server.ts'
 import { addStorageOptions, openConfiguredStore, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
@@ -54,7 +55,9 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   const admin = await ensureAdmin(store, app.accounts)
   await app.bus.start()
-  const server = await buildServer(app, { https: tls?.options, ...(pretty ? { logStream: prettyLogStream(process.stdout, terminal) } : {}) })
+  // Loaded only for people: JSON output, what services and tests use, starts without it.
+  const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
+  const server = await buildServer(app, { https: tls?.options, ...(logStream ? { logStream } : {}) })
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)
@@ -104,7 +107,7 @@ async function serve(options: ServeOptions): Promise<void> {
   })
 }
 
-function readTls(files: Parameters<typeof readTlsFiles>[0]): TlsCredentials {
+function readTls(files: TlsConfig): TlsCredentials {
   try {
     return readTlsFiles(files)
   } catch (error) {

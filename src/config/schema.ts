@@ -40,7 +40,7 @@ export const ServiceSchema = z.object({
 
 const filePath = z.string().min(1)
 
-/** HTTPS served by Gatehouse itself; without this section it serves plain HTTP (e.g. behind a TLS-terminating proxy). */
+/** HTTPS served by Gatehouse itself; without this section it serves plain HTTP (e.g. behind a TLS-terminating proxy). Relative paths are from the working directory. */
 export const TlsSchema = z.object({
   cert_file: filePath.describe('PEM certificate chain (the server\'s certificate first). Re-read when it changes and on SIGHUP.'),
   key_file: filePath.describe('PEM private key of the certificate (unencrypted). Re-read with the certificate.'),

@@ -2,18 +2,9 @@ import { prettyFactory, type MessageFormatFunc } from 'pino-pretty'
 import type { DestinationStream } from 'pino'
 
 /**
- * Log lines a person can read in a terminal. The log stays structured (the same pino objects, the same
- * redaction); only how a line is written changes. JSON lines remain the default wherever a program reads
- * the output (a pipe, a file, a container's log collector).
+ * Log lines a person can read in a terminal (src/logging/format.ts decides when). The log stays structured
+ * (the same pino objects, the same redaction); only how a line is written changes.
  */
-
-export const logFormats = ['auto', 'pretty', 'json'] as const
-export type LogFormatChoice = (typeof logFormats)[number]
-
-/** `auto` means readable lines on a terminal and JSON anywhere else. */
-export function resolveLogFormat(choice: LogFormatChoice, stdoutIsTerminal: boolean): 'pretty' | 'json' {
-  return choice === 'auto' ? (stdoutIsTerminal ? 'pretty' : 'json') : choice
-}
 
 /** The fields of the one line every request logs (src/server.ts): shown as one sentence, not as a block of keys. */
 const REQUEST_FIELDS = 'pid,hostname,reqId,method,path,status,ms,service,user,auth'
