@@ -51,7 +51,7 @@ export interface AppOptions {
 }
 
 export async function createApp(config: Config, store: Store, options: AppOptions = {}): Promise<App> {
-  const bus = new EventBus(store)
+  const bus = new EventBus(store, { maxStaleMs: config.auth.max_stale_seconds * 1000 })
   const settings = new RuntimeSettings(store, bus)
   await settings.reload()
   const lockout = new Lockout(store, () => ({
@@ -78,9 +78,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
-  // A new password or a disabled account ends every session of the user, on every process.
-  accounts.onChange(async (user, change) => {
-    if (change.passwordChanged || change.deactivated || change.deleted) await sessions.endForUser(user.id)
+  // A new password or a disabled account ends every session of the user, in the change's own transaction; the
+  // user's event makes every process drop the sessions it remembers, so they need no events of their own.
+  accounts.onChange(async (tx, user, change) => {
+    if (change.passwordChanged || change.deactivated || change.deleted) await tx.sessions.deleteForUser(user.id)
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)

@@ -29,6 +29,9 @@ export class BadRequest extends GatehouseError {
   }
 }
 
+/** Django REST framework's wording for text carrying a NUL character (its ProhibitNullCharactersValidator). */
+export const NUL_MESSAGE = 'Null characters are not allowed.'
+
 export class ValidationFailed extends GatehouseError {
   constructor(fields: Record<string, string[]>, message?: string) {
     super(400, 'invalid', message ?? `Invalid value for ${Object.keys(fields).join(', ')}.`, { fields })
@@ -106,6 +109,24 @@ export class UpstreamTimeout extends GatehouseError {
 export class DirectoryUnavailable extends GatehouseError {
   constructor(message = 'The directory could not be reached; try again later.', cause?: unknown) {
     super(503, 'directory_unavailable', message, { cause })
+  }
+}
+
+/**
+ * 503: the database did not answer in time, or could not be reached. Raised by the store for every query that
+ * fails that way (src/store/database.ts), and by the request path when this process has not been able to read the
+ * news of revocations for longer than `auth.max_stale_seconds`.
+ */
+export class DatabaseUnavailable extends GatehouseError {
+  static readonly retryAfterSeconds = 5
+
+  constructor(message = 'The database is not available; try again shortly.', cause?: unknown) {
+    super(503, 'database_unavailable', message, { cause, headers: { 'retry-after': String(DatabaseUnavailable.retryAfterSeconds) } })
+  }
+
+  /** The status oidc-provider answers with for an error it did not raise itself. */
+  get statusCode(): number {
+    return this.status
   }
 }
 

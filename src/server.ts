@@ -15,6 +15,7 @@ import { tokenRoutes } from './api/tokens.ts'
 import { meRoutes } from './api/me.ts'
 import { userRoutes } from './api/users.ts'
 import { answerClientError, NotFound, sendError } from './errors.ts'
+import { refuseNulCharacters } from './gateway/input-safety.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
@@ -77,6 +78,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     }, 'request')
   })
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
+  logDatabaseOutages(server, app)
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
   await server.register(async (api) => {
@@ -85,6 +87,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
       reply.header('x-content-type-options', 'nosniff')
       reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store')
     })
+    api.addHook('preValidation', refuseNulCharacters)
     api.addHook('preHandler', apiAccessCheck(app))
     discoveryRoutes(api, app)
     userRoutes(api, app)
@@ -101,4 +104,17 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   await registerProxy(server, app)
   await registerUi(server, app)
   return server
+}
+
+/**
+ * A database outage is logged when it begins, at most once a minute while it lasts, and when it ends; each
+ * request it fails is answered 503 database_unavailable and appears only in its own request line.
+ */
+function logDatabaseOutages(server: FastifyInstance, app: App): void {
+  const stop = app.store.database.onOutage(({ state, since, failures, error }) => {
+    const fields = { since: new Date(since).toISOString(), failures, error }
+    if (state === 'available') server.log.info(fields, 'database available again')
+    else server.log.warn(fields, state === 'unavailable' ? 'database unavailable: answering 503 until it answers again' : 'database still unavailable')
+  })
+  server.addHook('onClose', async () => stop())
 }

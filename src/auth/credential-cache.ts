@@ -16,7 +16,12 @@ export class CredentialCache {
   readonly #key = randomBytes(32).toString('base64')
   readonly #entries = new Map<string, Entry>()
   readonly #byUser = new Map<number, Set<string>>()
-  readonly #inFlight = new Map<string, Promise<number>>()
+  readonly #inFlight = new Map<string, { check: Promise<number>; generation: number }>()
+  /**
+   * Moves whenever users are forgotten. A check that started before (against a password since changed, say)
+   * neither caches its answer nor is shared with requests that arrive after.
+   */
+  #generation = 0
   readonly #ttlMs: number
   readonly #maxEntries: number
 
@@ -35,22 +40,27 @@ export class CredentialCache {
     const hit = this.#entries.get(key)
     if (hit && hit.expiresAt > now) return hit.userId
     if (hit) this.#delete(key, hit.userId)
+    const generation = this.#generation
     const pending = this.#inFlight.get(key)
-    if (pending) return pending
+    if (pending?.generation === generation) return pending.check
     const check = verify().then((userId) => {
-      this.#remember(key, userId, Date.now())
+      if (generation === this.#generation) this.#remember(key, userId, Date.now())
       return userId
-    }).finally(() => this.#inFlight.delete(key))
-    this.#inFlight.set(key, check)
+    }).finally(() => {
+      if (this.#inFlight.get(key)?.check === check) this.#inFlight.delete(key)
+    })
+    this.#inFlight.set(key, { check, generation })
     return check
   }
 
   forgetUser(userId: number): void {
+    this.#generation++
     for (const key of this.#byUser.get(userId) ?? []) this.#entries.delete(key)
     this.#byUser.delete(userId)
   }
 
   clear(): void {
+    this.#generation++
     this.#entries.clear()
     this.#byUser.clear()
   }

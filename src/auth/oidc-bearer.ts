@@ -30,6 +30,8 @@ interface VerifiedToken {
   audiences: readonly string[]
   azp: string
   expiresAt: number
+  /** When its record was looked up; after the bus's `maxStaleMs` it is looked up again. */
+  checkedAt: number
 }
 
 function invalidToken(message: string): NotAuthenticated {
@@ -42,7 +44,8 @@ function invalidToken(message: string): NotAuthenticated {
  * `typ: Bearer`, and `aud` or `azp`. The first time a token is seen, its record is looked up too, so a token
  * revoked or logged out before this process started is refused as well; afterwards the token is answered from
  * memory until it expires, unless REVOKE_TOPIC says its session or the token itself ended (that news reaches
- * every process before its next request, see src/store/event-bus.ts).
+ * every process before its next request, see src/store/event-bus.ts), and its record is looked up again once
+ * the answer is older than the bus's `maxStaleMs`.
  */
 export class OidcBearerAuthenticator implements Authenticator {
   readonly id = 'oidc' as const
@@ -53,11 +56,13 @@ export class OidcBearerAuthenticator implements Authenticator {
   /** `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired. */
   readonly #revoked = new Map<string, number>()
   readonly #revokedTtlMs: number
+  readonly #maxStaleMs: number
 
   constructor(realms: OidcRealms, accounts: Accounts, store: Store, bus: EventBus) {
     this.#realms = realms
     this.#accounts = accounts
     this.#store = store
+    this.#maxStaleMs = bus.maxStaleMs
     this.#revokedTtlMs = (Math.max(...realms.all().map((r) => r.config.access_token_seconds)) + 60) * 1000
     bus.on(REVOKE_TOPIC, (key) => this.#revoke(key))
   }
@@ -69,7 +74,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     const now = Date.now()
     const key = hash('sha256', token, 'base64url')
     let verified = this.#cache.get(key)
-    if (verified && verified.expiresAt <= now) {
+    if (verified && (verified.expiresAt <= now || now - verified.checkedAt >= this.#maxStaleMs)) {
       this.#cache.delete(key)
       verified = undefined
     }
@@ -126,6 +131,7 @@ export class OidcBearerAuthenticator implements Authenticator {
       audiences: [...(Array.isArray(payload.aud) ? payload.aud : payload.aud ? [payload.aud] : []), payload.azp],
       azp: payload.azp,
       expiresAt: payload.exp! * 1000,
+      checkedAt: now,
     }
   }
 

@@ -34,15 +34,16 @@ export interface PersonalTokensOptions {
 
 /**
  * Personal OAuth 2 tokens: issuing, the in-memory view the request path reads, last-use bookkeeping and
- * revocation. Every change that can end a token publishes an event, and every process (this one before the
- * change is reported done) drops what it cached, so a revoked token fails on its next request everywhere.
+ * revocation. Every change that can end a token writes an event in the same transaction, and every process
+ * (this one before the change is reported done) drops what it cached, so a revoked token fails on its next
+ * request everywhere. A token held in memory longer than the bus's `maxStaleMs` is looked up again.
  */
 export class PersonalTokens {
   readonly #store: Store
   readonly #bus: EventBus
   readonly #settings: RuntimeSettings
-  /** Valid tokens by the hash of their value. */
-  readonly #cache = new Map<string, ActiveToken>()
+  /** Valid tokens by the hash of their value, and when they were read. */
+  readonly #cache = new Map<string, { token: ActiveToken; readAt: number }>()
   /**
    * Moves on every invalidation. A lookup that started before one must not cache what it read: the row
    * may be one that was just revoked.
@@ -91,15 +92,15 @@ export class PersonalTokens {
   }
 
   /** The token a value names, from memory after the first lookup; undefined when there is none. Expiry is the caller's to check. */
-  async find(value: string): Promise<ActiveToken | undefined> {
+  async find(value: string, now = Date.now()): Promise<ActiveToken | undefined> {
     const hash = hashToken(value)
     const cached = this.#cache.get(hash)
-    if (cached) return cached
+    if (cached && now - cached.readAt < this.#bus.maxStaleMs) return cached.token
     const generation = this.#generation
     const record = await this.#store.tokens.findByHash(hash)
     if (!record) return undefined
     const token: ActiveToken = Object.freeze({ id: record.id, userId: record.userId, scope: record.scope, expires: record.expires })
-    if (generation === this.#generation) this.#remember(hash, token)
+    if (generation === this.#generation) this.#remember(hash, token, now)
     return token
   }
 
@@ -143,33 +144,38 @@ export class PersonalTokens {
       throw new ValidationFailed({ scope: ['A read-only token cannot be widened to write; create a new token instead.'] })
     }
     const narrowed = changes.scope === 'read' && record.scope === 'write'
-    const updated = await this.#store.tokens.update(record.id, { description: changes.description, scope: narrowed ? 'read' : undefined })
-    if (narrowed) await this.#bus.publish(TOKEN_TOPIC, String(record.id))
-    return updated
+    return this.#bus.change(async (tx, announce) => {
+      if (narrowed) announce(TOKEN_TOPIC, String(record.id))
+      return tx.tokens.update(record.id, { description: changes.description, scope: narrowed ? 'read' : undefined })
+    })
   }
 
   async revoke(id: number): Promise<boolean> {
-    const deleted = await this.#store.tokens.delete(id)
-    if (deleted) await this.#bus.publish(TOKEN_TOPIC, String(id))
-    return deleted
+    return this.#bus.change(async (tx, announce) => {
+      const deleted = await tx.tokens.delete(id)
+      if (deleted) announce(TOKEN_TOPIC, String(id))
+      return deleted
+    })
   }
 
   async revokeUser(userId: number): Promise<number> {
-    const count = await this.#store.tokens.deleteByUser(userId)
-    await this.#bus.publish(TOKEN_TOPIC, `user:${userId}`)
-    return count
+    return this.#bus.change(async (tx, announce) => {
+      announce(TOKEN_TOPIC, `user:${userId}`)
+      return tx.tokens.deleteByUser(userId)
+    })
   }
 
   async revokeAll(): Promise<number> {
-    const count = await this.#store.tokens.deleteAll()
-    await this.#bus.publish(TOKEN_TOPIC, 'all')
-    return count
+    return this.#bus.change(async (tx, announce) => {
+      announce(TOKEN_TOPIC, 'all')
+      return tx.tokens.deleteAll()
+    })
   }
 
   /** Drops a user's cached tokens (the account changed somewhere); they are looked up again on next use. */
   forgetUser(userId: number): void {
     this.#generation++
-    for (const [hash, token] of this.#cache) if (token.userId === userId) this.#cache.delete(hash)
+    for (const [hash, { token }] of this.#cache) if (token.userId === userId) this.#cache.delete(hash)
   }
 
   /** Saves the last-use times still in memory. Best effort: a lost time must not block shutting down. */
@@ -202,12 +208,12 @@ export class PersonalTokens {
     return latest
   }
 
-  #remember(hash: string, token: ActiveToken): void {
+  #remember(hash: string, token: ActiveToken, readAt: number): void {
     if (this.#cache.size >= this.#maxCached) {
       const oldest = this.#cache.keys().next().value
       if (oldest !== undefined) this.#cache.delete(oldest)
     }
-    this.#cache.set(hash, token)
+    this.#cache.set(hash, { token, readAt })
   }
 
   #forget(key: string): void {
@@ -223,6 +229,6 @@ export class PersonalTokens {
       return
     }
     const id = Number(key)
-    for (const [hash, token] of this.#cache) if (token.id === id) this.#cache.delete(hash)
+    for (const [hash, { token }] of this.#cache) if (token.id === id) this.#cache.delete(hash)
   }
 }

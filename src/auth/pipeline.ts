@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { AuthMethod } from '../config/schema.ts'
-import { NotAuthenticated, withChallenges } from '../errors.ts'
+import { DatabaseUnavailable, NotAuthenticated, withChallenges } from '../errors.ts'
 import { challengesFor } from '../gateway/policy.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator } from './authenticator.ts'
@@ -12,6 +12,9 @@ import { TOKEN_PREFIX } from './token-format.ts'
  * ambient session cookie last), and stops at the first that claims the request.
  * Returns undefined when the request carries no credential: the caller decides between anonymous access,
  * 401 and a redirect, in one place (src/gateway/policy.ts).
+ * A credential is accepted only while this process can learn of revocations: once it has not been able to
+ * read the event log for `auth.max_stale_seconds` (the database unreachable), it answers 503 instead of trusting
+ * what it remembers. Requests without credentials are not affected: there is nothing to revoke.
  */
 export class AuthPipeline {
   readonly #authenticators: Authenticator[] = []
@@ -41,7 +44,9 @@ export class AuthPipeline {
     for (const authenticator of this.#authenticators) {
       if (!accepts.includes(authenticator.id)) continue
       const principal = await authenticator.authenticate(request, request.gatehouse)
-      if (principal !== NOT_MINE) return principal
+      if (principal === NOT_MINE) continue
+      if (!this.#bus.fresh()) throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')
+      return principal
     }
     const header = request.headers.authorization
     if (header) {

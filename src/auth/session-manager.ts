@@ -26,16 +26,17 @@ export interface SessionOrigin {
 
 /**
  * Server-side login sessions. The identifier is handed to the client once and only its SHA-256 is stored.
- * After the first database read a session is served from memory, its expiry checked on every request;
- * whatever ends a session (logout, an administrator, a password change, the per-user limit) publishes an
- * event so every process sharing the database drops it before its next request. Expired rows are removed
- * by the next login after they expire (at most once a minute): no cron job.
+ * After the first database read a session is served from memory, its expiry checked on every request, and read
+ * again once older than the bus's `maxStaleMs`; whatever ends a session (logout, an administrator, a password
+ * change, the per-user limit) writes an event in the same transaction, so every process sharing the database
+ * drops it before its next request. Events are keyed by the session's key hash, or `user:<id>` for all of a
+ * user's. Expired rows are removed by the next login after they expire (at most once a minute): no cron job.
  */
 export class SessionManager {
   readonly #store: Store
   readonly #bus: EventBus
   readonly #settings: RuntimeSettings
-  readonly #cache = new Map<string, ActiveSession>()
+  readonly #cache = new Map<string, { session: ActiveSession; readAt: number }>()
   /** Moves on every invalidation, so a database read that raced with one is not cached. */
   #generation = 0
   #lastCleanup = 0
@@ -55,18 +56,21 @@ export class SessionManager {
   async start(userId: number, origin: SessionOrigin, now = Date.now()): Promise<{ sessionId: string; session: ActiveSession }> {
     await this.#removeExpired(now)
     const sessionId = randomBytes(32).toString('base64url')
-    const stored = await this.#store.sessions.create({
-      keyHash: SessionManager.hashOf(sessionId),
-      userId,
-      created: now,
-      expiresAt: now + this.#settings.current.session_cookie_age * 1000,
-      ip: origin.ip.slice(0, 64),
-      userAgent: origin.userAgent.slice(0, 256),
-    })
     const limit = this.#settings.current.sessions_per_user_limit
-    if (limit > 0) await this.#announce(await this.#store.sessions.deleteOldest(userId, limit))
+    const stored = await this.#bus.change(async (tx, announce) => {
+      const stored = await tx.sessions.create({
+        keyHash: SessionManager.hashOf(sessionId),
+        userId,
+        created: now,
+        expiresAt: now + this.#settings.current.session_cookie_age * 1000,
+        ip: origin.ip.slice(0, 64),
+        userAgent: origin.userAgent.slice(0, 256),
+      })
+      if (limit > 0) for (const ended of await tx.sessions.deleteOldest(userId, limit)) announce(SESSION_TOPIC, ended)
+      return stored
+    })
     const session = toActive(stored)
-    this.#remember(session, this.#generation)
+    this.#remember(session, this.#generation, now)
     return { sessionId, session }
   }
 
@@ -74,15 +78,13 @@ export class SessionManager {
   async resolve(sessionId: string, now = Date.now()): Promise<ActiveSession> {
     if (!SESSION_ID.test(sessionId)) throw new NotAuthenticated('Invalid session.', 'invalid_session')
     const keyHash = SessionManager.hashOf(sessionId)
-    const cached = this.#cache.get(keyHash)
-    if (cached && cached.expiresAt > now) return cached
-    return this.#load(keyHash, now)
+    return this.#cached(keyHash, now) ?? this.#load(keyHash, now)
   }
 
   /** The session by key hash (memory first), or undefined once it ended or expired. */
   async get(keyHash: string, now = Date.now()): Promise<ActiveSession | undefined> {
-    const cached = this.#cache.get(keyHash)
-    if (cached && cached.expiresAt > now) return cached
+    const cached = this.#cached(keyHash, now)
+    if (cached) return cached
     try {
       return await this.#load(keyHash, now)
     } catch {
@@ -92,35 +94,53 @@ export class SessionManager {
 
   /** Moves the session's end to `session_cookie_age` from now; other processes re-read it. */
   async extend(keyHash: string, now = Date.now()): Promise<ActiveSession> {
-    const stored = await this.#store.sessions.extend(keyHash, now + this.#settings.current.session_cookie_age * 1000, now)
+    const stored = await this.#bus.change(async (tx, announce) => {
+      const stored = await tx.sessions.extend(keyHash, now + this.#settings.current.session_cookie_age * 1000, now)
+      if (stored) announce(SESSION_TOPIC, keyHash)
+      return stored
+    })
     if (!stored) throw new NotAuthenticated('Session expired.', 'session_expired')
-    await this.#announce([keyHash])
     const session = toActive(stored)
-    this.#remember(session, this.#generation)
+    this.#remember(session, this.#generation, now)
     return session
   }
 
   async end(keyHash: string): Promise<void> {
-    if (await this.#store.sessions.deleteByKeyHash(keyHash)) await this.#announce([keyHash])
-    else this.#forget(keyHash)
+    const ended = await this.#bus.change(async (tx, announce) => {
+      const ended = await tx.sessions.deleteByKeyHash(keyHash)
+      if (ended) announce(SESSION_TOPIC, keyHash)
+      return ended
+    })
+    if (!ended) this.#forget(keyHash)
   }
 
   async endById(id: number): Promise<StoredSession | undefined> {
-    const ended = await this.#store.sessions.deleteById(id)
-    if (ended) await this.#announce([ended.keyHash])
-    return ended
+    return this.#bus.change(async (tx, announce) => {
+      const ended = await tx.sessions.deleteById(id)
+      if (ended) announce(SESSION_TOPIC, ended.keyHash)
+      return ended
+    })
   }
 
+  /** Ends every session of a user, with one event for all of them. */
   async endForUser(userId: number): Promise<number> {
-    const ended = await this.#store.sessions.deleteForUser(userId)
-    await this.#announce(ended)
-    return ended.length
+    return this.#bus.change(async (tx, announce) => {
+      const ended = await tx.sessions.deleteForUser(userId)
+      if (ended.length) announce(SESSION_TOPIC, `user:${userId}`)
+      return ended.length
+    })
   }
 
   /** Drops what this process remembers of a user's sessions (the account changed somewhere). */
   forgetUser(userId: number): void {
     this.#generation++
-    for (const [keyHash, session] of this.#cache) if (session.userId === userId) this.#cache.delete(keyHash)
+    for (const [keyHash, { session }] of this.#cache) if (session.userId === userId) this.#cache.delete(keyHash)
+  }
+
+  /** A remembered session that has neither expired nor been held longer than `maxStaleMs`. */
+  #cached(keyHash: string, now: number): ActiveSession | undefined {
+    const entry = this.#cache.get(keyHash)
+    return entry && entry.session.expiresAt > now && now - entry.readAt < this.#bus.maxStaleMs ? entry.session : undefined
   }
 
   async #load(keyHash: string, now: number): Promise<ActiveSession> {
@@ -130,23 +150,20 @@ export class SessionManager {
     if (!stored) throw new NotAuthenticated('Invalid session.', 'invalid_session')
     if (stored.expiresAt <= now) throw new NotAuthenticated('Session expired.', 'session_expired')
     const session = toActive(stored)
-    this.#remember(session, generation)
+    this.#remember(session, generation, now)
     return session
   }
 
-  #remember(session: ActiveSession, generation: number): void {
+  #remember(session: ActiveSession, generation: number, readAt: number): void {
     if (generation !== this.#generation) return
     if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value!)
-    this.#cache.set(session.keyHash, session)
+    this.#cache.set(session.keyHash, { session, readAt })
   }
 
-  #forget(keyHash: string): void {
+  #forget(key: string): void {
+    if (key.startsWith('user:')) return this.forgetUser(Number(key.slice('user:'.length)))
     this.#generation++
-    this.#cache.delete(keyHash)
-  }
-
-  async #announce(keyHashes: string[]): Promise<void> {
-    for (const keyHash of keyHashes) await this.#bus.publish(SESSION_TOPIC, keyHash)
+    this.#cache.delete(key)
   }
 
   async #removeExpired(now: number): Promise<void> {

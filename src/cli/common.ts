@@ -30,6 +30,7 @@ export function resolveConfig(options: StorageOptions): Config {
   return validateConfig({
     ...structuredClone(base),
     storage: {
+      ...base.storage,
       data_dir: options.dataDir ?? base.storage.data_dir,
       ...(options.database ?? base.storage.database ? { database: options.database ?? base.storage.database } : {}),
     },
@@ -37,7 +38,8 @@ export function resolveConfig(options: StorageOptions): Config {
 }
 
 export async function openConfiguredStore(config: Config): Promise<Store> {
-  return openStore({ url: config.storage.database, dataDir: config.storage.data_dir })
+  const { database, data_dir: dataDir, timeouts } = config.storage
+  return openStore({ url: database, dataDir, timeouts: { connectMs: timeouts.connect_seconds * 1000, queryMs: timeouts.query_seconds * 1000 } })
 }
 
 /** Runs a command body with the app wired as the server wires it, and closes everything afterwards. */

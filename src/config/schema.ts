@@ -78,14 +78,22 @@ export const ConfigSchema = z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
     database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()
       .describe('PostgreSQL URL; when set, used instead of SQLite (also GATEHOUSE_DATABASE_URL).'),
-  }).strict().default({ data_dir: './data' }),
+    timeouts: z.object({
+      connect_seconds: z.number().positive().max(60).default(1)
+        .describe('Time to open a connection to PostgreSQL, or to wait for a free one in the pool, before answering 503 database_unavailable.'),
+      query_seconds: z.number().positive().max(60).default(2)
+        .describe('Time one query may take (PostgreSQL: on the client and as statement_timeout on the server; SQLite: waiting for another process\'s lock) before answering 503 database_unavailable.'),
+    }).strict().default({ connect_seconds: 1, query_seconds: 2 }),
+  }).strict().default({ data_dir: './data', timeouts: { connect_seconds: 1, query_seconds: 2 } }),
   auth: z.object({
     basic_cache_seconds: z.number().int().min(0).max(3600).default(30)
       .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time).'),
     identity_token_seconds: z.number().int().min(10).max(3600).default(60)
       .describe('Lifetime of the X-Gatehouse-Identity JWT sent to services.'),
+    max_stale_seconds: z.number().int().min(2).max(3600).default(30)
+      .describe('The longest a process trusts what it read from the database (accounts, sessions, tokens, OIDC token records) without reading it again, and the longest it answers from memory without having read the news of revocations: a process that cannot reach the database serves credentials it already verified for this long, then answers 503 database_unavailable until the database answers again.'),
     password_sources: PasswordSourcesSchema,
-  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, password_sources: ['local', 'ldap'] }),
+  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, max_stale_seconds: 30, password_sources: ['local', 'ldap'] }),
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])
       .describe('Credential types the gateway\'s own API (/api/gateway/) accepts.'),

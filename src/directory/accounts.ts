@@ -4,7 +4,7 @@ import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
 import { Conflict, InvalidCredentials, NotFound, ValidationFailed } from '../errors.ts'
 import { isUniqueViolation } from '../store/database.ts'
 import type { EventBus } from '../store/event-bus.ts'
-import type { Store } from '../store/store.ts'
+import type { Repositories, Store } from '../store/store.ts'
 import type { NewUser, User, UserChanges } from '../store/users.ts'
 import type { PasswordSource } from './password-source.ts'
 
@@ -19,7 +19,8 @@ export interface UserChange {
   deleted: boolean
 }
 
-type ChangeListener = (user: User, change: UserChange) => void | Promise<void>
+/** Runs inside the change's transaction: writes only through `tx`. */
+type ChangeListener = (tx: Repositories, user: User, change: UserChange) => void | Promise<void>
 
 export interface AccountInput extends Omit<NewUser, 'passwordHash'> {
   password?: string | undefined
@@ -34,7 +35,10 @@ export type AccountChanges = Omit<UserChanges, 'passwordHash'> & { password?: st
 export class Accounts {
   readonly #store: Store
   readonly #bus: EventBus
-  readonly #byId = new Map<number, User>()
+  /** Accounts as read, and when: one older than the bus's `maxStaleMs` is read again, in case news of a change was missed. */
+  readonly #byId = new Map<number, { user: User; readAt: number }>()
+  /** Moves whenever an account is forgotten, so a read that raced with a change is not cached. */
+  #generation = 0
   readonly #sources: PasswordSource[]
   readonly #changeListeners: ChangeListener[] = []
   readonly #forgetListeners: ((userId: number) => void)[] = []
@@ -49,7 +53,7 @@ export class Accounts {
     bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
   }
 
-  /** Runs in the process that made the change, before the change is reported done (end sessions, ...). */
+  /** Runs in the process that makes a change, in its transaction (end sessions, ...). */
   onChange(listener: ChangeListener): void {
     this.#changeListeners.push(listener)
   }
@@ -64,13 +68,14 @@ export class Accounts {
   }
 
   /** The account by id, from memory after the first read; changes anywhere evict it. */
-  async get(id: number): Promise<User | undefined> {
+  async get(id: number, now = Date.now()): Promise<User | undefined> {
     const cached = this.#byId.get(id)
-    if (cached) return cached
+    if (cached && now - cached.readAt < this.#bus.maxStaleMs) return cached.user
+    const generation = this.#generation
     const user = await this.#store.users.findById(id)
-    if (user) {
+    if (user && generation === this.#generation) {
       if (this.#byId.size > 50_000) this.#byId.clear()
-      this.#byId.set(id, user)
+      this.#byId.set(id, { user, readAt: now })
     }
     return user
   }
@@ -123,53 +128,68 @@ export class Accounts {
     }
   }
 
+  /**
+   * Saves the changes, the listeners' writes (sessions ended) and the user's event in one transaction: every
+   * process drops the account, its sessions, tokens and verified passwords together, and no crash can leave
+   * the change made but unannounced.
+   */
   async update(id: number, changes: AccountChanges): Promise<User> {
-    const before = await this.#store.users.findById(id)
-    if (!before) throw new NotFound('No such user.')
+    if (!(await this.#store.users.findById(id))) throw new NotFound('No such user.')
     const problems: Record<string, string[]> = {}
     if (changes.username !== undefined && !USERNAME_PATTERN.test(changes.username)) problems.username = ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.']
     if (typeof changes.password === 'string') checkPasswordShape(changes.password, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const { password, ...rest } = changes
     const passwordHash = password === undefined ? undefined : password === null ? null : await hashPassword(password)
-    let after: User | undefined
+    let saved: { before: User; after: User } | undefined
     try {
-      after = await this.#store.users.update(id, { ...rest, ...(passwordHash !== undefined ? { passwordHash } : {}) })
+      saved = await this.#bus.change(async (tx, announce) => {
+        const before = await tx.users.findById(id)
+        const after = before && await tx.users.update(id, { ...rest, ...(passwordHash !== undefined ? { passwordHash } : {}) })
+        if (!before || !after) return undefined
+        announce(USER_TOPIC, String(id))
+        await this.#runChangeListeners(tx, after, {
+          passwordChanged: passwordHash !== undefined,
+          deactivated: before.isActive && !after.isActive,
+          deleted: false,
+        })
+        return { before, after }
+      })
     } catch (error) {
       if (isUniqueViolation(error)) throw new Conflict('A user with that username already exists.', 'username_taken')
       throw error
     }
-    if (!after) throw new NotFound('No such user.')
+    if (!saved) throw new NotFound('No such user.')
+    const { before, after } = saved
     // A new password, or an account enabled again, is an administrator's answer to a lock: it ends it.
     if (passwordHash || (!before.isActive && after.isActive)) await this.lockout.clear(after.username)
-    await this.#runChangeListeners(after, {
-      passwordChanged: passwordHash !== undefined,
-      deactivated: before.isActive && !after.isActive,
-      deleted: false,
-    })
-    await this.#bus.publish(USER_TOPIC, String(id))
     return after
   }
 
   async delete(id: number): Promise<void> {
-    const user = await this.#store.users.findById(id)
-    if (!user) throw new NotFound('No such user.')
-    await this.#runChangeListeners(user, { passwordChanged: false, deactivated: true, deleted: true })
-    await this.#store.users.delete(id)
-    await this.#bus.publish(USER_TOPIC, String(id))
+    const deleted = await this.#bus.change(async (tx, announce) => {
+      const user = await tx.users.findById(id)
+      if (!user) return false
+      announce(USER_TOPIC, String(id))
+      await this.#runChangeListeners(tx, user, { passwordChanged: false, deactivated: true, deleted: true })
+      return tx.users.delete(id)
+    })
+    if (!deleted) throw new NotFound('No such user.')
   }
 
   async recordLogin(user: User): Promise<void> {
     await this.#store.users.recordLogin(user.id)
     // Not worth an event for every process; this one shows the new value at once, the others on their next reload.
+    this.#generation++
     this.#byId.delete(user.id)
   }
 
-  async #runChangeListeners(user: User, change: UserChange): Promise<void> {
-    for (const listener of this.#changeListeners) await listener(user, change)
+  async #runChangeListeners(tx: Repositories, user: User, change: UserChange): Promise<void> {
+    for (const listener of this.#changeListeners) await listener(tx, user, change)
   }
 
   #forget(id: number): void {
+    this.#generation++
     this.#byId.delete(id)
     for (const listener of this.#forgetListeners) listener(id)
   }

@@ -1,6 +1,8 @@
 import { connect } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { App } from '../app.ts'
+import type { DatabaseStatus } from '../store/database.ts'
+import { DatabaseUnavailable } from '../errors.ts'
 
 /**
  * What /readyz answers: whether this process can serve requests correctly now. The database must answer and
@@ -39,11 +41,11 @@ export interface ReadinessReport {
 }
 
 type MigrationStatus = Awaited<ReturnType<App['store']['database']['migrationStatus']>>
-type Outcome<T> = { ok: true; value: T; ms: number } | { ok: false; reason: 'timeout' | 'unreachable'; ms: number }
+/** `unreadable`: the database answered, with an error (the migrations table is not what it should be). */
+type Outcome<T> = { ok: true; value: T; ms: number } | { ok: false; reason: 'timeout' | 'unreachable' | 'unreadable'; ms: number }
 
-/** The event log is read every bus interval; this many intervals without a successful read means it is stuck. */
-const STALE_INTERVALS = 3
-const STALE_MIN_MS = 3000
+/** The bus reads the log every second (and on every push); this long without a complete read means it is stuck. */
+const STALE_MS = 3000
 
 export class Readiness {
   readonly #app: App
@@ -66,7 +68,7 @@ export class Readiness {
 
   async #checkAll(): Promise<ReadinessReport> {
     const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(this.#app.routes.map((route) => this.#probeUpstream(route.name, route.upstream)))])
-    const checks: Check[] = [databaseCheck(database), migrationsCheck(database), this.#busCheck()]
+    const checks: Check[] = [databaseCheck(database, this.#app.store.database.status()), migrationsCheck(database), this.#busCheck()]
     return { ready: checks.every((check) => check.status === 'UP'), checks, upstreams }
   }
 
@@ -86,25 +88,25 @@ export class Readiness {
     try {
       const value = await Promise.race([query, timeout])
       return value === 'timeout' ? { ok: false, reason: 'timeout', ms: ms() } : { ok: true, value, ms: ms() }
-    } catch {
-      return { ok: false, reason: 'unreachable', ms: ms() }
+    } catch (error) {
+      return { ok: false, reason: error instanceof DatabaseUnavailable ? 'unreachable' : 'unreadable', ms: ms() }
     } finally {
       clearTimeout(timer)
     }
   }
 
   #busCheck(): Check {
-    const bus = this.#app.bus.health
-    const sinceRead = bus.lastReadAt === undefined ? undefined : Date.now() - bus.lastReadAt
-    const fresh = sinceRead !== undefined && sinceRead <= Math.max(STALE_MIN_MS, STALE_INTERVALS * bus.intervalMs)
-    // A lost LISTEN connection only slows news down to the poll interval, so it is reported, not decisive.
+    const bus = this.#app.bus.status()
+    const sinceRead = bus.readAt === undefined ? undefined : Math.max(0, Date.now() - bus.readAt)
+    const recent = sinceRead !== undefined && sinceRead <= STALE_MS
+    // A lost LISTEN connection (reconnected with backoff) only slows news down to the poll, so it is reported, not decisive.
     return {
       name: 'event_bus',
-      status: bus.running && fresh ? 'UP' : 'DOWN',
+      status: bus.running && recent ? 'UP' : 'DOWN',
       data: {
         ...(bus.running ? {} : { reason: 'stopped' }),
-        ...(bus.running && !fresh ? { reason: 'stale' } : {}),
-        ...(bus.listening === undefined ? {} : { listening: bus.listening }),
+        ...(bus.running && !recent ? { reason: 'stale' } : {}),
+        listening: bus.listening,
         last_read_ms_ago: sinceRead ?? null,
       },
     }
@@ -129,13 +131,18 @@ export class Readiness {
   }
 }
 
-function databaseCheck(outcome: Outcome<MigrationStatus>): Check {
-  return { name: 'database', status: outcome.ok ? 'UP' : 'DOWN', data: { ms: outcome.ms, ...(outcome.ok ? {} : { reason: outcome.reason }) } }
+function databaseCheck(outcome: Outcome<MigrationStatus>, status: DatabaseStatus): Check {
+  const down = !outcome.ok && outcome.reason !== 'unreadable'
+  return {
+    name: 'database',
+    status: down ? 'DOWN' : 'UP',
+    data: { ms: outcome.ms, ...(down ? { reason: outcome.reason, ...(status.reachable ? {} : { unreachable_since: new Date(status.since).toISOString() }) } : {}) },
+  }
 }
 
 /** Pending migrations make this process not ready; unknown ones (a newer version ran them during a rolling upgrade) do not. */
 function migrationsCheck(outcome: Outcome<MigrationStatus>): Check {
-  if (!outcome.ok) return { name: 'migrations', status: 'DOWN', data: { reason: 'database_unreachable' } }
+  if (!outcome.ok) return { name: 'migrations', status: 'DOWN', data: { reason: outcome.reason === 'unreadable' ? 'unreadable' : 'database_unreachable' } }
   const { applied, pending, unknown } = outcome.value
   return {
     name: 'migrations',

@@ -9,8 +9,11 @@ const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
 
 export interface AdapterDependencies {
   records: OidcRecordRepository
-  /** Tells every gateway process that tokens stopped being valid (src/auth/oidc-bearer.ts drops them). */
-  revoked(key: string): Promise<void>
+  /**
+   * Runs `destroy` on the records and tells every gateway process that the tokens `key` covers stopped being
+   * valid (src/auth/oidc-bearer.ts drops them), in one transaction: no crash can keep the news from the deletion.
+   */
+  revoke(key: string, destroy: (records: OidcRecordRepository) => Promise<unknown>): Promise<void>
   /** Whether the client's refresh tokens are single-use (`refresh_token_rotation`). */
   detectsRefreshTokenReuse(clientId: string): boolean
 }
@@ -67,14 +70,16 @@ export class StoreAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await this.#deps.records.destroy(this.#model, id)
-    if (ACCESS_TOKEN_MODELS.has(this.#model)) await this.#deps.revoked(`jti:${id}`)
-    else if (this.#model === 'Grant') await this.#deps.revoked(`grant:${id}`)
+    const destroy = (records: OidcRecordRepository) => records.destroy(this.#model, id)
+    if (ACCESS_TOKEN_MODELS.has(this.#model)) await this.#deps.revoke(`jti:${id}`, destroy)
+    else if (this.#model === 'Grant') await this.#deps.revoke(`grant:${id}`, destroy)
+    else await destroy(this.#deps.records)
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
-    await this.#deps.records.destroyByGrantId(this.#model, grantId)
-    if (this.#model === 'AccessToken') await this.#deps.revoked(`grant:${grantId}`)
+    const destroy = (records: OidcRecordRepository) => records.destroyByGrantId(this.#model, grantId)
+    if (this.#model === 'AccessToken') await this.#deps.revoke(`grant:${grantId}`, destroy)
+    else await destroy(this.#deps.records)
   }
 }
 

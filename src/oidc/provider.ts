@@ -1,8 +1,9 @@
 import Provider, { errors, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
+import { DatabaseUnavailable } from '../errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
-import { StoreAdapter } from './adapter.ts'
+import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, profileClaims, realmRoles, SCOPE_CLAIMS, ServiceAccounts, SUPPORTED_SCOPES } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
@@ -35,7 +36,7 @@ export interface ProviderOptions {
   accounts: Accounts
   serviceAccounts: ServiceAccounts
   trustProxy: boolean
-  revoked(key: string): Promise<void>
+  revoke: AdapterDependencies['revoke']
 }
 
 /**
@@ -53,7 +54,7 @@ export function buildProvider(options: ProviderOptions): Provider {
   const findAccount = accountFinder(options.accounts)
   const adapterDeps = {
     records: options.records,
-    revoked: options.revoked,
+    revoke: options.revoke,
     detectsRefreshTokenReuse: (clientId: string) => clients.get(clientId)?.refresh_token_rotation === true,
   }
 
@@ -131,8 +132,10 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.on('grant.error', (ctx, error) => {
     ctx.state.failure = error
   })
-  // Failures inside oidc-provider (answered `server_error`) and around it (answered 500 by Koa) go to the request's log.
+  // Failures inside oidc-provider (answered `server_error`) and around it (answered 500 by Koa) go to the request's log;
+  // a database outage is answered 503 (DatabaseUnavailable's statusCode) and logged once by the server, not per request.
   const logFailure = (ctx: { req: unknown }, error: unknown) => {
+    if (error instanceof DatabaseUnavailable) return
     ;(ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.log.error({ err: error, realm: realm.name }, 'OpenID Connect provider failed')
   }
   provider.on('server_error', logFailure)

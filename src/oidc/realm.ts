@@ -94,7 +94,10 @@ export class Realm {
         accounts: this.#deps.accounts,
         serviceAccounts: this.#deps.serviceAccounts,
         trustProxy: this.#deps.trustProxy,
-        revoked: (key) => this.#deps.bus.publish(REVOKE_TOPIC, key),
+        revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
+          await destroy(tx.oidc)
+          announce(REVOKE_TOPIC, key)
+        }),
       })
       this.#provider = { instance, handler: instance.callback(), issuer, keys }
     }

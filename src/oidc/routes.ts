@@ -4,6 +4,8 @@ import type { IncomingMessage } from 'node:http'
 import { PassThrough } from 'node:stream'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
+import { NUL_MESSAGE } from '../errors.ts'
+import { nulFields } from '../gateway/input-safety.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
@@ -38,6 +40,7 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
   if (!match || !realm) return keycloakError(reply, 404, 'Realm does not exist')
   request.gatehouse.service = `realms/${realm.name}`
   const rest = match[2] ?? '/'
+  if (nulFields(request.query).length) return nulRefused(reply)
 
   if (rest.startsWith(LOGIN_ACTIONS) && (request.method === 'GET' || request.method === 'POST')) {
     return loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
@@ -49,6 +52,7 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
   if (hasBody(request.raw)) {
     body = await readBody(request.raw)
     if (!body) return keycloakError(reply.header('connection', 'close'), 400, 'Request body too large', 'invalid_request')
+    if (body.includes(0) || (isForm(request.raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return nulRefused(reply)
   }
   const target = await adjustForKeycloak(realm, request.method, rest, request.raw, body)
   const { handler } = await realm.provider()
@@ -178,6 +182,11 @@ function replayRequest(raw: IncomingMessage, target: Target, query: string, moun
   })
   stream.end(body)
   return replay as unknown as IncomingMessage
+}
+
+/** Text with a NUL character, which no parameter has a use for (src/gateway/input-safety.ts), in Keycloak's error shape. */
+function nulRefused(reply: FastifyReply): FastifyReply {
+  return keycloakError(reply, 400, NUL_MESSAGE, 'invalid_request')
 }
 
 function keycloakError(reply: FastifyReply, status: number, description: string, error?: string): FastifyReply {

@@ -7,7 +7,7 @@ export const SETTINGS_TOPIC = 'settings'
 
 /**
  * The current settings, held in memory so the request path reads a field and nothing else.
- * Saving publishes an event; every process (this one at once) reloads from the database.
+ * Saving writes an event in the same transaction; every process (this one at once) reloads from the database.
  */
 export class RuntimeSettings {
   #current: Settings = defaultSettings
@@ -58,9 +58,11 @@ export class RuntimeSettings {
     // Only the settings the request names: zod fills in the defaults of the others, which are not changes.
     const changes = Object.fromEntries(Object.entries(result.data).filter(([key, v]) => v !== undefined && Object.hasOwn(patch, key)))
     if (Object.keys(changes).length) {
-      await this.#store.settings.put(changes)
-      // Every process reloads all settings whatever the key says; it only has to fit the event log's column.
-      await this.#bus.publish(SETTINGS_TOPIC, Object.keys(changes).join(',').slice(0, 200))
+      await this.#bus.change(async (tx, announce) => {
+        await tx.settings.put(changes)
+        // Every process reloads all settings whatever the key says; it only has to fit the event log's column.
+        announce(SETTINGS_TOPIC, Object.keys(changes).join(',').slice(0, 200))
+      })
     }
     return this.#current
   }

@@ -1,7 +1,11 @@
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely'
+import {
+  CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql,
+  type DatabaseConnection, type Dialect, type Driver, type PostgresPool, type QueryResult, type TransactionSettings,
+} from 'kysely'
 import pg from 'pg'
+import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import { migrationProvider } from './migrations/index.ts'
@@ -10,65 +14,155 @@ import { NodeSqliteDatabase } from './sqlite-driver.ts'
 // PostgreSQL BIGINT (our epoch-millisecond times) arrives as a string by default; every value we store fits a double.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value))
 
+export interface DatabaseTimeouts {
+  /** Opening a connection, or waiting for a free one in the pool. */
+  connectMs: number
+  /** One query (PostgreSQL: on the client and on the server), or, on SQLite, waiting for another process's lock. */
+  queryMs: number
+}
+
+export const defaultTimeouts: DatabaseTimeouts = { connectMs: 1000, queryMs: 2000 }
+
 export interface DatabaseLocation {
   /** A `postgres://` URL; when absent, the embedded SQLite file in `dataDir` is used. */
   url?: string | undefined
   dataDir: string
+  timeouts?: DatabaseTimeouts | undefined
 }
 
-/** One open connection (pool) to either backend, with the one query layer on top. */
+/** Whether the database answered its last query; what a readiness check reports. */
+export interface DatabaseStatus {
+  reachable: boolean
+  /** Since when it has been (un)reachable, epoch ms. */
+  since: number
+}
+
+/** What an operator needs to know of an outage, at most once per REPORT_INTERVAL_MS while it lasts. */
+export interface OutageReport {
+  state: 'unavailable' | 'still_unavailable' | 'available'
+  /** When the outage began, epoch ms. */
+  since: number
+  /** Queries that failed since the previous report. */
+  failures: number
+  /** The last failure's message (a driver message: no query text, no credentials). */
+  error: string | undefined
+}
+
+const REPORT_INTERVAL_MS = 60_000
+/** A transaction left open this long by a client that vanished or froze is ended by PostgreSQL, releasing its locks. */
+const IDLE_IN_TRANSACTION_MS = 10_000
+/** TCP keepalive on every PostgreSQL connection, so a peer that disappeared without closing is noticed. */
+const KEEPALIVE_DELAY_MS = 10_000
+/** For connections whose statements may rightly take long, or wait (LISTEN, migrations). */
+const UNBOUNDED = { query_timeout: undefined, statement_timeout: undefined, idle_in_transaction_session_timeout: undefined }
+const MIGRATION_CONNECT_MS = 10_000
+/** Characters PostgreSQL cannot store in text (SQLite can): refused for both, so both behave alike. */
+const NUL = '\u0000'
+
+/**
+ * One open connection (pool) to either backend, with the one query layer on top. Every query is bounded in time
+ * (DatabaseTimeouts), and every failure that means "the database cannot be reached or did not answer" becomes
+ * DatabaseUnavailable (503), so a request never hangs on the database and never answers 500 for an outage.
+ */
 export class Database {
   readonly db: Kysely<Tables>
   readonly dialect: DialectName
   readonly description: string
   readonly #sqlite: NodeSqliteDatabase | undefined
-  readonly #pool: pg.Pool | undefined
+  readonly #pgConfig: pg.ClientConfig | undefined
+  readonly #health = new Health()
 
-  private constructor(db: Kysely<Tables>, dialect: DialectName, description: string, sqlite?: NodeSqliteDatabase, pool?: pg.Pool) {
-    this.db = db
+  private constructor(dialect: DialectName, description: string, inner: Dialect, sqlite?: NodeSqliteDatabase, pgConfig?: pg.ClientConfig) {
     this.dialect = dialect
     this.description = description
     this.#sqlite = sqlite
-    this.#pool = pool
+    this.#pgConfig = pgConfig
+    this.db = new Kysely<Tables>({ dialect: new GuardedDialect(inner, dialect, this.#health) })
   }
 
   static open(location: DatabaseLocation): Database {
     const url = location.url
+    const timeouts = location.timeouts ?? defaultTimeouts
     if (url && /^postgres(ql)?:\/\//.test(url)) {
-      const pool = new pg.Pool({ connectionString: url, max: 10 })
-      // An idle client losing its connection must not crash the process; the next query reconnects.
+      const config: pg.ClientConfig = {
+        connectionString: url,
+        connectionTimeoutMillis: timeouts.connectMs,
+        query_timeout: timeouts.queryMs,
+        statement_timeout: timeouts.queryMs,
+        idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+        keepAlive: true,
+        keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+      }
+      const pool = new pg.Pool({ ...config, max: 10 })
+      // An idle client losing its connection must not crash the process; the pool drops it and the next query reconnects.
       pool.on('error', () => {})
       // Nor may a checked-out one: its query in flight fails on its own, but pg also emits 'error' on the
       // client, where the pool listens only while the client is idle.
       pool.on('connect', (client) => client.on('error', () => {}))
-      const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) })
-      return new Database(db, 'postgres', redactUrl(url), undefined, pool)
+      return new Database('postgres', redactUrl(url), new PostgresDialect({ pool: discardingBrokenClients(pool) }), undefined, config)
     }
     if (url) throw new Error(`unsupported database URL scheme (expected postgres://): ${redactUrl(url)}`)
     const dir = resolve(location.dataDir)
     mkdirSync(dir, { recursive: true })
     const file = join(dir, 'gatehouse.sqlite')
-    const sqlite = new NodeSqliteDatabase(file)
-    const db = new Kysely<Tables>({ dialect: new SqliteDialect({ database: sqlite }) })
-    return new Database(db, 'sqlite', `sqlite:${file}`, sqlite)
+    const sqlite = new NodeSqliteDatabase(file, timeouts.queryMs)
+    return new Database('sqlite', `sqlite:${file}`, new SqliteDialect({ database: sqlite }), sqlite)
   }
 
-  /** Applies every pending migration; safe to run from several processes at once. */
+  /**
+   * Applies every pending migration; safe to run from several processes at once. On PostgreSQL through a connection
+   * of its own without the query timeouts: a migration may take longer than any request should, and a process
+   * starting next to another waits for the other's migrations to finish (an advisory lock).
+   */
   async migrate(): Promise<string[]> {
-    const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.dialect) })
-    const { error, results } = await migrator.migrateToLatest()
-    if (error) throw error
-    return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+    const pool = this.#pgConfig && new pg.Pool({ ...this.#pgConfig, ...UNBOUNDED, connectionTimeoutMillis: MIGRATION_CONNECT_MS, max: 1 })
+    pool?.on('error', () => {})
+    const db = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : this.db
+    try {
+      const { error, results } = await new Migrator({ db, provider: migrationProvider(this.dialect) }).migrateToLatest()
+      if (error) throw error
+      return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+    } finally {
+      if (db !== this.db) await db.destroy()
+    }
   }
 
   /** SQLite only: a counter that moves when another process commits (undefined on PostgreSQL). */
   dataVersion(): number | undefined {
-    return this.#sqlite?.dataVersion()
+    if (!this.#sqlite) return undefined
+    try {
+      return this.#sqlite.dataVersion()
+    } catch (error) {
+      throw this.#health.classify(error)
+    }
   }
 
-  /** A dedicated PostgreSQL client for LISTEN, or undefined on SQLite. */
-  async listenClient(): Promise<pg.PoolClient | undefined> {
-    return this.#pool?.connect()
+  /**
+   * PostgreSQL only: a connection of its own (outside the pool, which must not lose a member to it) for LISTEN,
+   * with the same timeouts and keepalive. The caller ends it.
+   */
+  async listenClient(): Promise<pg.Client | undefined> {
+    if (!this.#pgConfig) return undefined
+    const client = new pg.Client({ ...this.#pgConfig, ...UNBOUNDED })
+    // Until the caller attaches its own: an error event without a listener would end the process.
+    client.on('error', () => {})
+    try {
+      await client.connect()
+    } catch (error) {
+      await client.end().catch(() => {})
+      throw error
+    }
+    return client
+  }
+
+  /** Whether the last query reached the database, and since when: for readiness checks; costs nothing. */
+  status(): DatabaseStatus {
+    return this.#health.status()
+  }
+
+  /** Tells `listener` when an outage begins, at most once a minute while it lasts, and when it ends. */
+  onOutage(listener: (report: OutageReport) => void): () => void {
+    return this.#health.subscribe(listener)
   }
 
   /**
@@ -103,6 +197,216 @@ export class Database {
 export function isUniqueViolation(error: unknown): boolean {
   const e = error as { code?: string; message?: string }
   return e?.code === '23505' || /UNIQUE constraint failed/.test(String(e?.message))
+}
+
+/** Socket errors that mean the server is not there. */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+/** node-postgres's own messages for a connection that timed out, broke or was never made. */
+const PG_CLIENT_FAILURE = /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Client was closed)/
+/**
+ * SQLSTATEs for "not now" rather than "not like that": connection exceptions (08), shutting down or not accepting
+ * connections (57P01-57P03), statement timeout (57014), insufficient resources (53), system errors (58).
+ */
+const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014)/
+/** SQLite result codes (the primary code, the low byte) for a database locked by another process too long, or unreadable. */
+const SQLITE_UNAVAILABLE = new Set([5 /* BUSY */, 6 /* LOCKED */, 10 /* IOERR */, 13 /* FULL */, 14 /* CANTOPEN */, 15 /* PROTOCOL */])
+
+function meansUnavailable(error: unknown): boolean {
+  const e = error as { code?: unknown; errcode?: unknown; message?: unknown }
+  if (typeof e?.code === 'string' && (NETWORK_CODES.has(e.code) || PG_UNAVAILABLE.test(e.code))) return true
+  if (e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number') return SQLITE_UNAVAILABLE.has(e.errcode & 0xff)
+  return typeof e?.message === 'string' && PG_CLIENT_FAILURE.test(e.message)
+}
+
+/** Tracks whether the database answers, and reports outages to subscribers without repeating itself per query. */
+class Health {
+  #reachable = true
+  #since = Date.now()
+  #failures = 0
+  #lastError: string | undefined
+  #reportedAt = 0
+  readonly #listeners = new Set<(report: OutageReport) => void>()
+
+  status(): DatabaseStatus {
+    return { reachable: this.#reachable, since: this.#since }
+  }
+
+  subscribe(listener: (report: OutageReport) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  /** A query got an answer (an error from the server is an answer too). */
+  answered(): void {
+    if (this.#reachable) return
+    this.#reachable = true
+    this.#report('available')
+    this.#since = Date.now()
+  }
+
+  /** The error a caller should see: DatabaseUnavailable when it means the database did not answer. */
+  classify(error: unknown): unknown {
+    if (error instanceof DatabaseUnavailable) return error
+    if (!meansUnavailable(error)) {
+      this.answered()
+      return error
+    }
+    const now = Date.now()
+    this.#failures++
+    this.#lastError = String((error as { message?: unknown })?.message ?? error).slice(0, 200)
+    if (this.#reachable) {
+      this.#reachable = false
+      this.#since = now
+      this.#report('unavailable')
+    } else if (now - this.#reportedAt >= REPORT_INTERVAL_MS) {
+      this.#report('still_unavailable')
+    }
+    return new DatabaseUnavailable(undefined, error)
+  }
+
+  #report(state: OutageReport['state']): void {
+    const report: OutageReport = { state, since: this.#since, failures: this.#failures, error: this.#lastError }
+    this.#failures = 0
+    this.#reportedAt = Date.now()
+    for (const listener of this.#listeners) listener(report)
+  }
+}
+
+/**
+ * Kysely's pool, over node-postgres's: a client whose query timed out or lost its connection is closed instead of
+ * being handed out again. Its query may still be running, or its transaction still open, on the server; a later
+ * borrower must never find itself inside that.
+ */
+function discardingBrokenClients(pool: pg.Pool): PostgresPool {
+  return {
+    async connect() {
+      const client = await pool.connect()
+      let broken = false
+      return {
+        query: ((sqlText: string, parameters: unknown[]) => client.query(sqlText, parameters).catch((error: unknown) => {
+          if (meansUnavailable(error)) broken = true
+          throw error
+        })) as never,
+        release: () => client.release(broken),
+      }
+    },
+    end: () => pool.end(),
+  }
+}
+
+/** Wraps a Kysely dialect so that every query passes through the guards of GuardedConnection. */
+class GuardedDialect implements Dialect {
+  readonly #inner: Dialect
+  readonly #name: DialectName
+  readonly #health: Health
+
+  constructor(inner: Dialect, name: DialectName, health: Health) {
+    this.#inner = inner
+    this.#name = name
+    this.#health = health
+  }
+
+  createDriver(): Driver {
+    return new GuardedDriver(this.#inner.createDriver(), this.#name, this.#health)
+  }
+
+  createQueryCompiler() {
+    return this.#inner.createQueryCompiler()
+  }
+
+  createAdapter() {
+    return this.#inner.createAdapter()
+  }
+
+  createIntrospector(db: Kysely<any>) {
+    return this.#inner.createIntrospector(db)
+  }
+}
+
+class GuardedDriver implements Driver {
+  readonly #inner: Driver
+  readonly #name: DialectName
+  readonly #health: Health
+
+  constructor(inner: Driver, name: DialectName, health: Health) {
+    this.#inner = inner
+    this.#name = name
+    this.#health = health
+  }
+
+  init(): Promise<void> {
+    return this.#guard(() => this.#inner.init())
+  }
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    return new GuardedConnection(await this.#guard(() => this.#inner.acquireConnection()), this.#health)
+  }
+
+  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    // SQLite's default (deferred) transaction takes the write lock at its first write, and fails at once, without
+    // waiting, if another process wrote in between; taking it at the start waits for it (busy_timeout) instead.
+    if (this.#name === 'sqlite') return connection.executeQuery(CompiledQuery.raw('begin immediate')).then(() => {})
+    return this.#guard(() => this.#inner.beginTransaction(innerOf(connection), settings))
+  }
+
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.#guard(() => this.#inner.commitTransaction(innerOf(connection)))
+  }
+
+  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.#guard(() => this.#inner.rollbackTransaction(innerOf(connection)))
+  }
+
+  releaseConnection(connection: DatabaseConnection): Promise<void> {
+    return this.#inner.releaseConnection(innerOf(connection))
+  }
+
+  destroy(): Promise<void> {
+    return this.#inner.destroy()
+  }
+
+  async #guard<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run()
+    } catch (error) {
+      throw this.#health.classify(error)
+    }
+  }
+}
+
+/**
+ * Every query of either backend passes here: text containing NUL is refused as bad input (whichever field it came
+ * through), and failures are classified (DatabaseUnavailable for an outage).
+ */
+class GuardedConnection implements DatabaseConnection {
+  readonly inner: DatabaseConnection
+  readonly #health: Health
+
+  constructor(inner: DatabaseConnection, health: Health) {
+    this.inner = inner
+    this.#health = health
+  }
+
+  async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
+    for (const parameter of compiledQuery.parameters) {
+      if (typeof parameter === 'string' && parameter.includes(NUL)) throw new ValidationFailed({ non_field_errors: [NUL_MESSAGE] })
+    }
+    try {
+      const result = await this.inner.executeQuery<R>(compiledQuery)
+      this.#health.answered()
+      return result
+    } catch (error) {
+      throw this.#health.classify(error)
+    }
+  }
+
+  streamQuery<R>(compiledQuery: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+    return this.inner.streamQuery<R>(compiledQuery, chunkSize)
+  }
+}
+
+function innerOf(connection: DatabaseConnection): DatabaseConnection {
+  return connection instanceof GuardedConnection ? connection.inner : connection
 }
 
 function redactUrl(url: string): string {

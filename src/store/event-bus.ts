@@ -1,41 +1,67 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { sql } from 'kysely'
 import type pg from 'pg'
-import type { Store } from './store.ts'
+import { EVENT_CHANNEL } from './events.ts'
+import type { Repositories, Store } from './store.ts'
 
 type Listener = (key: string) => void | Promise<void>
 
-const CHANNEL = 'gatehouse_events'
+/** Records, inside a change's transaction, the news every process must hear of it. */
+export type Announce = (topic: string, key: string) => void
+
 /** Identity values can commit out of order on PostgreSQL; re-reading a short window behind the newest catches late ones. */
 const LOOK_BACK = 50
+/** The most events read at once; a full batch is followed by another read at once. */
+const BATCH = 1000
 /** A process that has not said it is alive for this long is no longer waited for. */
 const ALIVE_MS = 5000
+/** How often a PostgreSQL process says it is alive. */
+const HEARTBEAT_MS = 1000
 /** The longest a publisher waits for other processes to confirm they have read its event. */
 const ACK_WAIT_MS = 1000
+/**
+ * The longest a request waits, on PostgreSQL, for a read of the log that is under way (news just pushed). Only
+ * a wait, never a condition: the publisher's own wait for confirmations is what makes a change visible everywhere.
+ */
+const READ_WAIT_MS = 200
+/** The LISTEN connection is reopened after a delay that doubles from the first to the last. */
+const RECONNECT_FIRST_MS = 100
+const RECONNECT_MAX_MS = 5000
+export const DEFAULT_MAX_STALE_MS = 30_000
 const RESOLVED = Promise.resolve()
 
-/** What /readyz reports of the bus (src/health/readiness.ts). */
-export interface EventBusHealth {
-  readonly running: boolean
-  /** PostgreSQL: whether the LISTEN connection is up; undefined on SQLite, which has none. */
-  readonly listening: boolean | undefined
-  /** When the event log was last read successfully (the poll reads it every interval even without news). */
-  readonly lastReadAt: number | undefined
-  readonly intervalMs: number
+export interface EventBusOptions {
+  /** `auth.max_stale_seconds` in ms: how long what this process read may be trusted without a read of the log since. */
+  maxStaleMs?: number
+}
+
+/** What a readiness check needs to know of the bus; reading it costs nothing. */
+export interface EventBusStatus {
+  /** Started and not stopped: the log is being read. */
+  running: boolean
+  /** News arrives as it happens: PostgreSQL's LISTEN connection is up; always true on SQLite once started. */
+  listening: boolean
+  /** When the last complete read of the log began (everything committed before it has been seen), epoch ms. */
+  readAt: number | undefined
+  /** Whether cached credentials may be trusted: the log was read within `maxStaleMs`. */
+  fresh: boolean
 }
 
 /**
  * Tells every gateway process sharing the database that something it may have cached changed (a user
  * disabled, a token revoked, a setting saved), so "revoked" means refused on the very next request anywhere,
  * while the request path itself stays in memory:
+ * - A change and its news are written in one transaction (`change`), so no crash can keep one from the other.
  * - SQLite: each request costs one `PRAGMA data_version`, which moves only when another process committed.
  * - PostgreSQL: LISTEN/NOTIFY pushes news to every process, and a publisher returns only once every live
  *   process has confirmed it read the event (bounded by ACK_WAIT_MS), so its caller's next request cannot
- *   overtake the news. The request path costs nothing.
- * A timer re-reads the log as a safety net, keeps this process's heartbeat and prunes old entries.
+ *   overtake the news. The request path costs nothing. A lost LISTEN connection is reopened with backoff, and
+ *   the log read again once it is.
+ * A timer re-reads the log as a safety net (and as proof that the database still answers: see `fresh`), keeps
+ * this process's heartbeat and prunes old entries.
  */
 export class EventBus {
+  readonly maxStaleMs: number
   readonly #store: Store
   readonly #listeners = new Map<string, Listener[]>()
   readonly #seen = new Set<number>()
@@ -43,75 +69,59 @@ export class EventBus {
   #lastId = 0
   #dataVersion: number | undefined
   #syncing: Promise<void> | undefined
+  /** The current read, or READ_WAIT_MS, whichever ends first: what requests wait for on PostgreSQL. */
+  #syncWait: Promise<void> | undefined
   #again = false
-  #timer: NodeJS.Timeout | undefined
-  #client: pg.PoolClient | undefined
+  #readAt: number | undefined
+  #started = false
+  #stopped = false
+  readonly #timers: NodeJS.Timeout[] = []
+  #client: pg.Client | undefined
+  #reconnectTimer: NodeJS.Timeout | undefined
+  #reconnectMs = RECONNECT_FIRST_MS
   #registered = false
   /** The data_version check the requests of this event-loop turn wait for. */
   #versionCheck: Promise<void> | undefined
-  #intervalMs = 1000
-  #listening = false
-  #lastReadAt: number | undefined
 
-  constructor(store: Store) {
+  constructor(store: Store, options: EventBusOptions = {}) {
     this.#store = store
+    this.maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS
   }
 
   get #postgres(): boolean {
     return this.#store.database.dialect === 'postgres'
   }
 
-  get health(): EventBusHealth {
-    return {
-      running: this.#timer !== undefined,
-      listening: this.#postgres ? this.#listening : undefined,
-      lastReadAt: this.#lastReadAt,
-      intervalMs: this.#intervalMs,
-    }
-  }
-
   async start(intervalMs = 1000): Promise<void> {
-    this.#intervalMs = intervalMs
+    const startedAt = Date.now()
     this.#lastId = await this.#store.events.latestId()
-    this.#lastReadAt = Date.now()
     this.#dataVersion = this.#store.database.dataVersion()
+    this.#readAt = startedAt
+    this.#started = true
     if (this.#postgres) {
-      this.#client = await this.#store.database.listenClient()
-      this.#client!.on('notification', () => void this.sync().catch(() => {}))
-      const lost = () => {
-        this.#listening = false
-      }
-      this.#client!.on('error', lost)
-      this.#client!.on('end', lost)
-      await this.#client!.query(`LISTEN ${CHANNEL}`)
-      this.#listening = true
       await this.#store.events.heartbeat(this.#processId, this.#lastId)
       this.#registered = true
+      await this.#listen().catch(() => this.#scheduleReconnect())
+      this.#every(HEARTBEAT_MS, () => this.#store.events.heartbeat(this.#processId, this.#lastId))
     }
-    let ticks = 0
-    this.#timer = setInterval(() => {
-      void this.sync().catch(() => {})
-      if (this.#registered && ++ticks % Math.max(1, Math.round(1000 / intervalMs)) === 0) {
-        void this.#store.events.heartbeat(this.#processId, this.#lastId).catch(() => {})
-      }
-      if (ticks % 3600 === 0) void this.#store.events.pruneBefore(Date.now() - 3600_000).catch(() => {})
-    }, intervalMs)
-    this.#timer.unref()
+    this.#every(intervalMs, () => this.sync())
+    this.#every(3600_000, () => this.#store.events.pruneBefore(Date.now() - 3600_000))
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.#timer)
-    this.#timer = undefined
-    await this.#syncing
+    this.#stopped = true
+    for (const timer of this.#timers.splice(0)) clearInterval(timer)
+    clearTimeout(this.#reconnectTimer)
+    await this.#syncing?.catch(() => {})
     if (this.#registered) {
       this.#registered = false
       await this.#store.events.leave(this.#processId).catch(() => {})
     }
-    if (this.#client) {
-      this.#listening = false
-      this.#client.removeAllListeners('notification')
-      this.#client.release(true)
-      this.#client = undefined
+    const client = this.#client
+    this.#client = undefined
+    if (client) {
+      client.removeAllListeners('notification')
+      await client.end().catch(() => {})
     }
   }
 
@@ -121,27 +131,50 @@ export class EventBus {
     this.#listeners.set(topic, list)
   }
 
-  /** Records a change; this process's listeners run before it returns, and other processes have read it or will on their next request. */
-  async publish(topic: string, key: string): Promise<void> {
-    const id = await this.#store.events.append(topic, key)
-    this.#seen.add(id)
-    await this.#dispatch(topic, key)
-    if (this.#postgres) {
-      await sql`select pg_notify(${CHANNEL}, ${String(id)})`.execute(this.#store.database.db)
-      await this.#waitForReaders(id)
-    } else {
-      this.#dataVersion = this.#store.database.dataVersion()
+  /**
+   * Applies a change and writes the news of it in one transaction: `work` writes through `tx` (and nothing else:
+   * see Store.transaction) and calls `announce` for each event. Once committed, this process's listeners run
+   * before this returns, and other processes have read the news (PostgreSQL: confirmed, within ACK_WAIT_MS) or
+   * will before their next request (SQLite). A process that crashes at any point leaves both or neither.
+   */
+  async change<T>(work: (tx: Repositories, announce: Announce) => Promise<T>): Promise<T> {
+    const news: { topic: string; key: string }[] = []
+    const ids: number[] = []
+    const result = await this.#store.transaction(async (tx) => {
+      news.length = 0
+      const result = await work(tx, (topic, key) => void news.push({ topic, key }))
+      ids.length = 0
+      for (const { topic, key } of news) ids.push(await tx.events.append(topic, key))
+      if (this.#postgres && ids.length) await tx.events.notify(ids.at(-1)!)
+      return result
+    })
+    if (!ids.length) return result
+    for (const id of ids) this.#seen.add(id)
+    try {
+      for (const { topic, key } of news) await this.#dispatch(topic, key)
+    } catch (error) {
+      // Committed but not yet applied here: the next read of the log applies it.
+      for (const id of ids) this.#seen.delete(id)
+      throw error
     }
+    if (this.#postgres) await this.#waitForReaders(Math.max(...ids))
+    return result
+  }
+
+  /** A change that is nothing but news (`change` with no writes of its own). */
+  async publish(topic: string, key: string): Promise<void> {
+    await this.change(async (_tx, announce) => announce(topic, key))
   }
 
   /**
-   * Cheap enough for every request: reads the log only when another process may have written to it.
-   * On SQLite the `PRAGMA data_version` (two file-lock system calls) is shared by every request that asks
-   * before it runs: it runs once per turn of the event loop, after the requests read in that turn, so it
-   * still sees every commit made before any of them arrived. PostgreSQL pushes news instead.
+   * Cheap enough for every request. SQLite: reads the log only when another process may have written to it;
+   * the `PRAGMA data_version` (two file-lock system calls) is shared by every request that asks before it runs:
+   * it runs once per turn of the event loop, after the requests read in that turn, so it still sees every commit
+   * made before any of them arrived. PostgreSQL pushes news instead: a request waits only for a read already
+   * under way, and at most READ_WAIT_MS. Whether what it then has may be trusted is `fresh()`.
    */
   freshen(): Promise<void> {
-    if (this.#postgres) return this.#syncing ?? RESOLVED
+    if (this.#postgres) return this.#syncWait ?? RESOLVED
     this.#versionCheck ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
       this.#versionCheck = undefined
       return this.#checkVersion()
@@ -149,13 +182,35 @@ export class EventBus {
     return this.#versionCheck
   }
 
+  /**
+   * Whether this process has read the log recently enough (within `maxStaleMs`) to trust what it cached:
+   * verified credentials, accounts, sessions, tokens. When it cannot reach the database it cannot learn of
+   * revocations; past that bound it must refuse to answer from memory.
+   */
+  fresh(now = Date.now()): boolean {
+    return this.#readAt !== undefined && now - this.#readAt <= this.maxStaleMs
+  }
+
+  status(now = Date.now()): EventBusStatus {
+    return {
+      running: this.#started && !this.#stopped,
+      listening: this.#started && !this.#stopped && (!this.#postgres || this.#client !== undefined),
+      readAt: this.#readAt,
+      fresh: this.fresh(now),
+    }
+  }
+
   async #checkVersion(): Promise<void> {
+    const checkedAt = Date.now()
     const version = this.#store.database.dataVersion()
     if (version !== this.#dataVersion) {
-      this.#dataVersion = version
       await this.sync()
+      // Only once read: a failed read must leave the next check seeing news still to read.
+      this.#dataVersion = version
     } else if (this.#syncing) {
       await this.#syncing
+    } else if (this.#started) {
+      this.#readAt = Math.max(this.#readAt ?? 0, checkedAt)
     }
   }
 
@@ -165,40 +220,108 @@ export class EventBus {
       this.#again = true
       return this.#syncing
     }
-    this.#syncing = (async () => {
+    const syncing = (async () => {
       do {
         this.#again = false
         await this.#readNews()
       } while (this.#again)
     })().finally(() => {
       this.#syncing = undefined
+      this.#syncWait = undefined
     })
-    return this.#syncing
+    this.#syncing = syncing
+    this.#syncWait = Promise.race([syncing.catch(() => {}), sleep(READ_WAIT_MS, undefined, { ref: false })])
+    return syncing
   }
 
   async #readNews(): Promise<void> {
-    const events = await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK))
+    const startedAt = Date.now()
+    const events = await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)
     const before = this.#lastId
     for (const event of events) {
+      if (!this.#seen.has(event.id)) {
+        // A listener that fails (its own read failed) stops the read here; the next one starts again from this event.
+        await this.#dispatch(event.topic, event.key)
+        this.#seen.add(event.id)
+      }
       this.#lastId = Math.max(this.#lastId, event.id)
-      if (this.#seen.has(event.id)) continue
-      this.#seen.add(event.id)
-      await this.#dispatch(event.topic, event.key)
     }
-    this.#lastReadAt = Date.now()
     for (const id of this.#seen) if (id < this.#lastId - LOOK_BACK) this.#seen.delete(id)
+    if (events.length === BATCH) this.#again = true
+    else if (this.#started) this.#readAt = Math.max(this.#readAt ?? 0, startedAt)
     if (this.#registered && this.#lastId !== before) await this.#store.events.heartbeat(this.#processId, this.#lastId)
   }
 
+  /** Best effort: the change is committed whatever happens here, so a failure only ends the wait. */
   async #waitForReaders(id: number): Promise<void> {
     const deadline = Date.now() + ACK_WAIT_MS
-    while (Date.now() < deadline) {
-      if ((await this.#store.events.lagging(id, Date.now() - ALIVE_MS, this.#processId)) === 0) return
-      await sleep(3)
+    try {
+      while (Date.now() < deadline) {
+        if ((await this.#store.events.lagging(id, Date.now() - ALIVE_MS, this.#processId)) === 0) return
+        await sleep(3)
+      }
+    } catch {
+      // The database went away after the commit; processes that cannot read the news stop trusting their caches (fresh()).
     }
   }
 
   async #dispatch(topic: string, key: string): Promise<void> {
     for (const listener of this.#listeners.get(topic) ?? []) await listener(key)
+  }
+
+  /** Opens the LISTEN connection, then reads the log: whatever was announced while nobody listened is in it. */
+  async #listen(): Promise<void> {
+    const client = (await this.#store.database.listenClient())!
+    const lost = () => this.#lost(client)
+    client.on('error', lost)
+    client.on('end', lost)
+    client.on('notification', () => void this.sync().catch(() => {}))
+    try {
+      await client.query(`LISTEN ${EVENT_CHANNEL}`)
+    } catch (error) {
+      client.removeAllListeners('notification')
+      await client.end().catch(() => {})
+      throw error
+    }
+    if (this.#stopped) {
+      await client.end().catch(() => {})
+      return
+    }
+    this.#client = client
+    this.#reconnectMs = RECONNECT_FIRST_MS
+    void this.sync().catch(() => {})
+  }
+
+  #lost(client: pg.Client): void {
+    if (this.#client !== client) return
+    this.#client = undefined
+    client.removeAllListeners('notification')
+    void client.end().catch(() => {})
+    this.#scheduleReconnect()
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#stopped || this.#reconnectTimer) return
+    const delay = this.#reconnectMs
+    this.#reconnectMs = Math.min(this.#reconnectMs * 2, RECONNECT_MAX_MS)
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined
+      this.#listen().catch(() => this.#scheduleReconnect())
+    }, delay)
+    this.#reconnectTimer.unref()
+  }
+
+  /** Runs `task` every `ms`, skipping a turn while the previous run (stuck on a slow database, say) still runs. */
+  #every(ms: number, task: () => Promise<unknown>): void {
+    let running = false
+    const timer = setInterval(() => {
+      if (running) return
+      running = true
+      void task().catch(() => {}).finally(() => {
+        running = false
+      })
+    }, ms)
+    timer.unref()
+    this.#timers.push(timer)
   }
 }

@@ -1,5 +1,8 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import type { Tables } from './schema.ts'
+
+/** The PostgreSQL NOTIFY channel on which the id of each new event is announced. */
+export const EVENT_CHANNEL = 'gatehouse_events'
 
 export interface StoredEvent {
   id: number
@@ -21,6 +24,11 @@ export class EventLog {
   async append(topic: string, key: string, now = Date.now()): Promise<number> {
     const row = await this.#db.insertInto('events').values({ topic, key, created_at: now }).returning('id').executeTakeFirstOrThrow()
     return Number(row.id)
+  }
+
+  /** PostgreSQL: tells every listening process that events up to `id` exist; within a transaction, at its commit. */
+  async notify(id: number): Promise<void> {
+    await sql`select pg_notify(${EVENT_CHANNEL}, ${String(id)})`.execute(this.#db)
   }
 
   async after(id: number, limit = 1000): Promise<StoredEvent[]> {

@@ -14,14 +14,13 @@ export class SettingsRepository {
     return Object.fromEntries(rows.map((r) => [r.key, JSON.parse(r.value)]))
   }
 
+  /** Saves several settings; all or none when called on a transaction (Store.transaction), as the settings API does. */
   async put(values: Record<string, unknown>, now = Date.now()): Promise<void> {
-    await this.#db.transaction().execute(async (trx) => {
-      for (const [key, value] of Object.entries(values)) {
-        const json = JSON.stringify(value)
-        await trx.insertInto('settings').values({ key, value: json, modified_at: now })
-          .onConflict((oc) => oc.column('key').doUpdateSet({ value: json, modified_at: now }))
-          .execute()
-      }
-    })
+    for (const [key, value] of Object.entries(values)) {
+      const json = JSON.stringify(value)
+      await this.#db.insertInto('settings').values({ key, value: json, modified_at: now })
+        .onConflict((oc) => oc.column('key').doUpdateSet({ value: json, modified_at: now }))
+        .execute()
+    }
   }
 }

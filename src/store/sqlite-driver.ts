@@ -11,11 +11,12 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   readonly #statements = new Map<string, StatementSync>()
   #dataVersionStatement: StatementSync | undefined
 
-  constructor(filename: string) {
+  /** `busyTimeoutMs`: how long a statement waits for another process's lock (the whole process waits with it: the API is synchronous). */
+  constructor(filename: string, busyTimeoutMs: number) {
     this.raw = new DatabaseSync(filename)
     this.raw.exec('PRAGMA journal_mode = WAL')
     this.raw.exec('PRAGMA synchronous = NORMAL')
-    this.raw.exec('PRAGMA busy_timeout = 5000')
+    this.raw.exec(`PRAGMA busy_timeout = ${Math.round(busyTimeoutMs)}`)
     this.raw.exec('PRAGMA foreign_keys = ON')
   }
 

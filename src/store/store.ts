@@ -1,6 +1,8 @@
+import type { Kysely } from 'kysely'
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
 import { LoginFailureRepository } from './login-failures.ts'
+import type { Tables } from './schema.ts'
 import { SessionRepository } from './sessions.ts'
 import { OidcRecordRepository } from './oidc.ts'
 import { SettingsRepository } from './settings.ts'
@@ -9,12 +11,8 @@ import { SsoRepository } from './sso.ts'
 import { TokenRepository } from './tokens.ts'
 import { UserRepository } from './users.ts'
 
-/**
- * The storage interface the rest of Gatehouse uses: one repository per kind of record, the same code on
- * SQLite and PostgreSQL (Kysely builds each dialect's SQL). test/store/ runs one conformance suite on both.
- */
-export interface Store {
-  readonly database: Database
+/** One repository per kind of record, on the database or on one transaction. */
+export interface Repositories {
   readonly users: UserRepository
   readonly settings: SettingsRepository
   readonly events: EventLog
@@ -24,6 +22,19 @@ export interface Store {
   readonly oidc: OidcRecordRepository
   readonly sso: SsoRepository
   readonly loginFailures: LoginFailureRepository
+}
+
+/**
+ * The storage interface the rest of Gatehouse uses: one repository per kind of record, the same code on
+ * SQLite and PostgreSQL (Kysely builds each dialect's SQL). test/store/ runs one conformance suite on both.
+ */
+export interface Store extends Repositories {
+  readonly database: Database
+  /**
+   * Runs `work` in one transaction: everything it writes through `tx` is committed together, or nothing is.
+   * `work` must use `tx` only: on SQLite the one connection is held until it ends, so anything else waits for it.
+   */
+  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>
   close(): Promise<void>
 }
 
@@ -37,15 +48,22 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
   }
   return {
     database,
-    users: new UserRepository(database.db),
-    settings: new SettingsRepository(database.db),
-    events: new EventLog(database.db),
-    signingKeys: new SigningKeyRepository(database.db),
-    sessions: new SessionRepository(database.db),
-    tokens: new TokenRepository(database.db),
-    oidc: new OidcRecordRepository(database.db),
-    sso: new SsoRepository(database.db),
-    loginFailures: new LoginFailureRepository(database.db),
+    ...repositoriesOn(database.db),
+    transaction: (work) => database.db.transaction().execute((trx) => work(repositoriesOn(trx))),
     close: () => database.close(),
+  }
+}
+
+function repositoriesOn(db: Kysely<Tables>): Repositories {
+  return {
+    users: new UserRepository(db),
+    settings: new SettingsRepository(db),
+    events: new EventLog(db),
+    signingKeys: new SigningKeyRepository(db),
+    sessions: new SessionRepository(db),
+    tokens: new TokenRepository(db),
+    oidc: new OidcRecordRepository(db),
+    sso: new SsoRepository(db),
+    loginFailures: new LoginFailureRepository(db),
   }
 }

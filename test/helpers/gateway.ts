@@ -9,7 +9,8 @@ import { demoConfigFile, loadConfigFile, validateConfig } from '../../src/config
 import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.ts'
 import { ensureAdmin } from '../../src/directory/bootstrap.ts'
 import { buildServer } from '../../src/server.ts'
-import { openStore, type Store } from '../../src/store/store.ts'
+import { openConfiguredStore } from '../../src/cli/common.ts'
+import type { Store } from '../../src/store/store.ts'
 
 export const ADMIN_PASSWORD = 'admin-test-password'
 export const repoRoot = new URL('../../', import.meta.url).pathname
@@ -30,6 +31,8 @@ export interface GatewayOptions {
   config?: Record<string, unknown>
   dataDir?: string
   databaseUrl?: string
+  /** How often the event bus re-reads the log besides what it is told (default 200 ms). */
+  pollMs?: number
 }
 
 export function tempDir(prefix = 'gatehouse-test-'): string {
@@ -47,14 +50,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     storage: { data_dir: dataDir, ...(options.databaseUrl ? { database: options.databaseUrl } : {}) },
     ...options.config,
   })
-  const store = await openStore({ url: config.storage.database, dataDir })
+  const store = await openConfiguredStore(config)
   let url = 'http://127.0.0.1:0'
   const demos: DemoUpstream[] = await Promise.all(
     config.services.filter((s) => s.upstream === 'builtin:demo').map((s) => startDemoUpstream(s.name, () => url)),
   )
   const app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl: url })
   await ensureAdmin(store, app.accounts, { GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD })
-  await app.bus.start(200)
+  await app.bus.start(options.pollMs ?? 200)
   const server = await buildServer(app, { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' })
   await server.listen({ host: '127.0.0.1', port: 0 })
   url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`
@@ -126,7 +129,7 @@ export async function spawnGateway(args: string[], env: Record<string, string> =
     process: child,
     output: () => output,
     stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null) return resolve()
+      if (child.exitCode !== null || child.signalCode !== null) return resolve()
       child.once('exit', () => resolve())
       child.kill('SIGTERM')
     }),
@@ -140,10 +143,14 @@ export interface GatewayPair {
   stop(): Promise<void>
 }
 
-/** Two demo `serve` processes sharing one SQLite data directory, removed again by `stop`. */
-export async function spawnGatewayPair(): Promise<GatewayPair> {
+/**
+ * Two demo `serve` processes sharing one database: by default an SQLite data directory of their own (removed
+ * again by `stop`), or what `storageArgs` names (`--database postgres://...`).
+ */
+export async function spawnGatewayPair(storageArgs?: string[]): Promise<GatewayPair> {
   const dir = tempDir()
-  const [first, second] = await Promise.all([spawnGateway(['--demo', '--data-dir', dir]), spawnGateway(['--demo', '--data-dir', dir])])
+  const storage = storageArgs ?? ['--data-dir', dir]
+  const [first, second] = await Promise.all([spawnGateway(['--demo', ...storage]), spawnGateway(['--demo', ...storage])])
   return {
     dir,
     first,

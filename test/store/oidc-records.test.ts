@@ -37,7 +37,14 @@ for (const backend of storeBackends) {
 
     it('revokes everything of a grant and reports it', async () => {
       const revoked: string[] = []
-      const deps = { records: store.oidc, revoked: async (key: string) => void revoked.push(key), detectsRefreshTokenReuse: () => true }
+      const deps = {
+        records: store.oidc,
+        revoke: async (key: string, destroy: (records: typeof store.oidc) => Promise<unknown>) => {
+          await destroy(store.oidc)
+          revoked.push(key)
+        },
+        detectsRefreshTokenReuse: () => true,
+      }
       const accessTokens = new StoreAdapter('AccessToken', deps)
       const refreshTokens = new StoreAdapter('RefreshToken', deps)
       await accessTokens.upsert('at1', { grantId: 'g1', clientId: 'c' }, 300)
@@ -53,7 +60,7 @@ for (const backend of storeBackends) {
     })
 
     it('marks refresh tokens consumed only for clients with reuse detection', async () => {
-      const deps = { records: store.oidc, revoked: async () => {}, detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
+      const deps = { records: store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
       const refreshTokens = new StoreAdapter('RefreshToken', deps)
       await refreshTokens.upsert('r-rotating', { clientId: 'rotating' }, 300)
       await refreshTokens.upsert('r-keeping', { clientId: 'keeping' }, 300)

@@ -116,6 +116,35 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
       }
     })
 
+    it('writes a change and its events together, or neither when the change fails', async () => {
+      const bus = new EventBus(store)
+      const heard: string[] = []
+      bus.on('user', (key) => void heard.push(key))
+      const before = await store.events.latestId()
+      await assert.rejects(bus.change(async (tx, announce) => {
+        await tx.users.create({ username: 'half-done' })
+        announce('user', 'half-done')
+        throw new Error('the change fails after writing')
+      }), /the change fails/)
+      assert.equal(await store.users.findByUsername('half-done'), undefined, 'the write was undone')
+      assert.equal(await store.events.latestId(), before, 'no event was written')
+      assert.deepEqual(heard, [])
+
+      const created = await bus.change(async (tx, announce) => {
+        const user = await tx.users.create({ username: 'all-done' })
+        announce('user', String(user.id))
+        return user
+      })
+      assert.deepEqual(heard, [String(created.id)], 'this process heard it before the change returned')
+      assert.deepEqual((await store.events.after(before)).map((e) => [e.topic, e.key]), [['user', String(created.id)]])
+    })
+
+    it('refuses text containing a NUL character, whatever the field', async () => {
+      await assert.rejects(store.users.create({ username: 'nul', firstName: 'a\u0000b' }), (error: Error) => (error as { code?: string }).code === 'invalid')
+      assert.equal(await store.users.findByUsername('nul'), undefined)
+      await assert.rejects(store.users.findByUsername('a\u0000'), (error: Error) => (error as { code?: string }).code === 'invalid')
+    })
+
     it('runs migrations idempotently', async () => {
       assert.deepEqual(await store.database.migrate(), [])
       assert.equal(await store.database.ping(), true)

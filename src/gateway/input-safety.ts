@@ -1,0 +1,46 @@
+import type { FastifyRequest } from 'fastify'
+import { NUL_MESSAGE, ValidationFailed } from '../errors.ts'
+
+const NUL = '\u0000'
+/** Deeper than any input Gatehouse accepts; below it nothing is looked at (the schemas refuse such input anyway). */
+const MAX_DEPTH = 16
+
+/**
+ * Refuses input carrying a NUL character anywhere in its text: PostgreSQL cannot store one (SQLite can, so the
+ * two backends would differ), and no field Gatehouse reads has a use for it. Checked where input enters, on the
+ * parsed query string and body of every route Gatehouse answers itself, so every text field of every endpoint is
+ * covered without each one saying so. (Paths are covered by src/gateway/path-safety.ts; the store refuses NUL
+ * in any value it is given as the last line, src/store/database.ts.)
+ */
+export async function refuseNulCharacters(request: FastifyRequest): Promise<void> {
+  const fields = nulFields(request.query, request.body)
+  if (fields.length) throw new ValidationFailed(Object.fromEntries(fields.map((field) => [field, [NUL_MESSAGE]])))
+}
+
+/** The names (dotted paths) of the fields whose names or text contain NUL, in parsed inputs such as a query and a body. */
+export function nulFields(...inputs: unknown[]): string[] {
+  const found = new Set<string>()
+  for (const input of inputs) collect(input, '', 0, found)
+  return [...found]
+}
+
+function collect(value: unknown, path: string, depth: number, found: Set<string>): void {
+  if (typeof value === 'string') {
+    if (value.includes(NUL)) found.add(path || 'non_field_errors')
+  } else if (Array.isArray(value)) {
+    if (depth < MAX_DEPTH) value.forEach((item, i) => collect(item, path ? `${path}.${i}` : String(i), depth + 1, found))
+  } else if (isPlainObject(value) && depth < MAX_DEPTH) {
+    for (const [key, item] of Object.entries(value)) {
+      const name = path ? `${path}.${key}` : key
+      if (key.includes(NUL)) found.add(name.replaceAll(NUL, '\\u0000'))
+      else collect(item, name, depth + 1, found)
+    }
+  }
+}
+
+/** JSON objects, and the query and form objects Fastify's parsers make (a prototype that itself has none). */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false
+  const prototype = Object.getPrototypeOf(value)
+  return prototype === Object.prototype || prototype === null || Object.getPrototypeOf(prototype) === null
+}

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, describe, it } from 'node:test'
+import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { login } from '../helpers/session.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
+
+const HOSTS = '/api/controller/v2/hosts/'
+
+/**
+ * Whatever a process remembers of an account, a session or a token is read again once it is older than
+ * `auth.max_stale_seconds`, so a change whose news never arrived (written behind the gateway's back here) still
+ * takes effect within that bound.
+ */
+describe('remembered credentials after auth.max_stale_seconds', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { auth: { max_stale_seconds: 2 } } })
+  })
+  after(() => gw.close())
+
+  it('refuses a user disabled without news once what was remembered of them is older than the bound', async () => {
+    const { id } = await gw.app.accounts.create({ username: 'unnoticed', password: 'unnoticed-password' })
+    const credentials = {
+      basic: { authorization: basic('unnoticed', 'unnoticed-password') },
+      token: bearer((await createToken(gw, { authorization: basic('unnoticed', 'unnoticed-password') })).token),
+      session: { cookie: (await login(gw, 'unnoticed', 'unnoticed-password')).cookie },
+    }
+    for (const headers of Object.values(credentials)) assert.equal((await gw.fetch(HOSTS, { headers })).status, 200)
+
+    // Straight to the database: no event, as if its news had been lost.
+    await gw.store.users.update(id, { isActive: false })
+
+    for (const [kind, headers] of Object.entries(credentials)) {
+      const deadline = Date.now() + 8000
+      while ((await gw.fetch(HOSTS, { headers })).status !== 401) {
+        assert.ok(Date.now() < deadline, `${kind} is still accepted`)
+        await sleep(100)
+      }
+    }
+  })
+})

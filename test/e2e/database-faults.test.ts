@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, describe, it } from 'node:test'
+import { ADMIN_PASSWORD, basic, json, spawnGateway, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
+import { at, csrfToken, LOGIN, login } from '../helpers/session.ts'
+import { createToken } from '../helpers/tokens.ts'
+
+const admin = { authorization: basic('admin', ADMIN_PASSWORD) }
+const HOSTS = '/api/controller/v2/hosts/'
+const PUBLIC = '/api/controller/v2/ping/'
+/** The issue's bound: every request is answered within this, whatever the database does. */
+const ANSWER_WITHIN_MS = 5000
+
+type Target = Pick<TestGateway, 'url' | 'fetch'>
+
+/** A request that must be answered within ANSWER_WITHIN_MS (the fetch is aborted, and the test fails, otherwise). */
+function bounded(gw: Target, path: string, init: RequestInit = {}): Promise<Response> {
+  return gw.fetch(path, { ...init, signal: AbortSignal.timeout(ANSWER_WITHIN_MS) })
+}
+
+async function expectStatus(gw: Target, path: string, headers: Record<string, string>, status: number): Promise<void> {
+  const response = await bounded(gw, path, { headers })
+  assert.equal(response.status, status, `${path}: ${await response.text()}`)
+}
+
+async function expectUnavailable(response: Response): Promise<void> {
+  const body = await json(response)
+  assert.equal(response.status, 503, JSON.stringify(body))
+  assert.equal(body.code, 'database_unavailable')
+  assert.match(response.headers.get('retry-after') ?? '', /^[1-9][0-9]*$/)
+  assert.doesNotMatch(JSON.stringify(body), /\bat .+:\d+:\d+/, 'no stack trace')
+}
+
+async function createUser(gw: Target, username: string): Promise<Record<string, string>> {
+  const response = await gw.fetch('/api/gateway/v1/users/', {
+    method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ username, password: `${username}-password` }),
+  })
+  assert.equal(response.status, 201)
+  return { authorization: basic(username, `${username}-password`) }
+}
+
+async function eventually(what: string, check: () => Promise<boolean>, withinMs = 15_000): Promise<void> {
+  const deadline = Date.now() + withinMs
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, what)
+    await sleep(50)
+  }
+}
+
+/**
+ * PostgreSQL stopped, frozen (SIGSTOP) and restarted under running gateways, on a throwaway cluster of the
+ * test's own: requests are answered in bounded time with 503 database_unavailable where they need the database,
+ * credentials already verified keep working only as long as `auth.max_stale_seconds` allows, and news between
+ * processes flows again after a restart.
+ */
+describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
+  let cluster: PgCluster
+
+  before(async () => {
+    cluster = await startPgCluster()
+  })
+  after(() => cluster?.destroy())
+
+  it('answers every request within 5 s while the database is frozen: remembered credentials 200, the rest 503', async () => {
+    const gw = await startGateway({ databaseUrl: cluster.url })
+    try {
+      const alice = await createUser(gw, 'frozen-alice')
+      const bob = await createUser(gw, 'frozen-bob')
+      const token = { authorization: `Bearer ${(await createToken(gw, alice)).token}` }
+      const session = { cookie: (await login(gw, 'frozen-alice', 'frozen-alice-password')).cookie }
+      for (const headers of [alice, token, session]) await expectStatus(gw, HOSTS, headers, 200)
+      await expectStatus(gw, '/api/gateway/v1/users/', admin, 200)
+      const csrf = await csrfToken(gw)
+
+      cluster.freeze()
+      try {
+        // Twice: at once, and once the first queries have timed out and the background read of the log is stuck.
+        for (const wait of [0, 2100]) {
+          await sleep(wait)
+          await Promise.all([
+            ...[alice, token, session].map((headers) => expectStatus(gw, HOSTS, headers, 200)),
+            expectStatus(gw, PUBLIC, {}, 200),
+            bounded(gw, HOSTS, { headers: bob }).then(expectUnavailable),
+            bounded(gw, '/api/gateway/v1/users/', { headers: admin }).then(expectUnavailable),
+            bounded(gw, LOGIN, {
+              method: 'POST',
+              headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: gw.url + LOGIN },
+              body: new URLSearchParams({ username: 'frozen-bob', password: 'frozen-bob-password' }).toString(),
+            }).then(expectUnavailable),
+          ])
+        }
+      } finally {
+        cluster.thaw()
+      }
+      await eventually('bob gets in once the database answers again', async () => (await gw.fetch(HOSTS, { headers: bob })).status === 200)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it('refuses remembered credentials with 503 once the database has not answered for auth.max_stale_seconds', async () => {
+    const gw = await startGateway({ databaseUrl: cluster.url, config: { auth: { max_stale_seconds: 2 } } })
+    try {
+      const carol = await createUser(gw, 'stale-carol')
+      await expectStatus(gw, HOSTS, carol, 200)
+      cluster.freeze()
+      try {
+        await eventually('the gateway notices it cannot read the news', async () => !gw.app.bus.status().fresh)
+        await bounded(gw, HOSTS, { headers: carol }).then(expectUnavailable)
+        await expectStatus(gw, PUBLIC, {}, 200)
+      } finally {
+        cluster.thaw()
+      }
+      await eventually('carol gets in again once the database answers', async () => (await gw.fetch(HOSTS, { headers: carol })).status === 200)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it('answers 503 database_unavailable with Retry-After while the database is down, and logs the outage once', async () => {
+    const gw = await spawnGateway(['--demo', '--database', cluster.url], { GATEHOUSE_LOG_LEVEL: 'info' })
+    const target = at(gw.url)
+    try {
+      await expectStatus(target, '/api/gateway/v1/users/', admin, 200)
+      cluster.stop()
+      try {
+        for (let i = 0; i < 10; i++) {
+          await bounded(target, '/api/gateway/v1/users/', { headers: admin }).then(expectUnavailable)
+          await bounded(target, HOSTS, { headers: { authorization: basic('nobody', 'wrong') } }).then(expectUnavailable)
+        }
+      } finally {
+        cluster.start()
+      }
+      await eventually('the gateway answers again', async () => (await target.fetch('/api/gateway/v1/users/', { headers: admin })).status === 200)
+      await eventually('the recovery is logged', async () => gw.output().includes('database available again'))
+      const lines = gw.output().split('\n')
+      assert.equal(lines.filter((line) => line.includes('"database unavailable')).length, 1, gw.output())
+      assert.deepEqual(lines.filter((line) => /"level":(50|60)/.test(line)), [], 'no error lines')
+      assert.doesNotMatch(gw.output(), /\n\s+at /, 'no stack traces')
+    } finally {
+      await gw.stop()
+    }
+  })
+
+  it('hears news from the other process again after a restart, without waiting for the next read of the log', async () => {
+    // With a minute between reads of the log, only LISTEN (or reading the log once it listens again) can bring news.
+    const first = await startGateway({ databaseUrl: cluster.url, pollMs: 60_000 })
+    const second = await startGateway({ databaseUrl: cluster.url, pollMs: 60_000 })
+    try {
+      const dave = await createUser(first, 'restart-dave')
+      const { id } = (await json(await first.fetch('/api/gateway/v1/users/?username=restart-dave', { headers: admin }))).results[0]
+      await expectStatus(second, HOSTS, dave, 200)
+      cluster.restart()
+      let disabled: Response
+      // The first request after the restart may find a connection the restart cut: clients retry a 503.
+      do {
+        disabled = await first.fetch(`/api/gateway/v1/users/${id}/`, {
+          method: 'PATCH', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ is_active: false }),
+        })
+      } while (disabled.status === 503 && (await sleep(100), true))
+      assert.equal(disabled.status, 200)
+      const refused = await second.fetch(HOSTS, { headers: dave })
+      assert.equal(refused.status, 401)
+      assert.equal((await json(refused)).code, 'account_disabled')
+    } finally {
+      await Promise.all([first.close(), second.close()])
+    }
+  })
+})

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+import { csrfToken, LOGIN } from '../helpers/session.ts'
+
+const NUL = '\u0000'
+const NUL_MESSAGE = 'Null characters are not allowed.'
+
+/**
+ * A NUL character in any text the gateway reads (JSON and form bodies, query strings, the OIDC endpoints'
+ * parameters) is refused with 400 and changes nothing, on SQLite as on PostgreSQL, which cannot store one.
+ */
+function nulCharacterSuite(backend: string, databaseUrl: () => Promise<{ url?: string; drop: () => Promise<void> }>): void {
+  describe(`NUL characters in input on ${backend}`, () => {
+    let gw: TestGateway
+    let drop: () => Promise<void>
+    const user = { authorization: basic('nul-user', 'nul-user-password') }
+    const send = (method: string, path: string, body: unknown, headers: Record<string, string> = adminAuth) =>
+      gw.fetch(path, { method, headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+
+    before(async () => {
+      const database = await databaseUrl()
+      drop = database.drop
+      gw = await startGateway(database.url ? { databaseUrl: database.url } : {})
+      await gw.app.accounts.create({ username: 'nul-user', password: 'nul-user-password' })
+    })
+    after(async () => {
+      await gw?.close()
+      await drop?.()
+    })
+
+    async function refused(response: Response, field: string): Promise<void> {
+      const body = await json(response)
+      assert.equal(response.status, 400, JSON.stringify(body))
+      assert.equal(body.code, 'invalid')
+      assert.deepEqual(body.errors[field], [NUL_MESSAGE])
+    }
+
+    it('refuses a new user whose name fields hold NUL, and creates nothing', async () => {
+      await refused(await send('POST', '/api/gateway/v1/users/', { username: 'zed', password: 'zed-password', first_name: `Z${NUL}ed` }), 'first_name')
+      const listed = await json(await gw.fetch('/api/gateway/v1/users/?username=zed', { headers: adminAuth }))
+      assert.equal(listed.count, 0)
+    })
+
+    it('refuses NUL in a query parameter', async () => {
+      await refused(await gw.fetch(`/api/gateway/v1/users/?username=a%00b`, { headers: adminAuth }), 'username')
+    })
+
+    it('refuses NUL in a change to one\'s own profile, and keeps the old value', async () => {
+      assert.equal((await send('PATCH', '/api/gateway/v1/me/', { last_name: 'Before' }, user)).status, 200)
+      await refused(await send('PATCH', '/api/gateway/v1/me/', { last_name: `After${NUL}` }, user), 'last_name')
+      const me = await json(await gw.fetch('/api/gateway/v1/me/', { headers: user }))
+      assert.equal(me.results[0].last_name, 'Before')
+    })
+
+    it('refuses NUL in a token description, and issues no token', async () => {
+      const before = (await json(await gw.fetch('/api/gateway/v1/tokens/', { headers: user }))).count
+      await refused(await send('POST', '/api/gateway/v1/tokens/', { description: `mine${NUL}` }, user), 'description')
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/tokens/', { headers: user }))).count, before)
+    })
+
+    it('refuses NUL in a login form', async () => {
+      const token = await csrfToken(gw)
+      const response = await gw.fetch(LOGIN, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': token, cookie: `csrftoken=${token}`, referer: gw.url + LOGIN },
+        body: new URLSearchParams({ username: `nul-user${NUL}`, password: 'nul-user-password' }).toString(),
+      })
+      await refused(response, 'username')
+    })
+
+    it('refuses NUL in the parameters of the OpenID Connect endpoints, as Keycloak shapes errors', async () => {
+      const token = await gw.fetch('/realms/platform/protocol/openid-connect/token', {
+        method: 'POST',
+        body: new URLSearchParams({ client_id: 'end-users', grant_type: 'refresh_token', refresh_token: `x${NUL}y` }),
+      })
+      assert.equal(token.status, 400)
+      assert.equal((await json(token)).error, 'invalid_request')
+      const auth = await gw.fetch(`/realms/platform/protocol/openid-connect/auth?client_id=end-users&response_type=code&state=a%00b`)
+      assert.equal(auth.status, 400)
+      assert.equal((await json(auth)).error, 'invalid_request')
+    })
+  })
+}
+
+nulCharacterSuite('SQLite', async () => ({ drop: async () => {} }))
+nulCharacterSuite('PostgreSQL', createTestDatabase)
