@@ -111,7 +111,11 @@ export async function spawnGateway(args: string[], env: Record<string, string> =
   child.stdout!.on('data', (d) => (output += d))
   child.stderr!.on('data', (d) => (output += d))
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${output}`)), 20_000)
+    const timer = setTimeout(() => {
+      // A gateway that comes up after the test gave up on it would keep the test file running for good.
+      child.kill('SIGKILL')
+      reject(new Error(`gateway did not start:\n${output}`))
+    }, 20_000)
     child.stdout!.on('data', () => {
       const match = /Gatehouse listening on (\S+)/.exec(output)
       if (match) {
