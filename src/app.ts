@@ -89,8 +89,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens, accounts))
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, trustProxy: config.server.trust_proxy })
-  if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, store, bus))
+  const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession })
+  if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const app: App = {
     config,

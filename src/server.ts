@@ -15,6 +15,7 @@ import { tokenRoutes } from './api/tokens.ts'
 import { meRoutes } from './api/me.ts'
 import { userRoutes } from './api/users.ts'
 import { answerClientError, NotFound, sendError } from './errors.ts'
+import { refuseBadHost } from './gateway/host-header.ts'
 import { refuseNulCharacters } from './gateway/input-safety.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
@@ -57,6 +58,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
   await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)
+  server.addHook('onRequest', refuseBadHost)
   server.addHook('onRequest', async (request) => {
     request.gatehouse = { service: undefined, principal: undefined }
     assertSafePath(splitTarget(request.url).path)

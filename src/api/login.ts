@@ -65,6 +65,7 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     const { sessionId } = principalOf(request)
     if (sessionId) await app.sessions.end(sessionId)
     clearSessionCookie(reply, app.csrf.isSecure(request))
+    app.oidc.signOutBrowser(reply)
     if (wantsHtml(request)) return reply.redirect(LOGIN_PATH, 302)
     return reply.code(204).send()
   })

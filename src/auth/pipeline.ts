@@ -9,7 +9,10 @@ import { TOKEN_PREFIX } from './token-format.ts'
 
 /**
  * Runs the authenticators a route accepts, in a fixed order (explicit Authorization header first, the
- * ambient session cookie last), and stops at the first that claims the request.
+ * ambient session cookie last), and stops at the first that claims the request. A place that accepts `oidc`
+ * also takes the browser's gateway session: a browser cannot send a bearer token, and its sign-in at the realm
+ * and at the gateway is one (src/oidc/interactions.ts), so the realm login such a place sends it to brings it
+ * back with that session.
  * Returns undefined when the request carries no credential: the caller decides between anonymous access,
  * 401 and a redirect, in one place (src/gateway/policy.ts).
  * A credential is accepted only while this process can learn of revocations: once it has not been able to
@@ -42,7 +45,7 @@ export class AuthPipeline {
     // Revocations made by other processes must be seen before any cached credential is trusted.
     await this.#bus.freshen()
     for (const authenticator of this.#authenticators) {
-      if (!accepts.includes(authenticator.id)) continue
+      if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc'))) continue
       const principal = await authenticator.authenticate(request, request.gatehouse)
       if (principal === NOT_MINE) continue
       if (!this.#bus.fresh()) throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')

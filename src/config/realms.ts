@@ -8,6 +8,21 @@ import { z } from 'zod'
 const realmName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'must be letters, digits, ".", "_" or "-"')
 const clientId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/, 'must be letters, digits, ".", "_", ":" or "-"')
 const absoluteUrl = z.url({ protocol: /^https?$/ })
+/**
+ * A redirect URI as Keycloak takes it: exact, or ending in `*` to allow every URI that starts with the rest
+ * (`https://app.example.com/*`). The wildcard is allowed in the path only, so it can never widen the host.
+ */
+const redirectUri = z.string().refine((value) => {
+  const prefix = value.endsWith('*') ? value.slice(0, -1) : value
+  if (prefix.includes('*')) return false
+  const url = URL.parse(prefix)
+  if (!url || !/^https?:$/.test(url.protocol) || url.hash || url.username || url.password) return false
+  // With a wildcard, the host must be closed by a path: `https://app*` would match `https://app.evil.example`.
+  return !value.endsWith('*') || /^https?:\/\/[^/?#]+\//.test(prefix)
+}, 'must be an absolute http(s) URL, optionally ending in "*" after its host (https://app.example.com/*)')
+/** Keycloak's "Web origins": an origin, `+` (the origins of the redirect URIs) or `*` (any origin). */
+const webOrigin = z.string().refine((value) => value === '+' || value === '*' || URL.parse(value)?.origin === value, 'must be an origin (https://app.example.com), "+" or "*"')
+const scopeName = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, 'must be a scope token (RFC 6749 §3.3): printable characters without spaces, quotes or backslashes')
 
 export const RealmClientSchema = z.object({
   client_id: clientId
@@ -22,10 +37,22 @@ export const RealmClientSchema = z.object({
     .describe('Keycloak\'s "Standard flow": allow the `authorization_code` grant (browser login through the login page; public clients must use PKCE S256).'),
   service_accounts: z.boolean().default(false)
     .describe('Keycloak\'s "Service accounts roles": allow the `client_credentials` grant for a confidential client; its tokens name the user `service-account-<client_id>`.'),
-  redirect_uris: z.array(absoluteUrl).default([])
-    .describe('Where the authorization endpoint may send the browser back with a code (exact URLs, no wildcards).'),
-  post_logout_redirect_uris: z.array(absoluteUrl).default([])
-    .describe('Where the logout endpoint may send the browser afterwards (exact URLs).'),
+  redirect_uris: z.array(redirectUri).default([])
+    .describe('Where the authorization endpoint may send the browser back with a code (Keycloak\'s "Valid redirect URIs"): exact URLs, or a prefix ending in `*`, e.g. `https://app.example.com/*`.'),
+  post_logout_redirect_uris: z.array(z.union([z.literal('+'), redirectUri])).default([])
+    .describe('Where the logout endpoint may send the browser afterwards (Keycloak\'s "Valid post logout redirect URIs"): URLs as in `redirect_uris`, or `+` for the redirect URIs themselves.'),
+  web_origins: z.array(webOrigin).default(['+'])
+    .describe('Keycloak\'s "Web origins": the origins whose scripts may call the token, introspection, revocation and account endpoints (CORS, with credentials) and use the login status iframe. `+` means the origins of `redirect_uris`, `*` any origin.'),
+  pkce: z.enum(['required', 'optional']).optional()
+    .describe('Whether the authorization code flow must use PKCE (S256). Default: `required` for public clients (a public client has no other proof that the code is its own, OAuth 2.0 Security BCP), `optional` for confidential ones, as Keycloak\'s default. Set `optional` for public clients whose adapter sends no PKCE (keycloak-connect).'),
+  device_authorization_grant: z.boolean().default(false)
+    .describe('Keycloak\'s "OAuth 2.0 Device Authorization Grant" (RFC 8628): command-line tools show a code the user enters at `/realms/<realm>/device`.'),
+  client_authenticator: z.enum(['client-secret', 'client-secret-jwt', 'client-jwt']).default('client-secret')
+    .describe('How a confidential client authenticates (Keycloak\'s "Client Authenticator"): `client-secret` (HTTP basic or `client_secret` in the form), `client-secret-jwt` (a JWT signed with the secret, RFC 7523), `client-jwt` (a JWT signed with the client\'s private key, verified with `jwks_url` or `jwks`).'),
+  jwks_url: absoluteUrl.optional()
+    .describe('For `client-jwt`: where the client publishes its public keys (Keycloak\'s "JWKS URL").'),
+  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional()
+    .describe('For `client-jwt`: the client\'s public keys, inline, as a JWK Set.'),
   refresh_token_rotation: z.boolean().default(false)
     .describe('Keycloak\'s "Revoke refresh token": each refresh token may be used once, and using one again ends its session (reuse detection). Off, as in Keycloak, earlier refresh tokens stay valid until they expire; scripts that keep refreshing with their first refresh token need it off.'),
   audiences: z.array(z.string().min(1).max(200)).default([])
@@ -41,6 +68,14 @@ export const RealmSchema = z.object({
     .describe('A session ends when it is not refreshed for this long: the refresh token lifetime (Keycloak: "SSO Session Idle", 30 minutes).'),
   sso_session_max_seconds: z.number().int().min(60).max(365 * 86400).default(36000)
     .describe('A session ends this long after login, however often it is refreshed (Keycloak: "SSO Session Max", 10 hours).'),
+  offline_session_idle_seconds: z.number().int().min(60).max(365 * 86400).default(30 * 86400)
+    .describe('An offline session (a refresh token of scope `offline_access`, typ `Offline`) ends when it is not refreshed for this long (Keycloak: "Offline Session Idle", 30 days). Offline sessions survive logout of the session they came from.'),
+  offline_session_max_seconds: z.number().int().min(60).max(3 * 365 * 86400).default(60 * 86400)
+    .describe('An offline session ends this long after login, however often it is refreshed (Keycloak: "Offline Session Max", 60 days; Gatehouse always applies it, see docs/oidc.md).'),
+  login_with_email: z.boolean().default(true)
+    .describe('Keycloak\'s "Login with email": users may log in with their e-mail address instead of their username (when exactly one account has it).'),
+  client_scopes: z.array(scopeName).default([])
+    .describe('Extra optional scopes every client of the realm may request, besides Keycloak\'s built-in ones (Keycloak: client scopes), e.g. `read` and `write` for the gateway\'s own API.'),
   signing_key_rotation_seconds: z.number().int().min(3600).max(365 * 86400).default(30 * 86400)
     .describe('How often the realm\'s RS256 signing key is replaced. The old key stays in the JWKS (`certs`) until every token it signed has expired.'),
   clients: z.array(RealmClientSchema).min(1)
@@ -50,12 +85,19 @@ export const RealmSchema = z.object({
   realm.clients.forEach((client, i) => {
     if (ids.has(client.client_id)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: `duplicate client_id "${client.client_id}"` })
     ids.add(client.client_id)
-    if (!client.public_client && !client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a confidential client needs a secret' })
+    if (!client.public_client && client.client_authenticator !== 'client-jwt' && !client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a confidential client needs a secret' })
     if (client.public_client && client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a public client has no secret' })
     if (client.public_client && client.service_accounts) ctx.addIssue({ code: 'custom', path: ['clients', i, 'service_accounts'], message: 'service accounts need a confidential client' })
+    if (client.public_client && client.client_authenticator !== 'client-secret') ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_authenticator'], message: 'a public client does not authenticate' })
+    if (client.client_authenticator === 'client-jwt' && !client.jwks_url === !client.jwks) ctx.addIssue({ code: 'custom', path: ['clients', i, 'jwks_url'], message: 'client-jwt needs exactly one of jwks_url and jwks' })
+    if (client.client_authenticator !== 'client-jwt' && (client.jwks_url || client.jwks)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'jwks_url'], message: 'keys are only used with client_authenticator client-jwt' })
+    if (client.client_authenticator === 'client-jwt' && client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a client-jwt client authenticates with its key, not a secret' })
   })
   if (realm.sso_session_idle_seconds > realm.sso_session_max_seconds) {
     ctx.addIssue({ code: 'custom', path: ['sso_session_idle_seconds'], message: 'must not exceed sso_session_max_seconds' })
+  }
+  if (realm.offline_session_idle_seconds > realm.offline_session_max_seconds) {
+    ctx.addIssue({ code: 'custom', path: ['offline_session_idle_seconds'], message: 'must not exceed offline_session_max_seconds' })
   }
 })
 
@@ -66,9 +108,18 @@ export const ServiceOidcSchema = z.object({
   client_id: clientId.optional()
     .describe('The client a browser is sent to log in with when the service redirects (`unauthenticated`). Default: the realm\'s first client with `standard_flow`.'),
   audiences: z.array(z.string().min(1).max(200)).default([])
-    .describe('When set, a token must name one of these in `aud` or `azp`. Default: tokens issued to any client of the realm.'),
+    .describe('A token must name one of these in `aud` or `azp`. Default: the service\'s name and its `client_id` (explicit or default), so a token meant for another client or service is refused.'),
+}).strict()
+
+/** For the gateway's own API (`gateway.oidc`): which realms' tokens it takes, and which of them are meant for it. */
+export const GatewayOidcSchema = z.object({
+  realms: z.array(realmName).optional()
+    .describe('The realms whose tokens the gateway API accepts. Default: every realm.'),
+  audiences: z.array(z.string().min(1).max(200)).min(1).default(['gateway'])
+    .describe('A token must name one of these in `aud` or `azp` (give a client the audience with its `audiences`). A token with scope `write` may change things; any other token may only read (GET, HEAD, OPTIONS), as a personal token of scope `read`.'),
 }).strict()
 
 export type RealmConfig = z.output<typeof RealmSchema>
 export type RealmClientConfig = z.output<typeof RealmClientSchema>
 export type ServiceOidcConfig = z.output<typeof ServiceOidcSchema>
+export type GatewayOidcConfig = z.output<typeof GatewayOidcSchema>

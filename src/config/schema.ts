@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
-import { RealmSchema, ServiceOidcSchema } from './realms.ts'
+import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
 
 /**
@@ -99,7 +99,9 @@ export const ConfigSchema = z.object({
       .describe('Credential types the gateway\'s own API (/api/gateway/) accepts.'),
     public_paths: z.array(publicPath).default(['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'])
       .describe('Gateway API paths open without authentication (the platform\'s defaults).'),
-  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'] }),
+    oidc: GatewayOidcSchema.default({ audiences: ['gateway'] })
+      .describe('Which OIDC access tokens the gateway API accepts (see docs/oidc.md).'),
+  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'], oidc: { audiences: ['gateway'] } }),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
   realms: z.array(RealmSchema).default([]).describe('OpenID Connect realms (Keycloak-compatible), see docs/oidc.md.'),
@@ -142,9 +144,12 @@ function checkTls(server: { port: number; public_url?: string | undefined; tls?:
   }
 }
 
-function checkRealmReferences(config: { services: ServiceConfig[]; realms: z.output<typeof RealmSchema>[] }, ctx: z.RefinementCtx): void {
+function checkRealmReferences(config: { services: ServiceConfig[]; realms: z.output<typeof RealmSchema>[]; gateway: { oidc: { realms?: string[] | undefined } } }, ctx: z.RefinementCtx): void {
   const realms = new Map(config.realms.map((realm) => [realm.name, realm]))
   if (realms.size !== config.realms.length) ctx.addIssue({ code: 'custom', path: ['realms'], message: 'realm names must be unique' })
+  config.gateway.oidc.realms?.forEach((name, i) => {
+    if (!realms.has(name)) ctx.addIssue({ code: 'custom', path: ['gateway', 'oidc', 'realms', i], message: `no realm "${name}"` })
+  })
   config.services.forEach((service, i) => {
     if (!service.accepts.includes('oidc')) return
     const name = service.oidc?.realm ?? (config.realms.length === 1 ? config.realms[0]!.name : undefined)

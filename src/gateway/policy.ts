@@ -20,13 +20,17 @@ export type UnauthenticatedMode = 'auto' | 'redirect' | '401'
  * (browsers, or always with `redirect`) or 401 with challenges.
  */
 export function refuseUnauthenticated(request: FastifyRequest, reply: FastifyReply, mode: UnauthenticatedMode, accepts: readonly AuthMethod[], loginUrl: (next: string) => string = gatewayLoginUrl): FastifyReply {
-  // `redirect` sends every method to the login page, as the platform the first document describes does;
-  // `auto` only browsers navigating.
-  const redirect = mode === 'redirect' || (mode === 'auto' && wantsHtml(request) && (request.method === 'GET' || request.method === 'HEAD'))
-  if (redirect) {
-    return reply.redirect(loginUrl(request.url), 302)
-  }
+  if (redirectsToLogin(request, mode)) return reply.redirect(loginUrl(request.url), 302)
   throw new NotAuthenticated(undefined, undefined, challengesFor(accepts))
+}
+
+/**
+ * `redirect` sends every method to the login page, as the platform the first document describes does; `auto`
+ * only browsers navigating. The same holds for a credential that failed (expired, forged): the platform sends
+ * those to the login page too, while API clients under `auto` keep the 401 that says what was wrong.
+ */
+export function redirectsToLogin(request: FastifyRequest, mode: UnauthenticatedMode): boolean {
+  return mode === 'redirect' || (mode === 'auto' && wantsHtml(request) && (request.method === 'GET' || request.method === 'HEAD'))
 }
 
 export function gatewayLoginUrl(next: string): string {

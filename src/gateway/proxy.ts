@@ -3,8 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import type { IncomingHttpHeaders } from 'node:http'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
-import { UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
-import { assertScopeAllows, refuseUnauthenticated } from './policy.ts'
+import { NotAuthenticated, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
+import { assertScopeAllows, redirectsToLogin, refuseUnauthenticated } from './policy.ts'
 import { splitTarget } from './path-safety.ts'
 import type { Route } from './routes.ts'
 
@@ -55,6 +55,13 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
     principal = await app.auth.authenticate(request, route.accepts)
   } catch (error) {
     // On a public path a failing credential (a stale cookie, say) means anonymous, not refused.
+    if (!open && error instanceof NotAuthenticated && redirectsToLogin(request, route.unauthenticated)) {
+      // A refused session cookie is deleted on the way to the login page too.
+      const clear = error.headers['set-cookie']
+      if (clear) reply.header('set-cookie', clear)
+      reply.redirect(app.loginUrlFor(route)(request.url), 302)
+      return
+    }
     if (!open) throw error
   }
   if (principal) {

@@ -12,6 +12,11 @@ import type { User } from '../store/users.ts'
 
 /** Scopes a client may ask for: Keycloak's default and optional client scopes. */
 export const SUPPORTED_SCOPES = ['openid', 'profile', 'email', 'roles', 'web-origins', 'acr', 'basic', 'address', 'phone', 'offline_access']
+
+/** The scopes of one realm: Keycloak's, and the realm's own `client_scopes`. */
+export function realmScopes(realm: RealmConfig): string[] {
+  return [...new Set([...SUPPORTED_SCOPES, ...realm.client_scopes])]
+}
 /** Keycloak's default client scopes shown in `scope`: every token has them, requested or not. */
 export const DEFAULT_SCOPES = ['profile', 'email']
 

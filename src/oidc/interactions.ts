@@ -1,8 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
+import { startSession } from '../api/login.ts'
+import { SESSION_COOKIE } from '../auth/session.ts'
 import { escapeHtml, GatehouseError } from '../errors.ts'
+import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../ui/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
+import { GATEWAY_CALLBACK, REALM_SESSION_COOKIE } from './provider.ts'
+import { resolveLoginName } from './login-name.ts'
 import type { Realm } from './realm.ts'
 
 /** A login form is a few short fields; anything longer is not one. */
@@ -13,6 +18,9 @@ const FORM_LIMIT = 16 * 1024
  * here with an interaction cookie (SameSite=Lax, scoped to this path); the form posts back here, the password is
  * checked like every other Gatehouse login, and oidc-provider continues the authorization. A cross-site form
  * post carries no interaction cookie, so it cannot log someone in (login CSRF).
+ * A browser signs in once: one already signed in to the gateway (its session cookie) is not asked again here,
+ * unless the client asked for a fresh login (`prompt=login`, `max_age`) or for another user; and a login here
+ * opens a gateway session as well, as the gateway's own login page does.
  */
 export async function loginStep(app: App, realm: Realm, uid: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const { instance: provider } = await realm.provider()
@@ -26,37 +34,80 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const clientId = String(details.params.client_id ?? '')
   const page = { action: `/realms/${realm.name}/login-actions/${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})` }
 
-  if (request.method !== 'POST') return html(reply, 200, renderLoginPage(page))
+  if (request.method !== 'POST') {
+    const reasons = details.prompt.reasons
+    const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, request) : undefined
+    if (signedIn) return finishLogin(provider, request, reply, signedIn)
+    return html(reply, 200, renderLoginPage(page))
+  }
 
   const form = await readForm(request)
   const username = form.get('username') ?? ''
   const password = form.get('password') ?? ''
-  let accountId: string
+  let user: User
   try {
-    const user = await app.accounts.checkPassword(username, password)
-    await app.accounts.recordLogin(user)
-    accountId = String(user.id)
+    user = await app.accounts.checkPassword(await resolveLoginName(app.store, realm.config, username), password)
   } catch (error) {
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
     const message = error.code === 'account_disabled' ? 'Your account is disabled.'
       : error.code === 'account_locked' ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
-  const returnTo = await provider.interactionResult(request.raw, reply.raw, { login: { accountId } }, { mergeWithLastSubmission: false })
+  await openGatewaySession(app, request, reply, user)
+  return finishLogin(provider, request, reply, user)
+}
+
+type Provider = Awaited<ReturnType<Realm['provider']>>['instance']
+
+async function finishLogin(provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User): Promise<FastifyReply> {
+  const returnTo = await provider.interactionResult(request.raw, reply.raw, { login: { accountId: String(user.id) } }, { mergeWithLastSubmission: false })
   return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }
 
-/** Where a browser that the gateway sent to log in comes back: the service it asked for takes API clients only. */
-export function gatewayCallback(realm: Realm, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const query = request.query as Record<string, string | undefined>
-  const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : ''
-  const path = /^\/(?!\/)[^\s]*$/.test(next) ? next : ''
-  if (typeof query.error === 'string') {
-    return html(reply, 400, simplePage('Login failed', `<p>${escapeHtml(query.error_description ?? query.error)}</p>`))
+/** The user of the browser's gateway session, if it has a live one (a stale cookie is no session). */
+async function gatewaySessionUser(app: App, request: FastifyRequest): Promise<User | undefined> {
+  try {
+    return (await app.auth.authenticate(request, ['session']))?.user
+  } catch {
+    return undefined
   }
-  return html(reply, 200, simplePage('Logged in', `<p>You are logged in to realm ${escapeHtml(realm.name)}.</p>` +
-    (path ? `<p><code>${escapeHtml(path)}</code> is for API clients: send <code>Authorization: Bearer &lt;access token&gt;</code> ` +
-      `with a token from <code>${escapeHtml(realm.issuer)}/protocol/openid-connect/token</code>.</p>` : '')))
+}
+
+/** The gateway session of a browser that just signed in at the realm; one it had before ends. */
+async function openGatewaySession(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<void> {
+  const previous = request.cookies[SESSION_COOKIE]
+  if (previous) await app.sessions.resolve(previous).then((session) => app.sessions.end(session.keyHash), () => undefined)
+  await startSession(app, request, reply, user)
+}
+
+/**
+ * Where a browser that the gateway sent to its realm's login (for a service that takes realm tokens: `loginUrlFor`
+ * in realm.ts) comes back with a code. The gateway is its own client here and needs no tokens, only who logged
+ * in: the code is taken only from the browser whose realm session it was issued to (otherwise anyone could plant
+ * their own code in someone else's browser, login CSRF), and consumed so that it serves once. The browser then
+ * gets a gateway session and goes back to the page it asked for.
+ */
+export async function gatewayCallback(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const query = request.query as Record<string, unknown>
+  if (typeof query.error === 'string') {
+    const description = typeof query.error_description === 'string' ? query.error_description : query.error
+    return html(reply, 400, simplePage('Login failed', `<p>${escapeHtml(description)}</p>`))
+  }
+  const { instance: provider } = await realm.provider()
+  const code = typeof query.code === 'string' ? await provider.AuthorizationCode.find(query.code) : undefined
+  const sessionId = request.cookies[REALM_SESSION_COOKIE]
+  const session = sessionId ? await provider.Session.find(sessionId) : undefined
+  // oidc-provider's typings leave out `consumed`, which a code already redeemed carries.
+  const consumed = (code as { consumed?: unknown } | undefined)?.consumed !== undefined
+  const fromThisBrowser = code && session && !code.isExpired && !consumed && code.sessionUid === session.uid &&
+    code.accountId === session.accountId && code.redirectUri === realm.issuer + GATEWAY_CALLBACK
+  if (!fromThisBrowser) return expired(reply)
+  await code.consume()
+  const user = await app.accounts.get(Number(code.accountId))
+  if (!user?.isActive) return html(reply, 403, simplePage('Login failed', '<p>Your account is disabled.</p>'))
+  await openGatewaySession(app, request, reply, user)
+  const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : ''
+  return reply.header('cache-control', 'no-store').redirect(/^\/(?![/\\])[^\s]*$/.test(next) ? next : '/', 302)
 }
 
 function expired(reply: FastifyReply): FastifyReply {

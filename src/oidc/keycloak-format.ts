@@ -1,8 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig } from '../config/realms.ts'
 import { escapeHtml } from '../errors.ts'
 import { accessTokenAudience } from './claims.ts'
+import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
+import { LOCKED } from './password-grant.ts'
+import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 
 /**
  * Keycloak's wire format on top of oidc-provider's: the extra token response members, the order Keycloak
@@ -14,7 +18,24 @@ export interface KeycloakShapeOptions {
   /** Grant types the token endpoint knows (others are `unsupported_grant_type`, before anything else is checked). */
   grantTypes: ReadonlySet<string>
   client(clientId: string): RealmClientConfig | undefined
+  tokens: KeycloakTokens
+  /** Where the realm's cookies live (`/realms/<realm>/`). */
+  cookiePath: string
+  /** The login status iframe's path under the issuer. */
+  checkSessionIframe: string
+  /** Ends the gateway session its cookie names: logging out of the realm's browser session logs out of the gateway. */
+  endGatewaySession(cookie: string): Promise<void>
 }
+
+/** Keycloak's answer for a path that is not an endpoint of the realm (RESTEasy's wording). */
+export const NO_SUCH_ENDPOINT = { error: 'Unable to find matching target resource method', error_description: 'For more on this error consult the server log.' }
+/**
+ * The cookie Keycloak's login status iframe reads (login-status-iframe.ftl): the SHA-256 of the browser
+ * session's `sid`. Not HttpOnly, by design: the iframe's script compares it with the `sid` of the app's token.
+ */
+export const SESSION_STATE_COOKIE = 'KEYCLOAK_SESSION'
+/** Keycloak's "Device polling interval". */
+export const DEVICE_POLLING_SECONDS = 5
 
 /** What Gatehouse tells oidc-provider's middleware about a request (src/oidc/routes.ts sets it). */
 export const PROVIDER_REQUEST = Symbol('gatehouse request')
@@ -35,12 +56,18 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     await next()
     const oidc = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc
     if (!oidc) {
-      if (ctx.status === 404 && !ctx.body) ctx.body = { error: 'not_found', error_description: 'No such endpoint in this realm' }
+      if (ctx.status === 404 && !ctx.body) {
+        // Koa answers 200 once a body is set on a response whose status was never set explicitly.
+        ctx.body = NO_SUCH_ENDPOINT
+        ctx.status = 404
+      }
       return
     }
+    allowCredentials(ctx, oidc)
     const body = ctx.body as Record<string, unknown> | undefined
     if (oidc.route === 'token') {
-      if (ctx.status === 200 && body && typeof body.access_token === 'string') ctx.body = tokenResponse(body, oidc)
+      ctx.set('pragma', 'no-cache')
+      if (ctx.status === 200 && body && typeof body.access_token === 'string') ctx.body = await tokenResponse(body, oidc, options.tokens)
       else if (ctx.status >= 400 && body && typeof body.error === 'string') {
         const error = tokenError(body, ctx, options)
         ctx.status = error.status
@@ -56,22 +83,76 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.body = null
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
+    } else if (oidc.route === 'userinfo' && ctx.status === 401 && body?.error === 'invalid_token') {
+      ctx.body = { error: 'invalid_token', error_description: 'Token verification failed' }
+    } else if (oidc.route === 'device_authorization' && ctx.status === 200 && body) {
+      // Keycloak's device authorization response names the polling interval (RFC 8628 §3.2).
+      body.interval = DEVICE_POLLING_SECONDS
+    } else if (oidc.route === 'jwks' && ctx.status === 200 && Array.isArray(body?.keys)) {
+      // oidc-provider publishes a key's certificate (x5c) but not its thumbprints, which Keycloak's JWKS has.
+      for (const key of body.keys as Record<string, unknown>[]) Object.assign(key, certificateThumbprints(key.x5c))
+    } else if (oidc.route === 'discovery' && ctx.status === 200 && body) {
+      // keycloak-js's login status iframe (keycloak-pages.ts), which oidc-provider does not know.
+      body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
+    } else if ((oidc.route === 'authorization' || oidc.route === 'resume') && ctx.status >= 300 && ctx.status < 400) {
+      setSessionStateCookie(ctx, oidc, options.cookiePath)
+    } else if (oidc.route === 'end_session_confirm' && (oidc.session as unknown as { destroyed?: boolean } | undefined)?.destroyed) {
+      ctx.cookies.set(SESSION_STATE_COOKIE, null, { path: options.cookiePath, httpOnly: false })
+      const gatewaySession = ctx.cookies.get(GATEWAY_SESSION_COOKIE)
+      if (gatewaySession) {
+        await options.endGatewaySession(gatewaySession)
+        ctx.cookies.set(GATEWAY_SESSION_COOKIE, null, { path: '/', httpOnly: true, sameSite: 'lax' })
+      }
     }
   }
 }
 
-/** Keycloak's members, in Keycloak's order (RFC 6749 §5.1 plus `refresh_expires_in`, `not-before-policy`, `session_state`). */
-function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc']): Record<string, unknown> {
-  const refreshToken = oidc.entities.RefreshToken
-  const sid = oidc.entities.AccessToken?.sid
+/**
+ * oidc-provider answers CORS for the token, introspection and revocation endpoints only for the client's allowed
+ * origins (`clientBasedCORS`), but without `Access-Control-Allow-Credentials`; keycloak-js sends its token
+ * requests with credentials, and Keycloak's Cors answers them with it.
+ */
+function allowCredentials(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc']): void {
+  const origin = ctx.response.get('access-control-allow-origin')
+  if (!origin || origin === '*' || !CREDENTIALED_CORS_ROUTES.has(String(oidc.route))) return
+  ctx.set('access-control-allow-credentials', 'true')
+}
+const CREDENTIALED_CORS_ROUTES = new Set(['token', 'introspection', 'revocation'])
+
+/** After a browser login, the login status iframe's cookie for the browser session's `sid`. */
+function setSessionStateCookie(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'], path: string): void {
+  const session = oidc.session as unknown as { accountId?: string; uid?: string } | undefined
+  if (!session?.accountId || !session.uid) return
+  // Embedded in another site's page, the iframe sees the cookie only if it is SameSite=None, which needs https.
+  ctx.cookies.set(SESSION_STATE_COOKIE, sessionCookieValue(session.uid), { path, httpOnly: false, secure: ctx.secure, sameSite: ctx.secure ? 'none' : 'lax', overwrite: true })
+}
+
+/** RFC 7517 §4.8-4.9: the SHA-1 and SHA-256 thumbprints of a JWK's first certificate. */
+function certificateThumbprints(x5c: unknown): Record<string, string> {
+  if (!Array.isArray(x5c) || typeof x5c[0] !== 'string') return {}
+  const der = Buffer.from(x5c[0], 'base64')
+  return { x5t: hash('sha1', der, 'base64url'), 'x5t#S256': hash('sha256', der, 'base64url') }
+}
+
+/**
+ * Keycloak's members, in Keycloak's order (RFC 6749 §5.1 plus `refresh_expires_in`, `not-before-policy`,
+ * `session_state`), with Keycloak's JWT refresh token and ID token (keycloak-tokens.ts).
+ */
+async function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], tokens: KeycloakTokens): Promise<Record<string, unknown>> {
+  const refreshToken = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
+  const accessToken = oidc.entities.AccessToken as unknown as { sid?: string; sessionUid?: string } | undefined
+  const sid = accessToken ? keycloakSid(accessToken) : undefined
   const response: Record<string, unknown> = {
     access_token: body.access_token,
     expires_in: body.expires_in,
     refresh_expires_in: body.refresh_token && refreshToken ? refreshToken.expiration : 0,
   }
-  if (body.refresh_token) response.refresh_token = body.refresh_token
+  if (body.refresh_token && refreshToken) response.refresh_token = await tokens.refreshToken(refreshToken)
   response.token_type = 'Bearer'
-  if (body.id_token) response.id_token = body.id_token
+  if (typeof body.id_token === 'string') {
+    const source = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode ?? oidc.entities.DeviceCode) as unknown as { authTime?: number } | undefined
+    response.id_token = await tokens.idToken(body.id_token, String(body.access_token), source?.authTime)
+  }
   response['not-before-policy'] = 0
   if (sid) response.session_state = sid
   response.scope = body.scope ?? ''
@@ -83,6 +164,15 @@ const GRANT_NOT_ALLOWED: Record<string, string> = {
   client_credentials: 'Client not enabled to retrieve service account',
   authorization_code: 'Client not allowed to exchange code',
   refresh_token: 'Client not allowed to refresh tokens',
+  'urn:ietf:params:oauth:grant-type:device_code': 'Client not allowed OAuth 2.0 Device Authorization Grant',
+}
+
+/** Keycloak's words for the device grant's answers while the user has not finished (DeviceGrantType). */
+const DEVICE_ERRORS: Record<string, string> = {
+  authorization_pending: 'The authorization request is still pending',
+  slow_down: 'Slow down',
+  expired_token: 'Device code is expired',
+  access_denied: 'The end user denied the authorization request',
 }
 
 /** oidc-provider's reasons (`error_detail`) for refusing a refresh token, in Keycloak's words. */
@@ -93,6 +183,8 @@ const REFRESH_ERRORS: Record<string, string> = {
   'grant is expired': 'Session not active',
   'refresh token invalid (referenced account not found)': 'User disabled',
 }
+
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
 const CODE_ERRORS: Record<string, string> = {
   'authorization code redirect_uri mismatch': 'Incorrect redirect_uri',
@@ -124,10 +216,17 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   const missing = /^missing required parameters? (.+)$/.exec(description)
   if (missing) return bad(`Missing parameter: ${missing[1]!.replace(/'/g, '').replace(/ and /g, ', ')}`)
   if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(body.scope ?? params.scope ?? '')}`.trim(), 'invalid_scope')
+  // Keycloak's direct grant answers a missing username and wrong credentials 401 (ValidateUsername,
+  // ValidatePassword), and a login during a brute-force lock 400 with the same words.
+  if (grantType === 'password' && detail !== LOCKED && (description === 'Invalid user credentials' || description === 'Missing parameter: username')) {
+    return { status: 401, error, error_description: description }
+  }
   if (error === 'invalid_grant') {
     if (grantType === 'refresh_token') return bad(REFRESH_ERRORS[detail] ?? 'Invalid refresh token', 'invalid_grant')
     if (grantType === 'authorization_code') return bad(CODE_ERRORS[detail] ?? 'Code not valid', 'invalid_grant')
+    if (grantType === DEVICE_GRANT) return bad('Device code not valid', 'invalid_grant')
   }
+  if (grantType === DEVICE_GRANT && DEVICE_ERRORS[error]) return bad(DEVICE_ERRORS[error]!, error)
   return { status: error === 'server_error' ? 500 : 400, error, error_description: description }
 }
 
@@ -147,6 +246,28 @@ export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): 
     ? `<script>const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()</script>`
     : ''
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
+}
+
+/** RFC 8628 §3.3: where the user types the code their device shows (oidc-provider's `userCodeInputSource`). */
+export async function deviceCodePage(ctx: KoaContextWithOIDC, form: string, _out: unknown, error?: Error & { userCode?: string }): Promise<void> {
+  ctx.type = 'html'
+  const problem = !error ? '' : error.userCode || error.name === 'NoCodeError'
+    ? '<p role="alert">That code is not valid or has expired. Check the code on your device and try again.</p>'
+    : '<p role="alert">The device login could not be completed. Start again on your device.</p>'
+  ctx.body = simplePage('Device login', `<p>Enter the code your device shows.</p>${problem}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`)
+}
+
+/** Before logging in: the user checks that the code and the application are the ones on their device. */
+export async function deviceConfirmPage(ctx: KoaContextWithOIDC, form: string, client: { clientId: string }, _info: unknown, userCode: string): Promise<void> {
+  ctx.type = 'html'
+  ctx.body = simplePage('Confirm device login', `<p>The application <strong>${escapeHtml(client.clientId)}</strong> asks to sign in with the code</p>` +
+    `<p><code>${escapeHtml(userCode)}</code></p><p>Continue only if your device shows this code and you started this login.</p>${form}` +
+    `<button autofocus type="submit" form="op.deviceConfirmForm">Continue</button> <button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Cancel</button>`)
+}
+
+export async function deviceDonePage(ctx: KoaContextWithOIDC): Promise<void> {
+  ctx.type = 'html'
+  ctx.body = simplePage('Device login complete', '<p>You are logged in on your device. You can close this window.</p>')
 }
 
 export async function loggedOutPage(ctx: KoaContextWithOIDC): Promise<void> {

@@ -1,17 +1,24 @@
-import { randomUUID } from 'node:crypto'
-import { exportJWK, generateKeyPair, type JWK } from 'jose'
+import { randomUUID, type JsonWebKey } from 'node:crypto'
+import { exportJWK, generateKeyPair, generateSecret, type JWK } from 'jose'
 import type { SigningKey } from '../store/signing-keys.ts'
 import type { Store } from '../store/store.ts'
+import { selfSignedCertificate } from './certificates.ts'
 
 /** Keycloak signs with RS256 by default; services built for it expect that. */
 export const SIGNING_ALG = 'RS256'
+/**
+ * Keycloak signs its refresh tokens with the realm's HMAC key (HS512): only the realm can verify them, so no
+ * service that checks access tokens against the JWKS can be handed a refresh token instead.
+ */
+export const REFRESH_SIGNING_ALG = 'HS512'
+export type RealmKeyAlg = typeof SIGNING_ALG | typeof REFRESH_SIGNING_ALG
 
 export interface RealmKeySet {
   /** The key new tokens are signed with. */
   readonly activeKid: string
   /** Private JWKs for oidc-provider: the active key first, then retired keys whose tokens may still be alive. */
   readonly privateJwks: readonly JWK[]
-  /** The same keys without their private parts: the realm's JWKS (`certs`). */
+  /** The same keys without their private parts: the realm's JWKS (`certs`); for a secret (HS512) key, only its id. */
   readonly publicJwks: readonly JWK[]
   /** When the set must be read again: the active key is due to be replaced, or a retired key to be dropped. */
   readonly reloadAt: number
@@ -22,16 +29,22 @@ export interface RealmKeySet {
  * signs with the same key and publishes the same JWKS. A key is replaced after `rotationSeconds`; the replaced
  * key stays published for `graceSeconds` (the longest a token it signed can live), then is deleted.
  * Processes that rotate at the same moment agree afterwards: the newest key wins and the others are retired.
+ * The RS256 keys sign access and ID tokens (purpose `oidc:<realm>`); an HS512 secret signs refresh tokens
+ * (purpose `oidc-hs512:<realm>`) and is never published.
  */
 export class RealmKeys {
   readonly #store: Store
+  readonly #realm: string
   readonly #purpose: string
+  readonly #alg: RealmKeyAlg
   readonly #rotationMs: number
   readonly #graceMs: number
 
-  constructor(store: Store, realm: string, rotationSeconds: number, graceSeconds: number) {
+  constructor(store: Store, realm: string, rotationSeconds: number, graceSeconds: number, alg: RealmKeyAlg = SIGNING_ALG) {
     this.#store = store
-    this.#purpose = `oidc:${realm}`
+    this.#realm = realm
+    this.#alg = alg
+    this.#purpose = alg === SIGNING_ALG ? `oidc:${realm}` : `oidc-${alg.toLowerCase()}:${realm}`
     this.#rotationMs = rotationSeconds * 1000
     this.#graceMs = graceSeconds * 1000
   }
@@ -46,7 +59,7 @@ export class RealmKeys {
     let keys = await this.#live(now)
     const newest = activeKeys(keys)[0]
     if (!newest || newest.created + this.#rotationMs <= now) {
-      await this.#store.signingKeys.add(await newSigningKey(this.#purpose, now))
+      await this.#store.signingKeys.add(await newSigningKey(this.#purpose, this.#alg, this.#realm, now))
       changed = true
       keys = await this.#live(now)
     }
@@ -81,10 +94,17 @@ function activeKeys(keys: SigningKey[]): SigningKey[] {
   return keys.filter((k) => k.retireAt === null).sort((a, b) => b.created - a.created || (a.kid < b.kid ? 1 : -1))
 }
 
-async function newSigningKey(purpose: string, now: number): Promise<SigningKey> {
-  const { privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true, modulusLength: 2048 })
+async function newSigningKey(purpose: string, alg: RealmKeyAlg, realm: string, now: number): Promise<SigningKey> {
   const kid = randomUUID()
-  const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: SIGNING_ALG, use: 'sig' }
+  if (alg === REFRESH_SIGNING_ALG) {
+    const secret = await generateSecret(alg, { extractable: true })
+    const privateJwk = { ...(await exportJWK(secret)), kid, alg, use: 'sig' }
+    return { kid, purpose, alg, privateJwk, publicJwk: { kty: 'oct', kid, alg, use: 'sig' }, created: now, retireAt: null }
+  }
+  const { privateKey } = await generateKeyPair(alg, { extractable: true, modulusLength: 2048 })
+  const exported = await exportJWK(privateKey)
+  // Keycloak publishes a self-signed certificate with each RSA key (x5c); some clients read that instead.
+  const privateJwk = { ...exported, kid, alg, use: 'sig', ...selfSignedCertificate(exported as JsonWebKey, realm, now) }
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk
-  return { kid, purpose, alg: SIGNING_ALG, privateJwk, publicJwk, created: now, retireAt: null }
+  return { kid, purpose, alg, privateJwk, publicJwk, created: now, retireAt: null }
 }

@@ -3,23 +3,29 @@ import { errors, type Account, type KoaContextWithOIDC } from 'oidc-provider'
 import type { Accounts } from '../directory/accounts.ts'
 import { GatehouseError } from '../errors.ts'
 import type { User } from '../store/users.ts'
-import { DEFAULT_SCOPES, orderScopes, SUPPORTED_SCOPES } from './claims.ts'
+import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 
 export const PASSWORD_GRANT = 'password'
+/** The reason kept for a login refused during a lockout: Keycloak words it as a wrong password, but answers 400. */
+export const LOCKED = 'user temporarily locked'
 /** The grant's form parameters besides grant_type and client authentication (RFC 6749 §4.3.2). */
 export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope']
 
 export interface PasswordGrantOptions {
   accounts: Accounts
+  /** The account a typed login name means (case, e-mail address: login-name.ts). */
+  loginName(name: string): Promise<string>
   findAccount(ctx: KoaContextWithOIDC, sub: string): Promise<Account | undefined>
+  /** The scopes a client of the realm may ask for. */
+  scopes: readonly string[]
   /** The realm's resource indicator and its resource server, which make access tokens JWTs. */
   resource: string
   resourceServer(): ReturnType<typeof buildResourceServerInfo>
 }
 
-export function buildResourceServerInfo(accessTokenSeconds: number, kid: string) {
+export function buildResourceServerInfo(scopes: readonly string[], accessTokenSeconds: number, kid: string) {
   return {
-    scope: SUPPORTED_SCOPES.join(' '),
+    scope: scopes.join(' '),
     audience: 'account',
     accessTokenTTL: accessTokenSeconds,
     accessTokenFormat: 'jwt' as const,
@@ -42,8 +48,8 @@ export function passwordGrant(options: PasswordGrantOptions) {
     const username = params.username as string | undefined
     const password = params.password as string | undefined
     if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
-    const scope = grantedScope(params.scope as string | undefined)
-    const user = await checkCredentials(options.accounts, username, password ?? '')
+    const scope = grantedScope(params.scope as string | undefined, options.scopes)
+    const user = await checkCredentials(options.accounts, await options.loginName(username), password ?? '')
     await options.accounts.recordLogin(user)
 
     const accountId = String(user.id)
@@ -59,6 +65,7 @@ export function passwordGrant(options: PasswordGrantOptions) {
     // Keycloak's session id: `sid` in the tokens, `session_state` in the response.
     const sid = randomUUID()
 
+    const authTime = Math.floor(Date.now() / 1000)
     const accessToken = new provider.AccessToken({ accountId, client, grantId, gty: PASSWORD_GRANT, sid })
     accessToken.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
     accessToken.scope = scope
@@ -68,7 +75,7 @@ export function passwordGrant(options: PasswordGrantOptions) {
     let refreshTokenValue: string | undefined
     if (client.grantTypeAllowed('refresh_token')) {
       const refreshToken = new provider.RefreshToken({
-        accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0,
+        accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0, authTime, acr: '1',
       })
       ctx.oidc.entity('RefreshToken', refreshToken)
       refreshTokenValue = await refreshToken.save()
@@ -80,6 +87,7 @@ export function passwordGrant(options: PasswordGrantOptions) {
       // IdToken releases the claims of these scopes (oidc-provider's own grants set it the same way).
       Object.assign(token, { scope })
       token.set('sid', sid)
+      token.set('acr', '1')
       idToken = await token.issue({ use: 'idtoken' })
     }
 
@@ -95,9 +103,9 @@ export function passwordGrant(options: PasswordGrantOptions) {
 }
 
 /** Keycloak's default scopes plus what was asked for; an unknown scope is refused, not ignored. */
-function grantedScope(requested: string | undefined): string {
+function grantedScope(requested: string | undefined, supported: readonly string[]): string {
   const asked = (requested ?? '').split(' ').filter(Boolean)
-  const unknown = asked.filter((s) => !SUPPORTED_SCOPES.includes(s))
+  const unknown = asked.filter((s) => !supported.includes(s))
   if (unknown.length) throw new errors.InvalidScope('Invalid scopes', unknown.join(' '))
   return orderScopes([...DEFAULT_SCOPES, ...asked])
 }
@@ -108,6 +116,7 @@ async function checkCredentials(accounts: Accounts, username: string, password: 
     return await accounts.checkPassword(username, password)
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
+      if (error.code === 'account_locked') throw Object.assign(new errors.InvalidGrant(LOCKED), { error_description: 'Invalid user credentials' })
       throw invalidGrant(error.code === 'account_disabled' ? 'Account disabled' : 'Invalid user credentials')
     }
     throw error

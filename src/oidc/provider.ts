@@ -4,9 +4,12 @@ import type { Accounts } from '../directory/accounts.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
-import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, profileClaims, realmRoles, SCOPE_CLAIMS, ServiceAccounts, SUPPORTED_SCOPES } from './claims.ts'
+import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
+import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
+import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
+import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
+import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant } from './password-grant.ts'
 
 /** Keycloak's endpoint paths, relative to the issuer `<public URL>/realms/<realm>`. */
@@ -19,23 +22,50 @@ export const KEYCLOAK_ROUTES = {
   introspection: '/protocol/openid-connect/token/introspect',
   revocation: '/protocol/openid-connect/revoke',
   pushed_authorization_request: '/protocol/openid-connect/ext/par/request',
+  device_authorization: '/protocol/openid-connect/auth/device',
+  code_verification: '/device',
 } as const
+
+/**
+ * The methods each fixed endpoint path answers (oidc-provider's routes, plus CORS preflight where it answers
+ * one): any other method gets 405 with `Allow`, as Keycloak answers, instead of oidc-provider's 404.
+ */
+export const ENDPOINT_METHODS: ReadonlyMap<string, readonly string[]> = new Map([
+  ['/.well-known/openid-configuration', ['GET', 'HEAD', 'OPTIONS']],
+  ['/.well-known/oauth-authorization-server', ['GET', 'HEAD', 'OPTIONS']],
+  [KEYCLOAK_ROUTES.authorization, ['GET', 'HEAD', 'POST']],
+  [KEYCLOAK_ROUTES.token, ['POST', 'OPTIONS']],
+  [KEYCLOAK_ROUTES.jwks, ['GET', 'HEAD', 'OPTIONS']],
+  [KEYCLOAK_ROUTES.userinfo, ['GET', 'HEAD', 'POST', 'OPTIONS']],
+  [KEYCLOAK_ROUTES.end_session, ['GET', 'HEAD', 'POST']],
+  [KEYCLOAK_ROUTES.introspection, ['POST', 'OPTIONS']],
+  [KEYCLOAK_ROUTES.revocation, ['POST', 'OPTIONS']],
+  [KEYCLOAK_ROUTES.pushed_authorization_request, ['POST', 'OPTIONS']],
+  [KEYCLOAK_ROUTES.device_authorization, ['POST', 'OPTIONS']],
+  [KEYCLOAK_ROUTES.code_verification, ['GET', 'HEAD', 'POST']],
+])
 
 /** Where the login step of the authorization code flow happens (src/oidc/interactions.ts). */
 export const LOGIN_ACTIONS = '/login-actions/'
+/** The realm's browser session (oidc-provider's Session), only ever sent to the realm's own paths. */
+export const REALM_SESSION_COOKIE = 'gatehouse_oidc_session'
 /** Where a browser the gateway sent to log in comes back to (src/oidc/routes.ts). */
 export const GATEWAY_CALLBACK = '/gatehouse/callback'
 
-export const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', PASSWORD_GRANT])
+/** RFC 8628 §3.4. */
+export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+export const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', PASSWORD_GRANT, DEVICE_CODE_GRANT])
 
 export interface ProviderOptions {
   realm: RealmConfig
   issuer: string
   keys: RealmKeySet
+  tokens: KeycloakTokens
   records: OidcRecordRepository
   accounts: Accounts
   serviceAccounts: ServiceAccounts
-  trustProxy: boolean
+  loginName(name: string): Promise<string>
+  endGatewaySession(cookie: string): Promise<void>
   revoke: AdapterDependencies['revoke']
 }
 
@@ -50,7 +80,8 @@ export function buildProvider(options: ProviderOptions): Provider {
   const { realm, issuer, keys } = options
   const clients = new Map(realm.clients.map((c) => [c.client_id, c]))
   const resource = `urn:gatehouse:realm:${realm.name}`
-  const resourceServer = () => buildResourceServerInfo(realm.access_token_seconds, keys.activeKid)
+  const scopes = realmScopes(realm)
+  const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, keys.activeKid)
   const findAccount = accountFinder(options.accounts)
   const adapterDeps = {
     records: options.records,
@@ -64,12 +95,15 @@ export function buildProvider(options: ProviderOptions): Provider {
     jwks: { keys: keys.privateJwks as never },
     findAccount,
     claims: SCOPE_CLAIMS,
-    scopes: SUPPORTED_SCOPES,
+    scopes,
     responseTypes: ['code'],
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
-    clientBasedCORS: (_ctx, origin, client) => client.redirectUris?.some((uri) => URL.parse(uri)?.origin === origin) ?? false,
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'none'],
+    clientBasedCORS: (_ctx, origin, client) => webOriginAllowed(clients.get(client.clientId), origin),
+    // Keycloak's ID tokens carry the profile and email claims of the default scopes, in every flow.
+    conformIdTokenClaims: false,
+    pkce: { required: (_ctx, client) => pkceRequired(clients.get(client.clientId)) },
     cookies: {
-      names: { session: 'gatehouse_oidc_session', interaction: 'gatehouse_oidc_interaction', resume: 'gatehouse_oidc_resume' },
+      names: { session: REALM_SESSION_COOKIE, interaction: 'gatehouse_oidc_interaction', resume: 'gatehouse_oidc_resume' },
       // Only the realm's paths see the SSO session cookie, never the services behind the gateway.
       long: { httpOnly: true, sameSite: 'lax', path: `/realms/${realm.name}/` },
       short: { httpOnly: true, sameSite: 'lax' },
@@ -78,13 +112,26 @@ export function buildProvider(options: ProviderOptions): Provider {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       // Keycloak: a confidential client may introspect any token of its realm, a public client only its own.
-      introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => client.clientAuthMethod !== 'none' || token.clientId === client.clientId },
+      // A disabled user's tokens are not active (Keycloak's TokenManager checks the user as well).
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => (client.clientAuthMethod !== 'none' || token.clientId === client.clientId) && await tokenUserActive(token as unknown as IssuedToken, options),
+      },
       // Only the client a token was issued to may revoke it (RFC 7009 §2.1).
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       userinfo: { enabled: true },
       // Sender-constrained tokens would need proof checks at the gateway too; Gatehouse takes bearer tokens only.
       dPoP: { enabled: false },
       rpInitiatedLogout: { enabled: true, logoutSource: logoutConfirmPage, postLogoutSuccessSource: loggedOutPage },
+      // RFC 8628, with Keycloak's code shape (eight letters, XXXX-XXXX) and its pages in Gatehouse's words.
+      deviceFlow: {
+        enabled: true,
+        charset: 'base-20',
+        mask: '****-****',
+        userCodeInputSource: deviceCodePage,
+        userCodeConfirmSource: deviceConfirmPage,
+        successSource: deviceDonePage,
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => resource,
@@ -109,24 +156,30 @@ export function buildProvider(options: ProviderOptions): Provider {
       ClientCredentials: realm.access_token_seconds,
       IdToken: realm.access_token_seconds,
       AuthorizationCode: 60,
+      // Keycloak's "OAuth 2.0 Device Code Lifespan".
+      DeviceCode: 600,
       Interaction: 1800,
       Session: realm.sso_session_max_seconds,
-      Grant: realm.sso_session_max_seconds,
       // SSO Session Idle, but never past SSO Session Max.
-      RefreshToken: (_ctx, token) => Math.max(1, Math.min(realm.sso_session_idle_seconds, realm.sso_session_max_seconds - (token as unknown as { totalLifetime(): number }).totalLifetime())),
+      // SSO Session Idle, but never past SSO Session Max; offline tokens by the offline limits instead.
+      RefreshToken: (_ctx, token) => refreshTokenSeconds(realm, token as unknown as { scope?: string; totalLifetime(): number }),
+      // An offline grant outlives the SSO session it came from (Keycloak's offline session).
+      Grant: (_ctx, grant) => refreshTokenType(grant.getOIDCScope()) === 'Offline' ? realm.offline_session_max_seconds : realm.sso_session_max_seconds,
     },
     rotateRefreshToken: true,
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    loadExistingGrant: (ctx) => grantWithoutConsent(ctx, resource),
+    loadExistingGrant: (ctx) => grantWithoutConsent(ctx, resource, scopes),
     interactions: { url: (_ctx, interaction) => `/realms/${realm.name}${LOGIN_ACTIONS}${interaction.uid}` },
     routes: KEYCLOAK_ROUTES,
     renderError: renderErrorPage,
   }
 
   const provider = new Provider(issuer, configuration)
-  provider.proxy = options.trustProxy
-  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ accounts: options.accounts, findAccount, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id) }))
+  // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
+  provider.proxy = true
+  allowWildcardRedirects(provider)
+  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ accounts: options.accounts, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
+  provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.error', (ctx, error) => {
@@ -147,18 +200,55 @@ export function buildProvider(options: ProviderOptions): Provider {
 function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetadata {
   const grantTypes = [
     client.standard_flow && 'authorization_code',
-    (client.standard_flow || client.direct_access_grants) && 'refresh_token',
+    (client.standard_flow || client.direct_access_grants || client.device_authorization_grant) && 'refresh_token',
     client.direct_access_grants && PASSWORD_GRANT,
     client.service_accounts && 'client_credentials',
+    client.device_authorization_grant && DEVICE_CODE_GRANT,
   ].filter((g): g is string => typeof g === 'string')
+  const { redirectUris, postLogoutRedirectUris } = clientRedirectUris(client)
   return {
     client_id: client.client_id,
-    ...(client.public_client ? { token_endpoint_auth_method: 'none' } : { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_basic' }),
+    ...clientAuthentication(client),
     grant_types: grantTypes,
     response_types: client.standard_flow ? ['code'] : [],
-    redirect_uris: client.standard_flow ? [...client.redirect_uris, `${issuer}${GATEWAY_CALLBACK}`] : [],
-    post_logout_redirect_uris: client.post_logout_redirect_uris,
+    redirect_uris: client.standard_flow ? [...redirectUris, `${issuer}${GATEWAY_CALLBACK}`] : [],
+    post_logout_redirect_uris: postLogoutRedirectUris,
   }
+}
+
+/** Keycloak's "Client Authenticator" as oidc-provider's `token_endpoint_auth_method`. */
+function clientAuthentication(client: RealmClientConfig): Omit<ClientMetadata, 'client_id'> {
+  if (client.public_client) return { token_endpoint_auth_method: 'none' }
+  switch (client.client_authenticator) {
+    case 'client-jwt':
+      return { token_endpoint_auth_method: 'private_key_jwt', ...(client.jwks_url ? { jwks_uri: client.jwks_url } : { jwks: client.jwks as never }) }
+    case 'client-secret-jwt':
+      return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_jwt' }
+    default:
+      // oidc-provider takes the secret from HTTP basic or from the form for either method, as Keycloak does.
+      return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_basic' }
+  }
+}
+
+/** PKCE is required of public clients unless the client says otherwise (config `pkce`); Keycloak makes it optional. */
+function pkceRequired(client: RealmClientConfig | undefined): boolean {
+  return (client?.pkce ?? (client?.public_client === false ? 'optional' : 'required')) === 'required'
+}
+
+/** A refresh token lives until its session is idle too long, and never past the session's maximum. */
+function refreshTokenSeconds(realm: RealmConfig, token: { scope?: string; totalLifetime(): number }): number {
+  const offline = refreshTokenType(token.scope) === 'Offline'
+  const idle = offline ? realm.offline_session_idle_seconds : realm.sso_session_idle_seconds
+  const max = offline ? realm.offline_session_max_seconds : realm.sso_session_max_seconds
+  return Math.max(1, Math.min(idle, max - token.totalLifetime()))
+}
+
+/** Whether the user a token speaks for may still use it (introspection answers `active: false` otherwise). */
+async function tokenUserActive(token: IssuedToken, options: ProviderOptions): Promise<boolean> {
+  const user = token.kind === 'ClientCredentials'
+    ? await options.serviceAccounts.userFor(token.clientId)
+    : token.accountId ? await options.accounts.get(Number(token.accountId)) : undefined
+  return user?.isActive === true
 }
 
 /** The fields of oidc-provider's AccessToken / ClientCredentials models that Gatehouse reads. */
@@ -169,6 +259,7 @@ interface IssuedToken {
   clientId: string
   grantId?: string
   sid?: string
+  sessionUid?: string
   scope?: string
   extra?: Record<string, unknown>
   adapter: { upsert(id: string, payload: Record<string, unknown>, expiresIn: number): Promise<void> }
@@ -182,10 +273,11 @@ async function keycloakTokenClaims(token: IssuedToken, realm: RealmConfig, optio
     : token.accountId ? await options.accounts.get(Number(token.accountId)) : undefined
   if (!user || !user.isActive) throw invalidGrant('Account disabled')
   const { sub: _sub, ...profile } = profileClaims(user)
+  const sid = keycloakSid(token)
   return {
     typ: 'Bearer',
     azp: token.clientId,
-    ...(token.sid ? { sid: token.sid } : {}),
+    ...(sid ? { sid } : {}),
     acr: '1',
     realm_access: { roles: realmRoles(realm, user) },
     resource_access: { account: { roles: ACCOUNT_ROLES } },
@@ -228,13 +320,13 @@ async function recordIssuedToken(token: IssuedToken, claims: Record<string, unkn
  * `loadExistingGrant`: every client of a realm is first-party, so, as Keycloak does without "Consent required",
  * the user is never asked to consent; the grant simply covers what the client asked for.
  */
-async function grantWithoutConsent(ctx: KoaContextWithOIDC, resource: string) {
+async function grantWithoutConsent(ctx: KoaContextWithOIDC, resource: string, supported: readonly string[]) {
   const { oidc } = ctx
   if (!oidc.session?.accountId || !oidc.client) return undefined
   const grantId = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(oidc.client.clientId)
   const grant = (grantId ? await oidc.provider.Grant.find(grantId) : undefined)
     ?? new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId })
-  const scope = [...new Set([...DEFAULT_SCOPES, ...oidc.requestParamScopes])].filter((s) => SUPPORTED_SCOPES.includes(s)).join(' ')
+  const scope = orderScopes([...DEFAULT_SCOPES, ...oidc.requestParamScopes].filter((s) => supported.includes(s)))
   grant.addOIDCScope(scope)
   grant.addResourceScope(resource, scope)
   await grant.save()

@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, hash, randomBytes } from 'node:crypto'
+import type { FastifyReply } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { createLocalJWKSet, type JWTVerifyGetKey } from 'jose'
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import type Provider from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
@@ -10,8 +11,11 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { REVOKE_TOPIC } from './adapter.ts'
 import { ServiceAccounts } from './claims.ts'
-import { RealmKeys, type RealmKeySet } from './keys.ts'
-import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES } from './provider.ts'
+import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
+import { REFRESH_SIGNING_ALG, RealmKeys, SIGNING_ALG, type RealmKeySet } from './keys.ts'
+import { resolveLoginName } from './login-name.ts'
+import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
+import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
 
 /** Published when a realm's signing keys changed, so every process reloads them. */
 export const KEYS_TOPIC = 'oidc-keys'
@@ -19,6 +23,26 @@ export const KEYS_TOPIC = 'oidc-keys'
 const PRUNE_INTERVAL_MS = 3600_000
 /** How long after its expiry a rotated-out key is still published: clock skew between issuer and verifiers. */
 const KEY_GRACE_SECONDS = 60
+/** Device codes whose last poll this process remembers. */
+const MAX_DEVICE_POLLS = 10_000
+/** Clock skew allowed between the realm that issued a token and the process checking it. */
+const CLOCK_TOLERANCE_SECONDS = 5
+
+/** An access token this realm issued, checked (see `Realm.verifyAccessToken`). */
+export interface VerifiedAccessToken {
+  userId: number
+  realm: string
+  jti: string
+  grantId: string | null
+  /** `aud` and `azp` together: what audience checks compare with. */
+  audiences: readonly string[]
+  clientId: string
+  scopes: ReadonlySet<string>
+  expiresAt: number
+}
+
+/** Why an access token was refused, in words for the person who sent it. */
+export class AccessTokenRefused extends Error {}
 
 export interface RealmDependencies {
   store: Store
@@ -27,25 +51,66 @@ export interface RealmDependencies {
   serviceAccounts: ServiceAccounts
   /** The public URL, read at use: a server listening on port 0 learns its own only after it started. */
   publicUrl(): string
-  trustProxy: boolean
+  /** Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. */
+  endGatewaySession(cookie: string): Promise<void>
+}
+
+/** A realm's keys of one kind, read from the store when they may have changed, with other processes told of changes. */
+class LoadedKeys {
+  readonly #keys: RealmKeys
+  readonly #changed: () => Promise<void>
+  #set: RealmKeySet | undefined
+  #reloadAt = 0
+  #loading: Promise<RealmKeySet> | undefined
+
+  constructor(keys: RealmKeys, changed: () => Promise<void>) {
+    this.#keys = keys
+    this.#changed = changed
+  }
+
+  async get(now: number): Promise<RealmKeySet> {
+    if (this.#set && now < this.#reloadAt) return this.#set
+    this.#loading ??= this.#load(now).finally(() => {
+      this.#loading = undefined
+    })
+    return this.#loading
+  }
+
+  reload(): void {
+    this.#reloadAt = 0
+  }
+
+  async #load(now: number): Promise<RealmKeySet> {
+    const { keys, changed } = await this.#keys.load(now)
+    if (changed) await this.#changed()
+    this.#set = keys
+    this.#reloadAt = keys.reloadAt
+    return keys
+  }
 }
 
 /** One realm: its configuration, its signing keys and, built on first use, its oidc-provider instance. */
 export class Realm {
   readonly config: RealmConfig
   readonly #deps: RealmDependencies
-  readonly #keys: RealmKeys
+  /** RS256: access and ID tokens, published in the JWKS. */
+  readonly #keys: LoadedKeys
+  /** HS512: refresh tokens, never published. */
+  readonly #refreshKeys: LoadedKeys
   readonly #clients: Map<string, RealmClientConfig>
-  #keySet: RealmKeySet | undefined
-  #verificationKey: JWTVerifyGetKey | undefined
-  #reloadAt = 0
-  #loading: Promise<RealmKeySet> | undefined
-  #provider: { instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; issuer: string; keys: RealmKeySet } | undefined
+  #verification: { keys: RealmKeySet; verify: JWTVerifyGetKey } | undefined
+  /** When each device code last polled the token endpoint (RFC 8628 §3.5), in this process. */
+  readonly #devicePolls = new Map<string, number>()
+  #provider: { instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet; tokens: KeycloakTokens } | undefined
 
   constructor(config: RealmConfig, deps: RealmDependencies) {
     this.config = config
     this.#deps = deps
-    this.#keys = new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, config.access_token_seconds + KEY_GRACE_SECONDS)
+    const changed = () => deps.bus.publish(KEYS_TOPIC, config.name)
+    this.#keys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, config.access_token_seconds + KEY_GRACE_SECONDS), changed)
+    // A refresh token lives at most as long as its session; its key stays until then.
+    const longestSession = Math.max(config.sso_session_max_seconds, config.offline_session_max_seconds)
+    this.#refreshKeys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, longestSession + KEY_GRACE_SECONDS, REFRESH_SIGNING_ALG), changed)
     this.#clients = new Map(config.clients.map((c) => [c.client_id, c]))
   }
 
@@ -61,72 +126,152 @@ export class Realm {
     return this.#clients.get(clientId)
   }
 
-  /** The realm's keys; read again (rotating when due) once they may have changed. */
-  async keySet(now = Date.now()): Promise<RealmKeySet> {
-    if (this.#keySet && now < this.#reloadAt) return this.#keySet
-    this.#loading ??= this.#loadKeys(now).finally(() => {
-      this.#loading = undefined
-    })
-    return this.#loading
+  /** The realm's published (RS256) keys; read again (rotating when due) once they may have changed. */
+  keySet(now = Date.now()): Promise<RealmKeySet> {
+    return this.#keys.get(now)
   }
 
   /** Another process changed the keys: read them again on next use. */
   keysChanged(): void {
-    this.#reloadAt = 0
+    this.#keys.reload()
+    this.#refreshKeys.reload()
   }
 
   /** Verifies signatures with the realm's published keys, in process (no JWKS fetch). */
   async verificationKey(): Promise<JWTVerifyGetKey> {
-    await this.keySet()
-    return this.#verificationKey!
+    const keys = await this.keySet()
+    if (this.#verification?.keys !== keys) this.#verification = { keys, verify: createLocalJWKSet({ keys: [...keys.publicJwks] }) }
+    return this.#verification.verify
+  }
+
+  /**
+   * Checks an access token of this realm the way a service built for Keycloak does, in process: RS256 signature
+   * with the realm's keys, issuer, expiry and not-before (5 s tolerance), not issued in the future, `typ: Bearer`,
+   * `azp` and a user subject; then that the realm still has its record (it was not revoked and its session did not
+   * end). It does not check the audience or the user: the caller's policy does.
+   */
+  async verifyAccessToken(token: string, now = Date.now()): Promise<VerifiedAccessToken> {
+    let payload: JWTPayload
+    try {
+      ({ payload } = await jwtVerify(token, await this.verificationKey(), {
+        issuer: this.issuer,
+        algorithms: [SIGNING_ALG],
+        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        currentDate: new Date(now),
+      }))
+    } catch (error) {
+      throw new AccessTokenRefused(describeJoseError(error))
+    }
+    if (payload.iat! > now / 1000 + CLOCK_TOLERANCE_SECONDS) throw new AccessTokenRefused('The access token is not valid yet.')
+    if (payload.typ !== 'Bearer') throw new AccessTokenRefused('The token is not an access token.')
+    if (typeof payload.azp !== 'string' || typeof payload.sub !== 'string' || !/^[1-9][0-9]{0,14}$/.test(payload.sub)) {
+      throw new AccessTokenRefused('The access token lacks azp or a user subject.')
+    }
+    const oidc = this.#deps.store.oidc
+    const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
+    if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
+      throw new AccessTokenRefused('The access token was revoked or its session ended.')
+    }
+    return {
+      userId: Number(payload.sub),
+      realm: this.name,
+      jti: payload.jti!,
+      grantId: record.grantId,
+      audiences: [...(Array.isArray(payload.aud) ? payload.aud : payload.aud ? [payload.aud] : []), payload.azp],
+      clientId: payload.azp,
+      scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
+      expiresAt: payload.exp! * 1000,
+    }
+  }
+
+  /** `verifyAccessToken`, answering undefined instead of the reason. */
+  async accessToken(token: string): Promise<VerifiedAccessToken | undefined> {
+    return this.verifyAccessToken(token).catch((error: unknown) => {
+      if (error instanceof AccessTokenRefused) return undefined
+      throw error
+    })
+  }
+
+  /**
+   * Whether a device code polls again before its interval has passed (Keycloak answers `slow_down`). Each
+   * process keeps its own record, bounded: a client spreading polls over processes only gets answers sooner.
+   */
+  async pollsTooSoon(deviceCode: string, intervalSeconds: number, now = Date.now()): Promise<boolean> {
+    // As Keycloak, an unknown or used code is reported as such, not as polled too soon.
+    const record = await this.#deps.store.oidc.find('DeviceCode', deviceCode, now)
+    if (!record || record.consumedAt !== null) return false
+    const key = hash('sha256', deviceCode, 'base64url')
+    const last = this.#devicePolls.get(key)
+    if (this.#devicePolls.size >= MAX_DEVICE_POLLS) {
+      for (const [k, at] of this.#devicePolls) if (at + intervalSeconds * 1000 <= now) this.#devicePolls.delete(k)
+      if (this.#devicePolls.size >= MAX_DEVICE_POLLS) this.#devicePolls.delete(this.#devicePolls.keys().next().value!)
+    }
+    this.#devicePolls.delete(key)
+    this.#devicePolls.set(key, now)
+    return last !== undefined && now - last < intervalSeconds * 1000
+  }
+
+  /** The claims of one of this realm's refresh tokens (undefined when it is not one); see keycloak-tokens.ts. */
+  async refreshToken(jwt: string): Promise<RefreshTokenClaims | undefined> {
+    return verifyRefreshToken(jwt, this.issuer, await this.#refreshKeys.get(Date.now()))
   }
 
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */
-  async provider(): Promise<{ instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void }> {
-    const keys = await this.keySet()
+  async provider(): Promise<{ instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; tokens: KeycloakTokens }> {
+    const now = Date.now()
+    const [keys, refreshKeys] = await Promise.all([this.keySet(now), this.#refreshKeys.get(now)])
     const issuer = this.issuer
-    if (!this.#provider || this.#provider.keys !== keys || this.#provider.issuer !== issuer) {
+    const current = this.#provider
+    if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
+      const tokens = new KeycloakTokens(issuer, keys, refreshKeys)
       const instance = buildProvider({
         realm: this.config,
         issuer,
         keys,
+        tokens,
         records: this.#deps.store.oidc,
         accounts: this.#deps.accounts,
         serviceAccounts: this.#deps.serviceAccounts,
-        trustProxy: this.#deps.trustProxy,
+        loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
+        endGatewaySession: this.#deps.endGatewaySession,
         revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
           announce(REVOKE_TOPIC, key)
         }),
       })
-      this.#provider = { instance, handler: instance.callback(), issuer, keys }
+      this.#provider = { instance, handler: instance.callback(), issuer, keys, refreshKeys, tokens }
+      return this.#provider
     }
-    return this.#provider
+    return current
   }
+}
 
-  async #loadKeys(now: number): Promise<RealmKeySet> {
-    const { keys, changed } = await this.#keys.load(now)
-    if (changed) await this.#deps.bus.publish(KEYS_TOPIC, this.config.name)
-    this.#keySet = keys
-    this.#verificationKey = createLocalJWKSet({ keys: [...keys.publicJwks] })
-    this.#reloadAt = keys.reloadAt
-    return keys
-  }
+function describeJoseError(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return 'The access token has expired.'
+  if (error instanceof joseErrors.JWTClaimValidationFailed && error.claim === 'nbf') return 'The access token is not valid yet.'
+  if (error instanceof joseErrors.JWTClaimValidationFailed && error.claim === 'iss') return 'The access token was not issued by this realm.'
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed || error instanceof joseErrors.JWKSNoMatchingKey) return 'The access token signature does not verify.'
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'The access token is not signed with RS256.'
+  return 'The access token is not valid.'
 }
 
 /** Which tokens a place accepts: from which realms, and for which audiences (`aud` or `azp`). */
 export interface BearerPolicy {
   realms: ReadonlySet<string>
-  /** Empty: any client of the realm. */
   audiences: ReadonlySet<string>
+  /** The token's scope limits it to reading unless it has `write` (the gateway's own API, as personal tokens). */
+  scoped: boolean
 }
+
+/** For places that take no OIDC tokens: nothing passes. */
+const NO_TOKENS: BearerPolicy = Object.freeze({ realms: new Set<string>(), audiences: new Set<string>(), scoped: true })
 
 /** Every configured realm, and what each service expects of the tokens it accepts. */
 export class OidcRealms {
   readonly #realms = new Map<string, Realm>()
   readonly #policies = new Map<string, BearerPolicy>()
   readonly #loginUrls = new Map<string, (next: string) => string>()
-  readonly #anyRealm: BearerPolicy
   readonly #store: Store
   #pruneAt = 0
 
@@ -134,14 +279,17 @@ export class OidcRealms {
     const serviceAccounts = new ServiceAccounts(deps.store, deps.accounts)
     for (const realm of config.realms) this.#realms.set(realm.name, new Realm(realm, { ...deps, serviceAccounts }))
     this.#store = deps.store
-    this.#anyRealm = { realms: new Set(this.#realms.keys()), audiences: new Set() }
     deps.bus.on(KEYS_TOPIC, (name) => this.#realms.get(name)?.keysChanged())
+    const gateway = config.gateway.oidc
+    this.#policies.set('gateway', { realms: new Set(gateway.realms ?? this.#realms.keys()), audiences: new Set(gateway.audiences), scoped: true })
     for (const service of config.services) {
       if (!service.accepts.includes('oidc')) continue
       const realm = this.#realms.get(service.oidc?.realm ?? config.realms[0]?.name ?? '')
       if (!realm) continue
-      this.#policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(service.oidc?.audiences ?? []) })
       const client = service.oidc?.client_id ?? realm.config.clients.find((c) => c.standard_flow)?.client_id
+      // By default a service takes the tokens meant for it: its name in `aud`, or issued to its own client.
+      const audiences = service.oidc?.audiences.length ? service.oidc.audiences : [service.name, ...(client ? [client] : [])]
+      this.#policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(audiences), scoped: false })
       if (client && !service.accepts.includes('session')) this.#loginUrls.set(service.name, (next) => authorizationUrl(realm, client, next))
     }
   }
@@ -163,14 +311,26 @@ export class OidcRealms {
     return undefined
   }
 
-  /** The tokens a service (or the gateway's own API) accepts. */
+  /** The tokens a service (or the gateway's own API, `gateway`) accepts; none anywhere else. */
   policyFor(service: string | undefined): BearerPolicy {
-    return (service && this.#policies.get(service)) || this.#anyRealm
+    return (service && this.#policies.get(service)) || NO_TOKENS
   }
 
   /** For services that take OIDC but not the gateway session: where an unauthenticated browser goes to log in. */
   loginUrlFor(route: Route): ((next: string) => string) | undefined {
     return this.#loginUrls.get(route.name)
+  }
+
+  /**
+   * Signs a browser out of every realm, as it signs out of the gateway: the realms' session cookies go (their
+   * paths are the realms', so only a response can remove them), and the login status iframe's with them.
+   */
+  signOutBrowser(reply: FastifyReply): void {
+    for (const realm of this.#realms.values()) {
+      const path = `/realms/${realm.name}/`
+      reply.clearCookie(REALM_SESSION_COOKIE, { path, httpOnly: true, sameSite: 'lax' })
+      reply.clearCookie(SESSION_STATE_COOKIE, { path })
+    }
   }
 
   /** Deletes expired provider records, at most once an hour, off the request path. */
@@ -184,9 +344,10 @@ export class OidcRealms {
 }
 
 /**
- * The realm's authorization endpoint, for a browser to log in and come back to the gateway's callback, which
- * names the page it came from. The code is not redeemed (a service taking only bearer tokens has no browser
- * session to give), so the PKCE verifier that public clients must use is not kept.
+ * The realm's authorization endpoint, for a browser to log in and come back to the gateway's callback with the
+ * page it came from. The callback takes the code from the browser's realm session and consumes it without
+ * redeeming it at the token endpoint (src/oidc/interactions.ts), so the PKCE verifier that public clients must
+ * send is not kept.
  */
 function authorizationUrl(realm: Realm, clientId: string, next: string): string {
   const verifier = randomBytes(32).toString('base64url')

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
-import { createPublicKey, type JsonWebKey } from 'node:crypto'
+import { createPublicKey, hash, timingSafeEqual, type JsonWebKey } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { PassThrough } from 'node:stream'
 import { compactVerify } from 'jose'
@@ -7,22 +7,28 @@ import type { App } from '../app.ts'
 import { NUL_MESSAGE } from '../errors.ts'
 import { nulFields } from '../gateway/input-safety.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
+import { accountEndpoint } from './account.ts'
+import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
-import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
-import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
+import { isIframePath, sendIframePage } from './keycloak-pages.ts'
+import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
+import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
 import type { Realm } from './realm.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH', 'DELETE']
 /** oidc-provider reads at most 56 KiB of form; larger bodies are refused before they are read. */
 const BODY_LIMIT = 56 * 1024
 const REALM_PATH = /^\/realms\/([A-Za-z0-9._-]+)(\/[^?]*)?$/
+const ACCOUNT_PATH = '/account'
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 /**
  * Mounts each realm at Keycloak's `/realms/<realm>/`. oidc-provider is a Koa application: its request handler gets
  * the request after Fastify has done nothing but route it (no body parser runs; `reply.hijack()` hands over the
- * response). The body is read here as raw bytes, within oidc-provider's own 56 KiB limit, because three Keycloak
+ * response). The body is read here as raw bytes, within oidc-provider's own 56 KiB limit, because some Keycloak
  * behaviours need the request adjusted first, all in `adjustForKeycloak`; oidc-provider then parses it as usual.
+ * oidc-provider builds its URLs (discovery, redirects) from the request's host: it is given the configured
+ * public URL's instead, never the client's `Host` (Keycloak's hostname setting).
  */
 export async function registerOidcRoutes(server: FastifyInstance, app: App): Promise<void> {
   if (!app.oidc.configured) return
@@ -45,8 +51,15 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
   if (rest.startsWith(LOGIN_ACTIONS) && (request.method === 'GET' || request.method === 'POST')) {
     return loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
   }
-  if (rest === GATEWAY_CALLBACK && request.method === 'GET') return gatewayCallback(realm, request, reply)
+  if (rest === GATEWAY_CALLBACK && request.method === 'GET') return gatewayCallback(app, realm, request, reply)
+  if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) return sendIframePage(realm, rest, new URLSearchParams(query), reply)
+  if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
   if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
+  const allowed = ENDPOINT_METHODS.get(rest)
+  if (allowed && !allowed.includes(request.method)) {
+    return reply.code(405).header('allow', allowed.join(', ')).header('cache-control', 'no-store').type('application/json')
+      .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
+  }
 
   let body: Buffer | undefined
   if (hasBody(request.raw)) {
@@ -54,13 +67,21 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
     if (!body) return keycloakError(reply.header('connection', 'close'), 400, 'Request body too large', 'invalid_request')
     if (body.includes(0) || (isForm(request.raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return nulRefused(reply)
   }
-  const target = await adjustForKeycloak(realm, request.method, rest, request.raw, body)
+  const target = await adjustForKeycloak(realm, request.method, rest, query, request.raw, body)
+  if ('refused' in target) return keycloakError(reply, target.refused.status, target.refused.description, target.refused.error)
   const { handler } = await realm.provider()
   app.oidc.maintain()
   reply.hijack()
-  handler(replayRequest(request.raw, target, query, `/realms/${realm.name}`, { log: request.log, logout: target.logout === true }), reply.raw)
+  handler(replayRequest(request, target, target.query ?? query, new URL(app.publicUrl), `/realms/${realm.name}`, { log: request.log, logout: target.logout === true }), reply.raw)
   return reply
 }
+
+/** A request answered before oidc-provider sees it, as Keycloak answers it. */
+interface Refusal {
+  refused: { status: number; error: string; description: string }
+}
+const INVALID_CLIENT: Refusal = { refused: { status: 401, error: 'invalid_client', description: 'Invalid client or Invalid client credentials' } }
+const invalidGrant = (description: string): Refusal => ({ refused: { status: 400, error: 'invalid_grant', description } })
 
 interface Target {
   path: string
@@ -69,41 +90,124 @@ interface Target {
   logout?: boolean
   /** Replaces the Authorization header. */
   authorization?: string
+  /** Replaces the query string (with its `?`). */
+  query?: string
 }
 
 /**
  * - Keycloak's logout with a refresh token (`POST .../logout` with `client_id` and `refresh_token`, as scripts
- *   log out) ends the session: it becomes a revocation of that refresh token, which revokes its grant.
+ *   log out) ends the session: it becomes a revocation of that refresh token, which revokes its grant. As
+ *   Keycloak's LogoutEndpoint, a token that is not the realm's, has expired or belongs to another client is
+ *   refused with 400; one whose session already ended is not an error.
  * - Access tokens are JWTs, which oidc-provider's introspection and revocation refuse to look up by design;
  *   Keycloak accepts them. A JWT whose signature verifies is handed over as its `jti`, under which Gatehouse
  *   recorded it; one that does not verify is handed over as an unknown token.
+ * - Refresh tokens are Keycloak's JWTs around oidc-provider's refresh token id (keycloak-tokens.ts): wherever a
+ *   client sends one (refresh, logout, introspection, revocation), oidc-provider gets the id inside.
  * - Userinfo gets the same treatment for its bearer token.
+ * - A device code polling faster than its interval gets `slow_down`, as from Keycloak (oidc-provider does not
+ *   count polls).
+ * - Browser and device authorizations get Keycloak's default client scopes (`profile email`) besides what they
+ *   ask for, as the password grant does: Keycloak's tokens name them in `scope`, and oidc-provider refuses an
+ *   authorization that grants no scope at all.
+ * - A confidential client may send its secret both in HTTP basic and in the form (keycloak-connect's
+ *   introspection does); oidc-provider takes one mechanism only. When both name the same client and secret, the
+ *   form's copy is dropped; when they differ, the request is refused.
  */
-async function adjustForKeycloak(realm: Realm, method: string, path: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target> {
+async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal> {
+  if (path === KEYCLOAK_ROUTES.authorization && method === 'GET') {
+    const params = new URLSearchParams(query)
+    if (withDefaultScopes(params)) return { path, body, query: `?${params}` }
+  }
   if (method === 'POST' && body && isForm(raw)) {
     const form = new URLSearchParams(body.toString('utf8'))
-    if (path === KEYCLOAK_ROUTES.end_session && form.has('refresh_token')) {
-      const revocation = new URLSearchParams()
-      for (const [name, value] of form) {
-        if (name === 'refresh_token') revocation.append('token', value)
-        else if (name === 'client_id' || name === 'client_secret') revocation.append(name, value)
-      }
-      revocation.append('token_type_hint', 'refresh_token')
-      return { path: KEYCLOAK_ROUTES.revocation, body: Buffer.from(revocation.toString()), logout: true }
+    if (form.has('client_secret') && raw.headers.authorization) {
+      if (!sameClientSecret(raw.headers.authorization, form)) return INVALID_CLIENT
+      form.delete('client_secret')
+    }
+    if (path === KEYCLOAK_ROUTES.end_session && form.has('refresh_token')) return logoutByRefreshToken(realm, raw, form)
+    if (path === KEYCLOAK_ROUTES.device_authorization || path === KEYCLOAK_ROUTES.authorization) withDefaultScopes(form)
+    const deviceCodes = form.getAll('device_code')
+    if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
+      return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
+    }
+    if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
+      form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
     }
     if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
       const token = form.get('token')!
-      if (JWT_SHAPE.test(token)) {
-        form.set('token', (await accessTokenId(realm, token)) ?? 'unknown')
-        return { path, body: Buffer.from(form.toString()) }
-      }
+      if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
     }
+    return { path, body: Buffer.from(form.toString()) }
   }
   if (path === KEYCLOAK_ROUTES.userinfo) {
     const bearer = /^bearer +(\S+)$/i.exec(raw.headers.authorization ?? '')?.[1]
     if (bearer && JWT_SHAPE.test(bearer)) return { path, body, authorization: `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` }
   }
   return { path, body }
+}
+
+/** Adds Keycloak's default client scopes to the parameters' `scope`; false when there was nothing to add to (or it is repeated). */
+function withDefaultScopes(params: URLSearchParams): boolean {
+  if (params.getAll('scope').length > 1 || (params.has('request') || params.has('request_uri'))) return false
+  const asked = (params.get('scope') ?? '').split(' ').filter(Boolean)
+  const scope = orderScopes([...DEFAULT_SCOPES, ...asked])
+  if (scope === asked.join(' ')) return false
+  params.set('scope', scope)
+  return true
+}
+
+/** The refresh token record id inside a refresh token JWT; a value no record has when the JWT is not the realm's. */
+async function refreshTokenId(realm: Realm, value: string): Promise<string> {
+  if (!JWT_SHAPE.test(value)) return 'unknown'
+  return (await realm.refreshToken(value))?.jti ?? 'unknown'
+}
+
+/** Keycloak's logout with a refresh token, as a revocation of the token's record (which ends its grant). */
+async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: URLSearchParams): Promise<Target | Refusal> {
+  const values = form.getAll('refresh_token')
+  const token = values.length === 1 && JWT_SHAPE.test(values[0]!) ? await realm.refreshToken(values[0]!) : undefined
+  if (!token) return invalidGrant('Invalid refresh token')
+  if (token.exp * 1000 <= Date.now()) return invalidGrant('Token is not active')
+  const clientId = form.get('client_id') ?? basicClientId(raw.headers.authorization)
+  if (clientId !== undefined && clientId !== token.azp) return invalidGrant('Invalid refresh token')
+  const revocation = new URLSearchParams()
+  for (const [name, value] of form) {
+    if (name === 'client_id' || name === 'client_secret' || name === 'client_assertion' || name === 'client_assertion_type') revocation.append(name, value)
+  }
+  revocation.append('token', token.jti)
+  revocation.append('token_type_hint', 'refresh_token')
+  return { path: KEYCLOAK_ROUTES.revocation, body: Buffer.from(revocation.toString()), logout: true }
+}
+
+/** Whether HTTP basic and the form carry the same client secret (and, when the form names one, the same client). */
+function sameClientSecret(authorization: string, form: URLSearchParams): boolean {
+  const basic = basicCredentials(authorization)
+  if (!basic || form.getAll('client_secret').length !== 1) return false
+  const formClientId = form.get('client_id')
+  const digest = (value: string) => hash('sha256', value, 'buffer')
+  return timingSafeEqual(digest(basic.secret), digest(form.get('client_secret')!)) && (formClientId === null || formClientId === basic.clientId)
+}
+
+function basicClientId(authorization: string | undefined): string | undefined {
+  return authorization ? basicCredentials(authorization)?.clientId : undefined
+}
+
+/** A client's HTTP basic credentials; RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined. */
+function basicCredentials(authorization: string): { clientId: string; secret: string } | undefined {
+  const basic = /^basic +([A-Za-z0-9+/]+=*) *$/i.exec(authorization)?.[1]
+  if (!basic) return undefined
+  const decoded = Buffer.from(basic, 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  if (colon < 0) return undefined
+  try {
+    return {
+      clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')),
+      secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')),
+    }
+  } catch {
+    return undefined
+  }
 }
 
 /**
@@ -157,9 +261,13 @@ async function readBody(raw: IncomingMessage): Promise<Buffer | undefined> {
 
 /**
  * The request as oidc-provider sees it: the same connection and headers, the path relative to the realm (with
- * the full path as `originalUrl`, from which oidc-provider builds its URLs), and the body already read.
+ * the full path as `originalUrl`, from which oidc-provider takes its mount path), and the body already read.
+ * Its scheme and host are the public URL's, given as forwarding headers that oidc-provider (a proxied Koa app)
+ * trusts, and the client address is the one Gatehouse resolved; whatever forwarding headers the client sent
+ * are dropped.
  */
-function replayRequest(raw: IncomingMessage, target: Target, query: string, mountPath: string, info: ProviderRequest): IncomingMessage {
+function replayRequest(request: FastifyRequest, target: Target, query: string, publicUrl: URL, mountPath: string, info: ProviderRequest): IncomingMessage {
+  const raw = request.raw
   const stream = new PassThrough()
   const { body } = target
   const headers = { ...raw.headers }
@@ -168,11 +276,17 @@ function replayRequest(raw: IncomingMessage, target: Target, query: string, moun
     headers['content-length'] = String(body.length)
   }
   if (target.authorization) headers.authorization = target.authorization
+  delete headers.forwarded
+  headers.host = publicUrl.host
+  headers['x-forwarded-host'] = publicUrl.host
+  headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1)
+  headers['x-forwarded-for'] = request.ip
+  const basePath = publicUrl.pathname.replace(/\/$/, '')
   const replay = Object.assign(stream, {
     headers,
     method: raw.method,
     url: target.path + query,
-    originalUrl: mountPath + target.path + query,
+    originalUrl: basePath + mountPath + target.path + query,
     httpVersion: raw.httpVersion,
     httpVersionMajor: raw.httpVersionMajor,
     httpVersionMinor: raw.httpVersionMinor,
@@ -190,6 +304,6 @@ function nulRefused(reply: FastifyReply): FastifyReply {
 }
 
 function keycloakError(reply: FastifyReply, status: number, description: string, error?: string): FastifyReply {
-  return reply.code(status).header('cache-control', 'no-store').type('application/json')
+  return reply.code(status).header('cache-control', 'no-store').header('pragma', 'no-cache').type('application/json')
     .send(error ? { error, error_description: description } : { error: description })
 }

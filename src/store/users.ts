@@ -82,6 +82,20 @@ export class UserRepository {
     return row && toUser(row)
   }
 
+  /**
+   * Usernames whose spelling matches `name` ignoring case, or whose e-mail address is `name` (ignoring case) when
+   * `byEmail`; at most `limit`, for callers that accept only a unique match.
+   */
+  async findUsernamesLike(name: string, byEmail: boolean, limit = 2): Promise<string[]> {
+    const lowered = name.toLowerCase()
+    const rows = await this.#db.selectFrom('users').select('username')
+      .where((eb) => byEmail
+        ? eb.or([eb(eb.fn('lower', ['username']), '=', lowered), eb(eb.fn('lower', ['email']), '=', lowered)])
+        : eb(eb.fn('lower', ['username']), '=', lowered))
+      .limit(limit).execute()
+    return rows.map((r) => r.username)
+  }
+
   async count(): Promise<number> {
     const row = await this.#db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
     return Number(row.n)

@@ -129,7 +129,11 @@ describe('login lockout', () => {
 
   it('answers the OIDC password grant of a locked user as Keycloak does: invalid_grant, "Invalid user credentials"', async () => {
     const grant = (password: string) => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'ivan', password })
-    for (let i = 0; i < 3; i++) assert.equal((await grant('wrong')).body.error, 'invalid_grant')
+    for (let i = 0; i < 3; i++) {
+      const wrong = await grant('wrong')
+      assert.equal(wrong.status, 401)
+      assert.equal(wrong.body.error, 'invalid_grant')
+    }
     const locked = await grant('ivan-password')
     assert.equal(locked.status, 400)
     assert.deepEqual(locked.body, { error: 'invalid_grant', error_description: 'Invalid user credentials' })

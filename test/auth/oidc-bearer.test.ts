@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { importJWK, SignJWT, type JWK } from 'jose'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { ADMIN_PASSWORD, adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CookieJar, decodeJwtPart, passwordLogin, REALM, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CookieJar, decodeJwtPart, passwordLogin, REALM, realmWith, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const demoApp = demo.services.find((s) => s.name === 'demo-app')!
@@ -96,8 +96,6 @@ describe('OIDC bearer tokens at the gateway', () => {
       method: 'POST', body: new URLSearchParams({ client_id: 'partner-scripts', grant_type: 'password', username: 'paul', password: 'paul-password' }),
     }))).access_token
     await refused(partnerToken)
-    // The gateway's own API takes tokens of every realm.
-    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${partnerToken}` } })).status, 200)
   })
 
   it('checks a service\'s own audience', async () => {
@@ -135,6 +133,62 @@ describe('OIDC bearer tokens at the gateway', () => {
     const response = await call('gh0123456789abcdef')
     assert.equal(response.status, 401)
     assert.equal((await json(response)).code, 'credentials_not_accepted')
+  })
+})
+
+describe('OIDC bearer tokens at the gateway\'s own API', () => {
+  let gw: TestGateway
+  const me = '/api/gateway/v1/me/'
+
+  before(async () => {
+    gw = await startGateway({
+      config: {
+        realms: [
+          ...realmWith([{ client_id: 'gateway-cli', direct_access_grants: true, audiences: ['gateway'] }], { client_scopes: ['read', 'write'] }),
+          { name: 'partners', clients: [{ client_id: 'partner-scripts', direct_access_grants: true, audiences: ['gateway'] }] },
+        ],
+        gateway: { ...demo.gateway, oidc: { realms: [REALM], audiences: ['gateway'] } },
+      },
+    })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  const login = async (clientId: string, scope?: string, realm = REALM) => (await json(await gw.fetch(`/realms/${realm}/protocol/openid-connect/token`, {
+    method: 'POST', body: new URLSearchParams({ client_id: clientId, grant_type: 'password', username: 'alice', password: 'alice-password', ...(scope ? { scope } : {}) }),
+  }))).access_token as string
+  const patchMe = (token: string) => gw.fetch(me, { method: 'PATCH', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ first_name: 'Alice' }) })
+
+  it('refuses tokens meant for other clients and services', async () => {
+    const response = await gw.fetch(me, { headers: { authorization: `Bearer ${await login('end-users')}` } })
+    assert.equal(response.status, 401)
+    assert.equal((await json(response)).code, 'invalid_token')
+  })
+
+  it('refuses tokens of realms it does not take, even meant for it', async () => {
+    const response = await gw.fetch(me, { headers: { authorization: `Bearer ${await login('partner-scripts', undefined, 'partners')}` } })
+    assert.equal(response.status, 401)
+    assert.equal((await json(response)).code, 'invalid_token')
+  })
+
+  it('lets a token meant for it read, and change things only with scope write', async () => {
+    const reader = await login('gateway-cli')
+    const seen = await gw.fetch(me, { headers: { authorization: `Bearer ${reader}` } })
+    assert.equal(seen.status, 200)
+    assert.equal((await json(seen)).results[0].username, 'alice')
+    const refused = await patchMe(reader)
+    assert.equal(refused.status, 403)
+    assert.equal((await json(refused)).code, 'insufficient_scope')
+    assert.equal((await patchMe(await login('gateway-cli', 'read'))).status, 403)
+    assert.equal((await patchMe(await login('gateway-cli', 'write'))).status, 200)
+  })
+
+  it('lets a service take the tokens of its own client whatever their scope, and refuse other clients\' tokens', async () => {
+    const post = (token: string) => gw.fetch('/demo-app/x', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+    assert.equal((await post(await login('end-users'))).status, 200)
+    const other = await post(await login('gateway-cli', 'write'))
+    assert.equal(other.status, 401)
+    assert.equal((await json(other)).code, 'invalid_token')
   })
 })
 
@@ -246,7 +300,7 @@ describe('requests without credentials to services that take OIDC', () => {
     assert.equal(response.status, 401)
   })
 
-  it('lands on the login page, and after login on the gateway\'s callback', async () => {
+  it('lands on the login page, and after login back on the page it asked for, signed in', async () => {
     const jar = new CookieJar()
     const redirect = await gw.fetch('/demo-app/files/box/a.csv', { headers: { accept: 'text/html' } })
     const page = await browse(gw, jar, redirect.headers.get('location')!)
@@ -254,8 +308,10 @@ describe('requests without credentials to services that take OIDC', () => {
     const action = /action="([^"]+)"/.exec(await page.response.text())![1]!
     const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `username=admin&password=${encodeURIComponent(ADMIN_PASSWORD)}` })
     assert.equal(done.response.status, 200)
-    assert.ok(done.url.startsWith(`${gw.url}/realms/${REALM}/gatehouse/callback?`))
-    assert.match(await done.response.text(), /\/demo-app\/files\/box\/a\.csv/)
+    assert.equal(done.url, `${gw.url}/demo-app/files/box/a.csv`)
+    const seen = await json(done.response)
+    assert.equal(seen.identity.username, 'admin')
+    assert.equal(seen.identity.auth_method, 'session')
     // The SSO session cookie stays on the realm's paths: the services behind the gateway never receive it.
     const session = jar.setCookies().find((line) => line.startsWith('gatehouse_oidc_session='))
     assert.match(session ?? '', /; path=\/realms\/platform\/;/i)

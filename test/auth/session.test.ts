@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { SessionManager } from '../../src/auth/session-manager.ts'
+import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { csrfToken, login, setCookie, withCsrf } from '../helpers/session.ts'
+
+const demo = loadConfigFile(demoConfigFile)
 
 describe('session authorization', () => {
   let gw: TestGateway
   before(async () => {
-    gw = await startGateway()
+    const demoApp = demo.services.find((s) => s.name === 'demo-app')!
+    gw = await startGateway({ config: { services: [...demo.services, { ...demoApp, name: 'basic-app', prefix: '/basic-app/', accepts: ['basic'], oidc: undefined }] } })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
   })
   after(() => gw.close())
@@ -24,10 +28,20 @@ describe('session authorization', () => {
     assert.equal(seen.headers.cookie, 'theme=dark', 'the gateway cookies are not forwarded')
   })
 
-  it('does not authenticate a service that does not accept sessions', async () => {
+  it('does not authenticate a service that accepts neither sessions nor OIDC', async () => {
     const session = await login(gw, 'alice', 'alice-password')
-    const response = await gw.fetch('/demo-app/x', { headers: { cookie: `gateway_sessionid=${session.sessionId}` } })
+    const response = await gw.fetch('/basic-app/x', { headers: { cookie: `gateway_sessionid=${session.sessionId}` } })
     assert.equal(response.status, 401)
+  })
+
+  it('authenticates a service that takes OIDC with the browser\'s session, and checks CSRF on unsafe methods', async () => {
+    const session = await login(gw, 'alice', 'alice-password')
+    const cookie = `gateway_sessionid=${session.sessionId}`
+    const seen = await json(await gw.fetch('/demo-app/x', { headers: { cookie } }))
+    assert.equal(seen.identity.auth_method, 'session')
+    const forged = await gw.fetch('/demo-app/x', { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: '{}' })
+    assert.equal(forged.status, 403)
+    assert.equal((await json(forged)).code, 'csrf_cookie_missing')
   })
 
   it('refuses unknown, tampered and malformed session cookies with 401 and deletes the cookie', async () => {

@@ -55,4 +55,25 @@ describe('realms configuration', () => {
     assert.deepEqual(problems({ realms, services: [{ ...service, oidc: { realm: 'one' } }] }), [])
     assert.match(problems({ realms, services: [{ ...service, oidc: { realm: 'two', client_id: 'c' } }] }).join('\n'), /no client "c" with standard_flow in realm "two"/)
   })
+
+  it('reports client authenticator and offline session mistakes, and gateway realms that do not exist', () => {
+    const found = problems({
+      gateway: { oidc: { realms: ['nowhere'] } },
+      realms: [{
+        name: 'r',
+        offline_session_idle_seconds: 7200,
+        offline_session_max_seconds: 3600,
+        clients: [
+          { client_id: 'a', public_client: false, client_authenticator: 'client-jwt' },
+          { client_id: 'b', public_client: false, secret: 'sixteen-chars-long!', jwks_url: 'https://b.example.com/jwks' },
+          { client_id: 'c', client_authenticator: 'client-secret-jwt' },
+          { client_id: 'd', web_origins: ['https://d.example.com/path'] },
+        ],
+      }],
+    })
+    for (const expected of ['gateway.oidc.realms.0: no realm "nowhere"', 'realms.0.clients.0.jwks_url: client-jwt needs exactly one', 'realms.0.clients.1.jwks_url: keys are only used',
+      'realms.0.clients.2.client_authenticator: a public client does not authenticate', 'realms.0.clients.3.web_origins.0', 'realms.0.offline_session_idle_seconds']) {
+      assert.ok(found.some((p) => p.startsWith(expected)), `${expected}\n${found.join('\n')}`)
+    }
+  })
 })

@@ -73,7 +73,7 @@ describe('LDAP accounts through the gateway', () => {
       method: 'POST',
       body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'carol', password: 'not-her-password' }),
     })
-    assert.equal(wrong.status, 400)
+    assert.equal(wrong.status, 401)
     assert.deepEqual(await json(wrong), { error: 'invalid_grant', error_description: 'Invalid user credentials' })
   })
 

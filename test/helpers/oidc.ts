@@ -6,16 +6,21 @@ export const SERVICE_SECRET = 'reports-secret-0123456789'
 
 /**
  * The demo realm plus what the tests need besides it: a redirect URI for the public client, and a confidential
- * client `reports` with a service account and single-use refresh tokens.
+ * client `reports` with a service account, single-use refresh tokens, and tokens meant for `demo-app` too.
  */
 export const testRealms = [{
   name: REALM,
   clients: [
     { client_id: 'end-users', public_client: true, direct_access_grants: true, redirect_uris: [CLIENT_REDIRECT] },
-    { client_id: 'reports', public_client: false, secret: SERVICE_SECRET, service_accounts: true, direct_access_grants: true, refresh_token_rotation: true, redirect_uris: [CLIENT_REDIRECT] },
+    { client_id: 'reports', public_client: false, secret: SERVICE_SECRET, service_accounts: true, direct_access_grants: true, refresh_token_rotation: true, redirect_uris: [CLIENT_REDIRECT], audiences: ['demo-app'] },
     { client_id: 'browser-only', public_client: true, redirect_uris: [CLIENT_REDIRECT] },
   ],
 }]
+
+/** The test realm with more clients (and other realm options), as `config.realms`. */
+export function realmWith(clients: Record<string, unknown>[], options: Record<string, unknown> = {}): Record<string, unknown>[] {
+  return [{ ...testRealms[0], ...options, clients: [...testRealms[0]!.clients, ...clients] }]
+}
 
 export function realmUrl(gw: TestGateway, path = ''): string {
   return `${gw.url}/realms/${REALM}${path}`

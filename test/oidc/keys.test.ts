@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createHash, X509Certificate } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { RealmKeys } from '../../src/oidc/keys.ts'
@@ -76,6 +77,15 @@ describe('key rotation in a running realm', () => {
     assert.notEqual(newKid, oldKid)
     const certs = await json(await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`))
     assert.deepEqual(certs.keys.map((k: { kid: string }) => k.kid).sort(), [oldKid, newKid].sort())
+    for (const key of certs.keys) {
+      // Each key comes with its self-signed certificate, as Keycloak's do.
+      const certificate = new X509Certificate(Buffer.from(key.x5c[0], 'base64'))
+      assert.equal(certificate.subject, `CN=${REALM}`)
+      assert.equal(certificate.verify(certificate.publicKey), true)
+      assert.equal(certificate.publicKey.export({ format: 'jwk' }).n, key.n)
+      assert.equal(key['x5t#S256'], createHash('sha256').update(certificate.raw).digest('base64url'))
+      assert.equal(key.x5t, createHash('sha1').update(certificate.raw).digest('base64url'))
+    }
     for (const token of [before.access_token, afterRotation.access_token]) {
       assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 200)
     }

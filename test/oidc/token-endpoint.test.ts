@@ -21,6 +21,7 @@ describe('the token endpoint speaks Keycloak', () => {
     const { status, headers, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })
     assert.equal(status, 200)
     assert.equal(headers.get('cache-control'), 'no-store')
+    assert.equal(headers.get('pragma'), 'no-cache')
     assert.match(headers.get('content-type') ?? '', /application\/json/)
     assert.deepEqual(Object.keys(body), ['access_token', 'expires_in', 'refresh_expires_in', 'refresh_token', 'token_type', 'not-before-policy', 'session_state', 'scope'])
     assert.equal(body.token_type, 'Bearer')
@@ -95,10 +96,12 @@ describe('the token endpoint speaks Keycloak', () => {
     add('no client_id', () => tokenRequest(gw, { grant_type: 'password', username: 'alice', password: 'alice-password' }), 401, 'invalid_client', 'Missing client_id parameter')
     add('a wrong client secret', () => tokenRequest(gw, { grant_type: 'client_credentials' }, basicReports('wrong-secret-0123456789')), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
     add('a confidential client without its secret', () => tokenRequest(gw, { client_id: 'reports', grant_type: 'client_credentials' }), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
-    add('a wrong password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'nope' }), 400, 'invalid_grant', 'Invalid user credentials')
-    add('an unknown user', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'nobody', password: 'nope' }), 400, 'invalid_grant', 'Invalid user credentials')
-    add('no password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice' }), 400, 'invalid_grant', 'Invalid user credentials')
-    add('no username', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', password: 'x' }), 400, 'invalid_request', 'Missing parameter: username')
+    add('a wrong password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'nope' }), 401, 'invalid_grant', 'Invalid user credentials')
+    add('an unknown user', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'nobody', password: 'nope' }), 401, 'invalid_grant', 'Invalid user credentials')
+    add('no password', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice' }), 401, 'invalid_grant', 'Invalid user credentials')
+    add('no username', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', password: 'x' }), 401, 'invalid_request', 'Missing parameter: username')
+    add('different secrets in HTTP basic and the form', () => tokenRequest(gw, { grant_type: 'client_credentials', client_secret: 'wrong-secret-0123456789' }, basicReports(SERVICE_SECRET)), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
+    add('a form client_id that is not the basic one', () => tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'end-users', client_secret: SERVICE_SECRET }, basicReports(SERVICE_SECRET)), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
     add('a disabled account', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'dora', password: 'dora-password' }), 400, 'invalid_grant', 'Account disabled')
     add('an unknown scope', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid admin:all' }), 400, 'invalid_scope', 'Invalid scopes: admin:all')
     add('client credentials for a public client', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'client_credentials' }), 400, 'unauthorized_client', 'Client not enabled to retrieve service account')
@@ -122,9 +125,43 @@ describe('the token endpoint speaks Keycloak', () => {
         assert.equal(response.status, status, name)
         assert.deepEqual(response.body, { error, error_description: description }, name)
         assert.equal(response.headers.get('cache-control'), 'no-store', name)
+        assert.equal(response.headers.get('pragma'), 'no-cache', name)
       }
       assert.deepEqual(await snapshot(), before)
     })
+  })
+
+  it('logs in by e-mail address and without regard to the username\'s case, as Keycloak does by default', async () => {
+    const alice = await gw.store.users.findByUsername('alice')
+    for (const username of ['alice@example.com', 'ALICE', 'Alice@Example.com']) {
+      const { status, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username, password: 'alice-password' })
+      assert.equal(status, 200, username)
+      assert.equal(decodeJwtPart(body.access_token, 1).sub, String(alice!.id), username)
+    }
+    await gw.app.accounts.create({ username: 'bob', password: 'bob-password', email: 'shared@example.com' })
+    await gw.app.accounts.create({ username: 'carol', password: 'bob-password', email: 'shared@example.com' })
+    const ambiguous = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'shared@example.com', password: 'bob-password' })
+    assert.equal(ambiguous.status, 401)
+    assert.equal(ambiguous.body.error, 'invalid_grant')
+  })
+
+  it('takes a confidential client\'s secret in HTTP basic and in the form at once when they agree', async () => {
+    const basic = { authorization: 'Basic ' + Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64') }
+    const { status, body } = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET }, basic)
+    assert.equal(status, 200)
+    assert.equal(decodeJwtPart(body.access_token, 1).azp, 'reports')
+  })
+
+  it('answers an unknown path in the realm 404 and a known one with the wrong method 405', async () => {
+    const unknown = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/nothing-here`)
+    assert.equal(unknown.status, 404)
+    assert.equal(typeof (await json(unknown)).error, 'string')
+    const wrongMethod = await gw.fetch(TOKEN_PATH)
+    assert.equal(wrongMethod.status, 405)
+    assert.equal(wrongMethod.headers.get('allow'), 'POST, OPTIONS')
+    assert.equal(typeof (await json(wrongMethod)).error, 'string')
+    const certs = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`, { method: 'DELETE' })
+    assert.equal(certs.status, 405)
   })
 
   it('describes the realm with its public key, as older Keycloak adapters expect', async () => {

@@ -1,0 +1,18 @@
+import type { RealmConfig } from '../config/realms.ts'
+import type { Store } from '../store/store.ts'
+
+/** Longer than any username or e-mail address (RFC 5321 §4.5.3.1.3 caps a path at 256 octets). */
+const MAX_LOGIN_NAME = 256
+
+/**
+ * The account a realm login names. Keycloak stores usernames in lower case, so its logins ignore case, and with
+ * "Login with email" (on by default) an e-mail address names its account too (ValidateUsername:
+ * findUserByNameOrEmail). Gatehouse usernames keep their case, so an exact match wins; otherwise a single
+ * account matching without regard to case (or by address) does. An ambiguous or unknown name is passed on as
+ * typed: the password check then fails like any wrong login (or a directory may know it).
+ */
+export async function resolveLoginName(store: Store, realm: RealmConfig, name: string): Promise<string> {
+  if (!name || name.length > MAX_LOGIN_NAME || await store.users.findByUsername(name)) return name
+  const matches = await store.users.findUsernamesLike(name, realm.login_with_email && name.includes('@'))
+  return matches.length === 1 ? matches[0]! : name
+}

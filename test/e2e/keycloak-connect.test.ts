@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it, mock } from 'node:test'
+import express, { type Express } from 'express'
+import session from 'express-session'
+import Keycloak from 'keycloak-connect'
+import { Browser } from '../helpers/browser.ts'
+import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { decodeJwtPart, passwordLogin, REALM, realmWith } from '../helpers/oidc.ts'
+
+const CONFIDENTIAL_SECRET = 'connect-confidential-secret-0123'
+
+/** An Express app protected by keycloak-connect as its README sets it up: a session store, the middleware, protect(). */
+function browserApp(keycloakConfig: Record<string, unknown>): { app: Express; keycloak: Keycloak.Keycloak } {
+  const store = new session.MemoryStore()
+  const keycloak = new Keycloak({ store }, keycloakConfig as never)
+  const app = express()
+  app.use(session({ secret: 'keycloak-connect-test', resave: false, saveUninitialized: true, store }))
+  app.use(keycloak.middleware())
+  app.get('/protected', keycloak.protect(), (request, response) => {
+    const grant = (request as unknown as { kauth: { grant: Keycloak.Grant } }).kauth.grant
+    response.json({ user: (grant.access_token as unknown as { content: { preferred_username: string } }).content.preferred_username })
+  })
+  return { app, keycloak }
+}
+
+/** keycloak-connect 26 (npm) with Express 5, against the realm, in each of its modes. */
+describe('keycloak-connect 26 against the realm', () => {
+  let gw: TestGateway
+  // One address for every app in turn, so that one wildcard redirect URI covers them.
+  let current: Express = express()
+  let server: Server
+  let url: string
+  const serve = (app: Express) => {
+    current = app
+  }
+
+  before(async () => {
+    server = createServer((request, response) => current(request, response))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const appUrls = [`${url}/*`]
+    gw = await startGateway({
+      config: {
+        realms: realmWith([
+            { client_id: 'connect-public', public_client: true, pkce: 'optional', direct_access_grants: true, redirect_uris: appUrls },
+            { client_id: 'connect-strict', public_client: true, redirect_uris: appUrls },
+            { client_id: 'connect-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true, redirect_uris: appUrls, audiences: ['demo-app'] },
+        ]),
+      },
+    })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })
+  })
+  after(async () => {
+    server?.closeAllConnections()
+    await new Promise((resolve) => server?.close(resolve))
+    await gw?.close()
+  })
+
+  const base = () => ({ realm: REALM, 'auth-server-url': gw.url, 'ssl-required': 'none' })
+
+  /** A browser asks for the protected page, is sent to the realm's login page, logs in and comes back. */
+  async function browserLogin(): Promise<{ body: string; status: number; browser: Browser }> {
+    const browser = new Browser()
+    const login = await browser.navigate(`${url}/protected`)
+    assert.equal(login.response.status, 200, login.body.slice(0, 300))
+    assert.match(new URL(login.url).pathname, /\/login-actions\//)
+    const back = await browser.submit(login, { username: 'alice', password: 'alice-password' })
+    return { body: back.body, status: back.response.status, browser }
+  }
+
+  it('protects an API in bearer-only mode, checking tokens offline with the realm\'s keys', async () => {
+    const keycloak = new Keycloak({}, { ...base(), resource: 'connect-api', 'bearer-only': true } as never)
+    const app = express()
+    app.use(keycloak.middleware())
+    app.get('/api/hello', keycloak.protect(), (request, response) => {
+      response.json({ user: (request as unknown as { kauth: { grant: { access_token: { content: { preferred_username: string } } } } }).kauth.grant.access_token.content.preferred_username })
+    })
+    app.get('/api/admin', keycloak.protect('realm:admin'), (_request, response) => { response.json({ ok: true }) })
+    serve(app)
+    const alice = await passwordLogin(gw, 'alice', 'alice-password')
+    const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } })
+    const hello = await fetch(`${url}/api/hello`, bearer(alice.access_token))
+    assert.equal(hello.status, 200)
+    assert.deepEqual(await hello.json(), { user: 'alice' })
+    assert.equal((await fetch(`${url}/api/hello`)).status, 403)
+    assert.equal((await fetch(`${url}/api/hello`, bearer(`${alice.access_token.slice(0, -4)}AAAA`))).status, 403)
+    assert.equal((await fetch(`${url}/api/hello`, bearer(alice.refresh_token))).status, 403, 'a refresh token is not an access token')
+    assert.equal((await fetch(`${url}/api/admin`, bearer(alice.access_token))).status, 403)
+    const admin = await passwordLogin(gw, 'admin', ADMIN_PASSWORD)
+    assert.equal((await fetch(`${url}/api/admin`, bearer(admin.access_token))).status, 200)
+  })
+
+  it('logs a browser in through a public client without PKCE, where the client allows it', async () => {
+    serve(browserApp({ ...base(), resource: 'connect-public', 'public-client': true }).app)
+    const { status, body, browser } = await browserLogin()
+    assert.equal(status, 200, body)
+    assert.deepEqual(JSON.parse(body), { user: 'alice' })
+    const authorization = browser.hops.find((hop) => hop.url.includes('/protocol/openid-connect/auth?'))!
+    assert.equal(new URL(authorization.url).searchParams.get('code_challenge'), null)
+  })
+
+  it('refuses a public client without PKCE when the client requires it (the default)', async () => {
+    serve(browserApp({ ...base(), resource: 'connect-strict', 'public-client': true }).app)
+    const browser = new Browser()
+    const page = await browser.navigate(`${url}/protected`, { stopBefore: (next) => next.includes('auth_callback=1') })
+    const back = new URL(page.stoppedAt!).searchParams
+    assert.equal(back.get('error'), 'invalid_request')
+    assert.match(back.get('error_description')!, /PKCE/)
+    assert.equal((await browser.navigate(page.stoppedAt!)).response.status, 403)
+  })
+
+  it('logs a browser in through a confidential client', async () => {
+    serve(browserApp({ ...base(), resource: 'connect-confidential', credentials: { secret: CONFIDENTIAL_SECRET } }).app)
+    const { status, body } = await browserLogin()
+    assert.equal(status, 200, body)
+    assert.deepEqual(JSON.parse(body), { user: 'alice' })
+  })
+
+  it('obtains tokens directly, refreshes them once expired, and validates them by introspection', async (t) => {
+    const { keycloak } = browserApp({ ...base(), resource: 'connect-confidential', credentials: { secret: CONFIDENTIAL_SECRET } })
+    const grant = await keycloak.grantManager.obtainDirectly('alice', 'alice-password')
+    const access = grant.access_token as unknown as { token: string; content: Record<string, unknown> }
+    assert.equal(access.content.preferred_username, 'alice')
+    assert.equal((grant.id_token as unknown as { content: Record<string, unknown> }).content.typ, 'ID')
+    assert.equal(await keycloak.grantManager.validateAccessToken(access.token), access.token)
+
+    t.after(() => mock.timers.reset())
+    mock.timers.enable({ apis: ['Date'], now: Date.now() + 400_000 })
+    assert.equal(grant.isExpired(), true)
+    const refreshed = await keycloak.grantManager.ensureFreshness(grant)
+    const newAccess = refreshed.access_token as unknown as { token: string; content: Record<string, unknown> }
+    assert.notEqual(newAccess.token, access.token)
+    assert.equal(decodeJwtPart(newAccess.token, 1).sid, access.content.sid)
+    assert.equal(await keycloak.grantManager.validateAccessToken(newAccess.token), newAccess.token)
+    assert.equal(await keycloak.grantManager.validateAccessToken(access.token), false, 'the first access token has expired')
+    const info = await keycloak.grantManager.userInfo(newAccess.token) as Record<string, unknown>
+    assert.equal(info.preferred_username, 'alice')
+  })
+})

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import type { Browser } from 'playwright-core'
+import { launchChromium, openPage, type WatchedPage } from '../helpers/chromium.ts'
+import { json, repoRoot, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { REALM, realmWith, tokenRequest } from '../helpers/oidc.ts'
+
+const KEYCLOAK_JS = readFileSync(`${repoRoot}node_modules/keycloak-js/lib/keycloak.js`, 'utf8')
+
+/**
+ * A single-page application on its own origin that uses keycloak-js (npm, version 26) exactly as Keycloak's
+ * documentation writes it: `new Keycloak({url, realm, clientId})` and `init({ onLoad: 'login-required' })`
+ * with default options (PKCE S256, fragment response mode, third-party cookie check, login status iframe).
+ */
+function appPage(gatewayUrl: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>App</title></head><body><h1>App</h1>
+<script type="module">
+import Keycloak from '/keycloak.js'
+const keycloak = new Keycloak({ url: ${JSON.stringify(gatewayUrl)}, realm: ${JSON.stringify(REALM)}, clientId: 'spa' })
+window.keycloak = keycloak
+keycloak.init({ onLoad: 'login-required' }).then((authenticated) => { window.initResult = { authenticated } }, (error) => { window.initResult = { error: String(error?.message ?? error) } })
+</script></body></html>`
+}
+
+function startApp(gatewayUrl: () => string): Promise<Server> {
+  const server = createServer((request, response) => {
+    if (request.url === '/keycloak.js') {
+      response.writeHead(200, { 'content-type': 'text/javascript' }).end(KEYCLOAK_JS)
+    } else if (request.url === '/' || request.url?.startsWith('/?')) {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(appPage(gatewayUrl()))
+    } else {
+      response.writeHead(404).end()
+    }
+  })
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)))
+}
+
+describe('keycloak-js 26 in Chromium against the realm', () => {
+  let gw: TestGateway
+  let app: Server
+  let appUrl: string
+  let browser: Browser
+
+  before(async () => {
+    let gatewayUrl = ''
+    app = await startApp(() => gatewayUrl)
+    appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`
+    gw = await startGateway({
+      config: {
+        realms: realmWith([{ client_id: 'spa', public_client: true, redirect_uris: [`${appUrl}/*`], post_logout_redirect_uris: ['+'], web_origins: ['+'], audiences: ['demo-app'] }]),
+      },
+    })
+    gatewayUrl = gw.url
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', firstName: 'Alice', lastName: 'Liddell' })
+    browser = await launchChromium()
+  })
+  after(async () => {
+    await browser?.close()
+    await gw?.close()
+    await new Promise((resolve) => app?.close(resolve))
+  })
+
+  /** Opens the app: keycloak-js sends the browser to the realm's login page, which is filled in; back on the app, init() resolves. */
+  async function logIn({ page }: WatchedPage): Promise<void> {
+    await page.goto(appUrl)
+    await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+    await page.fill('#username', 'alice@example.com')
+    await page.fill('#password', 'alice-password')
+    await page.click('button[type=submit]')
+    await page.waitForURL((url) => url.origin === appUrl)
+    await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
+  }
+
+  it('logs in, refreshes, calls a service, loads the profile and logs out', async () => {
+    const watched = await openPage(browser)
+    const { page, problems } = watched
+    try {
+      await logIn(watched)
+      assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+      const parsed = await page.evaluate<Record<string, any>>(`({
+        token: keycloak.tokenParsed, refresh: keycloak.refreshTokenParsed, id: keycloak.idTokenParsed,
+        subject: keycloak.subject, sessionId: keycloak.sessionId, realmAccess: keycloak.realmAccess,
+      })`)
+      assert.equal(parsed.token.preferred_username, 'alice')
+      assert.equal(parsed.token.azp, 'spa')
+      assert.equal(parsed.token.scope, 'openid profile email', 'Keycloak\'s default client scopes, as in every flow')
+      assert.equal(parsed.refresh.typ, 'Refresh')
+      assert.equal(parsed.id.typ, 'ID')
+      assert.equal(parsed.id.azp, 'spa')
+      assert.equal(parsed.sessionId, parsed.token.sid)
+      assert.equal(parsed.refresh.sid, parsed.token.sid)
+      assert.ok(parsed.realmAccess.roles.includes('offline_access'))
+
+      // updateToken asks the login status iframe first (the session is unchanged), then refreshes over CORS.
+      const before = await page.evaluate<string>('keycloak.token')
+      assert.equal(await page.evaluate('keycloak.updateToken(-1)'), true)
+      const token = await page.evaluate<string>('keycloak.token')
+      assert.notEqual(token, before)
+      assert.equal(await page.evaluate('keycloak.authenticated'), true)
+
+      const seen = await json(await gw.fetch('/demo-app/pipelines/p/trials', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' }))
+      assert.equal(seen.identity.username, 'alice')
+      assert.equal(seen.identity.auth_method, 'oidc')
+
+      const profile = await page.evaluate<Record<string, unknown>>('keycloak.loadUserProfile()')
+      assert.equal(profile.username, 'alice')
+      assert.equal(profile.email, 'alice@example.com')
+      assert.equal(profile.firstName, 'Alice')
+      assert.equal(profile.lastName, 'Liddell')
+
+      const refreshToken = await page.evaluate<string>('keycloak.refreshToken')
+      await page.evaluate('keycloak.logout()')
+      // Logged out, the app's login-required init sends the browser back to the login page.
+      await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+      assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 401)
+      const refresh = await tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: refreshToken })
+      assert.equal(refresh.body.error, 'invalid_grant')
+      assert.deepEqual(problems, [])
+    } finally {
+      await watched.context.close()
+    }
+  })
+
+  it('sees a logout in another tab through the login status iframe', async () => {
+    const watched = await openPage(browser)
+    try {
+      await logIn(watched)
+      const other = await watched.context.newPage()
+      await other.goto(appUrl)
+      await other.waitForFunction('window.initResult !== undefined')
+      assert.deepEqual(await other.evaluate('window.initResult'), { authenticated: true }, 'the second tab is signed in by the realm\'s session, without a form')
+      assert.equal(await other.evaluate('keycloak.sessionId'), await watched.page.evaluate('keycloak.sessionId'))
+      await other.evaluate('keycloak.logout()')
+      await other.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+      // The first tab's next token update asks the iframe, which reports the session changed: keycloak-js starts a new login.
+      await watched.page.evaluate('keycloak.updateToken(5).catch(() => {})')
+      await watched.page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+    } finally {
+      await watched.context.close()
+    }
+  })
+})

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
+import { Browser } from '../helpers/browser.ts'
+import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
+
+const demo = loadConfigFile(demoConfigFile)
+const demoApp = demo.services.find((s) => s.name === 'demo-app')!
+
+/** A browser signs in once, whether at the gateway's login page or at the realm's, and signs out once. */
+describe('one sign-in for the browser', () => {
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await startGateway({
+      config: {
+        realms: [{ ...testRealms[0], clients: testRealms[0]!.clients.map((c) => c.client_id === 'end-users' ? { ...c, post_logout_redirect_uris: [CLIENT_REDIRECT] } : c) }],
+        services: [...demo.services, { ...demoApp, name: 'redirect-app', prefix: '/redirect-app/', unauthenticated: 'redirect' }],
+      },
+    })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  /** The realm's authorization endpoint for the public client, stopping before the browser would leave for the app. */
+  const authorize = (browser: Browser, extra: Record<string, string> = {}) => browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+    client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', ...extra,
+  })}`, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+
+  async function gatewayLogin(browser: Browser): Promise<void> {
+    const page = await browser.navigate(`${gw.url}/api/gateway/v1/login/`)
+    const done = await browser.submit(page, { username: 'alice', password: 'alice-password' })
+    assert.equal(new URL(done.url).pathname, '/ui/')
+  }
+  const me = async (browser: Browser) => browser.request(`${gw.url}/api/gateway/v1/me/`, { headers: { accept: 'application/json' } })
+
+  it('does not ask a browser signed in to the gateway to log in again at the realm, unless the client asks for a fresh login', async () => {
+    const browser = new Browser()
+    await gatewayLogin(browser)
+    const silent = await authorize(browser)
+    assert.ok(silent.stoppedAt, silent.body.slice(0, 200))
+    assert.ok(new URL(silent.stoppedAt).searchParams.get('code'))
+    const forced = await authorize(browser, { prompt: 'login' })
+    assert.equal(forced.stoppedAt, undefined)
+    assert.match(new URL(forced.url).pathname, /\/login-actions\//)
+  })
+
+  it('signs a browser that logged in at the realm in to the gateway too', async () => {
+    const browser = new Browser()
+    assert.equal((await me(browser)).status, 401)
+    const page = await authorize(browser)
+    const done = await browser.submit(page, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.ok(done.stoppedAt)
+    const response = await me(browser)
+    assert.equal(response.status, 200)
+    assert.equal((await json(response)).results[0].username, 'alice')
+  })
+
+  it('signs out of both at once, from the realm or from the gateway', async () => {
+    const fromRealm = new Browser()
+    await gatewayLogin(fromRealm)
+    const code = await authorize(fromRealm)
+    assert.ok(code.stoppedAt)
+    const confirm = await fromRealm.navigate(`${realmUrl(gw, '/protocol/openid-connect/logout')}?${new URLSearchParams({ client_id: 'end-users', post_logout_redirect_uri: CLIENT_REDIRECT })}`)
+    await fromRealm.submit(confirm, { logout: 'yes' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.equal((await me(fromRealm)).status, 401)
+
+    const fromGateway = new Browser()
+    await gatewayLogin(fromGateway)
+    assert.ok((await authorize(fromGateway)).stoppedAt)
+    const csrf = fromGateway.cookie(gw.url, 'csrftoken')!
+    const logout = await fromGateway.request(`${gw.url}/api/gateway/v1/logout/`, { method: 'POST', headers: { 'x-csrftoken': csrf, accept: 'application/json', referer: `${gw.url}/ui/` } })
+    assert.equal(logout.status, 204)
+    const again = await authorize(fromGateway)
+    assert.equal(again.stoppedAt, undefined, 'the realm asks for the password again')
+    assert.match(new URL(again.url).pathname, /\/login-actions\//)
+  })
+
+  it('brings a browser that a service sent to the realm back to the page it asked for, signed in', async () => {
+    const browser = new Browser()
+    const login = await browser.navigate(`${gw.url}/demo-app/files/box/a.csv?x=1`)
+    assert.match(new URL(login.url).pathname, /\/login-actions\//)
+    const back = await browser.submit(login, { username: 'alice', password: 'alice-password' })
+    assert.equal(back.url, `${gw.url}/demo-app/files/box/a.csv?x=1`)
+    const seen = JSON.parse(back.body)
+    assert.equal(seen.identity.username, 'alice')
+    // Signed in at the realm already, another page of the service needs no form at all.
+    const next = await browser.navigate(`${gw.url}/redirect-app/pipelines`)
+    assert.equal(next.response.status, 200)
+    assert.equal(JSON.parse(next.body).identity.username, 'alice')
+  })
+
+  it('refuses a code that another browser\'s login produced (login CSRF)', async () => {
+    const attacker = new Browser()
+    const login = await attacker.navigate(`${gw.url}/demo-app/x`)
+    const planted = await attacker.submit(login, { username: 'admin', password: ADMIN_PASSWORD }, { stopBefore: (url) => url.includes('/gatehouse/callback') })
+    assert.ok(planted.stoppedAt)
+    const victim = new Browser()
+    const landed = await victim.navigate(planted.stoppedAt)
+    assert.equal(landed.response.status, 400)
+    assert.equal(victim.cookie(gw.url, 'gateway_sessionid'), undefined)
+    // The attacker's own browser may use it once.
+    const own = await attacker.navigate(planted.stoppedAt)
+    assert.equal(JSON.parse(own.body).identity.username, 'admin')
+    assert.equal((await attacker.navigate(planted.stoppedAt)).response.status, 400, 'a code serves once')
+  })
+
+  it('sends a failed credential to the login page where the service redirects, and keeps 401 for API clients under auto', async () => {
+    const forged = { authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln' }
+    for (const method of ['GET', 'POST']) {
+      const redirected = await gw.fetch('/redirect-app/pipelines/p/trials', { method, headers: { ...forged, 'content-type': 'application/json' }, ...(method === 'POST' ? { body: '{}' } : {}) })
+      assert.equal(redirected.status, 302, method)
+      assert.ok(redirected.headers.get('location')!.startsWith(`${realmUrl(gw)}/protocol/openid-connect/auth?`))
+    }
+    const api = await gw.fetch('/demo-app/pipelines/p/trials', { method: 'POST', headers: { ...forged, 'content-type': 'application/json' }, body: '{}' })
+    assert.equal(api.status, 401)
+    assert.equal((await json(api)).code, 'invalid_token')
+    const browser = await gw.fetch('/demo-app/pipelines/p/trials', { headers: { ...forged, accept: 'text/html' } })
+    assert.equal(browser.status, 302)
+  })
+})

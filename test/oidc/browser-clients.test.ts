@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { validateConfig, ConfigError } from '../../src/config/load.ts'
+import { redirectMatches } from '../../src/oidc/redirects.ts'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { passwordLogin, REALM, realmUrl, realmWith, TOKEN_PATH } from '../helpers/oidc.ts'
+
+const APP = 'https://app.example.com'
+
+/** What Keycloak's browser adapters need of a realm besides the protocol: redirect URI rules, CORS, the iframe pages, the account endpoint. */
+describe('the realm for browser applications', () => {
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await startGateway({
+      config: {
+        realms: realmWith([
+            { client_id: 'spa', redirect_uris: [`${APP}/*`], web_origins: ['+'], post_logout_redirect_uris: ['+'] },
+            { client_id: 'closed', redirect_uris: [`${APP}/cb`], web_origins: [] },
+        ]),
+      },
+    })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })
+  })
+  after(() => gw.close())
+
+  const authorize = (clientId: string, redirectUri: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth?${new URLSearchParams({
+    client_id: clientId, redirect_uri: redirectUri, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+  })}`, { headers: { accept: 'text/html' } })
+
+  it('accepts redirect URIs under a pattern ending in *, and nothing that leaves it', async () => {
+    const accepted = await authorize('spa', `${APP}/deep/page?x=1`)
+    assert.equal(accepted.status, 303)
+    assert.match(accepted.headers.get('location')!, /\/login-actions\//)
+    for (const uri of ['https://app.example.com.evil.example/', 'https://evil.example/?https://app.example.com/', 'http://app.example.com/x']) {
+      const refused = await authorize('spa', uri)
+      assert.equal(refused.status, 400, uri)
+    }
+  })
+
+  it('matches wildcards on the URL a browser would follow', () => {
+    const patterns = [`${APP}/app/*`]
+    assert.equal(redirectMatches(`${APP}/app/x`, patterns), true)
+    assert.equal(redirectMatches(`${APP}/app`, patterns), true)
+    assert.equal(redirectMatches(`${APP}/app/../admin`, patterns), false)
+    assert.equal(redirectMatches(`${APP}/app/%2e%2e/admin`, patterns), false)
+    assert.equal(redirectMatches(`https://user@app.example.com/app/x`, patterns), false)
+    assert.equal(redirectMatches(`${APP}/application`, patterns), false)
+  })
+
+  it('refuses wildcards that could widen the host in the configuration', () => {
+    for (const uri of ['https://app.example.com*', 'https://*.example.com/', 'https://app.example.com/*/x']) {
+      assert.throws(() => validateConfig({ realms: [{ name: 'r', clients: [{ client_id: 'c', redirect_uris: [uri] }] }] }), ConfigError, uri)
+    }
+  })
+
+  it('answers the token endpoint\'s CORS with credentials for the client\'s web origins only', async () => {
+    const { refresh_token: refreshToken } = await passwordLogin(gw, 'alice', 'alice-password')
+    const post = (clientId: string, origin: string) => gw.fetch(TOKEN_PATH, { method: 'POST', headers: { origin }, body: new URLSearchParams({ client_id: clientId, grant_type: 'refresh_token', refresh_token: refreshToken }) })
+    const spa = await post('spa', APP)
+    assert.equal(spa.headers.get('access-control-allow-origin'), APP)
+    assert.equal(spa.headers.get('access-control-allow-credentials'), 'true')
+    for (const [clientId, origin] of [['spa', 'https://evil.example'], ['closed', APP]] as const) {
+      const refused = await post(clientId, origin)
+      assert.equal(refused.headers.get('access-control-allow-origin'), null, `${clientId} from ${origin}`)
+      assert.equal(refused.headers.get('access-control-allow-credentials'), null)
+    }
+  })
+
+  it('publishes the login status iframe in discovery, and serves keycloak-js\'s iframe pages', async () => {
+    const discovery = await json(await gw.fetch(`/realms/${REALM}/.well-known/openid-configuration`))
+    assert.equal(discovery.check_session_iframe, realmUrl(gw, '/protocol/openid-connect/login-status-iframe.html'))
+    for (const page of ['3p-cookies/step1.html', '3p-cookies/step2.html', 'login-status-iframe.html']) {
+      const response = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/${page}`)
+      assert.equal(response.status, 200, page)
+      assert.match(response.headers.get('content-type')!, /^text\/html/)
+      assert.match(response.headers.get('content-security-policy')!, /script-src 'sha256-/)
+      assert.equal(response.headers.get('x-frame-options'), null, 'other sites frame it')
+      assert.match(await response.text(), /<script type="module">/)
+    }
+    assert.equal((await gw.fetch(`/realms/${REALM}/protocol/openid-connect/login-status-iframe.html?version=other`)).status, 404)
+  })
+
+  it('lets the login status iframe check only a client\'s own web origins', async () => {
+    const init = (clientId: string, origin: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/login-status-iframe.html/init?${new URLSearchParams({ client_id: clientId, origin })}`)
+    assert.equal((await init('spa', APP)).status, 204)
+    assert.equal((await init('spa', 'https://evil.example')).status, 403)
+    assert.equal((await init('closed', APP)).status, 403)
+    assert.equal((await init('nobody', APP)).status, 403)
+  })
+
+  it('serves the account profile to a live access token, with CORS for web origins', async () => {
+    const { access_token: token } = await passwordLogin(gw, 'alice', 'alice-password')
+    const account = `/realms/${REALM}/account`
+    const preflight = await gw.fetch(account, { method: 'OPTIONS', headers: { origin: APP, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } })
+    assert.equal(preflight.status, 204)
+    assert.equal(preflight.headers.get('access-control-allow-origin'), APP)
+    assert.match(preflight.headers.get('access-control-allow-headers')!, /Authorization/)
+    const profile = await gw.fetch(account, { headers: { authorization: `bearer ${token}`, accept: 'application/json', origin: APP } })
+    assert.equal(profile.status, 200)
+    const body = await json(profile)
+    assert.equal(body.username, 'alice')
+    assert.equal(body.email, 'alice@example.com')
+    assert.equal(body.emailVerified, false)
+    for (const headers of [{}, { authorization: 'Bearer x.y.z' }, { authorization: `Bearer ${token.slice(0, -4)}AAAA` }]) {
+      const refused = await gw.fetch(account, { headers: { ...headers, accept: 'application/json' } })
+      assert.equal(refused.status, 401)
+      assert.match(refused.headers.get('www-authenticate')!, /^Bearer/)
+    }
+    const browser = await gw.fetch(account, { headers: { accept: 'text/html' } })
+    assert.equal(browser.status, 302)
+    assert.equal(browser.headers.get('location'), '/ui/account')
+  })
+})

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict'
+import { hash } from 'node:crypto'
+import { after, before, describe, it, mock } from 'node:test'
+import { createLocalJWKSet, jwtVerify, SignJWT } from 'jose'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { decodeJwtPart, REALM, realmUrl, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
+
+const login = (gw: TestGateway, extra: Record<string, string> = {}) =>
+  tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', ...extra })
+const refresh = (gw: TestGateway, refreshToken: string) => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: refreshToken })
+
+/** Keycloak's token shapes, as keycloak-js and keycloak-connect decode them (TokenManager, RefreshToken, IDToken). */
+describe('Keycloak\'s refresh and ID tokens', () => {
+  let gw: TestGateway
+  let aliceId: number
+
+  before(async () => {
+    gw = await startGateway({
+      config: { realms: [{ ...testRealms[0], sso_session_idle_seconds: 60, sso_session_max_seconds: 120 }] },
+    })
+    aliceId = (await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', firstName: 'Alice', lastName: 'Liddell' })).id
+  })
+  after(() => gw.close())
+
+  it('issues refresh tokens as JWTs of typ Refresh, signed HS512 so that no JWKS verifies them', async () => {
+    const { body } = await login(gw)
+    const header = decodeJwtPart(body.refresh_token, 0)
+    const claims = decodeJwtPart(body.refresh_token, 1)
+    assert.equal(header.alg, 'HS512')
+    assert.equal(typeof header.kid, 'string')
+    assert.deepEqual(Object.keys(claims), ['exp', 'iat', 'jti', 'iss', 'aud', 'sub', 'typ', 'azp', 'sid', 'scope'])
+    assert.equal(claims.typ, 'Refresh')
+    assert.equal(claims.iss, realmUrl(gw))
+    assert.equal(claims.aud, realmUrl(gw))
+    assert.equal(claims.sub, String(aliceId))
+    assert.equal(claims.azp, 'end-users')
+    assert.equal(claims.sid, body.session_state)
+    assert.equal(claims.scope, 'profile email')
+    assert.equal(claims.exp - claims.iat, body.refresh_expires_in)
+    const certs = await json(await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`))
+    assert.ok(certs.keys.every((k: { kid: string }) => k.kid !== header.kid))
+    const asBearer = await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${body.refresh_token}` } })
+    assert.equal(asBearer.status, 401)
+    assert.equal((await json(asBearer)).code, 'invalid_token')
+  })
+
+  it('refreshes with the JWT, and refuses one whose claims were changed or that another key signed', async () => {
+    const { body } = await login(gw)
+    assert.equal((await refresh(gw, body.refresh_token)).status, 200)
+    const [header, , signature] = body.refresh_token.split('.')
+    const claims = decodeJwtPart(body.refresh_token, 1)
+    const tampered = `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: '1' })).toString('base64url')}.${signature}`
+    const foreign = await new SignJWT(claims).setProtectedHeader({ alg: 'HS512', kid: decodeJwtPart(body.refresh_token, 0).kid }).sign(new Uint8Array(64))
+    for (const token of [tampered, foreign, claims.jti]) {
+      const refused = await refresh(gw, token)
+      assert.equal(refused.status, 400)
+      assert.deepEqual(refused.body, { error: 'invalid_grant', error_description: 'Invalid refresh token' })
+    }
+  })
+
+  it('issues ID tokens with typ ID, azp, at_hash, auth_time, acr, the session id and the default scopes\' claims', async () => {
+    const before = Math.floor(Date.now() / 1000)
+    const { body } = await login(gw, { scope: 'openid' })
+    const certs = await json(await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`))
+    const { payload, protectedHeader } = await jwtVerify(body.id_token, createLocalJWKSet(certs), { issuer: realmUrl(gw), audience: 'end-users' })
+    assert.equal(protectedHeader.typ, 'JWT')
+    assert.deepEqual(Object.keys(payload).slice(0, 13), ['exp', 'iat', 'auth_time', 'jti', 'iss', 'aud', 'sub', 'typ', 'azp', 'sid', 'at_hash', 'acr', 'email_verified'])
+    assert.equal(payload.typ, 'ID')
+    assert.equal(payload.azp, 'end-users')
+    assert.equal(payload.sid, body.session_state)
+    assert.equal(payload.acr, '1')
+    assert.ok(Number(payload.auth_time) >= before)
+    const digest = hash('sha256', body.access_token, 'buffer')
+    assert.equal(payload.at_hash, digest.subarray(0, 16).toString('base64url'))
+    assert.equal(payload.preferred_username, 'alice')
+    assert.equal(payload.email, 'alice@example.com')
+    assert.equal(payload.name, 'Alice Liddell')
+    const refreshed = await refresh(gw, body.refresh_token)
+    const again = decodeJwtPart(refreshed.body.id_token, 1)
+    assert.equal(again.typ, 'ID')
+    assert.equal(again.sid, body.session_state)
+    assert.equal(again.auth_time, payload.auth_time)
+  })
+
+  it('gives offline_access an Offline refresh token by the offline limits, which outlives the SSO session', async (t) => {
+    const online = await login(gw)
+    const offline = await login(gw, { scope: 'offline_access' })
+    assert.equal(decodeJwtPart(offline.body.refresh_token, 1).typ, 'Offline')
+    assert.equal(offline.body.refresh_expires_in, 30 * 86400)
+    assert.equal(offline.body.scope, 'profile email offline_access')
+    t.after(() => mock.timers.reset())
+    mock.timers.enable({ apis: ['Date'], now: Date.now() + 200_000 })
+    const expired = await refresh(gw, online.body.refresh_token)
+    assert.equal(expired.status, 400)
+    assert.equal(expired.body.error, 'invalid_grant')
+    const still = await refresh(gw, offline.body.refresh_token)
+    assert.equal(still.status, 200)
+    assert.equal(decodeJwtPart(still.body.refresh_token, 1).typ, 'Offline')
+  })
+
+  it('introspects refresh tokens given as JWTs, and reports a disabled user\'s tokens inactive', async () => {
+    const { body } = await login(gw)
+    const introspect = (token: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, {
+      method: 'POST',
+      headers: { authorization: 'Basic ' + Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64') },
+      body: new URLSearchParams({ token }),
+    }).then(json)
+    assert.equal((await introspect(body.refresh_token)).active, true)
+    assert.equal((await introspect(body.access_token)).active, true)
+    const dora = await gw.app.accounts.create({ username: 'dora', password: 'dora-password' })
+    const doras = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'dora', password: 'dora-password' })
+    await gw.app.accounts.update(dora.id, { isActive: false })
+    assert.deepEqual(await introspect(doras.body.access_token), { active: false })
+    assert.deepEqual(await introspect(doras.body.refresh_token), { active: false })
+  })
+})
