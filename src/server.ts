@@ -2,6 +2,7 @@ import cookie from '@fastify/cookie'
 import formbody from '@fastify/formbody'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
+import type { DestinationStream } from 'pino'
 import type { App } from './app.ts'
 import { apiAccessCheck } from './api/access.ts'
 import { discoveryRoutes } from './api/discovery.ts'
@@ -18,11 +19,17 @@ import { refuseBadHost } from './gateway/host-header.ts'
 import { refuseNulCharacters } from './gateway/input-safety.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
+import { registerHealthRoutes } from './health/routes.ts'
+import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
 import { registerUi } from './ui/routes.ts'
 
 export interface ServerOptions {
   logLevel?: string
+  /** Where log lines go (src/logging/pretty.ts for people); JSON lines on standard output by default. */
+  logStream?: DestinationStream
+  /** Serve HTTPS with these (src/listener/tls.ts); plain HTTP without. */
+  https?: TlsCredentials['options']
 }
 
 /** Secrets never reach the log, whichever object carries them. */
@@ -34,14 +41,17 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
  */
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   const server = Fastify({
-    logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT },
+    logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
+    ...(options.https ? { https: options.https } : {}),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: app.config.server.trust_proxy,
     bodyLimit: app.config.server.api_body_limit_bytes,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    return503OnClosing: true,
+    // A request that reaches an open connection while shutdown drains (src/listener/drain.ts) is served, and
+    // its connection closed after it, instead of getting a 503 for work the drain has time for.
+    return503OnClosing: false,
     clientErrorHandler: answerClientError,
   })
 
@@ -91,6 +101,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     ssoRoutes(api, app)
     mySessionRoutes(api, app)
   })
+  registerHealthRoutes(server, app)
   await registerOidcRoutes(server, app)
   await registerProxy(server, app)
   await registerUi(server, app)

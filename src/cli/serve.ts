@@ -1,14 +1,19 @@
-import type { AddressInfo } from 'node:net'
 import { Command, Option } from 'commander'
 import { createApp } from '../app.ts'
+import type { TlsConfig } from '../config/schema.ts'
 import { startDemoUpstream, type DemoUpstream } from '../demo/upstream.ts'
 import { ensureAdmin } from '../directory/bootstrap.ts'
+import { listen } from '../listener/listener.ts'
+import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
+import { logFormats, resolveLogFormat, type LogFormatChoice } from '../logging/format.ts'
 import { buildServer } from '../server.ts'
 import { addStorageOptions, openConfiguredStore, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 
 interface ServeOptions extends StorageOptions {
   host?: string
   port?: string
+  logFormat: LogFormatChoice
 }
 
 export function serveCommand(): Command {
@@ -16,7 +21,8 @@ export function serveCommand(): Command {
     .description('run the gateway')
     .option('--demo', 'use the demo configuration (unless --config is given) and start the built-in demo upstreams')
     .option('--host <address>', 'address to listen on (default: from the config, 127.0.0.1)')
-    .addOption(new Option('--port <port>', 'port to listen on (default: from the config, 8080)').argParser(parsePort)))
+    .addOption(new Option('--port <port>', 'port to listen on (default: from the config, 8080)').argParser(parsePort))
+    .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON lines otherwise').choices(logFormats).default('auto').env('GATEHOUSE_LOG_FORMAT')))
     .action(serve)
 }
 
@@ -33,41 +39,86 @@ async function serve(options: ServeOptions): Promise<void> {
   if (demoServices.length && !options.demo) {
     throw new UsageError(`services ${demoServices.map((s) => s.name).join(', ')} use builtin:demo upstreams, which run only with --demo`)
   }
+  // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
+  const tls = config.server.tls ? readTls(config.server.tls) : undefined
+  const terminal = process.stdout.isTTY === true
+  const pretty = resolveLogFormat(options.logFormat, terminal) === 'pretty'
 
   const store = await openConfiguredStore(config)
-  let publicUrl = config.server.public_url ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  let publicUrl = config.server.public_url ?? `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
   const demos: DemoUpstream[] = await Promise.all(demoServices.map((s) => startDemoUpstream(s.name, () => publicUrl)))
   const app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl })
+  const closeAll = async () => {
+    await Promise.all(demos.map((d) => d.close()))
+    await app.close()
+    await store.close()
+  }
   let admin: Awaited<ReturnType<typeof ensureAdmin>>
   try {
     admin = await ensureAdmin(store, app.accounts)
   } catch (error) {
     // Refused (GATEHOUSE_ADMIN_PASSWORD breaks the password policy): exit with the reason instead of hanging on open handles.
-    await Promise.all(demos.map((d) => d.close()))
-    await app.close()
-    await store.close()
+    await closeAll()
     throw error
   }
   await app.bus.start()
-  const server = await buildServer(app)
-  await server.listen({ host, port })
-  const address = server.server.address() as AddressInfo
+  // Loaded only for people: JSON output, what services and tests use, starts without it.
+  const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
+  const server = await buildServer(app, { https: tls?.options, ...(logStream ? { logStream } : {}) })
+  let listening
+  try {
+    listening = await listen(server, config, { host, port }, tls)
+  } catch (error) {
+    await server.close()
+    await closeAll()
+    throw error
+  }
   if (!config.server.public_url) {
-    publicUrl = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`
+    publicUrl = listening.url
     app.publicUrl = publicUrl
   }
-  if (admin?.generatedPassword) {
-    process.stderr.write(`Created superuser "admin" with password: ${admin.generatedPassword}\n(shown once; set GATEHOUSE_ADMIN_PASSWORD to choose it)\n`)
-  }
-  process.stdout.write(`Gatehouse listening on ${publicUrl} (${store.database.dialect})\n`)
 
-  const stop = async () => {
-    await server.close()
-    await Promise.all(demos.map((d) => d.close()))
-    await app.close()
-    await store.close()
+  const facts = startupFacts(app, listening, tls)
+  const firstLine = listeningLine(app, publicUrl)
+  if (pretty) {
+    process.stdout.write(formatSummary(facts, firstLine, admin))
+  } else {
+    if (admin?.generatedPassword) process.stderr.write(`${adminHint(admin)}\n`)
+    server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
+    process.stdout.write(`${firstLine}\n`)
+  }
+
+  const graceMs = config.server.shutdown_grace_seconds * 1000
+  const cutNow = new AbortController()
+  let stopping = false
+  const stop = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      server.log.warn({ signal }, 'second signal: cutting the requests still in flight')
+      cutNow.abort()
+      return
+    }
+    stopping = true
+    server.log.info({ signal, grace_seconds: config.server.shutdown_grace_seconds }, 'shutting down: no new connections; finishing the requests in flight')
+    const { cut } = await listening.close(graceMs, cutNow.signal)
+    if (cut) server.log.warn({ connections: cut }, 'requests still in flight were cut')
+    await closeAll()
+    server.log.info('stopped')
     process.exit(0)
   }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+  // Also keeps a closed terminal (SIGHUP's default) from ending the gateway, as daemons that reload on it do.
+  process.on('SIGHUP', () => {
+    if (!tls) server.log.info('SIGHUP: no TLS files to reload')
+    else listening.reloadTls('SIGHUP')
+  })
+}
+
+function readTls(files: TlsConfig): TlsCredentials {
+  try {
+    return readTlsFiles(files)
+  } catch (error) {
+    if (error instanceof TlsFilesUnusable) throw new UsageError(error.message)
+    throw error
+  }
 }

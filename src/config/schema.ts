@@ -38,6 +38,24 @@ export const ServiceSchema = z.object({
   }).strict().default({ connect_seconds: 5, response_seconds: 60 }),
 }).strict()
 
+const filePath = z.string().min(1)
+
+/** HTTPS served by Gatehouse itself; without this section it serves plain HTTP (e.g. behind a TLS-terminating proxy). Relative paths are from the working directory. */
+export const TlsSchema = z.object({
+  cert_file: filePath.describe('PEM certificate chain (the server\'s certificate first). Re-read when it changes and on SIGHUP.'),
+  key_file: filePath.describe('PEM private key of the certificate (unencrypted). Re-read with the certificate.'),
+  ca_file: filePath.optional()
+    .describe('PEM CA certificates for client certificates. When set, every client must present a certificate signed by one of them (mutual TLS).'),
+  watch: z.boolean().default(true)
+    .describe('Re-read the files when they change (checked every second). SIGHUP re-reads them either way.'),
+  redirect_http_port: z.number().int().min(0).max(65535).optional()
+    .describe('Also listen for plain HTTP on this port (same host) and answer every request with a 308 redirect to HTTPS.'),
+  hsts_max_age_seconds: z.number().int().min(0).max(2 * 365 * 86400).default(365 * 86400)
+    .describe('Strict-Transport-Security max-age sent with every HTTPS response (RFC 6797). 0 tells browsers to forget an earlier one.'),
+  hsts_include_subdomains: z.boolean().default(false)
+    .describe('Add includeSubDomains to Strict-Transport-Security: only when every subdomain of the host serves HTTPS.'),
+}).strict()
+
 export const ConfigSchema = z.object({
   server: z.object({
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on.'),
@@ -50,7 +68,12 @@ export const ConfigSchema = z.object({
       .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy.'),
     api_body_limit_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024)
       .describe('Largest request body the gateway\'s own API reads. Proxied bodies are streamed and not limited here.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trust_proxy: false, trusted_origins: [], api_body_limit_bytes: 1024 * 1024 }),
+    tls: TlsSchema.optional().describe('Serve HTTPS with these files. Absent: plain HTTP.'),
+    shutdown_grace_seconds: z.number().min(0).max(3600).default(25)
+      .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
+    readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
+      .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
+  }).strict().default({ host: '127.0.0.1', port: 8080, trust_proxy: false, trusted_origins: [], api_body_limit_bytes: 1024 * 1024, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 }),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
     database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()
@@ -85,6 +108,7 @@ export const ConfigSchema = z.object({
   sso: SsoProvidersSchema,
 }).strict().superRefine((config, ctx) => {
   checkRealmReferences(config, ctx)
+  checkTls(config.server, ctx)
   const names = new Set<string>()
   const prefixes = new Set<string>()
   config.services.forEach((service, i) => {
@@ -108,6 +132,17 @@ export const ConfigSchema = z.object({
 export type Config = z.output<typeof ConfigSchema>
 export type ServiceConfig = z.output<typeof ServiceSchema>
 export type AuthMethod = z.output<typeof AuthMethodSchema>
+export type TlsConfig = z.output<typeof TlsSchema>
+
+function checkTls(server: { port: number; public_url?: string | undefined; tls?: TlsConfig | undefined }, ctx: z.RefinementCtx): void {
+  if (!server.tls) return
+  // Cookies are Secure and CSRF checks compare origins by the public URL: an http one behind Gatehouse's own HTTPS breaks both.
+  if (server.public_url?.startsWith('http:')) ctx.addIssue({ code: 'custom', path: ['server', 'public_url'], message: 'must be https:// when server.tls is set' })
+  const redirect = server.tls.redirect_http_port
+  if (redirect !== undefined && redirect !== 0 && redirect === server.port) {
+    ctx.addIssue({ code: 'custom', path: ['server', 'tls', 'redirect_http_port'], message: 'must differ from server.port' })
+  }
+}
 
 function checkRealmReferences(config: { services: ServiceConfig[]; realms: z.output<typeof RealmSchema>[]; gateway: { oidc: { realms?: string[] | undefined } } }, ctx: z.RefinementCtx): void {
   const realms = new Map(config.realms.map((realm) => [realm.name, realm]))

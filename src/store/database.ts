@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import {
-  CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect,
+  CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql,
   type DatabaseConnection, type Dialect, type Driver, type PostgresPool, type QueryResult, type TransactionSettings,
 } from 'kysely'
 import pg from 'pg'
@@ -96,6 +96,9 @@ export class Database {
       const pool = new pg.Pool({ ...config, max: 10 })
       // An idle client losing its connection must not crash the process; the pool drops it and the next query reconnects.
       pool.on('error', () => {})
+      // Nor may a checked-out one: its query in flight fails on its own, but pg also emits 'error' on the
+      // client, where the pool listens only while the client is idle.
+      pool.on('connect', (client) => client.on('error', () => {}))
       return new Database('postgres', redactUrl(url), new PostgresDialect({ pool: discardingBrokenClients(pool) }), undefined, config)
     }
     if (url) throw new Error(`unsupported database URL scheme (expected postgres://): ${redactUrl(url)}`)
@@ -176,6 +179,21 @@ export class Database {
   /** Tells `listener` when an outage begins, at most once a minute while it lasts, and when it ends. */
   onOutage(listener: (report: OutageReport) => void): () => void {
     return this.#health.subscribe(listener)
+  }
+
+  /**
+   * One query that shows the database answers and how its schema compares with this version's migrations:
+   * `pending` ones this version needs and the database lacks, `unknown` ones a newer version has applied.
+   */
+  async migrationStatus(): Promise<{ applied: number; pending: string[]; unknown: string[] }> {
+    const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(this.db)
+    const applied = new Set(rows.map((row) => row.name))
+    const known = Object.keys(await migrationProvider(this.dialect).getMigrations())
+    return {
+      applied: applied.size,
+      pending: known.filter((name) => !applied.has(name)),
+      unknown: [...applied].filter((name) => !known.includes(name)),
+    }
   }
 
   async ping(): Promise<boolean> {

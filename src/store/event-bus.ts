@@ -37,6 +37,8 @@ export interface EventBusOptions {
 
 /** What a readiness check needs to know of the bus; reading it costs nothing. */
 export interface EventBusStatus {
+  /** Started and not stopped: the log is being read. */
+  running: boolean
   /** News arrives as it happens: PostgreSQL's LISTEN connection is up; always true on SQLite once started. */
   listening: boolean
   /** When the last complete read of the log began (everything committed before it has been seen), epoch ms. */
@@ -191,6 +193,7 @@ export class EventBus {
 
   status(now = Date.now()): EventBusStatus {
     return {
+      running: this.#started && !this.#stopped,
       listening: this.#started && !this.#stopped && (!this.#postgres || this.#client !== undefined),
       readAt: this.#readAt,
       fresh: this.fresh(now),

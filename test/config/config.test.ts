@@ -75,4 +75,20 @@ describe('configuration', () => {
     assert.throws(() => loadConfigFile(duplicated), ConfigError)
     assert.throws(() => loadConfigFile(join(dir, 'missing.yaml')), (error: unknown) => error instanceof ConfigError && /cannot read/.test(error.problems[0]!))
   })
+
+  it('fills the TLS, shutdown and readiness defaults', () => {
+    const config = validateConfig({ server: { tls: { cert_file: 'tls.crt', key_file: 'tls.key' } } })
+    assert.deepEqual(config.server.tls, { cert_file: 'tls.crt', key_file: 'tls.key', watch: true, hsts_max_age_seconds: 31536000, hsts_include_subdomains: false })
+    assert.equal(config.server.shutdown_grace_seconds, 25)
+    assert.equal(config.server.readiness_timeout_ms, 800)
+    assert.equal(validateConfig({}).server.tls, undefined)
+  })
+
+  it('refuses TLS settings that cannot work together', () => {
+    const tls = { cert_file: 'tls.crt', key_file: 'tls.key' }
+    assert.deepEqual(problemsOf({ server: { public_url: 'http://gateway.example.com', tls } }), ['server.public_url: must be https:// when server.tls is set'])
+    assert.deepEqual(problemsOf({ server: { port: 8443, tls: { ...tls, redirect_http_port: 8443 } } }), ['server.tls.redirect_http_port: must differ from server.port'])
+    assert.deepEqual(problemsOf({ server: { tls: { cert_file: 'tls.crt' }, shutdown_grace_seconds: -1, readiness_timeout_ms: 5 } }).map((p) => p.split(':')[0]),
+      ['server.tls.key_file', 'server.shutdown_grace_seconds', 'server.readiness_timeout_ms'])
+  })
 })

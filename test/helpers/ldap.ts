@@ -3,6 +3,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { Attribute, Change, Client } from 'ldapts'
+import { selfSignedCertificate } from './certificates.ts'
 import { tempDir } from './gateway.ts'
 
 /**
@@ -70,10 +71,7 @@ export async function startDirectory(): Promise<TestDirectory> {
   const dir = tempDir('gatehouse-slapd-')
   const dataDir = join(dir, 'data')
   mkdirSync(dataDir)
-  const certFile = join(dir, 'cert.pem')
-  const keyFile = join(dir, 'key.pem')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+  const { cert: certFile, key: keyFile } = selfSignedCertificate(dir, '127.0.0.1', 'rsa:2048')
   const confFile = join(dir, 'slapd.conf')
   writeFileSync(confFile, slapdConf(dir, dataDir, certFile, keyFile))
   execFileSync(SLAPADD, ['-f', confFile, '-l', fixture], { stdio: 'pipe' })

@@ -1,0 +1,152 @@
+import { connect } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import type { App } from '../app.ts'
+import type { DatabaseStatus } from '../store/database.ts'
+import { DatabaseUnavailable } from '../errors.ts'
+
+/**
+ * What /readyz answers: whether this process can serve requests correctly now. The database must answer and
+ * hold every migration this version needs, and the event bus must be hearing about changes, because without
+ * them logins fail and revocations would not reach this process. Upstreams are reported but do not decide:
+ * every gateway process shares the same upstreams, so taking them all out of rotation for one service down
+ * would turn that service's outage into an outage of every service, the API and the login page, while the
+ * gateway already answers requests to the service that is down with 502 `upstream_unavailable`.
+ *
+ * Bounded and cheap: one check runs at a time and concurrent probes share it; each part gives up after the
+ * configured timeout; a database query that outlives its timeout is not repeated until it settles, so a hung
+ * database holds at most one pooled connection for readiness however often the probe is called.
+ */
+
+export type Status = 'UP' | 'DOWN'
+
+/** Shaped like Keycloak's and MicroProfile Health's checks, so their monitoring reads it. */
+export interface Check {
+  name: 'database' | 'migrations' | 'event_bus'
+  status: Status
+  data: Record<string, unknown>
+}
+
+/** An upstream's state; addresses are left out because the endpoint is public. */
+export interface UpstreamCheck {
+  service: string
+  status: Status
+  ms: number
+  reason?: 'timeout' | 'refused' | 'unreachable'
+}
+
+export interface ReadinessReport {
+  ready: boolean
+  checks: Check[]
+  upstreams: UpstreamCheck[]
+}
+
+type MigrationStatus = Awaited<ReturnType<App['store']['database']['migrationStatus']>>
+/** `unreadable`: the database answered, with an error (the migrations table is not what it should be). */
+type Outcome<T> = { ok: true; value: T; ms: number } | { ok: false; reason: 'timeout' | 'unreachable' | 'unreadable'; ms: number }
+
+/** The bus reads the log every second (and on every push); this long without a complete read means it is stuck. */
+const STALE_MS = 3000
+
+export class Readiness {
+  readonly #app: App
+  readonly #timeoutMs: number
+  #running: Promise<ReadinessReport> | undefined
+  /** A database query from an earlier check that has not settled yet. */
+  #databaseQuery: Promise<unknown> | undefined
+
+  constructor(app: App, timeoutMs: number) {
+    this.#app = app
+    this.#timeoutMs = timeoutMs
+  }
+
+  check(): Promise<ReadinessReport> {
+    this.#running ??= this.#checkAll().finally(() => {
+      this.#running = undefined
+    })
+    return this.#running
+  }
+
+  async #checkAll(): Promise<ReadinessReport> {
+    const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(this.#app.routes.map((route) => this.#probeUpstream(route.name, route.upstream)))])
+    const checks: Check[] = [databaseCheck(database, this.#app.store.database.status()), migrationsCheck(database), this.#busCheck()]
+    return { ready: checks.every((check) => check.status === 'UP'), checks, upstreams }
+  }
+
+  async #queryDatabase(): Promise<Outcome<MigrationStatus>> {
+    const started = performance.now()
+    const ms = () => Math.round(performance.now() - started)
+    if (this.#databaseQuery) return { ok: false, reason: 'timeout', ms: 0 }
+    const query = this.#app.store.database.migrationStatus()
+    this.#databaseQuery = query
+    void query.catch(() => {}).finally(() => {
+      if (this.#databaseQuery === query) this.#databaseQuery = undefined
+    })
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.#timeoutMs)
+    })
+    try {
+      const value = await Promise.race([query, timeout])
+      return value === 'timeout' ? { ok: false, reason: 'timeout', ms: ms() } : { ok: true, value, ms: ms() }
+    } catch (error) {
+      return { ok: false, reason: error instanceof DatabaseUnavailable ? 'unreachable' : 'unreadable', ms: ms() }
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  #busCheck(): Check {
+    const bus = this.#app.bus.status()
+    const sinceRead = bus.readAt === undefined ? undefined : Math.max(0, Date.now() - bus.readAt)
+    const recent = sinceRead !== undefined && sinceRead <= STALE_MS
+    // A lost LISTEN connection (reconnected with backoff) only slows news down to the poll, so it is reported, not decisive.
+    return {
+      name: 'event_bus',
+      status: bus.running && recent ? 'UP' : 'DOWN',
+      data: {
+        ...(bus.running ? {} : { reason: 'stopped' }),
+        ...(bus.running && !recent ? { reason: 'stale' } : {}),
+        listening: bus.listening,
+        last_read_ms_ago: sinceRead ?? null,
+      },
+    }
+  }
+
+  #probeUpstream(service: string, upstream: URL): Promise<UpstreamCheck> {
+    const started = performance.now()
+    return new Promise((resolve) => {
+      const socket = connect({
+        host: upstream.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: Number(upstream.port) || (upstream.protocol === 'https:' ? 443 : 80),
+      })
+      const done = (reason?: UpstreamCheck['reason']) => {
+        clearTimeout(timer)
+        socket.destroy()
+        resolve({ service, status: reason ? 'DOWN' : 'UP', ms: Math.round(performance.now() - started), ...(reason ? { reason } : {}) })
+      }
+      const timer = setTimeout(() => done('timeout'), this.#timeoutMs)
+      socket.once('connect', () => done())
+      socket.once('error', (error: NodeJS.ErrnoException) => done(error.code === 'ECONNREFUSED' ? 'refused' : 'unreachable'))
+    })
+  }
+}
+
+function databaseCheck(outcome: Outcome<MigrationStatus>, status: DatabaseStatus): Check {
+  const down = !outcome.ok && outcome.reason !== 'unreadable'
+  return {
+    name: 'database',
+    status: down ? 'DOWN' : 'UP',
+    data: { ms: outcome.ms, ...(down ? { reason: outcome.reason, ...(status.reachable ? {} : { unreachable_since: new Date(status.since).toISOString() }) } : {}) },
+  }
+}
+
+/** Pending migrations make this process not ready; unknown ones (a newer version ran them during a rolling upgrade) do not. */
+function migrationsCheck(outcome: Outcome<MigrationStatus>): Check {
+  if (!outcome.ok) return { name: 'migrations', status: 'DOWN', data: { reason: outcome.reason === 'unreadable' ? 'unreadable' : 'database_unreachable' } }
+  const { applied, pending, unknown } = outcome.value
+  return {
+    name: 'migrations',
+    status: pending.length ? 'DOWN' : 'UP',
+    data: { applied, ...(pending.length ? { reason: 'pending', pending } : {}), ...(unknown.length ? { newer: unknown } : {}) },
+  }
+}

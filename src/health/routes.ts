@@ -1,0 +1,36 @@
+import type { FastifyInstance } from 'fastify'
+import type { App } from '../app.ts'
+import { Readiness } from './readiness.ts'
+
+/**
+ * Probes for load balancers and Kubernetes, open to anyone like the platform's `ping/` (which stays as it is):
+ * `/healthz` says the process is alive and answers from memory; `/readyz` says whether it should get traffic
+ * (src/health/readiness.ts), 200 or 503, and 503 from the moment shutdown starts draining (a probe on a
+ * kept-alive connection still reaches it then). Neither reveals an address, a version or an error message.
+ */
+export function registerHealthRoutes(server: FastifyInstance, app: App): void {
+  const readiness = new Readiness(app, app.config.server.readiness_timeout_ms)
+  let draining = false
+  server.addHook('preClose', async () => {
+    draining = true
+  })
+
+  server.get('/healthz', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+    return { status: 'UP', checks: [] }
+  })
+
+  server.get('/readyz', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+    if (draining) {
+      reply.code(503)
+      return { code: 'not_ready', detail: 'Not ready: shutting down.', status: 'DOWN', checks: [], upstreams: [] }
+    }
+    const report = await readiness.check()
+    const body = { status: report.ready ? 'UP' : 'DOWN', checks: report.checks, upstreams: report.upstreams }
+    if (report.ready) return body
+    const failing = report.checks.filter((check) => check.status === 'DOWN').map((check) => `${check.name} (${String(check.data.reason)})`)
+    reply.code(503)
+    return { code: 'not_ready', detail: `Not ready: ${failing.join(', ')}.`, ...body }
+  })
+}

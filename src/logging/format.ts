@@ -1,0 +1,12 @@
+/**
+ * Which log format `serve` writes. JSON lines remain the default wherever a program reads the output (a pipe,
+ * a file, a container's log collector); a person at a terminal gets readable lines (src/logging/pretty.ts).
+ */
+
+export const logFormats = ['auto', 'pretty', 'json'] as const
+export type LogFormatChoice = (typeof logFormats)[number]
+
+/** `auto` means readable lines on a terminal and JSON anywhere else. */
+export function resolveLogFormat(choice: LogFormatChoice, stdoutIsTerminal: boolean): 'pretty' | 'json' {
+  return choice === 'auto' ? (stdoutIsTerminal ? 'pretty' : 'json') : choice
+}

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { describe, it } from 'node:test'
+import { ADMIN_PASSWORD, basic, repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+
+/** `bin/gatehouse serve` on a pseudo-terminal, as a person starting it in a terminal would: Debian's `script`. */
+interface TerminalGateway {
+  process: ChildProcess
+  /** Everything the terminal showed, without colours and carriage returns. */
+  screen(): string
+  waitFor(pattern: RegExp): Promise<RegExpExecArray>
+  /** Types a character on the terminal (\x03 is Ctrl-C). */
+  type(text: string): void
+}
+
+function inTerminal(args: string[], env: Record<string, string | undefined>): TerminalGateway {
+  const command = [join(repoRoot, 'bin/gatehouse'), 'serve', '--port', '0', ...args].map((arg) => `'${arg}'`).join(' ')
+  const child = spawn('script', ['-qefc', command, '/dev/null'], { env: { ...process.env, TERM: 'xterm', ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+  let raw = ''
+  child.stdout!.on('data', (chunk) => (raw += chunk))
+  child.stderr!.on('data', (chunk) => (raw += chunk))
+  // eslint-disable-next-line no-control-regex
+  const screen = () => raw.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '')
+  return {
+    process: child,
+    screen,
+    async waitFor(pattern) {
+      for (let i = 0; i < 400; i++) {
+        const match = pattern.exec(screen())
+        if (match) return match
+        if (child.exitCode !== null) break
+        await sleep(50)
+      }
+      assert.fail(`the terminal never showed ${pattern}:\n${screen()}`)
+    },
+    type: (text) => child.stdin!.write(text),
+  }
+}
+
+const withoutAdminPassword = { GATEHOUSE_ADMIN_PASSWORD: undefined, GATEHOUSE_LOG_FORMAT: undefined, GATEHOUSE_LOG_LEVEL: undefined }
+
+describe('serve output', () => {
+  it('on a terminal, prints a start-up summary and one readable line per request, and drains on Ctrl-C', async () => {
+    const dir = tempDir()
+    const terminal = inTerminal(['--demo', '--data-dir', dir], withoutAdminPassword)
+    try {
+      const [, url] = await terminal.waitFor(/^Gatehouse listening on (http:\/\/127\.0\.0\.1:\d+) \(sqlite\)$/m)
+      const [, password] = await terminal.waitFor(/^ {2}admin {7}created superuser "admin" with password: (\S+) \(shown once; set GATEHOUSE_ADMIN_PASSWORD to choose it\)$/m)
+      const screen = terminal.screen()
+      assert.match(screen, /^ {2}version {5}\d+\.\d+\.\d+$/m)
+      assert.match(screen, new RegExp(`^ {2}listening {3}${url}$`, 'm'))
+      assert.match(screen, new RegExp(`^ {2}database {4}sqlite:${dir}/gatehouse\\.sqlite$`, 'm'))
+      assert.match(screen, /^ {2}services {4}controller {2}\/api\/controller\/ {2}→ http:\/\/127\.0\.0\.1:\d+\/ \(built-in demo\)$/m)
+      assert.match(screen, /^ {14}demo-app {4}\/demo-app\/ {8}→ http:\/\/127\.0\.0\.1:\d+\/ \(built-in demo\)$/m)
+      assert.match(screen, /^ {2}realms {6}platform \(clients: end-users\)$/m)
+      assert.match(screen, /^ {2}LDAP {8}off$/m)
+      assert.match(screen, /^ {2}SSO {9}none$/m)
+
+      assert.equal((await fetch(`${url}/api/controller/v2/hosts/`, { headers: { authorization: basic('admin', password!) } })).status, 200)
+      assert.equal((await fetch(`${url}/api/gateway/v1/me/`, { headers: { authorization: basic('admin', 'wrong') } })).status, 401)
+      await terminal.waitFor(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: GET \/api\/controller\/v2\/hosts\/ 200 [\d.]+ ms → controller · admin \(basic\)$/m)
+      await terminal.waitFor(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: GET \/api\/gateway\/v1\/me\/ 401 [\d.]+ ms → gateway · anonymous$/m)
+      assert.doesNotMatch(terminal.screen(), /^\{"level"/m)
+      assert.doesNotMatch(terminal.screen(), /wrong/)
+
+      terminal.type('\x03')
+      const [code] = await once(terminal.process, 'exit')
+      assert.equal(code, 0)
+      assert.match(terminal.screen(), /INFO: shutting down: no new connections; finishing the requests in flight\n {4}signal: "SIGINT"/)
+      assert.match(terminal.screen(), /INFO: stopped$/m)
+    } finally {
+      terminal.process.kill()
+    }
+  })
+
+  it('writes JSON lines when the output is not a terminal, the start-up facts in one of them', async () => {
+    const gateway = await spawnGateway(['--demo', '--data-dir', tempDir()], { GATEHOUSE_LOG_LEVEL: 'info' })
+    try {
+      assert.equal((await fetch(`${gateway.url}/api/gateway/v1/me/`, { headers: { authorization: basic('admin', ADMIN_PASSWORD) } })).status, 200)
+      for (let i = 0; i < 100 && !gateway.output().includes('"msg":"request"'); i++) await sleep(50)
+      const lines = gateway.output().trim().split('\n')
+      assert.match(lines.find((line) => !line.startsWith('{')) ?? '', /^Gatehouse listening on http:\/\/127\.0\.0\.1:\d+ \(sqlite\)$/)
+      const logged = lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line))
+      const started = logged.find((line) => line.msg === 'started')
+      assert.equal(started.listening[0], gateway.url)
+      assert.match(started.database, /^sqlite:.*gatehouse\.sqlite$/)
+      assert.deepEqual(started.services.map((s: { name: string }) => s.name), ['controller', 'galaxy', 'eda', 'demo-app'])
+      assert.deepEqual(started.realms, [{ name: 'platform', clients: ['end-users'] }])
+      assert.equal(started.admin, 'created')
+      const request = logged.find((line) => line.msg === 'request')
+      assert.deepEqual([request.method, request.path, request.status, request.user, request.auth], ['GET', '/api/gateway/v1/me/', 200, 'admin', 'basic'])
+      assert.doesNotMatch(gateway.output(), new RegExp(ADMIN_PASSWORD))
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('writes JSON on a terminal when asked with GATEHOUSE_LOG_FORMAT=json', async () => {
+    const terminal = inTerminal(['--demo', '--data-dir', tempDir()], { GATEHOUSE_LOG_FORMAT: 'json', GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD, GATEHOUSE_LOG_LEVEL: 'info' })
+    try {
+      await terminal.waitFor(/^Gatehouse listening on http:\/\/127\.0\.0\.1:\d+ \(sqlite\)$/m)
+      await terminal.waitFor(/^\{"level":30,.*"msg":"started"\}$/m)
+      assert.doesNotMatch(terminal.screen(), /^ {2}version/m)
+      terminal.type('\x03')
+      assert.deepEqual(await once(terminal.process, 'exit'), [0, null])
+    } finally {
+      terminal.process.kill()
+    }
+  })
+
+  it('writes readable lines to a pipe when asked with --log-format pretty, without colours', async () => {
+    const gateway = await spawnGateway(['--demo', '--data-dir', tempDir(), '--log-format', 'pretty'], { GATEHOUSE_LOG_LEVEL: 'info' })
+    try {
+      await fetch(`${gateway.url}/api/gateway/v1/ping/`)
+      for (let i = 0; i < 100 && !gateway.output().includes('GET /api/gateway/v1/ping/'); i++) await sleep(50)
+      assert.match(gateway.output(), /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: GET \/api\/gateway\/v1\/ping\/ 200 [\d.]+ ms → gateway · anonymous$/m)
+      assert.match(gateway.output(), /^ {2}admin {7}created superuser "admin" with the password in GATEHOUSE_ADMIN_PASSWORD$/m)
+      assert.doesNotMatch(gateway.output(), /\x1b\[/)
+      assert.doesNotMatch(gateway.output(), /^\{"level"/m)
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('refuses an unknown --log-format with exit code 2 and a one-line reason', async () => {
+    const result = await runCli(['serve', '--log-format', 'xml', '--data-dir', tempDir()])
+    assert.equal(result.code, 2)
+    assert.match(result.stderr, /^error: option '--log-format <format>' argument 'xml' is invalid\. Allowed choices are auto, pretty, json\.\n$/)
+  })
+})

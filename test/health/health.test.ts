@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { sql } from 'kysely'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+/** A port nothing listens on: bound, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+function check(body: { checks: { name: string; status: string; data: Record<string, unknown> }[] }, name: string) {
+  const found = body.checks.find((c) => c.name === name)
+  assert.ok(found, `no check named ${name}`)
+  return found
+}
+
+describe('health and readiness endpoints', () => {
+  let gw: TestGateway
+  let downPort: number
+  /** An upstream that counts the connections readiness probes open to it. */
+  let counted: Server
+  let connections = 0
+  before(async () => {
+    downPort = await closedPort()
+    counted = createServer((socket) => {
+      connections++
+      socket.destroy()
+    })
+    await new Promise<void>((resolve) => counted.listen(0, '127.0.0.1', resolve))
+    gw = await startGateway({
+      config: {
+        services: [
+          { name: 'controller', prefix: '/api/controller/', upstream: 'builtin:demo' },
+          { name: 'gone', prefix: '/gone/', upstream: `http://127.0.0.1:${downPort}` },
+          { name: 'counted', prefix: '/counted/', upstream: `http://127.0.0.1:${(counted.address() as { port: number }).port}` },
+        ],
+        realms: [],
+      },
+    })
+  })
+  after(async () => {
+    await gw?.close()
+    counted?.close()
+  })
+
+  it('answers /healthz without credentials, from memory, and never cached', async () => {
+    const response = await gw.fetch('/healthz')
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('cache-control'), 'no-store')
+    assert.deepEqual(await json(response), { status: 'UP', checks: [] })
+    assert.equal((await gw.fetch('/healthz', { method: 'HEAD' })).status, 200)
+  })
+
+  it('reports each readiness check, and an upstream that is down without becoming unready', async () => {
+    const response = await gw.fetch('/readyz')
+    assert.equal(response.status, 200)
+    const body = await json(response)
+    assert.equal(body.status, 'UP')
+    assert.deepEqual(body.checks.map((c: { name: string; status: string }) => [c.name, c.status]), [['database', 'UP'], ['migrations', 'UP'], ['event_bus', 'UP']])
+    assert.equal(check(body, 'migrations').data.applied, 7)
+    const upstreams = Object.fromEntries(body.upstreams.map((u: { service: string }) => [u.service, u]))
+    assert.equal(upstreams.controller.status, 'UP')
+    assert.equal(upstreams.gone.status, 'DOWN')
+    assert.equal(upstreams.gone.reason, 'refused')
+    // Public: no addresses of upstreams or the database in it.
+    assert.doesNotMatch(JSON.stringify(body), new RegExp(`127\\.0\\.0\\.1|${downPort}|sqlite`))
+  })
+
+  it('is not ready while a migration this version needs is missing, and ready again once it is applied', async () => {
+    await sql`delete from kysely_migration where name = '007_login_failures'`.execute(gw.store.database.db)
+    try {
+      const response = await gw.fetch('/readyz')
+      assert.equal(response.status, 503)
+      const body = await json(response)
+      assert.equal(body.code, 'not_ready')
+      assert.equal(body.status, 'DOWN')
+      assert.equal(check(body, 'migrations').status, 'DOWN')
+      assert.deepEqual(check(body, 'migrations').data.pending, ['007_login_failures'])
+      assert.equal(check(body, 'database').status, 'UP')
+    } finally {
+      await sql`insert into kysely_migration (name, timestamp) values ('007_login_failures', '2020-01-01T00:00:00.000Z')`.execute(gw.store.database.db)
+    }
+    assert.equal((await gw.fetch('/readyz')).status, 200)
+  })
+
+  it('stays ready when a newer version has applied migrations this one does not know (a rolling upgrade), and says so', async () => {
+    await sql`insert into kysely_migration (name, timestamp) values ('999_from_the_future', '2030-01-01T00:00:00.000Z')`.execute(gw.store.database.db)
+    try {
+      const response = await gw.fetch('/readyz')
+      assert.equal(response.status, 200)
+      assert.deepEqual(check(await json(response), 'migrations').data.newer, ['999_from_the_future'])
+    } finally {
+      await sql`delete from kysely_migration where name = '999_from_the_future'`.execute(gw.store.database.db)
+    }
+  })
+
+  it('lets probes that arrive together share one check', async () => {
+    connections = 0
+    const responses = await Promise.all(Array.from({ length: 50 }, () => gw.fetch('/readyz')))
+    assert.deepEqual(new Set(responses.map((r) => r.status)), new Set([200]))
+    assert.ok(connections >= 1 && connections < 50, `${connections} checks for 50 probes`)
+  })
+
+  it('leaves the platform\'s ping/ as it was', async () => {
+    const body = await json(await gw.fetch('/api/gateway/v1/ping/'))
+    assert.equal(body.status, 'good')
+    assert.equal(body.db_connected, true)
+  })
+
+  // Last: a stopped bus is not started again.
+  it('is not ready once the event bus has stopped reading the event log', async () => {
+    await gw.app.bus.stop()
+    const response = await gw.fetch('/readyz')
+    assert.equal(response.status, 503)
+    const body = await json(response)
+    assert.equal(check(body, 'event_bus').status, 'DOWN')
+    assert.equal(check(body, 'event_bus').data.reason, 'stopped')
+    assert.equal((await gw.fetch('/healthz')).status, 200)
+  })
+})

@@ -1,0 +1,30 @@
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+
+/** Certificates made with the real openssl for the test that needs them: PEM files in `dir`. */
+export interface CertificateFiles {
+  cert: string
+  key: string
+}
+
+function openssl(args: string[]): void {
+  execFileSync('openssl', args, { stdio: 'ignore' })
+}
+
+/** A self-signed server certificate for 127.0.0.1 (and localhost), with the given common name. */
+export function selfSignedCertificate(dir: string, commonName: string, keyType = 'ec'): CertificateFiles {
+  const files = { cert: join(dir, `${commonName}.crt`), key: join(dir, `${commonName}.key`) }
+  const key = keyType === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'] : ['-newkey', keyType]
+  openssl(['req', '-x509', ...key, '-nodes', '-keyout', files.key, '-out', files.cert, '-days', '2',
+    '-subj', `/CN=${commonName}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'])
+  return files
+}
+
+/** A certificate signed by `ca` (for client certificates). */
+export function signedCertificate(dir: string, commonName: string, ca: CertificateFiles): CertificateFiles {
+  const files = { cert: join(dir, `${commonName}.crt`), key: join(dir, `${commonName}.key`) }
+  const request = join(dir, `${commonName}.csr`)
+  openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', files.key, '-out', request, '-subj', `/CN=${commonName}`])
+  openssl(['x509', '-req', '-in', request, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', files.cert, '-days', '2'])
+  return files
+}

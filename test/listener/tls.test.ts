@@ -1,0 +1,261 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { request as httpsRequest, Agent } from 'node:https'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { connect, type TLSSocket } from 'node:tls'
+import { after, before, describe, it } from 'node:test'
+import { selfSignedCertificate, signedCertificate, type CertificateFiles } from '../helpers/certificates.ts'
+import { runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+
+interface Curl {
+  code: number
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+/** Runs the real curl and splits what it printed into status, headers (last response) and body. */
+function curl(...args: string[]): Promise<Curl> {
+  return new Promise((resolve) => {
+    execFile('curl', ['-sS', '-D', '-', ...args], (error, stdout) => {
+      const code = error ? Number((error as { code?: number }).code ?? 1) : 0
+      const blocks = stdout.split('\r\n\r\n')
+      const heads = blocks.filter((block) => /^HTTP\/[\d.]+ \d{3}/.test(block))
+      const head = heads.at(-1) ?? ''
+      const headers: Record<string, string> = {}
+      for (const line of head.split('\r\n').slice(1)) {
+        const i = line.indexOf(':')
+        if (i > 0) headers[line.slice(0, i).toLowerCase()] = (headers[line.slice(0, i).toLowerCase()] ? headers[line.slice(0, i).toLowerCase()] + '\n' : '') + line.slice(i + 1).trim()
+      }
+      resolve({ code, status: Number(/^HTTP\/[\d.]+ (\d{3})/.exec(head)?.[1] ?? 0), headers, body: blocks.slice(heads.length).join('\r\n\r\n') })
+    })
+  })
+}
+
+/** The common name of the certificate a brand-new TLS connection is given. */
+function servedCommonName(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      const name = String(socket.getPeerCertificate().subject.CN)
+      socket.end()
+      resolve(name)
+    })
+    socket.once('error', reject)
+  })
+}
+
+async function servedBecomes(port: number, commonName: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await servedCommonName(port)) === commonName) return
+    await sleep(100)
+  }
+  assert.fail(`new connections still get ${await servedCommonName(port)}, not ${commonName}`)
+}
+
+/** Replaces a live certificate and key the way renewal tools do: written beside them, then renamed over them. */
+function install(from: CertificateFiles, live: CertificateFiles): void {
+  copyFileSync(from.cert, `${live.cert}.new`)
+  copyFileSync(from.key, `${live.key}.new`)
+  renameSync(`${live.key}.new`, live.key)
+  renameSync(`${live.cert}.new`, live.cert)
+}
+
+function writeConfig(dir: string, server: Record<string, unknown>): string {
+  const file = join(dir, 'gatehouse.yaml')
+  // JSON is YAML.
+  writeFileSync(file, JSON.stringify({
+    server,
+    services: [{ name: 'controller', prefix: '/api/controller/', upstream: 'builtin:demo', public_paths: ['/api/controller/v2/'] }],
+  }))
+  return file
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port)
+}
+
+function logLines(gateway: GatewayProcess): Record<string, unknown>[] {
+  return gateway.output().split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line))
+}
+
+function startedFacts(gateway: GatewayProcess): { listening: string[] } {
+  const line = logLines(gateway).find((l) => l.msg === 'started')
+  assert.ok(line, `no "started" log line in:\n${gateway.output()}`)
+  return line as unknown as { listening: string[] }
+}
+
+/** Two certificates, the first of them installed as the live files a gateway serves. */
+interface Swappable {
+  first: CertificateFiles
+  second: CertificateFiles
+  live: CertificateFiles
+  gateway: GatewayProcess
+}
+
+async function serveSwappable(tls: Record<string, unknown>): Promise<Swappable> {
+  const dir = tempDir()
+  const first = selfSignedCertificate(dir, 'first.test')
+  const second = selfSignedCertificate(dir, 'second.test')
+  mkdirSync(join(dir, 'live'))
+  const live = { cert: join(dir, 'live', 'tls.crt'), key: join(dir, 'live', 'tls.key') }
+  install(first, live)
+  const config = writeConfig(dir, { tls: { cert_file: live.cert, key_file: live.key, ...tls } })
+  const gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info' })
+  return { first, second, live, gateway }
+}
+
+describe('HTTPS from certificate files', () => {
+  let first: CertificateFiles
+  let second: CertificateFiles
+  let live: CertificateFiles
+  let gateway: GatewayProcess
+  before(async () => {
+    ;({ first, second, live, gateway } = await serveSwappable({ redirect_http_port: 0 }))
+  })
+  after(async () => {
+    await gateway?.stop()
+  })
+
+  it('serves HTTPS that curl verifies against the self-signed certificate, with HSTS and Secure cookies', async () => {
+    assert.match(gateway.url, /^https:\/\/127\.0\.0\.1:\d+$/)
+    const login = await curl('--cacert', first.cert, `${gateway.url}/api/gateway/v1/login/`)
+    assert.equal(login.code, 0)
+    assert.equal(login.status, 200)
+    assert.equal(login.headers['strict-transport-security'], 'max-age=31536000')
+    assert.match(login.headers['set-cookie'] ?? '', /^csrftoken=[^;]+;.*; Secure/)
+
+    const proxied = await curl('--cacert', first.cert, `${gateway.url}/api/controller/v2/`)
+    assert.equal(proxied.status, 200)
+    assert.equal(JSON.parse(proxied.body).headers['x-forwarded-proto'], 'https')
+    assert.equal(proxied.headers['strict-transport-security'], 'max-age=31536000')
+  })
+
+  it('redirects plain HTTP on the redirect port to the same path and query on HTTPS, without HSTS', async () => {
+    const redirectUrl = startedFacts(gateway).listening[1]!
+    assert.match(redirectUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
+    const redirected = await curl(`${redirectUrl}/api/gateway/v1/ping/?probe=1`)
+    assert.equal(redirected.status, 308)
+    assert.equal(redirected.headers.location, `https://127.0.0.1:${portOf(gateway.url)}/api/gateway/v1/ping/?probe=1`)
+    assert.equal(redirected.headers['strict-transport-security'], undefined)
+
+    const pinged = await curl('-L', '--cacert', first.cert, `${redirectUrl}/api/gateway/v1/ping/`)
+    assert.equal(pinged.status, 200)
+    assert.equal(JSON.parse(pinged.body).status, 'good')
+
+    const badHost = await curl('-H', 'Host: not a host', `${redirectUrl}/`)
+    assert.equal(badHost.status, 400)
+    assert.equal(JSON.parse(badHost.body).code, 'bad_request')
+  })
+
+  it('picks up a new certificate without a restart, and keeps connections made before the swap open', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: [readFileSync(first.cert), readFileSync(second.cert)] })
+    const get = () => new Promise<{ status: number; reused: boolean; commonName: string }>((resolve, reject) => {
+      const request = httpsRequest(`${gateway.url}/api/gateway/v1/ping/`, { agent }, (response) => {
+        const commonName = String((response.socket as TLSSocket).getPeerCertificate().subject.CN)
+        response.resume()
+        response.on('end', () => resolve({ status: response.statusCode!, reused: request.reusedSocket, commonName }))
+      })
+      request.once('error', reject)
+      request.end()
+    })
+    try {
+      assert.deepEqual(await get(), { status: 200, reused: false, commonName: 'first.test' })
+      install(second, live)
+      await servedBecomes(portOf(gateway.url), 'second.test')
+      assert.deepEqual(await get(), { status: 200, reused: true, commonName: 'first.test' })
+      assert.equal((await curl('--cacert', second.cert, `${gateway.url}/healthz`)).status, 200)
+      assert.notEqual((await curl('--cacert', first.cert, `${gateway.url}/healthz`)).code, 0)
+    } finally {
+      agent.destroy()
+    }
+    assert.ok(logLines(gateway).some((line) => line.msg === 'TLS certificate reloaded' && line.subject === 'CN=second.test'))
+  })
+})
+
+describe('TLS files re-read on SIGHUP', () => {
+  let first: CertificateFiles
+  let second: CertificateFiles
+  let live: CertificateFiles
+  let gateway: GatewayProcess
+  before(async () => {
+    ;({ first, second, live, gateway } = await serveSwappable({ watch: false }))
+  })
+  after(async () => {
+    await gateway?.stop()
+  })
+
+  it('swaps in new files on SIGHUP, and keeps the previous certificate when the new files do not belong together', async () => {
+    const port = portOf(gateway.url)
+    install(second, live)
+    assert.equal(await servedCommonName(port), 'first.test')
+    gateway.process.kill('SIGHUP')
+    await servedBecomes(port, 'second.test')
+
+    // A certificate with another certificate's key: refused, logged, and the running one stays.
+    copyFileSync(first.cert, live.cert)
+    gateway.process.kill('SIGHUP')
+    const refused = async () => logLines(gateway).find((line) => String(line.msg).startsWith('TLS files not reloaded'))
+    for (let i = 0; i < 100 && !(await refused()); i++) await sleep(50)
+    assert.match(String((await refused())?.reason), /^server\.tls: the key in ".*" does not belong to the certificate in ".*"$/)
+    assert.equal(await servedCommonName(port), 'second.test')
+    assert.equal(gateway.process.exitCode, null)
+    assert.equal((await curl('--cacert', second.cert, `${gateway.url}/healthz`)).status, 200)
+  })
+})
+
+describe('client certificates from a CA (mutual TLS)', () => {
+  let dir: string
+  let server: CertificateFiles
+  let ca: CertificateFiles
+  let gateway: GatewayProcess
+  before(async () => {
+    dir = tempDir()
+    server = selfSignedCertificate(dir, 'gateway.test')
+    ca = selfSignedCertificate(dir, 'clients-ca.test')
+    const config = writeConfig(dir, { tls: { cert_file: server.cert, key_file: server.key, ca_file: ca.cert } })
+    gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')])
+  })
+  after(async () => {
+    await gateway?.stop()
+  })
+
+  it('serves clients with a certificate from the CA and refuses the handshake to others', async () => {
+    const client = signedCertificate(dir, 'client.test', ca)
+    const stranger = selfSignedCertificate(dir, 'stranger.test')
+    const url = `${gateway.url}/api/gateway/v1/ping/`
+    const accepted = await curl('--cacert', server.cert, '--cert', client.cert, '--key', client.key, url)
+    assert.equal(accepted.status, 200)
+    assert.notEqual((await curl('--cacert', server.cert, url)).code, 0)
+    assert.notEqual((await curl('--cacert', server.cert, '--cert', stranger.cert, '--key', stranger.key, url)).code, 0)
+  })
+})
+
+describe('serve with unusable TLS files', { concurrency: true }, () => {
+  const dir = tempDir()
+  const good = selfSignedCertificate(dir, 'good.test')
+  const other = selfSignedCertificate(dir, 'other.test')
+  const garbage = join(dir, 'garbage.pem')
+  writeFileSync(garbage, 'not a certificate\n')
+
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ['a missing certificate', { cert_file: join(dir, 'missing.crt'), key_file: good.key }, /^gatehouse: server\.tls\.cert_file: cannot read ".*missing\.crt": ENOENT/],
+    ['an unreadable key (a directory)', { cert_file: good.cert, key_file: dir }, /^gatehouse: server\.tls\.key_file: cannot read ".*": EISDIR/],
+    ['a certificate file that holds no certificate', { cert_file: garbage, key_file: good.key }, /^gatehouse: server\.tls\.cert_file: ".*garbage\.pem" does not hold a PEM certificate/],
+    ['a missing client CA', { cert_file: good.cert, key_file: good.key, ca_file: join(dir, 'missing-ca.crt') }, /^gatehouse: server\.tls\.ca_file: cannot read/],
+    ['a key of another certificate', { cert_file: good.cert, key_file: other.key }, /^gatehouse: server\.tls: the key in ".*other\.test\.key" does not belong to the certificate in ".*good\.test\.crt"/],
+  ]
+  for (const [what, tls, reason] of cases) {
+    it(`stops with exit code 2 and a one-line reason, having touched nothing, for ${what}`, async () => {
+      const dataDir = join(tempDir(), 'data')
+      const config = writeConfig(tempDir(), { port: 0, tls })
+      const result = await runCli(['serve', '--config', config, '--demo', '--data-dir', dataDir], { env: { GATEHOUSE_ADMIN_PASSWORD: 'unused-password' } })
+      assert.equal(result.code, 2, result.stderr)
+      assert.match(result.stderr, reason)
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+      assert.equal(result.stdout, '')
+      assert.deepEqual(readdirSync(join(dataDir, '..')), [])
+    })
+  }
+})
