@@ -154,7 +154,15 @@ export interface GatewayPair {
 export async function spawnGatewayPair(storageArgs?: string[]): Promise<GatewayPair> {
   const dir = tempDir()
   const storage = storageArgs ?? ['--data-dir', dir]
-  const [first, second] = await Promise.all([spawnGateway(['--demo', ...storage]), spawnGateway(['--demo', ...storage])])
+  const started = await Promise.allSettled([spawnGateway(['--demo', ...storage]), spawnGateway(['--demo', ...storage])])
+  const failed = started.find((s) => s.status === 'rejected')
+  if (failed) {
+    // The one that did start must not outlive the test file (it would keep the runner waiting forever).
+    await Promise.all(started.map((s) => s.status === 'fulfilled' && s.value.stop()))
+    rmSync(dir, { recursive: true, force: true })
+    throw failed.reason
+  }
+  const [first, second] = started.map((s) => (s as PromiseFulfilledResult<GatewayProcess>).value) as [GatewayProcess, GatewayProcess]
   return {
     dir,
     first,
