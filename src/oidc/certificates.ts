@@ -25,9 +25,10 @@ export function selfSignedCertificate(privateJwk: JsonWebKey, commonName: string
   const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' })
   const algorithm = new AlgorithmIdentifier({ algorithm: SHA256_WITH_RSA, parameters: null })
   const name = new Name([new RelativeDistinguishedName([new AttributeTypeAndValue({ type: COMMON_NAME, value: new AttributeValue({ utf8String: commonName }) })])])
-  // A positive serial number of 16 random bytes (RFC 5280 §4.1.2.2).
+  // A positive serial number of 16 random bytes (RFC 5280 §4.1.2.2) whose first byte is neither 0 nor above 0x7f:
+  // DER wants an INTEGER's shortest form, and OpenSSL refuses a certificate whose serial starts with a needless 0.
   const serial = randomBytes(16)
-  serial[0]! &= 0x7f
+  serial[0] = (serial[0]! & 0x7f) | 0x40
   const tbsCertificate = new TBSCertificate({
     version: Version.v3,
     serialNumber: toArrayBuffer(serial),

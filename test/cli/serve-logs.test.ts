@@ -17,7 +17,9 @@ interface TerminalGateway {
 }
 
 function inTerminal(args: string[], env: Record<string, string | undefined>): TerminalGateway {
-  const command = [join(repoRoot, 'bin/gatehouse'), 'serve', '--port', '0', ...args].map((arg) => `'${arg}'`).join(' ')
+  // `exec`, so the shell `script` starts (whatever $SHELL is) does not stay between the terminal and the gateway:
+  // a shell that waits on its child dies of Ctrl-C itself, and `script` reports that instead of the gateway's exit.
+  const command = `exec ${[join(repoRoot, 'bin/gatehouse'), 'serve', '--port', '0', ...args].map((arg) => `'${arg}'`).join(' ')}`
   const child = spawn('script', ['-qefc', command, '/dev/null'], { env: { ...process.env, TERM: 'xterm', ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
   let raw = ''
   child.stdout!.on('data', (chunk) => (raw += chunk))
