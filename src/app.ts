@@ -1,3 +1,5 @@
+import { AccessModel } from './access/model.ts'
+import { compileServiceRules, type ServiceRules } from './access/rules.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
@@ -36,6 +38,10 @@ export interface App {
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
   readonly routes: readonly Route[]
+  /** Organizations, teams and roles, in memory (src/access/model.ts). */
+  readonly access: AccessModel
+  /** Each service's compiled access rules, by service name; a service without rules is absent. */
+  readonly serviceRules: ReadonlyMap<string, ServiceRules>
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
@@ -79,6 +85,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const identity = new IdentitySigner(store, publicUrl, config.auth.identity_token_seconds)
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
+  const access = new AccessModel(store, bus)
+  await access.reload()
+  access.onReload(() => identity.forgetAll())
 
   const auth = new AuthPipeline(bus)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
@@ -116,6 +125,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     sessions,
     csrf,
     routes: compileRoutes(config, options.upstreams),
+    access,
+    serviceRules: compileServiceRules(config),
     oidc,
     get publicUrl() {
       return identity.issuer

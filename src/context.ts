@@ -6,6 +6,8 @@ export interface RequestContext {
   /** The service whose route matched: a configured service's name, or `gateway` for the gateway's own API and pages. */
   service: string | undefined
   principal: Principal | undefined
+  /** The access rule that decided (src/access/rules.ts), for the request's log line. */
+  accessRule?: string | undefined
 }
 
 declare module 'fastify' {

@@ -87,6 +87,13 @@ export class PermissionDenied extends GatehouseError {
   }
 }
 
+/** 403: a service's access rules refuse a signed-in caller (src/access/rules.ts); the message names the rule, or says none allowed. */
+export class AccessDenied extends PermissionDenied {
+  constructor(message: string) {
+    super(message, 'access_denied')
+  }
+}
+
 /** 403: a session-authenticated unsafe request failed the CSRF check; `code` says which part (token, cookie, Referer, Origin). */
 export class CsrfFailed extends GatehouseError {
   constructor(message: string, code: string) {

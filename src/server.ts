@@ -77,6 +77,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
       service,
       user: principal?.user.username,
       auth: principal?.method,
+      access_rule: request.gatehouse?.accessRule,
     }, 'request')
   })
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { AccessRulesSchema } from './access.ts'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
@@ -36,6 +37,7 @@ export const ServiceSchema = z.object({
     connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream before answering 502.'),
     response_seconds: z.number().positive().max(3600).default(60).describe('Time to wait for the upstream\'s response headers, and between body chunks, before answering 504.'),
   }).strict().default({ connect_seconds: 5, response_seconds: 60 }),
+  access: AccessRulesSchema.optional(),
 }).strict()
 
 const filePath = z.string().min(1)
@@ -121,6 +123,12 @@ export const ConfigSchema = z.object({
     if (service.prefix.startsWith('/ui/')) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not be under /ui/, the web interface' })
     }
+    service.access?.forEach((rule, j) => {
+      const match = rule.allow ?? rule.deny
+      match?.paths?.forEach((path, k) => {
+        if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'access', j, rule.allow ? 'allow' : 'deny', 'paths', k], message: `must be under the service prefix ${service.prefix}` })
+      })
+    })
     service.public_paths.forEach((path, j) => {
       if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'public_paths', j], message: `must be under the service prefix ${service.prefix}` })
     })

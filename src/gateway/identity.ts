@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type CryptoKey } from 'jose'
+import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
 import type { Store } from '../store/store.ts'
 
@@ -54,7 +55,8 @@ export class IdentitySigner {
     return { keys: this.#publicKeys }
   }
 
-  async tokenFor(principal: Principal, audience: string, now = Date.now()): Promise<string> {
+  /** `access`: the user's teams, organizations and roles (src/access/model.ts), carried as claims of those names. */
+  async tokenFor(principal: Principal, audience: string, access?: UserAccess, now = Date.now()): Promise<string> {
     const cacheKey = `${principal.user.id}\0${principal.method}\0${principal.scope ?? ''}\0${audience}`
     const cached = this.#cache.get(cacheKey)
     if (cached && cached.renewAt > now) return cached.jwt
@@ -69,6 +71,9 @@ export class IdentitySigner {
       source: user.source,
       is_system_auditor: user.isSystemAuditor || undefined,
       groups: user.groups.length ? user.groups : undefined,
+      teams: access?.teams.length ? access.teams.map((t) => ({ id: t.id, name: t.name, organization: t.organizationId })) : undefined,
+      organizations: access?.organizations.length ? access.organizations.map((o) => ({ id: o.id, name: o.name })) : undefined,
+      roles: access?.roles.length ? access.roles : undefined,
       auth_method: principal.method,
       scope: principal.scope,
     })
@@ -82,6 +87,11 @@ export class IdentitySigner {
     if (this.#cache.size > 10_000) this.#cache.clear()
     this.#cache.set(cacheKey, { jwt, renewAt: now + (this.#lifetimeSeconds * 1000) / 2 })
     return jwt
+  }
+
+  /** Memberships changed somewhere: every token carries them, so none is reused. */
+  forgetAll(): void {
+    this.#cache.clear()
   }
 
   forgetUser(userId: number): void {

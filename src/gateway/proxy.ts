@@ -1,6 +1,8 @@
 import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
+import { authorizeServiceRequest } from '../access/service-access.ts'
+import type { UserAccess } from '../access/model.ts'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
 import { NotAuthenticated, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
@@ -64,17 +66,20 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
     }
     if (!open) throw error
   }
+  let access: UserAccess | undefined
   if (principal) {
     assertScopeAllows(principal, request.method)
     context.principal = principal
+    // A public path stays public: the rules decide who may use the rest of the service.
+    access = open ? app.access.of(principal.user) : authorizeServiceRequest(app.serviceRules.get(route.name), app.access, request, principal, path)
   } else if (!open) {
     refuseUnauthenticated(request, reply, route.unauthenticated, route.accepts, app.loginUrlFor(route))
     return
   }
-  const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
+  const identity = principal ? await app.identity.tokenFor(principal, route.name, access) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   reply.from(basePath + upstreamPath + query, {
-    rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity),
+    rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity, access),
     rewriteHeaders: (headers) => withoutHopByHop(headers as IncomingHttpHeaders),
     retryDelay: () => null,
     onError: (replyWithError, { error }) => {
@@ -92,7 +97,7 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
  * gateway consumed (Authorization, its own cookies) and without any X-Gatehouse-* a client sent, plus
  * X-Forwarded-* and the verified identity. Built in one pass into a new object.
  */
-function requestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, app: App, principal: Principal | undefined, identity: string | undefined): IncomingHttpHeaders {
+function requestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, app: App, principal: Principal | undefined, identity: string | undefined, access: UserAccess | undefined): IncomingHttpHeaders {
   const listed = connectionOptions(incoming.connection)
   const headers: IncomingHttpHeaders = {}
   for (const name of Object.keys(incoming)) {
@@ -114,8 +119,14 @@ function requestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, 
     headers['x-gatehouse-user-id'] = String(principal.user.id)
     headers['x-gatehouse-auth-method'] = principal.method
     headers['x-gatehouse-identity'] = identity
+    if (access?.teams.length) headers['x-gatehouse-teams'] = teamsHeader(access)
   }
   return headers
+}
+
+/** Team names, each percent-encoded (a name may hold a comma), comma-separated: for upstreams that read a header, not a JWT. */
+function teamsHeader(access: UserAccess): string {
+  return access.teams.map((team) => encodeURIComponent(team.name)).join(',')
 }
 
 function withoutHopByHop(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
