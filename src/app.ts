@@ -1,3 +1,4 @@
+import { AccessAdmin } from './access/admin.ts'
 import { AccessModel } from './access/model.ts'
 import { compileServiceRules, type ServiceRules } from './access/rules.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
@@ -42,6 +43,8 @@ export interface App {
   readonly access: AccessModel
   /** Each service's compiled access rules, by service name; a service without rules is absent. */
   readonly serviceRules: ReadonlyMap<string, ServiceRules>
+  /** Every change to organizations, teams, roles and assignments, with who may make it. */
+  readonly accessAdmin: AccessAdmin
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
@@ -127,6 +130,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     routes: compileRoutes(config, options.upstreams),
     access,
     serviceRules: compileServiceRules(config),
+    accessAdmin: new AccessAdmin(store, bus, access),
     oidc,
     get publicUrl() {
       return identity.issuer

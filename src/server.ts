@@ -13,6 +13,8 @@ import { settingsRoutes } from './api/settings.ts'
 import { ssoRoutes } from './api/sso.ts'
 import { tokenRoutes } from './api/tokens.ts'
 import { meRoutes } from './api/me.ts'
+import { organizationRoutes } from './api/organizations.ts'
+import { roleRoutes } from './api/roles.ts'
 import { userRoutes } from './api/users.ts'
 import { answerClientError, NotFound, sendError } from './errors.ts'
 import { refuseBadHost } from './gateway/host-header.ts'
@@ -101,6 +103,8 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     tokenRoutes(api, app)
     ssoRoutes(api, app)
     mySessionRoutes(api, app)
+    organizationRoutes(api, app)
+    roleRoutes(api, app)
   })
   registerHealthRoutes(server, app)
   await registerOidcRoutes(server, app)

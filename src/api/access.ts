@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import { NotAuthenticated, PermissionDenied } from '../errors.ts'
-import { assertScopeAllows, challengesFor } from '../gateway/policy.ts'
+import { assertScopeAllows, challengesFor, isSafeMethod } from '../gateway/policy.ts'
 import { publicPathMatcher } from '../gateway/routes.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
 import type { Principal } from '../auth/principal.ts'
@@ -41,7 +41,8 @@ export function apiAccessCheck(app: App) {
     }
     if (open) return
     if (!principal) throw new NotAuthenticated(undefined, undefined, challengesFor(app.config.gateway.accepts))
-    if (access === 'superuser' && !principal.user.isSuperuser) throw new PermissionDenied()
+    // A Platform Auditor reads everything a superuser may read, and changes nothing.
+    if (access === 'superuser' && !principal.user.isSuperuser && !(principal.user.isSystemAuditor && isSafeMethod(request.method))) throw new PermissionDenied()
   }
 }
 

@@ -13,10 +13,20 @@ export interface DemoUpstream {
  * identity Gatehouse vouched for and whether X-Gatehouse-Identity verified against the gateway's JWKS.
  * It is what a real service behind Gatehouse does to trust the caller.
  */
+interface VerifiedClaims {
+  sub: string
+  username: unknown
+  exp: number
+  teams: unknown
+  organizations: unknown
+  roles: unknown
+}
+
 export async function startDemoUpstream(name: string, gatewayUrl: () => string, issuer: () => string = gatewayUrl): Promise<DemoUpstream> {
   let jwks: ReturnType<typeof createRemoteJWKSet> | undefined
   // Like any service should, verify each identity token once and remember it until it expires.
-  const verifiedTokens = new Map<string, { sub: string; username: unknown; exp: number }>()
+  const verifiedTokens = new Map<string, VerifiedClaims>()
+  const claimsOf = (token: unknown) => verifiedTokens.get(token as string)!
   const server: Server = createServer(async (req, res) => {
     let bodyBytes = 0
     try {
@@ -34,7 +44,7 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
             claims = undefined
             try {
               const { payload } = await jwtVerify(token, jwks, { audience: name, issuer: issuer(), algorithms: ['ES256'] })
-              claims = { sub: String(payload.sub), username: payload.preferred_username, exp: payload.exp ?? 0 }
+              claims = { sub: String(payload.sub), username: payload.preferred_username, exp: payload.exp ?? 0, teams: payload.teams ?? [], organizations: payload.organizations ?? [], roles: payload.roles ?? [] }
               if (verifiedTokens.size > 10_000) verifiedTokens.clear()
               verifiedTokens.set(token, claims)
             } catch {
@@ -48,6 +58,10 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
           user_id: Number(req.headers['x-gatehouse-user-id']),
           auth_method: req.headers['x-gatehouse-auth-method'] ?? null,
           verified,
+          // What the verified token says of the caller's memberships (docs/access.md).
+          teams: verified ? claimsOf(token).teams : [],
+          organizations: verified ? claimsOf(token).organizations : [],
+          roles: verified ? claimsOf(token).roles : [],
         }
       }
       const body = JSON.stringify({
@@ -63,6 +77,7 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
           'x-forwarded-for': req.headers['x-forwarded-for'] ?? null,
           'x-forwarded-proto': req.headers['x-forwarded-proto'] ?? null,
           'x-forwarded-host': req.headers['x-forwarded-host'] ?? null,
+          'x-gatehouse-teams': req.headers['x-gatehouse-teams'] ?? null,
         },
       })
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
