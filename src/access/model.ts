@@ -85,6 +85,11 @@ export class AccessModel {
     return this.#records.roleDefinitions
   }
 
+  /** The names rules can refer to. */
+  names(): { teams: ReadonlySet<string>; organizations: ReadonlySet<string> } {
+    return { teams: new Set(this.#records.teams.map((t) => t.name)), organizations: new Set(this.#records.organizations.map((o) => o.name)) }
+  }
+
   team(id: number): Team | undefined {
     return this.#teams.get(id)
   }

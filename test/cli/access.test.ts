@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
+import { after, before, describe, it } from 'node:test'
+import { demoConfigFile } from '../../src/config/load.ts'
+import { openStore } from '../../src/store/store.ts'
+import { runCli, tempDir } from '../helpers/gateway.ts'
+
+describe('bin/gatehouse access check', () => {
+  const dir = tempDir()
+  const check = (...args: string[]) => runCli(['access', 'check', ...args, '--config', demoConfigFile, '--data-dir', dir])
+
+  before(async () => {
+    const store = await openStore({ dataDir: dir })
+    const research = await store.access.createOrganization({ name: 'Research' })
+    const member = await store.users.create({ username: 'rita' })
+    await store.users.create({ username: 'otto' })
+    const role = (await store.access.findRoleDefinitionByName('Organization Member'))!
+    await store.access.assign({ roleDefinitionId: role.id, actor: 'user', actorId: member.id, objectType: 'organization', objectId: research.id })
+    await store.close()
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('prints the allowing rule and the user\'s memberships', async () => {
+    const result = await check('rita', 'GET', '/api/eda/v1/activations/')
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stdout, /organizations: Research/)
+    assert.match(result.stdout, /decision: allow by rule 4: allow organizations=Research methods=GET,HEAD,OPTIONS/)
+  })
+
+  it('exits 1 and says no rule matched when the request is refused', async () => {
+    const result = await check('rita', 'post', '/api/eda/v1/activations/')
+    assert.equal(result.code, 1)
+    assert.match(result.stdout, /decision: deny \(no rule matched\)/)
+    assert.equal((await check('otto', 'GET', '/api/eda/v1/admin/x')).code, 1)
+    assert.match((await check('otto', 'GET', '/api/eda/v1/admin/x')).stdout, /deny by rule 2: deny paths=\/api\/eda\/v1\/admin\/\*/)
+  })
+
+  it('says a service without rules lets every signed-in caller through', async () => {
+    const result = await check('otto', 'DELETE', '/api/controller/v2/hosts/1/')
+    assert.equal(result.code, 0)
+    assert.match(result.stdout, /no access rules/)
+  })
+
+  it('refuses an unknown user or a path no service serves as usage mistakes', async () => {
+    assert.equal((await check('nobody', 'GET', '/api/eda/')).code, 2)
+    assert.equal((await check('otto', 'GET', '/nowhere/')).code, 2)
+  })
+})
