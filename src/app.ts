@@ -1,5 +1,5 @@
 import { AccessAdmin } from './access/admin.ts'
-import { AccessModel } from './access/model.ts'
+import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileServiceRules, type ServiceRules } from './access/rules.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
@@ -113,7 +113,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens, accounts))
   const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, memberships: (user) => keycloakMemberships(access.of(user)) })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const app: App = {

@@ -23,9 +23,11 @@ export interface UserAccess {
   readonly organizationNames: ReadonlySet<string>
   readonly roleNames: ReadonlySet<string>
   readonly held: readonly HeldRole[]
+  /** Organizations and teams as group paths, `/Organization` and `/Organization/Team`, sorted. */
+  readonly groups: readonly string[]
 }
 
-const NOBODY: UserAccess = freezeAccess([], [], [])
+const NOBODY: UserAccess = freezeAccess([], [], [], [])
 
 /**
  * Organizations, teams, roles and assignments, held in memory as one snapshot, so the request path reads
@@ -117,7 +119,7 @@ export class AccessModel {
     const held = user.isSystemAuditor
       ? [...access.held, ...(auditor ? [{ role: auditor, objectType: 'platform' as const, objectId: 0 }] : [])]
       : access.held.filter((h) => h.role.name !== PLATFORM_AUDITOR)
-    return freezeAccess(access.teams, access.organizations, held)
+    return freezeAccess(access.teams, access.organizations, held, access.groups)
   }
 
   /**
@@ -162,7 +164,12 @@ export class AccessModel {
       const held = [...own, ...uniqueTeams.flatMap((t) => byTeam.get(t.id) ?? [])]
       const organizations = held.filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization'))
         .map((h) => this.#organizations.get(h.objectId)).filter((o): o is Organization => o !== undefined)
-      byUser.set(userId, freezeAccess(uniqueTeams, [...new Map(organizations.map((o) => [o.id, o])).values()], held))
+      const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
+      const groups = [
+        ...uniqueOrganizations.map((o) => `/${o.name}`),
+        ...uniqueTeams.map((t) => `/${this.#organizations.get(t.organizationId)?.name ?? ''}/${t.name}`),
+      ].sort()
+      byUser.set(userId, freezeAccess(uniqueTeams, uniqueOrganizations, held, groups))
     }
     this.#records = records
     this.#byUser = byUser
@@ -170,7 +177,12 @@ export class AccessModel {
   }
 }
 
-function freezeAccess(teams: readonly Team[], organizations: readonly Organization[], held: readonly HeldRole[]): UserAccess {
+/** Teams and organizations as Keycloak group paths, and the role names, for realm access tokens (src/oidc/claims.ts). */
+export function keycloakMemberships(access: UserAccess): { groups: string[]; roles: string[] } {
+  return { groups: [...access.groups], roles: [...access.roles] }
+}
+
+function freezeAccess(teams: readonly Team[], organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[]): UserAccess {
   const roles = [...new Set(held.map((h) => h.role.name))].sort()
   return Object.freeze({
     teams: Object.freeze([...teams]),
@@ -180,5 +192,6 @@ function freezeAccess(teams: readonly Team[], organizations: readonly Organizati
     organizationNames: new Set(organizations.map((o) => o.name)),
     roleNames: new Set(roles),
     held: Object.freeze([...held]),
+    groups: Object.freeze([...groups]),
   })
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { decodeJwt } from 'jose'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
@@ -68,6 +69,18 @@ describe('the demo eda service\'s access rules', () => {
     const researcher = await json(await eda('researcher', 'GET'))
     assert.deepEqual(researcher.identity.organizations.map((o: { name: string }) => o.name), ['Research'])
     assert.equal(researcher.headers['x-gatehouse-teams'], null)
+  })
+
+  it('puts teams and organizations in realm access tokens as Keycloak groups, and roles in realm_access', async () => {
+    const response = await gw.fetch('/realms/platform/protocol/openid-connect/token', {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'automator', password: 'automator-password-long' }),
+    })
+    assert.equal(response.status, 200)
+    const claims = decodeJwt((await json(response)).access_token)
+    assert.deepEqual(claims.groups, ['/Platform/Automation'])
+    assert.ok((claims.realm_access as { roles: string[] }).roles.includes('Team Member'))
+    assert.ok((claims.realm_access as { roles: string[] }).roles.includes('offline_access'))
   })
 
   it('refuses a member removed from the team on the very next request', async () => {
