@@ -1,4 +1,5 @@
 import { AccessAdmin } from './access/admin.ts'
+import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileServiceRules, type ServiceRules } from './access/rules.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
@@ -13,7 +14,7 @@ import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
-import { LdapDirectory, LdapPasswords } from './directory/ldap.ts'
+import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
@@ -45,6 +46,8 @@ export interface App {
   readonly serviceRules: ReadonlyMap<string, ServiceRules>
   /** Every change to organizations, teams, roles and assignments, with who may make it. */
   readonly accessAdmin: AccessAdmin
+  /** Teams and organizations from directory groups and SSO claims, applied at each login. */
+  readonly memberships: MembershipMappings
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
@@ -74,8 +77,13 @@ export async function createApp(config: Config, store: Store, options: AppOption
     minLength: settings.current.local_password_min_length,
     refuseCommon: settings.current.local_password_refuse_common,
   }))
+  const access = new AccessModel(store, bus)
+  await access.reload()
+  const accessAdmin = new AccessAdmin(store, bus, access)
+  const memberships = new MembershipMappings(accessAdmin, access)
   if (config.ldap) {
-    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts)
+    const mappings = config.ldap.memberships
+    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply(user, mappings, found.groupDns, normalizeDn))
     const order = config.auth.password_sources
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
   }
@@ -88,8 +96,6 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const identity = new IdentitySigner(store, publicUrl, config.auth.identity_token_seconds)
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
-  const access = new AccessModel(store, bus)
-  await access.reload()
   access.onReload(() => identity.forgetAll())
 
   const auth = new AuthPipeline(bus)
@@ -130,7 +136,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     routes: compileRoutes(config, options.upstreams),
     access,
     serviceRules: compileServiceRules(config),
-    accessAdmin: new AccessAdmin(store, bus, access),
+    accessAdmin,
+    memberships,
     oidc,
     get publicUrl() {
       return identity.issuer

@@ -142,16 +142,17 @@ export class AccessAdmin {
   }
 
   /**
-   * Sets a user's roles from a directory or SSO mapping (src/access/mappings.ts): grants `wanted`, revokes the
-   * mapped ones not wanted, leaves every other grant alone. Returns whether anything changed; a change also
-   * announces the user, so every process drops the credentials it verified for them.
+   * Sets a user's roles from a directory or SSO mapping (src/access/mappings.ts): grants the `wanted` ones of
+   * `mapped`, revokes the others of `mapped`, leaves every other grant alone. Returns whether anything changed; a
+   * change also announces the user, so every process drops the credentials it verified for them.
    */
-  async applyMapped(userId: number, mapped: readonly MappedGrant[], wanted: ReadonlySet<MappedGrant>): Promise<boolean> {
+  async applyMapped(userId: number, mapped: readonly MappedGrant[], wanted: readonly MappedGrant[]): Promise<boolean> {
     if (!mapped.length) return false
     const { results: current } = await this.#store.access.listAssignments('user', { offset: 0, limit: 10_000, actorId: userId })
-    const holds = (g: MappedGrant) => current.some((a) => a.roleDefinitionId === g.roleDefinitionId && a.objectType === g.objectType && a.objectId === g.objectId)
-    const toGrant = mapped.filter((g) => wanted.has(g) && !holds(g))
-    const toRevoke = mapped.filter((g) => !wanted.has(g) && holds(g))
+    const held = new Set(current.map((a) => grantKey({ roleDefinitionId: a.roleDefinitionId, objectType: a.objectType, objectId: a.objectId })))
+    const wantedKeys = new Set(wanted.map(grantKey))
+    const toGrant = wanted.filter((g) => !held.has(grantKey(g)))
+    const toRevoke = mapped.filter((g) => !wantedKeys.has(grantKey(g)) && held.has(grantKey(g)))
     if (!toGrant.length && !toRevoke.length) return false
     await this.#bus.change(async (tx, announce) => {
       for (const g of toGrant) await tx.access.assign({ actor: 'user', actorId: userId, roleDefinitionId: g.roleDefinitionId, objectType: g.objectType, objectId: g.objectId })
@@ -211,11 +212,15 @@ export class AccessAdmin {
   }
 }
 
-/** A role a mapping may grant: one role definition on one organization or team. The same object is reused, so Sets compare it. */
+/** A role a mapping may grant: one role definition on one organization or team. */
 export interface MappedGrant {
   roleDefinitionId: number
-  objectType: 'organization' | 'team'
+  objectType: ObjectType
   objectId: number
+}
+
+function grantKey(grant: MappedGrant): string {
+  return `${grant.roleDefinitionId}:${grant.objectType}:${grant.objectId}`
 }
 
 function requireSuperuser(actor: User): void {

@@ -66,9 +66,19 @@ export function compileServiceRules(config: Config): ReadonlyMap<string, Service
   return new Map(config.services.filter((s) => s.access).map((s) => [s.name, new ServiceRules(s.name, s.access!)]))
 }
 
-/** Team and organization names the rules use that do not exist (yet): worth a warning at start, not an error. */
+/**
+ * Team and organization names the rules and the membership mappings use that do not exist (yet): worth a
+ * warning at start, not an error, since they apply as soon as they are created.
+ */
 export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
   const problems: string[] = []
+  const mappingSources = [['ldap', config.ldap?.memberships ?? []] as const, ...config.sso.map((p, i) => [`sso.${i}`, p.memberships] as const)]
+  for (const [path, mappings] of mappingSources) {
+    mappings.forEach((mapping, i) => {
+      if (!known.organizations.has(mapping.organization)) problems.push(`${path}.memberships.${i}.organization: no organization "${mapping.organization}" yet (the mapping applies once it exists)`)
+      else if (mapping.team !== undefined && !known.teams.has(mapping.team)) problems.push(`${path}.memberships.${i}.team: no team "${mapping.team}" yet (the mapping applies once it exists)`)
+    })
+  }
   config.services.forEach((service, i) => service.access?.forEach((rule, j) => {
     const kind = rule.allow ? 'allow' : 'deny'
     const match = (rule.allow ?? rule.deny)!

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
-import { syncSsoAccount } from '../directory/sso-sync.ts'
+import { groupsClaim, syncSsoAccount } from '../directory/sso-sync.ts'
 import { checkAnswerIsOurs, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
 import { BadRequest, GatehouseError, InvalidCredentials, NotFound, wantsHtml } from '../errors.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
@@ -67,6 +67,7 @@ export function ssoRoutes(api: FastifyInstance, app: App): void {
       pending = await takePendingLogin(app, key, party)
       const identity = await party.finish(redirectUri(party), query, secrets)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
+      await app.memberships.apply(user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')

@@ -52,3 +52,19 @@ export const AccessRulesSchema = z.array(AccessRuleSchema).min(1)
 
 export type AccessRule = z.output<typeof AccessRuleSchema>
 export type RuleMatch = z.output<typeof RuleMatchSchema>
+
+/**
+ * A directory group or SSO claim value mapped to a membership: in the organization, or in its team when `team` is
+ * named, as a member or an admin. Applied at each login (src/access/mappings.ts).
+ */
+export function membershipMappingsSchema<T extends z.ZodType<string>>(groupValue: T, groupsHelp: string) {
+  return z.array(z.object({
+    organization: z.string().min(1).max(512).describe('The organization\'s name; it must exist (a mapping to a missing one is skipped until it does; serve warns of it at start).'),
+    team: z.string().min(1).max(512).optional().describe('A team of that organization; absent: the membership is in the organization itself.'),
+    role: z.enum(['member', 'admin']).default('member').describe('member: Team Member or Organization Member; admin: Team Admin or Organization Admin.'),
+    groups: z.array(groupValue).min(1).describe(groupsHelp),
+  }).strict()).default([])
+    .describe('Teams and organizations from groups, set at every login: a user in none of a mapping\'s groups loses what it gives (other roles are left alone), and their cached credentials are dropped when anything changed.')
+}
+
+export type MembershipMapping = { organization: string; team?: string | undefined; role: 'member' | 'admin'; groups: string[] }
