@@ -1,4 +1,4 @@
-import { AccessAdmin } from './access/admin.ts'
+import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileServiceRules, type ServiceRules } from './access/rules.ts'
@@ -81,6 +81,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   await access.reload()
   const accessAdmin = new AccessAdmin(store, bus, access)
   const memberships = new MembershipMappings(accessAdmin, access)
+  accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))
   if (config.ldap) {
     const mappings = config.ldap.memberships
     const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply(user, mappings, found.groupDns, normalizeDn))

@@ -241,3 +241,14 @@ async function setAuditorFlag(tx: Repositories, announce: Announce, userId: numb
   await tx.users.update(userId, { isSystemAuditor: value })
   announce(USER_TOPIC, String(userId))
 }
+
+/**
+ * Runs in every account change's transaction (Accounts.onChange): when a directory or SSO mapping sets or clears
+ * `is_system_auditor`, the Platform Auditor assignment follows, so the flag and the role never disagree.
+ */
+export async function keepAuditorRoleWithFlag(tx: Repositories, user: User): Promise<void> {
+  const auditor = await tx.access.findRoleDefinitionByName(PLATFORM_AUDITOR)
+  if (!auditor) return
+  if (user.isSystemAuditor) await tx.access.assign({ roleDefinitionId: auditor.id, actor: 'user', actorId: user.id, objectType: 'platform', objectId: 0 })
+  else await tx.access.unassignUser(user.id, auditor.id, 'platform', 0)
+}

@@ -51,6 +51,19 @@ describe('teams from LDAP groups, with the demo eda rules', () => {
     }
   })
 
+  it('keeps the Platform Auditor role with the auditor flag the directory sets', async () => {
+    await directory.setMembers(GROUPS.auditors, [`uid=alice,ou=people,${SUFFIX}`])
+    try {
+      await login(gw, 'bob', PASSWORDS.bob!)
+      assert.equal((await call(gw, 'GET', `role_user_assignments/?user=${await userId(gw, 'bob')}&role_definition=${(await call(gw, 'GET', 'role_definitions/?name=Platform%20Auditor')).body.results[0].id}`)).body.count, 0)
+    } finally {
+      await directory.setMembers(GROUPS.auditors, [`uid=bob,ou=people,${SUFFIX}`])
+    }
+    await login(gw, 'bob', PASSWORDS.bob!)
+    const held = await call(gw, 'GET', `role_user_assignments/?user=${await userId(gw, 'bob')}`)
+    assert.ok(held.body.results.some((a: any) => a.summary_fields.role_definition.name === 'Platform Auditor'))
+  })
+
   it('leaves roles an administrator gave alone', async () => {
     const automation = (await call(gw, 'GET', 'teams/?name=Automation')).body.results[0]
     const admin = (await call(gw, 'GET', 'role_definitions/?name=Team%20Admin')).body.results[0]
