@@ -88,16 +88,33 @@ async function passwordGrant(gateway: string): Promise<string> {
   return ((await response.json()) as { access_token: string }).access_token
 }
 
+/** Nine rules that do not match an administrator's GET (a team, an organization, a network, paths, methods...), then one that does. */
+const tenRules = [
+  { deny: { users: ['mallory', 'trudy'] } },
+  { deny: { paths: ['/api/ruled/admin/*', '/api/ruled/internal/*'] } },
+  { allow: { teams: ['Automation', 'Operations'] } },
+  { allow: { organizations: ['Research'], methods: ['GET', 'HEAD'] } },
+  { allow: { roles: ['Platform Auditor'], methods: ['GET'] } },
+  { deny: { networks: ['10.0.0.0/8', '192.168.0.0/16'] } },
+  { allow: { auth_methods: ['oidc'], scopes: ['api:read'] } },
+  { deny: { methods: ['DELETE'], superuser: false } },
+  { allow: { users: ['alice', 'bob', 'carol'] } },
+  { allow: { superuser: true } },
+]
+
 requireWrk()
 const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'))
 try {
   const node = join(root, 'node_modules/.bin/node')
   const upstream = (await start(node, [join(root, 'bench/upstream.ts')], { GATEWAY_URL: 'http://127.0.0.1:18480' }, /(http:\/\/\S+)/)).replace(/\/$/, '')
+  const ruledUpstream = (await start(node, [join(root, 'bench/upstream.ts')], { GATEWAY_URL: 'http://127.0.0.1:18480', BENCH_SERVICE: 'ruled' }, /(http:\/\/\S+)/)).replace(/\/$/, '')
   const config = join(dataDir, 'bench.yaml')
   writeFileSync(config, [
     'server: { host: 127.0.0.1, port: 18480 }',
     'services:',
     `  - { name: controller, prefix: /api/controller/, upstream: "${upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/], oidc: { realm: platform, client_id: end-users } }`,
+    // The same upstream behind ten access rules, the deciding one last: every request evaluates all ten.
+    `  - { name: ruled, prefix: /api/ruled/, upstream: "${ruledUpstream}", accepts: [basic], access: ${JSON.stringify(tenRules)} }`,
     'realms:',
     '  - { name: platform, clients: [{ client_id: end-users, public_client: true, direct_access_grants: true }] }',
   ].join('\n'))
@@ -113,6 +130,7 @@ try {
     ['direct to the upstream', `${upstream}/api/controller/v2/ping/`, {}],
     ['gateway, public path', `${gateway}/api/controller/v2/ping/`, {}],
     ['gateway, basic auth', `${gateway}/api/controller/v2/hosts/`, basicAuth],
+    ['gateway, basic auth, ten access rules', `${gateway}/api/ruled/v2/hosts/`, basicAuth],
     ['gateway, session cookie', `${gateway}/api/controller/v2/hosts/`, { Cookie: sessionCookie }],
     ['gateway, personal token', `${gateway}/api/controller/v2/hosts/`, { Authorization: `Bearer ${token}` }],
     ['gateway, OIDC bearer', `${gateway}/api/controller/v2/hosts/`, { Authorization: `Bearer ${accessToken}` }],
