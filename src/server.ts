@@ -15,6 +15,7 @@ import { tokenRoutes } from './api/tokens.ts'
 import { meRoutes } from './api/me.ts'
 import { organizationRoutes } from './api/organizations.ts'
 import { roleRoutes } from './api/roles.ts'
+import { userAccessRoutes } from './api/user-access.ts'
 import { userRoutes } from './api/users.ts'
 import { answerClientError, NotFound, sendError } from './errors.ts'
 import { refuseBadHost } from './gateway/host-header.ts'
@@ -105,6 +106,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     mySessionRoutes(api, app)
     organizationRoutes(api, app)
     roleRoutes(api, app)
+    userAccessRoutes(api, app)
   })
   registerHealthRoutes(server, app)
   await registerOidcRoutes(server, app)

@@ -6,7 +6,6 @@ import type { Organization, Team } from '../store/access.ts'
 import { principalOf } from './access.ts'
 import { ID_PATTERN, idParam } from './ids.ts'
 import { paged, readPage } from './pagination.ts'
-import { userIdParam } from './users.ts'
 import { parseInput } from './validation.ts'
 
 const base = '/api/gateway/v1'
@@ -50,7 +49,7 @@ export function serializeTeam(app: App, team: Team) {
 }
 
 /**
- * organizations/ and teams/ in the platform's shapes, and a user's teams and organizations. Every signed-in
+ * organizations/ and teams/ in the platform's shapes. Every signed-in
  * user may read them; who may change what is decided in src/access/admin.ts.
  */
 export function organizationRoutes(api: FastifyInstance, app: App): void {
@@ -115,19 +114,5 @@ export function organizationRoutes(api: FastifyInstance, app: App): void {
   api.delete(`${base}/teams/:id/`, async (request, reply) => {
     await app.accessAdmin.deleteTeam(principalOf(request).user, idParam(request, 'team'))
     return reply.code(204).send()
-  })
-
-  // A user's memberships, from the same snapshot the rules read.
-  api.get(`${base}/users/:id/teams/`, async (request) => {
-    const user = await app.accounts.require(userIdParam(request))
-    const page = readPage(request)
-    const teams = app.access.of(user).teams
-    return paged(request, page, teams.length, teams.slice(page.offset, page.offset + page.pageSize).map((team) => serializeTeam(app, team)))
-  })
-  api.get(`${base}/users/:id/organizations/`, async (request) => {
-    const user = await app.accounts.require(userIdParam(request))
-    const page = readPage(request)
-    const organizations = app.access.of(user).organizations
-    return paged(request, page, organizations.length, organizations.slice(page.offset, page.offset + page.pageSize).map(serializeOrganization))
   })
 }

@@ -132,6 +132,17 @@ describe('the access API', () => {
     assert.deepEqual(orgs.body.results.map((o: any) => o.name), ['Ops'])
   })
 
+  it('says which services a user may reach, by the same rules the gateway runs', async () => {
+    const { body } = await call(gw, 'GET', `users/${await userId(gw, 'plain')}/access/`, undefined, as('plain'))
+    const byName = Object.fromEntries(body.services.map((s: any) => [s.service, s]))
+    assert.equal(byName.controller.allowed, true)
+    assert.equal(byName.controller.has_rules, false)
+    assert.equal(byName.eda.allowed, false)
+    assert.equal(byName.eda.rule, null)
+    const admin = await call(gw, 'GET', `users/${await userId(gw, 'admin')}/access/`)
+    assert.equal(admin.body.services.find((s: any) => s.service === 'eda').rule, '1: allow superuser=true')
+  })
+
   it('deletes an organization with its teams, for superusers and its admins only', async () => {
     assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`, undefined, as('orgadmin'))).status, 403)
     assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`)).status, 204)
