@@ -41,11 +41,13 @@ export function serializeRoleDefinition(role: RoleDefinition) {
   }
 }
 
-function serializeAssignment(app: App, assignment: RoleAssignment) {
+async function serializeAssignment(app: App, assignment: RoleAssignment) {
   const role = app.access.roleDefinition(assignment.roleDefinitionId)
   const object = assignment.objectType === 'team' ? app.access.team(assignment.objectId) : assignment.objectType === 'organization' ? app.access.organization(assignment.objectId) : undefined
   const objectPath = assignment.objectType === 'platform' ? undefined : `${base}/${assignment.objectType === 'team' ? 'teams' : 'organizations'}/${assignment.objectId}/`
   const actorPath = assignment.actor === 'user' ? 'users' : 'teams'
+  const user = assignment.actor === 'user' ? await app.accounts.get(assignment.actorId) : undefined
+  const team = assignment.actor === 'team' ? app.access.team(assignment.actorId) : undefined
   return {
     id: assignment.id,
     url: `${base}/role_${assignment.actor}_assignments/${assignment.id}/`,
@@ -57,6 +59,8 @@ function serializeAssignment(app: App, assignment: RoleAssignment) {
     summary_fields: {
       role_definition: role ? { id: role.id, name: role.name, description: role.description, managed: role.managed } : null,
       ...(object ? { content_object: { id: object.id, name: object.name } } : {}),
+      ...(user ? { user: { id: user.id, username: user.username, first_name: user.firstName, last_name: user.lastName } } : {}),
+      ...(team ? { team: { id: team.id, name: team.name, organization: team.organizationId } } : {}),
     },
     created: new Date(assignment.created).toISOString(),
     content_type: assignment.objectType === 'platform' ? null : `shared.${assignment.objectType}`,
@@ -112,7 +116,7 @@ export function roleRoutes(api: FastifyInstance, app: App): void {
         objectId: query.object_id as number | undefined,
         objectType: query.content_type ? OBJECT_TYPES[query.content_type as keyof typeof OBJECT_TYPES] : undefined,
       })
-      return paged(request, page, count, results.map((a) => serializeAssignment(app, a)))
+      return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))
     }
     api.get(`${base}/role_${actor}_assignments/`, (request) => list(request))
     api.get(`${base}/role_definitions/:id/${actor}_assignments/`, (request) => list(request, idParam(request, 'role definition')))
