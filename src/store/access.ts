@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely'
+import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
 import type { RoleDefinitionsTable, Tables } from './schema.ts'
 
 export interface Organization {
@@ -106,11 +106,8 @@ export class AccessRepository {
     let base = this.#db.selectFrom('organizations')
     if (query.name !== undefined) base = base.where('name', '=', query.name)
     if (query.ids !== undefined) base = query.ids.length ? base.where('id', 'in', query.ids) : base.where('id', '=', -1)
-    const [{ n }, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(n), results: rows.map(toOrganization) }
+    const { count, rows } = await countAndPage(base, query)
+    return { count, results: rows.map(toOrganization) }
   }
 
   async updateOrganization(id: number, changes: { name?: string | undefined; description?: string | undefined }, now = Date.now()): Promise<Organization | undefined> {
@@ -154,11 +151,8 @@ export class AccessRepository {
     if (query.name !== undefined) base = base.where('name', '=', query.name)
     if (query.organizationId !== undefined) base = base.where('organization_id', '=', query.organizationId)
     if (query.ids !== undefined) base = query.ids.length ? base.where('id', 'in', query.ids) : base.where('id', '=', -1)
-    const [{ n }, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(n), results: rows.map(toTeam) }
+    const { count, rows } = await countAndPage(base, query)
+    return { count, results: rows.map(toTeam) }
   }
 
   async updateTeam(id: number, changes: { name?: string | undefined; description?: string | undefined }, now = Date.now()): Promise<Team | undefined> {
@@ -193,11 +187,8 @@ export class AccessRepository {
   async listRoleDefinitions(query: ListQuery): Promise<{ count: number; results: RoleDefinition[] }> {
     let base = this.#db.selectFrom('role_definitions')
     if (query.name !== undefined) base = base.where('name', '=', query.name)
-    const [{ n }, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(n), results: rows.map(toRoleDefinition) }
+    const { count, rows } = await countAndPage(base, query)
+    return { count, results: rows.map(toRoleDefinition) }
   }
 
   async updateRoleDefinition(id: number, changes: { name?: string | undefined; description?: string | undefined; permissions?: string[] | undefined }, now = Date.now()): Promise<RoleDefinition | undefined> {
@@ -243,11 +234,8 @@ export class AccessRepository {
     if (query.roleDefinitionId !== undefined) base = base.where('role_definition_id', '=', query.roleDefinitionId)
     if (query.objectType !== undefined) base = base.where('object_type', '=', query.objectType)
     if (query.objectId !== undefined) base = base.where('object_id', '=', query.objectId)
-    const [{ n }, rows] = await Promise.all([
-      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
-    ])
-    return { count: Number(n), results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
+    const { count, rows } = await countAndPage(base, query)
+    return { count, results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
   }
 
   async unassign(actor: Actor, id: number): Promise<boolean> {
@@ -276,6 +264,15 @@ export class AccessRepository {
     await this.#db.deleteFrom('role_user_assignments').where('object_type', '=', objectType).where('object_id', 'in', ids).execute()
     await this.#db.deleteFrom('role_team_assignments').where('object_type', '=', objectType).where('object_id', 'in', ids).execute()
   }
+}
+
+/** One page of a filtered list, in id order, and how many rows the filter matches in all. */
+async function countAndPage<T extends keyof Tables>(base: SelectQueryBuilder<Tables, T, object>, page: { offset: number; limit: number }): Promise<{ count: number; rows: Selectable<Tables[T]>[] }> {
+  const [{ n }, rows] = await Promise.all([
+    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+    base.selectAll().orderBy('id' as never).offset(page.offset).limit(page.limit).execute(),
+  ])
+  return { count: Number(n), rows: rows as unknown as Selectable<Tables[T]>[] }
 }
 
 function definedOnly<T extends Record<string, unknown>>(values: T): Partial<T> {
