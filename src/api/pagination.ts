@@ -1,10 +1,22 @@
 import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
-import { ValidationFailed } from '../errors.ts'
+import { onceOr } from './validation.ts'
 
-const pageQuery = z.object({
-  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
-  page_size: z.coerce.number().int().min(1).max(200).default(25),
+const MAX_PAGE = 1_000_000
+export const MAX_PAGE_SIZE = 200
+export const DEFAULT_PAGE_SIZE = 25
+
+const wholeNumber = (name: string, max: number, fallback: number) => z
+  .string({ error: onceOr(`Enter a ${name} from 1 to ${max}.`) })
+  .regex(/^[0-9]{1,9}$/, `Enter a ${name} from 1 to ${max}.`)
+  .transform(Number)
+  .pipe(z.number().min(1, `Enter a ${name} from 1 to ${max}.`).max(max, `Enter a ${name} from 1 to ${max}.`))
+  .default(fallback)
+
+/** `?page=&page_size=` of a list; list routes extend it with their own filters. */
+export const pageQuery = z.object({
+  page: wholeNumber('page', MAX_PAGE, 1),
+  page_size: wholeNumber('page size', MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
 })
 
 export interface Page {
@@ -13,20 +25,8 @@ export interface Page {
   offset: number
 }
 
-/** Reads `?page=&page_size=`; anything else in the query is left to the caller. */
-export function readPage(request: FastifyRequest): Page {
-  const query = request.query as Record<string, unknown>
-  for (const name of ['page', 'page_size']) {
-    if (Array.isArray(query[name])) throw new ValidationFailed({ [name]: ['Give this parameter once.'] })
-  }
-  const result = pageQuery.safeParse({ page: query.page, page_size: query.page_size })
-  if (!result.success) {
-    const fields: Record<string, string[]> = {}
-    for (const issue of result.error.issues) (fields[String(issue.path[0])] ??= []).push(issue.message)
-    throw new ValidationFailed(fields)
-  }
-  const { page, page_size: pageSize } = result.data
-  return { page, pageSize, offset: (page - 1) * pageSize }
+export function pageOf(query: z.output<typeof pageQuery>): Page {
+  return { page: query.page, pageSize: query.page_size, offset: (query.page - 1) * query.page_size }
 }
 
 /** The platform's list shape: `{count, next, previous, results}` with next/previous as relative URLs. */

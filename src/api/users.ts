@@ -1,11 +1,11 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
-import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { PermissionDenied, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { principalOf } from './access.ts'
-import { paged, readPage } from './pagination.ts'
-import { parseInput } from './validation.ts'
+import type { GatewayApi } from './gateway-api.ts'
+import { pageOf, pageQuery, paged } from './pagination.ts'
+import { idParam, onceOr } from './validation.ts'
 
 const userFields = {
   username: z.string(),
@@ -20,7 +20,10 @@ const userInput = z.object(userFields)
 const createUser = userInput.partial().required({ username: true }).strict()
 /** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
 const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().strict()
-const listQuery = z.object({ username: z.string().optional(), source: z.enum(['local', 'ldap', 'sso']).optional() })
+const listQuery = pageQuery.extend({
+  username: z.string({ error: onceOr('Enter a username.') }).optional(),
+  source: z.enum(['local', 'ldap', 'sso'], { error: onceOr('Expected local, ldap or sso.') }).optional(),
+})
 
 /** A user as the API shows it; the password (hash) never leaves the server. */
 export function serializeUser(user: User) {
@@ -56,52 +59,49 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
   }
 }
 
-export function userIdParam(request: FastifyRequest): number {
-  const raw = (request.params as { id: string }).id
-  if (!/^[1-9][0-9]{0,9}$/.test(raw)) throw new NotFound('No such user.')
-  return Number(raw)
-}
-
 /** /users/: everyone signed in may read; only superusers write. */
-export function userRoutes(api: FastifyInstance, app: App): void {
-  api.get('/api/gateway/v1/users/', async (request) => {
-    const page = readPage(request)
-    const query = request.query as Record<string, unknown>
-    const filters = parseInput(listQuery, { username: query.username, source: query.source })
-    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, ...filters })
+export function userRoutes(api: GatewayApi, app: App): void {
+  api.get('/users/', { schema: { querystring: listQuery } }, async (request) => {
+    const { username, source } = request.query
+    const page = pageOf(request.query)
+    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, username, source })
     return paged(request, page, count, users.map(serializeUser))
   })
 
-  api.post('/api/gateway/v1/users/', { config: { access: 'superuser' } }, async (request, reply) => {
-    const input = parseInput(createUser, request.body)
+  api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {
+    const input = request.body
     const user = await app.accounts.create({ ...accountFields(input), username: input.username })
     reply.code(201)
     return serializeUser(user)
   })
 
-  api.get('/api/gateway/v1/users/:id/', async (request) => serializeUser(await app.accounts.require(userIdParam(request))))
+  api.get('/users/:id/', { schema: { params: idParam } }, async (request) => serializeUser(await app.accounts.require(request.params.id)))
 
-  const update = async (request: FastifyRequest) => {
-    const id = userIdParam(request)
-    const input = parseInput(updateUser, request.body)
-    const target = await app.accounts.require(id)
-    if (input.password !== undefined && target.source !== 'local') {
-      throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
-    }
-    if (input.revoke_tokens !== undefined && typeof input.password !== 'string') {
-      throw new ValidationFailed({ revoke_tokens: ['Give it together with a new password.'] })
-    }
-    if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
-      throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
-    }
-    const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
-    return serializeUser(user)
-  }
-  api.patch('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)
-  api.put('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)
+  api.route({
+    method: ['PATCH', 'PUT'],
+    url: '/users/:id/',
+    config: { access: 'superuser' },
+    schema: { params: idParam, body: updateUser },
+    handler: async (request) => {
+      const { id } = request.params
+      const input = request.body
+      const target = await app.accounts.require(id)
+      if (input.password !== undefined && target.source !== 'local') {
+        throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
+      }
+      if (input.revoke_tokens !== undefined && typeof input.password !== 'string') {
+        throw new ValidationFailed({ revoke_tokens: ['Give it together with a new password.'] })
+      }
+      if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
+        throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
+      }
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
+      return serializeUser(user)
+    },
+  })
 
-  api.delete('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, async (request, reply) => {
-    const id = userIdParam(request)
+  api.delete('/users/:id/', { config: { access: 'superuser' }, schema: { params: idParam } }, async (request, reply) => {
+    const { id } = request.params
     if (id === principalOf(request).user.id) throw new PermissionDenied('You cannot delete your own account.', 'self_lockout')
     await app.accounts.delete(id)
     return reply.code(204).send()
