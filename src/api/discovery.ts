@@ -10,9 +10,17 @@ export function apiRootRoutes(api: GatewayApi, app: App): void {
     ...Object.fromEntries(app.config.services.map((s) => [s.name, s.prefix])),
   })
 
-  api.get('/api/', { config: { access: 'public' } }, async () => ({ apis }))
+  // The roots set the `csrftoken` cookie, as Django's ensure_csrf_cookie does: clients (awxkit) GET a root
+  // before they log in with a session.
+  api.get('/api/', { config: { access: 'public' } }, async (request, reply) => {
+    app.csrf.ensureToken(request, reply)
+    return { apis }
+  })
 
-  api.get('/api/gateway/', async () => ({ current_version: `${GATEWAY_API}/`, available_versions: { v1: `${GATEWAY_API}/` } }))
+  api.get('/api/gateway/', { config: { access: 'public' } }, async (request, reply) => {
+    app.csrf.ensureToken(request, reply)
+    return { current_version: `${GATEWAY_API}/`, available_versions: { v1: `${GATEWAY_API}/` } }
+  })
 }
 
 /** The versioned API's public endpoints: its index, health, which login methods exist, and the JWKS. */
@@ -20,7 +28,10 @@ export function discoveryRoutes(api: GatewayApi, app: App): void {
   const index = Object.freeze(Object.fromEntries(
     ['me', 'users', 'settings', 'tokens', 'ping', 'ui_auth', 'login', 'logout', 'session', 'sessions', 'jwks'].map((name) => [name, `${GATEWAY_API}/${name}/`]),
   ))
-  api.get('/', async () => index)
+  api.get('/', { config: { access: 'public' } }, async (request, reply) => {
+    app.csrf.ensureToken(request, reply)
+    return index
+  })
 
   api.get('/ping/', { config: { access: 'public' } }, async () => ({
     status: 'good',
