@@ -3,18 +3,30 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
 import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
-import type { TokenRecord } from '../store/tokens.ts'
+import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import { principalOf } from './access.ts'
-import type { GatewayApi } from './gateway-api.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { type Page, pageOf, pageQuery, paged } from './pagination.ts'
+import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { idParam, optionalBody, queryId } from './validation.ts'
 
-const scope = z.enum(['read', 'write'])
+/**
+ * The platform's scope: `read`, `write` or both, space-separated, each once. Write includes read, so
+ * `read write` is stored as `write`.
+ */
+const scopeMessage = "Must be a simple space-separated string with allowed scopes ['read', 'write']."
+const scope = z.string({ error: scopeMessage }).refine((value) => {
+  const words = value.split(/\s+/).filter(Boolean)
+  return words.length > 0 && words.every((word) => word === 'read' || word === 'write') && new Set(words).size === words.length
+}, scopeMessage).transform((value): TokenScope => value.split(/\s+/).includes('write') ? 'write' : 'read')
+/** An OAuth2 application's id, or null for a personal token (as the platform's clients send it). */
+const application = z.union([z.null(), z.number().int().min(1).max(2 ** 31 - 1)], { error: 'Incorrect type. Expected pk value, received a different type.' })
 const description = z.string().max(1000).nullable()
 const idValue = z.union([z.number().int().min(1).max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number)])
 const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
 
 const createToken = optionalBody(z.object({
+  application: application.optional(),
   description: description.optional(),
   scope: scope.optional(),
   /** ISO 8601 with a time zone, as the platform's API writes `expires`. */
@@ -25,25 +37,29 @@ const updateToken = optionalBody(z.object({ description: description.optional(),
 const revokeTokens = optionalBody(z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict())
 const listQuery = pageQuery.extend({ user: queryId('Enter a user id.').optional() })
 
-/** Only basic and session logins prove the password; a token must not mint tokens that outlive it. */
-const METHODS_THAT_CREATE_TOKENS = new Set(['basic', 'session'])
-
 /**
  * Personal OAuth 2 tokens (the platform's `/api/gateway/v1/tokens/`). A token's value appears once, in the
- * response that creates it; listings show `************`. Everyone manages their own tokens, superusers all.
+ * response that creates it; listings show `$encrypted$`. Everyone manages their own tokens, superusers all.
+ * A token may be created with a token, as the platform allows; Gatehouse caps the new one so it never outlives
+ * or outranks the credential that created it (an OIDC access token's expiry and scope count the same way).
  */
 export function tokenRoutes(api: GatewayApi, app: App): void {
   const serialize = async (record: TokenRecord, value?: string) => {
     const token = app.tokens.withFreshLastUsed(record)
-    const owner = await app.accounts.get(token.userId)
+    const owner = userSummary(await app.accounts.get(token.userId), token.userId)
+    // A token is created by its owner (the API lets no one else), so its creator is its owner.
     return {
       id: token.id,
       type: 'token',
-      url: `/api/gateway/v1/tokens/${token.id}/`,
-      related: { user: `/api/gateway/v1/users/${token.userId}/` },
-      summary_fields: { user: { id: token.userId, username: owner?.username ?? null } },
+      url: `${GATEWAY_API}/tokens/${token.id}/`,
+      related: { user: userUrl(token.userId), created_by: userUrl(token.userId) },
+      summary_fields: { user: owner, created_by: owner },
       user: token.userId,
-      token: value ?? '************',
+      application: null,
+      token: value ?? ENCRYPTED,
+      refresh_token: null,
+      created_by: token.userId,
+      modified_by: null,
       scope: token.scope,
       description: token.description,
       expires: new Date(token.expires).toISOString(),
@@ -55,12 +71,13 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
 
   const create = async (request: FastifyRequest, reply: FastifyReply, input: z.output<typeof createToken>) => {
     const principal = principalOf(request)
-    if (!METHODS_THAT_CREATE_TOKENS.has(principal.method)) {
-      throw new PermissionDenied('Tokens are created with a username and password (basic) or a login session, not with a bearer token.', 'password_login_required')
-    }
     app.tokens.assertMayCreate(principal.user)
+    if (input.application != null) {
+      throw new ValidationFailed({ application: [`Invalid pk "${input.application}" - object does not exist.`] })
+    }
     const { record, value } = await app.tokens.issue(principal.user, {
-      scope: input.scope,
+      scope: principal.scope === 'read' ? 'read' : input.scope,
+      notAfter: principal.expiresAt,
       description: input.description ?? undefined,
       expires: input.expires === undefined ? undefined : Date.parse(input.expires),
       expiresIn: input.expires_in,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { awxkitOauth2Token, CollectionClient } from '../helpers/platform-clients.ts'
 
 describe('the platform\'s clients', () => {
   let gw: TestGateway
@@ -31,6 +32,42 @@ describe('the platform\'s clients', () => {
     it('still asks for credentials below the roots', async () => {
       assert.equal((await gw.fetch('/api/gateway/v1/users/')).status, 401)
       assert.equal((await gw.fetch('/api/controller/v2/hosts/')).status, 401)
+    })
+  })
+
+  describe('the collection\'s token module', () => {
+    const admin = () => new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+
+    it('creates a token with username and password, and deletes it by existing_token', async () => {
+      const client = admin()
+      await client.authenticate()
+      const created = await client.send('POST', 'tokens', { description: 'from ansible', scope: 'write' })
+      assert.equal(created.status, 201)
+      const fact = created.json
+      assert.match(fact.token, /^gatehouse_pat_/)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${fact.token}` } })).status, 200)
+
+      assert.equal(await client.deleteIfNeeded(fact), 204)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${fact.token}` } })).status, 401)
+    })
+
+    it('creates a token with an existing token', async () => {
+      const first = admin()
+      await first.authenticate()
+      const existing = (await first.send('POST', 'tokens', { scope: 'write' })).json
+      const client = new CollectionClient(gw.url, { token: existing.token })
+      await client.authenticate()
+      const created = await client.send('POST', 'tokens', { description: 'made with a token', scope: 'write' })
+      assert.equal(created.status, 201, JSON.stringify(created.json))
+      assert.ok(Date.parse(created.json.expires) <= Date.parse(existing.expires))
+    })
+  })
+
+  describe('awxkit', () => {
+    it('get_oauth2_token() without a client id returns a working personal token', async () => {
+      const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      assert.equal(status, 201)
+      assert.equal((await gw.fetch('/api/controller/v2/hosts/', { headers: { authorization: `Bearer ${token}` } })).status, 200)
     })
   })
 })
