@@ -3,8 +3,8 @@ import type { App } from '../app.ts'
 import { NotFound } from '../errors.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { pageOf, pageQuery, paged } from './pagination.ts'
-import { serializeSessions } from './sessions.ts'
+import { paged } from './pagination.ts'
+import { listSessions, serializeSessions } from './sessions.ts'
 import { idParam } from './validation.ts'
 
 /** How many sessions one pass of end_others/ reads; it repeats until only the current one is left. */
@@ -15,10 +15,10 @@ const BATCH = 200
  * you are using (after a lost laptop, say). Superusers manage everybody's at /sessions/.
  */
 export function mySessionRoutes(api: GatewayApi, app: App): void {
-  api.get('/me/sessions/', { schema: { querystring: pageQuery } }, async (request) => {
-    const page = pageOf(request.query)
+  api.get('/me/sessions/', { schema: { querystring: listSessions } }, async (request) => {
+    const { page, filter } = request.query
     const { user } = principalOf(request)
-    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId: user.id })
+    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId: user.id, filter })
     return paged(request, page, count, await serializeSessions(app, request, sessions))
   })
 

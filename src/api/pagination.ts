@@ -4,19 +4,21 @@ import { onceOr } from './validation.ts'
 
 const MAX_PAGE = 1_000_000
 export const MAX_PAGE_SIZE = 200
-export const DEFAULT_PAGE_SIZE = 25
+export const DEFAULT_PAGE_SIZE = 50
 
-const wholeNumber = (name: string, max: number, fallback: number) => z
-  .string({ error: onceOr(`Enter a ${name} from 1 to ${max}.`) })
-  .regex(/^[0-9]{1,9}$/, `Enter a ${name} from 1 to ${max}.`)
+const wholeNumber = (message: string) => z
+  .string({ error: onceOr(message) })
+  .regex(/^[0-9]{1,9}$/, message)
   .transform(Number)
-  .pipe(z.number().min(1, `Enter a ${name} from 1 to ${max}.`).max(max, `Enter a ${name} from 1 to ${max}.`))
-  .default(fallback)
+  .pipe(z.number().min(1, message))
 
-/** `?page=&page_size=` of a list; list routes extend it with their own filters. */
+/**
+ * `?page=&page_size=` of a list, with the platform paginator's default (50) and cap (200): a larger page size
+ * is capped, not refused, as the platform's paginator does.
+ */
 export const pageQuery = z.object({
-  page: wholeNumber('page', MAX_PAGE, 1),
-  page_size: wholeNumber('page size', MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
+  page: wholeNumber(`Enter a page number from 1 to ${MAX_PAGE}.`).pipe(z.number().max(MAX_PAGE, `Enter a page number from 1 to ${MAX_PAGE}.`)).default(1),
+  page_size: wholeNumber('Enter a page size of at least 1.').transform((size) => Math.min(size, MAX_PAGE_SIZE)).default(DEFAULT_PAGE_SIZE),
 })
 
 export interface Page {
@@ -29,11 +31,15 @@ export function pageOf(query: z.output<typeof pageQuery>): Page {
   return { page: query.page, pageSize: query.page_size, offset: (query.page - 1) * query.page_size }
 }
 
-/** The platform's list shape: `{count, next, previous, results}` with next/previous as relative URLs. */
+/**
+ * The platform's list shape: `{count, next, previous, results}` with next/previous as relative URLs; the link
+ * to the first page has no `page`, as the platform's paginator writes it.
+ */
 export function paged<T>(request: FastifyRequest, page: Page, count: number, results: T[]) {
   const link = (n: number) => {
     const url = new URL(request.url, 'http://gatehouse.invalid')
-    url.searchParams.set('page', String(n))
+    if (n === 1) url.searchParams.delete('page')
+    else url.searchParams.set('page', String(n))
     return url.pathname + url.search
   }
   return {

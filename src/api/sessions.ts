@@ -2,23 +2,24 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { NotFound } from '../errors.ts'
-import type { StoredSession } from '../store/sessions.ts'
+import { sessionFilterFields, type StoredSession } from '../store/sessions.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { type Page, pageOf, pageQuery, paged } from './pagination.ts'
-import { idParam, queryId } from './validation.ts'
+import { type ListQuery, listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
+import { idParam } from './validation.ts'
 
-const listQuery = pageQuery.extend({ user: queryId('Expected a user id.').optional() })
+export const listSessions = listQuery(sessionFilterFields)
 
 /** Superusers see every live login session and can end one, or all of a user's, at once on every process. */
 export function sessionRoutes(api: GatewayApi, app: App): void {
   const superuser = { access: 'superuser' } as const
-  const list = async (request: FastifyRequest, page: Page, userId: number | undefined) => {
-    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId })
+  const list = async (request: FastifyRequest, { page, filter }: ListQuery, userId: number | undefined) => {
+    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId, filter })
     return paged(request, page, count, await serializeSessions(app, request, sessions))
   }
 
-  api.get('/sessions/', { config: superuser, schema: { querystring: listQuery } }, async (request) => list(request, pageOf(request.query), request.query.user))
+  api.get('/sessions/', { config: superuser, schema: { querystring: listSessions } }, async (request) => list(request, request.query, undefined))
 
   api.get('/sessions/:id/', { config: superuser, schema: { params: idParam } }, async (request) => {
     const session = await app.store.sessions.findById(request.params.id)
@@ -31,9 +32,9 @@ export function sessionRoutes(api: GatewayApi, app: App): void {
     return reply.code(204).send()
   })
 
-  api.get('/users/:id/sessions/', { config: superuser, schema: { params: idParam, querystring: pageQuery } }, async (request) => {
+  api.get('/users/:id/sessions/', { config: superuser, schema: { params: idParam, querystring: listSessions } }, async (request) => {
     const user = await app.accounts.require(request.params.id)
-    return list(request, pageOf(request.query), user.id)
+    return list(request, request.query, user.id)
   })
 
   api.delete('/users/:id/sessions/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {

@@ -3,12 +3,13 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
 import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
-import type { TokenRecord, TokenScope } from '../store/tokens.ts'
+import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/tokens.ts'
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
-import { type Page, pageOf, pageQuery, paged } from './pagination.ts'
+import { type ListQuery, listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { idParam, optionalBody, queryId } from './validation.ts'
+import { idParam, optionalBody } from './validation.ts'
 
 /**
  * The platform's scope: `read`, `write` or both, space-separated, each once. Write includes read, so
@@ -35,7 +36,7 @@ const createToken = optionalBody(z.object({
 }).strict())
 const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).strict())
 const revokeTokens = optionalBody(z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict())
-const listQuery = pageQuery.extend({ user: queryId('Enter a user id.').optional() })
+const listTokens = listQuery(tokenFilterFields)
 
 /**
  * Personal OAuth 2 tokens (the platform's `/api/gateway/v1/tokens/`). A token's value appears once, in the
@@ -86,8 +87,8 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     return serialize(record, value)
   }
 
-  const list = async (request: FastifyRequest, page: Page, userId: number | undefined) => {
-    const { count, tokens } = await app.store.tokens.list({ offset: page.offset, limit: page.pageSize, userId })
+  const list = async (request: FastifyRequest, { page, filter }: ListQuery, userId: number | undefined) => {
+    const { count, tokens } = await app.store.tokens.list({ offset: page.offset, limit: page.pageSize, userId, filter })
     return paged(request, page, count, await Promise.all(tokens.map((t) => serialize(t))))
   }
 
@@ -98,13 +99,10 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     return record
   }
 
-  api.get('/tokens/', { schema: { querystring: listQuery } }, async (request) => {
+  // Everyone lists their own tokens, superusers everybody's; `?user=` is a filter like any other.
+  api.get('/tokens/', { schema: { querystring: listTokens } }, async (request) => {
     const principal = principalOf(request)
-    const { user } = request.query
-    const page = pageOf(request.query)
-    if (principal.user.isSuperuser) return list(request, page, user)
-    if (user !== undefined && user !== principal.user.id) return paged(request, page, 0, [])
-    return list(request, page, principal.user.id)
+    return list(request, request.query, principal.user.isSuperuser ? undefined : principal.user.id)
   })
 
   api.post('/tokens/', { schema: { body: createToken } }, async (request, reply) => create(request, reply, request.body))
@@ -135,10 +133,10 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     return reply.code(204).send()
   })
 
-  api.get('/users/:id/tokens/', { schema: { params: idParam, querystring: pageQuery } }, async (request) => {
+  api.get('/users/:id/tokens/', { schema: { params: idParam, querystring: listTokens } }, async (request) => {
     const owner = await app.accounts.require(request.params.id)
     if (!mayManage(principalOf(request), owner.id)) throw new PermissionDenied('Only the owner and superusers see a user\'s tokens.')
-    return list(request, pageOf(request.query), owner.id)
+    return list(request, request.query, owner.id)
   })
 
   api.post('/users/:id/tokens/', { schema: { params: idParam, body: createToken } }, async (request, reply) => {

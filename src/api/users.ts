@@ -1,11 +1,12 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { PermissionDenied, ValidationFailed } from '../errors.ts'
-import type { User } from '../store/users.ts'
+import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { pageOf, pageQuery, paged } from './pagination.ts'
-import { idParam, onceOr } from './validation.ts'
+import { listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
+import { idParam } from './validation.ts'
 
 const userFields = {
   username: z.string(),
@@ -20,10 +21,7 @@ const userInput = z.object(userFields)
 const createUser = userInput.partial().required({ username: true }).strict()
 /** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
 const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().strict()
-const listQuery = pageQuery.extend({
-  username: z.string({ error: onceOr('Enter a username.') }).optional(),
-  source: z.enum(['local', 'ldap', 'sso'], { error: onceOr('Expected local, ldap or sso.') }).optional(),
-})
+const listUsers = listQuery(userFilterFields)
 
 /** A user as the API shows it; the password (hash) never leaves the server. */
 export function serializeUser(user: User) {
@@ -61,10 +59,9 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
 
 /** /users/: everyone signed in may read; only superusers write. */
 export function userRoutes(api: GatewayApi, app: App): void {
-  api.get('/users/', { schema: { querystring: listQuery } }, async (request) => {
-    const { username, source } = request.query
-    const page = pageOf(request.query)
-    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, username, source })
+  api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter })
     return paged(request, page, count, users.map(serializeUser))
   })
 

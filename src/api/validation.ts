@@ -10,9 +10,6 @@ import { NotFound, ValidationFailed } from '../errors.ts'
 /** A database id in a path (`users/<id>/`): a positive 32-bit integer, as the platform's URL patterns accept. */
 export const idParam = z.object({ id: z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number).pipe(z.number().max(2 ** 31 - 1)) })
 
-/** An id in a query (`?user=3`), given once. */
-export const queryId = (message: string) => z.string({ error: onceOr(message) }).regex(/^[1-9][0-9]{0,9}$/, message).transform(Number)
-
 /** The message for a query parameter that must be given once (a repeated one arrives as an array). */
 export function onceOr(message: string) {
   return (issue: { input?: unknown }) => Array.isArray(issue.input) ? 'Give this parameter once.' : message

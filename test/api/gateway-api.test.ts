@@ -85,7 +85,7 @@ describe('the gateway API', () => {
       assert.equal(first.previous, null)
       assert.equal(first.next, '/api/gateway/v1/users/?page_size=2&page=2')
       const second = await json(await gw.fetch(first.next, { headers: adminAuth }))
-      assert.equal(second.previous, '/api/gateway/v1/users/?page_size=2&page=1')
+      assert.equal(second.previous, '/api/gateway/v1/users/?page_size=2', 'the first page\'s link has no page, as the platform writes it')
       assert.notEqual(second.results[0].id, first.results[0].id)
       assert.equal(first.count, second.count)
     })
@@ -139,11 +139,16 @@ describe('the gateway API', () => {
       }
     })
 
-    it('refuses repeated or out-of-range paging parameters', async () => {
-      for (const query of ['page=0', 'page_size=1000', 'page=x', 'page=1&page=2']) {
+    it('refuses repeated or malformed paging parameters, and caps a page size above 200 as the platform does', async () => {
+      for (const query of ['page=0', 'page_size=0', 'page=x', 'page=1&page=2']) {
         const response = await gw.fetch(`/api/gateway/v1/users/?${query}`, { headers: adminAuth })
         assert.equal(response.status, 400, query)
       }
+      for (let i = 0; i < 205; i++) await gw.app.accounts.create({ username: `many${i}` })
+      const capped = await gw.fetch('/api/gateway/v1/users/?page_size=1000', { headers: adminAuth })
+      assert.equal(capped.status, 200)
+      assert.equal((await json(capped)).results.length, 200)
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/users/', { headers: adminAuth }))).results.length, 50, 'the platform\'s default page size')
     })
 
     it('does not let a superuser lock themselves out', async () => {

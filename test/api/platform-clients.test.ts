@@ -51,6 +51,19 @@ describe('the platform\'s clients', () => {
       assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${fact.token}` } })).status, 401)
     })
 
+    it('deletes a token by existing_token_id, finding exactly that one', async () => {
+      const client = admin()
+      await client.authenticate()
+      const kept = (await client.send('POST', 'tokens', { scope: 'write' })).json
+      const doomed = (await client.send('POST', 'tokens', { scope: 'read' })).json
+      const found = await client.getOne('tokens', { data: { id: doomed.id } })
+      assert.equal(found.id, doomed.id)
+      assert.equal(found.token, '$encrypted$')
+      assert.equal(await client.deleteIfNeeded(found), 204)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${doomed.token}` } })).status, 401)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${kept.token}` } })).status, 200)
+    })
+
     it('creates a token with an existing token', async () => {
       const first = admin()
       await first.authenticate()
