@@ -10,7 +10,6 @@ import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../ui/login-page.ts'
-import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
@@ -69,14 +68,18 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     return reply.redirect(target, 302)
   })
 
-  api.post('/logout/', async (request, reply) => {
-    const { sessionId } = principalOf(request)
+  // Logout answers GET and POST and redirects to /api/, as the platform does (a browser goes to the login page).
+  // A POST with the session cookie needs the CSRF token like any other; a GET, as in the platform, does not.
+  // GET is open, so that a browser with no session or an ended one is still redirected, not refused.
+  const logout = async (request: FastifyRequest, reply: FastifyReply) => {
+    const sessionId = request.gatehouse.principal?.sessionId
     if (sessionId) await app.sessions.end(sessionId)
     clearSessionCookie(reply, app.csrf.isSecure(request))
     app.oidc.signOutBrowser(reply)
-    if (wantsHtml(request)) return reply.redirect(LOGIN_PATH, 302)
-    return reply.code(204).send()
-  })
+    return reply.redirect(wantsHtml(request) ? LOGIN_PATH : '/api/', 302)
+  }
+  api.get('/logout/', { config: { access: 'open' } }, logout)
+  api.post('/logout/', logout)
 
   // Open, so that "no session" (none, ended or expired) is a 404 rather than a demand for credentials.
   api.get('/session/', { config: { access: 'open' } }, async (request) => {

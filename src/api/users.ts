@@ -6,6 +6,7 @@ import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { paged } from './pagination.ts'
+import { userUrl } from './summaries.ts'
 import { idParam } from './validation.ts'
 
 const userFields = {
@@ -23,11 +24,21 @@ const createUser = userInput.partial().required({ username: true }).strict()
 const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().strict()
 const listUsers = listQuery(userFilterFields)
 
-/** A user as the API shows it; the password (hash) never leaves the server. */
+/**
+ * A user as the API shows it, in the platform's shape (`url`, `related`, `summary_fields`, `created_by`,
+ * `modified_by`); the password (hash) never leaves the server. Who created or last changed an account is not
+ * recorded, so those are null and `summary_fields` names nothing, as the platform shows a user created by no one.
+ */
 export function serializeUser(user: User) {
+  const url = userUrl(user.id)
   return {
     id: user.id,
-    url: `/api/gateway/v1/users/${user.id}/`,
+    type: 'user',
+    url,
+    related: { tokens: `${url}tokens/`, personal_tokens: `${url}tokens/`, sessions: `${url}sessions/` },
+    summary_fields: {},
+    created_by: null,
+    modified_by: null,
     username: user.username,
     email: user.email,
     first_name: user.firstName,
@@ -37,6 +48,7 @@ export function serializeUser(user: User) {
     source: user.source,
     external: user.external,
     is_system_auditor: user.isSystemAuditor,
+    is_platform_auditor: user.isSystemAuditor,
     groups: user.groups,
     created: new Date(user.created).toISOString(),
     modified: new Date(user.modified).toISOString(),
