@@ -1,29 +1,31 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { NotFound } from '../errors.ts'
-import type { Organization, Team } from '../store/access.ts'
+import { type Organization, organizationFilterFields, type Team, teamFilterFields } from '../store/access.ts'
 import { principalOf } from './access.ts'
-import { ID_PATTERN, idParam } from './ids.ts'
-import { paged, readPage } from './pagination.ts'
-import { parseInput } from './validation.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
+import { listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
+import { idParam } from './validation.ts'
 
-const base = '/api/gateway/v1'
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
-const createOrganization = z.object({ name, description }).partial({ description: true }).strict()
+/** An object's id in a body: a number, or digits as form posts send it. */
+export const bodyId = (what: string) => z.union([z.number().int().positive().max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
+const createOrganization = z.object({ name, description: description.optional() }).strict()
 const updateOrganization = z.object({ name, description }).partial().strict()
-const organizationId = z.union([z.number().int().positive(), z.string().regex(ID_PATTERN).transform(Number)], { error: 'Expected an organization id.' })
-const createTeam = z.object({ name, description, organization: organizationId }).partial({ description: true }).strict()
-const updateTeam = z.object({ name, description, organization: organizationId }).partial().strict()
-const nameQuery = z.object({ name: z.string().optional() })
-const teamQuery = z.object({ name: z.string().optional(), organization: z.string().regex(ID_PATTERN, 'Expected an organization id.').transform(Number).optional() })
+const createTeam = z.object({ name, description: description.optional(), organization: bodyId('an organization') }).strict()
+const updateTeam = z.object({ name, description, organization: bodyId('an organization') }).partial().strict()
+
+export const organizationUrl = (id: number) => `${GATEWAY_API}/organizations/${id}/`
+export const teamUrl = (id: number) => `${GATEWAY_API}/teams/${id}/`
 
 export function serializeOrganization(organization: Organization) {
+  const url = organizationUrl(organization.id)
   return {
     id: organization.id,
-    url: `${base}/organizations/${organization.id}/`,
-    related: { teams: `${base}/organizations/${organization.id}/teams/` },
+    url,
+    related: { teams: `${url}teams/` },
     summary_fields: {},
     created: new Date(organization.created).toISOString(),
     modified: new Date(organization.modified).toISOString(),
@@ -37,8 +39,8 @@ export function serializeTeam(app: App, team: Team) {
   const organization = app.access.organization(team.organizationId)
   return {
     id: team.id,
-    url: `${base}/teams/${team.id}/`,
-    related: { organization: `${base}/organizations/${team.organizationId}/` },
+    url: teamUrl(team.id),
+    related: { organization: organizationUrl(team.organizationId) },
     summary_fields: { organization: organization ? { id: organization.id, name: organization.name, description: organization.description } : null },
     created: new Date(team.created).toISOString(),
     modified: new Date(team.modified).toISOString(),
@@ -49,70 +51,70 @@ export function serializeTeam(app: App, team: Team) {
 }
 
 /**
- * organizations/ and teams/ in the platform's shapes. Every signed-in
- * user may read them; who may change what is decided in src/access/admin.ts.
+ * organizations/ and teams/ in the platform's shapes, with its list filters. Every signed-in user may read them;
+ * who may change what is decided in src/access/admin.ts.
  */
-export function organizationRoutes(api: FastifyInstance, app: App): void {
-  const filters = (request: FastifyRequest) => request.query as Record<string, unknown>
-
-  api.get(`${base}/organizations/`, async (request) => {
-    const page = readPage(request)
-    const { name: nameFilter } = parseInput(nameQuery, { name: filters(request).name })
-    const { count, results } = await app.store.access.listOrganizations({ offset: page.offset, limit: page.pageSize, name: nameFilter })
+export function organizationRoutes(api: GatewayApi, app: App): void {
+  api.get('/organizations/', { schema: { querystring: listQuery(organizationFilterFields) } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, results } = await app.store.access.listOrganizations({ offset: page.offset, limit: page.pageSize, filter })
     return paged(request, page, count, results.map(serializeOrganization))
   })
-  api.post(`${base}/organizations/`, async (request, reply) => {
-    const input = parseInput(createOrganization, request.body)
+  api.post('/organizations/', { schema: { body: createOrganization } }, async (request, reply) => {
+    const organization = await app.accessAdmin.createOrganization(principalOf(request).user, request.body)
     reply.code(201)
-    return serializeOrganization(await app.accessAdmin.createOrganization(principalOf(request).user, input))
+    return serializeOrganization(organization)
   })
-  api.get(`${base}/organizations/:id/`, async (request) => {
-    const organization = await app.store.access.findOrganization(idParam(request, 'organization'))
+  api.get('/organizations/:id/', { schema: { params: idParam } }, async (request) => {
+    const organization = await app.store.access.findOrganization(request.params.id)
     if (!organization) throw new NotFound('No such organization.')
     return serializeOrganization(organization)
   })
-  const update = async (request: FastifyRequest) => {
-    const input = parseInput(updateOrganization, request.body)
-    return serializeOrganization(await app.accessAdmin.updateOrganization(principalOf(request).user, idParam(request, 'organization'), input))
-  }
-  api.patch(`${base}/organizations/:id/`, update)
-  api.put(`${base}/organizations/:id/`, update)
-  api.delete(`${base}/organizations/:id/`, async (request, reply) => {
-    await app.accessAdmin.deleteOrganization(principalOf(request).user, idParam(request, 'organization'))
+  api.route({
+    method: ['PATCH', 'PUT'],
+    url: '/organizations/:id/',
+    schema: { params: idParam, body: updateOrganization },
+    handler: async (request) => serializeOrganization(await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, request.body)),
+  })
+  api.delete('/organizations/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    await app.accessAdmin.deleteOrganization(principalOf(request).user, request.params.id)
     return reply.code(204).send()
   })
 
-  const listTeams = async (request: FastifyRequest, organization: number | undefined) => {
-    const page = readPage(request)
-    const query = parseInput(teamQuery, { name: filters(request).name, organization: filters(request).organization })
-    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, name: query.name, organizationId: organization ?? query.organization })
+  const teamList = listQuery(teamFilterFields)
+  api.get('/teams/', { schema: { querystring: teamList } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter })
     return paged(request, page, count, results.map((team) => serializeTeam(app, team)))
-  }
-  api.get(`${base}/teams/`, (request) => listTeams(request, undefined))
-  api.get(`${base}/organizations/:id/teams/`, async (request) => {
-    const id = idParam(request, 'organization')
-    if (!(await app.store.access.findOrganization(id))) throw new NotFound('No such organization.')
-    return listTeams(request, id)
   })
-  api.post(`${base}/teams/`, async (request, reply) => {
-    const input = parseInput(createTeam, request.body)
+  api.get('/organizations/:id/teams/', { schema: { params: idParam, querystring: teamList } }, async (request) => {
+    if (!(await app.store.access.findOrganization(request.params.id))) throw new NotFound('No such organization.')
+    const { page, filter } = request.query
+    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter, organizationId: request.params.id })
+    return paged(request, page, count, results.map((team) => serializeTeam(app, team)))
+  })
+  api.post('/teams/', { schema: { body: createTeam } }, async (request, reply) => {
+    const { name: teamName, description: text, organization } = request.body
+    const team = await app.accessAdmin.createTeam(principalOf(request).user, { name: teamName, description: text, organizationId: organization })
     reply.code(201)
-    return serializeTeam(app, await app.accessAdmin.createTeam(principalOf(request).user, { name: input.name, description: input.description, organizationId: input.organization }))
+    return serializeTeam(app, team)
   })
-  api.get(`${base}/teams/:id/`, async (request) => {
-    const team = await app.store.access.findTeam(idParam(request, 'team'))
+  api.get('/teams/:id/', { schema: { params: idParam } }, async (request) => {
+    const team = await app.store.access.findTeam(request.params.id)
     if (!team) throw new NotFound('No such team.')
     return serializeTeam(app, team)
   })
-  const updateOne = async (request: FastifyRequest) => {
-    const input = parseInput(updateTeam, request.body)
-    const team = await app.accessAdmin.updateTeam(principalOf(request).user, idParam(request, 'team'), { name: input.name, description: input.description, organizationId: input.organization })
-    return serializeTeam(app, team)
-  }
-  api.patch(`${base}/teams/:id/`, updateOne)
-  api.put(`${base}/teams/:id/`, updateOne)
-  api.delete(`${base}/teams/:id/`, async (request, reply) => {
-    await app.accessAdmin.deleteTeam(principalOf(request).user, idParam(request, 'team'))
+  api.route({
+    method: ['PATCH', 'PUT'],
+    url: '/teams/:id/',
+    schema: { params: idParam, body: updateTeam },
+    handler: async (request) => {
+      const { name: teamName, description: text, organization } = request.body
+      return serializeTeam(app, await app.accessAdmin.updateTeam(principalOf(request).user, request.params.id, { name: teamName, description: text, organizationId: organization }))
+    },
+  })
+  api.delete('/teams/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    await app.accessAdmin.deleteTeam(principalOf(request).user, request.params.id)
     return reply.code(204).send()
   })
 }

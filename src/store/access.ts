@@ -1,4 +1,5 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
 import type { RoleDefinitionsTable, Tables } from './schema.ts'
 
 export interface Organization {
@@ -43,16 +44,43 @@ export interface RoleAssignment {
 export interface ListQuery {
   offset: number
   limit: number
-  name?: string | undefined
+  /** The API's filters, search and order (src/store/list-filter.ts). */
+  filter?: ListFilter | undefined
 }
 
-export interface AssignmentQuery {
-  offset: number
-  limit: number
+export interface AssignmentQuery extends ListQuery {
   actorId?: number | undefined
   roleDefinitionId?: number | undefined
   objectType?: ObjectType | undefined
   objectId?: number | undefined
+}
+
+const common = {
+  id: { column: 'id', type: 'integer' },
+  name: { column: 'name', type: 'text', searched: true },
+  description: { column: 'description', type: 'text', searched: true },
+  created: { column: 'created_at', type: 'time' },
+  modified: { column: 'modified_at', type: 'time' },
+} as const
+
+/** What each list can be filtered, searched and ordered on, by the API's field names. */
+export const organizationFilterFields: FilterFields = Object.freeze({ ...common })
+export const teamFilterFields: FilterFields = Object.freeze({ ...common, organization: { column: 'organization_id', type: 'integer' } })
+export const roleDefinitionFilterFields: FilterFields = Object.freeze({
+  ...common,
+  managed: { column: 'managed', type: 'boolean' },
+  content_type: { column: 'content_type', type: 'text' },
+})
+/** `content_type` holds `organization`, `team` or `platform`; the API maps the platform's `shared.team` to it. */
+export function assignmentFilterFields(actor: Actor): FilterFields {
+  return Object.freeze({
+    id: { column: 'id', type: 'integer' },
+    role_definition: { column: 'role_definition_id', type: 'integer' },
+    [actor]: { column: `${actor}_id`, type: 'integer' },
+    object_id: { column: 'object_id', type: 'integer' },
+    content_type: { column: 'object_type', type: 'text' },
+    created: { column: 'created_at', type: 'time' },
+  })
 }
 
 /** Everything access control reads at once into memory (src/access/model.ts). */
@@ -102,11 +130,9 @@ export class AccessRepository {
     return row && toOrganization(row)
   }
 
-  async listOrganizations(query: ListQuery & { ids?: number[] | undefined }): Promise<{ count: number; results: Organization[] }> {
-    let base = this.#db.selectFrom('organizations')
-    if (query.name !== undefined) base = base.where('name', '=', query.name)
-    if (query.ids !== undefined) base = query.ids.length ? base.where('id', 'in', query.ids) : base.where('id', '=', -1)
-    const { count, rows } = await countAndPage(base, query)
+  async listOrganizations(query: ListQuery): Promise<{ count: number; results: Organization[] }> {
+    const base = this.#db.selectFrom('organizations')
+    const { count, rows } = await countAndPage(base, organizationFilterFields, query)
     return { count, results: rows.map(toOrganization) }
   }
 
@@ -146,12 +172,10 @@ export class AccessRepository {
     return row && toOrganization(row)
   }
 
-  async listTeams(query: ListQuery & { organizationId?: number | undefined; ids?: number[] | undefined }): Promise<{ count: number; results: Team[] }> {
+  async listTeams(query: ListQuery & { organizationId?: number | undefined }): Promise<{ count: number; results: Team[] }> {
     let base = this.#db.selectFrom('teams')
-    if (query.name !== undefined) base = base.where('name', '=', query.name)
     if (query.organizationId !== undefined) base = base.where('organization_id', '=', query.organizationId)
-    if (query.ids !== undefined) base = query.ids.length ? base.where('id', 'in', query.ids) : base.where('id', '=', -1)
-    const { count, rows } = await countAndPage(base, query)
+    const { count, rows } = await countAndPage(base, teamFilterFields, query)
     return { count, results: rows.map(toTeam) }
   }
 
@@ -185,9 +209,8 @@ export class AccessRepository {
   }
 
   async listRoleDefinitions(query: ListQuery): Promise<{ count: number; results: RoleDefinition[] }> {
-    let base = this.#db.selectFrom('role_definitions')
-    if (query.name !== undefined) base = base.where('name', '=', query.name)
-    const { count, rows } = await countAndPage(base, query)
+    const base = this.#db.selectFrom('role_definitions')
+    const { count, rows } = await countAndPage(base, roleDefinitionFilterFields, query)
     return { count, results: rows.map(toRoleDefinition) }
   }
 
@@ -234,7 +257,7 @@ export class AccessRepository {
     if (query.roleDefinitionId !== undefined) base = base.where('role_definition_id', '=', query.roleDefinitionId)
     if (query.objectType !== undefined) base = base.where('object_type', '=', query.objectType)
     if (query.objectId !== undefined) base = base.where('object_id', '=', query.objectId)
-    const { count, rows } = await countAndPage(base, query)
+    const { count, rows } = await countAndPage(base, assignmentFilterFields(actor), query)
     return { count, results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
   }
 
@@ -266,11 +289,13 @@ export class AccessRepository {
   }
 }
 
-/** One page of a filtered list, in id order, and how many rows the filter matches in all. */
-async function countAndPage<T extends keyof Tables>(base: SelectQueryBuilder<Tables, T, object>, page: { offset: number; limit: number }): Promise<{ count: number; rows: Selectable<Tables[T]>[] }> {
+/** One page of a list with the API's filter applied, in its order (then id), and how many rows match in all. */
+async function countAndPage<T extends keyof Tables>(unfiltered: SelectQueryBuilder<Tables, T, object>, fields: FilterFields, query: ListQuery): Promise<{ count: number; rows: Selectable<Tables[T]>[] }> {
+  const filter = query.filter ?? NO_FILTER
+  const base = filtered(unfiltered, fields, filter)
   const [{ n }, rows] = await Promise.all([
     base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-    base.selectAll().orderBy('id' as never).offset(page.offset).limit(page.limit).execute(),
+    ordered(base.selectAll(), fields, filter).offset(query.offset).limit(query.limit).execute(),
   ])
   return { count: Number(n), rows: rows as unknown as Selectable<Tables[T]>[] }
 }
