@@ -1,5 +1,5 @@
 import { USER_TOPIC } from '../directory/accounts.ts'
-import { Conflict, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { isUniqueViolation } from '../store/database.ts'
 import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
@@ -171,7 +171,7 @@ export class AccessAdmin {
         return result
       })
     } catch (error) {
-      if (isUniqueViolation(error)) throw new Conflict(`A ${what.replace('_', ' ')} with that name already exists${what === 'team' ? ' in the organization' : ''}.`)
+      if (isUniqueViolation(error)) throw duplicateName(what)
       throw error
     }
   }
@@ -221,6 +221,13 @@ export interface MappedGrant {
 
 function grantKey(grant: MappedGrant): string {
   return `${grant.roleDefinitionId}:${grant.objectType}:${grant.objectId}`
+}
+
+/** A duplicate name, answered as the platform's Django validators do: 400 with the field's message. */
+function duplicateName(what: string): ValidationFailed {
+  if (what === 'team') return new ValidationFailed({ non_field_errors: ['The fields organization, name must make a unique set.'] })
+  const model = what === 'organization' ? 'Organization' : 'Role definition'
+  return new ValidationFailed({ name: [`${model} with this name already exists.`] })
 }
 
 function requireSuperuser(actor: User): void {

@@ -150,9 +150,13 @@ describe('the access API', () => {
     assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'member')}/organizations/`)).body.count, 0)
   })
 
-  it('answers a duplicate name with 409', async () => {
+  it('answers a duplicate name with 400 naming the field, as the platform does', async () => {
     const { status, body } = await call(gw, 'POST', 'organizations/', { name: 'Research' })
-    assert.equal(status, 409)
-    assert.equal(body.code, 'conflict')
+    assert.equal(status, 400)
+    assert.equal(body.code, 'invalid')
+    assert.ok(body.errors.name)
+    const team = await call(gw, 'POST', 'teams/', { name: 'Lab', organization: research.organization })
+    assert.equal(team.status, 400)
+    assert.ok(team.body.errors.non_field_errors)
   })
 })
