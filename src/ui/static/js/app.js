@@ -76,7 +76,7 @@ function renderHeader(me) {
 
 async function logOut() {
   try {
-    await api('logout/', { method: 'POST' })
+    await api('logout/', { method: 'POST', redirectIsDone: true })
   } finally {
     location.assign(loginUrl('/ui/'))
   }
