@@ -17,9 +17,11 @@ interface VerifiedClaims {
   sub: string
   username: unknown
   exp: number
-  teams: unknown
-  organizations: unknown
-  roles: unknown
+  memberships: Record<string, unknown>
+}
+
+function membershipClaims(payload: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(['teams', 'organizations', 'roles'].filter((name) => payload[name] !== undefined).map((name) => [name, payload[name]]))
 }
 
 export async function startDemoUpstream(name: string, gatewayUrl: () => string, issuer: () => string = gatewayUrl): Promise<DemoUpstream> {
@@ -44,7 +46,7 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
             claims = undefined
             try {
               const { payload } = await jwtVerify(token, jwks, { audience: name, issuer: issuer(), algorithms: ['ES256'] })
-              claims = { sub: String(payload.sub), username: payload.preferred_username, exp: payload.exp ?? 0, teams: payload.teams ?? [], organizations: payload.organizations ?? [], roles: payload.roles ?? [] }
+              claims = { sub: String(payload.sub), username: payload.preferred_username, exp: payload.exp ?? 0, memberships: membershipClaims(payload) }
               if (verifiedTokens.size > 10_000) verifiedTokens.clear()
               verifiedTokens.set(token, claims)
             } catch {
@@ -58,10 +60,8 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
           user_id: Number(req.headers['x-gatehouse-user-id']),
           auth_method: req.headers['x-gatehouse-auth-method'] ?? null,
           verified,
-          // What the verified token says of the caller's memberships (docs/access.md).
-          teams: verified ? claimsOf(token).teams : [],
-          organizations: verified ? claimsOf(token).organizations : [],
-          roles: verified ? claimsOf(token).roles : [],
+          // What the verified token says of the caller's teams, organizations and roles, when it says any (docs/access.md).
+          ...(verified ? claimsOf(token).memberships : {}),
         }
       }
       const body = JSON.stringify({

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { demoConfigFile } from '../../src/config/load.ts'
 import { openStore } from '../../src/store/store.ts'
-import { runCli, tempDir } from '../helpers/gateway.ts'
+import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
 describe('bin/gatehouse access check', () => {
   const dir = tempDir()
@@ -44,5 +46,25 @@ describe('bin/gatehouse access check', () => {
   it('refuses an unknown user or a path no service serves as usage mistakes', async () => {
     assert.equal((await check('nobody', 'GET', '/api/eda/')).code, 2)
     assert.equal((await check('otto', 'GET', '/nowhere/')).code, 2)
+  })
+})
+
+describe('bin/gatehouse serve with access rules', () => {
+  it('warns at start of a rule naming a team that does not exist yet, with its path', async () => {
+    const dir = tempDir()
+    const config = join(dir, 'gatehouse.yaml')
+    writeFileSync(config, [
+      'services:',
+      '  - { name: api, prefix: /api/things/, upstream: "http://127.0.0.1:9", access: [{ allow: { teams: [Ghosts] } }] }',
+    ].join('\n'))
+    const gateway = await spawnGateway(['--config', config, '--data-dir', dir])
+    try {
+      // The warning follows the line that says the gateway listens.
+      for (let i = 0; i < 50 && !/Ghosts/.test(gateway.output()); i++) await sleep(20)
+      assert.match(gateway.output(), /services\.0\.access\.0\.allow\.teams: no team \\?"Ghosts\\?" yet/)
+    } finally {
+      await gateway.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

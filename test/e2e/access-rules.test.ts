@@ -98,7 +98,7 @@ describe('the demo eda service\'s access rules', () => {
   it('passes the identity token with no membership claims for a caller without any', async () => {
     const seen = await json(await gw.fetch('/api/controller/v2/hosts/', { headers: as('outsider') }))
     assert.equal(seen.identity.verified, true)
-    assert.deepEqual([seen.identity.teams, seen.identity.organizations, seen.identity.roles], [[], [], []])
+    assert.deepEqual([seen.identity.teams, seen.identity.organizations, seen.identity.roles], [undefined, undefined, undefined])
     assert.equal(seen.headers['x-gatehouse-teams'], null)
   })
 })
