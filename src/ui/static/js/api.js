@@ -46,8 +46,10 @@ export function readCookie(name) {
 /**
  * Calls the API. `path` is relative to /api/gateway/v1/ unless it starts with "/".
  * Resolves to the parsed JSON (null for 204); rejects with an ApiError the pages show to people.
+ * `followRedirect: false` takes a redirect as the answer (null) instead of an error: logout answers with one, as
+ * the platform's does, and the page goes where it wants instead.
  * @param {string} path
- * @param {{method?: string, body?: unknown, query?: Record<string, string | number | undefined>, signal?: AbortSignal}} [options]
+ * @param {{method?: string, body?: unknown, query?: Record<string, string | number | undefined>, signal?: AbortSignal, followRedirect?: false}} [options]
  * @returns {Promise<any>}
  */
 export async function api(path, options = {}) {
@@ -71,13 +73,14 @@ export async function api(path, options = {}) {
       body: options.body === undefined ? undefined : JSON.stringify(options.body),
       credentials: 'same-origin',
       cache: 'no-store',
-      redirect: 'error',
+      redirect: options.followRedirect === false ? 'manual' : 'error',
       signal: options.signal,
     })
   } catch (error) {
     if (error instanceof DOMException && error.name === 'AbortError') throw error
     throw new ApiError(0, { code: 'network_error', detail: 'The gateway could not be reached. Check your connection and try again.' })
   }
+  if (response.type === 'opaqueredirect') return null
   const type = response.headers.get('content-type') || ''
   const body = response.status === 204 || !type.includes('json') ? null : await response.json().catch(() => null)
   if (response.ok) return body

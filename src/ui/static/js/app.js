@@ -72,7 +72,7 @@ function renderHeader(me) {
 
 async function logOut() {
   try {
-    await api('logout/', { method: 'POST' })
+    await api('logout/', { method: 'POST', followRedirect: false })
   } finally {
     location.assign(loginUrl('/ui/'))
   }
