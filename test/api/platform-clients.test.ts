@@ -76,6 +76,37 @@ describe('the platform\'s clients', () => {
     })
   })
 
+  describe('objects and errors in the platform\'s shapes', () => {
+    it('describes a list\'s POST fields at OPTIONS, to those who may POST', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const users = await client.send('OPTIONS', 'users')
+      assert.equal(users.status, 200)
+      const post = users.json.actions.POST
+      assert.deepEqual(post.username, { type: 'string', required: true, read_only: false, label: 'Username' })
+      assert.equal(post.is_superuser.type, 'boolean')
+      assert.equal(post.id.read_only, true)
+      assert.equal(post.password.required, false)
+      const tokens = (await client.send('OPTIONS', 'tokens')).json.actions.POST
+      assert.equal(tokens.description.max_length, 1000)
+      assert.equal(tokens.token.read_only, true)
+
+      await gw.app.accounts.create({ username: 'reader', password: 'reader-password-1' })
+      const reader = new CollectionClient(gw.url, { username: 'reader', password: 'reader-password-1' })
+      await reader.authenticate()
+      const forReader = await reader.send('OPTIONS', 'users')
+      assert.equal(forReader.status, 200)
+      assert.equal(forReader.json.actions, undefined, 'no POST for those who may not create users')
+    })
+
+    it('answers user and me objects with url, related and summary_fields', async () => {
+      const me = (await json(await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))).results[0]
+      for (const field of ['url', 'related', 'summary_fields', 'created_by', 'modified_by', 'is_platform_auditor']) assert.ok(field in me, field)
+      assert.equal(me.url, `/api/gateway/v1/users/${me.id}/`)
+      assert.equal(me.related.tokens, `/api/gateway/v1/users/${me.id}/tokens/`)
+    })
+  })
+
   describe('awxkit', () => {
     it('get_oauth2_token() without a client id returns a working personal token', async () => {
       const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
