@@ -76,6 +76,57 @@ describe('the platform\'s clients', () => {
     })
   })
 
+  describe('the collection\'s settings module', () => {
+    it('reads settings/all/, compares by the names it was given, and PUTs the differences', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const wanted = { SESSION_COOKIE_AGE: 3600, ALLOW_OAUTH2_FOR_EXTERNAL_USERS: true, OAUTH2_PROVIDER: { ACCESS_TOKEN_EXPIRE_SECONDS: 7200 }, gateway_basic_auth_enabled: true }
+      const existing = (await client.send('GET', 'settings/all')).json
+      for (const name of Object.keys(wanted)) assert.ok(name in existing, `${name} is readable under the name the module compares`)
+      const changed = Object.fromEntries(Object.entries(wanted).filter(([name, value]) => JSON.stringify(existing[name]) !== JSON.stringify(value)))
+      assert.deepEqual(Object.keys(changed).sort(), ['ALLOW_OAUTH2_FOR_EXTERNAL_USERS', 'OAUTH2_PROVIDER', 'SESSION_COOKIE_AGE'])
+      const saved = await client.send('PUT', 'settings/all', changed)
+      assert.equal(saved.status, 200, JSON.stringify(saved.json))
+      assert.equal(gw.app.settings.current.session_cookie_age, 3600)
+      assert.equal(gw.app.settings.current.allow_external_users_to_create_oauth2_tokens, true)
+      assert.equal(gw.app.settings.current.oauth2_access_token_expire_seconds, 7200)
+      const again = (await client.send('GET', 'settings/all')).json
+      for (const [name, value] of Object.entries(wanted)) assert.deepEqual(again[name], value, `a second run finds ${name} unchanged`)
+    })
+
+    it('lists the categories, all first, and reverts a category to its defaults with DELETE', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const index = (await client.send('GET', 'settings')).json
+      assert.equal(index.results[0].slug, 'all')
+      assert.equal(index.results[0].url, '/api/gateway/v1/settings/all/')
+      assert.equal(index.count, index.results.length)
+      const session = (await client.send('PATCH', 'settings/session', { SESSION_COOKIE_AGE: 1200 })).json
+      assert.deepEqual(Object.keys(session).sort(), ['SESSION_COOKIE_AGE', 'session_cookie_age', 'sessions_per_user_limit'])
+      assert.equal((await client.send('DELETE', 'settings/session')).status, 204)
+      assert.equal(gw.app.settings.current.session_cookie_age, 900)
+    })
+
+    it('refuses unknown names, names of another category and two names that disagree, saving nothing', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const before = (await client.send('GET', 'settings/all')).json
+      for (const [path, body, field] of [
+        ['settings/all', { CUSTOM_LOGIN_INFO: 'hello', session_cookie_age: 1000 }, 'CUSTOM_LOGIN_INFO'],
+        ['settings/session', { gateway_basic_auth_enabled: false }, 'gateway_basic_auth_enabled'],
+        ['settings/all', { SESSION_COOKIE_AGE: 1000, session_cookie_age: 2000 }, 'SESSION_COOKIE_AGE'],
+        ['settings/all', { OAUTH2_PROVIDER: { REFRESH_TOKEN_EXPIRE_SECONDS: 5 } }, 'OAUTH2_PROVIDER.REFRESH_TOKEN_EXPIRE_SECONDS'],
+        ['settings/all', { OAUTH2_PROVIDER: { ACCESS_TOKEN_EXPIRE_SECONDS: 'soon' } }, 'OAUTH2_PROVIDER.ACCESS_TOKEN_EXPIRE_SECONDS'],
+      ] as const) {
+        const refused = await client.send('PATCH', path, body)
+        assert.equal(refused.status, 400, JSON.stringify(body))
+        assert.ok(refused.json[field], `${field} in ${JSON.stringify(refused.json)}`)
+      }
+      assert.deepEqual((await client.send('GET', 'settings/all')).json, before)
+      assert.equal((await client.send('GET', 'settings/nonsense')).status, 404)
+    })
+  })
+
   describe('objects and errors in the platform\'s shapes', () => {
     it('describes a list\'s POST fields at OPTIONS, to those who may POST', async () => {
       const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })

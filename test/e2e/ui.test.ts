@@ -180,11 +180,11 @@ describe('the web interface in Chromium', () => {
     await page.getByRole('button', { name: 'Save settings' }).click()
     await field.locator('.field-error', { hasText: /number/i }).waitFor()
 
-    const saved = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+    const saved = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
     assert.equal(saved.session_cookie_age, 900)
     assert.equal(saved.gateway_basic_auth_enabled, true)
     assert.deepEqual(problems, [])
-    assert.deepEqual(failedResponses, ['400 PATCH /api/gateway/v1/settings/', '400 PATCH /api/gateway/v1/settings/'])
+    assert.deepEqual(failedResponses, ['400 PATCH /api/gateway/v1/settings/all/', '400 PATCH /api/gateway/v1/settings/all/'])
   }))
 
   it('lets a user change their details and password on the profile, staying signed in', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {

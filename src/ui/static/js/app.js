@@ -72,7 +72,8 @@ function renderHeader(me) {
 
 async function logOut() {
   try {
-    await api('logout/', { method: 'POST' })
+    // The gateway answers a logout with a redirect to /api/, as the platform does; the page goes to the login.
+    await api('logout/', { method: 'POST', redirect: 'manual' })
   } finally {
     location.assign(loginUrl('/ui/'))
   }
