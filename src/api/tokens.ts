@@ -76,7 +76,12 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     const principal = principalOf(request)
     app.tokens.assertMayCreate(principal.user)
     if (input.application != null) {
-      throw new ValidationFailed({ application: [`Invalid pk "${input.application}" - object does not exist.`] })
+      // The platform mints an application's token here too; Gatehouse issues those at /o/token/, where the
+      // OpenID Connect provider can give them their refresh token and revoke them like every other.
+      const known = await app.store.applications.findById(input.application)
+      throw new ValidationFailed({ application: [known
+        ? 'Tokens of an OAuth2 application are issued at /o/token/ (the password or authorization-code grant); give null for a personal token.'
+        : `Invalid pk "${input.application}" - object does not exist.`] })
     }
     const { record, value } = await app.tokens.issue(principal.user, {
       scope: principal.scope === 'read' ? 'read' : input.scope,

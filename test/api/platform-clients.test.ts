@@ -159,6 +159,83 @@ describe('the platform\'s clients', () => {
   })
 
   describe('awxkit', () => {
+    const createApplication = async (body: Record<string, unknown>) => {
+      const response = await gw.fetch('/api/gateway/v1/applications/', {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+      const created = await json(response)
+      assert.equal(response.status, 201, JSON.stringify(created))
+      return created
+    }
+
+    it('get_oauth2_token() with the client id of a public application returns a working token', async () => {
+      const application = await createApplication({ name: 'AWX CLI', organization: null, client_type: 'public', authorization_grant_type: 'password' })
+      assert.equal(application.client_secret, '')
+      const { status, token, body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+      assert.equal(status, 200, JSON.stringify(body))
+      const me = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })
+      assert.equal(me.status, 200)
+      assert.equal((await json(me)).results[0].username, 'admin')
+      const write = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+      assert.equal(write.status, 201, 'scope write lets the token change things')
+    })
+
+    it('get_oauth2_token() with the client id and secret of a confidential application returns a working token', async () => {
+      const application = await createApplication({ name: 'backup job', client_type: 'confidential', authorization_grant_type: 'password' })
+      assert.ok(application.client_secret.length >= 32)
+      const listed = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))
+      assert.equal(listed.client_secret, '$encrypted$')
+      const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: application.client_secret, scope: 'read' })
+      assert.equal(status, 200)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })).status, 200)
+      const refused = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+      assert.equal(refused.status, 403, 'a read token only reads')
+      const wrongSecret = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: 'x'.repeat(64) })
+      assert.equal(wrongSecret.status, 401)
+      const hashAsSecret = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: `sha256:${'0'.repeat(64)}` })
+      assert.equal(hashAsSecret.status, 401)
+    })
+
+    it('stops issuing tokens to an application once it is deleted, at once', async () => {
+      const application = await createApplication({ name: 'short-lived', client_type: 'public', authorization_grant_type: 'password' })
+      assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 200)
+      const deleted = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'DELETE', headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } })
+      assert.equal(deleted.status, 204)
+      assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 401)
+    })
+
+    it('refuses bad applications by field, creating nothing', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const count = async () => (await json(await gw.fetch('/api/gateway/v1/applications/', { headers: admin }))).count
+      const before = await count()
+      for (const [body, field] of [
+        [{ name: 'x', authorization_grant_type: 'password' }, 'client_type'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'implicit' }, 'authorization_grant_type'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'password', organization: 3 }, 'organization'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'authorization-code' }, 'redirect_uris'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'authorization-code', redirect_uris: 'javascript:alert(1)' }, 'redirect_uris'],
+        [{ name: '', client_type: 'public', authorization_grant_type: 'password' }, 'name'],
+      ] as const) {
+        const response = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: admin, body: JSON.stringify(body) })
+        const error = await json(response)
+        assert.equal(response.status, 400, JSON.stringify(body))
+        assert.ok(error[field], `${field}: ${JSON.stringify(error)}`)
+      }
+      assert.equal(await count(), before)
+      const application = await createApplication({ name: 'fixed type', client_type: 'public', authorization_grant_type: 'password' })
+      const change = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ client_type: 'confidential' }) })
+      assert.equal(change.status, 400)
+      const viaTokens = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: admin, body: JSON.stringify({ application: application.id }) })
+      assert.equal(viaTokens.status, 400)
+      assert.ok((await json(viaTokens)).application)
+      const missing = await gw.fetch('/api/gateway/v1/applications/999999/', { headers: admin })
+      assert.equal(missing.status, 404)
+      const user = await gw.fetch('/api/gateway/v1/applications/', { headers: { authorization: `Basic ${Buffer.from('reader:reader-password-1').toString('base64')}` } })
+      assert.equal(user.status, 403)
+    })
+
     it('get_oauth2_token() without a client id returns a working personal token', async () => {
       const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
       assert.equal(status, 201)
