@@ -76,6 +76,29 @@ describe('the platform\'s clients', () => {
     })
   })
 
+  describe('the collection\'s user module', () => {
+    it('finds a user by username, creates it, then changes it with the same request a second run sends', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const wanted = { username: 'svc-backup', first_name: 'Backup', last_name: 'Service', email: 'backup@example.com', is_superuser: false, password: 'a-long-service-password' }
+      assert.equal(await client.getOne('users', { nameOrId: 'svc-backup', nameField: 'username' }), undefined)
+      const created = await client.send('POST', 'users', wanted)
+      assert.equal(created.status, 201, JSON.stringify(created.json))
+      assert.equal(created.json.username, 'svc-backup')
+
+      const existing = await client.getOne('users', { nameOrId: 'svc-backup', nameField: 'username' })
+      assert.equal(existing.id, created.json.id)
+      assert.equal((await client.getOne('users', { nameOrId: String(existing.id), nameField: 'username' })).id, existing.id, 'by id through or__id')
+      const updated = await client.send('PATCH', existing.url, { ...wanted, last_name: 'Job' })
+      assert.equal(updated.status, 200, JSON.stringify(updated.json))
+      assert.equal(updated.json.last_name, 'Job')
+      assert.equal(updated.json.is_platform_auditor, false)
+      const duplicate = await client.send('POST', 'users', wanted)
+      assert.equal(duplicate.status, 400)
+      assert.deepEqual(duplicate.json.username, ['A user with that username already exists.'])
+    })
+  })
+
   describe('the collection\'s settings module', () => {
     it('reads settings/all/, compares by the names it was given, and PUTs the differences', async () => {
       const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
