@@ -45,7 +45,8 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     ...(options.https ? { https: options.https } : {}),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: app.config.server.trust_proxy,
+    // request.ip, .protocol and .host believe X-Forwarded-* only from a trusted proxy; no list, no belief at all.
+    trustProxy: app.config.server.trusted_proxies.length ? (address: string) => app.trustsProxy(address) : false,
     bodyLimit: app.config.server.api_body_limit_bytes,
     genReqId: () => randomUUID(),
     requestIdHeader: false,

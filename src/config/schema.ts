@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js'
 import { z } from 'zod'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
@@ -62,8 +63,10 @@ export const ConfigSchema = z.object({
     port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0 picks a free one).'),
     public_url: z.url({ protocol: /^https?$/ }).optional()
       .describe('The URL clients use to reach Gatehouse (issuer of tokens, redirects, Secure cookies when https). Default: http://<host>:<port>.'),
-    trust_proxy: z.boolean().default(false)
-      .describe('Trust X-Forwarded-* from the peer (set when Gatehouse runs behind a reverse proxy).'),
+    trusted_proxies: z.array(z.string().refine(isAddressOrCidr, 'must be an IP address or a CIDR such as 10.0.0.0/8')).default([])
+      .describe('Addresses or CIDRs of the reverse proxies in front of Gatehouse. Only a peer in this list is believed about the client (X-Forwarded-For/-Proto/-Host for the client address, scheme and host; its other forwarding headers reach services); from any other peer those headers are ignored and removed (docs/edge.md).'),
+    trust_proxy: z.never({ error: 'replaced by server.trusted_proxies: list the addresses or CIDRs of the reverse proxies in front of Gatehouse (e.g. [10.0.0.5] or [10.0.0.0/8])' }).optional()
+      .describe('Removed: see `trusted_proxies`.'),
     trusted_origins: z.array(z.url()).default([])
       .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy.'),
     api_body_limit_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024)
@@ -73,7 +76,7 @@ export const ConfigSchema = z.object({
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trust_proxy: false, trusted_origins: [], api_body_limit_bytes: 1024 * 1024, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 }),
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], trusted_origins: [], api_body_limit_bytes: 1024 * 1024, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 }),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
     database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()
@@ -130,6 +133,10 @@ export const ConfigSchema = z.object({
 })
 
 export type Config = z.output<typeof ConfigSchema>
+
+function isAddressOrCidr(entry: string): boolean {
+  return entry.includes('/') ? ipaddr.isValidCIDR(entry) : ipaddr.isValid(entry)
+}
 export type ServiceConfig = z.output<typeof ServiceSchema>
 export type AuthMethod = z.output<typeof AuthMethodSchema>
 export type TlsConfig = z.output<typeof TlsSchema>
