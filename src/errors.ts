@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
 /**
@@ -151,7 +151,8 @@ const fastifyCodes: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
   FST_ERR_VALIDATION: 'invalid',
-  FST_ERR_BAD_URL: 'bad_request',
+  // The router could not decode the path's percent escapes (src/gateway/path-safety.ts refuses the query's).
+  FST_ERR_BAD_URL: 'malformed_escape',
   FST_ERR_ASYNC_CONSTRAINT: 'bad_request',
 }
 
@@ -226,6 +227,16 @@ export function escapeHtml(text: string): string {
  */
 export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
+  // The response still being written on this connection (Node's own default handler looks at the same field).
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (inFlight) {
+    // A bad request pipelined behind one still being answered cannot be answered in order, and an answer written
+    // now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then the connection
+    // closed. A request that timed out has nothing worth finishing.
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.destroy()
+    else closeAfter(inFlight, socket)
+    return
+  }
   const [status, body] =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, errorBody(new GatehouseError(408, 'request_timeout', 'The request took too long to arrive.'))]
       : error.code === 'HPE_HEADER_OVERFLOW' ? [431, errorBody(new GatehouseError(431, 'headers_too_large', 'The request headers (cookies included) are too large.'))]
@@ -235,4 +246,9 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
   }
   socket.destroy()
+}
+
+function closeAfter(response: ServerResponse, socket: Socket): void {
+  response.shouldKeepAlive = false
+  response.once('close', () => socket.end())
 }

@@ -17,7 +17,7 @@ import { userRoutes } from './api/users.ts'
 import { answerClientError, NotFound, sendError } from './errors.ts'
 import { refuseBadHost } from './gateway/host-header.ts'
 import { refuseNulCharacters } from './gateway/input-safety.ts'
-import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
+import { assertSafePath, assertWellFormedEscapes, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
@@ -54,6 +54,8 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     // its connection closed after it, instead of getting a 503 for work the drain has time for.
     return503OnClosing: false,
     clientErrorHandler: answerClientError,
+    // A path the router cannot decode is answered like every other error, not with Fastify's own body.
+    frameworkErrors: (error, request, reply) => sendError(request, reply, error),
   })
 
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
@@ -63,6 +65,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.addHook('onRequest', async (request) => {
     request.gatehouse = { service: undefined, principal: undefined }
     assertSafePath(splitTarget(request.url).path)
+    assertWellFormedEscapes(request.url)
   })
   // The request line's fields are fixed and none can hold a secret, so it skips the redaction pass, which
   // (for the wildcard paths) costs about as much as the rest of the line. Keep secrets out of it.

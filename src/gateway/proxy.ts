@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import type { IncomingHttpHeaders } from 'node:http'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
-import { NotAuthenticated, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
+import { NotAuthenticated, NotFound, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
 import { assertScopeAllows, redirectsToLogin, refuseUnauthenticated } from './policy.ts'
 import { splitTarget } from './path-safety.ts'
 import type { Route } from './routes.ts'
@@ -47,6 +47,9 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
   const context = request.gatehouse
   context.service = route.name
   const { path, query } = splitTarget(request.url)
+  // The router matches decoded paths (`/%72ec/` as `/rec/`); the prefix is cut, and public paths judged, on the
+  // raw path, so one that does not start with the prefix as written is not this service's.
+  if (!path.startsWith(route.prefix)) throw new NotFound(`No service or API at ${path}.`)
   const open = route.isPublic(path)
   let principal: Principal | undefined
   try {
