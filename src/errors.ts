@@ -118,6 +118,16 @@ export class UpstreamTimeout extends GatehouseError {
   }
 }
 
+/**
+ * 503: every upstream connection of the service that this client may use is taken, and none came free within the
+ * service's `pool.wait_seconds` (src/gateway/upstream-pool.ts).
+ */
+export class UpstreamBusy extends GatehouseError {
+  constructor(service: string) {
+    super(503, 'upstream_busy', `The service "${service}" has no free connection for this client; try again shortly.`, { headers: { 'retry-after': '1' } })
+  }
+}
+
 /** 503: a password source (the LDAP directory) could not be asked in time; other sources keep working. */
 export class DirectoryUnavailable extends GatehouseError {
   constructor(message = 'The directory could not be reached; try again later.', cause?: unknown) {
@@ -229,12 +239,17 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   // The response still being written on this connection (Node's own default handler looks at the same field).
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (inFlight) {
+  if (inFlight && error.code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
     // A bad request pipelined behind one still being answered cannot be answered in order, and an answer written
     // now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then the connection
-    // closed. A request that timed out has nothing worth finishing.
-    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.destroy()
-    else closeAfter(inFlight, socket)
+    // closed.
+    closeAfter(inFlight, socket)
+    return
+  }
+  if (inFlight && (inFlight.headersSent || inFlight.req.complete)) {
+    // A request that timed out while a response is under way (its own, begun, or an earlier one's): that response
+    // cannot be finished or replaced, so the connection is cut.
+    socket.destroy()
     return
   }
   const [status, body] =

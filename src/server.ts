@@ -20,6 +20,7 @@ import { refuseNulCharacters } from './gateway/input-safety.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
+import { serverTimeouts } from './listener/timeouts.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
 import { registerUi } from './ui/routes.ts'
@@ -42,7 +43,7 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   const server = Fastify({
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
-    ...(options.https ? { https: options.https } : {}),
+    ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     // request.ip, .protocol and .host believe X-Forwarded-* only from a trusted proxy; no list, no belief at all.
@@ -58,6 +59,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     frameworkErrors: (error, request, reply) => sendError(request, reply, error),
   })
 
+  server.server.maxConnections = app.config.server.max_connections
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
   await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)

@@ -8,6 +8,7 @@ import { assertScopeAllows, redirectsToLogin, refuseUnauthenticated } from './po
 import { splitTarget } from './path-safety.ts'
 import type { Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
+import { poolClient } from './upstream-pool.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
@@ -26,7 +27,7 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
         base: route.upstream.origin,
         disableRequestLogging: true,
         undici: {
-          connections: 128,
+          connections: route.pool.connections,
           connectTimeout: route.timeouts.connectMs,
           headersTimeout: route.timeouts.responseMs,
           bodyTimeout: route.timeouts.responseMs,
@@ -74,6 +75,8 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
   }
   const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
+  const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
+  if (waiting) await waiting
   reply.from(basePath + upstreamPath + query, {
     rewriteRequestHeaders: (_raw, headers) => upstreamRequestHeaders(request, headers, app.trustsProxy, principal, identity),
     rewriteHeaders: (headers) => clientResponseHeaders(headers as IncomingHttpHeaders),

@@ -13,6 +13,8 @@ export interface RecordingUpstream {
   url: string
   seen: SeenRequest[]
   server: Server
+  /** Requests being received or answered now, and the most there were at once. */
+  active: { now: number; most: number }
   close(): Promise<void>
 }
 
@@ -22,7 +24,10 @@ export interface RecordingUpstream {
  */
 export async function startRecordingUpstream(respond?: (request: IncomingMessage, response: ServerResponse, seen: SeenRequest) => void): Promise<RecordingUpstream> {
   const seen: SeenRequest[] = []
+  const active = { now: 0, most: 0 }
   const server = createServer(async (request, response) => {
+    active.most = Math.max(active.most, ++active.now)
+    response.once('close', () => active.now--)
     let bytes = 0
     try {
       for await (const chunk of request) bytes += (chunk as Buffer).length
@@ -41,6 +46,7 @@ export async function startRecordingUpstream(respond?: (request: IncomingMessage
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     seen,
     server,
+    active,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections()
       server.close(() => resolve())
