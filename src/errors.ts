@@ -239,16 +239,17 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   // The response still being written on this connection (Node's own default handler looks at the same field).
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
-  if (inFlight && error.code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
-    // A bad request pipelined behind one still being answered cannot be answered in order, and an answer written
-    // now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then the connection
-    // closed.
-    closeAfter(inFlight, socket)
+  if (inFlight?.req.complete) {
+    // The error is in a request pipelined behind the one being answered. It cannot be answered in order, and an
+    // answer written now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then
+    // the connection closed. One that timed out behind it only closes the connection.
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.destroy()
+    else closeAfter(inFlight, socket)
     return
   }
-  if (inFlight && (inFlight.headersSent || inFlight.req.complete)) {
-    // A request that timed out while a response is under way (its own, begun, or an earlier one's): that response
-    // cannot be finished or replaced, so the connection is cut.
+  if (inFlight?.headersSent) {
+    // The request being answered failed (its body timed out, broke off or is malformed) after its response began:
+    // that response cannot be finished or replaced, so the connection is cut.
     socket.destroy()
     return
   }
