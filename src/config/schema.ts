@@ -162,8 +162,11 @@ export const ConfigSchema = z.object({
 
 export type Config = z.output<typeof ConfigSchema>
 
+/** An IPv4 address in its usual four-part form (not `10.1`, which parsers read differently), an IPv6 one, or a CIDR of either. */
 function isAddressOrCidr(entry: string): boolean {
-  return entry.includes('/') ? ipaddr.isValidCIDR(entry) : ipaddr.isValid(entry)
+  const [address = '', bits, ...rest] = entry.split('/')
+  const valid = ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address)
+  return valid && rest.length === 0 && (bits === undefined || ipaddr.isValidCIDR(entry))
 }
 export type ServiceConfig = z.output<typeof ServiceSchema>
 export type AuthMethod = z.output<typeof AuthMethodSchema>
