@@ -15,7 +15,6 @@ export async function ensureAdmin(store: Store, accounts: Accounts, env = proces
   try {
     await accounts.create({ username: 'admin', password, isSuperuser: true, email: '' })
   } catch (error) {
-    // Another process starting at the same time created it.
     if (error instanceof UsernameTaken) return undefined
     if (error instanceof ValidationFailed && error.fields?.password) {
       throw new ValidationFailed({ GATEHOUSE_ADMIN_PASSWORD: error.fields.password }, 'GATEHOUSE_ADMIN_PASSWORD does not meet the password policy.')

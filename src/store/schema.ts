@@ -22,6 +22,22 @@ export interface Tables {
   role_definitions: RoleDefinitionsTable
   role_user_assignments: RoleUserAssignmentsTable
   role_team_assignments: RoleTeamAssignmentsTable
+  oauth2_applications: OAuth2ApplicationsTable
+}
+
+export interface OAuth2ApplicationsTable {
+  id: Generated<number>
+  realm: string
+  client_id: string
+  client_secret_hash: string | null
+  name: string
+  description: string
+  client_type: string
+  authorization_grant_type: string
+  redirect_uris: string
+  user_id: number | null
+  created_at: number
+  modified_at: number
 }
 
 export interface GatewayProcessesTable {

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely'
 import { AccessRepository } from './access.ts'
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
+import { ApplicationRepository } from './applications.ts'
 import { LoginFailureRepository } from './login-failures.ts'
 import type { Tables } from './schema.ts'
 import { SessionRepository } from './sessions.ts'
@@ -24,6 +25,7 @@ export interface Repositories {
   readonly sso: SsoRepository
   readonly loginFailures: LoginFailureRepository
   readonly access: AccessRepository
+  readonly applications: ApplicationRepository
 }
 
 /**
@@ -68,5 +70,6 @@ function repositoriesOn(db: Kysely<Tables>): Repositories {
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
     access: new AccessRepository(db),
+    applications: new ApplicationRepository(db),
   }
 }

@@ -45,10 +45,10 @@ export function readCookie(name) {
 
 /**
  * Calls the API. `path` is relative to /api/gateway/v1/ unless it starts with "/".
- * Resolves to the parsed JSON (null for 204); rejects with an ApiError the pages show to people.
+ * Resolves to the parsed JSON (null for 204, and for a redirect the caller accepts with `redirect: 'manual'`);
+ * rejects with an ApiError the pages show to people.
  * @param {string} path
- * @param {{method?: string, body?: unknown, query?: Record<string, string | number | undefined>, signal?: AbortSignal, redirectIsDone?: boolean}} [options]
- *   `redirectIsDone`: a redirect answers the call (logout redirects, as the platform's does); it is not followed.
+ * @param {{method?: string, body?: unknown, query?: Record<string, string | number | undefined>, signal?: AbortSignal, redirect?: RequestRedirect}} [options]
  * @returns {Promise<any>}
  */
 export async function api(path, options = {}) {
@@ -72,7 +72,7 @@ export async function api(path, options = {}) {
       body: options.body === undefined ? undefined : JSON.stringify(options.body),
       credentials: 'same-origin',
       cache: 'no-store',
-      redirect: options.redirectIsDone ? 'manual' : 'error',
+      redirect: options.redirect ?? 'error',
       signal: options.signal,
     })
   } catch (error) {
