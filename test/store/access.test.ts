@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { sql } from 'kysely'
 import { MANAGED_ROLES } from '../../src/access/permissions.ts'
 import type { Store } from '../../src/store/store.ts'
 import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
@@ -63,6 +64,20 @@ for (const backend of storeBackends) {
       assert.equal(await store.access.deleteOrganization(org.id), true)
       assert.equal(await store.access.findTeam(team.id), undefined)
       assert.equal((await store.access.listAssignments('user', { offset: 0, limit: 10, actorId: user.id })).count, 0)
+    })
+
+    it('adds the access tables to a database that already has later migrations', async () => {
+      const other = await opened.reopen()
+      try {
+        for (const table of ['role_user_assignments', 'role_team_assignments', 'teams', 'role_definitions', 'organizations']) {
+          await sql`DROP TABLE ${sql.table(table)}`.execute(other.database.db)
+        }
+        await sql`DELETE FROM kysely_migration WHERE name = '010_access'`.execute(other.database.db)
+        assert.deepEqual(await other.database.migrate(), ['010_access'])
+        assert.equal((await other.access.listRoleDefinitions({ offset: 0, limit: 10 })).count, 5)
+      } finally {
+        await other.close()
+      }
     })
 
     it('drops a deleted user\'s assignments with the account', async () => {
