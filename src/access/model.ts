@@ -135,9 +135,9 @@ export class AccessModel {
       || (team !== undefined && h.objectType === 'organization' && h.objectId === team.organizationId)))
   }
 
-  /** Members of a team: users holding a role with `member_team` on it. */
-  membersOf(teamId: number): number[] {
-    return [...this.#byUser.entries()].filter(([, access]) => access.teams.some((t) => t.id === teamId)).map(([id]) => id)
+  /** Whether the user holds `permission` anywhere (superusers always): what a form offering an action asks. */
+  canSomewhere(user: User, permission: Permission): boolean {
+    return user.isSuperuser || this.of(user).held.some((h) => h.role.permissions.includes(permission))
   }
 
   #apply(records: AccessRecords): void {

@@ -5,6 +5,7 @@ import { type Organization, organizationFilterFields, type Team, teamFilterField
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
+import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { idParam } from './validation.ts'
 
@@ -55,6 +56,16 @@ export function serializeTeam(app: App, team: Team) {
  * who may change what is decided in src/access/admin.ts.
  */
 export function organizationRoutes(api: GatewayApi, app: App): void {
+  describeList(api, '/organizations/', {
+    name: 'Organization List',
+    description: 'Organizations: everyone signed in may read; superusers create them, their admins change them.',
+    create: { body: createOrganization, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+  })
+  describeList(api, '/teams/', {
+    name: 'Team List',
+    description: 'Teams, each in one organization: everyone signed in may read; organization admins add them.',
+    create: { body: createTeam, readOnly: SERVER_FIELDS, allowed: (principal) => app.access.canSomewhere(principal.user, 'shared.add_team') },
+  })
   api.get('/organizations/', { schema: { querystring: listQuery(organizationFilterFields) } }, async (request) => {
     const { page, filter } = request.query
     const { count, results } = await app.store.access.listOrganizations({ offset: page.offset, limit: page.pageSize, filter })

@@ -5,6 +5,7 @@ import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefin
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
+import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { bodyId, organizationUrl, teamUrl } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { userSummary, userUrl } from './summaries.ts'
@@ -84,6 +85,11 @@ async function serializeAssignment(app: App, assignment: RoleAssignment) {
  * src/access/admin.ts.
  */
 export function roleRoutes(api: GatewayApi, app: App): void {
+  describeList(api, '/role_definitions/', {
+    name: 'Role Definition List',
+    description: 'Managed and custom role definitions: everyone signed in may read; superusers make custom ones.',
+    create: { body: createRole, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+  })
   api.get('/role_definitions/', { schema: { querystring: listQuery(roleDefinitionFilterFields) } }, async (request) => {
     const { page, filter } = request.query
     const { count, results } = await app.store.access.listRoleDefinitions({ offset: page.offset, limit: page.pageSize, filter })
@@ -113,6 +119,15 @@ export function roleRoutes(api: GatewayApi, app: App): void {
 
   for (const actor of ['user', 'team'] as const) {
     const querystring = assignmentList(actor)
+    describeList(api, `/role_${actor}_assignments/`, {
+      name: `Role ${actor === 'user' ? 'User' : 'Team'} Assignment List`,
+      description: `Roles given to ${actor}s on an organization, a team or the platform; admins of an object give roles on it.`,
+      create: {
+        body: assignmentInput(actor),
+        readOnly: { id: 'integer', url: 'string', related: 'field', summary_fields: 'field', created: 'datetime' },
+        allowed: (principal) => app.access.canSomewhere(principal.user, 'shared.change_team') || app.access.canSomewhere(principal.user, 'shared.change_organization'),
+      },
+    })
     api.get(`/role_${actor}_assignments/`, { schema: { querystring } }, async (request) => {
       const { page, filter } = request.query
       const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter })

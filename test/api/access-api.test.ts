@@ -150,6 +150,17 @@ describe('the access API', () => {
     assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'member')}/organizations/`)).body.count, 0)
   })
 
+  it('describes the lists with OPTIONS, offering POST to those who may create', async () => {
+    const forAdmin = await call(gw, 'OPTIONS', 'organizations/')
+    assert.equal(forAdmin.status, 200)
+    assert.equal(forAdmin.body.name, 'Organization List')
+    assert.equal(forAdmin.body.actions.POST.name.required, true)
+    assert.equal((await call(gw, 'OPTIONS', 'organizations/', undefined, as('orgadmin'))).body.actions, undefined)
+    assert.ok((await call(gw, 'OPTIONS', 'teams/', undefined, as('orgadmin'))).body.actions.POST.organization)
+    assert.equal((await call(gw, 'OPTIONS', 'teams/', undefined, as('plain'))).body.actions, undefined)
+    assert.ok((await call(gw, 'OPTIONS', 'role_user_assignments/', undefined, as('teamadmin'))).body.actions.POST.role_definition)
+  })
+
   it('answers a duplicate name with 400 naming the field, as the platform does', async () => {
     const { status, body } = await call(gw, 'POST', 'organizations/', { name: 'Research' })
     assert.equal(status, 400)
