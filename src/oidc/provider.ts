@@ -50,6 +50,9 @@ export const ENDPOINT_METHODS: ReadonlyMap<string, readonly string[]> = new Map(
 export const LOGIN_ACTIONS = '/login-actions/'
 /** The realm's browser session (oidc-provider's Session), only ever sent to the realm's own paths. */
 export const REALM_SESSION_COOKIE = 'gatehouse_oidc_session'
+/** oidc-provider's short-lived cookies of a login under way. */
+export const REALM_INTERACTION_COOKIE = 'gatehouse_oidc_interaction'
+export const REALM_RESUME_COOKIE = 'gatehouse_oidc_resume'
 /** Where a browser the gateway sent to log in comes back to (src/oidc/routes.ts). */
 export const GATEWAY_CALLBACK = '/gatehouse/callback'
 
@@ -111,7 +114,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     conformIdTokenClaims: false,
     pkce: { required: (_ctx, client) => pkceRequired(clients.get(client.clientId)) },
     cookies: {
-      names: { session: REALM_SESSION_COOKIE, interaction: 'gatehouse_oidc_interaction', resume: 'gatehouse_oidc_resume' },
+      names: { session: REALM_SESSION_COOKIE, interaction: REALM_INTERACTION_COOKIE, resume: REALM_RESUME_COOKIE },
       // Only the realm's paths see the SSO session cookie, never the services behind the gateway.
       long: { httpOnly: true, sameSite: 'lax', path: `/realms/${realm.name}/` },
       short: { httpOnly: true, sameSite: 'lax' },
