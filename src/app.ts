@@ -80,7 +80,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
 
-  const auth = new AuthPipeline(bus)
+  const auth = new AuthPipeline(bus, accounts)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
@@ -96,10 +96,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
-  auth.add(new SessionAuthenticator(sessions, accounts, csrf))
+  auth.add(new SessionAuthenticator(sessions, csrf))
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
-  auth.add(new TokenAuthenticator(tokens, accounts))
+  auth.add(new TokenAuthenticator(tokens))
   const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))

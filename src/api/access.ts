@@ -40,7 +40,7 @@ export function apiAccessCheck(app: App) {
       request.gatehouse.principal = principal
     }
     if (open) return
-    if (!principal) throw new NotAuthenticated(undefined, undefined, challengesFor(app.config.gateway.accepts))
+    if (!principal) throw new NotAuthenticated(undefined, challengesFor(app.config.gateway.accepts))
     if (access === 'superuser' && !principal.user.isSuperuser) throw new PermissionDenied()
   }
 }

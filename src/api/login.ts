@@ -5,7 +5,7 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { GatehouseError, InvalidCredentials, LoginThrottled, NotFound, ValidationFailed, wantsHtml } from '../errors.ts'
+import { LoginThrottled, NoSession, Unauthenticated, UnsupportedMediaType, ValidationFailed, wantsHtml } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { User } from '../store/users.ts'
@@ -49,7 +49,7 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     try {
       user = await app.accounts.checkPassword(input.username, input.password, request.ip)
     } catch (error) {
-      if ((error instanceof InvalidCredentials || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
+      if ((error instanceof Unauthenticated || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
         return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
       }
       throw error
@@ -110,7 +110,7 @@ export function sessionTimes(expiresAt: number, now = Date.now()) {
 async function currentSession(app: App, request: FastifyRequest) {
   const sessionId = request.gatehouse.principal?.sessionId
   const session = sessionId ? await app.sessions.get(sessionId) : undefined
-  if (!session) throw new NotFound('This request has no session (none was sent, or it has ended).', 'no_session')
+  if (!session) throw new NoSession()
   return session
 }
 
@@ -118,7 +118,7 @@ async function currentSession(app: App, request: FastifyRequest) {
 function readLoginBody(request: FastifyRequest): Record<string, unknown> {
   const type = mediaType(request)
   if (type !== 'application/x-www-form-urlencoded' && type !== 'application/json') {
-    throw new GatehouseError(415, 'unsupported_media_type', 'Send the login as application/x-www-form-urlencoded or application/json.')
+    throw new UnsupportedMediaType('Send the login as application/x-www-form-urlencoded or application/json.')
   }
   const body = request.body
   if (!body || typeof body !== 'object' || Array.isArray(body)) {

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
-import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { NotFound, NotTokenOwner, PasswordLoginRequired, PermissionDenied, ValidationFailed } from '../errors.ts'
 import type { TokenRecord } from '../store/tokens.ts'
 import { principalOf } from './access.ts'
 import { paged, readPage } from './pagination.ts'
@@ -56,7 +56,7 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
   const create = async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = principalOf(request)
     if (!METHODS_THAT_CREATE_TOKENS.has(principal.method)) {
-      throw new PermissionDenied('Tokens are created with a username and password (basic) or a login session, not with a bearer token.', 'password_login_required')
+      throw new PasswordLoginRequired()
     }
     app.tokens.assertMayCreate(principal.user)
     const input = parseInput(createToken, request.body ?? {})
@@ -129,7 +129,7 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
 
   api.post('/api/gateway/v1/users/:id/tokens/', async (request, reply) => {
     const owner = await app.accounts.require(userIdParam(request))
-    if (owner.id !== principalOf(request).user.id) throw new PermissionDenied('A token is created by its owner.', 'not_token_owner')
+    if (owner.id !== principalOf(request).user.id) throw new NotTokenOwner()
     return create(request, reply)
   })
 }

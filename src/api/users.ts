@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
-import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { NotFound, SelfLockout, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { principalOf } from './access.ts'
 import { paged, readPage } from './pagination.ts'
@@ -92,7 +92,7 @@ export function userRoutes(api: FastifyInstance, app: App): void {
       throw new ValidationFailed({ revoke_tokens: ['Give it together with a new password.'] })
     }
     if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
-      throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
+      throw new SelfLockout('You cannot disable or demote your own account.')
     }
     const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
     return serializeUser(user)
@@ -102,7 +102,7 @@ export function userRoutes(api: FastifyInstance, app: App): void {
 
   api.delete('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, async (request, reply) => {
     const id = userIdParam(request)
-    if (id === principalOf(request).user.id) throw new PermissionDenied('You cannot delete your own account.', 'self_lockout')
+    if (id === principalOf(request).user.id) throw new SelfLockout('You cannot delete your own account.')
     await app.accounts.delete(id)
     return reply.code(204).send()
   })

@@ -155,5 +155,5 @@ function failedSince(place: AddressFailures | undefined, since: number): boolean
 
 /** Only a wrong password (or an unknown username) counts: not a disabled account, nor a directory outage. */
 function isWrongPassword(error: unknown): boolean {
-  return error instanceof InvalidCredentials && error.code === 'invalid_credentials'
+  return error instanceof InvalidCredentials
 }

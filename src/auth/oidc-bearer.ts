@@ -2,12 +2,12 @@ import { hash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { decodeJwt } from 'jose'
 import type { Accounts } from '../directory/accounts.ts'
-import { InvalidCredentials, NotAuthenticated } from '../errors.ts'
+import { InvalidToken } from '../errors.ts'
 import { REVOKE_TOPIC } from '../oidc/adapter.ts'
 import { AccessTokenRefused, type BearerPolicy, type OidcRealms, type VerifiedAccessToken } from '../oidc/realm.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
-import type { Principal } from './principal.ts'
+import type { Credential } from './principal.ts'
 
 /**
  * `Bearer` and three base64url parts: a JWT (RFC 7519), matched in one pass. Other bearer values (personal
@@ -23,8 +23,8 @@ interface CachedToken extends VerifiedAccessToken {
   checkedAt: number
 }
 
-function invalidToken(message: string): NotAuthenticated {
-  return new NotAuthenticated(message, 'invalid_token')
+function invalidToken(message: string): InvalidToken {
+  return new InvalidToken(message)
 }
 
 /**
@@ -43,7 +43,6 @@ function invalidToken(message: string): NotAuthenticated {
 export class OidcBearerAuthenticator implements Authenticator {
   readonly id = 'oidc' as const
   readonly #realms: OidcRealms
-  readonly #accounts: Accounts
   readonly #cache = new Map<string, CachedToken>()
   /** `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired. */
   readonly #revoked = new Map<string, number>()
@@ -54,14 +53,13 @@ export class OidcBearerAuthenticator implements Authenticator {
 
   constructor(realms: OidcRealms, accounts: Accounts, bus: EventBus) {
     this.#realms = realms
-    this.#accounts = accounts
     this.#maxStaleMs = bus.maxStaleMs
     this.#revokedTtlMs = (Math.max(...realms.all().map((r) => r.config.access_token_seconds)) + 60) * 1000
     bus.on(REVOKE_TOPIC, (key) => this.#revoke(key))
     accounts.onForget((userId) => this.#accountChanged(userId))
   }
 
-  async authenticate(request: FastifyRequest): Promise<Principal | NotMine> {
+  async authenticate(request: FastifyRequest): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     const token = header && header.length <= MAX_TOKEN_LENGTH ? BEARER_JWT.exec(header)?.[1] : undefined
     if (!token) return NOT_MINE
@@ -83,10 +81,8 @@ export class OidcBearerAuthenticator implements Authenticator {
     }
     const policy = this.#realms.policyFor(request.gatehouse.service)
     checkPolicy(verified, policy)
-    const user = await this.#accounts.get(verified.userId)
-    if (!user || !user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
-    if (!policy.scoped) return { user, method: 'oidc' }
-    return { user, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read' }
+    if (!policy.scoped) return { userId: verified.userId, method: 'oidc' }
+    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read' }
   }
 
   async #verify(token: string, now: number): Promise<CachedToken> {

@@ -1,4 +1,4 @@
-import { PermissionDenied, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, ExternalUsersCannotCreateTokens, ValidationFailed } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
@@ -72,13 +72,13 @@ export class PersonalTokens {
    */
   assertMayCreate(user: User): void {
     if (user.external && !this.#settings.current.allow_external_users_to_create_oauth2_tokens) {
-      throw new PermissionDenied('External users may not create OAuth2 tokens: the setting allow_external_users_to_create_oauth2_tokens is off.', 'external_users_cannot_create_tokens')
+      throw new ExternalUsersCannotCreateTokens()
     }
   }
 
   /** Creates a token; its value is returned here and never again (only its hash is stored). */
   async issue(user: User, request: TokenRequest, now = Date.now()): Promise<{ record: TokenRecord; value: string }> {
-    if (!user.isActive) throw new PermissionDenied('The account is disabled.', 'account_disabled')
+    if (!user.isActive) throw new AccountDisabled()
     const expires = this.#expiryOf(request, now)
     const value = generateToken()
     const record = await this.#store.tokens.create({

@@ -1,5 +1,5 @@
 import { hash, randomBytes } from 'node:crypto'
-import { NotAuthenticated } from '../errors.ts'
+import { InvalidSession, SessionExpired } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { StoredSession } from '../store/sessions.ts'
@@ -76,7 +76,7 @@ export class SessionManager {
 
   /** The live session a cookie value names; throws NotAuthenticated when it is malformed, unknown, ended or expired. */
   async resolve(sessionId: string, now = Date.now()): Promise<ActiveSession> {
-    if (!SESSION_ID.test(sessionId)) throw new NotAuthenticated('Invalid session.', 'invalid_session')
+    if (!SESSION_ID.test(sessionId)) throw new InvalidSession()
     const keyHash = SessionManager.hashOf(sessionId)
     return this.#cached(keyHash, now) ?? this.#load(keyHash, now)
   }
@@ -99,7 +99,7 @@ export class SessionManager {
       if (stored) announce(SESSION_TOPIC, keyHash)
       return stored
     })
-    if (!stored) throw new NotAuthenticated('Session expired.', 'session_expired')
+    if (!stored) throw new SessionExpired()
     const session = toActive(stored)
     this.#remember(session, this.#generation, now)
     return session
@@ -147,8 +147,8 @@ export class SessionManager {
     this.#cache.delete(keyHash)
     const generation = this.#generation
     const stored = await this.#store.sessions.findByKeyHash(keyHash)
-    if (!stored) throw new NotAuthenticated('Invalid session.', 'invalid_session')
-    if (stored.expiresAt <= now) throw new NotAuthenticated('Session expired.', 'session_expired')
+    if (!stored) throw new InvalidSession()
+    if (stored.expiresAt <= now) throw new SessionExpired()
     const session = toActive(stored)
     this.#remember(session, generation, now)
     return session

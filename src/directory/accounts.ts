@@ -1,8 +1,8 @@
 import { NOT_MINE } from '../auth/authenticator.ts'
 import type { Lockout } from '../auth/lockout.ts'
 import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
-import { Conflict, InvalidCredentials, NotFound, ValidationFailed } from '../errors.ts'
-import { isUniqueViolation } from '../store/database.ts'
+import { AccountDisabled, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
+import { UniqueViolation } from '../store/errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { NewUser, User, UserChanges } from '../store/users.ts'
@@ -117,7 +117,7 @@ export class Accounts {
     for (const source of this.#sources) {
       const user = await source.verify(username, password)
       if (user === NOT_MINE) continue
-      if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
+      if (!user.isActive) throw new AccountDisabled()
       return user
     }
     await burnVerificationTime(password)
@@ -133,7 +133,7 @@ export class Accounts {
     try {
       return await this.#store.users.create({ ...input, passwordHash })
     } catch (error) {
-      if (isUniqueViolation(error)) throw new Conflict('A user with that username already exists.', 'username_taken')
+      if (error instanceof UniqueViolation) throw new UsernameTaken()
       throw error
     }
   }
@@ -168,7 +168,7 @@ export class Accounts {
         return { before, after }
       })
     } catch (error) {
-      if (isUniqueViolation(error)) throw new Conflict('A user with that username already exists.', 'username_taken')
+      if (error instanceof UniqueViolation) throw new UsernameTaken()
       throw error
     }
     if (!saved) throw new NotFound('No such user.')

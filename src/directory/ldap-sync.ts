@@ -1,4 +1,4 @@
-import { Conflict, InvalidCredentials } from '../errors.ts'
+import { AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
@@ -16,7 +16,7 @@ const MAX_EMAIL = 254
  */
 export async function syncDirectoryAccount(store: Store, accounts: Accounts, found: DirectoryUser): Promise<User> {
   if (!USERNAME_PATTERN.test(found.username)) {
-    throw new InvalidCredentials('The directory entry has no username Gatehouse can use (see ldap.attributes.username).', 'directory_username_invalid')
+    throw new DirectoryUsernameInvalid()
   }
   const profile = profileOf(found)
   let existing = await store.users.findByUsername(found.username)
@@ -25,13 +25,13 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
       return await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
     } catch (error) {
       // Another request created it first: update that one instead.
-      if (!(error instanceof Conflict)) throw error
+      if (!(error instanceof UsernameTaken)) throw error
       existing = await store.users.findByUsername(found.username)
       if (!existing) throw error
     }
   }
   if (existing.source !== 'ldap') {
-    throw new InvalidCredentials('This username belongs to an account from another source.', 'account_source_conflict')
+    throw new AccountSourceConflict()
   }
   const changes = changesBetween(existing, profile)
   return changes ? accounts.update(existing.id, changes) : existing

@@ -54,7 +54,7 @@ export class IdentitySigner {
     return { keys: this.#publicKeys }
   }
 
-  async tokenFor(principal: Principal, audience: string, now = Date.now()): Promise<string> {
+  async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, now = Date.now()): Promise<string> {
     const cacheKey = `${principal.user.id}\0${principal.method}\0${principal.scope ?? ''}\0${audience}`
     const cached = this.#cache.get(cacheKey)
     if (cached && cached.renewAt > now) return cached.jwt

@@ -1,4 +1,4 @@
-import { BadRequest } from '../errors.ts'
+import { UnsafePath } from '../errors.ts'
 
 // Percent-encoded slash, backslash or NUL; a literal backslash; or a `.`/`..` segment, literal or encoded.
 const UNSAFE = /%(2f|5c|00)|\\|(^|\/)(\.|%2e){1,2}(\/|$)/i
@@ -10,7 +10,7 @@ const UNSAFE = /%(2f|5c|00)|\\|(^|\/)(\.|%2e){1,2}(\/|$)/i
  */
 export function assertSafePath(path: string): void {
   if (!path.startsWith('/') || UNSAFE.test(path)) {
-    throw new BadRequest('The request target must be a plain path (starting with "/", without dot segments or encoded separators).', 'unsafe_path')
+    throw new UnsafePath()
   }
 }
 

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AuthMethod } from '../config/schema.ts'
-import { NotAuthenticated, PermissionDenied, wantsHtml } from '../errors.ts'
+import { InsufficientScope, NotAuthenticated, wantsHtml } from '../errors.ts'
 import type { Principal } from '../auth/principal.ts'
 
 export const LOGIN_PATH = '/api/gateway/v1/login/'
@@ -21,7 +21,7 @@ export type UnauthenticatedMode = 'auto' | 'redirect' | '401'
  */
 export function refuseUnauthenticated(request: FastifyRequest, reply: FastifyReply, mode: UnauthenticatedMode, accepts: readonly AuthMethod[], loginUrl: (next: string) => string = gatewayLoginUrl): FastifyReply {
   if (redirectsToLogin(request, mode)) return reply.redirect(loginUrl(request.url), 302)
-  throw new NotAuthenticated(undefined, undefined, challengesFor(accepts))
+  throw new NotAuthenticated(undefined, challengesFor(accepts))
 }
 
 /**
@@ -42,7 +42,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 /** A read-scoped OAuth2 token may only read (the platform's `read` scope). */
 export function assertScopeAllows(principal: Principal, method: string): void {
   if (principal.scope === 'read' && !SAFE_METHODS.has(method)) {
-    throw new PermissionDenied('This token is read-only: it allows GET, HEAD and OPTIONS only.', 'insufficient_scope')
+    throw new InsufficientScope()
   }
 }
 

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import { startSession } from '../api/login.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { escapeHtml, GatehouseError } from '../errors.ts'
+import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled, escapeHtml } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../ui/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
@@ -49,8 +49,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     user = await app.accounts.checkPassword(await resolveLoginName(app.store, realm.config, username), password, request.ip)
   } catch (error) {
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
-    const message = error.code === 'account_disabled' ? 'Your account is disabled.'
-      : error.code === 'account_locked' || error.code === 'login_throttled' ? error.message : 'Invalid username or password.'
+    const message = error instanceof AccountDisabled ? 'Your account is disabled.'
+      : error instanceof AccountLocked || error instanceof LoginThrottled ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
   await openGatewaySession(app, request, reply, user)
