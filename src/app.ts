@@ -1,3 +1,4 @@
+import type { FastifyRequest } from 'fastify'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
@@ -13,7 +14,8 @@ import { Accounts } from './directory/accounts.ts'
 import { LdapDirectory, LdapPasswords } from './directory/ldap.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
-import { gatewayLoginUrl } from './gateway/policy.ts'
+import { authorize, type Decision } from './gateway/authorize.ts'
+import { compilePlaces, type Place, type Places } from './gateway/places.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
 import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
@@ -35,12 +37,16 @@ export interface App {
   readonly identity: IdentitySigner
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
+  /** The configured services, longest prefix first (the same as `places.services`). */
   readonly routes: readonly Route[]
+  /** The route table: every place a request can land, compiled once. */
+  readonly places: Places
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
-  loginUrlFor(route: Route): (next: string) => string
+  /** The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). */
+  authorize(request: FastifyRequest, place: Place): Promise<Decision>
   close(): Promise<void>
 }
 
@@ -104,6 +110,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
+  const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service))
   const app: App = {
     config,
     store,
@@ -115,7 +122,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     identity,
     sessions,
     csrf,
-    routes: compileRoutes(config, options.upstreams),
+    routes,
+    places: compilePlaces(config, routes),
     oidc,
     get publicUrl() {
       return identity.issuer
@@ -123,7 +131,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     set publicUrl(url: string) {
       identity.issuer = url.replace(/\/$/, '')
     },
-    loginUrlFor: (route) => oidc.loginUrlFor(route) ?? gatewayLoginUrl,
+    authorize: (request, place) => authorize(auth, request, place),
     async close() {
       await tokens.close()
       await bus.stop()

@@ -502,6 +502,7 @@ export function errorBody(error: GatehouseError): Record<string, unknown> {
 /** The single error responder: JSON for API clients, a small HTML page for browsers. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
   const error = normalizeError(thrown)
+  if (request.gatehouse) request.gatehouse.code = error.code
   // Upstream failures (502/504) are logged once where they happen; only Gatehouse's own faults are errors here.
   if (error instanceof InternalError) request.log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
   reply.code(error.status)

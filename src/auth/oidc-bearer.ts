@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { decodeJwt } from 'jose'
+import type { RequestContext } from '../context.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { InvalidToken } from '../errors.ts'
 import { REVOKE_TOPIC } from '../oidc/adapter.ts'
@@ -59,7 +60,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     accounts.onForget((userId) => this.#accountChanged(userId))
   }
 
-  async authenticate(request: FastifyRequest): Promise<Credential | NotMine> {
+  async authenticate(request: FastifyRequest, context: RequestContext): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     const token = header && header.length <= MAX_TOKEN_LENGTH ? BEARER_JWT.exec(header)?.[1] : undefined
     if (!token) return NOT_MINE
@@ -79,7 +80,7 @@ export class OidcBearerAuthenticator implements Authenticator {
       this.#cache.delete(key)
       throw invalidToken('The access token was revoked or its session ended.')
     }
-    const policy = this.#realms.policyFor(request.gatehouse.service)
+    const policy = this.#realms.policyFor(context.place?.name)
     checkPolicy(verified, policy)
     if (!policy.scoped) return { userId: verified.userId, method: 'oidc' }
     return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read' }

@@ -4,7 +4,7 @@ import type { Accounts } from '../directory/accounts.ts'
 import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, InvalidToken, withChallenges } from '../errors.ts'
 import { challengesFor } from '../gateway/policy.ts'
 import type { EventBus } from '../store/event-bus.ts'
-import { NOT_MINE, type Authenticator } from './authenticator.ts'
+import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { Credential, Principal } from './principal.ts'
 import { TOKEN_PREFIX } from './token-format.ts'
 
@@ -49,7 +49,7 @@ export class AuthPipeline {
     await this.#bus.freshen()
     for (const authenticator of this.#authenticators) {
       if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc'))) continue
-      const credential = await authenticator.authenticate(request, request.gatehouse)
+      const credential = await this.#claim(authenticator, request)
       if (credential === NOT_MINE) continue
       if (!this.#bus.fresh()) throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')
       return this.#activeAccount(authenticator, credential)
@@ -63,6 +63,19 @@ export class AuthPipeline {
       throw new CredentialsNotAccepted(`This service does not accept "${scheme}" credentials; it accepts: ${accepts.join(', ')}.`)
     }
     return undefined
+  }
+
+  /** Runs one authenticator, noting in the request context which one claimed the credential, for the log. */
+  async #claim(authenticator: Authenticator, request: FastifyRequest): Promise<Credential | NotMine> {
+    let credential: Credential | NotMine
+    try {
+      credential = await authenticator.authenticate(request, request.gatehouse)
+    } catch (error) {
+      request.gatehouse.authenticator = authenticator.id
+      throw error
+    }
+    if (credential !== NOT_MINE) request.gatehouse.authenticator = authenticator.id
+    return credential
   }
 
   /** The one check, for every kind of credential, that the account behind it still exists and is active. */

@@ -1,6 +1,6 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import type { AuthMethod } from '../config/schema.ts'
-import { InsufficientScope, NotAuthenticated, wantsHtml } from '../errors.ts'
+import { InsufficientScope, wantsHtml } from '../errors.ts'
 import type { Principal } from '../auth/principal.ts'
 
 export const LOGIN_PATH = '/api/gateway/v1/login/'
@@ -14,15 +14,6 @@ export function challengesFor(accepts: readonly AuthMethod[]): string[] {
 }
 
 export type UnauthenticatedMode = 'auto' | 'redirect' | '401'
-
-/**
- * The single place that decides what a request without credentials gets: a redirect to the login page
- * (browsers, or always with `redirect`) or 401 with challenges.
- */
-export function refuseUnauthenticated(request: FastifyRequest, reply: FastifyReply, mode: UnauthenticatedMode, accepts: readonly AuthMethod[], loginUrl: (next: string) => string = gatewayLoginUrl): FastifyReply {
-  if (redirectsToLogin(request, mode)) return reply.redirect(loginUrl(request.url), 302)
-  throw new NotAuthenticated(undefined, challengesFor(accepts))
-}
 
 /**
  * `redirect` sends every method to the login page, as the platform the first document describes does; `auto`
@@ -40,10 +31,8 @@ export function gatewayLoginUrl(next: string): string {
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
 /** A read-scoped OAuth2 token may only read (the platform's `read` scope). */
-export function assertScopeAllows(principal: Principal, method: string): void {
-  if (principal.scope === 'read' && !SAFE_METHODS.has(method)) {
-    throw new InsufficientScope()
-  }
+export function scopeRefusal(principal: Principal, method: string): InsufficientScope | undefined {
+  return principal.scope === 'read' && !SAFE_METHODS.has(method) ? new InsufficientScope() : undefined
 }
 
 export function isSafeMethod(method: string): boolean {

@@ -36,7 +36,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
 
   if (request.method !== 'POST') {
     const reasons = details.prompt.reasons
-    const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, request) : undefined
+    const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
     if (signedIn) return finishLogin(provider, request, reply, signedIn)
     return html(reply, 200, renderLoginPage(page))
   }
@@ -64,13 +64,10 @@ async function finishLogin(provider: Provider, request: FastifyRequest, reply: F
   return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }
 
-/** The user of the browser's gateway session, if it has a live one (a stale cookie is no session). */
-async function gatewaySessionUser(app: App, request: FastifyRequest): Promise<User | undefined> {
-  try {
-    return (await app.auth.authenticate(request, ['session']))?.user
-  } catch {
-    return undefined
-  }
+/** The user of the browser's gateway session, if it has a live one (the realm's place is public: a stale cookie is no session). */
+async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<User | undefined> {
+  const decision = await app.authorize(request, app.places.realm(realm.name))
+  return decision.granted ? decision.principal?.user : undefined
 }
 
 /** The gateway session of a browser that just signed in at the realm; one it had before ends. */

@@ -6,7 +6,6 @@ import type Provider from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import type { Route } from '../gateway/routes.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { REVOKE_TOPIC } from './adapter.ts'
@@ -317,8 +316,8 @@ export class OidcRealms {
   }
 
   /** For services that take OIDC but not the gateway session: where an unauthenticated browser goes to log in. */
-  loginUrlFor(route: Route): ((next: string) => string) | undefined {
-    return this.#loginUrls.get(route.name)
+  loginUrlFor(service: string): ((next: string) => string) | undefined {
+    return this.#loginUrls.get(service)
   }
 
   /**

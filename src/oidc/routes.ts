@@ -44,7 +44,7 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
   const match = REALM_PATH.exec(path)
   const realm = match ? app.oidc.get(match[1]!) : undefined
   if (!match || !realm) return keycloakError(reply, 404, 'Realm does not exist')
-  request.gatehouse.service = `realms/${realm.name}`
+  request.gatehouse.place = app.places.realm(realm.name)
   const rest = match[2] ?? '/'
   if (nulFields(request.query).length) return nulRefused(reply)
 

@@ -33,6 +33,8 @@ export interface GatewayOptions {
   databaseUrl?: string
   /** How often the event bus re-reads the log besides what it is told (default 200 ms). */
   pollMs?: number
+  /** Collects the server's log lines, parsed, at level info (otherwise the log is silent unless TEST_LOG_LEVEL). */
+  logLines?: Record<string, unknown>[]
 }
 
 export function tempDir(prefix = 'gatehouse-test-'): string {
@@ -58,7 +60,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
   const app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl: url })
   await ensureAdmin(store, app.accounts, { GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD })
   await app.bus.start(options.pollMs ?? 200)
-  const server = await buildServer(app, { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' })
+  const logLines = options.logLines
+  const server = await buildServer(app, logLines
+    ? { logLevel: 'info', logStream: { write: (line: string) => void logLines.push(JSON.parse(line)) } }
+    : { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' })
   await server.listen({ host: '127.0.0.1', port: 0 })
   url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`
   app.publicUrl = url
