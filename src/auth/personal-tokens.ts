@@ -2,6 +2,7 @@ import { AccountDisabled, ExternalUsersCannotCreateTokens, ValidationFailed } fr
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
+import { BoundedCache } from '../store/cache.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import type { User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
@@ -42,13 +43,8 @@ export class PersonalTokens {
   readonly #store: Store
   readonly #bus: EventBus
   readonly #settings: RuntimeSettings
-  /** Valid tokens by the hash of their value, and when they were read. */
-  readonly #cache = new Map<string, { token: ActiveToken; readAt: number }>()
-  /**
-   * Moves on every invalidation. A lookup that started before one must not cache what it read: the row
-   * may be one that was just revoked.
-   */
-  #generation = 0
+  /** Valid tokens by the hash of their value; a lookup that raced a revocation is not kept (the row may be gone). */
+  readonly #cache: BoundedCache<string, ActiveToken>
   /** Last-use times seen by this process; `#unsaved` holds the ids not yet written. */
   readonly #lastUsed = new Map<number, number>()
   readonly #unsaved = new Set<number>()
@@ -63,7 +59,12 @@ export class PersonalTokens {
     this.#settings = settings
     this.#flushMs = options.lastUsedFlushMs ?? 15_000
     this.#maxCached = options.maxCached ?? 100_000
-    bus.on(TOKEN_TOPIC, (key) => this.#forget(key))
+    this.#cache = new BoundedCache({ maxEntries: this.#maxCached, maxAgeMs: () => bus.maxStaleMs, userOf: (token) => token.userId })
+    this.#cache.followWhere(bus, TOKEN_TOPIC, (id, token) => String(token.id) === id)
+    // Last-use times of revoked tokens need not be written any more.
+    bus.on(TOKEN_TOPIC, (key) => {
+      if (key === 'all') this.#forgetLastUse()
+    })
   }
 
   /**
@@ -94,14 +95,10 @@ export class PersonalTokens {
   /** The token a value names, from memory after the first lookup; undefined when there is none. Expiry is the caller's to check. */
   async find(value: string, now = Date.now()): Promise<ActiveToken | undefined> {
     const hash = hashToken(value)
-    const cached = this.#cache.get(hash)
-    if (cached && now - cached.readAt < this.#bus.maxStaleMs) return cached.token
-    const generation = this.#generation
-    const record = await this.#store.tokens.findByHash(hash)
-    if (!record) return undefined
-    const token: ActiveToken = Object.freeze({ id: record.id, userId: record.userId, scope: record.scope, expires: record.expires })
-    if (generation === this.#generation) this.#remember(hash, token, now)
-    return token
+    return this.#cache.load(hash, async () => {
+      const record = await this.#store.tokens.findByHash(hash)
+      return record && Object.freeze({ id: record.id, userId: record.userId, scope: record.scope, expires: record.expires })
+    }, now)
   }
 
   /** Notes a use in memory; a timer writes the times in batches, so requests cost no database write. */
@@ -174,8 +171,7 @@ export class PersonalTokens {
 
   /** Drops a user's cached tokens (the account changed somewhere); they are looked up again on next use. */
   forgetUser(userId: number): void {
-    this.#generation++
-    for (const [hash, { token }] of this.#cache) if (token.userId === userId) this.#cache.delete(hash)
+    this.#cache.forgetUser(userId)
   }
 
   /** Saves the last-use times still in memory. Best effort: a lost time must not block shutting down. */
@@ -208,27 +204,8 @@ export class PersonalTokens {
     return latest
   }
 
-  #remember(hash: string, token: ActiveToken, readAt: number): void {
-    if (this.#cache.size >= this.#maxCached) {
-      const oldest = this.#cache.keys().next().value
-      if (oldest !== undefined) this.#cache.delete(oldest)
-    }
-    this.#cache.set(hash, { token, readAt })
-  }
-
-  #forget(key: string): void {
-    this.#generation++
-    if (key === 'all') {
-      this.#cache.clear()
-      this.#lastUsed.clear()
-      this.#unsaved.clear()
-      return
-    }
-    if (key.startsWith('user:')) {
-      this.forgetUser(Number(key.slice('user:'.length)))
-      return
-    }
-    const id = Number(key)
-    for (const [hash, { token }] of this.#cache) if (token.id === id) this.#cache.delete(hash)
+  #forgetLastUse(): void {
+    this.#lastUsed.clear()
+    this.#unsaved.clear()
   }
 }

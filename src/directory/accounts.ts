@@ -4,12 +4,14 @@ import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
 import { AccountDisabled, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
+import { BoundedCache } from '../store/cache.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { NewUser, User, UserChanges } from '../store/users.ts'
 import { passwordPolicyProblems, type PasswordPolicy } from './password-policy.ts'
 import type { PasswordSource } from './password-source.ts'
 
 export const USER_TOPIC = 'user'
+const MAX_CACHED = 50_000
 export const USERNAME_PATTERN = /^[\w.@+-]{1,150}$/
 /** Argon2 input beyond this is refused before hashing: nobody types it, and it only costs CPU. */
 export const MAX_PASSWORD_LENGTH = 1024
@@ -42,10 +44,8 @@ export type AccountChanges = Omit<UserChanges, 'passwordHash'> & {
 export class Accounts {
   readonly #store: Store
   readonly #bus: EventBus
-  /** Accounts as read, and when: one older than the bus's `maxStaleMs` is read again, in case news of a change was missed. */
-  readonly #byId = new Map<number, { user: User; readAt: number }>()
-  /** Moves whenever an account is forgotten, so a read that raced with a change is not cached. */
-  #generation = 0
+  /** Accounts as read: one older than the bus's `maxStaleMs` is read again, in case news of a change was missed. */
+  readonly #byId: BoundedCache<number, User>
   readonly #sources: PasswordSource[]
   readonly #changeListeners: ChangeListener[] = []
   readonly #forgetListeners: ((userId: number) => void)[] = []
@@ -59,6 +59,7 @@ export class Accounts {
     this.#sources = sources
     this.lockout = lockout
     this.#passwordPolicy = passwordPolicy
+    this.#byId = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs })
     bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
   }
 
@@ -78,15 +79,7 @@ export class Accounts {
 
   /** The account by id, from memory after the first read; changes anywhere evict it. */
   async get(id: number, now = Date.now()): Promise<User | undefined> {
-    const cached = this.#byId.get(id)
-    if (cached && now - cached.readAt < this.#bus.maxStaleMs) return cached.user
-    const generation = this.#generation
-    const user = await this.#store.users.findById(id)
-    if (user && generation === this.#generation) {
-      if (this.#byId.size > 50_000) this.#byId.clear()
-      this.#byId.set(id, { user, readAt: now })
-    }
-    return user
+    return this.#byId.load(id, () => this.#store.users.findById(id), now)
   }
 
   async require(id: number): Promise<User> {
@@ -192,8 +185,7 @@ export class Accounts {
   async recordLogin(user: User): Promise<void> {
     await this.#store.users.recordLogin(user.id)
     // Not worth an event for every process; this one shows the new value at once, the others on their next reload.
-    this.#generation++
-    this.#byId.delete(user.id)
+    this.#byId.forget(user.id)
   }
 
   /** Every path that sets a local password comes here: the API, self-service, the CLI and the first admin. */
@@ -209,8 +201,7 @@ export class Accounts {
   }
 
   #forget(id: number): void {
-    this.#generation++
-    this.#byId.delete(id)
+    this.#byId.forget(id)
     for (const listener of this.#forgetListeners) listener(id)
   }
 }
