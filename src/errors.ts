@@ -1,6 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
+import { errorPage } from './pages/error-page.ts'
+import { wantsHtml } from './http/negotiation.ts'
 
 /** Every stable error code Gatehouse answers with; each has exactly one class below. */
 export type ErrorCode =
@@ -141,7 +143,7 @@ export function withChallenges(error: unknown, challenges: string[]): unknown {
   return error
 }
 
-/** A wrong password or an unknown username: the only refusal that counts towards a lockout (src/auth/lockout.ts). */
+/** A wrong password or an unknown username: the only refusal that counts towards a lockout (src/directory/lockout.ts). */
 export class InvalidCredentials extends Unauthenticated {
   static override readonly code: ErrorCode = 'invalid_credentials'
   static override readonly defaultMessage: string = 'Invalid username or password.'
@@ -157,7 +159,7 @@ export class AccountDisabled extends Unauthenticated {
   static override readonly defaultMessage: string = 'User inactive or deleted.'
 }
 
-/** Too many failed password checks for this username; checks are refused unseen until the lock ends (src/auth/lockout.ts). */
+/** Too many failed password checks for this username; checks are refused unseen until the lock ends (src/directory/lockout.ts). */
 export class AccountLocked extends Unauthenticated {
   static override readonly code: ErrorCode = 'account_locked'
 
@@ -380,7 +382,7 @@ export class UnsupportedMediaType extends GatehouseError {
 
 /**
  * 429: too many failed password checks from this client address, for any usernames; its checks are refused unseen
- * until its counting window ends (src/auth/lockout.ts).
+ * until its counting window ends (src/directory/lockout.ts).
  */
 export class LoginThrottled extends GatehouseError {
   static override readonly status: number = 429
@@ -527,24 +529,6 @@ function isScriptRequest(request: FastifyRequest): boolean {
 
 function withoutBasicChallenge(value: string | string[]): string[] {
   return (Array.isArray(value) ? value : [value]).filter((challenge) => !/^basic\b/i.test(challenge))
-}
-
-/** A browser navigating (Accept lists text/html before any JSON) gets pages; everything else gets JSON. */
-export function wantsHtml(request: FastifyRequest): boolean {
-  const accept = request.headers.accept
-  if (typeof accept !== 'string' || !accept.includes('text/html')) return false
-  const json = accept.indexOf('application/json')
-  return json === -1 || accept.indexOf('text/html') < json
-}
-
-function errorPage(error: GatehouseError): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
-    `<title>${error.status} · Gatehouse</title></head><body><main><h1>${error.status}</h1><p>${escapeHtml(error.message)}</p>` +
-    `<p><code>${escapeHtml(error.code)}</code></p></main></body></html>`
-}
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
 }
 
 /**

@@ -5,13 +5,14 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { LoginThrottled, NoSession, Unauthenticated, UnsupportedMediaType, ValidationFailed, wantsHtml } from '../errors.ts'
+import { LoginThrottled, NoSession, Unauthenticated, UnsupportedMediaType, ValidationFailed } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
-import type { User } from '../store/users.ts'
-import { renderLoginPage } from '../ui/login-page.ts'
+import { renderLoginPage } from '../pages/login-page.ts'
 import { principalOf } from './access.ts'
 import { parseInput } from './validation.ts'
+import { wantsHtml } from '../http/negotiation.ts'
+import { startSession } from '../auth/session-start.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
 /** Where a person in a browser lands after logging in without a `next`: the web interface. */
@@ -82,21 +83,6 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     setSessionCookie(reply, request.cookies[SESSION_COOKIE]!, Math.round((session.expiresAt - now) / 1000), app.csrf.isSecure(request))
     return sessionTimes(session.expiresAt, now)
   })
-}
-
-/**
- * Starts a fresh session for a user who just proved who they are (password login, single sign-on): ends
- * the session the browser already had, sets `gateway_sessionid` and a new `csrftoken`.
- */
-export async function startSession(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<{ csrfToken: string; expiresAt: number; now: number }> {
-  // A session the browser already had is replaced, never kept next to the new one.
-  const previous = request.gatehouse.principal?.sessionId
-  if (previous) await app.sessions.end(previous)
-  const now = Date.now()
-  const { sessionId, session } = await app.sessions.start(user.id, { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }, now)
-  await app.accounts.recordLogin(user)
-  setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
-  return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now }
 }
 
 export function sessionTimes(expiresAt: number, now = Date.now()) {

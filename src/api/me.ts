@@ -3,9 +3,9 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { InvalidCredentials, ManagedBySource, ValidationFailed } from '../errors.ts'
 import { principalOf } from './access.ts'
-import { startSession } from './login.ts'
 import { serializeUser } from './users.ts'
 import { parseInput } from './validation.ts'
+import { startSession } from '../auth/session-start.ts'
 
 const profileChanges = z.object({
   email: z.union([z.email('Enter a valid email address.'), z.literal('')]),

@@ -2,11 +2,12 @@ import type { FastifyRequest } from 'fastify'
 import type { AuthMethod } from '../config/schema.ts'
 import type { RequestContext } from '../context.ts'
 import type { AccountDisabled } from '../errors.ts'
+import type { NotMine } from '../directory/password-source.ts'
 import type { Credential } from './principal.ts'
 
 /** Returned by an authenticator when the request carries no credential of its kind, so the next one is tried. */
-export const NOT_MINE: unique symbol = Symbol('not mine')
-export type NotMine = typeof NOT_MINE
+export { NOT_MINE } from '../directory/password-source.ts'
+export type { NotMine }
 
 /**
  * One kind of credential. `authenticate` returns whose credential it is, or NOT_MINE, or throws a GatehouseError

@@ -4,12 +4,12 @@ import { decodeJwt } from 'jose'
 import type { RequestContext } from '../context.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { InvalidToken } from '../errors.ts'
-import { REVOKE_TOPIC } from '../oidc/adapter.ts'
-import { AccessTokenRefused, type BearerPolicy, type OidcRealms, type VerifiedAccessToken } from '../oidc/realm.ts'
+import { AccessTokenRefused, type AccessTokenIssuers, type BearerPolicy, type VerifiedAccessToken } from './access-tokens.ts'
 import { BoundedCache } from '../store/cache.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { Credential } from './principal.ts'
+import { REVOKE_TOPIC } from '../store/topics.ts'
 
 /**
  * `Bearer` and three base64url parts: a JWT (RFC 7519), matched in one pass. Other bearer values (personal
@@ -38,7 +38,7 @@ function invalidToken(message: string): InvalidToken {
  */
 export class OidcBearerAuthenticator implements Authenticator {
   readonly id = 'oidc' as const
-  readonly #realms: OidcRealms
+  readonly #realms: AccessTokenIssuers
   /** Verified tokens by the hash of their value, until they expire, are `maxStaleMs` old or their account changes. */
   readonly #verified: BoundedCache<string, VerifiedAccessToken>
   /**
@@ -47,10 +47,10 @@ export class OidcBearerAuthenticator implements Authenticator {
    */
   readonly #revoked: BoundedCache<string, true>
 
-  constructor(realms: OidcRealms, accounts: Accounts, bus: EventBus) {
+  constructor(realms: AccessTokenIssuers, accounts: Accounts, bus: EventBus) {
     this.#realms = realms
     this.#verified = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (token) => token.expiresAt, userOf: (token) => token.userId })
-    const revokedTtlMs = (Math.max(...realms.all().map((r) => r.config.access_token_seconds)) + 60) * 1000
+    const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
     this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs })
     bus.on(REVOKE_TOPIC, (key) => this.#revoked.set(key, true))
     accounts.onForget((userId) => this.#verified.forgetUser(userId))

@@ -6,9 +6,8 @@ import { BoundedCache } from '../store/cache.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import type { User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
+import { TOKEN_TOPIC } from '../store/topics.ts'
 
-/** Event topic for token changes; the key is a token id, `user:<id>` or `all`. */
-export const TOKEN_TOPIC = 'token'
 
 /** What the request path needs to know about a valid token, held in memory after the first lookup. */
 export interface ActiveToken {

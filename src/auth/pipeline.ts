@@ -2,11 +2,11 @@ import type { FastifyRequest } from 'fastify'
 import type { AuthMethod } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, InvalidToken, withChallenges } from '../errors.ts'
-import { challengesFor } from '../gateway/policy.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { Credential, Principal } from './principal.ts'
 import { TOKEN_PREFIX } from './token-format.ts'
+import { challengesFor } from '../http/challenges.ts'
 
 /**
  * Runs the authenticators a route accepts, in a fixed order (explicit Authorization header first, the
@@ -15,7 +15,7 @@ import { TOKEN_PREFIX } from './token-format.ts'
  * and at the gateway is one (src/oidc/interactions.ts), so the realm login such a place sends it to brings it
  * back with that session.
  * Returns undefined when the request carries no credential: the caller decides between anonymous access,
- * 401 and a redirect, in one place (src/gateway/policy.ts).
+ * 401 and a redirect, in one place (src/gateway/authorize.ts).
  * A credential is accepted only while this process can learn of revocations: once it has not been able to
  * read the event log for `auth.max_stale_seconds` (the database unreachable), it answers 503 instead of trusting
  * what it remembers. Requests without credentials are not affected: there is nothing to revoke.

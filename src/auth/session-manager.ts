@@ -5,8 +5,8 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { StoredSession } from '../store/sessions.ts'
 import type { Store } from '../store/store.ts'
 import { BoundedCache } from '../store/cache.ts'
+import { SESSION_TOPIC } from '../store/topics.ts'
 
-export const SESSION_TOPIC = 'session'
 /** 32 random bytes in base64url: 256 bits, 43 characters. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
 const CLEANUP_INTERVAL_MS = 60_000

@@ -1,10 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { type AccountDisabled, Unauthenticated } from '../errors.ts'
-import { isSafeMethod } from '../gateway/policy.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { CsrfPolicy } from './csrf.ts'
 import type { Credential } from './principal.ts'
 import type { SessionManager } from './session-manager.ts'
+import { isSafeMethod } from '../http/negotiation.ts'
 
 export const SESSION_COOKIE = 'gateway_sessionid'
 

@@ -1,6 +1,5 @@
-import { NOT_MINE } from '../auth/authenticator.ts'
-import type { Lockout } from '../auth/lockout.ts'
-import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
+import type { Lockout } from './lockout.ts'
+import { burnVerificationTime, hashPassword } from './passwords.ts'
 import { AccountDisabled, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
@@ -8,9 +7,9 @@ import { BoundedCache } from '../store/cache.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { NewUser, User, UserChanges } from '../store/users.ts'
 import { passwordPolicyProblems, type PasswordPolicy } from './password-policy.ts'
-import type { PasswordSource } from './password-source.ts'
+import { NOT_MINE, type PasswordSource } from './password-source.ts'
+import { USER_TOPIC } from '../store/topics.ts'
 
-export const USER_TOPIC = 'user'
 const MAX_CACHED = 50_000
 export const USERNAME_PATTERN = /^[\w.@+-]{1,150}$/
 /** Argon2 input beyond this is refused before hashing: nobody types it, and it only costs CPU. */
@@ -90,7 +89,7 @@ export class Accounts {
 
   /**
    * Checks a username and password against each password source in order, under the brute-force lockout
-   * (src/auth/lockout.ts), for a client at `address` (the trusted client address: Fastify's `request.ip`).
+   * (src/directory/lockout.ts), for a client at `address` (the trusted client address: Fastify's `request.ip`).
    * Whatever goes wrong, the caller learns only "invalid credentials" after about the same time; a disabled
    * account is named only once the password was right, a locked username or throttled address before any check.
    */

@@ -2,7 +2,23 @@ import { AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
-import type { DirectoryUser } from './ldap.ts'
+
+/** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
+export interface DirectoryUser {
+  dn: string
+  username: string
+  email: string
+  firstName: string
+  lastName: string
+  /** DNs of the directory groups the user is in. */
+  groupDns: string[]
+  /** From `superuser_groups`; undefined when none are configured (then an administrator decides). */
+  isSuperuser: boolean | undefined
+  /** From `auditor_groups`; undefined when none are configured. */
+  isSystemAuditor: boolean | undefined
+  /** Names from `named_groups` whose DNs the user is in, sorted. */
+  groups: string[]
+}
 
 /** Column widths of the users table: longer directory values are cut rather than refused. */
 const MAX_NAME = 150

@@ -2,9 +2,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AuthPipeline } from '../auth/pipeline.ts'
 import type { Principal } from '../auth/principal.ts'
 import { GatehouseError, NotAuthenticated, Unauthenticated } from '../errors.ts'
-import { splitTarget } from './path-safety.ts'
 import { ALLOW, type Place } from './places.ts'
-import { challengesFor, redirectsToLogin, scopeRefusal } from './policy.ts'
+import { redirectsToLogin, scopeRefusal } from './policy.ts'
+import { challengesFor } from '../http/challenges.ts'
+import { splitTarget } from '../http/request-target.ts'
 
 /** What `authorize` decided: let the request in (with its principal, or anonymous), or refuse it with a reason. */
 export type Decision =

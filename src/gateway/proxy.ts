@@ -5,7 +5,7 @@ import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
 import { UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
 import { answerRefusal } from './authorize.ts'
-import { splitTarget } from './path-safety.ts'
+import { splitTarget } from '../http/request-target.ts'
 import type { Route } from './routes.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']

@@ -1,14 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
-import { startSession } from '../api/login.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled, escapeHtml } from '../errors.ts'
+import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '../errors.ts'
 import type { User } from '../store/users.ts'
-import { renderLoginPage } from '../ui/login-page.ts'
+import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, REALM_SESSION_COOKIE } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { Realm } from './realm.ts'
+import { escapeHtml } from '../pages/html.ts'
+import { startSession } from '../auth/session-start.ts'
 
 /** A login form is a few short fields; anything longer is not one. */
 const FORM_LIMIT = 16 * 1024

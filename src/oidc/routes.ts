@@ -5,8 +5,8 @@ import { PassThrough } from 'node:stream'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { NUL_MESSAGE } from '../errors.ts'
-import { nulFields } from '../gateway/input-safety.ts'
-import { splitTarget } from '../gateway/path-safety.ts'
+import { nulFields } from '../http/input-safety.ts'
+import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
@@ -298,7 +298,7 @@ function replayRequest(request: FastifyRequest, target: Target, query: string, p
   return replay as unknown as IncomingMessage
 }
 
-/** Text with a NUL character, which no parameter has a use for (src/gateway/input-safety.ts), in Keycloak's error shape. */
+/** Text with a NUL character, which no parameter has a use for (src/http/input-safety.ts), in Keycloak's error shape. */
 function nulRefused(reply: FastifyReply): FastifyReply {
   return keycloakError(reply, 400, NUL_MESSAGE, 'invalid_request')
 }

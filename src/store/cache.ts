@@ -1,3 +1,5 @@
+import type { Topic } from './topics.ts'
+
 /**
  * The one in-memory cache type of the request path: accounts, sessions, personal tokens, verified OIDC access
  * tokens and their revocations, identity JWTs and verified basic credentials all sit in one of these, so each
@@ -31,7 +33,7 @@ interface Entry<V> {
 
 /** Subscribes to an event topic; the event bus (src/store/event-bus.ts) is one. */
 export interface TopicSource {
-  on(topic: string, listener: (key: string) => void | Promise<void>): void
+  on(topic: Topic, listener: (key: string) => void | Promise<void>): void
 }
 
 export class BoundedCache<K, V> {
@@ -129,12 +131,12 @@ export class BoundedCache<K, V> {
    * Invalidates on every event of `topic`: `all` clears, `user:<id>` forgets the user's entries, any other key the
    * entry stored under `keyOf(eventKey)` (by default the event's key itself).
    */
-  follow(topics: TopicSource, topic: string, keyOf: (eventKey: string) => K = (eventKey) => eventKey as K): void {
+  follow(topics: TopicSource, topic: Topic, keyOf: (eventKey: string) => K = (eventKey) => eventKey as K): void {
     topics.on(topic, (eventKey) => this.#onEvent(eventKey, () => this.forget(keyOf(eventKey))))
   }
 
   /** As `follow`, for topics whose keys name entries by something other than their cache key (a token's id). */
-  followWhere(topics: TopicSource, topic: string, names: (eventKey: string, value: V) => boolean): void {
+  followWhere(topics: TopicSource, topic: Topic, names: (eventKey: string, value: V) => boolean): void {
     topics.on(topic, (eventKey) => this.#onEvent(eventKey, () => this.forgetWhere((value) => names(eventKey, value))))
   }
 

@@ -8,7 +8,7 @@ import type { App } from '../app.ts'
 import { Forbidden, NotFound } from '../errors.ts'
 import { answerRefusal } from '../gateway/authorize.ts'
 import type { Place } from '../gateway/places.ts'
-import { splitTarget } from '../gateway/path-safety.ts'
+import { splitTarget } from '../http/request-target.ts'
 
 const UI_PATH = '/ui/'
 const ASSETS_PATH = '/ui/assets/'

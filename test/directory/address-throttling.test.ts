@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it } from 'node:test'
-import { countedAddress } from '../../src/auth/lockout.ts'
+import { countedAddress } from '../../src/directory/lockout.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { requestFrom } from '../helpers/from-address.ts'
