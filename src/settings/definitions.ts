@@ -38,5 +38,4 @@ export const settingsSchema = z.object({
 }).strict()
 
 export type Settings = Readonly<z.output<typeof settingsSchema>>
-export const settingNames = Object.keys(settingsSchema.shape) as (keyof Settings)[]
 export const defaultSettings: Settings = Object.freeze(settingsSchema.parse({}))
