@@ -17,6 +17,7 @@ import { IdentitySigner } from './gateway/identity.ts'
 import { authorize, type Decision } from './gateway/authorize.ts'
 import { compilePlaces, type Place, type Places } from './gateway/places.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
+import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
 import { EventBus } from './store/event-bus.ts'
@@ -41,6 +42,8 @@ export interface App {
   readonly routes: readonly Route[]
   /** The route table: every place a request can land, compiled once. */
   readonly places: Places
+  /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
+  readonly trustsProxy: ProxyTrust
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
@@ -124,6 +127,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     csrf,
     routes,
     places: compilePlaces(config, routes),
+    trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
     get publicUrl() {
       return identity.issuer

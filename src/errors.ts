@@ -1,12 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { errorPage } from './pages/error-page.ts'
 import { wantsHtml } from './http/negotiation.ts'
 
 /** Every stable error code Gatehouse answers with; each has exactly one class below. */
 export type ErrorCode =
-  | 'bad_request' | 'invalid' | 'invalid_json' | 'unsafe_path' | 'invalid_host'
+  | 'bad_request' | 'invalid' | 'invalid_json' | 'unsafe_path' | 'invalid_host' | 'malformed_escape'
   | 'sso_login_unknown' | 'sso_login_expired' | 'sso_callback_invalid' | 'sso_code_missing' | 'sso_code_rejected'
   | 'not_authenticated' | 'invalid_credentials' | 'malformed_credentials' | 'account_disabled' | 'account_locked'
   | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
@@ -20,7 +20,7 @@ export type ErrorCode =
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
   | 'unsupported_media_type' | 'login_throttled' | 'headers_too_large'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
-  | 'database_unavailable' | 'directory_unavailable' | 'sso_provider_unavailable' | 'upstream_timeout'
+  | 'database_unavailable' | 'directory_unavailable' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
 
 export interface ErrorOptions {
   /** Per-field messages for validation failures, keyed by the field's name or dotted path. */
@@ -118,6 +118,22 @@ export class SsoCodeMissing extends BadRequest {
 
 export class SsoCodeRejected extends BadRequest {
   static override readonly code: ErrorCode = 'sso_code_rejected'
+}
+
+/** The router could not decode the path's percent escapes, or the query's are malformed (src/http/request-target.ts). */
+export class MalformedEscape extends BadRequest {
+  static override readonly code: ErrorCode = 'malformed_escape'
+  static override readonly defaultMessage: string = 'The request target has a malformed percent escape.'
+}
+
+/** 400 with the field's message, as the platform answers a duplicate username (Django's unique validator). */
+export class UsernameTaken extends BadRequest {
+  static override readonly code: ErrorCode = 'username_taken'
+  static override readonly defaultMessage: string = 'A user with that username already exists.'
+
+  constructor() {
+    super(undefined, { fields: { username: [UsernameTaken.defaultMessage] } })
+  }
 }
 
 // 401: every refusal of a credential, or its absence. The challenge headers tell the client which kinds the place accepts.
@@ -358,10 +374,6 @@ export class Conflict extends GatehouseError {
   static override readonly defaultMessage: string = 'The request conflicts with the current state.'
 }
 
-export class UsernameTaken extends Conflict {
-  static override readonly code: ErrorCode = 'username_taken'
-  static override readonly defaultMessage: string = 'A user with that username already exists.'
-}
 
 export class SsoLoginInProgress extends Conflict {
   static override readonly code: ErrorCode = 'sso_login_in_progress'
@@ -426,6 +438,19 @@ export class SsoResponseInvalid extends GatehouseError {
   static override readonly code: ErrorCode = 'sso_response_invalid'
 }
 
+/**
+ * 503: every upstream connection of the service that this client may use is taken, and none came free within the
+ * service's `pool.wait_seconds` (src/gateway/upstream-pool.ts).
+ */
+export class UpstreamBusy extends GatehouseError {
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'upstream_busy'
+
+  constructor(service: string) {
+    super(`The service "${service}" has no free connection for this client; try again shortly.`, { headers: { 'retry-after': '1' } })
+  }
+}
+
 export class UpstreamTimeout extends GatehouseError {
   static override readonly status: number = 504
   static override readonly code: ErrorCode = 'upstream_timeout'
@@ -479,6 +504,8 @@ const fastifyErrors: Record<string, (message: string) => GatehouseError> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: () => new InvalidJson(),
   FST_ERR_CTP_INVALID_JSON_BODY: () => new InvalidJson(),
   FST_ERR_VALIDATION: (message) => new ValidationFailed(undefined, message),
+  // The router could not decode the path's percent escapes (src/http/request-target.ts refuses the query's).
+  FST_ERR_BAD_URL: (message) => new MalformedEscape(message),
 }
 
 /** Turns anything thrown into a GatehouseError; unknown errors become an opaque 500. */
@@ -495,11 +522,19 @@ export function normalizeError(error: unknown): GatehouseError {
   return new InternalError(undefined, { cause: error })
 }
 
+/**
+ * `{code, detail}`, and for invalid input the problems by field twice: under `errors`, and at the top level as
+ * Django REST framework writes them (`{"username": ["..."]}`), so scripts written against the platform read them.
+ */
 export function errorBody(error: GatehouseError): Record<string, unknown> {
   const body: Record<string, unknown> = { code: error.code, detail: error.message }
-  if (error.fields) body.errors = error.fields
+  if (error.fields) {
+    for (const [field, messages] of Object.entries(error.fields)) if (!RESERVED_BODY_KEYS.has(field)) body[field] = messages
+    body.errors = error.fields
+  }
   return body
 }
+const RESERVED_BODY_KEYS = new Set(['code', 'detail', 'errors'])
 
 /** The single error responder: JSON for API clients, a small HTML page for browsers. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
@@ -537,6 +572,22 @@ function withoutBasicChallenge(value: string | string[]): string[] {
  */
 export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
+  // The response still being written on this connection (Node's own default handler looks at the same field).
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (inFlight?.req.complete) {
+    // The error is in a request pipelined behind the one being answered. It cannot be answered in order, and an
+    // answer written now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then
+    // the connection closed. One that timed out behind it only closes the connection.
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.destroy()
+    else closeAfter(inFlight, socket)
+    return
+  }
+  if (inFlight?.headersSent) {
+    // The request being answered failed (its body timed out, broke off or is malformed) after its response began:
+    // that response cannot be finished or replaced, so the connection is cut.
+    socket.destroy()
+    return
+  }
   const [status, body] =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, errorBody(new RequestTimeout())]
       : error.code === 'HPE_HEADER_OVERFLOW' ? [431, errorBody(new HeadersTooLarge())]
@@ -546,4 +597,9 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
   }
   socket.destroy()
+}
+
+function closeAfter(response: ServerResponse, socket: Socket): void {
+  response.shouldKeepAlive = false
+  response.once('close', () => socket.end())
 }

@@ -1,26 +1,16 @@
 import cookie from '@fastify/cookie'
-import formbody from '@fastify/formbody'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { DestinationStream } from 'pino'
 import type { App } from './app.ts'
+import { registerGatewayApi } from './api/register.ts'
 import { newRequestContext } from './context.ts'
-import { apiAccessCheck } from './api/access.ts'
-import { discoveryRoutes } from './api/discovery.ts'
-import { loginRoutes } from './api/login.ts'
-import { mySessionRoutes } from './api/my-sessions.ts'
-import { sessionRoutes } from './api/sessions.ts'
-import { settingsRoutes } from './api/settings.ts'
-import { ssoRoutes } from './api/sso.ts'
-import { tokenRoutes } from './api/tokens.ts'
-import { meRoutes } from './api/me.ts'
-import { userRoutes } from './api/users.ts'
 import { NotFound, answerClientError, sendError } from './errors.ts'
 import { refuseBadHost } from './http/host-header.ts'
-import { refuseNulCharacters } from './http/input-safety.ts'
-import { assertSafePath, splitTarget } from './http/request-target.ts'
+import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
+import { serverTimeouts } from './listener/timeouts.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
 import { registerUi } from './ui/routes.ts'
@@ -43,10 +33,11 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   const server = Fastify({
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
-    ...(options.https ? { https: options.https } : {}),
+    ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: app.config.server.trust_proxy,
+    // request.ip, .protocol and .host believe X-Forwarded-* only from a trusted proxy; no list, no belief at all.
+    trustProxy: app.config.server.trusted_proxies.length ? (address: string) => app.trustsProxy(address) : false,
     bodyLimit: app.config.server.api_body_limit_bytes,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -54,8 +45,11 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     // its connection closed after it, instead of getting a 503 for work the drain has time for.
     return503OnClosing: false,
     clientErrorHandler: answerClientError,
+    // A path the router cannot decode is answered like every other error, not with Fastify's own body.
+    frameworkErrors: (error, request, reply) => sendError(request, reply, error),
   })
 
+  server.server.maxConnections = app.config.server.max_connections
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
   await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)
@@ -63,6 +57,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.addHook('onRequest', async (request) => {
     request.gatehouse = newRequestContext()
     assertSafePath(splitTarget(request.url).path)
+    assertWellFormedEscapes(request.url)
   })
   // The request line's fields are fixed and none can hold a secret, so it skips the redaction pass, which
   // (for the wildcard paths) costs about as much as the rest of the line. Keep secrets out of it.
@@ -89,24 +84,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   logDatabaseOutages(server, app)
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
-  await server.register(async (api) => {
-    await api.register(formbody)
-    api.addHook('onSend', async (_request, reply) => {
-      reply.header('x-content-type-options', 'nosniff')
-      reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store')
-    })
-    api.addHook('preValidation', refuseNulCharacters)
-    api.addHook('preHandler', apiAccessCheck(app))
-    discoveryRoutes(api, app)
-    userRoutes(api, app)
-    meRoutes(api, app)
-    settingsRoutes(api, app)
-    loginRoutes(api, app)
-    sessionRoutes(api, app)
-    tokenRoutes(api, app)
-    ssoRoutes(api, app)
-    mySessionRoutes(api, app)
-  })
+  await registerGatewayApi(server, app)
   registerHealthRoutes(server, app)
   await registerOidcRoutes(server, app)
   await registerProxy(server, app)

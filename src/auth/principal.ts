@@ -11,6 +11,8 @@ export interface Credential {
   readonly sessionId?: string
   /** The personal token's id when the method is `token`. */
   readonly tokenId?: number
+  /** When the bearer credential (a personal token, an OIDC access token) expires, epoch ms. */
+  readonly expiresAt?: number
 }
 
 /** Who a request is from: a credential that checked out, of an account that is active (src/auth/pipeline.ts). */

@@ -41,7 +41,7 @@ export class TokenAuthenticator implements Authenticator {
     if (!token) throw withBearerError(new InvalidToken())
     if (token.expires <= now) throw withBearerError(new TokenExpired())
     this.#tokens.recordUse(token, now)
-    return { userId: token.userId, method: 'token', scope: token.scope, tokenId: token.id }
+    return { userId: token.userId, method: 'token', scope: token.scope, tokenId: token.id, expiresAt: token.expires }
   }
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { Principal } from '../auth/principal.ts'
 import type { AuthMethod, Config } from '../config/schema.ts'
-import { PermissionDenied, type GatehouseError } from '../errors.ts'
+import { type GatehouseError, PermissionDenied } from '../errors.ts'
 import { gatewayLoginUrl, type UnauthenticatedMode } from './policy.ts'
 import { publicPathMatcher, type Route } from './routes.ts'
 

@@ -1,6 +1,7 @@
 import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { Place } from './places.ts'
 import { gatewayLoginUrl } from './policy.ts'
+import { UpstreamPool } from './upstream-pool.ts'
 
 /** A service as the request path needs it: a place (who may enter) with where to forward. Compiled once at start, looked up per request. */
 export interface Route extends Place {
@@ -8,6 +9,8 @@ export interface Route extends Place {
   readonly upstream: URL
   readonly stripPrefix: boolean
   readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
+  /** Admission to the service's upstream connections, shared fairly among clients. */
+  readonly pool: UpstreamPool
 }
 
 /** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
@@ -32,6 +35,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: L
     entry: Object.freeze([]),
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
+    pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
     isPublic: publicPathMatcher(service.public_paths),
   })
 }
