@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import { countedAddress } from '../auth/lockout.ts'
+import { countedAddress } from '../directory/lockout.ts'
 import { UpstreamBusy } from '../errors.ts'
 
 interface Waiter {
