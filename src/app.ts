@@ -2,10 +2,12 @@ import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileServiceRules, type ServiceRules } from './access/rules.ts'
+import { accessEntryRule } from './access/service-access.ts'
+import type { FastifyRequest } from 'fastify'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
-import { Lockout } from './auth/lockout.ts'
+import { Lockout } from './directory/lockout.ts'
 import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
@@ -17,7 +19,8 @@ import { Accounts } from './directory/accounts.ts'
 import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
-import { gatewayLoginUrl } from './gateway/policy.ts'
+import { authorize, type Decision } from './gateway/authorize.ts'
+import { compilePlaces, type Place, type Places } from './gateway/places.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
 import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { OidcRealms } from './oidc/realm.ts'
@@ -40,6 +43,7 @@ export interface App {
   readonly identity: IdentitySigner
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
+  /** The configured services, longest prefix first (the same as `places.services`). */
   readonly routes: readonly Route[]
   /** Organizations, teams and roles, in memory (src/access/model.ts). */
   readonly access: AccessModel
@@ -49,13 +53,16 @@ export interface App {
   readonly accessAdmin: AccessAdmin
   /** Teams and organizations from directory groups and SSO claims, applied at each login. */
   readonly memberships: MembershipMappings
+  /** The route table: every place a request can land, compiled once. */
+  readonly places: Places
   /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
   readonly trustsProxy: ProxyTrust
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
-  loginUrlFor(route: Route): (next: string) => string
+  /** The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). */
+  authorize(request: FastifyRequest, place: Place): Promise<Decision>
   close(): Promise<void>
 }
 
@@ -102,7 +109,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => identity.forgetUser(userId))
   access.onReload(() => identity.forgetAll())
 
-  const auth = new AuthPipeline(bus)
+  const auth = new AuthPipeline(bus, accounts)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
@@ -118,14 +125,21 @@ export async function createApp(config: Config, store: Store, options: AppOption
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
-  auth.add(new SessionAuthenticator(sessions, accounts, csrf))
+  auth.add(new SessionAuthenticator(sessions, csrf))
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
-  auth.add(new TokenAuthenticator(tokens, accounts))
+  auth.add(new TokenAuthenticator(tokens))
   const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, memberships: (user) => keycloakMemberships(access.of(user)) })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
+  const serviceRules = compileServiceRules(config)
+  // A service's access rules are one more entry rule of its place, judged by `authorize` after authentication.
+  const accessRules = (service: string) => {
+    const rules = serviceRules.get(service)
+    return rules ? [accessEntryRule(rules, access)] : []
+  }
+  const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service), accessRules)
   const app: App = {
     config,
     store,
@@ -137,11 +151,12 @@ export async function createApp(config: Config, store: Store, options: AppOption
     identity,
     sessions,
     csrf,
-    routes: compileRoutes(config, options.upstreams),
     access,
-    serviceRules: compileServiceRules(config),
+    serviceRules,
     accessAdmin,
     memberships,
+    routes,
+    places: compilePlaces(config, routes),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
     get publicUrl() {
@@ -150,7 +165,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     set publicUrl(url: string) {
       identity.issuer = url.replace(/\/$/, '')
     },
-    loginUrlFor: (route) => oidc.loginUrlFor(route) ?? gatewayLoginUrl,
+    authorize: (request, place) => authorize(auth, request, place),
     async close() {
       await tokens.close()
       await bus.stop()

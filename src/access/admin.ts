@@ -1,11 +1,11 @@
-import { USER_TOPIC } from '../directory/accounts.ts'
-import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
-import { isUniqueViolation } from '../store/database.ts'
+import { ManagedRole, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { UniqueViolation } from '../store/errors.ts'
 import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
-import { ACCESS_TOPIC, type AccessModel } from './model.ts'
+import { ACCESS_TOPIC, USER_TOPIC } from '../store/topics.ts'
+import type { AccessModel } from './model.ts'
 import { CONTENT_TYPES, PLATFORM_AUDITOR, permissionsFor, type ContentType, type Permission } from './permissions.ts'
 
 export interface AssignmentInput {
@@ -171,7 +171,7 @@ export class AccessAdmin {
         return result
       })
     } catch (error) {
-      if (isUniqueViolation(error)) throw duplicateName(what)
+      if (error instanceof UniqueViolation) throw duplicateName(what)
       throw error
     }
   }
@@ -207,7 +207,7 @@ export class AccessAdmin {
 
   async #requireMutableRole(id: number): Promise<RoleDefinition> {
     const role = (await this.#store.access.findRoleDefinition(id)) ?? notFound('role definition')
-    if (role.managed) throw new PermissionDenied('Managed role definitions cannot be changed or deleted.', 'managed_role')
+    if (role.managed) throw new ManagedRole()
     return role
   }
 }

@@ -1,10 +1,10 @@
 import type { EventBus } from '../store/event-bus.ts'
+import { ACCESS_TOPIC } from '../store/topics.ts'
 import type { AccessRecords, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { PLATFORM_AUDITOR, type Permission } from './permissions.ts'
 
-export const ACCESS_TOPIC = 'access'
 
 /** A role a user holds on one object, directly or through a team. */
 export interface HeldRole {

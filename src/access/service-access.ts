@@ -1,19 +1,21 @@
-import type { FastifyRequest } from 'fastify'
-import type { Principal } from '../auth/principal.ts'
 import { AccessDenied } from '../errors.ts'
-import type { AccessModel, UserAccess } from './model.ts'
+import { ALLOW, type EntryRule } from '../gateway/places.ts'
+import { splitTarget } from '../http/request-target.ts'
+import type { AccessModel } from './model.ts'
 import type { ServiceRules } from './rules.ts'
 
 /**
- * The access step of a service's route: for a signed-in caller, the service's rules decide (a service without
- * rules lets every signed-in caller through). The deciding rule goes into the request's log line, and a refusal's
- * detail names it. Returns the caller's memberships, which the identity token carries.
+ * A service's access rules as one entry rule of its place: `authorize` (src/gateway/authorize.ts) runs it for a
+ * signed-in caller on the service's private paths. The deciding rule goes into the request's log line, and a
+ * refusal's detail names it, or says that none allowed; anonymous callers never get this far.
  */
-export function authorizeServiceRequest(rules: ServiceRules | undefined, model: AccessModel, request: FastifyRequest, principal: Principal, path: string): UserAccess {
-  const access = model.of(principal.user)
-  if (!rules) return access
-  const decision = rules.decide({ principal, access, method: request.method, path, address: request.ip })
-  request.gatehouse.accessRule = decision.rule === undefined ? 'none' : `${decision.rule}: ${decision.description}`
-  if (!decision.allowed) throw new AccessDenied(rules.explain(decision))
-  return access
+export function accessEntryRule(rules: ServiceRules, model: AccessModel): EntryRule {
+  return {
+    name: 'access',
+    decide(principal, request) {
+      const decision = rules.decide({ principal, access: model.of(principal.user), method: request.method, path: splitTarget(request.url).path, address: request.ip })
+      request.gatehouse.accessRule = decision.rule === undefined ? 'none' : `${decision.rule}: ${decision.description}`
+      return decision.allowed ? ALLOW : new AccessDenied(rules.explain(decision))
+    },
+  }
 }

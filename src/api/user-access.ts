@@ -29,7 +29,7 @@ export function userAccessRoutes(api: GatewayApi, app: App): void {
     const access = app.access.of(user)
     const services = app.config.services.map((service) => {
       const rules = app.serviceRules.get(service.name)
-      const decision = rules?.decide({ principal: { user, method: 'session' }, access, method: 'GET', path: service.prefix, address: request.ip })
+      const decision = rules?.decide({ principal: { userId: user.id, user, method: 'session' }, access, method: 'GET', path: service.prefix, address: request.ip })
       return {
         service: service.name,
         prefix: service.prefix,

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import type { App } from '../app.ts'
 import { authMethods, type AuthMethod } from '../config/schema.ts'
-import { splitTarget } from '../gateway/path-safety.ts'
+import { splitTarget } from '../http/request-target.ts'
 import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
@@ -49,7 +49,7 @@ async function check(app: App, username: string, method: string, target: string,
     lines.push('decision: allow (the service has no access rules: every signed-in caller)')
   } else {
     const scopes = options.scope ? new Set(options.scope) : undefined
-    const principal = { user, method: options.authMethod, ...(scopes ? { scopes } : {}) }
+    const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}) }
     const decision = rules.decide({ principal, access, method, path, address: options.address })
     allowed &&= decision.allowed
     lines.push(`decision: ${decision.allowed ? 'allow' : 'deny'}${decision.rule === undefined ? ' (no rule matched)' : ` by rule ${decision.rule}: ${decision.description}`}`)

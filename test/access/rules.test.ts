@@ -7,9 +7,10 @@ import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { User } from '../../src/store/users.ts'
 
 const user = (username: string, isSuperuser = false) => ({ id: 1, username, isSuperuser, isSystemAuditor: false }) as User
+const signedIn = (principal: Omit<Principal, 'userId'>): Principal => ({ ...principal, userId: principal.user.id })
 const nobody: UserAccess = { teams: [], organizations: [], roles: [], teamNames: new Set(), organizationNames: new Set(), roleNames: new Set(), held: [], groups: [] }
-const request = (principal: Principal, overrides: Partial<{ method: string; path: string; address: string; access: UserAccess }> = {}) =>
-  ({ principal, access: nobody, method: 'GET', path: '/svc/x', address: '127.0.0.1', ...overrides })
+const request = (principal: Omit<Principal, 'userId'>, overrides: Partial<{ method: string; path: string; address: string; access: UserAccess }> = {}) =>
+  ({ principal: signedIn(principal), access: nobody, method: 'GET', path: '/svc/x', address: '127.0.0.1', ...overrides })
 
 function problemsOf(access: unknown): string[] {
   try {
