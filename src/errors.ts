@@ -29,6 +29,20 @@ export class BadRequest extends GatehouseError {
   }
 }
 
+/** A WebSocket opening handshake that RFC 6455 §4.2.1 does not allow; it never reaches the service. */
+export class InvalidUpgrade extends GatehouseError {
+  constructor(message: string) {
+    super(400, 'invalid_upgrade', message)
+  }
+}
+
+/** A WebSocket version other than 13: RFC 6455 §4.4 answers 426 with the version the server speaks. */
+export class WebSocketVersionUnsupported extends GatehouseError {
+  constructor() {
+    super(426, 'websocket_version_unsupported', 'Only WebSocket version 13 (RFC 6455) is supported.', { headers: { 'sec-websocket-version': '13' } })
+  }
+}
+
 /** Django REST framework's wording for text carrying a NUL character (its ProhibitNullCharactersValidator). */
 export const NUL_MESSAGE = 'Null characters are not allowed.'
 

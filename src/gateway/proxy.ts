@@ -7,6 +7,7 @@ import { NotAuthenticated, UpstreamTimeout, UpstreamUnavailable, sendError } fro
 import { assertScopeAllows, redirectsToLogin, refuseUnauthenticated } from './policy.ts'
 import { splitTarget } from './path-safety.ts'
 import type { Route } from './routes.ts'
+import { WebSocketTunnels } from './websocket.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
@@ -20,6 +21,7 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
  * "parser" that hands the request stream through untouched, so uploads are streamed, never buffered.
  */
 export async function registerProxy(server: FastifyInstance, app: App): Promise<void> {
+  const websockets = new WebSocketTunnels(server, app)
   for (const route of app.routes) {
     await server.register(async (scope) => {
       scope.removeAllContentTypeParsers()
@@ -38,14 +40,14 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
       // Neither the handler nor forward() resolves to the reply: a promise resolved with it (a thenable) makes
       // Fastify attach end-of-stream listeners to every response just to learn when it ends.
       const handler = (request: FastifyRequest, reply: FastifyReply): void => {
-        forward(app, route, basePath, request, reply).catch((error: unknown) => reply.send(error))
+        forward(app, route, basePath, request, reply, websockets).catch((error: unknown) => reply.send(error))
       }
       scope.route({ method: METHODS, url: `${route.prefix}*`, handler })
     })
   }
 }
 
-async function forward(app: App, route: Route, basePath: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+async function forward(app: App, route: Route, basePath: string, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
   const context = request.gatehouse
   context.service = route.name
   const { path, query } = splitTarget(request.url)
@@ -73,6 +75,11 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
   }
   const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
+  const upgrade = websockets.upgradeOf(request)
+  if (upgrade) {
+    await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, requestHeaders(request, request.headers, app, principal, identity))
+    return
+  }
   reply.from(basePath + upstreamPath + query, {
     rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity),
     rewriteHeaders: (headers) => withoutHopByHop(headers as IncomingHttpHeaders),
@@ -118,7 +125,7 @@ function requestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, 
   return headers
 }
 
-function withoutHopByHop(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
+export function withoutHopByHop(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
   const listed = connectionOptions(incoming.connection)
   const headers: IncomingHttpHeaders = {}
   for (const name of Object.keys(incoming)) {
