@@ -110,6 +110,13 @@ export class PermissionDenied extends GatehouseError {
 }
 
 /** 403: a session-authenticated unsafe request failed the CSRF check; `code` says which part (token, cookie, Referer, Origin). */
+/** A CORS preflight for an origin, method or header the service's `cors` does not allow. */
+export class CorsRefused extends GatehouseError {
+  constructor(message: string) {
+    super(403, 'cors_not_allowed', message)
+  }
+}
+
 export class CsrfFailed extends GatehouseError {
   constructor(message: string, code: string) {
     super(403, code, `CSRF Failed: ${message}`)

@@ -6,6 +6,7 @@ import type { Principal } from '../auth/principal.ts'
 import { NotAuthenticated, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
 import { assertScopeAllows, redirectsToLogin, refuseUnauthenticated } from './policy.ts'
 import { splitTarget } from './path-safety.ts'
+import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import type { Route } from './routes.ts'
 import { WebSocketTunnels } from './websocket.ts'
 
@@ -36,18 +37,21 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
           bodyTimeout: route.timeouts.responseMs,
         },
       })
+      const { cors } = route
+      if (cors) scope.addHook('onRequest', async (request, reply) => (cors.handle(request, reply) ? reply : undefined))
+      const rewrite = responseRewrite(route)
       const basePath = route.upstream.pathname.replace(/\/$/, '')
       // Neither the handler nor forward() resolves to the reply: a promise resolved with it (a thenable) makes
       // Fastify attach end-of-stream listeners to every response just to learn when it ends.
       const handler = (request: FastifyRequest, reply: FastifyReply): void => {
-        forward(app, route, basePath, request, reply, websockets).catch((error: unknown) => reply.send(error))
+        forward(app, route, basePath, rewrite, request, reply, websockets).catch((error: unknown) => reply.send(error))
       }
       scope.route({ method: METHODS, url: `${route.prefix}*`, handler })
     })
   }
 }
 
-async function forward(app: App, route: Route, basePath: string, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
+async function forward(app: App, route: Route, basePath: string, rewrite: ResponseRewrite, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
   const context = request.gatehouse
   context.service = route.name
   const { path, query } = splitTarget(request.url)
@@ -82,7 +86,10 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
   }
   reply.from(basePath + upstreamPath + query, {
     rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity),
-    rewriteHeaders: (headers) => withoutHopByHop(headers as IncomingHttpHeaders),
+    rewriteHeaders: (headers) => {
+      const kept = rewrite(withoutHopByHop(headers as IncomingHttpHeaders), request)
+      return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept
+    },
     retryDelay: () => null,
     onError: (replyWithError, { error }) => {
       const cause = (error as { cause?: { code?: string } }).cause

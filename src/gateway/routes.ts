@@ -1,4 +1,5 @@
 import type { AuthMethod, Config, ServiceConfig } from '../config/schema.ts'
+import { compileCors, type CorsPolicy } from './cors.ts'
 
 /** A service as the request path needs it: compiled once at start, looked up per request. */
 export interface Route {
@@ -9,6 +10,8 @@ export interface Route {
   readonly unauthenticated: ServiceConfig['unauthenticated']
   readonly stripPrefix: boolean
   readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
+  /** Present when the service lets pages of other origins call it. */
+  readonly cors: CorsPolicy | undefined
   isPublic(path: string): boolean
 }
 
@@ -28,6 +31,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL): Route {
     unauthenticated: service.unauthenticated,
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
+    cors: compileCors(service.cors),
     isPublic: publicPathMatcher(service.public_paths),
   })
 }
