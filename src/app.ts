@@ -15,6 +15,7 @@ import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
+import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
 import { EventBus } from './store/event-bus.ts'
@@ -36,6 +37,8 @@ export interface App {
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
   readonly routes: readonly Route[]
+  /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
+  readonly trustsProxy: ProxyTrust
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
@@ -116,6 +119,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     sessions,
     csrf,
     routes: compileRoutes(config, options.upstreams),
+    trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
     get publicUrl() {
       return identity.issuer

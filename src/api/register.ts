@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { App } from '../app.ts'
 import { refuseNulCharacters } from '../gateway/input-safety.ts'
 import { apiAccessCheck } from './access.ts'
+import { applicationRoutes } from './applications.ts'
 import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
 import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
@@ -44,6 +45,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       tokenRoutes(versioned, app)
       ssoRoutes(versioned, app)
       mySessionRoutes(versioned, app)
+      applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })
   })
 }

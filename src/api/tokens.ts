@@ -7,6 +7,7 @@ import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/t
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { type ListQuery, listQuery } from './list-query.ts'
+import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { idParam, optionalBody } from './validation.ts'
@@ -26,14 +27,15 @@ const description = z.string().max(1000).nullable()
 const idValue = z.union([z.number().int().min(1).max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number)])
 const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
 
-const createToken = optionalBody(z.object({
+const tokenFields = z.object({
   application: application.optional(),
   description: description.optional(),
   scope: scope.optional(),
   /** ISO 8601 with a time zone, as the platform's API writes `expires`. */
   expires: z.iso.datetime({ offset: true }).optional(),
   expires_in: seconds.optional(),
-}).strict())
+}).strict()
+const createToken = optionalBody(tokenFields)
 const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).strict())
 const revokeTokens = optionalBody(z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict())
 const listTokens = listQuery(tokenFilterFields)
@@ -74,7 +76,12 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     const principal = principalOf(request)
     app.tokens.assertMayCreate(principal.user)
     if (input.application != null) {
-      throw new ValidationFailed({ application: [`Invalid pk "${input.application}" - object does not exist.`] })
+      // The platform mints an application's token here too; Gatehouse issues those at /o/token/, where the
+      // OpenID Connect provider can give them their refresh token and revoke them like every other.
+      const known = await app.store.applications.findById(input.application)
+      throw new ValidationFailed({ application: [known
+        ? 'Tokens of an OAuth2 application are issued at /o/token/ (the password or authorization-code grant); give null for a personal token.'
+        : `Invalid pk "${input.application}" - object does not exist.`] })
     }
     const { record, value } = await app.tokens.issue(principal.user, {
       scope: principal.scope === 'read' ? 'read' : input.scope,
@@ -103,6 +110,12 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
   api.get('/tokens/', { schema: { querystring: listTokens } }, async (request) => {
     const principal = principalOf(request)
     return list(request, request.query, principal.user.isSuperuser ? undefined : principal.user.id)
+  })
+
+  describeList(api, '/tokens/', {
+    name: 'OAuth2 Token List',
+    description: 'Personal tokens: everyone manages their own, superusers all.',
+    create: { body: tokenFields, readOnly: { ...SERVER_FIELDS, user: 'field', token: 'string', refresh_token: 'string', last_used: 'datetime' }, allowed: (principal) => principal.scope !== 'read' },
   })
 
   api.post('/tokens/', { schema: { body: createToken } }, async (request, reply) => create(request, reply, request.body))

@@ -1,5 +1,6 @@
 import type { AuthMethod, Config, ServiceConfig } from '../config/schema.ts'
 import { compileCors, type CorsPolicy } from './cors.ts'
+import { UpstreamPool } from './upstream-pool.ts'
 
 /** A service as the request path needs it: compiled once at start, looked up per request. */
 export interface Route {
@@ -12,6 +13,8 @@ export interface Route {
   readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
   /** Present when the service lets pages of other origins call it. */
   readonly cors: CorsPolicy | undefined
+  /** Admission to the service's upstream connections, shared fairly among clients. */
+  readonly pool: UpstreamPool
   isPublic(path: string): boolean
 }
 
@@ -32,6 +35,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL): Route {
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
     cors: compileCors(service.cors),
+    pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
     isPublic: publicPathMatcher(service.public_paths),
   })
 }

@@ -5,8 +5,8 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
-import { withoutHopByHop } from './proxy.ts'
 import type { Route } from './routes.ts'
+import { clientResponseHeaders } from './upstream-headers.ts'
 
 /**
  * WebSockets through the gateway (RFC 6455). An upgrade request is routed as any other request is (the same hooks,
@@ -86,14 +86,14 @@ export class WebSocketTunnels {
     const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
     if (!('socket' in answer)) {
       // A refusal from the service is relayed as an ordinary response.
-      reply.code(answer.response.statusCode ?? 502).headers(withoutHopByHop(answer.response.headers)).send(answer.response)
+      reply.code(answer.response.statusCode ?? 502).headers(clientResponseHeaders(answer.response.headers)).send(answer.response)
       return
     }
     reply.hijack()
     const client = upgrade.socket
     const service = answer.socket
     const opened = performance.now()
-    client.write(statusLine(answer.response) + rawHeaderLines(answer.response.rawHeaders) + '\r\n')
+    client.write(switchingProtocols(answer.response))
     if (answer.head.length) client.write(answer.head)
     if (upgrade.head.length) service.write(upgrade.head)
     let closedBy: string | undefined
@@ -193,12 +193,11 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
   })
 }
 
-function statusLine(response: IncomingMessage): string {
-  return `HTTP/1.1 ${response.statusCode} ${response.statusMessage}\r\n`
-}
-
-function rawHeaderLines(raw: string[]): string {
-  let lines = ''
-  for (let i = 0; i < raw.length; i += 2) lines += `${raw[i]}: ${raw[i + 1]}\r\n`
-  return lines
+/** The service's 101 as the client gets it: its fields without the gateway's cookies, and the upgrade's own. */
+function switchingProtocols(response: IncomingMessage): string {
+  let head = `HTTP/1.1 101 ${response.statusMessage}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`
+  for (const [name, value] of Object.entries(clientResponseHeaders(response.headers))) {
+    for (const one of [value ?? []].flat()) head += `${name}: ${one}\r\n`
+  }
+  return `${head}\r\n`
 }

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely'
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
+import { ApplicationRepository } from './applications.ts'
 import { LoginFailureRepository } from './login-failures.ts'
 import type { Tables } from './schema.ts'
 import { SessionRepository } from './sessions.ts'
@@ -22,6 +23,7 @@ export interface Repositories {
   readonly oidc: OidcRecordRepository
   readonly sso: SsoRepository
   readonly loginFailures: LoginFailureRepository
+  readonly applications: ApplicationRepository
 }
 
 /**
@@ -65,5 +67,6 @@ function repositoriesOn(db: Kysely<Tables>): Repositories {
     oidc: new OidcRecordRepository(db),
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
+    applications: new ApplicationRepository(db),
   }
 }
