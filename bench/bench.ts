@@ -10,7 +10,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { proxyServer, startNginx, tinyJsonServer } from './nginx.ts'
+import { proxyServer, startNginx, tinyJsonServer } from '../test/helpers/nginx.ts'
 
 const root = new URL('../', import.meta.url).pathname
 const node = join(root, 'node_modules/.bin/node')
