@@ -13,6 +13,8 @@ export async function startNginx(dir: string, name: string, http: string): Promi
   const config = join(prefix, 'nginx.conf')
   writeFileSync(config, [
     'daemon off;',
+    // As root, nginx runs its worker as nobody, which cannot enter a private temporary directory (its caches live there).
+    ...(process.getuid?.() === 0 ? ['user root;'] : []),
     'worker_processes 1;',
     'pid nginx.pid;',
     'error_log logs/error.log warn;',
