@@ -11,9 +11,9 @@ import { clientResponseHeaders } from './upstream-headers.ts'
 /**
  * WebSockets through the gateway (RFC 6455). An upgrade request is routed as any other request is (the same hooks,
  * authentication, refusals and redirects) and, once allowed, tunnelled byte for byte to the service with the identity
- * headers. An open socket lives only as long as its credential: every open tunnel's request is authenticated again
- * twice a second, from memory, and a socket whose session or token was revoked, whose user was disabled or whose
- * credential expired is closed.
+ * headers. An open socket lives only as long as its credential: every open tunnel's request goes through `authorize`
+ * again twice a second, from memory, and a socket whose session or token was revoked, whose user was disabled, whose
+ * credential expired or whose access was withdrawn is closed.
  */
 
 /** How often open sockets' credentials are checked again: a revocation closes them within a second. */
@@ -135,14 +135,14 @@ export class WebSocketTunnels {
     }
   }
 
-  /** Authenticates every open socket's request again; one that no longer passes, or passes as someone else, is closed. */
+  /** Decides on every open socket's request again; one that is no longer let in, or only as someone else, is closed. */
   async #recheck(): Promise<void> {
     if (this.#checking) return
     this.#checking = true
     try {
       await Promise.all([...this.#open].map(async (tunnel) => {
-        const principal = await this.#app.auth.authenticate(tunnel.request, tunnel.route.accepts).catch(() => undefined)
-        if (principal?.user.id !== tunnel.userId) tunnel.close('credential revoked')
+        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch(() => undefined)
+        if (!decision?.granted || decision.principal?.user.id !== tunnel.userId) tunnel.close('credential revoked')
       }))
     } finally {
       this.#checking = false
