@@ -28,7 +28,7 @@ export class CsrfPolicy {
     this.#publicUrl = publicUrl
   }
 
-  /** HTTPS as the client sees it: the connection (or X-Forwarded-Proto with trust_proxy), or an https public URL. */
+  /** HTTPS as the client sees it: the connection (or X-Forwarded-Proto from a trusted proxy), or an https public URL. */
   isSecure(request: FastifyRequest): boolean {
     return request.protocol === 'https' || this.#publicUrl().startsWith('https:')
   }
