@@ -1,7 +1,8 @@
+import type { FastifyRequest } from 'fastify'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
-import { Lockout } from './auth/lockout.ts'
+import { Lockout } from './directory/lockout.ts'
 import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
@@ -13,7 +14,8 @@ import { Accounts } from './directory/accounts.ts'
 import { LdapDirectory, LdapPasswords } from './directory/ldap.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
-import { gatewayLoginUrl } from './gateway/policy.ts'
+import { authorize, type Decision } from './gateway/authorize.ts'
+import { compilePlaces, type Place, type Places } from './gateway/places.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
 import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { OidcRealms } from './oidc/realm.ts'
@@ -36,14 +38,18 @@ export interface App {
   readonly identity: IdentitySigner
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
+  /** The configured services, longest prefix first (the same as `places.services`). */
   readonly routes: readonly Route[]
+  /** The route table: every place a request can land, compiled once. */
+  readonly places: Places
   /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
   readonly trustsProxy: ProxyTrust
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
-  loginUrlFor(route: Route): (next: string) => string
+  /** The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). */
+  authorize(request: FastifyRequest, place: Place): Promise<Decision>
   close(): Promise<void>
 }
 
@@ -83,7 +89,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
 
-  const auth = new AuthPipeline(bus)
+  const auth = new AuthPipeline(bus, accounts)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
@@ -99,14 +105,15 @@ export async function createApp(config: Config, store: Store, options: AppOption
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
-  auth.add(new SessionAuthenticator(sessions, accounts, csrf))
+  auth.add(new SessionAuthenticator(sessions, csrf))
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
-  auth.add(new TokenAuthenticator(tokens, accounts))
+  auth.add(new TokenAuthenticator(tokens))
   const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
+  const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service))
   const app: App = {
     config,
     store,
@@ -118,7 +125,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     identity,
     sessions,
     csrf,
-    routes: compileRoutes(config, options.upstreams),
+    routes,
+    places: compilePlaces(config, routes),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
     get publicUrl() {
@@ -127,7 +135,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     set publicUrl(url: string) {
       identity.issuer = url.replace(/\/$/, '')
     },
-    loginUrlFor: (route) => oidc.loginUrlFor(route) ?? gatewayLoginUrl,
+    authorize: (request, place) => authorize(auth, request, place),
     async close() {
       await tokens.close()
       await bus.stop()

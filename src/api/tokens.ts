@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
-import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { NotFound, NotTokenOwner, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/tokens.ts'
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
@@ -154,7 +154,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
 
   api.post('/users/:id/tokens/', { schema: { params: idParam, body: createToken } }, async (request, reply) => {
     const owner = await app.accounts.require(request.params.id)
-    if (owner.id !== principalOf(request).user.id) throw new PermissionDenied('A token is created by its owner.', 'not_token_owner')
+    if (owner.id !== principalOf(request).user.id) throw new NotTokenOwner()
     return create(request, reply, request.body)
   })
 }
