@@ -46,6 +46,7 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
       proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Forwarded-Host $http_host;
       proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       ${cached ? `proxy_cache gatehouse_decisions;
       proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri";
       proxy_cache_valid 200 1s;
