@@ -72,6 +72,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
       path: splitTarget(request.url).path,
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 10) / 10,
+      service: place?.service,
       place: place?.name,
       decision,
       code,

@@ -26,6 +26,7 @@ export type LoginUrls = (service: string) => ((next: string) => string) | undefi
 export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: LoginUrls = () => undefined): Route {
   return Object.freeze({
     name: service.name,
+    service: service.name,
     prefix: service.prefix,
     upstream,
     accepts: Object.freeze([...service.accepts]),
