@@ -8,6 +8,7 @@ import { newRequestContext } from './context.ts'
 import { NotFound, answerClientError, sendError } from './errors.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
+import { registerForwardAuth } from './gateway/forward-auth.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
@@ -72,6 +73,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
       path: splitTarget(request.url).path,
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 10) / 10,
+      service: place?.service,
       place: place?.name,
       decision,
       code,
@@ -87,6 +89,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
 
   await registerGatewayApi(server, app)
   registerHealthRoutes(server, app)
+  await registerForwardAuth(server, app)
   await registerOidcRoutes(server, app)
   await registerProxy(server, app)
   await registerUi(server, app)

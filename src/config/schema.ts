@@ -1,6 +1,7 @@
 import ipaddr from 'ipaddr.js'
 import { z } from 'zod'
 import { AccessRulesSchema } from './access.ts'
+import { CorsSchema } from './cors.ts'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
@@ -34,6 +35,8 @@ export const ServiceSchema = z.object({
     .describe('For services that accept `oidc`: the realm and client (see `realms`).'),
   strip_prefix: z.boolean().default(false)
     .describe('Remove the prefix before forwarding (the upstream then sees `/rest/of/path`).'),
+  cors: CorsSchema.optional()
+    .describe('Let pages of other origins call this service from a browser: the gateway answers the preflights and adds the CORS headers (docs/proxy.md).'),
   timeouts: z.object({
     connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream before answering 502.'),
     response_seconds: z.number().positive().max(3600).default(60).describe('Time to wait for the upstream\'s response headers, and between body chunks, before answering 504.'),

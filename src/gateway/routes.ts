@@ -1,5 +1,6 @@
 import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { EntryRule, Place } from './places.ts'
+import { compileCors, type CorsPolicy } from './cors.ts'
 import { gatewayLoginUrl } from './policy.ts'
 import { UpstreamPool } from './upstream-pool.ts'
 
@@ -9,6 +10,8 @@ export interface Route extends Place {
   readonly upstream: URL
   readonly stripPrefix: boolean
   readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
+  /** Present when the service lets pages of other origins call it. */
+  readonly cors: CorsPolicy | undefined
   /** Admission to the service's upstream connections, shared fairly among clients. */
   readonly pool: UpstreamPool
 }
@@ -29,6 +32,7 @@ export type ServiceEntryRules = (service: string) => readonly EntryRule[]
 export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: LoginUrls = () => undefined, entryRules: ServiceEntryRules = () => []): Route {
   return Object.freeze({
     name: service.name,
+    service: service.name,
     prefix: service.prefix,
     upstream,
     accepts: Object.freeze([...service.accepts]),
@@ -38,6 +42,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: L
     entry: Object.freeze([...entryRules(service.name)]),
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
+    cors: compileCors(service.cors),
     pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
     isPublic: publicPathMatcher(service.public_paths),
   })

@@ -312,8 +312,8 @@ export class OidcRealms implements AccessTokenIssuers {
   }
 
   /** The tokens a service (or the gateway's own API, `gateway`) accepts; none anywhere else. */
-  policyFor(place: string | undefined): BearerPolicy {
-    return (place && this.#policies.get(place)) || NO_TOKENS
+  policyFor(service: string | undefined): BearerPolicy {
+    return (service && this.#policies.get(service)) || NO_TOKENS
   }
 
   /** For services that take OIDC but not the gateway session: where an unauthenticated browser goes to log in. */
