@@ -355,7 +355,8 @@ describe('the platform\'s clients', () => {
       for (const [body, field] of [
         [{ name: 'x', authorization_grant_type: 'password' }, 'client_type'],
         [{ name: 'x', client_type: 'public', authorization_grant_type: 'implicit' }, 'authorization_grant_type'],
-        [{ name: 'x', client_type: 'public', authorization_grant_type: 'password', organization: 3 }, 'organization'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'password', organization: 999999 }, 'organization'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'password', organization: 'Default' }, 'organization'],
         [{ name: 'x', client_type: 'public', authorization_grant_type: 'authorization-code' }, 'redirect_uris'],
         [{ name: 'x', client_type: 'public', authorization_grant_type: 'authorization-code', redirect_uris: 'javascript:alert(1)' }, 'redirect_uris'],
         [{ name: '', client_type: 'public', authorization_grant_type: 'password' }, 'name'],
@@ -376,6 +377,30 @@ describe('the platform\'s clients', () => {
       assert.equal(missing.status, 404)
       const user = await gw.fetch('/api/gateway/v1/applications/', { headers: { authorization: `Basic ${Buffer.from('reader:reader-password-1').toString('base64')}` } })
       assert.equal(user.status, 403)
+    })
+
+    it('keeps an application in an existing organization, shows it and filters by it', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'Apps Org' }) }))
+      const application = await createApplication({ name: 'org app', organization: organization.id, client_type: 'public', authorization_grant_type: 'password' })
+      assert.equal(application.organization, organization.id)
+      assert.equal(application.summary_fields.organization.name, 'Apps Org')
+      assert.equal(application.related.organization, `/api/gateway/v1/organizations/${organization.id}/`)
+      await createApplication({ name: 'org app', organization: null, client_type: 'public', authorization_grant_type: 'password' })
+
+      const inOrganization = await json(await gw.fetch(`/api/gateway/v1/applications/?name=org+app&organization=${organization.id}`, { headers: admin }))
+      assert.deepEqual(inOrganization.results.map((a: { id: number }) => a.id), [application.id], 'the collection finds an application by name within its organization')
+      const without = await json(await gw.fetch('/api/gateway/v1/applications/?name=org+app&organization__isnull=true', { headers: admin }))
+      assert.equal(without.count, 1)
+      assert.notEqual(without.results[0].id, application.id)
+
+      const moved = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ organization: 999999 }) })
+      assert.equal(moved.status, 400)
+      assert.ok((await json(moved)).organization)
+      const unchanged = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: admin }))
+      assert.equal(unchanged.organization, organization.id)
+      const cleared = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ organization: null }) }))
+      assert.equal(cleared.organization, null)
     })
 
     it('get_oauth2_token() without a client id returns a working personal token', async () => {

@@ -11,6 +11,7 @@ import { oidcAccount } from './008_oidc_account.ts'
 import { loginAddressFailures } from './009_login_address_failures.ts'
 import { access } from './010_access.ts'
 import { oauth2Applications } from './012_oauth2_applications.ts'
+import { applicationOrganization } from './013_application_organization.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -25,6 +26,7 @@ const migrations: Record<string, GatehouseMigration> = {
   '009_login_address_failures': loginAddressFailures,
   '010_access': access,
   '012_oauth2_applications': oauth2Applications,
+  '013_application_organization': applicationOrganization,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {
