@@ -292,6 +292,21 @@ describe('the platform\'s clients', () => {
       assert.equal(forReader.json.actions, undefined, 'no POST for those who may not create users')
     })
 
+    it('answers login\'s GET as the platform for */* and text/html, and with the CSRF token for JSON (docs/api.md)', async () => {
+      for (const accept of ['*/*', 'text/html']) {
+        const page = await gw.fetch('/api/gateway/v1/login/', { headers: { accept } })
+        assert.equal(page.status, 200, accept)
+        assert.match(page.headers.get('content-type') ?? '', /^text\/html/, accept)
+        assert.match(page.headers.get('set-cookie') ?? '', /^csrftoken=[^;]+;/, accept)
+        await page.text()
+      }
+      const asked = await gw.fetch('/api/gateway/v1/login/', { headers: { accept: 'application/json' } })
+      assert.equal(asked.status, 200)
+      const body = await json(asked)
+      assert.deepEqual(Object.keys(body).sort(), ['csrf_token', 'login_url', 'next'])
+      assert.equal(asked.headers.get('set-cookie')?.match(/^csrftoken=([^;]+);/)?.[1], body.csrf_token)
+    })
+
     it('answers user and me objects with url, related and summary_fields', async () => {
       const me = (await json(await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))).results[0]
       for (const field of ['url', 'related', 'summary_fields', 'created_by', 'modified_by', 'is_platform_auditor']) assert.ok(field in me, field)
