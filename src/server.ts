@@ -1,7 +1,7 @@
 import cookie from '@fastify/cookie'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
-import type { DestinationStream } from 'pino'
+import type { DestinationStream, Logger } from 'pino'
 import type { App } from './app.ts'
 import { registerGatewayApi } from './api/register.ts'
 import { newRequestContext } from './context.ts'
@@ -64,8 +64,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // (for the wildcard paths) costs about as much as the rest of the line. Keep secrets out of it.
   // It is also where every refusal is logged, once, with its reason, as Oathkeeper logs its decisions: the place,
   // the decision, the authenticator that claimed the credential and the error code.
-  const requestLog = server.log.child({}, { redact: [] })
-  server.addHook('onResponse', async (request, reply) => {
+  const requestLog = server.log.child({}, { redact: [] }) as Logger
+  // Below info (GATEHOUSE_LOG_LEVEL=warn) the line would be dropped: no hook at all then, so no request pays for one.
+  if (requestLog.isLevelEnabled('info')) server.addHook('onResponse', async (request, reply) => {
     const { place, principal, decision, authenticator, code, accessRule } = request.gatehouse ?? newRequestContext()
     requestLog.info({
       reqId: request.id,

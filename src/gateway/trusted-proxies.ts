@@ -12,12 +12,28 @@ export type ProxyTrust = (address: string | undefined) => boolean
 export function compileTrustedProxies(entries: readonly string[]): ProxyTrust {
   if (!entries.length) return () => false
   const ranges = entries.map((entry) => entry.includes('/') ? ipaddr.parseCIDR(entry) : wholeAddress(entry))
-  return (address) => {
-    if (!address || !ipaddr.isValid(address)) return false
+  const judge = (address: string): boolean => {
+    if (!ipaddr.isValid(address)) return false
     const peer = ipaddr.process(address)
     return ranges.some(([range, bits]) => range.kind() === peer.kind() && peer.match(range, bits))
   }
+  // Asked several times per proxied request (client address, scheme, host, forwarded headers) for the few peers a
+  // gateway sees: parsing the address each time cost more than the rest of the header work. The memory is bounded,
+  // and forgotten whole when full, so a flood of distinct peers costs a parse each, never unbounded memory.
+  const known = new Map<string, boolean>()
+  return (address) => {
+    if (!address) return false
+    let trusted = known.get(address)
+    if (trusted === undefined) {
+      if (known.size >= REMEMBERED_PEERS) known.clear()
+      trusted = judge(address)
+      known.set(address, trusted)
+    }
+    return trusted
+  }
 }
+
+const REMEMBERED_PEERS = 4096
 
 function wholeAddress(entry: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
   const address = ipaddr.process(entry)

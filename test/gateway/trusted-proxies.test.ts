@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { compileTrustedProxies } from '../../src/gateway/trusted-proxies.ts'
+
+describe('trusted proxies', () => {
+  it('judges addresses and CIDRs, IPv4-mapped peers as their IPv4 address, and nothing else', () => {
+    const trusts = compileTrustedProxies(['10.1.0.0/16', '192.0.2.7', '2001:db8::/32'])
+    assert.equal(trusts('10.1.200.3'), true)
+    assert.equal(trusts('::ffff:10.1.0.9'), true)
+    assert.equal(trusts('192.0.2.7'), true)
+    assert.equal(trusts('2001:db8::1'), true)
+    assert.equal(trusts('10.2.0.1'), false)
+    assert.equal(trusts('192.0.2.8'), false)
+    assert.equal(trusts('not an address'), false)
+    assert.equal(trusts(undefined), false)
+    assert.equal(compileTrustedProxies([])('10.1.0.1'), false)
+  })
+
+  it('gives the same answers when asked again, and after more distinct peers than it remembers', () => {
+    const trusts = compileTrustedProxies(['10.1.0.0/16'])
+    assert.equal(trusts('10.1.0.1'), true)
+    assert.equal(trusts('10.9.0.1'), false)
+    for (let i = 0; i < 10_000; i++) trusts(`172.16.${i >> 8}.${i & 255}`)
+    assert.equal(trusts('10.1.0.1'), true)
+    assert.equal(trusts('10.9.0.1'), false)
+    assert.equal(trusts('10.1.0.1'), true)
+  })
+})
