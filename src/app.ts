@@ -1,3 +1,5 @@
+import { SYSTEM_ACTOR } from './audit/actor.ts'
+import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
@@ -15,6 +17,7 @@ import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
+import { GatewayMetrics } from './metrics/metrics.ts'
 import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
 import { EventBus } from './store/event-bus.ts'
@@ -38,6 +41,10 @@ export interface App {
   readonly routes: readonly Route[]
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
+  /** What /metrics shows (src/metrics/). */
+  readonly metrics: GatewayMetrics
+  /** Who did what, when and from where (src/audit/). */
+  readonly audit: AuditTrail
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
   loginUrlFor(route: Route): (next: string) => string
@@ -104,6 +111,18 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
+  const routes = compileRoutes(config, options.upstreams)
+  const metrics = new GatewayMetrics(routes.map((route) => route.name))
+  const audit = new AuditTrail(store, config.audit)
+  auditSignIns(audit, accounts, lockout)
+  audit.onEntry(metrics.auditEntry)
+  metrics.watchAuditDrops(() => audit.droppedTotal)
+  auth.onDecision = metrics.authDecision
+  metrics.watchCaches({ basic_credentials: basicCache.stats, accounts: accounts.stats, sessions: sessions.stats, personal_tokens: tokens.stats })
+  metrics.watchBus(bus)
+  metrics.watchDatabase(store.database)
+  audit.start()
+
   const app: App = {
     config,
     store,
@@ -115,8 +134,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
     identity,
     sessions,
     csrf,
-    routes: compileRoutes(config, options.upstreams),
+    routes,
     oidc,
+    metrics,
+    audit,
     get publicUrl() {
       return identity.issuer
     },
@@ -125,9 +146,19 @@ export async function createApp(config: Config, store: Store, options: AppOption
     },
     loginUrlFor: (route) => oidc.loginUrlFor(route) ?? gatewayLoginUrl,
     async close() {
+      await audit.close()
       await tokens.close()
       await bus.stop()
     },
   }
   return app
+}
+
+/** Every login's outcome and every lockout goes to the audit trail, whichever way the password came in. */
+function auditSignIns(audit: AuditTrail, accounts: Accounts, lockout: Lockout): void {
+  accounts.onLoginAttempt(({ username, address, via, user, code }) => {
+    const actor = { userId: user?.id ?? null, username, address: address ?? null, method: via.method }
+    audit.auth(actor, { operation: user ? 'login' : 'login_error', object: { type: 'user', id: user?.id, name: username }, code, realm: via.realm })
+  })
+  lockout.onLock((username) => audit.auth(SYSTEM_ACTOR, { operation: 'lockout', object: { type: 'user', name: username }, code: 'account_locked' }))
 }

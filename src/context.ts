@@ -6,6 +6,9 @@ export interface RequestContext {
   /** The service whose route matched: a configured service's name, or `gateway` for the gateway's own API and pages. */
   service: string | undefined
   principal: Principal | undefined
+  /** Proxied requests: the time (ms since the request arrived) it was forwarded, and how long the upstream took to answer with headers. */
+  forwardedAtMs: number | undefined
+  upstreamMs: number | undefined
 }
 
 declare module 'fastify' {

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import type { DestinationStream } from 'pino'
 import type { App } from './app.ts'
 import { apiAccessCheck } from './api/access.ts'
+import { activityStreamRoutes } from './api/activitystream.ts'
 import { discoveryRoutes } from './api/discovery.ts'
 import { loginRoutes } from './api/login.ts'
 import { mySessionRoutes } from './api/my-sessions.ts'
@@ -14,12 +15,13 @@ import { ssoRoutes } from './api/sso.ts'
 import { tokenRoutes } from './api/tokens.ts'
 import { meRoutes } from './api/me.ts'
 import { userRoutes } from './api/users.ts'
-import { answerClientError, NotFound, sendError } from './errors.ts'
+import { answerClientError, DatabaseUnavailable, NotFound, sendError } from './errors.ts'
 import { refuseBadHost } from './gateway/host-header.ts'
 import { refuseNulCharacters } from './gateway/input-safety.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
+import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
 import { registerUi } from './ui/routes.ts'
@@ -60,13 +62,14 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.decorateRequest('gatehouse', null as never)
   server.addHook('onRequest', refuseBadHost)
   server.addHook('onRequest', async (request) => {
-    request.gatehouse = { service: undefined, principal: undefined }
+    request.gatehouse = { service: undefined, principal: undefined, forwardedAtMs: undefined, upstreamMs: undefined }
     assertSafePath(splitTarget(request.url).path)
   })
   // The request line's fields are fixed and none can hold a secret, so it skips the redaction pass, which
   // (for the wildcard paths) costs about as much as the rest of the line. Keep secrets out of it.
   const requestLog = server.log.child({}, { redact: [] })
   server.addHook('onResponse', async (request, reply) => {
+    app.metrics.requestDone(request, reply)
     const { service, principal } = request.gatehouse ?? {}
     requestLog.info({
       reqId: request.id,
@@ -81,6 +84,10 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   })
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)
+  app.audit.onError = (error) => {
+    // An outage is logged once, above; the entries wait for the database within the queue's bound.
+    if (!(error instanceof DatabaseUnavailable)) server.log.error({ err: error }, 'audit trail: entries could not be written')
+  }
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
   await server.register(async (api) => {
@@ -100,8 +107,10 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     tokenRoutes(api, app)
     ssoRoutes(api, app)
     mySessionRoutes(api, app)
+    activityStreamRoutes(api, app)
   })
   registerHealthRoutes(server, app)
+  registerMetrics(server, app)
   await registerOidcRoutes(server, app)
   await registerProxy(server, app)
   await registerUi(server, app)

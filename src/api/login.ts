@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf, signingIn } from '../audit/actor.ts'
 import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
@@ -11,6 +12,7 @@ import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-targe
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../ui/login-page.ts'
 import { principalOf } from './access.ts'
+import { auditedSession, sessionFields } from './sessions.ts'
 import { parseInput } from './validation.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
@@ -47,7 +49,7 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
 
     let user
     try {
-      user = await app.accounts.checkPassword(input.username, input.password, request.ip)
+      user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' })
     } catch (error) {
       if ((error instanceof InvalidCredentials || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
         return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
@@ -62,8 +64,10 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
   })
 
   api.post('/api/gateway/v1/logout/', async (request, reply) => {
-    const { sessionId } = principalOf(request)
+    const principal = principalOf(request)
+    const { sessionId } = principal
     if (sessionId) await app.sessions.end(sessionId)
+    app.audit.auth(actorOf(request), { operation: 'logout', object: { type: 'user', id: principal.user.id, name: principal.user.username } })
     clearSessionCookie(reply, app.csrf.isSecure(request))
     app.oidc.signOutBrowser(reply)
     if (wantsHtml(request)) return reply.redirect(LOGIN_PATH, 302)
@@ -93,7 +97,9 @@ export async function startSession(app: App, request: FastifyRequest, reply: Fas
   const previous = request.gatehouse.principal?.sessionId
   if (previous) await app.sessions.end(previous)
   const now = Date.now()
-  const { sessionId, session } = await app.sessions.start(user.id, { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }, now)
+  const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }
+  const { sessionId, session } = await app.sessions.start(user.id, origin, now)
+  app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...origin }))
   await app.accounts.recordLogin(user)
   setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
   return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now }

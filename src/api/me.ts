@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { InvalidCredentials, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { principalOf } from './access.ts'
 import { startSession } from './login.ts'
-import { serializeUser } from './users.ts'
+import { auditedUser, passwordMark, serializeUser } from './users.ts'
 import { parseInput } from './validation.ts'
 
 const profileChanges = z.object({
@@ -34,6 +35,7 @@ export function meRoutes(api: FastifyInstance, app: App): void {
     const input = parseInput(profileChanges, request.body)
     if (user.source !== 'local') throw new PermissionDenied(`Your details come from your ${user.source} account and are changed there.`, 'managed_by_source')
     const updated = await app.accounts.update(user.id, { email: input.email, firstName: input.first_name, lastName: input.last_name })
+    app.audit.change(actorOf(request), 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
     return serializeUser(updated)
   })
 
@@ -61,6 +63,7 @@ export function meRoutes(api: FastifyInstance, app: App): void {
       if (error instanceof ValidationFailed && error.fields?.password) throw new ValidationFailed({ new_password: error.fields.password })
       throw error
     }
+    app.audit.change(actorOf(request), 'update', auditedUser(user), passwordMark(input.current_password, 'old'), passwordMark(input.new_password, 'new'))
     if (principal.method === 'session') await startSession(app, request, reply, user)
     return reply.code(204).send()
   })

@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { principalOf } from './access.ts'
 import { paged, readPage } from './pagination.ts'
-import { serializeSessions } from './sessions.ts'
+import { auditedSession, serializeSessions, sessionFields } from './sessions.ts'
 
 /** How many sessions one pass of end_others/ reads; it repeats until only the current one is left. */
 const BATCH = 200
@@ -26,6 +27,7 @@ export function mySessionRoutes(api: FastifyInstance, app: App): void {
     // Someone else's session is "not found", never "forbidden": ids say nothing about other people.
     if (!session || session.userId !== principalOf(request).user.id || session.expiresAt <= Date.now()) throw new NotFound('No such session.')
     await app.sessions.endById(session.id)
+    app.audit.change(actorOf(request), 'delete', auditedSession(session), sessionFields(session))
     return reply.code(204).send()
   })
 
@@ -40,7 +42,11 @@ async function endOtherSessions(app: App, request: FastifyRequest): Promise<numb
     const { sessions } = await app.store.sessions.list({ offset: 0, limit: BATCH, now: Date.now(), userId: user.id })
     const others = sessions.filter((s) => s.keyHash !== current)
     if (!others.length) return ended
-    for (const session of others) if (await app.sessions.endById(session.id)) ended++
+    for (const session of others) {
+      if (!(await app.sessions.endById(session.id))) continue
+      app.audit.change(actorOf(request), 'delete', auditedSession(session), sessionFields(session))
+      ended++
+    }
     if (sessions.length < BATCH) return ended
   }
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import type { StoredSession } from '../store/sessions.ts'
 import { principalOf } from './access.ts'
@@ -36,7 +37,9 @@ export function sessionRoutes(api: FastifyInstance, app: App): void {
   })
 
   api.delete('/api/gateway/v1/sessions/:id/', { config: { access: 'superuser' } }, async (request, reply) => {
-    if (!(await app.sessions.endById(sessionIdParam(request)))) throw new NotFound('No such session.')
+    const ended = await app.sessions.endById(sessionIdParam(request))
+    if (!ended) throw new NotFound('No such session.')
+    app.audit.change(actorOf(request), 'delete', auditedSession(ended), sessionFields(ended))
     return reply.code(204).send()
   })
 
@@ -47,9 +50,19 @@ export function sessionRoutes(api: FastifyInstance, app: App): void {
 
   api.delete('/api/gateway/v1/users/:id/sessions/', { config: { access: 'superuser' } }, async (request, reply) => {
     const user = await app.accounts.require(userIdParam(request))
-    await app.sessions.endForUser(user.id)
+    const ended = await app.sessions.endForUser(user.id)
+    app.audit.change(actorOf(request), 'delete', { type: 'session', name: `sessions of ${user.username}` }, { user: user.id, ended })
     return reply.code(204).send()
   })
+}
+
+/** A session in the audit trail: its id (the identifier itself is a secret and never recorded). */
+export function auditedSession(session: { id: number }) {
+  return { type: 'session', id: session.id }
+}
+
+export function sessionFields(session: { userId: number; expiresAt: number; ip?: string; userAgent?: string }) {
+  return { user: session.userId, expires_on: new Date(session.expiresAt).toISOString(), ip: session.ip ?? null, user_agent: session.userAgent ?? null }
 }
 
 /** Sessions as the API shows them; `current` marks the one the request came with. The identifier is never shown. */

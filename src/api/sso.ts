@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
+import { signingIn } from '../audit/actor.ts'
 import { syncSsoAccount } from '../directory/sso-sync.ts'
 import { checkAnswerIsOurs, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
 import { BadRequest, GatehouseError, InvalidCredentials, NotFound, wantsHtml } from '../errors.ts'
@@ -68,6 +69,7 @@ export function ssoRoutes(api: FastifyInstance, app: App): void {
       const identity = await party.finish(redirectUri(party), query, secrets)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
       if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
+      app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.

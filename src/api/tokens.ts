@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import type { Principal } from '../auth/principal.ts'
 import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
 import type { TokenRecord } from '../store/tokens.ts'
@@ -66,6 +67,7 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
       expires: input.expires === undefined ? undefined : Date.parse(input.expires),
       expiresIn: input.expires_in,
     })
+    app.audit.change(actorOf(request), 'create', auditedToken(record), undefined, tokenFields(record))
     reply.code(201)
     return serialize(record, value)
   }
@@ -100,9 +102,10 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
     if ((input.user === undefined) === (input.all === undefined)) {
       throw new ValidationFailed({ non_field_errors: ['Give either "user": <id> or "all": true.'] })
     }
-    if (input.all) return { revoked: await app.tokens.revokeAll() }
-    if (!(await app.accounts.get(input.user!))) throw new ValidationFailed({ user: ['No such user.'] })
-    return { revoked: await app.tokens.revokeUser(input.user!) }
+    if (!input.all && !(await app.accounts.get(input.user!))) throw new ValidationFailed({ user: ['No such user.'] })
+    const revoked = input.all ? await app.tokens.revokeAll() : await app.tokens.revokeUser(input.user!)
+    app.audit.change(actorOf(request), 'delete', { type: 'token', name: input.all ? 'all tokens' : `tokens of user ${input.user}` }, { user: input.user ?? null, revoked })
+    return { revoked }
   })
 
   api.get('/api/gateway/v1/tokens/:id/', async (request) => serialize(await visibleToken(request)))
@@ -112,12 +115,14 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
     const input = parseInput(updateToken, request.body ?? {})
     const updated = await app.tokens.update(record, { description: input.description === null ? '' : input.description, scope: input.scope })
     if (!updated) throw new NotFound('No such token.')
+    app.audit.change(actorOf(request), 'update', auditedToken(updated), tokenFields(record), tokenFields(updated))
     return serialize(updated)
   })
 
   api.delete('/api/gateway/v1/tokens/:id/', async (request, reply) => {
     const record = await visibleToken(request)
     await app.tokens.revoke(record.id)
+    app.audit.change(actorOf(request), 'delete', auditedToken(record), tokenFields(record))
     return reply.code(204).send()
   })
 
@@ -132,6 +137,15 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
     if (owner.id !== principalOf(request).user.id) throw new PermissionDenied('A token is created by its owner.', 'not_token_owner')
     return create(request, reply)
   })
+}
+
+/** A token in the audit trail: its id and description, never its value. */
+export function auditedToken(record: TokenRecord) {
+  return { type: 'token', id: record.id, name: record.description || null }
+}
+
+export function tokenFields(record: TokenRecord) {
+  return { user: record.userId, scope: record.scope, description: record.description, expires: new Date(record.expires).toISOString() }
 }
 
 function mayManage(principal: Principal, ownerId: number): boolean {

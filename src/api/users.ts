@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { principalOf } from './access.ts'
@@ -56,6 +57,16 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
   }
 }
 
+/** The audit trail's name for a user. */
+export function auditedUser(user: User) {
+  return { type: 'user', id: user.id, name: user.username }
+}
+
+/** A password given with a change shows in the audit trail as changed, never as a value (src/audit/changes.ts). */
+export function passwordMark(password: string | null | undefined, side: string): { password?: string } {
+  return password === undefined ? {} : { password: side }
+}
+
 export function userIdParam(request: FastifyRequest): number {
   const raw = (request.params as { id: string }).id
   if (!/^[1-9][0-9]{0,9}$/.test(raw)) throw new NotFound('No such user.')
@@ -75,6 +86,7 @@ export function userRoutes(api: FastifyInstance, app: App): void {
   api.post('/api/gateway/v1/users/', { config: { access: 'superuser' } }, async (request, reply) => {
     const input = parseInput(createUser, request.body)
     const user = await app.accounts.create({ ...accountFields(input), username: input.username })
+    app.audit.change(actorOf(request), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(input.password, 'set') })
     reply.code(201)
     return serializeUser(user)
   })
@@ -95,6 +107,7 @@ export function userRoutes(api: FastifyInstance, app: App): void {
       throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
     }
     const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
+    app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
     return serializeUser(user)
   }
   api.patch('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)
@@ -103,7 +116,9 @@ export function userRoutes(api: FastifyInstance, app: App): void {
   api.delete('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, async (request, reply) => {
     const id = userIdParam(request)
     if (id === principalOf(request).user.id) throw new PermissionDenied('You cannot delete your own account.', 'self_lockout')
+    const target = await app.accounts.require(id)
     await app.accounts.delete(id)
+    app.audit.change(actorOf(request), 'delete', auditedUser(target), serializeUser(target))
     return reply.code(204).send()
   })
 }

@@ -1,4 +1,5 @@
 import { hash, randomBytes } from 'node:crypto'
+import { CacheStats } from '../metrics/cache-stats.ts'
 
 interface Entry {
   userId: number
@@ -13,6 +14,7 @@ interface Entry {
  * share one check.
  */
 export class CredentialCache {
+  readonly stats = new CacheStats()
   readonly #key = randomBytes(32).toString('base64')
   readonly #entries = new Map<string, Entry>()
   readonly #byUser = new Map<number, Set<string>>()
@@ -38,7 +40,11 @@ export class CredentialCache {
   /** The user id for a secret: from memory while fresh, otherwise from `verify` (whose errors pass through). */
   async resolve(key: string, verify: () => Promise<number>, now = Date.now()): Promise<number> {
     const hit = this.#entries.get(key)
-    if (hit && hit.expiresAt > now) return hit.userId
+    if (hit && hit.expiresAt > now) {
+      this.stats.hits++
+      return hit.userId
+    }
+    this.stats.misses++
     if (hit) this.#delete(key, hit.userId)
     const generation = this.#generation
     const pending = this.#inFlight.get(key)

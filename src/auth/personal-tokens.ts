@@ -1,4 +1,5 @@
 import { PermissionDenied, ValidationFailed } from '../errors.ts'
+import { CacheStats } from '../metrics/cache-stats.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
@@ -39,6 +40,7 @@ export interface PersonalTokensOptions {
  * request everywhere. A token held in memory longer than the bus's `maxStaleMs` is looked up again.
  */
 export class PersonalTokens {
+  readonly stats = new CacheStats()
   readonly #store: Store
   readonly #bus: EventBus
   readonly #settings: RuntimeSettings
@@ -95,7 +97,11 @@ export class PersonalTokens {
   async find(value: string, now = Date.now()): Promise<ActiveToken | undefined> {
     const hash = hashToken(value)
     const cached = this.#cache.get(hash)
-    if (cached && now - cached.readAt < this.#bus.maxStaleMs) return cached.token
+    if (cached && now - cached.readAt < this.#bus.maxStaleMs) {
+      this.stats.hits++
+      return cached.token
+    }
+    this.stats.misses++
     const generation = this.#generation
     const record = await this.#store.tokens.findByHash(hash)
     if (!record) return undefined

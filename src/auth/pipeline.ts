@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { AuthMethod } from '../config/schema.ts'
-import { DatabaseUnavailable, NotAuthenticated, withChallenges } from '../errors.ts'
+import { DatabaseUnavailable, GatehouseError, NotAuthenticated, withChallenges } from '../errors.ts'
 import { challengesFor } from '../gateway/policy.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator } from './authenticator.ts'
@@ -22,6 +22,8 @@ import { TOKEN_PREFIX } from './token-format.ts'
 export class AuthPipeline {
   readonly #authenticators: Authenticator[] = []
   readonly #bus: EventBus
+  /** Told every decision an authenticator made (metrics count them); `code` is the refusal's stable code. */
+  onDecision: (method: AuthMethod, code: string | undefined) => void = () => {}
 
   constructor(bus: EventBus) {
     this.#bus = bus
@@ -46,9 +48,19 @@ export class AuthPipeline {
     await this.#bus.freshen()
     for (const authenticator of this.#authenticators) {
       if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc'))) continue
-      const principal = await authenticator.authenticate(request, request.gatehouse)
+      let principal: Principal | typeof NOT_MINE
+      try {
+        principal = await authenticator.authenticate(request, request.gatehouse)
+      } catch (error) {
+        this.onDecision(authenticator.id, error instanceof GatehouseError ? error.code : 'internal_error')
+        throw error
+      }
       if (principal === NOT_MINE) continue
-      if (!this.#bus.fresh()) throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')
+      if (!this.#bus.fresh()) {
+        this.onDecision(authenticator.id, 'database_unavailable')
+        throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')
+      }
+      this.onDecision(authenticator.id, undefined)
       return principal
     }
     const header = request.headers.authorization

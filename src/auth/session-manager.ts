@@ -1,5 +1,6 @@
 import { hash, randomBytes } from 'node:crypto'
 import { NotAuthenticated } from '../errors.ts'
+import { CacheStats } from '../metrics/cache-stats.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { StoredSession } from '../store/sessions.ts'
@@ -33,6 +34,7 @@ export interface SessionOrigin {
  * user's. Expired rows are removed by the next login after they expire (at most once a minute): no cron job.
  */
 export class SessionManager {
+  readonly stats = new CacheStats()
   readonly #store: Store
   readonly #bus: EventBus
   readonly #settings: RuntimeSettings
@@ -78,7 +80,10 @@ export class SessionManager {
   async resolve(sessionId: string, now = Date.now()): Promise<ActiveSession> {
     if (!SESSION_ID.test(sessionId)) throw new NotAuthenticated('Invalid session.', 'invalid_session')
     const keyHash = SessionManager.hashOf(sessionId)
-    return this.#cached(keyHash, now) ?? this.#load(keyHash, now)
+    const cached = this.#cached(keyHash, now)
+    if (cached) this.stats.hits++
+    else this.stats.misses++
+    return cached ?? this.#load(keyHash, now)
   }
 
   /** The session by key hash (memory first), or undefined once it ended or expired. */

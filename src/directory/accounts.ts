@@ -1,7 +1,8 @@
 import { NOT_MINE } from '../auth/authenticator.ts'
 import type { Lockout } from '../auth/lockout.ts'
 import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
-import { Conflict, InvalidCredentials, NotFound, ValidationFailed } from '../errors.ts'
+import { Conflict, GatehouseError, InvalidCredentials, NotFound, ValidationFailed } from '../errors.ts'
+import { CacheStats } from '../metrics/cache-stats.ts'
 import { isUniqueViolation } from '../store/database.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
@@ -22,6 +23,21 @@ export interface UserChange {
   revokeTokens: boolean
 }
 
+/** How a password check was asked for, for the audit trail: the login method, and the realm of an OIDC login. */
+export interface LoginVia {
+  readonly method: 'basic' | 'session' | 'oidc'
+  readonly realm?: string | undefined
+}
+
+/** One password check's outcome: `user` when it succeeded, the error's stable `code` when it did not. */
+export interface LoginAttempt {
+  readonly username: string
+  readonly address: string | undefined
+  readonly via: LoginVia
+  readonly user?: User | undefined
+  readonly code?: string | undefined
+}
+
 /** Runs inside the change's transaction: writes only through `tx`. */
 type ChangeListener = (tx: Repositories, user: User, change: UserChange) => void | Promise<void>
 
@@ -40,6 +56,7 @@ export type AccountChanges = Omit<UserChanges, 'passwordHash'> & {
  * and every change to an account (which tells other processes, and lets sessions and tokens react).
  */
 export class Accounts {
+  readonly stats = new CacheStats()
   readonly #store: Store
   readonly #bus: EventBus
   /** Accounts as read, and when: one older than the bus's `maxStaleMs` is read again, in case news of a change was missed. */
@@ -49,6 +66,7 @@ export class Accounts {
   readonly #sources: PasswordSource[]
   readonly #changeListeners: ChangeListener[] = []
   readonly #forgetListeners: ((userId: number) => void)[] = []
+  readonly #loginListeners: ((attempt: LoginAttempt) => void)[] = []
   /** Brute-force protection around every password check. */
   readonly lockout: Lockout
   readonly #passwordPolicy: () => PasswordPolicy
@@ -72,6 +90,11 @@ export class Accounts {
     this.#forgetListeners.push(listener)
   }
 
+  /** Told the outcome of every login's password check (`checkPassword` with `via`): the audit trail and metrics listen. */
+  onLoginAttempt(listener: (attempt: LoginAttempt) => void): void {
+    this.#loginListeners.push(listener)
+  }
+
   addPasswordSource(source: PasswordSource, position = this.#sources.length): void {
     this.#sources.splice(position, 0, source)
   }
@@ -79,7 +102,11 @@ export class Accounts {
   /** The account by id, from memory after the first read; changes anywhere evict it. */
   async get(id: number, now = Date.now()): Promise<User | undefined> {
     const cached = this.#byId.get(id)
-    if (cached && now - cached.readAt < this.#bus.maxStaleMs) return cached.user
+    if (cached && now - cached.readAt < this.#bus.maxStaleMs) {
+      this.stats.hits++
+      return cached.user
+    }
+    this.stats.misses++
     const generation = this.#generation
     const user = await this.#store.users.findById(id)
     if (user && generation === this.#generation) {
@@ -101,12 +128,23 @@ export class Accounts {
    * Whatever goes wrong, the caller learns only "invalid credentials" after about the same time; a disabled
    * account is named only once the password was right, a locked username or throttled address before any check.
    */
-  async checkPassword(username: string, password: string, address: string | undefined): Promise<User> {
-    if (!USERNAME_PATTERN.test(username)) {
-      await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
-      throw new InvalidCredentials()
+  async checkPassword(username: string, password: string, address: string | undefined, via?: LoginVia): Promise<User> {
+    try {
+      if (!USERNAME_PATTERN.test(username)) {
+        await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
+        throw new InvalidCredentials()
+      }
+      const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password))
+      if (via) this.#reportLogin({ username, address, via, user })
+      return user
+    } catch (error) {
+      if (via) this.#reportLogin({ username, address, via, code: error instanceof GatehouseError ? error.code : 'internal_error' })
+      throw error
     }
-    return this.lockout.guard(username, address, () => this.#verifyPassword(username, password))
+  }
+
+  #reportLogin(attempt: LoginAttempt): void {
+    for (const listener of this.#loginListeners) listener(attempt)
   }
 
   async #verifyPassword(username: string, password: string): Promise<User> {

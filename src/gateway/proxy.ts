@@ -73,9 +73,14 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
   }
   const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
+  const forwardedAt = reply.elapsedTime
+  context.forwardedAtMs = forwardedAt
   reply.from(basePath + upstreamPath + query, {
     rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity),
-    rewriteHeaders: (headers) => withoutHopByHop(headers as IncomingHttpHeaders),
+    rewriteHeaders: (headers) => {
+      context.upstreamMs = reply.elapsedTime - forwardedAt
+      return withoutHopByHop(headers as IncomingHttpHeaders)
+    },
     retryDelay: () => null,
     onError: (replyWithError, { error }) => {
       const cause = (error as { cause?: { code?: string } }).cause

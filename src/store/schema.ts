@@ -17,6 +17,7 @@ export interface Tables {
   sso_logins: SsoLoginsTable
   login_failures: LoginFailuresTable
   login_address_failures: LoginAddressFailuresTable
+  audit_entries: AuditEntriesTable
 }
 
 export interface GatewayProcessesTable {
@@ -132,4 +133,20 @@ export interface LoginAddressFailuresTable {
   window_start: number
   failures: number
   last_failure_at: number
+}
+
+export interface AuditEntriesTable {
+  id: Generated<number>
+  created_at: number
+  operation: string
+  content_type: string
+  object_id: string | null
+  object_name: string | null
+  actor_id: number | null
+  actor_username: string | null
+  source_address: string | null
+  auth_method: string | null
+  code: string | null
+  realm: string | null
+  changes: string | null
 }

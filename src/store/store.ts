@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely'
+import { AuditRepository } from './audit.ts'
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
 import { LoginFailureRepository } from './login-failures.ts'
@@ -22,6 +23,7 @@ export interface Repositories {
   readonly oidc: OidcRecordRepository
   readonly sso: SsoRepository
   readonly loginFailures: LoginFailureRepository
+  readonly audit: AuditRepository
 }
 
 /**
@@ -65,5 +67,6 @@ function repositoriesOn(db: Kysely<Tables>): Repositories {
     oidc: new OidcRecordRepository(db),
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
+    audit: new AuditRepository(db),
   }
 }

@@ -9,6 +9,7 @@ import { sso } from './006_sso.ts'
 import { loginFailures } from './007_login_failures.ts'
 import { oidcAccount } from './008_oidc_account.ts'
 import { loginAddressFailures } from './009_login_address_failures.ts'
+import { audit } from './011_audit.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -21,6 +22,7 @@ const migrations: Record<string, GatehouseMigration> = {
   '007_login_failures': loginFailures,
   '008_oidc_account': oidcAccount,
   '009_login_address_failures': loginAddressFailures,
+  '011_audit': audit,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {
