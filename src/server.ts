@@ -6,6 +6,7 @@ import type { DestinationStream } from 'pino'
 import type { App } from './app.ts'
 import { apiAccessCheck } from './api/access.ts'
 import { activityStreamRoutes } from './api/activitystream.ts'
+import { realmEventRoutes } from './api/realm-events.ts'
 import { discoveryRoutes } from './api/discovery.ts'
 import { loginRoutes } from './api/login.ts'
 import { mySessionRoutes } from './api/my-sessions.ts'
@@ -108,6 +109,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     ssoRoutes(api, app)
     mySessionRoutes(api, app)
     activityStreamRoutes(api, app)
+    realmEventRoutes(api, app)
   })
   registerHealthRoutes(server, app)
   registerMetrics(server, app)
