@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs'
+import { createWriteStream, openSync, type WriteStream } from 'node:fs'
 import type { AuditSchema } from '../config/operations.ts'
 import type { NewAuditEntry } from '../store/audit.ts'
 import type { Store } from '../store/store.ts'
@@ -76,7 +76,12 @@ export class AuditTrail {
   /** Starts writing batches and pruning; without it, entries wait for `flush()` (the CLI flushes before it exits). */
   start(): void {
     if (this.#options.output === 'stdout') this.#lines = process.stdout
-    if (this.#options.output === 'file') this.#lines = createWriteStream(this.#options.file!, { flags: 'a', mode: 0o600 })
+    if (this.#options.output === 'file') {
+      // Opened now, so a path that cannot be written fails the start rather than a later write.
+      const lines = createWriteStream('', { fd: openSync(this.#options.file!, 'a', 0o600) })
+      lines.on('error', (error) => this.onError(error))
+      this.#lines = lines
+    }
     this.#timer = setInterval(() => void this.flush(), this.#options.flush_ms)
     this.#timer.unref()
     this.#pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS)
@@ -119,6 +124,12 @@ export class AuditTrail {
     this.#queue.push(entry)
   }
 
+  /** Resolves once the lines are handed to the file (or standard output), so a flush means written. */
+  #writeLines(batch: NewAuditEntry[]): Promise<void> {
+    const text = batch.map((entry) => JSON.stringify(asLine(entry))).join('\n') + '\n'
+    return new Promise((resolve) => this.#lines!.write(text, () => resolve()))
+  }
+
   async #write(): Promise<void> {
     if (this.#dropped) {
       this.#queue.push({ ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }), code: 'queue_full' })
@@ -134,7 +145,7 @@ export class AuditTrail {
         this.onError(error)
         return
       }
-      if (this.#lines) this.#lines.write(batch.map((entry) => JSON.stringify(asLine(entry))).join('\n') + '\n')
+      if (this.#lines) await this.#writeLines(batch)
       this.#insertedSincePrune += batch.length
     }
     // A burst must not wait an hour for the count bound.
