@@ -9,7 +9,7 @@ export function settingsRoutes(api: FastifyInstance, app: App): void {
   const save = async (request: FastifyRequest) => {
     const before = { ...app.settings.current }
     const after = await app.settings.update(request.body)
-    app.audit.change(actorOf(request), 'update', { type: 'setting', name: 'settings' }, before, after)
+    app.audit.change(actorOf(request), 'update', { type: 'settings' }, before, after)
     return after
   }
   api.patch('/api/gateway/v1/settings/', { config: { access: 'superuser' } }, save)

@@ -18,7 +18,7 @@ describe('audit trail bounds', () => {
     const trail = new AuditTrail(store, { ...auditDefaults, queue_limit: 50 })
     try {
       for (let i = 0; i < 80; i++) trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: `user-${i}` }, code: 'invalid_credentials' })
-      trail.change(SYSTEM_ACTOR, 'update', { type: 'setting', name: 'settings' }, { session_cookie_age: 900 }, { session_cookie_age: 600 })
+      trail.change(SYSTEM_ACTOR, 'update', { type: 'settings' }, { session_cookie_age: 900 }, { session_cookie_age: 600 })
       assert.equal(trail.droppedTotal, 30)
       await trail.flush()
       const { count, entries } = await store.audit.list({}, { offset: 0, limit: 100, newestFirst: true })

@@ -93,7 +93,7 @@ for (const backend of gatewayBackends) {
       const token = await createToken(gw, { authorization: basic('alice', 'alice-password') }, { description: 'ci' })
       assert.equal((await send('DELETE', `/api/gateway/v1/tokens/${token.id}/`)).status, 204)
       const [revoked, issued, setting] = await stream('&operation__in=create,update,delete')
-      assert.equal(setting.content_type, 'setting')
+      assert.equal(setting.content_type, 'settings')
       assert.deepEqual(setting.changes.changed_fields, { session_cookie_age: [900, 1200] })
       assert.equal(issued.content_type, 'token')
       assert.equal(issued.object_id, String(token.id))

@@ -1,6 +1,7 @@
 import { api, ApiError, loginUrl } from './api.js'
 import { h, messageOf, replace } from './dom.js'
 import { profilePage } from './pages/account.js'
+import { activityPage } from './pages/activity.js'
 import { servicesPage } from './pages/services.js'
 import { allSessionsPage, mySessionsPage } from './pages/sessions.js'
 import { settingsPage } from './pages/settings.js'
@@ -26,6 +27,7 @@ const ROUTES = [
   { path: /^\/ui\/admin\/sessions$/, title: 'All sessions', page: allSessionsPage, admin: true, nav: '/ui/admin/sessions' },
   { path: /^\/ui\/admin\/settings$/, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
   { path: /^\/ui\/admin\/services$/, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
+  { path: /^\/ui\/admin\/activity$/, title: 'Activity', page: activityPage, admin: true, nav: '/ui/admin/activity' },
 ]
 
 const NAV = [
@@ -33,7 +35,7 @@ const NAV = [
   {
     heading: 'Administration',
     admin: true,
-    links: [['/ui/admin/users', 'Users'], ['/ui/admin/tokens', 'Tokens'], ['/ui/admin/sessions', 'Sessions'], ['/ui/admin/settings', 'Settings'], ['/ui/admin/services', 'Services']],
+    links: [['/ui/admin/users', 'Users'], ['/ui/admin/tokens', 'Tokens'], ['/ui/admin/sessions', 'Sessions'], ['/ui/admin/settings', 'Settings'], ['/ui/admin/services', 'Services'], ['/ui/admin/activity', 'Activity']],
   },
 ]
 
