@@ -107,12 +107,12 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens, accounts))
-  const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession })
-  if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
-
   const routes = compileRoutes(config, options.upstreams)
   const metrics = new GatewayMetrics(routes.map((route) => route.name))
+  const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, tokensIssued: metrics.oidcTokensIssued })
+  if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
+
   const audit = new AuditTrail(store, config.audit)
   auditSignIns(audit, accounts, lockout)
   audit.onEntry(metrics.auditEntry)

@@ -35,6 +35,7 @@ export class GatewayMetrics {
   readonly #decisions = new CounterFamily('gatehouse_auth_decisions_total', 'Authentication decisions, by method and outcome (granted, or refused with its error code).', ['method', 'outcome', 'code'])
   readonly #logins = new CounterFamily('gatehouse_logins_total', 'Password logins, by method and outcome (success, failure) with the failure\'s code.', ['method', 'outcome', 'code'])
   readonly #created = new CounterFamily('gatehouse_credentials_created_total', 'Sessions and personal tokens created.', ['kind'])
+  readonly #oidcGrants = new CounterFamily('gatehouse_oidc_token_grants_total', 'Tokens issued by a realm\'s token endpoint, by realm and grant type.', ['realm', 'grant_type'])
   readonly #revoked = new CounterFamily('gatehouse_revocations_total', 'Sessions and personal tokens ended or revoked through the API or CLI.', ['kind'])
   readonly #lockouts = new CounterFamily('gatehouse_lockouts_total', 'Usernames locked after too many failed logins.', [])
   readonly #auditDropped = new CounterFamily('gatehouse_audit_dropped_total', 'Audit entries counted instead of kept because the queue was full.', [])
@@ -55,7 +56,7 @@ export class GatewayMetrics {
     for (const method of AUTH_METHODS) this.#granted.set(method, this.#decisions.series(method, 'granted', ''))
     this.#lockouts.series()
     this.#auditDropped.series()
-    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#revoked, this.#lockouts, this.#auditDropped, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
+    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
       this.registry.registerMetric(family as never)
     }
     collectDefaultMetrics({ register: this.registry })
@@ -90,6 +91,10 @@ export class GatewayMetrics {
       case 'create': if (entry.contentType === 'token' || entry.contentType === 'session') this.#created.series(entry.contentType).value++; break
       case 'delete': if (entry.contentType === 'token' || entry.contentType === 'session') this.#revoked.series(entry.contentType).value++; break
     }
+  }
+
+  readonly oidcTokensIssued = (realm: string, grantType: string): void => {
+    this.#oidcGrants.series(realm, grantType).value++
   }
 
   watchAuditDrops(dropped: () => number): void {

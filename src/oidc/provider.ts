@@ -67,6 +67,8 @@ export interface ProviderOptions {
   loginName(name: string): Promise<string>
   endGatewaySession(cookie: string): Promise<void>
   revoke: AdapterDependencies['revoke']
+  /** Told each grant the token endpoint answered with tokens (metrics count them). */
+  tokensIssued?: ((grantType: string) => void) | undefined
 }
 
 /**
@@ -182,6 +184,7 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
+  provider.on('grant.success', (ctx) => options.tokensIssued?.(String(ctx.oidc.params?.grant_type ?? 'unknown')))
   provider.on('grant.error', (ctx, error) => {
     ctx.state.failure = error
   })

@@ -53,6 +53,8 @@ export interface RealmDependencies {
   publicUrl(): string
   /** Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. */
   endGatewaySession(cookie: string): Promise<void>
+  /** Told each grant a realm's token endpoint answered with tokens, with the realm's name. */
+  tokensIssued?: ((realm: string, grantType: string) => void) | undefined
 }
 
 /** A realm's keys of one kind, read from the store when they may have changed, with other processes told of changes. */
@@ -235,6 +237,7 @@ export class Realm {
         serviceAccounts: this.#deps.serviceAccounts,
         loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
+        tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
           announce(REVOKE_TOPIC, key)

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { parseScrape, sampleValue, type Sample } from '../helpers/prometheus.ts'
+import { REALM, tokenRequest } from '../helpers/oidc.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
 type Scrape = Map<string, Sample[]>
@@ -46,6 +47,7 @@ describe('metrics', () => {
       // Ten wrong passwords lock a username (the default login_failures_before_lockout); the eleventh try is refused as locked.
       for (let i = 0; i < 10; i++) assert.equal((await call('GET', '/api/controller/v2/hosts/', { authorization: basic('mallory', `guess-${i}`) })).code, 'invalid_credentials')
       assert.equal((await call('GET', '/api/controller/v2/hosts/', { authorization: basic('mallory', 'guess-10') })).code, 'account_locked')
+      assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })).status, 200)
 
       const end = await scrape(gw.url + '/metrics')
       const delta = (name: string, labels: Record<string, string> = {}) => sampleValue(end, name, labels) - sampleValue(start, name, labels)
@@ -68,6 +70,8 @@ describe('metrics', () => {
       assert.equal(logins('success'), 1, 'alice\'s password is verified once, then remembered')
       assert.equal(logins('failure', 'invalid_credentials'), 12)
       assert.equal(logins('failure', 'account_locked'), 1)
+      assert.equal(delta('gatehouse_logins_total', { method: 'oidc', outcome: 'success', code: '' }), 1)
+      assert.equal(delta('gatehouse_oidc_token_grants_total', { realm: REALM, grant_type: 'password' }), 1)
       assert.equal(delta('gatehouse_lockouts_total'), 1)
       assert.equal(delta('gatehouse_credentials_created_total', { kind: 'token' }), 1)
       assert.equal(delta('gatehouse_revocations_total', { kind: 'token' }), 1)
