@@ -121,7 +121,6 @@ export async function createApp(config: Config, store: Store, options: AppOption
   metrics.watchCaches({ basic_credentials: basicCache.stats, accounts: accounts.stats, sessions: sessions.stats, personal_tokens: tokens.stats })
   metrics.watchBus(bus)
   metrics.watchDatabase(store.database)
-  audit.start()
 
   const app: App = {
     config,

@@ -89,6 +89,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     // An outage is logged once, above; the entries wait for the database within the queue's bound.
     if (!(error instanceof DatabaseUnavailable)) server.log.error({ err: error }, 'audit trail: entries could not be written')
   }
+  app.audit.start()
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
   await server.register(async (api) => {

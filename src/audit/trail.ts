@@ -73,15 +73,20 @@ export class AuditTrail {
     this.#add({ ...entryOf(actor, event.operation, event.object, null), code: event.code ?? null, realm: event.realm ?? null }, false)
   }
 
-  /** Starts writing batches and pruning; without it, entries wait for `flush()` (the CLI flushes before it exits). */
-  start(): void {
-    if (this.#options.output === 'stdout') this.#lines = process.stdout
+  /**
+   * Opens the JSON-lines output and starts writing batches and pruning. A command-line run passes `periodic: false`
+   * (its entries are written when it closes) and `stdout: false` (standard output is the command's own).
+   */
+  start(how: { periodic?: boolean; stdout?: boolean } = {}): void {
+    if (this.#timer || this.#lines) return
+    if (this.#options.output === 'stdout' && how.stdout !== false) this.#lines = process.stdout
     if (this.#options.output === 'file') {
       // Opened now, so a path that cannot be written fails the start rather than a later write.
       const lines = createWriteStream('', { fd: openSync(this.#options.file!, 'a', 0o600) })
       lines.on('error', (error) => this.onError(error))
       this.#lines = lines
     }
+    if (how.periodic === false) return
     this.#timer = setInterval(() => void this.flush(), this.#options.flush_ms)
     this.#timer.unref()
     this.#pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS)
