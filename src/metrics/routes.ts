@@ -24,7 +24,8 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
     return
   }
   let listener: Server | undefined
-  server.addHook('onListen', async () => {
+  // onReady, not onListen: listen() waits for it, so the URL is known when serve prints where it listens.
+  server.addHook('onReady', async () => {
     listener = createServer((request, response) => {
       const answer = (status: number, type: string, body: string, headers: Record<string, string | string[]> = {}) => {
         response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers }).end(body)
