@@ -58,6 +58,15 @@ for (const backend of gatewayBackends) {
       assert.ok(!JSON.stringify([logout, created, signedIn]).includes(session.sessionId), 'the session identifier is a secret')
     })
 
+    it('records a session a superuser ended', async () => {
+      await login(gw, 'alice', 'alice-password')
+      const [started] = await stream('&created_by__username=alice&content_type=session&operation=create')
+      assert.equal((await send('DELETE', `/api/gateway/v1/sessions/${started.object_id}/`)).status, 204)
+      const [ended] = await stream(`&content_type=session&object_id=${started.object_id}&operation=delete`)
+      assert.equal(ended.summary_fields.created_by.username, 'admin')
+      assert.equal(ended.changes.removed_fields.user, started.created_by)
+    })
+
     it('records a lockout, and the refusals during it as account_locked', async () => {
       for (let i = 0; i < 10; i++) await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('mallory', `guess-${i}`) } })
       const locked = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('mallory', 'guess-10') } })
