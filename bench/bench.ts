@@ -1,31 +1,43 @@
 /**
- * `npm run bench`: requests per second and p99 latency to the demo controller, directly and through the gateway,
- * with wrk (Debian package `wrk`) as the load generator in its own process. Each target is warmed up first.
- * Environment: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 32).
+ * `npm run bench`: every figure of the data plane side by side in one run, so a reader compares ratios rather
+ * than absolute numbers from a shared machine. The upstream is nginx answering a tiny JSON body; in front of it
+ * nginx proxy_pass (one worker), a bare node:http + undici proxy (the floor for any Node proxy), Gatehouse with
+ * each credential type, and nginx auth_request asking Gatehouse (with and without a 1 s decision cache). Then the
+ * three token grants, the machine's argon2id rate, start-up time and idle memory.
+ * Needs Debian's `nginx` and `wrk`. Environment: BENCH_SECONDS per row (default 3), BENCH_CONNECTIONS (default 50).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { proxyServer, startNginx, tinyJsonServer } from './nginx.ts'
 
 const root = new URL('../', import.meta.url).pathname
-const seconds = Number(process.env.BENCH_SECONDS ?? 10)
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 32)
+const node = join(root, 'node_modules/.bin/node')
+const seconds = Number(process.env.BENCH_SECONDS ?? 3)
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const password = 'bench-password'
+const clientSecret = 'bench-client-secret-0123456789'
+const ports = { upstream: 18481, nginxProxy: 18482, gateway: 18480, authRequest: 18483, authRequestCached: 18484 }
 const children: ChildProcess[] = []
+const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'))
 
-function requireWrk(): void {
-  try {
-    execFileSync('wrk', ['--version'], { stdio: 'ignore' })
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ENOENT') {
-      process.stderr.write('bench: wrk is not installed (apt-get install wrk)\n')
-      process.exit(2)
+function requireTools(): void {
+  for (const [tool, flag] of [['wrk', '--version'], ['nginx', '-v']]) {
+    try {
+      execFileSync(tool!, [flag!], { stdio: 'ignore' })
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ENOENT') {
+        process.stderr.write(`bench: ${tool} is not installed (apt-get install ${tool})\n`)
+        process.exit(2)
+      }
     }
   }
 }
 
-function start(command: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<string> {
+/** Starts a process and resolves with the first match of `ready` in its output, and the time that took. */
+function start(command: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<{ match: string; ms: number; child: ChildProcess }> {
+  const began = performance.now()
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   children.push(child)
   let output = ''
@@ -36,7 +48,7 @@ function start(command: string, args: string[], env: Record<string, string>, rea
       const match = ready.exec(output)
       if (match) {
         clearTimeout(timer)
-        resolve(match[1]!)
+        resolve({ match: match[1]!, ms: performance.now() - began, child })
       }
     }
     child.stdout!.on('data', onData)
@@ -45,15 +57,28 @@ function start(command: string, args: string[], env: Record<string, string>, rea
   })
 }
 
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
+}
+
 interface Result {
   rps: number
   p99ms: number
   errors: number
 }
 
-function wrk(url: string, headers: Record<string, string> = {}, duration = seconds): Result {
-  const args = ['-t', '2', '-c', String(connections), '-d', `${duration}s`, '--latency']
-  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`)
+/** wrk with one thread, as the issue's measurements; a Lua script for the POSTs of the token grants. */
+function wrk(url: string, options: { headers?: Record<string, string>; body?: string; connections?: number; duration?: number } = {}): Result {
+  const args = ['-t', '1', '-c', String(options.connections ?? connections), '-d', `${options.duration ?? seconds}s`, '--latency']
+  for (const [name, value] of Object.entries(options.headers ?? {})) args.push('-H', `${name}: ${value}`)
+  if (options.body !== undefined) {
+    const script = join(dir, 'post.lua')
+    writeFileSync(script, `wrk.method = "POST"\nwrk.body = ${JSON.stringify(options.body)}\nwrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n`)
+    args.push('-s', script)
+  }
   const out = execFileSync('wrk', [...args, url], { encoding: 'utf8' })
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
   const p99 = /99%\s+([\d.]+)(us|ms|s)/.exec(out)
@@ -62,6 +87,11 @@ function wrk(url: string, headers: Record<string, string> = {}, duration = secon
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   const errors = non2xx + (socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0)
   return { rps, p99ms, errors }
+}
+
+function measure(url: string, options: Parameters<typeof wrk>[1] = {}): Result {
+  wrk(url, { ...options, duration: 1 })
+  return wrk(url, options)
 }
 
 /** The session login as a script does it: fetch the CSRF cookie, post the form, keep gateway_sessionid. */
@@ -79,61 +109,163 @@ async function logIn(gateway: string): Promise<string> {
   return `gateway_sessionid=${session[1]}`
 }
 
-/** An access token from the realm, as the first document's users get one. */
-async function passwordGrant(gateway: string): Promise<string> {
-  const response = await fetch(`${gateway}/realms/platform/protocol/openid-connect/token`, {
-    method: 'POST',
-    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password }),
-  })
-  return ((await response.json()) as { access_token: string }).access_token
+const tokenEndpoint = (gateway: string) => `${gateway}/realms/platform/protocol/openid-connect/token`
+const passwordGrantBody = new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password }).toString()
+const clientCredentialsBody = new URLSearchParams({ client_id: 'bench-service', client_secret: clientSecret, grant_type: 'client_credentials' }).toString()
+
+async function passwordGrant(gateway: string): Promise<{ access_token: string; refresh_token: string }> {
+  const response = await fetch(tokenEndpoint(gateway), { method: 'POST', body: new URLSearchParams(passwordGrantBody) })
+  return (await response.json()) as { access_token: string; refresh_token: string }
 }
 
-requireWrk()
-const dataDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'))
-try {
-  const node = join(root, 'node_modules/.bin/node')
-  const upstream = (await start(node, [join(root, 'bench/upstream.ts')], { GATEWAY_URL: 'http://127.0.0.1:18480' }, /(http:\/\/\S+)/)).replace(/\/$/, '')
-  const config = join(dataDir, 'bench.yaml')
+function writeConfig(): string {
+  const config = join(dir, 'bench.yaml')
   writeFileSync(config, [
-    'server: { host: 127.0.0.1, port: 18480 }',
+    `server: { host: 127.0.0.1, port: ${ports.gateway} }`,
     'services:',
-    `  - { name: controller, prefix: /api/controller/, upstream: "${upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/], oidc: { realm: platform, client_id: end-users } }`,
+    `  - { name: controller, prefix: /api/controller/, upstream: "http://127.0.0.1:${ports.upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/], oidc: { realm: platform, client_id: end-users } }`,
     'realms:',
-    '  - { name: platform, clients: [{ client_id: end-users, public_client: true, direct_access_grants: true }] }',
+    '  - name: platform',
+    '    clients:',
+    '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
+    `      - { client_id: bench-service, public_client: false, secret: ${clientSecret}, service_accounts: true }`,
   ].join('\n'))
-  const gateway = await start(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir],
-    { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn' }, /Gatehouse listening on (\S+)/)
-  const basicAuth = { Authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64') }
-  const tokenResponse = await fetch(`${gateway}/api/gateway/v1/tokens/`, { method: 'POST', headers: basicAuth })
-  const { token } = (await tokenResponse.json()) as { token: string }
-  const sessionCookie = await logIn(gateway)
-  const accessToken = await passwordGrant(gateway)
+  return config
+}
 
-  const targets: [string, string, Record<string, string>][] = [
-    ['direct to the upstream', `${upstream}/api/controller/v2/ping/`, {}],
-    ['gateway, public path', `${gateway}/api/controller/v2/ping/`, {}],
-    ['gateway, basic auth', `${gateway}/api/controller/v2/hosts/`, basicAuth],
-    ['gateway, session cookie', `${gateway}/api/controller/v2/hosts/`, { Cookie: sessionCookie }],
-    ['gateway, personal token', `${gateway}/api/controller/v2/hosts/`, { Authorization: `Bearer ${token}` }],
-    ['gateway, OIDC bearer', `${gateway}/api/controller/v2/hosts/`, { Authorization: `Bearer ${accessToken}` }],
-  ]
-  const rows: string[] = []
-  let direct = 0
-  for (const [name, url, headers] of targets) {
-    wrk(url, headers, 2)
-    const result = wrk(url, headers)
-    direct ||= result.rps
-    rows.push(`| ${name} | ${Math.round(result.rps)} | ${result.p99ms.toFixed(2)} | ${(result.rps / direct).toFixed(2)} | ${result.errors} |`)
+function startGateway(config: string, dataDir: string) {
+  return start(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir],
+    { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn' }, /Gatehouse listening on (\S+)/)
+}
+
+function residentMegabytes(child: ChildProcess): number {
+  const kilobytes = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1])
+  return kilobytes / 1024
+}
+
+/** nginx auth_request asking Gatehouse, optionally caching each decision for 1 s keyed on the credential. */
+function authRequestServer(port: number, cached: boolean): string {
+  return `
+  ${cached ? `proxy_cache_path ${dir}/authz-cache keys_zone=authz:1m;` : ''}
+  upstream app_${port} { server 127.0.0.1:${ports.upstream}; keepalive 64; }
+  upstream gatehouse_${port} { server 127.0.0.1:${ports.gateway}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    keepalive_requests 1000000;
+    location / {
+      auth_request /_gatehouse;
+      proxy_pass http://app_${port}; proxy_http_version 1.1; proxy_set_header Connection "";
+    }
+    location = /_gatehouse {
+      internal;
+      proxy_pass http://gatehouse_${port}/api/gateway/v1/authz/auth-request/;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method;
+      ${cached ? 'proxy_cache authz; proxy_cache_key "$http_authorization$cookie_gateway_sessionid$host$request_uri"; proxy_cache_valid 200 1s;' : ''}
+    }
+  }`
+}
+
+interface Row {
+  name: string
+  result?: Result
+  note?: string
+}
+
+function table(rows: Row[], baseline: Result, floor: Result): string {
+  const lines = ['| target | requests/s | p99 ms | vs nginx proxy_pass | vs bare Node proxy | p99 vs nginx proxy_pass | errors |', '|---|---:|---:|---:|---:|---:|---:|']
+  for (const { name, result, note } of rows) {
+    if (!result) {
+      lines.push(`| ${name} | ${note} | | | | | |`)
+      continue
+    }
+    lines.push(`| ${name} | ${Math.round(result.rps)} | ${result.p99ms.toFixed(2)} | ${(result.rps / baseline.rps).toFixed(2)}x | ${(result.rps / floor.rps).toFixed(2)}x | ${(result.p99ms / baseline.p99ms).toFixed(1)}x | ${result.errors} |`)
   }
+  return lines.join('\n')
+}
+
+requireTools()
+try {
+  await startNginx(dir, 'upstream', tinyJsonServer(ports.upstream)).then((child) => children.push(child))
+  await startNginx(dir, 'proxy', proxyServer(ports.nginxProxy, ports.upstream)).then((child) => children.push(child))
+  const bare = (await start(node, [join(root, 'bench/bare-proxy.ts')], { BARE_PROXY_UPSTREAM: `http://127.0.0.1:${ports.upstream}` }, /(http:\/\/\S+)/)).match
+
+  const config = writeConfig()
+  const dataDir = join(dir, 'data')
+  const fresh = await startGateway(config, dataDir)
+  await stop(fresh.child)
+  const restarted = await startGateway(config, dataDir)
+  const gateway = restarted.match.replace(/\/$/, '')
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const idleRss = residentMegabytes(restarted.child)
+
+  const basicAuth = { Authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64') }
+  const { token } = (await (await fetch(`${gateway}/api/gateway/v1/tokens/`, { method: 'POST', headers: basicAuth })).json()) as { token: string }
+  const sessionCookie = await logIn(gateway)
+  const { access_token: accessToken, refresh_token: refreshToken } = await passwordGrant(gateway)
+  const hosts = '/api/controller/v2/hosts/'
+  const credentials: [string, Record<string, string>][] = [
+    ['basic', basicAuth],
+    ['session cookie', { Cookie: sessionCookie }],
+    ['personal token', { Authorization: `Bearer ${token}` }],
+    ['OIDC bearer', { Authorization: `Bearer ${accessToken}` }],
+  ]
+
+  const upstreamDirect = measure(`http://127.0.0.1:${ports.upstream}${hosts}`)
+  const nginxProxy = measure(`http://127.0.0.1:${ports.nginxProxy}${hosts}`)
+  const bareProxy = measure(`${bare}${hosts}`, { headers: { Authorization: 'Bearer bench' } })
+  const rows: Row[] = [
+    { name: 'upstream direct (nginx return 200)', result: upstreamDirect },
+    { name: 'nginx proxy_pass, 1 worker', result: nginxProxy },
+    { name: 'bare node:http + undici proxy', result: bareProxy },
+    { name: 'Gatehouse, public path', result: measure(`${gateway}/api/controller/v2/ping/`) },
+    ...credentials.map(([name, headers]) => ({ name: `Gatehouse, ${name}`, result: measure(`${gateway}${hosts}`, { headers }) })),
+  ]
+  const forwardAuth = await fetch(`${gateway}/api/gateway/v1/authz/auth-request/`, { headers: { 'x-original-uri': hosts } })
+  if (forwardAuth.status === 404) {
+    rows.push({ name: 'nginx auth_request to Gatehouse', note: 'not measured: this Gatehouse has no forward-auth endpoint' })
+  } else {
+    await startNginx(dir, 'auth-request', authRequestServer(ports.authRequest, false)).then((child) => children.push(child))
+    await startNginx(dir, 'auth-request-cached', authRequestServer(ports.authRequestCached, true)).then((child) => children.push(child))
+    for (const [name, headers] of credentials) {
+      rows.push({ name: `nginx auth_request, ${name}`, result: measure(`http://127.0.0.1:${ports.authRequest}${hosts}`, { headers }) })
+      rows.push({ name: `nginx auth_request + 1 s cache, ${name}`, result: measure(`http://127.0.0.1:${ports.authRequestCached}${hosts}`, { headers }) })
+    }
+  }
+
+  const grants: [string, string, number][] = [
+    ['client_credentials', clientCredentialsBody, connections],
+    ['refresh_token', new URLSearchParams({ client_id: 'end-users', grant_type: 'refresh_token', refresh_token: refreshToken }).toString(), connections],
+    ['password', passwordGrantBody, 8],
+  ]
+  const grantRows = grants.map(([name, body, grantConnections]) => {
+    const result = measure(tokenEndpoint(gateway), { body, connections: grantConnections })
+    return `| ${name} | ${Math.round(result.rps)} | ${result.p99ms.toFixed(2)} | ${result.errors} |`
+  })
+  const loadedRss = residentMegabytes(restarted.child)
+  await stop(restarted.child)
+  const argon2Rate = Number(execFileSync(node, [join(root, 'bench/argon2-rate.ts'), String(seconds)], { encoding: 'utf8' }))
+
   process.stdout.write([
-    `wrk, ${connections} connections, ${seconds} s per target, Node ${execFileSync(node, ['-v'], { encoding: 'utf8' }).trim()}`,
+    `wrk -t1 -c${connections}, ${seconds} s per row after 1 s of warm-up, Node ${execFileSync(node, ['-v'], { encoding: 'utf8' }).trim()}, ${spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim()}`,
     '',
-    '| target | requests/s | p99 ms | ratio to direct | errors |',
-    '|---|---:|---:|---:|---:|',
-    ...rows,
+    table(rows, nginxProxy, bareProxy),
+    '',
+    '| token grant | requests/s | p99 ms | errors |',
+    '|---|---:|---:|---:|',
+    ...grantRows,
+    `| (argon2id verifications/s on every core, at Gatehouse's cost) | ${Math.round(argon2Rate)} | | |`,
+    '',
+    '| start-up | |',
+    '|---|---:|',
+    `| start to listening, new database | ${Math.round(fresh.ms)} ms |`,
+    `| start to listening, existing database | ${Math.round(restarted.ms)} ms |`,
+    `| resident memory, idle after start | ${Math.round(idleRss)} MB |`,
+    `| resident memory, after the run | ${Math.round(loadedRss)} MB |`,
     '',
   ].join('\n'))
 } finally {
-  for (const child of children) child.kill('SIGTERM')
-  rmSync(dataDir, { recursive: true, force: true })
+  await Promise.all(children.map(stop))
+  rmSync(dir, { recursive: true, force: true })
 }

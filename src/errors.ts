@@ -38,6 +38,14 @@ export class ValidationFailed extends GatehouseError {
   }
 }
 
+/** 400 with the field's message, as the platform answers a duplicate username (Django's unique validator). */
+export class UsernameTaken extends GatehouseError {
+  constructor() {
+    const message = 'A user with that username already exists.'
+    super(400, 'username_taken', message, { fields: { username: [message] } })
+  }
+}
+
 /** 401: no usable credentials. The challenge headers tell the client which kinds this place accepts. */
 export class NotAuthenticated extends GatehouseError {
   constructor(message = 'Authentication credentials were not provided.', code = 'not_authenticated', challenges: string[] = []) {
@@ -167,11 +175,19 @@ export function normalizeError(error: unknown): GatehouseError {
   return new GatehouseError(500, 'internal_error', 'Internal server error.', { cause: error })
 }
 
+/**
+ * `{code, detail}`, and for invalid input the problems by field twice: under `errors`, and at the top level as
+ * Django REST framework writes them (`{"username": ["..."]}`), so scripts written against the platform read them.
+ */
 export function errorBody(error: GatehouseError): Record<string, unknown> {
   const body: Record<string, unknown> = { code: error.code, detail: error.message }
-  if (error.fields) body.errors = error.fields
+  if (error.fields) {
+    for (const [field, messages] of Object.entries(error.fields)) if (!RESERVED_BODY_KEYS.has(field)) body[field] = messages
+    body.errors = error.fields
+  }
   return body
 }
+const RESERVED_BODY_KEYS = new Set(['code', 'detail', 'errors'])
 
 /** The single error responder: JSON for API clients, a small HTML page for browsers. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {

@@ -1,24 +1,11 @@
 import cookie from '@fastify/cookie'
-import formbody from '@fastify/formbody'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { DestinationStream } from 'pino'
 import type { App } from './app.ts'
-import { apiAccessCheck } from './api/access.ts'
-import { activityStreamRoutes } from './api/activitystream.ts'
-import { realmEventRoutes } from './api/realm-events.ts'
-import { discoveryRoutes } from './api/discovery.ts'
-import { loginRoutes } from './api/login.ts'
-import { mySessionRoutes } from './api/my-sessions.ts'
-import { sessionRoutes } from './api/sessions.ts'
-import { settingsRoutes } from './api/settings.ts'
-import { ssoRoutes } from './api/sso.ts'
-import { tokenRoutes } from './api/tokens.ts'
-import { meRoutes } from './api/me.ts'
-import { userRoutes } from './api/users.ts'
+import { registerGatewayApi } from './api/register.ts'
 import { answerClientError, DatabaseUnavailable, NotFound, sendError } from './errors.ts'
 import { refuseBadHost } from './gateway/host-header.ts'
-import { refuseNulCharacters } from './gateway/input-safety.ts'
 import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
@@ -92,26 +79,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   app.audit.start()
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
-  await server.register(async (api) => {
-    await api.register(formbody)
-    api.addHook('onSend', async (_request, reply) => {
-      reply.header('x-content-type-options', 'nosniff')
-      reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store')
-    })
-    api.addHook('preValidation', refuseNulCharacters)
-    api.addHook('preHandler', apiAccessCheck(app))
-    discoveryRoutes(api, app)
-    userRoutes(api, app)
-    meRoutes(api, app)
-    settingsRoutes(api, app)
-    loginRoutes(api, app)
-    sessionRoutes(api, app)
-    tokenRoutes(api, app)
-    ssoRoutes(api, app)
-    mySessionRoutes(api, app)
-    activityStreamRoutes(api, app)
-    realmEventRoutes(api, app)
-  })
+  await registerGatewayApi(server, app)
   registerHealthRoutes(server, app)
   registerMetrics(server, app)
   await registerOidcRoutes(server, app)

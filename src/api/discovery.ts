@@ -1,50 +1,55 @@
-import type { FastifyInstance } from 'fastify'
 import type { App } from '../app.ts'
 import { ssoStartPath } from '../directory/sso.ts'
 import { version } from '../version.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 
-/** The public endpoints a client starts from: the API list, health, which login methods exist, and the JWKS. */
-export function discoveryRoutes(api: FastifyInstance, app: App): void {
+/** The roots a client starts from: the list of APIs and the gateway API's versions, above the versioned API. */
+export function apiRootRoutes(api: GatewayApi, app: App): void {
   const apis = Object.freeze({
     gateway: '/api/gateway/',
     ...Object.fromEntries(app.config.services.map((s) => [s.name, s.prefix])),
   })
 
-  api.get('/api/', { config: { access: 'public' } }, async () => ({ apis }))
+  // The roots set the `csrftoken` cookie, as Django's ensure_csrf_cookie does: clients (awxkit) GET a root
+  // before they log in with a session.
+  api.get('/api/', { config: { access: 'public' } }, async (request, reply) => {
+    app.csrf.ensureToken(request, reply)
+    return { apis }
+  })
 
-  api.get('/api/gateway/', async () => ({ current_version: '/api/gateway/v1/', available_versions: { v1: '/api/gateway/v1/' } }))
+  api.get('/api/gateway/', { config: { access: 'public' } }, async (request, reply) => {
+    app.csrf.ensureToken(request, reply)
+    return { current_version: `${GATEWAY_API}/`, available_versions: { v1: `${GATEWAY_API}/` } }
+  })
+}
 
-  api.get('/api/gateway/v1/', async () => ({
-    me: '/api/gateway/v1/me/',
-    users: '/api/gateway/v1/users/',
-    settings: '/api/gateway/v1/settings/',
-    tokens: '/api/gateway/v1/tokens/',
-    ping: '/api/gateway/v1/ping/',
-    ui_auth: '/api/gateway/v1/ui_auth/',
-    login: '/api/gateway/v1/login/',
-    logout: '/api/gateway/v1/logout/',
-    session: '/api/gateway/v1/session/',
-    sessions: '/api/gateway/v1/sessions/',
-    jwks: '/api/gateway/v1/jwks/',
-  }))
+/** The versioned API's public endpoints: its index, health, which login methods exist, and the JWKS. */
+export function discoveryRoutes(api: GatewayApi, app: App): void {
+  const index = Object.freeze(Object.fromEntries(
+    ['me', 'users', 'settings', 'tokens', 'ping', 'ui_auth', 'login', 'logout', 'session', 'sessions', 'jwks'].map((name) => [name, `${GATEWAY_API}/${name}/`]),
+  ))
+  api.get('/', { config: { access: 'public' } }, async (request, reply) => {
+    app.csrf.ensureToken(request, reply)
+    return index
+  })
 
-  api.get('/api/gateway/v1/ping/', { config: { access: 'public' } }, async () => ({
+  api.get('/ping/', { config: { access: 'public' } }, async () => ({
     status: 'good',
     version,
     pong: new Date().toISOString(),
     db_connected: await app.store.database.ping(),
   }))
 
-  api.get('/api/gateway/v1/ui_auth/', { config: { access: 'public' } }, async () => ({
+  api.get('/ui_auth/', { config: { access: 'public' } }, async () => ({
     show_login_form: true,
-    login_url: '/api/gateway/v1/login/',
+    login_url: `${GATEWAY_API}/login/`,
     basic_auth_enabled: app.settings.current.gateway_basic_auth_enabled,
     passwords: [{ name: 'Local', type: 'local' }, ...(app.config.ldap ? [{ name: 'LDAP', type: 'ldap' }] : [])],
     ssos: app.config.sso.map((provider) => ({ name: provider.name, label: provider.label, type: 'oidc', login_url: ssoStartPath(provider.name) })),
   }))
 
   // Public on purpose: services fetch it to verify X-Gatehouse-Identity.
-  api.get('/api/gateway/v1/jwks/', { config: { access: 'open' } }, async (_request, reply) => {
+  api.get('/jwks/', { config: { access: 'open' } }, async (_request, reply) => {
     reply.header('cache-control', 'public, max-age=300')
     return app.identity.jwks()
   })

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf, signingIn } from '../audit/actor.ts'
@@ -6,45 +6,52 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { GatehouseError, InvalidCredentials, LoginThrottled, NotFound, ValidationFailed, wantsHtml } from '../errors.ts'
+import { GatehouseError, InvalidCredentials, LoginThrottled, NotFound, wantsHtml } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../ui/login-page.ts'
-import { principalOf } from './access.ts'
+import type { GatewayApi } from './gateway-api.ts'
 import { auditedSession, sessionFields } from './sessions.ts'
-import { parseInput } from './validation.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
 /** Where a person in a browser lands after logging in without a `next`: the web interface. */
 export const BROWSER_NEXT = '/ui/'
 
-const field = (name: string) => z.string({ error: (issue) => issue.input === undefined ? 'This field is required.' : `${name} must be a string.` })
+const field = (name: string) => z.string({
+  error: (issue) => issue.input === undefined ? 'This field is required.' : Array.isArray(issue.input) ? 'Give this parameter once.' : `${name} must be a string.`,
+})
 const loginFields = z.object({
   username: field('username').min(1, 'This field may not be blank.').max(150),
   password: field('password').min(1, 'This field may not be blank.').max(MAX_PASSWORD_LENGTH),
   next: field('next').max(MAX_REDIRECT_TARGET).optional(),
   [CSRF_FORM_FIELD]: field(CSRF_FORM_FIELD).max(256).optional(),
 }).strict()
+/** Where to go after logging in, given at most once. */
+export const nextQuery = z.object({ next: field('next').optional() })
 
 /**
  * Session login as the platform documents it (seed 001): GET the login page for the `csrftoken` cookie,
  * POST username and password with the token, get the `gateway_sessionid` cookie. Also logout, and the
  * current session's lifetime (read and extend).
  */
-export function loginRoutes(api: FastifyInstance, app: App): void {
-  api.get(LOGIN_PATH, { config: { access: 'public' } }, async (request, reply) => {
-    const next = sameOriginTarget(app.publicUrl, singleQuery(request, 'next'))
+export function loginRoutes(api: GatewayApi, app: App): void {
+  api.get('/login/', { config: { access: 'public' }, schema: { querystring: nextQuery } }, async (request, reply) => {
+    const next = sameOriginTarget(app.publicUrl, request.query.next)
     const csrfToken = app.csrf.ensureToken(request, reply)
     if (prefersJson(request)) return { csrf_token: csrfToken, login_url: LOGIN_PATH, next: next ?? null }
     return sendLoginPage(app, reply, 200, { csrfToken, next })
   })
 
-  api.post(LOGIN_PATH, { config: { access: 'public' } }, async (request, reply) => {
-    const form = readLoginBody(request)
-    app.csrf.check(request)
-    const input = parseInput(loginFields, form)
-    const next = sameOriginTarget(app.publicUrl, input.next ?? singleQuery(request, 'next'))
+  // The media type and the CSRF token are checked before the fields, so a forged login learns nothing of them.
+  const checkCsrf = async (request: FastifyRequest) => app.csrf.check(request)
+  api.post('/login/', {
+    config: { access: 'public' },
+    preValidation: [requireFormOrJson, checkCsrf],
+    schema: { querystring: nextQuery, body: loginFields },
+  }, async (request, reply) => {
+    const input = request.body
+    const next = sameOriginTarget(app.publicUrl, input.next ?? request.query.next)
     const jsonClient = prefersJson(request) || mediaType(request) === 'application/json'
 
     let user
@@ -63,24 +70,28 @@ export function loginRoutes(api: FastifyInstance, app: App): void {
     return reply.redirect(target, 302)
   })
 
-  api.post('/api/gateway/v1/logout/', async (request, reply) => {
-    const principal = principalOf(request)
-    const { sessionId } = principal
+  // Logout answers GET and POST and redirects to /api/, as the platform does (a browser goes to the login page).
+  // A POST with the session cookie needs the CSRF token like any other; a GET, as in the platform, does not.
+  // GET is open, so that a browser with no session or an ended one is still redirected, not refused.
+  const logout = async (request: FastifyRequest, reply: FastifyReply) => {
+    const principal = request.gatehouse.principal
+    const sessionId = principal?.sessionId
     if (sessionId) await app.sessions.end(sessionId)
-    app.audit.auth(actorOf(request), { operation: 'logout', object: { type: 'user', id: principal.user.id, name: principal.user.username } })
+    if (principal) app.audit.auth(actorOf(request), { operation: 'logout', object: { type: 'user', id: principal.user.id, name: principal.user.username } })
     clearSessionCookie(reply, app.csrf.isSecure(request))
     app.oidc.signOutBrowser(reply)
-    if (wantsHtml(request)) return reply.redirect(LOGIN_PATH, 302)
-    return reply.code(204).send()
-  })
+    return reply.redirect(wantsHtml(request) ? LOGIN_PATH : '/api/', 302)
+  }
+  api.get('/logout/', { config: { access: 'open' } }, logout)
+  api.post('/logout/', logout)
 
   // Open, so that "no session" (none, ended or expired) is a 404 rather than a demand for credentials.
-  api.get('/api/gateway/v1/session/', { config: { access: 'open' } }, async (request) => {
+  api.get('/session/', { config: { access: 'open' } }, async (request) => {
     const session = await currentSession(app, request)
     return sessionTimes(session.expiresAt)
   })
 
-  api.post('/api/gateway/v1/session/', async (request, reply) => {
+  api.post('/session/', async (request, reply) => {
     const now = Date.now()
     const session = await app.sessions.extend((await currentSession(app, request)).keyHash, now)
     setSessionCookie(reply, request.cookies[SESSION_COOKIE]!, Math.round((session.expiresAt - now) / 1000), app.csrf.isSecure(request))
@@ -120,25 +131,11 @@ async function currentSession(app: App, request: FastifyRequest) {
   return session
 }
 
-/** A form or JSON object with each field given once; the login takes nothing else. */
-function readLoginBody(request: FastifyRequest): Record<string, unknown> {
+async function requireFormOrJson(request: FastifyRequest): Promise<void> {
   const type = mediaType(request)
   if (type !== 'application/x-www-form-urlencoded' && type !== 'application/json') {
     throw new GatehouseError(415, 'unsupported_media_type', 'Send the login as application/x-www-form-urlencoded or application/json.')
   }
-  const body = request.body
-  if (!body || typeof body !== 'object' || Array.isArray(body)) {
-    throw new ValidationFailed({ non_field_errors: ['Expected the fields username and password.'] })
-  }
-  const repeated = Object.keys(body).filter((key) => Array.isArray((body as Record<string, unknown>)[key]))
-  if (repeated.length) throw new ValidationFailed(Object.fromEntries(repeated.map((key) => [key, ['Give this parameter once.']])))
-  return body as Record<string, unknown>
-}
-
-export function singleQuery(request: FastifyRequest, name: string): string | undefined {
-  const value = (request.query as Record<string, unknown>)[name]
-  if (Array.isArray(value)) throw new ValidationFailed({ [name]: ['Give this parameter once.'] })
-  return typeof value === 'string' ? value : undefined
 }
 
 function mediaType(request: FastifyRequest): string | undefined {

@@ -1,12 +1,11 @@
-import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { InvalidCredentials, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { principalOf } from './access.ts'
+import type { GatewayApi } from './gateway-api.ts'
 import { startSession } from './login.ts'
 import { auditedUser, passwordMark, serializeUser } from './users.ts'
-import { parseInput } from './validation.ts'
 
 const profileChanges = z.object({
   email: z.union([z.email('Enter a valid email address.'), z.literal('')]),
@@ -24,15 +23,15 @@ const passwordChange = z.object({
  * The caller's own account: read it, change name and email, change the password. Only local accounts are
  * changed here; a directory or single sign-on account's details belong to its source.
  */
-export function meRoutes(api: FastifyInstance, app: App): void {
-  api.get('/api/gateway/v1/me/', async (request) => {
+export function meRoutes(api: GatewayApi, app: App): void {
+  api.get('/me/', async (request) => {
     const { user } = principalOf(request)
     return { count: 1, next: null, previous: null, results: [serializeUser(user)] }
   })
 
-  api.patch('/api/gateway/v1/me/', async (request) => {
+  api.patch('/me/', { schema: { body: profileChanges } }, async (request) => {
     const { user } = principalOf(request)
-    const input = parseInput(profileChanges, request.body)
+    const input = request.body
     if (user.source !== 'local') throw new PermissionDenied(`Your details come from your ${user.source} account and are changed there.`, 'managed_by_source')
     const updated = await app.accounts.update(user.id, { email: input.email, firstName: input.first_name, lastName: input.last_name })
     app.audit.change(actorOf(request), 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
@@ -42,9 +41,9 @@ export function meRoutes(api: FastifyInstance, app: App): void {
   // The current password is asked for whatever the credential, so a stolen session or token cannot lock
   // the owner out. Every session of the account ends (the OpenID Connect provider's too); a browser changing it
   // gets a fresh session at once. Personal tokens end only with revoke_tokens (docs/passwords.md says why).
-  api.post('/api/gateway/v1/me/password/', async (request, reply) => {
+  api.post('/me/password/', { schema: { body: passwordChange } }, async (request, reply) => {
     const principal = principalOf(request)
-    const input = parseInput(passwordChange, request.body)
+    const input = request.body
     if (principal.user.source !== 'local') throw new PermissionDenied(`Your password belongs to your ${principal.user.source} account and is changed there.`, 'managed_by_source')
     try {
       await app.accounts.checkPassword(principal.user.username, input.current_password, request.ip)

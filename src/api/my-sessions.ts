@@ -1,10 +1,12 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { principalOf } from './access.ts'
-import { paged, readPage } from './pagination.ts'
-import { auditedSession, serializeSessions, sessionFields } from './sessions.ts'
+import type { GatewayApi } from './gateway-api.ts'
+import { paged } from './pagination.ts'
+import { auditedSession, listSessions, serializeSessions, sessionFields } from './sessions.ts'
+import { idParam } from './validation.ts'
 
 /** How many sessions one pass of end_others/ reads; it repeats until only the current one is left. */
 const BATCH = 200
@@ -13,17 +15,16 @@ const BATCH = 200
  * Everyone's own login sessions, under me/: see where you are logged in, end one, or end all but the one
  * you are using (after a lost laptop, say). Superusers manage everybody's at /sessions/.
  */
-export function mySessionRoutes(api: FastifyInstance, app: App): void {
-  api.get('/api/gateway/v1/me/sessions/', async (request) => {
-    const page = readPage(request)
+export function mySessionRoutes(api: GatewayApi, app: App): void {
+  api.get('/me/sessions/', { schema: { querystring: listSessions } }, async (request) => {
+    const { page, filter } = request.query
     const { user } = principalOf(request)
-    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId: user.id })
+    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId: user.id, filter })
     return paged(request, page, count, await serializeSessions(app, request, sessions))
   })
 
-  api.delete('/api/gateway/v1/me/sessions/:id/', async (request, reply) => {
-    const raw = (request.params as { id: string }).id
-    const session = /^[1-9][0-9]{0,9}$/.test(raw) ? await app.store.sessions.findById(Number(raw)) : undefined
+  api.delete('/me/sessions/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    const session = await app.store.sessions.findById(request.params.id)
     // Someone else's session is "not found", never "forbidden": ids say nothing about other people.
     if (!session || session.userId !== principalOf(request).user.id || session.expiresAt <= Date.now()) throw new NotFound('No such session.')
     await app.sessions.endById(session.id)
@@ -31,7 +32,7 @@ export function mySessionRoutes(api: FastifyInstance, app: App): void {
     return reply.code(204).send()
   })
 
-  api.post('/api/gateway/v1/me/sessions/end_others/', async (request) => ({ ended: await endOtherSessions(app, request) }))
+  api.post('/me/sessions/end_others/', async (request) => ({ ended: await endOtherSessions(app, request) }))
 }
 
 /** Ends every live session of the caller except the one this request came with (all of them for basic or token). */

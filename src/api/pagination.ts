@@ -1,10 +1,24 @@
 import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
-import { ValidationFailed } from '../errors.ts'
+import { onceOr } from './validation.ts'
 
-const pageQuery = z.object({
-  page: z.coerce.number().int().min(1).max(1_000_000).default(1),
-  page_size: z.coerce.number().int().min(1).max(200).default(25),
+const MAX_PAGE = 1_000_000
+export const MAX_PAGE_SIZE = 200
+export const DEFAULT_PAGE_SIZE = 50
+
+const wholeNumber = (message: string) => z
+  .string({ error: onceOr(message) })
+  .regex(/^[0-9]{1,9}$/, message)
+  .transform(Number)
+  .pipe(z.number().min(1, message))
+
+/**
+ * `?page=&page_size=` of a list, with the platform paginator's default (50) and cap (200): a larger page size
+ * is capped, not refused, as the platform's paginator does.
+ */
+export const pageQuery = z.object({
+  page: wholeNumber(`Enter a page number from 1 to ${MAX_PAGE}.`).pipe(z.number().max(MAX_PAGE, `Enter a page number from 1 to ${MAX_PAGE}.`)).default(1),
+  page_size: wholeNumber('Enter a page size of at least 1.').transform((size) => Math.min(size, MAX_PAGE_SIZE)).default(DEFAULT_PAGE_SIZE),
 })
 
 export interface Page {
@@ -13,27 +27,19 @@ export interface Page {
   offset: number
 }
 
-/** Reads `?page=&page_size=`; anything else in the query is left to the caller. */
-export function readPage(request: FastifyRequest): Page {
-  const query = request.query as Record<string, unknown>
-  for (const name of ['page', 'page_size']) {
-    if (Array.isArray(query[name])) throw new ValidationFailed({ [name]: ['Give this parameter once.'] })
-  }
-  const result = pageQuery.safeParse({ page: query.page, page_size: query.page_size })
-  if (!result.success) {
-    const fields: Record<string, string[]> = {}
-    for (const issue of result.error.issues) (fields[String(issue.path[0])] ??= []).push(issue.message)
-    throw new ValidationFailed(fields)
-  }
-  const { page, page_size: pageSize } = result.data
-  return { page, pageSize, offset: (page - 1) * pageSize }
+export function pageOf(query: z.output<typeof pageQuery>): Page {
+  return { page: query.page, pageSize: query.page_size, offset: (query.page - 1) * query.page_size }
 }
 
-/** The platform's list shape: `{count, next, previous, results}` with next/previous as relative URLs. */
+/**
+ * The platform's list shape: `{count, next, previous, results}` with next/previous as relative URLs; the link
+ * to the first page has no `page`, as the platform's paginator writes it.
+ */
 export function paged<T>(request: FastifyRequest, page: Page, count: number, results: T[]) {
   const link = (n: number) => {
     const url = new URL(request.url, 'http://gatehouse.invalid')
-    url.searchParams.set('page', String(n))
+    if (n === 1) url.searchParams.delete('page')
+    else url.searchParams.set('page', String(n))
     return url.pathname + url.search
   }
   return {

@@ -1,10 +1,10 @@
-import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { NotFound } from '../errors.ts'
 import type { AuditEntry } from '../store/audit.ts'
+import type { Condition } from '../store/list-filter.ts'
 import { assertMayAudit } from './activitystream.ts'
-import { parseInput } from './validation.ts'
+import type { GatewayApi } from './gateway-api.ts'
 
 /** Keycloak's event types for the audit operations a realm has. */
 const TYPES: Record<string, string> = { login: 'LOGIN', login_error: 'LOGIN_ERROR', logout: 'LOGOUT' }
@@ -35,24 +35,30 @@ const query = z.object({
  * (`type`, `user`, `ipAddress`, `dateFrom`, `dateTo`, `first`, `max`) and fields. The same entries are in the
  * activity stream (`realm` filter), which also has the gateway's own logins.
  */
-export function realmEventRoutes(api: FastifyInstance, app: App): void {
+export function realmEventRoutes(api: GatewayApi, app: App): void {
   const realms = new Set(app.config.realms.map((realm) => realm.name))
-  api.get('/admin/realms/:realm/events', async (request) => {
+  api.get('/admin/realms/:realm/events', { schema: { params: z.object({ realm: z.string() }), querystring: query } }, async (request) => {
     assertMayAudit(request)
-    const realm = (request.params as { realm: string }).realm
+    const { realm } = request.params
     if (!realms.has(realm)) throw new NotFound('Realm not found.')
-    const input = parseInput(query, request.query)
+    const input = request.query
     const types = input.type === undefined ? Object.keys(OPERATIONS) : [input.type].flat()
-    const { entries } = await app.store.audit.list({
-      realm,
-      operation: types.map((t) => OPERATIONS[t]!),
-      actorId: input.user,
-      sourceAddress: input.ipAddress,
-      createdFrom: input.dateFrom === undefined ? undefined : Date.parse(`${input.dateFrom}T00:00:00Z`),
-      createdTo: input.dateTo === undefined ? undefined : Date.parse(`${input.dateTo}T23:59:59.999Z`),
-    }, { offset: input.first, limit: input.max, newestFirst: true })
+    const all: Condition[] = [
+      exact('realm', realm),
+      { field: 'operation', lookup: 'in', value: types.map((t) => OPERATIONS[t]!), negate: false },
+      ...(input.user === undefined ? [] : [exact('created_by', input.user)]),
+      ...(input.ipAddress === undefined ? [] : [exact('source_address', input.ipAddress)]),
+      ...(input.dateFrom === undefined ? [] : [{ field: 'created', lookup: 'gte', value: Date.parse(`${input.dateFrom}T00:00:00Z`), negate: false } as const]),
+      ...(input.dateTo === undefined ? [] : [{ field: 'created', lookup: 'lte', value: Date.parse(`${input.dateTo}T23:59:59.999Z`), negate: false } as const]),
+    ]
+    const filter = { all, any: [], search: [], order: [{ field: 'id', descending: true }] }
+    const { entries } = await app.store.audit.list({ filter, offset: input.first, limit: input.max })
     return entries.map((entry) => keycloakEvent(entry, realm))
   })
+}
+
+function exact(field: string, value: string | number): Condition {
+  return { field, lookup: 'exact', value, negate: false }
 }
 
 function keycloakEvent(entry: AuditEntry, realm: string) {

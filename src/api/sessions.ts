@@ -1,55 +1,47 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
-import type { StoredSession } from '../store/sessions.ts'
+import { sessionFilterFields, type StoredSession } from '../store/sessions.ts'
 import { principalOf } from './access.ts'
-import { paged, readPage } from './pagination.ts'
-import { userIdParam } from './users.ts'
-import { parseInput } from './validation.ts'
+import type { GatewayApi } from './gateway-api.ts'
+import { type ListQuery, listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
+import { idParam } from './validation.ts'
 
-const listQuery = z.object({ user: z.string().regex(/^[1-9][0-9]{0,9}$/, 'Expected a user id.').transform(Number).optional() })
+export const listSessions = listQuery(sessionFilterFields)
 
 /** Superusers see every live login session and can end one, or all of a user's, at once on every process. */
-export function sessionRoutes(api: FastifyInstance, app: App): void {
-  const serialize = (request: FastifyRequest, sessions: StoredSession[]) => serializeSessions(app, request, sessions)
-  const list = async (request: FastifyRequest, userId: number | undefined) => {
-    const page = readPage(request)
-    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId })
-    return paged(request, page, count, await serialize(request, sessions))
-  }
-  const sessionIdParam = (request: FastifyRequest) => {
-    const raw = (request.params as { id: string }).id
-    if (!/^[1-9][0-9]{0,9}$/.test(raw)) throw new NotFound('No such session.')
-    return Number(raw)
+export function sessionRoutes(api: GatewayApi, app: App): void {
+  const superuser = { access: 'superuser' } as const
+  const list = async (request: FastifyRequest, { page, filter }: ListQuery, userId: number | undefined) => {
+    const { count, sessions } = await app.store.sessions.list({ offset: page.offset, limit: page.pageSize, now: Date.now(), userId, filter })
+    return paged(request, page, count, await serializeSessions(app, request, sessions))
   }
 
-  api.get('/api/gateway/v1/sessions/', { config: { access: 'superuser' } }, async (request) => {
-    const query = request.query as Record<string, unknown>
-    return list(request, parseInput(listQuery, { user: query.user }).user)
-  })
+  api.get('/sessions/', { config: superuser, schema: { querystring: listSessions } }, async (request) => list(request, request.query, undefined))
 
-  api.get('/api/gateway/v1/sessions/:id/', { config: { access: 'superuser' } }, async (request) => {
-    const session = await app.store.sessions.findById(sessionIdParam(request))
+  api.get('/sessions/:id/', { config: superuser, schema: { params: idParam } }, async (request) => {
+    const session = await app.store.sessions.findById(request.params.id)
     if (!session || session.expiresAt <= Date.now()) throw new NotFound('No such session.')
-    return (await serialize(request, [session]))[0]
+    return (await serializeSessions(app, request, [session]))[0]
   })
 
-  api.delete('/api/gateway/v1/sessions/:id/', { config: { access: 'superuser' } }, async (request, reply) => {
-    const ended = await app.sessions.endById(sessionIdParam(request))
+  api.delete('/sessions/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
+    const ended = await app.sessions.endById(request.params.id)
     if (!ended) throw new NotFound('No such session.')
     app.audit.change(actorOf(request), 'delete', auditedSession(ended), sessionFields(ended))
     return reply.code(204).send()
   })
 
-  api.get('/api/gateway/v1/users/:id/sessions/', { config: { access: 'superuser' } }, async (request) => {
-    const user = await app.accounts.require(userIdParam(request))
-    return list(request, user.id)
+  api.get('/users/:id/sessions/', { config: superuser, schema: { params: idParam, querystring: listSessions } }, async (request) => {
+    const user = await app.accounts.require(request.params.id)
+    return list(request, request.query, user.id)
   })
 
-  api.delete('/api/gateway/v1/users/:id/sessions/', { config: { access: 'superuser' } }, async (request, reply) => {
-    const user = await app.accounts.require(userIdParam(request))
+  api.delete('/users/:id/sessions/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
+    const user = await app.accounts.require(request.params.id)
     const ended = await app.sessions.endForUser(user.id)
     app.audit.change(actorOf(request), 'delete', { type: 'session', name: `sessions of ${user.username}` }, { user: user.id, ended })
     return reply.code(204).send()

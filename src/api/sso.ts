@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { z } from 'zod'
 import type { App } from '../app.ts'
 import { signingIn } from '../audit/actor.ts'
 import { syncSsoAccount } from '../directory/sso-sync.ts'
@@ -7,7 +8,8 @@ import { BadRequest, GatehouseError, InvalidCredentials, NotFound, wantsHtml } f
 import { splitTarget } from '../gateway/path-safety.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
-import { DEFAULT_NEXT, sendLoginPage, singleQuery, startSession } from './login.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
+import { DEFAULT_NEXT, nextQuery, sendLoginPage, startSession } from './login.ts'
 
 /** The browser's one-time key of its sign-in under way; sent only to the sign-in endpoints. */
 const FLOW_COOKIE = 'gateway_sso'
@@ -24,21 +26,27 @@ const CLEANUP_INTERVAL_MS = 60_000
  * only to a login, so `gateway.public_paths` does not list them. They answer GET only: a HEAD (a link
  * checker, a prefetch) must neither start nor use up a sign-in.
  */
-export function ssoRoutes(api: FastifyInstance, app: App): void {
+const providerParam = z.object({ provider: z.string() })
+
+export function ssoRoutes(api: GatewayApi, app: App): void {
   const parties = new Map(app.config.sso.map((config) => [config.name, new SsoRelyingParty(config)]))
   let lastCleanup = 0
 
-  const partyOf = (request: FastifyRequest): SsoRelyingParty => {
-    const name = (request.params as { provider: string }).provider
+  const partyOf = (name: string): SsoRelyingParty => {
     const party = parties.get(name)
     if (!party) throw new NotFound(`There is no single sign-on provider "${name.slice(0, 64)}".`, 'sso_provider_unknown')
     return party
   }
   const redirectUri = (party: SsoRelyingParty) => app.publicUrl + ssoCallbackPath(party.name)
 
-  api.get(`${SSO_PATH}:provider/`, { config: { access: 'open' }, exposeHeadRoute: false }, async (request, reply) => {
-    const party = partyOf(request)
-    const next = sameOriginTarget(app.publicUrl, singleQuery(request, 'next'))
+  const ssoPath = SSO_PATH.slice(GATEWAY_API.length)
+  api.get(`${ssoPath}:provider/`, {
+    config: { access: 'open' },
+    exposeHeadRoute: false,
+    schema: { params: providerParam, querystring: nextQuery },
+  }, async (request, reply) => {
+    const party = partyOf(request.params.provider)
+    const next = sameOriginTarget(app.publicUrl, request.query.next)
     try {
       const key = newFlowKey()
       // Discovery comes first: when the provider is down, nothing is stored and the browser stays here.
@@ -56,8 +64,8 @@ export function ssoRoutes(api: FastifyInstance, app: App): void {
     }
   })
 
-  api.get(`${SSO_PATH}:provider/callback/`, { config: { access: 'open' }, exposeHeadRoute: false }, async (request, reply) => {
-    const party = partyOf(request)
+  api.get(`${ssoPath}:provider/callback/`, { config: { access: 'open' }, exposeHeadRoute: false, schema: { params: providerParam } }, async (request, reply) => {
+    const party = partyOf(request.params.provider)
     let pending: PendingSsoLogin | undefined
     try {
       const key = readFlowKey(request)

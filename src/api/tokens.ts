@@ -1,50 +1,67 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import type { Principal } from '../auth/principal.ts'
 import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
-import type { TokenRecord } from '../store/tokens.ts'
+import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/tokens.ts'
 import { principalOf } from './access.ts'
-import { paged, readPage } from './pagination.ts'
-import { userIdParam } from './users.ts'
-import { parseInput } from './validation.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
+import { type ListQuery, listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
+import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
+import { idParam, optionalBody } from './validation.ts'
 
-const scope = z.enum(['read', 'write'])
+/**
+ * The platform's scope: `read`, `write` or both, space-separated, each once. Write includes read, so
+ * `read write` is stored as `write`.
+ */
+const scopeMessage = "Must be a simple space-separated string with allowed scopes ['read', 'write']."
+const scope = z.string({ error: scopeMessage }).refine((value) => {
+  const words = value.split(/\s+/).filter(Boolean)
+  return words.length > 0 && words.every((word) => word === 'read' || word === 'write') && new Set(words).size === words.length
+}, scopeMessage).transform((value): TokenScope => value.split(/\s+/).includes('write') ? 'write' : 'read')
+/** An OAuth2 application's id, or null for a personal token (as the platform's clients send it). */
+const application = z.union([z.null(), z.number().int().min(1).max(2 ** 31 - 1)], { error: 'Incorrect type. Expected pk value, received a different type.' })
 const description = z.string().max(1000).nullable()
 const idValue = z.union([z.number().int().min(1).max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number)])
 const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
 
-const createToken = z.object({
+const createToken = optionalBody(z.object({
+  application: application.optional(),
   description: description.optional(),
   scope: scope.optional(),
   /** ISO 8601 with a time zone, as the platform's API writes `expires`. */
   expires: z.iso.datetime({ offset: true }).optional(),
   expires_in: seconds.optional(),
-}).strict()
-const updateToken = z.object({ description: description.optional(), scope: scope.optional() }).strict()
-const revokeTokens = z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict()
-const listQuery = z.object({ user: z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number).optional() })
-
-/** Only basic and session logins prove the password; a token must not mint tokens that outlive it. */
-const METHODS_THAT_CREATE_TOKENS = new Set(['basic', 'session'])
+}).strict())
+const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).strict())
+const revokeTokens = optionalBody(z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict())
+const listTokens = listQuery(tokenFilterFields)
 
 /**
  * Personal OAuth 2 tokens (the platform's `/api/gateway/v1/tokens/`). A token's value appears once, in the
- * response that creates it; listings show `************`. Everyone manages their own tokens, superusers all.
+ * response that creates it; listings show `$encrypted$`. Everyone manages their own tokens, superusers all.
+ * A token may be created with a token, as the platform allows; Gatehouse caps the new one so it never outlives
+ * or outranks the credential that created it (an OIDC access token's expiry and scope count the same way).
  */
-export function tokenRoutes(api: FastifyInstance, app: App): void {
+export function tokenRoutes(api: GatewayApi, app: App): void {
   const serialize = async (record: TokenRecord, value?: string) => {
     const token = app.tokens.withFreshLastUsed(record)
-    const owner = await app.accounts.get(token.userId)
+    const owner = userSummary(await app.accounts.get(token.userId), token.userId)
+    // A token is created by its owner (the API lets no one else), so its creator is its owner.
     return {
       id: token.id,
       type: 'token',
-      url: `/api/gateway/v1/tokens/${token.id}/`,
-      related: { user: `/api/gateway/v1/users/${token.userId}/` },
-      summary_fields: { user: { id: token.userId, username: owner?.username ?? null } },
+      url: `${GATEWAY_API}/tokens/${token.id}/`,
+      related: { user: userUrl(token.userId), created_by: userUrl(token.userId) },
+      summary_fields: { user: owner, created_by: owner },
       user: token.userId,
-      token: value ?? '************',
+      application: null,
+      token: value ?? ENCRYPTED,
+      refresh_token: null,
+      created_by: token.userId,
+      modified_by: null,
       scope: token.scope,
       description: token.description,
       expires: new Date(token.expires).toISOString(),
@@ -54,15 +71,15 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
     }
   }
 
-  const create = async (request: FastifyRequest, reply: FastifyReply) => {
+  const create = async (request: FastifyRequest, reply: FastifyReply, input: z.output<typeof createToken>) => {
     const principal = principalOf(request)
-    if (!METHODS_THAT_CREATE_TOKENS.has(principal.method)) {
-      throw new PermissionDenied('Tokens are created with a username and password (basic) or a login session, not with a bearer token.', 'password_login_required')
-    }
     app.tokens.assertMayCreate(principal.user)
-    const input = parseInput(createToken, request.body ?? {})
+    if (input.application != null) {
+      throw new ValidationFailed({ application: [`Invalid pk "${input.application}" - object does not exist.`] })
+    }
     const { record, value } = await app.tokens.issue(principal.user, {
-      scope: input.scope,
+      scope: principal.scope === 'read' ? 'read' : input.scope,
+      notAfter: principal.expiresAt,
       description: input.description ?? undefined,
       expires: input.expires === undefined ? undefined : Date.parse(input.expires),
       expiresIn: input.expires_in,
@@ -72,33 +89,28 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
     return serialize(record, value)
   }
 
-  const list = async (request: FastifyRequest, userId: number | undefined) => {
-    const page = readPage(request)
-    const { count, tokens } = await app.store.tokens.list({ offset: page.offset, limit: page.pageSize, userId })
+  const list = async (request: FastifyRequest, { page, filter }: ListQuery, userId: number | undefined) => {
+    const { count, tokens } = await app.store.tokens.list({ offset: page.offset, limit: page.pageSize, userId, filter })
     return paged(request, page, count, await Promise.all(tokens.map((t) => serialize(t))))
   }
 
   /** The token named in the path, if the caller may see it; others' tokens are "not found", not "forbidden". */
-  const visibleToken = async (request: FastifyRequest): Promise<TokenRecord> => {
-    const raw = (request.params as { id: string }).id
-    const record = /^[1-9][0-9]{0,9}$/.test(raw) ? await app.store.tokens.findById(Number(raw)) : undefined
+  const visibleToken = async (request: FastifyRequest & { params: { id: number } }): Promise<TokenRecord> => {
+    const record = await app.store.tokens.findById(request.params.id)
     if (!record || !mayManage(principalOf(request), record.userId)) throw new NotFound('No such token.')
     return record
   }
 
-  api.get('/api/gateway/v1/tokens/', async (request) => {
+  // Everyone lists their own tokens, superusers everybody's; `?user=` is a filter like any other.
+  api.get('/tokens/', { schema: { querystring: listTokens } }, async (request) => {
     const principal = principalOf(request)
-    const query = request.query as Record<string, unknown>
-    const { user } = parseInput(listQuery, { user: query.user })
-    if (principal.user.isSuperuser) return list(request, user)
-    if (user !== undefined && user !== principal.user.id) return paged(request, readPage(request), 0, [])
-    return list(request, principal.user.id)
+    return list(request, request.query, principal.user.isSuperuser ? undefined : principal.user.id)
   })
 
-  api.post('/api/gateway/v1/tokens/', create)
+  api.post('/tokens/', { schema: { body: createToken } }, async (request, reply) => create(request, reply, request.body))
 
-  api.post('/api/gateway/v1/tokens/revoke/', { config: { access: 'superuser' } }, async (request) => {
-    const input = parseInput(revokeTokens, request.body ?? {})
+  api.post('/tokens/revoke/', { config: { access: 'superuser' }, schema: { body: revokeTokens } }, async (request) => {
+    const input = request.body
     if ((input.user === undefined) === (input.all === undefined)) {
       throw new ValidationFailed({ non_field_errors: ['Give either "user": <id> or "all": true.'] })
     }
@@ -108,34 +120,34 @@ export function tokenRoutes(api: FastifyInstance, app: App): void {
     return { revoked }
   })
 
-  api.get('/api/gateway/v1/tokens/:id/', async (request) => serialize(await visibleToken(request)))
+  api.get('/tokens/:id/', { schema: { params: idParam } }, async (request) => serialize(await visibleToken(request)))
 
-  api.patch('/api/gateway/v1/tokens/:id/', async (request) => {
+  api.patch('/tokens/:id/', { schema: { params: idParam, body: updateToken } }, async (request) => {
     const record = await visibleToken(request)
-    const input = parseInput(updateToken, request.body ?? {})
+    const input = request.body
     const updated = await app.tokens.update(record, { description: input.description === null ? '' : input.description, scope: input.scope })
     if (!updated) throw new NotFound('No such token.')
     app.audit.change(actorOf(request), 'update', auditedToken(updated), tokenFields(record), tokenFields(updated))
     return serialize(updated)
   })
 
-  api.delete('/api/gateway/v1/tokens/:id/', async (request, reply) => {
+  api.delete('/tokens/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const record = await visibleToken(request)
     await app.tokens.revoke(record.id)
     app.audit.change(actorOf(request), 'delete', auditedToken(record), tokenFields(record))
     return reply.code(204).send()
   })
 
-  api.get('/api/gateway/v1/users/:id/tokens/', async (request) => {
-    const owner = await app.accounts.require(userIdParam(request))
+  api.get('/users/:id/tokens/', { schema: { params: idParam, querystring: listTokens } }, async (request) => {
+    const owner = await app.accounts.require(request.params.id)
     if (!mayManage(principalOf(request), owner.id)) throw new PermissionDenied('Only the owner and superusers see a user\'s tokens.')
-    return list(request, owner.id)
+    return list(request, request.query, owner.id)
   })
 
-  api.post('/api/gateway/v1/users/:id/tokens/', async (request, reply) => {
-    const owner = await app.accounts.require(userIdParam(request))
+  api.post('/users/:id/tokens/', { schema: { params: idParam, body: createToken } }, async (request, reply) => {
+    const owner = await app.accounts.require(request.params.id)
     if (owner.id !== principalOf(request).user.id) throw new PermissionDenied('A token is created by its owner.', 'not_token_owner')
-    return create(request, reply)
+    return create(request, reply, request.body)
   })
 }
 

@@ -1,12 +1,14 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
-import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
-import type { User } from '../store/users.ts'
+import { PermissionDenied, ValidationFailed } from '../errors.ts'
+import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf } from './access.ts'
-import { paged, readPage } from './pagination.ts'
-import { parseInput } from './validation.ts'
+import type { GatewayApi } from './gateway-api.ts'
+import { listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
+import { userUrl } from './summaries.ts'
+import { idParam } from './validation.ts'
 
 const userFields = {
   username: z.string(),
@@ -21,13 +23,23 @@ const userInput = z.object(userFields)
 const createUser = userInput.partial().required({ username: true }).strict()
 /** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
 const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().strict()
-const listQuery = z.object({ username: z.string().optional(), source: z.enum(['local', 'ldap', 'sso']).optional() })
+const listUsers = listQuery(userFilterFields)
 
-/** A user as the API shows it; the password (hash) never leaves the server. */
+/**
+ * A user as the API shows it, in the platform's shape (`url`, `related`, `summary_fields`, `created_by`,
+ * `modified_by`); the password (hash) never leaves the server. Who created or last changed an account is not
+ * recorded, so those are null and `summary_fields` names nothing, as the platform shows a user created by no one.
+ */
 export function serializeUser(user: User) {
+  const url = userUrl(user.id)
   return {
     id: user.id,
-    url: `/api/gateway/v1/users/${user.id}/`,
+    type: 'user',
+    url,
+    related: { tokens: `${url}tokens/`, personal_tokens: `${url}tokens/`, sessions: `${url}sessions/` },
+    summary_fields: {},
+    created_by: null,
+    modified_by: null,
     username: user.username,
     email: user.email,
     first_name: user.firstName,
@@ -37,11 +49,22 @@ export function serializeUser(user: User) {
     source: user.source,
     external: user.external,
     is_system_auditor: user.isSystemAuditor,
+    is_platform_auditor: user.isSystemAuditor,
     groups: user.groups,
     created: new Date(user.created).toISOString(),
     modified: new Date(user.modified).toISOString(),
     last_login: user.lastLogin === null ? null : new Date(user.lastLogin).toISOString(),
   }
+}
+
+/** The audit trail's name for a user. */
+export function auditedUser(user: User) {
+  return { type: 'user', id: user.id, name: user.username }
+}
+
+/** A password given with a change shows in the audit trail as changed, never as a value (src/audit/changes.ts). */
+export function passwordMark(password: string | null | undefined, side: string): { password?: string } {
+  return password === undefined ? {} : { password: side }
 }
 
 /** The API's snake_case fields as the account layer names them; absent fields stay absent. */
@@ -57,64 +80,50 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
   }
 }
 
-/** The audit trail's name for a user. */
-export function auditedUser(user: User) {
-  return { type: 'user', id: user.id, name: user.username }
-}
-
-/** A password given with a change shows in the audit trail as changed, never as a value (src/audit/changes.ts). */
-export function passwordMark(password: string | null | undefined, side: string): { password?: string } {
-  return password === undefined ? {} : { password: side }
-}
-
-export function userIdParam(request: FastifyRequest): number {
-  const raw = (request.params as { id: string }).id
-  if (!/^[1-9][0-9]{0,9}$/.test(raw)) throw new NotFound('No such user.')
-  return Number(raw)
-}
-
 /** /users/: everyone signed in may read; only superusers write. */
-export function userRoutes(api: FastifyInstance, app: App): void {
-  api.get('/api/gateway/v1/users/', async (request) => {
-    const page = readPage(request)
-    const query = request.query as Record<string, unknown>
-    const filters = parseInput(listQuery, { username: query.username, source: query.source })
-    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, ...filters })
+export function userRoutes(api: GatewayApi, app: App): void {
+  api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter })
     return paged(request, page, count, users.map(serializeUser))
   })
 
-  api.post('/api/gateway/v1/users/', { config: { access: 'superuser' } }, async (request, reply) => {
-    const input = parseInput(createUser, request.body)
+  api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {
+    const input = request.body
     const user = await app.accounts.create({ ...accountFields(input), username: input.username })
     app.audit.change(actorOf(request), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(input.password, 'set') })
     reply.code(201)
     return serializeUser(user)
   })
 
-  api.get('/api/gateway/v1/users/:id/', async (request) => serializeUser(await app.accounts.require(userIdParam(request))))
+  api.get('/users/:id/', { schema: { params: idParam } }, async (request) => serializeUser(await app.accounts.require(request.params.id)))
 
-  const update = async (request: FastifyRequest) => {
-    const id = userIdParam(request)
-    const input = parseInput(updateUser, request.body)
-    const target = await app.accounts.require(id)
-    if (input.password !== undefined && target.source !== 'local') {
-      throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
-    }
-    if (input.revoke_tokens !== undefined && typeof input.password !== 'string') {
-      throw new ValidationFailed({ revoke_tokens: ['Give it together with a new password.'] })
-    }
-    if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
-      throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
-    }
-    const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
-    app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
-    return serializeUser(user)
-  }
-  api.patch('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)
-  api.put('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, update)
+  api.route({
+    method: ['PATCH', 'PUT'],
+    url: '/users/:id/',
+    config: { access: 'superuser' },
+    schema: { params: idParam, body: updateUser },
+    handler: async (request) => {
+      const { id } = request.params
+      const input = request.body
+      const target = await app.accounts.require(id)
+      if (input.password !== undefined && target.source !== 'local') {
+        throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
+      }
+      if (input.revoke_tokens !== undefined && typeof input.password !== 'string') {
+        throw new ValidationFailed({ revoke_tokens: ['Give it together with a new password.'] })
+      }
+      if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
+        throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
+      }
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
+      app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
+      return serializeUser(user)
+    },
+  })
 
-  api.delete('/api/gateway/v1/users/:id/', { config: { access: 'superuser' } }, async (request, reply) => {
-    const id = userIdParam(request)
+  api.delete('/users/:id/', { config: { access: 'superuser' }, schema: { params: idParam } }, async (request, reply) => {
+    const { id } = request.params
     if (id === principalOf(request).user.id) throw new PermissionDenied('You cannot delete your own account.', 'self_lockout')
     const target = await app.accounts.require(id)
     await app.accounts.delete(id)

@@ -1,21 +1,44 @@
-import type { z } from 'zod'
-import { ValidationFailed } from '../errors.ts'
+import type { FastifySchemaCompiler } from 'fastify'
+import { z } from 'zod'
+import { NotFound, ValidationFailed } from '../errors.ts'
 
-/** Parses a request body or query with a zod schema; every problem is reported at once, by field. */
-export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
-  if (input === undefined || input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new ValidationFailed({ non_field_errors: ['Expected a JSON object.'] })
-  }
-  const result = schema.safeParse(input)
-  if (result.success) return result.data
+/**
+ * The gateway API's input is declared as zod schemas on its routes (`schema: { params, querystring, body }`);
+ * this module is the one place that turns a schema's complaints into the API's errors by field.
+ */
+
+/** A database id in a path (`users/<id>/`): a positive 32-bit integer, as the platform's URL patterns accept. */
+export const idParam = z.object({ id: z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number).pipe(z.number().max(2 ** 31 - 1)) })
+
+/** The message for a query parameter that must be given once (a repeated one arrives as an array). */
+export function onceOr(message: string) {
+  return (issue: { input?: unknown }) => Array.isArray(issue.input) ? 'Give this parameter once.' : message
+}
+
+/** A body that may be left out altogether (a POST with nothing in it): read as an empty object. */
+export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((input) => input ?? {}, schema)
+
+/** A field's problems by the field's dotted path; problems with the whole input under `non_field_errors`. */
+export function fieldErrors(issues: readonly z.core.$ZodIssue[]): Record<string, string[]> {
   const fields: Record<string, string[]> = {}
-  for (const issue of result.error.issues) {
+  for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) (fields[key] ??= []).push('Unknown field.')
+    } else if (issue.path.length === 0) {
+      ;(fields.non_field_errors ??= []).push(issue.code === 'invalid_type' ? 'Expected a JSON object.' : issue.message)
     } else {
-      const key = issue.path.length ? issue.path.map(String).join('.') : 'non_field_errors'
-      ;(fields[key] ??= []).push(issue.message)
+      ;(fields[issue.path.map(String).join('.')] ??= []).push(issue.message)
     }
   }
-  throw new ValidationFailed(fields)
+  return fields
+}
+
+/**
+ * Fastify's validator for the gateway API's zod schemas. A path that does not fit its pattern names nothing, so
+ * it is 404 as the platform's URL patterns answer; everything else is 400 with the fields that failed.
+ */
+export const schemaValidator: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data) => {
+  const result = schema.safeParse(data)
+  if (result.success) return { value: result.data }
+  return { error: httpPart === 'params' ? new NotFound() : new ValidationFailed(fieldErrors(result.error.issues)) }
 }

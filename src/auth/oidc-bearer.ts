@@ -85,8 +85,8 @@ export class OidcBearerAuthenticator implements Authenticator {
     checkPolicy(verified, policy)
     const user = await this.#accounts.get(verified.userId)
     if (!user || !user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
-    if (!policy.scoped) return { user, method: 'oidc' }
-    return { user, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read' }
+    if (!policy.scoped) return { user, method: 'oidc', expiresAt: verified.expiresAt }
+    return { user, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', expiresAt: verified.expiresAt }
   }
 
   async #verify(token: string, now: number): Promise<CachedToken> {

@@ -25,6 +25,8 @@ export interface TokenRequest {
   expires?: number | undefined
   /** Lifetime in seconds; the alternative to `expires`. */
   expiresIn?: number | undefined
+  /** The latest expiry whatever was asked, epoch ms: a token created with a token never outlives it. */
+  notAfter?: number | undefined
 }
 
 export interface PersonalTokensOptions {
@@ -81,7 +83,7 @@ export class PersonalTokens {
   /** Creates a token; its value is returned here and never again (only its hash is stored). */
   async issue(user: User, request: TokenRequest, now = Date.now()): Promise<{ record: TokenRecord; value: string }> {
     if (!user.isActive) throw new PermissionDenied('The account is disabled.', 'account_disabled')
-    const expires = this.#expiryOf(request, now)
+    const expires = Math.min(this.#expiryOf(request, now), request.notAfter ?? Infinity)
     const value = generateToken()
     const record = await this.#store.tokens.create({
       userId: user.id,

@@ -11,4 +11,6 @@ export interface Principal {
   readonly sessionId?: string
   /** The personal token's id when the method is `token`. */
   readonly tokenId?: number
+  /** When the bearer credential (a personal token, an OIDC access token) expires, epoch ms. */
+  readonly expiresAt?: number
 }

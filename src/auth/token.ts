@@ -45,7 +45,7 @@ export class TokenAuthenticator implements Authenticator {
     const user = await this.#accounts.get(token.userId)
     if (!user || !user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
     this.#tokens.recordUse(token, now)
-    return { user, method: 'token', scope: token.scope, tokenId: token.id }
+    return { user, method: 'token', scope: token.scope, tokenId: token.id, expiresAt: token.expires }
   }
 }
 

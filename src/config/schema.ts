@@ -57,6 +57,12 @@ export const TlsSchema = z.object({
     .describe('Add includeSubDomains to Strict-Transport-Security: only when every subdomain of the host serves HTTPS.'),
 }).strict()
 
+/**
+ * The platform's anonymous paths: the API roots (its clients start there without credentials, and get the
+ * `csrftoken` cookie), the login page, the login methods and the health ping.
+ */
+const GATEWAY_PUBLIC_PATHS = ['/api/', '/api/gateway/', '/api/gateway/v1/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/']
+
 export const ConfigSchema = z.object({
   server: z.object({
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on.'),
@@ -98,11 +104,11 @@ export const ConfigSchema = z.object({
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])
       .describe('Credential types the gateway\'s own API (/api/gateway/) accepts.'),
-    public_paths: z.array(publicPath).default(['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'])
+    public_paths: z.array(publicPath).default(GATEWAY_PUBLIC_PATHS)
       .describe('Gateway API paths open without authentication (the platform\'s defaults).'),
     oidc: GatewayOidcSchema.default({ audiences: ['gateway'] })
       .describe('Which OIDC access tokens the gateway API accepts (see docs/oidc.md).'),
-  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'], oidc: { audiences: ['gateway'] } }),
+  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: GATEWAY_PUBLIC_PATHS, oidc: { audiences: ['gateway'] } }),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
   realms: z.array(RealmSchema).default([]).describe('OpenID Connect realms (Keycloak-compatible), see docs/oidc.md.'),

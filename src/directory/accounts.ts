@@ -1,7 +1,7 @@
 import { NOT_MINE } from '../auth/authenticator.ts'
 import type { Lockout } from '../auth/lockout.ts'
 import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
-import { Conflict, GatehouseError, InvalidCredentials, NotFound, ValidationFailed } from '../errors.ts'
+import { GatehouseError, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { CacheStats } from '../metrics/cache-stats.ts'
 import { isUniqueViolation } from '../store/database.ts'
 import type { EventBus } from '../store/event-bus.ts'
@@ -171,7 +171,7 @@ export class Accounts {
     try {
       return await this.#store.users.create({ ...input, passwordHash })
     } catch (error) {
-      if (isUniqueViolation(error)) throw new Conflict('A user with that username already exists.', 'username_taken')
+      if (isUniqueViolation(error)) throw new UsernameTaken()
       throw error
     }
   }
@@ -206,7 +206,7 @@ export class Accounts {
         return { before, after }
       })
     } catch (error) {
-      if (isUniqueViolation(error)) throw new Conflict('A user with that username already exists.', 'username_taken')
+      if (isUniqueViolation(error)) throw new UsernameTaken()
       throw error
     }
     if (!saved) throw new NotFound('No such user.')

@@ -38,5 +38,10 @@ export const settingsSchema = z.object({
 }).strict()
 
 export type Settings = Readonly<z.output<typeof settingsSchema>>
+
+/** A change to some settings: each one named is checked, and none is filled in with its default. */
+export const settingsChanges = z.object(
+  Object.fromEntries(Object.entries(settingsSchema.shape).map(([name, schema]) => [name, schema.unwrap().optional()])),
+).strict() as unknown as z.ZodType<Partial<Settings>>
 export const settingNames = Object.keys(settingsSchema.shape) as (keyof Settings)[]
 export const defaultSettings: Settings = Object.freeze(settingsSchema.parse({}))

@@ -1,4 +1,3 @@
-import { ValidationFailed } from '../errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { defaultSettings, settingsSchema, type Settings } from './definitions.ts'
@@ -37,26 +36,9 @@ export class RuntimeSettings {
     for (const listener of this.#listeners) listener(this.#current)
   }
 
-  /** Validates a partial update (all problems at once, by field) and saves it; nothing is saved if any is wrong. */
-  async update(patch: unknown): Promise<Settings> {
-    if (!patch || typeof patch !== 'object' || Array.isArray(patch)) {
-      throw new ValidationFailed({ non_field_errors: ['Expected a JSON object of settings.'] })
-    }
-    const result = settingsSchema.partial().strict().safeParse(patch)
-    if (!result.success) {
-      const fields: Record<string, string[]> = {}
-      for (const issue of result.error.issues) {
-        if (issue.code === 'unrecognized_keys') {
-          for (const key of issue.keys) (fields[key] ??= []).push('Unknown setting.')
-        } else {
-          const key = String(issue.path[0] ?? 'non_field_errors')
-          ;(fields[key] ??= []).push(issue.message)
-        }
-      }
-      throw new ValidationFailed(fields)
-    }
-    // Only the settings the request names: zod fills in the defaults of the others, which are not changes.
-    const changes = Object.fromEntries(Object.entries(result.data).filter(([key, v]) => v !== undefined && Object.hasOwn(patch, key)))
+  /** Saves a checked change (`settingsChanges`): every process applies it at once. */
+  async update(patch: Partial<Settings>): Promise<Settings> {
+    const changes = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined))
     if (Object.keys(changes).length) {
       await this.#bus.change(async (tx, announce) => {
         await tx.settings.put(changes)

@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
 import type { AuditEntriesTable, Tables } from './schema.ts'
 
 /** One audit entry as stored; `changes` is parsed JSON (see src/audit/changes.ts for its shape). */
@@ -20,22 +21,21 @@ export interface AuditEntry {
 
 export type NewAuditEntry = Omit<AuditEntry, 'id'>
 
-/** What a list may be narrowed by; every field is an exact match except the time range. */
-export interface AuditFilter {
-  id?: number | undefined
-  operation?: string[] | undefined
-  contentType?: string | undefined
-  objectId?: string | undefined
-  objectName?: string | undefined
-  actorId?: number | undefined
-  actorUsername?: string | undefined
-  sourceAddress?: string | undefined
-  authMethod?: string | undefined
-  code?: string | undefined
-  realm?: string | undefined
-  createdFrom?: number | undefined
-  createdTo?: number | undefined
-}
+/** What the audit trail can be filtered, searched and ordered on, by the activity stream's field names. */
+export const auditFilterFields: FilterFields = Object.freeze({
+  id: { column: 'id', type: 'integer' },
+  created: { column: 'created_at', type: 'time' },
+  operation: { column: 'operation', type: 'text' },
+  content_type: { column: 'content_type', type: 'text' },
+  object_id: { column: 'object_id', type: 'text' },
+  object_name: { column: 'object_name', type: 'text', searched: true },
+  created_by: { column: 'actor_id', type: 'integer' },
+  created_by__username: { column: 'actor_username', type: 'text', searched: true },
+  source_address: { column: 'source_address', type: 'text', searched: true },
+  auth_method: { column: 'auth_method', type: 'text' },
+  code: { column: 'code', type: 'text' },
+  realm: { column: 'realm', type: 'text' },
+})
 
 /** The audit trail's storage: batched inserts, filtered pages, and pruning by age and by count. */
 export class AuditRepository {
@@ -50,13 +50,20 @@ export class AuditRepository {
     await this.#db.insertInto('audit_entries').values(entries.map(toRow)).execute()
   }
 
-  async list(filter: AuditFilter, page: { offset: number; limit: number; newestFirst: boolean }): Promise<{ count: number; entries: AuditEntry[] }> {
-    const narrowed = this.#filtered(filter)
+  /** A page of entries, filtered and ordered (src/store/list-filter.ts); by id, oldest first, unless the filter orders. */
+  async list(query: { filter?: ListFilter | undefined; offset: number; limit: number }): Promise<{ count: number; entries: AuditEntry[] }> {
+    const filter = query.filter ?? NO_FILTER
+    const base = filtered(this.#db.selectFrom('audit_entries'), auditFilterFields, filter)
     const [total, rows] = await Promise.all([
-      narrowed.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      narrowed.selectAll().orderBy('id', page.newestFirst ? 'desc' : 'asc').offset(page.offset).limit(page.limit).execute(),
+      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      ordered(base.selectAll(), auditFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
     ])
     return { count: Number(total.n), entries: rows.map(toEntry) }
+  }
+
+  async findById(id: number): Promise<AuditEntry | undefined> {
+    const row = await this.#db.selectFrom('audit_entries').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toEntry(row)
   }
 
   async count(): Promise<number> {
@@ -70,24 +77,6 @@ export class AuditRepository {
     const cutoff = await this.#db.selectFrom('audit_entries').select('id').orderBy('id', 'desc').offset(keep).limit(1).executeTakeFirst()
     const surplus = cutoff ? await this.#db.deleteFrom('audit_entries').where('id', '<=', cutoff.id).executeTakeFirst() : undefined
     return Number(old.numDeletedRows) + Number(surplus?.numDeletedRows ?? 0)
-  }
-
-  #filtered(filter: AuditFilter) {
-    let query = this.#db.selectFrom('audit_entries')
-    if (filter.id !== undefined) query = query.where('id', '=', filter.id)
-    if (filter.operation?.length) query = query.where('operation', 'in', filter.operation)
-    if (filter.contentType !== undefined) query = query.where('content_type', '=', filter.contentType)
-    if (filter.objectId !== undefined) query = query.where('object_id', '=', filter.objectId)
-    if (filter.objectName !== undefined) query = query.where('object_name', '=', filter.objectName)
-    if (filter.actorId !== undefined) query = query.where('actor_id', '=', filter.actorId)
-    if (filter.actorUsername !== undefined) query = query.where('actor_username', '=', filter.actorUsername)
-    if (filter.sourceAddress !== undefined) query = query.where('source_address', '=', filter.sourceAddress)
-    if (filter.authMethod !== undefined) query = query.where('auth_method', '=', filter.authMethod)
-    if (filter.code !== undefined) query = query.where('code', '=', filter.code)
-    if (filter.realm !== undefined) query = query.where('realm', '=', filter.realm)
-    if (filter.createdFrom !== undefined) query = query.where('created_at', '>=', filter.createdFrom)
-    if (filter.createdTo !== undefined) query = query.where('created_at', '<=', filter.createdTo)
-    return query
   }
 }
 

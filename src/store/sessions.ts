@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
 import type { SessionsTable, Tables } from './schema.ts'
 
 /** A login session as stored: the identifier itself is never stored, only its SHA-256 (`keyHash`). */
@@ -20,7 +21,18 @@ export interface SessionQuery {
   /** Sessions that expire after this moment are listed; expired ones are not. */
   now: number
   userId?: number | undefined
+  filter?: ListFilter | undefined
 }
+
+/** What a list of sessions can be filtered, searched and ordered on, by the API's field names. */
+export const sessionFilterFields: FilterFields = Object.freeze({
+  id: { column: 'id', type: 'integer' },
+  user: { column: 'user_id', type: 'integer' },
+  created: { column: 'created_at', type: 'time' },
+  expires_on: { column: 'expires_at', type: 'time' },
+  ip: { column: 'ip', type: 'text', searched: true },
+  user_agent: { column: 'user_agent', type: 'text', searched: true },
+})
 
 /** Login sessions. Every method that ends sessions returns the key hashes it ended, so callers can tell other processes. */
 export class SessionRepository {
@@ -61,11 +73,12 @@ export class SessionRepository {
   }
 
   async list(query: SessionQuery): Promise<{ count: number; sessions: StoredSession[] }> {
-    let base = this.#db.selectFrom('sessions').where('expires_at', '>', query.now)
+    const filter = query.filter ?? NO_FILTER
+    let base = filtered(this.#db.selectFrom('sessions'), sessionFilterFields, filter).where('expires_at', '>', query.now)
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
     const [{ n }, rows] = await Promise.all([
       base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
+      ordered(base.selectAll(), sessionFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
     ])
     return { count: Number(n), sessions: rows.map(toSession) }
   }

@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
 import type { Tables, TokensTable } from './schema.ts'
 
 export type TokenScope = 'read' | 'write'
@@ -28,7 +29,20 @@ export interface TokenQuery {
   offset: number
   limit: number
   userId?: number | undefined
+  filter?: ListFilter | undefined
 }
+
+/** What a list of tokens can be filtered, searched and ordered on, by the API's field names. */
+export const tokenFilterFields: FilterFields = Object.freeze({
+  id: { column: 'id', type: 'integer' },
+  user: { column: 'user_id', type: 'integer' },
+  scope: { column: 'scope', type: 'text' },
+  description: { column: 'description', type: 'text', searched: true },
+  expires: { column: 'expires_at', type: 'time' },
+  created: { column: 'created_at', type: 'time' },
+  modified: { column: 'modified_at', type: 'time' },
+  last_used: { column: 'last_used_at', type: 'time' },
+})
 
 /** Personal OAuth 2 tokens. Lookups go by the token's hash; this layer never sees a token's value. */
 export class TokenRepository {
@@ -63,11 +77,12 @@ export class TokenRepository {
   }
 
   async list(query: TokenQuery): Promise<{ count: number; tokens: TokenRecord[] }> {
-    let base = this.#db.selectFrom('tokens')
+    const filter = query.filter ?? NO_FILTER
+    let base = filtered(this.#db.selectFrom('tokens'), tokenFilterFields, filter)
     if (query.userId !== undefined) base = base.where('user_id', '=', query.userId)
     const [{ n }, rows] = await Promise.all([
       base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
+      ordered(base.selectAll(), tokenFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
     ])
     return { count: Number(n), tokens: rows.map(toToken) }
   }

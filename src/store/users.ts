@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
 import type { Tables, UsersTable } from './schema.ts'
 
 export type UserSource = 'local' | 'ldap' | 'sso'
@@ -43,7 +44,25 @@ export interface UserQuery {
   limit: number
   username?: string | undefined
   source?: UserSource | undefined
+  filter?: ListFilter | undefined
 }
+
+/** What a list of users can be filtered, searched and ordered on, by the API's field names. */
+export const userFilterFields: FilterFields = Object.freeze({
+  id: { column: 'id', type: 'integer' },
+  username: { column: 'username', type: 'text', searched: true },
+  email: { column: 'email', type: 'text', searched: true },
+  first_name: { column: 'first_name', type: 'text', searched: true },
+  last_name: { column: 'last_name', type: 'text', searched: true },
+  is_superuser: { column: 'is_superuser', type: 'boolean' },
+  is_active: { column: 'is_active', type: 'boolean' },
+  is_system_auditor: { column: 'is_system_auditor', type: 'boolean' },
+  source: { column: 'source', type: 'text' },
+  external: { column: 'external', type: 'boolean' },
+  created: { column: 'created_at', type: 'time' },
+  modified: { column: 'modified_at', type: 'time' },
+  last_login: { column: 'last_login', type: 'time' },
+})
 
 /** Accounts, whatever their source. Passwords arrive already hashed: this layer never sees a secret. */
 export class UserRepository {
@@ -102,12 +121,13 @@ export class UserRepository {
   }
 
   async list(query: UserQuery): Promise<{ count: number; users: User[] }> {
-    let base = this.#db.selectFrom('users')
+    const filter = query.filter ?? NO_FILTER
+    let base = filtered(this.#db.selectFrom('users'), userFilterFields, filter)
     if (query.username !== undefined) base = base.where('username', '=', query.username)
     if (query.source !== undefined) base = base.where('source', '=', query.source)
     const [{ n }, rows] = await Promise.all([
       base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
-      base.selectAll().orderBy('id').offset(query.offset).limit(query.limit).execute(),
+      ordered(base.selectAll(), userFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
     ])
     return { count: Number(n), users: rows.map(toUser) }
   }

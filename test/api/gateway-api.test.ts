@@ -43,7 +43,7 @@ describe('the gateway API', () => {
     })
 
     it('requires authentication everywhere else', async () => {
-      for (const path of ['/api/gateway/v1/', '/api/gateway/v1/me/', '/api/gateway/v1/users/', '/api/gateway/v1/settings/']) {
+      for (const path of ['/api/gateway/v1/me/', '/api/gateway/v1/users/', '/api/gateway/v1/settings/']) {
         const response = await gw.fetch(path)
         assert.equal(response.status, 401, path)
         assert.equal((await json(response)).code, 'not_authenticated')
@@ -85,7 +85,7 @@ describe('the gateway API', () => {
       assert.equal(first.previous, null)
       assert.equal(first.next, '/api/gateway/v1/users/?page_size=2&page=2')
       const second = await json(await gw.fetch(first.next, { headers: adminAuth }))
-      assert.equal(second.previous, '/api/gateway/v1/users/?page_size=2&page=1')
+      assert.equal(second.previous, '/api/gateway/v1/users/?page_size=2', 'the first page\'s link has no page, as the platform writes it')
       assert.notEqual(second.results[0].id, first.results[0].id)
       assert.equal(first.count, second.count)
     })
@@ -125,8 +125,10 @@ describe('the gateway API', () => {
       assert.equal(array.status, 400)
       assert.equal((await json(array)).code, 'invalid')
       const duplicate = await send('POST', '/api/gateway/v1/users/', { username: 'user1' })
-      assert.equal(duplicate.status, 409)
-      assert.equal((await json(duplicate)).code, 'username_taken')
+      assert.equal(duplicate.status, 400)
+      const taken = await json(duplicate)
+      assert.equal(taken.code, 'username_taken')
+      assert.deepEqual(taken.username, ['A user with that username already exists.'], 'keyed by field at the top level, as Django REST framework writes it')
       const huge = await send('POST', '/api/gateway/v1/users/', JSON.stringify({ username: 'big', email: 'x'.repeat(2 * 1024 * 1024) }))
       assert.equal(huge.status, 413)
       assert.equal((await json(huge)).code, 'payload_too_large')
@@ -139,11 +141,16 @@ describe('the gateway API', () => {
       }
     })
 
-    it('refuses repeated or out-of-range paging parameters', async () => {
-      for (const query of ['page=0', 'page_size=1000', 'page=x', 'page=1&page=2']) {
+    it('refuses repeated or malformed paging parameters, and caps a page size above 200 as the platform does', async () => {
+      for (const query of ['page=0', 'page_size=0', 'page=x', 'page=1&page=2']) {
         const response = await gw.fetch(`/api/gateway/v1/users/?${query}`, { headers: adminAuth })
         assert.equal(response.status, 400, query)
       }
+      for (let i = 0; i < 205; i++) await gw.app.accounts.create({ username: `many${i}` })
+      const capped = await gw.fetch('/api/gateway/v1/users/?page_size=1000', { headers: adminAuth })
+      assert.equal(capped.status, 200)
+      assert.equal((await json(capped)).results.length, 200)
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/users/', { headers: adminAuth }))).results.length, 50, 'the platform\'s default page size')
     })
 
     it('does not let a superuser lock themselves out', async () => {

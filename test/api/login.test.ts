@@ -229,7 +229,8 @@ describe('login, logout and session endpoints', () => {
     assert.equal(refused.status, 403)
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 200, 'a forged logout ends nothing')
     const response = await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session) })
-    assert.equal(response.status, 204)
+    assert.equal(response.status, 302)
+    assert.equal(response.headers.get('location'), '/api/', 'as the platform redirects')
     const cleared = setCookie(response, 'gateway_sessionid')!
     assert.equal(cleared.value, '')
     assert.match(cleared.attributes, /Max-Age=0/)
@@ -240,6 +241,17 @@ describe('login, logout and session endpoints', () => {
     const ended = await gw.fetch('/api/gateway/v1/session/', { headers: { cookie: session.cookie } })
     assert.equal(ended.status, 404)
     assert.equal((await json(ended)).code, 'no_session')
+  })
+
+  it('logs out with GET too, and redirects to /api/ with or without a session, as the platform does', async () => {
+    const session = await login(gw, 'alice', 'alice-password')
+    const response = await gw.fetch('/api/gateway/v1/logout/', { headers: { cookie: session.cookie } })
+    assert.equal(response.status, 302)
+    assert.equal(response.headers.get('location'), '/api/')
+    assert.equal(setCookie(response, 'gateway_sessionid')!.value, '')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 401)
+    const again = await gw.fetch('/api/gateway/v1/logout/', { headers: { cookie: session.cookie } })
+    assert.equal(again.status, 302)
   })
 
   it('sends a browser back to the login page after logout', async () => {

@@ -100,11 +100,38 @@ describe('tokens API', () => {
     assert.equal(await tokenCount(), before)
   })
 
-  it('needs credentials, and refuses a token minting tokens', async () => {
+  it('needs credentials', async () => {
     await refused(await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST' }), 401, 'not_authenticated')
-    const { token } = await createToken(gw, alice)
+  })
+
+  it('creates a token with a token, never outliving or outranking it', async () => {
+    const parent = await json(await send('POST', '/api/gateway/v1/tokens/', alice, { expires_in: 600 }))
+    const child = await send('POST', '/api/gateway/v1/tokens/', bearer(parent.token), { description: 'from a token', scope: 'read write', expires_in: 3600 })
+    assert.equal(child.status, 201)
+    const created = await json(child)
+    assert.equal(created.scope, 'write')
+    assert.equal(created.expires, parent.expires, 'capped at the creating token\'s expiry')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(created.token) })).status, 200)
+
+    const reader = await json(await send('POST', '/api/gateway/v1/tokens/', alice, { scope: 'read' }))
     const before = await tokenCount()
-    await refused(await send('POST', '/api/gateway/v1/tokens/', bearer(token), {}), 403, 'password_login_required')
+    await refused(await send('POST', '/api/gateway/v1/tokens/', bearer(reader.token), { scope: 'write' }), 403, 'insufficient_scope')
+    assert.equal(await tokenCount(), before)
+  })
+
+  it('takes the platform\'s fields: application null, scope as space-separated words', async () => {
+    const response = await send('POST', '/api/gateway/v1/tokens/', alice, { description: 'AWX CLI', application: null, scope: 'write' })
+    assert.equal(response.status, 201)
+    const body = await json(response)
+    for (const field of ['application', 'refresh_token', 'created_by', 'modified_by', 'related', 'summary_fields', 'url']) assert.ok(field in body, field)
+    assert.equal(body.application, null)
+    assert.equal(body.summary_fields.user.username, 'alice')
+    assert.equal(body.related.user, `/api/gateway/v1/users/${aliceId}/`)
+    const before = await tokenCount()
+    for (const [input, field] of [[{ application: 999 }, 'application'], [{ application: 'x' }, 'application'], [{ scope: 'read read' }, 'scope'], [{ scope: 'admin' }, 'scope'], [{ scope: '' }, 'scope']] as const) {
+      const error = await refused(await send('POST', '/api/gateway/v1/tokens/', alice, input), 400, 'invalid')
+      assert.ok(error.errors[field], JSON.stringify(error))
+    }
     assert.equal(await tokenCount(), before)
   })
 
@@ -115,7 +142,7 @@ describe('tokens API', () => {
       assert.equal(response.status, 200)
       const text = await response.text()
       assert.ok(!text.includes(token.slice(14)), path)
-      assert.ok(text.includes('"token":"************"'), path)
+      assert.ok(text.includes('"token":"$encrypted$"'), path)
     }
   })
 

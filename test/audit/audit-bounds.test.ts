@@ -6,9 +6,11 @@ import { Agent } from 'undici'
 import { SYSTEM_ACTOR, type Actor } from '../../src/audit/actor.ts'
 import { AuditTrail } from '../../src/audit/trail.ts'
 import { auditDefaults } from '../../src/config/operations.ts'
+import { type ListFilter, NO_FILTER } from '../../src/store/list-filter.ts'
 import { openStore } from '../../src/store/store.ts'
 import { adminAuth, basic, json, startGateway, tempDir } from '../helpers/gateway.ts'
 
+const newestFirst: ListFilter = { ...NO_FILTER, order: [{ field: 'id', descending: true }] }
 const guesser: Actor = { userId: null, username: 'guesser', address: '192.0.2.9', method: 'basic' }
 
 describe('audit trail bounds', () => {
@@ -21,7 +23,7 @@ describe('audit trail bounds', () => {
       trail.change(SYSTEM_ACTOR, 'update', { type: 'settings' }, { session_cookie_age: 900 }, { session_cookie_age: 600 })
       assert.equal(trail.droppedTotal, 30)
       await trail.flush()
-      const { count, entries } = await store.audit.list({}, { offset: 0, limit: 100, newestFirst: true })
+      const { count, entries } = await store.audit.list({ filter: newestFirst, offset: 0, limit: 100 })
       assert.equal(count, 50 + 1 + 1)
       assert.equal(entries[0]!.operation, 'dropped')
       assert.deepEqual(entries[0]!.changes, { count: 30 })
@@ -112,7 +114,7 @@ describe('audit trail bounds', () => {
       const count = await gw.app.store.audit.count()
       assert.ok(count > 0 && count <= 1000, `${count} entries`)
       // (Read from the store: this address is throttled now, admin's password included.)
-      const { entries } = await gw.app.store.audit.list({ operation: ['login_error'] }, { offset: 0, limit: 1, newestFirst: true })
+      const { entries } = await gw.app.store.audit.list({ filter: { ...newestFirst, all: [{ field: 'operation', lookup: 'exact', value: 'login_error', negate: false }] }, offset: 0, limit: 1 })
       assert.equal(entries[0]!.code, 'login_throttled')
     } finally {
       await agent.close()

@@ -46,7 +46,7 @@ for (const backend of gatewayBackends) {
 
     it('records a session login, its session, and the logout', async () => {
       const session = await login(gw, 'alice', 'alice-password')
-      assert.equal((await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session) })).status, 204)
+      assert.equal((await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session) })).status, 302)
       const [logout, created, signedIn] = await stream('&created_by__username=alice')
       assert.equal(signedIn.operation, 'login')
       assert.equal(signedIn.auth_method, 'session')
@@ -141,7 +141,7 @@ for (const backend of gatewayBackends) {
     })
 
     it('answers a malformed or unknown filter with 400 naming it, and non-auditors with 403', async () => {
-      for (const [query, field] of [['created__gte=last-week', 'created__gte'], ['order_by=name', 'order_by'], ['colour=blue', 'colour'], ['created_by=me', 'created_by'], ['operation=a&operation=b', 'operation']]) {
+      for (const [query, field] of [['created__gte=last-week', 'created__gte'], ['order_by=name', 'order_by'], ['colour=blue', 'colour'], ['created_by=me', 'created_by'], ['id__gt=ten', 'id__gt']]) {
         const response = await gw.fetch(`${STREAM}?${query}`, { headers: adminAuth })
         const body = await json(response)
         assert.equal(response.status, 400, query)

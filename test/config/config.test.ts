@@ -21,7 +21,7 @@ describe('configuration', () => {
     assert.equal(config.server.port, 8080)
     assert.equal(config.server.host, '127.0.0.1')
     assert.equal(config.storage.data_dir, './data')
-    assert.deepEqual(config.gateway.public_paths, ['/api/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'])
+    assert.deepEqual(config.gateway.public_paths, ['/api/', '/api/gateway/', '/api/gateway/v1/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/'])
     assert.deepEqual(config.services, [])
   })
 
@@ -30,7 +30,7 @@ describe('configuration', () => {
     assert.deepEqual(config.services.map((s) => [s.name, s.prefix]).slice(0, 4), [
       ['controller', '/api/controller/'], ['galaxy', '/api/galaxy/'], ['eda', '/api/eda/'], ['demo-app', '/demo-app/'],
     ])
-    assert.deepEqual(config.services[0]!.public_paths, ['/api/controller/v2/', '/api/controller/v2/ping/'])
+    assert.deepEqual(config.services[0]!.public_paths, ['/api/controller/', '/api/controller/v2/', '/api/controller/v2/ping/'])
   })
 
   it('freezes the result', () => {

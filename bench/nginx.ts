@@ -1,0 +1,50 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+/**
+ * A throwaway nginx (Debian package `nginx`) with one worker, its own prefix directory and the given `http { }`
+ * body, in the foreground so it ends with the benchmark.
+ */
+export async function startNginx(dir: string, name: string, http: string): Promise<ChildProcess> {
+  const prefix = join(dir, name)
+  mkdirSync(join(prefix, 'logs'), { recursive: true })
+  const config = join(prefix, 'nginx.conf')
+  writeFileSync(config, [
+    'daemon off;',
+    'worker_processes 1;',
+    'pid nginx.pid;',
+    'error_log logs/error.log warn;',
+    'events { worker_connections 1024; }',
+    'http {',
+    '  access_log off;',
+    `  client_body_temp_path ${prefix}/body; proxy_temp_path ${prefix}/proxy;`,
+    `  fastcgi_temp_path ${prefix}/fastcgi; uwsgi_temp_path ${prefix}/uwsgi; scgi_temp_path ${prefix}/scgi;`,
+    http,
+    '}',
+  ].join('\n'))
+  const child = spawn('nginx', ['-p', prefix, '-c', config], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let errors = ''
+  child.stderr!.on('data', (data: Buffer) => { errors += data })
+  // nginx prints nothing when it starts: wait a moment, then make sure it is still running.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  if (child.exitCode !== null) throw new Error(`nginx ${name} did not start: ${errors}`)
+  return child
+}
+
+/** The upstream every row ends at: nginx answering a tiny JSON body from memory. */
+export const tinyJsonServer = (port: number): string => `
+  server {
+    listen 127.0.0.1:${port};
+    keepalive_requests 1000000;
+    location / { default_type application/json; return 200 '{"ok":true}'; }
+  }`
+
+/** nginx as the proxy in front of that upstream, with keep-alive connections to it. */
+export const proxyServer = (port: number, upstreamPort: number): string => `
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    keepalive_requests 1000000;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }`

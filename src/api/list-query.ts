@@ -1,0 +1,114 @@
+import { z } from 'zod'
+import { type Condition, type FilterFields, type FilterValue, type ListFilter, LOOKUPS, type Lookup } from '../store/list-filter.ts'
+import { type Page, pageOf, pageQuery } from './pagination.ts'
+
+/**
+ * The query string of a list endpoint, as the platform's lists take it (django-ansible-base's rest_filters and
+ * paginator): `?page=&page_size=`, a filter on any listed field (`username=`, `id__in=1,2`, `email__icontains=`,
+ * `or__…`, `not__…`), `search=` and `order_by=` (`-` for descending). An unknown field is refused, naming it: a
+ * filter that was silently ignored would return the whole list to a client about to act on what it finds.
+ *
+ * Any list endpoint declares `schema: { querystring: listQuery(fields) }` with its repository's filter fields and
+ * passes `request.query.filter` to the repository, which applies it in the database.
+ */
+
+/** Parameters that are not filters; as in the platform, those it does not use here are ignored. */
+const RESERVED = new Set(['page', 'page_size', 'order', 'order_by', 'search', 'format', 'count_disabled', 'no_truncate'])
+const MAX_CONDITIONS = 32
+const MAX_IN_VALUES = 100
+const TEXT_LOOKUPS: ReadonlySet<Lookup> = new Set(['iexact', 'contains', 'icontains', 'startswith', 'istartswith', 'endswith', 'iendswith'])
+
+export interface ListQuery {
+  page: Page
+  filter: ListFilter
+}
+
+export function listQuery(fields: FilterFields): z.ZodType<ListQuery> {
+  return z.looseObject(pageQuery.shape).transform((query, context) => {
+    const all: Condition[] = []
+    const any: Condition[] = []
+    const fail = (key: string, message: string) => {
+      context.addIssue({ code: 'custom', path: [key], message })
+    }
+    for (const [key, raw] of Object.entries(query)) {
+      if (RESERVED.has(key)) continue
+      for (const value of [raw].flat() as unknown[]) {
+        const parsed = parseCondition(fields, key, String(value))
+        if (typeof parsed === 'string') fail(key, parsed)
+        else (parsed.or ? any : all).push(parsed.condition)
+      }
+    }
+    if (all.length + any.length > MAX_CONDITIONS) fail('non_field_errors', `Give at most ${MAX_CONDITIONS} filters.`)
+    const order = parseOrder(fields, values(query.order_by ?? query.order))
+    if (typeof order === 'string') fail(query.order_by === undefined ? 'order' : 'order_by', order)
+    const search = values(query.search).flatMap((term) => term.split(/[\s,]+/)).filter(Boolean)
+    if (search.length && !Object.values(fields).some((field) => field.searched)) fail('search', 'This list cannot be searched.')
+    return { page: pageOf(query), filter: { all, any, search, order: typeof order === 'string' ? [] : order } }
+  })
+}
+
+function values(raw: unknown): string[] {
+  return raw === undefined ? [] : ([raw].flat() as unknown[]).map(String)
+}
+
+/** `[or__|chain__][not__]<field>[__<lookup>]`, with the value read as the field's type. */
+function parseCondition(fields: FilterFields, key: string, raw: string): { or: boolean; condition: Condition } | string {
+  let rest = key
+  const or = rest.startsWith('or__')
+  if (or) rest = rest.slice(4)
+  else if (rest.startsWith('chain__')) rest = rest.slice(7)
+  const negate = rest.startsWith('not__')
+  if (negate) rest = rest.slice(5)
+  const split = rest.lastIndexOf('__')
+  const suffix = split === -1 ? undefined : rest.slice(split + 2)
+  const lookup: Lookup = suffix !== undefined && (LOOKUPS as readonly string[]).includes(suffix) ? suffix as Lookup : 'exact'
+  const name = lookup === 'exact' && suffix !== 'exact' ? rest : rest.slice(0, split)
+  const field = Object.hasOwn(fields, name) ? fields[name]! : undefined
+  if (!field) return `Unknown filter field "${name.slice(0, 64)}". This list can be filtered on: ${Object.keys(fields).join(', ')}.`
+  if (TEXT_LOOKUPS.has(lookup) && field.type !== 'text') return `${name} is not a text field and cannot be filtered by ${lookup}.`
+  if (lookup === 'isnull') {
+    const isNull = readBoolean(raw)
+    return isNull === undefined ? 'Enter true or false.' : { or, condition: { field: name, lookup, value: isNull, negate } }
+  }
+  if (lookup === 'in') {
+    const items = raw.split(',')
+    if (raw === '') return 'Cannot provide an empty value for __in.'
+    if (items.length > MAX_IN_VALUES) return `Give at most ${MAX_IN_VALUES} values.`
+    const parsed = items.map((item) => readValue(field.type, item))
+    const bad = parsed.find((item) => typeof item === 'object')
+    if (bad) return bad.error
+    return { or, condition: { field: name, lookup, value: parsed as FilterValue[], negate } }
+  }
+  if ((lookup === 'gt' || lookup === 'gte' || lookup === 'lt' || lookup === 'lte') && field.type === 'boolean') return `${name} cannot be compared with ${lookup}.`
+  const value = TEXT_LOOKUPS.has(lookup) ? raw : readValue(field.type, raw)
+  if (typeof value === 'object' && value !== null) return value.error
+  return { or, condition: { field: name, lookup, value, negate } }
+}
+
+function readValue(type: FilterFields[string]['type'], raw: string): FilterValue | { error: string } {
+  switch (type) {
+    case 'text': return raw
+    case 'integer': return /^-?[0-9]{1,15}$/.test(raw) ? Number(raw) : { error: `Enter a whole number, not "${raw.slice(0, 64)}".` }
+    case 'boolean': return readBoolean(raw) ?? { error: 'Enter true or false.' }
+    case 'time': {
+      const time = Date.parse(raw)
+      return Number.isNaN(time) ? { error: 'Enter a date and time in ISO 8601, such as 2026-01-31T12:00:00Z.' } : time
+    }
+  }
+}
+
+function readBoolean(raw: string): boolean | undefined {
+  const lower = raw.toLowerCase()
+  return lower === 'true' || lower === '1' ? true : lower === 'false' || lower === '0' ? false : undefined
+}
+
+function parseOrder(fields: FilterFields, raw: string[]): ListFilter['order'] | string {
+  const order: { field: string; descending: boolean }[] = []
+  for (const item of raw.flatMap((value) => value.split(',')).map((item) => item.trim()).filter(Boolean)) {
+    const descending = item.startsWith('-')
+    const name = descending ? item.slice(1) : item
+    if (!Object.hasOwn(fields, name)) return `Cannot order by "${name.slice(0, 64)}". This list can be ordered by: ${Object.keys(fields).join(', ')}.`
+    order.push({ field: name, descending })
+  }
+  return order
+}

@@ -1,0 +1,53 @@
+import formbody from '@fastify/formbody'
+import type { FastifyInstance } from 'fastify'
+import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import type { App } from '../app.ts'
+import { refuseNulCharacters } from '../gateway/input-safety.ts'
+import { apiAccessCheck } from './access.ts'
+import { activityStreamRoutes } from './activitystream.ts'
+import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
+import { GATEWAY_API } from './gateway-api.ts'
+import { loginRoutes } from './login.ts'
+import { meRoutes } from './me.ts'
+import { mySessionRoutes } from './my-sessions.ts'
+import { realmEventRoutes } from './realm-events.ts'
+import { sessionRoutes } from './sessions.ts'
+import { settingsRoutes } from './settings.ts'
+import { ssoRoutes } from './sso.ts'
+import { tokenRoutes } from './tokens.ts'
+import { userRoutes } from './users.ts'
+import { schemaValidator } from './validation.ts'
+
+/**
+ * The gateway API: `/api/`, `/api/gateway/` and everything under `/api/gateway/v1/`, in one encapsulated scope
+ * whose every route is checked for NUL characters, then authorized, then validated against its schemas.
+ * Authorization comes before validation, so a caller without access learns nothing about the input expected.
+ */
+export async function registerGatewayApi(server: FastifyInstance, app: App): Promise<void> {
+  await server.register(async (scope) => {
+    const api = scope.withTypeProvider<ZodTypeProvider>()
+    await api.register(formbody)
+    api.setValidatorCompiler(schemaValidator)
+    api.addHook('onSend', async (_request, reply) => {
+      reply.header('x-content-type-options', 'nosniff')
+      reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store')
+    })
+    api.addHook('preValidation', refuseNulCharacters)
+    api.addHook('preValidation', apiAccessCheck(app))
+    apiRootRoutes(api, app)
+    realmEventRoutes(api, app)
+    await api.register(async (v1) => {
+      const versioned = v1.withTypeProvider<ZodTypeProvider>()
+      discoveryRoutes(versioned, app)
+      userRoutes(versioned, app)
+      meRoutes(versioned, app)
+      settingsRoutes(versioned, app)
+      loginRoutes(versioned, app)
+      sessionRoutes(versioned, app)
+      tokenRoutes(versioned, app)
+      ssoRoutes(versioned, app)
+      mySessionRoutes(versioned, app)
+      activityStreamRoutes(versioned, app)
+    }, { prefix: GATEWAY_API })
+  })
+}

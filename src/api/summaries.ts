@@ -1,0 +1,16 @@
+import { GATEWAY_API } from './gateway-api.ts'
+
+/**
+ * The pieces of the platform's object shapes (django-ansible-base's CommonModelSerializer) that every resource
+ * shares: `url`, and `related` and `summary_fields` that name the objects an object points to.
+ */
+
+/** What the platform shows in place of a secret after the response that created it. */
+export const ENCRYPTED = '$encrypted$'
+
+export const userUrl = (id: number) => `${GATEWAY_API}/users/${id}/`
+
+/** A user as another object's `summary_fields` show it. */
+export function userSummary(user: { id: number; username: string; firstName: string; lastName: string } | undefined, id: number) {
+  return user ? { id: user.id, username: user.username, first_name: user.firstName, last_name: user.lastName } : { id, username: null, first_name: '', last_name: '' }
+}

@@ -1,0 +1,96 @@
+import { type Expression, type SelectQueryBuilder, sql, type SqlBool } from 'kysely'
+
+/**
+ * Filters, search and order of a list, as the platform's list endpoints take them (django-ansible-base's
+ * rest_filters), turned into SQL that both backends run: the database does the filtering, so a page and its
+ * count agree. The API parses the query string into a `ListFilter` (src/api/list-query.ts); a repository
+ * names the fields it can be filtered on and applies the filter here.
+ */
+
+export type FieldType = 'integer' | 'text' | 'boolean' | 'time'
+
+/** A field a list can be filtered and ordered on: its column, and the type its values are read as. */
+export interface FilterField {
+  readonly column: string
+  readonly type: FieldType
+  /** Whether `search` looks in it (text fields only). */
+  readonly searched?: boolean
+}
+
+export type FilterFields = Readonly<Record<string, FilterField>>
+
+export const LOOKUPS = ['exact', 'iexact', 'contains', 'icontains', 'startswith', 'istartswith', 'endswith', 'iendswith', 'gt', 'gte', 'lt', 'lte', 'in', 'isnull'] as const
+export type Lookup = typeof LOOKUPS[number]
+
+export type FilterValue = string | number | boolean | null
+export interface Condition {
+  readonly field: string
+  readonly lookup: Lookup
+  /** One value; a list for `in`; a boolean for `isnull`. */
+  readonly value: FilterValue | readonly FilterValue[]
+  readonly negate: boolean
+}
+
+export interface ListFilter {
+  /** Every one must hold. */
+  readonly all: readonly Condition[]
+  /** At least one must hold (the `or__` conditions), when there are any. */
+  readonly any: readonly Condition[]
+  /** Each term must appear (case-insensitively) in one of the searched fields. */
+  readonly search: readonly string[]
+  readonly order: readonly { field: string; descending: boolean }[]
+}
+
+export const NO_FILTER: ListFilter = Object.freeze({ all: [], any: [], search: [], order: [] })
+
+/** The filter's conditions and search terms (fields already checked against `fields` by the API). */
+export function filtered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB, TB, O>, fields: FilterFields, filter: ListFilter): SelectQueryBuilder<DB, TB, O> {
+  let q = query
+  for (const condition of filter.all) q = q.where(conditionSql(fields, condition))
+  if (filter.any.length) q = q.where(sql<SqlBool>`(${sql.join(filter.any.map((c) => conditionSql(fields, c)), sql` OR `)})`)
+  const searched = Object.values(fields).filter((field) => field.searched)
+  for (const term of filter.search) {
+    const pattern = `%${escapeLike(term.toLowerCase())}%`
+    q = q.where(sql<SqlBool>`(${sql.join(searched.map((field) => sql`lower(${sql.ref(field.column)}) LIKE ${pattern} ESCAPE '\\'`), sql` OR `)})`)
+  }
+  return q
+}
+
+/** The filter's order, then id as the tiebreaker, so pages never overlap. */
+export function ordered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB, TB, O>, fields: FilterFields, filter: ListFilter): SelectQueryBuilder<DB, TB, O> {
+  let q = query
+  for (const { field, descending } of filter.order) q = q.orderBy(sql.ref(fields[field]!.column), descending ? 'desc' : 'asc')
+  return q.orderBy(sql.ref('id'), 'asc')
+}
+
+function conditionSql(fields: FilterFields, condition: Condition): Expression<SqlBool> {
+  const column = sql.ref(fields[condition.field]!.column)
+  const expression = lookupSql(column, condition.lookup, condition.value)
+  return condition.negate ? sql<SqlBool>`NOT (${expression})` : expression
+}
+
+function lookupSql(column: ReturnType<typeof sql.ref>, lookup: Lookup, value: Condition['value']): Expression<SqlBool> {
+  if (lookup === 'isnull') return value ? sql<SqlBool>`${column} IS NULL` : sql<SqlBool>`${column} IS NOT NULL`
+  if (lookup === 'in') return sql<SqlBool>`${column} IN (${sql.join(value as FilterValue[])})`
+  if (value === null) return sql<SqlBool>`${column} IS NULL`
+  const text = String(value)
+  switch (lookup) {
+    case 'exact': return sql<SqlBool>`${column} = ${value}`
+    case 'iexact': return sql<SqlBool>`lower(${column}) = ${text.toLowerCase()}`
+    // SQLite's LIKE ignores case and PostgreSQL's does not, so the case-sensitive lookups compare substrings.
+    case 'contains': return text === '' ? sql<SqlBool>`1 = 1` : sql<SqlBool>`replace(${column}, ${text}, '') <> ${column}`
+    case 'startswith': return sql<SqlBool>`substr(${column}, 1, length(${text})) = ${text}`
+    case 'endswith': return sql<SqlBool>`(length(${column}) >= length(${text}) AND substr(${column}, length(${column}) - length(${text}) + 1) = ${text})`
+    case 'icontains': return sql<SqlBool>`lower(${column}) LIKE ${`%${escapeLike(text.toLowerCase())}%`} ESCAPE '\\'`
+    case 'istartswith': return sql<SqlBool>`lower(${column}) LIKE ${`${escapeLike(text.toLowerCase())}%`} ESCAPE '\\'`
+    case 'iendswith': return sql<SqlBool>`lower(${column}) LIKE ${`%${escapeLike(text.toLowerCase())}`} ESCAPE '\\'`
+    case 'gt': return sql<SqlBool>`${column} > ${value}`
+    case 'gte': return sql<SqlBool>`${column} >= ${value}`
+    case 'lt': return sql<SqlBool>`${column} < ${value}`
+    case 'lte': return sql<SqlBool>`${column} <= ${value}`
+  }
+}
+
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`)
+}

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { gatewayBackends } from '../helpers/backends.ts'
+import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
+
+/** The platform's list filters, applied in the database: the same answers on both backends. */
+for (const backend of gatewayBackends) {
+  describe(`list filters on ${backend.name}`, () => {
+    let gw: TestGateway
+    before(async () => {
+      gw = await backend.start()
+      await gw.app.accounts.create({ username: 'Alice', email: 'alice@example.com', firstName: 'Alice' })
+      await gw.app.accounts.create({ username: 'alfred', email: 'alfred@example.org', lastName: '50%_off' })
+      await gw.app.accounts.create({ username: 'bob', email: 'bob@example.com', isSuperuser: true })
+      await gw.app.accounts.create({ username: 'obrien', lastName: "O'Brien", email: '', isActive: false })
+    })
+    after(() => gw.close())
+
+    const names = async (query: string) => {
+      const response = await gw.fetch(`/api/gateway/v1/users/?${query}`, { headers: adminAuth })
+      const body = await json(response)
+      assert.equal(response.status, 200, `${query}: ${JSON.stringify(body)}`)
+      assert.equal(body.count, body.results.length, query)
+      return body.results.map((user: { username: string }) => user.username).filter((name: string) => name !== 'admin')
+    }
+    const refused = async (query: string, field: string) => {
+      const response = await gw.fetch(`/api/gateway/v1/users/?${query}`, { headers: adminAuth })
+      const body = await json(response)
+      assert.equal(response.status, 400, query)
+      assert.equal(body.code, 'invalid')
+      assert.ok(body.errors[field], `${query}: ${JSON.stringify(body)}`)
+    }
+
+    it('filters on text fields with every lookup, case as the lookup says', async () => {
+      assert.deepEqual(await names('username=Alice'), ['Alice'])
+      assert.deepEqual(await names('username=alice'), [])
+      assert.deepEqual(await names('username__iexact=alice'), ['Alice'])
+      assert.deepEqual(await names('username__contains=A'), ['Alice'])
+      assert.deepEqual(await names('username__icontains=A'), ['Alice', 'alfred'])
+      assert.deepEqual(await names('username__startswith=al'), ['alfred'])
+      assert.deepEqual(await names('username__istartswith=al'), ['Alice', 'alfred'])
+      assert.deepEqual(await names('email__endswith=.org'), ['alfred'])
+      assert.deepEqual(await names('email__iendswith=.COM').then((list) => list.sort()), ['Alice', 'bob'])
+      assert.deepEqual(await names(`last_name=${encodeURIComponent("O'Brien")}`), ['obrien'])
+    })
+
+    it('treats % and _ in a search value as plain characters', async () => {
+      assert.deepEqual(await names('last_name__icontains=50%25_'), ['alfred'])
+      assert.deepEqual(await names('username__icontains=%25'), [])
+      assert.deepEqual(await names('username__icontains=_'), [])
+    })
+
+    it('filters on ids, booleans and times, with in, isnull and comparisons', async () => {
+      const all = (await json(await gw.fetch('/api/gateway/v1/users/?order_by=id', { headers: adminAuth }))).results
+      const [alice, alfred] = [all.find((u: any) => u.username === 'Alice'), all.find((u: any) => u.username === 'alfred')]
+      assert.deepEqual(await names(`id=${alfred.id}`), ['alfred'])
+      assert.deepEqual(await names(`id__in=${alice.id},${alfred.id}`), ['Alice', 'alfred'])
+      assert.deepEqual(await names(`id__gt=${alfred.id}&id__lte=${alfred.id + 1}`), ['bob'])
+      assert.deepEqual(await names('is_superuser=true'), ['bob'])
+      assert.deepEqual(await names('is_active=False'), ['obrien'])
+      assert.deepEqual(await names('last_login__isnull=false'), [])
+      assert.deepEqual((await names('last_login__isnull=true')).length, 4)
+      assert.deepEqual((await names(`created__gte=${encodeURIComponent(alice.created)}`)).length, 4)
+      assert.deepEqual(await names('created__lt=2000-01-01T00:00:00Z'), [])
+    })
+
+    it('combines or__ and not__ as the platform does', async () => {
+      const alfred = (await json(await gw.fetch('/api/gateway/v1/users/?username=alfred', { headers: adminAuth }))).results[0]
+      assert.deepEqual(await names(`or__id=${alfred.id}&or__username=bob`), ['alfred', 'bob'])
+      assert.deepEqual(await names(`or__id=${alfred.id}&or__username=${alfred.id}`), ['alfred'])
+      assert.deepEqual(await names('not__username__istartswith=a&is_active=true'), ['bob'])
+      assert.deepEqual(await names('email__icontains=example&or__username=bob&or__username=Alice'), ['Alice', 'bob'])
+    })
+
+    it('searches the text fields and orders by any field, descending with -', async () => {
+      assert.deepEqual(await names('search=example.org'), ['alfred'])
+      assert.deepEqual(await names('search=al example.com'), ['Alice'])
+      assert.deepEqual(await names('order_by=-username&username__in=Alice,bob,alfred'), ['bob', 'alfred', 'Alice'])
+      assert.deepEqual(await names('order_by=is_superuser,-id&username__in=Alice,bob,alfred'), ['alfred', 'Alice', 'bob'])
+    })
+
+    it('refuses an unknown field, a wrong value or a text lookup on a number, naming the parameter', async () => {
+      await refused('usrname=Alice', 'usrname')
+      await refused('user__username=Alice', 'user__username')
+      await refused('id=abc', 'id')
+      await refused('id__in=1,x', 'id__in')
+      await refused('id__icontains=1', 'id__icontains')
+      await refused('is_active=maybe', 'is_active')
+      await refused('created__gt=yesterday', 'created__gt')
+      await refused('order_by=password_hash', 'order_by')
+      await refused('username__in=', 'username__in')
+    })
+
+    it('filters the tokens list the same way, so a client deletes exactly the token it found', async () => {
+      const create = () => gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: '{"description": "one"}' })
+      const first = await json(await create())
+      await create()
+      const found = await json(await gw.fetch(`/api/gateway/v1/tokens/?id=${first.id}`, { headers: adminAuth }))
+      assert.equal(found.count, 1)
+      assert.equal(found.results[0].id, first.id)
+      const unknown = await gw.fetch(`/api/gateway/v1/tokens/?token_id=${first.id}`, { headers: adminAuth })
+      assert.equal(unknown.status, 400)
+    })
+  })
+}

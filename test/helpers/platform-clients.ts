@@ -1,0 +1,105 @@
+import { request } from 'undici'
+
+/**
+ * The requests the automation platform's own clients send, read from their public source, so the suite can
+ * reproduce them without installing the clients.
+ *
+ * `CollectionClient` sends what the `ansible.platform` collection's AAPModule (plugins/module_utils/aap_module.py)
+ * sends: every request carries `Referer`, `Content-Type: application/json`, `Accept: application/json` and a JSON
+ * body (`{}` when there is nothing to send, GET included); it first GETs the API root twice without credentials,
+ * then adds basic credentials or the bearer token.
+ */
+export class CollectionClient {
+  readonly #base: string
+  readonly #credential: { username: string; password: string } | { token: string }
+  #authorization: string | undefined
+
+  constructor(base: string, credential: { username: string; password: string } | { token: string }) {
+    this.#base = base
+    this.#credential = credential
+  }
+
+  /** build_url: an endpoint without /api/ is under /api/gateway/v1/, and every path ends with a slash. */
+  url(endpoint: string, query?: Record<string, string | number>): string {
+    let path = endpoint.startsWith('http') ? '/' + endpoint.split('/').slice(3).join('/') : endpoint
+    if (!path.startsWith('/')) path = `/${path}`
+    if (!path.startsWith('/api/')) path = `/api/gateway/v1${path}`
+    if (!path.endsWith('/') && !path.includes('?')) path += '/'
+    const search = query ? `?${new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)]))}` : ''
+    return this.#base + path + search
+  }
+
+  async authenticate(): Promise<void> {
+    for (let i = 0; i < 2; i++) {
+      const root = await this.send('GET', '')
+      if (root.status >= 400) throw new Error(`the collection gives up: the API root answered ${root.status}`)
+    }
+    this.#authorization = 'token' in this.#credential
+      ? `Bearer ${this.#credential.token}`
+      : `Basic ${Buffer.from(`${this.#credential.username}:${this.#credential.password}`).toString('base64')}`
+  }
+
+  async send(method: string, endpoint: string, data: unknown = {}, query?: Record<string, string | number>): Promise<{ status: number; json: any }> {
+    const response = await request(this.url(endpoint, query), {
+      method: method as 'GET',
+      headers: {
+        referer: this.#base,
+        'content-type': 'application/json',
+        accept: 'application/json',
+        ...(this.#authorization ? { authorization: this.#authorization } : {}),
+      },
+      body: JSON.stringify(data),
+    })
+    const text = await response.body.text()
+    return { status: response.statusCode, json: text ? JSON.parse(text) : {} }
+  }
+
+  /** get_one: a search by the endpoint's identity field, or by `or__id` and `or__<field>` when the value is a number. */
+  async getOne(endpoint: string, options: { nameOrId?: string; nameField?: string; data?: Record<string, string | number> } = {}): Promise<any> {
+    const query: Record<string, string | number> = { ...options.data }
+    if (options.nameOrId !== undefined) {
+      const field = options.nameField ?? 'name'
+      if (/^-?[0-9]+$/.test(options.nameOrId)) {
+        query.or__id = Number(options.nameOrId)
+        query[`or__${field}`] = options.nameOrId
+      } else {
+        query[field] = options.nameOrId
+      }
+    }
+    const { status, json } = await this.send('GET', endpoint, {}, query)
+    if (status !== 200) throw new Error(`get_one ${endpoint}: ${status} ${JSON.stringify(json)}`)
+    if (!('count' in json) || !('results' in json)) throw new Error('The endpoint did not provide count and results')
+    if (json.count > 1) throw new Error(`get_one ${endpoint}: ${json.count} items, expected 1`)
+    return json.count === 0 ? undefined : json.results[0]
+  }
+
+  /** delete_if_needed: DELETE the item's own `url`; 202 and 204 are success. */
+  async deleteIfNeeded(item: { url: string }): Promise<number> {
+    return (await this.send('DELETE', item.url)).status
+  }
+}
+
+/**
+ * What awxkit's `get_oauth2_token()` sends (awxkit/api/pages/base.py): with a client id, the password grant as a
+ * form to `/o/token/` (client id in the form, or with its secret as basic credentials), reading `access_token`;
+ * without one, a JSON POST to the gateway's tokens/ with basic credentials, reading `token`.
+ */
+export async function awxkitOauth2Token(base: string, options: { username: string; password: string; clientId?: string; clientSecret?: string; scope?: string }): Promise<{ status: number; token: string | undefined; body: any }> {
+  const scope = options.scope ?? 'write'
+  let response
+  if (options.clientId) {
+    const form = new URLSearchParams({ grant_type: 'password', username: options.username, password: options.password, scope })
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' }
+    if (options.clientSecret) headers.authorization = `Basic ${Buffer.from(`${options.clientId}:${options.clientSecret}`).toString('base64')}`
+    else form.set('client_id', options.clientId)
+    response = await fetch(`${base}/o/token/`, { method: 'POST', headers, body: form })
+  } else {
+    response = await fetch(`${base}/api/gateway/v1/tokens/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${options.username}:${options.password}`).toString('base64')}` },
+      body: JSON.stringify({ description: 'AWX CLI', application: null, scope }),
+    })
+  }
+  const body: any = await response.json().catch(() => ({}))
+  return { status: response.status, token: response.ok ? (options.clientId ? body.access_token : body.token) : undefined, body }
+}
