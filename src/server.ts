@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { DestinationStream } from 'pino'
 import type { App } from './app.ts'
+import { registerOpenApi } from './api/openapi.ts'
 import { registerGatewayApi } from './api/register.ts'
 import { answerClientError, DatabaseUnavailable, NotFound, sendError } from './errors.ts'
 import { refuseBadHost } from './gateway/host-header.ts'
@@ -79,6 +80,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   app.audit.start()
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
+  await registerOpenApi(server)
   await registerGatewayApi(server, app)
   registerHealthRoutes(server, app)
   registerMetrics(server, app)
