@@ -17,6 +17,7 @@ import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { gatewayLoginUrl } from './gateway/policy.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
+import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { GatewayMetrics } from './metrics/metrics.ts'
 import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
@@ -39,6 +40,8 @@ export interface App {
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
   readonly routes: readonly Route[]
+  /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
+  readonly trustsProxy: ProxyTrust
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
   /** What /metrics shows (src/metrics/). */
@@ -134,6 +137,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     sessions,
     csrf,
     routes,
+    trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
     metrics,
     audit,

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
 /**
@@ -126,6 +126,16 @@ export class UpstreamTimeout extends GatehouseError {
   }
 }
 
+/**
+ * 503: every upstream connection of the service that this client may use is taken, and none came free within the
+ * service's `pool.wait_seconds` (src/gateway/upstream-pool.ts).
+ */
+export class UpstreamBusy extends GatehouseError {
+  constructor(service: string) {
+    super(503, 'upstream_busy', `The service "${service}" has no free connection for this client; try again shortly.`, { headers: { 'retry-after': '1' } })
+  }
+}
+
 /** 503: a password source (the LDAP directory) could not be asked in time; other sources keep working. */
 export class DirectoryUnavailable extends GatehouseError {
   constructor(message = 'The directory could not be reached; try again later.', cause?: unknown) {
@@ -159,7 +169,8 @@ const fastifyCodes: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
   FST_ERR_VALIDATION: 'invalid',
-  FST_ERR_BAD_URL: 'bad_request',
+  // The router could not decode the path's percent escapes (src/gateway/path-safety.ts refuses the query's).
+  FST_ERR_BAD_URL: 'malformed_escape',
   FST_ERR_ASYNC_CONSTRAINT: 'bad_request',
 }
 
@@ -242,6 +253,22 @@ export function escapeHtml(text: string): string {
  */
 export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
+  // The response still being written on this connection (Node's own default handler looks at the same field).
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+  if (inFlight?.req.complete) {
+    // The error is in a request pipelined behind the one being answered. It cannot be answered in order, and an
+    // answer written now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then
+    // the connection closed. One that timed out behind it only closes the connection.
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.destroy()
+    else closeAfter(inFlight, socket)
+    return
+  }
+  if (inFlight?.headersSent) {
+    // The request being answered failed (its body timed out, broke off or is malformed) after its response began:
+    // that response cannot be finished or replaced, so the connection is cut.
+    socket.destroy()
+    return
+  }
   const [status, body] =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, errorBody(new GatehouseError(408, 'request_timeout', 'The request took too long to arrive.'))]
       : error.code === 'HPE_HEADER_OVERFLOW' ? [431, errorBody(new GatehouseError(431, 'headers_too_large', 'The request headers (cookies included) are too large.'))]
@@ -251,4 +278,9 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
   }
   socket.destroy()
+}
+
+function closeAfter(response: ServerResponse, socket: Socket): void {
+  response.shouldKeepAlive = false
+  response.once('close', () => socket.end())
 }

@@ -7,9 +7,10 @@ import { registerOpenApi } from './api/openapi.ts'
 import { registerGatewayApi } from './api/register.ts'
 import { answerClientError, DatabaseUnavailable, NotFound, sendError } from './errors.ts'
 import { refuseBadHost } from './gateway/host-header.ts'
-import { assertSafePath, splitTarget } from './gateway/path-safety.ts'
+import { assertSafePath, assertWellFormedEscapes, splitTarget } from './gateway/path-safety.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
+import { serverTimeouts } from './listener/timeouts.ts'
 import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
@@ -33,10 +34,11 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   const server = Fastify({
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
-    ...(options.https ? { https: options.https } : {}),
+    ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: app.config.server.trust_proxy,
+    // request.ip, .protocol and .host believe X-Forwarded-* only from a trusted proxy; no list, no belief at all.
+    trustProxy: app.config.server.trusted_proxies.length ? (address: string) => app.trustsProxy(address) : false,
     bodyLimit: app.config.server.api_body_limit_bytes,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -44,8 +46,11 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     // its connection closed after it, instead of getting a 503 for work the drain has time for.
     return503OnClosing: false,
     clientErrorHandler: answerClientError,
+    // A path the router cannot decode is answered like every other error, not with Fastify's own body.
+    frameworkErrors: (error, request, reply) => sendError(request, reply, error),
   })
 
+  server.server.maxConnections = app.config.server.max_connections
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
   await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)
@@ -53,6 +58,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.addHook('onRequest', async (request) => {
     request.gatehouse = { service: undefined, principal: undefined, forwardedAtMs: undefined, upstreamMs: undefined }
     assertSafePath(splitTarget(request.url).path)
+    assertWellFormedEscapes(request.url)
   })
   // The request line's fields are fixed and none can hold a secret, so it skips the redaction pass, which
   // (for the wildcard paths) costs about as much as the rest of the line. Keep secrets out of it.

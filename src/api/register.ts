@@ -5,6 +5,7 @@ import type { App } from '../app.ts'
 import { refuseNulCharacters } from '../gateway/input-safety.ts'
 import { apiAccessCheck } from './access.ts'
 import { activityStreamRoutes } from './activitystream.ts'
+import { applicationRoutes } from './applications.ts'
 import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
 import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
@@ -48,6 +49,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       ssoRoutes(versioned, app)
       mySessionRoutes(versioned, app)
       activityStreamRoutes(versioned, app)
+      applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })
   })
 }

@@ -7,6 +7,7 @@ import { sessionFilterFields, type StoredSession } from '../store/sessions.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { type ListQuery, listQuery } from './list-query.ts'
+import { describeList } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { idParam } from './validation.ts'
 
@@ -21,6 +22,8 @@ export function sessionRoutes(api: GatewayApi, app: App): void {
   }
 
   api.get('/sessions/', { config: superuser, schema: { querystring: listSessions } }, async (request) => list(request, request.query, undefined))
+
+  describeList(api, '/sessions/', { access: 'superuser', name: 'Session List', description: 'Live login sessions of every user.' })
 
   api.get('/sessions/:id/', { config: superuser, schema: { params: idParam } }, async (request) => {
     const session = await app.store.sessions.findById(request.params.id)

@@ -1,21 +1,55 @@
 import type { FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
-import { settingsChanges } from '../settings/definitions.ts'
-import type { GatewayApi } from './gateway-api.ts'
+import { type Settings, settingCategories, settingNames } from '../settings/definitions.ts'
+import { changesSchema, withPlatformNames } from '../settings/platform-names.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 
-/** Run-time settings (src/settings/definitions.ts): superusers read and change them; saved changes apply at once. */
+/**
+ * Run-time settings (src/settings/definitions.ts) in the platform's shape: `settings/` lists the categories,
+ * `all` first; `settings/<category>/` reads and writes a flat object of the category's settings (by
+ * Gatehouse's names and the platform's), and `DELETE` reverts them to their defaults. Superusers only; saved
+ * changes apply on every process at once. `PATCH`/`PUT settings/` are `settings/all/`, as Gatehouse had them.
+ */
 export function settingsRoutes(api: GatewayApi, app: App): void {
   const superuser = { access: 'superuser' } as const
-  api.get('/settings/', { config: superuser }, async () => app.settings.current)
+  const categories: [string, { name: string; settings: readonly (keyof Settings)[] }][] = [
+    ['all', { name: 'All', settings: settingNames }],
+    ...Object.entries(settingCategories),
+  ]
+  const index = Object.freeze({
+    count: categories.length,
+    next: null,
+    previous: null,
+    results: categories.map(([slug, { name }]) => ({ url: `${GATEWAY_API}/settings/${slug}/`, slug, name })),
+  })
+  api.get('/settings/', { config: superuser }, async () => index)
 
-  const save = { config: superuser, schema: { body: settingsChanges } }
-  const update = async (request: FastifyRequest, changes: Parameters<App['settings']['update']>[0]) => {
+  /** Every saved change goes to the audit trail with the settings before and after. */
+  const audited = async (request: FastifyRequest, change: () => Promise<unknown>) => {
     const before = { ...app.settings.current }
-    const after = await app.settings.update(changes)
-    app.audit.change(actorOf(request), 'update', { type: 'settings' }, before, after)
-    return after
+    await change()
+    app.audit.change(actorOf(request), 'update', { type: 'settings' }, before, { ...app.settings.current })
   }
-  api.patch('/settings/', save, async (request) => update(request, request.body))
-  api.put('/settings/', save, async (request) => update(request, request.body))
+
+  for (const [slug, { settings }] of categories) {
+    const shown = () => withPlatformNames(Object.fromEntries(settings.map((name) => [name, app.settings.current[name]])))
+    const save = { config: superuser, schema: { body: changesSchema(settings) } }
+    const paths = slug === 'all' ? ['/settings/all/', '/settings/'] : [`/settings/${slug}/`]
+    for (const path of paths) {
+      api.patch(path, save, async (request) => {
+        await audited(request, () => app.settings.update(request.body))
+        return shown()
+      })
+      api.put(path, save, async (request) => {
+        await audited(request, () => app.settings.update(request.body))
+        return shown()
+      })
+    }
+    api.get(`/settings/${slug}/`, { config: superuser }, async () => shown())
+    api.delete(`/settings/${slug}/`, { config: superuser }, async (request, reply) => {
+      await audited(request, () => app.settings.reset(settings))
+      return reply.code(204).send()
+    })
+  }
 }

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { signingIn } from '../audit/actor.ts'
 import { syncSsoAccount } from '../directory/sso-sync.ts'
-import { checkAnswerIsOurs, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
+import { checkAnswerIsOurs, FLOW_COOKIE, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
 import { BadRequest, GatehouseError, InvalidCredentials, NotFound, wantsHtml } from '../errors.ts'
 import { splitTarget } from '../gateway/path-safety.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
@@ -11,8 +11,6 @@ import type { PendingSsoLogin } from '../store/sso.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { DEFAULT_NEXT, nextQuery, sendLoginPage, startSession } from './login.ts'
 
-/** The browser's one-time key of its sign-in under way; sent only to the sign-in endpoints. */
-const FLOW_COOKIE = 'gateway_sso'
 /** Time from "Sign in with ..." to the provider's redirect back, the person's own login there included. */
 const FLOW_SECONDS = 600
 const CLEANUP_INTERVAL_MS = 60_000

@@ -8,6 +8,7 @@ import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/t
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { type ListQuery, listQuery } from './list-query.ts'
+import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { idParam, optionalBody } from './validation.ts'
@@ -27,14 +28,15 @@ const description = z.string().max(1000).nullable()
 const idValue = z.union([z.number().int().min(1).max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number)])
 const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
 
-const createToken = optionalBody(z.object({
+const tokenFields = z.object({
   application: application.optional(),
   description: description.optional(),
   scope: scope.optional(),
   /** ISO 8601 with a time zone, as the platform's API writes `expires`. */
   expires: z.iso.datetime({ offset: true }).optional(),
   expires_in: seconds.optional(),
-}).strict())
+}).strict()
+const createToken = optionalBody(tokenFields)
 const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).strict())
 const revokeTokens = optionalBody(z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict())
 const listTokens = listQuery(tokenFilterFields)
@@ -75,7 +77,12 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     const principal = principalOf(request)
     app.tokens.assertMayCreate(principal.user)
     if (input.application != null) {
-      throw new ValidationFailed({ application: [`Invalid pk "${input.application}" - object does not exist.`] })
+      // The platform mints an application's token here too; Gatehouse issues those at /o/token/, where the
+      // OpenID Connect provider can give them their refresh token and revoke them like every other.
+      const known = await app.store.applications.findById(input.application)
+      throw new ValidationFailed({ application: [known
+        ? 'Tokens of an OAuth2 application are issued at /o/token/ (the password or authorization-code grant); give null for a personal token.'
+        : `Invalid pk "${input.application}" - object does not exist.`] })
     }
     const { record, value } = await app.tokens.issue(principal.user, {
       scope: principal.scope === 'read' ? 'read' : input.scope,
@@ -84,7 +91,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
       expires: input.expires === undefined ? undefined : Date.parse(input.expires),
       expiresIn: input.expires_in,
     })
-    app.audit.change(actorOf(request), 'create', auditedToken(record), undefined, tokenFields(record))
+    app.audit.change(actorOf(request), 'create', auditedToken(record), undefined, auditedTokenFields(record))
     reply.code(201)
     return serialize(record, value)
   }
@@ -107,6 +114,12 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     return list(request, request.query, principal.user.isSuperuser ? undefined : principal.user.id)
   })
 
+  describeList(api, '/tokens/', {
+    name: 'OAuth2 Token List',
+    description: 'Personal tokens: everyone manages their own, superusers all.',
+    create: { body: tokenFields, readOnly: { ...SERVER_FIELDS, user: 'field', token: 'string', refresh_token: 'string', last_used: 'datetime' }, allowed: (principal) => principal.scope !== 'read' },
+  })
+
   api.post('/tokens/', { schema: { body: createToken } }, async (request, reply) => create(request, reply, request.body))
 
   api.post('/tokens/revoke/', { config: { access: 'superuser' }, schema: { body: revokeTokens } }, async (request) => {
@@ -127,14 +140,14 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     const input = request.body
     const updated = await app.tokens.update(record, { description: input.description === null ? '' : input.description, scope: input.scope })
     if (!updated) throw new NotFound('No such token.')
-    app.audit.change(actorOf(request), 'update', auditedToken(updated), tokenFields(record), tokenFields(updated))
+    app.audit.change(actorOf(request), 'update', auditedToken(updated), auditedTokenFields(record), auditedTokenFields(updated))
     return serialize(updated)
   })
 
   api.delete('/tokens/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const record = await visibleToken(request)
     await app.tokens.revoke(record.id)
-    app.audit.change(actorOf(request), 'delete', auditedToken(record), tokenFields(record))
+    app.audit.change(actorOf(request), 'delete', auditedToken(record), auditedTokenFields(record))
     return reply.code(204).send()
   })
 
@@ -156,7 +169,7 @@ export function auditedToken(record: TokenRecord) {
   return { type: 'token', id: record.id, name: record.description || null }
 }
 
-export function tokenFields(record: TokenRecord) {
+export function auditedTokenFields(record: TokenRecord) {
   return { user: record.userId, scope: record.scope, description: record.description, expires: new Date(record.expires).toISOString() }
 }
 

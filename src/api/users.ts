@@ -6,6 +6,7 @@ import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
+import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { userUrl } from './summaries.ts'
 import { idParam } from './validation.ts'
@@ -86,6 +87,12 @@ export function userRoutes(api: GatewayApi, app: App): void {
     const { page, filter } = request.query
     const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter })
     return paged(request, page, count, users.map(serializeUser))
+  })
+
+  describeList(api, '/users/', {
+    name: 'User List',
+    description: 'Accounts: everyone signed in may read; only superusers create, change and delete.',
+    create: { body: createUser, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
   })
 
   api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {

@@ -23,7 +23,7 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[]): Record<string,
   const fields: Record<string, string[]> = {}
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) (fields[key] ??= []).push('Unknown field.')
+      for (const key of issue.keys) (fields[[...issue.path, key].map(String).join('.')] ??= []).push('Unknown field.')
     } else if (issue.path.length === 0) {
       ;(fields.non_field_errors ??= []).push(issue.code === 'invalid_type' ? 'Expected a JSON object.' : issue.message)
     } else {

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander'
-import { auditedToken, tokenFields } from '../api/tokens.ts'
+import { auditedToken, auditedTokenFields } from '../api/tokens.ts'
 import { cliActor } from '../audit/actor.ts'
 import type { TokenScope } from '../store/tokens.ts'
 import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
@@ -35,7 +35,7 @@ export function tokensCommand(): Command {
       await withApp(options, async (app) => {
         const owner = await findUser(app, options.user)
         const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn })
-        app.audit.change(cliActor(), 'create', auditedToken(record), undefined, tokenFields(record))
+        app.audit.change(cliActor(), 'create', auditedToken(record), undefined, auditedTokenFields(record))
         process.stdout.write(`${value}\n`)
         process.stderr.write(`created token ${record.id} for ${owner.username} (scope ${record.scope}, expires ${new Date(record.expires).toISOString()})\n`)
       })

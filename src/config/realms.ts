@@ -117,6 +117,8 @@ export const GatewayOidcSchema = z.object({
     .describe('The realms whose tokens the gateway API accepts. Default: every realm.'),
   audiences: z.array(z.string().min(1).max(200)).min(1).default(['gateway'])
     .describe('A token must name one of these in `aud` or `azp` (give a client the audience with its `audiences`). A token with scope `write` may change things; any other token may only read (GET, HEAD, OPTIONS), as a personal token of scope `read`.'),
+  applications_realm: realmName.optional()
+    .describe('The realm whose clients the platform\'s OAuth2 applications (`/api/gateway/v1/applications/`, `/o/token/`) are. Default: the first realm.'),
 }).strict()
 
 export type RealmConfig = z.output<typeof RealmSchema>

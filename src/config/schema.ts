@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js'
 import { z } from 'zod'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { AuditSchema, auditDefaults, MetricsSchema, metricsDefaults } from './operations.ts'
@@ -37,6 +38,14 @@ export const ServiceSchema = z.object({
     connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream before answering 502.'),
     response_seconds: z.number().positive().max(3600).default(60).describe('Time to wait for the upstream\'s response headers, and between body chunks, before answering 504.'),
   }).strict().default({ connect_seconds: 5, response_seconds: 60 }),
+  pool: z.object({
+    connections: z.number().int().min(1).max(10_000).default(128)
+      .describe('Connections to the upstream open at once. A request holds one from when it is forwarded until its response has been sent.'),
+    per_client: z.number().int().min(1).max(10_000).default(16)
+      .describe('The most of them one client (an IPv4 address, or an IPv6 /64; behind a reverse proxy the address it forwards for, see `server.trusted_proxies`) may hold at once, so that clients that never finish their requests cannot take the service offline for others. At most `connections`.'),
+    wait_seconds: z.number().positive().max(600).default(5)
+      .describe('The longest a request waits for a connection it may use before it is answered 503 upstream_busy.'),
+  }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5 }),
 }).strict()
 
 const filePath = z.string().min(1)
@@ -69,10 +78,20 @@ export const ConfigSchema = z.object({
     port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0 picks a free one).'),
     public_url: z.url({ protocol: /^https?$/ }).optional()
       .describe('The URL clients use to reach Gatehouse (issuer of tokens, redirects, Secure cookies when https). Default: http://<host>:<port>.'),
-    trust_proxy: z.boolean().default(false)
-      .describe('Trust X-Forwarded-* from the peer (set when Gatehouse runs behind a reverse proxy).'),
+    trusted_proxies: z.array(z.string().refine(isAddressOrCidr, 'must be an IP address or a CIDR such as 10.0.0.0/8')).default([])
+      .describe('Addresses or CIDRs of the reverse proxies in front of Gatehouse. Only a peer in this list is believed about the client (X-Forwarded-For/-Proto/-Host for the client address, scheme and host; its other forwarding headers reach services); from any other peer those headers are ignored and removed (docs/edge.md).'),
+    trust_proxy: z.never({ error: 'replaced by server.trusted_proxies: list the addresses or CIDRs of the reverse proxies in front of Gatehouse (e.g. [10.0.0.5] or [10.0.0.0/8])' }).optional()
+      .describe('Removed: see `trusted_proxies`.'),
     trusted_origins: z.array(z.url()).default([])
       .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy.'),
+    timeouts: z.object({
+      headers_seconds: z.number().positive().max(600).default(10)
+        .describe('Time a client has to send the request line and headers before it is answered 408 and its connection closed.'),
+      request_seconds: z.number().positive().max(24 * 3600).default(300)
+        .describe('Time a client has to send a whole request, body included, before it is answered 408 (or its connection closed, if the response has begun). Raise it for large uploads over slow links.'),
+    }).strict().default({ headers_seconds: 10, request_seconds: 300 }),
+    max_connections: z.number().int().min(1).max(1_000_000).default(10_000)
+      .describe('Client connections open at once; further ones are closed as they arrive. Keep it below the process\'s file descriptor limit (`ulimit -n`), which must also cover the upstream connections.'),
     api_body_limit_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024)
       .describe('Largest request body the gateway\'s own API reads. Proxied bodies are streamed and not limited here.'),
     tls: TlsSchema.optional().describe('Serve HTTPS with these files. Absent: plain HTTP.'),
@@ -80,7 +99,7 @@ export const ConfigSchema = z.object({
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trust_proxy: false, trusted_origins: [], api_body_limit_bytes: 1024 * 1024, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 }),
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 }),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
     database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()
@@ -118,6 +137,9 @@ export const ConfigSchema = z.object({
 }).strict().superRefine((config, ctx) => {
   checkRealmReferences(config, ctx)
   checkTls(config.server, ctx)
+  if (config.server.timeouts.headers_seconds > config.server.timeouts.request_seconds) {
+    ctx.addIssue({ code: 'custom', path: ['server', 'timeouts', 'headers_seconds'], message: 'must be at most server.timeouts.request_seconds' })
+  }
   const names = new Set<string>()
   const prefixes = new Set<string>()
   config.services.forEach((service, i) => {
@@ -130,6 +152,9 @@ export const ConfigSchema = z.object({
     if (service.prefix.startsWith('/ui/')) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not be under /ui/, the web interface' })
     }
+    if (service.pool.per_client > service.pool.connections) {
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'pool', 'per_client'], message: `must be at most pool.connections (${service.pool.connections})` })
+    }
     service.public_paths.forEach((path, j) => {
       if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'public_paths', j], message: `must be under the service prefix ${service.prefix}` })
     })
@@ -139,6 +164,13 @@ export const ConfigSchema = z.object({
 })
 
 export type Config = z.output<typeof ConfigSchema>
+
+/** An IPv4 address in its usual four-part form (not `10.1`, which parsers read differently), an IPv6 one, or a CIDR of either. */
+function isAddressOrCidr(entry: string): boolean {
+  const [address = '', bits, ...rest] = entry.split('/')
+  const valid = ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address)
+  return valid && rest.length === 0 && (bits === undefined || ipaddr.isValidCIDR(entry))
+}
 export type ServiceConfig = z.output<typeof ServiceSchema>
 export type AuthMethod = z.output<typeof AuthMethodSchema>
 export type TlsConfig = z.output<typeof TlsSchema>

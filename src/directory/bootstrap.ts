@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Accounts } from './accounts.ts'
 import type { Store } from '../store/store.ts'
-import { Conflict, ValidationFailed } from '../errors.ts'
+import { UsernameTaken, ValidationFailed } from '../errors.ts'
 
 /**
  * On first start with an empty database, creates the superuser `admin` with GATEHOUSE_ADMIN_PASSWORD, or with
@@ -15,7 +15,7 @@ export async function ensureAdmin(store: Store, accounts: Accounts, env = proces
   try {
     await accounts.create({ username: 'admin', password, isSuperuser: true, email: '' })
   } catch (error) {
-    if (error instanceof Conflict) return undefined
+    if (error instanceof UsernameTaken) return undefined
     if (error instanceof ValidationFailed && error.fields?.password) {
       throw new ValidationFailed({ GATEHOUSE_ADMIN_PASSWORD: error.fields.password }, 'GATEHOUSE_ADMIN_PASSWORD does not meet the password policy.')
     }

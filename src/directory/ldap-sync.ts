@@ -1,4 +1,4 @@
-import { Conflict, InvalidCredentials } from '../errors.ts'
+import { InvalidCredentials, UsernameTaken } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
@@ -25,7 +25,7 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
       return await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
     } catch (error) {
       // Another request created it first: update that one instead.
-      if (!(error instanceof Conflict)) throw error
+      if (!(error instanceof UsernameTaken)) throw error
       existing = await store.users.findByUsername(found.username)
       if (!existing) throw error
     }

@@ -1,5 +1,5 @@
 import type { SsoProviderConfig } from '../config/sso.ts'
-import { Conflict, PermissionDenied } from '../errors.ts'
+import { Conflict, PermissionDenied, UsernameTaken } from '../errors.ts'
 import { isUniqueViolation } from '../store/database.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
@@ -39,7 +39,7 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
     created = await accounts.create({ ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'sso', external: true })
   } catch (error) {
     // Another sign-in created the name first; it is linked to someone else, or about to be.
-    const now = error instanceof Conflict ? await store.users.findByUsername(profile.username) : undefined
+    const now = error instanceof UsernameTaken ? await store.users.findByUsername(profile.username) : undefined
     throw now ? conflictWith(now) : error
   }
   try {
@@ -58,7 +58,7 @@ async function updateLinkedAccount(store: Store, accounts: Accounts, user: User,
   try {
     return await accounts.update(user.id, changes)
   } catch (error) {
-    const taken = error instanceof Conflict && changes.username ? await store.users.findByUsername(changes.username) : undefined
+    const taken = error instanceof UsernameTaken && changes.username ? await store.users.findByUsername(changes.username) : undefined
     throw taken ? conflictWith(taken) : error
   }
 }

@@ -4,6 +4,8 @@ import { ConfigError } from '../config/load.ts'
 import type { SsoProviderConfig } from '../config/sso.ts'
 import { BadRequest, GatehouseError, InvalidCredentials, PermissionDenied } from '../errors.ts'
 
+/** The browser's one-time key of its sign-in under way; sent only to the sign-in endpoints. */
+export const FLOW_COOKIE = 'gateway_sso'
 export const SSO_PATH = '/api/gateway/v1/login/sso/'
 
 /** Where the "Sign in with <label>" button goes. */

@@ -1,7 +1,9 @@
 import { BadRequest } from '../errors.ts'
 
-// Percent-encoded slash, backslash or NUL; a literal backslash; or a `.`/`..` segment, literal or encoded.
-const UNSAFE = /%(2f|5c|00)|\\|(^|\/)(\.|%2e){1,2}(\/|$)/i
+// Percent-encoded slash, backslash or NUL; a literal backslash; or a `.`/`..` segment, literal or encoded. Encoded
+// also means encoded again (`%252e`, `%25252f`): a service or framework that decodes once more than it should
+// would otherwise see the separator or the dot segment that Gatehouse never did.
+const UNSAFE = /%(25)*(2f|5c|00)|\\|(^|\/)(\.|%(25)*2e){1,2}(\/|$)/i
 
 /**
  * Refuses request targets that could reach another service or escape a prefix once some server along the
@@ -11,6 +13,20 @@ const UNSAFE = /%(2f|5c|00)|\\|(^|\/)(\.|%2e){1,2}(\/|$)/i
 export function assertSafePath(path: string): void {
   if (!path.startsWith('/') || UNSAFE.test(path)) {
     throw new BadRequest('The request target must be a plain path (starting with "/", without dot segments or encoded separators).', 'unsafe_path')
+  }
+}
+
+/**
+ * Refuses a request target (path and query) with a percent sign that does not start an escape (`%ZZ`), or escapes
+ * that are not UTF-8 (`%FF`, overlong `%C0%AE`): URL parsers disagree on what such a target means, and the proxy's
+ * URL handling cannot take it (RFC 3986 §2.1).
+ */
+export function assertWellFormedEscapes(target: string): void {
+  if (!target.includes('%')) return
+  try {
+    decodeURIComponent(target)
+  } catch {
+    throw new BadRequest('The request target has a malformed percent escape.', 'malformed_escape')
   }
 }
 

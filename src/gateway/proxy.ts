@@ -3,16 +3,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import type { IncomingHttpHeaders } from 'node:http'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
-import { NotAuthenticated, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
+import { NotAuthenticated, NotFound, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
 import { assertScopeAllows, redirectsToLogin, refuseUnauthenticated } from './policy.ts'
 import { splitTarget } from './path-safety.ts'
 import type { Route } from './routes.ts'
+import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
+import { poolClient } from './upstream-pool.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
-/** Hop-by-hop fields (RFC 9110 §7.6.1): meaningful for one connection only, never forwarded. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
-const GATEWAY_COOKIES = new Set(['gateway_sessionid', 'csrftoken'])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
 
 /**
@@ -28,7 +27,7 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
         base: route.upstream.origin,
         disableRequestLogging: true,
         undici: {
-          connections: 128,
+          connections: route.pool.connections,
           connectTimeout: route.timeouts.connectMs,
           headersTimeout: route.timeouts.responseMs,
           bodyTimeout: route.timeouts.responseMs,
@@ -49,6 +48,9 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
   const context = request.gatehouse
   context.service = route.name
   const { path, query } = splitTarget(request.url)
+  // The router matches decoded paths (`/%72ec/` as `/rec/`); the prefix is cut, and public paths judged, on the
+  // raw path, so one that does not start with the prefix as written is not this service's.
+  if (!path.startsWith(route.prefix)) throw new NotFound(`No service or API at ${path}.`)
   const open = route.isPublic(path)
   let principal: Principal | undefined
   try {
@@ -73,13 +75,16 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
   }
   const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
+  const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
+  if (waiting) await waiting
+  // The gateway's own time runs until here, a wait for a free upstream connection included.
   const forwardedAt = reply.elapsedTime
   context.forwardedAtMs = forwardedAt
   reply.from(basePath + upstreamPath + query, {
-    rewriteRequestHeaders: (_raw, headers) => requestHeaders(request, headers, app, principal, identity),
+    rewriteRequestHeaders: (_raw, headers) => upstreamRequestHeaders(request, headers, app.trustsProxy, principal, identity),
     rewriteHeaders: (headers) => {
       context.upstreamMs = reply.elapsedTime - forwardedAt
-      return withoutHopByHop(headers as IncomingHttpHeaders)
+      return clientResponseHeaders(headers as IncomingHttpHeaders)
     },
     retryDelay: () => null,
     onError: (replyWithError, { error }) => {
@@ -90,55 +95,4 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
       sendError(request, replyWithError as FastifyReply, mapped)
     },
   })
-}
-
-/**
- * What a service receives: the client's headers without hop-by-hop fields, without the credentials the
- * gateway consumed (Authorization, its own cookies) and without any X-Gatehouse-* a client sent, plus
- * X-Forwarded-* and the verified identity. Built in one pass into a new object.
- */
-function requestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, app: App, principal: Principal | undefined, identity: string | undefined): IncomingHttpHeaders {
-  const listed = connectionOptions(incoming.connection)
-  const headers: IncomingHttpHeaders = {}
-  for (const name of Object.keys(incoming)) {
-    if (HOP_BY_HOP.has(name) || listed?.has(name) || name === 'authorization' || name.startsWith('x-gatehouse-')) continue
-    headers[name] = incoming[name]
-  }
-  if (headers.cookie) {
-    const kept = headers.cookie.split(/;\s*/).filter((pair) => !GATEWAY_COOKIES.has(pair.slice(0, pair.indexOf('=')).trim()))
-    if (kept.length) headers.cookie = kept.join('; ')
-    else delete headers.cookie
-  }
-  const peer = request.raw.socket.remoteAddress ?? ''
-  const prior = app.config.server.trust_proxy ? request.headers['x-forwarded-for'] : undefined
-  headers['x-forwarded-for'] = prior ? `${prior}, ${peer}` : peer
-  headers['x-forwarded-proto'] = request.protocol
-  headers['x-forwarded-host'] = request.host
-  if (principal && identity) {
-    headers['x-gatehouse-user'] = principal.user.username
-    headers['x-gatehouse-user-id'] = String(principal.user.id)
-    headers['x-gatehouse-auth-method'] = principal.method
-    headers['x-gatehouse-identity'] = identity
-  }
-  return headers
-}
-
-function withoutHopByHop(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
-  const listed = connectionOptions(incoming.connection)
-  const headers: IncomingHttpHeaders = {}
-  for (const name of Object.keys(incoming)) {
-    if (!HOP_BY_HOP.has(name) && !listed?.has(name)) headers[name] = incoming[name]
-  }
-  return headers
-}
-
-/**
- * The field names a Connection header lists (RFC 9110 §7.6.1), lower-cased; undefined when there are none, or
- * only `keep-alive` (hop-by-hop anyway), which is what nearly every upstream response says.
- */
-function connectionOptions(connection: string | string[] | undefined): Set<string> | undefined {
-  if (typeof connection !== 'string') return undefined
-  const options = connection.toLowerCase()
-  if (options === 'keep-alive') return undefined
-  return new Set(options.split(',').map((name) => name.trim()))
 }

@@ -1,4 +1,5 @@
 import type { AuthMethod, Config, ServiceConfig } from '../config/schema.ts'
+import { UpstreamPool } from './upstream-pool.ts'
 
 /** A service as the request path needs it: compiled once at start, looked up per request. */
 export interface Route {
@@ -9,6 +10,8 @@ export interface Route {
   readonly unauthenticated: ServiceConfig['unauthenticated']
   readonly stripPrefix: boolean
   readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
+  /** Admission to the service's upstream connections, shared fairly among clients. */
+  readonly pool: UpstreamPool
   isPublic(path: string): boolean
 }
 
@@ -28,6 +31,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL): Route {
     unauthenticated: service.unauthenticated,
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
+    pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
     isPublic: publicPathMatcher(service.public_paths),
   })
 }

@@ -1,7 +1,7 @@
 import type { Account, AccountClaims, KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import { Conflict } from '../errors.ts'
+import { UsernameTaken } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 
@@ -101,7 +101,7 @@ export class ServiceAccounts {
       try {
         found = await this.#accounts.create({ username, email: '' })
       } catch (error) {
-        if (!(error instanceof Conflict)) throw error
+        if (!(error instanceof UsernameTaken)) throw error
         found = await this.#store.users.findByUsername(username)
         if (!found) throw error
       }

@@ -4,6 +4,7 @@ import type { Accounts } from '../directory/accounts.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
+import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
 import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
@@ -49,6 +50,9 @@ export const ENDPOINT_METHODS: ReadonlyMap<string, readonly string[]> = new Map(
 export const LOGIN_ACTIONS = '/login-actions/'
 /** The realm's browser session (oidc-provider's Session), only ever sent to the realm's own paths. */
 export const REALM_SESSION_COOKIE = 'gatehouse_oidc_session'
+/** oidc-provider's short-lived cookies of a login under way. */
+export const REALM_INTERACTION_COOKIE = 'gatehouse_oidc_interaction'
+export const REALM_RESUME_COOKIE = 'gatehouse_oidc_resume'
 /** Where a browser the gateway sent to log in comes back to (src/oidc/routes.ts). */
 export const GATEWAY_CALLBACK = '/gatehouse/callback'
 
@@ -67,6 +71,8 @@ export interface ProviderOptions {
   loginName(name: string): Promise<string>
   endGatewaySession(cookie: string): Promise<void>
   revoke: AdapterDependencies['revoke']
+  /** For the realm that serves the platform's OAuth2 applications (src/oidc/applications.ts). */
+  applications?: ApplicationClients | undefined
   /** Told each grant the token endpoint answered with tokens (metrics count them). */
   tokensIssued?: ((grantType: string) => void) | undefined
 }
@@ -80,9 +86,12 @@ export interface ProviderOptions {
  */
 export function buildProvider(options: ProviderOptions): Provider {
   const { realm, issuer, keys } = options
-  const clients = new Map(realm.clients.map((c) => [c.client_id, c]))
+  const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
+  // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
+  const applications = new Map<string, RealmClientConfig>()
+  const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
   const resource = `urn:gatehouse:realm:${realm.name}`
-  const scopes = realmScopes(realm)
+  const scopes = options.applications ? [...new Set([...realmScopes(realm), ...APPLICATION_SCOPES])] : realmScopes(realm)
   const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, keys.activeKid)
   const findAccount = accountFinder(options.accounts)
   const adapterDeps = {
@@ -92,7 +101,9 @@ export function buildProvider(options: ProviderOptions): Provider {
   }
 
   const configuration: Configuration = {
-    adapter: (model: string) => new StoreAdapter(model, adapterDeps),
+    adapter: (model: string) => model === 'Client' && options.applications
+      ? new ApplicationClientAdapter(realm.name, options.applications, applications)
+      : new StoreAdapter(model, adapterDeps),
     clients: realm.clients.map((client) => clientMetadata(client, issuer)),
     jwks: { keys: keys.privateJwks as never },
     findAccount,
@@ -105,7 +116,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     conformIdTokenClaims: false,
     pkce: { required: (_ctx, client) => pkceRequired(clients.get(client.clientId)) },
     cookies: {
-      names: { session: REALM_SESSION_COOKIE, interaction: 'gatehouse_oidc_interaction', resume: 'gatehouse_oidc_resume' },
+      names: { session: REALM_SESSION_COOKIE, interaction: REALM_INTERACTION_COOKIE, resume: REALM_RESUME_COOKIE },
       // Only the realm's paths see the SSO session cookie, never the services behind the gateway.
       long: { httpOnly: true, sameSite: 'lax', path: `/realms/${realm.name}/` },
       short: { httpOnly: true, sameSite: 'lax' },
@@ -180,6 +191,7 @@ export function buildProvider(options: ProviderOptions): Provider {
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
   allowWildcardRedirects(provider)
+  if (options.applications) compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
@@ -290,7 +302,7 @@ async function keycloakTokenClaims(token: IssuedToken, realm: RealmConfig, optio
 }
 
 /** `formats.customizers.jwt`: Keycloak's header and audience, and the service account's own `sub`. */
-async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> }, clients: Map<string, RealmClientConfig>, serviceAccounts: ServiceAccounts): Promise<void> {
+async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> }, clients: { get(id: string): RealmClientConfig | undefined }, serviceAccounts: ServiceAccounts): Promise<void> {
   jwt.header = { typ: 'JWT' }
   const payload = jwt.payload
   payload.aud = accessTokenAudience(clients.get(token.clientId))

@@ -10,6 +10,7 @@ import type { Route } from '../gateway/routes.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { REVOKE_TOPIC } from './adapter.ts'
+import type { ApplicationClients } from './applications.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
 import { REFRESH_SIGNING_ALG, RealmKeys, SIGNING_ALG, type RealmKeySet } from './keys.ts'
@@ -104,6 +105,9 @@ export class Realm {
   /** When each device code last polled the token endpoint (RFC 8628 §3.5), in this process. */
   readonly #devicePolls = new Map<string, number>()
   #provider: { instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet; tokens: KeycloakTokens } | undefined
+
+  /** Set on the realm that serves the platform's OAuth2 applications, before its provider is first built. */
+  applications: ApplicationClients | undefined
 
   constructor(config: RealmConfig, deps: RealmDependencies) {
     this.config = config
@@ -237,6 +241,7 @@ export class Realm {
         serviceAccounts: this.#deps.serviceAccounts,
         loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
+        applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
@@ -295,7 +300,19 @@ export class OidcRealms {
       this.#policies.set(service.name, { realms: new Set([realm.name]), audiences: new Set(audiences), scoped: false })
       if (client && !service.accepts.includes('session')) this.#loginUrls.set(service.name, (next) => authorizationUrl(realm, client, next))
     }
+    this.applicationsRealm = this.#realms.get(gateway.applications_realm ?? config.realms[0]?.name ?? '')
+    if (this.applicationsRealm) {
+      // An application's tokens are meant for the gateway and for every service that takes its realm's tokens.
+      const realmName = this.applicationsRealm.name
+      const audiences = [...new Set([...gateway.audiences, ...[...this.#policies.entries()]
+        .filter(([service, policy]) => service !== 'gateway' && policy.realms.has(realmName))
+        .map(([, policy]) => [...policy.audiences][0]!)])]
+      this.applicationsRealm.applications = { repository: deps.store.applications, audiences }
+    }
   }
+
+  /** The realm whose clients the platform's OAuth2 applications are (`gateway.oidc.applications_realm`). */
+  readonly applicationsRealm: Realm | undefined
 
   get configured(): boolean {
     return this.#realms.size > 0

@@ -36,16 +36,31 @@ export async function registerOidcRoutes(server: FastifyInstance, app: App): Pro
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null))
     scope.route({ method: METHODS, url: '/realms/*', handler: (request, reply) => handle(app, request, reply) })
+    // The platform's OAuth2 endpoints (django-oauth-toolkit's, where awxkit posts the password grant), served by
+    // the realm whose clients the OAuth2 applications are.
+    const realm = app.oidc.applicationsRealm
+    if (!realm) return
+    for (const [url, endpoint, methods] of [
+      ['/o/token/', KEYCLOAK_ROUTES.token, ['POST', 'OPTIONS']],
+      ['/o/revoke_token/', KEYCLOAK_ROUTES.revocation, ['POST', 'OPTIONS']],
+      ['/o/authorize/', KEYCLOAK_ROUTES.authorization, ['GET', 'POST']],
+    ] as const) {
+      scope.route({ method: [...methods], url, handler: (request, reply) => serveRealm(app, realm, endpoint, request, reply) })
+    }
   })
 }
 
 async function handle(app: App, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  const { path, query } = splitTarget(request.url)
-  const match = REALM_PATH.exec(path)
+  const match = REALM_PATH.exec(splitTarget(request.url).path)
   const realm = match ? app.oidc.get(match[1]!) : undefined
   if (!match || !realm) return keycloakError(reply, 404, 'Realm does not exist')
+  return serveRealm(app, realm, match[2] ?? '/', request, reply)
+}
+
+/** One request to a realm's endpoint `rest` (the path below `/realms/<realm>`). */
+async function serveRealm(app: App, realm: Realm, rest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const { query } = splitTarget(request.url)
   request.gatehouse.service = `realms/${realm.name}`
-  const rest = match[2] ?? '/'
   if (nulFields(request.query).length) return nulRefused(reply)
 
   if (rest.startsWith(LOGIN_ACTIONS) && (request.method === 'GET' || request.method === 'POST')) {

@@ -39,9 +39,16 @@ export const settingsSchema = z.object({
 
 export type Settings = Readonly<z.output<typeof settingsSchema>>
 
-/** A change to some settings: each one named is checked, and none is filled in with its default. */
-export const settingsChanges = z.object(
-  Object.fromEntries(Object.entries(settingsSchema.shape).map(([name, schema]) => [name, schema.unwrap().optional()])),
-).strict() as unknown as z.ZodType<Partial<Settings>>
+
+/** The settings by category, as the platform groups its settings (`settings/<category>/`); each is in one. */
+export const settingCategories = {
+  authentication: {
+    name: 'Authentication',
+    settings: ['gateway_basic_auth_enabled', 'login_failures_before_lockout', 'login_lockout_seconds', 'login_failures_per_address', 'login_address_window_seconds', 'login_lockout_spares_clean_addresses'],
+  },
+  session: { name: 'Sessions', settings: ['session_cookie_age', 'sessions_per_user_limit'] },
+  oauth2: { name: 'OAuth 2', settings: ['allow_external_users_to_create_oauth2_tokens', 'oauth2_access_token_expire_seconds'] },
+  password: { name: 'Password policy', settings: ['local_password_min_length', 'local_password_refuse_common'] },
+} as const satisfies Record<string, { name: string; settings: readonly (keyof Settings)[] }>
 export const settingNames = Object.keys(settingsSchema.shape) as (keyof Settings)[]
 export const defaultSettings: Settings = Object.freeze(settingsSchema.parse({}))

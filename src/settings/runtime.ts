@@ -36,7 +36,16 @@ export class RuntimeSettings {
     for (const listener of this.#listeners) listener(this.#current)
   }
 
-  /** Saves a checked change (`settingsChanges`): every process applies it at once. */
+  /** Reverts settings to their defaults: every process applies it at once. */
+  async reset(names: readonly (keyof Settings)[]): Promise<Settings> {
+    await this.#bus.change(async (tx, announce) => {
+      await tx.settings.delete(names)
+      announce(SETTINGS_TOPIC, names.join(',').slice(0, 200))
+    })
+    return this.#current
+  }
+
+  /** Saves a change already checked (`changesSchema`): every process applies it at once. */
   async update(patch: Partial<Settings>): Promise<Settings> {
     const changes = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined))
     if (Object.keys(changes).length) {

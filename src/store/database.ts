@@ -137,7 +137,13 @@ export class Database {
     pool?.on('error', () => {})
     const db = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : this.db
     try {
-      const { error, results } = await new Migrator({ db, provider: migrationProvider(this.dialect) }).migrateToLatest()
+      const { error, results } = await new Migrator({
+        db,
+        provider: migrationProvider(this.dialect),
+        // Migration numbers are given out ahead and features land in any order, so a database may have 012 applied
+        // when 011 arrives. Each migration creates its own tables only, so applying a late one after a later one is safe.
+        allowUnorderedMigrations: true,
+      }).migrateToLatest()
       if (error) throw error
       return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
     } finally {

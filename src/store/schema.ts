@@ -17,7 +17,23 @@ export interface Tables {
   sso_logins: SsoLoginsTable
   login_failures: LoginFailuresTable
   login_address_failures: LoginAddressFailuresTable
+  oauth2_applications: OAuth2ApplicationsTable
   audit_entries: AuditEntriesTable
+}
+
+export interface OAuth2ApplicationsTable {
+  id: Generated<number>
+  realm: string
+  client_id: string
+  client_secret_hash: string | null
+  name: string
+  description: string
+  client_type: string
+  authorization_grant_type: string
+  redirect_uris: string
+  user_id: number | null
+  created_at: number
+  modified_at: number
 }
 
 export interface GatewayProcessesTable {

@@ -14,6 +14,11 @@ export class SettingsRepository {
     return Object.fromEntries(rows.map((r) => [r.key, JSON.parse(r.value)]))
   }
 
+  /** Forgets settings, so they take their defaults again. */
+  async delete(keys: readonly string[]): Promise<void> {
+    if (keys.length) await this.#db.deleteFrom('settings').where('key', 'in', [...keys]).execute()
+  }
+
   /** Saves several settings; all or none when called on a transaction (Store.transaction), as the settings API does. */
   async put(values: Record<string, unknown>, now = Date.now()): Promise<void> {
     for (const [key, value] of Object.entries(values)) {

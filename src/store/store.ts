@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely'
 import { AuditRepository } from './audit.ts'
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
+import { ApplicationRepository } from './applications.ts'
 import { LoginFailureRepository } from './login-failures.ts'
 import type { Tables } from './schema.ts'
 import { SessionRepository } from './sessions.ts'
@@ -24,6 +25,7 @@ export interface Repositories {
   readonly sso: SsoRepository
   readonly loginFailures: LoginFailureRepository
   readonly audit: AuditRepository
+  readonly applications: ApplicationRepository
 }
 
 /**
@@ -68,5 +70,6 @@ function repositoriesOn(db: Kysely<Tables>): Repositories {
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
     audit: new AuditRepository(db),
+    applications: new ApplicationRepository(db),
   }
 }

@@ -163,7 +163,7 @@ describe('the gateway API', () => {
 
   describe('settings', () => {
     it('shows the defaults to superusers only', async () => {
-      const body = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+      const body = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
       assert.equal(body.gateway_basic_auth_enabled, true)
       assert.equal(body.session_cookie_age, 900)
       assert.equal(body.allow_external_users_to_create_oauth2_tokens, false)
@@ -174,17 +174,17 @@ describe('the gateway API', () => {
     it('saves valid changes', async () => {
       const body = await json(await send('PATCH', '/api/gateway/v1/settings/', { session_cookie_age: 1800 }))
       assert.equal(body.session_cookie_age, 1800)
-      assert.equal((await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))).session_cookie_age, 1800)
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))).session_cookie_age, 1800)
     })
 
     it('refuses wrong types, out-of-range values and unknown keys by field, saving none of the request', async () => {
-      const before = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+      const before = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
       const response = await send('PATCH', '/api/gateway/v1/settings/', { session_cookie_age: 59, gateway_basic_auth_enabled: 'no', no_such_setting: 1, oauth2_access_token_expire_seconds: 3600 })
       assert.equal(response.status, 400)
       const error = await json(response)
       assert.equal(error.code, 'invalid')
       assert.deepEqual(Object.keys(error.errors).sort(), ['gateway_basic_auth_enabled', 'no_such_setting', 'session_cookie_age'])
-      assert.deepEqual(await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth })), before)
+      assert.deepEqual(await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth })), before)
     })
   })
 })

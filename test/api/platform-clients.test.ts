@@ -76,7 +76,189 @@ describe('the platform\'s clients', () => {
     })
   })
 
+  describe('the collection\'s user module', () => {
+    it('finds a user by username, creates it, then changes it with the same request a second run sends', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const wanted = { username: 'svc-backup', first_name: 'Backup', last_name: 'Service', email: 'backup@example.com', is_superuser: false, password: 'a-long-service-password' }
+      assert.equal(await client.getOne('users', { nameOrId: 'svc-backup', nameField: 'username' }), undefined)
+      const created = await client.send('POST', 'users', wanted)
+      assert.equal(created.status, 201, JSON.stringify(created.json))
+      assert.equal(created.json.username, 'svc-backup')
+
+      const existing = await client.getOne('users', { nameOrId: 'svc-backup', nameField: 'username' })
+      assert.equal(existing.id, created.json.id)
+      assert.equal((await client.getOne('users', { nameOrId: String(existing.id), nameField: 'username' })).id, existing.id, 'by id through or__id')
+      const updated = await client.send('PATCH', existing.url, { ...wanted, last_name: 'Job' })
+      assert.equal(updated.status, 200, JSON.stringify(updated.json))
+      assert.equal(updated.json.last_name, 'Job')
+      assert.equal(updated.json.is_platform_auditor, false)
+      const duplicate = await client.send('POST', 'users', wanted)
+      assert.equal(duplicate.status, 400)
+      assert.deepEqual(duplicate.json.username, ['A user with that username already exists.'])
+    })
+  })
+
+  describe('the collection\'s settings module', () => {
+    it('reads settings/all/, compares by the names it was given, and PUTs the differences', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const wanted = { SESSION_COOKIE_AGE: 3600, ALLOW_OAUTH2_FOR_EXTERNAL_USERS: true, OAUTH2_PROVIDER: { ACCESS_TOKEN_EXPIRE_SECONDS: 7200 }, gateway_basic_auth_enabled: true }
+      const existing = (await client.send('GET', 'settings/all')).json
+      for (const name of Object.keys(wanted)) assert.ok(name in existing, `${name} is readable under the name the module compares`)
+      const changed = Object.fromEntries(Object.entries(wanted).filter(([name, value]) => JSON.stringify(existing[name]) !== JSON.stringify(value)))
+      assert.deepEqual(Object.keys(changed).sort(), ['ALLOW_OAUTH2_FOR_EXTERNAL_USERS', 'OAUTH2_PROVIDER', 'SESSION_COOKIE_AGE'])
+      const saved = await client.send('PUT', 'settings/all', changed)
+      assert.equal(saved.status, 200, JSON.stringify(saved.json))
+      assert.equal(gw.app.settings.current.session_cookie_age, 3600)
+      assert.equal(gw.app.settings.current.allow_external_users_to_create_oauth2_tokens, true)
+      assert.equal(gw.app.settings.current.oauth2_access_token_expire_seconds, 7200)
+      const again = (await client.send('GET', 'settings/all')).json
+      for (const [name, value] of Object.entries(wanted)) assert.deepEqual(again[name], value, `a second run finds ${name} unchanged`)
+    })
+
+    it('lists the categories, all first, and reverts a category to its defaults with DELETE', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const index = (await client.send('GET', 'settings')).json
+      assert.equal(index.results[0].slug, 'all')
+      assert.equal(index.results[0].url, '/api/gateway/v1/settings/all/')
+      assert.equal(index.count, index.results.length)
+      const session = (await client.send('PATCH', 'settings/session', { SESSION_COOKIE_AGE: 1200 })).json
+      assert.deepEqual(Object.keys(session).sort(), ['SESSION_COOKIE_AGE', 'session_cookie_age', 'sessions_per_user_limit'])
+      assert.equal((await client.send('DELETE', 'settings/session')).status, 204)
+      assert.equal(gw.app.settings.current.session_cookie_age, 900)
+    })
+
+    it('refuses unknown names, names of another category and two names that disagree, saving nothing', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const before = (await client.send('GET', 'settings/all')).json
+      for (const [path, body, field] of [
+        ['settings/all', { CUSTOM_LOGIN_INFO: 'hello', session_cookie_age: 1000 }, 'CUSTOM_LOGIN_INFO'],
+        ['settings/session', { gateway_basic_auth_enabled: false }, 'gateway_basic_auth_enabled'],
+        ['settings/all', { SESSION_COOKIE_AGE: 1000, session_cookie_age: 2000 }, 'SESSION_COOKIE_AGE'],
+        ['settings/all', { OAUTH2_PROVIDER: { REFRESH_TOKEN_EXPIRE_SECONDS: 5 } }, 'OAUTH2_PROVIDER.REFRESH_TOKEN_EXPIRE_SECONDS'],
+        ['settings/all', { OAUTH2_PROVIDER: { ACCESS_TOKEN_EXPIRE_SECONDS: 'soon' } }, 'OAUTH2_PROVIDER.ACCESS_TOKEN_EXPIRE_SECONDS'],
+      ] as const) {
+        const refused = await client.send('PATCH', path, body)
+        assert.equal(refused.status, 400, JSON.stringify(body))
+        assert.ok(refused.json[field], `${field} in ${JSON.stringify(refused.json)}`)
+      }
+      assert.deepEqual((await client.send('GET', 'settings/all')).json, before)
+      assert.equal((await client.send('GET', 'settings/nonsense')).status, 404)
+    })
+  })
+
+  describe('objects and errors in the platform\'s shapes', () => {
+    it('describes a list\'s POST fields at OPTIONS, to those who may POST', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const users = await client.send('OPTIONS', 'users')
+      assert.equal(users.status, 200)
+      const post = users.json.actions.POST
+      assert.deepEqual(post.username, { type: 'string', required: true, read_only: false, label: 'Username' })
+      assert.equal(post.is_superuser.type, 'boolean')
+      assert.equal(post.id.read_only, true)
+      assert.equal(post.password.required, false)
+      const tokens = (await client.send('OPTIONS', 'tokens')).json.actions.POST
+      assert.equal(tokens.description.max_length, 1000)
+      assert.equal(tokens.token.read_only, true)
+
+      await gw.app.accounts.create({ username: 'reader', password: 'reader-password-1' })
+      const reader = new CollectionClient(gw.url, { username: 'reader', password: 'reader-password-1' })
+      await reader.authenticate()
+      const forReader = await reader.send('OPTIONS', 'users')
+      assert.equal(forReader.status, 200)
+      assert.equal(forReader.json.actions, undefined, 'no POST for those who may not create users')
+    })
+
+    it('answers user and me objects with url, related and summary_fields', async () => {
+      const me = (await json(await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))).results[0]
+      for (const field of ['url', 'related', 'summary_fields', 'created_by', 'modified_by', 'is_platform_auditor']) assert.ok(field in me, field)
+      assert.equal(me.url, `/api/gateway/v1/users/${me.id}/`)
+      assert.equal(me.related.tokens, `/api/gateway/v1/users/${me.id}/tokens/`)
+    })
+  })
+
   describe('awxkit', () => {
+    const createApplication = async (body: Record<string, unknown>) => {
+      const response = await gw.fetch('/api/gateway/v1/applications/', {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+      const created = await json(response)
+      assert.equal(response.status, 201, JSON.stringify(created))
+      return created
+    }
+
+    it('get_oauth2_token() with the client id of a public application returns a working token', async () => {
+      const application = await createApplication({ name: 'AWX CLI', organization: null, client_type: 'public', authorization_grant_type: 'password' })
+      assert.equal(application.client_secret, '')
+      const { status, token, body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+      assert.equal(status, 200, JSON.stringify(body))
+      const me = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })
+      assert.equal(me.status, 200)
+      assert.equal((await json(me)).results[0].username, 'admin')
+      const write = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+      assert.equal(write.status, 201, 'scope write lets the token change things')
+    })
+
+    it('get_oauth2_token() with the client id and secret of a confidential application returns a working token', async () => {
+      const application = await createApplication({ name: 'backup job', client_type: 'confidential', authorization_grant_type: 'password' })
+      assert.ok(application.client_secret.length >= 32)
+      const listed = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))
+      assert.equal(listed.client_secret, '$encrypted$')
+      const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: application.client_secret, scope: 'read' })
+      assert.equal(status, 200)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })).status, 200)
+      const refused = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+      assert.equal(refused.status, 403, 'a read token only reads')
+      const wrongSecret = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: 'x'.repeat(64) })
+      assert.equal(wrongSecret.status, 401)
+      const hashAsSecret = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: `sha256:${'0'.repeat(64)}` })
+      assert.equal(hashAsSecret.status, 401)
+    })
+
+    it('stops issuing tokens to an application once it is deleted, at once', async () => {
+      const application = await createApplication({ name: 'short-lived', client_type: 'public', authorization_grant_type: 'password' })
+      assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 200)
+      const deleted = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'DELETE', headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } })
+      assert.equal(deleted.status, 204)
+      assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 401)
+    })
+
+    it('refuses bad applications by field, creating nothing', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const count = async () => (await json(await gw.fetch('/api/gateway/v1/applications/', { headers: admin }))).count
+      const before = await count()
+      for (const [body, field] of [
+        [{ name: 'x', authorization_grant_type: 'password' }, 'client_type'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'implicit' }, 'authorization_grant_type'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'password', organization: 3 }, 'organization'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'authorization-code' }, 'redirect_uris'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'authorization-code', redirect_uris: 'javascript:alert(1)' }, 'redirect_uris'],
+        [{ name: '', client_type: 'public', authorization_grant_type: 'password' }, 'name'],
+      ] as const) {
+        const response = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: admin, body: JSON.stringify(body) })
+        const error = await json(response)
+        assert.equal(response.status, 400, JSON.stringify(body))
+        assert.ok(error[field], `${field}: ${JSON.stringify(error)}`)
+      }
+      assert.equal(await count(), before)
+      const application = await createApplication({ name: 'fixed type', client_type: 'public', authorization_grant_type: 'password' })
+      const change = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ client_type: 'confidential' }) })
+      assert.equal(change.status, 400)
+      const viaTokens = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: admin, body: JSON.stringify({ application: application.id }) })
+      assert.equal(viaTokens.status, 400)
+      assert.ok((await json(viaTokens)).application)
+      const missing = await gw.fetch('/api/gateway/v1/applications/999999/', { headers: admin })
+      assert.equal(missing.status, 404)
+      const user = await gw.fetch('/api/gateway/v1/applications/', { headers: { authorization: `Basic ${Buffer.from('reader:reader-password-1').toString('base64')}` } })
+      assert.equal(user.status, 403)
+    })
+
     it('get_oauth2_token() without a client id returns a working personal token', async () => {
       const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
       assert.equal(status, 201)

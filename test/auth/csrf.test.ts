@@ -13,7 +13,7 @@ describe('CSRF protection', () => {
   let gw: TestGateway
   before(async () => {
     gw = await startGateway({
-      config: { server: { host: '127.0.0.1', port: 0, trust_proxy: true, trusted_origins: ['https://ui.example.com'] } },
+      config: { server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.1'], trusted_origins: ['https://ui.example.com'] } },
     })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
   })

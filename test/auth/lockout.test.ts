@@ -217,7 +217,7 @@ describe('lockout settings', () => {
   const patch = (body: object) => gw.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: jsonHeaders, body: JSON.stringify(body) })
 
   it('shows the defaults: 10 failures, 60 seconds', async () => {
-    const settings = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+    const settings = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
     assert.equal(settings.login_failures_before_lockout, 10)
     assert.equal(settings.login_lockout_seconds, 60)
   })
@@ -240,7 +240,7 @@ describe('lockout settings', () => {
       assert.deepEqual(Object.keys(error.errors), [name])
       assert.match(error.errors[name][0], /^Must be /)
     }
-    const settings = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+    const settings = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
     assert.equal(settings.session_cookie_age, 900)
     assert.equal(settings.login_failures_before_lockout, 10)
   })
@@ -258,7 +258,7 @@ describe('lockout settings', () => {
     const database = await createTestDatabase()
     const pg = await startGateway({ databaseUrl: database.url })
     try {
-      const all = await json(await pg.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+      const all = await json(await pg.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
       const response = await pg.fetch('/api/gateway/v1/settings/', { method: 'PUT', headers: jsonHeaders, body: JSON.stringify({ ...all, login_failures_before_lockout: 7 }) })
       assert.equal(response.status, 200)
       assert.equal((await json(response)).login_failures_before_lockout, 7)

@@ -91,4 +91,22 @@ describe('configuration', () => {
     assert.deepEqual(problemsOf({ server: { tls: { cert_file: 'tls.crt' }, shutdown_grace_seconds: -1, readiness_timeout_ms: 5 } }).map((p) => p.split(':')[0]),
       ['server.tls.key_file', 'server.shutdown_grace_seconds', 'server.readiness_timeout_ms'])
   })
+
+  it('fills the edge defaults: no trusted proxies, client timeouts, a connection cap and shared upstream pools', () => {
+    const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000' }] })
+    assert.deepEqual(config.server.trusted_proxies, [])
+    assert.deepEqual(config.server.timeouts, { headers_seconds: 10, request_seconds: 300 })
+    assert.equal(config.server.max_connections, 10_000)
+    assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5 })
+  })
+
+  it('refuses trust_proxy with a message naming trusted_proxies, and entries that are no address or CIDR', () => {
+    const [problem] = problemsOf({ server: { trust_proxy: true } })
+    assert.match(problem!, /^server\.trust_proxy: replaced by server\.trusted_proxies/)
+    assert.deepEqual(problemsOf({ server: { trusted_proxies: ['10.0.0.0/8', '::1', '2001:db8::/32', '10.0.0.0/33', 'proxy.example', '10.1'] } }).map((p) => p.split(':')[0]),
+      ['server.trusted_proxies.3', 'server.trusted_proxies.4', 'server.trusted_proxies.5'])
+    assert.deepEqual(problemsOf({ server: { timeouts: { headers_seconds: 20, request_seconds: 10 } } }), ['server.timeouts.headers_seconds: must be at most server.timeouts.request_seconds'])
+    assert.deepEqual(problemsOf({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', pool: { connections: 4, per_client: 8 } }] }),
+      ['services.0.pool.per_client: must be at most pool.connections (4)'])
+  })
 })

@@ -34,7 +34,7 @@ describe('sessions across gateway processes sharing one database', () => {
       assert.equal(seen.identity.auth_method, 'session')
     }
     const logout = await a.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session) })
-    assert.equal(logout.status, 204)
+    assert.equal(logout.status, 302)
     assert.equal(await status(b, '/api/gateway/v1/me/', session.sessionId), 401)
     assert.equal(await status(b, '/api/controller/v2/hosts/', session.sessionId), 401)
     assert.equal(await status(a, '/api/gateway/v1/me/', session.sessionId), 401)

@@ -5,7 +5,7 @@ import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
-const PAGES = ['account', 'tokens', 'sessions', 'admin/users', 'admin/users/1', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/settings', 'admin/services']
+const PAGES = ['account', 'tokens', 'sessions', 'admin/users', 'admin/users/1', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services']
 
 describe('the web interface in Chromium', () => {
   let gw: TestGateway
@@ -89,6 +89,25 @@ describe('the web interface in Chromium', () => {
       assert.deepEqual(failedResponses, [])
     }))
   }
+
+  it('creates an OAuth2 application at run time, whose client id gets tokens at /o/token/ until it is deleted in the page', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
+    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/applications')
+    await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor()
+    await page.getByLabel('Name').fill('command line')
+    await page.getByRole('button', { name: 'Create application' }).click()
+    const clientId = await page.locator('#new-client-id').innerText()
+    const grant = () => fetch(`${gw.url}/o/token/`, { method: 'POST', body: new URLSearchParams({ grant_type: 'password', client_id: clientId, username: 'admin', password: ADMIN_PASSWORD, scope: 'write' }) })
+    const issued = await grant()
+    assert.equal(issued.status, 200)
+    const { access_token: accessToken } = await issued.json() as { access_token: string }
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${accessToken}` } })).status, 200)
+    await page.getByRole('button', { name: 'Delete application command line' }).click()
+    await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click()
+    await page.getByText('There are no applications.').waitFor()
+    assert.equal((await grant()).status, 401)
+    assert.deepEqual(problems, [])
+    assert.deepEqual(failedResponses, [])
+  }))
 
   it('creates a token shown once, which an HTTP client uses until it is revoked in the page', () => inBrowser('desktop', async ({ page, context, problems, failedResponses }) => {
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gw.url })
@@ -180,11 +199,11 @@ describe('the web interface in Chromium', () => {
     await page.getByRole('button', { name: 'Save settings' }).click()
     await field.locator('.field-error', { hasText: /number/i }).waitFor()
 
-    const saved = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+    const saved = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
     assert.equal(saved.session_cookie_age, 900)
     assert.equal(saved.gateway_basic_auth_enabled, true)
     assert.deepEqual(problems, [])
-    assert.deepEqual(failedResponses, ['400 PATCH /api/gateway/v1/settings/', '400 PATCH /api/gateway/v1/settings/'])
+    assert.deepEqual(failedResponses, ['400 PATCH /api/gateway/v1/settings/all/', '400 PATCH /api/gateway/v1/settings/all/'])
   }))
 
   it('lets a user change their details and password on the profile, staying signed in', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {

@@ -10,6 +10,7 @@ import { loginFailures } from './007_login_failures.ts'
 import { oidcAccount } from './008_oidc_account.ts'
 import { loginAddressFailures } from './009_login_address_failures.ts'
 import { audit } from './011_audit.ts'
+import { oauth2Applications } from './012_oauth2_applications.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -23,6 +24,7 @@ const migrations: Record<string, GatehouseMigration> = {
   '008_oidc_account': oidcAccount,
   '009_login_address_failures': loginAddressFailures,
   '011_audit': audit,
+  '012_oauth2_applications': oauth2Applications,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {

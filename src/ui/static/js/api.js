@@ -45,9 +45,10 @@ export function readCookie(name) {
 
 /**
  * Calls the API. `path` is relative to /api/gateway/v1/ unless it starts with "/".
- * Resolves to the parsed JSON (null for 204); rejects with an ApiError the pages show to people.
+ * Resolves to the parsed JSON (null for 204, and for a redirect the caller accepts with `redirect: 'manual'`);
+ * rejects with an ApiError the pages show to people.
  * @param {string} path
- * @param {{method?: string, body?: unknown, query?: Record<string, string | number | undefined>, signal?: AbortSignal}} [options]
+ * @param {{method?: string, body?: unknown, query?: Record<string, string | number | undefined>, signal?: AbortSignal, redirect?: RequestRedirect}} [options]
  * @returns {Promise<any>}
  */
 export async function api(path, options = {}) {
@@ -71,13 +72,14 @@ export async function api(path, options = {}) {
       body: options.body === undefined ? undefined : JSON.stringify(options.body),
       credentials: 'same-origin',
       cache: 'no-store',
-      redirect: 'error',
+      redirect: options.redirect ?? 'error',
       signal: options.signal,
     })
   } catch (error) {
     if (error instanceof DOMException && error.name === 'AbortError') throw error
     throw new ApiError(0, { code: 'network_error', detail: 'The gateway could not be reached. Check your connection and try again.' })
   }
+  if (response.type === 'opaqueredirect') return null
   const type = response.headers.get('content-type') || ''
   const body = response.status === 204 || !type.includes('json') ? null : await response.json().catch(() => null)
   if (response.ok) return body

@@ -2,6 +2,7 @@ import { api, ApiError, loginUrl } from './api.js'
 import { h, messageOf, replace } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { activityPage } from './pages/activity.js'
+import { applicationsPage } from './pages/applications.js'
 import { servicesPage } from './pages/services.js'
 import { allSessionsPage, mySessionsPage } from './pages/sessions.js'
 import { settingsPage } from './pages/settings.js'
@@ -25,6 +26,7 @@ const ROUTES = [
   { path: /^\/ui\/admin\/users\/(new|[1-9][0-9]*)$/, title: 'User', page: userPage, admin: true, nav: '/ui/admin/users' },
   { path: /^\/ui\/admin\/tokens$/, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },
   { path: /^\/ui\/admin\/sessions$/, title: 'All sessions', page: allSessionsPage, admin: true, nav: '/ui/admin/sessions' },
+  { path: /^\/ui\/admin\/applications$/, title: 'Applications', page: applicationsPage, admin: true, nav: '/ui/admin/applications' },
   { path: /^\/ui\/admin\/settings$/, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
   { path: /^\/ui\/admin\/services$/, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
   { path: /^\/ui\/admin\/activity$/, title: 'Activity', page: activityPage, admin: true, nav: '/ui/admin/activity' },
@@ -35,7 +37,7 @@ const NAV = [
   {
     heading: 'Administration',
     admin: true,
-    links: [['/ui/admin/users', 'Users'], ['/ui/admin/tokens', 'Tokens'], ['/ui/admin/sessions', 'Sessions'], ['/ui/admin/settings', 'Settings'], ['/ui/admin/services', 'Services'], ['/ui/admin/activity', 'Activity']],
+    links: [['/ui/admin/users', 'Users'], ['/ui/admin/tokens', 'Tokens'], ['/ui/admin/sessions', 'Sessions'], ['/ui/admin/applications', 'Applications'], ['/ui/admin/settings', 'Settings'], ['/ui/admin/services', 'Services'], ['/ui/admin/activity', 'Activity']],
   },
 ]
 
@@ -74,7 +76,8 @@ function renderHeader(me) {
 
 async function logOut() {
   try {
-    await api('logout/', { method: 'POST' })
+    // The gateway answers a logout with a redirect to /api/, as the platform does; the page goes to the login.
+    await api('logout/', { method: 'POST', redirect: 'manual' })
   } finally {
     location.assign(loginUrl('/ui/'))
   }

@@ -11,7 +11,8 @@ import { h, messageOf, replace, toast, whileBusy } from './dom.js'
  * @param {{caption: string, columns: Column[], load: (page: number) => Promise<PageOfResults>, empty: string, pageSize?: number}} spec
  */
 export function pagedTable(spec) {
-  const pageSize = spec.pageSize || 25
+  // The API's default page size (the platform paginator's).
+  const pageSize = spec.pageSize || 50
   let page = 1
   const body = h('tbody')
   const status = h('p', { class: 'table-status muted', role: 'status' })

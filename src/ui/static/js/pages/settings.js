@@ -62,14 +62,23 @@ const KNOWN = {
 }
 
 /**
+ * The API also shows some settings under the automation platform's names (SESSION_COOKIE_AGE, OAUTH2_PROVIDER),
+ * which are written in capitals; the page shows each setting once, under Gatehouse's name.
+ * @param {string} name
+ */
+function isPlatformName(name) {
+  return /^[A-Z0-9_]+$/.test(name)
+}
+
+/**
  * Settings (superusers): the gateway's run-time settings. Only changed values are sent; when the server refuses
  * any of them it says why next to the field, and nothing is saved.
  * @param {import('../app.js').PageContext} _context
  */
 export async function settingsPage(_context) {
-  let current = await api('settings/')
+  let current = await api('settings/all/')
   const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'form-grid panel', 'aria-label': 'Gateway settings' },
-    Object.entries(current).map(([name, value]) => settingField(name, value)),
+    Object.entries(current).filter(([name]) => !isPlatformName(name)).map(([name, value]) => settingField(name, value)),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Save settings'))))
 
   form.addEventListener('input', (event) => {
@@ -85,7 +94,7 @@ export async function settingsPage(_context) {
     if (!Object.keys(changes).length) return toast('Nothing changed.')
     const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type=submit]'))
     try {
-      current = await whileBusy(button, () => api('settings/', { method: 'PATCH', body: changes }))
+      current = await whileBusy(button, () => api('settings/all/', { method: 'PATCH', body: changes }))
       toast('Settings saved.')
     } catch (error) {
       showErrors(form, error)

@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
+import type { App } from '../app.ts'
+import { NotFound, ValidationFailed } from '../errors.ts'
+import { hashClientSecret } from '../oidc/applications.ts'
+import { type Application, applicationFilterFields } from '../store/applications.ts'
+import { principalOf } from './access.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
+import { listQuery } from './list-query.ts'
+import { describeList, SERVER_FIELDS } from './metadata.ts'
+import { paged } from './pagination.ts'
+import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
+import { idParam } from './validation.ts'
+
+/** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
+const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
+  const url = URL.parse(uri)
+  return url !== null && (url.protocol === 'https:' || url.protocol === 'http:') && url.hash === ''
+}), 'Enter space-separated absolute http(s) URLs without a fragment.')
+const organization = z.null({ error: 'Organizations are not available yet; give null.' })
+
+const applicationFields = z.object({
+  name: z.string().min(1, 'This field may not be blank.').max(255),
+  description: z.string().max(1000).optional(),
+  organization: organization.optional(),
+  client_type: z.enum(['confidential', 'public']),
+  authorization_grant_type: z.enum(['password', 'authorization-code']),
+  redirect_uris: redirectUris.optional(),
+}).strict()
+const createApplication = applicationFields.superRefine((input, context) => {
+  if (input.authorization_grant_type === 'authorization-code' && !input.redirect_uris?.trim()) {
+    context.addIssue({ code: 'custom', path: ['redirect_uris'], message: 'Redirect URIs are required for the authorization-code grant.' })
+  }
+})
+const updateApplication = applicationFields.omit({ client_type: true }).partial().extend({
+  client_type: z.never({ error: 'The client type of an application cannot be changed.' }).optional(),
+}).strict()
+const listApplications = listQuery(applicationFilterFields)
+
+/**
+ * OAuth2 applications, as the platform has them: each is a client of the realm `gateway.oidc.applications_realm`
+ * (src/oidc/applications.ts), so it gets tokens at `/o/token/` (or the realm's own token endpoint) that work at
+ * every service taking that realm's tokens. Managed by superusers at run time; a confidential application's
+ * secret is shown once, in the response that creates it.
+ */
+export function applicationRoutes(api: GatewayApi, app: App): void {
+  const realm = app.oidc.applicationsRealm
+  const superuser = { access: 'superuser' } as const
+  const serialize = async (application: Application, secret?: string) => {
+    const url = `${GATEWAY_API}/applications/${application.id}/`
+    const creator = application.userId === null ? undefined : userSummary(await app.accounts.get(application.userId), application.userId)
+    return {
+      id: application.id,
+      type: 'application',
+      url,
+      related: { tokens: `${url}tokens/`, ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}) },
+      summary_fields: creator ? { user: creator, created_by: creator } : {},
+      created: new Date(application.created).toISOString(),
+      created_by: application.userId,
+      modified: new Date(application.modified).toISOString(),
+      modified_by: null,
+      name: application.name,
+      description: application.description,
+      organization: null,
+      user: application.userId,
+      client_id: application.clientId,
+      client_secret: application.clientType === 'public' ? '' : secret ?? ENCRYPTED,
+      client_type: application.clientType,
+      authorization_grant_type: application.authorizationGrantType,
+      redirect_uris: application.redirectUris.join(' '),
+      skip_authorization: false,
+      algorithm: '',
+    }
+  }
+  const found = async (id: number) => {
+    const application = await app.store.applications.findById(id)
+    if (!application) throw new NotFound('No such application.')
+    return application
+  }
+
+  api.get('/applications/', { config: superuser, schema: { querystring: listApplications } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, applications } = await app.store.applications.list({ offset: page.offset, limit: page.pageSize, filter })
+    return paged(request, page, count, await Promise.all(applications.map((a) => serialize(a))))
+  })
+
+  describeList(api, '/applications/', {
+    access: 'superuser',
+    name: 'OAuth2 Application List',
+    description: 'OAuth2 applications: clients of the OpenID Connect provider that get tokens at /o/token/.',
+    create: { body: applicationFields, readOnly: { ...SERVER_FIELDS, client_id: 'string', client_secret: 'string' }, allowed: (principal) => principal.user.isSuperuser },
+  })
+
+  api.post('/applications/', { config: superuser, schema: { body: createApplication } }, async (request, reply) => {
+    if (!realm) throw new ValidationFailed({ non_field_errors: ['No realm is configured to serve OAuth2 applications (realms, gateway.oidc.applications_realm).'] })
+    const input = request.body
+    const secret = input.client_type === 'confidential' ? randomBytes(48).toString('base64url') : undefined
+    const application = await app.store.applications.create({
+      realm: realm.name,
+      clientId: randomBytes(20).toString('hex'),
+      clientSecretHash: secret === undefined ? null : hashClientSecret(secret),
+      name: input.name,
+      description: input.description ?? '',
+      clientType: input.client_type,
+      authorizationGrantType: input.authorization_grant_type,
+      redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
+      userId: principalOf(request).user.id,
+    })
+    reply.code(201)
+    return serialize(application, secret)
+  })
+
+  api.get('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request) => serialize(await found(request.params.id)))
+
+  api.route({
+    method: ['PATCH', 'PUT'],
+    url: '/applications/:id/',
+    config: superuser,
+    schema: { params: idParam, body: updateApplication },
+    handler: async (request) => {
+      const current = await found(request.params.id)
+      const input = request.body
+      const grant = input.authorization_grant_type ?? current.authorizationGrantType
+      const uris = input.redirect_uris === undefined ? current.redirectUris : input.redirect_uris.split(/\s+/).filter(Boolean)
+      if (grant === 'authorization-code' && !uris.length) throw new ValidationFailed({ redirect_uris: ['Redirect URIs are required for the authorization-code grant.'] })
+      const updated = await app.store.applications.update(current.id, {
+        name: input.name,
+        description: input.description,
+        authorizationGrantType: input.authorization_grant_type,
+        redirectUris: input.redirect_uris === undefined ? undefined : uris,
+      })
+      if (!updated) throw new NotFound('No such application.')
+      return serialize(updated)
+    },
+  })
+
+  api.delete('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
+    if (!(await app.store.applications.delete(request.params.id))) throw new NotFound('No such application.')
+    return reply.code(204).send()
+  })
+}

@@ -1,0 +1,91 @@
+import { z } from 'zod'
+import type { Principal } from '../auth/principal.ts'
+import type { GatewayApi } from './gateway-api.ts'
+
+/**
+ * `OPTIONS` on a list endpoint: what Django REST framework's metadata class answers, which the platform's
+ * clients read (the collection takes `actions.POST` for the fields a new object has). The fields come from the
+ * route's own body schema, so the description cannot drift from what the route accepts.
+ */
+
+/** The fields every object of the platform's shape has, filled in by the server. */
+export const SERVER_FIELDS: Record<string, string> = { id: 'integer', url: 'string', related: 'field', summary_fields: 'field', created: 'datetime', modified: 'datetime' }
+
+interface FieldInfo {
+  type: string
+  required: boolean
+  read_only: boolean
+  label: string
+  max_length?: number
+  choices?: { value: unknown; display_name: string }[]
+}
+
+export interface ListDescription {
+  /** As DRF names a list view: "User List". */
+  name: string
+  description: string
+  /** Who may ask (`user` when absent), as for the list itself. */
+  access?: 'user' | 'superuser'
+  /** The body schema of POST on this list, and who may POST (DRF lists the action only for them). */
+  create?: {
+    body: z.ZodObject
+    /** Fields the server fills in, shown as read-only as DRF does. */
+    readOnly: Record<string, string>
+    allowed: (principal: Principal) => boolean
+  }
+}
+
+export function describeList(api: GatewayApi, path: string, list: ListDescription): void {
+  const post = list.create ? { ...readOnlyFields(list.create.readOnly), ...writableFields(list.create.body) } : undefined
+  api.options(path, { config: { access: list.access ?? 'user' } }, async (request) => {
+    const principal = request.gatehouse.principal
+    return {
+      name: list.name,
+      description: list.description,
+      renders: ['application/json'],
+      parses: ['application/json', 'application/x-www-form-urlencoded'],
+      ...(post && principal && list.create!.allowed(principal) ? { actions: { POST: post } } : {}),
+    }
+  })
+}
+
+function readOnlyFields(fields: Record<string, string>): Record<string, FieldInfo> {
+  return Object.fromEntries(Object.entries(fields).map(([name, type]) => [name, { type, required: false, read_only: true, label: labelOf(name) }]))
+}
+
+function writableFields(body: z.ZodObject): Record<string, FieldInfo> {
+  const schema = z.toJSONSchema(body, { io: 'input', unrepresentable: 'any' }) as { properties?: Record<string, JsonField>; required?: string[] }
+  const required = new Set(schema.required ?? [])
+  return Object.fromEntries(Object.entries(schema.properties ?? {}).map(([name, field]) => [name, {
+    ...typeOf(field),
+    required: required.has(name),
+    read_only: false,
+    label: labelOf(name),
+  }]))
+}
+
+interface JsonField {
+  type?: string | string[]
+  format?: string
+  enum?: unknown[]
+  maxLength?: number
+  anyOf?: JsonField[]
+}
+
+function typeOf(field: JsonField): Pick<FieldInfo, 'type' | 'max_length' | 'choices'> {
+  const variant = field.anyOf?.find((option) => option.type !== 'null') ?? field
+  if (variant.enum) return { type: 'choice', choices: variant.enum.map((value) => ({ value, display_name: String(value) })) }
+  const type = Array.isArray(variant.type) ? variant.type.find((t) => t !== 'null') : variant.type
+  if (type === 'string' && variant.format === 'date-time') return { type: 'datetime' }
+  if (type === 'string') return { type: variant.format === 'email' ? 'email' : 'string', ...(variant.maxLength ? { max_length: variant.maxLength } : {}) }
+  if (type === 'integer' || type === 'number') return { type: 'integer' }
+  if (type === 'boolean') return { type: 'boolean' }
+  return { type: 'field' }
+}
+
+/** Django's verbose name from a field name: `first_name` → "First name", `id` → "ID". */
+function labelOf(name: string): string {
+  if (name === 'id') return 'ID'
+  const words = name.replace(/_/g, ' ')
+  return words.charAt(0).toUpperCase() + words.slice(1)
+}

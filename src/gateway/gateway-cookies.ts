@@ -1,0 +1,33 @@
+import { CSRF_COOKIE } from '../auth/csrf.ts'
+import { SESSION_COOKIE } from '../auth/session.ts'
+import { FLOW_COOKIE } from '../directory/sso.ts'
+import { SESSION_STATE_COOKIE } from '../oidc/keycloak-format.ts'
+import { REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE } from '../oidc/provider.ts'
+
+/**
+ * The cookies that are the gateway's own: its session and CSRF token, the SSO sign-in under way, and the realms'
+ * browser sessions. They are credentials for the gateway, so no service ever receives them, and no service may set
+ * them: a service that could would plant a session of its choosing in the browser (session fixation) or overwrite
+ * the CSRF token. oidc-provider signs its cookies with a companion `<name>.sig`, which is covered too.
+ */
+const GATEWAY_COOKIES: ReadonlySet<string> = new Set([
+  SESSION_COOKIE, CSRF_COOKIE, FLOW_COOKIE, SESSION_STATE_COOKIE, REALM_SESSION_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE,
+].flatMap((name) => [name, `${name}.sig`, `${name}.legacy`, `${name}.legacy.sig`]))
+
+/** A Cookie header without the gateway's cookies; undefined when nothing else is left. */
+export function withoutGatewayCookies(header: string): string | undefined {
+  const kept = header.split(/;\s*/).filter((pair) => !GATEWAY_COOKIES.has(cookieName(pair)))
+  return kept.length ? kept.join('; ') : undefined
+}
+
+/** An upstream's Set-Cookie values without those that would set one of the gateway's cookies; undefined when none is left. */
+export function withoutGatewaySetCookies(values: string | string[]): string[] | undefined {
+  const kept = (Array.isArray(values) ? values : [values]).filter((value) => !GATEWAY_COOKIES.has(cookieName(value.split(';', 1)[0]!)))
+  return kept.length ? kept : undefined
+}
+
+/** The name as a browser reads it (RFC 6265 §5.2): up to the first `=`, without surrounding whitespace. */
+function cookieName(pair: string): string {
+  const equals = pair.indexOf('=')
+  return (equals < 0 ? pair : pair.slice(0, equals)).trim()
+}

@@ -1,0 +1,94 @@
+import type { FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Principal } from '../auth/principal.ts'
+import { withoutGatewayCookies, withoutGatewaySetCookies } from './gateway-cookies.ts'
+import type { ProxyTrust } from './trusted-proxies.ts'
+
+/** Hop-by-hop fields (RFC 9110 §7.6.1): meaningful for one connection only, never forwarded. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+
+/**
+ * What a client sends that a service never receives: hop-by-hop fields; the credentials the gateway consumed;
+ * `Expect`, which the gateway has already answered (Node sends `100 Continue` itself, and the upstream client refuses
+ * the field); and the fields the gateway sets itself, so a client's value never stands beside or instead of its own.
+ */
+const ALWAYS_DROPPED = new Set([...HOP_BY_HOP, 'authorization', 'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
+const IDENTITY_PREFIX = 'x-gatehouse-'
+
+/**
+ * Fields that say who the client is or which URL it asked for, which frameworks believe for the client address and
+ * for URL rewriting: passed on only from a trusted proxy (`server.trusted_proxies`), which is where they come from.
+ */
+const FROM_TRUSTED_PROXIES_ONLY = new Set([
+  'forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip',
+  'x-original-url', 'x-rewrite-url', 'x-original-forwarded-for',
+])
+const FORWARDED_PREFIX = 'x-forwarded-'
+
+/**
+ * Whether a client's field reaches the service. Names are judged with `_` read as `-`: CGI-style frameworks (WSGI,
+ * PHP, Rack) turn both into `_`, so `X_Gatehouse_User` would read as `X-Gatehouse-User` there.
+ */
+function passesOn(name: string, fromTrustedProxy: boolean): boolean {
+  const canonical = name.includes('_') ? name.replaceAll('_', '-') : name
+  if (ALWAYS_DROPPED.has(canonical) || canonical.startsWith(IDENTITY_PREFIX)) return false
+  if (fromTrustedProxy) return true
+  return !FROM_TRUSTED_PROXIES_ONLY.has(canonical) && !canonical.startsWith(FORWARDED_PREFIX)
+}
+
+/**
+ * What a service receives: the client's headers that pass on (above), without the fields a Connection header
+ * lists and without the gateway's own cookies, plus X-Forwarded-* and the verified identity. Built in one pass into
+ * a new object.
+ */
+export function upstreamRequestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, principal: Principal | undefined, identity: string | undefined): IncomingHttpHeaders {
+  const peer = request.raw.socket.remoteAddress ?? ''
+  const fromTrustedProxy = trustsProxy(peer)
+  const listed = connectionOptions(incoming.connection)
+  const headers: IncomingHttpHeaders = {}
+  for (const name of Object.keys(incoming)) {
+    if (passesOn(name, fromTrustedProxy) && !listed?.has(name)) headers[name] = incoming[name]
+  }
+  if (headers.cookie) {
+    const kept = withoutGatewayCookies(headers.cookie)
+    if (kept) headers.cookie = kept
+    else delete headers.cookie
+  }
+  const prior = fromTrustedProxy ? request.headers['x-forwarded-for'] : undefined
+  headers['x-forwarded-for'] = prior ? `${prior}, ${peer}` : peer
+  headers['x-forwarded-proto'] = request.protocol
+  headers['x-forwarded-host'] = request.host
+  if (principal && identity) {
+    headers['x-gatehouse-user'] = principal.user.username
+    headers['x-gatehouse-user-id'] = String(principal.user.id)
+    headers['x-gatehouse-auth-method'] = principal.method
+    headers['x-gatehouse-identity'] = identity
+  }
+  return headers
+}
+
+/** What the client receives of a service's response headers: no hop-by-hop fields, and none of the gateway's cookies set. */
+export function clientResponseHeaders(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
+  const listed = connectionOptions(incoming.connection)
+  const headers: IncomingHttpHeaders = {}
+  for (const name of Object.keys(incoming)) {
+    if (!HOP_BY_HOP.has(name) && !listed?.has(name)) headers[name] = incoming[name]
+  }
+  if (headers['set-cookie']) {
+    const kept = withoutGatewaySetCookies(headers['set-cookie'])
+    if (kept) headers['set-cookie'] = kept
+    else delete headers['set-cookie']
+  }
+  return headers
+}
+
+/**
+ * The field names a Connection header lists (RFC 9110 §7.6.1), lower-cased; undefined when there are none, or
+ * only `keep-alive` (hop-by-hop anyway), which is what nearly every upstream response says.
+ */
+function connectionOptions(connection: string | string[] | undefined): Set<string> | undefined {
+  if (typeof connection !== 'string') return undefined
+  const options = connection.toLowerCase()
+  if (options === 'keep-alive') return undefined
+  return new Set(options.split(',').map((name) => name.trim()))
+}

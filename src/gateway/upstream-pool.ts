@@ -1,0 +1,116 @@
+import type { FastifyRequest } from 'fastify'
+import { countedAddress } from '../auth/lockout.ts'
+import { UpstreamBusy } from '../errors.ts'
+
+interface Waiter {
+  readonly client: string
+  state: 'waiting' | 'granted' | 'gone'
+  readonly grant: () => void
+}
+
+export interface PoolLimits {
+  /** Upstream connections the service may have open at once; the undici pool gets the same number. */
+  readonly connections: number
+  /** The most of them one client (an IPv4 address, or an IPv6 /64) may hold at once. */
+  readonly perClient: number
+  /** The longest a request waits for a free connection before it is answered 503 upstream_busy. */
+  readonly waitMs: number
+}
+
+/**
+ * Admission to one service's upstream connections. A proxied request holds a connection from the moment it is
+ * forwarded until its response has been sent, so a client that never finishes its request body holds one for as
+ * long as the server lets it (`server.timeouts`). Without a bound, 128 such requests took a whole service offline:
+ * here no client holds more than its share, and a request that finds no connection free for its client waits at
+ * most `waitMs`, first come first served among the clients still under their share, then gets 503.
+ * All in memory, and constant time unless requests are waiting.
+ */
+export class UpstreamPool {
+  readonly #limits: PoolLimits
+  readonly #held = new Map<string, number>()
+  #inUse = 0
+  #waiting: Waiter[] = []
+  /** Waiters that gave up but are still in the list: it is compacted once they are half of it. */
+  #gone = 0
+
+  constructor(limits: PoolLimits) {
+    this.#limits = limits
+  }
+
+  get connections(): number {
+    return this.#limits.connections
+  }
+
+  /**
+   * Admits a request of `client`: it holds a connection from now (undefined returned) or from when the returned
+   * promise resolves, until the listener given to `onceClosed` runs (its response was sent, or the client went
+   * away). The promise rejects with UpstreamBusy after the pool's wait, or when the client went away first.
+   */
+  admit(client: string, service: string, onceClosed: (listener: () => void) => void): Promise<void> | undefined {
+    const held = this.#held.get(client) ?? 0
+    if (this.#inUse < this.#limits.connections && held < this.#limits.perClient) {
+      this.#take(client, held)
+      onceClosed(() => this.#release(client))
+      return undefined
+    }
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { client, state: 'waiting', grant: () => {
+        clearTimeout(timer)
+        resolve()
+      } }
+      const giveUp = (): void => {
+        waiter.state = 'gone'
+        clearTimeout(timer)
+        if (++this.#gone > this.#waiting.length / 2) this.#forgetGone()
+        reject(new UpstreamBusy(service))
+      }
+      const timer = setTimeout(giveUp, this.#limits.waitMs)
+      this.#waiting.push(waiter)
+      onceClosed(() => {
+        if (waiter.state === 'granted') this.#release(client)
+        else if (waiter.state === 'waiting') giveUp()
+      })
+    })
+  }
+
+  /**
+   * Gives back a connection `client` held, and hands free ones to the waiting clients still under their share, in
+   * the order they came. (A client that finds a connection free for it never waits: everyone waiting is then at
+   * their share, so taking it passes nobody.)
+   */
+  #release(client: string): void {
+    const held = this.#held.get(client) ?? 0
+    if (held <= 1) this.#held.delete(client)
+    else this.#held.set(client, held - 1)
+    this.#inUse--
+    if (this.#waiting.length) this.#admitWaiting()
+  }
+
+  #take(client: string, held: number): void {
+    this.#held.set(client, held + 1)
+    this.#inUse++
+  }
+
+  #admitWaiting(): void {
+    for (const waiter of this.#waiting) {
+      if (this.#inUse >= this.#limits.connections) break
+      if (waiter.state !== 'waiting') continue
+      const held = this.#held.get(waiter.client) ?? 0
+      if (held >= this.#limits.perClient) continue
+      this.#take(waiter.client, held)
+      waiter.state = 'granted'
+      waiter.grant()
+    }
+    this.#forgetGone()
+  }
+
+  #forgetGone(): void {
+    this.#waiting = this.#waiting.filter((waiter) => waiter.state === 'waiting')
+    this.#gone = 0
+  }
+}
+
+/** Who a request counts as for the shares: its client address, an IPv6 one by its /64 as lockout counts it. */
+export function poolClient(request: FastifyRequest): string {
+  return countedAddress(request.ip) ?? request.ip
+}

@@ -1,0 +1,22 @@
+import type { Config } from '../config/schema.ts'
+import type { TlsCredentials } from './tls.ts'
+
+/**
+ * How long a client may take to send a request (`server.timeouts`). Without these, a client that sends headers
+ * and never finishes them, or a `Content-Length` it never delivers, holds its connection (and, once forwarded,
+ * an upstream connection) for good. Node checks the deadlines on a timer; once a second instead of its default
+ * 30 s, so they hold to about a second.
+ */
+export function serverTimeouts(server: Config['server'], https: TlsCredentials['options'] | undefined): {
+  requestTimeout: number
+  http?: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number }
+  https?: TlsCredentials['options'] & { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number }
+} {
+  const node = {
+    headersTimeout: server.timeouts.headers_seconds * 1000,
+    requestTimeout: server.timeouts.request_seconds * 1000,
+    connectionsCheckingInterval: 1000,
+  }
+  // Fastify sets the server's requestTimeout from its own option (0, none, unless given).
+  return { requestTimeout: node.requestTimeout, ...(https ? { https: { ...https, ...node } } : { http: node }) }
+}

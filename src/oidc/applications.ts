@@ -1,0 +1,104 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { Adapter, AdapterPayload, ClientMetadata } from 'oidc-provider'
+import type Provider from 'oidc-provider'
+import { RealmClientSchema, type RealmClientConfig } from '../config/realms.ts'
+import type { Application, ApplicationRepository } from '../store/applications.ts'
+import { PASSWORD_GRANT } from './password-grant.ts'
+
+/**
+ * The platform's OAuth2 applications (`/api/gateway/v1/applications/`) served as clients of one realm: oidc-provider
+ * looks up a client it was not configured with through the adapter's `Client` model, which reads the application
+ * from the store, so an application created, changed or deleted at run time takes effect at its next request,
+ * on every process. Its tokens are the realm's own (the same JWTs, revoked the same way), meant for the gateway
+ * and the services that take the realm's tokens, with the platform's scopes `read` and `write`.
+ */
+
+export const APPLICATION_SCOPES = ['read', 'write'] as const
+
+/** What the provider needs to serve applications: where they are, and which audiences their tokens name. */
+export interface ApplicationClients {
+  repository: ApplicationRepository
+  audiences: readonly string[]
+}
+
+/** An application's secret as the store keeps it: SHA-256 in hex, compared in constant time. */
+export function hashClientSecret(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('hex')
+}
+
+/** Marks the stored hash given to oidc-provider as a client's secret, so no secret is ever held in memory. */
+const HASHED = 'sha256:'
+
+/** The client metadata oidc-provider validates for an application. */
+export function applicationMetadata(application: Application): ClientMetadata {
+  const password = application.authorizationGrantType === 'password'
+  return {
+    client_id: application.clientId,
+    ...(application.clientType === 'public'
+      ? { token_endpoint_auth_method: 'none' }
+      : { token_endpoint_auth_method: 'client_secret_basic', client_secret: HASHED + application.clientSecretHash }),
+    grant_types: password ? [PASSWORD_GRANT, 'refresh_token'] : ['authorization_code', 'refresh_token'],
+    response_types: password ? [] : ['code'],
+    redirect_uris: password ? [] : application.redirectUris,
+  }
+}
+
+/**
+ * The realm-client view of an application, for the Keycloak-shaped parts of the provider (audiences, PKCE):
+ * the platform's clients send no PKCE, so it is optional, as in django-oauth-toolkit.
+ */
+export function applicationClientConfig(application: Application, audiences: readonly string[]): RealmClientConfig {
+  return RealmClientSchema.parse({
+    client_id: application.clientId,
+    public_client: application.clientType === 'public',
+    ...(application.clientType === 'confidential' ? { secret: `${HASHED}${application.clientSecretHash}` } : {}),
+    direct_access_grants: application.authorizationGrantType === 'password',
+    standard_flow: application.authorizationGrantType === 'authorization-code',
+    pkce: 'optional',
+    web_origins: [],
+    audiences: [...audiences],
+  })
+}
+
+/** oidc-provider's `Client` model over the applications of one realm; read-only, as the API manages them. */
+export class ApplicationClientAdapter implements Adapter {
+  readonly #realm: string
+  readonly #applications: ApplicationClients
+  readonly #seen: Map<string, RealmClientConfig>
+
+  constructor(realm: string, applications: ApplicationClients, seen: Map<string, RealmClientConfig>) {
+    this.#realm = realm
+    this.#applications = applications
+    this.#seen = seen
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const application = await this.#applications.repository.findByClientId(this.#realm, id)
+    if (!application) {
+      this.#seen.delete(id)
+      return undefined
+    }
+    this.#seen.set(id, applicationClientConfig(application, this.#applications.audiences))
+    return applicationMetadata(application) as AdapterPayload
+  }
+
+  async upsert(): Promise<void> {}
+  async findByUid(): Promise<undefined> {}
+  async findByUserCode(): Promise<undefined> {}
+  async consume(): Promise<void> {}
+  async destroy(): Promise<void> {}
+  async revokeByGrantId(): Promise<void> {}
+}
+
+/** oidc-provider compares a client's secret with the one in its metadata; an application's is the stored hash. */
+export function compareHashedSecrets(provider: Provider): void {
+  const prototype = provider.Client.prototype as unknown as { clientSecret?: string; compareClientSecret(actual: string): boolean | Promise<boolean> }
+  const compare = prototype.compareClientSecret
+  prototype.compareClientSecret = function (this: { clientSecret?: string }, actual: string) {
+    const stored = this.clientSecret
+    if (typeof stored !== 'string' || !stored.startsWith(HASHED)) return compare.call(this, actual)
+    const expected = Buffer.from(stored.slice(HASHED.length), 'hex')
+    const given = Buffer.from(hashClientSecret(actual), 'hex')
+    return expected.length === given.length && timingSafeEqual(expected, given)
+  }
+}

@@ -1,0 +1,115 @@
+import type { Kysely, Selectable } from 'kysely'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import type { OAuth2ApplicationsTable, Tables } from './schema.ts'
+
+export type ClientType = 'confidential' | 'public'
+export type AuthorizationGrantType = 'password' | 'authorization-code'
+
+export interface Application {
+  id: number
+  realm: string
+  clientId: string
+  /** SHA-256 (hex) of a confidential application's secret; null for a public one. */
+  clientSecretHash: string | null
+  name: string
+  description: string
+  clientType: ClientType
+  authorizationGrantType: AuthorizationGrantType
+  redirectUris: string[]
+  userId: number | null
+  created: number
+  modified: number
+}
+
+export type NewApplication = Omit<Application, 'id' | 'created' | 'modified'>
+export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'authorizationGrantType'>>
+
+export const applicationFilterFields: FilterFields = Object.freeze({
+  id: { column: 'id', type: 'integer' },
+  name: { column: 'name', type: 'text', searched: true },
+  description: { column: 'description', type: 'text', searched: true },
+  client_id: { column: 'client_id', type: 'text' },
+  client_type: { column: 'client_type', type: 'text' },
+  authorization_grant_type: { column: 'authorization_grant_type', type: 'text' },
+  user: { column: 'user_id', type: 'integer' },
+  created: { column: 'created_at', type: 'time' },
+  modified: { column: 'modified_at', type: 'time' },
+})
+
+/** OAuth2 applications: the clients of a realm that are managed at run time rather than configured. */
+export class ApplicationRepository {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  async create(input: NewApplication, now = Date.now()): Promise<Application> {
+    const row = await this.#db.insertInto('oauth2_applications').values({
+      realm: input.realm,
+      client_id: input.clientId,
+      client_secret_hash: input.clientSecretHash,
+      name: input.name,
+      description: input.description,
+      client_type: input.clientType,
+      authorization_grant_type: input.authorizationGrantType,
+      redirect_uris: input.redirectUris.join(' '),
+      user_id: input.userId,
+      created_at: now,
+      modified_at: now,
+    }).returningAll().executeTakeFirstOrThrow()
+    return toApplication(row)
+  }
+
+  async findById(id: number): Promise<Application | undefined> {
+    const row = await this.#db.selectFrom('oauth2_applications').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toApplication(row)
+  }
+
+  async findByClientId(realm: string, clientId: string): Promise<Application | undefined> {
+    const row = await this.#db.selectFrom('oauth2_applications').selectAll().where('realm', '=', realm).where('client_id', '=', clientId).executeTakeFirst()
+    return row && toApplication(row)
+  }
+
+  async list(query: { offset: number; limit: number; filter?: ListFilter | undefined }): Promise<{ count: number; applications: Application[] }> {
+    const filter = query.filter ?? NO_FILTER
+    const base = filtered(this.#db.selectFrom('oauth2_applications'), applicationFilterFields, filter)
+    const [{ n }, rows] = await Promise.all([
+      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      ordered(base.selectAll(), applicationFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
+    ])
+    return { count: Number(n), applications: rows.map(toApplication) }
+  }
+
+  async update(id: number, changes: ApplicationChanges, now = Date.now()): Promise<Application | undefined> {
+    const values: Partial<Record<keyof OAuth2ApplicationsTable, unknown>> = { modified_at: now }
+    if (changes.name !== undefined) values.name = changes.name
+    if (changes.description !== undefined) values.description = changes.description
+    if (changes.redirectUris !== undefined) values.redirect_uris = changes.redirectUris.join(' ')
+    if (changes.authorizationGrantType !== undefined) values.authorization_grant_type = changes.authorizationGrantType
+    const row = await this.#db.updateTable('oauth2_applications').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
+    return row && toApplication(row)
+  }
+
+  async delete(id: number): Promise<boolean> {
+    const result = await this.#db.deleteFrom('oauth2_applications').where('id', '=', id).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+}
+
+function toApplication(row: Selectable<OAuth2ApplicationsTable>): Application {
+  return {
+    id: Number(row.id),
+    realm: row.realm,
+    clientId: row.client_id,
+    clientSecretHash: row.client_secret_hash,
+    name: row.name,
+    description: row.description,
+    clientType: row.client_type as ClientType,
+    authorizationGrantType: row.authorization_grant_type as AuthorizationGrantType,
+    redirectUris: row.redirect_uris ? row.redirect_uris.split(' ') : [],
+    userId: row.user_id === null ? null : Number(row.user_id),
+    created: Number(row.created_at),
+    modified: Number(row.modified_at),
+  }
+}

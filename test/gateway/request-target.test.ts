@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict'
+import { connect } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+
+/** Exact bytes over a raw socket, and everything the gateway sends back until it closes the connection. */
+function exchange(url: string, bytes: string, idleMs = 3000): Promise<string> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    let received = ''
+    const timer = setTimeout(() => reject(new Error(`connection still open after ${idleMs} ms; received:\n${received}`)), idleMs)
+    socket.on('data', (chunk) => (received += chunk))
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve(received)
+    })
+    socket.on('error', () => {})
+    socket.write(bytes)
+  })
+}
+
+const statusLines = (text: string) => text.split('\r\n').filter((line) => line.startsWith('HTTP/1.1 '))
+
+describe('request targets and framing at the edge', () => {
+  let gw: TestGateway
+  let upstream: RecordingUpstream
+  const authorization = adminAuth.authorization
+
+  before(async () => {
+    upstream = await startRecordingUpstream((request, response) => {
+      setTimeout(() => {
+        response.writeHead(200, { 'content-type': 'text/plain' })
+        response.end(`upstream saw ${request.url}`)
+      }, request.url!.endsWith('/slow') ? 300 : 0)
+    })
+    gw = await startGateway({
+      config: { services: [{ name: 'rec', prefix: '/rec/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/rec/open/*'] }] },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    await upstream.close()
+  })
+
+  it('answers 400 to malformed percent escapes in the query or the path, and forwards nothing', async () => {
+    const before = upstream.seen.length
+    for (const target of ['/rec/open/x?q=%ZZ', '/rec/open/x?q=%', '/rec/open/x?q=%E9t%E9', '/rec/open/%ZZ', '/rec/open/%C0%AE%C0%AE/x']) {
+      const response = await gw.fetch(target)
+      assert.equal(response.status, 400, target)
+      assert.equal((await json(response)).code, 'malformed_escape', target)
+    }
+    assert.equal(upstream.seen.length, before)
+    assert.equal((await gw.fetch('/rec/open/x?q=%C3%A9t%C3%A9&r=a%2Fb')).status, 200)
+    assert.equal(upstream.seen.at(-1)!.url, '/base/open/x?q=%C3%A9t%C3%A9&r=a%2Fb')
+  })
+
+  it('cuts a prefix only where the raw path starts with it: an encoded prefix is no route', async () => {
+    const before = upstream.seen.length
+    for (const target of ['/%72ec/open/x', '/%72%65%63/open/x', '/r%65c/x']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 404 Not Found'], target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+  })
+
+  it('refuses double-encoded dot segments and separators like single-encoded ones', async () => {
+    for (const target of ['/rec/open/%252e%252e/secret', '/rec/open/%252E%252E/secret', '/rec/open/%25252e%25252e/x', '/rec/open/.%252e/x', '/rec/open/a%252fb', '/rec/open/a%255cb']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'], target)
+      assert.match(response, /"code":"unsafe_path"/, target)
+    }
+    assert.equal((await gw.fetch('/rec/open/100%25/done')).status, 200)
+  })
+
+  it('sends the response in flight whole and then closes, when a malformed request is pipelined behind it', async () => {
+    const valid = `GET /rec/open/slow HTTP/1.1\r\nHost: gw\r\n\r\n`
+    const malformed = `GET /rec/open/next HTTP/1.1\r\nHost: gw\r\nBad Header Line\r\n\r\n`
+    const response = await exchange(gw.url, valid + malformed)
+    assert.deepEqual(statusLines(response), ['HTTP/1.1 200 OK'])
+    assert.match(response, /\r\nconnection: close\r\n/i)
+    assert.ok(response.endsWith('\r\n\r\n1c\r\nupstream saw /base/open/slow\r\n0\r\n\r\n'), JSON.stringify(response))
+  })
+
+  it('answers a malformed request on an idle connection with 400 and closes it', async () => {
+    const response = await exchange(gw.url, `GET /rec/open/x HTTP/1.1\r\nHost: gw\r\nBad Header Line\r\n\r\n`)
+    assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
+  })
+})

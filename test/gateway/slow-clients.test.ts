@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict'
+import { connect, type Socket } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { requestFrom } from '../helpers/from-address.ts'
+import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+
+interface RawClient {
+  socket: Socket
+  received: () => string
+  closed: Promise<void>
+}
+
+/** A TCP connection from `localAddress` that sends `bytes` and records what comes back. */
+function rawClient(url: string, localAddress: string, bytes: string): Promise<RawClient> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    let received = ''
+    let markClosed: () => void
+    const closed = new Promise<void>((done) => (markClosed = done))
+    const socket = connect({ host: hostname, port: Number(port), localAddress }, () => {
+      socket.write(bytes)
+      resolve({ socket, received: () => received, closed })
+    })
+    socket.on('data', (chunk) => (received += chunk))
+    socket.on('error', () => {})
+    socket.on('close', () => markClosed())
+    socket.once('error', reject)
+  })
+}
+
+/** Polls `read` until `done` holds of its result or `ms` have passed; returns the last result either way. */
+async function eventually<T>(read: () => T, done: (value: T) => boolean, ms: number): Promise<T> {
+  const deadline = Date.now() + ms
+  let value = read()
+  while (!done(value) && Date.now() < deadline) {
+    await sleep(50)
+    value = read()
+  }
+  return value
+}
+
+const ATTACKERS = ['127.0.0.10', '127.0.0.11', '127.0.0.12', '127.0.0.13']
+const HEADERS_SECONDS = 1
+const REQUEST_SECONDS = 4
+
+describe('slow clients', () => {
+  let gw: TestGateway
+  let upstream: RecordingUpstream
+
+  before(async () => {
+    upstream = await startRecordingUpstream()
+    gw = await startGateway({
+      config: {
+        server: { host: '127.0.0.1', port: 0, timeouts: { headers_seconds: HEADERS_SECONDS, request_seconds: REQUEST_SECONDS } },
+        services: [{ name: 'svc', prefix: '/svc/', upstream: upstream.url, public_paths: ['/svc/*'], pool: { connections: 32, per_client: 4, wait_seconds: 0.5 } }],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    await upstream.close()
+  })
+
+  it('keeps a service available to others while 1,000 connections dribble request bodies, and cuts them off in time', async () => {
+    const started = Date.now()
+    const dribblers: RawClient[] = []
+    for (let i = 0; i < 1000; i += 50) {
+      dribblers.push(...await Promise.all(Array.from({ length: 50 }, (_, j) => rawClient(gw.url, ATTACKERS[(i + j) % ATTACKERS.length]!,
+        'POST /svc/upload HTTP/1.1\r\nHost: gw\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\nx'))))
+    }
+    const dribble = setInterval(() => {
+      for (const client of dribblers) if (!client.socket.destroyed) client.socket.write('x')
+    }, 300)
+    try {
+      await sleep(300)
+      for (let i = 0; i < 20; i++) {
+        const asked = Date.now()
+        const response = await requestFrom('127.0.0.1', `${gw.url}/svc/legitimate/${i}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' })
+        assert.equal(response.status, 200, response.body)
+        assert.ok(Date.now() - asked < 1000, `answered after ${Date.now() - asked} ms`)
+      }
+      // Each attacking address holds its share (4) of the service's connections, never more; the rest wait for
+      // half a second and are told the service is busy.
+      assert.ok(upstream.active.most <= ATTACKERS.length * 4 + 1, `the upstream had ${upstream.active.most} requests at once`)
+      const toldBusy = () => dribblers.filter((client) => client.received().startsWith('HTTP/1.1 503 ') && client.received().includes('"code":"upstream_busy"'))
+      const busy = await eventually(toldBusy, (found) => found.length === 1000 - ATTACKERS.length * 4, 3000)
+      assert.equal(busy.length, 1000 - ATTACKERS.length * 4, `${busy.length} told busy`)
+      assert.match(busy[0]!.received(), /\r\nretry-after: 1\r\n/i)
+      // None is held past the request timeout (plus Node's once-a-second check).
+      await Promise.all(dribblers.map((client) => client.closed))
+      assert.ok(Date.now() - started < (REQUEST_SECONDS + 3) * 1000, `the last dribbler was cut after ${Date.now() - started} ms`)
+      assert.equal(upstream.active.now, 0)
+    } finally {
+      clearInterval(dribble)
+      for (const client of dribblers) client.socket.destroy()
+    }
+  })
+
+  it('gives a client\'s upstream connections back when it goes away in the middle of its bodies', async () => {
+    const request = 'POST /svc/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\nxxxx'
+    for (let round = 0; round < 3; round++) {
+      const clients = await Promise.all(Array.from({ length: 4 }, () => rawClient(gw.url, '127.0.0.20', request)))
+      assert.equal(await eventually(() => upstream.active.now, (now) => now === 4, 2000), 4, `round ${round}: all four forwarded`)
+      for (const client of clients) client.socket.destroy()
+      assert.equal(await eventually(() => upstream.active.now, (now) => now === 0, 2000), 0, `round ${round}: all four given back`)
+    }
+  })
+
+  it('answers 408 and closes a connection whose headers do not arrive in time', async () => {
+    const started = Date.now()
+    const client = await rawClient(gw.url, '127.0.0.1', 'GET /svc/x HTTP/1.1\r\nHost: gw\r\nX-Slow: ')
+    const dribble = setInterval(() => client.socket.write('a'), 200)
+    await client.closed
+    clearInterval(dribble)
+    assert.ok(Date.now() - started < (HEADERS_SECONDS + 2) * 1000, `closed after ${Date.now() - started} ms`)
+    assert.match(client.received(), /^HTTP\/1\.1 408 .*"code":"request_timeout"/s)
+  })
+})
+
+describe('the connection cap', () => {
+  it('closes connections beyond server.max_connections as they arrive, and takes new ones once some close', async () => {
+    const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, max_connections: 5 } } })
+    try {
+      const held = await Promise.all(Array.from({ length: 5 }, () => rawClient(gw.url, '127.0.0.1', 'GET /api/ HTTP/1.1\r\nHost: gw\r\n\r\n')))
+      await sleep(200)
+      assert.ok(held.every((client) => client.received().startsWith('HTTP/1.1 200 ')))
+      const refused = await rawClient(gw.url, '127.0.0.1', 'GET /api/ HTTP/1.1\r\nHost: gw\r\n\r\n')
+      await refused.closed
+      assert.equal(refused.received(), '')
+      held[0]!.socket.destroy()
+      await held[0]!.closed
+      await sleep(100)
+      const later = await rawClient(gw.url, '127.0.0.1', 'GET /api/ HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n')
+      await later.closed
+      assert.match(later.received(), /^HTTP\/1\.1 200 /)
+      for (const client of held) client.socket.destroy()
+    } finally {
+      await gw.close()
+    }
+  })
+})

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { requestFrom } from '../helpers/from-address.ts'
+import { ADMIN_PASSWORD, adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { LOGIN } from '../helpers/session.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+
+const FORWARDING_HEADERS = {
+  forwarded: 'for=203.0.113.7;proto=https;host=evil.example',
+  'x-real-ip': '203.0.113.7',
+  'x-forwarded-port': '443',
+  'x-forwarded-prefix': '/admin',
+  'x-forwarded-server': 'evil.example',
+  'x-forwarded-ssl': 'on',
+  'x-client-ip': '203.0.113.7',
+  'true-client-ip': '203.0.113.7',
+  'x-original-url': '/admin/delete',
+  'x-rewrite-url': '/admin/delete',
+}
+
+/** The documented form login, from a chosen local address. */
+async function loginFrom(gw: TestGateway, address: string, headers: Record<string, string>): Promise<void> {
+  const page = await requestFrom(address, `${gw.url}${LOGIN}`)
+  const token = /csrftoken=([^;]+)/.exec(String(page.headers['set-cookie']))![1]!
+  const response = await requestFrom(address, `${gw.url}${LOGIN}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': token, cookie: `csrftoken=${token}`, referer: `${gw.url}${LOGIN}`, ...headers },
+    body: `username=admin&password=${ADMIN_PASSWORD}`,
+  })
+  assert.equal(response.status, 302, response.body)
+}
+
+describe('the headers between clients and services', () => {
+  let gw: TestGateway
+  let upstream: RecordingUpstream
+  const last = () => upstream.seen.at(-1)!
+
+  before(async () => {
+    upstream = await startRecordingUpstream((request, response) => {
+      const cookies = request.url!.endsWith('/set-cookies')
+        ? ['gateway_sessionid=planted; Path=/', 'csrftoken=planted', ' KEYCLOAK_SESSION =planted', 'gatehouse_oidc_session=planted', 'gatehouse_oidc_session.sig=planted', 'gateway_sso=x', 'theme=dark; Path=/']
+        : ['gateway_sessionid=planted; Path=/; HttpOnly']
+      response.writeHead(200, { 'content-type': 'application/json', 'set-cookie': cookies })
+      response.end('{}')
+    })
+    gw = await startGateway({
+      config: {
+        server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.2', '10.0.0.0/8'] },
+        services: [{ name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/*'] }],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    await upstream.close()
+  })
+
+  it('drops identity headers spelled with underscores, which CGI-style frameworks read as the real ones', async () => {
+    const response = await requestFrom('127.0.0.1', `${gw.url}/rec/x`, {
+      headers: { ...adminAuth, X_Gatehouse_User: 'mallory', 'x-gatehouse_user-id': '999', X_GATEHOUSE_IDENTITY: 'forged', x_gatehouse_anything: '1', X_Forwarded_For: '203.0.113.7' },
+    })
+    assert.equal(response.status, 200)
+    const names = last().rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase().replaceAll('_', '-'))
+    assert.deepEqual(names.filter((name) => name === 'x-gatehouse-user'), ['x-gatehouse-user'])
+    assert.equal(last().headers['x-gatehouse-user'], 'admin')
+    assert.equal(last().headers['x-gatehouse-user-id'], '1')
+    assert.equal(names.filter((name) => name === 'x-forwarded-for').length, 1)
+    assert.equal(names.includes('x-gatehouse-anything'), false)
+    assert.equal(last().headers['x-forwarded-for'], '127.0.0.1')
+  })
+
+  it('removes the client\'s forwarding headers unless the peer is a trusted proxy', async () => {
+    await requestFrom('127.0.0.1', `${gw.url}/rec/x`, { headers: { ...FORWARDING_HEADERS, x_real_ip: '203.0.113.8', 'x-forwarded-for': '203.0.113.7' } })
+    for (const name of [...Object.keys(FORWARDING_HEADERS), 'x_real_ip']) assert.equal(last().headers[name], undefined, name)
+    assert.equal(last().headers['x-forwarded-for'], '127.0.0.1')
+    assert.equal(last().headers['x-forwarded-host'], new URL(gw.url).host)
+
+    await requestFrom('127.0.0.2', `${gw.url}/rec/x`, { headers: { ...FORWARDING_HEADERS, 'x-forwarded-for': '203.0.113.7', 'x-forwarded-host': 'public.example', 'x-forwarded-proto': 'https' } })
+    for (const [name, value] of Object.entries(FORWARDING_HEADERS)) assert.equal(last().headers[name], value, name)
+    assert.equal(last().headers['x-forwarded-for'], '203.0.113.7, 127.0.0.2')
+    assert.equal(last().headers['x-forwarded-host'], 'public.example')
+    assert.equal(last().headers['x-forwarded-proto'], 'https')
+  })
+
+  it('takes the client address from a trusted proxy only, for sessions and lockout alike', async () => {
+    await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '198.51.100.1, 203.0.113.9' })
+    await loginFrom(gw, '127.0.0.1', { 'x-forwarded-for': '203.0.113.10', 'x-real-ip': '203.0.113.10' })
+    const sessions = await requestFrom('127.0.0.1', `${gw.url}/api/gateway/v1/sessions/`, { headers: adminAuth })
+    const addresses = sessions.json().results.map((session: { ip: string }) => session.ip)
+    assert.ok(addresses.includes('203.0.113.9'), addresses.join())
+    assert.ok(addresses.includes('127.0.0.1'), addresses.join())
+    assert.equal(addresses.includes('203.0.113.10'), false)
+    assert.equal(addresses.includes('198.51.100.1'), false)
+  })
+
+  it('never forwards the gateway\'s own cookies, and never lets a service set them', async () => {
+    const response = await requestFrom('127.0.0.1', `${gw.url}/rec/set-cookies`, {
+      headers: { cookie: 'gateway_sessionid=abc; theme=dark; csrftoken=xyz; gatehouse_oidc_session=s; gatehouse_oidc_session.sig=t; KEYCLOAK_SESSION=k; gateway_sso=f' },
+    })
+    assert.equal(last().headers.cookie, 'theme=dark')
+    assert.deepEqual(response.headers['set-cookie'], ['theme=dark; Path=/'])
+    const only = await requestFrom('127.0.0.1', `${gw.url}/rec/one`)
+    assert.equal(only.headers['set-cookie'], undefined)
+  })
+
+  it('does not forward Expect: a 100-continue upload reaches the service', async () => {
+    const body = 'x'.repeat(2 * 1024 * 1024)
+    const response = await requestFrom('127.0.0.1', `${gw.url}/rec/upload`, { method: 'POST', headers: { expect: '100-continue', 'content-type': 'application/octet-stream' }, body })
+    assert.equal(response.status, 200)
+    assert.equal(last().bytes, body.length)
+    assert.equal(last().headers.expect, undefined)
+  })
+})
