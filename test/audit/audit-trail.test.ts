@@ -113,6 +113,20 @@ for (const backend of gatewayBackends) {
       assert.ok(!JSON.stringify(await stream()).includes(token.token))
     })
 
+    it('records OAuth2 applications created, changed and deleted, never the client secret', async () => {
+      const response = await send('POST', '/api/gateway/v1/applications/', { name: 'reports', client_type: 'confidential', authorization_grant_type: 'password' })
+      const created = await json(response)
+      assert.equal(response.status, 201, JSON.stringify(created))
+      assert.equal((await send('PATCH', `/api/gateway/v1/applications/${created.id}/`, { description: 'nightly' })).status, 200)
+      assert.equal((await send('DELETE', `/api/gateway/v1/applications/${created.id}/`)).status, 204)
+      const [deleted, changed, made] = await stream(`&content_type=application&object_id=${created.id}`)
+      assert.deepEqual([made.operation, changed.operation, deleted.operation], ['create', 'update', 'delete'])
+      assert.equal(made.changes.added_fields.client_secret, '$encrypted$')
+      assert.equal(made.changes.added_fields.client_id, created.client_id)
+      assert.deepEqual(changed.changes.changed_fields, { description: ['', 'nightly'] })
+      assert.ok(!JSON.stringify(await stream()).includes(created.client_secret))
+    })
+
     it('records changes made with the CLI as the command line\'s', async () => {
       const storage = gw.app.store.database.dialect === 'postgres' ? ['--database', gw.app.config.storage.database!] : ['--data-dir', gw.dataDir]
       const result = await runCli(['users', 'create', 'dave', '--password-stdin', ...storage], { input: 'dave-long-password-1' })
