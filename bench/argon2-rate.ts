@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os'
-import { hashPassword, verifyPassword } from '../src/auth/passwords.ts'
+import { hashPassword, verifyPassword } from '../src/directory/passwords.ts'
 
 /** How many argon2id verifications per second this machine does at Gatehouse's cost, on all its cores. */
 const seconds = Number(process.argv[2] ?? 3)

@@ -1,9 +1,10 @@
+import type { FastifyRequest } from 'fastify'
 import { SYSTEM_ACTOR } from './audit/actor.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
-import { Lockout } from './auth/lockout.ts'
+import { Lockout } from './directory/lockout.ts'
 import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
@@ -15,7 +16,8 @@ import { Accounts } from './directory/accounts.ts'
 import { LdapDirectory, LdapPasswords } from './directory/ldap.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
-import { gatewayLoginUrl } from './gateway/policy.ts'
+import { authorize, type Decision } from './gateway/authorize.ts'
+import { compilePlaces, type Place, type Places } from './gateway/places.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
 import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { GatewayMetrics } from './metrics/metrics.ts'
@@ -39,7 +41,10 @@ export interface App {
   readonly identity: IdentitySigner
   readonly sessions: SessionManager
   readonly csrf: CsrfPolicy
+  /** The configured services, longest prefix first (the same as `places.services`). */
   readonly routes: readonly Route[]
+  /** The route table: every place a request can land, compiled once. */
+  readonly places: Places
   /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
   readonly trustsProxy: ProxyTrust
   /** The OpenID Connect realms (src/oidc/). */
@@ -50,7 +55,8 @@ export interface App {
   readonly audit: AuditTrail
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
-  loginUrlFor(route: Route): (next: string) => string
+  /** The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). */
+  authorize(request: FastifyRequest, place: Place): Promise<Decision>
   close(): Promise<void>
 }
 
@@ -90,7 +96,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
 
-  const auth = new AuthPipeline(bus)
+  const auth = new AuthPipeline(bus, accounts)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
@@ -106,25 +112,24 @@ export async function createApp(config: Config, store: Store, options: AppOption
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
-  auth.add(new SessionAuthenticator(sessions, accounts, csrf))
+  auth.add(new SessionAuthenticator(sessions, csrf))
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
-  auth.add(new TokenAuthenticator(tokens, accounts))
-  const routes = compileRoutes(config, options.upstreams)
-  const metrics = new GatewayMetrics(routes.map((route) => route.name))
+  auth.add(new TokenAuthenticator(tokens))
+  const metrics = new GatewayMetrics(['gateway', 'ui', ...config.services.map((service) => service.name), ...config.realms.map((realm) => `realms/${realm.name}`)])
   const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
+
+  const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service))
 
   const audit = new AuditTrail(store, config.audit)
   auditSignIns(audit, accounts, lockout)
   audit.onEntry(metrics.auditEntry)
   metrics.watchAuditDrops(() => audit.droppedTotal)
-  auth.onDecision = metrics.authDecision
   metrics.watchCaches({ basic_credentials: basicCache.stats, accounts: accounts.stats, sessions: sessions.stats, personal_tokens: tokens.stats })
   metrics.watchBus(bus)
   metrics.watchDatabase(store.database)
-
   const app: App = {
     config,
     store,
@@ -137,6 +142,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     sessions,
     csrf,
     routes,
+    places: compilePlaces(config, routes),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
     metrics,
@@ -147,7 +153,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     set publicUrl(url: string) {
       identity.issuer = url.replace(/\/$/, '')
     },
-    loginUrlFor: (route) => oidc.loginUrlFor(route) ?? gatewayLoginUrl,
+    authorize: (request, place) => authorize(auth, request, place),
     async close() {
       await audit.close()
       await tokens.close()

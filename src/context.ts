@@ -1,11 +1,19 @@
-import type { FastifyRequest } from 'fastify'
 import type { Principal } from './auth/principal.ts'
+import type { AuthMethod } from './config/schema.ts'
+import type { ErrorCode } from './errors.ts'
+import type { Place } from './gateway/places.ts'
 
 /** Everything Gatehouse knows about one request, in one typed place (`request.gatehouse`). */
 export interface RequestContext {
-  /** The service whose route matched: a configured service's name, or `gateway` for the gateway's own API and pages. */
-  service: string | undefined
+  /** Where the request landed (src/gateway/places.ts); none for health probes, a realm's own endpoints, unknown paths. */
+  place: Place | undefined
   principal: Principal | undefined
+  /** The authenticator that claimed the request's credential, whether the credential checked out or not. */
+  authenticator: AuthMethod | undefined
+  /** What `authorize` decided; none where no place decides. */
+  decision: 'granted' | 'refused' | undefined
+  /** The stable code of the error the request was answered with, if any. */
+  code: ErrorCode | undefined
   /** Proxied requests: the time (ms since the request arrived) it was forwarded, and how long the upstream took to answer with headers. */
   forwardedAtMs: number | undefined
   upstreamMs: number | undefined
@@ -17,6 +25,6 @@ declare module 'fastify' {
   }
 }
 
-export function contextOf(request: FastifyRequest): RequestContext {
-  return request.gatehouse
+export function newRequestContext(): RequestContext {
+  return { place: undefined, principal: undefined, authenticator: undefined, decision: undefined, code: undefined, forwardedAtMs: undefined, upstreamMs: undefined }
 }

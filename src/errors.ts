@@ -1,87 +1,58 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { STATUS_CODES, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import { errorPage } from './pages/error-page.ts'
+import { wantsHtml } from './http/negotiation.ts'
+
+/** Every stable error code Gatehouse answers with; each has exactly one class below. */
+export type ErrorCode =
+  | 'bad_request' | 'invalid' | 'invalid_json' | 'unsafe_path' | 'invalid_host' | 'malformed_escape'
+  | 'sso_login_unknown' | 'sso_login_expired' | 'sso_callback_invalid' | 'sso_code_missing' | 'sso_code_rejected'
+  | 'not_authenticated' | 'invalid_credentials' | 'malformed_credentials' | 'account_disabled' | 'account_locked'
+  | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
+  | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'sso_access_denied'
+  | 'permission_denied' | 'insufficient_scope' | 'self_lockout' | 'managed_by_source' | 'external_users_cannot_create_tokens'
+  | 'password_login_required' | 'not_token_owner' | 'account_source_conflict' | 'sso_identity_conflict'
+  | 'sso_username_invalid' | 'sso_nonce_mismatch' | 'sso_state_mismatch'
+  | 'csrf_origin_mismatch' | 'csrf_referer_missing' | 'csrf_referer_malformed' | 'csrf_referer_insecure'
+  | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
+  | 'not_found' | 'no_session' | 'sso_provider_unknown'
+  | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
+  | 'unsupported_media_type' | 'login_throttled' | 'headers_too_large'
+  | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
+  | 'database_unavailable' | 'directory_unavailable' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
+
+export interface ErrorOptions {
+  /** Per-field messages for validation failures, keyed by the field's name or dotted path. */
+  fields?: Record<string, string[]>
+  /** Headers the response must carry, e.g. WWW-Authenticate challenges. */
+  headers?: Record<string, string | string[]>
+  cause?: unknown
+}
 
 /**
- * Every error Gatehouse answers with, and the one place that turns them into responses.
- * `code` is stable and meant for programs; `message` is for people. 5xx details are never shown.
+ * Every error Gatehouse answers with, and the one place that turns them into responses, after node-oidc-provider's
+ * helpers/errors.js and jose's error classes: one class per stable `code`, each with its status and default
+ * message as static fields, so callers test with `instanceof`, never by comparing codes. `code` is meant for
+ * programs; `message` is for people. 5xx details are never shown.
  */
-export class GatehouseError extends Error {
+export abstract class GatehouseError extends Error {
+  static readonly status: number
+  static readonly code: ErrorCode
+  static readonly defaultMessage: string
   readonly status: number
-  readonly code: string
-  /** Per-field messages for validation failures, keyed by the field's name or dotted path. */
+  readonly code: ErrorCode
   readonly fields: Record<string, string[]> | undefined
-  /** Headers the response must carry, e.g. WWW-Authenticate challenges. */
   readonly headers: Record<string, string | string[]>
 
-  constructor(status: number, code: string, message: string, options: { fields?: Record<string, string[]>; headers?: Record<string, string | string[]>; cause?: unknown } = {}) {
-    super(message, { cause: options.cause })
-    this.status = status
-    this.code = code
+  constructor(message?: string, options: ErrorOptions = {}) {
+    const type = new.target as unknown as { status: number; code: ErrorCode; defaultMessage: string }
+    super(message ?? type.defaultMessage, { cause: options.cause })
+    this.name = new.target.name
+    this.status = type.status
+    this.code = type.code
     this.fields = options.fields
-    this.headers = options.headers ?? {}
-  }
-}
-
-export class BadRequest extends GatehouseError {
-  constructor(message: string, code = 'bad_request') {
-    super(400, code, message)
-  }
-}
-
-/** Django REST framework's wording for text carrying a NUL character (its ProhibitNullCharactersValidator). */
-export const NUL_MESSAGE = 'Null characters are not allowed.'
-
-export class ValidationFailed extends GatehouseError {
-  constructor(fields: Record<string, string[]>, message?: string) {
-    super(400, 'invalid', message ?? `Invalid value for ${Object.keys(fields).join(', ')}.`, { fields })
-  }
-}
-
-/** 400 with the field's message, as the platform answers a duplicate username (Django's unique validator). */
-export class UsernameTaken extends GatehouseError {
-  constructor() {
-    const message = 'A user with that username already exists.'
-    super(400, 'username_taken', message, { fields: { username: [message] } })
-  }
-}
-
-/** 401: no usable credentials. The challenge headers tell the client which kinds this place accepts. */
-export class NotAuthenticated extends GatehouseError {
-  constructor(message = 'Authentication credentials were not provided.', code = 'not_authenticated', challenges: string[] = []) {
-    super(401, code, message, challenges.length ? { headers: { 'www-authenticate': challenges } } : {})
-  }
-}
-
-/** Adds the challenges of the place that refused (RFC 9110: a 401 carries WWW-Authenticate) when the error has none. */
-export function withChallenges(error: unknown, challenges: string[]): unknown {
-  if (error instanceof GatehouseError && error.status === 401 && !error.headers['www-authenticate'] && challenges.length) {
-    error.headers['www-authenticate'] = challenges
-  }
-  return error
-}
-
-export class InvalidCredentials extends NotAuthenticated {
-  constructor(message = 'Invalid username or password.', code = 'invalid_credentials') {
-    super(message, code)
-  }
-}
-
-/** 401: too many failed password checks for this username; checks are refused unseen until the lock ends (src/auth/lockout.ts). */
-export class AccountLocked extends InvalidCredentials {
-  constructor(retryAfterSeconds: number) {
-    super(`Too many failed logins for this username. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, 'account_locked')
-    this.headers['retry-after'] = String(retryAfterSeconds)
-  }
-}
-
-/**
- * 429: too many failed password checks from this client address, for any usernames; its checks are refused unseen
- * until its counting window ends (src/auth/lockout.ts).
- */
-export class LoginThrottled extends GatehouseError {
-  constructor(retryAfterSeconds: number) {
-    super(429, 'login_throttled', `Too many failed logins from your address. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
+    this.headers = { ...options.headers }
   }
 }
 
@@ -89,41 +60,382 @@ function secondsInWords(seconds: number): string {
   return seconds === 1 ? '1 second' : `${seconds} seconds`
 }
 
-export class PermissionDenied extends GatehouseError {
-  constructor(message = 'You do not have permission to perform this action.', code = 'permission_denied') {
-    super(403, code, message)
+// 400
+
+export class BadRequest extends GatehouseError {
+  static override readonly status: number = 400
+  static override readonly code: ErrorCode = 'bad_request'
+  static override readonly defaultMessage: string = 'Bad request.'
+}
+
+/** Django REST framework's wording for text carrying a NUL character (its ProhibitNullCharactersValidator). */
+export const NUL_MESSAGE = 'Null characters are not allowed.'
+
+export class ValidationFailed extends GatehouseError {
+  static override readonly status: number = 400
+  static override readonly code: ErrorCode = 'invalid'
+  static override readonly defaultMessage: string = 'Invalid input.'
+
+  /** Without `fields` (a schema failure Fastify reports as one message), the body has no `errors`. */
+  constructor(fields: Record<string, string[]> | undefined, message?: string) {
+    super(message ?? `Invalid value for ${Object.keys(fields ?? {}).join(', ')}.`, { fields })
   }
 }
 
-/** 403: a session-authenticated unsafe request failed the CSRF check; `code` says which part (token, cookie, Referer, Origin). */
-export class CsrfFailed extends GatehouseError {
-  constructor(message: string, code: string) {
-    super(403, code, `CSRF Failed: ${message}`)
+export class InvalidJson extends BadRequest {
+  static override readonly code: ErrorCode = 'invalid_json'
+  static override readonly defaultMessage: string = 'The request body is not valid JSON.'
+}
+
+export class UnsafePath extends BadRequest {
+  static override readonly code: ErrorCode = 'unsafe_path'
+  static override readonly defaultMessage: string = 'The request target must be a plain path (starting with "/", without dot segments or encoded separators).'
+}
+
+export class InvalidHost extends BadRequest {
+  static override readonly code: ErrorCode = 'invalid_host'
+  static override readonly defaultMessage: string = 'The Host header does not name a valid host.'
+}
+
+export class SsoLoginUnknown extends BadRequest {
+  static override readonly code: ErrorCode = 'sso_login_unknown'
+  static override readonly defaultMessage: string = 'This sign-in is unknown or was used already. Start again.'
+}
+
+export class SsoLoginExpired extends BadRequest {
+  static override readonly code: ErrorCode = 'sso_login_expired'
+  static override readonly defaultMessage: string = 'This sign-in took too long and expired. Start again.'
+}
+
+export class SsoCallbackInvalid extends BadRequest {
+  static override readonly code: ErrorCode = 'sso_callback_invalid'
+}
+
+export class SsoCodeMissing extends BadRequest {
+  static override readonly code: ErrorCode = 'sso_code_missing'
+  static override readonly defaultMessage: string = 'The sign-in answer has no authorization code.'
+}
+
+export class SsoCodeRejected extends BadRequest {
+  static override readonly code: ErrorCode = 'sso_code_rejected'
+}
+
+/** The router could not decode the path's percent escapes, or the query's are malformed (src/http/request-target.ts). */
+export class MalformedEscape extends BadRequest {
+  static override readonly code: ErrorCode = 'malformed_escape'
+  static override readonly defaultMessage: string = 'The request target has a malformed percent escape.'
+}
+
+/** 400 with the field's message, as the platform answers a duplicate username (Django's unique validator). */
+export class UsernameTaken extends BadRequest {
+  static override readonly code: ErrorCode = 'username_taken'
+  static override readonly defaultMessage: string = 'A user with that username already exists.'
+
+  constructor() {
+    super(undefined, { fields: { username: [UsernameTaken.defaultMessage] } })
   }
 }
+
+// 401: every refusal of a credential, or its absence. The challenge headers tell the client which kinds the place accepts.
+
+export abstract class Unauthenticated extends GatehouseError {
+  static override readonly status: number = 401
+}
+
+export class NotAuthenticated extends Unauthenticated {
+  static override readonly code: ErrorCode = 'not_authenticated'
+  static override readonly defaultMessage: string = 'Authentication credentials were not provided.'
+
+  constructor(message?: string, challenges: string[] = []) {
+    super(message, challenges.length ? { headers: { 'www-authenticate': challenges } } : {})
+  }
+}
+
+/** Adds the challenges of the place that refused (RFC 9110: a 401 carries WWW-Authenticate) when the error has none. */
+export function withChallenges(error: unknown, challenges: string[]): unknown {
+  if (error instanceof Unauthenticated && !error.headers['www-authenticate'] && challenges.length) {
+    error.headers['www-authenticate'] = challenges
+  }
+  return error
+}
+
+/** A wrong password or an unknown username: the only refusal that counts towards a lockout (src/directory/lockout.ts). */
+export class InvalidCredentials extends Unauthenticated {
+  static override readonly code: ErrorCode = 'invalid_credentials'
+  static override readonly defaultMessage: string = 'Invalid username or password.'
+}
+
+export class MalformedCredentials extends Unauthenticated {
+  static override readonly code: ErrorCode = 'malformed_credentials'
+}
+
+/** The account behind a credential that checked out is disabled or gone; decided once, in src/auth/pipeline.ts. */
+export class AccountDisabled extends Unauthenticated {
+  static override readonly code: ErrorCode = 'account_disabled'
+  static override readonly defaultMessage: string = 'User inactive or deleted.'
+}
+
+/** Too many failed password checks for this username; checks are refused unseen until the lock ends (src/directory/lockout.ts). */
+export class AccountLocked extends Unauthenticated {
+  static override readonly code: ErrorCode = 'account_locked'
+
+  constructor(retryAfterSeconds: number) {
+    super(`Too many failed logins for this username. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
+  }
+}
+
+export class BasicAuthDisabled extends Unauthenticated {
+  static override readonly code: ErrorCode = 'basic_auth_disabled'
+  static override readonly defaultMessage: string = 'Basic authentication is disabled.'
+}
+
+export class CredentialsNotAccepted extends Unauthenticated {
+  static override readonly code: ErrorCode = 'credentials_not_accepted'
+}
+
+export class InvalidToken extends Unauthenticated {
+  static override readonly code: ErrorCode = 'invalid_token'
+  static override readonly defaultMessage: string = 'Invalid token: it does not exist or was revoked.'
+}
+
+export class MalformedToken extends Unauthenticated {
+  static override readonly code: ErrorCode = 'malformed_token'
+}
+
+export class TokenChecksumMismatch extends Unauthenticated {
+  static override readonly code: ErrorCode = 'token_checksum_mismatch'
+  static override readonly defaultMessage: string = 'Malformed token: its checksum does not match (mistyped or damaged).'
+}
+
+export class TokenExpired extends Unauthenticated {
+  static override readonly code: ErrorCode = 'token_expired'
+  static override readonly defaultMessage: string = 'Token has expired.'
+}
+
+export class InvalidSession extends Unauthenticated {
+  static override readonly code: ErrorCode = 'invalid_session'
+  static override readonly defaultMessage: string = 'Invalid session.'
+}
+
+export class SessionExpired extends Unauthenticated {
+  static override readonly code: ErrorCode = 'session_expired'
+  static override readonly defaultMessage: string = 'Session expired.'
+}
+
+export class DirectoryUsernameInvalid extends Unauthenticated {
+  static override readonly code: ErrorCode = 'directory_username_invalid'
+  static override readonly defaultMessage: string = 'The directory entry has no username Gatehouse can use (see ldap.attributes.username).'
+}
+
+export class SsoAccessDenied extends Unauthenticated {
+  static override readonly code: ErrorCode = 'sso_access_denied'
+}
+
+// 403
+
+export abstract class Forbidden extends GatehouseError {
+  static override readonly status: number = 403
+}
+
+export class PermissionDenied extends Forbidden {
+  static override readonly code: ErrorCode = 'permission_denied'
+  static override readonly defaultMessage: string = 'You do not have permission to perform this action.'
+}
+
+export class InsufficientScope extends Forbidden {
+  static override readonly code: ErrorCode = 'insufficient_scope'
+  static override readonly defaultMessage: string = 'This token is read-only: it allows GET, HEAD and OPTIONS only.'
+}
+
+export class SelfLockout extends Forbidden {
+  static override readonly code: ErrorCode = 'self_lockout'
+}
+
+export class ManagedBySource extends Forbidden {
+  static override readonly code: ErrorCode = 'managed_by_source'
+}
+
+export class ExternalUsersCannotCreateTokens extends Forbidden {
+  static override readonly code: ErrorCode = 'external_users_cannot_create_tokens'
+  static override readonly defaultMessage: string = 'External users may not create OAuth2 tokens: the setting allow_external_users_to_create_oauth2_tokens is off.'
+}
+
+export class PasswordLoginRequired extends Forbidden {
+  static override readonly code: ErrorCode = 'password_login_required'
+  static override readonly defaultMessage: string = 'Tokens are created with a username and password (basic) or a login session, not with a bearer token.'
+}
+
+export class NotTokenOwner extends Forbidden {
+  static override readonly code: ErrorCode = 'not_token_owner'
+  static override readonly defaultMessage: string = 'A token is created by its owner.'
+}
+
+/** A username that belongs to an account of another source (local, LDAP, single sign-on), which this one cannot take over. */
+export class AccountSourceConflict extends Forbidden {
+  static override readonly code: ErrorCode = 'account_source_conflict'
+  static override readonly defaultMessage: string = 'This username belongs to an account from another source.'
+}
+
+export class SsoIdentityConflict extends Forbidden {
+  static override readonly code: ErrorCode = 'sso_identity_conflict'
+  static override readonly defaultMessage: string = 'This username belongs to the account of another single sign-on identity.'
+}
+
+export class SsoUsernameInvalid extends Forbidden {
+  static override readonly code: ErrorCode = 'sso_username_invalid'
+}
+
+export class SsoNonceMismatch extends Forbidden {
+  static override readonly code: ErrorCode = 'sso_nonce_mismatch'
+  static override readonly defaultMessage: string = 'The ID token was not issued for this sign-in (nonce mismatch). Start again.'
+}
+
+export class SsoStateMismatch extends Forbidden {
+  static override readonly code: ErrorCode = 'sso_state_mismatch'
+  static override readonly defaultMessage: string = 'This sign-in answer does not belong to the sign-in this browser started (state mismatch). Start again.'
+}
+
+/** A session-authenticated unsafe request failed the CSRF check; the class says which part (token, cookie, Referer, Origin). */
+export abstract class CsrfFailed extends Forbidden {
+  constructor(message?: string) {
+    super(`CSRF Failed: ${message ?? (new.target as unknown as { defaultMessage: string }).defaultMessage}`)
+  }
+}
+
+export class CsrfOriginMismatch extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_origin_mismatch'
+}
+
+export class CsrfRefererMissing extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_referer_missing'
+  static override readonly defaultMessage: string = 'Referer checking failed - no Referer.'
+}
+
+export class CsrfRefererMalformed extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_referer_malformed'
+  static override readonly defaultMessage: string = 'Referer checking failed - Referer is malformed.'
+}
+
+export class CsrfRefererInsecure extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_referer_insecure'
+  static override readonly defaultMessage: string = 'Referer checking failed - Referer is insecure while host is secure.'
+}
+
+export class CsrfRefererMismatch extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_referer_mismatch'
+}
+
+export class CsrfCookieMissing extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_cookie_missing'
+  static override readonly defaultMessage: string = 'CSRF cookie not set.'
+}
+
+export class CsrfCookieMalformed extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_cookie_malformed'
+  static override readonly defaultMessage: string = 'CSRF cookie has an invalid format.'
+}
+
+export class CsrfTokenMissing extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_token_missing'
+  static override readonly defaultMessage: string = 'CSRF token missing.'
+}
+
+export class CsrfTokenIncorrect extends CsrfFailed {
+  static override readonly code: ErrorCode = 'csrf_token_incorrect'
+  static override readonly defaultMessage: string = 'CSRF token incorrect.'
+}
+
+// 404, 408, 409, 413, 415, 429, 431
 
 export class NotFound extends GatehouseError {
-  constructor(message = 'Not found.', code = 'not_found') {
-    super(404, code, message)
-  }
+  static override readonly status: number = 404
+  static override readonly code: ErrorCode = 'not_found'
+  static override readonly defaultMessage: string = 'Not found.'
+}
+
+export class NoSession extends NotFound {
+  static override readonly code: ErrorCode = 'no_session'
+  static override readonly defaultMessage: string = 'This request has no session (none was sent, or it has ended).'
+}
+
+export class SsoProviderUnknown extends NotFound {
+  static override readonly code: ErrorCode = 'sso_provider_unknown'
+}
+
+export class RequestTimeout extends GatehouseError {
+  static override readonly status: number = 408
+  static override readonly code: ErrorCode = 'request_timeout'
+  static override readonly defaultMessage: string = 'The request took too long to arrive.'
 }
 
 export class Conflict extends GatehouseError {
-  constructor(message: string, code = 'conflict') {
-    super(409, code, message)
+  static override readonly status: number = 409
+  static override readonly code: ErrorCode = 'conflict'
+  static override readonly defaultMessage: string = 'The request conflicts with the current state.'
+}
+
+
+export class SsoLoginInProgress extends Conflict {
+  static override readonly code: ErrorCode = 'sso_login_in_progress'
+  static override readonly defaultMessage: string = 'Another sign-in of the same person is under way; try again.'
+}
+
+export class PayloadTooLarge extends GatehouseError {
+  static override readonly status: number = 413
+  static override readonly code: ErrorCode = 'payload_too_large'
+  static override readonly defaultMessage: string = 'The request body is too large.'
+}
+
+export class UnsupportedMediaType extends GatehouseError {
+  static override readonly status: number = 415
+  static override readonly code: ErrorCode = 'unsupported_media_type'
+  static override readonly defaultMessage: string = 'The request body has a media type this endpoint does not take.'
+}
+
+/**
+ * 429: too many failed password checks from this client address, for any usernames; its checks are refused unseen
+ * until its counting window ends (src/directory/lockout.ts).
+ */
+export class LoginThrottled extends GatehouseError {
+  static override readonly status: number = 429
+  static override readonly code: ErrorCode = 'login_throttled'
+
+  constructor(retryAfterSeconds: number) {
+    super(`Too many failed logins from your address. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
   }
+}
+
+export class HeadersTooLarge extends GatehouseError {
+  static override readonly status: number = 431
+  static override readonly code: ErrorCode = 'headers_too_large'
+  static override readonly defaultMessage: string = 'The request headers (cookies included) are too large.'
+}
+
+// 5xx
+
+export class InternalError extends GatehouseError {
+  static override readonly status: number = 500
+  static override readonly code: ErrorCode = 'internal_error'
+  static override readonly defaultMessage: string = 'Internal server error.'
 }
 
 export class UpstreamUnavailable extends GatehouseError {
+  static override readonly status: number = 502
+  static override readonly code: ErrorCode = 'upstream_unavailable'
+
   constructor(service: string, cause?: unknown) {
-    super(502, 'upstream_unavailable', `The service "${service}" is not reachable.`, { cause })
+    super(`The service "${service}" is not reachable.`, { cause })
   }
 }
 
-export class UpstreamTimeout extends GatehouseError {
-  constructor(service: string, cause?: unknown) {
-    super(504, 'upstream_timeout', `The service "${service}" did not answer in time.`, { cause })
-  }
+export class SsoProviderError extends GatehouseError {
+  static override readonly status: number = 502
+  static override readonly code: ErrorCode = 'sso_provider_error'
+}
+
+export class SsoResponseInvalid extends GatehouseError {
+  static override readonly status: number = 502
+  static override readonly code: ErrorCode = 'sso_response_invalid'
 }
 
 /**
@@ -131,16 +443,37 @@ export class UpstreamTimeout extends GatehouseError {
  * service's `pool.wait_seconds` (src/gateway/upstream-pool.ts).
  */
 export class UpstreamBusy extends GatehouseError {
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'upstream_busy'
+
   constructor(service: string) {
-    super(503, 'upstream_busy', `The service "${service}" has no free connection for this client; try again shortly.`, { headers: { 'retry-after': '1' } })
+    super(`The service "${service}" has no free connection for this client; try again shortly.`, { headers: { 'retry-after': '1' } })
+  }
+}
+
+export class UpstreamTimeout extends GatehouseError {
+  static override readonly status: number = 504
+  static override readonly code: ErrorCode = 'upstream_timeout'
+
+  constructor(service: string, cause?: unknown) {
+    super(`The service "${service}" did not answer in time.`, { cause })
   }
 }
 
 /** 503: a password source (the LDAP directory) could not be asked in time; other sources keep working. */
 export class DirectoryUnavailable extends GatehouseError {
-  constructor(message = 'The directory could not be reached; try again later.', cause?: unknown) {
-    super(503, 'directory_unavailable', message, { cause })
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'directory_unavailable'
+  static override readonly defaultMessage: string = 'The directory could not be reached; try again later.'
+
+  constructor(message?: string, cause?: unknown) {
+    super(message, { cause })
   }
+}
+
+export class SsoProviderUnavailable extends GatehouseError {
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'sso_provider_unavailable'
 }
 
 /**
@@ -149,10 +482,13 @@ export class DirectoryUnavailable extends GatehouseError {
  * news of revocations for longer than `auth.max_stale_seconds`.
  */
 export class DatabaseUnavailable extends GatehouseError {
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'database_unavailable'
+  static override readonly defaultMessage: string = 'The database is not available; try again shortly.'
   static readonly retryAfterSeconds = 5
 
-  constructor(message = 'The database is not available; try again shortly.', cause?: unknown) {
-    super(503, 'database_unavailable', message, { cause, headers: { 'retry-after': String(DatabaseUnavailable.retryAfterSeconds) } })
+  constructor(message?: string, cause?: unknown) {
+    super(message, { cause, headers: { 'retry-after': String(DatabaseUnavailable.retryAfterSeconds) } })
   }
 
   /** The status oidc-provider answers with for an error it did not raise itself. */
@@ -162,16 +498,14 @@ export class DatabaseUnavailable extends GatehouseError {
 }
 
 /** Fastify's own client errors, by their code, so they get stable Gatehouse codes too. */
-const fastifyCodes: Record<string, string> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
-  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
-  FST_ERR_VALIDATION: 'invalid',
-  // The router could not decode the path's percent escapes (src/gateway/path-safety.ts refuses the query's).
-  FST_ERR_BAD_URL: 'malformed_escape',
-  FST_ERR_ASYNC_CONSTRAINT: 'bad_request',
+const fastifyErrors: Record<string, (message: string) => GatehouseError> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: (message) => new PayloadTooLarge(message),
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: (message) => new UnsupportedMediaType(message),
+  FST_ERR_CTP_EMPTY_JSON_BODY: () => new InvalidJson(),
+  FST_ERR_CTP_INVALID_JSON_BODY: () => new InvalidJson(),
+  FST_ERR_VALIDATION: (message) => new ValidationFailed(undefined, message),
+  // The router could not decode the path's percent escapes (src/http/request-target.ts refuses the query's).
+  FST_ERR_BAD_URL: (message) => new MalformedEscape(message),
 }
 
 /** Turns anything thrown into a GatehouseError; unknown errors become an opaque 500. */
@@ -179,11 +513,13 @@ export function normalizeError(error: unknown): GatehouseError {
   if (error instanceof GatehouseError) return error
   const e = error as { statusCode?: number; code?: string; message?: string }
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    const code = (e.code && fastifyCodes[e.code]) ?? (e instanceof SyntaxError ? 'invalid_json' : 'bad_request')
-    const message = code === 'invalid_json' ? 'The request body is not valid JSON.' : String(e.message ?? 'Bad request.')
-    return new GatehouseError(e.statusCode, code, message)
+    const known = e.code ? fastifyErrors[e.code] : undefined
+    if (known) return known(String(e.message))
+    if (e instanceof SyntaxError) return new InvalidJson()
+    const message = String(e.message ?? 'Bad request.')
+    return e.statusCode === 404 ? new NotFound(message) : e.statusCode === 413 ? new PayloadTooLarge(message) : e.statusCode === 415 ? new UnsupportedMediaType(message) : new BadRequest(message)
   }
-  return new GatehouseError(500, 'internal_error', 'Internal server error.', { cause: error })
+  return new InternalError(undefined, { cause: error })
 }
 
 /**
@@ -203,8 +539,9 @@ const RESERVED_BODY_KEYS = new Set(['code', 'detail', 'errors'])
 /** The single error responder: JSON for API clients, a small HTML page for browsers. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
   const error = normalizeError(thrown)
+  if (request.gatehouse) request.gatehouse.code = error.code
   // Upstream failures (502/504) are logged once where they happen; only Gatehouse's own faults are errors here.
-  if (error.status === 500) request.log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
+  if (error instanceof InternalError) request.log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
   reply.code(error.status)
   for (const [name, value] of Object.entries(error.headers)) {
     const sent = name === 'www-authenticate' && isScriptRequest(request) ? withoutBasicChallenge(value) : value
@@ -227,24 +564,6 @@ function isScriptRequest(request: FastifyRequest): boolean {
 
 function withoutBasicChallenge(value: string | string[]): string[] {
   return (Array.isArray(value) ? value : [value]).filter((challenge) => !/^basic\b/i.test(challenge))
-}
-
-/** A browser navigating (Accept lists text/html before any JSON) gets pages; everything else gets JSON. */
-export function wantsHtml(request: FastifyRequest): boolean {
-  const accept = request.headers.accept
-  if (typeof accept !== 'string' || !accept.includes('text/html')) return false
-  const json = accept.indexOf('application/json')
-  return json === -1 || accept.indexOf('text/html') < json
-}
-
-function errorPage(error: GatehouseError): string {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
-    `<title>${error.status} · Gatehouse</title></head><body><main><h1>${error.status}</h1><p>${escapeHtml(error.message)}</p>` +
-    `<p><code>${escapeHtml(error.code)}</code></p></main></body></html>`
-}
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
 }
 
 /**
@@ -270,8 +589,8 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
     return
   }
   const [status, body] =
-    error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, errorBody(new GatehouseError(408, 'request_timeout', 'The request took too long to arrive.'))]
-      : error.code === 'HPE_HEADER_OVERFLOW' ? [431, errorBody(new GatehouseError(431, 'headers_too_large', 'The request headers (cookies included) are too large.'))]
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, errorBody(new RequestTimeout())]
+      : error.code === 'HPE_HEADER_OVERFLOW' ? [431, errorBody(new HeadersTooLarge())]
         : [400, errorBody(new BadRequest('The request is not valid HTTP.'))]
   const json = JSON.stringify(body)
   if (socket.writable) {

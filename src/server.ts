@@ -5,9 +5,10 @@ import type { DestinationStream } from 'pino'
 import type { App } from './app.ts'
 import { registerOpenApi } from './api/openapi.ts'
 import { registerGatewayApi } from './api/register.ts'
-import { answerClientError, DatabaseUnavailable, NotFound, sendError } from './errors.ts'
-import { refuseBadHost } from './gateway/host-header.ts'
-import { assertSafePath, assertWellFormedEscapes, splitTarget } from './gateway/path-safety.ts'
+import { newRequestContext } from './context.ts'
+import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
+import { refuseBadHost } from './http/host-header.ts'
+import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
@@ -56,23 +57,28 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.decorateRequest('gatehouse', null as never)
   server.addHook('onRequest', refuseBadHost)
   server.addHook('onRequest', async (request) => {
-    request.gatehouse = { service: undefined, principal: undefined, forwardedAtMs: undefined, upstreamMs: undefined }
+    request.gatehouse = newRequestContext()
     assertSafePath(splitTarget(request.url).path)
     assertWellFormedEscapes(request.url)
   })
   // The request line's fields are fixed and none can hold a secret, so it skips the redaction pass, which
   // (for the wildcard paths) costs about as much as the rest of the line. Keep secrets out of it.
+  // It is also where every refusal is logged, once, with its reason, as Oathkeeper logs its decisions: the place,
+  // the decision, the authenticator that claimed the credential and the error code.
   const requestLog = server.log.child({}, { redact: [] })
   server.addHook('onResponse', async (request, reply) => {
     app.metrics.requestDone(request, reply)
-    const { service, principal } = request.gatehouse ?? {}
+    const { place, principal, decision, authenticator, code } = request.gatehouse ?? newRequestContext()
     requestLog.info({
       reqId: request.id,
       method: request.method,
       path: splitTarget(request.url).path,
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 10) / 10,
-      service,
+      place: place?.name,
+      decision,
+      code,
+      authenticator,
       user: principal?.user.username,
       auth: principal?.method,
     }, 'request')

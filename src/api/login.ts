@@ -1,18 +1,18 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
-import { actorOf, signingIn } from '../audit/actor.ts'
+import { actorOf } from '../audit/actor.ts'
 import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { GatehouseError, InvalidCredentials, LoginThrottled, NotFound, wantsHtml } from '../errors.ts'
+import { LoginThrottled, NoSession, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
-import type { User } from '../store/users.ts'
-import { renderLoginPage } from '../ui/login-page.ts'
+import { renderLoginPage } from '../pages/login-page.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { auditedSession, sessionFields } from './sessions.ts'
+import { wantsHtml } from '../http/negotiation.ts'
+import { startSession } from '../auth/session-start.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
 /** Where a person in a browser lands after logging in without a `next`: the web interface. */
@@ -58,7 +58,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     try {
       user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' })
     } catch (error) {
-      if ((error instanceof InvalidCredentials || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
+      if ((error instanceof Unauthenticated || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
         return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
       }
       throw error
@@ -99,22 +99,6 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   })
 }
 
-/**
- * Starts a fresh session for a user who just proved who they are (password login, single sign-on): ends
- * the session the browser already had, sets `gateway_sessionid` and a new `csrftoken`.
- */
-export async function startSession(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<{ csrfToken: string; expiresAt: number; now: number }> {
-  // A session the browser already had is replaced, never kept next to the new one.
-  const previous = request.gatehouse.principal?.sessionId
-  if (previous) await app.sessions.end(previous)
-  const now = Date.now()
-  const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }
-  const { sessionId, session } = await app.sessions.start(user.id, origin, now)
-  app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...origin }))
-  await app.accounts.recordLogin(user)
-  setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
-  return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now }
-}
 
 export function sessionTimes(expiresAt: number, now = Date.now()) {
   return {
@@ -127,14 +111,14 @@ export function sessionTimes(expiresAt: number, now = Date.now()) {
 async function currentSession(app: App, request: FastifyRequest) {
   const sessionId = request.gatehouse.principal?.sessionId
   const session = sessionId ? await app.sessions.get(sessionId) : undefined
-  if (!session) throw new NotFound('This request has no session (none was sent, or it has ended).', 'no_session')
+  if (!session) throw new NoSession()
   return session
 }
 
 async function requireFormOrJson(request: FastifyRequest): Promise<void> {
   const type = mediaType(request)
   if (type !== 'application/x-www-form-urlencoded' && type !== 'application/json') {
-    throw new GatehouseError(415, 'unsupported_media_type', 'Send the login as application/x-www-form-urlencoded or application/json.')
+    throw new UnsupportedMediaType('Send the login as application/x-www-form-urlencoded or application/json.')
   }
 }
 

@@ -1,11 +1,11 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
-import { InvalidCredentials, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { InvalidCredentials, ManagedBySource, ValidationFailed } from '../errors.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { startSession } from './login.ts'
 import { auditedUser, passwordMark, serializeUser } from './users.ts'
+import { startSession } from '../auth/session-start.ts'
 
 const profileChanges = z.object({
   email: z.union([z.email('Enter a valid email address.'), z.literal('')]),
@@ -32,7 +32,7 @@ export function meRoutes(api: GatewayApi, app: App): void {
   api.patch('/me/', { schema: { body: profileChanges } }, async (request) => {
     const { user } = principalOf(request)
     const input = request.body
-    if (user.source !== 'local') throw new PermissionDenied(`Your details come from your ${user.source} account and are changed there.`, 'managed_by_source')
+    if (user.source !== 'local') throw new ManagedBySource(`Your details come from your ${user.source} account and are changed there.`)
     const updated = await app.accounts.update(user.id, { email: input.email, firstName: input.first_name, lastName: input.last_name })
     app.audit.change(actorOf(request), 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
     return serializeUser(updated)
@@ -44,11 +44,11 @@ export function meRoutes(api: GatewayApi, app: App): void {
   api.post('/me/password/', { schema: { body: passwordChange } }, async (request, reply) => {
     const principal = principalOf(request)
     const input = request.body
-    if (principal.user.source !== 'local') throw new PermissionDenied(`Your password belongs to your ${principal.user.source} account and is changed there.`, 'managed_by_source')
+    if (principal.user.source !== 'local') throw new ManagedBySource(`Your password belongs to your ${principal.user.source} account and is changed there.`)
     try {
       await app.accounts.checkPassword(principal.user.username, input.current_password, request.ip)
     } catch (error) {
-      if (error instanceof InvalidCredentials && error.code === 'invalid_credentials') {
+      if (error instanceof InvalidCredentials) {
         throw new ValidationFailed({ current_password: ['This is not your current password.'] })
       }
       throw error

@@ -1,11 +1,12 @@
 import type { FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { NotFound } from '../errors.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { paged } from './pagination.ts'
-import { auditedSession, listSessions, serializeSessions, sessionFields } from './sessions.ts'
+import { listSessions, serializeSessions } from './sessions.ts'
 import { idParam } from './validation.ts'
 
 /** How many sessions one pass of end_others/ reads; it repeats until only the current one is left. */

@@ -2,7 +2,7 @@ import swagger, { type SwaggerTransform } from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod'
-import type { Access } from './access.ts'
+import type { Access } from '../gateway/places.ts'
 import { version } from '../version.ts'
 import { GATEWAY_API } from './gateway-api.ts'
 

@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { NotFound } from '../errors.ts'
 import { sessionFilterFields, type StoredSession } from '../store/sessions.ts'
 import { principalOf } from './access.ts'
@@ -49,15 +50,6 @@ export function sessionRoutes(api: GatewayApi, app: App): void {
     app.audit.change(actorOf(request), 'delete', { type: 'session', name: `sessions of ${user.username}` }, { user: user.id, ended })
     return reply.code(204).send()
   })
-}
-
-/** A session in the audit trail: its id (the identifier itself is a secret and never recorded). */
-export function auditedSession(session: { id: number }) {
-  return { type: 'session', id: session.id }
-}
-
-export function sessionFields(session: { userId: number; expiresAt: number; ip?: string; userAgent?: string }) {
-  return { user: session.userId, expires_on: new Date(session.expiresAt).toISOString(), ip: session.ip ?? null, user_agent: session.userAgent ?? null }
 }
 
 /** Sessions as the API shows them; `current` marks the one the request came with. The identifier is never shown. */

@@ -4,12 +4,14 @@ import type { App } from '../app.ts'
 import { signingIn } from '../audit/actor.ts'
 import { syncSsoAccount } from '../directory/sso-sync.ts'
 import { checkAnswerIsOurs, FLOW_COOKIE, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
-import { BadRequest, GatehouseError, InvalidCredentials, NotFound, wantsHtml } from '../errors.ts'
-import { splitTarget } from '../gateway/path-safety.ts'
+import { AccountDisabled, GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoProviderUnknown } from '../errors.ts'
+import { splitTarget } from '../http/request-target.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
-import { DEFAULT_NEXT, nextQuery, sendLoginPage, startSession } from './login.ts'
+import { DEFAULT_NEXT, nextQuery, sendLoginPage } from './login.ts'
+import { wantsHtml } from '../http/negotiation.ts'
+import { startSession } from '../auth/session-start.ts'
 
 /** Time from "Sign in with ..." to the provider's redirect back, the person's own login there included. */
 const FLOW_SECONDS = 600
@@ -32,7 +34,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
 
   const partyOf = (name: string): SsoRelyingParty => {
     const party = parties.get(name)
-    if (!party) throw new NotFound(`There is no single sign-on provider "${name.slice(0, 64)}".`, 'sso_provider_unknown')
+    if (!party) throw new SsoProviderUnknown(`There is no single sign-on provider "${name.slice(0, 64)}".`)
     return party
   }
   const redirectUri = (party: SsoRelyingParty) => app.publicUrl + ssoCallbackPath(party.name)
@@ -74,7 +76,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       pending = await takePendingLogin(app, key, party)
       const identity = await party.finish(redirectUri(party), query, secrets)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
-      if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
+      if (!user.isActive) throw new AccountDisabled()
       app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
@@ -107,7 +109,7 @@ function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: S
 function readFlowKey(request: FastifyRequest): string {
   const key = request.cookies?.[FLOW_COOKIE]
   if (key === undefined || !FLOW_KEY.test(key)) {
-    throw new BadRequest('This browser has no sign-in under way (it may have expired, or cookies are blocked). Start again.', 'sso_login_unknown')
+    throw new SsoLoginUnknown('This browser has no sign-in under way (it may have expired, or cookies are blocked). Start again.')
   }
   return key
 }
@@ -116,8 +118,8 @@ function readFlowKey(request: FastifyRequest): string {
 async function takePendingLogin(app: App, key: string, party: SsoRelyingParty): Promise<PendingSsoLogin> {
   const pending = await app.store.sso.takeLogin(flowKeyHash(key))
   if (!pending || pending.provider !== party.name) {
-    throw new BadRequest('This sign-in is unknown or was used already. Start again.', 'sso_login_unknown')
+    throw new SsoLoginUnknown()
   }
-  if (pending.expiresAt <= Date.now()) throw new BadRequest('This sign-in took too long and expired. Start again.', 'sso_login_expired')
+  if (pending.expiresAt <= Date.now()) throw new SsoLoginExpired()
   return pending
 }

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import type { Principal } from '../auth/principal.ts'
-import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { NotFound, NotTokenOwner, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/tokens.ts'
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
@@ -159,7 +159,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
 
   api.post('/users/:id/tokens/', { schema: { params: idParam, body: createToken } }, async (request, reply) => {
     const owner = await app.accounts.require(request.params.id)
-    if (owner.id !== principalOf(request).user.id) throw new PermissionDenied('A token is created by its owner.', 'not_token_owner')
+    if (owner.id !== principalOf(request).user.id) throw new NotTokenOwner()
     return create(request, reply, request.body)
   })
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
-import { PermissionDenied, ValidationFailed } from '../errors.ts'
+import { SelfLockout, ValidationFailed } from '../errors.ts'
 import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
@@ -121,7 +121,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
         throw new ValidationFailed({ revoke_tokens: ['Give it together with a new password.'] })
       }
       if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
-        throw new PermissionDenied('You cannot disable or demote your own account.', 'self_lockout')
+        throw new SelfLockout('You cannot disable or demote your own account.')
       }
       const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
@@ -131,7 +131,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
 
   api.delete('/users/:id/', { config: { access: 'superuser' }, schema: { params: idParam } }, async (request, reply) => {
     const { id } = request.params
-    if (id === principalOf(request).user.id) throw new PermissionDenied('You cannot delete your own account.', 'self_lockout')
+    if (id === principalOf(request).user.id) throw new SelfLockout('You cannot delete your own account.')
     const target = await app.accounts.require(id)
     await app.accounts.delete(id)
     app.audit.change(actorOf(request), 'delete', auditedUser(target), serializeUser(target))

@@ -1,18 +1,25 @@
 import type { FastifyRequest } from 'fastify'
 import type { AuthMethod } from '../config/schema.ts'
 import type { RequestContext } from '../context.ts'
-import type { Principal } from './principal.ts'
+import type { AccountDisabled } from '../errors.ts'
+import type { NotMine } from '../directory/password-source.ts'
+import type { Credential } from './principal.ts'
 
 /** Returned by an authenticator when the request carries no credential of its kind, so the next one is tried. */
-export const NOT_MINE: unique symbol = Symbol('not mine')
-export type NotMine = typeof NOT_MINE
+export { NOT_MINE } from '../directory/password-source.ts'
+export type { NotMine }
 
 /**
- * One kind of credential. `authenticate` returns the principal, or NOT_MINE, or throws a GatehouseError
+ * One kind of credential. `authenticate` returns whose credential it is, or NOT_MINE, or throws a GatehouseError
  * when the credential is its kind but wrong (expired, revoked, malformed): a wrong credential never falls
- * through to anonymous access.
+ * through to anonymous access. Whether the account behind it is active is the pipeline's check, not theirs.
  */
 export interface Authenticator {
   readonly id: AuthMethod
-  authenticate(request: FastifyRequest, context: RequestContext): Promise<Principal | NotMine>
+  authenticate(request: FastifyRequest, context: RequestContext): Promise<Credential | NotMine>
+  /**
+   * The account behind a credential it vouched for is disabled or gone: forget or end what it remembers of it, and
+   * add to the refusal what the client must be told (a cookie to delete).
+   */
+  accountRefused?(credential: Credential, refusal: AccountDisabled): Promise<void>
 }

@@ -1,10 +1,10 @@
 import type { FastifyRequest } from 'fastify'
-import { InvalidCredentials, NotAuthenticated } from '../errors.ts'
+import { BasicAuthDisabled, MalformedCredentials } from '../errors.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { CredentialCache } from './credential-cache.ts'
-import type { Principal } from './principal.ts'
+import type { Credential } from './principal.ts'
 
 const BASIC = /^basic +([A-Za-z0-9+/]*={0,2}) *$/i
 const MAX_HEADER = 4096
@@ -22,31 +22,30 @@ export class BasicAuthenticator implements Authenticator {
     this.#cache = cache
   }
 
-  async authenticate(request: FastifyRequest): Promise<Principal | NotMine> {
+  async authenticate(request: FastifyRequest): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     if (!header || !/^basic(\s|$)/i.test(header)) return NOT_MINE
     if (!this.#settings.current.gateway_basic_auth_enabled) {
-      throw new NotAuthenticated('Basic authentication is disabled.', 'basic_auth_disabled')
+      throw new BasicAuthDisabled()
     }
     const { username, password } = parseBasic(header)
     const key = this.#cache.keyOf('basic', username, password)
     const userId = await this.#cache.resolve(key, async () => (await this.#accounts.checkPassword(username, password, request.ip, { method: 'basic' })).id)
-    const user = await this.#accounts.get(userId)
-    if (!user || !user.isActive) {
-      this.#cache.forgetUser(userId)
-      throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
-    }
-    return { user, method: 'basic' }
+    return { userId, method: 'basic' }
+  }
+
+  async accountRefused(credential: Credential): Promise<void> {
+    this.#cache.forgetUser(credential.userId)
   }
 }
 
 export function parseBasic(header: string): { username: string; password: string } {
   const match = header.length <= MAX_HEADER ? BASIC.exec(header) : null
   if (!match || match[1]!.length % 4 === 1) {
-    throw new InvalidCredentials('Invalid basic header. Credentials not correctly base64 encoded.', 'malformed_credentials')
+    throw new MalformedCredentials('Invalid basic header. Credentials not correctly base64 encoded.')
   }
   const decoded = Buffer.from(match[1]!, 'base64').toString('utf8')
   const colon = decoded.indexOf(':')
-  if (colon < 0) throw new InvalidCredentials('Invalid basic header. No credentials provided.', 'malformed_credentials')
+  if (colon < 0) throw new MalformedCredentials('Invalid basic header. No credentials provided.')
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) }
 }

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { CsrfFailed, ValidationFailed } from '../errors.ts'
+import { CsrfCookieMalformed, CsrfCookieMissing, CsrfOriginMismatch, CsrfRefererInsecure, CsrfRefererMalformed, CsrfRefererMismatch, CsrfRefererMissing, CsrfTokenIncorrect, CsrfTokenMissing, ValidationFailed } from '../errors.ts'
 
 export const CSRF_COOKIE = 'csrftoken'
 /** HTML forms cannot set headers, so they send the token in this field (Django's name). */
@@ -28,7 +28,7 @@ export class CsrfPolicy {
     this.#publicUrl = publicUrl
   }
 
-  /** HTTPS as the client sees it: the connection (or X-Forwarded-Proto with trust_proxy), or an https public URL. */
+  /** HTTPS as the client sees it: the connection (or X-Forwarded-Proto from a trusted proxy), or an https public URL. */
   isSecure(request: FastifyRequest): boolean {
     return request.protocol === 'https' || this.#publicUrl().startsWith('https:')
   }
@@ -74,36 +74,36 @@ export class CsrfPolicy {
     const origin = request.headers.origin
     if (origin === undefined) return
     if (!this.#goodOrigins(request).has(originOf(origin) ?? '')) {
-      throw new CsrfFailed(`Origin checking failed - ${origin.slice(0, 200)} does not match any trusted origins.`, 'csrf_origin_mismatch')
+      throw new CsrfOriginMismatch(`Origin checking failed - ${origin.slice(0, 200)} does not match any trusted origins.`)
     }
   }
 
   /** RFC 7231 Referer, required on HTTPS: a page from elsewhere cannot make a same-origin one. */
   #checkReferer(request: FastifyRequest): void {
     const referer = request.headers.referer
-    if (!referer) throw new CsrfFailed('Referer checking failed - no Referer.', 'csrf_referer_missing')
+    if (!referer) throw new CsrfRefererMissing()
     let url: URL
     try {
       url = new URL(referer)
     } catch {
-      throw new CsrfFailed('Referer checking failed - Referer is malformed.', 'csrf_referer_malformed')
+      throw new CsrfRefererMalformed()
     }
     if (url.protocol !== 'https:') {
-      throw new CsrfFailed('Referer checking failed - Referer is insecure while host is secure.', 'csrf_referer_insecure')
+      throw new CsrfRefererInsecure()
     }
     if (!this.#goodOrigins(request).has(url.origin)) {
-      throw new CsrfFailed(`Referer checking failed - ${url.origin.slice(0, 200)} does not match any trusted origins.`, 'csrf_referer_mismatch')
+      throw new CsrfRefererMismatch(`Referer checking failed - ${url.origin.slice(0, 200)} does not match any trusted origins.`)
     }
   }
 
   #checkToken(request: FastifyRequest): void {
     const raw = request.cookies?.[CSRF_COOKIE]
-    if (raw === undefined || raw === '') throw new CsrfFailed('CSRF cookie not set.', 'csrf_cookie_missing')
-    if (!TOKEN.test(raw)) throw new CsrfFailed('CSRF cookie has an invalid format.', 'csrf_cookie_malformed')
+    if (raw === undefined || raw === '') throw new CsrfCookieMissing()
+    if (!TOKEN.test(raw)) throw new CsrfCookieMalformed()
     const submitted = formToken(request) ?? request.headers[CSRF_HEADER]
-    if (submitted === undefined || submitted === '') throw new CsrfFailed('CSRF token missing.', 'csrf_token_missing')
+    if (submitted === undefined || submitted === '') throw new CsrfTokenMissing()
     if (typeof submitted !== 'string' || !constantTimeEqual(submitted, raw)) {
-      throw new CsrfFailed('CSRF token incorrect.', 'csrf_token_incorrect')
+      throw new CsrfTokenIncorrect()
     }
   }
 }

@@ -1,13 +1,15 @@
 import { hash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { decodeJwt } from 'jose'
+import type { RequestContext } from '../context.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import { InvalidCredentials, NotAuthenticated } from '../errors.ts'
-import { REVOKE_TOPIC } from '../oidc/adapter.ts'
-import { AccessTokenRefused, type BearerPolicy, type OidcRealms, type VerifiedAccessToken } from '../oidc/realm.ts'
+import { InvalidToken } from '../errors.ts'
+import { AccessTokenRefused, type AccessTokenIssuers, type BearerPolicy, type VerifiedAccessToken } from './access-tokens.ts'
+import { BoundedCache } from '../store/cache.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
-import type { Principal } from './principal.ts'
+import type { Credential } from './principal.ts'
+import { REVOKE_TOPIC } from '../store/topics.ts'
 
 /**
  * `Bearer` and three base64url parts: a JWT (RFC 7519), matched in one pass. Other bearer values (personal
@@ -17,14 +19,8 @@ const BEARER_JWT = /^bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*) *$
 const MAX_TOKEN_LENGTH = 16 * 1024
 const MAX_CACHED = 50_000
 
-/** A verified token as this process remembers it. */
-interface CachedToken extends VerifiedAccessToken {
-  /** When its record was looked up; after the bus's `maxStaleMs` it is looked up again. */
-  checkedAt: number
-}
-
-function invalidToken(message: string): NotAuthenticated {
-  return new NotAuthenticated(message, 'invalid_token')
+function invalidToken(message: string): InvalidToken {
+  return new InvalidToken(message)
 }
 
 /**
@@ -42,54 +38,42 @@ function invalidToken(message: string): NotAuthenticated {
  */
 export class OidcBearerAuthenticator implements Authenticator {
   readonly id = 'oidc' as const
-  readonly #realms: OidcRealms
-  readonly #accounts: Accounts
-  readonly #cache = new Map<string, CachedToken>()
-  /** `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired. */
-  readonly #revoked = new Map<string, number>()
-  /** When each account last changed, for the tokens of it checked before then; older than `maxStaleMs`: irrelevant. */
-  readonly #accountsChangedAt = new Map<number, number>()
-  readonly #revokedTtlMs: number
-  readonly #maxStaleMs: number
+  readonly #realms: AccessTokenIssuers
+  /** Verified tokens by the hash of their value, until they expire, are `maxStaleMs` old or their account changes. */
+  readonly #verified: BoundedCache<string, VerifiedAccessToken>
+  /**
+   * `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired: checked on every
+   * request, so a verification that raced a revocation is refused all the same.
+   */
+  readonly #revoked: BoundedCache<string, true>
 
-  constructor(realms: OidcRealms, accounts: Accounts, bus: EventBus) {
+  constructor(realms: AccessTokenIssuers, accounts: Accounts, bus: EventBus) {
     this.#realms = realms
-    this.#accounts = accounts
-    this.#maxStaleMs = bus.maxStaleMs
-    this.#revokedTtlMs = (Math.max(...realms.all().map((r) => r.config.access_token_seconds)) + 60) * 1000
-    bus.on(REVOKE_TOPIC, (key) => this.#revoke(key))
-    accounts.onForget((userId) => this.#accountChanged(userId))
+    this.#verified = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (token) => token.expiresAt, userOf: (token) => token.userId })
+    const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
+    this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs })
+    bus.on(REVOKE_TOPIC, (key) => this.#revoked.set(key, true))
+    accounts.onForget((userId) => this.#verified.forgetUser(userId))
   }
 
-  async authenticate(request: FastifyRequest): Promise<Principal | NotMine> {
+  async authenticate(request: FastifyRequest, context: RequestContext): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     const token = header && header.length <= MAX_TOKEN_LENGTH ? BEARER_JWT.exec(header)?.[1] : undefined
     if (!token) return NOT_MINE
     const now = Date.now()
     const key = hash('sha256', token, 'base64url')
-    let verified = this.#cache.get(key)
-    if (verified && (verified.expiresAt <= now || now - verified.checkedAt >= this.#maxStaleMs || this.#checkedBeforeChange(verified))) {
-      this.#cache.delete(key)
-      verified = undefined
-    }
-    if (!verified) {
-      verified = await this.#verify(token, now)
-      if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value!)
-      this.#cache.set(key, verified)
-    }
+    const verified = (await this.#verified.load(key, () => this.#verify(token, now), now))!
     if (this.#isRevoked(verified, now)) {
-      this.#cache.delete(key)
+      this.#verified.forget(key)
       throw invalidToken('The access token was revoked or its session ended.')
     }
-    const policy = this.#realms.policyFor(request.gatehouse.service)
+    const policy = this.#realms.policyFor(context.place?.name)
     checkPolicy(verified, policy)
-    const user = await this.#accounts.get(verified.userId)
-    if (!user || !user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
-    if (!policy.scoped) return { user, method: 'oidc', expiresAt: verified.expiresAt }
-    return { user, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', expiresAt: verified.expiresAt }
+    if (!policy.scoped) return { userId: verified.userId, method: 'oidc', expiresAt: verified.expiresAt }
+    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', expiresAt: verified.expiresAt }
   }
 
-  async #verify(token: string, now: number): Promise<CachedToken> {
+  async #verify(token: string, now: number): Promise<VerifiedAccessToken> {
     let issuer: unknown
     try {
       issuer = decodeJwt(token).iss
@@ -99,7 +83,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     const realm = typeof issuer === 'string' ? this.#realms.byIssuer(issuer) : undefined
     if (!realm) throw invalidToken('The access token was not issued by a realm of this gateway.')
     try {
-      return { ...await realm.verifyAccessToken(token, now), checkedAt: now }
+      return await realm.verifyAccessToken(token, now)
     } catch (error) {
       if (error instanceof AccessTokenRefused) throw invalidToken(error.message)
       throw error
@@ -107,34 +91,7 @@ export class OidcBearerAuthenticator implements Authenticator {
   }
 
   #isRevoked(token: VerifiedAccessToken, now: number): boolean {
-    for (const key of [`jti:${token.jti}`, `grant:${token.grantId}`]) {
-      const until = this.#revoked.get(key)
-      if (until === undefined) continue
-      if (until > now) return true
-      this.#revoked.delete(key)
-    }
-    return false
-  }
-
-  #checkedBeforeChange(token: CachedToken): boolean {
-    const changedAt = this.#accountsChangedAt.get(token.userId)
-    return changedAt !== undefined && changedAt >= token.checkedAt
-  }
-
-  #accountChanged(userId: number): void {
-    const now = Date.now()
-    if (this.#accountsChangedAt.size > MAX_CACHED) {
-      for (const [id, at] of this.#accountsChangedAt) if (now - at >= this.#maxStaleMs) this.#accountsChangedAt.delete(id)
-    }
-    this.#accountsChangedAt.set(userId, now)
-  }
-
-  #revoke(key: string): void {
-    const now = Date.now()
-    if (this.#revoked.size > MAX_CACHED) {
-      for (const [k, until] of this.#revoked) if (until <= now) this.#revoked.delete(k)
-    }
-    this.#revoked.set(key, now + this.#revokedTtlMs)
+    return this.#revoked.get(`jti:${token.jti}`, now) !== undefined || this.#revoked.get(`grant:${token.grantId}`, now) !== undefined
   }
 }
 

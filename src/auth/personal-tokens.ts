@@ -1,14 +1,13 @@
-import { PermissionDenied, ValidationFailed } from '../errors.ts'
-import { CacheStats } from '../metrics/cache-stats.ts'
+import { AccountDisabled, ExternalUsersCannotCreateTokens, ValidationFailed } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
+import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import type { User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
+import { TOKEN_TOPIC } from '../store/topics.ts'
 
-/** Event topic for token changes; the key is a token id, `user:<id>` or `all`. */
-export const TOKEN_TOPIC = 'token'
 
 /** What the request path needs to know about a valid token, held in memory after the first lookup. */
 export interface ActiveToken {
@@ -42,17 +41,11 @@ export interface PersonalTokensOptions {
  * request everywhere. A token held in memory longer than the bus's `maxStaleMs` is looked up again.
  */
 export class PersonalTokens {
-  readonly stats = new CacheStats()
   readonly #store: Store
   readonly #bus: EventBus
   readonly #settings: RuntimeSettings
-  /** Valid tokens by the hash of their value, and when they were read. */
-  readonly #cache = new Map<string, { token: ActiveToken; readAt: number }>()
-  /**
-   * Moves on every invalidation. A lookup that started before one must not cache what it read: the row
-   * may be one that was just revoked.
-   */
-  #generation = 0
+  /** Valid tokens by the hash of their value; a lookup that raced a revocation is not kept (the row may be gone). */
+  readonly #cache: BoundedCache<string, ActiveToken>
   /** Last-use times seen by this process; `#unsaved` holds the ids not yet written. */
   readonly #lastUsed = new Map<number, number>()
   readonly #unsaved = new Set<number>()
@@ -61,13 +54,23 @@ export class PersonalTokens {
   #flushTimer: NodeJS.Timeout | undefined
   #flushing: Promise<void> | undefined
 
+  /** Its cache's hits and misses (gatehouse_cache_lookups_total). */
+  get stats(): CacheStats {
+    return this.#cache.stats
+  }
+
   constructor(store: Store, bus: EventBus, settings: RuntimeSettings, options: PersonalTokensOptions = {}) {
     this.#store = store
     this.#bus = bus
     this.#settings = settings
     this.#flushMs = options.lastUsedFlushMs ?? 15_000
     this.#maxCached = options.maxCached ?? 100_000
-    bus.on(TOKEN_TOPIC, (key) => this.#forget(key))
+    this.#cache = new BoundedCache({ maxEntries: this.#maxCached, maxAgeMs: () => bus.maxStaleMs, userOf: (token) => token.userId })
+    this.#cache.followWhere(bus, TOKEN_TOPIC, (id, token) => String(token.id) === id)
+    // Last-use times of revoked tokens need not be written any more.
+    bus.on(TOKEN_TOPIC, (key) => {
+      if (key === 'all') this.#forgetLastUse()
+    })
   }
 
   /**
@@ -76,13 +79,13 @@ export class PersonalTokens {
    */
   assertMayCreate(user: User): void {
     if (user.external && !this.#settings.current.allow_external_users_to_create_oauth2_tokens) {
-      throw new PermissionDenied('External users may not create OAuth2 tokens: the setting allow_external_users_to_create_oauth2_tokens is off.', 'external_users_cannot_create_tokens')
+      throw new ExternalUsersCannotCreateTokens()
     }
   }
 
   /** Creates a token; its value is returned here and never again (only its hash is stored). */
   async issue(user: User, request: TokenRequest, now = Date.now()): Promise<{ record: TokenRecord; value: string }> {
-    if (!user.isActive) throw new PermissionDenied('The account is disabled.', 'account_disabled')
+    if (!user.isActive) throw new AccountDisabled()
     const expires = Math.min(this.#expiryOf(request, now), request.notAfter ?? Infinity)
     const value = generateToken()
     const record = await this.#store.tokens.create({
@@ -98,18 +101,10 @@ export class PersonalTokens {
   /** The token a value names, from memory after the first lookup; undefined when there is none. Expiry is the caller's to check. */
   async find(value: string, now = Date.now()): Promise<ActiveToken | undefined> {
     const hash = hashToken(value)
-    const cached = this.#cache.get(hash)
-    if (cached && now - cached.readAt < this.#bus.maxStaleMs) {
-      this.stats.hits++
-      return cached.token
-    }
-    this.stats.misses++
-    const generation = this.#generation
-    const record = await this.#store.tokens.findByHash(hash)
-    if (!record) return undefined
-    const token: ActiveToken = Object.freeze({ id: record.id, userId: record.userId, scope: record.scope, expires: record.expires })
-    if (generation === this.#generation) this.#remember(hash, token, now)
-    return token
+    return this.#cache.load(hash, async () => {
+      const record = await this.#store.tokens.findByHash(hash)
+      return record && Object.freeze({ id: record.id, userId: record.userId, scope: record.scope, expires: record.expires })
+    }, now)
   }
 
   /** Notes a use in memory; a timer writes the times in batches, so requests cost no database write. */
@@ -182,8 +177,7 @@ export class PersonalTokens {
 
   /** Drops a user's cached tokens (the account changed somewhere); they are looked up again on next use. */
   forgetUser(userId: number): void {
-    this.#generation++
-    for (const [hash, { token }] of this.#cache) if (token.userId === userId) this.#cache.delete(hash)
+    this.#cache.forgetUser(userId)
   }
 
   /** Saves the last-use times still in memory. Best effort: a lost time must not block shutting down. */
@@ -216,27 +210,8 @@ export class PersonalTokens {
     return latest
   }
 
-  #remember(hash: string, token: ActiveToken, readAt: number): void {
-    if (this.#cache.size >= this.#maxCached) {
-      const oldest = this.#cache.keys().next().value
-      if (oldest !== undefined) this.#cache.delete(oldest)
-    }
-    this.#cache.set(hash, { token, readAt })
-  }
-
-  #forget(key: string): void {
-    this.#generation++
-    if (key === 'all') {
-      this.#cache.clear()
-      this.#lastUsed.clear()
-      this.#unsaved.clear()
-      return
-    }
-    if (key.startsWith('user:')) {
-      this.forgetUser(Number(key.slice('user:'.length)))
-      return
-    }
-    const id = Number(key)
-    for (const [hash, { token }] of this.#cache) if (token.id === id) this.#cache.delete(hash)
+  #forgetLastUse(): void {
+    this.#lastUsed.clear()
+    this.#unsaved.clear()
   }
 }

@@ -1,11 +1,12 @@
 import type { FastifyRequest } from 'fastify'
 import type { AuthMethod } from '../config/schema.ts'
-import { DatabaseUnavailable, GatehouseError, NotAuthenticated, withChallenges } from '../errors.ts'
-import { challengesFor } from '../gateway/policy.ts'
+import type { Accounts } from '../directory/accounts.ts'
+import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, InvalidToken, withChallenges } from '../errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
-import { NOT_MINE, type Authenticator } from './authenticator.ts'
-import type { Principal } from './principal.ts'
+import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
+import type { Credential, Principal } from './principal.ts'
 import { TOKEN_PREFIX } from './token-format.ts'
+import { challengesFor } from '../http/challenges.ts'
 
 /**
  * Runs the authenticators a route accepts, in a fixed order (explicit Authorization header first, the
@@ -14,7 +15,7 @@ import { TOKEN_PREFIX } from './token-format.ts'
  * and at the gateway is one (src/oidc/interactions.ts), so the realm login such a place sends it to brings it
  * back with that session.
  * Returns undefined when the request carries no credential: the caller decides between anonymous access,
- * 401 and a redirect, in one place (src/gateway/policy.ts).
+ * 401 and a redirect, in one place (src/gateway/authorize.ts).
  * A credential is accepted only while this process can learn of revocations: once it has not been able to
  * read the event log for `auth.max_stale_seconds` (the database unreachable), it answers 503 instead of trusting
  * what it remembers. Requests without credentials are not affected: there is nothing to revoke.
@@ -22,11 +23,11 @@ import { TOKEN_PREFIX } from './token-format.ts'
 export class AuthPipeline {
   readonly #authenticators: Authenticator[] = []
   readonly #bus: EventBus
-  /** Told every decision an authenticator made (metrics count them); `code` is the refusal's stable code. */
-  onDecision: (method: AuthMethod, code: string | undefined) => void = () => {}
+  readonly #accounts: Accounts
 
-  constructor(bus: EventBus) {
+  constructor(bus: EventBus, accounts: Accounts) {
     this.#bus = bus
+    this.#accounts = accounts
   }
 
   /** Adds an authenticator; those that read the Authorization header go before the session cookie. */
@@ -48,30 +49,42 @@ export class AuthPipeline {
     await this.#bus.freshen()
     for (const authenticator of this.#authenticators) {
       if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc'))) continue
-      let principal: Principal | typeof NOT_MINE
-      try {
-        principal = await authenticator.authenticate(request, request.gatehouse)
-      } catch (error) {
-        this.onDecision(authenticator.id, error instanceof GatehouseError ? error.code : 'internal_error')
-        throw error
-      }
-      if (principal === NOT_MINE) continue
-      if (!this.#bus.fresh()) {
-        this.onDecision(authenticator.id, 'database_unavailable')
-        throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')
-      }
-      this.onDecision(authenticator.id, undefined)
-      return principal
+      const credential = await this.#claim(authenticator, request)
+      if (credential === NOT_MINE) continue
+      if (!this.#bus.fresh()) throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')
+      return this.#activeAccount(authenticator, credential)
     }
     const header = request.headers.authorization
     if (header) {
       const scheme = header.split(' ', 1)[0]!.slice(0, 20)
       if (scheme.toLowerCase() === 'bearer' && accepts.includes('token')) {
-        throw new NotAuthenticated(`This bearer token is not one this service accepts (Gatehouse tokens start with "${TOKEN_PREFIX}").`, 'invalid_token')
+        throw new InvalidToken(`This bearer token is not one this service accepts (Gatehouse tokens start with "${TOKEN_PREFIX}").`)
       }
-      throw new NotAuthenticated(`This service does not accept "${scheme}" credentials; it accepts: ${accepts.join(', ')}.`, 'credentials_not_accepted')
+      throw new CredentialsNotAccepted(`This service does not accept "${scheme}" credentials; it accepts: ${accepts.join(', ')}.`)
     }
     return undefined
+  }
+
+  /** Runs one authenticator, noting in the request context which one claimed the credential, for the log. */
+  async #claim(authenticator: Authenticator, request: FastifyRequest): Promise<Credential | NotMine> {
+    let credential: Credential | NotMine
+    try {
+      credential = await authenticator.authenticate(request, request.gatehouse)
+    } catch (error) {
+      request.gatehouse.authenticator = authenticator.id
+      throw error
+    }
+    if (credential !== NOT_MINE) request.gatehouse.authenticator = authenticator.id
+    return credential
+  }
+
+  /** The one check, for every kind of credential, that the account behind it still exists and is active. */
+  async #activeAccount(authenticator: Authenticator, credential: Credential): Promise<Principal> {
+    const user = await this.#accounts.get(credential.userId)
+    if (user?.isActive) return { ...credential, user }
+    const refusal = new AccountDisabled()
+    await authenticator.accountRefused?.(credential, refusal)
+    throw refusal
   }
 }
 

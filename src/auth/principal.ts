@@ -1,9 +1,9 @@
 import type { AuthMethod } from '../config/schema.ts'
 import type { User } from '../store/users.ts'
 
-/** Who a request is from, once a credential checked out. */
-export interface Principal {
-  readonly user: User
+/** What an authenticator vouches for once a credential checked out: whose it is, before their account is looked at. */
+export interface Credential {
+  readonly userId: number
   readonly method: AuthMethod
   /** OAuth2 token scope; `read` limits the request to safe methods. */
   readonly scope?: 'read' | 'write'
@@ -13,4 +13,9 @@ export interface Principal {
   readonly tokenId?: number
   /** When the bearer credential (a personal token, an OIDC access token) expires, epoch ms. */
   readonly expiresAt?: number
+}
+
+/** Who a request is from: a credential that checked out, of an account that is active (src/auth/pipeline.ts). */
+export interface Principal extends Credential {
+  readonly user: User
 }

@@ -1,12 +1,12 @@
 import { hash, randomBytes } from 'node:crypto'
-import { NotAuthenticated } from '../errors.ts'
-import { CacheStats } from '../metrics/cache-stats.ts'
+import { InvalidSession, SessionExpired } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { StoredSession } from '../store/sessions.ts'
 import type { Store } from '../store/store.ts'
+import { BoundedCache, type CacheStats } from '../store/cache.ts'
+import { SESSION_TOPIC } from '../store/topics.ts'
 
-export const SESSION_TOPIC = 'session'
 /** 32 random bytes in base64url: 256 bits, 43 characters. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
 const CLEANUP_INTERVAL_MS = 60_000
@@ -34,20 +34,24 @@ export interface SessionOrigin {
  * user's. Expired rows are removed by the next login after they expire (at most once a minute): no cron job.
  */
 export class SessionManager {
-  readonly stats = new CacheStats()
   readonly #store: Store
   readonly #bus: EventBus
   readonly #settings: RuntimeSettings
-  readonly #cache = new Map<string, { session: ActiveSession; readAt: number }>()
-  /** Moves on every invalidation, so a database read that raced with one is not cached. */
-  #generation = 0
+  /** Live sessions by key hash: served until they expire or are `maxStaleMs` old; a read that raced an end is not kept. */
+  readonly #cache: BoundedCache<string, ActiveSession>
   #lastCleanup = 0
+
+  /** Its cache's hits and misses (gatehouse_cache_lookups_total). */
+  get stats(): CacheStats {
+    return this.#cache.stats
+  }
 
   constructor(store: Store, bus: EventBus, settings: RuntimeSettings) {
     this.#store = store
     this.#bus = bus
     this.#settings = settings
-    bus.on(SESSION_TOPIC, (keyHash) => this.#forget(keyHash))
+    this.#cache = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (session) => session.expiresAt, userOf: (session) => session.userId })
+    this.#cache.follow(bus, SESSION_TOPIC)
   }
 
   static hashOf(sessionId: string): string {
@@ -72,23 +76,20 @@ export class SessionManager {
       return stored
     })
     const session = toActive(stored)
-    this.#remember(session, this.#generation, now)
+    this.#cache.set(session.keyHash, session, now)
     return { sessionId, session }
   }
 
   /** The live session a cookie value names; throws NotAuthenticated when it is malformed, unknown, ended or expired. */
   async resolve(sessionId: string, now = Date.now()): Promise<ActiveSession> {
-    if (!SESSION_ID.test(sessionId)) throw new NotAuthenticated('Invalid session.', 'invalid_session')
+    if (!SESSION_ID.test(sessionId)) throw new InvalidSession()
     const keyHash = SessionManager.hashOf(sessionId)
-    const cached = this.#cached(keyHash, now)
-    if (cached) this.stats.hits++
-    else this.stats.misses++
-    return cached ?? this.#load(keyHash, now)
+    return this.#cache.get(keyHash, now) ?? this.#load(keyHash, now)
   }
 
   /** The session by key hash (memory first), or undefined once it ended or expired. */
   async get(keyHash: string, now = Date.now()): Promise<ActiveSession | undefined> {
-    const cached = this.#cached(keyHash, now)
+    const cached = this.#cache.get(keyHash, now)
     if (cached) return cached
     try {
       return await this.#load(keyHash, now)
@@ -104,9 +105,9 @@ export class SessionManager {
       if (stored) announce(SESSION_TOPIC, keyHash)
       return stored
     })
-    if (!stored) throw new NotAuthenticated('Session expired.', 'session_expired')
+    if (!stored) throw new SessionExpired()
     const session = toActive(stored)
-    this.#remember(session, this.#generation, now)
+    this.#cache.set(session.keyHash, session, now)
     return session
   }
 
@@ -116,7 +117,7 @@ export class SessionManager {
       if (ended) announce(SESSION_TOPIC, keyHash)
       return ended
     })
-    if (!ended) this.#forget(keyHash)
+    if (!ended) this.#cache.forget(keyHash)
   }
 
   async endById(id: number): Promise<StoredSession | undefined> {
@@ -138,37 +139,17 @@ export class SessionManager {
 
   /** Drops what this process remembers of a user's sessions (the account changed somewhere). */
   forgetUser(userId: number): void {
-    this.#generation++
-    for (const [keyHash, { session }] of this.#cache) if (session.userId === userId) this.#cache.delete(keyHash)
-  }
-
-  /** A remembered session that has neither expired nor been held longer than `maxStaleMs`. */
-  #cached(keyHash: string, now: number): ActiveSession | undefined {
-    const entry = this.#cache.get(keyHash)
-    return entry && entry.session.expiresAt > now && now - entry.readAt < this.#bus.maxStaleMs ? entry.session : undefined
+    this.#cache.forgetUser(userId)
   }
 
   async #load(keyHash: string, now: number): Promise<ActiveSession> {
-    this.#cache.delete(keyHash)
-    const generation = this.#generation
+    const stamp = this.#cache.stamp()
     const stored = await this.#store.sessions.findByKeyHash(keyHash)
-    if (!stored) throw new NotAuthenticated('Invalid session.', 'invalid_session')
-    if (stored.expiresAt <= now) throw new NotAuthenticated('Session expired.', 'session_expired')
+    if (!stored) throw new InvalidSession()
+    if (stored.expiresAt <= now) throw new SessionExpired()
     const session = toActive(stored)
-    this.#remember(session, generation, now)
+    this.#cache.set(keyHash, session, now, stamp)
     return session
-  }
-
-  #remember(session: ActiveSession, generation: number, readAt: number): void {
-    if (generation !== this.#generation) return
-    if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value!)
-    this.#cache.set(session.keyHash, { session, readAt })
-  }
-
-  #forget(key: string): void {
-    if (key.startsWith('user:')) return this.forgetUser(Number(key.slice('user:'.length)))
-    this.#generation++
-    this.#cache.delete(key)
   }
 
   async #removeExpired(now: number): Promise<void> {

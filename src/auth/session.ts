@@ -1,11 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Accounts } from '../directory/accounts.ts'
-import { GatehouseError, InvalidCredentials } from '../errors.ts'
-import { isSafeMethod } from '../gateway/policy.ts'
+import { type AccountDisabled, Unauthenticated } from '../errors.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { CsrfPolicy } from './csrf.ts'
-import type { Principal } from './principal.ts'
+import type { Credential } from './principal.ts'
 import type { SessionManager } from './session-manager.ts'
+import { isSafeMethod } from '../http/negotiation.ts'
 
 export const SESSION_COOKIE = 'gateway_sessionid'
 
@@ -17,16 +16,14 @@ export const SESSION_COOKIE = 'gateway_sessionid'
 export class SessionAuthenticator implements Authenticator {
   readonly id = 'session' as const
   readonly #sessions: SessionManager
-  readonly #accounts: Accounts
   readonly #csrf: CsrfPolicy
 
-  constructor(sessions: SessionManager, accounts: Accounts, csrf: CsrfPolicy) {
+  constructor(sessions: SessionManager, csrf: CsrfPolicy) {
     this.#sessions = sessions
-    this.#accounts = accounts
     this.#csrf = csrf
   }
 
-  async authenticate(request: FastifyRequest): Promise<Principal | NotMine> {
+  async authenticate(request: FastifyRequest): Promise<Credential | NotMine> {
     const sessionId = request.cookies?.[SESSION_COOKIE]
     if (!sessionId) return NOT_MINE
     let session
@@ -35,13 +32,13 @@ export class SessionAuthenticator implements Authenticator {
     } catch (error) {
       throw withClearedSessionCookie(error)
     }
-    const user = await this.#accounts.get(session.userId)
-    if (!user || !user.isActive) {
-      await this.#sessions.end(session.keyHash)
-      throw withClearedSessionCookie(new InvalidCredentials('User inactive or deleted.', 'account_disabled'))
-    }
     if (!isSafeMethod(request.method)) this.#csrf.check(request)
-    return { user, method: 'session', sessionId: session.keyHash }
+    return { userId: session.userId, method: 'session', sessionId: session.keyHash }
+  }
+
+  async accountRefused(credential: Credential, refusal: AccountDisabled): Promise<void> {
+    await this.#sessions.end(credential.sessionId!)
+    withClearedSessionCookie(refusal)
   }
 }
 
@@ -56,7 +53,7 @@ export function clearSessionCookie(reply: FastifyReply, secure: boolean): void {
 
 /** A refused session cookie is also deleted from the browser, so it is not sent again. */
 function withClearedSessionCookie(error: unknown): unknown {
-  if (error instanceof GatehouseError && error.status === 401) {
+  if (error instanceof Unauthenticated) {
     error.headers['set-cookie'] = `${SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax`
   }
   return error

@@ -1,16 +1,13 @@
 import { Command, Option } from 'commander'
 import { closeSync, openSync } from 'node:fs'
-import { createApp } from '../app.ts'
 import type { Config, TlsConfig } from '../config/schema.ts'
-import { startDemoUpstream, type DemoUpstream } from '../demo/upstream.ts'
-import { ensureAdmin } from '../directory/bootstrap.ts'
 import { listen } from '../listener/listener.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { logFormats, resolveLogFormat, type LogFormatChoice } from '../logging/format.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
-import { buildServer } from '../server.ts'
-import { addStorageOptions, openConfiguredStore, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
+import { startGatehouse } from './start.ts'
 
 interface ServeOptions extends StorageOptions {
   host?: string
@@ -47,27 +44,10 @@ async function serve(options: ServeOptions): Promise<void> {
   const terminal = process.stdout.isTTY === true
   const pretty = resolveLogFormat(options.logFormat, terminal) === 'pretty'
 
-  const store = await openConfiguredStore(config)
   let publicUrl = config.server.public_url ?? `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
-  const demos: DemoUpstream[] = await Promise.all(demoServices.map((s) => startDemoUpstream(s.name, () => publicUrl)))
-  const app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl })
-  const closeAll = async () => {
-    await Promise.all(demos.map((d) => d.close()))
-    await app.close()
-    await store.close()
-  }
-  let admin: Awaited<ReturnType<typeof ensureAdmin>>
-  try {
-    admin = await ensureAdmin(store, app.accounts)
-  } catch (error) {
-    // Refused (GATEHOUSE_ADMIN_PASSWORD breaks the password policy): exit with the reason instead of hanging on open handles.
-    await closeAll()
-    throw error
-  }
-  await app.bus.start()
   // Loaded only for people: JSON output, what services and tests use, starts without it.
   const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
-  const server = await buildServer(app, { https: tls?.options, ...(logStream ? { logStream } : {}) })
+  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, server: { https: tls?.options, ...(logStream ? { logStream } : {}) } })
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)

@@ -42,7 +42,7 @@ export const ServiceSchema = z.object({
     connections: z.number().int().min(1).max(10_000).default(128)
       .describe('Connections to the upstream open at once. A request holds one from when it is forwarded until its response has been sent.'),
     per_client: z.number().int().min(1).max(10_000).default(16)
-      .describe('The most of them one client (an IPv4 address, or an IPv6 /64; behind a reverse proxy the address it forwards for, see `server.trusted_proxies`) may hold at once, so that clients that never finish their requests cannot take the service offline for others. At most `connections`.'),
+      .describe('The most of them one client (an IPv4 address, or an IPv6 /64; behind a reverse proxy the address it forwards for, see `server.trusted_proxies`) may hold at once once half of them are taken (while more than half are free, a client may take more), so that clients that never finish their requests cannot take the service offline for others. At most `connections`.'),
     wait_seconds: z.number().positive().max(600).default(5)
       .describe('The longest a request waits for a connection it may use before it is answered 503 upstream_busy.'),
   }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5 }),

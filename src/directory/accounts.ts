@@ -1,16 +1,16 @@
-import { NOT_MINE } from '../auth/authenticator.ts'
-import type { Lockout } from '../auth/lockout.ts'
-import { burnVerificationTime, hashPassword } from '../auth/passwords.ts'
-import { GatehouseError, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
-import { CacheStats } from '../metrics/cache-stats.ts'
-import { isUniqueViolation } from '../store/database.ts'
+import type { Lockout } from './lockout.ts'
+import { burnVerificationTime, hashPassword } from './passwords.ts'
+import { AccountDisabled, GatehouseError, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
+import { UniqueViolation } from '../store/errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
+import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { NewUser, User, UserChanges } from '../store/users.ts'
 import { passwordPolicyProblems, type PasswordPolicy } from './password-policy.ts'
-import type { PasswordSource } from './password-source.ts'
+import { NOT_MINE, type PasswordSource } from './password-source.ts'
+import { USER_TOPIC } from '../store/topics.ts'
 
-export const USER_TOPIC = 'user'
+const MAX_CACHED = 50_000
 export const USERNAME_PATTERN = /^[\w.@+-]{1,150}$/
 /** Argon2 input beyond this is refused before hashing: nobody types it, and it only costs CPU. */
 export const MAX_PASSWORD_LENGTH = 1024
@@ -56,13 +56,10 @@ export type AccountChanges = Omit<UserChanges, 'passwordHash'> & {
  * and every change to an account (which tells other processes, and lets sessions and tokens react).
  */
 export class Accounts {
-  readonly stats = new CacheStats()
   readonly #store: Store
   readonly #bus: EventBus
-  /** Accounts as read, and when: one older than the bus's `maxStaleMs` is read again, in case news of a change was missed. */
-  readonly #byId = new Map<number, { user: User; readAt: number }>()
-  /** Moves whenever an account is forgotten, so a read that raced with a change is not cached. */
-  #generation = 0
+  /** Accounts as read: one older than the bus's `maxStaleMs` is read again, in case news of a change was missed. */
+  readonly #byId: BoundedCache<number, User>
   readonly #sources: PasswordSource[]
   readonly #changeListeners: ChangeListener[] = []
   readonly #forgetListeners: ((userId: number) => void)[] = []
@@ -71,12 +68,18 @@ export class Accounts {
   readonly lockout: Lockout
   readonly #passwordPolicy: () => PasswordPolicy
 
+  /** Its cache's hits and misses (gatehouse_cache_lookups_total). */
+  get stats(): CacheStats {
+    return this.#byId.stats
+  }
+
   constructor(store: Store, bus: EventBus, sources: PasswordSource[], lockout: Lockout, passwordPolicy: () => PasswordPolicy) {
     this.#store = store
     this.#bus = bus
     this.#sources = sources
     this.lockout = lockout
     this.#passwordPolicy = passwordPolicy
+    this.#byId = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs })
     bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
   }
 
@@ -101,19 +104,7 @@ export class Accounts {
 
   /** The account by id, from memory after the first read; changes anywhere evict it. */
   async get(id: number, now = Date.now()): Promise<User | undefined> {
-    const cached = this.#byId.get(id)
-    if (cached && now - cached.readAt < this.#bus.maxStaleMs) {
-      this.stats.hits++
-      return cached.user
-    }
-    this.stats.misses++
-    const generation = this.#generation
-    const user = await this.#store.users.findById(id)
-    if (user && generation === this.#generation) {
-      if (this.#byId.size > 50_000) this.#byId.clear()
-      this.#byId.set(id, { user, readAt: now })
-    }
-    return user
+    return this.#byId.load(id, () => this.#store.users.findById(id), now)
   }
 
   async require(id: number): Promise<User> {
@@ -124,7 +115,7 @@ export class Accounts {
 
   /**
    * Checks a username and password against each password source in order, under the brute-force lockout
-   * (src/auth/lockout.ts), for a client at `address` (the trusted client address: Fastify's `request.ip`).
+   * (src/directory/lockout.ts), for a client at `address` (the trusted client address: Fastify's `request.ip`).
    * Whatever goes wrong, the caller learns only "invalid credentials" after about the same time; a disabled
    * account is named only once the password was right, a locked username or throttled address before any check.
    */
@@ -155,7 +146,7 @@ export class Accounts {
     for (const source of this.#sources) {
       const user = await source.verify(username, password)
       if (user === NOT_MINE) continue
-      if (!user.isActive) throw new InvalidCredentials('User inactive or deleted.', 'account_disabled')
+      if (!user.isActive) throw new AccountDisabled()
       return user
     }
     await burnVerificationTime(password)
@@ -171,7 +162,7 @@ export class Accounts {
     try {
       return await this.#store.users.create({ ...input, passwordHash })
     } catch (error) {
-      if (isUniqueViolation(error)) throw new UsernameTaken()
+      if (error instanceof UniqueViolation) throw new UsernameTaken()
       throw error
     }
   }
@@ -206,7 +197,7 @@ export class Accounts {
         return { before, after }
       })
     } catch (error) {
-      if (isUniqueViolation(error)) throw new UsernameTaken()
+      if (error instanceof UniqueViolation) throw new UsernameTaken()
       throw error
     }
     if (!saved) throw new NotFound('No such user.')
@@ -230,8 +221,7 @@ export class Accounts {
   async recordLogin(user: User): Promise<void> {
     await this.#store.users.recordLogin(user.id)
     // Not worth an event for every process; this one shows the new value at once, the others on their next reload.
-    this.#generation++
-    this.#byId.delete(user.id)
+    this.#byId.forget(user.id)
   }
 
   /** Every path that sets a local password comes here: the API, self-service, the CLI and the first admin. */
@@ -247,8 +237,7 @@ export class Accounts {
   }
 
   #forget(id: number): void {
-    this.#generation++
-    this.#byId.delete(id)
+    this.#byId.forget(id)
     for (const listener of this.#forgetListeners) listener(id)
   }
 }

@@ -1,8 +1,24 @@
-import { InvalidCredentials, UsernameTaken } from '../errors.ts'
+import { AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
-import type { DirectoryUser } from './ldap.ts'
+
+/** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
+export interface DirectoryUser {
+  dn: string
+  username: string
+  email: string
+  firstName: string
+  lastName: string
+  /** DNs of the directory groups the user is in. */
+  groupDns: string[]
+  /** From `superuser_groups`; undefined when none are configured (then an administrator decides). */
+  isSuperuser: boolean | undefined
+  /** From `auditor_groups`; undefined when none are configured. */
+  isSystemAuditor: boolean | undefined
+  /** Names from `named_groups` whose DNs the user is in, sorted. */
+  groups: string[]
+}
 
 /** Column widths of the users table: longer directory values are cut rather than refused. */
 const MAX_NAME = 150
@@ -16,7 +32,7 @@ const MAX_EMAIL = 254
  */
 export async function syncDirectoryAccount(store: Store, accounts: Accounts, found: DirectoryUser): Promise<User> {
   if (!USERNAME_PATTERN.test(found.username)) {
-    throw new InvalidCredentials('The directory entry has no username Gatehouse can use (see ldap.attributes.username).', 'directory_username_invalid')
+    throw new DirectoryUsernameInvalid()
   }
   const profile = profileOf(found)
   let existing = await store.users.findByUsername(found.username)
@@ -31,7 +47,7 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
     }
   }
   if (existing.source !== 'ldap') {
-    throw new InvalidCredentials('This username belongs to an account from another source.', 'account_source_conflict')
+    throw new AccountSourceConflict()
   }
   const changes = changesBetween(existing, profile)
   return changes ? accounts.update(existing.id, changes) : existing

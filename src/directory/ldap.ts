@@ -2,32 +2,14 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import { Client, Filter, InvalidCredentialsError, SizeLimitExceededError, type Entry } from 'ldapts'
-import { NOT_MINE, type NotMine } from '../auth/authenticator.ts'
 import { ConfigError } from '../config/load.ts'
 import type { LdapConfig } from '../config/ldap.ts'
 import { DirectoryUnavailable, GatehouseError, InvalidCredentials, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
-import { syncDirectoryAccount } from './ldap-sync.ts'
-import type { PasswordSource } from './password-source.ts'
-
-/** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
-export interface DirectoryUser {
-  dn: string
-  username: string
-  email: string
-  firstName: string
-  lastName: string
-  /** DNs of the directory groups the user is in. */
-  groupDns: string[]
-  /** From `superuser_groups`; undefined when none are configured (then an administrator decides). */
-  isSuperuser: boolean | undefined
-  /** From `auditor_groups`; undefined when none are configured. */
-  isSystemAuditor: boolean | undefined
-  /** Names from `named_groups` whose DNs the user is in, sorted. */
-  groups: string[]
-}
+import { syncDirectoryAccount, type DirectoryUser } from './ldap-sync.ts'
+import { NOT_MINE, type NotMine, type PasswordSource } from './password-source.ts'
 
 export interface DirectoryLookup {
   /** The server that answered. */

@@ -1,9 +1,8 @@
-import { NOT_MINE, type NotMine } from '../auth/authenticator.ts'
-import { verifyPassword } from '../auth/passwords.ts'
+import { verifyPassword } from './passwords.ts'
 import { InvalidCredentials } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
-import type { PasswordSource } from './password-source.ts'
+import { NOT_MINE, type NotMine, type PasswordSource } from './password-source.ts'
 
 /** Accounts whose password hash Gatehouse keeps. Accounts from other sources are not its to judge. */
 export class LocalPasswords implements PasswordSource {

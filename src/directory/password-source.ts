@@ -1,5 +1,11 @@
-import type { NotMine } from '../auth/authenticator.ts'
 import type { User } from '../store/users.ts'
+
+/**
+ * Returned by a password source that does not know the username, and by an authenticator (src/auth/) when the
+ * request carries no credential of its kind: the next one is asked.
+ */
+export const NOT_MINE: unique symbol = Symbol('not mine')
+export type NotMine = typeof NOT_MINE
 
 /**
  * A place that can check a username and password: the local database, a directory (LDAP), ...

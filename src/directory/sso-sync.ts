@@ -1,6 +1,6 @@
 import type { SsoProviderConfig } from '../config/sso.ts'
-import { Conflict, PermissionDenied, UsernameTaken } from '../errors.ts'
-import { isUniqueViolation } from '../store/database.ts'
+import { AccountSourceConflict, SsoIdentityConflict, SsoLoginInProgress, SsoUsernameInvalid, UsernameTaken } from '../errors.ts'
+import { UniqueViolation } from '../store/errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
@@ -46,7 +46,7 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
     await store.sso.link({ issuer: identity.issuer, subject: identity.subject, userId: created.id, provider: provider.name })
   } catch (error) {
     await accounts.delete(created.id)
-    if (isUniqueViolation(error)) throw new Conflict('Another sign-in of the same person is under way; try again.', 'sso_login_in_progress')
+    if (error instanceof UniqueViolation) throw new SsoLoginInProgress()
     throw error
   }
   return created
@@ -64,17 +64,17 @@ async function updateLinkedAccount(store: Store, accounts: Accounts, user: User,
 }
 
 /** Refuses a sign-in whose username belongs to an account this upstream identity is not linked to. */
-function conflictWith(account: User): PermissionDenied {
+function conflictWith(account: User): SsoIdentityConflict | AccountSourceConflict {
   return account.source === 'sso'
-    ? new PermissionDenied('This username belongs to the account of another single sign-on identity.', 'sso_identity_conflict')
-    : new PermissionDenied(`This username belongs to a ${account.source} account, which single sign-on cannot take over.`, 'account_source_conflict')
+    ? new SsoIdentityConflict()
+    : new AccountSourceConflict(`This username belongs to a ${account.source} account, which single sign-on cannot take over.`)
 }
 
 function profileOf(provider: SsoProviderConfig, claims: Readonly<Record<string, unknown>>): SsoProfile {
   const { claims: names } = provider
   const username = claims[names.username]
   if (typeof username !== 'string' || !USERNAME_PATTERN.test(username)) {
-    throw new PermissionDenied(`The provider sent no usable username in the claim "${names.username}" (1-150 letters, digits and @ . + - _).`, 'sso_username_invalid')
+    throw new SsoUsernameInvalid(`The provider sent no usable username in the claim "${names.username}" (1-150 letters, digits and @ . + - _).`)
   }
   const email = stringClaim(claims, names.email)
   const upstreamGroups = new Set(groupsClaim(claims[names.groups]))

@@ -2,7 +2,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import * as oidc from 'openid-client'
 import { ConfigError } from '../config/load.ts'
 import type { SsoProviderConfig } from '../config/sso.ts'
-import { BadRequest, GatehouseError, InvalidCredentials, PermissionDenied } from '../errors.ts'
+import { GatehouseError, SsoAccessDenied, SsoCallbackInvalid, SsoCodeMissing, SsoCodeRejected, SsoNonceMismatch, SsoProviderError, SsoProviderUnavailable, SsoResponseInvalid, SsoStateMismatch } from '../errors.ts'
 
 /** The browser's one-time key of its sign-in under way; sent only to the sign-in endpoints. */
 export const FLOW_COOKIE = 'gateway_sso'
@@ -107,7 +107,7 @@ export class SsoRelyingParty {
     const configuration = await this.#configuration()
     const tokens = await this.#exchangeCode(configuration, redirectUri, query, secrets)
     const idToken = tokens.claims()!
-    if (idToken.sub.length > MAX_SUBJECT) throw new GatehouseError(502, 'sso_response_invalid', `${this.config.label} sent a subject longer than 255 characters.`)
+    if (idToken.sub.length > MAX_SUBJECT) throw new SsoResponseInvalid(`${this.config.label} sent a subject longer than 255 characters.`)
     const userinfo = await this.#fetchUserInfo(configuration, tokens.access_token, idToken.sub)
     // The ID token is signed and checked, so its values win over the UserInfo response's.
     return { issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
@@ -166,23 +166,23 @@ export class SsoRelyingParty {
     const label = this.config.label
     if (error instanceof oidc.ResponseBodyError) {
       if (error.error === 'invalid_grant') {
-        return new BadRequest(`${label} did not accept the sign-in code (used already, expired, or not issued for this sign-in). Start again.`, 'sso_code_rejected')
+        return new SsoCodeRejected(`${label} did not accept the sign-in code (used already, expired, or not issued for this sign-in). Start again.`)
       }
-      return new GatehouseError(502, 'sso_provider_error', `${label} refused ${step} (${safeErrorCode(error.error)}).`, { cause: error })
+      return new SsoProviderError(`${label} refused ${step} (${safeErrorCode(error.error)}).`, { cause: error })
     }
     if (error instanceof oidc.WWWAuthenticateChallengeError) {
       const reason = error.cause[0]?.parameters.error ?? error.cause[0]?.scheme ?? 'unknown error'
-      return new GatehouseError(502, 'sso_provider_error', `${label} refused ${step} (${safeErrorCode(reason)}).`, { cause: error })
+      return new SsoProviderError(`${label} refused ${step} (${safeErrorCode(reason)}).`, { cause: error })
     }
     if (error instanceof oidc.AuthorizationResponseError) return providerError(error.error, label)
     const code = (error as { code?: unknown }).code
     if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT' || (error instanceof TypeError && error.message === 'fetch failed')) {
-      return new GatehouseError(503, 'sso_provider_unavailable', `${label} could not be reached (${step}); try again later.`, { cause: error })
+      return new SsoProviderUnavailable(`${label} could not be reached (${step}); try again later.`, { cause: error })
     }
     if (code === 'OAUTH_JWT_CLAIM_COMPARISON_FAILED' && claimOf(error) === 'nonce') {
-      return new PermissionDenied('The ID token was not issued for this sign-in (nonce mismatch). Start again.', 'sso_nonce_mismatch')
+      return new SsoNonceMismatch()
     }
-    return new GatehouseError(502, 'sso_response_invalid', `The answer of ${label} failed validation (${step}).`, { cause: error })
+    return new SsoResponseInvalid(`The answer of ${label} failed validation (${step}).`, { cause: error })
   }
 }
 
@@ -209,7 +209,7 @@ export function checkAnswerIsOurs(query: URLSearchParams, secrets: FlowSecrets):
 function checkSingleValues(query: URLSearchParams): void {
   const seen = new Set<string>()
   for (const name of query.keys()) {
-    if (seen.has(name)) throw new BadRequest(`The parameter ${name.slice(0, 40)} was given more than once.`, 'sso_callback_invalid')
+    if (seen.has(name)) throw new SsoCallbackInvalid(`The parameter ${name.slice(0, 40)} was given more than once.`)
     seen.add(name)
   }
 }
@@ -219,7 +219,7 @@ function checkState(query: URLSearchParams, expected: string): void {
   const state = Buffer.from(query.get('state') ?? '')
   const wanted = Buffer.from(expected)
   if (state.length !== wanted.length || !timingSafeEqual(state, wanted)) {
-    throw new PermissionDenied('This sign-in answer does not belong to the sign-in this browser started (state mismatch). Start again.', 'sso_state_mismatch')
+    throw new SsoStateMismatch()
   }
 }
 
@@ -230,12 +230,12 @@ function checkErrorResponse(query: URLSearchParams, label: string): void {
 }
 
 function checkCodePresent(query: URLSearchParams): void {
-  if (!query.get('code')) throw new BadRequest('The sign-in answer has no authorization code.', 'sso_code_missing')
+  if (!query.get('code')) throw new SsoCodeMissing()
 }
 
 function providerError(error: string, label: string): GatehouseError {
-  if (error === 'access_denied') return new InvalidCredentials(`${label} did not grant the sign-in.`, 'sso_access_denied')
-  return new GatehouseError(502, 'sso_provider_error', `${label} could not complete the sign-in (${safeErrorCode(error)}).`)
+  if (error === 'access_denied') return new SsoAccessDenied(`${label} did not grant the sign-in.`)
+  return new SsoProviderError(`${label} could not complete the sign-in (${safeErrorCode(error)}).`)
 }
 
 /** OAuth error codes are ASCII words (RFC 6749 A.7); anything else is not repeated to the person. */

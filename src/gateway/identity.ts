@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type CryptoKey } from 'jose'
 import type { Principal } from '../auth/principal.ts'
+import { BoundedCache } from '../store/cache.ts'
 import type { Store } from '../store/store.ts'
 
 const PURPOSE = 'identity'
@@ -14,7 +15,13 @@ const ALG = 'ES256'
 export class IdentitySigner {
   readonly #store: Store
   readonly #lifetimeSeconds: number
-  readonly #cache = new Map<string, { jwt: string; renewAt: number }>()
+  /** Signed tokens by user, method, scope and audience, until half their lifetime has passed. */
+  readonly #cache = new BoundedCache<string, { jwt: string; renewAt: number; userId: number }>({
+    maxEntries: 10_000,
+    maxAgeMs: Infinity,
+    expiresAt: (signed) => signed.renewAt,
+    userOf: (signed) => signed.userId,
+  })
   #issuer: string
   #signingKey: { kid: string; key: CryptoKey } | undefined
   #publicKeys: JWK[] = []
@@ -54,10 +61,12 @@ export class IdentitySigner {
     return { keys: this.#publicKeys }
   }
 
-  async tokenFor(principal: Principal, audience: string, now = Date.now()): Promise<string> {
+  async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, now = Date.now()): Promise<string> {
     const cacheKey = `${principal.user.id}\0${principal.method}\0${principal.scope ?? ''}\0${audience}`
-    const cached = this.#cache.get(cacheKey)
-    if (cached && cached.renewAt > now) return cached.jwt
+    const cached = this.#cache.get(cacheKey, now)
+    if (cached) return cached.jwt
+    // Signed from the account as it is now: if it changes while signing, this token is used once and not kept.
+    const stamp = this.#cache.stamp()
     if (!this.#signingKey) throw new Error('identity signing key not loaded')
     const user = principal.user
     const issuedAt = Math.floor(now / 1000)
@@ -79,13 +88,11 @@ export class IdentitySigner {
       .setIssuedAt(issuedAt)
       .setExpirationTime(issuedAt + this.#lifetimeSeconds)
       .sign(this.#signingKey.key)
-    if (this.#cache.size > 10_000) this.#cache.clear()
-    this.#cache.set(cacheKey, { jwt, renewAt: now + (this.#lifetimeSeconds * 1000) / 2 })
+    this.#cache.set(cacheKey, { jwt, renewAt: now + (this.#lifetimeSeconds * 1000) / 2, userId: user.id }, now, stamp)
     return jwt
   }
 
   forgetUser(userId: number): void {
-    const prefix = `${userId}\0`
-    for (const key of this.#cache.keys()) if (key.startsWith(prefix)) this.#cache.delete(key)
+    this.#cache.forgetUser(userId)
   }
 }

@@ -1,28 +1,11 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { AuthMethod } from '../config/schema.ts'
-import { NotAuthenticated, PermissionDenied, wantsHtml } from '../errors.ts'
+import type { FastifyRequest } from 'fastify'
+import { InsufficientScope } from '../errors.ts'
+import { wantsHtml, isSafeMethod } from '../http/negotiation.ts'
 import type { Principal } from '../auth/principal.ts'
 
 export const LOGIN_PATH = '/api/gateway/v1/login/'
 
-/** The WWW-Authenticate challenges (RFC 9110 §11.6.1) for the credential types a place accepts. */
-export function challengesFor(accepts: readonly AuthMethod[]): string[] {
-  const challenges: string[] = []
-  if (accepts.includes('basic')) challenges.push('Basic realm="Gatehouse", charset="UTF-8"')
-  if (accepts.includes('token') || accepts.includes('oidc')) challenges.push('Bearer realm="Gatehouse"')
-  return challenges
-}
-
 export type UnauthenticatedMode = 'auto' | 'redirect' | '401'
-
-/**
- * The single place that decides what a request without credentials gets: a redirect to the login page
- * (browsers, or always with `redirect`) or 401 with challenges.
- */
-export function refuseUnauthenticated(request: FastifyRequest, reply: FastifyReply, mode: UnauthenticatedMode, accepts: readonly AuthMethod[], loginUrl: (next: string) => string = gatewayLoginUrl): FastifyReply {
-  if (redirectsToLogin(request, mode)) return reply.redirect(loginUrl(request.url), 302)
-  throw new NotAuthenticated(undefined, undefined, challengesFor(accepts))
-}
 
 /**
  * `redirect` sends every method to the login page, as the platform the first document describes does; `auto`
@@ -37,15 +20,7 @@ export function gatewayLoginUrl(next: string): string {
   return `${LOGIN_PATH}?next=${encodeURIComponent(next)}`
 }
 
-const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
-
 /** A read-scoped OAuth2 token may only read (the platform's `read` scope). */
-export function assertScopeAllows(principal: Principal, method: string): void {
-  if (principal.scope === 'read' && !SAFE_METHODS.has(method)) {
-    throw new PermissionDenied('This token is read-only: it allows GET, HEAD and OPTIONS only.', 'insufficient_scope')
-  }
-}
-
-export function isSafeMethod(method: string): boolean {
-  return SAFE_METHODS.has(method)
+export function scopeRefusal(principal: Principal, method: string): InsufficientScope | undefined {
+  return principal.scope === 'read' && !isSafeMethod(method) ? new InsufficientScope() : undefined
 }

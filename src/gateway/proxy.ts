@@ -2,10 +2,9 @@ import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { App } from '../app.ts'
-import type { Principal } from '../auth/principal.ts'
-import { NotAuthenticated, NotFound, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
-import { assertScopeAllows, redirectsToLogin, refuseUnauthenticated } from './policy.ts'
-import { splitTarget } from './path-safety.ts'
+import { NotFound, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
+import { splitTarget } from '../http/request-target.ts'
+import { answerRefusal } from './authorize.ts'
 import type { Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { poolClient } from './upstream-pool.ts'
@@ -45,39 +44,22 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
 }
 
 async function forward(app: App, route: Route, basePath: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
-  const context = request.gatehouse
-  context.service = route.name
   const { path, query } = splitTarget(request.url)
   // The router matches decoded paths (`/%72ec/` as `/rec/`); the prefix is cut, and public paths judged, on the
   // raw path, so one that does not start with the prefix as written is not this service's.
   if (!path.startsWith(route.prefix)) throw new NotFound(`No service or API at ${path}.`)
-  const open = route.isPublic(path)
-  let principal: Principal | undefined
-  try {
-    principal = await app.auth.authenticate(request, route.accepts)
-  } catch (error) {
-    // On a public path a failing credential (a stale cookie, say) means anonymous, not refused.
-    if (!open && error instanceof NotAuthenticated && redirectsToLogin(request, route.unauthenticated)) {
-      // A refused session cookie is deleted on the way to the login page too.
-      const clear = error.headers['set-cookie']
-      if (clear) reply.header('set-cookie', clear)
-      reply.redirect(app.loginUrlFor(route)(request.url), 302)
-      return
-    }
-    if (!open) throw error
-  }
-  if (principal) {
-    assertScopeAllows(principal, request.method)
-    context.principal = principal
-  } else if (!open) {
-    refuseUnauthenticated(request, reply, route.unauthenticated, route.accepts, app.loginUrlFor(route))
+  const decision = await app.authorize(request, route)
+  if (!decision.granted) {
+    answerRefusal(reply, decision)
     return
   }
+  const { principal } = decision
   const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
   if (waiting) await waiting
   // The gateway's own time runs until here, a wait for a free upstream connection included.
+  const context = request.gatehouse
   const forwardedAt = reply.elapsedTime
   context.forwardedAtMs = forwardedAt
   reply.from(basePath + upstreamPath + query, {

@@ -1,18 +1,16 @@
-import type { AuthMethod, Config, ServiceConfig } from '../config/schema.ts'
+import type { Config, ServiceConfig } from '../config/schema.ts'
+import type { Place } from './places.ts'
+import { gatewayLoginUrl } from './policy.ts'
 import { UpstreamPool } from './upstream-pool.ts'
 
-/** A service as the request path needs it: compiled once at start, looked up per request. */
-export interface Route {
-  readonly name: string
+/** A service as the request path needs it: a place (who may enter) with where to forward. Compiled once at start, looked up per request. */
+export interface Route extends Place {
   readonly prefix: string
   readonly upstream: URL
-  readonly accepts: readonly AuthMethod[]
-  readonly unauthenticated: ServiceConfig['unauthenticated']
   readonly stripPrefix: boolean
   readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
   /** Admission to the service's upstream connections, shared fairly among clients. */
   readonly pool: UpstreamPool
-  isPublic(path: string): boolean
 }
 
 /** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
@@ -22,13 +20,19 @@ export function publicPathMatcher(paths: readonly string[]): (path: string) => b
   return (path) => exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix))
 }
 
-export function compileRoute(service: ServiceConfig, upstream: URL): Route {
+/** Where an unauthenticated browser is sent to log in, by service: the gateway's login page unless said otherwise. */
+export type LoginUrls = (service: string) => ((next: string) => string) | undefined
+
+export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: LoginUrls = () => undefined): Route {
   return Object.freeze({
     name: service.name,
     prefix: service.prefix,
     upstream,
     accepts: Object.freeze([...service.accepts]),
     unauthenticated: service.unauthenticated,
+    loginUrl: loginUrls(service.name) ?? gatewayLoginUrl,
+    who: 'signed_in',
+    entry: Object.freeze([]),
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
     pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
@@ -40,8 +44,8 @@ export function compileRoute(service: ServiceConfig, upstream: URL): Route {
  * Compiles every configured service. `upstreams` resolves `builtin:demo` to the demo upstream's address;
  * other upstreams are taken as written.
  */
-export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map()): Route[] {
+export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls): Route[] {
   return config.services
-    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream)))
+    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), loginUrls))
     .sort((a, b) => b.prefix.length - a.prefix.length)
 }

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import { countedAddress } from '../auth/lockout.ts'
+import { countedAddress } from '../directory/lockout.ts'
 import { UpstreamBusy } from '../errors.ts'
 
 interface Waiter {
@@ -11,7 +11,7 @@ interface Waiter {
 export interface PoolLimits {
   /** Upstream connections the service may have open at once; the undici pool gets the same number. */
   readonly connections: number
-  /** The most of them one client (an IPv4 address, or an IPv6 /64) may hold at once. */
+  /** The most of them one client (an IPv4 address, or an IPv6 /64) may hold at once while half the pool is taken. */
   readonly perClient: number
   /** The longest a request waits for a free connection before it is answered 503 upstream_busy. */
   readonly waitMs: number
@@ -21,8 +21,9 @@ export interface PoolLimits {
  * Admission to one service's upstream connections. A proxied request holds a connection from the moment it is
  * forwarded until its response has been sent, so a client that never finishes its request body holds one for as
  * long as the server lets it (`server.timeouts`). Without a bound, 128 such requests took a whole service offline:
- * here no client holds more than its share, and a request that finds no connection free for its client waits at
- * most `waitMs`, first come first served among the clients still under their share, then gets 503.
+ * here, once half the pool is taken, no client takes more than its share, and a request that finds no connection
+ * free for its client waits at most `waitMs`, first come first served among the clients that may take one, then
+ * gets 503.
  * All in memory, and constant time unless requests are waiting.
  */
 export class UpstreamPool {
@@ -48,7 +49,7 @@ export class UpstreamPool {
    */
   admit(client: string, service: string, onceClosed: (listener: () => void) => void): Promise<void> | undefined {
     const held = this.#held.get(client) ?? 0
-    if (this.#inUse < this.#limits.connections && held < this.#limits.perClient) {
+    if (this.#mayTake(held)) {
       this.#take(client, held)
       onceClosed(() => this.#release(client))
       return undefined
@@ -74,9 +75,9 @@ export class UpstreamPool {
   }
 
   /**
-   * Gives back a connection `client` held, and hands free ones to the waiting clients still under their share, in
-   * the order they came. (A client that finds a connection free for it never waits: everyone waiting is then at
-   * their share, so taking it passes nobody.)
+   * Gives back a connection `client` held, and hands free ones to the waiting clients that may take one, in the
+   * order they came. (A client that finds a connection it may take never waits: everyone waiting then may not, so
+   * taking it passes nobody.)
    */
   #release(client: string): void {
     const held = this.#held.get(client) ?? 0
@@ -84,6 +85,16 @@ export class UpstreamPool {
     else this.#held.set(client, held - 1)
     this.#inUse--
     if (this.#waiting.length) this.#admitWaiting()
+  }
+
+  /**
+   * A client under its share may take any free connection. Beyond its share it may still take one while more than
+   * half of the pool is free: a burst of quick requests from one address is not queued when nobody else needs the
+   * connections, and the other half stays for everyone else, each up to their share.
+   */
+  #mayTake(held: number): boolean {
+    if (this.#inUse >= this.#limits.connections) return false
+    return held < this.#limits.perClient || this.#inUse < this.#limits.connections / 2
   }
 
   #take(client: string, held: number): void {
@@ -96,7 +107,7 @@ export class UpstreamPool {
       if (this.#inUse >= this.#limits.connections) break
       if (waiter.state !== 'waiting') continue
       const held = this.#held.get(waiter.client) ?? 0
-      if (held >= this.#limits.perClient) continue
+      if (!this.#mayTake(held)) continue
       this.#take(waiter.client, held)
       waiter.state = 'granted'
       waiter.grant()
@@ -112,5 +123,7 @@ export class UpstreamPool {
 
 /** Who a request counts as for the shares: its client address, an IPv6 one by its /64 as lockout counts it. */
 export function poolClient(request: FastifyRequest): string {
-  return countedAddress(request.ip) ?? request.ip
+  const address = request.ip
+  // IPv4 addresses are taken as they are, without parsing: the common case stays a string lookup.
+  return address.includes(':') ? countedAddress(address) ?? address : address
 }

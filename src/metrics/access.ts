@@ -23,7 +23,7 @@ export function metricsAccess(options: MetricsOptions): (address: string | undef
     if (expected === undefined) return
     const match = /^Bearer ([^\s]+)$/i.exec(authorization ?? '')
     if (!match || !timingSafeEqual(digest(match[1]!), expected)) {
-      throw new NotAuthenticated('Send the metrics bearer token: Authorization: Bearer <token>.', 'not_authenticated', ['Bearer realm="metrics"'])
+      throw new NotAuthenticated('Send the metrics bearer token: Authorization: Bearer <token>.', ['Bearer realm="metrics"'])
     }
   }
 }

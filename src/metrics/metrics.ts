@@ -3,13 +3,13 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { NewAuditEntry } from '../store/audit.ts'
 import type { Database } from '../store/database.ts'
 import type { EventBus } from '../store/event-bus.ts'
-import type { CacheStats } from './cache-stats.ts'
+import type { CacheStats } from '../store/cache.ts'
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramSeries } from './instruments.ts'
 
 const METHOD_CLASSES = ['read', 'write'] as const
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 const AUTH_METHODS = ['none', 'basic', 'session', 'token', 'oidc'] as const
-/** Requests no service matched (the web interface, realm pages, health probes) count under this service. */
+/** Requests no place took (health probes, /metrics, unknown paths) count under this service. */
 const NO_SERVICE = 'none'
 
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
@@ -43,8 +43,9 @@ export class GatewayMetrics {
   readonly #busLag = new HistogramFamily('gatehouse_event_bus_lag_seconds', 'How long after another process committed a change this process read its news.', [], LAG_BUCKETS)
   readonly #queryDuration = new HistogramFamily('gatehouse_db_query_duration_seconds', 'Database query time, failed queries included.', [], FAST_BUCKETS)
 
-  constructor(services: readonly string[]) {
-    const names = [NO_SERVICE, 'gateway', ...services]
+  /** `places`: the names requests are counted under besides `none` (src/gateway/places.ts: services, `gateway`, `ui`, `realms/<name>`). */
+  constructor(places: readonly string[]) {
+    const names = [NO_SERVICE, ...new Set(places)]
     names.forEach((service, s) => {
       this.#serviceIndex.set(service, s)
       this.#gatewayTime.push(this.#gatewayDuration.series(service))
@@ -62,23 +63,23 @@ export class GatewayMetrics {
     collectDefaultMetrics({ register: this.registry })
   }
 
-  /** Counts an answered request; called once per request from the response hook. */
+  /** Counts an answered request, and the authentication decision it carried; called once per request from the response hook. */
   requestDone(request: FastifyRequest, reply: FastifyReply): void {
     const context = request.gatehouse
-    const s = (context?.service !== undefined ? this.#serviceIndex.get(context.service) : undefined) ?? 0
+    if (!context) return
+    const s = (context.place !== undefined ? this.#serviceIndex.get(context.place.name) : undefined) ?? 0
     const m = isRead(request.method) ? 0 : 1
     const status = Math.min(4, Math.max(0, Math.floor(reply.statusCode / 100) - 1))
-    const a = authIndex(context?.principal?.method)
+    const a = authIndex(context.principal?.method)
     this.#requestCells[((s * 2 + m) * 5 + status) * 5 + a]!.value++
     const elapsedMs = reply.elapsedTime
-    const forwardedAt = context?.forwardedAtMs
+    const forwardedAt = context.forwardedAtMs
     this.#gatewayDuration.observe(this.#gatewayTime[s]!, (forwardedAt ?? elapsedMs) / 1000)
-    if (context?.upstreamMs !== undefined) this.#upstreamDuration.observe(this.#upstreamTime[s]!, context.upstreamMs / 1000)
-  }
-
-  /** An authenticator's decision: granted (no code) or refused with the error's code. */
-  readonly authDecision = (method: string, code: string | undefined): void => {
-    const cell = code === undefined ? this.#granted.get(method) : this.#decisions.series(method, 'refused', code)
+    if (context.upstreamMs !== undefined) this.#upstreamDuration.observe(this.#upstreamTime[s]!, context.upstreamMs / 1000)
+    // The authenticator that claimed the credential, and what became of the request (src/gateway/authorize.ts).
+    const method = context.authenticator
+    if (method === undefined) return
+    const cell = context.principal && context.decision !== 'refused' ? this.#granted.get(method) : this.#decisions.series(method, 'refused', context.code ?? 'unknown')
     if (cell) cell.value++
   }
 

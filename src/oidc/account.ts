@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
-import { wantsHtml } from '../errors.ts'
 import type { Realm } from './realm.ts'
 import { webOriginAllowed } from './redirects.ts'
+import { wantsHtml } from '../http/negotiation.ts'
 
 /** Where a browser asking for the account console goes: the web interface's own account page. */
 const ACCOUNT_PAGE = '/ui/account'

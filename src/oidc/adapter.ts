@@ -1,8 +1,6 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 
-/** Published on the event bus when tokens stop being valid; keys are `jti:<id>` or `grant:<id>`. */
-export const REVOKE_TOPIC = 'oidc-revoke'
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])

@@ -1,14 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
-import { startSession } from '../api/login.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { escapeHtml, GatehouseError } from '../errors.ts'
+import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '../errors.ts'
 import type { User } from '../store/users.ts'
-import { renderLoginPage } from '../ui/login-page.ts'
+import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, REALM_SESSION_COOKIE } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { Realm } from './realm.ts'
+import { escapeHtml } from '../pages/html.ts'
+import { startSession } from '../auth/session-start.ts'
 
 /** A login form is a few short fields; anything longer is not one. */
 const FORM_LIMIT = 16 * 1024
@@ -36,7 +37,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
 
   if (request.method !== 'POST') {
     const reasons = details.prompt.reasons
-    const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, request) : undefined
+    const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
     if (signedIn) return finishLogin(provider, request, reply, signedIn)
     return html(reply, 200, renderLoginPage(page))
   }
@@ -49,8 +50,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     user = await app.accounts.checkPassword(await resolveLoginName(app.store, realm.config, username), password, request.ip, { method: 'oidc', realm: realm.name })
   } catch (error) {
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
-    const message = error.code === 'account_disabled' ? 'Your account is disabled.'
-      : error.code === 'account_locked' || error.code === 'login_throttled' ? error.message : 'Invalid username or password.'
+    const message = error instanceof AccountDisabled ? 'Your account is disabled.'
+      : error instanceof AccountLocked || error instanceof LoginThrottled ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
   await openGatewaySession(app, request, reply, user)
@@ -64,13 +65,10 @@ async function finishLogin(provider: Provider, request: FastifyRequest, reply: F
   return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }
 
-/** The user of the browser's gateway session, if it has a live one (a stale cookie is no session). */
-async function gatewaySessionUser(app: App, request: FastifyRequest): Promise<User | undefined> {
-  try {
-    return (await app.auth.authenticate(request, ['session']))?.user
-  } catch {
-    return undefined
-  }
+/** The user of the browser's gateway session, if it has a live one (the realm's place is public: a stale cookie is no session). */
+async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<User | undefined> {
+  const decision = await app.authorize(request, app.places.realm(realm.name))
+  return decision.granted ? decision.principal?.user : undefined
 }
 
 /** The gateway session of a browser that just signed in at the realm; one it had before ends. */

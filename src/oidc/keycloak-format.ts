@@ -2,11 +2,11 @@ import type { FastifyBaseLogger } from 'fastify'
 import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig } from '../config/realms.ts'
-import { escapeHtml } from '../errors.ts'
 import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
 import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
+import { escapeHtml } from '../pages/html.ts'
 
 /**
  * Keycloak's wire format on top of oidc-provider's: the extra token response members, the order Keycloak

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { errors, type Account, type KoaContextWithOIDC } from 'oidc-provider'
 import type { Accounts } from '../directory/accounts.ts'
-import { GatehouseError } from '../errors.ts'
+import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
@@ -121,8 +121,8 @@ async function checkCredentials(accounts: Accounts, username: string, password: 
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
       // A throttled client address is refused like a locked user: the check did not happen.
-      if (error.code === 'account_locked' || error.code === 'login_throttled') throw Object.assign(new errors.InvalidGrant(LOCKED), { error_description: 'Invalid user credentials' })
-      throw invalidGrant(error.code === 'account_disabled' ? 'Account disabled' : 'Invalid user credentials')
+      if (error instanceof AccountLocked || error instanceof LoginThrottled) throw Object.assign(new errors.InvalidGrant(LOCKED), { error_description: 'Invalid user credentials' })
+      throw invalidGrant(error instanceof AccountDisabled ? 'Account disabled' : 'Invalid user credentials')
     }
     throw error
   }

@@ -1,3 +1,4 @@
+import { AccessTokenRefused, type AccessTokenIssuers, type BearerPolicy, type VerifiedAccessToken } from '../auth/access-tokens.ts'
 import { createHash, hash, randomBytes } from 'node:crypto'
 import type { FastifyReply } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -6,10 +7,8 @@ import type Provider from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import type { Route } from '../gateway/routes.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
-import { REVOKE_TOPIC } from './adapter.ts'
 import type { ApplicationClients } from './applications.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
@@ -17,9 +16,8 @@ import { REFRESH_SIGNING_ALG, RealmKeys, SIGNING_ALG, type RealmKeySet } from '.
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
+import { KEYS_TOPIC, REVOKE_TOPIC } from '../store/topics.ts'
 
-/** Published when a realm's signing keys changed, so every process reloads them. */
-export const KEYS_TOPIC = 'oidc-keys'
 /** Expired provider records are deleted this often. */
 const PRUNE_INTERVAL_MS = 3600_000
 /** How long after its expiry a rotated-out key is still published: clock skew between issuer and verifiers. */
@@ -28,22 +26,6 @@ const KEY_GRACE_SECONDS = 60
 const MAX_DEVICE_POLLS = 10_000
 /** Clock skew allowed between the realm that issued a token and the process checking it. */
 const CLOCK_TOLERANCE_SECONDS = 5
-
-/** An access token this realm issued, checked (see `Realm.verifyAccessToken`). */
-export interface VerifiedAccessToken {
-  userId: number
-  realm: string
-  jti: string
-  grantId: string | null
-  /** `aud` and `azp` together: what audience checks compare with. */
-  audiences: readonly string[]
-  clientId: string
-  scopes: ReadonlySet<string>
-  expiresAt: number
-}
-
-/** Why an access token was refused, in words for the person who sent it. */
-export class AccessTokenRefused extends Error {}
 
 export interface RealmDependencies {
   store: Store
@@ -264,19 +246,11 @@ function describeJoseError(error: unknown): string {
   return 'The access token is not valid.'
 }
 
-/** Which tokens a place accepts: from which realms, and for which audiences (`aud` or `azp`). */
-export interface BearerPolicy {
-  realms: ReadonlySet<string>
-  audiences: ReadonlySet<string>
-  /** The token's scope limits it to reading unless it has `write` (the gateway's own API, as personal tokens). */
-  scoped: boolean
-}
-
 /** For places that take no OIDC tokens: nothing passes. */
 const NO_TOKENS: BearerPolicy = Object.freeze({ realms: new Set<string>(), audiences: new Set<string>(), scoped: true })
 
 /** Every configured realm, and what each service expects of the tokens it accepts. */
-export class OidcRealms {
+export class OidcRealms implements AccessTokenIssuers {
   readonly #realms = new Map<string, Realm>()
   readonly #policies = new Map<string, BearerPolicy>()
   readonly #loginUrls = new Map<string, (next: string) => string>()
@@ -326,19 +300,23 @@ export class OidcRealms {
     return [...this.#realms.values()]
   }
 
+  longestAccessTokenSeconds(): number {
+    return Math.max(...this.all().map((realm) => realm.config.access_token_seconds))
+  }
+
   byIssuer(issuer: string): Realm | undefined {
     for (const realm of this.#realms.values()) if (realm.issuer === issuer) return realm
     return undefined
   }
 
   /** The tokens a service (or the gateway's own API, `gateway`) accepts; none anywhere else. */
-  policyFor(service: string | undefined): BearerPolicy {
-    return (service && this.#policies.get(service)) || NO_TOKENS
+  policyFor(place: string | undefined): BearerPolicy {
+    return (place && this.#policies.get(place)) || NO_TOKENS
   }
 
   /** For services that take OIDC but not the gateway session: where an unauthenticated browser goes to log in. */
-  loginUrlFor(route: Route): ((next: string) => string) | undefined {
-    return this.#loginUrls.get(route.name)
+  loginUrlFor(service: string): ((next: string) => string) | undefined {
+    return this.#loginUrls.get(service)
   }
 
   /**

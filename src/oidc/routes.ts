@@ -5,8 +5,8 @@ import { PassThrough } from 'node:stream'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { NUL_MESSAGE } from '../errors.ts'
-import { nulFields } from '../gateway/input-safety.ts'
-import { splitTarget } from '../gateway/path-safety.ts'
+import { nulFields } from '../http/input-safety.ts'
+import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
@@ -60,7 +60,7 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
 /** One request to a realm's endpoint `rest` (the path below `/realms/<realm>`). */
 async function serveRealm(app: App, realm: Realm, rest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const { query } = splitTarget(request.url)
-  request.gatehouse.service = `realms/${realm.name}`
+  request.gatehouse.place = app.places.realm(realm.name)
   if (nulFields(request.query).length) return nulRefused(reply)
 
   if (rest.startsWith(LOGIN_ACTIONS) && (request.method === 'GET' || request.method === 'POST')) {
@@ -313,7 +313,7 @@ function replayRequest(request: FastifyRequest, target: Target, query: string, p
   return replay as unknown as IncomingMessage
 }
 
-/** Text with a NUL character, which no parameter has a use for (src/gateway/input-safety.ts), in Keycloak's error shape. */
+/** Text with a NUL character, which no parameter has a use for (src/http/input-safety.ts), in Keycloak's error shape. */
 function nulRefused(reply: FastifyReply): FastifyReply {
   return keycloakError(reply, 400, NUL_MESSAGE, 'invalid_request')
 }

@@ -1,8 +1,8 @@
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { defaultSettings, settingsSchema, type Settings } from './definitions.ts'
+import { SETTINGS_TOPIC } from '../store/topics.ts'
 
-export const SETTINGS_TOPIC = 'settings'
 
 /**
  * The current settings, held in memory so the request path reads a field and nothing else.

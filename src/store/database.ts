@@ -6,6 +6,7 @@ import {
 } from 'kysely'
 import pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
+import { UniqueViolation } from './errors.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import { migrationProvider } from './migrations/index.ts'
@@ -229,7 +230,7 @@ export class Database {
   }
 }
 
-export function isUniqueViolation(error: unknown): boolean {
+function isUniqueViolation(error: unknown): boolean {
   const e = error as { code?: string; message?: string }
   return e?.code === '23505' || /UNIQUE constraint failed/.test(String(e?.message))
 }
@@ -280,12 +281,12 @@ class Health {
     this.#since = Date.now()
   }
 
-  /** The error a caller should see: DatabaseUnavailable when it means the database did not answer. */
+  /** The error a caller should see: DatabaseUnavailable when it means the database did not answer, UniqueViolation for a duplicate. */
   classify(error: unknown): unknown {
-    if (error instanceof DatabaseUnavailable) return error
+    if (error instanceof DatabaseUnavailable || error instanceof UniqueViolation) return error
     if (!meansUnavailable(error)) {
       this.answered()
-      return error
+      return isUniqueViolation(error) ? new UniqueViolation(error) : error
     }
     const now = Date.now()
     this.#failures++

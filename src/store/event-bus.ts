@@ -3,11 +3,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
 import { EVENT_CHANNEL } from './events.ts'
 import type { Repositories, Store } from './store.ts'
+import type { Topic } from './topics.ts'
 
 type Listener = (key: string) => void | Promise<void>
 
 /** Records, inside a change's transaction, the news every process must hear of it. */
-export type Announce = (topic: string, key: string) => void
+export type Announce = (topic: Topic, key: string) => void
 
 /** Identity values can commit out of order on PostgreSQL; re-reading a short window behind the newest catches late ones. */
 const LOOK_BACK = 50
@@ -126,7 +127,7 @@ export class EventBus {
     }
   }
 
-  on(topic: string, listener: Listener): void {
+  on(topic: Topic, listener: Listener): void {
     const list = this.#listeners.get(topic) ?? []
     list.push(listener)
     this.#listeners.set(topic, list)
@@ -163,7 +164,7 @@ export class EventBus {
   }
 
   /** A change that is nothing but news (`change` with no writes of its own). */
-  async publish(topic: string, key: string): Promise<void> {
+  async publish(topic: Topic, key: string): Promise<void> {
     await this.change(async (_tx, announce) => announce(topic, key))
   }
 

@@ -22,7 +22,7 @@ export interface AddressFailures {
 
 /**
  * Failed password checks by username and by client address, shared by every process on the database. What counts
- * as a failure, when a username locks and when an address is throttled is decided in src/auth/lockout.ts; this
+ * as a failure, when a username locks and when an address is throttled is decided in src/directory/lockout.ts; this
  * only keeps the numbers, atomically.
  */
 export class LoginFailureRepository {

@@ -5,10 +5,10 @@ import { extname, join, relative, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
 import type { App } from '../app.ts'
-import type { Principal } from '../auth/principal.ts'
-import { NotFound } from '../errors.ts'
-import { gatewayLoginUrl, refuseUnauthenticated } from '../gateway/policy.ts'
-import { splitTarget } from '../gateway/path-safety.ts'
+import { Forbidden, NotFound } from '../errors.ts'
+import { answerRefusal } from '../gateway/authorize.ts'
+import type { Place } from '../gateway/places.ts'
+import { splitTarget } from '../http/request-target.ts'
 
 const UI_PATH = '/ui/'
 const ASSETS_PATH = '/ui/assets/'
@@ -58,7 +58,7 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
 
   await server.register(async (ui) => {
     ui.addHook('onRequest', async (request) => {
-      request.gatehouse.service = 'gateway'
+      request.gatehouse.place = app.places.ui
     })
     ui.addHook('onSend', async (_request, reply) => {
       reply.header('content-security-policy', CONTENT_SECURITY_POLICY)
@@ -78,27 +78,20 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
     })
 
     // Every other path is a page of the single-page interface; the browser-side router picks what to show.
-    const page = async (request: FastifyRequest, reply: FastifyReply) => {
-      const principal = await sessionPrincipal(app, request)
-      if (!principal) return refuseUnauthenticated(request, reply, 'redirect', ['session'], gatewayLoginUrl)
-      const path = splitTarget(request.url).path
-      // The administration pages say so themselves; the status tells programs and tests the same.
-      if (path.startsWith(`${UI_PATH}admin/`) && !principal.user.isSuperuser) reply.code(403)
+    const page = (place: Place) => async (request: FastifyRequest, reply: FastifyReply) => {
+      const decision = await app.authorize(request, place)
+      if (!decision.granted) {
+        // A page a signed-in person may not enter says so itself; the status tells programs and tests the same.
+        if (decision.loginUrl || !(decision.refusal instanceof Forbidden)) return answerRefusal(reply, decision)
+        reply.code(decision.refusal.status)
+      }
       reply.header('cache-control', 'no-store')
       return sendAsset(request, reply, shell, false)
     }
-    ui.get(UI_PATH, page)
-    ui.get(`${UI_PATH}*`, page)
+    ui.get(UI_PATH, page(app.places.ui))
+    ui.get(`${UI_PATH}*`, page(app.places.ui))
+    ui.get(`${UI_PATH}admin/*`, page(app.places.uiAdmin))
   })
-}
-
-/** The signed-in person, if the request carries a live session; a stale or unusable cookie counts as none. */
-async function sessionPrincipal(app: App, request: FastifyRequest): Promise<Principal | undefined> {
-  try {
-    return await app.auth.authenticate(request, ['session'])
-  } catch {
-    return undefined
-  }
 }
 
 function sendAsset(request: FastifyRequest, reply: FastifyReply, asset: Asset, cacheable = true): FastifyReply {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { hashPassword } from '../../src/auth/passwords.ts'
+import { hashPassword } from '../../src/directory/passwords.ts'
 import { openStore } from '../../src/store/store.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { adminAuth, basic, json, runCli, spawnGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'

@@ -29,7 +29,7 @@ describe('login lockout in the web interface (Chromium)', () => {
       await duration.fill('300')
       await page.getByRole('button', { name: 'Save settings' }).click()
       await page.getByText('Settings saved.').waitFor()
-      const saved = await json(await gw.fetch('/api/gateway/v1/settings/', { headers: adminAuth }))
+      const saved = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
       assert.equal(saved.login_failures_before_lockout, 5)
       assert.equal(saved.login_lockout_seconds, 300)
       assert.deepEqual(problems, [])

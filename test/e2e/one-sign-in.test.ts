@@ -72,6 +72,7 @@ describe('one sign-in for the browser', () => {
     const csrf = fromGateway.cookie(gw.url, 'csrftoken')!
     const logout = await fromGateway.request(`${gw.url}/api/gateway/v1/logout/`, { method: 'POST', headers: { 'x-csrftoken': csrf, accept: 'application/json', referer: `${gw.url}/ui/` } })
     assert.equal(logout.status, 302, 'redirected to /api/, as the platform answers logout')
+    assert.equal(logout.headers.get('location'), '/api/')
     const again = await authorize(fromGateway)
     assert.equal(again.stoppedAt, undefined, 'the realm asks for the password again')
     assert.match(new URL(again.url).pathname, /\/login-actions\//)

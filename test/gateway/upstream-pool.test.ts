@@ -20,6 +20,15 @@ describe('the upstream pool', () => {
     await assert.rejects(third, { code: 'upstream_busy' })
   })
 
+  it('lets one client take more than its share only while more than half of the pool is free', async () => {
+    const pool = new UpstreamPool({ connections: 8, perClient: 2, waitMs: 10 })
+    for (let i = 0; i < 4; i++) assert.equal(pool.admit('burst', 'svc', response().onceClosed), undefined, `request ${i}`)
+    const fifth = pool.admit('burst', 'svc', response().onceClosed)
+    assert.ok(fifth instanceof Promise)
+    for (let i = 0; i < 2; i++) assert.equal(pool.admit('other', 'svc', response().onceClosed), undefined)
+    await assert.rejects(fifth, { code: 'upstream_busy' })
+  })
+
   it('hands a freed connection to the first waiting client under its share, passing over those at theirs', async () => {
     const pool = new UpstreamPool({ connections: 3, perClient: 1, waitMs: 1000 })
     const a = response()

@@ -2,14 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { createApp, type App } from '../../src/app.ts'
+import type { App } from '../../src/app.ts'
+import { startGatehouse } from '../../src/cli/start.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../../src/config/load.ts'
-import { startDemoUpstream, type DemoUpstream } from '../../src/demo/upstream.ts'
-import { ensureAdmin } from '../../src/directory/bootstrap.ts'
-import { buildServer } from '../../src/server.ts'
-import { openConfiguredStore } from '../../src/cli/common.ts'
+import { listen } from '../../src/listener/listener.ts'
 import type { Store } from '../../src/store/store.ts'
 
 export const ADMIN_PASSWORD = 'admin-test-password'
@@ -33,13 +30,15 @@ export interface GatewayOptions {
   databaseUrl?: string
   /** How often the event bus re-reads the log besides what it is told (default 200 ms). */
   pollMs?: number
+  /** Collects the server's log lines, parsed, at level info (otherwise the log is silent unless TEST_LOG_LEVEL). */
+  logLines?: Record<string, unknown>[]
 }
 
 export function tempDir(prefix = 'gatehouse-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
 }
 
-/** The real server on a free loopback port, with the demo upstreams and an `admin` superuser. */
+/** The real server on a free loopback port, started as `serve` starts it, with the demo upstreams and an `admin` superuser. */
 export async function startGateway(options: GatewayOptions = {}): Promise<TestGateway> {
   const ownDir = options.dataDir === undefined
   const dataDir = options.dataDir ?? tempDir()
@@ -50,17 +49,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     storage: { data_dir: dataDir, ...(options.databaseUrl ? { database: options.databaseUrl } : {}) },
     ...options.config,
   })
-  const store = await openConfiguredStore(config)
-  let url = 'http://127.0.0.1:0'
-  const demos: DemoUpstream[] = await Promise.all(
-    config.services.filter((s) => s.upstream === 'builtin:demo').map((s) => startDemoUpstream(s.name, () => url)),
-  )
-  const app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl: url })
-  await ensureAdmin(store, app.accounts, { GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD })
-  await app.bus.start(options.pollMs ?? 200)
-  const server = await buildServer(app, { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' })
-  await server.listen({ host: '127.0.0.1', port: 0 })
-  url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`
+  const logLines = options.logLines
+  const started = await startGatehouse(config, {
+    publicUrl: 'http://127.0.0.1:0',
+    env: { GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD },
+    pollMs: options.pollMs ?? 200,
+    server: logLines
+      ? { logLevel: 'info', logStream: { write: (line: string) => void logLines.push(JSON.parse(line)) } }
+      : { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' },
+  })
+  const { app, store, server } = started
+  const { url } = await listen(server, config, { host: '127.0.0.1', port: 0 })
   app.publicUrl = url
   return {
     url,
@@ -71,9 +70,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     fetch: (path, init) => fetch(url + path, { redirect: 'manual', ...init }),
     async close() {
       await server.close()
-      await Promise.all(demos.map((d) => d.close()))
-      await app.close()
-      await store.close()
+      await started.close()
       if (ownDir) rmSync(dataDir, { recursive: true, force: true })
     },
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { isUniqueViolation } from '../../src/store/database.ts'
+import { UniqueViolation } from '../../src/store/errors.ts'
 import type { Store } from '../../src/store/store.ts'
 import { storeBackends } from '../helpers/backends.ts'
 
@@ -35,7 +35,7 @@ for (const backend of storeBackends) {
 
     it('refuses a second link of the same identity', async () => {
       const bob = await store.users.create({ username: 'bob', source: 'sso', external: true })
-      await assert.rejects(store.sso.link({ issuer: ISSUER, subject: 'sub-1', userId: bob.id, provider: 'corp' }), isUniqueViolation)
+      await assert.rejects(store.sso.link({ issuer: ISSUER, subject: 'sub-1', userId: bob.id, provider: 'corp' }), UniqueViolation)
       await store.sso.link({ issuer: 'https://other.example.com', subject: 'sub-1', userId: bob.id, provider: 'other' })
     })
 
@@ -52,7 +52,7 @@ for (const backend of storeBackends) {
       const [first, second] = await Promise.all([store.sso.takeLogin(login.keyHash), store.sso.takeLogin(login.keyHash)])
       assert.deepEqual([first, second].filter(Boolean), [login])
       assert.equal(await store.sso.takeLogin(login.keyHash), undefined)
-      await assert.rejects(Promise.all([store.sso.createLogin({ ...login, keyHash: 'b'.repeat(64) }), store.sso.createLogin({ ...login, keyHash: 'b'.repeat(64) })]), isUniqueViolation)
+      await assert.rejects(Promise.all([store.sso.createLogin({ ...login, keyHash: 'b'.repeat(64) }), store.sso.createLogin({ ...login, keyHash: 'b'.repeat(64) })]), UniqueViolation)
     })
 
     it('removes sign-ins that expired', async () => {

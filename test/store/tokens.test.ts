@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { generateToken, hashToken } from '../../src/auth/token-format.ts'
-import { isUniqueViolation } from '../../src/store/database.ts'
+import { UniqueViolation } from '../../src/store/errors.ts'
 import type { Store } from '../../src/store/store.ts'
 import { storeBackends } from '../helpers/backends.ts'
 
@@ -40,7 +40,7 @@ for (const backend of storeBackends) {
     it('refuses a second token with the same hash', async () => {
       const input = newToken(alice)
       await store.tokens.create(input)
-      await assert.rejects(store.tokens.create(input), (error) => isUniqueViolation(error))
+      await assert.rejects(store.tokens.create(input), UniqueViolation)
     })
 
     it('lists by user, with a count and pages', async () => {

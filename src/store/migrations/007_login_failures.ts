@@ -1,7 +1,7 @@
 import type { GatehouseMigration } from './helpers.ts'
 
 /**
- * Failed password checks by username (src/auth/lockout.ts), shared by every gateway process on the database.
+ * Failed password checks by username (src/directory/lockout.ts), shared by every gateway process on the database.
  * The username is the key whether or not an account has it, so unknown names lock the same way as known ones.
  */
 export const loginFailures: GatehouseMigration = {

@@ -1,7 +1,7 @@
 import type { GatehouseMigration } from './helpers.ts'
 
 /**
- * Failed password checks by client address (src/auth/lockout.ts), shared by every gateway process on the
+ * Failed password checks by client address (src/directory/lockout.ts), shared by every gateway process on the
  * database: the failures in the address's current window, and when it last failed at all.
  */
 export const loginAddressFailures: GatehouseMigration = {

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import { BadRequest } from '../errors.ts'
+import { InvalidHost } from '../errors.ts'
 
 /**
  * `host[:port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IPv6 literal, or a name of letters, digits, dots,
@@ -17,11 +17,11 @@ export async function refuseBadHost(request: FastifyRequest): Promise<void> {
   const raw = request.raw.rawHeaders
   let hosts = 0
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
-  if (hosts > 1) throw new BadRequest('The request has more than one Host header.', 'invalid_host')
+  if (hosts > 1) throw new InvalidHost('The request has more than one Host header.')
   const host = request.host
   if (hosts === 0 && !host) return
   const match = host ? HOST.exec(host) : null
   if (!match || Number(match[1] ?? 0) > 65535 || !URL.canParse(`http://${host}/`)) {
-    throw new BadRequest('The Host header does not name a valid host.', 'invalid_host')
+    throw new InvalidHost()
   }
 }

@@ -40,18 +40,15 @@ const PRUNE_INTERVAL_MS = 3600_000
  * write them.
  */
 export class Lockout {
-  /** The clock; tests replace it to step past a lock. */
-  now: () => number
   readonly #store: Store
   readonly #policy: () => LockoutPolicy
   readonly #queues = new Map<string, Promise<void>>()
   readonly #lockListeners: ((username: string, until: number) => void)[] = []
   #pruneAt = 0
 
-  constructor(store: Store, policy: () => LockoutPolicy, now: () => number = Date.now) {
+  constructor(store: Store, policy: () => LockoutPolicy) {
     this.#store = store
     this.#policy = policy
-    this.now = now
   }
 
   /**
@@ -87,7 +84,7 @@ export class Lockout {
       usernameKey ? repository.find(usernameKey) : undefined,
       addressKey ? repository.findAddress(addressKey) : undefined,
     ])
-    const now = this.now()
+    const now = Date.now()
     const memoryMs = Math.max(FAILURE_MEMORY_MS, policy.lockoutSeconds * 1000)
     if (place && policy.failuresPerAddress > 0) {
       const windowEnd = place.windowStart + policy.addressWindowSeconds * 1000
@@ -109,7 +106,7 @@ export class Lockout {
   }
 
   async #recordFailure(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, memoryMs: number): Promise<void> {
-    const now = this.now()
+    const now = Date.now()
     const lockMs = policy.lockoutSeconds * 1000
     const repository = this.#store.loginFailures
     await Promise.all([
@@ -164,5 +161,5 @@ function failedSince(place: AddressFailures | undefined, since: number): boolean
 
 /** Only a wrong password (or an unknown username) counts: not a disabled account, nor a directory outage. */
 function isWrongPassword(error: unknown): boolean {
-  return error instanceof InvalidCredentials && error.code === 'invalid_credentials'
+  return error instanceof InvalidCredentials
 }

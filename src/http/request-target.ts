@@ -1,4 +1,4 @@
-import { BadRequest } from '../errors.ts'
+import { MalformedEscape, UnsafePath } from '../errors.ts'
 
 // Percent-encoded slash, backslash or NUL; a literal backslash; or a `.`/`..` segment, literal or encoded. Encoded
 // also means encoded again (`%252e`, `%25252f`): a service or framework that decodes once more than it should
@@ -12,7 +12,7 @@ const UNSAFE = /%(25)*(2f|5c|00)|\\|(^|\/)(\.|%(25)*2e){1,2}(\/|$)/i
  */
 export function assertSafePath(path: string): void {
   if (!path.startsWith('/') || UNSAFE.test(path)) {
-    throw new BadRequest('The request target must be a plain path (starting with "/", without dot segments or encoded separators).', 'unsafe_path')
+    throw new UnsafePath()
   }
 }
 
@@ -26,7 +26,7 @@ export function assertWellFormedEscapes(target: string): void {
   try {
     decodeURIComponent(target)
   } catch {
-    throw new BadRequest('The request target has a malformed percent escape.', 'malformed_escape')
+    throw new MalformedEscape()
   }
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { after, afterEach, before, describe, it } from 'node:test'
+import { after, afterEach, before, describe, it, mock } from 'node:test'
 import { adminAuth, basic, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -11,15 +11,12 @@ const USERNAME_LOCK_ONLY = { login_failures_before_lockout: 3, login_lockout_sec
 
 describe('login lockout', () => {
   let gw: TestGateway
-  let clock = 0
-  const advance = (seconds: number) => {
-    clock += seconds * 1000
-  }
+  // Time moves only when a test says so (Date is frozen; timers still run).
+  const advance = (seconds: number) => mock.timers.tick(seconds * 1000)
 
   before(async () => {
     gw = await startGateway({ config: { realms: testRealms } })
-    clock = Date.now()
-    gw.app.accounts.lockout.now = () => clock
+    mock.timers.enable({ apis: ['Date'], now: Date.now() })
     // The username lock alone: every guess here comes from one address, whose own limit has its own tests
     // (test/auth/address-throttling.test.ts).
     await gw.app.settings.update(USERNAME_LOCK_ONLY)
@@ -30,7 +27,10 @@ describe('login lockout', () => {
   afterEach(async () => {
     await gw.app.settings.update(USERNAME_LOCK_ONLY)
   })
-  after(() => gw.close())
+  after(async () => {
+    mock.timers.reset()
+    await gw.close()
+  })
 
   const basicCall = (username: string, password: string) => gw.fetch(ME, { headers: { authorization: basic(username, password) } })
   const codeOf = async (response: Response) => (await json(response)).code as string

@@ -1,4 +1,4 @@
-import { escapeHtml } from '../errors.ts'
+import { escapeHtml } from './html.ts'
 
 export interface SsoButton {
   /** Shown as "Sign in with <label>". */

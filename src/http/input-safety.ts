@@ -9,7 +9,7 @@ const MAX_DEPTH = 16
  * Refuses input carrying a NUL character anywhere in its text: PostgreSQL cannot store one (SQLite can, so the
  * two backends would differ), and no field Gatehouse reads has a use for it. Checked where input enters, on the
  * parsed query string and body of every route Gatehouse answers itself, so every text field of every endpoint is
- * covered without each one saying so. (Paths are covered by src/gateway/path-safety.ts; the store refuses NUL
+ * covered without each one saying so. (Paths are covered by src/http/request-target.ts; the store refuses NUL
  * in any value it is given as the last line, src/store/database.ts.)
  */
 export async function refuseNulCharacters(request: FastifyRequest): Promise<void> {

@@ -1,0 +1,42 @@
+/**
+ * What the OIDC bearer authenticator (src/auth/oidc-bearer.ts) needs from whoever issues access tokens, declared
+ * here so that authentication does not depend on the OpenID Connect provider: src/oidc/realm.ts implements it.
+ */
+
+/** An access token an issuer checked: signature, issuer, expiry, and that its record still exists. */
+export interface VerifiedAccessToken {
+  userId: number
+  realm: string
+  jti: string
+  grantId: string | null
+  /** `aud` and `azp` together: what audience checks compare with. */
+  audiences: readonly string[]
+  clientId: string
+  scopes: ReadonlySet<string>
+  expiresAt: number
+}
+
+/** Why an access token was refused, in words for the person who sent it. */
+export class AccessTokenRefused extends Error {}
+
+/** Which tokens a place accepts: from which realms, and for which audiences (`aud` or `azp`). */
+export interface BearerPolicy {
+  realms: ReadonlySet<string>
+  audiences: ReadonlySet<string>
+  /** The token's scope limits it to reading unless it has `write` (the gateway's own API, as personal tokens). */
+  scoped: boolean
+}
+
+export interface AccessTokenVerifier {
+  /** The token's claims once it checks out; AccessTokenRefused when it does not. */
+  verifyAccessToken(token: string, now: number): Promise<VerifiedAccessToken>
+}
+
+export interface AccessTokenIssuers {
+  /** The issuer whose `iss` this is, able to verify its tokens. */
+  byIssuer(issuer: string): AccessTokenVerifier | undefined
+  /** What the place of this name expects of the tokens it accepts (nothing passes where it takes none). */
+  policyFor(place: string | undefined): BearerPolicy
+  /** The longest an access token of any issuer lives: how long a revocation must be remembered. */
+  longestAccessTokenSeconds(): number
+}

@@ -1,0 +1,36 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { signingIn } from '../audit/actor.ts'
+import { auditedSession, sessionFields } from '../audit/sessions.ts'
+import type { AuditTrail } from '../audit/trail.ts'
+import type { Accounts } from '../directory/accounts.ts'
+import type { RuntimeSettings } from '../settings/runtime.ts'
+import type { User } from '../store/users.ts'
+import type { CsrfPolicy } from './csrf.ts'
+import { setSessionCookie } from './session.ts'
+import type { SessionManager } from './session-manager.ts'
+
+/** What starting a session takes (the app has them all). */
+export interface SessionParts {
+  readonly sessions: SessionManager
+  readonly accounts: Accounts
+  readonly settings: RuntimeSettings
+  readonly csrf: CsrfPolicy
+  readonly audit: AuditTrail
+}
+
+/**
+ * Starts a fresh session for a user who just proved who they are (password login, single sign-on): ends
+ * the session the browser already had, sets `gateway_sessionid` and a new `csrftoken`.
+ */
+export async function startSession(app: SessionParts, request: FastifyRequest, reply: FastifyReply, user: User): Promise<{ csrfToken: string; expiresAt: number; now: number }> {
+  // A session the browser already had is replaced, never kept next to the new one.
+  const previous = request.gatehouse.principal?.sessionId
+  if (previous) await app.sessions.end(previous)
+  const now = Date.now()
+  const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }
+  const { sessionId, session } = await app.sessions.start(user.id, origin, now)
+  app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...origin }))
+  await app.accounts.recordLogin(user)
+  setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
+  return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now }
+}

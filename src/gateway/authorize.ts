@@ -1,0 +1,79 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { AuthPipeline } from '../auth/pipeline.ts'
+import type { Principal } from '../auth/principal.ts'
+import { GatehouseError, NotAuthenticated, Unauthenticated } from '../errors.ts'
+import { ALLOW, type Place } from './places.ts'
+import { redirectsToLogin, scopeRefusal } from './policy.ts'
+import { challengesFor } from '../http/challenges.ts'
+import { splitTarget } from '../http/request-target.ts'
+
+/** What `authorize` decided: let the request in (with its principal, or anonymous), or refuse it with a reason. */
+export type Decision =
+  | { readonly granted: true; readonly principal: Principal | undefined }
+  /** `loginUrl`: a browser (or a place that always redirects) is sent to log in instead of being shown the refusal. */
+  | { readonly granted: false; readonly refusal: GatehouseError; readonly loginUrl?: string }
+
+/**
+ * The one step that decides, for every place a request can land (src/gateway/places.ts), whether it gets in:
+ * authenticate with what the place accepts; on a public path a failing credential means anonymous; a token's scope
+ * must allow the method; elsewhere no usable credential means a login redirect or 401, and the place's entry rules
+ * judge whoever signed in, the first refusal winning. The place, principal and decision go into the request
+ * context, which the request log line reports (src/server.ts).
+ */
+export async function authorize(auth: AuthPipeline, request: FastifyRequest, place: Place): Promise<Decision> {
+  const context = request.gatehouse
+  context.place = place
+  const decision = await decide(auth, request, place)
+  context.decision = decision.granted ? 'granted' : 'refused'
+  if (!decision.granted) context.code = decision.refusal.code
+  return decision
+}
+
+async function decide(auth: AuthPipeline, request: FastifyRequest, place: Place): Promise<Decision> {
+  const open = place.isPublic(splitTarget(request.url).path)
+  let principal: Principal | undefined
+  try {
+    principal = await auth.authenticate(request, place.accepts)
+  } catch (error) {
+    if (!open) return refuse(request, place, error)
+  }
+  if (principal) {
+    // Known from here on, refused or not: the log says who was refused.
+    request.gatehouse.principal = principal
+    const scopeProblem = scopeRefusal(principal, request.method)
+    if (scopeProblem) return { granted: false, refusal: scopeProblem }
+  } else if (!open) {
+    return refuse(request, place, new NotAuthenticated(undefined, challengesFor(place.accepts)))
+  }
+  if (principal && !open) {
+    for (const rule of place.entry) {
+      const verdict = rule.decide(principal, request)
+      if (verdict !== ALLOW) return { granted: false, refusal: verdict }
+    }
+  }
+  return { granted: true, principal }
+}
+
+/**
+ * A request without a usable credential: a browser goes to log in (as the platform the first document describes
+ * sends failed credentials too), an API client keeps the 401 that says what was wrong. Anything else that went
+ * wrong while authenticating (a CSRF failure, a database outage) is the refusal itself.
+ */
+function refuse(request: FastifyRequest, place: Place, error: unknown): Decision {
+  if (!(error instanceof GatehouseError)) throw error
+  if (error instanceof Unauthenticated && redirectsToLogin(request, place.unauthenticated)) {
+    return { granted: false, refusal: error, loginUrl: place.loginUrl(request.url) }
+  }
+  return { granted: false, refusal: error }
+}
+
+/**
+ * Carries out a refusal: the login redirect (deleting a refused session cookie on the way), or the error, thrown
+ * for the one error responder.
+ */
+export function answerRefusal(reply: FastifyReply, decision: Extract<Decision, { granted: false }>): FastifyReply {
+  if (!decision.loginUrl) throw decision.refusal
+  const clear = decision.refusal.headers['set-cookie']
+  if (clear) reply.header('set-cookie', clear)
+  return reply.redirect(decision.loginUrl, 302)
+}

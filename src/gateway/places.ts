@@ -1,0 +1,95 @@
+import type { FastifyRequest } from 'fastify'
+import type { Principal } from '../auth/principal.ts'
+import type { AuthMethod, Config } from '../config/schema.ts'
+import { type GatehouseError, PermissionDenied } from '../errors.ts'
+import { gatewayLoginUrl, type UnauthenticatedMode } from './policy.ts'
+import { publicPathMatcher, type Route } from './routes.ts'
+
+/** Who may enter a place beyond its public paths, the coarse part of its entry rules. */
+export type Who = 'anonymous' | 'signed_in' | 'superuser'
+
+/** An entry rule lets a signed-in principal in, or refuses them with the reason the client and the log see. */
+export const ALLOW: unique symbol = Symbol('allow')
+export type EntryVerdict = typeof ALLOW | GatehouseError
+
+/**
+ * One check of who may enter a place, run in order after authentication on the place's private paths; the first
+ * refusal wins. Per-service access rules (users, teams, roles, methods, networks) are one more of these.
+ */
+export interface EntryRule {
+  readonly name: string
+  decide(principal: Principal, request: FastifyRequest): EntryVerdict
+}
+
+/**
+ * Everywhere a request can land that decides who gets in: a service, the gateway API, the web interface, a realm's
+ * login. Compiled once at start (src/app.ts); `authorize` (src/gateway/authorize.ts) is the one step that judges a
+ * request against it.
+ */
+export interface Place {
+  /** The name the request log and the OIDC bearer policy know it by: a service's name, `gateway`, `ui`, `realms/<name>`. */
+  readonly name: string
+  readonly accepts: readonly AuthMethod[]
+  /** Paths anyone may reach; a credential that fails there counts as none. */
+  isPublic(path: string): boolean
+  /** What a request without a usable credential gets elsewhere: a login redirect or 401. */
+  readonly unauthenticated: UnauthenticatedMode
+  loginUrl(next: string): string
+  readonly who: Who
+  readonly entry: readonly EntryRule[]
+}
+
+/**
+ * Who may call a gateway API route; declared on the route itself (`config: { access }`).
+ * `public`: open while listed in `gateway.public_paths`; `open`: always (the JWKS services verify with).
+ */
+export type Access = 'open' | 'public' | 'user' | 'superuser'
+
+/** The route table: every place, compiled once. */
+export interface Places {
+  /** Each configured service, longest prefix first. */
+  readonly services: readonly Route[]
+  /** The gateway API, by the access its routes declare. */
+  readonly gatewayApi: Readonly<Record<Access, Place>>
+  /** The web interface's pages, and its administration pages. */
+  readonly ui: Place
+  readonly uiAdmin: Place
+  /** Realm endpoints that take the gateway's session (the realm login recognises a browser signed in at the gateway). */
+  realm(name: string): Place
+}
+
+const superuserOnly: EntryRule = {
+  name: 'superuser',
+  decide: (principal) => (principal.user.isSuperuser ? ALLOW : new PermissionDenied()),
+}
+
+function entryFor(who: Who): readonly EntryRule[] {
+  return who === 'superuser' ? [superuserOnly] : []
+}
+
+const nowhere = (): boolean => false
+const everywhere = (): boolean => true
+
+function place(fields: Omit<Place, 'entry' | 'loginUrl'> & { loginUrl?: (next: string) => string }): Place {
+  return Object.freeze({ loginUrl: gatewayLoginUrl, ...fields, entry: entryFor(fields.who) })
+}
+
+export function compilePlaces(config: Config, services: readonly Route[]): Places {
+  const configuredPublic = publicPathMatcher(config.gateway.public_paths)
+  const api = (who: Who, isPublic: (path: string) => boolean): Place =>
+    place({ name: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', who })
+  const realms = new Map(config.realms.map((realm) => [realm.name, place({ name: `realms/${realm.name}`, accepts: ['session'], isPublic: everywhere, unauthenticated: '401', who: 'anonymous' })]))
+  return Object.freeze({
+    services,
+    gatewayApi: Object.freeze({
+      open: api('anonymous', everywhere),
+      // Configuration can close a public route but never open a private one.
+      public: api('signed_in', configuredPublic),
+      user: api('signed_in', nowhere),
+      superuser: api('superuser', nowhere),
+    }),
+    ui: place({ name: 'ui', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'signed_in' }),
+    uiAdmin: place({ name: 'ui', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'superuser' }),
+    realm: (name: string) => realms.get(name)!,
+  })
+}

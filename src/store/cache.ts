@@ -1,0 +1,172 @@
+import type { Topic } from './topics.ts'
+
+/**
+ * The one in-memory cache type of the request path: accounts, sessions, personal tokens, verified OIDC access
+ * tokens and their revocations, identity JWTs and verified basic credentials all sit in one of these, so each
+ * gets the same bound, eviction, age limit and race guard.
+ *
+ * - **Bounded**: at most `maxEntries`; the oldest entry goes first (a Map keeps insertion order).
+ * - **Aged**: an entry is served for `maxAgeMs` after it was stored (for what came from the database: the bus's
+ *   `maxStaleMs`, the safety net for news that never arrived), and never past its own `expiresAt`.
+ * - **Invalidated by event topic**: `follow` subscribes to a topic of the event bus (src/store/topics.ts), whose
+ *   keys name one entry, `user:<id>` (everything of that user) or `all`.
+ * - **Race-guarded**: a value read before an invalidation must not be remembered after it, or a revoked session
+ *   could be cached again by a read that started just before its revocation. Every invalidation moves a
+ *   generation; `load` (or `set` with the stamp taken before reading) only stores when the generation has not moved.
+ */
+export interface CacheOptions<V> {
+  readonly maxEntries: number
+  /** How long an entry is served after it was stored; read on every lookup, so it may follow a setting. 0: never store. */
+  readonly maxAgeMs: number | (() => number)
+  /** The entry's own end (a session's expiry, a JWT's renewal time): it is never served from then on. */
+  readonly expiresAt?: (value: V) => number
+  /** The user an entry belongs to, for `forgetUser` and `user:<id>` events. */
+  readonly userOf?: (value: V) => number
+  /** Concurrent loads of one key in one generation share one `loader` call (an argon2id verification, say). */
+  readonly shareLoads?: boolean
+}
+
+interface Entry<V> {
+  readonly value: V
+  readonly storedAt: number
+}
+
+/** Subscribes to an event topic; the event bus (src/store/event-bus.ts) is one. */
+export interface TopicSource {
+  on(topic: Topic, listener: (key: string) => void | Promise<void>): void
+}
+
+/**
+ * Lookups a cache answered from memory and those it had to read, as two plain numbers: counting costs an increment
+ * on the request path, and /metrics reads them when scraped (gatehouse_cache_lookups_total).
+ */
+export class CacheStats {
+  hits = 0
+  misses = 0
+}
+
+export class BoundedCache<K, V> {
+  readonly stats = new CacheStats()
+  readonly #options: CacheOptions<V>
+  readonly #entries = new Map<K, Entry<V>>()
+  readonly #byUser = new Map<number, Set<K>>()
+  readonly #loading = new Map<K, { load: Promise<V | undefined>; generation: number }>()
+  #generation = 0
+
+  constructor(options: CacheOptions<V>) {
+    this.#options = options
+  }
+
+  get size(): number {
+    return this.#entries.size
+  }
+
+  /** The value while it is fresh; a stale one is dropped. */
+  get(key: K, now = Date.now()): V | undefined {
+    const entry = this.#entries.get(key)
+    if (entry && now - entry.storedAt < this.#maxAgeMs() && (this.#options.expiresAt?.(entry.value) ?? Infinity) > now) {
+      this.stats.hits++
+      return entry.value
+    }
+    this.stats.misses++
+    if (entry) this.#delete(key, entry)
+    return undefined
+  }
+
+  /** Taken before a read whose result `set` may store: `set` refuses it if anything was invalidated meanwhile. */
+  stamp(): number {
+    return this.#generation
+  }
+
+  /** Stores a value; with the `stamp` taken before it was read, only while nothing was invalidated since. */
+  set(key: K, value: V, now = Date.now(), stamp = this.#generation): void {
+    if (stamp !== this.#generation || this.#maxAgeMs() <= 0) return
+    const previous = this.#entries.get(key)
+    if (previous) this.#delete(key, previous)
+    if (this.#entries.size >= this.#options.maxEntries) {
+      const [oldestKey, oldest] = this.#entries.entries().next().value!
+      this.#delete(oldestKey, oldest)
+    }
+    this.#entries.set(key, { value, storedAt: now })
+    const userId = this.#options.userOf?.(value)
+    if (userId === undefined) return
+    let keys = this.#byUser.get(userId)
+    if (!keys) this.#byUser.set(userId, (keys = new Set()))
+    keys.add(key)
+  }
+
+  /**
+   * The fresh value, or what `loader` reads (undefined: nothing to remember), stored unless an invalidation came
+   * while it read. Errors of `loader` pass through and store nothing.
+   */
+  async load(key: K, loader: () => Promise<V | undefined>, now = Date.now()): Promise<V | undefined> {
+    const hit = this.get(key, now)
+    if (hit !== undefined) return hit
+    const stamp = this.#generation
+    const shared = this.#options.shareLoads ? this.#loading.get(key) : undefined
+    if (shared?.generation === stamp) return shared.load
+    const load = loader().then((value) => {
+      if (value !== undefined) this.set(key, value, Date.now(), stamp)
+      return value
+    })
+    if (!this.#options.shareLoads) return load
+    const settled = load.finally(() => {
+      if (this.#loading.get(key)?.load === settled) this.#loading.delete(key)
+    })
+    this.#loading.set(key, { load: settled, generation: stamp })
+    return settled
+  }
+
+  forget(key: K): void {
+    this.#generation++
+    const entry = this.#entries.get(key)
+    if (entry) this.#delete(key, entry)
+  }
+
+  forgetWhere(matches: (value: V, key: K) => boolean): void {
+    this.#generation++
+    for (const [key, entry] of this.#entries) if (matches(entry.value, key)) this.#delete(key, entry)
+  }
+
+  forgetUser(userId: number): void {
+    this.#generation++
+    for (const key of this.#byUser.get(userId) ?? []) this.#entries.delete(key)
+    this.#byUser.delete(userId)
+  }
+
+  clear(): void {
+    this.#generation++
+    this.#entries.clear()
+    this.#byUser.clear()
+  }
+
+  /**
+   * Invalidates on every event of `topic`: `all` clears, `user:<id>` forgets the user's entries, any other key the
+   * entry stored under `keyOf(eventKey)` (by default the event's key itself).
+   */
+  follow(topics: TopicSource, topic: Topic, keyOf: (eventKey: string) => K = (eventKey) => eventKey as K): void {
+    topics.on(topic, (eventKey) => this.#onEvent(eventKey, () => this.forget(keyOf(eventKey))))
+  }
+
+  /** As `follow`, for topics whose keys name entries by something other than their cache key (a token's id). */
+  followWhere(topics: TopicSource, topic: Topic, names: (eventKey: string, value: V) => boolean): void {
+    topics.on(topic, (eventKey) => this.#onEvent(eventKey, () => this.forgetWhere((value) => names(eventKey, value))))
+  }
+
+  #onEvent(eventKey: string, forgetNamed: () => void): void {
+    if (eventKey === 'all') this.clear()
+    else if (eventKey.startsWith('user:')) this.forgetUser(Number(eventKey.slice('user:'.length)))
+    else forgetNamed()
+  }
+
+  #maxAgeMs(): number {
+    const { maxAgeMs } = this.#options
+    return typeof maxAgeMs === 'number' ? maxAgeMs : maxAgeMs()
+  }
+
+  #delete(key: K, entry: Entry<V>): void {
+    this.#entries.delete(key)
+    const userId = this.#options.userOf?.(entry.value)
+    if (userId !== undefined) this.#byUser.get(userId)?.delete(key)
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * What the storage layer throws besides DatabaseUnavailable: typed, so callers test with `instanceof` rather than
+ * match the text or SQLSTATE of whichever driver is underneath.
+ */
+
+/** An insert or update would break a unique constraint (PostgreSQL 23505, SQLite's "UNIQUE constraint failed"). */
+export class UniqueViolation extends Error {
+  constructor(cause: unknown) {
+    super('A unique constraint of the database refused the write.', { cause })
+    this.name = 'UniqueViolation'
+  }
+}

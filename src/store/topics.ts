@@ -1,0 +1,19 @@
+/**
+ * The event log's topics (src/store/event-bus.ts): each change that must reach every process at once is announced
+ * under one of these, with a key naming what changed (conventionally an id, `user:<id>` or `all`).
+ */
+
+/** An account changed; the key is its id. */
+export const USER_TOPIC = 'user'
+/** A login session ended or changed; the key is its key hash, or `user:<id>` for all of a user's. */
+export const SESSION_TOPIC = 'session'
+/** A personal token ended or narrowed; the key is its id, `user:<id>` or `all`. */
+export const TOKEN_TOPIC = 'token'
+/** The run-time settings changed. */
+export const SETTINGS_TOPIC = 'settings'
+/** A realm's signing keys changed; the key is the realm's name. */
+export const KEYS_TOPIC = 'oidc-keys'
+/** An OpenID Connect token or grant was revoked; the key is `jti:<id>` or `grant:<id>`. */
+export const REVOKE_TOPIC = 'oidc-revoke'
+
+export type Topic = typeof USER_TOPIC | typeof SESSION_TOPIC | typeof TOKEN_TOPIC | typeof SETTINGS_TOPIC | typeof KEYS_TOPIC | typeof REVOKE_TOPIC
