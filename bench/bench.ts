@@ -10,7 +10,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { proxyServer, startNginx, tinyJsonServer } from './nginx.ts'
+import { proxyServer, startNginx, tinyJsonServer } from '../test/helpers/nginx.ts'
 
 const root = new URL('../', import.meta.url).pathname
 const node = join(root, 'node_modules/.bin/node')
@@ -118,12 +118,28 @@ async function passwordGrant(gateway: string): Promise<{ access_token: string; r
   return (await response.json()) as { access_token: string; refresh_token: string }
 }
 
+/** Nine rules that do not match an administrator's GET (a team, an organization, a network, paths, methods...), then one that does. */
+const TEN_RULES = [
+  { deny: { users: ['mallory', 'trudy'] } },
+  { deny: { paths: ['/api/ruled/admin/*', '/api/ruled/internal/*'] } },
+  { allow: { teams: ['Automation', 'Operations'] } },
+  { allow: { organizations: ['Research'], methods: ['GET', 'HEAD'] } },
+  { allow: { roles: ['Platform Auditor'], methods: ['GET'] } },
+  { deny: { networks: ['10.0.0.0/8', '192.168.0.0/16'] } },
+  { allow: { auth_methods: ['oidc'], scopes: ['api:read'] } },
+  { deny: { methods: ['DELETE'], superuser: false } },
+  { allow: { users: ['alice', 'bob', 'carol'] } },
+  { allow: { superuser: true } },
+]
+
 function writeConfig(): string {
   const config = join(dir, 'bench.yaml')
   writeFileSync(config, [
-    `server: { host: 127.0.0.1, port: ${ports.gateway} }`,
+    `server: { host: 127.0.0.1, port: ${ports.gateway}, trusted_proxies: [127.0.0.1] }`,
     'services:',
     `  - { name: controller, prefix: /api/controller/, upstream: "http://127.0.0.1:${ports.upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/], oidc: { realm: platform, client_id: end-users } }`,
+    // The same upstream behind ten access rules, the deciding one last: every request evaluates all ten.
+    `  - { name: ruled, prefix: /api/ruled/, upstream: "http://127.0.0.1:${ports.upstream}", accepts: [basic], access: ${JSON.stringify(TEN_RULES)} }`,
     'realms:',
     '  - name: platform',
     '    clients:',
@@ -154,6 +170,9 @@ function authRequestServer(port: number, cached: boolean): string {
     keepalive_requests 1000000;
     location / {
       auth_request /_gatehouse;
+      auth_request_set $gatehouse_user $upstream_http_x_gatehouse_user;
+      auth_request_set $gatehouse_identity $upstream_http_x_gatehouse_identity;
+      proxy_set_header X-Gatehouse-User $gatehouse_user; proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
       proxy_pass http://app_${port}; proxy_http_version 1.1; proxy_set_header Connection "";
     }
     location = /_gatehouse {
@@ -162,7 +181,9 @@ function authRequestServer(port: number, cached: boolean): string {
       proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_pass_request_body off; proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method;
-      ${cached ? 'proxy_cache authz; proxy_cache_key "$http_authorization$cookie_gateway_sessionid$host$request_uri"; proxy_cache_valid 200 1s;' : ''}
+      proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      ${cached ? 'proxy_cache authz; proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri"; proxy_cache_valid 200 1s; proxy_ignore_headers Cache-Control Expires Set-Cookie;' : ''}
     }
   }`
 }
@@ -221,6 +242,7 @@ try {
     { name: 'bare node:http + undici proxy', result: bareProxy },
     { name: 'Gatehouse, public path', result: measure(`${gateway}/api/controller/v2/ping/`) },
     ...credentials.map(([name, headers]) => ({ name: `Gatehouse, ${name}`, result: measure(`${gateway}${hosts}`, { headers }) })),
+    { name: 'Gatehouse, basic, ten access rules', result: measure(`${gateway}/api/ruled/v2/hosts/`, { headers: basicAuth }) },
   ]
   const forwardAuth = await fetch(`${gateway}/api/gateway/v1/authz/auth-request/`, { headers: { 'x-original-uri': hosts } })
   if (forwardAuth.status === 404) {

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
   | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'sso_access_denied'
   | 'permission_denied' | 'insufficient_scope' | 'self_lockout' | 'managed_by_source' | 'external_users_cannot_create_tokens'
+  | 'access_denied' | 'managed_role'
   | 'password_login_required' | 'not_token_owner' | 'account_source_conflict' | 'sso_identity_conflict'
   | 'sso_username_invalid' | 'sso_nonce_mismatch' | 'sso_state_mismatch'
   | 'csrf_origin_mismatch' | 'csrf_referer_missing' | 'csrf_referer_malformed' | 'csrf_referer_insecure'
@@ -21,6 +22,7 @@ export type ErrorCode =
   | 'unsupported_media_type' | 'login_throttled' | 'headers_too_large'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'directory_unavailable' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
+  | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'invalid_original_request' | 'untrusted_proxy'
 
 export interface ErrorOptions {
   /** Per-field messages for validation failures, keyed by the field's name or dotted path. */
@@ -136,6 +138,23 @@ export class UsernameTaken extends BadRequest {
   }
 }
 
+/** A WebSocket opening handshake that RFC 6455 §4.2.1 does not allow; it never reaches the service. */
+export class InvalidUpgrade extends BadRequest {
+  static override readonly code: ErrorCode = 'invalid_upgrade'
+  static override readonly defaultMessage: string = 'This WebSocket handshake is not one RFC 6455 allows.'
+}
+
+/** A forward-authentication request that does not say which request it asks about (src/gateway/forward-auth.ts). */
+export class MissingOriginalUri extends BadRequest {
+  static override readonly code: ErrorCode = 'missing_original_uri'
+  static override readonly defaultMessage: string = 'The asking proxy must send the original request\'s target.'
+}
+
+export class InvalidOriginalRequest extends BadRequest {
+  static override readonly code: ErrorCode = 'invalid_original_request'
+  static override readonly defaultMessage: string = 'The original request\'s method or target is not valid.'
+}
+
 // 401: every refusal of a credential, or its absence. The challenge headers tell the client which kinds the place accepts.
 
 export abstract class Unauthenticated extends GatehouseError {
@@ -240,6 +259,30 @@ export abstract class Forbidden extends GatehouseError {
 export class PermissionDenied extends Forbidden {
   static override readonly code: ErrorCode = 'permission_denied'
   static override readonly defaultMessage: string = 'You do not have permission to perform this action.'
+}
+
+/** A service's access rules refuse a signed-in caller (src/access/rules.ts); the message names the rule, or says none allowed. */
+export class AccessDenied extends Forbidden {
+  static override readonly code: ErrorCode = 'access_denied'
+  static override readonly defaultMessage: string = 'No access rule of this service allows this request.'
+}
+
+/** The platform's managed role definitions are fixed (src/access/permissions.ts). */
+export class ManagedRole extends Forbidden {
+  static override readonly code: ErrorCode = 'managed_role'
+  static override readonly defaultMessage: string = 'Managed role definitions cannot be changed or deleted.'
+}
+
+/** A CORS preflight for an origin, method or header the service's `cors` does not allow. */
+export class CorsRefused extends Forbidden {
+  static override readonly code: ErrorCode = 'cors_not_allowed'
+  static override readonly defaultMessage: string = 'This service does not allow that from other origins.'
+}
+
+/** Forward authentication asked by an address that is not in `server.trusted_proxies`. */
+export class UntrustedProxy extends Forbidden {
+  static override readonly code: ErrorCode = 'untrusted_proxy'
+  static override readonly defaultMessage: string = 'Forward authentication answers only the proxies in server.trusted_proxies.'
 }
 
 export class InsufficientScope extends Forbidden {
@@ -417,6 +460,17 @@ export class InternalError extends GatehouseError {
   static override readonly status: number = 500
   static override readonly code: ErrorCode = 'internal_error'
   static override readonly defaultMessage: string = 'Internal server error.'
+}
+
+/** A WebSocket version other than 13: RFC 6455 §4.4 answers 426 with the version the server speaks. */
+export class WebSocketVersionUnsupported extends GatehouseError {
+  static override readonly status: number = 426
+  static override readonly code: ErrorCode = 'websocket_version_unsupported'
+  static override readonly defaultMessage: string = 'Only WebSocket version 13 (RFC 6455) is supported.'
+
+  constructor() {
+    super(undefined, { headers: { 'sec-websocket-version': '13' } })
+  }
 }
 
 export class UpstreamUnavailable extends GatehouseError {

@@ -9,6 +9,7 @@ import { newRequestContext } from './context.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
+import { registerForwardAuth } from './gateway/forward-auth.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
@@ -68,19 +69,21 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const requestLog = server.log.child({}, { redact: [] })
   server.addHook('onResponse', async (request, reply) => {
     app.metrics.requestDone(request, reply)
-    const { place, principal, decision, authenticator, code } = request.gatehouse ?? newRequestContext()
+    const { place, principal, decision, authenticator, code, accessRule } = request.gatehouse ?? newRequestContext()
     requestLog.info({
       reqId: request.id,
       method: request.method,
       path: splitTarget(request.url).path,
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 10) / 10,
+      service: place?.service,
       place: place?.name,
       decision,
       code,
       authenticator,
       user: principal?.user.username,
       auth: principal?.method,
+      access_rule: accessRule,
     }, 'request')
   })
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
@@ -96,6 +99,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   await registerGatewayApi(server, app)
   registerHealthRoutes(server, app)
   registerMetrics(server, app)
+  await registerForwardAuth(server, app)
   await registerOidcRoutes(server, app)
   await registerProxy(server, app)
   await registerUi(server, app)

@@ -11,11 +11,14 @@ import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
 import { meRoutes } from './me.ts'
 import { mySessionRoutes } from './my-sessions.ts'
+import { organizationRoutes } from './organizations.ts'
 import { realmEventRoutes } from './realm-events.ts'
+import { roleRoutes } from './roles.ts'
 import { sessionRoutes } from './sessions.ts'
 import { settingsRoutes } from './settings.ts'
 import { ssoRoutes } from './sso.ts'
 import { tokenRoutes } from './tokens.ts'
+import { userAccessRoutes } from './user-access.ts'
 import { userRoutes } from './users.ts'
 import { schemaValidator } from './validation.ts'
 
@@ -49,6 +52,9 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       ssoRoutes(versioned, app)
       mySessionRoutes(versioned, app)
       activityStreamRoutes(versioned, app)
+      organizationRoutes(versioned, app)
+      roleRoutes(versioned, app)
+      userAccessRoutes(versioned, app)
       applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })
   })

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { signingIn } from '../audit/actor.ts'
-import { syncSsoAccount } from '../directory/sso-sync.ts'
+import { groupsClaim, syncSsoAccount } from '../directory/sso-sync.ts'
 import { checkAnswerIsOurs, FLOW_COOKIE, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
 import { AccountDisabled, GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoProviderUnknown } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
@@ -76,6 +76,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       pending = await takePendingLogin(app, key, party)
       const identity = await party.finish(redirectUri(party), query, secrets)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
+      await app.memberships.apply(user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       if (!user.isActive) throw new AccountDisabled()
       app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
       await startSession(app, request, reply, user)

@@ -35,8 +35,8 @@ export interface AccessTokenVerifier {
 export interface AccessTokenIssuers {
   /** The issuer whose `iss` this is, able to verify its tokens. */
   byIssuer(issuer: string): AccessTokenVerifier | undefined
-  /** What the place of this name expects of the tokens it accepts (nothing passes where it takes none). */
-  policyFor(place: string | undefined): BearerPolicy
+  /** What the places of this service expect of the tokens they accept (nothing passes where they take none). */
+  policyFor(service: string | undefined): BearerPolicy
   /** The longest an access token of any issuer lives: how long a revocation must be remembered. */
   longestAccessTokenSeconds(): number
 }

@@ -67,10 +67,10 @@ export class OidcBearerAuthenticator implements Authenticator {
       this.#verified.forget(key)
       throw invalidToken('The access token was revoked or its session ended.')
     }
-    const policy = this.#realms.policyFor(context.place?.name)
+    const policy = this.#realms.policyFor(context.place?.service)
     checkPolicy(verified, policy)
-    if (!policy.scoped) return { userId: verified.userId, method: 'oidc', expiresAt: verified.expiresAt }
-    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', expiresAt: verified.expiresAt }
+    if (!policy.scoped) return { userId: verified.userId, method: 'oidc', scopes: verified.scopes, expiresAt: verified.expiresAt }
+    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', scopes: verified.scopes, expiresAt: verified.expiresAt }
   }
 
   async #verify(token: string, now: number): Promise<VerifiedAccessToken> {

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander'
 import { closeSync, openSync } from 'node:fs'
+import { unknownNames } from '../access/rules.ts'
 import type { Config, TlsConfig } from '../config/schema.ts'
 import { listen } from '../listener/listener.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
@@ -8,10 +9,12 @@ import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { startGatehouse } from './start.ts'
+import { announceReady, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
 
 interface ServeOptions extends StorageOptions {
   host?: string
   port?: string
+  workers?: number
   logFormat: LogFormatChoice
 }
 
@@ -21,6 +24,7 @@ export function serveCommand(): Command {
     .option('--demo', 'use the demo configuration (unless --config is given) and start the built-in demo upstreams')
     .option('--host <address>', 'address to listen on (default: from the config, 127.0.0.1)')
     .addOption(new Option('--port <port>', 'port to listen on (default: from the config, 8080)').argParser(parsePort))
+    .addOption(new Option('--workers <count>', 'processes sharing the port and the database: a number, or auto for one per CPU (default 1)').argParser(parseWorkers).env('GATEHOUSE_WORKERS'))
     .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON lines otherwise').choices(logFormats).default('auto').env('GATEHOUSE_LOG_FORMAT')))
     .action(serve)
 }
@@ -41,6 +45,7 @@ async function serve(options: ServeOptions): Promise<void> {
   // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
   const tls = config.server.tls ? readTls(config.server.tls) : undefined
   checkOperationsFiles(config)
+  if ((options.workers ?? 1) > 1 && !isWorker()) return runWorkers(options.workers!)
   const terminal = process.stdout.isTTY === true
   const pretty = resolveLogFormat(options.logFormat, terminal) === 'pretty'
 
@@ -63,13 +68,17 @@ async function serve(options: ServeOptions): Promise<void> {
 
   const facts = startupFacts(app, listening, tls)
   const firstLine = listeningLine(app, publicUrl)
-  if (pretty) {
+  announceReady()
+  // With --workers, the first worker says this for all of them.
+  if (printsSummary() && pretty) {
     process.stdout.write(formatSummary(facts, firstLine, admin))
-  } else {
+  } else if (printsSummary()) {
     if (admin?.generatedPassword) process.stderr.write(`${adminHint(admin)}\n`)
     server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
     process.stdout.write(`${firstLine}\n`)
   }
+  // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
+  for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
 
   const graceMs = config.server.shutdown_grace_seconds * 1000
   const cutNow = new AbortController()
@@ -88,10 +97,7 @@ async function serve(options: ServeOptions): Promise<void> {
     server.log.info('stopped')
     process.exit(0)
   }
-  process.on('SIGINT', stop)
-  process.on('SIGTERM', stop)
-  // Also keeps a closed terminal (SIGHUP's default) from ending the gateway, as daemons that reload on it do.
-  process.on('SIGHUP', () => {
+  onSignals(stop, () => {
     if (!tls) server.log.info('SIGHUP: no TLS files to reload')
     else listening.reloadTls('SIGHUP')
   })

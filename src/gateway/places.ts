@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { Principal } from '../auth/principal.ts'
 import type { AuthMethod, Config } from '../config/schema.ts'
 import { type GatehouseError, PermissionDenied } from '../errors.ts'
+import { isSafeMethod } from '../http/negotiation.ts'
 import { gatewayLoginUrl, type UnauthenticatedMode } from './policy.ts'
 import { publicPathMatcher, type Route } from './routes.ts'
 
@@ -27,8 +28,13 @@ export interface EntryRule {
  * request against it.
  */
 export interface Place {
-  /** The name the request log and the OIDC bearer policy know it by: a service's name, `gateway`, `ui`, `realms/<name>`. */
+  /** The place's own name in the request log: a service's name, `gateway`, `ui`, `ui/admin`, `realms/<name>`. */
   readonly name: string
+  /**
+   * Whose place it is: a service's name, `gateway` for the gateway's own API and pages, `realms/<name>`. The request
+   * log's `service`, and what the OIDC bearer policy (which tokens the place takes) is looked up by.
+   */
+  readonly service: string
   readonly accepts: readonly AuthMethod[]
   /** Paths anyone may reach; a credential that fails there counts as none. */
   isPublic(path: string): boolean
@@ -58,9 +64,10 @@ export interface Places {
   realm(name: string): Place
 }
 
+/** Superusers; and a Platform Auditor (docs/access.md), who reads everything a superuser may and changes nothing. */
 const superuserOnly: EntryRule = {
   name: 'superuser',
-  decide: (principal) => (principal.user.isSuperuser ? ALLOW : new PermissionDenied()),
+  decide: (principal, request) => (principal.user.isSuperuser || (principal.user.isSystemAuditor && isSafeMethod(request.method)) ? ALLOW : new PermissionDenied()),
 }
 
 function entryFor(who: Who): readonly EntryRule[] {
@@ -77,8 +84,8 @@ function place(fields: Omit<Place, 'entry' | 'loginUrl'> & { loginUrl?: (next: s
 export function compilePlaces(config: Config, services: readonly Route[]): Places {
   const configuredPublic = publicPathMatcher(config.gateway.public_paths)
   const api = (who: Who, isPublic: (path: string) => boolean): Place =>
-    place({ name: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', who })
-  const realms = new Map(config.realms.map((realm) => [realm.name, place({ name: `realms/${realm.name}`, accepts: ['session'], isPublic: everywhere, unauthenticated: '401', who: 'anonymous' })]))
+    place({ name: 'gateway', service: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', who })
+  const realms = new Map(config.realms.map((realm) => [realm.name, place({ name: `realms/${realm.name}`, service: `realms/${realm.name}`, accepts: ['session'], isPublic: everywhere, unauthenticated: '401', who: 'anonymous' })]))
   return Object.freeze({
     services,
     gatewayApi: Object.freeze({
@@ -88,8 +95,8 @@ export function compilePlaces(config: Config, services: readonly Route[]): Place
       user: api('signed_in', nowhere),
       superuser: api('superuser', nowhere),
     }),
-    ui: place({ name: 'ui', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'signed_in' }),
-    uiAdmin: place({ name: 'ui', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'superuser' }),
+    ui: place({ name: 'ui', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'signed_in' }),
+    uiAdmin: place({ name: 'ui/admin', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'superuser' }),
     realm: (name: string) => realms.get(name)!,
   })
 }

@@ -5,9 +5,11 @@ import type { App } from '../app.ts'
 import { NotFound, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { answerRefusal } from './authorize.ts'
+import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import type { Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { poolClient } from './upstream-pool.ts'
+import { WebSocketTunnels } from './websocket.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
@@ -18,6 +20,7 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
  * "parser" that hands the request stream through untouched, so uploads are streamed, never buffered.
  */
 export async function registerProxy(server: FastifyInstance, app: App): Promise<void> {
+  const websockets = new WebSocketTunnels(server, app)
   for (const route of app.routes) {
     await server.register(async (scope) => {
       scope.removeAllContentTypeParsers()
@@ -32,18 +35,21 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
           bodyTimeout: route.timeouts.responseMs,
         },
       })
+      const { cors } = route
+      if (cors) scope.addHook('onRequest', async (request, reply) => (cors.handle(request, reply) ? reply : undefined))
+      const rewrite = responseRewrite(route)
       const basePath = route.upstream.pathname.replace(/\/$/, '')
       // Neither the handler nor forward() resolves to the reply: a promise resolved with it (a thenable) makes
       // Fastify attach end-of-stream listeners to every response just to learn when it ends.
       const handler = (request: FastifyRequest, reply: FastifyReply): void => {
-        forward(app, route, basePath, request, reply).catch((error: unknown) => reply.send(error))
+        forward(app, route, basePath, rewrite, request, reply, websockets).catch((error: unknown) => reply.send(error))
       }
       scope.route({ method: METHODS, url: `${route.prefix}*`, handler })
     })
   }
 }
 
-async function forward(app: App, route: Route, basePath: string, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+async function forward(app: App, route: Route, basePath: string, rewrite: ResponseRewrite, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
   const { path, query } = splitTarget(request.url)
   // The router matches decoded paths (`/%72ec/` as `/rec/`); the prefix is cut, and public paths judged, on the
   // raw path, so one that does not start with the prefix as written is not this service's.
@@ -54,8 +60,15 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
     return
   }
   const { principal } = decision
-  const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
+  // The caller's teams, organizations and roles, which the identity token and X-Gatehouse-Teams carry.
+  const access = principal ? app.access.of(principal.user) : undefined
+  const identity = principal ? await app.identity.tokenFor(principal, route.name, access) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
+  const upgrade = websockets.upgradeOf(request)
+  if (upgrade) {
+    await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access))
+    return
+  }
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
   if (waiting) await waiting
   // The gateway's own time runs until here, a wait for a free upstream connection included.
@@ -63,10 +76,11 @@ async function forward(app: App, route: Route, basePath: string, request: Fastif
   const forwardedAt = reply.elapsedTime
   context.forwardedAtMs = forwardedAt
   reply.from(basePath + upstreamPath + query, {
-    rewriteRequestHeaders: (_raw, headers) => upstreamRequestHeaders(request, headers, app.trustsProxy, principal, identity),
+    rewriteRequestHeaders: (_raw, headers) => upstreamRequestHeaders(request, headers, app.trustsProxy, principal, identity, access),
     rewriteHeaders: (headers) => {
       context.upstreamMs = reply.elapsedTime - forwardedAt
-      return clientResponseHeaders(headers as IncomingHttpHeaders)
+      const kept = rewrite(clientResponseHeaders(headers as IncomingHttpHeaders), request)
+      return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept
     },
     retryDelay: () => null,
     onError: (replyWithError, { error }) => {

@@ -1,5 +1,6 @@
 import type { Config, ServiceConfig } from '../config/schema.ts'
-import type { Place } from './places.ts'
+import type { EntryRule, Place } from './places.ts'
+import { compileCors, type CorsPolicy } from './cors.ts'
 import { gatewayLoginUrl } from './policy.ts'
 import { UpstreamPool } from './upstream-pool.ts'
 
@@ -9,6 +10,8 @@ export interface Route extends Place {
   readonly upstream: URL
   readonly stripPrefix: boolean
   readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
+  /** Present when the service lets pages of other origins call it. */
+  readonly cors: CorsPolicy | undefined
   /** Admission to the service's upstream connections, shared fairly among clients. */
   readonly pool: UpstreamPool
 }
@@ -23,18 +26,23 @@ export function publicPathMatcher(paths: readonly string[]): (path: string) => b
 /** Where an unauthenticated browser is sent to log in, by service: the gateway's login page unless said otherwise. */
 export type LoginUrls = (service: string) => ((next: string) => string) | undefined
 
-export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: LoginUrls = () => undefined): Route {
+/** A service's own entry rules beyond signing in, by service name: its access rules (src/access/). */
+export type ServiceEntryRules = (service: string) => readonly EntryRule[]
+
+export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: LoginUrls = () => undefined, entryRules: ServiceEntryRules = () => []): Route {
   return Object.freeze({
     name: service.name,
+    service: service.name,
     prefix: service.prefix,
     upstream,
     accepts: Object.freeze([...service.accepts]),
     unauthenticated: service.unauthenticated,
     loginUrl: loginUrls(service.name) ?? gatewayLoginUrl,
     who: 'signed_in',
-    entry: Object.freeze([]),
+    entry: Object.freeze([...entryRules(service.name)]),
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
+    cors: compileCors(service.cors),
     pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
     isPublic: publicPathMatcher(service.public_paths),
   })
@@ -44,8 +52,8 @@ export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: L
  * Compiles every configured service. `upstreams` resolves `builtin:demo` to the demo upstream's address;
  * other upstreams are taken as written.
  */
-export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls): Route[] {
+export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls, entryRules?: ServiceEntryRules): Route[] {
   return config.services
-    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), loginUrls))
+    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), loginUrls, entryRules))
     .sort((a, b) => b.prefix.length - a.prefix.length)
 }

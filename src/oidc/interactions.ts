@@ -102,7 +102,8 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   if (!fromThisBrowser) return expired(reply)
   await code.consume()
   const user = await app.accounts.get(Number(code.accountId))
-  if (!user?.isActive) return html(reply, 403, simplePage('Login failed', '<p>Your account is disabled.</p>'))
+  // The status every door answers a disabled account with (account_disabled).
+  if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
   await openGatewaySession(app, request, reply, user)
   const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : ''
   return reply.header('cache-control', 'no-store').redirect(/^\/(?![/\\])[^\s]*$/.test(next) ? next : '/', 302)

@@ -7,6 +7,8 @@ import type Provider from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
+import type { Memberships } from './claims.ts'
+import type { User } from '../store/users.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import type { ApplicationClients } from './applications.ts'
@@ -36,6 +38,8 @@ export interface RealmDependencies {
   publicUrl(): string
   /** Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. */
   endGatewaySession(cookie: string): Promise<void>
+  /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */
+  memberships?: ((user: User) => Memberships) | undefined
   /** Told each grant a realm's token endpoint answered with tokens, with the realm's name. */
   tokensIssued?: ((realm: string, grantType: string) => void) | undefined
 }
@@ -223,6 +227,7 @@ export class Realm {
         serviceAccounts: this.#deps.serviceAccounts,
         loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
+        memberships: this.#deps.memberships,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
@@ -310,8 +315,8 @@ export class OidcRealms implements AccessTokenIssuers {
   }
 
   /** The tokens a service (or the gateway's own API, `gateway`) accepts; none anywhere else. */
-  policyFor(place: string | undefined): BearerPolicy {
-    return (place && this.#policies.get(place)) || NO_TOKENS
+  policyFor(service: string | undefined): BearerPolicy {
+    return (service && this.#policies.get(service)) || NO_TOKENS
   }
 
   /** For services that take OIDC but not the gateway session: where an unauthenticated browser goes to log in. */

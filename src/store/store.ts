@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely'
+import { AccessRepository } from './access.ts'
 import { AuditRepository } from './audit.ts'
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
@@ -25,6 +26,7 @@ export interface Repositories {
   readonly sso: SsoRepository
   readonly loginFailures: LoginFailureRepository
   readonly audit: AuditRepository
+  readonly access: AccessRepository
   readonly applications: ApplicationRepository
 }
 
@@ -70,6 +72,7 @@ function repositoriesOn(db: Kysely<Tables>): Repositories {
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
     audit: new AuditRepository(db),
+    access: new AccessRepository(db),
     applications: new ApplicationRepository(db),
   }
 }

@@ -43,7 +43,7 @@ describe('one authorize step for every place', () => {
     const expected = [
       ['/api/controller/v2/hosts/', 401, { place: 'controller', decision: 'refused', code: 'invalid_credentials', authenticator: 'basic', user: undefined }],
       ['/api/gateway/v1/settings/', 403, { place: 'gateway', decision: 'refused', code: 'permission_denied', authenticator: 'basic', user: 'carol' }],
-      ['/ui/admin/settings', 403, { place: 'ui', decision: 'refused', code: 'permission_denied', authenticator: 'session', user: 'carol' }],
+      ['/ui/admin/settings', 403, { place: 'ui/admin', decision: 'refused', code: 'permission_denied', authenticator: 'session', user: 'carol' }],
     ] as const
     for (const [path, status, fields] of expected) {
       const line = await loggedLine(path, status)

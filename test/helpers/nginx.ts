@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /**
  * A throwaway nginx (Debian package `nginx`) with one worker, its own prefix directory and the given `http { }`
- * body, in the foreground so it ends with the benchmark.
+ * body, in the foreground so it ends with whoever started it (the tests, the benchmark).
  */
 export async function startNginx(dir: string, name: string, http: string): Promise<ChildProcess> {
   const prefix = join(dir, name)
@@ -12,6 +13,8 @@ export async function startNginx(dir: string, name: string, http: string): Promi
   const config = join(prefix, 'nginx.conf')
   writeFileSync(config, [
     'daemon off;',
+    // As root, nginx runs its worker as nobody, which cannot enter a private temporary directory (its caches live there).
+    ...(process.getuid?.() === 0 ? ['user root;'] : []),
     'worker_processes 1;',
     'pid nginx.pid;',
     'error_log logs/error.log warn;',
@@ -48,3 +51,15 @@ export const proxyServer = (port: number, upstreamPort: number): string => `
     keepalive_requests 1000000;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }`
+
+/** A port free right now on 127.0.0.1, for servers (nginx, Caddy) whose configuration must name theirs. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer()
+    probe.once('error', reject)
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number }
+      probe.close(() => resolve(port))
+    })
+  })
+}

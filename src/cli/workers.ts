@@ -1,0 +1,122 @@
+import cluster, { type Worker } from 'node:cluster'
+import { availableParallelism } from 'node:os'
+import { UsageError } from './common.ts'
+
+/**
+ * `serve --workers N`: N gateway processes share the listening port (node:cluster hands each new connection to
+ * one of them) and the database, through which they already keep each other's caches coherent, as separate
+ * `serve` processes on one database do. The primary process only starts, replaces and stops the workers.
+ * The first worker starts alone, so it alone migrates the database and creates the first administrator.
+ */
+
+type Message = { type: 'ready' } | { type: 'signal'; signal: NodeJS.Signals }
+
+/** Delay before a worker that died is replaced, so a worker that keeps crashing does not spin. */
+const RESTART_DELAY_MS = 1000
+
+export function parseWorkers(value: string): number {
+  if (value === 'auto') return availableParallelism()
+  if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 256) throw new UsageError(`--workers must be a number from 1 to 256 or "auto", got "${value}"`)
+  return Number(value)
+}
+
+/** Whether this process is a worker of `serve --workers`. */
+export function isWorker(): boolean {
+  return cluster.isWorker
+}
+
+/** Whether this process prints what serve prints once: a single process, or the first worker. */
+export function printsSummary(): boolean {
+  return !cluster.isWorker || cluster.worker?.id === 1
+}
+
+/** Tells the primary this worker is listening. */
+export function announceReady(): void {
+  if (cluster.isWorker) process.send!({ type: 'ready' } satisfies Message)
+}
+
+/**
+ * Wires serve's signal handling. A worker takes signals only from the primary: a Ctrl-C reaches every process of
+ * the terminal's group, and the primary must know a stop from a crash to replace only crashed workers.
+ */
+export function onSignals(stop: (signal: NodeJS.Signals) => void, hangUp: () => void): void {
+  if (!cluster.isWorker) {
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+    // Also keeps a closed terminal (SIGHUP's default) from ending the gateway, as daemons that reload on it do.
+    process.on('SIGHUP', hangUp)
+    return
+  }
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined)
+  process.on('message', (message: Message) => {
+    if (message.type !== 'signal') return
+    if (message.signal === 'SIGHUP') hangUp()
+    else stop(message.signal)
+  })
+}
+
+/**
+ * The primary: starts the workers (the first alone), replaces one that dies while serving, passes signals on, and
+ * exits when they all have. A worker that fails before it listens stops the whole start with its exit status.
+ */
+export async function runWorkers(count: number): Promise<void> {
+  const workers = new Set<Worker>()
+  const ready = new WeakSet<Worker>()
+  let stopping = false
+
+  const exitWhenAllGone = () => {
+    if (workers.size === 0) process.exit(process.exitCode ?? 0)
+  }
+  const stopAll = (signal: NodeJS.Signals) => {
+    stopping = true
+    for (const worker of workers) {
+      worker.send({ type: 'signal', signal } satisfies Message)
+      // One still starting may not listen for the primary yet; until it does, the signal's default ends it.
+      if (!ready.has(worker)) worker.process.kill('SIGTERM')
+    }
+    exitWhenAllGone()
+  }
+
+  function start(): Promise<Worker> {
+    return new Promise((resolve, reject) => {
+      const worker = cluster.fork()
+      workers.add(worker)
+      worker.on('message', (message: Message) => {
+        if (message.type !== 'ready') return
+        ready.add(worker)
+        resolve(worker)
+      })
+      worker.on('exit', (code, signal) => {
+        workers.delete(worker)
+        if (!ready.has(worker)) {
+          reject(new WorkerFailed(code ?? 1))
+        } else if (!stopping) {
+          process.stderr.write(`gatehouse: worker ${worker.process.pid} exited (${signal ?? `status ${code}`}); starting another\n`)
+          setTimeout(() => void start().catch(() => undefined), RESTART_DELAY_MS)
+        }
+        if (stopping) exitWhenAllGone()
+      })
+    })
+  }
+
+  process.on('SIGINT', stopAll)
+  process.on('SIGTERM', stopAll)
+  process.on('SIGHUP', () => {
+    for (const worker of workers) worker.send({ type: 'signal', signal: 'SIGHUP' } satisfies Message)
+  })
+  try {
+    await start()
+    await Promise.all(Array.from({ length: count - 1 }, start))
+  } catch (error) {
+    process.exitCode = error instanceof WorkerFailed ? error.status : 1
+    stopAll('SIGTERM')
+  }
+}
+
+class WorkerFailed extends Error {
+  readonly status: number
+  constructor(status: number) {
+    super(`a worker exited with status ${status} before it was listening`)
+    this.status = status
+  }
+}

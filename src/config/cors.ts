@@ -1,0 +1,35 @@
+import { z } from 'zod'
+
+/**
+ * A service's `cors` section: which other sites' pages may call it from a browser (the Fetch standard's CORS
+ * protocol). The gateway answers the preflights itself and adds the response headers (src/gateway/cors.ts).
+ */
+
+/** A web origin as browsers send it (scheme, host and optional port, nothing after), or `*` for any. */
+const origin = z.string()
+  .regex(/^(?:\*|https?:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?)$/, 'must be an origin such as https://app.example.com (scheme, host, optional port; no path), or "*"')
+  .transform((value) => (value === '*' ? value : new URL(value).origin))
+/** RFC 9110 §5.1 field names. */
+const fieldName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/, 'must be a header field name').transform((name) => name.toLowerCase())
+const method = z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+
+export const CorsSchema = z.object({
+  allowed_origins: z.array(origin).min(1)
+    .describe('Origins whose pages may call the service, e.g. `https://app.example.com`; `*` allows any (not with `allow_credentials`).'),
+  allowed_methods: z.array(method).min(1).default(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'])
+    .describe('Methods a preflight may ask for.'),
+  allowed_headers: z.array(fieldName).default(['authorization', 'content-type', 'x-csrftoken', 'x-requested-with'])
+    .describe('Request headers a preflight may ask for (the CORS-safelisted ones are always allowed).'),
+  exposed_headers: z.array(fieldName).default([])
+    .describe('Response headers, besides the safelisted ones, that the calling page may read.'),
+  allow_credentials: z.boolean().default(false)
+    .describe('Let pages send cookies and HTTP authentication (`Access-Control-Allow-Credentials: true`). A page using the session cookie for unsafe methods must also be in `server.trusted_origins` to pass the CSRF check.'),
+  max_age_seconds: z.number().int().min(0).max(86_400).default(600)
+    .describe('How long a browser may reuse a preflight\'s answer.'),
+}).strict().superRefine((cors, ctx) => {
+  if (cors.allow_credentials && cors.allowed_origins.includes('*')) {
+    ctx.addIssue({ code: 'custom', path: ['allowed_origins'], message: 'cannot be "*" with allow_credentials: browsers refuse credentials for any origin' })
+  }
+})
+
+export type CorsConfig = z.output<typeof CorsSchema>

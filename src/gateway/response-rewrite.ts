@@ -1,0 +1,61 @@
+import type { FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Route } from './routes.ts'
+
+/**
+ * What nginx's `proxy_redirect default` and `proxy_cookie_path` do, for the route's prefix: a service knows only
+ * its own address and paths, so `Location` and `Content-Location` pointing at the upstream's origin are turned into
+ * the address the client used, and paths under the upstream's base path (with `strip_prefix`, any path) are
+ * turned into the public paths under the prefix; so is the `Path` of its cookies. Anything pointing elsewhere is
+ * left as it is.
+ */
+export type ResponseRewrite = (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders
+
+export function responseRewrite(route: Route): ResponseRewrite {
+  const upstreamOrigin = route.upstream.origin.toLowerCase()
+  const basePath = route.upstream.pathname.replace(/\/$/, '')
+  const publicBase = route.stripPrefix ? route.prefix.slice(0, -1) : ''
+  const mapsPaths = basePath !== '' || route.stripPrefix
+
+  /** The public path for a path of the upstream's, or undefined for one outside its base path. */
+  function publicPath(path: string): string | undefined {
+    if (basePath && path !== basePath && !path.startsWith(`${basePath}/`)) return undefined
+    return publicBase + (path.slice(basePath.length) || '/')
+  }
+
+  /** A path-absolute reference with its query and fragment, mapped; undefined when it is left alone. */
+  function mapReference(reference: string): string | undefined {
+    const end = reference.search(/[?#]/)
+    const path = end === -1 ? reference : reference.slice(0, end)
+    const mapped = publicPath(path)
+    return mapped === undefined ? undefined : mapped + (end === -1 ? '' : reference.slice(end))
+  }
+
+  function location(value: string, request: FastifyRequest): string | undefined {
+    if (value.slice(0, upstreamOrigin.length).toLowerCase() === upstreamOrigin && /^(?:[/?#]|$)/.test(value.slice(upstreamOrigin.length))) {
+      const mapped = mapReference(value.slice(upstreamOrigin.length) || '/')
+      return mapped === undefined ? undefined : `${request.protocol}://${request.host}${mapped}`
+    }
+    if (mapsPaths && value.startsWith('/') && !value.startsWith('//')) return mapReference(value)
+    return undefined
+  }
+
+  function cookie(value: string): string {
+    return value.replace(/(;\s*path=)([^;]*)/i, (whole, attribute: string, path: string) => {
+      const mapped = publicPath(path.trim())
+      return mapped === undefined ? whole : attribute + mapped
+    })
+  }
+
+  return (headers, request) => {
+    for (const name of ['location', 'content-location'] as const) {
+      const value = headers[name]
+      if (typeof value !== 'string') continue
+      const rewritten = location(value, request)
+      if (rewritten !== undefined) headers[name] = rewritten
+    }
+    const cookies = headers['set-cookie']
+    if (mapsPaths && cookies) headers['set-cookie'] = cookies.map(cookie)
+    return headers
+  }
+}

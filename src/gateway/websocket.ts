@@ -1,0 +1,203 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { request as httpRequest, ServerResponse, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { App } from '../app.ts'
+import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import type { Route } from './routes.ts'
+import { clientResponseHeaders } from './upstream-headers.ts'
+
+/**
+ * WebSockets through the gateway (RFC 6455). An upgrade request is routed as any other request is (the same hooks,
+ * authentication, refusals and redirects) and, once allowed, tunnelled byte for byte to the service with the identity
+ * headers. An open socket lives only as long as its credential: every open tunnel's request goes through `authorize`
+ * again twice a second, from memory, and a socket whose session or token was revoked, whose user was disabled, whose
+ * credential expired or whose access was withdrawn is closed.
+ */
+
+/** How often open sockets' credentials are checked again: a revocation closes them within a second. */
+const RECHECK_MS = 500
+/** A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 §4.1). */
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/
+
+interface Upgrade {
+  readonly socket: Duplex
+  readonly head: Buffer
+}
+
+interface Tunnel {
+  readonly request: FastifyRequest
+  readonly route: Route
+  readonly userId: number
+  close(reason: string): void
+}
+
+/** Only WebSocket upgrades leave the ordinary request path: others (h2c, say) are answered over HTTP/1.1. */
+export function asksForWebSocket(request: IncomingMessage): boolean {
+  const upgrade = request.headers.upgrade
+  return typeof upgrade === 'string' && upgrade.split(',').some((protocol) => protocol.trim().toLowerCase() === 'websocket')
+}
+
+export class WebSocketTunnels {
+  readonly #app: App
+  readonly #upgrades = new WeakMap<IncomingMessage, Upgrade>()
+  readonly #open = new Set<Tunnel>()
+  #timer: NodeJS.Timeout | undefined
+  #checking = false
+
+  /**
+   * Takes WebSocket upgrades off Node's HTTP server and hands them to Fastify's router with a response bound to
+   * their socket, so a refusal is the ordinary JSON (or redirect) answer, after which the connection is closed.
+   */
+  constructor(server: FastifyInstance, app: App) {
+    this.#app = app
+    const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
+    http.shouldUpgradeCallback = asksForWebSocket
+    http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.#upgrades.set(request, { socket, head })
+      socket.on('error', () => socket.destroy())
+      const response = new ServerResponse(request)
+      response.shouldKeepAlive = false
+      response.assignSocket(socket as Socket)
+      response.on('finish', () => socket.end())
+      server.routing(request, response)
+    })
+    server.addHook('onClose', async () => {
+      for (const tunnel of this.#open) tunnel.close('shutdown')
+    })
+  }
+
+  /** The upgrade this request asks for, if it came in as one. */
+  upgradeOf(request: FastifyRequest): Upgrade | undefined {
+    return this.#upgrades.get(request.raw)
+  }
+
+  /**
+   * Tunnels an allowed upgrade to the service. `headers` are what the service gets for an ordinary request (identity,
+   * X-Forwarded-*, credentials removed). The service's own answer, 101 or a refusal, goes back to the client.
+   */
+  async tunnel(route: Route, request: FastifyRequest, reply: FastifyReply, upgrade: Upgrade, target: string, headers: IncomingHttpHeaders): Promise<void> {
+    checkHandshake(request)
+    const principal = request.gatehouse.principal
+    // A browser sends its cookies with a WebSocket from any site's page, and a GET carries no CSRF token: the
+    // Origin is what tells a page of ours from another site's (cross-site WebSocket hijacking).
+    if (principal?.method === 'session') this.#app.csrf.checkOrigin(request)
+    const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
+    if (!('socket' in answer)) {
+      // A refusal from the service is relayed as an ordinary response.
+      reply.code(answer.response.statusCode ?? 502).headers(clientResponseHeaders(answer.response.headers)).send(answer.response)
+      return
+    }
+    reply.hijack()
+    const client = upgrade.socket
+    const service = answer.socket
+    const opened = performance.now()
+    client.write(switchingProtocols(answer.response))
+    if (answer.head.length) client.write(answer.head)
+    if (upgrade.head.length) service.write(upgrade.head)
+    let closedBy: string | undefined
+    const tunnel: Tunnel | undefined = principal ? { request, route, userId: principal.user.id, close } : undefined
+    function close(reason: string): void {
+      if (closedBy) return
+      closedBy = reason
+      client.destroy()
+      service.destroy()
+    }
+    const closed = () => {
+      if (tunnel) this.#forget(tunnel)
+      request.log.info({ reqId: request.id, service: route.name, user: principal?.user.username, auth: principal?.method, ms: Math.round(performance.now() - opened), closed_by: closedBy }, 'websocket closed')
+    }
+    client.once('close', () => close('client'))
+    service.once('close', () => close('service'))
+    client.on('error', () => close('client'))
+    service.on('error', () => close('service'))
+    service.once('close', closed)
+    service.pipe(client)
+    client.pipe(service)
+    if (tunnel) this.#watch(tunnel)
+  }
+
+  get openCount(): number {
+    return this.#open.size
+  }
+
+  #watch(tunnel: Tunnel): void {
+    this.#open.add(tunnel)
+    this.#timer ??= setInterval(() => void this.#recheck(), RECHECK_MS).unref()
+  }
+
+  #forget(tunnel: Tunnel): void {
+    this.#open.delete(tunnel)
+    if (this.#open.size === 0 && this.#timer) {
+      clearInterval(this.#timer)
+      this.#timer = undefined
+    }
+  }
+
+  /** Decides on every open socket's request again; one that is no longer let in, or only as someone else, is closed. */
+  async #recheck(): Promise<void> {
+    if (this.#checking) return
+    this.#checking = true
+    try {
+      await Promise.all([...this.#open].map(async (tunnel) => {
+        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch(() => undefined)
+        if (!decision?.granted || decision.principal?.user.id !== tunnel.userId) tunnel.close('credential revoked')
+      }))
+    } finally {
+      this.#checking = false
+    }
+  }
+}
+
+/** The opening handshake's requirements on the client (RFC 6455 §4.2.1); a bad one never reaches the service. */
+function checkHandshake(request: FastifyRequest): void {
+  const { headers } = request
+  if (request.method !== 'GET') throw new InvalidUpgrade('A WebSocket upgrade must be a GET request.')
+  if (request.raw.httpVersion !== '1.1') throw new InvalidUpgrade('A WebSocket upgrade needs HTTP/1.1.')
+  if (headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined) throw new InvalidUpgrade('A WebSocket upgrade has no body.')
+  const key = headers['sec-websocket-key']
+  if (typeof key !== 'string' || !WEBSOCKET_KEY.test(key)) throw new InvalidUpgrade('Sec-WebSocket-Key must be 16 bytes in base64.')
+  if (headers['sec-websocket-version'] !== '13') throw new WebSocketVersionUnsupported()
+}
+
+type Answer = { response: IncomingMessage } | { response: IncomingMessage; socket: Duplex; head: Buffer }
+
+/** Sends the upgrade to the service and waits, at most the route's response timeout, for its answer. */
+function handshake(route: Route, target: string, headers: IncomingHttpHeaders, client: Duplex): Promise<Answer> {
+  const { upstream } = route
+  const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest
+  return new Promise((resolve, reject) => {
+    const outgoing = send({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port || undefined, path: target, method: 'GET', headers, agent: false })
+    const timer = setTimeout(() => {
+      outgoing.destroy()
+      reject(new UpstreamTimeout(route.name))
+    }, route.timeouts.responseMs)
+    const settle = (answer: Answer) => {
+      clearTimeout(timer)
+      resolve(answer)
+    }
+    outgoing.once('socket', (socket) => {
+      socket.setTimeout(route.timeouts.connectMs, () => outgoing.destroy(new Error('connect timeout')))
+      socket.once('connect', () => socket.setTimeout(0))
+    })
+    outgoing.once('upgrade', (response, socket, head) => settle({ response, socket, head }))
+    outgoing.once('response', (response) => settle({ response }))
+    outgoing.once('error', (error) => {
+      clearTimeout(timer)
+      reject(new UpstreamUnavailable(route.name, error))
+    })
+    // A client that leaves during the handshake takes the service's connection with it.
+    client.once('close', () => outgoing.destroy())
+    outgoing.end()
+  })
+}
+
+/** The service's 101 as the client gets it: its fields without the gateway's cookies, and the upgrade's own. */
+function switchingProtocols(response: IncomingMessage): string {
+  let head = `HTTP/1.1 101 ${response.statusMessage}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`
+  for (const [name, value] of Object.entries(clientResponseHeaders(response.headers))) {
+    for (const one of [value ?? []].flat()) head += `${name}: ${one}\r\n`
+  }
+  return `${head}\r\n`
+}

@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { get } from 'node:http'
+import { rmSync } from 'node:fs'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { at } from '../helpers/session.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
+
+function workerPids(primary: number): number[] {
+  try {
+    return execFileSync('ps', ['--ppid', String(primary), '-o', 'pid='], { encoding: 'utf8' })
+      .split('\n').filter((line) => line.trim()).map(Number)
+  } catch {
+    return []
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A GET on a connection of its own: the port's connections, not requests, are handed to the workers in turn. */
+function statusOnNewConnection(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    get(url, { headers, agent: false }, (response) => {
+      response.resume()
+      resolve(response.statusCode!)
+    }).on('error', reject)
+  })
+}
+
+async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+describe('serve --workers', () => {
+  const dir = tempDir()
+  let gateway: GatewayProcess
+
+  before(async () => {
+    gateway = await spawnGateway(['--demo', '--data-dir', dir, '--workers', '2'], { GATEHOUSE_LOG_LEVEL: 'info' })
+    await until(() => gateway.output().match(/Server listening at/g)?.length === 2, 15_000, 'both workers listen')
+  })
+  after(async () => {
+    await gateway.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('serves one port from two processes, and a token revoked through one is refused by both on the next request', async () => {
+    const gw = at(gateway.url)
+    const created = await createToken(gw as never, adminAuth)
+    const statuses = async () => Promise.all(Array.from({ length: 8 }, () => statusOnNewConnection(`${gateway.url}/api/controller/v2/hosts/`, bearer(created.token))))
+    assert.deepEqual(await statuses(), Array(8).fill(200))
+    const servedBy = new Set([...gateway.output().matchAll(/"pid":(\d+)[^\n]*"path":"\/api\/controller\/v2\/hosts\/"/g)].map((m) => m[1]))
+    assert.equal(servedBy.size, 2, `both workers answered:\n${gateway.output()}`)
+    assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+    assert.deepEqual(await statuses(), Array(8).fill(401))
+  })
+
+  it('prints the listening line once', () => {
+    assert.equal(gateway.output().match(/Gatehouse listening on/g)?.length, 1)
+  })
+
+  it('replaces a worker that dies', async () => {
+    const [victim] = workerPids(gateway.process.pid!)
+    process.kill(victim!, 'SIGKILL')
+    await until(() => gateway.output().match(/Server listening at/g)?.length === 3, 15_000, 'a new worker listens')
+    assert.equal(workerPids(gateway.process.pid!).length, 2)
+    assert.ok(!workerPids(gateway.process.pid!).includes(victim!))
+    await until(() => /worker \d+ exited \(SIGKILL\); starting another/.test(gateway.output()), 1000, 'the primary says so')
+    assert.equal(await statusOnNewConnection(`${gateway.url}/api/controller/v2/hosts/`, adminAuth), 200, gateway.output())
+  })
+
+  it('stops every worker on SIGTERM', async () => {
+    const workers = workerPids(gateway.process.pid!)
+    await gateway.stop()
+    assert.equal(gateway.process.exitCode, 0)
+    await until(() => workers.every((pid) => !alive(pid)), 5000, 'the workers exited')
+  })
+})
+
+describe('serve --workers, bad values', () => {
+  it('refuses a count that is not a number from 1 to 256 or auto', async () => {
+    for (const value of ['0', 'many', '1000']) {
+      const { code, stderr } = await runCli(['serve', '--workers', value])
+      assert.equal(code, 2)
+      assert.match(stderr, /--workers must be a number from 1 to 256 or "auto"/)
+    }
+  })
+})

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { ConfigError, validateConfig } from '../../src/config/load.ts'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+/** An upstream that counts requests and answers with CORS headers of its own, which the gateway's policy replaces. */
+async function countingUpstream(): Promise<{ url: string; requests: () => number; server: Server }> {
+  let requests = 0
+  const server = createServer((_req, res) => {
+    requests++
+    res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3' }).end('{"ok":true}')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => requests, server }
+}
+
+const APP = 'https://app.example'
+
+describe('CORS per service', () => {
+  let gw: TestGateway
+  let upstream: Awaited<ReturnType<typeof countingUpstream>>
+
+  before(async () => {
+    upstream = await countingUpstream()
+    gw = await startGateway({
+      config: {
+        services: [
+          { name: 'api', prefix: '/api/things/', upstream: upstream.url, accepts: ['basic', 'token'], cors: { allowed_origins: [APP], allowed_methods: ['GET', 'POST'], allow_credentials: true, exposed_headers: ['X-Total'] } },
+          { name: 'open', prefix: '/open/', upstream: upstream.url, public_paths: ['/open/*'], cors: { allowed_origins: ['*'] } },
+          { name: 'none', prefix: '/none/', upstream: upstream.url },
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    upstream.server.close()
+  })
+
+  const preflight = (path: string, origin: string, method: string, headers?: string) => gw.fetch(path, {
+    method: 'OPTIONS',
+    headers: { origin, 'access-control-request-method': method, ...(headers ? { 'access-control-request-headers': headers } : {}) },
+  })
+
+  it('answers an allowed preflight at the gateway, without credentials and without asking the service', async () => {
+    const before = upstream.requests()
+    const response = await preflight('/api/things/1/', APP, 'POST', 'Authorization, Content-Type')
+    assert.equal(response.status, 204)
+    assert.equal(response.headers.get('access-control-allow-origin'), APP)
+    assert.equal(response.headers.get('access-control-allow-credentials'), 'true')
+    assert.equal(response.headers.get('access-control-allow-methods'), 'GET, POST')
+    assert.match(response.headers.get('access-control-allow-headers')!, /authorization/)
+    assert.equal(response.headers.get('access-control-max-age'), '600')
+    assert.match(response.headers.get('vary')!, /Origin/)
+    assert.equal(upstream.requests(), before)
+  })
+
+  it('refuses a preflight from another origin, for another method or with other headers, with 403', async () => {
+    for (const response of [
+      await preflight('/api/things/1/', 'https://evil.example', 'GET'),
+      await preflight('/api/things/1/', APP, 'DELETE'),
+      await preflight('/api/things/1/', APP, 'GET', 'authorization, x-secret'),
+    ]) {
+      assert.equal(response.status, 403)
+      assert.equal((await json(response)).code, 'cors_not_allowed')
+      assert.equal(response.headers.get('access-control-allow-origin'), null)
+    }
+  })
+
+  it('adds the headers to the service\'s answer for an allowed origin, in place of the service\'s own', async () => {
+    const response = await gw.fetch('/api/things/1/', { headers: { ...adminAuth, origin: APP } })
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('access-control-allow-origin'), APP)
+    assert.equal(response.headers.get('access-control-allow-credentials'), 'true')
+    assert.equal(response.headers.get('access-control-expose-headers'), 'x-total')
+  })
+
+  it('adds them to the gateway\'s own refusals too, so the page can read the 401', async () => {
+    const response = await gw.fetch('/api/things/1/', { headers: { origin: APP } })
+    assert.equal(response.status, 401)
+    assert.equal(response.headers.get('access-control-allow-origin'), APP)
+  })
+
+  it('adds nothing for an origin that is not allowed', async () => {
+    const response = await gw.fetch('/api/things/1/', { headers: { ...adminAuth, origin: 'https://evil.example' } })
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('access-control-allow-origin'), null)
+  })
+
+  it('answers any origin with "*" for a service that allows any, without credentials', async () => {
+    const response = await gw.fetch('/open/x', { headers: { origin: 'https://anyone.example' } })
+    assert.equal(response.headers.get('access-control-allow-origin'), '*')
+    assert.equal(response.headers.get('access-control-allow-credentials'), null)
+    const allowed = await preflight('/open/x', 'https://anyone.example', 'PUT')
+    assert.equal(allowed.status, 204)
+  })
+
+  it('leaves preflights to a service without cors to the ordinary path', async () => {
+    const response = await preflight('/none/x', APP, 'GET')
+    assert.equal(response.status, 401)
+    assert.equal(response.headers.get('access-control-allow-origin'), null)
+  })
+
+  it('refuses a configuration that allows credentials from any origin, or an origin with a path', () => {
+    const problems = (cors: unknown) => {
+      try {
+        validateConfig({ services: [{ name: 'x', prefix: '/x/', upstream: 'http://127.0.0.1:1', cors }] })
+      } catch (error) {
+        assert.ok(error instanceof ConfigError)
+        return error.problems.join('\n')
+      }
+      assert.fail('expected the configuration to be refused')
+    }
+    assert.match(problems({ allowed_origins: ['*'], allow_credentials: true }), /services\.0\.cors\.allowed_origins/)
+    assert.match(problems({ allowed_origins: ['https://app.example/path'] }), /must be an origin/)
+    assert.match(problems({ allowed_origins: [] }), /allowed_origins/)
+  })
+})

@@ -1,0 +1,279 @@
+import assert from 'node:assert/strict'
+import type { ChildProcess } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import { after, before, describe, it } from 'node:test'
+import { decodeJwt } from 'jose'
+import { startCaddy } from '../helpers/caddy.ts'
+import { requestFrom } from '../helpers/from-address.ts'
+import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { freePort, startNginx } from '../helpers/nginx.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
+
+const AUTH_REQUEST = '/api/gateway/v1/authz/auth-request/'
+const FORWARD_AUTH = '/api/gateway/v1/authz/forward-auth/'
+const EXT_AUTHZ = '/api/gateway/v1/authz/ext-authz'
+const BROWSER = { accept: 'text/html,application/xhtml+xml' }
+
+/** The documented nginx configuration (docs/forward-auth.md), optionally with the 1 s decision cache. */
+function nginxSite(port: number, gateway: string, app: string, dir: string, cached: boolean): string {
+  return `
+  ${cached ? `proxy_cache_path ${dir}/decisions keys_zone=gatehouse_decisions:1m;` : ''}
+  server {
+    listen 127.0.0.1:${port};
+    location /api/gateway/ { proxy_pass ${gateway}; proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme; }
+    location / {
+      auth_request /_gatehouse;
+      auth_request_set $gatehouse_user $upstream_http_x_gatehouse_user;
+      auth_request_set $gatehouse_user_id $upstream_http_x_gatehouse_user_id;
+      auth_request_set $gatehouse_auth_method $upstream_http_x_gatehouse_auth_method;
+      auth_request_set $gatehouse_identity $upstream_http_x_gatehouse_identity;
+      auth_request_set $gatehouse_login $upstream_http_x_gatehouse_login;
+      auth_request_set $gatehouse_challenge $upstream_http_www_authenticate;
+      error_page 401 = @gatehouse_refused;
+      proxy_set_header X-Gatehouse-User $gatehouse_user;
+      proxy_set_header X-Gatehouse-User-Id $gatehouse_user_id;
+      proxy_set_header X-Gatehouse-Auth-Method $gatehouse_auth_method;
+      proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
+      proxy_set_header Authorization "";
+      proxy_pass ${app};
+    }
+    location = /_gatehouse {
+      internal;
+      proxy_pass ${gateway}/api/gateway/v1/authz/auth-request/;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      ${cached ? `proxy_cache gatehouse_decisions;
+      proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri";
+      proxy_cache_valid 200 1s;
+      proxy_ignore_headers Cache-Control Expires Set-Cookie;` : ''}
+    }
+    location @gatehouse_refused {
+      if ($gatehouse_login) { return 302 $gatehouse_login; }
+      add_header WWW-Authenticate $gatehouse_challenge always;
+      return 401 '{"code":"not_authenticated"}';
+    }
+  }`
+}
+
+/**
+ * The documented Caddy configuration. Caddy 2.6 sets a header copied from an answer that lacks it to the placeholder's
+ * own text, so on an anonymous public path the identity headers are removed again after forward_auth.
+ */
+function caddySite(port: number, gateway: string, app: string): string {
+  return `http://127.0.0.1:${port} {
+  handle /api/gateway/* {
+    reverse_proxy ${gateway}
+  }
+  handle {
+    route {
+      forward_auth ${gateway} {
+        uri /api/gateway/v1/authz/forward-auth/
+        copy_headers X-Gatehouse-User X-Gatehouse-User-Id X-Gatehouse-Auth-Method X-Gatehouse-Identity
+      }
+      @anonymous header_regexp X-Gatehouse-Identity ^\\{
+      request_header @anonymous -X-Gatehouse-User
+      request_header @anonymous -X-Gatehouse-User-Id
+      request_header @anonymous -X-Gatehouse-Auth-Method
+      request_header @anonymous -X-Gatehouse-Identity
+      request_header -Authorization
+      reverse_proxy ${app}
+    }
+  }
+}`
+}
+
+async function untilRefused(url: string, headers: Record<string, string>, ms: number): Promise<number> {
+  const started = Date.now()
+  for (;;) {
+    const status = (await fetch(url, { headers, redirect: 'manual' })).status
+    if (status === 401) return Date.now() - started
+    assert.equal(status, 200)
+    if (Date.now() - started > ms) assert.fail(`still allowed after ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+describe('forward authentication', () => {
+  let gw: TestGateway
+  let app: string
+  const dir = tempDir()
+  const children: ChildProcess[] = []
+
+  before(async () => {
+    gw = await startGateway({
+      config: {
+        server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.1'] },
+        services: [
+          { name: 'app', prefix: '/app/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/app/open/'] },
+          { name: 'web', prefix: '/web/', upstream: 'builtin:demo', accepts: ['basic', 'session'], unauthenticated: 'redirect' },
+        ],
+      },
+    })
+    app = gw.app.routes.find((route) => route.name === 'app')!.upstream.origin
+  })
+  after(async () => {
+    for (const child of children) child.kill('SIGTERM')
+    await gw.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  describe('the endpoints', () => {
+    it('answer 200 with the identity the service should receive, for the service the original path is under', async () => {
+      const response = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/v1/hosts/?page=2', 'x-original-method': 'GET' } })
+      assert.equal(response.status, 200)
+      assert.equal(response.headers.get('x-gatehouse-user'), 'admin')
+      assert.equal(response.headers.get('x-gatehouse-auth-method'), 'basic')
+      assert.equal(decodeJwt(response.headers.get('x-gatehouse-identity')!).aud, 'app')
+      assert.equal(response.headers.get('cache-control'), 'no-store')
+    })
+
+    it('answer the 401 the built-in proxy gives, and 200 without identity on a public path', async () => {
+      const refused = await gw.fetch(FORWARD_AUTH, { headers: { 'x-forwarded-uri': '/app/v1/hosts/', 'x-forwarded-method': 'GET' } })
+      assert.equal(refused.status, 401)
+      assert.equal((await json(refused)).code, 'not_authenticated')
+      assert.match(refused.headers.get('www-authenticate')!, /Basic/)
+      const open = await gw.fetch(FORWARD_AUTH, { headers: { 'x-forwarded-uri': '/app/open/', 'x-forwarded-method': 'GET' } })
+      assert.equal(open.status, 200)
+      assert.equal(open.headers.get('x-gatehouse-user'), null)
+    })
+
+    it('judge the original method: a read-only token may not POST', async () => {
+      const { token } = await createToken(gw, adminAuth, { scope: 'read' })
+      const read = await gw.fetch(EXT_AUTHZ + '/app/v1/jobs/', { headers: bearer(token) })
+      assert.equal(read.status, 200)
+      const write = await gw.fetch(EXT_AUTHZ + '/app/v1/jobs/', { method: 'POST', headers: bearer(token) })
+      assert.equal(write.status, 403)
+      assert.equal((await json(write)).code, 'insufficient_scope')
+    })
+
+    it('send browsers to log in: a 302 for Traefik, Caddy and Envoy, a 401 naming the login page for nginx', async () => {
+      const redirected = await gw.fetch(FORWARD_AUTH, { headers: { ...BROWSER, 'x-forwarded-uri': '/web/page', 'x-forwarded-method': 'GET' } })
+      assert.equal(redirected.status, 302)
+      assert.match(redirected.headers.get('location')!, /\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/)
+      const forNginx = await gw.fetch(AUTH_REQUEST, { headers: { ...BROWSER, 'x-original-uri': '/web/page' } })
+      assert.equal(forNginx.status, 401)
+      assert.match(forNginx.headers.get('x-gatehouse-login')!, /\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/)
+    })
+
+    it('refuse a request that does not say which request it is about, with 400', async () => {
+      for (const [path, headers] of [[AUTH_REQUEST, {}], [FORWARD_AUTH, { 'x-forwarded-method': 'GET' }]] as const) {
+        const response = await gw.fetch(path, { headers: { ...adminAuth, ...headers } })
+        assert.equal(response.status, 400)
+        assert.equal((await json(response)).code, 'missing_original_uri')
+      }
+      const relative = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': 'app/x' } })
+      assert.equal((await json(relative)).code, 'invalid_original_request')
+      const unsafe = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/%2e%2e/web/' } })
+      assert.equal(unsafe.status, 400)
+      const nowhere = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/nowhere/' } })
+      assert.equal(nowhere.status, 404)
+    })
+
+    it('answer only the configured proxies: another address gets 403', async () => {
+      const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/x' } })
+      assert.equal(response.status, 403)
+      assert.equal(response.json().code, 'untrusted_proxy')
+      assert.equal(response.headers['x-gatehouse-user'], undefined)
+    })
+  })
+
+  for (const cached of [false, true]) {
+    describe(`nginx auth_request${cached ? ' with the 1 s decision cache' : ''}`, () => {
+      let nginx: string
+
+      before(async () => {
+        const port = await freePort()
+        children.push(await startNginx(dir, `nginx-${cached}`, nginxSite(port, gw.url, app, dir, cached)))
+        nginx = `http://127.0.0.1:${port}`
+      })
+
+      it('lets an allowed request through with the identity, verified by the service', async () => {
+        const { token } = await createToken(gw, adminAuth)
+        const response = await fetch(`${nginx}/app/v1/hosts/`, { headers: bearer(token) })
+        assert.equal(response.status, 200)
+        const seen = await json(response)
+        assert.equal(seen.identity.username, 'admin')
+        assert.equal(seen.identity.auth_method, 'token')
+        assert.equal(seen.identity.verified, true)
+        assert.equal(seen.headers.authorization, null)
+      })
+
+      it('refuses a request without credentials with 401, and sends a browser to log in', async () => {
+        const refused = await fetch(`${nginx}/app/v1/hosts/`, { headers: { 'x-gatehouse-user': 'mallory' } })
+        assert.equal(refused.status, 401)
+        assert.match(refused.headers.get('www-authenticate')!, /Basic|Bearer/)
+        const browser = await fetch(`${nginx}/web/page`, { headers: BROWSER, redirect: 'manual' })
+        assert.equal(browser.status, 302)
+        assert.match(browser.headers.get('location')!, /\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/)
+        const login = await fetch(new URL(browser.headers.get('location')!, nginx), { headers: BROWSER })
+        assert.equal(login.status, 200, 'the login page is served through the same proxy')
+      })
+
+      it('judges the original method: a read-only token may read but not POST', async () => {
+        const { token } = await createToken(gw, adminAuth, { scope: 'read' })
+        assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { headers: bearer(token) })).status, 200)
+        const write = await fetch(`${nginx}/app/v1/jobs/`, { method: 'POST', headers: { ...bearer(token), 'content-type': 'application/json' }, body: '{"name":"x"}' })
+        assert.equal(write.status, 403)
+      })
+
+      it('does not let a client name itself on a public path', async () => {
+        const seen = await json(await fetch(`${nginx}/app/open/`, { headers: { 'x-gatehouse-user': 'mallory', 'x-gatehouse-user-id': '1' } }))
+        assert.equal(seen.identity, null)
+      })
+
+      it(cached ? 'refuses a revoked token once the cached decision expires, within two seconds' : 'refuses a revoked token on the next request', async () => {
+        const created = await createToken(gw, adminAuth)
+        const url = `${nginx}/app/v1/hosts/`
+        assert.equal((await fetch(url, { headers: bearer(created.token) })).status, 200)
+        assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+        if (!cached) assert.equal((await fetch(url, { headers: bearer(created.token) })).status, 401)
+        // nginx keeps time in whole seconds: a decision cached for "1s" is served until the second after next.
+        else await untilRefused(url, bearer(created.token), 2500)
+      })
+    })
+  }
+
+  describe('Caddy forward_auth', () => {
+    let caddy: string
+
+    before(async () => {
+      const port = await freePort()
+      children.push(await startCaddy(dir, port, caddySite(port, gw.url.replace('http://', ''), app.replace('http://', ''))))
+      caddy = `http://127.0.0.1:${port}`
+    })
+
+    it('lets an allowed request through with the identity, verified by the service', async () => {
+      const response = await fetch(`${caddy}/app/v1/hosts/`, { headers: adminAuth })
+      assert.equal(response.status, 200)
+      const seen = await json(response)
+      assert.equal(seen.identity.username, 'admin')
+      assert.equal(seen.identity.verified, true)
+    })
+
+    it('passes on Gatehouse\'s 401 and its login redirect', async () => {
+      const refused = await fetch(`${caddy}/app/v1/hosts/`)
+      assert.equal(refused.status, 401)
+      assert.equal((await json(refused)).code, 'not_authenticated')
+      const browser = await fetch(`${caddy}/web/page`, { headers: BROWSER, redirect: 'manual' })
+      assert.equal(browser.status, 302)
+      assert.match(browser.headers.get('location')!, /\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/)
+    })
+
+    it('does not let a client name itself on a public path', async () => {
+      const seen = await json(await fetch(`${caddy}/app/open/`, { headers: { 'x-gatehouse-user': 'mallory' } }))
+      assert.equal(seen.identity, null)
+    })
+
+    it('refuses a revoked token on the next request', async () => {
+      const created = await createToken(gw, adminAuth)
+      assert.equal((await fetch(`${caddy}/app/v1/hosts/`, { headers: bearer(created.token) })).status, 200)
+      assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+      assert.equal((await fetch(`${caddy}/app/v1/hosts/`, { headers: bearer(created.token) })).status, 401)
+    })
+  })
+})

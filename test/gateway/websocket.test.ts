@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { connect } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import WebSocket from 'ws'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { login } from '../helpers/session.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
+
+/** A TCP server that only counts the connections that reach it: what a malformed upgrade must never do. */
+async function countingUpstream(): Promise<{ url: string; connections: () => number; server: Server }> {
+  let connections = 0
+  const server = createServer((socket) => {
+    connections++
+    socket.destroy()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, connections: () => connections, server }
+}
+
+/** Opens a WebSocket and resolves with it and its first message (the demo service describes the upgrade it got). */
+async function open(url: string, headers: Record<string, string> = {}): Promise<{ ws: WebSocket; first: any }> {
+  const ws = new WebSocket(url, { headers })
+  const [data] = await once(ws, 'message')
+  return { ws, first: JSON.parse(String(data)) }
+}
+
+/** The status the gateway answers an upgrade it refuses, and the JSON body. */
+async function refused(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Record<string, unknown> }> {
+  const ws = new WebSocket(url, { headers })
+  ws.on('error', () => undefined)
+  const [, response] = await once(ws, 'unexpected-response')
+  let text = ''
+  for await (const chunk of response) text += chunk
+  return { status: response.statusCode, body: text ? JSON.parse(text) : undefined, headers: response.headers }
+}
+
+/** A raw upgrade request, for handshakes a WebSocket client would never send. */
+async function rawUpgrade(base: string, lines: string[]): Promise<string> {
+  const { port } = new URL(base)
+  const socket = connect(Number(port), '127.0.0.1')
+  await once(socket, 'connect')
+  socket.end(lines.join('\r\n') + '\r\n\r\n')
+  let answer = ''
+  for await (const chunk of socket) answer += chunk
+  return answer
+}
+
+async function closesWithin(ws: WebSocket, ms: number): Promise<number> {
+  const started = performance.now()
+  await Promise.race([
+    once(ws, 'close'),
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`still open after ${ms} ms`)), ms)),
+  ])
+  return performance.now() - started
+}
+
+describe('WebSockets through the gateway', () => {
+  let gw: TestGateway
+  let counting: Awaited<ReturnType<typeof countingUpstream>>
+  let ws: string
+
+  before(async () => {
+    counting = await countingUpstream()
+    gw = await startGateway({
+      config: {
+        services: [
+          { name: 'eda', prefix: '/api/eda/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/api/eda/open/'] },
+          { name: 'counted', prefix: '/counted/', upstream: counting.url, accepts: ['basic', 'token'], public_paths: ['/counted/open/'] },
+        ],
+      },
+    })
+    ws = gw.url.replace('http:', 'ws:')
+  })
+  after(async () => {
+    await gw.close()
+    counting.server.close()
+  })
+
+  it('tunnels an authenticated upgrade to the service with the verified identity, and carries messages both ways', async () => {
+    const { token } = await createToken(gw, adminAuth)
+    const { ws: socket, first } = await open(`${ws}/api/eda/v1/events/?job=7`, bearer(token))
+    assert.equal(first.path, '/api/eda/v1/events/')
+    assert.deepEqual(first.query, { job: '7' })
+    assert.equal(first.identity.username, 'admin')
+    assert.equal(first.identity.auth_method, 'token')
+    assert.equal(first.identity.verified, true, 'X-Gatehouse-Identity verified at the service')
+    assert.equal(first.headers.authorization, null, 'the credential the gateway consumed is not passed on')
+    socket.send('job event 1')
+    const [echo] = await once(socket, 'message')
+    assert.equal(String(echo), 'job event 1')
+    socket.close()
+  })
+
+  it('answers an upgrade without credentials with the service\'s 401 and challenges', async () => {
+    const { status, body, headers } = await refused(`${ws}/api/eda/v1/events/`)
+    assert.equal(status, 401)
+    assert.equal(body.code, 'not_authenticated')
+    assert.match(String(headers['www-authenticate']), /Basic/)
+  })
+
+  it('refuses wrong credentials with 401 and a read of the service\'s public path opens anonymously', async () => {
+    const wrong = await refused(`${ws}/api/eda/v1/events/`, { authorization: 'Basic ' + Buffer.from('admin:wrong-password').toString('base64') })
+    assert.equal(wrong.status, 401)
+    assert.equal(wrong.body.code, 'invalid_credentials')
+    const { ws: socket, first } = await open(`${ws}/api/eda/open/`)
+    assert.equal(first.identity, null)
+    socket.close()
+  })
+
+  it('closes an open socket within a second of its token being revoked', async () => {
+    const created = await createToken(gw, adminAuth)
+    const { ws: socket } = await open(`${ws}/api/eda/v1/events/`, bearer(created.token))
+    const revoked = await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })
+    assert.equal(revoked.status, 204)
+    const ms = await closesWithin(socket, 1500)
+    assert.ok(ms < 1000, `closed after ${Math.round(ms)} ms`)
+  })
+
+  it('closes an open socket within a second of its session being ended, and keeps the others open', async () => {
+    const session = await login(gw, 'admin', 'admin-test-password')
+    const other = await createToken(gw, adminAuth)
+    const { ws: bySession } = await open(`${ws}/api/eda/v1/events/`, { cookie: session.cookie })
+    const { ws: byToken } = await open(`${ws}/api/eda/v1/events/`, bearer(other.token))
+    const ended = await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: { cookie: session.cookie, 'x-csrftoken': session.csrf, referer: gw.url + '/' } })
+    assert.ok(ended.status < 400, `logout answered ${ended.status}`)
+    await closesWithin(bySession, 1500)
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    assert.equal(byToken.readyState, WebSocket.OPEN, 'a socket whose credential is still good stays open')
+    byToken.close()
+  })
+
+  it('refuses a session-authenticated upgrade from another site\'s page (cross-site WebSocket hijacking)', async () => {
+    const session = await login(gw, 'admin', 'admin-test-password')
+    const { status, body } = await refused(`${ws}/api/eda/v1/events/`, { cookie: session.cookie, origin: 'https://evil.example' })
+    assert.equal(status, 403)
+    assert.equal(body.code, 'csrf_origin_mismatch')
+    const { ws: socket, first } = await open(`${ws}/api/eda/v1/events/`, { cookie: session.cookie, origin: gw.url })
+    assert.equal(first.identity.auth_method, 'session')
+    socket.close()
+  })
+
+  it('never passes a malformed upgrade to the service', async () => {
+    const upgrade = (extra: string[]) => rawUpgrade(gw.url, ['GET /counted/open/ HTTP/1.1', `Host: 127.0.0.1`, 'Connection: Upgrade', 'Upgrade: websocket', ...extra])
+    const noKey = await upgrade(['Sec-WebSocket-Version: 13'])
+    assert.match(noKey, /^HTTP\/1\.1 400 /)
+    assert.match(noKey, /"code":"invalid_upgrade"/)
+    const shortKey = await upgrade(['Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: c2hvcnQ='])
+    assert.match(shortKey, /^HTTP\/1\.1 400 /)
+    const oldVersion = await upgrade(['Sec-WebSocket-Version: 8', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='])
+    assert.match(oldVersion, /^HTTP\/1\.1 426 /)
+    assert.match(oldVersion, /sec-websocket-version: 13/i)
+    const withBody = await upgrade(['Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Content-Length: 5', '', 'hello'])
+    assert.match(withBody, /^HTTP\/1\.1 400 /)
+    const post = await rawUpgrade(gw.url, ['POST /counted/open/ HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='])
+    assert.match(post, /^HTTP\/1\.1 400 /)
+    const unsafe = await rawUpgrade(gw.url, ['GET /counted/open/%2e%2e/x HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='])
+    assert.match(unsafe, /^HTTP\/1\.1 400 /)
+    assert.equal(counting.connections(), 0, 'nothing reached the service')
+  })
+
+  it('answers 502 when the service does not take the connection', async () => {
+    const { status, body } = await refused(`${ws}/counted/open/`)
+    assert.equal(status, 502)
+    assert.equal(body.code, 'upstream_unavailable')
+  })
+
+  it('serves other upgrades (h2c) as ordinary HTTP/1.1 requests', async () => {
+    const answer = await rawUpgrade(gw.url, ['GET /api/gateway/v1/ping/ HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAAQAAP__'])
+    assert.match(answer, /^HTTP\/1\.1 200 /)
+    const ping = await json(await gw.fetch('/api/gateway/v1/ping/'))
+    assert.ok(ping.status)
+  })
+})
