@@ -6,6 +6,7 @@ import { NotFound, ValidationFailed } from '../errors.ts'
 import { hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
 import { principalOf } from './access.ts'
+import { bodyId, organizationUrl } from './organizations.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
@@ -18,7 +19,7 @@ const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).f
   const url = URL.parse(uri)
   return url !== null && (url.protocol === 'https:' || url.protocol === 'http:') && url.hash === ''
 }), 'Enter space-separated absolute http(s) URLs without a fragment.')
-const organization = z.null({ error: 'Organizations are not available yet; give null.' })
+const organization = bodyId('an organization').nullable()
 
 const applicationFields = z.object({
   name: z.string().min(1, 'This field may not be blank.').max(255),
@@ -50,19 +51,27 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   const serialize = async (application: Application, secret?: string) => {
     const url = `${GATEWAY_API}/applications/${application.id}/`
     const creator = application.userId === null ? undefined : userSummary(await app.accounts.get(application.userId), application.userId)
+    const organization = application.organizationId === null ? undefined : app.access.organization(application.organizationId)
     return {
       id: application.id,
       type: 'application',
       url,
-      related: { tokens: `${url}tokens/`, ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}) },
-      summary_fields: creator ? { user: creator, created_by: creator } : {},
+      related: {
+        tokens: `${url}tokens/`,
+        ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}),
+        ...(application.organizationId === null ? {} : { organization: organizationUrl(application.organizationId) }),
+      },
+      summary_fields: {
+        ...(creator ? { user: creator, created_by: creator } : {}),
+        ...(organization ? { organization: { id: organization.id, name: organization.name, description: organization.description } } : {}),
+      },
       created: new Date(application.created).toISOString(),
       created_by: application.userId,
       modified: new Date(application.modified).toISOString(),
       modified_by: null,
       name: application.name,
       description: application.description,
-      organization: null,
+      organization: application.organizationId,
       user: application.userId,
       client_id: application.clientId,
       client_secret: application.clientType === 'public' ? '' : secret ?? ENCRYPTED,
@@ -75,6 +84,12 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   }
   /** In the audit trail by name; the secret is never recorded (serialized without it, and masked by name besides). */
   const audited = (application: Application) => ({ type: 'application', id: application.id, name: application.name })
+  /** The platform's PrimaryKeyRelatedField: an id that names no organization is the caller's mistake, named. */
+  const existingOrganization = async (id: number | null | undefined) => {
+    if (id === undefined || id === null) return id
+    if (!(await app.store.access.findOrganization(id))) throw new ValidationFailed({ organization: [`Invalid pk "${id}" - object does not exist.`] })
+    return id
+  }
   const found = async (id: number) => {
     const application = await app.store.applications.findById(id)
     if (!application) throw new NotFound('No such application.')
@@ -108,6 +123,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       authorizationGrantType: input.authorization_grant_type,
       redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
       userId: principalOf(request).user.id,
+      organizationId: (await existingOrganization(input.organization)) ?? null,
     })
     app.audit.change(actorOf(request), 'create', audited(application), undefined, await serialize(application))
     reply.code(201)
@@ -132,6 +148,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
         description: input.description,
         authorizationGrantType: input.authorization_grant_type,
         redirectUris: input.redirect_uris === undefined ? undefined : uris,
+        organizationId: await existingOrganization(input.organization),
       })
       if (!updated) throw new NotFound('No such application.')
       app.audit.change(actorOf(request), 'update', audited(updated), await serialize(current), await serialize(updated))

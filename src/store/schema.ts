@@ -37,6 +37,7 @@ export interface OAuth2ApplicationsTable {
   authorization_grant_type: string
   redirect_uris: string
   user_id: number | null
+  organization_id: number | null
   created_at: number
   modified_at: number
 }

@@ -69,11 +69,13 @@ for (const backend of storeBackends) {
     it('adds the access tables to a database that already has later migrations', async () => {
       const other = await opened.reopen()
       try {
+        await sql`ALTER TABLE oauth2_applications DROP COLUMN organization_id`.execute(other.database.db)
+        await sql`DELETE FROM kysely_migration WHERE name = '013_application_organization'`.execute(other.database.db)
         for (const table of ['role_user_assignments', 'role_team_assignments', 'teams', 'role_definitions', 'organizations']) {
           await sql`DROP TABLE ${sql.table(table)}`.execute(other.database.db)
         }
         await sql`DELETE FROM kysely_migration WHERE name = '010_access'`.execute(other.database.db)
-        assert.deepEqual(await other.database.migrate(), ['010_access'])
+        assert.deepEqual(await other.database.migrate(), ['010_access', '013_application_organization'])
         assert.equal((await other.access.listRoleDefinitions({ offset: 0, limit: 10 })).count, 5)
       } finally {
         await other.close()

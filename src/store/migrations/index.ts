@@ -12,6 +12,7 @@ import { loginAddressFailures } from './009_login_address_failures.ts'
 import { access } from './010_access.ts'
 import { audit } from './011_audit.ts'
 import { oauth2Applications } from './012_oauth2_applications.ts'
+import { applicationOrganization } from './013_application_organization.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -27,6 +28,7 @@ const migrations: Record<string, GatehouseMigration> = {
   '010_access': access,
   '011_audit': audit,
   '012_oauth2_applications': oauth2Applications,
+  '013_application_organization': applicationOrganization,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {
