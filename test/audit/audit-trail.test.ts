@@ -127,6 +127,19 @@ for (const backend of gatewayBackends) {
       assert.ok(!JSON.stringify(await stream()).includes(created.client_secret))
     })
 
+    it('records organizations and teams created, renamed and deleted', async () => {
+      const organization = await json(await send('POST', '/api/gateway/v1/organizations/', { name: 'Research' }))
+      const team = await json(await send('POST', '/api/gateway/v1/teams/', { name: 'analysts', organization: organization.id }))
+      assert.equal((await send('PATCH', `/api/gateway/v1/teams/${team.id}/`, { name: 'forecasters' })).status, 200)
+      assert.equal((await send('DELETE', `/api/gateway/v1/teams/${team.id}/`)).status, 204)
+      const [deleted, renamed, made] = await stream(`&content_type=team&object_id=${team.id}`)
+      assert.deepEqual([made.operation, renamed.operation, deleted.operation], ['create', 'update', 'delete'])
+      assert.deepEqual(renamed.changes.changed_fields.name, ['analysts', 'forecasters'])
+      assert.equal(deleted.summary_fields.content_object.name, 'forecasters')
+      const [createdOrganization] = await stream(`&content_type=organization&object_id=${organization.id}`)
+      assert.equal(createdOrganization.changes.added_fields.name, 'Research')
+    })
+
     it('records changes made with the CLI as the command line\'s', async () => {
       const storage = gw.app.store.database.dialect === 'postgres' ? ['--database', gw.app.config.storage.database!] : ['--data-dir', gw.dataDir]
       const result = await runCli(['users', 'create', 'dave', '--password-stdin', ...storage], { input: 'dave-long-password-1' })
