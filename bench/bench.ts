@@ -118,12 +118,28 @@ async function passwordGrant(gateway: string): Promise<{ access_token: string; r
   return (await response.json()) as { access_token: string; refresh_token: string }
 }
 
+/** Nine rules that do not match an administrator's GET (a team, an organization, a network, paths, methods...), then one that does. */
+const TEN_RULES = [
+  { deny: { users: ['mallory', 'trudy'] } },
+  { deny: { paths: ['/api/ruled/admin/*', '/api/ruled/internal/*'] } },
+  { allow: { teams: ['Automation', 'Operations'] } },
+  { allow: { organizations: ['Research'], methods: ['GET', 'HEAD'] } },
+  { allow: { roles: ['Platform Auditor'], methods: ['GET'] } },
+  { deny: { networks: ['10.0.0.0/8', '192.168.0.0/16'] } },
+  { allow: { auth_methods: ['oidc'], scopes: ['api:read'] } },
+  { deny: { methods: ['DELETE'], superuser: false } },
+  { allow: { users: ['alice', 'bob', 'carol'] } },
+  { allow: { superuser: true } },
+]
+
 function writeConfig(): string {
   const config = join(dir, 'bench.yaml')
   writeFileSync(config, [
     `server: { host: 127.0.0.1, port: ${ports.gateway}, trusted_proxies: [127.0.0.1] }`,
     'services:',
     `  - { name: controller, prefix: /api/controller/, upstream: "http://127.0.0.1:${ports.upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/], oidc: { realm: platform, client_id: end-users } }`,
+    // The same upstream behind ten access rules, the deciding one last: every request evaluates all ten.
+    `  - { name: ruled, prefix: /api/ruled/, upstream: "http://127.0.0.1:${ports.upstream}", accepts: [basic], access: ${JSON.stringify(TEN_RULES)} }`,
     'realms:',
     '  - name: platform',
     '    clients:',
@@ -226,6 +242,7 @@ try {
     { name: 'bare node:http + undici proxy', result: bareProxy },
     { name: 'Gatehouse, public path', result: measure(`${gateway}/api/controller/v2/ping/`) },
     ...credentials.map(([name, headers]) => ({ name: `Gatehouse, ${name}`, result: measure(`${gateway}${hosts}`, { headers }) })),
+    { name: 'Gatehouse, basic, ten access rules', result: measure(`${gateway}/api/ruled/v2/hosts/`, { headers: basicAuth }) },
   ]
   const forwardAuth = await fetch(`${gateway}/api/gateway/v1/authz/auth-request/`, { headers: { 'x-original-uri': hosts } })
   if (forwardAuth.status === 404) {

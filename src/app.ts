@@ -1,3 +1,8 @@
+import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
+import { MembershipMappings } from './access/mappings.ts'
+import { AccessModel, keycloakMemberships } from './access/model.ts'
+import { compileServiceRules, type ServiceRules } from './access/rules.ts'
+import { accessEntryRule } from './access/service-access.ts'
 import type { FastifyRequest } from 'fastify'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
@@ -11,7 +16,7 @@ import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
-import { LdapDirectory, LdapPasswords } from './directory/ldap.ts'
+import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { authorize, type Decision } from './gateway/authorize.ts'
@@ -40,6 +45,14 @@ export interface App {
   readonly csrf: CsrfPolicy
   /** The configured services, longest prefix first (the same as `places.services`). */
   readonly routes: readonly Route[]
+  /** Organizations, teams and roles, in memory (src/access/model.ts). */
+  readonly access: AccessModel
+  /** Each service's compiled access rules, by service name; a service without rules is absent. */
+  readonly serviceRules: ReadonlyMap<string, ServiceRules>
+  /** Every change to organizations, teams, roles and assignments, with who may make it. */
+  readonly accessAdmin: AccessAdmin
+  /** Teams and organizations from directory groups and SSO claims, applied at each login. */
+  readonly memberships: MembershipMappings
   /** The route table: every place a request can land, compiled once. */
   readonly places: Places
   /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
@@ -74,8 +87,14 @@ export async function createApp(config: Config, store: Store, options: AppOption
     minLength: settings.current.local_password_min_length,
     refuseCommon: settings.current.local_password_refuse_common,
   }))
+  const access = new AccessModel(store, bus)
+  await access.reload()
+  const accessAdmin = new AccessAdmin(store, bus, access)
+  const memberships = new MembershipMappings(accessAdmin, access)
+  accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))
   if (config.ldap) {
-    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts)
+    const mappings = config.ldap.memberships
+    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply(user, mappings, found.groupDns, normalizeDn))
     const order = config.auth.password_sources
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
   }
@@ -88,6 +107,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const identity = new IdentitySigner(store, publicUrl, config.auth.identity_token_seconds)
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
+  access.onReload(() => identity.forgetAll())
 
   const auth = new AuthPipeline(bus, accounts)
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
@@ -110,10 +130,16 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens))
   const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, memberships: (user) => keycloakMemberships(access.of(user)) })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
-  const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service))
+  const serviceRules = compileServiceRules(config)
+  // A service's access rules are one more entry rule of its place, judged by `authorize` after authentication.
+  const accessRules = (service: string) => {
+    const rules = serviceRules.get(service)
+    return rules ? [accessEntryRule(rules, access)] : []
+  }
+  const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service), accessRules)
   const app: App = {
     config,
     store,
@@ -125,6 +151,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
     identity,
     sessions,
     csrf,
+    access,
+    serviceRules,
+    accessAdmin,
+    memberships,
     routes,
     places: compilePlaces(config, routes),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),

@@ -8,6 +8,8 @@ export interface RequestContext {
   /** Where the request landed (src/gateway/places.ts); none for health probes, a realm's own endpoints, unknown paths. */
   place: Place | undefined
   principal: Principal | undefined
+  /** The access rule that decided (src/access/rules.ts), for the request's log line. */
+  accessRule?: string | undefined
   /** The authenticator that claimed the request's credential, whether the credential checked out or not. */
   authenticator: AuthMethod | undefined
   /** What `authorize` decided; none where no place decides. */

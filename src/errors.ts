@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
   | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'sso_access_denied'
   | 'permission_denied' | 'insufficient_scope' | 'self_lockout' | 'managed_by_source' | 'external_users_cannot_create_tokens'
+  | 'access_denied' | 'managed_role'
   | 'password_login_required' | 'not_token_owner' | 'account_source_conflict' | 'sso_identity_conflict'
   | 'sso_username_invalid' | 'sso_nonce_mismatch' | 'sso_state_mismatch'
   | 'csrf_origin_mismatch' | 'csrf_referer_missing' | 'csrf_referer_malformed' | 'csrf_referer_insecure'
@@ -258,6 +259,18 @@ export abstract class Forbidden extends GatehouseError {
 export class PermissionDenied extends Forbidden {
   static override readonly code: ErrorCode = 'permission_denied'
   static override readonly defaultMessage: string = 'You do not have permission to perform this action.'
+}
+
+/** A service's access rules refuse a signed-in caller (src/access/rules.ts); the message names the rule, or says none allowed. */
+export class AccessDenied extends Forbidden {
+  static override readonly code: ErrorCode = 'access_denied'
+  static override readonly defaultMessage: string = 'No access rule of this service allows this request.'
+}
+
+/** The platform's managed role definitions are fixed (src/access/permissions.ts). */
+export class ManagedRole extends Forbidden {
+  static override readonly code: ErrorCode = 'managed_role'
+  static override readonly defaultMessage: string = 'Managed role definitions cannot be changed or deleted.'
 }
 
 /** A CORS preflight for an origin, method or header the service's `cors` does not allow. */

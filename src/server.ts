@@ -66,7 +66,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // the decision, the authenticator that claimed the credential and the error code.
   const requestLog = server.log.child({}, { redact: [] })
   server.addHook('onResponse', async (request, reply) => {
-    const { place, principal, decision, authenticator, code } = request.gatehouse ?? newRequestContext()
+    const { place, principal, decision, authenticator, code, accessRule } = request.gatehouse ?? newRequestContext()
     requestLog.info({
       reqId: request.id,
       method: request.method,
@@ -80,6 +80,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
       authenticator,
       user: principal?.user.username,
       auth: principal?.method,
+      access_rule: accessRule,
     }, 'request')
   })
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))

@@ -5,6 +5,7 @@ import { NotFound, ValidationFailed } from '../errors.ts'
 import { hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
 import { principalOf } from './access.ts'
+import { bodyId, organizationUrl } from './organizations.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
@@ -17,7 +18,7 @@ const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).f
   const url = URL.parse(uri)
   return url !== null && (url.protocol === 'https:' || url.protocol === 'http:') && url.hash === ''
 }), 'Enter space-separated absolute http(s) URLs without a fragment.')
-const organization = z.null({ error: 'Organizations are not available yet; give null.' })
+const organization = bodyId('an organization').nullable()
 
 const applicationFields = z.object({
   name: z.string().min(1, 'This field may not be blank.').max(255),
@@ -49,19 +50,27 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   const serialize = async (application: Application, secret?: string) => {
     const url = `${GATEWAY_API}/applications/${application.id}/`
     const creator = application.userId === null ? undefined : userSummary(await app.accounts.get(application.userId), application.userId)
+    const organization = application.organizationId === null ? undefined : app.access.organization(application.organizationId)
     return {
       id: application.id,
       type: 'application',
       url,
-      related: { tokens: `${url}tokens/`, ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}) },
-      summary_fields: creator ? { user: creator, created_by: creator } : {},
+      related: {
+        tokens: `${url}tokens/`,
+        ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}),
+        ...(application.organizationId === null ? {} : { organization: organizationUrl(application.organizationId) }),
+      },
+      summary_fields: {
+        ...(creator ? { user: creator, created_by: creator } : {}),
+        ...(organization ? { organization: { id: organization.id, name: organization.name, description: organization.description } } : {}),
+      },
       created: new Date(application.created).toISOString(),
       created_by: application.userId,
       modified: new Date(application.modified).toISOString(),
       modified_by: null,
       name: application.name,
       description: application.description,
-      organization: null,
+      organization: application.organizationId,
       user: application.userId,
       client_id: application.clientId,
       client_secret: application.clientType === 'public' ? '' : secret ?? ENCRYPTED,
@@ -71,6 +80,12 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       skip_authorization: false,
       algorithm: '',
     }
+  }
+  /** The platform's PrimaryKeyRelatedField: an id that names no organization is the caller's mistake, named. */
+  const existingOrganization = async (id: number | null | undefined) => {
+    if (id === undefined || id === null) return id
+    if (!(await app.store.access.findOrganization(id))) throw new ValidationFailed({ organization: [`Invalid pk "${id}" - object does not exist.`] })
+    return id
   }
   const found = async (id: number) => {
     const application = await app.store.applications.findById(id)
@@ -105,6 +120,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       authorizationGrantType: input.authorization_grant_type,
       redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
       userId: principalOf(request).user.id,
+      organizationId: (await existingOrganization(input.organization)) ?? null,
     })
     reply.code(201)
     return serialize(application, secret)
@@ -128,6 +144,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
         description: input.description,
         authorizationGrantType: input.authorization_grant_type,
         redirectUris: input.redirect_uris === undefined ? undefined : uris,
+        organizationId: await existingOrganization(input.organization),
       })
       if (!updated) throw new NotFound('No such application.')
       return serialize(updated)

@@ -10,10 +10,13 @@ import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
 import { meRoutes } from './me.ts'
 import { mySessionRoutes } from './my-sessions.ts'
+import { organizationRoutes } from './organizations.ts'
+import { roleRoutes } from './roles.ts'
 import { sessionRoutes } from './sessions.ts'
 import { settingsRoutes } from './settings.ts'
 import { ssoRoutes } from './sso.ts'
 import { tokenRoutes } from './tokens.ts'
+import { userAccessRoutes } from './user-access.ts'
 import { userRoutes } from './users.ts'
 import { schemaValidator } from './validation.ts'
 
@@ -45,6 +48,9 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       tokenRoutes(versioned, app)
       ssoRoutes(versioned, app)
       mySessionRoutes(versioned, app)
+      organizationRoutes(versioned, app)
+      roleRoutes(versioned, app)
+      userAccessRoutes(versioned, app)
       applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })
   })

@@ -69,8 +69,8 @@ export class OidcBearerAuthenticator implements Authenticator {
     }
     const policy = this.#realms.policyFor(context.place?.service)
     checkPolicy(verified, policy)
-    if (!policy.scoped) return { userId: verified.userId, method: 'oidc', expiresAt: verified.expiresAt }
-    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', expiresAt: verified.expiresAt }
+    if (!policy.scoped) return { userId: verified.userId, method: 'oidc', scopes: verified.scopes, expiresAt: verified.expiresAt }
+    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', scopes: verified.scopes, expiresAt: verified.expiresAt }
   }
 
   async #verify(token: string, now: number): Promise<VerifiedAccessToken> {

@@ -7,6 +7,8 @@ export interface Credential {
   readonly method: AuthMethod
   /** OAuth2 token scope; `read` limits the request to safe methods. */
   readonly scope?: 'read' | 'write'
+  /** An OIDC access token's scopes, for access rules that name them (src/access/rules.ts). */
+  readonly scopes?: ReadonlySet<string>
   /** The server-side session (its stored id) when the method is `session`. */
   readonly sessionId?: string
   /** The personal token's id when the method is `token`. */

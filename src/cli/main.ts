@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
 import { GatehouseError, ValidationFailed } from '../errors.ts'
 import { version } from '../version.ts'
+import { accessCommand } from './access.ts'
 import { UsageError } from './common.ts'
 import { configCommand } from './config.ts'
 import { ldapCommand } from './ldap.ts'
@@ -20,6 +21,7 @@ const program = new Command('gatehouse')
   .addCommand(migrateCommand())
   .addCommand(configCommand())
   .addCommand(ldapCommand())
+  .addCommand(accessCommand())
 
 // Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
 function quietErrors(command: Command): void {

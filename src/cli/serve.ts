@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander'
+import { unknownNames } from '../access/rules.ts'
 import type { TlsConfig } from '../config/schema.ts'
 import { listen } from '../listener/listener.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
@@ -73,6 +74,8 @@ async function serve(options: ServeOptions): Promise<void> {
     server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
     process.stdout.write(`${firstLine}\n`)
   }
+  // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
+  for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
 
   const graceMs = config.server.shutdown_grace_seconds * 1000
   const cutNow = new AbortController()

@@ -1,5 +1,6 @@
 import { FilterParser } from 'ldapts'
 import { z } from 'zod'
+import { membershipMappingsSchema } from './access.ts'
 
 /**
  * The `ldap` section: where accounts from a directory come from (docs/ldap.md). Only checked here; the
@@ -63,6 +64,7 @@ export const LdapSchema = z.object({
     .describe('Group DNs whose members are system auditors; set or cleared on every login like superuser_groups.'),
   named_groups: z.record(z.string().regex(/^[\w.@+-]{1,150}$/, 'group names are 1-150 letters, digits and @ . + - _'), z.array(dn).min(1)).default({})
     .describe('Gatehouse group name -> directory group DNs. A user in any of the DNs is in the group; the account\'s groups are replaced on every login and passed to services in the identity token.'),
+  memberships: membershipMappingsSchema(dn, 'Directory group DNs whose members get the membership.'),
   timeouts: z.object({
     connect_seconds: z.number().positive().max(60).default(3).describe('Time to connect to one server (TLS included) before trying the next.'),
     lookup_seconds: z.number().positive().max(120).default(5).describe('Time a whole directory login may take, all servers included, before it fails with 503 directory_unavailable.'),
@@ -71,7 +73,7 @@ export const LdapSchema = z.object({
   if ((ldap.bind_password === undefined) === (ldap.bind_password_env === undefined)) {
     ctx.addIssue({ code: 'custom', path: ['bind_password'], message: 'set exactly one of bind_password and bind_password_env' })
   }
-  const mapped = ldap.superuser_groups.length + ldap.auditor_groups.length + Object.keys(ldap.named_groups).length
+  const mapped = ldap.superuser_groups.length + ldap.auditor_groups.length + Object.keys(ldap.named_groups).length + ldap.memberships.length
   if (mapped && !ldap.group_search) ctx.addIssue({ code: 'custom', path: ['group_search'], message: 'is needed to map groups' })
   if (ldap.start_tls && ldap.servers.some((url) => url.startsWith('ldaps:'))) {
     ctx.addIssue({ code: 'custom', path: ['start_tls'], message: 'is for ldap:// servers; ldaps:// servers use TLS from the start' })

@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js'
 import { z } from 'zod'
+import { AccessRulesSchema } from './access.ts'
 import { CorsSchema } from './cors.ts'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
@@ -40,6 +41,7 @@ export const ServiceSchema = z.object({
     connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream before answering 502.'),
     response_seconds: z.number().positive().max(3600).default(60).describe('Time to wait for the upstream\'s response headers, and between body chunks, before answering 504.'),
   }).strict().default({ connect_seconds: 5, response_seconds: 60 }),
+  access: AccessRulesSchema.optional(),
   pool: z.object({
     connections: z.number().int().min(1).max(10_000).default(128)
       .describe('Connections to the upstream open at once. A request holds one from when it is forwarded until its response has been sent.'),
@@ -152,6 +154,12 @@ export const ConfigSchema = z.object({
     if (service.prefix.startsWith('/ui/')) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not be under /ui/, the web interface' })
     }
+    service.access?.forEach((rule, j) => {
+      const match = rule.allow ?? rule.deny
+      match?.paths?.forEach((path, k) => {
+        if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'access', j, rule.allow ? 'allow' : 'deny', 'paths', k], message: `must be under the service prefix ${service.prefix}` })
+      })
+    })
     if (service.pool.per_client > service.pool.connections) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'pool', 'per_client'], message: `must be at most pool.connections (${service.pool.connections})` })
     }

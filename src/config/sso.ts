@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { membershipMappingsSchema } from './access.ts'
 
 /**
  * The `sso` section: upstream OpenID Connect providers people sign in with (docs/sso.md). Only checked
@@ -43,6 +44,7 @@ export const SsoProviderSchema = z.object({
     .describe('Group values whose members are system auditors; set or cleared on every sign-in like superuser_groups.'),
   named_groups: z.record(z.string().regex(/^[\w.@+-]{1,150}$/, 'group names are 1-150 letters, digits and @ . + - _'), z.array(groupValue).min(1)).default({})
     .describe('Gatehouse group name -> group values in the provider\'s groups claim. The account\'s groups are replaced on every sign-in.'),
+  memberships: membershipMappingsSchema(groupValue, 'Values of the groups claim whose holders get the membership.'),
   allow_insecure_http: z.boolean().default(false)
     .describe('Allow an `http://` issuer. Only for a provider on the same machine (tests, development): codes and tokens then cross the network in clear.'),
   timeout_seconds: z.number().positive().max(120).default(10)

@@ -14,10 +14,22 @@ export interface DemoUpstream {
  * identity Gatehouse vouched for and whether X-Gatehouse-Identity verified against the gateway's JWKS.
  * It is what a real service behind Gatehouse does to trust the caller. It takes WebSockets too.
  */
+interface VerifiedClaims {
+  sub: string
+  username: unknown
+  exp: number
+  memberships: Record<string, unknown>
+}
+
+function membershipClaims(payload: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(['teams', 'organizations', 'roles'].filter((name) => payload[name] !== undefined).map((name) => [name, payload[name]]))
+}
+
 export async function startDemoUpstream(name: string, gatewayUrl: () => string, issuer: () => string = gatewayUrl): Promise<DemoUpstream> {
   let jwks: ReturnType<typeof createRemoteJWKSet> | undefined
   // Like any service should, verify each identity token once and remember it until it expires.
-  const verifiedTokens = new Map<string, { sub: string; username: unknown; exp: number }>()
+  const verifiedTokens = new Map<string, VerifiedClaims>()
+  const claimsOf = (token: unknown) => verifiedTokens.get(token as string)!
   /** What a request carried, as the demo answers it: including the identity and whether its signature verified. */
   async function describe(req: IncomingMessage, bodyBytes: number): Promise<Record<string, unknown>> {
     const url = new URL(req.url ?? '/', 'http://upstream.invalid')
@@ -33,7 +45,7 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
           claims = undefined
           try {
             const { payload } = await jwtVerify(token, jwks, { audience: name, issuer: issuer(), algorithms: ['ES256'] })
-            claims = { sub: String(payload.sub), username: payload.preferred_username, exp: payload.exp ?? 0 }
+            claims = { sub: String(payload.sub), username: payload.preferred_username, exp: payload.exp ?? 0, memberships: membershipClaims(payload) }
             if (verifiedTokens.size > 10_000) verifiedTokens.clear()
             verifiedTokens.set(token, claims)
           } catch {
@@ -47,6 +59,8 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
         user_id: Number(req.headers['x-gatehouse-user-id']),
         auth_method: req.headers['x-gatehouse-auth-method'] ?? null,
         verified,
+        // What the verified token says of the caller's teams, organizations and roles, when it says any (docs/access.md).
+        ...(verified ? claimsOf(token).memberships : {}),
       }
     }
     return {
@@ -62,6 +76,7 @@ export async function startDemoUpstream(name: string, gatewayUrl: () => string, 
         'x-forwarded-for': req.headers['x-forwarded-for'] ?? null,
         'x-forwarded-proto': req.headers['x-forwarded-proto'] ?? null,
         'x-forwarded-host': req.headers['x-forwarded-host'] ?? null,
+        'x-gatehouse-teams': req.headers['x-gatehouse-teams'] ?? null,
       },
     }
   }

@@ -181,6 +181,8 @@ export class LdapDirectory {
   }
 }
 
+export type AfterDirectoryLogin = (account: User, found: DirectoryUser) => Promise<unknown>
+
 /** The connections one lookup opened; once closed, it opens no more. */
 interface Connections {
   readonly clients: Set<Client>
@@ -197,11 +199,14 @@ export class LdapPasswords implements PasswordSource {
   readonly #directory: LdapDirectory
   readonly #store: Store
   readonly #accounts: Accounts
+  readonly #afterSync: AfterDirectoryLogin | undefined
 
-  constructor(directory: LdapDirectory, store: Store, accounts: Accounts) {
+  /** `afterSync` runs once the account is up to date: memberships mapped from the directory's groups. */
+  constructor(directory: LdapDirectory, store: Store, accounts: Accounts, afterSync?: AfterDirectoryLogin) {
     this.#directory = directory
     this.#store = store
     this.#accounts = accounts
+    this.#afterSync = afterSync
   }
 
   async verify(username: string, password: string): Promise<User | NotMine> {
@@ -211,7 +216,9 @@ export class LdapPasswords implements PasswordSource {
     const { user, passwordValid } = await this.#directory.lookup(username, password)
     if (!user) return NOT_MINE
     if (!passwordValid) throw new InvalidCredentials()
-    return syncDirectoryAccount(this.#store, this.#accounts, user)
+    const account = await syncDirectoryAccount(this.#store, this.#accounts, user)
+    await this.#afterSync?.(account, user)
+    return account
   }
 }
 

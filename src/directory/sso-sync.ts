@@ -96,7 +96,7 @@ function stringClaim(claims: Readonly<Record<string, unknown>>, name: string): s
 }
 
 /** A list of strings, or one string; anything else means no groups. */
-function groupsClaim(value: unknown): string[] {
+export function groupsClaim(value: unknown): string[] {
   if (typeof value === 'string') return [value]
   return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : []
 }

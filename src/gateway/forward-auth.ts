@@ -81,7 +81,7 @@ async function identityHeaders(app: App, route: Route, reply: FastifyReply, prin
   reply.header('x-gatehouse-user', principal.user.username)
   reply.header('x-gatehouse-user-id', String(principal.user.id))
   reply.header('x-gatehouse-auth-method', principal.method)
-  reply.header('x-gatehouse-identity', await app.identity.tokenFor(principal, route.name))
+  reply.header('x-gatehouse-identity', await app.identity.tokenFor(principal, route.name, app.access.of(principal.user)))
 }
 
 /**

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type CryptoKey } from 'jose'
+import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
 import { BoundedCache } from '../store/cache.ts'
 import type { Store } from '../store/store.ts'
@@ -61,7 +62,8 @@ export class IdentitySigner {
     return { keys: this.#publicKeys }
   }
 
-  async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, now = Date.now()): Promise<string> {
+  /** `access`: the user's teams, organizations and roles (src/access/model.ts), carried as claims of those names. */
+  async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, access?: UserAccess, now = Date.now()): Promise<string> {
     const cacheKey = `${principal.user.id}\0${principal.method}\0${principal.scope ?? ''}\0${audience}`
     const cached = this.#cache.get(cacheKey, now)
     if (cached) return cached.jwt
@@ -78,6 +80,9 @@ export class IdentitySigner {
       source: user.source,
       is_system_auditor: user.isSystemAuditor || undefined,
       groups: user.groups.length ? user.groups : undefined,
+      teams: access?.teams.length ? access.teams.map((t) => ({ id: t.id, name: t.name, organization: t.organizationId })) : undefined,
+      organizations: access?.organizations.length ? access.organizations.map((o) => ({ id: o.id, name: o.name })) : undefined,
+      roles: access?.roles.length ? access.roles : undefined,
       auth_method: principal.method,
       scope: principal.scope,
     })
@@ -90,6 +95,11 @@ export class IdentitySigner {
       .sign(this.#signingKey.key)
     this.#cache.set(cacheKey, { jwt, renewAt: now + (this.#lifetimeSeconds * 1000) / 2, userId: user.id }, now, stamp)
     return jwt
+  }
+
+  /** Memberships changed somewhere: every token carries them, so none is reused. */
+  forgetAll(): void {
+    this.#cache.clear()
   }
 
   forgetUser(userId: number): void {

@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import type { Principal } from '../auth/principal.ts'
 import type { AuthMethod, Config } from '../config/schema.ts'
 import { type GatehouseError, PermissionDenied } from '../errors.ts'
+import { isSafeMethod } from '../http/negotiation.ts'
 import { gatewayLoginUrl, type UnauthenticatedMode } from './policy.ts'
 import { publicPathMatcher, type Route } from './routes.ts'
 
@@ -63,9 +64,10 @@ export interface Places {
   realm(name: string): Place
 }
 
+/** Superusers; and a Platform Auditor (docs/access.md), who reads everything a superuser may and changes nothing. */
 const superuserOnly: EntryRule = {
   name: 'superuser',
-  decide: (principal) => (principal.user.isSuperuser ? ALLOW : new PermissionDenied()),
+  decide: (principal, request) => (principal.user.isSuperuser || (principal.user.isSystemAuditor && isSafeMethod(request.method)) ? ALLOW : new PermissionDenied()),
 }
 
 function entryFor(who: Who): readonly EntryRule[] {

@@ -60,17 +60,19 @@ async function forward(app: App, route: Route, basePath: string, rewrite: Respon
     return
   }
   const { principal } = decision
-  const identity = principal ? await app.identity.tokenFor(principal, route.name) : undefined
+  // The caller's teams, organizations and roles, which the identity token and X-Gatehouse-Teams carry.
+  const access = principal ? app.access.of(principal.user) : undefined
+  const identity = principal ? await app.identity.tokenFor(principal, route.name, access) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   const upgrade = websockets.upgradeOf(request)
   if (upgrade) {
-    await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity))
+    await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access))
     return
   }
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
   if (waiting) await waiting
   reply.from(basePath + upstreamPath + query, {
-    rewriteRequestHeaders: (_raw, headers) => upstreamRequestHeaders(request, headers, app.trustsProxy, principal, identity),
+    rewriteRequestHeaders: (_raw, headers) => upstreamRequestHeaders(request, headers, app.trustsProxy, principal, identity, access),
     rewriteHeaders: (headers) => {
       const kept = rewrite(clientResponseHeaders(headers as IncomingHttpHeaders), request)
       return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept

@@ -1,6 +1,6 @@
 import type { Config, ServiceConfig } from '../config/schema.ts'
+import type { EntryRule, Place } from './places.ts'
 import { compileCors, type CorsPolicy } from './cors.ts'
-import type { Place } from './places.ts'
 import { gatewayLoginUrl } from './policy.ts'
 import { UpstreamPool } from './upstream-pool.ts'
 
@@ -26,7 +26,10 @@ export function publicPathMatcher(paths: readonly string[]): (path: string) => b
 /** Where an unauthenticated browser is sent to log in, by service: the gateway's login page unless said otherwise. */
 export type LoginUrls = (service: string) => ((next: string) => string) | undefined
 
-export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: LoginUrls = () => undefined): Route {
+/** A service's own entry rules beyond signing in, by service name: its access rules (src/access/). */
+export type ServiceEntryRules = (service: string) => readonly EntryRule[]
+
+export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: LoginUrls = () => undefined, entryRules: ServiceEntryRules = () => []): Route {
   return Object.freeze({
     name: service.name,
     service: service.name,
@@ -36,7 +39,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: L
     unauthenticated: service.unauthenticated,
     loginUrl: loginUrls(service.name) ?? gatewayLoginUrl,
     who: 'signed_in',
-    entry: Object.freeze([]),
+    entry: Object.freeze([...entryRules(service.name)]),
     stripPrefix: service.strip_prefix,
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
     cors: compileCors(service.cors),
@@ -49,8 +52,8 @@ export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: L
  * Compiles every configured service. `upstreams` resolves `builtin:demo` to the demo upstream's address;
  * other upstreams are taken as written.
  */
-export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls): Route[] {
+export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls, entryRules?: ServiceEntryRules): Route[] {
   return config.services
-    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), loginUrls))
+    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), loginUrls, entryRules))
     .sort((a, b) => b.prefix.length - a.prefix.length)
 }

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
+import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
 import { withoutGatewayCookies, withoutGatewaySetCookies } from './gateway-cookies.ts'
 import type { ProxyTrust } from './trusted-proxies.ts'
@@ -38,10 +39,10 @@ function passesOn(name: string, fromTrustedProxy: boolean): boolean {
 
 /**
  * What a service receives: the client's headers that pass on (above), without the fields a Connection header
- * lists and without the gateway's own cookies, plus X-Forwarded-* and the verified identity. Built in one pass into
- * a new object.
+ * lists and without the gateway's own cookies, plus X-Forwarded-* and the verified identity (with the caller's teams,
+ * `access`). Built in one pass into a new object.
  */
-export function upstreamRequestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, principal: Principal | undefined, identity: string | undefined): IncomingHttpHeaders {
+export function upstreamRequestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, principal: Principal | undefined, identity: string | undefined, access?: UserAccess): IncomingHttpHeaders {
   const peer = request.raw.socket.remoteAddress ?? ''
   const fromTrustedProxy = trustsProxy(peer)
   const listed = connectionOptions(incoming.connection)
@@ -63,8 +64,14 @@ export function upstreamRequestHeaders(request: FastifyRequest, incoming: Incomi
     headers['x-gatehouse-user-id'] = String(principal.user.id)
     headers['x-gatehouse-auth-method'] = principal.method
     headers['x-gatehouse-identity'] = identity
+    if (access?.teams.length) headers['x-gatehouse-teams'] = teamsHeader(access)
   }
   return headers
+}
+
+/** Team names, each percent-encoded (a name may hold a comma), comma-separated: for upstreams that read a header, not a JWT. */
+function teamsHeader(access: UserAccess): string {
+  return access.teams.map((team) => encodeURIComponent(team.name)).join(',')
 }
 
 /** What the client receives of a service's response headers: no hop-by-hop fields, and none of the gateway's cookies set. */

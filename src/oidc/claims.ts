@@ -30,6 +30,15 @@ export const SCOPE_CLAIMS = {
 /** Keycloak gives every user the realm's default roles and the account console roles (whence `aud: account`). */
 export const ACCOUNT_ROLES = ['manage-account', 'manage-account-links', 'view-profile']
 
+/**
+ * What access control adds to a realm's access tokens, as Keycloak would carry it: `groups` as group paths (a
+ * Group Membership mapper with full paths: `/Organization` and `/Organization/Team`), roles in `realm_access.roles`.
+ */
+export interface Memberships {
+  groups: string[]
+  roles: string[]
+}
+
 export function realmRoles(realm: RealmConfig, user: User): string[] {
   const roles = [`default-roles-${realm.name.toLowerCase()}`, 'offline_access', 'uma_authorization']
   if (user.isSuperuser) roles.push('admin')

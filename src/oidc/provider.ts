@@ -1,11 +1,12 @@
 import Provider, { errors, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
+import type { User } from '../store/users.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
-import { accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
+import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
@@ -70,6 +71,7 @@ export interface ProviderOptions {
   serviceAccounts: ServiceAccounts
   loginName(name: string): Promise<string>
   endGatewaySession(cookie: string): Promise<void>
+  memberships?: ((user: User) => Memberships) | undefined
   revoke: AdapterDependencies['revoke']
   /** For the realm that serves the platform's OAuth2 applications (src/oidc/applications.ts). */
   applications?: ApplicationClients | undefined
@@ -286,12 +288,14 @@ async function keycloakTokenClaims(token: IssuedToken, realm: RealmConfig, optio
   if (!user || !user.isActive) throw invalidGrant('Account disabled')
   const { sub: _sub, ...profile } = profileClaims(user)
   const sid = keycloakSid(token)
+  const memberships = options.memberships?.(user)
   return {
     typ: 'Bearer',
     azp: token.clientId,
     ...(sid ? { sid } : {}),
     acr: '1',
-    realm_access: { roles: realmRoles(realm, user) },
+    realm_access: { roles: [...realmRoles(realm, user), ...(memberships?.roles ?? [])] },
+    ...(memberships?.groups.length ? { groups: memberships.groups } : {}),
     resource_access: { account: { roles: ACCOUNT_ROLES } },
     ...profile,
     ...(token.kind === 'ClientCredentials' ? { client_id: token.clientId } : {}),

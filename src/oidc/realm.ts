@@ -7,6 +7,8 @@ import type Provider from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
+import type { Memberships } from './claims.ts'
+import type { User } from '../store/users.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import type { ApplicationClients } from './applications.ts'
@@ -36,6 +38,8 @@ export interface RealmDependencies {
   publicUrl(): string
   /** Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. */
   endGatewaySession(cookie: string): Promise<void>
+  /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */
+  memberships?: ((user: User) => Memberships) | undefined
 }
 
 /** A realm's keys of one kind, read from the store when they may have changed, with other processes told of changes. */
@@ -221,6 +225,7 @@ export class Realm {
         serviceAccounts: this.#deps.serviceAccounts,
         loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
+        memberships: this.#deps.memberships,
         applications: this.applications,
         revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)

@@ -17,12 +17,14 @@ export interface Application {
   authorizationGrantType: AuthorizationGrantType
   redirectUris: string[]
   userId: number | null
+  /** The organization it belongs to, or null. */
+  organizationId: number | null
   created: number
   modified: number
 }
 
 export type NewApplication = Omit<Application, 'id' | 'created' | 'modified'>
-export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'authorizationGrantType'>>
+export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'authorizationGrantType' | 'organizationId'>>
 
 export const applicationFilterFields: FilterFields = Object.freeze({
   id: { column: 'id', type: 'integer' },
@@ -32,6 +34,7 @@ export const applicationFilterFields: FilterFields = Object.freeze({
   client_type: { column: 'client_type', type: 'text' },
   authorization_grant_type: { column: 'authorization_grant_type', type: 'text' },
   user: { column: 'user_id', type: 'integer' },
+  organization: { column: 'organization_id', type: 'integer' },
   created: { column: 'created_at', type: 'time' },
   modified: { column: 'modified_at', type: 'time' },
 })
@@ -55,6 +58,7 @@ export class ApplicationRepository {
       authorization_grant_type: input.authorizationGrantType,
       redirect_uris: input.redirectUris.join(' '),
       user_id: input.userId,
+      organization_id: input.organizationId,
       created_at: now,
       modified_at: now,
     }).returningAll().executeTakeFirstOrThrow()
@@ -87,6 +91,7 @@ export class ApplicationRepository {
     if (changes.description !== undefined) values.description = changes.description
     if (changes.redirectUris !== undefined) values.redirect_uris = changes.redirectUris.join(' ')
     if (changes.authorizationGrantType !== undefined) values.authorization_grant_type = changes.authorizationGrantType
+    if (changes.organizationId !== undefined) values.organization_id = changes.organizationId
     const row = await this.#db.updateTable('oauth2_applications').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
     return row && toApplication(row)
   }
@@ -109,6 +114,7 @@ function toApplication(row: Selectable<OAuth2ApplicationsTable>): Application {
     authorizationGrantType: row.authorization_grant_type as AuthorizationGrantType,
     redirectUris: row.redirect_uris ? row.redirect_uris.split(' ') : [],
     userId: row.user_id === null ? null : Number(row.user_id),
+    organizationId: row.organization_id === null ? null : Number(row.organization_id),
     created: Number(row.created_at),
     modified: Number(row.modified_at),
   }

@@ -136,7 +136,9 @@ export class Database {
     pool?.on('error', () => {})
     const db = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : this.db
     try {
-      const { error, results } = await new Migrator({ db, provider: migrationProvider(this.dialect) }).migrateToLatest()
+      // Migration numbers are handed out ahead of time to work landing in any order, so a database may have a
+      // later one (012) before an earlier one (010) is added; each creates its own tables, so order does not matter.
+      const { error, results } = await new Migrator({ db, provider: migrationProvider(this.dialect), allowUnorderedMigrations: true }).migrateToLatest()
       if (error) throw error
       return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
     } finally {

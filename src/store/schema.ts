@@ -17,6 +17,11 @@ export interface Tables {
   sso_logins: SsoLoginsTable
   login_failures: LoginFailuresTable
   login_address_failures: LoginAddressFailuresTable
+  organizations: OrganizationsTable
+  teams: TeamsTable
+  role_definitions: RoleDefinitionsTable
+  role_user_assignments: RoleUserAssignmentsTable
+  role_team_assignments: RoleTeamAssignmentsTable
   oauth2_applications: OAuth2ApplicationsTable
 }
 
@@ -31,6 +36,7 @@ export interface OAuth2ApplicationsTable {
   authorization_grant_type: string
   redirect_uris: string
   user_id: number | null
+  organization_id: number | null
   created_at: number
   modified_at: number
 }
@@ -148,4 +154,52 @@ export interface LoginAddressFailuresTable {
   window_start: number
   failures: number
   last_failure_at: number
+}
+
+export interface OrganizationsTable {
+  id: Generated<number>
+  name: string
+  description: string
+  created_at: number
+  modified_at: number
+}
+
+export interface TeamsTable {
+  id: Generated<number>
+  name: string
+  organization_id: number
+  description: string
+  created_at: number
+  modified_at: number
+}
+
+export interface RoleDefinitionsTable {
+  id: Generated<number>
+  name: string
+  description: string
+  content_type: string | null
+  /** A JSON array of permission names (src/access/permissions.ts). */
+  permissions: string
+  managed: boolean | number
+  created_at: number
+  modified_at: number
+}
+
+export interface RoleUserAssignmentsTable {
+  id: Generated<number>
+  role_definition_id: number
+  user_id: number
+  /** `organization`, `team`, or `platform` (then `object_id` is 0). */
+  object_type: string
+  object_id: number
+  created_at: number
+}
+
+export interface RoleTeamAssignmentsTable {
+  id: Generated<number>
+  role_definition_id: number
+  team_id: number
+  object_type: string
+  object_id: number
+  created_at: number
 }

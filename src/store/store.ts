@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely'
+import { AccessRepository } from './access.ts'
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
 import { ApplicationRepository } from './applications.ts'
@@ -23,6 +24,7 @@ export interface Repositories {
   readonly oidc: OidcRecordRepository
   readonly sso: SsoRepository
   readonly loginFailures: LoginFailureRepository
+  readonly access: AccessRepository
   readonly applications: ApplicationRepository
 }
 
@@ -67,6 +69,7 @@ function repositoriesOn(db: Kysely<Tables>): Repositories {
     oidc: new OidcRecordRepository(db),
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
+    access: new AccessRepository(db),
     applications: new ApplicationRepository(db),
   }
 }

@@ -16,4 +16,7 @@ export const KEYS_TOPIC = 'oidc-keys'
 /** An OpenID Connect token or grant was revoked; the key is `jti:<id>` or `grant:<id>`. */
 export const REVOKE_TOPIC = 'oidc-revoke'
 
-export type Topic = typeof USER_TOPIC | typeof SESSION_TOPIC | typeof TOKEN_TOPIC | typeof SETTINGS_TOPIC | typeof KEYS_TOPIC | typeof REVOKE_TOPIC
+/** Organizations, teams, role definitions or assignments changed; every process reloads them all (src/access/model.ts). */
+export const ACCESS_TOPIC = 'access'
+
+export type Topic = typeof USER_TOPIC | typeof SESSION_TOPIC | typeof TOKEN_TOPIC | typeof SETTINGS_TOPIC | typeof KEYS_TOPIC | typeof REVOKE_TOPIC | typeof ACCESS_TOPIC

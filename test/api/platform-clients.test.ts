@@ -99,6 +99,125 @@ describe('the platform\'s clients', () => {
     })
   })
 
+  describe('the collection\'s organization and team modules', () => {
+    /** AAPObject.manage with state present: find by the identity field, POST when missing, PATCH only what differs. */
+    const ensure = async (client: CollectionClient, endpoint: string, wanted: Record<string, unknown>, data?: Record<string, number>) => {
+      const existing = await client.getOne(endpoint, { nameOrId: String(wanted.name), data })
+      if (!existing) {
+        const created = await client.send('POST', endpoint, wanted)
+        assert.equal(created.status, 201, JSON.stringify(created.json))
+        return { changed: true, item: created.json }
+      }
+      const differs = Object.entries(wanted).some(([field, value]) => JSON.stringify(existing[field]) !== JSON.stringify(value))
+      if (!differs) return { changed: false, item: existing }
+      const patched = await client.send('PATCH', existing.url, wanted)
+      assert.equal(patched.status, 200, JSON.stringify(patched.json))
+      return { changed: true, item: patched.json }
+    }
+
+    it('creates, finds by name, renames and deletes an organization, and a second run changes nothing', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const first = await ensure(client, 'organizations', { name: 'Engineering', description: 'builds things' })
+      assert.equal(first.changed, true)
+      assert.equal(first.item.name, 'Engineering')
+      const second = await ensure(client, 'organizations', { name: 'Engineering', description: 'builds things' })
+      assert.equal(second.changed, false)
+      assert.equal(second.item.id, first.item.id)
+      assert.equal((await client.getOne('organizations', { nameOrId: String(first.item.id) })).id, first.item.id, 'by id through or__id')
+
+      const existing = await client.getOne('organizations', { nameOrId: 'Engineering' })
+      const renamed = await client.send('PATCH', existing.url, { name: 'Platform Engineering', description: 'builds things' })
+      assert.equal(renamed.status, 200, JSON.stringify(renamed.json))
+      assert.equal(await client.getOne('organizations', { nameOrId: 'Engineering' }), undefined)
+      const found = await client.getOne('organizations', { nameOrId: 'Platform Engineering' })
+      assert.equal(found.id, first.item.id)
+
+      assert.equal(await client.deleteIfNeeded(found), 204)
+      assert.equal(await client.getOne('organizations', { nameOrId: 'Platform Engineering' }), undefined, 'a second absent run finds nothing to delete')
+    })
+
+    it('creates a team in an organization found by name, refuses new_organization, and deletes it', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const home = (await ensure(client, 'organizations', { name: 'Home Org' })).item
+      const other = (await ensure(client, 'organizations', { name: 'Other Org' })).item
+      const lookupOrganization = async (name: string) => {
+        const organization = await client.getOne('organizations', { nameOrId: name })
+        assert.ok(organization, `the module fails when organization ${name} does not exist`)
+        return organization
+      }
+
+      const organization = await lookupOrganization('Home Org')
+      const first = await ensure(client, 'teams', { name: 'Operators', description: 'on call', organization: organization.id }, { organization: organization.id })
+      assert.equal(first.changed, true)
+      assert.equal(first.item.organization, home.id)
+      assert.equal(first.item.summary_fields.organization.name, 'Home Org')
+      const second = await ensure(client, 'teams', { name: 'Operators', description: 'on call', organization: organization.id }, { organization: organization.id })
+      assert.equal(second.changed, false)
+      assert.equal(second.item.id, first.item.id)
+      assert.equal(await client.getOne('teams', { nameOrId: 'Operators', data: { organization: other.id } }), undefined, 'a team is found only in its organization')
+
+      const stays = await client.getOne('teams', { nameOrId: 'Operators', data: { organization: organization.id } })
+      const moved = await client.send('PATCH', stays.url, { name: 'Operators', organization: (await lookupOrganization('Other Org')).id })
+      assert.equal(moved.status, 400, 'new_organization is refused: a team stays in its organization (docs/api.md)')
+      assert.ok(moved.json.organization, JSON.stringify(moved.json))
+      assert.equal((await client.getOne('teams', { nameOrId: 'Operators', data: { organization: home.id } })).id, first.item.id)
+
+      const existing = await client.getOne('teams', { nameOrId: 'Operators', data: { organization: home.id } })
+      assert.equal(await client.deleteIfNeeded(existing), 204)
+      assert.equal(await client.getOne('teams', { nameOrId: 'Operators', data: { organization: home.id } }), undefined)
+      const missingOrganization = await client.send('POST', 'teams', { name: 'Orphans', organization: 999999 })
+      assert.equal(missingOrganization.status, 400, JSON.stringify(missingOrganization.json))
+      assert.ok(missingOrganization.json.organization, JSON.stringify(missingOrganization.json))
+    })
+
+    it('the user module makes a user a Platform Auditor, leaves it on a second run and takes it away', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const created = await client.send('POST', 'users', { username: 'auditor-to-be', password: 'an-auditor-password-1' })
+      assert.equal(created.status, 201, JSON.stringify(created.json))
+      /** audit_user: look the user and the role up, then assign or remove it as is_platform_auditor asks. */
+      const auditUser = async (wanted: boolean) => {
+        const user = await client.getOne('users', { nameOrId: 'auditor-to-be', nameField: 'username' })
+        const role = await client.getOne('role_definitions', { nameOrId: 'Platform Auditor' })
+        assert.ok(role, 'role_definitions/?name=Platform Auditor finds the role')
+        if (wanted && !user.is_platform_auditor) {
+          const assigned = await client.send('POST', 'role_user_assignments/', { role_definition: role.id, user: user.id })
+          assert.equal(assigned.status, 201, JSON.stringify(assigned.json))
+          return true
+        }
+        if (!wanted && user.is_platform_auditor) {
+          const assignment = await client.getOne('role_user_assignments', { data: { role_definition: role.id, user: user.id } })
+          assert.ok(assignment, 'the assignment is found by role_definition and user')
+          const removed = await client.send('DELETE', `role_user_assignments/${assignment.id}`)
+          assert.equal(removed.status, 204, JSON.stringify(removed.json))
+          return true
+        }
+        return false
+      }
+      assert.equal(await auditUser(true), true)
+      assert.equal((await client.getOne('users', { nameOrId: 'auditor-to-be', nameField: 'username' })).is_platform_auditor, true)
+      assert.equal(await auditUser(true), false, 'a second run changes nothing')
+      assert.equal(await auditUser(false), true)
+      assert.equal((await client.getOne('users', { nameOrId: 'auditor-to-be', nameField: 'username' })).is_platform_auditor, false)
+      assert.equal(await auditUser(false), false)
+    })
+
+    it('the user module adds a user to organizations through the Organization Member role', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const organization = (await ensure(client, 'organizations', { name: 'Members Org' })).item
+      const user = (await client.send('POST', 'users', { username: 'org-member', password: 'an-org-member-password-1' })).json
+      const role = await client.getOne('role_definitions', { nameOrId: 'Organization Member' })
+      assert.ok(role, 'role_definitions/?name=Organization Member finds the role')
+      const assigned = await client.send('POST', 'role_user_assignments', { object_id: organization.id, user: user.id, role_definition: role.id })
+      assert.ok([200, 201].includes(assigned.status), JSON.stringify(assigned.json))
+      const found = await client.getOne('role_user_assignments', { data: { role_definition: role.id, user: user.id, object_id: organization.id } })
+      assert.equal(found.id, assigned.json.id)
+    })
+  })
+
   describe('the collection\'s settings module', () => {
     it('reads settings/all/, compares by the names it was given, and PUTs the differences', async () => {
       const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
@@ -173,6 +292,21 @@ describe('the platform\'s clients', () => {
       assert.equal(forReader.json.actions, undefined, 'no POST for those who may not create users')
     })
 
+    it('answers login\'s GET as the platform for */* and text/html, and with the CSRF token for JSON (docs/api.md)', async () => {
+      for (const accept of ['*/*', 'text/html']) {
+        const page = await gw.fetch('/api/gateway/v1/login/', { headers: { accept } })
+        assert.equal(page.status, 200, accept)
+        assert.match(page.headers.get('content-type') ?? '', /^text\/html/, accept)
+        assert.match(page.headers.get('set-cookie') ?? '', /^csrftoken=[^;]+;/, accept)
+        await page.text()
+      }
+      const asked = await gw.fetch('/api/gateway/v1/login/', { headers: { accept: 'application/json' } })
+      assert.equal(asked.status, 200)
+      const body = await json(asked)
+      assert.deepEqual(Object.keys(body).sort(), ['csrf_token', 'login_url', 'next'])
+      assert.equal(asked.headers.get('set-cookie')?.match(/^csrftoken=([^;]+);/)?.[1], body.csrf_token)
+    })
+
     it('answers user and me objects with url, related and summary_fields', async () => {
       const me = (await json(await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))).results[0]
       for (const field of ['url', 'related', 'summary_fields', 'created_by', 'modified_by', 'is_platform_auditor']) assert.ok(field in me, field)
@@ -236,7 +370,8 @@ describe('the platform\'s clients', () => {
       for (const [body, field] of [
         [{ name: 'x', authorization_grant_type: 'password' }, 'client_type'],
         [{ name: 'x', client_type: 'public', authorization_grant_type: 'implicit' }, 'authorization_grant_type'],
-        [{ name: 'x', client_type: 'public', authorization_grant_type: 'password', organization: 3 }, 'organization'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'password', organization: 999999 }, 'organization'],
+        [{ name: 'x', client_type: 'public', authorization_grant_type: 'password', organization: 'Default' }, 'organization'],
         [{ name: 'x', client_type: 'public', authorization_grant_type: 'authorization-code' }, 'redirect_uris'],
         [{ name: 'x', client_type: 'public', authorization_grant_type: 'authorization-code', redirect_uris: 'javascript:alert(1)' }, 'redirect_uris'],
         [{ name: '', client_type: 'public', authorization_grant_type: 'password' }, 'name'],
@@ -257,6 +392,30 @@ describe('the platform\'s clients', () => {
       assert.equal(missing.status, 404)
       const user = await gw.fetch('/api/gateway/v1/applications/', { headers: { authorization: `Basic ${Buffer.from('reader:reader-password-1').toString('base64')}` } })
       assert.equal(user.status, 403)
+    })
+
+    it('keeps an application in an existing organization, shows it and filters by it', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'Apps Org' }) }))
+      const application = await createApplication({ name: 'org app', organization: organization.id, client_type: 'public', authorization_grant_type: 'password' })
+      assert.equal(application.organization, organization.id)
+      assert.equal(application.summary_fields.organization.name, 'Apps Org')
+      assert.equal(application.related.organization, `/api/gateway/v1/organizations/${organization.id}/`)
+      await createApplication({ name: 'org app', organization: null, client_type: 'public', authorization_grant_type: 'password' })
+
+      const inOrganization = await json(await gw.fetch(`/api/gateway/v1/applications/?name=org+app&organization=${organization.id}`, { headers: admin }))
+      assert.deepEqual(inOrganization.results.map((a: { id: number }) => a.id), [application.id], 'the collection finds an application by name within its organization')
+      const without = await json(await gw.fetch('/api/gateway/v1/applications/?name=org+app&organization__isnull=true', { headers: admin }))
+      assert.equal(without.count, 1)
+      assert.notEqual(without.results[0].id, application.id)
+
+      const moved = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ organization: 999999 }) })
+      assert.equal(moved.status, 400)
+      assert.ok((await json(moved)).organization)
+      const unchanged = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: admin }))
+      assert.equal(unchanged.organization, organization.id)
+      const cleared = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ organization: null }) }))
+      assert.equal(cleared.organization, null)
     })
 
     it('get_oauth2_token() without a client id returns a working personal token', async () => {

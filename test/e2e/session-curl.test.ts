@@ -61,10 +61,11 @@ describe('the second document\'s curl session login, run with real curl', () => 
     const hosts = JSON.parse(await curl('-X', 'GET', '--cookie', `gateway_sessionid=${sessionId}`, `${gw.url}/api/controller/v2/hosts/`, '-k', '-L'))
     assert.equal(hosts.service, 'controller')
     assert.deepEqual(hosts.identity, { username: 'alice', user_id: hosts.identity.user_id, auth_method: 'session', verified: true })
-    for (const component of ['galaxy', 'eda']) {
-      const seen = JSON.parse(await curl('--cookie', `gateway_sessionid=${sessionId}`, `${gw.url}/api/${component}/v1/x/`, '-k', '-L'))
-      assert.equal(seen.identity.username, 'alice', component)
-    }
+    const galaxy = JSON.parse(await curl('--cookie', `gateway_sessionid=${sessionId}`, `${gw.url}/api/galaxy/v1/x/`, '-k', '-L'))
+    assert.equal(galaxy.identity.username, 'alice')
+    // The demo's eda service lets in only the people its access rules name (docs/access.md); alice is in no team.
+    const eda = JSON.parse(await curl('--cookie', `gateway_sessionid=${sessionId}`, `${gw.url}/api/eda/v1/x/`, '-k', '-L'))
+    assert.equal(eda.code, 'access_denied')
   })
 
   it('logs in like a browser without JavaScript: the form, its hidden token, a cookie jar and the redirect', async () => {

@@ -51,14 +51,14 @@ describe('sessions across gateway processes sharing one database', () => {
 
   it('ends a user\'s sessions on every process when the password changes on one', async () => {
     const session = await login(a, 'alice', 'alice-password')
-    assert.equal(await status(b, '/api/eda/v1/', session.sessionId), 200)
+    assert.equal(await status(b, '/api/controller/v2/hosts/', session.sessionId), 200)
     const users = await json(await b.fetch('/api/gateway/v1/users/?username=alice', { headers: admin }))
     const patch = await b.fetch(`/api/gateway/v1/users/${users.results[0].id}/`, {
       method: 'PATCH', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ password: 'alice-password-2' }),
     })
     assert.equal(patch.status, 200)
-    assert.equal(await status(a, '/api/eda/v1/', session.sessionId), 401)
-    assert.equal(await status(b, '/api/eda/v1/', session.sessionId), 401)
+    assert.equal(await status(a, '/api/controller/v2/hosts/', session.sessionId), 401)
+    assert.equal(await status(b, '/api/controller/v2/hosts/', session.sessionId), 401)
   })
 
   it('shows an extension made on one process on the other', async () => {

@@ -3,13 +3,12 @@ import { after, before, describe, it } from 'node:test'
 import { Browser, linksTo, type Page } from '../helpers/browser.ts'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
+import { LOGIN, openProviderLogin as openLogin, signInUpstream as signInAt, signInWithSso, SSO } from '../helpers/sso.ts'
 import { startUpstreamIdp, type IdpUser, type UpstreamIdp } from '../helpers/upstream-idp.ts'
 
 // A real upstream provider (oidc-provider) on one loopback port, a second one on another, and the gateway:
 // every step of each sign-in is a real HTTP request made by a client that keeps cookies like a browser.
 
-const LOGIN = '/api/gateway/v1/login/'
-const SSO = '/api/gateway/v1/login/sso/'
 const callbackOf = (name: string) => `${SSO}${name}/callback/`
 
 const person = (sub: string, username: string, groups: string[] = []): IdpUser => ({
@@ -60,34 +59,9 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     (await json(await gw.fetch(`/api/gateway/v1/users/?source=${source}&page_size=200`, { headers: adminAuth }))).results
   const userNamed = async (username: string) => (await usersBySource('sso')).find((u) => u.username === username)
 
-  /** Clicks "Sign in with <label>" on the gateway's login page and follows the redirects to the provider's login form. */
-  async function openProviderLogin(browser: Browser, label: string, next?: string): Promise<Page> {
-    const loginPage = await browser.navigate(gw.url + LOGIN + (next ? `?next=${encodeURIComponent(next)}` : ''))
-    assert.equal(loginPage.response.status, 200)
-    const [button] = linksTo(loginPage.body, new RegExp(`Sign in with ${label}`))
-    assert.ok(button, `the login page offers "Sign in with ${label}"`)
-    const providerLogin = await browser.navigate(new URL(button, loginPage.url).href)
-    assert.equal(providerLogin.response.status, 200, providerLogin.body)
-    assert.match(providerLogin.body, /name="password"/, 'the provider asks for the password')
-    return providerLogin
-  }
-
-  /** The provider's login and consent forms; returns the redirect back to the gateway's callback, unfollowed. */
-  async function signInUpstream(browser: Browser, page: Page, login: string, password: string, decision = 'allow'): Promise<string> {
-    const consent = await browser.submit(page, { username: login, password })
-    assert.equal(consent.response.status, 200, consent.body)
-    assert.match(consent.body, /decision/, 'the provider asks for consent')
-    const back = await browser.submit(consent, { decision }, { stopBefore: (url) => url.startsWith(gw.url + SSO) })
-    assert.ok(back.stoppedAt, 'the provider redirects back to the gateway')
-    return back.stoppedAt
-  }
-
-  /** A whole sign-in; returns the browser (with its session cookie) and the last page. */
-  async function signIn(label: string, login: string, idp: UpstreamIdp, next?: string): Promise<{ browser: Browser; page: Page }> {
-    const browser = new Browser()
-    const callback = await signInUpstream(browser, await openProviderLogin(browser, label, next), login, idp.users.get(login)!.password)
-    return { browser, page: await browser.navigate(callback) }
-  }
+  const openProviderLogin = (browser: Browser, label: string, next?: string) => openLogin(gw, browser, label, next)
+  const signInUpstream = (browser: Browser, page: Page, login: string, password: string, decision = 'allow') => signInAt(gw, browser, page, login, password, decision)
+  const signIn = (label: string, login: string, idp: UpstreamIdp, next?: string) => signInWithSso(gw, label, login, idp, next)
 
   /** What a refused sign-in must leave unchanged. */
   async function snapshot() {

@@ -5,7 +5,7 @@ import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
-const PAGES = ['account', 'tokens', 'sessions', 'admin/users', 'admin/users/1', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services']
+const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/users/1', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services']
 
 describe('the web interface in Chromium', () => {
   let gw: TestGateway
@@ -329,7 +329,7 @@ describe('the web interface in Chromium', () => {
     await page.getByLabel('Username').fill('dave')
     await page.getByRole('button', { name: 'Create user' }).click()
     await page.getByRole('heading', { name: 'User dave' }).waitFor()
-    assert.match(await page.locator('main .facts').innerText(), /Local account/)
+    assert.match(await page.locator('main .facts').first().innerText(), /Local account/)
 
     await page.getByLabel('Superuser (may administer the gateway)').check()
     await page.getByLabel('Active (may log in and use tokens)').uncheck()

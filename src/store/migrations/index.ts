@@ -9,7 +9,9 @@ import { sso } from './006_sso.ts'
 import { loginFailures } from './007_login_failures.ts'
 import { oidcAccount } from './008_oidc_account.ts'
 import { loginAddressFailures } from './009_login_address_failures.ts'
+import { access } from './010_access.ts'
 import { oauth2Applications } from './012_oauth2_applications.ts'
+import { applicationOrganization } from './013_application_organization.ts'
 
 /** Every migration in order; names sort in the order they must run. Add new ones at the end. */
 const migrations: Record<string, GatehouseMigration> = {
@@ -22,7 +24,9 @@ const migrations: Record<string, GatehouseMigration> = {
   '007_login_failures': loginFailures,
   '008_oidc_account': oidcAccount,
   '009_login_address_failures': loginAddressFailures,
+  '010_access': access,
   '012_oauth2_applications': oauth2Applications,
+  '013_application_organization': applicationOrganization,
 }
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {

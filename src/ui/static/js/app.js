@@ -1,6 +1,7 @@
 import { api, ApiError, loginUrl } from './api.js'
 import { h, messageOf, replace } from './dom.js'
 import { profilePage } from './pages/account.js'
+import { accessPage } from './pages/access.js'
 import { applicationsPage } from './pages/applications.js'
 import { servicesPage } from './pages/services.js'
 import { allSessionsPage, mySessionsPage } from './pages/sessions.js'
@@ -21,6 +22,7 @@ const ROUTES = [
   { path: /^\/ui\/(?:account)?$/, title: 'My account', page: profilePage, nav: '/ui/account' },
   { path: /^\/ui\/tokens$/, title: 'My tokens', page: myTokensPage, nav: '/ui/tokens' },
   { path: /^\/ui\/sessions$/, title: 'My sessions', page: mySessionsPage, nav: '/ui/sessions' },
+  { path: /^\/ui\/access$/, title: 'Organizations and teams', page: accessPage, nav: '/ui/access' },
   { path: /^\/ui\/admin\/users$/, title: 'Users', page: usersPage, admin: true, nav: '/ui/admin/users' },
   { path: /^\/ui\/admin\/users\/(new|[1-9][0-9]*)$/, title: 'User', page: userPage, admin: true, nav: '/ui/admin/users' },
   { path: /^\/ui\/admin\/tokens$/, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },
@@ -32,6 +34,8 @@ const ROUTES = [
 
 const NAV = [
   { heading: 'My account', links: [['/ui/account', 'Profile'], ['/ui/tokens', 'Tokens'], ['/ui/sessions', 'Sessions']] },
+  // Everyone may see organizations and teams; organization and team admins manage their own there.
+  { heading: 'Access', links: [['/ui/access', 'Organizations and teams']] },
   {
     heading: 'Administration',
     admin: true,

@@ -1,5 +1,6 @@
 import { api } from '../api.js'
 import { field, h, onSubmit, time, toast } from '../dom.js'
+import { accessSummary } from './access.js'
 
 export const SOURCE_NAMES = { local: 'Local account', ldap: 'LDAP directory', sso: 'Single sign-on' }
 
@@ -19,6 +20,7 @@ export async function profilePage(context) {
       fact('Role', me.is_superuser ? 'Superuser' : 'User'),
       fact('Member since', time(me.created)),
       fact('Last login', time(me.last_login, 'never'))),
+    await accessSummary(me.id, 'Your teams, organizations and services'),
     me.source === 'local'
       ? h('div', { class: 'stack' }, detailsForm(context, me), passwordForm())
       : h('p', { class: 'muted' }, `Your name, email and password come from your ${sourceName(me.source).toLowerCase()} and are changed there.`),

@@ -2,6 +2,7 @@ import { api } from '../api.js'
 import { clearErrors, confirmAction, field, h, messageOf, showErrors, time, toast, whileBusy } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact, sourceName } from './account.js'
+import { accessSummary } from './access.js'
 import { sessionsTable } from './sessions.js'
 import { revokedMessage, tokensTable } from './tokens.js'
 
@@ -68,6 +69,7 @@ export async function userPage(context) {
       fact('Created', time(user.created)),
       fact('Last login', time(user.last_login, 'Never'))),
     userForm(context, user),
+    await accessSummary(user.id, 'Teams, organizations and services'),
     user.source === 'local' ? passwordForm(user) : h('p', { class: 'muted' }, `The password of this account is managed by its ${sourceName(user.source).toLowerCase()}.`),
     h('section', { 'aria-labelledby': 'user-tokens-heading' }, h('h2', { id: 'user-tokens-heading' }, 'Tokens'), tokens.element,
       h('div', { class: 'actions' }, h('button', {

@@ -1,0 +1,261 @@
+import { ManagedRole, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { UniqueViolation } from '../store/errors.ts'
+import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
+import type { Announce, EventBus } from '../store/event-bus.ts'
+import type { Repositories, Store } from '../store/store.ts'
+import type { User } from '../store/users.ts'
+import { ACCESS_TOPIC, USER_TOPIC } from '../store/topics.ts'
+import type { AccessModel } from './model.ts'
+import { CONTENT_TYPES, PLATFORM_AUDITOR, permissionsFor, type ContentType, type Permission } from './permissions.ts'
+
+export interface AssignmentInput {
+  roleDefinitionId: number
+  actorId: number
+  /** The organization's or team's id; absent for a platform-wide role. */
+  objectId?: number | null | undefined
+}
+
+const OBJECT_TYPE_OF: Record<ContentType, 'organization' | 'team'> = { 'shared.organization': 'organization', 'shared.team': 'team' }
+
+/**
+ * Every change to organizations, teams, role definitions and assignments, and who may make it: superusers
+ * anything; an organization's admins (`change_organization`, `add_team`, ...) their organization and its teams;
+ * a team's admins (`change_team`) their team and its members; a Platform Auditor nothing. Each change is one
+ * transaction with its `access` event, so every process reloads the snapshot before its next request.
+ * Input that refers to something missing or mismatched is a 400 naming the field, and nothing is written.
+ */
+export class AccessAdmin {
+  readonly #store: Store
+  readonly #bus: EventBus
+  readonly #model: AccessModel
+
+  constructor(store: Store, bus: EventBus, model: AccessModel) {
+    this.#store = store
+    this.#bus = bus
+    this.#model = model
+  }
+
+  async createOrganization(actor: User, input: { name: string; description?: string | undefined }): Promise<Organization> {
+    requireSuperuser(actor)
+    return this.#change('organization', (tx) => tx.access.createOrganization(input))
+  }
+
+  async updateOrganization(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined }): Promise<Organization> {
+    await this.#requireOrganization(id)
+    this.#require(actor, 'shared.change_organization', 'organization', id)
+    return this.#change('organization', async (tx) => (await tx.access.updateOrganization(id, changes)) ?? notFound('organization'))
+  }
+
+  async deleteOrganization(actor: User, id: number): Promise<void> {
+    await this.#requireOrganization(id)
+    this.#require(actor, 'shared.delete_organization', 'organization', id)
+    await this.#change('organization', async (tx) => (await tx.access.deleteOrganization(id)) || notFound('organization'))
+  }
+
+  async createTeam(actor: User, input: { name: string; organizationId: number; description?: string | undefined }): Promise<Team> {
+    const organization = await this.#store.access.findOrganization(input.organizationId)
+    if (!organization) throw new ValidationFailed({ organization: [`Invalid pk "${input.organizationId}" - object does not exist.`] })
+    this.#require(actor, 'shared.add_team', 'organization', organization.id)
+    return this.#change('team', (tx) => tx.access.createTeam(input))
+  }
+
+  async updateTeam(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; organizationId?: number | undefined }): Promise<Team> {
+    const team = await this.#requireTeam(id)
+    this.#require(actor, 'shared.change_team', 'team', id)
+    if (changes.organizationId !== undefined && changes.organizationId !== team.organizationId) {
+      throw new ValidationFailed({ organization: ['A team stays in the organization it was created in: its roles and members belong to it.'] })
+    }
+    return this.#change('team', async (tx) => (await tx.access.updateTeam(id, changes)) ?? notFound('team'))
+  }
+
+  async deleteTeam(actor: User, id: number): Promise<void> {
+    await this.#requireTeam(id)
+    this.#require(actor, 'shared.delete_team', 'team', id)
+    await this.#change('team', async (tx) => (await tx.access.deleteTeam(id)) || notFound('team'))
+  }
+
+  async createRoleDefinition(actor: User, input: { name: string; description?: string | undefined; contentType: string | null; permissions: string[] }): Promise<RoleDefinition> {
+    requireSuperuser(actor)
+    const problems: Record<string, string[]> = {}
+    if (input.contentType !== null && !(CONTENT_TYPES as readonly string[]).includes(input.contentType)) {
+      problems.content_type = [`"${input.contentType}" is not a valid choice (${CONTENT_TYPES.join(', ')}).`]
+    } else {
+      checkPermissions(input.contentType as ContentType | null, input.permissions, problems)
+    }
+    if (Object.keys(problems).length) throw new ValidationFailed(problems)
+    return this.#change('role_definition', (tx) => tx.access.createRoleDefinition(input))
+  }
+
+  async updateRoleDefinition(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; permissions?: string[] | undefined }): Promise<RoleDefinition> {
+    requireSuperuser(actor)
+    const role = await this.#requireMutableRole(id)
+    const problems: Record<string, string[]> = {}
+    if (changes.permissions) checkPermissions(role.contentType as ContentType | null, changes.permissions, problems)
+    if (Object.keys(problems).length) throw new ValidationFailed(problems)
+    return this.#change('role_definition', async (tx) => (await tx.access.updateRoleDefinition(id, changes)) ?? notFound('role definition'))
+  }
+
+  async deleteRoleDefinition(actor: User, id: number): Promise<void> {
+    requireSuperuser(actor)
+    await this.#requireMutableRole(id)
+    await this.#change('role_definition', async (tx) => (await tx.access.deleteRoleDefinition(id)) || notFound('role definition'))
+  }
+
+  /**
+   * Grants a role to a user or a team. The caller must be able to change the object (`change_organization` or
+   * `change_team`, as django-ansible-base asks); platform-wide roles only superusers grant. A team holds roles
+   * only in its own organization. Granting Platform Auditor sets the account's auditor flag in the same
+   * transaction: the role and the flag are one thing.
+   */
+  async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<RoleAssignment> {
+    const role = await this.#store.access.findRoleDefinition(input.roleDefinitionId)
+    if (!role) throw new ValidationFailed({ role_definition: [`Invalid pk "${input.roleDefinitionId}" - object does not exist.`] })
+    const target = kind === 'user' ? await this.#store.users.findById(input.actorId) : await this.#store.access.findTeam(input.actorId)
+    if (!target) throw new ValidationFailed({ [kind]: [`Invalid pk "${input.actorId}" - object does not exist.`] })
+    const object = await this.#objectOf(role, input.objectId)
+    this.#requireChange(actor, object)
+    if (kind === 'team') {
+      if (object.type === 'platform') throw new ValidationFailed({ role_definition: ['Platform-wide roles are given to users, not teams.'] })
+      const organizationOfObject = object.type === 'organization' ? object.id : (await this.#requireTeam(object.id)).organizationId
+      if (organizationOfObject !== (target as Team).organizationId) {
+        throw new ValidationFailed({ team: ['A team can only hold roles in its own organization.'] })
+      }
+    }
+    return this.#bus.change(async (tx, announce) => {
+      const assignment = await tx.access.assign({ roleDefinitionId: role.id, actor: kind, actorId: input.actorId, objectType: object.type, objectId: object.id })
+      if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, input.actorId, true)
+      announce(ACCESS_TOPIC, `${kind}_assignment`)
+      return assignment
+    })
+  }
+
+  async unassign(actor: User, kind: Actor, id: number): Promise<void> {
+    const assignment = await this.#store.access.findAssignment(kind, id)
+    if (!assignment) notFound('role assignment')
+    this.#requireChange(actor, { type: assignment.objectType, id: assignment.objectId })
+    const role = this.#model.roleDefinition(assignment.roleDefinitionId) ?? await this.#store.access.findRoleDefinition(assignment.roleDefinitionId)
+    await this.#bus.change(async (tx, announce) => {
+      if (!(await tx.access.unassign(kind, id))) notFound('role assignment')
+      if (kind === 'user' && role?.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, assignment.actorId, false)
+      announce(ACCESS_TOPIC, `${kind}_assignment`)
+    })
+  }
+
+  /**
+   * Sets a user's roles from a directory or SSO mapping (src/access/mappings.ts): grants the `wanted` ones of
+   * `mapped`, revokes the others of `mapped`, leaves every other grant alone. Returns whether anything changed; a
+   * change also announces the user, so every process drops the credentials it verified for them.
+   */
+  async applyMapped(userId: number, mapped: readonly MappedGrant[], wanted: readonly MappedGrant[]): Promise<boolean> {
+    if (!mapped.length) return false
+    const { results: current } = await this.#store.access.listAssignments('user', { offset: 0, limit: 10_000, actorId: userId })
+    const held = new Set(current.map((a) => grantKey({ roleDefinitionId: a.roleDefinitionId, objectType: a.objectType, objectId: a.objectId })))
+    const wantedKeys = new Set(wanted.map(grantKey))
+    const toGrant = wanted.filter((g) => !held.has(grantKey(g)))
+    const toRevoke = mapped.filter((g) => !wantedKeys.has(grantKey(g)) && held.has(grantKey(g)))
+    if (!toGrant.length && !toRevoke.length) return false
+    await this.#bus.change(async (tx, announce) => {
+      for (const g of toGrant) await tx.access.assign({ actor: 'user', actorId: userId, roleDefinitionId: g.roleDefinitionId, objectType: g.objectType, objectId: g.objectId })
+      for (const g of toRevoke) await tx.access.unassignUser(userId, g.roleDefinitionId, g.objectType, g.objectId)
+      announce(ACCESS_TOPIC, 'mapping')
+      announce(USER_TOPIC, String(userId))
+    })
+    return true
+  }
+
+  async #change<T>(what: string, work: (tx: Repositories) => Promise<T>): Promise<T> {
+    try {
+      return await this.#bus.change(async (tx, announce) => {
+        const result = await work(tx)
+        announce(ACCESS_TOPIC, what)
+        return result
+      })
+    } catch (error) {
+      if (error instanceof UniqueViolation) throw duplicateName(what)
+      throw error
+    }
+  }
+
+  async #objectOf(role: RoleDefinition, objectId: number | null | undefined): Promise<{ type: ObjectType; id: number }> {
+    if (role.contentType === null) {
+      if (objectId !== undefined && objectId !== null) throw new ValidationFailed({ object_id: ['A platform-wide role is given without an object.'] })
+      return { type: 'platform', id: 0 }
+    }
+    const type = OBJECT_TYPE_OF[role.contentType as ContentType]
+    if (objectId === undefined || objectId === null) throw new ValidationFailed({ object_id: [`This role is given on a ${type}: name it.`] })
+    const exists = type === 'team' ? await this.#store.access.findTeam(objectId) : await this.#store.access.findOrganization(objectId)
+    if (!exists) throw new ValidationFailed({ object_id: [`Invalid pk "${objectId}" - object does not exist.`] })
+    return { type, id: objectId }
+  }
+
+  #requireChange(actor: User, object: { type: ObjectType; id: number }): void {
+    if (object.type === 'platform') return requireSuperuser(actor)
+    this.#require(actor, object.type === 'team' ? 'shared.change_team' : 'shared.change_organization', object.type, object.id)
+  }
+
+  #require(actor: User, permission: Permission, type: 'organization' | 'team', id: number): void {
+    if (!this.#model.can(actor, permission, type, id)) throw new PermissionDenied()
+  }
+
+  async #requireOrganization(id: number): Promise<Organization> {
+    return (await this.#store.access.findOrganization(id)) ?? notFound('organization')
+  }
+
+  async #requireTeam(id: number): Promise<Team> {
+    return (await this.#store.access.findTeam(id)) ?? notFound('team')
+  }
+
+  async #requireMutableRole(id: number): Promise<RoleDefinition> {
+    const role = (await this.#store.access.findRoleDefinition(id)) ?? notFound('role definition')
+    if (role.managed) throw new ManagedRole()
+    return role
+  }
+}
+
+/** A role a mapping may grant: one role definition on one organization or team. */
+export interface MappedGrant {
+  roleDefinitionId: number
+  objectType: ObjectType
+  objectId: number
+}
+
+function grantKey(grant: MappedGrant): string {
+  return `${grant.roleDefinitionId}:${grant.objectType}:${grant.objectId}`
+}
+
+/** A duplicate name, answered as the platform's Django validators do: 400 with the field's message. */
+function duplicateName(what: string): ValidationFailed {
+  if (what === 'team') return new ValidationFailed({ non_field_errors: ['The fields organization, name must make a unique set.'] })
+  const model = what === 'organization' ? 'Organization' : 'Role definition'
+  return new ValidationFailed({ name: [`${model} with this name already exists.`] })
+}
+
+function requireSuperuser(actor: User): void {
+  if (!actor.isSuperuser) throw new PermissionDenied()
+}
+
+function notFound(what: string): never {
+  throw new NotFound(`No such ${what}.`)
+}
+
+function checkPermissions(contentType: ContentType | null, permissions: string[], problems: Record<string, string[]>): void {
+  const allowed = permissionsFor(contentType) as readonly string[]
+  const wrong = permissions.filter((p) => !allowed.includes(p))
+  if (wrong.length) problems.permissions = [`Not permissions a ${contentType ?? 'platform-wide'} role may hold: ${wrong.join(', ')}. Choose from: ${allowed.join(', ')}.`]
+}
+
+async function setAuditorFlag(tx: Repositories, announce: Announce, userId: number, value: boolean): Promise<void> {
+  await tx.users.update(userId, { isSystemAuditor: value })
+  announce(USER_TOPIC, String(userId))
+}
+
+/**
+ * Runs in every account change's transaction (Accounts.onChange): when a directory or SSO mapping sets or clears
+ * `is_system_auditor`, the Platform Auditor assignment follows, so the flag and the role never disagree.
+ */
+export async function keepAuditorRoleWithFlag(tx: Repositories, user: User): Promise<void> {
+  const auditor = await tx.access.findRoleDefinitionByName(PLATFORM_AUDITOR)
+  if (!auditor) return
+  if (user.isSystemAuditor) await tx.access.assign({ roleDefinitionId: auditor.id, actor: 'user', actorId: user.id, objectType: 'platform', objectId: 0 })
+  else await tx.access.unassignUser(user.id, auditor.id, 'platform', 0)
+}

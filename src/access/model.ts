@@ -1,0 +1,197 @@
+import type { EventBus } from '../store/event-bus.ts'
+import { ACCESS_TOPIC } from '../store/topics.ts'
+import type { AccessRecords, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
+import type { Store } from '../store/store.ts'
+import type { User } from '../store/users.ts'
+import { PLATFORM_AUDITOR, type Permission } from './permissions.ts'
+
+
+/** A role a user holds on one object, directly or through a team. */
+export interface HeldRole {
+  role: RoleDefinition
+  objectType: ObjectType
+  objectId: number
+}
+
+/** Who a user is in access control's terms: what the rules engine matches and the identity token carries. */
+export interface UserAccess {
+  readonly teams: readonly Team[]
+  readonly organizations: readonly Organization[]
+  /** Names of the role definitions held anywhere, sorted. */
+  readonly roles: readonly string[]
+  readonly teamNames: ReadonlySet<string>
+  readonly organizationNames: ReadonlySet<string>
+  readonly roleNames: ReadonlySet<string>
+  readonly held: readonly HeldRole[]
+  /** Organizations and teams as group paths, `/Organization` and `/Organization/Team`, sorted. */
+  readonly groups: readonly string[]
+}
+
+const NOBODY: UserAccess = freezeAccess([], [], [], [])
+
+/**
+ * Organizations, teams, roles and assignments, held in memory as one snapshot, so the request path reads
+ * a map and nothing else. Every change writes the `access` event in its transaction (src/access/admin.ts);
+ * every process then reloads the whole snapshot, which is small next to the users it describes.
+ * Memberships follow django-ansible-base: a user is in a team while they hold a role with `member_team` on it,
+ * in an organization while they hold one with `member_organization` on it, directly or through a team; a team
+ * passes the roles it holds to its members.
+ */
+export class AccessModel {
+  readonly #store: Store
+  #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
+  #byUser = new Map<number, UserAccess>()
+  #teams = new Map<number, Team>()
+  #organizations = new Map<number, Organization>()
+  #roles = new Map<number, RoleDefinition>()
+  #loading: Promise<void> | undefined
+  #again = false
+  readonly #listeners: (() => void)[] = []
+
+  constructor(store: Store, bus: EventBus) {
+    this.#store = store
+    bus.on(ACCESS_TOPIC, () => this.reload())
+  }
+
+  /** Runs in every process after each reload: drop whatever was derived from memberships. */
+  onReload(listener: () => void): void {
+    this.#listeners.push(listener)
+  }
+
+  /** Reads the snapshot again; a reload asked for while one runs gets one more after it, so none misses a change. */
+  reload(): Promise<void> {
+    if (this.#loading) {
+      this.#again = true
+      return this.#loading
+    }
+    this.#loading = (async () => {
+      do {
+        this.#again = false
+        this.#apply(await this.#store.access.loadAll())
+      } while (this.#again)
+    })().finally(() => {
+      this.#loading = undefined
+    })
+    return this.#loading
+  }
+
+  get organizations(): readonly Organization[] {
+    return this.#records.organizations
+  }
+
+  get teams(): readonly Team[] {
+    return this.#records.teams
+  }
+
+  get roleDefinitions(): readonly RoleDefinition[] {
+    return this.#records.roleDefinitions
+  }
+
+  /** The names rules can refer to. */
+  names(): { teams: ReadonlySet<string>; organizations: ReadonlySet<string> } {
+    return { teams: new Set(this.#records.teams.map((t) => t.name)), organizations: new Set(this.#records.organizations.map((o) => o.name)) }
+  }
+
+  team(id: number): Team | undefined {
+    return this.#teams.get(id)
+  }
+
+  organization(id: number): Organization | undefined {
+    return this.#organizations.get(id)
+  }
+
+  roleDefinition(id: number): RoleDefinition | undefined {
+    return this.#roles.get(id)
+  }
+
+  roleDefinitionNamed(name: string): RoleDefinition | undefined {
+    return this.#records.roleDefinitions.find((role) => role.name === name)
+  }
+
+  /**
+   * The user's teams, organizations and roles. The Platform Auditor role and the account's `is_system_auditor`
+   * flag are one thing (src/access/admin.ts keeps them together); the flag is what is read here.
+   */
+  of(user: User): UserAccess {
+    const access = this.#byUser.get(user.id) ?? NOBODY
+    if (user.isSystemAuditor === access.roleNames.has(PLATFORM_AUDITOR)) return access
+    const auditor = this.roleDefinitionNamed(PLATFORM_AUDITOR)
+    const held = user.isSystemAuditor
+      ? [...access.held, ...(auditor ? [{ role: auditor, objectType: 'platform' as const, objectId: 0 }] : [])]
+      : access.held.filter((h) => h.role.name !== PLATFORM_AUDITOR)
+    return freezeAccess(access.teams, access.organizations, held, access.groups)
+  }
+
+  /**
+   * Whether the user may do what `permission` names on an organization or team. Superusers may do anything; a
+   * role on an organization covers its teams; a platform-wide role covers everything.
+   */
+  can(user: User, permission: Permission, objectType: 'organization' | 'team', objectId: number): boolean {
+    if (user.isSuperuser) return true
+    const team = objectType === 'team' ? this.#teams.get(objectId) : undefined
+    return this.of(user).held.some((h) => h.role.permissions.includes(permission) && (
+      h.objectType === 'platform'
+      || (h.objectType === objectType && h.objectId === objectId)
+      || (team !== undefined && h.objectType === 'organization' && h.objectId === team.organizationId)))
+  }
+
+  /** Whether the user holds `permission` anywhere (superusers always): what a form offering an action asks. */
+  canSomewhere(user: User, permission: Permission): boolean {
+    return user.isSuperuser || this.of(user).held.some((h) => h.role.permissions.includes(permission))
+  }
+
+  #apply(records: AccessRecords): void {
+    this.#teams = new Map(records.teams.map((t) => [t.id, t]))
+    this.#organizations = new Map(records.organizations.map((o) => [o.id, o]))
+    this.#roles = new Map(records.roleDefinitions.map((r) => [r.id, r]))
+    const heldRole = (a: RoleAssignment): HeldRole | undefined => {
+      const role = this.#roles.get(a.roleDefinitionId)
+      return role && { role, objectType: a.objectType, objectId: a.objectId }
+    }
+    const direct = new Map<number, HeldRole[]>()
+    const byTeam = new Map<number, HeldRole[]>()
+    for (const assignment of records.assignments) {
+      const held = heldRole(assignment)
+      if (!held) continue
+      const into = assignment.actor === 'user' ? direct : byTeam
+      into.set(assignment.actorId, [...(into.get(assignment.actorId) ?? []), held])
+    }
+    const byUser = new Map<number, UserAccess>()
+    for (const [userId, own] of direct) {
+      const teams = own.filter((h) => h.objectType === 'team' && h.role.permissions.includes('shared.member_team'))
+        .map((h) => this.#teams.get(h.objectId)).filter((t): t is Team => t !== undefined)
+      const uniqueTeams = [...new Map(teams.map((t) => [t.id, t])).values()]
+      const held = [...own, ...uniqueTeams.flatMap((t) => byTeam.get(t.id) ?? [])]
+      const organizations = held.filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization'))
+        .map((h) => this.#organizations.get(h.objectId)).filter((o): o is Organization => o !== undefined)
+      const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
+      const groups = [
+        ...uniqueOrganizations.map((o) => `/${o.name}`),
+        ...uniqueTeams.map((t) => `/${this.#organizations.get(t.organizationId)?.name ?? ''}/${t.name}`),
+      ].sort()
+      byUser.set(userId, freezeAccess(uniqueTeams, uniqueOrganizations, held, groups))
+    }
+    this.#records = records
+    this.#byUser = byUser
+    for (const listener of this.#listeners) listener()
+  }
+}
+
+/** Teams and organizations as Keycloak group paths, and the role names, for realm access tokens (src/oidc/claims.ts). */
+export function keycloakMemberships(access: UserAccess): { groups: string[]; roles: string[] } {
+  return { groups: [...access.groups], roles: [...access.roles] }
+}
+
+function freezeAccess(teams: readonly Team[], organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[]): UserAccess {
+  const roles = [...new Set(held.map((h) => h.role.name))].sort()
+  return Object.freeze({
+    teams: Object.freeze([...teams]),
+    organizations: Object.freeze([...organizations]),
+    roles: Object.freeze(roles),
+    teamNames: new Set(teams.map((t) => t.name)),
+    organizationNames: new Set(organizations.map((o) => o.name)),
+    roleNames: new Set(roles),
+    held: Object.freeze([...held]),
+    groups: Object.freeze([...groups]),
+  })
+}

@@ -1,0 +1,154 @@
+import { BlockList } from 'node:net'
+import { parseCidr, type AccessRule, type RuleMatch } from '../config/access.ts'
+import type { Config } from '../config/schema.ts'
+import type { Principal } from '../auth/principal.ts'
+import { publicPathMatcher } from '../gateway/routes.ts'
+import type { UserAccess } from './model.ts'
+
+/** One request as the rules see it: who (signed in), how, and what. */
+export interface AccessRequest {
+  principal: Principal
+  access: UserAccess
+  method: string
+  path: string
+  /** The trusted client address (Fastify's `request.ip`). */
+  address: string
+}
+
+export interface AccessDecision {
+  allowed: boolean
+  /** 1-based position of the rule that decided; undefined when none matched (then the request is refused). */
+  rule: number | undefined
+  /** The deciding rule as written, e.g. `allow teams=Automation`; undefined when none matched. */
+  description: string | undefined
+}
+
+type Condition = (request: AccessRequest) => boolean
+
+interface CompiledRule {
+  allow: boolean
+  description: string
+  conditions: Condition[]
+}
+
+/**
+ * One service's access rules, compiled once at start into plain predicates over Sets: evaluating them is a
+ * few lookups per rule, in memory. First match wins (as Authelia's access_control and Pomerium's policies
+ * read top down); a service with rules refuses whoever matches none.
+ */
+export class ServiceRules {
+  readonly service: string
+  readonly #rules: CompiledRule[]
+
+  constructor(service: string, rules: readonly AccessRule[]) {
+    this.service = service
+    this.#rules = rules.map(compileRule)
+  }
+
+  decide(request: AccessRequest): AccessDecision {
+    for (let i = 0; i < this.#rules.length; i++) {
+      const rule = this.#rules[i]!
+      if (rule.conditions.every((condition) => condition(request))) return { allowed: rule.allow, rule: i + 1, description: rule.description }
+    }
+    return { allowed: false, rule: undefined, description: undefined }
+  }
+
+  /** The 403 detail: which rule refused, or that none allowed. Only signed-in callers ever see it. */
+  explain(decision: AccessDecision): string {
+    return decision.rule === undefined
+      ? `No access rule of the service "${this.service}" allows this request.`
+      : `Rule ${decision.rule} of the service "${this.service}" (${decision.description}) ${decision.allowed ? 'allows' : 'denies'} this request.`
+  }
+}
+
+/** Every service's rules by service name; services without `access` are absent (every signed-in caller passes). */
+export function compileServiceRules(config: Config): ReadonlyMap<string, ServiceRules> {
+  return new Map(config.services.filter((s) => s.access).map((s) => [s.name, new ServiceRules(s.name, s.access!)]))
+}
+
+/**
+ * Team and organization names the rules and the membership mappings use that do not exist (yet): worth a
+ * warning at start, not an error, since they apply as soon as they are created.
+ */
+export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
+  const problems: string[] = []
+  const mappingSources = [['ldap', config.ldap?.memberships ?? []] as const, ...config.sso.map((p, i) => [`sso.${i}`, p.memberships] as const)]
+  for (const [path, mappings] of mappingSources) {
+    mappings.forEach((mapping, i) => {
+      if (!known.organizations.has(mapping.organization)) problems.push(`${path}.memberships.${i}.organization: no organization "${mapping.organization}" yet (the mapping applies once it exists)`)
+      else if (mapping.team !== undefined && !known.teams.has(mapping.team)) problems.push(`${path}.memberships.${i}.team: no team "${mapping.team}" yet (the mapping applies once it exists)`)
+    })
+  }
+  config.services.forEach((service, i) => service.access?.forEach((rule, j) => {
+    const kind = rule.allow ? 'allow' : 'deny'
+    const match = (rule.allow ?? rule.deny)!
+    for (const team of match.teams ?? []) if (!known.teams.has(team)) problems.push(`services.${i}.access.${j}.${kind}.teams: no team "${team}" yet (the rule applies once it exists)`)
+    for (const org of match.organizations ?? []) if (!known.organizations.has(org)) problems.push(`services.${i}.access.${j}.${kind}.organizations: no organization "${org}" yet (the rule applies once it exists)`)
+  }))
+  return problems
+}
+
+function compileRule(rule: AccessRule): CompiledRule {
+  const allow = rule.allow !== undefined
+  const match = (rule.allow ?? rule.deny)!
+  return { allow, description: describe(allow, match), conditions: conditionsOf(match) }
+}
+
+function conditionsOf(match: RuleMatch): Condition[] {
+  const conditions: Condition[] = []
+  if (match.superuser !== undefined) {
+    const wanted = match.superuser
+    conditions.push((r) => r.principal.user.isSuperuser === wanted)
+  }
+  if (match.users) {
+    const users = new Set(match.users)
+    conditions.push((r) => users.has(r.principal.user.username))
+  }
+  if (match.teams) conditions.push(anyOf(match.teams, (r) => r.access.teamNames))
+  if (match.organizations) conditions.push(anyOf(match.organizations, (r) => r.access.organizationNames))
+  if (match.roles) conditions.push(anyOf(match.roles, (r) => r.access.roleNames))
+  if (match.methods) {
+    const methods = new Set<string>(match.methods)
+    conditions.push((r) => methods.has(r.method))
+  }
+  if (match.paths) {
+    const matches = publicPathMatcher(match.paths)
+    conditions.push((r) => matches(r.path))
+  }
+  if (match.auth_methods) {
+    const methods = new Set<string>(match.auth_methods)
+    conditions.push((r) => methods.has(r.principal.method))
+  }
+  if (match.scopes) {
+    const scopes = match.scopes
+    conditions.push((r) => scopes.some((scope) => r.principal.scopes?.has(scope) ?? r.principal.scope === scope))
+  }
+  if (match.networks) {
+    const blocks = new BlockList()
+    for (const network of match.networks) {
+      const { address, prefix, family } = parseCidr(network)!
+      blocks.addSubnet(address, prefix, family)
+    }
+    conditions.push((r) => inBlocks(blocks, r.address))
+  }
+  return conditions
+}
+
+function anyOf(wanted: readonly string[], held: (request: AccessRequest) => ReadonlySet<string>): Condition {
+  return (r) => {
+    const set = held(r)
+    return set.size > 0 && wanted.some((name) => set.has(name))
+  }
+}
+
+/** An IPv4 client on a dual-stack socket shows as `::ffff:a.b.c.d`; IPv4 blocks must match it. */
+function inBlocks(blocks: BlockList, address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1]
+  if (mapped) return blocks.check(mapped, 'ipv4')
+  return blocks.check(address, address.includes(':') ? 'ipv6' : 'ipv4')
+}
+
+function describe(allow: boolean, match: RuleMatch): string {
+  const parts = Object.entries(match).map(([key, value]) => `${key}=${Array.isArray(value) ? value.join(',') : String(value)}`)
+  return `${allow ? 'allow' : 'deny'}${parts.length ? ' ' + parts.join(' ') : ''}`
+}

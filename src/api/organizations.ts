@@ -1,0 +1,131 @@
+import { z } from 'zod'
+import type { App } from '../app.ts'
+import { NotFound } from '../errors.ts'
+import { type Organization, organizationFilterFields, type Team, teamFilterFields } from '../store/access.ts'
+import { principalOf } from './access.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
+import { listQuery } from './list-query.ts'
+import { describeList, SERVER_FIELDS } from './metadata.ts'
+import { paged } from './pagination.ts'
+import { idParam } from './validation.ts'
+
+const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
+const description = z.string().max(10_000)
+/** An object's id in a body: a number, or digits as form posts send it. */
+export const bodyId = (what: string) => z.union([z.number().int().positive().max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
+const createOrganization = z.object({ name, description: description.optional() }).strict()
+const updateOrganization = z.object({ name, description }).partial().strict()
+const createTeam = z.object({ name, description: description.optional(), organization: bodyId('an organization') }).strict()
+const updateTeam = z.object({ name, description, organization: bodyId('an organization') }).partial().strict()
+
+export const organizationUrl = (id: number) => `${GATEWAY_API}/organizations/${id}/`
+export const teamUrl = (id: number) => `${GATEWAY_API}/teams/${id}/`
+
+export function serializeOrganization(organization: Organization) {
+  const url = organizationUrl(organization.id)
+  return {
+    id: organization.id,
+    url,
+    related: { teams: `${url}teams/` },
+    summary_fields: {},
+    created: new Date(organization.created).toISOString(),
+    modified: new Date(organization.modified).toISOString(),
+    name: organization.name,
+    description: organization.description,
+    managed: false,
+  }
+}
+
+export function serializeTeam(app: App, team: Team) {
+  const organization = app.access.organization(team.organizationId)
+  return {
+    id: team.id,
+    url: teamUrl(team.id),
+    related: { organization: organizationUrl(team.organizationId) },
+    summary_fields: { organization: organization ? { id: organization.id, name: organization.name, description: organization.description } : null },
+    created: new Date(team.created).toISOString(),
+    modified: new Date(team.modified).toISOString(),
+    name: team.name,
+    description: team.description,
+    organization: team.organizationId,
+  }
+}
+
+/**
+ * organizations/ and teams/ in the platform's shapes, with its list filters. Every signed-in user may read them;
+ * who may change what is decided in src/access/admin.ts.
+ */
+export function organizationRoutes(api: GatewayApi, app: App): void {
+  describeList(api, '/organizations/', {
+    name: 'Organization List',
+    description: 'Organizations: everyone signed in may read; superusers create them, their admins change them.',
+    create: { body: createOrganization, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+  })
+  describeList(api, '/teams/', {
+    name: 'Team List',
+    description: 'Teams, each in one organization: everyone signed in may read; organization admins add them.',
+    create: { body: createTeam, readOnly: SERVER_FIELDS, allowed: (principal) => app.access.canSomewhere(principal.user, 'shared.add_team') },
+  })
+  api.get('/organizations/', { schema: { querystring: listQuery(organizationFilterFields) } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, results } = await app.store.access.listOrganizations({ offset: page.offset, limit: page.pageSize, filter })
+    return paged(request, page, count, results.map(serializeOrganization))
+  })
+  api.post('/organizations/', { schema: { body: createOrganization } }, async (request, reply) => {
+    const organization = await app.accessAdmin.createOrganization(principalOf(request).user, request.body)
+    reply.code(201)
+    return serializeOrganization(organization)
+  })
+  api.get('/organizations/:id/', { schema: { params: idParam } }, async (request) => {
+    const organization = await app.store.access.findOrganization(request.params.id)
+    if (!organization) throw new NotFound('No such organization.')
+    return serializeOrganization(organization)
+  })
+  api.route({
+    method: ['PATCH', 'PUT'],
+    url: '/organizations/:id/',
+    schema: { params: idParam, body: updateOrganization },
+    handler: async (request) => serializeOrganization(await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, request.body)),
+  })
+  api.delete('/organizations/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    await app.accessAdmin.deleteOrganization(principalOf(request).user, request.params.id)
+    return reply.code(204).send()
+  })
+
+  const teamList = listQuery(teamFilterFields)
+  api.get('/teams/', { schema: { querystring: teamList } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter })
+    return paged(request, page, count, results.map((team) => serializeTeam(app, team)))
+  })
+  api.get('/organizations/:id/teams/', { schema: { params: idParam, querystring: teamList } }, async (request) => {
+    if (!(await app.store.access.findOrganization(request.params.id))) throw new NotFound('No such organization.')
+    const { page, filter } = request.query
+    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter, organizationId: request.params.id })
+    return paged(request, page, count, results.map((team) => serializeTeam(app, team)))
+  })
+  api.post('/teams/', { schema: { body: createTeam } }, async (request, reply) => {
+    const { name: teamName, description: text, organization } = request.body
+    const team = await app.accessAdmin.createTeam(principalOf(request).user, { name: teamName, description: text, organizationId: organization })
+    reply.code(201)
+    return serializeTeam(app, team)
+  })
+  api.get('/teams/:id/', { schema: { params: idParam } }, async (request) => {
+    const team = await app.store.access.findTeam(request.params.id)
+    if (!team) throw new NotFound('No such team.')
+    return serializeTeam(app, team)
+  })
+  api.route({
+    method: ['PATCH', 'PUT'],
+    url: '/teams/:id/',
+    schema: { params: idParam, body: updateTeam },
+    handler: async (request) => {
+      const { name: teamName, description: text, organization } = request.body
+      return serializeTeam(app, await app.accessAdmin.updateTeam(principalOf(request).user, request.params.id, { name: teamName, description: text, organizationId: organization }))
+    },
+  })
+  api.delete('/teams/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    await app.accessAdmin.deleteTeam(principalOf(request).user, request.params.id)
+    return reply.code(204).send()
+  })
+}

@@ -1,0 +1,161 @@
+import { z } from 'zod'
+import type { App } from '../app.ts'
+import { NotFound } from '../errors.ts'
+import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
+import { principalOf } from './access.ts'
+import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
+import { listQuery } from './list-query.ts'
+import { describeList, SERVER_FIELDS } from './metadata.ts'
+import { bodyId, organizationUrl, teamUrl } from './organizations.ts'
+import { paged } from './pagination.ts'
+import { userSummary, userUrl } from './summaries.ts'
+import { idParam } from './validation.ts'
+
+const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
+const description = z.string().max(10_000)
+const permissions = z.array(z.string()).max(100)
+const createRole = z.object({ name, description: description.optional(), permissions, content_type: z.string().nullable() }).strict()
+const updateRole = z.object({ name, description, permissions }).partial().strict()
+const assignmentInput = (actor: Actor) => z.object({
+  role_definition: bodyId('a role definition'),
+  [actor]: bodyId(`a ${actor}`),
+  object_id: bodyId('an object').nullable().optional(),
+}).strict()
+/** The platform names what a role is on `shared.organization` or `shared.team`; the store, `organization` or `team`. */
+const STORED_TYPES: Record<string, string> = { 'shared.organization': 'organization', 'shared.team': 'team' }
+const assignmentList = (actor: Actor) => z.preprocess(
+  (query) => typeof query === 'object' && query !== null && typeof (query as Record<string, unknown>).content_type === 'string'
+    ? { ...query, content_type: STORED_TYPES[(query as Record<string, string>).content_type!] ?? (query as Record<string, string>).content_type }
+    : query,
+  listQuery(assignmentFilterFields(actor)),
+)
+
+const roleDefinitionUrl = (id: number) => `${GATEWAY_API}/role_definitions/${id}/`
+
+export function serializeRoleDefinition(role: RoleDefinition) {
+  const url = roleDefinitionUrl(role.id)
+  return {
+    id: role.id,
+    url,
+    related: { user_assignments: `${url}user_assignments/`, team_assignments: `${url}team_assignments/` },
+    summary_fields: {},
+    permissions: role.permissions,
+    content_type: role.contentType,
+    created: new Date(role.created).toISOString(),
+    modified: new Date(role.modified).toISOString(),
+    name: role.name,
+    description: role.description,
+    managed: role.managed,
+  }
+}
+
+async function serializeAssignment(app: App, assignment: RoleAssignment) {
+  const role = app.access.roleDefinition(assignment.roleDefinitionId)
+  const platformWide = assignment.objectType === 'platform'
+  const object = assignment.objectType === 'team' ? app.access.team(assignment.objectId) : assignment.objectType === 'organization' ? app.access.organization(assignment.objectId) : undefined
+  const objectUrl = platformWide ? undefined : (assignment.objectType === 'team' ? teamUrl : organizationUrl)(assignment.objectId)
+  const user = assignment.actor === 'user' ? await app.accounts.get(assignment.actorId) : undefined
+  const team = assignment.actor === 'team' ? app.access.team(assignment.actorId) : undefined
+  return {
+    id: assignment.id,
+    url: `${GATEWAY_API}/role_${assignment.actor}_assignments/${assignment.id}/`,
+    related: {
+      role_definition: roleDefinitionUrl(assignment.roleDefinitionId),
+      [assignment.actor]: assignment.actor === 'user' ? userUrl(assignment.actorId) : teamUrl(assignment.actorId),
+      ...(objectUrl ? { content_object: objectUrl } : {}),
+    },
+    summary_fields: {
+      role_definition: role ? { id: role.id, name: role.name, description: role.description, managed: role.managed } : null,
+      ...(object ? { content_object: { id: object.id, name: object.name } } : {}),
+      ...(assignment.actor === 'user' ? { user: userSummary(user, assignment.actorId) } : {}),
+      ...(team ? { team: { id: team.id, name: team.name, organization: team.organizationId } } : {}),
+    },
+    created: new Date(assignment.created).toISOString(),
+    created_by: null,
+    content_type: platformWide ? null : `shared.${assignment.objectType}`,
+    object_id: platformWide ? null : String(assignment.objectId),
+    role_definition: assignment.roleDefinitionId,
+    [assignment.actor]: assignment.actorId,
+  }
+}
+
+/**
+ * role_definitions/, role_user_assignments/ and role_team_assignments/ in django-ansible-base's shapes, with the
+ * platform's list filters. Assignments are created and deleted, never changed (as there); who may grant what:
+ * src/access/admin.ts.
+ */
+export function roleRoutes(api: GatewayApi, app: App): void {
+  describeList(api, '/role_definitions/', {
+    name: 'Role Definition List',
+    description: 'Managed and custom role definitions: everyone signed in may read; superusers make custom ones.',
+    create: { body: createRole, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+  })
+  api.get('/role_definitions/', { schema: { querystring: listQuery(roleDefinitionFilterFields) } }, async (request) => {
+    const { page, filter } = request.query
+    const { count, results } = await app.store.access.listRoleDefinitions({ offset: page.offset, limit: page.pageSize, filter })
+    return paged(request, page, count, results.map(serializeRoleDefinition))
+  })
+  api.post('/role_definitions/', { schema: { body: createRole } }, async (request, reply) => {
+    const input = request.body
+    const role = await app.accessAdmin.createRoleDefinition(principalOf(request).user, { name: input.name, description: input.description, contentType: input.content_type, permissions: input.permissions })
+    reply.code(201)
+    return serializeRoleDefinition(role)
+  })
+  api.get('/role_definitions/:id/', { schema: { params: idParam } }, async (request) => {
+    const role = await app.store.access.findRoleDefinition(request.params.id)
+    if (!role) throw new NotFound('No such role definition.')
+    return serializeRoleDefinition(role)
+  })
+  api.route({
+    method: ['PATCH', 'PUT'],
+    url: '/role_definitions/:id/',
+    schema: { params: idParam, body: updateRole },
+    handler: async (request) => serializeRoleDefinition(await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, request.body)),
+  })
+  api.delete('/role_definitions/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    await app.accessAdmin.deleteRoleDefinition(principalOf(request).user, request.params.id)
+    return reply.code(204).send()
+  })
+
+  for (const actor of ['user', 'team'] as const) {
+    const querystring = assignmentList(actor)
+    describeList(api, `/role_${actor}_assignments/`, {
+      name: `Role ${actor === 'user' ? 'User' : 'Team'} Assignment List`,
+      description: `Roles given to ${actor}s on an organization, a team or the platform; admins of an object give roles on it.`,
+      create: {
+        body: assignmentInput(actor),
+        readOnly: { id: 'integer', url: 'string', related: 'field', summary_fields: 'field', created: 'datetime' },
+        allowed: (principal) => app.access.canSomewhere(principal.user, 'shared.change_team') || app.access.canSomewhere(principal.user, 'shared.change_organization'),
+      },
+    })
+    api.get(`/role_${actor}_assignments/`, { schema: { querystring } }, async (request) => {
+      const { page, filter } = request.query
+      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter })
+      return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))
+    })
+    api.get(`/role_definitions/:id/${actor}_assignments/`, { schema: { params: idParam, querystring } }, async (request) => {
+      const { page, filter } = request.query
+      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter, roleDefinitionId: request.params.id })
+      return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))
+    })
+    api.post(`/role_${actor}_assignments/`, { schema: { body: assignmentInput(actor) } }, async (request, reply) => {
+      const input = request.body as Record<string, number | null | undefined>
+      const assignment = await app.accessAdmin.assign(principalOf(request).user, actor, {
+        roleDefinitionId: input.role_definition!,
+        actorId: input[actor]!,
+        objectId: input.object_id,
+      })
+      reply.code(201)
+      return serializeAssignment(app, assignment)
+    })
+    api.get(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request) => {
+      const assignment = await app.store.access.findAssignment(actor, request.params.id)
+      if (!assignment) throw new NotFound('No such role assignment.')
+      return serializeAssignment(app, assignment)
+    })
+    api.delete(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request, reply) => {
+      await app.accessAdmin.unassign(principalOf(request).user, actor, request.params.id)
+      return reply.code(204).send()
+    })
+  }
+}

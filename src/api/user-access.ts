@@ -1,0 +1,49 @@
+import type { App } from '../app.ts'
+import type { GatewayApi } from './gateway-api.ts'
+import { serializeOrganization, serializeTeam } from './organizations.ts'
+import { paged, pageOf, pageQuery } from './pagination.ts'
+import { idParam } from './validation.ts'
+
+/**
+ * A user's memberships and what they open, from the same in-memory snapshot and rules engine the proxy uses:
+ * `users/{id}/teams/` and `users/{id}/organizations/` in the platform's shapes, and `users/{id}/access/`, which
+ * also says, for each service, whether the user may reach it (a GET of its prefix, signed in with a session).
+ */
+export function userAccessRoutes(api: GatewayApi, app: App): void {
+  api.get('/users/:id/teams/', { schema: { params: idParam, querystring: pageQuery } }, async (request) => {
+    const user = await app.accounts.require(request.params.id)
+    const page = pageOf(request.query)
+    const teams = app.access.of(user).teams
+    return paged(request, page, teams.length, teams.slice(page.offset, page.offset + page.pageSize).map((team) => serializeTeam(app, team)))
+  })
+
+  api.get('/users/:id/organizations/', { schema: { params: idParam, querystring: pageQuery } }, async (request) => {
+    const user = await app.accounts.require(request.params.id)
+    const page = pageOf(request.query)
+    const organizations = app.access.of(user).organizations
+    return paged(request, page, organizations.length, organizations.slice(page.offset, page.offset + page.pageSize).map(serializeOrganization))
+  })
+
+  api.get('/users/:id/access/', { schema: { params: idParam } }, async (request) => {
+    const user = await app.accounts.require(request.params.id)
+    const access = app.access.of(user)
+    const services = app.config.services.map((service) => {
+      const rules = app.serviceRules.get(service.name)
+      const decision = rules?.decide({ principal: { userId: user.id, user, method: 'session' }, access, method: 'GET', path: service.prefix, address: request.ip })
+      return {
+        service: service.name,
+        prefix: service.prefix,
+        allowed: user.isActive && (decision?.allowed ?? true),
+        rule: decision ? (decision.rule === undefined ? null : `${decision.rule}: ${decision.description}`) : null,
+        has_rules: rules !== undefined,
+      }
+    })
+    return {
+      user: user.id,
+      teams: access.teams.map((team) => ({ id: team.id, name: team.name, organization: team.organizationId })),
+      organizations: access.organizations.map((o) => ({ id: o.id, name: o.name })),
+      roles: access.roles,
+      services,
+    }
+  })
+}

@@ -1,0 +1,70 @@
+import { isIP } from 'node:net'
+import { z } from 'zod'
+
+/**
+ * A service's `access` rules (docs/access.md): who may use it, in order, first match wins. Only checked here;
+ * src/access/rules.ts compiles them once at start.
+ */
+
+export const RULE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
+
+const names = z.array(z.string().min(1).max(512)).min(1)
+/** RFC 6749 section 3.3: scope tokens are printable ASCII without space, quote or backslash. */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,200}$/, 'must be a scope token (printable characters, no spaces)')
+const rulePath = z.string().regex(/^\/[^?#\s*]*\*?$/, 'must be an absolute path, optionally ending in "*" to match everything under it')
+
+/** An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address. */
+export const cidr = z.string().refine((value) => parseCidr(value) !== undefined, 'must be an IP address or a CIDR block, e.g. 10.0.0.0/8')
+
+export function parseCidr(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [address = '', prefixText, extra] = value.split('/')
+  const version = isIP(address)
+  if (!version || extra !== undefined) return undefined
+  const max = version === 4 ? 32 : 128
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN
+  if (!(prefix >= 0 && prefix <= max)) return undefined
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' }
+}
+
+/** What a rule matches; every condition it names must hold (a list: any of its values), and a rule naming none matches everyone signed in. */
+export const RuleMatchSchema = z.object({
+  superuser: z.boolean().optional().describe('true: superusers only; false: everyone but superusers.'),
+  users: names.optional().describe('Usernames.'),
+  teams: names.optional().describe('Team names (in any organization): members of any of them.'),
+  organizations: names.optional().describe('Organization names: members of any of them.'),
+  roles: names.optional().describe('Role definition names (e.g. Platform Auditor), held on anything.'),
+  methods: z.array(z.enum(RULE_METHODS)).min(1).optional().describe('HTTP methods.'),
+  paths: z.array(rulePath).min(1).optional().describe('Request paths under the service prefix: exact, or a prefix ending in `*`.'),
+  auth_methods: z.array(z.enum(['basic', 'session', 'token', 'oidc'])).min(1).optional().describe('How the caller signed in.'),
+  scopes: z.array(scopeToken).min(1).optional().describe('Token scopes (a personal token\'s read/write, an OIDC token\'s scopes): any of them.'),
+  networks: z.array(cidr).min(1).optional().describe('Client networks (CIDR), matched against the trusted client address (see server.trust_proxy).'),
+}).strict()
+
+export const AccessRuleSchema = z.object({
+  allow: RuleMatchSchema.optional().describe('Let the request through when this matches.'),
+  deny: RuleMatchSchema.optional().describe('Refuse the request with 403 access_denied when this matches.'),
+}).strict().superRefine((rule, ctx) => {
+  if ((rule.allow === undefined) === (rule.deny === undefined)) ctx.addIssue({ code: 'custom', message: 'a rule is either { allow: {...} } or { deny: {...} }' })
+})
+
+export const AccessRulesSchema = z.array(AccessRuleSchema).min(1)
+  .describe('Who may use the service, in order: the first rule that matches decides; a signed-in caller no rule matches gets 403 access_denied. Absent: every signed-in caller.')
+
+export type AccessRule = z.output<typeof AccessRuleSchema>
+export type RuleMatch = z.output<typeof RuleMatchSchema>
+
+/**
+ * A directory group or SSO claim value mapped to a membership: in the organization, or in its team when `team` is
+ * named, as a member or an admin. Applied at each login (src/access/mappings.ts).
+ */
+export function membershipMappingsSchema<T extends z.ZodType<string>>(groupValue: T, groupsHelp: string) {
+  return z.array(z.object({
+    organization: z.string().min(1).max(512).describe('The organization\'s name; it must exist (a mapping to a missing one is skipped until it does; serve warns of it at start).'),
+    team: z.string().min(1).max(512).optional().describe('A team of that organization; absent: the membership is in the organization itself.'),
+    role: z.enum(['member', 'admin']).default('member').describe('member: Team Member or Organization Member; admin: Team Admin or Organization Admin.'),
+    groups: z.array(groupValue).min(1).describe(groupsHelp),
+  }).strict()).default([])
+    .describe('Teams and organizations from groups, set at every login: a user in none of a mapping\'s groups loses what it gives (other roles are left alone), and their cached credentials are dropped when anything changed.')
+}
+
+export type MembershipMapping = { organization: string; team?: string | undefined; role: 'member' | 'admin'; groups: string[] }

@@ -1,0 +1,338 @@
+import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import type { RoleDefinitionsTable, Tables } from './schema.ts'
+
+export interface Organization {
+  id: number
+  name: string
+  description: string
+  created: number
+  modified: number
+}
+
+export interface Team extends Organization {
+  organizationId: number
+}
+
+export interface RoleDefinition {
+  id: number
+  name: string
+  description: string
+  /** `shared.organization`, `shared.team`, or null for a role on the whole platform. */
+  contentType: string | null
+  permissions: string[]
+  managed: boolean
+  created: number
+  modified: number
+}
+
+export type ObjectType = 'organization' | 'team' | 'platform'
+export type Actor = 'user' | 'team'
+
+export interface RoleAssignment {
+  id: number
+  roleDefinitionId: number
+  actor: Actor
+  /** The user's or the team's id, as `actor` says. */
+  actorId: number
+  objectType: ObjectType
+  /** 0 for `platform`. */
+  objectId: number
+  created: number
+}
+
+export interface ListQuery {
+  offset: number
+  limit: number
+  /** The API's filters, search and order (src/store/list-filter.ts). */
+  filter?: ListFilter | undefined
+}
+
+export interface AssignmentQuery extends ListQuery {
+  actorId?: number | undefined
+  roleDefinitionId?: number | undefined
+  objectType?: ObjectType | undefined
+  objectId?: number | undefined
+}
+
+const common = {
+  id: { column: 'id', type: 'integer' },
+  name: { column: 'name', type: 'text', searched: true },
+  description: { column: 'description', type: 'text', searched: true },
+  created: { column: 'created_at', type: 'time' },
+  modified: { column: 'modified_at', type: 'time' },
+} as const
+
+/** What each list can be filtered, searched and ordered on, by the API's field names. */
+export const organizationFilterFields: FilterFields = Object.freeze({ ...common })
+export const teamFilterFields: FilterFields = Object.freeze({ ...common, organization: { column: 'organization_id', type: 'integer' } })
+export const roleDefinitionFilterFields: FilterFields = Object.freeze({
+  ...common,
+  managed: { column: 'managed', type: 'boolean' },
+  content_type: { column: 'content_type', type: 'text' },
+})
+/** `content_type` holds `organization`, `team` or `platform`; the API maps the platform's `shared.team` to it. */
+export function assignmentFilterFields(actor: Actor): FilterFields {
+  return Object.freeze({
+    id: { column: 'id', type: 'integer' },
+    role_definition: { column: 'role_definition_id', type: 'integer' },
+    [actor]: { column: `${actor}_id`, type: 'integer' },
+    object_id: { column: 'object_id', type: 'integer' },
+    content_type: { column: 'object_type', type: 'text' },
+    created: { column: 'created_at', type: 'time' },
+  })
+}
+
+/** Everything access control reads at once into memory (src/access/model.ts). */
+export interface AccessRecords {
+  organizations: Organization[]
+  teams: Team[]
+  roleDefinitions: RoleDefinition[]
+  assignments: RoleAssignment[]
+}
+
+/**
+ * Organizations, teams, role definitions and role assignments. Rules (who may change what, which team may
+ * hold which role) live in src/access/; this layer only reads and writes rows.
+ */
+export class AccessRepository {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  async loadAll(): Promise<AccessRecords> {
+    const [organizations, teams, roleDefinitions, users, teamAssignments] = await Promise.all([
+      this.#db.selectFrom('organizations').selectAll().orderBy('id').execute(),
+      this.#db.selectFrom('teams').selectAll().orderBy('id').execute(),
+      this.#db.selectFrom('role_definitions').selectAll().orderBy('id').execute(),
+      this.#db.selectFrom('role_user_assignments').selectAll().orderBy('id').execute(),
+      this.#db.selectFrom('role_team_assignments').selectAll().orderBy('id').execute(),
+    ])
+    return {
+      organizations: organizations.map(toOrganization),
+      teams: teams.map(toTeam),
+      roleDefinitions: roleDefinitions.map(toRoleDefinition),
+      assignments: [...users.map((r) => toAssignment('user', r.user_id, r)), ...teamAssignments.map((r) => toAssignment('team', r.team_id, r))],
+    }
+  }
+
+  async createOrganization(input: { name: string; description?: string | undefined }, now = Date.now()): Promise<Organization> {
+    const row = await this.#db.insertInto('organizations')
+      .values({ name: input.name, description: input.description ?? '', created_at: now, modified_at: now })
+      .returningAll().executeTakeFirstOrThrow()
+    return toOrganization(row)
+  }
+
+  async findOrganization(id: number): Promise<Organization | undefined> {
+    const row = await this.#db.selectFrom('organizations').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toOrganization(row)
+  }
+
+  async listOrganizations(query: ListQuery): Promise<{ count: number; results: Organization[] }> {
+    const base = this.#db.selectFrom('organizations')
+    const { count, rows } = await countAndPage(base, organizationFilterFields, query)
+    return { count, results: rows.map(toOrganization) }
+  }
+
+  async updateOrganization(id: number, changes: { name?: string | undefined; description?: string | undefined }, now = Date.now()): Promise<Organization | undefined> {
+    const row = await this.#db.updateTable('organizations').set({ ...definedOnly(changes), modified_at: now }).where('id', '=', id).returningAll().executeTakeFirst()
+    return row && toOrganization(row)
+  }
+
+  /** Deletes the organization, its teams (by cascade) and every role granted on either. */
+  async deleteOrganization(id: number): Promise<boolean> {
+    const teamIds = (await this.#db.selectFrom('teams').select('id').where('organization_id', '=', id).execute()).map((r) => Number(r.id))
+    await this.#deleteAssignmentsOn('organization', [id])
+    await this.#deleteAssignmentsOn('team', teamIds)
+    const result = await this.#db.deleteFrom('organizations').where('id', '=', id).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+
+  async createTeam(input: { name: string; organizationId: number; description?: string | undefined }, now = Date.now()): Promise<Team> {
+    const row = await this.#db.insertInto('teams')
+      .values({ name: input.name, organization_id: input.organizationId, description: input.description ?? '', created_at: now, modified_at: now })
+      .returningAll().executeTakeFirstOrThrow()
+    return toTeam(row)
+  }
+
+  async findTeam(id: number): Promise<Team | undefined> {
+    const row = await this.#db.selectFrom('teams').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toTeam(row)
+  }
+
+  async findTeamByName(organizationId: number, name: string): Promise<Team | undefined> {
+    const row = await this.#db.selectFrom('teams').selectAll().where('organization_id', '=', organizationId).where('name', '=', name).executeTakeFirst()
+    return row && toTeam(row)
+  }
+
+  async findOrganizationByName(name: string): Promise<Organization | undefined> {
+    const row = await this.#db.selectFrom('organizations').selectAll().where('name', '=', name).executeTakeFirst()
+    return row && toOrganization(row)
+  }
+
+  async listTeams(query: ListQuery & { organizationId?: number | undefined }): Promise<{ count: number; results: Team[] }> {
+    let base = this.#db.selectFrom('teams')
+    if (query.organizationId !== undefined) base = base.where('organization_id', '=', query.organizationId)
+    const { count, rows } = await countAndPage(base, teamFilterFields, query)
+    return { count, results: rows.map(toTeam) }
+  }
+
+  async updateTeam(id: number, changes: { name?: string | undefined; description?: string | undefined }, now = Date.now()): Promise<Team | undefined> {
+    const row = await this.#db.updateTable('teams').set({ ...definedOnly(changes), modified_at: now }).where('id', '=', id).returningAll().executeTakeFirst()
+    return row && toTeam(row)
+  }
+
+  async deleteTeam(id: number): Promise<boolean> {
+    await this.#deleteAssignmentsOn('team', [id])
+    const result = await this.#db.deleteFrom('teams').where('id', '=', id).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+
+  async createRoleDefinition(input: { name: string; description?: string | undefined; contentType: string | null; permissions: string[] }, now = Date.now()): Promise<RoleDefinition> {
+    const row = await this.#db.insertInto('role_definitions').values({
+      name: input.name, description: input.description ?? '', content_type: input.contentType, permissions: JSON.stringify(input.permissions),
+      managed: false, created_at: now, modified_at: now,
+    }).returningAll().executeTakeFirstOrThrow()
+    return toRoleDefinition(row)
+  }
+
+  async findRoleDefinition(id: number): Promise<RoleDefinition | undefined> {
+    const row = await this.#db.selectFrom('role_definitions').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toRoleDefinition(row)
+  }
+
+  async findRoleDefinitionByName(name: string): Promise<RoleDefinition | undefined> {
+    const row = await this.#db.selectFrom('role_definitions').selectAll().where('name', '=', name).executeTakeFirst()
+    return row && toRoleDefinition(row)
+  }
+
+  async listRoleDefinitions(query: ListQuery): Promise<{ count: number; results: RoleDefinition[] }> {
+    const base = this.#db.selectFrom('role_definitions')
+    const { count, rows } = await countAndPage(base, roleDefinitionFilterFields, query)
+    return { count, results: rows.map(toRoleDefinition) }
+  }
+
+  async updateRoleDefinition(id: number, changes: { name?: string | undefined; description?: string | undefined; permissions?: string[] | undefined }, now = Date.now()): Promise<RoleDefinition | undefined> {
+    const values = { ...definedOnly({ name: changes.name, description: changes.description }), modified_at: now }
+    const row = await this.#db.updateTable('role_definitions')
+      .set(changes.permissions ? { ...values, permissions: JSON.stringify(changes.permissions) } : values)
+      .where('id', '=', id).returningAll().executeTakeFirst()
+    return row && toRoleDefinition(row)
+  }
+
+  async deleteRoleDefinition(id: number): Promise<boolean> {
+    const result = await this.#db.deleteFrom('role_definitions').where('id', '=', id).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+
+  /** Grants a role; granting one that is already held returns the existing assignment. */
+  async assign(input: Omit<RoleAssignment, 'id' | 'created'>, now = Date.now()): Promise<RoleAssignment> {
+    const existing = await this.#findAssignment(input)
+    if (existing) return existing
+    const base = { role_definition_id: input.roleDefinitionId, object_type: input.objectType, object_id: input.objectId, created_at: now }
+    if (input.actor === 'user') {
+      const row = await this.#db.insertInto('role_user_assignments').values({ ...base, user_id: input.actorId }).returningAll().executeTakeFirstOrThrow()
+      return toAssignment('user', row.user_id, row)
+    }
+    const row = await this.#db.insertInto('role_team_assignments').values({ ...base, team_id: input.actorId }).returningAll().executeTakeFirstOrThrow()
+    return toAssignment('team', row.team_id, row)
+  }
+
+  async findAssignment(actor: Actor, id: number): Promise<RoleAssignment | undefined> {
+    if (actor === 'user') {
+      const row = await this.#db.selectFrom('role_user_assignments').selectAll().where('id', '=', id).executeTakeFirst()
+      return row && toAssignment('user', row.user_id, row)
+    }
+    const row = await this.#db.selectFrom('role_team_assignments').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toAssignment('team', row.team_id, row)
+  }
+
+  async listAssignments(actor: Actor, query: AssignmentQuery): Promise<{ count: number; results: RoleAssignment[] }> {
+    const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
+    const actorColumn = actor === 'user' ? 'user_id' as const : 'team_id' as const
+    let base = this.#db.selectFrom(table as 'role_user_assignments')
+    if (query.actorId !== undefined) base = base.where(actorColumn as 'user_id', '=', query.actorId)
+    if (query.roleDefinitionId !== undefined) base = base.where('role_definition_id', '=', query.roleDefinitionId)
+    if (query.objectType !== undefined) base = base.where('object_type', '=', query.objectType)
+    if (query.objectId !== undefined) base = base.where('object_id', '=', query.objectId)
+    const { count, rows } = await countAndPage(base, assignmentFilterFields(actor), query)
+    return { count, results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
+  }
+
+  async unassign(actor: Actor, id: number): Promise<boolean> {
+    const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
+    const result = await this.#db.deleteFrom(table).where('id', '=', id).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+
+  /** Removes a user's grant of one role on one object, if held (a mapping from the directory no longer applies). */
+  async unassignUser(userId: number, roleDefinitionId: number, objectType: ObjectType, objectId: number): Promise<boolean> {
+    const result = await this.#db.deleteFrom('role_user_assignments').where('user_id', '=', userId)
+      .where('role_definition_id', '=', roleDefinitionId).where('object_type', '=', objectType).where('object_id', '=', objectId)
+      .executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+
+  async #findAssignment(input: Omit<RoleAssignment, 'id' | 'created'>): Promise<RoleAssignment | undefined> {
+    const { results } = await this.listAssignments(input.actor, {
+      offset: 0, limit: 1, actorId: input.actorId, roleDefinitionId: input.roleDefinitionId, objectType: input.objectType, objectId: input.objectId,
+    })
+    return results[0]
+  }
+
+  async #deleteAssignmentsOn(objectType: ObjectType, ids: number[]): Promise<void> {
+    if (!ids.length) return
+    await this.#db.deleteFrom('role_user_assignments').where('object_type', '=', objectType).where('object_id', 'in', ids).execute()
+    await this.#db.deleteFrom('role_team_assignments').where('object_type', '=', objectType).where('object_id', 'in', ids).execute()
+  }
+}
+
+/** One page of a list with the API's filter applied, in its order (then id), and how many rows match in all. */
+async function countAndPage<T extends keyof Tables>(unfiltered: SelectQueryBuilder<Tables, T, object>, fields: FilterFields, query: ListQuery): Promise<{ count: number; rows: Selectable<Tables[T]>[] }> {
+  const filter = query.filter ?? NO_FILTER
+  const base = filtered(unfiltered, fields, filter)
+  const [{ n }, rows] = await Promise.all([
+    base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+    ordered(base.selectAll(), fields, filter).offset(query.offset).limit(query.limit).execute(),
+  ])
+  return { count: Number(n), rows: rows as unknown as Selectable<Tables[T]>[] }
+}
+
+function definedOnly<T extends Record<string, unknown>>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>
+}
+
+function toOrganization(row: { id: number; name: string; description: string; created_at: number; modified_at: number }): Organization {
+  return { id: Number(row.id), name: row.name, description: row.description, created: Number(row.created_at), modified: Number(row.modified_at) }
+}
+
+function toTeam(row: { id: number; name: string; organization_id: number; description: string; created_at: number; modified_at: number }): Team {
+  return { ...toOrganization(row), organizationId: Number(row.organization_id) }
+}
+
+function toRoleDefinition(row: Selectable<RoleDefinitionsTable>): RoleDefinition {
+  return {
+    id: Number(row.id),
+    name: row.name,
+    description: row.description,
+    contentType: row.content_type,
+    permissions: JSON.parse(row.permissions) as string[],
+    managed: Boolean(row.managed),
+    created: Number(row.created_at),
+    modified: Number(row.modified_at),
+  }
+}
+
+function toAssignment(actor: Actor, actorId: number, row: { id: number; role_definition_id: number; object_type: string; object_id: number; created_at: number }): RoleAssignment {
+  return {
+    id: Number(row.id),
+    roleDefinitionId: Number(row.role_definition_id),
+    actor,
+    actorId: Number(actorId),
+    objectType: row.object_type as ObjectType,
+    objectId: Number(row.object_id),
+    created: Number(row.created_at),
+  }
+}

@@ -1,0 +1,152 @@
+import { api } from '../api.js'
+import { confirmAction, field, h, onSubmit, toast } from '../dom.js'
+import { changeThenReload, pagedTable } from '../table.js'
+import { fact } from './account.js'
+
+/**
+ * Access control in the interface (docs/access.md): a user's teams, organizations, roles and the services they may
+ * reach; and the page where administrators (superusers, and organization and team admins for their own) manage
+ * organizations, teams and who holds which role. The API decides who may change what; a refusal shows its message.
+ */
+
+/**
+ * What a user is in access control's terms, and which services their rules let them reach.
+ * @param {number} userId
+ * @param {string} headingText
+ */
+export async function accessSummary(userId, headingText) {
+  const access = await api(`users/${userId}/access/`)
+  /** @param {{name: string}[] | string[]} items */
+  const names = (items) => items.map((item) => (typeof item === 'string' ? item : item.name)).join(', ') || '—'
+  const services = h('table', { class: 'data' },
+    h('caption', { class: 'visually-hidden' }, 'Services'),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Service'), h('th', { scope: 'col' }, 'Prefix'), h('th', { scope: 'col' }, 'Access'), h('th', { scope: 'col' }, 'Decided by'))),
+    h('tbody', null, access.services.map((/** @type {any} */ s) => h('tr', { dataset: { service: s.service } },
+      h('td', { dataset: { label: 'Service' } }, h('div', null, s.service)),
+      h('td', { dataset: { label: 'Prefix' } }, h('div', null, h('code', null, s.prefix))),
+      h('td', { dataset: { label: 'Access' } }, h('div', null, s.allowed ? h('span', { class: 'badge on' }, 'Allowed') : h('span', { class: 'badge off' }, 'Refused'))),
+      h('td', { dataset: { label: 'Decided by' } }, h('div', null, s.has_rules ? (s.rule ? `rule ${s.rule}` : 'no rule matched') : 'no rules: every signed-in user'))))))
+  return h('section', { class: 'stack', 'aria-labelledby': `access-heading-${userId}` },
+    h('h2', { id: `access-heading-${userId}` }, headingText),
+    h('dl', { class: 'facts', id: 'memberships' },
+      fact('Teams', names(access.teams)),
+      fact('Organizations', names(access.organizations)),
+      fact('Roles', names(access.roles))),
+    h('div', { class: 'table-wrap' }, services))
+}
+
+/**
+ * Organizations, teams and role assignments.
+ * @param {import('../app.js').PageContext} context
+ */
+export async function accessPage(context) {
+  const [organizations, teams, roles] = await Promise.all([
+    api('organizations/', { query: { page_size: 200 } }),
+    api('teams/', { query: { page_size: 200 } }),
+    api('role_definitions/', { query: { page_size: 200 } }),
+  ])
+  const organizationName = new Map(organizations.results.map((/** @type {any} */ o) => [o.id, o.name]))
+
+  const organizationTable = pagedTable({
+    caption: 'Organizations',
+    empty: 'There are no organizations yet.',
+    load: (page) => api('organizations/', { query: { page } }),
+    columns: [
+      { label: 'Name', cell: (o) => o.name },
+      { label: 'Description', cell: (o) => o.description || '—' },
+      { label: '', class: 'actions-cell', cell: (o) => deleteButton(`organizations/${o.id}/`, `Delete the organization ${o.name} and its teams?`, organizationTable) },
+    ],
+  })
+  const teamTable = pagedTable({
+    caption: 'Teams',
+    empty: 'There are no teams yet.',
+    load: (page) => api('teams/', { query: { page } }),
+    columns: [
+      { label: 'Name', cell: (t) => t.name },
+      { label: 'Organization', cell: (t) => t.summary_fields.organization?.name ?? '—' },
+      { label: 'Description', cell: (t) => t.description || '—' },
+      { label: '', class: 'actions-cell', cell: (t) => deleteButton(`teams/${t.id}/`, `Delete the team ${t.name}?`, teamTable) },
+    ],
+  })
+  const assignmentTable = pagedTable({
+    caption: 'Role assignments',
+    empty: 'Nobody holds a role yet.',
+    load: (page) => api('role_user_assignments/', { query: { page } }),
+    columns: [
+      { label: 'User', cell: (a) => a.summary_fields.user?.username ?? `#${a.user}` },
+      { label: 'Role', cell: (a) => a.summary_fields.role_definition?.name ?? `#${a.role_definition}` },
+      { label: 'On', cell: (a) => (a.content_type ? `${a.content_type === 'shared.team' ? 'Team' : 'Organization'} ${a.summary_fields.content_object?.name ?? a.object_id}` : 'The whole platform') },
+      { label: '', class: 'actions-cell', cell: (a) => deleteButton(`role_user_assignments/${a.id}/`, 'Revoke this role?', assignmentTable, 'Revoke') },
+    ],
+  })
+  await Promise.all([organizationTable.reload(), teamTable.reload(), assignmentTable.reload()])
+
+  const organizationForm = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'inline-form', 'aria-label': 'New organization' },
+    field({ label: 'Name', name: 'name', required: true, autocomplete: 'off' }),
+    field({ label: 'Description', name: 'description', autocomplete: 'off' }),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Create organization'))))
+  onSubmit(organizationForm, async (data) => {
+    const created = await api('organizations/', { method: 'POST', body: { name: String(data.get('name') || '').trim(), description: String(data.get('description') || '') } })
+    toast(`Organization ${created.name} created.`)
+    context.navigate('/ui/access')
+  })
+
+  const teamForm = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'inline-form', 'aria-label': 'New team' },
+    field({ label: 'Name', name: 'name', required: true, autocomplete: 'off' }),
+    field({ label: 'Organization', name: 'organization', type: 'select', options: organizations.results.map((/** @type {any} */ o) => [String(o.id), o.name]) }),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Create team'))))
+  onSubmit(teamForm, async (data) => {
+    const created = await api('teams/', { method: 'POST', body: { name: String(data.get('name') || '').trim(), organization: Number(data.get('organization')) } })
+    toast(`Team ${created.name} created.`)
+    context.navigate('/ui/access')
+  })
+
+  /** Every object a role can be given on, as `type:id` choices. */
+  const objects = [
+    ['platform:0', 'The whole platform (platform-wide roles)'],
+    ...organizations.results.map((/** @type {any} */ o) => [`organization:${o.id}`, `Organization ${o.name}`]),
+    ...teams.results.map((/** @type {any} */ t) => [`team:${t.id}`, `Team ${t.name} (${organizationName.get(t.organization) ?? t.organization})`]),
+  ]
+  const grantForm = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'inline-form', 'aria-label': 'Give a role' },
+    field({ label: 'Username', name: 'username', required: true, autocomplete: 'off' }),
+    field({ label: 'Role', name: 'role_definition', type: 'select', options: roles.results.map((/** @type {any} */ r) => [String(r.id), r.name]) }),
+    field({ label: 'On', name: 'object', type: 'select', options: /** @type {[string, string][]} */ (objects) }),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Give role'))))
+  onSubmit(grantForm, async (data) => {
+    const username = String(data.get('username') || '').trim()
+    const found = (await api('users/', { query: { username } })).results[0]
+    if (!found) throw new Error(`There is no user ${username}.`)
+    const [type, id] = String(data.get('object')).split(':')
+    await api('role_user_assignments/', { method: 'POST', body: { role_definition: Number(data.get('role_definition')), user: found.id, ...(type === 'platform' ? {} : { object_id: Number(id) }) } })
+    grantForm.reset()
+    await assignmentTable.reload()
+    toast(`Role given to ${username}.`)
+  })
+
+  return h('div', { class: 'stack' },
+    h('section', { class: 'stack', 'aria-labelledby': 'organizations-heading' }, h('h2', { id: 'organizations-heading' }, 'Organizations'), organizationForm, organizationTable.element),
+    h('section', { class: 'stack', 'aria-labelledby': 'teams-heading' }, h('h2', { id: 'teams-heading' }, 'Teams'), teamForm, teamTable.element),
+    h('section', { class: 'stack', 'aria-labelledby': 'roles-heading' }, h('h2', { id: 'roles-heading' }, 'Who holds which role'), grantForm, assignmentTable.element))
+}
+
+/**
+ * A button that deletes one API object after asking, then shows its table again.
+ * @param {string} path
+ * @param {string} question
+ * @param {{reload: (keepPage?: boolean) => Promise<void>}} table
+ * @param {string} [label]
+ */
+function deleteButton(path, question, table, label = 'Delete') {
+  return h('button', {
+    type: 'button',
+    class: 'danger small',
+    onclick: async (/** @type {Event} */ e) => {
+      const button = /** @type {HTMLButtonElement} */ (e.currentTarget)
+      if (!(await confirmAction(question, label))) return
+      await changeThenReload(button, async () => {
+        await api(path, { method: 'DELETE' })
+        return 'Done.'
+      }, table)
+    },
+  }, label)
+}

@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import type { UserAccess } from '../../src/access/model.ts'
+import { ServiceRules, unknownNames } from '../../src/access/rules.ts'
+import type { Principal } from '../../src/auth/principal.ts'
+import { ConfigError, validateConfig } from '../../src/config/load.ts'
+import type { User } from '../../src/store/users.ts'
+
+const user = (username: string, isSuperuser = false) => ({ id: 1, username, isSuperuser, isSystemAuditor: false }) as User
+const signedIn = (principal: Omit<Principal, 'userId'>): Principal => ({ ...principal, userId: principal.user.id })
+const nobody: UserAccess = { teams: [], organizations: [], roles: [], teamNames: new Set(), organizationNames: new Set(), roleNames: new Set(), held: [], groups: [] }
+const request = (principal: Omit<Principal, 'userId'>, overrides: Partial<{ method: string; path: string; address: string; access: UserAccess }> = {}) =>
+  ({ principal: signedIn(principal), access: nobody, method: 'GET', path: '/svc/x', address: '127.0.0.1', ...overrides })
+
+function problemsOf(access: unknown): string[] {
+  try {
+    validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access }] })
+  } catch (error) {
+    assert.ok(error instanceof ConfigError)
+    return error.problems
+  }
+  assert.fail('expected the rules to be refused')
+}
+
+describe('access rules', () => {
+  it('decides by the first rule that matches, and refuses when none does', () => {
+    const rules = new ServiceRules('svc', [{ deny: { users: ['mallory'] } }, { allow: { methods: ['GET'] } }])
+    assert.deepEqual(rules.decide(request({ user: user('mallory'), method: 'basic' })), { allowed: false, rule: 1, description: 'deny users=mallory' })
+    assert.equal(rules.decide(request({ user: user('alice'), method: 'basic' })).rule, 2)
+    const none = rules.decide(request({ user: user('alice'), method: 'basic' }, { method: 'POST' }))
+    assert.deepEqual(none, { allowed: false, rule: undefined, description: undefined })
+    assert.match(rules.explain(none), /No access rule/)
+  })
+
+  it('matches client networks on the trusted address, IPv4 on a dual-stack socket included', () => {
+    const rules = new ServiceRules('svc', [{ allow: { networks: ['10.0.0.0/8', '2001:db8::/32'] } }])
+    const alice = { user: user('alice'), method: 'session' as const }
+    assert.equal(rules.decide(request(alice, { address: '10.1.2.3' })).allowed, true)
+    assert.equal(rules.decide(request(alice, { address: '::ffff:10.1.2.3' })).allowed, true)
+    assert.equal(rules.decide(request(alice, { address: '2001:db8::1' })).allowed, true)
+    assert.equal(rules.decide(request(alice, { address: '192.168.1.1' })).allowed, false)
+  })
+
+  it('matches how the caller signed in and the scopes their token carries', () => {
+    const rules = new ServiceRules('svc', [{ allow: { auth_methods: ['token', 'oidc'], scopes: ['write', 'api:write'] } }])
+    assert.equal(rules.decide(request({ user: user('a'), method: 'basic' })).allowed, false)
+    assert.equal(rules.decide(request({ user: user('a'), method: 'token', scope: 'write' })).allowed, true)
+    assert.equal(rules.decide(request({ user: user('a'), method: 'token', scope: 'read' })).allowed, false)
+    assert.equal(rules.decide(request({ user: user('a'), method: 'oidc', scopes: new Set(['openid', 'api:write']) })).allowed, true)
+  })
+
+  it('matches superusers, paths under a prefix, and memberships by name', () => {
+    const rules = new ServiceRules('svc', [
+      { allow: { superuser: true } },
+      { deny: { paths: ['/svc/admin/*'] } },
+      { allow: { teams: ['Ops'], organizations: ['Acme'] } },
+    ])
+    const member: UserAccess = { ...nobody, teamNames: new Set(['Ops']), organizationNames: new Set(['Acme']) }
+    assert.equal(rules.decide(request({ user: user('root', true), method: 'basic' }, { path: '/svc/admin/x' })).allowed, true)
+    assert.equal(rules.decide(request({ user: user('bob'), method: 'basic' }, { path: '/svc/admin/x', access: member })).rule, 2)
+    assert.equal(rules.decide(request({ user: user('bob'), method: 'basic' }, { access: member })).allowed, true)
+    assert.equal(rules.decide(request({ user: user('bob'), method: 'basic' }, { access: { ...member, organizationNames: new Set() } })).allowed, false)
+  })
+
+  it('reports malformed rules with their path', () => {
+    assert.deepEqual(problemsOf([{ allow: { tems: ['x'] } }]), ['services.0.access.0.allow: Unrecognized key: "tems"'])
+    assert.match(problemsOf([{ allow: {}, deny: {} }])[0]!, /^services\.0\.access\.0: a rule is either/)
+    assert.match(problemsOf([{ permit: {} }]).join('\n'), /services\.0\.access\.0: Unrecognized key: "permit"/)
+    assert.match(problemsOf([{ allow: { networks: ['10.0.0.0/33'] } }])[0]!, /^services\.0\.access\.0\.allow\.networks\.0: must be an IP address or a CIDR block/)
+    assert.match(problemsOf([{ deny: { paths: ['/other/*'] } }])[0]!, /^services\.0\.access\.0\.deny\.paths\.0: must be under the service prefix/)
+    assert.match(problemsOf([{ allow: { methods: ['FETCH'] } }])[0]!, /^services\.0\.access\.0\.allow\.methods\.0:/)
+  })
+
+  it('warns of teams and organizations that do not exist yet', () => {
+    const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { teams: ['Ops', 'Ghosts'], organizations: ['Acme'] } }] }] })
+    assert.deepEqual(unknownNames(config, { teams: new Set(['Ops']), organizations: new Set() }), [
+      'services.0.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
+      'services.0.access.0.allow.organizations: no organization "Acme" yet (the rule applies once it exists)',
+    ])
+  })
+})

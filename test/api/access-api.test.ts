@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
+import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+describe('the access API', () => {
+  let gw: TestGateway
+  let research: { organization: number; team: number | undefined }
+  let ops: { organization: number; team: number | undefined }
+  const as = (name: string) => ({ authorization: basic(name, `${name}-password-long`) })
+
+  before(async () => {
+    gw = await startGateway()
+    for (const name of ['orgadmin', 'teamadmin', 'member', 'plain', 'auditor']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    research = await createOrgAndTeam(gw, 'Research', 'Lab')
+    ops = await createOrgAndTeam(gw, 'Ops', 'Oncall')
+    await grant(gw, 'orgadmin', 'Organization Admin', research.organization)
+    await grant(gw, 'teamadmin', 'Team Admin', research.team)
+    await grant(gw, 'auditor', 'Platform Auditor')
+  })
+  after(() => gw.close())
+
+  it('lists the managed role definitions in the platform\'s shape', async () => {
+    const { status, body } = await call(gw, 'GET', 'role_definitions/?page_size=2')
+    assert.equal(status, 200)
+    assert.equal(body.count, 5)
+    assert.equal(body.results.length, 2)
+    assert.equal(body.next, '/api/gateway/v1/role_definitions/?page_size=2&page=2')
+    const [admin] = body.results
+    assert.deepEqual([admin.name, admin.managed, admin.content_type], ['Organization Admin', true, 'shared.organization'])
+    assert.ok(admin.permissions.includes('shared.change_team'))
+  })
+
+  it('shows teams with their organization, filtered by organization', async () => {
+    const { body } = await call(gw, 'GET', `teams/?organization=${ops.organization}`)
+    assert.deepEqual(body.results.map((t: any) => [t.name, t.organization, t.summary_fields.organization.name]), [['Oncall', ops.organization, 'Ops']])
+    const nested = await call(gw, 'GET', `organizations/${research.organization}/teams/`)
+    assert.deepEqual(nested.body.results.map((t: any) => t.name), ['Lab'])
+  })
+
+  it('lets an organization admin add teams and members in their organization, and nowhere else', async () => {
+    const team = await call(gw, 'POST', 'teams/', { name: 'Field', organization: research.organization }, as('orgadmin'))
+    assert.equal(team.status, 201)
+    assert.equal((await grant(gw, 'member', 'Team Member', team.body.id, as('orgadmin'))).status, 201)
+    const elsewhere = await call(gw, 'POST', 'teams/', { name: 'Sneaky', organization: ops.organization }, as('orgadmin'))
+    assert.equal(elsewhere.status, 403)
+    assert.equal(elsewhere.body.code, 'permission_denied')
+    assert.equal((await grant(gw, 'member', 'Team Member', ops.team, as('orgadmin'))).status, 403)
+    assert.equal((await call(gw, 'GET', 'teams/?name=Sneaky')).body.count, 0)
+  })
+
+  it('lets a team admin manage their team\'s members without being a superuser', async () => {
+    const given = await grant(gw, 'plain', 'Team Member', research.team, as('teamadmin'))
+    assert.equal(given.status, 201)
+    assert.deepEqual((await call(gw, 'GET', `users/${await userId(gw, 'plain')}/teams/`, undefined, as('plain'))).body.results.map((t: any) => t.name), ['Lab'])
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${given.body.id}/`, undefined, as('teamadmin'))).status, 204)
+    assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'plain')}/teams/`)).body.count, 0)
+  })
+
+  it('refuses a non-admin changing a team, and changes nothing', async () => {
+    const refused = await call(gw, 'PATCH', `teams/${research.team}/`, { name: 'Renamed' }, as('plain'))
+    assert.equal(refused.status, 403)
+    assert.equal(refused.body.code, 'permission_denied')
+    assert.equal((await grant(gw, 'plain', 'Team Member', research.team, as('plain'))).status, 403)
+    assert.equal((await call(gw, 'GET', `teams/${research.team}/`)).body.name, 'Lab')
+  })
+
+  it('refuses a role to a missing user with 400 naming the field', async () => {
+    const { status, body } = await call(gw, 'POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Team Member'), user: 99999, object_id: research.team })
+    assert.equal(status, 400)
+    assert.equal(body.code, 'invalid')
+    assert.ok(body.errors.user)
+  })
+
+  it('refuses giving a team a role in another organization, and changes nothing', async () => {
+    const before = (await call(gw, 'GET', 'role_team_assignments/')).body.count
+    const { status, body } = await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Organization Member'), team: ops.team, object_id: research.organization })
+    assert.equal(status, 400)
+    assert.ok(body.errors.team)
+    assert.equal((await call(gw, 'GET', 'role_team_assignments/')).body.count, before)
+    const moved = await call(gw, 'PATCH', `teams/${ops.team}/`, { organization: research.organization })
+    assert.equal(moved.status, 400)
+    assert.ok(moved.body.errors.organization)
+  })
+
+  it('refuses unknown fields, a missing object and a role without its object', async () => {
+    const unknown = await call(gw, 'POST', 'teams/', { name: 'X', organization: research.organization, colour: 'red' })
+    assert.equal(unknown.status, 400)
+    assert.deepEqual(unknown.body.errors.colour, ['Unknown field.'])
+    const noOrg = await call(gw, 'POST', 'teams/', { name: 'X', organization: 424242 })
+    assert.equal(noOrg.status, 400)
+    assert.ok(noOrg.body.errors.organization)
+    const noObject = await call(gw, 'POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Team Member'), user: await userId(gw, 'plain') })
+    assert.equal(noObject.status, 400)
+    assert.ok(noObject.body.errors.object_id)
+  })
+
+  it('makes custom role definitions from the fixed permission list only, and keeps managed ones unchanged', async () => {
+    const made = await call(gw, 'POST', 'role_definitions/', { name: 'Team Viewer', content_type: 'shared.team', permissions: ['shared.view_team'] })
+    assert.equal(made.status, 201)
+    assert.equal(made.body.managed, false)
+    const wrong = await call(gw, 'POST', 'role_definitions/', { name: 'Bad', content_type: 'shared.team', permissions: ['shared.delete_organization', 'shared.fly'] })
+    assert.equal(wrong.status, 400)
+    assert.ok(wrong.body.errors.permissions)
+    const managed = await call(gw, 'PATCH', `role_definitions/${await roleId(gw, 'Team Member')}/`, { name: 'Renamed' })
+    assert.equal(managed.status, 403)
+    assert.equal((await call(gw, 'POST', 'role_definitions/', { name: 'Nope', content_type: 'shared.team', permissions: [] }, as('orgadmin'))).status, 403)
+  })
+
+  it('lets a Platform Auditor read everything and change nothing; the flag and the role agree', async () => {
+    const auditor = as('auditor')
+    assert.equal((await call(gw, 'GET', 'settings/', undefined, auditor)).status, 200)
+    assert.equal((await call(gw, 'GET', 'sessions/', undefined, auditor)).status, 200)
+    assert.equal((await call(gw, 'PATCH', 'settings/', { session_cookie_age: 1200 }, auditor)).status, 403)
+    assert.equal((await call(gw, 'POST', 'organizations/', { name: 'Audit' }, auditor)).status, 403)
+    assert.equal((await call(gw, 'PATCH', `teams/${research.team}/`, { description: 'x' }, auditor)).status, 403)
+    const id = await userId(gw, 'auditor')
+    assert.equal((await call(gw, 'GET', `users/${id}/`)).body.is_system_auditor, true)
+    const held = await call(gw, 'GET', `role_user_assignments/?user=${id}`)
+    assert.equal(held.body.results[0].summary_fields.role_definition.name, 'Platform Auditor')
+    assert.equal(held.body.results[0].object_id, null)
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${held.body.results[0].id}/`)).status, 204)
+    assert.equal((await call(gw, 'GET', `users/${id}/`)).body.is_system_auditor, false)
+    assert.equal((await call(gw, 'GET', 'settings/', undefined, auditor)).status, 403)
+  })
+
+  it('shows a user\'s organizations through the roles they hold, also through a team', async () => {
+    const { body: team } = await call(gw, 'GET', `teams/${ops.team}/`)
+    assert.equal((await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Organization Member'), team: team.id, object_id: ops.organization })).status, 201)
+    await grant(gw, 'member', 'Team Member', ops.team)
+    const orgs = await call(gw, 'GET', `users/${await userId(gw, 'member')}/organizations/`)
+    assert.deepEqual(orgs.body.results.map((o: any) => o.name), ['Ops'])
+  })
+
+  it('says which services a user may reach, by the same rules the gateway runs', async () => {
+    const { body } = await call(gw, 'GET', `users/${await userId(gw, 'plain')}/access/`, undefined, as('plain'))
+    const byName = Object.fromEntries(body.services.map((s: any) => [s.service, s]))
+    assert.equal(byName.controller.allowed, true)
+    assert.equal(byName.controller.has_rules, false)
+    assert.equal(byName.eda.allowed, false)
+    assert.equal(byName.eda.rule, null)
+    const admin = await call(gw, 'GET', `users/${await userId(gw, 'admin')}/access/`)
+    assert.equal(admin.body.services.find((s: any) => s.service === 'eda').rule, '1: allow superuser=true')
+  })
+
+  it('deletes an organization with its teams, for superusers and its admins only', async () => {
+    assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`, undefined, as('orgadmin'))).status, 403)
+    assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`)).status, 204)
+    assert.equal((await call(gw, 'GET', `teams/${ops.team}/`)).status, 404)
+    assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'member')}/organizations/`)).body.count, 0)
+  })
+
+  it('describes the lists with OPTIONS, offering POST to those who may create', async () => {
+    const forAdmin = await call(gw, 'OPTIONS', 'organizations/')
+    assert.equal(forAdmin.status, 200)
+    assert.equal(forAdmin.body.name, 'Organization List')
+    assert.equal(forAdmin.body.actions.POST.name.required, true)
+    assert.equal((await call(gw, 'OPTIONS', 'organizations/', undefined, as('orgadmin'))).body.actions, undefined)
+    assert.ok((await call(gw, 'OPTIONS', 'teams/', undefined, as('orgadmin'))).body.actions.POST.organization)
+    assert.equal((await call(gw, 'OPTIONS', 'teams/', undefined, as('plain'))).body.actions, undefined)
+    assert.ok((await call(gw, 'OPTIONS', 'role_user_assignments/', undefined, as('teamadmin'))).body.actions.POST.role_definition)
+  })
+
+  it('answers a duplicate name with 400 naming the field, as the platform does', async () => {
+    const { status, body } = await call(gw, 'POST', 'organizations/', { name: 'Research' })
+    assert.equal(status, 400)
+    assert.equal(body.code, 'invalid')
+    assert.ok(body.errors.name)
+    const team = await call(gw, 'POST', 'teams/', { name: 'Lab', organization: research.organization })
+    assert.equal(team.status, 400)
+    assert.ok(team.body.errors.non_field_errors)
+  })
+})

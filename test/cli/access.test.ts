@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, describe, it } from 'node:test'
+import { demoConfigFile } from '../../src/config/load.ts'
+import { openStore } from '../../src/store/store.ts'
+import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+
+describe('bin/gatehouse access check', () => {
+  const dir = tempDir()
+  const check = (...args: string[]) => runCli(['access', 'check', ...args, '--config', demoConfigFile, '--data-dir', dir])
+
+  before(async () => {
+    const store = await openStore({ dataDir: dir })
+    const research = await store.access.createOrganization({ name: 'Research' })
+    const member = await store.users.create({ username: 'rita' })
+    await store.users.create({ username: 'otto' })
+    const role = (await store.access.findRoleDefinitionByName('Organization Member'))!
+    await store.access.assign({ roleDefinitionId: role.id, actor: 'user', actorId: member.id, objectType: 'organization', objectId: research.id })
+    await store.close()
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('prints the allowing rule and the user\'s memberships', async () => {
+    const result = await check('rita', 'GET', '/api/eda/v1/activations/')
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stdout, /organizations: Research/)
+    assert.match(result.stdout, /decision: allow by rule 4: allow organizations=Research methods=GET,HEAD,OPTIONS/)
+  })
+
+  it('exits 1 and says no rule matched when the request is refused', async () => {
+    const result = await check('rita', 'post', '/api/eda/v1/activations/')
+    assert.equal(result.code, 1)
+    assert.match(result.stdout, /decision: deny \(no rule matched\)/)
+    assert.equal((await check('otto', 'GET', '/api/eda/v1/admin/x')).code, 1)
+    assert.match((await check('otto', 'GET', '/api/eda/v1/admin/x')).stdout, /deny by rule 2: deny paths=\/api\/eda\/v1\/admin\/\*/)
+  })
+
+  it('says a service without rules lets every signed-in caller through', async () => {
+    const result = await check('otto', 'DELETE', '/api/controller/v2/hosts/1/')
+    assert.equal(result.code, 0)
+    assert.match(result.stdout, /no access rules/)
+  })
+
+  it('refuses an unknown user or a path no service serves as usage mistakes', async () => {
+    assert.equal((await check('nobody', 'GET', '/api/eda/')).code, 2)
+    assert.equal((await check('otto', 'GET', '/nowhere/')).code, 2)
+  })
+})
+
+describe('bin/gatehouse serve with access rules', () => {
+  it('warns at start of a rule naming a team that does not exist yet, with its path', async () => {
+    const dir = tempDir()
+    const config = join(dir, 'gatehouse.yaml')
+    writeFileSync(config, [
+      'services:',
+      '  - { name: api, prefix: /api/things/, upstream: "http://127.0.0.1:9", access: [{ allow: { teams: [Ghosts] } }] }',
+    ].join('\n'))
+    const gateway = await spawnGateway(['--config', config, '--data-dir', dir])
+    try {
+      // The warning follows the line that says the gateway listens.
+      for (let i = 0; i < 50 && !/Ghosts/.test(gateway.output()); i++) await sleep(20)
+      assert.match(gateway.output(), /services\.0\.access\.0\.allow\.teams: no team \\?"Ghosts\\?" yet/)
+    } finally {
+      await gateway.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

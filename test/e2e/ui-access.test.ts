@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import type { Browser } from 'playwright-core'
+import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot } from '../helpers/chromium.ts'
+import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
+import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+describe('access control in the web interface, in Chromium', () => {
+  let gw: TestGateway
+  let browser: Browser
+
+  before(async () => {
+    gw = await startGateway()
+    browser = await launchChromium()
+    for (const name of ['olga', 'pat']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    const platform = await createOrgAndTeam(gw, 'Platform', 'Automation')
+    await createOrgAndTeam(gw, 'Ops', 'Oncall')
+    assert.equal((await grant(gw, 'olga', 'Organization Admin', platform.organization)).status, 201)
+  })
+  after(async () => {
+    await browser?.close()
+    await gw?.close()
+  })
+
+  it('lets an organization admin who is no superuser put someone in a team, who then reaches the team-only service', async () => {
+    const { page, context, problems } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'olga', 'olga-password-long')
+      await page.getByRole('navigation').getByRole('link', { name: 'Organizations and teams' }).click()
+      await page.getByRole('heading', { name: 'Organizations and teams', level: 1 }).waitFor()
+      const form = page.getByRole('form', { name: 'Give a role' })
+      await form.getByLabel('Username').fill('pat')
+      await form.getByLabel('Role').selectOption({ label: 'Team Member' })
+      await form.getByLabel('On').selectOption({ label: 'Team Automation (Platform)' })
+      await form.getByRole('button', { name: 'Give role' }).click()
+      await page.getByText('Role given to pat.').waitFor()
+      await page.locator('tr', { hasText: 'pat' }).filter({ hasText: 'Team Automation' }).waitFor()
+      await screenshot(page, 'access-role-given')
+      const eda = await gw.fetch('/api/eda/v1/jobs/', { method: 'POST', headers: { authorization: basic('pat', 'pat-password-long') } })
+      assert.equal(eda.status, 200)
+
+      // A team of another organization is not hers to change: the page says so, and nothing changes.
+      await form.getByLabel('Username').fill('pat')
+      await form.getByLabel('On').selectOption({ label: 'Team Oncall (Ops)' })
+      await form.getByRole('button', { name: 'Give role' }).click()
+      await page.locator('form[aria-label="Give a role"] .form-error, .toast').filter({ hasText: /permission/i }).first().waitFor()
+      assert.equal((await call(gw, 'GET', 'role_user_assignments/?content_type=shared.team')).body.count, 1)
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
+
+  it('shows a person their teams, organizations, roles and the services they may reach', async () => {
+    const { page, context } = await openPage(browser, 'phone')
+    try {
+      await logIn(page, gw.url, 'pat', 'pat-password-long', '/ui/account')
+      const memberships = page.locator('#memberships')
+      await memberships.waitFor()
+      assert.match(await memberships.innerText(), /Automation/)
+      assert.match(await memberships.innerText(), /Team Member/)
+      assert.match(await page.locator('tr[data-service="eda"]').innerText(), /Allowed/)
+      await assertNoHorizontalOverflow(page, 'account with access')
+    } finally {
+      await context.close()
+    }
+  })
+
+  it('shows an administrator which services a user may reach, and revokes a role in the page', async () => {
+    const { page, context } = await openPage(browser, 'desktop')
+    try {
+      await logIn(page, gw.url, 'admin', 'admin-test-password', '/ui/access')
+      const row = page.locator('tr', { hasText: 'pat' }).filter({ hasText: 'Team Member' })
+      await row.getByRole('button', { name: 'Revoke' }).click()
+      await page.locator('dialog.confirm').getByRole('button', { name: 'Revoke' }).click()
+      await row.waitFor({ state: 'detached' })
+      const patId = (await call(gw, 'GET', 'users/?username=pat')).body.results[0].id
+      await page.goto(`${gw.url}/ui/admin/users/${patId}`)
+      await page.locator('tr[data-service="eda"]').waitFor()
+      assert.match(await page.locator('tr[data-service="eda"]').innerText(), /Refused/)
+      assert.match(await page.locator('tr[data-service="controller"]').innerText(), /Allowed/)
+    } finally {
+      await context.close()
+    }
+  })
+})
