@@ -4,6 +4,8 @@ import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileServiceRules, type ServiceRules } from './access/rules.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { FastifyRequest } from 'fastify'
+import { SYSTEM_ACTOR } from './audit/actor.ts'
+import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
 import { CsrfPolicy } from './auth/csrf.ts'
@@ -23,6 +25,7 @@ import { authorize, type Decision } from './gateway/authorize.ts'
 import { compilePlaces, type Place, type Places } from './gateway/places.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
 import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
+import { GatewayMetrics } from './metrics/metrics.ts'
 import { OidcRealms } from './oidc/realm.ts'
 import { RuntimeSettings } from './settings/runtime.ts'
 import { EventBus } from './store/event-bus.ts'
@@ -59,6 +62,10 @@ export interface App {
   readonly trustsProxy: ProxyTrust
   /** The OpenID Connect realms (src/oidc/). */
   readonly oidc: OidcRealms
+  /** What /metrics shows (src/metrics/). */
+  readonly metrics: GatewayMetrics
+  /** Who did what, when and from where (src/audit/). */
+  readonly audit: AuditTrail
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
   /** The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). */
@@ -129,8 +136,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens))
+  const metrics = new GatewayMetrics(['gateway', 'ui', ...config.services.map((service) => service.name), ...config.realms.map((realm) => `realms/${realm.name}`)])
   const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, memberships: (user) => keycloakMemberships(access.of(user)) })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, memberships: (user) => keycloakMemberships(access.of(user)), tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)
@@ -140,6 +148,14 @@ export async function createApp(config: Config, store: Store, options: AppOption
     return rules ? [accessEntryRule(rules, access)] : []
   }
   const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service), accessRules)
+
+  const audit = new AuditTrail(store, config.audit)
+  auditSignIns(audit, accounts, lockout)
+  audit.onEntry(metrics.auditEntry)
+  metrics.watchAuditDrops(() => audit.droppedTotal)
+  metrics.watchCaches({ basic_credentials: basicCache.stats, accounts: accounts.stats, sessions: sessions.stats, personal_tokens: tokens.stats })
+  metrics.watchBus(bus)
+  metrics.watchDatabase(store.database)
   const app: App = {
     config,
     store,
@@ -159,6 +175,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     places: compilePlaces(config, routes),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
+    metrics,
+    audit,
     get publicUrl() {
       return identity.issuer
     },
@@ -167,9 +185,19 @@ export async function createApp(config: Config, store: Store, options: AppOption
     },
     authorize: (request, place) => authorize(auth, request, place),
     async close() {
+      await audit.close()
       await tokens.close()
       await bus.stop()
     },
   }
   return app
+}
+
+/** Every login's outcome and every lockout goes to the audit trail, whichever way the password came in. */
+function auditSignIns(audit: AuditTrail, accounts: Accounts, lockout: Lockout): void {
+  accounts.onLoginAttempt(({ username, address, via, user, code }) => {
+    const actor = { userId: user?.id ?? null, username, address: address ?? null, method: via.method }
+    audit.auth(actor, { operation: user ? 'login' : 'login_error', object: { type: 'user', id: user?.id, name: username }, code, realm: via.realm })
+  })
+  lockout.onLock((username) => audit.auth(SYSTEM_ACTOR, { operation: 'lockout', object: { type: 'user', name: username }, code: 'account_locked' }))
 }

@@ -16,6 +16,9 @@ export interface RequestContext {
   decision: 'granted' | 'refused' | undefined
   /** The stable code of the error the request was answered with, if any. */
   code: ErrorCode | undefined
+  /** Proxied requests: the time (ms since the request arrived) it was forwarded, and how long the upstream took to answer with headers. */
+  forwardedAtMs: number | undefined
+  upstreamMs: number | undefined
 }
 
 declare module 'fastify' {
@@ -25,5 +28,5 @@ declare module 'fastify' {
 }
 
 export function newRequestContext(): RequestContext {
-  return { place: undefined, principal: undefined, authenticator: undefined, decision: undefined, code: undefined }
+  return { place: undefined, principal: undefined, authenticator: undefined, decision: undefined, code: undefined, forwardedAtMs: undefined, upstreamMs: undefined }
 }

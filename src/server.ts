@@ -3,15 +3,17 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { DestinationStream, Logger } from 'pino'
 import type { App } from './app.ts'
+import { registerOpenApi } from './api/openapi.ts'
 import { registerGatewayApi } from './api/register.ts'
 import { newRequestContext } from './context.ts'
-import { NotFound, answerClientError, sendError } from './errors.ts'
+import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
 import { registerForwardAuth } from './gateway/forward-auth.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
+import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
 import { registerUi } from './ui/routes.ts'
@@ -65,8 +67,11 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // It is also where every refusal is logged, once, with its reason, as Oathkeeper logs its decisions: the place,
   // the decision, the authenticator that claimed the credential and the error code.
   const requestLog = server.log.child({}, { redact: [] }) as Logger
-  // Below info (GATEHOUSE_LOG_LEVEL=warn) the line would be dropped: no hook at all then, so no request pays for one.
-  if (requestLog.isLevelEnabled('info')) server.addHook('onResponse', async (request, reply) => {
+  // Below info (GATEHOUSE_LOG_LEVEL=warn) the line would be dropped: no request pays for building it then.
+  const logsRequests = requestLog.isLevelEnabled('info')
+  server.addHook('onResponse', async (request, reply) => {
+    app.metrics.requestDone(request, reply)
+    if (!logsRequests) return
     const { place, principal, decision, authenticator, code, accessRule } = request.gatehouse ?? newRequestContext()
     requestLog.info({
       reqId: request.id,
@@ -86,10 +91,17 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   })
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)
+  app.audit.onError = (error) => {
+    // An outage is logged once, above; the entries wait for the database within the queue's bound.
+    if (!(error instanceof DatabaseUnavailable)) server.log.error({ err: error }, 'audit trail: entries could not be written')
+  }
+  app.audit.start()
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
+  await registerOpenApi(server)
   await registerGatewayApi(server, app)
   registerHealthRoutes(server, app)
+  registerMetrics(server, app)
   await registerForwardAuth(server, app)
   await registerOidcRoutes(server, app)
   await registerProxy(server, app)

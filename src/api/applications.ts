@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { NotFound, ValidationFailed } from '../errors.ts'
 import { hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
@@ -81,6 +82,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       algorithm: '',
     }
   }
+  /** In the audit trail by name; the secret is never recorded (serialized without it, and masked by name besides). */
+  const audited = (application: Application) => ({ type: 'application', id: application.id, name: application.name })
   /** The platform's PrimaryKeyRelatedField: an id that names no organization is the caller's mistake, named. */
   const existingOrganization = async (id: number | null | undefined) => {
     if (id === undefined || id === null) return id
@@ -122,6 +125,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       userId: principalOf(request).user.id,
       organizationId: (await existingOrganization(input.organization)) ?? null,
     })
+    app.audit.change(actorOf(request), 'create', audited(application), undefined, await serialize(application))
     reply.code(201)
     return serialize(application, secret)
   })
@@ -147,12 +151,15 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
         organizationId: await existingOrganization(input.organization),
       })
       if (!updated) throw new NotFound('No such application.')
+      app.audit.change(actorOf(request), 'update', audited(updated), await serialize(current), await serialize(updated))
       return serialize(updated)
     },
   })
 
   api.delete('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
-    if (!(await app.store.applications.delete(request.params.id))) throw new NotFound('No such application.')
+    const current = await found(request.params.id)
+    if (!(await app.store.applications.delete(current.id))) throw new NotFound('No such application.')
+    app.audit.change(actorOf(request), 'delete', audited(current), await serialize(current))
     return reply.code(204).send()
   })
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
@@ -55,7 +56,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
 
     let user
     try {
-      user = await app.accounts.checkPassword(input.username, input.password, request.ip)
+      user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' })
     } catch (error) {
       if ((error instanceof Unauthenticated || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
         return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
@@ -73,8 +74,10 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   // A POST with the session cookie needs the CSRF token like any other; a GET, as in the platform, does not.
   // GET is open, so that a browser with no session or an ended one is still redirected, not refused.
   const logout = async (request: FastifyRequest, reply: FastifyReply) => {
-    const sessionId = request.gatehouse.principal?.sessionId
+    const principal = request.gatehouse.principal
+    const sessionId = principal?.sessionId
     if (sessionId) await app.sessions.end(sessionId)
+    if (principal) app.audit.auth(actorOf(request), { operation: 'logout', object: { type: 'user', id: principal.user.id, name: principal.user.username } })
     clearSessionCookie(reply, app.csrf.isSecure(request))
     app.oidc.signOutBrowser(reply)
     return reply.redirect(wantsHtml(request) ? LOGIN_PATH : '/api/', 302)
@@ -95,6 +98,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     return sessionTimes(session.expiresAt, now)
   })
 }
+
 
 export function sessionTimes(expiresAt: number, now = Date.now()) {
   return {

@@ -1,9 +1,10 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { InvalidCredentials, ManagedBySource, ValidationFailed } from '../errors.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { serializeUser } from './users.ts'
+import { auditedUser, passwordMark, serializeUser } from './users.ts'
 import { startSession } from '../auth/session-start.ts'
 
 const profileChanges = z.object({
@@ -33,6 +34,7 @@ export function meRoutes(api: GatewayApi, app: App): void {
     const input = request.body
     if (user.source !== 'local') throw new ManagedBySource(`Your details come from your ${user.source} account and are changed there.`)
     const updated = await app.accounts.update(user.id, { email: input.email, firstName: input.first_name, lastName: input.last_name })
+    app.audit.change(actorOf(request), 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
     return serializeUser(updated)
   })
 
@@ -60,6 +62,7 @@ export function meRoutes(api: GatewayApi, app: App): void {
       if (error instanceof ValidationFailed && error.fields?.password) throw new ValidationFailed({ new_password: error.fields.password })
       throw error
     }
+    app.audit.change(actorOf(request), 'update', auditedUser(user), passwordMark(input.current_password, 'old'), passwordMark(input.new_password, 'new'))
     if (principal.method === 'session') await startSession(app, request, reply, user)
     return reply.code(204).send()
   })

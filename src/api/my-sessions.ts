@@ -1,5 +1,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
+import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { NotFound } from '../errors.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
@@ -27,6 +29,7 @@ export function mySessionRoutes(api: GatewayApi, app: App): void {
     // Someone else's session is "not found", never "forbidden": ids say nothing about other people.
     if (!session || session.userId !== principalOf(request).user.id || session.expiresAt <= Date.now()) throw new NotFound('No such session.')
     await app.sessions.endById(session.id)
+    app.audit.change(actorOf(request), 'delete', auditedSession(session), sessionFields(session))
     return reply.code(204).send()
   })
 
@@ -41,7 +44,11 @@ async function endOtherSessions(app: App, request: FastifyRequest): Promise<numb
     const { sessions } = await app.store.sessions.list({ offset: 0, limit: BATCH, now: Date.now(), userId: user.id })
     const others = sessions.filter((s) => s.keyHash !== current)
     if (!others.length) return ended
-    for (const session of others) if (await app.sessions.endById(session.id)) ended++
+    for (const session of others) {
+      if (!(await app.sessions.endById(session.id))) continue
+      app.audit.change(actorOf(request), 'delete', auditedSession(session), sessionFields(session))
+      ended++
+    }
     if (sessions.length < BATCH) return ended
   }
 }

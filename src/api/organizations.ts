@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { type Organization, organizationFilterFields, type Team, teamFilterFields } from '../store/access.ts'
 import { principalOf } from './access.ts'
@@ -73,6 +74,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   })
   api.post('/organizations/', { schema: { body: createOrganization } }, async (request, reply) => {
     const organization = await app.accessAdmin.createOrganization(principalOf(request).user, request.body)
+    app.audit.change(actorOf(request), 'create', { type: 'organization', id: organization.id, name: organization.name }, undefined, serializeOrganization(organization))
     reply.code(201)
     return serializeOrganization(organization)
   })
@@ -85,10 +87,17 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     method: ['PATCH', 'PUT'],
     url: '/organizations/:id/',
     schema: { params: idParam, body: updateOrganization },
-    handler: async (request) => serializeOrganization(await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, request.body)),
+    handler: async (request) => {
+      const before = await app.store.access.findOrganization(request.params.id)
+      const after = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, request.body)
+      app.audit.change(actorOf(request), 'update', { type: 'organization', id: after.id, name: after.name }, before && serializeOrganization(before), serializeOrganization(after))
+      return serializeOrganization(after)
+    },
   })
   api.delete('/organizations/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    const before = await app.store.access.findOrganization(request.params.id)
     await app.accessAdmin.deleteOrganization(principalOf(request).user, request.params.id)
+    app.audit.change(actorOf(request), 'delete', { type: 'organization', id: request.params.id, name: before?.name }, before && serializeOrganization(before))
     return reply.code(204).send()
   })
 
@@ -107,6 +116,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   api.post('/teams/', { schema: { body: createTeam } }, async (request, reply) => {
     const { name: teamName, description: text, organization } = request.body
     const team = await app.accessAdmin.createTeam(principalOf(request).user, { name: teamName, description: text, organizationId: organization })
+    app.audit.change(actorOf(request), 'create', { type: 'team', id: team.id, name: team.name }, undefined, serializeTeam(app, team))
     reply.code(201)
     return serializeTeam(app, team)
   })
@@ -121,11 +131,16 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     schema: { params: idParam, body: updateTeam },
     handler: async (request) => {
       const { name: teamName, description: text, organization } = request.body
-      return serializeTeam(app, await app.accessAdmin.updateTeam(principalOf(request).user, request.params.id, { name: teamName, description: text, organizationId: organization }))
+      const before = await app.store.access.findTeam(request.params.id)
+      const after = await app.accessAdmin.updateTeam(principalOf(request).user, request.params.id, { name: teamName, description: text, organizationId: organization })
+      app.audit.change(actorOf(request), 'update', { type: 'team', id: after.id, name: after.name }, before && serializeTeam(app, before), serializeTeam(app, after))
+      return serializeTeam(app, after)
     },
   })
   api.delete('/teams/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    const before = await app.store.access.findTeam(request.params.id)
     await app.accessAdmin.deleteTeam(principalOf(request).user, request.params.id)
+    app.audit.change(actorOf(request), 'delete', { type: 'team', id: request.params.id, name: before?.name }, before && serializeTeam(app, before))
     return reply.code(204).send()
   })
 }

@@ -4,6 +4,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { App } from '../app.ts'
 import { refuseNulCharacters } from '../http/input-safety.ts'
 import { apiAccessCheck } from './access.ts'
+import { activityStreamRoutes } from './activitystream.ts'
 import { applicationRoutes } from './applications.ts'
 import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
 import { GATEWAY_API } from './gateway-api.ts'
@@ -11,6 +12,7 @@ import { loginRoutes } from './login.ts'
 import { meRoutes } from './me.ts'
 import { mySessionRoutes } from './my-sessions.ts'
 import { organizationRoutes } from './organizations.ts'
+import { realmEventRoutes } from './realm-events.ts'
 import { roleRoutes } from './roles.ts'
 import { sessionRoutes } from './sessions.ts'
 import { settingsRoutes } from './settings.ts'
@@ -37,6 +39,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
     api.addHook('preValidation', refuseNulCharacters)
     api.addHook('preValidation', apiAccessCheck(app))
     apiRootRoutes(api, app)
+    realmEventRoutes(api, app)
     await api.register(async (v1) => {
       const versioned = v1.withTypeProvider<ZodTypeProvider>()
       discoveryRoutes(versioned, app)
@@ -48,6 +51,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       tokenRoutes(versioned, app)
       ssoRoutes(versioned, app)
       mySessionRoutes(versioned, app)
+      activityStreamRoutes(versioned, app)
       organizationRoutes(versioned, app)
       roleRoutes(versioned, app)
       userAccessRoutes(versioned, app)

@@ -1,6 +1,8 @@
 import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
+import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { NotFound } from '../errors.ts'
 import { sessionFilterFields, type StoredSession } from '../store/sessions.ts'
 import { principalOf } from './access.ts'
@@ -31,7 +33,9 @@ export function sessionRoutes(api: GatewayApi, app: App): void {
   })
 
   api.delete('/sessions/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
-    if (!(await app.sessions.endById(request.params.id))) throw new NotFound('No such session.')
+    const ended = await app.sessions.endById(request.params.id)
+    if (!ended) throw new NotFound('No such session.')
+    app.audit.change(actorOf(request), 'delete', auditedSession(ended), sessionFields(ended))
     return reply.code(204).send()
   })
 
@@ -42,7 +46,8 @@ export function sessionRoutes(api: GatewayApi, app: App): void {
 
   api.delete('/users/:id/sessions/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
     const user = await app.accounts.require(request.params.id)
-    await app.sessions.endForUser(user.id)
+    const ended = await app.sessions.endForUser(user.id)
+    app.audit.change(actorOf(request), 'delete', { type: 'session', name: `sessions of ${user.username}` }, { user: user.id, ended })
     return reply.code(204).send()
   })
 }

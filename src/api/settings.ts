@@ -1,4 +1,6 @@
+import type { FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { type Settings, settingCategories, settingNames } from '../settings/definitions.ts'
 import { changesSchema, withPlatformNames } from '../settings/platform-names.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
@@ -23,23 +25,30 @@ export function settingsRoutes(api: GatewayApi, app: App): void {
   })
   api.get('/settings/', { config: superuser }, async () => index)
 
+  /** Every saved change goes to the audit trail with the settings before and after. */
+  const audited = async (request: FastifyRequest, change: () => Promise<unknown>) => {
+    const before = { ...app.settings.current }
+    await change()
+    app.audit.change(actorOf(request), 'update', { type: 'settings' }, before, { ...app.settings.current })
+  }
+
   for (const [slug, { settings }] of categories) {
     const shown = () => withPlatformNames(Object.fromEntries(settings.map((name) => [name, app.settings.current[name]])))
     const save = { config: superuser, schema: { body: changesSchema(settings) } }
     const paths = slug === 'all' ? ['/settings/all/', '/settings/'] : [`/settings/${slug}/`]
     for (const path of paths) {
       api.patch(path, save, async (request) => {
-        await app.settings.update(request.body)
+        await audited(request, () => app.settings.update(request.body))
         return shown()
       })
       api.put(path, save, async (request) => {
-        await app.settings.update(request.body)
+        await audited(request, () => app.settings.update(request.body))
         return shown()
       })
     }
     api.get(`/settings/${slug}/`, { config: superuser }, async () => shown())
-    api.delete(`/settings/${slug}/`, { config: superuser }, async (_request, reply) => {
-      await app.settings.reset(settings)
+    api.delete(`/settings/${slug}/`, { config: superuser }, async (request, reply) => {
+      await audited(request, () => app.settings.reset(settings))
       return reply.code(204).send()
     })
   }

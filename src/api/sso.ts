@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { signingIn } from '../audit/actor.ts'
 import { groupsClaim, syncSsoAccount } from '../directory/sso-sync.ts'
 import { checkAnswerIsOurs, FLOW_COOKIE, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
 import { AccountDisabled, GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoProviderUnknown } from '../errors.ts'
@@ -77,6 +78,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
       await app.memberships.apply(user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       if (!user.isActive) throw new AccountDisabled()
+      app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.

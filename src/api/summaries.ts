@@ -5,8 +5,8 @@ import { GATEWAY_API } from './gateway-api.ts'
  * shares: `url`, and `related` and `summary_fields` that name the objects an object points to.
  */
 
-/** What the platform shows in place of a secret after the response that created it. */
-export const ENCRYPTED = '$encrypted$'
+/** What the platform shows in place of a secret after the response that created it (the audit trail shows it too). */
+export { ENCRYPTED } from '../audit/changes.ts'
 
 export const userUrl = (id: number) => `${GATEWAY_API}/users/${id}/`
 

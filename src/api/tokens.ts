@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import type { Principal } from '../auth/principal.ts'
 import { NotFound, NotTokenOwner, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/tokens.ts'
@@ -90,6 +91,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
       expires: input.expires === undefined ? undefined : Date.parse(input.expires),
       expiresIn: input.expires_in,
     })
+    app.audit.change(actorOf(request), 'create', auditedToken(record), undefined, auditedTokenFields(record))
     reply.code(201)
     return serialize(record, value)
   }
@@ -125,9 +127,10 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     if ((input.user === undefined) === (input.all === undefined)) {
       throw new ValidationFailed({ non_field_errors: ['Give either "user": <id> or "all": true.'] })
     }
-    if (input.all) return { revoked: await app.tokens.revokeAll() }
-    if (!(await app.accounts.get(input.user!))) throw new ValidationFailed({ user: ['No such user.'] })
-    return { revoked: await app.tokens.revokeUser(input.user!) }
+    if (!input.all && !(await app.accounts.get(input.user!))) throw new ValidationFailed({ user: ['No such user.'] })
+    const revoked = input.all ? await app.tokens.revokeAll() : await app.tokens.revokeUser(input.user!)
+    app.audit.change(actorOf(request), 'delete', { type: 'token', name: input.all ? 'all tokens' : `tokens of user ${input.user}` }, { user: input.user ?? null, revoked })
+    return { revoked }
   })
 
   api.get('/tokens/:id/', { schema: { params: idParam } }, async (request) => serialize(await visibleToken(request)))
@@ -137,12 +140,14 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     const input = request.body
     const updated = await app.tokens.update(record, { description: input.description === null ? '' : input.description, scope: input.scope })
     if (!updated) throw new NotFound('No such token.')
+    app.audit.change(actorOf(request), 'update', auditedToken(updated), auditedTokenFields(record), auditedTokenFields(updated))
     return serialize(updated)
   })
 
   api.delete('/tokens/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const record = await visibleToken(request)
     await app.tokens.revoke(record.id)
+    app.audit.change(actorOf(request), 'delete', auditedToken(record), auditedTokenFields(record))
     return reply.code(204).send()
   })
 
@@ -157,6 +162,15 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     if (owner.id !== principalOf(request).user.id) throw new NotTokenOwner()
     return create(request, reply, request.body)
   })
+}
+
+/** A token in the audit trail: its id and description, never its value. */
+export function auditedToken(record: TokenRecord) {
+  return { type: 'token', id: record.id, name: record.description || null }
+}
+
+export function auditedTokenFields(record: TokenRecord) {
+  return { user: record.userId, scope: record.scope, description: record.description, expires: new Date(record.expires).toISOString() }
 }
 
 function mayManage(principal: Principal, ownerId: number): boolean {

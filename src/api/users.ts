@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
 import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf } from './access.ts'
@@ -57,6 +58,16 @@ export function serializeUser(user: User) {
   }
 }
 
+/** The audit trail's name for a user. */
+export function auditedUser(user: User) {
+  return { type: 'user', id: user.id, name: user.username }
+}
+
+/** A password given with a change shows in the audit trail as changed, never as a value (src/audit/changes.ts). */
+export function passwordMark(password: string | null | undefined, side: string): { password?: string } {
+  return password === undefined ? {} : { password: side }
+}
+
 /** The API's snake_case fields as the account layer names them; absent fields stay absent. */
 function accountFields(input: Partial<z.output<typeof userInput>>) {
   return {
@@ -87,6 +98,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
   api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {
     const input = request.body
     const user = await app.accounts.create({ ...accountFields(input), username: input.username })
+    app.audit.change(actorOf(request), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(input.password, 'set') })
     reply.code(201)
     return serializeUser(user)
   })
@@ -112,6 +124,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
       const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
+      app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
       return serializeUser(user)
     },
   })
@@ -119,7 +132,9 @@ export function userRoutes(api: GatewayApi, app: App): void {
   api.delete('/users/:id/', { config: { access: 'superuser' }, schema: { params: idParam } }, async (request, reply) => {
     const { id } = request.params
     if (id === principalOf(request).user.id) throw new SelfLockout('You cannot delete your own account.')
+    const target = await app.accounts.require(id)
     await app.accounts.delete(id)
+    app.audit.change(actorOf(request), 'delete', auditedUser(target), serializeUser(target))
     return reply.code(204).send()
   })
 }

@@ -30,7 +30,7 @@ export class BasicAuthenticator implements Authenticator {
     }
     const { username, password } = parseBasic(header)
     const key = this.#cache.keyOf('basic', username, password)
-    const userId = await this.#cache.resolve(key, async () => (await this.#accounts.checkPassword(username, password, request.ip)).id)
+    const userId = await this.#cache.resolve(key, async () => (await this.#accounts.checkPassword(username, password, request.ip, { method: 'basic' })).id)
     return { userId, method: 'basic' }
   }
 

@@ -1,5 +1,5 @@
 import { hash, randomBytes } from 'node:crypto'
-import { BoundedCache } from '../store/cache.ts'
+import { BoundedCache, type CacheStats } from '../store/cache.ts'
 
 /**
  * Remembers, for a short while, that a secret (e.g. a username and password pair) verified as a user, so the
@@ -12,6 +12,11 @@ import { BoundedCache } from '../store/cache.ts'
 export class CredentialCache {
   readonly #key = randomBytes(32).toString('base64')
   readonly #verified: BoundedCache<string, number>
+
+  /** Its cache's hits and misses (gatehouse_cache_lookups_total). */
+  get stats(): CacheStats {
+    return this.#verified.stats
+  }
 
   constructor(ttlSeconds: number, maxEntries = 10_000) {
     this.#verified = new BoundedCache({ maxEntries, maxAgeMs: ttlSeconds * 1000, userOf: (userId) => userId, shareLoads: true })

@@ -2,7 +2,7 @@ import { AccountDisabled, ExternalUsersCannotCreateTokens, ValidationFailed } fr
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
-import { BoundedCache } from '../store/cache.ts'
+import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import type { User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
@@ -53,6 +53,11 @@ export class PersonalTokens {
   readonly #maxCached: number
   #flushTimer: NodeJS.Timeout | undefined
   #flushing: Promise<void> | undefined
+
+  /** Its cache's hits and misses (gatehouse_cache_lookups_total). */
+  get stats(): CacheStats {
+    return this.#cache.stats
+  }
 
   constructor(store: Store, bus: EventBus, settings: RuntimeSettings, options: PersonalTokensOptions = {}) {
     this.#store = store

@@ -4,7 +4,7 @@ import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { StoredSession } from '../store/sessions.ts'
 import type { Store } from '../store/store.ts'
-import { BoundedCache } from '../store/cache.ts'
+import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import { SESSION_TOPIC } from '../store/topics.ts'
 
 /** 32 random bytes in base64url: 256 bits, 43 characters. */
@@ -40,6 +40,11 @@ export class SessionManager {
   /** Live sessions by key hash: served until they expire or are `maxStaleMs` old; a read that raced an end is not kept. */
   readonly #cache: BoundedCache<string, ActiveSession>
   #lastCleanup = 0
+
+  /** Its cache's hits and misses (gatehouse_cache_lookups_total). */
+  get stats(): CacheStats {
+    return this.#cache.stats
+  }
 
   constructor(store: Store, bus: EventBus, settings: RuntimeSettings) {
     this.#store = store

@@ -1,4 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { signingIn } from '../audit/actor.ts'
+import { auditedSession, sessionFields } from '../audit/sessions.ts'
+import type { AuditTrail } from '../audit/trail.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { User } from '../store/users.ts'
@@ -12,6 +15,7 @@ export interface SessionParts {
   readonly accounts: Accounts
   readonly settings: RuntimeSettings
   readonly csrf: CsrfPolicy
+  readonly audit: AuditTrail
 }
 
 /**
@@ -23,7 +27,9 @@ export async function startSession(app: SessionParts, request: FastifyRequest, r
   const previous = request.gatehouse.principal?.sessionId
   if (previous) await app.sessions.end(previous)
   const now = Date.now()
-  const { sessionId, session } = await app.sessions.start(user.id, { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }, now)
+  const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }
+  const { sessionId, session } = await app.sessions.start(user.id, origin, now)
+  app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...origin }))
   await app.accounts.recordLogin(user)
   setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
   return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now }

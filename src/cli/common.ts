@@ -48,6 +48,7 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
   const store = await openConfiguredStore(config)
   try {
     const app = await createApp(config, store, appOptions)
+    app.audit.start({ periodic: false, stdout: false })
     try {
       return await body(app)
     } finally {

@@ -18,6 +18,9 @@ export interface StartupFacts {
   realms: { name: string; clients: string[] }[]
   ldap: { servers: string[]; users: string } | null
   sso: { name: string; issuer: string }[]
+  /** Where Prometheus scrapes, and who may; null when metrics are off. */
+  metrics: { url: string; allow_from: string[]; bearer_token: boolean } | null
+  audit: { retention_days: number; max_entries: number; output: string }
 }
 
 export type AdminBootstrap = { username: string; generatedPassword?: string } | undefined
@@ -35,6 +38,10 @@ export function startupFacts(app: App, listening: { url: string; redirectUrl: st
     realms: config.realms.map((realm) => ({ name: realm.name, clients: realm.clients.map((client) => client.client_id) })),
     ldap: config.ldap ? { servers: [...config.ldap.servers], users: config.ldap.user_search.base } : null,
     sso: config.sso.map((provider) => ({ name: provider.name, issuer: provider.issuer })),
+    metrics: config.metrics.enabled
+      ? { url: app.metrics.listenerUrl ?? `${listening.url}/metrics`, allow_from: [...config.metrics.allow_from], bearer_token: config.metrics.bearer_token_file !== undefined }
+      : null,
+    audit: { retention_days: config.audit.retention_days, max_entries: config.audit.max_entries, output: config.audit.output === 'file' ? config.audit.file! : config.audit.output },
   }
 }
 
@@ -63,6 +70,8 @@ export function formatSummary(facts: StartupFacts, firstLine: string, admin: Adm
     ['SSO', facts.sso.length ? facts.sso.map((p) => `${p.name} → ${p.issuer}`) : ['none']],
     ['admin', [adminHint(admin)]],
     ['health', ['/healthz (alive), /readyz (ready for traffic)']],
+    ['metrics', [facts.metrics ? `${facts.metrics.url} (from ${facts.metrics.allow_from.join(', ')}${facts.metrics.bearer_token ? ', with the bearer token' : ''})` : 'off']],
+    ['audit', [`kept ${facts.audit.retention_days} days, at most ${facts.audit.max_entries} entries${facts.audit.output === 'none' ? '' : `; JSON lines to ${facts.audit.output}`}`]],
   ]
   const width = Math.max(...rows.map(([label]) => label.length)) + 2
   const lines = rows.flatMap(([label, values]) => values.map((value, i) => `  ${(i === 0 ? label : '').padEnd(width)}${value}`))

@@ -1,9 +1,11 @@
 import { Command, Option } from 'commander'
+import { closeSync, openSync } from 'node:fs'
 import { unknownNames } from '../access/rules.ts'
-import type { TlsConfig } from '../config/schema.ts'
+import type { Config, TlsConfig } from '../config/schema.ts'
 import { listen } from '../listener/listener.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { logFormats, resolveLogFormat, type LogFormatChoice } from '../logging/format.ts'
+import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { startGatehouse } from './start.ts'
@@ -42,6 +44,7 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
   const tls = config.server.tls ? readTls(config.server.tls) : undefined
+  checkOperationsFiles(config)
   if ((options.workers ?? 1) > 1 && !isWorker()) return runWorkers(options.workers!)
   const terminal = process.stdout.isTTY === true
   const pretty = resolveLogFormat(options.logFormat, terminal) === 'pretty'
@@ -98,6 +101,22 @@ async function serve(options: ServeOptions): Promise<void> {
     if (!tls) server.log.info('SIGHUP: no TLS files to reload')
     else listening.reloadTls('SIGHUP')
   })
+}
+
+/** The metrics token and the audit file are read and opened like the TLS files: a mistake stops here, in one line. */
+function checkOperationsFiles(config: Config): void {
+  try {
+    if (config.metrics.enabled) metricsAccess(config.metrics)
+  } catch (error) {
+    if (error instanceof MetricsTokenUnusable) throw new UsageError(error.message)
+    throw error
+  }
+  if (config.audit.output !== 'file') return
+  try {
+    closeSync(openSync(config.audit.file!, 'a', 0o600))
+  } catch (error) {
+    throw new UsageError(`audit.file ${config.audit.file}: ${(error as NodeJS.ErrnoException).code ?? 'cannot be written'}`)
+  }
 }
 
 function readTls(files: TlsConfig): TlsCredentials {

@@ -1,4 +1,6 @@
 import { Command, Option } from 'commander'
+import { auditedToken, auditedTokenFields } from '../api/tokens.ts'
+import { cliActor } from '../audit/actor.ts'
 import type { TokenScope } from '../store/tokens.ts'
 import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
 import { findUser } from './users.ts'
@@ -33,6 +35,7 @@ export function tokensCommand(): Command {
       await withApp(options, async (app) => {
         const owner = await findUser(app, options.user)
         const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn })
+        app.audit.change(cliActor(), 'create', auditedToken(record), undefined, auditedTokenFields(record))
         process.stdout.write(`${value}\n`)
         process.stderr.write(`created token ${record.id} for ${owner.username} (scope ${record.scope}, expires ${new Date(record.expires).toISOString()})\n`)
       })
@@ -70,12 +73,17 @@ export function tokensCommand(): Command {
       if (chosen !== 1) throw new UsageError('give exactly one of --user NAME, --all or --id ID')
       await withApp(options, async (app) => {
         if (options.all) {
-          process.stdout.write(`revoked ${await app.tokens.revokeAll()} token(s)\n`)
+          const revoked = await app.tokens.revokeAll()
+          app.audit.change(cliActor(), 'delete', { type: 'token', name: 'all tokens' }, { user: null, revoked })
+          process.stdout.write(`revoked ${revoked} token(s)\n`)
         } else if (options.user !== undefined) {
           const owner = await findUser(app, options.user)
-          process.stdout.write(`revoked ${await app.tokens.revokeUser(owner.id)} token(s) of ${owner.username}\n`)
+          const revoked = await app.tokens.revokeUser(owner.id)
+          app.audit.change(cliActor(), 'delete', { type: 'token', name: `tokens of user ${owner.id}` }, { user: owner.id, revoked })
+          process.stdout.write(`revoked ${revoked} token(s) of ${owner.username}\n`)
         } else {
           if (!(await app.tokens.revoke(options.id!))) throw new UsageError(`no such token: ${options.id}`)
+          app.audit.change(cliActor(), 'delete', { type: 'token', id: options.id! }, { id: options.id! })
           process.stdout.write(`revoked token ${options.id}\n`)
         }
       })

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { Command } from 'commander'
 import { addStorageOptions, readStdin, UsageError, withApp, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
+import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
+import { cliActor } from '../audit/actor.ts'
 
 export function usersCommand(): Command {
   const users = new Command('users').description('manage accounts')
@@ -16,6 +18,7 @@ export function usersCommand(): Command {
       const password = options.passwordStdin ? await readStdin() : randomBytes(18).toString('base64url')
       await withApp(options, async (app) => {
         const user = await app.accounts.create({ username: name, password, email: options.email ?? '', isSuperuser: Boolean(options.superuser) })
+        app.audit.change(cliActor(), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(password, 'set') })
         process.stdout.write(`created user ${user.username} (id ${user.id}${user.isSuperuser ? ', superuser' : ''})\n`)
         if (!options.passwordStdin) process.stdout.write(`password: ${password}\n`)
       })
@@ -46,6 +49,7 @@ export function usersCommand(): Command {
         const user = await findUser(app, name)
         if (user.source !== 'local') throw new UsageError(`${name} is a ${user.source} account; its password is managed by its source`)
         await app.accounts.update(user.id, { password, revokeTokens: options.revokeTokens === true })
+        app.audit.change(cliActor(), 'update', auditedUser(user), passwordMark(password, 'old'), passwordMark(password, 'new'))
         process.stdout.write(`password changed for ${name}${options.revokeTokens ? ', personal tokens revoked' : ''}\n`)
       })
     }))
@@ -56,7 +60,8 @@ export function usersCommand(): Command {
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => {
         const user = await findUser(app, name)
-        await app.accounts.update(user.id, { isActive: false })
+        const after = await app.accounts.update(user.id, { isActive: false })
+        app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
         process.stdout.write(`disabled ${name}\n`)
       })
     }))
@@ -67,6 +72,7 @@ export function usersCommand(): Command {
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => {
         const cleared = await app.accounts.lockout.clear(name)
+        if (cleared) app.audit.change(cliActor(), 'update', { type: 'user', name }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
         process.stdout.write(cleared ? `unlocked ${name}\n` : `${name} had no failed logins\n`)
       })
     }))

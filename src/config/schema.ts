@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { AccessRulesSchema } from './access.ts'
 import { CorsSchema } from './cors.ts'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
+import { AuditSchema, auditDefaults, MetricsSchema, metricsDefaults } from './operations.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
 
@@ -136,6 +137,8 @@ export const ConfigSchema = z.object({
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
   realms: z.array(RealmSchema).default([]).describe('OpenID Connect realms (Keycloak-compatible), see docs/oidc.md.'),
   sso: SsoProvidersSchema,
+  metrics: MetricsSchema.default(metricsDefaults).describe('Prometheus metrics at /metrics (docs/metrics.md).'),
+  audit: AuditSchema.default(auditDefaults).describe('The audit trail (docs/audit.md).'),
 }).strict().superRefine((config, ctx) => {
   checkRealmReferences(config, ctx)
   checkTls(config.server, ctx)

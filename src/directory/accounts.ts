@@ -1,9 +1,9 @@
 import type { Lockout } from './lockout.ts'
 import { burnVerificationTime, hashPassword } from './passwords.ts'
-import { AccountDisabled, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, GatehouseError, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
-import { BoundedCache } from '../store/cache.ts'
+import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { NewUser, User, UserChanges } from '../store/users.ts'
 import { passwordPolicyProblems, type PasswordPolicy } from './password-policy.ts'
@@ -21,6 +21,21 @@ export interface UserChange {
   deleted: boolean
   /** Asked for with a new password: the user's personal tokens end too. */
   revokeTokens: boolean
+}
+
+/** How a password check was asked for, for the audit trail: the login method, and the realm of an OIDC login. */
+export interface LoginVia {
+  readonly method: 'basic' | 'session' | 'oidc'
+  readonly realm?: string | undefined
+}
+
+/** One password check's outcome: `user` when it succeeded, the error's stable `code` when it did not. */
+export interface LoginAttempt {
+  readonly username: string
+  readonly address: string | undefined
+  readonly via: LoginVia
+  readonly user?: User | undefined
+  readonly code?: string | undefined
 }
 
 /** Runs inside the change's transaction: writes only through `tx`. */
@@ -48,9 +63,15 @@ export class Accounts {
   readonly #sources: PasswordSource[]
   readonly #changeListeners: ChangeListener[] = []
   readonly #forgetListeners: ((userId: number) => void)[] = []
+  readonly #loginListeners: ((attempt: LoginAttempt) => void)[] = []
   /** Brute-force protection around every password check. */
   readonly lockout: Lockout
   readonly #passwordPolicy: () => PasswordPolicy
+
+  /** Its cache's hits and misses (gatehouse_cache_lookups_total). */
+  get stats(): CacheStats {
+    return this.#byId.stats
+  }
 
   constructor(store: Store, bus: EventBus, sources: PasswordSource[], lockout: Lockout, passwordPolicy: () => PasswordPolicy) {
     this.#store = store
@@ -70,6 +91,11 @@ export class Accounts {
   /** Runs in every process when an account changed anywhere: drop whatever was derived from it. */
   onForget(listener: (userId: number) => void): void {
     this.#forgetListeners.push(listener)
+  }
+
+  /** Told the outcome of every login's password check (`checkPassword` with `via`): the audit trail and metrics listen. */
+  onLoginAttempt(listener: (attempt: LoginAttempt) => void): void {
+    this.#loginListeners.push(listener)
   }
 
   addPasswordSource(source: PasswordSource, position = this.#sources.length): void {
@@ -93,12 +119,23 @@ export class Accounts {
    * Whatever goes wrong, the caller learns only "invalid credentials" after about the same time; a disabled
    * account is named only once the password was right, a locked username or throttled address before any check.
    */
-  async checkPassword(username: string, password: string, address: string | undefined): Promise<User> {
-    if (!USERNAME_PATTERN.test(username)) {
-      await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
-      throw new InvalidCredentials()
+  async checkPassword(username: string, password: string, address: string | undefined, via?: LoginVia): Promise<User> {
+    try {
+      if (!USERNAME_PATTERN.test(username)) {
+        await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
+        throw new InvalidCredentials()
+      }
+      const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password))
+      if (via) this.#reportLogin({ username, address, via, user })
+      return user
+    } catch (error) {
+      if (via) this.#reportLogin({ username, address, via, code: error instanceof GatehouseError ? error.code : 'internal_error' })
+      throw error
     }
-    return this.lockout.guard(username, address, () => this.#verifyPassword(username, password))
+  }
+
+  #reportLogin(attempt: LoginAttempt): void {
+    for (const listener of this.#loginListeners) listener(attempt)
   }
 
   async #verifyPassword(username: string, password: string): Promise<User> {

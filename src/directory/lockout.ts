@@ -43,6 +43,7 @@ export class Lockout {
   readonly #store: Store
   readonly #policy: () => LockoutPolicy
   readonly #queues = new Map<string, Promise<void>>()
+  readonly #lockListeners: ((username: string, until: number) => void)[] = []
   #pruneAt = 0
 
   constructor(store: Store, policy: () => LockoutPolicy) {
@@ -65,6 +66,11 @@ export class Lockout {
     const check = () => this.#check(usernameKey, addressKey, policy, verify)
     const byUsername = usernameKey ? () => this.#oneAtATime(`user:${usernameKey}`, check) : check
     return addressKey ? this.#oneAtATime(`address:${addressKey}`, byUsername) : byUsername()
+  }
+
+  /** Told each time a username becomes locked (the audit trail and metrics listen). */
+  onLock(listener: (username: string, until: number) => void): void {
+    this.#lockListeners.push(listener)
   }
 
   /** Forgets a username's failures and lock; answers whether it had any. */
@@ -106,7 +112,10 @@ export class Lockout {
     await Promise.all([
       usernameKey && (async () => {
         const record = await repository.recordFailure(usernameKey, now, now - memoryMs)
-        if (record.failures >= policy.failuresBeforeLockout) await repository.lock(usernameKey, now + lockMs)
+        if (record.failures >= policy.failuresBeforeLockout) {
+          await repository.lock(usernameKey, now + lockMs)
+          for (const listener of this.#lockListeners) listener(usernameKey, now + lockMs)
+        }
       })(),
       addressKey && repository.recordAddressFailure(addressKey, now, now - policy.addressWindowSeconds * 1000),
     ])

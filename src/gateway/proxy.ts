@@ -71,9 +71,14 @@ async function forward(app: App, route: Route, basePath: string, rewrite: Respon
   }
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
   if (waiting) await waiting
+  // The gateway's own time runs until here, a wait for a free upstream connection included.
+  const context = request.gatehouse
+  const forwardedAt = reply.elapsedTime
+  context.forwardedAtMs = forwardedAt
   reply.from(basePath + upstreamPath + query, {
     rewriteRequestHeaders: (_raw, headers) => upstreamRequestHeaders(request, headers, app.trustsProxy, principal, identity, access),
     rewriteHeaders: (headers) => {
+      context.upstreamMs = reply.elapsedTime - forwardedAt
       const kept = rewrite(clientResponseHeaders(headers as IncomingHttpHeaders), request)
       return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept
     },

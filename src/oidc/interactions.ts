@@ -47,7 +47,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const password = form.get('password') ?? ''
   let user: User
   try {
-    user = await app.accounts.checkPassword(await resolveLoginName(app.store, realm.config, username), password, request.ip)
+    user = await app.accounts.checkPassword(await resolveLoginName(app.store, realm.config, username), password, request.ip, { method: 'oidc', realm: realm.name })
   } catch (error) {
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
     const message = error instanceof AccountDisabled ? 'Your account is disabled.'

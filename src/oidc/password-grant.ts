@@ -13,6 +13,8 @@ export const LOCKED = 'user temporarily locked'
 export const PASSWORD_GRANT_PARAMETERS = ['username', 'password', 'scope']
 
 export interface PasswordGrantOptions {
+  /** The realm's name, for the audit trail. */
+  realm: string
   accounts: Accounts
   /** The account a typed login name means (case, e-mail address: login-name.ts). */
   loginName(name: string): Promise<string>
@@ -51,7 +53,7 @@ export function passwordGrant(options: PasswordGrantOptions) {
     if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
     const scope = grantedScope(params.scope as string | undefined, options.scopes)
     const address = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address
-    const user = await checkCredentials(options.accounts, await options.loginName(username), password ?? '', address)
+    const user = await checkCredentials(options.accounts, await options.loginName(username), password ?? '', address, options.realm)
     await options.accounts.recordLogin(user)
 
     const accountId = String(user.id)
@@ -113,9 +115,9 @@ function grantedScope(requested: string | undefined, supported: readonly string[
 }
 
 /** Gatehouse's password check (every password source, lockout) in Keycloak's words. */
-async function checkCredentials(accounts: Accounts, username: string, password: string, address: string | undefined): Promise<User> {
+async function checkCredentials(accounts: Accounts, username: string, password: string, address: string | undefined, realm: string): Promise<User> {
   try {
-    return await accounts.checkPassword(username, password, address)
+    return await accounts.checkPassword(username, password, address, { method: 'oidc', realm })
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
       // A throttled client address is refused like a locked user: the check did not happen.

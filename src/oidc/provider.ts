@@ -75,6 +75,8 @@ export interface ProviderOptions {
   revoke: AdapterDependencies['revoke']
   /** For the realm that serves the platform's OAuth2 applications (src/oidc/applications.ts). */
   applications?: ApplicationClients | undefined
+  /** Told each grant the token endpoint answered with tokens (metrics count them). */
+  tokensIssued?: ((grantType: string) => void) | undefined
 }
 
 /**
@@ -192,10 +194,11 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.proxy = true
   allowWildcardRedirects(provider)
   if (options.applications) compareHashedSecrets(provider)
-  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ accounts: options.accounts, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
+  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
+  provider.on('grant.success', (ctx) => options.tokensIssued?.(String(ctx.oidc.params?.grant_type ?? 'unknown')))
   provider.on('grant.error', (ctx, error) => {
     ctx.state.failure = error
   })

@@ -40,6 +40,8 @@ export interface RealmDependencies {
   endGatewaySession(cookie: string): Promise<void>
   /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */
   memberships?: ((user: User) => Memberships) | undefined
+  /** Told each grant a realm's token endpoint answered with tokens, with the realm's name. */
+  tokensIssued?: ((realm: string, grantType: string) => void) | undefined
 }
 
 /** A realm's keys of one kind, read from the store when they may have changed, with other processes told of changes. */
@@ -227,6 +229,7 @@ export class Realm {
         endGatewaySession: this.#deps.endGatewaySession,
         memberships: this.#deps.memberships,
         applications: this.applications,
+        tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
           announce(REVOKE_TOPIC, key)

@@ -36,7 +36,17 @@ export interface TopicSource {
   on(topic: Topic, listener: (key: string) => void | Promise<void>): void
 }
 
+/**
+ * Lookups a cache answered from memory and those it had to read, as two plain numbers: counting costs an increment
+ * on the request path, and /metrics reads them when scraped (gatehouse_cache_lookups_total).
+ */
+export class CacheStats {
+  hits = 0
+  misses = 0
+}
+
 export class BoundedCache<K, V> {
+  readonly stats = new CacheStats()
   readonly #options: CacheOptions<V>
   readonly #entries = new Map<K, Entry<V>>()
   readonly #byUser = new Map<number, Set<K>>()
@@ -54,9 +64,12 @@ export class BoundedCache<K, V> {
   /** The value while it is fresh; a stale one is dropped. */
   get(key: K, now = Date.now()): V | undefined {
     const entry = this.#entries.get(key)
-    if (!entry) return undefined
-    if (now - entry.storedAt < this.#maxAgeMs() && (this.#options.expiresAt?.(entry.value) ?? Infinity) > now) return entry.value
-    this.#delete(key, entry)
+    if (entry && now - entry.storedAt < this.#maxAgeMs() && (this.#options.expiresAt?.(entry.value) ?? Infinity) > now) {
+      this.stats.hits++
+      return entry.value
+    }
+    this.stats.misses++
+    if (entry) this.#delete(key, entry)
     return undefined
   }
 

@@ -71,13 +71,15 @@ export class Database {
   readonly description: string
   readonly #sqlite: NodeSqliteDatabase | undefined
   readonly #pgConfig: pg.ClientConfig | undefined
+  readonly #pool: pg.Pool | undefined
   readonly #health = new Health()
 
-  private constructor(dialect: DialectName, description: string, inner: Dialect, sqlite?: NodeSqliteDatabase, pgConfig?: pg.ClientConfig) {
+  private constructor(dialect: DialectName, description: string, inner: Dialect, sqlite?: NodeSqliteDatabase, pgConfig?: pg.ClientConfig, pool?: pg.Pool) {
     this.dialect = dialect
     this.description = description
     this.#sqlite = sqlite
     this.#pgConfig = pgConfig
+    this.#pool = pool
     this.db = new Kysely<Tables>({ dialect: new GuardedDialect(inner, dialect, this.#health) })
   }
 
@@ -100,7 +102,7 @@ export class Database {
       // Nor may a checked-out one: its query in flight fails on its own, but pg also emits 'error' on the
       // client, where the pool listens only while the client is idle.
       pool.on('connect', (client) => client.on('error', () => {}))
-      return new Database('postgres', redactUrl(url), new PostgresDialect({ pool: discardingBrokenClients(pool) }), undefined, config)
+      return new Database('postgres', redactUrl(url), new PostgresDialect({ pool: discardingBrokenClients(pool) }), undefined, config, pool)
     }
     if (url) throw new Error(`unsupported database URL scheme (expected postgres://): ${redactUrl(url)}`)
     const dir = resolve(location.dataDir)
@@ -179,6 +181,17 @@ export class Database {
     return this.#health.status()
   }
 
+  /** PostgreSQL's connection pool: connections open, idle, and requests waiting for one. None on SQLite (one connection). */
+  poolStatus(): { total: number; idle: number; waiting: number } | undefined {
+    const pool = this.#pool
+    return pool && { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }
+  }
+
+  /** Tells `listener` how long each query took (seconds), whether it succeeded or not. */
+  onQuery(listener: (seconds: number) => void): void {
+    this.#health.queryListeners.push(listener)
+  }
+
   /** Tells `listener` when an outage begins, at most once a minute while it lasts, and when it ends. */
   onOutage(listener: (report: OutageReport) => void): () => void {
     return this.#health.subscribe(listener)
@@ -245,6 +258,7 @@ class Health {
   #lastError: string | undefined
   #reportedAt = 0
   readonly #listeners = new Set<(report: OutageReport) => void>()
+  readonly queryListeners: ((seconds: number) => void)[] = []
 
   status(): DatabaseStatus {
     return { reachable: this.#reachable, since: this.#since }
@@ -410,12 +424,16 @@ class GuardedConnection implements DatabaseConnection {
     for (const parameter of compiledQuery.parameters) {
       if (typeof parameter === 'string' && parameter.includes(NUL)) throw new ValidationFailed({ non_field_errors: [NUL_MESSAGE] })
     }
+    const started = performance.now()
     try {
       const result = await this.inner.executeQuery<R>(compiledQuery)
       this.#health.answered()
       return result
     } catch (error) {
       throw this.#health.classify(error)
+    } finally {
+      const seconds = (performance.now() - started) / 1000
+      for (const listener of this.#health.queryListeners) listener(seconds)
     }
   }
 

@@ -65,6 +65,7 @@ export class EventBus {
   readonly maxStaleMs: number
   readonly #store: Store
   readonly #listeners = new Map<string, Listener[]>()
+  readonly #readListeners: ((lagMs: number) => void)[] = []
   readonly #seen = new Set<number>()
   readonly #processId = randomUUID()
   #lastId = 0
@@ -192,6 +193,11 @@ export class EventBus {
     return this.#readAt !== undefined && now - this.#readAt <= this.maxStaleMs
   }
 
+  /** Called for each event another process wrote, with how long after its commit this process read it. */
+  onRead(listener: (lagMs: number) => void): void {
+    this.#readListeners.push(listener)
+  }
+
   status(now = Date.now()): EventBusStatus {
     return {
       running: this.#started && !this.#stopped,
@@ -244,6 +250,7 @@ export class EventBus {
         // A listener that fails (its own read failed) stops the read here; the next one starts again from this event.
         await this.#dispatch(event.topic, event.key)
         this.#seen.add(event.id)
+        for (const listener of this.#readListeners) listener(Date.now() - event.createdAt)
       }
       this.#lastId = Math.max(this.#lastId, event.id)
     }

@@ -8,6 +8,8 @@ export interface StoredEvent {
   id: number
   topic: string
   key: string
+  /** When the change was committed (epoch ms): how late a process reads it is the bus's lag. */
+  createdAt: number
 }
 
 /**
@@ -32,8 +34,8 @@ export class EventLog {
   }
 
   async after(id: number, limit = 1000): Promise<StoredEvent[]> {
-    const rows = await this.#db.selectFrom('events').select(['id', 'topic', 'key']).where('id', '>', id).orderBy('id').limit(limit).execute()
-    return rows.map((r) => ({ id: Number(r.id), topic: r.topic, key: r.key }))
+    const rows = await this.#db.selectFrom('events').select(['id', 'topic', 'key', 'created_at']).where('id', '>', id).orderBy('id').limit(limit).execute()
+    return rows.map((r) => ({ id: Number(r.id), topic: r.topic, key: r.key, createdAt: Number(r.created_at) }))
   }
 
   async latestId(): Promise<number> {

@@ -23,6 +23,7 @@ export interface Tables {
   role_user_assignments: RoleUserAssignmentsTable
   role_team_assignments: RoleTeamAssignmentsTable
   oauth2_applications: OAuth2ApplicationsTable
+  audit_entries: AuditEntriesTable
 }
 
 export interface OAuth2ApplicationsTable {
@@ -154,6 +155,22 @@ export interface LoginAddressFailuresTable {
   window_start: number
   failures: number
   last_failure_at: number
+}
+
+export interface AuditEntriesTable {
+  id: Generated<number>
+  created_at: number
+  operation: string
+  content_type: string
+  object_id: string | null
+  object_name: string | null
+  actor_id: number | null
+  actor_username: string | null
+  source_address: string | null
+  auth_method: string | null
+  code: string | null
+  realm: string | null
+  changes: string | null
 }
 
 export interface OrganizationsTable {

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely'
 import { AccessRepository } from './access.ts'
+import { AuditRepository } from './audit.ts'
 import { Database, type DatabaseLocation } from './database.ts'
 import { EventLog } from './events.ts'
 import { ApplicationRepository } from './applications.ts'
@@ -24,6 +25,7 @@ export interface Repositories {
   readonly oidc: OidcRecordRepository
   readonly sso: SsoRepository
   readonly loginFailures: LoginFailureRepository
+  readonly audit: AuditRepository
   readonly access: AccessRepository
   readonly applications: ApplicationRepository
 }
@@ -69,6 +71,7 @@ function repositoriesOn(db: Kysely<Tables>): Repositories {
     oidc: new OidcRecordRepository(db),
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
+    audit: new AuditRepository(db),
     access: new AccessRepository(db),
     applications: new ApplicationRepository(db),
   }

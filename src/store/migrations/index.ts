@@ -10,6 +10,7 @@ import { loginFailures } from './007_login_failures.ts'
 import { oidcAccount } from './008_oidc_account.ts'
 import { loginAddressFailures } from './009_login_address_failures.ts'
 import { access } from './010_access.ts'
+import { audit } from './011_audit.ts'
 import { oauth2Applications } from './012_oauth2_applications.ts'
 import { applicationOrganization } from './013_application_organization.ts'
 
@@ -25,6 +26,7 @@ const migrations: Record<string, GatehouseMigration> = {
   '008_oidc_account': oidcAccount,
   '009_login_address_failures': loginAddressFailures,
   '010_access': access,
+  '011_audit': audit,
   '012_oauth2_applications': oauth2Applications,
   '013_application_organization': applicationOrganization,
 }

@@ -2,6 +2,7 @@ import { api, ApiError, loginUrl } from './api.js'
 import { h, messageOf, replace } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { accessPage } from './pages/access.js'
+import { activityPage } from './pages/activity.js'
 import { applicationsPage } from './pages/applications.js'
 import { servicesPage } from './pages/services.js'
 import { allSessionsPage, mySessionsPage } from './pages/sessions.js'
@@ -30,6 +31,7 @@ const ROUTES = [
   { path: /^\/ui\/admin\/applications$/, title: 'Applications', page: applicationsPage, admin: true, nav: '/ui/admin/applications' },
   { path: /^\/ui\/admin\/settings$/, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
   { path: /^\/ui\/admin\/services$/, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
+  { path: /^\/ui\/admin\/activity$/, title: 'Activity', page: activityPage, admin: true, nav: '/ui/admin/activity' },
 ]
 
 const NAV = [
@@ -39,7 +41,7 @@ const NAV = [
   {
     heading: 'Administration',
     admin: true,
-    links: [['/ui/admin/users', 'Users'], ['/ui/admin/tokens', 'Tokens'], ['/ui/admin/sessions', 'Sessions'], ['/ui/admin/applications', 'Applications'], ['/ui/admin/settings', 'Settings'], ['/ui/admin/services', 'Services']],
+    links: [['/ui/admin/users', 'Users'], ['/ui/admin/tokens', 'Tokens'], ['/ui/admin/sessions', 'Sessions'], ['/ui/admin/applications', 'Applications'], ['/ui/admin/settings', 'Settings'], ['/ui/admin/services', 'Services'], ['/ui/admin/activity', 'Activity']],
   },
 ]
 

@@ -1,0 +1,70 @@
+import type { FastifyRequest } from 'fastify'
+import type { App } from '../app.ts'
+import { NotFound, PermissionDenied } from '../errors.ts'
+import { auditFilterFields, type AuditEntry } from '../store/audit.ts'
+import { principalOf } from './access.ts'
+import type { GatewayApi } from './gateway-api.ts'
+import { listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
+import { userUrl } from './summaries.ts'
+import { idParam } from './validation.ts'
+
+const listEntries = listQuery(auditFilterFields)
+
+/**
+ * The audit trail as the platform's activity stream (django-ansible-base's `Entry`): `/activitystream/`, paged and
+ * filtered like every list (src/api/list-query.ts: `operation=`, `created__gte=`, `created_by__username=`,
+ * `order_by=-id`, ...). Superusers and system auditors read it; it is never written through the API.
+ */
+export function activityStreamRoutes(api: GatewayApi, app: App): void {
+  api.get('/activitystream/', { schema: { querystring: listEntries } }, async (request) => {
+    assertMayAudit(request)
+    const { page, filter } = request.query
+    const { count, entries } = await app.store.audit.list({ filter, offset: page.offset, limit: page.pageSize })
+    return paged(request, page, count, entries.map(serializeEntry))
+  })
+
+  api.get('/activitystream/:id/', { schema: { params: idParam } }, async (request) => {
+    assertMayAudit(request)
+    const entry = await app.store.audit.findById(request.params.id)
+    if (!entry) throw new NotFound('No such entry.')
+    return serializeEntry(entry)
+  })
+}
+
+export function assertMayAudit(request: FastifyRequest): void {
+  const { user } = principalOf(request)
+  if (!user.isSuperuser && !user.isSystemAuditor) throw new PermissionDenied('Only superusers and system auditors read the activity stream.')
+}
+
+/**
+ * An entry in the platform's shape (`id`, `url`, `related`, `summary_fields`, `created`, `created_by`,
+ * `operation`, `changes`, `content_type`, `object_id`, ...), plus where it came from: `source_address`,
+ * `auth_method`, `code` (why a login failed) and `realm` (an OpenID Connect login's).
+ */
+export function serializeEntry(entry: AuditEntry) {
+  return {
+    id: entry.id,
+    type: 'activitystream',
+    url: `/api/gateway/v1/activitystream/${entry.id}/`,
+    related: entry.actorId === null ? {} : { created_by: userUrl(entry.actorId) },
+    summary_fields: {
+      created_by: entry.actorUsername === null ? null : { id: entry.actorId, username: entry.actorUsername },
+      content_object: { id: entry.objectId, name: entry.objectName },
+    },
+    created: new Date(entry.created).toISOString(),
+    created_by: entry.actorId,
+    operation: entry.operation,
+    changes: entry.changes,
+    content_type: entry.contentType,
+    content_type_model: entry.contentType,
+    object_id: entry.objectId,
+    related_content_type: null,
+    related_content_type_model: null,
+    related_object_id: null,
+    source_address: entry.sourceAddress,
+    auth_method: entry.authMethod,
+    code: entry.code,
+    realm: entry.realm,
+  }
+}

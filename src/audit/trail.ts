@@ -1,0 +1,181 @@
+import { createWriteStream, openSync, type WriteStream } from 'node:fs'
+import type { AuditSchema } from '../config/operations.ts'
+import type { NewAuditEntry } from '../store/audit.ts'
+import type { Store } from '../store/store.ts'
+import type { z } from 'zod'
+import type { Actor } from './actor.ts'
+import { changesBetween, type Fields } from './changes.ts'
+
+type AuditOptions = z.output<typeof AuditSchema>
+
+/** What was acted on: its kind (`user`, `setting`, `token`, `session`, ...), id and a readable name. */
+export interface AuditObject {
+  readonly type: string
+  readonly id?: string | number | null | undefined
+  readonly name?: string | null | undefined
+}
+
+/** Something that happened to a sign-in: a login, a failed one, a logout, a lockout. */
+export interface AuthEvent {
+  readonly operation: 'login' | 'login_error' | 'logout' | 'lockout'
+  readonly object: AuditObject
+  /** Why it failed: the error's stable code (invalid_credentials, account_locked, login_throttled, ...). */
+  readonly code?: string | null | undefined
+  readonly realm?: string | null | undefined
+}
+
+const PRUNE_EVERY_MS = 60 * 60 * 1000
+/** Rows per INSERT: well inside SQLite's and PostgreSQL's limits on bound parameters. */
+const BATCH_ROWS = 500
+
+/**
+ * The audit trail: who did what, when and from where. Recording is synchronous and cheap (an entry joins a
+ * queue); the queue is written in one batch every `flush_ms`, so a burst of failed logins costs one INSERT per
+ * batch, not one per request. The queue is bounded: authentication entries beyond `queue_limit` are counted, not
+ * kept (one `dropped` entry says how many), while changes made through the API or CLI are always kept. The table
+ * is bounded by age (`retention_days`) and by count (`max_entries`).
+ */
+export class AuditTrail {
+  readonly #store: Store
+  readonly #options: AuditOptions
+  #queue: NewAuditEntry[] = []
+  #dropped = 0
+  #insertedSincePrune = 0
+  #flushing: Promise<void> | undefined
+  #timer: NodeJS.Timeout | undefined
+  #pruneTimer: NodeJS.Timeout | undefined
+  #lines: WriteStream | NodeJS.WriteStream | undefined
+  readonly #listeners: ((entry: NewAuditEntry) => void)[] = []
+  /** Entries counted instead of kept since start (gatehouse_audit_dropped_total). */
+  droppedTotal = 0
+  onError: (error: unknown) => void = () => {}
+
+  constructor(store: Store, options: AuditOptions) {
+    this.#store = store
+    this.#options = options
+  }
+
+  /** Called with every entry as it is recorded (metrics count them), dropped ones included. */
+  onEntry(listener: (entry: NewAuditEntry) => void): void {
+    this.#listeners.push(listener)
+  }
+
+  /**
+   * Records a change to an object: `before` and `after` are its fields as the API shows them (absent before a
+   * create and after a delete); only the fields that differ are kept, secrets masked (src/audit/changes.ts).
+   */
+  change(actor: Actor, operation: 'create' | 'update' | 'delete', object: AuditObject, before?: Fields, after?: Fields): void {
+    this.#add(entryOf(actor, operation, object, changesBetween(before, after)), true)
+  }
+
+  /** Records an authentication event; under a flood these are the entries that may be dropped. */
+  auth(actor: Actor, event: AuthEvent): void {
+    this.#add({ ...entryOf(actor, event.operation, event.object, null), code: event.code ?? null, realm: event.realm ?? null }, false)
+  }
+
+  /**
+   * Opens the JSON-lines output and starts writing batches and pruning. A command-line run passes `periodic: false`
+   * (its entries are written when it closes) and `stdout: false` (standard output is the command's own).
+   */
+  start(how: { periodic?: boolean; stdout?: boolean } = {}): void {
+    if (this.#timer || this.#lines) return
+    if (this.#options.output === 'stdout' && how.stdout !== false) this.#lines = process.stdout
+    if (this.#options.output === 'file') {
+      // Opened now, so a path that cannot be written fails the start rather than a later write.
+      const lines = createWriteStream('', { fd: openSync(this.#options.file!, 'a', 0o600) })
+      lines.on('error', (error) => this.onError(error))
+      this.#lines = lines
+    }
+    if (how.periodic === false) return
+    this.#timer = setInterval(() => void this.flush(), this.#options.flush_ms)
+    this.#timer.unref()
+    this.#pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS)
+    this.#pruneTimer.unref()
+    void this.prune()
+  }
+
+  /** Writes what is waiting, in batches; one flush at a time. */
+  flush(): Promise<void> {
+    this.#flushing ??= this.#write().finally(() => {
+      this.#flushing = undefined
+    })
+    return this.#flushing
+  }
+
+  async prune(now = Date.now()): Promise<number> {
+    this.#insertedSincePrune = 0
+    try {
+      return await this.#store.audit.prune(now - this.#options.retention_days * 86_400_000, this.#options.max_entries)
+    } catch (error) {
+      this.onError(error)
+      return 0
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#timer)
+    clearInterval(this.#pruneTimer)
+    await this.flush()
+    if (this.#lines && this.#lines !== process.stdout) await new Promise((resolve) => (this.#lines as WriteStream).end(resolve))
+  }
+
+  #add(entry: NewAuditEntry, keep: boolean): void {
+    for (const listener of this.#listeners) listener(entry)
+    if (!keep && this.#queue.length >= this.#options.queue_limit) {
+      this.#dropped++
+      this.droppedTotal++
+      return
+    }
+    this.#queue.push(entry)
+  }
+
+  /** Resolves once the lines are handed to the file (or standard output), so a flush means written. */
+  #writeLines(batch: NewAuditEntry[]): Promise<void> {
+    const text = batch.map((entry) => JSON.stringify(asLine(entry))).join('\n') + '\n'
+    return new Promise((resolve) => this.#lines!.write(text, () => resolve()))
+  }
+
+  async #write(): Promise<void> {
+    if (this.#dropped) {
+      this.#queue.push({ ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }), code: 'queue_full' })
+      this.#dropped = 0
+    }
+    while (this.#queue.length) {
+      const batch = this.#queue.splice(0, BATCH_ROWS)
+      try {
+        await this.#store.audit.insertMany(batch)
+      } catch (error) {
+        // The database is away: keep the batch for the next flush, within the queue's bound.
+        this.#queue.unshift(...batch.slice(0, Math.max(0, this.#options.queue_limit - this.#queue.length)))
+        this.onError(error)
+        return
+      }
+      if (this.#lines) await this.#writeLines(batch)
+      this.#insertedSincePrune += batch.length
+    }
+    // A burst must not wait an hour for the count bound.
+    if (this.#insertedSincePrune >= Math.max(100, this.#options.max_entries / 10)) await this.prune()
+  }
+}
+
+function entryOf(actor: Actor, operation: string, object: AuditObject, changes: unknown): NewAuditEntry {
+  return {
+    created: Date.now(),
+    operation,
+    contentType: object.type,
+    objectId: object.id === undefined || object.id === null ? null : String(object.id),
+    objectName: object.name ?? null,
+    actorId: actor.userId,
+    actorUsername: actor.username,
+    sourceAddress: actor.address,
+    authMethod: actor.method,
+    code: null,
+    realm: null,
+    changes,
+  }
+}
+
+/** The JSON line for log shippers: the entry with an ISO time. */
+function asLine(entry: NewAuditEntry) {
+  return { time: new Date(entry.created).toISOString(), ...entry, created: undefined }
+}

@@ -1,0 +1,51 @@
+import ipaddr from 'ipaddr.js'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import type { z } from 'zod'
+import type { MetricsSchema } from '../config/operations.ts'
+import { NotAuthenticated, PermissionDenied } from '../errors.ts'
+
+type MetricsOptions = z.output<typeof MetricsSchema>
+
+/** Thrown at start when the bearer token file cannot be used: serve stops with the reason. */
+export class MetricsTokenUnusable extends Error {}
+
+/**
+ * Who may scrape /metrics: a client whose address is in `allow_from`, and, when a token file is configured, that
+ * sends the token as a bearer credential (compared in constant time). Decided once per scrape, from what was
+ * compiled at start. Refusals are 403 (address) and 401 (token), never the metrics.
+ */
+export function metricsAccess(options: MetricsOptions): (address: string | undefined, authorization: string | undefined) => void {
+  const ranges = options.allow_from.map((cidr) => ipaddr.parseCIDR(cidr))
+  const expected = options.bearer_token_file === undefined ? undefined : digest(readToken(options.bearer_token_file))
+  return (address, authorization) => {
+    if (!address || !allowed(address, ranges)) throw new PermissionDenied('Metrics are not served to this address (metrics.allow_from).')
+    if (expected === undefined) return
+    const match = /^Bearer ([^\s]+)$/i.exec(authorization ?? '')
+    if (!match || !timingSafeEqual(digest(match[1]!), expected)) {
+      throw new NotAuthenticated('Send the metrics bearer token: Authorization: Bearer <token>.', ['Bearer realm="metrics"'])
+    }
+  }
+}
+
+function readToken(file: string): string {
+  let token: string
+  try {
+    token = readFileSync(file, 'utf8').trim()
+  } catch (error) {
+    throw new MetricsTokenUnusable(`metrics.bearer_token_file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`)
+  }
+  if (token.length < 16 || /\s/.test(token)) throw new MetricsTokenUnusable(`metrics.bearer_token_file ${file}: the token must be one word of at least 16 characters`)
+  return token
+}
+
+/** Hashing both sides first makes the comparison constant-time whatever the lengths. */
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+function allowed(address: string, ranges: [ipaddr.IPv4 | ipaddr.IPv6, number][]): boolean {
+  if (!ipaddr.isValid(address)) return false
+  const parsed = ipaddr.process(address)
+  return ranges.some(([range, bits]) => range.kind() === parsed.kind() && parsed.match(range, bits))
+}

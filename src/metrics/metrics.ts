@@ -1,0 +1,169 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
+import type { NewAuditEntry } from '../store/audit.ts'
+import type { Database } from '../store/database.ts'
+import type { EventBus } from '../store/event-bus.ts'
+import type { CacheStats } from '../store/cache.ts'
+import { CounterFamily, HistogramFamily, type CounterCell, type HistogramSeries } from './instruments.ts'
+
+const METHOD_CLASSES = ['read', 'write'] as const
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
+const AUTH_METHODS = ['none', 'basic', 'session', 'token', 'oidc'] as const
+/** Requests no place took (health probes, /metrics, unknown paths) count under this service. */
+const NO_SERVICE = 'none'
+
+const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+const LAG_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30]
+
+/**
+ * Everything /metrics shows (docs/metrics.md). Every series the request path counts is made at start and
+ * found by array index, so counting a request is a few integer operations and increments.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry()
+  /** Where the separate metrics listener (`metrics.port`) is, once it listens. */
+  listenerUrl: string | undefined
+  readonly #serviceIndex = new Map<string, number>()
+  readonly #requestCells: CounterCell[] = []
+  readonly #gatewayTime: HistogramSeries[] = []
+  readonly #upstreamTime: HistogramSeries[] = []
+  readonly #granted = new Map<string, CounterCell>()
+  readonly #requests = new CounterFamily('gatehouse_requests_total', 'Requests answered, by service, method class (read: GET, HEAD, OPTIONS; write: the rest), status class and authentication method.', ['service', 'method', 'status', 'auth'])
+  readonly #gatewayDuration = new HistogramFamily('gatehouse_request_duration_seconds', 'The gateway\'s own time per request: until the request was forwarded (proxied requests), or until the response was sent (its own API and pages).', ['service'], FAST_BUCKETS)
+  readonly #upstreamDuration = new HistogramFamily('gatehouse_upstream_duration_seconds', 'Time from forwarding a request until the upstream\'s response headers arrived.', ['service'], UPSTREAM_BUCKETS)
+  readonly #decisions = new CounterFamily('gatehouse_auth_decisions_total', 'Authentication decisions, by method and outcome (granted, or refused with its error code).', ['method', 'outcome', 'code'])
+  readonly #logins = new CounterFamily('gatehouse_logins_total', 'Password logins, by method and outcome (success, failure) with the failure\'s code.', ['method', 'outcome', 'code'])
+  readonly #created = new CounterFamily('gatehouse_credentials_created_total', 'Sessions and personal tokens created.', ['kind'])
+  readonly #oidcGrants = new CounterFamily('gatehouse_oidc_token_grants_total', 'Tokens issued by a realm\'s token endpoint, by realm and grant type.', ['realm', 'grant_type'])
+  readonly #revoked = new CounterFamily('gatehouse_revocations_total', 'Sessions and personal tokens ended or revoked through the API or CLI.', ['kind'])
+  readonly #lockouts = new CounterFamily('gatehouse_lockouts_total', 'Usernames locked after too many failed logins.', [])
+  readonly #auditDropped = new CounterFamily('gatehouse_audit_dropped_total', 'Audit entries counted instead of kept because the queue was full.', [])
+  readonly #cacheLookups = new CounterFamily('gatehouse_cache_lookups_total', 'Lookups of in-memory caches, answered from memory (hit) or read again (miss).', ['cache', 'result'])
+  readonly #busLag = new HistogramFamily('gatehouse_event_bus_lag_seconds', 'How long after another process committed a change this process read its news.', [], LAG_BUCKETS)
+  readonly #queryDuration = new HistogramFamily('gatehouse_db_query_duration_seconds', 'Database query time, failed queries included.', [], FAST_BUCKETS)
+
+  /** `places`: the names requests are counted under besides `none` (src/gateway/places.ts: services, `gateway`, `ui`, `realms/<name>`). */
+  constructor(places: readonly string[]) {
+    const names = [NO_SERVICE, ...new Set(places)]
+    names.forEach((service, s) => {
+      this.#serviceIndex.set(service, s)
+      this.#gatewayTime.push(this.#gatewayDuration.series(service))
+      this.#upstreamTime.push(this.#upstreamDuration.series(service))
+      for (const method of METHOD_CLASSES) for (const status of STATUS_CLASSES) for (const auth of AUTH_METHODS) {
+        this.#requestCells.push(this.#requests.series(service, method, status, auth))
+      }
+    })
+    for (const method of AUTH_METHODS) this.#granted.set(method, this.#decisions.series(method, 'granted', ''))
+    this.#lockouts.series()
+    this.#auditDropped.series()
+    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
+      this.registry.registerMetric(family as never)
+    }
+    collectDefaultMetrics({ register: this.registry })
+  }
+
+  /** Counts an answered request, and the authentication decision it carried; called once per request from the response hook. */
+  requestDone(request: FastifyRequest, reply: FastifyReply): void {
+    const context = request.gatehouse
+    if (!context) return
+    const s = (context.place !== undefined ? this.#serviceIndex.get(context.place.name) : undefined) ?? 0
+    const m = isRead(request.method) ? 0 : 1
+    const status = Math.min(4, Math.max(0, Math.floor(reply.statusCode / 100) - 1))
+    const a = authIndex(context.principal?.method)
+    this.#requestCells[((s * 2 + m) * 5 + status) * 5 + a]!.value++
+    const elapsedMs = reply.elapsedTime
+    const forwardedAt = context.forwardedAtMs
+    this.#gatewayDuration.observe(this.#gatewayTime[s]!, (forwardedAt ?? elapsedMs) / 1000)
+    if (context.upstreamMs !== undefined) this.#upstreamDuration.observe(this.#upstreamTime[s]!, context.upstreamMs / 1000)
+    // The authenticator that claimed the credential, and what became of the request (src/gateway/authorize.ts).
+    const method = context.authenticator
+    if (method === undefined) return
+    const cell = context.principal && context.decision !== 'refused' ? this.#granted.get(method) : this.#decisions.series(method, 'refused', context.code ?? 'unknown')
+    if (cell) cell.value++
+  }
+
+  /** Logins, lockouts, credentials created and revoked: counted from the audit trail's entries as they are recorded. */
+  readonly auditEntry = (entry: NewAuditEntry): void => {
+    switch (entry.operation) {
+      case 'login': this.#logins.series(entry.authMethod ?? '', 'success', '').value++; break
+      case 'login_error': this.#logins.series(entry.authMethod ?? '', 'failure', entry.code ?? '').value++; break
+      case 'lockout': this.#lockouts.series().value++; break
+      case 'create': if (entry.contentType === 'token' || entry.contentType === 'session') this.#created.series(entry.contentType).value++; break
+      case 'delete': if (entry.contentType === 'token' || entry.contentType === 'session') this.#revoked.series(entry.contentType).value++; break
+    }
+  }
+
+  readonly oidcTokensIssued = (realm: string, grantType: string): void => {
+    this.#oidcGrants.series(realm, grantType).value++
+  }
+
+  watchAuditDrops(dropped: () => number): void {
+    const cell = this.#auditDropped.series()
+    this.#auditDropped.beforeScrape = () => (cell.value = dropped())
+  }
+
+  watchCaches(caches: Record<string, CacheStats>): void {
+    const cells = Object.entries(caches).map(([name, stats]) => ({ stats, hit: this.#cacheLookups.series(name, 'hit'), miss: this.#cacheLookups.series(name, 'miss') }))
+    this.#cacheLookups.beforeScrape = () => {
+      for (const { stats, hit, miss } of cells) {
+        hit.value = stats.hits
+        miss.value = stats.misses
+      }
+    }
+  }
+
+  watchBus(bus: EventBus): void {
+    const series = this.#busLag.series()
+    bus.onRead((lagMs) => this.#busLag.observe(series, Math.max(0, lagMs) / 1000))
+    this.registry.registerMetric(new Gauge({
+      name: 'gatehouse_event_bus_last_read_age_seconds',
+      help: 'Time since this process last read the event log completely (it reads every second).',
+      registers: [],
+      collect() {
+        const { readAt } = bus.status()
+        this.set(readAt === undefined ? -1 : (Date.now() - readAt) / 1000)
+      },
+    }))
+  }
+
+  watchDatabase(database: Database): void {
+    const series = this.#queryDuration.series()
+    database.onQuery((seconds) => this.#queryDuration.observe(series, seconds))
+    this.registry.registerMetric(new Gauge({
+      name: 'gatehouse_db_pool_connections',
+      help: 'PostgreSQL pool connections: open (total), idle, and requests waiting for one. SQLite has one connection and reports none.',
+      labelNames: ['state'],
+      registers: [],
+      collect() {
+        const pool = database.poolStatus()
+        if (!pool) return
+        this.set({ state: 'total' }, pool.total)
+        this.set({ state: 'idle' }, pool.idle)
+        this.set({ state: 'waiting' }, pool.waiting)
+      },
+    }))
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+}
+
+function isRead(method: string): boolean {
+  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS'
+}
+
+function authIndex(method: string | undefined): number {
+  switch (method) {
+    case 'basic': return 1
+    case 'session': return 2
+    case 'token': return 3
+    case 'oidc': return 4
+    default: return 0
+  }
+}

@@ -1,0 +1,57 @@
+import type { FastifyInstance } from 'fastify'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { App } from '../app.ts'
+import { errorBody, normalizeError } from '../errors.ts'
+import { metricsAccess } from './access.ts'
+
+/**
+ * Serves /metrics in Prometheus's text format: on the main port by default, or, with `metrics.port`, only on a
+ * listener of its own that opens and closes with the server. Either way the access rules of src/metrics/access.ts
+ * apply; on the main port the client address is the trusted one (`request.ip`, which honours `trust_proxy`), so a
+ * reverse proxy in front cannot make every client look local.
+ */
+export function registerMetrics(server: FastifyInstance, app: App): void {
+  const options = app.config.metrics
+  if (!options.enabled) return
+  const check = metricsAccess(options)
+  if (options.port === undefined) {
+    server.get('/metrics', async (request, reply) => {
+      check(request.ip, request.headers.authorization)
+      reply.header('cache-control', 'no-store').type(app.metrics.contentType)
+      return app.metrics.text()
+    })
+    return
+  }
+  let listener: Server | undefined
+  // onReady, not onListen: listen() waits for it, so the URL is known when serve prints where it listens.
+  server.addHook('onReady', async () => {
+    listener = createServer((request, response) => {
+      const answer = (status: number, type: string, body: string, headers: Record<string, string | string[]> = {}) => {
+        response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers }).end(body)
+      }
+      const path = (request.url ?? '').split('?', 1)[0]
+      if (path !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
+        return answer(404, 'application/json; charset=utf-8', JSON.stringify({ code: 'not_found', detail: 'Only GET /metrics is served here.' }))
+      }
+      try {
+        check(request.socket.remoteAddress, request.headers.authorization)
+      } catch (error) {
+        const refused = normalizeError(error)
+        return answer(refused.status, 'application/json; charset=utf-8', JSON.stringify(errorBody(refused)), refused.headers)
+      }
+      app.metrics.text().then((text) => answer(200, app.metrics.contentType, text), () => answer(500, 'application/json; charset=utf-8', '{"code":"internal_error","detail":"Internal server error."}'))
+    })
+    await new Promise<void>((resolve, reject) => {
+      listener!.once('error', reject)
+      listener!.listen(options.port, options.host, resolve)
+    })
+    const address = listener.address() as AddressInfo
+    app.metrics.listenerUrl = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics`
+  })
+  server.addHook('onClose', async () => {
+    if (!listener) return
+    listener.closeAllConnections()
+    await new Promise((resolve) => listener!.close(resolve))
+  })
+}

@@ -1,0 +1,116 @@
+import type { Kysely, Selectable } from 'kysely'
+import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import type { AuditEntriesTable, Tables } from './schema.ts'
+
+/** One audit entry as stored; `changes` is parsed JSON (see src/audit/changes.ts for its shape). */
+export interface AuditEntry {
+  id: number
+  created: number
+  operation: string
+  contentType: string
+  objectId: string | null
+  objectName: string | null
+  actorId: number | null
+  actorUsername: string | null
+  sourceAddress: string | null
+  authMethod: string | null
+  code: string | null
+  realm: string | null
+  changes: unknown
+}
+
+export type NewAuditEntry = Omit<AuditEntry, 'id'>
+
+/** What the audit trail can be filtered, searched and ordered on, by the activity stream's field names. */
+export const auditFilterFields: FilterFields = Object.freeze({
+  id: { column: 'id', type: 'integer' },
+  created: { column: 'created_at', type: 'time' },
+  operation: { column: 'operation', type: 'text' },
+  content_type: { column: 'content_type', type: 'text' },
+  object_id: { column: 'object_id', type: 'text' },
+  object_name: { column: 'object_name', type: 'text', searched: true },
+  created_by: { column: 'actor_id', type: 'integer' },
+  created_by__username: { column: 'actor_username', type: 'text', searched: true },
+  source_address: { column: 'source_address', type: 'text', searched: true },
+  auth_method: { column: 'auth_method', type: 'text' },
+  code: { column: 'code', type: 'text' },
+  realm: { column: 'realm', type: 'text' },
+})
+
+/** The audit trail's storage: batched inserts, filtered pages, and pruning by age and by count. */
+export class AuditRepository {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  async insertMany(entries: readonly NewAuditEntry[]): Promise<void> {
+    if (!entries.length) return
+    await this.#db.insertInto('audit_entries').values(entries.map(toRow)).execute()
+  }
+
+  /** A page of entries, filtered and ordered (src/store/list-filter.ts); by id, oldest first, unless the filter orders. */
+  async list(query: { filter?: ListFilter | undefined; offset: number; limit: number }): Promise<{ count: number; entries: AuditEntry[] }> {
+    const filter = query.filter ?? NO_FILTER
+    const base = filtered(this.#db.selectFrom('audit_entries'), auditFilterFields, filter)
+    const [total, rows] = await Promise.all([
+      base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+      ordered(base.selectAll(), auditFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
+    ])
+    return { count: Number(total.n), entries: rows.map(toEntry) }
+  }
+
+  async findById(id: number): Promise<AuditEntry | undefined> {
+    const row = await this.#db.selectFrom('audit_entries').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toEntry(row)
+  }
+
+  async count(): Promise<number> {
+    const row = await this.#db.selectFrom('audit_entries').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
+    return Number(row.n)
+  }
+
+  /** Deletes entries created before `time`, and all but the newest `keep`; answers how many went. */
+  async prune(time: number, keep: number): Promise<number> {
+    const old = await this.#db.deleteFrom('audit_entries').where('created_at', '<', time).executeTakeFirst()
+    const cutoff = await this.#db.selectFrom('audit_entries').select('id').orderBy('id', 'desc').offset(keep).limit(1).executeTakeFirst()
+    const surplus = cutoff ? await this.#db.deleteFrom('audit_entries').where('id', '<=', cutoff.id).executeTakeFirst() : undefined
+    return Number(old.numDeletedRows) + Number(surplus?.numDeletedRows ?? 0)
+  }
+}
+
+function toRow(entry: NewAuditEntry) {
+  return {
+    created_at: entry.created,
+    operation: entry.operation,
+    content_type: entry.contentType,
+    object_id: entry.objectId,
+    object_name: entry.objectName?.slice(0, 200) ?? null,
+    actor_id: entry.actorId,
+    actor_username: entry.actorUsername?.slice(0, 150) ?? null,
+    source_address: entry.sourceAddress?.slice(0, 64) ?? null,
+    auth_method: entry.authMethod,
+    code: entry.code,
+    realm: entry.realm,
+    changes: entry.changes === undefined || entry.changes === null ? null : JSON.stringify(entry.changes),
+  }
+}
+
+function toEntry(row: Selectable<AuditEntriesTable>): AuditEntry {
+  return {
+    id: Number(row.id),
+    created: Number(row.created_at),
+    operation: row.operation,
+    contentType: row.content_type,
+    objectId: row.object_id,
+    objectName: row.object_name,
+    actorId: row.actor_id === null ? null : Number(row.actor_id),
+    actorUsername: row.actor_username,
+    sourceAddress: row.source_address,
+    authMethod: row.auth_method,
+    code: row.code,
+    realm: row.realm,
+    changes: row.changes === null ? null : JSON.parse(row.changes),
+  }
+}

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { compileErrors, validate } from '@readme/openapi-parser'
+import Fastify from 'fastify'
+import type { Browser } from 'playwright-core'
+import { registerGatewayApi } from '../../src/api/register.ts'
+import { registerForwardAuth } from '../../src/gateway/forward-auth.ts'
+import { launchChromium, openPage, screenshot } from '../helpers/chromium.ts'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+const DOCUMENT = '/api/gateway/v1/openapi.json'
+
+describe('the API described', () => {
+  let gw: TestGateway
+  let document: any
+  before(async () => {
+    gw = await startGateway()
+    const response = await gw.fetch(DOCUMENT)
+    assert.equal(response.status, 200)
+    assert.match(response.headers.get('content-type') ?? '', /^application\/json/)
+    document = await response.json()
+  })
+  after(() => gw.close())
+
+  it('is a valid OpenAPI 3.1 document', async () => {
+    assert.equal(document.openapi, '3.1.0')
+    const result = await validate(structuredClone(document))
+    assert.ok(result.valid, compileErrors(result))
+  })
+
+  it('lists every route of the gateway API with its method, and nothing else', async () => {
+    // The routes as registered: the gateway API and its forward-authentication endpoints alone on a bare server.
+    const registered = new Set<string>()
+    const bare = Fastify()
+    bare.addHook('onRoute', (route) => {
+      for (const method of [route.method].flat()) {
+        // The versioned API's root is announced without its slash, though it answers with it (Fastify's prefixTrailingSlash).
+        const url = route.url === '/api/gateway/v1' ? '/api/gateway/v1/' : route.url
+        if (method !== 'HEAD') registered.add(`${method} ${url.replace(/:(\w+)/g, '{$1}').replace(/\*$/, '{*}')}`)
+      }
+    })
+    await registerGatewayApi(bare, gw.app)
+    await registerForwardAuth(bare, gw.app)
+    await bare.ready()
+    await bare.close()
+    const described = new Set(Object.entries(document.paths).flatMap(([path, operations]) => Object.keys(operations as object).filter((method) => method !== 'head').map((method) => `${method.toUpperCase()} ${path}`)))
+    assert.ok(registered.size > 30, `${registered.size} routes`)
+    assert.deepEqual([...registered].filter((route) => !described.has(route)), [], 'registered but not described')
+    assert.deepEqual([...described].filter((route) => !registered.has(route)), [], 'described but not part of the gateway API')
+  })
+
+  it('describes parameters and bodies from the route schemas, and which routes need no credentials', () => {
+    const users = document.paths['/api/gateway/v1/users/']
+    assert.deepEqual(users.get.parameters.map((p: any) => p.name).sort(), ['page', 'page_size'])
+    const created = users.post.requestBody.content['application/json'].schema
+    assert.deepEqual(created.required, ['username'])
+    assert.ok(created.properties.password && created.properties.is_superuser)
+    assert.equal(document.paths['/api/gateway/v1/users/{id}/'].get.parameters[0].in, 'path')
+    assert.deepEqual(document.paths['/api/gateway/v1/ping/'].get.security, [])
+    assert.equal(document.paths['/api/gateway/v1/users/'].get.security, undefined, 'the document-wide credentials apply')
+    assert.deepEqual(Object.keys(document.components.securitySchemes).sort(), ['basic', 'bearer', 'session'])
+  })
+
+  it('answers without credentials, and is the same for a signed-in caller', async () => {
+    assert.deepEqual(await json(await gw.fetch(DOCUMENT, { headers: adminAuth })), document)
+  })
+
+  describe('the interactive reference', () => {
+    let browser: Browser
+    before(async () => {
+      browser = await launchChromium()
+    })
+    after(() => browser?.close())
+
+    it('renders in Chromium from files served by the gateway, under a strict content security policy', async () => {
+      const { page, context, problems, failedResponses } = await openPage(browser, 'desktop')
+      const requested = new Set<string>()
+      page.on('request', (request) => void requested.add(new URL(request.url()).origin))
+      try {
+        const response = await page.goto(`${gw.url}/api/gateway/v1/docs/`)
+        assert.equal(response?.status(), 200)
+        assert.match(response?.headers()['content-security-policy'] ?? '', /default-src 'none'/)
+        await page.getByText('Gatehouse gateway API').first().waitFor()
+        await page.locator('.opblock-summary-path', { hasText: '/api/gateway/v1/activitystream/' }).first().waitFor()
+        assert.ok(await page.locator('.opblock').count() > 30)
+        await screenshot(page, 'api-reference')
+        assert.deepEqual([...requested], [gw.url], 'nothing is fetched from anywhere else')
+        assert.deepEqual(problems, [])
+        assert.deepEqual(failedResponses, [])
+      } finally {
+        await context.close()
+      }
+    })
+  })
+})

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict'
+import { readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { Agent } from 'undici'
+import { SYSTEM_ACTOR, type Actor } from '../../src/audit/actor.ts'
+import { AuditTrail } from '../../src/audit/trail.ts'
+import { auditDefaults } from '../../src/config/operations.ts'
+import { type ListFilter, NO_FILTER } from '../../src/store/list-filter.ts'
+import { openStore } from '../../src/store/store.ts'
+import { adminAuth, basic, json, startGateway, tempDir } from '../helpers/gateway.ts'
+
+const newestFirst: ListFilter = { ...NO_FILTER, order: [{ field: 'id', descending: true }] }
+const guesser: Actor = { userId: null, username: 'guesser', address: '192.0.2.9', method: 'basic' }
+
+describe('audit trail bounds', () => {
+  it('keeps at most queue_limit login entries waiting, counts the rest in one entry, and always keeps changes', async () => {
+    const dir = tempDir()
+    const store = await openStore({ dataDir: dir })
+    const trail = new AuditTrail(store, { ...auditDefaults, queue_limit: 50 })
+    try {
+      for (let i = 0; i < 80; i++) trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: `user-${i}` }, code: 'invalid_credentials' })
+      trail.change(SYSTEM_ACTOR, 'update', { type: 'settings' }, { session_cookie_age: 900 }, { session_cookie_age: 600 })
+      assert.equal(trail.droppedTotal, 30)
+      await trail.flush()
+      const { count, entries } = await store.audit.list({ filter: newestFirst, offset: 0, limit: 100 })
+      assert.equal(count, 50 + 1 + 1)
+      assert.equal(entries[0]!.operation, 'dropped')
+      assert.deepEqual(entries[0]!.changes, { count: 30 })
+      assert.equal(entries[1]!.operation, 'update')
+      assert.equal(entries[2]!.objectName, 'user-49', 'the first ones are kept, later ones counted')
+    } finally {
+      await trail.close()
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('deletes entries past the retention', async () => {
+    const dir = tempDir()
+    const store = await openStore({ dataDir: dir })
+    const trail = new AuditTrail(store, { ...auditDefaults, retention_days: 30 })
+    try {
+      trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: 'old' }, code: 'invalid_credentials' })
+      await trail.flush()
+      assert.equal(await trail.prune(Date.now() + 29 * 86_400_000), 0)
+      assert.equal(await trail.prune(Date.now() + 31 * 86_400_000), 1)
+      assert.equal(await store.audit.count(), 0)
+    } finally {
+      await trail.close()
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('writes every entry as a JSON line to the configured file, without secrets', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'audit.jsonl')
+    const gw = await startGateway({ config: { audit: { output: 'file', file } } })
+    try {
+      await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('admin', 'a-wrong-password') } })
+      const created = await gw.fetch('/api/gateway/v1/users/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'erin', password: 'erin-long-password' }) })
+      assert.equal(created.status, 201)
+      await gw.app.audit.flush()
+      const text = readFileSync(file, 'utf8')
+      const lines = text.trim().split('\n').map((line) => JSON.parse(line))
+      assert.deepEqual(lines.map((l) => [l.operation, l.code]), [['login_error', 'invalid_credentials'], ['login', null], ['create', null]])
+      assert.equal(lines[2].objectName, 'erin')
+      assert.match(lines[2].time, /^\d{4}-\d{2}-\d{2}T/)
+      assert.ok(!text.includes('erin-long-password') && !text.includes('a-wrong-password'))
+    } finally {
+      await gw.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  // Each of the 10,000 checks waits its turn behind the others from the same address (src/auth/lockout.ts): seconds
+  // on an idle machine, over a minute on a loaded one, so this test has a longer limit than the suite's default.
+  it('stays bounded, and the gateway keeps answering, through a burst of 10,000 failed logins', { timeout: 300_000 }, async () => {
+    const gw = await startGateway({ config: { audit: { max_entries: 1000, queue_limit: 500, flush_ms: 50 } } })
+    const agent = new Agent({ connections: 32, pipelining: 1 })
+    try {
+      let sent = 0
+      const codes = new Map<string, number>()
+      const guess = async () => {
+        while (sent < 10_000) {
+          const i = sent++
+          const response = await fetch(`${gw.url}/api/gateway/v1/me/`, { headers: { authorization: basic(`user-${i}`, 'wrong-password') }, dispatcher: agent } as RequestInit)
+          const { code } = await response.json() as { code: string }
+          codes.set(code, (codes.get(code) ?? 0) + 1)
+        }
+      }
+      const slowest: number[] = []
+      let bursting = true
+      const probe = async () => {
+        while (bursting) {
+          const started = performance.now()
+          const response = await fetch(`${gw.url}/api/gateway/v1/ping/`, { dispatcher: agent } as RequestInit)
+          assert.equal(response.status, 200)
+          await response.arrayBuffer()
+          slowest.push(performance.now() - started)
+          await new Promise((resolve) => setTimeout(resolve, 50))
+        }
+      }
+      const probing = probe()
+      await Promise.all(Array.from({ length: 32 }, guess))
+      bursting = false
+      await probing
+      assert.equal([...codes.values()].reduce((a, b) => a + b, 0), 10_000)
+      assert.ok((codes.get('login_throttled') ?? 0) > 9_000, JSON.stringify([...codes]))
+      assert.ok(slowest.length > 0)
+      // Bounded generously: the machine running the tests may be busy with other work too.
+      assert.ok(Math.max(...slowest) < 5_000, `the slowest ping during the burst took ${Math.max(...slowest)} ms`)
+
+      await gw.app.audit.flush()
+      await gw.app.audit.prune()
+      const count = await gw.app.store.audit.count()
+      assert.ok(count > 0 && count <= 1000, `${count} entries`)
+      // (Read from the store: this address is throttled now, admin's password included.)
+      const { entries } = await gw.app.store.audit.list({ filter: { ...newestFirst, all: [{ field: 'operation', lookup: 'exact', value: 'login_error', negate: false }] }, offset: 0, limit: 1 })
+      assert.equal(entries[0]!.code, 'login_throttled')
+    } finally {
+      await agent.close()
+      await gw.close()
+    }
+  })
+})

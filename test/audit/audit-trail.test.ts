@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { gatewayBackends } from '../helpers/backends.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, json, runCli, type TestGateway } from '../helpers/gateway.ts'
+import { tokenRequest, REALM } from '../helpers/oidc.ts'
+import { login, withCsrf } from '../helpers/session.ts'
+import { createToken } from '../helpers/tokens.ts'
+
+const STREAM = '/api/gateway/v1/activitystream/'
+
+for (const backend of gatewayBackends) {
+  describe(`audit trail on ${backend.name}`, () => {
+    let gw: TestGateway
+    before(async () => {
+      gw = await backend.start()
+    })
+    after(() => gw.close())
+
+    /** The activity stream after every waiting entry was written, newest first. */
+    async function stream(query = '', auth: Record<string, string> = adminAuth): Promise<any[]> {
+      await gw.app.audit.flush()
+      const response = await gw.fetch(`${STREAM}?order_by=-id&page_size=200${query}`, { headers: auth })
+      const body = await json(response)
+      assert.equal(response.status, 200, JSON.stringify(body))
+      return body.results
+    }
+    const send = (method: string, path: string, body?: unknown, auth: Record<string, string> = adminAuth) =>
+      gw.fetch(path, { method, headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body: body === undefined ? undefined : JSON.stringify(body) })
+
+    it('records logins and failed logins with the method, the reason code and the source address', async () => {
+      await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('alice', 'alice-password') } })).status, 200)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('alice', 'not-her-password') } })).status, 401)
+      const [failed, succeeded] = await stream('&created_by__username=alice')
+      assert.equal(failed.operation, 'login_error')
+      assert.equal(failed.code, 'invalid_credentials')
+      assert.equal(failed.auth_method, 'basic')
+      assert.equal(failed.source_address, '127.0.0.1')
+      assert.equal(failed.created_by, null, 'a failed login proves nothing about who tried')
+      assert.equal(failed.summary_fields.created_by.username, 'alice')
+      assert.equal(succeeded.operation, 'login')
+      assert.equal(succeeded.created_by, succeeded.summary_fields.created_by.id)
+      assert.equal(succeeded.code, null)
+      assert.ok(Date.parse(succeeded.created) <= Date.parse(failed.created))
+    })
+
+    it('records a session login, its session, and the logout', async () => {
+      const session = await login(gw, 'alice', 'alice-password')
+      assert.equal((await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session) })).status, 302)
+      const [logout, created, signedIn] = await stream('&created_by__username=alice')
+      assert.equal(signedIn.operation, 'login')
+      assert.equal(signedIn.auth_method, 'session')
+      assert.equal(created.operation, 'create')
+      assert.equal(created.content_type, 'session')
+      assert.ok(created.object_id)
+      assert.equal(logout.operation, 'logout')
+      assert.equal(logout.auth_method, 'session')
+      assert.ok(!JSON.stringify([logout, created, signedIn]).includes(session.sessionId), 'the session identifier is a secret')
+    })
+
+    it('records a session a superuser ended', async () => {
+      await login(gw, 'alice', 'alice-password')
+      const [started] = await stream('&created_by__username=alice&content_type=session&operation=create')
+      assert.equal((await send('DELETE', `/api/gateway/v1/sessions/${started.object_id}/`)).status, 204)
+      const [ended] = await stream(`&content_type=session&object_id=${started.object_id}&operation=delete`)
+      assert.equal(ended.summary_fields.created_by.username, 'admin')
+      assert.equal(ended.changes.removed_fields.user, started.created_by)
+    })
+
+    it('records a lockout, and the refusals during it as account_locked', async () => {
+      for (let i = 0; i < 10; i++) await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('mallory', `guess-${i}`) } })
+      const locked = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('mallory', 'guess-10') } })
+      assert.equal((await json(locked)).code, 'account_locked')
+      const [refused, tenth, lockout, ninth] = await stream('&object_name=mallory')
+      assert.deepEqual([ninth.operation, ninth.code], ['login_error', 'invalid_credentials'])
+      assert.deepEqual([lockout.operation, lockout.code], ['lockout', 'account_locked'], 'the tenth wrong password locks')
+      assert.deepEqual([tenth.operation, tenth.code], ['login_error', 'invalid_credentials'])
+      assert.deepEqual([refused.operation, refused.code, refused.source_address], ['login_error', 'account_locked', '127.0.0.1'])
+    })
+
+    it('records user changes with who, from where, and the changed fields before and after, never a password', async () => {
+      const created = await json(await send('POST', '/api/gateway/v1/users/', { username: 'carol', password: 'carol-first-password', email: 'carol@example.com' }))
+      assert.equal((await send('PATCH', `/api/gateway/v1/users/${created.id}/`, { email: 'carol@example.org', password: 'carol-second-password' })).status, 200)
+      assert.equal((await send('DELETE', `/api/gateway/v1/users/${created.id}/`)).status, 204)
+      const [deleted, updated, made] = await stream(`&content_type=user&object_id=${created.id}&operation__in=create,update,delete`)
+      assert.equal(made.operation, 'create')
+      assert.equal(made.changes.added_fields.username, 'carol')
+      assert.equal(made.changes.added_fields.password, '$encrypted$')
+      assert.equal(updated.operation, 'update')
+      assert.deepEqual(updated.changes.changed_fields, { email: ['carol@example.com', 'carol@example.org'], password: ['$encrypted$', '$encrypted$'] })
+      assert.equal(updated.summary_fields.created_by.username, 'admin')
+      assert.equal(updated.auth_method, 'basic')
+      assert.equal(updated.source_address, '127.0.0.1')
+      assert.equal(deleted.operation, 'delete')
+      assert.equal(deleted.changes.removed_fields.email, 'carol@example.org')
+      const everything = JSON.stringify(await stream())
+      for (const secret of ['carol-first-password', 'carol-second-password', ADMIN_PASSWORD]) assert.ok(!everything.includes(secret))
+    })
+
+    it('records settings changes and personal tokens created and revoked, never the token', async () => {
+      assert.equal((await send('PATCH', '/api/gateway/v1/settings/', { session_cookie_age: 1200 })).status, 200)
+      const token = await createToken(gw, { authorization: basic('alice', 'alice-password') }, { description: 'ci' })
+      assert.equal((await send('DELETE', `/api/gateway/v1/tokens/${token.id}/`)).status, 204)
+      const [revoked, issued, setting] = await stream('&operation__in=create,update,delete')
+      assert.equal(setting.content_type, 'settings')
+      assert.deepEqual(setting.changes.changed_fields, { session_cookie_age: [900, 1200] })
+      assert.equal(issued.content_type, 'token')
+      assert.equal(issued.object_id, String(token.id))
+      assert.equal(issued.summary_fields.created_by.username, 'alice')
+      assert.equal(issued.changes.added_fields.description, 'ci')
+      assert.equal(revoked.operation, 'delete')
+      assert.equal(revoked.summary_fields.created_by.username, 'admin')
+      assert.ok(!JSON.stringify(await stream()).includes(token.token))
+    })
+
+    it('records OAuth2 applications created, changed and deleted, never the client secret', async () => {
+      const response = await send('POST', '/api/gateway/v1/applications/', { name: 'reports', client_type: 'confidential', authorization_grant_type: 'password' })
+      const created = await json(response)
+      assert.equal(response.status, 201, JSON.stringify(created))
+      assert.equal((await send('PATCH', `/api/gateway/v1/applications/${created.id}/`, { description: 'nightly' })).status, 200)
+      assert.equal((await send('DELETE', `/api/gateway/v1/applications/${created.id}/`)).status, 204)
+      const [deleted, changed, made] = await stream(`&content_type=application&object_id=${created.id}`)
+      assert.deepEqual([made.operation, changed.operation, deleted.operation], ['create', 'update', 'delete'])
+      assert.equal(made.changes.added_fields.client_secret, '$encrypted$')
+      assert.equal(made.changes.added_fields.client_id, created.client_id)
+      assert.deepEqual(changed.changes.changed_fields, { description: ['', 'nightly'] })
+      assert.ok(!JSON.stringify(await stream()).includes(created.client_secret))
+    })
+
+    it('records organizations and teams created, renamed and deleted', async () => {
+      const organization = await json(await send('POST', '/api/gateway/v1/organizations/', { name: 'Research' }))
+      const team = await json(await send('POST', '/api/gateway/v1/teams/', { name: 'analysts', organization: organization.id }))
+      assert.equal((await send('PATCH', `/api/gateway/v1/teams/${team.id}/`, { name: 'forecasters' })).status, 200)
+      assert.equal((await send('DELETE', `/api/gateway/v1/teams/${team.id}/`)).status, 204)
+      const [deleted, renamed, made] = await stream(`&content_type=team&object_id=${team.id}`)
+      assert.deepEqual([made.operation, renamed.operation, deleted.operation], ['create', 'update', 'delete'])
+      assert.deepEqual(renamed.changes.changed_fields.name, ['analysts', 'forecasters'])
+      assert.equal(deleted.summary_fields.content_object.name, 'forecasters')
+      const [createdOrganization] = await stream(`&content_type=organization&object_id=${organization.id}`)
+      assert.equal(createdOrganization.changes.added_fields.name, 'Research')
+    })
+
+    it('records changes made with the CLI as the command line\'s', async () => {
+      const storage = gw.app.store.database.dialect === 'postgres' ? ['--database', gw.app.config.storage.database!] : ['--data-dir', gw.dataDir]
+      const result = await runCli(['users', 'create', 'dave', '--password-stdin', ...storage], { input: 'dave-long-password-1' })
+      assert.equal(result.code, 0, result.stderr)
+      const [made] = await stream('&object_name=dave')
+      assert.equal(made.operation, 'create')
+      assert.equal(made.auth_method, 'cli')
+      assert.equal(made.created_by, null)
+      assert.equal(made.source_address, null)
+    })
+
+    it('shows realm logins as Keycloak admin events', async () => {
+      assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })).status, 200)
+      assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'wrong-password' })).status, 401)
+      await gw.app.audit.flush()
+      const response = await gw.fetch(`/admin/realms/${REALM}/events?type=LOGIN&type=LOGIN_ERROR&max=2`, { headers: adminAuth })
+      const events = await json(response)
+      assert.equal(response.status, 200, JSON.stringify(events))
+      assert.deepEqual(events.map((e: any) => [e.type, e.error, e.realmId, e.details.username, e.ipAddress]), [
+        ['LOGIN_ERROR', 'invalid_user_credentials', REALM, 'alice', '127.0.0.1'],
+        ['LOGIN', undefined, REALM, 'alice', '127.0.0.1'],
+      ])
+      assert.equal(typeof events[0].time, 'number')
+      assert.equal((await gw.fetch('/admin/realms/nowhere/events', { headers: adminAuth })).status, 404)
+      assert.equal((await gw.fetch(`/admin/realms/${REALM}/events?dateFrom=yesterday`, { headers: adminAuth })).status, 400)
+    })
+
+    it('answers a malformed or unknown filter with 400 naming it, and non-auditors with 403', async () => {
+      for (const [query, field] of [['created__gte=last-week', 'created__gte'], ['order_by=name', 'order_by'], ['colour=blue', 'colour'], ['created_by=me', 'created_by'], ['id__gt=ten', 'id__gt']]) {
+        const response = await gw.fetch(`${STREAM}?${query}`, { headers: adminAuth })
+        const body = await json(response)
+        assert.equal(response.status, 400, query)
+        assert.equal(body.code, 'invalid')
+        assert.ok(body.errors[field!], `${query}: ${JSON.stringify(body)}`)
+      }
+      assert.equal((await gw.fetch(STREAM, { headers: { authorization: basic('alice', 'alice-password') } })).status, 403)
+      assert.equal((await gw.fetch(STREAM)).status, 401)
+    })
+
+    it('pages like every other list', async () => {
+      const first = await json(await gw.fetch(`${STREAM}?page_size=2`, { headers: adminAuth }))
+      assert.ok(first.count > 2)
+      assert.equal(first.results.length, 2)
+      assert.equal(first.next, `${STREAM}?page_size=2&page=2`)
+      const one = await json(await gw.fetch(first.results[0].url, { headers: adminAuth }))
+      assert.deepEqual(one, first.results[0])
+    })
+  })
+}

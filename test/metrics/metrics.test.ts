@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { parseScrape, sampleValue, type Sample } from '../helpers/prometheus.ts'
+import { REALM, tokenRequest } from '../helpers/oidc.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
+
+type Scrape = Map<string, Sample[]>
+
+async function scrape(url: string, headers: Record<string, string> = {}): Promise<Scrape> {
+  const response = await fetch(url, { headers })
+  assert.equal(response.status, 200)
+  assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/)
+  return parseScrape(await response.text())
+}
+
+describe('metrics', () => {
+  describe('a scripted mix of requests', () => {
+    let gw: TestGateway
+    before(async () => {
+      gw = await startGateway()
+      await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+      // The demo upstream fetches the gateway's JWKS on its first request: before the counting starts.
+      assert.equal((await gw.fetch('/api/controller/v2/hosts/', { headers: adminAuth })).status, 200)
+    })
+    after(() => gw.close())
+
+    it('shows exactly the counts the mix produces', async () => {
+      const start = await scrape(gw.url + '/metrics')
+      const alice = { authorization: basic('alice', 'alice-password') }
+      const call = async (method: string, path: string, headers: Record<string, string> = {}) => {
+        const response = await gw.fetch(path, { method, headers: { accept: 'application/json', ...headers } })
+        const text = await response.text()
+        return { status: response.status, code: text.startsWith('{') ? JSON.parse(text).code : undefined }
+      }
+      for (let i = 0; i < 3; i++) assert.equal((await call('GET', '/api/controller/v2/hosts/', alice)).status, 200)
+      for (let i = 0; i < 2; i++) assert.equal((await call('POST', '/api/controller/v2/hosts/', alice)).status, 200)
+      assert.equal((await call('GET', '/api/controller/v2/hosts/')).status, 401)
+      for (let i = 0; i < 2; i++) assert.equal((await call('GET', '/api/controller/v2/hosts/', { authorization: basic('nobody', 'wrong-password') })).code, 'invalid_credentials')
+      const token = await createToken(gw, alice)
+      for (let i = 0; i < 2; i++) assert.equal((await call('GET', '/api/controller/v2/hosts/', bearer(token.token))).status, 200)
+      assert.equal((await call('DELETE', `/api/gateway/v1/tokens/${token.id}/`, alice)).status, 204)
+      const revoked = await call('GET', '/api/controller/v2/hosts/', bearer(token.token))
+      assert.equal(revoked.status, 401)
+      // Ten wrong passwords lock a username (the default login_failures_before_lockout); the eleventh try is refused as locked.
+      for (let i = 0; i < 10; i++) assert.equal((await call('GET', '/api/controller/v2/hosts/', { authorization: basic('mallory', `guess-${i}`) })).code, 'invalid_credentials')
+      assert.equal((await call('GET', '/api/controller/v2/hosts/', { authorization: basic('mallory', 'guess-10') })).code, 'account_locked')
+      assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })).status, 200)
+
+      const end = await scrape(gw.url + '/metrics')
+      const delta = (name: string, labels: Record<string, string> = {}) => sampleValue(end, name, labels) - sampleValue(start, name, labels)
+      const requests = (service: string, method: string, status: string, auth: string) => delta('gatehouse_requests_total', { service, method, status, auth })
+      assert.equal(requests('controller', 'read', '2xx', 'basic'), 3)
+      assert.equal(requests('controller', 'write', '2xx', 'basic'), 2)
+      assert.equal(requests('controller', 'read', '2xx', 'token'), 2)
+      assert.equal(requests('controller', 'read', '4xx', 'none'), 1 + 2 + 1 + 11)
+      assert.equal(requests('gateway', 'write', '2xx', 'basic'), 2)
+      assert.equal(requests('controller', 'write', '4xx', 'none'), 0)
+
+      const decisions = (method: string, outcome: string, code = '') => delta('gatehouse_auth_decisions_total', { method, outcome, code })
+      assert.equal(decisions('basic', 'granted'), 3 + 2 + 2)
+      assert.equal(decisions('token', 'granted'), 2)
+      assert.equal(decisions('basic', 'refused', 'invalid_credentials'), 2 + 10)
+      assert.equal(decisions('basic', 'refused', 'account_locked'), 1)
+      assert.equal(decisions('token', 'refused', revoked.code), 1)
+
+      const logins = (outcome: string, code = '') => delta('gatehouse_logins_total', { method: 'basic', outcome, code })
+      assert.equal(logins('success'), 1, 'alice\'s password is verified once, then remembered')
+      assert.equal(logins('failure', 'invalid_credentials'), 12)
+      assert.equal(logins('failure', 'account_locked'), 1)
+      assert.equal(delta('gatehouse_logins_total', { method: 'oidc', outcome: 'success', code: '' }), 1)
+      assert.equal(delta('gatehouse_oidc_token_grants_total', { realm: REALM, grant_type: 'password' }), 1)
+      assert.equal(delta('gatehouse_lockouts_total'), 1)
+      assert.equal(delta('gatehouse_credentials_created_total', { kind: 'token' }), 1)
+      assert.equal(delta('gatehouse_revocations_total', { kind: 'token' }), 1)
+
+      assert.equal(delta('gatehouse_upstream_duration_seconds_count', { service: 'controller' }), 3 + 2 + 2)
+      assert.equal(delta('gatehouse_request_duration_seconds_count', { service: 'controller' }), 3 + 2 + 1 + 2 + 2 + 1 + 11)
+      assert.ok(delta('gatehouse_upstream_duration_seconds_sum', { service: 'controller' }) > 0)
+      assert.equal(delta('gatehouse_cache_lookups_total', { cache: 'basic_credentials', result: 'hit' }), 2 + 2 + 2, 'alice\'s later requests')
+      assert.ok(delta('gatehouse_db_query_duration_seconds_count') > 0)
+      assert.ok(sampleValue(end, 'process_cpu_seconds_total') > 0)
+      assert.ok(sampleValue(end, 'gatehouse_event_bus_last_read_age_seconds') >= 0)
+    })
+  })
+
+  describe('access', () => {
+    it('refuses addresses outside allow_from with 403', async () => {
+      const gw = await startGateway({ config: { metrics: { allow_from: ['10.0.0.0/8'] } } })
+      try {
+        const response = await gw.fetch('/metrics', { headers: { accept: 'application/json' } })
+        assert.equal(response.status, 403)
+        assert.equal((await json(response)).code, 'permission_denied')
+      } finally {
+        await gw.close()
+      }
+    })
+
+    it('asks for the bearer token when one is configured, and compares it exactly', async () => {
+      const dir = tempDir()
+      const file = join(dir, 'metrics-token')
+      writeFileSync(file, 'scrape-secret-0123456789\n')
+      const gw = await startGateway({ config: { metrics: { bearer_token_file: file } } })
+      try {
+        const missing = await gw.fetch('/metrics')
+        assert.equal(missing.status, 401)
+        assert.match(missing.headers.get('www-authenticate') ?? '', /^Bearer/)
+        assert.equal((await gw.fetch('/metrics', { headers: bearer('scrape-secret-012345678') })).status, 401)
+        assert.equal((await gw.fetch('/metrics', { headers: adminAuth })).status, 401, 'gateway credentials are not the metrics token')
+        await scrape(gw.url + '/metrics', bearer('scrape-secret-0123456789'))
+      } finally {
+        await gw.close()
+      }
+    })
+
+    it('serves only on its own listener when metrics.port is set', async () => {
+      const gw = await startGateway({ config: { metrics: { port: 0 } } })
+      try {
+        assert.equal((await gw.fetch('/metrics', { headers: { accept: 'application/json' } })).status, 404)
+        const url = gw.app.metrics.listenerUrl
+        assert.ok(url)
+        const samples = await scrape(url)
+        assert.ok(samples.has('gatehouse_requests_total'))
+        assert.equal((await fetch(url.replace('/metrics', '/api/gateway/v1/ping/'))).status, 404)
+      } finally {
+        await gw.close()
+      }
+    })
+  })
+})
