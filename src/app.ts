@@ -185,9 +185,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
     },
     authorize: (request, place) => authorize(auth, request, place),
     async close() {
-      await audit.close()
-      await tokens.close()
+      // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
+      const results = await Promise.allSettled([tokens.close(), audit.close()])
       await bus.stop()
+      for (const result of results) if (result.status === 'rejected') throw result.reason
     },
   }
   return app

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
 import { principalOf } from './access.ts'
@@ -98,6 +99,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
   api.post('/role_definitions/', { schema: { body: createRole } }, async (request, reply) => {
     const input = request.body
     const role = await app.accessAdmin.createRoleDefinition(principalOf(request).user, { name: input.name, description: input.description, contentType: input.content_type, permissions: input.permissions })
+    app.audit.change(actorOf(request), 'create', roleObject(role), undefined, serializeRoleDefinition(role))
     reply.code(201)
     return serializeRoleDefinition(role)
   })
@@ -110,10 +112,17 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     method: ['PATCH', 'PUT'],
     url: '/role_definitions/:id/',
     schema: { params: idParam, body: updateRole },
-    handler: async (request) => serializeRoleDefinition(await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, request.body)),
+    handler: async (request) => {
+      const before = await app.store.access.findRoleDefinition(request.params.id)
+      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, request.body)
+      app.audit.change(actorOf(request), 'update', roleObject(after), before && serializeRoleDefinition(before), serializeRoleDefinition(after))
+      return serializeRoleDefinition(after)
+    },
   })
   api.delete('/role_definitions/:id/', { schema: { params: idParam } }, async (request, reply) => {
+    const before = await app.store.access.findRoleDefinition(request.params.id)
     await app.accessAdmin.deleteRoleDefinition(principalOf(request).user, request.params.id)
+    app.audit.change(actorOf(request), 'delete', { type: 'role_definition', id: request.params.id, name: before?.name }, before && serializeRoleDefinition(before))
     return reply.code(204).send()
   })
 
@@ -145,8 +154,10 @@ export function roleRoutes(api: GatewayApi, app: App): void {
         actorId: input[actor]!,
         objectId: input.object_id,
       })
+      const shown = await serializeAssignment(app, assignment)
+      app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, shown)
       reply.code(201)
-      return serializeAssignment(app, assignment)
+      return shown
     })
     api.get(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request) => {
       const assignment = await app.store.access.findAssignment(actor, request.params.id)
@@ -154,8 +165,19 @@ export function roleRoutes(api: GatewayApi, app: App): void {
       return serializeAssignment(app, assignment)
     })
     api.delete(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request, reply) => {
+      const before = await app.store.access.findAssignment(actor, request.params.id)
       await app.accessAdmin.unassign(principalOf(request).user, actor, request.params.id)
+      if (before) app.audit.change(actorOf(request), 'delete', assignmentObject(app, actor, before), await serializeAssignment(app, before))
       return reply.code(204).send()
     })
   }
+}
+
+/** How the audit trail names a role definition, and an assignment (by the role it gives). */
+function roleObject(role: RoleDefinition) {
+  return { type: 'role_definition', id: role.id, name: role.name }
+}
+
+function assignmentObject(app: App, actor: Actor, assignment: RoleAssignment) {
+  return { type: `role_${actor}_assignment`, id: assignment.id, name: app.access.roleDefinition(assignment.roleDefinitionId)?.name }
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { AccountDisabled, ExternalUsersCannotCreateTokens, ValidationFailed } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
@@ -7,6 +8,9 @@ import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import type { User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
 import { TOKEN_TOPIC } from '../store/topics.ts'
+
+const CLOSE_FLUSH_ATTEMPTS = 3
+const CLOSE_FLUSH_RETRY_MS = 200
 
 
 /** What the request path needs to know about a valid token, held in memory after the first lookup. */
@@ -180,11 +184,20 @@ export class PersonalTokens {
     this.#cache.forgetUser(userId)
   }
 
-  /** Saves the last-use times still in memory. Best effort: a lost time must not block shutting down. */
+  /**
+   * Saves the last-use times still in memory. Best effort, a few tries (a busy database, another process holding
+   * SQLite's write lock), then gives up: a lost time must not block shutting down.
+   */
   async close(): Promise<void> {
     clearInterval(this.#flushTimer)
     this.#flushTimer = undefined
-    await this.flushLastUsed().catch(() => {})
+    for (let attempt = 0; attempt < CLOSE_FLUSH_ATTEMPTS; attempt++) {
+      try {
+        return await this.flushLastUsed()
+      } catch {
+        await sleep(CLOSE_FLUSH_RETRY_MS)
+      }
+    }
   }
 
   /**

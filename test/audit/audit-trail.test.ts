@@ -140,6 +140,27 @@ for (const backend of gatewayBackends) {
       assert.equal(createdOrganization.changes.added_fields.name, 'Research')
     })
 
+    it('records role definitions and role assignments given and taken away', async () => {
+      const organization = await json(await send('POST', '/api/gateway/v1/organizations/', { name: 'Audited' }))
+      const role = await json(await send('POST', '/api/gateway/v1/role_definitions/', { name: 'Org Viewer', content_type: 'shared.organization', permissions: ['shared.view_organization'] }))
+      assert.equal((await send('PATCH', `/api/gateway/v1/role_definitions/${role.id}/`, { description: 'reads one organization' })).status, 200)
+      const user = await gw.app.accounts.create({ username: 'erin', password: 'erin-long-password-1' })
+      const given = await send('POST', '/api/gateway/v1/role_user_assignments/', { role_definition: role.id, user: user.id, object_id: organization.id })
+      const assignment = await json(given)
+      assert.equal(given.status, 201, JSON.stringify(assignment))
+      assert.equal((await send('DELETE', `/api/gateway/v1/role_user_assignments/${assignment.id}/`)).status, 204)
+      assert.equal((await send('DELETE', `/api/gateway/v1/role_definitions/${role.id}/`)).status, 204)
+
+      const [roleDeleted, roleChanged, roleMade] = await stream(`&content_type=role_definition&object_id=${role.id}`)
+      assert.deepEqual([roleMade.operation, roleChanged.operation, roleDeleted.operation], ['create', 'update', 'delete'])
+      assert.deepEqual(roleChanged.changes.changed_fields.description, ['', 'reads one organization'])
+      const [taken, made] = await stream(`&content_type=role_user_assignment&object_id=${assignment.id}`)
+      assert.deepEqual([made.operation, taken.operation], ['create', 'delete'])
+      assert.equal(made.summary_fields.content_object.name, 'Org Viewer')
+      assert.equal(made.changes.added_fields.user, user.id)
+      assert.equal(made.summary_fields.created_by.username, 'admin')
+    })
+
     it('records changes made with the CLI as the command line\'s', async () => {
       const storage = gw.app.store.database.dialect === 'postgres' ? ['--database', gw.app.config.storage.database!] : ['--data-dir', gw.dataDir]
       const result = await runCli(['users', 'create', 'dave', '--password-stdin', ...storage], { input: 'dave-long-password-1' })
