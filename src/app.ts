@@ -1,7 +1,7 @@
 import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
-import { compileServiceRules, type ServiceRules } from './access/rules.ts'
+import { compileGatewayRules, compileServiceRules, type ServiceRules } from './access/rules.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { FastifyRequest } from 'fastify'
 import { SYSTEM_ACTOR } from './audit/actor.ts'
@@ -148,6 +148,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     return rules ? [accessEntryRule(rules, access)] : []
   }
   const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service), accessRules)
+  const gatewayRules = compileGatewayRules(config)
+  const gatewayEntry = gatewayRules ? [accessEntryRule(gatewayRules, access)] : []
 
   const audit = new AuditTrail(store, config.audit)
   auditSignIns(audit, accounts, lockout)
@@ -172,7 +174,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     accessAdmin,
     memberships,
     routes,
-    places: compilePlaces(config, routes),
+    places: compilePlaces(config, routes, gatewayEntry),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
     metrics,

@@ -66,6 +66,11 @@ export function compileServiceRules(config: Config): ReadonlyMap<string, Service
   return new Map(config.services.filter((s) => s.access).map((s) => [s.name, new ServiceRules(s.name, s.access!)]))
 }
 
+/** The gateway's own rules (`gateway.access`): its API and web interface; undefined when none are configured. */
+export function compileGatewayRules(config: Config): ServiceRules | undefined {
+  return config.gateway.access ? new ServiceRules('gateway', config.gateway.access) : undefined
+}
+
 /**
  * Team and organization names the rules and the membership mappings use that do not exist (yet): worth a
  * warning at start, not an error, since they apply as soon as they are created.
@@ -79,12 +84,13 @@ export function unknownNames(config: Config, known: { teams: ReadonlySet<string>
       else if (mapping.team !== undefined && !known.teams.has(mapping.team)) problems.push(`${path}.memberships.${i}.team: no team "${mapping.team}" yet (the mapping applies once it exists)`)
     })
   }
-  config.services.forEach((service, i) => service.access?.forEach((rule, j) => {
+  const ruleSources = [['gateway', config.gateway.access] as const, ...config.services.map((service, i) => [`services.${i}`, service.access] as const)]
+  for (const [path, rules] of ruleSources) rules?.forEach((rule, j) => {
     const kind = rule.allow ? 'allow' : 'deny'
     const match = (rule.allow ?? rule.deny)!
-    for (const team of match.teams ?? []) if (!known.teams.has(team)) problems.push(`services.${i}.access.${j}.${kind}.teams: no team "${team}" yet (the rule applies once it exists)`)
-    for (const org of match.organizations ?? []) if (!known.organizations.has(org)) problems.push(`services.${i}.access.${j}.${kind}.organizations: no organization "${org}" yet (the rule applies once it exists)`)
-  }))
+    for (const team of match.teams ?? []) if (!known.teams.has(team)) problems.push(`${path}.access.${j}.${kind}.teams: no team "${team}" yet (the rule applies once it exists)`)
+    for (const org of match.organizations ?? []) if (!known.organizations.has(org)) problems.push(`${path}.access.${j}.${kind}.organizations: no organization "${org}" yet (the rule applies once it exists)`)
+  })
   return problems
 }
 

@@ -132,6 +132,8 @@ export const ConfigSchema = z.object({
       .describe('Gateway API paths open without authentication (the platform\'s defaults).'),
     oidc: GatewayOidcSchema.default({ audiences: ['gateway'] })
       .describe('Which OIDC access tokens the gateway API accepts (see docs/oidc.md).'),
+    access: AccessRulesSchema.optional()
+      .describe('Who may use the gateway API (beyond its public paths) and the web interface, in the same rules as a service\'s `access` (docs/access.md), judged after the built-in checks. Absent: every signed-in caller.'),
   }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: GATEWAY_PUBLIC_PATHS, oidc: { audiences: ['gateway'] } }),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),

@@ -77,14 +77,18 @@ function entryFor(who: Who): readonly EntryRule[] {
 const nowhere = (): boolean => false
 const everywhere = (): boolean => true
 
-function place(fields: Omit<Place, 'entry' | 'loginUrl'> & { loginUrl?: (next: string) => string }): Place {
-  return Object.freeze({ loginUrl: gatewayLoginUrl, ...fields, entry: entryFor(fields.who) })
+function place(fields: Omit<Place, 'entry' | 'loginUrl'> & { loginUrl?: (next: string) => string }, extra: readonly EntryRule[] = []): Place {
+  return Object.freeze({ loginUrl: gatewayLoginUrl, ...fields, entry: [...entryFor(fields.who), ...extra] })
 }
 
-export function compilePlaces(config: Config, services: readonly Route[]): Places {
+/**
+ * `gatewayEntry`: the gateway's own access rules (`gateway.access`), judged after the built-in checks on the gateway
+ * API's and the web interface's private paths. Public paths (login, API roots, ping, JWKS) never reach them.
+ */
+export function compilePlaces(config: Config, services: readonly Route[], gatewayEntry: readonly EntryRule[] = []): Places {
   const configuredPublic = publicPathMatcher(config.gateway.public_paths)
   const api = (who: Who, isPublic: (path: string) => boolean): Place =>
-    place({ name: 'gateway', service: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', who })
+    place({ name: 'gateway', service: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', who }, gatewayEntry)
   const realms = new Map(config.realms.map((realm) => [realm.name, place({ name: `realms/${realm.name}`, service: `realms/${realm.name}`, accepts: ['session'], isPublic: everywhere, unauthenticated: '401', who: 'anonymous' })]))
   return Object.freeze({
     services,
@@ -95,8 +99,8 @@ export function compilePlaces(config: Config, services: readonly Route[]): Place
       user: api('signed_in', nowhere),
       superuser: api('superuser', nowhere),
     }),
-    ui: place({ name: 'ui', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'signed_in' }),
-    uiAdmin: place({ name: 'ui/admin', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'superuser' }),
+    ui: place({ name: 'ui', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'signed_in' }, gatewayEntry),
+    uiAdmin: place({ name: 'ui/admin', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'superuser' }, gatewayEntry),
     realm: (name: string) => realms.get(name)!,
   })
 }

@@ -13,8 +13,12 @@ const request = (principal: Omit<Principal, 'userId'>, overrides: Partial<{ meth
   ({ principal: signedIn(principal), access: nobody, method: 'GET', path: '/svc/x', address: '127.0.0.1', ...overrides })
 
 function problemsOf(access: unknown): string[] {
+  return configProblems({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access }] })
+}
+
+function configProblems(config: unknown): string[] {
   try {
-    validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access }] })
+    validateConfig(config)
   } catch (error) {
     assert.ok(error instanceof ConfigError)
     return error.problems
@@ -77,5 +81,13 @@ describe('access rules', () => {
       'services.0.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
       'services.0.access.0.allow.organizations: no organization "Acme" yet (the rule applies once it exists)',
     ])
+  })
+
+  it('checks the gateway\'s own rules the same way, with their path', () => {
+    const refused = configProblems({ gateway: { access: [{ allow: { tems: ['x'] } }, { allow: { networks: ['office'] } }] } })
+    assert.equal(refused[0], 'gateway.access.0.allow: Unrecognized key: "tems"')
+    assert.match(refused[1]!, /^gateway\.access\.1\.allow\.networks\.0: must be an IP address or a CIDR block/)
+    const config = validateConfig({ gateway: { access: [{ allow: { teams: ['Ghosts'] } }] } })
+    assert.deepEqual(unknownNames(config, { teams: new Set(), organizations: new Set() }), ['gateway.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)'])
   })
 })
