@@ -83,7 +83,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     return reply.redirect(wantsHtml(request) ? LOGIN_PATH : '/api/', 302)
   }
   api.get('/logout/', { config: { access: 'open' } }, logout)
-  api.post('/logout/', logout)
+  api.post('/logout/', { config: { access: 'sign_out' } }, logout)
 
   // Open, so that "no session" (none, ended or expired) is a 404 rather than a demand for credentials.
   api.get('/session/', { config: { access: 'open' } }, async (request) => {

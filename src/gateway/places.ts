@@ -47,9 +47,10 @@ export interface Place {
 
 /**
  * Who may call a gateway API route; declared on the route itself (`config: { access }`).
- * `public`: open while listed in `gateway.public_paths`; `open`: always (the JWKS services verify with).
+ * `public`: open while listed in `gateway.public_paths`; `open`: always (the JWKS services verify with);
+ * `sign_out`: signed-in callers, whom `gateway.access` never refuses, so that anyone may end their own session.
  */
-export type Access = 'open' | 'public' | 'user' | 'superuser'
+export type Access = 'open' | 'public' | 'user' | 'superuser' | 'sign_out'
 
 /** The route table: every place, compiled once. */
 export interface Places {
@@ -87,8 +88,8 @@ function place(fields: Omit<Place, 'entry' | 'loginUrl'> & { loginUrl?: (next: s
  */
 export function compilePlaces(config: Config, services: readonly Route[], gatewayEntry: readonly EntryRule[] = []): Places {
   const configuredPublic = publicPathMatcher(config.gateway.public_paths)
-  const api = (who: Who, isPublic: (path: string) => boolean): Place =>
-    place({ name: 'gateway', service: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', who }, gatewayEntry)
+  const api = (who: Who, isPublic: (path: string) => boolean, entry = gatewayEntry): Place =>
+    place({ name: 'gateway', service: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', who }, entry)
   const realms = new Map(config.realms.map((realm) => [realm.name, place({ name: `realms/${realm.name}`, service: `realms/${realm.name}`, accepts: ['session'], isPublic: everywhere, unauthenticated: '401', who: 'anonymous' })]))
   return Object.freeze({
     services,
@@ -98,6 +99,7 @@ export function compilePlaces(config: Config, services: readonly Route[], gatewa
       public: api('signed_in', configuredPublic),
       user: api('signed_in', nowhere),
       superuser: api('superuser', nowhere),
+      sign_out: api('signed_in', nowhere, []),
     }),
     ui: place({ name: 'ui', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'signed_in' }, gatewayEntry),
     uiAdmin: place({ name: 'ui/admin', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'superuser' }, gatewayEntry),

@@ -58,6 +58,13 @@ describe('the gateway\'s own access rules', () => {
     assert.equal((await gw.fetch('/ui/', { headers: { cookie } })).status, 403)
   })
 
+  it('lets a refused caller sign out', async () => {
+    const { cookie, csrf } = await login(gw, 'outsider', password('outsider'))
+    const out = await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: { cookie, 'x-csrftoken': csrf, referer: gw.url + '/api/gateway/v1/logout/' } })
+    assert.equal(out.status, 302)
+    assert.equal((await gw.fetch('/api/gateway/v1/session/', { headers: { cookie } })).status, 404)
+  })
+
   it('keeps the built-in checks first: an Operator is still no administrator', async () => {
     const { cookie } = await login(gw, 'operator', password('operator'))
     assert.equal((await gw.fetch('/ui/admin/users', { headers: { cookie } })).status, 403)
