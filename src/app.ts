@@ -2,6 +2,7 @@ import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileGatewayRules, compileServiceRules, type ServiceRules } from './access/rules.ts'
+import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { FastifyRequest } from 'fastify'
 import { SYSTEM_ACTOR } from './audit/actor.ts'
@@ -54,6 +55,8 @@ export interface App {
   readonly serviceRules: ReadonlyMap<string, ServiceRules>
   /** Every change to organizations, teams, roles and assignments, with who may make it. */
   readonly accessAdmin: AccessAdmin
+  /** Whether a user may sign in to a realm client (its `access` rules). */
+  readonly clientAccess: ClientAccessCheck
   /** Teams and organizations from directory groups and SSO claims, applied at each login. */
   readonly memberships: MembershipMappings
   /** The route table: every place a request can land, compiled once. */
@@ -138,7 +141,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
   auth.add(new TokenAuthenticator(tokens))
   const metrics = new GatewayMetrics(['gateway', 'ui', ...config.services.map((service) => service.name), ...config.realms.map((realm) => `realms/${realm.name}`)])
   const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, memberships: (user) => keycloakMemberships(access.of(user)), tokensIssued: metrics.oidcTokensIssued })
+  const clientAccess = compileClientAccess(config, access)
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)
@@ -172,6 +176,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     access,
     serviceRules,
     accessAdmin,
+    clientAccess,
     memberships,
     routes,
     places: compilePlaces(config, routes, gatewayEntry),

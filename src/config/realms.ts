@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { AccessRulesSchema } from './access.ts'
 
 /**
  * The `realms` section: Gatehouse's Keycloak-compatible OpenID Connect provider (src/oidc/). Names and defaults
@@ -25,6 +26,8 @@ const webOrigin = z.string().refine((value) => value === '+' || value === '*' ||
 const scopeName = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, 'must be a scope token (RFC 6749 §3.3): printable characters without spaces, quotes or backslashes')
 
 export const RealmClientSchema = z.object({
+  access: AccessRulesSchema.optional()
+    .describe('Who may sign in to this client (authorization code, password and device grants), in the rules of a service\'s `access` (docs/access.md). Absent: every user.'),
   client_id: clientId
     .describe('The client\'s `client_id`, e.g. `end-users`. It is the `azp` of the tokens the client gets.'),
   public_client: z.boolean().default(true)

@@ -38,7 +38,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   if (request.method !== 'POST') {
     const reasons = details.prompt.reasons
     const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
-    if (signedIn) return finishLogin(provider, request, reply, signedIn)
+    if (signedIn) return finishLogin(app, realm, clientId, provider, request, reply, signedIn)
     return html(reply, 200, renderLoginPage(page))
   }
 
@@ -55,13 +55,19 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
   await openGatewaySession(app, request, reply, user)
-  return finishLogin(provider, request, reply, user)
+  return finishLogin(app, realm, clientId, provider, request, reply, user)
 }
 
 type Provider = Awaited<ReturnType<Realm['provider']>>['instance']
 
-async function finishLogin(provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User): Promise<FastifyReply> {
-  const returnTo = await provider.interactionResult(request.raw, reply.raw, { login: { accountId: String(user.id) } }, { mergeWithLastSubmission: false })
+/**
+ * Ends the login step: the user goes on to the client, or, when the client's `access` rules refuse them, the client
+ * gets `error=access_denied` at its redirect URI, as Keycloak answers a login it denies.
+ */
+async function finishLogin(app: App, realm: Realm, clientId: string, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User): Promise<FastifyReply> {
+  const refusal = app.clientAccess(realm.name, clientId, user, request.ip)
+  const result = refusal ? { error: 'access_denied', error_description: refusal } : { login: { accountId: String(user.id) } }
+  const returnTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
   return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }
 

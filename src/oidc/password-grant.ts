@@ -5,6 +5,7 @@ import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '
 import type { User } from '../store/users.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
+import type { ClientAccessCheck } from '../access/client-access.ts'
 
 export const PASSWORD_GRANT = 'password'
 /** The reason kept for a login refused during a lockout: Keycloak words it as a wrong password, but answers 400. */
@@ -16,6 +17,8 @@ export interface PasswordGrantOptions {
   /** The realm's name, for the audit trail. */
   realm: string
   accounts: Accounts
+  /** Whether the user may sign in to the client (its `access` rules). */
+  clientAccess?: ClientAccessCheck | undefined
   /** The account a typed login name means (case, e-mail address: login-name.ts). */
   loginName(name: string): Promise<string>
   findAccount(ctx: KoaContextWithOIDC, sub: string): Promise<Account | undefined>
@@ -54,6 +57,8 @@ export function passwordGrant(options: PasswordGrantOptions) {
     const scope = grantedScope(params.scope as string | undefined, options.scopes)
     const address = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address
     const user = await checkCredentials(options.accounts, await options.loginName(username), password ?? '', address, options.realm)
+    const refusal = options.clientAccess?.(options.realm, client.clientId, user, address ?? '')
+    if (refusal) throw accessDenied(refusal)
     await options.accounts.recordLogin(user)
 
     const accountId = String(user.id)
@@ -126,6 +131,14 @@ async function checkCredentials(accounts: Accounts, username: string, password: 
     }
     throw error
   }
+}
+
+/**
+ * A user the client's `access` rules refuse: 400 `access_denied`, Keycloak's answer when its Deny Access step
+ * refuses a direct grant, with the refusal's explanation.
+ */
+function accessDenied(description: string): InstanceType<typeof errors.AccessDenied> {
+  return Object.assign(new errors.AccessDenied(description), { error_description: description, status: 400, statusCode: 400 })
 }
 
 /** oidc-provider's InvalidGrant keeps its message out of the response; Keycloak's wording belongs in it. */

@@ -13,6 +13,7 @@ import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant } from './password-grant.ts'
+import type { ClientAccessCheck } from '../access/client-access.ts'
 
 /** Keycloak's endpoint paths, relative to the issuer `<public URL>/realms/<realm>`. */
 export const KEYCLOAK_ROUTES = {
@@ -72,6 +73,7 @@ export interface ProviderOptions {
   loginName(name: string): Promise<string>
   endGatewaySession(cookie: string): Promise<void>
   memberships?: ((user: User) => Memberships) | undefined
+  clientAccess?: ClientAccessCheck | undefined
   revoke: AdapterDependencies['revoke']
   /** For the realm that serves the platform's OAuth2 applications (src/oidc/applications.ts). */
   applications?: ApplicationClients | undefined
@@ -194,7 +196,7 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.proxy = true
   allowWildcardRedirects(provider)
   if (options.applications) compareHashedSecrets(provider)
-  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
+  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).

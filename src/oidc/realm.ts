@@ -19,6 +19,7 @@ import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
 import { KEYS_TOPIC, REVOKE_TOPIC } from '../store/topics.ts'
+import type { ClientAccessCheck } from '../access/client-access.ts'
 
 /** Expired provider records are deleted this often. */
 const PRUNE_INTERVAL_MS = 3600_000
@@ -40,6 +41,8 @@ export interface RealmDependencies {
   endGatewaySession(cookie: string): Promise<void>
   /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */
   memberships?: ((user: User) => Memberships) | undefined
+  /** Whether a user may sign in to a client (its `access` rules): the refusal's explanation, or undefined. */
+  clientAccess?: ClientAccessCheck | undefined
   /** Told each grant a realm's token endpoint answered with tokens, with the realm's name. */
   tokensIssued?: ((realm: string, grantType: string) => void) | undefined
 }
@@ -228,6 +231,7 @@ export class Realm {
         loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
         memberships: this.#deps.memberships,
+        clientAccess: this.#deps.clientAccess,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
