@@ -14,7 +14,7 @@ describe('a realm client\'s access rules', () => {
     gw = await startGateway({
       config: {
         realms: realmWith([{
-          client_id: CLIENT, public_client: true, direct_access_grants: true, pkce: 'optional', redirect_uris: [CLIENT_REDIRECT],
+          client_id: CLIENT, public_client: true, direct_access_grants: true, device_authorization_grant: true, pkce: 'optional', redirect_uris: [CLIENT_REDIRECT],
           access: [{ allow: { teams: ['Operators'] } }],
         }]),
       },
@@ -68,5 +68,39 @@ describe('a realm client\'s access rules', () => {
     assert.equal(back.searchParams.get('error'), 'access_denied')
     assert.equal(back.searchParams.get('code'), null)
     assert.equal(back.searchParams.get('state'), 'st4te')
+  })
+
+  /** The device grant: start, enter the code and sign in as a browser would (forms posted by hand), then poll once. */
+  async function deviceGrant(username: string): Promise<{ status: number; body: any }> {
+    const started = await gw.fetch(`/realms/platform/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: CLIENT }) })
+    assert.equal(started.status, 200)
+    const { device_code: deviceCode, user_code: userCode } = await started.json() as { device_code: string; user_code: string }
+    const jar = new CookieJar()
+    const submit = async (page: Response, url: string, fields: Record<string, string>) => {
+      const html = await page.text()
+      const action = /<form[^>]*method="post"[^>]*action="([^"]+)"|<form[^>]*action="([^"]+)"[^>]*method="post"/.exec(html)
+      const form = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]))
+      for (const [key, value] of Object.entries(fields)) form.set(key, value)
+      return browse(gw, jar, new URL(action![1] ?? action![2]!, url).href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() })
+    }
+    const input = await browse(gw, jar, realmUrl(gw, '/device'))
+    const confirm = await submit(input.response, input.url, { user_code: userCode })
+    const login = await submit(confirm.response, confirm.url, {})
+    const action = /<form method="post" action="([^"]+)"/.exec(await login.response.text())![1]!
+    await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username, password: password(username) }).toString() })
+    return tokenRequest(gw, { client_id: CLIENT, grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode })
+  }
+
+  it('gives a member of Operators tokens by the device grant', async () => {
+    const { status, body } = await deviceGrant('operator')
+    assert.equal(status, 200, JSON.stringify(body))
+    assert.ok(body.access_token)
+  })
+
+  it('refuses anyone else the device grant with access_denied', async () => {
+    const { status, body } = await deviceGrant('outsider')
+    assert.equal(status, 400)
+    assert.equal(body.error, 'access_denied')
+    assert.equal(body.access_token, undefined)
   })
 })
