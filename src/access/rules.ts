@@ -84,7 +84,11 @@ export function unknownNames(config: Config, known: { teams: ReadonlySet<string>
       else if (mapping.team !== undefined && !known.teams.has(mapping.team)) problems.push(`${path}.memberships.${i}.team: no team "${mapping.team}" yet (the mapping applies once it exists)`)
     })
   }
-  const ruleSources = [['gateway', config.gateway.access] as const, ...config.services.map((service, i) => [`services.${i}`, service.access] as const)]
+  const ruleSources = [
+    ['gateway', config.gateway.access] as const,
+    ...config.services.map((service, i) => [`services.${i}`, service.access] as const),
+    ...config.realms.flatMap((realm, i) => realm.clients.map((client, j) => [`realms.${i}.clients.${j}`, client.access] as const)),
+  ]
   for (const [path, rules] of ruleSources) rules?.forEach((rule, j) => {
     const kind = rule.allow ? 'allow' : 'deny'
     const match = (rule.allow ?? rule.deny)!

@@ -83,11 +83,18 @@ describe('access rules', () => {
     ])
   })
 
-  it('checks the gateway\'s own rules the same way, with their path', () => {
+  it('checks the gateway\'s and realm clients\' rules the same way, with their path', () => {
     const refused = configProblems({ gateway: { access: [{ allow: { tems: ['x'] } }, { allow: { networks: ['office'] } }] } })
     assert.equal(refused[0], 'gateway.access.0.allow: Unrecognized key: "tems"')
     assert.match(refused[1]!, /^gateway\.access\.1\.allow\.networks\.0: must be an IP address or a CIDR block/)
-    const config = validateConfig({ gateway: { access: [{ allow: { teams: ['Ghosts'] } }] } })
-    assert.deepEqual(unknownNames(config, { teams: new Set(), organizations: new Set() }), ['gateway.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)'])
+    const config = validateConfig({
+      gateway: { access: [{ allow: { teams: ['Ghosts'] } }] },
+      realms: [{ name: 'r', clients: [{ client_id: 'a', access: [{ deny: { organizations: ['Acme'] } }] }] }],
+    })
+    assert.deepEqual(unknownNames(config, { teams: new Set(), organizations: new Set() }), [
+      'gateway.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
+      'realms.0.clients.0.access.0.deny.organizations: no organization "Acme" yet (the rule applies once it exists)',
+    ])
+    assert.deepEqual(configProblems({ realms: [{ name: 'r', clients: [{ client_id: 'a', access: [{ allow: { tems: ['x'] } }] }] }] }), ['realms.0.clients.0.access.0.allow: Unrecognized key: "tems"'])
   })
 })

@@ -79,7 +79,7 @@ describe('a realm client\'s access rules', () => {
     const submit = async (page: Response, url: string, fields: Record<string, string>) => {
       const html = await page.text()
       const action = /<form[^>]*method="post"[^>]*action="([^"]+)"|<form[^>]*action="([^"]+)"[^>]*method="post"/.exec(html)
-      const form = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]))
+      const form = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!]))
       for (const [key, value] of Object.entries(fields)) form.set(key, value)
       return browse(gw, jar, new URL(action![1] ?? action![2]!, url).href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() })
     }
