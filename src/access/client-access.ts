@@ -13,13 +13,13 @@ export type ClientAccessCheck = (realm: string, clientId: string, user: User, ad
 export function compileClientAccess(config: Config, model: AccessModel): ClientAccessCheck {
   const rules = new Map(config.realms.flatMap((realm) => realm.clients.filter((client) => client.access).map((client) => {
     const name = `${realm.name}/${client.client_id}`
-    return [name, new ServiceRules(name, client.access!)] as const
+    return [name, new ServiceRules(name, client.access!, 'client')] as const
   })))
   return (realm, clientId, user, address) => {
     const clientRules = rules.get(`${realm}/${clientId}`)
     if (!clientRules) return undefined
     // A sign-in is no request to a path: rules naming methods or paths see a POST to the client's own name.
     const decision = clientRules.decide({ principal: { user, userId: user.id, method: 'oidc' }, access: model.of(user), method: 'POST', path: `/${clientId}`, address })
-    return decision.allowed ? undefined : clientRules.explain(decision).replace('of the service', 'of the client')
+    return decision.allowed ? undefined : clientRules.explain(decision)
   }
 }

@@ -38,10 +38,13 @@ interface CompiledRule {
  */
 export class ServiceRules {
   readonly service: string
+  /** What the rules guard, in the refusal's words: a `service`, or a realm `client`. */
+  readonly #kind: string
   readonly #rules: CompiledRule[]
 
-  constructor(service: string, rules: readonly AccessRule[]) {
+  constructor(service: string, rules: readonly AccessRule[], kind: 'service' | 'client' = 'service') {
     this.service = service
+    this.#kind = kind
     this.#rules = rules.map(compileRule)
   }
 
@@ -56,8 +59,8 @@ export class ServiceRules {
   /** The 403 detail: which rule refused, or that none allowed. Only signed-in callers ever see it. */
   explain(decision: AccessDecision): string {
     return decision.rule === undefined
-      ? `No access rule of the service "${this.service}" allows this request.`
-      : `Rule ${decision.rule} of the service "${this.service}" (${decision.description}) ${decision.allowed ? 'allows' : 'denies'} this request.`
+      ? `No access rule of the ${this.#kind} "${this.service}" allows this request.`
+      : `Rule ${decision.rule} of the ${this.#kind} "${this.service}" (${decision.description}) ${decision.allowed ? 'allows' : 'denies'} this request.`
   }
 }
 
