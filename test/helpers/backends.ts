@@ -1,4 +1,5 @@
 import { rmSync } from 'node:fs'
+import { after, before } from 'node:test'
 import { openStore, type Store } from '../../src/store/store.ts'
 import { startGateway, tempDir, type GatewayOptions, type TestGateway } from './gateway.ts'
 import { createTestDatabase } from './postgres.ts'
@@ -35,6 +36,22 @@ export const storeBackends: { name: string; open: () => Promise<OpenedStore> }[]
     },
   },
 ]
+
+/**
+ * Opens a fresh store on the backend before the enclosing suite's tests and closes and drops it after them; the
+ * returned object is filled in once the suite starts (read `.store` inside tests, not at collection time).
+ */
+export function openForSuite(backend: { open: () => Promise<OpenedStore> }): OpenedStore {
+  const opened = {} as OpenedStore
+  before(async () => {
+    Object.assign(opened, await backend.open())
+  })
+  after(async () => {
+    await opened.store.close()
+    await opened.cleanup()
+  })
+  return opened
+}
 
 /** The real server on each storage backend, for behaviour that storage is part of; `close` also drops the database. */
 export const gatewayBackends: { name: string; start: (options?: GatewayOptions) => Promise<TestGateway> }[] = [

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import type { NewAuditEntry } from '../../src/store/audit.ts'
 import { type Condition, type ListFilter, NO_FILTER } from '../../src/store/list-filter.ts'
-import type { Store } from '../../src/store/store.ts'
-import { storeBackends } from '../helpers/backends.ts'
+import { openForSuite, storeBackends } from '../helpers/backends.ts'
 
 /** The audit repository's conformance cases, run on both backends. */
 const T = 1_700_000_000_000
@@ -17,24 +16,16 @@ function entry(overrides: Partial<NewAuditEntry>): NewAuditEntry {
 
 for (const backend of storeBackends) {
   describe(`audit repository on ${backend.name}`, () => {
-    let store: Store
-    let cleanup: () => Promise<void>
-    before(async () => {
-      ;({ store, cleanup } = await backend.open())
-    })
-    after(async () => {
-      await store.close()
-      await cleanup()
-    })
+    const db = openForSuite(backend)
 
     it('stores a batch and reads it back with every field, changes as JSON', async () => {
       const changes = { added_fields: {}, removed_fields: {}, changed_fields: { email: ['a@example.com', 'b@example.com'] } }
-      await store.audit.insertMany([
+      await db.store.audit.insertMany([
         entry({}),
         entry({ created: T + 1, operation: 'update', objectId: '7', objectName: 'bob', actorId: 1, actorUsername: 'admin', authMethod: 'session', code: null, changes }),
         entry({ created: T + 2, operation: 'login', code: null, realm: 'platform', authMethod: 'oidc' }),
       ])
-      const { count, entries } = await store.audit.list({ offset: 0, limit: 10 })
+      const { count, entries } = await db.store.audit.list({ offset: 0, limit: 10 })
       assert.equal(count, 3)
       assert.deepEqual(entries.map(({ id: _id, ...rest }) => rest), [
         entry({}),
@@ -45,24 +36,24 @@ for (const backend of storeBackends) {
 
     it('filters by each field and a time range, and pages newest first', async () => {
       const where = (field: string, lookup: Condition['lookup'], value: Condition['value']): Condition => ({ field, lookup, value, negate: false })
-      const list = (...all: Condition[]) => store.audit.list({ filter: { ...NO_FILTER, all }, offset: 0, limit: 10 })
+      const list = (...all: Condition[]) => db.store.audit.list({ filter: { ...NO_FILTER, all }, offset: 0, limit: 10 })
       assert.equal((await list(where('operation', 'in', ['login', 'update']))).count, 2)
       assert.equal((await list(where('created_by', 'exact', 1))).entries[0]!.objectName, 'bob')
       assert.equal((await list(where('realm', 'exact', 'platform'))).count, 1)
       assert.equal((await list(where('code', 'exact', 'invalid_credentials'), where('source_address', 'exact', '192.0.2.1'))).count, 1)
       assert.equal((await list(where('created', 'gte', T + 1), where('created', 'lte', T + 1))).count, 1)
       const newestFirst: ListFilter = { ...NO_FILTER, order: [{ field: 'id', descending: true }] }
-      const page = await store.audit.list({ filter: newestFirst, offset: 1, limit: 1 })
+      const page = await db.store.audit.list({ filter: newestFirst, offset: 1, limit: 1 })
       assert.equal(page.count, 3)
       assert.equal(page.entries[0]!.operation, 'update')
     })
 
     it('prunes entries older than the retention and all but the newest ones', async () => {
-      await store.audit.insertMany(Array.from({ length: 20 }, (_, i) => entry({ created: T + 100 + i })))
-      assert.equal(await store.audit.prune(T + 2, 1000), 2, 'the two entries before T + 2')
-      assert.equal(await store.audit.count(), 21)
-      assert.equal(await store.audit.prune(0, 5), 16)
-      const { entries } = await store.audit.list({ offset: 0, limit: 10 })
+      await db.store.audit.insertMany(Array.from({ length: 20 }, (_, i) => entry({ created: T + 100 + i })))
+      assert.equal(await db.store.audit.prune(T + 2, 1000), 2, 'the two entries before T + 2')
+      assert.equal(await db.store.audit.count(), 21)
+      assert.equal(await db.store.audit.prune(0, 5), 16)
+      const { entries } = await db.store.audit.list({ offset: 0, limit: 10 })
       assert.deepEqual(entries.map((e) => e.created), [T + 115, T + 116, T + 117, T + 118, T + 119])
     })
   })

@@ -1,51 +1,42 @@
 import assert from 'node:assert/strict'
 import { rmSync } from 'node:fs'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { Migrator } from 'kysely'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { openStore, type Store } from '../../src/store/store.ts'
-import { storeBackends } from '../helpers/backends.ts'
+import { openForSuite, storeBackends } from '../helpers/backends.ts'
 import { tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** The OpenID Connect provider's records and its adapter, on both backends. */
 for (const backend of storeBackends) {
   describe(`OIDC records on ${backend.name}`, () => {
-    let store: Store
-    let cleanup: () => Promise<void>
-
-    before(async () => {
-      ;({ store, cleanup } = await backend.open())
-    })
-    after(async () => {
-      await store.close()
-      await cleanup()
-    })
+    const db = openForSuite(backend)
 
     it('stores, replaces and finds records by id, uid and user code', async () => {
-      await store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1', accountId: '7' }, uid: 'u1', expiresAt: Date.now() + 60_000 })
-      await store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1', accountId: '8' }, uid: 'u1', expiresAt: Date.now() + 60_000 })
-      assert.deepEqual((await store.oidc.find('Session', 's1'))!.payload, { uid: 'u1', accountId: '8' })
-      assert.equal((await store.oidc.findByUid('Session', 'u1'))!.id, 's1')
-      assert.equal(await store.oidc.find('Grant', 's1'), undefined)
-      await store.oidc.upsert({ model: 'DeviceCode', id: 'd1', payload: { userCode: 'ABCD' }, userCode: 'ABCD' })
-      assert.equal((await store.oidc.findByUserCode('DeviceCode', 'ABCD'))!.id, 'd1')
+      await db.store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1', accountId: '7' }, uid: 'u1', expiresAt: Date.now() + 60_000 })
+      await db.store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1', accountId: '8' }, uid: 'u1', expiresAt: Date.now() + 60_000 })
+      assert.deepEqual((await db.store.oidc.find('Session', 's1'))!.payload, { uid: 'u1', accountId: '8' })
+      assert.equal((await db.store.oidc.findByUid('Session', 'u1'))!.id, 's1')
+      assert.equal(await db.store.oidc.find('Grant', 's1'), undefined)
+      await db.store.oidc.upsert({ model: 'DeviceCode', id: 'd1', payload: { userCode: 'ABCD' }, userCode: 'ABCD' })
+      assert.equal((await db.store.oidc.findByUserCode('DeviceCode', 'ABCD'))!.id, 'd1')
     })
 
     it('never returns an expired record, and prunes it', async () => {
-      await store.oidc.upsert({ model: 'AccessToken', id: 'old', payload: {}, expiresAt: Date.now() - 1 })
-      assert.equal(await store.oidc.find('AccessToken', 'old'), undefined)
-      assert.ok(await store.oidc.pruneExpired() >= 1)
-      assert.equal((await store.database.db.selectFrom('oidc_records').select('id').where('id', '=', 'old').execute()).length, 0)
+      await db.store.oidc.upsert({ model: 'AccessToken', id: 'old', payload: {}, expiresAt: Date.now() - 1 })
+      assert.equal(await db.store.oidc.find('AccessToken', 'old'), undefined)
+      assert.ok(await db.store.oidc.pruneExpired() >= 1)
+      assert.equal((await db.store.database.db.selectFrom('oidc_records').select('id').where('id', '=', 'old').execute()).length, 0)
     })
 
     it('revokes everything of a grant and reports it', async () => {
       const revoked: string[] = []
       const deps = {
-        records: store.oidc,
-        revoke: async (key: string, destroy: (records: typeof store.oidc) => Promise<unknown>) => {
-          await destroy(store.oidc)
+        records: db.store.oidc,
+        revoke: async (key: string, destroy: (records: typeof db.store.oidc) => Promise<unknown>) => {
+          await destroy(db.store.oidc)
           revoked.push(key)
         },
         detectsRefreshTokenReuse: () => true,
@@ -65,7 +56,7 @@ for (const backend of storeBackends) {
     })
 
     it('marks refresh tokens consumed only for clients with reuse detection', async () => {
-      const deps = { records: store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
+      const deps = { records: db.store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
       const refreshTokens = new StoreAdapter('RefreshToken', deps)
       await refreshTokens.upsert('r-rotating', { clientId: 'rotating' }, 300)
       await refreshTokens.upsert('r-keeping', { clientId: 'keeping' }, 300)
@@ -83,16 +74,16 @@ for (const backend of storeBackends) {
     it('deletes every record of one account, whatever its model, and nothing of anyone else', async () => {
       const later = Date.now() + 60_000
       for (const [model, id, accountId] of [['Session', 'acct-s', '41'], ['Grant', 'acct-g', '41'], ['RefreshToken', 'acct-r', '41'], ['AccessToken', 'acct-a', '41'], ['AuthorizationCode', 'acct-c', '41'], ['Grant', 'other-g', '42']] as const) {
-        await store.oidc.upsert({ model, id, payload: { accountId, clientId: 'c' }, grantId: id, expiresAt: later })
+        await db.store.oidc.upsert({ model, id, payload: { accountId, clientId: 'c' }, grantId: id, expiresAt: later })
       }
-      await store.oidc.upsert({ model: 'ClientCredentials', id: 'service', payload: { clientId: 'c' }, expiresAt: later })
-      assert.equal(await store.oidc.destroyByAccount('41'), 5)
+      await db.store.oidc.upsert({ model: 'ClientCredentials', id: 'service', payload: { clientId: 'c' }, expiresAt: later })
+      assert.equal(await db.store.oidc.destroyByAccount('41'), 5)
       for (const [model, id] of [['Session', 'acct-s'], ['Grant', 'acct-g'], ['RefreshToken', 'acct-r'], ['AccessToken', 'acct-a'], ['AuthorizationCode', 'acct-c']]) {
-        assert.equal(await store.oidc.find(model!, id!), undefined, model)
+        assert.equal(await db.store.oidc.find(model!, id!), undefined, model)
       }
-      assert.ok(await store.oidc.find('Grant', 'other-g'))
-      assert.ok(await store.oidc.find('ClientCredentials', 'service'))
-      assert.equal(await store.oidc.destroyByAccount('41'), 0)
+      assert.ok(await db.store.oidc.find('Grant', 'other-g'))
+      assert.ok(await db.store.oidc.find('ClientCredentials', 'service'))
+      assert.equal(await db.store.oidc.destroyByAccount('41'), 0)
     })
   })
 }

@@ -1,65 +1,56 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { UniqueViolation } from '../../src/store/errors.ts'
-import type { Store } from '../../src/store/store.ts'
-import { storeBackends } from '../helpers/backends.ts'
+import { openForSuite, storeBackends } from '../helpers/backends.ts'
 
 /** The single sign-on repository's conformance cases, run on both backends. */
 const ISSUER = 'https://id.example.com/realms/corp'
 
 for (const backend of storeBackends) {
   describe(`single sign-on repository on ${backend.name}`, () => {
-    let store: Store
-    let cleanup: () => Promise<void>
-    before(async () => {
-      ;({ store, cleanup } = await backend.open())
-    })
-    after(async () => {
-      await store.close()
-      await cleanup()
-    })
+    const db = openForSuite(backend)
 
     it('links an upstream identity to one account and finds it by issuer and subject', async () => {
-      const user = await store.users.create({ username: 'alice', source: 'sso', external: true })
-      const linked = await store.sso.link({ issuer: ISSUER, subject: 'sub-1', userId: user.id, provider: 'corp' }, 1_700_000_000_000)
+      const user = await db.store.users.create({ username: 'alice', source: 'sso', external: true })
+      const linked = await db.store.sso.link({ issuer: ISSUER, subject: 'sub-1', userId: user.id, provider: 'corp' }, 1_700_000_000_000)
       assert.deepEqual(linked, { id: linked.id, issuer: ISSUER, subject: 'sub-1', userId: user.id, provider: 'corp', created: 1_700_000_000_000, lastLogin: 1_700_000_000_000 })
-      assert.deepEqual(await store.sso.findIdentity(ISSUER, 'sub-1'), linked)
-      assert.equal(await store.sso.findIdentity(ISSUER, 'SUB-1'), undefined, 'subjects are case-sensitive')
-      assert.equal(await store.sso.findIdentity('https://other.example.com', 'sub-1'), undefined, 'a subject means nothing at another issuer')
+      assert.deepEqual(await db.store.sso.findIdentity(ISSUER, 'sub-1'), linked)
+      assert.equal(await db.store.sso.findIdentity(ISSUER, 'SUB-1'), undefined, 'subjects are case-sensitive')
+      assert.equal(await db.store.sso.findIdentity('https://other.example.com', 'sub-1'), undefined, 'a subject means nothing at another issuer')
 
-      await store.sso.recordLogin(linked.id, 'corp-2', 1_700_000_001_000)
-      const seen = await store.sso.findIdentity(ISSUER, 'sub-1')
+      await db.store.sso.recordLogin(linked.id, 'corp-2', 1_700_000_001_000)
+      const seen = await db.store.sso.findIdentity(ISSUER, 'sub-1')
       assert.equal(seen!.provider, 'corp-2')
       assert.equal(seen!.lastLogin, 1_700_000_001_000)
     })
 
     it('refuses a second link of the same identity', async () => {
-      const bob = await store.users.create({ username: 'bob', source: 'sso', external: true })
-      await assert.rejects(store.sso.link({ issuer: ISSUER, subject: 'sub-1', userId: bob.id, provider: 'corp' }), UniqueViolation)
-      await store.sso.link({ issuer: 'https://other.example.com', subject: 'sub-1', userId: bob.id, provider: 'other' })
+      const bob = await db.store.users.create({ username: 'bob', source: 'sso', external: true })
+      await assert.rejects(db.store.sso.link({ issuer: ISSUER, subject: 'sub-1', userId: bob.id, provider: 'corp' }), UniqueViolation)
+      await db.store.sso.link({ issuer: 'https://other.example.com', subject: 'sub-1', userId: bob.id, provider: 'other' })
     })
 
     it('drops the links of a deleted account', async () => {
-      const user = await store.users.create({ username: 'carol', source: 'sso', external: true })
-      await store.sso.link({ issuer: ISSUER, subject: 'sub-carol', userId: user.id, provider: 'corp' })
-      await store.users.delete(user.id)
-      assert.equal(await store.sso.findIdentity(ISSUER, 'sub-carol'), undefined)
+      const user = await db.store.users.create({ username: 'carol', source: 'sso', external: true })
+      await db.store.sso.link({ issuer: ISSUER, subject: 'sub-carol', userId: user.id, provider: 'corp' })
+      await db.store.users.delete(user.id)
+      assert.equal(await db.store.sso.findIdentity(ISSUER, 'sub-carol'), undefined)
     })
 
     it('hands a sign-in under way out exactly once, even to racing callbacks', async () => {
       const login = { keyHash: 'a'.repeat(64), provider: 'corp', next: '/api/controller/v2/', created: 1000, expiresAt: 2000 }
-      await store.sso.createLogin(login)
-      const [first, second] = await Promise.all([store.sso.takeLogin(login.keyHash), store.sso.takeLogin(login.keyHash)])
+      await db.store.sso.createLogin(login)
+      const [first, second] = await Promise.all([db.store.sso.takeLogin(login.keyHash), db.store.sso.takeLogin(login.keyHash)])
       assert.deepEqual([first, second].filter(Boolean), [login])
-      assert.equal(await store.sso.takeLogin(login.keyHash), undefined)
-      await assert.rejects(Promise.all([store.sso.createLogin({ ...login, keyHash: 'b'.repeat(64) }), store.sso.createLogin({ ...login, keyHash: 'b'.repeat(64) })]), UniqueViolation)
+      assert.equal(await db.store.sso.takeLogin(login.keyHash), undefined)
+      await assert.rejects(Promise.all([db.store.sso.createLogin({ ...login, keyHash: 'b'.repeat(64) }), db.store.sso.createLogin({ ...login, keyHash: 'b'.repeat(64) })]), UniqueViolation)
     })
 
     it('removes sign-ins that expired', async () => {
-      await store.sso.createLogin({ keyHash: 'c'.repeat(64), provider: 'corp', next: '', created: 1000, expiresAt: 5000 })
-      await store.sso.createLogin({ keyHash: 'd'.repeat(64), provider: 'corp', next: '', created: 1000, expiresAt: 9000 })
-      assert.equal(await store.sso.deleteExpiredLogins(5000), 2, 'the one ending at 5000 and the leftover from the last case')
-      assert.equal((await store.sso.takeLogin('d'.repeat(64)))!.expiresAt, 9000)
+      await db.store.sso.createLogin({ keyHash: 'c'.repeat(64), provider: 'corp', next: '', created: 1000, expiresAt: 5000 })
+      await db.store.sso.createLogin({ keyHash: 'd'.repeat(64), provider: 'corp', next: '', created: 1000, expiresAt: 9000 })
+      assert.equal(await db.store.sso.deleteExpiredLogins(5000), 2, 'the one ending at 5000 and the leftover from the last case')
+      assert.equal((await db.store.sso.takeLogin('d'.repeat(64)))!.expiresAt, 9000)
     })
   })
 }
