@@ -37,7 +37,7 @@ export const RuleMatchSchema = z.object({
   paths: z.array(rulePath).min(1).optional().describe('Request paths under the service prefix: exact, or a prefix ending in `*`.'),
   auth_methods: z.array(z.enum(['basic', 'session', 'token', 'oidc'])).min(1).optional().describe('How the caller signed in.'),
   scopes: z.array(scopeToken).min(1).optional().describe('Token scopes (a personal token\'s read/write, an OIDC token\'s scopes): any of them.'),
-  networks: z.array(cidr).min(1).optional().describe('Client networks (CIDR), matched against the trusted client address (see server.trust_proxy).'),
+  networks: z.array(cidr).min(1).optional().describe('Client networks (CIDR), matched against the trusted client address (see server.trusted_proxies).'),
 }).strict()
 
 export const AccessRuleSchema = z.object({

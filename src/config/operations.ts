@@ -15,7 +15,7 @@ export const MetricsSchema = z.object({
   bearer_token_file: z.string().min(1).optional()
     .describe('A file holding a token every scrape must send as `Authorization: Bearer <token>` (Prometheus\'s `authorization.credentials_file`). Read once at start.'),
   allow_from: z.array(cidr).default(['127.0.0.0/8', '::1/128'])
-    .describe('Client address ranges allowed to scrape (the trusted client address: behind a reverse proxy with `trust_proxy`, the forwarded one). Default: this machine only, so a fresh install publishes nothing; widen it, or set a bearer token, for a remote Prometheus.'),
+    .describe('Client address ranges allowed to scrape (the trusted client address: behind a reverse proxy listed in `server.trusted_proxies`, the forwarded one). Default: this machine only, so a fresh install publishes nothing; widen it, or set a bearer token, for a remote Prometheus.'),
 }).strict()
 
 export const AuditSchema = z.object({

@@ -8,7 +8,7 @@ import { metricsAccess } from './access.ts'
 /**
  * Serves /metrics in Prometheus's text format: on the main port by default, or, with `metrics.port`, only on a
  * listener of its own that opens and closes with the server. Either way the access rules of src/metrics/access.ts
- * apply; on the main port the client address is the trusted one (`request.ip`, which honours `trust_proxy`), so a
+ * apply; on the main port the client address is the trusted one (`request.ip`, which honours `server.trusted_proxies`), so a
  * reverse proxy in front cannot make every client look local.
  */
 export function registerMetrics(server: FastifyInstance, app: App): void {
