@@ -57,6 +57,8 @@ const KEEPALIVE_DELAY_MS = 10_000
 /** For connections whose statements may rightly take long, or wait (LISTEN, migrations). */
 const UNBOUNDED = { query_timeout: undefined, statement_timeout: undefined, idle_in_transaction_session_timeout: undefined }
 const MIGRATION_CONNECT_MS = 10_000
+/** How long a process starting next to another waits for the other's SQLite migrations. */
+const MIGRATION_WAIT_MS = 60_000
 /** Characters PostgreSQL cannot store in text (SQLite can): refused for both, so both behave alike. */
 const NUL = '\u0000'
 
@@ -122,14 +124,18 @@ export class Database {
   async migrate(): Promise<string[]> {
     if (!this.#sqlite) return this.#migrate()
     const raw = this.#sqlite.raw
-    raw.exec('BEGIN IMMEDIATE')
+    // Waiting for another process's migrations is not a query: it may rightly take longer than the query timeout.
+    raw.exec(`PRAGMA busy_timeout = ${MIGRATION_WAIT_MS}`)
     try {
+      raw.exec('BEGIN IMMEDIATE')
       const applied = await this.#migrate()
       raw.exec('COMMIT')
       return applied
     } catch (error) {
       if (raw.isTransaction) raw.exec('ROLLBACK')
       throw error
+    } finally {
+      raw.exec(`PRAGMA busy_timeout = ${Math.round(this.#sqlite.busyTimeoutMs)}`)
     }
   }
 

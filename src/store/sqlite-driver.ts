@@ -8,11 +8,13 @@ import type { SqliteDatabase, SqliteStatement } from 'kysely'
  */
 export class NodeSqliteDatabase implements SqliteDatabase {
   readonly raw: DatabaseSync
+  readonly busyTimeoutMs: number
   readonly #statements = new Map<string, StatementSync>()
   #dataVersionStatement: StatementSync | undefined
 
   /** `busyTimeoutMs`: how long a statement waits for another process's lock (the whole process waits with it: the API is synchronous). */
   constructor(filename: string, busyTimeoutMs: number) {
+    this.busyTimeoutMs = busyTimeoutMs
     this.raw = new DatabaseSync(filename)
     // First: switching a new file to WAL needs a lock that a process starting next to this one may hold.
     this.raw.exec(`PRAGMA busy_timeout = ${Math.round(busyTimeoutMs)}`)
