@@ -4,7 +4,7 @@ import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileGatewayRules, compileServiceRules, type ServiceRules } from './access/rules.ts'
 import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from './http/gateway-request.ts'
 import { SYSTEM_ACTOR } from './audit/actor.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
@@ -72,7 +72,7 @@ export interface App {
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
   /** The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). */
-  authorize(request: FastifyRequest, place: Place): Promise<Decision>
+  authorize(request: GatewayRequest, place: Place): Promise<Decision>
   close(): Promise<void>
 }
 

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto'
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { decodeJwt } from 'jose'
 import type { RequestContext } from '../context.ts'
 import type { Accounts } from '../directory/accounts.ts'
@@ -56,7 +56,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     accounts.onForget((userId) => this.#verified.forgetUser(userId))
   }
 
-  async authenticate(request: FastifyRequest, context: RequestContext): Promise<Credential | NotMine> {
+  async authenticate(request: GatewayRequest, context: RequestContext): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     const token = header && header.length <= MAX_TOKEN_LENGTH ? BEARER_JWT.exec(header)?.[1] : undefined
     if (!token) return NOT_MINE
