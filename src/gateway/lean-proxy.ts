@@ -265,6 +265,7 @@ class ProxiedRequest implements GatewayRequest {
   readonly #parseCookie: (header: string) => Record<string, string>
   #cookies: Record<string, string> | undefined
   #id: string | undefined
+  #ip: string | undefined
 
   constructor(raw: IncomingMessage, trust: ((address: string) => boolean) | undefined, parseCookie: (header: string) => Record<string, string>) {
     this.raw = raw
@@ -285,7 +286,7 @@ class ProxiedRequest implements GatewayRequest {
 
   get ip(): string {
     if (!this.#trust) return this.raw.socket.remoteAddress ?? ''
-    return proxyAddr.all(this.raw, this.#trust).at(-1) ?? ''
+    return (this.#ip ??= proxyAddr.all(this.raw, this.#trust).at(-1) ?? '')
   }
 
   get protocol(): 'http' | 'https' {
