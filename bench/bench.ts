@@ -215,7 +215,7 @@ function authRequestServer(port: number, cached: boolean): string {
       proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      ${cached ? 'proxy_cache authz; proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri"; proxy_cache_valid 200 1s; proxy_ignore_headers Cache-Control Expires Set-Cookie;' : ''}
+      ${cached ? 'proxy_cache authz; proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri"; proxy_cache_valid 200 1s; proxy_ignore_headers Cache-Control Expires Set-Cookie; open_file_cache max=10000 inactive=10s;' : ''}
     }
   }`
 }
