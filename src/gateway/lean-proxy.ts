@@ -1,6 +1,6 @@
+import proxyAddr from '@fastify/proxy-addr'
 import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
-import { createRequire } from 'node:module'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import { Pool, type Dispatcher } from 'undici'
@@ -28,9 +28,6 @@ import { poolClient } from './upstream-pool.ts'
  * `upgrade` event, src/gateway/websocket.ts) and requests that fail the Host or request-target checks, which the
  * general path answers as it answers them everywhere.
  */
-
-/** Fastify's own reading of X-Forwarded-For from trusted proxies (proxy-addr), so `ip` is the same on both paths. */
-const proxyAddr = createRequire(import.meta.url)('proxy-addr') as { all(request: IncomingMessage, trust: (address: string) => boolean): string[] }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
 
@@ -286,6 +283,7 @@ class ProxiedRequest implements GatewayRequest {
 
   get ip(): string {
     if (!this.#trust) return this.raw.socket.remoteAddress ?? ''
+    // Fastify's own reading of X-Forwarded-For (its proxy-addr), so `ip` is the same on both paths.
     return (this.#ip ??= proxyAddr.all(this.raw, this.#trust).at(-1) ?? '')
   }
 
