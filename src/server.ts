@@ -15,11 +15,11 @@ import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { nodeServer } from './listener/node-server.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
+import { requestLine } from './logging/request-line.ts'
 import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
 import { registerUi } from './ui/routes.ts'
-import { requestLine } from './logging/request-line.ts'
 
 export interface ServerOptions {
   logLevel?: string
