@@ -34,7 +34,8 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
 
 /**
  * The HTTP side: the gateway's own API under /api/gateway/, then every service's prefix, each in its own
- * encapsulated scope. Every request gets one typed context and one log line when it ends.
+ * encapsulated scope. Every request gets one typed context and one log line when it ends. Most proxied requests are
+ * taken before Fastify sees them (src/gateway/lean-proxy.ts), which runs the same checks as the hooks below.
  */
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   // Set once every route is known: proxied requests are offered to it before Fastify routes them.
