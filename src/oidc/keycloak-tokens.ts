@@ -119,10 +119,10 @@ export interface RefreshTokenClaims {
  */
 export async function verifyRefreshToken(jwt: string, issuer: string, refreshKeys: RealmKeySet): Promise<RefreshTokenClaims | undefined> {
   try {
-    const { payload } = await compactVerify(jwt, async (header) => {
+    const { payload } = await compactVerify(jwt, (header) => {
       const jwk = refreshKeys.privateJwks.find((k) => k.kid === header.kid)
       if (!jwk) throw new Error('unknown key')
-      return importJWK(jwk, REFRESH_SIGNING_ALG)
+      return refreshVerificationKey(jwk)
     }, { algorithms: [REFRESH_SIGNING_ALG] })
     const claims = JSON.parse(new TextDecoder().decode(payload)) as JWTPayload
     const typed = claims.typ === 'Refresh' || claims.typ === 'Offline'
@@ -131,6 +131,14 @@ export async function verifyRefreshToken(jwt: string, issuer: string, refreshKey
   } catch {
     return undefined
   }
+}
+
+/** Each refresh key imported once: importing costs more than the HMAC it checks. Keyed by the key set's own JWK objects. */
+const refreshVerificationKeys = new WeakMap<JWK, Promise<CryptoKey | Uint8Array>>()
+function refreshVerificationKey(jwk: JWK): Promise<CryptoKey | Uint8Array> {
+  let key = refreshVerificationKeys.get(jwk)
+  if (!key) refreshVerificationKeys.set(jwk, (key = importJWK(jwk, REFRESH_SIGNING_ALG)))
+  return key
 }
 
 /** Keycloak writes the profile and email claims in the order its mappers run; other claims follow. */

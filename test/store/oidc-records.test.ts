@@ -94,12 +94,33 @@ for (const backend of storeBackends) {
       assert.equal(await db.store.oidc.destroyByAccount('41'), 0)
     })
 
-    it('writes records that arrive together in one statement, each committed before its caller goes on', async () => {
-      let counting = true
-      let statements = 0
+    /** Counts the statements run on the suite's store until `stop` is called. */
+    function countStatements(): { readonly count: number; stop(): void } {
+      const counter = { count: 0, counting: true, stop: () => { counter.counting = false } }
       db.store.database.onQuery(() => {
-        if (counting) statements++
+        if (counter.counting) counter.count++
       })
+      return counter
+    }
+
+    it('consumes a refresh token it has just read without reading it again', async () => {
+      const deps = { records: db.store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
+      const refreshTokens = new StoreAdapter('RefreshToken', deps)
+      await refreshTokens.upsert('read-then-used', { clientId: 'rotating' }, 300)
+      await refreshTokens.upsert('read-then-kept', { clientId: 'keeping' }, 300)
+      const statements = countStatements()
+      await refreshTokens.find('read-then-used')
+      await refreshTokens.consume('read-then-used')
+      await refreshTokens.find('read-then-kept')
+      await refreshTokens.consume('read-then-kept')
+      statements.stop()
+      assert.equal(statements.count, 3)
+      assert.equal(typeof (await refreshTokens.find('read-then-used'))!.consumed, 'number')
+      assert.equal((await refreshTokens.find('read-then-kept'))!.consumed, undefined)
+    })
+
+    it('writes records that arrive together in one statement, each committed before its caller goes on', async () => {
+      const statements = countStatements()
       const later = Date.now() + 60_000
       const ids = Array.from({ length: 20 }, (_, i) => `batched-${i}`)
       await Promise.all(ids.map(async (id) => {
@@ -107,8 +128,8 @@ for (const backend of storeBackends) {
         // Read through another connection: committed, not merely queued.
         assert.ok(await reader.find('ClientCredentials', id), id)
       }))
-      counting = false
-      assert.equal(statements, 1)
+      statements.stop()
+      assert.equal(statements.count, 1)
     })
 
     it('lets the last of two writes of one record in a batch win', async () => {
