@@ -1,6 +1,6 @@
 import { hash, randomUUID, subtle, type webcrypto } from 'node:crypto'
 import { compactVerify, decodeJwt, importJWK, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
-import { REFRESH_SIGNING_ALG, SIGNING_ALG, type RealmKeySet } from './keys.ts'
+import { REFRESH_SIGNING_ALG, type RealmKeySet } from './keys.ts'
 
 /**
  * Keycloak's JWT shapes for the two tokens oidc-provider issues in other shapes, so that adapters that decode
@@ -50,11 +50,13 @@ export function sessionCookieValue(sid: string): string {
 export class KeycloakTokens {
   readonly #issuer: string
   readonly #idKey: Promise<{ key: CryptoKey; kid: string }>
+  readonly #idAlg: string
   readonly #refreshKey: Promise<{ key: CryptoKey; kid: string }>
 
   constructor(issuer: string, accessKeys: RealmKeySet, refreshKeys: RealmKeySet) {
     this.#issuer = issuer
-    this.#idKey = activeKey(accessKeys, (jwk) => importJWK(jwk, SIGNING_ALG) as Promise<CryptoKey>)
+    this.#idAlg = accessKeys.alg
+    this.#idKey = activeKey(accessKeys, (jwk) => importJWK(jwk, accessKeys.alg) as Promise<CryptoKey>)
     this.#refreshKey = activeKey(refreshKeys, refreshKey)
   }
 
@@ -102,7 +104,7 @@ export class KeycloakTokens {
       acr: acr ?? '1',
       ...inKeycloakOrder(profile),
     }
-    return new SignJWT(payload).setProtectedHeader({ alg: SIGNING_ALG, typ: 'JWT', kid }).sign(key)
+    return new SignJWT(payload).setProtectedHeader({ alg: this.#idAlg, typ: 'JWT', kid }).sign(key)
   }
 }
 
