@@ -145,8 +145,8 @@ export class Realm {
   }
 
   /**
-   * Checks an access token of this realm the way a service built for Keycloak does, in process: signature (the realm's algorithm)
-   * with the realm's keys, issuer, expiry and not-before (5 s tolerance), not issued in the future, `typ: Bearer`,
+   * Checks an access token of this realm the way a service built for Keycloak does, in process: signature with the
+   * realm's keys and algorithm, issuer, expiry and not-before (5 s tolerance), not issued in the future, `typ: Bearer`,
    * `azp` and a user subject; then that the realm still has its record (it was not revoked and its session did not
    * end). It does not check the audience or the user: the caller's policy does.
    */
