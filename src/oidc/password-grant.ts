@@ -5,6 +5,7 @@ import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '
 import type { User } from '../store/users.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
+import type { SignatureAlg } from './keys.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 
 export const PASSWORD_GRANT = 'password'
@@ -29,13 +30,13 @@ export interface PasswordGrantOptions {
   resourceServer(): ReturnType<typeof buildResourceServerInfo>
 }
 
-export function buildResourceServerInfo(scopes: readonly string[], accessTokenSeconds: number, kid: string) {
+export function buildResourceServerInfo(scopes: readonly string[], accessTokenSeconds: number, alg: SignatureAlg, kid: string) {
   return {
     scope: scopes.join(' '),
     audience: 'account',
     accessTokenTTL: accessTokenSeconds,
     accessTokenFormat: 'jwt' as const,
-    jwt: { sign: { alg: 'RS256' as const, kid } },
+    jwt: { sign: { alg, kid } },
   }
 }
 

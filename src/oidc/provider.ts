@@ -96,7 +96,7 @@ export function buildProvider(options: ProviderOptions): Provider {
   const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
   const resource = `urn:gatehouse:realm:${realm.name}`
   const scopes = options.applications ? [...new Set([...realmScopes(realm), ...APPLICATION_SCOPES])] : realmScopes(realm)
-  const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, keys.activeKid)
+  const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, realm.default_signature_algorithm, keys.activeKid)
   const findAccount = accountFinder(options.accounts)
   const adapterDeps = {
     records: options.records,
@@ -109,6 +109,8 @@ export function buildProvider(options: ProviderOptions): Provider {
       ? new ApplicationClientAdapter(realm.name, options.applications, applications)
       : new StoreAdapter(model, adapterDeps),
     clients: realm.clients.map((client) => clientMetadata(client, issuer)),
+    // ID tokens are signed with the realm's algorithm, whatever client (configured or application) they are for.
+    clientDefaults: { grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic', id_token_signed_response_alg: realm.default_signature_algorithm },
     jwks: { keys: keys.privateJwks as never },
     findAccount,
     claims: SCOPE_CLAIMS,
