@@ -182,8 +182,8 @@ function writeConfig(): string {
   return config
 }
 
-function startGateway(config: string, dataDir: string) {
-  return start(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir],
+function startGateway(config: string, dataDir: string, extraArgs: string[] = []) {
+  return start(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir, ...extraArgs],
     { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn' }, /Gatehouse listening on (\S+)/)
 }
 
@@ -319,13 +319,23 @@ try {
     ['refresh_token, ES256', 'platform-es256', refreshBody(es256RefreshToken), connections],
     ['password, RS256', 'platform', passwordGrantBody, 8],
   ]
-  const grantRows = grants.map(([name, realm, body, grantConnections]) => {
+  const grantRow = ([name, realm, body, grantConnections]: (typeof grants)[number]) => {
     wrk(tokenEndpoint(gateway, realm), { body, connections: grantConnections, duration: 1 })
     const result = wrk(tokenEndpoint(gateway, realm), { body, connections: grantConnections })
     return `| ${name} | ${Math.round(result.rps)} | ${result.p99ms.toFixed(2)} | ${result.errors} |`
-  })
+  }
+  const grantRows = grants.map(grantRow)
   const loadedRss = residentMegabytes(restarted.child)
   await stop(restarted.child)
+
+  // The same gateway as two processes sharing the port (`serve --workers 2`): what a second core adds, here where
+  // wrk and the upstream take their share of the same two cores.
+  const twoWorkers = await startGateway(config, dataDir, ['--workers', '2'])
+  for (const [name, headers] of [credentials[0]!, credentials[3]!]) {
+    rows.push({ name: `Gatehouse --workers 2, ${name}`, result: measure(`${gateway}${hosts}`, { headers }) })
+  }
+  grantRows.push(...grants.slice(0, 4).map(([name, ...rest]) => grantRow([`${name}, --workers 2`, ...rest])))
+  await stop(twoWorkers.child)
   const argon2Rate = Number(execFileSync(node, [join(root, 'bench/argon2-rate.ts'), String(seconds)], { encoding: 'utf8' }))
 
   process.stdout.write([
