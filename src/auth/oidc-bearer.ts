@@ -8,15 +8,10 @@ import { AccessTokenRefused, type AccessTokenIssuers, type BearerPolicy, type Ve
 import { BoundedCache } from '../store/cache.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
+import { bearerValue } from './bearer.ts'
 import type { Credential } from './principal.ts'
 import { REVOKE_TOPIC } from '../store/topics.ts'
 
-/**
- * `Bearer` and three base64url parts: a JWT (RFC 7519), matched in one pass. Other bearer values (personal
- * tokens) belong to another authenticator.
- */
-const BEARER_JWT = /^bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*) *$/i
-const MAX_TOKEN_LENGTH = 16 * 1024
 const MAX_CACHED = 50_000
 
 function invalidToken(message: string): InvalidToken {
@@ -57,9 +52,10 @@ export class OidcBearerAuthenticator implements Authenticator {
   }
 
   async authenticate(request: GatewayRequest, context: RequestContext): Promise<Credential | NotMine> {
-    const header = request.headers.authorization
-    const token = header && header.length <= MAX_TOKEN_LENGTH ? BEARER_JWT.exec(header)?.[1] : undefined
-    if (!token) return NOT_MINE
+    // Other bearer values (personal tokens) belong to another authenticator.
+    const bearer = bearerValue(request)
+    if (!bearer?.jwt) return NOT_MINE
+    const token = bearer.value
     const now = Date.now()
     const key = hash('sha256', token, 'base64url')
     const verified = (await this.#verified.load(key, () => this.#verify(token, now), now))!
@@ -91,6 +87,8 @@ export class OidcBearerAuthenticator implements Authenticator {
   }
 
   #isRevoked(token: VerifiedAccessToken, now: number): boolean {
+    // Nearly always nothing was revoked lately: then no keys are built and looked up on every request.
+    if (this.#revoked.size === 0) return false
     return this.#revoked.get(`jti:${token.jti}`, now) !== undefined || this.#revoked.get(`grant:${token.grantId}`, now) !== undefined
   }
 }

@@ -49,8 +49,17 @@ export class AuthPipeline {
     await this.#bus.freshen()
     for (const authenticator of this.#authenticators) {
       if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc'))) continue
-      const credential = await this.#claim(authenticator, request)
+      // Awaited here, not in a helper of its own: a request passes several authenticators, and each await costs.
+      let credential: Credential | NotMine
+      try {
+        credential = await authenticator.authenticate(request, request.gatehouse)
+      } catch (error) {
+        // The authenticator that claimed the credential is noted for the log, whether it checked out or not.
+        request.gatehouse.authenticator = authenticator.id
+        throw error
+      }
       if (credential === NOT_MINE) continue
+      request.gatehouse.authenticator = authenticator.id
       if (!this.#bus.fresh()) throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')
       return this.#activeAccount(authenticator, credential)
     }
@@ -63,19 +72,6 @@ export class AuthPipeline {
       throw new CredentialsNotAccepted(`This service does not accept "${scheme}" credentials; it accepts: ${accepts.join(', ')}.`)
     }
     return undefined
-  }
-
-  /** Runs one authenticator, noting in the request context which one claimed the credential, for the log. */
-  async #claim(authenticator: Authenticator, request: GatewayRequest): Promise<Credential | NotMine> {
-    let credential: Credential | NotMine
-    try {
-      credential = await authenticator.authenticate(request, request.gatehouse)
-    } catch (error) {
-      request.gatehouse.authenticator = authenticator.id
-      throw error
-    }
-    if (credential !== NOT_MINE) request.gatehouse.authenticator = authenticator.id
-    return credential
   }
 
   /** The one check, for every kind of credential, that the account behind it still exists and is active. */

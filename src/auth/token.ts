@@ -1,12 +1,11 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { InvalidToken, MalformedToken, TokenChecksumMismatch, TokenExpired, type Unauthenticated } from '../errors.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
+import { bearerValue } from './bearer.ts'
 import type { PersonalTokens } from './personal-tokens.ts'
 import type { Credential } from './principal.ts'
 import { TOKEN_PREFIX, tokenShapeProblem } from './token-format.ts'
 
-/** `Authorization: Bearer <b64token>` (RFC 6750 §2.1). */
-const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
 const MAX_HEADER = 4096
 
 /**
@@ -28,9 +27,9 @@ export class TokenAuthenticator implements Authenticator {
   async authenticate(request: GatewayRequest): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     if (!header || !/^bearer(\s|$)/i.test(header)) return NOT_MINE
-    const match = header.length <= MAX_HEADER ? BEARER.exec(header) : null
-    if (!match) throw withBearerError(new MalformedToken('Invalid bearer header: expected "Authorization: Bearer <token>".'))
-    const value = match[1]!
+    const bearer = header.length <= MAX_HEADER ? bearerValue(request) : null
+    if (!bearer) throw withBearerError(new MalformedToken('Invalid bearer header: expected "Authorization: Bearer <token>".'))
+    const { value } = bearer
     if (!value.startsWith(TOKEN_PREFIX)) return NOT_MINE
     const problem = tokenShapeProblem(value)
     if (problem === 'malformed') throw withBearerError(new MalformedToken('Malformed token: it is truncated or contains characters a Gatehouse token never has.'))

@@ -282,7 +282,8 @@ class ProxiedRequest implements GatewayRequest {
   }
 
   get ip(): string {
-    if (!this.#trust) return this.raw.socket.remoteAddress ?? ''
+    // Without X-Forwarded-For, Fastify's reading is the peer itself: the common case skips the parse.
+    if (!this.#trust || !this.headers['x-forwarded-for']) return this.raw.socket.remoteAddress ?? ''
     // Fastify's own reading of X-Forwarded-For (its proxy-addr), so `ip` is the same on both paths.
     return (this.#ip ??= proxyAddr.all(this.raw, this.#trust).at(-1) ?? '')
   }

@@ -69,10 +69,20 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
   return headers
 }
 
-/** Team names, each percent-encoded (a name may hold a comma), comma-separated: for upstreams that read a header, not a JWT. */
+/**
+ * Team names, each percent-encoded (a name may hold a comma), comma-separated: for upstreams that read a header, not a
+ * JWT. A user's access is one frozen object until memberships change, so its header is made once.
+ */
 function teamsHeader(access: UserAccess): string {
-  return access.teams.map((team) => encodeURIComponent(team.name)).join(',')
+  let header = teamsHeaders.get(access)
+  if (header === undefined) {
+    header = access.teams.map((team) => encodeURIComponent(team.name)).join(',')
+    teamsHeaders.set(access, header)
+  }
+  return header
 }
+
+const teamsHeaders = new WeakMap<UserAccess, string>()
 
 /** What the client receives of a service's response headers: no hop-by-hop fields, and none of the gateway's cookies set. */
 export function clientResponseHeaders(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
