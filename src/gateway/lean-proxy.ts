@@ -134,7 +134,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: P
   }
   const { principal } = decision
   const access = principal ? app.access.of(principal.user) : undefined
-  const identity = principal ? await app.identity.tokenFor(principal, route.name, access) : undefined
+  const identity = principal ? app.identity.reusableToken(principal, route.name) ?? await app.identity.tokenFor(principal, route.name, access) : undefined
   const { path, query } = splitTarget(request.url)
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access)
