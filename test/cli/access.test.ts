@@ -49,6 +49,56 @@ describe('bin/gatehouse access check', () => {
   })
 })
 
+describe('bin/gatehouse access check for the gateway\'s own paths, and check-client for realm clients', () => {
+  const dir = tempDir()
+  const config = join(dir, 'gatehouse.yaml')
+  const run = (...args: string[]) => runCli(['access', ...args, '--config', config, '--data-dir', dir])
+
+  before(async () => {
+    writeFileSync(config, [
+      'services:',
+      '  - { name: api, prefix: /api/things/, upstream: "http://127.0.0.1:9" }',
+      'gateway:',
+      '  access:',
+      '    - { allow: { superuser: true } }',
+      '    - { allow: { organizations: [Research] } }',
+      'realms:',
+      '  - name: platform',
+      '    clients:',
+      '      - { client_id: console, public_client: true, direct_access_grants: true, access: [{ allow: { organizations: [Research] } }] }',
+    ].join('\n'))
+    const store = await openStore({ dataDir: dir })
+    const research = await store.access.createOrganization({ name: 'Research' })
+    const member = await store.users.create({ username: 'rita' })
+    await store.users.create({ username: 'otto' })
+    const role = (await store.access.findRoleDefinitionByName('Organization Member'))!
+    await store.access.assign({ roleDefinitionId: role.id, actor: 'user', actorId: member.id, objectType: 'organization', objectId: research.id })
+    await store.close()
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('judges the gateway API and the web interface by gateway.access', async () => {
+    const allowed = await run('check', 'rita', 'GET', '/api/gateway/v1/me/')
+    assert.equal(allowed.code, 0, allowed.stderr)
+    assert.match(allowed.stdout, /gateway\.access/)
+    assert.match(allowed.stdout, /decision: allow by rule 2: allow organizations=Research/)
+    const refused = await run('check', 'otto', 'GET', '/ui/')
+    assert.equal(refused.code, 1)
+    assert.match(refused.stdout, /decision: deny \(no rule matched\)/)
+  })
+
+  it('judges a sign-in to a realm client by the client\'s rules', async () => {
+    const allowed = await run('check-client', 'rita', 'platform/console')
+    assert.equal(allowed.code, 0, allowed.stderr)
+    assert.match(allowed.stdout, /decision: allow/)
+    const refused = await run('check-client', 'otto', 'platform/console')
+    assert.equal(refused.code, 1)
+    assert.match(refused.stdout, /decision: deny \(No access rule of the client "platform\/console"/)
+    assert.equal((await run('check-client', 'rita', 'platform/nothing')).code, 2)
+    assert.equal((await run('check-client', 'rita', 'console')).code, 2)
+  })
+})
+
 describe('bin/gatehouse serve with access rules', () => {
   it('warns at start of a rule naming a team that does not exist yet, with its path', async () => {
     const dir = tempDir()
