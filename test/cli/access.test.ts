@@ -7,11 +7,8 @@ import { demoConfigFile } from '../../src/config/load.ts'
 import { openStore } from '../../src/store/store.ts'
 import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
-describe('bin/gatehouse access check', () => {
-  const dir = tempDir()
-  const check = (...args: string[]) => runCli(['access', 'check', ...args, '--config', demoConfigFile, '--data-dir', dir])
-
-  before(async () => {
+/** rita, a member of the organization Research, and otto, a member of nothing. */
+async function seedUsers(dir: string): Promise<void> {
     const store = await openStore({ dataDir: dir })
     const research = await store.access.createOrganization({ name: 'Research' })
     const member = await store.users.create({ username: 'rita' })
@@ -19,6 +16,14 @@ describe('bin/gatehouse access check', () => {
     const role = (await store.access.findRoleDefinitionByName('Organization Member'))!
     await store.access.assign({ roleDefinitionId: role.id, actor: 'user', actorId: member.id, objectType: 'organization', objectId: research.id })
     await store.close()
+}
+
+describe('bin/gatehouse access check', () => {
+  const dir = tempDir()
+  const check = (...args: string[]) => runCli(['access', 'check', ...args, '--config', demoConfigFile, '--data-dir', dir])
+
+  before(async () => {
+    await seedUsers(dir)
   })
   after(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -67,13 +72,7 @@ describe('bin/gatehouse access check for the gateway\'s own paths, and check-cli
       '    clients:',
       '      - { client_id: console, public_client: true, direct_access_grants: true, access: [{ allow: { organizations: [Research] } }] }',
     ].join('\n'))
-    const store = await openStore({ dataDir: dir })
-    const research = await store.access.createOrganization({ name: 'Research' })
-    const member = await store.users.create({ username: 'rita' })
-    await store.users.create({ username: 'otto' })
-    const role = (await store.access.findRoleDefinitionByName('Organization Member'))!
-    await store.access.assign({ roleDefinitionId: role.id, actor: 'user', actorId: member.id, objectType: 'organization', objectId: research.id })
-    await store.close()
+    await seedUsers(dir)
   })
   after(() => rmSync(dir, { recursive: true, force: true }))
 
