@@ -100,11 +100,12 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const access = new AccessModel(store, bus)
   await access.reload()
   const accessAdmin = new AccessAdmin(store, bus, access)
-  const memberships = new MembershipMappings(accessAdmin, access)
+  const audit = new AuditTrail(store, config.audit)
+  const memberships = new MembershipMappings(accessAdmin, access, audit)
   accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))
   if (config.ldap) {
     const mappings = config.ldap.memberships
-    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply(user, mappings, found.groupDns, normalizeDn))
+    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn))
     const order = config.auth.password_sources
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
   }
@@ -155,7 +156,6 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const gatewayRules = compileGatewayRules(config)
   const gatewayEntry = gatewayRules ? [accessEntryRule(gatewayRules, access)] : []
 
-  const audit = new AuditTrail(store, config.audit)
   auditSignIns(audit, accounts, lockout)
   audit.onEntry(metrics.auditEntry)
   metrics.watchAuditDrops(() => audit.droppedTotal)

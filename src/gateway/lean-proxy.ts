@@ -5,13 +5,14 @@ import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import { Pool, type Dispatcher } from 'undici'
 import type { App } from '../app.ts'
-import { newRequestContext } from '../context.ts'
+import { newRequestContext, type RequestContext } from '../context.ts'
 import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { hostProblem } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
 import { requestLine } from '../logging/request-line.ts'
 import type { Decision } from './authorize.ts'
+import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type Original } from './forward-auth.ts'
 import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
@@ -22,6 +23,7 @@ import { poolClient } from './upstream-pool.ts'
  * Fastify routes it, and judged and forwarded here with the same steps the general path runs (src/server.ts hooks,
  * src/gateway/proxy.ts): the Host and request-target checks, `authorize`, the same refusals, the pool shares, the
  * same headers both ways, one log line and the metrics. Streams both ways, never buffers.
+ * Forward-auth questions without a body are answered here too (src/gateway/forward-auth.ts decides for both paths).
  *
  * What it does not take, Fastify's router gets unchanged: the gateway's own paths, methods no service route has,
  * paths with percent escapes (the router matches them decoded), services with CORS, WebSocket upgrades (Node's
@@ -102,15 +104,46 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
   }
 
   return (raw, response) => {
-    const lane = laneFor(raw)
-    if (!lane) return false
+    const flavour = forwardAuthFlavour(splitTarget(raw.url!).path)
+    const lane = flavour ? undefined : laneFor(raw)
+    // A forward-auth question is taken when it has no body to drain (nginx, Traefik and Caddy send none).
+    if (!lane && !(flavour && !hasBody(raw))) return false
     const request = new ProxiedRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
     if (options.closing()) response.setHeader('connection', 'close')
     response.once('finish', () => done(app, options, request, response))
-    serve(app, options, lane, request, response).catch((error: unknown) => fail(options, request, response, error))
+    const answering = lane ? serve(app, options, lane, request, response) : answerForwardAuth(app, options, flavour!, request, response)
+    answering.catch((error: unknown) => fail(options, request, response, error))
     return true
   }
+}
+
+function hasBody(raw: IncomingMessage): boolean {
+  return raw.method !== 'GET' && raw.method !== 'HEAD' && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')
+}
+
+/** A forward-auth question (src/gateway/forward-auth.ts), answered as its Fastify route answers it. */
+async function answerForwardAuth(app: App, options: LeanProxyOptions, flavour: Flavour, request: ProxiedRequest, response: ServerResponse): Promise<void> {
+  response.setHeader('cache-control', FORWARD_AUTH_CACHE_CONTROL)
+  const answer = await judgeForwardAuth(app, flavour, request, (original) => request.viewAs(original))
+  if ('redirect' in answer) {
+    redirect(response, answer.redirect)
+    return
+  }
+  for (const [name, value] of Object.entries(answer.headers)) response.setHeader(name, value)
+  if (!answer.granted) {
+    writeError(request, response, answer.refusal, errorLog(options, request))
+    return
+  }
+  response.setHeader('content-length', 0)
+  response.end()
+}
+
+function redirect(response: ServerResponse, location: string): void {
+  response.setHeader('location', location)
+  response.setHeader('content-length', 0)
+  response.statusCode = 302
+  response.end()
 }
 
 /** The checks the general path's hooks make before anything else; a request failing one is left to them to answer. */
@@ -144,9 +177,8 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: P
   // The gateway's own time runs until here, a wait for a free upstream connection included.
   request.gatehouse.forwardedAtMs = performance.now() - request.startedAt
   const { method, raw } = request
-  const hasBody = method !== 'GET' && method !== 'HEAD' && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')
   lane.upstream.dispatch(
-    { method: method as Dispatcher.HttpMethod, path: lane.basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body: hasBody ? raw : null },
+    { method: method as Dispatcher.HttpMethod, path: lane.basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body: hasBody(raw) ? raw : null },
     new UpstreamExchange(options, lane, request, response),
   )
 }
@@ -159,10 +191,7 @@ function refuse(options: LeanProxyOptions, request: ProxiedRequest, response: Se
   }
   const clear = decision.refusal.headers['set-cookie']
   if (clear) response.setHeader('set-cookie', clear)
-  response.setHeader('location', decision.loginUrl)
-  response.setHeader('content-length', 0)
-  response.statusCode = 302
-  response.end()
+  redirect(response, decision.loginUrl)
 }
 
 function fail(options: LeanProxyOptions, request: ProxiedRequest, response: ServerResponse, error: unknown): void {
@@ -256,7 +285,7 @@ class ProxiedRequest implements GatewayRequest {
   readonly method: string
   readonly url: string
   readonly headers: IncomingHttpHeaders
-  readonly gatehouse = newRequestContext()
+  readonly gatehouse: RequestContext
   readonly startedAt = performance.now()
   readonly #trust: ((address: string) => boolean) | undefined
   readonly #parseCookie: (header: string) => Record<string, string>
@@ -264,13 +293,20 @@ class ProxiedRequest implements GatewayRequest {
   #id: string | undefined
   #ip: string | undefined
 
-  constructor(raw: IncomingMessage, trust: ((address: string) => boolean) | undefined, parseCookie: (header: string) => Record<string, string>) {
+  /** `original`: the request a forward-auth question describes, judged with this one's headers and context. */
+  constructor(raw: IncomingMessage, trust: ((address: string) => boolean) | undefined, parseCookie: (header: string) => Record<string, string>, original?: Original, context?: RequestContext) {
     this.raw = raw
-    this.method = raw.method!
-    this.url = raw.url!
+    this.method = original?.method ?? raw.method!
+    this.url = original?.url ?? raw.url!
     this.headers = raw.headers
+    this.gatehouse = context ?? newRequestContext()
     this.#trust = trust
     this.#parseCookie = parseCookie
+  }
+
+  /** This request seen as the original one a forward-auth question describes. */
+  viewAs(original: Original): ProxiedRequest {
+    return new ProxiedRequest(this.raw, this.#trust, this.#parseCookie, original, this.gatehouse)
   }
 
   get id(): string {

@@ -138,7 +138,7 @@ async function checkCredentials(accounts: Accounts, username: string, password: 
  * A user the client's `access` rules refuse: 400 `access_denied`, Keycloak's answer when its Deny Access step
  * refuses a direct grant, with the refusal's explanation.
  */
-function accessDenied(description: string): InstanceType<typeof errors.AccessDenied> {
+export function accessDenied(description: string): InstanceType<typeof errors.AccessDenied> {
   return Object.assign(new errors.AccessDenied(description), { error_description: description, status: 400, statusCode: 400 })
 }
 
