@@ -1,3 +1,4 @@
+import type { BearerValue } from './auth/bearer.ts'
 import type { Principal } from './auth/principal.ts'
 import type { AuthMethod } from './config/schema.ts'
 import type { ErrorCode } from './errors.ts'
@@ -19,6 +20,11 @@ export interface RequestContext {
   /** Proxied requests: the time (ms since the request arrived) it was forwarded, and how long the upstream took to answer with headers. */
   forwardedAtMs: number | undefined
   upstreamMs: number | undefined
+  /**
+   * The Authorization header's bearer value, read once for both bearer authenticators (src/auth/bearer.ts): null
+   * when there is none, undefined until read. A credential: never logged.
+   */
+  bearer: BearerValue | null | undefined
 }
 
 declare module 'fastify' {
@@ -28,5 +34,5 @@ declare module 'fastify' {
 }
 
 export function newRequestContext(): RequestContext {
-  return { place: undefined, principal: undefined, authenticator: undefined, decision: undefined, code: undefined, forwardedAtMs: undefined, upstreamMs: undefined }
+  return { place: undefined, principal: undefined, authenticator: undefined, decision: undefined, code: undefined, forwardedAtMs: undefined, upstreamMs: undefined, bearer: undefined }
 }

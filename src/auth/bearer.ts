@@ -1,3 +1,4 @@
+import type { RequestContext } from '../context.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 
 /**
@@ -16,17 +17,13 @@ export interface BearerValue {
   readonly jwt: boolean
 }
 
-/** Per request, so the second authenticator to ask does not scan again; gone with the request. */
-const read = new WeakMap<GatewayRequest, BearerValue | null>()
-
-/** The bearer value, or null when the header is no well-formed bearer header of at most MAX_HEADER characters. */
-export function bearerValue(request: GatewayRequest): BearerValue | null {
-  let found = read.get(request)
-  if (found === undefined) {
-    found = parseBearer(request.headers.authorization)
-    read.set(request, found)
-  }
-  return found
+/**
+ * The bearer value, or null when the header is no well-formed bearer header of at most MAX_HEADER characters. Kept in
+ * the request's context, so the second authenticator to ask does not scan again.
+ */
+export function bearerValue(request: GatewayRequest, context: RequestContext): BearerValue | null {
+  if (context.bearer === undefined) context.bearer = parseBearer(request.headers.authorization)
+  return context.bearer
 }
 
 function parseBearer(header: string | undefined): BearerValue | null {

@@ -53,7 +53,7 @@ export class OidcBearerAuthenticator implements Authenticator {
 
   async authenticate(request: GatewayRequest, context: RequestContext): Promise<Credential | NotMine> {
     // Other bearer values (personal tokens) belong to another authenticator.
-    const bearer = bearerValue(request)
+    const bearer = bearerValue(request, context)
     if (!bearer?.jwt) return NOT_MINE
     const token = bearer.value
     const now = Date.now()

@@ -1,3 +1,4 @@
+import type { RequestContext } from '../context.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { InvalidToken, MalformedToken, TokenChecksumMismatch, TokenExpired, type Unauthenticated } from '../errors.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
@@ -24,10 +25,10 @@ export class TokenAuthenticator implements Authenticator {
     this.#tokens = tokens
   }
 
-  async authenticate(request: GatewayRequest): Promise<Credential | NotMine> {
+  async authenticate(request: GatewayRequest, context: RequestContext): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     if (!header || !/^bearer(\s|$)/i.test(header)) return NOT_MINE
-    const bearer = header.length <= MAX_HEADER ? bearerValue(request) : null
+    const bearer = header.length <= MAX_HEADER ? bearerValue(request, context) : null
     if (!bearer) throw withBearerError(new MalformedToken('Invalid bearer header: expected "Authorization: Bearer <token>".'))
     const { value } = bearer
     if (!value.startsWith(TOKEN_PREFIX)) return NOT_MINE

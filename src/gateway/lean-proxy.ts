@@ -56,7 +56,9 @@ export function upstreamDispatchers(routes: readonly Route[]): Map<Route, Pool> 
  */
 export function ownedPaths(urls: readonly string[]): (path: string) => boolean {
   const exact = new Set(urls.filter((url) => !/[:*(]/.test(url)))
-  const prefixes = [...new Set(urls.filter((url) => /[:*(]/.test(url)).map((url) => url.slice(0, url.search(/[:*(]/))))]
+  const starts = [...new Set(urls.filter((url) => /[:*(]/.test(url)).map((url) => url.slice(0, url.search(/[:*(]/))))]
+  // Every proxied request is compared with these: a prefix that starts with a shorter one can add no match.
+  const prefixes = starts.filter((prefix) => !starts.some((shorter) => shorter !== prefix && prefix.startsWith(shorter)))
   return (path) => exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix))
 }
 
