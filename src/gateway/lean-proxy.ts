@@ -113,7 +113,9 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
     const request = new ProxiedRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
     if (options.closing()) response.setHeader('connection', 'close')
-    response.once('finish', () => done(app, options, request, response))
+    // `on`, not `once`, here and below: a response finishes and closes once only, and `once` would wrap each listener
+    // and unhook it again, on every request.
+    response.on('finish', () => done(app, options, request, response))
     const answering = lane ? serve(app, options, lane, request, response) : answerForwardAuth(app, options, flavour!, request, response)
     answering.catch((error: unknown) => fail(options, request, response, error))
     return true
@@ -174,7 +176,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: P
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access)
   headers.host = route.upstream.host
-  const waiting = route.pool.admit(poolClient(request), route.name, (release) => response.once('close', release))
+  const waiting = route.pool.admit(poolClient(request), route.name, (release) => response.on('close', release))
   if (waiting) await waiting
   // The gateway's own time runs until here, a wait for a free upstream connection included.
   request.gatehouse.forwardedAtMs = performance.now() - request.startedAt
@@ -229,7 +231,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.#lane = lane
     this.#request = request
     this.#response = response
-    response.once('close', this.#clientGone)
+    response.on('close', this.#clientGone)
   }
 
   readonly #clientGone = (): void => {
