@@ -43,8 +43,11 @@ export function hashToken(value: string): string {
   return hash('sha256', value, 'hex')
 }
 
+/** Checked on every request that carries a token: a CRC32 fits a double exactly, so no BigInt is needed for it. */
 function checksumOf(body: string): string {
-  return toBase62(BigInt(crc32(body)), CHECKSUM_LENGTH)
+  let text = ''
+  for (let rest = crc32(body); rest > 0; rest = Math.floor(rest / 62)) text = ALPHABET[rest % 62] + text
+  return text.padStart(CHECKSUM_LENGTH, '0')
 }
 
 function toBase62(value: bigint, width: number): string {
