@@ -16,6 +16,8 @@ export type { NotMine }
  */
 export interface Authenticator {
   readonly id: AuthMethod
+  /** Where its credential travels: a request without an Authorization header is not offered to those that read one. */
+  readonly reads: 'authorization' | 'cookie'
   authenticate(request: GatewayRequest, context: RequestContext): Promise<Credential | NotMine>
   /**
    * The account behind a credential it vouched for is disabled or gone: forget or end what it remembers of it, and

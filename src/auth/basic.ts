@@ -12,6 +12,7 @@ const MAX_HEADER = 4096
 /** HTTP basic authorization (RFC 7617), for local and directory accounts alike. */
 export class BasicAuthenticator implements Authenticator {
   readonly id = 'basic' as const
+  readonly reads = 'authorization' as const
   readonly #accounts: Accounts
   readonly #settings: RuntimeSettings
   readonly #cache: CredentialCache

@@ -33,6 +33,7 @@ function invalidToken(message: string): InvalidToken {
  */
 export class OidcBearerAuthenticator implements Authenticator {
   readonly id = 'oidc' as const
+  readonly reads = 'authorization' as const
   readonly #realms: AccessTokenIssuers
   /** Verified tokens by the hash of their value, until they expire, are `maxStaleMs` old or their account changes. */
   readonly #verified: BoundedCache<string, VerifiedAccessToken>

@@ -47,8 +47,11 @@ export class AuthPipeline {
   async #run(request: GatewayRequest, accepts: readonly AuthMethod[]): Promise<Principal | undefined> {
     // Revocations made by other processes must be seen before any cached credential is trusted.
     await this.#bus.freshen()
+    const header = request.headers.authorization
     for (const authenticator of this.#authenticators) {
       if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc'))) continue
+      // It would say NOT_MINE, but only after an await: a session cookie's request would pay one per header reader.
+      if (authenticator.reads === 'authorization' && !header) continue
       // Awaited here, not in a helper of its own: a request passes several authenticators, and each await costs.
       let credential: Credential | NotMine
       try {
@@ -63,7 +66,6 @@ export class AuthPipeline {
       if (!this.#bus.fresh()) throw new DatabaseUnavailable('The database has not answered for too long to know whether these credentials were revoked; try again shortly.')
       return this.#activeAccount(authenticator, credential)
     }
-    const header = request.headers.authorization
     if (header) {
       const scheme = header.split(' ', 1)[0]!.slice(0, 20)
       if (scheme.toLowerCase() === 'bearer' && accepts.includes('token')) {

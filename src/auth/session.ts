@@ -16,6 +16,7 @@ export const SESSION_COOKIE = 'gateway_sessionid'
  */
 export class SessionAuthenticator implements Authenticator {
   readonly id = 'session' as const
+  readonly reads = 'cookie' as const
   readonly #sessions: SessionManager
   readonly #csrf: CsrfPolicy
 

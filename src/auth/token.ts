@@ -19,6 +19,7 @@ const MAX_HEADER = 4096
  */
 export class TokenAuthenticator implements Authenticator {
   readonly id = 'token' as const
+  readonly reads = 'authorization' as const
   readonly #tokens: PersonalTokens
 
   constructor(tokens: PersonalTokens) {
