@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { decodeJwt } from 'jose'
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
@@ -114,6 +115,21 @@ describe('the proxy', () => {
     assert.equal(headers['x-forwarded-for'], '127.0.0.1')
     assert.equal(headers['x-forwarded-proto'], 'http')
     assert.equal(headers['x-forwarded-host'], new URL(gw.url).host)
+  })
+
+  it('reuses an identity token for the same caller and service, and never hands it to another service', async () => {
+    const identityFor = async (path: string): Promise<string> => {
+      const response = await gw.fetch(path, { headers: adminAuth })
+      assert.equal(response.status, 200)
+      await response.arrayBuffer()
+      return last().headers['x-gatehouse-identity'] as string
+    }
+    const rec = await identityFor('/rec/open/one')
+    const other = await identityFor('/redirect/one')
+    assert.equal(decodeJwt(rec).aud, 'rec')
+    assert.equal(decodeJwt(other).aud, 'always-redirect')
+    assert.equal(await identityFor('/rec/open/two'), rec)
+    assert.equal(await identityFor('/redirect/two'), other)
   })
 
   it('drops spoofed identity headers on anonymous requests to public paths', async () => {
