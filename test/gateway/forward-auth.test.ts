@@ -50,7 +50,8 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
       ${cached ? `proxy_cache gatehouse_decisions;
       proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri";
       proxy_cache_valid 200 1s;
-      proxy_ignore_headers Cache-Control Expires Set-Cookie;` : ''}
+      proxy_ignore_headers Cache-Control Expires Set-Cookie;
+      open_file_cache max=10000 inactive=10s;` : ''}
     }
     location @gatehouse_refused {
       if ($gatehouse_login) { return 302 $gatehouse_login; }
