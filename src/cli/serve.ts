@@ -66,21 +66,7 @@ async function serve(options: ServeOptions): Promise<void> {
     app.publicUrl = publicUrl
   }
 
-  const facts = startupFacts(app, listening, tls)
-  const firstLine = listeningLine(app, publicUrl)
-  announceReady()
-  // With --workers, the first worker says this for all of them.
-  if (printsSummary() && pretty) {
-    process.stdout.write(formatSummary(facts, firstLine, admin))
-  } else if (printsSummary()) {
-    if (admin?.generatedPassword) process.stderr.write(`${adminHint(admin)}\n`)
-    server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
-    process.stdout.write(`${firstLine}\n`)
-  }
-  // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
-  for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
-  releaseStartupMemory()
-
+  // Before it says it listens: whoever stops it on that line gets a graceful stop, not the signal's default.
   const graceMs = config.server.shutdown_grace_seconds * 1000
   const cutNow = new AbortController()
   let stopping = false
@@ -102,6 +88,21 @@ async function serve(options: ServeOptions): Promise<void> {
     if (!tls) server.log.info('SIGHUP: no TLS files to reload')
     else listening.reloadTls('SIGHUP')
   })
+
+  const facts = startupFacts(app, listening, tls)
+  const firstLine = listeningLine(app, publicUrl)
+  announceReady()
+  // With --workers, the first worker says this for all of them.
+  if (printsSummary() && pretty) {
+    process.stdout.write(formatSummary(facts, firstLine, admin))
+  } else if (printsSummary()) {
+    if (admin?.generatedPassword) process.stderr.write(`${adminHint(admin)}\n`)
+    server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
+    process.stdout.write(`${firstLine}\n`)
+  }
+  // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
+  for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
+  releaseStartupMemory()
 }
 
 /**
