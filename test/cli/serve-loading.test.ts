@@ -24,7 +24,7 @@ function missing(loaded: string[], expected: string[]): string[] {
 }
 
 describe('serve: what a start loads', () => {
-  it('leaves out what the configuration does not use yet, and loads it on first use', async () => {
+  it('leaves out what the configuration does not use and what waits for its first request, and loads that then', async () => {
     const dir = tempDir()
     try {
       const config = join(dir, 'gatehouse.yaml')
@@ -36,17 +36,20 @@ describe('serve: what a start loads', () => {
       ].join('\n'))
       // Used only on a realm's first request: oidc-provider (with Koa), and the certificate writer of its first keys.
       const realmOnly = ['oidc-provider/lib/provider.js', 'koa/', '@peculiar/asn1-x509/']
+      // Used only on a visit of the API reference: swagger-ui and its static file server.
+      const referenceOnly = ['@fastify/swagger-ui/', '@fastify/static/']
       // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets.
       const unused = ['ldapts/', 'pg/', 'ws/']
 
       const idle = await dependenciesLoaded(dir, config, async () => {})
       assert.ok(idle.some((file) => file.startsWith('fastify/')), 'the record holds what a start loads')
-      assert.deepEqual(missing(idle, [...realmOnly, ...unused]), [...realmOnly, ...unused])
+      assert.deepEqual(missing(idle, [...realmOnly, ...referenceOnly, ...unused]), [...realmOnly, ...referenceOnly, ...unused])
 
       const used = await dependenciesLoaded(dir, config, async (url) => {
         assert.equal((await fetch(`${url}/realms/platform/.well-known/openid-configuration`)).status, 200)
+        assert.equal((await fetch(`${url}/api/gateway/v1/docs/`)).status, 200)
       })
-      assert.deepEqual(missing(used, realmOnly), [])
+      assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly]), [])
       assert.deepEqual(missing(used, unused), unused)
     } finally {
       rmSync(dir, { recursive: true, force: true })
