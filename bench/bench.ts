@@ -136,12 +136,12 @@ async function logIn(gateway: string): Promise<string> {
   return `gateway_sessionid=${session[1]}`
 }
 
-const tokenEndpoint = (gateway: string) => `${gateway}/realms/platform/protocol/openid-connect/token`
+const tokenEndpoint = (gateway: string, realm = 'platform') => `${gateway}/realms/${realm}/protocol/openid-connect/token`
 const passwordGrantBody = new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password }).toString()
 const clientCredentialsBody = new URLSearchParams({ client_id: 'bench-service', client_secret: clientSecret, grant_type: 'client_credentials' }).toString()
 
-async function passwordGrant(gateway: string): Promise<{ access_token: string; refresh_token: string }> {
-  const response = await fetch(tokenEndpoint(gateway), { method: 'POST', body: new URLSearchParams(passwordGrantBody) })
+async function passwordGrant(gateway: string, realm = 'platform'): Promise<{ access_token: string; refresh_token: string }> {
+  const response = await fetch(tokenEndpoint(gateway, realm), { method: 'POST', body: new URLSearchParams(passwordGrantBody) })
   return (await response.json()) as { access_token: string; refresh_token: string }
 }
 
@@ -172,12 +172,18 @@ function writeConfig(): string {
     '    clients:',
     '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
     `      - { client_id: bench-service, public_client: false, secret: ${clientSecret}, service_accounts: true }`,
+    // The same clients in a realm signing with ECDSA P-256 (Keycloak's "Default Signature Algorithm" ES256).
+    '  - name: platform-es256',
+    '    default_signature_algorithm: ES256',
+    '    clients:',
+    '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
+    `      - { client_id: bench-service, public_client: false, secret: ${clientSecret}, service_accounts: true }`,
   ].join('\n'))
   return config
 }
 
-function startGateway(config: string, dataDir: string) {
-  return start(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir],
+function startGateway(config: string, dataDir: string, extraArgs: string[] = []) {
+  return start(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir, ...extraArgs],
     { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn' }, /Gatehouse listening on (\S+)/)
 }
 
@@ -304,18 +310,32 @@ try {
     }
   }
 
-  const grants: [string, string, number][] = [
-    ['client_credentials', clientCredentialsBody, connections],
-    ['refresh_token', new URLSearchParams({ client_id: 'end-users', grant_type: 'refresh_token', refresh_token: refreshToken }).toString(), connections],
-    ['password', passwordGrantBody, 8],
+  const refreshBody = (token: string) => new URLSearchParams({ client_id: 'end-users', grant_type: 'refresh_token', refresh_token: token }).toString()
+  const es256RefreshToken = (await passwordGrant(gateway, 'platform-es256')).refresh_token
+  const grants: [string, string, string, number][] = [
+    ['client_credentials, RS256', 'platform', clientCredentialsBody, connections],
+    ['client_credentials, ES256', 'platform-es256', clientCredentialsBody, connections],
+    ['refresh_token, RS256', 'platform', refreshBody(refreshToken), connections],
+    ['refresh_token, ES256', 'platform-es256', refreshBody(es256RefreshToken), connections],
+    ['password, RS256', 'platform', passwordGrantBody, 8],
   ]
-  const grantRows = grants.map(([name, body, grantConnections]) => {
-    wrk(tokenEndpoint(gateway), { body, connections: grantConnections, duration: 1 })
-    const result = wrk(tokenEndpoint(gateway), { body, connections: grantConnections })
+  const grantRow = ([name, realm, body, grantConnections]: (typeof grants)[number]) => {
+    wrk(tokenEndpoint(gateway, realm), { body, connections: grantConnections, duration: 1 })
+    const result = wrk(tokenEndpoint(gateway, realm), { body, connections: grantConnections })
     return `| ${name} | ${Math.round(result.rps)} | ${result.p99ms.toFixed(2)} | ${result.errors} |`
-  })
+  }
+  const grantRows = grants.map(grantRow)
   const loadedRss = residentMegabytes(restarted.child)
   await stop(restarted.child)
+
+  // The same gateway as two processes sharing the port (`serve --workers 2`): what a second core adds, here where
+  // wrk and the upstream take their share of the same two cores.
+  const twoWorkers = await startGateway(config, dataDir, ['--workers', '2'])
+  for (const [name, headers] of [credentials[0]!, credentials[3]!]) {
+    rows.push({ name: `Gatehouse --workers 2, ${name}`, result: measure(`${gateway}${hosts}`, { headers }) })
+  }
+  grantRows.push(...grants.slice(0, 4).map(([name, ...rest]) => grantRow([`${name}, --workers 2`, ...rest])))
+  await stop(twoWorkers.child)
   const argon2Rate = Number(execFileSync(node, [join(root, 'bench/argon2-rate.ts'), String(seconds)], { encoding: 'utf8' }))
 
   process.stdout.write([

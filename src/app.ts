@@ -4,7 +4,7 @@ import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileGatewayRules, compileServiceRules, type ServiceRules } from './access/rules.ts'
 import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from './http/gateway-request.ts'
 import { SYSTEM_ACTOR } from './audit/actor.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
@@ -72,7 +72,7 @@ export interface App {
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
   /** The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). */
-  authorize(request: FastifyRequest, place: Place): Promise<Decision>
+  authorize(request: GatewayRequest, place: Place): Promise<Decision>
   close(): Promise<void>
 }
 
@@ -100,11 +100,12 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const access = new AccessModel(store, bus)
   await access.reload()
   const accessAdmin = new AccessAdmin(store, bus, access)
-  const memberships = new MembershipMappings(accessAdmin, access)
+  const audit = new AuditTrail(store, config.audit)
+  const memberships = new MembershipMappings(accessAdmin, access, audit)
   accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))
   if (config.ldap) {
     const mappings = config.ldap.memberships
-    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply(user, mappings, found.groupDns, normalizeDn))
+    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn))
     const order = config.auth.password_sources
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
   }
@@ -155,7 +156,6 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const gatewayRules = compileGatewayRules(config)
   const gatewayEntry = gatewayRules ? [accessEntryRule(gatewayRules, access)] : []
 
-  const audit = new AuditTrail(store, config.audit)
   auditSignIns(audit, accounts, lockout)
   audit.onEntry(metrics.auditEntry)
   metrics.watchAuditDrops(() => audit.droppedTotal)

@@ -2,6 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { errorPage } from './pages/error-page.ts'
+import type { RequestContext } from './context.ts'
+import type { GatewayRequest } from './http/gateway-request.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
 
@@ -593,19 +595,47 @@ const RESERVED_BODY_KEYS = new Set(['code', 'detail', 'errors'])
 
 /** The single error responder: JSON for API clients, a small HTML page for browsers. */
 export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: unknown): FastifyReply {
-  const error = normalizeError(thrown)
-  if (request.gatehouse) request.gatehouse.code = error.code
-  // Upstream failures (502/504) are logged once where they happen; only Gatehouse's own faults are errors here.
-  if (error instanceof InternalError) request.log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
+  const error = recordedError(request, thrown, request.log)
   reply.code(error.status)
-  for (const [name, value] of Object.entries(error.headers)) {
-    const sent = name === 'www-authenticate' && isScriptRequest(request) ? withoutBasicChallenge(value) : value
-    if (sent.length) reply.header(name, sent)
-  }
+  for (const [name, value] of errorHeaders(request, error)) reply.header(name, value)
   if (wantsHtml(request)) {
     return reply.type('text/html; charset=utf-8').send(errorPage(error))
   }
   return reply.type('application/json; charset=utf-8').send(errorBody(error))
+}
+
+/** The same answer as `sendError`, on a bare node response: the proxy's lean path (src/gateway/lean-proxy.ts) has no reply. */
+export function writeError(request: Pick<GatewayRequest, 'headers' | 'gatehouse'>, response: ServerResponse, thrown: unknown, log: ErrorLog): void {
+  const error = recordedError(request, thrown, log)
+  const html = wantsHtml(request)
+  const body = html ? errorPage(error) : JSON.stringify(errorBody(error))
+  response.statusCode = error.status
+  for (const [name, value] of errorHeaders(request, error)) response.setHeader(name, value)
+  response.setHeader('content-type', html ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8')
+  response.setHeader('content-length', Buffer.byteLength(body))
+  response.end(body)
+}
+
+interface ErrorLog {
+  error(fields: object, message: string): void
+}
+
+/** The error as answered, its code noted for the request's log line; Gatehouse's own faults logged. */
+function recordedError(request: { readonly gatehouse?: RequestContext | undefined }, thrown: unknown, log: ErrorLog): GatehouseError {
+  const error = normalizeError(thrown)
+  if (request.gatehouse) request.gatehouse.code = error.code
+  // Upstream failures (502/504) are logged once where they happen; only Gatehouse's own faults are errors here.
+  if (error instanceof InternalError) log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
+  return error
+}
+
+function errorHeaders(request: Pick<GatewayRequest, 'headers'>, error: GatehouseError): [string, string | string[]][] {
+  const headers: [string, string | string[]][] = []
+  for (const [name, value] of Object.entries(error.headers)) {
+    const sent = name === 'www-authenticate' && isScriptRequest(request) ? withoutBasicChallenge(value) : value
+    if (sent.length) headers.push([name, sent])
+  }
+  return headers
 }
 
 /**
@@ -613,7 +643,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
  * it handles 401 itself (`X-Requested-With: XMLHttpRequest`, as Django and Spring Security read it), such as the
  * web interface when its session has ended, gets the other challenges only.
  */
-function isScriptRequest(request: FastifyRequest): boolean {
+function isScriptRequest(request: Pick<GatewayRequest, 'headers'>): boolean {
   return request.headers['x-requested-with'] === 'XMLHttpRequest'
 }
 

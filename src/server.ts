@@ -10,9 +10,12 @@ import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './e
 import { refuseBadHost } from './http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
 import { registerForwardAuth } from './gateway/forward-auth.ts'
+import { leanProxy, ownedPaths, upstreamDispatchers, type LeanProxy } from './gateway/lean-proxy.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
+import { nodeServer } from './listener/node-server.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
+import { requestLine } from './logging/request-line.ts'
 import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
@@ -31,10 +34,14 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
 
 /**
  * The HTTP side: the gateway's own API under /api/gateway/, then every service's prefix, each in its own
- * encapsulated scope. Every request gets one typed context and one log line when it ends.
+ * encapsulated scope. Every request gets one typed context and one log line when it ends. Most proxied requests are
+ * taken before Fastify sees them (src/gateway/lean-proxy.ts), which runs the same checks as the hooks below.
  */
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
+  // Set once every route is known: proxied requests are offered to it before Fastify routes them.
+  let lean: LeanProxy | undefined
   const server = Fastify({
+    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean),
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
     ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
@@ -56,6 +63,12 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
   await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)
+  // The paths of the gateway's own routes, which the lean proxy path must leave to Fastify's router.
+  const proxiedUrls = new Set(app.routes.map((route) => `${route.prefix}*`))
+  const ownRoutes: string[] = []
+  server.addHook('onRoute', (route) => {
+    if (!proxiedUrls.has(route.url)) ownRoutes.push(route.url)
+  })
   server.addHook('onRequest', refuseBadHost)
   server.addHook('onRequest', async (request) => {
     request.gatehouse = newRequestContext()
@@ -69,25 +82,14 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const requestLog = server.log.child({}, { redact: [] }) as Logger
   // Below info (GATEHOUSE_LOG_LEVEL=warn) the line would be dropped: no request pays for building it then.
   const logsRequests = requestLog.isLevelEnabled('info')
+  let closing = false
+  server.addHook('preClose', async () => {
+    closing = true
+  })
   server.addHook('onResponse', async (request, reply) => {
     app.metrics.requestDone(request, reply)
     if (!logsRequests) return
-    const { place, principal, decision, authenticator, code, accessRule } = request.gatehouse ?? newRequestContext()
-    requestLog.info({
-      reqId: request.id,
-      method: request.method,
-      path: splitTarget(request.url).path,
-      status: reply.statusCode,
-      ms: Math.round(reply.elapsedTime * 10) / 10,
-      service: place?.service,
-      place: place?.name,
-      decision,
-      code,
-      authenticator,
-      user: principal?.user.username,
-      auth: principal?.method,
-      access_rule: accessRule,
-    }, 'request')
+    requestLog.info(requestLine(request.id, request.method, request.url, reply.statusCode, reply.elapsedTime, request.gatehouse ?? newRequestContext()), 'request')
   })
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)
@@ -104,8 +106,17 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   registerMetrics(server, app)
   await registerForwardAuth(server, app)
   await registerOidcRoutes(server, app)
-  await registerProxy(server, app)
+  const upstreams = upstreamDispatchers(app.routes)
+  await registerProxy(server, app, upstreams)
   await registerUi(server, app)
+  lean = leanProxy(app, {
+    upstreams,
+    ownsPath: ownedPaths(ownRoutes),
+    parseCookie: (header) => server.parseCookie(header) as Record<string, string>,
+    log: server.log as Logger,
+    requestLog: logsRequests ? requestLog : undefined,
+    closing: () => closing,
+  })
   return server
 }
 

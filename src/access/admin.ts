@@ -146,21 +146,26 @@ export class AccessAdmin {
    * `mapped`, revokes the others of `mapped`, leaves every other grant alone. Returns whether anything changed; a
    * change also announces the user, so every process drops the credentials it verified for them.
    */
-  async applyMapped(userId: number, mapped: readonly MappedGrant[], wanted: readonly MappedGrant[]): Promise<boolean> {
-    if (!mapped.length) return false
+  async applyMapped(userId: number, mapped: readonly MappedGrant[], wanted: readonly MappedGrant[]): Promise<MappedChanges> {
+    const unchanged: MappedChanges = { granted: [], revoked: [] }
+    if (!mapped.length) return unchanged
     const { results: current } = await this.#store.access.listAssignments('user', { offset: 0, limit: 10_000, actorId: userId })
     const held = new Set(current.map((a) => grantKey({ roleDefinitionId: a.roleDefinitionId, objectType: a.objectType, objectId: a.objectId })))
     const wantedKeys = new Set(wanted.map(grantKey))
     const toGrant = wanted.filter((g) => !held.has(grantKey(g)))
     const toRevoke = mapped.filter((g) => !wantedKeys.has(grantKey(g)) && held.has(grantKey(g)))
-    if (!toGrant.length && !toRevoke.length) return false
-    await this.#bus.change(async (tx, announce) => {
-      for (const g of toGrant) await tx.access.assign({ actor: 'user', actorId: userId, roleDefinitionId: g.roleDefinitionId, objectType: g.objectType, objectId: g.objectId })
-      for (const g of toRevoke) await tx.access.unassignUser(userId, g.roleDefinitionId, g.objectType, g.objectId)
+    if (!toGrant.length && !toRevoke.length) return unchanged
+    return this.#bus.change(async (tx, announce) => {
+      const granted: RoleAssignment[] = []
+      const revoked: RoleAssignment[] = []
+      for (const g of toGrant) granted.push(await tx.access.assign({ actor: 'user', actorId: userId, roleDefinitionId: g.roleDefinitionId, objectType: g.objectType, objectId: g.objectId }))
+      for (const g of toRevoke) {
+        if (await tx.access.unassignUser(userId, g.roleDefinitionId, g.objectType, g.objectId)) revoked.push(current.find((a) => grantKey(a) === grantKey(g))!)
+      }
       announce(ACCESS_TOPIC, 'mapping')
       announce(USER_TOPIC, String(userId))
+      return { granted, revoked }
     })
-    return true
   }
 
   async #change<T>(what: string, work: (tx: Repositories) => Promise<T>): Promise<T> {
@@ -210,6 +215,12 @@ export class AccessAdmin {
     if (role.managed) throw new ManagedRole()
     return role
   }
+}
+
+/** The user's role assignments a mapping made and ended at one sign-in. */
+export interface MappedChanges {
+  readonly granted: readonly RoleAssignment[]
+  readonly revoked: readonly RoleAssignment[]
 }
 
 /** A role a mapping may grant: one role definition on one organization or team. */

@@ -1,4 +1,7 @@
+import { mappingActor } from '../audit/actor.ts'
+import type { AuditTrail } from '../audit/trail.ts'
 import type { MembershipMapping } from '../config/access.ts'
+import type { RoleAssignment } from '../store/access.ts'
 import type { User } from '../store/users.ts'
 import type { AccessAdmin, MappedGrant } from './admin.ts'
 import type { AccessModel } from './model.ts'
@@ -13,22 +16,25 @@ const ROLE_NAMES = {
  * whose groups the user is in grants its role, each other mapping's role is revoked. Grants no mapping names
  * (given by an administrator) are left alone. Names are resolved against the in-memory snapshot, so a team
  * created after start is mapped from the next login on; until then the mapping is skipped (serve warns of it at
- * start: src/access/rules.ts `unknownNames`).
+ * start: src/access/rules.ts `unknownNames`). Each assignment a mapping makes or ends is in the audit trail, made
+ * by the source (`ldap` or `sso`) on the signing-in user's behalf.
  */
 export class MembershipMappings {
   readonly #admin: AccessAdmin
   readonly #model: AccessModel
+  readonly #audit: AuditTrail
 
-  constructor(admin: AccessAdmin, model: AccessModel) {
+  constructor(admin: AccessAdmin, model: AccessModel, audit: AuditTrail) {
     this.#admin = admin
     this.#model = model
+    this.#audit = audit
   }
 
   /**
-   * Applies `mappings` to `user`, who is in `groups`; `normalize` makes a configured value and a group comparable
-   * (DNs ignore case and spacing). Returns whether the user's memberships changed.
+   * Applies `mappings` from `source` to `user`, who is in `groups`; `normalize` makes a configured value and a group
+   * comparable (DNs ignore case and spacing). Returns whether the user's memberships changed.
    */
-  async apply(user: User, mappings: readonly MembershipMapping[], groups: readonly string[], normalize: (value: string) => string = (v) => v): Promise<boolean> {
+  async apply(source: 'ldap' | 'sso', user: User, mappings: readonly MembershipMapping[], groups: readonly string[], normalize: (value: string) => string = (v) => v): Promise<boolean> {
     if (!mappings.length) return false
     const held = new Set(groups.map(normalize))
     const mapped: MappedGrant[] = []
@@ -39,7 +45,20 @@ export class MembershipMappings {
       mapped.push(grant)
       if (mapping.groups.some((value) => held.has(normalize(value)))) wanted.push(grant)
     }
-    return this.#admin.applyMapped(user.id, mapped, wanted)
+    const { granted, revoked } = await this.#admin.applyMapped(user.id, mapped, wanted)
+    const actor = mappingActor(source, user)
+    for (const assignment of granted) this.#audit.change(actor, 'create', this.#audited(assignment), undefined, this.#fields(assignment))
+    for (const assignment of revoked) this.#audit.change(actor, 'delete', this.#audited(assignment), this.#fields(assignment))
+    return granted.length + revoked.length > 0
+  }
+
+  /** Named as the API's own assignments are in the trail (src/api/roles.ts). */
+  #audited(assignment: RoleAssignment) {
+    return { type: 'role_user_assignment', id: assignment.id, name: this.#model.roleDefinition(assignment.roleDefinitionId)?.name }
+  }
+
+  #fields(assignment: RoleAssignment) {
+    return { role_definition: assignment.roleDefinitionId, user: assignment.actorId, content_type: `shared.${assignment.objectType}`, object_id: String(assignment.objectId) }
   }
 
   #grantFor(mapping: MembershipMapping): MappedGrant | undefined {

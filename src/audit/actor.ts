@@ -36,6 +36,14 @@ export function cliActor(): Actor {
 /** Gatehouse itself (pruning, automatic ends). */
 export const SYSTEM_ACTOR: Actor = Object.freeze({ userId: null, username: null, address: null, method: null })
 
+/**
+ * A directory or SSO provider changing a user's memberships at their sign-in, through a configured mapping: the
+ * change is the source's word, made for that user (`method` says which source).
+ */
+export function mappingActor(source: 'ldap' | 'sso', user: { id: number; username: string }): Actor {
+  return { userId: user.id, username: user.username, address: null, method: source }
+}
+
 /** A user acting for themselves at sign-in, before the request has a principal. */
 export function signingIn(user: { id: number; username: string }, address: string | undefined, method: string): Actor {
   return { userId: user.id, username: user.username, address: address ?? null, method }

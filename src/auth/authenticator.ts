@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { AuthMethod } from '../config/schema.ts'
 import type { RequestContext } from '../context.ts'
 import type { AccountDisabled } from '../errors.ts'
@@ -16,7 +16,7 @@ export type { NotMine }
  */
 export interface Authenticator {
   readonly id: AuthMethod
-  authenticate(request: FastifyRequest, context: RequestContext): Promise<Credential | NotMine>
+  authenticate(request: GatewayRequest, context: RequestContext): Promise<Credential | NotMine>
   /**
    * The account behind a credential it vouched for is disabled or gone: forget or end what it remembers of it, and
    * add to the refusal what the client must be told (a cookie to delete).

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { BasicAuthDisabled, MalformedCredentials } from '../errors.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
@@ -22,7 +22,7 @@ export class BasicAuthenticator implements Authenticator {
     this.#cache = cache
   }
 
-  async authenticate(request: FastifyRequest): Promise<Credential | NotMine> {
+  async authenticate(request: GatewayRequest): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     if (!header || !/^basic(\s|$)/i.test(header)) return NOT_MINE
     if (!this.#settings.current.gateway_basic_auth_enabled) {

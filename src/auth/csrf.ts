@@ -1,4 +1,5 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 import { CsrfCookieMalformed, CsrfCookieMissing, CsrfOriginMismatch, CsrfRefererInsecure, CsrfRefererMalformed, CsrfRefererMismatch, CsrfRefererMissing, CsrfTokenIncorrect, CsrfTokenMissing, ValidationFailed } from '../errors.ts'
 
@@ -29,23 +30,23 @@ export class CsrfPolicy {
   }
 
   /** HTTPS as the client sees it: the connection (or X-Forwarded-Proto from a trusted proxy), or an https public URL. */
-  isSecure(request: FastifyRequest): boolean {
+  isSecure(request: GatewayRequest): boolean {
     return request.protocol === 'https' || this.#publicUrl().startsWith('https:')
   }
 
   /** The `csrftoken` cookie's value, when it is well-formed. */
-  cookieToken(request: FastifyRequest): string | undefined {
+  cookieToken(request: GatewayRequest): string | undefined {
     const value = request.cookies?.[CSRF_COOKIE]
     return value !== undefined && TOKEN.test(value) ? value : undefined
   }
 
   /** The request's valid token, or a new one; sets the cookie when it is new. */
-  ensureToken(request: FastifyRequest, reply: FastifyReply): string {
+  ensureToken(request: GatewayRequest, reply: FastifyReply): string {
     return this.cookieToken(request) ?? this.rotate(request, reply)
   }
 
   /** A new token in the cookie (on login, so a token seen before cannot be replayed after). */
-  rotate(request: FastifyRequest, reply: FastifyReply): string {
+  rotate(request: GatewayRequest, reply: FastifyReply): string {
     const token = newCsrfToken()
     // Readable by scripts on purpose (they send it back in X-CSRFToken); no Max-Age, as in the platform's docs.
     reply.setCookie(CSRF_COOKIE, token, { path: '/', sameSite: 'lax', httpOnly: false, secure: this.isSecure(request) })
@@ -53,13 +54,13 @@ export class CsrfPolicy {
   }
 
   /** Throws CsrfFailed unless the request passes every check, in Django's order: Origin, Referer, token. */
-  check(request: FastifyRequest): void {
+  check(request: GatewayRequest): void {
     this.checkOrigin(request)
     if (this.isSecure(request)) this.#checkReferer(request)
     this.#checkToken(request)
   }
 
-  #goodOrigins(request: FastifyRequest): Set<string> {
+  #goodOrigins(request: GatewayRequest): Set<string> {
     const origins = new Set(this.#trustedOrigins)
     origins.add(new URL(this.#publicUrl()).origin)
     try {
@@ -71,7 +72,7 @@ export class CsrfPolicy {
   }
 
   /** A sent Origin must be a trusted one; a request without one (not from a browser) passes. */
-  checkOrigin(request: FastifyRequest): void {
+  checkOrigin(request: GatewayRequest): void {
     const origin = request.headers.origin
     if (origin === undefined) return
     if (!this.#goodOrigins(request).has(originOf(origin) ?? '')) {
@@ -80,7 +81,7 @@ export class CsrfPolicy {
   }
 
   /** RFC 7231 Referer, required on HTTPS: a page from elsewhere cannot make a same-origin one. */
-  #checkReferer(request: FastifyRequest): void {
+  #checkReferer(request: GatewayRequest): void {
     const referer = request.headers.referer
     if (!referer) throw new CsrfRefererMissing()
     let url: URL
@@ -97,7 +98,7 @@ export class CsrfPolicy {
     }
   }
 
-  #checkToken(request: FastifyRequest): void {
+  #checkToken(request: GatewayRequest): void {
     const raw = request.cookies?.[CSRF_COOKIE]
     if (raw === undefined || raw === '') throw new CsrfCookieMissing()
     if (!TOKEN.test(raw)) throw new CsrfCookieMalformed()
@@ -110,7 +111,7 @@ export class CsrfPolicy {
 }
 
 /** The `csrfmiddlewaretoken` field of a parsed form body; a proxied body is a stream and has none. */
-function formToken(request: FastifyRequest): string | undefined {
+function formToken(request: GatewayRequest): string | undefined {
   const type = request.headers['content-type']
   if (typeof type !== 'string' || !type.toLowerCase().startsWith('application/x-www-form-urlencoded')) return undefined
   const body = request.body

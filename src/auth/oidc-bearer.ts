@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto'
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { decodeJwt } from 'jose'
 import type { RequestContext } from '../context.ts'
 import type { Accounts } from '../directory/accounts.ts'
@@ -25,7 +25,7 @@ function invalidToken(message: string): InvalidToken {
 
 /**
  * `Authorization: Bearer <access token>` from one of Gatehouse's realms, checked the way a service built for
- * Keycloak checks it (`Realm.verifyAccessToken`: RS256 signature with the realm's keys in process, issuer,
+ * Keycloak checks it (`Realm.verifyAccessToken`: signature with the realm's keys and algorithm in process, issuer,
  * expiry and not-before, `typ: Bearer`, and the token's record, so a token revoked or logged out before this
  * process started is refused too), then against the place's policy: the realm, and `aud` or `azp` naming the
  * place. Afterwards the token is answered from memory until it expires, unless REVOKE_TOPIC says its session or
@@ -56,7 +56,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     accounts.onForget((userId) => this.#verified.forgetUser(userId))
   }
 
-  async authenticate(request: FastifyRequest, context: RequestContext): Promise<Credential | NotMine> {
+  async authenticate(request: GatewayRequest, context: RequestContext): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     const token = header && header.length <= MAX_TOKEN_LENGTH ? BEARER_JWT.exec(header)?.[1] : undefined
     if (!token) return NOT_MINE

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { AuthMethod } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, InvalidToken, withChallenges } from '../errors.ts'
@@ -36,7 +36,7 @@ export class AuthPipeline {
     this.#authenticators.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id))
   }
 
-  async authenticate(request: FastifyRequest, accepts: readonly AuthMethod[]): Promise<Principal | undefined> {
+  async authenticate(request: GatewayRequest, accepts: readonly AuthMethod[]): Promise<Principal | undefined> {
     try {
       return await this.#run(request, accepts)
     } catch (error) {
@@ -44,7 +44,7 @@ export class AuthPipeline {
     }
   }
 
-  async #run(request: FastifyRequest, accepts: readonly AuthMethod[]): Promise<Principal | undefined> {
+  async #run(request: GatewayRequest, accepts: readonly AuthMethod[]): Promise<Principal | undefined> {
     // Revocations made by other processes must be seen before any cached credential is trusted.
     await this.#bus.freshen()
     for (const authenticator of this.#authenticators) {
@@ -66,7 +66,7 @@ export class AuthPipeline {
   }
 
   /** Runs one authenticator, noting in the request context which one claimed the credential, for the log. */
-  async #claim(authenticator: Authenticator, request: FastifyRequest): Promise<Credential | NotMine> {
+  async #claim(authenticator: Authenticator, request: GatewayRequest): Promise<Credential | NotMine> {
     let credential: Credential | NotMine
     try {
       credential = await authenticator.authenticate(request, request.gatehouse)

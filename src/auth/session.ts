@@ -1,4 +1,5 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { type AccountDisabled, Unauthenticated } from '../errors.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { CsrfPolicy } from './csrf.ts'
@@ -23,7 +24,7 @@ export class SessionAuthenticator implements Authenticator {
     this.#csrf = csrf
   }
 
-  async authenticate(request: FastifyRequest): Promise<Credential | NotMine> {
+  async authenticate(request: GatewayRequest): Promise<Credential | NotMine> {
     const sessionId = request.cookies?.[SESSION_COOKIE]
     if (!sessionId) return NOT_MINE
     let session

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { InvalidToken, MalformedToken, TokenChecksumMismatch, TokenExpired, type Unauthenticated } from '../errors.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { PersonalTokens } from './personal-tokens.ts'
@@ -25,7 +25,7 @@ export class TokenAuthenticator implements Authenticator {
     this.#tokens = tokens
   }
 
-  async authenticate(request: FastifyRequest): Promise<Credential | NotMine> {
+  async authenticate(request: GatewayRequest): Promise<Credential | NotMine> {
     const header = request.headers.authorization
     if (!header || !/^bearer(\s|$)/i.test(header)) return NOT_MINE
     const match = header.length <= MAX_HEADER ? BEARER.exec(header) : null

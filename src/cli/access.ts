@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander'
+import { compileGatewayRules, type ServiceRules } from '../access/rules.ts'
 import type { App } from '../app.ts'
 import { authMethods, type AuthMethod } from '../config/schema.ts'
 import { splitTarget } from '../http/request-target.ts'
@@ -22,31 +23,56 @@ export function accessCommand(): Command {
     .addOption(new Option('--scope <scope...>', 'token scopes the request carries'))
     .addOption(new Option('--address <ip>', 'the client address').default('127.0.0.1')))
     .action((user: string, method: string, path: string, options: CheckOptions) => withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))))
+  access.addCommand(addStorageOptions(new Command('check-client')
+    .description('print whether USER may sign in to the realm client REALM/CLIENT_ID by its access rules (exit 1 when refused)')
+    .argument('<user>', 'username')
+    .argument('<client>', 'realm and client id, e.g. platform/operators-console')
+    .addOption(new Option('--address <ip>', 'the client address').default('127.0.0.1')))
+    .action((user: string, client: string, options: StorageOptions & { address: string }) => withApp(options, (app) => checkClient(app, user, client, options.address))))
   return access
+}
+
+/** The gateway's own API and web interface, which `gateway.access` guards. */
+const GATEWAY_PATHS = ['/api/gateway/', '/ui/']
+
+async function userNamed(app: App, username: string) {
+  const found = await app.store.users.findByUsername(username)
+  if (!found) throw new UsageError(`no user "${username}"`)
+  return (await app.accounts.get(found.id))!
+}
+
+async function checkClient(app: App, username: string, client: string, address: string): Promise<void> {
+  const [realm, clientId] = client.split('/', 2)
+  if (!realm || !clientId || !app.config.realms.some((r) => r.name === realm && r.clients.some((c) => c.client_id === clientId))) {
+    throw new UsageError(`no realm client "${client}" (write it REALM/CLIENT_ID)`)
+  }
+  const user = await userNamed(app, username)
+  const refusal = user.isActive ? app.clientAccess(realm, clientId, user, address) : 'The account is disabled.'
+  process.stdout.write([`client: ${realm}/${clientId}`, `user: ${user.username}`, refusal ? `decision: deny (${refusal})` : 'decision: allow'].join('\n') + '\n')
+  if (refusal) process.exitCode = 1
 }
 
 async function check(app: App, username: string, method: string, target: string, options: CheckOptions): Promise<void> {
   const path = splitTarget(target).path
   const route = app.routes.find((r) => path.startsWith(r.prefix))
-  if (!route) throw new UsageError(`no service at ${path}`)
-  const found = await app.store.users.findByUsername(username)
-  if (!found) throw new UsageError(`no user "${username}"`)
-  const user = (await app.accounts.get(found.id))!
+  const gateway = !route && GATEWAY_PATHS.some((prefix) => path.startsWith(prefix))
+  if (!route && !gateway) throw new UsageError(`no service or gateway path at ${path}`)
+  const user = await userNamed(app, username)
   const access = app.access.of(user)
   const list = (items: readonly string[]) => items.join(', ') || '(none)'
   const lines = [
-    `service: ${route.name}`,
+    route ? `service: ${route.name}` : 'the gateway\'s own API and web interface (gateway.access, judged after the built-in checks of each route)',
     `user: ${user.username}${user.isSuperuser ? ' (superuser)' : ''}${user.isActive ? '' : ' (disabled: every request is refused)'}`,
     `  teams: ${list(access.teams.map((t) => t.name))}`,
     `  organizations: ${list(access.organizations.map((o) => o.name))}`,
     `  roles: ${list(access.roles)}`,
   ]
-  const rules = app.serviceRules.get(route.name)
+  const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : compileGatewayRules(app.config)
   let allowed = user.isActive
-  if (route.isPublic(path)) {
+  if (route?.isPublic(path)) {
     lines.push('decision: allow (a public path: no rules apply)')
   } else if (!rules) {
-    lines.push('decision: allow (the service has no access rules: every signed-in caller)')
+    lines.push(`decision: allow (${route ? 'the service has' : 'the gateway has'} no access rules: every signed-in caller)`)
   } else {
     const scopes = options.scope ? new Set(options.scope) : undefined
     const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}) }

@@ -77,6 +77,18 @@ export function usersCommand(): Command {
       })
     }))
 
+  users.addCommand(addStorageOptions(new Command('unthrottle')
+    .description('clear the failed logins counted for a client address (an IPv6 address by its /64), ending its throttling')
+    .argument('<address>', 'client IP address'))
+    .action(async (address: string, options: StorageOptions) => {
+      await withApp(options, async (app) => {
+        const result = await app.accounts.lockout.clearAddress(address)
+        if (!result) throw new UsageError(`not an IP address: ${address}`)
+        if (result.cleared) app.audit.change(cliActor(), 'update', { type: 'address', name: result.counted }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
+        process.stdout.write(result.cleared ? `unthrottled ${result.counted}\n` : `${result.counted} had no failed logins\n`)
+      })
+    }))
+
   return users
 }
 

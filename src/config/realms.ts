@@ -79,8 +79,10 @@ export const RealmSchema = z.object({
     .describe('Keycloak\'s "Login with email": users may log in with their e-mail address instead of their username (when exactly one account has it).'),
   client_scopes: z.array(scopeName).default([])
     .describe('Extra optional scopes every client of the realm may request, besides Keycloak\'s built-in ones (Keycloak: client scopes), e.g. `read` and `write` for the gateway\'s own API.'),
+  default_signature_algorithm: z.enum(['RS256', 'ES256']).default('RS256')
+    .describe('What the realm signs access and ID tokens with (Keycloak: "Default Signature Algorithm"). RS256, as Keycloak, is what most services expect; ES256 (ECDSA P-256) costs a tenth of an RS256 signature at the token endpoint, for services that take it. Changing it gives the realm a new key: tokens signed before stop verifying.'),
   signing_key_rotation_seconds: z.number().int().min(3600).max(365 * 86400).default(30 * 86400)
-    .describe('How often the realm\'s RS256 signing key is replaced. The old key stays in the JWKS (`certs`) until every token it signed has expired.'),
+    .describe('How often the realm\'s signing key is replaced. The old key stays in the JWKS (`certs`) until every token it signed has expired.'),
   clients: z.array(RealmClientSchema).min(1)
     .describe('The realm\'s clients.'),
 }).strict().superRefine((realm, ctx) => {

@@ -78,6 +78,16 @@ export class Lockout {
     return this.#store.loginFailures.clear(username.toLowerCase())
   }
 
+  /**
+   * Forgets the failures counted for a client address (an IPv6 one by its /64, as they are counted), ending its
+   * throttling; answers what was cleared, or undefined for a string that is not an IP address.
+   */
+  async clearAddress(address: string): Promise<{ counted: string; cleared: boolean } | undefined> {
+    const counted = countedAddress(address)
+    if (counted === undefined) return undefined
+    return { counted, cleared: await this.#store.loginFailures.clearAddress(counted) }
+  }
+
   async #check<T>(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, verify: () => Promise<T>): Promise<T> {
     const repository = this.#store.loginFailures
     const [record, place] = await Promise.all([

@@ -1,4 +1,5 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { AuthPipeline } from '../auth/pipeline.ts'
 import type { Principal } from '../auth/principal.ts'
 import { GatehouseError, NotAuthenticated, Unauthenticated } from '../errors.ts'
@@ -20,7 +21,7 @@ export type Decision =
  * judge whoever signed in, the first refusal winning. The place, principal and decision go into the request
  * context, which the request log line reports (src/server.ts).
  */
-export async function authorize(auth: AuthPipeline, request: FastifyRequest, place: Place): Promise<Decision> {
+export async function authorize(auth: AuthPipeline, request: GatewayRequest, place: Place): Promise<Decision> {
   const context = request.gatehouse
   context.place = place
   const decision = await decide(auth, request, place)
@@ -29,7 +30,7 @@ export async function authorize(auth: AuthPipeline, request: FastifyRequest, pla
   return decision
 }
 
-async function decide(auth: AuthPipeline, request: FastifyRequest, place: Place): Promise<Decision> {
+async function decide(auth: AuthPipeline, request: GatewayRequest, place: Place): Promise<Decision> {
   const open = place.isPublic(splitTarget(request.url).path)
   let principal: Principal | undefined
   try {
@@ -59,7 +60,7 @@ async function decide(auth: AuthPipeline, request: FastifyRequest, place: Place)
  * sends failed credentials too), an API client keeps the 401 that says what was wrong. Anything else that went
  * wrong while authenticating (a CSRF failure, a database outage) is the refusal itself.
  */
-function refuse(request: FastifyRequest, place: Place, error: unknown): Decision {
+function refuse(request: GatewayRequest, place: Place, error: unknown): Decision {
   if (!(error instanceof GatehouseError)) throw error
   if (error instanceof Unauthenticated && redirectsToLogin(request, place.unauthenticated)) {
     return { granted: false, refusal: error, loginUrl: place.loginUrl(request.url) }

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { App } from '../app.ts'
-import { InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
+import type { Principal } from '../auth/principal.ts'
+import { InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy, type GatehouseError } from '../errors.ts'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
 import type { Route } from './routes.ts'
 
@@ -20,13 +22,16 @@ const METHOD = /^[A-Z]{1,16}$/
 const LOGIN_HEADER = 'x-gatehouse-login'
 
 /** The original request, as the asking proxy describes it. */
-interface Original {
+export interface Original {
   readonly method: string
   readonly url: string
 }
 
+/** The three flavours, by the endpoint a proxy asks at. */
+export type Flavour = 'auth-request' | 'forward-auth' | 'ext-authz'
+
 /** Where each proxy puts the original method and target. */
-const describers: Record<string, (request: FastifyRequest) => Original> = {
+const describers: Record<Flavour, (request: GatewayRequest) => Original> = {
   /** nginx: `proxy_set_header X-Original-URI $request_uri; X-Original-Method $request_method;`. */
   'auth-request': (request) => ({ method: header(request, 'x-original-method') ?? 'GET', url: required(request, 'x-original-uri') }),
   /** Traefik and Caddy send the X-Forwarded-* set: the target in X-Forwarded-Uri. */
@@ -35,27 +40,56 @@ const describers: Record<string, (request: FastifyRequest) => Original> = {
   'ext-authz': (request) => ({ method: request.method, url: request.url.slice(EXT_AUTHZ.length) || '/' }),
 }
 
+/** The flavour whose endpoint a raw path is, exactly as the routes below are written; undefined for any other. */
+export function forwardAuthFlavour(path: string): Flavour | undefined {
+  if (!path.startsWith(AUTHZ_PREFIX)) return undefined
+  if (path === `${AUTHZ_PREFIX}auth-request/`) return 'auth-request'
+  if (path === `${AUTHZ_PREFIX}forward-auth/`) return 'forward-auth'
+  return path.startsWith(`${EXT_AUTHZ}/`) ? 'ext-authz' : undefined
+}
+
+/** What the asking proxy is told: let it pass with these headers, send the client to log in, or refuse. */
+export type ForwardAuthAnswer =
+  | { readonly granted: true; readonly headers: Readonly<Record<string, string>> }
+  | { readonly granted: false; readonly redirect: string }
+  | { readonly granted: false; readonly refusal: GatehouseError; readonly headers: Readonly<Record<string, string>> }
+
+/** Every answer, allowed or not, is one no cache in between may keep on its own. */
+export const FORWARD_AUTH_CACHE_CONTROL = 'no-store'
+
 /**
  * The three endpoints, in a scope of their own that takes any method (a proxy may ask with the original's) and reads
  * no body: the question is in the headers, and a body some proxy sends along is drained within the size limit.
+ * The proxy's lean path (src/gateway/lean-proxy.ts) answers the bodiless questions at these endpoints before
+ * Fastify sees them, with the same `judgeForwardAuth`; these routes answer the rest.
  */
 export async function registerForwardAuth(server: FastifyInstance, app: App): Promise<void> {
   await server.register(async (scope) => {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, _body, done) => done(null, undefined))
-    for (const [flavour, describe] of Object.entries(describers)) {
-      const handler = (request: FastifyRequest, reply: FastifyReply) => decide(app, flavour, describe, request, reply)
+    for (const flavour of Object.keys(describers) as Flavour[]) {
+      const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+        reply.header('cache-control', FORWARD_AUTH_CACHE_CONTROL)
+        const answer = await judgeForwardAuth(app, flavour, request, (original) => asOriginal(request, original))
+        if (answer.granted) return reply.headers(answer.headers).code(200).send()
+        if ('redirect' in answer) return reply.redirect(answer.redirect, 302)
+        return sendError(request, reply.headers(answer.headers), answer.refusal)
+      }
       scope.route({ method: ALL_METHODS, url: flavour === 'ext-authz' ? `${EXT_AUTHZ}/*` : `${AUTHZ_PREFIX}${flavour}/`, handler })
     }
   })
 }
 
-async function decide(app: App, flavour: string, describe: (request: FastifyRequest) => Original, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  reply.header('cache-control', 'no-store')
+/**
+ * The decision for the original request a proxy describes: the same `authorize` the built-in proxy runs, for the
+ * service whose prefix the original path falls under. `viewAs` gives the asking request seen as the original one
+ * (its own headers, the original's method and target). Malformed questions throw their 4xx.
+ */
+export async function judgeForwardAuth(app: App, flavour: Flavour, request: GatewayRequest, viewAs: (original: Original) => GatewayRequest): Promise<ForwardAuthAnswer> {
   if (!app.trustsProxy(request.raw.socket.remoteAddress)) {
     throw new UntrustedProxy()
   }
-  const original = describe(request)
+  const original = describers[flavour](request)
   if (!METHOD.test(original.method)) throw new InvalidOriginalRequest('The original method is not an HTTP method.')
   if (!original.url.startsWith('/')) throw new InvalidOriginalRequest('The original URI must be a path, starting with "/".')
   assertWellFormedEscapes(original.url)
@@ -63,25 +97,24 @@ async function decide(app: App, flavour: string, describe: (request: FastifyRequ
   assertSafePath(path)
   const route = app.routes.find((candidate) => path.startsWith(candidate.prefix))
   if (!route) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
-  const decision = await app.authorize(asOriginal(request, original), route)
+  const decision = await app.authorize(viewAs(original), route)
   if (!decision.granted) {
-    if (decision.loginUrl && flavour === 'auth-request') {
-      reply.header(LOGIN_HEADER, decision.loginUrl)
-      return sendError(request, reply, decision.refusal)
-    }
-    if (decision.loginUrl) return reply.redirect(decision.loginUrl, 302)
-    return sendError(request, reply, decision.refusal)
+    // nginx's auth_request passes on only 2xx, 401 and 403: its login redirect travels as a 401 with the address.
+    if (decision.loginUrl && flavour === 'auth-request') return { granted: false, refusal: decision.refusal, headers: { [LOGIN_HEADER]: decision.loginUrl } }
+    if (decision.loginUrl) return { granted: false, redirect: decision.loginUrl }
+    return { granted: false, refusal: decision.refusal, headers: {} }
   }
   const { principal } = decision
-  if (principal) await identityHeaders(app, route, reply, principal)
-  return reply.code(200).send()
+  return { granted: true, headers: principal ? await identityHeaders(app, route, principal) : {} }
 }
 
-async function identityHeaders(app: App, route: Route, reply: FastifyReply, principal: NonNullable<FastifyRequest['gatehouse']['principal']>): Promise<void> {
-  reply.header('x-gatehouse-user', principal.user.username)
-  reply.header('x-gatehouse-user-id', String(principal.user.id))
-  reply.header('x-gatehouse-auth-method', principal.method)
-  reply.header('x-gatehouse-identity', await app.identity.tokenFor(principal, route.name, app.access.of(principal.user)))
+async function identityHeaders(app: App, route: Route, principal: Principal): Promise<Record<string, string>> {
+  return {
+    'x-gatehouse-user': principal.user.username,
+    'x-gatehouse-user-id': String(principal.user.id),
+    'x-gatehouse-auth-method': principal.method,
+    'x-gatehouse-identity': await app.identity.tokenFor(principal, route.name, app.access.of(principal.user)),
+  }
 }
 
 /**
@@ -95,12 +128,12 @@ function asOriginal(request: FastifyRequest, original: Original): FastifyRequest
   }) as FastifyRequest
 }
 
-function header(request: FastifyRequest, name: string): string | undefined {
+function header(request: GatewayRequest, name: string): string | undefined {
   const value = request.headers[name]
   return typeof value === 'string' && value !== '' ? value : undefined
 }
 
-function required(request: FastifyRequest, name: string): string {
+function required(request: GatewayRequest, name: string): string {
   const value = header(request, name)
   if (value === undefined) throw new MissingOriginalUri(`The asking proxy must send the original request's target in ${name}.`)
   return value

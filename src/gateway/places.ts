@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { Principal } from '../auth/principal.ts'
 import type { AuthMethod, Config } from '../config/schema.ts'
 import { type GatehouseError, PermissionDenied } from '../errors.ts'
@@ -19,7 +19,7 @@ export type EntryVerdict = typeof ALLOW | GatehouseError
  */
 export interface EntryRule {
   readonly name: string
-  decide(principal: Principal, request: FastifyRequest): EntryVerdict
+  decide(principal: Principal, request: GatewayRequest): EntryVerdict
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { InsufficientScope } from '../errors.ts'
 import { wantsHtml, isSafeMethod } from '../http/negotiation.ts'
 import type { Principal } from '../auth/principal.ts'
@@ -12,7 +12,7 @@ export type UnauthenticatedMode = 'auto' | 'redirect' | '401'
  * only browsers navigating. The same holds for a credential that failed (expired, forged): the platform sends
  * those to the login page too, while API clients under `auto` keep the 401 that says what was wrong.
  */
-export function redirectsToLogin(request: FastifyRequest, mode: UnauthenticatedMode): boolean {
+export function redirectsToLogin(request: GatewayRequest, mode: UnauthenticatedMode): boolean {
   return mode === 'redirect' || (mode === 'auto' && wantsHtml(request) && (request.method === 'GET' || request.method === 'HEAD'))
 }
 

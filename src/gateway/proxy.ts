@@ -1,25 +1,27 @@
 import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Dispatcher } from 'undici'
 import type { App } from '../app.ts'
-import { NotFound, UpstreamTimeout, UpstreamUnavailable, sendError } from '../errors.ts'
+import { NotFound, sendError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { answerRefusal } from './authorize.ts'
+import { upstreamFailure } from './lean-proxy.ts'
 import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
-import type { Route } from './routes.ts'
+import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { poolClient } from './upstream-pool.ts'
 import { WebSocketTunnels } from './websocket.ts'
 
-const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
-
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
+const METHODS = [...PROXIED_METHODS] as HTTPMethods[]
 
 /**
- * One encapsulated Fastify scope per service: its own upstream connection pool and timeouts, and a body
- * "parser" that hands the request stream through untouched, so uploads are streamed, never buffered.
+ * One encapsulated Fastify scope per service: its upstream connection pool and timeouts, and a body "parser" that
+ * hands the request stream through untouched, so uploads are streamed, never buffered. Most proxied requests never
+ * come here: the lean path (src/gateway/lean-proxy.ts) takes them first; this serves the rest (WebSocket upgrades,
+ * services with CORS, percent-encoded paths) the same way.
  */
-export async function registerProxy(server: FastifyInstance, app: App): Promise<void> {
+export async function registerProxy(server: FastifyInstance, app: App, upstreams: ReadonlyMap<Route, Dispatcher>): Promise<void> {
   const websockets = new WebSocketTunnels(server, app)
   for (const route of app.routes) {
     await server.register(async (scope) => {
@@ -28,12 +30,8 @@ export async function registerProxy(server: FastifyInstance, app: App): Promise<
       await scope.register(replyFrom, {
         base: route.upstream.origin,
         disableRequestLogging: true,
-        undici: {
-          connections: route.pool.connections,
-          connectTimeout: route.timeouts.connectMs,
-          headersTimeout: route.timeouts.responseMs,
-          bodyTimeout: route.timeouts.responseMs,
-        },
+        // Closed with the server, once the requests in flight are done.
+        undici: upstreams.get(route)!,
       })
       const { cors } = route
       if (cors) scope.addHook('onRequest', async (request, reply) => (cors.handle(request, reply) ? reply : undefined))
@@ -84,11 +82,8 @@ async function forward(app: App, route: Route, basePath: string, rewrite: Respon
     },
     retryDelay: () => null,
     onError: (replyWithError, { error }) => {
-      const cause = (error as { cause?: { code?: string } }).cause
-      const code = cause?.code ?? (error as { code?: string }).code ?? ''
-      const mapped = TIMEOUT_CODES.has(code) ? new UpstreamTimeout(route.name, error) : new UpstreamUnavailable(route.name, error)
       // reply-from has already logged the failure with its cause, at warn.
-      sendError(request, replyWithError as FastifyReply, mapped)
+      sendError(request, replyWithError as FastifyReply, upstreamFailure(route, error))
     },
   })
 }

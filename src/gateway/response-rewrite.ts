@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Route } from './routes.ts'
 
@@ -9,7 +9,7 @@ import type { Route } from './routes.ts'
  * turned into the public paths under the prefix; so is the `Path` of its cookies. Anything pointing elsewhere is
  * left as it is.
  */
-export type ResponseRewrite = (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders
+export type ResponseRewrite = (headers: IncomingHttpHeaders, request: GatewayRequest) => IncomingHttpHeaders
 
 export function responseRewrite(route: Route): ResponseRewrite {
   const upstreamOrigin = route.upstream.origin.toLowerCase()
@@ -31,7 +31,7 @@ export function responseRewrite(route: Route): ResponseRewrite {
     return mapped === undefined ? undefined : mapped + (end === -1 ? '' : reference.slice(end))
   }
 
-  function location(value: string, request: FastifyRequest): string | undefined {
+  function location(value: string, request: GatewayRequest): string | undefined {
     if (value.slice(0, upstreamOrigin.length).toLowerCase() === upstreamOrigin && /^(?:[/?#]|$)/.test(value.slice(upstreamOrigin.length))) {
       const mapped = mapReference(value.slice(upstreamOrigin.length) || '/')
       return mapped === undefined ? undefined : `${request.protocol}://${request.host}${mapped}`

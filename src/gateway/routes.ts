@@ -4,6 +4,9 @@ import { compileCors, type CorsPolicy } from './cors.ts'
 import { gatewayLoginUrl } from './policy.ts'
 import { UpstreamPool } from './upstream-pool.ts'
 
+/** The methods a service's prefix is routed for; others get the gateway's 404. */
+export const PROXIED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+
 /** A service as the request path needs it: a place (who may enter) with where to forward. Compiled once at start, looked up per request. */
 export interface Route extends Place {
   readonly prefix: string

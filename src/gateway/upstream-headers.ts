@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
@@ -42,7 +42,7 @@ function passesOn(name: string, fromTrustedProxy: boolean): boolean {
  * lists and without the gateway's own cookies, plus X-Forwarded-* and the verified identity (with the caller's teams,
  * `access`). Built in one pass into a new object.
  */
-export function upstreamRequestHeaders(request: FastifyRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, principal: Principal | undefined, identity: string | undefined, access?: UserAccess): IncomingHttpHeaders {
+export function upstreamRequestHeaders(request: GatewayRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, principal: Principal | undefined, identity: string | undefined, access?: UserAccess): IncomingHttpHeaders {
   const peer = request.raw.socket.remoteAddress ?? ''
   const fromTrustedProxy = trustsProxy(peer)
   const listed = connectionOptions(incoming.connection)

@@ -1,5 +1,5 @@
-import type { FastifyRequest } from 'fastify'
 import { InvalidHost } from '../errors.ts'
+import type { GatewayRequest } from './gateway-request.ts'
 
 /**
  * `host[:port]` (RFC 9110 §7.2, RFC 3986 §3.2.2): a bracketed IPv6 literal, or a name of letters, digits, dots,
@@ -13,15 +13,22 @@ const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?$/
  * The host checked is the one the request is served for (Host, or X-Forwarded-Host from a trusted proxy).
  * Gatehouse never builds its own URLs from it; those come from `server.public_url`.
  */
-export async function refuseBadHost(request: FastifyRequest): Promise<void> {
+export async function refuseBadHost(request: HostedRequest): Promise<void> {
+  const problem = hostProblem(request)
+  if (problem) throw problem
+}
+
+type HostedRequest = Pick<GatewayRequest, 'host'> & { readonly raw: { readonly rawHeaders: readonly string[] } }
+
+/** The refusal `refuseBadHost` throws, returned instead: for the proxy's lean path, which asks before it commits. */
+export function hostProblem(request: HostedRequest): InvalidHost | undefined {
   const raw = request.raw.rawHeaders
   let hosts = 0
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
-  if (hosts > 1) throw new InvalidHost('The request has more than one Host header.')
+  if (hosts > 1) return new InvalidHost('The request has more than one Host header.')
   const host = request.host
-  if (hosts === 0 && !host) return
+  if (hosts === 0 && !host) return undefined
   const match = host ? HOST.exec(host) : null
-  if (!match || Number(match[1] ?? 0) > 65535 || !URL.canParse(`http://${host}/`)) {
-    throw new InvalidHost()
-  }
+  if (!match || Number(match[1] ?? 0) > 65535 || !URL.canParse(`http://${host}/`)) return new InvalidHost()
+  return undefined
 }

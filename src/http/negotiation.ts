@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { GatewayRequest } from './gateway-request.ts'
 
 /**
  * What a request asks for, read the same way by every layer: whether a browser is navigating (and gets pages), and
@@ -6,7 +6,7 @@ import type { FastifyRequest } from 'fastify'
  */
 
 /** A browser navigating (Accept lists text/html before any JSON) gets pages; everything else gets JSON. */
-export function wantsHtml(request: FastifyRequest): boolean {
+export function wantsHtml(request: Pick<GatewayRequest, 'headers'>): boolean {
   const accept = request.headers.accept
   if (typeof accept !== 'string' || !accept.includes('text/html')) return false
   const json = accept.indexOf('application/json')

@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { NewAuditEntry } from '../store/audit.ts'
 import type { Database } from '../store/database.ts'
@@ -11,6 +11,13 @@ const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 const AUTH_METHODS = ['none', 'basic', 'session', 'token', 'oidc'] as const
 /** Requests no place took (health probes, /metrics, unknown paths) count under this service. */
 const NO_SERVICE = 'none'
+
+/** What the metrics read of an answer: Fastify's reply, or the proxy's lean response (src/gateway/lean-proxy.ts). */
+export interface AnsweredRequest {
+  readonly statusCode: number
+  /** Milliseconds from the request's arrival to its answer. */
+  readonly elapsedTime: number
+}
 
 const FAST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
@@ -64,7 +71,7 @@ export class GatewayMetrics {
   }
 
   /** Counts an answered request, and the authentication decision it carried; called once per request from the response hook. */
-  requestDone(request: FastifyRequest, reply: FastifyReply): void {
+  requestDone(request: Pick<GatewayRequest, 'method' | 'gatehouse'>, reply: AnsweredRequest): void {
     const context = request.gatehouse
     if (!context) return
     const s = (context.place !== undefined ? this.#serviceIndex.get(context.place.name) : undefined) ?? 0

@@ -1,6 +1,6 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider'
+import { BoundedCache } from '../store/cache.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
-
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
@@ -29,6 +29,11 @@ export interface AdapterDependencies {
 export class StoreAdapter implements Adapter {
   readonly #model: string
   readonly #deps: AdapterDependencies
+  /**
+   * The client of each refresh token just read: a refresh reads its token, then consumes it, and consuming needs
+   * the client (a token's client never changes), which this saves reading the record again for.
+   */
+  readonly #refreshTokenClients = new BoundedCache<string, string>({ maxEntries: 1000, maxAgeMs: 60_000 })
 
   constructor(model: string, deps: AdapterDependencies) {
     this.#model = model
@@ -48,7 +53,9 @@ export class StoreAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return asPayload(await this.#deps.records.find(this.#model, id))
+    const record = await this.#deps.records.find(this.#model, id)
+    if (record && this.#model === 'RefreshToken') this.#refreshTokenClients.set(id, String(record.payload.clientId))
+    return asPayload(record)
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -61,8 +68,9 @@ export class StoreAdapter implements Adapter {
 
   async consume(id: string): Promise<void> {
     if (this.#model === 'RefreshToken') {
-      const record = await this.#deps.records.find(this.#model, id)
-      if (!record || !this.#deps.detectsRefreshTokenReuse(String(record.payload.clientId))) return
+      const clientId = this.#refreshTokenClients.get(id) ?? (await this.#deps.records.find(this.#model, id))?.payload.clientId
+      this.#refreshTokenClients.forget(id)
+      if (clientId === undefined || !this.#deps.detectsRefreshTokenReuse(String(clientId))) return
     }
     await this.#deps.records.consume(this.#model, id)
   }

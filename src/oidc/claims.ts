@@ -73,11 +73,16 @@ export function orderScopes(scopes: Iterable<string>): string {
 }
 
 /** oidc-provider's `findAccount`: an active Gatehouse user by id (the `sub`). */
-export function accountFinder(accounts: Accounts) {
-  return async function findAccount(_ctx: KoaContextWithOIDC, sub: string): Promise<Account | undefined> {
+/**
+ * `onRefresh` judges a user again when a refresh token of `clientId` is used; it throws to refuse the refresh (the
+ * client's access rules no longer let the user in).
+ */
+export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void) {
+  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
     if (!user || !user.isActive) return undefined
+    if (onRefresh && token?.kind === 'RefreshToken' && token.clientId) onRefresh(ctx, token.clientId, user)
     return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
   }
 }

@@ -1,6 +1,6 @@
-import { hash, randomUUID } from 'node:crypto'
+import { hash, randomUUID, subtle, type webcrypto } from 'node:crypto'
 import { compactVerify, decodeJwt, importJWK, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
-import { REFRESH_SIGNING_ALG, SIGNING_ALG, type RealmKeySet } from './keys.ts'
+import { REFRESH_SIGNING_ALG, type RealmKeySet } from './keys.ts'
 
 /**
  * Keycloak's JWT shapes for the two tokens oidc-provider issues in other shapes, so that adapters that decode
@@ -49,13 +49,15 @@ export function sessionCookieValue(sid: string): string {
 
 export class KeycloakTokens {
   readonly #issuer: string
-  readonly #idKey: Promise<{ key: CryptoKey | Uint8Array; kid: string }>
-  readonly #refreshKey: Promise<{ key: CryptoKey | Uint8Array; kid: string }>
+  readonly #idKey: Promise<{ key: CryptoKey; kid: string }>
+  readonly #idAlg: string
+  readonly #refreshKey: Promise<{ key: CryptoKey; kid: string }>
 
   constructor(issuer: string, accessKeys: RealmKeySet, refreshKeys: RealmKeySet) {
     this.#issuer = issuer
-    this.#idKey = activeKey(accessKeys, SIGNING_ALG)
-    this.#refreshKey = activeKey(refreshKeys, REFRESH_SIGNING_ALG)
+    this.#idAlg = accessKeys.alg
+    this.#idKey = activeKey(accessKeys, (jwk) => importJWK(jwk, accessKeys.alg) as Promise<CryptoKey>)
+    this.#refreshKey = activeKey(refreshKeys, refreshKey)
   }
 
   /** Keycloak's refresh token for oidc-provider's refresh token record (its `jti` is the record's id). */
@@ -102,7 +104,7 @@ export class KeycloakTokens {
       acr: acr ?? '1',
       ...inKeycloakOrder(profile),
     }
-    return new SignJWT(payload).setProtectedHeader({ alg: SIGNING_ALG, typ: 'JWT', kid }).sign(key)
+    return new SignJWT(payload).setProtectedHeader({ alg: this.#idAlg, typ: 'JWT', kid }).sign(key)
   }
 }
 
@@ -119,10 +121,10 @@ export interface RefreshTokenClaims {
  */
 export async function verifyRefreshToken(jwt: string, issuer: string, refreshKeys: RealmKeySet): Promise<RefreshTokenClaims | undefined> {
   try {
-    const { payload } = await compactVerify(jwt, async (header) => {
+    const { payload } = await compactVerify(jwt, (header) => {
       const jwk = refreshKeys.privateJwks.find((k) => k.kid === header.kid)
       if (!jwk) throw new Error('unknown key')
-      return importJWK(jwk, REFRESH_SIGNING_ALG)
+      return refreshKey(jwk)
     }, { algorithms: [REFRESH_SIGNING_ALG] })
     const claims = JSON.parse(new TextDecoder().decode(payload)) as JWTPayload
     const typed = claims.typ === 'Refresh' || claims.typ === 'Offline'
@@ -131,6 +133,17 @@ export async function verifyRefreshToken(jwt: string, issuer: string, refreshKey
   } catch {
     return undefined
   }
+}
+
+/**
+ * A refresh (HMAC) key as a CryptoKey, imported once per key: jose's importJWK gives a secret's raw bytes, which it
+ * would import again for every signature it makes or checks. Keyed by the key set's own JWK objects.
+ */
+const refreshKeys = new WeakMap<JWK, Promise<CryptoKey>>()
+function refreshKey(jwk: JWK): Promise<CryptoKey> {
+  let key = refreshKeys.get(jwk)
+  if (!key) refreshKeys.set(jwk, (key = subtle.importKey('jwk', jwk as webcrypto.JsonWebKey, { name: 'HMAC', hash: 'SHA-512' }, false, ['sign', 'verify'])))
+  return key
 }
 
 /** Keycloak writes the profile and email claims in the order its mappers run; other claims follow. */
@@ -147,7 +160,7 @@ export function halfHash(value: string): string {
   return digest.subarray(0, digest.length / 2).toString('base64url')
 }
 
-async function activeKey(keys: RealmKeySet, alg: string): Promise<{ key: CryptoKey | Uint8Array; kid: string }> {
+async function activeKey(keys: RealmKeySet, imported: (jwk: JWK) => Promise<CryptoKey>): Promise<{ key: CryptoKey; kid: string }> {
   const jwk = keys.privateJwks.find((k) => k.kid === keys.activeKid) as JWK
-  return { key: await importJWK(jwk, alg), kid: keys.activeKid }
+  return { key: await imported(jwk), kid: keys.activeKid }
 }

@@ -1,18 +1,23 @@
 import { randomUUID, type JsonWebKey } from 'node:crypto'
 import { exportJWK, generateKeyPair, generateSecret, type JWK } from 'jose'
+import type { RealmConfig } from '../config/realms.ts'
 import type { SigningKey } from '../store/signing-keys.ts'
 import type { Store } from '../store/store.ts'
 
 /** Keycloak signs with RS256 by default; services built for it expect that. */
 export const SIGNING_ALG = 'RS256'
+/** What a realm may sign access and ID tokens with (`default_signature_algorithm`). */
+export type SignatureAlg = RealmConfig['default_signature_algorithm']
 /**
  * Keycloak signs its refresh tokens with the realm's HMAC key (HS512): only the realm can verify them, so no
  * service that checks access tokens against the JWKS can be handed a refresh token instead.
  */
 export const REFRESH_SIGNING_ALG = 'HS512'
-export type RealmKeyAlg = typeof SIGNING_ALG | typeof REFRESH_SIGNING_ALG
+export type RealmKeyAlg = SignatureAlg | typeof REFRESH_SIGNING_ALG
 
 export interface RealmKeySet {
+  /** What every key of the set signs with. */
+  readonly alg: RealmKeyAlg
   /** The key new tokens are signed with. */
   readonly activeKid: string
   /** Private JWKs for oidc-provider: the active key first, then retired keys whose tokens may still be alive. */
@@ -28,8 +33,9 @@ export interface RealmKeySet {
  * signs with the same key and publishes the same JWKS. A key is replaced after `rotationSeconds`; the replaced
  * key stays published for `graceSeconds` (the longest a token it signed can live), then is deleted.
  * Processes that rotate at the same moment agree afterwards: the newest key wins and the others are retired.
- * The RS256 keys sign access and ID tokens (purpose `oidc:<realm>`); an HS512 secret signs refresh tokens
- * (purpose `oidc-hs512:<realm>`) and is never published.
+ * The RS256 keys sign access and ID tokens (purpose `oidc:<realm>`), or the ES256 keys when the realm signs with
+ * those (`oidc-es256:<realm>`); an HS512 secret signs refresh tokens (purpose `oidc-hs512:<realm>`) and is never
+ * published.
  */
 export class RealmKeys {
   readonly #store: Store
@@ -72,6 +78,7 @@ export class RealmKeys {
     return {
       changed,
       keys: Object.freeze({
+        alg: this.#alg,
         activeKid: active!.kid,
         privateJwks: Object.freeze(ordered.map((k) => k.privateJwk as JWK)),
         publicJwks: Object.freeze(ordered.map((k) => k.publicJwk as JWK)),
@@ -100,9 +107,9 @@ async function newSigningKey(purpose: string, alg: RealmKeyAlg, realm: string, n
     const privateJwk = { ...(await exportJWK(secret)), kid, alg, use: 'sig' }
     return { kid, purpose, alg, privateJwk, publicJwk: { kty: 'oct', kid, alg, use: 'sig' }, created: now, retireAt: null }
   }
-  const { privateKey } = await generateKeyPair(alg, { extractable: true, modulusLength: 2048 })
+  const { privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'RS256' ? { modulusLength: 2048 } : {}) })
   const exported = await exportJWK(privateKey)
-  // Keycloak publishes a self-signed certificate with each RSA key (x5c); some clients read that instead. The ASN.1
+  // Keycloak publishes a self-signed certificate with each key (x5c); some clients read that instead. The ASN.1
   // library that writes it loads only when a key is made, not at every start.
   const { selfSignedCertificate } = await import('./certificates.ts')
   const privateJwk = { ...exported, kid, alg, use: 'sig', ...selfSignedCertificate(exported as JsonWebKey, realm, now) }

@@ -6,6 +6,7 @@ import type { User } from '../store/users.ts'
 import { errors } from './provider-errors.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
+import type { SignatureAlg } from './keys.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 
 export const PASSWORD_GRANT = 'password'
@@ -30,13 +31,13 @@ export interface PasswordGrantOptions {
   resourceServer(): ReturnType<typeof buildResourceServerInfo>
 }
 
-export function buildResourceServerInfo(scopes: readonly string[], accessTokenSeconds: number, kid: string) {
+export function buildResourceServerInfo(scopes: readonly string[], accessTokenSeconds: number, alg: SignatureAlg, kid: string) {
   return {
     scope: scopes.join(' '),
     audience: 'account',
     accessTokenTTL: accessTokenSeconds,
     accessTokenFormat: 'jwt' as const,
-    jwt: { sign: { alg: 'RS256' as const, kid } },
+    jwt: { sign: { alg, kid } },
   }
 }
 
@@ -138,7 +139,7 @@ async function checkCredentials(accounts: Accounts, username: string, password: 
  * A user the client's `access` rules refuse: 400 `access_denied`, Keycloak's answer when its Deny Access step
  * refuses a direct grant, with the refusal's explanation.
  */
-function accessDenied(description: string): InstanceType<typeof errors.AccessDenied> {
+export function accessDenied(description: string): InstanceType<typeof errors.AccessDenied> {
   return Object.assign(new errors.AccessDenied(description), { error_description: description, status: 400, statusCode: 400 })
 }
 

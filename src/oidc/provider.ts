@@ -13,7 +13,7 @@ import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, logg
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
-import { buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant } from './password-grant.ts'
+import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant } from './password-grant.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 
 /** Keycloak's endpoint paths, relative to the issuer `<public URL>/realms/<realm>`. */
@@ -104,8 +104,13 @@ export function buildProvider(options: ProviderOptions): Provider {
   const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
   const resource = `urn:gatehouse:realm:${realm.name}`
   const scopes = options.applications ? [...new Set([...realmScopes(realm), ...APPLICATION_SCOPES])] : realmScopes(realm)
-  const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, keys.activeKid)
-  const findAccount = accountFinder(options.accounts)
+  const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, realm.default_signature_algorithm, keys.activeKid)
+  // A refresh judges the client's access rules again: a user who left the team a client admits gets no new tokens.
+  const clientAccess = options.clientAccess
+  const findAccount = accountFinder(options.accounts, clientAccess && ((ctx, clientId, user) => {
+    const refusal = clientAccess(realm.name, clientId, user, (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address ?? '')
+    if (refusal) throw accessDenied(refusal)
+  }))
   const adapterDeps = {
     records: options.records,
     revoke: options.revoke,
@@ -117,6 +122,8 @@ export function buildProvider(options: ProviderOptions): Provider {
       ? new ApplicationClientAdapter(realm.name, options.applications, applications)
       : new StoreAdapter(model, adapterDeps),
     clients: realm.clients.map((client) => clientMetadata(client, issuer)),
+    // ID tokens are signed with the realm's algorithm, whatever client (configured or application) they are for.
+    clientDefaults: { grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic', id_token_signed_response_alg: realm.default_signature_algorithm },
     jwks: { keys: keys.privateJwks as never },
     findAccount,
     claims: SCOPE_CLAIMS,

@@ -14,7 +14,7 @@ import type { Store } from '../store/store.ts'
 import type { ApplicationClients } from './applications.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
-import { REFRESH_SIGNING_ALG, RealmKeys, SIGNING_ALG, type RealmKeySet } from './keys.ts'
+import { REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet, type SignatureAlg } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
@@ -85,7 +85,7 @@ class LoadedKeys {
 export class Realm {
   readonly config: RealmConfig
   readonly #deps: RealmDependencies
-  /** RS256: access and ID tokens, published in the JWKS. */
+  /** RS256 or ES256 (`default_signature_algorithm`): access and ID tokens, published in the JWKS. */
   readonly #keys: LoadedKeys
   /** HS512: refresh tokens, never published. */
   readonly #refreshKeys: LoadedKeys
@@ -102,7 +102,7 @@ export class Realm {
     this.config = config
     this.#deps = deps
     const changed = () => deps.bus.publish(KEYS_TOPIC, config.name)
-    this.#keys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, config.access_token_seconds + KEY_GRACE_SECONDS), changed)
+    this.#keys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, config.access_token_seconds + KEY_GRACE_SECONDS, config.default_signature_algorithm), changed)
     // A refresh token lives at most as long as its session; its key stays until then.
     const longestSession = Math.max(config.sso_session_max_seconds, config.offline_session_max_seconds)
     this.#refreshKeys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, longestSession + KEY_GRACE_SECONDS, REFRESH_SIGNING_ALG), changed)
@@ -117,11 +117,16 @@ export class Realm {
     return `${this.#deps.publicUrl()}/realms/${this.config.name}`
   }
 
+  /** What the realm signs access and ID tokens with; tokens signed otherwise are refused. */
+  get signatureAlgorithm(): SignatureAlg {
+    return this.config.default_signature_algorithm
+  }
+
   client(clientId: string): RealmClientConfig | undefined {
     return this.#clients.get(clientId)
   }
 
-  /** The realm's published (RS256) keys; read again (rotating when due) once they may have changed. */
+  /** The realm's published keys; read again (rotating when due) once they may have changed. */
   keySet(now = Date.now()): Promise<RealmKeySet> {
     return this.#keys.get(now)
   }
@@ -140,8 +145,8 @@ export class Realm {
   }
 
   /**
-   * Checks an access token of this realm the way a service built for Keycloak does, in process: RS256 signature
-   * with the realm's keys, issuer, expiry and not-before (5 s tolerance), not issued in the future, `typ: Bearer`,
+   * Checks an access token of this realm the way a service built for Keycloak does, in process: signature with the
+   * realm's keys and algorithm, issuer, expiry and not-before (5 s tolerance), not issued in the future, `typ: Bearer`,
    * `azp` and a user subject; then that the realm still has its record (it was not revoked and its session did not
    * end). It does not check the audience or the user: the caller's policy does.
    */
@@ -150,13 +155,13 @@ export class Realm {
     try {
       ({ payload } = await jwtVerify(token, await this.verificationKey(), {
         issuer: this.issuer,
-        algorithms: [SIGNING_ALG],
+        algorithms: [this.signatureAlgorithm],
         requiredClaims: ['exp', 'iat', 'jti', 'sub'],
         clockTolerance: CLOCK_TOLERANCE_SECONDS,
         currentDate: new Date(now),
       }))
     } catch (error) {
-      throw new AccessTokenRefused(describeJoseError(error))
+      throw new AccessTokenRefused(describeJoseError(error, this.signatureAlgorithm))
     }
     if (payload.iat! > now / 1000 + CLOCK_TOLERANCE_SECONDS) throw new AccessTokenRefused('The access token is not valid yet.')
     if (payload.typ !== 'Bearer') throw new AccessTokenRefused('The token is not an access token.')
@@ -247,12 +252,12 @@ export class Realm {
   }
 }
 
-function describeJoseError(error: unknown): string {
+function describeJoseError(error: unknown, alg: SignatureAlg): string {
   if (error instanceof joseErrors.JWTExpired) return 'The access token has expired.'
   if (error instanceof joseErrors.JWTClaimValidationFailed && error.claim === 'nbf') return 'The access token is not valid yet.'
   if (error instanceof joseErrors.JWTClaimValidationFailed && error.claim === 'iss') return 'The access token was not issued by this realm.'
   if (error instanceof joseErrors.JWSSignatureVerificationFailed || error instanceof joseErrors.JWKSNoMatchingKey) return 'The access token signature does not verify.'
-  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'The access token is not signed with RS256.'
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return `The access token is not signed with ${alg}.`
   return 'The access token is not valid.'
 }
 

@@ -245,7 +245,7 @@ async function realmInfo(realm: Realm): Promise<Record<string, unknown>> {
 /** The `jti` of an access token this realm signed; undefined when the signature does not verify. Expiry is oidc-provider's to judge. */
 async function accessTokenId(realm: Realm, jwt: string): Promise<string | undefined> {
   try {
-    const { payload } = await compactVerify(jwt, await realm.verificationKey(), { algorithms: ['RS256'] })
+    const { payload } = await compactVerify(jwt, await realm.verificationKey(), { algorithms: [realm.signatureAlgorithm] })
     const claims = JSON.parse(new TextDecoder().decode(payload)) as { jti?: unknown; typ?: unknown }
     return typeof claims.jti === 'string' && claims.typ === 'Bearer' ? claims.jti : undefined
   } catch {

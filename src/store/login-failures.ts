@@ -100,6 +100,12 @@ export class LoginFailureRepository {
     return toAddressFailures(row)
   }
 
+  /** Forgets an address's failures, ending its throttling; answers whether there was anything to forget. */
+  async clearAddress(address: string): Promise<boolean> {
+    const result = await this.#db.deleteFrom('login_address_failures').where('address', '=', address).executeTakeFirst()
+    return Number(result.numDeletedRows) > 0
+  }
+
   /** Deletes the records of addresses whose last failure came before `before`; returns how many. */
   async deleteStaleAddresses(before: number): Promise<number> {
     const result = await this.#db.deleteFrom('login_address_failures').where('last_failure_at', '<', before).executeTakeFirst()

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely'
+import { DatabaseUnavailable } from '../errors.ts'
 import type { Tables } from './schema.ts'
 
 export interface OidcRecord {
@@ -21,19 +22,80 @@ export interface OidcRecordInput {
   expiresAt?: number | undefined
 }
 
+/** The most records one statement writes: well within both backends' limits on bound parameters. */
+const MAX_BATCH_RECORDS = 200
+
+interface QueuedRecord {
+  input: OidcRecordInput
+  written: () => void
+  failed: (error: unknown) => void
+}
+
 /**
  * The OpenID Connect provider's records (sessions, grants, codes, tokens, interactions), one row each,
  * as JSON payloads keyed by model and id. Expired rows are never returned and are pruned from time to time.
+ *
+ * With `batched` (the store's own repository, never one in a transaction), records written in the same turn of
+ * the event loop go to the database in one statement: every token endpoint request writes a record, and one
+ * commit for all of them costs far less than one each. A caller still waits until its own record is committed,
+ * so a token is answered only once revocation can find it; a failure reaches every caller of the batch (an
+ * outage), or only the caller whose record was refused. Deleting waits for the writes queued before it, so a
+ * revocation never misses a record written before it was asked for, and a deleted record is never written back.
  */
 export class OidcRecordRepository {
   readonly #db: Kysely<Tables>
+  readonly #batched: boolean
+  #queue: QueuedRecord[] = []
+  readonly #inFlight = new Set<Promise<void>>()
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, options: { batched?: boolean } = {}) {
     this.#db = db
+    this.#batched = options.batched === true
   }
 
-  async upsert(input: OidcRecordInput): Promise<void> {
-    const values = {
+  /** Writes a record, replacing one of the same model and id; resolves once it is committed. */
+  upsert(input: OidcRecordInput): Promise<void> {
+    if (!this.#batched) return this.#write([input])
+    return new Promise((written, failed) => {
+      if (this.#queue.length === 0) setImmediate(() => this.#flush())
+      this.#queue.push({ input, written, failed })
+    })
+  }
+
+  /** Resolves once every record queued before the call is written (or has failed). */
+  async settled(): Promise<void> {
+    this.#flush()
+    await Promise.all(this.#inFlight)
+  }
+
+  #flush(): void {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, MAX_BATCH_RECORDS)
+      const writing = this.#writeBatch(batch).finally(() => this.#inFlight.delete(writing))
+      this.#inFlight.add(writing)
+    }
+  }
+
+  async #writeBatch(batch: QueuedRecord[]): Promise<void> {
+    try {
+      await this.#write(batch.map((queued) => queued.input))
+      for (const queued of batch) queued.written()
+    } catch (error) {
+      if (batch.length === 1 || error instanceof DatabaseUnavailable) {
+        for (const queued of batch) queued.failed(error)
+        return
+      }
+      // A record the database refuses (bad input) must fail its own caller only.
+      await Promise.all(batch.map((queued) => this.#write([queued.input]).then(queued.written, queued.failed)))
+    }
+  }
+
+  async #write(inputs: OidcRecordInput[]): Promise<void> {
+    // One statement may not change a row twice (PostgreSQL refuses it): the last write of a record wins, as it would one by one.
+    const latest = new Map(inputs.map((input) => [`${input.model}\u0000${input.id}`, input]))
+    const rows = [...latest.values()].map((input) => ({
+      model: input.model,
+      id: input.id,
       payload: JSON.stringify(input.payload),
       grant_id: input.grantId ?? null,
       uid: input.uid ?? null,
@@ -41,9 +103,17 @@ export class OidcRecordRepository {
       account_id: typeof input.payload.accountId === 'string' ? input.payload.accountId : null,
       expires_at: input.expiresAt ?? null,
       consumed_at: null,
-    }
-    await this.#db.insertInto('oidc_records').values({ model: input.model, id: input.id, ...values })
-      .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet(values))
+    }))
+    await this.#db.insertInto('oidc_records').values(rows)
+      .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet((eb) => ({
+        payload: eb.ref('excluded.payload'),
+        grant_id: eb.ref('excluded.grant_id'),
+        uid: eb.ref('excluded.uid'),
+        user_code: eb.ref('excluded.user_code'),
+        account_id: eb.ref('excluded.account_id'),
+        expires_at: eb.ref('excluded.expires_at'),
+        consumed_at: eb.ref('excluded.consumed_at'),
+      })))
       .execute()
   }
 
@@ -70,10 +140,12 @@ export class OidcRecordRepository {
   }
 
   async destroy(model: string, id: string): Promise<void> {
+    await this.settled()
     await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('id', '=', id).execute()
   }
 
   async destroyByGrantId(model: string, grantId: string): Promise<void> {
+    await this.settled()
     await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('grant_id', '=', grantId).execute()
   }
 
@@ -83,6 +155,7 @@ export class OidcRecordRepository {
    * without one (client credentials, interactions) are left alone.
    */
   async destroyByAccount(accountId: string): Promise<number> {
+    await this.settled()
     const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).executeTakeFirst()
     return Number(result.numDeletedRows)
   }

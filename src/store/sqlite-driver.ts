@@ -9,7 +9,8 @@ import type { SqliteDatabase, SqliteStatement } from 'kysely'
 export class NodeSqliteDatabase implements SqliteDatabase {
   readonly raw: DatabaseSync
   readonly busyTimeoutMs: number
-  readonly #statements = new Map<string, StatementSync>()
+  /** Prepared statements by SQL text, with whether each returns rows (asking SQLite that builds its column list). */
+  readonly #statements = new Map<string, { statement: StatementSync; reader: boolean }>()
   #dataVersionStatement: StatementSync | undefined
 
   /** `busyTimeoutMs`: how long a statement waits for another process's lock (the whole process waits with it: the API is synchronous). */
@@ -36,15 +37,16 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   }
 
   prepare(sql: string): SqliteStatement {
-    let statement = this.#statements.get(sql)
-    if (!statement) {
-      statement = this.raw.prepare(sql)
+    let cached = this.#statements.get(sql)
+    if (!cached) {
+      const statement = this.raw.prepare(sql)
+      cached = { statement, reader: statement.columns().length > 0 }
       if (this.#statements.size > 500) this.#statements.clear()
-      this.#statements.set(sql, statement)
+      this.#statements.set(sql, cached)
     }
-    const prepared = statement
+    const prepared = cached.statement
     return {
-      reader: prepared.columns().length > 0,
+      reader: cached.reader,
       all: (parameters) => prepared.all(...toSqlite(parameters)),
       run: (parameters) => {
         const result = prepared.run(...toSqlite(parameters))

@@ -52,15 +52,23 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     await database.close()
     throw error
   }
+  const repositories = repositoriesOn(database.db, new OidcRecordRepository(database.db, { batched: true }))
   return {
     database,
-    ...repositoriesOn(database.db),
-    transaction: (work) => database.db.transaction().execute((trx) => work(repositoriesOn(trx))),
-    close: () => database.close(),
+    ...repositories,
+    // A transaction may revoke tokens (tx.oidc): the token records queued before it are written first.
+    transaction: async (work) => {
+      await repositories.oidc.settled()
+      return database.db.transaction().execute((trx) => work(repositoriesOn(trx, new OidcRecordRepository(trx))))
+    },
+    close: async () => {
+      await repositories.oidc.settled()
+      await database.close()
+    },
   }
 }
 
-function repositoriesOn(db: Kysely<Tables>): Repositories {
+function repositoriesOn(db: Kysely<Tables>, oidc: OidcRecordRepository): Repositories {
   return {
     users: new UserRepository(db),
     settings: new SettingsRepository(db),
@@ -68,7 +76,7 @@ function repositoriesOn(db: Kysely<Tables>): Repositories {
     signingKeys: new SigningKeyRepository(db),
     sessions: new SessionRepository(db),
     tokens: new TokenRepository(db),
-    oidc: new OidcRecordRepository(db),
+    oidc,
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
     audit: new AuditRepository(db),

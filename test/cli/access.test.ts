@@ -7,11 +7,8 @@ import { demoConfigFile } from '../../src/config/load.ts'
 import { openStore } from '../../src/store/store.ts'
 import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
-describe('bin/gatehouse access check', () => {
-  const dir = tempDir()
-  const check = (...args: string[]) => runCli(['access', 'check', ...args, '--config', demoConfigFile, '--data-dir', dir])
-
-  before(async () => {
+/** rita, a member of the organization Research, and otto, a member of nothing. */
+async function seedUsers(dir: string): Promise<void> {
     const store = await openStore({ dataDir: dir })
     const research = await store.access.createOrganization({ name: 'Research' })
     const member = await store.users.create({ username: 'rita' })
@@ -19,6 +16,14 @@ describe('bin/gatehouse access check', () => {
     const role = (await store.access.findRoleDefinitionByName('Organization Member'))!
     await store.access.assign({ roleDefinitionId: role.id, actor: 'user', actorId: member.id, objectType: 'organization', objectId: research.id })
     await store.close()
+}
+
+describe('bin/gatehouse access check', () => {
+  const dir = tempDir()
+  const check = (...args: string[]) => runCli(['access', 'check', ...args, '--config', demoConfigFile, '--data-dir', dir])
+
+  before(async () => {
+    await seedUsers(dir)
   })
   after(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -46,6 +51,50 @@ describe('bin/gatehouse access check', () => {
   it('refuses an unknown user or a path no service serves as usage mistakes', async () => {
     assert.equal((await check('nobody', 'GET', '/api/eda/')).code, 2)
     assert.equal((await check('otto', 'GET', '/nowhere/')).code, 2)
+  })
+})
+
+describe('bin/gatehouse access check for the gateway\'s own paths, and check-client for realm clients', () => {
+  const dir = tempDir()
+  const config = join(dir, 'gatehouse.yaml')
+  const run = (...args: string[]) => runCli(['access', ...args, '--config', config, '--data-dir', dir])
+
+  before(async () => {
+    writeFileSync(config, [
+      'services:',
+      '  - { name: api, prefix: /api/things/, upstream: "http://127.0.0.1:9" }',
+      'gateway:',
+      '  access:',
+      '    - { allow: { superuser: true } }',
+      '    - { allow: { organizations: [Research] } }',
+      'realms:',
+      '  - name: platform',
+      '    clients:',
+      '      - { client_id: console, public_client: true, direct_access_grants: true, access: [{ allow: { organizations: [Research] } }] }',
+    ].join('\n'))
+    await seedUsers(dir)
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  it('judges the gateway API and the web interface by gateway.access', async () => {
+    const allowed = await run('check', 'rita', 'GET', '/api/gateway/v1/me/')
+    assert.equal(allowed.code, 0, allowed.stderr)
+    assert.match(allowed.stdout, /gateway\.access/)
+    assert.match(allowed.stdout, /decision: allow by rule 2: allow organizations=Research/)
+    const refused = await run('check', 'otto', 'GET', '/ui/')
+    assert.equal(refused.code, 1)
+    assert.match(refused.stdout, /decision: deny \(no rule matched\)/)
+  })
+
+  it('judges a sign-in to a realm client by the client\'s rules', async () => {
+    const allowed = await run('check-client', 'rita', 'platform/console')
+    assert.equal(allowed.code, 0, allowed.stderr)
+    assert.match(allowed.stdout, /decision: allow/)
+    const refused = await run('check-client', 'otto', 'platform/console')
+    assert.equal(refused.code, 1)
+    assert.match(refused.stdout, /decision: deny \(No access rule of the client "platform\/console"/)
+    assert.equal((await run('check-client', 'rita', 'platform/nothing')).code, 2)
+    assert.equal((await run('check-client', 'rita', 'console')).code, 2)
   })
 })
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it, mock } from 'node:test'
 import { countedAddress } from '../../src/directory/lockout.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
-import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, basic, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { testRealms, TOKEN_PATH } from '../helpers/oidc.ts'
 import { LOGIN } from '../helpers/session.ts'
@@ -63,6 +63,21 @@ for (const backend of gatewayBackends) {
       assert.equal(codeOf(await basicFrom('127.0.0.2', 'stan', 'stan-password-1')), 'login_throttled', 'refused checks do not extend the window')
       await advance(1)
       assert.equal((await basicFrom('127.0.0.2', 'pam', 'pam-password-1')).status, 200)
+    })
+
+    it('ends an address\'s throttling with `gatehouse users unthrottle ADDRESS`, and refuses a string that is not one', async () => {
+      for (const name of ['pam', 'quinn', 'rosa', 'nobody-1', 'nobody-2']) await basicFrom('127.0.0.9', name, 'Winter2024!')
+      assert.equal(codeOf(await basicFrom('127.0.0.9', 'pam', 'pam-password-1')), 'login_throttled')
+      const storage = gw.app.config.storage.database ? ['--database', gw.app.config.storage.database] : ['--data-dir', gw.dataDir]
+      const cleared = await runCli(['users', 'unthrottle', '127.0.0.9', ...storage])
+      assert.equal(cleared.code, 0, cleared.stderr)
+      assert.match(cleared.stdout, /unthrottled 127\.0\.0\.9/)
+      assert.equal((await basicFrom('127.0.0.9', 'pam', 'pam-password-1')).status, 200)
+      const again = await runCli(['users', 'unthrottle', '127.0.0.9', ...storage])
+      assert.match(again.stdout, /127\.0\.0\.9 had no failed logins/)
+      const bad = await runCli(['users', 'unthrottle', 'not-an-address', ...storage])
+      assert.notEqual(bad.code, 0)
+      assert.match(bad.stderr, /not an IP address: not-an-address/)
     })
 
     it('counts the failures of one address on every process sharing the database', async () => {

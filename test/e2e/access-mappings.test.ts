@@ -46,6 +46,13 @@ describe('teams from LDAP groups, with the demo eda rules', () => {
       assert.equal(refused.status, 403)
       assert.equal((await json(refused)).code, 'access_denied')
       assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'bob')}/teams/`)).body.count, 0)
+      // Both changes are in the audit trail, made by the directory for bob at his sign-ins.
+      await gw.app.audit.flush()
+      const changes = (await call(gw, 'GET', `activitystream/?content_type=role_user_assignment&order_by=id&page_size=200`)).body.results
+        .filter((entry: any) => entry.summary_fields.created_by?.username === 'bob' && entry.summary_fields.content_object?.name === 'Team Member')
+      assert.deepEqual(changes.map((entry: any) => [entry.operation, entry.auth_method]), [['create', 'ldap'], ['delete', 'ldap']])
+      assert.equal(changes[0].changes.added_fields.user, await userId(gw, 'bob'))
+      assert.equal(changes[1].object_id, changes[0].object_id)
     } finally {
       await directory.setMembers(GROUPS.developers, [`uid=alice,ou=people,${SUFFIX}`, `uid=bob,ou=people,${SUFFIX}`])
     }

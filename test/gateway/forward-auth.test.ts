@@ -175,6 +175,22 @@ describe('forward authentication', () => {
       assert.equal(nowhere.status, 404)
     })
 
+    it('answer a question with a body (Envoy with_request_body) as one without: only their paths inside differ', async () => {
+      const { token } = await createToken(gw, adminAuth, { scope: 'read' })
+      for (const [headers, status] of [[adminAuth, 200], [bearer(token), 403], [{}, 401]] as const) {
+        const bodiless = await gw.fetch(EXT_AUTHZ + '/app/v1/jobs/', { method: 'POST', headers })
+        const withBody = await gw.fetch(EXT_AUTHZ + '/app/v1/jobs/', { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: '{"name":"job"}' })
+        for (const response of [bodiless, withBody]) {
+          assert.equal(response.status, status)
+          assert.equal(response.headers.get('cache-control'), 'no-store')
+        }
+        assert.equal(withBody.headers.get('x-gatehouse-user'), bodiless.headers.get('x-gatehouse-user'))
+        assert.equal(withBody.headers.get('www-authenticate'), bodiless.headers.get('www-authenticate'))
+        assert.equal(withBody.headers.get('content-type'), bodiless.headers.get('content-type'))
+        assert.equal(await withBody.text(), await bodiless.text())
+      }
+    })
+
     it('answer only the configured proxies: another address gets 403', async () => {
       const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)

@@ -15,4 +15,13 @@ describe('self-signed realm key certificates', () => {
       assert.match(certificate.serialNumber, /^[4-7][0-9A-F]{31}$/)
     }
   })
+
+  it('are signed by the key they certify, RSA or EC', () => {
+    for (const pair of [generateKeyPairSync('rsa', { modulusLength: 2048 }), generateKeyPairSync('ec', { namedCurve: 'P-256' })]) {
+      const { x5c } = selfSignedCertificate(pair.privateKey.export({ format: 'jwk' }), 'platform')
+      const certificate = new X509Certificate(Buffer.from(x5c[0]!, 'base64'))
+      assert.ok(certificate.publicKey.equals(pair.publicKey))
+      assert.ok(certificate.verify(pair.publicKey), pair.publicKey.asymmetricKeyType)
+    }
+  })
 })

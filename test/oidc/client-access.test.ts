@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { createOrgAndTeam, grant } from '../helpers/access.ts'
+import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
 
@@ -40,6 +40,23 @@ describe('a realm client\'s access rules', () => {
     assert.equal(body.error, 'access_denied')
     assert.match(body.error_description, /No access rule of the client "platform\/operators-console"/)
     assert.equal(body.access_token, undefined)
+  })
+
+  it('refuses a refresh once the user no longer passes the client\'s rules, and grants it while they do', async () => {
+    await gw.app.accounts.create({ username: 'leaver', password: password('leaver') })
+    const team = gw.app.access.teams.find((t) => t.name === 'Operators')!.id
+    const membership = await grant(gw, 'leaver', 'Team Member', team)
+    assert.equal(membership.status, 201)
+    const issued = await passwordGrant('leaver')
+    assert.equal(issued.status, 200)
+    const refresh = () => tokenRequest(gw, { client_id: CLIENT, grant_type: 'refresh_token', refresh_token: issued.body.refresh_token })
+    assert.equal((await refresh()).status, 200, 'still a member')
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${membership.body.id}/`)).status, 204)
+    const refused = await refresh()
+    assert.equal(refused.status, 400)
+    assert.equal(refused.body.error, 'access_denied')
+    assert.match(refused.body.error_description, /No access rule of the client "platform\/operators-console"/)
+    assert.equal(refused.body.access_token, undefined)
   })
 
   it('leaves the realm\'s other clients alone', async () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { rmSync } from 'node:fs'
-import { describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { Migrator } from 'kysely'
+import { ValidationFailed } from '../../src/errors.ts'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { openStore, type Store } from '../../src/store/store.ts'
@@ -13,6 +14,13 @@ import { createTestDatabase } from '../helpers/postgres.ts'
 for (const backend of storeBackends) {
   describe(`OIDC records on ${backend.name}`, () => {
     const db = openForSuite(backend)
+    let readerStore: Store
+    let reader: Store['oidc']
+    before(async () => {
+      readerStore = await db.reopen()
+      reader = readerStore.oidc
+    })
+    after(() => readerStore.close())
 
     it('stores, replaces and finds records by id, uid and user code', async () => {
       await db.store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1', accountId: '7' }, uid: 'u1', expiresAt: Date.now() + 60_000 })
@@ -84,6 +92,79 @@ for (const backend of storeBackends) {
       assert.ok(await db.store.oidc.find('Grant', 'other-g'))
       assert.ok(await db.store.oidc.find('ClientCredentials', 'service'))
       assert.equal(await db.store.oidc.destroyByAccount('41'), 0)
+    })
+
+    /** Counts the statements run on the suite's store until `stop` is called. */
+    function countStatements(): { readonly count: number; stop(): void } {
+      const counter = { count: 0, counting: true, stop: () => { counter.counting = false } }
+      db.store.database.onQuery(() => {
+        if (counter.counting) counter.count++
+      })
+      return counter
+    }
+
+    it('consumes a refresh token it has just read without reading it again', async () => {
+      const deps = { records: db.store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
+      const refreshTokens = new StoreAdapter('RefreshToken', deps)
+      await refreshTokens.upsert('read-then-used', { clientId: 'rotating' }, 300)
+      await refreshTokens.upsert('read-then-kept', { clientId: 'keeping' }, 300)
+      const statements = countStatements()
+      await refreshTokens.find('read-then-used')
+      await refreshTokens.consume('read-then-used')
+      await refreshTokens.find('read-then-kept')
+      await refreshTokens.consume('read-then-kept')
+      statements.stop()
+      assert.equal(statements.count, 3)
+      assert.equal(typeof (await refreshTokens.find('read-then-used'))!.consumed, 'number')
+      assert.equal((await refreshTokens.find('read-then-kept'))!.consumed, undefined)
+    })
+
+    it('writes records that arrive together in one statement, each committed before its caller goes on', async () => {
+      const statements = countStatements()
+      const later = Date.now() + 60_000
+      const ids = Array.from({ length: 20 }, (_, i) => `batched-${i}`)
+      await Promise.all(ids.map(async (id) => {
+        await db.store.oidc.upsert({ model: 'ClientCredentials', id, payload: { clientId: 'c' }, expiresAt: later })
+        // Read through another connection: committed, not merely queued.
+        assert.ok(await reader.find('ClientCredentials', id), id)
+      }))
+      statements.stop()
+      assert.equal(statements.count, 1)
+    })
+
+    it('lets the last of two writes of one record in a batch win', async () => {
+      await Promise.all([
+        db.store.oidc.upsert({ model: 'Session', id: 'twice', payload: { n: 1 } }),
+        db.store.oidc.upsert({ model: 'Session', id: 'twice', payload: { n: 2 } }),
+      ])
+      assert.deepEqual((await db.store.oidc.find('Session', 'twice'))!.payload, { n: 2 })
+    })
+
+    it('fails only the caller whose record the database refuses', async () => {
+      const results = await Promise.allSettled([
+        db.store.oidc.upsert({ model: 'AccessToken', id: 'fine-1', payload: { clientId: 'c' } }),
+        db.store.oidc.upsert({ model: 'AccessToken', id: 'bad\u0000id', payload: { clientId: 'c' } }),
+        db.store.oidc.upsert({ model: 'AccessToken', id: 'fine-2', payload: { clientId: 'c' } }),
+      ])
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'])
+      assert.ok(results[1]!.status === 'rejected' && results[1]!.reason instanceof ValidationFailed)
+      assert.ok(await db.store.oidc.find('AccessToken', 'fine-1'))
+      assert.ok(await db.store.oidc.find('AccessToken', 'fine-2'))
+    })
+
+    it('revokes a grant\'s records whose writes were queued before the revocation', async () => {
+      const writes = ['queued-1', 'queued-2'].map((id) => db.store.oidc.upsert({ model: 'AccessToken', id, payload: { clientId: 'c' }, grantId: 'queued-grant' }))
+      await db.store.oidc.destroyByGrantId('AccessToken', 'queued-grant')
+      await Promise.all(writes)
+      assert.equal(await db.store.oidc.find('AccessToken', 'queued-1'), undefined)
+      assert.equal(await db.store.oidc.find('AccessToken', 'queued-2'), undefined)
+    })
+
+    it('revokes an account\'s records queued before a transaction that deletes them', async () => {
+      const write = db.store.oidc.upsert({ model: 'RefreshToken', id: 'queued-rt', payload: { accountId: '43', clientId: 'c' } })
+      assert.equal(await db.store.transaction((tx) => tx.oidc.destroyByAccount('43')), 1)
+      await write
+      assert.equal(await db.store.oidc.find('RefreshToken', 'queued-rt'), undefined)
     })
   })
 }

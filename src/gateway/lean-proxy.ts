@@ -1,0 +1,343 @@
+import proxyAddr from '@fastify/proxy-addr'
+import { randomUUID } from 'node:crypto'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { TLSSocket } from 'node:tls'
+import type { Logger } from 'pino'
+import { Pool, type Dispatcher } from 'undici'
+import type { App } from '../app.ts'
+import { newRequestContext, type RequestContext } from '../context.ts'
+import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
+import type { GatewayRequest } from '../http/gateway-request.ts'
+import { hostProblem } from '../http/host-header.ts'
+import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
+import { requestLine } from '../logging/request-line.ts'
+import type { Decision } from './authorize.ts'
+import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type Original } from './forward-auth.ts'
+import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
+import { PROXIED_METHODS, type Route } from './routes.ts'
+import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
+import { poolClient } from './upstream-pool.ts'
+
+/**
+ * The proxied request path without Fastify: a request for a service's prefix is taken off Node's HTTP server before
+ * Fastify routes it, and judged and forwarded here with the same steps the general path runs (src/server.ts hooks,
+ * src/gateway/proxy.ts): the Host and request-target checks, `authorize`, the same refusals, the pool shares, the
+ * same headers both ways, one log line and the metrics. Streams both ways, never buffers.
+ * Forward-auth questions without a body are answered here too (src/gateway/forward-auth.ts decides for both paths).
+ *
+ * What it does not take, Fastify's router gets unchanged: the gateway's own paths, methods no service route has,
+ * paths with percent escapes (the router matches them decoded), services with CORS, WebSocket upgrades (Node's
+ * `upgrade` event, src/gateway/websocket.ts) and requests that fail the Host or request-target checks, which the
+ * general path answers as it answers them everywhere.
+ */
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
+
+/** An upstream that failed to answer, as the client is told: 504 when it was too slow, 502 otherwise. */
+export function upstreamFailure(route: Route, error: Error): GatehouseError {
+  const cause = (error as { cause?: { code?: string } }).cause
+  const code = cause?.code ?? (error as { code?: string }).code ?? ''
+  return TIMEOUT_CODES.has(code) ? new UpstreamTimeout(route.name, error) : new UpstreamUnavailable(route.name, error)
+}
+
+/** Each service's upstream connections (an undici pool with the service's size and timeouts), for both paths. */
+export function upstreamDispatchers(routes: readonly Route[]): Map<Route, Pool> {
+  return new Map(routes.map((route) => [route, new Pool(route.upstream.origin, {
+    connections: route.pool.connections,
+    connectTimeout: route.timeouts.connectMs,
+    headersTimeout: route.timeouts.responseMs,
+    bodyTimeout: route.timeouts.responseMs,
+  })]))
+}
+
+/**
+ * Whether a route of the gateway's own (by its Fastify URL) may match a path: exactly, for a static route; by the
+ * part before its first parameter or wildcard otherwise. Erring towards Fastify costs speed, never correctness.
+ */
+export function ownedPaths(urls: readonly string[]): (path: string) => boolean {
+  const exact = new Set(urls.filter((url) => !/[:*(]/.test(url)))
+  const prefixes = [...new Set(urls.filter((url) => /[:*(]/.test(url)).map((url) => url.slice(0, url.search(/[:*(]/))))]
+  return (path) => exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix))
+}
+
+export interface LeanProxyOptions {
+  /** Each route's upstream connections, shared with the general path. */
+  readonly upstreams: ReadonlyMap<Route, Dispatcher>
+  /** Whether Fastify's router has a route of the gateway's own that may match this (raw) path. */
+  readonly ownsPath: (path: string) => boolean
+  readonly parseCookie: (header: string) => Record<string, string>
+  readonly log: Logger
+  /** Where the request line goes; undefined when info lines are dropped anyway. */
+  readonly requestLog: Logger | undefined
+  /** True once the server drains (src/listener/drain.ts): each answer then closes its connection. */
+  readonly closing: () => boolean
+}
+
+/** A service route as the lean path needs it, everything that can be computed once. */
+interface Lane {
+  readonly route: Route
+  readonly basePath: string
+  readonly rewrite: ResponseRewrite
+  readonly upstream: Dispatcher
+}
+
+/** Takes a request (true) or leaves it to Fastify (false). */
+export type LeanProxy = (raw: IncomingMessage, response: ServerResponse) => boolean
+
+export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
+  // By the route's place in `app.routes`; none for a service with CORS, which the general path serves.
+  const lanes: (Lane | undefined)[] = app.routes.map((route) => route.cors ? undefined : {
+    route,
+    basePath: route.upstream.pathname.replace(/\/$/, ''),
+    rewrite: responseRewrite(route),
+    upstream: options.upstreams.get(route)!,
+  })
+  const trust = app.config.server.trusted_proxies.length ? app.trustsProxy : undefined
+
+  function laneFor(raw: IncomingMessage): Lane | undefined {
+    if (!PROXIED_METHODS.has(raw.method!)) return undefined
+    const { path } = splitTarget(raw.url!)
+    if (path.includes('%') || options.ownsPath(path)) return undefined
+    // The longest prefix first, as the router picks.
+    const index = app.routes.findIndex((route) => path.startsWith(route.prefix))
+    return index === -1 ? undefined : lanes[index]
+  }
+
+  return (raw, response) => {
+    const flavour = forwardAuthFlavour(splitTarget(raw.url!).path)
+    const lane = flavour ? undefined : laneFor(raw)
+    // A forward-auth question is taken when it has no body to drain (nginx, Traefik and Caddy send none).
+    if (!lane && !(flavour && !hasBody(raw))) return false
+    const request = new ProxiedRequest(raw, trust, options.parseCookie)
+    if (!passesRequestChecks(request)) return false
+    if (options.closing()) response.setHeader('connection', 'close')
+    response.once('finish', () => done(app, options, request, response))
+    const answering = lane ? serve(app, options, lane, request, response) : answerForwardAuth(app, options, flavour!, request, response)
+    answering.catch((error: unknown) => fail(options, request, response, error))
+    return true
+  }
+}
+
+function hasBody(raw: IncomingMessage): boolean {
+  return raw.method !== 'GET' && raw.method !== 'HEAD' && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')
+}
+
+/** A forward-auth question (src/gateway/forward-auth.ts), answered as its Fastify route answers it. */
+async function answerForwardAuth(app: App, options: LeanProxyOptions, flavour: Flavour, request: ProxiedRequest, response: ServerResponse): Promise<void> {
+  response.setHeader('cache-control', FORWARD_AUTH_CACHE_CONTROL)
+  const answer = await judgeForwardAuth(app, flavour, request, (original) => request.viewAs(original))
+  if ('redirect' in answer) {
+    redirect(response, answer.redirect)
+    return
+  }
+  for (const [name, value] of Object.entries(answer.headers)) response.setHeader(name, value)
+  if (!answer.granted) {
+    writeError(request, response, answer.refusal, errorLog(options, request))
+    return
+  }
+  response.setHeader('content-length', 0)
+  response.end()
+}
+
+function redirect(response: ServerResponse, location: string): void {
+  response.setHeader('location', location)
+  response.setHeader('content-length', 0)
+  response.statusCode = 302
+  response.end()
+}
+
+/** The checks the general path's hooks make before anything else; a request failing one is left to them to answer. */
+function passesRequestChecks(request: ProxiedRequest): boolean {
+  if (hostProblem(request)) return false
+  try {
+    assertSafePath(splitTarget(request.url).path)
+    assertWellFormedEscapes(request.url)
+  } catch {
+    return false
+  }
+  return true
+}
+
+async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: ProxiedRequest, response: ServerResponse): Promise<void> {
+  const { route } = lane
+  const decision = await app.authorize(request, route)
+  if (!decision.granted) {
+    refuse(options, request, response, decision)
+    return
+  }
+  const { principal } = decision
+  const access = principal ? app.access.of(principal.user) : undefined
+  const identity = principal ? await app.identity.tokenFor(principal, route.name, access) : undefined
+  const { path, query } = splitTarget(request.url)
+  const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
+  const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access)
+  headers.host = route.upstream.host
+  const waiting = route.pool.admit(poolClient(request), route.name, (release) => response.once('close', release))
+  if (waiting) await waiting
+  // The gateway's own time runs until here, a wait for a free upstream connection included.
+  request.gatehouse.forwardedAtMs = performance.now() - request.startedAt
+  const { method, raw } = request
+  lane.upstream.dispatch(
+    { method: method as Dispatcher.HttpMethod, path: lane.basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body: hasBody(raw) ? raw : null },
+    new UpstreamExchange(options, lane, request, response),
+  )
+}
+
+/** A login redirect (deleting a refused session cookie on the way), or the refusal itself. */
+function refuse(options: LeanProxyOptions, request: ProxiedRequest, response: ServerResponse, decision: Extract<Decision, { granted: false }>): void {
+  if (!decision.loginUrl) {
+    writeError(request, response, decision.refusal, errorLog(options, request))
+    return
+  }
+  const clear = decision.refusal.headers['set-cookie']
+  if (clear) response.setHeader('set-cookie', clear)
+  redirect(response, decision.loginUrl)
+}
+
+function fail(options: LeanProxyOptions, request: ProxiedRequest, response: ServerResponse, error: unknown): void {
+  if (response.headersSent) response.destroy()
+  else writeError(request, response, error, errorLog(options, request))
+}
+
+function errorLog(options: LeanProxyOptions, request: ProxiedRequest): { error(fields: object, message: string): void } {
+  return { error: (fields, message) => options.log.error({ reqId: request.id, ...fields }, message) }
+}
+
+/** What the general path's response hook does: the metrics, and the request's one log line. */
+function done(app: App, options: LeanProxyOptions, request: ProxiedRequest, response: ServerResponse): void {
+  const answered = { statusCode: response.statusCode, elapsedTime: performance.now() - request.startedAt }
+  app.metrics.requestDone(request, answered)
+  options.requestLog?.info(requestLine(request.id, request.method, request.url, answered.statusCode, answered.elapsedTime, request.gatehouse), 'request')
+}
+
+/**
+ * One forwarded request, as undici's dispatcher reports it: the upstream's status and headers (filtered and
+ * rewritten as on the general path) go straight to the client's response, the body after them with back-pressure
+ * both ways; a client that goes away aborts the upstream request.
+ */
+class UpstreamExchange implements Dispatcher.DispatchHandler {
+  readonly #options: LeanProxyOptions
+  readonly #lane: Lane
+  readonly #request: ProxiedRequest
+  readonly #response: ServerResponse
+  #controller: Dispatcher.DispatchController | undefined
+
+  constructor(options: LeanProxyOptions, lane: Lane, request: ProxiedRequest, response: ServerResponse) {
+    this.#options = options
+    this.#lane = lane
+    this.#request = request
+    this.#response = response
+    response.once('close', this.#clientGone)
+  }
+
+  readonly #clientGone = (): void => {
+    if (!this.#response.writableFinished) this.#controller?.abort(new Error('The client went away.'))
+  }
+
+  readonly #resume = (): void => this.#controller?.resume()
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+    if (this.#response.destroyed) controller.abort(new Error('The client went away.'))
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    const request = this.#request
+    const context = request.gatehouse
+    context.upstreamMs = performance.now() - request.startedAt - context.forwardedAtMs!
+    const response = this.#response
+    // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
+    if (!request.raw.complete) response.setHeader('connection', 'close')
+    try {
+      response.writeHead(statusCode, this.#lane.rewrite(clientResponseHeaders(headers), request))
+    } catch (error) {
+      // A status Node refuses to send (below 100, above 999): the upstream's answer is not one to pass on.
+      controller.abort(error as Error)
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#response.write(chunk)) {
+      controller.pause()
+      this.#response.once('drain', this.#resume)
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#response.end()
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    const response = this.#response
+    if (response.destroyed) return
+    this.#options.log.warn({ reqId: this.#request.id, err: error }, 'response errored')
+    fail(this.#options, this.#request, response, upstreamFailure(this.#lane.route, error))
+  }
+}
+
+/**
+ * A request as `authorize` and the header rules read it, made from Node's request alone. `ip`, `protocol` and
+ * `host` are read as Fastify reads them (believing X-Forwarded-* only from a trusted proxy); the cookies are parsed
+ * by the same parser, and only when asked for.
+ */
+class ProxiedRequest implements GatewayRequest {
+  readonly raw: IncomingMessage
+  readonly method: string
+  readonly url: string
+  readonly headers: IncomingHttpHeaders
+  readonly gatehouse: RequestContext
+  readonly startedAt = performance.now()
+  readonly #trust: ((address: string) => boolean) | undefined
+  readonly #parseCookie: (header: string) => Record<string, string>
+  #cookies: Record<string, string> | undefined
+  #id: string | undefined
+  #ip: string | undefined
+
+  /** `original`: the request a forward-auth question describes, judged with this one's headers and context. */
+  constructor(raw: IncomingMessage, trust: ((address: string) => boolean) | undefined, parseCookie: (header: string) => Record<string, string>, original?: Original, context?: RequestContext) {
+    this.raw = raw
+    this.method = original?.method ?? raw.method!
+    this.url = original?.url ?? raw.url!
+    this.headers = raw.headers
+    this.gatehouse = context ?? newRequestContext()
+    this.#trust = trust
+    this.#parseCookie = parseCookie
+  }
+
+  /** This request seen as the original one a forward-auth question describes. */
+  viewAs(original: Original): ProxiedRequest {
+    return new ProxiedRequest(this.raw, this.#trust, this.#parseCookie, original, this.gatehouse)
+  }
+
+  get id(): string {
+    return (this.#id ??= randomUUID())
+  }
+
+  get cookies(): Record<string, string> {
+    return (this.#cookies ??= this.headers.cookie ? this.#parseCookie(this.headers.cookie) : {})
+  }
+
+  get ip(): string {
+    if (!this.#trust) return this.raw.socket.remoteAddress ?? ''
+    // Fastify's own reading of X-Forwarded-For (its proxy-addr), so `ip` is the same on both paths.
+    return (this.#ip ??= proxyAddr.all(this.raw, this.#trust).at(-1) ?? '')
+  }
+
+  get protocol(): 'http' | 'https' {
+    const forwarded = this.#fromTrustedProxy('x-forwarded-proto')
+    if (forwarded !== undefined) return forwarded as 'http' | 'https'
+    return (this.raw.socket as TLSSocket).encrypted ? 'https' : 'http'
+  }
+
+  get host(): string {
+    return this.#fromTrustedProxy('x-forwarded-host') ?? this.headers.host ?? ''
+  }
+
+  /** The last value of an X-Forwarded-* field, when the peer is a trusted proxy. */
+  #fromTrustedProxy(name: 'x-forwarded-proto' | 'x-forwarded-host'): string | undefined {
+    const value = this.headers[name] as string | undefined
+    if (!value || !this.#trust?.(this.raw.socket.remoteAddress ?? '')) return undefined
+    const last = value.lastIndexOf(',')
+    return last === -1 ? value.trim() : value.slice(last + 1).trim()
+  }
+}

@@ -1,0 +1,29 @@
+import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http'
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
+
+/** The options Fastify hands its `serverFactory`: its own, resolved, with the node server's under `http` or `https`. */
+interface FactoryOptions {
+  readonly http?: object | null
+  readonly https?: HttpsServerOptions | true | null
+  readonly keepAliveTimeout: number
+  readonly requestTimeout: number
+  readonly connectionTimeout: number
+  readonly maxRequestsPerSocket?: number | null
+}
+
+/**
+ * The HTTP(S) server Fastify would create (fastify/lib/server.js), with `take` offered each request before Fastify's
+ * router: the proxy's lean path (src/gateway/lean-proxy.ts) answers what it takes, Fastify the rest.
+ */
+export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined): Server {
+  const handler: RequestListener = (request, response) => {
+    if (!take()?.(request, response)) fastifyHandler(request, response)
+  }
+  const https = options.https === true ? {} : options.https
+  const server = https ? createHttpsServer(https, handler) : createHttpServer(options.http ?? {}, handler)
+  server.keepAliveTimeout = options.keepAliveTimeout
+  server.requestTimeout = options.requestTimeout
+  server.setTimeout(options.connectionTimeout)
+  if (options.maxRequestsPerSocket) server.maxRequestsPerSocket = options.maxRequestsPerSocket
+  return server
+}

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
+import { json, type TestGateway } from '../helpers/gateway.ts'
+import { decodeJwtPart, passwordLogin, realmUrl, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
+
+const demo = loadConfigFile(demoConfigFile)
+const BURST = 30
+
+/**
+ * The token endpoint writes the records of tokens issued together in one statement; each token is still answered
+ * only once its record is committed, so it can be revoked (and is refused after) from the moment the client has it.
+ */
+for (const backend of gatewayBackends) {
+  describe(`tokens issued together, on ${backend.name}`, () => {
+    let gw: TestGateway
+
+    before(async () => {
+      gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
+      await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+    })
+    after(() => gw.close())
+
+    const callDemoApp = (token: string) => gw.fetch('/demo-app/pipelines/p/trials', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+
+    it('has the record of every client credentials token of a burst before answering it', async () => {
+      const tokens = await Promise.all(Array.from({ length: BURST }, async () => {
+        const { status, body } = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'client_credentials' })
+        assert.equal(status, 200)
+        const { jti } = decodeJwtPart(body.access_token, 1)
+        assert.ok(await gw.store.oidc.find('ClientCredentials', jti), `no record for ${jti} when it was answered`)
+        return body.access_token as string
+      }))
+      assert.equal(new Set(tokens).size, BURST)
+    })
+
+    it('has the records of every refreshed token of a burst before answering it', async () => {
+      const logins = await Promise.all(Array.from({ length: BURST }, () => passwordLogin(gw, 'alice', 'alice-password')))
+      await Promise.all(logins.map(async (login) => {
+        const { status, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: login.refresh_token })
+        assert.equal(status, 200)
+        assert.ok(await gw.store.oidc.find('RefreshToken', decodeJwtPart(body.refresh_token, 1).jti), 'no refresh token record')
+        assert.ok(await gw.store.oidc.find('AccessToken', decodeJwtPart(body.access_token, 1).jti), 'no access token record')
+      }))
+    })
+
+    it('refuses at the gateway a token revoked the moment it was issued, while others of its burst stay good', async () => {
+      const issued = await Promise.all(Array.from({ length: BURST }, async () => {
+        const { body } = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'client_credentials' })
+        return body.access_token as string
+      }))
+      const [revoked, kept] = issued
+      const revocation = await gw.fetch(realmUrl(gw, '/protocol/openid-connect/revoke').slice(gw.url.length), {
+        method: 'POST',
+        body: new URLSearchParams({ client_id: 'reports', client_secret: SERVICE_SECRET, token: revoked! }),
+      })
+      assert.equal(revocation.status, 200)
+      const refused = await callDemoApp(revoked!)
+      assert.equal(refused.status, 401)
+      assert.equal((await json(refused)).code, 'invalid_token')
+      assert.equal((await callDemoApp(kept!)).status, 200)
+    })
+  })
+}
