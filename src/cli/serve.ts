@@ -102,6 +102,16 @@ async function serve(options: ServeOptions): Promise<void> {
   }
   // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
   for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
+  releaseStartupMemory()
+}
+
+/**
+ * Loading the modules leaves V8's young generation at its largest (about 30 MB of the resident memory), and an idle
+ * process never gives it back. One memory-reducing collection, run by V8 when it next can, returns it; traffic grows
+ * it again as far as it needs. `gc` is there when Node runs with --expose-gc, as bin/gatehouse runs it.
+ */
+function releaseStartupMemory(): void {
+  void globalThis.gc?.({ type: 'major', execution: 'async', flavor: 'last-resort' })
 }
 
 /** The metrics token and the audit file are read and opened like the TLS files: a mistake stops here, in one line. */
