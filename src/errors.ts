@@ -1,10 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { STATUS_CODES, type ServerResponse } from 'node:http'
+import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { errorPage } from './pages/error-page.ts'
 import type { RequestContext } from './context.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
 import { wantsHtml } from './http/negotiation.ts'
+import { STATUS_CODES } from './http/node-http.ts'
 
 /** Every stable error code Gatehouse answers with; each has exactly one class below. */
 export type ErrorCode =

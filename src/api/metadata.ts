@@ -36,7 +36,9 @@ export interface ListDescription {
 }
 
 export function describeList(api: GatewayApi, path: string, list: ListDescription): void {
-  const post = list.create ? { ...readOnlyFields(list.create.readOnly), ...writableFields(list.create.body) } : undefined
+  // Described on the first OPTIONS: turning the body schema into JSON Schema would cost every start for a rare request.
+  const create = list.create
+  let post: Record<string, FieldInfo> | undefined
   api.options(path, { config: { access: list.access ?? 'user' } }, async (request) => {
     const principal = request.gatehouse.principal
     return {
@@ -44,7 +46,7 @@ export function describeList(api: GatewayApi, path: string, list: ListDescriptio
       description: list.description,
       renders: ['application/json'],
       parses: ['application/json', 'application/x-www-form-urlencoded'],
-      ...(post && principal && list.create!.allowed(principal) ? { actions: { POST: post } } : {}),
+      ...(create && principal && create.allowed(principal) ? { actions: { POST: post ??= { ...readOnlyFields(create.readOnly), ...writableFields(create.body) } } } : {}),
     }
   })
 }

@@ -1,6 +1,5 @@
 import swagger, { type SwaggerTransform } from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod'
 import type { Access } from '../gateway/places.ts'
 import { version } from '../version.ts'
@@ -36,7 +35,8 @@ export function isGatewayApiPath(url: string): boolean {
  * The gateway API described: an OpenAPI 3.1 document made from the routes' zod schemas (@fastify/swagger with
  * fastify-type-provider-zod's transform) at /api/gateway/v1/openapi.json, and swagger-ui over it at
  * /api/gateway/v1/docs/, as the platform serves its API docs there. Both are open: they describe the API, not
- * anyone's data. Registered before the routes, whose schemas it collects as they are added.
+ * anyone's data. Registered before the routes, whose schemas it collects as they are added; swagger-ui itself waits
+ * for the reference's first visit.
  */
 export async function registerOpenApi(server: FastifyInstance): Promise<void> {
   await server.register(swagger, {
@@ -63,12 +63,39 @@ export async function registerOpenApi(server: FastifyInstance): Promise<void> {
     reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff')
     return server.swagger()
   })
-  await server.register(swaggerUi, {
+  let reference: Promise<FastifyInstance> | undefined
+  const serveReference = async (request: FastifyRequest, reply: FastifyReply) => {
+    reference ??= referenceServer(server).catch((error: unknown) => {
+      reference = undefined
+      throw error
+    })
+    // Always GET: for HEAD, the gateway's own HEAD handling drops the body and keeps its length.
+    const answer = await (await reference).inject({ method: 'GET', url: request.url, headers: request.headers })
+    if (answer.statusCode === 404) return reply.callNotFound()
+    const { connection: _connection, 'keep-alive': _keepAlive, 'transfer-encoding': _encoding, date: _date, ...headers } = answer.headers
+    reply.code(answer.statusCode).headers(headers)
+    return answer.rawPayload.length ? reply.send(answer.rawPayload) : reply.send()
+  }
+  server.get(REFERENCE_PATH, { schema: { hide: true } }, serveReference)
+  server.get(`${REFERENCE_PATH}/*`, { schema: { hide: true } }, serveReference)
+}
+
+/**
+ * swagger-ui (with its static file server) in a Fastify instance of its own, built on the reference's first visit
+ * rather than at every start; the gateway passes it those requests. It serves the gateway's document as it is then.
+ */
+async function referenceServer(gateway: FastifyInstance): Promise<FastifyInstance> {
+  const { default: swaggerUi } = await import('@fastify/swagger-ui')
+  const reference = Fastify()
+  await reference.register(swagger, { mode: 'static', specification: { document: gateway.swagger() as never } })
+  await reference.register(swaggerUi, {
     routePrefix: REFERENCE_PATH,
     staticCSP: REFERENCE_CSP,
     // No badge from the public validator: the page fetches nothing from anywhere else.
     uiConfig: { validatorUrl: null, deepLinking: true } as never,
   })
+  await reference.ready()
+  return reference
 }
 
 /** Routes outside the gateway API are hidden; its open routes say they need no credentials. */

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { createApp, type App } from '../app.ts'
 import type { Config } from '../config/schema.ts'
-import { startDemoUpstream } from '../demo/upstream.ts'
 import { ensureAdmin } from '../directory/bootstrap.ts'
 import { buildServer, type ServerOptions } from '../server.ts'
 import type { Store } from '../store/store.ts'
@@ -35,8 +34,7 @@ export interface Started {
 export async function startGatehouse(config: Config, options: StartOptions): Promise<Started> {
   const store = await openConfiguredStore(config)
   let app: App | undefined
-  const demos = await Promise.all(config.services.filter((s) => s.upstream === 'builtin:demo')
-    .map((s) => startDemoUpstream(s.name, () => app?.publicUrl ?? options.publicUrl)))
+  const demos = await startDemoUpstreams(config, () => app?.publicUrl ?? options.publicUrl)
   const close = async () => {
     await Promise.all(demos.map((d) => d.close()))
     await app?.close()
@@ -53,4 +51,12 @@ export async function startGatehouse(config: Config, options: StartOptions): Pro
     await close()
     throw error
   }
+}
+
+/** The built-in demo upstreams; their code (and its WebSocket library) loads only for a configuration that has them. */
+async function startDemoUpstreams(config: Config, publicUrl: () => string) {
+  const services = config.services.filter((s) => s.upstream === 'builtin:demo')
+  if (!services.length) return []
+  const { startDemoUpstream } = await import('../demo/upstream.ts')
+  return Promise.all(services.map((s) => startDemoUpstream(s.name, publicUrl)))
 }

@@ -1,6 +1,16 @@
-import { FilterParser } from 'ldapts'
+import { createRequire } from 'node:module'
 import { z } from 'zod'
 import { membershipMappingsSchema } from './access.ts'
+
+const require = createRequire(import.meta.url)
+
+/**
+ * ldapts, loaded with the first `ldap` section (its filters are checked here) instead of at every start. Synchronous,
+ * as validation is; src/directory/ldap.ts takes it from here too, so a process holds one copy.
+ */
+export function ldapts(): typeof import('ldapts') {
+  return require('ldapts')
+}
 
 /**
  * The `ldap` section: where accounts from a directory come from (docs/ldap.md). Only checked here; the
@@ -20,7 +30,7 @@ function filterTemplate(placeholders: string[], example: string) {
       return
     }
     try {
-      FilterParser.parseString(template.replaceAll('{username}', 'x').replaceAll('{dn}', 'cn=x'))
+      ldapts().FilterParser.parseString(template.replaceAll('{username}', 'x').replaceAll('{dn}', 'cn=x'))
     } catch (error) {
       ctx.addIssue({ code: 'custom', message: `is not a valid LDAP filter (RFC 4515): ${(error as Error).message.split('. Full string')[0]}` })
     }

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
-import { Client, Filter, InvalidCredentialsError, SizeLimitExceededError, type Entry } from 'ldapts'
+import type { Client, Entry } from 'ldapts'
 import { ConfigError } from '../config/load.ts'
-import type { LdapConfig } from '../config/ldap.ts'
+import { ldapts, type LdapConfig } from '../config/ldap.ts'
 import { DirectoryUnavailable, GatehouseError, InvalidCredentials, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
@@ -102,7 +102,7 @@ export class LdapDirectory {
     for (const server of this.#config.servers) {
       if (connections.closed) break
       const secure = server.startsWith('ldaps:')
-      const client = new Client({
+      const client = new (ldapts().Client)({
         url: server,
         connectTimeout: this.#config.timeouts.connect_seconds * 1000,
         timeout: this.#config.timeouts.lookup_seconds * 1000,
@@ -117,7 +117,7 @@ export class LdapDirectory {
       } catch (error) {
         connections.clients.delete(client)
         client.unbind().catch(() => {})
-        if (error instanceof InvalidCredentialsError) {
+        if (error instanceof ldapts().InvalidCredentialsError) {
           throw new DirectoryUnavailable('The directory refused the service account.', new Error(`${server}: the service account bind (ldap.bind_dn) was refused: wrong DN or password`))
         }
         failures.push(`${server}: ${(error as Error).message.split('\n')[0]}`)
@@ -138,7 +138,7 @@ export class LdapDirectory {
       })
       return searchEntries.length === 1 ? searchEntries[0] : undefined
     } catch (error) {
-      if (error instanceof SizeLimitExceededError) return undefined
+      if (error instanceof ldapts().SizeLimitExceededError) return undefined
       throw error
     }
   }
@@ -175,7 +175,7 @@ export class LdapDirectory {
       await client.bind(dn, password)
       return true
     } catch (error) {
-      if (error instanceof InvalidCredentialsError) return false
+      if (error instanceof ldapts().InvalidCredentialsError) return false
       throw error
     }
   }
@@ -224,7 +224,7 @@ export class LdapPasswords implements PasswordSource {
 
 /** Puts values into a filter template, escaped (RFC 4515 section 3), so they can only ever be values. */
 export function fillFilter(template: string, values: { username?: string; dn?: string }): string {
-  return template.replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => Filter.escape(values[name] ?? ''))
+  return template.replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => ldapts().Filter.escape(values[name] ?? ''))
 }
 
 function firstValue(entry: Entry, attribute: string): string {

@@ -1,10 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { request as httpRequest, ServerResponse, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { Route } from './routes.ts'
 import { clientResponseHeaders } from './upstream-headers.ts'
 

@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { createServer } from '../http/node-http.ts'
 
 /**
  * The plain-HTTP port of a gateway that serves HTTPS: every request is answered with a redirect to the same

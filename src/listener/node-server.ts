@@ -1,5 +1,6 @@
-import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http'
+import type { RequestListener, Server } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
+import { createServer as createHttpServer } from '../http/node-http.ts'
 
 /** The options Fastify hands its `serverFactory`: its own, resolved, with the node server's under `http` or `https`. */
 interface FactoryOptions {

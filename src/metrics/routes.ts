@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify'
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { App } from '../app.ts'
 import { errorBody, normalizeError } from '../errors.ts'
+import { createServer } from '../http/node-http.ts'
 import { metricsAccess } from './access.ts'
 
 /**

@@ -3,7 +3,6 @@ import { exportJWK, generateKeyPair, generateSecret, type JWK } from 'jose'
 import type { RealmConfig } from '../config/realms.ts'
 import type { SigningKey } from '../store/signing-keys.ts'
 import type { Store } from '../store/store.ts'
-import { selfSignedCertificate } from './certificates.ts'
 
 /** Keycloak signs with RS256 by default; services built for it expect that. */
 export const SIGNING_ALG = 'RS256'
@@ -110,7 +109,9 @@ async function newSigningKey(purpose: string, alg: RealmKeyAlg, realm: string, n
   }
   const { privateKey } = await generateKeyPair(alg, { extractable: true, ...(alg === 'RS256' ? { modulusLength: 2048 } : {}) })
   const exported = await exportJWK(privateKey)
-  // Keycloak publishes a self-signed certificate with each key (x5c); some clients read that instead.
+  // Keycloak publishes a self-signed certificate with each key (x5c); some clients read that instead. The ASN.1
+  // library that writes it loads only when a key is made, not at every start.
+  const { selfSignedCertificate } = await import('./certificates.ts')
   const privateJwk = { ...exported, kid, alg, use: 'sig', ...selfSignedCertificate(exported as JsonWebKey, realm, now) }
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk
   return { kid, purpose, alg, privateJwk, publicJwk, created: now, retireAt: null }

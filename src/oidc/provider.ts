@@ -1,8 +1,9 @@
-import Provider, { errors, type ClientMetadata, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
+import type { default as Provider, ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { User } from '../store/users.ts'
 import { DatabaseUnavailable } from '../errors.ts'
+import { errors } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
@@ -62,7 +63,14 @@ export const GATEWAY_CALLBACK = '/gatehouse/callback'
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 export const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', PASSWORD_GRANT, DEVICE_CODE_GRANT])
 
+/** oidc-provider itself (Koa and every endpoint): loaded for a realm's first request, not at start. */
+export async function loadProviderClass(): Promise<typeof Provider> {
+  return (await import('oidc-provider')).default
+}
+
 export interface ProviderOptions {
+  /** From `loadProviderClass`. */
+  providerClass: typeof Provider
   realm: RealmConfig
   issuer: string
   keys: RealmKeySet
@@ -198,7 +206,7 @@ export function buildProvider(options: ProviderOptions): Provider {
     renderError: renderErrorPage,
   }
 
-  const provider = new Provider(issuer, configuration)
+  const provider = new options.providerClass(issuer, configuration)
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
   allowWildcardRedirects(provider)

@@ -17,7 +17,7 @@ import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './k
 import { REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet, type SignatureAlg } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
-import { buildProvider, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
+import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
 import { KEYS_TOPIC, REVOKE_TOPIC } from '../store/topics.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 
@@ -220,12 +220,13 @@ export class Realm {
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */
   async provider(): Promise<{ instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; tokens: KeycloakTokens }> {
     const now = Date.now()
-    const [keys, refreshKeys] = await Promise.all([this.keySet(now), this.#refreshKeys.get(now)])
+    const [keys, refreshKeys, providerClass] = await Promise.all([this.keySet(now), this.#refreshKeys.get(now), loadProviderClass()])
     const issuer = this.issuer
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
       const tokens = new KeycloakTokens(issuer, keys, refreshKeys)
       const instance = buildProvider({
+        providerClass,
         realm: this.config,
         issuer,
         keys,

@@ -4,7 +4,7 @@ import {
   CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql,
   type DatabaseConnection, type Dialect, type Driver, type PostgresPool, type QueryResult, type TransactionSettings,
 } from 'kysely'
-import pg from 'pg'
+import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from './errors.ts'
 import type { Tables } from './schema.ts'
@@ -12,8 +12,16 @@ import type { DialectName } from './migrations/helpers.ts'
 import { migrationProvider } from './migrations/index.ts'
 import { NodeSqliteDatabase } from './sqlite-driver.ts'
 
-// PostgreSQL BIGINT (our epoch-millisecond times) arrives as a string by default; every value we store fits a double.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value))
+let postgres: Promise<typeof pg> | undefined
+
+/** node-postgres, loaded for the first postgres:// database: SQLite starts without it. */
+function loadPostgres(): Promise<typeof pg> {
+  return postgres ??= import('pg').then(({ default: loaded }) => {
+    // PostgreSQL BIGINT (our epoch-millisecond times) arrives as a string by default; every value we store fits a double.
+    loaded.types.setTypeParser(loaded.types.builtins.INT8, (value) => Number(value))
+    return loaded
+  })
+}
 
 export interface DatabaseTimeouts {
   /** Opening a connection, or waiting for a free one in the pool. */
@@ -85,10 +93,11 @@ export class Database {
     this.db = new Kysely<Tables>({ dialect: new GuardedDialect(inner, dialect, this.#health) })
   }
 
-  static open(location: DatabaseLocation): Database {
+  static async open(location: DatabaseLocation): Promise<Database> {
     const url = location.url
     const timeouts = location.timeouts ?? defaultTimeouts
     if (url && /^postgres(ql)?:\/\//.test(url)) {
+      const pg = await loadPostgres()
       const config: pg.ClientConfig = {
         connectionString: url,
         connectionTimeoutMillis: timeouts.connectMs,
@@ -140,13 +149,16 @@ export class Database {
   }
 
   async #migrate(): Promise<string[]> {
-    const pool = this.#pgConfig && new pg.Pool({ ...this.#pgConfig, ...UNBOUNDED, connectionTimeoutMillis: MIGRATION_CONNECT_MS, max: 1 })
+    const pg = this.#pgConfig && await loadPostgres()
+    const pool = pg && new pg.Pool({ ...this.#pgConfig, ...UNBOUNDED, connectionTimeoutMillis: MIGRATION_CONNECT_MS, max: 1 })
     pool?.on('error', () => {})
     const db = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : this.db
     try {
       // Migration numbers are handed out ahead of time to work landing in any order, so a database may have a
       // later one (012) before an earlier one (010) is added; each creates its own tables, so order does not matter.
-      const { error, results } = await new Migrator({ db, provider: migrationProvider(this.dialect), allowUnorderedMigrations: true }).migrateToLatest()
+      // Names compared as plain strings (they are all NNN_words), not with Kysely's default localeCompare, which
+      // makes every start load ICU's collation data for nothing.
+      const { error, results } = await new Migrator({ db, provider: migrationProvider(this.dialect), allowUnorderedMigrations: true, nameComparator: compareNames }).migrateToLatest()
       if (error) throw error
       return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
     } finally {
@@ -170,6 +182,7 @@ export class Database {
    */
   async listenClient(): Promise<pg.Client | undefined> {
     if (!this.#pgConfig) return undefined
+    const pg = await loadPostgres()
     const client = new pg.Client({ ...this.#pgConfig, ...UNBOUNDED })
     // Until the caller attaches its own: an error event without a listener would end the process.
     client.on('error', () => {})
@@ -309,6 +322,10 @@ class Health {
     this.#reportedAt = Date.now()
     for (const listener of this.#listeners) listener(report)
   }
+}
+
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
 }
 
 /**

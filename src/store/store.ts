@@ -45,7 +45,7 @@ export interface Store extends Repositories {
 }
 
 export async function openStore(location: DatabaseLocation, options: { migrate?: boolean } = {}): Promise<Store> {
-  const database = Database.open(location)
+  const database = await Database.open(location)
   try {
     if (options.migrate !== false) await database.migrate()
   } catch (error) {

@@ -38,7 +38,8 @@ const CONTENT_TYPES: Record<string, string> = {
 
 interface Asset {
   readonly body: Buffer
-  readonly gzipped: Buffer
+  /** Compressed on the first request that takes gzip, not every file at every start. */
+  gzipped(): Buffer
   readonly contentType: string
   readonly etag: string
 }
@@ -106,12 +107,12 @@ function sendAsset(request: FastifyRequest, reply: FastifyReply, asset: Asset, c
   const acceptEncoding = request.headers['accept-encoding']
   if (typeof acceptEncoding === 'string' && /\bgzip\b/.test(acceptEncoding)) {
     reply.header('content-encoding', 'gzip')
-    return reply.send(asset.gzipped)
+    return reply.send(asset.gzipped())
   }
   return reply.send(asset.body)
 }
 
-/** Reads and compresses every file once at start; requests are then served from memory by exact name. */
+/** Reads every file once at start; requests are then served from memory by exact name. */
 function loadAssets(dir: string): Map<string, Asset> {
   const assets = new Map<string, Asset>()
   for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
@@ -125,5 +126,6 @@ function loadAssets(dir: string): Map<string, Asset> {
 }
 
 function asset(body: Buffer, contentType: string): Asset {
-  return { body, gzipped: gzipSync(body), contentType, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` }
+  let gzipped: Buffer | undefined
+  return { body, gzipped: () => gzipped ??= gzipSync(body), contentType, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` }
 }

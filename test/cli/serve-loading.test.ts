@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { repoRoot, spawnGateway, tempDir } from '../helpers/gateway.ts'
+
+const recorder = join(repoRoot, 'test/fixtures/record-loaded-modules.mjs')
+
+/** The files below node_modules a gateway process loaded from its start to its stop, with `use` run against it. */
+async function dependenciesLoaded(dir: string, config: string, use: (url: string) => Promise<void>): Promise<string[]> {
+  const record = join(dir, 'loaded.json')
+  const gateway = await spawnGateway(['--config', config, '--data-dir', join(dir, 'data')], { NODE_OPTIONS: `--import=${recorder}`, RECORD_LOADED_MODULES: record })
+  try {
+    await use(gateway.url.replace(/\/$/, ''))
+  } finally {
+    await gateway.stop()
+  }
+  const { modules } = JSON.parse(readFileSync(record, 'utf8')) as { modules: string[] }
+  return modules.flatMap((url) => /\/node_modules\/(.*)$/.exec(url)?.[1] ?? [])
+}
+
+function missing(loaded: string[], expected: string[]): string[] {
+  return expected.filter((prefix) => !loaded.some((file) => file.startsWith(prefix)))
+}
+
+describe('serve: what a start loads', () => {
+  it('leaves out what the configuration does not use and what waits for its first request, and loads that then', async () => {
+    const dir = tempDir()
+    try {
+      const config = join(dir, 'gatehouse.yaml')
+      writeFileSync(config, [
+        'services:',
+        '  - { name: app, prefix: /app/, upstream: "http://127.0.0.1:9", accepts: [basic, oidc], oidc: { realm: platform, client_id: app } }',
+        'realms:',
+        '  - { name: platform, clients: [{ client_id: app, public_client: true }] }',
+      ].join('\n'))
+      // Used only on a realm's first request: oidc-provider (with Koa), and the certificate writer of its first keys.
+      const realmOnly = ['oidc-provider/lib/provider.js', 'koa/', '@peculiar/asn1-x509/']
+      // Used only on a visit of the API reference: swagger-ui and its static file server.
+      const referenceOnly = ['@fastify/swagger-ui/', '@fastify/static/']
+      // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets.
+      const unused = ['ldapts/', 'pg/', 'ws/']
+
+      const idle = await dependenciesLoaded(dir, config, async () => {})
+      assert.ok(idle.some((file) => file.startsWith('fastify/')), 'the record holds what a start loads')
+      assert.deepEqual(missing(idle, [...realmOnly, ...referenceOnly, ...unused]), [...realmOnly, ...referenceOnly, ...unused])
+
+      const used = await dependenciesLoaded(dir, config, async (url) => {
+        assert.equal((await fetch(`${url}/realms/platform/.well-known/openid-configuration`)).status, 200)
+        assert.equal((await fetch(`${url}/api/gateway/v1/docs/`)).status, 200)
+      })
+      assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly]), [])
+      assert.deepEqual(missing(used, unused), unused)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
