@@ -4,6 +4,7 @@ import type { Socket } from 'node:net'
 import { errorPage } from './pages/error-page.ts'
 import type { RequestContext } from './context.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
+import { lingeringClose } from './http/lingering-close.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
 
@@ -686,5 +687,5 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
 
 function closeAfter(response: ServerResponse, socket: Socket): void {
   response.shouldKeepAlive = false
-  response.once('close', () => socket.end())
+  response.once('close', () => lingeringClose(socket))
 }

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import { lingeringClose } from '../http/lingering-close.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { Route } from './routes.ts'
 import { clientResponseHeaders } from './upstream-headers.ts'
@@ -61,7 +62,7 @@ export class WebSocketTunnels {
       const response = new ServerResponse(request)
       response.shouldKeepAlive = false
       response.assignSocket(socket as Socket)
-      response.on('finish', () => socket.end())
+      response.on('finish', () => lingeringClose(socket))
       server.routing(request, response)
     })
     server.addHook('onClose', async () => {
