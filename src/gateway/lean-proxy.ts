@@ -96,9 +96,8 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
   })
   const trust = app.config.server.trusted_proxies.length ? app.trustsProxy : undefined
 
-  function laneFor(raw: IncomingMessage): Lane | undefined {
+  function laneFor(raw: IncomingMessage, path: string): Lane | undefined {
     if (!PROXIED_METHODS.has(raw.method!)) return undefined
-    const { path } = splitTarget(raw.url!)
     if (path.includes('%') || options.ownsPath(path)) return undefined
     // The longest prefix first, as the router picks.
     const index = app.routes.findIndex((route) => path.startsWith(route.prefix))
@@ -106,8 +105,9 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
   }
 
   return (raw, response) => {
-    const flavour = forwardAuthFlavour(splitTarget(raw.url!).path)
-    const lane = flavour ? undefined : laneFor(raw)
+    const { path } = splitTarget(raw.url!)
+    const flavour = forwardAuthFlavour(path)
+    const lane = flavour ? undefined : laneFor(raw, path)
     // A forward-auth question is taken when it has no body to drain (nginx, Traefik and Caddy send none).
     if (!lane && !(flavour && !hasBody(raw))) return false
     const request = new ProxiedRequest(raw, trust, options.parseCookie)
