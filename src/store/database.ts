@@ -120,6 +120,8 @@ export class Database {
     mkdirSync(dir, { recursive: true })
     const file = join(dir, 'gatehouse.sqlite')
     const sqlite = new NodeSqliteDatabase(file, timeouts.queryMs)
+    // Opening waits for another process's migrations as long as migrating does.
+    await sqlite.useWal(MIGRATION_WAIT_MS)
     return new Database('sqlite', `sqlite:${file}`, new SqliteDialect({ database: sqlite }), sqlite)
   }
 

@@ -1,5 +1,9 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
+import { setTimeout } from 'node:timers/promises'
 import type { SqliteDatabase, SqliteStatement } from 'kysely'
+
+/** How often opening tries again to switch a new file to WAL while another process holds its lock. */
+const WAL_RETRY_MS = 50
 
 /**
  * Adapts Node's built-in `node:sqlite` to the better-sqlite3 shape that Kysely's SqliteDialect expects,
@@ -17,11 +21,27 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   constructor(filename: string, busyTimeoutMs: number) {
     this.busyTimeoutMs = busyTimeoutMs
     this.raw = new DatabaseSync(filename)
-    // First: switching a new file to WAL needs a lock that a process starting next to this one may hold.
     this.raw.exec(`PRAGMA busy_timeout = ${Math.round(busyTimeoutMs)}`)
-    this.raw.exec('PRAGMA journal_mode = WAL')
     this.raw.exec('PRAGMA synchronous = NORMAL')
     this.raw.exec('PRAGMA foreign_keys = ON')
+  }
+
+  /**
+   * Switches the file to WAL (a no-op once it is). On a new file another process starting next to this one may hold
+   * the write lock for as long as its migrations take, and SQLite then refuses the switch at once, without waiting
+   * (busy_timeout does not apply): it is tried again, at most `waitMs`.
+   */
+  async useWal(waitMs: number): Promise<void> {
+    const giveUpAt = Date.now() + waitMs
+    for (;;) {
+      try {
+        this.raw.exec('PRAGMA journal_mode = WAL')
+        return
+      } catch (error) {
+        if (!/database is locked/.test((error as Error).message) || Date.now() >= giveUpAt) throw error
+        await setTimeout(WAL_RETRY_MS)
+      }
+    }
   }
 
   /** Changes whenever another connection commits: a free way to know whether to look for news. */

@@ -14,8 +14,10 @@ db.exec('BEGIN IMMEDIATE')
 console.log('locked')
 setTimeout(() => { db.exec('COMMIT'); db.close() }, ${ms})`
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  // Listened for from the start: it may exit before whoever waits for it gets there.
+  const exited = once(child, 'exit')
   await once(child.stdout!, 'data')
-  return child
+  return { exited }
 }
 
 describe('SQLite migrations next to another process', () => {
@@ -30,7 +32,22 @@ describe('SQLite migrations next to another process', () => {
       assert.equal(await store.users.count(), 0)
     } finally {
       await store.close()
-      await once(holder, 'exit')
+      await holder.exited
+    }
+  })
+
+  it('wait for it when the file is new, before switching it to WAL, too', async () => {
+    const dir = tempDir()
+    // A file another process has just created and holds the write lock on, in SQLite's default journal mode.
+    const holder = await holdWriteLock(join(dir, 'gatehouse.sqlite'), 3000)
+    const started = Date.now()
+    const store = await openStore({ dataDir: dir, timeouts: { connectMs: 1000, queryMs: 1000 } })
+    try {
+      assert.ok(Date.now() - started >= 2000, 'it waited for the lock')
+      assert.equal(await store.users.count(), 0)
+    } finally {
+      await store.close()
+      await holder.exited
     }
   })
 })
