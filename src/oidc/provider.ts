@@ -63,9 +63,18 @@ export const GATEWAY_CALLBACK = '/gatehouse/callback'
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 export const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', PASSWORD_GRANT, DEVICE_CODE_GRANT])
 
-/** oidc-provider itself (Koa and every endpoint): loaded for a realm's first request, not at start. */
-export async function loadProviderClass(): Promise<typeof Provider> {
-  return (await import('oidc-provider')).default
+/**
+ * oidc-provider itself (Koa and every endpoint): loaded for a realm's first request, not at start. Loaded once: a
+ * dynamic `import()` asks the module loader to resolve the specifier again every time, which showed in the token
+ * endpoint's profile.
+ */
+let providerClass: Promise<typeof Provider> | undefined
+export function loadProviderClass(): Promise<typeof Provider> {
+  providerClass ??= import('oidc-provider').then((module) => module.default, (error: unknown) => {
+    providerClass = undefined
+    throw error
+  })
+  return providerClass
 }
 
 export interface ProviderOptions {

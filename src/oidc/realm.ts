@@ -68,6 +68,11 @@ class LoadedKeys {
     return this.#loading
   }
 
+  /** The keys when they need no reading: what `get` would answer at once. */
+  fresh(now: number): RealmKeySet | undefined {
+    return now < this.#reloadAt ? this.#set : undefined
+  }
+
   reload(): void {
     this.#reloadAt = 0
   }
@@ -220,6 +225,9 @@ export class Realm {
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */
   async provider(): Promise<{ instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; tokens: KeycloakTokens }> {
     const now = Date.now()
+    const built = this.#provider
+    // Every request to the realm asks: the common answer costs no waiting on keys or on the module.
+    if (built && built.keys === this.#keys.fresh(now) && built.refreshKeys === this.#refreshKeys.fresh(now) && built.issuer === this.issuer) return built
     const [keys, refreshKeys, providerClass] = await Promise.all([this.keySet(now), this.#refreshKeys.get(now), loadProviderClass()])
     const issuer = this.issuer
     const current = this.#provider
