@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import { createPublicKey, hash, timingSafeEqual, type JsonWebKey } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { NUL_MESSAGE } from '../errors.ts'
@@ -75,19 +75,55 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
       .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
   }
 
+  await serveProvider(app, realm, rest, query, {
+    raw: request.raw,
+    response: reply.raw,
+    ip: request.ip,
+    log: request.log,
+    refuse: (status, description, error, close) => {
+      if (close) reply.header('connection', 'close')
+      keycloakError(reply, status, description, error)
+    },
+    handOver: () => reply.hijack(),
+  })
+  return reply
+}
+
+/** What serving one of oidc-provider's endpoints needs of a request, whichever way it came in (Fastify's route, or token-lane.ts). */
+export interface ProviderExchange {
+  readonly raw: IncomingMessage
+  readonly response: ServerResponse
+  /** The client address as Gatehouse resolved it (X-Forwarded-For believed from trusted proxies only). */
+  readonly ip: string
+  readonly log: ProviderRequest['log']
+  /** Answers in Keycloak's error shape before oidc-provider sees the request; `close`: and closes the connection. */
+  refuse(status: number, description: string, error?: string, close?: boolean): void
+  /** From here on the response is oidc-provider's. */
+  handOver(): void
+}
+
+/** A request for one of oidc-provider's endpoints (`rest`, below the realm's path): read, adjusted for Keycloak, handed over. */
+export async function serveProvider(app: App, realm: Realm, rest: string, query: string, exchange: ProviderExchange): Promise<void> {
+  const { raw } = exchange
   let body: Buffer | undefined
-  if (hasBody(request.raw)) {
-    body = await readBody(request.raw)
-    if (!body) return keycloakError(reply.header('connection', 'close'), 400, 'Request body too large', 'invalid_request')
-    if (body.includes(0) || (isForm(request.raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return nulRefused(reply)
+  if (hasBody(raw)) {
+    body = await readBody(raw)
+    if (!body) return exchange.refuse(400, 'Request body too large', 'invalid_request', true)
+    if (body.includes(0) || (isForm(raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return exchange.refuse(400, NUL_MESSAGE, 'invalid_request')
   }
-  const target = await adjustForKeycloak(realm, request.method, rest, query, request.raw, body)
-  if ('refused' in target) return keycloakError(reply, target.refused.status, target.refused.description, target.refused.error)
+  const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
+  if ('refused' in target) return exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
   const { handler } = await realm.provider()
   app.oidc.maintain()
-  reply.hijack()
-  handler(replayRequest(request, target, target.query ?? query, new URL(app.publicUrl), `/realms/${realm.name}`, { log: request.log, address: request.ip, logout: target.logout === true }), reply.raw)
-  return reply
+  exchange.handOver()
+  handler(replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true }), exchange.response)
+}
+
+/** The public URL, parsed once for as long as it stays the same. */
+let parsedPublicUrl: { href: string; url: URL } | undefined
+function publicUrl(href: string): URL {
+  if (parsedPublicUrl?.href !== href) parsedPublicUrl = { href, url: new URL(href) }
+  return parsedPublicUrl.url
 }
 
 /** A request answered before oidc-provider sees it, as Keycloak answers it. */
@@ -306,8 +342,7 @@ function readBody(raw: IncomingMessage): Promise<Buffer | undefined> {
  * trusts, and the client address is the one Gatehouse resolved; whatever forwarding headers the client sent
  * are dropped.
  */
-function replayRequest(request: FastifyRequest, target: Target, query: string, publicUrl: URL, mountPath: string, info: ProviderRequest): IncomingMessage {
-  const raw = request.raw
+function replayRequest(raw: IncomingMessage, ip: string, target: Target, query: string, publicUrl: URL, mountPath: string, info: ProviderRequest): IncomingMessage {
   const { body } = target
   const headers = { ...raw.headers }
   if (body) {
@@ -319,7 +354,7 @@ function replayRequest(request: FastifyRequest, target: Target, query: string, p
   headers.host = publicUrl.host
   headers['x-forwarded-host'] = publicUrl.host
   headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1)
-  headers['x-forwarded-for'] = request.ip
+  headers['x-forwarded-for'] = ip
   const basePath = publicUrl.pathname.replace(/\/$/, '')
   const replay = {
     headers,
