@@ -6,6 +6,7 @@ import { DatabaseUnavailable } from '../errors.ts'
 import { errors } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
+import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
 import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
@@ -105,7 +106,7 @@ export interface ProviderOptions {
  * only one), persistence (`adapter`), consent-free first-party clients (`loadExistingGrant`), the login page
  * (`interactions.url`), Keycloak's paths (`routes`), and its response shapes (a `provider.use` middleware).
  */
-export function buildProvider(options: ProviderOptions): Provider {
+export function buildProvider(options: ProviderOptions): { provider: Provider; clientCredentials: ClientCredentialsShortcut } {
   const { realm, issuer, keys } = options
   const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
@@ -237,7 +238,8 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.on('server_error', logFailure)
   // Koa's own 'error' event, which oidc-provider's typings leave out.
   ;(provider as unknown as NodeJS.EventEmitter).on('error', (error: unknown, ctx: { req: unknown }) => logFailure(ctx, error))
-  return provider
+  const clientCredentials = clientCredentialsShortcut({ provider, configured: (id) => configured.has(id), resource, resourceServer, tokensIssued: options.tokensIssued })
+  return { provider, clientCredentials }
 }
 
 function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetadata {

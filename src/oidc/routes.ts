@@ -7,6 +7,7 @@ import { NUL_MESSAGE } from '../errors.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
+import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
@@ -113,9 +114,11 @@ export async function serveProvider(app: App, realm: Realm, rest: string, query:
   }
   const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
   if ('refused' in target) return exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
-  const { handler } = await realm.provider()
+  const { handler, clientCredentials } = await realm.provider()
   app.oidc.maintain()
+  const answer = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query ? await clientCredentials(target.body, raw.headers) : undefined
   exchange.handOver()
+  if (answer) return writeTokenAnswer(exchange.response, answer)
   handler(replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true }), exchange.response)
 }
 
