@@ -111,13 +111,13 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const upstreams = upstreamDispatchers(app.routes)
   await registerProxy(server, app, upstreams)
   await registerUi(server, app)
-  const laneOptions = { log: server.log as Logger, requestLog: logsRequests ? requestLog : undefined, closing: () => closing }
-  const proxyLane = leanProxy(app, {
-    upstreams,
-    ownsPath: ownedPaths(ownRoutes),
-    parseCookie: (header) => server.parseCookie(header) as Record<string, string>,
-    ...laneOptions,
-  })
+  const laneOptions = {
+    log: server.log as Logger,
+    requestLog: logsRequests ? requestLog : undefined,
+    closing: () => closing,
+    parseCookie: (header: string) => server.parseCookie(header) as Record<string, string>,
+  }
+  const proxyLane = leanProxy(app, { upstreams, ownsPath: ownedPaths(ownRoutes), ...laneOptions })
   // The realms' token endpoints are taken before Fastify too (src/oidc/token-lane.ts).
   const realmTokens = tokenLane(app, laneOptions)
   lean = realmTokens ? (raw, response) => realmTokens(raw, response) || proxyLane(raw, response) : proxyLane

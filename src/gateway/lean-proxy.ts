@@ -1,16 +1,11 @@
-import proxyAddr from '@fastify/proxy-addr'
-import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
-import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import { Pool, type Dispatcher } from 'undici'
 import type { App } from '../app.ts'
-import { newRequestContext, type RequestContext } from '../context.ts'
 import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
-import type { GatewayRequest } from '../http/gateway-request.ts'
 import { hostProblem } from '../http/host-header.ts'
+import { LaneRequest, logAnswered } from '../http/lane-request.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
-import { requestLine } from '../logging/request-line.ts'
 import type { Decision } from './authorize.ts'
 import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type Original } from './forward-auth.ts'
 import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
@@ -110,12 +105,12 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
     const lane = flavour ? undefined : laneFor(raw, path)
     // A forward-auth question is taken when it has no body to drain (nginx, Traefik and Caddy send none).
     if (!lane && !(flavour && !hasBody(raw))) return false
-    const request = new ProxiedRequest(raw, trust, options.parseCookie)
+    const request = new LaneRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
     if (options.closing()) response.setHeader('connection', 'close')
     // `on`, not `once`, here and below: a response finishes and closes once only, and `once` would wrap each listener
     // and unhook it again, on every request.
-    response.on('finish', () => done(app, options, request, response))
+    response.on('finish', () => logAnswered(app, options, request, response))
     const answering = lane ? serve(app, options, lane, request, response) : answerForwardAuth(app, options, flavour!, request, response)
     answering.catch((error: unknown) => fail(options, request, response, error))
     return true
@@ -127,7 +122,7 @@ function hasBody(raw: IncomingMessage): boolean {
 }
 
 /** A forward-auth question (src/gateway/forward-auth.ts), answered as its Fastify route answers it. */
-async function answerForwardAuth(app: App, options: LeanProxyOptions, flavour: Flavour, request: ProxiedRequest, response: ServerResponse): Promise<void> {
+async function answerForwardAuth(app: App, options: LeanProxyOptions, flavour: Flavour, request: LaneRequest, response: ServerResponse): Promise<void> {
   response.setHeader('cache-control', FORWARD_AUTH_CACHE_CONTROL)
   const answer = await judgeForwardAuth(app, flavour, request, (original) => request.viewAs(original))
   if ('redirect' in answer) {
@@ -151,7 +146,7 @@ function redirect(response: ServerResponse, location: string): void {
 }
 
 /** The checks the general path's hooks make before anything else; a request failing one is left to them to answer. */
-function passesRequestChecks(request: ProxiedRequest): boolean {
+function passesRequestChecks(request: LaneRequest): boolean {
   if (hostProblem(request)) return false
   try {
     assertSafePath(splitTarget(request.url).path)
@@ -162,7 +157,7 @@ function passesRequestChecks(request: ProxiedRequest): boolean {
   return true
 }
 
-async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: ProxiedRequest, response: ServerResponse): Promise<void> {
+async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: LaneRequest, response: ServerResponse): Promise<void> {
   const { route } = lane
   const decision = await app.authorize(request, route)
   if (!decision.granted) {
@@ -188,7 +183,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: P
 }
 
 /** A login redirect (deleting a refused session cookie on the way), or the refusal itself. */
-function refuse(options: LeanProxyOptions, request: ProxiedRequest, response: ServerResponse, decision: Extract<Decision, { granted: false }>): void {
+function refuse(options: LeanProxyOptions, request: LaneRequest, response: ServerResponse, decision: Extract<Decision, { granted: false }>): void {
   if (!decision.loginUrl) {
     writeError(request, response, decision.refusal, errorLog(options, request))
     return
@@ -198,20 +193,13 @@ function refuse(options: LeanProxyOptions, request: ProxiedRequest, response: Se
   redirect(response, decision.loginUrl)
 }
 
-function fail(options: LeanProxyOptions, request: ProxiedRequest, response: ServerResponse, error: unknown): void {
+function fail(options: LeanProxyOptions, request: LaneRequest, response: ServerResponse, error: unknown): void {
   if (response.headersSent) response.destroy()
   else writeError(request, response, error, errorLog(options, request))
 }
 
-function errorLog(options: LeanProxyOptions, request: ProxiedRequest): { error(fields: object, message: string): void } {
+function errorLog(options: LeanProxyOptions, request: LaneRequest): { error(fields: object, message: string): void } {
   return { error: (fields, message) => options.log.error({ reqId: request.id, ...fields }, message) }
-}
-
-/** What the general path's response hook does: the metrics, and the request's one log line. */
-function done(app: App, options: LeanProxyOptions, request: ProxiedRequest, response: ServerResponse): void {
-  const answered = { statusCode: response.statusCode, elapsedTime: performance.now() - request.startedAt }
-  app.metrics.requestDone(request, answered)
-  options.requestLog?.info(requestLine(request.id, request.method, request.url, answered.statusCode, answered.elapsedTime, request.gatehouse), 'request')
 }
 
 /**
@@ -222,11 +210,11 @@ function done(app: App, options: LeanProxyOptions, request: ProxiedRequest, resp
 class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly #options: LeanProxyOptions
   readonly #lane: Lane
-  readonly #request: ProxiedRequest
+  readonly #request: LaneRequest
   readonly #response: ServerResponse
   #controller: Dispatcher.DispatchController | undefined
 
-  constructor(options: LeanProxyOptions, lane: Lane, request: ProxiedRequest, response: ServerResponse) {
+  constructor(options: LeanProxyOptions, lane: Lane, request: LaneRequest, response: ServerResponse) {
     this.#options = options
     this.#lane = lane
     this.#request = request
@@ -276,73 +264,5 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (response.destroyed) return
     this.#options.log.warn({ reqId: this.#request.id, err: error }, 'response errored')
     fail(this.#options, this.#request, response, upstreamFailure(this.#lane.route, error))
-  }
-}
-
-/**
- * A request as `authorize` and the header rules read it, made from Node's request alone. `ip`, `protocol` and
- * `host` are read as Fastify reads them (believing X-Forwarded-* only from a trusted proxy); the cookies are parsed
- * by the same parser, and only when asked for.
- */
-class ProxiedRequest implements GatewayRequest {
-  readonly raw: IncomingMessage
-  readonly method: string
-  readonly url: string
-  readonly headers: IncomingHttpHeaders
-  readonly gatehouse: RequestContext
-  readonly startedAt = performance.now()
-  readonly #trust: ((address: string) => boolean) | undefined
-  readonly #parseCookie: (header: string) => Record<string, string>
-  #cookies: Record<string, string> | undefined
-  #id: string | undefined
-  #ip: string | undefined
-
-  /** `original`: the request a forward-auth question describes, judged with this one's headers and context. */
-  constructor(raw: IncomingMessage, trust: ((address: string) => boolean) | undefined, parseCookie: (header: string) => Record<string, string>, original?: Original, context?: RequestContext) {
-    this.raw = raw
-    this.method = original?.method ?? raw.method!
-    this.url = original?.url ?? raw.url!
-    this.headers = raw.headers
-    this.gatehouse = context ?? newRequestContext()
-    this.#trust = trust
-    this.#parseCookie = parseCookie
-  }
-
-  /** This request seen as the original one a forward-auth question describes. */
-  viewAs(original: Original): ProxiedRequest {
-    return new ProxiedRequest(this.raw, this.#trust, this.#parseCookie, original, this.gatehouse)
-  }
-
-  get id(): string {
-    return (this.#id ??= randomUUID())
-  }
-
-  get cookies(): Record<string, string> {
-    return (this.#cookies ??= this.headers.cookie ? this.#parseCookie(this.headers.cookie) : {})
-  }
-
-  get ip(): string {
-    // Without X-Forwarded-For, Fastify's reading is the peer itself: the common case skips the parse.
-    if (!this.#trust || !this.headers['x-forwarded-for']) return this.raw.socket.remoteAddress ?? ''
-    // Fastify's own reading of X-Forwarded-For (its proxy-addr), so `ip` is the same on both paths.
-    return (this.#ip ??= proxyAddr.all(this.raw, this.#trust).at(-1) ?? '')
-  }
-
-  get protocol(): 'http' | 'https' {
-    const forwarded = this.#fromTrustedProxy('x-forwarded-proto')
-    if (forwarded !== undefined) return forwarded as 'http' | 'https'
-    return (this.raw.socket as TLSSocket).encrypted ? 'https' : 'http'
-  }
-
-  get host(): string {
-    return this.#fromTrustedProxy('x-forwarded-host') ?? this.headers.host ?? ''
-  }
-
-  /** The last value of an X-Forwarded-* field, when the peer is a trusted proxy. */
-  #fromTrustedProxy(name: 'x-forwarded-proto' | 'x-forwarded-host'): string | undefined {
-    const value = this.headers[name] as string | undefined
-    if (!value || !this.#trust?.(this.raw.socket.remoteAddress ?? '')) return undefined
-    const last = value.lastIndexOf(',')
-    return last === -1 ? value.trim() : value.slice(last + 1).trim()
   }
 }

@@ -1,13 +1,10 @@
-import proxyAddr from '@fastify/proxy-addr'
-import { randomUUID } from 'node:crypto'
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { App } from '../app.ts'
-import { newRequestContext, type RequestContext } from '../context.ts'
 import { writeError } from '../errors.ts'
 import type { LeanProxyOptions } from '../gateway/lean-proxy.ts'
 import { hostProblem } from '../http/host-header.ts'
+import { LaneRequest, logAnswered } from '../http/lane-request.ts'
 import { assertSafePath } from '../http/request-target.ts'
-import { requestLine } from '../logging/request-line.ts'
 import { KEYCLOAK_ROUTES } from './provider.ts'
 import { serveProvider } from './routes.ts'
 
@@ -22,7 +19,7 @@ import { serveProvider } from './routes.ts'
  */
 const TOKEN_PATH = new RegExp(`^/realms/([A-Za-z0-9._-]+)${KEYCLOAK_ROUTES.token}$`)
 
-export type TokenLaneOptions = Pick<LeanProxyOptions, 'log' | 'requestLog' | 'closing'>
+export type TokenLaneOptions = Pick<LeanProxyOptions, 'log' | 'requestLog' | 'closing' | 'parseCookie'>
 
 /** Takes a request (true) or leaves it to Fastify (false); undefined when no realm is configured. */
 export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingMessage, response: ServerResponse) => boolean) | undefined {
@@ -33,11 +30,11 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
     const realmName = TOKEN_PATH.exec(raw.url!)?.[1]
     const realm = realmName === undefined ? undefined : app.oidc.get(realmName)
     if (!realm) return false
-    const request = new TokenRequest(raw, trust)
+    const request = new LaneRequest(raw, trust, options.parseCookie)
     if (hostProblem(request) || !safePath(raw.url!)) return false
     if (options.closing()) response.setHeader('connection', 'close')
     request.gatehouse.place = app.places.realm(realm.name)
-    response.on('finish', () => done(app, options, request, response))
+    response.on('finish', () => logAnswered(app, options, request, response))
     const log = { error: (fields: object, message: string) => options.log.error({ reqId: request.id, ...fields }, message) }
     serveProvider(app, realm, KEYCLOAK_ROUTES.token, '', {
       raw,
@@ -75,47 +72,4 @@ function writeKeycloakError(response: ServerResponse, status: number, descriptio
   response.setHeader('content-type', 'application/json; charset=utf-8')
   response.setHeader('content-length', Buffer.byteLength(body))
   response.end(body)
-}
-
-/** What the server's response hook does for every request: the metrics, and the request's one log line. */
-function done(app: App, options: TokenLaneOptions, request: TokenRequest, response: ServerResponse): void {
-  const answered = { statusCode: response.statusCode, elapsedTime: performance.now() - request.startedAt }
-  app.metrics.requestDone(request, answered)
-  options.requestLog?.info(requestLine(request.id, request.method, request.url, answered.statusCode, answered.elapsedTime, request.gatehouse), 'request')
-}
-
-/** A token request as the checks, the error writer and the log read it; `ip` and `host` as Fastify reads them. */
-class TokenRequest {
-  readonly raw: IncomingMessage
-  readonly method: string
-  readonly url: string
-  readonly headers: IncomingHttpHeaders
-  readonly gatehouse: RequestContext = newRequestContext()
-  readonly startedAt = performance.now()
-  readonly #trust: ((address: string) => boolean) | undefined
-  #id: string | undefined
-
-  constructor(raw: IncomingMessage, trust: ((address: string) => boolean) | undefined) {
-    this.raw = raw
-    this.method = raw.method!
-    this.url = raw.url!
-    this.headers = raw.headers
-    this.#trust = trust
-  }
-
-  get id(): string {
-    return (this.#id ??= randomUUID())
-  }
-
-  get ip(): string {
-    if (!this.#trust || !this.headers['x-forwarded-for']) return this.raw.socket.remoteAddress ?? ''
-    return proxyAddr.all(this.raw, this.#trust).at(-1) ?? ''
-  }
-
-  /** X-Forwarded-Host's last value from a trusted proxy, else Host. */
-  get host(): string {
-    const forwarded = this.headers['x-forwarded-host'] as string | undefined
-    if (!forwarded || !this.#trust?.(this.raw.socket.remoteAddress ?? '')) return this.headers.host ?? ''
-    return forwarded.slice(forwarded.lastIndexOf(',') + 1).trim()
-  }
 }
