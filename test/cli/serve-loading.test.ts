@@ -38,6 +38,8 @@ describe('serve: what a start loads', () => {
       const realmOnly = ['oidc-provider/lib/provider.js', 'koa/', '@peculiar/asn1-x509/']
       // Used only on a visit of the API reference: swagger-ui and its static file server.
       const referenceOnly = ['@fastify/swagger-ui/', '@fastify/static/']
+      // Used only when /metrics is first scraped: prom-client, and what its process metrics need.
+      const scrapeOnly = ['prom-client/', '@opentelemetry/api/']
       // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets.
       const unused = ['ldapts/', 'pg/', 'ws/']
       // Fastify's own schema compilers: the API validates with zod and no route has a response schema.
@@ -45,14 +47,15 @@ describe('serve: what a start loads', () => {
 
       const idle = await dependenciesLoaded(dir, config, async () => {})
       assert.ok(idle.some((file) => file.startsWith('fastify/')), 'the record holds what a start loads')
-      const notAtStart = [...realmOnly, ...referenceOnly, ...unused, ...noRouteNeeds]
+      const notAtStart = [...realmOnly, ...referenceOnly, ...scrapeOnly, ...unused, ...noRouteNeeds]
       assert.deepEqual(missing(idle, notAtStart), notAtStart)
 
       const used = await dependenciesLoaded(dir, config, async (url) => {
         assert.equal((await fetch(`${url}/realms/platform/.well-known/openid-configuration`)).status, 200)
         assert.equal((await fetch(`${url}/api/gateway/v1/docs/`)).status, 200)
+        assert.equal((await fetch(`${url}/metrics`)).status, 200)
       })
-      assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly]), [])
+      assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly, ...scrapeOnly]), [])
       assert.deepEqual(missing(used, unused), unused)
     } finally {
       rmSync(dir, { recursive: true, force: true })
