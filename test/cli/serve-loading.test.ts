@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { repoRoot, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { adminAuth, repoRoot, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
 const recorder = join(repoRoot, 'test/fixtures/record-loaded-modules.mjs')
 
@@ -42,20 +42,28 @@ describe('serve: what a start loads', () => {
       const scrapeOnly = ['prom-client/', '@opentelemetry/api/']
       // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets.
       const unused = ['ldapts/', 'pg/', 'ws/']
+      // Used only when a password is first hashed or verified: on a new database, by the first start, which makes the
+      // first superuser; on an existing one, by the first login.
+      const passwordOnly = ['@node-rs/argon2']
       // Fastify's own schema compilers: the API validates with zod and no route has a response schema.
       const noRouteNeeds = ['@fastify/ajv-compiler/', 'ajv/', '@fastify/fast-json-stringify-compiler/']
 
+      const notAtStart = [...realmOnly, ...referenceOnly, ...scrapeOnly, ...unused, ...noRouteNeeds]
+      const created = await dependenciesLoaded(dir, config, async () => {})
+      assert.deepEqual(missing(created, passwordOnly), [])
+      assert.deepEqual(missing(created, notAtStart), notAtStart)
+
       const idle = await dependenciesLoaded(dir, config, async () => {})
       assert.ok(idle.some((file) => file.startsWith('fastify/')), 'the record holds what a start loads')
-      const notAtStart = [...realmOnly, ...referenceOnly, ...scrapeOnly, ...unused, ...noRouteNeeds]
-      assert.deepEqual(missing(idle, notAtStart), notAtStart)
+      assert.deepEqual(missing(idle, [...notAtStart, ...passwordOnly]), [...notAtStart, ...passwordOnly])
 
       const used = await dependenciesLoaded(dir, config, async (url) => {
         assert.equal((await fetch(`${url}/realms/platform/.well-known/openid-configuration`)).status, 200)
         assert.equal((await fetch(`${url}/api/gateway/v1/docs/`)).status, 200)
         assert.equal((await fetch(`${url}/metrics`)).status, 200)
+        assert.equal((await fetch(`${url}/api/gateway/v1/me/`, { headers: adminAuth })).status, 200)
       })
-      assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly, ...scrapeOnly]), [])
+      assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly, ...scrapeOnly, ...passwordOnly]), [])
       assert.deepEqual(missing(used, unused), unused)
     } finally {
       rmSync(dir, { recursive: true, force: true })
