@@ -1,12 +1,10 @@
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import {
-  CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql,
-  type DatabaseConnection, type Dialect, type Driver, type PostgresPool, type QueryResult, type TransactionSettings,
-} from 'kysely'
+import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from './errors.ts'
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import { migrationProvider } from './migrations/index.ts'
