@@ -40,8 +40,8 @@ describe('serve: what a start loads', () => {
       const referenceOnly = ['@fastify/swagger-ui/', '@fastify/static/']
       // Used only when /metrics is first scraped: prom-client, and what its process metrics need.
       const scrapeOnly = ['prom-client/', '@opentelemetry/api/']
-      // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets.
-      const unused = ['ldapts/', 'pg/', 'ws/']
+      // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets, single sign-on.
+      const unused = ['ldapts/', 'pg/', 'ws/', 'openid-client/', 'oauth4webapi/']
       // Used only when a password is first hashed or verified: on a new database, by the first start, which makes the
       // first superuser; on an existing one, by the first login.
       const passwordOnly = ['@node-rs/argon2']
