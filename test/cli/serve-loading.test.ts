@@ -36,8 +36,8 @@ describe('serve: what a start loads', () => {
       ].join('\n'))
       // Used only on a realm's first request: oidc-provider (with Koa), and the certificate writer of its first keys.
       const realmOnly = ['oidc-provider/lib/provider.js', 'koa/', '@peculiar/asn1-x509/']
-      // Used only on a visit of the API reference: swagger-ui and its static file server.
-      const referenceOnly = ['@fastify/swagger-ui/', '@fastify/static/']
+      // Used only on a visit of the API document or reference: what makes the document, swagger-ui and its static file server.
+      const referenceOnly = ['@fastify/swagger/', 'fastify-type-provider-zod/', 'json-schema-resolver/', '@fastify/swagger-ui/', '@fastify/static/']
       // Used only when /metrics is first scraped: prom-client, and what its process metrics need.
       const scrapeOnly = ['prom-client/', '@opentelemetry/api/']
       // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets, single sign-on.
