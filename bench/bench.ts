@@ -20,6 +20,7 @@ const node = join(root, 'node_modules/.bin/node')
 const seconds = Number(process.env.BENCH_SECONDS ?? 3)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const pacedRate = Number(process.env.BENCH_PACED_RATE ?? 2000)
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const password = 'bench-password'
 const clientSecret = 'bench-client-secret-0123456789'
 const ports = { upstream: 18481, nginxProxy: 18482, gateway: 18480, authRequest: 18483, authRequestCached: 18484 }
@@ -75,6 +76,8 @@ interface Result {
   errors: number
   /** p99 when paced at `pacedRate` requests/s. */
   pacedP99ms?: number
+  /** CPU time the measured Node process (and its workers) spent per request, flat out. */
+  cpuMicros?: number
 }
 
 interface WrkOptions {
@@ -92,7 +95,7 @@ interface WrkOptions {
  * wrk is a closed loop, so pacing is a pause before each connection's next request: at a rate well under a row's
  * capacity that differs from an open-loop generator only by the latency itself, which is small next to the pause.
  */
-function wrk(url: string, options: WrkOptions = {}): Result {
+function wrk(url: string, options: WrkOptions = {}): Result & { requests: number } {
   const connectionCount = options.connections ?? connections
   const args = ['-t', '1', '-c', String(connectionCount), '-d', `${options.duration ?? seconds}s`, '--latency']
   for (const [name, value] of Object.entries(options.headers ?? {})) args.push('-H', `${name}: ${value}`)
@@ -103,7 +106,9 @@ function wrk(url: string, options: WrkOptions = {}): Result {
     lua.push(`bodies = { ${options.body.map((body) => JSON.stringify(body)).join(', ')} }`, 'turn = 0',
       'function request() turn = turn % #bodies + 1; return wrk.format("POST", nil, { ["Content-Type"] = "application/x-www-form-urlencoded" }, bodies[turn]) end')
   }
-  if (options.rate) lua.push(`function delay() return ${Math.round((connectionCount * 1000) / options.rate)} end`)
+  // Each pause is drawn anew, uniform between none and twice the mean: connections that all start at once would
+  // otherwise stay in step and arrive as bursts of `connectionCount`, and p99 would measure the burst's queue.
+  if (options.rate) lua.push('math.randomseed(os.time())', `function delay() return math.random(0, ${Math.round((2 * connectionCount * 1000) / options.rate)}) end`)
   if (lua.length) {
     const script = join(dir, 'wrk.lua')
     writeFileSync(script, lua.join('\n') + '\n')
@@ -116,13 +121,48 @@ function wrk(url: string, options: WrkOptions = {}): Result {
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
   const errors = non2xx + (socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0)
-  return { rps, p99ms, errors }
+  return { rps, p99ms, errors, requests: Number(/(\d+) requests in/.exec(out)?.[1]) }
 }
 
-function measure(url: string, options: WrkOptions = {}): Result {
-  wrk(url, { ...options, duration: 1 })
-  const result = wrk(url, options)
-  return { ...result, pacedP99ms: wrk(url, { ...options, rate: pacedRate }).p99ms }
+/** One proxy row: what wrk asks for, and the Node process whose CPU time it costs (none for nginx rows). */
+interface Target {
+  url: string
+  options?: WrkOptions
+  process?: ChildProcess
+}
+
+/**
+ * Every target measured flat out and paced, `rounds` times in turn, each figure the median of its rounds: a row
+ * measured once is at the mercy of whatever the machine did in those seconds, and one measured after the others
+ * would be compared with a different machine. Warm-up (1 s) precedes a target's first round only.
+ */
+function measureInRounds(targets: Target[]): Result[] {
+  const runs = targets.map(() => ({ flat: [] as Result[], paced: [] as number[] }))
+  for (let round = 0; round < rounds; round++) {
+    targets.forEach(({ url, options = {}, process }, i) => {
+      if (round === 0) wrk(url, { ...options, duration: 1 })
+      const before = process && cpuMilliseconds(process)
+      const flat = wrk(url, options)
+      const cpuMicros = process ? ((cpuMilliseconds(process) - before!) * 1000) / flat.requests : undefined
+      runs[i]!.flat.push({ ...flat, cpuMicros })
+      runs[i]!.paced.push(wrk(url, { ...options, rate: pacedRate }).p99ms)
+    })
+  }
+  return runs.map(({ flat, paced }) => ({ ...flat.sort((a, b) => a.rps - b.rps)[Math.floor(flat.length / 2)]!, pacedP99ms: median(paced) }))
+}
+
+/** User and system CPU time of a process and its children (`serve --workers` forks), from /proc. */
+function cpuMilliseconds(child: ChildProcess): number {
+  const ticks = (pid: number): number => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    let children: number[] = []
+    try {
+      children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number)
+    } catch {}
+    return Number(fields[11]) + Number(fields[12]) + children.reduce((sum, pid) => sum + ticks(pid), 0)
+  }
+  // Linux counts in clock ticks of 10 ms (USER_HZ 100).
+  return ticks(child.pid!) * 10
 }
 
 /** The session login as a script does it: fetch the CSRF cookie, post the form, keep gateway_sessionid. */
@@ -213,8 +253,12 @@ function authRequestServer(port: number, cached: boolean): string {
     location / {
       auth_request /_gatehouse;
       auth_request_set $gatehouse_user $upstream_http_x_gatehouse_user;
+      auth_request_set $gatehouse_user_id $upstream_http_x_gatehouse_user_id;
+      auth_request_set $gatehouse_auth_method $upstream_http_x_gatehouse_auth_method;
       auth_request_set $gatehouse_identity $upstream_http_x_gatehouse_identity;
-      proxy_set_header X-Gatehouse-User $gatehouse_user; proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
+      proxy_set_header X-Gatehouse-User $gatehouse_user; proxy_set_header X-Gatehouse-User-Id $gatehouse_user_id;
+      proxy_set_header X-Gatehouse-Auth-Method $gatehouse_auth_method; proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
+      proxy_set_header Authorization "";
       proxy_pass http://app_${port}; proxy_http_version 1.1; proxy_set_header Connection "";
     }
     location = /_gatehouse {
@@ -238,16 +282,16 @@ interface Row {
 
 function table(rows: Row[], baseline: Result, floor: Result): string {
   const lines = [
-    `| target | requests/s | vs nginx proxy_pass | vs bare Node proxy | p99 ms flat out | p99 ms at ${pacedRate}/s | p99 at ${pacedRate}/s vs nginx proxy_pass | errors |`,
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    `| target | requests/s | vs nginx proxy_pass | vs bare Node proxy | p99 ms flat out | p99 ms at ${pacedRate}/s | p99 at ${pacedRate}/s vs nginx proxy_pass | Node CPU µs per request | errors |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for (const { name, result, note } of rows) {
     if (!result) {
-      lines.push(`| ${name} | ${note} | | | | | | |`)
+      lines.push(`| ${name} | ${note} | | | | | | | |`)
       continue
     }
     const paced = result.pacedP99ms ?? NaN
-    lines.push(`| ${name} | ${Math.round(result.rps)} | ${(result.rps / baseline.rps).toFixed(2)}x | ${(result.rps / floor.rps).toFixed(2)}x | ${result.p99ms.toFixed(2)} | ${paced.toFixed(2)} | ${(paced / baseline.pacedP99ms!).toFixed(1)}x | ${result.errors} |`)
+    lines.push(`| ${name} | ${Math.round(result.rps)} | ${(result.rps / baseline.rps).toFixed(2)}x | ${(result.rps / floor.rps).toFixed(2)}x | ${result.p99ms.toFixed(2)} | ${paced.toFixed(2)} | ${(paced / baseline.pacedP99ms!).toFixed(1)}x | ${result.cpuMicros === undefined ? '' : result.cpuMicros.toFixed(0)} | ${result.errors} |`)
   }
   return lines.join('\n')
 }
@@ -256,7 +300,7 @@ requireTools()
 try {
   await startNginx(dir, 'upstream', tinyJsonServer(ports.upstream)).then((child) => children.push(child))
   await startNginx(dir, 'proxy', proxyServer(ports.nginxProxy, ports.upstream)).then((child) => children.push(child))
-  const bare = (await start(node, [join(root, 'bench/bare-proxy.ts')], { BARE_PROXY_UPSTREAM: `http://127.0.0.1:${ports.upstream}` }, /(http:\/\/\S+)/)).match
+  const bare = await start(node, [join(root, 'bench/bare-proxy.ts')], { BARE_PROXY_UPSTREAM: `http://127.0.0.1:${ports.upstream}` }, /(http:\/\/\S+)/)
 
   const config = writeConfig()
   const dataDir = join(dir, 'data')
@@ -291,28 +335,34 @@ try {
     ['OIDC bearer', { Authorization: `Bearer ${accessToken}` }],
   ]
 
-  const upstreamDirect = measure(`http://127.0.0.1:${ports.upstream}${hosts}`)
-  const nginxProxy = measure(`http://127.0.0.1:${ports.nginxProxy}${hosts}`)
-  const bareProxy = measure(`${bare}${hosts}`, { headers: { Authorization: 'Bearer bench' } })
-  const rows: Row[] = [
-    { name: 'upstream direct (nginx return 200)', result: upstreamDirect },
-    { name: 'nginx proxy_pass, 1 worker', result: nginxProxy },
-    { name: 'bare node:http + undici proxy', result: bareProxy },
-    { name: 'Gatehouse, public path', result: measure(`${gateway}/api/controller/v2/ping/`) },
-    ...credentials.map(([name, headers]) => ({ name: `Gatehouse, ${name}`, result: measure(`${gateway}${hosts}`, { headers }) })),
-    { name: 'Gatehouse, basic, ten access rules', result: measure(`${gateway}/api/ruled/v2/hosts/`, { headers: basicAuth }) },
+  // Every proxy target, measured together in rounds (measureInRounds); the nginx auth_request ones need a
+  // forward-auth endpoint, which older Gatehouse versions lack.
+  const named: { name: string; target: Target }[] = [
+    { name: 'upstream direct (nginx return 200)', target: { url: `http://127.0.0.1:${ports.upstream}${hosts}` } },
+    { name: 'nginx proxy_pass, 1 worker', target: { url: `http://127.0.0.1:${ports.nginxProxy}${hosts}` } },
+    // The same request as the OIDC bearer rows below (a kilobyte of token in every request) with no auth at all.
+    { name: 'nginx proxy_pass, 1 worker, OIDC bearer header', target: { url: `http://127.0.0.1:${ports.nginxProxy}${hosts}`, options: { headers: credentials[3]![1] } } },
+    { name: 'bare node:http + undici proxy', target: { url: `${bare.match}${hosts}`, options: { headers: { Authorization: 'Bearer bench' } }, process: bare.child } },
+    { name: 'Gatehouse, public path', target: { url: `${gateway}/api/controller/v2/ping/`, process: restarted.child } },
+    ...credentials.map(([name, headers]) => ({ name: `Gatehouse, ${name}`, target: { url: `${gateway}${hosts}`, options: { headers }, process: restarted.child } })),
+    { name: 'Gatehouse, basic, ten access rules', target: { url: `${gateway}/api/ruled/v2/hosts/`, options: { headers: basicAuth }, process: restarted.child } },
   ]
+  const notes: Row[] = []
   const forwardAuth = await fetch(`${gateway}/api/gateway/v1/authz/auth-request/`, { headers: { 'x-original-uri': hosts } })
   if (forwardAuth.status === 404) {
-    rows.push({ name: 'nginx auth_request to Gatehouse', note: 'not measured: this Gatehouse has no forward-auth endpoint' })
+    notes.push({ name: 'nginx auth_request to Gatehouse', note: 'not measured: this Gatehouse has no forward-auth endpoint' })
   } else {
     await startNginx(dir, 'auth-request', authRequestServer(ports.authRequest, false)).then((child) => children.push(child))
     await startNginx(dir, 'auth-request-cached', authRequestServer(ports.authRequestCached, true)).then((child) => children.push(child))
     for (const [name, headers] of credentials) {
-      rows.push({ name: `nginx auth_request, ${name}`, result: measure(`http://127.0.0.1:${ports.authRequest}${hosts}`, { headers }) })
-      rows.push({ name: `nginx auth_request + 1 s cache, ${name}`, result: measure(`http://127.0.0.1:${ports.authRequestCached}${hosts}`, { headers }) })
+      named.push({ name: `nginx auth_request, ${name}`, target: { url: `http://127.0.0.1:${ports.authRequest}${hosts}`, options: { headers }, process: restarted.child } })
+      named.push({ name: `nginx auth_request + 1 s cache, ${name}`, target: { url: `http://127.0.0.1:${ports.authRequestCached}${hosts}`, options: { headers }, process: restarted.child } })
     }
   }
+  const results = measureInRounds(named.map(({ target }) => target))
+  const rows: Row[] = [...named.map(({ name }, i) => ({ name, result: results[i]! })), ...notes]
+  const nginxProxy = results[1]!
+  const bareProxy = results[3]!
 
   const refreshBody = (token: string) => new URLSearchParams({ client_id: 'end-users', grant_type: 'refresh_token', refresh_token: token }).toString()
   const es256RefreshToken = (await passwordGrant(gateway, 'platform-es256')).refresh_token
@@ -343,15 +393,15 @@ try {
   // The same gateway as two processes sharing the port (`serve --workers 2`): what a second core adds, here where
   // wrk and the upstream take their share of the same two cores.
   const twoWorkers = await startGateway(config, dataDir, ['--workers', '2'])
-  for (const [name, headers] of [credentials[0]!, credentials[3]!]) {
-    rows.push({ name: `Gatehouse --workers 2, ${name}`, result: measure(`${gateway}${hosts}`, { headers }) })
-  }
+  const workerRows = [credentials[0]!, credentials[3]!]
+  const workerResults = measureInRounds(workerRows.map(([, headers]) => ({ url: `${gateway}${hosts}`, options: { headers }, process: twoWorkers.child })))
+  rows.push(...workerRows.map(([name], i) => ({ name: `Gatehouse --workers 2, ${name}`, result: workerResults[i]! })))
   grantRows.push(...grants.slice(0, 4).map(([name, ...rest]) => grantRow([`${name}, --workers 2`, ...rest])))
   await stop(twoWorkers.child)
   const [argon2OneAtATime, argon2AllCores] = execFileSync(node, [join(root, 'bench/argon2-rate.ts'), String(seconds)], { encoding: 'utf8' }).trim().split(' ').map(Number)
 
   process.stdout.write([
-    `wrk -t1 -c${connections}, ${seconds} s per row after 1 s of warm-up, Node ${execFileSync(node, ['-v'], { encoding: 'utf8' }).trim()}, ${spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim()}`,
+    `wrk -t1 -c${connections}, ${seconds} s per row after 1 s of warm-up, median of ${rounds} rounds, Node ${execFileSync(node, ['-v'], { encoding: 'utf8' }).trim()}, ${spawnSync('nginx', ['-v'], { encoding: 'utf8' }).stderr.trim()}`,
     '',
     table(rows, nginxProxy, bareProxy),
     '',

@@ -20,6 +20,7 @@ import { requestLine } from './logging/request-line.ts'
 import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
+import { tokenLane } from './oidc/token-lane.ts'
 import { registerUi } from './ui/routes.ts'
 
 export interface ServerOptions {
@@ -38,7 +39,8 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
 /**
  * The HTTP side: the gateway's own API under /api/gateway/, then every service's prefix, each in its own
  * encapsulated scope. Every request gets one typed context and one log line when it ends. Most proxied requests are
- * taken before Fastify sees them (src/gateway/lean-proxy.ts), which runs the same checks as the hooks below.
+ * taken before Fastify sees them (src/gateway/lean-proxy.ts), and so are the realms' token requests
+ * (src/oidc/token-lane.ts); both run the same checks as the hooks below.
  */
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   // Set once every route is known: proxied requests are offered to it before Fastify routes them.
@@ -113,14 +115,16 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const upstreams = upstreamDispatchers(app.routes)
   await registerProxy(server, app, upstreams)
   await registerUi(server, app)
-  lean = leanProxy(app, {
+  const laneOptions = { log: server.log as Logger, requestLog: logsRequests ? requestLog : undefined, closing: () => closing }
+  const proxyLane = leanProxy(app, {
     upstreams,
     ownsPath: ownedPaths(ownRoutes),
     parseCookie: (header) => server.parseCookie(header) as Record<string, string>,
-    log: server.log as Logger,
-    requestLog: logsRequests ? requestLog : undefined,
-    closing: () => closing,
+    ...laneOptions,
   })
+  // The realms' token endpoints are taken before Fastify too (src/oidc/token-lane.ts).
+  const realmTokens = tokenLane(app, laneOptions)
+  lean = realmTokens ? (raw, response) => realmTokens(raw, response) || proxyLane(raw, response) : proxyLane
   return server
 }
 

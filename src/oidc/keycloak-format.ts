@@ -1,4 +1,3 @@
-import type { FastifyBaseLogger } from 'fastify'
 import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig } from '../config/realms.ts'
@@ -40,7 +39,8 @@ export const DEVICE_POLLING_SECONDS = 5
 /** What Gatehouse tells oidc-provider's middleware about a request (src/oidc/routes.ts sets it). */
 export const PROVIDER_REQUEST = Symbol('gatehouse request')
 export interface ProviderRequest {
-  log: FastifyBaseLogger
+  /** The request's log (its id on every line). */
+  log: { error(fields: object, message: string): void }
   /** The trusted client address (Fastify's `request.ip`), which the password grant's lockout counts by. */
   address: string
   /** A revocation made from Keycloak's logout-by-refresh-token: answered 204, as Keycloak does. */

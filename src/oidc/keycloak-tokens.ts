@@ -1,5 +1,5 @@
-import { hash, randomUUID, subtle, type webcrypto } from 'node:crypto'
-import { compactVerify, decodeJwt, importJWK, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
+import { createHmac, createSecretKey, hash, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto'
+import { decodeJwt, importJWK, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
 import { REFRESH_SIGNING_ALG, type RealmKeySet } from './keys.ts'
 
 /**
@@ -51,18 +51,18 @@ export class KeycloakTokens {
   readonly #issuer: string
   readonly #idKey: Promise<{ key: CryptoKey; kid: string }>
   readonly #idAlg: string
-  readonly #refreshKey: Promise<{ key: CryptoKey; kid: string }>
+  readonly #refreshKey: { key: KeyObject; kid: string }
 
   constructor(issuer: string, accessKeys: RealmKeySet, refreshKeys: RealmKeySet) {
     this.#issuer = issuer
     this.#idAlg = accessKeys.alg
     this.#idKey = activeKey(accessKeys, (jwk) => importJWK(jwk, accessKeys.alg) as Promise<CryptoKey>)
-    this.#refreshKey = activeKey(refreshKeys, refreshKey)
+    this.#refreshKey = { key: refreshKey(activeJwk(refreshKeys)), kid: refreshKeys.activeKid }
   }
 
   /** Keycloak's refresh token for oidc-provider's refresh token record (its `jti` is the record's id). */
   async refreshToken(record: RefreshTokenRecord): Promise<string> {
-    const { key, kid } = await this.#refreshKey
+    const { key, kid } = this.#refreshKey
     const sid = keycloakSid(record)
     const iat = record.iat ?? Math.floor(Date.now() / 1000)
     const payload: JWTPayload = {
@@ -78,7 +78,7 @@ export class KeycloakTokens {
       ...(sid ? { sid } : {}),
       scope: record.scope ?? '',
     }
-    return new SignJWT(payload).setProtectedHeader({ alg: REFRESH_SIGNING_ALG, typ: 'JWT', kid }).sign(key)
+    return signHmacJwt({ alg: REFRESH_SIGNING_ALG, typ: 'JWT', kid }, payload, key)
   }
 
   /**
@@ -116,17 +116,14 @@ export interface RefreshTokenClaims {
 }
 
 /**
- * The claims of one of this realm's refresh tokens; undefined when the token is not one (signature, issuer or
+ * The claims of one of this realm's refresh tokens; undefined when the token is not one (shape, signature, issuer or
  * `typ` wrong). Expiry is left to the caller: oidc-provider judges it from its record.
  */
 export async function verifyRefreshToken(jwt: string, issuer: string, refreshKeys: RealmKeySet): Promise<RefreshTokenClaims | undefined> {
+  const payload = verifiedHmacPayload(jwt, refreshKeys)
+  if (!payload) return undefined
   try {
-    const { payload } = await compactVerify(jwt, (header) => {
-      const jwk = refreshKeys.privateJwks.find((k) => k.kid === header.kid)
-      if (!jwk) throw new Error('unknown key')
-      return refreshKey(jwk)
-    }, { algorithms: [REFRESH_SIGNING_ALG] })
-    const claims = JSON.parse(new TextDecoder().decode(payload)) as JWTPayload
+    const claims = JSON.parse(payload.toString('utf8')) as JWTPayload
     const typed = claims.typ === 'Refresh' || claims.typ === 'Offline'
     if (!typed || claims.iss !== issuer || typeof claims.jti !== 'string' || typeof claims.azp !== 'string' || typeof claims.exp !== 'number') return undefined
     return { jti: claims.jti, azp: claims.azp, exp: claims.exp }
@@ -136,13 +133,50 @@ export async function verifyRefreshToken(jwt: string, issuer: string, refreshKey
 }
 
 /**
- * A refresh (HMAC) key as a CryptoKey, imported once per key: jose's importJWK gives a secret's raw bytes, which it
- * would import again for every signature it makes or checks. Keyed by the key set's own JWK objects.
+ * Refresh tokens are signed and checked with node:crypto's HMAC, in step, rather than with jose's WebCrypto one, which
+ * costs a thread-pool round trip and several times the CPU: every refresh checks one and signs another. The token is
+ * the one jose's SignJWT makes (header and claims serialized in the order given), and checking is as strict as
+ * jose's compactVerify for HS512: three base64url parts, a JSON header naming HS512 and one of the realm's refresh
+ * keys, no `crit` extensions, and the exact signature (compared as text, so no other spelling of it passes).
  */
-const refreshKeys = new WeakMap<JWK, Promise<CryptoKey>>()
-function refreshKey(jwk: JWK): Promise<CryptoKey> {
+function signHmacJwt(header: Record<string, unknown>, payload: JWTPayload, key: KeyObject): string {
+  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+  return `${input}.${hmacSignature(input, key)}`
+}
+
+function hmacSignature(input: string, key: KeyObject): string {
+  return createHmac('sha512', key).update(input).digest('base64url')
+}
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/
+
+/** The payload bytes of a JWT one of the realm's refresh keys signed; undefined for anything else. */
+function verifiedHmacPayload(jwt: string, refreshKeys: RealmKeySet): Buffer | undefined {
+  const parts = jwt.split('.')
+  if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) return undefined
+  const [encodedHeader, encodedPayload, signature] = parts as [string, string, string]
+  let header: unknown
+  try {
+    header = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8'))
+  } catch {
+    return undefined
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) return undefined
+  const { alg, kid, crit } = header as { alg?: unknown; kid?: unknown; crit?: unknown }
+  if (alg !== REFRESH_SIGNING_ALG || crit !== undefined) return undefined
+  const jwk = refreshKeys.privateJwks.find((k) => k.kid === kid)
+  if (!jwk) return undefined
+  const expected = Buffer.from(hmacSignature(`${encodedHeader}.${encodedPayload}`, refreshKey(jwk)))
+  const given = Buffer.from(signature)
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined
+  return Buffer.from(encodedPayload, 'base64url')
+}
+
+/** A refresh (HMAC) key as a KeyObject, made once per key. Keyed by the key set's own JWK objects. */
+const refreshKeys = new WeakMap<JWK, KeyObject>()
+function refreshKey(jwk: JWK): KeyObject {
   let key = refreshKeys.get(jwk)
-  if (!key) refreshKeys.set(jwk, (key = subtle.importKey('jwk', jwk as webcrypto.JsonWebKey, { name: 'HMAC', hash: 'SHA-512' }, false, ['sign', 'verify'])))
+  if (!key) refreshKeys.set(jwk, (key = createSecretKey(Buffer.from(jwk.k!, 'base64url'))))
   return key
 }
 
@@ -161,6 +195,9 @@ export function halfHash(value: string): string {
 }
 
 async function activeKey(keys: RealmKeySet, imported: (jwk: JWK) => Promise<CryptoKey>): Promise<{ key: CryptoKey; kid: string }> {
-  const jwk = keys.privateJwks.find((k) => k.kid === keys.activeKid) as JWK
-  return { key: await imported(jwk), kid: keys.activeKid }
+  return { key: await imported(activeJwk(keys)), kid: keys.activeKid }
+}
+
+function activeJwk(keys: RealmKeySet): JWK {
+  return keys.privateJwks.find((k) => k.kid === keys.activeKid) as JWK
 }

@@ -6,6 +6,7 @@ import { DatabaseUnavailable } from '../errors.ts'
 import { errors } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
+import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
 import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
@@ -63,9 +64,18 @@ export const GATEWAY_CALLBACK = '/gatehouse/callback'
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 export const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', PASSWORD_GRANT, DEVICE_CODE_GRANT])
 
-/** oidc-provider itself (Koa and every endpoint): loaded for a realm's first request, not at start. */
-export async function loadProviderClass(): Promise<typeof Provider> {
-  return (await import('oidc-provider')).default
+/**
+ * oidc-provider itself (Koa and every endpoint): loaded for a realm's first request, not at start. Loaded once: a
+ * dynamic `import()` asks the module loader to resolve the specifier again every time, which showed in the token
+ * endpoint's profile.
+ */
+let providerClass: Promise<typeof Provider> | undefined
+export function loadProviderClass(): Promise<typeof Provider> {
+  providerClass ??= import('oidc-provider').then((module) => module.default, (error: unknown) => {
+    providerClass = undefined
+    throw error
+  })
+  return providerClass
 }
 
 export interface ProviderOptions {
@@ -96,7 +106,7 @@ export interface ProviderOptions {
  * only one), persistence (`adapter`), consent-free first-party clients (`loadExistingGrant`), the login page
  * (`interactions.url`), Keycloak's paths (`routes`), and its response shapes (a `provider.use` middleware).
  */
-export function buildProvider(options: ProviderOptions): Provider {
+export function buildProvider(options: ProviderOptions): { provider: Provider; clientCredentials: ClientCredentialsShortcut } {
   const { realm, issuer, keys } = options
   const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
@@ -228,7 +238,8 @@ export function buildProvider(options: ProviderOptions): Provider {
   provider.on('server_error', logFailure)
   // Koa's own 'error' event, which oidc-provider's typings leave out.
   ;(provider as unknown as NodeJS.EventEmitter).on('error', (error: unknown, ctx: { req: unknown }) => logFailure(ctx, error))
-  return provider
+  const clientCredentials = clientCredentialsShortcut({ provider, configured: (id) => configured.has(id), resource, resourceServer, tokensIssued: options.tokensIssued })
+  return { provider, clientCredentials }
 }
 
 function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetadata {

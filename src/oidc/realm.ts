@@ -12,6 +12,7 @@ import type { User } from '../store/users.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import type { ApplicationClients } from './applications.ts'
+import type { ClientCredentialsShortcut } from './client-credentials.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
 import { REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet, type SignatureAlg } from './keys.ts'
@@ -68,6 +69,11 @@ class LoadedKeys {
     return this.#loading
   }
 
+  /** The keys when they need no reading: what `get` would answer at once. */
+  fresh(now: number): RealmKeySet | undefined {
+    return now < this.#reloadAt ? this.#set : undefined
+  }
+
   reload(): void {
     this.#reloadAt = 0
   }
@@ -79,6 +85,15 @@ class LoadedKeys {
     this.#reloadAt = keys.reloadAt
     return keys
   }
+}
+
+/** A realm's oidc-provider instance, its Node request handler, and what Gatehouse serves beside it. */
+interface BuiltProvider {
+  instance: Provider
+  handler: (req: IncomingMessage, res: ServerResponse) => void
+  /** The plain client_credentials grant without the handler (client-credentials.ts). */
+  clientCredentials: ClientCredentialsShortcut
+  tokens: KeycloakTokens
 }
 
 /** One realm: its configuration, its signing keys and, built on first use, its oidc-provider instance. */
@@ -93,7 +108,7 @@ export class Realm {
   #verification: { keys: RealmKeySet; verify: JWTVerifyGetKey } | undefined
   /** When each device code last polled the token endpoint (RFC 8628 §3.5), in this process. */
   readonly #devicePolls = new Map<string, number>()
-  #provider: { instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet; tokens: KeycloakTokens } | undefined
+  #provider: BuiltProvider & { issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet } | undefined
 
   /** Set on the realm that serves the platform's OAuth2 applications, before its provider is first built. */
   applications: ApplicationClients | undefined
@@ -218,14 +233,17 @@ export class Realm {
   }
 
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */
-  async provider(): Promise<{ instance: Provider; handler: (req: IncomingMessage, res: ServerResponse) => void; tokens: KeycloakTokens }> {
+  async provider(): Promise<BuiltProvider> {
     const now = Date.now()
+    const built = this.#provider
+    // Every request to the realm asks: the common answer costs no waiting on keys or on the module.
+    if (built && built.keys === this.#keys.fresh(now) && built.refreshKeys === this.#refreshKeys.fresh(now) && built.issuer === this.issuer) return built
     const [keys, refreshKeys, providerClass] = await Promise.all([this.keySet(now), this.#refreshKeys.get(now), loadProviderClass()])
     const issuer = this.issuer
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
       const tokens = new KeycloakTokens(issuer, keys, refreshKeys)
-      const instance = buildProvider({
+      const { provider: instance, clientCredentials } = buildProvider({
         providerClass,
         realm: this.config,
         issuer,
@@ -245,7 +263,7 @@ export class Realm {
           announce(REVOKE_TOPIC, key)
         }),
       })
-      this.#provider = { instance, handler: instance.callback(), issuer, keys, refreshKeys, tokens }
+      this.#provider = { instance, handler: instance.callback(), clientCredentials, issuer, keys, refreshKeys, tokens }
       return this.#provider
     }
     return current

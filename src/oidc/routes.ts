@@ -1,13 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import { createPublicKey, hash, timingSafeEqual, type JsonWebKey } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
-import { PassThrough } from 'node:stream'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { NUL_MESSAGE } from '../errors.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
+import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
@@ -76,19 +76,57 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
       .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
   }
 
-  let body: Buffer | undefined
-  if (hasBody(request.raw)) {
-    body = await readBody(request.raw)
-    if (!body) return keycloakError(reply.header('connection', 'close'), 400, 'Request body too large', 'invalid_request')
-    if (body.includes(0) || (isForm(request.raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return nulRefused(reply)
-  }
-  const target = await adjustForKeycloak(realm, request.method, rest, query, request.raw, body)
-  if ('refused' in target) return keycloakError(reply, target.refused.status, target.refused.description, target.refused.error)
-  const { handler } = await realm.provider()
-  app.oidc.maintain()
-  reply.hijack()
-  handler(replayRequest(request, target, target.query ?? query, new URL(app.publicUrl), `/realms/${realm.name}`, { log: request.log, address: request.ip, logout: target.logout === true }), reply.raw)
+  await serveProvider(app, realm, rest, query, {
+    raw: request.raw,
+    response: reply.raw,
+    ip: request.ip,
+    log: request.log,
+    refuse: (status, description, error, close) => {
+      if (close) reply.header('connection', 'close')
+      keycloakError(reply, status, description, error)
+    },
+    handOver: () => reply.hijack(),
+  })
   return reply
+}
+
+/** What serving one of oidc-provider's endpoints needs of a request, whichever way it came in (Fastify's route, or token-lane.ts). */
+export interface ProviderExchange {
+  readonly raw: IncomingMessage
+  readonly response: ServerResponse
+  /** The client address as Gatehouse resolved it (X-Forwarded-For believed from trusted proxies only). */
+  readonly ip: string
+  readonly log: ProviderRequest['log']
+  /** Answers in Keycloak's error shape before oidc-provider sees the request; `close`: and closes the connection. */
+  refuse(status: number, description: string, error?: string, close?: boolean): void
+  /** From here on the response is oidc-provider's. */
+  handOver(): void
+}
+
+/** A request for one of oidc-provider's endpoints (`rest`, below the realm's path): read, adjusted for Keycloak, handed over. */
+export async function serveProvider(app: App, realm: Realm, rest: string, query: string, exchange: ProviderExchange): Promise<void> {
+  const { raw } = exchange
+  let body: Buffer | undefined
+  if (hasBody(raw)) {
+    body = await readBody(raw)
+    if (!body) return exchange.refuse(400, 'Request body too large', 'invalid_request', true)
+    if (body.includes(0) || (isForm(raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return exchange.refuse(400, NUL_MESSAGE, 'invalid_request')
+  }
+  const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
+  if ('refused' in target) return exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
+  const { handler, clientCredentials } = await realm.provider()
+  app.oidc.maintain()
+  const answer = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query ? await clientCredentials(target.body, raw.headers) : undefined
+  exchange.handOver()
+  if (answer) return writeTokenAnswer(exchange.response, answer)
+  handler(replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true }), exchange.response)
+}
+
+/** The public URL, parsed once for as long as it stays the same. */
+let parsedPublicUrl: { href: string; url: URL } | undefined
+function publicUrl(href: string): URL {
+  if (parsedPublicUrl?.href !== href) parsedPublicUrl = { href, url: new URL(href) }
+  return parsedPublicUrl.url
 }
 
 /** A request answered before oidc-provider sees it, as Keycloak answers it. */
@@ -261,17 +299,43 @@ function isForm(raw: IncomingMessage): boolean {
   return /^application\/x-www-form-urlencoded\b/i.test(raw.headers['content-type'] ?? '')
 }
 
-/** The whole body, or undefined when it is larger than oidc-provider would read. */
-async function readBody(raw: IncomingMessage): Promise<Buffer | undefined> {
-  if (Number(raw.headers['content-length'] ?? 0) > BODY_LIMIT) return undefined
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of raw) {
-    size += (chunk as Buffer).length
-    if (size > BODY_LIMIT) return undefined
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks, size)
+/**
+ * The whole body, or undefined when it is larger than oidc-provider would read (the request is then destroyed, as
+ * leaving a `for await` over it would). Read with plain stream events: an async iterator per request cost more
+ * than the read itself on the token endpoint.
+ */
+function readBody(raw: IncomingMessage): Promise<Buffer | undefined> {
+  if (Number(raw.headers['content-length'] ?? 0) > BODY_LIMIT) return Promise.resolve(undefined)
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= BODY_LIMIT) {
+        chunks.push(chunk)
+        return
+      }
+      stop()
+      raw.destroy()
+      resolve(undefined)
+    }
+    const onEnd = () => {
+      stop()
+      resolve(Buffer.concat(chunks, size))
+    }
+    const onError = (error: Error) => {
+      stop()
+      reject(error)
+    }
+    const stop = () => {
+      raw.off('data', onData)
+      raw.off('end', onEnd)
+      raw.off('error', onError)
+    }
+    raw.on('data', onData)
+    raw.on('end', onEnd)
+    raw.on('error', onError)
+  })
 }
 
 /**
@@ -281,9 +345,7 @@ async function readBody(raw: IncomingMessage): Promise<Buffer | undefined> {
  * trusts, and the client address is the one Gatehouse resolved; whatever forwarding headers the client sent
  * are dropped.
  */
-function replayRequest(request: FastifyRequest, target: Target, query: string, publicUrl: URL, mountPath: string, info: ProviderRequest): IncomingMessage {
-  const raw = request.raw
-  const stream = new PassThrough()
+function replayRequest(raw: IncomingMessage, ip: string, target: Target, query: string, publicUrl: URL, mountPath: string, info: ProviderRequest): IncomingMessage {
   const { body } = target
   const headers = { ...raw.headers }
   if (body) {
@@ -295,9 +357,9 @@ function replayRequest(request: FastifyRequest, target: Target, query: string, p
   headers.host = publicUrl.host
   headers['x-forwarded-host'] = publicUrl.host
   headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1)
-  headers['x-forwarded-for'] = request.ip
+  headers['x-forwarded-for'] = ip
   const basePath = publicUrl.pathname.replace(/\/$/, '')
-  const replay = Object.assign(stream, {
+  const replay = {
     headers,
     method: raw.method,
     url: target.path + query,
@@ -308,9 +370,17 @@ function replayRequest(request: FastifyRequest, target: Target, query: string, p
     socket: raw.socket,
     connection: raw.socket,
     [PROVIDER_REQUEST]: info,
-  })
-  stream.end(body)
+    // All that oidc-provider's body reader (lib/shared/selective_body.js) asks of the request stream. A stream
+    // (a PassThrough) carrying the body cost more per token request than the rest of the replay.
+    readable: true,
+    readableEncoding: null,
+    iterator: () => bodyChunks(body),
+  }
   return replay as unknown as IncomingMessage
+}
+
+async function* bodyChunks(body: Buffer | undefined): AsyncGenerator<Buffer> {
+  if (body?.length) yield body
 }
 
 /** Text with a NUL character, which no parameter has a use for (src/http/input-safety.ts), in Keycloak's error shape. */

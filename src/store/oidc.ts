@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely'
+import { CompiledQuery, type Compilable, type Kysely } from 'kysely'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { Tables } from './schema.ts'
 
@@ -47,6 +47,7 @@ export class OidcRecordRepository {
   readonly #batched: boolean
   #queue: QueuedRecord[] = []
   readonly #inFlight = new Set<Promise<void>>()
+  readonly #statements = new CompiledStatements()
 
   constructor(db: Kysely<Tables>, options: { batched?: boolean } = {}) {
     this.#db = db
@@ -104,7 +105,8 @@ export class OidcRecordRepository {
       expires_at: input.expiresAt ?? null,
       consumed_at: null,
     }))
-    await this.#db.insertInto('oidc_records').values(rows)
+    const parameters = rows.flatMap((row) => [row.model, row.id, row.payload, row.grant_id, row.uid, row.user_code, row.account_id, row.expires_at, row.consumed_at])
+    await this.#db.executeQuery(this.#statements.compiled(`insert:${rows.length}`, parameters, () => this.#db.insertInto('oidc_records').values(rows)
       .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet((eb) => ({
         payload: eb.ref('excluded.payload'),
         grant_id: eb.ref('excluded.grant_id'),
@@ -113,23 +115,24 @@ export class OidcRecordRepository {
         account_id: eb.ref('excluded.account_id'),
         expires_at: eb.ref('excluded.expires_at'),
         consumed_at: eb.ref('excluded.consumed_at'),
-      })))
-      .execute()
+      })))))
   }
 
   async find(model: string, id: string, now = Date.now()): Promise<OidcRecord | undefined> {
-    const row = await this.#live(now).where('model', '=', model).where('id', '=', id).executeTakeFirst()
-    return row && toRecord(row)
+    return this.#findLive('find', now, model, id, () => this.#live(now).where('model', '=', model).where('id', '=', id))
   }
 
   async findByUid(model: string, uid: string, now = Date.now()): Promise<OidcRecord | undefined> {
-    const row = await this.#live(now).where('model', '=', model).where('uid', '=', uid).executeTakeFirst()
-    return row && toRecord(row)
+    return this.#findLive('findByUid', now, model, uid, () => this.#live(now).where('model', '=', model).where('uid', '=', uid))
   }
 
   async findByUserCode(model: string, userCode: string, now = Date.now()): Promise<OidcRecord | undefined> {
-    const row = await this.#live(now).where('model', '=', model).where('user_code', '=', userCode).executeTakeFirst()
-    return row && toRecord(row)
+    return this.#findLive('findByUserCode', now, model, userCode, () => this.#live(now).where('model', '=', model).where('user_code', '=', userCode))
+  }
+
+  async #findLive(shape: string, now: number, model: string, key: string, build: () => Compilable<OidcRow>): Promise<OidcRecord | undefined> {
+    const { rows } = await this.#db.executeQuery(this.#statements.compiled(shape, [now, model, key], build))
+    return rows[0] && toRecord(rows[0])
   }
 
   /** Marks a record used (a code, a rotated refresh token); true when it existed. */
@@ -171,7 +174,39 @@ export class OidcRecordRepository {
   }
 }
 
-function toRecord(row: { model: string; id: string; payload: string; grant_id: string | null; expires_at: number | null; consumed_at: number | null }): OidcRecord {
+/**
+ * The statements every token request runs, each compiled once: Kysely builds and compiles a query's tree on every
+ * call, which cost a refresh more than SQLite's own work on its rows. The SQL of these depends on their shape only
+ * (an insert's, on how many rows it writes), never on their values: a shape's first query is compiled with its real
+ * values, and its SQL reused only if those came out as exactly the parameters given, in that order.
+ */
+class CompiledStatements {
+  /** By shape: the SQL, or null when the compiled parameters were not the ones given (then it is always built). */
+  readonly #sql = new Map<string, string | null>()
+
+  compiled<R>(shape: string, parameters: readonly unknown[], build: () => Compilable<R>): CompiledQuery<R> {
+    const sql = this.#sql.get(shape)
+    if (sql) return CompiledQuery.raw(sql, [...parameters]) as CompiledQuery<R>
+    const query = build().compile()
+    if (sql === undefined) this.#sql.set(shape, sameParameters(query.parameters, parameters) ? query.sql : null)
+    return query
+  }
+}
+
+function sameParameters(compiled: readonly unknown[], given: readonly unknown[]): boolean {
+  return compiled.length === given.length && compiled.every((value, i) => value === given[i])
+}
+
+interface OidcRow {
+  model: string
+  id: string
+  payload: string
+  grant_id: string | null
+  expires_at: number | null
+  consumed_at: number | null
+}
+
+function toRecord(row: OidcRow): OidcRecord {
   return {
     model: row.model,
     id: row.id,

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
-import { hash } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import { after, before, describe, it, mock } from 'node:test'
 import { createLocalJWKSet, jwtVerify, SignJWT } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { KeycloakTokens, verifyRefreshToken } from '../../src/oidc/keycloak-tokens.ts'
+import type { RealmKeySet } from '../../src/oidc/keys.ts'
 import { decodeJwtPart, REALM, realmUrl, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
 const login = (gw: TestGateway, extra: Record<string, string> = {}) =>
@@ -112,5 +114,44 @@ describe('Keycloak\'s refresh and ID tokens', () => {
     await gw.app.accounts.update(dora.id, { isActive: false })
     assert.deepEqual(await introspect(doras.body.access_token), { active: false })
     assert.deepEqual(await introspect(doras.body.refresh_token), { active: false })
+  })
+})
+
+/** Refresh tokens are signed and checked with node:crypto (keycloak-tokens.ts); jose is the reference for both. */
+describe('refresh token signatures', () => {
+  const issuer = 'https://gatehouse.example/realms/platform'
+  const secret = randomBytes(64)
+  const jwk = { kty: 'oct', k: secret.toString('base64url'), kid: 'refresh-key' }
+  const refreshKeys: RealmKeySet = { alg: 'HS512', activeKid: 'refresh-key', privateJwks: [jwk], publicJwks: [{ kid: 'refresh-key' }], reloadAt: Infinity }
+  const record = { jti: 'record-id', iat: 1_800_000_000, exp: 1_800_001_800, expiration: 1800, accountId: '7', clientId: 'end-users', scope: 'openid profile email', nonce: 'n-1', sid: 'session-1' }
+  const claims = { exp: 1_800_001_800, iat: 1_800_000_000, jti: 'record-id', iss: issuer, aud: issuer, sub: '7', typ: 'Refresh', azp: 'end-users', nonce: 'n-1', sid: 'session-1', scope: 'openid profile email' }
+  const joseSigned = (payload: Record<string, unknown>, header: Record<string, unknown> = { alg: 'HS512', typ: 'JWT', kid: 'refresh-key' }) =>
+    new SignJWT(payload).setProtectedHeader(header as { alg: string }).sign(secret)
+
+  it('signs exactly the token jose signs', async () => {
+    const tokens = new KeycloakTokens(issuer, refreshKeys, refreshKeys)
+    assert.equal(await tokens.refreshToken(record), await joseSigned(claims))
+  })
+
+  it('accepts what jose signs with a realm key, and nothing else', async () => {
+    const good = await joseSigned(claims)
+    assert.deepEqual(await verifyRefreshToken(good, issuer, refreshKeys), { jti: 'record-id', azp: 'end-users', exp: 1_800_001_800 })
+    const [header, payload, signature] = good.split('.')
+    const refused = [
+      `${header}.${payload}.${signature}x`,
+      `${header}.${payload}.${signature!.slice(0, -1)}`,
+      `${header}.${payload}.${signature}=`,
+      `${header}.${payload}`,
+      `${header}.${Buffer.from(JSON.stringify({ ...claims, sub: '1' })).toString('base64url')}.${signature}`,
+      await joseSigned(claims, { alg: 'HS256', kid: 'refresh-key' }),
+      await joseSigned(claims, { alg: 'HS512', kid: 'another-key' }),
+      await joseSigned(claims, { alg: 'HS512', kid: 'refresh-key', crit: ['b64'], b64: true }),
+      await new SignJWT(claims).setProtectedHeader({ alg: 'HS512', kid: 'refresh-key' }).sign(randomBytes(64)),
+      await joseSigned({ ...claims, iss: 'https://elsewhere.example/realms/platform' }),
+      await joseSigned({ ...claims, typ: 'Bearer' }),
+      `${Buffer.from('{"alg":"none"}').toString('base64url')}.${payload}.`,
+      'not-a-jwt',
+    ]
+    for (const token of refused) assert.equal(await verifyRefreshToken(token, issuer, refreshKeys), undefined, token)
   })
 })

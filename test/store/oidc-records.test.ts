@@ -132,6 +132,27 @@ for (const backend of storeBackends) {
       assert.equal(statements.count, 1)
     })
 
+    it('reads and writes the same with its statements compiled once, whatever their values', async () => {
+      // Each statement's second use runs its compiled SQL with the new values: every value must land where it belongs.
+      const batch = (prefix: string, uid: string | undefined, expiresAt: number | undefined) => Promise.all(['a', 'b', 'c'].map((letter, i) =>
+        db.store.oidc.upsert({ model: 'Interaction', id: `${prefix}-${letter}`, payload: { n: i, accountId: `${prefix}${i}` }, grantId: `${prefix}-grant`, uid: uid && `${uid}-${letter}`, userCode: `${prefix}-${letter}-code`, expiresAt })))
+      const soon = Date.now() + 60_000
+      await batch('first', 'first-uid', soon)
+      await batch('second', undefined, undefined)
+      for (const [prefix, letter, n] of [['first', 'a', 0], ['second', 'c', 2], ['first', 'c', 2], ['second', 'a', 0]] as const) {
+        const record = (await db.store.oidc.find('Interaction', `${prefix}-${letter}`))!
+        assert.deepEqual(record.payload, { n, accountId: `${prefix}${n}` })
+        assert.equal(record.grantId, `${prefix}-grant`)
+        assert.equal(record.expiresAt, prefix === 'first' ? soon : null)
+        assert.equal((await db.store.oidc.findByUserCode('Interaction', `${prefix}-${letter}-code`))!.id, `${prefix}-${letter}`)
+      }
+      assert.equal((await db.store.oidc.findByUid('Interaction', 'first-uid-b'))!.id, 'first-b')
+      assert.equal((await db.store.oidc.findByUid('Interaction', 'first-uid-c'))!.id, 'first-c')
+      assert.equal(await db.store.oidc.find('Interaction', 'first-a', soon + 1), undefined)
+      assert.equal(await db.store.oidc.find('Session', 'first-a'), undefined)
+      assert.ok(await db.store.oidc.find('Interaction', 'second-b', soon + 1))
+    })
+
     it('lets the last of two writes of one record in a batch win', async () => {
       await Promise.all([
         db.store.oidc.upsert({ model: 'Session', id: 'twice', payload: { n: 1 } }),

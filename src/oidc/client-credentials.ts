@@ -1,0 +1,97 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
+import type Provider from 'oidc-provider'
+import type { buildResourceServerInfo } from './password-grant.ts'
+
+/**
+ * The `client_credentials` grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares), for
+ * the plain request services send most: a configured confidential client, its id and secret in the form, nothing
+ * else. The token is still made by oidc-provider's own ClientCredentials model, with the same resource server and
+ * scope as its grant handler gives it, so its claims, its signature and its record come from the same code
+ * (provider.ts `keycloakTokenClaims`, `keycloakJwt`, `recordIssuedToken`), and the answer has the members and
+ * headers oidc-provider and keycloak-format.ts give it. Anything else, a wrong secret and every failure included,
+ * is left to oidc-provider, which answers it as always (and takes the request again from the start).
+ */
+
+/** The form's only members: no scope, resource, assertion or anything else whose handling would have to be repeated. */
+const PLAIN_MEMBERS = new Set(['grant_type', 'client_id', 'client_secret'])
+/** Headers that ask for more than the plain grant: CORS, DPoP, client attestation, HTTP basic. */
+const SPECIAL_HEADERS = ['origin', 'dpop', 'oauth-client-attestation', 'oauth-client-attestation-pop', 'authorization']
+const PLAIN_FORM_TYPE = /^application\/x-www-form-urlencoded(?:; *charset=utf-8)?$/i
+const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post'])
+
+export interface ClientCredentialsOptions {
+  provider: Provider
+  /** Whether the client is one of the realm's configured ones (an OAuth2 application's is left to oidc-provider). */
+  configured(clientId: string): boolean
+  resource: string
+  resourceServer(): ReturnType<typeof buildResourceServerInfo>
+  /** Told of each token issued, as oidc-provider's `grant.success` tells it. */
+  tokensIssued?: ((grantType: string) => void) | undefined
+}
+
+/** Keycloak's token answer, or undefined: oidc-provider is to answer the request. */
+export type ClientCredentialsShortcut = (form: Buffer, headers: IncomingHttpHeaders) => Promise<Record<string, unknown> | undefined>
+
+export function clientCredentialsShortcut(options: ClientCredentialsOptions): ClientCredentialsShortcut {
+  return async (form, headers) => {
+    const credentials = plainRequest(form, headers)
+    if (!credentials || !options.configured(credentials.clientId)) return undefined
+    try {
+      return await issue(options, credentials)
+    } catch {
+      return undefined
+    }
+  }
+}
+
+/**
+ * The client's id and secret when the request is the plain grant. Without `%` and `+` in the form, every parser
+ * (oidc-provider's querystring, URLSearchParams) reads the same members from it.
+ */
+function plainRequest(form: Buffer, headers: IncomingHttpHeaders): { clientId: string; secret: string } | undefined {
+  if (SPECIAL_HEADERS.some((name) => headers[name] !== undefined) || !PLAIN_FORM_TYPE.test(headers['content-type'] ?? '')) return undefined
+  const text = form.toString('utf8')
+  if (/[%+]/.test(text)) return undefined
+  const members = new Map<string, string>()
+  for (const pair of text.split('&')) {
+    const equals = pair.indexOf('=')
+    const name = pair.slice(0, equals)
+    if (equals < 1 || !PLAIN_MEMBERS.has(name) || members.has(name)) return undefined
+    members.set(name, pair.slice(equals + 1))
+  }
+  const clientId = members.get('client_id')
+  const secret = members.get('client_secret')
+  if (members.get('grant_type') !== 'client_credentials' || !clientId || !secret) return undefined
+  return { clientId, secret }
+}
+
+/** oidc-provider's client authentication for a secret, then its client_credentials handler, for a request without scope. */
+async function issue(options: ClientCredentialsOptions, credentials: { clientId: string; secret: string }): Promise<Record<string, unknown> | undefined> {
+  const { provider } = options
+  const client = await provider.Client.find(credentials.clientId)
+  if (!client || !SECRET_METHODS.has(client.clientAuthMethod ?? '') || !client.grantTypeAllowed('client_credentials')) return undefined
+  const secretClient = client as unknown as { checkClientSecretExpiration(message: string): void; compareClientSecret(actual: string): boolean | Promise<boolean> }
+  secretClient.checkClientSecretExpiration('could not authenticate the client - its client secret is expired')
+  if (!(await secretClient.compareClientSecret(credentials.secret))) return undefined
+  const token = new provider.ClientCredentials({ client, scope: undefined })
+  token.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
+  token.scope = undefined
+  const value = await token.save()
+  options.tokensIssued?.('client_credentials')
+  // keycloak-format.ts `tokenResponse` for a grant without refresh token or session.
+  return { access_token: value, expires_in: token.expiration, refresh_expires_in: 0, token_type: 'Bearer', 'not-before-policy': 0, scope: token.scope || '' }
+}
+
+/** The answer with the headers oidc-provider's token endpoint gives it (CORS for no origin, no-cache) and Koa's JSON type. */
+export function writeTokenAnswer(response: ServerResponse, answer: Record<string, unknown>): void {
+  const body = JSON.stringify(answer)
+  response.statusCode = 200
+  response.setHeader('Vary', 'Origin')
+  response.setHeader('Access-Control-Allow-Origin', '*')
+  response.setHeader('Access-Control-Expose-Headers', 'WWW-Authenticate')
+  response.setHeader('cache-control', 'no-store')
+  response.setHeader('Content-Type', 'application/json; charset=utf-8')
+  response.setHeader('pragma', 'no-cache')
+  response.setHeader('Content-Length', Buffer.byteLength(body))
+  response.end(body)
+}

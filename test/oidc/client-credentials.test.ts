@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict'
+import { request as httpRequest } from 'node:http'
+import { after, before, describe, it, mock } from 'node:test'
+import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
+import type { TestGateway } from '../helpers/gateway.ts'
+import { decodeJwtPart, REALM, SERVICE_SECRET, testRealms, TOKEN_PATH } from '../helpers/oidc.ts'
+
+const demo = loadConfigFile(demoConfigFile)
+const FORM = `client_id=reports&client_secret=${SERVICE_SECRET}&grant_type=client_credentials`
+const BASIC = `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}`
+/** Claims and record members that differ between any two tokens. */
+const PER_TOKEN = new Set(['jti', 'iat', 'exp'])
+
+interface Answer {
+  status: number
+  /** As sent, in order, names in their case, without Date. */
+  rawHeaders: string[]
+  body: Record<string, any>
+}
+
+/** A token request as written, so that the answers' raw headers can be compared. */
+function post(gw: TestGateway, body: string, headers: Record<string, string> = {}): Promise<Answer> {
+  const url = new URL(gw.url)
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: TOKEN_PATH, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => (text += chunk))
+      response.on('end', () => {
+        const rawHeaders: string[] = []
+        for (let i = 0; i < response.rawHeaders.length; i += 2) if (response.rawHeaders[i] !== 'Date') rawHeaders.push(`${response.rawHeaders[i]}: ${response.rawHeaders[i + 1]}`)
+        resolve({ status: response.statusCode!, rawHeaders, body: JSON.parse(text) })
+      })
+    })
+    request.on('error', reject)
+    request.end(body)
+  })
+}
+
+function without(object: Record<string, unknown>, names: Set<string>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(object).filter(([name]) => !names.has(name)))
+}
+
+/**
+ * The plain client_credentials grant is answered without oidc-provider's HTTP stack (src/oidc/client-credentials.ts);
+ * its answer, token and record must be the ones oidc-provider makes, here for the same client authenticating with
+ * HTTP basic, which oidc-provider answers.
+ */
+for (const backend of gatewayBackends) {
+  describe(`client_credentials without oidc-provider's HTTP stack, on ${backend.name}`, () => {
+    let gw: TestGateway
+    /** The grants oidc-provider itself answered (its `grant.success` event). */
+    let providerGrants = 0
+
+    before(async () => {
+      gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
+      // The realm builds its provider again when its keys are read again (as after start): every one is watched.
+      const realm = gw.app.oidc.get(REALM)!
+      const build = realm.provider.bind(realm)
+      const watched = new WeakSet<object>()
+      mock.method(realm, 'provider', async () => {
+        const built = await build()
+        if (!watched.has(built.instance)) {
+          watched.add(built.instance)
+          built.instance.on('grant.success', () => providerGrants++)
+        }
+        return built
+      })
+    })
+    after(() => gw.close())
+
+    it('answers with the headers, members, token and record oidc-provider gives the same client', async () => {
+      const before = providerGrants
+      const shortcut = await post(gw, FORM)
+      assert.equal(providerGrants, before, 'the plain request was answered by oidc-provider')
+      const provider = await post(gw, 'grant_type=client_credentials', { authorization: BASIC })
+      assert.equal(providerGrants, before + 1)
+
+      assert.equal(shortcut.status, 200)
+      assert.deepEqual(shortcut.rawHeaders, provider.rawHeaders)
+      assert.deepEqual(Object.keys(shortcut.body), Object.keys(provider.body))
+      assert.deepEqual(without(shortcut.body, new Set(['access_token'])), without(provider.body, new Set(['access_token'])))
+      assert.equal(shortcut.body.access_token.length, provider.body.access_token.length)
+      assert.deepEqual(decodeJwtPart(shortcut.body.access_token, 0), decodeJwtPart(provider.body.access_token, 0))
+      const [claims, expected] = [decodeJwtPart(shortcut.body.access_token, 1), decodeJwtPart(provider.body.access_token, 1)]
+      assert.deepEqual(Object.keys(claims), Object.keys(expected))
+      assert.deepEqual(without(claims, PER_TOKEN), without(expected, PER_TOKEN))
+      assert.equal(claims.exp - claims.iat, expected.exp - expected.iat)
+
+      const [record, expectedRecord] = await Promise.all([claims.jti, expected.jti].map((jti) => gw.store.oidc.find('ClientCredentials', jti)))
+      assert.ok(record && expectedRecord)
+      assert.deepEqual(Object.keys(record.payload), Object.keys(expectedRecord.payload))
+      assert.deepEqual(without(record.payload, PER_TOKEN), without(expectedRecord.payload, PER_TOKEN))
+      assert.equal(record.payload.jti, claims.jti)
+      assert.deepEqual([record.grantId, record.consumedAt, record.expiresAt! - claims.exp * 1000 <= 1000], [expectedRecord.grantId, expectedRecord.consumedAt, true])
+    })
+
+    it('issues tokens that the gateway takes, introspection finds and revocation ends', async () => {
+      const { body } = await post(gw, FORM)
+      const callDemoApp = () => gw.fetch('/demo-app/pipelines/p/trials', { method: 'POST', headers: { authorization: `Bearer ${body.access_token}`, 'content-type': 'application/json' }, body: '{}' })
+      assert.equal((await callDemoApp()).status, 200)
+      const endpoint = (path: string, token: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/${path}`, { method: 'POST', headers: { authorization: BASIC }, body: new URLSearchParams({ token }) })
+      const introspection = await (await endpoint('token/introspect', body.access_token)).json() as Record<string, unknown>
+      assert.equal(introspection.active, true)
+      assert.equal(introspection.client_id, 'reports')
+      assert.equal((await endpoint('revoke', body.access_token)).status, 200)
+      assert.deepEqual(await (await endpoint('token/introspect', body.access_token)).json(), { active: false })
+      assert.equal((await callDemoApp()).status, 401)
+    })
+
+    it('leaves every other request to oidc-provider, which answers it as before', async () => {
+      const before = providerGrants
+      const wrongSecret = await post(gw, 'client_id=reports&client_secret=wrong&grant_type=client_credentials')
+      assert.equal(wrongSecret.status, 401)
+      assert.deepEqual(wrongSecret.body, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' })
+      const notServiceAccount = await post(gw, 'client_id=end-users&client_secret=x&grant_type=client_credentials')
+      assert.equal(notServiceAccount.status, 401)
+      const withScope = await post(gw, `${FORM}&scope=profile`)
+      assert.equal(withScope.status, 200)
+      const withResource = await post(gw, `${FORM}&resource=${encodeURIComponent(`urn:gatehouse:realm:${REALM}`)}`)
+      assert.equal(withResource.status, 200)
+      assert.equal(providerGrants, before + 2)
+    })
+
+    it('counts its tokens as oidc-provider\'s grants are counted', async () => {
+      const issued = async () => Number(new RegExp(`gatehouse_oidc_[a-z_]*\\{[^}]*realm="${REALM}"[^}]*grant_type="client_credentials"[^}]*\\} (\\d+)`).exec(await (await gw.fetch('/metrics')).text())?.[1] ?? 0)
+      const start = await issued()
+      await post(gw, FORM)
+      assert.equal(await issued(), start + 1)
+    })
+  })
+}
