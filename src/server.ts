@@ -1,6 +1,7 @@
 import cookie from '@fastify/cookie'
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { randomUUID } from 'node:crypto'
+import { createRequire } from 'node:module'
 import type { DestinationStream, Logger } from 'pino'
 import type { App } from './app.ts'
 import { registerOpenApi } from './api/openapi.ts'
@@ -29,6 +30,8 @@ export interface ServerOptions {
   /** Serve HTTPS with these (src/listener/tls.ts); plain HTTP without. */
   https?: TlsCredentials['options']
 }
+
+type CompilersFactory = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>
 
 /** Secrets never reach the log, whichever object carries them. */
 const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrftoken"]', 'headers.authorization', 'headers.cookie', 'password', 'token', '*.password', '*.token']
@@ -59,6 +62,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     clientErrorHandler: answerClientError,
     // A path the router cannot decode is answered like every other error, not with Fastify's own body.
     frameworkErrors: (error, request, reply) => sendError(request, reply, error),
+    schemaController: { compilersFactory: compilersOnFirstUse() },
   })
 
   server.server.maxConnections = app.config.server.max_connections
@@ -122,6 +126,22 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const realmTokens = tokenLane(app, laneOptions)
   lean = realmTokens ? (raw, response) => realmTokens(raw, response) || proxyLane(raw, response) : proxyLane
   return server
+}
+
+/**
+ * Fastify's own schema compilers (ajv, fast-json-stringify), loaded only when a route first needs one. Fastify
+ * loads both when it is created, a tenth of the start, though no route of the gateway uses them: the API's routes
+ * are validated by their zod schemas (src/api/validation.ts) and none has a response schema. Should a route come
+ * to need one, it gets the same compiler Fastify would have used, from Fastify's own dependencies.
+ */
+function compilersOnFirstUse(): CompilersFactory {
+  const fromFastify = createRequire(import.meta.resolve('fastify'))
+  type Builder = (externalSchemas: unknown, options: unknown) => unknown
+  const onFirstUse = (selector: string): Builder => {
+    let build: Builder | undefined
+    return (externalSchemas, options) => (build ??= (fromFastify(selector) as () => Builder)())(externalSchemas, options)
+  }
+  return { buildValidator: onFirstUse('@fastify/ajv-compiler'), buildSerializer: onFirstUse('@fastify/fast-json-stringify-compiler') } as CompilersFactory
 }
 
 /**

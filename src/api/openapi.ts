@@ -1,6 +1,5 @@
-import swagger, { type SwaggerTransform } from '@fastify/swagger'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod'
+import type { SwaggerTransform } from '@fastify/swagger'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify'
 import type { Access } from '../gateway/places.ts'
 import { version } from '../version.ts'
 import { GATEWAY_API } from './gateway-api.ts'
@@ -35,11 +34,60 @@ export function isGatewayApiPath(url: string): boolean {
  * The gateway API described: an OpenAPI 3.1 document made from the routes' zod schemas (@fastify/swagger with
  * fastify-type-provider-zod's transform) at /api/gateway/v1/openapi.json, and swagger-ui over it at
  * /api/gateway/v1/docs/, as the platform serves its API docs there. Both are open: they describe the API, not
- * anyone's data. Registered before the routes, whose schemas it collects as they are added; swagger-ui itself waits
- * for the reference's first visit.
+ * anyone's data. Registered before the routes, whose options it collects as they are added; the document is made
+ * at its first request, and swagger-ui waits for the reference's first visit.
  */
 export async function registerOpenApi(server: FastifyInstance): Promise<void> {
-  await server.register(swagger, {
+  const routes = collectRoutes(server)
+  let document: Promise<unknown> | undefined
+  const described = () => (document ??= describeRoutes(routes).catch((error: unknown) => {
+    document = undefined
+    throw error
+  }))
+  server.get(OPENAPI_PATH, { schema: { hide: true } }, async (_request, reply) => {
+    reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff')
+    return described()
+  })
+  let reference: Promise<FastifyInstance> | undefined
+  const serveReference = async (request: FastifyRequest, reply: FastifyReply) => {
+    reference ??= described().then(referenceServer).catch((error: unknown) => {
+      reference = undefined
+      throw error
+    })
+    // Always GET: for HEAD, the gateway's own HEAD handling drops the body and keeps its length.
+    const answer = await (await reference).inject({ method: 'GET', url: request.url, headers: request.headers })
+    if (answer.statusCode === 404) return reply.callNotFound()
+    const { connection: _connection, 'keep-alive': _keepAlive, 'transfer-encoding': _encoding, date: _date, ...headers } = answer.headers
+    reply.code(answer.statusCode).headers(headers)
+    return answer.rawPayload.length ? reply.send(answer.rawPayload) : reply.send()
+  }
+  server.get(REFERENCE_PATH, { schema: { hide: true } }, serveReference)
+  server.get(`${REFERENCE_PATH}/*`, { schema: { hide: true } }, serveReference)
+}
+
+/**
+ * Every route added from now on, as @fastify/swagger collects them: the options each onRoute hook gets, kept as
+ * they are (Fastify still changes them after the hook: the root of a prefixed scope gets its trailing slash), and
+ * without the HEAD routes Fastify adds for GET routes, which it leaves out (its exposeHeadRoutes option is off).
+ */
+function collectRoutes(server: FastifyInstance): RouteOptions[] {
+  const routes: RouteOptions[] = []
+  server.addHook('onRoute', (route) => {
+    if (route.method !== 'HEAD') routes.push(route)
+  })
+  return routes
+}
+
+/**
+ * The document @fastify/swagger makes of the routes, made on a Fastify instance of its own that holds them: it and
+ * fastify-type-provider-zod load at the document's first request instead of at every start. The routes are only
+ * described there, never called, so their schemas are not compiled into validators either.
+ */
+async function describeRoutes(routes: readonly RouteOptions[]): Promise<unknown> {
+  const [{ default: swagger }, { jsonSchemaTransform, jsonSchemaTransformObject }] = await Promise.all([import('@fastify/swagger'), import('fastify-type-provider-zod')])
+  const documenter = Fastify({ exposeHeadRoutes: false })
+  documenter.setValidatorCompiler(() => () => true)
+  await documenter.register(swagger, {
     openapi: {
       openapi: '3.1.0',
       info: {
@@ -56,38 +104,32 @@ export async function registerOpenApi(server: FastifyInstance): Promise<void> {
       },
       security: [{ basic: [] }, { bearer: [] }, { session: [] }],
     },
-    transform: describeGatewayApiOnly,
+    transform: describeGatewayApiOnly(jsonSchemaTransform as SwaggerTransform),
     transformObject: jsonSchemaTransformObject,
   })
-  server.get(OPENAPI_PATH, { schema: { hide: true } }, async (_request, reply) => {
-    reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff')
-    return server.swagger()
-  })
-  let reference: Promise<FastifyInstance> | undefined
-  const serveReference = async (request: FastifyRequest, reply: FastifyReply) => {
-    reference ??= referenceServer(server).catch((error: unknown) => {
-      reference = undefined
-      throw error
-    })
-    // Always GET: for HEAD, the gateway's own HEAD handling drops the body and keeps its length.
-    const answer = await (await reference).inject({ method: 'GET', url: request.url, headers: request.headers })
-    if (answer.statusCode === 404) return reply.callNotFound()
-    const { connection: _connection, 'keep-alive': _keepAlive, 'transfer-encoding': _encoding, date: _date, ...headers } = answer.headers
-    reply.code(answer.statusCode).headers(headers)
-    return answer.rawPayload.length ? reply.send(answer.rawPayload) : reply.send()
+  for (const { method, url, schema, config, ...rest } of routes) {
+    // What @fastify/swagger reads of a route: its method, URL, schema, configuration and links.
+    const links = (rest as { links?: unknown }).links
+    documenter.route({ method, url, schema, config, ...(links === undefined ? {} : { links }), handler: notCalled } as RouteOptions)
   }
-  server.get(REFERENCE_PATH, { schema: { hide: true } }, serveReference)
-  server.get(`${REFERENCE_PATH}/*`, { schema: { hide: true } }, serveReference)
+  await documenter.ready()
+  const document = documenter.swagger()
+  await documenter.close()
+  return document
+}
+
+async function notCalled(): Promise<never> {
+  throw new Error('a described route is never called')
 }
 
 /**
  * swagger-ui (with its static file server) in a Fastify instance of its own, built on the reference's first visit
  * rather than at every start; the gateway passes it those requests. It serves the gateway's document as it is then.
  */
-async function referenceServer(gateway: FastifyInstance): Promise<FastifyInstance> {
-  const { default: swaggerUi } = await import('@fastify/swagger-ui')
+async function referenceServer(document: unknown): Promise<FastifyInstance> {
+  const [{ default: swagger }, { default: swaggerUi }] = await Promise.all([import('@fastify/swagger'), import('@fastify/swagger-ui')])
   const reference = Fastify()
-  await reference.register(swagger, { mode: 'static', specification: { document: gateway.swagger() as never } })
+  await reference.register(swagger, { mode: 'static', specification: { document: document as never } })
   await reference.register(swaggerUi, {
     routePrefix: REFERENCE_PATH,
     staticCSP: REFERENCE_CSP,
@@ -99,10 +141,12 @@ async function referenceServer(gateway: FastifyInstance): Promise<FastifyInstanc
 }
 
 /** Routes outside the gateway API are hidden; its open routes say they need no credentials. */
-const describeGatewayApiOnly: SwaggerTransform = (input) => {
-  if (!isGatewayApiPath(input.url)) return { schema: { ...input.schema, hide: true }, url: input.url }
-  const described = jsonSchemaTransform(input as never) as { schema: Record<string, unknown>; url: string }
-  const access = (input.route.config as { access?: Access } | undefined)?.access
-  if (access === 'open' || access === 'public') described.schema = { ...described.schema, security: [] }
-  return described
+function describeGatewayApiOnly(jsonSchemaTransform: SwaggerTransform): SwaggerTransform {
+  return (input) => {
+    if (!isGatewayApiPath(input.url)) return { schema: { ...input.schema, hide: true }, url: input.url }
+    const described = jsonSchemaTransform(input as never) as { schema: Record<string, unknown>; url: string }
+    const access = (input.route.config as { access?: Access } | undefined)?.access
+    if (access === 'open' || access === 'public') described.schema = { ...described.schema, security: [] }
+    return described
+  }
 }

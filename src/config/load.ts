@@ -27,9 +27,13 @@ export function loadConfigFile(file: string): Config {
   return validateConfig(document.toJS() ?? {}, file)
 }
 
-/** Validates a plain object (no side effects) and freezes the result. */
+/**
+ * Validates a plain object (no side effects) and freezes the result. Without zod's compiled fast path: a
+ * configuration is parsed once or twice per process, and compiling that path for each of its objects took longer
+ * than parsing without it (about 21 ms against 9 at a start).
+ */
 export function validateConfig(input: unknown, source = 'config'): Config {
-  const result = ConfigSchema.safeParse(input)
+  const result = ConfigSchema.safeParse(input, { jitless: true })
   if (!result.success) throw new ConfigError(source, result.error.issues.map(describeIssue))
   return deepFreeze(result.data)
 }

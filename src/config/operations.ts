@@ -34,5 +34,6 @@ export const AuditSchema = z.object({
   if (audit.output === 'file' && !audit.file) ctx.addIssue({ code: 'custom', path: ['file'], message: 'name the file for output: file' })
 })
 
-export const metricsDefaults = MetricsSchema.parse({})
-export const auditDefaults = AuditSchema.parse({})
+// Parsed once: without zod's compiled fast path, which costs more to make than it saves here (src/config/load.ts).
+export const metricsDefaults = MetricsSchema.parse({}, { jitless: true })
+export const auditDefaults = AuditSchema.parse({}, { jitless: true })

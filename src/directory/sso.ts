@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import * as oidc from 'openid-client'
+import type * as OpenidClient from 'openid-client'
 import { ConfigError } from '../config/load.ts'
 import type { SsoProviderConfig } from '../config/sso.ts'
 import { GatehouseError, SsoAccessDenied, SsoCallbackInvalid, SsoCodeMissing, SsoCodeRejected, SsoNonceMismatch, SsoProviderError, SsoProviderUnavailable, SsoResponseInvalid, SsoStateMismatch } from '../errors.ts'
@@ -56,6 +56,12 @@ const DISCOVERY_TTL_MS = 60 * 60 * 1000
 /** OIDC Core section 2: `sub` is at most 255 ASCII characters. */
 const MAX_SUBJECT = 255
 
+type Oidc = typeof OpenidClient
+
+/** openid-client (with oauth4webapi) loads with the first sign-in through a provider, not at every start. */
+let openidClient: Promise<Oidc> | undefined
+const loadOpenidClient = () => (openidClient ??= import('openid-client'))
+
 /**
  * The relying party for one upstream OpenID Connect provider, built on openid-client: discovery (cached
  * for an hour, retried after a failure), the authorization request (code flow, PKCE S256, state, nonce),
@@ -64,8 +70,8 @@ const MAX_SUBJECT = 255
  */
 export class SsoRelyingParty {
   readonly config: SsoProviderConfig
-  readonly #clientAuth: oidc.ClientAuth
-  #discovery: { configuration: Promise<oidc.Configuration>; at: number } | undefined
+  readonly #clientAuth: (oidc: Oidc) => OpenidClient.ClientAuth
+  #discovery: { configuration: Promise<OpenidClient.Configuration>; at: number } | undefined
 
   /** Reads the client secret's environment variable now, so a mistake stops the start. */
   constructor(config: SsoProviderConfig, env: NodeJS.ProcessEnv = process.env) {
@@ -75,7 +81,7 @@ export class SsoRelyingParty {
       throw new ConfigError('sso', [`sso.${config.name}.client_secret_env: the environment variable ${config.client_secret_env} is not set or empty`])
     }
     const method = config.token_endpoint_auth_method ?? (secret === undefined ? 'none' : 'client_secret_basic')
-    this.#clientAuth = method === 'none' ? oidc.None() : method === 'client_secret_post' ? oidc.ClientSecretPost(secret) : oidc.ClientSecretBasic(secret)
+    this.#clientAuth = (oidc) => method === 'none' ? oidc.None() : method === 'client_secret_post' ? oidc.ClientSecretPost(secret) : oidc.ClientSecretBasic(secret)
   }
 
   get name(): string {
@@ -85,6 +91,7 @@ export class SsoRelyingParty {
   /** The provider's authorization endpoint with this sign-in's parameters (RFC 6749 4.1.1, RFC 7636, OIDC Core 3.1.2.1). */
   async authorizationUrl(redirectUri: string, secrets: FlowSecrets): Promise<URL> {
     const configuration = await this.#configuration()
+    const oidc = await loadOpenidClient()
     return oidc.buildAuthorizationUrl(configuration, {
       redirect_uri: redirectUri,
       response_type: 'code',
@@ -105,10 +112,11 @@ export class SsoRelyingParty {
     checkErrorResponse(query, this.config.label)
     checkCodePresent(query)
     const configuration = await this.#configuration()
-    const tokens = await this.#exchangeCode(configuration, redirectUri, query, secrets)
+    const oidc = await loadOpenidClient()
+    const tokens = await this.#exchangeCode(oidc, configuration, redirectUri, query, secrets)
     const idToken = tokens.claims()!
     if (idToken.sub.length > MAX_SUBJECT) throw new SsoResponseInvalid(`${this.config.label} sent a subject longer than 255 characters.`)
-    const userinfo = await this.#fetchUserInfo(configuration, tokens.access_token, idToken.sub)
+    const userinfo = await this.#fetchUserInfo(oidc, configuration, tokens.access_token, idToken.sub)
     // The ID token is signed and checked, so its values win over the UserInfo response's.
     return { issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
   }
@@ -117,7 +125,7 @@ export class SsoRelyingParty {
    * Token request with the PKCE verifier; openid-client checks the response's `state` and `iss` (RFC 9207)
    * again, and the ID token's signature, `iss`, `aud`, `exp`, `iat` and `nonce` (OIDC Core 3.1.3.7).
    */
-  async #exchangeCode(configuration: oidc.Configuration, redirectUri: string, query: URLSearchParams, secrets: FlowSecrets) {
+  async #exchangeCode(oidc: Oidc, configuration: OpenidClient.Configuration, redirectUri: string, query: URLSearchParams, secrets: FlowSecrets) {
     const currentUrl = new URL(redirectUri)
     currentUrl.search = query.toString()
     try {
@@ -128,40 +136,47 @@ export class SsoRelyingParty {
         idTokenExpected: true,
       })
     } catch (error) {
-      throw this.#failure(error, 'the code exchange')
+      throw this.#failure(oidc, error, 'the code exchange')
     }
   }
 
   /** The UserInfo claims (OIDC Core 5.3), when the provider has the endpoint; openid-client checks `sub` matches the ID token's. */
-  async #fetchUserInfo(configuration: oidc.Configuration, accessToken: string, subject: string): Promise<Record<string, unknown>> {
+  async #fetchUserInfo(oidc: Oidc, configuration: OpenidClient.Configuration, accessToken: string, subject: string): Promise<Record<string, unknown>> {
     if (!configuration.serverMetadata().userinfo_endpoint || !accessToken) return {}
     try {
       return await oidc.fetchUserInfo(configuration, accessToken, subject)
     } catch (error) {
-      throw this.#failure(error, 'the UserInfo request')
+      throw this.#failure(oidc, error, 'the UserInfo request')
     }
   }
 
   /** The discovered configuration; a failed discovery is forgotten so the next sign-in tries again. */
-  #configuration(): Promise<oidc.Configuration> {
+  #configuration(): Promise<OpenidClient.Configuration> {
     const now = Date.now()
     if (this.#discovery && now - this.#discovery.at < DISCOVERY_TTL_MS) return this.#discovery.configuration
-    const configuration = oidc.discovery(new URL(this.config.issuer), this.config.client_id, undefined, this.#clientAuth, {
-      timeout: this.config.timeout_seconds,
-      ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
-    }).then((discovered) => {
-      discovered.timeout = this.config.timeout_seconds
-      return discovered
-    }).catch((error: unknown) => {
+    const configuration = loadOpenidClient().then((oidc) => this.#discover(oidc)).catch((error: unknown) => {
       this.#discovery = undefined
-      throw this.#failure(error, 'discovery')
+      throw error
     })
     this.#discovery = { configuration, at: now }
     return configuration
   }
 
+  async #discover(oidc: Oidc): Promise<OpenidClient.Configuration> {
+    try {
+      const discovered = await oidc.discovery(new URL(this.config.issuer), this.config.client_id, undefined, this.#clientAuth(oidc), {
+        timeout: this.config.timeout_seconds,
+        ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
+      })
+      discovered.timeout = this.config.timeout_seconds
+      return discovered
+    } catch (error) {
+      throw this.#failure(oidc, error, 'discovery')
+    }
+  }
+
   /** Turns what openid-client throws into the answer the person gets; the provider's own words stay in the log. */
-  #failure(error: unknown, step: string): GatehouseError {
+  #failure(oidc: Oidc, error: unknown, step: string): GatehouseError {
     if (error instanceof GatehouseError) return error
     const label = this.config.label
     if (error instanceof oidc.ResponseBodyError) {

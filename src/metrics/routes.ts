@@ -19,8 +19,9 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
   if (options.port === undefined) {
     server.get('/metrics', async (request, reply) => {
       check(request.ip, request.headers.authorization)
-      reply.header('cache-control', 'no-store').type(app.metrics.contentType)
-      return app.metrics.text()
+      const { contentType, text } = await app.metrics.scrape()
+      reply.header('cache-control', 'no-store').type(contentType)
+      return text
     })
     return
   }
@@ -41,7 +42,7 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
         const refused = normalizeError(error)
         return answer(refused.status, 'application/json; charset=utf-8', JSON.stringify(errorBody(refused)), refused.headers)
       }
-      app.metrics.text().then((text) => answer(200, app.metrics.contentType, text), () => answer(500, 'application/json; charset=utf-8', '{"code":"internal_error","detail":"Internal server error."}'))
+      app.metrics.scrape().then(({ contentType, text }) => answer(200, contentType, text), () => answer(500, 'application/json; charset=utf-8', '{"code":"internal_error","detail":"Internal server error."}'))
     })
     await new Promise<void>((resolve, reject) => {
       listener!.once('error', reject)

@@ -51,4 +51,5 @@ export const settingCategories = {
   password: { name: 'Password policy', settings: ['local_password_min_length', 'local_password_refuse_common'] },
 } as const satisfies Record<string, { name: string; settings: readonly (keyof Settings)[] }>
 export const settingNames = Object.keys(settingsSchema.shape) as (keyof Settings)[]
-export const defaultSettings: Settings = Object.freeze(settingsSchema.parse({}))
+// Parsed once: without zod's compiled fast path, which costs more to make than it saves here (src/config/load.ts).
+export const defaultSettings: Settings = Object.freeze(settingsSchema.parse({}, { jitless: true }))

@@ -31,7 +31,8 @@ export class RuntimeSettings {
   async reload(): Promise<void> {
     const stored = await this.#store.settings.all()
     const known = Object.fromEntries(Object.entries(stored).filter(([key]) => key in settingsSchema.shape))
-    const parsed = settingsSchema.safeParse(known)
+    // At start and after each change: too rarely for zod's compiled fast path to pay for its making (src/config/load.ts).
+    const parsed = settingsSchema.safeParse(known, { jitless: true })
     this.#current = Object.freeze(parsed.success ? parsed.data : defaultSettings)
     for (const listener of this.#listeners) listener(this.#current)
   }

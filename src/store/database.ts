@@ -1,15 +1,14 @@
 import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import {
-  CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql,
-  type DatabaseConnection, type Dialect, type Driver, type PostgresPool, type QueryResult, type TransactionSettings,
-} from 'kysely'
+import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
+import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from './errors.ts'
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
-import { migrationProvider } from './migrations/index.ts'
+import { migrationNames, migrationProvider } from './migrations/index.ts'
 import { NodeSqliteDatabase } from './sqlite-driver.ts'
 
 let postgres: Promise<typeof pg> | undefined
@@ -139,7 +138,9 @@ export class Database {
     raw.exec(`PRAGMA busy_timeout = ${MIGRATION_WAIT_MS}`)
     try {
       raw.exec('BEGIN IMMEDIATE')
-      const applied = await this.#migrate()
+      // Every start but the first after an install or an upgrade finds the database up to date: one query under the
+      // lock says so, and the Migrator (with the migrations' code) is left to the starts with something to do or refuse.
+      const applied = appliedExactly(raw) ? [] : await this.#migrate()
       raw.exec('COMMIT')
       return applied
     } catch (error) {
@@ -225,7 +226,7 @@ export class Database {
   async migrationStatus(): Promise<{ applied: number; pending: string[]; unknown: string[] }> {
     const { rows } = await sql<{ name: string }>`select name from kysely_migration`.execute(this.db)
     const applied = new Set(rows.map((row) => row.name))
-    const known = Object.keys(await migrationProvider(this.dialect).getMigrations())
+    const known = migrationNames
     return {
       applied: applied.size,
       pending: known.filter((name) => !applied.has(name)),
@@ -263,6 +264,18 @@ const PG_CLIENT_FAILURE = /^(Connection terminated|timeout exceeded when trying 
 const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014)/
 /** SQLite result codes (the primary code, the low byte) for a database locked by another process too long, or unreadable. */
 const SQLITE_UNAVAILABLE = new Set([5 /* BUSY */, 6 /* LOCKED */, 10 /* IOERR */, 13 /* FULL */, 14 /* CANTOPEN */, 15 /* PROTOCOL */])
+
+/** Whether a SQLite database has applied exactly this version's migrations, no fewer and none unknown to it. */
+function appliedExactly(raw: DatabaseSync): boolean {
+  let applied: Set<string>
+  try {
+    applied = new Set(raw.prepare('SELECT name FROM kysely_migration').all().map((row) => String(row.name)))
+  } catch {
+    // A new database, without the Migrator's table yet.
+    return false
+  }
+  return applied.size === migrationNames.length && migrationNames.every((name) => applied.has(name))
+}
 
 function meansUnavailable(error: unknown): boolean {
   const e = error as { code?: unknown; errcode?: unknown; message?: unknown }

@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely'
+import type { Kysely } from 'kysely'
+import { sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 
 /** The PostgreSQL NOTIFY channel on which the id of each new event is announced. */

@@ -1,4 +1,5 @@
-import { type Expression, type SelectQueryBuilder, sql, type SqlBool } from 'kysely'
+import type { Expression, SelectQueryBuilder, SqlBool } from 'kysely'
+import { sql } from './kysely.ts'
 
 /**
  * Filters, search and order of a list, as the platform's list endpoints take them (django-ansible-base's

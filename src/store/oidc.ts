@@ -1,4 +1,5 @@
-import { CompiledQuery, type Compilable, type Kysely } from 'kysely'
+import type { Compilable, Kysely } from 'kysely'
+import { CompiledQuery } from './kysely.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { Tables } from './schema.ts'
 

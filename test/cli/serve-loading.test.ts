@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { repoRoot, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { adminAuth, repoRoot, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
 const recorder = join(repoRoot, 'test/fixtures/record-loaded-modules.mjs')
 
@@ -36,21 +36,38 @@ describe('serve: what a start loads', () => {
       ].join('\n'))
       // Used only on a realm's first request: oidc-provider (with Koa), and the certificate writer of its first keys.
       const realmOnly = ['oidc-provider/lib/provider.js', 'koa/', '@peculiar/asn1-x509/']
-      // Used only on a visit of the API reference: swagger-ui and its static file server.
-      const referenceOnly = ['@fastify/swagger-ui/', '@fastify/static/']
-      // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets.
-      const unused = ['ldapts/', 'pg/', 'ws/']
+      // Used only on a visit of the API document or reference: what makes the document, swagger-ui and its static file server.
+      const referenceOnly = ['@fastify/swagger/', 'fastify-type-provider-zod/', 'json-schema-resolver/', '@fastify/swagger-ui/', '@fastify/static/']
+      // Used only when /metrics is first scraped: prom-client, and what its process metrics need.
+      const scrapeOnly = ['prom-client/', '@opentelemetry/api/']
+      // Not used by this configuration at all: LDAP, PostgreSQL, the demo upstreams' WebSockets, single sign-on.
+      const unused = ['ldapts/', 'pg/', 'ws/', 'openid-client/', 'oauth4webapi/']
+      // Used only when a password is first hashed or verified: on a new database, by the first start, which makes the
+      // first superuser; on an existing one, by the first login.
+      const passwordOnly = ['@node-rs/argon2']
+      // kysely's ESM build: its CommonJS build is the one loaded, and one copy of kysely is (src/store/kysely.ts).
+      const otherBuild = ['kysely/dist/esm/']
+      // Fastify's own schema compilers: the API validates with zod and no route has a response schema.
+      const noRouteNeeds = ['@fastify/ajv-compiler/', 'ajv/', '@fastify/fast-json-stringify-compiler/']
+
+      const notAtStart = [...realmOnly, ...referenceOnly, ...scrapeOnly, ...unused, ...otherBuild, ...noRouteNeeds]
+      const created = await dependenciesLoaded(dir, config, async () => {})
+      assert.deepEqual(missing(created, passwordOnly), [])
+      assert.deepEqual(missing(created, notAtStart), notAtStart)
 
       const idle = await dependenciesLoaded(dir, config, async () => {})
       assert.ok(idle.some((file) => file.startsWith('fastify/')), 'the record holds what a start loads')
-      assert.deepEqual(missing(idle, [...realmOnly, ...referenceOnly, ...unused]), [...realmOnly, ...referenceOnly, ...unused])
+      assert.deepEqual(missing(idle, [...notAtStart, ...passwordOnly]), [...notAtStart, ...passwordOnly])
 
       const used = await dependenciesLoaded(dir, config, async (url) => {
         assert.equal((await fetch(`${url}/realms/platform/.well-known/openid-configuration`)).status, 200)
         assert.equal((await fetch(`${url}/api/gateway/v1/docs/`)).status, 200)
+        assert.equal((await fetch(`${url}/metrics`)).status, 200)
+        assert.equal((await fetch(`${url}/api/gateway/v1/me/`, { headers: adminAuth })).status, 200)
       })
-      assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly]), [])
-      assert.deepEqual(missing(used, unused), unused)
+      assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly, ...scrapeOnly, ...passwordOnly]), [])
+      assert.deepEqual(missing(used, [...unused, ...otherBuild]), [...unused, ...otherBuild])
+      assert.ok(used.some((file) => file.startsWith('kysely/dist/cjs/')))
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

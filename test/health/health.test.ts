@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { sql } from 'kysely'
+import { sql } from '../../src/store/kysely.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 

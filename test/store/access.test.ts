@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { sql } from 'kysely'
+import { sql } from '../../src/store/kysely.ts'
 import { MANAGED_ROLES } from '../../src/access/permissions.ts'
 import { openForSuite, storeBackends } from '../helpers/backends.ts'
 

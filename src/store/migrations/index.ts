@@ -1,41 +1,35 @@
 import type { Migration, MigrationProvider } from 'kysely'
 import type { DialectName, GatehouseMigration } from './helpers.ts'
-import { core } from './001_core.ts'
-import { sessions } from './002_sessions.ts'
-import { tokens } from './003_tokens.ts'
-import { ldap } from './004_ldap.ts'
-import { oidc } from './005_oidc.ts'
-import { sso } from './006_sso.ts'
-import { loginFailures } from './007_login_failures.ts'
-import { oidcAccount } from './008_oidc_account.ts'
-import { loginAddressFailures } from './009_login_address_failures.ts'
-import { access } from './010_access.ts'
-import { audit } from './011_audit.ts'
-import { oauth2Applications } from './012_oauth2_applications.ts'
-import { applicationOrganization } from './013_application_organization.ts'
 
-/** Every migration in order; names sort in the order they must run. Add new ones at the end. */
-const migrations: Record<string, GatehouseMigration> = {
-  '001_core': core,
-  '002_sessions': sessions,
-  '003_tokens': tokens,
-  '004_ldap': ldap,
-  '005_oidc': oidc,
-  '006_sso': sso,
-  '007_login_failures': loginFailures,
-  '008_oidc_account': oidcAccount,
-  '009_login_address_failures': loginAddressFailures,
-  '010_access': access,
-  '011_audit': audit,
-  '012_oauth2_applications': oauth2Applications,
-  '013_application_organization': applicationOrganization,
+/**
+ * Every migration in order; names sort in the order they must run. Add new ones at the end. Each one's code loads
+ * only when the Migrator asks for it: a start on an up-to-date database needs their names alone.
+ */
+const migrations: Record<string, () => Promise<GatehouseMigration>> = {
+  '001_core': async () => (await import('./001_core.ts')).core,
+  '002_sessions': async () => (await import('./002_sessions.ts')).sessions,
+  '003_tokens': async () => (await import('./003_tokens.ts')).tokens,
+  '004_ldap': async () => (await import('./004_ldap.ts')).ldap,
+  '005_oidc': async () => (await import('./005_oidc.ts')).oidc,
+  '006_sso': async () => (await import('./006_sso.ts')).sso,
+  '007_login_failures': async () => (await import('./007_login_failures.ts')).loginFailures,
+  '008_oidc_account': async () => (await import('./008_oidc_account.ts')).oidcAccount,
+  '009_login_address_failures': async () => (await import('./009_login_address_failures.ts')).loginAddressFailures,
+  '010_access': async () => (await import('./010_access.ts')).access,
+  '011_audit': async () => (await import('./011_audit.ts')).audit,
+  '012_oauth2_applications': async () => (await import('./012_oauth2_applications.ts')).oauth2Applications,
+  '013_application_organization': async () => (await import('./013_application_organization.ts')).applicationOrganization,
 }
+
+/** The names of this version's migrations, in order. */
+export const migrationNames: readonly string[] = Object.keys(migrations)
 
 export function migrationProvider(dialect: DialectName): MigrationProvider {
   return {
     async getMigrations() {
+      const loaded = await Promise.all(Object.entries(migrations).map(async ([name, load]) => [name, await load()] as const))
       const result: Record<string, Migration> = {}
-      for (const [name, migration] of Object.entries(migrations)) {
+      for (const [name, migration] of loaded) {
         result[name] = { up: (db) => migration.up(db, dialect) }
       }
       return result
