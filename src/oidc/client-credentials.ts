@@ -34,10 +34,12 @@ export type ClientCredentialsShortcut = (form: Buffer, headers: IncomingHttpHead
 
 export function clientCredentialsShortcut(options: ClientCredentialsOptions): ClientCredentialsShortcut {
   return async (form, headers) => {
-    const credentials = plainRequest(form, headers)
-    if (!credentials || !options.configured(credentials.clientId)) return undefined
+    const members = plainForm(form, headers, PLAIN_MEMBERS)
+    const clientId = members?.get('client_id')
+    const secret = members?.get('client_secret')
+    if (members?.get('grant_type') !== 'client_credentials' || !clientId || !secret || !options.configured(clientId)) return undefined
     try {
-      return await issue(options, credentials)
+      return await issue(options, clientId, secret)
     } catch {
       return undefined
     }
@@ -45,10 +47,11 @@ export function clientCredentialsShortcut(options: ClientCredentialsOptions): Cl
 }
 
 /**
- * The client's id and secret when the request is the plain grant. Without `%` and `+` in the form, every parser
- * (oidc-provider's querystring, URLSearchParams) reads the same members from it.
+ * The form's members when the request is plain: a form of `allowed` members, each once, and no header that asks
+ * for more. Without `%` and `+` in the form, every parser (oidc-provider's querystring, URLSearchParams) reads the
+ * same members from it.
  */
-function plainRequest(form: Buffer, headers: IncomingHttpHeaders): { clientId: string; secret: string } | undefined {
+export function plainForm(form: Buffer, headers: IncomingHttpHeaders, allowed: ReadonlySet<string>): Map<string, string> | undefined {
   if (SPECIAL_HEADERS.some((name) => headers[name] !== undefined) || !PLAIN_FORM_TYPE.test(headers['content-type'] ?? '')) return undefined
   const text = form.toString('utf8')
   if (/[%+]/.test(text)) return undefined
@@ -56,23 +59,32 @@ function plainRequest(form: Buffer, headers: IncomingHttpHeaders): { clientId: s
   for (const pair of text.split('&')) {
     const equals = pair.indexOf('=')
     const name = pair.slice(0, equals)
-    if (equals < 1 || !PLAIN_MEMBERS.has(name) || members.has(name)) return undefined
+    if (equals < 1 || !allowed.has(name) || members.has(name)) return undefined
     members.set(name, pair.slice(equals + 1))
   }
-  const clientId = members.get('client_id')
-  const secret = members.get('client_secret')
-  if (members.get('grant_type') !== 'client_credentials' || !clientId || !secret) return undefined
-  return { clientId, secret }
+  return members
 }
 
-/** oidc-provider's client authentication for a secret, then its client_credentials handler, for a request without scope. */
-async function issue(options: ClientCredentialsOptions, credentials: { clientId: string; secret: string }): Promise<Record<string, unknown> | undefined> {
-  const { provider } = options
-  const client = await provider.Client.find(credentials.clientId)
-  if (!client || !SECRET_METHODS.has(client.clientAuthMethod ?? '') || !client.grantTypeAllowed('client_credentials')) return undefined
+/**
+ * oidc-provider's client authentication (lib/shared/client_auth.js) for a client that sends its secret in the
+ * form, or, for a public client, nothing but its id; then its check that the client may use the grant. Undefined
+ * when oidc-provider is to judge (and answer) the request.
+ */
+export async function authenticatedClient(provider: Provider, clientId: string, secret: string | undefined, grantType: string): Promise<InstanceType<Provider['Client']> | undefined> {
+  const client = await provider.Client.find(clientId)
+  if (!client || !client.grantTypeAllowed(grantType)) return undefined
+  if (secret === undefined) return client.clientAuthMethod === 'none' ? client : undefined
+  if (!SECRET_METHODS.has(client.clientAuthMethod ?? '')) return undefined
   const secretClient = client as unknown as { checkClientSecretExpiration(message: string): void; compareClientSecret(actual: string): boolean | Promise<boolean> }
   secretClient.checkClientSecretExpiration('could not authenticate the client - its client secret is expired')
-  if (!(await secretClient.compareClientSecret(credentials.secret))) return undefined
+  return (await secretClient.compareClientSecret(secret)) ? client : undefined
+}
+
+/** oidc-provider's client_credentials handler, for a request without scope. */
+async function issue(options: ClientCredentialsOptions, clientId: string, secret: string): Promise<Record<string, unknown> | undefined> {
+  const { provider } = options
+  const client = await authenticatedClient(provider, clientId, secret, 'client_credentials')
+  if (!client) return undefined
   const token = new provider.ClientCredentials({ client, scope: undefined })
   token.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
   token.scope = undefined

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http'
 import type { TestGateway } from './gateway.ts'
 
 export const REALM = 'platform'
@@ -87,3 +88,35 @@ export async function browse(gw: TestGateway, jar: CookieJar, url: string, init:
   }
   throw new Error('too many redirects')
 }
+
+export interface TokenAnswer {
+  status: number
+  /** As sent, in order, names in their case, without Date. */
+  rawHeaders: string[]
+  body: Record<string, any>
+}
+
+/** A token request as written, so that the answers' raw headers can be compared. */
+export function postToken(gw: TestGateway, body: string, headers: Record<string, string> = {}): Promise<TokenAnswer> {
+  const url = new URL(gw.url)
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: TOKEN_PATH, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => (text += chunk))
+      response.on('end', () => {
+        const rawHeaders: string[] = []
+        for (let i = 0; i < response.rawHeaders.length; i += 2) if (response.rawHeaders[i] !== 'Date') rawHeaders.push(`${response.rawHeaders[i]}: ${response.rawHeaders[i + 1]}`)
+        resolve({ status: response.statusCode!, rawHeaders, body: JSON.parse(text) })
+      })
+    })
+    request.on('error', reject)
+    request.end(body)
+  })
+}
+
+/** The object without the named members. */
+export function without(object: Record<string, unknown>, names: Set<string>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(object).filter(([name]) => !names.has(name)))
+}
+

@@ -1,46 +1,15 @@
 import assert from 'node:assert/strict'
-import { request as httpRequest } from 'node:http'
 import { after, before, describe, it, mock } from 'node:test'
 import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, REALM, SERVICE_SECRET, testRealms, TOKEN_PATH } from '../helpers/oidc.ts'
+import { decodeJwtPart, postToken as post, REALM, SERVICE_SECRET, testRealms, without } from '../helpers/oidc.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const FORM = `client_id=reports&client_secret=${SERVICE_SECRET}&grant_type=client_credentials`
 const BASIC = `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}`
 /** Claims and record members that differ between any two tokens. */
 const PER_TOKEN = new Set(['jti', 'iat', 'exp'])
-
-interface Answer {
-  status: number
-  /** As sent, in order, names in their case, without Date. */
-  rawHeaders: string[]
-  body: Record<string, any>
-}
-
-/** A token request as written, so that the answers' raw headers can be compared. */
-function post(gw: TestGateway, body: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const url = new URL(gw.url)
-  return new Promise((resolve, reject) => {
-    const request = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: TOKEN_PATH, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } }, (response) => {
-      let text = ''
-      response.setEncoding('utf8')
-      response.on('data', (chunk: string) => (text += chunk))
-      response.on('end', () => {
-        const rawHeaders: string[] = []
-        for (let i = 0; i < response.rawHeaders.length; i += 2) if (response.rawHeaders[i] !== 'Date') rawHeaders.push(`${response.rawHeaders[i]}: ${response.rawHeaders[i + 1]}`)
-        resolve({ status: response.statusCode!, rawHeaders, body: JSON.parse(text) })
-      })
-    })
-    request.on('error', reject)
-    request.end(body)
-  })
-}
-
-function without(object: Record<string, unknown>, names: Set<string>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(object).filter(([name]) => !names.has(name)))
-}
 
 /**
  * The plain client_credentials grant is answered without oidc-provider's HTTP stack (src/oidc/client-credentials.ts);
