@@ -4,8 +4,8 @@ import type { buildResourceServerInfo } from './password-grant.ts'
 
 /**
  * The `client_credentials` grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares), for
- * the plain request services send most: a configured confidential client, its id and secret in the form, nothing
- * else. The token is still made by oidc-provider's own ClientCredentials model, with the same resource server and
+ * the plain request services send most: a configured confidential client, its id and secret in the form or in
+ * HTTP basic, nothing else. The token is still made by oidc-provider's own ClientCredentials model, with the same resource server and
  * scope as its grant handler gives it, so its claims, its signature and its record come from the same code
  * (provider.ts `keycloakTokenClaims`, `keycloakJwt`, `recordIssuedToken`), and the answer has the members and
  * headers oidc-provider and keycloak-format.ts give it. Anything else, a wrong secret and every failure included,
@@ -14,8 +14,8 @@ import type { buildResourceServerInfo } from './password-grant.ts'
 
 /** The form's only members: no scope, resource, assertion or anything else whose handling would have to be repeated. */
 const PLAIN_MEMBERS = new Set(['grant_type', 'client_id', 'client_secret'])
-/** Headers that ask for more than the plain grant: CORS, DPoP, client attestation, HTTP basic. */
-const SPECIAL_HEADERS = ['origin', 'dpop', 'oauth-client-attestation', 'oauth-client-attestation-pop', 'authorization']
+/** Headers that ask for more than the plain grant: CORS, DPoP, client attestation. */
+const SPECIAL_HEADERS = ['origin', 'dpop', 'oauth-client-attestation', 'oauth-client-attestation-pop']
 const PLAIN_FORM_TYPE = /^application\/x-www-form-urlencoded(?:; *charset=utf-8)?$/i
 const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post'])
 
@@ -35,11 +35,10 @@ export type ClientCredentialsShortcut = (form: Buffer, headers: IncomingHttpHead
 export function clientCredentialsShortcut(options: ClientCredentialsOptions): ClientCredentialsShortcut {
   return async (form, headers) => {
     const members = plainForm(form, headers, PLAIN_MEMBERS)
-    const clientId = members?.get('client_id')
-    const secret = members?.get('client_secret')
-    if (members?.get('grant_type') !== 'client_credentials' || !clientId || !secret || !options.configured(clientId)) return undefined
+    const credentials = members && clientCredentialsOf(members, headers)
+    if (members?.get('grant_type') !== 'client_credentials' || !credentials?.secret || !options.configured(credentials.clientId)) return undefined
     try {
-      return await issue(options, clientId, secret)
+      return await issue(options, credentials.clientId, credentials.secret)
     } catch {
       return undefined
     }
@@ -66,8 +65,31 @@ export function plainForm(form: Buffer, headers: IncomingHttpHeaders, allowed: R
 }
 
 /**
+ * The client's id, and its secret from the form (`client_secret_post`) or from HTTP basic (`client_secret_basic`,
+ * RFC 6749 §2.3.1); undefined when oidc-provider is to read them. HTTP basic is taken only when its id and secret
+ * are made of characters that form-urlencoding leaves as they are (all that generated secrets use), so that
+ * oidc-provider's decoding could not read them differently, and when the form has no secret of its own and names
+ * the same client or none (oidc-provider refuses two mechanisms, or two client ids; routes.ts has already dropped
+ * a form secret equal to HTTP basic's).
+ */
+export function clientCredentialsOf(members: Map<string, string>, headers: IncomingHttpHeaders): { clientId: string; secret: string | undefined } | undefined {
+  const formClientId = members.get('client_id')
+  if (headers.authorization === undefined) return formClientId ? { clientId: formClientId, secret: members.get('client_secret') } : undefined
+  const basic = PLAIN_BASIC.exec(headers.authorization)?.[1]
+  if (!basic || members.has('client_secret') || Buffer.from(basic, 'base64').toString('base64') !== basic) return undefined
+  const [clientId, secret, ...rest] = Buffer.from(basic, 'base64').toString('utf8').split(':')
+  if (rest.length || !clientId || !secret || !UNRESERVED.test(clientId) || !UNRESERVED.test(secret)) return undefined
+  if (formClientId !== undefined && formClientId !== clientId) return undefined
+  return { clientId, secret }
+}
+/** `Basic` and one space before base64, as oidc-provider splits the header. */
+const PLAIN_BASIC = /^basic ([A-Za-z0-9+/]+={0,2})$/i
+/** RFC 3986 unreserved characters, which form-urlencoding and its decoding leave unchanged. */
+const UNRESERVED = /^[A-Za-z0-9._~-]+$/
+
+/**
  * oidc-provider's client authentication (lib/shared/client_auth.js) for a client that sends its secret in the
- * form, or, for a public client, nothing but its id; then its check that the client may use the grant. Undefined
+ * form or in HTTP basic, or, for a public client, nothing but its id; then its check that the client may use the grant. Undefined
  * when oidc-provider is to judge (and answer) the request.
  */
 export async function authenticatedClient(provider: Provider, clientId: string, secret: string | undefined, grantType: string): Promise<InstanceType<Provider['Client']> | undefined> {

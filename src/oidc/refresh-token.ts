@@ -1,16 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { KoaContextWithOIDC } from 'oidc-provider'
-import { authenticatedClient, plainForm } from './client-credentials.ts'
+import { authenticatedClient, clientCredentialsOf, plainForm } from './client-credentials.ts'
 
 /**
  * The `refresh_token` grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares), for the
- * plain request clients send most: a configured client's id (and secret, for a confidential one), the refresh
- * token's id (routes.ts swapped Keycloak's JWT for it), nothing else. The steps are oidc-provider's refresh grant
- * (lib/actions/grants/refresh_token.js) in its order, with its own models and helpers on a context of its own
- * kind: the same token checks, grant and account checks (`findAccount`, where provider.ts judges the client's
- * access rules again), rotation, access token (provider.ts `keycloakJwt`, `recordIssuedToken`), ID token, and
- * keycloak-format.ts `tokenResponse` makes Keycloak's answer of it as for oidc-provider's.
+ * plain request clients send most: a configured client's id (and secret, in the form or HTTP basic, for a
+ * confidential one), the refresh token's id (routes.ts swapped Keycloak's JWT for it), nothing else. The steps
+ * are oidc-provider's refresh grant (lib/actions/grants/refresh_token.js) in its order, with its own models and
+ * helpers on a context of its own kind: the same token checks, grant and account checks (`findAccount`, where
+ * provider.ts judges the client's access rules again), rotation, access token (provider.ts `keycloakJwt`,
+ * `recordIssuedToken`), ID token, and keycloak-format.ts `tokenResponse` makes Keycloak's answer of it as for
+ * oidc-provider's.
  *
  * Every check comes before anything is written: a request any check refuses, or one that asks for anything this
  * does not do (DPoP, mutual TLS, attestation, rich authorization details, a scope or resource member, a
@@ -74,9 +75,10 @@ async function loadGrantHelpers(): Promise<GrantHelpers> {
 export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshTokenShortcut {
   return async (form, request, response) => {
     const members = plainForm(form, request.headers, PLAIN_MEMBERS)
-    if (!members || members.get('grant_type') !== GRANT_TYPE || !members.get('refresh_token') || !options.configured(members.get('client_id') ?? '')) return undefined
+    const credentials = members && clientCredentialsOf(members, request.headers)
+    if (!members || !credentials || members.get('grant_type') !== GRANT_TYPE || !members.get('refresh_token') || !options.configured(credentials.clientId)) return undefined
     grantHelpers ??= await loadGrantHelpers()
-    const client = await authenticatedClient(options.provider, members.get('client_id')!, members.get('client_secret'), GRANT_TYPE).catch(() => undefined)
+    const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, GRANT_TYPE).catch(() => undefined)
     if (!client) return undefined
     const ctx = providerContext(options.provider, request, response, grantHelpers, members, client)
     return grantHelpers.als.run(ctx, () => refresh(options, grantHelpers!, ctx))

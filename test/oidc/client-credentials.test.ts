@@ -3,13 +3,15 @@ import { after, before, describe, it, mock } from 'node:test'
 import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, postToken as post, REALM, SERVICE_SECRET, testRealms, without } from '../helpers/oidc.ts'
+import { decodeJwtPart, postToken as post, REALM, SERVICE_SECRET, testRealms, without, type TokenAnswer } from '../helpers/oidc.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const FORM = `client_id=reports&client_secret=${SERVICE_SECRET}&grant_type=client_credentials`
 const BASIC = `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}`
 /** Claims and record members that differ between any two tokens. */
 const PER_TOKEN = new Set(['jti', 'iat', 'exp'])
+/** A member oidc-provider ignores and the shortcut does not take: the same request, answered by oidc-provider. */
+const TO_PROVIDER = '&ignored=1'
 
 /**
  * The plain client_credentials grant is answered without oidc-provider's HTTP stack (src/oidc/client-credentials.ts);
@@ -39,13 +41,8 @@ for (const backend of gatewayBackends) {
     })
     after(() => gw.close())
 
-    it('answers with the headers, members, token and record oidc-provider gives the same client', async () => {
-      const before = providerGrants
-      const shortcut = await post(gw, FORM)
-      assert.equal(providerGrants, before, 'the plain request was answered by oidc-provider')
-      const provider = await post(gw, 'grant_type=client_credentials', { authorization: BASIC })
-      assert.equal(providerGrants, before + 1)
-
+    /** The answer the shortcut gave (asserted) and the one oidc-provider gave, equal but for the token's own claims. */
+    async function assertAnsweredAsProvider(shortcut: TokenAnswer, provider: TokenAnswer): Promise<void> {
       assert.equal(shortcut.status, 200)
       assert.deepEqual(shortcut.rawHeaders, provider.rawHeaders)
       assert.deepEqual(Object.keys(shortcut.body), Object.keys(provider.body))
@@ -63,7 +60,22 @@ for (const backend of gatewayBackends) {
       assert.deepEqual(without(record.payload, PER_TOKEN), without(expectedRecord.payload, PER_TOKEN))
       assert.equal(record.payload.jti, claims.jti)
       assert.deepEqual([record.grantId, record.consumedAt, record.expiresAt! - claims.exp * 1000 <= 1000], [expectedRecord.grantId, expectedRecord.consumedAt, true])
-    })
+    }
+
+    for (const [method, form, headers] of [
+      ['the form (client_secret_post)', FORM, {}],
+      ['HTTP basic (client_secret_basic)', 'grant_type=client_credentials', { authorization: BASIC }],
+      ['HTTP basic with the client named in the form too', 'client_id=reports&grant_type=client_credentials', { authorization: BASIC }],
+    ] as const) {
+      it(`answers a secret in ${method} with the headers, members, token and record oidc-provider gives`, async () => {
+        const before = providerGrants
+        const shortcut = await post(gw, form, headers)
+        assert.equal(providerGrants, before, 'the plain request was answered by oidc-provider')
+        const provider = await post(gw, form + TO_PROVIDER, headers)
+        assert.equal(providerGrants, before + 1)
+        await assertAnsweredAsProvider(shortcut, provider)
+      })
+    }
 
     it('issues tokens that the gateway takes, introspection finds and revocation ends', async () => {
       const { body } = await post(gw, FORM)
@@ -89,7 +101,15 @@ for (const backend of gatewayBackends) {
       assert.equal(withScope.status, 200)
       const withResource = await post(gw, `${FORM}&resource=${encodeURIComponent(`urn:gatehouse:realm:${REALM}`)}`)
       assert.equal(withResource.status, 200)
-      assert.equal(providerGrants, before + 2)
+      // HTTP basic whose parts are form-urlencoded is decoded by oidc-provider (RFC 6749 §2.3.1).
+      const encodedBasic = await post(gw, 'grant_type=client_credentials', { authorization: `Basic ${Buffer.from(`report%73:${SERVICE_SECRET}`).toString('base64')}` })
+      assert.equal(encodedBasic.status, 200)
+      const wrongBasicSecret = await post(gw, 'grant_type=client_credentials', { authorization: `Basic ${Buffer.from('reports:wrong').toString('base64')}` })
+      assert.equal(wrongBasicSecret.status, 401)
+      assert.deepEqual(wrongBasicSecret.body, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' })
+      const otherClientInForm = await post(gw, 'client_id=end-users&grant_type=client_credentials', { authorization: BASIC })
+      assert.equal(otherClientInForm.status, 400)
+      assert.equal(providerGrants, before + 3)
     })
 
     it('counts its tokens as oidc-provider\'s grants are counted', async () => {

@@ -63,11 +63,13 @@ for (const backend of gatewayBackends) {
       `client_id=${clientId}${clientId === 'reports' ? `&client_secret=${SERVICE_SECRET}` : ''}&grant_type=refresh_token&refresh_token=${refreshToken}`
 
     /** The refresh answered by the shortcut (asserted), and an equal one, of another session, answered by oidc-provider. */
-    async function bothPaths(refreshTokens: [string, string], clientId = 'end-users'): Promise<{ shortcut: TokenAnswer; provider: TokenAnswer }> {
+    async function bothPaths(refreshTokens: [string, string], clientId = 'end-users', basic = false): Promise<{ shortcut: TokenAnswer; provider: TokenAnswer }> {
       const before = providerGrants
-      const shortcut = await postToken(gw, refreshForm(clientId, refreshTokens[0]))
+      const form = (refreshToken: string) => basic ? `grant_type=refresh_token&refresh_token=${refreshToken}` : refreshForm(clientId, refreshToken)
+      const headers: Record<string, string> = basic ? { authorization: `Basic ${Buffer.from(`${clientId}:${SERVICE_SECRET}`).toString('base64')}` } : {}
+      const shortcut = await postToken(gw, form(refreshTokens[0]), headers)
       const shortcutTaken = providerGrants === before
-      const provider = await postToken(gw, refreshForm(clientId, refreshTokens[1]) + TO_PROVIDER)
+      const provider = await postToken(gw, form(refreshTokens[1]) + TO_PROVIDER, headers)
       if (shortcut.status === 200) assert.ok(shortcutTaken, 'the plain refresh was answered by oidc-provider')
       if (provider.status === 200) assert.equal(providerGrants, before + (shortcutTaken ? 1 : 2), 'oidc-provider did not answer the refresh it was given')
       return { shortcut, provider }
@@ -142,6 +144,13 @@ for (const backend of gatewayBackends) {
       const revoked = await bothPaths([shortcut.body.refresh_token, provider.body.refresh_token], 'reports')
       assert.equal(revoked.shortcut.status, 400)
       await assertSameAnswers(revoked.shortcut, revoked.provider)
+    })
+
+    it('takes a confidential client\'s secret from HTTP basic as from the form', async () => {
+      const sessions = [await login('frank', 'reports'), await login('frank', 'reports')]
+      const { shortcut, provider } = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], 'reports', true)
+      assert.equal(shortcut.status, 200)
+      await assertSameAnswers(shortcut, provider)
     })
 
     it('refuses a disabled user\'s refresh, and a wrong client\'s or secret\'s, as oidc-provider does, changing nothing', async () => {
