@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http'
+import { mock } from 'node:test'
 import type { TestGateway } from './gateway.ts'
 
 export const REALM = 'platform'
@@ -120,3 +121,24 @@ export function without(object: Record<string, unknown>, names: Set<string>): Re
   return Object.fromEntries(Object.entries(object).filter(([name]) => !names.has(name)))
 }
 
+
+/**
+ * Counts the grants oidc-provider itself answers in the test realm (its `grant.success` event), which a shortcut
+ * beside it does not send. The realm builds its provider again when its keys are read again (as after start):
+ * every one is watched.
+ */
+export function watchProviderGrants(gw: TestGateway): { readonly count: number } {
+  const grants = { count: 0 }
+  const realm = gw.app.oidc.get(REALM)!
+  const build = realm.provider.bind(realm)
+  const watched = new WeakSet<object>()
+  mock.method(realm, 'provider', async () => {
+    const built = await build()
+    if (!watched.has(built.instance)) {
+      watched.add(built.instance)
+      built.instance.on('grant.success', () => grants.count++)
+    }
+    return built
+  })
+  return grants
+}

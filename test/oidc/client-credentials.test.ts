@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it, mock } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, postToken as post, REALM, SERVICE_SECRET, testRealms, without, type TokenAnswer } from '../helpers/oidc.ts'
+import { decodeJwtPart, postToken as post, REALM, SERVICE_SECRET, testRealms, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const FORM = `client_id=reports&client_secret=${SERVICE_SECRET}&grant_type=client_credentials`
@@ -22,22 +22,11 @@ for (const backend of gatewayBackends) {
   describe(`client_credentials without oidc-provider's HTTP stack, on ${backend.name}`, () => {
     let gw: TestGateway
     /** The grants oidc-provider itself answered (its `grant.success` event). */
-    let providerGrants = 0
+    let providerGrants: { readonly count: number }
 
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      // The realm builds its provider again when its keys are read again (as after start): every one is watched.
-      const realm = gw.app.oidc.get(REALM)!
-      const build = realm.provider.bind(realm)
-      const watched = new WeakSet<object>()
-      mock.method(realm, 'provider', async () => {
-        const built = await build()
-        if (!watched.has(built.instance)) {
-          watched.add(built.instance)
-          built.instance.on('grant.success', () => providerGrants++)
-        }
-        return built
-      })
+      providerGrants = watchProviderGrants(gw)
     })
     after(() => gw.close())
 
@@ -68,11 +57,11 @@ for (const backend of gatewayBackends) {
       ['HTTP basic with the client named in the form too', 'client_id=reports&grant_type=client_credentials', { authorization: BASIC }],
     ] as const) {
       it(`answers a secret in ${method} with the headers, members, token and record oidc-provider gives`, async () => {
-        const before = providerGrants
+        const before = providerGrants.count
         const shortcut = await post(gw, form, headers)
-        assert.equal(providerGrants, before, 'the plain request was answered by oidc-provider')
+        assert.equal(providerGrants.count, before, 'the plain request was answered by oidc-provider')
         const provider = await post(gw, form + TO_PROVIDER, headers)
-        assert.equal(providerGrants, before + 1)
+        assert.equal(providerGrants.count, before + 1)
         await assertAnsweredAsProvider(shortcut, provider)
       })
     }
@@ -91,7 +80,7 @@ for (const backend of gatewayBackends) {
     })
 
     it('leaves every other request to oidc-provider, which answers it as before', async () => {
-      const before = providerGrants
+      const before = providerGrants.count
       const wrongSecret = await post(gw, 'client_id=reports&client_secret=wrong&grant_type=client_credentials')
       assert.equal(wrongSecret.status, 401)
       assert.deepEqual(wrongSecret.body, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' })
@@ -109,7 +98,7 @@ for (const backend of gatewayBackends) {
       assert.deepEqual(wrongBasicSecret.body, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' })
       const otherClientInForm = await post(gw, 'client_id=end-users&grant_type=client_credentials', { authorization: BASIC })
       assert.equal(otherClientInForm.status, 400)
-      assert.equal(providerGrants, before + 3)
+      assert.equal(providerGrants.count, before + 3)
     })
 
     it('counts its tokens as oidc-provider\'s grants are counted', async () => {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it, mock } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, postToken, realmWith, REALM, SERVICE_SECRET, without, type TokenAnswer } from '../helpers/oidc.ts'
+import { decodeJwtPart, postToken, realmWith, REALM, SERVICE_SECRET, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
 
 const password = (name: string) => `${name}-password-long`
 const GUARDED = 'operators-console'
@@ -29,25 +29,14 @@ for (const backend of gatewayBackends) {
   describe(`refresh_token without oidc-provider's HTTP stack, on ${backend.name}`, () => {
     let gw: TestGateway
     /** The grants oidc-provider itself answered (its `grant.success` event). */
-    let providerGrants = 0
+    let providerGrants: { readonly count: number }
 
     before(async () => {
       gw = await backend.start({
         config: { realms: realmWith([{ client_id: GUARDED, public_client: true, direct_access_grants: true, access: [{ allow: { teams: ['Operators'] } }] }]) },
       })
       for (const name of ['erin', 'frank', 'operator']) await gw.app.accounts.create({ username: name, password: password(name) })
-      // The realm builds its provider again when its keys are read again (as after start): every one is watched.
-      const realm = gw.app.oidc.get(REALM)!
-      const build = realm.provider.bind(realm)
-      const watched = new WeakSet<object>()
-      mock.method(realm, 'provider', async () => {
-        const built = await build()
-        if (!watched.has(built.instance)) {
-          watched.add(built.instance)
-          built.instance.on('grant.success', () => providerGrants++)
-        }
-        return built
-      })
+      providerGrants = watchProviderGrants(gw)
     })
     after(() => gw.close())
 
@@ -64,14 +53,14 @@ for (const backend of gatewayBackends) {
 
     /** The refresh answered by the shortcut (asserted), and an equal one, of another session, answered by oidc-provider. */
     async function bothPaths(refreshTokens: [string, string], clientId = 'end-users', basic = false): Promise<{ shortcut: TokenAnswer; provider: TokenAnswer }> {
-      const before = providerGrants
+      const before = providerGrants.count
       const form = (refreshToken: string) => basic ? `grant_type=refresh_token&refresh_token=${refreshToken}` : refreshForm(clientId, refreshToken)
       const headers: Record<string, string> = basic ? { authorization: `Basic ${Buffer.from(`${clientId}:${SERVICE_SECRET}`).toString('base64')}` } : {}
       const shortcut = await postToken(gw, form(refreshTokens[0]), headers)
-      const shortcutTaken = providerGrants === before
+      const shortcutTaken = providerGrants.count === before
       const provider = await postToken(gw, form(refreshTokens[1]) + TO_PROVIDER, headers)
       if (shortcut.status === 200) assert.ok(shortcutTaken, 'the plain refresh was answered by oidc-provider')
-      if (provider.status === 200) assert.equal(providerGrants, before + (shortcutTaken ? 1 : 2), 'oidc-provider did not answer the refresh it was given')
+      if (provider.status === 200) assert.equal(providerGrants.count, before + (shortcutTaken ? 1 : 2), 'oidc-provider did not answer the refresh it was given')
       return { shortcut, provider }
     }
 
