@@ -124,6 +124,25 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   }
   // From here on the request is answered here: oidc-provider would find the old token consumed.
   ctx.oidc.entity('RotatedRefreshToken', refreshToken)
+  const { rotated, value } = await rotate(provider, ctx, refreshToken)
+  const scope = rotated.scopes as Set<string>
+  const at = await issueAccessToken(provider, helpers, ctx, { rotated, grant, account, resource, resourceServerInfo })
+  const idToken = await helpers.issueIdToken(provider, ctx, rotated, at.token, grant, scope)
+  const body = helpers.buildTokenResponse(provider, {
+    accessToken: at.value,
+    authorizationDetails: at.token.rar,
+    expiresIn: at.token.expiration,
+    idToken,
+    refreshToken: value,
+    scope: rotated.scope ? at.token.scope : (at.token.scope || undefined),
+    tokenType: at.token.tokenType,
+  })
+  options.tokensIssued?.(GRANT_TYPE)
+  return options.answer(body, ctx.oidc)
+}
+
+/** The refresh token that replaces the consumed one (`rotateRefreshToken: true`), saved: the same grant, one more rotation. */
+async function rotate(provider: Provider, ctx: KoaContextWithOIDC, refreshToken: any): Promise<{ rotated: any; value: string }> {
   const rotated = new provider.RefreshToken({
     accountId: refreshToken.accountId,
     acr: refreshToken.acr,
@@ -148,10 +167,14 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   } as never) as any
   if (rotated.gty && !rotated.gty.endsWith(GRANT_TYPE)) rotated.gty = `${rotated.gty} ${GRANT_TYPE}`
   ctx.oidc.entity('RefreshToken', rotated)
-  const refreshTokenValue = await rotated.save()
+  return { rotated, value: await rotated.save() }
+}
 
+/** The access token of the refresh, for the resource and scope oidc-provider gives it, saved (and so signed and recorded). */
+async function issueAccessToken(provider: Provider, helpers: GrantHelpers, ctx: KoaContextWithOIDC, from: { rotated: any; grant: any; account: any; resource: string | undefined; resourceServerInfo: unknown }): Promise<{ token: any; value: string }> {
+  const { rotated, grant, resource } = from
   const at = helpers.createAccessToken(provider, ctx, {
-    accountId: account.accountId,
+    accountId: from.account.accountId,
     expiresWithSession: rotated.expiresWithSession,
     grantId: rotated.grantId,
     sessionUid: rotated.sessionUid,
@@ -160,7 +183,7 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   if (at.gty && !at.gty.endsWith(GRANT_TYPE)) at.gty = `${at.gty} ${GRANT_TYPE}`
   const scope = rotated.scopes as Set<string>
   if (resource) {
-    at.resourceServer = new provider.ResourceServer(resource, resourceServerInfo as never)
+    at.resourceServer = new provider.ResourceServer(resource, from.resourceServerInfo as never)
     at.scope = grant.getResourceScopeFiltered(resource, [...scope].filter(Set.prototype.has.bind(at.resourceServer.scopes)))
   } else {
     at.claims = rotated.claims
@@ -168,19 +191,7 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   }
   await helpers.applyAuthorizationDetails(provider, ctx, at, rotated)
   ctx.oidc.entity('AccessToken', at)
-  const accessToken = await at.save()
-  const idToken = await helpers.issueIdToken(provider, ctx, rotated, at, grant, scope)
-  const body = helpers.buildTokenResponse(provider, {
-    accessToken,
-    authorizationDetails: at.rar,
-    expiresIn: at.expiration,
-    idToken,
-    refreshToken: refreshTokenValue,
-    scope: rotated.scope ? at.scope : (at.scope || undefined),
-    tokenType: at.tokenType,
-  })
-  options.tokensIssued?.(GRANT_TYPE)
-  return options.answer(body, ctx.oidc)
+  return { token: at, value: await at.save() }
 }
 
 /**
