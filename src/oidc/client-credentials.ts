@@ -4,8 +4,8 @@ import type { buildResourceServerInfo } from './password-grant.ts'
 
 /**
  * The `client_credentials` grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares), for
- * the plain request services send most: a configured confidential client, its id and secret in the form, nothing
- * else. The token is still made by oidc-provider's own ClientCredentials model, with the same resource server and
+ * the plain request services send most: a configured confidential client, its id and secret in the form or in
+ * HTTP basic, nothing else. The token is still made by oidc-provider's own ClientCredentials model, with the same resource server and
  * scope as its grant handler gives it, so its claims, its signature and its record come from the same code
  * (provider.ts `keycloakTokenClaims`, `keycloakJwt`, `recordIssuedToken`), and the answer has the members and
  * headers oidc-provider and keycloak-format.ts give it. Anything else, a wrong secret and every failure included,
@@ -14,8 +14,8 @@ import type { buildResourceServerInfo } from './password-grant.ts'
 
 /** The form's only members: no scope, resource, assertion or anything else whose handling would have to be repeated. */
 const PLAIN_MEMBERS = new Set(['grant_type', 'client_id', 'client_secret'])
-/** Headers that ask for more than the plain grant: CORS, DPoP, client attestation, HTTP basic. */
-const SPECIAL_HEADERS = ['origin', 'dpop', 'oauth-client-attestation', 'oauth-client-attestation-pop', 'authorization']
+/** Headers that ask for more than the plain grant: CORS, DPoP, client attestation. */
+const SPECIAL_HEADERS = ['origin', 'dpop', 'oauth-client-attestation', 'oauth-client-attestation-pop']
 const PLAIN_FORM_TYPE = /^application\/x-www-form-urlencoded(?:; *charset=utf-8)?$/i
 const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post'])
 
@@ -34,10 +34,11 @@ export type ClientCredentialsShortcut = (form: Buffer, headers: IncomingHttpHead
 
 export function clientCredentialsShortcut(options: ClientCredentialsOptions): ClientCredentialsShortcut {
   return async (form, headers) => {
-    const credentials = plainRequest(form, headers)
-    if (!credentials || !options.configured(credentials.clientId)) return undefined
+    const members = plainForm(form, headers, PLAIN_MEMBERS)
+    const credentials = members && clientCredentialsOf(members, headers)
+    if (members?.get('grant_type') !== 'client_credentials' || !credentials?.secret || !options.configured(credentials.clientId)) return undefined
     try {
-      return await issue(options, credentials)
+      return await issue(options, credentials.clientId, credentials.secret)
     } catch {
       return undefined
     }
@@ -45,10 +46,11 @@ export function clientCredentialsShortcut(options: ClientCredentialsOptions): Cl
 }
 
 /**
- * The client's id and secret when the request is the plain grant. Without `%` and `+` in the form, every parser
- * (oidc-provider's querystring, URLSearchParams) reads the same members from it.
+ * The form's members when the request is plain: a form of `allowed` members, each once, and no header that asks
+ * for more. Without `%` and `+` in the form, every parser (oidc-provider's querystring, URLSearchParams) reads the
+ * same members from it.
  */
-function plainRequest(form: Buffer, headers: IncomingHttpHeaders): { clientId: string; secret: string } | undefined {
+export function plainForm(form: Buffer, headers: IncomingHttpHeaders, allowed: ReadonlySet<string>): Map<string, string> | undefined {
   if (SPECIAL_HEADERS.some((name) => headers[name] !== undefined) || !PLAIN_FORM_TYPE.test(headers['content-type'] ?? '')) return undefined
   const text = form.toString('utf8')
   if (/[%+]/.test(text)) return undefined
@@ -56,23 +58,55 @@ function plainRequest(form: Buffer, headers: IncomingHttpHeaders): { clientId: s
   for (const pair of text.split('&')) {
     const equals = pair.indexOf('=')
     const name = pair.slice(0, equals)
-    if (equals < 1 || !PLAIN_MEMBERS.has(name) || members.has(name)) return undefined
+    if (equals < 1 || !allowed.has(name) || members.has(name)) return undefined
     members.set(name, pair.slice(equals + 1))
   }
-  const clientId = members.get('client_id')
-  const secret = members.get('client_secret')
-  if (members.get('grant_type') !== 'client_credentials' || !clientId || !secret) return undefined
-  return { clientId, secret }
+  return members
 }
 
-/** oidc-provider's client authentication for a secret, then its client_credentials handler, for a request without scope. */
-async function issue(options: ClientCredentialsOptions, credentials: { clientId: string; secret: string }): Promise<Record<string, unknown> | undefined> {
-  const { provider } = options
-  const client = await provider.Client.find(credentials.clientId)
-  if (!client || !SECRET_METHODS.has(client.clientAuthMethod ?? '') || !client.grantTypeAllowed('client_credentials')) return undefined
+/**
+ * The client's id, and its secret from the form (`client_secret_post`) or from HTTP basic (`client_secret_basic`,
+ * RFC 6749 §2.3.1); undefined when oidc-provider is to read them. HTTP basic is taken only when its id and secret
+ * are made of characters that form-urlencoding leaves as they are (all that generated secrets use), so that
+ * oidc-provider's decoding could not read them differently, and when the form has no secret of its own and names
+ * the same client or none (oidc-provider refuses two mechanisms, or two client ids; routes.ts has already dropped
+ * a form secret equal to HTTP basic's).
+ */
+export function clientCredentialsOf(members: Map<string, string>, headers: IncomingHttpHeaders): { clientId: string; secret: string | undefined } | undefined {
+  const formClientId = members.get('client_id')
+  if (headers.authorization === undefined) return formClientId ? { clientId: formClientId, secret: members.get('client_secret') } : undefined
+  const basic = PLAIN_BASIC.exec(headers.authorization)?.[1]
+  if (!basic || members.has('client_secret') || Buffer.from(basic, 'base64').toString('base64') !== basic) return undefined
+  const [clientId, secret, ...rest] = Buffer.from(basic, 'base64').toString('utf8').split(':')
+  if (rest.length || !clientId || !secret || !UNRESERVED.test(clientId) || !UNRESERVED.test(secret)) return undefined
+  if (formClientId !== undefined && formClientId !== clientId) return undefined
+  return { clientId, secret }
+}
+/** `Basic` and one space before base64, as oidc-provider splits the header. */
+const PLAIN_BASIC = /^basic ([A-Za-z0-9+/]+={0,2})$/i
+/** RFC 3986 unreserved characters, which form-urlencoding and its decoding leave unchanged. */
+const UNRESERVED = /^[A-Za-z0-9._~-]+$/
+
+/**
+ * oidc-provider's client authentication (lib/shared/client_auth.js) for a client that sends its secret in the
+ * form or in HTTP basic, or, for a public client, nothing but its id; then its check that the client may use the grant. Undefined
+ * when oidc-provider is to judge (and answer) the request.
+ */
+export async function authenticatedClient(provider: Provider, clientId: string, secret: string | undefined, grantType: string): Promise<InstanceType<Provider['Client']> | undefined> {
+  const client = await provider.Client.find(clientId)
+  if (!client || !client.grantTypeAllowed(grantType)) return undefined
+  if (secret === undefined) return client.clientAuthMethod === 'none' ? client : undefined
+  if (!SECRET_METHODS.has(client.clientAuthMethod ?? '')) return undefined
   const secretClient = client as unknown as { checkClientSecretExpiration(message: string): void; compareClientSecret(actual: string): boolean | Promise<boolean> }
   secretClient.checkClientSecretExpiration('could not authenticate the client - its client secret is expired')
-  if (!(await secretClient.compareClientSecret(credentials.secret))) return undefined
+  return (await secretClient.compareClientSecret(secret)) ? client : undefined
+}
+
+/** oidc-provider's client_credentials handler, for a request without scope. */
+async function issue(options: ClientCredentialsOptions, clientId: string, secret: string): Promise<Record<string, unknown> | undefined> {
+  const { provider } = options
+  const client = await authenticatedClient(provider, clientId, secret, 'client_credentials')
+  if (!client) return undefined
   const token = new provider.ClientCredentials({ client, scope: undefined })
   token.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
   token.scope = undefined

@@ -140,7 +140,7 @@ function certificateThumbprints(x5c: unknown): Record<string, string> {
  * Keycloak's members, in Keycloak's order (RFC 6749 §5.1 plus `refresh_expires_in`, `not-before-policy`,
  * `session_state`), with Keycloak's JWT refresh token and ID token (keycloak-tokens.ts).
  */
-async function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], tokens: KeycloakTokens): Promise<Record<string, unknown>> {
+export async function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], tokens: KeycloakTokens): Promise<Record<string, unknown>> {
   const refreshToken = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
   const accessToken = oidc.entities.AccessToken as unknown as { sid?: string; sessionUid?: string } | undefined
   const sid = accessToken ? keycloakSid(accessToken) : undefined

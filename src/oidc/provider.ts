@@ -7,10 +7,11 @@ import { errors } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
+import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token.ts'
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
 import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, type ProviderRequest } from './keycloak-format.ts'
+import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
@@ -106,7 +107,7 @@ export interface ProviderOptions {
  * only one), persistence (`adapter`), consent-free first-party clients (`loadExistingGrant`), the login page
  * (`interactions.url`), Keycloak's paths (`routes`), and its response shapes (a `provider.use` middleware).
  */
-export function buildProvider(options: ProviderOptions): { provider: Provider; clientCredentials: ClientCredentialsShortcut } {
+export function buildProvider(options: ProviderOptions): { provider: Provider; clientCredentials: ClientCredentialsShortcut; refreshToken: RefreshTokenShortcut } {
   const { realm, issuer, keys } = options
   const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
@@ -239,7 +240,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // Koa's own 'error' event, which oidc-provider's typings leave out.
   ;(provider as unknown as NodeJS.EventEmitter).on('error', (error: unknown, ctx: { req: unknown }) => logFailure(ctx, error))
   const clientCredentials = clientCredentialsShortcut({ provider, configured: (id) => configured.has(id), resource, resourceServer, tokensIssued: options.tokensIssued })
-  return { provider, clientCredentials }
+  const refreshToken = refreshTokenShortcut({ provider, configured: (id) => configured.has(id), answer: (body, oidc) => tokenResponse(body, oidc, options.tokens), tokensIssued: options.tokensIssued })
+  return { provider, clientCredentials, refreshToken }
 }
 
 function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetadata {

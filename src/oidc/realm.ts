@@ -13,6 +13,7 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import type { ApplicationClients } from './applications.ts'
 import type { ClientCredentialsShortcut } from './client-credentials.ts'
+import type { RefreshTokenShortcut } from './refresh-token.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
 import { REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet, type SignatureAlg } from './keys.ts'
@@ -93,6 +94,8 @@ interface BuiltProvider {
   handler: (req: IncomingMessage, res: ServerResponse) => void
   /** The plain client_credentials grant without the handler (client-credentials.ts). */
   clientCredentials: ClientCredentialsShortcut
+  /** The plain refresh_token grant without the handler (refresh-token.ts). */
+  refreshToken: RefreshTokenShortcut
   tokens: KeycloakTokens
 }
 
@@ -243,7 +246,7 @@ export class Realm {
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
       const tokens = new KeycloakTokens(issuer, keys, refreshKeys)
-      const { provider: instance, clientCredentials } = buildProvider({
+      const { provider: instance, clientCredentials, refreshToken } = buildProvider({
         providerClass,
         realm: this.config,
         issuer,
@@ -263,7 +266,7 @@ export class Realm {
           announce(REVOKE_TOPIC, key)
         }),
       })
-      this.#provider = { instance, handler: instance.callback(), clientCredentials, issuer, keys, refreshKeys, tokens }
+      this.#provider = { instance, handler: instance.callback(), clientCredentials, refreshToken, issuer, keys, refreshKeys, tokens }
       return this.#provider
     }
     return current

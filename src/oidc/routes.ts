@@ -114,12 +114,15 @@ export async function serveProvider(app: App, realm: Realm, rest: string, query:
   }
   const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
   if ('refused' in target) return exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
-  const { handler, clientCredentials } = await realm.provider()
+  const { handler, clientCredentials, refreshToken } = await realm.provider()
   app.oidc.maintain()
-  const answer = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query ? await clientCredentials(target.body, raw.headers) : undefined
+  let replayed: IncomingMessage | undefined
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true }))
+  const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
+  const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) : undefined
   exchange.handOver()
   if (answer) return writeTokenAnswer(exchange.response, answer)
-  handler(replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true }), exchange.response)
+  handler(request(), exchange.response)
 }
 
 /** The public URL, parsed once for as long as it stays the same. */

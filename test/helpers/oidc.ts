@@ -1,3 +1,5 @@
+import { request as httpRequest } from 'node:http'
+import { mock } from 'node:test'
 import type { TestGateway } from './gateway.ts'
 
 export const REALM = 'platform'
@@ -86,4 +88,57 @@ export async function browse(gw: TestGateway, jar: CookieJar, url: string, init:
     options = {}
   }
   throw new Error('too many redirects')
+}
+
+export interface TokenAnswer {
+  status: number
+  /** As sent, in order, names in their case, without Date. */
+  rawHeaders: string[]
+  body: Record<string, any>
+}
+
+/** A token request as written, so that the answers' raw headers can be compared. */
+export function postToken(gw: TestGateway, body: string, headers: Record<string, string> = {}): Promise<TokenAnswer> {
+  const url = new URL(gw.url)
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: TOKEN_PATH, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => (text += chunk))
+      response.on('end', () => {
+        const rawHeaders: string[] = []
+        for (let i = 0; i < response.rawHeaders.length; i += 2) if (response.rawHeaders[i] !== 'Date') rawHeaders.push(`${response.rawHeaders[i]}: ${response.rawHeaders[i + 1]}`)
+        resolve({ status: response.statusCode!, rawHeaders, body: JSON.parse(text) })
+      })
+    })
+    request.on('error', reject)
+    request.end(body)
+  })
+}
+
+/** The object without the named members. */
+export function without(object: Record<string, unknown>, names: Set<string>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(object).filter(([name]) => !names.has(name)))
+}
+
+
+/**
+ * Counts the grants oidc-provider itself answers in the test realm (its `grant.success` event), which a shortcut
+ * beside it does not send. The realm builds its provider again when its keys are read again (as after start):
+ * every one is watched.
+ */
+export function watchProviderGrants(gw: TestGateway): { readonly count: number } {
+  const grants = { count: 0 }
+  const realm = gw.app.oidc.get(REALM)!
+  const build = realm.provider.bind(realm)
+  const watched = new WeakSet<object>()
+  mock.method(realm, 'provider', async () => {
+    const built = await build()
+    if (!watched.has(built.instance)) {
+      watched.add(built.instance)
+      built.instance.on('grant.success', () => grants.count++)
+    }
+    return built
+  })
+  return grants
 }

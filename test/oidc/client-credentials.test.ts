@@ -1,46 +1,17 @@
 import assert from 'node:assert/strict'
-import { request as httpRequest } from 'node:http'
-import { after, before, describe, it, mock } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, REALM, SERVICE_SECRET, testRealms, TOKEN_PATH } from '../helpers/oidc.ts'
+import { decodeJwtPart, postToken as post, REALM, SERVICE_SECRET, testRealms, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const FORM = `client_id=reports&client_secret=${SERVICE_SECRET}&grant_type=client_credentials`
 const BASIC = `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}`
 /** Claims and record members that differ between any two tokens. */
 const PER_TOKEN = new Set(['jti', 'iat', 'exp'])
-
-interface Answer {
-  status: number
-  /** As sent, in order, names in their case, without Date. */
-  rawHeaders: string[]
-  body: Record<string, any>
-}
-
-/** A token request as written, so that the answers' raw headers can be compared. */
-function post(gw: TestGateway, body: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const url = new URL(gw.url)
-  return new Promise((resolve, reject) => {
-    const request = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: TOKEN_PATH, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers } }, (response) => {
-      let text = ''
-      response.setEncoding('utf8')
-      response.on('data', (chunk: string) => (text += chunk))
-      response.on('end', () => {
-        const rawHeaders: string[] = []
-        for (let i = 0; i < response.rawHeaders.length; i += 2) if (response.rawHeaders[i] !== 'Date') rawHeaders.push(`${response.rawHeaders[i]}: ${response.rawHeaders[i + 1]}`)
-        resolve({ status: response.statusCode!, rawHeaders, body: JSON.parse(text) })
-      })
-    })
-    request.on('error', reject)
-    request.end(body)
-  })
-}
-
-function without(object: Record<string, unknown>, names: Set<string>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(object).filter(([name]) => !names.has(name)))
-}
+/** A member oidc-provider ignores and the shortcut does not take: the same request, answered by oidc-provider. */
+const TO_PROVIDER = '&ignored=1'
 
 /**
  * The plain client_credentials grant is answered without oidc-provider's HTTP stack (src/oidc/client-credentials.ts);
@@ -51,32 +22,16 @@ for (const backend of gatewayBackends) {
   describe(`client_credentials without oidc-provider's HTTP stack, on ${backend.name}`, () => {
     let gw: TestGateway
     /** The grants oidc-provider itself answered (its `grant.success` event). */
-    let providerGrants = 0
+    let providerGrants: { readonly count: number }
 
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      // The realm builds its provider again when its keys are read again (as after start): every one is watched.
-      const realm = gw.app.oidc.get(REALM)!
-      const build = realm.provider.bind(realm)
-      const watched = new WeakSet<object>()
-      mock.method(realm, 'provider', async () => {
-        const built = await build()
-        if (!watched.has(built.instance)) {
-          watched.add(built.instance)
-          built.instance.on('grant.success', () => providerGrants++)
-        }
-        return built
-      })
+      providerGrants = watchProviderGrants(gw)
     })
     after(() => gw.close())
 
-    it('answers with the headers, members, token and record oidc-provider gives the same client', async () => {
-      const before = providerGrants
-      const shortcut = await post(gw, FORM)
-      assert.equal(providerGrants, before, 'the plain request was answered by oidc-provider')
-      const provider = await post(gw, 'grant_type=client_credentials', { authorization: BASIC })
-      assert.equal(providerGrants, before + 1)
-
+    /** The answer the shortcut gave (asserted) and the one oidc-provider gave, equal but for the token's own claims. */
+    async function assertAnsweredAsProvider(shortcut: TokenAnswer, provider: TokenAnswer): Promise<void> {
       assert.equal(shortcut.status, 200)
       assert.deepEqual(shortcut.rawHeaders, provider.rawHeaders)
       assert.deepEqual(Object.keys(shortcut.body), Object.keys(provider.body))
@@ -94,7 +49,22 @@ for (const backend of gatewayBackends) {
       assert.deepEqual(without(record.payload, PER_TOKEN), without(expectedRecord.payload, PER_TOKEN))
       assert.equal(record.payload.jti, claims.jti)
       assert.deepEqual([record.grantId, record.consumedAt, record.expiresAt! - claims.exp * 1000 <= 1000], [expectedRecord.grantId, expectedRecord.consumedAt, true])
-    })
+    }
+
+    for (const [method, form, headers] of [
+      ['the form (client_secret_post)', FORM, {}],
+      ['HTTP basic (client_secret_basic)', 'grant_type=client_credentials', { authorization: BASIC }],
+      ['HTTP basic with the client named in the form too', 'client_id=reports&grant_type=client_credentials', { authorization: BASIC }],
+    ] as const) {
+      it(`answers a secret in ${method} with the headers, members, token and record oidc-provider gives`, async () => {
+        const before = providerGrants.count
+        const shortcut = await post(gw, form, headers)
+        assert.equal(providerGrants.count, before, 'the plain request was answered by oidc-provider')
+        const provider = await post(gw, form + TO_PROVIDER, headers)
+        assert.equal(providerGrants.count, before + 1)
+        await assertAnsweredAsProvider(shortcut, provider)
+      })
+    }
 
     it('issues tokens that the gateway takes, introspection finds and revocation ends', async () => {
       const { body } = await post(gw, FORM)
@@ -110,7 +80,7 @@ for (const backend of gatewayBackends) {
     })
 
     it('leaves every other request to oidc-provider, which answers it as before', async () => {
-      const before = providerGrants
+      const before = providerGrants.count
       const wrongSecret = await post(gw, 'client_id=reports&client_secret=wrong&grant_type=client_credentials')
       assert.equal(wrongSecret.status, 401)
       assert.deepEqual(wrongSecret.body, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' })
@@ -120,7 +90,15 @@ for (const backend of gatewayBackends) {
       assert.equal(withScope.status, 200)
       const withResource = await post(gw, `${FORM}&resource=${encodeURIComponent(`urn:gatehouse:realm:${REALM}`)}`)
       assert.equal(withResource.status, 200)
-      assert.equal(providerGrants, before + 2)
+      // HTTP basic whose parts are form-urlencoded is decoded by oidc-provider (RFC 6749 §2.3.1).
+      const encodedBasic = await post(gw, 'grant_type=client_credentials', { authorization: `Basic ${Buffer.from(`report%73:${SERVICE_SECRET}`).toString('base64')}` })
+      assert.equal(encodedBasic.status, 200)
+      const wrongBasicSecret = await post(gw, 'grant_type=client_credentials', { authorization: `Basic ${Buffer.from('reports:wrong').toString('base64')}` })
+      assert.equal(wrongBasicSecret.status, 401)
+      assert.deepEqual(wrongBasicSecret.body, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' })
+      const otherClientInForm = await post(gw, 'client_id=end-users&grant_type=client_credentials', { authorization: BASIC })
+      assert.equal(otherClientInForm.status, 400)
+      assert.equal(providerGrants.count, before + 3)
     })
 
     it('counts its tokens as oidc-provider\'s grants are counted', async () => {

@@ -1,0 +1,216 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type Provider from 'oidc-provider'
+import type { KoaContextWithOIDC } from 'oidc-provider'
+import { authenticatedClient, clientCredentialsOf, plainForm } from './client-credentials.ts'
+
+/**
+ * The `refresh_token` grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares), for the
+ * plain request clients send most: a configured client's id (and secret, in the form or HTTP basic, for a
+ * confidential one), the refresh token's id (routes.ts swapped Keycloak's JWT for it), nothing else. The steps
+ * are oidc-provider's refresh grant (lib/actions/grants/refresh_token.js) in its order, with its own models and
+ * helpers on a context of its own kind: the same token checks, grant and account checks (`findAccount`, where
+ * provider.ts judges the client's access rules again), rotation, access token (provider.ts `keycloakJwt`,
+ * `recordIssuedToken`), ID token, and keycloak-format.ts `tokenResponse` makes Keycloak's answer of it as for
+ * oidc-provider's.
+ *
+ * Every check comes before anything is written: a request any check refuses, or one that asks for anything this
+ * does not do (DPoP, mutual TLS, attestation, rich authorization details, a scope or resource member, a
+ * consumed token, which oidc-provider answers by revoking the grant), is left to oidc-provider, which finds the
+ * world unchanged and answers it as always. Once the old token is consumed the request is answered here; a
+ * failure from then on is the request's error, not oidc-provider's to try again.
+ */
+
+const PLAIN_MEMBERS = new Set(['grant_type', 'client_id', 'client_secret', 'refresh_token'])
+const GRANT_TYPE = 'refresh_token'
+
+export interface RefreshTokenOptions {
+  provider: Provider
+  /** Whether the client is one of the realm's configured ones (an OAuth2 application's is left to oidc-provider). */
+  configured(clientId: string): boolean
+  /** Keycloak's answer for oidc-provider's, as keycloak-format.ts makes it for the token endpoint. */
+  answer(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc']): Promise<Record<string, unknown>>
+  /** Told of each token issued, as oidc-provider's `grant.success` tells it. */
+  tokensIssued?: ((grantType: string) => void) | undefined
+}
+
+/** Keycloak's token answer, or undefined: oidc-provider is to answer the request (`request` as it would get it). */
+export type RefreshTokenShortcut = (form: Buffer, request: IncomingMessage, response: ServerResponse) => Promise<Record<string, unknown> | undefined>
+
+/** oidc-provider's own helpers, loaded with it (its entry point waits for a realm's first request). */
+interface GrantHelpers {
+  als: { run<T>(store: unknown, fn: () => T): T }
+  instance(provider: Provider): { configuration: any; grantTypeParams: Map<string | undefined, Set<string>> }
+  Params: new (allowList: Set<string>, params: Record<string, string>) => Record<string, unknown>
+  validateGrant(provider: Provider, ctx: unknown, grantId: string): Promise<any>
+  validateAccount(provider: Provider, ctx: unknown, token: unknown, label: string): Promise<any>
+  checkAccountMismatch(token: unknown, grant: unknown): void
+  createAccessToken(provider: Provider, ctx: unknown, source: Record<string, unknown>, gty: string | undefined): any
+  issueIdToken(provider: Provider, ctx: unknown, source: unknown, at: unknown, grant: unknown, scopes: Set<string>): Promise<string | undefined>
+  resolveResource(ctx: unknown, model: unknown, config: unknown, scopes: Set<string>): Promise<string | undefined>
+  validateResourceServer(info: unknown): unknown
+  applyAuthorizationDetails(provider: Provider, ctx: unknown, token: unknown, source: unknown): Promise<void>
+  buildTokenResponse(provider: Provider, members: Record<string, unknown>): Record<string, unknown>
+}
+
+let grantHelpers: GrantHelpers | undefined
+async function loadGrantHelpers(): Promise<GrantHelpers> {
+  // @ts-expect-error: oidc-provider declares types for its entry point only.
+  const [als, weakCache, params, source, common, resolveResource, results, authorization, response] = await Promise.all([import('oidc-provider/lib/helpers/als.js'), import('oidc-provider/lib/helpers/weak_cache.js'), import('oidc-provider/lib/helpers/params.js'), import('oidc-provider/lib/helpers/grant_source.js'), import('oidc-provider/lib/helpers/grant_common.js'), import('oidc-provider/lib/helpers/resolve_resource.js'), import('oidc-provider/lib/helpers/configuration_result.js'), import('oidc-provider/lib/helpers/grant_authorization.js'), import('oidc-provider/lib/helpers/grant_response.js')])
+  return {
+    als: als.default,
+    instance: weakCache.default,
+    Params: params.default,
+    validateGrant: source.validateGrant,
+    validateAccount: common.validateAccount,
+    checkAccountMismatch: common.checkAccountMismatch,
+    createAccessToken: common.createAccessToken,
+    issueIdToken: common.issueIdToken,
+    resolveResource: resolveResource.default,
+    validateResourceServer: results.resourceServer,
+    applyAuthorizationDetails: authorization.applyAuthorizationDetails,
+    buildTokenResponse: response.buildTokenResponse,
+  }
+}
+
+export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshTokenShortcut {
+  return async (form, request, response) => {
+    const members = plainForm(form, request.headers, PLAIN_MEMBERS)
+    const credentials = members && clientCredentialsOf(members, request.headers)
+    if (!members || !credentials || members.get('grant_type') !== GRANT_TYPE || !members.get('refresh_token') || !options.configured(credentials.clientId)) return undefined
+    grantHelpers ??= await loadGrantHelpers()
+    const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, GRANT_TYPE).catch(() => undefined)
+    if (!client) return undefined
+    const ctx = providerContext(options.provider, request, response, grantHelpers, members, client)
+    return grantHelpers.als.run(ctx, () => refresh(options, grantHelpers!, ctx))
+  }
+}
+
+/**
+ * A context as oidc-provider's router gives its token endpoint's middlewares (Koa's, with an OIDCContext for the
+ * `token` route), after its client authentication and parameter steps: the client, and the grant's parameters.
+ */
+function providerContext(provider: Provider, request: IncomingMessage, response: ServerResponse, helpers: GrantHelpers, members: Map<string, string>, client: unknown): KoaContextWithOIDC {
+  const ctx = provider.createContext(request, response) as unknown as KoaContextWithOIDC & { _matchedRouteName: string }
+  ctx._matchedRouteName = 'token'
+  const oidc = new (provider as unknown as { OIDCContext: new (ctx: unknown) => KoaContextWithOIDC['oidc'] }).OIDCContext(ctx)
+  Object.defineProperty(ctx, 'oidc', { value: oidc })
+  const allowed = new Set([...helpers.instance(provider).grantTypeParams.get(GRANT_TYPE)!, 'client_id', 'client_secret'])
+  ;(oidc as { params: unknown }).params = new helpers.Params(allowed, Object.fromEntries(members))
+  oidc.entity('Client', client as never)
+  return ctx
+}
+
+/** oidc-provider's refresh grant, checks first: undefined whenever one refuses or the request is not plain. */
+async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx: KoaContextWithOIDC): Promise<Record<string, unknown> | undefined> {
+  const { provider } = options
+  const { configuration } = helpers.instance(provider)
+  const { rotateRefreshToken, features: { userinfo, resourceIndicators } } = configuration
+  const client = ctx.oidc.client as unknown as { clientId: string; tlsClientCertificateBoundAccessTokens?: boolean; dpopBoundAccessTokens?: boolean }
+  if (rotateRefreshToken !== true || client.tlsClientCertificateBoundAccessTokens || client.dpopBoundAccessTokens) return undefined
+
+  let checked
+  try {
+    checked = await checkedRefresh(provider, helpers, ctx, { userinfo, resourceIndicators })
+  } catch {
+    return undefined
+  }
+  if (!checked) return undefined
+  const { refreshToken, grant, account, resource, resourceServerInfo } = checked
+
+  try {
+    await refreshToken.consume()
+  } catch {
+    return undefined
+  }
+  // From here on the request is answered here: oidc-provider would find the old token consumed.
+  ctx.oidc.entity('RotatedRefreshToken', refreshToken)
+  const { rotated, value } = await rotate(provider, ctx, refreshToken)
+  const scope = rotated.scopes as Set<string>
+  const at = await issueAccessToken(provider, helpers, ctx, { rotated, grant, account, resource, resourceServerInfo })
+  const idToken = await helpers.issueIdToken(provider, ctx, rotated, at.token, grant, scope)
+  const body = helpers.buildTokenResponse(provider, {
+    accessToken: at.value,
+    authorizationDetails: at.token.rar,
+    expiresIn: at.token.expiration,
+    idToken,
+    refreshToken: value,
+    scope: rotated.scope ? at.token.scope : (at.token.scope || undefined),
+    tokenType: at.token.tokenType,
+  })
+  options.tokensIssued?.(GRANT_TYPE)
+  return options.answer(body, ctx.oidc)
+}
+
+/** The refresh token that replaces the consumed one (`rotateRefreshToken: true`), saved: the same grant, one more rotation. */
+async function rotate(provider: Provider, ctx: KoaContextWithOIDC, refreshToken: any): Promise<{ rotated: any; value: string }> {
+  const rotated = new provider.RefreshToken({
+    accountId: refreshToken.accountId,
+    acr: refreshToken.acr,
+    amr: refreshToken.amr,
+    authTime: refreshToken.authTime,
+    claims: refreshToken.claims,
+    client: ctx.oidc.client,
+    expiresWithSession: refreshToken.expiresWithSession,
+    iiat: refreshToken.iiat,
+    grantId: refreshToken.grantId,
+    gty: refreshToken.gty,
+    nonce: refreshToken.nonce,
+    resource: refreshToken.resource,
+    rotations: typeof refreshToken.rotations === 'number' ? refreshToken.rotations + 1 : 1,
+    scope: refreshToken.scope,
+    sessionUid: refreshToken.sessionUid,
+    sid: refreshToken.sid,
+    rar: refreshToken.rar,
+    'x5t#S256': refreshToken['x5t#S256'],
+    jkt: refreshToken.jkt,
+    attestationJkt: refreshToken.attestationJkt,
+  } as never) as any
+  if (rotated.gty && !rotated.gty.endsWith(GRANT_TYPE)) rotated.gty = `${rotated.gty} ${GRANT_TYPE}`
+  ctx.oidc.entity('RefreshToken', rotated)
+  return { rotated, value: await rotated.save() }
+}
+
+/** The access token of the refresh, for the resource and scope oidc-provider gives it, saved (and so signed and recorded). */
+async function issueAccessToken(provider: Provider, helpers: GrantHelpers, ctx: KoaContextWithOIDC, from: { rotated: any; grant: any; account: any; resource: string | undefined; resourceServerInfo: unknown }): Promise<{ token: any; value: string }> {
+  const { rotated, grant, resource } = from
+  const at = helpers.createAccessToken(provider, ctx, {
+    accountId: from.account.accountId,
+    expiresWithSession: rotated.expiresWithSession,
+    grantId: rotated.grantId,
+    sessionUid: rotated.sessionUid,
+    sid: rotated.sid,
+  }, rotated.gty)
+  if (at.gty && !at.gty.endsWith(GRANT_TYPE)) at.gty = `${at.gty} ${GRANT_TYPE}`
+  const scope = rotated.scopes as Set<string>
+  if (resource) {
+    at.resourceServer = new provider.ResourceServer(resource, from.resourceServerInfo as never)
+    at.scope = grant.getResourceScopeFiltered(resource, [...scope].filter(Set.prototype.has.bind(at.resourceServer.scopes)))
+  } else {
+    at.claims = rotated.claims
+    at.scope = grant.getOIDCScopeFiltered(scope)
+  }
+  await helpers.applyAuthorizationDetails(provider, ctx, at, rotated)
+  ctx.oidc.entity('AccessToken', at)
+  return { token: at, value: await at.save() }
+}
+
+/**
+ * The refresh grant's checks, in oidc-provider's order, none of which writes anything: the token (this client's,
+ * unexpired, unbound, not consumed), its grant, its account, and the resource its access token is for (which
+ * oidc-provider resolves after rotating, from a token with the same resource and scope). Undefined, or a throw,
+ * when oidc-provider is to answer.
+ */
+async function checkedRefresh(provider: Provider, helpers: GrantHelpers, ctx: KoaContextWithOIDC, config: { userinfo: unknown; resourceIndicators: any }) {
+  const refreshToken = await provider.RefreshToken.find(String(ctx.oidc.params!.refresh_token), { ignoreExpiration: true }) as any
+  if (!refreshToken || refreshToken.clientId !== (ctx.oidc.client as { clientId: string }).clientId || refreshToken.isExpired) return undefined
+  if (refreshToken['x5t#S256'] || refreshToken.jkt || refreshToken.attestationJkt || refreshToken.rar !== undefined || refreshToken.consumed) return undefined
+  const grant = await helpers.validateGrant(provider, ctx, refreshToken.grantId)
+  ctx.oidc.entity('RefreshToken', refreshToken)
+  ctx.oidc.entity('Grant', grant)
+  const account = await helpers.validateAccount(provider, ctx, refreshToken, 'refresh token')
+  helpers.checkAccountMismatch(refreshToken, grant)
+  ctx.oidc.entity('Account', account)
+  const resource = await helpers.resolveResource(ctx, refreshToken, config, refreshToken.scopes)
+  const resourceServerInfo = resource ? helpers.validateResourceServer(await config.resourceIndicators.getResourceServerInfo(ctx, resource, ctx.oidc.client)) : undefined
+  return { refreshToken, grant, account, resource, resourceServerInfo }
+}

@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
+import type { TestGateway } from '../helpers/gateway.ts'
+import { decodeJwtPart, postToken, realmWith, REALM, SERVICE_SECRET, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
+
+const password = (name: string) => `${name}-password-long`
+const GUARDED = 'operators-console'
+/** Claims and record members that differ between any two tokens, or any two sessions. */
+const PER_TOKEN = new Set(['jti', 'iat', 'exp', 'at_hash', 'sid', 'session_state', 'grantId', 'sessionUid', 'iiat', 'authTime', 'auth_time'])
+/**
+ * A member oidc-provider ignores (it reads only the grant's parameters) and the shortcut does not take: the same
+ * refresh, answered by oidc-provider.
+ */
+const TO_PROVIDER = '&ignored=1'
+
+/** A token's claims or a record's payload without what each token or session has its own of, at any depth. */
+function shared(value: Record<string, unknown>): Record<string, unknown> {
+  const plain = (member: unknown) => member !== null && typeof member === 'object' && !Array.isArray(member)
+  return Object.fromEntries(Object.entries(without(value, PER_TOKEN)).map(([name, member]) => [name, plain(member) ? shared(member as Record<string, unknown>) : member]))
+}
+
+/**
+ * The plain refresh_token grant is answered without oidc-provider's HTTP stack (src/oidc/refresh-token.ts): for the
+ * same refresh, its answers, tokens and records must be the ones oidc-provider makes, and its refusals too.
+ */
+for (const backend of gatewayBackends) {
+  describe(`refresh_token without oidc-provider's HTTP stack, on ${backend.name}`, () => {
+    let gw: TestGateway
+    /** The grants oidc-provider itself answered (its `grant.success` event). */
+    let providerGrants: { readonly count: number }
+
+    before(async () => {
+      gw = await backend.start({
+        config: { realms: realmWith([{ client_id: GUARDED, public_client: true, direct_access_grants: true, access: [{ allow: { teams: ['Operators'] } }] }]) },
+      })
+      for (const name of ['erin', 'frank', 'operator']) await gw.app.accounts.create({ username: name, password: password(name) })
+      providerGrants = watchProviderGrants(gw)
+    })
+    after(() => gw.close())
+
+    /** A password login's answer (a new session each time). */
+    async function login(username: string, clientId = 'end-users', extra = ''): Promise<Record<string, any>> {
+      const secret = clientId === 'reports' ? `&client_secret=${SERVICE_SECRET}` : ''
+      const answer = await postToken(gw, `client_id=${clientId}${secret}&grant_type=password&username=${username}&password=${password(username)}${extra}`)
+      assert.equal(answer.status, 200, JSON.stringify(answer.body))
+      return answer.body
+    }
+
+    const refreshForm = (clientId: string, refreshToken: string) =>
+      `client_id=${clientId}${clientId === 'reports' ? `&client_secret=${SERVICE_SECRET}` : ''}&grant_type=refresh_token&refresh_token=${refreshToken}`
+
+    /** The refresh answered by the shortcut (asserted), and an equal one, of another session, answered by oidc-provider. */
+    async function bothPaths(refreshTokens: [string, string], clientId = 'end-users', basic = false): Promise<{ shortcut: TokenAnswer; provider: TokenAnswer }> {
+      const before = providerGrants.count
+      const form = (refreshToken: string) => basic ? `grant_type=refresh_token&refresh_token=${refreshToken}` : refreshForm(clientId, refreshToken)
+      const headers: Record<string, string> = basic ? { authorization: `Basic ${Buffer.from(`${clientId}:${SERVICE_SECRET}`).toString('base64')}` } : {}
+      const shortcut = await postToken(gw, form(refreshTokens[0]), headers)
+      const shortcutTaken = providerGrants.count === before
+      const provider = await postToken(gw, form(refreshTokens[1]) + TO_PROVIDER, headers)
+      if (shortcut.status === 200) assert.ok(shortcutTaken, 'the plain refresh was answered by oidc-provider')
+      if (provider.status === 200) assert.equal(providerGrants.count, before + (shortcutTaken ? 1 : 2), 'oidc-provider did not answer the refresh it was given')
+      return { shortcut, provider }
+    }
+
+    async function recordOf(model: string, id: string) {
+      const record = await gw.store.oidc.find(model, id)
+      assert.ok(record, `no ${model} record ${id}`)
+      return record
+    }
+
+    /** Equal answers: status, headers, members, and each token's header and claims but for what each token or session has its own of. */
+    async function assertSameAnswers(shortcut: TokenAnswer, provider: TokenAnswer): Promise<void> {
+      assert.equal(shortcut.status, provider.status)
+      assert.deepEqual(shortcut.rawHeaders, provider.rawHeaders)
+      assert.deepEqual(Object.keys(shortcut.body), Object.keys(provider.body))
+      const tokens = new Set(['access_token', 'refresh_token', 'id_token', 'session_state'])
+      assert.deepEqual(without(shortcut.body, tokens), without(provider.body, tokens))
+      if (shortcut.status !== 200) return
+      for (const name of ['access_token', 'refresh_token', 'id_token']) {
+        if (provider.body[name] === undefined) continue
+        assert.deepEqual(decodeJwtPart(shortcut.body[name], 0), decodeJwtPart(provider.body[name], 0), `${name} header`)
+        const [claims, expected] = [decodeJwtPart(shortcut.body[name], 1), decodeJwtPart(provider.body[name], 1)]
+        assert.deepEqual(Object.keys(claims), Object.keys(expected), `${name} claims`)
+        assert.deepEqual(shared(claims), shared(expected), `${name} claims`)
+        assert.equal(claims.exp - claims.iat, expected.exp - expected.iat, `${name} lifetime`)
+      }
+      const [access, expectedAccess] = [decodeJwtPart(shortcut.body.access_token, 1), decodeJwtPart(provider.body.access_token, 1)]
+      const [record, expectedRecord] = await Promise.all([recordOf('AccessToken', access.jti), recordOf('AccessToken', expectedAccess.jti)])
+      assert.deepEqual(Object.keys(record.payload), Object.keys(expectedRecord.payload))
+      assert.deepEqual(shared(record.payload), shared(expectedRecord.payload))
+      const refreshIds = await Promise.all([shortcut, provider].map(async ({ body }) => (await gw.app.oidc.get(REALM)!.refreshToken(body.refresh_token))!.jti))
+      const [rotated, expectedRotated] = await Promise.all(refreshIds.map((id) => recordOf('RefreshToken', id)))
+      assert.deepEqual(Object.keys(rotated.payload), Object.keys(expectedRotated.payload))
+      assert.deepEqual(shared(rotated.payload), shared(expectedRotated.payload))
+      assert.deepEqual([rotated.consumedAt, rotated.expiresAt! - expectedRotated.expiresAt! < 5000], [expectedRotated.consumedAt, true])
+    }
+
+    it('answers a public client\'s refresh with the headers, members, tokens and records oidc-provider gives', async () => {
+      const sessions = [await login('erin'), await login('erin')]
+      const { shortcut, provider } = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token])
+      assert.equal(shortcut.status, 200)
+      await assertSameAnswers(shortcut, provider)
+      assert.equal(shortcut.body.session_state, sessions[0]!.session_state)
+      // Without reuse detection an earlier refresh token stays valid, on both paths.
+      const again = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token])
+      await assertSameAnswers(again.shortcut, again.provider)
+      assert.equal(again.shortcut.status, 200)
+    })
+
+    it('answers with an ID token when the grant has openid, and for offline tokens, as oidc-provider does', async () => {
+      const openid = [await login('erin', 'end-users', '&scope=openid'), await login('erin', 'end-users', '&scope=openid')]
+      const withIdToken = await bothPaths([openid[0]!.refresh_token, openid[1]!.refresh_token])
+      assert.ok(withIdToken.shortcut.body.id_token)
+      await assertSameAnswers(withIdToken.shortcut, withIdToken.provider)
+      const offline = [await login('erin', 'end-users', '&scope=offline_access'), await login('erin', 'end-users', '&scope=offline_access')]
+      const offlineAnswers = await bothPaths([offline[0]!.refresh_token, offline[1]!.refresh_token])
+      assert.equal(decodeJwtPart(offlineAnswers.shortcut.body.refresh_token, 1).typ, 'Offline')
+      await assertSameAnswers(offlineAnswers.shortcut, offlineAnswers.provider)
+    })
+
+    it('rotates a confidential client\'s single-use refresh tokens: the old one used again is refused and ends the grant, on both paths', async () => {
+      const sessions = [await login('frank', 'reports'), await login('frank', 'reports')]
+      const { shortcut, provider } = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], 'reports')
+      assert.equal(shortcut.status, 200)
+      await assertSameAnswers(shortcut, provider)
+      const reuse = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], 'reports')
+      assert.equal(reuse.shortcut.status, 400)
+      assert.deepEqual(reuse.shortcut.body, { error: 'invalid_grant', error_description: 'Maximum allowed refresh token reuse exceeded' })
+      await assertSameAnswers(reuse.shortcut, reuse.provider)
+      // The reuse revoked the grant: the token the first refresh gave is refused too.
+      const revoked = await bothPaths([shortcut.body.refresh_token, provider.body.refresh_token], 'reports')
+      assert.equal(revoked.shortcut.status, 400)
+      await assertSameAnswers(revoked.shortcut, revoked.provider)
+    })
+
+    it('takes a confidential client\'s secret from HTTP basic as from the form', async () => {
+      const sessions = [await login('frank', 'reports'), await login('frank', 'reports')]
+      const { shortcut, provider } = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], 'reports', true)
+      assert.equal(shortcut.status, 200)
+      await assertSameAnswers(shortcut, provider)
+    })
+
+    it('refuses a disabled user\'s refresh, and a wrong client\'s or secret\'s, as oidc-provider does, changing nothing', async () => {
+      await gw.app.accounts.create({ username: 'dora', password: password('dora') })
+      // A client with single-use refresh tokens: a refused refresh that consumed the token would make its next use a reuse.
+      const sessions = [await login('dora', 'reports'), await login('dora', 'reports')]
+      const dora = await gw.store.users.findByUsername('dora')
+      await gw.app.accounts.update(dora!.id, { isActive: false })
+      const disabled = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], 'reports')
+      assert.equal(disabled.shortcut.status, 400)
+      assert.deepEqual(disabled.shortcut.body, { error: 'invalid_grant', error_description: 'User disabled' })
+      await assertSameAnswers(disabled.shortcut, disabled.provider)
+      await gw.app.accounts.update(dora!.id, { isActive: true })
+      const stillValid = await postToken(gw, refreshForm('reports', sessions[0]!.refresh_token))
+      assert.equal(stillValid.status, 200, 'the refused refresh changed the token')
+
+      const erin = await login('erin')
+      const otherClient = await postToken(gw, refreshForm('browser-only', erin.refresh_token))
+      const otherClientProvider = await postToken(gw, refreshForm('browser-only', erin.refresh_token) + TO_PROVIDER)
+      assert.equal(otherClient.status, 400)
+      await assertSameAnswers(otherClient, otherClientProvider)
+      const frank = await login('frank', 'reports')
+      const wrongSecret = `client_id=reports&client_secret=wrong&grant_type=refresh_token&refresh_token=${frank.refresh_token}`
+      const [refused, refusedProvider] = [await postToken(gw, wrongSecret), await postToken(gw, wrongSecret + TO_PROVIDER)]
+      assert.equal(refused.status, 401)
+      await assertSameAnswers(refused, refusedProvider)
+      assert.equal((await postToken(gw, refreshForm('reports', frank.refresh_token))).status, 200, 'a refused refresh consumed the token')
+    })
+
+    it('refuses the refresh of a user who no longer passes the client\'s access rules as oidc-provider does', async () => {
+      const team = await createOrgAndTeam(gw, 'Platform', 'Operators')
+      const membership = await grant(gw, 'operator', 'Team Member', team.team)
+      assert.equal(membership.status, 201)
+      const sessions = [await login('operator', GUARDED), await login('operator', GUARDED)]
+      const member = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], GUARDED)
+      assert.equal(member.shortcut.status, 200)
+      await assertSameAnswers(member.shortcut, member.provider)
+      assert.equal((await call(gw, 'DELETE', `role_user_assignments/${membership.body.id}/`)).status, 204)
+      const leaver = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], GUARDED)
+      assert.equal(leaver.shortcut.status, 400)
+      assert.equal(leaver.shortcut.body.error, 'access_denied')
+      await assertSameAnswers(leaver.shortcut, leaver.provider)
+    })
+
+    it('counts its tokens as oidc-provider\'s grants are counted', async () => {
+      const issued = async () => Number(new RegExp(`gatehouse_oidc_[a-z_]*\\{[^}]*realm="${REALM}"[^}]*grant_type="refresh_token"[^}]*\\} (\\d+)`).exec(await (await gw.fetch('/metrics')).text())?.[1] ?? 0)
+      const session = await login('erin')
+      const start = await issued()
+      assert.equal((await postToken(gw, refreshForm('end-users', session.refresh_token))).status, 200)
+      assert.equal(await issued(), start + 1)
+    })
+  })
+}
