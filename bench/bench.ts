@@ -212,13 +212,16 @@ function writeConfig(): string {
     // The same upstream behind ten access rules, the deciding one last: every request evaluates all ten.
     `  - { name: ruled, prefix: /api/ruled/, upstream: "http://127.0.0.1:${ports.upstream}", accepts: [basic], access: ${JSON.stringify(TEN_RULES)} }`,
     'realms:',
+    // Tokens that outlive the run (Keycloak's default five minutes would expire the OIDC rows' token part way).
     '  - name: platform',
+    '    access_token_seconds: 3600',
     '    clients:',
     '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
     `      - { client_id: bench-service, public_client: false, secret: ${clientSecret}, service_accounts: true }`,
     // The same clients in a realm signing with ECDSA P-256 (Keycloak's "Default Signature Algorithm" ES256).
     '  - name: platform-es256',
     '    default_signature_algorithm: ES256',
+    '    access_token_seconds: 3600',
     '    clients:',
     '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
     `      - { client_id: bench-service, public_client: false, secret: ${clientSecret}, service_accounts: true }`,
