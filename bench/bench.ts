@@ -294,7 +294,7 @@ function table(rows: Row[], baseline: Result, floor: Result): string {
       continue
     }
     const paced = result.pacedP99ms ?? NaN
-    lines.push(`| ${name} | ${Math.round(result.rps)} | ${(result.rps / baseline.rps).toFixed(2)}x | ${(result.rps / floor.rps).toFixed(2)}x | ${result.p99ms.toFixed(2)} | ${paced.toFixed(2)} | ${(paced / baseline.pacedP99ms!).toFixed(1)}x | ${result.cpuMicros === undefined ? '' : result.cpuMicros.toFixed(0)} | ${result.errors} |`)
+    lines.push(`| ${name} | ${Math.round(result.rps)} | ${(result.rps / baseline.rps).toFixed(2)}x | ${(result.rps / floor.rps).toFixed(2)}x | ${result.p99ms.toFixed(2)} | ${paced.toFixed(2)} | ${(paced / baseline.pacedP99ms!).toFixed(1)}x | ${result.cpuMicros === undefined ? '' : result.cpuMicros.toFixed(result.cpuMicros < 10 ? 1 : 0)} | ${result.errors} |`)
   }
   return lines.join('\n')
 }
