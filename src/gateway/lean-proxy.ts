@@ -11,6 +11,7 @@ import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type 
 import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
+import { hasRequestBody, UpstreamExchange } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
 
 /**
@@ -26,7 +27,7 @@ import { poolClient } from './upstream-pool.ts'
  * general path answers as it answers them everywhere.
  */
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /** An upstream that failed to answer, as the client is told: 504 when it was too slow, 502 otherwise. */
 export function upstreamFailure(route: Route, error: Error): GatehouseError {
@@ -104,7 +105,7 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
     const flavour = forwardAuthFlavour(path)
     const lane = flavour ? undefined : laneFor(raw, path)
     // A forward-auth question is taken when it has no body to drain (nginx, Traefik and Caddy send none).
-    if (!lane && !(flavour && !hasBody(raw))) return false
+    if (!lane && !(flavour && !hasRequestBody(raw))) return false
     const request = new LaneRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
     if (options.closing()) response.setHeader('connection', 'close')
@@ -115,10 +116,6 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
     answering.catch((error: unknown) => fail(options, request, response, error))
     return true
   }
-}
-
-function hasBody(raw: IncomingMessage): boolean {
-  return raw.method !== 'GET' && raw.method !== 'HEAD' && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')
 }
 
 /** A forward-auth question (src/gateway/forward-auth.ts), answered as its Fastify route answers it. */
@@ -177,8 +174,19 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   request.gatehouse.forwardedAtMs = performance.now() - request.startedAt
   const { method, raw } = request
   lane.upstream.dispatch(
-    { method: method as Dispatcher.HttpMethod, path: lane.basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body: hasBody(raw) ? raw : null },
-    new UpstreamExchange(options, lane, request, response),
+    { method: method as Dispatcher.HttpMethod, path: lane.basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body: hasRequestBody(raw) ? raw : null },
+    new UpstreamExchange({
+      client: raw,
+      response,
+      responseHeaders: (upstream) => {
+        request.gatehouse.upstreamMs = performance.now() - request.startedAt - request.gatehouse.forwardedAtMs!
+        return lane.rewrite(clientResponseHeaders(upstream), request)
+      },
+      failed: (error) => {
+        options.log.warn({ reqId: request.id, err: error }, 'response errored')
+        fail(options, request, response, upstreamFailure(route, error))
+      },
+    }),
   )
 }
 
@@ -202,67 +210,3 @@ function errorLog(options: LeanProxyOptions, request: LaneRequest): { error(fiel
   return { error: (fields, message) => options.log.error({ reqId: request.id, ...fields }, message) }
 }
 
-/**
- * One forwarded request, as undici's dispatcher reports it: the upstream's status and headers (filtered and
- * rewritten as on the general path) go straight to the client's response, the body after them with back-pressure
- * both ways; a client that goes away aborts the upstream request.
- */
-class UpstreamExchange implements Dispatcher.DispatchHandler {
-  readonly #options: LeanProxyOptions
-  readonly #lane: Lane
-  readonly #request: LaneRequest
-  readonly #response: ServerResponse
-  #controller: Dispatcher.DispatchController | undefined
-
-  constructor(options: LeanProxyOptions, lane: Lane, request: LaneRequest, response: ServerResponse) {
-    this.#options = options
-    this.#lane = lane
-    this.#request = request
-    this.#response = response
-    response.on('close', this.#clientGone)
-  }
-
-  readonly #clientGone = (): void => {
-    if (!this.#response.writableFinished) this.#controller?.abort(new Error('The client went away.'))
-  }
-
-  readonly #resume = (): void => this.#controller?.resume()
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller
-    if (this.#response.destroyed) controller.abort(new Error('The client went away.'))
-  }
-
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    const request = this.#request
-    const context = request.gatehouse
-    context.upstreamMs = performance.now() - request.startedAt - context.forwardedAtMs!
-    const response = this.#response
-    // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
-    if (!request.raw.complete) response.setHeader('connection', 'close')
-    try {
-      response.writeHead(statusCode, this.#lane.rewrite(clientResponseHeaders(headers), request))
-    } catch (error) {
-      // A status Node refuses to send (below 100, above 999): the upstream's answer is not one to pass on.
-      controller.abort(error as Error)
-    }
-  }
-
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.#response.write(chunk)) {
-      controller.pause()
-      this.#response.once('drain', this.#resume)
-    }
-  }
-
-  onResponseEnd(): void {
-    this.#response.end()
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    const response = this.#response
-    if (response.destroyed) return
-    this.#options.log.warn({ reqId: this.#request.id, err: error }, 'response errored')
-    fail(this.#options, this.#request, response, upstreamFailure(this.#lane.route, error))
-  }
-}

@@ -1,15 +1,15 @@
-import replyFrom from '@fastify/reply-from'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { App } from '../app.ts'
-import { NotFound, sendError } from '../errors.ts'
+import { NotFound, writeError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { answerRefusal } from './authorize.ts'
 import { upstreamFailure } from './lean-proxy.ts'
 import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
+import { hasRequestBody, UpstreamExchange } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
 import { WebSocketTunnels } from './websocket.ts'
 
@@ -27,27 +27,23 @@ export async function registerProxy(server: FastifyInstance, app: App, upstreams
     await server.register(async (scope) => {
       scope.removeAllContentTypeParsers()
       scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
-      await scope.register(replyFrom, {
-        base: route.upstream.origin,
-        disableRequestLogging: true,
-        // Closed with the server, once the requests in flight are done.
-        undici: upstreams.get(route)!,
-      })
       const { cors } = route
       if (cors) scope.addHook('onRequest', async (request, reply) => (cors.handle(request, reply) ? reply : undefined))
       const rewrite = responseRewrite(route)
       const basePath = route.upstream.pathname.replace(/\/$/, '')
+      // Closed with the server, once the requests in flight are done.
+      const upstream = upstreams.get(route)!
       // Neither the handler nor forward() resolves to the reply: a promise resolved with it (a thenable) makes
       // Fastify attach end-of-stream listeners to every response just to learn when it ends.
       const handler = (request: FastifyRequest, reply: FastifyReply): void => {
-        forward(app, route, basePath, rewrite, request, reply, websockets).catch((error: unknown) => reply.send(error))
+        forward(app, route, upstream, basePath, rewrite, request, reply, websockets).catch((error: unknown) => reply.send(error))
       }
       scope.route({ method: METHODS, url: `${route.prefix}*`, handler })
     })
   }
 }
 
-async function forward(app: App, route: Route, basePath: string, rewrite: ResponseRewrite, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
+async function forward(app: App, route: Route, upstream: Dispatcher, basePath: string, rewrite: ResponseRewrite, request: FastifyRequest, reply: FastifyReply, websockets: WebSocketTunnels): Promise<void> {
   const { path, query } = splitTarget(request.url)
   // The router matches decoded paths (`/%72ec/` as `/rec/`); the prefix is cut, and public paths judged, on the
   // raw path, so one that does not start with the prefix as written is not this service's.
@@ -73,17 +69,36 @@ async function forward(app: App, route: Route, basePath: string, rewrite: Respon
   const context = request.gatehouse
   const forwardedAt = reply.elapsedTime
   context.forwardedAtMs = forwardedAt
-  reply.from(basePath + upstreamPath + query, {
-    rewriteRequestHeaders: (_raw, headers) => upstreamRequestHeaders(request, headers, app.trustsProxy, principal, identity, access),
-    rewriteHeaders: (headers) => {
-      context.upstreamMs = reply.elapsedTime - forwardedAt
-      const kept = rewrite(clientResponseHeaders(headers as IncomingHttpHeaders), request)
-      return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept
-    },
-    retryDelay: () => null,
-    onError: (replyWithError, { error }) => {
-      // reply-from has already logged the failure with its cause, at warn.
-      sendError(request, replyWithError as FastifyReply, upstreamFailure(route, error))
-    },
-  })
+  const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access)
+  headers.host = route.upstream.host
+  // From here the answer is written to Node's response, as on the lean path; the headers the reply already has
+  // (CORS) go out with it.
+  reply.hijack()
+  const response = reply.raw
+  for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(name, value)
+  const failed = (error: Error) => {
+    if (response.headersSent) response.destroy()
+    else writeError(request, response, upstreamFailure(route, error), request.log)
+  }
+  const raw = request.raw
+  try {
+    upstream.dispatch(
+      { method: request.method as Dispatcher.HttpMethod, path: basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body: hasRequestBody(raw) ? raw : null },
+      new UpstreamExchange({
+        client: raw,
+        response,
+        responseHeaders: (upstreamHeaders) => {
+          context.upstreamMs = reply.elapsedTime - forwardedAt
+          const kept = rewrite(clientResponseHeaders(upstreamHeaders), request)
+          return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept
+        },
+        failed: (error) => {
+          request.log.warn({ err: error }, 'response errored')
+          failed(error)
+        },
+      }),
+    )
+  } catch (error) {
+    failed(error as Error)
+  }
 }

@@ -10,7 +10,12 @@ async function countingUpstream(): Promise<{ url: string; requests: () => number
   let requests = 0
   const server = createServer((_req, res) => {
     requests++
-    res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3' }).end('{"ok":true}')
+    const chunks: Buffer[] = []
+    _req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    _req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3' })
+        .end(JSON.stringify({ ok: true, received: Buffer.concat(chunks).toString() }))
+    })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => requests, server }
@@ -30,6 +35,7 @@ describe('CORS per service', () => {
           { name: 'api', prefix: '/api/things/', upstream: upstream.url, accepts: ['basic', 'token'], cors: { allowed_origins: [APP], allowed_methods: ['GET', 'POST'], allow_credentials: true, exposed_headers: ['X-Total'] } },
           { name: 'open', prefix: '/open/', upstream: upstream.url, public_paths: ['/open/*'], cors: { allowed_origins: ['*'] } },
           { name: 'none', prefix: '/none/', upstream: upstream.url },
+          { name: 'gone', prefix: '/gone/', upstream: 'http://127.0.0.1:1', public_paths: ['/gone/*'], cors: { allowed_origins: [APP] } },
         ],
       },
     })
@@ -81,6 +87,20 @@ describe('CORS per service', () => {
     const response = await gw.fetch('/api/things/1/', { headers: { origin: APP } })
     assert.equal(response.status, 401)
     assert.equal(response.headers.get('access-control-allow-origin'), APP)
+  })
+
+  it('streams a request body to the service and its answer back, with the headers', async () => {
+    const response = await gw.fetch('/api/things/1/', { method: 'POST', headers: { ...adminAuth, origin: APP, 'content-type': 'text/plain' }, body: 'x'.repeat(100_000) })
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('access-control-allow-origin'), APP)
+    assert.equal((await json(response)).received.length, 100_000)
+  })
+
+  it('adds them to a 502 for a service that cannot be reached, so the page can read it', async () => {
+    const response = await gw.fetch('/gone/x', { headers: { origin: APP } })
+    assert.equal(response.status, 502)
+    assert.equal(response.headers.get('access-control-allow-origin'), APP)
+    assert.equal((await json(response)).code, 'upstream_unavailable')
   })
 
   it('adds nothing for an origin that is not allowed', async () => {

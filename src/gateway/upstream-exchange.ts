@@ -1,0 +1,73 @@
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type { Dispatcher } from 'undici'
+
+/** Whether a request has a body to forward (or to drain). */
+export function hasRequestBody(raw: IncomingMessage): boolean {
+  return raw.method !== 'GET' && raw.method !== 'HEAD' && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')
+}
+
+/** What a forwarded request's exchange needs of the path that forwards it (the lean path, or Fastify's route). */
+export interface ExchangeEnds {
+  /** The client's request, whose body (if any) is being sent upstream. */
+  readonly client: IncomingMessage
+  readonly response: ServerResponse
+  /** The headers the client is answered with, from the upstream's (filtered and rewritten as each path does). */
+  responseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders
+  /** The upstream failed: answer an error, or cut a response already under way. */
+  failed(error: Error): void
+}
+
+/**
+ * One forwarded request, as undici's dispatcher reports it: the upstream's status and headers go straight to the
+ * client's response, the body after them with back-pressure both ways; a client that goes away aborts the upstream
+ * request.
+ */
+export class UpstreamExchange implements Dispatcher.DispatchHandler {
+  readonly #ends: ExchangeEnds
+  #controller: Dispatcher.DispatchController | undefined
+
+  constructor(ends: ExchangeEnds) {
+    this.#ends = ends
+    ends.response.on('close', this.#clientGone)
+  }
+
+  readonly #clientGone = (): void => {
+    if (!this.#ends.response.writableFinished) this.#controller?.abort(new Error('The client went away.'))
+  }
+
+  readonly #resume = (): void => this.#controller?.resume()
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+    if (this.#ends.response.destroyed) controller.abort(new Error('The client went away.'))
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    const { client, response } = this.#ends
+    // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
+    if (!client.complete) response.setHeader('connection', 'close')
+    try {
+      response.writeHead(statusCode, this.#ends.responseHeaders(headers))
+    } catch (error) {
+      // A status Node refuses to send (below 100, above 999): the upstream's answer is not one to pass on.
+      controller.abort(error as Error)
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const { response } = this.#ends
+    if (!response.write(chunk)) {
+      controller.pause()
+      response.once('drain', this.#resume)
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#ends.response.end()
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#ends.response.destroyed) return
+    this.#ends.failed(error)
+  }
+}
