@@ -1,14 +1,13 @@
 import { createRequire } from 'node:module'
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Dispatcher, Pool as UndiciPool } from 'undici'
 import type { App } from '../app.ts'
 import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
-import { hostProblem } from '../http/host-header.ts'
-import { LaneRequest, logAnswered } from '../http/lane-request.ts'
-import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
+import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
+import { splitTarget } from '../http/request-target.ts'
 import type { Decision } from './authorize.ts'
-import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type Original } from './forward-auth.ts'
+import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour } from './forward-auth.ts'
 import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
@@ -147,18 +146,6 @@ function redirect(response: ServerResponse, location: string): void {
   response.setHeader('content-length', 0)
   response.statusCode = 302
   response.end()
-}
-
-/** The checks the general path's hooks make before anything else; a request failing one is left to them to answer. */
-function passesRequestChecks(request: LaneRequest): boolean {
-  if (hostProblem(request)) return false
-  try {
-    assertSafePath(splitTarget(request.url).path)
-    assertWellFormedEscapes(request.url)
-  } catch {
-    return false
-  }
-  return true
 }
 
 async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: LaneRequest, response: ServerResponse): Promise<void> {

@@ -7,6 +7,8 @@ import type { App } from '../app.ts'
 import { newRequestContext, type RequestContext } from '../context.ts'
 import type { Original } from '../gateway/forward-auth.ts'
 import { requestLine } from '../logging/request-line.ts'
+import { hostProblem } from './host-header.ts'
+import { assertSafePath, assertWellFormedEscapes, splitTarget } from './request-target.ts'
 import type { GatewayRequest } from './gateway-request.ts'
 
 /**
@@ -18,6 +20,18 @@ import type { GatewayRequest } from './gateway-request.ts'
 /** Where each answered request's line goes; undefined when info lines are dropped anyway. */
 export interface AnswerLog {
   readonly requestLog: Logger | undefined
+}
+
+/** The checks the general path's hooks make before anything else; a request failing one is left to them to answer. */
+export function passesRequestChecks(request: LaneRequest): boolean {
+  if (hostProblem(request)) return false
+  try {
+    assertSafePath(splitTarget(request.url).path)
+    assertWellFormedEscapes(request.url)
+  } catch {
+    return false
+  }
+  return true
 }
 
 /** What the general path's response hook does: the metrics, and the request's one log line. */

@@ -393,5 +393,20 @@ function nulRefused(reply: FastifyReply): FastifyReply {
 
 function keycloakError(reply: FastifyReply, status: number, description: string, error?: string): FastifyReply {
   return reply.code(status).header('cache-control', 'no-store').header('pragma', 'no-cache').type('application/json')
-    .send(error ? { error, error_description: description } : { error: description })
+    .send(keycloakErrorBody(description, error))
+}
+
+/** `keycloakError` on a bare node response, for the token lane (token-lane.ts), with the same headers. */
+export function writeKeycloakError(response: ServerResponse, status: number, description: string, error?: string): void {
+  const body = JSON.stringify(keycloakErrorBody(description, error))
+  response.statusCode = status
+  response.setHeader('cache-control', 'no-store')
+  response.setHeader('pragma', 'no-cache')
+  response.setHeader('content-type', 'application/json; charset=utf-8')
+  response.setHeader('content-length', Buffer.byteLength(body))
+  response.end(body)
+}
+
+function keycloakErrorBody(description: string, error?: string): Record<string, string> {
+  return error ? { error, error_description: description } : { error: description }
 }

@@ -2,11 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { App } from '../app.ts'
 import { writeError } from '../errors.ts'
 import type { LeanProxyOptions } from '../gateway/lean-proxy.ts'
-import { hostProblem } from '../http/host-header.ts'
-import { LaneRequest, logAnswered } from '../http/lane-request.ts'
-import { assertSafePath } from '../http/request-target.ts'
+import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
 import { KEYCLOAK_ROUTES } from './provider.ts'
-import { serveProvider } from './routes.ts'
+import { serveProvider, writeKeycloakError } from './routes.ts'
 
 /**
  * The realms' token endpoints without Fastify: the grants are the provider's busiest requests, and Fastify's routing,
@@ -31,7 +29,7 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
     const realm = realmName === undefined ? undefined : app.oidc.get(realmName)
     if (!realm) return false
     const request = new LaneRequest(raw, trust, options.parseCookie)
-    if (hostProblem(request) || !safePath(raw.url!)) return false
+    if (!passesRequestChecks(request)) return false
     if (options.closing()) response.setHeader('connection', 'close')
     request.gatehouse.place = app.places.realm(realm.name)
     response.on('finish', () => logAnswered(app, options, request, response))
@@ -52,24 +50,4 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
     })
     return true
   }
-}
-
-function safePath(path: string): boolean {
-  try {
-    assertSafePath(path)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** Keycloak's error shape, with the headers Fastify's route sends it with (routes.ts `keycloakError`). */
-function writeKeycloakError(response: ServerResponse, status: number, description: string, error?: string): void {
-  const body = JSON.stringify(error ? { error, error_description: description } : { error: description })
-  response.statusCode = status
-  response.setHeader('cache-control', 'no-store')
-  response.setHeader('pragma', 'no-cache')
-  response.setHeader('content-type', 'application/json; charset=utf-8')
-  response.setHeader('content-length', Buffer.byteLength(body))
-  response.end(body)
 }
