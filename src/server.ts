@@ -135,7 +135,8 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
  * to need one, it gets the same compiler Fastify would have used, from Fastify's own dependencies.
  */
 function compilersOnFirstUse(): CompilersFactory {
-  const fromFastify = createRequire(import.meta.resolve('fastify'))
+  // From Fastify's own directory (its package.json: `fastify` itself may resolve to its bundle, src/vendor/).
+  const fromFastify = createRequire(import.meta.resolve('fastify/package.json'))
   type Builder = (externalSchemas: unknown, options: unknown) => unknown
   const onFirstUse = (selector: string): Builder => {
     let build: Builder | undefined

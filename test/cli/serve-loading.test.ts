@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { VENDORED_PACKAGES } from '../../src/vendor/build.ts'
 import { adminAuth, repoRoot, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
 const recorder = join(repoRoot, 'test/fixtures/record-loaded-modules.mjs')
@@ -45,21 +46,24 @@ describe('serve: what a start loads', () => {
       // Used only when a password is first hashed or verified: on a new database, by the first start, which makes the
       // first superuser; on an existing one, by the first login.
       const passwordOnly = ['@node-rs/argon2']
-      // kysely's ESM build: its CommonJS build is the one loaded, and one copy of kysely is (src/store/kysely.ts).
-      const otherBuild = ['kysely/dist/esm/']
+      // The packages bundled at install (src/vendor/): their bundles are loaded, not their files one by one.
+      const bundled = VENDORED_PACKAGES.map((name) => `${name}/`)
       // Fastify's own schema compilers: the API validates with zod and no route has a response schema.
       const noRouteNeeds = ['@fastify/ajv-compiler/', 'ajv/', '@fastify/fast-json-stringify-compiler/']
 
       // undici's index (fetch, WebSockets, caches, mocks): the proxy uses its connection pool only.
       const poolOnly = ['undici/index.js']
 
-      const notAtStart = [...realmOnly, ...referenceOnly, ...scrapeOnly, ...unused, ...otherBuild, ...noRouteNeeds, ...poolOnly]
+      const notAtStart = [...realmOnly, ...referenceOnly, ...scrapeOnly, ...unused, ...bundled, ...noRouteNeeds, ...poolOnly]
       const created = await dependenciesLoaded(dir, config, async () => {})
       assert.deepEqual(missing(created, passwordOnly), [])
       assert.deepEqual(missing(created, notAtStart), notAtStart)
 
       const idle = await dependenciesLoaded(dir, config, async () => {})
-      assert.ok(idle.some((file) => file.startsWith('fastify/')), 'the record holds what a start loads')
+      assert.ok(idle.some((file) => file.startsWith('undici/')), 'the record holds what a start loads')
+      // jose is used at start too: the gateway's identity key.
+      const bundles = VENDORED_PACKAGES.map((name) => `.cache/gatehouse-vendor/${name}.bundle.cjs`)
+      assert.deepEqual(missing(idle, bundles), [])
       assert.deepEqual(missing(idle, [...notAtStart, ...passwordOnly]), [...notAtStart, ...passwordOnly])
 
       const used = await dependenciesLoaded(dir, config, async (url) => {
@@ -69,8 +73,7 @@ describe('serve: what a start loads', () => {
         assert.equal((await fetch(`${url}/api/gateway/v1/me/`, { headers: adminAuth })).status, 200)
       })
       assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly, ...scrapeOnly, ...passwordOnly]), [])
-      assert.deepEqual(missing(used, [...unused, ...otherBuild]), [...unused, ...otherBuild])
-      assert.ok(used.some((file) => file.startsWith('kysely/dist/cjs/')))
+      assert.deepEqual(missing(used, [...unused, ...bundled]), [...unused, ...bundled])
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }

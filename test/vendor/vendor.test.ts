@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { pathToFileURL } from 'node:url'
+import { buildVendor, VENDORED_PACKAGES } from '../../src/vendor/build.ts'
+import { MANIFEST, vendorDirectory, type Manifest } from '../../src/vendor/manifest.ts'
+import { currentBundles } from '../../src/vendor/register.ts'
+import { repoRoot, tempDir } from '../helpers/gateway.ts'
+
+const require = createRequire(import.meta.url)
+
+describe('vendor: the dependencies bundled at install', () => {
+  it('gives every specifier the exports the installed package gives, to import and to require', async () => {
+    const directory = tempDir()
+    try {
+      const manifest = await buildVendor(directory)
+      assert.deepEqual(Object.keys(manifest.packages), VENDORED_PACKAGES)
+      for (const [name, vendored] of Object.entries(manifest.packages)) {
+        assert.equal(vendored.version, JSON.parse(readFileSync(join(repoRoot, 'node_modules', name, 'package.json'), 'utf8')).version)
+      }
+      const specifiers = Object.values(manifest.packages).flatMap((vendored) => Object.entries(vendored.specifiers))
+      // Subpaths (zod/v4/core), and the files of export patterns (jose's jwt/*), not only the packages' names.
+      for (const expected of ['zod/v4/core', 'jose/jwt/verify', 'kysely/helpers/postgres']) {
+        assert.ok(specifiers.some(([specifier]) => specifier === expected), expected)
+      }
+      for (const [specifier, files] of specifiers) {
+        // This test process runs without the hook: these are the packages as installed.
+        const installed = await import(specifier) as Record<string, unknown>
+        const facade = await import(pathToFileURL(join(directory, files.import)).href) as Record<string, unknown>
+        assert.deepEqual(Object.keys(facade).sort(), Object.keys(installed).sort(), `${specifier}: the names it exports`)
+        assert.equal(typeof facade.default, typeof installed.default, `${specifier}: its default export`)
+        const shim = require(join(directory, files.require)) as Record<string, unknown>
+        const installedForRequire = require(specifier) as Record<string, unknown>
+        assert.deepEqual(Object.keys(shim).sort(), Object.keys(installedForRequire).sort(), `${specifier}: what require gives`)
+      }
+      // One copy per package: the facades of a package's subpaths share the bundle's modules.
+      const zod = await import(pathToFileURL(join(directory, manifest.packages.zod!.specifiers.zod!.import)).href) as typeof import('zod')
+      const core = await import(pathToFileURL(join(directory, manifest.packages.zod!.specifiers['zod/v4/core']!.import)).href) as typeof import('zod/v4/core')
+      assert.ok(zod.string() instanceof core.$ZodType)
+      assert.equal(zod.globalRegistry, core.globalRegistry)
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+
+  it('leaves to Node a package whose installed version is not the one bundled, and everything without a manifest', () => {
+    const root = tempDir()
+    try {
+      assert.equal(currentBundles(root).size, 0)
+      const directory = vendorDirectory(root)
+      mkdirSync(directory, { recursive: true })
+      writeFileSync(join(directory, MANIFEST), '{ not json')
+      assert.equal(currentBundles(root).size, 0)
+      for (const [name, version] of [['current', '1.0.0'], ['upgraded', '2.0.0']]) {
+        mkdirSync(join(root, 'node_modules', name!), { recursive: true })
+        writeFileSync(join(root, 'node_modules', name!, 'package.json'), JSON.stringify({ name, version }))
+      }
+      const manifest: Manifest = {
+        esbuild: '0',
+        node: process.versions.node,
+        packages: {
+          current: { version: '1.0.0', specifiers: { current: { import: 'current.mjs', require: 'current.cjs' }, 'current/sub': { import: 'current__sub.mjs', require: 'current__sub.cjs' } } },
+          upgraded: { version: '1.0.0', specifiers: { upgraded: { import: 'upgraded.mjs', require: 'upgraded.cjs' } } },
+          removed: { version: '1.0.0', specifiers: { removed: { import: 'removed.mjs', require: 'removed.cjs' } } },
+        },
+      }
+      writeFileSync(join(directory, MANIFEST), JSON.stringify(manifest))
+      const bundles = currentBundles(root)
+      assert.deepEqual([...bundles.keys()], ['current', 'current/sub'])
+      assert.equal(bundles.get('current/sub')!.import, pathToFileURL(join(directory, 'current__sub.mjs')).href)
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
+})
