@@ -244,6 +244,8 @@ export class Database {
   }
 
   async close(): Promise<void> {
+    // Before the main connection closes, so that is the last one and leaves the file checkpointed.
+    await this.#sqlite?.checkpointer?.stop()
     await this.db.destroy()
   }
 }

@@ -1,6 +1,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { setTimeout } from 'node:timers/promises'
 import type { SqliteDatabase, SqliteStatement } from 'kysely'
+import { SqliteCheckpointer } from './sqlite-checkpointer.ts'
 
 /** How often opening tries again to switch a new file to WAL while another process holds its lock. */
 const WAL_RETRY_MS = 50
@@ -13,6 +14,8 @@ const WAL_RETRY_MS = 50
 export class NodeSqliteDatabase implements SqliteDatabase {
   readonly raw: DatabaseSync
   readonly busyTimeoutMs: number
+  /** Checkpoints the WAL off the event loop once this process writes enough (none for an in-memory database). */
+  readonly checkpointer: SqliteCheckpointer | undefined
   /** Prepared statements by SQL text, with whether each returns rows (asking SQLite that builds its column list). */
   readonly #statements = new Map<string, { statement: StatementSync; reader: boolean }>()
   #dataVersionStatement: StatementSync | undefined
@@ -24,6 +27,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     this.raw.exec(`PRAGMA busy_timeout = ${Math.round(busyTimeoutMs)}`)
     this.raw.exec('PRAGMA synchronous = NORMAL')
     this.raw.exec('PRAGMA foreign_keys = ON')
+    this.checkpointer = filename === '' || filename === ':memory:' ? undefined : new SqliteCheckpointer(this.raw, filename)
   }
 
   /**
@@ -51,7 +55,9 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     return row.data_version
   }
 
+  /** Database.close stops the checkpointer and waits for it first; this is for a close that skips it. */
   close(): void {
+    void this.checkpointer?.stop()
     this.#statements.clear()
     this.raw.close()
   }
@@ -70,6 +76,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
       all: (parameters) => prepared.all(...toSqlite(parameters)),
       run: (parameters) => {
         const result = prepared.run(...toSqlite(parameters))
+        this.checkpointer?.wrote()
         return { changes: result.changes, lastInsertRowid: result.lastInsertRowid }
       },
       iterate: (parameters) => prepared.iterate(...toSqlite(parameters)),

@@ -1,0 +1,142 @@
+import { once } from 'node:events'
+import { DatabaseSync } from 'node:sqlite'
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
+
+/** Writes a process makes before it starts the checkpointer: an idle or read-mostly gateway never pays for a thread. */
+export const WRITES_BEFORE_CHECKPOINTER = 300
+/** SQLite's own default, restored whenever the checkpointer is not (or no longer) running; also the WAL size it keeps. */
+const AUTOCHECKPOINT_PAGES = 1000
+/** How often the worker checkpoints while there are writes, and while there are none (then it is a cheap no-op). */
+const BUSY_INTERVAL_MS = 200
+const IDLE_INTERVAL_MS = 2000
+/** Before a RESTART, passive passes repeat (up to this many more) until one has little left to copy. */
+const MAX_EXTRA_PASSES = 4
+const SHORT_COPY_FRAMES = 100
+/** Writes that outpace the copying get a RESTART anyway once the WAL is this long (~40 MB), holding them back a moment. */
+const MAX_WAL_FRAMES = 10 * AUTOCHECKPOINT_PAGES
+/** How long closing waits for the worker to finish its checkpoint and close its connection before it is terminated. */
+const STOP_WAIT_MS = 1000
+
+/**
+ * SQLite's automatic checkpoint runs inside whichever commit crosses 1000 WAL pages, on the event loop: it copies the
+ * pages into the database file and fsyncs, stalling every request for milliseconds. This moves that work to a worker
+ * thread with a connection of its own, started once the process writes enough to need it, while the main
+ * connection's automatic checkpoint is off. Whenever the worker is not running (not yet, failed, stopped), the main
+ * connection checkpoints automatically again, so the WAL never grows without bound. Each process on a file runs its
+ * own; SQLite serialises their checkpoints (one that finds another under way skips).
+ */
+export class SqliteCheckpointer {
+  readonly #main: DatabaseSync
+  readonly #file: string
+  #writes = 0
+  #worker: Worker | undefined
+  #stopped = false
+
+  constructor(main: DatabaseSync, file: string) {
+    this.#main = main
+    this.#file = file
+  }
+
+  /** Counts a write; the one that reaches the threshold starts the worker. */
+  wrote(): void {
+    if (++this.#writes === WRITES_BEFORE_CHECKPOINTER && !this.#stopped) this.#start()
+  }
+
+  /** The worker thread, once started (until then, and after a failed start, none). */
+  get worker(): Worker | undefined {
+    return this.#worker
+  }
+
+  #start(): void {
+    let worker: Worker
+    try {
+      worker = new Worker(new URL(import.meta.url), { workerData: { checkpointerFile: this.#file } })
+    } catch {
+      return
+    }
+    this.#worker = worker
+    // Sent once the worker's connection is open: from then on it checkpoints instead of the commits.
+    worker.once('message', () => {
+      if (!this.#stopped) this.#autocheckpoint(0)
+    })
+    // An error also ends the worker: 'exit' follows and restores the automatic checkpoint.
+    worker.on('error', () => {})
+    worker.on('exit', () => this.#autocheckpoint(AUTOCHECKPOINT_PAGES))
+    // Never what keeps a process running; after the listeners, as adding a 'message' one refs the worker again.
+    worker.unref()
+  }
+
+  #autocheckpoint(pages: number): void {
+    if (this.#main.isOpen) this.#main.exec(`PRAGMA wal_autocheckpoint = ${pages}`)
+  }
+
+  /** Ends the worker (a checkpoint in progress finishes first) and waits for it, at most STOP_WAIT_MS. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return
+    this.#stopped = true
+    const worker = this.#worker
+    if (!worker) return
+    this.#autocheckpoint(AUTOCHECKPOINT_PAGES)
+    const exited = once(worker, 'exit').then(() => true)
+    // Held by the (bounded) wait, so a process ending with the close still lets the worker close its connection.
+    worker.ref()
+    worker.postMessage('stop')
+    let timer: NodeJS.Timeout | undefined
+    const gaveUp = new Promise<false>((resolve) => { timer = setTimeout(resolve, STOP_WAIT_MS, false) })
+    const finished = await Promise.race([exited, gaveUp])
+    clearTimeout(timer)
+    // Not waited for: a thread stuck in a system call may take long to end, and closing must not hang on it.
+    if (!finished) void worker.terminate()
+  }
+}
+
+/** One row of `PRAGMA wal_checkpoint`: frames in the WAL, and how many of them are in the database file now. */
+type Checkpoint = { log: number; checkpointed: number }
+
+/**
+ * The worker's side: its own connection to the file, checkpointing until told to stop. PASSIVE copies what it can
+ * without waiting for anyone. It never lets the WAL start over, though: the next write does that, and only if it
+ * finds every frame copied, which under writes that never pause one landing mid-checkpoint always prevents. So once
+ * the WAL is past SQLite's usual size, a RESTART follows: it copies the few frames committed meanwhile while holding
+ * the write lock, so the next write starts the WAL over. With no busy timeout it never waits either: a write in
+ * progress makes it a passive one, a reader still in the WAL makes it try again next time.
+ */
+function checkpointUntilStopped(file: string, port: NonNullable<typeof parentPort>): void {
+  const db = new DatabaseSync(file)
+  db.exec('PRAGMA busy_timeout = 20')
+  // The checkpoint syncs as the main connection's commits do.
+  db.exec('PRAGMA synchronous = NORMAL')
+  const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
+  const restart = db.prepare('PRAGMA wal_checkpoint(RESTART)')
+  let lastLog = -1
+  let timer: NodeJS.Timeout | undefined
+  const run = () => {
+    let { log, checkpointed } = passive.get() as Checkpoint
+    if (log > AUTOCHECKPOINT_PAGES) {
+      // Each pass copies what the writes added during the one before, fewer every time (unless writes outpace the
+      // copying), so the write lock is held for a short last copy only.
+      let copied = log
+      for (let pass = 0; pass < MAX_EXTRA_PASSES && copied > SHORT_COPY_FRAMES; pass++) {
+        const before = checkpointed
+        ;({ log, checkpointed } = passive.get() as Checkpoint)
+        copied = checkpointed - before
+      }
+      if (copied <= SHORT_COPY_FRAMES || log > MAX_WAL_FRAMES) restart.get()
+    }
+    const idle = log === lastLog && checkpointed === log
+    lastLog = log
+    timer = setTimeout(run, idle ? IDLE_INTERVAL_MS : BUSY_INTERVAL_MS)
+  }
+  port.on('message', (message) => {
+    if (message !== 'stop') return
+    clearTimeout(timer)
+    db.close()
+    port.close()
+  })
+  port.postMessage('ready')
+  run()
+}
+
+if (!isMainThread && parentPort && typeof workerData?.checkpointerFile === 'string') {
+  checkpointUntilStopped(workerData.checkpointerFile, parentPort)
+}

@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict'
+import { copyFileSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { setTimeout as delay } from 'node:timers/promises'
+import { describe, it } from 'node:test'
+import { WRITES_BEFORE_CHECKPOINTER } from '../../src/store/sqlite-checkpointer.ts'
+import { NodeSqliteDatabase } from '../../src/store/sqlite-driver.ts'
+import { openStore } from '../../src/store/store.ts'
+import { tempDir } from '../helpers/gateway.ts'
+
+const ROW = 'x'.repeat(1000)
+
+async function openDriver(): Promise<{ db: NodeSqliteDatabase; file: string }> {
+  const file = join(tempDir(), 'gatehouse.sqlite')
+  const db = new NodeSqliteDatabase(file, 1000)
+  await db.useWal(1000)
+  db.raw.exec('create table rows (n integer primary key, payload text not null)')
+  return { db, file }
+}
+
+/** Writes through the driver, as the store's queries do (they are what the checkpointer counts). */
+function write(db: NodeSqliteDatabase, count: number): void {
+  const insert = db.prepare('insert into rows (payload) values (?)')
+  for (let i = 0; i < count; i++) insert.run([ROW])
+}
+
+function autocheckpoint(db: NodeSqliteDatabase): number {
+  return (db.raw.prepare('PRAGMA wal_autocheckpoint').get() as { wal_autocheckpoint: number }).wal_autocheckpoint
+}
+
+/** Polls `check` until it holds, at most `ms`; returns whether it did. */
+async function within(ms: number, check: () => boolean): Promise<boolean> {
+  const giveUpAt = Date.now() + ms
+  while (!check()) {
+    if (Date.now() >= giveUpAt) return false
+    await delay(20)
+  }
+  return true
+}
+
+/**
+ * Rows in the database file alone, without its WAL: what checkpoints have copied there (read from a copy of the
+ * file; one taken in the middle of a checkpoint may be unreadable, and counts as none).
+ */
+function rowsInDatabaseFile(file: string): number {
+  const copy = `${file}.copy`
+  copyFileSync(file, copy)
+  const reader = new DatabaseSync(copy, { readOnly: true })
+  try {
+    return (reader.prepare('select count(*) as n from rows').get() as { n: number }).n
+  } catch {
+    return 0
+  } finally {
+    reader.close()
+  }
+}
+
+describe('SQLite checkpointer', () => {
+  it('is not started by a few writes: no worker thread, and SQLite checkpoints on commit as usual', async () => {
+    const { db } = await openDriver()
+    try {
+      write(db, 10)
+      await delay(100)
+      assert.equal(db.checkpointer!.worker, undefined)
+      assert.equal(autocheckpoint(db), 1000)
+    } finally {
+      db.close()
+    }
+  })
+
+  it('starts after enough writes, turns the commits\' checkpoints off, and copies the WAL into the database file itself', async () => {
+    const { db, file } = await openDriver()
+    try {
+      write(db, WRITES_BEFORE_CHECKPOINTER)
+      assert.ok(db.checkpointer!.worker, 'the worker is started')
+      assert.ok(await within(10_000, () => autocheckpoint(db) === 0), 'the main connection stops checkpointing on commit')
+      // Fewer pages than a commit's checkpoint would wait for, so only the worker can have copied them.
+      write(db, 200)
+      const written = WRITES_BEFORE_CHECKPOINTER + 200
+      assert.ok(await within(10_000, () => rowsInDatabaseFile(file) === written), 'every row reaches the database file')
+    } finally {
+      db.close()
+    }
+  })
+
+  it('gives the checkpoints back to the commits when the worker dies', async () => {
+    const { db } = await openDriver()
+    try {
+      write(db, WRITES_BEFORE_CHECKPOINTER)
+      assert.ok(await within(10_000, () => autocheckpoint(db) === 0))
+      await db.checkpointer!.worker!.terminate()
+      assert.ok(await within(5_000, () => autocheckpoint(db) === 1000), 'back to SQLite\'s automatic checkpoint')
+    } finally {
+      db.close()
+    }
+  })
+
+  it('is stopped by closing, promptly, and its connection closed before the main one', async () => {
+    const { db } = await openDriver()
+    write(db, WRITES_BEFORE_CHECKPOINTER)
+    assert.ok(await within(10_000, () => autocheckpoint(db) === 0))
+    const worker = db.checkpointer!.worker!
+    let exited = false
+    worker.on('exit', () => { exited = true })
+    const started = Date.now()
+    await db.checkpointer!.stop()
+    assert.ok(Date.now() - started < 500, `stopped in ${Date.now() - started} ms`)
+    assert.ok(exited, 'the worker has ended')
+    assert.equal(autocheckpoint(db), 1000)
+    db.close()
+  })
+
+  it('is stopped by closing the store, which leaves the file checkpointed and no WAL behind', async () => {
+    const dir = tempDir()
+    const store = await openStore({ dataDir: dir })
+    for (let i = 0; i < WRITES_BEFORE_CHECKPOINTER + 100; i++) {
+      await store.oidc.upsert({ model: 'AccessToken', id: `t${i}`, payload: { accountId: '1', filler: ROW }, expiresAt: Date.now() + 60_000 })
+    }
+    // Long enough for the worker to have started and be checkpointing.
+    await delay(1000)
+    const started = Date.now()
+    await store.close()
+    assert.ok(Date.now() - started < 1000, `closed in ${Date.now() - started} ms`)
+    // The last connection to close removes the WAL: the main one, once the worker's is closed.
+    assert.equal(existsSync(join(dir, 'gatehouse.sqlite-wal')), false)
+  })
+})
