@@ -50,7 +50,8 @@ export class SqliteCheckpointer {
   #start(): void {
     let worker: Worker
     try {
-      worker = new Worker(new URL(import.meta.url), { workerData: { checkpointerFile: this.#file } })
+      // Without the process's flags: its preloaded module hooks are for the dependencies, which the worker never loads.
+      worker = new Worker(new URL(import.meta.url), { workerData: { checkpointerFile: this.#file }, execArgv: [] })
     } catch {
       return
     }
