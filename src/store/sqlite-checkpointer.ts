@@ -12,8 +12,13 @@ const IDLE_INTERVAL_MS = 2000
 /** Before a RESTART, passive passes repeat (up to this many more) until one has little left to copy. */
 const MAX_EXTRA_PASSES = 4
 const SHORT_COPY_FRAMES = 100
-/** Writes that outpace the copying get a RESTART anyway once the WAL is this long (~40 MB), holding them back a moment. */
+/**
+ * Writes that outpace the copying get a RESTART anyway once the WAL is this long (~40 MB), holding them back a moment;
+ * writes that leave it no moment to take the write lock get the commits' own checkpoints back until the WAL starts over.
+ */
 const MAX_WAL_FRAMES = 10 * AUTOCHECKPOINT_PAGES
+/** How long a RESTART waits for the write lock (a PASSIVE never waits). */
+const RESTART_WAIT_MS = 20
 /** How long closing waits for the worker to finish its checkpoint and close its connection before it is terminated. */
 const STOP_WAIT_MS = 1000
 
@@ -56,9 +61,8 @@ export class SqliteCheckpointer {
       return
     }
     this.#worker = worker
-    // Sent once the worker's connection is open: from then on it checkpoints instead of the commits.
-    worker.once('message', () => {
-      if (!this.#stopped) this.#autocheckpoint(0)
+    worker.on('message', (report: WorkerReport) => {
+      if (!this.#stopped) this.#autocheckpoint(report === 'behind' ? AUTOCHECKPOINT_PAGES : 0)
     })
     // An error also ends the worker: 'exit' follows and restores the automatic checkpoint.
     worker.on('error', () => {})
@@ -91,25 +95,34 @@ export class SqliteCheckpointer {
   }
 }
 
-/** One row of `PRAGMA wal_checkpoint`: frames in the WAL, and how many of them are in the database file now. */
-type Checkpoint = { log: number; checkpointed: number }
+/**
+ * One row of `PRAGMA wal_checkpoint`: frames in the WAL, how many of them are in the database file now, and `busy` 1
+ * when a lock it needed (a RESTART's) was held by another connection too long.
+ */
+type Checkpoint = { log: number; checkpointed: number; busy: number }
+/**
+ * What the worker tells the main thread: its connection is open and it checkpoints from now on ('ready'), the WAL
+ * outgrows it ('behind'), or is back to a usual size ('caught-up').
+ */
+type WorkerReport = 'ready' | 'behind' | 'caught-up'
 
 /**
  * The worker's side: its own connection to the file, checkpointing until told to stop. PASSIVE copies what it can
  * without waiting for anyone. It never lets the WAL start over, though: the next write does that, and only if it
  * finds every frame copied, which under writes that never pause one landing mid-checkpoint always prevents. So once
  * the WAL is past SQLite's usual size, a RESTART follows: it copies the few frames committed meanwhile while holding
- * the write lock, so the next write starts the WAL over. With no busy timeout it never waits either: a write in
- * progress makes it a passive one, a reader still in the WAL makes it try again next time.
+ * the write lock, so the next write starts the WAL over. It waits for the lock a moment at most: a write that takes
+ * longer makes it a passive one, and a reader still in the WAL makes it try again next time.
  */
 function checkpointUntilStopped(file: string, port: NonNullable<typeof parentPort>): void {
   const db = new DatabaseSync(file)
-  db.exec('PRAGMA busy_timeout = 20')
+  db.exec(`PRAGMA busy_timeout = ${RESTART_WAIT_MS}`)
   // The checkpoint syncs as the main connection's commits do.
   db.exec('PRAGMA synchronous = NORMAL')
   const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
   const restart = db.prepare('PRAGMA wal_checkpoint(RESTART)')
   let lastLog = -1
+  let behind = false
   let timer: NodeJS.Timeout | undefined
   const run = () => {
     let { log, checkpointed } = passive.get() as Checkpoint
@@ -122,8 +135,10 @@ function checkpointUntilStopped(file: string, port: NonNullable<typeof parentPor
         ;({ log, checkpointed } = passive.get() as Checkpoint)
         copied = checkpointed - before
       }
-      if (copied <= SHORT_COPY_FRAMES || log > MAX_WAL_FRAMES) restart.get()
+      const restarted = (copied <= SHORT_COPY_FRAMES || log > MAX_WAL_FRAMES) && (restart.get() as Checkpoint).busy === 0
+      if (!behind && log > MAX_WAL_FRAMES && !restarted) report('behind')
     }
+    if (behind && log <= AUTOCHECKPOINT_PAGES) report('caught-up')
     const idle = log === lastLog && checkpointed === log
     lastLog = log
     timer = setTimeout(run, idle ? IDLE_INTERVAL_MS : BUSY_INTERVAL_MS)
@@ -134,7 +149,11 @@ function checkpointUntilStopped(file: string, port: NonNullable<typeof parentPor
     db.close()
     port.close()
   })
-  port.postMessage('ready')
+  const report = (message: WorkerReport) => {
+    behind = message === 'behind'
+    port.postMessage(message)
+  }
+  report('ready')
   run()
 }
 
