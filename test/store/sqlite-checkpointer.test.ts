@@ -56,6 +56,19 @@ function rowsInDatabaseFile(file: string): number {
   }
 }
 
+/** Runs `test` on a database that has written enough for its checkpointer to have taken over the checkpoints. */
+async function withCheckpointer(test: (db: NodeSqliteDatabase, file: string) => Promise<void>): Promise<void> {
+  const { db, file } = await openDriver()
+  try {
+    write(db, WRITES_BEFORE_CHECKPOINTER)
+    assert.ok(db.checkpointer!.worker, 'the worker is started')
+    assert.ok(await within(10_000, () => autocheckpoint(db) === 0), 'the main connection stops checkpointing on commit')
+    await test(db, file)
+  } finally {
+    db.close()
+  }
+}
+
 describe('SQLite checkpointer', () => {
   it('is not started by a few writes: no worker thread, and SQLite checkpoints on commit as usual', async () => {
     const { db } = await openDriver()
@@ -69,26 +82,16 @@ describe('SQLite checkpointer', () => {
     }
   })
 
-  it('starts after enough writes, turns the commits\' checkpoints off, and copies the WAL into the database file itself', async () => {
-    const { db, file } = await openDriver()
-    try {
-      write(db, WRITES_BEFORE_CHECKPOINTER)
-      assert.ok(db.checkpointer!.worker, 'the worker is started')
-      assert.ok(await within(10_000, () => autocheckpoint(db) === 0), 'the main connection stops checkpointing on commit')
+  it('starts after enough writes, turns the commits\' checkpoints off, and copies the WAL into the database file itself', () =>
+    withCheckpointer(async (db, file) => {
       // Fewer pages than a commit's checkpoint would wait for, so only the worker can have copied them.
       write(db, 200)
       const written = WRITES_BEFORE_CHECKPOINTER + 200
       assert.ok(await within(10_000, () => rowsInDatabaseFile(file) === written), 'every row reaches the database file')
-    } finally {
-      db.close()
-    }
-  })
+    }))
 
-  it('keeps the WAL from growing under writes that never pause long (it starts over, though checkpoints run mid-write)', async () => {
-    const { db, file } = await openDriver()
-    try {
-      write(db, WRITES_BEFORE_CHECKPOINTER)
-      assert.ok(await within(10_000, () => autocheckpoint(db) === 0))
+  it('keeps the WAL from growing under writes that never pause long (it starts over, though checkpoints run mid-write)', () =>
+    withCheckpointer(async (db, file) => {
       // About 40 MB of rows in 2 s, written a little at a time as requests do: some 140 MB of WAL if it never started over.
       const until = Date.now() + 2000
       while (Date.now() < until) {
@@ -97,37 +100,24 @@ describe('SQLite checkpointer', () => {
       }
       const walMegabytes = statSync(`${file}-wal`).size / 1e6
       assert.ok(walMegabytes < 60, `the WAL grew to ${walMegabytes.toFixed(0)} MB`)
-    } finally {
-      db.close()
-    }
-  })
+    }))
 
-  it('gives the checkpoints back to the commits when the worker dies', async () => {
-    const { db } = await openDriver()
-    try {
-      write(db, WRITES_BEFORE_CHECKPOINTER)
-      assert.ok(await within(10_000, () => autocheckpoint(db) === 0))
+  it('gives the checkpoints back to the commits when the worker dies', () =>
+    withCheckpointer(async (db) => {
       await db.checkpointer!.worker!.terminate()
       assert.ok(await within(5_000, () => autocheckpoint(db) === 1000), 'back to SQLite\'s automatic checkpoint')
-    } finally {
-      db.close()
-    }
-  })
+    }))
 
-  it('is stopped by closing, promptly, and its connection closed before the main one', async () => {
-    const { db } = await openDriver()
-    write(db, WRITES_BEFORE_CHECKPOINTER)
-    assert.ok(await within(10_000, () => autocheckpoint(db) === 0))
-    const worker = db.checkpointer!.worker!
-    let exited = false
-    worker.on('exit', () => { exited = true })
-    const started = Date.now()
-    await db.checkpointer!.stop()
-    assert.ok(Date.now() - started < 500, `stopped in ${Date.now() - started} ms`)
-    assert.ok(exited, 'the worker has ended')
-    assert.equal(autocheckpoint(db), 1000)
-    db.close()
-  })
+  it('is stopped promptly, its thread ended before the main connection closes', () =>
+    withCheckpointer(async (db) => {
+      let exited = false
+      db.checkpointer!.worker!.on('exit', () => { exited = true })
+      const started = Date.now()
+      await db.checkpointer!.stop()
+      assert.ok(Date.now() - started < 500, `stopped in ${Date.now() - started} ms`)
+      assert.ok(exited, 'the worker has ended')
+      assert.equal(autocheckpoint(db), 1000)
+    }))
 
   it('is stopped by closing the store, which leaves the file checkpointed and no WAL behind', async () => {
     const dir = tempDir()
