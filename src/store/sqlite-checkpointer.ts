@@ -4,7 +4,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 
 /** Writes a process makes before it starts the checkpointer: an idle or read-mostly gateway never pays for a thread. */
 export const WRITES_BEFORE_CHECKPOINTER = 300
-/** SQLite's own default, restored whenever the checkpointer is not (or no longer) running; also the WAL size it keeps. */
+/** SQLite's own default, restored whenever the checkpointer is not (or no longer) running; past it, the worker makes the WAL start over. */
 const AUTOCHECKPOINT_PAGES = 1000
 /** How often the worker checkpoints while there are writes, and while there are none (then it is a cheap no-op). */
 const BUSY_INTERVAL_MS = 200
