@@ -139,7 +139,8 @@ function checkpointUntilStopped(file: string, port: NonNullable<typeof parentPor
       if (!behind && log > MAX_WAL_FRAMES && !restarted) report('behind')
     }
     if (behind && log <= AUTOCHECKPOINT_PAGES) report('caught-up')
-    const idle = log === lastLog && checkpointed === log
+    // -1: the checkpoint could not even read the WAL (a write had its header locked), which is no sign of idleness.
+    const idle = log >= 0 && log === lastLog && checkpointed === log
     lastLog = log
     timer = setTimeout(run, idle ? IDLE_INTERVAL_MS : BUSY_INTERVAL_MS)
   }
