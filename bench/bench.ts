@@ -3,7 +3,7 @@
  * than absolute numbers from a shared machine. The upstream is nginx answering a tiny JSON body; in front of it
  * nginx proxy_pass (one worker), a bare node:http + undici proxy (the floor for any Node proxy), Gatehouse with
  * each credential type, and nginx auth_request asking Gatehouse (with and without a 1 s decision cache). Then the
- * three token grants, the machine's argon2id rate, start-up time and idle memory.
+ * three token grants, the machine's argon2id rate, start-up time (also without the install's bundles) and idle memory.
  * Each proxy row is measured twice: flat out (requests/s, and a p99 that then mostly mirrors the queue) and paced at
  * BENCH_PACED_RATE requests/s (default 2,000, under every row's capacity), where p99 is the latency a request
  * gains on its way through rather than its wait in a full queue.
@@ -238,6 +238,12 @@ function argon2OneAtATime(): number {
   return Number(execFileSync(node, [join(root, 'bench/argon2-rate.ts'), String(seconds), 'one-at-a-time'], { encoding: 'utf8' }).trim())
 }
 
+/** bin/gatehouse's command without its preloaded resolve hook (src/vendor/register.ts): the packages load as installed. */
+function startGatewayUnbundled(config: string, dataDir: string) {
+  return start(node, ['--disable-warning=ExperimentalWarning', join(root, 'src/cli/main.ts'), 'serve', '--config', config, '--data-dir', dataDir],
+    { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn', NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(tmpdir(), 'gatehouse-compile-cache') }, /Gatehouse listening on (\S+)/)
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)]!
@@ -318,11 +324,17 @@ try {
     freshStarts.push(fresh.ms)
     await stop(fresh.child)
   }
+  // Each restart is followed by one that loads the dependencies as installed, not from the bundles `npm install`
+  // made of them (src/vendor/): what they save, measured in the same minute.
   const restarts: number[] = []
+  const unbundledRestarts: number[] = []
   for (let i = 1; i < STARTS; i++) {
     const restart = await startGateway(config, dataDir)
     restarts.push(restart.ms)
     await stop(restart.child)
+    const unbundled = await startGatewayUnbundled(config, dataDir)
+    unbundledRestarts.push(unbundled.ms)
+    await stop(unbundled.child)
   }
   const restarted = await startGateway(config, dataDir)
   restarts.push(restarted.ms)
@@ -430,6 +442,7 @@ try {
     '|---|---:|',
     `| start to listening, new database (median of ${STARTS}) | ${Math.round(median(freshStarts))} ms |`,
     `| start to listening, existing database (median of ${STARTS}) | ${Math.round(median(restarts))} ms |`,
+    `| start to listening, existing database, dependencies as installed, not bundled (median of ${STARTS - 1}) | ${Math.round(median(unbundledRestarts))} ms |`,
     `| resident memory, idle after start | ${Math.round(idleRss)} MB |`,
     `| resident memory, after the run | ${Math.round(loadedRss)} MB |`,
     '',
