@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
+import type { JWTPayload } from 'jose'
 import type { RealmClientConfig } from '../config/realms.ts'
 import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
@@ -151,9 +152,10 @@ export async function tokenResponse(body: Record<string, unknown>, oidc: KoaCont
   }
   if (body.refresh_token && refreshToken) response.refresh_token = await tokens.refreshToken(refreshToken)
   response.token_type = 'Bearer'
-  if (typeof body.id_token === 'string') {
+  // oidc-provider's ID token, or (refresh-token.ts) the claims of one it was spared signing.
+  if (typeof body.id_token === 'string' || (typeof body.id_token === 'object' && body.id_token !== null)) {
     const source = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode ?? oidc.entities.DeviceCode) as unknown as { authTime?: number } | undefined
-    response.id_token = await tokens.idToken(body.id_token, String(body.access_token), source?.authTime)
+    response.id_token = await tokens.idToken(body.id_token as string | JWTPayload, String(body.access_token), source?.authTime)
   }
   response['not-before-policy'] = 0
   if (sid) response.session_state = sid

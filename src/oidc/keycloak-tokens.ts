@@ -82,12 +82,13 @@ export class KeycloakTokens {
   }
 
   /**
-   * Keycloak's ID token from oidc-provider's: the same claims plus `typ`, `azp`, `at_hash` and the session's
-   * `sid`, in Keycloak's order, signed again with the realm's current key. `authTime` is the login time of the
-   * grant, which oidc-provider puts in the ID token only when the client asked for it at the authorization step.
+   * Keycloak's ID token from oidc-provider's, or from the claims of one it did not sign: the same claims plus `typ`,
+   * `azp`, `at_hash` and the session's `sid`, in Keycloak's order, signed with the realm's current key. `authTime`
+   * is the login time of the grant, which oidc-provider puts in the ID token only when the client asked for it at
+   * the authorization step.
    */
-  async idToken(original: string, accessToken: string | undefined, authTime: number | undefined): Promise<string> {
-    const claims = decodeJwt(original)
+  async idToken(original: string | JWTPayload, accessToken: string | undefined, authTime: number | undefined): Promise<string> {
+    const claims = typeof original === 'string' ? decodeJwt(original) : original
     const access = accessToken ? decodeJwt(accessToken) : undefined
     const { exp, iat, auth_time, iss, aud, sub, nonce, sid, acr, amr: _amr, at_hash: _atHash, jti: _jti, azp: _azp, typ: _typ, ...profile } = claims
     const { key, kid } = await this.#idKey

@@ -114,6 +114,11 @@ for (const backend of gatewayBackends) {
       const withIdToken = await bothPaths([openid[0]!.refresh_token, openid[1]!.refresh_token])
       assert.ok(withIdToken.shortcut.body.id_token)
       await assertSameAnswers(withIdToken.shortcut, withIdToken.provider)
+      // The profile's claims in it, as the scopes grant them (the shortcut builds the claims oidc-provider would sign).
+      const profile = [await login('erin', 'end-users', '&scope=openid%20profile%20email'), await login('erin', 'end-users', '&scope=openid%20profile%20email')]
+      const withProfile = await bothPaths([profile[0]!.refresh_token, profile[1]!.refresh_token])
+      assert.equal(decodeJwtPart(withProfile.shortcut.body.id_token, 1).preferred_username, 'erin')
+      await assertSameAnswers(withProfile.shortcut, withProfile.provider)
       const offline = [await login('erin', 'end-users', '&scope=offline_access'), await login('erin', 'end-users', '&scope=offline_access')]
       const offlineAnswers = await bothPaths([offline[0]!.refresh_token, offline[1]!.refresh_token])
       assert.equal(decodeJwtPart(offlineAnswers.shortcut.body.refresh_token, 1).typ, 'Offline')
