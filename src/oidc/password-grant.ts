@@ -5,6 +5,7 @@ import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '
 import type { User } from '../store/users.ts'
 import { errors } from './provider-errors.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
+import { idTokenClaims } from './id-token-claims.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
 import type { SignatureAlg } from './keys.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
@@ -92,14 +93,15 @@ export function passwordGrant(options: PasswordGrantOptions) {
       refreshTokenValue = await refreshToken.save()
     }
 
-    let idToken: string | undefined
+    let idToken: string | Record<string, unknown> | undefined
     if (scope.split(' ').includes('openid')) {
       const token = new provider.IdToken(await account.claims('id_token', scope, {}, []), { ctx })
       // IdToken releases the claims of these scopes (oidc-provider's own grants set it the same way).
       Object.assign(token, { scope })
       token.set('sid', sid)
       token.set('acr', '1')
-      idToken = await token.issue({ use: 'idtoken' })
+      // Its claims: the answer's ID token is Keycloak's, signed from them (id-token-claims.ts).
+      idToken = await idTokenClaims(provider, token, ctx) ?? await token.issue({ use: 'idtoken' })
     }
 
     ctx.body = {

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import { authenticatedClient, clientCredentialsOf, plainForm } from './client-credentials.ts'
+import { idTokenClaims } from './id-token-claims.ts'
 
 /**
  * The `refresh_token` grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares), for the
@@ -129,7 +130,7 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   const { rotated, value } = await rotate(provider, ctx, refreshToken)
   const scope = rotated.scopes as Set<string>
   const at = await issueAccessToken(provider, helpers, ctx, { rotated, grant, account, resource, resourceServerInfo })
-  const idToken = await idTokenClaims(provider, helpers, ctx, { rotated, at: at.token, grant, scope })
+  const idToken = await refreshedIdToken(provider, helpers, ctx, { rotated, at: at.token, grant, scope })
   const body = helpers.buildTokenResponse(provider, {
     accessToken: at.value,
     authorizationDetails: at.token.rar,
@@ -197,20 +198,17 @@ async function issueAccessToken(provider: Provider, helpers: GrantHelpers, ctx: 
 }
 
 /**
- * The claims of the ID token oidc-provider would issue (its `issueIdToken`, lib/helpers/grant_common.js, and
- * `IdToken#issue` for an ID token, lib/models/id_token.js, with the members its JWT signing adds), not signed:
- * the answer's ID token is Keycloak's, signed from these claims (keycloak-format.ts `tokenResponse`), so
- * oidc-provider's own signature would be made for nobody, and it is the costliest step of a refresh (an RSA-2048
- * signature is about 0.3 ms of CPU). Undefined without `openid`, as oidc-provider gives none then.
+ * The claims of the ID token oidc-provider would issue (its `issueIdToken`, lib/helpers/grant_common.js), not
+ * signed: the answer's ID token is Keycloak's, signed from them (id-token-claims.ts). Undefined without `openid`,
+ * as oidc-provider gives none then.
  */
-async function idTokenClaims(provider: Provider, helpers: GrantHelpers, ctx: KoaContextWithOIDC, from: { rotated: any; at: any; grant: any; scope: Set<string> }): Promise<Record<string, unknown> | undefined> {
+async function refreshedIdToken(provider: Provider, helpers: GrantHelpers, ctx: KoaContextWithOIDC, from: { rotated: any; at: any; grant: any; scope: Set<string> }): Promise<Record<string, unknown> | undefined> {
   const { rotated, at, grant, scope } = from
   if (!scope.has('openid')) return undefined
   const { conformIdTokenClaims, features: { userinfo } } = helpers.instance(provider).configuration
   const claims = helpers.filterClaims(rotated.claims, 'id_token', grant)
   const rejected = grant.getRejectedOIDCClaims()
-  const IdToken = provider.IdToken as any
-  const token = new IdToken({
+  const token = new (provider.IdToken as any)({
     ...await helpers.accountClaims(ctx, 'id_token', typeof rotated.scope === 'string' ? rotated.scope : [...scope].join(' '), claims, rejected),
     acr: rotated.acr,
     amr: rotated.amr,
@@ -221,18 +219,7 @@ async function idTokenClaims(provider: Provider, helpers: GrantHelpers, ctx: Koa
   token.rejected = rejected
   token.set('nonce', rotated.nonce)
   token.set('sid', rotated.sid)
-  const payload = await token.payload() as Record<string, unknown>
-  const client = ctx.oidc.client as unknown as { clientId: string }
-  const now = Math.floor(Date.now() / 1000)
-  Object.assign(payload, {
-    aud: client.clientId,
-    exp: now + IdToken.expiresIn(ctx, token, client),
-    iat: payload.iat ?? now,
-    iss: provider.issuer,
-    sub: payload.sub,
-  })
-  // As the token would decode: members left undefined are not in it.
-  return JSON.parse(JSON.stringify(payload)) as Record<string, unknown>
+  return idTokenClaims(provider, token, ctx)
 }
 
 /**
