@@ -97,6 +97,12 @@ export class EventBus {
   async start(intervalMs = 1000): Promise<void> {
     const startedAt = Date.now()
     this.#lastId = await this.#store.events.latestId()
+    // What was announced before this process started is in whatever it reads from now on: those events are taken
+    // as seen, or the look-back of its first read would apply them again, after requests it already served (a
+    // revocation of every token, say, would drop the last-use times recorded since).
+    for (const event of await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)) {
+      if (event.id <= this.#lastId) this.#seen.add(event.id)
+    }
     this.#dataVersion = this.#store.database.dataVersion()
     this.#readAt = startedAt
     this.#started = true

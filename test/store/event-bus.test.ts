@@ -58,3 +58,30 @@ describe('event bus on SQLite: one data_version check per event-loop turn', () =
     assert.deepEqual(seen, ['8'])
   })
 })
+
+for (const backend of storeBackends) {
+  describe(`event bus on ${backend.name}: a process that starts`, () => {
+    it('does not apply again what was announced before it started, and applies what comes after', async () => {
+      const opened = await backend.open()
+      const earlier = new EventBus(opened.store)
+      await earlier.publish('token', 'all')
+      const reader = await opened.reopen()
+      const bus = new EventBus(reader)
+      const applied: string[] = []
+      bus.on('token', (key) => void applied.push(key))
+      try {
+        await bus.start(60_000)
+        await bus.sync()
+        assert.deepEqual(applied, [], 'the revocation before the start is not applied again')
+        await earlier.publish('token', '9')
+        await bus.sync()
+        assert.deepEqual(applied, ['9'])
+      } finally {
+        await bus.stop()
+        await reader.close()
+        await opened.store.close()
+        await opened.cleanup()
+      }
+    })
+  })
+}
