@@ -152,8 +152,8 @@ export async function tokenResponse(body: Record<string, unknown>, oidc: KoaCont
   }
   if (body.refresh_token && refreshToken) response.refresh_token = await tokens.refreshToken(refreshToken)
   response.token_type = 'Bearer'
-  // oidc-provider's ID token, or (refresh-token.ts) the claims of one it was spared signing.
-  if (typeof body.id_token === 'string' || (typeof body.id_token === 'object' && body.id_token !== null)) {
+  // oidc-provider's ID token, or the claims of one it was spared signing (id-token-claims.ts).
+  if (body.id_token) {
     const source = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode ?? oidc.entities.DeviceCode) as unknown as { authTime?: number } | undefined
     response.id_token = await tokens.idToken(body.id_token as string | JWTPayload, String(body.access_token), source?.authTime)
   }
