@@ -621,8 +621,11 @@ interface ErrorLog {
   error(fields: object, message: string): void
 }
 
-/** The error as answered, its code noted for the request's log line; Gatehouse's own faults logged. */
-function recordedError(request: { readonly gatehouse?: RequestContext | undefined }, thrown: unknown, log: ErrorLog): GatehouseError {
+/**
+ * The error as answered, its code noted for the request's log line; Gatehouse's own faults logged. Exported for an
+ * endpoint that answers errors in a shape of its own (the realms' token endpoint, src/oidc/routes.ts).
+ */
+export function recordedError(request: { readonly gatehouse?: RequestContext | undefined }, thrown: unknown, log: ErrorLog): GatehouseError {
   const error = normalizeError(thrown)
   if (request.gatehouse) request.gatehouse.code = error.code
   // Upstream failures (502/504) are logged once where they happen; only Gatehouse's own faults are errors here.

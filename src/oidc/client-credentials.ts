@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
+import { DatabaseUnavailable } from '../errors.ts'
 import type { buildResourceServerInfo } from './password-grant.ts'
 
 /**
@@ -9,7 +10,8 @@ import type { buildResourceServerInfo } from './password-grant.ts'
  * scope as its grant handler gives it, so its claims, its signature and its record come from the same code
  * (provider.ts `keycloakTokenClaims`, `keycloakJwt`, `recordIssuedToken`), and the answer has the members and
  * headers oidc-provider and keycloak-format.ts give it. Anything else, a wrong secret and every failure included,
- * is left to oidc-provider, which answers it as always (and takes the request again from the start).
+ * is left to oidc-provider, which answers it as always (and takes the request again from the start); but for the
+ * database failing, which oidc-provider would only meet again (`leftToProvider`).
  */
 
 /** The form's only members: no scope, resource, assertion or anything else whose handling would have to be repeated. */
@@ -39,10 +41,19 @@ export function clientCredentialsShortcut(options: ClientCredentialsOptions): Cl
     if (members?.get('grant_type') !== 'client_credentials' || !credentials?.secret || !options.configured(credentials.clientId)) return undefined
     try {
       return await issue(options, credentials.clientId, credentials.secret)
-    } catch {
-      return undefined
+    } catch (error) {
+      return leftToProvider(error)
     }
   }
+}
+
+/**
+ * A shortcut's step failed: undefined, for oidc-provider to answer the request, unless the database failed (thrown,
+ * for the token endpoint to answer at once: oidc-provider would wait for the same database again, and fail alike).
+ */
+export function leftToProvider(error: unknown): undefined {
+  if (error instanceof DatabaseUnavailable) throw error
+  return undefined
 }
 
 /**

@@ -7,6 +7,7 @@ import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
 import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { escapeHtml } from '../pages/html.ts'
+import { DatabaseUnavailable } from '../errors.ts'
 
 /**
  * Keycloak's wire format on top of oidc-provider's: the extra token response members, the order Keycloak
@@ -52,6 +53,26 @@ export interface KeycloakError {
   status: number
   error: string
   error_description: string
+  /** Headers the answer carries besides the endpoint's own. */
+  headers?: Record<string, string>
+}
+
+/** oidc-provider's description of its `server_error` (lib/helpers/err_out.js), which tells nothing of the failure. */
+const SERVER_ERROR_DESCRIPTION = 'oops! something went wrong'
+
+/**
+ * The token endpoint's answer when Gatehouse fails rather than the request, whichever step failed (a shortcut,
+ * client-credentials.ts and refresh-token.ts, or oidc-provider when its adapter throws): the database not answering
+ * is 503 `temporarily_unavailable` with Retry-After, as Gatehouse answers an outage everywhere (src/errors.ts
+ * DatabaseUnavailable), in RFC 6749 §4.1.2.1's word for it; anything else is oidc-provider's 500 `server_error`.
+ * Keycloak answers both 500 `unknown_error` (its KeycloakErrorHandler): docs/oidc.md notes the difference. Nothing
+ * of the failure itself is shown; it is logged where it happened.
+ */
+export function tokenEndpointFailure(failure: unknown): KeycloakError {
+  if (failure instanceof DatabaseUnavailable) {
+    return { status: 503, error: 'temporarily_unavailable', error_description: DatabaseUnavailable.defaultMessage, headers: { 'retry-after': String(DatabaseUnavailable.retryAfterSeconds) } }
+  }
+  return { status: 500, error: 'server_error', error_description: SERVER_ERROR_DESCRIPTION }
 }
 
 export function keycloakShapes(options: KeycloakShapeOptions) {
@@ -74,6 +95,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       else if (ctx.status >= 400 && body && typeof body.error === 'string') {
         const error = tokenError(body, ctx, options)
         ctx.status = error.status
+        for (const [name, value] of Object.entries(error.headers ?? {})) ctx.set(name, value)
         ctx.body = { error: error.error, error_description: error.error_description }
       }
     } else if (oidc.route === 'introspection' && ctx.status === 200 && body?.active === true) {
@@ -212,6 +234,7 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   if (Object.values(params).some(Array.isArray) || /must not be provided twice/.test(description)) return bad('duplicated parameter')
   if (grantType === undefined) return bad('Missing form parameter: grant_type')
   if (!options.grantTypes.has(String(grantType))) return bad('Unsupported grant_type', 'unsupported_grant_type')
+  if (error === 'server_error') return tokenEndpointFailure(ctx.state.failure)
   if (description === 'no client authentication mechanism provided') return { status: 401, error: 'invalid_client', error_description: 'Missing client_id parameter' }
   if (error === 'invalid_client') return { status: 401, error, error_description: 'Invalid client or Invalid client credentials' }
   if (description === 'requested grant type is not allowed for this client') {
@@ -231,7 +254,7 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
     if (grantType === DEVICE_GRANT) return bad('Device code not valid', 'invalid_grant')
   }
   if (grantType === DEVICE_GRANT && DEVICE_ERRORS[error]) return bad(DEVICE_ERRORS[error]!, error)
-  return { status: error === 'server_error' ? 500 : 400, error, error_description: description }
+  return { status: 400, error, error_description: description }
 }
 
 /** oidc-provider's `renderError`: the page a browser sees when an authorization or logout request is wrong. */

@@ -236,7 +236,11 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     if (error instanceof DatabaseUnavailable) return
     ;(ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.log.error({ err: error, realm: realm.name }, 'OpenID Connect provider failed')
   }
-  provider.on('server_error', logFailure)
+  provider.on('server_error', (ctx, error) => {
+    // Which failure it was decides the token endpoint's answer (keycloak-format.ts `tokenEndpointFailure`).
+    ctx.state.failure = error
+    logFailure(ctx, error)
+  })
   // Koa's own 'error' event, which oidc-provider's typings leave out.
   ;(provider as unknown as NodeJS.EventEmitter).on('error', (error: unknown, ctx: { req: unknown }) => logFailure(ctx, error))
   const clientCredentials = clientCredentialsShortcut({ provider, configured: (id) => configured.has(id), resource, resourceServer, tokensIssued: options.tokensIssued })

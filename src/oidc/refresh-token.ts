@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { KoaContextWithOIDC } from 'oidc-provider'
-import { authenticatedClient, clientCredentialsOf, plainForm } from './client-credentials.ts'
+import { authenticatedClient, clientCredentialsOf, leftToProvider, plainForm } from './client-credentials.ts'
 import { idTokenClaims } from './id-token-claims.ts'
 
 /**
@@ -17,8 +17,9 @@ import { idTokenClaims } from './id-token-claims.ts'
  * Every check comes before anything is written: a request any check refuses, or one that asks for anything this
  * does not do (DPoP, mutual TLS, attestation, rich authorization details, a scope or resource member, a
  * consumed token, which oidc-provider answers by revoking the grant), is left to oidc-provider, which finds the
- * world unchanged and answers it as always. Once the old token is consumed the request is answered here; a
- * failure from then on is the request's error, not oidc-provider's to try again.
+ * world unchanged and answers it as always; the database failing is answered at once (`leftToProvider`). Once the
+ * old token is consumed the request is answered here; a failure from then on is the request's error, not
+ * oidc-provider's to try again.
  */
 
 const PLAIN_MEMBERS = new Set(['grant_type', 'client_id', 'client_secret', 'refresh_token'])
@@ -81,7 +82,7 @@ export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshToken
     const credentials = members && clientCredentialsOf(members, request.headers)
     if (!members || !credentials || members.get('grant_type') !== GRANT_TYPE || !members.get('refresh_token') || !options.configured(credentials.clientId)) return undefined
     grantHelpers ??= await loadGrantHelpers()
-    const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, GRANT_TYPE).catch(() => undefined)
+    const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, GRANT_TYPE).catch(leftToProvider)
     if (!client) return undefined
     const ctx = providerContext(options.provider, request, response, grantHelpers, members, client)
     return grantHelpers.als.run(ctx, () => refresh(options, grantHelpers!, ctx))
@@ -114,18 +115,20 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   let checked
   try {
     checked = await checkedRefresh(provider, helpers, ctx, { userinfo, resourceIndicators })
-  } catch {
-    return undefined
+  } catch (error) {
+    return leftToProvider(error)
   }
   if (!checked) return undefined
   const { refreshToken, grant, account, resource, resourceServerInfo } = checked
 
   try {
     await refreshToken.consume()
-  } catch {
-    return undefined
+  } catch (error) {
+    return leftToProvider(error)
   }
-  // From here on the request is answered here: oidc-provider would find the old token consumed.
+  // From here on the request is answered here: oidc-provider would find the old token consumed. For a client
+  // with reuse detection it stays consumed whatever fails next (the database does not answer to put it back): that
+  // token used again is taken for a stolen one, and ends its session (docs/oidc.md).
   ctx.oidc.entity('RotatedRefreshToken', refreshToken)
   const { rotated, value } = await rotate(provider, ctx, refreshToken)
   const scope = rotated.scopes as Set<string>

@@ -3,7 +3,7 @@ import { createPublicKey, hash, timingSafeEqual, type JsonWebKey } from 'node:cr
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
-import { NUL_MESSAGE } from '../errors.ts'
+import { NUL_MESSAGE, recordedError, type GatehouseError } from '../errors.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
@@ -11,7 +11,7 @@ import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
-import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
+import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
 import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
 import type { Realm } from './realm.ts'
 
@@ -81,10 +81,11 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     response: reply.raw,
     ip: request.ip,
     log: request.log,
-    refuse: (status, description, error, close) => {
-      if (close) reply.header('connection', 'close')
+    refuse: (status, description, error, headers = {}) => {
+      for (const [name, value] of Object.entries(headers)) reply.header(name, value)
       keycloakError(reply, status, description, error)
     },
+    recordFailure: (error) => recordedError(request, error, request.log),
     handOver: () => reply.hijack(),
   })
   return reply
@@ -97,32 +98,59 @@ export interface ProviderExchange {
   /** The client address as Gatehouse resolved it (X-Forwarded-For believed from trusted proxies only). */
   readonly ip: string
   readonly log: ProviderRequest['log']
-  /** Answers in Keycloak's error shape before oidc-provider sees the request; `close`: and closes the connection. */
-  refuse(status: number, description: string, error?: string, close?: boolean): void
+  /** Answers in Keycloak's error shape before oidc-provider sees the request, with `headers` besides its own. */
+  refuse(status: number, description: string, error?: string, headers?: Record<string, string>): void
+  /** Notes a failure for the request's log line and logs Gatehouse's own faults, as its error responder does; the failure as Gatehouse classes it. */
+  recordFailure(error: unknown): GatehouseError
   /** From here on the response is oidc-provider's. */
   handOver(): void
 }
 
-/** A request for one of oidc-provider's endpoints (`rest`, below the realm's path): read, adjusted for Keycloak, handed over. */
+/**
+ * A request for one of oidc-provider's endpoints (`rest`, below the realm's path): read, adjusted for Keycloak, handed
+ * over. A failure on the way is the token endpoint's to answer in its clients' shape (keycloak-format.ts
+ * `tokenEndpointFailure`, as oidc-provider's own failures there are); elsewhere the caller's error responder's.
+ */
 export async function serveProvider(app: App, realm: Realm, rest: string, query: string, exchange: ProviderExchange): Promise<void> {
+  let ready: ReadyForProvider | undefined
+  try {
+    ready = await readyForProvider(app, realm, rest, query, exchange)
+  } catch (error) {
+    if (rest !== KEYCLOAK_ROUTES.token) throw error
+    const failure = tokenEndpointFailure(exchange.recordFailure(error))
+    return exchange.refuse(failure.status, failure.error_description, failure.error, failure.headers)
+  }
+  if (!ready) return
+  exchange.handOver()
+  if (ready.answer) return writeTokenAnswer(exchange.response, ready.answer)
+  ready.handler(ready.request(), exchange.response)
+}
+
+/** A request ready for oidc-provider's `handler`, or already answered by a shortcut (`answer`, yet to be written). */
+interface ReadyForProvider {
+  handler: (request: IncomingMessage, response: ServerResponse) => void
+  request: () => IncomingMessage
+  answer: Record<string, unknown> | undefined
+}
+
+/** Everything before the response is handed over; undefined when the request was refused. */
+async function readyForProvider(app: App, realm: Realm, rest: string, query: string, exchange: ProviderExchange): Promise<ReadyForProvider | undefined> {
   const { raw } = exchange
   let body: Buffer | undefined
   if (hasBody(raw)) {
     body = await readBody(raw)
-    if (!body) return exchange.refuse(400, 'Request body too large', 'invalid_request', true)
-    if (body.includes(0) || (isForm(raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return exchange.refuse(400, NUL_MESSAGE, 'invalid_request')
+    if (!body) return void exchange.refuse(400, 'Request body too large', 'invalid_request', { connection: 'close' })
+    if (body.includes(0) || (isForm(raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return void exchange.refuse(400, NUL_MESSAGE, 'invalid_request')
   }
   const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
-  if ('refused' in target) return exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
+  if ('refused' in target) return void exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
   const { handler, clientCredentials, refreshToken } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
   const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) : undefined
-  exchange.handOver()
-  if (answer) return writeTokenAnswer(exchange.response, answer)
-  handler(request(), exchange.response)
+  return { handler, request, answer }
 }
 
 /** The public URL, parsed once for as long as it stays the same. */

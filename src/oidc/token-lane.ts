@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { App } from '../app.ts'
-import { writeError } from '../errors.ts'
+import { recordedError, writeError } from '../errors.ts'
 import type { LeanProxyOptions } from '../gateway/lean-proxy.ts'
 import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
 import { KEYCLOAK_ROUTES } from './provider.ts'
@@ -39,10 +39,11 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
       response,
       ip: request.ip,
       log,
-      refuse: (status, description, error, close) => {
-        if (close) response.setHeader('connection', 'close')
+      refuse: (status, description, error, headers = {}) => {
+        for (const [name, value] of Object.entries(headers)) response.setHeader(name, value)
         writeKeycloakError(response, status, description, error)
       },
+      recordFailure: (error) => recordedError(request, error, log),
       handOver: () => {},
     }).catch((error: unknown) => {
       if (response.headersSent) response.destroy()
