@@ -124,11 +124,18 @@ export function without(object: Record<string, unknown>, names: Set<string>): Re
 
 /**
  * Counts the grants oidc-provider itself answers in the test realm (its `grant.success` event), which a shortcut
- * beside it does not send. The realm builds its provider again when its keys are read again (as after start):
- * every one is watched.
+ * beside it does not send.
  */
 export function watchProviderGrants(gw: TestGateway): { readonly count: number } {
-  const grants = { count: 0 }
+  return watchProviderEvent(gw, 'grant.success')
+}
+
+/**
+ * Counts an event of oidc-provider's in the test realm (`server_error`: the failures it answered itself). The realm
+ * builds its provider again when its keys are read again (as after start): every one is watched.
+ */
+export function watchProviderEvent(gw: TestGateway, event: string): { readonly count: number } {
+  const events = { count: 0 }
   const realm = gw.app.oidc.get(REALM)!
   const build = realm.provider.bind(realm)
   const watched = new WeakSet<object>()
@@ -136,9 +143,9 @@ export function watchProviderGrants(gw: TestGateway): { readonly count: number }
     const built = await build()
     if (!watched.has(built.instance)) {
       watched.add(built.instance)
-      built.instance.on('grant.success', () => grants.count++)
+      ;(built.instance as unknown as NodeJS.EventEmitter).on(event, () => events.count++)
     }
     return built
   })
-  return grants
+  return events
 }

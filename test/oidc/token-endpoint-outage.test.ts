@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
-import { passwordLogin, REALM, SERVICE_SECRET, testRealms, TOKEN_PATH } from '../helpers/oidc.ts'
+import { passwordLogin, REALM, SERVICE_SECRET, testRealms, TOKEN_PATH, watchProviderEvent } from '../helpers/oidc.ts'
 
 const PASSWORD = 'erin-password-long'
 /** What every path of the token endpoint answers while the database does not (src/oidc/keycloak-format.ts `tokenEndpointFailure`). */
@@ -38,12 +38,15 @@ function assertUnavailable(answer: Answer, what: string): void {
 describe('the token endpoint while the database fails', () => {
   let cluster: PgCluster
   let gw: TestGateway
+  /** The failures oidc-provider answered itself (its `server_error` event), which a shortcut's are not. */
+  let providerFailures: { readonly count: number }
   const logLines: Record<string, unknown>[] = []
 
   before(async () => {
     cluster = await startPgCluster()
     gw = await startGateway({ databaseUrl: cluster.url, config: { realms: testRealms }, logLines })
     await gw.app.accounts.create({ username: 'erin', password: PASSWORD })
+    providerFailures = watchProviderEvent(gw, 'server_error')
   })
   after(async () => {
     await gw?.close()
@@ -53,6 +56,14 @@ describe('the token endpoint while the database fails', () => {
   const refreshForm = (clientId: string, refreshToken: string) => ({
     client_id: clientId, ...(clientId === 'reports' ? { client_secret: SERVICE_SECRET } : {}), grant_type: 'refresh_token', refresh_token: refreshToken,
   })
+
+  /** The answer, asserted to be oidc-provider's (`byProvider`) or a shortcut's. */
+  async function answeredBy(byProvider: boolean, answer: Promise<Answer>): Promise<Answer> {
+    const before = providerFailures.count
+    const answered = await answer
+    assert.equal(providerFailures.count - before, byProvider ? 1 : 0, byProvider ? 'answered by oidc-provider' : 'answered by the shortcut')
+    return answered
+  }
 
   /** Inserts of refresh token records wait past the gateway's query timeout; a token is still consumed (an update). */
   async function hangRefreshTokenInserts(db: pg.Client): Promise<void> {
@@ -78,9 +89,9 @@ describe('the token endpoint while the database fails', () => {
     await hangRefreshTokenInserts(db)
     try {
       logLines.length = 0
-      assertUnavailable(await post(gw, refreshForm('reports', reports.refresh_token)), 'refresh by a client with reuse detection')
-      assertUnavailable(await post(gw, refreshForm('end-users', endUsers.refresh_token)), 'refresh by a client without')
-      // The failure came after the old token was consumed: the shortcut's own answer, not oidc-provider's.
+      assertUnavailable(await answeredBy(false, post(gw, refreshForm('reports', reports.refresh_token))), 'refresh by a client with reuse detection')
+      assertUnavailable(await answeredBy(false, post(gw, refreshForm('end-users', endUsers.refresh_token))), 'refresh by a client without')
+      // The failure came after the old token was consumed.
       assert.notEqual(await consumedAt(db, reports.refresh_token), null)
       const requestLines = logLines.filter((line) => line.msg === 'request' && line.path === TOKEN_PATH)
       assert.deepEqual(requestLines.map((line) => [line.status, line.code]), [[503, 'database_unavailable'], [503, 'database_unavailable']])
@@ -104,13 +115,14 @@ describe('the token endpoint while the database fails', () => {
     cluster.stop()
     try {
       const clientCredentials = { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'client_credentials' }
-      assertUnavailable(await post(gw, clientCredentials), 'client_credentials (the shortcut)')
-      assertUnavailable(await post(gw, { grant_type: 'client_credentials' }, TOKEN_PATH, { authorization: `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}` }), 'client_credentials with HTTP basic (the shortcut)')
-      assertUnavailable(await post(gw, { client_id: 'end-users', grant_type: 'password', username: 'erin', password: PASSWORD }), 'password (oidc-provider)')
+      assertUnavailable(await answeredBy(false, post(gw, clientCredentials)), 'client_credentials (the shortcut)')
+      const basic = { authorization: `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}` }
+      assertUnavailable(await answeredBy(false, post(gw, { grant_type: 'client_credentials' }, TOKEN_PATH, basic)), 'client_credentials with HTTP basic (the shortcut)')
+      assertUnavailable(await answeredBy(true, post(gw, { client_id: 'end-users', grant_type: 'password', username: 'erin', password: PASSWORD })), 'password (oidc-provider)')
       // A member the shortcut does not take: the refresh is oidc-provider's.
-      assertUnavailable(await post(gw, { ...refreshForm('end-users', endUsers.refresh_token), scope: 'openid' }), 'refresh with a scope (oidc-provider)')
+      assertUnavailable(await answeredBy(true, post(gw, { ...refreshForm('end-users', endUsers.refresh_token), scope: 'openid' })), 'refresh with a scope (oidc-provider)')
       // A query string: Fastify's route, and oidc-provider's grant.
-      assertUnavailable(await post(gw, clientCredentials, `${TOKEN_PATH}?via=route`), 'client_credentials on Fastify\'s route')
+      assertUnavailable(await answeredBy(true, post(gw, clientCredentials, `${TOKEN_PATH}?via=route`)), 'client_credentials on Fastify\'s route')
     } finally {
       cluster.start()
     }
