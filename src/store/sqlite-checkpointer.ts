@@ -16,7 +16,7 @@ const SHORT_COPY_FRAMES = 100
  * Writes that outpace the copying get a RESTART anyway once the WAL is this long (~40 MB), holding them back a moment;
  * writes that leave it no moment to take the write lock get the commits' own checkpoints back until the WAL starts over.
  */
-const MAX_WAL_FRAMES = 10 * AUTOCHECKPOINT_PAGES
+export const MAX_WAL_FRAMES = 10 * AUTOCHECKPOINT_PAGES
 /** How long a RESTART waits for the write lock (a PASSIVE never waits). */
 const RESTART_WAIT_MS = 20
 /** How long closing waits for the worker to finish its checkpoint and close its connection before it is terminated. */

@@ -4,12 +4,14 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { setTimeout as delay } from 'node:timers/promises'
 import { describe, it } from 'node:test'
-import { WRITES_BEFORE_CHECKPOINTER } from '../../src/store/sqlite-checkpointer.ts'
+import { MAX_WAL_FRAMES, WRITES_BEFORE_CHECKPOINTER } from '../../src/store/sqlite-checkpointer.ts'
 import { NodeSqliteDatabase } from '../../src/store/sqlite-driver.ts'
 import { openStore } from '../../src/store/store.ts'
 import { tempDir } from '../helpers/gateway.ts'
 
 const ROW = 'x'.repeat(1000)
+/** Each frame of the WAL is a page and this header. */
+const WAL_FRAME_HEADER_BYTES = 24
 
 async function openDriver(): Promise<{ db: NodeSqliteDatabase; file: string }> {
   const file = join(tempDir(), 'gatehouse.sqlite')
@@ -100,6 +102,46 @@ describe('SQLite checkpointer', () => {
       }
       const walMegabytes = statSync(`${file}-wal`).size / 1e6
       assert.ok(walMegabytes < 60, `the WAL grew to ${walMegabytes.toFixed(0)} MB`)
+    }))
+
+  it('gives the checkpoints back to the commits while the WAL outgrows it and cannot start over, and takes them again once it has', () =>
+    withCheckpointer(async (db, file) => {
+      const worker = db.checkpointer!.worker!
+      // A reader on an old snapshot: no checkpoint may copy past it, so no RESTART can finish, as under writes
+      // that never leave one the write lock.
+      const reader = new DatabaseSync(file)
+      reader.exec('BEGIN')
+      reader.prepare('select count(*) from rows').get()
+      let released = false
+      try {
+        // In a few large commits, which the commits' own checkpoints would not copy either while the reader holds on.
+        const walBytes = () => statSync(`${file}-wal`).size
+        const pageSize = (db.raw.prepare('PRAGMA page_size').get() as { page_size: number }).page_size
+        while (walBytes() <= (MAX_WAL_FRAMES + 100) * (pageSize + WAL_FRAME_HEADER_BYTES)) {
+          db.raw.exec('BEGIN')
+          write(db, 2000)
+          db.raw.exec('COMMIT')
+        }
+        assert.ok(await within(5_000, () => autocheckpoint(db) === 1000), 'the commits checkpoint again while the WAL is that long')
+        assert.equal(db.checkpointer!.worker, worker, 'the worker keeps running')
+        reader.exec('COMMIT')
+        released = true
+        // The WAL starts over at the first write that finds it all copied, as requests go on writing.
+        const caughtUp = await within(5_000, () => {
+          write(db, 10)
+          return autocheckpoint(db) === 0
+        })
+        assert.ok(caughtUp, 'the worker takes the checkpoints back once the WAL has started over')
+        // Started over: what is written next goes to the start of the WAL file again, not past its end.
+        const longest = walBytes()
+        write(db, 100)
+        assert.equal(walBytes(), longest)
+        const rows = (db.raw.prepare('select count(*) as n from rows').get() as { n: number }).n
+        assert.ok(await within(5_000, () => rowsInDatabaseFile(file) === rows), 'every row reaches the database file')
+      } finally {
+        if (!released) reader.exec('COMMIT')
+        reader.close()
+      }
     }))
 
   it('gives the checkpoints back to the commits when the worker dies', () =>
