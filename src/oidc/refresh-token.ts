@@ -98,10 +98,17 @@ function providerContext(provider: Provider, request: IncomingMessage, response:
   ctx._matchedRouteName = 'token'
   const oidc = new (provider as unknown as { OIDCContext: new (ctx: unknown) => KoaContextWithOIDC['oidc'] }).OIDCContext(ctx)
   Object.defineProperty(ctx, 'oidc', { value: oidc })
-  const allowed = new Set([...helpers.instance(provider).grantTypeParams.get(GRANT_TYPE)!, 'client_id', 'client_secret'])
-  ;(oidc as { params: unknown }).params = new helpers.Params(allowed, Object.fromEntries(members))
+  ;(oidc as { params: unknown }).params = new helpers.Params(allowedParams(provider, helpers), Object.fromEntries(members))
   oidc.entity('Client', client as never)
   return ctx
+}
+
+/** The grant's parameters and the client's credentials, by provider: its grants are registered once, when it is built. */
+const allowedParamsOf = new WeakMap<Provider, Set<string>>()
+function allowedParams(provider: Provider, helpers: GrantHelpers): Set<string> {
+  let allowed = allowedParamsOf.get(provider)
+  if (!allowed) allowedParamsOf.set(provider, (allowed = new Set([...helpers.instance(provider).grantTypeParams.get(GRANT_TYPE)!, 'client_id', 'client_secret'])))
+  return allowed
 }
 
 /** oidc-provider's refresh grant, checks first: undefined whenever one refuses or the request is not plain. */

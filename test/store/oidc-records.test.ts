@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { Migrator } from '../../src/store/kysely.ts'
+import { Migrator, sql } from '../../src/store/kysely.ts'
 import { ValidationFailed } from '../../src/errors.ts'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
@@ -225,5 +225,61 @@ for (const backend of unmigrated) {
         await cleanup()
       }
     })
+  })
+}
+
+for (const backend of unmigrated) {
+  describe(`OIDC records' uid and user code indexes, on ${backend.name}`, () => {
+    it('leave out the records without one when the database is upgraded, and still serve lookups by them', async () => {
+      const { store, cleanup } = await backend.open()
+      try {
+        const { db, dialect } = store.database
+        const migrator = new Migrator({ db, provider: migrationProvider(dialect) })
+        assert.equal((await migrator.migrateTo('013_application_organization')).error, undefined)
+        await store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1' }, uid: 'u1' })
+        await store.oidc.upsert({ model: 'DeviceCode', id: 'd1', payload: { userCode: 'ABCD' }, userCode: 'ABCD' })
+        await store.oidc.upsert({ model: 'AccessToken', id: 'a1', payload: { accountId: '1' } })
+        await store.database.migrate()
+
+        const definitions = dialect === 'postgres'
+          ? (await sql<{ name: string; definition: string }>`SELECT indexname AS name, indexdef AS definition FROM pg_indexes WHERE tablename = 'oidc_records'`.execute(db)).rows
+          : (await sql<{ name: string; definition: string }>`SELECT name, sql AS definition FROM sqlite_master WHERE type = 'index' AND tbl_name = 'oidc_records'`.execute(db)).rows
+        const definition = (name: string) => definitions.find((index) => index.name === name)?.definition ?? ''
+        assert.match(definition('oidc_records_uid'), /where \(?"?uid"? is not null\)?$/i)
+        assert.match(definition('oidc_records_user_code'), /where \(?"?user_code"? is not null\)?$/i)
+
+        assert.equal((await store.oidc.findByUid('Session', 'u1'))?.id, 's1')
+        assert.equal((await store.oidc.findByUserCode('DeviceCode', 'ABCD'))?.id, 'd1')
+        assert.equal((await store.oidc.find('AccessToken', 'a1'))?.id, 'a1')
+        assert.equal(await store.oidc.findByUid('Session', 'u2'), undefined)
+        for (const [column, index] of [['uid', 'oidc_records_uid'], ['user_code', 'oidc_records_user_code']] as const) {
+          assert.match(await queryPlan(store, column), new RegExp(index), `the lookup by ${column} does not use its index`)
+        }
+      } finally {
+        await store.close()
+        await cleanup()
+      }
+    })
+  })
+}
+
+/**
+ * How the database runs a lookup by `column` as the repository makes it (a model's live records), with sequential
+ * scans ruled out on PostgreSQL, which would rather read a table this small whole.
+ */
+async function queryPlan(store: Store, column: 'uid' | 'user_code'): Promise<string> {
+  const { db, dialect } = store.database
+  const query = db.selectFrom('oidc_records').selectAll()
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', Date.now())]))
+    .where('model', '=', 'Session').where(column, '=', 'u1').compile()
+  return db.connection().execute(async (connection) => {
+    if (dialect === 'postgres') await sql`SET enable_seqscan = off`.execute(connection)
+    try {
+      const explained = { ...query, sql: `${dialect === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${query.sql}` }
+      const { rows } = await connection.executeQuery<Record<string, string>>(explained)
+      return rows.map((row) => row['QUERY PLAN'] ?? row.detail).join('\n')
+    } finally {
+      if (dialect === 'postgres') await sql`RESET enable_seqscan`.execute(connection)
+    }
   })
 }
