@@ -80,6 +80,8 @@ export interface AppOptions {
   /** Addresses for services whose upstream is `builtin:demo`, by service name. */
   upstreams?: ReadonlyMap<string, URL>
   publicUrl?: string
+  /** How many gateway processes `serve --workers` runs (this one among them): they share the lockout's budgets. */
+  processes?: number
 }
 
 export async function createApp(config: Config, store: Store, options: AppOptions = {}): Promise<App> {
@@ -92,7 +94,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     failuresPerAddress: settings.current.login_failures_per_address,
     addressWindowSeconds: settings.current.login_address_window_seconds,
     lockSparesCleanAddresses: settings.current.login_lockout_spares_clean_addresses,
-  }))
+  }), options.processes)
   const accounts = new Accounts(store, bus, [new LocalPasswords(store)], lockout, () => ({
     minLength: settings.current.local_password_min_length,
     refuseCommon: settings.current.local_password_refuse_common,
