@@ -3,6 +3,7 @@ import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Lockout, shareOfBudget, type LockoutPolicy } from '../../src/directory/lockout.ts'
 import { AccountDisabled, AccountLocked, InvalidCredentials, LoginThrottled } from '../../src/errors.ts'
+import type { Store } from '../../src/store/store.ts'
 import { openForSuite, storeBackends } from '../helpers/backends.ts'
 
 const POLICY: LockoutPolicy = {
@@ -25,7 +26,7 @@ class Verifiers {
     this.running++
     this.mostAtOnce = Math.max(this.mostAtOnce, this.running)
     try {
-      await sleep(30)
+      await sleep(50)
       outcome()
     } finally {
       this.running--
@@ -134,26 +135,38 @@ for (const backend of storeBackends) {
 
     it('refuses a check at once when too many already wait for the same username, or the same address', async () => {
       const guard = lockout({ failuresBeforeLockout: 1, failuresPerAddress: 1 })
-      let endFirst!: () => void
-      const held = () => new Promise<void>((resolve) => endFirst = resolve)
-      const first = guard.guard('crowded', undefined, held)
-      await until(() => endFirst !== undefined)
-      const waiting = Array.from({ length: 128 }, () => guard.guard('crowded', undefined, async () => undefined))
-      await sleep(200)
-      await assert.rejects(guard.guard('crowded', undefined, async () => undefined), AccountLocked)
-      endFirst()
-      await first
-      assert.deepEqual(new Set(await outcomes(waiting)), new Set(['ok']), 'the waiting ones all ran, in turn')
+      let reads = countReads(db.store, 'find')
+      try {
+        let endFirst!: () => void
+        const first = guard.guard('crowded', undefined, () => new Promise<void>((resolve) => endFirst = resolve))
+        await until(() => endFirst !== undefined)
+        const waiting = Array.from({ length: 128 }, () => guard.guard('crowded', undefined, async () => undefined))
+        // Each has read the records, and so taken its place in the queue, a moment later.
+        await until(() => reads.count === 129)
+        await sleep(5)
+        await assert.rejects(guard.guard('crowded', undefined, async () => undefined), AccountLocked)
+        endFirst()
+        await first
+        assert.deepEqual(new Set(await outcomes(waiting)), new Set(['ok']), 'the waiting ones all ran, in turn')
+      } finally {
+        reads.restore()
+      }
 
-      let endAddress!: () => void
-      const firstFromAddress = guard.guard('crowd-0', '192.0.2.9', () => new Promise<void>((resolve) => endAddress = resolve))
-      await until(() => endAddress !== undefined)
-      const fromAddress = Array.from({ length: 128 }, (_, i) => guard.guard(`crowd-${i + 1}`, '192.0.2.9', async () => undefined))
-      await sleep(200)
-      await assert.rejects(guard.guard('crowd-x', '192.0.2.9', async () => undefined), LoginThrottled)
-      endAddress()
-      await firstFromAddress
-      assert.deepEqual(new Set(await outcomes(fromAddress)), new Set(['ok']))
+      reads = countReads(db.store, 'findAddress')
+      try {
+        let endFirst!: () => void
+        const first = guard.guard('crowd-0', '192.0.2.9', () => new Promise<void>((resolve) => endFirst = resolve))
+        await until(() => endFirst !== undefined)
+        const waiting = Array.from({ length: 128 }, (_, i) => guard.guard(`crowd-${i + 1}`, '192.0.2.9', async () => undefined))
+        await until(() => reads.count === 129)
+        await sleep(5)
+        await assert.rejects(guard.guard('crowd-x', '192.0.2.9', async () => undefined), LoginThrottled)
+        endFirst()
+        await first
+        assert.deepEqual(new Set(await outcomes(waiting)), new Set(['ok']))
+      } finally {
+        reads.restore()
+      }
     })
   })
 }
@@ -168,6 +181,24 @@ describe('the share of a budget one of several processes may fill', () => {
     assert.equal(shareOfBudget(Infinity, 2), Infinity)
   })
 })
+
+/** Counts the records of one kind read until `restore`. */
+function countReads(store: Store, method: 'find' | 'findAddress'): { count: number; restore: () => void } {
+  const repository = store.loginFailures
+  const read = repository[method] as (key: string) => Promise<unknown>
+  const reads = {
+    count: 0,
+    restore: () => Object.assign(repository, { [method]: read }),
+  }
+  Object.assign(repository, {
+    [method]: async (key: string) => {
+      const record = await read.call(repository, key)
+      reads.count++
+      return record
+    },
+  })
+  return reads
+}
 
 async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await sleep(5)
