@@ -42,7 +42,9 @@ const MAX_WAITING_PER_KEY = 128
  * while the checks in flight, were every one of them wrong, could not take the count past its limit (the budget,
  * see `#admission`). Otherwise it waits for one of them to settle, and then reads the counts again. A burst of
  * parallel guesses therefore gets exactly the limit's tries, while checks of the right password use every core.
- * Among `processes` gateway processes each may fill only its share of a budget (`shareOfBudget`).
+ * This holds within one process, which knows its own checks in flight but not another's: while other gateway
+ * processes use the database, each runs the checks of a username, or from an address, one at a time again
+ * (`shareOfBudget`), so that a burst spread over P processes gets at most P - 1 tries past the limit.
  *
  * The records are in the database, so every process sees the same locks; only real password verifications read or
  * write them.
@@ -50,14 +52,14 @@ const MAX_WAITING_PER_KEY = 128
 export class Lockout {
   readonly #store: Store
   readonly #policy: () => LockoutPolicy
-  readonly #processes: number
+  readonly #processes: () => number
   /** The checks in flight and waiting, by `user:` or `address:` key; a key nobody is checking has no entry. */
   readonly #traffic = new Map<string, KeyTraffic>()
   readonly #lockListeners: ((username: string, until: number) => void)[] = []
   #pruneAt = 0
 
-  /** `processes`: how many gateway processes share the counts as one `serve --workers` (each knows the number). */
-  constructor(store: Store, policy: () => LockoutPolicy, processes = 1) {
+  /** `processes`: how many gateway processes share the counts now, this one among them (src/store/event-bus.ts counts them). */
+  constructor(store: Store, policy: () => LockoutPolicy, processes: () => number = () => 1) {
     this.#store = store
     this.#policy = policy
     this.#processes = processes
@@ -156,7 +158,8 @@ export class Lockout {
         if (waited) for (const { traffic } of counted) traffic.waiters.shift()?.()
         throw error
       }
-      const shares = counted.map(({ budget }) => shareOfBudget(budget(admission), this.#processes))
+      const processes = this.#processes()
+      const shares = counted.map(({ budget }) => shareOfBudget(budget(admission), processes))
       const full = counted.findIndex(({ traffic }, i) => traffic.inFlight >= shares[i]!)
       if (full === -1) for (const { traffic } of counted) traffic.inFlight++
       // A waiter that was woken passes on a place it leaves, and one it takes with room to spare (the budget may
@@ -274,11 +277,13 @@ interface Admission {
 }
 
 /**
- * How much of a budget one of `processes` gateway processes may fill: its equal part, so that together they stay
- * within it, but at least one check, so that a username is never shut out while it is not locked.
+ * How much of a budget a process may fill while `processes` gateway processes share the counts: all of it when it
+ * is the only one; otherwise one check at a time. An
+ * equal part of the budget each would not do: a process whose own failures lower the count cannot see the checks
+ * another started on the earlier count, and together they could pass the limit by up to that part.
  */
 export function shareOfBudget(budget: number, processes: number): number {
-  return Math.max(1, Math.floor(budget / processes))
+  return processes > 1 ? 1 : budget
 }
 
 function failureMemoryMs(policy: LockoutPolicy): number {

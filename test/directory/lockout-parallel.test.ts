@@ -54,7 +54,7 @@ const count = (codes: string[], code: string) => codes.filter((c) => c === code)
 for (const backend of storeBackends) {
   describe(`password checks in parallel, within what the counts allow, on ${backend.name}`, () => {
     const db = openForSuite(backend)
-    const lockout = (policy: Partial<LockoutPolicy> = {}, processes = 1) => new Lockout(db.store, () => ({ ...POLICY, ...policy }), processes)
+    const lockout = (policy: Partial<LockoutPolicy> = {}, processes = 1) => new Lockout(db.store, () => ({ ...POLICY, ...policy }), () => processes)
 
     it('lets a burst of wrong guesses at one username have exactly the limit\'s tries, overlapping as far as they may', async () => {
       const guard = lockout()
@@ -126,11 +126,16 @@ for (const backend of storeBackends) {
       assert.equal((await repository.find('stale-read'))?.failures, 2)
     })
 
-    it('lets each of several processes fill only its share of the budget', async () => {
+    it('runs the checks one at a time again while other processes use the database', async () => {
       const verifiers = new Verifiers()
-      const guard = lockout({ failuresBeforeLockout: 5 }, 2)
+      let processes = 2
+      const guard = new Lockout(db.store, () => ({ ...POLICY, failuresBeforeLockout: 5 }), () => processes)
       assert.deepEqual(await outcomes(Array.from({ length: 4 }, () => guard.guard('two-processes', undefined, verifiers.uncounted))), Array(4).fill('account_disabled'))
-      assert.equal(verifiers.mostAtOnce, 2)
+      assert.equal(verifiers.mostAtOnce, 1)
+      processes = 1
+      const alone = new Verifiers()
+      assert.deepEqual(await outcomes(Array.from({ length: 4 }, () => guard.guard('two-processes', undefined, alone.uncounted))), Array(4).fill('account_disabled'))
+      assert.equal(alone.mostAtOnce, 4, 'alone again, the process uses its whole budget')
     })
 
     it('refuses a check at once when too many already wait for the same username, or the same address', async () => {
@@ -171,14 +176,13 @@ for (const backend of storeBackends) {
   })
 }
 
-describe('the share of a budget one of several processes may fill', () => {
-  it('is its equal part, rounded down, but at least one check', () => {
+describe('the share of a budget a process may fill', () => {
+  it('is the whole budget for a process alone, and one check while others share the counts', () => {
     assert.equal(shareOfBudget(10, 1), 10)
-    assert.equal(shareOfBudget(10, 2), 5)
-    assert.equal(shareOfBudget(10, 3), 3)
-    assert.equal(shareOfBudget(3, 4), 1)
-    assert.equal(shareOfBudget(1, 2), 1)
-    assert.equal(shareOfBudget(Infinity, 2), Infinity)
+    assert.equal(shareOfBudget(Infinity, 1), Infinity)
+    assert.equal(shareOfBudget(10, 2), 1)
+    assert.equal(shareOfBudget(Infinity, 3), 1)
+    assert.equal(shareOfBudget(1, 1), 1)
   })
 })
 
