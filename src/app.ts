@@ -80,19 +80,22 @@ export interface AppOptions {
   /** Addresses for services whose upstream is `builtin:demo`, by service name. */
   upstreams?: ReadonlyMap<string, URL>
   publicUrl?: string
+  /** How many gateway processes `serve --workers` runs (this one among them): they share the lockout's budgets. */
+  processes?: number
 }
 
 export async function createApp(config: Config, store: Store, options: AppOptions = {}): Promise<App> {
   const bus = new EventBus(store, { maxStaleMs: config.auth.max_stale_seconds * 1000 })
   const settings = new RuntimeSettings(store, bus)
   await settings.reload()
+  // Workers of one `serve --workers` know their number at once; other processes on the database, by their heartbeats.
   const lockout = new Lockout(store, () => ({
     failuresBeforeLockout: settings.current.login_failures_before_lockout,
     lockoutSeconds: settings.current.login_lockout_seconds,
     failuresPerAddress: settings.current.login_failures_per_address,
     addressWindowSeconds: settings.current.login_address_window_seconds,
     lockSparesCleanAddresses: settings.current.login_lockout_spares_clean_addresses,
-  }))
+  }), () => Math.max(options.processes ?? 1, 1 + bus.otherProcesses))
   const accounts = new Accounts(store, bus, [new LocalPasswords(store)], lockout, () => ({
     minLength: settings.current.local_password_min_length,
     refuseCommon: settings.current.local_password_refuse_common,

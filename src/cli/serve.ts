@@ -54,7 +54,8 @@ async function serve(options: ServeOptions): Promise<void> {
   let publicUrl = config.server.public_url ?? `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
   // Loaded only for people: JSON output, what services and tests use, starts without it.
   const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
-  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, server: { https: tls?.options, ...(logStream ? { logStream } : {}) } })
+  // A worker runs with the primary's arguments, so it knows how many processes share the port (and the lockout).
+  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, server: { https: tls?.options, ...(logStream ? { logStream } : {}) } })
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)

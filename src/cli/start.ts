@@ -14,6 +14,8 @@ export interface StartOptions {
   /** How often the event bus reads the log besides what it is told. */
   pollMs?: number
   server?: ServerOptions
+  /** How many processes `serve --workers` runs, this one among them. */
+  processes?: number
 }
 
 export interface Started {
@@ -41,7 +43,7 @@ export async function startGatehouse(config: Config, options: StartOptions): Pro
     await store.close()
   }
   try {
-    app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl: options.publicUrl })
+    app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl: options.publicUrl, processes: options.processes })
     // Refused (GATEHOUSE_ADMIN_PASSWORD breaks the password policy): the caller exits with the reason instead of hanging on open handles.
     const admin = await ensureAdmin(store, app.accounts, options.env)
     await app.bus.start(options.pollMs)

@@ -1,6 +1,6 @@
 import ipaddr from 'ipaddr.js'
 import { AccountLocked, InvalidCredentials, LoginThrottled } from '../errors.ts'
-import type { AddressFailures } from '../store/login-failures.ts'
+import type { AddressFailures, LoginFailures } from '../store/login-failures.ts'
 import type { Store } from '../store/store.ts'
 
 export interface LockoutPolicy {
@@ -17,6 +17,8 @@ export interface LockoutPolicy {
 /** Keycloak's default "failure reset time": a count whose last failure is older than this starts again. */
 const FAILURE_MEMORY_MS = 12 * 3600_000
 const PRUNE_INTERVAL_MS = 3600_000
+/** Checks that may wait for one username's, or one address's, checks in flight; more are refused at once. */
+const MAX_WAITING_PER_KEY = 128
 
 /**
  * Brute-force protection for password checks, after Keycloak's brute-force detection, plus throttling by client
@@ -36,36 +38,68 @@ const PRUNE_INTERVAL_MS = 3600_000
  * address without a failure in the last 12 hours is verified despite the lock, so that a guesser cannot keep the
  * owner out by locking their username. Such a success does not end the lock; a wrong password counts as usual.
  *
+ * Checks of one username, or from one address, run in parallel only as far as their counts allow: a check starts
+ * while the checks in flight, were every one of them wrong, could not take the count past its limit (the budget,
+ * see `#admission`). Otherwise it waits for one of them to settle, and then reads the counts again. A burst of
+ * parallel guesses therefore gets exactly the limit's tries, while checks of the right password use every core.
+ * This holds within one process, which knows its own checks in flight but not another's: while other gateway
+ * processes use the database, each runs the checks of a username, or from an address, one at a time again
+ * (`shareOfBudget`), so that a burst spread over P processes gets at most P - 1 tries past the limit.
+ *
  * The records are in the database, so every process sees the same locks; only real password verifications read or
  * write them.
  */
 export class Lockout {
   readonly #store: Store
   readonly #policy: () => LockoutPolicy
-  readonly #queues = new Map<string, Promise<void>>()
+  readonly #processes: () => number
+  /** The checks in flight and waiting, by `user:` or `address:` key; a key nobody is checking has no entry. */
+  readonly #traffic = new Map<string, KeyTraffic>()
   readonly #lockListeners: ((username: string, until: number) => void)[] = []
   #pruneAt = 0
 
-  constructor(store: Store, policy: () => LockoutPolicy) {
+  /** `processes`: how many gateway processes share the counts now, this one among them (src/store/event-bus.ts counts them). */
+  constructor(store: Store, policy: () => LockoutPolicy, processes: () => number = () => 1) {
     this.#store = store
     this.#policy = policy
+    this.#processes = processes
   }
 
   /**
    * Runs a password verification for `username` from the client `address` (none: a check that no client made, which
    * only the username lock applies to) unless the address is throttled (LoginThrottled) or the username is locked
    * for it (AccountLocked), and keeps the counts: a wrong password adds a failure to both, a success clears the
-   * username's. Checks of one username, and checks from one address, run one at a time in this process, so a
-   * burst of parallel guesses cannot all start before the first failure is recorded.
+   * username's. The verification starts only within the budgets of both (see the class comment).
    */
   async guard<T>(username: string, address: string | undefined, verify: () => Promise<T>): Promise<T> {
     const policy = this.#policy()
     const usernameKey = policy.failuresBeforeLockout > 0 ? username.toLowerCase() : undefined
     const addressKey = address !== undefined && (policy.failuresPerAddress > 0 || (usernameKey && policy.lockSparesCleanAddresses)) ? countedAddress(address) : undefined
     if (!usernameKey && !addressKey) return verify()
-    const check = () => this.#check(usernameKey, addressKey, policy, verify)
-    const byUsername = usernameKey ? () => this.#oneAtATime(`user:${usernameKey}`, check) : check
-    return addressKey ? this.#oneAtATime(`address:${addressKey}`, byUsername) : byUsername()
+    const counted: Counted[] = []
+    if (usernameKey) counted.push({ ...this.#join(`user:${usernameKey}`), budget: (admission) => admission.usernameBudget, overflow: () => new AccountLocked(1) })
+    if (addressKey) counted.push({ ...this.#join(`address:${addressKey}`), budget: (admission) => admission.addressBudget, overflow: () => new LoginThrottled(1) })
+    let admission: Admission
+    try {
+      admission = await this.#admit(usernameKey, addressKey, policy, counted)
+    } finally {
+      for (const { traffic } of counted) traffic.pending--
+      this.#forgetIdle(counted)
+    }
+    let failed = false
+    try {
+      return await this.#check(usernameKey, addressKey, policy, admission, verify, () => {
+        failed = true
+      })
+    } finally {
+      // Only now, with the failure (if any) recorded: a check that reads the records after this sees it.
+      for (const { traffic } of counted) {
+        traffic.inFlight--
+        if (failed) traffic.failuresSettled++
+        traffic.waiters.shift()?.()
+      }
+      this.#forgetIdle(counted)
+    }
   }
 
   /** Told each time a username becomes locked (the audit trail and metrics listen). */
@@ -88,30 +122,99 @@ export class Lockout {
     return { counted, cleared: await this.#store.loginFailures.clearAddress(counted) }
   }
 
-  async #check<T>(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, verify: () => Promise<T>): Promise<T> {
-    const repository = this.#store.loginFailures
-    const [record, place] = await Promise.all([
-      usernameKey ? repository.find(usernameKey) : undefined,
-      addressKey ? repository.findAddress(addressKey) : undefined,
-    ])
-    const now = Date.now()
-    const memoryMs = Math.max(FAILURE_MEMORY_MS, policy.lockoutSeconds * 1000)
-    if (place && policy.failuresPerAddress > 0) {
-      const windowEnd = place.windowStart + policy.addressWindowSeconds * 1000
-      if (windowEnd > now && place.failures >= policy.failuresPerAddress) throw new LoginThrottled(Math.ceil((windowEnd - now) / 1000))
+  /** The entry of a key, made if need be, kept at least until this check is admitted or refused. */
+  #join(key: string): { key: string; traffic: KeyTraffic } {
+    let traffic = this.#traffic.get(key)
+    if (!traffic) this.#traffic.set(key, traffic = { inFlight: 0, failuresSettled: 0, pending: 0, waiters: [] })
+    traffic.pending++
+    return { key, traffic }
+  }
+
+  #forgetIdle(counted: Counted[]): void {
+    for (const { key, traffic } of counted) {
+      if (traffic.inFlight === 0 && traffic.pending === 0 && this.#traffic.get(key) === traffic) this.#traffic.delete(key)
     }
-    const locked = record?.lockedUntil && record.lockedUntil > now
-    const spared = locked && policy.lockSparesCleanAddresses && addressKey !== undefined && !failedSince(place, now - memoryMs)
-    if (locked && !spared) throw new AccountLocked(Math.ceil((record.lockedUntil! - now) / 1000))
+  }
+
+  /**
+   * Reads the records until they refuse the check or admit it, counting it in flight. A failure that a check of
+   * this process recorded while they were being read may be missing from them: then they are read again.
+   */
+  async #admit(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, counted: Counted[]): Promise<Admission> {
+    const repository = this.#store.loginFailures
+    let waited = false
+    for (;;) {
+      const settledBefore = counted.map(({ traffic }) => traffic.failuresSettled)
+      let admission: Admission
+      try {
+        const [record, place] = await Promise.all([
+          usernameKey ? repository.find(usernameKey) : undefined,
+          addressKey ? repository.findAddress(addressKey) : undefined,
+        ])
+        if (counted.some(({ traffic }, i) => traffic.failuresSettled !== settledBefore[i])) continue
+        admission = this.#admission(record, place, addressKey !== undefined, policy)
+      } catch (error) {
+        // Woken for a place it does not take: the next waiter reads for itself (and is likely refused as well).
+        if (waited) for (const { traffic } of counted) traffic.waiters.shift()?.()
+        throw error
+      }
+      const processes = this.#processes()
+      const shares = counted.map(({ budget }) => shareOfBudget(budget(admission), processes))
+      const full = counted.findIndex(({ traffic }, i) => traffic.inFlight >= shares[i]!)
+      if (full === -1) for (const { traffic } of counted) traffic.inFlight++
+      // A waiter that was woken passes on a place it leaves, and one it takes with room to spare (the budget may
+      // have grown, as after a success): each settled check wakes only one.
+      if (waited) {
+        counted.forEach(({ traffic }, i) => {
+          if (i !== full && traffic.inFlight < shares[i]!) traffic.waiters.shift()?.()
+        })
+      }
+      if (full === -1) return admission
+      const { traffic, overflow } = counted[full]!
+      // What one username or address can make this process hold is bounded; the oldest waiters keep their places.
+      if (!waited && traffic.waiters.length >= MAX_WAITING_PER_KEY) throw overflow()
+      await new Promise<void>((resolve) => {
+        if (waited) traffic.waiters.unshift(resolve)
+        else traffic.waiters.push(resolve)
+      })
+      waited = true
+    }
+  }
+
+  /** Refuses a check as the records say, or answers what it may run with: the budgets are in `Admission`. */
+  #admission(record: LoginFailures | undefined, place: AddressFailures | undefined, fromAddress: boolean, policy: LockoutPolicy): Admission {
+    const now = Date.now()
+    const memoryMs = failureMemoryMs(policy)
+    let addressBudget = Infinity
+    if (policy.failuresPerAddress > 0) {
+      const windowEnd = place ? place.windowStart + policy.addressWindowSeconds * 1000 : 0
+      const failures = windowEnd > now ? place!.failures : 0
+      if (failures >= policy.failuresPerAddress) throw new LoginThrottled(Math.ceil((windowEnd - now) / 1000))
+      addressBudget = policy.failuresPerAddress - failures
+    }
+    const locked = !!record?.lockedUntil && record.lockedUntil > now
+    const spared = locked && policy.lockSparesCleanAddresses && fromAddress && !failedSince(place, now - memoryMs)
+    if (locked && !spared) throw new AccountLocked(Math.ceil((record!.lockedUntil! - now) / 1000))
+    // As recordFailure counts: failures older than the memory are forgotten by the next one.
+    const failures = record && record.lastFailureAt >= now - memoryMs ? record.failures : 0
+    // A spared check, and the one retry per lockout period after the limit, each lock again if wrong: one at a time.
+    const usernameBudget = locked || failures >= policy.failuresBeforeLockout ? 1 : policy.failuresBeforeLockout - failures
+    return { record, locked, usernameBudget, addressBudget }
+  }
+
+  async #check<T>(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, admission: Admission, verify: () => Promise<T>, onFailure: () => void): Promise<T> {
     let result: T
     try {
       result = await verify()
     } catch (error) {
-      if (isWrongPassword(error)) await this.#recordFailure(usernameKey, addressKey, policy, memoryMs)
+      if (isWrongPassword(error)) {
+        onFailure()
+        await this.#recordFailure(usernameKey, addressKey, policy, failureMemoryMs(policy))
+      }
       throw error
     }
     // A lock set by someone else's guesses stays for them; only a success the lock did not stand in front of ends it.
-    if (record && !locked) await repository.clear(usernameKey!)
+    if (admission.record && !admission.locked) await this.#store.loginFailures.clear(usernameKey!)
     return result
   }
 
@@ -141,16 +244,50 @@ export class Lockout {
       this.#pruneAt = 0
     })
   }
+}
 
-  async #oneAtATime<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const run = (this.#queues.get(key) ?? Promise.resolve()).then(task)
-    const settled = run.then(() => {}, () => {})
-    this.#queues.set(key, settled)
-    void settled.then(() => {
-      if (this.#queues.get(key) === settled) this.#queues.delete(key)
-    })
-    return run
-  }
+/** One key of a check: its traffic, and which budget and which refusal apply to it. */
+interface Counted {
+  key: string
+  traffic: KeyTraffic
+  budget: (admission: Admission) => number
+  /** The refusal when too many checks already wait for the key. */
+  overflow: () => Error
+}
+
+/** What this process knows of the checks of one username, or from one address. */
+interface KeyTraffic {
+  /** Checks admitted and not yet settled. */
+  inFlight: number
+  /** Wrong passwords of settled checks: one more while a check reads the records means they may lack it. */
+  failuresSettled: number
+  /** Checks reading the records or waiting: while there are any, the entry (and its counter) is kept. */
+  pending: number
+  /** Checks waiting for one in flight to settle, oldest first. */
+  waiters: (() => void)[]
+}
+
+interface Admission {
+  record: LoginFailures | undefined
+  locked: boolean
+  /** Wrong passwords that may still come before the username locks: how many of its checks may be in flight. */
+  usernameBudget: number
+  /** The same for the address (Infinity when only the username lock uses the address, for sparing). */
+  addressBudget: number
+}
+
+/**
+ * How much of a budget a process may fill while `processes` gateway processes share the counts: all of it when it
+ * is the only one; otherwise one check at a time. An
+ * equal part of the budget each would not do: a process whose own failures lower the count cannot see the checks
+ * another started on the earlier count, and together they could pass the limit by up to that part.
+ */
+export function shareOfBudget(budget: number, processes: number): number {
+  return processes > 1 ? 1 : budget
+}
+
+function failureMemoryMs(policy: LockoutPolicy): number {
+  return Math.max(FAILURE_MEMORY_MS, policy.lockoutSeconds * 1000)
 }
 
 /**

@@ -16,7 +16,7 @@ const LOOK_BACK = 50
 const BATCH = 1000
 /** A process that has not said it is alive for this long is no longer waited for. */
 const ALIVE_MS = 5000
-/** How often a PostgreSQL process says it is alive. */
+/** How often a process says it is alive (and counts the others that do). */
 const HEARTBEAT_MS = 1000
 /** The longest a publisher waits for other processes to confirm they have read its event. */
 const ACK_WAIT_MS = 1000
@@ -82,6 +82,8 @@ export class EventBus {
   #reconnectTimer: NodeJS.Timeout | undefined
   #reconnectMs = RECONNECT_FIRST_MS
   #registered = false
+  /** Other live processes on the database, as last counted; 1 until counted, or when counting fails (see `otherProcesses`). */
+  #others = 1
   /** The data_version check the requests of this event-loop turn wait for. */
   #versionCheck: Promise<void> | undefined
 
@@ -106,12 +108,10 @@ export class EventBus {
     this.#dataVersion = this.#store.database.dataVersion()
     this.#readAt = startedAt
     this.#started = true
-    if (this.#postgres) {
-      await this.#store.events.heartbeat(this.#processId, this.#lastId)
-      this.#registered = true
-      await this.#listen().catch(() => this.#scheduleReconnect())
-      this.#every(HEARTBEAT_MS, () => this.#store.events.heartbeat(this.#processId, this.#lastId))
-    }
+    await this.#heartbeat()
+    this.#registered = true
+    if (this.#postgres) await this.#listen().catch(() => this.#scheduleReconnect())
+    this.#every(HEARTBEAT_MS, () => this.#heartbeat())
     this.#every(intervalMs, () => this.sync())
     this.#every(3600_000, () => this.#store.events.pruneBefore(Date.now() - 3600_000))
   }
@@ -263,7 +263,26 @@ export class EventBus {
     for (const id of this.#seen) if (id < this.#lastId - LOOK_BACK) this.#seen.delete(id)
     if (events.length === BATCH) this.#again = true
     else if (this.#started) this.#readAt = Math.max(this.#readAt ?? 0, startedAt)
-    if (this.#registered && this.#lastId !== before) await this.#store.events.heartbeat(this.#processId, this.#lastId)
+    if (this.#registered && this.#postgres && this.#lastId !== before) await this.#store.events.heartbeat(this.#processId, this.#lastId)
+  }
+
+  /**
+   * How many other gateway processes use the database (each says it is alive every second): what the lockout
+   * needs to know before it lets password checks run side by side (src/directory/lockout.ts). Counted at start
+   * and with each heartbeat; when the count cannot be had, taken to be at least one, which only costs parallelism.
+   */
+  get otherProcesses(): number {
+    return this.#others
+  }
+
+  async #heartbeat(): Promise<void> {
+    try {
+      await this.#store.events.heartbeat(this.#processId, this.#lastId)
+      this.#others = await this.#store.events.othersAlive(Date.now() - ALIVE_MS, this.#processId)
+    } catch (error) {
+      this.#others = Math.max(this.#others, 1)
+      throw error
+    }
   }
 
   /** Best effort: the change is committed whatever happens here, so a failure only ends the wait. */

@@ -64,6 +64,15 @@ export class EventLog {
     return Number(row.n)
   }
 
+  /** How many processes other than `except` said they were alive since `aliveSince`. */
+  async othersAlive(aliveSince: number, except: string): Promise<number> {
+    const row = await this.#db.selectFrom('gateway_processes')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('heartbeat_at', '>', aliveSince).where('id', '!=', except)
+      .executeTakeFirstOrThrow()
+    return Number(row.n)
+  }
+
   async pruneBefore(time: number): Promise<void> {
     await this.#db.deleteFrom('gateway_processes').where('heartbeat_at', '<', time).execute()
     await this.#db.deleteFrom('events').where('created_at', '<', time).execute()

@@ -2,8 +2,12 @@ import { once } from 'node:events'
 import { DatabaseSync } from 'node:sqlite'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 
-/** Writes a process makes before it starts the checkpointer: an idle or read-mostly gateway never pays for a thread. */
+/**
+ * Writes a process makes within WRITE_WINDOW_MS before it starts the checkpointer: an idle or read-mostly gateway
+ * never pays for a thread, nor does the heartbeat every process writes each second (src/store/event-bus.ts).
+ */
 export const WRITES_BEFORE_CHECKPOINTER = 300
+const WRITE_WINDOW_MS = 60_000
 /** SQLite's own default, restored whenever the checkpointer is not (or no longer) running; past it, the worker makes the WAL start over. */
 const AUTOCHECKPOINT_PAGES = 1000
 /** How often the worker checkpoints while there are writes, and while there are none (then it is a cheap no-op). */
@@ -34,6 +38,8 @@ export class SqliteCheckpointer {
   readonly #main: DatabaseSync
   readonly #file: string
   #writes = 0
+  #windowStart = 0
+  #started = false
   #worker: Worker | undefined
   #stopped = false
 
@@ -42,9 +48,18 @@ export class SqliteCheckpointer {
     this.#file = file
   }
 
-  /** Counts a write; the one that reaches the threshold starts the worker. */
+  /** Counts a write; the one that reaches the threshold within the window starts the worker. */
   wrote(): void {
-    if (++this.#writes === WRITES_BEFORE_CHECKPOINTER && !this.#stopped) this.#start()
+    if (this.#started) return
+    const now = Date.now()
+    if (now - this.#windowStart > WRITE_WINDOW_MS) {
+      this.#windowStart = now
+      this.#writes = 0
+    }
+    if (++this.#writes === WRITES_BEFORE_CHECKPOINTER && !this.#stopped) {
+      this.#started = true
+      this.#start()
+    }
   }
 
   /** The worker thread, once started (until then, and after a failed start, none). */

@@ -80,6 +80,12 @@ for (const backend of gatewayBackends) {
       assert.match(bad.stderr, /not an IP address: not-an-address/)
     })
 
+    it('lets no more than the allowed guesses from one address through when they arrive all at once', async () => {
+      const codes = (await Promise.all(Array.from({ length: 12 }, (_, i) => basicFrom('127.0.0.12', `burst-${i}`, 'Spring2024!')))).map(codeOf)
+      assert.equal(codes.filter((code) => code === 'invalid_credentials').length, 5, codes.join(' '))
+      assert.equal(codes.filter((code) => code === 'login_throttled').length, 7, codes.join(' '))
+    })
+
     it('counts the failures of one address on every process sharing the database', async () => {
       for (let i = 0; i < 5; i++) await basicFrom('127.0.0.4', `spray-${i}`, 'Winter2024!', i % 2 ? other : gw)
       for (const target of [gw, other]) assert.equal(codeOf(await basicFrom('127.0.0.4', 'rosa', 'rosa-password-1', target)), 'login_throttled')

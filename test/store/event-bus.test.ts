@@ -85,3 +85,38 @@ for (const backend of storeBackends) {
     })
   })
 }
+
+for (const backend of storeBackends) {
+  describe(`event bus on ${backend.name}: other processes`, () => {
+    it('counts the other processes on the database from their heartbeats, and forgets one that stopped', async () => {
+      const opened = await backend.open()
+      const second = await opened.reopen()
+      const first = new EventBus(opened.store)
+      const other = new EventBus(second)
+      try {
+        assert.equal(first.otherProcesses, 1, 'before it has counted, a process assumes another')
+        await first.start(60_000)
+        assert.equal(first.otherProcesses, 0, 'alone on the database')
+        await other.start(60_000)
+        assert.equal(other.otherProcesses, 1, 'the second counts the first at once')
+        await waitFor(() => first.otherProcesses === 1, 'the first counts the second by its next heartbeat')
+        await other.stop()
+        await waitFor(() => first.otherProcesses === 0, 'a process that stopped is no longer counted')
+      } finally {
+        await other.stop()
+        await first.stop()
+        await second.close()
+        await opened.store.close()
+        await opened.cleanup()
+      }
+    })
+  })
+}
+
+async function waitFor(condition: () => boolean, message: string): Promise<void> {
+  const deadline = Date.now() + 5000
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(message)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}

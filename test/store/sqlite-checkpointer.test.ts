@@ -3,7 +3,7 @@ import { copyFileSync, existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { setTimeout as delay } from 'node:timers/promises'
-import { describe, it } from 'node:test'
+import { describe, it, mock } from 'node:test'
 import { MAX_WAL_FRAMES, WRITES_BEFORE_CHECKPOINTER } from '../../src/store/sqlite-checkpointer.ts'
 import { NodeSqliteDatabase } from '../../src/store/sqlite-driver.ts'
 import { openStore } from '../../src/store/store.ts'
@@ -80,6 +80,22 @@ describe('SQLite checkpointer', () => {
       assert.equal(db.checkpointer!.worker, undefined)
       assert.equal(autocheckpoint(db), 1000)
     } finally {
+      db.close()
+    }
+  })
+
+  it('is not started by writes spread thin (a heartbeat a second): only enough of them within a minute start it', async () => {
+    const { db } = await openDriver()
+    mock.timers.enable({ apis: ['Date'], now: Date.now() })
+    try {
+      write(db, WRITES_BEFORE_CHECKPOINTER - 1)
+      mock.timers.tick(61_000)
+      write(db, WRITES_BEFORE_CHECKPOINTER - 1)
+      assert.equal(db.checkpointer!.worker, undefined, 'no minute had enough writes')
+      write(db, 1)
+      assert.ok(db.checkpointer!.worker, 'the write that fills a minute starts it')
+    } finally {
+      mock.timers.reset()
       db.close()
     }
   })
