@@ -430,6 +430,9 @@ class GuardedDriver implements Driver {
   }
 
   rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    // SQLite may have rolled the transaction back itself on the error that ends it (a full disk, say): a ROLLBACK
+    // then fails, and its "no transaction is active" would hide that error.
+    if (this.#sqlite && !this.#sqlite.raw.isTransaction) return Promise.resolve()
     return this.#guard(() => this.#inner.rollbackTransaction(innerOf(connection)))
   }
 

@@ -124,3 +124,22 @@ describe('SQLite statements that find another process holding the lock', () => {
     }
   })
 })
+
+describe('a SQLite transaction that SQLite rolls back itself', () => {
+  it('fails with the error that ended it, not with the ROLLBACK that finds none to end', async () => {
+    const store = await openStore({ dataDir: tempDir() })
+    try {
+      // RAISE(ROLLBACK) ends the whole transaction inside SQLite, as some I/O and lock errors may.
+      await sql`create temp trigger refuse_stale before insert on login_failures when new.username = 'refused'
+        begin select raise(rollback, 'refused by the trigger'); end`.execute(store.database.db)
+      await assert.rejects(store.transaction(async (tx) => {
+        await tx.loginFailures.recordFailure('kept-out', 1000, 0)
+        await tx.loginFailures.recordFailure('refused', 1000, 0)
+      }), /refused by the trigger/)
+      assert.equal(await store.loginFailures.find('kept-out'), undefined)
+      assert.equal((await store.loginFailures.recordFailure('after', 1000, 0)).failures, 1)
+    } finally {
+      await store.close()
+    }
+  })
+})
