@@ -196,7 +196,7 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
  */
 describe('a gateway on a SQLite file whose write lock another process holds', () => {
   /** Longer than the machine running the tests delays an answer on its own, far shorter than the locks below. */
-  const SLOWEST_HEALTH_MS = 250
+  const SLOWEST_HEALTH_MS = 400
 
   it('answers from memory while a write waits for the lock; the write succeeds once it is free, or is answered 503 after the query timeout', async () => {
     const dir = tempDir()

@@ -10,11 +10,11 @@ import { holdLock } from '../helpers/sqlite-lock.ts'
 
 const QUERY_MS = 1000
 /** How long the other process holds the lock: well within QUERY_MS. */
-const HOLD_MS = 300
+const HOLD_MS = 500
 /** A timer ticking this often sees the event loop stall when a statement sleeps in SQLite's own wait for the lock. */
 const TICK_MS = 5
 /** Longer than any tick the machine running the tests delays on its own, far shorter than HOLD_MS. */
-const STALL_MS = 50
+const STALL_MS = 150
 
 /** Runs `work`, and measures the longest the event loop went without running a timer meanwhile. */
 async function withStallMeter<T>(work: () => Promise<T>): Promise<{ outcome: PromiseSettledResult<T>; longestStallMs: number; tookMs: number }> {
