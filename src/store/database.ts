@@ -89,7 +89,7 @@ export class Database {
     this.#sqlite = sqlite
     this.#pgConfig = pgConfig
     this.#pool = pool
-    this.db = new Kysely<Tables>({ dialect: new GuardedDialect(inner, dialect, this.#health) })
+    this.db = new Kysely<Tables>({ dialect: new GuardedDialect(inner, this.#health, sqlite) })
   }
 
   static async open(location: DatabaseLocation): Promise<Database> {
@@ -129,13 +129,15 @@ export class Database {
    * of its own without the query timeouts: a migration may take longer than any request should, and a process
    * starting next to another waits for the other's migrations to finish (an advisory lock). Kysely takes no lock on
    * SQLite (it counts on one connection in all), so there the whole run is one immediate transaction: a process
-   * starting next to another waits for it (the busy timeout), then finds the migrations applied.
+   * starting next to another waits for it, then finds the migrations applied. That wait is SQLite's own, the event
+   * loop asleep with it: nothing is served yet.
    */
   async migrate(): Promise<string[]> {
     if (!this.#sqlite) return this.#migrate()
-    const raw = this.#sqlite.raw
+    const sqlite = this.#sqlite
+    const raw = sqlite.raw
     // Waiting for another process's migrations is not a query: it may rightly take longer than the query timeout.
-    raw.exec(`PRAGMA busy_timeout = ${MIGRATION_WAIT_MS}`)
+    sqlite.waitInsideSqlite(MIGRATION_WAIT_MS)
     try {
       raw.exec('BEGIN IMMEDIATE')
       // Every start but the first after an install or an upgrade finds the database up to date: one query under the
@@ -147,7 +149,7 @@ export class Database {
       if (raw.isTransaction) raw.exec('ROLLBACK')
       throw error
     } finally {
-      raw.exec(`PRAGMA busy_timeout = ${Math.round(this.#sqlite.busyTimeoutMs)}`)
+      sqlite.waitInsideSqlite(0)
     }
   }
 
@@ -370,17 +372,17 @@ function discardingBrokenClients(pool: pg.Pool): PostgresPool {
 /** Wraps a Kysely dialect so that every query passes through the guards of GuardedConnection. */
 class GuardedDialect implements Dialect {
   readonly #inner: Dialect
-  readonly #name: DialectName
   readonly #health: Health
+  readonly #sqlite: NodeSqliteDatabase | undefined
 
-  constructor(inner: Dialect, name: DialectName, health: Health) {
+  constructor(inner: Dialect, health: Health, sqlite: NodeSqliteDatabase | undefined) {
     this.#inner = inner
-    this.#name = name
     this.#health = health
+    this.#sqlite = sqlite
   }
 
   createDriver(): Driver {
-    return new GuardedDriver(this.#inner.createDriver(), this.#name, this.#health)
+    return new GuardedDriver(this.#inner.createDriver(), this.#health, this.#sqlite)
   }
 
   createQueryCompiler() {
@@ -398,13 +400,13 @@ class GuardedDialect implements Dialect {
 
 class GuardedDriver implements Driver {
   readonly #inner: Driver
-  readonly #name: DialectName
   readonly #health: Health
+  readonly #sqlite: NodeSqliteDatabase | undefined
 
-  constructor(inner: Driver, name: DialectName, health: Health) {
+  constructor(inner: Driver, health: Health, sqlite: NodeSqliteDatabase | undefined) {
     this.#inner = inner
-    this.#name = name
     this.#health = health
+    this.#sqlite = sqlite
   }
 
   init(): Promise<void> {
@@ -412,13 +414,14 @@ class GuardedDriver implements Driver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    return new GuardedConnection(await this.#guard(() => this.#inner.acquireConnection()), this.#health)
+    return new GuardedConnection(await this.#guard(() => this.#inner.acquireConnection()), this.#health, this.#sqlite)
   }
 
   beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    // SQLite's default (deferred) transaction takes the write lock at its first write, and fails at once, without
-    // waiting, if another process wrote in between; taking it at the start waits for it (busy_timeout) instead.
-    if (this.#name === 'sqlite') return connection.executeQuery(CompiledQuery.raw('begin immediate')).then(() => {})
+    // SQLite's default (deferred) transaction takes the write lock at its first write, and fails there, for good, if
+    // another process holds it or wrote in between; taking it at the start lets the BEGIN wait for it instead (a
+    // BEGIN is tried again as a whole: GuardedConnection).
+    if (this.#sqlite) return connection.executeQuery(CompiledQuery.raw('begin immediate')).then(() => {})
     return this.#guard(() => this.#inner.beginTransaction(innerOf(connection), settings))
   }
 
@@ -427,6 +430,9 @@ class GuardedDriver implements Driver {
   }
 
   rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    // SQLite may have rolled the transaction back itself on the error that ends it (a full disk, say): a ROLLBACK
+    // then fails, and its "no transaction is active" would hide that error.
+    if (this.#sqlite && !this.#sqlite.raw.isTransaction) return Promise.resolve()
     return this.#guard(() => this.#inner.rollbackTransaction(innerOf(connection)))
   }
 
@@ -449,15 +455,18 @@ class GuardedDriver implements Driver {
 
 /**
  * Every query of either backend passes here: text containing NUL is refused as bad input (whichever field it came
- * through), and failures are classified (DatabaseUnavailable for an outage).
+ * through), a SQLite statement waits for another process's lock off the event loop (whenUnlocked), and failures are
+ * classified (DatabaseUnavailable for an outage).
  */
 class GuardedConnection implements DatabaseConnection {
   readonly inner: DatabaseConnection
   readonly #health: Health
+  readonly #sqlite: NodeSqliteDatabase | undefined
 
-  constructor(inner: DatabaseConnection, health: Health) {
+  constructor(inner: DatabaseConnection, health: Health, sqlite: NodeSqliteDatabase | undefined) {
     this.inner = inner
     this.#health = health
+    this.#sqlite = sqlite
   }
 
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
@@ -466,7 +475,9 @@ class GuardedConnection implements DatabaseConnection {
     }
     const started = performance.now()
     try {
-      const result = await this.inner.executeQuery<R>(compiledQuery)
+      const result = this.#sqlite
+        ? await this.#sqlite.whenUnlocked(() => this.inner.executeQuery<R>(compiledQuery))
+        : await this.inner.executeQuery<R>(compiledQuery)
       this.#health.answered()
       return result
     } catch (error) {

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { ADMIN_PASSWORD, basic, json, spawnGateway, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
 import { at, csrfToken, LOGIN, login } from '../helpers/session.ts'
+import { holdLock } from '../helpers/sqlite-lock.ts'
 import { createToken } from '../helpers/tokens.ts'
 
 const admin = { authorization: basic('admin', ADMIN_PASSWORD) }
@@ -32,12 +35,30 @@ async function expectUnavailable(response: Response): Promise<void> {
   assert.doesNotMatch(JSON.stringify(body), /\bat .+:\d+:\d+/, 'no stack trace')
 }
 
-async function createUser(gw: Target, username: string): Promise<Record<string, string>> {
-  const response = await gw.fetch('/api/gateway/v1/users/', {
+function postUser(gw: Target, username: string): Promise<Response> {
+  return bounded(gw, '/api/gateway/v1/users/', {
     method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ username, password: `${username}-password` }),
   })
+}
+
+async function createUser(gw: Target, username: string): Promise<Record<string, string>> {
+  const response = await postUser(gw, username)
   assert.equal(response.status, 201)
   return { authorization: basic(username, `${username}-password`) }
+}
+
+/** Asks for /healthz (answered from memory) again and again until `pending` settles; how long the slowest answer took. */
+async function slowestHealthWhile(gw: Target, pending: Promise<unknown>): Promise<number> {
+  let settled = false
+  pending.then(() => (settled = true), () => (settled = true))
+  let slowestMs = 0
+  while (!settled) {
+    const started = performance.now()
+    await expectStatus(gw, '/healthz', {}, 200)
+    slowestMs = Math.max(slowestMs, performance.now() - started)
+    await sleep(20)
+  }
+  return slowestMs
 }
 
 async function eventually(what: string, check: () => Promise<boolean>, withinMs = 15_000): Promise<void> {
@@ -165,6 +186,46 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
       assert.equal((await json(refused)).code, 'account_disabled')
     } finally {
       await Promise.all([first.close(), second.close()])
+    }
+  })
+})
+
+/**
+ * Another process (a CLI command, another worker) holding the SQLite file's write lock: a gateway's write waits for
+ * it without stopping the process, so what needs no write is answered meanwhile.
+ */
+describe('a gateway on a SQLite file whose write lock another process holds', () => {
+  /** Longer than the machine running the tests delays an answer on its own, far shorter than the locks below. */
+  const SLOWEST_HEALTH_MS = 400
+
+  it('answers from memory while a write waits for the lock; the write succeeds once it is free, or is answered 503 after the query timeout', async () => {
+    const dir = tempDir()
+    const gw = await spawnGateway(['--demo', '--data-dir', dir])
+    const target = at(gw.url)
+    const file = join(dir, 'gatehouse.sqlite')
+    try {
+      // The administrator's credentials are remembered from here on: the requests below wait for the lock only.
+      await createUser(target, 'lock-first')
+
+      // Within the query timeout (storage.timeouts.query_seconds, 2 s by default).
+      let holder = await holdLock(file, 1000)
+      let created = postUser(target, 'lock-waits')
+      let slowestMs = await slowestHealthWhile(target, created)
+      assert.equal((await created).status, 201)
+      assert.ok(slowestMs < SLOWEST_HEALTH_MS, `/healthz took up to ${slowestMs.toFixed(0)} ms while the write waited`)
+      await holder.exited
+
+      // Past it.
+      holder = await holdLock(file, 3500)
+      created = postUser(target, 'lock-gives-up')
+      slowestMs = await slowestHealthWhile(target, created)
+      await expectUnavailable(await created)
+      assert.ok(slowestMs < SLOWEST_HEALTH_MS, `/healthz took up to ${slowestMs.toFixed(0)} ms while the write waited`)
+      await holder.exited
+      await createUser(target, 'lock-gives-up')
+    } finally {
+      await gw.stop()
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })

@@ -17,6 +17,9 @@ async function openDriver(): Promise<{ db: NodeSqliteDatabase; file: string }> {
   const file = join(tempDir(), 'gatehouse.sqlite')
   const db = new NodeSqliteDatabase(file, 1000)
   await db.useWal(1000)
+  // A RESTART holds the write lock for a moment: the writes these tests make straight through the driver, not
+  // through the store's wait for a lock (whenUnlocked), wait for it inside SQLite.
+  db.waitInsideSqlite(1000)
   db.raw.exec('create table rows (n integer primary key, payload text not null)')
   return { db, file }
 }
