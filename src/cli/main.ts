@@ -10,6 +10,7 @@ import { migrateCommand } from './migrate.ts'
 import { serveCommand } from './serve.ts'
 import { tokensCommand } from './tokens.ts'
 import { usersCommand } from './users.ts'
+import { isWorker } from './workers.ts'
 
 const program = new Command('gatehouse')
   .description('Gatehouse: an API gateway with a Keycloak-compatible OpenID Connect provider')
@@ -34,6 +35,9 @@ try {
   await program.parseAsync(process.argv)
 } catch (error) {
   process.exitCode = exitCodeFor(error)
+  // A worker of `serve --workers` that failed to start would be kept alive by its channel to the primary, which
+  // waits for it to exit (and closing the channel from this side exits with status 0).
+  if (isWorker()) process.exit()
 }
 
 function exitCodeFor(error: unknown): number {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { get } from 'node:http'
+import { createServer, get } from 'node:http'
 import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
@@ -90,6 +90,24 @@ describe('serve --workers', () => {
 })
 
 describe('serve --workers, bad values', () => {
+  it('exits with the error when the port is taken, instead of waiting for a worker that cannot listen', async () => {
+    const squatter = createServer()
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve))
+    const { port } = squatter.address() as { port: number }
+    const dir = tempDir()
+    try {
+      const started = Date.now()
+      const { code, stderr } = await runCli(['serve', '--demo', '--data-dir', dir, '--host', '127.0.0.1', '--port', String(port), '--workers', '2'], { env: { GATEHOUSE_LOG_LEVEL: 'warn' } })
+      assert.notEqual(code, 0)
+      assert.match(stderr, /EADDRINUSE|in use/i)
+      assert.ok(Date.now() - started < 30_000)
+    } finally {
+      squatter.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+
   it('refuses a count that is not a number from 1 to 256 or auto', async () => {
     for (const value of ['0', 'many', '1000']) {
       const { code, stderr } = await runCli(['serve', '--workers', value])
