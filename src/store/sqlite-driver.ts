@@ -34,11 +34,14 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   constructor(filename: string, busyTimeoutMs: number) {
     this.busyTimeoutMs = busyTimeoutMs
     this.raw = new DatabaseSync(filename)
-    // SQLite's own wait for a lock (its busy handler) sleeps the thread, and with it every request of the process:
-    // a statement fails at once instead, and whenUnlocked waits for the lock on a timer.
-    this.waitInsideSqlite(0)
+    // Opening comes before anything is served, so it may wait inside SQLite: the first statement reads the file,
+    // which a process creating it next to this one may hold a moment (before the file is in WAL mode, readers wait too).
+    this.waitInsideSqlite(busyTimeoutMs)
     this.raw.exec('PRAGMA synchronous = NORMAL')
     this.raw.exec('PRAGMA foreign_keys = ON')
+    // From here SQLite's own wait for a lock (its busy handler) would sleep the thread, and with it every request of
+    // the process: a statement fails at once instead, and whenUnlocked waits for the lock on a timer.
+    this.waitInsideSqlite(0)
     this.checkpointer = filename === '' || filename === ':memory:' ? undefined : new SqliteCheckpointer(this.raw, filename)
   }
 
