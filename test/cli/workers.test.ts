@@ -61,8 +61,10 @@ describe('serve --workers', () => {
     const created = await createToken(gw as never, adminAuth)
     const statuses = async () => Promise.all(Array.from({ length: 8 }, () => statusOnNewConnection(`${gateway.url}/api/controller/v2/hosts/`, bearer(created.token))))
     assert.deepEqual(await statuses(), Array(8).fill(200))
-    const servedBy = new Set([...gateway.output().matchAll(/"pid":(\d+)[^\n]*"path":"\/api\/controller\/v2\/hosts\/"/g)].map((m) => m[1]))
-    assert.equal(servedBy.size, 2, `both workers answered:\n${gateway.output()}`)
+    // A request's log line is written once its answer is sent, so it may reach the output after the answer did.
+    const served = () => [...gateway.output().matchAll(/"pid":(\d+)[^\n]*"path":"\/api\/controller\/v2\/hosts\/"/g)].map((m) => m[1])
+    await until(() => served().length === 8, 5000, 'every request is logged')
+    assert.equal(new Set(served()).size, 2, `both workers answered:\n${gateway.output()}`)
     assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
     assert.deepEqual(await statuses(), Array(8).fill(401))
   })
