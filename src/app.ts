@@ -80,7 +80,7 @@ export interface AppOptions {
   /** Addresses for services whose upstream is `builtin:demo`, by service name. */
   upstreams?: ReadonlyMap<string, URL>
   publicUrl?: string
-  /** How many gateway processes `serve --workers` runs (this one among them): they share the lockout's budgets. */
+  /** How many gateway processes `serve --workers` runs (this one among them): known before their heartbeats are (the lockout). */
   processes?: number
 }
 

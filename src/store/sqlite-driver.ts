@@ -57,7 +57,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
         this.raw.exec('PRAGMA journal_mode = WAL')
         return
       } catch (error) {
-        if (!/database is locked/.test((error as Error).message) || Date.now() >= giveUpAt) throw error
+        if (!isBusy(error) || Date.now() >= giveUpAt) throw error
         await setTimeout(WAL_RETRY_MS)
       }
     }
