@@ -9,6 +9,7 @@ import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener
 import { logFormats, resolveLogFormat, type LogFormatChoice } from '../logging/format.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { lowerThreadPoolPriority } from './pool-priority.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { startGatehouse } from './start.ts'
 import { announceReady, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
@@ -106,6 +107,7 @@ async function serve(options: ServeOptions): Promise<void> {
   // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
   for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
   releaseStartupMemory()
+  void lowerThreadPoolPriority()
 }
 
 /**

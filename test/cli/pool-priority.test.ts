@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { describe, it } from 'node:test'
+import { lowerThreadPoolPriority, POOL_NICE_STEP } from '../../src/cli/pool-priority.ts'
+import { adminAuth, spawnGateway, tempDir } from '../helpers/gateway.ts'
+
+/** Each thread of a process: its name and its nice value (field 19 of /proc's stat, after the name). */
+function threadsOf(pid: number | 'self'): { id: number; name: string; nice: number }[] {
+  return readdirSync(`/proc/${pid}/task`).map((id) => {
+    const stat = readFileSync(`/proc/${pid}/task/${id}/stat`, 'utf8')
+    const afterName = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { id: Number(id), name: readFileSync(`/proc/${pid}/task/${id}/comm`, 'utf8').trim(), nice: Number(afterName[16]) }
+  })
+}
+
+const poolThreads = (pid: number | 'self') => threadsOf(pid).filter((thread) => thread.name === 'libuv-worker')
+
+describe('the thread pool runs below the event loop', { skip: process.platform !== 'linux' }, () => {
+  it('serve lowers libuv\'s pool threads by ten nice steps once it listens, leaves the event loop as it was, and its password checks still run there', async () => {
+    const dir = tempDir()
+    const gateway = await spawnGateway(['--data-dir', join(dir, 'data')])
+    try {
+      const pid = gateway.process.pid!
+      let pool = poolThreads(pid)
+      for (let waited = 0; waited < 5000 && !(pool.length > 0 && pool.every((thread) => thread.nice === POOL_NICE_STEP)); waited += 50) {
+        await sleep(50)
+        pool = poolThreads(pid)
+      }
+      assert.ok(pool.length >= 1, 'the process has pool threads')
+      assert.deepEqual(pool.map((thread) => thread.nice), pool.map(() => POOL_NICE_STEP))
+      const loop = threadsOf(pid).find((thread) => thread.id === pid)!
+      assert.equal(loop.nice, 0, 'the event loop keeps its priority')
+      // argon2id runs on the pool: a basic-auth call verifies the password there.
+      const me = await fetch(`${gateway.url}/api/gateway/v1/me/`, { headers: adminAuth })
+      assert.equal(me.status, 200)
+    } finally {
+      await gateway.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('lowers each pool thread from its own priority, never past 19, and counts the threads it lowered', async () => {
+    const before = new Map(poolThreads('self').map((thread) => [thread.id, thread.nice]))
+    const lowered = await lowerThreadPoolPriority(3)
+    const after = poolThreads('self')
+    assert.equal(lowered, after.length)
+    assert.ok(lowered >= 1)
+    for (const thread of after) assert.equal(thread.nice, Math.min(19, (before.get(thread.id) ?? 0) + 3))
+    assert.equal(threadsOf('self').find((thread) => thread.id === process.pid)!.nice, 0, 'the event loop is left alone')
+
+    assert.equal(await lowerThreadPoolPriority(30), after.length)
+    assert.deepEqual(poolThreads('self').map((thread) => thread.nice), after.map(() => 19))
+  })
+})
