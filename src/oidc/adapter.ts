@@ -53,8 +53,10 @@ export class StoreAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const record = await this.#deps.records.find(this.#model, id)
-    if (record && this.#model === 'RefreshToken') this.#refreshTokenClients.set(id, String(record.payload.clientId))
+    if (this.#model !== 'RefreshToken') return asPayload(await this.#deps.records.find(this.#model, id))
+    // Its grant comes along: a refresh reads it next.
+    const record = await this.#deps.records.findWithGrant(this.#model, id)
+    if (record) this.#refreshTokenClients.set(id, String(record.payload.clientId))
     return asPayload(record)
   }
 

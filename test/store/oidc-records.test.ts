@@ -119,6 +119,57 @@ for (const backend of storeBackends) {
       assert.equal((await refreshTokens.find('read-then-kept'))!.consumed, undefined)
     })
 
+    it('reads a refresh token and its grant in one statement, and serves the grant to the next find of it in the same turn', async () => {
+      const deps = { records: db.store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: () => false }
+      const refreshTokens = new StoreAdapter('RefreshToken', deps)
+      const grants = new StoreAdapter('Grant', deps)
+      await grants.upsert('along-grant', { accountId: '5', clientId: 'c', openid: { scope: 'openid' } }, 300)
+      await refreshTokens.upsert('along-token', { grantId: 'along-grant', clientId: 'c' }, 300)
+
+      let statements = countStatements()
+      assert.equal((await refreshTokens.find('along-token'))!.grantId, 'along-grant')
+      assert.deepEqual(await grants.find('along-grant'), { accountId: '5', clientId: 'c', openid: { scope: 'openid' } })
+      statements.stop()
+      assert.equal(statements.count, 1)
+
+      // Served once: the next find reads the database.
+      statements = countStatements()
+      assert.ok(await grants.find('along-grant'))
+      statements.stop()
+      assert.equal(statements.count, 1)
+
+      // Not past the turn it was read in.
+      await refreshTokens.find('along-token')
+      await new Promise((resolve) => setImmediate(resolve))
+      statements = countStatements()
+      assert.ok(await grants.find('along-grant'))
+      statements.stop()
+      assert.equal(statements.count, 1)
+
+      // Nor past a change: a grant deleted after it was read along is not found.
+      await refreshTokens.find('along-token')
+      await db.store.oidc.destroy('Grant', 'along-grant')
+      assert.equal(await grants.find('along-grant'), undefined)
+      // A token whose grant is gone reads as such, without asking again.
+      statements = countStatements()
+      assert.ok(await refreshTokens.find('along-token'))
+      assert.equal(await grants.find('along-grant'), undefined)
+      statements.stop()
+      assert.equal(statements.count, 1)
+    })
+
+    it('never serves a grant read along past its expiry, nor anything for a token that does not exist', async () => {
+      const now = Date.now()
+      await db.store.oidc.upsert({ model: 'Grant', id: 'short-grant', payload: { accountId: '5' }, expiresAt: now + 1000 })
+      await db.store.oidc.upsert({ model: 'RefreshToken', id: 'short-token', payload: { grantId: 'short-grant' }, grantId: 'short-grant', expiresAt: now + 60_000 })
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'short-token', now))
+      assert.equal(await db.store.oidc.find('Grant', 'short-grant', now + 2000), undefined)
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'short-token', now + 2000))
+      assert.equal(await db.store.oidc.find('Grant', 'short-grant', now + 2000), undefined)
+      assert.equal(await db.store.oidc.findWithGrant('RefreshToken', 'no-such-token', now), undefined)
+      assert.equal(await db.store.oidc.findWithGrant('RefreshToken', 'short-token', now + 120_000), undefined)
+    })
+
     it('writes records that arrive together in one statement, each committed before its caller goes on', async () => {
       const statements = countStatements()
       const later = Date.now() + 60_000
