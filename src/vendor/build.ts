@@ -71,6 +71,20 @@ function filesUnder(directory: string): string[] {
   }
 }
 
+/**
+ * The packages some of `inputs` (paths relative to the project) belong to, by directory, with their installed
+ * versions: `node_modules/ajv/node_modules/fast-uri/index.js` belongs to `node_modules/ajv/node_modules/fast-uri`.
+ */
+function packagesIn(inputs: string[]): Record<string, string> {
+  const contents: Record<string, string> = {}
+  for (const input of inputs) {
+    const directory = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1]
+    if (!directory || directory in contents) continue
+    contents[directory] = (JSON.parse(readFileSync(join(projectRoot, directory, 'package.json'), 'utf8')) as { version: string }).version
+  }
+  return contents
+}
+
 /** A file name for a specifier: `zod/v4/core` becomes `zod__v4__core`. */
 function fileStem(specifier: string): string {
   return specifier.replace(/^@/, '').replaceAll('/', '__')
@@ -78,9 +92,11 @@ function fileStem(specifier: string): string {
 
 /**
  * The ES module facade of one specifier: its default export as Node would give it (a transpiled module's `default`,
- * else the whole `module.exports`), and every other key as a named export.
+ * else the whole `module.exports`; none where the package's own ES module has none, as kysely's), every other key
+ * as a named export, and, as Node gives a CommonJS module's namespace, `module.exports` where the installed one has
+ * it. `installed` names what importing the installed package gives.
  */
-function facadeSource(bundleFile: string, specifier: string, exported: Record<string, unknown>): string {
+function facadeSource(bundleFile: string, specifier: string, exported: Record<string, unknown>, installed: Set<string>): string {
   const names = Object.keys(exported).filter((key) => key !== 'default' && key !== '__esModule')
   const transpiledDefault = exported.__esModule === true && 'default' in exported
   const lines = [
@@ -88,7 +104,8 @@ function facadeSource(bundleFile: string, specifier: string, exported: Record<st
     `import { createRequire } from 'node:module'`,
     `const bundle = createRequire(import.meta.url)('./${bundleFile}')`,
     `const exported = bundle[${JSON.stringify(specifier)}]`,
-    `export default ${transpiledDefault ? 'exported.default' : 'exported'}`,
+    ...(installed.has('default') ? [`export default ${transpiledDefault ? 'exported.default' : 'exported'}`] : []),
+    ...(installed.has('module.exports') ? ['export { exported as "module.exports" }'] : []),
     ...names.map((name, index) => `const _${index} = exported[${JSON.stringify(name)}]`),
   ]
   if (names.length > 0) lines.push(`export { ${names.map((name, index) => `_${index} as ${JSON.stringify(name)}`).join(', ')} }`)
@@ -106,7 +123,7 @@ export async function buildVendor(directory = vendorDirectory(projectRoot)): Pro
     const packageJson = JSON.parse(readFileSync(join(packageDirectory, 'package.json'), 'utf8')) as { version: string; exports?: unknown }
     const specifiers = specifiersOf(name, packageDirectory, packageJson)
     const bundleFile = `${fileStem(name)}.bundle.cjs`
-    await build({
+    const { metafile } = await build({
       stdin: {
         // Getters: a specifier's modules run when it is first imported (zod's v3 and mini never, here).
         contents: specifiers.map((specifier) => `Object.defineProperty(exports, ${JSON.stringify(specifier)}, { enumerable: true, get: () => require(${JSON.stringify(specifier)}) })`).join('\n'),
@@ -123,16 +140,20 @@ export async function buildVendor(directory = vendorDirectory(projectRoot)): Pro
       keepNames: true,
       // A third less to read and hash at every start; names and the code's shape stay as written.
       minifyWhitespace: true,
+      metafile: true,
+      absWorkingDir: projectRoot,
     })
     const bundle = createRequire(join(directory, bundleFile))(`./${bundleFile}`) as Record<string, Record<string, unknown>>
     const files: VendoredPackage['specifiers'] = {}
     for (const specifier of specifiers) {
       const stem = fileStem(specifier)
-      writeFileSync(join(directory, `${stem}.mjs`), facadeSource(bundleFile, specifier, bundle[specifier]!))
+      // The package as an importer gets it (this process has no resolve hook).
+      const installed = new Set(Object.keys(await import(specifier) as object))
+      writeFileSync(join(directory, `${stem}.mjs`), facadeSource(bundleFile, specifier, bundle[specifier]!, installed))
       writeFileSync(join(directory, `${stem}.cjs`), `module.exports = require('./${bundleFile}')[${JSON.stringify(specifier)}]\n`)
       files[specifier] = { import: `${stem}.mjs`, require: `${stem}.cjs` }
     }
-    packages[name] = { version: packageJson.version, specifiers: files }
+    packages[name] = { version: packageJson.version, specifiers: files, contents: packagesIn(Object.keys(metafile.inputs)) }
   }
   const manifest: Manifest = { esbuild: esbuildVersion, node: process.versions.node, packages }
   writeFileSync(join(directory, MANIFEST), JSON.stringify(manifest, null, 2) + '\n')

@@ -5,8 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
 import { buildVendor, VENDORED_PACKAGES } from '../../src/vendor/build.ts'
-import { MANIFEST, vendorDirectory, type Manifest } from '../../src/vendor/manifest.ts'
-import { currentBundles } from '../../src/vendor/register.ts'
+import { currentBundles, MANIFEST, vendorDirectory } from '../../src/vendor/manifest.ts'
 import { repoRoot, tempDir } from '../helpers/gateway.ts'
 
 const require = createRequire(import.meta.url)
@@ -19,7 +18,13 @@ describe('vendor: the dependencies bundled at install', () => {
       assert.deepEqual(Object.keys(manifest.packages), VENDORED_PACKAGES)
       for (const [name, vendored] of Object.entries(manifest.packages)) {
         assert.equal(vendored.version, JSON.parse(readFileSync(join(repoRoot, 'node_modules', name, 'package.json'), 'utf8')).version)
+        // The package and each dependency bundled with it, at its installed version.
+        assert.equal(vendored.contents[`node_modules/${name}`], vendored.version)
+        for (const [directory, version] of Object.entries(vendored.contents)) {
+          assert.equal(version, JSON.parse(readFileSync(join(repoRoot, directory, 'package.json'), 'utf8')).version, directory)
+        }
       }
+      for (const dependency of ['node_modules/find-my-way', 'node_modules/avvio', 'node_modules/pino']) assert.ok(dependency in manifest.packages.fastify!.contents, dependency)
       const specifiers = Object.values(manifest.packages).flatMap((vendored) => Object.entries(vendored.specifiers))
       // Subpaths (zod/v4/core), and the files of export patterns (jose's jwt/*), not only the packages' names.
       for (const expected of ['zod/v4/core', 'jose/jwt/verify', 'kysely/helpers/postgres']) {
@@ -45,7 +50,7 @@ describe('vendor: the dependencies bundled at install', () => {
     }
   })
 
-  it('leaves to Node a package whose installed version is not the one bundled, and everything without a manifest', () => {
+  it('leaves to Node a package whose installed version, or a bundled dependency\'s, is not the one bundled, and everything without a manifest', () => {
     const root = tempDir()
     try {
       assert.equal(currentBundles(root).size, 0)
@@ -53,23 +58,46 @@ describe('vendor: the dependencies bundled at install', () => {
       mkdirSync(directory, { recursive: true })
       writeFileSync(join(directory, MANIFEST), '{ not json')
       assert.equal(currentBundles(root).size, 0)
-      for (const [name, version] of [['current', '1.0.0'], ['upgraded', '2.0.0']]) {
+      const installed = [
+        ['current', '1.0.0'], ['current/node_modules/nested', '3.0.0'], ['@scope/helper', '1.2.0'],
+        ['upgraded', '2.0.0'],
+        ['same-version', '1.0.0'], ['updated-dependency', '1.5.0'],
+        ['unlisted', '1.0.0'],
+      ]
+      for (const [name, version] of installed) {
         mkdirSync(join(root, 'node_modules', name!), { recursive: true })
         writeFileSync(join(root, 'node_modules', name!, 'package.json'), JSON.stringify({ name, version }))
       }
-      const manifest: Manifest = {
+      const manifest = {
         esbuild: '0',
         node: process.versions.node,
         packages: {
-          current: { version: '1.0.0', specifiers: { current: { import: 'current.mjs', require: 'current.cjs' }, 'current/sub': { import: 'current__sub.mjs', require: 'current__sub.cjs' } } },
-          upgraded: { version: '1.0.0', specifiers: { upgraded: { import: 'upgraded.mjs', require: 'upgraded.cjs' } } },
-          removed: { version: '1.0.0', specifiers: { removed: { import: 'removed.mjs', require: 'removed.cjs' } } },
+          current: {
+            version: '1.0.0',
+            specifiers: { current: { import: 'current.mjs', require: 'current.cjs' }, 'current/sub': { import: 'current__sub.mjs', require: 'current__sub.cjs' } },
+            contents: { 'node_modules/current': '1.0.0', 'node_modules/current/node_modules/nested': '3.0.0', 'node_modules/@scope/helper': '1.2.0' },
+          },
+          upgraded: { version: '1.0.0', specifiers: { upgraded: { import: 'upgraded.mjs', require: 'upgraded.cjs' } }, contents: { 'node_modules/upgraded': '1.0.0' } },
+          removed: { version: '1.0.0', specifiers: { removed: { import: 'removed.mjs', require: 'removed.cjs' } }, contents: { 'node_modules/removed': '1.0.0' } },
+          // The package as bundled, one of its dependencies updated since (npm update, a security fix).
+          'same-version': {
+            version: '1.0.0',
+            specifiers: { 'same-version': { import: 'same-version.mjs', require: 'same-version.cjs' } },
+            contents: { 'node_modules/same-version': '1.0.0', 'node_modules/updated-dependency': '1.4.0' },
+          },
+          // A manifest from before it listed what a bundle holds.
+          unlisted: { version: '1.0.0', specifiers: { unlisted: { import: 'unlisted.mjs', require: 'unlisted.cjs' } } },
         },
       }
       writeFileSync(join(directory, MANIFEST), JSON.stringify(manifest))
-      const bundles = currentBundles(root)
+      let bundles = currentBundles(root)
       assert.deepEqual([...bundles.keys()], ['current', 'current/sub'])
       assert.equal(bundles.get('current/sub')!.import, pathToFileURL(join(directory, 'current__sub.mjs')).href)
+
+      // A dependency nested under the package, changed: the package's bundle is stale.
+      writeFileSync(join(root, 'node_modules', 'current/node_modules/nested', 'package.json'), JSON.stringify({ name: 'nested', version: '3.0.1' }))
+      bundles = currentBundles(root)
+      assert.deepEqual([...bundles.keys()], [])
     } finally {
       rmSync(root, { recursive: true, force: true })
     }
