@@ -86,8 +86,9 @@ export interface AppOptions {
 
 export async function createApp(config: Config, store: Store, options: AppOptions = {}): Promise<App> {
   const bus = new EventBus(store, { maxStaleMs: config.auth.max_stale_seconds * 1000 })
-  const settings = new RuntimeSettings(store, bus)
+  const settings = new RuntimeSettings(store, bus, { maxStaleMs: config.auth.max_stale_seconds * 1000 })
   await settings.reload()
+  settings.start()
   // Workers of one `serve --workers` know their number at once; other processes on the database, by their heartbeats.
   const lockout = new Lockout(store, () => ({
     failuresBeforeLockout: settings.current.login_failures_before_lockout,
@@ -196,6 +197,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     authorize: (request, place) => authorize(auth, request, place),
     async close() {
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
+      settings.stop()
       const results = await Promise.allSettled([tokens.close(), audit.close()])
       await bus.stop()
       for (const result of results) if (result.status === 'rejected') throw result.reason

@@ -7,17 +7,35 @@ import { SETTINGS_TOPIC } from '../store/topics.ts'
 /**
  * The current settings, held in memory so the request path reads a field and nothing else.
  * Saving writes an event in the same transaction; every process (this one at once) reloads from the database.
+ * As everything else read from the database (`auth.max_stale_seconds`), they are also read again every `maxStaleMs`:
+ * a safety net for news that never arrived, so that no process keeps, say, basic auth on for good after it was
+ * switched off. A read that fails keeps what the process has.
  */
 export class RuntimeSettings {
   #current: Settings = defaultSettings
   readonly #store: Store
   readonly #bus: EventBus
   readonly #listeners: ((settings: Settings) => void)[] = []
+  readonly #maxStaleMs: number | undefined
+  #refresher: NodeJS.Timeout | undefined
 
-  constructor(store: Store, bus: EventBus) {
+  constructor(store: Store, bus: EventBus, options: { maxStaleMs?: number } = {}) {
     this.#store = store
     this.#bus = bus
+    this.#maxStaleMs = options.maxStaleMs
     bus.on(SETTINGS_TOPIC, () => this.reload())
+  }
+
+  /** Starts reading the settings again every `maxStaleMs` (nothing without it). */
+  start(): void {
+    if (this.#maxStaleMs === undefined || this.#refresher) return
+    this.#refresher = setInterval(() => this.reload().catch(() => {}), this.#maxStaleMs)
+    this.#refresher.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.#refresher)
+    this.#refresher = undefined
   }
 
   get current(): Settings {
@@ -33,7 +51,10 @@ export class RuntimeSettings {
     const known = Object.fromEntries(Object.entries(stored).filter(([key]) => key in settingsSchema.shape))
     // At start and after each change: too rarely for zod's compiled fast path to pay for its making (src/config/load.ts).
     const parsed = settingsSchema.safeParse(known, { jitless: true })
-    this.#current = Object.freeze(parsed.success ? parsed.data : defaultSettings)
+    const loaded = parsed.success ? parsed.data : defaultSettings
+    // The same settings read again change nothing, and tell no one (the listeners drop caches).
+    if (JSON.stringify(loaded) === JSON.stringify(this.#current)) return
+    this.#current = Object.freeze(loaded)
     for (const listener of this.#listeners) listener(this.#current)
   }
 

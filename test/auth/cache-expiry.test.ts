@@ -39,4 +39,30 @@ describe('remembered credentials after auth.max_stale_seconds', () => {
       }
     }
   })
+
+  it('applies a setting saved without news within the bound, and reads unchanged settings again without dropping what it remembers', async () => {
+    await gw.app.accounts.create({ username: 'settled', password: 'settled-password' })
+    const headers = { authorization: basic('settled', 'settled-password') }
+    assert.equal((await gw.fetch(HOSTS, { headers })).status, 200)
+    let changes = 0
+    gw.app.settings.onChange(() => changes++)
+
+    // Settings read again but unchanged tell no one (the listeners drop the remembered basic credentials).
+    await gw.app.settings.reload()
+    assert.equal(changes, 0)
+
+    // Basic auth switched off straight in the database, as if its news had been lost.
+    await gw.store.settings.put({ gateway_basic_auth_enabled: false })
+    try {
+      const began = Date.now()
+      while ((await gw.fetch(HOSTS, { headers })).status !== 401) {
+        assert.ok(Date.now() - began < 8000, 'basic credentials are still accepted')
+        await sleep(100)
+      }
+      assert.equal(changes, 1)
+      assert.equal(gw.app.settings.current.gateway_basic_auth_enabled, false)
+    } finally {
+      await gw.app.settings.update({ gateway_basic_auth_enabled: true })
+    }
+  })
 })
