@@ -53,6 +53,8 @@ export class OidcRecordRepository {
   readonly #statements = new CompiledStatements()
   /** Grants read along with a token (`findWithGrant`), by model and id; null: it has none. Kept for one turn of the event loop. */
   readonly #readAlong = new Map<string, OidcRecord | null>()
+  /** Moves with every write and deletion that may touch a grant: a grant read along while one was asked for is not kept. */
+  #grantChanges = 0
 
   constructor(db: Kysely<Tables>, options: { batched?: boolean } = {}) {
     this.#db = db
@@ -61,7 +63,7 @@ export class OidcRecordRepository {
 
   /** Writes a record, replacing one of the same model and id; resolves once it is committed. */
   upsert(input: OidcRecordInput): Promise<void> {
-    this.#readAlong.clear()
+    this.#changed(input.model)
     if (!this.#batched) return this.#write([input])
     return new Promise((written, failed) => {
       if (this.#queue.length === 0) setImmediate(() => this.#flush())
@@ -137,10 +139,11 @@ export class OidcRecordRepository {
   /**
    * A record (a refresh token) and its grant, in one statement: a refresh reads its token and then, at once, the
    * token's grant, and on PostgreSQL each read is a round trip. The grant is kept for the first `find` of it in the
-   * same turn of the event loop, as that find would have read it: any write or deletion through this repository
-   * drops it, and so does the turn's end.
+   * same turn of the event loop, as that find would have read it: a write or deletion of grants through this
+   * repository since the read was asked for drops it, and so does the turn's end.
    */
   async findWithGrant(model: string, id: string, now = Date.now()): Promise<OidcRecord | undefined> {
+    const changesBefore = this.#grantChanges
     const { rows } = await this.#db.executeQuery(this.#statements.compiled('findWithGrant', [now, model, id, now, GRANT_MODEL, model, id], () =>
       this.#live(now).where('model', '=', model).where('id', '=', id)
         .unionAll(this.#db.selectFrom('oidc_records as g').selectAll('g')
@@ -149,12 +152,19 @@ export class OidcRecordRepository {
           .where('g.id', '=', (eb) => eb.selectFrom('oidc_records as t').select('t.grant_id').where('t.model', '=', model).where('t.id', '=', id)))))
     const record = rows.find((row) => row.model === model && row.id === id)
     if (!record) return undefined
-    if (record.grant_id !== null && model !== GRANT_MODEL) {
+    if (record.grant_id !== null && model !== GRANT_MODEL && this.#grantChanges === changesBefore) {
       const grant = rows.find((row) => row.model === GRANT_MODEL && row.id === record.grant_id)
       if (this.#readAlong.size === 0) setImmediate(() => this.#readAlong.clear())
       this.#readAlong.set(`${GRANT_MODEL}\u0000${record.grant_id}`, grant ? toRecord(grant) : null)
     }
     return toRecord(record)
+  }
+
+  /** A write or deletion of `model`'s records (of any model's, without one): what was read along of a grant may be gone. */
+  #changed(model?: string): void {
+    if (model !== undefined && model !== GRANT_MODEL) return
+    this.#grantChanges++
+    this.#readAlong.clear()
   }
 
   async findByUid(model: string, uid: string, now = Date.now()): Promise<OidcRecord | undefined> {
@@ -172,20 +182,20 @@ export class OidcRecordRepository {
 
   /** Marks a record used (a code, a rotated refresh token); true when it existed. */
   async consume(model: string, id: string, at = Date.now()): Promise<boolean> {
-    this.#readAlong.clear()
+    this.#changed(model)
     const result = await this.#db.updateTable('oidc_records').set({ consumed_at: at })
       .where('model', '=', model).where('id', '=', id).executeTakeFirst()
     return Number(result.numUpdatedRows) > 0
   }
 
   async destroy(model: string, id: string): Promise<void> {
-    this.#readAlong.clear()
+    this.#changed(model)
     await this.settled()
     await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('id', '=', id).execute()
   }
 
   async destroyByGrantId(model: string, grantId: string): Promise<void> {
-    this.#readAlong.clear()
+    this.#changed(model)
     await this.settled()
     await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('grant_id', '=', grantId).execute()
   }
@@ -196,14 +206,14 @@ export class OidcRecordRepository {
    * without one (client credentials, interactions) are left alone.
    */
   async destroyByAccount(accountId: string): Promise<number> {
-    this.#readAlong.clear()
+    this.#changed()
     await this.settled()
     const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).executeTakeFirst()
     return Number(result.numDeletedRows)
   }
 
   async pruneExpired(now = Date.now()): Promise<number> {
-    this.#readAlong.clear()
+    this.#changed()
     const result = await this.#db.deleteFrom('oidc_records').where('expires_at', '<=', now).executeTakeFirst()
     return Number(result.numDeletedRows)
   }

@@ -158,6 +158,34 @@ for (const backend of storeBackends) {
       assert.equal(statements.count, 1)
     })
 
+    it('keeps no grant read along while grants were deleted or written, and keeps it through other records\' writes', async () => {
+      await db.store.oidc.upsert({ model: 'Grant', id: 'raced-grant', payload: { accountId: '5' }, expiresAt: Date.now() + 60_000 })
+      await db.store.oidc.upsert({ model: 'RefreshToken', id: 'raced-token', payload: { grantId: 'raced-grant' }, grantId: 'raced-grant', expiresAt: Date.now() + 60_000 })
+      // The grant is deleted while the token and its grant are being read: the read may still see it, but not keep it.
+      const reading = db.store.oidc.findWithGrant('RefreshToken', 'raced-token')
+      const deleting = db.store.oidc.destroy('Grant', 'raced-grant')
+      assert.ok(await reading)
+      await deleting
+      assert.equal(await db.store.oidc.find('Grant', 'raced-grant'), undefined)
+
+      await db.store.oidc.upsert({ model: 'Grant', id: 'raced-grant', payload: { accountId: '5' }, expiresAt: Date.now() + 60_000 })
+      const rereading = db.store.oidc.findWithGrant('RefreshToken', 'raced-token')
+      const rewriting = db.store.oidc.upsert({ model: 'Grant', id: 'raced-grant', payload: { accountId: '6' }, expiresAt: Date.now() + 60_000 })
+      await rereading
+      await rewriting
+      assert.deepEqual((await db.store.oidc.find('Grant', 'raced-grant'))!.payload, { accountId: '6' })
+
+      // Tokens written meanwhile (every refresh writes two) leave it be.
+      const read = db.store.oidc.findWithGrant('RefreshToken', 'raced-token')
+      const other = db.store.oidc.upsert({ model: 'AccessToken', id: 'raced-access', payload: {}, grantId: 'raced-grant', expiresAt: Date.now() + 60_000 })
+      await read
+      const statements = countStatements()
+      assert.ok(await db.store.oidc.find('Grant', 'raced-grant'))
+      statements.stop()
+      assert.equal(statements.count, 0)
+      await other
+    })
+
     it('never serves a grant read along past its expiry, nor anything for a token that does not exist', async () => {
       const now = Date.now()
       await db.store.oidc.upsert({ model: 'Grant', id: 'short-grant', payload: { accountId: '5' }, expiresAt: now + 1000 })
