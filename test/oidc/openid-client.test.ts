@@ -4,6 +4,23 @@ import * as client from 'openid-client'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, realmUrl, SERVICE_SECRET, testRealms } from '../helpers/oidc.ts'
 
+/** Counts the signatures WebCrypto makes in this process (the gateway runs in it; the client here signs nothing). */
+function countSignatures(): { count: number; stop(): void } {
+  const subtle = globalThis.crypto.subtle
+  const sign = subtle.sign
+  const counter = {
+    count: 0,
+    stop: () => {
+      subtle.sign = sign
+    },
+  }
+  subtle.sign = function (...args: Parameters<typeof sign>) {
+    counter.count++
+    return sign.apply(subtle, args)
+  }
+  return counter
+}
+
 /** An independent relying party library, certified by the OpenID Foundation, against the realm. */
 describe('openid-client against the realm', () => {
   let gw: TestGateway
@@ -131,7 +148,11 @@ describe('openid-client against the realm', () => {
 
     const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=alice-password' })
     assert.ok(done.url.startsWith(CLIENT_REDIRECT), done.url)
+    const signatures = countSignatures()
     const tokens = await client.authorizationCodeGrant(publicClient, new URL(done.url), { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce })
+    signatures.stop()
+    // The access token and Keycloak's ID token: oidc-provider's own ID token, which Keycloak's replaces, is never signed.
+    assert.equal(signatures.count, 2)
     assert.equal(tokens.claims()!.sub, String(aliceId))
     assert.equal(tokens.claims()!.email, 'alice@example.com')
     const access = decodeJwtPart(tokens.access_token, 1)
