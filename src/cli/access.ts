@@ -2,7 +2,11 @@ import { Command, Option } from 'commander'
 import { compileGatewayRules, type ServiceRules } from '../access/rules.ts'
 import type { App } from '../app.ts'
 import { authMethods, type AuthMethod } from '../config/schema.ts'
+import { findApiRoute, gatewayApiRoutes } from '../api/route-table.ts'
+import { ALLOW, superuserOnly, type Access, type Place } from '../gateway/places.ts'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { splitTarget } from '../http/request-target.ts'
+import { UI_PATH } from '../ui/routes.ts'
 import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
@@ -32,8 +36,27 @@ export function accessCommand(): Command {
   return access
 }
 
-/** The gateway's own API and web interface, which `gateway.access` guards. */
-const GATEWAY_PATHS = ['/api/gateway/', '/ui/']
+/**
+ * Where a request for one of the gateway's own paths lands: the web interface's pages (its administration for
+ * superusers), or the gateway API route the path reaches, with the access the route declares.
+ */
+async function gatewayPlace(app: App, method: string, path: string): Promise<{ place: Place; description: string }> {
+  if (path.startsWith(`${UI_PATH}admin/`)) return { place: app.places.uiAdmin, description: `web interface, administration: ${WHO_MAY.superuser}` }
+  if (path.startsWith(UI_PATH)) return { place: app.places.ui, description: `web interface: ${WHO_MAY.user}` }
+  if (!path.startsWith('/api/')) throw new UsageError(`no service or gateway path at ${path}`)
+  const route = findApiRoute(await gatewayApiRoutes(app), method, path)
+  if (!route) throw new UsageError(`no gateway API route for ${method} ${path}`)
+  return { place: app.places.gatewayApi[route.access], description: `API, route ${route.method} ${route.url}: ${WHO_MAY[route.access]}` }
+}
+
+/** Who may call a route of each access (src/gateway/places.ts `Access`), in words. */
+const WHO_MAY: Record<Access, string> = {
+  open: 'anyone',
+  public: 'anyone while gateway.public_paths lists it, else signed-in callers whom gateway.access allows',
+  user: 'signed-in callers whom gateway.access allows',
+  superuser: 'superusers (and a Platform Auditor, to read) whom gateway.access allows',
+  sign_out: 'every signed-in caller, whatever gateway.access says (anyone may end their own session)',
+}
 
 async function userNamed(app: App, username: string) {
   const found = await app.store.users.findByUsername(username)
@@ -55,22 +78,29 @@ async function checkClient(app: App, username: string, client: string, address: 
 async function check(app: App, username: string, method: string, target: string, options: CheckOptions): Promise<void> {
   const path = splitTarget(target).path
   const route = app.routes.find((r) => path.startsWith(r.prefix))
-  const gateway = !route && GATEWAY_PATHS.some((prefix) => path.startsWith(prefix))
-  if (!route && !gateway) throw new UsageError(`no service or gateway path at ${path}`)
+  const own = route ? undefined : await gatewayPlace(app, method, path)
   const user = await userNamed(app, username)
   const access = app.access.of(user)
   const list = (items: readonly string[]) => items.join(', ') || '(none)'
   const lines = [
-    route ? `service: ${route.name}` : 'the gateway\'s own API and web interface (gateway.access, judged after the built-in checks of each route)',
-    `user: ${user.username}${user.isSuperuser ? ' (superuser)' : ''}${user.isActive ? '' : ' (disabled: every request is refused)'}`,
+    route ? `service: ${route.name}` : `the gateway's own ${own!.description}`,
+    `user: ${user.username}${user.isSuperuser ? ' (superuser)' : ''}${user.isSystemAuditor ? ' (Platform Auditor)' : ''}${user.isActive ? '' : ' (disabled: every request is refused)'}`,
     `  teams: ${list(access.teams.map((t) => t.name))}`,
     `  organizations: ${list(access.organizations.map((o) => o.name))}`,
     `  roles: ${list(access.roles)}`,
   ]
-  const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : compileGatewayRules(app.config)
+  const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : own!.place.entry.length > 0 ? compileGatewayRules(app.config) : undefined
   let allowed = user.isActive
-  if (route?.isPublic(path)) {
+  // The route's own check comes first, as at the gateway: superusers only (a Platform Auditor may read).
+  const builtIn = own?.place.who === 'superuser' ? superuserOnly.decide({ userId: user.id, user, method: options.authMethod }, { method } as GatewayRequest) : ALLOW
+  if (own?.place.who === 'superuser') lines.push(`built-in check: superusers only (a Platform Auditor may read): ${builtIn === ALLOW ? 'allow' : 'deny'}`)
+  if (route?.isPublic(path) || own?.place.isPublic(path)) {
     lines.push('decision: allow (a public path: no rules apply)')
+  } else if (builtIn !== ALLOW) {
+    allowed = false
+    lines.push(`decision: deny (the route is for superusers: ${builtIn.message})`)
+  } else if (own?.place.entry.length === 0) {
+    lines.push('decision: allow (gateway.access does not apply to ending one\'s own session)')
   } else if (!rules) {
     lines.push(`decision: allow (${route ? 'the service has' : 'the gateway has'} no access rules: every signed-in caller)`)
   } else {

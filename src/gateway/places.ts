@@ -66,7 +66,7 @@ export interface Places {
 }
 
 /** Superusers; and a Platform Auditor (docs/access.md), who reads everything a superuser may and changes nothing. */
-const superuserOnly: EntryRule = {
+export const superuserOnly: EntryRule = {
   name: 'superuser',
   decide: (principal, request) => (principal.user.isSuperuser || (principal.user.isSystemAuditor && isSafeMethod(request.method)) ? ALLOW : new PermissionDenied()),
 }

@@ -10,7 +10,8 @@ import { answerRefusal } from '../gateway/authorize.ts'
 import type { Place } from '../gateway/places.ts'
 import { splitTarget } from '../http/request-target.ts'
 
-const UI_PATH = '/ui/'
+/** Where the web interface's pages are served. */
+export const UI_PATH = '/ui/'
 const ASSETS_PATH = '/ui/assets/'
 const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url))
 

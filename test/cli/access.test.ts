@@ -73,6 +73,10 @@ describe('bin/gatehouse access check for the gateway\'s own paths, and check-cli
       '      - { client_id: console, public_client: true, direct_access_grants: true, access: [{ allow: { organizations: [Research] } }] }',
     ].join('\n'))
     await seedUsers(dir)
+    const store = await openStore({ dataDir: dir })
+    await store.users.create({ username: 'sue', isSuperuser: true })
+    await store.users.create({ username: 'audrey', isSystemAuditor: true })
+    await store.close()
   })
   after(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -84,6 +88,43 @@ describe('bin/gatehouse access check for the gateway\'s own paths, and check-cli
     const refused = await run('check', 'otto', 'GET', '/ui/')
     assert.equal(refused.code, 1)
     assert.match(refused.stdout, /decision: deny \(no rule matched\)/)
+  })
+
+  it('judges a gateway API route by the access it declares, then by gateway.access, and names the route', async () => {
+    // A superusers' route: refused to rita, whom gateway.access would let in elsewhere.
+    const refused = await run('check', 'rita', 'POST', '/api/gateway/v1/users/')
+    assert.equal(refused.code, 1, refused.stderr)
+    assert.match(refused.stdout, /route POST \/api\/gateway\/v1\/users\/: superusers/)
+    assert.match(refused.stdout, /built-in check: superusers only .*: deny/)
+    assert.match(refused.stdout, /decision: deny \(the route is for superusers/)
+    // A superuser passes both; the route is found by its parameters.
+    const superuser = await run('check', 'sue', 'PATCH', '/api/gateway/v1/users/5/')
+    assert.equal(superuser.code, 0, superuser.stdout)
+    assert.match(superuser.stdout, /route PATCH \/api\/gateway\/v1\/users\/:id\//)
+    assert.match(superuser.stdout, /built-in check: .*: allow/)
+    assert.match(superuser.stdout, /decision: allow by rule 1/)
+    // A Platform Auditor may read a superusers' route, not change it; gateway.access still judges the read.
+    const auditorReads = await run('check', 'audrey', 'GET', '/api/gateway/v1/settings/')
+    assert.equal(auditorReads.code, 1)
+    assert.match(auditorReads.stdout, /built-in check: .*: allow/)
+    assert.match(auditorReads.stdout, /decision: deny \(no rule matched\)/)
+    const auditorWrites = await run('check', 'audrey', 'PATCH', '/api/gateway/v1/settings/')
+    assert.equal(auditorWrites.code, 1)
+    assert.match(auditorWrites.stdout, /built-in check: .*: deny/)
+    // Ending one's own session is never refused by gateway.access; the API root is public.
+    const logout = await run('check', 'otto', 'POST', '/api/gateway/v1/logout/')
+    assert.equal(logout.code, 0)
+    assert.match(logout.stdout, /gateway\.access does not apply/)
+    assert.equal((await run('check', 'otto', 'GET', '/api/')).code, 0)
+    // The web interface's administration is for superusers.
+    const admin = await run('check', 'rita', 'GET', '/ui/admin/users')
+    assert.equal(admin.code, 1)
+    assert.match(admin.stdout, /administration: superusers/)
+    // A path no route serves, or the wrong method for one, is a usage mistake.
+    const nothing = await run('check', 'otto', 'GET', '/api/gateway/v1/nothing/')
+    assert.equal(nothing.code, 2)
+    assert.match(nothing.stderr, /no gateway API route for GET \/api\/gateway\/v1\/nothing\//)
+    assert.equal((await run('check', 'otto', 'DELETE', '/api/gateway/v1/me/')).code, 2)
   })
 
   it('judges a sign-in to a realm client by the client\'s rules', async () => {
