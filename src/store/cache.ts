@@ -24,6 +24,12 @@ export interface CacheOptions<V> {
   readonly userOf?: (value: V) => number
   /** Concurrent loads of one key in one generation share one `loader` call (an argon2id verification, say). */
   readonly shareLoads?: boolean
+  /**
+   * With `shareLoads`: an entry used within this long of its maximum age is served, and loaded again meanwhile (one
+   * shared load), so that steady traffic never waits for a costly load. A load that fails leaves the entry to end
+   * at its maximum age, as it would have; none is ever served past it.
+   */
+  readonly refreshAheadMs?: number
 }
 
 interface Entry<V> {
@@ -101,7 +107,22 @@ export class BoundedCache<K, V> {
    */
   async load(key: K, loader: () => Promise<V | undefined>, now = Date.now()): Promise<V | undefined> {
     const hit = this.get(key, now)
-    if (hit !== undefined) return hit
+    if (hit !== undefined) {
+      if (this.#refreshDue(key, now)) this.#sharedLoad(key, loader).catch(() => {})
+      return hit
+    }
+    return this.#sharedLoad(key, loader)
+  }
+
+  /** Whether a fresh entry has come within `refreshAheadMs` of its maximum age, and no load of it is under way. */
+  #refreshDue(key: K, now: number): boolean {
+    const { refreshAheadMs, shareLoads } = this.#options
+    if (!refreshAheadMs || !shareLoads) return false
+    const entry = this.#entries.get(key)!
+    return now - entry.storedAt >= this.#maxAgeMs() - refreshAheadMs && this.#loading.get(key)?.generation !== this.#generation
+  }
+
+  #sharedLoad(key: K, loader: () => Promise<V | undefined>): Promise<V | undefined> {
     const stamp = this.#generation
     const shared = this.#options.shareLoads ? this.#loading.get(key) : undefined
     if (shared?.generation === stamp) return shared.load

@@ -115,4 +115,46 @@ describe('the bounded cache every request-path cache uses', () => {
     assert.deepEqual(await Promise.all([first, second, third]), [1, 1, 1])
     assert.equal(calls, 2, 'the first two shared a load; the one after the invalidation started its own')
   })
+
+  it('serves an entry near its maximum age at once while one shared load renews it, and never past that age', async () => {
+    const entries = new BoundedCache<string, number>({ maxEntries: 10, maxAgeMs: 1000, userOf: (userId) => userId, shareLoads: true, refreshAheadMs: 200 })
+    let calls = 0
+    let finish!: () => void
+    let done = new Promise<void>((resolve) => (finish = resolve))
+    const loader = async () => (calls++, await done, 1)
+    const start = Date.now()
+    entries.set('k', 1, start)
+
+    // Young: served, nothing loaded.
+    assert.equal(await entries.load('k', loader, start + 700), 1)
+    assert.equal(calls, 0)
+    // In its last 200 ms: served at once (the load is still pending), and one load started for all the lookups.
+    assert.equal(await entries.load('k', loader, start + 850), 1)
+    assert.equal(await entries.load('k', loader, start + 900), 1)
+    assert.equal(calls, 1)
+    finish()
+    await new Promise((resolve) => setImmediate(resolve))
+    // Renewed: served past the old entry's age without a load.
+    assert.equal(await entries.load('k', loader, Date.now() + 700), 1)
+    assert.equal(calls, 1)
+
+    // A renewal that fails leaves the entry to end at its age; past it, the lookup waits for a load of its own.
+    entries.set('f', 1, start)
+    let failures = 0
+    const failing = async () => (failures++, Promise.reject(new Error('the password changed')))
+    assert.equal(await entries.load('f', failing, start + 900), 1)
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(failures, 1)
+    await assert.rejects(entries.load('f', failing, start + 1000), /the password changed/)
+    assert.equal(failures, 2)
+
+    // A renewal that raced an invalidation stores nothing.
+    entries.set('r', 1, start)
+    done = new Promise<void>((resolve) => (finish = resolve))
+    assert.equal(await entries.load('r', loader, start + 900), 1)
+    entries.forgetUser(1)
+    finish()
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(entries.get('r', start + 901), undefined)
+  })
 })
