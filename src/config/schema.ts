@@ -118,7 +118,7 @@ export const ConfigSchema = z.object({
   }).strict().default({ data_dir: './data', timeouts: { connect_seconds: 1, query_seconds: 2 } }),
   auth: z.object({
     basic_cache_seconds: z.number().int().min(0).max(3600).default(30)
-      .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time).'),
+      .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time). One in use near the end of that time is verified again in the background (in its last fifth, at most 5 s), so its requests do not wait.'),
     identity_token_seconds: z.number().int().min(10).max(3600).default(60)
       .describe('Lifetime of the X-Gatehouse-Identity JWT sent to services.'),
     max_stale_seconds: z.number().int().min(2).max(3600).default(30)
