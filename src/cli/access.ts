@@ -40,13 +40,13 @@ export function accessCommand(): Command {
  * Where a request for one of the gateway's own paths lands: the web interface's pages (its administration for
  * superusers), or the gateway API route the path reaches, with the access the route declares.
  */
-async function gatewayPlace(app: App, method: string, path: string): Promise<{ place: Place; description: string }> {
-  if (path.startsWith(`${UI_PATH}admin/`)) return { place: app.places.uiAdmin, description: `web interface, administration: ${WHO_MAY.superuser}` }
-  if (path.startsWith(UI_PATH)) return { place: app.places.ui, description: `web interface: ${WHO_MAY.user}` }
+async function gatewayPlace(app: App, method: string, path: string): Promise<{ place: Place; access: Access; description: string }> {
+  if (path.startsWith(`${UI_PATH}admin/`)) return { place: app.places.uiAdmin, access: 'superuser', description: `web interface, administration: ${WHO_MAY.superuser}` }
+  if (path.startsWith(UI_PATH)) return { place: app.places.ui, access: 'user', description: `web interface: ${WHO_MAY.user}` }
   if (!path.startsWith('/api/')) throw new UsageError(`no service or gateway path at ${path}`)
   const route = findApiRoute(await gatewayApiRoutes(app), method, path)
   if (!route) throw new UsageError(`no gateway API route for ${method} ${path}`)
-  return { place: app.places.gatewayApi[route.access], description: `API, route ${route.method} ${route.url}: ${WHO_MAY[route.access]}` }
+  return { place: app.places.gatewayApi[route.access], access: route.access, description: `API, route ${route.method} ${route.url}: ${WHO_MAY[route.access]}` }
 }
 
 /** Who may call a route of each access (src/gateway/places.ts `Access`), in words. */
@@ -89,17 +89,18 @@ async function check(app: App, username: string, method: string, target: string,
     `  organizations: ${list(access.organizations.map((o) => o.name))}`,
     `  roles: ${list(access.roles)}`,
   ]
-  const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : own!.place.entry.length > 0 ? compileGatewayRules(app.config) : undefined
+  const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : compileGatewayRules(app.config)
   let allowed = user.isActive
   // The route's own check comes first, as at the gateway: superusers only (a Platform Auditor may read).
-  const builtIn = own?.place.who === 'superuser' ? superuserOnly.decide({ userId: user.id, user, method: options.authMethod }, { method } as GatewayRequest) : ALLOW
-  if (own?.place.who === 'superuser') lines.push(`built-in check: superusers only (a Platform Auditor may read): ${builtIn === ALLOW ? 'allow' : 'deny'}`)
+  const superusersOnly = own?.place.who === 'superuser'
+  const builtIn = superusersOnly ? superuserOnly.decide({ userId: user.id, user, method: options.authMethod }, { method } as GatewayRequest) : ALLOW
+  if (superusersOnly) lines.push(`built-in check: superusers only (a Platform Auditor may read): ${builtIn === ALLOW ? 'allow' : 'deny'}`)
   if (route?.isPublic(path) || own?.place.isPublic(path)) {
     lines.push('decision: allow (a public path: no rules apply)')
   } else if (builtIn !== ALLOW) {
     allowed = false
     lines.push(`decision: deny (the route is for superusers: ${builtIn.message})`)
-  } else if (own?.place.entry.length === 0) {
+  } else if (own?.access === 'sign_out') {
     lines.push('decision: allow (gateway.access does not apply to ending one\'s own session)')
   } else if (!rules) {
     lines.push(`decision: allow (${route ? 'the service has' : 'the gateway has'} no access rules: every signed-in caller)`)

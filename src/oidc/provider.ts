@@ -355,12 +355,6 @@ async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, un
 }
 
 /**
- * oidc-provider keeps no record of the JWT access tokens it issues. Gatehouse records each one under its `jti`, so
- * userinfo, introspection, revocation and logout can find it (src/oidc/routes.ts hands them the `jti`), and the
- * gateway can tell a revoked token from a live one. The audience is left out of the record: oidc-provider's
- * userinfo refuses tokens meant for a resource server, while Keycloak's accepts its access tokens.
- */
-/**
  * Every ID token of a token response is Keycloak's, signed from the claims of oidc-provider's (keycloak-format.ts
  * `tokenResponse`), so a signature oidc-provider made would be made for nobody, at about 0.3 ms of CPU with RSA-2048.
  * Its own grants at the token endpoint (authorization code, device code) get the claims instead (id-token-claims.ts),
@@ -383,6 +377,12 @@ interface IdTokenInstance {
   ctx?: { oidc?: { route?: string } }
 }
 
+/**
+ * oidc-provider keeps no record of the JWT access tokens it issues. Gatehouse records each one under its `jti`, so
+ * userinfo, introspection, revocation and logout can find it (src/oidc/routes.ts hands them the `jti`), and the
+ * gateway can tell a revoked token from a live one. The audience is left out of the record: oidc-provider's
+ * userinfo refuses tokens meant for a resource server, while Keycloak's accepts its access tokens.
+ */
 async function recordIssuedToken(token: IssuedToken, claims: Record<string, unknown>): Promise<void> {
   const payload: Record<string, unknown> = {}
   for (const key of token.constructor.IN_PAYLOAD) {

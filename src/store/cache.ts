@@ -114,12 +114,10 @@ export class BoundedCache<K, V> {
     return this.#sharedLoad(key, loader)
   }
 
-  /** Whether a fresh entry has come within `refreshAheadMs` of its maximum age, and no load of it is under way. */
+  /** Whether a fresh entry has come within `refreshAheadMs` of its maximum age (a load under way is shared, not repeated). */
   #refreshDue(key: K, now: number): boolean {
     const { refreshAheadMs, shareLoads } = this.#options
-    if (!refreshAheadMs || !shareLoads) return false
-    const entry = this.#entries.get(key)!
-    return now - entry.storedAt >= this.#maxAgeMs() - refreshAheadMs && this.#loading.get(key)?.generation !== this.#generation
+    return !!refreshAheadMs && !!shareLoads && now - this.#entries.get(key)!.storedAt >= this.#maxAgeMs() - refreshAheadMs
   }
 
   #sharedLoad(key: K, loader: () => Promise<V | undefined>): Promise<V | undefined> {

@@ -46,6 +46,11 @@ describe('bin/gatehouse access check', () => {
     const result = await check('otto', 'DELETE', '/api/controller/v2/hosts/1/')
     assert.equal(result.code, 0)
     assert.match(result.stdout, /no access rules/)
+    // The gateway without gateway.access: a user route lets every signed-in caller through, for its own reason.
+    const own = await check('otto', 'GET', '/api/gateway/v1/me/')
+    assert.equal(own.code, 0)
+    assert.match(own.stdout, /decision: allow \(the gateway has no access rules/)
+    assert.doesNotMatch(own.stdout, /session/)
   })
 
   it('refuses an unknown user or a path no service serves as usage mistakes', async () => {
