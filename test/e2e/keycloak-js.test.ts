@@ -112,7 +112,7 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
       assert.equal(profile.lastName, 'Liddell')
 
       const refreshToken = await page.evaluate<string>('keycloak.refreshToken')
-      await page.evaluate('keycloak.logout()')
+      await page.evaluate('void keycloak.logout()')
       // Logged out, the app's login-required init sends the browser back to the login page.
       await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
       assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 401)
@@ -133,10 +133,11 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
       await other.waitForFunction('window.initResult !== undefined')
       assert.deepEqual(await other.evaluate('window.initResult'), { authenticated: true }, 'the second tab is signed in by the realm\'s session, without a form')
       assert.equal(await other.evaluate('keycloak.sessionId'), await watched.page.evaluate('keycloak.sessionId'))
-      await other.evaluate('keycloak.logout()')
+      await other.evaluate('void keycloak.logout()')
       await other.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
       // The first tab's next token update asks the iframe, which reports the session changed: keycloak-js starts a new login.
-      await watched.page.evaluate('keycloak.updateToken(5).catch(() => {})')
+      // The update is started, not awaited: the navigation it causes may destroy the page before its promise settles.
+      await watched.page.evaluate('void keycloak.updateToken(5).catch(() => {})')
       await watched.page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
     } finally {
       await watched.context.close()
