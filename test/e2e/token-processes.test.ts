@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { rmSync } from 'node:fs'
+import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
+import WebSocket from 'ws'
 import { ADMIN_PASSWORD, basic, json, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
@@ -99,6 +101,37 @@ function revocationAcrossProcesses(backend: string, storage: { args: string[]; c
       assert.equal(revoked.code, 0, revoked.stderr)
       await refusedOnBoth(aliceToken.token, 'invalid_token')
       await worksOnBoth(adminToken.token, 'admin')
+    })
+
+    it('closes a WebSocket open on the other process within a second of its token being deleted', async () => {
+      const { id, token } = await createToken(first, alice)
+      const socket = new WebSocket(`${second.url.replace('http:', 'ws:')}/api/controller/v2/events/`, { headers: { authorization: `Bearer ${token}` } })
+      const [greeting] = await once(socket, 'message')
+      assert.equal(JSON.parse(String(greeting)).identity.username, 'alice')
+      const closed = once(socket, 'close')
+      const deletedAt = performance.now()
+      assert.equal((await fetch(`${first.url}/api/gateway/v1/tokens/${id}/`, { method: 'DELETE', headers: alice })).status, 204)
+      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('the socket is still open 2 s after its token was deleted')), 2000).unref())
+      await Promise.race([closed, timeout])
+      const ms = performance.now() - deletedAt
+      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the deletion`)
+    })
+
+    it('closes a WebSocket open on the other process within a second of its owner being disabled', async () => {
+      await fetch(`${first.url}/api/gateway/v1/users/`, {
+        method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'carol', password: 'carol-password' }),
+      })
+      const { token } = await createToken(first, { authorization: basic('carol', 'carol-password') })
+      const socket = new WebSocket(`${second.url.replace('http:', 'ws:')}/api/controller/v2/events/`, { headers: { authorization: `Bearer ${token}` } })
+      await once(socket, 'message')
+      let closedAt = Number.NaN
+      const closed = once(socket, 'close').then(() => (closedAt = performance.now()))
+      const disabled = await runCli(['users', 'disable', 'carol', ...dirArgs])
+      assert.equal(disabled.code, 0, disabled.stderr)
+      const disabledAt = performance.now()
+      const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('the socket is still open 2 s after its owner was disabled')), 2000).unref())
+      await Promise.race([closed, timeout])
+      assert.ok(closedAt - disabledAt < 1000, `closed ${Math.round(closedAt - disabledAt)} ms after the CLI disabled the owner`)
     })
 
     it('saves last use when a process stops, so the other process shows it', async () => {
