@@ -50,7 +50,9 @@ export const ServiceSchema = z.object({
       .describe('The most of them one client (an IPv4 address, or an IPv6 /64; behind a reverse proxy the address it forwards for, see `server.trusted_proxies`) may hold at once once half of them are taken (while more than half are free, a client may take more), so that clients that never finish their requests cannot take the service offline for others. At most `connections`.'),
     wait_seconds: z.number().positive().max(600).default(5)
       .describe('The longest a request waits for a connection it may use before it is answered 503 upstream_busy.'),
-  }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5 }),
+    body_buffer_kb: z.number().int().min(0).max(100 * 1024).default(64)
+      .describe('Request bodies up to this size are read whole before the request takes a connection, and of larger ones this much first, the rest then streamed (as nginx\'s proxy_request_buffering): a client that sends its body slowly holds no connection meanwhile. 0 streams every body as it comes. All bodies held at once count against `server.body_buffers_mb`.'),
+  }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64 }),
 }).strict()
 
 const filePath = z.string().min(1)
@@ -98,13 +100,15 @@ export const ConfigSchema = z.object({
     max_connections: z.number().int().min(1).max(1_000_000).default(10_000)
       .describe('Client connections open at once; further ones are closed as they arrive. Keep it below the process\'s file descriptor limit (`ulimit -n`), which must also cover the upstream connections.'),
     api_body_limit_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024)
-      .describe('Largest request body the gateway\'s own API reads. Proxied bodies are streamed and not limited here.'),
+      .describe('Largest request body the gateway\'s own API reads. Proxied bodies are not limited here (see `services[].pool.body_buffer_kb`).'),
+    body_buffers_mb: z.number().int().min(0).max(64 * 1024).default(64)
+      .describe('Memory for the proxied request bodies read before forwarding (`services[].pool.body_buffer_kb`), all services together: a body that would take it past this is streamed as it comes.'),
     tls: TlsSchema.optional().describe('Serve HTTPS with these files. Absent: plain HTTP.'),
     shutdown_grace_seconds: z.number().min(0).max(3600).default(25)
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 }),
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 }),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
     database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()

@@ -11,7 +11,8 @@ import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type 
 import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
-import { hasRequestBody, UpstreamExchange } from './upstream-exchange.ts'
+import { hasRequestBody } from './request-buffer.ts'
+import { UpstreamExchange } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
 
 
@@ -24,7 +25,8 @@ const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as 
  * The proxied request path without Fastify: a request for a service's prefix is taken off Node's HTTP server before
  * Fastify routes it, and judged and forwarded here with the same steps the general path runs (src/server.ts hooks,
  * src/gateway/proxy.ts): the Host and request-target checks, `authorize`, the same refusals, the pool shares, the
- * same headers both ways, one log line and the metrics. Streams both ways, never buffers.
+ * same headers both ways, one log line and the metrics. Request bodies are read as src/gateway/request-buffer.ts
+ * says; responses stream.
  * Forward-auth questions without a body are answered here too (src/gateway/forward-auth.ts decides for both paths).
  *
  * What it does not take, Fastify's router gets unchanged: the gateway's own paths, methods no service route has,
@@ -162,13 +164,16 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access)
   headers.host = route.upstream.host
+  const { method, raw } = request
+  const reading = route.requestBuffer.read(raw, response)
+  const body = reading instanceof Promise ? await reading : reading
+  if (body === undefined) return
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => response.on('close', release))
   if (waiting) await waiting
-  // The gateway's own time runs until here, a wait for a free upstream connection included.
+  // The gateway's own time runs until here, a wait for the body and for a free upstream connection included.
   request.gatehouse.forwardedAtMs = performance.now() - request.startedAt
-  const { method, raw } = request
   lane.upstream.dispatch(
-    { method: method as Dispatcher.HttpMethod, path: lane.basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body: hasRequestBody(raw) ? raw : null },
+    { method: method as Dispatcher.HttpMethod, path: lane.basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body },
     new UpstreamExchange({
       client: raw,
       response,

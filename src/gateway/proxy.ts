@@ -8,7 +8,7 @@ import { upstreamFailure } from './lean-proxy.ts'
 import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
-import { hasRequestBody, UpstreamExchange } from './upstream-exchange.ts'
+import { UpstreamExchange } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
 import { WebSocketTunnels } from './websocket.ts'
 
@@ -16,7 +16,7 @@ const METHODS = [...PROXIED_METHODS] as HTTPMethods[]
 
 /**
  * One encapsulated Fastify scope per service: its upstream connection pool and timeouts, and a body "parser" that
- * hands the request stream through untouched, so uploads are streamed, never buffered. Most proxied requests never
+ * hands the request stream through untouched, for src/gateway/request-buffer.ts to read. Most proxied requests never
  * come here: the lean path (src/gateway/lean-proxy.ts) takes them first; this serves the rest (WebSocket upgrades,
  * services with CORS, percent-encoded paths) the same way.
  */
@@ -62,6 +62,10 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
     await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access))
     return
   }
+  const raw = request.raw
+  const reading = route.requestBuffer.read(raw, reply.raw)
+  const body = reading instanceof Promise ? await reading : reading
+  if (body === undefined) return
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
   if (waiting) await waiting
   // The gateway's own time runs until here, a wait for a free upstream connection included.
@@ -79,10 +83,9 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
     if (response.headersSent) response.destroy()
     else writeError(request, response, upstreamFailure(route, error), request.log)
   }
-  const raw = request.raw
   try {
     upstream.dispatch(
-      { method: request.method as Dispatcher.HttpMethod, path: basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body: hasRequestBody(raw) ? raw : null },
+      { method: request.method as Dispatcher.HttpMethod, path: basePath + upstreamPath + query, headers: headers as Record<string, string | string[]>, body },
       new UpstreamExchange({
         client: raw,
         response,

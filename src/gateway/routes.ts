@@ -2,6 +2,7 @@ import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { EntryRule, Place } from './places.ts'
 import { compileCors, type CorsPolicy } from './cors.ts'
 import { gatewayLoginUrl } from './policy.ts'
+import { BodyBudget, RequestBuffer } from './request-buffer.ts'
 import { UpstreamPool } from './upstream-pool.ts'
 
 /** The methods a service's prefix is routed for; others get the gateway's 404. */
@@ -17,6 +18,8 @@ export interface Route extends Place {
   readonly cors: CorsPolicy | undefined
   /** Admission to the service's upstream connections, shared fairly among clients. */
   readonly pool: UpstreamPool
+  /** Reads request bodies (up to the service's bound) before they take one of those connections. */
+  readonly requestBuffer: RequestBuffer
 }
 
 /** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
@@ -32,7 +35,7 @@ export type LoginUrls = (service: string) => ((next: string) => string) | undefi
 /** A service's own entry rules beyond signing in, by service name: its access rules (src/access/). */
 export type ServiceEntryRules = (service: string) => readonly EntryRule[]
 
-export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: LoginUrls = () => undefined, entryRules: ServiceEntryRules = () => []): Route {
+export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrls: LoginUrls = () => undefined, entryRules: ServiceEntryRules = () => []): Route {
   return Object.freeze({
     name: service.name,
     service: service.name,
@@ -47,6 +50,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: L
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
     cors: compileCors(service.cors),
     pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
+    requestBuffer: new RequestBuffer(service.pool.body_buffer_kb * 1024, bodyBudget),
     isPublic: publicPathMatcher(service.public_paths),
   })
 }
@@ -56,7 +60,9 @@ export function compileRoute(service: ServiceConfig, upstream: URL, loginUrls: L
  * other upstreams are taken as written.
  */
 export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls, entryRules?: ServiceEntryRules): Route[] {
+  // One budget for the bodies held by all services at once.
+  const bodyBudget = new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
   return config.services
-    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), loginUrls, entryRules))
+    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls, entryRules))
     .sort((a, b) => b.prefix.length - a.prefix.length)
 }

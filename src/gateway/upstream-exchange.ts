@@ -1,11 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 
-/** Whether a request has a body to forward (or to drain). */
-export function hasRequestBody(raw: IncomingMessage): boolean {
-  return raw.method !== 'GET' && raw.method !== 'HEAD' && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')
-}
-
 /** What a forwarded request's exchange needs of the path that forwards it (the lean path, or Fastify's route). */
 export interface ExchangeEnds {
   /** The client's request, whose body (if any) is being sent upstream. */

@@ -58,7 +58,8 @@ describe('slow clients', () => {
     gw = await startGateway({
       config: {
         server: { host: '127.0.0.1', port: 0, timeouts: { headers_seconds: HEADERS_SECONDS, request_seconds: REQUEST_SECONDS } },
-        services: [{ name: 'svc', prefix: '/svc/', upstream: upstream.url, public_paths: ['/svc/*'], pool: { connections: CONNECTIONS, per_client: PER_CLIENT, wait_seconds: 0.5 } }],
+        // Bodies streamed as they come (no body_buffer_kb), as a body larger than the bound is: the pool's shares are what holds.
+        services: [{ name: 'svc', prefix: '/svc/', upstream: upstream.url, public_paths: ['/svc/*'], pool: { connections: CONNECTIONS, per_client: PER_CLIENT, wait_seconds: 0.5, body_buffer_kb: 0 } }],
       },
     })
   })

@@ -1,0 +1,102 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
+
+/**
+ * Request bodies read before their request takes one of the service's upstream connections, as nginx does by default
+ * (`proxy_request_buffering`): a client that sends its body slowly then holds only its own connection, which
+ * `server.timeouts.request_seconds` ends, never one of the service's. A body up to the service's
+ * `pool.body_buffer_kb` is read whole and forwarded in one piece; of a larger one, that much is read first, and the
+ * rest is streamed as it comes, so holding an upstream connection costs a client at least that many bytes sent.
+ * All bodies held at once share one budget (`server.body_buffers_mb`): a body that would take it past that is
+ * streamed from where it stands, as every body was before.
+ */
+
+/** What is forwarded as a request's body: nothing, the whole of it, or what has been read followed by the rest. */
+export type ForwardedBody = null | Buffer | Readable
+
+/** The bytes of request bodies held in memory at once, for all services together. */
+export class BodyBudget {
+  readonly bytes: number
+  #held = 0
+
+  constructor(bytes: number) {
+    this.bytes = bytes
+  }
+
+  get held(): number {
+    return this.#held
+  }
+
+  /** Takes `size` bytes of the budget; false, taking nothing, when they are not there. */
+  take(size: number): boolean {
+    if (this.#held + size > this.bytes) return false
+    this.#held += size
+    return true
+  }
+
+  give(size: number): void {
+    this.#held -= size
+  }
+}
+
+export class RequestBuffer {
+  readonly #limit: number
+  readonly #budget: BodyBudget
+
+  /** `limitBytes` 0: every body is streamed as it comes. */
+  constructor(limitBytes: number, budget: BodyBudget) {
+    this.#limit = limitBytes
+    this.#budget = budget
+  }
+
+  /**
+   * The body of `raw` to forward, once the whole of it or the first `limitBytes` of it has arrived; undefined when the
+   * client went away (or its request timed out) first, and there is nothing to answer. The bytes held count
+   * against the budget until `response` closes.
+   */
+  read(raw: IncomingMessage, response: ServerResponse): Promise<ForwardedBody | undefined> | ForwardedBody {
+    if (!hasRequestBody(raw)) return null
+    if (this.#limit === 0) return raw
+    const limit = this.#limit
+    const budget = this.#budget
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      const settle = (body: ForwardedBody | undefined): void => {
+        raw.off('data', onData).off('end', onEnd).off('close', onClose)
+        resolve(body)
+      }
+      const onData = (chunk: Buffer): void => {
+        if (!budget.take(chunk.length)) {
+          // Nothing more may be held: what has arrived goes first, the rest as it comes.
+          raw.pause()
+          settle(followedByRest([...chunks, chunk], raw))
+          return
+        }
+        chunks.push(chunk)
+        size += chunk.length
+        if (size > limit) {
+          raw.pause()
+          settle(followedByRest(chunks, raw))
+        }
+      }
+      const onEnd = (): void => settle(Buffer.concat(chunks, size))
+      // Before its end: the client went away, or the server cut the request off (request_seconds).
+      const onClose = (): void => settle(undefined)
+      response.on('close', () => budget.give(size))
+      raw.on('data', onData).on('end', onEnd).on('close', onClose)
+    })
+  }
+}
+
+/** Whether a request has a body to forward (or to drain). */
+export function hasRequestBody(raw: IncomingMessage): boolean {
+  return raw.method !== 'GET' && raw.method !== 'HEAD' && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')
+}
+
+function followedByRest(read: readonly Buffer[], rest: IncomingMessage): Readable {
+  return Readable.from((async function* () {
+    yield* read
+    for await (const chunk of rest) yield chunk as Buffer
+  })(), { objectMode: false })
+}
