@@ -186,6 +186,32 @@ for (const backend of storeBackends) {
       await other
     })
 
+    it('serves no grant read along once a transaction deleted it, as a revocation or an account\'s deletion does', async () => {
+      const later = Date.now() + 60_000
+      await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
+      await db.store.oidc.upsert({ model: 'RefreshToken', id: 'tx-token', payload: { grantId: 'tx-grant', accountId: '44' }, grantId: 'tx-grant', expiresAt: later })
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      await db.store.transaction((tx) => tx.oidc.destroy('Grant', 'tx-grant'))
+      assert.equal(await db.store.oidc.find('Grant', 'tx-grant'), undefined)
+
+      await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      assert.equal(await db.store.transaction((tx) => tx.oidc.destroyByAccount('44')), 2)
+      assert.equal(await db.store.oidc.find('Grant', 'tx-grant'), undefined)
+
+      // A grant read along after the transaction's deletion, but before its commit, is dropped when it ends.
+      await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
+      await db.store.oidc.upsert({ model: 'RefreshToken', id: 'tx-token', payload: { grantId: 'tx-grant', accountId: '44' }, grantId: 'tx-grant', expiresAt: later })
+      const uncommitted = db.store.oidc.inTransaction(db.store.database.db)
+      await uncommitted.destroyByGrantId('Grant', 'no-such-grant')
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      uncommitted.transactionEnded()
+      const statements = countStatements()
+      assert.ok(await db.store.oidc.find('Grant', 'tx-grant'))
+      statements.stop()
+      assert.equal(statements.count, 1)
+    })
+
     it('never serves a grant read along past its expiry, nor anything for a token that does not exist', async () => {
       const now = Date.now()
       await db.store.oidc.upsert({ model: 'Grant', id: 'short-grant', payload: { accountId: '5' }, expiresAt: now + 1000 })
