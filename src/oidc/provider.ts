@@ -223,6 +223,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.proxy = true
   allowWildcardRedirects(provider)
   spareIdTokenSignatures(provider)
+  consumeRefreshTokensOnce(options.providerClass, provider)
   if (options.applications) compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
@@ -375,6 +376,42 @@ function spareIdTokenSignatures(provider: Provider): void {
 
 interface IdTokenInstance {
   ctx?: { oidc?: { route?: string } }
+}
+
+/**
+ * A refresh token of a client with reuse detection works once, however many refreshes bring it at the same moment.
+ * oidc-provider's refresh grant reads whether the token was used, and later marks it used: refreshes that all read
+ * it before the first marked it would all get tokens, and none would count as its reuse. The adapter marks it only
+ * if it is not marked yet (`StoreAdapter.consume`); a refresh that finds it marked meanwhile is what oidc-provider
+ * answers for a consumed token used again (lib/actions/grants/refresh_token.js): the token and its grant are
+ * revoked, and the refresh is refused as a reuse.
+ */
+function consumeRefreshTokensOnce(providerClass: typeof Provider, provider: Provider): void {
+  const RefreshToken = provider.RefreshToken as unknown as { prototype: { consume(this: ConsumableToken): Promise<void> } }
+  RefreshToken.prototype.consume = async function (this: ConsumableToken) {
+    if (!(await this.adapter.consumeFirst(this.jti))) {
+      const revoke = await loadRevoke()
+      await Promise.all([this.destroy(), revoke((providerClass as unknown as { ctx: unknown }).ctx, this.grantId)])
+      throw new errors.InvalidGrant('refresh token already used')
+    }
+    this.emit('consumed')
+  }
+}
+
+interface ConsumableToken {
+  jti: string
+  grantId?: string
+  adapter: StoreAdapter
+  destroy(): Promise<void>
+  emit(event: string): void
+}
+
+/** oidc-provider's revocation of a grant (lib/helpers/revoke.js), as its grants call it. */
+let revokeHelper: Promise<(ctx: unknown, grantId: string | undefined) => Promise<void>> | undefined
+function loadRevoke(): Promise<(ctx: unknown, grantId: string | undefined) => Promise<void>> {
+  // @ts-expect-error: oidc-provider declares types for its entry point only.
+  revokeHelper ??= import('oidc-provider/lib/helpers/revoke.js').then((module) => module.default)
+  return revokeHelper
 }
 
 /**

@@ -194,11 +194,15 @@ export class OidcRecordRepository {
     return rows[0] && toRecord(rows[0])
   }
 
-  /** Marks a record used (a code, a rotated refresh token); true when it existed. */
+  /**
+   * Marks a record used (a code, a rotated refresh token); true when this call did, false when it does not exist or
+   * was used already. In one statement, so that of requests that read the record unused at the same time, one only
+   * gets true.
+   */
   async consume(model: string, id: string, at = Date.now()): Promise<boolean> {
     this.#changed(model)
     const result = await this.#db.updateTable('oidc_records').set({ consumed_at: at })
-      .where('model', '=', model).where('id', '=', id).executeTakeFirst()
+      .where('model', '=', model).where('id', '=', id).where('consumed_at', 'is', null).executeTakeFirst()
     return Number(result.numUpdatedRows) > 0
   }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
-import type { TestGateway } from '../helpers/gateway.ts'
+import { json, type TestGateway } from '../helpers/gateway.ts'
 import { decodeJwtPart, postToken, realmWith, REALM, SERVICE_SECRET, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
 
 const password = (name: string) => `${name}-password-long`
@@ -138,6 +138,29 @@ for (const backend of gatewayBackends) {
       const revoked = await bothPaths([shortcut.body.refresh_token, provider.body.refresh_token], 'reports')
       assert.equal(revoked.shortcut.status, 400)
       await assertSameAnswers(revoked.shortcut, revoked.provider)
+    })
+
+    it('lets one only of the refreshes that bring a single-use refresh token at once succeed, and ends the session for the others\' reuse, on both paths', async () => {
+      const REUSED = new Set(['Maximum allowed refresh token reuse exceeded', 'Invalid refresh token'])
+      for (const path of ['', TO_PROVIDER]) {
+        const session = await login('frank', 'reports')
+        const answers = await Promise.all(Array.from({ length: 10 }, () => postToken(gw, refreshForm('reports', session.refresh_token) + path)))
+        const [winner, ...others] = [...answers.filter((answer) => answer.status === 200), ...answers.filter((answer) => answer.status !== 200)]
+        assert.equal(winner!.status, 200)
+        for (const refused of others) {
+          assert.equal(refused.status, 400, JSON.stringify(refused.body))
+          assert.equal(refused.body.error, 'invalid_grant')
+          assert.ok(REUSED.has(refused.body.error_description), refused.body.error_description)
+        }
+        // The reuse ended the session: the token the one refresh gave is refused too, and its access token is not active.
+        const next = await postToken(gw, refreshForm('reports', winner!.body.refresh_token))
+        assert.equal(next.status, 400)
+        const introspection = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, {
+          method: 'POST',
+          body: new URLSearchParams({ client_id: 'reports', client_secret: SERVICE_SECRET, token: winner!.body.access_token }),
+        })
+        assert.equal((await json(introspection)).active, false)
+      }
     })
 
     it('takes a confidential client\'s secret from HTTP basic as from the form', async () => {

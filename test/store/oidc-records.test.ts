@@ -72,6 +72,14 @@ for (const backend of storeBackends) {
       await refreshTokens.consume('r-keeping')
       assert.equal(typeof (await refreshTokens.find('r-rotating'))!.consumed, 'number')
       assert.equal((await refreshTokens.find('r-keeping'))!.consumed, undefined)
+      // Marked once: a second request that read it unused learns that another used it first.
+      await refreshTokens.find('r-rotating')
+      assert.equal(await refreshTokens.consumeFirst('r-rotating'), false)
+      await refreshTokens.find('r-keeping')
+      assert.equal(await refreshTokens.consumeFirst('r-keeping'), true)
+      await refreshTokens.upsert('r-raced', { clientId: 'rotating' }, 300)
+      await refreshTokens.find('r-raced')
+      assert.deepEqual(await Promise.all([refreshTokens.consumeFirst('r-raced'), refreshTokens.consumeFirst('r-raced')]).then((firsts) => firsts.sort()), [false, true])
       // Other models (codes) are always single-use.
       const codes = new StoreAdapter('AuthorizationCode', deps)
       await codes.upsert('code', { clientId: 'keeping' }, 60)
