@@ -74,8 +74,8 @@ export class StoreAdapter implements Adapter {
 
   /**
    * `consume`, false when the record was not there to mark, or another request marked it since it was read: for a
-   * refresh token with reuse detection, that request used it first and this one is its reuse (provider.ts
-   * `consumeRefreshTokensOnce`).
+   * code, or a refresh token with reuse detection, that request used it first and this one is its reuse
+   * (provider.ts `consumeOnce`).
    */
   async consumeFirst(id: string): Promise<boolean> {
     if (this.#model === 'RefreshToken') {

@@ -223,7 +223,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.proxy = true
   allowWildcardRedirects(provider)
   spareIdTokenSignatures(provider)
-  consumeRefreshTokensOnce(options.providerClass, provider)
+  consumeOnce(options.providerClass, provider)
   if (options.applications) compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
@@ -379,22 +379,27 @@ interface IdTokenInstance {
 }
 
 /**
- * A refresh token of a client with reuse detection works once, however many refreshes bring it at the same moment.
- * oidc-provider's refresh grant reads whether the token was used, and later marks it used: refreshes that all read
- * it before the first marked it would all get tokens, and none would count as its reuse. The adapter marks it only
- * if it is not marked yet (`StoreAdapter.consume`); a refresh that finds it marked meanwhile is what oidc-provider
- * answers for a consumed token used again (lib/actions/grants/refresh_token.js): the token and its grant are
- * revoked, and the refresh is refused as a reuse.
+ * Codes, and the refresh tokens of clients with reuse detection, work once, however many requests bring one at the
+ * same moment. oidc-provider's grants read whether it was used, and later mark it used: requests that all read it
+ * before the first marked it would all get tokens, and none would count as its reuse. The adapter marks it only if
+ * it is not marked yet (`StoreAdapter.consumeFirst`); a request that finds it marked meanwhile is answered as
+ * oidc-provider answers one used again (lib/actions/grants/refresh_token.js, lib/helpers/grant_source.js
+ * `consumeGrantSource`): its grant is revoked (and the refresh token destroyed), and the request refused.
  */
-function consumeRefreshTokensOnce(providerClass: typeof Provider, provider: Provider): void {
-  const RefreshToken = provider.RefreshToken as unknown as { prototype: { consume(this: ConsumableToken): Promise<void> } }
-  RefreshToken.prototype.consume = async function (this: ConsumableToken) {
-    if (!(await this.adapter.consumeFirst(this.jti))) {
-      const revoke = await loadRevoke()
-      await Promise.all([this.destroy(), revoke((providerClass as unknown as { ctx: unknown }).ctx, this.grantId)])
-      throw new errors.InvalidGrant('refresh token already used')
+function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
+  for (const [Model, reused, destroy] of [
+    [provider.RefreshToken, 'refresh token already used', true],
+    [provider.AuthorizationCode, 'authorization code already consumed', false],
+    [provider.DeviceCode, 'device code already consumed', false],
+  ] as const) {
+    ;(Model as unknown as { prototype: { consume(this: ConsumableToken): Promise<void> } }).prototype.consume = async function (this: ConsumableToken) {
+      if (!(await this.adapter.consumeFirst(this.jti))) {
+        const revoke = await loadRevoke()
+        await Promise.all([destroy && this.destroy(), revoke((providerClass as unknown as { ctx: unknown }).ctx, this.grantId)])
+        throw new errors.InvalidGrant(reused)
+      }
+      this.emit('consumed')
     }
-    this.emit('consumed')
   }
 }
 

@@ -130,7 +130,7 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   const { refreshToken, grant, account, resource, resourceServerInfo } = checked
 
   try {
-    // The adapter's step of consuming, not the model's (provider.ts `consumeRefreshTokensOnce`): a token another
+    // The adapter's step of consuming, not the model's (provider.ts `consumeOnce`): a token another
     // refresh consumed since this one read it is left to oidc-provider, which finds it consumed and answers its reuse.
     if (!(await (refreshToken.adapter as StoreAdapter).consumeFirst(refreshToken.jti))) return undefined
   } catch (error) {
