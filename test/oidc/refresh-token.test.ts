@@ -197,6 +197,29 @@ for (const backend of gatewayBackends) {
       assert.equal((await postToken(gw, refreshForm('reports', frank.refresh_token))).status, 200, 'a refused refresh consumed the token')
     })
 
+    it('refuses a confidential client\'s refresh without its secret, a public client\'s with one, and HTTP basic naming another client than the form, as oidc-provider does, changing nothing', async () => {
+      const basic = (credentials: string) => ({ authorization: `Basic ${Buffer.from(credentials).toString('base64')}` })
+      const [frank, erin] = [await login('frank', 'reports'), await login('erin')]
+      const refusals: [string, Record<string, string>, number][] = [
+        // A confidential client's stolen refresh token, without the secret.
+        [`client_id=reports&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, {}, 401],
+        [`client_id=reports&client_secret=&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, {}, 401],
+        [`grant_type=refresh_token&refresh_token=${frank.refresh_token}`, basic('reports:'), 400],
+        // A public client has no secret to send.
+        [`client_id=end-users&client_secret=x&grant_type=refresh_token&refresh_token=${erin.refresh_token}`, {}, 401],
+        [`grant_type=refresh_token&refresh_token=${erin.refresh_token}`, basic('end-users:x'), 401],
+        // Two clients named at once.
+        [`client_id=end-users&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, basic(`reports:${SERVICE_SECRET}`), 400],
+      ]
+      for (const [form, headers, status] of refusals) {
+        const [refused, refusedProvider] = [await postToken(gw, form, headers), await postToken(gw, form + TO_PROVIDER, headers)]
+        assert.equal(refused.status, status, form)
+        await assertSameAnswers(refused, refusedProvider)
+      }
+      assert.equal((await postToken(gw, refreshForm('reports', frank.refresh_token))).status, 200, 'a refused refresh consumed the token')
+      assert.equal((await postToken(gw, refreshForm('end-users', erin.refresh_token))).status, 200)
+    })
+
     it('refuses the refresh of a user who no longer passes the client\'s access rules as oidc-provider does', async () => {
       const team = await createOrgAndTeam(gw, 'Platform', 'Operators')
       const membership = await grant(gw, 'operator', 'Team Member', team.team)
