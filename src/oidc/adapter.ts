@@ -24,7 +24,7 @@ export interface AdapterDependencies {
  * - a refresh token is marked consumed only for clients with reuse detection. oidc-provider rotates refresh
  *   tokens on every refresh, as Keycloak does, and treats a consumed one used again as theft (it revokes the
  *   grant); for the other clients an earlier refresh token stays valid until it expires, as in Keycloak with
- *   "Revoke refresh token" off.
+ *   "Revoke refresh token" off. Consuming says whether this request was the one that marked it.
  */
 export class StoreAdapter implements Adapter {
   readonly #model: string
@@ -69,12 +69,21 @@ export class StoreAdapter implements Adapter {
   }
 
   async consume(id: string): Promise<void> {
+    await this.consumeFirst(id)
+  }
+
+  /**
+   * `consume`, false when the record was not there to mark, or another request marked it since it was read: for a
+   * code, or a refresh token with reuse detection, that request used it first and this one is its reuse
+   * (provider.ts `consumeOnce`).
+   */
+  async consumeFirst(id: string): Promise<boolean> {
     if (this.#model === 'RefreshToken') {
       const clientId = this.#refreshTokenClients.get(id) ?? (await this.#deps.records.find(this.#model, id))?.payload.clientId
       this.#refreshTokenClients.forget(id)
-      if (clientId === undefined || !this.#deps.detectsRefreshTokenReuse(String(clientId))) return
+      if (clientId === undefined || !this.#deps.detectsRefreshTokenReuse(String(clientId))) return true
     }
-    await this.#deps.records.consume(this.#model, id)
+    return this.#deps.records.consume(this.#model, id)
   }
 
   async destroy(id: string): Promise<void> {

@@ -7,6 +7,7 @@ import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, REALM_SESSION_COOKIE } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
+import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
 import { escapeHtml } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
@@ -105,8 +106,8 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   const consumed = (code as { consumed?: unknown } | undefined)?.consumed !== undefined
   const fromThisBrowser = code && session && !code.isExpired && !consumed && code.sessionUid === session.uid &&
     code.accountId === session.accountId && code.redirectUri === realm.issuer + GATEWAY_CALLBACK
-  if (!fromThisBrowser) return expired(reply)
-  await code.consume()
+  // Marked used only if no other request with it did meanwhile: of callbacks that bring one code at once, one goes on.
+  if (!fromThisBrowser || !(await (code.adapter as unknown as StoreAdapter).consumeFirst(code.jti))) return expired(reply)
   const user = await app.accounts.get(Number(code.accountId))
   // The status every door answers a disabled account with (account_disabled).
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))

@@ -223,6 +223,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.proxy = true
   allowWildcardRedirects(provider)
   spareIdTokenSignatures(provider)
+  consumeOnce(options.providerClass, provider)
   if (options.applications) compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
@@ -375,6 +376,47 @@ function spareIdTokenSignatures(provider: Provider): void {
 
 interface IdTokenInstance {
   ctx?: { oidc?: { route?: string } }
+}
+
+/**
+ * Codes, and the refresh tokens of clients with reuse detection, work once, however many requests bring one at the
+ * same moment. oidc-provider's grants read whether it was used, and later mark it used: requests that all read it
+ * before the first marked it would all get tokens, and none would count as its reuse. The adapter marks it only if
+ * it is not marked yet (`StoreAdapter.consumeFirst`); a request that finds it marked meanwhile is answered as
+ * oidc-provider answers one used again (lib/actions/grants/refresh_token.js, lib/helpers/grant_source.js
+ * `consumeGrantSource`): its grant is revoked (and the refresh token destroyed), and the request refused.
+ */
+function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
+  for (const [Model, reused, destroy] of [
+    [provider.RefreshToken, 'refresh token already used', true],
+    [provider.AuthorizationCode, 'authorization code already consumed', false],
+    [provider.DeviceCode, 'device code already consumed', false],
+  ] as const) {
+    ;(Model as unknown as { prototype: { consume(this: ConsumableToken): Promise<void> } }).prototype.consume = async function (this: ConsumableToken) {
+      if (!(await this.adapter.consumeFirst(this.jti))) {
+        const revoke = await loadRevoke()
+        await Promise.all([destroy && this.destroy(), revoke((providerClass as unknown as { ctx: unknown }).ctx, this.grantId)])
+        throw new errors.InvalidGrant(reused)
+      }
+      this.emit('consumed')
+    }
+  }
+}
+
+interface ConsumableToken {
+  jti: string
+  grantId?: string
+  adapter: StoreAdapter
+  destroy(): Promise<void>
+  emit(event: string): void
+}
+
+/** oidc-provider's revocation of a grant (lib/helpers/revoke.js), as its grants call it. */
+let revokeHelper: Promise<(ctx: unknown, grantId: string | undefined) => Promise<void>> | undefined
+function loadRevoke(): Promise<(ctx: unknown, grantId: string | undefined) => Promise<void>> {
+  // @ts-expect-error: oidc-provider declares types for its entry point only.
+  revokeHelper ??= import('oidc-provider/lib/helpers/revoke.js').then((module) => module.default)
+  return revokeHelper
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { KoaContextWithOIDC } from 'oidc-provider'
+import type { StoreAdapter } from './adapter.ts'
 import { authenticatedClient, clientCredentialsOf, leftToProvider, plainForm } from './client-credentials.ts'
 import { idTokenClaims } from './id-token-claims.ts'
 
@@ -129,10 +130,13 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   const { refreshToken, grant, account, resource, resourceServerInfo } = checked
 
   try {
-    await refreshToken.consume()
+    // The adapter's step of consuming, not the model's (provider.ts `consumeOnce`): a token another
+    // refresh consumed since this one read it is left to oidc-provider, which finds it consumed and answers its reuse.
+    if (!(await (refreshToken.adapter as StoreAdapter).consumeFirst(refreshToken.jti))) return undefined
   } catch (error) {
     return leftToProvider(error)
   }
+  refreshToken.emit('consumed')
   // From here on the request is answered here: oidc-provider would find the old token consumed. For a client
   // with reuse detection it stays consumed whatever fails next (the database does not answer to put it back): that
   // token used again is taken for a stolen one, and ends its session (docs/oidc.md).

@@ -51,14 +51,29 @@ export class OidcRecordRepository {
   #queue: QueuedRecord[] = []
   readonly #inFlight = new Set<Promise<void>>()
   readonly #statements = new CompiledStatements()
-  /** Grants read along with a token (`findWithGrant`), by model and id; null: it has none. Kept for one turn of the event loop. */
-  readonly #readAlong = new Map<string, OidcRecord | null>()
-  /** Moves with every write and deletion that may touch a grant: a grant read along while one was asked for is not kept. */
-  #grantChanges = 0
+  /** Grants read along with a token (`findWithGrant`): this repository's own, or the one it is a transaction of. */
+  readonly #readAlong: GrantsReadAlong
+  /** In a transaction's repository: whether it changed grants, which only its end commits (or undoes). */
+  #changedGrants = false
 
-  constructor(db: Kysely<Tables>, options: { batched?: boolean } = {}) {
+  constructor(db: Kysely<Tables>, options: { batched?: boolean } = {}, readAlong = new GrantsReadAlong()) {
     this.#db = db
     this.#batched = options.batched === true
+    this.#readAlong = readAlong
+  }
+
+  /**
+   * A repository on `trx`, a transaction on this one's database. The grants it deletes (a revocation, an account's
+   * records) are not served from what this one read along any more than those this one deletes itself; call its
+   * `transactionEnded` once the transaction is over, as a grant may have been read along before the commit.
+   */
+  inTransaction(trx: Kysely<Tables>): OidcRecordRepository {
+    return new OidcRecordRepository(trx, {}, this.#readAlong)
+  }
+
+  /** A transaction's repository (`inTransaction`), its transaction over: its changes to grants are committed (or undone) only now. */
+  transactionEnded(): void {
+    if (this.#changedGrants) this.#readAlong.changed()
   }
 
   /** Writes a record, replacing one of the same model and id; resolves once it is committed. */
@@ -127,12 +142,8 @@ export class OidcRecordRepository {
   }
 
   async find(model: string, id: string, now = Date.now()): Promise<OidcRecord | undefined> {
-    const key = `${model}\u0000${id}`
-    const along = this.#readAlong.get(key)
-    if (along !== undefined) {
-      this.#readAlong.delete(key)
-      if (along === null || along.expiresAt === null || along.expiresAt > now) return along ?? undefined
-    }
+    const along = this.#readAlong.take(model, id)
+    if (along !== undefined && (along === null || along.expiresAt === null || along.expiresAt > now)) return along ?? undefined
     return this.#findLive('find', now, model, id, () => this.#live(now).where('model', '=', model).where('id', '=', id))
   }
 
@@ -140,10 +151,11 @@ export class OidcRecordRepository {
    * A record (a refresh token) and its grant, in one statement: a refresh reads its token and then, at once, the
    * token's grant, and on PostgreSQL each read is a round trip. The grant is kept for the first `find` of it in the
    * same turn of the event loop, as that find would have read it: a write or deletion of grants through this
-   * repository since the read was asked for drops it, and so does the turn's end.
+   * repository or one of its transactions' (`inTransaction`, as revocations delete grants) since the read was asked
+   * for drops it, and so does the turn's end.
    */
   async findWithGrant(model: string, id: string, now = Date.now()): Promise<OidcRecord | undefined> {
-    const changesBefore = this.#grantChanges
+    const changesBefore = this.#readAlong.changes
     const { rows } = await this.#db.executeQuery(this.#statements.compiled('findWithGrant', [now, model, id, now, GRANT_MODEL, model, id], () =>
       this.#live(now).where('model', '=', model).where('id', '=', id)
         .unionAll(this.#db.selectFrom('oidc_records as g').selectAll('g')
@@ -152,19 +164,21 @@ export class OidcRecordRepository {
           .where('g.id', '=', (eb) => eb.selectFrom('oidc_records as t').select('t.grant_id').where('t.model', '=', model).where('t.id', '=', id)))))
     const record = rows.find((row) => row.model === model && row.id === id)
     if (!record) return undefined
-    if (record.grant_id !== null && model !== GRANT_MODEL && this.#grantChanges === changesBefore) {
+    if (record.grant_id !== null && model !== GRANT_MODEL && this.#readAlong.changes === changesBefore) {
       const grant = rows.find((row) => row.model === GRANT_MODEL && row.id === record.grant_id)
-      if (this.#readAlong.size === 0) setImmediate(() => this.#readAlong.clear())
-      this.#readAlong.set(`${GRANT_MODEL}\u0000${record.grant_id}`, grant ? toRecord(grant) : null)
+      this.#readAlong.keep(record.grant_id, grant ? toRecord(grant) : null)
     }
     return toRecord(record)
   }
 
-  /** A write or deletion of `model`'s records (of any model's, without one): what was read along of a grant may be gone. */
+  /**
+   * A write or deletion of `model`'s records (of any model's, without one), as it starts and once it is done: what
+   * was read along of a grant while it was under way may be gone.
+   */
   #changed(model?: string): void {
     if (model !== undefined && model !== GRANT_MODEL) return
-    this.#grantChanges++
-    this.#readAlong.clear()
+    this.#changedGrants = true
+    this.#readAlong.changed()
   }
 
   async findByUid(model: string, uid: string, now = Date.now()): Promise<OidcRecord | undefined> {
@@ -180,11 +194,15 @@ export class OidcRecordRepository {
     return rows[0] && toRecord(rows[0])
   }
 
-  /** Marks a record used (a code, a rotated refresh token); true when it existed. */
+  /**
+   * Marks a record used (a code, a rotated refresh token); true when this call did, false when it does not exist or
+   * was used already. In one statement, so that of requests that read the record unused at the same time, one only
+   * gets true.
+   */
   async consume(model: string, id: string, at = Date.now()): Promise<boolean> {
     this.#changed(model)
     const result = await this.#db.updateTable('oidc_records').set({ consumed_at: at })
-      .where('model', '=', model).where('id', '=', id).executeTakeFirst()
+      .where('model', '=', model).where('id', '=', id).where('consumed_at', 'is', null).executeTakeFirst()
     return Number(result.numUpdatedRows) > 0
   }
 
@@ -192,12 +210,14 @@ export class OidcRecordRepository {
     this.#changed(model)
     await this.settled()
     await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('id', '=', id).execute()
+    this.#changed(model)
   }
 
   async destroyByGrantId(model: string, grantId: string): Promise<void> {
     this.#changed(model)
     await this.settled()
     await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('grant_id', '=', grantId).execute()
+    this.#changed(model)
   }
 
   /**
@@ -209,6 +229,7 @@ export class OidcRecordRepository {
     this.#changed()
     await this.settled()
     const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).executeTakeFirst()
+    this.#changed()
     return Number(result.numDeletedRows)
   }
 
@@ -221,6 +242,34 @@ export class OidcRecordRepository {
   #live(now: number) {
     return this.#db.selectFrom('oidc_records').selectAll()
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+  }
+}
+
+/**
+ * The grants read along with a token (`findWithGrant`), by id (null: it has none), each kept for the first find of it
+ * in the same turn of the event loop; shared by the store's repository and those of its transactions.
+ */
+class GrantsReadAlong {
+  readonly #grants = new Map<string, OidcRecord | null>()
+  /** Moves with every write and deletion that may touch a grant: a grant read along while one was under way is not kept. */
+  changes = 0
+
+  keep(id: string, grant: OidcRecord | null): void {
+    if (this.#grants.size === 0) setImmediate(() => this.#grants.clear())
+    this.#grants.set(id, grant)
+  }
+
+  /** The grant read along (null: the token had none), once; undefined when none was, or `model` is not a grant. */
+  take(model: string, id: string): OidcRecord | null | undefined {
+    if (model !== GRANT_MODEL) return undefined
+    const grant = this.#grants.get(id)
+    this.#grants.delete(id)
+    return grant
+  }
+
+  changed(): void {
+    this.changes++
+    this.#grants.clear()
   }
 }
 

@@ -59,7 +59,12 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     // A transaction may revoke tokens (tx.oidc): the token records queued before it are written first.
     transaction: async (work) => {
       await repositories.oidc.settled()
-      return database.db.transaction().execute((trx) => work(repositoriesOn(trx, new OidcRecordRepository(trx))))
+      let oidc: OidcRecordRepository | undefined
+      try {
+        return await database.db.transaction().execute((trx) => work(repositoriesOn(trx, (oidc = repositories.oidc.inTransaction(trx)))))
+      } finally {
+        oidc?.transactionEnded()
+      }
     },
     close: async () => {
       await repositories.oidc.settled()

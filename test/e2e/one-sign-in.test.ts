@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
@@ -121,3 +122,23 @@ describe('one sign-in for the browser', () => {
     assert.equal(browser.status, 302)
   })
 })
+
+/** The gateway's own login through the realm, on each storage backend: its callback's code serves once. */
+for (const backend of gatewayBackends) {
+  describe(`the gateway's sign-in callback, on ${backend.name}`, () => {
+    let gw: TestGateway
+    before(async () => {
+      gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
+    })
+    after(() => gw.close())
+
+    it('opens one session only for a code that many requests bring at once', async () => {
+      const browser = new Browser()
+      const login = await browser.navigate(`${gw.url}/demo-app/x`)
+      const landing = await browser.submit(login, { username: 'admin', password: ADMIN_PASSWORD }, { stopBefore: (url) => url.includes('/gatehouse/callback') })
+      assert.ok(landing.stoppedAt)
+      const callbacks = await Promise.all(Array.from({ length: 10 }, () => browser.request(landing.stoppedAt!)))
+      assert.deepEqual(callbacks.map((callback) => callback.status).sort(), [302, ...Array(9).fill(400)])
+    })
+  })
+}

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
-import type { TestGateway } from '../helpers/gateway.ts'
+import { json, type TestGateway } from '../helpers/gateway.ts'
 import { decodeJwtPart, postToken, realmWith, REALM, SERVICE_SECRET, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
 
 const password = (name: string) => `${name}-password-long`
@@ -140,6 +140,29 @@ for (const backend of gatewayBackends) {
       await assertSameAnswers(revoked.shortcut, revoked.provider)
     })
 
+    it('lets one only of the refreshes that bring a single-use refresh token at once succeed, and ends the session for the others\' reuse, on both paths', async () => {
+      const REUSED = new Set(['Maximum allowed refresh token reuse exceeded', 'Invalid refresh token'])
+      for (const path of ['', TO_PROVIDER]) {
+        const session = await login('frank', 'reports')
+        const answers = await Promise.all(Array.from({ length: 10 }, () => postToken(gw, refreshForm('reports', session.refresh_token) + path)))
+        const [winner, ...others] = [...answers.filter((answer) => answer.status === 200), ...answers.filter((answer) => answer.status !== 200)]
+        assert.equal(winner!.status, 200)
+        for (const refused of others) {
+          assert.equal(refused.status, 400, JSON.stringify(refused.body))
+          assert.equal(refused.body.error, 'invalid_grant')
+          assert.ok(REUSED.has(refused.body.error_description), refused.body.error_description)
+        }
+        // The reuse ended the session: the token the one refresh gave is refused too, and its access token is not active.
+        const next = await postToken(gw, refreshForm('reports', winner!.body.refresh_token))
+        assert.equal(next.status, 400)
+        const introspection = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, {
+          method: 'POST',
+          body: new URLSearchParams({ client_id: 'reports', client_secret: SERVICE_SECRET, token: winner!.body.access_token }),
+        })
+        assert.equal((await json(introspection)).active, false)
+      }
+    })
+
     it('takes a confidential client\'s secret from HTTP basic as from the form', async () => {
       const sessions = [await login('frank', 'reports'), await login('frank', 'reports')]
       const { shortcut, provider } = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], 'reports', true)
@@ -172,6 +195,29 @@ for (const backend of gatewayBackends) {
       assert.equal(refused.status, 401)
       await assertSameAnswers(refused, refusedProvider)
       assert.equal((await postToken(gw, refreshForm('reports', frank.refresh_token))).status, 200, 'a refused refresh consumed the token')
+    })
+
+    it('refuses a confidential client\'s refresh without its secret, a public client\'s with one, and HTTP basic naming another client than the form, as oidc-provider does, changing nothing', async () => {
+      const basic = (credentials: string) => ({ authorization: `Basic ${Buffer.from(credentials).toString('base64')}` })
+      const [frank, erin] = [await login('frank', 'reports'), await login('erin')]
+      const refusals: [string, Record<string, string>, number][] = [
+        // A confidential client's stolen refresh token, without the secret.
+        [`client_id=reports&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, {}, 401],
+        [`client_id=reports&client_secret=&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, {}, 401],
+        [`grant_type=refresh_token&refresh_token=${frank.refresh_token}`, basic('reports:'), 400],
+        // A public client has no secret to send.
+        [`client_id=end-users&client_secret=x&grant_type=refresh_token&refresh_token=${erin.refresh_token}`, {}, 401],
+        [`grant_type=refresh_token&refresh_token=${erin.refresh_token}`, basic('end-users:x'), 401],
+        // Two clients named at once.
+        [`client_id=end-users&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, basic(`reports:${SERVICE_SECRET}`), 400],
+      ]
+      for (const [form, headers, status] of refusals) {
+        const [refused, refusedProvider] = [await postToken(gw, form, headers), await postToken(gw, form + TO_PROVIDER, headers)]
+        assert.equal(refused.status, status, form)
+        await assertSameAnswers(refused, refusedProvider)
+      }
+      assert.equal((await postToken(gw, refreshForm('reports', frank.refresh_token))).status, 200, 'a refused refresh consumed the token')
+      assert.equal((await postToken(gw, refreshForm('end-users', erin.refresh_token))).status, 200)
     })
 
     it('refuses the refresh of a user who no longer passes the client\'s access rules as oidc-provider does', async () => {

@@ -72,6 +72,14 @@ for (const backend of storeBackends) {
       await refreshTokens.consume('r-keeping')
       assert.equal(typeof (await refreshTokens.find('r-rotating'))!.consumed, 'number')
       assert.equal((await refreshTokens.find('r-keeping'))!.consumed, undefined)
+      // Marked once: a second request that read it unused learns that another used it first.
+      await refreshTokens.find('r-rotating')
+      assert.equal(await refreshTokens.consumeFirst('r-rotating'), false)
+      await refreshTokens.find('r-keeping')
+      assert.equal(await refreshTokens.consumeFirst('r-keeping'), true)
+      await refreshTokens.upsert('r-raced', { clientId: 'rotating' }, 300)
+      await refreshTokens.find('r-raced')
+      assert.deepEqual(await Promise.all([refreshTokens.consumeFirst('r-raced'), refreshTokens.consumeFirst('r-raced')]).then((firsts) => firsts.sort()), [false, true])
       // Other models (codes) are always single-use.
       const codes = new StoreAdapter('AuthorizationCode', deps)
       await codes.upsert('code', { clientId: 'keeping' }, 60)
@@ -184,6 +192,32 @@ for (const backend of storeBackends) {
       statements.stop()
       assert.equal(statements.count, 0)
       await other
+    })
+
+    it('serves no grant read along once a transaction deleted it, as a revocation or an account\'s deletion does', async () => {
+      const later = Date.now() + 60_000
+      await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
+      await db.store.oidc.upsert({ model: 'RefreshToken', id: 'tx-token', payload: { grantId: 'tx-grant', accountId: '44' }, grantId: 'tx-grant', expiresAt: later })
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      await db.store.transaction((tx) => tx.oidc.destroy('Grant', 'tx-grant'))
+      assert.equal(await db.store.oidc.find('Grant', 'tx-grant'), undefined)
+
+      await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      assert.equal(await db.store.transaction((tx) => tx.oidc.destroyByAccount('44')), 2)
+      assert.equal(await db.store.oidc.find('Grant', 'tx-grant'), undefined)
+
+      // A grant read along after the transaction's deletion, but before its commit, is dropped when it ends.
+      await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
+      await db.store.oidc.upsert({ model: 'RefreshToken', id: 'tx-token', payload: { grantId: 'tx-grant', accountId: '44' }, grantId: 'tx-grant', expiresAt: later })
+      const uncommitted = db.store.oidc.inTransaction(db.store.database.db)
+      await uncommitted.destroyByGrantId('Grant', 'no-such-grant')
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      uncommitted.transactionEnded()
+      const statements = countStatements()
+      assert.ok(await db.store.oidc.find('Grant', 'tx-grant'))
+      statements.stop()
+      assert.equal(statements.count, 1)
     })
 
     it('never serves a grant read along past its expiry, nor anything for a token that does not exist', async () => {
