@@ -59,6 +59,9 @@ export class RequestBuffer {
     if (this.#limit === 0) return raw
     const limit = this.#limit
     const budget = this.#budget
+    // A body known to fit is waited for whole; of any other, the first `limit` bytes are.
+    const declared = raw.headers['transfer-encoding'] === undefined ? Number(raw.headers['content-length']) : Number.NaN
+    const streamFrom = declared <= limit ? limit + 1 : limit
     return new Promise((resolve) => {
       const chunks: Buffer[] = []
       let size = 0
@@ -75,7 +78,7 @@ export class RequestBuffer {
         }
         chunks.push(chunk)
         size += chunk.length
-        if (size > limit) {
+        if (size >= streamFrom) {
           raw.pause()
           settle(followedByRest(chunks, raw))
         }

@@ -97,7 +97,7 @@ describe('configuration', () => {
     assert.deepEqual(config.server.trusted_proxies, [])
     assert.deepEqual(config.server.timeouts, { headers_seconds: 10, request_seconds: 300 })
     assert.equal(config.server.max_connections, 10_000)
-    assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5 })
+    assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64 })
   })
 
   it('refuses trust_proxy with a message naming trusted_proxies, and entries that are no address or CIDR', () => {
