@@ -100,10 +100,11 @@ async function serve(options: ServeOptions): Promise<void> {
   if (printsSummary() && pretty) {
     process.stdout.write(formatSummary(facts, firstLine, admin))
   } else if (printsSummary()) {
+    process.stdout.write(`${firstLine}\n`)
     if (admin?.generatedPassword) process.stderr.write(`${adminHint(admin)}\n`)
     server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
-    process.stdout.write(`${firstLine}\n`)
   }
+  if (isWorker()) server.log.info({ url: listening.url }, 'worker listening')
   // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
   for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
   releaseStartupMemory()
