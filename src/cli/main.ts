@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
 import { GatehouseError, ValidationFailed } from '../errors.ts'
+import { DataDirUnusable } from '../store/errors.ts'
 import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
 import { UsageError } from './common.ts'
@@ -46,7 +47,7 @@ function exitCodeFor(error: unknown): number {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }
-  if (error instanceof ConfigError) {
+  if (error instanceof ConfigError || error instanceof DataDirUnusable) {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }

@@ -1,15 +1,39 @@
-import { mkdirSync } from 'node:fs'
+import { accessSync, constants, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
-import { UniqueViolation } from './errors.ts'
+import { DataDirUnusable, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import { migrationNames, migrationProvider } from './migrations/index.ts'
 import { NodeSqliteDatabase } from './sqlite-driver.ts'
+
+/** Makes the data directory when it is missing and opens the database file in it. */
+function openSqliteFile(dir: string, file: string, busyTimeoutMs: number): NodeSqliteDatabase {
+  try {
+    mkdirSync(dir, { recursive: true })
+    return new NodeSqliteDatabase(file, busyTimeoutMs)
+  } catch (error) {
+    throw new DataDirUnusable(dir, whyUnusable(dir, error), error)
+  }
+}
+
+/** SQLite says only "unable to open database file"; the directory's own state says why. */
+function whyUnusable(dir: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code
+  if (code === 'EEXIST') return 'it is a file, not a directory'
+  if (code === 'ENOTDIR') return 'a part of its path is a file, not a directory'
+  if (code === 'EACCES') return 'permission denied'
+  try {
+    accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK)
+  } catch {
+    return 'permission denied (it must be readable and writable)'
+  }
+  return (error as Error).message
+}
 
 let postgres: Promise<typeof pg> | undefined
 
@@ -116,9 +140,8 @@ export class Database {
     }
     if (url) throw new Error(`unsupported database URL scheme (expected postgres://): ${redactUrl(url)}`)
     const dir = resolve(location.dataDir)
-    mkdirSync(dir, { recursive: true })
     const file = join(dir, 'gatehouse.sqlite')
-    const sqlite = new NodeSqliteDatabase(file, timeouts.queryMs)
+    const sqlite = openSqliteFile(dir, file, timeouts.queryMs)
     // Opening waits for another process's migrations as long as migrating does.
     await sqlite.useWal(MIGRATION_WAIT_MS)
     return new Database('sqlite', `sqlite:${file}`, new SqliteDialect({ database: sqlite }), sqlite)

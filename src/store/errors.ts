@@ -10,3 +10,11 @@ export class UniqueViolation extends Error {
     this.name = 'UniqueViolation'
   }
 }
+
+/** The SQLite data directory cannot be made or its database file opened: a mistake in where it points, said in one line. */
+export class DataDirUnusable extends Error {
+  constructor(dir: string, reason: string, cause: unknown) {
+    super(`the data directory ${dir} cannot be used: ${reason}`, { cause })
+    this.name = 'DataDirUnusable'
+  }
+}

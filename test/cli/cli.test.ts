@@ -85,6 +85,24 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('refuses a configuration file or a data directory it cannot use, in one line with exit status 2', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'not-a-directory')
+    writeFileSync(file, '')
+    const cases: [string[], RegExp][] = [
+      [['serve', '--port', '0', '--config', join(dir, 'missing.yaml')], /^gatehouse: .*missing\.yaml: cannot read: ENOENT: no such file or directory$/],
+      [['users', 'list', '--config', join(dir, 'missing.yaml')], /missing\.yaml: cannot read: ENOENT/],
+      [['users', 'list', '--data-dir', file], /^gatehouse: the data directory .*not-a-directory cannot be used: it is a file, not a directory$/],
+      [['serve', '--port', '0', '--data-dir', join(file, 'data')], /^gatehouse: the data directory .*not-a-directory\/data cannot be used: a part of its path is a file, not a directory$/],
+    ]
+    for (const [args, reason] of cases) {
+      const result = await runCli(args)
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
+      assert.match(result.stderr.trim(), reason, args.join(' '))
+      assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
+    }
+  })
+
   it('has --help for every command', async () => {
     for (const args of [[], ['serve'], ['users'], ['users', 'create'], ['migrate'], ['config', 'check']]) {
       const result = await runCli([...args, '--help'])
