@@ -36,6 +36,11 @@ export function accessCommand(): Command {
   return access
 }
 
+/** A configuration without services (none given) judges only the gateway's own paths: say so, and how to give one. */
+function noServicesHint(app: App): string {
+  return app.config.services.length ? '' : ' (the configuration has no services: give the one the gateway runs with --config)'
+}
+
 /**
  * Where a request for one of the gateway's own paths lands: the web interface's pages (its administration for
  * superusers), or the gateway API route the path reaches, with the access the route declares.
@@ -43,8 +48,9 @@ export function accessCommand(): Command {
 async function gatewayPlace(app: App, method: string, path: string): Promise<{ place: Place; access: Access; description: string }> {
   if (path.startsWith(`${UI_PATH}admin/`)) return { place: app.places.uiAdmin, access: 'superuser', description: `web interface, administration: ${WHO_MAY.superuser}` }
   if (path.startsWith(UI_PATH)) return { place: app.places.ui, access: 'user', description: `web interface: ${WHO_MAY.user}` }
-  if (!path.startsWith('/api/')) throw new UsageError(`no service or gateway path at ${path}`)
+  if (!path.startsWith('/api/')) throw new UsageError(`no service or gateway path at ${path}${noServicesHint(app)}`)
   const route = findApiRoute(await gatewayApiRoutes(app), method, path)
+  if (!route && !path.startsWith('/api/gateway/')) throw new UsageError(`no service or gateway API route at ${method} ${path}${noServicesHint(app)}`)
   if (!route) throw new UsageError(`no gateway API route for ${method} ${path}`)
   return { place: app.places.gatewayApi[route.access], access: route.access, description: `API, route ${route.method} ${route.url}: ${WHO_MAY[route.access]}` }
 }

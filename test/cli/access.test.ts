@@ -57,6 +57,15 @@ describe('bin/gatehouse access check', () => {
     assert.equal((await check('nobody', 'GET', '/api/eda/')).code, 2)
     assert.equal((await check('otto', 'GET', '/nowhere/')).code, 2)
   })
+
+  it('says a service path is served by no service, and how to give the configuration when none was given', async () => {
+    const withoutConfig = await runCli(['access', 'check', 'otto', 'GET', '/api/eda/v1/activations/', '--data-dir', dir])
+    assert.equal(withoutConfig.code, 2)
+    assert.equal(withoutConfig.stderr, 'gatehouse: no service or gateway API route at GET /api/eda/v1/activations/ (the configuration has no services: give the one the gateway runs with --config)\n')
+    const unknownService = await check('otto', 'GET', '/api/nothing/')
+    assert.equal(unknownService.code, 2)
+    assert.equal(unknownService.stderr, 'gatehouse: no service or gateway API route at GET /api/nothing/\n')
+  })
 })
 
 describe('bin/gatehouse access check for the gateway\'s own paths, and check-client for realm clients', () => {
