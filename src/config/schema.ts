@@ -129,7 +129,7 @@ export const ConfigSchema = z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])
       .describe('Credential types the gateway\'s own API (/api/gateway/) accepts.'),
     public_paths: z.array(publicPath).default(GATEWAY_PUBLIC_PATHS)
-      .describe('Gateway API paths open without authentication (the platform\'s defaults).'),
+      .describe('Gateway API paths open without authentication (the platform\'s defaults). Leaving one out closes it; a path that is not one of them cannot be opened.'),
     oidc: GatewayOidcSchema.default({ audiences: ['gateway'] })
       .describe('Which OIDC access tokens the gateway API accepts (see docs/oidc.md).'),
     access: AccessRulesSchema.optional()
@@ -144,6 +144,13 @@ export const ConfigSchema = z.object({
 }).strict().superRefine((config, ctx) => {
   checkRealmReferences(config, ctx)
   checkTls(config.server, ctx)
+  config.gateway.public_paths.forEach((path, i) => {
+    // Listing a private route would be ignored in silence (src/gateway/places.ts); say so instead.
+    const names = path.endsWith('*') ? (open: string) => open.startsWith(path.slice(0, -1)) : (open: string) => open === path
+    if (!GATEWAY_PUBLIC_PATHS.some(names)) {
+      ctx.addIssue({ code: 'custom', path: ['gateway', 'public_paths', i], message: `names none of the gateway API's public paths (${GATEWAY_PUBLIC_PATHS.join(', ')}): configuration can close them, not open others` })
+    }
+  })
   if (config.server.timeouts.headers_seconds > config.server.timeouts.request_seconds) {
     ctx.addIssue({ code: 'custom', path: ['server', 'timeouts', 'headers_seconds'], message: 'must be at most server.timeouts.request_seconds' })
   }
