@@ -52,7 +52,9 @@ function exitCodeFor(error: unknown): number {
     return 2
   }
   if (error instanceof GatehouseError) {
-    const fields = error.fields ? ' ' + Object.entries(error.fields).map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
+    // A field whose message is the error's own (`username_taken`) would say it twice.
+    const detailed = Object.entries(error.fields ?? {}).filter(([, v]) => v.join(' ') !== error.message)
+    const fields = detailed.length ? ' ' + detailed.map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
     process.stderr.write(`gatehouse: ${error.message}${fields}\n`)
     // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too.
     return error instanceof ValidationFailed ? 2 : 1

@@ -85,6 +85,14 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('says a username is taken once', async () => {
+    const dir = tempDir()
+    assert.equal((await runCli(['users', 'create', 'hana', '--data-dir', dir])).code, 0)
+    const again = await runCli(['users', 'create', 'hana', '--data-dir', dir])
+    assert.notEqual(again.code, 0)
+    assert.equal(again.stderr, 'gatehouse: A user with that username already exists.\n')
+  })
+
   it('refuses a configuration file or a data directory it cannot use, in one line with exit status 2', async () => {
     const dir = tempDir()
     const file = join(dir, 'not-a-directory')
