@@ -8,6 +8,14 @@ import { demoConfigFile } from '../../src/config/load.ts'
 import { runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
+/** What `config reference` prints, as far as the test walks it. */
+interface JsonSchema {
+  description?: string
+  properties?: Record<string, JsonSchema>
+  items?: JsonSchema
+  anyOf?: JsonSchema[]
+}
+
 describe('bin/gatehouse', () => {
   it('creates, lists, re-passwords and disables users in the data directory', async () => {
     const dir = tempDir()
@@ -137,5 +145,16 @@ describe('bin/gatehouse', () => {
     assert.equal(result.code, 0)
     const schema = JSON.parse(result.stdout)
     assert.match(schema.properties.services.items.properties.unauthenticated.description, /redirect/)
+    const undescribed: string[] = []
+    const walk = (node: JsonSchema, path: string) => {
+      for (const [name, property] of Object.entries(node.properties ?? {})) {
+        if (!property.description) undescribed.push(`${path}${name}`)
+        walk(property, `${path}${name}.`)
+      }
+      if (node.items) walk(node.items, `${path}[].`)
+      node.anyOf?.forEach((choice) => walk(choice, path))
+    }
+    walk(schema, '')
+    assert.deepEqual(undescribed, [], 'every option has a description')
   })
 })
