@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
@@ -91,6 +91,28 @@ describe('bin/gatehouse', () => {
       assert.match(result.stderr, reason, args.join(' '))
       assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
     }
+  })
+
+  it('refuses a data directory or a database file it may not read and write, naming it', async () => {
+    // Permissions bind everyone but root: as root, the commands run as nobody.
+    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+    const dir = tempDir()
+    chmodSync(dir, 0o755)
+    const readOnlyDir = join(dir, 'read-only')
+    mkdirSync(readOnlyDir, { mode: 0o555 })
+    const withFile = join(dir, 'with-file')
+    assert.equal((await runCli(['migrate', '--data-dir', withFile])).code, 0)
+    for (const name of readdirSync(withFile)) {
+      if (asOther.uid !== undefined) chownSync(join(withFile, name), asOther.uid, asOther.gid)
+      chmodSync(join(withFile, name), 0o444)
+    }
+    if (asOther.uid !== undefined) chownSync(withFile, asOther.uid, asOther.gid)
+    const readOnly = await runCli(['users', 'list', '--data-dir', readOnlyDir], asOther)
+    assert.equal(readOnly.code, 2)
+    assert.equal(readOnly.stderr, `gatehouse: the data directory ${readOnlyDir} cannot be used: permission denied (it must be readable and writable)\n`)
+    const readOnlyFile = await runCli(['users', 'list', '--data-dir', withFile], asOther)
+    assert.equal(readOnlyFile.code, 2)
+    assert.equal(readOnlyFile.stderr, `gatehouse: the data directory ${withFile} cannot be used: permission denied on gatehouse.sqlite (it must be readable and writable)\n`)
   })
 
   it('names the database it cannot use, without its password, and why', async () => {
