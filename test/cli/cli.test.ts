@@ -75,12 +75,16 @@ describe('bin/gatehouse', () => {
 
   it('exits non-zero with a one-line reason on bad arguments', async () => {
     const dir = tempDir()
+    const notADirectory = join(dir, 'file')
+    writeFileSync(notADirectory, '')
     const cases: [string[], RegExp][] = [
       [['users', 'create', 'bad name!', '--data-dir', dir], /username/],
       [['users', 'disable', 'nobody', '--data-dir', dir], /no such user/],
       [['users', 'create'], /missing required argument/],
       [['serve', '--port', 'eighty'], /--port/],
       [['serve', '--nonsense'], /unknown option/],
+      // The data directory is a file: were the empty --host taken, serve would stop there instead of listening everywhere.
+      [['serve', '--port', '0', '--host', '', '--data-dir', notADirectory], /--host must be an address/],
       [['frobnicate'], /unknown command/],
       [['users', 'list', '--database', 'mysql://x'], /postgres/],
       [['users', 'set-password', 'x', '--data-dir', dir], /--password-stdin/],
