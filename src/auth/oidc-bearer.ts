@@ -10,12 +10,13 @@ import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import { bearerValue } from './bearer.ts'
 import type { Credential } from './principal.ts'
+import { withBearerError } from './token.ts'
 import { REVOKE_TOPIC } from '../store/topics.ts'
 
 const MAX_CACHED = 50_000
 
 function invalidToken(message: string): InvalidToken {
-  return new InvalidToken(message)
+  return withBearerError(new InvalidToken(message))
 }
 
 /**

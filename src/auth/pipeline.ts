@@ -6,6 +6,7 @@ import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { Credential, Principal } from './principal.ts'
 import { TOKEN_PREFIX } from './token-format.ts'
+import { withBearerError } from './token.ts'
 import { challengesFor } from '../http/challenges.ts'
 
 /**
@@ -69,7 +70,7 @@ export class AuthPipeline {
     if (header) {
       const scheme = header.split(' ', 1)[0]!.slice(0, 20)
       if (scheme.toLowerCase() === 'bearer' && accepts.includes('token')) {
-        throw new InvalidToken(`This bearer token is not one this service accepts (Gatehouse tokens start with "${TOKEN_PREFIX}").`)
+        throw withBearerError(new InvalidToken(`This bearer token is not one this service accepts (Gatehouse tokens start with "${TOKEN_PREFIX}").`))
       }
       throw new CredentialsNotAccepted(`This service does not accept "${scheme}" credentials; it accepts: ${accepts.join(', ')}.`)
     }

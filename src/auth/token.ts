@@ -47,7 +47,7 @@ export class TokenAuthenticator implements Authenticator {
 }
 
 /** Adds the RFC 6750 §3 challenge, so OAuth clients see `error="invalid_token"`. */
-function withBearerError(error: Unauthenticated): Unauthenticated {
+export function withBearerError(error: Unauthenticated): Unauthenticated {
   error.headers['www-authenticate'] = [`Bearer realm="Gatehouse", error="invalid_token", error_description="${error.message.replace(/["\\]/g, '')}"`]
   return error
 }

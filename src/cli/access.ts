@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander'
+import { isIP } from 'node:net'
 import { compileGatewayRules, type ServiceRules } from '../access/rules.ts'
 import type { App } from '../app.ts'
 import { authMethods, type AuthMethod } from '../config/schema.ts'
@@ -25,15 +26,26 @@ export function accessCommand(): Command {
     .argument('<path>', 'request path, e.g. /api/eda/v1/activations/')
     .addOption(new Option('--auth-method <method>', 'how the user signs in').choices(authMethods).default('session'))
     .addOption(new Option('--scope <scope...>', 'token scopes the request carries'))
-    .addOption(new Option('--address <ip>', 'the client address').default('127.0.0.1')))
+    .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1')))
     .action((user: string, method: string, path: string, options: CheckOptions) => withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))))
   access.addCommand(addStorageOptions(new Command('check-client')
     .description('print whether USER may sign in to the realm client REALM/CLIENT_ID by its access rules (exit 1 when refused)')
     .argument('<user>', 'username')
     .argument('<client>', 'realm and client id, e.g. platform/operators-console')
-    .addOption(new Option('--address <ip>', 'the client address').default('127.0.0.1')))
+    .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1')))
     .action((user: string, client: string, options: StorageOptions & { address: string }) => withApp(options, (app) => checkClient(app, user, client, options.address))))
   return access
+}
+
+/** Rules match `networks` against the address: one that is not an IP address would match none of them, unnoticed. */
+function parseAddress(value: string): string {
+  if (!isIP(value)) throw new UsageError(`--address must be an IP address, got "${value}"`)
+  return value
+}
+
+/** A configuration without services (none given) judges only the gateway's own paths: say so, and how to give one. */
+function noServicesHint(app: App): string {
+  return app.config.services.length ? '' : ' (the configuration has no services: give the one the gateway runs with --config)'
 }
 
 /**
@@ -43,8 +55,9 @@ export function accessCommand(): Command {
 async function gatewayPlace(app: App, method: string, path: string): Promise<{ place: Place; access: Access; description: string }> {
   if (path.startsWith(`${UI_PATH}admin/`)) return { place: app.places.uiAdmin, access: 'superuser', description: `web interface, administration: ${WHO_MAY.superuser}` }
   if (path.startsWith(UI_PATH)) return { place: app.places.ui, access: 'user', description: `web interface: ${WHO_MAY.user}` }
-  if (!path.startsWith('/api/')) throw new UsageError(`no service or gateway path at ${path}`)
+  if (!path.startsWith('/api/')) throw new UsageError(`no service or gateway path at ${path}${noServicesHint(app)}`)
   const route = findApiRoute(await gatewayApiRoutes(app), method, path)
+  if (!route && !path.startsWith('/api/gateway/')) throw new UsageError(`no service or gateway API route at ${method} ${path}${noServicesHint(app)}`)
   if (!route) throw new UsageError(`no gateway API route for ${method} ${path}`)
   return { place: app.places.gatewayApi[route.access], access: route.access, description: `API, route ${route.method} ${route.url}: ${WHO_MAY[route.access]}` }
 }

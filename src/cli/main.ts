@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
 import { GatehouseError, ValidationFailed } from '../errors.ts'
+import { DataDirUnusable } from '../store/errors.ts'
 import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
 import { UsageError } from './common.ts'
@@ -46,12 +47,14 @@ function exitCodeFor(error: unknown): number {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }
-  if (error instanceof ConfigError) {
+  if (error instanceof ConfigError || error instanceof DataDirUnusable) {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }
   if (error instanceof GatehouseError) {
-    const fields = error.fields ? ' ' + Object.entries(error.fields).map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
+    // A field whose message is the error's own (`username_taken`) would say it twice.
+    const detailed = Object.entries(error.fields ?? {}).filter(([, v]) => v.join(' ') !== error.message)
+    const fields = detailed.length ? ' ' + detailed.map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
     process.stderr.write(`gatehouse: ${error.message}${fields}\n`)
     // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too.
     return error instanceof ValidationFailed ? 2 : 1

@@ -25,11 +25,17 @@ export function serveCommand(): Command {
   return addStorageOptions(new Command('serve')
     .description('run the gateway')
     .option('--demo', 'use the demo configuration (unless --config is given) and start the built-in demo upstreams')
-    .option('--host <address>', 'address to listen on (default: from the config, 127.0.0.1)')
+    .addOption(new Option('--host <address>', 'address to listen on (default: from the config, 127.0.0.1)').argParser(parseHost))
     .addOption(new Option('--port <port>', 'port to listen on (default: from the config, 8080)').argParser(parsePort))
     .addOption(new Option('--workers <count>', 'processes sharing the port and the database: a number, or auto for one per CPU (default 1)').argParser(parseWorkers).env('GATEHOUSE_WORKERS'))
     .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON lines otherwise').choices(logFormats).default('auto').env('GATEHOUSE_LOG_FORMAT')))
     .action(serve)
+}
+
+/** An empty address would make Node listen on every interface, the opposite of what was asked. */
+function parseHost(value: string): string {
+  if (!value.trim()) throw new UsageError(`--host must be an address to listen on, got "${value}"`)
+  return value
 }
 
 function parsePort(value: string): string {
@@ -100,10 +106,11 @@ async function serve(options: ServeOptions): Promise<void> {
   if (printsSummary() && pretty) {
     process.stdout.write(formatSummary(facts, firstLine, admin))
   } else if (printsSummary()) {
+    process.stdout.write(`${firstLine}\n`)
     if (admin?.generatedPassword) process.stderr.write(`${adminHint(admin)}\n`)
     server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
-    process.stdout.write(`${firstLine}\n`)
   }
+  if (isWorker()) server.log.info({ url: listening.url }, 'worker listening')
   // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
   for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
   releaseStartupMemory()

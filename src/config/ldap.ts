@@ -45,7 +45,7 @@ export const LdapSchema = z.object({
   tls: z.object({
     ca_file: z.string().min(1).optional().describe('PEM file of the CA (or self-signed certificate) that signed the directory\'s certificate. Default: the system\'s CAs.'),
     reject_unauthorized: z.boolean().default(true).describe('Refuse a certificate that does not verify. Switch off only to diagnose; passwords then go to whoever answers.'),
-  }).strict().default({ reject_unauthorized: true }),
+  }).strict().default({ reject_unauthorized: true }).describe('How the directory\'s certificate is verified (ldaps:// and StartTLS).'),
   bind_dn: dn.describe('The service account for the search bind: Gatehouse binds as it to look users and groups up.'),
   bind_password: z.string().min(1).optional().describe('The service account\'s password. Prefer `bind_password_env`.'),
   bind_password_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional()
@@ -55,13 +55,14 @@ export const LdapSchema = z.object({
     filter: filterTemplate(['username'], '(uid={username})').default('(uid={username})')
       .describe('Filter finding one user; `{username}` is replaced by the typed username, escaped (RFC 4515).'),
     scope,
-  }).strict(),
+  }).strict().describe('How to find a user\'s entry.'),
   attributes: z.object({
     username: attribute.default('uid').describe('Attribute holding the username the account gets in Gatehouse.'),
-    email: attribute.default('mail'),
-    first_name: attribute.default('givenName'),
-    last_name: attribute.default('sn'),
-  }).strict().default({ username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn' }),
+    email: attribute.default('mail').describe('Attribute holding the email address.'),
+    first_name: attribute.default('givenName').describe('Attribute holding the first name.'),
+    last_name: attribute.default('sn').describe('Attribute holding the last name.'),
+  }).strict().default({ username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn' })
+    .describe('Which attributes of the user\'s entry fill the account.'),
   group_search: z.object({
     base: dn.describe('Where groups are searched, e.g. ou=groups,dc=example,dc=com.'),
     filter: filterTemplate(['dn', 'username'], '(member={dn})').default('(|(&(objectClass=groupOfNames)(member={dn}))(&(objectClass=groupOfUniqueNames)(uniqueMember={dn})))')
@@ -78,7 +79,7 @@ export const LdapSchema = z.object({
   timeouts: z.object({
     connect_seconds: z.number().positive().max(60).default(3).describe('Time to connect to one server (TLS included) before trying the next.'),
     lookup_seconds: z.number().positive().max(120).default(5).describe('Time a whole directory login may take, all servers included, before it fails with 503 directory_unavailable.'),
-  }).strict().default({ connect_seconds: 3, lookup_seconds: 5 }),
+  }).strict().default({ connect_seconds: 3, lookup_seconds: 5 }).describe('How long the directory may take.'),
 }).strict().superRefine((ldap, ctx) => {
   if ((ldap.bind_password === undefined) === (ldap.bind_password_env === undefined)) {
     ctx.addIssue({ code: 'custom', path: ['bind_password'], message: 'set exactly one of bind_password and bind_password_env' })

@@ -9,7 +9,8 @@ export const demoConfigFile = fileURLToPath(new URL('./demo.yaml', import.meta.u
 export class ConfigError extends Error {
   readonly problems: string[]
   constructor(source: string, problems: string[]) {
-    super(`${source}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    // One problem fits on one line (a file that cannot be read, one wrong value); several are listed one a line.
+    super(problems.length === 1 ? `${source}: ${problems[0]}` : `${source}: ${problems.length} problems\n${problems.map((p) => `  - ${p}`).join('\n')}`)
     this.problems = problems
   }
 }
@@ -20,7 +21,8 @@ export function loadConfigFile(file: string): Config {
   try {
     text = readFileSync(file, 'utf8')
   } catch (error) {
-    throw new ConfigError(file, [`cannot read: ${(error as Error).message}`])
+    // Node's message names the file again (", open '...'"): it already starts the line.
+    throw new ConfigError(file, [`cannot read: ${(error as Error).message.replace(/, open '.*'$/, '')}`])
   }
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
   if (document.errors.length) throw new ConfigError(file, document.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`))

@@ -54,7 +54,7 @@ export const RealmClientSchema = z.object({
     .describe('How a confidential client authenticates (Keycloak\'s "Client Authenticator"): `client-secret` (HTTP basic or `client_secret` in the form), `client-secret-jwt` (a JWT signed with the secret, RFC 7523), `client-jwt` (a JWT signed with the client\'s private key, verified with `jwks_url` or `jwks`).'),
   jwks_url: absoluteUrl.optional()
     .describe('For `client-jwt`: where the client publishes its public keys (Keycloak\'s "JWKS URL").'),
-  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional()
+  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1).describe('The keys (JWK, RFC 7517).') }).optional()
     .describe('For `client-jwt`: the client\'s public keys, inline, as a JWK Set.'),
   refresh_token_rotation: z.boolean().default(false)
     .describe('Keycloak\'s "Revoke refresh token": each refresh token may be used once, and using one again ends its session (reuse detection). Off, as in Keycloak, earlier refresh tokens stay valid until they expire; scripts that keep refreshing with their first refresh token need it off.'),

@@ -41,7 +41,7 @@ export const ServiceSchema = z.object({
   timeouts: z.object({
     connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream before answering 502.'),
     response_seconds: z.number().positive().max(3600).default(60).describe('Time to wait for the upstream\'s response headers, and between body chunks, before answering 504.'),
-  }).strict().default({ connect_seconds: 5, response_seconds: 60 }),
+  }).strict().default({ connect_seconds: 5, response_seconds: 60 }).describe('How long the upstream may take.'),
   access: AccessRulesSchema.optional(),
   pool: z.object({
     connections: z.number().int().min(1).max(10_000).default(128)
@@ -52,7 +52,7 @@ export const ServiceSchema = z.object({
       .describe('The longest a request waits for a connection it may use before it is answered 503 upstream_busy.'),
     body_buffer_kb: z.number().int().min(0).max(100 * 1024).default(64)
       .describe('Request bodies up to this size are read whole before the request takes a connection, and of larger ones this much first, the rest then streamed (as nginx\'s proxy_request_buffering): a client that sends its body slowly holds no connection meanwhile. 0 streams every body as it comes. All bodies held at once count against `server.body_buffers_mb`.'),
-  }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64 }),
+  }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64 }).describe('The connections to the upstream, and each client\'s share of them.'),
 }).strict()
 
 const filePath = z.string().min(1)
@@ -96,7 +96,7 @@ export const ConfigSchema = z.object({
         .describe('Time a client has to send the request line and headers before it is answered 408 and its connection closed.'),
       request_seconds: z.number().positive().max(24 * 3600).default(300)
         .describe('Time a client has to send a whole request, body included, before it is answered 408 (or its connection closed, if the response has begun). Raise it for large uploads over slow links.'),
-    }).strict().default({ headers_seconds: 10, request_seconds: 300 }),
+    }).strict().default({ headers_seconds: 10, request_seconds: 300 }).describe('How long a client may take to send a request.'),
     max_connections: z.number().int().min(1).max(1_000_000).default(10_000)
       .describe('Client connections open at once; further ones are closed as they arrive. Keep it below the process\'s file descriptor limit (`ulimit -n`), which must also cover the upstream connections.'),
     api_body_limit_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024)
@@ -108,7 +108,8 @@ export const ConfigSchema = z.object({
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 }),
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
+    .describe('Where and how Gatehouse listens.'),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
     database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()
@@ -118,8 +119,8 @@ export const ConfigSchema = z.object({
         .describe('Time to open a connection to PostgreSQL, or to wait for a free one in the pool, before answering 503 database_unavailable.'),
       query_seconds: z.number().positive().max(60).default(2)
         .describe('Time one query may take (PostgreSQL: on the client and as statement_timeout on the server; SQLite: waiting for another process\'s lock) before answering 503 database_unavailable.'),
-    }).strict().default({ connect_seconds: 1, query_seconds: 2 }),
-  }).strict().default({ data_dir: './data', timeouts: { connect_seconds: 1, query_seconds: 2 } }),
+    }).strict().default({ connect_seconds: 1, query_seconds: 2 }).describe('How long the database may take.'),
+  }).strict().default({ data_dir: './data', timeouts: { connect_seconds: 1, query_seconds: 2 } }).describe('Where accounts, sessions, tokens and settings are kept.'),
   auth: z.object({
     basic_cache_seconds: z.number().int().min(0).max(3600).default(30)
       .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time). One in use near the end of that time is verified again in the background (in its last fifth, at most 5 s), so its requests do not wait.'),
@@ -128,17 +129,19 @@ export const ConfigSchema = z.object({
     max_stale_seconds: z.number().int().min(2).max(3600).default(30)
       .describe('The longest a process trusts what it read from the database (accounts, sessions, tokens, OIDC token records) without reading it again, and the longest it answers from memory without having read the news of revocations: a process that cannot reach the database serves credentials it already verified for this long, then answers 503 database_unavailable until the database answers again.'),
     password_sources: PasswordSourcesSchema,
-  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, max_stale_seconds: 30, password_sources: ['local', 'ldap'] }),
+  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, max_stale_seconds: 30, password_sources: ['local', 'ldap'] })
+    .describe('How credentials are verified and remembered.'),
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])
       .describe('Credential types the gateway\'s own API (/api/gateway/) accepts.'),
     public_paths: z.array(publicPath).default(GATEWAY_PUBLIC_PATHS)
-      .describe('Gateway API paths open without authentication (the platform\'s defaults).'),
+      .describe('Gateway API paths open without authentication (the platform\'s defaults). Leaving one out closes it; a path that is not one of them cannot be opened.'),
     oidc: GatewayOidcSchema.default({ audiences: ['gateway'] })
       .describe('Which OIDC access tokens the gateway API accepts (see docs/oidc.md).'),
     access: AccessRulesSchema.optional()
       .describe('Who may use the gateway API (beyond its public paths) and the web interface, in the same rules as a service\'s `access` (docs/access.md), judged after the built-in checks. Absent: every signed-in caller.'),
-  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: GATEWAY_PUBLIC_PATHS, oidc: { audiences: ['gateway'] } }),
+  }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: GATEWAY_PUBLIC_PATHS, oidc: { audiences: ['gateway'] } })
+    .describe('The gateway\'s own API (/api/gateway/) and web interface.'),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
   realms: z.array(RealmSchema).default([]).describe('OpenID Connect realms (Keycloak-compatible), see docs/oidc.md.'),
@@ -148,6 +151,13 @@ export const ConfigSchema = z.object({
 }).strict().superRefine((config, ctx) => {
   checkRealmReferences(config, ctx)
   checkTls(config.server, ctx)
+  config.gateway.public_paths.forEach((path, i) => {
+    // Listing a private route would be ignored in silence (src/gateway/places.ts); say so instead.
+    const names = path.endsWith('*') ? (open: string) => open.startsWith(path.slice(0, -1)) : (open: string) => open === path
+    if (!GATEWAY_PUBLIC_PATHS.some(names)) {
+      ctx.addIssue({ code: 'custom', path: ['gateway', 'public_paths', i], message: `names none of the gateway API's public paths (${GATEWAY_PUBLIC_PATHS.join(', ')}): configuration can close them, not open others` })
+    }
+  })
   if (config.server.timeouts.headers_seconds > config.server.timeouts.request_seconds) {
     ctx.addIssue({ code: 'custom', path: ['server', 'timeouts', 'headers_seconds'], message: 'must be at most server.timeouts.request_seconds' })
   }

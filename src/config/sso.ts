@@ -32,9 +32,9 @@ export const SsoProviderSchema = z.object({
     .describe('Scopes asked for. `openid` is required; add `groups` (or what your provider calls it) for group mappings.'),
   claims: z.object({
     username: claimName.default('preferred_username').describe('Claim holding the account\'s username in Gatehouse.'),
-    email: claimName.default('email'),
-    first_name: claimName.default('given_name'),
-    last_name: claimName.default('family_name'),
+    email: claimName.default('email').describe('Claim holding the email address.'),
+    first_name: claimName.default('given_name').describe('Claim holding the first name.'),
+    last_name: claimName.default('family_name').describe('Claim holding the last name.'),
     groups: claimName.default('groups').describe('Claim holding the user\'s groups: a list of strings (or one string).'),
   }).strict().default({ username: 'preferred_username', email: 'email', first_name: 'given_name', last_name: 'family_name', groups: 'groups' })
     .describe('Which claims of the ID token and the UserInfo response fill the account.'),

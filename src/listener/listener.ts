@@ -31,7 +31,7 @@ export interface ListenAddress {
 export async function listen(server: FastifyInstance, config: Config, address: ListenAddress, tls?: TlsCredentials): Promise<Listening> {
   const tlsConfig = tls ? config.server.tls : undefined
   if (tlsConfig) addHsts(server, tlsConfig)
-  await server.listen(address)
+  await listenQuietly(server, address)
   const url = urlOf(tls ? 'https' : 'http', server.server.address() as AddressInfo)
   const reloader = tlsConfig ? new TlsReloader(server.server as unknown as TlsServer, tlsConfig, server.log) : undefined
   if (tlsConfig?.watch) reloader!.watch()
@@ -58,6 +58,22 @@ export async function listen(server: FastifyInstance, config: Config, address: L
       const [result] = await Promise.all([drain(server, graceMs, cutNow), redirect ? closeNow(redirect) : undefined])
       return result
     },
+  }
+}
+
+/**
+ * Fastify announces each address it binds ("Server listening at ...") at info. `serve` prints its own first line
+ * (`Gatehouse listening on URL`, which scripts wait for) and the addresses in its summary, so that announcement is
+ * left out: the hooks that run when the server gets ready log as usual, and only the binding runs below info.
+ */
+async function listenQuietly(server: FastifyInstance, address: ListenAddress): Promise<void> {
+  await server.ready()
+  const level = server.log.level
+  if (level === 'trace' || level === 'debug' || level === 'info') server.log.level = 'warn'
+  try {
+    await server.listen(address)
+  } finally {
+    server.log.level = level
   }
 }
 

@@ -1,15 +1,58 @@
-import { mkdirSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { accessSync, constants, existsSync, mkdirSync } from 'node:fs'
+import { basename, join, resolve } from 'node:path'
 import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
-import { UniqueViolation } from './errors.ts'
+import { DataDirUnusable, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import { migrationNames, migrationProvider } from './migrations/index.ts'
 import { NodeSqliteDatabase } from './sqlite-driver.ts'
+
+/**
+ * Makes the data directory when it is missing, and opens the database file in it in WAL mode. A directory or file
+ * this process may not read and write is named with the reason before SQLite opens it: SQLite would say only
+ * "unable to open database file", or open a read-only file and refuse the first write.
+ */
+async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number): Promise<NodeSqliteDatabase> {
+  try {
+    mkdirSync(dir, { recursive: true })
+  } catch (error) {
+    throw new DataDirUnusable(dir, whyNotMade(error) ?? (error as Error).message, error)
+  }
+  const problem = accessProblem(dir, file)
+  if (problem) throw new DataDirUnusable(dir, problem, undefined)
+  const sqlite = new NodeSqliteDatabase(file, busyTimeoutMs)
+  // Opening waits for another process's migrations as long as migrating does.
+  await sqlite.useWal(MIGRATION_WAIT_MS)
+  return sqlite
+}
+
+function whyNotMade(error: unknown): string | undefined {
+  const code = (error as NodeJS.ErrnoException).code
+  if (code === 'EEXIST') return 'it is a file, not a directory'
+  if (code === 'ENOTDIR') return 'a part of its path is a file, not a directory'
+  if (code === 'EACCES') return 'permission denied'
+  return undefined
+}
+
+function accessProblem(dir: string, file: string): string | undefined {
+  const readWrite = constants.R_OK | constants.W_OK
+  if (!accessible(dir, readWrite | constants.X_OK)) return 'permission denied (it must be readable and writable)'
+  if (existsSync(file) && !accessible(file, readWrite)) return `permission denied on ${basename(file)} (it must be readable and writable)`
+  return undefined
+}
+
+function accessible(path: string, mode: number): boolean {
+  try {
+    accessSync(path, mode)
+    return true
+  } catch {
+    return false
+  }
+}
 
 let postgres: Promise<typeof pg> | undefined
 
@@ -116,11 +159,8 @@ export class Database {
     }
     if (url) throw new Error(`unsupported database URL scheme (expected postgres://): ${redactUrl(url)}`)
     const dir = resolve(location.dataDir)
-    mkdirSync(dir, { recursive: true })
     const file = join(dir, 'gatehouse.sqlite')
-    const sqlite = new NodeSqliteDatabase(file, timeouts.queryMs)
-    // Opening waits for another process's migrations as long as migrating does.
-    await sqlite.useWal(MIGRATION_WAIT_MS)
+    const sqlite = await openSqliteFile(dir, file, timeouts.queryMs)
     return new Database('sqlite', `sqlite:${file}`, new SqliteDialect({ database: sqlite }), sqlite)
   }
 

@@ -10,3 +10,19 @@ export class UniqueViolation extends Error {
     this.name = 'UniqueViolation'
   }
 }
+
+/** The database cannot be migrated or checked at start (PostgreSQL unreachable, a login refused, a read-only file): which one, and why, in one line. */
+export class DatabaseUnusable extends Error {
+  constructor(description: string, cause: unknown) {
+    super(`the database ${description} cannot be used: ${(cause as Error)?.message ?? String(cause)}`, { cause })
+    this.name = 'DatabaseUnusable'
+  }
+}
+
+/** The SQLite data directory cannot be made or its database file opened: a mistake in where it points, said in one line. */
+export class DataDirUnusable extends Error {
+  constructor(dir: string, reason: string, cause: unknown) {
+    super(`the data directory ${dir} cannot be used: ${reason}`, { cause })
+    this.name = 'DataDirUnusable'
+  }
+}

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely'
 import { AccessRepository } from './access.ts'
 import { AuditRepository } from './audit.ts'
 import { Database, type DatabaseLocation } from './database.ts'
+import { DatabaseUnusable } from './errors.ts'
 import { EventLog } from './events.ts'
 import { ApplicationRepository } from './applications.ts'
 import { LoginFailureRepository } from './login-failures.ts'
@@ -50,7 +51,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     if (options.migrate !== false) await database.migrate()
   } catch (error) {
     await database.close()
-    throw error
+    throw new DatabaseUnusable(database.description, error)
   }
   const repositories = repositoriesOn(database.db, new OidcRecordRepository(database.db, { batched: true }))
   return {

@@ -157,6 +157,7 @@ describe('token authorization', () => {
         assert.equal(response.status, 401, `${header.slice(0, 40)} on ${path}`)
         // The gateway API also accepts OIDC bearer tokens: a foreign bearer value is an invalid token there too.
         assert.equal((await json(response)).code, code, `${header.slice(0, 40)} on ${path}`)
+        assert.match(response.headers.get('www-authenticate') ?? '', /^Bearer realm="Gatehouse", error="invalid_token"/, `${header.slice(0, 40)} on ${path}`)
       }
     }
   })

@@ -57,6 +57,24 @@ describe('bin/gatehouse access check', () => {
     assert.equal((await check('nobody', 'GET', '/api/eda/')).code, 2)
     assert.equal((await check('otto', 'GET', '/nowhere/')).code, 2)
   })
+
+  it('refuses a client address that is not an IP address as a usage mistake', async () => {
+    const result = await check('rita', 'GET', '/api/eda/v1/activations/', '--address', 'office')
+    assert.equal(result.code, 2)
+    assert.equal(result.stderr, 'gatehouse: --address must be an IP address, got "office"\n')
+    const client = await runCli(['access', 'check-client', 'rita', 'platform/end-users', '--address', '10.0.0', '--config', demoConfigFile, '--data-dir', dir])
+    assert.equal(client.code, 2)
+    assert.match(client.stderr, /--address must be an IP address/)
+  })
+
+  it('says a service path is served by no service, and how to give the configuration when none was given', async () => {
+    const withoutConfig = await runCli(['access', 'check', 'otto', 'GET', '/api/eda/v1/activations/', '--data-dir', dir])
+    assert.equal(withoutConfig.code, 2)
+    assert.equal(withoutConfig.stderr, 'gatehouse: no service or gateway API route at GET /api/eda/v1/activations/ (the configuration has no services: give the one the gateway runs with --config)\n')
+    const unknownService = await check('otto', 'GET', '/api/nothing/')
+    assert.equal(unknownService.code, 2)
+    assert.equal(unknownService.stderr, 'gatehouse: no service or gateway API route at GET /api/nothing/\n')
+  })
 })
 
 describe('bin/gatehouse access check for the gateway\'s own paths, and check-client for realm clients', () => {

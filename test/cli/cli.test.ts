@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
@@ -7,6 +7,14 @@ import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
 import { runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
+
+/** What `config reference` prints, as far as the test walks it. */
+interface JsonSchema {
+  description?: string
+  properties?: Record<string, JsonSchema>
+  items?: JsonSchema
+  anyOf?: JsonSchema[]
+}
 
 describe('bin/gatehouse', () => {
   it('creates, lists, re-passwords and disables users in the data directory', async () => {
@@ -67,12 +75,16 @@ describe('bin/gatehouse', () => {
 
   it('exits non-zero with a one-line reason on bad arguments', async () => {
     const dir = tempDir()
+    const notADirectory = join(dir, 'file')
+    writeFileSync(notADirectory, '')
     const cases: [string[], RegExp][] = [
       [['users', 'create', 'bad name!', '--data-dir', dir], /username/],
       [['users', 'disable', 'nobody', '--data-dir', dir], /no such user/],
       [['users', 'create'], /missing required argument/],
       [['serve', '--port', 'eighty'], /--port/],
       [['serve', '--nonsense'], /unknown option/],
+      // The data directory is a file: were the empty --host taken, serve would stop there instead of listening everywhere.
+      [['serve', '--port', '0', '--host', '', '--data-dir', notADirectory], /--host must be an address/],
       [['frobnicate'], /unknown command/],
       [['users', 'list', '--database', 'mysql://x'], /postgres/],
       [['users', 'set-password', 'x', '--data-dir', dir], /--password-stdin/],
@@ -81,6 +93,60 @@ describe('bin/gatehouse', () => {
       const result = await runCli(args)
       assert.notEqual(result.code, 0, args.join(' '))
       assert.match(result.stderr, reason, args.join(' '))
+      assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
+    }
+  })
+
+  it('refuses a data directory or a database file it may not read and write, naming it', async () => {
+    // Permissions bind everyone but root: as root, the commands run as nobody.
+    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
+    const dir = tempDir()
+    chmodSync(dir, 0o755)
+    const readOnlyDir = join(dir, 'read-only')
+    mkdirSync(readOnlyDir, { mode: 0o555 })
+    const withFile = join(dir, 'with-file')
+    assert.equal((await runCli(['migrate', '--data-dir', withFile])).code, 0)
+    for (const name of readdirSync(withFile)) {
+      if (asOther.uid !== undefined) chownSync(join(withFile, name), asOther.uid, asOther.gid)
+      chmodSync(join(withFile, name), 0o444)
+    }
+    if (asOther.uid !== undefined) chownSync(withFile, asOther.uid, asOther.gid)
+    const readOnly = await runCli(['users', 'list', '--data-dir', readOnlyDir], asOther)
+    assert.equal(readOnly.code, 2)
+    assert.equal(readOnly.stderr, `gatehouse: the data directory ${readOnlyDir} cannot be used: permission denied (it must be readable and writable)\n`)
+    const readOnlyFile = await runCli(['users', 'list', '--data-dir', withFile], asOther)
+    assert.equal(readOnlyFile.code, 2)
+    assert.equal(readOnlyFile.stderr, `gatehouse: the data directory ${withFile} cannot be used: permission denied on gatehouse.sqlite (it must be readable and writable)\n`)
+  })
+
+  it('names the database it cannot use, without its password, and why', async () => {
+    const result = await runCli(['users', 'list', '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
+    assert.equal(result.code, 1)
+    assert.equal(result.stderr, 'gatehouse: the database postgres://gatehouse:***@127.0.0.1:1/gatehouse cannot be used: connect ECONNREFUSED 127.0.0.1:1\n')
+  })
+
+  it('says a username is taken once', async () => {
+    const dir = tempDir()
+    assert.equal((await runCli(['users', 'create', 'hana', '--data-dir', dir])).code, 0)
+    const again = await runCli(['users', 'create', 'hana', '--data-dir', dir])
+    assert.notEqual(again.code, 0)
+    assert.equal(again.stderr, 'gatehouse: A user with that username already exists.\n')
+  })
+
+  it('refuses a configuration file or a data directory it cannot use, in one line with exit status 2', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'not-a-directory')
+    writeFileSync(file, '')
+    const cases: [string[], RegExp][] = [
+      [['serve', '--port', '0', '--config', join(dir, 'missing.yaml')], /^gatehouse: .*missing\.yaml: cannot read: ENOENT: no such file or directory$/],
+      [['users', 'list', '--config', join(dir, 'missing.yaml')], /missing\.yaml: cannot read: ENOENT/],
+      [['users', 'list', '--data-dir', file], /^gatehouse: the data directory .*not-a-directory cannot be used: it is a file, not a directory$/],
+      [['serve', '--port', '0', '--data-dir', join(file, 'data')], /^gatehouse: the data directory .*not-a-directory\/data cannot be used: a part of its path is a file, not a directory$/],
+    ]
+    for (const [args, reason] of cases) {
+      const result = await runCli(args)
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
+      assert.match(result.stderr.trim(), reason, args.join(' '))
       assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
     }
   })
@@ -111,5 +177,16 @@ describe('bin/gatehouse', () => {
     assert.equal(result.code, 0)
     const schema = JSON.parse(result.stdout)
     assert.match(schema.properties.services.items.properties.unauthenticated.description, /redirect/)
+    const undescribed: string[] = []
+    const walk = (node: JsonSchema, path: string) => {
+      for (const [name, property] of Object.entries(node.properties ?? {})) {
+        if (!property.description) undescribed.push(`${path}${name}`)
+        walk(property, `${path}${name}.`)
+      }
+      if (node.items) walk(node.items, `${path}[].`)
+      node.anyOf?.forEach((choice) => walk(choice, path))
+    }
+    walk(schema, '')
+    assert.deepEqual(undescribed, [], 'every option has a description')
   })
 })

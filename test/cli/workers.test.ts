@@ -49,7 +49,7 @@ describe('serve --workers', () => {
 
   before(async () => {
     gateway = await spawnGateway(['--demo', '--data-dir', dir, '--workers', '2'], { GATEHOUSE_LOG_LEVEL: 'info' })
-    await until(() => gateway.output().match(/Server listening at/g)?.length === 2, 15_000, 'both workers listen')
+    await until(() => gateway.output().match(/"msg":"worker listening"/g)?.length === 2, 15_000, 'both workers listen')
   })
   after(async () => {
     await gateway.stop()
@@ -76,7 +76,7 @@ describe('serve --workers', () => {
   it('replaces a worker that dies', async () => {
     const [victim] = workerPids(gateway.process.pid!)
     process.kill(victim!, 'SIGKILL')
-    await until(() => gateway.output().match(/Server listening at/g)?.length === 3, 15_000, 'a new worker listens')
+    await until(() => gateway.output().match(/"msg":"worker listening"/g)?.length === 3, 15_000, 'a new worker listens')
     assert.equal(workerPids(gateway.process.pid!).length, 2)
     assert.ok(!workerPids(gateway.process.pid!).includes(victim!))
     await until(() => /worker \d+ exited \(SIGKILL\); starting another/.test(gateway.output()), 1000, 'the primary says so')

@@ -40,6 +40,12 @@ describe('configuration', () => {
     assert.throws(() => ((config.server as { port: number }).port = 1))
   })
 
+  it('refuses a gateway public path that names none of the gateway API\'s public paths, which configuration cannot open', () => {
+    assert.deepEqual(problemsOf({ gateway: { public_paths: ['/api/gateway/v1/ping/', '/api/gateway/v1/users/', '/api/gateway/v1/users/*'] } }).map((p) => p.split(':')[0]),
+      ['gateway.public_paths.1', 'gateway.public_paths.2'])
+    assert.deepEqual(validateConfig({ gateway: { public_paths: ['/api/gateway/v1/*'] } }).gateway.public_paths, ['/api/gateway/v1/*'])
+  })
+
   it('reports every problem at once, each with its path', () => {
     const problems = problemsOf({
       server: { port: 'eighty', colour: 'blue' },
