@@ -1,45 +1,11 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { requestFrom } from '../helpers/from-address.ts'
+import { eventually, rawClient } from '../helpers/raw-client.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
-
-interface RawClient {
-  socket: Socket
-  received: () => string
-  closed: Promise<void>
-}
-
-/** A TCP connection from `localAddress` that sends `bytes` first and records what comes back. */
-function rawClient(url: string, localAddress: string, bytes: string | Buffer): Promise<RawClient> {
-  const { hostname, port } = new URL(url)
-  return new Promise((resolve, reject) => {
-    let received = ''
-    let markClosed: () => void
-    const closed = new Promise<void>((done) => (markClosed = done))
-    const socket = connect({ host: hostname, port: Number(port), localAddress }, () => {
-      socket.write(bytes)
-      resolve({ socket, received: () => received, closed })
-    })
-    socket.on('data', (chunk) => (received += chunk))
-    socket.on('error', () => {})
-    socket.on('close', () => markClosed())
-    socket.once('error', reject)
-  })
-}
-
-async function eventually<T>(read: () => T, done: (value: T) => boolean, ms: number): Promise<T> {
-  const deadline = Date.now() + ms
-  let value = read()
-  while (!done(value) && Date.now() < deadline) {
-    await sleep(20)
-    value = read()
-  }
-  return value
-}
 
 const post = (path: string, length: number | 'chunked') =>
   `POST ${path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/octet-stream\r\n${length === 'chunked' ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`}\r\n\r\n`
