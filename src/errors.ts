@@ -17,7 +17,7 @@ export type ErrorCode =
   | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'sso_access_denied'
   | 'permission_denied' | 'insufficient_scope' | 'self_lockout' | 'managed_by_source' | 'external_users_cannot_create_tokens'
   | 'access_denied' | 'managed_role'
-  | 'password_login_required' | 'not_token_owner' | 'account_source_conflict' | 'sso_identity_conflict'
+  | 'not_token_owner' | 'account_source_conflict' | 'sso_identity_conflict'
   | 'sso_username_invalid' | 'sso_nonce_mismatch' | 'sso_state_mismatch'
   | 'csrf_origin_mismatch' | 'csrf_referer_missing' | 'csrf_referer_malformed' | 'csrf_referer_insecure'
   | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
@@ -305,11 +305,6 @@ export class ManagedBySource extends Forbidden {
 export class ExternalUsersCannotCreateTokens extends Forbidden {
   static override readonly code: ErrorCode = 'external_users_cannot_create_tokens'
   static override readonly defaultMessage: string = 'External users may not create OAuth2 tokens: the setting allow_external_users_to_create_oauth2_tokens is off.'
-}
-
-export class PasswordLoginRequired extends Forbidden {
-  static override readonly code: ErrorCode = 'password_login_required'
-  static override readonly defaultMessage: string = 'Tokens are created with a username and password (basic) or a login session, not with a bearer token.'
 }
 
 export class NotTokenOwner extends Forbidden {
