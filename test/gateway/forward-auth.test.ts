@@ -112,6 +112,9 @@ describe('forward authentication', () => {
         services: [
           { name: 'app', prefix: '/app/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/app/open/'] },
           { name: 'web', prefix: '/web/', upstream: 'builtin:demo', accepts: ['basic', 'session'], unauthenticated: 'redirect' },
+          // A public service with a closed one under it.
+          { name: 'outer', prefix: '/outer/', upstream: 'builtin:demo', public_paths: ['/outer/*'] },
+          { name: 'inner', prefix: '/outer/inner/', upstream: 'builtin:demo' },
         ],
       },
     })
@@ -188,6 +191,25 @@ describe('forward authentication', () => {
         assert.equal(withBody.headers.get('www-authenticate'), bodiless.headers.get('www-authenticate'))
         assert.equal(withBody.headers.get('content-type'), bodiless.headers.get('content-type'))
         assert.equal(await withBody.text(), await bodiless.text())
+      }
+    })
+
+    it('judge a percent-encoded path and an unrouted method as the built-in proxy does', async () => {
+      for (const target of ['/outer/%69nner/secret', '/outer/inn%65r/secret']) {
+        const direct = await gw.fetch(target)
+        assert.equal(direct.status, 404, target)
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
+          const response = await gw.fetch(path, { headers })
+          assert.equal(response.status, 404, `${path} ${target}`)
+          assert.equal((await json(response)).code, 'not_found')
+        }
+      }
+      assert.equal((await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/inner/secret' } })).status, 401)
+      assert.equal((await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/%6fpen' } })).status, 200)
+      assert.equal((await gw.fetch('/outer/page', { method: 'PROPFIND' })).status, 404)
+      for (const method of ['PROPFIND', 'TRACE', 'MKCOL']) {
+        const response = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/page', 'x-original-method': method } })
+        assert.equal(response.status, 404, method)
       }
     })
 
