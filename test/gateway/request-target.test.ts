@@ -94,6 +94,14 @@ describe('request targets and framing at the edge', () => {
     assert.ok(response.endsWith('\r\n\r\n1c\r\nupstream saw /base/open/slow\r\n0\r\n\r\n'), JSON.stringify(response))
   })
 
+  it('answers an expectation other than 100-continue with a JSON 417, and closes the connection', async () => {
+    const before = upstream.seen.length
+    const response = await exchange(gw.url, `POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: bogus\r\n\r\nhelloGET /rec/open/next HTTP/1.1\r\nHost: gw\r\n\r\n`)
+    assert.deepEqual(statusLines(response), ['HTTP/1.1 417 Expectation Failed'])
+    assert.match(response, /\r\n\r\n\{"code":"expectation_failed","detail":"[^"]+"\}$/)
+    assert.equal(upstream.seen.length, before)
+  })
+
   it('answers a malformed request on an idle connection with 400 and closes it', async () => {
     const response = await exchange(gw.url, `GET /rec/open/x HTTP/1.1\r\nHost: gw\r\nBad Header Line\r\n\r\n`)
     assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
