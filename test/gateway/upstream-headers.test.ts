@@ -38,7 +38,7 @@ describe('the headers between clients and services', () => {
   before(async () => {
     upstream = await startRecordingUpstream((request, response) => {
       const cookies = request.url!.endsWith('/set-cookies')
-        ? ['gateway_sessionid=planted; Path=/', 'csrftoken=planted', ' KEYCLOAK_SESSION =planted', 'gatehouse_oidc_session=planted', 'gatehouse_oidc_session.sig=planted', 'gateway_sso=x', 'theme=dark; Path=/']
+        ? ['gateway_sessionid=planted; Path=/', 'csrftoken=planted', ' KEYCLOAK_SESSION =planted', 'gatehouse_oidc_session=planted', 'gatehouse_oidc_session.sig=planted', 'gateway_sso=x', '=gateway_sessionid=nameless; Path=/', ' = csrftoken=nameless', 'theme=dark; Path=/']
         : ['gateway_sessionid=planted; Path=/; HttpOnly']
       response.writeHead(200, { 'content-type': 'application/json', 'set-cookie': cookies })
       response.end('{}')
