@@ -5,6 +5,7 @@ import { InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, Untrus
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
+import { teamsHeader } from './upstream-headers.ts'
 
 /**
  * Forward authentication: another proxy (nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`,
@@ -111,13 +112,17 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   return { granted: true, headers: principal ? await identityHeaders(app, route, principal) : {} }
 }
 
+/** What the built-in proxy sends the service (src/gateway/upstream-headers.ts): X-Gatehouse-Teams too, when there are teams. */
 async function identityHeaders(app: App, route: Route, principal: Principal): Promise<Record<string, string>> {
-  return {
+  const access = app.access.of(principal.user)
+  const headers: Record<string, string> = {
     'x-gatehouse-user': principal.user.username,
     'x-gatehouse-user-id': String(principal.user.id),
     'x-gatehouse-auth-method': principal.method,
-    'x-gatehouse-identity': await app.identity.tokenFor(principal, route.name, app.access.of(principal.user)),
+    'x-gatehouse-identity': await app.identity.tokenFor(principal, route.name, access),
   }
+  if (access.teams.length) headers['x-gatehouse-teams'] = teamsHeader(access)
+  return headers
 }
 
 /**

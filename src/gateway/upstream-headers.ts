@@ -78,7 +78,7 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
  * Team names, each percent-encoded (a name may hold a comma), comma-separated: for upstreams that read a header, not a
  * JWT. A user's access is one frozen object until memberships change, so its header is made once.
  */
-function teamsHeader(access: UserAccess): string {
+export function teamsHeader(access: UserAccess): string {
   let header = teamsHeaders.get(access)
   if (header === undefined) {
     header = access.teams.map((team) => encodeURIComponent(team.name)).join(',')
