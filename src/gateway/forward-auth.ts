@@ -4,7 +4,8 @@ import type { Principal } from '../auth/principal.ts'
 import { InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy, type GatehouseError } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
-import type { Route } from './routes.ts'
+import { PROXIED_METHODS, type Route } from './routes.ts'
+import { teamsHeader } from './upstream-headers.ts'
 
 /**
  * Forward authentication: another proxy (nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`,
@@ -95,8 +96,11 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   assertWellFormedEscapes(original.url)
   const { path } = splitTarget(original.url)
   assertSafePath(path)
-  const route = app.routes.find((candidate) => path.startsWith(candidate.prefix))
-  if (!route) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
+  // As the built-in proxy routes: methods it takes only, the service by the decoded path (Fastify's router decodes
+  // `/a/%62/` to `/a/b/`), and none when the path as written does not start with that service's prefix.
+  const routed = path.includes('%') ? decodeURIComponent(path) : path
+  const route = PROXIED_METHODS.has(original.method) ? app.routes.find((candidate) => routed.startsWith(candidate.prefix)) : undefined
+  if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
   const decision = await app.authorize(viewAs(original), route)
   if (!decision.granted) {
     // nginx's auth_request passes on only 2xx, 401 and 403: its login redirect travels as a 401 with the address.
@@ -108,13 +112,17 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   return { granted: true, headers: principal ? await identityHeaders(app, route, principal) : {} }
 }
 
+/** What the built-in proxy sends the service (src/gateway/upstream-headers.ts): X-Gatehouse-Teams too, when there are teams. */
 async function identityHeaders(app: App, route: Route, principal: Principal): Promise<Record<string, string>> {
-  return {
+  const access = app.access.of(principal.user)
+  const headers: Record<string, string> = {
     'x-gatehouse-user': principal.user.username,
     'x-gatehouse-user-id': String(principal.user.id),
     'x-gatehouse-auth-method': principal.method,
-    'x-gatehouse-identity': await app.identity.tokenFor(principal, route.name, app.access.of(principal.user)),
+    'x-gatehouse-identity': await app.identity.tokenFor(principal, route.name, access),
   }
+  if (access.teams.length) headers['x-gatehouse-teams'] = teamsHeader(access)
+  return headers
 }
 
 /**

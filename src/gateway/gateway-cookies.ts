@@ -22,8 +22,17 @@ export function withoutGatewayCookies(header: string): string | undefined {
 
 /** An upstream's Set-Cookie values without those that would set one of the gateway's cookies; undefined when none is left. */
 export function withoutGatewaySetCookies(values: string | string[]): string[] | undefined {
-  const kept = (Array.isArray(values) ? values : [values]).filter((value) => !GATEWAY_COOKIES.has(cookieName(value.split(';', 1)[0]!)))
+  const kept = (Array.isArray(values) ? values : [values]).filter((value) => !GATEWAY_COOKIES.has(setCookieName(value.split(';', 1)[0]!)))
   return kept.length ? kept : undefined
+}
+
+/**
+ * The name a Set-Cookie's pair arrives under in later Cookie headers. A browser keeps `=csrftoken=x` as a cookie
+ * without a name, and sends it as its value alone, `csrftoken=x`: that is the name it sets.
+ */
+function setCookieName(pair: string): string {
+  const name = cookieName(pair)
+  return name === '' && pair.includes('=') ? cookieName(pair.slice(pair.indexOf('=') + 1)) : name
 }
 
 /** The name as a browser reads it (RFC 6265 §5.2): up to the first `=`, without surrounding whitespace. */

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
+import { BadRequest } from '../errors.ts'
 
 /**
  * Request bodies read before their request takes one of the service's upstream connections, as nginx does by default
@@ -56,6 +57,10 @@ export class RequestBuffer {
    */
   read(raw: IncomingMessage, response: ServerResponse): Promise<ForwardedBody | undefined> | ForwardedBody {
     if (!hasRequestBody(raw)) return null
+    // Node decodes `chunked` only: a body also coded otherwise (`gzip, chunked`) would reach the service still coded,
+    // with nothing saying so (RFC 9112 §6.1 lets a server refuse a coding it does not understand).
+    const coding = raw.headers['transfer-encoding']
+    if (coding !== undefined && coding.toLowerCase() !== 'chunked') throw new BadRequest('The only transfer coding understood is chunked.')
     if (this.#limit === 0) return raw
     const limit = this.#limit
     const budget = this.#budget

@@ -40,8 +40,9 @@ export function responseRewrite(route: Route): ResponseRewrite {
     return undefined
   }
 
+  /** Every Path attribute: a browser takes the last one (RFC 6265 §5.3), so none may stay unmapped. */
   function cookie(value: string): string {
-    return value.replace(/(;\s*path=)([^;]*)/i, (whole, attribute: string, path: string) => {
+    return value.replace(/(;\s*path=)([^;]*)/gi, (whole, attribute: string, path: string) => {
       const mapped = publicPath(path.trim())
       return mapped === undefined ? whole : attribute + mapped
     })

@@ -11,9 +11,14 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
 /**
  * What a client sends that a service never receives: hop-by-hop fields; the credentials the gateway consumed;
  * `Expect`, which the gateway has already answered (Node sends `100 Continue` itself, and the upstream client refuses
- * the field); and the fields the gateway sets itself, so a client's value never stands beside or instead of its own.
+ * the field); the method overrides, which frameworks take for the method (a POST let through as a POST would reach
+ * the service as the DELETE the access rules refuse); and the fields the gateway sets itself, so a client's value
+ * never stands beside or instead of its own.
  */
-const ALWAYS_DROPPED = new Set([...HOP_BY_HOP, 'authorization', 'expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host'])
+const ALWAYS_DROPPED = new Set([
+  ...HOP_BY_HOP, 'authorization', 'expect', 'x-http-method-override', 'x-http-method', 'x-method-override',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+])
 const IDENTITY_PREFIX = 'x-gatehouse-'
 
 /**
@@ -73,7 +78,7 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
  * Team names, each percent-encoded (a name may hold a comma), comma-separated: for upstreams that read a header, not a
  * JWT. A user's access is one frozen object until memberships change, so its header is made once.
  */
-function teamsHeader(access: UserAccess): string {
+export function teamsHeader(access: UserAccess): string {
   let header = teamsHeaders.get(access)
   if (header === undefined) {
     header = access.teams.map((team) => encodeURIComponent(team.name)).join(',')

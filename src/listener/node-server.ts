@@ -1,5 +1,6 @@
 import type { RequestListener, Server } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
+import { errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
 
 /** The options Fastify hands its `serverFactory`: its own, resolved, with the node server's under `http` or `https`. */
@@ -26,5 +27,11 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   server.requestTimeout = options.requestTimeout
   server.setTimeout(options.connectionTimeout)
   if (options.maxRequestsPerSocket) server.maxRequestsPerSocket = options.maxRequestsPerSocket
+  // An Expect other than 100-continue: Node's own 417 has no body. The request's body is not read, so the
+  // connection closes after the answer.
+  server.on('checkExpectation', (_request, response) => {
+    const json = JSON.stringify(errorBody(new ExpectationFailed()))
+    response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
+  })
   return server
 }

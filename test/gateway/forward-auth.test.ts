@@ -8,6 +8,7 @@ import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { freePort, startNginx } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
+import { createOrgAndTeam, grant } from '../helpers/access.ts'
 
 const AUTH_REQUEST = '/api/gateway/v1/authz/auth-request/'
 const FORWARD_AUTH = '/api/gateway/v1/authz/forward-auth/'
@@ -27,6 +28,7 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
       auth_request_set $gatehouse_user_id $upstream_http_x_gatehouse_user_id;
       auth_request_set $gatehouse_auth_method $upstream_http_x_gatehouse_auth_method;
       auth_request_set $gatehouse_identity $upstream_http_x_gatehouse_identity;
+      auth_request_set $gatehouse_teams $upstream_http_x_gatehouse_teams;
       auth_request_set $gatehouse_login $upstream_http_x_gatehouse_login;
       auth_request_set $gatehouse_challenge $upstream_http_www_authenticate;
       error_page 401 = @gatehouse_refused;
@@ -34,6 +36,7 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
       proxy_set_header X-Gatehouse-User-Id $gatehouse_user_id;
       proxy_set_header X-Gatehouse-Auth-Method $gatehouse_auth_method;
       proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
+      proxy_set_header X-Gatehouse-Teams $gatehouse_teams;
       proxy_set_header Authorization "";
       proxy_pass ${app};
     }
@@ -74,13 +77,15 @@ function caddySite(port: number, gateway: string, app: string): string {
     route {
       forward_auth ${gateway} {
         uri /api/gateway/v1/authz/forward-auth/
-        copy_headers X-Gatehouse-User X-Gatehouse-User-Id X-Gatehouse-Auth-Method X-Gatehouse-Identity
+        copy_headers X-Gatehouse-User X-Gatehouse-User-Id X-Gatehouse-Auth-Method X-Gatehouse-Identity X-Gatehouse-Teams
       }
       @anonymous header_regexp X-Gatehouse-Identity ^\\{
       request_header @anonymous -X-Gatehouse-User
       request_header @anonymous -X-Gatehouse-User-Id
       request_header @anonymous -X-Gatehouse-Auth-Method
       request_header @anonymous -X-Gatehouse-Identity
+      @noteams header_regexp X-Gatehouse-Teams ^\\{
+      request_header @noteams -X-Gatehouse-Teams
       request_header -Authorization
       reverse_proxy ${app}
     }
@@ -112,6 +117,9 @@ describe('forward authentication', () => {
         services: [
           { name: 'app', prefix: '/app/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/app/open/'] },
           { name: 'web', prefix: '/web/', upstream: 'builtin:demo', accepts: ['basic', 'session'], unauthenticated: 'redirect' },
+          // A public service with a closed one under it.
+          { name: 'outer', prefix: '/outer/', upstream: 'builtin:demo', public_paths: ['/outer/*'] },
+          { name: 'inner', prefix: '/outer/inner/', upstream: 'builtin:demo' },
         ],
       },
     })
@@ -131,6 +139,16 @@ describe('forward authentication', () => {
       assert.equal(response.headers.get('x-gatehouse-auth-method'), 'basic')
       assert.equal(decodeJwt(response.headers.get('x-gatehouse-identity')!).aud, 'app')
       assert.equal(response.headers.get('cache-control'), 'no-store')
+    })
+
+    it('answer X-Gatehouse-Teams as the built-in proxy sends it', async () => {
+      const { team } = await createOrgAndTeam(gw, 'Infrastructure', 'Operations')
+      assert.equal((await grant(gw, 'admin', 'Team Member', team)).status, 201)
+      const response = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/v1/hosts/' } })
+      assert.equal(response.status, 200)
+      assert.equal(response.headers.get('x-gatehouse-teams'), 'Operations')
+      const seen = await json(await gw.fetch('/app/v1/hosts/', { headers: adminAuth }))
+      assert.equal(seen.headers['x-gatehouse-teams'], 'Operations')
     })
 
     it('answer the 401 the built-in proxy gives, and 200 without identity on a public path', async () => {
@@ -191,6 +209,25 @@ describe('forward authentication', () => {
       }
     })
 
+    it('judge a percent-encoded path and an unrouted method as the built-in proxy does', async () => {
+      for (const target of ['/outer/%69nner/secret', '/outer/inn%65r/secret']) {
+        const direct = await gw.fetch(target)
+        assert.equal(direct.status, 404, target)
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
+          const response = await gw.fetch(path, { headers })
+          assert.equal(response.status, 404, `${path} ${target}`)
+          assert.equal((await json(response)).code, 'not_found')
+        }
+      }
+      assert.equal((await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/inner/secret' } })).status, 401)
+      assert.equal((await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/%6fpen' } })).status, 200)
+      assert.equal((await gw.fetch('/outer/page', { method: 'PROPFIND' })).status, 404)
+      for (const method of ['PROPFIND', 'TRACE', 'MKCOL']) {
+        const response = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/page', 'x-original-method': method } })
+        assert.equal(response.status, 404, method)
+      }
+    })
+
     it('answer only the configured proxies: another address gets 403', async () => {
       const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)
@@ -238,9 +275,13 @@ describe('forward authentication', () => {
         assert.equal(write.status, 403)
       })
 
-      it('does not let a client name itself on a public path', async () => {
-        const seen = await json(await fetch(`${nginx}/app/open/`, { headers: { 'x-gatehouse-user': 'mallory', 'x-gatehouse-user-id': '1' } }))
+      it('does not let a client name itself or its teams', async () => {
+        const seen = await json(await fetch(`${nginx}/app/open/`, { headers: { 'x-gatehouse-user': 'mallory', 'x-gatehouse-user-id': '1', 'x-gatehouse-teams': 'Forged' } }))
         assert.equal(seen.identity, null)
+        assert.equal(seen.headers['x-gatehouse-teams'], null)
+        const { token } = await createToken(gw, adminAuth)
+        const signedIn = await json(await fetch(`${nginx}/app/v1/hosts/`, { headers: { ...bearer(token), 'x-gatehouse-teams': 'Forged' } }))
+        assert.equal(signedIn.headers['x-gatehouse-teams'], 'Operations')
       })
 
       it(cached ? 'refuses a revoked token once the cached decision expires, within two seconds' : 'refuses a revoked token on the next request', async () => {
@@ -281,9 +322,13 @@ describe('forward authentication', () => {
       assert.match(browser.headers.get('location')!, /\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/)
     })
 
-    it('does not let a client name itself on a public path', async () => {
-      const seen = await json(await fetch(`${caddy}/app/open/`, { headers: { 'x-gatehouse-user': 'mallory' } }))
+    it('does not let a client name itself or its teams', async () => {
+      const seen = await json(await fetch(`${caddy}/app/open/`, { headers: { 'x-gatehouse-user': 'mallory', 'x-gatehouse-teams': 'Forged' } }))
       assert.equal(seen.identity, null)
+      assert.equal(seen.headers['x-gatehouse-teams'], null)
+      const { token } = await createToken(gw, adminAuth)
+      const signedIn = await json(await fetch(`${caddy}/app/v1/hosts/`, { headers: { ...bearer(token), 'x-gatehouse-teams': 'Forged' } }))
+      assert.equal(signedIn.headers['x-gatehouse-teams'], 'Operations')
     })
 
     it('refuses a revoked token on the next request', async () => {

@@ -98,6 +98,19 @@ describe('request bodies read before they take an upstream connection', () => {
     client.socket.destroy()
   })
 
+  for (const service of ['lean', 'general']) {
+    it(`(${service} path) refuses a body with a transfer coding besides chunked, which would reach the service still coded`, async () => {
+      for (const coding of ['gzip, chunked', 'deflate,chunked']) {
+        const client = await rawClient(gw.url, '127.0.0.1', `POST /${service}/coded HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: ${coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`)
+        const received = await eventually(() => client.received(), (text) => text.includes('}'), 3000)
+        assert.match(received, /^HTTP\/1\.1 400 /, coding)
+        assert.match(received, /"code":"bad_request"/, coding)
+        client.socket.destroy()
+      }
+      assert.equal(digests.has(`/${service}/coded`), false)
+    })
+  }
+
   it('reads a larger body\'s first body_buffer_kb before forwarding it, then streams the rest as it comes', async () => {
     const body = randomBytes(5000)
     for (const [name, head] of [['length', post('/small/big', body.length)], ['chunked', post('/small/big-chunked', 'chunked')]] as const) {

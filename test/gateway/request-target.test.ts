@@ -74,6 +74,17 @@ describe('request targets and framing at the edge', () => {
     assert.equal((await gw.fetch('/rec/open/100%25/done')).status, 200)
   })
 
+  it('refuses dot segments with path parameters, which servlet containers resolve once they drop the parameters', async () => {
+    const before = upstream.seen.length
+    for (const target of ['/rec/open/..;/secret', '/rec/open/..;x=1/secret', '/rec/open/.;/x', '/rec/open/%2e%2e;/secret', '/rec/open/..%3b/secret', '/rec/open/..%253B/x', '/rec/open/..;']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'], target)
+      assert.match(response, /"code":"unsafe_path"/, target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+    assert.equal((await gw.fetch('/rec/open/a;b/..x;y/done')).status, 200)
+  })
+
   it('sends the response in flight whole and then closes, when a malformed request is pipelined behind it', async () => {
     const valid = `GET /rec/open/slow HTTP/1.1\r\nHost: gw\r\n\r\n`
     const malformed = `GET /rec/open/next HTTP/1.1\r\nHost: gw\r\nBad Header Line\r\n\r\n`
@@ -81,6 +92,14 @@ describe('request targets and framing at the edge', () => {
     assert.deepEqual(statusLines(response), ['HTTP/1.1 200 OK'])
     assert.match(response, /\r\nconnection: close\r\n/i)
     assert.ok(response.endsWith('\r\n\r\n1c\r\nupstream saw /base/open/slow\r\n0\r\n\r\n'), JSON.stringify(response))
+  })
+
+  it('answers an expectation other than 100-continue with a JSON 417, and closes the connection', async () => {
+    const before = upstream.seen.length
+    const response = await exchange(gw.url, `POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: bogus\r\n\r\nhelloGET /rec/open/next HTTP/1.1\r\nHost: gw\r\n\r\n`)
+    assert.deepEqual(statusLines(response), ['HTTP/1.1 417 Expectation Failed'])
+    assert.match(response, /\r\n\r\n\{"code":"expectation_failed","detail":"[^"]+"\}$/)
+    assert.equal(upstream.seen.length, before)
   })
 
   it('answers a malformed request on an idle connection with 400 and closes it', async () => {

@@ -76,6 +76,11 @@ describe('upstream addresses in responses', () => {
     assert.deepEqual(response.headers.getSetCookie(), ['sid=1; Path=/app/; HttpOnly', 'a=2; path=/app/', 'b=3', 'c=4; Path=/elsewhere; Secure'])
   })
 
+  it('moves every Path of a cookie, since a browser takes the last one', async () => {
+    const response = await answer('/app/x', { cookie: 'sid=1; Path=/base/a; Secure; path=/base/b' })
+    assert.deepEqual(response.headers.getSetCookie(), ['sid=1; Path=/app/a; Secure; path=/app/b'])
+  })
+
   it('without a base path or strip_prefix, only the upstream\'s origin is replaced', async () => {
     assert.equal((await answer('/plain/x', { location: `${upstream.url}/plain/y?z=1` })).headers.get('location'), `${gw.url}/plain/y?z=1`)
     assert.equal((await answer('/plain/x', { location: `${upstream.url}` })).headers.get('location'), `${gw.url}/`)

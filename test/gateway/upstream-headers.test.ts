@@ -38,7 +38,7 @@ describe('the headers between clients and services', () => {
   before(async () => {
     upstream = await startRecordingUpstream((request, response) => {
       const cookies = request.url!.endsWith('/set-cookies')
-        ? ['gateway_sessionid=planted; Path=/', 'csrftoken=planted', ' KEYCLOAK_SESSION =planted', 'gatehouse_oidc_session=planted', 'gatehouse_oidc_session.sig=planted', 'gateway_sso=x', 'theme=dark; Path=/']
+        ? ['gateway_sessionid=planted; Path=/', 'csrftoken=planted', ' KEYCLOAK_SESSION =planted', 'gatehouse_oidc_session=planted', 'gatehouse_oidc_session.sig=planted', 'gateway_sso=x', '=gateway_sessionid=nameless; Path=/', ' = csrftoken=nameless', 'theme=dark; Path=/']
         : ['gateway_sessionid=planted; Path=/; HttpOnly']
       response.writeHead(200, { 'content-type': 'application/json', 'set-cookie': cookies })
       response.end('{}')
@@ -67,6 +67,17 @@ describe('the headers between clients and services', () => {
     assert.equal(names.filter((name) => name === 'x-forwarded-for').length, 1)
     assert.equal(names.includes('x-gatehouse-anything'), false)
     assert.equal(last().headers['x-forwarded-for'], '127.0.0.1')
+  })
+
+  it('drops method overrides, which frameworks take for the method the gateway judged', async () => {
+    const response = await requestFrom('127.0.0.1', `${gw.url}/rec/x`, {
+      method: 'POST',
+      headers: { ...adminAuth, 'X-HTTP-Method-Override': 'DELETE', 'X-HTTP-Method': 'DELETE', 'X-Method-Override': 'DELETE', X_HTTP_Method_Override: 'DELETE' },
+    })
+    assert.equal(response.status, 200)
+    const names = last().rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase().replaceAll('_', '-'))
+    assert.deepEqual(names.filter((name) => name.includes('method') && !name.startsWith('x-gatehouse-')), [])
+    assert.equal(last().method, 'POST')
   })
 
   it('removes the client\'s forwarding headers unless the peer is a trusted proxy', async () => {
