@@ -82,9 +82,10 @@ export class WebSocketTunnels {
   async tunnel(route: Route, request: FastifyRequest, reply: FastifyReply, upgrade: Upgrade, target: string, headers: IncomingHttpHeaders): Promise<void> {
     checkHandshake(request)
     const principal = request.gatehouse.principal
-    // A browser sends its cookies with a WebSocket from any site's page, and a GET carries no CSRF token: the
-    // Origin is what tells a page of ours from another site's (cross-site WebSocket hijacking).
-    if (principal?.method === 'session') this.#app.csrf.checkOrigin(request)
+    // A browser sends its cookies, and the Basic credentials it keeps for the site, with a WebSocket from any site's
+    // page, and a GET carries no CSRF token: the Origin is what tells a page of ours from another site's (cross-site
+    // WebSocket hijacking). A bearer token is never sent by a browser on its own.
+    if (principal?.method === 'session' || principal?.method === 'basic') this.#app.csrf.checkOrigin(request)
     const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
     if (!('socket' in answer)) {
       // A refusal from the service is relayed as an ordinary response.

@@ -142,6 +142,22 @@ describe('WebSockets through the gateway', () => {
     socket.close()
   })
 
+  it('refuses an upgrade with the Basic credentials a browser keeps from another site\'s page, and takes it from scripts and our own', async () => {
+    const basic = { authorization: 'Basic ' + Buffer.from('admin:admin-test-password').toString('base64') }
+    const { status, body } = await refused(`${ws}/api/eda/v1/events/`, { ...basic, origin: 'https://evil.example' })
+    assert.equal(status, 403)
+    assert.equal(body.code, 'csrf_origin_mismatch')
+    for (const origin of [{}, { origin: gw.url }]) {
+      const { ws: socket, first } = await open(`${ws}/api/eda/v1/events/`, { ...basic, ...origin })
+      assert.equal(first.identity.auth_method, 'basic')
+      socket.close()
+    }
+    const { token } = await createToken(gw, adminAuth)
+    const { ws: socket, first } = await open(`${ws}/api/eda/v1/events/`, { ...bearer(token), origin: 'https://elsewhere.example' })
+    assert.equal(first.identity.auth_method, 'token', 'a bearer token is no ambient credential: a page must have it to send it')
+    socket.close()
+  })
+
   it('never passes a malformed upgrade to the service', async () => {
     const upgrade = (extra: string[]) => rawUpgrade(gw.url, ['GET /counted/open/ HTTP/1.1', `Host: 127.0.0.1`, 'Connection: Upgrade', 'Upgrade: websocket', ...extra])
     const noKey = await upgrade(['Sec-WebSocket-Version: 13'])
