@@ -31,7 +31,10 @@ async function open(url: string, headers: Record<string, string> = {}): Promise<
 async function refused(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Record<string, unknown> }> {
   const ws = new WebSocket(url, { headers })
   ws.on('error', () => undefined)
-  const [, response] = await once(ws, 'unexpected-response')
+  ws.on('open', () => ws.close())
+  const [, response] = await Promise.race([once(ws, 'unexpected-response'), once(ws, 'open').then(() => {
+    throw new Error('the upgrade was let through')
+  })])
   let text = ''
   for await (const chunk of response) text += chunk
   return { status: response.statusCode, body: text ? JSON.parse(text) : undefined, headers: response.headers }
@@ -147,7 +150,7 @@ describe('WebSockets through the gateway', () => {
     const { status, body } = await refused(`${ws}/api/eda/v1/events/`, { ...basic, origin: 'https://evil.example' })
     assert.equal(status, 403)
     assert.equal(body.code, 'csrf_origin_mismatch')
-    for (const origin of [{}, { origin: gw.url }]) {
+    for (const origin of [{}, { origin: gw.url }] as Record<string, string>[]) {
       const { ws: socket, first } = await open(`${ws}/api/eda/v1/events/`, { ...basic, ...origin })
       assert.equal(first.identity.auth_method, 'basic')
       socket.close()
