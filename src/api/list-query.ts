@@ -43,6 +43,7 @@ export function listQuery(fields: FilterFields): z.ZodType<ListQuery> {
     if (typeof order === 'string') fail(query.order_by === undefined ? 'order' : 'order_by', order)
     const search = values(query.search).flatMap((term) => term.split(/[\s,]+/)).filter(Boolean)
     if (search.length && !Object.values(fields).some((field) => field.searched)) fail('search', 'This list cannot be searched.')
+    else if (search.length > MAX_CONDITIONS) fail('search', `Give at most ${MAX_CONDITIONS} search terms.`)
     return { page: pageOf(query), filter: { all, any, search, order: typeof order === 'string' ? [] : order } }
   })
 }
