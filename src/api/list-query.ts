@@ -111,5 +111,6 @@ function parseOrder(fields: FilterFields, raw: string[]): ListFilter['order'] | 
     if (!Object.hasOwn(fields, name)) return `Cannot order by "${name.slice(0, 64)}". This list can be ordered by: ${Object.keys(fields).join(', ')}.`
     order.push({ field: name, descending })
   }
+  if (order.length > MAX_CONDITIONS) return `Order by at most ${MAX_CONDITIONS} fields.`
   return order
 }

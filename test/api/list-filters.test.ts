@@ -92,6 +92,9 @@ for (const backend of gatewayBackends) {
       // Each search term is a condition on every searched field: SQLite's expression depth ends at 1000.
       await refused(`search=${'al+'.repeat(1000)}`, 'search')
       assert.deepEqual(await names(`search=${'al+'.repeat(32)}`), ['Alice', 'alfred'])
+      // SQLite takes at most 2000 ORDER BY terms.
+      await refused(`order_by=${'id,'.repeat(2100)}`, 'order_by')
+      assert.deepEqual(await names(`search=al&order_by=${'-id,'.repeat(32)}`), ['alfred', 'Alice'])
     })
 
     it('filters the tokens list the same way, so a client deletes exactly the token it found', async () => {
