@@ -103,9 +103,9 @@ export class AccessAdmin {
 
   /**
    * Grants a role to a user or a team. The caller must be able to change the object (`change_organization` or
-   * `change_team`, as django-ansible-base asks); platform-wide roles only superusers grant. A team holds roles
-   * only in its own organization. Granting Platform Auditor sets the account's auditor flag in the same
-   * transaction: the role and the flag are one thing.
+   * `change_team`, as django-ansible-base asks) and hold every permission the role gives on it; platform-wide roles
+   * only superusers grant. A team holds roles only in its own organization. Granting Platform Auditor sets the
+   * account's auditor flag in the same transaction: the role and the flag are one thing.
    */
   async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<RoleAssignment> {
     const role = await this.#store.access.findRoleDefinition(input.roleDefinitionId)
@@ -114,6 +114,7 @@ export class AccessAdmin {
     if (!target) throw new ValidationFailed({ [kind]: [`Invalid pk "${input.actorId}" - object does not exist.`] })
     const object = await this.#objectOf(role, input.objectId)
     this.#requireChange(actor, object)
+    this.#requireHeld(actor, role, object)
     if (kind === 'team') {
       if (object.type === 'platform') throw new ValidationFailed({ role_definition: ['Platform-wide roles are given to users, not teams.'] })
       const organizationOfObject = object.type === 'organization' ? object.id : (await this.#requireTeam(object.id)).organizationId
@@ -132,8 +133,10 @@ export class AccessAdmin {
   async unassign(actor: User, kind: Actor, id: number): Promise<void> {
     const assignment = await this.#store.access.findAssignment(kind, id)
     if (!assignment) notFound('role assignment')
-    this.#requireChange(actor, { type: assignment.objectType, id: assignment.objectId })
+    const object = { type: assignment.objectType, id: assignment.objectId }
+    this.#requireChange(actor, object)
     const role = this.#model.roleDefinition(assignment.roleDefinitionId) ?? await this.#store.access.findRoleDefinition(assignment.roleDefinitionId)
+    if (role) this.#requireHeld(actor, role, object)
     await this.#bus.change(async (tx, announce) => {
       if (!(await tx.access.unassign(kind, id))) notFound('role assignment')
       if (kind === 'user' && role?.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, assignment.actorId, false)
@@ -196,6 +199,16 @@ export class AccessAdmin {
   #requireChange(actor: User, object: { type: ObjectType; id: number }): void {
     if (object.type === 'platform') return requireSuperuser(actor)
     this.#require(actor, object.type === 'team' ? 'shared.change_team' : 'shared.change_organization', object.type, object.id)
+  }
+
+  /**
+   * Only a role the caller could hold gives or takes: every permission of it, on the object. Without this, a custom
+   * role with `change_organization` alone would let its holder give themselves Organization Admin (and with it
+   * `delete_organization`), or take that role from the organization's real admins.
+   */
+  #requireHeld(actor: User, role: RoleDefinition, object: { type: ObjectType; id: number }): void {
+    if (object.type === 'platform') return requireSuperuser(actor)
+    for (const permission of role.permissions as Permission[]) this.#require(actor, permission, object.type, object.id)
   }
 
   #require(actor: User, permission: Permission, type: 'organization' | 'team', id: number): void {

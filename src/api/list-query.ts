@@ -16,6 +16,7 @@ import { type Page, pageOf, pageQuery } from './pagination.ts'
 const RESERVED = new Set(['page', 'page_size', 'order', 'order_by', 'search', 'format', 'count_disabled', 'no_truncate'])
 const MAX_CONDITIONS = 32
 const MAX_IN_VALUES = 100
+const MAX_INTEGER = 2 ** 31 - 1
 const TEXT_LOOKUPS: ReadonlySet<Lookup> = new Set(['iexact', 'contains', 'icontains', 'startswith', 'istartswith', 'endswith', 'iendswith'])
 
 export interface ListQuery {
@@ -43,6 +44,7 @@ export function listQuery(fields: FilterFields): z.ZodType<ListQuery> {
     if (typeof order === 'string') fail(query.order_by === undefined ? 'order' : 'order_by', order)
     const search = values(query.search).flatMap((term) => term.split(/[\s,]+/)).filter(Boolean)
     if (search.length && !Object.values(fields).some((field) => field.searched)) fail('search', 'This list cannot be searched.')
+    else if (search.length > MAX_CONDITIONS) fail('search', `Give at most ${MAX_CONDITIONS} search terms.`)
     return { page: pageOf(query), filter: { all, any, search, order: typeof order === 'string' ? [] : order } }
   })
 }
@@ -88,7 +90,8 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
 function readValue(type: FilterFields[string]['type'], raw: string): FilterValue | { error: string } {
   switch (type) {
     case 'text': return raw
-    case 'integer': return /^-?[0-9]{1,15}$/.test(raw) ? Number(raw) : { error: `Enter a whole number, not "${raw.slice(0, 64)}".` }
+    // Integer fields are ids, 32-bit columns: PostgreSQL refuses a wider value outright.
+    case 'integer': return /^-?[0-9]{1,10}$/.test(raw) && Math.abs(Number(raw)) <= MAX_INTEGER ? Number(raw) : { error: `Enter a whole number from -${MAX_INTEGER} to ${MAX_INTEGER}, not "${raw.slice(0, 64)}".` }
     case 'boolean': return readBoolean(raw) ?? { error: 'Enter true or false.' }
     case 'time': {
       const time = Date.parse(raw)
@@ -110,5 +113,6 @@ function parseOrder(fields: FilterFields, raw: string[]): ListFilter['order'] | 
     if (!Object.hasOwn(fields, name)) return `Cannot order by "${name.slice(0, 64)}". This list can be ordered by: ${Object.keys(fields).join(', ')}.`
     order.push({ field: name, descending })
   }
+  if (order.length > MAX_CONDITIONS) return `Order by at most ${MAX_CONDITIONS} fields.`
   return order
 }

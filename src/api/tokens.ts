@@ -43,7 +43,8 @@ const listTokens = listQuery(tokenFilterFields)
 
 /**
  * Personal OAuth 2 tokens (the platform's `/api/gateway/v1/tokens/`). A token's value appears once, in the
- * response that creates it; listings show `$encrypted$`. Everyone manages their own tokens, superusers all.
+ * response that creates it; listings show `$encrypted$`. Everyone manages their own tokens, superusers all; a
+ * Platform Auditor reads all.
  * A token may be created with a token, as the platform allows; Gatehouse caps the new one so it never outlives
  * or outranks the credential that created it (an OIDC access token's expiry and scope count the same way).
  */
@@ -101,17 +102,20 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     return paged(request, page, count, await Promise.all(tokens.map((t) => serialize(t))))
   }
 
-  /** The token named in the path, if the caller may see it; others' tokens are "not found", not "forbidden". */
-  const visibleToken = async (request: FastifyRequest & { params: { id: number } }): Promise<TokenRecord> => {
+  /**
+   * The token named in the path, if the caller may see it (`read`) or change it; others' tokens are "not found",
+   * not "forbidden" (an auditor reading them may still not change them).
+   */
+  const visibleToken = async (request: FastifyRequest & { params: { id: number } }, read = false): Promise<TokenRecord> => {
     const record = await app.store.tokens.findById(request.params.id)
-    if (!record || !mayManage(principalOf(request), record.userId)) throw new NotFound('No such token.')
+    if (!record || !(read ? mayRead : mayManage)(principalOf(request), record.userId)) throw new NotFound('No such token.')
     return record
   }
 
-  // Everyone lists their own tokens, superusers everybody's; `?user=` is a filter like any other.
+  // Everyone lists their own tokens, superusers and auditors everybody's; `?user=` is a filter like any other.
   api.get('/tokens/', { schema: { querystring: listTokens } }, async (request) => {
     const principal = principalOf(request)
-    return list(request, request.query, principal.user.isSuperuser ? undefined : principal.user.id)
+    return list(request, request.query, mayRead(principal, undefined) ? undefined : principal.user.id)
   })
 
   describeList(api, '/tokens/', {
@@ -133,7 +137,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     return { revoked }
   })
 
-  api.get('/tokens/:id/', { schema: { params: idParam } }, async (request) => serialize(await visibleToken(request)))
+  api.get('/tokens/:id/', { schema: { params: idParam } }, async (request) => serialize(await visibleToken(request, true)))
 
   api.patch('/tokens/:id/', { schema: { params: idParam, body: updateToken } }, async (request) => {
     const record = await visibleToken(request)
@@ -153,7 +157,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
 
   api.get('/users/:id/tokens/', { schema: { params: idParam, querystring: listTokens } }, async (request) => {
     const owner = await app.accounts.require(request.params.id)
-    if (!mayManage(principalOf(request), owner.id)) throw new PermissionDenied('Only the owner and superusers see a user\'s tokens.')
+    if (!mayRead(principalOf(request), owner.id)) throw new PermissionDenied('Only the owner, superusers and auditors see a user\'s tokens.')
     return list(request, request.query, owner.id)
   })
 
@@ -175,4 +179,9 @@ export function auditedTokenFields(record: TokenRecord) {
 
 function mayManage(principal: Principal, ownerId: number): boolean {
   return principal.user.isSuperuser || principal.user.id === ownerId
+}
+
+/** A Platform Auditor reads every token as a superuser does (docs/access.md), and changes none but their own. */
+function mayRead(principal: Principal, ownerId: number | undefined): boolean {
+  return principal.user.isSuperuser || principal.user.isSystemAuditor || principal.user.id === ownerId
 }

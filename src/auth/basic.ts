@@ -30,7 +30,9 @@ export class BasicAuthenticator implements Authenticator {
       throw new BasicAuthDisabled()
     }
     const { username, password } = parseBasic(header)
-    const key = this.#cache.keyOf('basic', username, password)
+    // Remembered per client address: a pair verified for one client never answers another's guess, which the
+    // lockout would have refused (while a username is locked, a right guess must not come back 200 from memory).
+    const key = this.#cache.keyOf('basic', request.ip, username, password)
     const userId = await this.#cache.resolve(key, async () => (await this.#accounts.checkPassword(username, password, request.ip, { method: 'basic' })).id)
     return { userId, method: 'basic' }
   }

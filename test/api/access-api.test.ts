@@ -170,4 +170,31 @@ describe('the access API', () => {
     assert.equal(team.status, 400)
     assert.ok(team.body.errors.non_field_errors)
   })
+
+  it('refuses giving or taking a role with permissions the giver does not hold, and changes nothing', async () => {
+    await gw.app.accounts.create({ username: 'editor', password: 'editor-password-long' })
+    await gw.app.accounts.create({ username: 'renamer', password: 'renamer-password-long' })
+    const editor = await call(gw, 'POST', 'role_definitions/', { name: 'Organization Editor', content_type: 'shared.organization', permissions: ['shared.view_organization', 'shared.change_organization'] })
+    const renamer = await call(gw, 'POST', 'role_definitions/', { name: 'Team Renamer', content_type: 'shared.team', permissions: ['shared.view_team', 'shared.change_team'] })
+    assert.equal((await grant(gw, 'editor', 'Organization Editor', research.organization)).status, 201)
+    assert.equal((await grant(gw, 'renamer', 'Team Renamer', research.team)).status, 201)
+    const before = (await call(gw, 'GET', 'role_user_assignments/')).body.count
+
+    const selfAdmin = await grant(gw, 'editor', 'Organization Admin', research.organization, as('editor'))
+    assert.equal(selfAdmin.status, 403)
+    assert.equal(selfAdmin.body.code, 'permission_denied')
+    assert.equal((await grant(gw, 'renamer', 'Team Admin', research.team, as('renamer'))).status, 403)
+    const teamAdmin = await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Team Admin'), team: research.team, object_id: research.team }, as('renamer'))
+    assert.equal(teamAdmin.status, 403)
+    assert.equal((await call(gw, 'GET', 'role_user_assignments/')).body.count, before)
+    assert.equal((await call(gw, 'GET', 'role_team_assignments/?role_definition=' + await roleId(gw, 'Team Admin'))).body.count, 0)
+
+    // What they hold they may still give; the real admins' roles they may not take.
+    assert.equal((await grant(gw, 'plain', 'Organization Editor', research.organization, as('editor'))).status, 201)
+    const admins = await call(gw, 'GET', `role_user_assignments/?user=${await userId(gw, 'orgadmin')}&role_definition=${await roleId(gw, 'Organization Admin')}`)
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${admins.body.results[0].id}/`, undefined, as('editor'))).status, 403)
+    assert.equal((await call(gw, 'GET', `role_user_assignments/${admins.body.results[0].id}/`)).status, 200)
+    assert.equal(editor.status, 201)
+    assert.equal(renamer.status, 201)
+  })
 })

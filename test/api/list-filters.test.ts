@@ -84,11 +84,20 @@ for (const backend of gatewayBackends) {
       await refused('user__username=Alice', 'user__username')
       await refused('id=abc', 'id')
       await refused('id__in=1,x', 'id__in')
+      await refused('id=2147483648', 'id')
+      await refused('id__gt=-999999999999999', 'id__gt')
+      await refused('id__in=1,99999999999', 'id__in')
       await refused('id__icontains=1', 'id__icontains')
       await refused('is_active=maybe', 'is_active')
       await refused('created__gt=yesterday', 'created__gt')
       await refused('order_by=password_hash', 'order_by')
       await refused('username__in=', 'username__in')
+      // Each search term is a condition on every searched field: SQLite's expression depth ends at 1000.
+      await refused(`search=${'al+'.repeat(1000)}`, 'search')
+      assert.deepEqual(await names(`search=${'al+'.repeat(32)}`), ['Alice', 'alfred'])
+      // SQLite takes at most 2000 ORDER BY terms.
+      await refused(`order_by=${'id,'.repeat(2100)}`, 'order_by')
+      assert.deepEqual(await names(`search=al&order_by=${'-id,'.repeat(32)}`), ['alfred', 'Alice'])
     })
 
     it('filters the tokens list the same way, so a client deletes exactly the token it found', async () => {

@@ -186,6 +186,21 @@ describe('tokens API', () => {
     assert.equal((await gw.app.store.tokens.findById(id))!.description, '')
   })
 
+  it('shows every token to a Platform Auditor, who changes none but their own', async () => {
+    const auditorId = (await gw.app.accounts.create({ username: 'auditor', password: 'auditor-password' })).id
+    const roles = await json(await gw.fetch('/api/gateway/v1/role_definitions/?name=Platform%20Auditor', { headers: adminAuth }))
+    assert.equal((await send('POST', '/api/gateway/v1/role_user_assignments/', adminAuth, { role_definition: roles.results[0].id, user: auditorId })).status, 201)
+    const auditor = { authorization: basic('auditor', 'auditor-password') }
+    const { id } = await createToken(gw, bob, { description: 'bob\'s' })
+    const listed = await json(await gw.fetch(`/api/gateway/v1/tokens/?user=${bobId}&page_size=200`, { headers: auditor }))
+    assert.ok(listed.results.some((t: { id: number; token: string }) => t.id === id && t.token === '$encrypted$'))
+    assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${id}/`, { headers: auditor })).status, 200)
+    assert.equal((await gw.fetch(`/api/gateway/v1/users/${bobId}/tokens/`, { headers: auditor })).status, 200)
+    await refused(await send('PATCH', `/api/gateway/v1/tokens/${id}/`, auditor, { description: 'audited' }), 404, 'not_found')
+    await refused(await send('DELETE', `/api/gateway/v1/tokens/${id}/`, auditor), 404, 'not_found')
+    assert.equal((await gw.app.store.tokens.findById(id))!.description, 'bob\'s')
+  })
+
   it('changes a description and narrows write to read, but never widens', async () => {
     const { id } = await createToken(gw, alice)
     const patched = await json(await send('PATCH', `/api/gateway/v1/tokens/${id}/`, alice, { description: 'deploys', scope: 'read' }))

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { csrfToken, LOGIN, login, setCookie, withCsrf } from '../helpers/session.ts'
 
 const form = 'username=alice&password=alice-password'
@@ -106,5 +106,20 @@ describe('CSRF protection', () => {
     } finally {
       gw.app.publicUrl = url
     }
+  })
+
+  it('refuses a gateway API write with basic credentials from another site\'s page, as a browser resends them', async () => {
+    const alice = { authorization: basic('alice', 'alice-password') }
+    const post = (headers: Record<string, string>) => gw.fetch('/api/gateway/v1/tokens/', {
+      method: 'POST', headers: { ...alice, 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: 'description=forged',
+    })
+    const forged = await post({ origin: 'https://evil.example' })
+    assert.equal(forged.status, 403)
+    assert.equal((await json(forged)).code, 'csrf_origin_mismatch')
+    assert.equal((await post({ origin: 'null' })).status, 403)
+    assert.equal((await gw.store.tokens.list({ offset: 0, limit: 10 })).count, 0)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { ...alice, origin: 'https://evil.example' } })).status, 200)
+    assert.equal((await post({ origin: 'https://ui.example.com' })).status, 201)
+    assert.equal((await post({})).status, 201)
   })
 })

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, it, mock } from 'node:test'
+import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, basic, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -91,6 +92,17 @@ describe('login lockout', () => {
     const codes = await Promise.all(responses.map(codeOf))
     assert.equal(codes.filter((code) => code === 'invalid_credentials').length, 3, codes.join(' '))
     assert.equal(codes.filter((code) => code === 'account_locked').length, 5, codes.join(' '))
+  })
+
+  it('answers a right guess during the lock with account_locked, though the owner\'s client has the pair cached', async () => {
+    await gw.app.accounts.create({ username: 'oscar', password: 'oscar-password' })
+    const owner = () => requestFrom('127.0.0.2', gw.url + ME, { headers: { authorization: basic('oscar', 'oscar-password') } })
+    assert.equal((await owner()).status, 200)
+    await failTimes('oscar', 3)
+    const guessed = await basicCall('oscar', 'oscar-password')
+    assert.equal(guessed.status, 401)
+    assert.equal(await codeOf(guessed), 'account_locked')
+    assert.equal((await owner()).status, 200, 'the owner\'s client, verified before the lock, keeps working')
   })
 
   it('reads no failure record for a credential answered from the cache', async () => {
