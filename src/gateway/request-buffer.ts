@@ -17,20 +17,16 @@ export type ForwardedBody = null | Buffer | Readable
 
 /** The bytes of request bodies held in memory at once, for all services together. */
 export class BodyBudget {
-  readonly bytes: number
+  readonly #bytes: number
   #held = 0
 
   constructor(bytes: number) {
-    this.bytes = bytes
-  }
-
-  get held(): number {
-    return this.#held
+    this.#bytes = bytes
   }
 
   /** Takes `size` bytes of the budget; false, taking nothing, when they are not there. */
   take(size: number): boolean {
-    if (this.#held + size > this.bytes) return false
+    if (this.#held + size > this.#bytes) return false
     this.#held += size
     return true
   }
@@ -60,12 +56,12 @@ export class RequestBuffer {
     // Node decodes `chunked` only: a body also coded otherwise (`gzip, chunked`) would reach the service still coded,
     // with nothing saying so (RFC 9112 §6.1 lets a server refuse a coding it does not understand).
     const coding = raw.headers['transfer-encoding']
-    if (coding !== undefined && coding.toLowerCase() !== 'chunked') throw new BadRequest('The only transfer coding understood is chunked.')
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') throw new BadRequest('The only transfer coding understood is chunked.')
     if (this.#limit === 0) return raw
     const limit = this.#limit
     const budget = this.#budget
     // A body known to fit is waited for whole; of any other, the first `limit` bytes are.
-    const declared = raw.headers['transfer-encoding'] === undefined ? Number(raw.headers['content-length']) : Number.NaN
+    const declared = coding === undefined ? Number(raw.headers['content-length']) : Number.NaN
     const streamFrom = declared <= limit ? limit + 1 : limit
     return new Promise((resolve) => {
       const chunks: Buffer[] = []
