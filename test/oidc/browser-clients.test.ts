@@ -17,6 +17,7 @@ describe('the realm for browser applications', () => {
         realms: realmWith([
             { client_id: 'spa', redirect_uris: [`${APP}/*`], web_origins: ['+'], post_logout_redirect_uris: ['+'] },
             { client_id: 'closed', redirect_uris: [`${APP}/cb`], web_origins: [] },
+            { client_id: 'under-path', redirect_uris: [`${APP}/app/*`], post_logout_redirect_uris: ['+'] },
         ]),
       },
     })
@@ -46,6 +47,22 @@ describe('the realm for browser applications', () => {
     assert.equal(redirectMatches(`${APP}/app/%2e%2e/admin`, patterns), false)
     assert.equal(redirectMatches(`https://user@app.example.com/app/x`, patterns), false)
     assert.equal(redirectMatches(`${APP}/application`, patterns), false)
+  })
+
+  it('keeps a wildcard to its path when the path is percent-encoded, at login and at logout', async () => {
+    // A server that decodes %2F (or a second layer of encoding) before it resolves `..` serves these from /admin.
+    const leaving = [`${APP}/app/..%2fadmin`, `${APP}/app/..%2Fadmin`, `${APP}/app/%2e%2e%2fadmin`, `${APP}/app/x/..%2f..%2fadmin`,
+      `${APP}/app/%252e%252e%252fadmin`, `${APP}/app/..%5cadmin`, `${APP}/app/%25zz`]
+    const staying = [`${APP}/app/a%20b`, `${APP}/app/x%2fy`, `${APP}/app/x?next=..%2fadmin`]
+    const logout = (uri: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout?${new URLSearchParams({ client_id: 'under-path', post_logout_redirect_uri: uri })}`, { headers: { accept: 'text/html' } })
+    for (const uri of leaving) {
+      assert.equal((await authorize('under-path', uri)).status, 400, uri)
+      assert.equal((await logout(uri)).status, 400, uri)
+    }
+    for (const uri of staying) {
+      assert.equal((await authorize('under-path', uri)).status, 303, uri)
+      assert.equal((await logout(uri)).status, 200, uri)
+    }
   })
 
   it('refuses wildcards that could widen the host in the configuration', () => {
