@@ -11,6 +11,7 @@ import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
 import { escapeHtml } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
+import { sameOriginTarget } from '../gateway/redirect-target.ts'
 
 /** A login form is a few short fields; anything longer is not one. */
 const FORM_LIMIT = 16 * 1024
@@ -112,8 +113,10 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   // The status every door answers a disabled account with (account_disabled).
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
   await openGatewaySession(app, request, reply, user)
-  const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : ''
-  return reply.header('cache-control', 'no-store').redirect(/^\/(?![/\\])[^\s]*$/.test(next) ? next : '/', 302)
+  // The state is the page the gateway sent the browser from, but anyone can write a link with a state of their own:
+  // it is held to this site, and written as a Location can carry it (a control character would fail the answer).
+  const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : undefined
+  return reply.header('cache-control', 'no-store').redirect(sameOriginTarget(app.publicUrl, next) ?? '/', 302)
 }
 
 function expired(reply: FastifyReply): FastifyReply {

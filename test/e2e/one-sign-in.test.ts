@@ -5,6 +5,7 @@ import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
+import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const demoApp = demo.services.find((s) => s.name === 'demo-app')!
@@ -106,6 +107,23 @@ describe('one sign-in for the browser', () => {
     const own = await attacker.navigate(planted.stoppedAt)
     assert.equal(JSON.parse(own.body).identity.username, 'admin')
     assert.equal((await attacker.navigate(planted.stoppedAt)).response.status, 400, 'a code serves once')
+  })
+
+  it('sends a browser back from the realm only to a page of this site, whatever state the link to the realm carried', async () => {
+    // Anyone can write a link to the realm's authorization endpoint with the gateway's callback and a state of their own.
+    const states = [...offSiteNexts(gw.url), '/\u0001x', '/\u0100x', '/caf\u00e9?q=\u2603']
+    for (const state of states) {
+      const browser = new Browser()
+      const login = await browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+        client_id: 'end-users', redirect_uri: realmUrl(gw, '/gatehouse/callback'), response_type: 'code', scope: 'openid',
+        state: Buffer.from(state).toString('base64url'), code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+      })}`)
+      const landing = await browser.submit(login, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.includes('/gatehouse/callback') })
+      assert.ok(landing.stoppedAt, JSON.stringify(state))
+      const back = await browser.request(landing.stoppedAt)
+      assert.equal(back.status, 302, JSON.stringify(state))
+      assert.equal(resolvedOrigin(back.headers.get('location')!, landing.stoppedAt), gw.url, JSON.stringify(state))
+    }
   })
 
   it('sends a failed credential to the login page where the service redirects, and keeps 401 for API clients under auto', async () => {
