@@ -9,7 +9,7 @@ import { GATEWAY_CALLBACK, REALM_SESSION_COOKIE } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
-import { escapeHtml } from '../pages/html.ts'
+import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 
@@ -124,7 +124,7 @@ function expired(reply: FastifyReply): FastifyReply {
 }
 
 function html(reply: FastifyReply, status: number, body: string): FastifyReply {
-  return reply.code(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(body)
+  return reply.code(status).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8').send(body)
 }
 
 async function readForm(request: FastifyRequest): Promise<URLSearchParams> {

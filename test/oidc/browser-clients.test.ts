@@ -71,6 +71,26 @@ describe('the realm for browser applications', () => {
     }
   })
 
+  it('lets no other page frame the realm\'s own pages: login, logout, device code, errors', async () => {
+    const login = await authorize('spa', `${APP}/app/x`)
+    const pages = {
+      login: login.headers.get('location')!,
+      logout: `/realms/${REALM}/protocol/openid-connect/logout`,
+      device: `/realms/${REALM}/device`,
+      error: `/realms/${REALM}/protocol/openid-connect/auth?client_id=spa&redirect_uri=https://evil.example/`,
+      callback: `/realms/${REALM}/gatehouse/callback?code=x`,
+    }
+    const cookie = login.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ')
+    for (const [name, path] of Object.entries(pages)) {
+      const page = await gw.fetch(path.replace(gw.url, ''), { headers: { accept: 'text/html', cookie } })
+      assert.match(page.headers.get('content-type')!, /^text\/html/, name)
+      assert.equal(page.headers.get('x-frame-options'), 'DENY', name)
+      assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, name)
+      assert.equal(page.headers.get('x-content-type-options'), 'nosniff', name)
+      await page.arrayBuffer()
+    }
+  })
+
   it('answers the token endpoint\'s CORS with credentials for the client\'s web origins only', async () => {
     const { refresh_token: refreshToken } = await passwordLogin(gw, 'alice', 'alice-password')
     const post = (clientId: string, origin: string) => gw.fetch(TOKEN_PATH, { method: 'POST', headers: { origin }, body: new URLSearchParams({ client_id: clientId, grant_type: 'refresh_token', refresh_token: refreshToken }) })
