@@ -221,7 +221,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const provider = new options.providerClass(issuer, configuration)
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
-  allowWildcardRedirects(provider)
+  allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
   consumeOnce(options.providerClass, provider)
   if (options.applications) compareHashedSecrets(provider)

@@ -64,20 +64,23 @@ function decodedForm(url: URL): string | undefined {
 /**
  * oidc-provider compares redirect URIs exactly, by design. Its documented way to widen that ("redirect_uri
  * wildcards" recipe) is to replace the two checks on this provider's Client class; this does so with Keycloak's
- * trailing-`*` rule only.
+ * trailing-`*` rule only, for the clients of the configuration (`hasWildcards`). The platform's OAuth2 applications
+ * keep exact comparison, as django-oauth-toolkit compares their redirect URIs.
  */
-export function allowWildcardRedirects(provider: Provider): void {
+export function allowWildcardRedirects(provider: Provider, hasWildcards: (clientId: string) => boolean): void {
   const prototype = provider.Client.prototype as unknown as {
+    clientId: string
     redirectUris: string[]
     postLogoutRedirectUris: string[]
     redirectUriAllowed(uri: string): boolean
     postLogoutRedirectUriAllowed(uri: string): boolean
   }
+  const allowed = (clientId: string, uri: string, patterns: readonly string[]) => hasWildcards(clientId) ? redirectMatches(uri, patterns) : patterns.includes(uri)
   prototype.redirectUriAllowed = function redirectUriAllowed(uri: string): boolean {
-    return redirectMatches(uri, this.redirectUris)
+    return allowed(this.clientId, uri, this.redirectUris)
   }
   prototype.postLogoutRedirectUriAllowed = function postLogoutRedirectUriAllowed(uri: string): boolean {
-    return redirectMatches(uri, this.postLogoutRedirectUris ?? [])
+    return allowed(this.clientId, uri, this.postLogoutRedirectUris ?? [])
   }
 }
 
