@@ -9,7 +9,7 @@ import { GATEWAY_CALLBACK, REALM_SESSION_COOKIE } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
-import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
+import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 
@@ -95,9 +95,10 @@ async function openGatewaySession(app: App, request: FastifyRequest, reply: Fast
  */
 export async function gatewayCallback(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const query = request.query as Record<string, unknown>
-  if (typeof query.error === 'string') {
-    const description = typeof query.error_description === 'string' ? query.error_description : query.error
-    return html(reply, 400, simplePage('Login failed', `<p>${escapeHtml(description)}</p>`))
+  if (query.error !== undefined) {
+    // Anyone can write a link here with an error and a description of their own: the page says only what the code means.
+    const reason = query.error === 'access_denied' ? 'No access rule of the application lets you sign in to it.' : 'The login could not be completed. Go back to the application and start again.'
+    return html(reply, 400, simplePage('Login failed', `<p>${reason}</p>`))
   }
   const { instance: provider } = await realm.provider()
   const code = typeof query.code === 'string' ? await provider.AuthorizationCode.find(query.code) : undefined

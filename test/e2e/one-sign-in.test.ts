@@ -126,6 +126,17 @@ describe('one sign-in for the browser', () => {
     }
   })
 
+  it('shows no text a link brought on the sign-in callback\'s error page', async () => {
+    const spoof = 'Your account is locked. Call +1 555 0100 and give your password to unlock it.'
+    for (const error of ['access_denied', 'server_error', '<b>x</b>']) {
+      const page = await gw.fetch(`/realms/${REALM}/gatehouse/callback?${new URLSearchParams({ error, error_description: spoof })}`, { headers: { accept: 'text/html' } })
+      assert.equal(page.status, 400)
+      const body = await page.text()
+      assert.doesNotMatch(body, /Call \+1|<b>/, error)
+      assert.match(body, /Login failed/)
+    }
+  })
+
   it('sends a failed credential to the login page where the service redirects, and keeps 401 for API clients under auto', async () => {
     const forged = { authorization: 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln' }
     for (const method of ['GET', 'POST']) {
