@@ -107,7 +107,7 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   // oidc-provider's typings leave out `consumed`, which a code already redeemed carries.
   const consumed = (code as { consumed?: unknown } | undefined)?.consumed !== undefined
   const fromThisBrowser = code && session && !code.isExpired && !consumed && code.sessionUid === session.uid &&
-    code.accountId === session.accountId && code.redirectUri === realm.issuer + GATEWAY_CALLBACK
+    code.accountId === session.accountId && code.redirectUri === realm.issuer + GATEWAY_CALLBACK && freshLogin(code)
   // Marked used only if no other request with it did meanwhile: of callbacks that bring one code at once, one goes on.
   if (!fromThisBrowser || !(await (code.adapter as unknown as StoreAdapter).consumeFirst(code.jti))) return expired(reply)
   const user = await app.accounts.get(Number(code.accountId))
@@ -118,6 +118,18 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   // it is held to this site, and written as a Location can carry it (a control character would fail the answer).
   const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : undefined
   return reply.header('cache-control', 'no-store').redirect(sameOriginTarget(app.publicUrl, next) ?? '/', 302)
+}
+
+/** Longest time between the person's login at the realm and the code it gave the gateway: the login of this very sign-in. */
+const FRESH_LOGIN_SECONDS = 60
+
+/**
+ * Whether the code comes from a login the person just made (the gateway asks for one with `prompt=login`), not from
+ * the realm's browser session alone: otherwise a browser whose gateway session was ended (a lost laptop, whose
+ * owner ended its sessions) would get a new one from the realm by leaving out `prompt=login`.
+ */
+function freshLogin(code: { iat?: number; authTime?: number }): boolean {
+  return typeof code.iat === 'number' && typeof code.authTime === 'number' && code.iat - code.authTime <= FRESH_LOGIN_SECONDS
 }
 
 function expired(reply: FastifyReply): FastifyReply {

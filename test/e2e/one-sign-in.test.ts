@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser } from '../helpers/browser.ts'
-import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 
@@ -92,6 +92,32 @@ describe('one sign-in for the browser', () => {
     const next = await browser.navigate(`${gw.url}/redirect-app/pipelines`)
     assert.equal(next.response.status, 200)
     assert.equal(JSON.parse(next.body).identity.username, 'alice')
+  })
+
+  it('does not bring back through the realm a gateway session that was ended, however the browser asks', async () => {
+    await gw.app.accounts.create({ username: 'carol', password: 'carol-password' })
+    const laptop = new Browser()
+    const login = await laptop.navigate(`${gw.url}/demo-app/x`)
+    const back = await laptop.submit(login, { username: 'carol', password: 'carol-password' })
+    assert.equal(JSON.parse(back.body).identity.username, 'carol')
+    // The laptop is lost: its owner ends every other session from elsewhere.
+    const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('carol', 'carol-password') } })
+    assert.equal((await json(ended)).ended, 1)
+    assert.equal((await me(laptop)).status, 401)
+    // An hour has passed since the laptop's owner logged in at the realm.
+    const { instance: provider } = await gw.app.oidc.get(REALM)!.provider()
+    const realmSession = (await provider.Session.find(laptop.cookie(gw.url, 'gatehouse_oidc_session')!))!
+    realmSession.loginTs = realmSession.loginTs! - 3600
+    await realmSession.persist()
+    const again = await laptop.navigate(`${gw.url}/demo-app/x`)
+    assert.match(new URL(again.url).pathname, /\/login-actions\//, 'the realm asks for the password again')
+    // Asked without prompt=login, the realm's browser session gives a code at once; the gateway does not take it.
+    const silent = await laptop.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+      client_id: 'end-users', redirect_uri: realmUrl(gw, '/gatehouse/callback'), response_type: 'code', scope: 'openid',
+      state: Buffer.from('/demo-app/x').toString('base64url'), code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+    })}`)
+    assert.equal(silent.response.status, 400)
+    assert.equal((await me(laptop)).status, 401)
   })
 
   it('refuses a code that another browser\'s login produced (login CSRF)', async () => {
