@@ -394,6 +394,23 @@ describe('the platform\'s clients', () => {
       assert.equal(user.status, 403)
     })
 
+    it('compares an application\'s redirect URIs exactly, as django-oauth-toolkit does: a * in one is no wildcard', async () => {
+      const application = await createApplication({
+        name: 'starred', client_type: 'public', authorization_grant_type: 'authorization-code',
+        redirect_uris: 'https://app.example.com/cb https://app.example.com* https://* https://app.example.com/app/*',
+      })
+      const authorize = (redirectUri: string) => gw.fetch(`/o/authorize/?${new URLSearchParams({ client_id: application.client_id, response_type: 'code', redirect_uri: redirectUri })}`, { headers: { accept: 'text/html' } })
+      const exact = await authorize('https://app.example.com/cb')
+      assert.equal(exact.status, 303)
+      assert.match(exact.headers.get('location')!, /\/login-actions\//)
+      for (const uri of ['https://app.example.com.evil.example/cb', 'https://evil.example/', 'https://app.example.com/app/x']) {
+        const refused = await authorize(uri)
+        assert.equal(refused.status, 400, uri)
+        assert.equal(refused.headers.get('location'), null, uri)
+        await refused.arrayBuffer()
+      }
+    })
+
     it('keeps an application in an existing organization, shows it and filters by it', async () => {
       const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
       const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'Apps Org' }) }))
