@@ -24,7 +24,7 @@ export interface Application {
 }
 
 export type NewApplication = Omit<Application, 'id' | 'created' | 'modified'>
-export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'authorizationGrantType' | 'organizationId'>>
+export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'authorizationGrantType' | 'organizationId' | 'userId'>>
 
 export const applicationFilterFields: FilterFields = Object.freeze({
   id: { column: 'id', type: 'integer' },
@@ -92,6 +92,7 @@ export class ApplicationRepository {
     if (changes.redirectUris !== undefined) values.redirect_uris = changes.redirectUris.join(' ')
     if (changes.authorizationGrantType !== undefined) values.authorization_grant_type = changes.authorizationGrantType
     if (changes.organizationId !== undefined) values.organization_id = changes.organizationId
+    if (changes.userId !== undefined) values.user_id = changes.userId
     const row = await this.#db.updateTable('oauth2_applications').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
     return row && toApplication(row)
   }

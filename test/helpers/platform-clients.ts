@@ -12,11 +12,16 @@ import { request } from 'undici'
 export class CollectionClient {
   readonly #base: string
   readonly #credential: { username: string; password: string } | { token: string }
+  readonly #checkMode: boolean
   #authorization: string | undefined
+  /** Every request that reached the server, as `METHOD /path?query`, so a test can compare a run with the module's. */
+  readonly sent: string[] = []
 
-  constructor(base: string, credential: { username: string; password: string } | { token: string }) {
+  /** In check mode (`--check`), make_request_raw_reponse stops at the first POST, PUT, PATCH or DELETE and reports a change. */
+  constructor(base: string, credential: { username: string; password: string } | { token: string }, options: { checkMode?: boolean } = {}) {
     this.#base = base
     this.#credential = credential
+    this.#checkMode = options.checkMode ?? false
   }
 
   /** build_url: an endpoint without /api/ is under /api/gateway/v1/, and every path ends with a slash. */
@@ -40,7 +45,10 @@ export class CollectionClient {
   }
 
   async send(method: string, endpoint: string, data: unknown = {}, query?: Record<string, string | number>): Promise<{ status: number; json: any }> {
-    const response = await request(this.url(endpoint, query), {
+    if (this.#checkMode && ['POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) throw new CheckModeExit(method, endpoint)
+    const url = this.url(endpoint, query)
+    this.sent.push(`${method} ${url.slice(this.#base.length)}`)
+    const response = await request(url, {
       method: method as 'GET',
       headers: {
         referer: this.#base,
@@ -77,6 +85,34 @@ export class CollectionClient {
   async deleteIfNeeded(item: { url: string }): Promise<number> {
     return (await this.send('DELETE', item.url)).status
   }
+
+  /**
+   * create_or_update_if_needed: POST when nothing was found; otherwise PATCH the item's `url` with every field the
+   * module sets, but only when objects_could_be_different finds one that differs. `changed` is what the module reports.
+   */
+  async createOrUpdateIfNeeded(endpoint: string, existing: any, wanted: Record<string, unknown>): Promise<{ changed: boolean; item: any; status: number }> {
+    if (!existing) {
+      const created = await this.send('POST', endpoint, wanted)
+      if (created.status !== 200 && created.status !== 201) throw new Error(`Unable to create ${endpoint}: ${created.status} ${JSON.stringify(created.json)}`)
+      return { changed: true, item: created.json, status: created.status }
+    }
+    if (!objectsCouldBeDifferent(existing, wanted)) return { changed: false, item: existing, status: 0 }
+    const patched = await this.send('PATCH', existing.url, wanted)
+    if (patched.status !== 200) throw new Error(`Unable to update ${existing.url}: ${patched.status} ${JSON.stringify(patched.json)}`)
+    return { changed: objectsCouldBeDifferent(existing, patched.json, Object.keys(wanted)), item: patched.json, status: patched.status }
+  }
+}
+
+/** What the module's check mode does at the first request that would change something: it exits, reporting a change. */
+export class CheckModeExit extends Error {
+  constructor(method: string, endpoint: string) {
+    super(`check mode: ${method} ${endpoint} not sent`)
+  }
+}
+
+/** objects_could_be_different: Python's `==` on each field the module sets (lists in order), `$encrypted$` aside. */
+export function objectsCouldBeDifferent(old: Record<string, unknown>, wanted: Record<string, unknown>, fields = Object.keys(wanted).filter((f) => !['modified', 'related', 'summary_fields'].includes(f))): boolean {
+  return fields.some((field) => old[field] !== '$encrypted$' && JSON.stringify(old[field] ?? null) !== JSON.stringify(wanted[field] ?? null))
 }
 
 /**
