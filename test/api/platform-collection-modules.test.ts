@@ -120,6 +120,42 @@ describe('the collection\'s access and application modules', () => {
     })
   })
 
+  describe('role_definition', () => {
+    /** AAPRoleDefinition.manage: found by name; name, description, content_type and permissions compared and sent. */
+    const run = async (client: CollectionClient, params: { name: string; new_name?: string; description?: string; content_type: string; permissions: string[]; state?: string }): Promise<any> => {
+      const existing = await client.getOne('role_definitions', { nameOrId: params.name })
+      if (params.state === 'absent') return existing ? { changed: true, status: await client.deleteIfNeeded(existing) } : { changed: false }
+      const wanted: Record<string, unknown> = { name: existing?.name ?? params.name }
+      if (params.new_name !== undefined) wanted.name = params.new_name
+      if (params.description !== undefined) wanted.description = params.description
+      wanted.content_type = params.content_type
+      wanted.permissions = params.permissions
+      return client.createOrUpdateIfNeeded('role_definitions', existing, wanted)
+    }
+
+    it('creates a role definition, finds it by name, updates and renames it, and deletes it', async () => {
+      const client = await admin()
+      const params = { name: 'Team Viewer', description: 'sees the team', content_type: 'shared.team', permissions: ['shared.view_team', 'shared.member_team'] }
+      const created = await run(client, params)
+      assert.equal(created.changed, true)
+      assert.deepEqual(created.item.permissions, params.permissions)
+      assert.equal(created.item.content_type, 'shared.team')
+      assert.equal((await run(client, params)).changed, false)
+
+      const updated = await run(client, { ...params, description: 'sees and joins the team' })
+      assert.equal(updated.changed, true, 'the update sends content_type with the other fields')
+      assert.equal(updated.item.description, 'sees and joins the team')
+      const renamed = await run(client, { ...params, new_name: 'Team Watcher' })
+      assert.equal(renamed.item.name, 'Team Watcher')
+      const moved = await client.send('PATCH', renamed.item.url, { content_type: 'shared.organization' })
+      assert.equal(moved.status, 400)
+      assert.ok(moved.json.content_type, JSON.stringify(moved.json))
+
+      assert.deepEqual(await run(client, { ...params, name: 'Team Watcher', state: 'absent' }), { changed: true, status: 204 })
+      assert.deepEqual(await run(client, { ...params, name: 'Team Watcher', state: 'absent' }), { changed: false })
+    })
+  })
+
   describe('role_user_assignment', () => {
     /**
      * main(): the role definition by name or id (it must exist), the user by name or id, then for each object the
