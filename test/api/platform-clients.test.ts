@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { awxkitOauth2Token, CollectionClient } from '../helpers/platform-clients.ts'
+import { AwxkitSession, awxkitOauth2Token, CollectionClient } from '../helpers/platform-clients.ts'
 
 describe('the platform\'s clients', () => {
   let gw: TestGateway
@@ -416,6 +416,22 @@ describe('the platform\'s clients', () => {
       assert.equal(unchanged.organization, organization.id)
       const cleared = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ organization: null }) }))
       assert.equal(cleared.organization, null)
+    })
+
+    it('logs in with a session as load_session does, learning the cookie\'s name from X-API-Session-Cookie-Name', async () => {
+      const session = new AwxkitSession(gw.url)
+      const login = await session.loadSession('/api/gateway/v1/', 'admin', ADMIN_PASSWORD)
+      assert.equal(login.status, 200)
+      await login.arrayBuffer()
+      assert.equal(session.sessionCookieName, 'gateway_sessionid')
+      assert.ok(session.cookies.get(session.sessionCookieName), 'the session id awxkit keeps (connection.session_id)')
+      const me = await session.request('GET', '/api/gateway/v1/me/')
+      assert.equal((await json(me)).results[0].username, 'admin')
+      const created = await session.request('POST', '/api/gateway/v1/tokens/', { json: { description: 'from a session', scope: 'read' } })
+      assert.equal(created.status, 201, 'a POST with the session, X-CSRFToken and Referer')
+      await created.arrayBuffer()
+      const hosts = await session.request('GET', '/api/controller/v2/hosts/')
+      assert.equal((await json(hosts)).identity.auth_method, 'session')
     })
 
     it('get_oauth2_token() without a client id returns a working personal token', async () => {

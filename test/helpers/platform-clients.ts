@@ -139,3 +139,60 @@ export async function awxkitOauth2Token(base: string, options: { username: strin
   const body: any = await response.json().catch(() => ({}))
   return { status: response.status, token: response.ok ? (options.clientId ? body.access_token : body.token) : undefined, body }
 }
+
+/**
+ * awxkit's Connection (awxkit/api/client.py) with sessions (`AWXKIT_SESSIONS`, and the CLI without a token): a
+ * requests.Session whose cookie jar keeps what the server sets. load_session GETs the API base for the `csrftoken`
+ * cookie, then POSTs the form `username`, `password`, `next` to `<base>login/`, following redirects, and takes the
+ * session cookie's name from an `X-API-Session-Cookie-Name` header of the responses it followed (else `sessionid`).
+ * Every unsafe request carries `X-CSRFToken` from the jar and the request's own URL as `Referer`.
+ */
+export class AwxkitSession {
+  readonly #server: string
+  readonly cookies = new Map<string, string>()
+  sessionCookieName = 'sessionid'
+
+  constructor(server: string) {
+    this.#server = server
+  }
+
+  async request(method: string, path: string, options: { json?: unknown; form?: Record<string, string> } = {}): Promise<Response> {
+    let url = `${this.#server}${path}`
+    const headers: Record<string, string> = {}
+    let body: string | undefined
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json'
+      body = JSON.stringify(options.json)
+    } else if (options.form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded'
+      body = new URLSearchParams(options.form).toString()
+    }
+    if (['POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
+      headers['x-csrftoken'] = this.cookies.get('csrftoken') ?? ''
+      headers.referer = url
+    }
+    for (let redirects = 0; ; redirects++) {
+      const response = await fetch(url, { method, headers: { ...headers, cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ') }, body, redirect: 'manual' })
+      for (const line of response.headers.getSetCookie()) {
+        const [pair] = line.split(';')
+        const separator = pair!.indexOf('=')
+        this.cookies.set(pair!.slice(0, separator).trim(), pair!.slice(separator + 1).trim())
+      }
+      const location = response.headers.get('location')
+      if (response.status < 300 || response.status >= 400 || !location || redirects === 30) return response
+      if (response.headers.has('x-api-session-cookie-name')) this.sessionCookieName = response.headers.get('x-api-session-cookie-name')!
+      await response.arrayBuffer()
+      // requests turns a POST answered with 302 or 303 into a GET without a body.
+      url = new URL(location, url).href
+      method = 'GET'
+      body = undefined
+      delete headers['content-type']
+    }
+  }
+
+  /** Api().load_session(): returns the login response, after the redirects it followed. */
+  async loadSession(basePath: string, username: string, password: string): Promise<Response> {
+    await (await this.request('GET', basePath)).arrayBuffer()
+    return this.request('POST', `${basePath}login/`, { form: { username, password, next: basePath } })
+  }
+}
