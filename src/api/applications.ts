@@ -103,6 +103,16 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     if (!(await app.accounts.get(id))) throw new ValidationFailed({ user: [`Invalid pk "${id}" - object does not exist.`] })
     return id
   }
+  /**
+   * Django REST framework's UniqueTogetherValidator on (name, organization), as the platform's applications have it:
+   * the collection finds an application by the pair, so a second one would make every later run fail. Skipped, as
+   * there, when the organization is null.
+   */
+  const uniqueInOrganization = async (name: string, organizationId: number | null, self?: number) => {
+    if (organizationId === null) return
+    const holder = await app.store.applications.findByName(name, organizationId)
+    if (holder && holder.id !== self) throw new ValidationFailed({ non_field_errors: ['The fields name, organization must make a unique set.'] })
+  }
   const found = async (id: number) => {
     const application = await app.store.applications.findById(id)
     if (!application) throw new NotFound('No such application.')
@@ -125,6 +135,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   api.post('/applications/', { config: superuser, schema: { body: createApplication } }, async (request, reply) => {
     if (!realm) throw new ValidationFailed({ non_field_errors: ['No realm is configured to serve OAuth2 applications (realms, gateway.oidc.applications_realm).'] })
     const input = request.body
+    const organizationId = (await existingOrganization(input.organization)) ?? null
+    await uniqueInOrganization(input.name, organizationId)
     const secret = input.client_type === 'confidential' ? randomBytes(48).toString('base64url') : undefined
     const application = await app.store.applications.create({
       realm: realm.name,
@@ -136,7 +148,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       authorizationGrantType: input.authorization_grant_type,
       redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
       userId: (await existingUser(input.user)) ?? principalOf(request).user.id,
-      organizationId: (await existingOrganization(input.organization)) ?? null,
+      organizationId,
     })
     app.audit.change(actorOf(request), 'create', audited(application), undefined, await serialize(application))
     reply.code(201)
@@ -157,12 +169,14 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       const grant = input.authorization_grant_type ?? current.authorizationGrantType
       const uris = input.redirect_uris === undefined ? current.redirectUris : input.redirect_uris.split(/\s+/).filter(Boolean)
       if (grant === 'authorization-code' && !uris.length) throw new ValidationFailed({ redirect_uris: ['Redirect URIs are required for the authorization-code grant.'] })
+      const organizationId = await existingOrganization(input.organization)
+      await uniqueInOrganization(input.name ?? current.name, organizationId === undefined ? current.organizationId : organizationId, current.id)
       const updated = await app.store.applications.update(current.id, {
         name: input.name,
         description: input.description,
         authorizationGrantType: input.authorization_grant_type,
         redirectUris: input.redirect_uris === undefined ? undefined : uris,
-        organizationId: await existingOrganization(input.organization),
+        organizationId,
         userId: await existingUser(input.user),
       })
       if (!updated) throw new NotFound('No such application.')

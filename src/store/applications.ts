@@ -70,6 +70,12 @@ export class ApplicationRepository {
     return row && toApplication(row)
   }
 
+  /** The application of that name in that organization (the platform's unique pair); none when the organization is null. */
+  async findByName(name: string, organizationId: number): Promise<Application | undefined> {
+    const row = await this.#db.selectFrom('oauth2_applications').selectAll().where('name', '=', name).where('organization_id', '=', organizationId).executeTakeFirst()
+    return row && toApplication(row)
+  }
+
   async findByClientId(realm: string, clientId: string): Promise<Application | undefined> {
     const row = await this.#db.selectFrom('oauth2_applications').selectAll().where('realm', '=', realm).where('client_id', '=', clientId).executeTakeFirst()
     return row && toApplication(row)

@@ -104,6 +104,25 @@ describe('the collection\'s access and application modules', () => {
       assert.ok(missing.json.user, JSON.stringify(missing.json))
     })
 
+    it('keeps names unique within an organization, so the module\'s lookup finds one', async () => {
+      const client = await admin()
+      const organization = await createOrganization(client, 'Unique Names')
+      const other = await createOrganization(client, 'Other Names')
+      const fields = { client_type: 'public', authorization_grant_type: 'password' }
+      assert.equal((await client.send('POST', 'applications', { name: 'twin', organization: organization.id, ...fields })).status, 201)
+      const twin = await client.send('POST', 'applications', { name: 'twin', organization: organization.id, ...fields })
+      assert.equal(twin.status, 400)
+      assert.deepEqual(twin.json.non_field_errors, ['The fields name, organization must make a unique set.'])
+      const elsewhere = await client.send('POST', 'applications', { name: 'twin', organization: other.id, ...fields })
+      assert.equal(elsewhere.status, 201, 'the same name in another organization')
+      const moved = await client.send('PATCH', elsewhere.json.url, { organization: organization.id })
+      assert.equal(moved.status, 400)
+      assert.ok(moved.json.non_field_errors)
+      const renamed = await client.send('PATCH', elsewhere.json.url, { name: 'twin' })
+      assert.equal(renamed.status, 200, 'its own name is no conflict')
+      assert.equal((await run(client, { name: 'twin', organization: 'Unique Names', ...fields })).changed, false)
+    })
+
     it('sends only lookups in check mode, and deletes with state absent once', async () => {
       await createOrganization(await admin(), 'Checked')
       const checking = await admin({ checkMode: true })
