@@ -64,8 +64,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       id: application.id,
       type: 'application',
       url,
+      // No `tokens`: an application's tokens are the realm's access tokens, which are verified without being listed.
       related: {
-        tokens: `${url}tokens/`,
         ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}),
         ...(application.organizationId === null ? {} : { organization: organizationUrl(application.organizationId) }),
       },

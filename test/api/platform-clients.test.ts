@@ -337,6 +337,33 @@ describe('the platform\'s clients', () => {
       assert.equal(asked.headers.get('set-cookie')?.match(/^csrftoken=([^;]+);/)?.[1], body.csrf_token)
     })
 
+    it('links only to what exists: every related link of every kind of object answers 200', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const create = async (endpoint: string, body: Record<string, unknown>) => {
+        const created = await client.send('POST', endpoint, body)
+        assert.equal(created.status, 201, `${endpoint}: ${JSON.stringify(created.json)}`)
+        return created.json
+      }
+      const organization = await create('organizations', { name: 'Linked' })
+      const team = await create('teams', { name: 'Linked Team', organization: organization.id })
+      const user = await create('users', { username: 'linked-user' })
+      const member = await client.getOne('role_definitions', { nameOrId: 'Organization Member' })
+      const objects = [
+        organization, team, user, member,
+        await create('applications', { name: 'linked app', organization: organization.id, client_type: 'public', authorization_grant_type: 'password' }),
+        await create('tokens', { scope: 'read' }),
+        await create('role_user_assignments', { role_definition: member.id, user: user.id, object_id: organization.id }),
+        await create('role_team_assignments', { role_definition: member.id, team: team.id, object_id: organization.id }),
+      ]
+      for (const object of objects) {
+        assert.ok(Object.keys(object.related).length, object.url)
+        for (const [name, link] of Object.entries(object.related)) {
+          assert.equal((await client.send('GET', String(link))).status, 200, `${object.url} related.${name}: ${link}`)
+        }
+      }
+    })
+
     it('answers user and me objects with url, related and summary_fields', async () => {
       const me = (await json(await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))).results[0]
       for (const field of ['url', 'related', 'summary_fields', 'created_by', 'modified_by', 'is_platform_auditor']) assert.ok(field in me, field)
