@@ -86,10 +86,13 @@ export class AccessAdmin {
     return this.#change('role_definition', (tx) => tx.access.createRoleDefinition(input))
   }
 
-  async updateRoleDefinition(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; permissions?: string[] | undefined }): Promise<RoleDefinition> {
+  /** `contentType` may be given as it is (the collection sends it with every update), never changed. */
+  async updateRoleDefinition(actor: User, id: number, input: { name?: string | undefined; description?: string | undefined; permissions?: string[] | undefined; contentType?: string | null | undefined }): Promise<RoleDefinition> {
     requireSuperuser(actor)
     const role = await this.#requireMutableRole(id)
+    const { contentType, ...changes } = input
     const problems: Record<string, string[]> = {}
+    if (contentType !== undefined && contentType !== role.contentType) problems.content_type = ['The content type of a role definition cannot be changed.']
     if (changes.permissions) checkPermissions(role.contentType as ContentType | null, changes.permissions, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     return this.#change('role_definition', async (tx) => (await tx.access.updateRoleDefinition(id, changes)) ?? notFound('role definition'))

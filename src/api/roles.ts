@@ -16,7 +16,7 @@ const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
 const permissions = z.array(z.string()).max(100)
 const createRole = z.object({ name, description: description.optional(), permissions, content_type: z.string().nullable() }).strict()
-const updateRole = z.object({ name, description, permissions }).partial().strict()
+const updateRole = z.object({ name, description, permissions, content_type: z.string().nullable() }).partial().strict()
 const assignmentInput = (actor: Actor) => z.object({
   role_definition: bodyId('a role definition'),
   [actor]: bodyId(`a ${actor}`),
@@ -114,7 +114,8 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     schema: { params: idParam, body: updateRole },
     handler: async (request) => {
       const before = await app.store.access.findRoleDefinition(request.params.id)
-      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, request.body)
+      const { content_type: contentType, ...changes } = request.body
+      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { ...changes, contentType })
       app.audit.change(actorOf(request), 'update', roleObject(after), before && serializeRoleDefinition(before), serializeRoleDefinition(after))
       return serializeRoleDefinition(after)
     },
