@@ -103,13 +103,15 @@ export class UserRepository {
 
   /**
    * Usernames whose spelling matches `name` ignoring case, or whose e-mail address is `name` (ignoring case) when
-   * `byEmail`; at most `limit`, for callers that accept only a unique match.
+   * `byEmail`; at most `limit`, for callers that accept only a unique match. An address counts only for accounts
+   * that log in with a password: an SSO account's address is whatever its provider sent, and one that named a local
+   * user's address would make that user's login by address ambiguous, and so fail.
    */
   async findUsernamesLike(name: string, byEmail: boolean, limit = 2): Promise<string[]> {
     const lowered = name.toLowerCase()
     const rows = await this.#db.selectFrom('users').select('username')
       .where((eb) => byEmail
-        ? eb.or([eb(eb.fn('lower', ['username']), '=', lowered), eb(eb.fn('lower', ['email']), '=', lowered)])
+        ? eb.or([eb(eb.fn('lower', ['username']), '=', lowered), eb.and([eb(eb.fn('lower', ['email']), '=', lowered), eb('source', '!=', 'sso')])])
         : eb(eb.fn('lower', ['username']), '=', lowered))
       .limit(limit).execute()
     return rows.map((r) => r.username)

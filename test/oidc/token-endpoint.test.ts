@@ -145,6 +145,14 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(ambiguous.body.error, 'invalid_grant')
   })
 
+  it('does not let an SSO account\'s address, whatever its provider sent, make a local user\'s login by address ambiguous', async () => {
+    await gw.store.users.create({ username: 'from-provider', email: 'ALICE@example.com', source: 'sso' })
+    const alice = await gw.store.users.findByUsername('alice')
+    const { status, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice@example.com', password: 'alice-password' })
+    assert.equal(status, 200)
+    assert.equal(decodeJwtPart(body.access_token, 1).sub, String(alice!.id))
+  })
+
   it('takes a confidential client\'s secret in HTTP basic and in the form at once when they agree', async () => {
     const basic = { authorization: 'Basic ' + Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64') }
     const { status, body } = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET }, basic)
