@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
 import { rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
 import { startCaddy } from '../helpers/caddy.ts'
@@ -9,11 +10,23 @@ import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../hel
 import { freePort, startNginx } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam, grant } from '../helpers/access.ts'
+import { startRecordingUpstream } from '../helpers/upstream.ts'
 
 const AUTH_REQUEST = '/api/gateway/v1/authz/auth-request/'
 const FORWARD_AUTH = '/api/gateway/v1/authz/forward-auth/'
 const EXT_AUTHZ = '/api/gateway/v1/authz/ext-authz'
 const BROWSER = { accept: 'text/html,application/xhtml+xml' }
+/**
+ * A client's identity headers in the spellings a service could read as the gateway's: CGI-style servers (WSGI, PHP,
+ * Rack) read `_` and `-` alike, and every server reads names in any case.
+ */
+const FORGED_SPELLINGS = {
+  X_Gatehouse_User: 'mallory',
+  'x_gatehouse_user-id': '1',
+  'X-GATEHOUSE_Auth_Method': 'token',
+  'x_GATEHOUSE-identity': 'forged.jwt.token',
+  'X-Gatehouse_Teams': 'Forged',
+}
 
 /** The documented nginx configuration (docs/forward-auth.md), optionally with the 1 s decision cache. */
 function nginxSite(port: number, gateway: string, app: string, dir: string, cached: boolean): string {
@@ -65,8 +78,9 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
 }
 
 /**
- * The documented Caddy configuration. Caddy 2.6 sets a header copied from an answer that lacks it to the placeholder's
- * own text, so on an anonymous public path the identity headers are removed again after forward_auth.
+ * The documented Caddy configuration. A client's own identity headers, in any spelling, are removed first. Caddy 2.6
+ * sets a header copied from an answer that lacks it to the placeholder's own text, so on an anonymous public path the
+ * identity headers are removed again after forward_auth.
  */
 function caddySite(port: number, gateway: string, app: string): string {
   return `http://127.0.0.1:${port} {
@@ -75,6 +89,8 @@ function caddySite(port: number, gateway: string, app: string): string {
   }
   handle {
     route {
+      request_header -X-Gatehouse*
+      request_header -X_Gatehouse*
       forward_auth ${gateway} {
         uri /api/gateway/v1/authz/forward-auth/
         copy_headers X-Gatehouse-User X-Gatehouse-User-Id X-Gatehouse-Auth-Method X-Gatehouse-Identity X-Gatehouse-Teams
@@ -303,6 +319,28 @@ describe('forward authentication', () => {
       const port = await freePort()
       children.push(await startCaddy(dir, port, caddySite(port, gw.url.replace('http://', ''), app.replace('http://', ''))))
       caddy = `http://127.0.0.1:${port}`
+    })
+
+    it('does not let a client name itself in another spelling of the identity headers', async () => {
+      const recording = await startRecordingUpstream()
+      const port = await freePort()
+      const recordingCaddy = await startCaddy(join(dir, 'recorded'), port, caddySite(port, gw.url.replace('http://', ''), recording.url.replace('http://', '')))
+      try {
+        const anonymous = await fetch(`http://127.0.0.1:${port}/app/open/`, { headers: FORGED_SPELLINGS })
+        assert.equal(anonymous.status, 200)
+        const { token } = await createToken(gw, adminAuth)
+        const signedIn = await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { ...bearer(token), ...FORGED_SPELLINGS } })
+        assert.equal(signedIn.status, 200)
+        const identityFields = recording.seen.map((seen) => Object.keys(seen.headers).filter((name) => /gatehouse/i.test(name)).sort())
+        assert.deepEqual(identityFields[0], [], 'an anonymous request reaches the service without identity headers')
+        assert.deepEqual(identityFields[1]!.filter((name) => name !== 'x-gatehouse-teams'), ['x-gatehouse-auth-method', 'x-gatehouse-identity', 'x-gatehouse-user', 'x-gatehouse-user-id'], 'only the gateway\'s own')
+        const { headers } = recording.seen[1]!
+        assert.equal(headers['x-gatehouse-user'], 'admin')
+        assert.notEqual(headers['x-gatehouse-teams'], 'Forged')
+      } finally {
+        recordingCaddy.kill('SIGTERM')
+        await recording.close()
+      }
     })
 
     it('lets an allowed request through with the identity, verified by the service', async () => {
