@@ -3,7 +3,7 @@ import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
 import { InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy, type GatehouseError } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
+import { assertSafePath, assertWellFormedEscapes, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { teamsHeader } from './upstream-headers.ts'
 
@@ -90,7 +90,10 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   if (!app.trustsProxy(request.raw.socket.remoteAddress)) {
     throw new UntrustedProxy()
   }
-  const original = describers[flavour](request)
+  // The original path as the built-in proxy routes it, its slashes merged (src/http/request-target.ts): the proxy in
+  // front may forward it unmerged, and a service that merges them acts on the path judged here.
+  const described = describers[flavour](request)
+  const original = { method: described.method, url: mergeSlashes(described.url) }
   if (!METHOD.test(original.method)) throw new InvalidOriginalRequest('The original method is not an HTTP method.')
   if (!original.url.startsWith('/')) throw new InvalidOriginalRequest('The original URI must be a path, starting with "/".')
   assertWellFormedEscapes(original.url)

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
+import { mergeSlashes } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { Route } from './routes.ts'
 import { clientResponseHeaders } from './upstream-headers.ts'
@@ -57,6 +58,8 @@ export class WebSocketTunnels {
     const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
     http.shouldUpgradeCallback = asksForWebSocket
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // As for every other request (src/listener/node-server.ts).
+      request.url = mergeSlashes(request.url!)
       this.#upgrades.set(request, { socket, head })
       socket.on('error', () => socket.destroy())
       const response = new ServerResponse(request)

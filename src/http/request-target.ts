@@ -31,6 +31,22 @@ export function assertWellFormedEscapes(target: string): void {
   }
 }
 
+/**
+ * The request target with each run of slashes in its path merged into one (`/svc//admin/` → `/svc/admin/`), the query
+ * as sent. Many servers and frameworks behind a gateway merge them too (nginx's `merge_slashes`, Django's and most
+ * routers' path handling), so a path with empty segments would act there as a path the rules never judged: a rule on
+ * `/svc/admin/` must govern `/svc//admin/` and `//svc/admin/`. Merged before anything reads the target, the route,
+ * the rules, the log and the service all see one path (as Envoy's `merge_slashes` does). Only origin-form targets
+ * are touched; any other form is refused later as an unsafe path.
+ */
+export function mergeSlashes(target: string): string {
+  const doubled = target.indexOf('//')
+  if (doubled === -1 || !target.startsWith('/')) return target
+  const q = target.indexOf('?')
+  if (q !== -1 && doubled > q) return target
+  return q === -1 ? target.replace(/\/{2,}/g, '/') : target.slice(0, q).replace(/\/{2,}/g, '/') + target.slice(q)
+}
+
 export function splitTarget(url: string): { path: string; query: string } {
   const q = url.indexOf('?')
   return q < 0 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q) }

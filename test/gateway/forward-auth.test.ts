@@ -244,6 +244,18 @@ describe('forward authentication', () => {
       }
     })
 
+    it('judge a path with empty segments as its merged form, the path a service acts on', async () => {
+      for (const target of ['/outer//inner/secret', '//outer/inner/secret', '/outer/inner//secret?next=//x']) {
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
+          const response = await gw.fetch(path, { headers })
+          assert.equal(response.status, 401, `${path} ${target}: the private service under the public one decides`)
+        }
+      }
+      const allowed = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/outer//inner//secret' } })
+      assert.equal(allowed.status, 200)
+      assert.equal(decodeJwt(allowed.headers.get('x-gatehouse-identity')!).aud, 'inner')
+    })
+
     it('answer only the configured proxies: another address gets 403', async () => {
       const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)

@@ -36,7 +36,13 @@ describe('request targets and framing at the edge', () => {
       }, request.url!.endsWith('/slow') ? 300 : 0)
     })
     gw = await startGateway({
-      config: { services: [{ name: 'rec', prefix: '/rec/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/rec/open/*'] }] },
+      config: {
+        services: [
+          { name: 'rec', prefix: '/rec/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/rec/open/*'] },
+          // A private service under the public paths of another.
+          { name: 'closed', prefix: '/rec/open/closed/', upstream: upstream.url, accepts: ['basic'] },
+        ],
+      },
     })
   })
   after(async () => {
@@ -83,6 +89,19 @@ describe('request targets and framing at the edge', () => {
     }
     assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
     assert.equal((await gw.fetch('/rec/open/a;b/..x;y/done')).status, 200)
+  })
+
+  it('merges runs of slashes in the path before routing, so the rules judge the path the service receives', async () => {
+    const before = upstream.seen.length
+    for (const target of ['/rec/open//closed/x', '//rec/open/closed/x', '/rec//open/closed/x', '/rec/open/closed//x', '///rec/open///closed/x']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 401 Unauthorized'], target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+    assert.equal((await exchange(gw.url, `GET /rec/open//closed//x?next=//a//b HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`)).split('\r\n')[0], 'HTTP/1.1 200 OK')
+    assert.equal(upstream.seen.at(-1)!.url, '/rec/open/closed/x?next=//a//b', 'the merged path, the query as sent')
+    assert.equal((await gw.fetch('/rec//open//x')).status, 200)
+    assert.equal(upstream.seen.at(-1)!.url, '/base/open/x')
   })
 
   it('sends the response in flight whole and then closes, when a malformed request is pipelined behind it', async () => {

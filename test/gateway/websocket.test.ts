@@ -113,6 +113,13 @@ describe('WebSockets through the gateway', () => {
     socket.close()
   })
 
+  it('merges runs of slashes in an upgrade\'s path as in any other request\'s', async () => {
+    const { ws: socket, first } = await open(`${ws}/api/eda//open/`)
+    assert.equal(first.path, '/api/eda/open/')
+    assert.equal(first.identity, null)
+    socket.close()
+  })
+
   it('closes an open socket within a second of its token being revoked', async () => {
     const created = await createToken(gw, adminAuth)
     const { ws: socket } = await open(`${ws}/api/eda/v1/events/`, bearer(created.token))
