@@ -1,10 +1,12 @@
 import { MalformedEscape, UnsafePath } from '../errors.ts'
 
-// Percent-encoded slash, backslash or NUL; a literal backslash; or a `.`/`..` segment, literal or encoded. Encoded
-// also means encoded again (`%252e`, `%25252f`): a service or framework that decodes once more than it should
-// would otherwise see the separator or the dot segment that Gatehouse never did. A segment's parameters (`..;x`)
-// count as nothing: servlet containers drop them and then resolve the dot segment.
-const UNSAFE = /%(25)*(2f|5c|00)|\\|(^|\/)(\.|%(25)*2e){1,2}(\/|;|%(25)*3b|$)/i
+// Percent-encoded slash, backslash or NUL; a literal backslash; a `.`/`..` segment, literal or encoded; a segment's
+// parameters (`;`, literal or encoded); or a fragment (`#`). Encoded also means encoded again (`%252e`, `%25252f`):
+// a service or framework that decodes once more than it should would otherwise see the separator or the dot segment
+// that Gatehouse never did. Servlet containers drop a segment's parameters before they route (`/svc/admin;x/` is
+// `/svc/admin/` there, and `..;x` a dot segment), as Spring Security's firewall knows in refusing them; and a server
+// that parses a `#` takes what follows for a fragment, not for the path the rules judged.
+const UNSAFE = /%(25)*(2f|5c|00|3b)|[\\;#]|(^|\/)(\.|%(25)*2e){1,2}(\/|$)/i
 
 /**
  * Refuses request targets that could reach another service or escape a prefix once some server along the

@@ -254,6 +254,10 @@ describe('forward authentication', () => {
       const allowed = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/outer//inner//secret' } })
       assert.equal(allowed.status, 200)
       assert.equal(decodeJwt(allowed.headers.get('x-gatehouse-identity')!).aud, 'inner')
+      for (const target of ['/outer/inner;x/secret', '/outer/x#/inner/secret']) {
+        const refused = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': target } })
+        assert.equal((await json(refused)).code, 'unsafe_path', `${target}: a servlet container would act on the private service's path`)
+      }
     })
 
     it('answer only the configured proxies: another address gets 403', async () => {
