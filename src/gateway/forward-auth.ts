@@ -3,7 +3,7 @@ import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
 import { InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy, type GatehouseError } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import { assertSafePath, assertWellFormedEscapes, mergeSlashes, splitTarget } from '../http/request-target.ts'
+import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { teamsHeader } from './upstream-headers.ts'
 
@@ -101,7 +101,7 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   assertSafePath(path)
   // As the built-in proxy routes: methods it takes only, the service by the decoded path (Fastify's router decodes
   // `/a/%62/` to `/a/b/`), and none when the path as written does not start with that service's prefix.
-  const routed = path.includes('%') ? decodeURIComponent(path) : path
+  const routed = decodedPath(path)
   const route = PROXIED_METHODS.has(original.method) ? app.routes.find((candidate) => routed.startsWith(candidate.prefix)) : undefined
   if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
   const decision = await app.authorize(viewAs(original), route)

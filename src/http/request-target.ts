@@ -49,6 +49,20 @@ export function mergeSlashes(target: string): string {
   return q === -1 ? target.replace(/\/{2,}/g, '/') : target.slice(0, q).replace(/\/{2,}/g, '/') + target.slice(q)
 }
 
+/**
+ * A path as a service reads it, its percent escapes decoded (`/svc/%61dmin/` is `/svc/admin/` to nearly every
+ * server): what the router matches, and what rules naming paths judge, so an escape cannot step around them. The
+ * escapes that would change the path's shape (`%2F`, `%5C`, `%00`, `%3B`, dot segments) are refused before this.
+ */
+export function decodedPath(path: string): string {
+  if (!path.includes('%')) return path
+  try {
+    return decodeURIComponent(path)
+  } catch {
+    throw new MalformedEscape()
+  }
+}
+
 export function splitTarget(url: string): { path: string; query: string } {
   const q = url.indexOf('?')
   return q < 0 ? { path: url, query: '' } : { path: url.slice(0, q), query: url.slice(q) }

@@ -41,6 +41,7 @@ describe('request targets and framing at the edge', () => {
           { name: 'rec', prefix: '/rec/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/rec/open/*'] },
           // A private service under the public paths of another.
           { name: 'closed', prefix: '/rec/open/closed/', upstream: upstream.url, accepts: ['basic'] },
+          { name: 'guarded', prefix: '/guarded/', upstream: upstream.url, accepts: ['basic'], access: [{ deny: { paths: ['/guarded/admin/*'] } }, { allow: { users: ['admin'] } }] },
         ],
       },
     })
@@ -115,6 +116,18 @@ describe('request targets and framing at the edge', () => {
     assert.equal(upstream.seen.at(-1)!.url, '/rec/open/closed/x?next=//a//b', 'the merged path, the query as sent')
     assert.equal((await gw.fetch('/rec//open//x')).status, 200)
     assert.equal(upstream.seen.at(-1)!.url, '/base/open/x')
+  })
+
+  it('judges the paths in access rules as the service reads them, percent escapes decoded', async () => {
+    const before = upstream.seen.length
+    for (const target of ['/guarded/admin/x', '/guarded/%61dmin/x', '/guarded/%61%64%6D%69%6E/x', '/guarded/admi%6e/x?q=%41']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 403 Forbidden'], target)
+      assert.match(response, /"code":"access_denied"/, target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+    assert.equal((await gw.fetch('/guarded/%6fther/x', { headers: adminAuth })).status, 200)
+    assert.equal(upstream.seen.at(-1)!.url, '/guarded/%6fther/x', 'forwarded as sent')
   })
 
   it('sends the response in flight whole and then closes, when a malformed request is pipelined behind it', async () => {
