@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
-import { InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy, type GatehouseError } from '../errors.ts'
+import { GatehouseError, InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { teamsHeader } from './upstream-headers.ts'
+import { checkHandshakeOrigin } from './websocket.ts'
 
 /**
  * Forward authentication: another proxy (nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`,
@@ -104,7 +105,17 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   const routed = decodedPath(path)
   const route = PROXIED_METHODS.has(original.method) ? app.routes.find((candidate) => routed.startsWith(candidate.prefix)) : undefined
   if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
-  const decision = await app.authorize(viewAs(original), route)
+  const asked = viewAs(original)
+  const decision = await app.authorize(asked, route)
+  if (decision.granted && isWebSocketHandshake(request)) {
+    // The built-in proxy holds an upgrade with ambient credentials to the trusted origins (src/gateway/websocket.ts).
+    try {
+      checkHandshakeOrigin(app.csrf, decision.principal, asked)
+    } catch (error) {
+      if (error instanceof GatehouseError) return { granted: false, refusal: error, headers: {} }
+      throw error
+    }
+  }
   if (!decision.granted) {
     // nginx's auth_request passes on only 2xx, 401 and 403: its login redirect travels as a 401 with the address.
     if (decision.loginUrl && flavour === 'auth-request') return { granted: false, refusal: decision.refusal, headers: { [LOGIN_HEADER]: decision.loginUrl } }
@@ -137,6 +148,14 @@ function asOriginal(request: FastifyRequest, original: Original): FastifyRequest
     method: { value: original.method },
     url: { value: original.url },
   }) as FastifyRequest
+}
+
+/**
+ * Whether the original request opens a WebSocket: by its Sec-WebSocket-Key, which every browser sends with one, no
+ * page's script can set, and the proxies pass on (Upgrade and Connection are hop-by-hop: nginx drops them).
+ */
+function isWebSocketHandshake(request: GatewayRequest): boolean {
+  return request.headers['sec-websocket-key'] !== undefined
 }
 
 function header(request: GatewayRequest, name: string): string | undefined {

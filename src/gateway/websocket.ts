@@ -4,7 +4,10 @@ import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
+import type { CsrfPolicy } from '../auth/csrf.ts'
+import type { Principal } from '../auth/principal.ts'
 import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
 import { mergeSlashes } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
@@ -86,10 +89,7 @@ export class WebSocketTunnels {
   async tunnel(route: Route, request: FastifyRequest, reply: FastifyReply, upgrade: Upgrade, target: string, headers: IncomingHttpHeaders, clientHeaders: (upstream: IncomingHttpHeaders) => IncomingHttpHeaders): Promise<void> {
     checkHandshake(request)
     const principal = request.gatehouse.principal
-    // A browser sends its cookies, and the Basic credentials it keeps for the site, with a WebSocket from any site's
-    // page, and a GET carries no CSRF token: the Origin is what tells a page of ours from another site's (cross-site
-    // WebSocket hijacking). A bearer token is never sent by a browser on its own.
-    if (principal?.method === 'session' || principal?.method === 'basic') this.#app.csrf.checkOrigin(request)
+    checkHandshakeOrigin(this.#app.csrf, principal, request)
     const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
     const answerHeaders = clientHeaders(answer.response.headers)
     if (!('socket' in answer)) {
@@ -156,6 +156,16 @@ export class WebSocketTunnels {
       this.#checking = false
     }
   }
+}
+
+/**
+ * A browser sends its cookies, and the Basic credentials it keeps for the site, with a WebSocket from any site's page,
+ * and a GET carries no CSRF token: the Origin is what tells a page of ours from another site's (cross-site WebSocket
+ * hijacking). A bearer token is never sent by a browser on its own. Throws the refusal; for the built-in proxy's
+ * upgrades and for the handshakes a forward-auth question describes (src/gateway/forward-auth.ts).
+ */
+export function checkHandshakeOrigin(csrf: CsrfPolicy, principal: Principal | undefined, request: GatewayRequest): void {
+  if (principal?.method === 'session' || principal?.method === 'basic') csrf.checkOrigin(request)
 }
 
 /** The opening handshake's requirements on the client (RFC 6455 §4.2.1); a bad one never reaches the service. */

@@ -10,6 +10,7 @@ import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../hel
 import { freePort, startNginx } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam, grant } from '../helpers/access.ts'
+import { login, withCsrf } from '../helpers/session.ts'
 import { startRecordingUpstream } from '../helpers/upstream.ts'
 
 const AUTH_REQUEST = '/api/gateway/v1/authz/auth-request/'
@@ -31,7 +32,8 @@ const FORGED_SPELLINGS = {
 /** The documented nginx configuration (docs/forward-auth.md), optionally with the 1 s decision cache. */
 function nginxSite(port: number, gateway: string, app: string, dir: string, cached: boolean): string {
   return `
-  ${cached ? `proxy_cache_path ${dir}/decisions keys_zone=gatehouse_decisions:1m;` : ''}
+  ${cached ? `proxy_cache_path ${dir}/decisions keys_zone=gatehouse_decisions:1m;
+  map "$request_method:$http_sec_websocket_key" $gatehouse_uncached { ~^(GET|HEAD|OPTIONS):$ 0; default 1; }` : ''}
   server {
     listen 127.0.0.1:${port};
     location /api/gateway/ { proxy_pass ${gateway}; proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme; }
@@ -64,7 +66,9 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       ${cached ? `proxy_cache gatehouse_decisions;
-      proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri";
+      proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri|$remote_addr";
+      proxy_no_cache $gatehouse_uncached;
+      proxy_cache_bypass $gatehouse_uncached;
       proxy_cache_valid 200 1s;
       proxy_ignore_headers Cache-Control Expires Set-Cookie;
       open_file_cache max=10000 inactive=10s;` : ''}
@@ -260,6 +264,25 @@ describe('forward authentication', () => {
       }
     })
 
+    it('refuse a WebSocket handshake with the session cookie or Basic credentials from another site\'s page, as the built-in proxy does', async () => {
+      const session = await login(gw, 'admin', 'admin-test-password')
+      const basic = { authorization: adminAuth.authorization }
+      // What proxies pass on of a handshake: Upgrade and Connection are hop-by-hop, nginx drops them.
+      const handshake = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+      for (const credential of [{ cookie: session.cookie }, basic]) {
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': '/app/ws/' }], [FORWARD_AUTH, { 'x-forwarded-uri': '/app/ws/' }], [`${EXT_AUTHZ}/app/ws/`, {}]] as const) {
+          const crossSite = await gw.fetch(path, { headers: { ...credential, ...handshake, ...headers, origin: 'https://evil.example' } })
+          assert.equal(crossSite.status, 403, path)
+          assert.equal((await json(crossSite)).code, 'csrf_origin_mismatch', path)
+          assert.equal((await gw.fetch(path, { headers: { ...credential, ...handshake, ...headers, origin: gw.url } })).status, 200, `${path}: our own page`)
+          assert.equal((await gw.fetch(path, { headers: { ...credential, ...headers, origin: 'https://evil.example' } })).status, 200, `${path}: no handshake, a GET from anywhere`)
+        }
+      }
+      const { token } = await createToken(gw, adminAuth)
+      const withToken = await gw.fetch(AUTH_REQUEST, { headers: { ...bearer(token), ...handshake, 'x-original-uri': '/app/ws/', origin: 'https://evil.example' } })
+      assert.equal(withToken.status, 200, 'a bearer token is no ambient credential')
+    })
+
     it('answer only the configured proxies: another address gets 403', async () => {
       const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)
@@ -314,6 +337,16 @@ describe('forward authentication', () => {
         const { token } = await createToken(gw, adminAuth)
         const signedIn = await json(await fetch(`${nginx}/app/v1/hosts/`, { headers: { ...bearer(token), 'x-gatehouse-teams': 'Forged' } }))
         assert.equal(signedIn.headers['x-gatehouse-teams'], 'Operations')
+      })
+
+      it('refuses another site\'s page what it allowed our own just before: the CSRF checks of a POST and of a WebSocket handshake', async () => {
+        const session = await login(gw, 'admin', 'admin-test-password')
+        const handshake = { cookie: session.cookie, 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+        assert.equal((await fetch(`${nginx}/app/ws/`, { headers: { ...handshake, origin: nginx } })).status, 200)
+        assert.equal((await fetch(`${nginx}/app/ws/`, { headers: { ...handshake, origin: 'https://evil.example' } })).status, 403)
+        const post = { method: 'POST', body: '{}' }
+        assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { ...post, headers: { ...withCsrf(session), 'content-type': 'application/json', origin: nginx } })).status, 200)
+        assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { ...post, headers: { cookie: session.cookie, 'content-type': 'text/plain', origin: 'https://evil.example' } })).status, 403)
       })
 
       it(cached ? 'refuses a revoked token once the cached decision expires, within two seconds' : 'refuses a revoked token on the next request', async () => {
