@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
+import WebSocket from 'ws'
 import { startCaddy } from '../helpers/caddy.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
@@ -416,6 +418,24 @@ describe('forward authentication', () => {
       const { token } = await createToken(gw, adminAuth)
       const signedIn = await json(await fetch(`${caddy}/app/v1/hosts/`, { headers: { ...bearer(token), 'x-gatehouse-teams': 'Forged' } }))
       assert.equal(signedIn.headers['x-gatehouse-teams'], 'Operations')
+    })
+
+    it('opens a WebSocket with the session cookie from our own page only (cross-site WebSocket hijacking)', async () => {
+      const session = await login(gw, 'admin', 'admin-test-password')
+      const opened = new WebSocket(`${caddy.replace('http:', 'ws:')}/app/ws/`, { headers: { cookie: session.cookie, origin: caddy } })
+      try {
+        const [first] = await once(opened, 'message')
+        assert.equal(JSON.parse(String(first)).identity.auth_method, 'session')
+      } finally {
+        opened.terminate()
+      }
+      const crossSite = new WebSocket(`${caddy.replace('http:', 'ws:')}/app/ws/`, { headers: { cookie: session.cookie, origin: 'https://evil.example' } })
+      crossSite.on('error', () => undefined)
+      const [, response] = await Promise.race([once(crossSite, 'unexpected-response'), once(crossSite, 'open').then(() => {
+        crossSite.terminate()
+        throw new Error('the upgrade was let through')
+      })])
+      assert.equal(response.statusCode, 403)
     })
 
     it('refuses a revoked token on the next request', async () => {
