@@ -257,7 +257,8 @@ function residentMegabytes(child: ChildProcess): number {
 /** nginx auth_request asking Gatehouse, optionally caching each decision for 1 s keyed on the credential. */
 function authRequestServer(port: number, cached: boolean): string {
   return `
-  ${cached ? `proxy_cache_path ${dir}/authz-cache keys_zone=authz:1m;` : ''}
+  ${cached ? `proxy_cache_path ${dir}/authz-cache keys_zone=authz:1m;
+  map "$request_method:$http_sec_websocket_key" $gatehouse_uncached { ~^(GET|HEAD|OPTIONS):$ 0; default 1; }` : ''}
   upstream app_${port} { server 127.0.0.1:${ports.upstream}; keepalive 64; }
   upstream gatehouse_${port} { server 127.0.0.1:${ports.gateway}; keepalive 64; }
   server {
@@ -282,7 +283,7 @@ function authRequestServer(port: number, cached: boolean): string {
       proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      ${cached ? 'proxy_cache authz; proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri"; proxy_cache_valid 200 1s; proxy_ignore_headers Cache-Control Expires Set-Cookie; open_file_cache max=10000 inactive=10s;' : ''}
+      ${cached ? 'proxy_cache authz; proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri|$remote_addr"; proxy_no_cache $gatehouse_uncached; proxy_cache_bypass $gatehouse_uncached; proxy_cache_valid 200 1s; proxy_ignore_headers Cache-Control Expires Set-Cookie; open_file_cache max=10000 inactive=10s;' : ''}
     }
   }`
 }

@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
-import { InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy, type GatehouseError } from '../errors.ts'
+import { GatehouseError, InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import { assertSafePath, assertWellFormedEscapes, splitTarget } from '../http/request-target.ts'
+import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { teamsHeader } from './upstream-headers.ts'
+import { checkHandshakeOrigin } from './websocket.ts'
 
 /**
  * Forward authentication: another proxy (nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`,
@@ -90,7 +91,10 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   if (!app.trustsProxy(request.raw.socket.remoteAddress)) {
     throw new UntrustedProxy()
   }
-  const original = describers[flavour](request)
+  // The original path as the built-in proxy routes it, its slashes merged (src/http/request-target.ts): the proxy in
+  // front may forward it unmerged, and a service that merges them acts on the path judged here.
+  const described = describers[flavour](request)
+  const original = { method: described.method, url: mergeSlashes(described.url) }
   if (!METHOD.test(original.method)) throw new InvalidOriginalRequest('The original method is not an HTTP method.')
   if (!original.url.startsWith('/')) throw new InvalidOriginalRequest('The original URI must be a path, starting with "/".')
   assertWellFormedEscapes(original.url)
@@ -98,10 +102,20 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   assertSafePath(path)
   // As the built-in proxy routes: methods it takes only, the service by the decoded path (Fastify's router decodes
   // `/a/%62/` to `/a/b/`), and none when the path as written does not start with that service's prefix.
-  const routed = path.includes('%') ? decodeURIComponent(path) : path
+  const routed = decodedPath(path)
   const route = PROXIED_METHODS.has(original.method) ? app.routes.find((candidate) => routed.startsWith(candidate.prefix)) : undefined
   if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
-  const decision = await app.authorize(viewAs(original), route)
+  const asked = viewAs(original)
+  const decision = await app.authorize(asked, route)
+  if (decision.granted && isWebSocketHandshake(request)) {
+    // The built-in proxy holds an upgrade with ambient credentials to the trusted origins (src/gateway/websocket.ts).
+    try {
+      checkHandshakeOrigin(app.csrf, decision.principal, asked)
+    } catch (error) {
+      if (error instanceof GatehouseError) return { granted: false, refusal: error, headers: {} }
+      throw error
+    }
+  }
   if (!decision.granted) {
     // nginx's auth_request passes on only 2xx, 401 and 403: its login redirect travels as a 401 with the address.
     if (decision.loginUrl && flavour === 'auth-request') return { granted: false, refusal: decision.refusal, headers: { [LOGIN_HEADER]: decision.loginUrl } }
@@ -134,6 +148,14 @@ function asOriginal(request: FastifyRequest, original: Original): FastifyRequest
     method: { value: original.method },
     url: { value: original.url },
   }) as FastifyRequest
+}
+
+/**
+ * Whether the original request opens a WebSocket: by its Sec-WebSocket-Key, which every browser sends with one, no
+ * page's script can set, and the proxies pass on (Upgrade and Connection are hop-by-hop: nginx drops them).
+ */
+function isWebSocketHandshake(request: GatewayRequest): boolean {
+  return request.headers['sec-websocket-key'] !== undefined
 }
 
 function header(request: GatewayRequest, name: string): string | undefined {

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { App } from '../app.ts'
 import { NotFound, writeError } from '../errors.ts'
@@ -57,9 +58,14 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const access = principal ? app.access.of(principal.user) : undefined
   const identity = principal ? await app.identity.tokenFor(principal, route.name, access) : undefined
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
+  // What the client receives of the service's answer's fields, for an upgrade's answer as for any other.
+  const clientHeaders = (upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders => {
+    const kept = rewrite(clientResponseHeaders(upstreamHeaders), request)
+    return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept
+  }
   const upgrade = websockets.upgradeOf(request)
   if (upgrade) {
-    await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access))
+    await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access), clientHeaders)
     return
   }
   const raw = request.raw
@@ -91,8 +97,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
         response,
         responseHeaders: (upstreamHeaders) => {
           context.upstreamMs = reply.elapsedTime - forwardedAt
-          const kept = rewrite(clientResponseHeaders(upstreamHeaders), request)
-          return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept
+          return clientHeaders(upstreamHeaders)
         },
         failed: (error) => {
           request.log.warn({ err: error }, 'response errored')

@@ -4,12 +4,15 @@ import type { Route } from './routes.ts'
 
 /**
  * What nginx's `proxy_redirect default` and `proxy_cookie_path` do, for the route's prefix: a service knows only
- * its own address and paths, so `Location` and `Content-Location` pointing at the upstream's origin are turned into
- * the address the client used, and paths under the upstream's base path (with `strip_prefix`, any path) are
- * turned into the public paths under the prefix; so is the `Path` of its cookies. Anything pointing elsewhere is
- * left as it is.
+ * its own address and paths, so `Location`, `Content-Location` and the URL of a `Refresh` pointing at the upstream's
+ * origin are turned into the address the client used, and paths under the upstream's base path (with `strip_prefix`,
+ * any path) are turned into the public paths under the prefix; so is the `Path` of its cookies. Anything pointing
+ * elsewhere is left as it is.
  */
 export type ResponseRewrite = (headers: IncomingHttpHeaders, request: GatewayRequest) => IncomingHttpHeaders
+
+/** A Refresh's delay and `url=`, the URL's quote if any, and the URL (HTML's "shared declarative refresh steps"). */
+const REFRESH = /^(\s*[\d.]+\s*[;,]\s*url\s*=\s*)(['"]?)(.*?)\2\s*$/i
 
 export function responseRewrite(route: Route): ResponseRewrite {
   const upstreamOrigin = route.upstream.origin.toLowerCase()
@@ -48,12 +51,25 @@ export function responseRewrite(route: Route): ResponseRewrite {
     })
   }
 
+  /** `Refresh: 0; url=...` (the HTML pragma browsers also take as a header): its URL as a Location's. */
+  function refresh(value: string, request: GatewayRequest): string | undefined {
+    const parts = REFRESH.exec(value)
+    if (!parts) return undefined
+    const [, delay, quote, url] = parts
+    const rewritten = location(url!, request)
+    return rewritten === undefined ? undefined : `${delay}${quote}${rewritten}${quote}`
+  }
+
   return (headers, request) => {
     for (const name of ['location', 'content-location'] as const) {
       const value = headers[name]
       if (typeof value !== 'string') continue
       const rewritten = location(value, request)
       if (rewritten !== undefined) headers[name] = rewritten
+    }
+    if (typeof headers.refresh === 'string') {
+      const rewritten = refresh(headers.refresh, request)
+      if (rewritten !== undefined) headers.refresh = rewritten
     }
     const cookies = headers['set-cookie']
     if (mapsPaths && cookies) headers['set-cookie'] = cookies.map(cookie)

@@ -4,11 +4,14 @@ import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
+import type { CsrfPolicy } from '../auth/csrf.ts'
+import type { Principal } from '../auth/principal.ts'
 import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
+import { mergeSlashes } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { Route } from './routes.ts'
-import { clientResponseHeaders } from './upstream-headers.ts'
 
 /**
  * WebSockets through the gateway (RFC 6455). An upgrade request is routed as any other request is (the same hooks,
@@ -57,6 +60,8 @@ export class WebSocketTunnels {
     const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
     http.shouldUpgradeCallback = asksForWebSocket
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // As for every other request (src/listener/node-server.ts).
+      request.url = mergeSlashes(request.url!)
       this.#upgrades.set(request, { socket, head })
       socket.on('error', () => socket.destroy())
       const response = new ServerResponse(request)
@@ -77,26 +82,26 @@ export class WebSocketTunnels {
 
   /**
    * Tunnels an allowed upgrade to the service. `headers` are what the service gets for an ordinary request (identity,
-   * X-Forwarded-*, credentials removed). The service's own answer, 101 or a refusal, goes back to the client.
+   * X-Forwarded-*, credentials removed). The service's own answer, 101 or a refusal, goes back to the client with the
+   * fields `clientHeaders` makes of its own, as of any answer of the service's (filtered, its address and paths made
+   * public).
    */
-  async tunnel(route: Route, request: FastifyRequest, reply: FastifyReply, upgrade: Upgrade, target: string, headers: IncomingHttpHeaders): Promise<void> {
+  async tunnel(route: Route, request: FastifyRequest, reply: FastifyReply, upgrade: Upgrade, target: string, headers: IncomingHttpHeaders, clientHeaders: (upstream: IncomingHttpHeaders) => IncomingHttpHeaders): Promise<void> {
     checkHandshake(request)
     const principal = request.gatehouse.principal
-    // A browser sends its cookies, and the Basic credentials it keeps for the site, with a WebSocket from any site's
-    // page, and a GET carries no CSRF token: the Origin is what tells a page of ours from another site's (cross-site
-    // WebSocket hijacking). A bearer token is never sent by a browser on its own.
-    if (principal?.method === 'session' || principal?.method === 'basic') this.#app.csrf.checkOrigin(request)
+    checkHandshakeOrigin(this.#app.csrf, principal, request)
     const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
+    const answerHeaders = clientHeaders(answer.response.headers)
     if (!('socket' in answer)) {
       // A refusal from the service is relayed as an ordinary response.
-      reply.code(answer.response.statusCode ?? 502).headers(clientResponseHeaders(answer.response.headers)).send(answer.response)
+      reply.code(answer.response.statusCode ?? 502).headers(answerHeaders).send(answer.response)
       return
     }
     reply.hijack()
     const client = upgrade.socket
     const service = answer.socket
     const opened = performance.now()
-    client.write(switchingProtocols(answer.response))
+    client.write(switchingProtocols(answer.response.statusMessage, answerHeaders))
     if (answer.head.length) client.write(answer.head)
     if (upgrade.head.length) service.write(upgrade.head)
     let closedBy: string | undefined
@@ -153,6 +158,16 @@ export class WebSocketTunnels {
   }
 }
 
+/**
+ * A browser sends its cookies, and the Basic credentials it keeps for the site, with a WebSocket from any site's page,
+ * and a GET carries no CSRF token: the Origin is what tells a page of ours from another site's (cross-site WebSocket
+ * hijacking). A bearer token is never sent by a browser on its own. Throws the refusal; for the built-in proxy's
+ * upgrades and for the handshakes a forward-auth question describes (src/gateway/forward-auth.ts).
+ */
+export function checkHandshakeOrigin(csrf: CsrfPolicy, principal: Principal | undefined, request: GatewayRequest): void {
+  if (principal?.method === 'session' || principal?.method === 'basic') csrf.checkOrigin(request)
+}
+
 /** The opening handshake's requirements on the client (RFC 6455 §4.2.1); a bad one never reaches the service. */
 function checkHandshake(request: FastifyRequest): void {
   const { headers } = request
@@ -196,10 +211,10 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
   })
 }
 
-/** The service's 101 as the client gets it: its fields without the gateway's cookies, and the upgrade's own. */
-function switchingProtocols(response: IncomingMessage): string {
-  let head = `HTTP/1.1 101 ${response.statusMessage}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`
-  for (const [name, value] of Object.entries(clientResponseHeaders(response.headers))) {
+/** The service's 101 as the client gets it: its fields as any answer's (without hop-by-hop ones), and the upgrade's own. */
+function switchingProtocols(statusMessage: string | undefined, headers: IncomingHttpHeaders): string {
+  let head = `HTTP/1.1 101 ${statusMessage}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n`
+  for (const [name, value] of Object.entries(headers)) {
     for (const one of [value ?? []].flat()) head += `${name}: ${one}\r\n`
   }
   return `${head}\r\n`

@@ -1,10 +1,12 @@
 import { MalformedEscape, UnsafePath } from '../errors.ts'
 
-// Percent-encoded slash, backslash or NUL; a literal backslash; or a `.`/`..` segment, literal or encoded. Encoded
-// also means encoded again (`%252e`, `%25252f`): a service or framework that decodes once more than it should
-// would otherwise see the separator or the dot segment that Gatehouse never did. A segment's parameters (`..;x`)
-// count as nothing: servlet containers drop them and then resolve the dot segment.
-const UNSAFE = /%(25)*(2f|5c|00)|\\|(^|\/)(\.|%(25)*2e){1,2}(\/|;|%(25)*3b|$)/i
+// Percent-encoded slash, backslash or NUL; a literal backslash; a `.`/`..` segment, literal or encoded; a segment's
+// parameters (`;`, literal or encoded); or a fragment (`#`). Encoded also means encoded again (`%252e`, `%25252f`):
+// a service or framework that decodes once more than it should would otherwise see the separator or the dot segment
+// that Gatehouse never did. Servlet containers drop a segment's parameters before they route (`/svc/admin;x/` is
+// `/svc/admin/` there, and `..;x` a dot segment), as Spring Security's firewall knows in refusing them; and a server
+// that parses a `#` takes what follows for a fragment, not for the path the rules judged.
+const UNSAFE = /%(25)*(2f|5c|00|3b)|[\\;#]|(^|\/)(\.|%(25)*2e){1,2}(\/|$)/i
 
 /**
  * Refuses request targets that could reach another service or escape a prefix once some server along the
@@ -26,6 +28,36 @@ export function assertWellFormedEscapes(target: string): void {
   if (!target.includes('%')) return
   try {
     decodeURIComponent(target)
+  } catch {
+    throw new MalformedEscape()
+  }
+}
+
+/**
+ * The request target with each run of slashes in its path merged into one (`/svc//admin/` → `/svc/admin/`), the query
+ * as sent. Many servers and frameworks behind a gateway merge them too (nginx's `merge_slashes`, Django's and most
+ * routers' path handling), so a path with empty segments would act there as a path the rules never judged: a rule on
+ * `/svc/admin/` must govern `/svc//admin/` and `//svc/admin/`. Merged before anything reads the target, the route,
+ * the rules, the log and the service all see one path (as Envoy's `merge_slashes` does). Only origin-form targets
+ * are touched; any other form is refused later as an unsafe path.
+ */
+export function mergeSlashes(target: string): string {
+  const doubled = target.indexOf('//')
+  if (doubled === -1 || !target.startsWith('/')) return target
+  const q = target.indexOf('?')
+  if (q !== -1 && doubled > q) return target
+  return q === -1 ? target.replace(/\/{2,}/g, '/') : target.slice(0, q).replace(/\/{2,}/g, '/') + target.slice(q)
+}
+
+/**
+ * A path as a service reads it, its percent escapes decoded (`/svc/%61dmin/` is `/svc/admin/` to nearly every
+ * server): what the router matches, and what rules naming paths judge, so an escape cannot step around them. The
+ * escapes that would change the path's shape (`%2F`, `%5C`, `%00`, `%3B`, dot segments) are refused before this.
+ */
+export function decodedPath(path: string): string {
+  if (!path.includes('%')) return path
+  try {
+    return decodeURIComponent(path)
   } catch {
     throw new MalformedEscape()
   }

@@ -1,24 +1,41 @@
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
+import WebSocket from 'ws'
 import { startCaddy } from '../helpers/caddy.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { freePort, startNginx } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam, grant } from '../helpers/access.ts'
+import { login, withCsrf } from '../helpers/session.ts'
+import { startRecordingUpstream } from '../helpers/upstream.ts'
 
 const AUTH_REQUEST = '/api/gateway/v1/authz/auth-request/'
 const FORWARD_AUTH = '/api/gateway/v1/authz/forward-auth/'
 const EXT_AUTHZ = '/api/gateway/v1/authz/ext-authz'
 const BROWSER = { accept: 'text/html,application/xhtml+xml' }
+/**
+ * A client's identity headers in the spellings a service could read as the gateway's: CGI-style servers (WSGI, PHP,
+ * Rack) read `_` and `-` alike, and every server reads names in any case.
+ */
+const FORGED_SPELLINGS = {
+  X_Gatehouse_User: 'mallory',
+  'x_gatehouse_user-id': '1',
+  'X-GATEHOUSE_Auth_Method': 'token',
+  'x_GATEHOUSE-identity': 'forged.jwt.token',
+  'X-Gatehouse_Teams': 'Forged',
+}
 
 /** The documented nginx configuration (docs/forward-auth.md), optionally with the 1 s decision cache. */
 function nginxSite(port: number, gateway: string, app: string, dir: string, cached: boolean): string {
   return `
-  ${cached ? `proxy_cache_path ${dir}/decisions keys_zone=gatehouse_decisions:1m;` : ''}
+  ${cached ? `proxy_cache_path ${dir}/decisions keys_zone=gatehouse_decisions:1m;
+  map "$request_method:$http_sec_websocket_key" $gatehouse_uncached { ~^(GET|HEAD|OPTIONS):$ 0; default 1; }` : ''}
   server {
     listen 127.0.0.1:${port};
     location /api/gateway/ { proxy_pass ${gateway}; proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme; }
@@ -51,7 +68,9 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       ${cached ? `proxy_cache gatehouse_decisions;
-      proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri";
+      proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri|$remote_addr";
+      proxy_no_cache $gatehouse_uncached;
+      proxy_cache_bypass $gatehouse_uncached;
       proxy_cache_valid 200 1s;
       proxy_ignore_headers Cache-Control Expires Set-Cookie;
       open_file_cache max=10000 inactive=10s;` : ''}
@@ -65,8 +84,9 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
 }
 
 /**
- * The documented Caddy configuration. Caddy 2.6 sets a header copied from an answer that lacks it to the placeholder's
- * own text, so on an anonymous public path the identity headers are removed again after forward_auth.
+ * The documented Caddy configuration. A client's own identity headers, in any spelling, are removed first. Caddy 2.6
+ * sets a header copied from an answer that lacks it to the placeholder's own text, so on an anonymous public path the
+ * identity headers are removed again after forward_auth.
  */
 function caddySite(port: number, gateway: string, app: string): string {
   return `http://127.0.0.1:${port} {
@@ -75,6 +95,8 @@ function caddySite(port: number, gateway: string, app: string): string {
   }
   handle {
     route {
+      request_header -X-Gatehouse*
+      request_header -X_Gatehouse*
       forward_auth ${gateway} {
         uri /api/gateway/v1/authz/forward-auth/
         copy_headers X-Gatehouse-User X-Gatehouse-User-Id X-Gatehouse-Auth-Method X-Gatehouse-Identity X-Gatehouse-Teams
@@ -228,6 +250,41 @@ describe('forward authentication', () => {
       }
     })
 
+    it('judge a path with empty segments as its merged form, the path a service acts on', async () => {
+      for (const target of ['/outer//inner/secret', '//outer/inner/secret', '/outer/inner//secret?next=//x']) {
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
+          const response = await gw.fetch(path, { headers })
+          assert.equal(response.status, 401, `${path} ${target}: the private service under the public one decides`)
+        }
+      }
+      const allowed = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/outer//inner//secret' } })
+      assert.equal(allowed.status, 200)
+      assert.equal(decodeJwt(allowed.headers.get('x-gatehouse-identity')!).aud, 'inner')
+      for (const target of ['/outer/inner;x/secret', '/outer/x#/inner/secret']) {
+        const refused = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': target } })
+        assert.equal((await json(refused)).code, 'unsafe_path', `${target}: a servlet container would act on the private service's path`)
+      }
+    })
+
+    it('refuse a WebSocket handshake with the session cookie or Basic credentials from another site\'s page, as the built-in proxy does', async () => {
+      const session = await login(gw, 'admin', 'admin-test-password')
+      const basic = { authorization: adminAuth.authorization }
+      // What proxies pass on of a handshake: Upgrade and Connection are hop-by-hop, nginx drops them.
+      const handshake = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+      for (const credential of [{ cookie: session.cookie }, basic]) {
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': '/app/ws/' }], [FORWARD_AUTH, { 'x-forwarded-uri': '/app/ws/' }], [`${EXT_AUTHZ}/app/ws/`, {}]] as const) {
+          const crossSite = await gw.fetch(path, { headers: { ...credential, ...handshake, ...headers, origin: 'https://evil.example' } })
+          assert.equal(crossSite.status, 403, path)
+          assert.equal((await json(crossSite)).code, 'csrf_origin_mismatch', path)
+          assert.equal((await gw.fetch(path, { headers: { ...credential, ...handshake, ...headers, origin: gw.url } })).status, 200, `${path}: our own page`)
+          assert.equal((await gw.fetch(path, { headers: { ...credential, ...headers, origin: 'https://evil.example' } })).status, 200, `${path}: no handshake, a GET from anywhere`)
+        }
+      }
+      const { token } = await createToken(gw, adminAuth)
+      const withToken = await gw.fetch(AUTH_REQUEST, { headers: { ...bearer(token), ...handshake, 'x-original-uri': '/app/ws/', origin: 'https://evil.example' } })
+      assert.equal(withToken.status, 200, 'a bearer token is no ambient credential')
+    })
+
     it('answer only the configured proxies: another address gets 403', async () => {
       const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)
@@ -284,6 +341,16 @@ describe('forward authentication', () => {
         assert.equal(signedIn.headers['x-gatehouse-teams'], 'Operations')
       })
 
+      it('refuses another site\'s page what it allowed our own just before: the CSRF checks of a POST and of a WebSocket handshake', async () => {
+        const session = await login(gw, 'admin', 'admin-test-password')
+        const handshake = { cookie: session.cookie, 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
+        assert.equal((await fetch(`${nginx}/app/ws/`, { headers: { ...handshake, origin: nginx } })).status, 200)
+        assert.equal((await fetch(`${nginx}/app/ws/`, { headers: { ...handshake, origin: 'https://evil.example' } })).status, 403)
+        const post = { method: 'POST', body: '{}' }
+        assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { ...post, headers: { ...withCsrf(session), 'content-type': 'application/json', origin: nginx } })).status, 200)
+        assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { ...post, headers: { cookie: session.cookie, 'content-type': 'text/plain', origin: 'https://evil.example' } })).status, 403)
+      })
+
       it(cached ? 'refuses a revoked token once the cached decision expires, within two seconds' : 'refuses a revoked token on the next request', async () => {
         const created = await createToken(gw, adminAuth)
         const url = `${nginx}/app/v1/hosts/`
@@ -303,6 +370,28 @@ describe('forward authentication', () => {
       const port = await freePort()
       children.push(await startCaddy(dir, port, caddySite(port, gw.url.replace('http://', ''), app.replace('http://', ''))))
       caddy = `http://127.0.0.1:${port}`
+    })
+
+    it('does not let a client name itself in another spelling of the identity headers', async () => {
+      const recording = await startRecordingUpstream()
+      const port = await freePort()
+      const recordingCaddy = await startCaddy(join(dir, 'recorded'), port, caddySite(port, gw.url.replace('http://', ''), recording.url.replace('http://', '')))
+      try {
+        const anonymous = await fetch(`http://127.0.0.1:${port}/app/open/`, { headers: FORGED_SPELLINGS })
+        assert.equal(anonymous.status, 200)
+        const { token } = await createToken(gw, adminAuth)
+        const signedIn = await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { ...bearer(token), ...FORGED_SPELLINGS } })
+        assert.equal(signedIn.status, 200)
+        const identityFields = recording.seen.map((seen) => Object.keys(seen.headers).filter((name) => /gatehouse/i.test(name)).sort())
+        assert.deepEqual(identityFields[0], [], 'an anonymous request reaches the service without identity headers')
+        assert.deepEqual(identityFields[1]!.filter((name) => name !== 'x-gatehouse-teams'), ['x-gatehouse-auth-method', 'x-gatehouse-identity', 'x-gatehouse-user', 'x-gatehouse-user-id'], 'only the gateway\'s own')
+        const { headers } = recording.seen[1]!
+        assert.equal(headers['x-gatehouse-user'], 'admin')
+        assert.notEqual(headers['x-gatehouse-teams'], 'Forged')
+      } finally {
+        recordingCaddy.kill('SIGTERM')
+        await recording.close()
+      }
     })
 
     it('lets an allowed request through with the identity, verified by the service', async () => {
@@ -329,6 +418,24 @@ describe('forward authentication', () => {
       const { token } = await createToken(gw, adminAuth)
       const signedIn = await json(await fetch(`${caddy}/app/v1/hosts/`, { headers: { ...bearer(token), 'x-gatehouse-teams': 'Forged' } }))
       assert.equal(signedIn.headers['x-gatehouse-teams'], 'Operations')
+    })
+
+    it('opens a WebSocket with the session cookie from our own page only (cross-site WebSocket hijacking)', async () => {
+      const session = await login(gw, 'admin', 'admin-test-password')
+      const opened = new WebSocket(`${caddy.replace('http:', 'ws:')}/app/ws/`, { headers: { cookie: session.cookie, origin: caddy } })
+      try {
+        const [first] = await once(opened, 'message')
+        assert.equal(JSON.parse(String(first)).identity.auth_method, 'session')
+      } finally {
+        opened.terminate()
+      }
+      const crossSite = new WebSocket(`${caddy.replace('http:', 'ws:')}/app/ws/`, { headers: { cookie: session.cookie, origin: 'https://evil.example' } })
+      crossSite.on('error', () => undefined)
+      const [, response] = await Promise.race([once(crossSite, 'unexpected-response'), once(crossSite, 'open').then(() => {
+        crossSite.terminate()
+        throw new Error('the upgrade was let through')
+      })])
+      assert.equal(response.statusCode, 403)
     })
 
     it('refuses a revoked token on the next request', async () => {

@@ -36,7 +36,14 @@ describe('request targets and framing at the edge', () => {
       }, request.url!.endsWith('/slow') ? 300 : 0)
     })
     gw = await startGateway({
-      config: { services: [{ name: 'rec', prefix: '/rec/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/rec/open/*'] }] },
+      config: {
+        services: [
+          { name: 'rec', prefix: '/rec/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/rec/open/*'] },
+          // A private service under the public paths of another.
+          { name: 'closed', prefix: '/rec/open/closed/', upstream: upstream.url, accepts: ['basic'] },
+          { name: 'guarded', prefix: '/guarded/', upstream: upstream.url, accepts: ['basic'], access: [{ deny: { paths: ['/guarded/admin/*'] } }, { allow: { users: ['admin'] } }] },
+        ],
+      },
     })
   })
   after(async () => {
@@ -82,7 +89,45 @@ describe('request targets and framing at the edge', () => {
       assert.match(response, /"code":"unsafe_path"/, target)
     }
     assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
-    assert.equal((await gw.fetch('/rec/open/a;b/..x;y/done')).status, 200)
+    assert.equal((await gw.fetch('/rec/open/..x/x../done')).status, 200)
+  })
+
+  it('refuses path parameters and fragments, which servers behind the gateway drop before they route', async () => {
+    // A servlet container acts on /rec/open/closed;x/y as on /rec/open/closed/y, a path the rules never judged: the
+    // private service's, reached through the other's public paths. A fragment is no part of a request target at all.
+    const before = upstream.seen.length
+    for (const target of ['/rec/open/closed;x/y', '/rec/open/closed;/y', '/rec/open/closed%3Bx/y', '/rec/open/closed%253bx/y', '/rec/open/x#/closed/y', '/rec/open/closed/y#']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'], target)
+      assert.match(response, /"code":"unsafe_path"/, target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+    assert.equal((await exchange(gw.url, `GET /rec/open/x?a=1;b=2#c HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)).split('\r\n')[0], 'HTTP/1.1 200 OK', 'the query may hold them')
+  })
+
+  it('merges runs of slashes in the path before routing, so the rules judge the path the service receives', async () => {
+    const before = upstream.seen.length
+    for (const target of ['/rec/open//closed/x', '//rec/open/closed/x', '/rec//open/closed/x', '/rec/open/closed//x', '///rec/open///closed/x']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 401 Unauthorized'], target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+    assert.equal((await exchange(gw.url, `GET /rec/open//closed//x?next=//a//b HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`)).split('\r\n')[0], 'HTTP/1.1 200 OK')
+    assert.equal(upstream.seen.at(-1)!.url, '/rec/open/closed/x?next=//a//b', 'the merged path, the query as sent')
+    assert.equal((await gw.fetch('/rec//open//x')).status, 200)
+    assert.equal(upstream.seen.at(-1)!.url, '/base/open/x')
+  })
+
+  it('judges the paths in access rules as the service reads them, percent escapes decoded', async () => {
+    const before = upstream.seen.length
+    for (const target of ['/guarded/admin/x', '/guarded/%61dmin/x', '/guarded/%61%64%6D%69%6E/x', '/guarded/admi%6e/x?q=%41']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 403 Forbidden'], target)
+      assert.match(response, /"code":"access_denied"/, target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+    assert.equal((await gw.fetch('/guarded/%6fther/x', { headers: adminAuth })).status, 200)
+    assert.equal(upstream.seen.at(-1)!.url, '/guarded/%6fther/x', 'forwarded as sent')
   })
 
   it('sends the response in flight whole and then closes, when a malformed request is pipelined behind it', async () => {

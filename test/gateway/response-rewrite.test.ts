@@ -11,6 +11,7 @@ async function redirectingUpstream(): Promise<{ url: string; server: Server }> {
     const headers: Record<string, string | string[]> = {}
     if (query.has('location')) headers.location = query.get('location')!
     if (query.has('content-location')) headers['content-location'] = query.get('content-location')!
+    if (query.has('refresh')) headers.refresh = query.get('refresh')!
     if (query.has('cookie')) headers['set-cookie'] = query.getAll('cookie')
     res.writeHead(query.has('location') ? 302 : 200, headers).end()
   })
@@ -48,6 +49,15 @@ describe('upstream addresses in responses', () => {
     const response = await answer('/app/x', { location: `${upstream.url}/base/login/?next=%2Fbase%2Fx#top` })
     assert.equal(response.status, 302)
     assert.equal(response.headers.get('location'), `${gw.url}/app/login/?next=%2Fbase%2Fx#top`)
+  })
+
+  it('rewrites the URL of a Refresh as of a Location, as nginx\'s proxy_redirect does', async () => {
+    const refresh = async (value: string) => (await answer('/app/x', { refresh: value })).headers.get('refresh')
+    assert.equal(await refresh(`0; url=${upstream.url}/base/login/?next=x`), `0; url=${gw.url}/app/login/?next=x`)
+    assert.equal(await refresh('5;URL="/base/done"'), '5;URL="/app/done"')
+    assert.equal(await refresh('3, url=\'/base/\''), '3, url=\'/app/\'')
+    assert.equal(await refresh('0; url=/elsewhere/'), '0; url=/elsewhere/')
+    assert.equal(await refresh('30'), '30')
   })
 
   it('maps a path-absolute redirect under the upstream\'s base path to the prefix, and leaves others alone', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:net'
 import type { AddressInfo } from 'node:net'
@@ -60,16 +61,43 @@ async function closesWithin(ws: WebSocket, ms: number): Promise<number> {
   return performance.now() - started
 }
 
+/**
+ * A service that answers upgrades under `/base/refuse/` with a redirect to its own address and cookies for its own
+ * paths (and one of the gateway's), and accepts the others with such cookies: what the gateway must rewrite on the way.
+ */
+async function cookieSettingUpstream(): Promise<{ url: string; server: Server }> {
+  const server = createServer((socket) => {
+    socket.once('data', (data) => {
+      const [, path] = /^GET (\S+)/.exec(String(data)) ?? []
+      const { port } = server.address() as AddressInfo
+      const cookies = 'Set-Cookie: sid=1; Path=/base/; HttpOnly\r\nSet-Cookie: gateway_sessionid=planted; Path=/\r\n'
+      if (path!.startsWith('/base/refuse/')) {
+        socket.end(`HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:${port}/base/login/?next=x\r\nContent-Location: /base/refuse/\r\n${cookies}Content-Length: 0\r\nConnection: close\r\n\r\n`)
+        return
+      }
+      const key = /sec-websocket-key: (\S+)/i.exec(String(data))![1]!
+      const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n${cookies}\r\n`)
+    })
+    socket.on('error', () => socket.destroy())
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+}
+
 describe('WebSockets through the gateway', () => {
   let gw: TestGateway
   let counting: Awaited<ReturnType<typeof countingUpstream>>
+  let cookieSetting: Awaited<ReturnType<typeof cookieSettingUpstream>>
   let ws: string
 
   before(async () => {
     counting = await countingUpstream()
+    cookieSetting = await cookieSettingUpstream()
     gw = await startGateway({
       config: {
         services: [
+          { name: 'rewritten', prefix: '/rewritten/', upstream: `${cookieSetting.url}/base`, strip_prefix: true, public_paths: ['/rewritten/*'] },
           { name: 'eda', prefix: '/api/eda/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/api/eda/open/'] },
           { name: 'counted', prefix: '/counted/', upstream: counting.url, accepts: ['basic', 'token'], public_paths: ['/counted/open/'] },
         ],
@@ -80,6 +108,7 @@ describe('WebSockets through the gateway', () => {
   after(async () => {
     await gw.close()
     counting.server.close()
+    cookieSetting.server.close()
   })
 
   it('tunnels an authenticated upgrade to the service with the verified identity, and carries messages both ways', async () => {
@@ -109,6 +138,13 @@ describe('WebSockets through the gateway', () => {
     assert.equal(wrong.status, 401)
     assert.equal(wrong.body.code, 'invalid_credentials')
     const { ws: socket, first } = await open(`${ws}/api/eda/open/`)
+    assert.equal(first.identity, null)
+    socket.close()
+  })
+
+  it('merges runs of slashes in an upgrade\'s path as in any other request\'s', async () => {
+    const { ws: socket, first } = await open(`${ws}/api/eda//open/`)
+    assert.equal(first.path, '/api/eda/open/')
     assert.equal(first.identity, null)
     socket.close()
   })
@@ -178,6 +214,24 @@ describe('WebSockets through the gateway', () => {
     const unsafe = await rawUpgrade(gw.url, ['GET /counted/open/%2e%2e/x HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='])
     assert.match(unsafe, /^HTTP\/1\.1 400 /)
     assert.equal(counting.connections(), 0, 'nothing reached the service')
+  })
+
+  it('rewrites a refusal from the service as any response from it: its address, its paths, and none of the gateway\'s cookies', async () => {
+    const { status, headers } = await refused(`${ws}/rewritten/refuse/`)
+    assert.equal(status, 302)
+    assert.equal(headers.location, `${gw.url}/rewritten/login/?next=x`)
+    assert.equal(headers['content-location'], '/rewritten/refuse/')
+    assert.deepEqual(headers['set-cookie'], ['sid=1; Path=/rewritten/; HttpOnly'])
+  })
+
+  it('rewrites the cookies of the service\'s 101 the same way', async () => {
+    const socket = new WebSocket(`${ws}/rewritten/events/`)
+    try {
+      const [response] = await once(socket, 'upgrade')
+      assert.deepEqual(response.headers['set-cookie'], ['sid=1; Path=/rewritten/; HttpOnly'])
+    } finally {
+      socket.terminate()
+    }
   })
 
   it('answers 502 when the service does not take the connection', async () => {
