@@ -36,6 +36,7 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
   return `
   ${cached ? `proxy_cache_path ${dir}/decisions keys_zone=gatehouse_decisions:1m;
   map "$request_method:$http_sec_websocket_key" $gatehouse_uncached { ~^(GET|HEAD|OPTIONS):$ 0; default 1; }` : ''}
+  map $http_upgrade $gatehouse_connection { default upgrade; '' ''; }
   server {
     listen 127.0.0.1:${port};
     location /api/gateway/ { proxy_pass ${gateway}; proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme; }
@@ -55,6 +56,9 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
       proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
       proxy_set_header X-Gatehouse-Teams $gatehouse_teams;
       proxy_set_header Authorization "";
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $gatehouse_connection;
       proxy_pass ${app};
     }
     location = /_gatehouse {
@@ -339,6 +343,32 @@ describe('forward authentication', () => {
         const { token } = await createToken(gw, adminAuth)
         const signedIn = await json(await fetch(`${nginx}/app/v1/hosts/`, { headers: { ...bearer(token), 'x-gatehouse-teams': 'Forged' } }))
         assert.equal(signedIn.headers['x-gatehouse-teams'], 'Operations')
+      })
+
+      it('tunnels a WebSocket with the identity, opened with the session cookie from our own page only', async () => {
+        const session = await login(gw, 'admin', 'admin-test-password')
+        const ws = nginx.replace('http:', 'ws:')
+        const opened = new WebSocket(`${ws}/app/ws/`, { headers: { cookie: session.cookie, origin: nginx } })
+        opened.on('error', () => undefined)
+        try {
+          const [first] = await Promise.race([once(opened, 'message'), once(opened, 'unexpected-response').then(([, response]) => {
+            throw new Error(`the upgrade was refused with ${(response as { statusCode: number }).statusCode}`)
+          })])
+          const seen = JSON.parse(String(first))
+          assert.equal(seen.identity.username, 'admin')
+          assert.equal(seen.identity.auth_method, 'session')
+        } finally {
+          opened.terminate()
+        }
+        for (const headers of [{ cookie: session.cookie, origin: 'https://evil.example' }, {}]) {
+          const refused = new WebSocket(`${ws}/app/ws/`, { headers })
+          refused.on('error', () => undefined)
+          const [, response] = await Promise.race([once(refused, 'unexpected-response'), once(refused, 'open').then(() => {
+            refused.terminate()
+            throw new Error('the upgrade was let through')
+          })])
+          assert.equal((response as { statusCode: number }).statusCode, headers.cookie ? 403 : 401)
+        }
       })
 
       it('refuses another site\'s page what it allowed our own just before: the CSRF checks of a POST and of a WebSocket handshake', async () => {
