@@ -303,9 +303,11 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
 const PG_CLIENT_FAILURE = /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Client was closed)/
 /**
  * SQLSTATEs for "not now" rather than "not like that": connection exceptions (08), shutting down or not accepting
- * connections (57P01-57P03), statement timeout (57014), insufficient resources (53), system errors (58).
+ * connections (57P01-57P03), statement timeout (57014), insufficient resources (53), system errors (58), and a
+ * server that takes no writes (25006: a standby, as the old primary is after a failover, until the pool reaches the
+ * new one).
  */
-const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014)/
+const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014|25006)/
 /** SQLite result codes (the primary code, the low byte) for a database locked by another process too long, or unreadable. */
 const SQLITE_UNAVAILABLE = new Set([5 /* BUSY */, 6 /* LOCKED */, 10 /* IOERR */, 13 /* FULL */, 14 /* CANTOPEN */, 15 /* PROTOCOL */])
 

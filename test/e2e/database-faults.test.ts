@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
+import pg from 'pg'
 import { ADMIN_PASSWORD, basic, json, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
 import { at, csrfToken, LOGIN, login } from '../helpers/session.ts'
@@ -161,6 +162,38 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
       assert.doesNotMatch(gw.output(), /\n\s+at /, 'no stack traces')
     } finally {
       await gw.stop()
+    }
+  })
+
+  it('answers 503 database_unavailable while the database takes no writes (a standby after a failover), and writes again once it does', async () => {
+    const gw = await startGateway({ databaseUrl: cluster.url })
+    const db = new pg.Client({ connectionString: cluster.url })
+    await db.connect()
+    const readOnly = async (on: boolean) => {
+      await db.query(`ALTER SYSTEM SET default_transaction_read_only = ${on ? 'on' : 'off'}`)
+      await db.query('SELECT pg_reload_conf()')
+      // Each backend applies the reloaded setting at its next command; a first query on a new connection waits for none.
+      await sleep(200)
+    }
+    try {
+      const csrf = await csrfToken(gw)
+      await readOnly(true)
+      try {
+        await postUser(gw, 'read-only-erin').then(expectUnavailable)
+        await bounded(gw, '/api/gateway/v1/tokens/', { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '{}' }).then(expectUnavailable)
+        await bounded(gw, LOGIN, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: gw.url + LOGIN },
+          body: new URLSearchParams({ username: 'admin', password: ADMIN_PASSWORD }).toString(),
+        }).then(expectUnavailable)
+        await expectStatus(gw, '/api/gateway/v1/users/', admin, 200)
+      } finally {
+        await readOnly(false)
+      }
+      await createUser(gw, 'read-only-erin')
+    } finally {
+      await db.end()
+      await gw.close()
     }
   })
 
