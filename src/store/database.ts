@@ -9,7 +9,7 @@ import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } 
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import { migrationNames, migrationProvider } from './migrations/index.ts'
-import { NodeSqliteDatabase } from './sqlite-driver.ts'
+import { DatabaseFileGone, NodeSqliteDatabase } from './sqlite-driver.ts'
 
 /**
  * Makes the data directory when it is missing, and opens the database file in it in WAL mode. A directory or file
@@ -324,6 +324,7 @@ function appliedExactly(raw: DatabaseSync): boolean {
 }
 
 function meansUnavailable(error: unknown): boolean {
+  if (error instanceof DatabaseFileGone) return true
   const e = error as { code?: unknown; errcode?: unknown; message?: unknown }
   if (typeof e?.code === 'string' && (NETWORK_CODES.has(e.code) || PG_UNAVAILABLE.test(e.code))) return true
   if (e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number') return SQLITE_UNAVAILABLE.has(e.errcode & 0xff)
@@ -517,6 +518,7 @@ class GuardedConnection implements DatabaseConnection {
     }
     const started = performance.now()
     try {
+      this.#sqlite?.assertFileInPlace()
       const result = this.#sqlite
         ? await this.#sqlite.whenUnlocked(() => this.inner.executeQuery<R>(compiledQuery))
         : await this.inner.executeQuery<R>(compiledQuery)

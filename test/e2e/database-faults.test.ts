@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { linkSync, rmSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
@@ -258,6 +258,29 @@ describe('a gateway on a SQLite file whose write lock another process holds', ()
       await createUser(target, 'lock-gives-up')
     } finally {
       await gw.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('a gateway whose SQLite file is deleted while it runs', () => {
+  it('answers 503 database_unavailable instead of taking writes no later start would find, and takes them again once the file is back', async () => {
+    const dir = tempDir()
+    const gw = await startGateway({ dataDir: dir })
+    const file = join(dir, 'gatehouse.sqlite')
+    const kept = join(dir, 'kept.sqlite')
+    try {
+      await createUser(gw, 'file-first')
+      linkSync(file, kept)
+      unlinkSync(file)
+      await eventually('the gateway notices the file is gone', async () => (await gw.fetch('/readyz')).status === 503, 5000)
+      await postUser(gw, 'file-lost').then(expectUnavailable)
+      await expectStatus(gw, '/healthz', {}, 200)
+      linkSync(kept, file)
+      await eventually('the gateway takes writes again', async () => (await postUser(gw, 'file-back')).status === 201, 5000)
+      assert.equal((await gw.store.users.findByUsername('file-lost')), undefined)
+    } finally {
+      await gw.close()
       rmSync(dir, { recursive: true, force: true })
     }
   })
