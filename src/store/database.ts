@@ -331,13 +331,20 @@ function meansUnavailable(error: unknown): boolean {
   return typeof e?.message === 'string' && PG_CLIENT_FAILURE.test(e.message)
 }
 
-/** Tracks whether the database answers, and reports outages to subscribers without repeating itself per query. */
+/**
+ * Tracks whether the database answers, and reports outages to subscribers without repeating itself per query: an
+ * outage when it begins and ends, and at most one report a minute besides. An outage that begins within a minute of
+ * the last report is reported once that minute is over, if it lasts: a database that refuses only writes (a full
+ * disk, a standby) answers the reads between them, and each write would otherwise begin and end an outage of its own.
+ */
 class Health {
   #reachable = true
   #since = Date.now()
   #failures = 0
   #lastError: string | undefined
-  #reportedAt = 0
+  #reportedAt = -Infinity
+  /** Whether the outage under way has been reported (then its end is too). */
+  #outageReported = false
   readonly #listeners = new Set<(report: OutageReport) => void>()
   readonly queryListeners: ((seconds: number) => void)[] = []
 
@@ -354,7 +361,7 @@ class Health {
   answered(): void {
     if (this.#reachable) return
     this.#reachable = true
-    this.#report('available')
+    if (this.#outageReported) this.#report('available')
     this.#since = Date.now()
   }
 
@@ -371,9 +378,11 @@ class Health {
     if (this.#reachable) {
       this.#reachable = false
       this.#since = now
-      this.#report('unavailable')
-    } else if (now - this.#reportedAt >= REPORT_INTERVAL_MS) {
-      this.#report('still_unavailable')
+      this.#outageReported = false
+    }
+    if (now - this.#reportedAt >= REPORT_INTERVAL_MS) {
+      this.#report(this.#outageReported ? 'still_unavailable' : 'unavailable')
+      this.#outageReported = true
     }
     return new DatabaseUnavailable(undefined, error)
   }
