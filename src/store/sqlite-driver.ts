@@ -71,8 +71,13 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   }
 
   #checkFile(): void {
-    const now = statSync(this.#filename, { bigint: true, throwIfNoEntry: false })
-    this.#fileGone = now === undefined || now.ino !== this.#opened!.ino || now.dev !== this.#opened!.dev
+    try {
+      const now = statSync(this.#filename, { bigint: true, throwIfNoEntry: false })
+      this.#fileGone = now === undefined || now.ino !== this.#opened!.ino || now.dev !== this.#opened!.dev
+    } catch {
+      // The path cannot be looked at (its directory made unreadable, say): nor can it be told to be the same file.
+      this.#fileGone = true
+    }
   }
 
   /**

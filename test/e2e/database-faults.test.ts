@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { linkSync, rmSync, unlinkSync } from 'node:fs'
+import { linkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
@@ -291,6 +291,26 @@ describe('a gateway whose SQLite file is deleted while it runs', () => {
     } finally {
       await gw.close()
       rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('stays up when its file cannot even be looked for (a symbolic link loop where its directory was), and serves again once the directory is back', async () => {
+    const parent = tempDir()
+    const dir = join(parent, 'data')
+    const gw = await spawnGateway(['--demo', '--data-dir', dir])
+    const target = at(gw.url)
+    try {
+      await createUser(target, 'dir-first')
+      renameSync(dir, `${dir}.moved`)
+      symlinkSync(dir, dir)
+      await eventually('the gateway notices the file is gone', async () => (await target.fetch('/readyz')).status === 503, 5000)
+      await postUser(target, 'dir-lost').then(expectUnavailable)
+      unlinkSync(dir)
+      renameSync(`${dir}.moved`, dir)
+      await eventually('the gateway takes writes again', async () => (await postUser(target, 'dir-back')).status === 201, 5000)
+    } finally {
+      await gw.stop()
+      rmSync(parent, { recursive: true, force: true })
     }
   })
 })
