@@ -275,16 +275,20 @@ describe('a gateway on a SQLite file whose write lock another process holds', ()
 describe('a gateway whose SQLite file is deleted while it runs', () => {
   it('answers 503 database_unavailable instead of taking writes no later start would find, and takes them again once the file is back', async () => {
     const dir = tempDir()
-    const gw = await startGateway({ dataDir: dir })
+    const gw = await startGateway({ dataDir: dir, config: { auth: { max_stale_seconds: 2 } } })
     const file = join(dir, 'gatehouse.sqlite')
     const kept = join(dir, 'kept.sqlite')
     try {
-      await createUser(gw, 'file-first')
+      const frank = await createUser(gw, 'file-first')
+      await expectStatus(gw, HOSTS, frank, 200)
       linkSync(file, kept)
       unlinkSync(file)
       await eventually('the gateway notices the file is gone', async () => (await gw.fetch('/readyz')).status === 503, 5000)
       await postUser(gw, 'file-lost').then(expectUnavailable)
       await expectStatus(gw, '/healthz', {}, 200)
+      // No news can be read meanwhile: remembered credentials are trusted no longer than auth.max_stale_seconds.
+      await eventually('remembered credentials are refused', async () => (await gw.fetch(HOSTS, { headers: frank })).status === 503, 5000)
+      await expectStatus(gw, PUBLIC, {}, 200)
       linkSync(kept, file)
       await eventually('the gateway takes writes again', async () => (await postUser(gw, 'file-back')).status === 201, 5000)
       assert.equal((await gw.store.users.findByUsername('file-lost')), undefined)
