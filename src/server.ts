@@ -146,8 +146,9 @@ function compilersOnFirstUse(): CompilersFactory {
 }
 
 /**
- * A database outage is logged when it begins, at most once a minute while it lasts, and when it ends; each
- * request it fails is answered 503 database_unavailable and appears only in its own request line.
+ * A database outage is logged when it begins, at most once a minute while it lasts, and when it ends (Health in
+ * src/store/database.ts holds back outages that begin within a minute of the last line); each request it fails is
+ * answered 503 database_unavailable and appears only in its own request line.
  */
 function logDatabaseOutages(server: FastifyInstance, app: App): void {
   const stop = app.store.database.onOutage(({ state, since, failures, error }) => {

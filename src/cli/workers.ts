@@ -13,6 +13,8 @@ type Message = { type: 'ready' } | { type: 'signal'; signal: NodeJS.Signals }
 
 /** Delay before a worker that died is replaced, so a worker that keeps crashing does not spin. */
 const RESTART_DELAY_MS = 1000
+/** The longest wait between tries of a replacement that keeps failing before it listens (the database away, say). */
+const RESTART_DELAY_MAX_MS = 30_000
 
 export function parseWorkers(value: string): number {
   if (value === 'auto') return availableParallelism()
@@ -92,11 +94,28 @@ export async function runWorkers(count: number): Promise<void> {
           reject(new WorkerFailed(code ?? 1))
         } else if (!stopping) {
           process.stderr.write(`gatehouse: worker ${worker.process.pid} exited (${signal ?? `status ${code}`}); starting another\n`)
-          setTimeout(() => void start().catch(() => undefined), RESTART_DELAY_MS)
+          replace(RESTART_DELAY_MS)
         }
         if (stopping) exitWhenAllGone()
       })
     })
+  }
+
+  /**
+   * Starts a worker in place of one that died while serving. A replacement that fails before it listens is tried
+   * again, each time after twice the wait: abandoning it left a primary that had lost its workers while the
+   * database was away running with no worker and the port closed for good, where a supervisor sees nothing wrong.
+   */
+  function replace(delayMs: number): void {
+    setTimeout(() => {
+      if (stopping) return
+      start().catch((error: unknown) => {
+        if (stopping) return
+        const nextMs = Math.min(delayMs * 2, RESTART_DELAY_MAX_MS)
+        process.stderr.write(`gatehouse: ${(error as Error).message}; trying again in ${nextMs / 1000} s\n`)
+        replace(nextMs)
+      })
+    }, delayMs)
   }
 
   process.on('SIGINT', stopAll)

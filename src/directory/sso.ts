@@ -53,6 +53,11 @@ export function flowSecrets(key: string): FlowSecrets {
 }
 
 const DISCOVERY_TTL_MS = 60 * 60 * 1000
+/**
+ * The most of one answer of a provider (discovery, token, UserInfo, keys) that is read: real ones are a few KiB,
+ * and one that went on for ever was held whole in memory until `timeout_seconds` ended it (500 MiB in 2 s).
+ */
+const MAX_ANSWER_BYTES = 1 << 20
 /** OIDC Core section 2: `sub` is at most 255 ASCII characters. */
 const MAX_SUBJECT = 255
 
@@ -166,6 +171,8 @@ export class SsoRelyingParty {
     try {
       const discovered = await oidc.discovery(new URL(this.config.issuer), this.config.client_id, undefined, this.#clientAuth(oidc), {
         timeout: this.config.timeout_seconds,
+        // Kept by the configuration for every later request to the provider, the keys' included.
+        [oidc.customFetch]: fetchWithinBound,
         ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
       })
       discovered.timeout = this.config.timeout_seconds
@@ -190,6 +197,9 @@ export class SsoRelyingParty {
       return new SsoProviderError(`${label} refused ${step} (${safeErrorCode(reason)}).`, { cause: error })
     }
     if (error instanceof oidc.AuthorizationResponseError) return providerError(error.error, label)
+    if (causes(error).some((cause) => cause instanceof AnswerTooLarge)) {
+      return new SsoResponseInvalid(`${label} sent an answer larger than 1 MiB (${step}).`, { cause: error })
+    }
     const code = (error as { code?: unknown }).code
     if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT' || (error instanceof TypeError && error.message === 'fetch failed')) {
       return new SsoProviderUnavailable(`${label} could not be reached (${step}); try again later.`, { cause: error })
@@ -199,6 +209,36 @@ export class SsoRelyingParty {
     }
     return new SsoResponseInvalid(`The answer of ${label} failed validation (${step}).`, { cause: error })
   }
+}
+
+class AnswerTooLarge extends Error {}
+
+/**
+ * fetch, with the body read whole (at most MAX_ANSWER_BYTES) before the answer is handed on, so the request's
+ * timeout covers the body as well: a provider that stops in the middle of it is unreachable, not invalid.
+ */
+async function fetchWithinBound(url: string, options: OpenidClient.CustomFetchOptions): Promise<Response> {
+  const response = await fetch(url, options as RequestInit)
+  if (!response.body) return response
+  if (Number(response.headers.get('content-length')) > MAX_ANSWER_BYTES) {
+    await response.body.cancel()
+    throw new AnswerTooLarge()
+  }
+  const chunks: Uint8Array[] = []
+  let size = 0
+  // Leaving the loop early cancels the body, which closes the connection.
+  for await (const chunk of response.body) {
+    size += chunk.byteLength
+    if (size > MAX_ANSWER_BYTES) throw new AnswerTooLarge()
+    chunks.push(chunk)
+  }
+  return new Response(Buffer.concat(chunks), { status: response.status, statusText: response.statusText, headers: response.headers })
+}
+
+function causes(error: unknown): unknown[] {
+  const found: unknown[] = []
+  for (let cause = error; cause && typeof cause === 'object' && found.length < 8; cause = (cause as { cause?: unknown }).cause) found.push(cause)
+  return found
 }
 
 /** The claim an OAUTH_JWT_CLAIM_COMPARISON_FAILED error is about (openid-client wraps oauth4webapi's error). */

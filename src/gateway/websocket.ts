@@ -48,6 +48,9 @@ export class WebSocketTunnels {
   readonly #app: App
   readonly #upgrades = new WeakMap<IncomingMessage, Upgrade>()
   readonly #open = new Set<Tunnel>()
+  /** Every upgraded connection until it closes, with how to end it (a tunnel's, once it is one): shutdown ends them all. */
+  readonly #connections = new Map<Duplex, (reason: string) => void>()
+  #closing = false
   #timer: NodeJS.Timeout | undefined
   #checking = false
 
@@ -60,9 +63,12 @@ export class WebSocketTunnels {
     const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
     http.shouldUpgradeCallback = asksForWebSocket
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (this.#closing) return void socket.destroy()
       // As for every other request (src/listener/node-server.ts).
       request.url = mergeSlashes(request.url!)
       this.#upgrades.set(request, { socket, head })
+      this.#connections.set(socket, () => socket.destroy())
+      socket.once('close', () => this.#connections.delete(socket))
       socket.on('error', () => socket.destroy())
       const response = new ServerResponse(request)
       response.shouldKeepAlive = false
@@ -70,8 +76,12 @@ export class WebSocketTunnels {
       response.on('finish', () => lingeringClose(socket))
       server.routing(request, response)
     })
-    server.addHook('onClose', async () => {
-      for (const tunnel of this.#open) tunnel.close('shutdown')
+    // Before the server closes, not after (onClose): Fastify runs those hooks once every connection has ended, which
+    // an open WebSocket never does on its own, so a shutdown waited for its sockets and they for it, for good. They
+    // end when shutdown begins: a socket has no answer to finish, and its client reconnects to a process still serving.
+    server.addHook('preClose', async () => {
+      this.#closing = true
+      for (const end of [...this.#connections.values()]) end('shutdown')
     })
   }
 
@@ -100,12 +110,18 @@ export class WebSocketTunnels {
     reply.hijack()
     const client = upgrade.socket
     const service = answer.socket
+    if (client.destroyed) {
+      // Shutdown began, or the client left, while the service answered.
+      service.destroy()
+      return
+    }
     const opened = performance.now()
     client.write(switchingProtocols(answer.response.statusMessage, answerHeaders))
     if (answer.head.length) client.write(answer.head)
     if (upgrade.head.length) service.write(upgrade.head)
     let closedBy: string | undefined
     const tunnel: Tunnel | undefined = principal ? { request, route, userId: principal.user.id, close } : undefined
+    if (this.#connections.has(client)) this.#connections.set(client, close)
     function close(reason: string): void {
       if (closedBy) return
       closedBy = reason

@@ -9,7 +9,7 @@ import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } 
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import { migrationNames, migrationProvider } from './migrations/index.ts'
-import { NodeSqliteDatabase } from './sqlite-driver.ts'
+import { DatabaseFileGone, NodeSqliteDatabase } from './sqlite-driver.ts'
 
 /**
  * Makes the data directory when it is missing, and opens the database file in it in WAL mode. A directory or file
@@ -303,9 +303,11 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
 const PG_CLIENT_FAILURE = /^(Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Client was closed)/
 /**
  * SQLSTATEs for "not now" rather than "not like that": connection exceptions (08), shutting down or not accepting
- * connections (57P01-57P03), statement timeout (57014), insufficient resources (53), system errors (58).
+ * connections (57P01-57P03), statement timeout (57014), insufficient resources (53), system errors (58), and a
+ * server that takes no writes (25006: a standby, as the old primary is after a failover, until the pool reaches the
+ * new one).
  */
-const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014)/
+const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014|25006)/
 /** SQLite result codes (the primary code, the low byte) for a database locked by another process too long, or unreadable. */
 const SQLITE_UNAVAILABLE = new Set([5 /* BUSY */, 6 /* LOCKED */, 10 /* IOERR */, 13 /* FULL */, 14 /* CANTOPEN */, 15 /* PROTOCOL */])
 
@@ -322,19 +324,27 @@ function appliedExactly(raw: DatabaseSync): boolean {
 }
 
 function meansUnavailable(error: unknown): boolean {
+  if (error instanceof DatabaseFileGone) return true
   const e = error as { code?: unknown; errcode?: unknown; message?: unknown }
   if (typeof e?.code === 'string' && (NETWORK_CODES.has(e.code) || PG_UNAVAILABLE.test(e.code))) return true
   if (e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number') return SQLITE_UNAVAILABLE.has(e.errcode & 0xff)
   return typeof e?.message === 'string' && PG_CLIENT_FAILURE.test(e.message)
 }
 
-/** Tracks whether the database answers, and reports outages to subscribers without repeating itself per query. */
+/**
+ * Tracks whether the database answers, and reports outages to subscribers without repeating itself per query: an
+ * outage when it begins and ends, and at most one report a minute besides. An outage that begins within a minute of
+ * the last report is reported once that minute is over, if it lasts: a database that refuses only writes (a full
+ * disk, a standby) answers the reads between them, and each write would otherwise begin and end an outage of its own.
+ */
 class Health {
   #reachable = true
   #since = Date.now()
   #failures = 0
   #lastError: string | undefined
-  #reportedAt = 0
+  #reportedAt = -Infinity
+  /** Whether the outage under way has been reported (then its end is too). */
+  #outageReported = false
   readonly #listeners = new Set<(report: OutageReport) => void>()
   readonly queryListeners: ((seconds: number) => void)[] = []
 
@@ -351,7 +361,7 @@ class Health {
   answered(): void {
     if (this.#reachable) return
     this.#reachable = true
-    this.#report('available')
+    if (this.#outageReported) this.#report('available')
     this.#since = Date.now()
   }
 
@@ -368,9 +378,11 @@ class Health {
     if (this.#reachable) {
       this.#reachable = false
       this.#since = now
-      this.#report('unavailable')
-    } else if (now - this.#reportedAt >= REPORT_INTERVAL_MS) {
-      this.#report('still_unavailable')
+      this.#outageReported = false
+    }
+    if (now - this.#reportedAt >= REPORT_INTERVAL_MS) {
+      this.#report(this.#outageReported ? 'still_unavailable' : 'unavailable')
+      this.#outageReported = true
     }
     return new DatabaseUnavailable(undefined, error)
   }
@@ -515,6 +527,7 @@ class GuardedConnection implements DatabaseConnection {
     }
     const started = performance.now()
     try {
+      this.#sqlite?.assertFileInPlace()
       const result = this.#sqlite
         ? await this.#sqlite.whenUnlocked(() => this.inner.executeQuery<R>(compiledQuery))
         : await this.inner.executeQuery<R>(compiledQuery)

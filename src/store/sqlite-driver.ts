@@ -1,3 +1,4 @@
+import { statSync, type BigIntStats } from 'node:fs'
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite'
 import { setTimeout } from 'node:timers/promises'
 import type { SqliteDatabase, SqliteStatement } from 'kysely'
@@ -15,6 +16,15 @@ const WAL_RETRY_MS = 50
 const LOCK_RETRY_MAX_MS = 4
 /** SQLite's primary result code for a lock held by another connection (SQLITE_BUSY and its extended codes). */
 const SQLITE_BUSY = 5
+/** How often the file is looked for at its path (one `stat`). */
+const FILE_CHECK_MS = 1000
+
+/**
+ * The file this connection has open is no longer the one at its path: deleted, or another put in its place. In WAL
+ * mode SQLite goes on writing to the file it has open, where no later start (nor any other process) finds what was
+ * written: 503 until the file is back, rather than writes that are lost.
+ */
+export class DatabaseFileGone extends Error {}
 
 /**
  * Adapts Node's built-in `node:sqlite` to the better-sqlite3 shape that Kysely's SqliteDialect expects,
@@ -29,6 +39,10 @@ export class NodeSqliteDatabase implements SqliteDatabase {
   /** Prepared statements by SQL text, with whether each returns rows (asking SQLite that builds its column list). */
   readonly #statements = new Map<string, { statement: StatementSync; reader: boolean }>()
   #dataVersionStatement: StatementSync | undefined
+  readonly #filename: string
+  #opened: BigIntStats | undefined
+  #fileCheck: NodeJS.Timeout | undefined
+  #fileGone = false
 
   /** `busyTimeoutMs`: how long a statement waits for another process's lock (whenUnlocked), then fails as "database is locked". */
   constructor(filename: string, busyTimeoutMs: number) {
@@ -42,7 +56,28 @@ export class NodeSqliteDatabase implements SqliteDatabase {
     // From here SQLite's own wait for a lock (its busy handler) would sleep the thread, and with it every request of
     // the process: a statement fails at once instead, and whenUnlocked waits for the lock on a timer.
     this.waitInsideSqlite(0)
-    this.checkpointer = filename === '' || filename === ':memory:' ? undefined : new SqliteCheckpointer(this.raw, filename)
+    const onDisk = filename !== '' && filename !== ':memory:'
+    this.checkpointer = onDisk ? new SqliteCheckpointer(this.raw, filename) : undefined
+    this.#filename = filename
+    if (onDisk) {
+      this.#opened = statSync(filename, { bigint: true })
+      this.#fileCheck = setInterval(() => this.#checkFile(), FILE_CHECK_MS).unref()
+    }
+  }
+
+  /** Throws DatabaseFileGone while the file open is not the one at its path (checked every FILE_CHECK_MS). */
+  assertFileInPlace(): void {
+    if (this.#fileGone) throw new DatabaseFileGone(`the database file ${this.#filename} was deleted or replaced while in use: put it back, or restart`)
+  }
+
+  #checkFile(): void {
+    try {
+      const now = statSync(this.#filename, { bigint: true, throwIfNoEntry: false })
+      this.#fileGone = now === undefined || now.ino !== this.#opened!.ino || now.dev !== this.#opened!.dev
+    } catch {
+      // The path cannot be looked at (its directory made unreadable, say): nor can it be told to be the same file.
+      this.#fileGone = true
+    }
   }
 
   /**
@@ -114,6 +149,7 @@ export class NodeSqliteDatabase implements SqliteDatabase {
 
   /** Database.close stops the checkpointer and waits for it first; this is for a close that skips it. */
   close(): void {
+    clearInterval(this.#fileCheck)
     void this.checkpointer?.stop()
     this.#statements.clear()
     this.raw.close()

@@ -4,6 +4,8 @@ import { createServer, get } from 'node:http'
 import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { freePort } from '../helpers/nginx.ts'
+import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
 import { at } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
@@ -35,10 +37,15 @@ function statusOnNewConnection(url: string, headers: Record<string, string>): Pr
   })
 }
 
-async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
+/** The status, or 0 when nothing accepts the connection. */
+function statusOrRefused(url: string, headers: Record<string, string>): Promise<number> {
+  return statusOnNewConnection(url, headers).catch(() => 0)
+}
+
+async function until(condition: () => boolean | Promise<boolean>, ms: number, what: string | (() => string)): Promise<void> {
   const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`)
+  while (!(await condition())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${typeof what === 'string' ? what : what()}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
@@ -88,6 +95,33 @@ describe('serve --workers', () => {
     await gateway.stop()
     assert.equal(gateway.process.exitCode, 0)
     await until(() => workers.every((pid) => !alive(pid)), 5000, 'the workers exited')
+  })
+})
+
+describe('serve --workers on a database that is away while workers are replaced', () => {
+  let cluster: PgCluster
+  let gateway: GatewayProcess
+
+  before(async () => {
+    cluster = await startPgCluster()
+    // A fixed port: with port 0, workers that come back after all had gone would listen on another one.
+    gateway = await spawnGateway(['--demo', '--database', cluster.url, '--workers', '2', '--port', String(await freePort())], { GATEHOUSE_LOG_LEVEL: 'info' })
+    await until(() => gateway.output().match(/"msg":"worker listening"/g)?.length === 2, 15_000, 'both workers listen')
+  })
+  after(async () => {
+    await gateway?.stop()
+    cluster?.destroy()
+  })
+
+  it('keeps trying to replace workers that die until the database is back, and serves the port again', async () => {
+    cluster.stop()
+    for (const pid of workerPids(gateway.process.pid!)) process.kill(pid, 'SIGKILL')
+    await until(() => (gateway.output().match(/cannot be used/g)?.length ?? 0) >= 2, 10_000, 'the replacements fail for want of the database')
+    assert.equal(await statusOrRefused(`${gateway.url}/healthz`, {}), 0, 'no worker serves the port meanwhile')
+    cluster.start()
+    await until(async () => await statusOrRefused(`${gateway.url}/api/controller/v2/hosts/`, adminAuth) === 200, 30_000, () => `the port is served again:\n${gateway.output().slice(-3000)}`)
+    await until(() => workerPids(gateway.process.pid!).length === 2, 30_000, 'two workers again')
+    assert.match(gateway.output(), /exited with status 1 before it was listening; trying again in 2 s/)
   })
 })
 

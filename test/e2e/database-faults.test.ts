@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { linkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
+import pg from 'pg'
 import { ADMIN_PASSWORD, basic, json, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
 import { at, csrfToken, LOGIN, login } from '../helpers/session.ts'
@@ -164,6 +165,47 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
     }
   })
 
+  it('answers 503 database_unavailable while the database takes no writes (a standby after a failover), and writes again once it does', async () => {
+    const logLines: Record<string, unknown>[] = []
+    const gw = await startGateway({ databaseUrl: cluster.url, logLines })
+    const db = new pg.Client({ connectionString: cluster.url })
+    await db.connect()
+    const readOnly = async (on: boolean) => {
+      await db.query(`ALTER SYSTEM SET default_transaction_read_only = ${on ? 'on' : 'off'}`)
+      await db.query('SELECT pg_reload_conf()')
+      // Each backend applies the reloaded setting at its next command; a first query on a new connection waits for none.
+      await sleep(200)
+    }
+    try {
+      const csrf = await csrfToken(gw)
+      await readOnly(true)
+      try {
+        await postUser(gw, 'read-only-erin').then(expectUnavailable)
+        await bounded(gw, '/api/gateway/v1/tokens/', { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '{}' }).then(expectUnavailable)
+        await bounded(gw, LOGIN, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: gw.url + LOGIN },
+          body: new URLSearchParams({ username: 'admin', password: ADMIN_PASSWORD }).toString(),
+        }).then(expectUnavailable)
+        await expectStatus(gw, '/api/gateway/v1/users/', admin, 200)
+        for (let i = 0; i < 5; i++) {
+          await postUser(gw, 'read-only-erin').then(expectUnavailable)
+          await expectStatus(gw, '/api/gateway/v1/users/', admin, 200)
+        }
+      } finally {
+        await readOnly(false)
+      }
+      await createUser(gw, 'read-only-erin')
+      // Reads answered between failed writes do not make each write an outage of its own in the log.
+      const messages = logLines.map((line) => String(line.msg))
+      assert.equal(messages.filter((msg) => msg.startsWith('database unavailable')).length, 1, messages.join('\n'))
+      assert.equal(messages.filter((msg) => msg === 'database available again').length, 1, messages.join('\n'))
+    } finally {
+      await db.end()
+      await gw.close()
+    }
+  })
+
   it('hears news from the other process again after a restart, without waiting for the next read of the log', async () => {
     // With a minute between reads of the log, only LISTEN (or reading the log once it listens again) can bring news.
     const first = await startGateway({ databaseUrl: cluster.url, pollMs: 60_000 })
@@ -226,6 +268,53 @@ describe('a gateway on a SQLite file whose write lock another process holds', ()
     } finally {
       await gw.stop()
       rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('a gateway whose SQLite file is deleted while it runs', () => {
+  it('answers 503 database_unavailable instead of taking writes no later start would find, and takes them again once the file is back', async () => {
+    const dir = tempDir()
+    const gw = await startGateway({ dataDir: dir, config: { auth: { max_stale_seconds: 2 } } })
+    const file = join(dir, 'gatehouse.sqlite')
+    const kept = join(dir, 'kept.sqlite')
+    try {
+      const frank = await createUser(gw, 'file-first')
+      await expectStatus(gw, HOSTS, frank, 200)
+      linkSync(file, kept)
+      unlinkSync(file)
+      await eventually('the gateway notices the file is gone', async () => (await gw.fetch('/readyz')).status === 503, 5000)
+      await postUser(gw, 'file-lost').then(expectUnavailable)
+      await expectStatus(gw, '/healthz', {}, 200)
+      // No news can be read meanwhile: remembered credentials are trusted no longer than auth.max_stale_seconds.
+      await eventually('remembered credentials are refused', async () => (await gw.fetch(HOSTS, { headers: frank })).status === 503, 5000)
+      await expectStatus(gw, PUBLIC, {}, 200)
+      linkSync(kept, file)
+      await eventually('the gateway takes writes again', async () => (await postUser(gw, 'file-back')).status === 201, 5000)
+      assert.equal((await gw.store.users.findByUsername('file-lost')), undefined)
+    } finally {
+      await gw.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('stays up when its file cannot even be looked for (a symbolic link loop where its directory was), and serves again once the directory is back', async () => {
+    const parent = tempDir()
+    const dir = join(parent, 'data')
+    const gw = await spawnGateway(['--demo', '--data-dir', dir])
+    const target = at(gw.url)
+    try {
+      await createUser(target, 'dir-first')
+      renameSync(dir, `${dir}.moved`)
+      symlinkSync(dir, dir)
+      await eventually('the gateway notices the file is gone', async () => (await target.fetch('/readyz')).status === 503, 5000)
+      await postUser(target, 'dir-lost').then(expectUnavailable)
+      unlinkSync(dir)
+      renameSync(`${dir}.moved`, dir)
+      await eventually('the gateway takes writes again', async () => (await postUser(target, 'dir-back')).status === 201, 5000)
+    } finally {
+      await gw.stop()
+      rmSync(parent, { recursive: true, force: true })
     }
   })
 })

@@ -6,7 +6,8 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import WebSocket, { WebSocketServer } from 'ws'
+import { adminAuth, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 
 /** An upstream that holds every request until the test lets it answer. */
 class SlowUpstream {
@@ -62,12 +63,23 @@ function fetchThrough(url: string, agent: Agent | false = false): Promise<Outcom
   })
 }
 
-async function startBehindGateway(upstream: string, graceSeconds: number): Promise<GatewayProcess> {
+/** A WebSocket service that greets each socket and keeps it open. */
+async function startWebSocketService(): Promise<{ url: string; server: WebSocketServer }> {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  server.on('connection', (socket) => socket.send('hello'))
+  await once(server, 'listening')
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server }
+}
+
+async function startBehindGateway(upstream: string, graceSeconds: number, events = 'http://127.0.0.1:9'): Promise<GatewayProcess> {
   const dir = tempDir()
   const config = join(dir, 'gatehouse.yaml')
   writeFileSync(config, JSON.stringify({
     server: { shutdown_grace_seconds: graceSeconds },
-    services: [{ name: 'slow', prefix: '/slow/', upstream, public_paths: ['/slow/*'] }],
+    services: [
+      { name: 'slow', prefix: '/slow/', upstream, public_paths: ['/slow/*'] },
+      { name: 'events', prefix: '/events/', upstream: events, accepts: ['basic'], public_paths: ['/events/open/*'] },
+    ],
   }))
   return spawnGateway(['--config', config, '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info' })
 }
@@ -196,6 +208,27 @@ describe('shutdown drains requests in flight', () => {
       assert.ok((await inFlight).error)
     } finally {
       await gateway.stop()
+    }
+  })
+
+  it('closes open WebSockets, anonymous and signed in, when shutdown begins, and exits 0 without waiting out the grace period', async () => {
+    const service = await startWebSocketService()
+    const gateway = await startBehindGateway(upstreamUrl, 3600, service.url)
+    const base = gateway.url.replace('http:', 'ws:')
+    const sockets = [new WebSocket(`${base}/events/open/feed`), new WebSocket(`${base}/events/feed`, { headers: adminAuth })]
+    try {
+      await Promise.all(sockets.map((socket) => once(socket, 'message')))
+      const closed = sockets.map((socket) => once(socket, 'close'))
+      gateway.process.kill('SIGTERM')
+      // Far below the hour of grace: a WebSocket has no end of its own to wait for.
+      const code = await Promise.race([exited(gateway), sleep(10_000, 'still running', { ref: false })])
+      assert.equal(code, 0, gateway.output())
+      await Promise.all(closed)
+      assert.ok(!logged(gateway).some((line) => line.msg === 'requests still in flight were cut'))
+    } finally {
+      for (const socket of sockets) socket.terminate()
+      await gateway.stop()
+      service.server.close()
     }
   })
 })

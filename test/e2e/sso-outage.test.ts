@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { SSO } from '../helpers/sso.ts'
+
+const TIMEOUT_SECONDS = 2
+
+/** A provider that answers discovery in a way a real one never should. */
+async function startMisbehavingProvider(answer: (response: ServerResponse) => void): Promise<{ issuer: string; close(): Promise<void> }> {
+  const server: Server = createServer((_request, response) => answer(response))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return {
+    issuer,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    }),
+  }
+}
+
+describe('single sign-on through a provider that hangs or floods', () => {
+  let silent: Awaited<ReturnType<typeof startMisbehavingProvider>>
+  let endless: Awaited<ReturnType<typeof startMisbehavingProvider>>
+  let gw: TestGateway
+  let endlessBytes = 0
+
+  before(async () => {
+    silent = await startMisbehavingProvider((response) => {
+      response.writeHead(200, { 'content-type': 'application/json' })
+      response.write('{"issuer":')
+    })
+    const chunk = Buffer.alloc(1 << 20, 0x20)
+    endless = await startMisbehavingProvider((response) => {
+      response.writeHead(200, { 'content-type': 'application/json' })
+      response.write('{"issuer":"')
+      const more = () => {
+        while (!response.destroyed) {
+          endlessBytes += chunk.length
+          if (!response.write(chunk)) return void response.once('drain', more)
+        }
+      }
+      more()
+    })
+    const provider = (name: string, issuer: string) => ({ name, label: name, issuer, client_id: 'x', allow_insecure_http: true, timeout_seconds: TIMEOUT_SECONDS })
+    gw = await startGateway({ config: { sso: [provider('silent', silent.issuer), provider('endless', endless.issuer)] } })
+  })
+  after(async () => {
+    await gw?.close()
+    await silent?.close()
+    await endless?.close()
+  })
+
+  it('answers 503 within the timeout when discovery sends headers and then nothing', async () => {
+    const started = Date.now()
+    const response = await gw.fetch(`${SSO}silent/`, { headers: { accept: 'application/json' } })
+    const elapsed = Date.now() - started
+    assert.equal(response.status, 503)
+    assert.equal((await json(response)).code, 'sso_provider_unavailable')
+    assert.ok(elapsed < TIMEOUT_SECONDS * 1000 + 1500, `took ${elapsed} ms`)
+  })
+
+  it('stops reading an answer larger than a provider ever sends, answers 502, and holds nothing of it', async () => {
+    const rssBefore = process.memoryUsage().rss
+    const response = await gw.fetch(`${SSO}endless/`, { headers: { accept: 'application/json' } })
+    assert.equal(response.status, 502)
+    const body = await json(response)
+    assert.equal(body.code, 'sso_response_invalid')
+    assert.match(body.detail, /larger than 1 MiB/)
+    assert.ok(endlessBytes < 64 << 20, `the provider sent ${endlessBytes >> 20} MiB before the gateway stopped reading`)
+    assert.ok(process.memoryUsage().rss - rssBefore < 64 << 20, `memory grew by ${(process.memoryUsage().rss - rssBefore) >> 20} MiB`)
+  })
+})
