@@ -123,7 +123,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
-      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true })
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
       return serializeUser(user)
     },
@@ -133,7 +133,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
     const { id } = request.params
     if (id === principalOf(request).user.id) throw new SelfLockout('You cannot delete your own account.')
     const target = await app.accounts.require(id)
-    await app.accounts.delete(id)
+    await app.accounts.delete(id, { keepAnActiveSuperuser: true })
     app.audit.change(actorOf(request), 'delete', auditedUser(target), serializeUser(target))
     return reply.code(204).send()
   })

@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely'
 import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { Tables, UsersTable } from './schema.ts'
 
 export type UserSource = 'local' | 'ldap' | 'sso'
@@ -67,9 +68,11 @@ export const userFilterFields: FilterFields = Object.freeze({
 /** Accounts, whatever their source. Passwords arrive already hashed: this layer never sees a secret. */
 export class UserRepository {
   readonly #db: Kysely<Tables>
+  readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async create(input: NewUser, now = Date.now()): Promise<User> {
@@ -117,6 +120,23 @@ export class UserRepository {
 
   async count(): Promise<number> {
     const row = await this.#db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
+    return Number(row.n)
+  }
+
+  /**
+   * Inside a transaction: holds the active superusers' rows until it ends, so that two transactions each taking
+   * away a different superuser run one after the other, and the second counts what the first left
+   * (activeSuperuserCount). PostgreSQL's row locks do that; on SQLite every write transaction already holds the
+   * database's one write lock from its start (BEGIN IMMEDIATE), so there is nothing more to take.
+   */
+  async lockActiveSuperusers(): Promise<void> {
+    if (this.#dialect !== 'postgres') return
+    await this.#db.selectFrom('users').select('id').where('is_superuser', '=', true).where('is_active', '=', true).orderBy('id').forUpdate().execute()
+  }
+
+  async activeSuperuserCount(): Promise<number> {
+    const row = await this.#db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('is_superuser', '=', true).where('is_active', '=', true).executeTakeFirstOrThrow()
     return Number(row.n)
   }
 
