@@ -15,8 +15,10 @@ import { idParam } from './validation.ts'
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
 const permissions = z.array(z.string()).max(100)
-const createRole = z.object({ name, description: description.optional(), permissions, content_type: z.string().nullable() }).strict()
-const updateRole = z.object({ name, description, permissions }).partial().strict()
+/** `content_type`: absent or null for a global role, as the platform's default; accepted on a change (src/access/admin.ts). */
+const contentType = z.string().max(200).nullable()
+const createRole = z.object({ name, description: description.optional(), permissions, content_type: contentType.optional() }).strict()
+const updateRole = z.object({ name, description, permissions, content_type: contentType }).partial().strict()
 const assignmentInput = (actor: Actor) => z.object({
   role_definition: bodyId('a role definition'),
   [actor]: bodyId(`a ${actor}`),
@@ -114,7 +116,8 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     schema: { params: idParam, body: updateRole },
     handler: async (request) => {
       const before = await app.store.access.findRoleDefinition(request.params.id)
-      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, request.body)
+      const { content_type, ...changes } = request.body
+      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { ...changes, contentType: content_type })
       app.audit.change(actorOf(request), 'update', roleObject(after), before && serializeRoleDefinition(before), serializeRoleDefinition(after))
       return serializeRoleDefinition(after)
     },

@@ -214,8 +214,12 @@ export class AccessRepository {
     return { count, results: rows.map(toRoleDefinition) }
   }
 
-  async updateRoleDefinition(id: number, changes: { name?: string | undefined; description?: string | undefined; permissions?: string[] | undefined }, now = Date.now()): Promise<RoleDefinition | undefined> {
-    const values = { ...definedOnly({ name: changes.name, description: changes.description }), modified_at: now }
+  async updateRoleDefinition(id: number, changes: { name?: string | undefined; description?: string | undefined; contentType?: string | null | undefined; permissions?: string[] | undefined }, now = Date.now()): Promise<RoleDefinition | undefined> {
+    const values = {
+      ...definedOnly({ name: changes.name, description: changes.description }),
+      ...(changes.contentType === undefined ? {} : { content_type: changes.contentType }),
+      modified_at: now,
+    }
     const row = await this.#db.updateTable('role_definitions')
       .set(changes.permissions ? { ...values, permissions: JSON.stringify(changes.permissions) } : values)
       .where('id', '=', id).returningAll().executeTakeFirst()

@@ -103,7 +103,8 @@ describe('the access API', () => {
     assert.equal(wrong.status, 400)
     assert.ok(wrong.body.errors.permissions)
     const managed = await call(gw, 'PATCH', `role_definitions/${await roleId(gw, 'Team Member')}/`, { name: 'Renamed' })
-    assert.equal(managed.status, 403)
+    assert.equal(managed.status, 400)
+    assert.equal(managed.body.code, 'managed_role')
     assert.equal((await call(gw, 'POST', 'role_definitions/', { name: 'Nope', content_type: 'shared.team', permissions: [] }, as('orgadmin'))).status, 403)
   })
 
