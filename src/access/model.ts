@@ -41,6 +41,7 @@ export class AccessModel {
   readonly #store: Store
   #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
   #byUser = new Map<number, UserAccess>()
+  #byTeam = new Map<number, readonly HeldRole[]>()
   #teams = new Map<number, Team>()
   #organizations = new Map<number, Organization>()
   #roles = new Map<number, RoleDefinition>()
@@ -122,6 +123,11 @@ export class AccessModel {
     return freezeAccess(access.teams, access.organizations, held, access.groups)
   }
 
+  /** The roles a team holds, which every member of it holds through it. */
+  heldByTeam(teamId: number): readonly HeldRole[] {
+    return this.#byTeam.get(teamId) ?? []
+  }
+
   /**
    * Whether the user may do what `permission` names on an organization or team. Superusers may do anything; a
    * role on an organization covers its teams; a platform-wide role covers everything.
@@ -173,6 +179,7 @@ export class AccessModel {
     }
     this.#records = records
     this.#byUser = byUser
+    this.#byTeam = byTeam
     for (const listener of this.#listeners) listener()
   }
 }

@@ -198,4 +198,31 @@ describe('the access API', () => {
     assert.equal(editor.status, 201)
     assert.equal(renamer.status, 201)
   })
+
+  it('refuses the membership of a team to a giver who does not hold the team\'s roles, either way, and changes nothing', async () => {
+    for (const name of ['keeper', 'boss']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    const { organization: holding, team: admins } = await createOrgAndTeam(gw, 'Holding', 'Admins')
+    assert.equal((await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Organization Admin'), team: admins, object_id: holding })).status, 201)
+    // Manages the organization's teams and their members, and nothing else of the organization.
+    const keeperRole = await call(gw, 'POST', 'role_definitions/', { name: 'Team Keeper', content_type: 'shared.organization', permissions: ['shared.view_organization', 'shared.view_team', 'shared.change_team', 'shared.member_team'] })
+    assert.equal(keeperRole.status, 201, JSON.stringify(keeperRole.body))
+    assert.equal((await grant(gw, 'keeper', 'Team Keeper', holding)).status, 201)
+    const boss = await grant(gw, 'boss', 'Team Member', admins)
+    assert.equal(boss.status, 201)
+    const before = (await call(gw, 'GET', 'role_user_assignments/')).body.count
+
+    // Membership of the team would make the keeper an organization admin through the team's role.
+    const joined = await grant(gw, 'keeper', 'Team Member', admins, as('keeper'))
+    assert.equal(joined.status, 403, JSON.stringify(joined.body))
+    assert.equal(joined.body.code, 'permission_denied')
+    assert.equal((await grant(gw, 'plain', 'Team Member', admins, as('keeper'))).status, 403)
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${boss.body.id}/`, undefined, as('keeper'))).status, 403)
+    assert.equal((await call(gw, 'GET', 'role_user_assignments/')).body.count, before)
+    assert.equal((await call(gw, 'DELETE', `organizations/${holding}/`, undefined, as('keeper'))).status, 403)
+    // The keeper still manages a team that holds nothing more; the organization's admins manage this one.
+    const { team: plainTeam } = await createOrgAndTeam(gw, 'Kept', 'Crew')
+    assert.equal((await grant(gw, 'keeper', 'Team Keeper', (await call(gw, 'GET', `teams/${plainTeam}/`)).body.organization)).status, 201)
+    assert.equal((await grant(gw, 'plain', 'Team Member', plainTeam, as('keeper'))).status, 201)
+    assert.equal((await grant(gw, 'keeper', 'Team Member', admins, as('boss'))).status, 201)
+  })
 })
