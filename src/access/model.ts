@@ -27,6 +27,18 @@ export interface UserAccess {
   readonly groups: readonly string[]
 }
 
+/** The organizations, teams, users (besides superusers) and role assignments' objects one user may see. */
+export interface Visibility {
+  readonly organizations: ReadonlySet<number>
+  readonly teams: ReadonlySet<number>
+  /**
+   * Themselves and the members of the organizations they see; superusers show to everyone. Undefined: every user
+   * (an organization admin).
+   */
+  readonly users: ReadonlySet<number> | undefined
+  readonly assignments: { readonly organizations: ReadonlySet<number>; readonly teams: ReadonlySet<number>; readonly platform: boolean }
+}
+
 const NOBODY: UserAccess = freezeAccess([], [], [], [])
 
 /**
@@ -121,6 +133,42 @@ export class AccessModel {
       ? [...access.held, ...(auditor ? [{ role: auditor, objectType: 'platform' as const, objectId: 0 }] : [])]
       : access.held.filter((h) => h.role.name !== PLATFORM_AUDITOR)
     return freezeAccess(access.teams, access.organizations, held, access.groups)
+  }
+
+  /**
+   * What the user may see of organizations, teams, users and role assignments, as django-ansible-base shows them
+   * (access_qs, visible_users, visible_items); undefined for everything (superusers and auditors).
+   */
+  visibleTo(user: User): Visibility | undefined {
+    if (user.isSuperuser || user.isSystemAuditor) return undefined
+    const held = this.of(user).held
+    const organizations = new Set(this.#records.organizations.filter((o) => this.can(user, 'shared.view_organization', 'organization', o.id)).map((o) => o.id))
+    const teams = new Set(this.#records.teams.filter((t) => this.can(user, 'shared.view_team', 'team', t.id)).map((t) => t.id))
+    // Organization and team admins see every user, to add them (ORG_ADMINS_CAN_SEE_ALL_USERS, which AWX turns on
+    // by default, and here for team admins too: they add members by name).
+    const seesAllUsers = this.canSomewhere(user, 'shared.change_organization') || this.canSomewhere(user, 'shared.change_team')
+    const users = seesAllUsers ? undefined : new Set([user.id, ...this.#membersOf(organizations)])
+    // An assignment shows to whoever holds any permission on its object: a role on it, or on its organization
+    // with a team permission; a platform-wide role, on every object of its permissions' models. Platform-wide
+    // assignments show to holders of one.
+    const onTeams = (h: HeldRole) => h.role.permissions.some((p) => p.endsWith('_team'))
+    const onOrganizations = (h: HeldRole) => h.role.permissions.some((p) => p.endsWith('_organization'))
+    const platformWide = held.filter((h) => h.objectType === 'platform')
+    const assignedOrganizations = platformWide.some(onOrganizations)
+      ? new Set(this.#records.organizations.map((o) => o.id))
+      : new Set(held.filter((h) => h.objectType === 'organization').map((h) => h.objectId))
+    const teamsThroughOrganizations = new Set(held.filter((h) => h.objectType === 'organization' && onTeams(h)).map((h) => h.objectId))
+    const assignedTeams = new Set(this.#records.teams
+      .filter((t) => platformWide.some(onTeams) || teamsThroughOrganizations.has(t.organizationId)
+        || held.some((h) => h.objectType === 'team' && h.objectId === t.id))
+      .map((t) => t.id))
+    return { organizations, teams, users, assignments: { organizations: assignedOrganizations, teams: assignedTeams, platform: platformWide.length > 0 } }
+  }
+
+  *#membersOf(organizations: ReadonlySet<number>): Iterable<number> {
+    for (const [userId, access] of this.#byUser) {
+      if (access.organizations.some((o) => organizations.has(o.id))) yield userId
+    }
   }
 
   /** The roles a team holds, which every member of it holds through it. */

@@ -1,9 +1,10 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import type { Visibility } from '../access/model.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
-import { principalOf } from './access.ts'
+import { principalOf, visibilityOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
@@ -84,7 +85,8 @@ async function serializeAssignment(app: App, assignment: RoleAssignment) {
 
 /**
  * role_definitions/, role_user_assignments/ and role_team_assignments/ in django-ansible-base's shapes, with the
- * platform's list filters. Assignments are created and deleted, never changed (as there); who may grant what:
+ * platform's list filters. An assignment shows to those holding a role on its object (and platform-wide ones to
+ * holders of one), as its visible_items shows them; superusers and auditors see all. Assignments are created and deleted, never changed (as there); who may grant what:
  * src/access/admin.ts.
  */
 export function roleRoutes(api: GatewayApi, app: App): void {
@@ -142,12 +144,12 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.get(`/role_${actor}_assignments/`, { schema: { querystring } }, async (request) => {
       const { page, filter } = request.query
-      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter })
+      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter, onObjects: visibilityOf(app, request)?.assignments })
       return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))
     })
     api.get(`/role_definitions/:id/${actor}_assignments/`, { schema: { params: idParam, querystring } }, async (request) => {
       const { page, filter } = request.query
-      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter, roleDefinitionId: request.params.id })
+      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter, roleDefinitionId: request.params.id, onObjects: visibilityOf(app, request)?.assignments })
       return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))
     })
     api.post(`/role_${actor}_assignments/`, { schema: { body: assignmentInput(actor) } }, async (request, reply) => {
@@ -164,7 +166,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.get(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request) => {
       const assignment = await app.store.access.findAssignment(actor, request.params.id)
-      if (!assignment) throw new NotFound('No such role assignment.')
+      if (!assignment || !seesAssignment(visibilityOf(app, request), assignment)) throw new NotFound('No such role assignment.')
       return serializeAssignment(app, assignment)
     })
     api.delete(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request, reply) => {
@@ -174,6 +176,13 @@ export function roleRoutes(api: GatewayApi, app: App): void {
       return reply.code(204).send()
     })
   }
+}
+
+/** Whether an assignment shows to a caller who sees `visible` (undefined: everything), as the lists show them. */
+function seesAssignment(visible: Visibility | undefined, assignment: RoleAssignment): boolean {
+  if (!visible) return true
+  if (assignment.objectType === 'platform') return visible.assignments.platform
+  return (assignment.objectType === 'team' ? visible.assignments.teams : visible.assignments.organizations).has(assignment.objectId)
 }
 
 /** How the audit trail names a role definition, and an assignment (by the role it gives). */

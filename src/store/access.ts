@@ -1,5 +1,6 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
+import { sql } from './kysely.ts'
 import type { RoleDefinitionsTable, Tables } from './schema.ts'
 
 export interface Organization {
@@ -53,6 +54,13 @@ export interface AssignmentQuery extends ListQuery {
   roleDefinitionId?: number | undefined
   objectType?: ObjectType | undefined
   objectId?: number | undefined
+  /** Only assignments on these objects (one caller's view); absent: all. */
+  onObjects?: { organizations: Iterable<number>; teams: Iterable<number>; platform: boolean } | undefined
+}
+
+/** A list restricted to what one caller may see: only these ids; absent, all. */
+export interface VisibleQuery extends ListQuery {
+  ids?: Iterable<number> | undefined
 }
 
 const common = {
@@ -130,8 +138,9 @@ export class AccessRepository {
     return row && toOrganization(row)
   }
 
-  async listOrganizations(query: ListQuery): Promise<{ count: number; results: Organization[] }> {
-    const base = this.#db.selectFrom('organizations')
+  async listOrganizations(query: VisibleQuery): Promise<{ count: number; results: Organization[] }> {
+    let base = this.#db.selectFrom('organizations')
+    if (query.ids !== undefined) base = base.where(oneOf('id', query.ids))
     const { count, rows } = await countAndPage(base, organizationFilterFields, query)
     return { count, results: rows.map(toOrganization) }
   }
@@ -172,8 +181,9 @@ export class AccessRepository {
     return row && toOrganization(row)
   }
 
-  async listTeams(query: ListQuery & { organizationId?: number | undefined }): Promise<{ count: number; results: Team[] }> {
+  async listTeams(query: VisibleQuery & { organizationId?: number | undefined }): Promise<{ count: number; results: Team[] }> {
     let base = this.#db.selectFrom('teams')
+    if (query.ids !== undefined) base = base.where(oneOf('id', query.ids))
     if (query.organizationId !== undefined) base = base.where('organization_id', '=', query.organizationId)
     const { count, rows } = await countAndPage(base, teamFilterFields, query)
     return { count, results: rows.map(toTeam) }
@@ -261,6 +271,14 @@ export class AccessRepository {
     if (query.roleDefinitionId !== undefined) base = base.where('role_definition_id', '=', query.roleDefinitionId)
     if (query.objectType !== undefined) base = base.where('object_type', '=', query.objectType)
     if (query.objectId !== undefined) base = base.where('object_id', '=', query.objectId)
+    if (query.onObjects !== undefined) {
+      const { organizations, teams, platform } = query.onObjects
+      base = base.where(anyOf([
+        sql<boolean>`(object_type = 'organization' AND ${oneOf('object_id', organizations)})`,
+        sql<boolean>`(object_type = 'team' AND ${oneOf('object_id', teams)})`,
+        ...(platform ? [sql<boolean>`object_type = 'platform'`] : []),
+      ]))
+    }
     const { count, rows } = await countAndPage(base, assignmentFilterFields(actor), query)
     return { count, results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
   }

@@ -95,3 +95,17 @@ function lookupSql(column: ReturnType<typeof sql.ref>, lookup: Lookup, value: Co
 function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`)
 }
+
+/**
+ * `column` is one of `values`: the rows of a list one caller may see. Never an empty `IN ()`, which SQL does not
+ * have: no values, no rows.
+ */
+export function oneOf(column: string, values: Iterable<number>): Expression<SqlBool> {
+  const list = [...values]
+  return list.length ? sql<SqlBool>`${sql.ref(column)} IN (${sql.join(list)})` : sql<SqlBool>`1 = 0`
+}
+
+/** Any of the conditions; none is no rows. */
+export function anyOf(conditions: readonly Expression<SqlBool>[]): Expression<SqlBool> {
+  return conditions.length ? sql<SqlBool>`(${sql.join(conditions, sql` OR `)})` : sql<SqlBool>`1 = 0`
+}

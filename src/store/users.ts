@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
+import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables, UsersTable } from './schema.ts'
 
@@ -46,6 +47,8 @@ export interface UserQuery {
   username?: string | undefined
   source?: UserSource | undefined
   filter?: ListFilter | undefined
+  /** Only these users and the superusers (one caller's view); absent: all. */
+  visibleIds?: Iterable<number> | undefined
 }
 
 /** What a list of users can be filtered, searched and ordered on, by the API's field names. */
@@ -145,6 +148,7 @@ export class UserRepository {
     let base = filtered(this.#db.selectFrom('users'), userFilterFields, filter)
     if (query.username !== undefined) base = base.where('username', '=', query.username)
     if (query.source !== undefined) base = base.where('source', '=', query.source)
+    if (query.visibleIds !== undefined) base = base.where(anyOf([oneOf('id', query.visibleIds), sql<boolean>`is_superuser = ${true}`]))
     const [{ n }, rows] = await Promise.all([
       base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
       ordered(base.selectAll(), userFilterFields, filter).offset(query.offset).limit(query.limit).execute(),
