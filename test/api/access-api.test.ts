@@ -108,6 +108,32 @@ describe('the access API', () => {
     assert.equal((await call(gw, 'POST', 'role_definitions/', { name: 'Nope', content_type: 'shared.team', permissions: [] }, as('orgadmin'))).status, 403)
   })
 
+  it('refuses a Platform Auditor every write of access control and accounts, and changes nothing', async () => {
+    const auditor = as('auditor')
+    const plain = await userId(gw, 'plain')
+    const anAssignment = (await call(gw, 'GET', 'role_user_assignments/')).body.results[0].id
+    const writes: [string, string, unknown][] = [
+      ['POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Team Member'), user: plain, object_id: research.team }],
+      ['POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Platform Auditor'), user: plain }],
+      ['DELETE', `role_user_assignments/${anAssignment}/`, undefined],
+      ['POST', 'role_definitions/', { name: 'Auditor Made', content_type: 'shared.team', permissions: ['shared.view_team'] }],
+      ['DELETE', `organizations/${ops.organization}/`, undefined],
+      ['PATCH', `users/${plain}/`, { is_superuser: true }],
+      ['PUT', `users/${await userId(gw, 'auditor')}/`, { is_superuser: true }],
+      ['POST', 'users/', { username: 'auditor-made', is_superuser: true }],
+    ]
+    for (const [method, path, body] of writes) {
+      const { status, body: answer } = await call(gw, method, path, body, auditor)
+      assert.equal(status, 403, `${method} ${path}: ${JSON.stringify(answer)}`)
+    }
+    assert.equal((await call(gw, 'GET', `users/${plain}/`)).body.is_superuser, false)
+    assert.equal((await call(gw, 'GET', 'users/?username=auditor-made')).body.count, 0)
+    assert.equal((await call(gw, 'GET', `role_user_assignments/${anAssignment}/`)).status, 200)
+    assert.equal((await call(gw, 'GET', `organizations/${ops.organization}/`)).status, 200)
+    const me = await call(gw, 'PATCH', 'me/', { is_superuser: true }, as('plain'))
+    assert.equal(me.status, 400, 'nor may anyone make themselves one through me/')
+  })
+
   it('lets a Platform Auditor read everything and change nothing; the flag and the role agree', async () => {
     const auditor = as('auditor')
     assert.equal((await call(gw, 'GET', 'settings/', undefined, auditor)).status, 200)
