@@ -93,11 +93,14 @@ export class AccessAdmin {
     checkRolePermissions(given.contentType, given.permissions)
     const typeChanges = given.contentType !== role.contentType
     return this.#change('role_definition', async (tx) => {
+      const update = { name: changes.name, description: changes.description, contentType: given.contentType, permissions: changes.permissions === undefined ? undefined : given.permissions }
+      const updated = (await tx.access.updateRoleDefinition(id, update)) ?? notFound('role definition')
+      // Counted after the update, which holds the role's row: an assignment under way (findRoleDefinitionToAssign)
+      // either committed before, and is counted, or waits and then sees the new type.
       if (typeChanges && await isAssigned(tx, id)) {
         throw new ValidationFailed({ content_type: ['The type of a role definition cannot change while it is assigned: remove its assignments first.'] })
       }
-      const update = { name: changes.name, description: changes.description, contentType: given.contentType, permissions: changes.permissions === undefined ? undefined : given.permissions }
-      return (await tx.access.updateRoleDefinition(id, update)) ?? notFound('role definition')
+      return updated
     })
   }
 
@@ -129,6 +132,11 @@ export class AccessAdmin {
       }
     }
     return this.#bus.change(async (tx, announce) => {
+      // The object was read as the role's type said before this transaction; a type changed since would leave the
+      // assignment naming an object of the other kind.
+      const current = await tx.access.findRoleDefinitionToAssign(role.id)
+      if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
+      if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
       const assignment = await tx.access.assign({ roleDefinitionId: role.id, actor: kind, actorId: input.actorId, objectType: object.type, objectId: object.id })
       if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, input.actorId, true)
       announce(ACCESS_TOPIC, `${kind}_assignment`)

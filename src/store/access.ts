@@ -1,6 +1,7 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
 import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
 import { sql } from './kysely.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { RoleDefinitionsTable, Tables } from './schema.ts'
 
 export interface Organization {
@@ -105,9 +106,11 @@ export interface AccessRecords {
  */
 export class AccessRepository {
   readonly #db: Kysely<Tables>
+  readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async loadAll(): Promise<AccessRecords> {
@@ -210,6 +213,17 @@ export class AccessRepository {
 
   async findRoleDefinition(id: number): Promise<RoleDefinition | undefined> {
     const row = await this.#db.selectFrom('role_definitions').selectAll().where('id', '=', id).executeTakeFirst()
+    return row && toRoleDefinition(row)
+  }
+
+  /**
+   * Inside a transaction: the role definition as it is, kept from changing until the transaction ends (on
+   * PostgreSQL a shared row lock: a change to it waits, and this waits for one under way; on SQLite every write
+   * transaction is already alone).
+   */
+  async findRoleDefinitionToAssign(id: number): Promise<RoleDefinition | undefined> {
+    const query = this.#db.selectFrom('role_definitions').selectAll().where('id', '=', id)
+    const row = await (this.#dialect === 'postgres' ? query.forShare() : query).executeTakeFirst()
     return row && toRoleDefinition(row)
   }
 

@@ -87,7 +87,7 @@ function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcReco
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
     audit: new AuditRepository(db),
-    access: new AccessRepository(db),
+    access: new AccessRepository(db, dialect),
     applications: new ApplicationRepository(db),
   }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { call, createOrgAndTeam, grant, roleId } from '../helpers/access.ts'
+import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 /** Custom role definitions are checked as django-ansible-base's validators check them (ansible_base/rbac/validators.py). */
@@ -106,3 +107,37 @@ describe('custom role definitions', () => {
     assert.equal((await call(gw, 'GET', `role_definitions/${id}/`)).body.name, 'Team Member')
   })
 })
+
+/**
+ * A role definition's type changing while someone assigns it: an assignment made for the old type must not be
+ * left on a role of the new one (it would name an organization's id as a team's, or the other way round).
+ */
+for (const backend of gatewayBackends) {
+  describe(`a role definition's type changing while it is assigned, on ${backend.name}`, () => {
+    let gw: TestGateway
+    let research: { organization: number; team: number | undefined }
+
+    before(async () => {
+      gw = await backend.start()
+      await gw.app.accounts.create({ username: 'holder' })
+      research = await createOrgAndTeam(gw, 'Research', 'Lab')
+    })
+    after(() => gw.close())
+
+    it('never leaves an assignment on an object of the other type', async () => {
+      const holder = await userId(gw, 'holder')
+      for (let round = 0; round < 12; round++) {
+        const made = await call(gw, 'POST', 'role_definitions/', { name: `Shifting ${round}`, content_type: 'shared.organization', permissions: ['shared.view_organization'] })
+        assert.equal(made.status, 201)
+        const [moved, given] = await Promise.all([
+          call(gw, 'PATCH', `role_definitions/${made.body.id}/`, { content_type: 'shared.team', permissions: ['shared.view_team'] }),
+          call(gw, 'POST', 'role_user_assignments/', { role_definition: made.body.id, user: holder, object_id: research.organization }),
+        ])
+        const role = (await call(gw, 'GET', `role_definitions/${made.body.id}/`)).body
+        const assignments = (await call(gw, 'GET', `role_user_assignments/?role_definition=${made.body.id}`)).body.results
+        for (const assignment of assignments) assert.equal(assignment.content_type, role.content_type, `round ${round}: ${moved.status} ${given.status}`)
+        assert.ok(moved.status === 200 || given.status === 201, `round ${round}: one of them is made: ${JSON.stringify([moved.body, given.body])}`)
+      }
+    })
+  })
+}
