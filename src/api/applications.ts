@@ -21,22 +21,30 @@ const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).f
 }), 'Enter space-separated absolute http(s) URLs without a fragment.')
 const organization = bodyId('an organization').nullable()
 
+/**
+ * `skip_authorization` and `algorithm` are taken as what the realm does (it asks its clients' users no consent, and
+ * the application's ID tokens are the realm's), so the collection may send them; a value asking for anything else
+ * is refused rather than stored without effect.
+ */
 const applicationFields = z.object({
   name: z.string().min(1, 'This field may not be blank.').max(255),
   description: z.string().max(1000).optional(),
   organization: organization.optional(),
+  user: bodyId('a user').nullable().optional(),
   client_type: z.enum(['confidential', 'public']),
   authorization_grant_type: z.enum(['password', 'authorization-code']),
   redirect_uris: redirectUris.optional(),
+  skip_authorization: z.literal(true, { error: 'Users are never asked to consent: only true is accepted.' }).optional(),
+  algorithm: z.literal('', { error: 'ID tokens are signed by the realm: only "" is accepted.' }).optional(),
 }).strict()
 const createApplication = applicationFields.superRefine((input, context) => {
   if (input.authorization_grant_type === 'authorization-code' && !input.redirect_uris?.trim()) {
     context.addIssue({ code: 'custom', path: ['redirect_uris'], message: 'Redirect URIs are required for the authorization-code grant.' })
   }
 })
-const updateApplication = applicationFields.omit({ client_type: true }).partial().extend({
-  client_type: z.never({ error: 'The client type of an application cannot be changed.' }).optional(),
-}).strict()
+/** The collection sends every field it manages with each update, `client_type` too: the same value is no change. */
+const updateApplication = applicationFields.partial().strict()
+const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const listApplications = listQuery(applicationFilterFields)
 
 /**
@@ -56,8 +64,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       id: application.id,
       type: 'application',
       url,
+      // No `tokens`: an application's tokens are the realm's access tokens, which are verified without being listed.
       related: {
-        tokens: `${url}tokens/`,
         ...(creator ? { user: userUrl(creator.id), created_by: userUrl(creator.id) } : {}),
         ...(application.organizationId === null ? {} : { organization: organizationUrl(application.organizationId) }),
       },
@@ -78,7 +86,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       client_type: application.clientType,
       authorization_grant_type: application.authorizationGrantType,
       redirect_uris: application.redirectUris.join(' '),
-      skip_authorization: false,
+      skip_authorization: true,
       algorithm: '',
     }
   }
@@ -89,6 +97,21 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     if (id === undefined || id === null) return id
     if (!(await app.store.access.findOrganization(id))) throw new ValidationFailed({ organization: [`Invalid pk "${id}" - object does not exist.`] })
     return id
+  }
+  const existingUser = async (id: number | null | undefined) => {
+    if (id === undefined || id === null) return id
+    if (!(await app.accounts.get(id))) throw new ValidationFailed({ user: [`Invalid pk "${id}" - object does not exist.`] })
+    return id
+  }
+  /**
+   * Django REST framework's UniqueTogetherValidator on (name, organization), as the platform's applications have it:
+   * the collection finds an application by the pair, so a second one would make every later run fail. Skipped, as
+   * there, when the organization is null.
+   */
+  const uniqueInOrganization = async (name: string, organizationId: number | null, self?: number) => {
+    if (organizationId === null) return
+    const holder = await app.store.applications.findByName(name, organizationId)
+    if (holder && holder.id !== self) throw new ValidationFailed({ non_field_errors: ['The fields name, organization must make a unique set.'] })
   }
   const found = async (id: number) => {
     const application = await app.store.applications.findById(id)
@@ -112,6 +135,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   api.post('/applications/', { config: superuser, schema: { body: createApplication } }, async (request, reply) => {
     if (!realm) throw new ValidationFailed({ non_field_errors: ['No realm is configured to serve OAuth2 applications (realms, gateway.oidc.applications_realm).'] })
     const input = request.body
+    const organizationId = (await existingOrganization(input.organization)) ?? null
+    await uniqueInOrganization(input.name, organizationId)
     const secret = input.client_type === 'confidential' ? randomBytes(48).toString('base64url') : undefined
     const application = await app.store.applications.create({
       realm: realm.name,
@@ -122,8 +147,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       clientType: input.client_type,
       authorizationGrantType: input.authorization_grant_type,
       redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
-      userId: principalOf(request).user.id,
-      organizationId: (await existingOrganization(input.organization)) ?? null,
+      userId: (await existingUser(input.user)) ?? principalOf(request).user.id,
+      organizationId,
     })
     app.audit.change(actorOf(request), 'create', audited(application), undefined, await serialize(application))
     reply.code(201)
@@ -140,15 +165,19 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     handler: async (request) => {
       const current = await found(request.params.id)
       const input = request.body
+      if (input.client_type !== undefined && input.client_type !== current.clientType) throw new ValidationFailed({ client_type: [CLIENT_TYPE_FIXED] })
       const grant = input.authorization_grant_type ?? current.authorizationGrantType
       const uris = input.redirect_uris === undefined ? current.redirectUris : input.redirect_uris.split(/\s+/).filter(Boolean)
       if (grant === 'authorization-code' && !uris.length) throw new ValidationFailed({ redirect_uris: ['Redirect URIs are required for the authorization-code grant.'] })
+      const organizationId = await existingOrganization(input.organization)
+      await uniqueInOrganization(input.name ?? current.name, organizationId === undefined ? current.organizationId : organizationId, current.id)
       const updated = await app.store.applications.update(current.id, {
         name: input.name,
         description: input.description,
         authorizationGrantType: input.authorization_grant_type,
         redirectUris: input.redirect_uris === undefined ? undefined : uris,
-        organizationId: await existingOrganization(input.organization),
+        organizationId,
+        userId: await existingUser(input.user),
       })
       if (!updated) throw new NotFound('No such application.')
       app.audit.change(actorOf(request), 'update', audited(updated), await serialize(current), await serialize(updated))

@@ -65,6 +65,8 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     }
 
     const { csrfToken, expiresAt, now } = await startSession(app, request, reply, user)
+    // As the platform answers a login: awxkit's session login reads the session cookie's name from it.
+    reply.header('X-API-Session-Cookie-Name', SESSION_COOKIE)
     const target = next ?? (wantsHtml(request) ? BROWSER_NEXT : DEFAULT_NEXT)
     if (jsonClient) return { username: user.username, csrf_token: csrfToken, next: target, ...sessionTimes(expiresAt, now) }
     return reply.redirect(target, 302)

@@ -9,8 +9,9 @@ import { GATEWAY_CALLBACK, REALM_SESSION_COOKIE } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
-import { escapeHtml } from '../pages/html.ts'
+import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
+import { sameOriginTarget } from '../gateway/redirect-target.ts'
 
 /** A login form is a few short fields; anything longer is not one. */
 const FORM_LIMIT = 16 * 1024
@@ -94,9 +95,10 @@ async function openGatewaySession(app: App, request: FastifyRequest, reply: Fast
  */
 export async function gatewayCallback(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const query = request.query as Record<string, unknown>
-  if (typeof query.error === 'string') {
-    const description = typeof query.error_description === 'string' ? query.error_description : query.error
-    return html(reply, 400, simplePage('Login failed', `<p>${escapeHtml(description)}</p>`))
+  if (query.error !== undefined) {
+    // Anyone can write a link here with an error and a description of their own: the page says only what the code means.
+    const reason = query.error === 'access_denied' ? 'No access rule of the application lets you sign in to it.' : 'The login could not be completed. Go back to the application and start again.'
+    return html(reply, 400, simplePage('Login failed', `<p>${reason}</p>`))
   }
   const { instance: provider } = await realm.provider()
   const code = typeof query.code === 'string' ? await provider.AuthorizationCode.find(query.code) : undefined
@@ -105,15 +107,29 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   // oidc-provider's typings leave out `consumed`, which a code already redeemed carries.
   const consumed = (code as { consumed?: unknown } | undefined)?.consumed !== undefined
   const fromThisBrowser = code && session && !code.isExpired && !consumed && code.sessionUid === session.uid &&
-    code.accountId === session.accountId && code.redirectUri === realm.issuer + GATEWAY_CALLBACK
+    code.accountId === session.accountId && code.redirectUri === realm.issuer + GATEWAY_CALLBACK && freshLogin(code)
   // Marked used only if no other request with it did meanwhile: of callbacks that bring one code at once, one goes on.
   if (!fromThisBrowser || !(await (code.adapter as unknown as StoreAdapter).consumeFirst(code.jti))) return expired(reply)
   const user = await app.accounts.get(Number(code.accountId))
   // The status every door answers a disabled account with (account_disabled).
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
   await openGatewaySession(app, request, reply, user)
-  const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : ''
-  return reply.header('cache-control', 'no-store').redirect(/^\/(?![/\\])[^\s]*$/.test(next) ? next : '/', 302)
+  // The state is the page the gateway sent the browser from, but anyone can write a link with a state of their own:
+  // it is held to this site, and written as a Location can carry it (a control character would fail the answer).
+  const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : undefined
+  return reply.header('cache-control', 'no-store').redirect(sameOriginTarget(app.publicUrl, next) ?? '/', 302)
+}
+
+/** Longest time between the person's login at the realm and the code it gave the gateway: the login of this very sign-in. */
+const FRESH_LOGIN_SECONDS = 60
+
+/**
+ * Whether the code comes from a login the person just made (the gateway asks for one with `prompt=login`), not from
+ * the realm's browser session alone: otherwise a browser whose gateway session was ended (a lost laptop, whose
+ * owner ended its sessions) would get a new one from the realm by leaving out `prompt=login`.
+ */
+function freshLogin(code: { iat?: number; authTime?: number }): boolean {
+  return typeof code.iat === 'number' && typeof code.authTime === 'number' && code.iat - code.authTime <= FRESH_LOGIN_SECONDS
 }
 
 function expired(reply: FastifyReply): FastifyReply {
@@ -121,7 +137,7 @@ function expired(reply: FastifyReply): FastifyReply {
 }
 
 function html(reply: FastifyReply, status: number, body: string): FastifyReply {
-  return reply.code(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(body)
+  return reply.code(status).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8').send(body)
 }
 
 async function readForm(request: FastifyRequest): Promise<URLSearchParams> {

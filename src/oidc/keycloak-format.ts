@@ -6,7 +6,7 @@ import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
 import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
-import { escapeHtml } from '../pages/html.ts'
+import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 
 /**
@@ -79,6 +79,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
   return async function keycloakShapes(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
     await next()
     const oidc = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc
+    if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) ctx.set(UNFRAMED_PAGE_HEADERS)
     if (!oidc) {
       if (ctx.status === 404 && !ctx.body) {
         // Koa answers 200 once a body is set on a response whose status was never set explicitly.
@@ -130,6 +131,14 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       }
     }
   }
+}
+
+/**
+ * The page that carries an authorization response to the client (`response_mode=form_post`): a client may load the
+ * authorization endpoint in a hidden frame to renew its tokens silently, so that page stays frameable, as Keycloak's.
+ */
+function isFormPostResponse(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'] | undefined): boolean {
+  return (oidc?.route === 'authorization' || oidc?.route === 'resume') && ctx.status === 200
 }
 
 /**

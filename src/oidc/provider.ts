@@ -119,10 +119,11 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, realm.default_signature_algorithm, keys.activeKid)
   // A refresh judges the client's access rules again: a user who left the team a client admits gets no new tokens.
   const clientAccess = options.clientAccess
-  const findAccount = accountFinder(options.accounts, clientAccess && ((ctx, clientId, user) => {
+  const checkClientAccess = clientAccess && ((ctx: KoaContextWithOIDC, clientId: string, user: User) => {
     const refusal = clientAccess(realm.name, clientId, user, (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address ?? '')
     if (refusal) throw accessDenied(refusal)
-  }))
+  })
+  const findAccount = accountFinder(options.accounts, checkClientAccess)
   const adapterDeps = {
     records: options.records,
     revoke: options.revoke,
@@ -212,7 +213,14 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     },
     rotateRefreshToken: true,
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    loadExistingGrant: (ctx) => grantWithoutConsent(ctx, resource, scopes),
+    loadExistingGrant: async (ctx) => {
+      // A browser signed in at the realm already gets codes without the login page, whose step checks the client's
+      // access rules (interactions.ts): they are checked here for it, refused as there, with error=access_denied.
+      const accountId = ctx.oidc.session?.accountId
+      const user = checkClientAccess && ctx.oidc.client && accountId ? await options.accounts.get(Number(accountId)) : undefined
+      if (user) checkClientAccess!(ctx, ctx.oidc.client!.clientId, user)
+      return grantWithoutConsent(ctx, resource, scopes)
+    },
     interactions: { url: (_ctx, interaction) => `/realms/${realm.name}${LOGIN_ACTIONS}${interaction.uid}` },
     routes: KEYCLOAK_ROUTES,
     renderError: renderErrorPage,
@@ -221,7 +229,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const provider = new options.providerClass(issuer, configuration)
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
-  allowWildcardRedirects(provider)
+  allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
   consumeOnce(options.providerClass, provider)
   if (options.applications) compareHashedSecrets(provider)

@@ -391,6 +391,10 @@ function authorizationUrl(realm: Realm, clientId: string, next: string): string 
     redirect_uri: realm.issuer + GATEWAY_CALLBACK,
     response_type: 'code',
     scope: 'openid',
+    // The browser has no live gateway session when it is sent here: it logs in again rather than have the realm's
+    // browser session make one, so a gateway session that ended (logout, ended by its owner or an administrator,
+    // expired) stays ended. The callback holds the code to this.
+    prompt: 'login',
     state: Buffer.from(next).toString('base64url'),
     code_challenge: createHash('sha256').update(verifier).digest('base64url'),
     code_challenge_method: 'S256',

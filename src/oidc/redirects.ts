@@ -22,31 +22,65 @@ export function redirectMatches(candidate: string, patterns: readonly string[]):
   // out of a pattern's path. Credentials and fragments never match.
   const url = URL.parse(candidate)
   if (!url || url.username || url.password || url.hash || !/^https?:$/.test(url.protocol)) return false
-  const normalized = url.href
+  // And in the form a server that decodes the path before resolving it serves (`/app/..%2fadmin` is its /admin).
+  const decoded = decodedForm(url)
+  if (decoded === undefined) return false
   return wildcards.some((pattern) => {
     const prefix = pattern.slice(0, -1)
-    // Keycloak also takes `https://app/*` to allow `https://app` itself.
-    return normalized.startsWith(prefix) || normalized === prefix.replace(/\/$/, '') || `${normalized}/` === prefix
+    const prefixUrl = URL.parse(prefix)
+    const decodedPrefix = prefixUrl ? decodedForm(prefixUrl) : undefined
+    return isUnder(url.href, prefix) && decodedPrefix !== undefined && isUnder(decoded, decodedPrefix)
   })
+}
+
+/** `url` at or under the prefix of a wildcard pattern; Keycloak also takes `https://app/*` to allow `https://app` itself. */
+function isUnder(url: string, prefix: string): boolean {
+  return url.startsWith(prefix) || url === prefix.replace(/\/$/, '') || `${url}/` === prefix
+}
+
+/** Keycloak's RedirectUtils decodes a path at most this many times; one still encoded after that is refused. */
+const MAX_PATH_DECODINGS = 5
+
+/**
+ * The URL with its path percent-decoded until nothing is left to decode, then resolved again (dot segments,
+ * `\`), as Keycloak's RedirectUtils decodes and normalizes a redirect URI before matching it. The query is left
+ * as it is. Undefined for a path that is not valid percent-encoding or still encoded after five decodings.
+ */
+function decodedForm(url: URL): string | undefined {
+  let path = url.pathname
+  for (let decodings = 0; decodings < MAX_PATH_DECODINGS; decodings++) {
+    let decoded: string
+    try {
+      decoded = decodeURIComponent(path)
+    } catch {
+      return undefined
+    }
+    if (decoded === path) return URL.parse(url.origin + path.replace(/[?#]/g, encodeURIComponent) + url.search)?.href
+    path = decoded
+  }
+  return undefined
 }
 
 /**
  * oidc-provider compares redirect URIs exactly, by design. Its documented way to widen that ("redirect_uri
  * wildcards" recipe) is to replace the two checks on this provider's Client class; this does so with Keycloak's
- * trailing-`*` rule only.
+ * trailing-`*` rule only, for the clients of the configuration (`hasWildcards`). The platform's OAuth2 applications
+ * keep exact comparison, as django-oauth-toolkit compares their redirect URIs.
  */
-export function allowWildcardRedirects(provider: Provider): void {
+export function allowWildcardRedirects(provider: Provider, hasWildcards: (clientId: string) => boolean): void {
   const prototype = provider.Client.prototype as unknown as {
+    clientId: string
     redirectUris: string[]
     postLogoutRedirectUris: string[]
     redirectUriAllowed(uri: string): boolean
     postLogoutRedirectUriAllowed(uri: string): boolean
   }
+  const allowed = (clientId: string, uri: string, patterns: readonly string[]) => hasWildcards(clientId) ? redirectMatches(uri, patterns) : patterns.includes(uri)
   prototype.redirectUriAllowed = function redirectUriAllowed(uri: string): boolean {
-    return redirectMatches(uri, this.redirectUris)
+    return allowed(this.clientId, uri, this.redirectUris)
   }
   prototype.postLogoutRedirectUriAllowed = function postLogoutRedirectUriAllowed(uri: string): boolean {
-    return redirectMatches(uri, this.postLogoutRedirectUris ?? [])
+    return allowed(this.clientId, uri, this.postLogoutRedirectUris ?? [])
   }
 }
 

@@ -24,7 +24,7 @@ export interface Application {
 }
 
 export type NewApplication = Omit<Application, 'id' | 'created' | 'modified'>
-export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'authorizationGrantType' | 'organizationId'>>
+export type ApplicationChanges = Partial<Pick<Application, 'name' | 'description' | 'redirectUris' | 'authorizationGrantType' | 'organizationId' | 'userId'>>
 
 export const applicationFilterFields: FilterFields = Object.freeze({
   id: { column: 'id', type: 'integer' },
@@ -70,6 +70,12 @@ export class ApplicationRepository {
     return row && toApplication(row)
   }
 
+  /** The application of that name in that organization (the platform's unique pair); none when the organization is null. */
+  async findByName(name: string, organizationId: number): Promise<Application | undefined> {
+    const row = await this.#db.selectFrom('oauth2_applications').selectAll().where('name', '=', name).where('organization_id', '=', organizationId).executeTakeFirst()
+    return row && toApplication(row)
+  }
+
   async findByClientId(realm: string, clientId: string): Promise<Application | undefined> {
     const row = await this.#db.selectFrom('oauth2_applications').selectAll().where('realm', '=', realm).where('client_id', '=', clientId).executeTakeFirst()
     return row && toApplication(row)
@@ -92,6 +98,7 @@ export class ApplicationRepository {
     if (changes.redirectUris !== undefined) values.redirect_uris = changes.redirectUris.join(' ')
     if (changes.authorizationGrantType !== undefined) values.authorization_grant_type = changes.authorizationGrantType
     if (changes.organizationId !== undefined) values.organization_id = changes.organizationId
+    if (changes.userId !== undefined) values.user_id = changes.userId
     const row = await this.#db.updateTable('oauth2_applications').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
     return row && toApplication(row)
   }

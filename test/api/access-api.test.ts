@@ -26,7 +26,9 @@ describe('the access API', () => {
     assert.equal(body.count, 5)
     assert.equal(body.results.length, 2)
     assert.equal(body.next, '/api/gateway/v1/role_definitions/?page_size=2&page=2')
-    const [admin] = body.results
+    const [auditor] = body.results
+    assert.deepEqual([auditor.id, auditor.name, auditor.managed, auditor.content_type], [1, 'Platform Auditor', true, null])
+    const admin = (await call(gw, 'GET', 'role_definitions/?name=Organization+Admin')).body.results[0]
     assert.deepEqual([admin.name, admin.managed, admin.content_type], ['Organization Admin', true, 'shared.organization'])
     assert.ok(admin.permissions.includes('shared.change_team'))
   })

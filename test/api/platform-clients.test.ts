@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { awxkitOauth2Token, CollectionClient } from '../helpers/platform-clients.ts'
+import { AwxkitSession, awxkitOauth2Token, CollectionClient } from '../helpers/platform-clients.ts'
 
 describe('the platform\'s clients', () => {
   let gw: TestGateway
@@ -269,6 +269,36 @@ describe('the platform\'s clients', () => {
     })
   })
 
+  describe('the collection\'s gateway_api lookup', () => {
+    /** LookupModule.run: GET the endpoint with query_params urlencoded (Python's True as `True`), then with return_all each `next`. */
+    const lookup = async (client: CollectionClient, endpoint: string, query: Record<string, string | number> = {}, options: { returnAll?: boolean } = {}) => {
+      const first = await client.send('GET', endpoint, {}, query)
+      assert.equal(first.status, 200, JSON.stringify(first.json))
+      const data = first.json
+      if (options.returnAll && 'results' in data) {
+        for (let next = data.next; next !== null; ) {
+          const page = (await client.send('GET', next)).json
+          data.results.push(...page.results)
+          next = page.next
+        }
+      }
+      return 'results' in data ? data.results : [data]
+    }
+
+    it('filters with Python\'s booleans, walks every page, and reads a detail view', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      for (const name of ['Lookup A', 'Lookup B', 'Lookup C']) assert.equal((await client.send('POST', 'organizations', { name })).status, 201)
+      const admins = await lookup(client, 'users', { is_superuser: 'True' })
+      assert.deepEqual(admins.map((user: { username: string }) => user.username), ['admin'])
+      const all = await lookup(client, 'organizations', { name__startswith: 'Lookup', page_size: 2 }, { returnAll: true })
+      assert.deepEqual(all.map((organization: { name: string }) => organization.name), ['Lookup A', 'Lookup B', 'Lookup C'])
+      const [detail] = await lookup(client, `organizations/${all[0].id}`)
+      assert.equal(detail.name, 'Lookup A')
+      assert.equal(detail.summary_fields.resource, undefined, 'no resource registry: object_ansible_id lookups are not served (docs/access.md)')
+    })
+  })
+
   describe('objects and errors in the platform\'s shapes', () => {
     it('describes a list\'s POST fields at OPTIONS, to those who may POST', async () => {
       const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
@@ -305,6 +335,33 @@ describe('the platform\'s clients', () => {
       const body = await json(asked)
       assert.deepEqual(Object.keys(body).sort(), ['csrf_token', 'login_url', 'next'])
       assert.equal(asked.headers.get('set-cookie')?.match(/^csrftoken=([^;]+);/)?.[1], body.csrf_token)
+    })
+
+    it('links only to what exists: every related link of every kind of object answers 200', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const create = async (endpoint: string, body: Record<string, unknown>) => {
+        const created = await client.send('POST', endpoint, body)
+        assert.equal(created.status, 201, `${endpoint}: ${JSON.stringify(created.json)}`)
+        return created.json
+      }
+      const organization = await create('organizations', { name: 'Linked' })
+      const team = await create('teams', { name: 'Linked Team', organization: organization.id })
+      const user = await create('users', { username: 'linked-user' })
+      const member = await client.getOne('role_definitions', { nameOrId: 'Organization Member' })
+      const objects = [
+        organization, team, user, member,
+        await create('applications', { name: 'linked app', organization: organization.id, client_type: 'public', authorization_grant_type: 'password' }),
+        await create('tokens', { scope: 'read' }),
+        await create('role_user_assignments', { role_definition: member.id, user: user.id, object_id: organization.id }),
+        await create('role_team_assignments', { role_definition: member.id, team: team.id, object_id: organization.id }),
+      ]
+      for (const object of objects) {
+        assert.ok(Object.keys(object.related).length, object.url)
+        for (const [name, link] of Object.entries(object.related)) {
+          assert.equal((await client.send('GET', String(link))).status, 200, `${object.url} related.${name}: ${link}`)
+        }
+      }
     })
 
     it('answers user and me objects with url, related and summary_fields', async () => {
@@ -394,6 +451,23 @@ describe('the platform\'s clients', () => {
       assert.equal(user.status, 403)
     })
 
+    it('compares an application\'s redirect URIs exactly, as django-oauth-toolkit does: a * in one is no wildcard', async () => {
+      const application = await createApplication({
+        name: 'starred', client_type: 'public', authorization_grant_type: 'authorization-code',
+        redirect_uris: 'https://app.example.com/cb https://app.example.com* https://* https://app.example.com/app/*',
+      })
+      const authorize = (redirectUri: string) => gw.fetch(`/o/authorize/?${new URLSearchParams({ client_id: application.client_id, response_type: 'code', redirect_uri: redirectUri })}`, { headers: { accept: 'text/html' } })
+      const exact = await authorize('https://app.example.com/cb')
+      assert.equal(exact.status, 303)
+      assert.match(exact.headers.get('location')!, /\/login-actions\//)
+      for (const uri of ['https://app.example.com.evil.example/cb', 'https://evil.example/', 'https://app.example.com/app/x']) {
+        const refused = await authorize(uri)
+        assert.equal(refused.status, 400, uri)
+        assert.equal(refused.headers.get('location'), null, uri)
+        await refused.arrayBuffer()
+      }
+    })
+
     it('keeps an application in an existing organization, shows it and filters by it', async () => {
       const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
       const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'Apps Org' }) }))
@@ -416,6 +490,22 @@ describe('the platform\'s clients', () => {
       assert.equal(unchanged.organization, organization.id)
       const cleared = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ organization: null }) }))
       assert.equal(cleared.organization, null)
+    })
+
+    it('logs in with a session as load_session does, learning the cookie\'s name from X-API-Session-Cookie-Name', async () => {
+      const session = new AwxkitSession(gw.url)
+      const login = await session.loadSession('/api/gateway/v1/', 'admin', ADMIN_PASSWORD)
+      assert.equal(login.status, 200)
+      await login.arrayBuffer()
+      assert.equal(session.sessionCookieName, 'gateway_sessionid')
+      assert.ok(session.cookies.get(session.sessionCookieName), 'the session id awxkit keeps (connection.session_id)')
+      const me = await session.request('GET', '/api/gateway/v1/me/')
+      assert.equal((await json(me)).results[0].username, 'admin')
+      const created = await session.request('POST', '/api/gateway/v1/tokens/', { json: { description: 'from a session', scope: 'read' } })
+      assert.equal(created.status, 201, 'a POST with the session, X-CSRFToken and Referer')
+      await created.arrayBuffer()
+      const hosts = await session.request('GET', '/api/controller/v2/hosts/')
+      assert.equal((await json(hosts)).identity.auth_method, 'session')
     })
 
     it('get_oauth2_token() without a client id returns a working personal token', async () => {

@@ -3,8 +3,9 @@ import { after, before, describe, it } from 'node:test'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser } from '../helpers/browser.ts'
-import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
+import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const demoApp = demo.services.find((s) => s.name === 'demo-app')!
@@ -93,6 +94,32 @@ describe('one sign-in for the browser', () => {
     assert.equal(JSON.parse(next.body).identity.username, 'alice')
   })
 
+  it('does not bring back through the realm a gateway session that was ended, however the browser asks', async () => {
+    await gw.app.accounts.create({ username: 'carol', password: 'carol-password' })
+    const laptop = new Browser()
+    const login = await laptop.navigate(`${gw.url}/demo-app/x`)
+    const back = await laptop.submit(login, { username: 'carol', password: 'carol-password' })
+    assert.equal(JSON.parse(back.body).identity.username, 'carol')
+    // The laptop is lost: its owner ends every other session from elsewhere.
+    const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('carol', 'carol-password') } })
+    assert.equal((await json(ended)).ended, 1)
+    assert.equal((await me(laptop)).status, 401)
+    // An hour has passed since the laptop's owner logged in at the realm.
+    const { instance: provider } = await gw.app.oidc.get(REALM)!.provider()
+    const realmSession = (await provider.Session.find(laptop.cookie(gw.url, 'gatehouse_oidc_session')!))!
+    realmSession.loginTs = realmSession.loginTs! - 3600
+    await realmSession.persist()
+    const again = await laptop.navigate(`${gw.url}/demo-app/x`)
+    assert.match(new URL(again.url).pathname, /\/login-actions\//, 'the realm asks for the password again')
+    // Asked without prompt=login, the realm's browser session gives a code at once; the gateway does not take it.
+    const silent = await laptop.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+      client_id: 'end-users', redirect_uri: realmUrl(gw, '/gatehouse/callback'), response_type: 'code', scope: 'openid',
+      state: Buffer.from('/demo-app/x').toString('base64url'), code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+    })}`)
+    assert.equal(silent.response.status, 400)
+    assert.equal((await me(laptop)).status, 401)
+  })
+
   it('refuses a code that another browser\'s login produced (login CSRF)', async () => {
     const attacker = new Browser()
     const login = await attacker.navigate(`${gw.url}/demo-app/x`)
@@ -106,6 +133,34 @@ describe('one sign-in for the browser', () => {
     const own = await attacker.navigate(planted.stoppedAt)
     assert.equal(JSON.parse(own.body).identity.username, 'admin')
     assert.equal((await attacker.navigate(planted.stoppedAt)).response.status, 400, 'a code serves once')
+  })
+
+  it('sends a browser back from the realm only to a page of this site, whatever state the link to the realm carried', async () => {
+    // Anyone can write a link to the realm's authorization endpoint with the gateway's callback and a state of their own.
+    const states = [...offSiteNexts(gw.url), '/\u0001x', '/\u0100x', '/caf\u00e9?q=\u2603']
+    for (const state of states) {
+      const browser = new Browser()
+      const login = await browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+        client_id: 'end-users', redirect_uri: realmUrl(gw, '/gatehouse/callback'), response_type: 'code', scope: 'openid',
+        state: Buffer.from(state).toString('base64url'), code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+      })}`)
+      const landing = await browser.submit(login, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.includes('/gatehouse/callback') })
+      assert.ok(landing.stoppedAt, JSON.stringify(state))
+      const back = await browser.request(landing.stoppedAt)
+      assert.equal(back.status, 302, JSON.stringify(state))
+      assert.equal(resolvedOrigin(back.headers.get('location')!, landing.stoppedAt), gw.url, JSON.stringify(state))
+    }
+  })
+
+  it('shows no text a link brought on the sign-in callback\'s error page', async () => {
+    const spoof = 'Your account is locked. Call +1 555 0100 and give your password to unlock it.'
+    for (const error of ['access_denied', 'server_error', '<b>x</b>']) {
+      const page = await gw.fetch(`/realms/${REALM}/gatehouse/callback?${new URLSearchParams({ error, error_description: spoof })}`, { headers: { accept: 'text/html' } })
+      assert.equal(page.status, 400)
+      const body = await page.text()
+      assert.doesNotMatch(body, /Call \+1|<b>/, error)
+      assert.match(body, /Login failed/)
+    }
   })
 
   it('sends a failed credential to the login page where the service redirects, and keeps 401 for API clients under auto', async () => {

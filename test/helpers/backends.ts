@@ -37,6 +37,24 @@ export const storeBackends: { name: string; open: () => Promise<OpenedStore> }[]
   },
 ]
 
+/** Both backends on a fresh database with no migration run, for tests that upgrade a database from an older version. */
+export const unmigratedBackends: { name: string; open: () => Promise<{ store: Store; cleanup: () => Promise<void> }> }[] = [
+  {
+    name: 'SQLite',
+    async open() {
+      const dir = tempDir()
+      return { store: await openStore({ dataDir: dir }, { migrate: false }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) }
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    async open() {
+      const database = await createTestDatabase()
+      return { store: await openStore({ url: database.url, dataDir: '' }, { migrate: false }), cleanup: database.drop }
+    },
+  },
+]
+
 /**
  * Opens a fresh store on the backend before the enclosing suite's tests and closes and drops it after them; the
  * returned object is filled in once the suite starts (read `.store` inside tests, not at collection time).

@@ -12,11 +12,16 @@ import { request } from 'undici'
 export class CollectionClient {
   readonly #base: string
   readonly #credential: { username: string; password: string } | { token: string }
+  readonly #checkMode: boolean
   #authorization: string | undefined
+  /** Every request that reached the server, as `METHOD /path?query`, so a test can compare a run with the module's. */
+  readonly sent: string[] = []
 
-  constructor(base: string, credential: { username: string; password: string } | { token: string }) {
+  /** In check mode (`--check`), make_request_raw_reponse stops at the first POST, PUT, PATCH or DELETE and reports a change. */
+  constructor(base: string, credential: { username: string; password: string } | { token: string }, options: { checkMode?: boolean } = {}) {
     this.#base = base
     this.#credential = credential
+    this.#checkMode = options.checkMode ?? false
   }
 
   /** build_url: an endpoint without /api/ is under /api/gateway/v1/, and every path ends with a slash. */
@@ -40,7 +45,10 @@ export class CollectionClient {
   }
 
   async send(method: string, endpoint: string, data: unknown = {}, query?: Record<string, string | number>): Promise<{ status: number; json: any }> {
-    const response = await request(this.url(endpoint, query), {
+    if (this.#checkMode && ['POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) throw new CheckModeExit(method, endpoint)
+    const url = this.url(endpoint, query)
+    this.sent.push(`${method} ${url.slice(this.#base.length)}`)
+    const response = await request(url, {
       method: method as 'GET',
       headers: {
         referer: this.#base,
@@ -77,6 +85,34 @@ export class CollectionClient {
   async deleteIfNeeded(item: { url: string }): Promise<number> {
     return (await this.send('DELETE', item.url)).status
   }
+
+  /**
+   * create_or_update_if_needed: POST when nothing was found; otherwise PATCH the item's `url` with every field the
+   * module sets, but only when objects_could_be_different finds one that differs. `changed` is what the module reports.
+   */
+  async createOrUpdateIfNeeded(endpoint: string, existing: any, wanted: Record<string, unknown>): Promise<{ changed: boolean; item: any; status: number }> {
+    if (!existing) {
+      const created = await this.send('POST', endpoint, wanted)
+      if (created.status !== 200 && created.status !== 201) throw new Error(`Unable to create ${endpoint}: ${created.status} ${JSON.stringify(created.json)}`)
+      return { changed: true, item: created.json, status: created.status }
+    }
+    if (!objectsCouldBeDifferent(existing, wanted)) return { changed: false, item: existing, status: 0 }
+    const patched = await this.send('PATCH', existing.url, wanted)
+    if (patched.status !== 200) throw new Error(`Unable to update ${existing.url}: ${patched.status} ${JSON.stringify(patched.json)}`)
+    return { changed: objectsCouldBeDifferent(existing, patched.json, Object.keys(wanted)), item: patched.json, status: patched.status }
+  }
+}
+
+/** What the module's check mode does at the first request that would change something: it exits, reporting a change. */
+export class CheckModeExit extends Error {
+  constructor(method: string, endpoint: string) {
+    super(`check mode: ${method} ${endpoint} not sent`)
+  }
+}
+
+/** objects_could_be_different: Python's `==` on each field the module sets (lists in order), `$encrypted$` aside. */
+export function objectsCouldBeDifferent(old: Record<string, unknown>, wanted: Record<string, unknown>, fields = Object.keys(wanted).filter((f) => !['modified', 'related', 'summary_fields'].includes(f))): boolean {
+  return fields.some((field) => old[field] !== '$encrypted$' && JSON.stringify(old[field] ?? null) !== JSON.stringify(wanted[field] ?? null))
 }
 
 /**
@@ -102,4 +138,61 @@ export async function awxkitOauth2Token(base: string, options: { username: strin
   }
   const body: any = await response.json().catch(() => ({}))
   return { status: response.status, token: response.ok ? (options.clientId ? body.access_token : body.token) : undefined, body }
+}
+
+/**
+ * awxkit's Connection (awxkit/api/client.py) with sessions (`AWXKIT_SESSIONS`, and the CLI without a token): a
+ * requests.Session whose cookie jar keeps what the server sets. load_session GETs the API base for the `csrftoken`
+ * cookie, then POSTs the form `username`, `password`, `next` to `<base>login/`, following redirects, and takes the
+ * session cookie's name from an `X-API-Session-Cookie-Name` header of the responses it followed (else `sessionid`).
+ * Every unsafe request carries `X-CSRFToken` from the jar and the request's own URL as `Referer`.
+ */
+export class AwxkitSession {
+  readonly #server: string
+  readonly cookies = new Map<string, string>()
+  sessionCookieName = 'sessionid'
+
+  constructor(server: string) {
+    this.#server = server
+  }
+
+  async request(method: string, path: string, options: { json?: unknown; form?: Record<string, string> } = {}): Promise<Response> {
+    let url = `${this.#server}${path}`
+    const headers: Record<string, string> = {}
+    let body: string | undefined
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json'
+      body = JSON.stringify(options.json)
+    } else if (options.form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded'
+      body = new URLSearchParams(options.form).toString()
+    }
+    if (['POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
+      headers['x-csrftoken'] = this.cookies.get('csrftoken') ?? ''
+      headers.referer = url
+    }
+    for (let redirects = 0; ; redirects++) {
+      const response = await fetch(url, { method, headers: { ...headers, cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ') }, body, redirect: 'manual' })
+      for (const line of response.headers.getSetCookie()) {
+        const [pair] = line.split(';')
+        const separator = pair!.indexOf('=')
+        this.cookies.set(pair!.slice(0, separator).trim(), pair!.slice(separator + 1).trim())
+      }
+      const location = response.headers.get('location')
+      if (response.status < 300 || response.status >= 400 || !location || redirects === 30) return response
+      if (response.headers.has('x-api-session-cookie-name')) this.sessionCookieName = response.headers.get('x-api-session-cookie-name')!
+      await response.arrayBuffer()
+      // requests turns a POST answered with 302 or 303 into a GET without a body.
+      url = new URL(location, url).href
+      method = 'GET'
+      body = undefined
+      delete headers['content-type']
+    }
+  }
+
+  /** Api().load_session(): returns the login response, after the redirects it followed. */
+  async loadSession(basePath: string, username: string, password: string): Promise<Response> {
+    await (await this.request('GET', basePath)).arrayBuffer()
+    return this.request('POST', `${basePath}login/`, { form: { username, password, next: basePath } })
+  }
 }

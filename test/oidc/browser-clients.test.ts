@@ -17,6 +17,7 @@ describe('the realm for browser applications', () => {
         realms: realmWith([
             { client_id: 'spa', redirect_uris: [`${APP}/*`], web_origins: ['+'], post_logout_redirect_uris: ['+'] },
             { client_id: 'closed', redirect_uris: [`${APP}/cb`], web_origins: [] },
+            { client_id: 'under-path', redirect_uris: [`${APP}/app/*`], post_logout_redirect_uris: ['+'] },
         ]),
       },
     })
@@ -48,9 +49,45 @@ describe('the realm for browser applications', () => {
     assert.equal(redirectMatches(`${APP}/application`, patterns), false)
   })
 
+  it('keeps a wildcard to its path when the path is percent-encoded, at login and at logout', async () => {
+    // A server that decodes %2F (or a second layer of encoding) before it resolves `..` serves these from /admin.
+    const leaving = [`${APP}/app/..%2fadmin`, `${APP}/app/..%2Fadmin`, `${APP}/app/%2e%2e%2fadmin`, `${APP}/app/x/..%2f..%2fadmin`,
+      `${APP}/app/%252e%252e%252fadmin`, `${APP}/app/..%5cadmin`, `${APP}/app/%25zz`]
+    const staying = [`${APP}/app/a%20b`, `${APP}/app/x%2fy`, `${APP}/app/x?next=..%2fadmin`]
+    const logout = (uri: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout?${new URLSearchParams({ client_id: 'under-path', post_logout_redirect_uri: uri })}`, { headers: { accept: 'text/html' } })
+    for (const uri of leaving) {
+      assert.equal((await authorize('under-path', uri)).status, 400, uri)
+      assert.equal((await logout(uri)).status, 400, uri)
+    }
+    for (const uri of staying) {
+      assert.equal((await authorize('under-path', uri)).status, 303, uri)
+      assert.equal((await logout(uri)).status, 200, uri)
+    }
+  })
+
   it('refuses wildcards that could widen the host in the configuration', () => {
     for (const uri of ['https://app.example.com*', 'https://*.example.com/', 'https://app.example.com/*/x']) {
       assert.throws(() => validateConfig({ realms: [{ name: 'r', clients: [{ client_id: 'c', redirect_uris: [uri] }] }] }), ConfigError, uri)
+    }
+  })
+
+  it('lets no other page frame the realm\'s own pages: login, logout, device code, errors', async () => {
+    const login = await authorize('spa', `${APP}/app/x`)
+    const pages = {
+      login: login.headers.get('location')!,
+      logout: `/realms/${REALM}/protocol/openid-connect/logout`,
+      device: `/realms/${REALM}/device`,
+      error: `/realms/${REALM}/protocol/openid-connect/auth?client_id=spa&redirect_uri=https://evil.example/`,
+      callback: `/realms/${REALM}/gatehouse/callback?code=x`,
+    }
+    const cookie = login.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ')
+    for (const [name, path] of Object.entries(pages)) {
+      const page = await gw.fetch(path.replace(gw.url, ''), { headers: { accept: 'text/html', cookie } })
+      assert.match(page.headers.get('content-type')!, /^text\/html/, name)
+      assert.equal(page.headers.get('x-frame-options'), 'DENY', name)
+      assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, name)
+      assert.equal(page.headers.get('x-content-type-options'), 'nosniff', name)
+      await page.arrayBuffer()
     }
   })
 

@@ -87,12 +87,40 @@ describe('a realm client\'s access rules', () => {
     assert.equal(back.searchParams.get('state'), 'st4te')
   })
 
+  /** A browser signed in at the realm through its other client, `end-users`. */
+  async function signedInAtRealm(username: string): Promise<CookieJar> {
+    const jar = new CookieJar()
+    const start = `${realmUrl(gw)}/protocol/openid-connect/auth?` + new URLSearchParams({
+      client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid',
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+    })
+    const loginPage = await browse(gw, jar, start)
+    const action = /<form method="post" action="([^"]+)"/.exec(await loginPage.response.text())![1]!
+    const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username, password: password(username) }).toString() })
+    assert.ok(new URL(done.url).searchParams.get('code'), 'signed in at the realm through another client')
+    return jar
+  }
+
+  it('sends anyone else back with error=access_denied even when the browser is signed in at the realm already', async () => {
+    const again = async (jar: CookieJar, extra: Record<string, string>) => new URL((await browse(gw, jar, `${realmUrl(gw)}/protocol/openid-connect/auth?` +
+      new URLSearchParams({ client_id: CLIENT, redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', state: 'st4te', ...extra }))).url)
+    const outsider = await signedInAtRealm('outsider')
+    for (const extra of [{}, { prompt: 'none' }] as Record<string, string>[]) {
+      const back = await again(outsider, extra)
+      assert.equal(back.origin + back.pathname, CLIENT_REDIRECT, JSON.stringify(extra))
+      assert.equal(back.searchParams.get('error'), 'access_denied', JSON.stringify(extra))
+      assert.equal(back.searchParams.get('code'), null, JSON.stringify(extra))
+      assert.equal(back.searchParams.get('state'), 'st4te')
+    }
+    const operator = await signedInAtRealm('operator')
+    assert.ok((await again(operator, { prompt: 'none' })).searchParams.get('code'))
+  })
+
   /** The device grant: start, enter the code and sign in as a browser would (forms posted by hand), then poll once. */
-  async function deviceGrant(username: string): Promise<{ status: number; body: any }> {
+  async function deviceGrant(username: string, jar = new CookieJar()): Promise<{ status: number; body: any }> {
     const started = await gw.fetch(`/realms/platform/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: CLIENT }) })
     assert.equal(started.status, 200)
     const { device_code: deviceCode, user_code: userCode } = await started.json() as { device_code: string; user_code: string }
-    const jar = new CookieJar()
     const submit = async (page: Response, url: string, fields: Record<string, string>) => {
       const html = await page.text()
       const action = /<form[^>]*method="post"[^>]*action="([^"]+)"|<form[^>]*action="([^"]+)"[^>]*method="post"/.exec(html)
@@ -103,8 +131,9 @@ describe('a realm client\'s access rules', () => {
     const input = await browse(gw, jar, realmUrl(gw, '/device'))
     const confirm = await submit(input.response, input.url, { user_code: userCode })
     const login = await submit(confirm.response, confirm.url, {})
-    const action = /<form method="post" action="([^"]+)"/.exec(await login.response.text())![1]!
-    await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username, password: password(username) }).toString() })
+    // A browser signed in at the realm already is not shown the login form.
+    const action = /<form method="post" action="([^"]+)"/.exec(await login.response.text())?.[1]
+    if (action) await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username, password: password(username) }).toString() })
     return tokenRequest(gw, { client_id: CLIENT, grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode })
   }
 
@@ -114,10 +143,12 @@ describe('a realm client\'s access rules', () => {
     assert.ok(body.access_token)
   })
 
-  it('refuses anyone else the device grant with access_denied', async () => {
-    const { status, body } = await deviceGrant('outsider')
-    assert.equal(status, 400)
-    assert.equal(body.error, 'access_denied')
-    assert.equal(body.access_token, undefined)
+  it('refuses anyone else the device grant with access_denied, also when the browser is signed in at the realm already', async () => {
+    for (const jar of [new CookieJar(), await signedInAtRealm('outsider')]) {
+      const { status, body } = await deviceGrant('outsider', jar)
+      assert.equal(status, 400)
+      assert.equal(body.error, 'access_denied')
+      assert.equal(body.access_token, undefined)
+    }
   })
 })

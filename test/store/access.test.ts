@@ -1,16 +1,20 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { sql } from '../../src/store/kysely.ts'
+import { Migrator, sql } from '../../src/store/kysely.ts'
+import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { MANAGED_ROLES } from '../../src/access/permissions.ts'
-import { openForSuite, storeBackends } from '../helpers/backends.ts'
+import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
 
 for (const backend of storeBackends) {
   describe(`access records on ${backend.name}`, () => {
     const db = openForSuite(backend)
 
-    it('starts with the managed role definitions', async () => {
+    it('starts with the managed role definitions, Platform Auditor as 1', async () => {
       const { results } = await db.store.access.listRoleDefinitions({ offset: 0, limit: 50 })
-      assert.deepEqual(results.map((r) => [r.name, r.managed, r.contentType]), MANAGED_ROLES.map((r) => [r.name, true, r.contentType]))
+      const byName = <T extends { name: string }>(rows: readonly T[]) => [...rows].sort((a, b) => a.name.localeCompare(b.name))
+      assert.deepEqual(byName(results).map((r) => [r.name, r.managed, r.contentType]), byName(MANAGED_ROLES).map((r) => [r.name, true, r.contentType]))
+      assert.equal(results[0]!.name, 'Platform Auditor')
+      assert.equal(results[0]!.id, 1)
       assert.deepEqual((await db.store.access.findRoleDefinitionByName('Team Member'))?.permissions, ['shared.view_team', 'shared.member_team'])
     })
 
@@ -78,6 +82,50 @@ for (const backend of storeBackends) {
       await db.store.access.assign({ roleDefinitionId: auditor.id, actor: 'user', actorId: user.id, objectType: 'platform', objectId: 0 })
       await db.store.users.delete(user.id)
       assert.equal((await db.store.access.listAssignments('user', { offset: 0, limit: 10, actorId: user.id })).count, 0)
+    })
+  })
+}
+
+
+for (const backend of unmigratedBackends) {
+  describe(`role definitions numbered before Platform Auditor was 1, on ${backend.name}`, () => {
+    it('trade ids with their assignments when the database is upgraded', async () => {
+      const { store, cleanup } = await backend.open()
+      try {
+        const migrator = new Migrator({ db: store.database.db, provider: migrationProvider(store.database.dialect) })
+        assert.equal((await migrator.migrateTo('014_oidc_token_indexes')).error, undefined)
+        const role = async (name: string) => (await store.access.findRoleDefinitionByName(name))!
+        const organizationAdmin = await role('Organization Admin')
+        const auditor = await role('Platform Auditor')
+        assert.deepEqual([organizationAdmin.id, auditor.id], [1, 5], 'as 010_access numbered them')
+        const custom = await store.access.createRoleDefinition({ name: 'Custom', contentType: 'shared.team', permissions: ['shared.view_team'] })
+        const user = await store.users.create({ username: 'held' })
+        const organization = await store.access.createOrganization({ name: 'Held' })
+        const team = await store.access.createTeam({ name: 'Holders', organizationId: organization.id })
+        await store.access.assign({ roleDefinitionId: organizationAdmin.id, actor: 'user', actorId: user.id, objectType: 'organization', objectId: organization.id })
+        await store.access.assign({ roleDefinitionId: auditor.id, actor: 'user', actorId: user.id, objectType: 'platform', objectId: 0 })
+        await store.access.assign({ roleDefinitionId: organizationAdmin.id, actor: 'team', actorId: team.id, objectType: 'organization', objectId: organization.id })
+        await store.access.assign({ roleDefinitionId: custom.id, actor: 'team', actorId: team.id, objectType: 'team', objectId: team.id })
+
+        const lastEvent = Number((await store.database.db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst())?.id ?? 0)
+        assert.deepEqual(await store.database.migrate(), ['015_platform_auditor_first'])
+        assert.deepEqual((await store.events.after(lastEvent)).map((event) => [event.topic, event.key]), [['access', 'role_definition']], 'running processes read the roles again')
+        const after = { organizationAdmin: await role('Organization Admin'), auditor: await role('Platform Auditor'), custom: await role('Custom') }
+        assert.deepEqual([after.auditor.id, after.organizationAdmin.id, after.custom.id], [1, 5, custom.id])
+        assert.deepEqual(after.organizationAdmin.permissions, organizationAdmin.permissions)
+        assert.equal(after.auditor.managed, true)
+        assert.equal(after.auditor.contentType, null)
+        assert.equal((await store.access.listRoleDefinitions({ offset: 0, limit: 50 })).count, 6)
+
+        const held = (actor: 'user' | 'team', actorId: number) => store.access.listAssignments(actor, { offset: 0, limit: 10, actorId })
+        assert.deepEqual((await held('user', user.id)).results.map((a) => [a.roleDefinitionId, a.objectType]).sort(), [[1, 'platform'], [5, 'organization']])
+        assert.deepEqual((await held('team', team.id)).results.map((a) => [a.roleDefinitionId, a.objectType]).sort(), [[5, 'organization'], [custom.id, 'team']])
+        const next = await store.access.createRoleDefinition({ name: 'After', contentType: 'shared.team', permissions: ['shared.view_team'] })
+        assert.ok(next.id > custom.id, 'new role definitions still get fresh ids')
+      } finally {
+        await store.close()
+        await cleanup()
+      }
     })
   })
 }

@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { Migrator, sql } from '../../src/store/kysely.ts'
 import { ValidationFailed } from '../../src/errors.ts'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
-import { openStore, type Store } from '../../src/store/store.ts'
-import { openForSuite, storeBackends } from '../helpers/backends.ts'
-import { tempDir } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import type { Store } from '../../src/store/store.ts'
+import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
 
 /** The OpenID Connect provider's records and its adapter, on both backends. */
 for (const backend of storeBackends) {
@@ -303,24 +300,8 @@ for (const backend of storeBackends) {
   })
 }
 
-const unmigrated: { name: string; open: () => Promise<{ store: Store; cleanup: () => Promise<void> }> }[] = [
-  {
-    name: 'SQLite',
-    async open() {
-      const dir = tempDir()
-      return { store: await openStore({ dataDir: dir }, { migrate: false }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) }
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    async open() {
-      const database = await createTestDatabase()
-      return { store: await openStore({ url: database.url, dataDir: '' }, { migrate: false }), cleanup: database.drop }
-    },
-  },
-]
 
-for (const backend of unmigrated) {
+for (const backend of unmigratedBackends) {
   describe(`OIDC records written before their account had a column of its own, on ${backend.name}`, () => {
     it('get their account from the payload when the database is upgraded', async () => {
       const { store, cleanup } = await backend.open()
@@ -341,7 +322,7 @@ for (const backend of unmigrated) {
   })
 }
 
-for (const backend of unmigrated) {
+for (const backend of unmigratedBackends) {
   describe(`OIDC records' uid and user code indexes, on ${backend.name}`, () => {
     it('leave out the records without one when the database is upgraded, and still serve lookups by them', async () => {
       const { store, cleanup } = await backend.open()

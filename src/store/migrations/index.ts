@@ -20,6 +20,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '012_oauth2_applications': async () => (await import('./012_oauth2_applications.ts')).oauth2Applications,
   '013_application_organization': async () => (await import('./013_application_organization.ts')).applicationOrganization,
   '014_oidc_token_indexes': async () => (await import('./014_oidc_token_indexes.ts')).oidcTokenIndexes,
+  '015_platform_auditor_first': async () => (await import('./015_platform_auditor_first.ts')).platformAuditorFirst,
 }
 
 /** The names of this version's migrations, in order. */
