@@ -93,3 +93,31 @@ for (const backend of gatewayBackends) {
     })
   })
 }
+
+describe('what a member of a large organization sees', () => {
+  let gw: TestGateway
+  // More members than SQLite takes parameters in one statement (32766).
+  const MEMBERS = 33_000
+
+  before(async () => {
+    gw = await gatewayBackends[0]!.start()
+    await gw.app.accounts.create({ username: 'member', password: 'member-password-long' })
+    const { organization } = await createOrgAndTeam(gw, 'Everyone')
+    await grant(gw, 'member', 'Organization Member', organization)
+    const role = (await call(gw, 'GET', 'role_definitions/?name=Organization%20Member')).body.results[0].id
+    await gw.store.transaction(async (tx) => {
+      for (let i = 0; i < MEMBERS; i++) {
+        const user = await tx.users.create({ username: `crowd${i}` })
+        await tx.access.assign({ roleDefinitionId: role, actor: 'user', actorId: user.id, objectType: 'organization', objectId: organization })
+      }
+    })
+    await gw.app.access.reload()
+  })
+  after(() => gw.close())
+
+  it('lists every member, however many', async () => {
+    const { status, body } = await call(gw, 'GET', 'users/?page_size=5&username__startswith=crowd', undefined, { authorization: basic('member', 'member-password-long') })
+    assert.equal(status, 200, JSON.stringify(body))
+    assert.equal(body.count, MEMBERS)
+  })
+})
