@@ -20,6 +20,8 @@ export interface UserAccess {
   /** Names of the role definitions held anywhere, sorted. */
   readonly roles: readonly string[]
   readonly teamNames: ReadonlySet<string>
+  /** Each team as `teamKey(organization, team)`: what a rule naming the organization too matches. */
+  readonly teamKeys: ReadonlySet<string>
   readonly organizationNames: ReadonlySet<string>
   readonly roleNames: ReadonlySet<string>
   readonly held: readonly HeldRole[]
@@ -39,7 +41,12 @@ export interface Visibility {
   readonly assignments: { readonly organizations: ReadonlySet<number>; readonly teams: ReadonlySet<number>; readonly platform: boolean }
 }
 
-const NOBODY: UserAccess = freezeAccess([], [], [], [])
+/** A team in an organization, as UserAccess.teamKeys holds it: names cannot hold NUL (src/store/database.ts refuses it). */
+export function teamKey(organization: string, team: string): string {
+  return `${organization}\u0000${team}`
+}
+
+const NOBODY: UserAccess = freezeAccess([], [], [], [], [])
 
 /**
  * Organizations, teams, roles and assignments, held in memory as one snapshot, so the request path reads
@@ -101,8 +108,12 @@ export class AccessModel {
   }
 
   /** The names rules can refer to. */
-  names(): { teams: ReadonlySet<string>; organizations: ReadonlySet<string> } {
-    return { teams: new Set(this.#records.teams.map((t) => t.name)), organizations: new Set(this.#records.organizations.map((o) => o.name)) }
+  names(): { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> } {
+    return {
+      teams: new Set(this.#records.teams.map((t) => t.name)),
+      teamKeys: new Set(this.#records.teams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))),
+      organizations: new Set(this.#records.organizations.map((o) => o.name)),
+    }
   }
 
   team(id: number): Team | undefined {
@@ -132,7 +143,7 @@ export class AccessModel {
     const held = user.isSystemAuditor
       ? [...access.held, ...(auditor ? [{ role: auditor, objectType: 'platform' as const, objectId: 0 }] : [])]
       : access.held.filter((h) => h.role.name !== PLATFORM_AUDITOR)
-    return freezeAccess(access.teams, access.organizations, held, access.groups)
+    return freezeAccess(access.teams, access.teamKeys, access.organizations, held, access.groups)
   }
 
   /**
@@ -223,7 +234,8 @@ export class AccessModel {
         ...uniqueOrganizations.map((o) => `/${o.name}`),
         ...uniqueTeams.map((t) => `/${this.#organizations.get(t.organizationId)?.name ?? ''}/${t.name}`),
       ].sort()
-      byUser.set(userId, freezeAccess(uniqueTeams, uniqueOrganizations, held, groups))
+      const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
+      byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups))
     }
     this.#records = records
     this.#byUser = byUser
@@ -237,13 +249,14 @@ export function keycloakMemberships(access: UserAccess): { groups: string[]; rol
   return { groups: [...access.groups], roles: [...access.roles] }
 }
 
-function freezeAccess(teams: readonly Team[], organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[]): UserAccess {
+function freezeAccess(teams: readonly Team[], teamKeys: Iterable<string>, organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[]): UserAccess {
   const roles = [...new Set(held.map((h) => h.role.name))].sort()
   return Object.freeze({
     teams: Object.freeze([...teams]),
     organizations: Object.freeze([...organizations]),
     roles: Object.freeze(roles),
     teamNames: new Set(teams.map((t) => t.name)),
+    teamKeys: new Set(teamKeys),
     organizationNames: new Set(organizations.map((o) => o.name)),
     roleNames: new Set(roles),
     held: Object.freeze([...held]),
