@@ -17,9 +17,9 @@ const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
 const permissions = z.array(z.string()).max(100)
 /** `content_type`: absent or null for a global role, as the platform's default; accepted on a change (src/access/admin.ts). */
-const contentType = z.string().max(200).nullable()
-const createRole = z.object({ name, description: description.optional(), permissions, content_type: contentType.optional() }).strict()
-const updateRole = z.object({ name, description, permissions, content_type: contentType }).partial().strict()
+const contentTypeField = z.string().max(200).nullable()
+const createRole = z.object({ name, description: description.optional(), permissions, content_type: contentTypeField.optional() }).strict()
+const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().strict()
 const assignmentInput = (actor: Actor) => z.object({
   role_definition: bodyId('a role definition'),
   [actor]: bodyId(`a ${actor}`),
@@ -85,9 +85,9 @@ async function serializeAssignment(app: App, assignment: RoleAssignment) {
 
 /**
  * role_definitions/, role_user_assignments/ and role_team_assignments/ in django-ansible-base's shapes, with the
- * platform's list filters. An assignment shows to those holding a role on its object (and platform-wide ones to
- * holders of one), as its visible_items shows them; superusers and auditors see all. Assignments are created and deleted, never changed (as there); who may grant what:
- * src/access/admin.ts.
+ * platform's list filters. Assignments are created and deleted, never changed (as there); who may grant what:
+ * src/access/admin.ts. An assignment shows to those holding a role on its object (platform-wide ones to holders of
+ * one), as its visible_items shows them; superusers and auditors see all.
  */
 export function roleRoutes(api: GatewayApi, app: App): void {
   describeList(api, '/role_definitions/', {
@@ -118,8 +118,8 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     schema: { params: idParam, body: updateRole },
     handler: async (request) => {
       const before = await app.store.access.findRoleDefinition(request.params.id)
-      const { content_type, ...changes } = request.body
-      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { ...changes, contentType: content_type })
+      const { content_type: contentType, ...changes } = request.body
+      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { ...changes, contentType })
       app.audit.change(actorOf(request), 'update', roleObject(after), before && serializeRoleDefinition(before), serializeRoleDefinition(after))
       return serializeRoleDefinition(after)
     },
