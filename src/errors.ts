@@ -271,10 +271,14 @@ export class AccessDenied extends Forbidden {
   static override readonly defaultMessage: string = 'No access rule of this service allows this request.'
 }
 
-/** The platform's managed role definitions are fixed (src/access/permissions.ts). */
-export class ManagedRole extends Forbidden {
+/**
+ * The platform's managed role definitions are fixed (src/access/permissions.ts): a change or delete is 400, as
+ * django-ansible-base's RoleDefinitionViewSet answers (a ValidationError), with its words.
+ */
+export class ManagedRole extends GatehouseError {
+  static override readonly status: number = 400
   static override readonly code: ErrorCode = 'managed_role'
-  static override readonly defaultMessage: string = 'Managed role definitions cannot be changed or deleted.'
+  static override readonly defaultMessage: string = 'Role is managed by the system: managed role definitions cannot be changed or deleted.'
 }
 
 /** A CORS preflight for an origin, method or header the service's `cors` does not allow. */

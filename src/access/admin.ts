@@ -6,7 +6,7 @@ import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { ACCESS_TOPIC, USER_TOPIC } from '../store/topics.ts'
 import type { AccessModel } from './model.ts'
-import { CONTENT_TYPES, PLATFORM_AUDITOR, permissionsFor, type ContentType, type Permission } from './permissions.ts'
+import { contentTypeNamed, permissionNamed, PLATFORM_AUDITOR, rolePermissionProblem, type ContentType, type Permission } from './permissions.ts'
 
 export interface AssignmentInput {
   roleDefinitionId: number
@@ -74,28 +74,34 @@ export class AccessAdmin {
     await this.#change('team', async (tx) => (await tx.access.deleteTeam(id)) || notFound('team'))
   }
 
-  async createRoleDefinition(actor: User, input: { name: string; description?: string | undefined; contentType: string | null; permissions: string[] }): Promise<RoleDefinition> {
+  async createRoleDefinition(actor: User, input: { name: string; description?: string | undefined; contentType?: string | null | undefined; permissions: string[] }): Promise<RoleDefinition> {
     requireSuperuser(actor)
-    const problems: Record<string, string[]> = {}
-    if (input.contentType !== null && !(CONTENT_TYPES as readonly string[]).includes(input.contentType)) {
-      problems.content_type = [`"${input.contentType}" is not a valid choice (${CONTENT_TYPES.join(', ')}).`]
-    } else {
-      checkPermissions(input.contentType as ContentType | null, input.permissions, problems)
-    }
-    if (Object.keys(problems).length) throw new ValidationFailed(problems)
-    return this.#change('role_definition', (tx) => tx.access.createRoleDefinition(input))
+    const { contentType, permissions } = readRoleDefinition(input.contentType ?? null, input.permissions)
+    checkRolePermissions(contentType, permissions)
+    return this.#change('role_definition', (tx) => tx.access.createRoleDefinition({ ...input, contentType, permissions }))
   }
 
-  /** `contentType` may be given as it is (the collection sends it with every update), never changed. */
-  async updateRoleDefinition(actor: User, id: number, input: { name?: string | undefined; description?: string | undefined; permissions?: string[] | undefined; contentType?: string | null | undefined }): Promise<RoleDefinition> {
+  /**
+   * Changes a custom role definition; its permissions are checked as they will be after the change. Its type
+   * changes only while no one holds it: an assignment names an organization or team by id, and would otherwise
+   * come to name the other kind of object with that id.
+   */
+  async updateRoleDefinition(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; contentType?: string | null | undefined; permissions?: string[] | undefined }): Promise<RoleDefinition> {
     requireSuperuser(actor)
     const role = await this.#requireMutableRole(id)
-    const { contentType, ...changes } = input
-    const problems: Record<string, string[]> = {}
-    if (contentType !== undefined && contentType !== role.contentType) problems.content_type = ['The content type of a role definition cannot be changed.']
-    if (changes.permissions) checkPermissions(role.contentType as ContentType | null, changes.permissions, problems)
-    if (Object.keys(problems).length) throw new ValidationFailed(problems)
-    return this.#change('role_definition', async (tx) => (await tx.access.updateRoleDefinition(id, changes)) ?? notFound('role definition'))
+    const given = readRoleDefinition(changes.contentType === undefined ? role.contentType : changes.contentType, changes.permissions ?? role.permissions)
+    checkRolePermissions(given.contentType, given.permissions)
+    const typeChanges = given.contentType !== role.contentType
+    return this.#change('role_definition', async (tx) => {
+      const update = { name: changes.name, description: changes.description, contentType: given.contentType, permissions: changes.permissions === undefined ? undefined : given.permissions }
+      const updated = (await tx.access.updateRoleDefinition(id, update)) ?? notFound('role definition')
+      // Counted after the update, which holds the role's row: an assignment under way (findRoleDefinitionToAssign)
+      // either committed before, and is counted, or waits and then sees the new type.
+      if (typeChanges && await isAssigned(tx, id)) {
+        throw new ValidationFailed({ content_type: ['The type of a role definition cannot change while it is assigned: remove its assignments first.'] })
+      }
+      return updated
+    })
   }
 
   async deleteRoleDefinition(actor: User, id: number): Promise<void> {
@@ -126,6 +132,11 @@ export class AccessAdmin {
       }
     }
     return this.#bus.change(async (tx, announce) => {
+      // The object was read as the role's type said before this transaction; a type changed since would leave the
+      // assignment naming an object of the other kind.
+      const current = await tx.access.findRoleDefinitionToAssign(role.id)
+      if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
+      if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
       const assignment = await tx.access.assign({ roleDefinitionId: role.id, actor: kind, actorId: input.actorId, objectType: object.type, objectId: object.id })
       if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, input.actorId, true)
       announce(ACCESS_TOPIC, `${kind}_assignment`)
@@ -212,6 +223,11 @@ export class AccessAdmin {
   #requireHeld(actor: User, role: RoleDefinition, object: { type: ObjectType; id: number }): void {
     if (object.type === 'platform') return requireSuperuser(actor)
     for (const permission of role.permissions as Permission[]) this.#require(actor, permission, object.type, object.id)
+    // Membership of a team also gives every role the team holds: a team admin adding members to a team that holds
+    // Organization Admin would otherwise make anyone, themselves included, an organization admin.
+    if (object.type === 'team' && role.permissions.includes('shared.member_team')) {
+      for (const passed of this.#model.heldByTeam(object.id)) this.#requireHeld(actor, passed.role, { type: passed.objectType, id: passed.objectId })
+    }
   }
 
   #require(actor: User, permission: Permission, type: 'organization' | 'team', id: number): void {
@@ -265,10 +281,35 @@ function notFound(what: string): never {
   throw new NotFound(`No such ${what}.`)
 }
 
-function checkPermissions(contentType: ContentType | null, permissions: string[], problems: Record<string, string[]>): void {
-  const allowed = permissionsFor(contentType) as readonly string[]
-  const wrong = permissions.filter((p) => !allowed.includes(p))
-  if (wrong.length) problems.permissions = [`Not permissions a ${contentType ?? 'platform-wide'} role may hold: ${wrong.join(', ')}. Choose from: ${allowed.join(', ')}.`]
+/**
+ * A role definition's type and permissions as the platform's fields read them (any prefix, or none), in the
+ * platform's spelling and without repeats; 400 naming each field that names something unknown, as its
+ * relational fields answer.
+ */
+function readRoleDefinition(contentType: string | null, permissions: readonly string[]): { contentType: ContentType | null; permissions: Permission[] } {
+  const problems: Record<string, string[]> = {}
+  const type = contentType === null ? null : contentTypeNamed(contentType)
+  if (type === undefined) problems.content_type = [doesNotExist(contentType!)]
+  const unknown = permissions.filter((p) => permissionNamed(p) === undefined)
+  if (unknown.length) problems.permissions = unknown.map(doesNotExist)
+  if (Object.keys(problems).length) throw new ValidationFailed(problems)
+  return { contentType: type!, permissions: [...new Set(permissions.map((p) => permissionNamed(p)!))] }
+}
+
+function doesNotExist(value: string): string {
+  return `Invalid pk "${value}" - object does not exist.`
+}
+
+function checkRolePermissions(contentType: ContentType | null, permissions: readonly Permission[]): void {
+  const problem = rolePermissionProblem(contentType, permissions)
+  if (problem) throw new ValidationFailed({ permissions: [problem] })
+}
+
+async function isAssigned(tx: Repositories, roleDefinitionId: number): Promise<boolean> {
+  for (const actor of ['user', 'team'] as const) {
+    if ((await tx.access.listAssignments(actor, { offset: 0, limit: 1, roleDefinitionId })).count) return true
+  }
+  return false
 }
 
 async function setAuditorFlag(tx: Repositories, announce: Announce, userId: number, value: boolean): Promise<void> {

@@ -20,6 +20,8 @@ export interface UserAccess {
   /** Names of the role definitions held anywhere, sorted. */
   readonly roles: readonly string[]
   readonly teamNames: ReadonlySet<string>
+  /** Each team as `teamKey(organization, team)`: what a rule naming the organization too matches. */
+  readonly teamKeys: ReadonlySet<string>
   readonly organizationNames: ReadonlySet<string>
   readonly roleNames: ReadonlySet<string>
   readonly held: readonly HeldRole[]
@@ -27,7 +29,24 @@ export interface UserAccess {
   readonly groups: readonly string[]
 }
 
-const NOBODY: UserAccess = freezeAccess([], [], [], [])
+/** The organizations, teams, users (besides superusers) and role assignments' objects one user may see. */
+export interface Visibility {
+  readonly organizations: ReadonlySet<number>
+  readonly teams: ReadonlySet<number>
+  /**
+   * Themselves and the members of the organizations they see; superusers show to everyone. Undefined: every user
+   * (an organization admin).
+   */
+  readonly users: ReadonlySet<number> | undefined
+  readonly assignments: { readonly organizations: ReadonlySet<number>; readonly teams: ReadonlySet<number>; readonly platform: boolean }
+}
+
+/** A team in an organization, as UserAccess.teamKeys holds it: names cannot hold NUL (src/store/database.ts refuses it). */
+export function teamKey(organization: string, team: string): string {
+  return `${organization}\u0000${team}`
+}
+
+const NOBODY: UserAccess = freezeAccess([], [], [], [], [])
 
 /**
  * Organizations, teams, roles and assignments, held in memory as one snapshot, so the request path reads
@@ -41,6 +60,7 @@ export class AccessModel {
   readonly #store: Store
   #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
   #byUser = new Map<number, UserAccess>()
+  #byTeam = new Map<number, readonly HeldRole[]>()
   #teams = new Map<number, Team>()
   #organizations = new Map<number, Organization>()
   #roles = new Map<number, RoleDefinition>()
@@ -88,8 +108,12 @@ export class AccessModel {
   }
 
   /** The names rules can refer to. */
-  names(): { teams: ReadonlySet<string>; organizations: ReadonlySet<string> } {
-    return { teams: new Set(this.#records.teams.map((t) => t.name)), organizations: new Set(this.#records.organizations.map((o) => o.name)) }
+  names(): { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> } {
+    return {
+      teams: new Set(this.#records.teams.map((t) => t.name)),
+      teamKeys: new Set(this.#records.teams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))),
+      organizations: new Set(this.#records.organizations.map((o) => o.name)),
+    }
   }
 
   team(id: number): Team | undefined {
@@ -119,7 +143,48 @@ export class AccessModel {
     const held = user.isSystemAuditor
       ? [...access.held, ...(auditor ? [{ role: auditor, objectType: 'platform' as const, objectId: 0 }] : [])]
       : access.held.filter((h) => h.role.name !== PLATFORM_AUDITOR)
-    return freezeAccess(access.teams, access.organizations, held, access.groups)
+    return freezeAccess(access.teams, access.teamKeys, access.organizations, held, access.groups)
+  }
+
+  /**
+   * What the user may see of organizations, teams, users and role assignments, as django-ansible-base shows them
+   * (access_qs, visible_users, visible_items); undefined for everything (superusers and auditors).
+   */
+  visibleTo(user: User): Visibility | undefined {
+    if (user.isSuperuser || user.isSystemAuditor) return undefined
+    const held = this.of(user).held
+    const organizations = new Set(this.#records.organizations.filter((o) => this.can(user, 'shared.view_organization', 'organization', o.id)).map((o) => o.id))
+    const teams = new Set(this.#records.teams.filter((t) => this.can(user, 'shared.view_team', 'team', t.id)).map((t) => t.id))
+    // Organization and team admins see every user, to add them (ORG_ADMINS_CAN_SEE_ALL_USERS, which AWX turns on
+    // by default, and here for team admins too: they add members by name).
+    const seesAllUsers = this.canSomewhere(user, 'shared.change_organization') || this.canSomewhere(user, 'shared.change_team')
+    const users = seesAllUsers ? undefined : new Set([user.id, ...this.#membersOf(organizations)])
+    // An assignment shows to whoever holds any permission on its object: a role on it, or on its organization
+    // with a team permission; a platform-wide role, on every object of its permissions' models. Platform-wide
+    // assignments show to holders of one.
+    const onTeams = (h: HeldRole) => h.role.permissions.some((p) => p.endsWith('_team'))
+    const onOrganizations = (h: HeldRole) => h.role.permissions.some((p) => p.endsWith('_organization'))
+    const platformWide = held.filter((h) => h.objectType === 'platform')
+    const assignedOrganizations = platformWide.some(onOrganizations)
+      ? new Set(this.#records.organizations.map((o) => o.id))
+      : new Set(held.filter((h) => h.objectType === 'organization').map((h) => h.objectId))
+    const teamsThroughOrganizations = new Set(held.filter((h) => h.objectType === 'organization' && onTeams(h)).map((h) => h.objectId))
+    const assignedTeams = new Set(this.#records.teams
+      .filter((t) => platformWide.some(onTeams) || teamsThroughOrganizations.has(t.organizationId)
+        || held.some((h) => h.objectType === 'team' && h.objectId === t.id))
+      .map((t) => t.id))
+    return { organizations, teams, users, assignments: { organizations: assignedOrganizations, teams: assignedTeams, platform: platformWide.length > 0 } }
+  }
+
+  *#membersOf(organizations: ReadonlySet<number>): Iterable<number> {
+    for (const [userId, access] of this.#byUser) {
+      if (access.organizations.some((o) => organizations.has(o.id))) yield userId
+    }
+  }
+
+  /** The roles a team holds, which every member of it holds through it. */
+  heldByTeam(teamId: number): readonly HeldRole[] {
+    return this.#byTeam.get(teamId) ?? []
   }
 
   /**
@@ -169,10 +234,12 @@ export class AccessModel {
         ...uniqueOrganizations.map((o) => `/${o.name}`),
         ...uniqueTeams.map((t) => `/${this.#organizations.get(t.organizationId)?.name ?? ''}/${t.name}`),
       ].sort()
-      byUser.set(userId, freezeAccess(uniqueTeams, uniqueOrganizations, held, groups))
+      const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
+      byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups))
     }
     this.#records = records
     this.#byUser = byUser
+    this.#byTeam = byTeam
     for (const listener of this.#listeners) listener()
   }
 }
@@ -182,13 +249,14 @@ export function keycloakMemberships(access: UserAccess): { groups: string[]; rol
   return { groups: [...access.groups], roles: [...access.roles] }
 }
 
-function freezeAccess(teams: readonly Team[], organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[]): UserAccess {
+function freezeAccess(teams: readonly Team[], teamKeys: Iterable<string>, organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[]): UserAccess {
   const roles = [...new Set(held.map((h) => h.role.name))].sort()
   return Object.freeze({
     teams: Object.freeze([...teams]),
     organizations: Object.freeze([...organizations]),
     roles: Object.freeze(roles),
     teamNames: new Set(teams.map((t) => t.name)),
+    teamKeys: new Set(teamKeys),
     organizationNames: new Set(organizations.map((o) => o.name)),
     roleNames: new Set(roles),
     held: Object.freeze([...held]),

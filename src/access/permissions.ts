@@ -36,7 +36,52 @@ export const MANAGED_ROLES: readonly ManagedRole[] = [
   { name: PLATFORM_AUDITOR, description: 'Has view permissions to all objects', contentType: null, permissions: ['shared.view_organization', 'shared.view_team'] },
 ]
 
-/** The permissions a role on this content type may hold: a team role cannot hold organization permissions. */
+/**
+ * The permissions a role on this content type may hold, as django-ansible-base's permissions_allowed_for_role
+ * decides: a model's own permissions but its `add_` one, and every permission of its children (an organization's
+ * teams, `add_team` included); a global role, the organization's and `view_team` only.
+ */
 export function permissionsFor(contentType: ContentType | null): readonly Permission[] {
-  return contentType === 'shared.team' ? TEAM_PERMISSIONS : PERMISSIONS
+  if (contentType === 'shared.team') return TEAM_PERMISSIONS
+  if (contentType === 'shared.organization') return PERMISSIONS
+  return [...ORGANIZATION_PERMISSIONS.filter((p) => p !== 'shared.add_team'), 'shared.view_team']
+}
+
+/**
+ * A content type as the platform's field reads one: by the model after the last dot (`organization`,
+ * `shared.organization`); undefined for a model roles cannot be on.
+ */
+export function contentTypeNamed(given: string): ContentType | undefined {
+  return CONTENT_TYPES.find((type) => type === `shared.${given.split('.').at(-1)}`)
+}
+
+/** A permission as the platform's field reads one: by the codename after the last dot (`view_team`, `shared.view_team`). */
+export function permissionNamed(given: string): Permission | undefined {
+  return PERMISSIONS.find((permission) => permission === `shared.${given.split('.').at(-1)}`)
+}
+
+const modelOf = (permission: Permission) => permission.slice(permission.lastIndexOf('_') + 1)
+const actionOf = (permission: Permission) => permission.slice('shared.'.length, permission.lastIndexOf('_'))
+
+/**
+ * What is wrong with a role definition holding `permissions` on `contentType`, in the words of django-ansible-base's
+ * validate_permissions_for_model, first problem only (as it raises): no `member_team` in a global role; only the
+ * permissions permissionsFor allows; with any other permission of a model, its `view_`; with its `delete_`, its
+ * `change_` (ANSIBLE_BASE_DELETE_REQUIRE_CHANGE, on in the platform). Undefined when nothing is.
+ */
+export function rolePermissionProblem(contentType: ContentType | null, permissions: readonly Permission[]): string | undefined {
+  if (contentType === null && permissions.includes('shared.member_team')) return 'The member_team permission can not be used in global roles.'
+  const allowed = permissionsFor(contentType)
+  const invalid = permissions.filter((p) => !allowed.includes(p))
+  if (invalid.length) {
+    const roles = contentType === null ? 'global' : contentType.slice('shared.'.length)
+    return `Permissions ${invalid.map((p) => `"${p}"`).join(', ')} are not valid for ${roles} roles. Valid: ${allowed.join(', ')}.`
+  }
+  for (const model of new Set(permissions.map(modelOf))) {
+    const held = permissions.filter((p) => modelOf(p) === model && actionOf(p) !== 'add')
+    const actions = new Set(held.map(actionOf))
+    if (held.length && !actions.has('view')) return `Permissions for model ${model} needs to include view, got: ${held.join(', ')}.`
+    if (actions.has('delete') && !actions.has('change')) return `Permissions for model ${model} needs to include change, got: ${held.join(', ')}.`
+  }
+  return undefined
 }

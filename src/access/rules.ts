@@ -3,7 +3,7 @@ import { parseCidr, type AccessRule, type RuleMatch } from '../config/access.ts'
 import type { Config } from '../config/schema.ts'
 import type { Principal } from '../auth/principal.ts'
 import { publicPathMatcher } from '../gateway/routes.ts'
-import type { UserAccess } from './model.ts'
+import { teamKey, type UserAccess } from './model.ts'
 
 /** One request as the rules see it: who (signed in), how, and what. */
 export interface AccessRequest {
@@ -78,7 +78,7 @@ export function compileGatewayRules(config: Config): ServiceRules | undefined {
  * Team and organization names the rules and the membership mappings use that do not exist (yet): worth a
  * warning at start, not an error, since they apply as soon as they are created.
  */
-export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
+export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
   const problems: string[] = []
   const mappingSources = [['ldap', config.ldap?.memberships ?? []] as const, ...config.sso.map((p, i) => [`sso.${i}`, p.memberships] as const)]
   for (const [path, mappings] of mappingSources) {
@@ -95,7 +95,10 @@ export function unknownNames(config: Config, known: { teams: ReadonlySet<string>
   for (const [path, rules] of ruleSources) rules?.forEach((rule, j) => {
     const kind = rule.allow ? 'allow' : 'deny'
     const match = (rule.allow ?? rule.deny)!
-    for (const team of match.teams ?? []) if (!known.teams.has(team)) problems.push(`${path}.access.${j}.${kind}.teams: no team "${team}" yet (the rule applies once it exists)`)
+    for (const team of match.teams ?? []) {
+      const exists = typeof team === 'string' ? known.teams.has(team) : known.teamKeys.has(teamKey(team.organization, team.team))
+      if (!exists) problems.push(`${path}.access.${j}.${kind}.teams: no team "${teamName(team)}" yet (the rule applies once it exists)`)
+    }
     for (const org of match.organizations ?? []) if (!known.organizations.has(org)) problems.push(`${path}.access.${j}.${kind}.organizations: no organization "${org}" yet (the rule applies once it exists)`)
   })
   return problems
@@ -117,7 +120,11 @@ function conditionsOf(match: RuleMatch): Condition[] {
     const users = new Set(match.users)
     conditions.push((r) => users.has(r.principal.user.username))
   }
-  if (match.teams) conditions.push(anyOf(match.teams, (r) => r.access.teamNames))
+  if (match.teams) {
+    const byName = match.teams.filter((t) => typeof t === 'string')
+    const inOrganization = match.teams.filter((t) => typeof t !== 'string').map((t) => teamKey(t.organization, t.team))
+    conditions.push((r) => anyOf(byName, (q) => q.access.teamNames)(r) || anyOf(inOrganization, (q) => q.access.teamKeys)(r))
+  }
   if (match.organizations) conditions.push(anyOf(match.organizations, (r) => r.access.organizationNames))
   if (match.roles) conditions.push(anyOf(match.roles, (r) => r.access.roleNames))
   if (match.methods) {
@@ -161,7 +168,14 @@ function inBlocks(blocks: BlockList, address: string): boolean {
   return blocks.check(address, address.includes(':') ? 'ipv6' : 'ipv4')
 }
 
+function teamName(team: string | { organization: string; team: string }): string {
+  return typeof team === 'string' ? team : `${team.organization}/${team.team}`
+}
+
 function describe(allow: boolean, match: RuleMatch): string {
-  const parts = Object.entries(match).map(([key, value]) => `${key}=${Array.isArray(value) ? value.join(',') : String(value)}`)
+  const parts = Object.entries(match).map(([key, value]) => {
+    const shown = key === 'teams' ? match.teams!.map(teamName) : value
+    return `${key}=${Array.isArray(shown) ? shown.join(',') : String(shown)}`
+  })
   return `${allow ? 'allow' : 'deny'}${parts.length ? ' ' + parts.join(' ') : ''}`
 }

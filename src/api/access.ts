@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
+import type { Visibility } from '../access/model.ts'
 import { NotAuthenticated } from '../errors.ts'
 import type { Access } from '../gateway/places.ts'
 import type { Principal } from '../auth/principal.ts'
@@ -31,4 +32,9 @@ export function principalOf(request: FastifyRequest): Principal {
   const principal = request.gatehouse.principal
   if (!principal) throw new NotAuthenticated()
   return principal
+}
+
+/** What the caller may see of organizations, teams, users and assignments; undefined for everything (src/access/model.ts). */
+export function visibilityOf(app: App, request: FastifyRequest): Visibility | undefined {
+  return app.access.visibleTo(principalOf(request).user)
 }

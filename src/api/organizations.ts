@@ -1,9 +1,10 @@
+import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { type Organization, organizationFilterFields, type Team, teamFilterFields } from '../store/access.ts'
-import { principalOf } from './access.ts'
+import { principalOf, visibilityOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
@@ -53,23 +54,26 @@ export function serializeTeam(app: App, team: Team) {
 }
 
 /**
- * organizations/ and teams/ in the platform's shapes, with its list filters. Every signed-in user may read them;
+ * organizations/ and teams/ in the platform's shapes, with its list filters. Each caller sees those they may view
+ * (`view_organization`, `view_team`; superusers and auditors all), as the platform's access_qs shows them;
  * who may change what is decided in src/access/admin.ts.
  */
 export function organizationRoutes(api: GatewayApi, app: App): void {
+  const seesOrganization = (request: FastifyRequest, id: number) => visibilityOf(app, request)?.organizations.has(id) ?? true
+  const seesTeam = (request: FastifyRequest, id: number) => visibilityOf(app, request)?.teams.has(id) ?? true
   describeList(api, '/organizations/', {
     name: 'Organization List',
-    description: 'Organizations: everyone signed in may read; superusers create them, their admins change them.',
+    description: 'Organizations: each caller sees those they may view; superusers create them, their admins change them.',
     create: { body: createOrganization, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
   })
   describeList(api, '/teams/', {
     name: 'Team List',
-    description: 'Teams, each in one organization: everyone signed in may read; organization admins add them.',
+    description: 'Teams, each in one organization: each caller sees those they may view; organization admins add them.',
     create: { body: createTeam, readOnly: SERVER_FIELDS, allowed: (principal) => app.access.canSomewhere(principal.user, 'shared.add_team') },
   })
   api.get('/organizations/', { schema: { querystring: listQuery(organizationFilterFields) } }, async (request) => {
     const { page, filter } = request.query
-    const { count, results } = await app.store.access.listOrganizations({ offset: page.offset, limit: page.pageSize, filter })
+    const { count, results } = await app.store.access.listOrganizations({ offset: page.offset, limit: page.pageSize, filter, ids: visibilityOf(app, request)?.organizations })
     return paged(request, page, count, results.map(serializeOrganization))
   })
   api.post('/organizations/', { schema: { body: createOrganization } }, async (request, reply) => {
@@ -80,7 +84,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   })
   api.get('/organizations/:id/', { schema: { params: idParam } }, async (request) => {
     const organization = await app.store.access.findOrganization(request.params.id)
-    if (!organization) throw new NotFound('No such organization.')
+    if (!organization || !seesOrganization(request, organization.id)) throw new NotFound('No such organization.')
     return serializeOrganization(organization)
   })
   api.route({
@@ -104,13 +108,13 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   const teamList = listQuery(teamFilterFields)
   api.get('/teams/', { schema: { querystring: teamList } }, async (request) => {
     const { page, filter } = request.query
-    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter })
+    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter, ids: visibilityOf(app, request)?.teams })
     return paged(request, page, count, results.map((team) => serializeTeam(app, team)))
   })
   api.get('/organizations/:id/teams/', { schema: { params: idParam, querystring: teamList } }, async (request) => {
-    if (!(await app.store.access.findOrganization(request.params.id))) throw new NotFound('No such organization.')
+    if (!(await app.store.access.findOrganization(request.params.id)) || !seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
     const { page, filter } = request.query
-    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter, organizationId: request.params.id })
+    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter, organizationId: request.params.id, ids: visibilityOf(app, request)?.teams })
     return paged(request, page, count, results.map((team) => serializeTeam(app, team)))
   })
   api.post('/teams/', { schema: { body: createTeam } }, async (request, reply) => {
@@ -122,7 +126,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   })
   api.get('/teams/:id/', { schema: { params: idParam } }, async (request) => {
     const team = await app.store.access.findTeam(request.params.id)
-    if (!team) throw new NotFound('No such team.')
+    if (!team || !seesTeam(request, team.id)) throw new NotFound('No such team.')
     return serializeTeam(app, team)
   })
   api.route({

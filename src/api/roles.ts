@@ -1,9 +1,10 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
+import type { Visibility } from '../access/model.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
-import { principalOf } from './access.ts'
+import { principalOf, visibilityOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
@@ -15,8 +16,10 @@ import { idParam } from './validation.ts'
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
 const permissions = z.array(z.string()).max(100)
-const createRole = z.object({ name, description: description.optional(), permissions, content_type: z.string().nullable() }).strict()
-const updateRole = z.object({ name, description, permissions, content_type: z.string().nullable() }).partial().strict()
+/** `content_type`: absent or null for a global role, as the platform's default; accepted on a change (src/access/admin.ts). */
+const contentTypeField = z.string().max(200).nullable()
+const createRole = z.object({ name, description: description.optional(), permissions, content_type: contentTypeField.optional() }).strict()
+const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().strict()
 const assignmentInput = (actor: Actor) => z.object({
   role_definition: bodyId('a role definition'),
   [actor]: bodyId(`a ${actor}`),
@@ -83,7 +86,8 @@ async function serializeAssignment(app: App, assignment: RoleAssignment) {
 /**
  * role_definitions/, role_user_assignments/ and role_team_assignments/ in django-ansible-base's shapes, with the
  * platform's list filters. Assignments are created and deleted, never changed (as there); who may grant what:
- * src/access/admin.ts.
+ * src/access/admin.ts. An assignment shows to those holding a role on its object (platform-wide ones to holders of
+ * one), as its visible_items shows them; superusers and auditors see all.
  */
 export function roleRoutes(api: GatewayApi, app: App): void {
   describeList(api, '/role_definitions/', {
@@ -140,12 +144,12 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.get(`/role_${actor}_assignments/`, { schema: { querystring } }, async (request) => {
       const { page, filter } = request.query
-      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter })
+      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter, onObjects: visibilityOf(app, request)?.assignments })
       return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))
     })
     api.get(`/role_definitions/:id/${actor}_assignments/`, { schema: { params: idParam, querystring } }, async (request) => {
       const { page, filter } = request.query
-      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter, roleDefinitionId: request.params.id })
+      const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter, roleDefinitionId: request.params.id, onObjects: visibilityOf(app, request)?.assignments })
       return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))
     })
     api.post(`/role_${actor}_assignments/`, { schema: { body: assignmentInput(actor) } }, async (request, reply) => {
@@ -162,7 +166,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.get(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request) => {
       const assignment = await app.store.access.findAssignment(actor, request.params.id)
-      if (!assignment) throw new NotFound('No such role assignment.')
+      if (!assignment || !seesAssignment(visibilityOf(app, request), assignment)) throw new NotFound('No such role assignment.')
       return serializeAssignment(app, assignment)
     })
     api.delete(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request, reply) => {
@@ -172,6 +176,13 @@ export function roleRoutes(api: GatewayApi, app: App): void {
       return reply.code(204).send()
     })
   }
+}
+
+/** Whether an assignment shows to a caller who sees `visible` (undefined: everything), as the lists show them. */
+function seesAssignment(visible: Visibility | undefined, assignment: RoleAssignment): boolean {
+  if (!visible) return true
+  if (assignment.objectType === 'platform') return visible.assignments.platform
+  return (assignment.objectType === 'team' ? visible.assignments.teams : visible.assignments.organizations).has(assignment.objectId)
 }
 
 /** How the audit trail names a role definition, and an assignment (by the role it gives). */

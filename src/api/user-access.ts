@@ -1,7 +1,9 @@
 import type { App } from '../app.ts'
+import { visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { serializeOrganization, serializeTeam } from './organizations.ts'
 import { paged, pageOf, pageQuery } from './pagination.ts'
+import { visibleUser } from './users.ts'
 import { idParam } from './validation.ts'
 
 /**
@@ -11,22 +13,25 @@ import { idParam } from './validation.ts'
  */
 export function userAccessRoutes(api: GatewayApi, app: App): void {
   api.get('/users/:id/teams/', { schema: { params: idParam, querystring: pageQuery } }, async (request) => {
-    const user = await app.accounts.require(request.params.id)
+    const user = await visibleUser(app, request, request.params.id)
     const page = pageOf(request.query)
-    const teams = app.access.of(user).teams
+    const visible = visibilityOf(app, request)
+    const teams = app.access.of(user).teams.filter((team) => visible?.teams.has(team.id) ?? true)
     return paged(request, page, teams.length, teams.slice(page.offset, page.offset + page.pageSize).map((team) => serializeTeam(app, team)))
   })
 
   api.get('/users/:id/organizations/', { schema: { params: idParam, querystring: pageQuery } }, async (request) => {
-    const user = await app.accounts.require(request.params.id)
+    const user = await visibleUser(app, request, request.params.id)
     const page = pageOf(request.query)
-    const organizations = app.access.of(user).organizations
+    const visible = visibilityOf(app, request)
+    const organizations = app.access.of(user).organizations.filter((organization) => visible?.organizations.has(organization.id) ?? true)
     return paged(request, page, organizations.length, organizations.slice(page.offset, page.offset + page.pageSize).map(serializeOrganization))
   })
 
   api.get('/users/:id/access/', { schema: { params: idParam } }, async (request) => {
-    const user = await app.accounts.require(request.params.id)
+    const user = await visibleUser(app, request, request.params.id)
     const access = app.access.of(user)
+    const visible = visibilityOf(app, request)
     const services = app.config.services.map((service) => {
       const rules = app.serviceRules.get(service.name)
       const decision = rules?.decide({ principal: { userId: user.id, user, method: 'session' }, access, method: 'GET', path: service.prefix, address: request.ip })
@@ -40,8 +45,8 @@ export function userAccessRoutes(api: GatewayApi, app: App): void {
     })
     return {
       user: user.id,
-      teams: access.teams.map((team) => ({ id: team.id, name: team.name, organization: team.organizationId })),
-      organizations: access.organizations.map((o) => ({ id: o.id, name: o.name })),
+      teams: access.teams.filter((team) => visible?.teams.has(team.id) ?? true).map((team) => ({ id: team.id, name: team.name, organization: team.organizationId })),
+      organizations: access.organizations.filter((o) => visible?.organizations.has(o.id) ?? true).map((o) => ({ id: o.id, name: o.name })),
       roles: access.roles,
       services,
     }

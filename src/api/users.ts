@@ -1,9 +1,10 @@
+import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
-import { SelfLockout, ValidationFailed } from '../errors.ts'
+import { NotFound, SelfLockout, ValidationFailed } from '../errors.ts'
 import { type User, userFilterFields } from '../store/users.ts'
-import { principalOf } from './access.ts'
+import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
@@ -58,6 +59,14 @@ export function serializeUser(user: User) {
   }
 }
 
+/** The user the caller asked for, if they may see them (404 otherwise, as for a user that does not exist). */
+export async function visibleUser(app: App, request: FastifyRequest, id: number): Promise<User> {
+  const user = await app.accounts.require(id)
+  const visible = visibilityOf(app, request)
+  if (visible?.users && !user.isSuperuser && !visible.users.has(user.id)) throw new NotFound('No such user.')
+  return user
+}
+
 /** The audit trail's name for a user. */
 export function auditedUser(user: User) {
   return { type: 'user', id: user.id, name: user.username }
@@ -81,17 +90,20 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
   }
 }
 
-/** /users/: everyone signed in may read; only superusers write. */
+/**
+ * /users/: each caller sees themselves, the superusers and the members of the organizations they see, as the
+ * platform's visible_users shows them (superusers and auditors: everyone); only superusers write.
+ */
 export function userRoutes(api: GatewayApi, app: App): void {
   api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
     const { page, filter } = request.query
-    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter })
+    const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter, visibleIds: visibilityOf(app, request)?.users })
     return paged(request, page, count, users.map(serializeUser))
   })
 
   describeList(api, '/users/', {
     name: 'User List',
-    description: 'Accounts: everyone signed in may read; only superusers create, change and delete.',
+    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; only superusers create, change and delete.',
     create: { body: createUser, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
   })
 
@@ -103,7 +115,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
     return serializeUser(user)
   })
 
-  api.get('/users/:id/', { schema: { params: idParam } }, async (request) => serializeUser(await app.accounts.require(request.params.id)))
+  api.get('/users/:id/', { schema: { params: idParam } }, async (request) => serializeUser(await visibleUser(app, request, request.params.id)))
 
   api.route({
     method: ['PATCH', 'PUT'],
@@ -123,7 +135,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
-      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens })
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true })
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
       return serializeUser(user)
     },
@@ -133,7 +145,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
     const { id } = request.params
     if (id === principalOf(request).user.id) throw new SelfLockout('You cannot delete your own account.')
     const target = await app.accounts.require(id)
-    await app.accounts.delete(id)
+    await app.accounts.delete(id, { keepAnActiveSuperuser: true })
     app.audit.change(actorOf(request), 'delete', auditedUser(target), serializeUser(target))
     return reply.code(204).send()
   })

@@ -30,7 +30,11 @@ export function parseCidr(value: string): { address: string; prefix: number; fam
 export const RuleMatchSchema = z.object({
   superuser: z.boolean().optional().describe('true: superusers only; false: everyone but superusers.'),
   users: names.optional().describe('Usernames.'),
-  teams: names.optional().describe('Team names (in any organization): members of any of them.'),
+  teams: z.array(z.union([
+    z.string().min(1).max(512),
+    z.object({ organization: z.string().min(1).max(512), team: z.string().min(1).max(512) }).strict(),
+  ])).min(1).optional()
+    .describe('Teams: a name alone (a team of that name in any organization, also one an organization admin makes), or { organization, team }: members of any of them.'),
   organizations: names.optional().describe('Organization names: members of any of them.'),
   roles: names.optional().describe('Role definition names (e.g. Platform Auditor), held on anything.'),
   methods: z.array(z.enum(RULE_METHODS)).min(1).optional().describe('HTTP methods.'),

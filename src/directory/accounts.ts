@@ -1,6 +1,6 @@
 import type { Lockout } from './lockout.ts'
 import { burnVerificationTime, hashPassword } from './passwords.ts'
-import { AccountDisabled, GatehouseError, InvalidCredentials, NotFound, UsernameTaken, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, GatehouseError, InvalidCredentials, NotFound, SelfLockout, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
@@ -49,6 +49,15 @@ export type AccountChanges = Omit<UserChanges, 'passwordHash'> & {
   password?: string | null | undefined
   /** With a new password: revoke the user's personal tokens as well. */
   revokeTokens?: boolean | undefined
+}
+
+/** What an administrator's change may ask for besides the change itself. */
+export interface AdministrativeChange {
+  /**
+   * Refuse a change that would leave no active superuser (the API's users/ endpoints). A directory or SSO login
+   * does not ask it: the directory decides who is a superuser, and the CLI is how an operator recovers.
+   */
+  keepAnActiveSuperuser?: boolean | undefined
 }
 
 /**
@@ -172,7 +181,7 @@ export class Accounts {
    * process drops the account, its sessions, tokens and verified passwords together, and no crash can leave
    * the change made but unannounced.
    */
-  async update(id: number, changes: AccountChanges): Promise<User> {
+  async update(id: number, changes: AccountChanges, options: AdministrativeChange = {}): Promise<User> {
     const current = await this.#store.users.findById(id)
     if (!current) throw new NotFound('No such user.')
     const problems: Record<string, string[]> = {}
@@ -184,9 +193,12 @@ export class Accounts {
     let saved: { before: User; after: User } | undefined
     try {
       saved = await this.#bus.change(async (tx, announce) => {
+        const mayRemoveSuperuser = options.keepAnActiveSuperuser === true && (rest.isSuperuser === false || rest.isActive === false)
+        if (mayRemoveSuperuser) await tx.users.lockActiveSuperusers()
         const before = await tx.users.findById(id)
         const after = before && await tx.users.update(id, { ...rest, ...(passwordHash !== undefined ? { passwordHash } : {}) })
         if (!before || !after) return undefined
+        if (mayRemoveSuperuser && isActiveSuperuser(before) && !isActiveSuperuser(after)) await requireAnActiveSuperuser(tx)
         announce(USER_TOPIC, String(id))
         await this.#runChangeListeners(tx, after, {
           passwordChanged: passwordHash !== undefined,
@@ -207,13 +219,16 @@ export class Accounts {
     return after
   }
 
-  async delete(id: number): Promise<void> {
+  async delete(id: number, options: AdministrativeChange = {}): Promise<void> {
     const deleted = await this.#bus.change(async (tx, announce) => {
+      if (options.keepAnActiveSuperuser) await tx.users.lockActiveSuperusers()
       const user = await tx.users.findById(id)
       if (!user) return false
       announce(USER_TOPIC, String(id))
       await this.#runChangeListeners(tx, user, { passwordChanged: false, deactivated: true, deleted: true, revokeTokens: false })
-      return tx.users.delete(id)
+      const gone = await tx.users.delete(id)
+      if (options.keepAnActiveSuperuser && isActiveSuperuser(user)) await requireAnActiveSuperuser(tx)
+      return gone
     })
     if (!deleted) throw new NotFound('No such user.')
   }
@@ -239,5 +254,20 @@ export class Accounts {
   #forget(id: number): void {
     this.#byId.forget(id)
     for (const listener of this.#forgetListeners) listener(id)
+  }
+}
+
+function isActiveSuperuser(user: User): boolean {
+  return user.isSuperuser && user.isActive
+}
+
+/**
+ * Ends the change's transaction (rolling it back) when it left no active superuser. Counted after the change,
+ * under lockActiveSuperusers: two superusers demoting each other at once are then one after the other, and the
+ * second is refused.
+ */
+async function requireAnActiveSuperuser(tx: Repositories): Promise<void> {
+  if (await tx.users.activeSuperuserCount() === 0) {
+    throw new SelfLockout('At least one active superuser must remain: this change would leave none.')
   }
 }

@@ -1,5 +1,7 @@
 import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
+import { sql } from './kysely.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { RoleDefinitionsTable, Tables } from './schema.ts'
 
 export interface Organization {
@@ -53,6 +55,13 @@ export interface AssignmentQuery extends ListQuery {
   roleDefinitionId?: number | undefined
   objectType?: ObjectType | undefined
   objectId?: number | undefined
+  /** Only assignments on these objects (one caller's view); absent: all. */
+  onObjects?: { organizations: Iterable<number>; teams: Iterable<number>; platform: boolean } | undefined
+}
+
+/** A list restricted to what one caller may see: only these ids; absent, all. */
+export interface VisibleQuery extends ListQuery {
+  ids?: Iterable<number> | undefined
 }
 
 const common = {
@@ -97,9 +106,11 @@ export interface AccessRecords {
  */
 export class AccessRepository {
   readonly #db: Kysely<Tables>
+  readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async loadAll(): Promise<AccessRecords> {
@@ -130,8 +141,9 @@ export class AccessRepository {
     return row && toOrganization(row)
   }
 
-  async listOrganizations(query: ListQuery): Promise<{ count: number; results: Organization[] }> {
-    const base = this.#db.selectFrom('organizations')
+  async listOrganizations(query: VisibleQuery): Promise<{ count: number; results: Organization[] }> {
+    let base = this.#db.selectFrom('organizations')
+    if (query.ids !== undefined) base = base.where(oneOf('id', query.ids))
     const { count, rows } = await countAndPage(base, organizationFilterFields, query)
     return { count, results: rows.map(toOrganization) }
   }
@@ -172,8 +184,9 @@ export class AccessRepository {
     return row && toOrganization(row)
   }
 
-  async listTeams(query: ListQuery & { organizationId?: number | undefined }): Promise<{ count: number; results: Team[] }> {
+  async listTeams(query: VisibleQuery & { organizationId?: number | undefined }): Promise<{ count: number; results: Team[] }> {
     let base = this.#db.selectFrom('teams')
+    if (query.ids !== undefined) base = base.where(oneOf('id', query.ids))
     if (query.organizationId !== undefined) base = base.where('organization_id', '=', query.organizationId)
     const { count, rows } = await countAndPage(base, teamFilterFields, query)
     return { count, results: rows.map(toTeam) }
@@ -203,6 +216,17 @@ export class AccessRepository {
     return row && toRoleDefinition(row)
   }
 
+  /**
+   * Inside a transaction: the role definition as it is, kept from changing until the transaction ends (on
+   * PostgreSQL a shared row lock: a change to it waits, and this waits for one under way; on SQLite every write
+   * transaction is already alone).
+   */
+  async findRoleDefinitionToAssign(id: number): Promise<RoleDefinition | undefined> {
+    const query = this.#db.selectFrom('role_definitions').selectAll().where('id', '=', id)
+    const row = await (this.#dialect === 'postgres' ? query.forShare() : query).executeTakeFirst()
+    return row && toRoleDefinition(row)
+  }
+
   async findRoleDefinitionByName(name: string): Promise<RoleDefinition | undefined> {
     const row = await this.#db.selectFrom('role_definitions').selectAll().where('name', '=', name).executeTakeFirst()
     return row && toRoleDefinition(row)
@@ -214,8 +238,12 @@ export class AccessRepository {
     return { count, results: rows.map(toRoleDefinition) }
   }
 
-  async updateRoleDefinition(id: number, changes: { name?: string | undefined; description?: string | undefined; permissions?: string[] | undefined }, now = Date.now()): Promise<RoleDefinition | undefined> {
-    const values = { ...definedOnly({ name: changes.name, description: changes.description }), modified_at: now }
+  async updateRoleDefinition(id: number, changes: { name?: string | undefined; description?: string | undefined; contentType?: string | null | undefined; permissions?: string[] | undefined }, now = Date.now()): Promise<RoleDefinition | undefined> {
+    const values = {
+      ...definedOnly({ name: changes.name, description: changes.description }),
+      ...(changes.contentType === undefined ? {} : { content_type: changes.contentType }),
+      modified_at: now,
+    }
     const row = await this.#db.updateTable('role_definitions')
       .set(changes.permissions ? { ...values, permissions: JSON.stringify(changes.permissions) } : values)
       .where('id', '=', id).returningAll().executeTakeFirst()
@@ -257,6 +285,14 @@ export class AccessRepository {
     if (query.roleDefinitionId !== undefined) base = base.where('role_definition_id', '=', query.roleDefinitionId)
     if (query.objectType !== undefined) base = base.where('object_type', '=', query.objectType)
     if (query.objectId !== undefined) base = base.where('object_id', '=', query.objectId)
+    if (query.onObjects !== undefined) {
+      const { organizations, teams, platform } = query.onObjects
+      base = base.where(anyOf([
+        sql<boolean>`(object_type = 'organization' AND ${oneOf('object_id', organizations)})`,
+        sql<boolean>`(object_type = 'team' AND ${oneOf('object_id', teams)})`,
+        ...(platform ? [sql<boolean>`object_type = 'platform'`] : []),
+      ]))
+    }
     const { count, rows } = await countAndPage(base, assignmentFilterFields(actor), query)
     return { count, results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
   }

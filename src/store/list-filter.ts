@@ -95,3 +95,19 @@ function lookupSql(column: ReturnType<typeof sql.ref>, lookup: Lookup, value: Co
 function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`)
 }
+
+/**
+ * `column` is one of `values`: the rows of a list one caller may see. Never an empty `IN ()`, which SQL does not
+ * have: no values, no rows. The ids are written into the statement, not bound: a caller may see more members than
+ * a statement takes parameters (SQLite 32766, PostgreSQL 65535), and whole numbers checked as such are safe to write.
+ */
+export function oneOf(column: string, values: Iterable<number>): Expression<SqlBool> {
+  const list = [...values]
+  if (!list.every(Number.isSafeInteger)) throw new TypeError('oneOf takes whole numbers only')
+  return list.length ? sql<SqlBool>`${sql.ref(column)} IN (${sql.raw(list.join(', '))})` : sql<SqlBool>`1 = 0`
+}
+
+/** Any of the conditions; none is no rows. */
+export function anyOf(conditions: readonly Expression<SqlBool>[]): Expression<SqlBool> {
+  return conditions.length ? sql<SqlBool>`(${sql.join(conditions, sql` OR `)})` : sql<SqlBool>`1 = 0`
+}

@@ -6,6 +6,7 @@ import { DatabaseUnusable } from './errors.ts'
 import { EventLog } from './events.ts'
 import { ApplicationRepository } from './applications.ts'
 import { LoginFailureRepository } from './login-failures.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
 import { SessionRepository } from './sessions.ts'
 import { OidcRecordRepository } from './oidc.ts'
@@ -53,7 +54,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     await database.close()
     throw new DatabaseUnusable(database.description, error)
   }
-  const repositories = repositoriesOn(database.db, new OidcRecordRepository(database.db, { batched: true }))
+  const repositories = repositoriesOn(database.db, database.dialect, new OidcRecordRepository(database.db, { batched: true }))
   return {
     database,
     ...repositories,
@@ -62,7 +63,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
       await repositories.oidc.settled()
       let oidc: OidcRecordRepository | undefined
       try {
-        return await database.db.transaction().execute((trx) => work(repositoriesOn(trx, (oidc = repositories.oidc.inTransaction(trx)))))
+        return await database.db.transaction().execute((trx) => work(repositoriesOn(trx, database.dialect, (oidc = repositories.oidc.inTransaction(trx)))))
       } finally {
         oidc?.transactionEnded()
       }
@@ -74,9 +75,9 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
   }
 }
 
-function repositoriesOn(db: Kysely<Tables>, oidc: OidcRecordRepository): Repositories {
+function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcRecordRepository): Repositories {
   return {
-    users: new UserRepository(db),
+    users: new UserRepository(db, dialect),
     settings: new SettingsRepository(db),
     events: new EventLog(db),
     signingKeys: new SigningKeyRepository(db),
@@ -86,7 +87,7 @@ function repositoriesOn(db: Kysely<Tables>, oidc: OidcRecordRepository): Reposit
     sso: new SsoRepository(db),
     loginFailures: new LoginFailureRepository(db),
     audit: new AuditRepository(db),
-    access: new AccessRepository(db),
+    access: new AccessRepository(db, dialect),
     applications: new ApplicationRepository(db),
   }
 }

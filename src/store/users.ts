@@ -1,5 +1,7 @@
 import type { Kysely, Selectable } from 'kysely'
-import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
+import { sql } from './kysely.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { Tables, UsersTable } from './schema.ts'
 
 export type UserSource = 'local' | 'ldap' | 'sso'
@@ -45,6 +47,8 @@ export interface UserQuery {
   username?: string | undefined
   source?: UserSource | undefined
   filter?: ListFilter | undefined
+  /** Only these users and the superusers (one caller's view); absent: all. */
+  visibleIds?: Iterable<number> | undefined
 }
 
 /** What a list of users can be filtered, searched and ordered on, by the API's field names. */
@@ -67,9 +71,11 @@ export const userFilterFields: FilterFields = Object.freeze({
 /** Accounts, whatever their source. Passwords arrive already hashed: this layer never sees a secret. */
 export class UserRepository {
   readonly #db: Kysely<Tables>
+  readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async create(input: NewUser, now = Date.now()): Promise<User> {
@@ -122,11 +128,29 @@ export class UserRepository {
     return Number(row.n)
   }
 
+  /**
+   * Inside a transaction: holds the active superusers' rows until it ends, so that two transactions each taking
+   * away a different superuser run one after the other, and the second counts what the first left
+   * (activeSuperuserCount). PostgreSQL's row locks do that; on SQLite every write transaction already holds the
+   * database's one write lock from its start (BEGIN IMMEDIATE), so there is nothing more to take.
+   */
+  async lockActiveSuperusers(): Promise<void> {
+    if (this.#dialect !== 'postgres') return
+    await this.#db.selectFrom('users').select('id').where('is_superuser', '=', true).where('is_active', '=', true).orderBy('id').forUpdate().execute()
+  }
+
+  async activeSuperuserCount(): Promise<number> {
+    const row = await this.#db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('is_superuser', '=', true).where('is_active', '=', true).executeTakeFirstOrThrow()
+    return Number(row.n)
+  }
+
   async list(query: UserQuery): Promise<{ count: number; users: User[] }> {
     const filter = query.filter ?? NO_FILTER
     let base = filtered(this.#db.selectFrom('users'), userFilterFields, filter)
     if (query.username !== undefined) base = base.where('username', '=', query.username)
     if (query.source !== undefined) base = base.where('source', '=', query.source)
+    if (query.visibleIds !== undefined) base = base.where(anyOf([oneOf('id', query.visibleIds), sql<boolean>`is_superuser = ${true}`]))
     const [{ n }, rows] = await Promise.all([
       base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
       ordered(base.selectAll(), userFilterFields, filter).offset(query.offset).limit(query.limit).execute(),

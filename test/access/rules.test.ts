@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { UserAccess } from '../../src/access/model.ts'
+import { teamKey, type UserAccess } from '../../src/access/model.ts'
 import { ServiceRules, unknownNames } from '../../src/access/rules.ts'
 import type { Principal } from '../../src/auth/principal.ts'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
@@ -8,7 +8,7 @@ import type { User } from '../../src/store/users.ts'
 
 const user = (username: string, isSuperuser = false) => ({ id: 1, username, isSuperuser, isSystemAuditor: false }) as User
 const signedIn = (principal: Omit<Principal, 'userId'>): Principal => ({ ...principal, userId: principal.user.id })
-const nobody: UserAccess = { teams: [], organizations: [], roles: [], teamNames: new Set(), organizationNames: new Set(), roleNames: new Set(), held: [], groups: [] }
+const nobody: UserAccess = { teams: [], organizations: [], roles: [], teamNames: new Set(), teamKeys: new Set(), organizationNames: new Set(), roleNames: new Set(), held: [], groups: [] }
 const request = (principal: Omit<Principal, 'userId'>, overrides: Partial<{ method: string; path: string; address: string; access: UserAccess }> = {}) =>
   ({ principal: signedIn(principal), access: nobody, method: 'GET', path: '/svc/x', address: '127.0.0.1', ...overrides })
 
@@ -76,9 +76,10 @@ describe('access rules', () => {
   })
 
   it('warns of teams and organizations that do not exist yet', () => {
-    const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { teams: ['Ops', 'Ghosts'], organizations: ['Acme'] } }] }] })
-    assert.deepEqual(unknownNames(config, { teams: new Set(['Ops']), organizations: new Set() }), [
+    const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { teams: ['Ops', 'Ghosts', { organization: 'Acme', team: 'Ops' }, { organization: 'Other', team: 'Ops' }], organizations: ['Acme'] } }] }] })
+    assert.deepEqual(unknownNames(config, { teams: new Set(['Ops']), teamKeys: new Set([teamKey('Acme', 'Ops')]), organizations: new Set() }), [
       'services.0.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
+      'services.0.access.0.allow.teams: no team "Other/Ops" yet (the rule applies once it exists)',
       'services.0.access.0.allow.organizations: no organization "Acme" yet (the rule applies once it exists)',
     ])
   })
@@ -91,7 +92,7 @@ describe('access rules', () => {
       gateway: { access: [{ allow: { teams: ['Ghosts'] } }] },
       realms: [{ name: 'r', clients: [{ client_id: 'a', access: [{ deny: { organizations: ['Acme'] } }] }] }],
     })
-    assert.deepEqual(unknownNames(config, { teams: new Set(), organizations: new Set() }), [
+    assert.deepEqual(unknownNames(config, { teams: new Set(), teamKeys: new Set(), organizations: new Set() }), [
       'gateway.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
       'realms.0.clients.0.access.0.deny.organizations: no organization "Acme" yet (the rule applies once it exists)',
     ])

@@ -105,8 +105,35 @@ describe('the access API', () => {
     assert.equal(wrong.status, 400)
     assert.ok(wrong.body.errors.permissions)
     const managed = await call(gw, 'PATCH', `role_definitions/${await roleId(gw, 'Team Member')}/`, { name: 'Renamed' })
-    assert.equal(managed.status, 403)
+    assert.equal(managed.status, 400)
+    assert.equal(managed.body.code, 'managed_role')
     assert.equal((await call(gw, 'POST', 'role_definitions/', { name: 'Nope', content_type: 'shared.team', permissions: [] }, as('orgadmin'))).status, 403)
+  })
+
+  it('refuses a Platform Auditor every write of access control and accounts, and changes nothing', async () => {
+    const auditor = as('auditor')
+    const plain = await userId(gw, 'plain')
+    const anAssignment = (await call(gw, 'GET', 'role_user_assignments/')).body.results[0].id
+    const writes: [string, string, unknown][] = [
+      ['POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Team Member'), user: plain, object_id: research.team }],
+      ['POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Platform Auditor'), user: plain }],
+      ['DELETE', `role_user_assignments/${anAssignment}/`, undefined],
+      ['POST', 'role_definitions/', { name: 'Auditor Made', content_type: 'shared.team', permissions: ['shared.view_team'] }],
+      ['DELETE', `organizations/${ops.organization}/`, undefined],
+      ['PATCH', `users/${plain}/`, { is_superuser: true }],
+      ['PUT', `users/${await userId(gw, 'auditor')}/`, { is_superuser: true }],
+      ['POST', 'users/', { username: 'auditor-made', is_superuser: true }],
+    ]
+    for (const [method, path, body] of writes) {
+      const { status, body: answer } = await call(gw, method, path, body, auditor)
+      assert.equal(status, 403, `${method} ${path}: ${JSON.stringify(answer)}`)
+    }
+    assert.equal((await call(gw, 'GET', `users/${plain}/`)).body.is_superuser, false)
+    assert.equal((await call(gw, 'GET', 'users/?username=auditor-made')).body.count, 0)
+    assert.equal((await call(gw, 'GET', `role_user_assignments/${anAssignment}/`)).status, 200)
+    assert.equal((await call(gw, 'GET', `organizations/${ops.organization}/`)).status, 200)
+    const me = await call(gw, 'PATCH', 'me/', { is_superuser: true }, as('plain'))
+    assert.equal(me.status, 400, 'nor may anyone make themselves one through me/')
   })
 
   it('lets a Platform Auditor read everything and change nothing; the flag and the role agree', async () => {
@@ -198,5 +225,32 @@ describe('the access API', () => {
     assert.equal((await call(gw, 'GET', `role_user_assignments/${admins.body.results[0].id}/`)).status, 200)
     assert.equal(editor.status, 201)
     assert.equal(renamer.status, 201)
+  })
+
+  it('refuses the membership of a team to a giver who does not hold the team\'s roles, either way, and changes nothing', async () => {
+    for (const name of ['keeper', 'boss']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    const { organization: holding, team: admins } = await createOrgAndTeam(gw, 'Holding', 'Admins')
+    assert.equal((await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Organization Admin'), team: admins, object_id: holding })).status, 201)
+    // Manages the organization's teams and their members, and nothing else of the organization.
+    const keeperRole = await call(gw, 'POST', 'role_definitions/', { name: 'Team Keeper', content_type: 'shared.organization', permissions: ['shared.view_organization', 'shared.view_team', 'shared.change_team', 'shared.member_team'] })
+    assert.equal(keeperRole.status, 201, JSON.stringify(keeperRole.body))
+    assert.equal((await grant(gw, 'keeper', 'Team Keeper', holding)).status, 201)
+    const boss = await grant(gw, 'boss', 'Team Member', admins)
+    assert.equal(boss.status, 201)
+    const before = (await call(gw, 'GET', 'role_user_assignments/')).body.count
+
+    // Membership of the team would make the keeper an organization admin through the team's role.
+    const joined = await grant(gw, 'keeper', 'Team Member', admins, as('keeper'))
+    assert.equal(joined.status, 403, JSON.stringify(joined.body))
+    assert.equal(joined.body.code, 'permission_denied')
+    assert.equal((await grant(gw, 'plain', 'Team Member', admins, as('keeper'))).status, 403)
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${boss.body.id}/`, undefined, as('keeper'))).status, 403)
+    assert.equal((await call(gw, 'GET', 'role_user_assignments/')).body.count, before)
+    assert.equal((await call(gw, 'DELETE', `organizations/${holding}/`, undefined, as('keeper'))).status, 403)
+    // The keeper still manages a team that holds nothing more; the organization's admins manage this one.
+    const { team: plainTeam } = await createOrgAndTeam(gw, 'Kept', 'Crew')
+    assert.equal((await grant(gw, 'keeper', 'Team Keeper', (await call(gw, 'GET', `teams/${plainTeam}/`)).body.organization)).status, 201)
+    assert.equal((await grant(gw, 'plain', 'Team Member', plainTeam, as('keeper'))).status, 201)
+    assert.equal((await grant(gw, 'keeper', 'Team Member', admins, as('boss'))).status, 201)
   })
 })

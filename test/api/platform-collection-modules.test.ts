@@ -166,9 +166,10 @@ describe('the collection\'s access and application modules', () => {
       assert.equal(updated.item.description, 'sees and joins the team')
       const renamed = await run(client, { ...params, new_name: 'Team Watcher' })
       assert.equal(renamed.item.name, 'Team Watcher')
+      // Another type is taken while no one holds the role, as the platform's PATCH takes it (docs/access.md).
       const moved = await client.send('PATCH', renamed.item.url, { content_type: 'shared.organization' })
-      assert.equal(moved.status, 400)
-      assert.ok(moved.json.content_type, JSON.stringify(moved.json))
+      assert.equal(moved.status, 200, JSON.stringify(moved.json))
+      assert.equal(moved.json.content_type, 'shared.organization')
 
       assert.deepEqual(await run(client, { ...params, name: 'Team Watcher', state: 'absent' }), { changed: true, status: 204 })
       assert.deepEqual(await run(client, { ...params, name: 'Team Watcher', state: 'absent' }), { changed: false })
