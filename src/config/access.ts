@@ -32,7 +32,10 @@ export const RuleMatchSchema = z.object({
   users: names.optional().describe('Usernames.'),
   teams: z.array(z.union([
     z.string().min(1).max(512),
-    z.object({ organization: z.string().min(1).max(512), team: z.string().min(1).max(512) }).strict(),
+    z.object({
+      organization: z.string().min(1).max(512).describe('The name of the organization the team belongs to.'),
+      team: z.string().min(1).max(512).describe('The team\'s name within that organization.'),
+    }).strict(),
   ])).min(1).optional()
     .describe('Teams: a name alone (a team of that name in any organization, also one an organization admin makes), or { organization, team }: members of any of them.'),
   organizations: names.optional().describe('Organization names: members of any of them.'),
