@@ -79,11 +79,11 @@ async function gatewaySessionUser(app: App, realm: Realm, request: FastifyReques
   return decision.granted ? decision.principal?.user : undefined
 }
 
-/** The gateway session of a browser that just signed in at the realm; one it had before ends. */
+/** The gateway session of a browser that just signed in at the realm; one it had before is replaced (session-start.ts). */
 async function openGatewaySession(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<void> {
-  const previous = request.cookies[SESSION_COOKIE]
-  if (previous) await app.sessions.resolve(previous).then((session) => app.sessions.end(session.keyHash), () => undefined)
-  await startSession(app, request, reply, user)
+  const cookie = request.cookies[SESSION_COOKIE]
+  const previous = cookie ? await app.sessions.resolve(cookie).then((session) => session.keyHash, () => undefined) : undefined
+  await startSession(app, request, reply, user, previous)
 }
 
 /**

@@ -330,9 +330,12 @@ for (const backend of unmigratedBackends) {
         const { db, dialect } = store.database
         const migrator = new Migrator({ db, provider: migrationProvider(dialect) })
         assert.equal((await migrator.migrateTo('013_application_organization')).error, undefined)
-        await store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1' }, uid: 'u1' })
-        await store.oidc.upsert({ model: 'DeviceCode', id: 'd1', payload: { userCode: 'ABCD' }, userCode: 'ABCD' })
-        await store.oidc.upsert({ model: 'AccessToken', id: 'a1', payload: { accountId: '1' } })
+        // As version 013 wrote them: its table lacks the columns of later versions.
+        await db.insertInto('oidc_records' as never).values([
+          { model: 'Session', id: 's1', payload: JSON.stringify({ uid: 'u1' }), uid: 'u1' },
+          { model: 'DeviceCode', id: 'd1', payload: JSON.stringify({ userCode: 'ABCD' }), user_code: 'ABCD' },
+          { model: 'AccessToken', id: 'a1', payload: JSON.stringify({ accountId: '1' }), account_id: '1' },
+        ] as never).execute()
         await store.database.migrate()
 
         const definitions = dialect === 'postgres'
