@@ -210,7 +210,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -286,6 +286,38 @@ for (const backend of gatewayBackends) {
       // The browser dropped the realm's cookie; a copy of it kept elsewhere opens nothing either.
       const { instance: provider } = await gw.app.oidc.get(REALM)!.provider()
       assert.equal(await provider.Session.find(realmCookie), undefined)
+      await assertSignedOutAtRealm(device)
+    })
+
+    it('ends the realm session of a browser whose gateway session its owner ends with End', async () => {
+      const device = await realmSignIn('judy')
+      const owner = { authorization: basic('judy', 'judy-password') }
+      const listed = await json(await gw.fetch('/api/gateway/v1/me/sessions/', { headers: owner }))
+      assert.equal((await gw.fetch(`/api/gateway/v1/me/sessions/${listed.results[0].id}/`, { method: 'DELETE', headers: owner })).status, 204)
+      await assertSignedOutAtRealm(device)
+    })
+
+    it('ends the realm session of the oldest gateway session a newer login pushes over sessions_per_user_limit', async () => {
+      const admin = { authorization: basic('admin', ADMIN_PASSWORD), 'content-type': 'application/json' }
+      const limit = (value: number) => gw.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: admin, body: JSON.stringify({ sessions_per_user_limit: value }) })
+      assert.equal((await limit(1)).status, 200)
+      try {
+        const oldest = await realmSignIn('henry')
+        const newer = await realmSignIn('henry')
+        await assertSignedOutAtRealm(oldest)
+        assert.equal((await refresh(newer.refreshToken)).status, 200)
+      } finally {
+        assert.equal((await limit(0)).status, 200)
+      }
+    })
+
+    it('ends the realm session of a disabled account for good: enabled again, the browser signs in again', async () => {
+      const device = await realmSignIn('ivy')
+      const admin = { authorization: basic('admin', ADMIN_PASSWORD), 'content-type': 'application/json' }
+      for (const active of [false, true]) {
+        const changed = await gw.fetch(`/api/gateway/v1/users/${userIds.get('ivy')}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ is_active: active }) })
+        assert.equal(changed.status, 200)
+      }
       await assertSignedOutAtRealm(device)
     })
 
