@@ -147,7 +147,11 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens))
   const metrics = new GatewayMetrics(['gateway', 'ui', ...config.services.map((service) => service.name), ...config.realms.map((realm) => `realms/${realm.name}`)])
-  const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
+  const endGatewaySession = (cookie: string, accountId: string | undefined) => sessions.resolve(cookie).then(async (session) => {
+    if (accountId !== undefined && String(session.userId) !== accountId) return false
+    await sessions.end(session.keyHash)
+    return true
+  }, () => true)
   // The gateway session a realm session of the same browser is linked to: a live one of the same user.
   const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then((session) => session.userId === userId ? session.keyHash : undefined, () => undefined)
   const clientAccess = compileClientAccess(config, access)

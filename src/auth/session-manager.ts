@@ -20,6 +20,13 @@ export interface ActiveSession {
   readonly expiresAt: number
 }
 
+/** The browser's session that a new login replaces (`SessionManager.start`). */
+export interface ReplacedSession {
+  readonly keyHash: string
+  /** A login at the realm's own login page, whatever the previous session's user. */
+  readonly realmSwitchesUser?: boolean
+}
+
 export interface SessionOrigin {
   ip: string
   userAgent: string
@@ -60,17 +67,19 @@ export class SessionManager {
 
   /**
    * Starts a session lasting `session_cookie_age`; returns the identifier for the cookie (never stored). The session
-   * it `replaces` (the browser's previous one, by key hash) ends in the same transaction; the realm sessions linked
-   * to it pass to the new one when both are the same user's, and end with it otherwise.
+   * it `replaces` (the browser's previous one) ends in the same transaction; the realm sessions linked to it pass to
+   * the new one when both are the same user's, or when `realmSwitchesUser` (a login at the realm's own login page:
+   * oidc-provider signs the other user's realm session out itself before it signs the new user in), and end with it
+   * otherwise.
    */
-  async start(userId: number, origin: SessionOrigin, now = Date.now(), replaces?: string): Promise<{ sessionId: string; session: ActiveSession }> {
+  async start(userId: number, origin: SessionOrigin, now = Date.now(), replaces?: ReplacedSession): Promise<{ sessionId: string; session: ActiveSession }> {
     await this.#removeExpired(now)
     const sessionId = randomBytes(32).toString('base64url')
     const limit = this.#settings.current.sessions_per_user_limit
     const stored = await this.#bus.change(async (tx, announce) => {
-      const previous = replaces === undefined ? undefined : await tx.sessions.deleteByKeyHash(replaces)
+      const previous = replaces && await tx.sessions.deleteByKeyHash(replaces.keyHash)
       if (previous) announce(SESSION_TOPIC, previous.keyHash)
-      if (previous && previous.userId === userId) await tx.oidc.relinkSessions(previous.keyHash, SessionManager.hashOf(sessionId))
+      if (previous && (previous.userId === userId || replaces?.realmSwitchesUser)) await tx.oidc.relinkSessions(previous.keyHash, SessionManager.hashOf(sessionId))
       else if (previous) await endLinkedRealmSessions(tx, [previous.keyHash], announce)
       const stored = await tx.sessions.create({
         keyHash: SessionManager.hashOf(sessionId),

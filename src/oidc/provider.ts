@@ -92,7 +92,7 @@ export interface ProviderOptions {
   accounts: Accounts
   serviceAccounts: ServiceAccounts
   loginName(name: string): Promise<string>
-  endGatewaySession(cookie: string): Promise<void>
+  endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
   /** The key hash of the live gateway session a `gateway_sessionid` cookie names, if it is `userId`'s. */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   memberships?: ((user: User) => Memberships) | undefined

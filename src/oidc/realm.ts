@@ -39,8 +39,11 @@ export interface RealmDependencies {
   serviceAccounts: ServiceAccounts
   /** The public URL, read at use: a server listening on port 0 learns its own only after it started. */
   publicUrl(): string
-  /** Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. */
-  endGatewaySession(cookie: string): Promise<void>
+  /**
+   * Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. False when it
+   * is another user's than `accountId` (of the realm session that ended), which it leaves alone.
+   */
+  endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
   /** The key hash of the live gateway session a `gateway_sessionid` cookie names, if it is `userId`'s. */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */

@@ -210,14 +210,14 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
     /** RFC 7636's example verifier, whose challenge `authorize` sends. */
     const VERIFIER = 'dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk'
-    const authorize = (browser: Browser) => browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
-      client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+    const authorize = (browser: Browser, extra: Record<string, string> = {}) => browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+      client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', ...extra,
     })}`, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
 
     /** A browser that signs in at the realm's login page, as keycloak-js does, with the tokens its app got. */
@@ -319,6 +319,26 @@ for (const backend of gatewayBackends) {
         assert.equal(changed.status, 200)
       }
       await assertSignedOutAtRealm(device)
+    })
+
+    it('lets a browser signed in at the realm log in there as someone else: the first person\'s realm session ends, the second stays signed in at both', async () => {
+      const first = await realmSignIn('kate')
+      const browser = first.browser
+      const page = await authorize(browser, { prompt: 'login' })
+      const switching = await browser.submit(page, { username: 'leo', password: 'leo-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      assert.equal(switching.response.status, 200, 'the realm signs the first person out before it signs the second in')
+      // The page submits itself with a script; a browser without one submits its form.
+      const done = await browser.submit(switching, {}, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      assert.ok(done.stoppedAt && new URL(done.stoppedAt).searchParams.get('code'), done.body.slice(0, 300))
+      const me = await browser.request(`${gw.url}/api/gateway/v1/me/`, { headers: { accept: 'application/json' } })
+      assert.equal(me.status, 200)
+      assert.equal((await json(me)).results[0].username, 'leo')
+      assert.equal((await refresh(first.refreshToken)).status, 400, 'the first person\'s realm session ended')
+      assert.ok((await authorize(browser)).stoppedAt, 'the second person is not asked for the password again')
+      // The second person's realm session follows their gateway session.
+      const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('leo', 'leo-password') } })
+      assert.equal((await json(ended)).ended, 1)
+      assert.ok(await asksForPassword(browser))
     })
 
     it('passes the realm session on to the gateway session that replaces the browser\'s, and ends it with that one', async () => {
