@@ -14,7 +14,7 @@ import { Lockout } from './directory/lockout.ts'
 import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
-import { SessionManager } from './auth/session-manager.ts'
+import { endLinkedRealmSessions, SessionManager } from './auth/session-manager.ts'
 import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
@@ -134,7 +134,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
   // tokens when asked. The user's event makes every process drop what it remembers of them (sessions, tokens,
   // verified access tokens), so they need no events of their own.
   accounts.onChange(async (tx, user, change) => {
-    if (change.passwordChanged || change.deactivated || change.deleted) await tx.sessions.deleteForUser(user.id)
+    // A disabled account's realm sessions linked to its gateway sessions end with them (a new password or a
+    // deleted account ends all of them below).
+    if (change.passwordChanged || change.deactivated || change.deleted) await endLinkedRealmSessions(tx, await tx.sessions.deleteForUser(user.id))
     if (change.passwordChanged || change.deleted) await tx.oidc.destroyByAccount(String(user.id))
     if (change.revokeTokens) await tx.tokens.deleteByUser(user.id)
   })
@@ -145,9 +147,15 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => tokens.forgetUser(userId))
   auth.add(new TokenAuthenticator(tokens))
   const metrics = new GatewayMetrics(['gateway', 'ui', ...config.services.map((service) => service.name), ...config.realms.map((realm) => `realms/${realm.name}`)])
-  const endGatewaySession = (cookie: string) => sessions.resolve(cookie).then((session) => sessions.end(session.keyHash), () => undefined)
+  const endGatewaySession = (cookie: string, accountId: string | undefined) => sessions.resolve(cookie).then(async (session) => {
+    if (accountId !== undefined && String(session.userId) !== accountId) return false
+    await sessions.end(session.keyHash)
+    return true
+  }, () => true)
+  // The gateway session a realm session of the same browser is linked to: a live one of the same user.
+  const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then((session) => session.userId === userId ? session.keyHash : undefined, () => undefined)
   const clientAccess = compileClientAccess(config, access)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)

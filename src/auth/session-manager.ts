@@ -1,11 +1,11 @@
 import { hash, randomBytes } from 'node:crypto'
 import { InvalidSession, SessionExpired } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
-import type { EventBus } from '../store/event-bus.ts'
+import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { StoredSession } from '../store/sessions.ts'
-import type { Store } from '../store/store.ts'
+import type { Repositories, Store } from '../store/store.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
-import { SESSION_TOPIC } from '../store/topics.ts'
+import { REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
 
 /** 32 random bytes in base64url: 256 bits, 43 characters. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
@@ -18,6 +18,13 @@ export interface ActiveSession {
   readonly keyHash: string
   readonly userId: number
   readonly expiresAt: number
+}
+
+/** The browser's session that a new login replaces (`SessionManager.start`). */
+export interface ReplacedSession {
+  readonly keyHash: string
+  /** A login at the realm's own login page, whatever the previous session's user. */
+  readonly realmSwitchesUser?: boolean
 }
 
 export interface SessionOrigin {
@@ -58,12 +65,22 @@ export class SessionManager {
     return hash('sha256', sessionId, 'hex')
   }
 
-  /** Starts a session lasting `session_cookie_age`; returns the identifier for the cookie (never stored). */
-  async start(userId: number, origin: SessionOrigin, now = Date.now()): Promise<{ sessionId: string; session: ActiveSession }> {
+  /**
+   * Starts a session lasting `session_cookie_age`; returns the identifier for the cookie (never stored). The session
+   * it `replaces` (the browser's previous one) ends in the same transaction; the realm sessions linked to it pass to
+   * the new one when both are the same user's, or when `realmSwitchesUser` (a login at the realm's own login page:
+   * oidc-provider signs the other user's realm session out itself before it signs the new user in), and end with it
+   * otherwise.
+   */
+  async start(userId: number, origin: SessionOrigin, now = Date.now(), replaces?: ReplacedSession): Promise<{ sessionId: string; session: ActiveSession }> {
     await this.#removeExpired(now)
     const sessionId = randomBytes(32).toString('base64url')
     const limit = this.#settings.current.sessions_per_user_limit
     const stored = await this.#bus.change(async (tx, announce) => {
+      const previous = replaces && await tx.sessions.deleteByKeyHash(replaces.keyHash)
+      if (previous) announce(SESSION_TOPIC, previous.keyHash)
+      if (previous && (previous.userId === userId || replaces?.realmSwitchesUser)) await tx.oidc.relinkSessions(previous.keyHash, SessionManager.hashOf(sessionId))
+      else if (previous) await endLinkedRealmSessions(tx, [previous.keyHash], announce)
       const stored = await tx.sessions.create({
         keyHash: SessionManager.hashOf(sessionId),
         userId,
@@ -72,7 +89,11 @@ export class SessionManager {
         ip: origin.ip.slice(0, 64),
         userAgent: origin.userAgent.slice(0, 256),
       })
-      if (limit > 0) for (const ended of await tx.sessions.deleteOldest(userId, limit)) announce(SESSION_TOPIC, ended)
+      if (limit > 0) {
+        const ended = await tx.sessions.deleteOldest(userId, limit)
+        for (const keyHash of ended) announce(SESSION_TOPIC, keyHash)
+        await endLinkedRealmSessions(tx, ended, announce)
+      }
       return stored
     })
     const session = toActive(stored)
@@ -111,10 +132,12 @@ export class SessionManager {
     return session
   }
 
+  /** Ends a session, and the realm sessions of the same browser linked to it. */
   async end(keyHash: string): Promise<void> {
     const ended = await this.#bus.change(async (tx, announce) => {
       const ended = await tx.sessions.deleteByKeyHash(keyHash)
       if (ended) announce(SESSION_TOPIC, keyHash)
+      if (ended) await endLinkedRealmSessions(tx, [keyHash], announce)
       return ended
     })
     if (!ended) this.#cache.forget(keyHash)
@@ -124,6 +147,7 @@ export class SessionManager {
     return this.#bus.change(async (tx, announce) => {
       const ended = await tx.sessions.deleteById(id)
       if (ended) announce(SESSION_TOPIC, ended.keyHash)
+      if (ended) await endLinkedRealmSessions(tx, [ended.keyHash], announce)
       return ended
     })
   }
@@ -133,6 +157,7 @@ export class SessionManager {
     return this.#bus.change(async (tx, announce) => {
       const ended = await tx.sessions.deleteForUser(userId)
       if (ended.length) announce(SESSION_TOPIC, `user:${userId}`)
+      await endLinkedRealmSessions(tx, ended, announce)
       return ended.length
     })
   }
@@ -157,6 +182,17 @@ export class SessionManager {
     this.#lastCleanup = now
     await this.#store.sessions.deleteExpired(now)
   }
+}
+
+/**
+ * Inside the transaction that ends gateway sessions: a browser signs in once, so it signs out once. The realm's
+ * browser sessions linked to them end too (src/oidc/adapter.ts links them), with the grants and tokens issued under
+ * them, and every process refuses those tokens from its next request (REVOKE_TOPIC). A session that merely expired
+ * is not ended here: the realm's sessions have their own lifetime.
+ */
+export async function endLinkedRealmSessions(tx: Repositories, keyHashes: readonly string[], announce?: Announce): Promise<void> {
+  if (!keyHashes.length) return
+  for (const grantId of await tx.oidc.endLinkedSessions(keyHashes)) announce?.(REVOKE_TOPIC, `grant:${grantId}`)
 }
 
 function toActive(stored: StoredSession): ActiveSession {

@@ -7,7 +7,7 @@ import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { User } from '../store/users.ts'
 import type { CsrfPolicy } from './csrf.ts'
 import { setSessionCookie } from './session.ts'
-import type { SessionManager } from './session-manager.ts'
+import type { ReplacedSession, SessionManager } from './session-manager.ts'
 
 /** What starting a session takes (the app has them all). */
 export interface SessionParts {
@@ -20,17 +20,21 @@ export interface SessionParts {
 
 /**
  * Starts a fresh session for a user who just proved who they are (password login, single sign-on): ends
- * the session the browser already had, sets `gateway_sessionid` and a new `csrftoken`.
+ * the session the browser already had (by default the one the request came with), sets `gateway_sessionid` and a
+ * new `csrftoken`.
  */
-export async function startSession(app: SessionParts, request: FastifyRequest, reply: FastifyReply, user: User): Promise<{ csrfToken: string; expiresAt: number; now: number }> {
-  // A session the browser already had is replaced, never kept next to the new one.
-  const previous = request.gatehouse.principal?.sessionId
-  if (previous) await app.sessions.end(previous)
+export async function startSession(app: SessionParts, request: FastifyRequest, reply: FastifyReply, user: User, previous = replacing(request.gatehouse.principal?.sessionId)): Promise<{ csrfToken: string; expiresAt: number; now: number }> {
   const now = Date.now()
   const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }
-  const { sessionId, session } = await app.sessions.start(user.id, origin, now)
+  // A session the browser already had is replaced, never kept next to the new one; the browser's realm sessions
+  // stay signed in with the new one when it is the same person's (SessionManager.start).
+  const { sessionId, session } = await app.sessions.start(user.id, origin, now, previous)
   app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...origin }))
   await app.accounts.recordLogin(user)
   setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
   return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now }
+}
+
+function replacing(keyHash: string | undefined): ReplacedSession | undefined {
+  return keyHash === undefined ? undefined : { keyHash }
 }

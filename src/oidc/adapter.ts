@@ -14,6 +14,8 @@ export interface AdapterDependencies {
   revoke(key: string, destroy: (records: OidcRecordRepository) => Promise<unknown>): Promise<void>
   /** Whether the client's refresh tokens are single-use (`refresh_token_rotation`). */
   detectsRefreshTokenReuse(clientId: string): boolean
+  /** The key hash of the gateway session of the browser saving a realm session of this account, if it has one. */
+  gatewaySession?(accountId: string): Promise<string | undefined>
 }
 
 /**
@@ -25,6 +27,8 @@ export interface AdapterDependencies {
  *   tokens on every refresh, as Keycloak does, and treats a consumed one used again as theft (it revokes the
  *   grant); for the other clients an earlier refresh token stays valid until it expires, as in Keycloak with
  *   "Revoke refresh token" off. Consuming says whether this request was the one that marked it.
+ * - a realm's browser session is saved linked to the gateway session of the same browser, when it has a live one of
+ *   the same user, so that ending that gateway session ends it too (src/auth/session-manager.ts).
  */
 export class StoreAdapter implements Adapter {
   readonly #model: string
@@ -41,6 +45,7 @@ export class StoreAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const gatewaySession = this.#model === 'Session' && typeof payload.accountId === 'string' ? await this.#deps.gatewaySession?.(payload.accountId) : undefined
     await this.#deps.records.upsert({
       model: this.#model,
       id,
@@ -48,6 +53,7 @@ export class StoreAdapter implements Adapter {
       grantId: payload.grantId,
       uid: payload.uid,
       userCode: payload.userCode,
+      gatewaySession,
       expiresAt: typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined,
     })
   }

@@ -79,11 +79,15 @@ async function gatewaySessionUser(app: App, realm: Realm, request: FastifyReques
   return decision.granted ? decision.principal?.user : undefined
 }
 
-/** The gateway session of a browser that just signed in at the realm; one it had before ends. */
+/**
+ * The gateway session of a browser that just signed in at the realm; one it had before is replaced (session-start.ts).
+ * The browser's realm sessions pass on to the new one, even another person's: oidc-provider signs that person out of
+ * the realm before it signs the new one in, which the login under way needs their session for.
+ */
 async function openGatewaySession(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<void> {
-  const previous = request.cookies[SESSION_COOKIE]
-  if (previous) await app.sessions.resolve(previous).then((session) => app.sessions.end(session.keyHash), () => undefined)
-  await startSession(app, request, reply, user)
+  const cookie = request.cookies[SESSION_COOKIE]
+  const previous = cookie ? await app.sessions.resolve(cookie).then((session) => session.keyHash, () => undefined) : undefined
+  await startSession(app, request, reply, user, previous === undefined ? undefined : { keyHash: previous, realmSwitchesUser: true })
 }
 
 /**

@@ -24,8 +24,11 @@ export interface KeycloakShapeOptions {
   cookiePath: string
   /** The login status iframe's path under the issuer. */
   checkSessionIframe: string
-  /** Ends the gateway session its cookie names: logging out of the realm's browser session logs out of the gateway. */
-  endGatewaySession(cookie: string): Promise<void>
+  /**
+   * Ends the gateway session its cookie names: logging out of the realm's browser session logs out of the gateway.
+   * False when it is the live session of someone else than the realm session's `accountId`, which it leaves alone.
+   */
+  endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
 }
 
 /** Keycloak's answer for a path that is not an endpoint of the realm (RESTEasy's wording). */
@@ -124,9 +127,10 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       setSessionStateCookie(ctx, oidc, options.cookiePath)
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as unknown as { destroyed?: boolean } | undefined)?.destroyed) {
       ctx.cookies.set(SESSION_STATE_COOKIE, null, { path: options.cookiePath, httpOnly: false })
+      // The logout that signs the previous person out when someone else logs in at the realm's login page in the same
+      // browser leaves alone the gateway session that login just opened.
       const gatewaySession = ctx.cookies.get(GATEWAY_SESSION_COOKIE)
-      if (gatewaySession) {
-        await options.endGatewaySession(gatewaySession)
+      if (gatewaySession && await options.endGatewaySession(gatewaySession, oidc.session?.accountId)) {
         ctx.cookies.set(GATEWAY_SESSION_COOKIE, null, { path: '/', httpOnly: true, sameSite: 'lax' })
       }
     }

@@ -18,6 +18,7 @@ import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './
 import { idTokenClaims } from './id-token-claims.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant } from './password-grant.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
+import { SESSION_COOKIE } from '../auth/session.ts'
 
 /** Keycloak's endpoint paths, relative to the issuer `<public URL>/realms/<realm>`. */
 export const KEYCLOAK_ROUTES = {
@@ -91,7 +92,9 @@ export interface ProviderOptions {
   accounts: Accounts
   serviceAccounts: ServiceAccounts
   loginName(name: string): Promise<string>
-  endGatewaySession(cookie: string): Promise<void>
+  endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
+  /** The key hash of the live gateway session a `gateway_sessionid` cookie names, if it is `userId`'s. */
+  gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   memberships?: ((user: User) => Memberships) | undefined
   clientAccess?: ClientAccessCheck | undefined
   revoke: AdapterDependencies['revoke']
@@ -124,10 +127,11 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     if (refusal) throw accessDenied(refusal)
   })
   const findAccount = accountFinder(options.accounts, checkClientAccess)
-  const adapterDeps = {
+  const adapterDeps: AdapterDependencies = {
     records: options.records,
     revoke: options.revoke,
     detectsRefreshTokenReuse: (clientId: string) => clients.get(clientId)?.refresh_token_rotation === true,
+    gatewaySession: (accountId) => gatewaySessionOfRequest(options, accountId),
   }
 
   const configuration: Configuration = {
@@ -276,6 +280,17 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
     redirect_uris: client.standard_flow ? [...redirectUris, `${issuer}${GATEWAY_CALLBACK}`] : [],
     post_logout_redirect_uris: postLogoutRedirectUris,
   }
+}
+
+/**
+ * The gateway session of the browser whose request is saving its realm session (oidc-provider runs each request in
+ * its async context, `Provider.ctx`): the `gateway_sessionid` it sent, when that is a live session of the same user.
+ * A browser signs in once: the realm session made or used with a gateway session ends when that session ends.
+ */
+async function gatewaySessionOfRequest(options: ProviderOptions, accountId: string): Promise<string | undefined> {
+  const ctx = (options.providerClass as unknown as { ctx?: { cookies?: { get(name: string, options: { signed: boolean }): string | undefined } } }).ctx
+  const cookie = ctx?.cookies?.get(SESSION_COOKIE, { signed: false })
+  return cookie && /^[1-9][0-9]{0,14}$/.test(accountId) ? options.gatewaySessionOf(cookie, Number(accountId)) : undefined
 }
 
 /** Keycloak's "Client Authenticator" as oidc-provider's `token_endpoint_auth_method`. */

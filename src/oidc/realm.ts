@@ -39,8 +39,13 @@ export interface RealmDependencies {
   serviceAccounts: ServiceAccounts
   /** The public URL, read at use: a server listening on port 0 learns its own only after it started. */
   publicUrl(): string
-  /** Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. */
-  endGatewaySession(cookie: string): Promise<void>
+  /**
+   * Ends the gateway session a `gateway_sessionid` cookie names, if it is live: a browser signs out once. False when it
+   * is another user's than `accountId` (of the realm session that ended), which it leaves alone.
+   */
+  endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
+  /** The key hash of the live gateway session a `gateway_sessionid` cookie names, if it is `userId`'s. */
+  gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */
   memberships?: ((user: User) => Memberships) | undefined
   /** Whether a user may sign in to a client (its `access` rules): the refusal's explanation, or undefined. */
@@ -257,6 +262,7 @@ export class Realm {
         serviceAccounts: this.#deps.serviceAccounts,
         loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
+        gatewaySessionOf: this.#deps.gatewaySessionOf,
         memberships: this.#deps.memberships,
         clientAccess: this.#deps.clientAccess,
         applications: this.applications,

@@ -19,11 +19,17 @@ export interface OidcRecordInput {
   grantId?: string | undefined
   uid?: string | undefined
   userCode?: string | undefined
+  /**
+   * Of a realm's browser session: the key hash of the gateway session of the same browser, whose end ends it
+   * (`endLinkedSessions`). Undefined keeps the link the record had.
+   */
+  gatewaySession?: string | undefined
   /** Epoch ms; undefined keeps the record until it is destroyed. */
   expiresAt?: number | undefined
 }
 
 const GRANT_MODEL = 'Grant'
+const SESSION_MODEL = 'Session'
 
 /** The most records one statement writes: well within both backends' limits on bound parameters. */
 const MAX_BATCH_RECORDS = 200
@@ -125,10 +131,11 @@ export class OidcRecordRepository {
       uid: input.uid ?? null,
       user_code: input.userCode ?? null,
       account_id: typeof input.payload.accountId === 'string' ? input.payload.accountId : null,
+      gateway_session: input.gatewaySession ?? null,
       expires_at: input.expiresAt ?? null,
       consumed_at: null,
     }))
-    const parameters = rows.flatMap((row) => [row.model, row.id, row.payload, row.grant_id, row.uid, row.user_code, row.account_id, row.expires_at, row.consumed_at])
+    const parameters = rows.flatMap((row) => [row.model, row.id, row.payload, row.grant_id, row.uid, row.user_code, row.account_id, row.gateway_session, row.expires_at, row.consumed_at])
     await this.#db.executeQuery(this.#statements.compiled(`insert:${rows.length}`, parameters, () => this.#db.insertInto('oidc_records').values(rows)
       .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet((eb) => ({
         payload: eb.ref('excluded.payload'),
@@ -136,6 +143,7 @@ export class OidcRecordRepository {
         uid: eb.ref('excluded.uid'),
         user_code: eb.ref('excluded.user_code'),
         account_id: eb.ref('excluded.account_id'),
+        gateway_session: eb.fn.coalesce(eb.ref('excluded.gateway_session'), eb.ref('oidc_records.gateway_session')),
         expires_at: eb.ref('excluded.expires_at'),
         consumed_at: eb.ref('excluded.consumed_at'),
       })))))
@@ -233,6 +241,37 @@ export class OidcRecordRepository {
     return Number(result.numDeletedRows)
   }
 
+  /**
+   * Ends the realm browser sessions linked to these gateway sessions, as a logout at the realm does: each session
+   * record and, for every client it signed in to, the grant and everything issued under it (codes, refresh and
+   * access tokens), except offline grants, which outlive the session they came from. Returns the grants ended, for
+   * the caller to tell every process (REVOKE_TOPIC). Sessions linked to other gateway sessions are left alone.
+   */
+  async endLinkedSessions(gatewaySessions: readonly string[]): Promise<string[]> {
+    const grants: string[] = []
+    for (let start = 0; start < gatewaySessions.length; start += MAX_BATCH_RECORDS) {
+      const linked = await this.#db.selectFrom('oidc_records').select(['id', 'payload']).where('model', '=', SESSION_MODEL)
+        .where('gateway_session', 'in', gatewaySessions.slice(start, start + MAX_BATCH_RECORDS)).execute()
+      if (!linked.length) continue
+      for (const session of linked) grants.push(...sessionGrants(JSON.parse(session.payload)))
+      await this.#db.deleteFrom('oidc_records').where('model', '=', SESSION_MODEL).where('id', 'in', linked.map((session) => session.id)).execute()
+    }
+    if (!grants.length) return grants
+    this.#changed()
+    await this.settled()
+    for (let start = 0; start < grants.length; start += MAX_BATCH_RECORDS) {
+      const batch = grants.slice(start, start + MAX_BATCH_RECORDS)
+      await this.#db.deleteFrom('oidc_records').where((eb) => eb.or([eb('grant_id', 'in', batch), eb.and([eb('model', '=', GRANT_MODEL), eb('id', 'in', batch)])])).execute()
+    }
+    this.#changed()
+    return grants
+  }
+
+  /** The realm sessions linked to one gateway session are linked to another now (the browser's session was replaced by a new one of the same user). */
+  async relinkSessions(from: string, to: string): Promise<void> {
+    await this.#db.updateTable('oidc_records').set({ gateway_session: to }).where('model', '=', SESSION_MODEL).where('gateway_session', '=', from).execute()
+  }
+
   async pruneExpired(now = Date.now()): Promise<number> {
     this.#changed()
     const result = await this.#db.deleteFrom('oidc_records').where('expires_at', '<=', now).executeTakeFirst()
@@ -294,6 +333,15 @@ class CompiledStatements {
 
 function sameParameters(compiled: readonly unknown[], given: readonly unknown[]): boolean {
   return compiled.length === given.length && compiled.every((value, i) => value === given[i])
+}
+
+/**
+ * The grants a realm session's sign-ins made, one per client (oidc-provider's `authorizations`), that end with it:
+ * those it marked `persistsLogout` (offline access) do not, as in a logout at the realm.
+ */
+function sessionGrants(payload: { authorizations?: Record<string, { grantId?: unknown; persistsLogout?: unknown }> }): string[] {
+  return Object.values(payload.authorizations ?? {}).flatMap((authorization) =>
+    typeof authorization.grantId === 'string' && authorization.persistsLogout !== true ? [authorization.grantId] : [])
 }
 
 interface OidcRow {

@@ -120,6 +120,8 @@ export interface OidcRecordsTable {
   user_code: string | null
   /** The payload's `accountId`: the Gatehouse user id of sessions, grants, codes and tokens. */
   account_id: string | null
+  /** Of a realm's browser session: the key hash of the gateway session of the same browser (migration 016). */
+  gateway_session: string | null
   expires_at: number | null
   consumed_at: number | null
 }

@@ -83,9 +83,9 @@ export class SessionRepository {
     return { count: Number(n), sessions: rows.map(toSession) }
   }
 
-  async deleteByKeyHash(keyHash: string): Promise<boolean> {
-    const result = await this.#db.deleteFrom('sessions').where('key_hash', '=', keyHash).executeTakeFirst()
-    return Number(result.numDeletedRows) > 0
+  async deleteByKeyHash(keyHash: string): Promise<StoredSession | undefined> {
+    const row = await this.#db.deleteFrom('sessions').where('key_hash', '=', keyHash).returningAll().executeTakeFirst()
+    return row && toSession(row)
   }
 
   async deleteById(id: number): Promise<StoredSession | undefined> {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import type { Browser } from 'playwright-core'
 import { launchChromium, openPage, type WatchedPage } from '../helpers/chromium.ts'
-import { json, repoRoot, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { basic, json, repoRoot, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { REALM, realmWith, tokenRequest } from '../helpers/oidc.ts'
 
 const KEYCLOAK_JS = readFileSync(`${repoRoot}node_modules/keycloak-js/lib/keycloak.js`, 'utf8')
@@ -119,6 +119,28 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
       const refresh = await tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: refreshToken })
       assert.equal(refresh.body.error, 'invalid_grant')
       assert.deepEqual(problems, [])
+    } finally {
+      await watched.context.close()
+    }
+  })
+
+  it('cannot refresh, and logs in again, once the owner ended the browser\'s sessions from another device', async () => {
+    const watched = await openPage(browser)
+    const { page } = watched
+    try {
+      await logIn(watched)
+      assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+      const token = await page.evaluate<string>('keycloak.token')
+      // The laptop is lost: its owner ends every other session from another device.
+      const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('alice', 'alice-password') } })
+      assert.equal((await json(ended)).ended, 1)
+      assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 401)
+      // The refresh is refused (400 invalid_grant), so keycloak-js clears its tokens and, the app requiring a login,
+      // starts one; the realm has no session of this browser any more and asks for the password. The update is
+      // started, not awaited: the navigation may destroy the page before its promise settles.
+      await page.evaluate('void keycloak.updateToken(-1).catch(() => {})')
+      await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+      await page.waitForSelector('#password')
     } finally {
       await watched.context.close()
     }

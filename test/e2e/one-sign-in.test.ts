@@ -4,7 +4,7 @@ import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, REALM, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 
 const demo = loadConfigFile(demoConfigFile)
@@ -94,19 +94,20 @@ describe('one sign-in for the browser', () => {
     assert.equal(JSON.parse(next.body).identity.username, 'alice')
   })
 
-  it('does not bring back through the realm a gateway session that was ended, however the browser asks', async () => {
-    await gw.app.accounts.create({ username: 'carol', password: 'carol-password' })
+  it('does not bring back through the realm a gateway session that expired, however the browser asks', async () => {
+    const carol = await gw.app.accounts.create({ username: 'carol', password: 'carol-password' })
     const laptop = new Browser()
     const login = await laptop.navigate(`${gw.url}/demo-app/x`)
     const back = await laptop.submit(login, { username: 'carol', password: 'carol-password' })
     assert.equal(JSON.parse(back.body).identity.username, 'carol')
-    // The laptop is lost: its owner ends every other session from elsewhere.
-    const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('carol', 'carol-password') } })
-    assert.equal((await json(ended)).ended, 1)
+    // The gateway session expires; the realm's browser session, which lasts longer, does not end with it.
+    await gw.store.database.db.updateTable('sessions').set({ expires_at: Date.now() - 1000 }).where('user_id', '=', carol.id).execute()
+    gw.app.sessions.forgetUser(carol.id)
     assert.equal((await me(laptop)).status, 401)
     // An hour has passed since the laptop's owner logged in at the realm.
     const { instance: provider } = await gw.app.oidc.get(REALM)!.provider()
     const realmSession = (await provider.Session.find(laptop.cookie(gw.url, 'gatehouse_oidc_session')!))!
+    assert.ok(realmSession, 'an expired gateway session leaves the realm session alone')
     realmSession.loginTs = realmSession.loginTs! - 3600
     await realmSession.persist()
     const again = await laptop.navigate(`${gw.url}/demo-app/x`)
@@ -194,6 +195,161 @@ for (const backend of gatewayBackends) {
       assert.ok(landing.stoppedAt)
       const callbacks = await Promise.all(Array.from({ length: 10 }, () => browser.request(landing.stoppedAt!)))
       assert.deepEqual(callbacks.map((callback) => callback.status).sort(), [302, ...Array(9).fill(400)])
+    })
+  })
+}
+
+/**
+ * A browser signs out once: whatever ends its gateway session (the owner on another device, an administrator, its
+ * own logout) ends the realm's browser session of the same browser on the server, and the tokens issued under it,
+ * as Keycloak ends a user session and its refresh tokens. On each storage backend.
+ */
+for (const backend of gatewayBackends) {
+  describe(`ending a gateway session ends the same browser's realm session, on ${backend.name}`, () => {
+    let gw: TestGateway
+    const userIds = new Map<string, number>()
+    before(async () => {
+      gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+    })
+    after(() => gw.close())
+
+    /** RFC 7636's example verifier, whose challenge `authorize` sends. */
+    const VERIFIER = 'dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk'
+    const authorize = (browser: Browser, extra: Record<string, string> = {}) => browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+      client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', ...extra,
+    })}`, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+
+    /** A browser that signs in at the realm's login page, as keycloak-js does, with the tokens its app got. */
+    async function realmSignIn(username: string): Promise<{ browser: Browser; refreshToken: string; accessToken: string }> {
+      const browser = new Browser()
+      const page = await authorize(browser)
+      const done = await browser.submit(page, { username, password: `${username}-password` }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      const code = new URL(done.stoppedAt!).searchParams.get('code')!
+      const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+      assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+      assert.ok(browser.cookie(gw.url, 'gateway_sessionid'), 'signed in to the gateway as well')
+      return { browser, refreshToken: tokens.body.refresh_token, accessToken: tokens.body.access_token }
+    }
+    const refresh = (refreshToken: string) => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: refreshToken })
+    const asksForPassword = async (browser: Browser) => {
+      const page = await authorize(browser)
+      return page.stoppedAt === undefined && new URL(page.url).pathname.includes('/login-actions/')
+    }
+
+    /** What the device's realm session still gives, once its gateway session ended: nothing. */
+    async function assertSignedOutAtRealm(device: { browser: Browser; refreshToken: string; accessToken: string }): Promise<void> {
+      const refused = await refresh(device.refreshToken)
+      assert.equal(refused.status, 400, 'the refresh token still works')
+      assert.equal(refused.body.error, 'invalid_grant')
+      const app = await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${device.accessToken}` } })
+      assert.equal(app.status, 401, 'the access token issued under the ended session is refused at once')
+      assert.equal((await gw.fetch(`/realms/${REALM}/protocol/openid-connect/userinfo`, { headers: { authorization: `Bearer ${device.accessToken}` } })).status, 401)
+      assert.ok(await asksForPassword(device.browser), 'the realm asks the browser for the password again')
+    }
+
+    it('ends the realm session of a lost device when its owner ends every other session', async () => {
+      const lost = await realmSignIn('dave')
+      assert.equal((await refresh(lost.refreshToken)).status, 200)
+      assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${lost.accessToken}` } })).status, 200)
+      // The owner, on another device signed in at the realm too, ends every other session.
+      const current = await realmSignIn('dave')
+      const csrf = current.browser.cookie(gw.url, 'csrftoken')!
+      const ended = await current.browser.request(`${gw.url}/api/gateway/v1/me/sessions/end_others/`, { method: 'POST', headers: { 'x-csrftoken': csrf, accept: 'application/json', referer: `${gw.url}/ui/` } })
+      assert.equal(ended.status, 200)
+      assert.equal((await json(ended)).ended, 1)
+      await assertSignedOutAtRealm(lost)
+      // The device the owner is using stays signed in at both.
+      assert.equal((await refresh(current.refreshToken)).status, 200)
+      assert.ok((await authorize(current.browser)).stoppedAt, 'no password asked of the current device')
+    })
+
+    it('ends the realm session of a browser whose gateway session an administrator ends', async () => {
+      const device = await realmSignIn('erin')
+      const user = { id: userIds.get('erin')! }
+      const listed = await json(await gw.fetch(`/api/gateway/v1/sessions/?user=${user.id}`, { headers: { authorization: basic('admin', ADMIN_PASSWORD) } }))
+      assert.equal(listed.count, 1)
+      assert.equal((await gw.fetch(`/api/gateway/v1/sessions/${listed.results[0].id}/`, { method: 'DELETE', headers: { authorization: basic('admin', ADMIN_PASSWORD) } })).status, 204)
+      await assertSignedOutAtRealm(device)
+
+      const again = await realmSignIn('erin')
+      assert.equal((await gw.fetch(`/api/gateway/v1/users/${user.id}/sessions/`, { method: 'DELETE', headers: { authorization: basic('admin', ADMIN_PASSWORD) } })).status, 204)
+      await assertSignedOutAtRealm(again)
+    })
+
+    it('ends the realm session on the server when the browser logs out at the gateway', async () => {
+      const device = await realmSignIn('frank')
+      const realmCookie = device.browser.cookie(gw.url, 'gatehouse_oidc_session')!
+      const csrf = device.browser.cookie(gw.url, 'csrftoken')!
+      const logout = await device.browser.request(`${gw.url}/api/gateway/v1/logout/`, { method: 'POST', headers: { 'x-csrftoken': csrf, accept: 'application/json', referer: `${gw.url}/ui/` } })
+      assert.equal(logout.status, 302)
+      // The browser dropped the realm's cookie; a copy of it kept elsewhere opens nothing either.
+      const { instance: provider } = await gw.app.oidc.get(REALM)!.provider()
+      assert.equal(await provider.Session.find(realmCookie), undefined)
+      await assertSignedOutAtRealm(device)
+    })
+
+    it('ends the realm session of a browser whose gateway session its owner ends with End', async () => {
+      const device = await realmSignIn('judy')
+      const owner = { authorization: basic('judy', 'judy-password') }
+      const listed = await json(await gw.fetch('/api/gateway/v1/me/sessions/', { headers: owner }))
+      assert.equal((await gw.fetch(`/api/gateway/v1/me/sessions/${listed.results[0].id}/`, { method: 'DELETE', headers: owner })).status, 204)
+      await assertSignedOutAtRealm(device)
+    })
+
+    it('ends the realm session of the oldest gateway session a newer login pushes over sessions_per_user_limit', async () => {
+      const admin = { authorization: basic('admin', ADMIN_PASSWORD), 'content-type': 'application/json' }
+      const limit = (value: number) => gw.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: admin, body: JSON.stringify({ sessions_per_user_limit: value }) })
+      assert.equal((await limit(1)).status, 200)
+      try {
+        const oldest = await realmSignIn('henry')
+        const newer = await realmSignIn('henry')
+        await assertSignedOutAtRealm(oldest)
+        assert.equal((await refresh(newer.refreshToken)).status, 200)
+      } finally {
+        assert.equal((await limit(0)).status, 200)
+      }
+    })
+
+    it('ends the realm session of a disabled account for good: enabled again, the browser signs in again', async () => {
+      const device = await realmSignIn('ivy')
+      const admin = { authorization: basic('admin', ADMIN_PASSWORD), 'content-type': 'application/json' }
+      for (const active of [false, true]) {
+        const changed = await gw.fetch(`/api/gateway/v1/users/${userIds.get('ivy')}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ is_active: active }) })
+        assert.equal(changed.status, 200)
+      }
+      await assertSignedOutAtRealm(device)
+    })
+
+    it('lets a browser signed in at the realm log in there as someone else: the first person\'s realm session ends, the second stays signed in at both', async () => {
+      const first = await realmSignIn('kate')
+      const browser = first.browser
+      const page = await authorize(browser, { prompt: 'login' })
+      const switching = await browser.submit(page, { username: 'leo', password: 'leo-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      assert.equal(switching.response.status, 200, 'the realm signs the first person out before it signs the second in')
+      // The page submits itself with a script; a browser without one submits its form.
+      const done = await browser.submit(switching, {}, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      assert.ok(done.stoppedAt && new URL(done.stoppedAt).searchParams.get('code'), done.body.slice(0, 300))
+      const me = await browser.request(`${gw.url}/api/gateway/v1/me/`, { headers: { accept: 'application/json' } })
+      assert.equal(me.status, 200)
+      assert.equal((await json(me)).results[0].username, 'leo')
+      assert.equal((await refresh(first.refreshToken)).status, 400, 'the first person\'s realm session ended')
+      assert.ok((await authorize(browser)).stoppedAt, 'the second person is not asked for the password again')
+      // The second person's realm session follows their gateway session.
+      const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('leo', 'leo-password') } })
+      assert.equal((await json(ended)).ended, 1)
+      assert.ok(await asksForPassword(browser))
+    })
+
+    it('passes the realm session on to the gateway session that replaces the browser\'s, and ends it with that one', async () => {
+      const device = await realmSignIn('grace')
+      // Signing in again at the gateway's login page replaces the browser's gateway session: the realm's stays.
+      const page = await device.browser.navigate(`${gw.url}/api/gateway/v1/login/`)
+      await device.browser.submit(page, { username: 'grace', password: 'grace-password' })
+      assert.equal((await refresh(device.refreshToken)).status, 200)
+      const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('grace', 'grace-password') } })
+      assert.equal((await json(ended)).ended, 1)
+      await assertSignedOutAtRealm(device)
     })
   })
 }

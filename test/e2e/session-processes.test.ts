@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { ADMIN_PASSWORD, basic, json, spawnGatewayPair, type GatewayPair } from '../helpers/gateway.ts'
+import { Browser } from '../helpers/browser.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 import { at, login, withCsrf, type Target } from '../helpers/session.ts'
 
 const admin = { authorization: basic('admin', ADMIN_PASSWORD) }
@@ -73,3 +75,53 @@ describe('sessions across gateway processes sharing one database', () => {
     assert.ok(afterwards.expires_in_seconds > 890, String(afterwards.expires_in_seconds))
   })
 })
+
+/**
+ * A browser signed in at the realm through one process, whose gateway session its owner ends through the other:
+ * the realm's session of that browser ends for both processes at once, on each backend.
+ */
+for (const backend of ['SQLite', 'PostgreSQL']) {
+  describe(`the realm session of a browser whose gateway session ends on another process, on ${backend}`, () => {
+    let pair: GatewayPair
+    let dropDatabase: (() => Promise<void>) | undefined
+    before(async () => {
+      const database = backend === 'PostgreSQL' ? await createTestDatabase() : undefined
+      dropDatabase = database?.drop
+      pair = await spawnGatewayPair(database ? ['--database', database.url] : undefined)
+      const created = await at(pair.first.url).fetch('/api/gateway/v1/users/', {
+        method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'kim', password: 'kim-password' }),
+      })
+      assert.equal(created.status, 201)
+    })
+    after(async () => {
+      await pair?.stop()
+      await dropDatabase?.()
+    })
+
+    /** What the realm of the process at `url` answers a browser holding `realmSession` that asks for a code without a login page. */
+    const silentAuthorization = async (url: string, realmSession: string) => {
+      const realm = `${url}/realms/platform`
+      const response = await fetch(`${realm}/protocol/openid-connect/auth?${new URLSearchParams({
+        client_id: 'end-users', redirect_uri: `${realm}/gatehouse/callback`, response_type: 'code', scope: 'openid', prompt: 'none',
+        code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+      })}`, { headers: { cookie: `gatehouse_oidc_session=${realmSession}` }, redirect: 'manual' })
+      const location = new URL(response.headers.get('location') ?? '', url)
+      return location.searchParams.get('code') ? 'code' : location.searchParams.get('error')
+    }
+
+    it('ends it on both processes', async () => {
+      const laptop = new Browser()
+      const login = await laptop.navigate(`${pair.first.url}/demo-app/x`)
+      const back = await laptop.submit(login, { username: 'kim', password: 'kim-password' })
+      assert.equal(JSON.parse(back.body).identity.username, 'kim')
+      const realmSession = laptop.cookie(pair.first.url, 'gatehouse_oidc_session')!
+      for (const url of [pair.first.url, pair.second.url]) assert.equal(await silentAuthorization(url, realmSession), 'code')
+
+      const ended = await at(pair.second.url).fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('kim', 'kim-password') } })
+      assert.equal((await json(ended)).ended, 1)
+      for (const url of [pair.first.url, pair.second.url]) assert.equal(await silentAuthorization(url, realmSession), 'login_required')
+      const again = await laptop.navigate(`${pair.first.url}/demo-app/x`)
+      assert.match(new URL(again.url).pathname, /\/login-actions\//, 'the realm asks the laptop for the password again')
+    })
+  })
+}

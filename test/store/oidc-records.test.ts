@@ -29,6 +29,32 @@ for (const backend of storeBackends) {
       assert.equal((await db.store.oidc.findByUserCode('DeviceCode', 'ABCD'))!.id, 'd1')
     })
 
+    it('ends the realm sessions linked to gateway sessions, with their grants and tokens, offline grants and other sessions left alone', async () => {
+      const oidc = db.store.oidc
+      const later = Date.now() + 60_000
+      const session = (id: string, authorizations: Record<string, unknown>, gatewaySession?: string) =>
+        oidc.upsert({ model: 'Session', id, payload: { uid: `uid-${id}`, accountId: '9', authorizations }, uid: `uid-${id}`, gatewaySession, expiresAt: later })
+      await session('linked', { app: { grantId: 'g-online' }, cli: { grantId: 'g-offline', persistsLogout: true } }, 'gateway-a')
+      // Saved again without a gateway session (the browser had none live): the link stays.
+      await session('linked', { app: { grantId: 'g-online' }, cli: { grantId: 'g-offline', persistsLogout: true } })
+      await session('other', { app: { grantId: 'g-other' } }, 'gateway-b')
+      for (const grantId of ['g-online', 'g-offline', 'g-other']) {
+        await oidc.upsert({ model: 'Grant', id: grantId, payload: { accountId: '9' }, expiresAt: later })
+        await oidc.upsert({ model: 'RefreshToken', id: `rt-${grantId}`, payload: { accountId: '9', grantId }, grantId, expiresAt: later })
+        await oidc.upsert({ model: 'AccessToken', id: `at-${grantId}`, payload: { accountId: '9', grantId }, grantId, expiresAt: later })
+      }
+      assert.deepEqual(await oidc.endLinkedSessions(['gateway-a', 'gateway-unknown']), ['g-online'])
+      assert.equal(await oidc.find('Session', 'linked'), undefined)
+      for (const [model, id] of [['Grant', 'g-online'], ['RefreshToken', 'rt-g-online'], ['AccessToken', 'at-g-online']]) assert.equal(await oidc.find(model!, id!), undefined, id)
+      for (const [model, id] of [['Session', 'other'], ['Grant', 'g-offline'], ['RefreshToken', 'rt-g-offline'], ['Grant', 'g-other'], ['AccessToken', 'at-g-other']]) assert.ok(await oidc.find(model!, id!), id)
+
+      // Passed on to another gateway session, a realm session ends with that one.
+      await oidc.relinkSessions('gateway-b', 'gateway-c')
+      assert.deepEqual(await oidc.endLinkedSessions(['gateway-b']), [])
+      assert.deepEqual(await oidc.endLinkedSessions(['gateway-c']), ['g-other'])
+      assert.equal(await oidc.find('Session', 'other'), undefined)
+    })
+
     it('never returns an expired record, and prunes it', async () => {
       await db.store.oidc.upsert({ model: 'AccessToken', id: 'old', payload: {}, expiresAt: Date.now() - 1 })
       assert.equal(await db.store.oidc.find('AccessToken', 'old'), undefined)
@@ -330,9 +356,12 @@ for (const backend of unmigratedBackends) {
         const { db, dialect } = store.database
         const migrator = new Migrator({ db, provider: migrationProvider(dialect) })
         assert.equal((await migrator.migrateTo('013_application_organization')).error, undefined)
-        await store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1' }, uid: 'u1' })
-        await store.oidc.upsert({ model: 'DeviceCode', id: 'd1', payload: { userCode: 'ABCD' }, userCode: 'ABCD' })
-        await store.oidc.upsert({ model: 'AccessToken', id: 'a1', payload: { accountId: '1' } })
+        // As version 013 wrote them: its table lacks the columns of later versions.
+        await db.insertInto('oidc_records' as never).values([
+          { model: 'Session', id: 's1', payload: JSON.stringify({ uid: 'u1' }), uid: 'u1' },
+          { model: 'DeviceCode', id: 'd1', payload: JSON.stringify({ userCode: 'ABCD' }), user_code: 'ABCD' },
+          { model: 'AccessToken', id: 'a1', payload: JSON.stringify({ accountId: '1' }), account_id: '1' },
+        ] as never).execute()
         await store.database.migrate()
 
         const definitions = dialect === 'postgres'

@@ -21,6 +21,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '013_application_organization': async () => (await import('./013_application_organization.ts')).applicationOrganization,
   '014_oidc_token_indexes': async () => (await import('./014_oidc_token_indexes.ts')).oidcTokenIndexes,
   '015_platform_auditor_first': async () => (await import('./015_platform_auditor_first.ts')).platformAuditorFirst,
+  '016_oidc_gateway_session': async () => (await import('./016_oidc_gateway_session.ts')).oidcGatewaySession,
 }
 
 /** The names of this version's migrations, in order. */
