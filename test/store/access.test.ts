@@ -108,7 +108,8 @@ for (const backend of unmigratedBackends) {
         await store.access.assign({ roleDefinitionId: custom.id, actor: 'team', actorId: team.id, objectType: 'team', objectId: team.id })
 
         const lastEvent = Number((await store.database.db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst())?.id ?? 0)
-        assert.deepEqual(await store.database.migrate(), ['015_platform_auditor_first'])
+        // The later migrations run too: the one under test is the first.
+        assert.equal((await store.database.migrate())[0], '015_platform_auditor_first')
         assert.deepEqual((await store.events.after(lastEvent)).map((event) => [event.topic, event.key]), [['access', 'role_definition']], 'running processes read the roles again')
         const after = { organizationAdmin: await role('Organization Admin'), auditor: await role('Platform Auditor'), custom: await role('Custom') }
         assert.deepEqual([after.auditor.id, after.organizationAdmin.id, after.custom.id], [1, 5, custom.id])
