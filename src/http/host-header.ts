@@ -24,11 +24,24 @@ type HostedRequest = Pick<GatewayRequest, 'host'> & { readonly raw: { readonly r
 export function hostProblem(request: HostedRequest): InvalidHost | undefined {
   const raw = request.raw.rawHeaders
   let hosts = 0
-  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++
+  let sent: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') {
+      hosts++
+      sent = raw[i + 1]
+    }
+  }
   if (hosts > 1) return new InvalidHost('The request has more than one Host header.')
   const host = request.host
   if (hosts === 0 && !host) return undefined
-  const match = host ? HOST.exec(host) : null
-  if (!match || Number(match[1] ?? 0) > 65535 || !URL.canParse(`http://${host}/`)) return new InvalidHost()
+  // The Host field as sent is judged even where another host stands in for it (an absolute-form target's, or a
+  // trusted proxy's X-Forwarded-Host), as nginx judges it: RFC 9112 §3.2 has a server refuse an invalid one.
+  if (!isHost(host) || (sent !== undefined && sent !== host && !isHost(sent))) return new InvalidHost()
   return undefined
+}
+
+/** Whether a value is `host[:port]`, a port within range. */
+export function isHost(value: string): boolean {
+  const match = HOST.exec(value)
+  return match !== null && Number(match[1] ?? 0) <= 65535 && URL.canParse(`http://${value}/`)
 }

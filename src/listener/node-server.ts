@@ -2,7 +2,7 @@ import type { RequestListener, Server } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
 import { errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
-import { mergeSlashes } from '../http/request-target.ts'
+import { normaliseTarget } from '../http/request-target.ts'
 
 /** The options Fastify hands its `serverFactory`: its own, resolved, with the node server's under `http` or `https`. */
 interface FactoryOptions {
@@ -17,11 +17,11 @@ interface FactoryOptions {
 /**
  * The HTTP(S) server Fastify would create (fastify/lib/server.js), with `take` offered each request before Fastify's
  * router: the proxy's lean path (src/gateway/lean-proxy.ts) answers what it takes, Fastify the rest. Both see the
- * target with its path's slashes merged (src/http/request-target.ts).
+ * target in origin form, its path's slashes merged (src/http/request-target.ts).
  */
 export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined): Server {
   const handler: RequestListener = (request, response) => {
-    request.url = mergeSlashes(request.url!)
+    normaliseTarget(request)
     if (!take()?.(request, response)) fastifyHandler(request, response)
   }
   const https = options.https === true ? {} : options.https

@@ -270,6 +270,21 @@ describe('forward authentication', () => {
       }
     })
 
+    it('judge an original target in absolute form by its path, as Caddy passes on what the client sent', async () => {
+      for (const [path, headers] of [[AUTH_REQUEST, 'x-original-uri'], [FORWARD_AUTH, 'x-forwarded-uri']] as const) {
+        const refused = await gw.fetch(path, { headers: { [headers]: 'http://public.example/outer//inner/secret' } })
+        assert.equal(refused.status, 401, `${path}: the private service under the public one decides`)
+        const allowed = await gw.fetch(path, { headers: { ...adminAuth, [headers]: 'HTTPS://public.example:8443/outer/inner/secret?x=1' } })
+        assert.equal(allowed.status, 200, path)
+        assert.equal(decodeJwt(allowed.headers.get('x-gatehouse-identity')!).aud, 'inner')
+        for (const [target, code] of [['http://public.example/outer/inner/../x', 'unsafe_path'], ['http://u@public.example/outer/x', 'invalid_original_request'], ['ftp://public.example/outer/x', 'invalid_original_request']]) {
+          const response = await gw.fetch(path, { headers: { ...adminAuth, [headers]: target! } })
+          assert.equal(response.status, 400, `${path} ${target}`)
+          assert.equal((await json(response)).code, code, `${path} ${target}`)
+        }
+      }
+    })
+
     it('refuse a WebSocket handshake with the session cookie or Basic credentials from another site\'s page, as the built-in proxy does', async () => {
       const session = await login(gw, 'admin', 'admin-test-password')
       const basic = { authorization: adminAuth.authorization }
