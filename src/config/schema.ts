@@ -18,6 +18,8 @@ export const AuthMethodSchema = z.enum(authMethods)
 
 const pathPrefix = z.string().regex(/^\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+\/)*$/, 'must start and end with "/" and contain only plain path segments')
 const publicPath = z.string().regex(/^\/[^?#\s]*\*?$/, 'must be an absolute path, optionally ending in "*" to match everything under it')
+/** A request field's name (RFC 9110 §5.1), or a prefix of names ending in `*`. */
+const removedHeaders = z.array(z.string().regex(/^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$/, 'must be a header field name, or a prefix of names ending in "*"'))
 
 export const ServiceSchema = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "_" or "-"')
@@ -36,6 +38,8 @@ export const ServiceSchema = z.object({
     .describe('For services that accept `oidc`: the realm and client (see `realms`).'),
   strip_prefix: z.boolean().default(false)
     .describe('Remove the prefix before forwarding (the upstream then sees `/rest/of/path`).'),
+  remove_request_headers: removedHeaders.default([])
+    .describe('Request header fields this service never receives from a client, besides the identity headers of other authenticating proxies that no service receives (docs/edge.md): names, or prefixes ending in `*`, in any case, `_` read as `-`. Add those the service believes for who is calling.'),
   cors: CorsSchema.optional()
     .describe('Let pages of other origins call this service from a browser: the gateway answers the preflights and adds the CORS headers (docs/proxy.md).'),
   timeouts: z.object({
@@ -89,6 +93,8 @@ export const ConfigSchema = z.object({
       .describe('Addresses or CIDRs of the reverse proxies in front of Gatehouse. Only a peer in this list is believed about the client (X-Forwarded-For/-Proto/-Host for the client address, scheme and host; its other forwarding headers reach services); from any other peer those headers are ignored and removed (docs/edge.md).'),
     trust_proxy: z.never({ error: 'replaced by server.trusted_proxies: list the addresses or CIDRs of the reverse proxies in front of Gatehouse (e.g. [10.0.0.5] or [10.0.0.0/8])' }).optional()
       .describe('Removed: see `trusted_proxies`.'),
+    remove_request_headers: removedHeaders.default([])
+      .describe('Request header fields no service receives from a client, as `services[].remove_request_headers` says for one service: added to the identity headers of other authenticating proxies, which are always removed (docs/edge.md).'),
     trusted_origins: z.array(z.url()).default([])
       .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy.'),
     timeouts: z.object({
@@ -108,7 +114,7 @@ export const ConfigSchema = z.object({
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
     .describe('Where and how Gatehouse listens.'),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),

@@ -65,9 +65,11 @@ async function closesWithin(ws: WebSocket, ms: number): Promise<number> {
  * A service that answers upgrades under `/base/refuse/` with a redirect to its own address and cookies for its own
  * paths (and one of the gateway's), and accepts the others with such cookies: what the gateway must rewrite on the way.
  */
-async function cookieSettingUpstream(): Promise<{ url: string; server: Server }> {
+async function cookieSettingUpstream(): Promise<{ url: string; server: Server; handshakes: string[] }> {
+  const handshakes: string[] = []
   const server = createServer((socket) => {
     socket.once('data', (data) => {
+      handshakes.push(String(data))
       const [, path] = /^GET (\S+)/.exec(String(data)) ?? []
       const { port } = server.address() as AddressInfo
       const cookies = 'Set-Cookie: sid=1; Path=/base/; HttpOnly\r\nSet-Cookie: gateway_sessionid=planted; Path=/\r\n'
@@ -82,7 +84,7 @@ async function cookieSettingUpstream(): Promise<{ url: string; server: Server }>
     socket.on('error', () => socket.destroy())
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, handshakes }
 }
 
 describe('WebSockets through the gateway', () => {
@@ -229,6 +231,19 @@ describe('WebSockets through the gateway', () => {
     try {
       const [response] = await once(socket, 'upgrade')
       assert.deepEqual(response.headers['set-cookie'], ['sid=1; Path=/rewritten/; HttpOnly'])
+    } finally {
+      socket.terminate()
+    }
+  })
+
+  it('opens the socket at the service without the identity headers of other authenticating proxies', async () => {
+    const socket = new WebSocket(`${ws}/rewritten/events/`, { headers: { 'Remote-User': 'admin', 'X-Forwarded-User': 'admin', 'X-Auth-Request-Email': 'admin@example.com', 'X-Request-Id': 'kept' } })
+    try {
+      await once(socket, 'upgrade')
+      const handshake = cookieSetting.handshakes.at(-1)!
+      assert.match(handshake, /^GET \/base\/events\/ /)
+      assert.doesNotMatch(handshake, /remote-user|x-forwarded-user|x-auth-request/i)
+      assert.match(handshake, /x-request-id: kept/i)
     } finally {
       socket.terminate()
     }
