@@ -4,6 +4,7 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type Se
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { rawClient } from '../helpers/raw-client.ts'
 
 interface Seen {
   method: string
@@ -20,6 +21,8 @@ async function recordingUpstream(): Promise<{ url: string; seen: Seen[]; server:
     for await (const chunk of req) bytes += (chunk as Buffer).length
     seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes })
     if (req.url!.endsWith('/slow')) return setTimeout(() => res.end('late'), 2000)
+    if (req.url!.endsWith('/hints')) res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
+    if (req.url!.endsWith('/processing')) res.writeProcessing()
     if (req.url!.endsWith('/big')) {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'keep-alive': 'timeout=5', connection: 'keep-alive, x-upstream-private', 'x-upstream-private': 'hop' })
       const chunk = Buffer.alloc(1024 * 1024, 7)
@@ -143,6 +146,23 @@ describe('the proxy', () => {
       const response = await rawGet(gw.url, path, { authorization: adminAuth.authorization })
       assert.equal(response.status, 400, path)
       assert.equal(JSON.parse(response.body).code, 'unsafe_path', path)
+    }
+  })
+
+  it('passes on the upstream\'s early hints before its answer, and no other informational response', async () => {
+    const exchange = async (path: string, version: string) => {
+      const client = await rawClient(gw.url, '127.0.0.1', `GET ${path} HTTP/${version}\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      await client.closed
+      return client.received()
+    }
+    const hinted = await exchange('/rec/open/hints', '1.1')
+    assert.deepEqual([...hinted.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['103', '200'])
+    assert.match(hinted, /^HTTP\/1\.1 103 Early Hints\r\nlink: <\/style\.css>; rel=preload; as=style\r\n\r\n/i)
+    assert.match(hinted, /\{"bytes":0\}/)
+    for (const [path, version] of [['/rec/open/hints', '1.0'], ['/rec/open/processing', '1.1']] as const) {
+      const answer = await exchange(path, version)
+      assert.deepEqual([...answer.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['200'], `${path} HTTP/${version}`)
+      assert.match(answer, /\{"bytes":0\}/)
     }
   })
 
