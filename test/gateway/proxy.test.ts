@@ -219,6 +219,18 @@ describe('the proxy', () => {
     }
   })
 
+  it('forwards the body of a GET or HEAD, as search APIs take their queries, and keeps the connection\'s framing', async () => {
+    for (const [method, framing] of [['GET', 'Content-Length: 5'], ['HEAD', 'Content-Length: 5'], ['GET', 'Transfer-Encoding: chunked']] as const) {
+      const body = framing.startsWith('Content') ? 'hello' : '5\r\nhello\r\n0\r\n\r\n'
+      const before = upstream.seen.length
+      const client = await rawClient(gw.url, '127.0.0.1', `${method} /rec/open/query HTTP/1.1\r\nHost: gw\r\n${framing}\r\n\r\n${body}GET /rec/open/next HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      await client.closed
+      assert.deepEqual([...client.received().matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['200', '200'], `${method} ${framing}`)
+      const seen = upstream.seen.slice(before).sort((a, b) => a.url.localeCompare(b.url))
+      assert.deepEqual(seen.map((request) => [request.method, request.url, request.bytes]), [['GET', '/base/open/next', 0], [method, '/base/open/query', 5]], `${method} ${framing}`)
+    }
+  })
+
   it('answers unknown paths with 404 JSON', async () => {
     const response = await gw.fetch('/nowhere/')
     assert.equal(response.status, 404)
