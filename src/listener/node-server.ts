@@ -24,8 +24,11 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     normaliseTarget(request)
     if (!take()?.(request, response)) fastifyHandler(request, response)
   }
+  // A request without Host is refused by src/http/host-header.ts, as JSON like every other refusal; Node's own 400
+  // has no body.
+  const requireHostHeader = false
   const https = options.https === true ? {} : options.https
-  const server = https ? createHttpsServer(https, handler) : createHttpServer(options.http ?? {}, handler)
+  const server = https ? createHttpsServer({ ...https, requireHostHeader }, handler) : createHttpServer({ ...options.http, requireHostHeader }, handler)
   server.keepAliveTimeout = options.keepAliveTimeout
   server.requestTimeout = options.requestTimeout
   server.setTimeout(options.connectionTimeout)
