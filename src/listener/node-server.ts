@@ -1,6 +1,7 @@
 import type { RequestListener, Server } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
-import { errorBody, ExpectationFailed } from '../errors.ts'
+import type { Duplex } from 'node:stream'
+import { BadRequest, errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
 import { normaliseTarget } from '../http/request-target.ts'
 
@@ -38,6 +39,13 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   server.on('checkExpectation', (_request, response) => {
     const json = JSON.stringify(errorBody(new ExpectationFailed()))
     response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
+  })
+  // CONNECT asks for a tunnel through a forward proxy, which Gatehouse is not. Node has no answer of its own for it: it
+  // closed the connection without a word.
+  server.on('connect', (_request, socket: Duplex) => {
+    const json = JSON.stringify(errorBody(new BadRequest('Gatehouse is no forward proxy: it opens no tunnels (CONNECT).')))
+    socket.on('error', () => socket.destroy())
+    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`)
   })
   return server
 }

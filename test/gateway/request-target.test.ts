@@ -187,6 +187,12 @@ describe('request targets and framing at the edge', () => {
     assert.equal(upstream.seen.length, before)
   })
 
+  it('answers CONNECT, which asks for a tunnel through a forward proxy, with a JSON 400 and closes the connection', async () => {
+    const response = await exchange(gw.url, `CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-x\r\n`)
+    assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
+    assert.match(response, /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
+  })
+
   it('answers a malformed request on an idle connection with 400 and closes it', async () => {
     const response = await exchange(gw.url, `GET /rec/open/x HTTP/1.1\r\nHost: gw\r\nBad Header Line\r\n\r\n`)
     assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
