@@ -7,6 +7,7 @@ import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import WebSocket from 'ws'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { eventually, rawClient } from '../helpers/raw-client.ts'
 import { login } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
@@ -246,6 +247,20 @@ describe('WebSockets through the gateway', () => {
       assert.match(handshake, /x-request-id: kept/i)
     } finally {
       socket.terminate()
+    }
+  })
+
+  it('opens a socket asked for with an absolute-form target at the target\'s path, its host in place of Host', async () => {
+    const handshake = ['GET http://public.example/rewritten//events/ HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', '', '']
+    const client = await rawClient(gw.url, '127.0.0.1', handshake.join('\r\n'))
+    try {
+      const answer = await eventually(client.received, (text) => text.includes('\r\n\r\n'), 3000)
+      assert.match(answer, /^HTTP\/1\.1 101 /)
+      const seen = cookieSetting.handshakes.at(-1)!
+      assert.match(seen, /^GET \/base\/events\/ HTTP\/1\.1\r\n/)
+      assert.match(seen, /\r\nx-forwarded-host: public\.example\r\n/i)
+    } finally {
+      client.socket.destroy()
     }
   })
 
