@@ -45,7 +45,7 @@ describe('the headers between clients and services', () => {
     })
     gw = await startGateway({
       config: {
-        server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.2', '10.0.0.0/8'], remove_request_headers: ['X-Legacy-User', 'x-corp-*'] },
+        server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.2', '10.0.0.0/8'], remove_request_headers: ['X-Legacy-User', 'x-corp-*', 'X.Dot*'] },
         services: [
           { name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/*'] },
           { name: 'roles', prefix: '/roles/', upstream: upstream.url, public_paths: ['/roles/*'], remove_request_headers: ['X-App-Role'] },
@@ -98,9 +98,10 @@ describe('the headers between clients and services', () => {
   })
 
   it('removes the request headers the configuration names, for every service or for one', async () => {
-    const headers = { 'X-Legacy-User': 'admin', X_Legacy_User: 'admin', 'X-Corp-Role': 'admin', 'X-Corp-Dept': 'it', 'X-App-Role': 'admin', 'X-Corporate': 'kept' }
+    const headers = { 'X-Legacy-User': 'admin', X_Legacy_User: 'admin', 'X-Corp-Role': 'admin', 'X-Corp-Dept': 'it', 'X-App-Role': 'admin', 'X-Corporate': 'kept', 'X.Dot-Role': 'admin', 'X-Dotted': 'kept' }
     await requestFrom('127.0.0.2', `${gw.url}/roles/x`, { headers })
     assert.deepEqual(Object.keys(last().headers).filter((name) => /legacy|corp|role/.test(name)), ['x-corporate'])
+    assert.equal(last().headers['x-dotted'], 'kept', 'a dot in a configured name is a dot')
     await requestFrom('127.0.0.1', `${gw.url}/rec/x`, { headers })
     assert.deepEqual(Object.keys(last().headers).filter((name) => /legacy|corp|role/.test(name)), ['x-app-role', 'x-corporate'], 'the service list is its own')
   })
