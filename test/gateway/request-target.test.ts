@@ -1,25 +1,8 @@
 import assert from 'node:assert/strict'
-import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { exchange } from '../helpers/raw-client.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
-
-/** Exact bytes over a raw socket, and everything the gateway sends back until it closes the connection. */
-function exchange(url: string, bytes: string, idleMs = 3000): Promise<string> {
-  const { hostname, port } = new URL(url)
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname)
-    let received = ''
-    const timer = setTimeout(() => reject(new Error(`connection still open after ${idleMs} ms; received:\n${received}`)), idleMs)
-    socket.on('data', (chunk) => (received += chunk))
-    socket.on('close', () => {
-      clearTimeout(timer)
-      resolve(received)
-    })
-    socket.on('error', () => {})
-    socket.write(bytes)
-  })
-}
 
 const statusLines = (text: string) => text.split('\r\n').filter((line) => line.startsWith('HTTP/1.1 '))
 
