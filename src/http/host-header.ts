@@ -8,8 +8,9 @@ import type { GatewayRequest } from './gateway-request.ts'
 const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?$/
 
 /**
- * Refuses, for the whole gateway, a request whose Host is repeated, missing (HTTP/1.1) or not a host: nothing downstream can then
- * build a URL from it or choke on it (RFC 9112 §3.2: a server must answer 400 to more than one Host field).
+ * Refuses, for the whole gateway, a request whose Host is repeated, missing (HTTP/1.1) or not a host: nothing
+ * downstream can then build a URL from it or choke on it (RFC 9112 §3.2: a server must answer 400 to more than one
+ * Host field, and to an HTTP/1.1 request without one).
  * The host checked is the one the request is served for (Host, or X-Forwarded-Host from a trusted proxy).
  * Gatehouse never builds its own URLs from it; those come from `server.public_url`.
  */
