@@ -267,9 +267,9 @@ export class Realm {
         clientAccess: this.#deps.clientAccess,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
-        revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
+        revoke: (keys, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
-          announce(REVOKE_TOPIC, key)
+          for (const key of typeof keys === 'string' ? [keys] : keys) announce(REVOKE_TOPIC, key)
         }),
       })
       this.#provider = { instance, handler: instance.callback(), clientCredentials, refreshToken, issuer, keys, refreshKeys, tokens }
