@@ -121,6 +121,54 @@ describe('one sign-in for the browser', () => {
     assert.equal((await me(laptop)).status, 401)
   })
 
+  it('starts a login again from a login page used already (the back button), and signs the browser in at once', async () => {
+    const browser = new Browser()
+    const page = await authorize(browser, { state: 'state-of-the-app' })
+    const first = await browser.submit(page, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.ok(first.stoppedAt)
+    // The same page, submitted again: its login is over, and the browser has a realm session by now.
+    const again = await browser.submit(page, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.ok(again.stoppedAt, again.body.slice(0, 300))
+    const back = new URL(again.stoppedAt)
+    assert.ok(back.searchParams.get('code'))
+    assert.equal(back.searchParams.get('state'), 'state-of-the-app', 'the application gets its own request answered')
+    assert.ok(browser.hops.some((hop) => hop.method === 'POST' && hop.status === 303 && hop.location?.includes('/protocol/openid-connect/auth?')))
+  })
+
+  it('starts a login again from a login page that timed out, saying so, and then logs the browser in', async () => {
+    const browser = new Browser()
+    const page = await authorize(browser, { state: 'timed-out-state' })
+    await gw.store.database.db.deleteFrom('oidc_records').where('model', '=', 'Interaction').execute()
+    const restarted = await browser.submit(page, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.equal(restarted.stoppedAt, undefined, 'the password of a timed-out page is not used')
+    assert.equal(restarted.response.status, 200)
+    assert.match(new URL(restarted.url).pathname, /\/login-actions\//)
+    assert.notEqual(new URL(restarted.url).pathname, new URL(page.url).pathname, 'a new login')
+    assert.match(restarted.body, /role="alert"[^>]*>Your login attempt timed out/)
+    assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), undefined)
+    const done = await browser.submit(restarted, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.equal(new URL(done.stoppedAt!).searchParams.get('state'), 'timed-out-state')
+    // The notice is shown once.
+    const later = await authorize(new Browser())
+    assert.doesNotMatch(later.body, /role="alert"/)
+  })
+
+  it('answers a stale login page that carries no request to restart with an HTML page, and changes nothing', async () => {
+    const browser = new Browser()
+    const page = await authorize(browser)
+    await gw.store.database.db.deleteFrom('oidc_records').where('model', '=', 'Interaction').execute()
+    for (const form of [{ username: 'alice', password: 'alice-password' }, { username: 'alice', password: 'alice-password', restart: 'x=1' }] as Record<string, string>[]) {
+      const stale = await browser.request(new URL(new URL(page.url).pathname, gw.url).href, { form })
+      assert.equal(stale.status, 400)
+      assert.match(stale.headers.get('content-type')!, /^text\/html/)
+      assert.match(await stale.text(), /Login expired/)
+    }
+    const reloaded = await browser.request(page.url)
+    assert.equal(reloaded.status, 400)
+    assert.match(reloaded.headers.get('content-type')!, /^text\/html/)
+    assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), undefined)
+  })
+
   it('refuses a code that another browser\'s login produced (login CSRF)', async () => {
     const attacker = new Browser()
     const login = await attacker.navigate(`${gw.url}/demo-app/x`)
