@@ -59,6 +59,8 @@ export interface App {
   readonly clientAccess: ClientAccessCheck
   /** Teams and organizations from directory groups and SSO claims, applied at each login. */
   readonly memberships: MembershipMappings
+  /** The LDAP directory, when one is configured: single sign-on may not take the username of a person in it. */
+  readonly directory: LdapDirectory | undefined
   /** The route table: every place a request can land, compiled once. */
   readonly places: Places
   /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
@@ -107,9 +109,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const audit = new AuditTrail(store, config.audit)
   const memberships = new MembershipMappings(accessAdmin, access, audit)
   accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))
-  if (config.ldap) {
+  const directory = config.ldap ? new LdapDirectory(config.ldap) : undefined
+  if (config.ldap && directory) {
     const mappings = config.ldap.memberships
-    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn))
+    const ldap = new LdapPasswords(directory, store, accounts, (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn))
     const order = config.auth.password_sources
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
   }
@@ -190,6 +193,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     accessAdmin,
     clientAccess,
     memberships,
+    directory,
     routes,
     places: compilePlaces(config, routes, gatewayEntry),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
