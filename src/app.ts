@@ -20,6 +20,7 @@ import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
 import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
+import { SignInStarts } from './directory/sign-in-starts.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { authorize, type Decision } from './gateway/authorize.ts'
@@ -61,6 +62,8 @@ export interface App {
   readonly memberships: MembershipMappings
   /** The LDAP directory, when one is configured: single sign-on may not take the username of a person in it. */
   readonly directory: LdapDirectory | undefined
+  /** How many sign-ins each client address started lately: each start writes a record (src/directory/sign-in-starts.ts). */
+  readonly signInStarts: SignInStarts
   /** The route table: every place a request can land, compiled once. */
   readonly places: Places
   /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
@@ -194,6 +197,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     clientAccess,
     memberships,
     directory,
+    signInStarts: new SignInStarts(),
     routes,
     places: compilePlaces(config, routes, gatewayEntry),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),

@@ -48,6 +48,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
     const party = partyOf(request.params.provider)
     const next = sameOriginTarget(app.publicUrl, request.query.next)
     try {
+      app.signInStarts.admit(request.ip)
       const key = newFlowKey()
       // Discovery comes first: when the provider is down, nothing is stored and the browser stays here.
       const authorizationUrl = await party.authorizationUrl(redirectUri(party), flowSecrets(key))
