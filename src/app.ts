@@ -15,6 +15,7 @@ import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
 import { endLinkedRealmSessions, SessionManager } from './auth/session-manager.ts'
+import { InvalidSession } from './errors.ts'
 import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
@@ -158,8 +159,13 @@ export async function createApp(config: Config, store: Store, options: AppOption
     await sessions.end(session.keyHash)
     return true
   }, () => true)
-  // The gateway session a realm session of the same browser is linked to: a live one of the same user.
-  const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then((session) => session.userId === userId ? session.keyHash : undefined, () => undefined)
+  // The gateway session a realm session of the same browser is linked to: a live one of the same user. A cookie of a
+  // session that was ended names it still: the realm session being saved (loaded before the end, saved after it, by a
+  // request of the same browser) must not outlive it, and the save finds it gone (StoreAdapter). One that merely
+  // expired links nothing: the realm session has a lifetime of its own.
+  const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then(
+    (session) => session.userId === userId ? session.keyHash : undefined,
+    (error: unknown) => error instanceof InvalidSession ? SessionManager.hashOf(cookie) : undefined)
   const clientAccess = compileClientAccess(config, access)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))

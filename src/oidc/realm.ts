@@ -44,7 +44,10 @@ export interface RealmDependencies {
    * is another user's than `accountId` (of the realm session that ended), which it leaves alone.
    */
   endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
-  /** The key hash of the live gateway session a `gateway_sessionid` cookie names, if it is `userId`'s. */
+  /**
+   * The key hash of the gateway session a `gateway_sessionid` cookie names: a live one, if it is `userId`'s; one that
+   * no longer exists (it was ended), whoever's it was, so that the save it is asked for ends the realm session.
+   */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */
   memberships?: ((user: User) => Memberships) | undefined

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
+import { SessionManager } from '../../src/auth/session-manager.ts'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
@@ -258,7 +259,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -310,6 +311,24 @@ for (const backend of gatewayBackends) {
       // The device the owner is using stays signed in at both.
       assert.equal((await refresh(current.refreshToken)).status, 200)
       assert.ok((await authorize(current.browser)).stoppedAt, 'no password asked of the current device')
+    })
+
+    it('ends a realm session that a save brought back after its gateway session ended, as soon as its browser uses it', async () => {
+      const laptop = await realmSignIn('mia')
+      const keyHash = SessionManager.hashOf(laptop.browser.cookie(gw.url, 'gateway_sessionid')!)
+      // A save of the realm session that lost the race with the end of its gateway session: the realm session is
+      // there, linked to nothing, and the gateway session is gone.
+      await gw.store.database.db.updateTable('oidc_records').set({ gateway_session: null }).where('model', '=', 'Session').where('gateway_session', '=', keyHash).execute()
+      await gw.app.sessions.end(keyHash)
+      assert.ok(await gw.store.oidc.find('Session', laptop.browser.cookie(gw.url, 'gatehouse_oidc_session')!), 'the realm session outlived the end')
+      // The laptop's app asks the realm again, with the realm's cookie and the ended gateway session's.
+      const again = await authorize(laptop.browser)
+      assert.ok(again.stoppedAt, 'the realm session it loaded answered this request')
+      const code = new URL(again.stoppedAt).searchParams.get('code')!
+      const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+      assert.equal(tokens.status, 400, 'the code of that last request is refused')
+      assert.equal(tokens.body.error, 'invalid_grant')
+      await assertSignedOutAtRealm(laptop)
     })
 
     it('ends the realm session of a browser whose gateway session an administrator ends', async () => {
