@@ -165,7 +165,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   // expired links nothing: the realm session has a lifetime of its own.
   const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then(
     (session) => session.userId === userId ? session.keyHash : undefined,
-    (error: unknown) => error instanceof InvalidSession ? SessionManager.hashOf(cookie) : undefined)
+    (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
   const clientAccess = compileClientAccess(config, access)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
