@@ -259,7 +259,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -329,6 +329,17 @@ for (const backend of gatewayBackends) {
       assert.equal(tokens.status, 400, 'the code of that last request is refused')
       assert.equal(tokens.body.error, 'invalid_grant')
       await assertSignedOutAtRealm(laptop)
+    })
+
+    it('keeps the realm session of a browser whose gateway session cookie is not one Gatehouse could have set', async () => {
+      const device = await realmSignIn('nina')
+      const realmCookie = device.browser.cookie(gw.url, 'gatehouse_oidc_session')!
+      const asked = await fetch(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+        client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+      })}`, { redirect: 'manual', headers: { accept: 'text/html', cookie: `gatehouse_oidc_session=${realmCookie}; gateway_sessionid=not-a-session-id` } })
+      assert.ok(asked.headers.get('location')!.startsWith(CLIENT_REDIRECT), 'signed in at the realm still')
+      assert.ok(await gw.store.oidc.find('Session', realmCookie), 'the realm session was saved, not ended')
+      assert.equal((await refresh(device.refreshToken)).status, 200)
     })
 
     it('ends the realm session of a browser whose gateway session an administrator ends', async () => {
