@@ -21,7 +21,7 @@ import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
 import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
-import { SignInStarts } from './directory/sign-in-starts.ts'
+import { SIGN_IN_START_WINDOW_MS, SignInStarts } from './directory/sign-in-starts.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { authorize, type Decision } from './gateway/authorize.ts'
@@ -203,7 +203,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     clientAccess,
     memberships,
     directory,
-    signInStarts: new SignInStarts(),
+    signInStarts: new SignInStarts({ perAddress: config.auth.sign_in_starts_per_address, total: config.auth.sign_in_starts_total, windowMs: SIGN_IN_START_WINDOW_MS }),
     routes,
     places: compilePlaces(config, routes, gatewayEntry),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),

@@ -2,19 +2,18 @@ import { SignInsThrottled } from '../errors.ts'
 import { countedAddress } from './lockout.ts'
 
 export interface SignInStartLimits {
-  /** Most starts one client address (an IPv6 client by its /64) may make in a window. */
+  /** Most starts one client address (an IPv6 client by its /64) may make in a window; 0: no limit. */
   readonly perAddress: number
-  /** Most starts of all addresses together in a window: many addresses cannot add up to an unbounded number. */
+  /** Most starts of all addresses together in a window, so that many addresses cannot add up to an unbounded number; 0: no limit. */
   readonly total: number
   readonly windowMs: number
 }
 
 /**
- * Enough for everyone behind one address (an office's NAT) signing in a few times in ten minutes, far below a flood.
- * Each start's record lives at most 30 minutes (a realm interaction), so one process lets at most three windows'
- * `total` of them wait in the database.
+ * The window of `auth.sign_in_starts_per_address` and `auth.sign_in_starts_total`. Each start's record lives at most
+ * 30 minutes (a realm interaction), so one process lets at most three windows' `total` of them wait in the database.
  */
-export const SIGN_IN_START_LIMITS: SignInStartLimits = Object.freeze({ perAddress: 300, total: 10_000, windowMs: 10 * 60_000 })
+export const SIGN_IN_START_WINDOW_MS = 10 * 60_000
 
 /**
  * Bounds the records that requests without any credential make Gatehouse write. Starting a sign-in (single sign-on's
@@ -30,7 +29,7 @@ export class SignInStarts {
   /** Never more keys than `total`: only admitted starts add one. */
   readonly #byAddress = new Map<string, number>()
 
-  constructor(limits: SignInStartLimits = SIGN_IN_START_LIMITS) {
+  constructor(limits: SignInStartLimits) {
     this.#limits = limits
   }
 
@@ -43,10 +42,14 @@ export class SignInStarts {
     }
     const key = countedAddress(address) ?? address
     const started = this.#byAddress.get(key) ?? 0
-    if (started >= this.#limits.perAddress || this.#total >= this.#limits.total) {
+    if (reached(started, this.#limits.perAddress) || reached(this.#total, this.#limits.total)) {
       throw new SignInsThrottled(Math.max(1, Math.ceil((this.#windowStart + this.#limits.windowMs - now) / 1000)))
     }
     this.#byAddress.set(key, started + 1)
     this.#total++
   }
+}
+
+function reached(count: number, limit: number): boolean {
+  return limit > 0 && count >= limit
 }

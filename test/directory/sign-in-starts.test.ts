@@ -36,6 +36,11 @@ describe('sign-in starts', () => {
     assert.equal(refusal(starts, '::ffff:192.0.2.9', 0)?.code, 'sign_ins_throttled')
   })
 
+  it('has no limit where it is 0', () => {
+    const starts = new SignInStarts({ perAddress: 0, total: 0, windowMs: 60_000 })
+    for (let i = 0; i < 1000; i++) assert.equal(refusal(starts, '192.0.2.1', 0), undefined)
+  })
+
   it('refuses everyone once all addresses together reach the total, and counts no refused start', () => {
     const starts = new SignInStarts({ perAddress: 2, total: 4, windowMs: 60_000 })
     for (const address of ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4']) assert.equal(refusal(starts, address, 0), undefined)

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { SIGN_IN_START_LIMITS } from '../../src/directory/sign-in-starts.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts'
@@ -13,10 +12,12 @@ import { CLIENT_REDIRECT, REALM, realmUrl, testRealms } from '../helpers/oidc.ts
 describe('sign-ins started by anonymous requests', () => {
   let gw: TestGateway
   const DEVICE_CLIENT = 'tv'
+  const PER_ADDRESS = 25
   before(async () => {
     gw = await startGateway({
       config: {
         realms: [{ ...testRealms[0]!, clients: [...testRealms[0]!.clients, { client_id: DEVICE_CLIENT, public_client: true, device_authorization_grant: true, redirect_uris: [CLIENT_REDIRECT] }] }],
+        auth: { sign_in_starts_per_address: PER_ADDRESS },
         sso: [{ name: 'corp', label: 'Corp', issuer: 'http://127.0.0.1:1', client_id: 'x', allow_insecure_http: true, timeout_seconds: 2 }],
       },
     })
@@ -34,7 +35,7 @@ describe('sign-ins started by anonymous requests', () => {
 
   it('refuses an address that started too many, with a page for the browser and a code for clients, writing nothing', async () => {
     const flooder = '127.0.0.61'
-    for (let i = 0; i < SIGN_IN_START_LIMITS.perAddress; i++) {
+    for (let i = 0; i < PER_ADDRESS; i++) {
       const started = await requestFrom(flooder, authorization(), { headers: { accept: 'text/html' } })
       assert.equal(started.status, 303, `start ${i}`)
       assert.match(String(started.headers.location), /\/login-actions\//)
