@@ -62,11 +62,16 @@ export class StoreAdapter implements Adapter {
 
   /**
    * A realm session linked to its gateway session, or, when that ended since it was looked up, ended: its record and
-   * the grants of its sign-ins (this very sign-in's too, whose code is then refused at the token endpoint).
+   * the grants of its sign-ins (this very sign-in's too, whose code is then refused at the token endpoint). Unless the
+   * realm session passed meanwhile to the browser's new gateway session (a new login of the same person in the same
+   * browser replaced the one looked up, SessionManager.start): then it is saved linked to that one, if it still exists.
    */
   async #saveLinkedSession(id: string, payload: AdapterPayload, gatewaySession: string, expiresAt: number | undefined): Promise<void> {
     const fields = payload as Record<string, unknown>
-    if (await this.#deps.records.upsertLinkedSession({ id, payload: fields, uid: payload.uid, gatewaySession, expiresAt })) return
+    const save = (link: string) => this.#deps.records.upsertLinkedSession({ id, payload: fields, uid: payload.uid, gatewaySession: link, expiresAt })
+    if (await save(gatewaySession)) return
+    const passedOn = await this.#deps.records.linkOf(id)
+    if (passedOn !== undefined && passedOn !== gatewaySession && await save(passedOn)) return
     const grants = sessionGrants(fields)
     await this.#deps.revoke(grants.map((grantId) => `grant:${grantId}`), (records) => records.endSession(id, fields))
   }

@@ -124,6 +124,12 @@ export class OidcRecordRepository {
     return Number(result.numInsertedOrUpdatedRows ?? 0) > 0
   }
 
+  /** The gateway session a realm browser session is linked to now, if it has a record and a link. */
+  async linkOf(sessionId: string): Promise<string | undefined> {
+    const row = await this.#db.selectFrom('oidc_records').select('gateway_session').where('model', '=', SESSION_MODEL).where('id', '=', sessionId).executeTakeFirst()
+    return row?.gateway_session ?? undefined
+  }
+
   /**
    * Ends one realm browser session as `endLinkedSessions` ends those of a gateway session: its record, and the grants
    * of its sign-ins (as `payload` lists them) with everything issued under them; returns the grants ended.

@@ -146,6 +146,21 @@ for (const backend of storeBackends) {
       assert.deepEqual(revoked, ['grant:g-first', 'grant:g-second'])
     })
 
+    it('saves a realm session whose gateway session was replaced by a new one of the same browser linked to the new one', async () => {
+      const [replaced, current] = [await gatewaySession(), await gatewaySession()]
+      const deps = { records: db.store.oidc, revoke: async () => assert.fail('nothing is ended'), detectsRefreshTokenReuse: () => false, gatewaySession: async () => replaced }
+      const sessions = new StoreAdapter('Session', deps)
+      await sessions.upsert('passed-on', { uid: 'uid-passed-on', accountId: '9', authorizations: { app: { grantId: 'g-passed-on' } } }, 300)
+      // A new login in the same browser replaces the gateway session after this request looked it up (SessionManager.start).
+      await db.store.transaction(async (tx) => {
+        await tx.sessions.deleteByKeyHash(replaced)
+        await tx.oidc.relinkSessions(replaced, current)
+      })
+      await sessions.upsert('passed-on', { uid: 'uid-passed-on', accountId: '9', authorizations: { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } } }, 300)
+      assert.deepEqual((await db.store.oidc.find('Session', 'passed-on'))!.payload.authorizations, { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } })
+      assert.deepEqual(await db.store.oidc.endLinkedSessions([current]), ['g-passed-on', 'g-later'], 'it ends with the new gateway session')
+    })
+
     it('never returns an expired record, and prunes it', async () => {
       await db.store.oidc.upsert({ model: 'AccessToken', id: 'old', payload: {}, expiresAt: Date.now() - 1 })
       assert.equal(await db.store.oidc.find('AccessToken', 'old'), undefined)
