@@ -135,7 +135,11 @@ export const ConfigSchema = z.object({
     max_stale_seconds: z.number().int().min(2).max(3600).default(30)
       .describe('The longest a process trusts what it read from the database (accounts, sessions, tokens, OIDC token records) without reading it again, and the longest it answers from memory without having read the news of revocations: a process that cannot reach the database serves credentials it already verified for this long, then answers 503 database_unavailable until the database answers again.'),
     password_sources: PasswordSourcesSchema,
-  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, max_stale_seconds: 30, password_sources: ['local', 'ldap'] })
+    sign_in_starts_per_address: z.number().int().min(0).default(300)
+      .describe('Sign-ins (a realm authorization that may show the login page, a device authorization, a single sign-on start) one client address, an IPv6 client by its /64, may start in 10 minutes, in each process; beyond it 429 sign_ins_throttled. Each start writes a record that waits for its end, so this bounds what requests without credentials can add to the database. Raise it for many people behind one address (an office NAT). 0 = no limit.'),
+    sign_in_starts_total: z.number().int().min(0).default(10_000)
+      .describe('Sign-ins all client addresses together may start in 10 minutes, in each process; beyond it every start is refused with 429 sign_ins_throttled until the 10 minutes end. The bound a flood from many addresses cannot pass. 0 = no limit.'),
+  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, max_stale_seconds: 30, password_sources: ['local', 'ldap'], sign_in_starts_per_address: 300, sign_in_starts_total: 10_000 })
     .describe('How credentials are verified and remembered.'),
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])
