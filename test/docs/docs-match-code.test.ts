@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { dirname, join, relative } from 'node:path'
+import { describe, it } from 'node:test'
+import type { Command, Option } from 'commander'
+import { parseAllDocuments } from 'yaml'
+import { z } from 'zod'
+import { gatehouseProgram } from '../../src/cli/program.ts'
+import { ConfigSchema } from '../../src/config/schema.ts'
+import * as errors from '../../src/errors.ts'
+import { defaultSettings } from '../../src/settings/definitions.ts'
+
+// The README and docs/*.md are read as an administrator reads them, and held against the code they describe, so that
+// the two cannot part without a test failing.
+
+const root = join(import.meta.dirname, '..', '..')
+const pages = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
+const text = (page: string) => readFileSync(join(root, page), 'utf8')
+const readme = text('README.md')
+
+/** The lines of a page outside fenced code blocks, each with its number. */
+function prose(page: string): { line: string; number: number }[] {
+  let fenced = false
+  return text(page).split('\n').flatMap((line, i) => {
+    if (line.startsWith('```')) fenced = !fenced
+    return fenced || line.startsWith('```') ? [] : [{ line, number: i + 1 }]
+  })
+}
+
+/** The fenced code blocks of a page in a language (`yaml`, `sh`), with the heading they are under. */
+function codeBlocks(page: string, language: string): { code: string; section: string }[] {
+  const blocks: { code: string; section: string }[] = []
+  let section = ''
+  let fence: { language: string; lines: string[] } | undefined
+  for (const line of text(page).split('\n')) {
+    if (fence && line.startsWith('```')) {
+      if (fence.language === language) blocks.push({ code: fence.lines.join('\n'), section })
+      fence = undefined
+    } else if (fence) fence.lines.push(line)
+    else if (line.startsWith('```')) fence = { language: line.slice(3).trim(), lines: [] }
+    else if (line.startsWith('#')) section = line.replace(/^#+\s*/, '')
+  }
+  return blocks
+}
+
+/** One section of the README, from its `## heading` to the next. */
+function readmeSection(heading: string): string {
+  const start = readme.indexOf(`\n## ${heading}\n`)
+  assert.ok(start >= 0, `the README has a section "${heading}"`)
+  const end = readme.indexOf('\n## ', start + 1)
+  return readme.slice(start, end < 0 ? undefined : end)
+}
+
+/** GitHub's anchors for a page's headings. */
+function anchors(page: string): Set<string> {
+  const slugs = new Set<string>()
+  for (const { line } of prose(page)) {
+    const heading = /^#{1,6}\s+(.*)$/.exec(line)
+    if (!heading) continue
+    const slug = heading[1]!.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-')
+    let unique = slug
+    for (let n = 1; slugs.has(unique); n++) unique = `${slug}-${n}`
+    slugs.add(unique)
+  }
+  return slugs
+}
+
+/** What is left of a table cell once every parenthesised remark is taken out. */
+function withoutRemarks(cell: string): string {
+  let depth = 0
+  let out = ''
+  for (const char of cell) {
+    if (char === '(') depth++
+    else if (char === ')') depth = Math.max(0, depth - 1)
+    else if (depth === 0) out += char
+  }
+  return out
+}
+
+describe('the docs match the code', () => {
+  it('every relative link points at a file, and every anchor at a heading, that exist', () => {
+    const broken: string[] = []
+    for (const page of pages) {
+      for (const { line, number } of prose(page)) {
+        for (const [, target] of line.replace(/`[^`]*`/g, '').matchAll(/\]\(([^)\s]+)\)/g)) {
+          if (/^[a-z]+:/.test(target!)) continue
+          const [path, anchor] = target!.split('#') as [string, string | undefined]
+          const file = path ? relative(root, join(root, dirname(page), path)) : page
+          if (!existsSync(join(root, file))) broken.push(`${page}:${number}: ${target} (no file ${file})`)
+          else if (anchor !== undefined && file.endsWith('.md') && !anchors(file).has(anchor)) {
+            broken.push(`${page}:${number}: ${target} (no heading #${anchor} in ${file})`)
+          }
+        }
+      }
+    }
+    assert.deepEqual(broken, [])
+  })
+
+  it('the README\'s error table lists every error code with its status, and no code the code does not answer', () => {
+    const classes = new Map<string, number>()
+    for (const value of Object.values(errors)) {
+      if (typeof value === 'function' && 'code' in value && typeof value.code === 'string') classes.set(value.code, (value as unknown as { status: number }).status)
+    }
+    const table = new Map<string, number[]>()
+    for (const row of readmeSection('Errors').split('\n').filter((l) => /^\| \d/.test(l))) {
+      const [, statuses, codes] = row.split(' | ').length >= 2 ? /^\| ([\d /]+) \| (.*) \|$/.exec(row)! : []
+      for (const [, code] of withoutRemarks(codes!).matchAll(/`([a-z_]+)`/g)) table.set(code!, statuses!.split('/').map(Number))
+    }
+    // /readyz answers `not_ready` in its health body, not as an error (README, "Running in production").
+    const health = 'not_ready'
+    assert.deepEqual([...table.keys()].filter((code) => !classes.has(code) && code !== health), [], 'codes in the table that no error class has')
+    const wrong = [...classes].filter(([code, status]) => !table.get(code)?.includes(status)).map(([code, status]) => `${status} ${code}`)
+    assert.deepEqual(wrong, [], 'error codes missing from the table, or under another status')
+  })
+
+  it('the README documents every run-time setting with its default, and no other', () => {
+    const rows = readmeSection('Gateway API').split('\n').flatMap((line) => {
+      const row = /^\| `([a-z0-9_]+)` \| `([^`]*)` \|/.exec(line)
+      return row ? [[row[1]!, JSON.parse(row[2]!) as unknown] as const] : []
+    })
+    assert.deepEqual(Object.fromEntries(rows), { ...defaultSettings })
+  })
+
+  it('every configuration option is in a YAML example or a reference table of the docs, and every example names real options', () => {
+    const reference = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema
+    const known = new Set(optionPaths(reference, reference, '').map(canonical))
+    const documented = new Map<string, string>()
+    for (const page of pages) {
+      for (const { code, section } of codeBlocks(page, 'yaml')) {
+        for (const document of parseAllDocuments(code)) {
+          const value = document.toJS() as unknown
+          if (!isConfig(value, reference)) continue
+          for (const path of documentedPaths(value, '', known)) documented.set(canonical(path), `${page} (${section})`)
+        }
+      }
+    }
+    assert.deepEqual([...documented].filter(([path]) => !known.has(path)).map(([path, where]) => `${path} in ${where}`), [], 'documented options the schema does not have')
+    // A reference table names an option by its path (`metrics.host`, `services[].pool.connections`), or within the
+    // section of its parent by its own name (`timeout_seconds` of an SSO provider); prose by its path.
+    const named = new Set(pages.flatMap((page) => prose(page).flatMap(({ line }) => [
+      ...[...(/^\| ([^|]*) \|/.exec(line)?.[1] ?? '').matchAll(/`([a-z_.[\]]+)`/g)].map((m) => m[1]!),
+      ...[...line.matchAll(/`([a-z_]+(?:\[\])?\.[a-z_.[\]]+)`/g)].map((m) => m[1]!),
+    ])))
+    const inTable = (path: string) => named.has(path) || named.has(path.replaceAll('[]', '')) || named.has(path.replace(/^.*\./, '')) ||
+      [...named].some((name) => name.startsWith(`${path}.`))
+    assert.deepEqual([...known].filter((path) => !documented.has(path) && !inTable(path) && !path.endsWith('*')), [], 'options no example or table shows')
+  })
+
+  it('the README\'s CLI section shows every command and option --help lists, and no other', () => {
+    const lines = [...readmeSection('CLI').matchAll(/^bin\/gatehouse (.*)$/gm)].map((m) => m[1]!.replace(/\s+#.*$/, ''))
+    const documented = new Map(lines.map((line) => {
+      const words = line.split(/\s+/)
+      const name = words.slice(0, words.findIndex((w) => !/^[a-z][a-z-]*$/.test(w)) >>> 0).join(' ')
+      return [name, new Set(line.match(/--[a-z][a-z-]*/g) ?? [])] as const
+    }))
+    const storage = ['--config', '--data-dir', '--database']
+    const commands = new Map(leaves(gatehouseProgram(), []).map(({ name, command }) => [name, command.options as readonly Option[]]))
+    assert.deepEqual([...documented.keys()].sort(), [...commands.keys()].sort(), 'commands documented and commands that exist')
+    const differences: string[] = []
+    for (const [name, options] of commands) {
+      const flags = new Set(options.map((o) => o.long!))
+      // The storage options are said once, for every command, in the section's first paragraph.
+      for (const flag of flags) if (!documented.get(name)!.has(flag) && !storage.includes(flag)) differences.push(`${name} ${flag} undocumented`)
+      for (const flag of documented.get(name)!) if (!flags.has(flag)) differences.push(`${name} ${flag} does not exist`)
+      if (!flags.has('--config')) differences.push(`${name} lacks --config`)
+      for (const option of options) {
+        if (option.envVar && !readme.includes(option.envVar)) differences.push(`${name} ${option.long}: ${option.envVar} undocumented`)
+      }
+    }
+    assert.deepEqual(differences, [])
+  })
+})
+
+interface JsonSchema {
+  $defs?: Record<string, JsonSchema>
+  $ref?: string
+  anyOf?: JsonSchema[]
+  oneOf?: JsonSchema[]
+  allOf?: JsonSchema[]
+  properties?: Record<string, JsonSchema>
+  items?: JsonSchema
+  additionalProperties?: JsonSchema | boolean
+  not?: JsonSchema
+}
+
+/** Every option's path in the JSON Schema `config reference` prints: `server.tls.cert_file`, `services[].pool`. */
+function optionPaths(node: JsonSchema | undefined, schema: JsonSchema, prefix: string, seen = new Set<JsonSchema>()): string[] {
+  if (!node || seen.has(node)) return []
+  const inner = new Set(seen).add(node)
+  if (node.$ref) return optionPaths(schema.$defs?.[node.$ref.replace('#/$defs/', '')], schema, prefix, inner)
+  return [
+    ...[...node.anyOf ?? [], ...node.oneOf ?? [], ...node.allOf ?? []].flatMap((n) => optionPaths(n, schema, prefix, inner)),
+    ...Object.entries(node.properties ?? {}).filter(([, value]) => !removed(value)).flatMap(([key, value]) => [prefix + key, ...optionPaths(value, schema, `${prefix}${key}.`, inner)]),
+    ...optionPaths(node.items, schema, prefix.replace(/\.$/, '[].'), inner),
+    // A map's keys are the administrator's (`named_groups: {developers: [...]}`): `*` stands for any of them.
+    ...typeof node.additionalProperties === 'object' ? [`${prefix}*`] : [],
+  ]
+}
+
+/**
+ * The paths of a YAML example, as optionPaths spells them; `[...]` and `{...}` stand for what another page shows,
+ * and below a map's key (`*`) whatever the administrator writes.
+ */
+function documentedPaths(value: unknown, prefix: string, known: Set<string>): string[] {
+  if (Array.isArray(value)) return value.flatMap((item) => documentedPaths(item, prefix.replace(/\.$/, '[].'), known))
+  if (!value || typeof value !== 'object') return []
+  return Object.entries(value).filter(([key]) => key !== '...').flatMap(([key, item]) => {
+    if (!known.has(canonical(prefix + key)) && known.has(canonical(`${prefix}*`))) return []
+    return [prefix + key, ...documentedPaths(item, `${prefix}${key}.`, known)]
+  })
+}
+
+/** An example is of the configuration file when its top-level keys are the configuration's. */
+function isConfig(value: unknown, reference: JsonSchema): value is Record<string, unknown> {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return false
+  return Object.keys(value).every((key) => key in (reference.properties ?? {}))
+}
+
+/** Access rules take the same fields wherever they are (docs/access.md), and a deny rule the fields of an allow. */
+function canonical(path: string): string {
+  return path.replace(/^.*\baccess\[\]\.(allow|deny)\b/, 'access[].allow').replace(/^.*\baccess(\[\])?$/, 'access')
+}
+
+function leaves(command: Command, path: string[]): { name: string; command: Command }[] {
+  const own = command.commands.filter((c) => c.name() !== 'help')
+  if (!own.length) return [{ name: path.join(' '), command }]
+  return own.flatMap((c) => leaves(c, [...path, c.name()]))
+}
+
+/** A removed option the schema keeps only to say what replaced it (`z.never()`) is no option. */
+function removed(node: JsonSchema): boolean {
+  return node.not !== undefined && !Object.keys(node.not).length
+}
