@@ -8,6 +8,13 @@ import { isWorker } from './workers.ts'
 
 const program = gatehouseProgram()
 
+// A reader that stops reading (`gatehouse config reference | head`) ends the command as SIGPIPE ends any Unix tool
+// (status 141, which `set -o pipefail` sees), not with Node's stack trace of the failed write.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error
+  process.exit(128 + 13)
+})
+
 // Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
 function quietErrors(command: Command): void {
   command.exitOverride().configureOutput({ writeErr: (text) => process.stderr.write(text.split('\n')[0] + '\n') })

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { runCli, tempDir } from '../helpers/gateway.ts'
+import { repoRoot, runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** What `config reference` prints, as far as the test walks it. */
@@ -188,5 +190,17 @@ describe('bin/gatehouse', () => {
     }
     walk(schema, '')
     assert.deepEqual(undescribed, [], 'every option has a description')
+  })
+
+  it('stops quietly when what reads its output stops reading (`config reference | head`)', async () => {
+    // The reference is larger than a pipe holds, so `head` closes the pipe while the command is still writing.
+    const pipeline = spawn('bash', ['-c', '"$0" config reference | head -c 100 >/dev/null; echo "${PIPESTATUS[0]}"', join(repoRoot, 'bin/gatehouse')])
+    let stdout = ''
+    let stderr = ''
+    pipeline.stdout.on('data', (d) => (stdout += d))
+    pipeline.stderr.on('data', (d) => (stderr += d))
+    await once(pipeline, 'close')
+    assert.equal(stderr, '', 'no error and no stack trace')
+    assert.equal(stdout.trim(), '141', 'the status of a tool that SIGPIPE ended, as `seq 100000 | head -1` has')
   })
 })
