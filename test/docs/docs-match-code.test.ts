@@ -6,6 +6,7 @@ import type { Command, Option } from 'commander'
 import { parseAllDocuments } from 'yaml'
 import { z } from 'zod'
 import { gatehouseProgram } from '../../src/cli/program.ts'
+import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import { ConfigSchema } from '../../src/config/schema.ts'
 import * as errors from '../../src/errors.ts'
 import { defaultSettings } from '../../src/settings/definitions.ts'
@@ -146,6 +147,27 @@ describe('the docs match the code', () => {
     assert.deepEqual([...known].filter((path) => !documented.has(path) && !inTable(path) && !path.endsWith('*')), [], 'options no example or table shows')
   })
 
+  it('every YAML example of the configuration is valid, but for what it leaves out', () => {
+    const reference = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema
+    const problems: string[] = []
+    for (const page of pages) {
+      for (const { code, section } of codeBlocks(page, 'yaml')) {
+        for (const document of parseAllDocuments(code)) {
+          const value = document.toJS() as unknown
+          if (!isConfig(value, reference)) continue
+          try {
+            validateConfig(withoutPlaceholders(value))
+          } catch (error) {
+            if (!(error instanceof ConfigError)) throw error
+            // An example shows one part of a section: the required options it leaves out are not its mistakes.
+            problems.push(...error.problems.filter((p) => !/received undefined$/.test(p)).map((p) => `${page} (${section}): ${p}`))
+          }
+        }
+      }
+    }
+    assert.deepEqual(problems, [])
+  })
+
   it('the README\'s CLI section shows every command and option --help lists, and no other', () => {
     const lines = [...readmeSection('CLI').matchAll(/^bin\/gatehouse (.*)$/gm)].map((m) => m[1]!.replace(/\s+#.*$/, ''))
     const documented = new Map(lines.map((line) => {
@@ -230,4 +252,10 @@ function leaves(command: Command, path: string[]): { name: string; command: Comm
 /** A removed option the schema keeps only to say what replaced it (`z.never()`) is no option. */
 function removed(node: JsonSchema): boolean {
   return node.not !== undefined && !Object.keys(node.not).length
+}
+
+/** An example without the sections it writes as `[...]` or `{...}`, which another page shows. */
+function withoutPlaceholders(value: Record<string, unknown>): Record<string, unknown> {
+  const placeholder = (item: unknown) => JSON.stringify(item) === '["..."]' || JSON.stringify(item) === '{"...":null}'
+  return Object.fromEntries(Object.entries(value).filter(([, item]) => !placeholder(item)))
 }
