@@ -5,6 +5,7 @@ import { describe, it } from 'node:test'
 import type { Command, Option } from 'commander'
 import { parseAllDocuments } from 'yaml'
 import { z } from 'zod'
+import { codeBlocks } from '../helpers/docs.ts'
 import { gatehouseProgram } from '../../src/cli/program.ts'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import { ConfigSchema } from '../../src/config/schema.ts'
@@ -26,22 +27,6 @@ function prose(page: string): { line: string; number: number }[] {
     if (line.startsWith('```')) fenced = !fenced
     return fenced || line.startsWith('```') ? [] : [{ line, number: i + 1 }]
   })
-}
-
-/** The fenced code blocks of a page in a language (`yaml`, `sh`), with the heading they are under. */
-function codeBlocks(page: string, language: string): { code: string; section: string }[] {
-  const blocks: { code: string; section: string }[] = []
-  let section = ''
-  let fence: { language: string; lines: string[] } | undefined
-  for (const line of text(page).split('\n')) {
-    if (fence && line.startsWith('```')) {
-      if (fence.language === language) blocks.push({ code: fence.lines.join('\n'), section })
-      fence = undefined
-    } else if (fence) fence.lines.push(line)
-    else if (line.startsWith('```')) fence = { language: line.slice(3).trim(), lines: [] }
-    else if (line.startsWith('#')) section = line.replace(/^#+\s*/, '')
-  }
-  return blocks
 }
 
 /** One section of the README, from its `## heading` to the next. */
