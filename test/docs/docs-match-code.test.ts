@@ -6,6 +6,7 @@ import type { Command, Option } from 'commander'
 import { parseAllDocuments } from 'yaml'
 import { z } from 'zod'
 import { codeBlocks } from '../helpers/docs.ts'
+import { adminAuth, json, startGateway } from '../helpers/gateway.ts'
 import { gatehouseProgram } from '../../src/cli/program.ts'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import { ConfigSchema } from '../../src/config/schema.ts'
@@ -153,6 +154,38 @@ describe('the docs match the code', () => {
     assert.deepEqual(problems, [])
   })
 
+  it('the README\'s API table names only endpoints that answer, with their methods, and the docs name every route', async () => {
+    const gw = await startGateway()
+    try {
+      const described = await json(await gw.fetch('/api/gateway/v1/openapi.json')) as { paths: Record<string, Record<string, unknown>> }
+      const operations = Object.entries(described.paths).flatMap(([path, item]) => Object.keys(item).map((method) => `${method.toUpperCase()} ${path}`))
+      const table = readmeSection('Gateway API').split('\n').filter((line) => /^\| `/.test(line)).map((line) => line.split(' | ')[0]!)
+      const missing: string[] = []
+      for (const [, entry] of table.flatMap((cell) => [...cell.matchAll(/`([^`]+)`/g)])) {
+        const [methods, path] = entry!.includes(' ') ? entry!.split(' ') as [string, string] : [undefined, entry!]
+        if (!path.includes('/')) continue
+        const full = path.startsWith('/') ? path : `/api/gateway/v1/${path}`
+        const matching = operations.filter((operation) => pathPattern(full).test(operation.replace(/^\S+ /, '')))
+        if (!matching.length) {
+          // Not part of the API it describes (the description itself, /metrics): it must answer, at least.
+          if ((await gw.fetch(full, { headers: adminAuth })).status === 404) missing.push(entry!)
+          continue
+        }
+        for (const method of methods?.split('/') ?? []) {
+          if (!matching.some((operation) => operation.startsWith(`${method} `))) missing.push(`${method} ${path}`)
+        }
+      }
+      assert.deepEqual(missing, [], 'endpoints in the README\'s table that the API does not have')
+      const named = pages.flatMap((page) => prose(page).flatMap(({ line }) => [...line.matchAll(/`([^`]+)`/g)]
+        .map((m) => m[1]!.split(' ').at(-1)!).filter((path) => path.includes('/'))))
+        .map((path) => path.startsWith('/') ? pathPattern(path) : pathPattern(`/api/gateway/v1/${path.replace(/^\.\.\.\//, '...')}`))
+      const unnamed = Object.keys(described.paths).filter((path) => !named.some((pattern) => pattern.test(path)))
+      assert.deepEqual(unnamed, [], 'API routes no page names')
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('the README\'s CLI section shows every command and option --help lists, and no other', () => {
     const lines = [...readmeSection('CLI').matchAll(/^bin\/gatehouse (.*)$/gm)].map((m) => m[1]!.replace(/\s+#.*$/, ''))
     const documented = new Map(lines.map((line) => {
@@ -243,4 +276,11 @@ function removed(node: JsonSchema): boolean {
 function withoutPlaceholders(value: Record<string, unknown>): Record<string, unknown> {
   const placeholder = (item: unknown) => JSON.stringify(item) === '["..."]' || JSON.stringify(item) === '{"...":null}'
   return Object.fromEntries(Object.entries(value).filter(([, item]) => !placeholder(item)))
+}
+
+/** A documented path as a pattern for the API's: `{id}` is any one segment (or the API's own `{id}`), `...` anything. */
+function pathPattern(path: string): RegExp {
+  const parts = path.split(/(\{[^}]*\}|\.\.\.)/).map((part) =>
+    part === '...' ? '.*' : part.startsWith('{') ? '(\\{[^}]*\\}|[^/{}]+)' : part.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
+  return new RegExp(`^${parts.join('')}$`)
 }
