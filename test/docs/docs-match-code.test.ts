@@ -209,6 +209,35 @@ describe('the docs match the code', () => {
     }
     assert.deepEqual(differences, [])
   })
+
+  it('every command line the docs show names a command that exists, with its options', () => {
+    const commands = new Map(leaves(gatehouseProgram(), []).map(({ name, command }) => [name, new Set(command.options.map((o) => o.long!))]))
+    const groups = new Set([...commands.keys()].map((name) => name.split(' ')[0]!))
+    const shown = pages.flatMap((page) => [
+      ...codeBlocks(page, 'sh').flatMap(({ code }) => code.split('\n')),
+      // A terminal session: the commands are the lines after the prompt.
+      ...codeBlocks(page, '').flatMap(({ code }) => code.split('\n').filter((line) => line.startsWith('$ '))),
+      ...prose(page).flatMap(({ line }) => [...line.matchAll(/`([^`]+)`/g)].map((m) => m[1]!)),
+    ].flatMap((line) => /(?:^|\s|bin\/)gatehouse ([a-z].*)$/.exec(line.replace(/\s#.*$/, ''))?.[1] ?? []).map((line) => ({ page, line })))
+    const wrong: string[] = []
+    for (const { page, line } of shown) {
+      const words = line.split(/\s+/)
+      if (!groups.has(words[0]!)) {
+        wrong.push(`${page}: gatehouse ${line} (no command ${words[0]})`)
+        continue
+      }
+      const name = [words[0], words[1]].join(' ')
+      const flags = commands.get(name) ?? commands.get(words[0]!)
+      if (!flags) {
+        // A group alone (`gatehouse tokens`) is fine; one of its commands must exist.
+        if (words[1] && /^[a-z-]+$/.test(words[1])) wrong.push(`${page}: gatehouse ${line} (no command ${name})`)
+        continue
+      }
+      for (const flag of line.match(/--[a-z][a-z-]*/g) ?? []) if (!flags.has(flag)) wrong.push(`${page}: gatehouse ${line} (${name} has no ${flag})`)
+    }
+    assert.ok(shown.length > 20, 'the docs show command lines')
+    assert.deepEqual(wrong, [])
+  })
 })
 
 interface JsonSchema {
