@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import { describe, it } from 'node:test'
 import type { Command, Option } from 'commander'
-import { parseAllDocuments } from 'yaml'
+import { parseAllDocuments, parseDocument } from 'yaml'
 import { z } from 'zod'
 import { codeBlocks } from '../helpers/docs.ts'
 import { adminAuth, json, startGateway } from '../helpers/gateway.ts'
@@ -133,6 +134,25 @@ describe('the docs match the code', () => {
     assert.deepEqual([...known].filter((path) => !documented.has(path) && !inTable(path) && !path.endsWith('*')), [], 'options no example or table shows')
   })
 
+  it('every reference table gives each setting and configuration option its default', () => {
+    const reference = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema
+    const wrong: string[] = []
+    for (const page of pages) {
+      for (const { line, number } of prose(page)) {
+        const row = /^\| `([a-z_.[\]]+)` \| ([^|]*) \|/.exec(line)
+        if (!row) continue
+        const [, name, cell] = row as unknown as [string, string, string]
+        const option = name in defaultSettings ? undefined : schemaAt(reference, reference, name)
+        if (!(name in defaultSettings) && !option) continue
+        const expected = option ? option.default : defaultSettings[name as keyof typeof defaultSettings]
+        // `none`: the option is absent unless given; `10,000` is 10000.
+        const written = cell.trim() === 'none' ? undefined : parseDocument(cell.replace(/`/g, '').replace(/(\d),(\d{3})/g, '$1$2')).toJS() as unknown
+        if (!isDeepStrictEqual(written, expected)) wrong.push(`${page}:${number}: ${name} ${cell.trim()}, not ${JSON.stringify(expected)}`)
+      }
+    }
+    assert.deepEqual(wrong, [])
+  })
+
   it('every YAML example of the configuration is valid, but for what it leaves out', () => {
     const reference = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema
     const problems: string[] = []
@@ -250,6 +270,7 @@ interface JsonSchema {
   items?: JsonSchema
   additionalProperties?: JsonSchema | boolean
   not?: JsonSchema
+  default?: unknown
 }
 
 /** Every option's path in the JSON Schema `config reference` prints: `server.tls.cert_file`, `services[].pool`. */
@@ -312,4 +333,19 @@ function pathPattern(path: string): RegExp {
   const parts = path.split(/(\{[^}]*\}|\.\.\.)/).map((part) =>
     part === '...' ? '.*' : part.startsWith('{') ? '(\\{[^}]*\\}|[^/{}]+)' : part.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))
   return new RegExp(`^${parts.join('')}$`)
+}
+
+/** The schema of the option at a path of the configuration (`server.timeouts.headers_seconds`, `services[].pool.connections`). */
+function schemaAt(node: JsonSchema | undefined, schema: JsonSchema, path: string): JsonSchema | undefined {
+  if (!node) return undefined
+  if (node.$ref) return schemaAt(schema.$defs?.[node.$ref.replace('#/$defs/', '')], schema, path)
+  if (!path) return node
+  for (const choice of [...node.anyOf ?? [], ...node.oneOf ?? [], ...node.allOf ?? []]) {
+    const found = schemaAt(choice, schema, path)
+    if (found) return found
+  }
+  const [, key, rest] = /^([a-z_]+)(?:\[\])?\.?(.*)$/.exec(path) ?? []
+  const property = key === undefined ? undefined : node.properties?.[key]
+  if (!property) return undefined
+  return path.startsWith(`${key}[]`) ? schemaAt(schemaAt(property, schema, '')?.items, schema, rest!) : schemaAt(property, schema, rest!)
 }
