@@ -12,10 +12,13 @@ import { paged } from './pagination.ts'
 import { userUrl } from './summaries.ts'
 import { idParam } from './validation.ts'
 
+/** What the API and the CLI take as a user's e-mail address (besides none, ''). */
+export const emailAddress = z.email()
+
 const userFields = {
   username: z.string(),
   password: z.string(),
-  email: z.union([z.email(), z.literal('')]),
+  email: z.union([emailAddress, z.literal('')]),
   first_name: z.string().max(150),
   last_name: z.string().max(150),
   is_superuser: z.boolean(),
