@@ -206,6 +206,18 @@ describe('the docs match the code', () => {
     }
   })
 
+  it('the docs name every environment variable Gatehouse reads, and no other', () => {
+    const files = (dir: string): string[] => readdirSync(join(root, dir), { withFileTypes: true })
+      .flatMap((entry) => entry.isDirectory() ? files(`${dir}/${entry.name}`) : [`${dir}/${entry.name}`])
+    const variables = (text: string) => new Set(text.match(/\bGATEHOUSE_[A-Z_]+\b/g) ?? [])
+    const read = variables(['bin/gatehouse', ...files('src'), ...files('test/helpers')].map(text).join('\n'))
+    const documented = variables(pages.map(text).join('\n'))
+    // A configuration example names a variable of the administrator's choosing (`bind_password_env: GATEHOUSE_...`).
+    const chosen = new Set(pages.flatMap((page) => [...text(page).matchAll(/_env: (GATEHOUSE_[A-Z_]+)/g)].map((m) => m[1]!)))
+    assert.deepEqual([...read].filter((name) => !documented.has(name)), [], 'variables read but not documented')
+    assert.deepEqual([...documented].filter((name) => !read.has(name) && !chosen.has(name)), [], 'variables documented but never read')
+  })
+
   it('the README\'s CLI section shows every command and option --help lists, and no other', () => {
     const lines = [...readmeSection('CLI').matchAll(/^bin\/gatehouse (.*)$/gm)].map((m) => m[1]!.replace(/\s+#.*$/, ''))
     const documented = new Map(lines.map((line) => {
