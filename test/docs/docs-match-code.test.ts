@@ -218,6 +218,17 @@ describe('the docs match the code', () => {
     assert.deepEqual([...documented].filter((name) => !read.has(name) && !chosen.has(name)), [], 'variables documented but never read')
   })
 
+  it('docs/metrics.md lists every metric /metrics serves, and no other', async () => {
+    const gw = await startGateway()
+    try {
+      const scraped = (await (await gw.fetch('/metrics')).text()).match(/^# TYPE gatehouse_\w+/gm)!.map((line) => line.slice('# TYPE '.length))
+      const listed = prose('docs/metrics.md').flatMap(({ line }) => /^\| `(gatehouse_\w+)` \|/.exec(line)?.[1] ?? [])
+      assert.deepEqual(listed.sort(), scraped.sort())
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('the README\'s CLI section shows every command and option --help lists, and no other', () => {
     const lines = [...readmeSection('CLI').matchAll(/^bin\/gatehouse (.*)$/gm)].map((m) => m[1]!.replace(/\s+#.*$/, ''))
     const documented = new Map(lines.map((line) => {
