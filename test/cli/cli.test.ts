@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -159,6 +159,13 @@ describe('bin/gatehouse', () => {
       assert.match(result.stderr.trim(), reason, args.join(' '))
       assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
     }
+  })
+
+  it('refuses a data directory that cannot be made where its parent exists (under /proc), rather than trying for ever', () => {
+    const result = spawnSync(join(repoRoot, 'bin/gatehouse'), ['users', 'list', '--data-dir', '/proc/gatehouse-data'], { encoding: 'utf8', timeout: 20_000, killSignal: 'SIGKILL' })
+    assert.equal(result.signal, null, 'it answered within 20 seconds')
+    assert.equal(result.status, 2)
+    assert.equal(result.stderr, 'gatehouse: the data directory /proc/gatehouse-data cannot be used: no directory can be made there\n')
   })
 
   it('has --help for every command', async () => {
