@@ -22,6 +22,12 @@ describe('access rules naming a team with its organization', () => {
           upstream: 'builtin:demo',
           accepts: ['basic'],
           access: [{ allow: { teams: [{ organization: 'Platform', team: 'Automation' }] } }],
+        }, {
+          name: 'legacy',
+          prefix: '/api/legacy/',
+          upstream: 'builtin:demo',
+          accepts: ['basic'],
+          access: [{ allow: { teams: ['Automation'] } }],
         }],
       },
     })
@@ -50,6 +56,7 @@ describe('access rules naming a team with its organization', () => {
   })
 
   it('still matches a name alone in any organization, the lookalike included', async () => {
-    assert.equal((await gw.fetch('/api/eda/v1/jobs/', { method: 'POST', headers: as('sandboxer') })).status, 200)
+    assert.equal((await gw.fetch('/api/legacy/jobs/', { method: 'POST', headers: as('sandboxer') })).status, 200)
+    assert.equal((await gw.fetch('/api/legacy/jobs/', { method: 'POST', headers: as('automator') })).status, 200)
   })
 })
