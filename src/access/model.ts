@@ -24,6 +24,8 @@ export interface UserAccess {
   readonly teamKeys: ReadonlySet<string>
   readonly organizationNames: ReadonlySet<string>
   readonly roleNames: ReadonlySet<string>
+  /** Each role held on an organization or team as `roleKey(role, organization, team)`: what a rule naming where matches. */
+  readonly roleKeys: ReadonlySet<string>
   readonly held: readonly HeldRole[]
   /** Organizations and teams as group paths, `/Organization` and `/Organization/Team`, sorted. */
   readonly groups: readonly string[]
@@ -46,7 +48,12 @@ export function teamKey(organization: string, team: string): string {
   return `${organization}\u0000${team}`
 }
 
-const NOBODY: UserAccess = freezeAccess([], [], [], [], [])
+/** A role held on an organization, or on a team of it, as UserAccess.roleKeys holds it. */
+export function roleKey(role: string, organization: string, team?: string): string {
+  return team === undefined ? `${role}\u0000${organization}` : `${role}\u0000${teamKey(organization, team)}`
+}
+
+const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
 
 /**
  * Organizations, teams, roles and assignments, held in memory as one snapshot, so the request path reads
@@ -143,7 +150,7 @@ export class AccessModel {
     const held = user.isSystemAuditor
       ? [...access.held, ...(auditor ? [{ role: auditor, objectType: 'platform' as const, objectId: 0 }] : [])]
       : access.held.filter((h) => h.role.name !== PLATFORM_AUDITOR)
-    return freezeAccess(access.teams, access.teamKeys, access.organizations, held, access.groups)
+    return freezeAccess(access.teams, access.teamKeys, access.organizations, held, access.groups, access.roleKeys)
   }
 
   /**
@@ -205,6 +212,18 @@ export class AccessModel {
     return user.isSuperuser || this.of(user).held.some((h) => h.role.permissions.includes(permission))
   }
 
+  /** Where a held role is, by name; none for a platform-wide role. */
+  #roleKeyOf(held: HeldRole): string[] {
+    if (held.objectType === 'organization') {
+      const organization = this.#organizations.get(held.objectId)
+      return organization ? [roleKey(held.role.name, organization.name)] : []
+    }
+    if (held.objectType !== 'team') return []
+    const team = this.#teams.get(held.objectId)
+    const organization = team && this.#organizations.get(team.organizationId)
+    return team && organization ? [roleKey(held.role.name, organization.name, team.name)] : []
+  }
+
   #apply(records: AccessRecords): void {
     this.#teams = new Map(records.teams.map((t) => [t.id, t]))
     this.#organizations = new Map(records.organizations.map((o) => [o.id, o]))
@@ -235,7 +254,7 @@ export class AccessModel {
         ...uniqueTeams.map((t) => `/${this.#organizations.get(t.organizationId)?.name ?? ''}/${t.name}`),
       ].sort()
       const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
-      byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups))
+      byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups, held.flatMap((h) => this.#roleKeyOf(h))))
     }
     this.#records = records
     this.#byUser = byUser
@@ -249,7 +268,7 @@ export function keycloakMemberships(access: UserAccess): { groups: string[]; rol
   return { groups: [...access.groups], roles: [...access.roles] }
 }
 
-function freezeAccess(teams: readonly Team[], teamKeys: Iterable<string>, organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[]): UserAccess {
+function freezeAccess(teams: readonly Team[], teamKeys: Iterable<string>, organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[], roleKeys: Iterable<string>): UserAccess {
   const roles = [...new Set(held.map((h) => h.role.name))].sort()
   return Object.freeze({
     teams: Object.freeze([...teams]),
@@ -259,6 +278,7 @@ function freezeAccess(teams: readonly Team[], teamKeys: Iterable<string>, organi
     teamKeys: new Set(teamKeys),
     organizationNames: new Set(organizations.map((o) => o.name)),
     roleNames: new Set(roles),
+    roleKeys: new Set(roleKeys),
     held: Object.freeze([...held]),
     groups: Object.freeze([...groups]),
   })

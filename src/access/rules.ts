@@ -1,9 +1,9 @@
 import { BlockList } from 'node:net'
-import { parseCidr, type AccessRule, type RuleMatch } from '../config/access.ts'
+import { parseCidr, type AccessRule, type RuleMatch, type ScopedRole } from '../config/access.ts'
 import type { Config } from '../config/schema.ts'
 import type { Principal } from '../auth/principal.ts'
 import { publicPathMatcher } from '../gateway/routes.ts'
-import { teamKey, type UserAccess } from './model.ts'
+import { roleKey, teamKey, type UserAccess } from './model.ts'
 
 /** One request as the rules see it: who (signed in), how, and what. */
 export interface AccessRequest {
@@ -75,8 +75,8 @@ export function compileGatewayRules(config: Config): ServiceRules | undefined {
 }
 
 /**
- * Team and organization names the rules and the membership mappings use that do not exist (yet): worth a
- * warning at start, not an error, since they apply as soon as they are created.
+ * Team and organization names the rules (their teams, organizations and roles' scopes) and the membership mappings
+ * use that do not exist (yet): worth a warning at start, not an error, since they apply as soon as they are created.
  */
 export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
   const problems: string[] = []
@@ -100,6 +100,13 @@ export function unknownNames(config: Config, known: { teams: ReadonlySet<string>
       if (!exists) problems.push(`${path}.access.${j}.${kind}.teams: no team "${teamName(team)}" yet (the rule applies once it exists)`)
     }
     for (const org of match.organizations ?? []) if (!known.organizations.has(org)) problems.push(`${path}.access.${j}.${kind}.organizations: no organization "${org}" yet (the rule applies once it exists)`)
+    for (const role of match.roles ?? []) {
+      if (typeof role === 'string') continue
+      if (role.team === undefined ? !known.organizations.has(role.organization) : !known.teamKeys.has(teamKey(role.organization, role.team))) {
+        const where = role.team === undefined ? `organization "${role.organization}"` : `team "${teamName({ organization: role.organization, team: role.team })}"`
+        problems.push(`${path}.access.${j}.${kind}.roles: no ${where} yet (the rule applies once it exists)`)
+      }
+    }
   })
   return problems
 }
@@ -126,7 +133,11 @@ function conditionsOf(match: RuleMatch): Condition[] {
     conditions.push((r) => anyOf(byName, (q) => q.access.teamNames)(r) || anyOf(inOrganization, (q) => q.access.teamKeys)(r))
   }
   if (match.organizations) conditions.push(anyOf(match.organizations, (r) => r.access.organizationNames))
-  if (match.roles) conditions.push(anyOf(match.roles, (r) => r.access.roleNames))
+  if (match.roles) {
+    const byName = match.roles.filter((role) => typeof role === 'string')
+    const heldWhere = match.roles.filter((role) => typeof role !== 'string').map((role) => roleKey(role.role, role.organization, role.team))
+    conditions.push((r) => anyOf(byName, (q) => q.access.roleNames)(r) || anyOf(heldWhere, (q) => q.access.roleKeys)(r))
+  }
   if (match.methods) {
     const methods = new Set<string>(match.methods)
     conditions.push((r) => methods.has(r.method))
@@ -172,9 +183,14 @@ function teamName(team: string | { organization: string; team: string }): string
   return typeof team === 'string' ? team : `${team.organization}/${team.team}`
 }
 
+function roleName(role: string | ScopedRole): string {
+  if (typeof role === 'string') return role
+  return `${role.role} on ${role.team === undefined ? role.organization : teamName({ organization: role.organization, team: role.team })}`
+}
+
 function describe(allow: boolean, match: RuleMatch): string {
   const parts = Object.entries(match).map(([key, value]) => {
-    const shown = key === 'teams' ? match.teams!.map(teamName) : value
+    const shown = key === 'teams' ? match.teams!.map(teamName) : key === 'roles' ? match.roles!.map(roleName) : value
     return `${key}=${Array.isArray(shown) ? shown.join(',') : String(shown)}`
   })
   return `${allow ? 'allow' : 'deny'}${parts.length ? ' ' + parts.join(' ') : ''}`
