@@ -5,7 +5,7 @@ import { compileGatewayRules, compileServiceRules, type ServiceRules } from './a
 import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
-import { SYSTEM_ACTOR } from './audit/actor.ts'
+import { signingIn, SYSTEM_ACTOR } from './audit/actor.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
@@ -221,4 +221,6 @@ function auditSignIns(audit: AuditTrail, accounts: Accounts, lockout: Lockout): 
     audit.auth(actor, { operation: user ? 'login' : 'login_error', object: { type: 'user', id: user?.id, name: username }, code, realm: via.realm })
   })
   lockout.onLock((username) => audit.auth(SYSTEM_ACTOR, { operation: 'lockout', object: { type: 'user', name: username }, code: 'account_locked' }))
+  // The demotion a directory or SSO login asked for and did not get: what was asked, and why not.
+  accounts.onLastSuperuserKept((user) => audit.refusedChange(signingIn(user, undefined, user.source), 'update', { type: 'user', id: user.id, name: user.username }, 'self_lockout', { is_superuser: true }, { is_superuser: false }))
 }

@@ -20,8 +20,9 @@ interface SsoProfile extends UserChanges {
  * `sso` and no password. The account is found by the upstream identity (issuer and subject), never by
  * username, so a person renamed upstream keeps their account, and an upstream username can never take over
  * a local, LDAP or other single sign-on account that happens to have the same name. Profile, groups and the
- * mapped flags follow the claims on every sign-in; whether the account is active stays an administrator's
- * decision. An unchanged account is not written.
+ * mapped flags follow the claims on every sign-in (but the last active superuser keeps the flag:
+ * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision. An
+ * unchanged account is not written.
  */
 export async function syncSsoAccount(store: Store, accounts: Accounts, provider: SsoProviderConfig, identity: UpstreamIdentity): Promise<User> {
   const profile = profileOf(provider, identity.claims)
@@ -56,7 +57,7 @@ async function updateLinkedAccount(store: Store, accounts: Accounts, user: User,
   const changes = changesBetween(user, profile)
   if (!changes) return user
   try {
-    return await accounts.update(user.id, changes)
+    return await accounts.update(user.id, changes, { keepLastSuperuserFlag: true })
   } catch (error) {
     const taken = error instanceof UsernameTaken && changes.username ? await store.users.findByUsername(changes.username) : undefined
     throw taken ? conflictWith(taken) : error
