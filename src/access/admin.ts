@@ -221,13 +221,18 @@ export class AccessAdmin {
    * `delete_organization`), or take that role from the organization's real admins.
    */
   #requireHeld(actor: User, role: RoleDefinition, object: { type: ObjectType; id: number }): void {
+    this.#requirePermissions(actor, role, object)
+    // Membership of a team also gives every role the team passes on (its own, and those of the teams it is a member
+    // of): a team admin adding members to a team that holds Organization Admin would otherwise make anyone,
+    // themselves included, an organization admin.
+    if (object.type === 'team' && role.permissions.includes('shared.member_team')) {
+      for (const passed of this.#model.heldByTeam(object.id)) this.#requirePermissions(actor, passed.role, { type: passed.objectType, id: passed.objectId })
+    }
+  }
+
+  #requirePermissions(actor: User, role: RoleDefinition, object: { type: ObjectType; id: number }): void {
     if (object.type === 'platform') return requireSuperuser(actor)
     for (const permission of role.permissions as Permission[]) this.#require(actor, permission, object.type, object.id)
-    // Membership of a team also gives every role the team holds: a team admin adding members to a team that holds
-    // Organization Admin would otherwise make anyone, themselves included, an organization admin.
-    if (object.type === 'team' && role.permissions.includes('shared.member_team')) {
-      for (const passed of this.#model.heldByTeam(object.id)) this.#requireHeld(actor, passed.role, { type: passed.objectType, id: passed.objectId })
-    }
   }
 
   #require(actor: User, permission: Permission, type: 'organization' | 'team', id: number): void {

@@ -67,6 +67,7 @@ export class AccessModel {
   readonly #store: Store
   #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
   #byUser = new Map<number, UserAccess>()
+  /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
   #byTeam = new Map<number, readonly HeldRole[]>()
   #teams = new Map<number, Team>()
   #organizations = new Map<number, Organization>()
@@ -189,7 +190,7 @@ export class AccessModel {
     }
   }
 
-  /** The roles a team holds, which every member of it holds through it. */
+  /** The roles a team passes to its members: its own, and those of every team it is a member of, however deep. */
   heldByTeam(teamId: number): readonly HeldRole[] {
     return this.#byTeam.get(teamId) ?? []
   }
@@ -233,19 +234,19 @@ export class AccessModel {
       return role && { role, objectType: a.objectType, objectId: a.objectId }
     }
     const direct = new Map<number, HeldRole[]>()
-    const byTeam = new Map<number, HeldRole[]>()
+    const ownByTeam = new Map<number, HeldRole[]>()
     for (const assignment of records.assignments) {
       const held = heldRole(assignment)
       if (!held) continue
-      const into = assignment.actor === 'user' ? direct : byTeam
+      const into = assignment.actor === 'user' ? direct : ownByTeam
       into.set(assignment.actorId, [...(into.get(assignment.actorId) ?? []), held])
     }
+    const teamsFrom = (teamIds: readonly number[]) => teamsReached(this.#teams, teamIds, ownByTeam)
+    const byTeam = new Map([...ownByTeam.keys()].map((teamId) => [teamId, teamsFrom([teamId]).flatMap((t) => ownByTeam.get(t.id) ?? [])]))
     const byUser = new Map<number, UserAccess>()
     for (const [userId, own] of direct) {
-      const teams = own.filter((h) => h.objectType === 'team' && h.role.permissions.includes('shared.member_team'))
-        .map((h) => this.#teams.get(h.objectId)).filter((t): t is Team => t !== undefined)
-      const uniqueTeams = [...new Map(teams.map((t) => [t.id, t])).values()]
-      const held = [...own, ...uniqueTeams.flatMap((t) => byTeam.get(t.id) ?? [])]
+      const uniqueTeams = teamsFrom(teamsMadeMemberOf(own))
+      const held = [...own, ...uniqueTeams.flatMap((t) => ownByTeam.get(t.id) ?? [])]
       const organizations = held.filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization'))
         .map((h) => this.#organizations.get(h.objectId)).filter((o): o is Organization => o !== undefined)
       const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
@@ -261,6 +262,27 @@ export class AccessModel {
     this.#byTeam = byTeam
     for (const listener of this.#listeners) listener()
   }
+}
+
+/** The teams these roles make their holder a member of: those they hold a role with member_team on. */
+function teamsMadeMemberOf(held: readonly HeldRole[]): number[] {
+  return held.filter((h) => h.objectType === 'team' && h.role.permissions.includes('shared.member_team')).map((h) => h.objectId)
+}
+
+/**
+ * The teams `teamIds` name, and the teams those are members of, however deep (django-ansible-base's team
+ * parents), nearest first: each once, so teams that are members of each other end the walk.
+ */
+function teamsReached(teams: ReadonlyMap<number, Team>, teamIds: readonly number[], ownByTeam: ReadonlyMap<number, readonly HeldRole[]>): Team[] {
+  const found = new Map<number, Team>()
+  const waiting = [...teamIds]
+  for (let next = 0; next < waiting.length; next++) {
+    const team = teams.get(waiting[next]!)
+    if (!team || found.has(team.id)) continue
+    found.set(team.id, team)
+    waiting.push(...teamsMadeMemberOf(ownByTeam.get(team.id) ?? []))
+  }
+  return [...found.values()]
 }
 
 /** Teams and organizations as Keycloak group paths, and the role names, for realm access tokens (src/oidc/claims.ts). */
