@@ -1,7 +1,7 @@
 import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
-import { compileGatewayRules, compileServiceRules, type ServiceRules } from './access/rules.ts'
+import { compileGatewayRules, compileServiceRules, configuredNames, type ServiceRules } from './access/rules.ts'
 import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
@@ -103,7 +103,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   }))
   const access = new AccessModel(store, bus)
   await access.reload()
-  const accessAdmin = new AccessAdmin(store, bus, access)
+  const accessAdmin = new AccessAdmin(store, bus, access, configuredNames(config))
   const audit = new AuditTrail(store, config.audit)
   const memberships = new MembershipMappings(accessAdmin, access, audit)
   accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))

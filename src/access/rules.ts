@@ -75,16 +75,25 @@ export function compileGatewayRules(config: Config): ServiceRules | undefined {
 }
 
 /**
- * Team and organization names the rules (their teams, organizations and roles' scopes) and the membership mappings
- * use that do not exist (yet): worth a warning at start, not an error, since they apply as soon as they are created.
+ * An organization or team the configuration names: in an access rule (its teams, organizations, roles' scopes) or a
+ * membership mapping. A team named alone has no `organization`; an organization alone, no `team`.
  */
-export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
-  const problems: string[] = []
+export interface ConfiguredName {
+  /** Where, as `config check` shows paths: `services.2.access.0.allow.teams`, `ldap.memberships.1.team`. */
+  readonly path: string
+  readonly by: 'rule' | 'mapping'
+  readonly organization?: string | undefined
+  readonly team?: string | undefined
+}
+
+/** Every organization and team the configuration names, in the order it names them. */
+export function configuredNames(config: Config): ConfiguredName[] {
+  const names: ConfiguredName[] = []
   const mappingSources = [['ldap', config.ldap?.memberships ?? []] as const, ...config.sso.map((p, i) => [`sso.${i}`, p.memberships] as const)]
   for (const [path, mappings] of mappingSources) {
     mappings.forEach((mapping, i) => {
-      if (!known.organizations.has(mapping.organization)) problems.push(`${path}.memberships.${i}.organization: no organization "${mapping.organization}" yet (the mapping applies once it exists)`)
-      else if (mapping.team !== undefined && !known.teams.has(mapping.team)) problems.push(`${path}.memberships.${i}.team: no team "${mapping.team}" yet (the mapping applies once it exists)`)
+      const field = mapping.team === undefined ? 'organization' : 'team'
+      names.push({ path: `${path}.memberships.${i}.${field}`, by: 'mapping', organization: mapping.organization, team: mapping.team })
     })
   }
   const ruleSources = [
@@ -93,21 +102,29 @@ export function unknownNames(config: Config, known: { teams: ReadonlySet<string>
     ...config.realms.flatMap((realm, i) => realm.clients.map((client, j) => [`realms.${i}.clients.${j}`, client.access] as const)),
   ]
   for (const [path, rules] of ruleSources) rules?.forEach((rule, j) => {
-    const kind = rule.allow ? 'allow' : 'deny'
+    const at = `${path}.access.${j}.${rule.allow ? 'allow' : 'deny'}`
     const match = (rule.allow ?? rule.deny)!
-    for (const team of match.teams ?? []) {
-      const exists = typeof team === 'string' ? known.teams.has(team) : known.teamKeys.has(teamKey(team.organization, team.team))
-      if (!exists) problems.push(`${path}.access.${j}.${kind}.teams: no team "${teamName(team)}" yet (the rule applies once it exists)`)
-    }
-    for (const org of match.organizations ?? []) if (!known.organizations.has(org)) problems.push(`${path}.access.${j}.${kind}.organizations: no organization "${org}" yet (the rule applies once it exists)`)
-    for (const role of match.roles ?? []) {
-      if (typeof role === 'string') continue
-      if (role.team === undefined ? !known.organizations.has(role.organization) : !known.teamKeys.has(teamKey(role.organization, role.team))) {
-        const where = role.team === undefined ? `organization "${role.organization}"` : `team "${teamName({ organization: role.organization, team: role.team })}"`
-        problems.push(`${path}.access.${j}.${kind}.roles: no ${where} yet (the rule applies once it exists)`)
-      }
-    }
+    for (const team of match.teams ?? []) names.push(typeof team === 'string' ? { path: `${at}.teams`, by: 'rule', team } : { path: `${at}.teams`, by: 'rule', ...team })
+    for (const organization of match.organizations ?? []) names.push({ path: `${at}.organizations`, by: 'rule', organization })
+    for (const role of match.roles ?? []) if (typeof role !== 'string') names.push({ path: `${at}.roles`, by: 'rule', organization: role.organization, team: role.team })
   })
+  return names
+}
+
+/**
+ * Team and organization names the configuration uses that do not exist (yet): worth a warning at start, not an
+ * error, since the rules and mappings apply as soon as they are created.
+ */
+export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
+  const problems: string[] = []
+  for (const name of configuredNames(config)) {
+    const exists = name.team === undefined ? known.organizations.has(name.organization!)
+      : name.organization === undefined ? known.teams.has(name.team)
+      : known.teamKeys.has(teamKey(name.organization, name.team))
+    if (exists) continue
+    const what = name.team === undefined ? `organization "${name.organization}"` : `team "${name.organization === undefined ? name.team : teamName({ organization: name.organization, team: name.team })}"`
+    problems.push(`${name.path}: no ${what} yet (the ${name.by} applies once it exists)`)
+  }
   return problems
 }
 

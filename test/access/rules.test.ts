@@ -127,6 +127,18 @@ describe('access rules', () => {
     ])
   })
 
+  it('warns of the organizations and teams membership mappings name that do not exist yet', () => {
+    const config = validateConfig({ sso: [{ name: 'corp', label: 'Corp', issuer: 'https://idp.example', client_id: 'x', memberships: [
+      { organization: 'Acme', team: 'Ops', groups: ['ops'] },
+      { organization: 'Acme', team: 'Ghosts', groups: ['ghosts'] },
+      { organization: 'Nowhere', groups: ['all'] },
+    ] }] })
+    assert.deepEqual(unknownNames(config, { teams: new Set(['Ops', 'Ghosts']), teamKeys: new Set([teamKey('Acme', 'Ops'), teamKey('Other', 'Ghosts')]), organizations: new Set(['Acme', 'Other']) }), [
+      'sso.0.memberships.1.team: no team "Acme/Ghosts" yet (the mapping applies once it exists)',
+      'sso.0.memberships.2.organization: no organization "Nowhere" yet (the mapping applies once it exists)',
+    ])
+  })
+
   it('checks the gateway\'s and realm clients\' rules the same way, with their path', () => {
     const refused = configProblems({ gateway: { access: [{ allow: { tems: ['x'] } }, { allow: { networks: ['office'] } }] } })
     assert.equal(refused[0], 'gateway.access.0.allow: Unrecognized key: "tems"')

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
+import { call, createOrgAndTeam, demoWithRuledServices, grant, roleId, userId } from '../helpers/access.ts'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 
 /**
  * A team given membership of another team (a role with member_team on it, as django-ansible-base's team parents)
@@ -13,7 +12,6 @@ describe('teams that are members of other teams', () => {
   let platform: number
   const teams: Record<string, number> = {}
   const as = (name: string) => ({ authorization: basic(name, `${name}-password-long`) })
-  const demo = loadConfigFile(demoConfigFile) as { services: Record<string, unknown>[] }
   const giveTeam = async (team: string, role: string, objectId: number) =>
     call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, role), team: teams[team], object_id: objectId })
   const teamsOf = async (username: string) =>
@@ -21,9 +19,7 @@ describe('teams that are members of other teams', () => {
 
   before(async () => {
     gw = await startGateway({
-      config: {
-        services: [...demo.services, { name: 'core', prefix: '/api/core/', upstream: 'builtin:demo', accepts: ['basic'], access: [{ allow: { teams: [{ organization: 'Platform', team: 'Core' }] } }] }],
-      },
+      config: demoWithRuledServices({ core: [{ allow: { teams: [{ organization: 'Platform', team: 'Core' }] } }] }),
     })
     for (const name of ['dev', 'orgadmin', 'cyclist', 'devlead', 'newcomer']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
     platform = (await createOrgAndTeam(gw, 'Platform')).organization

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
+import { call, createOrgAndTeam, demoWithRuledServices, grant, roleId, userId } from '../helpers/access.ts'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 
 /**
  * A `roles` rule naming a role alone matches it held on anything; one naming the organization (and team) it is held
@@ -11,20 +10,15 @@ import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 describe('access rules naming the organization or team a role is held on', () => {
   let gw: TestGateway
   const as = (name: string) => ({ authorization: basic(name, `${name}-password-long`) })
-  const demo = loadConfigFile(demoConfigFile) as { services: Record<string, unknown>[] }
-  const service = (name: string, roles: unknown[]) => ({ name, prefix: `/api/${name}/`, upstream: 'builtin:demo', accepts: ['basic'], access: [{ allow: { roles } }] })
   const status = async (name: string, user: string) => (await gw.fetch(`/api/${name}/x`, { headers: as(user) })).status
 
   before(async () => {
     gw = await startGateway({
-      config: {
-        services: [
-          ...demo.services,
-          service('deploy', [{ role: 'Team Admin', organization: 'Platform', team: 'Automation' }]),
-          service('billing', [{ role: 'Organization Admin', organization: 'Platform' }]),
-          service('anywhere', ['Team Admin']),
-        ],
-      },
+      config: demoWithRuledServices({
+        deploy: [{ allow: { roles: [{ role: 'Team Admin', organization: 'Platform', team: 'Automation' }] } }],
+        billing: [{ allow: { roles: [{ role: 'Organization Admin', organization: 'Platform' }] } }],
+        anywhere: [{ allow: { roles: ['Team Admin'] } }],
+      }),
     })
     for (const name of ['lead', 'sandboxlead', 'orgadmin', 'sandboxadmin', 'leader', 'member']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
     const platform = await createOrgAndTeam(gw, 'Platform', 'Automation')
