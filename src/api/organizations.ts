@@ -14,7 +14,9 @@ import { idParam } from './validation.ts'
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
 /** An object's id in a body: a number, or digits as form posts send it. */
-export const bodyId = (what: string) => z.union([z.number().int().positive().max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
+/** An id in a body, as a number or the string the platform's clients send; 32-bit, as the path's ids (idParam). */
+export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
+  .pipe(z.number().int().positive().max(2 ** 31 - 1, `Expected ${what} id.`))
 const createOrganization = z.object({ name, description: description.optional() }).strict()
 const updateOrganization = z.object({ name, description }).partial().strict()
 const createTeam = z.object({ name, description: description.optional(), organization: bodyId('an organization') }).strict()
