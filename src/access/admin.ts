@@ -122,8 +122,8 @@ export class AccessAdmin {
   /**
    * Grants a role to a user or a team. The caller must be able to change the object (`change_organization` or
    * `change_team`, as django-ansible-base asks) and hold every permission the role gives on it; platform-wide roles
-   * only superusers grant. A team holds roles only in its own organization. Granting Platform Auditor sets the
-   * account's auditor flag in the same transaction: the role and the flag are one thing.
+   * only superusers grant. A team holds roles only in its own organization, given by those who see it. Granting
+   * Platform Auditor sets the account's auditor flag in the same transaction: the role and the flag are one thing.
    */
   async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<RoleAssignment> {
     const role = await this.#store.access.findRoleDefinition(input.roleDefinitionId)
@@ -135,6 +135,9 @@ export class AccessAdmin {
     this.#requireHeld(actor, role, object)
     if (kind === 'team') {
       if (object.type === 'platform') throw new ValidationFailed({ role_definition: ['Platform-wide roles are given to users, not teams.'] })
+      // Only to a team the giver sees, as the platform takes the team from those the caller may view: a team admin
+      // would otherwise make the members of any team of the organization members of theirs.
+      this.#require(actor, 'shared.view_team', 'team', target.id)
       const organizationOfObject = object.type === 'organization' ? object.id : (await this.#requireTeam(object.id)).organizationId
       if (organizationOfObject !== (target as Team).organizationId) {
         throw new ValidationFailed({ team: ['A team can only hold roles in its own organization.'] })
