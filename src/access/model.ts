@@ -43,6 +43,14 @@ export interface Visibility {
   readonly assignments: { readonly organizations: ReadonlySet<number>; readonly teams: ReadonlySet<number>; readonly platform: boolean }
 }
 
+/** The names rules can refer to, as they are now: role definitions, teams alone, teams of organizations, organizations. */
+export interface KnownNames {
+  readonly roles: ReadonlySet<string>
+  readonly teams: ReadonlySet<string>
+  readonly teamKeys: ReadonlySet<string>
+  readonly organizations: ReadonlySet<string>
+}
+
 /** A team in an organization, as UserAccess.teamKeys holds it: names cannot hold NUL (src/store/database.ts refuses it). */
 export function teamKey(organization: string, team: string): string {
   return `${organization}\u0000${team}`
@@ -116,8 +124,9 @@ export class AccessModel {
   }
 
   /** The names rules can refer to. */
-  names(): { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> } {
+  names(): KnownNames {
     return {
+      roles: new Set(this.#records.roleDefinitions.map((r) => r.name)),
       teams: new Set(this.#records.teams.map((t) => t.name)),
       teamKeys: new Set(this.#records.teams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))),
       organizations: new Set(this.#records.organizations.map((o) => o.name)),

@@ -3,7 +3,7 @@ import { parseCidr, type AccessRule, type RuleMatch, type ScopedRole } from '../
 import type { Config } from '../config/schema.ts'
 import type { Principal } from '../auth/principal.ts'
 import { publicPathMatcher } from '../gateway/routes.ts'
-import { roleKey, teamKey, type UserAccess } from './model.ts'
+import { roleKey, teamKey, type KnownNames, type UserAccess } from './model.ts'
 
 /** One request as the rules see it: who (signed in), how, and what. */
 export interface AccessRequest {
@@ -82,6 +82,8 @@ export interface ConfiguredName {
   /** Where, as `config check` shows paths: `services.2.access.0.allow.teams`, `ldap.memberships.1.team`. */
   readonly path: string
   readonly by: 'rule' | 'mapping'
+  /** A rule's role definition, alone or held on the organization or team named with it. */
+  readonly role?: string | undefined
   readonly organization?: string | undefined
   readonly team?: string | undefined
 }
@@ -106,18 +108,20 @@ export function configuredNames(config: Config): ConfiguredName[] {
     const match = (rule.allow ?? rule.deny)!
     for (const team of match.teams ?? []) names.push(typeof team === 'string' ? { path: `${at}.teams`, by: 'rule', team } : { path: `${at}.teams`, by: 'rule', ...team })
     for (const organization of match.organizations ?? []) names.push({ path: `${at}.organizations`, by: 'rule', organization })
-    for (const role of match.roles ?? []) if (typeof role !== 'string') names.push({ path: `${at}.roles`, by: 'rule', organization: role.organization, team: role.team })
+    for (const role of match.roles ?? []) names.push(typeof role === 'string' ? { path: `${at}.roles`, by: 'rule', role } : { path: `${at}.roles`, by: 'rule', ...role })
   })
   return names
 }
 
 /**
- * Team and organization names the configuration uses that do not exist (yet): worth a warning at start, not an
- * error, since the rules and mappings apply as soon as they are created.
+ * Role definition, team and organization names the configuration uses that do not exist (yet): worth a warning at
+ * start, not an error, since the rules and mappings apply as soon as they are created.
  */
-export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
+export function unknownNames(config: Config, known: KnownNames): string[] {
   const problems: string[] = []
   for (const name of configuredNames(config)) {
+    if (name.role !== undefined && !known.roles.has(name.role)) problems.push(`${name.path}: no role definition "${name.role}" yet (the rule applies once it exists)`)
+    if (name.organization === undefined && name.team === undefined) continue
     const exists = name.team === undefined ? known.organizations.has(name.organization!)
       : name.organization === undefined ? known.teams.has(name.team)
       : known.teamKeys.has(teamKey(name.organization, name.team))

@@ -3,11 +3,13 @@ import { describe, it } from 'node:test'
 import { roleKey, teamKey, type UserAccess } from '../../src/access/model.ts'
 import { ServiceRules, unknownNames } from '../../src/access/rules.ts'
 import type { Principal } from '../../src/auth/principal.ts'
+import { MANAGED_ROLES } from '../../src/access/permissions.ts'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { User } from '../../src/store/users.ts'
 
 const user = (username: string, isSuperuser = false) => ({ id: 1, username, isSuperuser, isSystemAuditor: false }) as User
 const signedIn = (principal: Omit<Principal, 'userId'>): Principal => ({ ...principal, userId: principal.user.id })
+const MANAGED = new Set(MANAGED_ROLES.map((role) => role.name))
 const nobody: UserAccess = { teams: [], organizations: [], roles: [], teamNames: new Set(), teamKeys: new Set(), organizationNames: new Set(), roleNames: new Set(), roleKeys: new Set(), held: [], groups: [] }
 const request = (principal: Omit<Principal, 'userId'>, overrides: Partial<{ method: string; path: string; address: string; access: UserAccess }> = {}) =>
   ({ principal: signedIn(principal), access: nobody, method: 'GET', path: '/svc/x', address: '127.0.0.1', ...overrides })
@@ -77,7 +79,7 @@ describe('access rules', () => {
 
   it('warns of teams and organizations that do not exist yet', () => {
     const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { teams: ['Ops', 'Ghosts', { organization: 'Acme', team: 'Ops' }, { organization: 'Other', team: 'Ops' }], organizations: ['Acme'] } }] }] })
-    assert.deepEqual(unknownNames(config, { teams: new Set(['Ops']), teamKeys: new Set([teamKey('Acme', 'Ops')]), organizations: new Set() }), [
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(['Ops']), teamKeys: new Set([teamKey('Acme', 'Ops')]), organizations: new Set() }), [
       'services.0.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
       'services.0.access.0.allow.teams: no team "Other/Ops" yet (the rule applies once it exists)',
       'services.0.access.0.allow.organizations: no organization "Acme" yet (the rule applies once it exists)',
@@ -119,11 +121,13 @@ describe('access rules', () => {
     assert.equal(validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { roles: [{ role: 'Deployer', organization: 'Acme', team: 'Ops' }] } }] }] }).services[0]!.access!.length, 1)
   })
 
-  it('warns of the organizations and teams scoped roles name that do not exist yet', () => {
-    const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { roles: ['Team Admin', { role: 'Team Admin', organization: 'Acme', team: 'Ops' }, { role: 'Team Admin', organization: 'Acme', team: 'Ghosts' }, { role: 'Organization Admin', organization: 'Other' }] } }] }] })
-    assert.deepEqual(unknownNames(config, { teams: new Set(['Ops']), teamKeys: new Set([teamKey('Acme', 'Ops')]), organizations: new Set(['Acme']) }), [
+  it('warns of the role definitions, organizations and teams role rules name that do not exist yet', () => {
+    const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { roles: ['Team Admin', 'Team Admn', { role: 'Team Admin', organization: 'Acme', team: 'Ops' }, { role: 'Team Admin', organization: 'Acme', team: 'Ghosts' }, { role: 'Organization Admin', organization: 'Other' }, { role: 'Deployer', organization: 'Acme' }] } }] }] })
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(['Ops']), teamKeys: new Set([teamKey('Acme', 'Ops')]), organizations: new Set(['Acme']) }), [
+      'services.0.access.0.allow.roles: no role definition "Team Admn" yet (the rule applies once it exists)',
       'services.0.access.0.allow.roles: no team "Acme/Ghosts" yet (the rule applies once it exists)',
       'services.0.access.0.allow.roles: no organization "Other" yet (the rule applies once it exists)',
+      'services.0.access.0.allow.roles: no role definition "Deployer" yet (the rule applies once it exists)',
     ])
   })
 
@@ -133,7 +137,7 @@ describe('access rules', () => {
       { organization: 'Acme', team: 'Ghosts', groups: ['ghosts'] },
       { organization: 'Nowhere', groups: ['all'] },
     ] }] })
-    assert.deepEqual(unknownNames(config, { teams: new Set(['Ops', 'Ghosts']), teamKeys: new Set([teamKey('Acme', 'Ops'), teamKey('Other', 'Ghosts')]), organizations: new Set(['Acme', 'Other']) }), [
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(['Ops', 'Ghosts']), teamKeys: new Set([teamKey('Acme', 'Ops'), teamKey('Other', 'Ghosts')]), organizations: new Set(['Acme', 'Other']) }), [
       'sso.0.memberships.1.team: no team "Acme/Ghosts" yet (the mapping applies once it exists)',
       'sso.0.memberships.2.organization: no organization "Nowhere" yet (the mapping applies once it exists)',
     ])
@@ -147,7 +151,7 @@ describe('access rules', () => {
       gateway: { access: [{ allow: { teams: ['Ghosts'] } }] },
       realms: [{ name: 'r', clients: [{ client_id: 'a', access: [{ deny: { organizations: ['Acme'] } }] }] }],
     })
-    assert.deepEqual(unknownNames(config, { teams: new Set(), teamKeys: new Set(), organizations: new Set() }), [
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(), teamKeys: new Set(), organizations: new Set() }), [
       'gateway.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
       'realms.0.clients.0.access.0.deny.organizations: no organization "Acme" yet (the rule applies once it exists)',
     ])
