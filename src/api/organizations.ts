@@ -95,6 +95,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     schema: { params: idParam, body: updateOrganization },
     handler: async (request) => {
       const before = await app.store.access.findOrganization(request.params.id)
+      if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
       const after = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, request.body)
       app.audit.change(actorOf(request), 'update', { type: 'organization', id: after.id, name: after.name }, before && serializeOrganization(before), serializeOrganization(after))
       return serializeOrganization(after)
@@ -102,6 +103,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   })
   api.delete('/organizations/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const before = await app.store.access.findOrganization(request.params.id)
+    if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
     await app.accessAdmin.deleteOrganization(principalOf(request).user, request.params.id)
     app.audit.change(actorOf(request), 'delete', { type: 'organization', id: request.params.id, name: before?.name }, before && serializeOrganization(before))
     return reply.code(204).send()
@@ -138,6 +140,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     handler: async (request) => {
       const { name: teamName, description: text, organization } = request.body
       const before = await app.store.access.findTeam(request.params.id)
+      if (!seesTeam(request, request.params.id)) throw new NotFound('No such team.')
       const after = await app.accessAdmin.updateTeam(principalOf(request).user, request.params.id, { name: teamName, description: text, organizationId: organization })
       app.audit.change(actorOf(request), 'update', { type: 'team', id: after.id, name: after.name }, before && serializeTeam(app, before), serializeTeam(app, after))
       return serializeTeam(app, after)
@@ -145,6 +148,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   })
   api.delete('/teams/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const before = await app.store.access.findTeam(request.params.id)
+    if (!seesTeam(request, request.params.id)) throw new NotFound('No such team.')
     await app.accessAdmin.deleteTeam(principalOf(request).user, request.params.id)
     app.audit.change(actorOf(request), 'delete', { type: 'team', id: request.params.id, name: before?.name }, before && serializeTeam(app, before))
     return reply.code(204).send()
