@@ -32,7 +32,7 @@ export class AccessAdmin {
   readonly #configured: NamesInConfiguration
 
   /** `configured`: the organizations and teams the configuration's rules and mappings name (src/access/rules.ts). */
-  constructor(store: Store, bus: EventBus, model: AccessModel, configured: readonly ConfiguredName[] = []) {
+  constructor(store: Store, bus: EventBus, model: AccessModel, configured: readonly ConfiguredName[]) {
     this.#store = store
     this.#bus = bus
     this.#model = model
