@@ -1,11 +1,11 @@
 import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
-import { compileGatewayRules, compileServiceRules, type ServiceRules } from './access/rules.ts'
+import { compileGatewayRules, compileServiceRules, configuredNames, type ServiceRules } from './access/rules.ts'
 import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
-import { SYSTEM_ACTOR } from './audit/actor.ts'
+import { signingIn, SYSTEM_ACTOR } from './audit/actor.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
@@ -109,7 +109,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   }))
   const access = new AccessModel(store, bus)
   await access.reload()
-  const accessAdmin = new AccessAdmin(store, bus, access)
+  const accessAdmin = new AccessAdmin(store, bus, access, configuredNames(config))
   const audit = new AuditTrail(store, config.audit)
   const memberships = new MembershipMappings(accessAdmin, access, audit)
   accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))
@@ -235,4 +235,6 @@ function auditSignIns(audit: AuditTrail, accounts: Accounts, lockout: Lockout): 
     audit.auth(actor, { operation: user ? 'login' : 'login_error', object: { type: 'user', id: user?.id, name: username }, code, realm: via.realm })
   })
   lockout.onLock((username) => audit.auth(SYSTEM_ACTOR, { operation: 'lockout', object: { type: 'user', name: username }, code: 'account_locked' }))
+  // The demotion a directory or SSO login asked for and did not get: what was asked, and why not.
+  accounts.onLastSuperuserKept((user) => audit.refusedChange(signingIn(user, undefined, user.source), 'update', { type: 'user', id: user.id, name: user.username }, 'self_lockout', { is_superuser: true }, { is_superuser: false }))
 }
