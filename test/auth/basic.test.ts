@@ -60,6 +60,24 @@ describe('basic authorization', () => {
     }
   })
 
+  it('reads credentials that are not UTF-8 as ISO-8859-1, as the platform does, never as a replacement character', async () => {
+    const latin1 = (pair: string) => ({ authorization: `Basic ${Buffer.from(pair, 'latin1').toString('base64')}` })
+    await gw.app.accounts.create({ username: 'dora', password: 'dora-pass\uFFFDword' })
+    await gw.app.accounts.create({ username: 'emil', password: 'emil-päss-word' })
+    // Any byte that is not UTF-8 would otherwise stand for the password's U+FFFD.
+    for (const byte of ['\xff', '\xfe', '\x80']) {
+      const response = await gw.fetch('/api/gateway/v1/me/', { headers: latin1(`dora:dora-pass${byte}word`) })
+      assert.equal(response.status, 401, `byte ${byte.charCodeAt(0)}`)
+      assert.equal((await json(response)).code, 'invalid_credentials')
+    }
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dora', 'dora-pass\uFFFDword') } })).status, 200)
+    for (const headers of [latin1('emil:emil-päss-word'), { authorization: basic('emil', 'emil-päss-word') }]) {
+      const response = await gw.fetch('/api/gateway/v1/me/', { headers })
+      assert.equal(response.status, 200)
+      assert.equal((await json(response)).results[0].username, 'emil')
+    }
+  })
+
   it('refuses a disabled user at once, although the credential was cached', async () => {
     const bob = await gw.app.accounts.create({ username: 'bob', password: 'bob-password' })
     const auth = { authorization: basic('bob', 'bob-password') }
