@@ -220,7 +220,7 @@ export class LdapPasswords implements PasswordSource {
     // password is what counts), so the answer does not tell whether the directory took the password.
     if (user.username !== username && user.username.toLowerCase() === username.toLowerCase()) {
       const owner = await this.#store.users.findByUsername(user.username)
-      if (owner && owner.source !== 'ldap') return NOT_MINE
+      if (owner?.source === 'local') return NOT_MINE
     }
     if (!passwordValid) throw new InvalidCredentials()
     const account = await syncDirectoryAccount(this.#store, this.#accounts, user)
