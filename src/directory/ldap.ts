@@ -225,6 +225,13 @@ export class LdapPasswords implements PasswordSource {
     if (existing && existing.source !== 'ldap' && existing.source !== 'sso') return NOT_MINE
     const { user, passwordValid } = await this.#directory.lookup(username, password)
     if (!user) return NOT_MINE
+    // The directory matches names without regard to case, so `ADMIN` finds the entry `admin`: when that name is a
+    // local account's, the login is one as that account in another spelling, answered as under its own (the local
+    // password is what counts), so the answer does not tell whether the directory took the password.
+    if (user.username !== username && user.username.toLowerCase() === username.toLowerCase()) {
+      const owner = await this.#store.users.findByUsername(user.username)
+      if (owner?.source === 'local') return NOT_MINE
+    }
     if (!passwordValid) throw new InvalidCredentials()
     if (existing && existing.source !== 'ldap') throw new AccountSourceConflict(SSO_HOLDS_NAME)
     const account = await syncDirectoryAccount(this.#store, this.#accounts, user)
