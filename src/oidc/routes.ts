@@ -11,7 +11,8 @@ import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
-import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
+import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
+import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
 import type { Realm } from './realm.ts'
 
@@ -144,6 +145,14 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   }
   const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
   if ('refused' in target) return void exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
+  if ('page' in target) {
+    exchange.handOver()
+    return void writePage(exchange.response, target.page.status, target.page.title, target.page.message)
+  }
+  if ('redirect' in target) {
+    exchange.handOver()
+    return void exchange.response.writeHead(303, { location: target.redirect, 'cache-control': 'no-store' }).end()
+  }
   const { handler, clientCredentials, refreshToken } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
@@ -166,6 +175,16 @@ interface Refusal {
 }
 const INVALID_CLIENT: Refusal = { refused: { status: 401, error: 'invalid_client', description: 'Invalid client or Invalid client credentials' } }
 const invalidGrant = (description: string): Refusal => ({ refused: { status: 400, error: 'invalid_grant', description } })
+
+/** A browser request answered before oidc-provider sees it, with Keycloak's error page. */
+interface PageRefusal {
+  page: { status: number; title: string; message: string }
+}
+
+/** A browser request sent on to the same endpoint as a GET (`redirect` is where). */
+interface Redirect {
+  redirect: string
+}
 
 interface Target {
   path: string
@@ -198,19 +217,22 @@ interface Target {
  *   introspection does); oidc-provider takes one mechanism only. When both name the same client and secret, the
  *   form's copy is dropped; when they differ, the request is refused.
  */
-async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal> {
+async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
+  if (path === KEYCLOAK_ROUTES.end_session && method === 'GET' && new URLSearchParams(query).has('redirect_uri')) return LEGACY_LOGOUT_REDIRECT
   if (path === KEYCLOAK_ROUTES.authorization && method === 'GET') {
     const params = new URLSearchParams(query)
     if (withDefaultScopes(params)) return { path, body, query: `?${params}` }
   }
   if (method === 'POST' && body && isForm(raw)) {
     const form = new URLSearchParams(body.toString('utf8'))
+    if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return form.has('redirect_uri') ? LEGACY_LOGOUT_REDIRECT : asGet(realm, path, form)
+    if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     if (form.has('client_secret') && raw.headers.authorization) {
       if (!sameClientSecret(raw.headers.authorization, form)) return INVALID_CLIENT
       form.delete('client_secret')
     }
-    if (path === KEYCLOAK_ROUTES.end_session && form.has('refresh_token')) return logoutByRefreshToken(realm, raw, form)
-    if (path === KEYCLOAK_ROUTES.device_authorization || path === KEYCLOAK_ROUTES.authorization) withDefaultScopes(form)
+    if (path === KEYCLOAK_ROUTES.end_session) return logoutByRefreshToken(realm, raw, form)
+    if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
     const deviceCodes = form.getAll('device_code')
     if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
       return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
@@ -229,6 +251,26 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     if (bearer && JWT_SHAPE.test(bearer)) return { path, body, authorization: `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` }
   }
   return { path, body }
+}
+
+/**
+ * Keycloak's logout has not taken `redirect_uri` since version 18 (only `post_logout_redirect_uri` with
+ * `id_token_hint` or `client_id`): it answers an error page, and so does Gatehouse, instead of logging out.
+ */
+const LEGACY_LOGOUT_REDIRECT: PageRefusal = { page: { status: 400, title: 'Logout failed', message: 'Invalid parameter: redirect_uri' } }
+
+/** Parameters that authenticate a client, which never go into a URL (browser history, server logs). */
+const CLIENT_CREDENTIALS = ['client_secret', 'client_assertion', 'client_assertion_type']
+
+/**
+ * OpenID Connect lets a browser send the authorization and logout requests as form POSTs (keycloak-js 26 logs out
+ * so with `logoutMethod: 'POST'`), which Keycloak takes. oidc-provider takes them only with its realm cookie
+ * `SameSite=None`, which a cross-site page could then send along with any request; the browser is sent on to the
+ * same request as a GET instead (303), on which a top-level navigation carries the `SameSite=Lax` cookie.
+ */
+function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect {
+  for (const name of CLIENT_CREDENTIALS) form.delete(name)
+  return { redirect: `${realm.issuer}${path}?${form}` }
 }
 
 /** Adds Keycloak's default client scopes to the parameters' `scope`; false when there was nothing to add to (or it is repeated). */
@@ -433,6 +475,12 @@ export function writeKeycloakError(response: ServerResponse, status: number, des
   response.setHeader('content-type', 'application/json; charset=utf-8')
   response.setHeader('content-length', Buffer.byteLength(body))
   response.end(body)
+}
+
+/** One of the realm's error pages, on a bare node response. */
+function writePage(response: ServerResponse, status: number, title: string, message: string): void {
+  const page = simplePage(title, `<p>${escapeHtml(message)}</p>`)
+  response.writeHead(status, { ...UNFRAMED_PAGE_HEADERS, 'cache-control': 'no-store', 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(page) }).end(page)
 }
 
 function keycloakErrorBody(description: string, error?: string): Record<string, string> {
