@@ -16,6 +16,8 @@ import { DatabaseUnavailable } from '../errors.ts'
  */
 
 export interface KeycloakShapeOptions {
+  /** The realm's name, which Keycloak's `WWW-Authenticate` challenges name. */
+  realm: string
   /** Grant types the token endpoint knows (others are `unsupported_grant_type`, before anything else is checked). */
   grantTypes: ReadonlySet<string>
   client(clientId: string): RealmClientConfig | undefined
@@ -112,8 +114,10 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.body = null
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
+    } else if ((oidc.route === 'introspection' || oidc.route === 'revocation') && ctx.status === 400 && typeof body?.error_description === 'string') {
+      ctx.body = { error: body.error, error_description: tokenParameterError(oidc.route, body.error_description) }
     } else if (oidc.route === 'userinfo' && ctx.status === 401 && body?.error === 'invalid_token') {
-      ctx.body = { error: 'invalid_token', error_description: 'Token verification failed' }
+      userinfoError(ctx, body.error_description === NO_ACCESS_TOKEN, options.realm)
     } else if (oidc.route === 'device_authorization' && ctx.status === 200 && body) {
       // Keycloak's device authorization response names the polling interval (RFC 8628 §3.2).
       body.interval = DEVICE_POLLING_SECONDS
@@ -135,6 +139,33 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       }
     }
   }
+}
+
+/** oidc-provider's description of a userinfo request without an access token. */
+const NO_ACCESS_TOKEN = 'no access token provided'
+const USERINFO_TOKEN_FAILED = 'Token verification failed'
+
+/**
+ * Keycloak's UserInfoEndpoint: no token is a bad request (400, no challenge); a token that does not verify, has
+ * expired or was revoked is 401 with a challenge naming the realm (its name, not oidc-provider's issuer URL) and the
+ * same error as the body.
+ */
+function userinfoError(ctx: KoaContextWithOIDC, noToken: boolean, realm: string): void {
+  ctx.remove('www-authenticate')
+  if (noToken) {
+    ctx.status = 400
+    ctx.body = { error: 'invalid_request', error_description: 'Token not provided' }
+    return
+  }
+  ctx.body = { error: 'invalid_token', error_description: USERINFO_TOKEN_FAILED }
+  ctx.set('www-authenticate', `Bearer realm="${realm}", error="invalid_token", error_description="${USERINFO_TOKEN_FAILED}"`)
+}
+
+/** Keycloak's words for a missing or repeated parameter at introspection (TokenIntrospectionEndpoint) and revocation (TokenRevocationEndpoint). */
+function tokenParameterError(route: string, description: string): string {
+  if (description === "missing required parameter 'token'") return route === 'introspection' ? 'Token not provided.' : 'Token not provided'
+  if (/must not be provided twice$/.test(description)) return 'duplicated parameter'
+  return description
 }
 
 /**

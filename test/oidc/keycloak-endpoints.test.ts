@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, REALM, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
 
 const ENDPOINTS = `/realms/${REALM}/protocol/openid-connect`
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
@@ -79,6 +79,62 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.equal(answer.headers.get('x-frame-options'), 'DENY')
       assert.match(await answer.text(), /Invalid parameter: redirect_uri/)
       assert.equal(answer.headers.getSetCookie().length, 0)
+    }
+  })
+
+  const post = (endpoint: string, form: Record<string, string>) => gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: new URLSearchParams(form).toString() })
+  const introspect = async (token: string) => json(await post('/token/introspect', { client_id: 'reports', client_secret: SERVICE_SECRET, token }))
+  const callDemoApp = (token: string) => gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })
+
+  it('revokes an access token alone: the session and its refresh token go on, as Keycloak\'s revokeAccessToken', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    const revoked = await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
+    assert.equal(revoked.status, 200)
+    assert.equal((await introspect(tokens.access_token)).active, false)
+    assert.equal((await callDemoApp(tokens.access_token)).status, 401)
+    assert.equal((await introspect(tokens.refresh_token)).active, true)
+    const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+    assert.equal(refreshed.status, 200)
+    assert.equal(refreshed.body.session_state, tokens.session_state)
+    assert.equal((await callDemoApp(refreshed.body.access_token)).status, 200)
+  })
+
+  it('refuses to revoke another client\'s token with Keycloak\'s "Unmatching clients", and leaves it alone', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    for (const token of [tokens.access_token, tokens.refresh_token]) {
+      const refused = await post('/revoke', { client_id: 'reports', client_secret: SERVICE_SECRET, token })
+      assert.equal(refused.status, 400)
+      assert.deepEqual(await json(refused), { error: 'invalid_request', error_description: 'Unmatching clients' })
+      assert.equal((await introspect(token)).active, true)
+    }
+  })
+
+  it('answers a missing or repeated token at introspection and revocation in Keycloak\'s words', async () => {
+    const client = { client_id: 'reports', client_secret: SERVICE_SECRET }
+    const cases: [string, URLSearchParams, string][] = [
+      ['/token/introspect', new URLSearchParams(client), 'Token not provided.'],
+      ['/revoke', new URLSearchParams(client), 'Token not provided'],
+      ['/token/introspect', new URLSearchParams([...Object.entries(client), ['token', 'a'], ['token', 'b']]), 'duplicated parameter'],
+    ]
+    for (const [endpoint, form, description] of cases) {
+      const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: form.toString() })
+      assert.equal(answer.status, 400, endpoint)
+      assert.deepEqual(await json(answer), { error: 'invalid_request', error_description: description }, endpoint)
+    }
+  })
+
+  it('answers userinfo without a token 400, and with a bad one 401 with Keycloak\'s WWW-Authenticate', async () => {
+    const none = await gw.fetch(`${ENDPOINTS}/userinfo`)
+    assert.equal(none.status, 400)
+    assert.deepEqual(await json(none), { error: 'invalid_request', error_description: 'Token not provided' })
+    assert.equal(none.headers.get('www-authenticate'), null)
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
+    for (const token of ['abc.def.ghi', 'opaque', tokens.access_token]) {
+      const bad = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${token}` } })
+      assert.equal(bad.status, 401, token)
+      assert.deepEqual(await json(bad), { error: 'invalid_token', error_description: 'Token verification failed' })
+      assert.equal(bad.headers.get('www-authenticate'), `Bearer realm="${REALM}", error="invalid_token", error_description="Token verification failed"`)
     }
   })
 })
