@@ -5,7 +5,7 @@ import type { RealmClientConfig } from '../config/realms.ts'
 import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
-import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
+import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 
@@ -21,6 +21,8 @@ export interface KeycloakShapeOptions {
   /** Grant types the token endpoint knows (others are `unsupported_grant_type`, before anything else is checked). */
   grantTypes: ReadonlySet<string>
   client(clientId: string): RealmClientConfig | undefined
+  /** The username of the account a refresh token speaks for (introspection names it). */
+  username(accountId: string): Promise<string | undefined>
   tokens: KeycloakTokens
   /** Where the realm's cookies live (`/realms/<realm>/`). */
   cookiePath: string
@@ -105,10 +107,7 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
         ctx.body = { error: error.error, error_description: error.error_description }
       }
     } else if (oidc.route === 'introspection' && ctx.status === 200 && body?.active === true) {
-      if (typeof body.preferred_username === 'string') body.username = body.preferred_username
-      if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
-        body.aud = accessTokenAudience(options.client(body.client_id))
-      }
+      await describeIntrospected(body, oidc, options)
     } else if (oidc.route === 'revocation' && (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.logout && ctx.status === 200) {
       ctx.status = 204
       ctx.body = null
@@ -138,6 +137,28 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
         ctx.cookies.set(GATEWAY_SESSION_COOKIE, null, { path: '/', httpOnly: true, sameSite: 'lax' })
       }
     }
+  }
+}
+
+/**
+ * Keycloak's introspection answers with the token's own claims (AccessTokenIntrospectionProvider) plus `client_id`,
+ * `username` and `token_type`. oidc-provider leaves out the `jti` (it was handed the `jti` as the token, routes.ts)
+ * and, for a refresh token, Keycloak's `typ`, `azp` and `aud` (the issuer), which its JWT carries.
+ */
+async function describeIntrospected(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], options: KeycloakShapeOptions): Promise<void> {
+  const refresh = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
+  if (refresh) {
+    const typ = refreshTokenType(refresh.scope)
+    Object.assign(body, { jti: refresh.jti, aud: body.iss, typ, azp: refresh.clientId, token_type: typ })
+    const username = await options.username(refresh.accountId)
+    if (username !== undefined) body.username = username
+    return
+  }
+  const access = (oidc.entities.AccessToken ?? oidc.entities.ClientCredentials) as unknown as { jti: string } | undefined
+  if (access) body.jti = access.jti
+  if (typeof body.preferred_username === 'string') body.username = body.preferred_username
+  if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
+    body.aud = accessTokenAudience(options.client(body.client_id))
   }
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
 
 const ENDPOINTS = `/realms/${REALM}/protocol/openid-connect`
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
@@ -135,6 +135,23 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.equal(bad.status, 401, token)
       assert.deepEqual(await json(bad), { error: 'invalid_token', error_description: 'Token verification failed' })
       assert.equal(bad.headers.get('www-authenticate'), `Bearer realm="${REALM}", error="invalid_token", error_description="Token verification failed"`)
+    }
+  })
+
+  it('introspects refresh and offline tokens with the claims of Keycloak\'s, and access tokens with their jti', async () => {
+    for (const scope of ['openid', 'openid offline_access']) {
+      const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope })
+      const refresh = decodeJwtPart(tokens.refresh_token, 1)
+      const answer = await introspect(tokens.refresh_token)
+      assert.equal(answer.active, true)
+      for (const claim of ['jti', 'iss', 'aud', 'sub', 'typ', 'azp', 'sid', 'scope', 'exp', 'iat']) assert.deepEqual(answer[claim], refresh[claim], `${scope}: ${claim}`)
+      assert.equal(answer.typ, scope.includes('offline_access') ? 'Offline' : 'Refresh')
+      assert.equal(answer.token_type, answer.typ)
+      assert.equal(answer.client_id, 'end-users')
+      assert.equal(answer.username, 'alice')
+      const access = await introspect(tokens.access_token)
+      assert.equal(access.jti, decodeJwtPart(tokens.access_token, 1).jti)
+      assert.equal(access.token_type, 'Bearer')
     }
   })
 })
