@@ -307,7 +307,8 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   }
   const missing = /^missing required parameters? (.+)$/.exec(description)
   if (missing) return bad(`Missing parameter: ${missing[1]!.replace(/'/g, '').replace(/ and /g, ', ')}`)
-  if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(body.scope ?? params.scope ?? '')}`.trim(), 'invalid_scope')
+  // Keycloak names the whole requested scope (OAuth2GrantTypeBase), not only the unknown values.
+  if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(params.scope ?? body.scope ?? '')}`.trim(), 'invalid_scope')
   // Keycloak's direct grant answers a missing username and wrong credentials 401 (ValidateUsername,
   // ValidatePassword), and a login during a brute-force lock 400 with the same words.
   if (grantType === 'password' && detail !== LOCKED && (description === 'Invalid user credentials' || description === 'Missing parameter: username')) {
