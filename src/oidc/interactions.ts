@@ -41,7 +41,9 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     const reasons = details.prompt.reasons
     const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
     if (signedIn) return finishLogin(app, realm, clientId, provider, request, reply, signedIn)
-    return html(reply, 200, renderLoginPage(page))
+    // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
+    const loginHint = typeof details.params.login_hint === 'string' ? details.params.login_hint.slice(0, 150) : undefined
+    return html(reply, 200, renderLoginPage({ ...page, username: loginHint }))
   }
 
   const form = await readForm(request)

@@ -154,4 +154,16 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.equal(access.token_type, 'Bearer')
     }
   })
+
+  it('fills in the login page\'s username from login_hint, as keycloak-js login({ loginHint }) expects', async () => {
+    for (const hint of ['alice@example.com', '"><script>alert(1)</script>']) {
+      const jar = new CookieJar()
+      const { response } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', login_hint: hint })}`))
+      const page = await response.text()
+      const field = /<input id="username"[^>]*>/.exec(page)![0]
+      const value = /value="([^"]*)"/.exec(field)![1]!
+      assert.equal(value.replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&#39;/g, "'").replace(/&amp;/g, '&'), hint)
+      assert.doesNotMatch(page, /<script>alert/)
+    }
+  })
 })
