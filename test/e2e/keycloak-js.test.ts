@@ -124,6 +124,26 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
     }
   })
 
+  it('logs out with a form POST (logoutMethod: \'POST\'), which ends the realm session', async () => {
+    const watched = await openPage(browser)
+    const { page, problems } = watched
+    try {
+      await logIn(watched)
+      assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+      const token = await page.evaluate<string>('keycloak.token')
+      const refreshToken = await page.evaluate<string>('keycloak.refreshToken')
+      await page.evaluate("void keycloak.logout({ logoutMethod: 'POST' })")
+      // Back on the app, logged out: its login-required init sends the browser to the login page again.
+      await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+      await page.waitForSelector('#password')
+      assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 401)
+      assert.equal((await tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: refreshToken })).body.error, 'invalid_grant')
+      assert.deepEqual(problems, [])
+    } finally {
+      await watched.context.close()
+    }
+  })
+
   it('cannot refresh, and logs in again, once the owner ended the browser\'s sessions from another device', async () => {
     const watched = await openPage(browser)
     const { page } = watched
