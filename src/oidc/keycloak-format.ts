@@ -123,6 +123,8 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'jwks' && ctx.status === 200 && Array.isArray(body?.keys)) {
       // oidc-provider publishes a key's certificate (x5c) but not its thumbprints, which Keycloak's JWKS has.
       for (const key of body.keys as Record<string, unknown>[]) Object.assign(key, certificateThumbprints(key.x5c))
+      // Keycloak's certs endpoint answers application/json unless the client asks for exactly the JWK set type.
+      if (ctx.get('accept') !== JWK_SET_TYPE) ctx.type = 'application/json'
     } else if (oidc.route === 'discovery' && ctx.status === 200 && body) {
       // keycloak-js's login status iframe (keycloak-pages.ts), which oidc-provider does not know.
       body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
@@ -161,6 +163,8 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
     body.aud = accessTokenAudience(options.client(body.client_id))
   }
 }
+
+const JWK_SET_TYPE = 'application/jwk-set+json'
 
 /** oidc-provider's description of a userinfo request without an access token. */
 const NO_ACCESS_TOKEN = 'no access token provided'

@@ -166,4 +166,19 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.doesNotMatch(page, /<script>alert/)
     }
   })
+
+  it('publishes the JWKS as application/json, and as application/jwk-set+json to a client that asks for it, as Keycloak', async () => {
+    for (const [accept, type] of [[undefined, 'application/json'], ['application/json', 'application/json'], ['application/jwk-set+json', 'application/jwk-set+json']] as const) {
+      const certs = await gw.fetch(`${ENDPOINTS}/certs`, { headers: accept ? { accept } : {} })
+      assert.equal(certs.status, 200)
+      assert.equal(certs.headers.get('content-type')!.split(';')[0], type, String(accept))
+      const { keys } = await json(certs)
+      assert.ok(keys.length > 0)
+      for (const key of keys) {
+        assert.equal(key.use, 'sig')
+        assert.equal(key.alg, 'RS256')
+        assert.ok(key.x5c?.length && key.x5t && key['x5t#S256'])
+      }
+    }
+  })
 })
