@@ -117,6 +117,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.body = { error: body.error, error_description: tokenParameterError(oidc.route, body.error_description) }
     } else if (oidc.route === 'userinfo' && ctx.status === 401 && body?.error === 'invalid_token') {
       userinfoError(ctx, body.error_description === NO_ACCESS_TOKEN, options.realm)
+    } else if (oidc.route === 'userinfo' && ctx.status === 403 && body?.error === 'insufficient_scope') {
+      // Keycloak's userinfo refuses access tokens without `openid` since version 20, in these words.
+      challenge(ctx, options.realm, 'insufficient_scope', 'Missing openid scope')
     } else if (oidc.route === 'device_authorization' && ctx.status === 200 && body) {
       // Keycloak's device authorization response names the polling interval (RFC 8628 §3.2).
       body.interval = DEVICE_POLLING_SECONDS
@@ -168,7 +171,6 @@ const JWK_SET_TYPE = 'application/jwk-set+json'
 
 /** oidc-provider's description of a userinfo request without an access token. */
 const NO_ACCESS_TOKEN = 'no access token provided'
-const USERINFO_TOKEN_FAILED = 'Token verification failed'
 
 /**
  * Keycloak's UserInfoEndpoint: no token is a bad request (400, no challenge); a token that does not verify, has
@@ -182,8 +184,13 @@ function userinfoError(ctx: KoaContextWithOIDC, noToken: boolean, realm: string)
     ctx.body = { error: 'invalid_request', error_description: 'Token not provided' }
     return
   }
-  ctx.body = { error: 'invalid_token', error_description: USERINFO_TOKEN_FAILED }
-  ctx.set('www-authenticate', `Bearer realm="${realm}", error="invalid_token", error_description="${USERINFO_TOKEN_FAILED}"`)
+  challenge(ctx, realm, 'invalid_token', 'Token verification failed')
+}
+
+/** A userinfo refusal with Keycloak's challenge: the realm's name (not oidc-provider's issuer URL) and the body's error. */
+function challenge(ctx: KoaContextWithOIDC, realm: string, error: string, description: string): void {
+  ctx.body = { error, error_description: description }
+  ctx.set('www-authenticate', `Bearer realm="${realm}", error="${error}", error_description="${description}"`)
 }
 
 /** Keycloak's words for a missing or repeated parameter at introspection (TokenIntrospectionEndpoint) and revocation (TokenRevocationEndpoint). */

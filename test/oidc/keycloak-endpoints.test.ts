@@ -181,4 +181,16 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       }
     }
   })
+
+  it('answers userinfo for a token without the openid scope 403, in Keycloak\'s words (Keycloak 20 and later)', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    const refused = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
+    assert.equal(refused.status, 403)
+    assert.deepEqual(await json(refused), { error: 'insufficient_scope', error_description: 'Missing openid scope' })
+    assert.equal(refused.headers.get('www-authenticate'), `Bearer realm="${REALM}", error="insufficient_scope", error_description="Missing openid scope"`)
+    const withOpenid = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const answered = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${withOpenid.access_token}` } })
+    assert.equal(answered.status, 200)
+    assert.equal((await json(answered)).preferred_username, 'alice')
+  })
 })
