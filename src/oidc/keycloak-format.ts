@@ -120,6 +120,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'userinfo' && ctx.status === 403 && body?.error === 'insufficient_scope') {
       // Keycloak's userinfo refuses access tokens without `openid` since version 20, in these words.
       challenge(ctx, options.realm, 'insufficient_scope', 'Missing openid scope')
+    } else if (oidc.route === 'device_authorization' && ctx.status === 400 && body?.error_description === `${DEVICE_GRANT} is not allowed for this client`) {
+      // Keycloak's OAuth2DeviceAuthorizationEndpoint, for a client without the device grant.
+      ctx.body = { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate OAuth 2.0 Device Authorization Grant. The flow is disabled for the client.' }
     } else if (oidc.route === 'device_authorization' && ctx.status === 200 && body) {
       // Keycloak's device authorization response names the polling interval (RFC 8628 §3.2).
       body.interval = DEVICE_POLLING_SECONDS

@@ -193,4 +193,10 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal(answered.status, 200)
     assert.equal((await json(answered)).preferred_username, 'alice')
   })
+
+  it('refuses to start the device grant for a client without it in Keycloak\'s words', async () => {
+    const refused = await post('/auth/device', { client_id: 'end-users' })
+    assert.equal(refused.status, 400)
+    assert.deepEqual(await json(refused), { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate OAuth 2.0 Device Authorization Grant. The flow is disabled for the client.' })
+  })
 })
