@@ -218,14 +218,17 @@ interface Target {
  *   form's copy is dropped; when they differ, the request is refused.
  */
 async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
-  if (path === KEYCLOAK_ROUTES.end_session && method === 'GET' && new URLSearchParams(query).has('redirect_uri')) return LEGACY_LOGOUT_REDIRECT
+  if (path === KEYCLOAK_ROUTES.end_session && method === 'GET') {
+    const refusal = logoutRefusal(new URLSearchParams(query))
+    if (refusal) return refusal
+  }
   if (path === KEYCLOAK_ROUTES.authorization && method === 'GET') {
     const params = new URLSearchParams(query)
     if (withDefaultScopes(params)) return { path, body, query: `?${params}` }
   }
   if (method === 'POST' && body && isForm(raw)) {
     const form = new URLSearchParams(body.toString('utf8'))
-    if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return form.has('redirect_uri') ? LEGACY_LOGOUT_REDIRECT : asGet(realm, path, form)
+    if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return logoutRefusal(form) ?? asGet(realm, path, form)
     if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     if (form.has('client_secret') && raw.headers.authorization) {
       if (!sameClientSecret(raw.headers.authorization, form)) return INVALID_CLIENT
@@ -254,10 +257,19 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
 }
 
 /**
- * Keycloak's logout has not taken `redirect_uri` since version 18 (only `post_logout_redirect_uri` with
- * `id_token_hint` or `client_id`): it answers an error page, and so does Gatehouse, instead of logging out.
+ * Keycloak's logout (LogoutEndpoint) has not taken `redirect_uri` since version 18, and takes
+ * `post_logout_redirect_uri` only with `id_token_hint` or `client_id`, which name the client whose URIs it is checked
+ * against: otherwise it answers an error page, and so does Gatehouse, instead of logging out.
  */
-const LEGACY_LOGOUT_REDIRECT: PageRefusal = { page: { status: 400, title: 'Logout failed', message: 'Invalid parameter: redirect_uri' } }
+function logoutRefusal(params: URLSearchParams): PageRefusal | undefined {
+  if (params.has('redirect_uri')) return logoutFailed('Invalid parameter: redirect_uri')
+  if (params.has('post_logout_redirect_uri') && !params.has('id_token_hint') && !params.has('client_id')) return logoutFailed('Missing parameter: id_token_hint')
+  return undefined
+}
+
+function logoutFailed(message: string): PageRefusal {
+  return { page: { status: 400, title: 'Logout failed', message } }
+}
 
 /** Parameters that authenticate a client, which never go into a URL (browser history, server logs). */
 const CLIENT_CREDENTIALS = ['client_secret', 'client_assertion', 'client_assertion_type']

@@ -68,17 +68,23 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
-  it('answers the legacy redirect_uri of logout with an error page, as Keycloak since 18', async () => {
-    for (const request of [
-      () => gw.fetch(`${ENDPOINTS}/logout?redirect_uri=${encodeURIComponent(CLIENT_REDIRECT)}`, { headers: { accept: 'text/html' } }),
-      () => gw.fetch(`${ENDPOINTS}/logout`, { method: 'POST', headers: { ...FORM, accept: 'text/html' }, body: new URLSearchParams({ redirect_uri: CLIENT_REDIRECT }).toString() }),
-    ]) {
-      const answer = await request()
-      assert.equal(answer.status, 400)
-      assert.match(answer.headers.get('content-type')!, /^text\/html/)
-      assert.equal(answer.headers.get('x-frame-options'), 'DENY')
-      assert.match(await answer.text(), /Invalid parameter: redirect_uri/)
-      assert.equal(answer.headers.getSetCookie().length, 0)
+  it('answers logout\'s legacy redirect_uri, and a post_logout_redirect_uri of no named client, with an error page, as Keycloak since 18', async () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ redirect_uri: CLIENT_REDIRECT }, /Invalid parameter: redirect_uri/],
+      [{ post_logout_redirect_uri: CLIENT_REDIRECT, state: 's' }, /Missing parameter: id_token_hint/],
+    ]
+    for (const [params, message] of cases) {
+      for (const request of [
+        () => gw.fetch(`${ENDPOINTS}/logout?${new URLSearchParams(params)}`, { headers: { accept: 'text/html' } }),
+        () => gw.fetch(`${ENDPOINTS}/logout`, { method: 'POST', headers: { ...FORM, accept: 'text/html' }, body: new URLSearchParams(params).toString() }),
+      ]) {
+        const answer = await request()
+        assert.equal(answer.status, 400)
+        assert.match(answer.headers.get('content-type')!, /^text\/html/)
+        assert.equal(answer.headers.get('x-frame-options'), 'DENY')
+        assert.match(await answer.text(), message)
+        assert.equal(answer.headers.getSetCookie().length, 0)
+      }
     }
   })
 
