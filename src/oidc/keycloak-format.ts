@@ -111,6 +111,10 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'revocation' && (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.logout && ctx.status === 200) {
       ctx.status = 204
       ctx.body = null
+    } else if (oidc.route === 'introspection' && isClientAuthenticationFailure(ctx.status, body)) {
+      // Keycloak's TokenIntrospectionEndpoint answers any failed client authentication so (`authorizeClient`).
+      ctx.status = 401
+      ctx.body = { error: 'invalid_request', error_description: 'Authentication failed.' }
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
     } else if ((oidc.route === 'introspection' || oidc.route === 'revocation') && ctx.status === 400 && typeof body?.error_description === 'string') {
@@ -168,6 +172,12 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
   if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
     body.aud = accessTokenAudience(options.client(body.client_id))
   }
+}
+
+/** oidc-provider's answer to a client that sent no credentials, or wrong ones. */
+const NO_CLIENT_AUTHENTICATION = 'no client authentication mechanism provided'
+function isClientAuthenticationFailure(status: number, body: Record<string, unknown> | undefined): boolean {
+  return (status === 401 && body?.error === 'invalid_client') || (status === 400 && body?.error_description === NO_CLIENT_AUTHENTICATION)
 }
 
 const JWK_SET_TYPE = 'application/jwk-set+json'

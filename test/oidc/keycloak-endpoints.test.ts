@@ -205,4 +205,14 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal(refused.status, 400)
     assert.deepEqual(await json(refused), { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate OAuth 2.0 Device Authorization Grant. The flow is disabled for the client.' })
   })
+
+  it('answers introspection by a client that fails to authenticate as Keycloak: 401 "Authentication failed."', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    const clients: Record<string, string>[] = [{}, { client_id: 'reports', client_secret: 'wrong-secret-0123456789' }, { client_id: 'nobody', client_secret: 'x' }]
+    for (const client of clients) {
+      const refused = await post('/token/introspect', { ...client, token: tokens.access_token })
+      assert.equal(refused.status, 401, JSON.stringify(client))
+      assert.deepEqual(await json(refused), { error: 'invalid_request', error_description: 'Authentication failed.' }, JSON.stringify(client))
+    }
+  })
 })
