@@ -222,16 +222,18 @@ function isFormPostResponse(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['o
 }
 
 /**
- * oidc-provider answers CORS for the token, introspection and revocation endpoints only for the client's allowed
- * origins (`clientBasedCORS`), but without `Access-Control-Allow-Credentials`; keycloak-js sends its token
- * requests with credentials, and Keycloak's Cors answers them with it.
+ * oidc-provider answers CORS for the token, userinfo, introspection and revocation endpoints only for the client's
+ * allowed origins (`clientBasedCORS`), but without `Access-Control-Allow-Credentials`; keycloak-js sends its token
+ * requests with credentials, and Keycloak's Cors (`auth()`) answers these endpoints, and their preflights, with it.
+ * A preflight names no client, so it allows any origin, as Keycloak's does: the request itself is still held to the
+ * client's web origins.
  */
 function allowCredentials(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc']): void {
   const origin = ctx.response.get('access-control-allow-origin')
   if (!origin || origin === '*' || !CREDENTIALED_CORS_ROUTES.has(String(oidc.route))) return
   ctx.set('access-control-allow-credentials', 'true')
 }
-const CREDENTIALED_CORS_ROUTES = new Set(['token', 'introspection', 'revocation'])
+const CREDENTIALED_CORS_ROUTES = new Set(['token', 'userinfo', 'introspection', 'revocation', 'cors.token', 'cors.userinfo', 'cors.introspection', 'cors.revocation'])
 
 /** After a browser login, the login status iframe's cookie for the browser session's `sid`. */
 function setSessionStateCookie(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'], path: string): void {

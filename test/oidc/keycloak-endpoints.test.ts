@@ -215,4 +215,19 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.deepEqual(await json(refused), { error: 'invalid_request', error_description: 'Authentication failed.' }, JSON.stringify(client))
     }
   })
+
+  it('answers a browser application\'s userinfo and token requests with CORS for credentials, preflight included, as Keycloak\'s Cors.auth()', async () => {
+    const origin = new URL(CLIENT_REDIRECT).origin
+    const tokens = await browserLogin(new CookieJar())
+    const userinfo = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}`, origin } })
+    assert.equal(userinfo.status, 200)
+    assert.equal(userinfo.headers.get('access-control-allow-origin'), origin)
+    assert.equal(userinfo.headers.get('access-control-allow-credentials'), 'true')
+    for (const endpoint of ['/userinfo', '/token']) {
+      const preflight = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' } })
+      assert.equal(preflight.status, 204, endpoint)
+      assert.equal(preflight.headers.get('access-control-allow-origin'), origin, endpoint)
+      assert.equal(preflight.headers.get('access-control-allow-credentials'), 'true', endpoint)
+    }
+  })
 })
