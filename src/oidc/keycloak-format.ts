@@ -140,6 +140,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
     } else if ((oidc.route === 'authorization' || oidc.route === 'resume') && ctx.status >= 300 && ctx.status < 400) {
       setSessionStateCookie(ctx, oidc, options.cookiePath)
+      addSessionState(ctx, oidc)
+    } else if (isFormPostResponse(ctx, oidc)) {
+      addSessionState(ctx, oidc)
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as unknown as { destroyed?: boolean } | undefined)?.destroyed) {
       ctx.cookies.set(SESSION_STATE_COOKIE, null, { path: options.cookiePath, httpOnly: false })
       // The logout that signs the previous person out when someone else logs in at the realm's login page in the same
@@ -234,6 +237,26 @@ function allowCredentials(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oid
   ctx.set('access-control-allow-credentials', 'true')
 }
 const CREDENTIALED_CORS_ROUTES = new Set(['token', 'userinfo', 'introspection', 'revocation', 'cors.token', 'cors.userinfo', 'cors.introspection', 'cors.revocation'])
+
+/**
+ * Keycloak's authorization response names the browser session (`session_state`, the `sid` of the tokens the code
+ * gives), which clients that watch the session through `check_session_iframe` (oidc-client-ts) need. oidc-provider
+ * answers with `code`, `state` and `iss` only; `session_state` is added after them, in the redirect's query or
+ * fragment, or as one more input of the form_post page.
+ */
+function addSessionState(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc']): void {
+  const sid = (oidc.session as unknown as { uid?: string } | undefined)?.uid
+  if (!sid) return
+  const parameter = `session_state=${encodeURIComponent(sid)}`
+  const location = ctx.response.get('location')
+  if (typeof location === 'string' && location) {
+    if (/[?#&]code=/.test(location)) ctx.redirect(`${location}&${parameter}`)
+    return
+  }
+  if (typeof ctx.body === 'string' && ctx.body.includes('<input type="hidden" name="code"')) {
+    ctx.body = ctx.body.replace(/(<input type="hidden" name="code" value="[^"]*"\/>)/, `$1\n<input type="hidden" name="session_state" value="${escapeHtml(sid)}"/>`)
+  }
+}
 
 /** After a browser login, the login status iframe's cookie for the browser session's `sid`. */
 function setSessionStateCookie(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'], path: string): void {

@@ -17,17 +17,28 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
   })
   after(() => gw.close())
 
-  /** The authorization code flow through the login page; the jar then holds the realm's browser session. */
-  async function browserLogin(jar: CookieJar): Promise<{ access_token: string; refresh_token: string; id_token: string }> {
+  /**
+   * The authorization code flow through the login page; the jar then holds the realm's browser session. `response`
+   * is what the client's redirect URI received, in the `responseMode` asked for.
+   */
+  async function browserLogin(jar: CookieJar, responseMode = 'query'): Promise<{ access_token: string; refresh_token: string; id_token: string; session_state: string; response: URLSearchParams }> {
     const verifier = randomBytes(32).toString('base64url')
     const challenge = createHash('sha256').update(verifier).digest('base64url')
-    const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
+    const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', response_mode: responseMode, scope: 'openid', state: 'st-2', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
     const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
     const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: FORM, body: 'username=alice&password=alice-password' })
-    const code = new URL(done.url).searchParams.get('code')!
+    const response = authorizationResponse(done.url, responseMode === 'form_post' ? await done.response.text() : '')
+    const code = response.get('code')!
     const { status, body } = await tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
     assert.equal(status, 200)
-    return body
+    return { ...body, response }
+  }
+
+  /** The parameters of an authorization response: in the redirect's query or fragment, or the form_post page's inputs. */
+  function authorizationResponse(url: string, formPostPage: string): URLSearchParams {
+    if (formPostPage) return new URLSearchParams([...formPostPage.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"\/>/g)].map((m): [string, string] => [m[1]!, m[2]!]))
+    const { search, hash } = new URL(url)
+    return new URLSearchParams(hash ? hash.slice(1) : search)
   }
 
   it('logs out with a form POST, as keycloak-js does with logoutMethod POST, and sends the browser back with its state', async () => {
@@ -228,6 +239,15 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.equal(preflight.status, 204, endpoint)
       assert.equal(preflight.headers.get('access-control-allow-origin'), origin, endpoint)
       assert.equal(preflight.headers.get('access-control-allow-credentials'), 'true', endpoint)
+    }
+  })
+
+  it('names the browser session in the authorization response (session_state), in every response mode, as Keycloak', async () => {
+    for (const mode of ['query', 'fragment', 'form_post']) {
+      const tokens = await browserLogin(new CookieJar(), mode)
+      assert.equal(tokens.response.get('state'), 'st-2', mode)
+      assert.equal(tokens.response.get('session_state'), tokens.session_state, mode)
+      assert.equal(tokens.response.get('session_state'), decodeJwtPart(tokens.access_token, 1).sid, mode)
     }
   })
 })
