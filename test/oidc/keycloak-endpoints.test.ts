@@ -250,4 +250,20 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.equal(tokens.response.get('session_state'), decodeJwtPart(tokens.access_token, 1).sid, mode)
     }
   })
+
+  it('asks before logging out only when the request does not name the session and the browser has one, as Keycloak', async () => {
+    const submitsItself = (page: string) => /\.submit\(\)/.test(page)
+    const logoutPage = async (jar: CookieJar, params: Record<string, string>) => {
+      const { response } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams(params)}`))
+      assert.equal(response.status, 200)
+      return response.text()
+    }
+    // No browser session: nothing to confirm; the browser goes on to the client's post-logout page.
+    assert.ok(submitsItself(await logoutPage(new CookieJar(), { client_id: 'spa', post_logout_redirect_uri: CLIENT_REDIRECT })))
+    // A browser session, and a request that does not say it comes from it: the person is asked.
+    const jar = new CookieJar()
+    const tokens = await browserLogin(jar)
+    assert.equal(submitsItself(await logoutPage(jar, { client_id: 'spa', post_logout_redirect_uri: CLIENT_REDIRECT })), false)
+    assert.ok(submitsItself(await logoutPage(jar, { id_token_hint: tokens.id_token, post_logout_redirect_uri: CLIENT_REDIRECT })))
+  })
 })
