@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
-import type { JWTPayload } from 'jose'
+import { decodeJwt, type JWTPayload } from 'jose'
 import type { RealmClientConfig } from '../config/realms.ts'
 import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
@@ -379,12 +379,16 @@ export async function renderErrorPage(ctx: KoaContextWithOIDC, out: { error?: st
 }
 
 /**
- * oidc-provider's logout confirmation. Keycloak asks only when the request does not name the session with
- * `id_token_hint`; with one, the page submits itself (a browser without scripts still gets the button).
+ * oidc-provider's logout confirmation, for a browser with a session (without one, oidc-provider goes on by itself).
+ * Keycloak (LogoutEndpoint) asks unless `id_token_hint` names this very session (its `sid`): then the page submits
+ * itself (a browser without scripts still gets the button). oidc-provider takes any valid ID token of the realm as
+ * the hint, so a link from another site with someone's ID token would otherwise log the person out unasked.
  */
 export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): Promise<void> {
   ctx.type = 'html'
-  const automatic = ctx.oidc.params?.id_token_hint
+  const hint = ctx.oidc.params?.id_token_hint
+  const sessionUid = (ctx.oidc.session as unknown as { uid?: string } | undefined)?.uid
+  const automatic = typeof hint === 'string' && sessionUid !== undefined && decodeJwt(hint).sid === sessionUid
     ? `<script>const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()</script>`
     : ''
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)

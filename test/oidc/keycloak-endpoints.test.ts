@@ -251,7 +251,7 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
-  it('asks before logging out only when the request does not name the session and the browser has one, as Keycloak', async () => {
+  it('asks before logging out unless the request names the browser\'s own session, or it has none, as Keycloak', async () => {
     const submitsItself = (page: string) => /\.submit\(\)/.test(page)
     const logoutPage = async (jar: CookieJar, params: Record<string, string>) => {
       const { response } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams(params)}`))
@@ -265,5 +265,11 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     const tokens = await browserLogin(jar)
     assert.equal(submitsItself(await logoutPage(jar, { client_id: 'spa', post_logout_redirect_uri: CLIENT_REDIRECT })), false)
     assert.ok(submitsItself(await logoutPage(jar, { id_token_hint: tokens.id_token, post_logout_redirect_uri: CLIENT_REDIRECT })))
+    // An ID token of another session (anyone's, in a link from another site) does not log this browser out unasked.
+    const elsewhere = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const otherBrowser = await browserLogin(new CookieJar())
+    for (const hint of [elsewhere.id_token, otherBrowser.id_token]) {
+      assert.equal(submitsItself(await logoutPage(jar, { id_token_hint: hint })), false)
+    }
   })
 })
