@@ -207,7 +207,7 @@ interface Target {
  *   recorded it; one that does not verify is handed over as an unknown token.
  * - Refresh tokens are Keycloak's JWTs around oidc-provider's refresh token id (keycloak-tokens.ts): wherever a
  *   client sends one (refresh, logout, introspection, revocation), oidc-provider gets the id inside.
- * - Userinfo gets the same treatment for its bearer token.
+ * - Userinfo gets the same treatment for its bearer token, in the Authorization header or the form's `access_token`.
  * - A device code polling faster than its interval gets `slow_down`, as from Keycloak (oidc-provider does not
  *   count polls).
  * - Browser and device authorizations get Keycloak's default client scopes (`profile email`) besides what they
@@ -243,17 +243,18 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
       form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
     }
+    if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1 && JWT_SHAPE.test(form.get('access_token')!)) {
+      form.set('access_token', (await accessTokenId(realm, form.get('access_token')!)) ?? 'unknown')
+    }
     if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
       const token = form.get('token')!
       if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
     }
-    return { path, body: Buffer.from(form.toString()) }
+    const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
+    return { path, body: Buffer.from(form.toString()), ...(authorization ? { authorization } : {}) }
   }
-  if (path === KEYCLOAK_ROUTES.userinfo) {
-    const bearer = /^bearer +(\S+)$/i.exec(raw.headers.authorization ?? '')?.[1]
-    if (bearer && JWT_SHAPE.test(bearer)) return { path, body, authorization: `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` }
-  }
-  return { path, body }
+  const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
+  return authorization ? { path, body, authorization } : { path, body }
 }
 
 /**
@@ -283,6 +284,12 @@ const CLIENT_CREDENTIALS = ['client_secret', 'client_assertion', 'client_asserti
 function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect {
   for (const name of CLIENT_CREDENTIALS) form.delete(name)
   return { redirect: `${realm.issuer}${path}?${form}` }
+}
+
+/** The Authorization header oidc-provider's userinfo gets for a bearer JWT: its `jti`, or a value no token has. */
+async function userinfoAuthorization(realm: Realm, raw: IncomingMessage): Promise<string | undefined> {
+  const bearer = /^bearer +(\S+)$/i.exec(raw.headers.authorization ?? '')?.[1]
+  return bearer && JWT_SHAPE.test(bearer) ? `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` : undefined
 }
 
 /** Adds Keycloak's default client scopes to the parameters' `scope`; false when there was nothing to add to (or it is repeated). */

@@ -272,4 +272,16 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.equal(submitsItself(await logoutPage(jar, { id_token_hint: hint })), false)
     }
   })
+
+  it('takes userinfo\'s access token from a POSTed form, and from the header of a POST with a form, as Keycloak', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const answered = await post('/userinfo', { access_token: tokens.access_token })
+    assert.equal(answered.status, 200)
+    assert.equal((await json(answered)).preferred_username, 'alice')
+    const withHeader = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, authorization: `Bearer ${tokens.access_token}` }, body: 'claims_locales=en' })
+    assert.equal(withHeader.status, 200)
+    const refused = await post('/userinfo', { access_token: `${tokens.access_token.slice(0, -4)}AAAA` })
+    assert.equal(refused.status, 401)
+    assert.deepEqual(await json(refused), { error: 'invalid_token', error_description: 'Token verification failed' })
+  })
 })
