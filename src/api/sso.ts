@@ -48,6 +48,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
     const party = partyOf(request.params.provider)
     const next = sameOriginTarget(app.publicUrl, request.query.next)
     try {
+      app.signInStarts.admit(request.ip)
       const key = newFlowKey()
       // Discovery comes first: when the provider is down, nothing is stored and the browser stays here.
       const authorizationUrl = await party.authorizationUrl(redirectUri(party), flowSecrets(key))
@@ -75,7 +76,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       reply.clearCookie(FLOW_COOKIE, { path: SSO_PATH, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
       pending = await takePendingLogin(app, key, party)
       const identity = await party.finish(redirectUri(party), query, secrets)
-      const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
+      const user = await syncSsoAccount(app.store, app.accounts, party.config, identity, app.directory)
       await app.memberships.apply('sso', user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       if (!user.isActive) throw new AccountDisabled()
       app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })

@@ -93,7 +93,10 @@ export interface ProviderOptions {
   serviceAccounts: ServiceAccounts
   loginName(name: string): Promise<string>
   endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
-  /** The key hash of the live gateway session a `gateway_sessionid` cookie names, if it is `userId`'s. */
+  /**
+   * The key hash of the gateway session a `gateway_sessionid` cookie names: a live one, if it is `userId`'s; one that
+   * no longer exists (it was ended), whoever's it was, so that the save it is asked for ends the realm session.
+   */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   memberships?: ((user: User) => Memberships) | undefined
   clientAccess?: ClientAccessCheck | undefined

@@ -3,7 +3,8 @@ import { createPublicKey, hash, timingSafeEqual, type JsonWebKey } from 'node:cr
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
-import { NUL_MESSAGE, recordedError, type GatehouseError } from '../errors.ts'
+import { NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
+import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
@@ -12,7 +13,6 @@ import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
 import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
-import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
 import type { Realm } from './realm.ts'
 
@@ -77,6 +77,18 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
       .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
   }
 
+  if (startsSignIn(rest, request.method, query)) {
+    try {
+      app.signInStarts.admit(request.ip)
+    } catch (error) {
+      if (!(error instanceof SignInsThrottled)) throw error
+      for (const [name, value] of Object.entries(error.headers ?? {})) reply.header(name, value)
+      if (rest === KEYCLOAK_ROUTES.device_authorization) return keycloakError(reply, error.status, error.message, error.code)
+      return reply.code(error.status).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8')
+        .send(simplePage('Too many sign-ins', `<p>${escapeHtml(error.message)}</p>`))
+    }
+  }
+
   await serveProvider(app, realm, rest, query, {
     raw: request.raw,
     response: reply.raw,
@@ -90,6 +102,17 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     handOver: () => reply.hijack(),
   })
   return reply
+}
+
+/**
+ * Whether the request may start a sign-in, whose record (an interaction, a device code) waits for its end: an
+ * authorization request that may show a login page, or a device authorization. `prompt=none` never shows one
+ * (keycloak-js's silent check-sso sends it on every page load), and is not counted.
+ */
+function startsSignIn(rest: string, method: string, query: string): boolean {
+  if (rest === KEYCLOAK_ROUTES.device_authorization) return method === 'POST'
+  if (rest !== KEYCLOAK_ROUTES.authorization) return false
+  return method === 'POST' || new URLSearchParams(query).get('prompt') !== 'none'
 }
 
 /** What serving one of oidc-provider's endpoints needs of a request, whichever way it came in (Fastify's route, or token-lane.ts). */
