@@ -112,7 +112,8 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
 function startsSignIn(rest: string, method: string, query: string): boolean {
   if (rest === KEYCLOAK_ROUTES.device_authorization) return method === 'POST'
   if (rest !== KEYCLOAK_ROUTES.authorization) return false
-  return method === 'POST' || new URLSearchParams(query).get('prompt') !== 'none'
+  // A form POST is sent on as the same request by GET (`asGet`), which is the one counted.
+  return method !== 'POST' && new URLSearchParams(query).get('prompt') !== 'none'
 }
 
 /** What serving one of oidc-provider's endpoints needs of a request, whichever way it came in (Fastify's route, or token-lane.ts). */
