@@ -6,7 +6,7 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { LoginThrottled, NoSession, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
+import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, LoginThrottled, NoSession, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
@@ -44,7 +44,24 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   })
 
   // The media type and the CSRF token are checked before the fields, so a forged login learns nothing of them.
-  const checkCsrf = async (request: FastifyRequest) => app.csrf.check(request)
+  const checkCsrf = async (request: FastifyRequest, reply: FastifyReply) => {
+    try {
+      app.csrf.check(request)
+    } catch (error) {
+      if (!isStaleFormToken(error) || mediaType(request) !== 'application/x-www-form-urlencoded' || !wantsHtml(request)) throw error
+      // A person's own form whose token changed meanwhile (another tab logged in, the cookies were cleared): the
+      // form again, with a current token and the username, rather than a dead end. Nobody is logged in by it.
+      request.gatehouse.code = error.code
+      const form = (request.body ?? {}) as Record<string, unknown>
+      const text = (value: unknown) => (typeof value === 'string' ? value : undefined)
+      return sendLoginPage(app, reply, error.status, {
+        csrfToken: app.csrf.ensureToken(request, reply),
+        next: sameOriginTarget(app.publicUrl, text(form.next) ?? text((request.query as Record<string, unknown>).next)),
+        username: text(form.username)?.slice(0, 150) ?? '',
+        error: 'This login form had expired. Enter your password again.',
+      })
+    }
+  }
   api.post('/login/', {
     config: { access: 'public' },
     preValidation: [requireFormOrJson, checkCsrf],
@@ -122,6 +139,14 @@ async function requireFormOrJson(request: FastifyRequest): Promise<void> {
   if (type !== 'application/x-www-form-urlencoded' && type !== 'application/json') {
     throw new UnsupportedMediaType('Send the login as application/x-www-form-urlencoded or application/json.')
   }
+}
+
+/**
+ * The token of the person's own form no longer matches the cookie. A request from another site fails the Origin or
+ * Referer check instead, and keeps its error page.
+ */
+function isStaleFormToken(error: unknown): error is CsrfFailed {
+  return error instanceof CsrfCookieMissing || error instanceof CsrfCookieMalformed || error instanceof CsrfTokenMissing || error instanceof CsrfTokenIncorrect
 }
 
 function mediaType(request: FastifyRequest): string | undefined {
