@@ -1,3 +1,4 @@
+import { PAGE_ADDRESSES } from './addresses.js'
 import { api, ApiError, loginUrl } from './api.js'
 import { h, messageOf, replace } from './dom.js'
 import { profilePage } from './pages/account.js'
@@ -20,18 +21,18 @@ import { startSessionClock } from './session.js'
 
 /** @type {Route[]} */
 const ROUTES = [
-  { path: /^\/ui\/(?:account)?$/, title: 'My account', page: profilePage, nav: '/ui/account' },
-  { path: /^\/ui\/tokens$/, title: 'My tokens', page: myTokensPage, nav: '/ui/tokens' },
-  { path: /^\/ui\/sessions$/, title: 'My sessions', page: mySessionsPage, nav: '/ui/sessions' },
-  { path: /^\/ui\/access$/, title: 'Organizations and teams', page: accessPage, nav: '/ui/access' },
-  { path: /^\/ui\/admin\/users$/, title: 'Users', page: usersPage, admin: true, nav: '/ui/admin/users' },
-  { path: /^\/ui\/admin\/users\/(new|[1-9][0-9]*)$/, title: 'User', page: userPage, admin: true, nav: '/ui/admin/users' },
-  { path: /^\/ui\/admin\/tokens$/, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },
-  { path: /^\/ui\/admin\/sessions$/, title: 'All sessions', page: allSessionsPage, admin: true, nav: '/ui/admin/sessions' },
-  { path: /^\/ui\/admin\/applications$/, title: 'Applications', page: applicationsPage, admin: true, nav: '/ui/admin/applications' },
-  { path: /^\/ui\/admin\/settings$/, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
-  { path: /^\/ui\/admin\/services$/, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
-  { path: /^\/ui\/admin\/activity$/, title: 'Activity', page: activityPage, admin: true, nav: '/ui/admin/activity' },
+  { path: PAGE_ADDRESSES.profile, title: 'My account', page: profilePage, nav: '/ui/account' },
+  { path: PAGE_ADDRESSES.myTokens, title: 'My tokens', page: myTokensPage, nav: '/ui/tokens' },
+  { path: PAGE_ADDRESSES.mySessions, title: 'My sessions', page: mySessionsPage, nav: '/ui/sessions' },
+  { path: PAGE_ADDRESSES.access, title: 'Organizations and teams', page: accessPage, nav: '/ui/access' },
+  { path: PAGE_ADDRESSES.users, title: 'Users', page: usersPage, admin: true, nav: '/ui/admin/users' },
+  { path: PAGE_ADDRESSES.user, title: 'User', page: userPage, admin: true, nav: '/ui/admin/users' },
+  { path: PAGE_ADDRESSES.allTokens, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },
+  { path: PAGE_ADDRESSES.allSessions, title: 'All sessions', page: allSessionsPage, admin: true, nav: '/ui/admin/sessions' },
+  { path: PAGE_ADDRESSES.applications, title: 'Applications', page: applicationsPage, admin: true, nav: '/ui/admin/applications' },
+  { path: PAGE_ADDRESSES.settings, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
+  { path: PAGE_ADDRESSES.services, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
+  { path: PAGE_ADDRESSES.activity, title: 'Activity', page: activityPage, admin: true, nav: '/ui/admin/activity' },
 ]
 
 const NAV = [
