@@ -66,7 +66,12 @@ async function start() {
   document.addEventListener('click', followLink)
   addEventListener('popstate', () => render(false))
   menuButton.addEventListener('click', () => setMenu(menuButton.getAttribute('aria-expanded') !== 'true'))
-  void startSessionClock({ clock: /** @type {HTMLElement} */ (document.getElementById('session-clock')), banner: /** @type {HTMLElement} */ (document.getElementById('session-banner')) })
+  void startSessionClock({
+    clock: /** @type {HTMLElement} */ (document.getElementById('session-clock')),
+    banner: /** @type {HTMLElement} */ (document.getElementById('session-banner')),
+    // A page whose session has ended shows nothing more of the account: the login brings the person back here.
+    onEnded: () => location.replace(loginUrl()),
+  })
   await render(false)
 }
 
