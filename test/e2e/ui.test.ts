@@ -4,6 +4,7 @@ import type { Browser, Page } from 'playwright-core'
 import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot, VIEWPORTS, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
+import { createOrgAndTeam } from '../helpers/access.ts'
 
 const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/users/1', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services']
 
@@ -89,6 +90,35 @@ describe('the web interface in Chromium', () => {
       assert.deepEqual(failedResponses, [])
     }))
   }
+
+  it('gives every page a language, a title, a label for each control, a name for each button and link, and headed columns', () => inBrowser('desktop', async ({ page, problems }) => {
+    await createOrgAndTeam(gw, 'Platform', 'Automation')
+    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
+    for (const name of [...PAGES, 'admin/activity']) {
+      await page.goto(`${gw.url}/ui/${name}`)
+      await page.locator('main h1').first().waitFor()
+      await page.waitForLoadState('networkidle')
+      // What a screen reader announces for each, by the rules of the accessible name in its simplest cases.
+      const missing = await page.evaluate<string[]>(`(() => {
+        const missing = []
+        const text = (element) => (element.getAttribute('aria-label') || element.textContent || '').trim()
+        if (!document.documentElement.lang) missing.push('the language of the page')
+        if (!document.title.trim()) missing.push('the title of the page')
+        for (const control of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+          if (!control.labels.length && !control.getAttribute('aria-label') && !control.getAttribute('aria-labelledby')) missing.push('a label for ' + control.outerHTML.slice(0, 80))
+        }
+        for (const element of document.querySelectorAll('button, a[href]')) if (!text(element)) missing.push('a name for ' + element.outerHTML.slice(0, 80))
+        for (const header of document.querySelectorAll('th')) if (!text(header)) missing.push('a column header in ' + header.closest('table').querySelector('caption').textContent)
+        return missing
+      })()`)
+      assert.deepEqual(missing, [], name)
+    }
+    // A button repeated on every row says which row it acts on.
+    await page.goto(`${gw.url}/ui/access`)
+    await page.getByRole('button', { name: 'Delete organization Platform', exact: true }).waitFor()
+    await page.getByRole('button', { name: 'Delete team Automation', exact: true }).waitFor()
+    assert.deepEqual(problems, [])
+  }))
 
   it('creates an OAuth2 application at run time, whose client id gets tokens at /o/token/ until it is deleted in the page', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
     await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/applications')
