@@ -84,7 +84,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     const { csrfToken, expiresAt, now } = await startSession(app, request, reply, user)
     // As the platform answers a login: awxkit's session login reads the session cookie's name from it.
     reply.header('X-API-Session-Cookie-Name', SESSION_COOKIE)
-    const target = next ?? (wantsHtml(request) ? BROWSER_NEXT : DEFAULT_NEXT)
+    const target = next ?? defaultNext(request)
     if (jsonClient) return { username: user.username, csrf_token: csrfToken, next: target, ...sessionTimes(expiresAt, now) }
     return reply.redirect(target, 302)
   })
@@ -118,6 +118,11 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   })
 }
 
+
+/** Where a login without a `next` goes: a person in a browser to the web interface, a program to the API. */
+export function defaultNext(request: FastifyRequest): string {
+  return wantsHtml(request) ? BROWSER_NEXT : DEFAULT_NEXT
+}
 
 export function sessionTimes(expiresAt: number, now = Date.now()) {
   return {
