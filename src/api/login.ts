@@ -6,7 +6,7 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, LoginThrottled, NoSession, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
+import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, type GatehouseError, LoginThrottled, NoSession, normalizeError, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
@@ -48,25 +48,22 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     try {
       app.csrf.check(request)
     } catch (error) {
-      if (!isStaleFormToken(error) || mediaType(request) !== 'application/x-www-form-urlencoded' || !wantsHtml(request)) throw error
-      // A person's own form whose token changed meanwhile (another tab logged in, the cookies were cleared): the
-      // form again, with a current token and the username, rather than a dead end. Nobody is logged in by it.
-      request.gatehouse.code = error.code
-      const form = (request.body ?? {}) as Record<string, unknown>
-      const text = (value: unknown) => (typeof value === 'string' ? value : undefined)
-      return sendLoginPage(app, reply, error.status, {
-        csrfToken: app.csrf.ensureToken(request, reply),
-        next: sameOriginTarget(app.publicUrl, text(form.next) ?? text((request.query as Record<string, unknown>).next)),
-        username: text(form.username)?.slice(0, 150) ?? '',
-        error: 'This login form had expired. Enter your password again.',
-      })
+      // A person's own form whose token changed meanwhile: another tab logged in, or the cookies were cleared.
+      if (!isStaleFormToken(error) || !isBrowserForm(request)) throw error
+      return sendFormAgain(app, request, reply, error, 'This login form had expired. Enter your password again.')
     }
   }
   api.post('/login/', {
     config: { access: 'public' },
     preValidation: [requireFormOrJson, checkCsrf],
     schema: { querystring: nextQuery, body: loginFields },
+    // A browser's form whose fields do not fit (a pasted password longer than any) gets the form again.
+    attachValidation: true,
   }, async (request, reply) => {
+    if (request.validationError) {
+      if (!isBrowserForm(request)) throw request.validationError
+      return sendFormAgain(app, request, reply, normalizeError(request.validationError), 'Check the username and password, and try again.')
+    }
     const input = request.body
     const next = sameOriginTarget(app.publicUrl, input.next ?? request.query.next)
     const jsonClient = prefersJson(request) || mediaType(request) === 'application/json'
@@ -75,8 +72,8 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     try {
       user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' })
     } catch (error) {
-      if ((error instanceof Unauthenticated || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
-        return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
+      if ((error instanceof Unauthenticated || error instanceof LoginThrottled) && isBrowserForm(request)) {
+        return sendFormAgain(app, request, reply, error, error.message)
       }
       throw error
     }
@@ -144,6 +141,27 @@ async function requireFormOrJson(request: FastifyRequest): Promise<void> {
   if (type !== 'application/x-www-form-urlencoded' && type !== 'application/json') {
     throw new UnsupportedMediaType('Send the login as application/x-www-form-urlencoded or application/json.')
   }
+}
+
+/**
+ * The login page again for a browser's form that was not taken, with the current CSRF token and what the person
+ * typed but the password. The fields are read as sent: they may be the ones that did not fit.
+ */
+function sendFormAgain(app: App, request: FastifyRequest, reply: FastifyReply, refusal: GatehouseError, message: string): FastifyReply {
+  request.gatehouse.code = refusal.code
+  const form = (request.body ?? {}) as Record<string, unknown>
+  const text = (value: unknown) => (typeof value === 'string' ? value : undefined)
+  return sendLoginPage(app, reply, refusal.status, {
+    csrfToken: app.csrf.ensureToken(request, reply),
+    next: sameOriginTarget(app.publicUrl, text(form.next) ?? text((request.query as Record<string, unknown>).next)),
+    username: text(form.username)?.slice(0, 150) ?? '',
+    error: message,
+  })
+}
+
+/** A person's login form in a browser, which gets pages rather than errors it cannot act on. */
+function isBrowserForm(request: FastifyRequest): boolean {
+  return mediaType(request) === 'application/x-www-form-urlencoded' && wantsHtml(request)
 }
 
 /**

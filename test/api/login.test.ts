@@ -299,6 +299,20 @@ describe('login, logout and session endpoints', () => {
     assert.equal((await cleared.submit(noCookie, { password: 'alice-password' })).url, `${gw.url}/ui/`)
   })
 
+  it('answers a browser\'s login form that does not fit, such as a pasted password longer than any, with the form again', async () => {
+    const browser = new Browser()
+    const page = await browser.navigate(`${gw.url}${LOGIN}?next=/ui/tokens`)
+    const before = await sessionCount()
+    const refused = await browser.submit(page, { username: 'alice', password: 'p'.repeat(1025) })
+    assert.equal(refused.response.status, 400)
+    assert.match(refused.response.headers.get('content-type')!, /^text\/html/)
+    assert.match(refused.body, /role="alert"/)
+    const form = parseForm(refused.body)
+    assert.deepEqual([form.fields.username, form.fields.password, form.fields.next], ['alice', '', '/ui/tokens'])
+    assert.equal(await sessionCount(), before)
+    assert.equal((await browser.submit(refused, { password: 'alice-password' })).url, `${gw.url}/ui/tokens`)
+  })
+
   it('keeps refusing a login form posted from another site with an error, and JSON clients with a stale token get JSON', async () => {
     const token = await csrfToken(gw)
     const crossSite = await gw.fetch(LOGIN, {
