@@ -120,6 +120,21 @@ describe('the web interface in Chromium', () => {
     assert.deepEqual(problems, [])
   }))
 
+  it('tells a browser without JavaScript that the interface needs it, after a login that works without it', async () => {
+    const context = await browser.newContext({ javaScriptEnabled: false })
+    try {
+      const page = await context.newPage()
+      await page.goto(`${gw.url}/ui/tokens`)
+      await page.fill('#username', 'carol')
+      await page.fill('#password', 'carol-password')
+      await Promise.all([page.waitForURL(`${gw.url}/ui/tokens`), page.click('button[type=submit]')])
+      assert.match(await page.locator('main').innerText(), /needs JavaScript/)
+      assert.doesNotMatch(await page.locator('main').innerText(), /Loading/)
+    } finally {
+      await context.close()
+    }
+  })
+
   it('creates an OAuth2 application at run time, whose client id gets tokens at /o/token/ until it is deleted in the page', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
     await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/applications')
     await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor()

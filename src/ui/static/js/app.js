@@ -55,6 +55,7 @@ let renderCount = 0
 let me
 
 async function start() {
+  replace(main, h('p', { class: 'muted' }, 'Loading…'))
   try {
     me = (await api('me/')).results[0]
   } catch (error) {
