@@ -135,6 +135,25 @@ describe('the web interface in Chromium', () => {
     }
   })
 
+  it('keeps the keyboard focus on the list after revoking a token from it with the keyboard', () => inBrowser('desktop', async ({ page, problems }) => {
+    await createToken(gw, carolAuth, { description: 'first key' })
+    await createToken(gw, carolAuth, { description: 'second key' })
+    await logIn(page, gw.url, 'carol', 'carol-password', '/ui/tokens')
+    await page.getByRole('button', { name: 'Revoke token first key' }).focus()
+    await page.keyboard.press('Enter')
+    const confirm = page.locator('dialog.confirm').getByRole('button', { name: 'Revoke' })
+    await confirm.focus()
+    await page.keyboard.press('Enter')
+    await page.getByText('Token revoked.').waitFor()
+    await page.locator('tr', { hasText: 'first key' }).waitFor({ state: 'detached' })
+    assert.equal(await page.evaluate<boolean>("document.activeElement.closest('.table-wrap') !== null"), true, 'the focus is on the list, not lost to the page')
+    await page.keyboard.press('Tab')
+    assert.equal(await page.evaluate<string>('document.activeElement.getAttribute("aria-label")'), 'Revoke token second key', 'the next Tab reaches the list\'s next button')
+    await clickAndConfirm(page, 'Revoke token second key', 'Revoke')
+    await page.getByText('You have no tokens.').waitFor()
+    assert.deepEqual(problems, [])
+  }))
+
   it('creates an OAuth2 application at run time, whose client id gets tokens at /o/token/ until it is deleted in the page', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
     await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/applications')
     await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor()

@@ -133,7 +133,7 @@ export async function accessPage(context) {
  * A button that deletes one API object after asking, then shows its table again.
  * @param {string} path
  * @param {string} question
- * @param {{reload: (keepPage?: boolean) => Promise<void>}} table
+ * @param {{reload: (keepPage?: boolean) => Promise<void>, element: HTMLElement}} table
  * @param {string} label
  * @param {string} name what a screen reader says, naming the object, where the label alone is the same on every row
  */
