@@ -370,6 +370,9 @@ describe('the web interface in Chromium', () => {
       await rows.first().waitFor()
       assert.equal(await rows.count(), 2)
       assert.equal(await rows.filter({ hasText: 'This session' }).count(), 1)
+      // The other session's button says which session it ends: its browser, address and start.
+      const end = rows.filter({ hasNotText: 'This session' }).getByRole('button')
+      assert.match(await end.getAttribute('aria-label') ?? '', /^End the session in (HeadlessChrome|Chrome) \d+ on Linux from 127\.0\.0\.1, started .*\d{4}/)
       await screenshot(second.page, 'phone-my-sessions')
 
       await clickAndConfirm(second.page, 'End all other sessions', 'End them')
