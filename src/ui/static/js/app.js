@@ -1,6 +1,6 @@
 import { PAGE_ADDRESSES } from './addresses.js'
 import { api, ApiError, loginUrl } from './api.js'
-import { h, messageOf, replace } from './dom.js'
+import { h, messageOf, replace, toast, whileBusy } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { accessPage } from './pages/access.js'
 import { activityPage } from './pages/activity.js'
@@ -85,13 +85,15 @@ function renderHeader(me) {
     logout)
 }
 
-async function logOut() {
+async function logOut(/** @type {Event} */ event) {
   try {
     // The gateway answers a logout with a redirect to /api/, as the platform does; the page goes to the login.
-    await api('logout/', { method: 'POST', redirect: 'manual' })
-  } finally {
-    location.assign(loginUrl('/ui/'))
+    await whileBusy(/** @type {HTMLButtonElement} */ (event.currentTarget), () => api('logout/', { method: 'POST', redirect: 'manual' }))
+  } catch (error) {
+    // Still signed in: the login page now would tell whoever uses this browser next that the session is over.
+    if (!(error instanceof ApiError && error.status === 401)) return toast(`Could not log out: ${messageOf(error)}`, 'error')
   }
+  location.assign(loginUrl('/ui/'))
 }
 
 /** @param {User} me */
