@@ -154,6 +154,20 @@ describe('the web interface in Chromium', () => {
     assert.deepEqual(problems, [])
   }))
 
+  it('closes the phone\'s menu with Escape, back on the Menu button', () => inBrowser('phone', async ({ page, problems }) => {
+    await logIn(page, gw.url, 'carol', 'carol-password')
+    const menu = page.getByRole('button', { name: 'Menu' })
+    await menu.focus()
+    await page.keyboard.press('Enter')
+    await page.locator('#nav').waitFor({ state: 'visible' })
+    await page.getByRole('navigation').getByRole('link', { name: 'Tokens' }).focus()
+    await page.keyboard.press('Escape')
+    await page.locator('#nav').waitFor({ state: 'hidden' })
+    assert.equal(await menu.getAttribute('aria-expanded'), 'false')
+    assert.equal(await page.evaluate<string>("document.activeElement.id"), 'menu-button')
+    assert.deepEqual(problems, [])
+  }))
+
   it('creates an OAuth2 application at run time, whose client id gets tokens at /o/token/ until it is deleted in the page', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
     await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/applications')
     await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor()

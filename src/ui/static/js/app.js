@@ -67,6 +67,12 @@ async function start() {
   document.addEventListener('click', followLink)
   addEventListener('popstate', () => render(false))
   menuButton.addEventListener('click', () => setMenu(menuButton.getAttribute('aria-expanded') !== 'true'))
+  // As a menu closes for a keyboard: Escape, with the focus back on the button that opened it.
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || menuButton.getAttribute('aria-expanded') !== 'true') return
+    setMenu(false)
+    menuButton.focus()
+  })
   void startSessionClock({
     clock: /** @type {HTMLElement} */ (document.getElementById('session-clock')),
     banner: /** @type {HTMLElement} */ (document.getElementById('session-banner')),
