@@ -6,7 +6,7 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, type GatehouseError, LoginThrottled, NoSession, normalizeError, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
+import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, DatabaseUnavailable, type GatehouseError, LoginThrottled, NoSession, normalizeError, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
@@ -72,7 +72,8 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     try {
       user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' })
     } catch (error) {
-      if ((error instanceof Unauthenticated || error instanceof LoginThrottled) && isBrowserForm(request)) {
+      // The password was wrong, or could not be checked now: either way the person types it again.
+      if ((error instanceof Unauthenticated || error instanceof LoginThrottled || error instanceof DatabaseUnavailable) && isBrowserForm(request)) {
         return sendFormAgain(app, request, reply, error, error.message)
       }
       throw error

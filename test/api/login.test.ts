@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
+import { linkSync, renameSync, rmSync, unlinkSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 import { Browser, parseForm } from '../helpers/browser.ts'
 import { csrfToken, LOGIN, login, setCookie, withCsrf } from '../helpers/session.ts'
@@ -329,5 +332,40 @@ describe('login, logout and session endpoints', () => {
     })
     assert.equal(script.status, 403)
     assert.equal((await json(script)).code, 'csrf_token_incorrect')
+  })
+})
+
+describe('the login form while the database is away', () => {
+  it('answers a browser\'s form with the login page again, saying so, the username kept, and logs in once it is back', async () => {
+    const dir = tempDir()
+    const gw = await startGateway({ dataDir: dir })
+    const file = join(dir, 'gatehouse.sqlite')
+    const kept = join(dir, 'kept.sqlite')
+    try {
+      await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+      const browser = new Browser()
+      const page = await browser.navigate(`${gw.url}${LOGIN}?next=/ui/tokens`)
+      linkSync(file, kept)
+      unlinkSync(file)
+      for (let tries = 0; (await gw.fetch('/readyz')).status !== 503; tries++) {
+        assert.ok(tries < 100, 'the gateway notices the database is gone')
+        await sleep(50)
+      }
+      const away = await browser.submit(page, { username: 'alice', password: 'alice-password' })
+      assert.equal(away.response.status, 503)
+      assert.match(away.body, /<p class="error" role="alert">The database is not available; try again shortly\.<\/p>/)
+      const form = parseForm(away.body)
+      assert.deepEqual([form.fields.username, form.fields.password, form.fields.next], ['alice', '', '/ui/tokens'])
+
+      renameSync(kept, file)
+      for (let tries = 0; (await gw.fetch('/readyz')).status !== 200; tries++) {
+        assert.ok(tries < 100, 'the gateway finds the database again')
+        await sleep(50)
+      }
+      assert.equal((await browser.submit(away, { password: 'alice-password' })).url, `${gw.url}/ui/tokens`)
+    } finally {
+      await gw.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
