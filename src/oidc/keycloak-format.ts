@@ -6,7 +6,7 @@ import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
-import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
+import { escapeHtml, unframedPageHeaders } from '../pages/html.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 
 /**
@@ -84,9 +84,16 @@ export function tokenEndpointFailure(failure: unknown): KeycloakError {
 
 export function keycloakShapes(options: KeycloakShapeOptions) {
   return async function keycloakShapes(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+    // Set before the page is written: oidc-provider adds the hash of each script it writes (its self-submitting
+    // forms) to this policy's script-src.
+    ctx.set('content-security-policy', REALM_PAGE_POLICY)
     await next()
     const oidc = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc
-    if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) ctx.set(UNFRAMED_PAGE_HEADERS)
+    if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
+      ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY })
+    } else {
+      ctx.remove('content-security-policy')
+    }
     if (!oidc) {
       if (ctx.status === 404 && !ctx.body) {
         // Koa answers 200 once a body is set on a response whose status was never set explicitly.
@@ -378,6 +385,11 @@ export async function renderErrorPage(ctx: KoaContextWithOIDC, out: { error?: st
   ctx.body = simplePage('Sign-in failed', `<p>${escapeHtml(out.error_description ?? 'The request could not be processed.')}</p><p><code>${escapeHtml(out.error ?? 'invalid_request')}</code></p>`)
 }
 
+const SUBMIT_LOGOUT = `const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()`
+/** The realm's pages run no script but the logout page's own, and those oidc-provider writes. */
+const REALM_PAGE_HEADERS = unframedPageHeaders([SUBMIT_LOGOUT])
+const REALM_PAGE_POLICY = REALM_PAGE_HEADERS['content-security-policy']!
+
 /**
  * oidc-provider's logout confirmation, for a browser with a session (without one, oidc-provider goes on by itself).
  * Keycloak (LogoutEndpoint) asks unless `id_token_hint` names this very session (its `sid`): then the page submits
@@ -389,7 +401,7 @@ export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): 
   const hint = ctx.oidc.params?.id_token_hint
   const sessionUid = (ctx.oidc.session as unknown as { uid?: string } | undefined)?.uid
   const automatic = typeof hint === 'string' && sessionUid !== undefined && decodeJwt(hint).sid === sessionUid
-    ? `<script>const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()</script>`
+    ? `<script>${SUBMIT_LOGOUT}</script>`
     : ''
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
 }
