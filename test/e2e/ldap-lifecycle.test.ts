@@ -43,8 +43,9 @@ async function auditEntriesFor(gw: TestGateway, username: string): Promise<any[]
   return entries.filter((entry) => entry.objectName === username && entry.operation === 'update')
 }
 
-function startWith(directory: TestDirectory, intervalSeconds: number): Promise<TestGateway> {
+function startWith(directory: TestDirectory, intervalSeconds: number, logLines?: Record<string, unknown>[]): Promise<TestGateway> {
   return startGateway({
+    logLines,
     config: {
       ldap: directory.config({ user_search: { base: `ou=people,${SUFFIX}`, filter: USER_FILTER }, account_check: { interval_seconds: intervalSeconds }, timeouts: { connect_seconds: 1, lookup_seconds: 2 } }),
       realms: testRealms,
@@ -54,11 +55,12 @@ function startWith(directory: TestDirectory, intervalSeconds: number): Promise<T
 
 describe('directory accounts whose entry goes away, checked periodically', () => {
   const INTERVAL_SECONDS = 1
+  const logLines: Record<string, unknown>[] = []
   let directory: TestDirectory
   let gw: TestGateway
   before(async () => {
     directory = await startDirectory()
-    gw = await startWith(directory, INTERVAL_SECONDS)
+    gw = await startWith(directory, INTERVAL_SECONDS, logLines)
     await gw.app.settings.update({ allow_external_users_to_create_oauth2_tokens: true })
   })
   after(async () => {
@@ -81,6 +83,7 @@ describe('directory accounts whose entry goes away, checked periodically', () =>
     assert.equal(disabled?.code, 'directory_entry_gone')
     assert.equal(disabled?.actorId, null)
     assert.deepEqual((disabled?.changes as any).changed_fields, { is_active: [true, false] })
+    assert.ok(logLines.some((line) => line.user === 'bob' && line.level === 40 && /account disabled/.test(String(line.msg))), 'a warning names the account')
   })
 
   it('disables nobody while the directory does not answer, and carries on once it does', async () => {
@@ -94,6 +97,7 @@ describe('directory accounts whose entry goes away, checked periodically', () =>
       assert.deepEqual(await statuses(gw, dave), { session: 200, token: 200, refresh: 200 }, 'a refresh goes on without the directory')
       assert.equal((await gw.store.users.findByUsername('dave'))!.isActive, true)
       assert.deepEqual(await auditEntriesFor(gw, 'dave'), [])
+      assert.ok(logLines.some((line) => line.level === 40 && /no account was disabled/.test(String(line.msg))), 'a warning says the check could not run')
     } finally {
       await directory.start()
     }
