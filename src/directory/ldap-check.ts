@@ -16,11 +16,21 @@ export interface AccountCheckOptions {
   pageSize: number
 }
 
-/** What a run or a check found: accounts disabled, and whether the directory failed to answer (the rest then waits). */
+/**
+ * A page of at least this many accounts of which the directory finds none is taken for a user search that finds
+ * nobody (a wrong base or filter), not for that many people leaving at once: nobody in it is disabled.
+ */
+export const NOBODY_FOUND_MINIMUM = 3
+
+/**
+ * What a run or a check found: accounts disabled, whether the directory failed to answer (the rest then waits), and
+ * the accounts of a page the directory found none of (`NOBODY_FOUND_MINIMUM`), left as they are.
+ */
 export interface CheckOutcome {
   checked: number
   disabled: string[]
   unavailable: DirectoryUnavailable | undefined
+  notFoundKept: number
 }
 
 /**
@@ -42,6 +52,7 @@ export class DirectoryAccountCheck {
   readonly #options: AccountCheckOptions
   readonly #disabledListeners: ((user: User) => void)[] = []
   readonly #unavailableListeners: ((error: DirectoryUnavailable) => void)[] = []
+  readonly #nobodyFoundListeners: ((accounts: number) => void)[] = []
   #timer: NodeJS.Timeout | undefined
   #running: Promise<CheckOutcome> | undefined
 
@@ -61,6 +72,11 @@ export class DirectoryAccountCheck {
   /** Told when a run could not ask the directory, and so disabled nobody (the log listens; a refresh does not tell, as there are many). */
   onUnavailable(listener: (error: DirectoryUnavailable) => void): void {
     this.#unavailableListeners.push(listener)
+  }
+
+  /** Told when the directory found none of a page's accounts, and so disabled nobody in it (the log listens). */
+  onNobodyFound(listener: (accounts: number) => void): void {
+    this.#nobodyFoundListeners.push(listener)
   }
 
   start(): void {
@@ -95,35 +111,40 @@ export class DirectoryAccountCheck {
   }
 
   async #runPages(now: number): Promise<CheckOutcome> {
-    const total: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined }
+    const total: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined, notFoundKept: 0 }
     for (let afterId = 0; ;) {
       const page = await this.#store.users.activeHoldersOfCredentials('ldap', afterId, this.#options.pageSize, now)
       const outcome = await this.#check(page)
       total.checked += outcome.checked
       total.disabled.push(...outcome.disabled)
       total.unavailable = outcome.unavailable
+      total.notFoundKept += outcome.notFoundKept
+      if (outcome.notFoundKept) for (const listener of this.#nobodyFoundListeners) listener(outcome.notFoundKept)
       if (outcome.unavailable) for (const listener of this.#unavailableListeners) listener(outcome.unavailable)
       if (outcome.unavailable || page.length < this.#options.pageSize) return total
       afterId = page.at(-1)!.id
     }
   }
 
+  /** Asks about every account first, so that a page the directory finds nobody of disables nobody. */
   async #check(users: User[]): Promise<CheckOutcome> {
-    const outcome: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined }
+    const outcome: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined, notFoundKept: 0 }
+    const gone: User[] = []
     for (const user of users) {
       try {
-        if (await this.#directory.lists(user.username)) {
-          outcome.checked++
-          continue
-        }
+        if (!(await this.#directory.lists(user.username))) gone.push(user)
       } catch (error) {
         if (!(error instanceof DirectoryUnavailable)) throw error
         outcome.unavailable = error
-        return outcome
+        break
       }
       outcome.checked++
-      if (await this.#disable(user)) outcome.disabled.push(user.username)
     }
+    if (outcome.checked >= NOBODY_FOUND_MINIMUM && gone.length === outcome.checked) {
+      outcome.notFoundKept = gone.length
+      return outcome
+    }
+    for (const user of gone) if (await this.#disable(user)) outcome.disabled.push(user.username)
     return outcome
   }
 

@@ -135,3 +135,36 @@ describe('a realm refresh checks the directory entry at once', () => {
     assert.equal((await json(login401)).code, 'invalid_credentials')
   })
 })
+
+describe('a periodic check in which the directory finds none of the accounts', () => {
+  const logLines: Record<string, unknown>[] = []
+  let directory: TestDirectory
+  let gw: TestGateway
+  before(async () => {
+    directory = await startDirectory()
+    gw = await startWith(directory, 0, logLines)
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('disables nobody and warns, as a user search that finds nobody would look the same; once it finds some, the rest are disabled', async () => {
+    const people = ['alice', 'bob', 'carol']
+    const sessions = await Promise.all(people.map((name) => login(gw, name, PASSWORDS[name]!)))
+    for (const name of people) await directory.replaceAttribute(personDn(name), 'employeeType', ['former'])
+
+    const kept = await gw.app.directoryCheck!.run()
+    assert.equal(kept.notFoundKept, people.length)
+    assert.deepEqual(kept.disabled, [])
+    for (const name of people) assert.equal((await gw.store.users.findByUsername(name))!.isActive, true, name)
+    for (const session of sessions) assert.equal((await gw.fetch(ME, { headers: { cookie: session.cookie } })).status, 200)
+    assert.ok(logLines.some((line) => line.level === 40 && line.accounts === people.length && /found none of these accounts/.test(String(line.msg))))
+
+    await directory.replaceAttribute(personDn('carol'), 'employeeType', ['staff'])
+    const outcome = await gw.app.directoryCheck!.run()
+    assert.equal(outcome.notFoundKept, 0)
+    assert.deepEqual(outcome.disabled.sort(), ['alice', 'bob'])
+    assert.equal((await gw.store.users.findByUsername('carol'))!.isActive, true)
+  })
+})
