@@ -67,6 +67,17 @@ describe('the access API', () => {
     assert.equal((await call(gw, 'GET', `teams/${research.team}/`)).body.name, 'Lab')
   })
 
+  it('takes a team update that repeats the team\'s own organization, as PUT sends every field', async () => {
+    const { team } = await createOrgAndTeam(gw, 'Repeated', 'Same')
+    const { organization } = (await call(gw, 'GET', `teams/${team}/`)).body
+    for (const method of ['PATCH', 'PUT']) {
+      const updated = await call(gw, method, `teams/${team}/`, { name: `Same ${method}`, description: 'kept', organization })
+      assert.equal(updated.status, 200, JSON.stringify(updated.body))
+      assert.deepEqual([updated.body.name, updated.body.organization], [`Same ${method}`, organization])
+    }
+    assert.equal((await call(gw, 'GET', `teams/${team}/`)).body.name, 'Same PUT')
+  })
+
   it('refuses a role to a missing user with 400 naming the field', async () => {
     const { status, body } = await call(gw, 'POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Team Member'), user: 99999, object_id: research.team })
     assert.equal(status, 400)
