@@ -10,6 +10,7 @@ import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
 import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
 import { meRoutes } from './me.ts'
+import { answerOtherMethods, collectPaths } from './methods.ts'
 import { mySessionRoutes } from './my-sessions.ts'
 import { organizationRoutes } from './organizations.ts'
 import { realmEventRoutes } from './realm-events.ts'
@@ -26,6 +27,7 @@ import { schemaValidator } from './validation.ts'
  * The gateway API: `/api/`, `/api/gateway/` and everything under `/api/gateway/v1/`, in one encapsulated scope
  * whose every route is checked for NUL characters, then authorized, then validated against its schemas.
  * Authorization comes before validation, so a caller without access learns nothing about the input expected.
+ * Its paths' other methods and spellings are answered as the platform answers them (src/api/methods.ts).
  */
 export async function registerGatewayApi(server: FastifyInstance, app: App): Promise<void> {
   await server.register(async (scope) => {
@@ -38,6 +40,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
     })
     api.addHook('preValidation', refuseNulCharacters)
     api.addHook('preValidation', apiAccessCheck(app))
+    const paths = collectPaths(api)
     apiRootRoutes(api, app)
     realmEventRoutes(api, app)
     await api.register(async (v1) => {
@@ -57,5 +60,6 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       userAccessRoutes(versioned, app)
       applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })
+    answerOtherMethods(api, paths)
   })
 }

@@ -189,4 +189,53 @@ describe('the gateway API', () => {
       assert.deepEqual(await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth })), before)
     })
   })
+
+  describe('methods and spellings a path does not have', () => {
+    const userCount = async () => (await json(await gw.fetch('/api/gateway/v1/users/', { headers: adminAuth }))).count
+
+    it('answers a method the path does not have with 405 naming the methods it has, and changes nothing', async () => {
+      const before = await userCount()
+      for (const method of ['DELETE', 'PUT', 'PATCH']) {
+        const response = await send(method, '/api/gateway/v1/users/', { username: 'never' })
+        assert.equal(response.status, 405, method)
+        assert.equal(response.headers.get('allow'), 'GET, POST, HEAD, OPTIONS')
+        const body = await json(response)
+        assert.equal(body.code, 'method_not_allowed')
+        assert.match(body.detail, new RegExp(method))
+      }
+      const revoke = await gw.fetch('/api/gateway/v1/tokens/revoke/', { headers: adminAuth })
+      assert.equal(revoke.status, 405)
+      assert.equal(revoke.headers.get('allow'), 'POST, OPTIONS')
+      assert.equal(await userCount(), before)
+    })
+
+    it('asks for credentials before it says which methods a private path has, as the platform does', async () => {
+      const anonymous = await gw.fetch('/api/gateway/v1/users/', { method: 'DELETE' })
+      assert.equal(anonymous.status, 401)
+      assert.equal(anonymous.headers.get('allow'), null)
+      const open = await gw.fetch('/api/gateway/v1/ping/', { method: 'POST' })
+      assert.equal(open.status, 405)
+      assert.equal(open.headers.get('allow'), 'GET, HEAD, OPTIONS')
+    })
+
+    it('answers OPTIONS on every path with the methods it has', async () => {
+      const response = await gw.fetch('/api/gateway/v1/users/1/', { method: 'OPTIONS', headers: adminAuth })
+      assert.equal(response.status, 200)
+      assert.equal(response.headers.get('allow'), 'GET, PUT, PATCH, DELETE, HEAD, OPTIONS')
+      assert.deepEqual((await json(response)).renders, ['application/json'])
+    })
+
+    it('redirects a GET without the trailing slash to the path with it, and refuses other methods there', async () => {
+      const redirected = await gw.fetch('/api/gateway/v1/users?username=admin', { headers: adminAuth })
+      assert.equal(redirected.status, 301)
+      assert.equal(redirected.headers.get('location'), '/api/gateway/v1/users/?username=admin')
+      const before = await userCount()
+      const posted = await send('POST', '/api/gateway/v1/users', { username: 'slashless', password: 'slashless-password' })
+      assert.equal(posted.status, 404)
+      const body = await json(posted)
+      assert.equal(body.code, 'not_found')
+      assert.match(body.detail, /\/api\/gateway\/v1\/users\//)
+      assert.equal(await userCount(), before)
+    })
+  })
 })
