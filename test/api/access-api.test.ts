@@ -172,6 +172,24 @@ describe('the access API', () => {
     assert.deepEqual(orgs.body.results.map((o: any) => o.name), ['Ops'])
   })
 
+  it('filters a user\'s teams and organizations as the other lists, and refuses a filter it does not know', async () => {
+    const { team } = await createOrgAndTeam(gw, 'Filtered', 'Sieve')
+    await grant(gw, 'member', 'Team Member', team)
+    const member = await userId(gw, 'member')
+    const teams = await call(gw, 'GET', `users/${member}/teams/?name__icontains=siev`)
+    assert.equal(teams.status, 200)
+    assert.deepEqual(teams.body.results.map((t: any) => t.name), ['Sieve'])
+    assert.ok((await call(gw, 'GET', `users/${member}/organizations/`)).body.count > 0)
+    const organizations = await call(gw, 'GET', `users/${member}/organizations/?name=Nowhere`)
+    assert.deepEqual([organizations.status, organizations.body.count], [200, 0])
+    for (const list of ['teams', 'organizations']) {
+      const unknown = await call(gw, 'GET', `users/${member}/${list}/?team_id=${team}`)
+      assert.equal(unknown.status, 400, list)
+      assert.equal(unknown.body.code, 'invalid')
+      assert.ok(unknown.body.errors.team_id, list)
+    }
+  })
+
   it('says which services a user may reach, by the same rules the gateway runs', async () => {
     const { body } = await call(gw, 'GET', `users/${await userId(gw, 'plain')}/access/`, undefined, as('plain'))
     const byName = Object.fromEntries(body.services.map((s: any) => [s.service, s]))
