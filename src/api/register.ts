@@ -2,7 +2,7 @@ import formbody from '@fastify/formbody'
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { App } from '../app.ts'
-import { refuseNulCharacters } from '../http/input-safety.ts'
+import { refuseLoneSurrogates, refuseNulCharacters } from '../http/input-safety.ts'
 import { apiAccessCheck } from './access.ts'
 import { activityStreamRoutes } from './activitystream.ts'
 import { applicationRoutes } from './applications.ts'
@@ -25,7 +25,7 @@ import { schemaValidator } from './validation.ts'
 
 /**
  * The gateway API: `/api/`, `/api/gateway/` and everything under `/api/gateway/v1/`, in one encapsulated scope
- * whose every route is checked for NUL characters, then authorized, then validated against its schemas.
+ * whose every route is checked for NUL characters and text that is not Unicode, then authorized, then validated against its schemas.
  * Authorization comes before validation, so a caller without access learns nothing about the input expected.
  * Its paths' other methods and spellings are answered as the platform answers them (src/api/methods.ts).
  */
@@ -39,6 +39,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store')
     })
     api.addHook('preValidation', refuseNulCharacters)
+    api.addHook('preValidation', refuseLoneSurrogates)
     api.addHook('preValidation', apiAccessCheck(app))
     const paths = collectPaths(api)
     apiRootRoutes(api, app)

@@ -86,3 +86,27 @@ function nulCharacterSuite(backend: string, databaseUrl: () => Promise<{ url?: s
 
 nulCharacterSuite('SQLite', async () => ({ drop: async () => {} }))
 nulCharacterSuite('PostgreSQL', createTestDatabase)
+
+describe('text that is not Unicode', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway()
+  })
+  after(() => gw?.close())
+
+  it('refuses a lone surrogate in a JSON body, naming the field, and stores nothing in its place', async () => {
+    const organizations = async () => (await json(await gw.fetch('/api/gateway/v1/organizations/', { headers: adminAuth }))).count
+    const before = await organizations()
+    for (const body of ['{"name": "half \\ud800 a pair"}', '{"name": "low \\udc00"}', '{"name": "ok", "\\ud800": 1}']) {
+      const response = await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body })
+      const error = await json(response)
+      assert.equal(response.status, 400, body)
+      assert.equal(error.code, 'invalid')
+      assert.equal(Object.keys(error.errors).length, 1, body)
+    }
+    const pair = await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: '{"name": "a whole pair \\ud83d\\ude00"}' })
+    assert.equal(pair.status, 201)
+    assert.equal((await json(pair)).name, 'a whole pair \u{1F600}')
+    assert.equal(await organizations(), before + 1)
+  })
+})
