@@ -18,11 +18,20 @@ export function onceOr(message: string) {
 /** A body that may be left out altogether (a POST with nothing in it): read as an empty object. */
 export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((input) => input ?? {}, schema)
 
-/** A field's problems by the field's dotted path; problems with the whole input under `non_field_errors`. */
+/** Django REST framework's words for a field left out that must be given. */
+const REQUIRED_MESSAGE = 'This field is required.'
+
+/**
+ * A field's problems by the field's dotted path; problems with the whole input under `non_field_errors`. A field
+ * that is missing (the issue's input is undefined: the schema was parsed with `reportInput`) is required, however
+ * its schema words a wrong value; the checks that span fields (`custom`) say what they mean themselves.
+ */
 export function fieldErrors(issues: readonly z.core.$ZodIssue[]): Record<string, string[]> {
   const fields: Record<string, string[]> = {}
   for (const issue of issues) {
-    if (issue.code === 'unrecognized_keys') {
+    if (issue.path.length > 0 && issue.code !== 'custom' && 'input' in issue && issue.input === undefined) {
+      ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)
+    } else if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) (fields[[...issue.path, key].map(String).join('.')] ??= []).push('Unknown field.')
     } else if (issue.path.length === 0) {
       ;(fields.non_field_errors ??= []).push(issue.code === 'invalid_type' ? 'Expected a JSON object.' : issue.message)
@@ -38,7 +47,7 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[]): Record<string,
  * it is 404 as the platform's URL patterns answer; everything else is 400 with the fields that failed.
  */
 export const schemaValidator: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data) => {
-  const result = schema.safeParse(data)
+  const result = schema.safeParse(data, { reportInput: true })
   if (result.success) return { value: result.data }
   return { error: httpPart === 'params' ? new NotFound() : new ValidationFailed(fieldErrors(result.error.issues)) }
 }

@@ -119,6 +119,16 @@ describe('the gateway API', () => {
       assert.equal(await gw.store.users.findByUsername('ok'), undefined)
     })
 
+    it('says a missing field is required, in Django REST framework\'s words', async () => {
+      const user = await json(await send('POST', '/api/gateway/v1/users/', {}))
+      assert.deepEqual(user.errors, { username: ['This field is required.'] })
+      const team = await json(await send('POST', '/api/gateway/v1/teams/', { description: 'no name, no organization' }))
+      assert.deepEqual(team.errors, { name: ['This field is required.'], organization: ['This field is required.'] })
+      const typed = await json(await send('POST', '/api/gateway/v1/teams/', { name: 7, organization: 'first' }))
+      assert.notDeepEqual(typed.errors.name, ['This field is required.'], 'a field given with the wrong type is not missing')
+      assert.notDeepEqual(typed.errors.organization, ['This field is required.'])
+    })
+
     it('answers malformed JSON, non-object bodies and duplicate usernames clearly', async () => {
       const malformed = await send('POST', '/api/gateway/v1/users/', '{"username": ')
       assert.equal(malformed.status, 400)
