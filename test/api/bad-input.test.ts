@@ -192,6 +192,21 @@ describe('bad input to the gateway API', () => {
     assert.deepEqual(await snapshot(), before)
   })
 
+  it('takes a PUT as a replacement: it requires every field a create requires, and changes nothing without them', async () => {
+    const before = await snapshot()
+    const puts = routes.filter((route) => route.method === 'PUT' && route.url.endsWith('/:id/'))
+    assert.ok(puts.length >= 5, `${puts.length} objects replaced by PUT`)
+    for (const route of puts) {
+      const create = document.paths[route.url.replace(/:id\/$/, '')]?.post?.requestBody?.content['application/json']?.schema as { required?: string[] } | undefined
+      const required = create?.required ?? []
+      assert.ok(required.length, `${route.url}: a create requires something`)
+      const answer = await send('PUT', concrete(route.url), '{}', 'application/json')
+      assertRefusal(`PUT ${route.url} with nothing`, answer, 400)
+      assert.deepEqual(answer.body.errors, Object.fromEntries(required.map((field) => [field, ['This field is required.']])), route.url)
+    }
+    assert.deepEqual(await snapshot(), before)
+  })
+
   it('refuses bad query parameters at every list, naming the parameter', async () => {
     const lists = routes.filter((route) => route.method === 'GET' && operationOf(route)?.parameters?.some((parameter) => parameter.name === 'page'))
     assert.ok(lists.length >= 15, `${lists.length} lists`)
