@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
-import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { runCli, tempDir } from '../helpers/gateway.ts'
+import { repoRoot, runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** What `config reference` prints, as far as the test walks it. */
@@ -149,6 +150,14 @@ describe('bin/gatehouse', () => {
       assert.match(result.stderr.trim(), reason, args.join(' '))
       assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
     }
+  })
+
+  it('refuses a data directory where the file system makes none, without hanging', { skip: !existsSync('/proc/self') && 'needs /proc' }, () => {
+    // Making /proc/<name> fails with ENOENT though /proc exists; Node's recursive mkdir retries that for ever.
+    const result = spawnSync(join(repoRoot, 'bin/gatehouse'), ['users', 'list', '--data-dir', '/proc/gatehouse-data'], { encoding: 'utf8', timeout: 15_000 })
+    assert.equal(result.signal, null, 'it ended by itself')
+    assert.equal(result.status, 2, result.stderr)
+    assert.match(result.stderr, /^gatehouse: the data directory \/proc\/gatehouse-data cannot be used: .+\n$/)
   })
 
   it('has --help for every command', async () => {
