@@ -2,6 +2,7 @@ import { Command, Option } from 'commander'
 import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
+import type { DatabaseLocation } from '../store/database.ts'
 import { openStore, type Store } from '../store/store.ts'
 
 /** A mistake in how a command was called: reported in one line, exit status 2. */
@@ -37,9 +38,14 @@ export function resolveConfig(options: StorageOptions): Config {
   })
 }
 
-export async function openConfiguredStore(config: Config): Promise<Store> {
+/** Where the configuration keeps its data, with its time limits. */
+export function storageLocation(config: Config): DatabaseLocation {
   const { database, data_dir: dataDir, timeouts } = config.storage
-  return openStore({ url: database, dataDir, timeouts: { connectMs: timeouts.connect_seconds * 1000, queryMs: timeouts.query_seconds * 1000 } })
+  return { url: database, dataDir, timeouts: { connectMs: timeouts.connect_seconds * 1000, queryMs: timeouts.query_seconds * 1000 } }
+}
+
+export async function openConfiguredStore(config: Config): Promise<Store> {
+  return openStore(storageLocation(config))
 }
 
 /** Runs a command body with the app wired as the server wires it, and closes everything afterwards. */

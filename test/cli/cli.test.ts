@@ -121,9 +121,11 @@ describe('bin/gatehouse', () => {
   })
 
   it('names the database it cannot use, without its password, and why', async () => {
-    const result = await runCli(['users', 'list', '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
-    assert.equal(result.code, 1)
-    assert.equal(result.stderr, 'gatehouse: the database postgres://gatehouse:***@127.0.0.1:1/gatehouse cannot be used: connect ECONNREFUSED 127.0.0.1:1\n')
+    for (const command of [['users', 'list'], ['migrate'], ['tokens', 'list']]) {
+      const result = await runCli([...command, '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
+      assert.equal(result.code, 1, command.join(' '))
+      assert.equal(result.stderr, 'gatehouse: the database postgres://gatehouse:***@127.0.0.1:1/gatehouse cannot be used: connect ECONNREFUSED 127.0.0.1:1\n', command.join(' '))
+    }
   })
 
   it('says a username is taken once', async () => {
