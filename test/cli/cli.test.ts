@@ -145,6 +145,8 @@ describe('bin/gatehouse', () => {
       [['users', 'list', '--config', join(dir, 'missing.yaml')], /missing\.yaml: cannot read: ENOENT/],
       [['users', 'list', '--data-dir', file], /^gatehouse: the data directory .*not-a-directory cannot be used: it is a file, not a directory$/],
       [['serve', '--port', '0', '--data-dir', join(file, 'data')], /^gatehouse: the data directory .*not-a-directory\/data cannot be used: a part of its path is a file, not a directory$/],
+      // An address of no interface of this machine (TEST-NET-1, RFC 5737).
+      [['serve', '--port', '0', '--host', '192.0.2.1', '--data-dir', join(dir, 'data')], /^gatehouse: cannot listen on 192\.0\.2\.1:0: .*EADDRNOTAVAIL/],
     ]
     for (const [args, reason] of cases) {
       const result = await runCli(args)
