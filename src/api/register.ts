@@ -1,4 +1,3 @@
-import formbody from '@fastify/formbody'
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { App } from '../app.ts'
@@ -6,6 +5,7 @@ import { refuseLoneSurrogates, refuseNulCharacters } from '../http/input-safety.
 import { apiAccessCheck } from './access.ts'
 import { activityStreamRoutes } from './activitystream.ts'
 import { applicationRoutes } from './applications.ts'
+import { registerBodyParsers } from './body-parsers.ts'
 import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
 import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
@@ -32,7 +32,7 @@ import { schemaValidator } from './validation.ts'
 export async function registerGatewayApi(server: FastifyInstance, app: App): Promise<void> {
   await server.register(async (scope) => {
     const api = scope.withTypeProvider<ZodTypeProvider>()
-    await api.register(formbody)
+    registerBodyParsers(api)
     api.setValidatorCompiler(schemaValidator)
     api.addHook('onSend', async (_request, reply) => {
       reply.header('x-content-type-options', 'nosniff')
