@@ -22,6 +22,13 @@ export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((in
 const REQUIRED_MESSAGE = 'This field is required.'
 
 /**
+ * The fields of every object in the platform's shape that the server fills in (`id`, `url`, `created`, ...).
+ * Django REST framework drops them from input unread; here they are refused by name, as unknown fields are (a
+ * change that is silently not made would leave the caller believing it was), with words that say why.
+ */
+const SERVER_FILLED = new Set(['id', 'type', 'url', 'related', 'summary_fields', 'created', 'created_by', 'modified', 'modified_by'])
+
+/**
  * A field's problems by the field's dotted path; problems with the whole input under `non_field_errors`. A field
  * that is missing (the issue's input is undefined: the schema was parsed with `reportInput`) is required, however
  * its schema words a wrong value; the checks that span fields (`custom`) say what they mean themselves.
@@ -32,7 +39,10 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[]): Record<string,
     if (issue.path.length > 0 && issue.code !== 'custom' && 'input' in issue && issue.input === undefined) {
       ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)
     } else if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) (fields[[...issue.path, key].map(String).join('.')] ??= []).push('Unknown field.')
+      for (const key of issue.keys) {
+        const message = issue.path.length === 0 && SERVER_FILLED.has(key) ? 'This field is read-only.' : 'Unknown field.'
+        ;(fields[[...issue.path, key].map(String).join('.')] ??= []).push(message)
+      }
     } else if (issue.path.length === 0) {
       ;(fields.non_field_errors ??= []).push(issue.code === 'invalid_type' ? 'Expected a JSON object.' : issue.message)
     } else {

@@ -129,6 +129,16 @@ describe('the gateway API', () => {
       assert.notDeepEqual(typed.errors.organization, ['This field is required.'])
     })
 
+    it('says the fields the server fills in are read-only, and changes nothing', async () => {
+      const { id } = await gw.app.accounts.create({ username: 'read-only-fields', password: 'read-only-fields-password' })
+      const before = await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth }))
+      const response = await send('PATCH', `/api/gateway/v1/users/${id}/`, { id: id + 1, url: '/elsewhere/', created: before.created, last_name: 'Changed', shoe_size: 42 })
+      assert.equal(response.status, 400)
+      const error = await json(response)
+      assert.deepEqual(error.errors, { id: ['This field is read-only.'], url: ['This field is read-only.'], created: ['This field is read-only.'], shoe_size: ['Unknown field.'] })
+      assert.deepEqual(await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth })), before)
+    })
+
     it('answers malformed JSON, non-object bodies and duplicate usernames clearly', async () => {
       const malformed = await send('POST', '/api/gateway/v1/users/', '{"username": ')
       assert.equal(malformed.status, 400)
