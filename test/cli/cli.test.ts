@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
@@ -162,6 +163,21 @@ describe('bin/gatehouse', () => {
     assert.equal(result.signal, null, 'it ended by itself')
     assert.equal(result.status, 2, result.stderr)
     assert.match(result.stderr, /^gatehouse: the data directory \/proc\/gatehouse-data cannot be used: .+\n$/)
+  })
+
+  it('stops quietly when the reader of its output goes away, as a pipe to head does', async () => {
+    const dir = tempDir()
+    assert.equal((await runCli(['migrate', '--data-dir', dir])).code, 0)
+    for (const args of [['config', 'reference'], ['users', 'list', '--data-dir', dir]]) {
+      const child = spawn(join(repoRoot, 'bin/gatehouse'), args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      // The read end is closed before the command writes: its first write fails with EPIPE.
+      child.stdout.destroy()
+      let stderr = ''
+      child.stderr.on('data', (chunk) => (stderr += chunk))
+      const [code] = await once(child, 'close')
+      assert.equal(stderr, '', args.join(' '))
+      assert.equal(code, 0, args.join(' '))
+    }
   })
 
   it('has --help for every command', async () => {
