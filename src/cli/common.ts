@@ -1,7 +1,9 @@
 import { Command, Option } from 'commander'
+import { isUtf8 } from 'node:buffer'
 import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
+import { NUL_MESSAGE } from '../errors.ts'
 import type { DatabaseLocation } from '../store/database.ts'
 import { openStore, type Store } from '../store/store.ts'
 
@@ -65,9 +67,17 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
   }
 }
 
+/**
+ * The password on standard input, without its final line break. Bytes that are not UTF-8 would turn into U+FFFD
+ * and a NUL would make a password no login could send (every request with one is refused): both are refused here.
+ */
 export async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input (e.g. echo "$PW" | gatehouse ...)')
-  let text = ''
-  for await (const chunk of process.stdin) text += chunk
-  return text.replace(/\r?\n$/, '')
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  const bytes = Buffer.concat(chunks)
+  if (!isUtf8(bytes)) throw new UsageError('the password on standard input is not UTF-8')
+  const text = bytes.toString('utf8').replace(/\r?\n$/, '')
+  if (text.includes('\u0000')) throw new UsageError(`the password on standard input: ${NUL_MESSAGE}`)
+  return text
 }

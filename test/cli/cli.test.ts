@@ -121,6 +121,21 @@ describe('bin/gatehouse', () => {
     assert.equal(readOnlyFile.stderr, `gatehouse: the data directory ${withFile} cannot be used: permission denied on gatehouse.sqlite (it must be readable and writable)\n`)
   })
 
+  it('refuses a password on standard input that is not UTF-8 or holds NUL, and creates no one', async () => {
+    const dir = tempDir()
+    const inputs: [string, Buffer, RegExp][] = [
+      ['latin-1', Buffer.concat([Buffer.from('long-enough-pass'), Buffer.from([0xe9])]), /not UTF-8/],
+      ['nul', Buffer.from('long-enough\u0000pass'), /Null characters are not allowed/],
+    ]
+    for (const [name, input, reason] of inputs) {
+      const result = await runCli(['users', 'create', name, '--password-stdin', '--data-dir', dir], { input })
+      assert.equal(result.code, 2, `${name}: ${result.stderr}`)
+      assert.match(result.stderr, reason, name)
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+    }
+    assert.doesNotMatch((await runCli(['users', 'list', '--data-dir', dir])).stdout, /latin-1|nul/)
+  })
+
   it('names the database it cannot use, without its password, and why', async () => {
     for (const command of [['users', 'list'], ['migrate'], ['tokens', 'list']]) {
       const result = await runCli([...command, '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
