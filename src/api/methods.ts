@@ -1,7 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { MethodNotAllowed, NotFound } from '../errors.ts'
 import type { Access } from '../gateway/places.ts'
-import { isSafeMethod } from '../http/negotiation.ts'
 import type { GatewayApi } from './gateway-api.ts'
 
 /**
@@ -16,8 +15,8 @@ import type { GatewayApi } from './gateway-api.ts'
  * These answering routes are not part of the API: they are hidden from its description and its route table.
  */
 
-/** The methods a path of the API is answered for; others (QUERY, TRACE) stay 404 as on every other path. */
-const ANSWERED_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
+/** The methods a path of the API is answered for (TRACE never allowed); others (QUERY) stay 404 as on every other path. */
+const ANSWERED_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'] as const
 const ALLOW_ORDER = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']
 
 /** Who may learn which methods a path has: the access of its GET route, or of its first. */
@@ -81,7 +80,7 @@ export function answerOtherMethods(api: GatewayApi, paths: PathAccess): void {
 async function appendSlash(request: FastifyRequest, reply: FastifyReply) {
   const [path, query] = splitOnce(request.url, '?')
   const target = `${path}/${query === undefined ? '' : `?${query}`}`
-  if (isSafeMethod(request.method) && request.method !== 'OPTIONS') return reply.redirect(target, 301)
+  if (request.method === 'GET' || request.method === 'HEAD') return reply.redirect(target, 301)
   throw new NotFound(`This URL ends with a slash: ${path}/ (a ${request.method} is not redirected, which would lose its body).`)
 }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { type IncomingMessage, request } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
@@ -223,6 +224,11 @@ describe('the gateway API', () => {
         assert.equal(body.code, 'method_not_allowed')
         assert.match(body.detail, new RegExp(method))
       }
+      // fetch refuses to send TRACE.
+      const trace = await new Promise<IncomingMessage>((resolve, reject) => request(`${gw.url}/api/gateway/v1/users/`, { method: 'TRACE', headers: adminAuth }, resolve).on('error', reject).end())
+      trace.resume()
+      assert.equal(trace.statusCode, 405)
+      assert.equal(trace.headers.allow, 'GET, POST, HEAD, OPTIONS')
       const revoke = await gw.fetch('/api/gateway/v1/tokens/revoke/', { headers: adminAuth })
       assert.equal(revoke.status, 405)
       assert.equal(revoke.headers.get('allow'), 'POST, OPTIONS')
