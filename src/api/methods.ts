@@ -19,8 +19,12 @@ import type { GatewayApi } from './gateway-api.ts'
 const ANSWERED_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'] as const
 const ALLOW_ORDER = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']
 
-/** Who may learn which methods a path has: the access of its GET route, or of its first. */
-type PathAccess = Map<string, Access>
+interface ApiPaths {
+  /** Who may learn which methods a path has: the access of its GET route, or of its first. */
+  readonly access: Map<string, Access>
+  /** The `Allow` of each path, once every route is known. */
+  readonly allow: Map<string, string>
+}
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -34,13 +38,20 @@ export function answersForApi(config: unknown): boolean {
   return (config as { answersForApi?: true } | undefined)?.answersForApi === true
 }
 
-/** Collects each path of the API, with who may learn its methods, as routes are added to `api` or its child scopes. */
-export function collectPaths(api: GatewayApi): PathAccess {
-  const paths: PathAccess = new Map()
+/**
+ * Collects each path of the API, with who may learn its methods, as routes are added to `api` or its child scopes;
+ * every answer to OPTIONS (the lists' metadata too) carries the path's `Allow`.
+ */
+export function collectPaths(api: GatewayApi): ApiPaths {
+  const paths: ApiPaths = { access: new Map(), allow: new Map() }
   api.addHook('onRoute', (route) => {
     if (answersForApi(route.config)) return
     const access = (route.config as { access?: Access } | undefined)?.access ?? 'user'
-    if (!paths.has(route.url) || [route.method].flat().includes('GET')) paths.set(route.url, access)
+    if (!paths.access.has(route.url) || [route.method].flat().includes('GET')) paths.access.set(route.url, access)
+  })
+  api.addHook('onSend', async (request, reply) => {
+    const allow = request.method === 'OPTIONS' && paths.allow.get(request.routeOptions.url ?? '')
+    if (allow && reply.statusCode === 200) reply.header('allow', allow)
   })
   return paths
 }
@@ -50,12 +61,13 @@ export function collectPaths(api: GatewayApi): PathAccess {
  * methods a path has are asked of the router, which knows the paths as they finally are (the root of a prefixed
  * scope gets its trailing slash after the onRoute hooks ran).
  */
-export function answerOtherMethods(api: GatewayApi, paths: PathAccess): void {
-  for (const [url, access] of paths) {
+export function answerOtherMethods(api: GatewayApi, paths: ApiPaths): void {
+  for (const [url, access] of paths.access) {
     const has = new Set(ALLOW_ORDER.filter((method) => api.hasRoute({ method, url })))
     const others = ANSWERED_METHODS.filter((method) => !has.has(method))
     const allowed = ALLOW_ORDER.filter((method) => has.has(method) || (method === 'OPTIONS' && others.includes('OPTIONS')))
     const allow = allowed.join(', ')
+    paths.allow.set(url, allow)
     const config = { access, answersForApi: true } as const
     for (const method of others) {
       api.route({
@@ -63,9 +75,8 @@ export function answerOtherMethods(api: GatewayApi, paths: PathAccess): void {
         url,
         config,
         schema: { hide: true },
-        handler: async (request: FastifyRequest, reply: FastifyReply) => {
+        handler: async (request: FastifyRequest) => {
           if (request.method !== 'OPTIONS') throw new MethodNotAllowed(request.method, allowed)
-          reply.header('allow', allow)
           return { renders: ['application/json'], parses: ['application/json', 'application/x-www-form-urlencoded'] }
         },
       })

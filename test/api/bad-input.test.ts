@@ -248,7 +248,7 @@ describe('bad input to the gateway API', () => {
     }
   })
 
-  it('answers 405 with Allow for every method a path does not have, and changes nothing', async () => {
+  it('answers 405 with Allow for every method a path does not have, OPTIONS on every path, and changes nothing', async () => {
     const before = await snapshot()
     // The versioned API's root is announced without its slash, though it answers with it (Fastify's prefixTrailingSlash).
     const byPath = Map.groupBy(routes, (route) => (route.url === V1 ? `${V1}/` : route.url))
@@ -264,6 +264,9 @@ describe('bad input to the gateway API', () => {
         assert.ok([...has].every((method) => allowed.includes(method)), `${method} ${path}: Allow ${answer.allow} names ${[...has]}`)
         refused++
       }
+      const options = await send('OPTIONS', path)
+      assert.equal(options.status, 200, `OPTIONS ${path}`)
+      assert.ok([...has, 'OPTIONS'].every((method) => options.allow?.split(', ').includes(method)), `OPTIONS ${path}: Allow ${options.allow}`)
     }
     assert.ok(refused > 100, `${refused} methods refused`)
     assert.deepEqual(await snapshot(), before)

@@ -244,7 +244,10 @@ describe('the gateway API', () => {
       assert.equal(open.headers.get('allow'), 'GET, HEAD, OPTIONS')
     })
 
-    it('answers OPTIONS on every path with the methods it has', async () => {
+    it('answers OPTIONS on every path with the methods it has, lists with their metadata too', async () => {
+      const list = await gw.fetch('/api/gateway/v1/users/', { method: 'OPTIONS', headers: adminAuth })
+      assert.equal(list.headers.get('allow'), 'GET, POST, HEAD, OPTIONS')
+      assert.equal((await json(list)).name, 'User List')
       const response = await gw.fetch('/api/gateway/v1/users/1/', { method: 'OPTIONS', headers: adminAuth })
       assert.equal(response.status, 200)
       assert.equal(response.headers.get('allow'), 'GET, PUT, PATCH, DELETE, HEAD, OPTIONS')
