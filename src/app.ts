@@ -1,11 +1,11 @@
 import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
-import { compileGatewayRules, compileServiceRules, type ServiceRules } from './access/rules.ts'
+import { compileGatewayRules, compileServiceRules, configuredNames, type ServiceRules } from './access/rules.ts'
 import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
-import { SYSTEM_ACTOR } from './audit/actor.ts'
+import { signingIn, SYSTEM_ACTOR } from './audit/actor.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
@@ -15,11 +15,13 @@ import { OidcBearerAuthenticator } from './auth/oidc-bearer.ts'
 import { AuthPipeline } from './auth/pipeline.ts'
 import { SessionAuthenticator } from './auth/session.ts'
 import { endLinkedRealmSessions, SessionManager } from './auth/session-manager.ts'
+import { InvalidSession } from './errors.ts'
 import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
 import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
+import { SIGN_IN_START_WINDOW_MS, SignInStarts } from './directory/sign-in-starts.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { authorize, type Decision } from './gateway/authorize.ts'
@@ -59,6 +61,10 @@ export interface App {
   readonly clientAccess: ClientAccessCheck
   /** Teams and organizations from directory groups and SSO claims, applied at each login. */
   readonly memberships: MembershipMappings
+  /** The LDAP directory, when one is configured: single sign-on may not take the username of a person in it. */
+  readonly directory: LdapDirectory | undefined
+  /** How many sign-ins each client address started lately: each start writes a record (src/directory/sign-in-starts.ts). */
+  readonly signInStarts: SignInStarts
   /** The route table: every place a request can land, compiled once. */
   readonly places: Places
   /** Whether a peer is one of `server.trusted_proxies`, believed about the client it forwards for. */
@@ -103,13 +109,14 @@ export async function createApp(config: Config, store: Store, options: AppOption
   }))
   const access = new AccessModel(store, bus)
   await access.reload()
-  const accessAdmin = new AccessAdmin(store, bus, access)
+  const accessAdmin = new AccessAdmin(store, bus, access, configuredNames(config))
   const audit = new AuditTrail(store, config.audit)
   const memberships = new MembershipMappings(accessAdmin, access, audit)
   accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))
-  if (config.ldap) {
+  const directory = config.ldap ? new LdapDirectory(config.ldap) : undefined
+  if (config.ldap && directory) {
     const mappings = config.ldap.memberships
-    const ldap = new LdapPasswords(new LdapDirectory(config.ldap), store, accounts, (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn))
+    const ldap = new LdapPasswords(directory, store, accounts, (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn))
     const order = config.auth.password_sources
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
   }
@@ -152,8 +159,13 @@ export async function createApp(config: Config, store: Store, options: AppOption
     await sessions.end(session.keyHash)
     return true
   }, () => true)
-  // The gateway session a realm session of the same browser is linked to: a live one of the same user.
-  const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then((session) => session.userId === userId ? session.keyHash : undefined, () => undefined)
+  // The gateway session a realm session of the same browser is linked to: a live one of the same user. A cookie of a
+  // session that was ended names it still: the realm session being saved (loaded before the end, saved after it, by a
+  // request of the same browser) must not outlive it, and the save finds it gone (StoreAdapter). One that merely
+  // expired links nothing: the realm session has a lifetime of its own.
+  const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then(
+    (session) => session.userId === userId ? session.keyHash : undefined,
+    (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
   const clientAccess = compileClientAccess(config, access)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
@@ -190,6 +202,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     accessAdmin,
     clientAccess,
     memberships,
+    directory,
+    signInStarts: new SignInStarts({ perAddress: config.auth.sign_in_starts_per_address, total: config.auth.sign_in_starts_total, windowMs: SIGN_IN_START_WINDOW_MS }),
     routes,
     places: compilePlaces(config, routes, gatewayEntry),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
@@ -221,4 +235,6 @@ function auditSignIns(audit: AuditTrail, accounts: Accounts, lockout: Lockout): 
     audit.auth(actor, { operation: user ? 'login' : 'login_error', object: { type: 'user', id: user?.id, name: username }, code, realm: via.realm })
   })
   lockout.onLock((username) => audit.auth(SYSTEM_ACTOR, { operation: 'lockout', object: { type: 'user', name: username }, code: 'account_locked' }))
+  // The demotion a directory or SSO login asked for and did not get: what was asked, and why not.
+  accounts.onLastSuperuserKept((user) => audit.refusedChange(signingIn(user, undefined, user.source), 'update', { type: 'user', id: user.id, name: user.username }, 'self_lockout', { is_superuser: true }, { is_superuser: false }))
 }

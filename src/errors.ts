@@ -23,7 +23,7 @@ export type ErrorCode =
   | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
   | 'not_found' | 'no_session' | 'sso_provider_unknown' | 'method_not_allowed'
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
-  | 'unsupported_media_type' | 'login_throttled' | 'headers_too_large' | 'expectation_failed'
+  | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'directory_unavailable' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'invalid_original_request' | 'untrusted_proxy'
@@ -462,6 +462,19 @@ export class LoginThrottled extends GatehouseError {
 
   constructor(retryAfterSeconds: number) {
     super(`Too many failed logins from your address. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
+  }
+}
+
+/**
+ * 429: this client address (or, in a flood from many, every client) started more sign-ins than one process takes in
+ * a while: each start is a record that waits for its end (src/directory/sign-in-starts.ts).
+ */
+export class SignInsThrottled extends GatehouseError {
+  static override readonly status: number = 429
+  static override readonly code: ErrorCode = 'sign_ins_throttled'
+
+  constructor(retryAfterSeconds: number) {
+    super(`Too many sign-ins were started from your address. Try again later (in ${secondsInWords(retryAfterSeconds)}).`, { headers: { 'retry-after': String(retryAfterSeconds) } })
   }
 }
 

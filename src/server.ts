@@ -104,6 +104,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     if (!(error instanceof DatabaseUnavailable)) server.log.error({ err: error }, 'audit trail: entries could not be written')
   }
   app.audit.start()
+  app.accounts.onLastSuperuserKept((user) => {
+    server.log.warn({ user: user.username, source: user.source }, 'a login would have left no active superuser: the account keeps its superuser flag until another superuser is active')
+  })
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
   await registerOpenApi(server)

@@ -172,6 +172,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.delete(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request, reply) => {
       const before = await app.store.access.findAssignment(actor, request.params.id)
+      if (before && !seesAssignment(visibilityOf(app, request), before)) throw new NotFound('No such role assignment.')
       await app.accessAdmin.unassign(principalOf(request).user, actor, request.params.id)
       if (before) app.audit.change(actorOf(request), 'delete', assignmentObject(app, actor, before), await serializeAssignment(app, before))
       return reply.code(204).send()

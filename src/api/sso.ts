@@ -9,7 +9,7 @@ import { splitTarget } from '../http/request-target.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
-import { DEFAULT_NEXT, nextQuery, sendLoginPage } from './login.ts'
+import { defaultNext, nextQuery, sendLoginPage } from './login.ts'
 import { wantsHtml } from '../http/negotiation.ts'
 import { startSession } from '../auth/session-start.ts'
 
@@ -48,6 +48,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
     const party = partyOf(request.params.provider)
     const next = sameOriginTarget(app.publicUrl, request.query.next)
     try {
+      app.signInStarts.admit(request.ip)
       const key = newFlowKey()
       // Discovery comes first: when the provider is down, nothing is stored and the browser stays here.
       const authorizationUrl = await party.authorizationUrl(redirectUri(party), flowSecrets(key))
@@ -75,14 +76,14 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       reply.clearCookie(FLOW_COOKIE, { path: SSO_PATH, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
       pending = await takePendingLogin(app, key, party)
       const identity = await party.finish(redirectUri(party), query, secrets)
-      const user = await syncSsoAccount(app.store, app.accounts, party.config, identity)
+      const user = await syncSsoAccount(app.store, app.accounts, party.config, identity, app.directory)
       await app.memberships.apply('sso', user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       if (!user.isActive) throw new AccountDisabled()
       app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.
-      return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? DEFAULT_NEXT, 302)
+      return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? defaultNext(request), 302)
     } catch (error) {
       return refuse(app, request, reply, party, error, pending?.next || undefined)
     }

@@ -68,6 +68,14 @@ export class AuditTrail {
     this.#add(entryOf(actor, operation, object, changesBetween(before, after)), true)
   }
 
+  /**
+   * Records a change that was asked for and not made, with why (the stable code of the refusal, as the API would
+   * answer it): `before` and `after` are what was asked. Always kept, as changes are.
+   */
+  refusedChange(actor: Actor, operation: 'update' | 'delete', object: AuditObject, code: string, before?: Fields, after?: Fields): void {
+    this.#add({ ...entryOf(actor, operation, object, changesBetween(before, after)), code }, true)
+  }
+
   /** Records an authentication event; under a flood these are the entries that may be dropped. */
   auth(actor: Actor, event: AuthEvent): void {
     this.#add({ ...entryOf(actor, event.operation, event.object, null), code: event.code ?? null, realm: event.realm ?? null }, false)

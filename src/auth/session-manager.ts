@@ -61,6 +61,11 @@ export class SessionManager {
     this.#cache.follow(bus, SESSION_TOPIC)
   }
 
+  /** Whether a cookie value has the shape of a session identifier (whether or not it names a session). */
+  static wellFormed(sessionId: string): boolean {
+    return SESSION_ID.test(sessionId)
+  }
+
   static hashOf(sessionId: string): string {
     return hash('sha256', sessionId, 'hex')
   }
@@ -103,7 +108,7 @@ export class SessionManager {
 
   /** The live session a cookie value names; throws NotAuthenticated when it is malformed, unknown, ended or expired. */
   async resolve(sessionId: string, now = Date.now()): Promise<ActiveSession> {
-    if (!SESSION_ID.test(sessionId)) throw new InvalidSession()
+    if (!SessionManager.wellFormed(sessionId)) throw new InvalidSession()
     const keyHash = SessionManager.hashOf(sessionId)
     return this.#cache.get(keyHash, now) ?? this.#load(keyHash, now)
   }

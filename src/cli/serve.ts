@@ -120,7 +120,7 @@ async function serve(options: ServeOptions): Promise<void> {
     server.log.info({ ...facts, admin: admin ? 'created' : 'existing' }, 'started')
   }
   if (isWorker()) server.log.info({ url: listening.url }, 'worker listening')
-  // A rule may name a team or organization before it is created: it applies once it is, but a typo should be seen.
+  // A rule may name a team, organization or role before it is created: it applies once it is, but a typo should be seen.
   for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
   releaseStartupMemory()
   void lowerThreadPoolPriority()

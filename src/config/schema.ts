@@ -18,6 +18,8 @@ export const AuthMethodSchema = z.enum(authMethods)
 
 const pathPrefix = z.string().regex(/^\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+\/)*$/, 'must start and end with "/" and contain only plain path segments')
 const publicPath = z.string().regex(/^\/[^?#\s]*\*?$/, 'must be an absolute path, optionally ending in "*" to match everything under it')
+/** A request field's name (RFC 9110 §5.1), or a prefix of names ending in `*`. */
+const removedHeaders = z.array(z.string().regex(/^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$/, 'must be a header field name, or a prefix of names ending in "*"'))
 
 export const ServiceSchema = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "_" or "-"')
@@ -36,6 +38,8 @@ export const ServiceSchema = z.object({
     .describe('For services that accept `oidc`: the realm and client (see `realms`).'),
   strip_prefix: z.boolean().default(false)
     .describe('Remove the prefix before forwarding (the upstream then sees `/rest/of/path`).'),
+  remove_request_headers: removedHeaders.default([])
+    .describe('Request header fields this service never receives from a client, besides the identity headers of other authenticating proxies that no service receives (docs/edge.md): names, or prefixes ending in `*`, in any case, `_` read as `-`. Add those the service believes for who is calling.'),
   cors: CorsSchema.optional()
     .describe('Let pages of other origins call this service from a browser: the gateway answers the preflights and adds the CORS headers (docs/proxy.md).'),
   timeouts: z.object({
@@ -89,6 +93,8 @@ export const ConfigSchema = z.object({
       .describe('Addresses or CIDRs of the reverse proxies in front of Gatehouse. Only a peer in this list is believed about the client (X-Forwarded-For/-Proto/-Host for the client address, scheme and host; its other forwarding headers reach services); from any other peer those headers are ignored and removed (docs/edge.md).'),
     trust_proxy: z.never({ error: 'replaced by server.trusted_proxies: list the addresses or CIDRs of the reverse proxies in front of Gatehouse (e.g. [10.0.0.5] or [10.0.0.0/8])' }).optional()
       .describe('Removed: see `trusted_proxies`.'),
+    remove_request_headers: removedHeaders.default([])
+      .describe('Request header fields no service receives from a client, as `services[].remove_request_headers` says for one service: added to the identity headers of other authenticating proxies, which are always removed (docs/edge.md).'),
     trusted_origins: z.array(z.url()).default([])
       .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy.'),
     timeouts: z.object({
@@ -108,7 +114,7 @@ export const ConfigSchema = z.object({
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
     .describe('Where and how Gatehouse listens.'),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
@@ -129,7 +135,11 @@ export const ConfigSchema = z.object({
     max_stale_seconds: z.number().int().min(2).max(3600).default(30)
       .describe('The longest a process trusts what it read from the database (accounts, sessions, tokens, OIDC token records) without reading it again, and the longest it answers from memory without having read the news of revocations: a process that cannot reach the database serves credentials it already verified for this long, then answers 503 database_unavailable until the database answers again.'),
     password_sources: PasswordSourcesSchema,
-  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, max_stale_seconds: 30, password_sources: ['local', 'ldap'] })
+    sign_in_starts_per_address: z.number().int().min(0).default(300)
+      .describe('Sign-ins (a realm authorization that may show the login page, a device authorization, a single sign-on start) one client address, an IPv6 client by its /64, may start in 10 minutes, in each process; beyond it 429 sign_ins_throttled. Each start writes a record that waits for its end, so this bounds what requests without credentials can add to the database. Raise it for many people behind one address (an office NAT). 0 = no limit.'),
+    sign_in_starts_total: z.number().int().min(0).default(10_000)
+      .describe('Sign-ins all client addresses together may start in 10 minutes, in each process; beyond it every start is refused with 429 sign_ins_throttled until the 10 minutes end. The bound a flood from many addresses cannot pass. 0 = no limit.'),
+  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, max_stale_seconds: 30, password_sources: ['local', 'ldap'], sign_in_starts_per_address: 300, sign_in_starts_total: 10_000 })
     .describe('How credentials are verified and remembered.'),
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])

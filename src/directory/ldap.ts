@@ -4,7 +4,7 @@ import type { ConnectionOptions } from 'node:tls'
 import type { Client, Entry } from 'ldapts'
 import { ConfigError } from '../config/load.ts'
 import { ldapts, type LdapConfig } from '../config/ldap.ts'
-import { DirectoryUnavailable, GatehouseError, InvalidCredentials, ValidationFailed } from '../errors.ts'
+import { AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
@@ -71,6 +71,12 @@ export class LdapDirectory {
       const passwordValid = password === undefined ? undefined : await this.#bindAs(client, entry.dn, password)
       return { server, user, passwordValid }
     })
+  }
+
+  /** Whether the directory has a user of this name (whether or not they have signed in yet); throws when it cannot say. */
+  async has(username: string): Promise<boolean> {
+    if (!USERNAME_PATTERN.test(username)) return false
+    return (await this.lookup(username)).user !== undefined
   }
 
   /**
@@ -181,6 +187,8 @@ export class LdapDirectory {
   }
 }
 
+const SSO_HOLDS_NAME = 'This username belongs to a single sign-on account; an administrator must rename or delete it before you can sign in from the directory.'
+
 export type AfterDirectoryLogin = (account: User, found: DirectoryUser) => Promise<unknown>
 
 /** The connections one lookup opened; once closed, it opens no more. */
@@ -192,7 +200,9 @@ interface Connections {
 /**
  * Accounts from the directory. It answers only for usernames that have no account yet or whose account
  * came from the directory: a directory entry never takes over a local account. On a successful bind the
- * account is created or updated from the directory (ldap-sync.ts).
+ * account is created or updated from the directory (ldap-sync.ts). A single sign-on account of the same name (made
+ * before single sign-on checked the directory, src/directory/sso-sync.ts) is not taken over either, but a directory
+ * user who proves their password is told why they cannot sign in, rather than that the password is wrong.
  */
 export class LdapPasswords implements PasswordSource {
   readonly id = 'ldap'
@@ -212,10 +222,18 @@ export class LdapPasswords implements PasswordSource {
   async verify(username: string, password: string): Promise<User | NotMine> {
     if (!password || !USERNAME_PATTERN.test(username)) throw new InvalidCredentials()
     const existing = await this.#store.users.findByUsername(username)
-    if (existing && existing.source !== 'ldap') return NOT_MINE
+    if (existing && existing.source !== 'ldap' && existing.source !== 'sso') return NOT_MINE
     const { user, passwordValid } = await this.#directory.lookup(username, password)
     if (!user) return NOT_MINE
+    // The directory matches names without regard to case, so `ADMIN` finds the entry `admin`: when that name is a
+    // local account's, the login is one as that account in another spelling, answered as under its own (the local
+    // password is what counts), so the answer does not tell whether the directory took the password.
+    if (user.username !== username && user.username.toLowerCase() === username.toLowerCase()) {
+      const owner = await this.#store.users.findByUsername(user.username)
+      if (owner?.source === 'local') return NOT_MINE
+    }
     if (!passwordValid) throw new InvalidCredentials()
+    if (existing && existing.source !== 'ldap') throw new AccountSourceConflict(SSO_HOLDS_NAME)
     const account = await syncDirectoryAccount(this.#store, this.#accounts, user)
     await this.#afterSync?.(account, user)
     return account

@@ -10,6 +10,11 @@ import type { UpstreamIdentity } from './sso.ts'
 const MAX_NAME = 150
 const MAX_EMAIL = 254
 
+/** The people of the LDAP directory, whose usernames are theirs before their first sign-in makes their account. */
+export interface DirectoryNames {
+  has(username: string): Promise<boolean>
+}
+
 interface SsoProfile extends UserChanges {
   username: string
   groups: string[]
@@ -19,21 +24,28 @@ interface SsoProfile extends UserChanges {
  * Finds or creates the account of a person a provider just vouched for: an external account with source
  * `sso` and no password. The account is found by the upstream identity (issuer and subject), never by
  * username, so a person renamed upstream keeps their account, and an upstream username can never take over
- * a local, LDAP or other single sign-on account that happens to have the same name. Profile, groups and the
- * mapped flags follow the claims on every sign-in; whether the account is active stays an administrator's
- * decision. An unchanged account is not written.
+ * a local, LDAP or other single sign-on account that happens to have the same name. Nor can it take the name of a
+ * person in the LDAP directory (`directory`) who has not signed in yet, and so has no account: their first sign-in
+ * would then find their name held by someone else. So a new name (a new account, a rename) is checked with the
+ * directory, and refused when the directory has it, or cannot say (fail closed). django-ansible-base gives such a
+ * second comer a name with a suffix instead; see docs/sso.md for why Gatehouse refuses. Profile, groups and the
+ * mapped flags follow the claims on every sign-in (but the last active superuser keeps the flag:
+ * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision. An
+ * unchanged account is not written.
  */
-export async function syncSsoAccount(store: Store, accounts: Accounts, provider: SsoProviderConfig, identity: UpstreamIdentity): Promise<User> {
+export async function syncSsoAccount(store: Store, accounts: Accounts, provider: SsoProviderConfig, identity: UpstreamIdentity, directory?: DirectoryNames): Promise<User> {
   const profile = profileOf(provider, identity.claims)
   const linked = await store.sso.findIdentity(identity.issuer, identity.subject)
   if (linked) {
     const user = await accounts.require(linked.userId)
+    if (profile.username !== user.username) await checkNotInDirectory(directory, profile.username)
     const updated = await updateLinkedAccount(store, accounts, user, profile)
     await store.sso.recordLogin(linked.id, provider.name)
     return updated
   }
   const taken = await store.users.findByUsername(profile.username)
   if (taken) throw conflictWith(taken)
+  await checkNotInDirectory(directory, profile.username)
   let created: User
   try {
     created = await accounts.create({ ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'sso', external: true })
@@ -56,10 +68,17 @@ async function updateLinkedAccount(store: Store, accounts: Accounts, user: User,
   const changes = changesBetween(user, profile)
   if (!changes) return user
   try {
-    return await accounts.update(user.id, changes)
+    return await accounts.update(user.id, changes, { keepLastSuperuserFlag: true })
   } catch (error) {
     const taken = error instanceof UsernameTaken && changes.username ? await store.users.findByUsername(changes.username) : undefined
     throw taken ? conflictWith(taken) : error
+  }
+}
+
+/** Refuses a name the directory has (or may have: it could not say), which its person's first sign-in will need. */
+async function checkNotInDirectory(directory: DirectoryNames | undefined, username: string): Promise<void> {
+  if (directory && await directory.has(username)) {
+    throw new AccountSourceConflict('This username belongs to a person in the LDAP directory, which single sign-on cannot take over.')
   }
 }
 

@@ -3,7 +3,8 @@ import type { App } from '../app.ts'
 import type { Principal } from '../auth/principal.ts'
 import { GatehouseError, InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
+import { isHost } from '../http/host-header.ts'
+import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget } from '../http/request-target.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { teamsHeader } from './upstream-headers.ts'
 import { checkHandshakeOrigin } from './websocket.ts'
@@ -93,10 +94,14 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   }
   // The original path as the built-in proxy routes it, its slashes merged (src/http/request-target.ts): the proxy in
   // front may forward it unmerged, and a service that merges them acts on the path judged here.
+  // A target in absolute form is judged by its path: Caddy's `{http.request.uri}` is the target as the client sent it,
+  // and a client may send that form (RFC 9112 §3.2.2). Its host is the one the proxy sends in X-Forwarded-Host.
   const described = describers[flavour](request)
-  const original = { method: described.method, url: mergeSlashes(described.url) }
+  const absolute = originForm(described.url)
+  if (absolute && !isHost(absolute.authority)) throw new InvalidOriginalRequest('The original URI names no valid host.')
+  const original = { method: described.method, url: mergeSlashes(absolute?.target ?? described.url) }
   if (!METHOD.test(original.method)) throw new InvalidOriginalRequest('The original method is not an HTTP method.')
-  if (!original.url.startsWith('/')) throw new InvalidOriginalRequest('The original URI must be a path, starting with "/".')
+  if (!original.url.startsWith('/')) throw new InvalidOriginalRequest('The original URI must be a path, starting with "/", or an absolute http(s) URI.')
   assertWellFormedEscapes(original.url)
   const { path } = splitTarget(original.url)
   assertSafePath(path)

@@ -162,7 +162,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   const identity = principal ? app.identity.reusableToken(principal, route.name) ?? await app.identity.tokenFor(principal, route.name, access) : undefined
   const { path, query } = splitTarget(request.url)
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
-  const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access)
+  const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, route.removedFields, principal, identity, access)
   headers.host = route.upstream.host
   const { method, raw } = request
   const reading = route.requestBuffer.read(raw, response)

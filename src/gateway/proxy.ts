@@ -65,7 +65,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   }
   const upgrade = websockets.upgradeOf(request)
   if (upgrade) {
-    await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access), clientHeaders)
+    await websockets.tunnel(route, request, reply, upgrade, basePath + upstreamPath + query, upstreamRequestHeaders(request, request.headers, app.trustsProxy, route.removedFields, principal, identity, access), clientHeaders)
     return
   }
   const raw = request.raw
@@ -78,7 +78,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const context = request.gatehouse
   const forwardedAt = reply.elapsedTime
   context.forwardedAtMs = forwardedAt
-  const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, principal, identity, access)
+  const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, route.removedFields, principal, identity, access)
   headers.host = route.upstream.host
   // From here the answer is written to Node's response, as on the lean path; the headers the reply already has
   // (CORS) go out with it.

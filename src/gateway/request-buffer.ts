@@ -93,9 +93,13 @@ export class RequestBuffer {
   }
 }
 
-/** Whether a request has a body to forward (or to drain). */
+/**
+ * Whether a request has a body to forward (or to drain), whatever its method: a GET's or a HEAD's too, which search
+ * APIs (Elasticsearch, OpenSearch) read their queries from and nginx and Envoy pass on. They were dropped, and the
+ * service answered a query it never received.
+ */
 export function hasRequestBody(raw: IncomingMessage): boolean {
-  return raw.method !== 'GET' && raw.method !== 'HEAD' && (raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0')
+  return raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0'
 }
 
 function followedByRest(read: readonly Buffer[], rest: IncomingMessage): Readable {

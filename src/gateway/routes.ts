@@ -3,6 +3,7 @@ import type { EntryRule, Place } from './places.ts'
 import { compileCors, type CorsPolicy } from './cors.ts'
 import { gatewayLoginUrl } from './policy.ts'
 import { BodyBudget, RequestBuffer } from './request-buffer.ts'
+import { removedFields, type RemovedFields } from './upstream-headers.ts'
 import { UpstreamPool } from './upstream-pool.ts'
 
 /** The methods a service's prefix is routed for; others get the gateway's 404. */
@@ -20,6 +21,8 @@ export interface Route extends Place {
   readonly pool: UpstreamPool
   /** Reads request bodies (up to the service's bound) before they take one of those connections. */
   readonly requestBuffer: RequestBuffer
+  /** The client's request fields the service never receives: other proxies' identity headers, and those configured. */
+  readonly removedFields: RemovedFields
 }
 
 /** Exact paths in a Set, `prefix*` paths as a short list: one hash lookup and a few startsWith per request. */
@@ -35,7 +38,7 @@ export type LoginUrls = (service: string) => ((next: string) => string) | undefi
 /** A service's own entry rules beyond signing in, by service name: its access rules (src/access/). */
 export type ServiceEntryRules = (service: string) => readonly EntryRule[]
 
-export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrls: LoginUrls = () => undefined, entryRules: ServiceEntryRules = () => []): Route {
+export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrls: LoginUrls = () => undefined, entryRules: ServiceEntryRules = () => [], removedEverywhere: readonly string[] = []): Route {
   return Object.freeze({
     name: service.name,
     service: service.name,
@@ -51,6 +54,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     cors: compileCors(service.cors),
     pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
     requestBuffer: new RequestBuffer(service.pool.body_buffer_kb * 1024, bodyBudget),
+    removedFields: removedFields([...removedEverywhere, ...service.remove_request_headers]),
     isPublic: publicPathMatcher(service.public_paths),
   })
 }
@@ -63,6 +67,6 @@ export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL
   // One budget for the bodies held by all services at once.
   const bodyBudget = new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
   return config.services
-    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls, entryRules))
+    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls, entryRules, config.server.remove_request_headers))
     .sort((a, b) => b.prefix.length - a.prefix.length)
 }

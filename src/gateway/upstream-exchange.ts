@@ -39,6 +39,13 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     const { client, response } = this.#ends
+    if (statusCode < 200) {
+      // An informational answer before the final one. It used to be written as the final answer, which left the client
+      // with nothing. RFC 9110 §15.2 has a proxy pass 1xx on, except to HTTP/1.0 clients; Node can send 103 Early
+      // Hints (their Link fields) and no other, so the rest are dropped, as nginx drops them all.
+      if (statusCode === 103 && headers.link && client.httpVersion !== '1.0') response.writeEarlyHints({ link: headers.link })
+      return
+    }
     // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
     if (!client.complete) response.setHeader('connection', 'close')
     try {

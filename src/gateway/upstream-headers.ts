@@ -32,28 +32,63 @@ const FROM_TRUSTED_PROXIES_ONLY = new Set([
 const FORWARDED_PREFIX = 'x-forwarded-'
 
 /**
+ * The fields other authenticating proxies set to tell a service who is calling: a service that was behind one of
+ * them believes these, so a client that sends them through the gateway would be whoever it names. Removed from
+ * every client, trusted proxies too (a proxy in front passes its client's on). Exact names, then families by
+ * prefix. As oauth2-proxy removes the fields it injects from the incoming request, and dex every `X-Remote-*`.
+ */
+const OTHER_PROXIES_IDENTITY = [
+  // Authelia, Authentik's and others' forward auth.
+  'remote-*',
+  // oauth2-proxy (upstream headers, and the X-Auth-Request-* of --set-xauthrequest), and its nginx example's X-User.
+  'x-forwarded-user', 'x-forwarded-email', 'x-forwarded-groups', 'x-forwarded-preferred-username', 'x-forwarded-access-token',
+  'x-auth-request-*', 'gap-auth', 'gap-signature', 'x-user', 'x-email',
+  // Apache's and Kubernetes' authenticating proxies (X-Remote-User, X-Remote-Group, X-Remote-Extra-*).
+  'x-remote-*',
+  'x-pomerium-*', 'x-authentik-*', 'x-vouch-*',
+  // Grafana's auth proxy default; Kong's authentication plugins.
+  'x-webauth-*', 'x-consumer-*', 'x-authenticated-userid', 'x-authenticated-user', 'x-credential-identifier',
+  // The clouds' identity-aware proxies: Cloudflare Access, Google IAP, AWS ALB, Azure App Service.
+  'cf-access-*', 'x-goog-authenticated-user-*', 'x-goog-iap-jwt-assertion', 'x-amzn-oidc-*', 'x-ms-client-principal*', 'x-ms-token-*',
+]
+
+/**
+ * Whether a field name (lower-case, `_` read as `-`) is one of `names`: exact names, and prefixes ending in `*`.
+ * Compiled once per service, with the configured names besides the other proxies' identity fields.
+ */
+export type RemovedFields = (canonical: string) => boolean
+
+export function removedFields(configured: readonly string[]): RemovedFields {
+  const names = [...OTHER_PROXIES_IDENTITY, ...configured].map((name) => name.toLowerCase().replaceAll('_', '-'))
+  const exact = new Set(names.filter((name) => !name.endsWith('*')))
+  // One expression for every prefix: a quarter of the time of testing them one by one, for each field of each request.
+  const prefixes = new RegExp(`^(?:${names.filter((name) => name.endsWith('*')).map((name) => name.slice(0, -1).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})`)
+  return (canonical) => exact.has(canonical) || prefixes.test(canonical)
+}
+
+/**
  * Whether a client's field reaches the service. Names are judged with `_` read as `-`: CGI-style frameworks (WSGI,
  * PHP, Rack) turn both into `_`, so `X_Gatehouse_User` would read as `X-Gatehouse-User` there.
  */
-function passesOn(name: string, fromTrustedProxy: boolean): boolean {
+function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedFields): boolean {
   const canonical = name.includes('_') ? name.replaceAll('_', '-') : name
-  if (ALWAYS_DROPPED.has(canonical) || canonical.startsWith(IDENTITY_PREFIX)) return false
+  if (ALWAYS_DROPPED.has(canonical) || canonical.startsWith(IDENTITY_PREFIX) || removed(canonical)) return false
   if (fromTrustedProxy) return true
   return !FROM_TRUSTED_PROXIES_ONLY.has(canonical) && !canonical.startsWith(FORWARDED_PREFIX)
 }
 
 /**
  * What a service receives: the client's headers that pass on (above), without the fields a Connection header
- * lists and without the gateway's own cookies, plus X-Forwarded-* and the verified identity (with the caller's teams,
- * `access`). Built in one pass into a new object.
+ * lists, those the service's `removed` names and the gateway's own cookies, plus X-Forwarded-* and the verified
+ * identity (with the caller's teams, `access`). Built in one pass into a new object.
  */
-export function upstreamRequestHeaders(request: GatewayRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, principal: Principal | undefined, identity: string | undefined, access?: UserAccess): IncomingHttpHeaders {
+export function upstreamRequestHeaders(request: GatewayRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, removed: RemovedFields, principal: Principal | undefined, identity: string | undefined, access?: UserAccess): IncomingHttpHeaders {
   const peer = request.raw.socket.remoteAddress ?? ''
   const fromTrustedProxy = trustsProxy(peer)
   const listed = connectionOptions(incoming.connection)
   const headers: IncomingHttpHeaders = {}
   for (const name of Object.keys(incoming)) {
-    if (passesOn(name, fromTrustedProxy) && !listed?.has(name)) headers[name] = incoming[name]
+    if (passesOn(name, fromTrustedProxy, removed) && !listed?.has(name)) headers[name] = incoming[name]
   }
   if (headers.cookie) {
     const kept = withoutGatewayCookies(headers.cookie)

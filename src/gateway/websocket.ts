@@ -9,7 +9,7 @@ import type { Principal } from '../auth/principal.ts'
 import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
-import { mergeSlashes } from '../http/request-target.ts'
+import { normaliseTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { Route } from './routes.ts'
 
@@ -65,7 +65,7 @@ export class WebSocketTunnels {
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (this.#closing) return void socket.destroy()
       // As for every other request (src/listener/node-server.ts).
-      request.url = mergeSlashes(request.url!)
+      normaliseTarget(request)
       this.#upgrades.set(request, { socket, head })
       this.#connections.set(socket, () => socket.destroy())
       socket.once('close', () => this.#connections.delete(socket))

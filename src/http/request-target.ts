@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import { MalformedEscape, UnsafePath } from '../errors.ts'
 
 // Percent-encoded slash, backslash or NUL; a literal backslash; a `.`/`..` segment, literal or encoded; a segment's
@@ -37,6 +38,38 @@ export function wellFormedEscapes(text: string): boolean {
   } catch {
     return false
   }
+}
+
+/** `http://authority/path?query`, the scheme in any case; nothing of the path is read here. */
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]+)(.*)$/i
+
+/**
+ * An absolute-form target (`GET http://host/path HTTP/1.1`) as its origin form and the authority it names, or
+ * undefined for any other form. RFC 9112 §3.2.2 has a server accept it and take its host instead of Host's, as
+ * nginx does (`$host` is then the target's). The path and query are kept byte for byte (an empty path is `/`), so
+ * the checks below judge them as they would judge the origin form; another scheme, or no authority, is left as it
+ * is and refused as an unsafe path.
+ */
+export function originForm(target: string): { readonly target: string; readonly authority: string } | undefined {
+  const match = ABSOLUTE_FORM.exec(target)
+  if (!match) return undefined
+  const rest = match[2]!
+  return { target: rest.startsWith('/') ? rest : `/${rest}`, authority: match[1]! }
+}
+
+/**
+ * Node's request made into the one every part of the gateway reads: an absolute-form target made origin-form, its
+ * authority in place of the Host header's value (which src/http/host-header.ts still judges, as it judges the
+ * authority), then the path's slashes merged. Before anything else sees the request, on every door (the lean
+ * lanes, Fastify's router, WebSocket upgrades).
+ */
+export function normaliseTarget(request: IncomingMessage): void {
+  const absolute = originForm(request.url!)
+  if (absolute) {
+    request.url = absolute.target
+    request.headers.host = absolute.authority
+  }
+  request.url = mergeSlashes(request.url!)
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer } from '../http/node-http.ts'
+import { normaliseTarget } from '../http/request-target.ts'
 
 /**
  * The plain-HTTP port of a gateway that serves HTTPS: every request is answered with a redirect to the same
@@ -28,6 +29,8 @@ export function createHttpsRedirect(target: RedirectTarget): Server {
 }
 
 function redirect(request: IncomingMessage, response: ServerResponse, target: RedirectTarget): void {
+  // An absolute-form target names the path to redirect to, and its host the one to name, as on the HTTPS port.
+  normaliseTarget(request)
   const path = request.url ?? ''
   const origin = target.origin ?? originFromHost(request.headers.host, target.httpsPort)
   // The body is never read: the connection closes after this answer.

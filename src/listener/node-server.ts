@@ -1,8 +1,9 @@
 import type { RequestListener, Server } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
-import { errorBody, ExpectationFailed } from '../errors.ts'
+import type { Duplex } from 'node:stream'
+import { BadRequest, errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
-import { mergeSlashes } from '../http/request-target.ts'
+import { normaliseTarget } from '../http/request-target.ts'
 
 /** The options Fastify hands its `serverFactory`: its own, resolved, with the node server's under `http` or `https`. */
 interface FactoryOptions {
@@ -17,15 +18,18 @@ interface FactoryOptions {
 /**
  * The HTTP(S) server Fastify would create (fastify/lib/server.js), with `take` offered each request before Fastify's
  * router: the proxy's lean path (src/gateway/lean-proxy.ts) answers what it takes, Fastify the rest. Both see the
- * target with its path's slashes merged (src/http/request-target.ts).
+ * target in origin form, its path's slashes merged (src/http/request-target.ts).
  */
 export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined): Server {
   const handler: RequestListener = (request, response) => {
-    request.url = mergeSlashes(request.url!)
+    normaliseTarget(request)
     if (!take()?.(request, response)) fastifyHandler(request, response)
   }
+  // A request without Host is refused by src/http/host-header.ts, as JSON like every other refusal; Node's own 400
+  // has no body.
+  const requireHostHeader = false
   const https = options.https === true ? {} : options.https
-  const server = https ? createHttpsServer(https, handler) : createHttpServer(options.http ?? {}, handler)
+  const server = https ? createHttpsServer({ ...https, requireHostHeader }, handler) : createHttpServer({ ...options.http, requireHostHeader }, handler)
   server.keepAliveTimeout = options.keepAliveTimeout
   server.requestTimeout = options.requestTimeout
   server.setTimeout(options.connectionTimeout)
@@ -35,6 +39,13 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   server.on('checkExpectation', (_request, response) => {
     const json = JSON.stringify(errorBody(new ExpectationFailed()))
     response.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
+  })
+  // CONNECT asks for a tunnel through a forward proxy, which Gatehouse is not. Node has no answer of its own for it: it
+  // closed the connection without a word.
+  server.on('connect', (_request, socket: Duplex) => {
+    const json = JSON.stringify(errorBody(new BadRequest('Gatehouse is no forward proxy: it opens no tunnels (CONNECT).')))
+    socket.on('error', () => socket.destroy())
+    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`)
   })
   return server
 }

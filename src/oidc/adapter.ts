@@ -1,6 +1,6 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider'
 import { BoundedCache } from '../store/cache.ts'
-import type { OidcRecordRepository } from '../store/oidc.ts'
+import { sessionGrants, type OidcRecordRepository } from '../store/oidc.ts'
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
@@ -8,10 +8,10 @@ const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
 export interface AdapterDependencies {
   records: OidcRecordRepository
   /**
-   * Runs `destroy` on the records and tells every gateway process that the tokens `key` covers stopped being
+   * Runs `destroy` on the records and tells every gateway process that the tokens each key covers stopped being
    * valid (src/auth/oidc-bearer.ts drops them), in one transaction: no crash can keep the news from the deletion.
    */
-  revoke(key: string, destroy: (records: OidcRecordRepository) => Promise<unknown>): Promise<void>
+  revoke(keys: string | readonly string[], destroy: (records: OidcRecordRepository) => Promise<unknown>): Promise<void>
   /** Whether the client's refresh tokens are single-use (`refresh_token_rotation`). */
   detectsRefreshTokenReuse(clientId: string): boolean
   /** The key hash of the gateway session of the browser saving a realm session of this account, if it has one. */
@@ -28,7 +28,8 @@ export interface AdapterDependencies {
  *   grant); for the other clients an earlier refresh token stays valid until it expires, as in Keycloak with
  *   "Revoke refresh token" off. Consuming says whether this request was the one that marked it.
  * - a realm's browser session is saved linked to the gateway session of the same browser, when it has a live one of
- *   the same user, so that ending that gateway session ends it too (src/auth/session-manager.ts).
+ *   the same user, so that ending that gateway session ends it too (src/auth/session-manager.ts); when that gateway
+ *   session ended between its lookup and the save, the end wins: the realm session ends as it would have with it.
  */
 export class StoreAdapter implements Adapter {
   readonly #model: string
@@ -45,7 +46,9 @@ export class StoreAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined
     const gatewaySession = this.#model === 'Session' && typeof payload.accountId === 'string' ? await this.#deps.gatewaySession?.(payload.accountId) : undefined
+    if (gatewaySession !== undefined) return this.#saveLinkedSession(id, payload, gatewaySession, expiresAt)
     await this.#deps.records.upsert({
       model: this.#model,
       id,
@@ -53,9 +56,24 @@ export class StoreAdapter implements Adapter {
       grantId: payload.grantId,
       uid: payload.uid,
       userCode: payload.userCode,
-      gatewaySession,
-      expiresAt: typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined,
+      expiresAt,
     })
+  }
+
+  /**
+   * A realm session linked to its gateway session, or, when that ended since it was looked up, ended: its record and
+   * the grants of its sign-ins (this very sign-in's too, whose code is then refused at the token endpoint). Unless the
+   * realm session passed meanwhile to the browser's new gateway session (a new login of the same person in the same
+   * browser replaced the one looked up, SessionManager.start): then it is saved linked to that one, if it still exists.
+   */
+  async #saveLinkedSession(id: string, payload: AdapterPayload, gatewaySession: string, expiresAt: number | undefined): Promise<void> {
+    const fields = payload as Record<string, unknown>
+    const save = (link: string) => this.#deps.records.upsertLinkedSession({ id, payload: fields, uid: payload.uid, gatewaySession: link, expiresAt })
+    if (await save(gatewaySession)) return
+    const passedOn = await this.#deps.records.linkOf(id)
+    if (passedOn !== undefined && passedOn !== gatewaySession && await save(passedOn)) return
+    const grants = sessionGrants(fields)
+    await this.#deps.revoke(grants.map((grantId) => `grant:${grantId}`), (records) => records.endSession(id, fields))
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {

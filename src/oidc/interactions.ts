@@ -5,7 +5,7 @@ import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
-import { GATEWAY_CALLBACK, REALM_SESSION_COOKIE } from './provider.ts'
+import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_SESSION_COOKIE } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
@@ -13,8 +13,14 @@ import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 
-/** A login form is a few short fields; anything longer is not one. */
+/** A login form is a few short fields and the authorization request it restarts; anything longer is not one. */
 const FORM_LIMIT = 16 * 1024
+
+/** The form field carrying the authorization request a login page was shown for, to start it again (`restartLogin`). */
+const RESTART_FIELD = 'restart'
+/** Says, for a minute, that the next login page at the realm is a restarted login (Keycloak's `loginTimeout` message). */
+const RESTARTED_COOKIE = 'gatehouse_login_restarted'
+const RESTARTED_MESSAGE = 'Your login attempt timed out. Login will start from the beginning.'
 
 /**
  * The login step of the authorization code flow, on Gatehouse's one login page. oidc-provider sends the browser
@@ -31,17 +37,21 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   try {
     details = await provider.interactionDetails(request.raw, reply.raw)
   } catch {
-    return expired(reply)
+    return restartLogin(app, realm, request, reply)
   }
-  if (details.uid !== uid || details.prompt.name !== 'login') return expired(reply)
+  if (details.uid !== uid || details.prompt.name !== 'login') return restartLogin(app, realm, request, reply)
   const clientId = String(details.params.client_id ?? '')
-  const page = { action: `/realms/${realm.name}/login-actions/${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})` }
+  const page = { action: `/realms/${realm.name}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
 
   if (request.method !== 'POST') {
     const reasons = details.prompt.reasons
     const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
     if (signedIn) return finishLogin(app, realm, clientId, provider, request, reply, signedIn)
-    return html(reply, 200, renderLoginPage(page))
+    const restarted = request.cookies[RESTARTED_COOKIE] !== undefined
+    if (restarted) reply.clearCookie(RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
+    // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
+    const loginHint = typeof details.params.login_hint === 'string' ? details.params.login_hint.slice(0, 150) : undefined
+    return html(reply, 200, renderLoginPage({ ...page, username: loginHint, error: restarted ? RESTARTED_MESSAGE : undefined }))
   }
 
   const form = await readForm(request)
@@ -134,6 +144,33 @@ const FRESH_LOGIN_SECONDS = 60
  */
 function freshLogin(code: { iat?: number; authTime?: number }): boolean {
   return typeof code.iat === 'number' && typeof code.authTime === 'number' && code.iat - code.authTime <= FRESH_LOGIN_SECONDS
+}
+
+/**
+ * A login page whose login is over: it expired, or it was used already (the browser's back button, a second tab).
+ * As Keycloak restarts such a login from its KC_RESTART cookie (SessionCodeChecks, "loginTimeout"), the form's
+ * submission starts the authorization request the page was shown for again, its password unused: the browser is sent
+ * to the authorization endpoint, which signs it in at once when it has a realm session by now (the login was finished
+ * in another tab), or shows a fresh login page saying the login started again. The request is the page's own, and
+ * sending a browser to the authorization endpoint is what any link can do: the endpoint checks every parameter
+ * again. Without one (a reload of an old page, a form from elsewhere), the page says to start again at the application.
+ */
+async function restartLogin(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const restart = request.method === 'POST' ? new URLSearchParams((await readForm(request)).get(RESTART_FIELD) ?? '') : undefined
+  if (!restart?.get('client_id')) return expired(reply)
+  reply.setCookie(RESTARTED_COOKIE, '1', restartedCookieOptions(app, realm, request))
+  return reply.header('cache-control', 'no-store').redirect(`/realms/${realm.name}${KEYCLOAK_ROUTES.authorization}?${restart}`, 303)
+}
+
+function restartedCookieOptions(app: App, realm: Realm, request: FastifyRequest) {
+  return { path: `/realms/${realm.name}${LOGIN_ACTIONS}`, httpOnly: true, sameSite: 'lax' as const, secure: app.csrf.isSecure(request), maxAge: 60 }
+}
+
+/** The authorization request's parameters, as a query: those oidc-provider recognised, each a string. */
+function authorizationQuery(params: Record<string, unknown>): string {
+  const query = new URLSearchParams()
+  for (const [name, value] of Object.entries(params)) if (typeof value === 'string') query.set(name, value)
+  return query.toString()
 }
 
 function expired(reply: FastifyReply): FastifyReply {

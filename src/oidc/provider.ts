@@ -93,7 +93,10 @@ export interface ProviderOptions {
   serviceAccounts: ServiceAccounts
   loginName(name: string): Promise<string>
   endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
-  /** The key hash of the live gateway session a `gateway_sessionid` cookie names, if it is `userId`'s. */
+  /**
+   * The key hash of the gateway session a `gateway_sessionid` cookie names: a live one, if it is `userId`'s; one that
+   * no longer exists (it was ended), whoever's it was, so that the save it is asked for ends the realm session.
+   */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   memberships?: ((user: User) => Memberships) | undefined
   clientAccess?: ClientAccessCheck | undefined
@@ -166,8 +169,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => (client.clientAuthMethod !== 'none' || token.clientId === client.clientId) && await tokenUserActive(token as unknown as IssuedToken, options),
       },
-      // Only the client a token was issued to may revoke it (RFC 7009 §2.1).
-      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => revocationAllowed(client.clientId, token as unknown as RevocableToken) },
       userinfo: { enabled: true },
       // Sender-constrained tokens would need proof checks at the gateway too; Gatehouse takes bearer tokens only.
       dPoP: { enabled: false },
@@ -238,7 +240,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   consumeOnce(options.providerClass, provider)
   if (options.applications) compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.success', (ctx) => options.tokensIssued?.(String(ctx.oidc.params?.grant_type ?? 'unknown')))
@@ -318,6 +320,26 @@ function refreshTokenSeconds(realm: RealmConfig, token: { scope?: string; totalL
   const idle = offline ? realm.offline_session_idle_seconds : realm.sso_session_idle_seconds
   const max = offline ? realm.offline_session_max_seconds : realm.sso_session_max_seconds
   return Math.max(1, Math.min(idle, max - token.totalLifetime()))
+}
+
+/** The fields of a token oidc-provider's revocation found that Gatehouse reads. */
+interface RevocableToken {
+  kind: string
+  clientId: string
+  destroy(): Promise<void>
+}
+
+/**
+ * Revocation as Keycloak's TokenRevocationEndpoint: only the client a token was issued to may revoke it (RFC 7009
+ * §2.1), and another client is told so ("Unmatching clients"). A refresh token ends its session's grant (every
+ * token of it, as oidc-provider does), an access token only itself: oidc-provider would end its grant too, the
+ * session and its refresh token with it, where a Keycloak client revoking an access token keeps refreshing.
+ */
+async function revocationAllowed(clientId: string, token: RevocableToken): Promise<boolean> {
+  if (token.clientId !== clientId) throw new errors.InvalidRequest('Unmatching clients')
+  if (token.kind !== 'AccessToken') return true
+  await token.destroy()
+  return false
 }
 
 /** Whether the user a token speaks for may still use it (introspection answers `active: false` otherwise). */

@@ -44,7 +44,10 @@ export interface RealmDependencies {
    * is another user's than `accountId` (of the realm session that ended), which it leaves alone.
    */
   endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
-  /** The key hash of the live gateway session a `gateway_sessionid` cookie names, if it is `userId`'s. */
+  /**
+   * The key hash of the gateway session a `gateway_sessionid` cookie names: a live one, if it is `userId`'s; one that
+   * no longer exists (it was ended), whoever's it was, so that the save it is asked for ends the realm session.
+   */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */
   memberships?: ((user: User) => Memberships) | undefined
@@ -267,9 +270,9 @@ export class Realm {
         clientAccess: this.#deps.clientAccess,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
-        revoke: (key, destroy) => this.#deps.bus.change(async (tx, announce) => {
+        revoke: (keys, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
-          announce(REVOKE_TOPIC, key)
+          for (const key of typeof keys === 'string' ? [keys] : keys) announce(REVOKE_TOPIC, key)
         }),
       })
       this.#provider = { instance, handler: instance.callback(), clientCredentials, refreshToken, issuer, keys, refreshKeys, tokens }

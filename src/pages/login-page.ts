@@ -20,6 +20,8 @@ export interface LoginPageOptions {
   error?: string | undefined
   /** A heading line under the title, e.g. which application asked for the login. */
   subtitle?: string | undefined
+  /** Further hidden fields the form posts back. */
+  fields?: Readonly<Record<string, string>> | undefined
   sso?: readonly SsoButton[]
 }
 
@@ -31,6 +33,7 @@ export function renderLoginPage(options: LoginPageOptions): string {
   const hidden = [
     options.csrfToken ? `<input type="hidden" name="csrfmiddlewaretoken" value="${escapeHtml(options.csrfToken)}">` : '',
     options.next ? `<input type="hidden" name="next" value="${escapeHtml(options.next)}">` : '',
+    ...Object.entries(options.fields ?? {}).map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`),
   ].join('')
   const sso = (options.sso ?? []).map((b) => `<a class="sso" href="${escapeHtml(b.href)}">Sign in with ${escapeHtml(b.label)}</a>`).join('')
   return `<!doctype html>

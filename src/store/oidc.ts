@@ -1,6 +1,7 @@
 import type { Compilable, Kysely } from 'kysely'
 import { CompiledQuery } from './kysely.ts'
 import { DatabaseUnavailable } from '../errors.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
 
 export interface OidcRecord {
@@ -19,13 +20,14 @@ export interface OidcRecordInput {
   grantId?: string | undefined
   uid?: string | undefined
   userCode?: string | undefined
-  /**
-   * Of a realm's browser session: the key hash of the gateway session of the same browser, whose end ends it
-   * (`endLinkedSessions`). Undefined keeps the link the record had.
-   */
-  gatewaySession?: string | undefined
   /** Epoch ms; undefined keeps the record until it is destroyed. */
   expiresAt?: number | undefined
+}
+
+/** A realm's browser session, saved linked to the gateway session of the same browser (`upsertLinkedSession`). */
+export interface LinkedSessionInput extends Omit<OidcRecordInput, 'model' | 'grantId' | 'userCode'> {
+  /** The key hash of that gateway session, whose end ends this one (`endLinkedSessions`). */
+  gatewaySession: string
 }
 
 const GRANT_MODEL = 'Grant'
@@ -62,8 +64,11 @@ export class OidcRecordRepository {
   /** In a transaction's repository: whether it changed grants, which only its end commits (or undoes). */
   #changedGrants = false
 
-  constructor(db: Kysely<Tables>, options: { batched?: boolean } = {}, readAlong = new GrantsReadAlong()) {
+  readonly #dialect: DialectName
+
+  constructor(db: Kysely<Tables>, options: { dialect: DialectName; batched?: boolean }, readAlong = new GrantsReadAlong()) {
     this.#db = db
+    this.#dialect = options.dialect
     this.#batched = options.batched === true
     this.#readAlong = readAlong
   }
@@ -74,12 +79,66 @@ export class OidcRecordRepository {
    * `transactionEnded` once the transaction is over, as a grant may have been read along before the commit.
    */
   inTransaction(trx: Kysely<Tables>): OidcRecordRepository {
-    return new OidcRecordRepository(trx, {}, this.#readAlong)
+    return new OidcRecordRepository(trx, { dialect: this.#dialect }, this.#readAlong)
   }
 
   /** A transaction's repository (`inTransaction`), its transaction over: its changes to grants are committed (or undone) only now. */
   transactionEnded(): void {
     if (this.#changedGrants) this.#readAlong.changed()
+  }
+
+  /**
+   * Writes a realm's browser session linked to a gateway session, only if that gateway session still exists; false
+   * when it did not, and nothing was written. The end of a gateway session ends the realm sessions linked to it
+   * (`endLinkedSessions`), and a save that looked the gateway session up before the end but writes after it must not
+   * bring the realm session back: so the check and the write are one statement. On PostgreSQL it holds the gateway
+   * session's row (FOR KEY SHARE, as a foreign key's check does) until it is written: an end under way is waited for
+   * and then seen, and an end that comes later waits for the write and then finds the link. On SQLite the statement
+   * and the end's transaction each hold the one write lock.
+   */
+  async upsertLinkedSession(input: LinkedSessionInput): Promise<boolean> {
+    const gatewaySession = this.#db.selectFrom('sessions').select('key_hash').where('key_hash', '=', input.gatewaySession)
+    const result = await this.#db.insertInto('oidc_records')
+      .columns(['model', 'id', 'payload', 'grant_id', 'uid', 'user_code', 'account_id', 'gateway_session', 'expires_at', 'consumed_at'])
+      .expression(this.#db.selectNoFrom((eb) => [
+        eb.val(SESSION_MODEL).as('model'),
+        eb.val(input.id).as('id'),
+        eb.val(JSON.stringify(input.payload)).as('payload'),
+        eb.cast<string | null>(eb.val(null), 'text').as('grant_id'),
+        eb.cast<string | null>(eb.val(input.uid ?? null), 'text').as('uid'),
+        eb.cast<string | null>(eb.val(null), 'text').as('user_code'),
+        eb.cast<string | null>(eb.val(typeof input.payload.accountId === 'string' ? input.payload.accountId : null), 'text').as('account_id'),
+        eb.val(input.gatewaySession).as('gateway_session'),
+        eb.cast<number | null>(eb.val(input.expiresAt ?? null), 'bigint').as('expires_at'),
+        eb.cast<number | null>(eb.val(null), 'bigint').as('consumed_at'),
+      ]).where((eb) => eb.exists(this.#dialect === 'postgres' ? gatewaySession.forKeyShare() : gatewaySession)))
+      .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet((eb) => ({
+        payload: eb.ref('excluded.payload'),
+        uid: eb.ref('excluded.uid'),
+        account_id: eb.ref('excluded.account_id'),
+        gateway_session: eb.ref('excluded.gateway_session'),
+        expires_at: eb.ref('excluded.expires_at'),
+        consumed_at: eb.ref('excluded.consumed_at'),
+      })))
+      .executeTakeFirst()
+    return Number(result.numInsertedOrUpdatedRows ?? 0) > 0
+  }
+
+  /** The gateway session a realm browser session is linked to now, if it has a record and a link. */
+  async linkOf(sessionId: string): Promise<string | undefined> {
+    const row = await this.#db.selectFrom('oidc_records').select('gateway_session').where('model', '=', SESSION_MODEL).where('id', '=', sessionId).executeTakeFirst()
+    return row?.gateway_session ?? undefined
+  }
+
+  /**
+   * Ends one realm browser session as `endLinkedSessions` ends those of a gateway session: its record, and the grants
+   * of its sign-ins (as `payload` lists them) with everything issued under them; returns the grants ended.
+   */
+  async endSession(id: string, payload: Record<string, unknown>): Promise<string[]> {
+    await this.#db.deleteFrom('oidc_records').where('model', '=', SESSION_MODEL).where('id', '=', id).execute()
+    const grants = sessionGrants(payload)
+    await this.#endGrants(grants)
+    return grants
   }
 
   /** Writes a record, replacing one of the same model and id; resolves once it is committed. */
@@ -120,6 +179,7 @@ export class OidcRecordRepository {
     }
   }
 
+  /** A session's link to its gateway session (`upsertLinkedSession`) is left as it was: a save without one keeps it. */
   async #write(inputs: OidcRecordInput[]): Promise<void> {
     // One statement may not change a row twice (PostgreSQL refuses it): the last write of a record wins, as it would one by one.
     const latest = new Map(inputs.map((input) => [`${input.model}\u0000${input.id}`, input]))
@@ -131,11 +191,10 @@ export class OidcRecordRepository {
       uid: input.uid ?? null,
       user_code: input.userCode ?? null,
       account_id: typeof input.payload.accountId === 'string' ? input.payload.accountId : null,
-      gateway_session: input.gatewaySession ?? null,
       expires_at: input.expiresAt ?? null,
       consumed_at: null,
     }))
-    const parameters = rows.flatMap((row) => [row.model, row.id, row.payload, row.grant_id, row.uid, row.user_code, row.account_id, row.gateway_session, row.expires_at, row.consumed_at])
+    const parameters = rows.flatMap((row) => [row.model, row.id, row.payload, row.grant_id, row.uid, row.user_code, row.account_id, row.expires_at, row.consumed_at])
     await this.#db.executeQuery(this.#statements.compiled(`insert:${rows.length}`, parameters, () => this.#db.insertInto('oidc_records').values(rows)
       .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet((eb) => ({
         payload: eb.ref('excluded.payload'),
@@ -143,7 +202,6 @@ export class OidcRecordRepository {
         uid: eb.ref('excluded.uid'),
         user_code: eb.ref('excluded.user_code'),
         account_id: eb.ref('excluded.account_id'),
-        gateway_session: eb.fn.coalesce(eb.ref('excluded.gateway_session'), eb.ref('oidc_records.gateway_session')),
         expires_at: eb.ref('excluded.expires_at'),
         consumed_at: eb.ref('excluded.consumed_at'),
       })))))
@@ -256,7 +314,13 @@ export class OidcRecordRepository {
       for (const session of linked) grants.push(...sessionGrants(JSON.parse(session.payload)))
       await this.#db.deleteFrom('oidc_records').where('model', '=', SESSION_MODEL).where('id', 'in', linked.map((session) => session.id)).execute()
     }
-    if (!grants.length) return grants
+    await this.#endGrants(grants)
+    return grants
+  }
+
+  /** Deletes grants and everything issued under them (codes, refresh and access tokens). */
+  async #endGrants(grants: readonly string[]): Promise<void> {
+    if (!grants.length) return
     this.#changed()
     await this.settled()
     for (let start = 0; start < grants.length; start += MAX_BATCH_RECORDS) {
@@ -264,7 +328,6 @@ export class OidcRecordRepository {
       await this.#db.deleteFrom('oidc_records').where((eb) => eb.or([eb('grant_id', 'in', batch), eb.and([eb('model', '=', GRANT_MODEL), eb('id', 'in', batch)])])).execute()
     }
     this.#changed()
-    return grants
   }
 
   /** The realm sessions linked to one gateway session are linked to another now (the browser's session was replaced by a new one of the same user). */
@@ -339,7 +402,7 @@ function sameParameters(compiled: readonly unknown[], given: readonly unknown[])
  * The grants a realm session's sign-ins made, one per client (oidc-provider's `authorizations`), that end with it:
  * those it marked `persistsLogout` (offline access) do not, as in a logout at the realm.
  */
-function sessionGrants(payload: { authorizations?: Record<string, { grantId?: unknown; persistsLogout?: unknown }> }): string[] {
+export function sessionGrants(payload: { authorizations?: Record<string, { grantId?: unknown; persistsLogout?: unknown }> }): string[] {
   return Object.values(payload.authorizations ?? {}).flatMap((authorization) =>
     typeof authorization.grantId === 'string' && authorization.persistsLogout !== true ? [authorization.grantId] : [])
 }

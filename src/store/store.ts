@@ -54,7 +54,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
     await database.close()
     throw new DatabaseUnusable(database.description, error)
   }
-  const repositories = repositoriesOn(database.db, database.dialect, new OidcRecordRepository(database.db, { batched: true }))
+  const repositories = repositoriesOn(database.db, database.dialect, new OidcRecordRepository(database.db, { dialect: database.dialect, batched: true }))
   return {
     database,
     ...repositories,

@@ -60,9 +60,14 @@ describe('the access API', () => {
   })
 
   it('refuses a non-admin changing a team, and changes nothing', async () => {
+    const unseen = await call(gw, 'PATCH', `teams/${research.team}/`, { name: 'Renamed' }, as('plain'))
+    assert.equal(unseen.status, 404, 'a team the caller does not see')
+    assert.equal(unseen.body.code, 'not_found')
+    const member = await grant(gw, 'plain', 'Team Member', research.team)
     const refused = await call(gw, 'PATCH', `teams/${research.team}/`, { name: 'Renamed' }, as('plain'))
-    assert.equal(refused.status, 403)
+    assert.equal(refused.status, 403, 'a member sees the team, and may not change it')
     assert.equal(refused.body.code, 'permission_denied')
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${member.body.id}/`)).status, 204)
     assert.equal((await grant(gw, 'plain', 'Team Member', research.team, as('plain'))).status, 403)
     assert.equal((await call(gw, 'GET', `teams/${research.team}/`)).body.name, 'Lab')
   })
@@ -202,7 +207,10 @@ describe('the access API', () => {
   })
 
   it('deletes an organization with its teams, for superusers and its admins only', async () => {
-    assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`, undefined, as('orgadmin'))).status, 403)
+    assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`, undefined, as('orgadmin'))).status, 404, 'another organization, which its admin does not see')
+    const opsMember = await grant(gw, 'orgadmin', 'Organization Member', ops.organization)
+    assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`, undefined, as('orgadmin'))).status, 403, 'seen, and not theirs to delete')
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${opsMember.body.id}/`)).status, 204)
     assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`)).status, 204)
     assert.equal((await call(gw, 'GET', `teams/${ops.team}/`)).status, 404)
     assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'member')}/organizations/`)).body.count, 0)

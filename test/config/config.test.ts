@@ -115,4 +115,11 @@ describe('configuration', () => {
     assert.deepEqual(problemsOf({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', pool: { connections: 4, per_client: 8 } }] }),
       ['services.0.pool.per_client: must be at most pool.connections (4)'])
   })
+
+  it('refuses removed request headers that are no field name, or a star anywhere but at the end', () => {
+    const service = { name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', remove_request_headers: ['X-Role', 'X-Corp-*', 'X Role', '*-User', ''] }
+    assert.deepEqual(problemsOf({ server: { remove_request_headers: ['Remote_User', 'X:Y'] }, services: [service] }).map((p) => p.split(':')[0]),
+      ['server.remove_request_headers.1', 'services.0.remove_request_headers.2', 'services.0.remove_request_headers.3', 'services.0.remove_request_headers.4'])
+    assert.deepEqual(validateConfig({}).server.remove_request_headers, [])
+  })
 })

@@ -6,7 +6,7 @@ import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { SsoProviderConfig } from '../../src/config/sso.ts'
 import { syncSsoAccount } from '../../src/directory/sso-sync.ts'
 import { flowSecrets, newFlowKey, SsoRelyingParty, type UpstreamIdentity } from '../../src/directory/sso.ts'
-import { GatehouseError } from '../../src/errors.ts'
+import { DirectoryUnavailable, GatehouseError } from '../../src/errors.ts'
 import { openStore, type Store } from '../../src/store/store.ts'
 import { tempDir } from '../helpers/gateway.ts'
 
@@ -135,6 +135,30 @@ describe('single sign-on accounts', () => {
     assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-3', { preferred_username: 'walter' }))), 'account_source_conflict')
     assert.equal((await store.users.findById(victor.id))!.username, 'victor')
     assert.equal((await store.users.findById(local.id))!.source, 'local')
+  })
+
+  it('refuses a new name the directory has, or cannot say about, and keeps a linked account\'s own name without asking', async () => {
+    const directory = (answer: boolean | 'down') => ({
+      asked: [] as string[],
+      async has(username: string) {
+        this.asked.push(username)
+        if (answer === 'down') throw new DirectoryUnavailable()
+        return answer
+      },
+    })
+    const before = await store.users.count()
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-5', { preferred_username: 'xenia' }), directory(true))), 'account_source_conflict')
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-5', { preferred_username: 'xenia' }), directory('down'))), 'directory_unavailable')
+    assert.equal(await store.users.count(), before, 'nothing was created')
+
+    const free = directory(false)
+    const xenia = await syncSsoAccount(store, app.accounts, provider(), identity('s-5', { preferred_username: 'xenia' }), free)
+    assert.deepEqual(free.asked, ['xenia'])
+    const again = directory('down')
+    assert.equal((await syncSsoAccount(store, app.accounts, provider(), identity('s-5', { preferred_username: 'xenia' }), again)).id, xenia.id)
+    assert.deepEqual(again.asked, [], 'a name the account has already is not asked about')
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-5', { preferred_username: 'yusuf' }), directory(true))), 'account_source_conflict')
+    assert.equal((await store.users.findById(xenia.id))!.username, 'xenia', 'no rename onto a directory name')
   })
 
   it('makes a new account when the linked one was deleted', async () => {

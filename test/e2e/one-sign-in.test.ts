@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
+import { SessionManager } from '../../src/auth/session-manager.ts'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
@@ -121,6 +122,54 @@ describe('one sign-in for the browser', () => {
     assert.equal((await me(laptop)).status, 401)
   })
 
+  it('starts a login again from a login page used already (the back button), and signs the browser in at once', async () => {
+    const browser = new Browser()
+    const page = await authorize(browser, { state: 'state-of-the-app' })
+    const first = await browser.submit(page, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.ok(first.stoppedAt)
+    // The same page, submitted again: its login is over, and the browser has a realm session by now.
+    const again = await browser.submit(page, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.ok(again.stoppedAt, again.body.slice(0, 300))
+    const back = new URL(again.stoppedAt)
+    assert.ok(back.searchParams.get('code'))
+    assert.equal(back.searchParams.get('state'), 'state-of-the-app', 'the application gets its own request answered')
+    assert.ok(browser.hops.some((hop) => hop.method === 'POST' && hop.status === 303 && hop.location?.includes('/protocol/openid-connect/auth?')))
+  })
+
+  it('starts a login again from a login page that timed out, saying so, and then logs the browser in', async () => {
+    const browser = new Browser()
+    const page = await authorize(browser, { state: 'timed-out-state' })
+    await gw.store.database.db.deleteFrom('oidc_records').where('model', '=', 'Interaction').execute()
+    const restarted = await browser.submit(page, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.equal(restarted.stoppedAt, undefined, 'the password of a timed-out page is not used')
+    assert.equal(restarted.response.status, 200)
+    assert.match(new URL(restarted.url).pathname, /\/login-actions\//)
+    assert.notEqual(new URL(restarted.url).pathname, new URL(page.url).pathname, 'a new login')
+    assert.match(restarted.body, /role="alert"[^>]*>Your login attempt timed out/)
+    assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), undefined)
+    const done = await browser.submit(restarted, { username: 'alice', password: 'alice-password' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    assert.equal(new URL(done.stoppedAt!).searchParams.get('state'), 'timed-out-state')
+    // The notice is shown once.
+    const later = await authorize(new Browser())
+    assert.doesNotMatch(later.body, /role="alert"/)
+  })
+
+  it('answers a stale login page that carries no request to restart with an HTML page, and changes nothing', async () => {
+    const browser = new Browser()
+    const page = await authorize(browser)
+    await gw.store.database.db.deleteFrom('oidc_records').where('model', '=', 'Interaction').execute()
+    for (const form of [{ username: 'alice', password: 'alice-password' }, { username: 'alice', password: 'alice-password', restart: 'x=1' }] as Record<string, string>[]) {
+      const stale = await browser.request(new URL(new URL(page.url).pathname, gw.url).href, { form })
+      assert.equal(stale.status, 400)
+      assert.match(stale.headers.get('content-type')!, /^text\/html/)
+      assert.match(await stale.text(), /Login expired/)
+    }
+    const reloaded = await browser.request(page.url)
+    assert.equal(reloaded.status, 400)
+    assert.match(reloaded.headers.get('content-type')!, /^text\/html/)
+    assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), undefined)
+  })
+
   it('refuses a code that another browser\'s login produced (login CSRF)', async () => {
     const attacker = new Browser()
     const login = await attacker.navigate(`${gw.url}/demo-app/x`)
@@ -210,7 +259,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -262,6 +311,35 @@ for (const backend of gatewayBackends) {
       // The device the owner is using stays signed in at both.
       assert.equal((await refresh(current.refreshToken)).status, 200)
       assert.ok((await authorize(current.browser)).stoppedAt, 'no password asked of the current device')
+    })
+
+    it('ends a realm session that a save brought back after its gateway session ended, as soon as its browser uses it', async () => {
+      const laptop = await realmSignIn('mia')
+      const keyHash = SessionManager.hashOf(laptop.browser.cookie(gw.url, 'gateway_sessionid')!)
+      // A save of the realm session that lost the race with the end of its gateway session: the realm session is
+      // there, linked to nothing, and the gateway session is gone.
+      await gw.store.database.db.updateTable('oidc_records').set({ gateway_session: null }).where('model', '=', 'Session').where('gateway_session', '=', keyHash).execute()
+      await gw.app.sessions.end(keyHash)
+      assert.ok(await gw.store.oidc.find('Session', laptop.browser.cookie(gw.url, 'gatehouse_oidc_session')!), 'the realm session outlived the end')
+      // The laptop's app asks the realm again, with the realm's cookie and the ended gateway session's.
+      const again = await authorize(laptop.browser)
+      assert.ok(again.stoppedAt, 'the realm session it loaded answered this request')
+      const code = new URL(again.stoppedAt).searchParams.get('code')!
+      const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+      assert.equal(tokens.status, 400, 'the code of that last request is refused')
+      assert.equal(tokens.body.error, 'invalid_grant')
+      await assertSignedOutAtRealm(laptop)
+    })
+
+    it('keeps the realm session of a browser whose gateway session cookie is not one Gatehouse could have set', async () => {
+      const device = await realmSignIn('nina')
+      const realmCookie = device.browser.cookie(gw.url, 'gatehouse_oidc_session')!
+      const asked = await fetch(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+        client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+      })}`, { redirect: 'manual', headers: { accept: 'text/html', cookie: `gatehouse_oidc_session=${realmCookie}; gateway_sessionid=not-a-session-id` } })
+      assert.ok(asked.headers.get('location')!.startsWith(CLIENT_REDIRECT), 'signed in at the realm still')
+      assert.ok(await gw.store.oidc.find('Session', realmCookie), 'the realm session was saved, not ended')
+      assert.equal((await refresh(device.refreshToken)).status, 200)
     })
 
     it('ends the realm session of a browser whose gateway session an administrator ends', async () => {

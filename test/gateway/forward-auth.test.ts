@@ -31,6 +31,21 @@ const FORGED_SPELLINGS = {
   'X-Gatehouse_Teams': 'Forged',
 }
 
+/** What services once behind Authelia or oauth2-proxy believe for who is calling (docs/edge.md). */
+const OTHER_PROXIES_IDENTITY = {
+  'Remote-User': 'admin', 'Remote-Groups': 'admins', 'Remote-Email': 'admin@example.com', 'Remote-Name': 'Admin',
+  'X-Forwarded-User': 'admin', 'X-Forwarded-Email': 'admin@example.com', 'X-Forwarded-Groups': 'admins', 'X-Forwarded-Preferred-Username': 'admin',
+  'X-Forwarded-Access-Token': 'forged', 'X-Auth-Request-User': 'admin', 'X-Auth-Request-Email': 'admin@example.com', 'X-Auth-Request-Groups': 'admins',
+  'X-Auth-Request-Preferred-Username': 'admin', 'X-Auth-Request-Access-Token': 'forged', 'X-Remote-User': 'admin', 'X-Remote-Group': 'admins',
+  'X-User': 'admin', 'X-Email': 'admin@example.com',
+}
+
+/** The names of the identity fields of other proxies a service received, in any spelling. */
+function otherProxiesIdentity(headers: Record<string, unknown>): string[] {
+  const forged = new Set(Object.keys(OTHER_PROXIES_IDENTITY).map((name) => name.toLowerCase()))
+  return Object.keys(headers).filter((name) => forged.has(name.replaceAll('_', '-')))
+}
+
 /** The documented nginx configuration (docs/forward-auth.md), optionally with the 1 s decision cache. */
 function nginxSite(port: number, gateway: string, app: string, dir: string, cached: boolean): string {
   return `
@@ -56,6 +71,24 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, cach
       proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
       proxy_set_header X-Gatehouse-Teams $gatehouse_teams;
       proxy_set_header Authorization "";
+      proxy_set_header Remote-User "";
+      proxy_set_header Remote-Groups "";
+      proxy_set_header Remote-Email "";
+      proxy_set_header Remote-Name "";
+      proxy_set_header X-Forwarded-User "";
+      proxy_set_header X-Forwarded-Email "";
+      proxy_set_header X-Forwarded-Groups "";
+      proxy_set_header X-Forwarded-Preferred-Username "";
+      proxy_set_header X-Forwarded-Access-Token "";
+      proxy_set_header X-Auth-Request-User "";
+      proxy_set_header X-Auth-Request-Email "";
+      proxy_set_header X-Auth-Request-Groups "";
+      proxy_set_header X-Auth-Request-Preferred-Username "";
+      proxy_set_header X-Auth-Request-Access-Token "";
+      proxy_set_header X-Remote-User "";
+      proxy_set_header X-Remote-Group "";
+      proxy_set_header X-User "";
+      proxy_set_header X-Email "";
       proxy_http_version 1.1;
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $gatehouse_connection;
@@ -101,6 +134,25 @@ function caddySite(port: number, gateway: string, app: string): string {
     route {
       request_header -X-Gatehouse*
       request_header -X_Gatehouse*
+      request_header -Remote*
+      request_header -X-Remote*
+      request_header -X_Remote*
+      request_header -X-Auth-Request*
+      request_header -X_Auth_Request*
+      request_header -X-Forwarded-User
+      request_header -X-Forwarded-Email
+      request_header -X-Forwarded-Groups
+      request_header -X-Forwarded-Preferred-Username
+      request_header -X-Forwarded-Access-Token
+      request_header -X_Forwarded_User
+      request_header -X_Forwarded_Email
+      request_header -X_Forwarded_Groups
+      request_header -X_Forwarded_Preferred_Username
+      request_header -X_Forwarded_Access_Token
+      request_header -X-User
+      request_header -X-Email
+      request_header -X_User
+      request_header -X_Email
       forward_auth ${gateway} {
         uri /api/gateway/v1/authz/forward-auth/
         copy_headers X-Gatehouse-User X-Gatehouse-User-Id X-Gatehouse-Auth-Method X-Gatehouse-Identity X-Gatehouse-Teams
@@ -270,6 +322,21 @@ describe('forward authentication', () => {
       }
     })
 
+    it('judge an original target in absolute form by its path, as Caddy passes on what the client sent', async () => {
+      for (const [path, headers] of [[AUTH_REQUEST, 'x-original-uri'], [FORWARD_AUTH, 'x-forwarded-uri']] as const) {
+        const refused = await gw.fetch(path, { headers: { [headers]: 'http://public.example/outer//inner/secret' } })
+        assert.equal(refused.status, 401, `${path}: the private service under the public one decides`)
+        const allowed = await gw.fetch(path, { headers: { ...adminAuth, [headers]: 'HTTPS://public.example:8443/outer/inner/secret?x=1' } })
+        assert.equal(allowed.status, 200, path)
+        assert.equal(decodeJwt(allowed.headers.get('x-gatehouse-identity')!).aud, 'inner')
+        for (const [target, code] of [['http://public.example/outer/inner/../x', 'unsafe_path'], ['http://u@public.example/outer/x', 'invalid_original_request'], ['ftp://public.example/outer/x', 'invalid_original_request']]) {
+          const response = await gw.fetch(path, { headers: { ...adminAuth, [headers]: target! } })
+          assert.equal(response.status, 400, `${path} ${target}`)
+          assert.equal((await json(response)).code, code, `${path} ${target}`)
+        }
+      }
+    })
+
     it('refuse a WebSocket handshake with the session cookie or Basic credentials from another site\'s page, as the built-in proxy does', async () => {
       const session = await login(gw, 'admin', 'admin-test-password')
       const basic = { authorization: adminAuth.authorization }
@@ -295,6 +362,33 @@ describe('forward authentication', () => {
       assert.equal(response.json().code, 'untrusted_proxy')
       assert.equal(response.headers['x-gatehouse-user'], undefined)
     })
+  })
+
+  it('the documented nginx and Caddy configurations keep other proxies\' identity headers from the service', async () => {
+    const recording = await startRecordingUpstream()
+    const [nginxPort, caddyPort] = [await freePort(), await freePort()]
+    const proxies = [
+      await startNginx(dir, 'nginx-recorded', nginxSite(nginxPort, gw.url, recording.url, dir, false)),
+      await startCaddy(join(dir, 'recorded-identity'), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), recording.url.replace('http://', ''))),
+    ]
+    try {
+      const { token } = await createToken(gw, adminAuth)
+      const underscored = Object.fromEntries(Object.entries(OTHER_PROXIES_IDENTITY).map(([name, value]) => [name.replaceAll('-', '_'), value]))
+      for (const port of [nginxPort, caddyPort]) {
+        for (const forged of [OTHER_PROXIES_IDENTITY, underscored]) {
+          for (const [path, headers] of [['/app/open/', {}], ['/app/v1/hosts/', bearer(token)]] as const) {
+            const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { ...headers, ...forged, 'X-Request-Id': 'kept' } })
+            assert.equal(response.status, 200, `${port} ${path}`)
+            const { headers: seen } = recording.seen.at(-1)!
+            assert.deepEqual(otherProxiesIdentity(seen), [], `${port} ${path}`)
+            assert.equal(seen['x-request-id'], 'kept')
+          }
+        }
+      }
+    } finally {
+      for (const proxy of proxies) proxy.kill('SIGTERM')
+      await recording.close()
+    }
   })
 
   for (const cached of [false, true]) {

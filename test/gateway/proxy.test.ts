@@ -4,6 +4,7 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type Se
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { rawClient } from '../helpers/raw-client.ts'
 
 interface Seen {
   method: string
@@ -20,6 +21,8 @@ async function recordingUpstream(): Promise<{ url: string; seen: Seen[]; server:
     for await (const chunk of req) bytes += (chunk as Buffer).length
     seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes })
     if (req.url!.endsWith('/slow')) return setTimeout(() => res.end('late'), 2000)
+    if (req.url!.endsWith('/hints')) res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
+    if (req.url!.endsWith('/processing')) res.writeProcessing()
     if (req.url!.endsWith('/big')) {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'keep-alive': 'timeout=5', connection: 'keep-alive, x-upstream-private', 'x-upstream-private': 'hop' })
       const chunk = Buffer.alloc(1024 * 1024, 7)
@@ -139,10 +142,27 @@ describe('the proxy', () => {
   })
 
   it('refuses dot segments and encoded separators before routing', async () => {
-    for (const path of ['/api/controller/../gateway/v1/users/', '/api/controller/%2e%2e/gateway/v1/users/', '/rec/open/..%2f..%2fsecret', '/rec/open/a%2Fb', '/rec/open/a%5cb', '/rec/open/.%2E/x', '/rec/open/a\\..\\b', 'http://evil.example/rec/open/x']) {
+    for (const path of ['/api/controller/../gateway/v1/users/', '/api/controller/%2e%2e/gateway/v1/users/', '/rec/open/..%2f..%2fsecret', '/rec/open/a%2Fb', '/rec/open/a%5cb', '/rec/open/.%2E/x', '/rec/open/a\\..\\b']) {
       const response = await rawGet(gw.url, path, { authorization: adminAuth.authorization })
       assert.equal(response.status, 400, path)
       assert.equal(JSON.parse(response.body).code, 'unsafe_path', path)
+    }
+  })
+
+  it('passes on the upstream\'s early hints before its answer, and no other informational response', async () => {
+    const exchange = async (path: string, version: string) => {
+      const client = await rawClient(gw.url, '127.0.0.1', `GET ${path} HTTP/${version}\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      await client.closed
+      return client.received()
+    }
+    const hinted = await exchange('/rec/open/hints', '1.1')
+    assert.deepEqual([...hinted.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['103', '200'])
+    assert.match(hinted, /^HTTP\/1\.1 103 Early Hints\r\nlink: <\/style\.css>; rel=preload; as=style\r\n\r\n/i)
+    assert.match(hinted, /\{"bytes":0\}/)
+    for (const [path, version] of [['/rec/open/hints', '1.0'], ['/rec/open/processing', '1.1']] as const) {
+      const answer = await exchange(path, version)
+      assert.deepEqual([...answer.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['200'], `${path} HTTP/${version}`)
+      assert.match(answer, /\{"bytes":0\}/)
     }
   })
 
@@ -196,6 +216,18 @@ describe('the proxy', () => {
       const response = await gw.fetch('/rec/open/m', { method, headers: adminAuth })
       assert.equal(response.status, 200, method)
       assert.equal(last().method, method)
+    }
+  })
+
+  it('forwards the body of a GET or HEAD, as search APIs take their queries, and keeps the connection\'s framing', async () => {
+    for (const [method, framing] of [['GET', 'Content-Length: 5'], ['HEAD', 'Content-Length: 5'], ['GET', 'Transfer-Encoding: chunked']] as const) {
+      const body = framing.startsWith('Content') ? 'hello' : '5\r\nhello\r\n0\r\n\r\n'
+      const before = upstream.seen.length
+      const client = await rawClient(gw.url, '127.0.0.1', `${method} /rec/open/query HTTP/1.1\r\nHost: gw\r\n${framing}\r\n\r\n${body}GET /rec/open/next HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      await client.closed
+      assert.deepEqual([...client.received().matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['200', '200'], `${method} ${framing}`)
+      const seen = upstream.seen.slice(before).sort((a, b) => a.url.localeCompare(b.url))
+      assert.deepEqual(seen.map((request) => [request.method, request.url, request.bytes]), [['GET', '/base/open/next', 0], [method, '/base/open/query', 5]], `${method} ${framing}`)
     }
   })
 

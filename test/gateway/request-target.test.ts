@@ -1,25 +1,8 @@
 import assert from 'node:assert/strict'
-import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { exchange } from '../helpers/raw-client.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
-
-/** Exact bytes over a raw socket, and everything the gateway sends back until it closes the connection. */
-function exchange(url: string, bytes: string, idleMs = 3000): Promise<string> {
-  const { hostname, port } = new URL(url)
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname)
-    let received = ''
-    const timer = setTimeout(() => reject(new Error(`connection still open after ${idleMs} ms; received:\n${received}`)), idleMs)
-    socket.on('data', (chunk) => (received += chunk))
-    socket.on('close', () => {
-      clearTimeout(timer)
-      resolve(received)
-    })
-    socket.on('error', () => {})
-    socket.write(bytes)
-  })
-}
 
 const statusLines = (text: string) => text.split('\r\n').filter((line) => line.startsWith('HTTP/1.1 '))
 
@@ -130,6 +113,46 @@ describe('request targets and framing at the edge', () => {
     assert.equal(upstream.seen.at(-1)!.url, '/guarded/%6fther/x', 'forwarded as sent')
   })
 
+  it('takes an absolute-form target as its path, with the target\'s host in place of the Host header (RFC 9112 §3.2.2)', async () => {
+    const before = upstream.seen.length
+    const proxied = await exchange(gw.url, `GET http://public.example:8443/rec/open//x?q=1 HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n`)
+    assert.deepEqual(statusLines(proxied), ['HTTP/1.1 200 OK'])
+    assert.equal(upstream.seen.at(-1)!.url, '/base/open/x?q=1', 'the path and query, slashes merged')
+    assert.equal(upstream.seen.at(-1)!.headers['x-forwarded-host'], 'public.example:8443', 'the host is the target\'s')
+    for (const target of ['HTTPS://public.example/rec/open/y', 'http://[::1]:8080/rec/open/y']) {
+      assert.deepEqual(statusLines(await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)), ['HTTP/1.1 200 OK'], target)
+    }
+    assert.equal((await exchange(gw.url, `GET http://public.example HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)).split('\r\n')[0], 'HTTP/1.1 302 Found', 'an empty path is /')
+    const api = await exchange(gw.url, `GET http://public.example/api/gateway/v1/ping/ HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+    assert.deepEqual(statusLines(api), ['HTTP/1.1 200 OK'], 'the gateway\'s own API')
+    const guarded = await exchange(gw.url, `GET http://public.example/guarded/admin/x HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`)
+    assert.match(guarded, /"code":"access_denied"/, 'the rules judge the path')
+    assert.equal(upstream.seen.length, before + 3)
+  })
+
+  it('refuses in absolute form what it refuses in origin form, and a target host that is not one', async () => {
+    const before = upstream.seen.length
+    const refusals: [string, string, string][] = [
+      ['http://public.example/rec/open/../closed/x', 'gw', 'unsafe_path'],
+      ['http://public.example/rec/open/x;y/z', 'gw', 'unsafe_path'],
+      ['http://public.example/rec/open/%2e%2e/x', 'gw', 'unsafe_path'],
+      ['http://public.example/rec/open/x?q=%ZZ', 'gw', 'malformed_escape'],
+      ['ftp://public.example/rec/open/x', 'gw', 'unsafe_path'],
+      ['http://user:pw@public.example/rec/open/x', 'gw', 'invalid_host'],
+      ['http://ev!l.example/rec/open/x', 'gw', 'invalid_host'],
+      ['http://public.example:99999/rec/open/x', 'gw', 'invalid_host'],
+      ['http://public.example/rec/open/x', 'bad host', 'invalid_host'],
+    ]
+    for (const [target, host, code] of refusals) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'], target)
+      assert.match(response, new RegExp(`"code":"${code}"`), target)
+    }
+    const twoHosts = await exchange(gw.url, `GET http://public.example/rec/open/x HTTP/1.1\r\nHost: gw\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+    assert.match(twoHosts, /"code":"invalid_host"/)
+    assert.equal(upstream.seen.length, before)
+  })
+
   it('sends the response in flight whole and then closes, when a malformed request is pipelined behind it', async () => {
     const valid = `GET /rec/open/slow HTTP/1.1\r\nHost: gw\r\n\r\n`
     const malformed = `GET /rec/open/next HTTP/1.1\r\nHost: gw\r\nBad Header Line\r\n\r\n`
@@ -145,6 +168,12 @@ describe('request targets and framing at the edge', () => {
     assert.deepEqual(statusLines(response), ['HTTP/1.1 417 Expectation Failed'])
     assert.match(response, /\r\n\r\n\{"code":"expectation_failed","detail":"[^"]+"\}$/)
     assert.equal(upstream.seen.length, before)
+  })
+
+  it('answers CONNECT, which asks for a tunnel through a forward proxy, with a JSON 400 and closes the connection', async () => {
+    const response = await exchange(gw.url, `CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-x\r\n`)
+    assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
+    assert.match(response, /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
   })
 
   it('answers a malformed request on an idle connection with 400 and closes it', async () => {

@@ -45,8 +45,11 @@ describe('the headers between clients and services', () => {
     })
     gw = await startGateway({
       config: {
-        server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.2', '10.0.0.0/8'] },
-        services: [{ name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/*'] }],
+        server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.2', '10.0.0.0/8'], remove_request_headers: ['X-Legacy-User', 'x-corp-*', 'X.Dot*'] },
+        services: [
+          { name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/*'] },
+          { name: 'roles', prefix: '/roles/', upstream: upstream.url, public_paths: ['/roles/*'], remove_request_headers: ['X-App-Role'] },
+        ],
       },
     })
   })
@@ -67,6 +70,40 @@ describe('the headers between clients and services', () => {
     assert.equal(names.filter((name) => name === 'x-forwarded-for').length, 1)
     assert.equal(names.includes('x-gatehouse-anything'), false)
     assert.equal(last().headers['x-forwarded-for'], '127.0.0.1')
+  })
+
+  it('removes the identity headers other authenticating proxies set, from every client, trusted proxies too', async () => {
+    // What services once behind Authelia, oauth2-proxy, Pomerium, Apache, Grafana's auth proxy, Kong or a cloud's
+    // identity-aware proxy believe for who is calling.
+    const forged = {
+      'Remote-User': 'admin', 'Remote-Groups': 'admins', 'Remote-Email': 'admin@example.com', 'Remote-Name': 'Admin',
+      'X-Forwarded-User': 'admin', 'X-Forwarded-Email': 'admin@example.com', 'X-Forwarded-Groups': 'admins',
+      'X-Forwarded-Preferred-Username': 'admin', 'X-Forwarded-Access-Token': 'forged',
+      'X-Auth-Request-User': 'admin', 'X-Auth-Request-Email': 'admin@example.com', 'X-Auth-Request-Groups': 'admins',
+      'X-Remote-User': 'admin', 'X-Remote-Group': 'system:masters', 'X-User': 'admin', 'X-Email': 'admin@example.com',
+      'X-Pomerium-Jwt-Assertion': 'forged', 'X-Pomerium-Claim-Email': 'admin@example.com', 'X-WEBAUTH-USER': 'admin',
+      'X-Consumer-Username': 'admin', 'X-Authenticated-Userid': 'admin', 'X-Authentik-Username': 'admin', 'X-Vouch-User': 'admin',
+      'Cf-Access-Authenticated-User-Email': 'admin@example.com', 'X-Goog-Authenticated-User-Email': 'admin@example.com',
+      'X-Amzn-Oidc-Identity': 'admin', 'X-MS-CLIENT-PRINCIPAL-NAME': 'admin', 'Gap-Auth': 'admin', Remote_User: 'admin', x_auth_request_user: 'admin',
+    }
+    for (const address of ['127.0.0.1', '127.0.0.2']) {
+      const response = await requestFrom(address, `${gw.url}/rec/x`, { headers: { ...forged, 'X-Request-Id': 'kept', 'X-Username-Hint': 'kept' } })
+      assert.equal(response.status, 200)
+      const names = last().rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase())
+      const passed = names.filter((name) => Object.keys(forged).some((forgedName) => forgedName.toLowerCase() === name))
+      assert.deepEqual(passed, [], `from ${address}`)
+      assert.equal(last().headers['x-request-id'], 'kept', 'other fields pass')
+      assert.equal(last().headers['x-username-hint'], 'kept')
+    }
+  })
+
+  it('removes the request headers the configuration names, for every service or for one', async () => {
+    const headers = { 'X-Legacy-User': 'admin', X_Legacy_User: 'admin', 'X-Corp-Role': 'admin', 'X-Corp-Dept': 'it', 'X-App-Role': 'admin', 'X-Corporate': 'kept', 'X.Dot-Role': 'admin', 'X-Dotted': 'kept' }
+    await requestFrom('127.0.0.2', `${gw.url}/roles/x`, { headers })
+    assert.deepEqual(Object.keys(last().headers).filter((name) => /legacy|corp|role/.test(name)), ['x-corporate'])
+    assert.equal(last().headers['x-dotted'], 'kept', 'a dot in a configured name is a dot')
+    await requestFrom('127.0.0.1', `${gw.url}/rec/x`, { headers })
+    assert.deepEqual(Object.keys(last().headers).filter((name) => /legacy|corp|role/.test(name)), ['x-app-role', 'x-corporate'], 'the service list is its own')
   })
 
   it('drops method overrides, which frameworks take for the method the gateway judged', async () => {

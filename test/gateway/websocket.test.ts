@@ -7,6 +7,7 @@ import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import WebSocket from 'ws'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { eventually, rawClient } from '../helpers/raw-client.ts'
 import { login } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
@@ -65,9 +66,11 @@ async function closesWithin(ws: WebSocket, ms: number): Promise<number> {
  * A service that answers upgrades under `/base/refuse/` with a redirect to its own address and cookies for its own
  * paths (and one of the gateway's), and accepts the others with such cookies: what the gateway must rewrite on the way.
  */
-async function cookieSettingUpstream(): Promise<{ url: string; server: Server }> {
+async function cookieSettingUpstream(): Promise<{ url: string; server: Server; handshakes: string[] }> {
+  const handshakes: string[] = []
   const server = createServer((socket) => {
     socket.once('data', (data) => {
+      handshakes.push(String(data))
       const [, path] = /^GET (\S+)/.exec(String(data)) ?? []
       const { port } = server.address() as AddressInfo
       const cookies = 'Set-Cookie: sid=1; Path=/base/; HttpOnly\r\nSet-Cookie: gateway_sessionid=planted; Path=/\r\n'
@@ -82,7 +85,7 @@ async function cookieSettingUpstream(): Promise<{ url: string; server: Server }>
     socket.on('error', () => socket.destroy())
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, handshakes }
 }
 
 describe('WebSockets through the gateway', () => {
@@ -231,6 +234,33 @@ describe('WebSockets through the gateway', () => {
       assert.deepEqual(response.headers['set-cookie'], ['sid=1; Path=/rewritten/; HttpOnly'])
     } finally {
       socket.terminate()
+    }
+  })
+
+  it('opens the socket at the service without the identity headers of other authenticating proxies', async () => {
+    const socket = new WebSocket(`${ws}/rewritten/events/`, { headers: { 'Remote-User': 'admin', 'X-Forwarded-User': 'admin', 'X-Auth-Request-Email': 'admin@example.com', 'X-Request-Id': 'kept' } })
+    try {
+      await once(socket, 'upgrade')
+      const handshake = cookieSetting.handshakes.at(-1)!
+      assert.match(handshake, /^GET \/base\/events\/ /)
+      assert.doesNotMatch(handshake, /remote-user|x-forwarded-user|x-auth-request/i)
+      assert.match(handshake, /x-request-id: kept/i)
+    } finally {
+      socket.terminate()
+    }
+  })
+
+  it('opens a socket asked for with an absolute-form target at the target\'s path, its host in place of Host', async () => {
+    const handshake = ['GET http://public.example/rewritten//events/ HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', '', '']
+    const client = await rawClient(gw.url, '127.0.0.1', handshake.join('\r\n'))
+    try {
+      const answer = await eventually(client.received, (text) => text.includes('\r\n\r\n'), 3000)
+      assert.match(answer, /^HTTP\/1\.1 101 /)
+      const seen = cookieSetting.handshakes.at(-1)!
+      assert.match(seen, /^GET \/base\/events\/ HTTP\/1\.1\r\n/)
+      assert.match(seen, /\r\nx-forwarded-host: public\.example\r\n/i)
+    } finally {
+      client.socket.destroy()
     }
   })
 

@@ -35,3 +35,20 @@ export async function eventually<T>(read: () => T, done: (value: T) => boolean, 
   }
   return value
 }
+
+/** Exact bytes over a raw socket, and everything the gateway sends back until it closes the connection. */
+export function exchange(url: string, bytes: string, idleMs = 3000): Promise<string> {
+  const { hostname, port } = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    let received = ''
+    const timer = setTimeout(() => reject(new Error(`connection still open after ${idleMs} ms; received:\n${received}`)), idleMs)
+    socket.on('data', (chunk) => (received += chunk))
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve(received)
+    })
+    socket.on('error', () => {})
+    socket.write(bytes)
+  })
+}

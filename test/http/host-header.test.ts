@@ -55,6 +55,15 @@ describe('the Host header', () => {
     }
   })
 
+  it('refuses an HTTP/1.1 request without Host with 400 invalid_host, an absolute-form one too, as nginx does', async () => {
+    for (const target of ['/api/gateway/v1/ping/', `http://${host}/api/gateway/v1/ping/`, '/api/controller/v2/ping/']) {
+      const { status, body } = await rawExchange(gw.url, `GET ${target} HTTP/1.1\r\nConnection: close\r\n\r\n`)
+      assert.equal(status, 400, target)
+      assert.equal(JSON.parse(body).code, 'invalid_host', target)
+    }
+    assert.equal((await rawExchange(gw.url, 'GET /api/gateway/v1/ping/ HTTP/1.0\r\n\r\n')).status, 200, 'HTTP/1.0 has no Host to send')
+  })
+
   it('never makes the realm\'s URLs: discovery names the public URL whatever Host and X-Forwarded-Host say', async () => {
     const forged = await rawExchange(gw.url, `GET /realms/${REALM}/.well-known/openid-configuration HTTP/1.1\r\nHost: evil.example\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n`)
     assert.equal(forged.status, 200)

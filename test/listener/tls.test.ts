@@ -144,6 +144,10 @@ describe('HTTPS from certificate files', () => {
     assert.equal(pinged.status, 200)
     assert.equal(JSON.parse(pinged.body).status, 'good')
 
+    const absolute = await curl('--request-target', `${redirectUrl}/api/gateway/v1/ping/?probe=2`, `${redirectUrl}/`)
+    assert.equal(absolute.status, 308, 'an absolute-form target (RFC 9112 §3.2.2)')
+    assert.equal(absolute.headers.location, `https://127.0.0.1:${portOf(gateway.url)}/api/gateway/v1/ping/?probe=2`)
+
     const badHost = await curl('-H', 'Host: not a host', `${redirectUrl}/`)
     assert.equal(badHost.status, 400)
     assert.equal(JSON.parse(badHost.body).code, 'bad_request')

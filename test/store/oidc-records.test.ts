@@ -7,6 +7,21 @@ import { migrationProvider } from '../../src/store/migrations/index.ts'
 import type { Store } from '../../src/store/store.ts'
 import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
 
+/**
+ * Resolves once a statement on `store`'s database is waiting for a lock another connection holds: on PostgreSQL,
+ * once the server says so; on SQLite a statement waits off the event loop, trying again, with nothing to ask, so
+ * after a while of tries.
+ */
+async function untilBlocked(store: Store): Promise<void> {
+  if (store.database.dialect !== 'postgres') return new Promise((resolve) => setTimeout(resolve, 200))
+  for (let tries = 0; tries < 500; tries++) {
+    const { rows } = await sql<{ waiting: number }>`select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`.execute(store.database.db)
+    if (rows[0]!.waiting > 0) return
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw new Error('no statement came to wait for a lock')
+}
+
 /** The OpenID Connect provider's records and its adapter, on both backends. */
 for (const backend of storeBackends) {
   describe(`OIDC records on ${backend.name}`, () => {
@@ -29,30 +44,121 @@ for (const backend of storeBackends) {
       assert.equal((await db.store.oidc.findByUserCode('DeviceCode', 'ABCD'))!.id, 'd1')
     })
 
+    let gatewaySessions = 0
+    /** A gateway session (its key hash) of a new user. */
+    const gatewaySession = async () => {
+      const user = await db.store.users.create({ username: `gateway-user-${++gatewaySessions}` })
+      const keyHash = `gateway-session-${gatewaySessions}`.padEnd(64, '0')
+      await db.store.sessions.create({ keyHash, userId: user.id, created: Date.now(), expiresAt: Date.now() + 60_000, ip: '127.0.0.1', userAgent: 'test' })
+      return keyHash
+    }
+
     it('ends the realm sessions linked to gateway sessions, with their grants and tokens, offline grants and other sessions left alone', async () => {
       const oidc = db.store.oidc
       const later = Date.now() + 60_000
-      const session = (id: string, authorizations: Record<string, unknown>, gatewaySession?: string) =>
-        oidc.upsert({ model: 'Session', id, payload: { uid: `uid-${id}`, accountId: '9', authorizations }, uid: `uid-${id}`, gatewaySession, expiresAt: later })
-      await session('linked', { app: { grantId: 'g-online' }, cli: { grantId: 'g-offline', persistsLogout: true } }, 'gateway-a')
+      const [gatewayA, gatewayB, gatewayC] = [await gatewaySession(), await gatewaySession(), await gatewaySession()]
+      const linked = { uid: 'uid-linked', accountId: '9', authorizations: { app: { grantId: 'g-online' }, cli: { grantId: 'g-offline', persistsLogout: true } } }
+      assert.equal(await oidc.upsertLinkedSession({ id: 'linked', payload: linked, uid: 'uid-linked', gatewaySession: gatewayA!, expiresAt: later }), true)
       // Saved again without a gateway session (the browser had none live): the link stays.
-      await session('linked', { app: { grantId: 'g-online' }, cli: { grantId: 'g-offline', persistsLogout: true } })
-      await session('other', { app: { grantId: 'g-other' } }, 'gateway-b')
+      await oidc.upsert({ model: 'Session', id: 'linked', payload: linked, uid: 'uid-linked', expiresAt: later })
+      assert.equal(await oidc.upsertLinkedSession({ id: 'other', payload: { uid: 'uid-other', accountId: '9', authorizations: { app: { grantId: 'g-other' } } }, uid: 'uid-other', gatewaySession: gatewayB!, expiresAt: later }), true)
       for (const grantId of ['g-online', 'g-offline', 'g-other']) {
         await oidc.upsert({ model: 'Grant', id: grantId, payload: { accountId: '9' }, expiresAt: later })
         await oidc.upsert({ model: 'RefreshToken', id: `rt-${grantId}`, payload: { accountId: '9', grantId }, grantId, expiresAt: later })
         await oidc.upsert({ model: 'AccessToken', id: `at-${grantId}`, payload: { accountId: '9', grantId }, grantId, expiresAt: later })
       }
-      assert.deepEqual(await oidc.endLinkedSessions(['gateway-a', 'gateway-unknown']), ['g-online'])
+      assert.deepEqual(await oidc.endLinkedSessions([gatewayA!, 'gateway-unknown']), ['g-online'])
       assert.equal(await oidc.find('Session', 'linked'), undefined)
       for (const [model, id] of [['Grant', 'g-online'], ['RefreshToken', 'rt-g-online'], ['AccessToken', 'at-g-online']]) assert.equal(await oidc.find(model!, id!), undefined, id)
       for (const [model, id] of [['Session', 'other'], ['Grant', 'g-offline'], ['RefreshToken', 'rt-g-offline'], ['Grant', 'g-other'], ['AccessToken', 'at-g-other']]) assert.ok(await oidc.find(model!, id!), id)
 
       // Passed on to another gateway session, a realm session ends with that one.
-      await oidc.relinkSessions('gateway-b', 'gateway-c')
-      assert.deepEqual(await oidc.endLinkedSessions(['gateway-b']), [])
-      assert.deepEqual(await oidc.endLinkedSessions(['gateway-c']), ['g-other'])
+      await oidc.relinkSessions(gatewayB!, gatewayC!)
+      assert.deepEqual(await oidc.endLinkedSessions([gatewayB!]), [])
+      assert.deepEqual(await oidc.endLinkedSessions([gatewayC!]), ['g-other'])
       assert.equal(await oidc.find('Session', 'other'), undefined)
+    })
+
+    it('refuses to link a realm session to a gateway session that no longer exists, and leaves a record it had alone', async () => {
+      const oidc = db.store.oidc
+      const ended = await gatewaySession()
+      await db.store.sessions.deleteByKeyHash(ended)
+      const payload = { uid: 'uid-late', accountId: '9', authorizations: {} }
+      assert.equal(await oidc.upsertLinkedSession({ id: 'late', payload, uid: 'uid-late', gatewaySession: ended, expiresAt: Date.now() + 60_000 }), false)
+      assert.equal(await oidc.find('Session', 'late'), undefined)
+
+      await oidc.upsert({ model: 'Session', id: 'kept', payload: { ...payload, uid: 'uid-kept' }, uid: 'uid-kept', expiresAt: Date.now() + 60_000 })
+      assert.equal(await oidc.upsertLinkedSession({ id: 'kept', payload: { ...payload, uid: 'uid-kept', changed: true }, uid: 'uid-kept', gatewaySession: ended, expiresAt: Date.now() + 60_000 }), false)
+      assert.equal((await oidc.find('Session', 'kept'))!.payload.changed, undefined)
+    })
+
+    it('lets the end of a gateway session win over a save of its realm session that races with it', async () => {
+      const keyHash = await gatewaySession()
+      const payload = { uid: 'uid-racing', accountId: '9', authorizations: { app: { grantId: 'g-racing' } } }
+      assert.equal(await db.store.oidc.upsertLinkedSession({ id: 'racing', payload, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
+      let commit!: () => void
+      const committing = new Promise<void>((resolve) => { commit = resolve })
+      let ending!: () => void
+      const endUnderWay = new Promise<void>((resolve) => { ending = resolve })
+      // The end runs all its statements, then holds its transaction open while the save comes in from another connection.
+      const end = db.store.transaction(async (tx) => {
+        await tx.sessions.deleteByKeyHash(keyHash)
+        const grants = await tx.oidc.endLinkedSessions([keyHash])
+        ending()
+        await committing
+        return grants
+      })
+      await endUnderWay
+      let saveSettled = false
+      const save = reader.upsertLinkedSession({ id: 'racing', payload: { ...payload, saved: 'late' }, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 })
+        .finally(() => { saveSettled = true })
+      await untilBlocked(db.store)
+      assert.equal(saveSettled, false, 'the save waits for the end under way')
+      commit()
+      assert.deepEqual(await end, ['g-racing'])
+      assert.equal(await save, false)
+      assert.equal(await reader.find('Session', 'racing'), undefined)
+    })
+
+    it('ends a realm session whose gateway session ended before its save, with the grants of its sign-ins, and reports them', async () => {
+      const keyHash = await gatewaySession()
+      const revoked: string[] = []
+      const deps = {
+        records: db.store.oidc,
+        revoke: async (keys: string | readonly string[], destroy: (records: typeof db.store.oidc) => Promise<unknown>) => {
+          await destroy(db.store.oidc)
+          revoked.push(...keys)
+        },
+        detectsRefreshTokenReuse: () => false,
+        gatewaySession: async () => keyHash,
+      }
+      const sessions = new StoreAdapter('Session', deps)
+      await new StoreAdapter('Grant', deps).upsert('g-first', { accountId: '9' }, 300)
+      await sessions.upsert('adapted', { uid: 'uid-adapted', accountId: '9', authorizations: { app: { grantId: 'g-first' } } }, 300)
+      assert.ok(await db.store.oidc.find('Session', 'adapted'))
+
+      await db.store.sessions.deleteByKeyHash(keyHash)
+      await new StoreAdapter('Grant', deps).upsert('g-second', { accountId: '9' }, 300)
+      await new StoreAdapter('AuthorizationCode', deps).upsert('code-second', { accountId: '9', grantId: 'g-second' }, 60)
+      await sessions.upsert('adapted', { uid: 'uid-adapted', accountId: '9', authorizations: { app: { grantId: 'g-first' }, other: { grantId: 'g-second' }, cli: { grantId: 'g-offline', persistsLogout: true } } }, 300)
+      assert.equal(await db.store.oidc.find('Session', 'adapted'), undefined)
+      for (const [model, id] of [['Grant', 'g-first'], ['Grant', 'g-second'], ['AuthorizationCode', 'code-second']]) assert.equal(await db.store.oidc.find(model!, id!), undefined, id)
+      assert.deepEqual(revoked, ['grant:g-first', 'grant:g-second'])
+    })
+
+    it('saves a realm session whose gateway session was replaced by a new one of the same browser linked to the new one', async () => {
+      const [replaced, current] = [await gatewaySession(), await gatewaySession()]
+      const deps = { records: db.store.oidc, revoke: async () => assert.fail('nothing is ended'), detectsRefreshTokenReuse: () => false, gatewaySession: async () => replaced }
+      const sessions = new StoreAdapter('Session', deps)
+      await sessions.upsert('passed-on', { uid: 'uid-passed-on', accountId: '9', authorizations: { app: { grantId: 'g-passed-on' } } }, 300)
+      // A new login in the same browser replaces the gateway session after this request looked it up (SessionManager.start).
+      await db.store.transaction(async (tx) => {
+        await tx.sessions.deleteByKeyHash(replaced)
+        await tx.oidc.relinkSessions(replaced, current)
+      })
+      await sessions.upsert('passed-on', { uid: 'uid-passed-on', accountId: '9', authorizations: { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } } }, 300)
+      assert.deepEqual((await db.store.oidc.find('Session', 'passed-on'))!.payload.authorizations, { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } })
+      assert.deepEqual(await db.store.oidc.endLinkedSessions([current]), ['g-passed-on', 'g-later'], 'it ends with the new gateway session')
     })
 
     it('never returns an expired record, and prunes it', async () => {
