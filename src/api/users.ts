@@ -15,7 +15,7 @@ import { idParam } from './validation.ts'
 const userFields = {
   username: z.string(),
   password: z.string(),
-  email: z.union([z.email(), z.literal('')]),
+  email: z.union([z.email(), z.literal('')], { error: 'Enter a valid email address.' }),
   first_name: z.string().max(150),
   last_name: z.string().max(150),
   is_superuser: z.boolean(),

@@ -130,6 +130,26 @@ describe('the gateway API', () => {
       assert.notDeepEqual(typed.errors.organization, ['This field is required.'])
     })
 
+    it('words what is wrong with a field as Django REST framework does', async () => {
+      const cases: [string, string, unknown, string, string][] = [
+        ['POST', 'users/', { username: 'worded', is_superuser: 'yes' }, 'is_superuser', 'Must be a valid boolean.'],
+        ['POST', 'users/', { username: 5 }, 'username', 'Not a valid string.'],
+        ['POST', 'users/', { username: 'worded', last_name: null }, 'last_name', 'This field may not be null.'],
+        ['POST', 'users/', { username: 'worded', first_name: 'x'.repeat(151) }, 'first_name', 'Ensure this field has no more than 150 characters.'],
+        ['POST', 'users/', { username: 'worded', email: 'not-an-email' }, 'email', 'Enter a valid email address.'],
+        ['POST', 'organizations/', { name: '' }, 'name', 'This field may not be blank.'],
+        ['POST', 'role_definitions/', { name: 'worded', permissions: 'shared.view_team' }, 'permissions', 'Expected a list of items but got type "str".'],
+        ['POST', 'applications/', { name: 'worded', client_type: 'secretive', authorization_grant_type: 'password' }, 'client_type', '"secretive" is not a valid choice.'],
+        ['POST', 'tokens/', { expires_in: true }, 'expires_in', 'A valid integer is required.'],
+        ['POST', 'tokens/', { expires_in: 0 }, 'expires_in', 'Ensure this value is greater than or equal to 1.'],
+      ]
+      for (const [method, path, body, field, message] of cases) {
+        const error = await json(await send(method, `/api/gateway/v1/${path}`, body))
+        assert.equal(error.code, 'invalid', JSON.stringify(body))
+        assert.deepEqual(error.errors[field], [message], `${path} ${JSON.stringify(body).slice(0, 80)}: ${JSON.stringify(error.errors)}`)
+      }
+    })
+
     it('says the fields the server fills in are read-only, and changes nothing', async () => {
       const { id } = await gw.app.accounts.create({ username: 'read-only-fields', password: 'read-only-fields-password' })
       const before = await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth }))
