@@ -33,14 +33,14 @@ const SERVER_FILLED = new Set(['id', 'type', 'url', 'related', 'summary_fields',
  * that is missing (the issue's input is undefined: the schema was parsed with `reportInput`) is required, however
  * its schema words a wrong value; the checks that span fields (`custom`) say what they mean themselves.
  */
-export function fieldErrors(issues: readonly z.core.$ZodIssue[]): Record<string, string[]> {
+export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 'querystring' = 'body'): Record<string, string[]> {
   const fields: Record<string, string[]> = {}
   for (const issue of issues) {
     if (issue.path.length > 0 && issue.code !== 'custom' && 'input' in issue && issue.input === undefined) {
       ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)
     } else if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) {
-        const message = issue.path.length === 0 && SERVER_FILLED.has(key) ? 'This field is read-only.' : 'Unknown field.'
+        const message = part === 'querystring' ? 'Unknown parameter.' : issue.path.length === 0 && SERVER_FILLED.has(key) ? 'This field is read-only.' : 'Unknown field.'
         ;(fields[[...issue.path, key].map(String).join('.')] ??= []).push(message)
       }
     } else if (issue.path.length === 0) {
@@ -111,5 +111,5 @@ function platformWords(issue: z.core.$ZodRawIssue): string | undefined {
 export const schemaValidator: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data) => {
   const result = schema.safeParse(data, { reportInput: true, error: platformWords })
   if (result.success) return { value: result.data }
-  return { error: httpPart === 'params' ? new NotFound() : new ValidationFailed(fieldErrors(result.error.issues)) }
+  return { error: httpPart === 'params' ? new NotFound() : new ValidationFailed(fieldErrors(result.error.issues, httpPart === 'querystring' ? 'querystring' : 'body')) }
 }
