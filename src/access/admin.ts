@@ -5,7 +5,8 @@ import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { ACCESS_TOPIC, USER_TOPIC } from '../store/topics.ts'
-import type { AccessModel } from './model.ts'
+import { teamKey, type AccessModel } from './model.ts'
+import type { ConfiguredName } from './rules.ts'
 import { contentTypeNamed, permissionNamed, PLATFORM_AUDITOR, rolePermissionProblem, type ContentType, type Permission } from './permissions.ts'
 
 export interface AssignmentInput {
@@ -28,11 +29,14 @@ export class AccessAdmin {
   readonly #store: Store
   readonly #bus: EventBus
   readonly #model: AccessModel
+  readonly #configured: NamesInConfiguration
 
-  constructor(store: Store, bus: EventBus, model: AccessModel) {
+  /** `configured`: the organizations and teams the configuration's rules and mappings name (src/access/rules.ts). */
+  constructor(store: Store, bus: EventBus, model: AccessModel, configured: readonly ConfiguredName[]) {
     this.#store = store
     this.#bus = bus
     this.#model = model
+    this.#configured = new NamesInConfiguration(configured)
   }
 
   async createOrganization(actor: User, input: { name: string; description?: string | undefined }): Promise<Organization> {
@@ -41,14 +45,17 @@ export class AccessAdmin {
   }
 
   async updateOrganization(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined }): Promise<Organization> {
-    await this.#requireOrganization(id)
+    const organization = await this.#requireOrganization(id)
     this.#require(actor, 'shared.change_organization', 'organization', id)
+    if (changes.name !== undefined && changes.name !== organization.name) this.#requireUnnamed(actor, this.#configured.namesOrganization(organization.name))
     return this.#change('organization', async (tx) => (await tx.access.updateOrganization(id, changes)) ?? notFound('organization'))
   }
 
   async deleteOrganization(actor: User, id: number): Promise<void> {
-    await this.#requireOrganization(id)
+    const organization = await this.#requireOrganization(id)
     this.#require(actor, 'shared.delete_organization', 'organization', id)
+    const teams = this.#model.teams.filter((t) => t.organizationId === id)
+    this.#requireUnnamed(actor, this.#configured.namesOrganization(organization.name) || teams.some((t) => this.#configured.namesTeam(organization.name, t.name)))
     await this.#change('organization', async (tx) => (await tx.access.deleteOrganization(id)) || notFound('organization'))
   }
 
@@ -65,12 +72,16 @@ export class AccessAdmin {
     if (changes.organizationId !== undefined && changes.organizationId !== team.organizationId) {
       throw new ValidationFailed({ organization: ['A team stays in the organization it was created in: its roles and members belong to it.'] })
     }
-    return this.#change('team', async (tx) => (await tx.access.updateTeam(id, changes)) ?? notFound('team'))
+    if (changes.name !== undefined && changes.name !== team.name) this.#requireUnnamed(actor, this.#namesTeam(team))
+    // Only what the store changes: the organization, checked above, is a column no update writes.
+    const { name, description } = changes
+    return this.#change('team', async (tx) => (await tx.access.updateTeam(id, { name, description })) ?? notFound('team'))
   }
 
   async deleteTeam(actor: User, id: number): Promise<void> {
-    await this.#requireTeam(id)
+    const team = await this.#requireTeam(id)
     this.#require(actor, 'shared.delete_team', 'team', id)
+    this.#requireUnnamed(actor, this.#namesTeam(team))
     await this.#change('team', async (tx) => (await tx.access.deleteTeam(id)) || notFound('team'))
   }
 
@@ -113,8 +124,8 @@ export class AccessAdmin {
   /**
    * Grants a role to a user or a team. The caller must be able to change the object (`change_organization` or
    * `change_team`, as django-ansible-base asks) and hold every permission the role gives on it; platform-wide roles
-   * only superusers grant. A team holds roles only in its own organization. Granting Platform Auditor sets the
-   * account's auditor flag in the same transaction: the role and the flag are one thing.
+   * only superusers grant. A team holds roles only in its own organization, given by those who see it. Granting
+   * Platform Auditor sets the account's auditor flag in the same transaction: the role and the flag are one thing.
    */
   async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<RoleAssignment> {
     const role = await this.#store.access.findRoleDefinition(input.roleDefinitionId)
@@ -126,6 +137,9 @@ export class AccessAdmin {
     this.#requireHeld(actor, role, object)
     if (kind === 'team') {
       if (object.type === 'platform') throw new ValidationFailed({ role_definition: ['Platform-wide roles are given to users, not teams.'] })
+      // Only to a team the giver sees, as the platform takes the team from those the caller may view: a team admin
+      // would otherwise make the members of any team of the organization members of theirs.
+      this.#require(actor, 'shared.view_team', 'team', target.id)
       const organizationOfObject = object.type === 'organization' ? object.id : (await this.#requireTeam(object.id)).organizationId
       if (organizationOfObject !== (target as Team).organizationId) {
         throw new ValidationFailed({ team: ['A team can only hold roles in its own organization.'] })
@@ -221,12 +235,32 @@ export class AccessAdmin {
    * `delete_organization`), or take that role from the organization's real admins.
    */
   #requireHeld(actor: User, role: RoleDefinition, object: { type: ObjectType; id: number }): void {
+    this.#requirePermissions(actor, role, object)
+    // Membership of a team also gives every role the team passes on (its own, and those of the teams it is a member
+    // of): a team admin adding members to a team that holds Organization Admin would otherwise make anyone,
+    // themselves included, an organization admin.
+    if (object.type === 'team' && role.permissions.includes('shared.member_team')) {
+      for (const passed of this.#model.heldByTeam(object.id)) this.#requirePermissions(actor, passed.role, { type: passed.objectType, id: passed.objectId })
+    }
+  }
+
+  #requirePermissions(actor: User, role: RoleDefinition, object: { type: ObjectType; id: number }): void {
     if (object.type === 'platform') return requireSuperuser(actor)
     for (const permission of role.permissions as Permission[]) this.#require(actor, permission, object.type, object.id)
-    // Membership of a team also gives every role the team holds: a team admin adding members to a team that holds
-    // Organization Admin would otherwise make anyone, themselves included, an organization admin.
-    if (object.type === 'team' && role.permissions.includes('shared.member_team')) {
-      for (const passed of this.#model.heldByTeam(object.id)) this.#requireHeld(actor, passed.role, { type: passed.objectType, id: passed.objectId })
+  }
+
+  #namesTeam(team: Team): boolean {
+    return this.#configured.namesTeam(this.#model.organization(team.organizationId)?.name ?? '', team.name)
+  }
+
+  /**
+   * Renaming or deleting an organization or team the configuration names takes it out of what the rules and
+   * mappings mean (a deny rule escaped, a mapping that no longer revokes): superusers only, who answer for the
+   * configuration. Renaming into such a name is as creating one, which admins may.
+   */
+  #requireUnnamed(actor: User, named: boolean): void {
+    if (named && !actor.isSuperuser) {
+      throw new PermissionDenied('Access rules or membership mappings in the configuration name this; only a superuser may rename or delete it.')
     }
   }
 
@@ -246,6 +280,31 @@ export class AccessAdmin {
     const role = (await this.#store.access.findRoleDefinition(id)) ?? notFound('role definition')
     if (role.managed) throw new ManagedRole()
     return role
+  }
+}
+
+/** The configuration's names, as sets to look up: organizations, teams of an organization, and teams named alone. */
+class NamesInConfiguration {
+  readonly #organizations = new Set<string>()
+  readonly #teams = new Set<string>()
+  readonly #teamsAlone = new Set<string>()
+
+  constructor(names: readonly ConfiguredName[]) {
+    for (const name of names) {
+      if (name.organization !== undefined) this.#organizations.add(name.organization)
+      if (name.team === undefined) continue
+      if (name.organization === undefined) this.#teamsAlone.add(name.team)
+      else this.#teams.add(teamKey(name.organization, name.team))
+    }
+  }
+
+  /** Named itself, or as the organization of a team or a role's scope. */
+  namesOrganization(name: string): boolean {
+    return this.#organizations.has(name)
+  }
+
+  namesTeam(organization: string, team: string): boolean {
+    return this.#teamsAlone.has(team) || this.#teams.has(teamKey(organization, team))
   }
 }
 

@@ -24,6 +24,8 @@ export interface UserAccess {
   readonly teamKeys: ReadonlySet<string>
   readonly organizationNames: ReadonlySet<string>
   readonly roleNames: ReadonlySet<string>
+  /** Each role held on an organization or team as `roleKey(role, organization, team)`: what a rule naming where matches. */
+  readonly roleKeys: ReadonlySet<string>
   readonly held: readonly HeldRole[]
   /** Organizations and teams as group paths, `/Organization` and `/Organization/Team`, sorted. */
   readonly groups: readonly string[]
@@ -41,12 +43,25 @@ export interface Visibility {
   readonly assignments: { readonly organizations: ReadonlySet<number>; readonly teams: ReadonlySet<number>; readonly platform: boolean }
 }
 
+/** The names rules can refer to, as they are now: role definitions, teams alone, teams of organizations, organizations. */
+export interface KnownNames {
+  readonly roles: ReadonlySet<string>
+  readonly teams: ReadonlySet<string>
+  readonly teamKeys: ReadonlySet<string>
+  readonly organizations: ReadonlySet<string>
+}
+
 /** A team in an organization, as UserAccess.teamKeys holds it: names cannot hold NUL (src/store/database.ts refuses it). */
 export function teamKey(organization: string, team: string): string {
   return `${organization}\u0000${team}`
 }
 
-const NOBODY: UserAccess = freezeAccess([], [], [], [], [])
+/** A role held on an organization, or on a team of it, as UserAccess.roleKeys holds it. */
+export function roleKey(role: string, organization: string, team?: string): string {
+  return team === undefined ? `${role}\u0000${organization}` : `${role}\u0000${teamKey(organization, team)}`
+}
+
+const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
 
 /**
  * Organizations, teams, roles and assignments, held in memory as one snapshot, so the request path reads
@@ -60,6 +75,7 @@ export class AccessModel {
   readonly #store: Store
   #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
   #byUser = new Map<number, UserAccess>()
+  /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
   #byTeam = new Map<number, readonly HeldRole[]>()
   #teams = new Map<number, Team>()
   #organizations = new Map<number, Organization>()
@@ -108,8 +124,9 @@ export class AccessModel {
   }
 
   /** The names rules can refer to. */
-  names(): { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> } {
+  names(): KnownNames {
     return {
+      roles: new Set(this.#records.roleDefinitions.map((r) => r.name)),
       teams: new Set(this.#records.teams.map((t) => t.name)),
       teamKeys: new Set(this.#records.teams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))),
       organizations: new Set(this.#records.organizations.map((o) => o.name)),
@@ -143,7 +160,7 @@ export class AccessModel {
     const held = user.isSystemAuditor
       ? [...access.held, ...(auditor ? [{ role: auditor, objectType: 'platform' as const, objectId: 0 }] : [])]
       : access.held.filter((h) => h.role.name !== PLATFORM_AUDITOR)
-    return freezeAccess(access.teams, access.teamKeys, access.organizations, held, access.groups)
+    return freezeAccess(access.teams, access.teamKeys, access.organizations, held, access.groups, access.roleKeys)
   }
 
   /**
@@ -182,7 +199,7 @@ export class AccessModel {
     }
   }
 
-  /** The roles a team holds, which every member of it holds through it. */
+  /** The roles a team passes to its members: its own, and those of every team it is a member of, however deep. */
   heldByTeam(teamId: number): readonly HeldRole[] {
     return this.#byTeam.get(teamId) ?? []
   }
@@ -205,6 +222,18 @@ export class AccessModel {
     return user.isSuperuser || this.of(user).held.some((h) => h.role.permissions.includes(permission))
   }
 
+  /** Where a held role is, by name; none for a platform-wide role. */
+  #roleKeyOf(held: HeldRole): string[] {
+    if (held.objectType === 'organization') {
+      const organization = this.#organizations.get(held.objectId)
+      return organization ? [roleKey(held.role.name, organization.name)] : []
+    }
+    if (held.objectType !== 'team') return []
+    const team = this.#teams.get(held.objectId)
+    const organization = team && this.#organizations.get(team.organizationId)
+    return team && organization ? [roleKey(held.role.name, organization.name, team.name)] : []
+  }
+
   #apply(records: AccessRecords): void {
     this.#teams = new Map(records.teams.map((t) => [t.id, t]))
     this.#organizations = new Map(records.organizations.map((o) => [o.id, o]))
@@ -214,19 +243,19 @@ export class AccessModel {
       return role && { role, objectType: a.objectType, objectId: a.objectId }
     }
     const direct = new Map<number, HeldRole[]>()
-    const byTeam = new Map<number, HeldRole[]>()
+    const ownByTeam = new Map<number, HeldRole[]>()
     for (const assignment of records.assignments) {
       const held = heldRole(assignment)
       if (!held) continue
-      const into = assignment.actor === 'user' ? direct : byTeam
+      const into = assignment.actor === 'user' ? direct : ownByTeam
       into.set(assignment.actorId, [...(into.get(assignment.actorId) ?? []), held])
     }
+    const teamsFrom = (teamIds: readonly number[]) => teamsReached(this.#teams, teamIds, ownByTeam)
+    const byTeam = new Map([...ownByTeam.keys()].map((teamId) => [teamId, teamsFrom([teamId]).flatMap((t) => ownByTeam.get(t.id) ?? [])]))
     const byUser = new Map<number, UserAccess>()
     for (const [userId, own] of direct) {
-      const teams = own.filter((h) => h.objectType === 'team' && h.role.permissions.includes('shared.member_team'))
-        .map((h) => this.#teams.get(h.objectId)).filter((t): t is Team => t !== undefined)
-      const uniqueTeams = [...new Map(teams.map((t) => [t.id, t])).values()]
-      const held = [...own, ...uniqueTeams.flatMap((t) => byTeam.get(t.id) ?? [])]
+      const uniqueTeams = teamsFrom(teamsMadeMemberOf(own))
+      const held = [...own, ...uniqueTeams.flatMap((t) => ownByTeam.get(t.id) ?? [])]
       const organizations = held.filter((h) => h.objectType === 'organization' && h.role.permissions.includes('shared.member_organization'))
         .map((h) => this.#organizations.get(h.objectId)).filter((o): o is Organization => o !== undefined)
       const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
@@ -235,7 +264,7 @@ export class AccessModel {
         ...uniqueTeams.map((t) => `/${this.#organizations.get(t.organizationId)?.name ?? ''}/${t.name}`),
       ].sort()
       const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
-      byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups))
+      byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups, held.flatMap((h) => this.#roleKeyOf(h))))
     }
     this.#records = records
     this.#byUser = byUser
@@ -244,12 +273,33 @@ export class AccessModel {
   }
 }
 
+/** The teams these roles make their holder a member of: those they hold a role with member_team on. */
+function teamsMadeMemberOf(held: readonly HeldRole[]): number[] {
+  return held.filter((h) => h.objectType === 'team' && h.role.permissions.includes('shared.member_team')).map((h) => h.objectId)
+}
+
+/**
+ * The teams `teamIds` name, and the teams those are members of, however deep (django-ansible-base's team
+ * parents), nearest first: each once, so teams that are members of each other end the walk.
+ */
+function teamsReached(teams: ReadonlyMap<number, Team>, teamIds: readonly number[], ownByTeam: ReadonlyMap<number, readonly HeldRole[]>): Team[] {
+  const found = new Map<number, Team>()
+  const waiting = [...teamIds]
+  for (let next = 0; next < waiting.length; next++) {
+    const team = teams.get(waiting[next]!)
+    if (!team || found.has(team.id)) continue
+    found.set(team.id, team)
+    waiting.push(...teamsMadeMemberOf(ownByTeam.get(team.id) ?? []))
+  }
+  return [...found.values()]
+}
+
 /** Teams and organizations as Keycloak group paths, and the role names, for realm access tokens (src/oidc/claims.ts). */
 export function keycloakMemberships(access: UserAccess): { groups: string[]; roles: string[] } {
   return { groups: [...access.groups], roles: [...access.roles] }
 }
 
-function freezeAccess(teams: readonly Team[], teamKeys: Iterable<string>, organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[]): UserAccess {
+function freezeAccess(teams: readonly Team[], teamKeys: Iterable<string>, organizations: readonly Organization[], held: readonly HeldRole[], groups: readonly string[], roleKeys: Iterable<string>): UserAccess {
   const roles = [...new Set(held.map((h) => h.role.name))].sort()
   return Object.freeze({
     teams: Object.freeze([...teams]),
@@ -259,6 +309,7 @@ function freezeAccess(teams: readonly Team[], teamKeys: Iterable<string>, organi
     teamKeys: new Set(teamKeys),
     organizationNames: new Set(organizations.map((o) => o.name)),
     roleNames: new Set(roles),
+    roleKeys: new Set(roleKeys),
     held: Object.freeze([...held]),
     groups: Object.freeze([...groups]),
   })

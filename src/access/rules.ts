@@ -1,9 +1,9 @@
 import { BlockList } from 'node:net'
-import { parseCidr, type AccessRule, type RuleMatch } from '../config/access.ts'
+import { parseCidr, type AccessRule, type RuleMatch, type ScopedRole } from '../config/access.ts'
 import type { Config } from '../config/schema.ts'
 import type { Principal } from '../auth/principal.ts'
 import { publicPathMatcher } from '../gateway/routes.ts'
-import { teamKey, type UserAccess } from './model.ts'
+import { roleKey, teamKey, type KnownNames, type UserAccess } from './model.ts'
 
 /** One request as the rules see it: who (signed in), how, and what. */
 export interface AccessRequest {
@@ -75,16 +75,27 @@ export function compileGatewayRules(config: Config): ServiceRules | undefined {
 }
 
 /**
- * Team and organization names the rules and the membership mappings use that do not exist (yet): worth a
- * warning at start, not an error, since they apply as soon as they are created.
+ * An organization or team the configuration names: in an access rule (its teams, organizations, roles' scopes) or a
+ * membership mapping. A team named alone has no `organization`; an organization alone, no `team`.
  */
-export function unknownNames(config: Config, known: { teams: ReadonlySet<string>; teamKeys: ReadonlySet<string>; organizations: ReadonlySet<string> }): string[] {
-  const problems: string[] = []
+export interface ConfiguredName {
+  /** Where, as `config check` shows paths: `services.2.access.0.allow.teams`, `ldap.memberships.1.team`. */
+  readonly path: string
+  readonly by: 'rule' | 'mapping'
+  /** A rule's role definition, alone or held on the organization or team named with it. */
+  readonly role?: string | undefined
+  readonly organization?: string | undefined
+  readonly team?: string | undefined
+}
+
+/** Every organization and team the configuration names, in the order it names them. */
+export function configuredNames(config: Config): ConfiguredName[] {
+  const names: ConfiguredName[] = []
   const mappingSources = [['ldap', config.ldap?.memberships ?? []] as const, ...config.sso.map((p, i) => [`sso.${i}`, p.memberships] as const)]
   for (const [path, mappings] of mappingSources) {
     mappings.forEach((mapping, i) => {
-      if (!known.organizations.has(mapping.organization)) problems.push(`${path}.memberships.${i}.organization: no organization "${mapping.organization}" yet (the mapping applies once it exists)`)
-      else if (mapping.team !== undefined && !known.teams.has(mapping.team)) problems.push(`${path}.memberships.${i}.team: no team "${mapping.team}" yet (the mapping applies once it exists)`)
+      const field = mapping.team === undefined ? 'organization' : 'team'
+      names.push({ path: `${path}.memberships.${i}.${field}`, by: 'mapping', organization: mapping.organization, team: mapping.team })
     })
   }
   const ruleSources = [
@@ -93,14 +104,31 @@ export function unknownNames(config: Config, known: { teams: ReadonlySet<string>
     ...config.realms.flatMap((realm, i) => realm.clients.map((client, j) => [`realms.${i}.clients.${j}`, client.access] as const)),
   ]
   for (const [path, rules] of ruleSources) rules?.forEach((rule, j) => {
-    const kind = rule.allow ? 'allow' : 'deny'
+    const at = `${path}.access.${j}.${rule.allow ? 'allow' : 'deny'}`
     const match = (rule.allow ?? rule.deny)!
-    for (const team of match.teams ?? []) {
-      const exists = typeof team === 'string' ? known.teams.has(team) : known.teamKeys.has(teamKey(team.organization, team.team))
-      if (!exists) problems.push(`${path}.access.${j}.${kind}.teams: no team "${teamName(team)}" yet (the rule applies once it exists)`)
-    }
-    for (const org of match.organizations ?? []) if (!known.organizations.has(org)) problems.push(`${path}.access.${j}.${kind}.organizations: no organization "${org}" yet (the rule applies once it exists)`)
+    for (const team of match.teams ?? []) names.push(typeof team === 'string' ? { path: `${at}.teams`, by: 'rule', team } : { path: `${at}.teams`, by: 'rule', ...team })
+    for (const organization of match.organizations ?? []) names.push({ path: `${at}.organizations`, by: 'rule', organization })
+    for (const role of match.roles ?? []) names.push(typeof role === 'string' ? { path: `${at}.roles`, by: 'rule', role } : { path: `${at}.roles`, by: 'rule', ...role })
   })
+  return names
+}
+
+/**
+ * Role definition, team and organization names the configuration uses that do not exist (yet): worth a warning at
+ * start, not an error, since the rules and mappings apply as soon as they are created.
+ */
+export function unknownNames(config: Config, known: KnownNames): string[] {
+  const problems: string[] = []
+  for (const name of configuredNames(config)) {
+    if (name.role !== undefined && !known.roles.has(name.role)) problems.push(`${name.path}: no role definition "${name.role}" yet (the rule applies once it exists)`)
+    if (name.organization === undefined && name.team === undefined) continue
+    const exists = name.team === undefined ? known.organizations.has(name.organization!)
+      : name.organization === undefined ? known.teams.has(name.team)
+      : known.teamKeys.has(teamKey(name.organization, name.team))
+    if (exists) continue
+    const what = name.team === undefined ? `organization "${name.organization}"` : `team "${name.organization === undefined ? name.team : teamName({ organization: name.organization, team: name.team })}"`
+    problems.push(`${name.path}: no ${what} yet (the ${name.by} applies once it exists)`)
+  }
   return problems
 }
 
@@ -126,7 +154,11 @@ function conditionsOf(match: RuleMatch): Condition[] {
     conditions.push((r) => anyOf(byName, (q) => q.access.teamNames)(r) || anyOf(inOrganization, (q) => q.access.teamKeys)(r))
   }
   if (match.organizations) conditions.push(anyOf(match.organizations, (r) => r.access.organizationNames))
-  if (match.roles) conditions.push(anyOf(match.roles, (r) => r.access.roleNames))
+  if (match.roles) {
+    const byName = match.roles.filter((role) => typeof role === 'string')
+    const heldWhere = match.roles.filter((role) => typeof role !== 'string').map((role) => roleKey(role.role, role.organization, role.team))
+    conditions.push((r) => anyOf(byName, (q) => q.access.roleNames)(r) || anyOf(heldWhere, (q) => q.access.roleKeys)(r))
+  }
   if (match.methods) {
     const methods = new Set<string>(match.methods)
     conditions.push((r) => methods.has(r.method))
@@ -172,9 +204,14 @@ function teamName(team: string | { organization: string; team: string }): string
   return typeof team === 'string' ? team : `${team.organization}/${team.team}`
 }
 
+function roleName(role: string | ScopedRole): string {
+  if (typeof role === 'string') return role
+  return `${role.role} on ${role.team === undefined ? role.organization : teamName({ organization: role.organization, team: role.team })}`
+}
+
 function describe(allow: boolean, match: RuleMatch): string {
   const parts = Object.entries(match).map(([key, value]) => {
-    const shown = key === 'teams' ? match.teams!.map(teamName) : value
+    const shown = key === 'teams' ? match.teams!.map(teamName) : key === 'roles' ? match.roles!.map(roleName) : value
     return `${key}=${Array.isArray(shown) ? shown.join(',') : String(shown)}`
   })
   return `${allow ? 'allow' : 'deny'}${parts.length ? ' ' + parts.join(' ') : ''}`

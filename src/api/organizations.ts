@@ -14,11 +14,15 @@ import { idParam } from './validation.ts'
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
 /** An object's id in a body: a number, or digits as form posts send it. */
-export const bodyId = (what: string) => z.union([z.number().int().positive().max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
+/** An id in a body, as a number or the string the platform's clients send; 32-bit, as the path's ids (idParam). */
+export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
+  .pipe(z.number().int().positive().max(2 ** 31 - 1, `Expected ${what} id.`))
 const createOrganization = z.object({ name, description: description.optional() }).strict()
 const updateOrganization = z.object({ name, description }).partial().strict()
+const replaceOrganization = updateOrganization.required({ name: true })
 const createTeam = z.object({ name, description: description.optional(), organization: bodyId('an organization') }).strict()
 const updateTeam = z.object({ name, description, organization: bodyId('an organization') }).partial().strict()
+const replaceTeam = updateTeam.required({ name: true, organization: true })
 
 export const organizationUrl = (id: number) => `${GATEWAY_API}/organizations/${id}/`
 export const teamUrl = (id: number) => `${GATEWAY_API}/teams/${id}/`
@@ -87,12 +91,13 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     if (!organization || !seesOrganization(request, organization.id)) throw new NotFound('No such organization.')
     return serializeOrganization(organization)
   })
-  api.route({
-    method: ['PATCH', 'PUT'],
+  for (const [method, body] of [['PATCH', updateOrganization], ['PUT', replaceOrganization]] as const) api.route({
+    method,
     url: '/organizations/:id/',
-    schema: { params: idParam, body: updateOrganization },
+    schema: { params: idParam, body },
     handler: async (request) => {
       const before = await app.store.access.findOrganization(request.params.id)
+      if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
       const after = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, request.body)
       app.audit.change(actorOf(request), 'update', { type: 'organization', id: after.id, name: after.name }, before && serializeOrganization(before), serializeOrganization(after))
       return serializeOrganization(after)
@@ -100,6 +105,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   })
   api.delete('/organizations/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const before = await app.store.access.findOrganization(request.params.id)
+    if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
     await app.accessAdmin.deleteOrganization(principalOf(request).user, request.params.id)
     app.audit.change(actorOf(request), 'delete', { type: 'organization', id: request.params.id, name: before?.name }, before && serializeOrganization(before))
     return reply.code(204).send()
@@ -129,13 +135,14 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     if (!team || !seesTeam(request, team.id)) throw new NotFound('No such team.')
     return serializeTeam(app, team)
   })
-  api.route({
-    method: ['PATCH', 'PUT'],
+  for (const [method, body] of [['PATCH', updateTeam], ['PUT', replaceTeam]] as const) api.route({
+    method,
     url: '/teams/:id/',
-    schema: { params: idParam, body: updateTeam },
+    schema: { params: idParam, body },
     handler: async (request) => {
       const { name: teamName, description: text, organization } = request.body
       const before = await app.store.access.findTeam(request.params.id)
+      if (!seesTeam(request, request.params.id)) throw new NotFound('No such team.')
       const after = await app.accessAdmin.updateTeam(principalOf(request).user, request.params.id, { name: teamName, description: text, organizationId: organization })
       app.audit.change(actorOf(request), 'update', { type: 'team', id: after.id, name: after.name }, before && serializeTeam(app, before), serializeTeam(app, after))
       return serializeTeam(app, after)
@@ -143,6 +150,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   })
   api.delete('/teams/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const before = await app.store.access.findTeam(request.params.id)
+    if (!seesTeam(request, request.params.id)) throw new NotFound('No such team.')
     await app.accessAdmin.deleteTeam(principalOf(request).user, request.params.id)
     app.audit.change(actorOf(request), 'delete', { type: 'team', id: request.params.id, name: before?.name }, before && serializeTeam(app, before))
     return reply.code(204).send()

@@ -62,10 +62,20 @@ export class AuditTrail {
 
   /**
    * Records a change to an object: `before` and `after` are its fields as the API shows them (absent before a
-   * create and after a delete); only the fields that differ are kept, secrets masked (src/audit/changes.ts).
+   * create and after a delete); only the fields that differ are kept, secrets masked (src/audit/changes.ts). `code`
+   * says why Gatehouse itself made a change (`directory_entry_gone`).
    */
-  change(actor: Actor, operation: 'create' | 'update' | 'delete', object: AuditObject, before?: Fields, after?: Fields): void {
-    this.#add(entryOf(actor, operation, object, changesBetween(before, after)), true)
+  change(actor: Actor, operation: 'create' | 'update' | 'delete', object: AuditObject, before?: Fields, after?: Fields, code?: string): void {
+    const entry = entryOf(actor, operation, object, changesBetween(before, after))
+    this.#add(code ? { ...entry, code } : entry, true)
+  }
+
+  /**
+   * Records a change that was asked for and not made, with why (the stable code of the refusal, as the API would
+   * answer it): `before` and `after` are what was asked. Always kept, as changes are.
+   */
+  refusedChange(actor: Actor, operation: 'update' | 'delete', object: AuditObject, code: string, before?: Fields, after?: Fields): void {
+    this.#add({ ...entryOf(actor, operation, object, changesBetween(before, after)), code }, true)
   }
 
   /** Records an authentication event; under a flood these are the entries that may be dropped. */

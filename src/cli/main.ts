@@ -8,19 +8,19 @@ import { isWorker } from './workers.ts'
 
 const program = gatehouseProgram()
 
-// A reader that stops reading (`gatehouse config reference | head`) ends the command as SIGPIPE ends any Unix tool
-// (status 141, which `set -o pipefail` sees), not with Node's stack trace of the failed write.
-process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code !== 'EPIPE') throw error
-  process.exit(128 + 13)
-})
-
 // Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
 function quietErrors(command: Command): void {
   command.exitOverride().configureOutput({ writeErr: (text) => process.stderr.write(text.split('\n')[0] + '\n') })
   command.commands.forEach(quietErrors)
 }
 quietErrors(program)
+
+// A reader that stops early (`gatehouse tokens list | head`) closes the pipe: the rest of the output is not wanted,
+// which is no failure of the command. Anything else that breaks standard output is said in one line.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') process.stderr.write(`gatehouse: cannot write the output: ${error.message}\n`)
+  process.exit(error.code === 'EPIPE' ? (process.exitCode ?? 0) : 1)
+})
 
 try {
   await program.parseAsync(process.argv)

@@ -16,8 +16,8 @@ export function usersCommand(): Command {
     .option('--email <email>', 'email address')
     .option('--superuser', 'make the account a superuser'))
     .action(async (name: string, options: StorageOptions & { passwordStdin?: boolean; email?: string; superuser?: boolean }) => {
-      const email = options.email ? emailAddress.safeParse(options.email) : undefined
-      if (email?.success === false) throw new ValidationFailed({ email: email.error.issues.map((issue) => issue.message) })
+      const email = emailAddress.safeParse(options.email ?? '')
+      if (!email.success) throw new ValidationFailed({ email: email.error.issues.map((issue) => issue.message) })
       const password = options.passwordStdin ? await readStdin() : randomBytes(18).toString('base64url')
       await withApp(options, async (app) => {
         const user = await app.accounts.create({ username: name, password, email: options.email ?? '', isSuperuser: Boolean(options.superuser) })

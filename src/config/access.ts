@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { z } from 'zod'
+import { MANAGED_ROLES } from '../access/permissions.ts'
 
 /**
  * A service's `access` rules (docs/access.md): who may use it, in order, first match wins. Only checked here;
@@ -26,6 +27,30 @@ export function parseCidr(value: string): { address: string; prefix: number; fam
   return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' }
 }
 
+/**
+ * A role held on one organization, or on one team of it (`team` named): the qualified teams' shape, with the role.
+ * The managed roles' kinds are known here, so a scope one of them can never be held on is refused at load; a
+ * custom role's kind is in the database, and a scope it is never held on simply matches no one.
+ */
+const ScopedRoleSchema = z.object({
+  role: z.string().min(1).max(512).describe('The role definition\'s name (e.g. Team Admin).'),
+  organization: z.string().min(1).max(512).describe('The organization the role is held on, or whose team it is held on.'),
+  team: z.string().min(1).max(512).optional().describe('The team of that organization the role is held on; absent: held on the organization itself.'),
+}).strict().superRefine((scoped, ctx) => {
+  const managed = MANAGED_ROLES.find((role) => role.name === scoped.role)
+  if (!managed) return
+  const heldOn = scoped.team === undefined ? 'shared.organization' : 'shared.team'
+  if (managed.contentType === heldOn) return
+  ctx.addIssue({
+    code: 'custom',
+    message: managed.contentType === null
+      ? `"${scoped.role}" is held platform-wide, never on an organization or team: name it alone`
+      : managed.contentType === 'shared.team'
+        ? `"${scoped.role}" is held on a team: name the team too`
+        : `"${scoped.role}" is held on an organization: leave out the team`,
+  })
+})
+
 /** What a rule matches; every condition it names must hold (a list: any of its values), and a rule naming none matches everyone signed in. */
 export const RuleMatchSchema = z.object({
   superuser: z.boolean().optional().describe('true: superusers only; false: everyone but superusers.'),
@@ -39,7 +64,8 @@ export const RuleMatchSchema = z.object({
   ])).min(1).optional()
     .describe('Teams: a name alone (a team of that name in any organization, also one an organization admin makes), or { organization, team }: members of any of them.'),
   organizations: names.optional().describe('Organization names: members of any of them.'),
-  roles: names.optional().describe('Role definition names (e.g. Platform Auditor), held on anything.'),
+  roles: z.array(z.union([z.string().min(1).max(512), ScopedRoleSchema])).min(1).optional()
+    .describe('Roles: a role definition\'s name alone (e.g. Platform Auditor), held on anything, or { role, organization, team }: held on that organization, or on that team of it: holders of any of them.'),
   methods: z.array(z.enum(RULE_METHODS)).min(1).optional().describe('HTTP methods.'),
   paths: z.array(rulePath).min(1).optional().describe('Request paths under the service prefix: exact, or a prefix ending in `*`.'),
   auth_methods: z.array(z.enum(['basic', 'session', 'token', 'oidc'])).min(1).optional().describe('How the caller signed in.'),
@@ -59,6 +85,7 @@ export const AccessRulesSchema = z.array(AccessRuleSchema).min(1)
 
 export type AccessRule = z.output<typeof AccessRuleSchema>
 export type RuleMatch = z.output<typeof RuleMatchSchema>
+export type ScopedRole = z.output<typeof ScopedRoleSchema>
 
 /**
  * A directory group or SSO claim value mapped to a membership: in the organization, or in its team when `team` is

@@ -36,8 +36,27 @@ export function loadConfigFile(file: string): Config {
  */
 export function validateConfig(input: unknown, source = 'config'): Config {
   const result = ConfigSchema.safeParse(input, { jitless: true })
-  if (!result.success) throw new ConfigError(source, result.error.issues.map(describeIssue))
+  if (!result.success) throw new ConfigError(source, result.error.issues.flatMap(unionBranch).map(describeIssue))
   return deepFreeze(result.data)
+}
+
+/**
+ * A value a union refused (a team or role named alone, or as an object) is explained by the one branch of its own
+ * type, as if that were the only choice: zod says only "Invalid input". A value of neither type gets the types it
+ * may be.
+ */
+function unionBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_union' || !issue.errors.length) return [issue]
+  const wrongType = (issues: z.core.$ZodIssue[]) => issues.find((i) => i.code === 'invalid_type' && i.path.length === 0)
+  const ofItsType = issue.errors.filter((issues) => !wrongType(issues))
+  if (!ofItsType.length) {
+    const expected = issue.errors.map((issues) => (wrongType(issues) as { expected?: string } | undefined)?.expected ?? 'something else')
+    return [{ ...issue, message: `Invalid input: expected ${expected.join(' or ')}` }]
+  }
+  // Choices of one type (a literal or a URL) leave no branch to prefer.
+  const [branch] = ofItsType
+  if (ofItsType.length > 1 || !branch) return [issue]
+  return branch.flatMap((inner) => unionBranch({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue))
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

@@ -51,13 +51,19 @@ export type AccountChanges = Omit<UserChanges, 'passwordHash'> & {
   revokeTokens?: boolean | undefined
 }
 
-/** What an administrator's change may ask for besides the change itself. */
+/** What a change (an administrator's, or a login's) may ask for besides the change itself. */
 export interface AdministrativeChange {
   /**
-   * Refuse a change that would leave no active superuser (the API's users/ endpoints). A directory or SSO login
-   * does not ask it: the directory decides who is a superuser, and the CLI is how an operator recovers.
+   * Refuse a change that would leave no active superuser (the API's users/ endpoints). The CLI does not ask it: it
+   * is how an operator recovers.
    */
   keepAnActiveSuperuser?: boolean | undefined
+  /**
+   * A directory or SSO login's: make the change, but keep the superuser flag it clears when no other active
+   * superuser would remain, and tell onLastSuperuserKept. A group removed upstream (or a mapping gone wrong) must
+   * not lock every administrator out, where the API would refuse the same change; the login itself succeeds.
+   */
+  keepLastSuperuserFlag?: boolean | undefined
 }
 
 /**
@@ -73,6 +79,7 @@ export class Accounts {
   readonly #changeListeners: ChangeListener[] = []
   readonly #forgetListeners: ((userId: number) => void)[] = []
   readonly #loginListeners: ((attempt: LoginAttempt) => void)[] = []
+  readonly #keptListeners: ((user: User) => void)[] = []
   /** Brute-force protection around every password check. */
   readonly lockout: Lockout
   readonly #passwordPolicy: () => PasswordPolicy
@@ -105,6 +112,11 @@ export class Accounts {
   /** Told the outcome of every login's password check (`checkPassword` with `via`): the audit trail and metrics listen. */
   onLoginAttempt(listener: (attempt: LoginAttempt) => void): void {
     this.#loginListeners.push(listener)
+  }
+
+  /** Told when a login's change kept the flag of the last active superuser (`keepLastSuperuserFlag`): the audit trail and the log listen. */
+  onLastSuperuserKept(listener: (user: User) => void): void {
+    this.#keptListeners.push(listener)
   }
 
   addPasswordSource(source: PasswordSource, position = this.#sources.length): void {
@@ -190,13 +202,18 @@ export class Accounts {
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const { password, revokeTokens, ...rest } = changes
     const passwordHash = password === undefined ? undefined : password === null ? null : await hashPassword(password)
-    let saved: { before: User; after: User } | undefined
+    let saved: { before: User; after: User; keptSuperuser: boolean } | undefined
     try {
       saved = await this.#bus.change(async (tx, announce) => {
         const mayRemoveSuperuser = options.keepAnActiveSuperuser === true && (rest.isSuperuser === false || rest.isActive === false)
-        if (mayRemoveSuperuser) await tx.users.lockActiveSuperusers()
+        const mayKeepSuperuser = options.keepLastSuperuserFlag === true && rest.isSuperuser === false
+        if (mayRemoveSuperuser || mayKeepSuperuser) await tx.users.lockActiveSuperusers()
         const before = await tx.users.findById(id)
-        const after = before && await tx.users.update(id, { ...rest, ...(passwordHash !== undefined ? { passwordHash } : {}) })
+        // Counted under lockActiveSuperusers, as requireAnActiveSuperuser counts: two such logins at once are one
+        // after the other, and the second keeps its flag.
+        const keptSuperuser = mayKeepSuperuser && before !== undefined && isActiveSuperuser(before) && await tx.users.activeSuperuserCount() === 1
+        const fields = keptSuperuser ? { ...rest, isSuperuser: undefined } : rest
+        const after = before && await tx.users.update(id, { ...fields, ...(passwordHash !== undefined ? { passwordHash } : {}) })
         if (!before || !after) return undefined
         if (mayRemoveSuperuser && isActiveSuperuser(before) && !isActiveSuperuser(after)) await requireAnActiveSuperuser(tx)
         announce(USER_TOPIC, String(id))
@@ -206,14 +223,15 @@ export class Accounts {
           deleted: false,
           revokeTokens: passwordHash !== undefined && revokeTokens === true,
         })
-        return { before, after }
+        return { before, after, keptSuperuser }
       })
     } catch (error) {
       if (error instanceof UniqueViolation) throw new UsernameTaken()
       throw error
     }
     if (!saved) throw new NotFound('No such user.')
-    const { before, after } = saved
+    const { before, after, keptSuperuser } = saved
+    if (keptSuperuser) for (const listener of this.#keptListeners) listener(after)
     // A new password, or an account enabled again, is an administrator's answer to a lock: it ends it.
     if (passwordHash || (!before.isActive && after.isActive)) await this.lockout.clear(after.username)
     return after

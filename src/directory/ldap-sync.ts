@@ -27,8 +27,9 @@ const MAX_EMAIL = 254
 /**
  * Creates or updates the account of a user the directory just vouched for: an external account with source
  * `ldap` and no local password. The profile, the mapped groups and, when their groups are configured, the
- * superuser and auditor flags follow the directory; whether the account is active stays an administrator's
- * decision. An unchanged account is not written, so a login tells other processes nothing.
+ * superuser and auditor flags follow the directory (but the last active superuser keeps the flag:
+ * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision. An
+ * unchanged account is not written, so a login tells other processes nothing.
  */
 export async function syncDirectoryAccount(store: Store, accounts: Accounts, found: DirectoryUser): Promise<User> {
   if (!USERNAME_PATTERN.test(found.username)) {
@@ -50,7 +51,7 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
     throw new AccountSourceConflict()
   }
   const changes = changesBetween(existing, profile)
-  return changes ? accounts.update(existing.id, changes) : existing
+  return changes ? accounts.update(existing.id, changes, { keepLastSuperuserFlag: true }) : existing
 }
 
 function profileOf(found: DirectoryUser): UserChanges {

@@ -29,8 +29,9 @@ interface SsoProfile extends UserChanges {
  * would then find their name held by someone else. So a new name (a new account, a rename) is checked with the
  * directory, and refused when the directory has it, or cannot say (fail closed). django-ansible-base gives such a
  * second comer a name with a suffix instead; see docs/sso.md for why Gatehouse refuses. Profile, groups and the
- * mapped flags follow the claims on every sign-in; whether the account is active stays an administrator's
- * decision. An unchanged account is not written.
+ * mapped flags follow the claims on every sign-in (but the last active superuser keeps the flag:
+ * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision. An
+ * unchanged account is not written.
  */
 export async function syncSsoAccount(store: Store, accounts: Accounts, provider: SsoProviderConfig, identity: UpstreamIdentity, directory?: DirectoryNames): Promise<User> {
   const profile = profileOf(provider, identity.claims)
@@ -67,7 +68,7 @@ async function updateLinkedAccount(store: Store, accounts: Accounts, user: User,
   const changes = changesBetween(user, profile)
   if (!changes) return user
   try {
-    return await accounts.update(user.id, changes)
+    return await accounts.update(user.id, changes, { keepLastSuperuserFlag: true })
   } catch (error) {
     const taken = error instanceof UsernameTaken && changes.username ? await store.users.findByUsername(changes.username) : undefined
     throw taken ? conflictWith(taken) : error

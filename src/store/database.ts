@@ -18,7 +18,7 @@ import { DatabaseFileGone, NodeSqliteDatabase } from './sqlite-driver.ts'
  */
 async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number): Promise<NodeSqliteDatabase> {
   try {
-    makeDirectory(dir)
+    makeDirectory(resolve(dir))
   } catch (error) {
     throw new DataDirUnusable(dir, whyNotMade(error) ?? (error as Error).message, error)
   }
@@ -31,8 +31,8 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number):
 }
 
 /**
- * mkdirSync(dir, { recursive: true }) one level at a time: Node's own tries for ever, at full speed, where mkdir
- * fails with ENOENT under a parent that exists (a pseudo-filesystem such as /proc).
+ * `mkdir -p`, one directory at a time: Node's recursive mkdir retries for ever where making a directory fails with
+ * ENOENT though its parent exists (in /proc, or a parent removed meanwhile).
  */
 function makeDirectory(dir: string): void {
   try {
@@ -50,9 +50,9 @@ function makeDirectory(dir: string): void {
 function whyNotMade(error: unknown): string | undefined {
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'EEXIST') return 'it is a file, not a directory'
+  if (code === 'ENOENT') return 'no directory can be made there'
   if (code === 'ENOTDIR') return 'a part of its path is a file, not a directory'
   if (code === 'EACCES') return 'permission denied'
-  if (code === 'ENOENT') return 'no directory can be made there'
   return undefined
 }
 

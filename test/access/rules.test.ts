@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { teamKey, type UserAccess } from '../../src/access/model.ts'
+import { roleKey, teamKey, type UserAccess } from '../../src/access/model.ts'
 import { ServiceRules, unknownNames } from '../../src/access/rules.ts'
 import type { Principal } from '../../src/auth/principal.ts'
+import { MANAGED_ROLES } from '../../src/access/permissions.ts'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { User } from '../../src/store/users.ts'
 
 const user = (username: string, isSuperuser = false) => ({ id: 1, username, isSuperuser, isSystemAuditor: false }) as User
 const signedIn = (principal: Omit<Principal, 'userId'>): Principal => ({ ...principal, userId: principal.user.id })
-const nobody: UserAccess = { teams: [], organizations: [], roles: [], teamNames: new Set(), teamKeys: new Set(), organizationNames: new Set(), roleNames: new Set(), held: [], groups: [] }
+const MANAGED = new Set(MANAGED_ROLES.map((role) => role.name))
+const nobody: UserAccess = { teams: [], organizations: [], roles: [], teamNames: new Set(), teamKeys: new Set(), organizationNames: new Set(), roleNames: new Set(), roleKeys: new Set(), held: [], groups: [] }
 const request = (principal: Omit<Principal, 'userId'>, overrides: Partial<{ method: string; path: string; address: string; access: UserAccess }> = {}) =>
   ({ principal: signedIn(principal), access: nobody, method: 'GET', path: '/svc/x', address: '127.0.0.1', ...overrides })
 
@@ -77,10 +79,67 @@ describe('access rules', () => {
 
   it('warns of teams and organizations that do not exist yet', () => {
     const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { teams: ['Ops', 'Ghosts', { organization: 'Acme', team: 'Ops' }, { organization: 'Other', team: 'Ops' }], organizations: ['Acme'] } }] }] })
-    assert.deepEqual(unknownNames(config, { teams: new Set(['Ops']), teamKeys: new Set([teamKey('Acme', 'Ops')]), organizations: new Set() }), [
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(['Ops']), teamKeys: new Set([teamKey('Acme', 'Ops')]), organizations: new Set() }), [
       'services.0.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
       'services.0.access.0.allow.teams: no team "Other/Ops" yet (the rule applies once it exists)',
       'services.0.access.0.allow.organizations: no organization "Acme" yet (the rule applies once it exists)',
+    ])
+  })
+
+  it('matches a role named alone wherever it is held, and one named with its organization or team there only', () => {
+    const rules = new ServiceRules('svc', [
+      { allow: { roles: [{ role: 'Team Admin', organization: 'Acme', team: 'Ops' }] } },
+      { allow: { roles: [{ role: 'Organization Member', organization: 'Acme' }], methods: ['GET'] } },
+      { allow: { roles: ['Platform Auditor'], methods: ['HEAD'] } },
+    ])
+    const decide = (roleKeys: string[], roleNames: string[], method = 'POST') =>
+      rules.decide(request({ user: user('bob'), method: 'basic' }, { method, access: { ...nobody, roleKeys: new Set(roleKeys), roleNames: new Set(roleNames) } }))
+    assert.deepEqual(decide([roleKey('Team Admin', 'Acme', 'Ops')], ['Team Admin']), { allowed: true, rule: 1, description: 'allow roles=Team Admin on Acme/Ops' })
+    assert.equal(decide([roleKey('Team Admin', 'Other', 'Ops')], ['Team Admin']).allowed, false, 'the same team name in another organization')
+    assert.equal(decide([roleKey('Team Admin', 'Acme')], ['Team Admin']).allowed, false, 'held on the organization, not the team')
+    assert.equal(decide([roleKey('Organization Member', 'Acme')], ['Organization Member'], 'GET').rule, 2)
+    assert.equal(decide([], ['Platform Auditor'], 'HEAD').rule, 3)
+    assert.equal(rules.decide(request({ user: user('bob'), method: 'basic' })).allowed, false)
+  })
+
+  it('refuses a role scope that is malformed or that the managed role can never be held on, with its path', () => {
+    assert.deepEqual(problemsOf([{ allow: { roles: [{ role: 'Team Admin', team: 'Ops' }] } }]), ['services.0.access.0.allow.roles.0.organization: Invalid input: expected string, received undefined'])
+    assert.deepEqual(problemsOf([{ allow: { roles: [{ role: 'Team Admin', organization: 'Acme', teams: 'Ops' }] } }]), [
+      'services.0.access.0.allow.roles.0: Unrecognized key: "teams"',
+      'services.0.access.0.allow.roles.0: "Team Admin" is held on a team: name the team too',
+    ])
+    assert.match(problemsOf([{ allow: { roles: [{ organization: 'Acme' }] } }]).join('\n'), /^services\.0\.access\.0\.allow\.roles\.0\.role:/)
+    assert.match(problemsOf([{ allow: { roles: [''] } }]).join('\n'), /^services\.0\.access\.0\.allow\.roles\.0/)
+    assert.deepEqual(problemsOf([{ allow: { roles: [7], teams: [{ team: 'Ops' }] } }]), [
+      'services.0.access.0.allow.teams.0.organization: Invalid input: expected string, received undefined',
+      'services.0.access.0.allow.roles.0: Invalid input: expected string or object',
+    ])
+    assert.deepEqual(problemsOf([{ allow: { roles: [{ role: 'Platform Auditor', organization: 'Acme' }] } }]), ['services.0.access.0.allow.roles.0: "Platform Auditor" is held platform-wide, never on an organization or team: name it alone'])
+    assert.deepEqual(problemsOf([{ allow: { roles: [{ role: 'Team Member', organization: 'Acme' }] } }]), ['services.0.access.0.allow.roles.0: "Team Member" is held on a team: name the team too'])
+    assert.deepEqual(problemsOf([{ deny: { roles: [{ role: 'Organization Admin', organization: 'Acme', team: 'Ops' }] } }]), ['services.0.access.0.deny.roles.0: "Organization Admin" is held on an organization: leave out the team'])
+    // A custom role's kind is in the database: any scope is taken.
+    assert.equal(validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { roles: [{ role: 'Deployer', organization: 'Acme', team: 'Ops' }] } }] }] }).services[0]!.access!.length, 1)
+  })
+
+  it('warns of the role definitions, organizations and teams role rules name that do not exist yet', () => {
+    const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ allow: { roles: ['Team Admin', 'Team Admn', { role: 'Team Admin', organization: 'Acme', team: 'Ops' }, { role: 'Team Admin', organization: 'Acme', team: 'Ghosts' }, { role: 'Organization Admin', organization: 'Other' }, { role: 'Deployer', organization: 'Acme' }] } }] }] })
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(['Ops']), teamKeys: new Set([teamKey('Acme', 'Ops')]), organizations: new Set(['Acme']) }), [
+      'services.0.access.0.allow.roles: no role definition "Team Admn" yet (the rule applies once it exists)',
+      'services.0.access.0.allow.roles: no team "Acme/Ghosts" yet (the rule applies once it exists)',
+      'services.0.access.0.allow.roles: no organization "Other" yet (the rule applies once it exists)',
+      'services.0.access.0.allow.roles: no role definition "Deployer" yet (the rule applies once it exists)',
+    ])
+  })
+
+  it('warns of the organizations and teams membership mappings name that do not exist yet', () => {
+    const config = validateConfig({ sso: [{ name: 'corp', label: 'Corp', issuer: 'https://idp.example', client_id: 'x', memberships: [
+      { organization: 'Acme', team: 'Ops', groups: ['ops'] },
+      { organization: 'Acme', team: 'Ghosts', groups: ['ghosts'] },
+      { organization: 'Nowhere', groups: ['all'] },
+    ] }] })
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(['Ops', 'Ghosts']), teamKeys: new Set([teamKey('Acme', 'Ops'), teamKey('Other', 'Ghosts')]), organizations: new Set(['Acme', 'Other']) }), [
+      'sso.0.memberships.1.team: no team "Acme/Ghosts" yet (the mapping applies once it exists)',
+      'sso.0.memberships.2.organization: no organization "Nowhere" yet (the mapping applies once it exists)',
     ])
   })
 
@@ -92,7 +151,7 @@ describe('access rules', () => {
       gateway: { access: [{ allow: { teams: ['Ghosts'] } }] },
       realms: [{ name: 'r', clients: [{ client_id: 'a', access: [{ deny: { organizations: ['Acme'] } }] }] }],
     })
-    assert.deepEqual(unknownNames(config, { teams: new Set(), teamKeys: new Set(), organizations: new Set() }), [
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(), teamKeys: new Set(), organizations: new Set() }), [
       'gateway.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
       'realms.0.clients.0.access.0.deny.organizations: no organization "Acme" yet (the rule applies once it exists)',
     ])

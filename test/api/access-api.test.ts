@@ -60,11 +60,27 @@ describe('the access API', () => {
   })
 
   it('refuses a non-admin changing a team, and changes nothing', async () => {
+    const unseen = await call(gw, 'PATCH', `teams/${research.team}/`, { name: 'Renamed' }, as('plain'))
+    assert.equal(unseen.status, 404, 'a team the caller does not see')
+    assert.equal(unseen.body.code, 'not_found')
+    const member = await grant(gw, 'plain', 'Team Member', research.team)
     const refused = await call(gw, 'PATCH', `teams/${research.team}/`, { name: 'Renamed' }, as('plain'))
-    assert.equal(refused.status, 403)
+    assert.equal(refused.status, 403, 'a member sees the team, and may not change it')
     assert.equal(refused.body.code, 'permission_denied')
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${member.body.id}/`)).status, 204)
     assert.equal((await grant(gw, 'plain', 'Team Member', research.team, as('plain'))).status, 403)
     assert.equal((await call(gw, 'GET', `teams/${research.team}/`)).body.name, 'Lab')
+  })
+
+  it('takes a team update that repeats the team\'s own organization, as PUT sends every field', async () => {
+    const { team } = await createOrgAndTeam(gw, 'Repeated', 'Same')
+    const { organization } = (await call(gw, 'GET', `teams/${team}/`)).body
+    for (const method of ['PATCH', 'PUT']) {
+      const updated = await call(gw, method, `teams/${team}/`, { name: `Same ${method}`, description: 'kept', organization })
+      assert.equal(updated.status, 200, JSON.stringify(updated.body))
+      assert.deepEqual([updated.body.name, updated.body.organization], [`Same ${method}`, organization])
+    }
+    assert.equal((await call(gw, 'GET', `teams/${team}/`)).body.name, 'Same PUT')
   })
 
   it('refuses a role to a missing user with 400 naming the field', async () => {
@@ -161,6 +177,24 @@ describe('the access API', () => {
     assert.deepEqual(orgs.body.results.map((o: any) => o.name), ['Ops'])
   })
 
+  it('filters a user\'s teams and organizations as the other lists, and refuses a filter it does not know', async () => {
+    const { team } = await createOrgAndTeam(gw, 'Filtered', 'Sieve')
+    await grant(gw, 'member', 'Team Member', team)
+    const member = await userId(gw, 'member')
+    const teams = await call(gw, 'GET', `users/${member}/teams/?name__icontains=siev`)
+    assert.equal(teams.status, 200)
+    assert.deepEqual(teams.body.results.map((t: any) => t.name), ['Sieve'])
+    assert.ok((await call(gw, 'GET', `users/${member}/organizations/`)).body.count > 0)
+    const organizations = await call(gw, 'GET', `users/${member}/organizations/?name=Nowhere`)
+    assert.deepEqual([organizations.status, organizations.body.count], [200, 0])
+    for (const list of ['teams', 'organizations']) {
+      const unknown = await call(gw, 'GET', `users/${member}/${list}/?team_id=${team}`)
+      assert.equal(unknown.status, 400, list)
+      assert.equal(unknown.body.code, 'invalid')
+      assert.ok(unknown.body.errors.team_id, list)
+    }
+  })
+
   it('says which services a user may reach, by the same rules the gateway runs', async () => {
     const { body } = await call(gw, 'GET', `users/${await userId(gw, 'plain')}/access/`, undefined, as('plain'))
     const byName = Object.fromEntries(body.services.map((s: any) => [s.service, s]))
@@ -173,7 +207,10 @@ describe('the access API', () => {
   })
 
   it('deletes an organization with its teams, for superusers and its admins only', async () => {
-    assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`, undefined, as('orgadmin'))).status, 403)
+    assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`, undefined, as('orgadmin'))).status, 404, 'another organization, which its admin does not see')
+    const opsMember = await grant(gw, 'orgadmin', 'Organization Member', ops.organization)
+    assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`, undefined, as('orgadmin'))).status, 403, 'seen, and not theirs to delete')
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${opsMember.body.id}/`)).status, 204)
     assert.equal((await call(gw, 'DELETE', `organizations/${ops.organization}/`)).status, 204)
     assert.equal((await call(gw, 'GET', `teams/${ops.team}/`)).status, 404)
     assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'member')}/organizations/`)).body.count, 0)

@@ -55,6 +55,29 @@ for (const backend of gatewayBackends) {
       assert.equal((await call(gw, 'GET', `users/${await userId(gw, 'admin')}/`, undefined, as('plain'))).status, 200, 'superusers show to everyone')
     })
 
+    it('answers a change to an organization, team or assignment the caller may not see with 404, as for one that does not exist, and changes nothing', async () => {
+      const assignment = (await call(gw, 'GET', `role_user_assignments/?user=${await userId(gw, 'opsmember')}`)).body.results[0].id
+      const changes: [string, string, unknown][] = [
+        ['PATCH', `organizations/${research.organization}/`, { description: 'mine now' }],
+        ['PUT', `organizations/${research.organization}/`, { name: 'Research' }],
+        ['DELETE', `organizations/${research.organization}/`, undefined],
+        ['PATCH', `teams/${research.team}/`, { description: 'mine now' }],
+        ['DELETE', `teams/${research.team}/`, undefined],
+        ['DELETE', `role_user_assignments/${assignment}/`, undefined],
+      ]
+      for (const [method, path, body] of changes) {
+        const answer = await call(gw, method, path, body, as('plain'))
+        assert.equal(answer.status, 404, `${method} ${path}: ${JSON.stringify(answer.body)}`)
+        assert.equal(answer.body.code, 'not_found')
+      }
+      // One the caller sees but may not change is refused as such.
+      const seen = await call(gw, 'PATCH', `organizations/${research.organization}/`, { description: 'mine now' }, as('researcher'))
+      assert.equal(seen.status, 403)
+      assert.equal(seen.body.code, 'permission_denied')
+      assert.equal((await call(gw, 'GET', `organizations/${research.organization}/`)).body.description, '')
+      assert.equal((await call(gw, 'GET', `role_user_assignments/${assignment}/`)).status, 200)
+    })
+
     it('shows an organization\'s members their organization, its members and its assignments, and nothing of another', async () => {
       assert.deepEqual(await names('organizations/', 'researcher'), ['Research'])
       assert.deepEqual(await names('teams/', 'researcher'), [], 'Organization Member holds no view_team')

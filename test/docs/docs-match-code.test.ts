@@ -113,14 +113,8 @@ describe('the docs match the code', () => {
     const reference = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema
     const known = new Set(optionPaths(reference, reference, '').map(canonical))
     const documented = new Map<string, string>()
-    for (const page of pages) {
-      for (const { code, section } of codeBlocks(page, 'yaml')) {
-        for (const document of parseAllDocuments(code)) {
-          const value = document.toJS() as unknown
-          if (!isConfig(value, reference)) continue
-          for (const path of documentedPaths(value, '', known)) documented.set(canonical(path), `${page} (${section})`)
-        }
-      }
+    for (const { value, where } of configExamples(reference)) {
+      for (const path of documentedPaths(value, '', known)) documented.set(canonical(path), where)
     }
     assert.deepEqual([...documented].filter(([path]) => !known.has(path)).map(([path, where]) => `${path} in ${where}`), [], 'documented options the schema does not have')
     // A reference table names an option by its path (`metrics.host`, `services[].pool.connections`), or within the
@@ -156,19 +150,13 @@ describe('the docs match the code', () => {
   it('every YAML example of the configuration is valid, but for what it leaves out', () => {
     const reference = z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchema
     const problems: string[] = []
-    for (const page of pages) {
-      for (const { code, section } of codeBlocks(page, 'yaml')) {
-        for (const document of parseAllDocuments(code)) {
-          const value = document.toJS() as unknown
-          if (!isConfig(value, reference)) continue
-          try {
-            validateConfig(withoutPlaceholders(value))
-          } catch (error) {
-            if (!(error instanceof ConfigError)) throw error
-            // An example shows one part of a section: the required options it leaves out are not its mistakes.
-            problems.push(...error.problems.filter((p) => !/received undefined$/.test(p)).map((p) => `${page} (${section}): ${p}`))
-          }
-        }
+    for (const { value, where } of configExamples(reference)) {
+      try {
+        validateConfig(withoutPlaceholders(value))
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error
+        // An example shows one part of a section: the required options it leaves out are not its mistakes.
+        problems.push(...error.problems.filter((p) => !/received undefined$/.test(p)).map((p) => `${where}: ${p}`))
       }
     }
     assert.deepEqual(problems, [])
@@ -323,10 +311,18 @@ function documentedPaths(value: unknown, prefix: string, known: Set<string>): st
   })
 }
 
-/** An example is of the configuration file when its top-level keys are the configuration's. */
-function isConfig(value: unknown, reference: JsonSchema): value is Record<string, unknown> {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) return false
-  return Object.keys(value).every((key) => key in (reference.properties ?? {}))
+/**
+ * The YAML examples of the configuration file (those whose top-level keys are the configuration's), with where each
+ * is; an example of access rules alone (`access: [...]`) as the gateway's, since rules are the same everywhere.
+ */
+function configExamples(reference: JsonSchema): { value: Record<string, unknown>; where: string }[] {
+  return pages.flatMap((page) => codeBlocks(page, 'yaml').flatMap(({ code, section }) => parseAllDocuments(code).flatMap((document) => {
+    const value = document.toJS() as unknown
+    if (!value || typeof value !== 'object' || Array.isArray(value)) return []
+    const keys = Object.keys(value)
+    const config = keys.length === 1 && keys[0] === 'access' ? { gateway: value } : value as Record<string, unknown>
+    return Object.keys(config).every((key) => key in (reference.properties ?? {})) ? [{ value: config, where: `${page} (${section})` }] : []
+  })))
 }
 
 /** Access rules take the same fields wherever they are (docs/access.md), and a deny rule the fields of an allow. */

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
+import { call, createOrgAndTeam, demoWithRuledServices, grant } from '../helpers/access.ts'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 
 /**
  * A rule naming a team by name alone matches a team of that name in any organization, also one an organization's
@@ -11,19 +10,13 @@ import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 describe('access rules naming a team with its organization', () => {
   let gw: TestGateway
   const as = (name: string) => ({ authorization: basic(name, `${name}-password-long`) })
-  const demo = loadConfigFile(demoConfigFile) as { services: Record<string, unknown>[] }
 
   before(async () => {
     gw = await startGateway({
-      config: {
-        services: [...demo.services, {
-          name: 'deploy',
-          prefix: '/api/deploy/',
-          upstream: 'builtin:demo',
-          accepts: ['basic'],
-          access: [{ allow: { teams: [{ organization: 'Platform', team: 'Automation' }] } }],
-        }],
-      },
+      config: demoWithRuledServices({
+        deploy: [{ allow: { teams: [{ organization: 'Platform', team: 'Automation' }] } }],
+        legacy: [{ allow: { teams: ['Automation'] } }],
+      }),
     })
     for (const name of ['automator', 'sandboxer']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
     const platform = await createOrgAndTeam(gw, 'Platform', 'Automation')
@@ -50,6 +43,7 @@ describe('access rules naming a team with its organization', () => {
   })
 
   it('still matches a name alone in any organization, the lookalike included', async () => {
-    assert.equal((await gw.fetch('/api/eda/v1/jobs/', { method: 'POST', headers: as('sandboxer') })).status, 200)
+    assert.equal((await gw.fetch('/api/legacy/jobs/', { method: 'POST', headers: as('sandboxer') })).status, 200)
+    assert.equal((await gw.fetch('/api/legacy/jobs/', { method: 'POST', headers: as('automator') })).status, 200)
   })
 })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
-import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
+import { call, createOrgAndTeam, grant, userId } from '../helpers/access.ts'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 /** The issue's example, as the demo configuration's eda service has it, with the people it names. */
@@ -13,18 +13,27 @@ describe('the demo eda service\'s access rules', () => {
 
   before(async () => {
     gw = await startGateway({ pollMs: 100 })
-    for (const name of ['automator', 'researcher', 'auditor', 'outsider']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    for (const name of ['automator', 'researcher', 'auditor', 'outsider', 'lookalike']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
     const platform = await createOrgAndTeam(gw, 'Platform', 'Automation')
     const research = await createOrgAndTeam(gw, 'Research')
     assert.equal((await grant(gw, 'automator', 'Team Member', platform.team)).status, 201)
     assert.equal((await grant(gw, 'researcher', 'Organization Member', research.organization)).status, 201)
     assert.equal((await grant(gw, 'auditor', 'Platform Auditor')).status, 201)
+    // Another organization's team of the same name, which an organization admin could make in their own.
+    const sandbox = await createOrgAndTeam(gw, 'Sandbox', 'Automation')
+    assert.equal((await grant(gw, 'lookalike', 'Team Member', sandbox.team)).status, 201)
   })
   after(() => gw.close())
 
   it('lets a member of Automation read and write', async () => {
     assert.equal((await eda('automator', 'GET')).status, 200)
     assert.equal((await eda('automator', 'POST')).status, 200)
+  })
+
+  it('refuses a member of a team of the same name in another organization: the rule names Platform\'s team', async () => {
+    const response = await eda('lookalike', 'GET')
+    assert.equal(response.status, 403)
+    assert.equal((await json(response)).code, 'access_denied')
   })
 
   it('lets a member of Research read but not write, and says no rule allowed the write', async () => {
@@ -84,7 +93,7 @@ describe('the demo eda service\'s access rules', () => {
   })
 
   it('refuses a member removed from the team on the very next request', async () => {
-    const assignments = await call(gw, 'GET', 'role_user_assignments/?content_type=shared.team')
+    const assignments = await call(gw, 'GET', `role_user_assignments/?content_type=shared.team&user=${await userId(gw, 'automator')}`)
     const membership = assignments.body.results.find((a: { summary_fields: { content_object: { name: string } } }) => a.summary_fields.content_object.name === 'Automation')
     assert.equal((await eda('automator', 'POST')).status, 200)
     assert.equal((await call(gw, 'DELETE', `role_user_assignments/${membership.id}/`)).status, 204)

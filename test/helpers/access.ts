@@ -1,3 +1,4 @@
+import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import type { TestGateway } from './gateway.ts'
 import { adminAuth, json } from './gateway.ts'
 
@@ -34,4 +35,14 @@ export async function createOrgAndTeam(gw: Pick<TestGateway, 'fetch'>, organizat
 /** Gives `username` the named role on an object (or platform-wide) through the API; returns the assignment. */
 export async function grant(gw: Pick<TestGateway, 'fetch'>, username: string, role: string, objectId?: number, headers: Record<string, string> = adminAuth): Promise<{ status: number; body: any }> {
   return call(gw, 'POST', 'role_user_assignments/', { role_definition: await roleId(gw, role), user: await userId(gw, username), ...(objectId === undefined ? {} : { object_id: objectId }) }, headers)
+}
+
+/**
+ * The demo configuration's services plus one `builtin:demo` service per entry, at `/api/{name}/`, taking basic
+ * credentials and guarded by `access`: a configuration override for startGateway.
+ */
+export function demoWithRuledServices(services: Record<string, unknown[]>): { services: Record<string, unknown>[] } {
+  const demo = loadConfigFile(demoConfigFile) as { services: Record<string, unknown>[] }
+  const ruled = Object.entries(services).map(([name, access]) => ({ name, prefix: `/api/${name}/`, upstream: 'builtin:demo', accepts: ['basic'], access }))
+  return { services: [...demo.services, ...ruled] }
 }

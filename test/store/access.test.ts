@@ -60,6 +60,24 @@ for (const backend of storeBackends) {
       assert.equal((await db.store.access.listAssignments('user', { offset: 0, limit: 10, actorId: user.id })).count, 0)
     })
 
+    it('deletes a team with the roles it held and the roles given on it, to users and to other teams', async () => {
+      const user = await db.store.users.create({ username: 'leaver' })
+      const org = await db.store.access.createOrganization({ name: 'Kept' })
+      const leaving = await db.store.access.createTeam({ name: 'Leaving', organizationId: org.id })
+      const staying = await db.store.access.createTeam({ name: 'Staying', organizationId: org.id })
+      const member = (await db.store.access.findRoleDefinitionByName('Team Member'))!
+      const orgMember = (await db.store.access.findRoleDefinitionByName('Organization Member'))!
+      await db.store.access.assign({ roleDefinitionId: member.id, actor: 'user', actorId: user.id, objectType: 'team', objectId: leaving.id })
+      await db.store.access.assign({ roleDefinitionId: orgMember.id, actor: 'team', actorId: leaving.id, objectType: 'organization', objectId: org.id })
+      await db.store.access.assign({ roleDefinitionId: member.id, actor: 'team', actorId: leaving.id, objectType: 'team', objectId: staying.id })
+      await db.store.access.assign({ roleDefinitionId: member.id, actor: 'team', actorId: staying.id, objectType: 'team', objectId: leaving.id })
+      assert.equal(await db.store.access.deleteTeam(leaving.id), true)
+      const left = (await db.store.access.loadAll()).assignments.filter((a) => (a.actor === 'team' && a.actorId === leaving.id)
+        || (a.objectType === 'team' && a.objectId === leaving.id) || (a.actor === 'user' && a.actorId === user.id))
+      assert.deepEqual(left, [])
+      assert.equal((await db.store.access.findTeam(staying.id))?.name, 'Staying')
+    })
+
     it('adds the access tables to a database that already has later migrations', async () => {
       const other = await db.reopen()
       try {
