@@ -6,6 +6,7 @@ import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
 import { UsageError } from './common.ts'
 import { configCommand } from './config.ts'
+import { keysCommand } from './keys.ts'
 import { ldapCommand } from './ldap.ts'
 import { migrateCommand } from './migrate.ts'
 import { serveCommand } from './serve.ts'
@@ -24,6 +25,7 @@ const program = new Command('gatehouse')
   .addCommand(configCommand())
   .addCommand(ldapCommand())
   .addCommand(accessCommand())
+  .addCommand(keysCommand())
 
 // Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
 function quietErrors(command: Command): void {
