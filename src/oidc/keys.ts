@@ -165,6 +165,8 @@ export class LoadedKeys {
   #set: RealmKeySet | undefined
   #reloadAt = 0
   #loading: Promise<RealmKeySet> | undefined
+  /** Counts the news of changes: news that came while the keys were being read may not be in what was read. */
+  #news = 0
 
   constructor(keys: RotatingKeys, changed: () => Promise<void>) {
     this.#keys = keys
@@ -185,14 +187,18 @@ export class LoadedKeys {
   }
 
   reload(): void {
+    this.#news++
     this.#reloadAt = 0
   }
 
   async #load(now: number): Promise<RealmKeySet> {
+    const news = this.#news
     const { keys, changed } = await this.#keys.load(now)
+    // Counted before this process's own news of the change, which reaches it too and is in what it read.
+    const missed = this.#news !== news
     if (changed) await this.#changed()
     this.#set = keys
-    this.#reloadAt = keys.reloadAt
+    this.#reloadAt = missed ? 0 : keys.reloadAt
     return keys
   }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { RotatingKeys } from '../../src/oidc/keys.ts'
+import { LoadedKeys, RotatingKeys, type RealmKeySet } from '../../src/oidc/keys.ts'
 import { openForSuite, storeBackends } from '../helpers/backends.ts'
 
 const DAY = 86400
@@ -80,3 +80,34 @@ for (const backend of storeBackends) {
     })
   })
 }
+
+describe('keys loaded in a process', () => {
+  it('reads them again when news of a change came while they were being read', async () => {
+    const opened = await storeBackends[0]!.open()
+    try {
+      let release!: () => void
+      const reading = new Promise<void>((resolve) => (release = resolve))
+      // Keys whose read waits until the test lets it finish: news arrives in between.
+      class SlowKeys extends RotatingKeys {
+        override async load(now?: number): Promise<{ keys: RealmKeySet; changed: boolean }> {
+          const read = await super.load(now)
+          await reading
+          return read
+        }
+      }
+      const loaded = new LoadedKeys(new SlowKeys(opened.store, { purpose: 'slow', alg: 'ES256', rotationSeconds: 30 * DAY, graceSeconds: GRACE }), async () => {})
+      const now = Date.now()
+      const first = loaded.get(now)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      loaded.reload()
+      release()
+      await first
+      assert.equal(loaded.fresh(now), undefined)
+      await loaded.get(now)
+      assert.notEqual(loaded.fresh(now), undefined)
+    } finally {
+      await opened.store.close()
+      await opened.cleanup()
+    }
+  })
+})
