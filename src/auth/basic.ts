@@ -1,4 +1,5 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
+import { utf8OrLatin1 } from '../http/legacy-text.ts'
 import { BasicAuthDisabled, MalformedCredentials } from '../errors.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
@@ -8,7 +9,6 @@ import type { Credential } from './principal.ts'
 
 const BASIC = /^basic +([A-Za-z0-9+/]*={0,2}) *$/i
 const MAX_HEADER = 4096
-const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
 /** HTTP basic authorization (RFC 7617), for local and directory accounts alike. */
 export class BasicAuthenticator implements Authenticator {
@@ -48,20 +48,8 @@ export function parseBasic(header: string): { username: string; password: string
   if (!match || match[1]!.length % 4 === 1) {
     throw new MalformedCredentials('Invalid basic header. Credentials not correctly base64 encoded.')
   }
-  const decoded = decodePair(Buffer.from(match[1]!, 'base64'))
+  const decoded = utf8OrLatin1(Buffer.from(match[1]!, 'base64'))
   const colon = decoded.indexOf(':')
   if (colon < 0) throw new MalformedCredentials('Invalid basic header. No credentials provided.')
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) }
-}
-
-/**
- * UTF-8, or ISO-8859-1 when the bytes are not UTF-8, as Django REST framework reads them. Never a lossy decoding:
- * with each invalid byte read as U+FFFD, any such byte would stand for a password's U+FFFD.
- */
-function decodePair(bytes: Buffer): string {
-  try {
-    return UTF8.decode(bytes)
-  } catch {
-    return bytes.toString('latin1')
-  }
 }

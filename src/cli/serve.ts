@@ -32,6 +32,15 @@ export function serveCommand(): Command {
     .action(serve)
 }
 
+/**
+ * An address this machine cannot listen on (not one of its own, a name that does not resolve, a port it may not
+ * open) is a mistake in how serve was called, exit status 2; a port another process holds is not.
+ */
+function cannotListen(host: string, port: number, error: unknown): Error {
+  const message = `cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${(error as Error)?.message ?? String(error)}`
+  return (error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' ? new Error(message, { cause: error }) : new UsageError(message)
+}
+
 /** An empty address would make Node listen on every interface, the opposite of what was asked. */
 function parseHost(value: string): string {
   if (!value.trim()) throw new UsageError(`--host must be an address to listen on, got "${value}"`)
@@ -69,7 +78,7 @@ async function serve(options: ServeOptions): Promise<void> {
   } catch (error) {
     await server.close()
     await closeAll()
-    throw error
+    throw cannotListen(host, port, error)
   }
   if (!config.server.public_url) {
     publicUrl = listening.url

@@ -80,6 +80,25 @@ export class LdapDirectory {
   }
 
   /**
+   * Whether an entry still matches the user filter for `username` (the account check, ldap-check.ts): only the
+   * search, no groups. Two entries still list the name (logins refuse them as a directory mistake; an account is
+   * not disabled for one). Throws DirectoryUnavailable when the directory cannot say.
+   */
+  async lists(username: string): Promise<boolean> {
+    const { base, filter, scope } = this.#config.user_search
+    return this.#withinDeadline(async (connections) => {
+      const { client } = await this.#connect(connections)
+      try {
+        const { searchEntries } = await client.search(base, { scope, filter: fillFilter(filter, { username }), attributes: ['1.1'], sizeLimit: 1 })
+        return searchEntries.length > 0
+      } catch (error) {
+        if (error instanceof ldapts().SizeLimitExceededError) return true
+        throw error
+      }
+    })
+  }
+
+  /**
    * Runs a conversation with the directory under the lookup deadline, and closes every connection it opened.
    * A conversation that outlives its deadline may open no further connection.
    */

@@ -99,6 +99,8 @@ export interface ProviderOptions {
    */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   memberships?: ((user: User) => Memberships) | undefined
+  /** Asked at each refresh: false refuses it (realm.ts). */
+  confirmAccount?: ((user: User) => Promise<boolean>) | undefined
   clientAccess?: ClientAccessCheck | undefined
   revoke: AdapterDependencies['revoke']
   /** For the realm that serves the platform's OAuth2 applications (src/oidc/applications.ts). */
@@ -129,7 +131,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     const refusal = clientAccess(realm.name, clientId, user, (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address ?? '')
     if (refusal) throw accessDenied(refusal)
   })
-  const findAccount = accountFinder(options.accounts, checkClientAccess)
+  const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount)
   const adapterDeps: AdapterDependencies = {
     records: options.records,
     revoke: options.revoke,

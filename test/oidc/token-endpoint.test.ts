@@ -153,6 +153,27 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(decodeJwtPart(body.access_token, 1).sub, String(alice!.id))
   })
 
+  it('reads a form\'s bytes that are not UTF-8 as ISO-8859-1, as basic credentials, never as U+FFFD', async () => {
+    await gw.app.accounts.create({ username: 'ulla', password: 'replacement-\uFFFD-password' })
+    await gw.app.accounts.create({ username: 'lotte', password: 'l\u00e4tin-one-password' })
+    const grant = async (body: string | Buffer) => {
+      const response = await gw.fetch(TOKEN_PATH, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body })
+      return { status: response.status, body: await response.json() as any }
+    }
+    const form = 'client_id=end-users&grant_type=password&username='
+    for (const body of [`${form}ulla&password=replacement-%FF-password`, Buffer.concat([Buffer.from(`${form}ulla&password=replacement-`), Buffer.from([0xff]), Buffer.from('-password')])]) {
+      const refused = await grant(body)
+      assert.equal(refused.status, 401, String(body))
+      assert.equal(refused.body.error, 'invalid_grant')
+    }
+    assert.equal((await grant(`${form}ulla&password=replacement-%EF%BF%BD-password`)).status, 200)
+    for (const body of [`${form}lotte&password=l%E4tin-one-password`, `${form}lotte&password=l%C3%A4tin-one-password`, Buffer.concat([Buffer.from(`${form}lotte&password=l`), Buffer.from([0xe4]), Buffer.from('tin-one-password')])]) {
+      const { status, body: answer } = await grant(body)
+      assert.equal(status, 200, `${String(body)}: ${JSON.stringify(answer)}`)
+      assert.equal(decodeJwtPart(answer.access_token, 1).preferred_username, 'lotte')
+    }
+  })
+
   it('takes a confidential client\'s secret in HTTP basic and in the form at once when they agree', async () => {
     const basic = { authorization: 'Basic ' + Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64') }
     const { status, body } = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET }, basic)
