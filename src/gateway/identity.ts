@@ -109,12 +109,13 @@ export class IdentitySigner {
   /** `access`: the user's teams, organizations and roles (src/access/model.ts), carried as claims of those names. */
   async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, access?: UserAccess, now = Date.now()): Promise<string> {
     const cacheKey = cacheKeyOf(principal, audience)
+    // Signed from the account as it is now: if it changes while the keys are read or the token signed, this token
+    // is used once and not kept.
+    const stamp = this.#cache.stamp()
     const signingKey = await this.#signingKeyAt(now)
     // Once the next key signs, every process signs with it: a token of the key before is not reused.
     const cached = this.#cache.get(cacheKey, now)
     if (cached?.kid === signingKey.kid) return cached.jwt
-    // Signed from the account as it is now: if it changes while signing, this token is used once and not kept.
-    const stamp = this.#cache.stamp()
     const user = principal.user
     const issuedAt = Math.floor(now / 1000)
     const jwt = await new SignJWT({
