@@ -20,11 +20,14 @@ export interface RealmKeySet {
   readonly alg: RealmKeyAlg
   /** The key new tokens are signed with. */
   readonly activeKid: string
-  /** Private JWKs for oidc-provider: the active key first, then retired keys whose tokens may still be alive. */
+  /**
+   * Private JWKs (for oidc-provider): the active key first, then the next key once it is published ahead of signing,
+   * then retired keys whose tokens may still be alive.
+   */
   readonly privateJwks: readonly JWK[]
   /** The same keys without their private parts: the realm's JWKS (`certs`); for a secret (HS512) key, only its id. */
   readonly publicJwks: readonly JWK[]
-  /** When the set must be read again: the active key is due to be replaced, or a retired key to be dropped. */
+  /** When the set must be read again: the active key is due to be replaced, the next key to sign, or a retired key to be dropped. */
   readonly reloadAt: number
 }
 
