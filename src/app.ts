@@ -133,7 +133,12 @@ export async function createApp(config: Config, store: Store, options: AppOption
   settings.onChange(() => basicCache.clear())
 
   const publicUrl = (options.publicUrl ?? config.server.public_url ?? `http://${config.server.host}:${config.server.port}`).replace(/\/$/, '')
-  const identity = new IdentitySigner(store, publicUrl, config.auth.identity_token_seconds)
+  const identity = new IdentitySigner(store, bus, publicUrl, {
+    tokenSeconds: config.auth.identity_token_seconds,
+    rotationSeconds: config.auth.identity_key_rotation_seconds,
+    jwksMaxAgeSeconds: config.auth.identity_jwks_max_age_seconds,
+    maxStaleSeconds: config.auth.max_stale_seconds,
+  })
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
   access.onReload(() => identity.forgetAll())

@@ -50,7 +50,7 @@ export function discoveryRoutes(api: GatewayApi, app: App): void {
 
   // Public on purpose: services fetch it to verify X-Gatehouse-Identity.
   api.get('/jwks/', { config: { access: 'open' } }, async (_request, reply) => {
-    reply.header('cache-control', 'public, max-age=300')
+    reply.header('cache-control', `public, max-age=${app.config.auth.identity_jwks_max_age_seconds}`)
     return app.identity.jwks()
   })
 }

@@ -2,6 +2,7 @@ import { Command } from 'commander'
 import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
 import { configCommand } from './config.ts'
+import { keysCommand } from './keys.ts'
 import { ldapCommand } from './ldap.ts'
 import { migrateCommand } from './migrate.ts'
 import { serveCommand } from './serve.ts'
@@ -21,4 +22,5 @@ export function gatehouseProgram(): Command {
     .addCommand(configCommand())
     .addCommand(ldapCommand())
     .addCommand(accessCommand())
+    .addCommand(keysCommand())
 }

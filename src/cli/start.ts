@@ -47,6 +47,8 @@ export async function startGatehouse(config: Config, options: StartOptions): Pro
     // Refused (GATEHOUSE_ADMIN_PASSWORD breaks the password policy): the caller exits with the reason instead of hanging on open handles.
     const admin = await ensureAdmin(store, app.accounts, options.env)
     await app.bus.start(options.pollMs)
+    // An identity key another process created while this one started, before it heard news, is read now.
+    await app.identity.reload()
     const server = await buildServer(app, options.server)
     return { store, app, server, admin, close }
   } catch (error) {

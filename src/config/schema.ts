@@ -132,6 +132,10 @@ export const ConfigSchema = z.object({
       .describe('How long a verified username/password pair is remembered in memory (0 = verify argon2id every time). One in use near the end of that time is verified again in the background (in its last fifth, at most 5 s), so its requests do not wait.'),
     identity_token_seconds: z.number().int().min(10).max(3600).default(60)
       .describe('Lifetime of the X-Gatehouse-Identity JWT sent to services.'),
+    identity_key_rotation_seconds: z.number().int().min(3600).max(365 * 86400).default(30 * 86400)
+      .describe('How long the key that signs X-Gatehouse-Identity signs before the next one takes over. The next key is published at /api/gateway/v1/jwks/ `identity_jwks_max_age_seconds` + `max_stale_seconds` before it signs, and the replaced key stays published until the last token it signed has expired (`gatehouse keys rotate --identity` rotates at once).'),
+    identity_jwks_max_age_seconds: z.number().int().min(0).max(3600).default(300)
+      .describe('How long services may cache the JWKS at /api/gateway/v1/jwks/ (its Cache-Control max-age); a new identity key is published at least this long before it signs.'),
     max_stale_seconds: z.number().int().min(2).max(3600).default(30)
       .describe('The longest a process trusts what it read from the database (accounts, sessions, tokens, OIDC token records) without reading it again, and the longest it answers from memory without having read the news of revocations: a process that cannot reach the database serves credentials it already verified for this long, then answers 503 database_unavailable until the database answers again.'),
     password_sources: PasswordSourcesSchema,
@@ -139,7 +143,7 @@ export const ConfigSchema = z.object({
       .describe('Sign-ins (a realm authorization that may show the login page, a device authorization, a single sign-on start) one client address, an IPv6 client by its /64, may start in 10 minutes, in each process; beyond it 429 sign_ins_throttled. Each start writes a record that waits for its end, so this bounds what requests without credentials can add to the database. Raise it for many people behind one address (an office NAT). 0 = no limit.'),
     sign_in_starts_total: z.number().int().min(0).default(10_000)
       .describe('Sign-ins all client addresses together may start in 10 minutes, in each process; beyond it every start is refused with 429 sign_ins_throttled until the 10 minutes end. The bound a flood from many addresses cannot pass. 0 = no limit.'),
-  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, max_stale_seconds: 30, password_sources: ['local', 'ldap'], sign_in_starts_per_address: 300, sign_in_starts_total: 10_000 })
+  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, identity_key_rotation_seconds: 30 * 86400, identity_jwks_max_age_seconds: 300, max_stale_seconds: 30, password_sources: ['local', 'ldap'], sign_in_starts_per_address: 300, sign_in_starts_total: 10_000 })
     .describe('How credentials are verified and remembered.'),
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])

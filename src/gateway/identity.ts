@@ -1,36 +1,67 @@
-import { randomUUID } from 'node:crypto'
-import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type CryptoKey } from 'jose'
+import { importJWK, SignJWT, type JWK, type CryptoKey } from 'jose'
 import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
+import { LoadedKeys, RotatingKeys, type RealmKeySet } from '../oidc/keys.ts'
 import { BoundedCache } from '../store/cache.ts'
+import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
+import { IDENTITY_KEYS_TOPIC } from '../store/topics.ts'
 
 const PURPOSE = 'identity'
 const ALG = 'ES256'
+/** How long after its last token expired a replaced key is still published: clock skew between gateway and services. */
+const KEY_GRACE_SECONDS = 60
+
+export interface IdentityKeyTimes {
+  /** Lifetime of an identity token (`auth.identity_token_seconds`). */
+  tokenSeconds: number
+  /** How long a key signs before the next takes over (`auth.identity_key_rotation_seconds`). */
+  rotationSeconds: number
+  /** How long services may cache the JWKS (`auth.identity_jwks_max_age_seconds`). */
+  jwksMaxAgeSeconds: number
+  /** The longest another process may take to hear of a new key (`auth.max_stale_seconds`). */
+  maxStaleSeconds: number
+}
 
 /**
  * Signs X-Gatehouse-Identity, the short-lived JWT a service verifies with the JWKS at /api/gateway/v1/jwks/.
  * Signing costs far more than the rest of the request path, so a token is reused for half its lifetime
- * for the same user, method and service.
+ * for the same user, method and service, while the key that signed it is the one that signs.
  */
 export class IdentitySigner {
-  readonly #store: Store
+  readonly #keys: LoadedKeys
+  readonly #rotating: RotatingKeys
+  readonly #bus: EventBus
   readonly #lifetimeSeconds: number
   /** Signed tokens by user, method, scope and audience, until half their lifetime has passed. */
-  readonly #cache = new BoundedCache<string, { jwt: string; renewAt: number; userId: number }>({
+  readonly #cache = new BoundedCache<string, { jwt: string; kid: string; renewAt: number; userId: number }>({
     maxEntries: 10_000,
     maxAgeMs: Infinity,
     expiresAt: (signed) => signed.renewAt,
     userOf: (signed) => signed.userId,
   })
   #issuer: string
-  #signingKey: { kid: string; key: CryptoKey } | undefined
-  #publicKeys: JWK[] = []
+  /** The private key of the key set last read, imported once. */
+  #signingKey: { set: RealmKeySet; key: CryptoKey } | undefined
 
-  constructor(store: Store, issuer: string, lifetimeSeconds: number) {
-    this.#store = store
+  /**
+   * The next key is published before it signs: long enough for every service to refetch a JWKS it cached
+   * (`jwksMaxAgeSeconds`) after every process has heard of the key (`maxStaleSeconds`). A replaced key stays
+   * published until the last token it signed has expired.
+   */
+  constructor(store: Store, bus: EventBus, issuer: string, times: IdentityKeyTimes) {
+    this.#bus = bus
     this.#issuer = issuer
-    this.#lifetimeSeconds = lifetimeSeconds
+    this.#lifetimeSeconds = times.tokenSeconds
+    this.#rotating = new RotatingKeys(store, {
+      purpose: PURPOSE,
+      alg: ALG,
+      rotationSeconds: times.rotationSeconds,
+      graceSeconds: times.tokenSeconds + KEY_GRACE_SECONDS,
+      publishAheadSeconds: times.jwksMaxAgeSeconds + times.maxStaleSeconds,
+    })
+    this.#keys = new LoadedKeys(this.#rotating, () => bus.publish(IDENTITY_KEYS_TOPIC, PURPOSE))
+    bus.on(IDENTITY_KEYS_TOPIC, () => this.#keys.reload())
   }
 
   get issuer(): string {
@@ -42,24 +73,28 @@ export class IdentitySigner {
     this.#cache.clear()
   }
 
-  /** Loads the shared key, creating it on first start. */
-  async load(): Promise<void> {
-    let keys = await this.#store.signingKeys.list(PURPOSE)
-    if (!keys.some((k) => k.retireAt === null)) {
-      const { privateKey } = await generateKeyPair(ALG, { extractable: true })
-      const kid = randomUUID()
-      const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: ALG, use: 'sig' }
-      const { d: _secret, ...publicJwk } = privateJwk
-      await this.#store.signingKeys.add({ kid, purpose: PURPOSE, alg: ALG, privateJwk, publicJwk, created: Date.now(), retireAt: null })
-      keys = await this.#store.signingKeys.list(PURPOSE)
-    }
-    const active = keys.find((k) => k.retireAt === null)!
-    this.#signingKey = { kid: active.kid, key: (await importJWK(active.privateJwk as JWK, ALG)) as CryptoKey }
-    this.#publicKeys = keys.map((k) => k.publicJwk as JWK)
+  /** Reads the shared keys, creating the first on first start and rotating when due. */
+  async load(now = Date.now()): Promise<void> {
+    await this.#keys.get(now)
   }
 
-  jwks(): { keys: JWK[] } {
-    return { keys: this.#publicKeys }
+  /** Reads the keys again now: another process may have changed them before this one heard of changes. */
+  async reload(now = Date.now()): Promise<void> {
+    this.#keys.reload()
+    await this.#keys.get(now)
+  }
+
+  /** The published keys: the signing key, the next one once published, and replaced ones whose tokens may live. */
+  async jwks(now = Date.now()): Promise<{ keys: JWK[] }> {
+    return { keys: [...(await this.#keys.get(now)).publicJwks] }
+  }
+
+  /** Publishes the next key now, signing once every service can have seen it; every process hears of it. */
+  async rotate(now = Date.now()): Promise<{ kid: string; signsFrom: number }> {
+    const next = await this.#rotating.rotate(now)
+    this.#keys.reload()
+    await this.#bus.publish(IDENTITY_KEYS_TOPIC, PURPOSE)
+    return next
   }
 
   /**
@@ -67,17 +102,20 @@ export class IdentitySigner {
    * one must be signed (`tokenFor`). Synchronous, so the request path pays for no promise when it is there.
    */
   reusableToken(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, now = Date.now()): string | undefined {
-    return this.#cache.get(cacheKeyOf(principal, audience), now)?.jwt
+    const signed = this.#cache.get(cacheKeyOf(principal, audience), now)
+    return signed && signed.kid === this.#keys.fresh(now)?.activeKid ? signed.jwt : undefined
   }
 
   /** `access`: the user's teams, organizations and roles (src/access/model.ts), carried as claims of those names. */
   async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, access?: UserAccess, now = Date.now()): Promise<string> {
     const cacheKey = cacheKeyOf(principal, audience)
-    const cached = this.#cache.get(cacheKey, now)
-    if (cached) return cached.jwt
-    // Signed from the account as it is now: if it changes while signing, this token is used once and not kept.
+    // Signed from the account as it is now: if it changes while the keys are read or the token signed, this token
+    // is used once and not kept.
     const stamp = this.#cache.stamp()
-    if (!this.#signingKey) throw new Error('identity signing key not loaded')
+    const signingKey = await this.#signingKeyAt(now)
+    // Once the next key signs, every process signs with it: a token of the key before is not reused.
+    const cached = this.#cache.get(cacheKey, now)
+    if (cached?.kid === signingKey.kid) return cached.jwt
     const user = principal.user
     const issuedAt = Math.floor(now / 1000)
     const jwt = await new SignJWT({
@@ -94,15 +132,25 @@ export class IdentitySigner {
       auth_method: principal.method,
       scope: principal.scope,
     })
-      .setProtectedHeader({ alg: ALG, kid: this.#signingKey.kid, typ: 'JWT' })
+      .setProtectedHeader({ alg: ALG, kid: signingKey.kid, typ: 'JWT' })
       .setIssuer(this.#issuer)
       .setSubject(String(user.id))
       .setAudience(audience)
       .setIssuedAt(issuedAt)
       .setExpirationTime(issuedAt + this.#lifetimeSeconds)
-      .sign(this.#signingKey.key)
-    this.#cache.set(cacheKey, { jwt, renewAt: now + (this.#lifetimeSeconds * 1000) / 2, userId: user.id }, now, stamp)
+      .sign(signingKey.key)
+    this.#cache.set(cacheKey, { jwt, kid: signingKey.kid, renewAt: now + (this.#lifetimeSeconds * 1000) / 2, userId: user.id }, now, stamp)
     return jwt
+  }
+
+  /** The key that signs now, read again (rotating when due) once the keys may have changed. */
+  async #signingKeyAt(now: number): Promise<{ kid: string; key: CryptoKey }> {
+    const set = this.#keys.fresh(now) ?? await this.#keys.get(now)
+    if (this.#signingKey?.set !== set) {
+      const jwk = set.privateJwks.find((k) => k.kid === set.activeKid)!
+      this.#signingKey = { set, key: (await importJWK(jwk, ALG)) as CryptoKey }
+    }
+    return { kid: set.activeKid, key: this.#signingKey.key }
   }
 
   /** Memberships changed somewhere: every token carries them, so none is reused. */

@@ -20,38 +20,60 @@ export interface RealmKeySet {
   readonly alg: RealmKeyAlg
   /** The key new tokens are signed with. */
   readonly activeKid: string
-  /** Private JWKs for oidc-provider: the active key first, then retired keys whose tokens may still be alive. */
+  /**
+   * Private JWKs (for oidc-provider): the active key first, then the next key once it is published ahead of signing,
+   * then retired keys whose tokens may still be alive.
+   */
   readonly privateJwks: readonly JWK[]
   /** The same keys without their private parts: the realm's JWKS (`certs`); for a secret (HS512) key, only its id. */
   readonly publicJwks: readonly JWK[]
-  /** When the set must be read again: the active key is due to be replaced, or a retired key to be dropped. */
+  /** When the set must be read again: the active key is due to be replaced, the next key to sign, or a retired key to be dropped. */
   readonly reloadAt: number
 }
 
+/** What a set of rotating keys is: its name in the shared table, its algorithm and its times. */
+export interface RotatingKeysOptions {
+  /** The keys' purpose in the `signing_keys` table. */
+  purpose: string
+  alg: RealmKeyAlg
+  /** How long a key signs before the next one takes over. */
+  rotationSeconds: number
+  /** How long a replaced key stays published: the longest a token it signed can live, with some clock skew. */
+  graceSeconds: number
+  /**
+   * How long before it signs anything the next key is published: the longest a verifier may keep a JWKS it
+   * fetched, and the longest another process may take to hear of the new key. 0: a new key signs at once.
+   */
+  publishAheadSeconds?: number
+  /** Keycloak publishes a self-signed certificate with each key (x5c), with the realm's name as subject. */
+  certificateSubject?: string
+}
+
 /**
- * A realm's signing keys, in the shared `signing_keys` table (purpose `oidc:<realm>`), so every gateway process
- * signs with the same key and publishes the same JWKS. A key is replaced after `rotationSeconds`; the replaced
- * key stays published for `graceSeconds` (the longest a token it signed can live), then is deleted.
- * Processes that rotate at the same moment agree afterwards: the newest key wins and the others are retired.
- * The RS256 keys sign access and ID tokens (purpose `oidc:<realm>`), or the ES256 keys when the realm signs with
- * those (`oidc-es256:<realm>`); an HS512 secret signs refresh tokens (purpose `oidc-hs512:<realm>`) and is never
- * published.
+ * Signing keys in the shared `signing_keys` table, so every gateway process signs with the same key and publishes
+ * the same JWKS. A key is replaced after `rotationSeconds`; with `publishAheadSeconds`, its successor is published
+ * that long before it signs (its `created` is the moment it takes over). The replaced key stays published for
+ * `graceSeconds` (the longest a token it signed can live), then is deleted. Processes that create or rotate keys at
+ * the same moment agree afterwards: the newest key wins and the others are retired, and `changed` tells the caller
+ * to have every other process read the keys again.
  */
-export class RealmKeys {
+export class RotatingKeys {
   readonly #store: Store
-  readonly #realm: string
   readonly #purpose: string
   readonly #alg: RealmKeyAlg
   readonly #rotationMs: number
   readonly #graceMs: number
+  readonly #aheadMs: number
+  readonly #certificateSubject: string | undefined
 
-  constructor(store: Store, realm: string, rotationSeconds: number, graceSeconds: number, alg: RealmKeyAlg = SIGNING_ALG) {
+  constructor(store: Store, options: RotatingKeysOptions) {
     this.#store = store
-    this.#realm = realm
-    this.#alg = alg
-    this.#purpose = alg === SIGNING_ALG ? `oidc:${realm}` : `oidc-${alg.toLowerCase()}:${realm}`
-    this.#rotationMs = rotationSeconds * 1000
-    this.#graceMs = graceSeconds * 1000
+    this.#purpose = options.purpose
+    this.#alg = options.alg
+    this.#rotationMs = options.rotationSeconds * 1000
+    this.#graceMs = options.graceSeconds * 1000
+    this.#aheadMs = (options.publishAheadSeconds ?? 0) * 1000
+    this.#certificateSubject = options.certificateSubject
   }
 
   get purpose(): string {
@@ -62,19 +84,29 @@ export class RealmKeys {
   async load(now = Date.now()): Promise<{ keys: RealmKeySet; changed: boolean }> {
     let changed = false
     let keys = await this.#live(now)
-    const newest = activeKeys(keys)[0]
-    if (!newest || newest.created + this.#rotationMs <= now) {
-      await this.#store.signingKeys.add(await newSigningKey(this.#purpose, this.#alg, this.#realm, now))
+    let { signing, next } = byRole(keys, now)
+    // The first key signs at once: no verifier can have cached a JWKS without it. A rotation publishes ahead.
+    const newKeySigns = !signing[0] ? now : !next[0] && signing[0].created + this.#rotationMs <= now ? now + this.#aheadMs : undefined
+    if (newKeySigns !== undefined) {
+      await this.#add(newKeySigns)
       changed = true
       keys = await this.#live(now)
+      ;({ signing, next } = byRole(keys, now))
     }
-    const [active, ...superseded] = activeKeys(keys)
+    const [active, ...superseded] = signing
     for (const key of superseded) {
       await this.#store.signingKeys.retire(key.kid, now + this.#graceMs)
       key.retireAt = now + this.#graceMs
       changed = true
     }
-    const ordered = [active!, ...keys.filter((k) => k.kid !== active!.kid)]
+    // Two processes published a next key at once: the newest wins; the other never signed anything.
+    const [upcoming, ...outrun] = next
+    for (const key of outrun) {
+      await this.#store.signingKeys.retire(key.kid, now)
+      changed = true
+    }
+    const published = keys.filter((k) => !outrun.includes(k))
+    const ordered = [active!, ...(upcoming ? [upcoming] : []), ...published.filter((k) => k !== active && k !== upcoming)]
     return {
       changed,
       keys: Object.freeze({
@@ -82,9 +114,24 @@ export class RealmKeys {
         activeKid: active!.kid,
         privateJwks: Object.freeze(ordered.map((k) => k.privateJwk as JWK)),
         publicJwks: Object.freeze(ordered.map((k) => k.publicJwk as JWK)),
-        reloadAt: Math.min(active!.created + this.#rotationMs, ...keys.map((k) => k.retireAt ?? Infinity)),
+        reloadAt: Math.min(upcoming ? upcoming.created : active!.created + this.#rotationMs, ...published.map((k) => k.retireAt ?? Infinity)),
       }),
     }
+  }
+
+  /**
+   * Publishes the next key now, to sign from `publishAheadSeconds` later (at once without): a rotation before it is
+   * due. Answers the new key's id and when it signs; the caller tells the other processes.
+   */
+  async rotate(now = Date.now()): Promise<{ kid: string; signsFrom: number }> {
+    const key = await this.#add(now + this.#aheadMs)
+    return { kid: key.kid, signsFrom: key.created }
+  }
+
+  async #add(created: number): Promise<SigningKey> {
+    const key = await newSigningKey(this.#purpose, this.#alg, this.#certificateSubject, created)
+    await this.#store.signingKeys.add(key)
+    return key
   }
 
   /** The keys still in use; retired keys whose tokens have all expired are deleted on the way. */
@@ -96,11 +143,76 @@ export class RealmKeys {
   }
 }
 
-function activeKeys(keys: SigningKey[]): SigningKey[] {
-  return keys.filter((k) => k.retireAt === null).sort((a, b) => b.created - a.created || (a.kid < b.kid ? 1 : -1))
+/**
+ * A realm's signing keys (purpose `oidc:<realm>`). The RS256 keys sign access and ID tokens (purpose
+ * `oidc:<realm>`), or the ES256 keys when the realm signs with those (`oidc-es256:<realm>`); an HS512 secret signs
+ * refresh tokens (purpose `oidc-hs512:<realm>`) and is never published. A new key signs at once: Keycloak's
+ * adapters fetch the realm's JWKS again when a token names a key they do not know.
+ */
+export class RealmKeys extends RotatingKeys {
+  constructor(store: Store, realm: string, rotationSeconds: number, graceSeconds: number, alg: RealmKeyAlg = SIGNING_ALG) {
+    super(store, {
+      purpose: alg === SIGNING_ALG ? `oidc:${realm}` : `oidc-${alg.toLowerCase()}:${realm}`,
+      alg,
+      rotationSeconds,
+      graceSeconds,
+      certificateSubject: realm,
+    })
+  }
 }
 
-async function newSigningKey(purpose: string, alg: RealmKeyAlg, realm: string, now: number): Promise<SigningKey> {
+/** Rotating keys of one kind, read from the store when they may have changed, with other processes told of changes. */
+export class LoadedKeys {
+  readonly #keys: RotatingKeys
+  readonly #changed: () => Promise<void>
+  #set: RealmKeySet | undefined
+  #reloadAt = 0
+  #loading: Promise<RealmKeySet> | undefined
+  /** Counts the news of changes: news that came while the keys were being read may not be in what was read. */
+  #news = 0
+
+  constructor(keys: RotatingKeys, changed: () => Promise<void>) {
+    this.#keys = keys
+    this.#changed = changed
+  }
+
+  async get(now: number): Promise<RealmKeySet> {
+    if (this.#set && now < this.#reloadAt) return this.#set
+    this.#loading ??= this.#load(now).finally(() => {
+      this.#loading = undefined
+    })
+    return this.#loading
+  }
+
+  /** The keys when they need no reading: what `get` would answer at once. */
+  fresh(now: number): RealmKeySet | undefined {
+    return now < this.#reloadAt ? this.#set : undefined
+  }
+
+  reload(): void {
+    this.#news++
+    this.#reloadAt = 0
+  }
+
+  async #load(now: number): Promise<RealmKeySet> {
+    const news = this.#news
+    const { keys, changed } = await this.#keys.load(now)
+    // Counted before this process's own news of the change, which reaches it too and is in what it read.
+    const missed = this.#news !== news
+    if (changed) await this.#changed()
+    this.#set = keys
+    this.#reloadAt = missed ? 0 : keys.reloadAt
+    return keys
+  }
+}
+
+/** The keys not retired that sign now, newest first, and those published to sign later, newest first. */
+function byRole(keys: SigningKey[], now: number): { signing: SigningKey[]; next: SigningKey[] } {
+  const candidates = keys.filter((k) => k.retireAt === null).sort((a, b) => b.created - a.created || (a.kid < b.kid ? 1 : -1))
+  return { signing: candidates.filter((k) => k.created <= now), next: candidates.filter((k) => k.created > now) }
+}
+
+async function newSigningKey(purpose: string, alg: RealmKeyAlg, certificateSubject: string | undefined, now: number): Promise<SigningKey> {
   const kid = randomUUID()
   if (alg === REFRESH_SIGNING_ALG) {
     const secret = await generateSecret(alg, { extractable: true })
@@ -111,8 +223,8 @@ async function newSigningKey(purpose: string, alg: RealmKeyAlg, realm: string, n
   const exported = await exportJWK(privateKey)
   // Keycloak publishes a self-signed certificate with each key (x5c); some clients read that instead. The ASN.1
   // library that writes it loads only when a key is made, not at every start.
-  const { selfSignedCertificate } = await import('./certificates.ts')
-  const privateJwk = { ...exported, kid, alg, use: 'sig', ...selfSignedCertificate(exported as JsonWebKey, realm, now) }
+  const certificate = certificateSubject === undefined ? {} : (await import('./certificates.ts')).selfSignedCertificate(exported as JsonWebKey, certificateSubject, now)
+  const privateJwk = { ...exported, kid, alg, use: 'sig', ...certificate }
   const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = privateJwk
   return { kid, purpose, alg, privateJwk, publicJwk, created: now, retireAt: null }
 }

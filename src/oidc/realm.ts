@@ -16,7 +16,7 @@ import type { ClientCredentialsShortcut } from './client-credentials.ts'
 import type { RefreshTokenShortcut } from './refresh-token.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
-import { REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet, type SignatureAlg } from './keys.ts'
+import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet, type SignatureAlg } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
@@ -60,45 +60,6 @@ export interface RealmDependencies {
   clientAccess?: ClientAccessCheck | undefined
   /** Told each grant a realm's token endpoint answered with tokens, with the realm's name. */
   tokensIssued?: ((realm: string, grantType: string) => void) | undefined
-}
-
-/** A realm's keys of one kind, read from the store when they may have changed, with other processes told of changes. */
-class LoadedKeys {
-  readonly #keys: RealmKeys
-  readonly #changed: () => Promise<void>
-  #set: RealmKeySet | undefined
-  #reloadAt = 0
-  #loading: Promise<RealmKeySet> | undefined
-
-  constructor(keys: RealmKeys, changed: () => Promise<void>) {
-    this.#keys = keys
-    this.#changed = changed
-  }
-
-  async get(now: number): Promise<RealmKeySet> {
-    if (this.#set && now < this.#reloadAt) return this.#set
-    this.#loading ??= this.#load(now).finally(() => {
-      this.#loading = undefined
-    })
-    return this.#loading
-  }
-
-  /** The keys when they need no reading: what `get` would answer at once. */
-  fresh(now: number): RealmKeySet | undefined {
-    return now < this.#reloadAt ? this.#set : undefined
-  }
-
-  reload(): void {
-    this.#reloadAt = 0
-  }
-
-  async #load(now: number): Promise<RealmKeySet> {
-    const { keys, changed } = await this.#keys.load(now)
-    if (changed) await this.#changed()
-    this.#set = keys
-    this.#reloadAt = keys.reloadAt
-    return keys
-  }
 }
 
 /** A realm's oidc-provider instance, its Node request handler, and what Gatehouse serves beside it. */

@@ -13,10 +13,12 @@ export const TOKEN_TOPIC = 'token'
 export const SETTINGS_TOPIC = 'settings'
 /** A realm's signing keys changed; the key is the realm's name. */
 export const KEYS_TOPIC = 'oidc-keys'
+/** The keys that sign X-Gatehouse-Identity changed (src/gateway/identity.ts); the key is `identity`. */
+export const IDENTITY_KEYS_TOPIC = 'identity-keys'
 /** An OpenID Connect token or grant was revoked; the key is `jti:<id>` or `grant:<id>`. */
 export const REVOKE_TOPIC = 'oidc-revoke'
 
 /** Organizations, teams, role definitions or assignments changed; every process reloads them all (src/access/model.ts). */
 export const ACCESS_TOPIC = 'access'
 
-export type Topic = typeof USER_TOPIC | typeof SESSION_TOPIC | typeof TOKEN_TOPIC | typeof SETTINGS_TOPIC | typeof KEYS_TOPIC | typeof REVOKE_TOPIC | typeof ACCESS_TOPIC
+export type Topic = typeof USER_TOPIC | typeof SESSION_TOPIC | typeof TOKEN_TOPIC | typeof SETTINGS_TOPIC | typeof KEYS_TOPIC | typeof IDENTITY_KEYS_TOPIC | typeof REVOKE_TOPIC | typeof ACCESS_TOPIC

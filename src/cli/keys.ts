@@ -1,0 +1,25 @@
+import { Command } from 'commander'
+import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
+
+/**
+ * Signing keys from the command line. The key that signs X-Gatehouse-Identity rotates by itself every
+ * `auth.identity_key_rotation_seconds`; this rotates it at once (a key that may have leaked), safely for running
+ * gateways: they hear of the new key, publish it, and all switch to it once services can have fetched it.
+ */
+export function keysCommand(): Command {
+  const keys = new Command('keys').description('rotate signing keys')
+
+  keys.addCommand(addStorageOptions(new Command('rotate')
+    .description('publish a new key now; it signs once services can have fetched it, and the old one stays published until its tokens expire')
+    .option('--identity', 'the key that signs X-Gatehouse-Identity'))
+    .action(async (options: StorageOptions & { identity?: boolean }) => {
+      if (!options.identity) throw new UsageError('give --identity (the key that signs X-Gatehouse-Identity; realm keys rotate by signing_key_rotation_seconds)')
+      await withApp(options, async (app) => {
+        const { kid, signsFrom } = await app.identity.rotate()
+        process.stdout.write(`${kid}\n`)
+        process.stderr.write(`published identity key ${kid}; it signs from ${new Date(signsFrom).toISOString()}\n`)
+      })
+    }))
+
+  return keys
+}

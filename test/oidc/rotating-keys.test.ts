@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { LoadedKeys, RotatingKeys, type RealmKeySet } from '../../src/oidc/keys.ts'
+import { openForSuite, storeBackends } from '../helpers/backends.ts'
+
+const DAY = 86400
+const AHEAD = 330
+const GRACE = 120
+
+for (const backend of storeBackends) {
+  describe(`keys published ahead of signing, on ${backend.name}`, () => {
+    const opened = openForSuite(backend)
+    const keysOf = (purpose: string, store = opened.store) => new RotatingKeys(store, { purpose, alg: 'ES256', rotationSeconds: 30 * DAY, graceSeconds: GRACE, publishAheadSeconds: AHEAD })
+
+    it('signs with the first key at once', async () => {
+      const t0 = Date.now()
+      const first = await keysOf('ahead-first').load(t0)
+      assert.equal(first.changed, true)
+      assert.deepEqual(first.keys.publicJwks.map((k) => k.kid), [first.keys.activeKid])
+      assert.equal(first.keys.publicJwks[0]!.d, undefined)
+      assert.equal(first.keys.publicJwks[0]!.x5c, undefined)
+      assert.equal(first.keys.reloadAt, t0 + 30 * DAY * 1000)
+    })
+
+    it('publishes the next key before it signs, and keeps the old one until its tokens have expired', async () => {
+      const keys = keysOf('ahead-rotation')
+      const t0 = Date.now()
+      const old = (await keys.load(t0)).keys.activeKid
+      const due = t0 + 30 * DAY * 1000
+      const published = await keys.load(due)
+      assert.equal(published.changed, true)
+      assert.equal(published.keys.activeKid, old)
+      const next = published.keys.publicJwks.map((k) => k.kid).find((kid) => kid !== old)!
+      assert.deepEqual(published.keys.publicJwks.map((k) => k.kid), [old, next])
+      assert.equal(published.keys.reloadAt, due + AHEAD * 1000)
+      const stillOld = await keys.load(due + AHEAD * 1000 - 1)
+      assert.equal(stillOld.changed, false)
+      assert.equal(stillOld.keys.activeKid, old)
+      const switched = await keys.load(due + AHEAD * 1000)
+      assert.equal(switched.keys.activeKid, next)
+      assert.deepEqual(switched.keys.publicJwks.map((k) => k.kid), [next, old])
+      assert.equal(switched.keys.reloadAt, due + (AHEAD + GRACE) * 1000)
+      const later = await keys.load(due + (AHEAD + GRACE) * 1000 + 1)
+      assert.deepEqual(later.keys.publicJwks.map((k) => k.kid), [next])
+      assert.equal(later.keys.reloadAt, due + AHEAD * 1000 + 30 * DAY * 1000)
+    })
+
+    it('rotates at once on request, signing only once the key is published long enough', async () => {
+      const keys = keysOf('ahead-now')
+      const t0 = Date.now()
+      const old = (await keys.load(t0)).keys.activeKid
+      const { kid, signsFrom } = await keys.rotate(t0 + 1000)
+      assert.equal(signsFrom, t0 + 1000 + AHEAD * 1000)
+      const published = await keys.load(t0 + 1000)
+      assert.equal(published.keys.activeKid, old)
+      assert.deepEqual(published.keys.publicJwks.map((k) => k.kid), [old, kid])
+      assert.equal((await keys.load(signsFrom)).keys.activeKid, kid)
+    })
+
+    it('lets processes that published a next key at once agree on it', async () => {
+      const other = await opened.reopen()
+      try {
+        const a = keysOf('ahead-race')
+        const b = keysOf('ahead-race', other)
+        const t0 = Date.now()
+        await a.load(t0)
+        const due = t0 + 30 * DAY * 1000
+        await Promise.all([a.load(due), b.load(due)])
+        await a.rotate(due + 1)
+        const [fromA, fromB] = await Promise.all([a.load(due + 2), b.load(due + 2)])
+        assert.deepEqual(fromA.keys.publicJwks.map((k) => k.kid), fromB.keys.publicJwks.map((k) => k.kid))
+        assert.equal(fromA.keys.publicJwks.length, 2)
+        const switchAt = fromA.keys.reloadAt
+        const [thenA, thenB] = await Promise.all([a.load(switchAt), b.load(switchAt)])
+        assert.equal(thenA.keys.activeKid, thenB.keys.activeKid)
+        assert.equal(thenA.keys.activeKid, fromA.keys.publicJwks[1]!.kid)
+      } finally {
+        await other.close()
+      }
+    })
+  })
+}
+
+describe('keys loaded in a process', () => {
+  it('reads them again when news of a change came while they were being read', async () => {
+    const opened = await storeBackends[0]!.open()
+    try {
+      let release!: () => void
+      const reading = new Promise<void>((resolve) => (release = resolve))
+      // Keys whose read waits until the test lets it finish: news arrives in between.
+      class SlowKeys extends RotatingKeys {
+        override async load(now?: number): Promise<{ keys: RealmKeySet; changed: boolean }> {
+          const read = await super.load(now)
+          await reading
+          return read
+        }
+      }
+      const loaded = new LoadedKeys(new SlowKeys(opened.store, { purpose: 'slow', alg: 'ES256', rotationSeconds: 30 * DAY, graceSeconds: GRACE }), async () => {})
+      const now = Date.now()
+      const first = loaded.get(now)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      loaded.reload()
+      release()
+      await first
+      assert.equal(loaded.fresh(now), undefined)
+      await loaded.get(now)
+      assert.notEqual(loaded.fresh(now), undefined)
+    } finally {
+      await opened.store.close()
+      await opened.cleanup()
+    }
+  })
+})
