@@ -11,6 +11,14 @@ import type { Route } from './routes.ts'
  */
 export type ResponseRewrite = (headers: IncomingHttpHeaders, request: GatewayRequest) => IncomingHttpHeaders
 
+/**
+ * A path-absolute reference that starts with `//` read alone as a reference to another host (`/base//evil.example/`
+ * mapped to `//evil.example/`); `/.` before it resolves to the same path on this host (RFC 3986 §5.2.4).
+ */
+function withoutNetworkPath(reference: string): string {
+  return reference.startsWith('//') ? `/.${reference}` : reference
+}
+
 /** A Refresh's delay and `url=`, the URL's quote if any, and the URL (HTML's "shared declarative refresh steps"). */
 const REFRESH = /^(\s*[\d.]+\s*[;,]\s*url\s*=\s*)(['"]?)(.*?)\2\s*$/i
 
@@ -39,7 +47,10 @@ export function responseRewrite(route: Route): ResponseRewrite {
       const mapped = mapReference(value.slice(upstreamOrigin.length) || '/')
       return mapped === undefined ? undefined : `${request.protocol}://${request.host}${mapped}`
     }
-    if (mapsPaths && value.startsWith('/') && !value.startsWith('//')) return mapReference(value)
+    if (mapsPaths && value.startsWith('/') && !value.startsWith('//')) {
+      const mapped = mapReference(value)
+      return mapped === undefined ? undefined : withoutNetworkPath(mapped)
+    }
     return undefined
   }
 

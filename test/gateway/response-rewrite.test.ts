@@ -30,6 +30,7 @@ describe('upstream addresses in responses', () => {
         services: [
           { name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] },
           { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] },
+          { name: 'based', prefix: '/based/', upstream: `${upstream.url}/base`, public_paths: ['/based/*'] },
         ],
       },
     })
@@ -67,6 +68,11 @@ describe('upstream addresses in responses', () => {
     assert.equal((await answer('/app/x', { location: '/basement/' })).headers.get('location'), '/basement/')
     assert.equal((await answer('/app/x', { location: 'relative/path' })).headers.get('location'), 'relative/path')
     assert.equal((await answer('/app/x', { location: '//other.example/base/' })).headers.get('location'), '//other.example/base/')
+  })
+
+  it('never turns a path into a reference to another host', async () => {
+    assert.equal((await answer('/based/x', { location: '/base//evil.example/x' })).headers.get('location'), '/.//evil.example/x')
+    assert.equal((await answer('/based/x', { refresh: '0; url=/base//evil.example/x' })).headers.get('refresh'), '0; url=/.//evil.example/x')
   })
 
   it('leaves redirects to other sites alone', async () => {
