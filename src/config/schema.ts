@@ -88,7 +88,7 @@ export const ConfigSchema = z.object({
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on.'),
     port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0 picks a free one).'),
     public_url: z.url({ protocol: /^https?$/ }).optional()
-      .describe('The URL clients use to reach Gatehouse (issuer of tokens, redirects, Secure cookies when https). Default: http://<host>:<port>.'),
+      .describe('The URL clients use to reach Gatehouse (issuer of tokens, redirects, services\' redirects to their own address, Secure cookies when https). Default: http://<host>:<port>; then a service\'s redirect to its own address names the Host the client sent only when that is the listening address or one of `trusted_origins`, and is path-absolute otherwise (docs/proxy.md).'),
     trusted_proxies: z.array(z.string().refine(isAddressOrCidr, 'must be an IP address or a CIDR such as 10.0.0.0/8')).default([])
       .describe('Addresses or CIDRs of the reverse proxies in front of Gatehouse. Only a peer in this list is believed about the client (X-Forwarded-For/-Proto/-Host for the client address, scheme and host; its other forwarding headers reach services); from any other peer those headers are ignored and removed (docs/edge.md).'),
     trust_proxy: z.never({ error: 'replaced by server.trusted_proxies: list the addresses or CIDRs of the reverse proxies in front of Gatehouse (e.g. [10.0.0.5] or [10.0.0.0/8])' }).optional()
@@ -96,7 +96,7 @@ export const ConfigSchema = z.object({
     remove_request_headers: removedHeaders.default([])
       .describe('Request header fields no service receives from a client, as `services[].remove_request_headers` says for one service: added to the identity headers of other authenticating proxies, which are always removed (docs/edge.md).'),
     trusted_origins: z.array(z.url()).default([])
-      .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy.'),
+      .describe('Extra origins (scheme://host[:port]) whose Referer/Origin pass the CSRF check, e.g. the public name behind a proxy. Without `public_url`, also the origins a service\'s redirects to its own address may be written with (docs/proxy.md).'),
     timeouts: z.object({
       headers_seconds: z.number().positive().max(600).default(10)
         .describe('Time a client has to send the request line and headers before it is answered 408 and its connection closed.'),

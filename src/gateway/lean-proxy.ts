@@ -8,7 +8,7 @@ import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-requ
 import { splitTarget } from '../http/request-target.ts'
 import type { Decision } from './authorize.ts'
 import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour } from './forward-auth.ts'
-import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
+import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { hasRequestBody } from './request-buffer.ts'
@@ -91,11 +91,12 @@ interface Lane {
 export type LeanProxy = (raw: IncomingMessage, response: ServerResponse) => boolean
 
 export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
+  const base = publicBase(app)
   // By the route's place in `app.routes`; none for a service with CORS, which the general path serves.
   const lanes: (Lane | undefined)[] = app.routes.map((route) => route.cors ? undefined : {
     route,
     basePath: route.upstream.pathname.replace(/\/$/, ''),
-    rewrite: responseRewrite(route),
+    rewrite: responseRewrite(route, base),
     upstream: options.upstreams.get(route)!,
   })
   const trust = app.config.server.trusted_proxies.length ? app.trustsProxy : undefined

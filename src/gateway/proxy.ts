@@ -6,7 +6,7 @@ import { NotFound, writeError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { answerRefusal } from './authorize.ts'
 import { upstreamFailure } from './lean-proxy.ts'
-import { responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
+import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { UpstreamExchange } from './upstream-exchange.ts'
@@ -23,13 +23,14 @@ const METHODS = [...PROXIED_METHODS] as HTTPMethods[]
  */
 export async function registerProxy(server: FastifyInstance, app: App, upstreams: ReadonlyMap<Route, Dispatcher>): Promise<void> {
   const websockets = new WebSocketTunnels(server, app)
+  const base = publicBase(app)
   for (const route of app.routes) {
     await server.register(async (scope) => {
       scope.removeAllContentTypeParsers()
       scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
       const { cors } = route
       if (cors) scope.addHook('onRequest', async (request, reply) => (cors.handle(request, reply) ? reply : undefined))
-      const rewrite = responseRewrite(route)
+      const rewrite = responseRewrite(route, base)
       const basePath = route.upstream.pathname.replace(/\/$/, '')
       // Closed with the server, once the requests in flight are done.
       const upstream = upstreams.get(route)!

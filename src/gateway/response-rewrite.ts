@@ -1,29 +1,60 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { IncomingHttpHeaders } from 'node:http'
+import type { App } from '../app.ts'
 import type { Route } from './routes.ts'
 
 /**
  * What nginx's `proxy_redirect default` and `proxy_cookie_path` do, for the route's prefix: a service knows only
  * its own address and paths, so `Location`, `Content-Location` and the URL of a `Refresh` pointing at the upstream's
- * origin are turned into the address the client used, and paths under the upstream's base path (with `strip_prefix`,
- * any path) are turned into the public paths under the prefix; so is the `Path` of its cookies. Anything pointing
- * elsewhere is left as it is.
+ * origin are turned into the gateway's public address (`publicBase`), and paths under the upstream's base path (with
+ * `strip_prefix`, any path) are turned into the public paths under the prefix; so is the `Path` of its cookies.
+ * Anything pointing elsewhere is left as it is.
  */
 export type ResponseRewrite = (headers: IncomingHttpHeaders, request: GatewayRequest) => IncomingHttpHeaders
+
+/** The scheme, host and base path a rewritten URL starts with; '' for a path-absolute reference. */
+export type PublicBase = (request: GatewayRequest) => string
+
+/**
+ * The configured `server.public_url`, whatever Host the client sent; without one, the scheme and host the client
+ * used only when they are the gateway's own (its listening address or one of `server.trusted_origins`), and
+ * otherwise nothing. A URL built from any Host would let a shared cache that does not key on Host store a redirect
+ * to a forged host for everyone; a path-absolute reference is resolved by the client against the URL it asked for
+ * (RFC 9110 §10.2.2), so it is always right.
+ */
+export function publicBase(app: Pick<App, 'config' | 'publicUrl'>): PublicBase {
+  const configured = app.config.server.public_url?.replace(/\/$/, '')
+  if (configured !== undefined) return () => configured
+  const trusted = new Set(app.config.server.trusted_origins.map((origin) => new URL(origin).origin))
+  return (request) => {
+    const used = URL.parse(`${request.protocol}://${request.host}`)?.origin
+    if (used === undefined) return ''
+    // The listening address is read each time: `serve` learns it (port 0) only once it listens.
+    return trusted.has(used) || used === URL.parse(app.publicUrl)?.origin ? used : ''
+  }
+}
+
+/**
+ * A path-absolute reference that starts with `//` read alone as a reference to another host (`/base//evil.example/`
+ * mapped to `//evil.example/`); `/.` before it resolves to the same path on this host (RFC 3986 §5.2.4).
+ */
+function withoutNetworkPath(reference: string): string {
+  return reference.startsWith('//') ? `/.${reference}` : reference
+}
 
 /** A Refresh's delay and `url=`, the URL's quote if any, and the URL (HTML's "shared declarative refresh steps"). */
 const REFRESH = /^(\s*[\d.]+\s*[;,]\s*url\s*=\s*)(['"]?)(.*?)\2\s*$/i
 
-export function responseRewrite(route: Route): ResponseRewrite {
+export function responseRewrite(route: Route, base: PublicBase): ResponseRewrite {
   const upstreamOrigin = route.upstream.origin.toLowerCase()
   const basePath = route.upstream.pathname.replace(/\/$/, '')
-  const publicBase = route.stripPrefix ? route.prefix.slice(0, -1) : ''
+  const publicPrefix = route.stripPrefix ? route.prefix.slice(0, -1) : ''
   const mapsPaths = basePath !== '' || route.stripPrefix
 
   /** The public path for a path of the upstream's, or undefined for one outside its base path. */
   function publicPath(path: string): string | undefined {
     if (basePath && path !== basePath && !path.startsWith(`${basePath}/`)) return undefined
-    return publicBase + (path.slice(basePath.length) || '/')
+    return publicPrefix + (path.slice(basePath.length) || '/')
   }
 
   /** A path-absolute reference with its query and fragment, mapped; undefined when it is left alone. */
@@ -37,9 +68,12 @@ export function responseRewrite(route: Route): ResponseRewrite {
   function location(value: string, request: GatewayRequest): string | undefined {
     if (value.slice(0, upstreamOrigin.length).toLowerCase() === upstreamOrigin && /^(?:[/?#]|$)/.test(value.slice(upstreamOrigin.length))) {
       const mapped = mapReference(value.slice(upstreamOrigin.length) || '/')
-      return mapped === undefined ? undefined : `${request.protocol}://${request.host}${mapped}`
+      return mapped === undefined ? undefined : withoutNetworkPath(base(request) + mapped)
     }
-    if (mapsPaths && value.startsWith('/') && !value.startsWith('//')) return mapReference(value)
+    if (mapsPaths && value.startsWith('/') && !value.startsWith('//')) {
+      const mapped = mapReference(value)
+      return mapped === undefined ? undefined : withoutNetworkPath(mapped)
+    }
     return undefined
   }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
+import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
@@ -19,23 +19,52 @@ async function redirectingUpstream(): Promise<{ url: string; server: Server }> {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server }
 }
 
+/** The answer's headers to a request with this Host header, which fetch() cannot forge. */
+function headersWithHost(url: string, host: string): Promise<IncomingHttpHeaders> {
+  return new Promise((resolve, reject) => {
+    request(url, { headers: { host } }, (response) => {
+      response.resume()
+      resolve(response.headers)
+    }).on('error', reject).end()
+  })
+}
+
+/** A query asking the upstream for these headers. */
+function asking(query: Record<string, string>): string {
+  return `?${new URLSearchParams(query)}`
+}
+
+// `/app/x` takes the lean path; `/app/%78`, with a percent escape, the general one (docs/proxy.md).
+const BOTH_PATHS = ['/app/x', '/app/%78']
+
 describe('upstream addresses in responses', () => {
   let gw: TestGateway
+  /** The same service behind a gateway with `public_url` set. */
+  let published: TestGateway
   let upstream: Awaited<ReturnType<typeof redirectingUpstream>>
 
   before(async () => {
     upstream = await redirectingUpstream()
     gw = await startGateway({
       config: {
+        server: { host: '127.0.0.1', port: 0, trusted_origins: ['http://gateway.example'] },
         services: [
           { name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] },
           { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] },
+          { name: 'based', prefix: '/based/', upstream: `${upstream.url}/base`, public_paths: ['/based/*'] },
         ],
+      },
+    })
+    published = await startGateway({
+      config: {
+        server: { host: '127.0.0.1', port: 0, public_url: 'https://gateway.example/edge/' },
+        services: [{ name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] }],
       },
     })
   })
   after(async () => {
     await gw.close()
+    await published.close()
     upstream.server.close()
   })
 
@@ -98,10 +127,44 @@ describe('upstream addresses in responses', () => {
     assert.deepEqual((await answer('/plain/x', { cookie: 'sid=1; Path=/plain/' })).headers.getSetCookie(), ['sid=1; Path=/plain/'])
   })
 
-  it('uses the host the client asked for', async () => {
-    const response = await answer('/app/x', { location: `${upstream.url}/base/next` })
-    const viaLocalhost = await fetch(`${gw.url.replace('127.0.0.1', 'localhost')}/app/x?location=${encodeURIComponent(`${upstream.url}/base/next`)}`, { redirect: 'manual' })
-    assert.equal(response.headers.get('location'), `${gw.url}/app/next`)
-    assert.equal(viaLocalhost.headers.get('location'), `${gw.url.replace('127.0.0.1', 'localhost')}/app/next`)
+  it('uses the host the client asked for when it is the gateway\'s own: its address or a trusted origin', async () => {
+    const query = asking({ location: `${upstream.url}/base/next` })
+    for (const path of BOTH_PATHS) {
+      assert.equal((await headersWithHost(gw.url + path + query, new URL(gw.url).host)).location, `${gw.url}/app/next`)
+      assert.equal((await headersWithHost(gw.url + path + query, 'Gateway.Example')).location, 'http://gateway.example/app/next')
+      assert.equal((await headersWithHost(gw.url + path + query, 'gateway.example:80')).location, 'http://gateway.example/app/next')
+    }
+  })
+
+  it('answers a Host that is not the gateway\'s own with a path-absolute reference, so no cache stores a forged host', async () => {
+    const query = asking({ location: `${upstream.url}/base/next?a=1`, 'content-location': `${upstream.url}/base/items/1`, refresh: `0; url=${upstream.url}/base/login/` })
+    for (const path of BOTH_PATHS) {
+      for (const host of ['evil.example', 'localhost', `gateway.example:${new URL(gw.url).port}`]) {
+        const headers = await headersWithHost(gw.url + path + query, host)
+        assert.equal(headers.location, '/app/next?a=1', `${path} with Host ${host}`)
+        assert.equal(headers['content-location'], '/app/items/1')
+        assert.equal(headers.refresh, '0; url=/app/login/')
+      }
+    }
+  })
+
+  it('never turns a path into a reference to another host', async () => {
+    assert.equal((await answer('/based/x', { location: '/base//evil.example/x' })).headers.get('location'), '/.//evil.example/x')
+    assert.equal((await answer('/based/x', { refresh: '0; url=/base//evil.example/x' })).headers.get('refresh'), '0; url=/.//evil.example/x')
+    const forged = await headersWithHost(`${gw.url}/based/x${asking({ location: `${upstream.url}/base//evil.example/x` })}`, 'evil.example')
+    assert.equal(forged.location, '/.//evil.example/x')
+    assert.equal((await answer('/based/x', { location: `${upstream.url}/base//evil.example/x` })).headers.get('location'), `${gw.url}//evil.example/x`)
+  })
+
+  it('with a public URL, points the upstream\'s own address at it whatever Host the client sent', async () => {
+    const query = asking({ location: `${upstream.url}/base/next`, 'content-location': `${upstream.url}/base/items/1`, refresh: `0; url=${upstream.url}/base/login/` })
+    for (const path of BOTH_PATHS) {
+      for (const host of ['evil.example', new URL(published.url).host]) {
+        const headers = await headersWithHost(published.url + path + query, host)
+        assert.equal(headers.location, 'https://gateway.example/edge/app/next', `${path} with Host ${host}`)
+        assert.equal(headers['content-location'], 'https://gateway.example/edge/app/items/1')
+        assert.equal(headers.refresh, '0; url=https://gateway.example/edge/app/login/')
+      }
+    }
   })
 })
