@@ -4,6 +4,7 @@ import { GatehouseError, ValidationFailed } from '../errors.ts'
 import { DataDirUnusable } from '../store/errors.ts'
 import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
+import { backupCommand } from './backup.ts'
 import { UsageError } from './common.ts'
 import { configCommand } from './config.ts'
 import { ldapCommand } from './ldap.ts'
@@ -21,6 +22,7 @@ const program = new Command('gatehouse')
   .addCommand(usersCommand())
   .addCommand(tokensCommand())
   .addCommand(migrateCommand())
+  .addCommand(backupCommand())
   .addCommand(configCommand())
   .addCommand(ldapCommand())
   .addCommand(accessCommand())

@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, mkdirSync } from 'node:fs'
+import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
@@ -159,7 +159,7 @@ export class Database {
     }
     if (url) throw new Error(`unsupported database URL scheme (expected postgres://): ${redactUrl(url)}`)
     const dir = resolve(location.dataDir)
-    const file = join(dir, 'gatehouse.sqlite')
+    const file = sqliteFile(dir)
     const sqlite = await openSqliteFile(dir, file, timeouts.queryMs)
     return new Database('sqlite', `sqlite:${file}`, new SqliteDialect({ database: sqlite }), sqlite)
   }
@@ -276,6 +276,31 @@ export class Database {
     }
   }
 
+  /**
+   * SQLite only: a consistent copy of the whole database, taken while other processes go on reading and writing
+   * (`VACUUM INTO` reads one snapshot, as any reader in WAL mode does, and blocks no writer). It is written beside
+   * `target` under another name, flushed to disk, then renamed, so `target` is only ever a complete copy.
+   */
+  async backupTo(target: string): Promise<void> {
+    if (!this.#sqlite) throw new Error('backupTo is for SQLite; PostgreSQL is backed up with pg_dump')
+    const partial = `${target}.partial-${process.pid}`
+    try {
+      this.#sqlite.raw.prepare('VACUUM INTO ?').run(partial)
+      const written = openSync(partial, 'r')
+      try {
+        fsyncSync(written)
+      } finally {
+        closeSync(written)
+      }
+      // A link, not a rename: it fails rather than replace a file that appeared at `target` meanwhile.
+      linkSync(partial, target)
+    } catch (error) {
+      throw this.#health.classify(error)
+    } finally {
+      rmSync(partial, { force: true })
+    }
+  }
+
   async ping(): Promise<boolean> {
     try {
       await this.db.selectFrom('settings').select('key').limit(1).execute()
@@ -290,6 +315,11 @@ export class Database {
     await this.#sqlite?.checkpointer?.stop()
     await this.db.destroy()
   }
+}
+
+/** Where the embedded SQLite database of a data directory is. */
+export function sqliteFile(dataDir: string): string {
+  return join(resolve(dataDir), 'gatehouse.sqlite')
 }
 
 function isUniqueViolation(error: unknown): boolean {
