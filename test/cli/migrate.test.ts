@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict'
+import { existsSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import pg from 'pg'
+import { migrationNames } from '../../src/store/migrations/index.ts'
+import { openStore } from '../../src/store/store.ts'
+import { sql } from '../../src/store/kysely.ts'
+import { runCli, tempDir } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+
+const FUTURE = '999_from_a_later_version'
+
+describe('bin/gatehouse migrate --status', () => {
+  it('shows what an upgrade would apply on SQLite without changing anything, nor making a database where none is', async () => {
+    const dir = tempDir()
+    try {
+      const data = join(dir, 'data')
+      const before = await runCli(['migrate', '--status', '--data-dir', data])
+      assert.equal(before.code, 0, before.stderr)
+      assert.match(before.stdout, /^database: sqlite:.*gatehouse\.sqlite \(none yet\)$/m)
+      assert.match(before.stdout, /^applied: 0$/m)
+      assert.match(before.stdout, new RegExp(`^pending: ${migrationNames.join(', ')}$`, 'm'))
+      assert.equal(existsSync(join(data, 'gatehouse.sqlite')), false, 'no database was made')
+
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      const store = await openStore({ dataDir: data })
+      await sql`insert into kysely_migration (name, timestamp) values (${FUTURE}, '2030-01-01T00:00:00.000Z')`.execute(store.database.db)
+      await store.close()
+
+      const after = await runCli(['migrate', '--status', '--data-dir', data])
+      assert.equal(after.code, 0, after.stderr)
+      assert.match(after.stdout, new RegExp(`^applied: ${migrationNames.length + 1}$`, 'm'))
+      assert.match(after.stdout, /^pending: none$/m)
+      assert.match(after.stdout, new RegExp(`^from a newer version: ${FUTURE}$`, 'm'))
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('shows the pending migrations of a PostgreSQL database without creating a table in it', async () => {
+    const database = await createTestDatabase()
+    try {
+      const status = await runCli(['migrate', '--status', '--database', database.url])
+      assert.equal(status.code, 0, status.stderr)
+      assert.match(status.stdout, /^applied: 0$/m)
+      assert.match(status.stdout, new RegExp(`^pending: ${migrationNames.join(', ')}$`, 'm'))
+      const client = new pg.Client({ connectionString: database.url })
+      await client.connect()
+      const { rows } = await client.query(`select count(*)::int as tables from information_schema.tables where table_schema = 'public'`)
+      await client.end()
+      assert.equal(rows[0].tables, 0)
+
+      assert.equal((await runCli(['migrate', '--database', database.url])).code, 0)
+      const after = await runCli(['migrate', '--status', '--database', database.url])
+      assert.match(after.stdout, new RegExp(`^applied: ${migrationNames.length}$`, 'm'))
+      assert.match(after.stdout, /^pending: none$/m)
+    } finally {
+      await database.drop()
+    }
+  })
+})
