@@ -2,6 +2,9 @@ import assert from 'node:assert/strict'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { once } from 'node:events'
+import { createServer, type AddressInfo, type Server } from 'node:net'
+import { selfSignedCertificate } from '../helpers/certificates.ts'
 import { runCli, tempDir } from '../helpers/gateway.ts'
 
 describe('serve: metrics and audit files', () => {
@@ -23,6 +26,35 @@ describe('serve: metrics and audit files', () => {
         assert.match(result.stderr, reason)
       }
     } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('serve: ports it cannot listen on', () => {
+  it('stops with one line naming the setting and exit 2 when a port is taken or the address is not this machine', async () => {
+    const dir = tempDir()
+    const taken: Server = createServer().listen(0, '127.0.0.1')
+    try {
+      await once(taken, 'listening')
+      const port = (taken.address() as AddressInfo).port
+      const tls = selfSignedCertificate(dir, 'gateway')
+      const cases: [string, string[], RegExp][] = [
+        ['', ['--port', String(port)], new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port} \\(server\\.port\\): address already in use\n$`)],
+        ['', ['--host', '192.0.2.1'], /^gatehouse: cannot listen on 192\.0\.2\.1:0 \(server\.host\): the address is not one of this machine's\n$/],
+        [`metrics:\n  port: ${port}\n`, [], new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port} \\(metrics\\.port\\): address already in use\n$`)],
+        [`server:\n  tls: { cert_file: ${tls.cert}, key_file: ${tls.key}, redirect_http_port: ${port} }\n`, [], new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port} \\(server\\.tls\\.redirect_http_port\\): address already in use\n$`)],
+      ]
+      for (const [yaml, args, reason] of cases) {
+        const file = join(dir, 'gatehouse.yaml')
+        writeFileSync(file, yaml)
+        const result = await runCli(['serve', '--config', file, '--data-dir', join(dir, 'data'), '--port', '0', ...args], { env: { GATEHOUSE_ADMIN_PASSWORD: 'admin-test-password' } })
+        assert.equal(result.code, 2, yaml + args.join(' ') + result.stderr)
+        assert.match(result.stderr, reason)
+        assert.equal(result.stdout, '', 'nothing says it listens')
+      }
+    } finally {
+      taken.close()
       rmSync(dir, { recursive: true, force: true })
     }
   })
