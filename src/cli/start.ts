@@ -48,6 +48,9 @@ export async function startGatehouse(config: Config, options: StartOptions): Pro
     const admin = await ensureAdmin(store, app.accounts, options.env)
     await app.bus.start(options.pollMs)
     const server = await buildServer(app, options.server)
+    const { unknown } = await store.database.migrationStatus()
+    // Right during a rolling upgrade or a rollback; forgotten, this version would go on serving a schema it does not know.
+    if (unknown.length) server.log.warn({ newer: unknown }, 'the database has migrations of a newer version; this one serves beside it')
     return { store, app, server, admin, close }
   } catch (error) {
     await close()

@@ -173,7 +173,7 @@ export class Database {
    * loop asleep with it: nothing is served yet.
    */
   async migrate(): Promise<string[]> {
-    if (!this.#sqlite) return this.#migrate()
+    if (!this.#sqlite) return await this.#hasEveryMigration() ? [] : this.#migrate()
     const sqlite = this.#sqlite
     const raw = sqlite.raw
     // Waiting for another process's migrations is not a query: it may rightly take longer than the query timeout.
@@ -181,8 +181,9 @@ export class Database {
     try {
       raw.exec('BEGIN IMMEDIATE')
       // Every start but the first after an install or an upgrade finds the database up to date: one query under the
-      // lock says so, and the Migrator (with the migrations' code) is left to the starts with something to do or refuse.
-      const applied = appliedExactly(raw) ? [] : await this.#migrate()
+      // lock says so, and the Migrator (with the migrations' code) is left to the starts with something to do. Up to
+      // date includes a database a newer version migrated further: see #hasEveryMigration.
+      const applied = hasEveryMigration(raw) ? [] : await this.#migrate()
       raw.exec('COMMIT')
       return applied
     } catch (error) {
@@ -190,6 +191,20 @@ export class Database {
       throw error
     } finally {
       sqlite.waitInsideSqlite(0)
+    }
+  }
+
+  /**
+   * Whether the database has every migration this version knows. Those of a newer version beside them do not stop
+   * it: during a rolling upgrade the old processes serve on the migrated database, so one of them restarting (or a
+   * worker replaced) must start there too, as after a rollback. Kysely's Migrator would refuse them as "corrupted".
+   */
+  async #hasEveryMigration(): Promise<boolean> {
+    try {
+      return (await this.migrationStatus()).pending.length === 0
+    } catch {
+      // A new database, without the Migrator's table yet (or one not answering, which migrating will say).
+      return false
     }
   }
 
@@ -341,8 +356,8 @@ const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014|25006)/
 /** SQLite result codes (the primary code, the low byte) for a database locked by another process too long, or unreadable. */
 const SQLITE_UNAVAILABLE = new Set([5 /* BUSY */, 6 /* LOCKED */, 10 /* IOERR */, 13 /* FULL */, 14 /* CANTOPEN */, 15 /* PROTOCOL */])
 
-/** Whether a SQLite database has applied exactly this version's migrations, no fewer and none unknown to it. */
-function appliedExactly(raw: DatabaseSync): boolean {
+/** Whether a SQLite database has applied every one of this version's migrations (a newer version's may be there too). */
+function hasEveryMigration(raw: DatabaseSync): boolean {
   let applied: Set<string>
   try {
     applied = new Set(raw.prepare('SELECT name FROM kysely_migration').all().map((row) => String(row.name)))
@@ -350,7 +365,7 @@ function appliedExactly(raw: DatabaseSync): boolean {
     // A new database, without the Migrator's table yet.
     return false
   }
-  return applied.size === migrationNames.length && migrationNames.every((name) => applied.has(name))
+  return migrationNames.every((name) => applied.has(name))
 }
 
 function meansUnavailable(error: unknown): boolean {

@@ -6,7 +6,7 @@ import pg from 'pg'
 import { migrationNames } from '../../src/store/migrations/index.ts'
 import { openStore } from '../../src/store/store.ts'
 import { sql } from '../../src/store/kysely.ts'
-import { runCli, tempDir } from '../helpers/gateway.ts'
+import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 const FUTURE = '999_from_a_later_version'
@@ -55,6 +55,52 @@ describe('bin/gatehouse migrate --status', () => {
       const after = await runCli(['migrate', '--status', '--database', database.url])
       assert.match(after.stdout, new RegExp(`^applied: ${migrationNames.length}$`, 'm'))
       assert.match(after.stdout, /^pending: none$/m)
+    } finally {
+      await database.drop()
+    }
+  })
+})
+
+describe('a version older than the database', () => {
+  async function addMigrationOfNewerVersion(storage: Parameters<typeof openStore>[0]): Promise<void> {
+    const store = await openStore(storage)
+    await sql`insert into kysely_migration (name, timestamp) values (${FUTURE}, '2030-01-01T00:00:00.000Z')`.execute(store.database.db)
+    await store.close()
+  }
+
+  async function assertServesBesideNewerVersion(storageArgs: string[]): Promise<void> {
+    const migrated = await runCli(['migrate', ...storageArgs])
+    assert.equal(migrated.code, 0, migrated.stderr)
+    assert.match(migrated.stdout, /^up to date/)
+    const gateway = await spawnGateway(storageArgs)
+    try {
+      const ready = await fetch(gateway.url + '/readyz')
+      assert.equal(ready.status, 200)
+      const migrations = (await ready.json() as { checks: { name: string; status: string; data: Record<string, unknown> }[] }).checks.find((c) => c.name === 'migrations')
+      assert.deepEqual(migrations?.data.newer, [FUTURE])
+      assert.match(gateway.output(), new RegExp(`"newer":\\["${FUTURE}"\\].*database has migrations of a newer version`))
+    } finally {
+      await gateway.stop()
+    }
+  }
+
+  it('starts on a SQLite database a newer version migrated (a restart during a rolling upgrade, a rollback), and says so', async () => {
+    const dir = tempDir()
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', dir])).code, 0)
+      await addMigrationOfNewerVersion({ dataDir: dir })
+      await assertServesBesideNewerVersion(['--data-dir', dir])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('starts on a PostgreSQL database a newer version migrated, and says so', async () => {
+    const database = await createTestDatabase()
+    try {
+      assert.equal((await runCli(['migrate', '--database', database.url])).code, 0)
+      await addMigrationOfNewerVersion({ url: database.url, dataDir: '' })
+      await assertServesBesideNewerVersion(['--database', database.url])
     } finally {
       await database.drop()
     }
