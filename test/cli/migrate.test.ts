@@ -61,6 +61,20 @@ describe('bin/gatehouse migrate --status', () => {
   })
 })
 
+describe('bin/gatehouse migrate on PostgreSQL', () => {
+  it('migrates one database once when several processes start on it at the same time', async () => {
+    const database = await createTestDatabase()
+    try {
+      const results = await Promise.all(Array.from({ length: 4 }, () => runCli(['migrate', '--database', database.url])))
+      assert.deepEqual(results.map((r) => r.code), [0, 0, 0, 0], results.map((r) => r.stderr).join(''))
+      assert.equal(results.filter((r) => /applied: 001_core/.test(r.stdout)).length, 1, 'one process applied them; the others found them applied')
+      assert.equal(results.filter((r) => /^up to date/.test(r.stdout)).length, 3)
+    } finally {
+      await database.drop()
+    }
+  })
+})
+
 describe('a version older than the database', () => {
   async function addMigrationOfNewerVersion(storage: Parameters<typeof openStore>[0]): Promise<void> {
     const store = await openStore(storage)
