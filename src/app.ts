@@ -21,6 +21,7 @@ import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
 import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
+import { DirectoryAccountCheck } from './directory/ldap-check.ts'
 import { SIGN_IN_START_WINDOW_MS, SignInStarts } from './directory/sign-in-starts.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
@@ -63,6 +64,8 @@ export interface App {
   readonly memberships: MembershipMappings
   /** The LDAP directory, when one is configured: single sign-on may not take the username of a person in it. */
   readonly directory: LdapDirectory | undefined
+  /** Disables directory accounts whose entry is gone (src/directory/ldap-check.ts), when a directory is configured. */
+  readonly directoryCheck: DirectoryAccountCheck | undefined
   /** How many sign-ins each client address started lately: each start writes a record (src/directory/sign-in-starts.ts). */
   readonly signInStarts: SignInStarts
   /** The route table: every place a request can land, compiled once. */
@@ -121,6 +124,10 @@ export async function createApp(config: Config, store: Store, options: AppOption
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
   }
 
+  const directoryCheck = config.ldap && directory
+    ? new DirectoryAccountCheck(directory, store, accounts, audit, { intervalSeconds: config.ldap.account_check.interval_seconds, pageSize: config.ldap.account_check.page_size })
+    : undefined
+
   const basicCache = new CredentialCache(config.auth.basic_cache_seconds)
   accounts.onForget((userId) => basicCache.forgetUser(userId))
   settings.onChange(() => basicCache.clear())
@@ -167,7 +174,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     (session) => session.userId === userId ? session.keyHash : undefined,
     (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
   const clientAccess = compileClientAccess(config, access)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)
@@ -203,6 +210,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     clientAccess,
     memberships,
     directory,
+    directoryCheck,
     signInStarts: new SignInStarts({ perAddress: config.auth.sign_in_starts_per_address, total: config.auth.sign_in_starts_total, windowMs: SIGN_IN_START_WINDOW_MS }),
     routes,
     places: compilePlaces(config, routes, gatewayEntry),
@@ -220,6 +228,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     async close() {
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
       settings.stop()
+      await directoryCheck?.stop()
       const results = await Promise.allSettled([tokens.close(), audit.close()])
       await bus.stop()
       for (const result of results) if (result.status === 'rejected') throw result.reason

@@ -21,7 +21,7 @@ export type ErrorCode =
   | 'sso_username_invalid' | 'sso_nonce_mismatch' | 'sso_state_mismatch'
   | 'csrf_origin_mismatch' | 'csrf_referer_missing' | 'csrf_referer_malformed' | 'csrf_referer_insecure'
   | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
-  | 'not_found' | 'no_session' | 'sso_provider_unknown'
+  | 'not_found' | 'no_session' | 'sso_provider_unknown' | 'method_not_allowed'
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
@@ -391,7 +391,7 @@ export class CsrfTokenIncorrect extends CsrfFailed {
   static override readonly defaultMessage: string = 'CSRF token incorrect.'
 }
 
-// 404, 408, 409, 413, 415, 429, 431
+// 404, 405, 408, 409, 413, 415, 429, 431
 
 export class NotFound extends GatehouseError {
   static override readonly status: number = 404
@@ -406,6 +406,20 @@ export class NoSession extends NotFound {
 
 export class SsoProviderUnknown extends NotFound {
   static override readonly code: ErrorCode = 'sso_provider_unknown'
+}
+
+/**
+ * 405: the path is there, the method is not. `Allow` names the methods it has (RFC 9110 §15.5.6), with Django REST
+ * framework's words.
+ */
+export class MethodNotAllowed extends GatehouseError {
+  static override readonly status: number = 405
+  static override readonly code: ErrorCode = 'method_not_allowed'
+  static override readonly defaultMessage: string = 'Method not allowed.'
+
+  constructor(method: string, allowed: readonly string[]) {
+    super(`Method "${method}" not allowed.`, { headers: { allow: allowed.join(', ') } })
+  }
 }
 
 export class RequestTimeout extends GatehouseError {

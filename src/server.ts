@@ -107,6 +107,16 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   app.accounts.onLastSuperuserKept((user) => {
     server.log.warn({ user: user.username, source: user.source }, 'a login would have left no active superuser: the account keeps its superuser flag until another superuser is active')
   })
+  app.directoryCheck?.onDisabled((user) => {
+    server.log.warn({ user: user.username, source: user.source }, 'directory entry gone or no longer matching the user filter: account disabled, its sessions ended and its tokens refused')
+  })
+  app.directoryCheck?.onUnavailable((error) => {
+    server.log.warn({ error: error.message }, 'directory account check: the directory did not answer, so no account was disabled; the next check tries again')
+  })
+  app.directoryCheck?.onNobodyFound((accounts) => {
+    server.log.warn({ accounts }, 'directory account check: the directory found none of these accounts, which looks like a user search that finds nobody, so none was disabled; check ldap.user_search with `gatehouse ldap test`, and disable people who really left by hand')
+  })
+  app.directoryCheck?.start()
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
   await registerOpenApi(server)

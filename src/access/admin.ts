@@ -73,7 +73,9 @@ export class AccessAdmin {
       throw new ValidationFailed({ organization: ['A team stays in the organization it was created in: its roles and members belong to it.'] })
     }
     if (changes.name !== undefined && changes.name !== team.name) this.#requireUnnamed(actor, this.#namesTeam(team))
-    return this.#change('team', async (tx) => (await tx.access.updateTeam(id, changes)) ?? notFound('team'))
+    // Only what the store changes: the organization, checked above, is a column no update writes.
+    const { name, description } = changes
+    return this.#change('team', async (tx) => (await tx.access.updateTeam(id, { name, description })) ?? notFound('team'))
   }
 
   async deleteTeam(actor: User, id: number): Promise<void> {

@@ -44,6 +44,7 @@ const createApplication = applicationFields.superRefine((input, context) => {
 })
 /** The collection sends every field it manages with each update, `client_type` too: the same value is no change. */
 const updateApplication = applicationFields.partial().strict()
+const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const listApplications = listQuery(applicationFilterFields)
 
@@ -157,11 +158,11 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
 
   api.get('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request) => serialize(await found(request.params.id)))
 
-  api.route({
-    method: ['PATCH', 'PUT'],
+  for (const [method, body] of [['PATCH', updateApplication], ['PUT', replaceApplication]] as const) api.route({
+    method,
     url: '/applications/:id/',
     config: superuser,
-    schema: { params: idParam, body: updateApplication },
+    schema: { params: idParam, body },
     handler: async (request) => {
       const current = await found(request.params.id)
       const input = request.body

@@ -6,7 +6,7 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { LoginThrottled, NoSession, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
+import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, DatabaseUnavailable, type GatehouseError, LoginThrottled, NoSession, normalizeError, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
@@ -44,12 +44,26 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   })
 
   // The media type and the CSRF token are checked before the fields, so a forged login learns nothing of them.
-  const checkCsrf = async (request: FastifyRequest) => app.csrf.check(request)
+  const checkCsrf = async (request: FastifyRequest, reply: FastifyReply) => {
+    try {
+      app.csrf.check(request)
+    } catch (error) {
+      // A person's own form whose token changed meanwhile: another tab logged in, or the cookies were cleared.
+      if (!isStaleFormToken(error) || !isBrowserForm(request)) throw error
+      return sendFormAgain(app, request, reply, error, 'This login form had expired. Enter your password again.')
+    }
+  }
   api.post('/login/', {
     config: { access: 'public' },
     preValidation: [requireFormOrJson, checkCsrf],
     schema: { querystring: nextQuery, body: loginFields },
+    // A browser's form whose fields do not fit (a pasted password longer than any) gets the form again.
+    attachValidation: true,
   }, async (request, reply) => {
+    if (request.validationError) {
+      if (!isBrowserForm(request)) throw request.validationError
+      return sendFormAgain(app, request, reply, normalizeError(request.validationError), 'Check the username and password, and try again.')
+    }
     const input = request.body
     const next = sameOriginTarget(app.publicUrl, input.next ?? request.query.next)
     const jsonClient = prefersJson(request) || mediaType(request) === 'application/json'
@@ -58,8 +72,9 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     try {
       user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' })
     } catch (error) {
-      if ((error instanceof Unauthenticated || error instanceof LoginThrottled) && !jsonClient && wantsHtml(request)) {
-        return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.cookieToken(request), next, username: input.username, error: error.message })
+      // The password was wrong, or could not be checked now: either way the person types it again.
+      if ((error instanceof Unauthenticated || error instanceof LoginThrottled || error instanceof DatabaseUnavailable) && isBrowserForm(request)) {
+        return sendFormAgain(app, request, reply, error, error.message)
       }
       throw error
     }
@@ -67,7 +82,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     const { csrfToken, expiresAt, now } = await startSession(app, request, reply, user)
     // As the platform answers a login: awxkit's session login reads the session cookie's name from it.
     reply.header('X-API-Session-Cookie-Name', SESSION_COOKIE)
-    const target = next ?? (wantsHtml(request) ? BROWSER_NEXT : DEFAULT_NEXT)
+    const target = next ?? defaultNext(request)
     if (jsonClient) return { username: user.username, csrf_token: csrfToken, next: target, ...sessionTimes(expiresAt, now) }
     return reply.redirect(target, 302)
   })
@@ -102,6 +117,11 @@ export function loginRoutes(api: GatewayApi, app: App): void {
 }
 
 
+/** Where a login without a `next` goes: a person in a browser to the web interface, a program to the API. */
+export function defaultNext(request: FastifyRequest): string {
+  return wantsHtml(request) ? BROWSER_NEXT : DEFAULT_NEXT
+}
+
 export function sessionTimes(expiresAt: number, now = Date.now()) {
   return {
     now: new Date(now).toISOString(),
@@ -122,6 +142,35 @@ async function requireFormOrJson(request: FastifyRequest): Promise<void> {
   if (type !== 'application/x-www-form-urlencoded' && type !== 'application/json') {
     throw new UnsupportedMediaType('Send the login as application/x-www-form-urlencoded or application/json.')
   }
+}
+
+/**
+ * The login page again for a browser's form that was not taken, with the current CSRF token and what the person
+ * typed but the password. The fields are read as sent: they may be the ones that did not fit.
+ */
+function sendFormAgain(app: App, request: FastifyRequest, reply: FastifyReply, refusal: GatehouseError, message: string): FastifyReply {
+  request.gatehouse.code = refusal.code
+  const form = (request.body ?? {}) as Record<string, unknown>
+  const text = (value: unknown) => (typeof value === 'string' ? value : undefined)
+  return sendLoginPage(app, reply, refusal.status, {
+    csrfToken: app.csrf.ensureToken(request, reply),
+    next: sameOriginTarget(app.publicUrl, text(form.next) ?? text((request.query as Record<string, unknown>).next)),
+    username: text(form.username)?.slice(0, 150) ?? '',
+    error: message,
+  })
+}
+
+/** A person's login form in a browser, which gets pages rather than errors it cannot act on. */
+function isBrowserForm(request: FastifyRequest): boolean {
+  return mediaType(request) === 'application/x-www-form-urlencoded' && wantsHtml(request)
+}
+
+/**
+ * The token of the person's own form no longer matches the cookie. A request from another site fails the Origin or
+ * Referer check instead, and keeps its error page.
+ */
+function isStaleFormToken(error: unknown): error is CsrfFailed {
+  return error instanceof CsrfCookieMissing || error instanceof CsrfCookieMalformed || error instanceof CsrfTokenMissing || error instanceof CsrfTokenIncorrect
 }
 
 function mediaType(request: FastifyRequest): string | undefined {

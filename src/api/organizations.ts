@@ -19,8 +19,10 @@ export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^
   .pipe(z.number().int().positive().max(2 ** 31 - 1, `Expected ${what} id.`))
 const createOrganization = z.object({ name, description: description.optional() }).strict()
 const updateOrganization = z.object({ name, description }).partial().strict()
+const replaceOrganization = updateOrganization.required({ name: true })
 const createTeam = z.object({ name, description: description.optional(), organization: bodyId('an organization') }).strict()
 const updateTeam = z.object({ name, description, organization: bodyId('an organization') }).partial().strict()
+const replaceTeam = updateTeam.required({ name: true, organization: true })
 
 export const organizationUrl = (id: number) => `${GATEWAY_API}/organizations/${id}/`
 export const teamUrl = (id: number) => `${GATEWAY_API}/teams/${id}/`
@@ -89,10 +91,10 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     if (!organization || !seesOrganization(request, organization.id)) throw new NotFound('No such organization.')
     return serializeOrganization(organization)
   })
-  api.route({
-    method: ['PATCH', 'PUT'],
+  for (const [method, body] of [['PATCH', updateOrganization], ['PUT', replaceOrganization]] as const) api.route({
+    method,
     url: '/organizations/:id/',
-    schema: { params: idParam, body: updateOrganization },
+    schema: { params: idParam, body },
     handler: async (request) => {
       const before = await app.store.access.findOrganization(request.params.id)
       if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
@@ -133,10 +135,10 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     if (!team || !seesTeam(request, team.id)) throw new NotFound('No such team.')
     return serializeTeam(app, team)
   })
-  api.route({
-    method: ['PATCH', 'PUT'],
+  for (const [method, body] of [['PATCH', updateTeam], ['PUT', replaceTeam]] as const) api.route({
+    method,
     url: '/teams/:id/',
-    schema: { params: idParam, body: updateTeam },
+    schema: { params: idParam, body },
     handler: async (request) => {
       const { name: teamName, description: text, organization } = request.body
       const before = await app.store.access.findTeam(request.params.id)

@@ -1,15 +1,16 @@
-import formbody from '@fastify/formbody'
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { App } from '../app.ts'
-import { refuseNulCharacters } from '../http/input-safety.ts'
+import { refuseLoneSurrogates, refuseNulCharacters } from '../http/input-safety.ts'
 import { apiAccessCheck } from './access.ts'
 import { activityStreamRoutes } from './activitystream.ts'
 import { applicationRoutes } from './applications.ts'
+import { registerBodyParsers } from './body-parsers.ts'
 import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
 import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
 import { meRoutes } from './me.ts'
+import { answerOtherMethods, collectPaths } from './methods.ts'
 import { mySessionRoutes } from './my-sessions.ts'
 import { organizationRoutes } from './organizations.ts'
 import { realmEventRoutes } from './realm-events.ts'
@@ -24,20 +25,23 @@ import { schemaValidator } from './validation.ts'
 
 /**
  * The gateway API: `/api/`, `/api/gateway/` and everything under `/api/gateway/v1/`, in one encapsulated scope
- * whose every route is checked for NUL characters, then authorized, then validated against its schemas.
+ * whose every route is checked for NUL characters and text that is not Unicode, then authorized, then validated against its schemas.
  * Authorization comes before validation, so a caller without access learns nothing about the input expected.
+ * Its paths' other methods and spellings are answered as the platform answers them (src/api/methods.ts).
  */
 export async function registerGatewayApi(server: FastifyInstance, app: App): Promise<void> {
   await server.register(async (scope) => {
     const api = scope.withTypeProvider<ZodTypeProvider>()
-    await api.register(formbody)
+    registerBodyParsers(api)
     api.setValidatorCompiler(schemaValidator)
     api.addHook('onSend', async (_request, reply) => {
       reply.header('x-content-type-options', 'nosniff')
       reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store')
     })
     api.addHook('preValidation', refuseNulCharacters)
+    api.addHook('preValidation', refuseLoneSurrogates)
     api.addHook('preValidation', apiAccessCheck(app))
+    const paths = collectPaths(api)
     apiRootRoutes(api, app)
     realmEventRoutes(api, app)
     await api.register(async (v1) => {
@@ -57,5 +61,6 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       userAccessRoutes(versioned, app)
       applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })
+    answerOtherMethods(api, paths)
   })
 }

@@ -20,6 +20,7 @@ const permissions = z.array(z.string()).max(100)
 const contentTypeField = z.string().max(200).nullable()
 const createRole = z.object({ name, description: description.optional(), permissions, content_type: contentTypeField.optional() }).strict()
 const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().strict()
+const replaceRole = updateRole.required({ name: true, permissions: true })
 const assignmentInput = (actor: Actor) => z.object({
   role_definition: bodyId('a role definition'),
   [actor]: bodyId(`a ${actor}`),
@@ -112,10 +113,10 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     if (!role) throw new NotFound('No such role definition.')
     return serializeRoleDefinition(role)
   })
-  api.route({
-    method: ['PATCH', 'PUT'],
+  for (const [method, body] of [['PATCH', updateRole], ['PUT', replaceRole]] as const) api.route({
+    method,
     url: '/role_definitions/:id/',
-    schema: { params: idParam, body: updateRole },
+    schema: { params: idParam, body },
     handler: async (request) => {
       const before = await app.store.access.findRoleDefinition(request.params.id)
       const { content_type: contentType, ...changes } = request.body

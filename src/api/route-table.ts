@@ -1,6 +1,7 @@
 import Fastify from 'fastify'
 import type { App } from '../app.ts'
 import type { Access } from '../gateway/places.ts'
+import { answersForApi } from './methods.ts'
 import { registerGatewayApi } from './register.ts'
 
 /** One gateway API route: its method, its path as declared (`/api/gateway/v1/users/:id/`), the access it declares. */
@@ -21,6 +22,7 @@ export async function gatewayApiRoutes(app: App): Promise<ApiRoute[]> {
   const server = Fastify()
   const routes: ApiRoute[] = []
   server.addHook('onRoute', (route) => {
+    if (answersForApi(route.config)) return
     const access = (route.config as { access?: Access } | undefined)?.access ?? 'user'
     for (const method of [route.method].flat()) routes.push({ method, url: route.url, access, pattern: pathPattern(route.url) })
   })

@@ -9,7 +9,7 @@ import { splitTarget } from '../http/request-target.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
-import { DEFAULT_NEXT, nextQuery, sendLoginPage } from './login.ts'
+import { defaultNext, nextQuery, sendLoginPage } from './login.ts'
 import { wantsHtml } from '../http/negotiation.ts'
 import { startSession } from '../auth/session-start.ts'
 
@@ -83,7 +83,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.
-      return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? DEFAULT_NEXT, 302)
+      return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? defaultNext(request), 302)
     } catch (error) {
       return refuse(app, request, reply, party, error, pending?.next || undefined)
     }

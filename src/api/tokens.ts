@@ -24,7 +24,9 @@ const scope = z.string({ error: scopeMessage }).refine((value) => {
 }, scopeMessage).transform((value): TokenScope => value.split(/\s+/).includes('write') ? 'write' : 'read')
 /** An OAuth2 application's id, or null for a personal token (as the platform's clients send it). */
 const application = z.union([z.null(), z.number().int().min(1).max(2 ** 31 - 1)], { error: 'Incorrect type. Expected pk value, received a different type.' })
-const description = z.string().max(1000).nullable()
+/** The most characters a token's description may have, from the API and the command line alike. */
+export const TOKEN_DESCRIPTION_MAX = 1000
+const description = z.string().max(TOKEN_DESCRIPTION_MAX).nullable()
 const idValue = z.union([z.number().int().min(1).max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number)])
 const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
 

@@ -1,31 +1,36 @@
 import type { App } from '../app.ts'
+import { organizationFilterFields, teamFilterFields } from '../store/access.ts'
 import { visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { serializeOrganization, serializeTeam } from './organizations.ts'
-import { paged, pageOf, pageQuery } from './pagination.ts'
+import { listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
 import { visibleUser } from './users.ts'
 import { idParam } from './validation.ts'
 
 /**
  * A user's memberships and what they open, from the same in-memory snapshot and rules engine the proxy uses:
- * `users/{id}/teams/` and `users/{id}/organizations/` in the platform's shapes, and `users/{id}/access/`, which
+ * `users/{id}/teams/` and `users/{id}/organizations/` in the platform's shapes (with the filters of teams/ and
+ * organizations/, run in the database on the ids the snapshot gives), and `users/{id}/access/`, which
  * also says, for each service, whether the user may reach it (a GET of its prefix, signed in with a session).
  */
 export function userAccessRoutes(api: GatewayApi, app: App): void {
-  api.get('/users/:id/teams/', { schema: { params: idParam, querystring: pageQuery } }, async (request) => {
+  api.get('/users/:id/teams/', { schema: { params: idParam, querystring: listQuery(teamFilterFields) } }, async (request) => {
     const user = await visibleUser(app, request, request.params.id)
-    const page = pageOf(request.query)
+    const { page, filter } = request.query
     const visible = visibilityOf(app, request)
-    const teams = app.access.of(user).teams.filter((team) => visible?.teams.has(team.id) ?? true)
-    return paged(request, page, teams.length, teams.slice(page.offset, page.offset + page.pageSize).map((team) => serializeTeam(app, team)))
+    const ids = app.access.of(user).teams.map((team) => team.id).filter((id) => visible?.teams.has(id) ?? true)
+    const { count, results } = await app.store.access.listTeams({ offset: page.offset, limit: page.pageSize, filter, ids })
+    return paged(request, page, count, results.map((team) => serializeTeam(app, team)))
   })
 
-  api.get('/users/:id/organizations/', { schema: { params: idParam, querystring: pageQuery } }, async (request) => {
+  api.get('/users/:id/organizations/', { schema: { params: idParam, querystring: listQuery(organizationFilterFields) } }, async (request) => {
     const user = await visibleUser(app, request, request.params.id)
-    const page = pageOf(request.query)
+    const { page, filter } = request.query
     const visible = visibilityOf(app, request)
-    const organizations = app.access.of(user).organizations.filter((organization) => visible?.organizations.has(organization.id) ?? true)
-    return paged(request, page, organizations.length, organizations.slice(page.offset, page.offset + page.pageSize).map(serializeOrganization))
+    const ids = app.access.of(user).organizations.map((organization) => organization.id).filter((id) => visible?.organizations.has(id) ?? true)
+    const { count, results } = await app.store.access.listOrganizations({ offset: page.offset, limit: page.pageSize, filter, ids })
+    return paged(request, page, count, results.map(serializeOrganization))
   })
 
   api.get('/users/:id/access/', { schema: { params: idParam } }, async (request) => {

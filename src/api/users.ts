@@ -15,7 +15,7 @@ import { idParam } from './validation.ts'
 const userFields = {
   username: z.string(),
   password: z.string(),
-  email: z.union([z.email(), z.literal('')]),
+  email: z.union([z.email(), z.literal('')], { error: 'Enter a valid email address.' }),
   first_name: z.string().max(150),
   last_name: z.string().max(150),
   is_superuser: z.boolean(),
@@ -25,6 +25,7 @@ const userInput = z.object(userFields)
 const createUser = userInput.partial().required({ username: true }).strict()
 /** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
 const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().strict()
+const replaceUser = updateUser.required({ username: true })
 const listUsers = listQuery(userFilterFields)
 
 /**
@@ -117,11 +118,11 @@ export function userRoutes(api: GatewayApi, app: App): void {
 
   api.get('/users/:id/', { schema: { params: idParam } }, async (request) => serializeUser(await visibleUser(app, request, request.params.id)))
 
-  api.route({
-    method: ['PATCH', 'PUT'],
+  for (const [method, body] of [['PATCH', updateUser], ['PUT', replaceUser]] as const) api.route({
+    method,
     url: '/users/:id/',
     config: { access: 'superuser' },
-    schema: { params: idParam, body: updateUser },
+    schema: { params: idParam, body },
     handler: async (request) => {
       const { id } = request.params
       const input = request.body

@@ -18,12 +18,31 @@ export function onceOr(message: string) {
 /** A body that may be left out altogether (a POST with nothing in it): read as an empty object. */
 export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((input) => input ?? {}, schema)
 
-/** A field's problems by the field's dotted path; problems with the whole input under `non_field_errors`. */
-export function fieldErrors(issues: readonly z.core.$ZodIssue[]): Record<string, string[]> {
+/** Django REST framework's words for a field left out that must be given. */
+const REQUIRED_MESSAGE = 'This field is required.'
+
+/**
+ * The fields of every object in the platform's shape that the server fills in (`id`, `url`, `created`, ...).
+ * Django REST framework drops them from input unread; here they are refused by name, as unknown fields are (a
+ * change that is silently not made would leave the caller believing it was), with words that say why.
+ */
+const SERVER_FILLED = new Set(['id', 'type', 'url', 'related', 'summary_fields', 'created', 'created_by', 'modified', 'modified_by'])
+
+/**
+ * A field's problems by the field's dotted path; problems with the whole input under `non_field_errors`. A field
+ * that is missing (the issue's input is undefined: the schema was parsed with `reportInput`) is required, however
+ * its schema words a wrong value; the checks that span fields (`custom`) say what they mean themselves.
+ */
+export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 'querystring' = 'body'): Record<string, string[]> {
   const fields: Record<string, string[]> = {}
   for (const issue of issues) {
-    if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) (fields[[...issue.path, key].map(String).join('.')] ??= []).push('Unknown field.')
+    if (issue.path.length > 0 && issue.code !== 'custom' && 'input' in issue && issue.input === undefined) {
+      ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)
+    } else if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        const message = part === 'querystring' ? 'Unknown parameter.' : issue.path.length === 0 && SERVER_FILLED.has(key) ? 'This field is read-only.' : 'Unknown field.'
+        ;(fields[[...issue.path, key].map(String).join('.')] ??= []).push(message)
+      }
     } else if (issue.path.length === 0) {
       ;(fields.non_field_errors ??= []).push(issue.code === 'invalid_type' ? 'Expected a JSON object.' : issue.message)
     } else {
@@ -33,12 +52,64 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[]): Record<string,
   return fields
 }
 
+/** Python's names of the JSON types, as Django REST framework's messages name what they got. */
+function pythonType(input: unknown): string {
+  if (input === null) return 'NoneType'
+  if (Array.isArray(input)) return 'list'
+  if (typeof input === 'string') return 'str'
+  if (typeof input === 'boolean') return 'bool'
+  if (typeof input === 'number') return Number.isInteger(input) ? 'int' : 'float'
+  return 'dict'
+}
+
+/**
+ * Django REST framework's words for what zod finds (its fields' default error messages), where a schema gives none
+ * of its own: the platform's clients and the people reading their output see the messages they know.
+ */
+function platformWords(issue: z.core.$ZodRawIssue): string | undefined {
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.input === undefined) return REQUIRED_MESSAGE
+      if (issue.input === null) return 'This field may not be null.'
+      if (issue.expected === 'string') return 'Not a valid string.'
+      // Every number the API takes is a whole one (ids, seconds, counts).
+      if (issue.expected === 'int' || issue.expected === 'number') return 'A valid integer is required.'
+      if (issue.expected === 'boolean') return 'Must be a valid boolean.'
+      if (issue.expected === 'array') return `Expected a list of items but got type "${pythonType(issue.input)}".`
+      if (issue.expected === 'object') return `Expected a dictionary of items but got type "${pythonType(issue.input)}".`
+      return undefined
+    case 'too_small':
+      if (issue.origin === 'string') return Number(issue.minimum) === 1 ? 'This field may not be blank.' : `Ensure this field has at least ${issue.minimum} characters.`
+      if (issue.origin === 'array') return `Ensure this field has at least ${issue.minimum} elements.`
+      if (issue.origin === 'number' || issue.origin === 'int') return `Ensure this value is greater than ${issue.inclusive ? 'or equal to ' : ''}${issue.minimum}.`
+      return undefined
+    case 'too_big':
+      if (issue.origin === 'string') return `Ensure this field has no more than ${issue.maximum} characters.`
+      if (issue.origin === 'array') return `Ensure this field has no more than ${issue.maximum} elements.`
+      if (issue.origin === 'number' || issue.origin === 'int') return `Ensure this value is less than ${issue.inclusive ? 'or equal to ' : ''}${issue.maximum}.`
+      return undefined
+    case 'invalid_value':
+      return `"${String(issue.input).slice(0, 64)}" is not a valid choice.`
+    case 'invalid_format':
+      if (issue.format === 'email') return 'Enter a valid email address.'
+      if (issue.format === 'datetime') return 'Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].'
+      return undefined
+    case 'invalid_union': {
+      // The option the value's type fits says what is wrong with it; when none fits, the first option speaks.
+      const fitting = issue.errors.find((option) => option.length > 0 && !option.some((problem) => problem.code === 'invalid_type' && problem.path.length === 0))
+      return (fitting ?? issue.errors[0])?.[0]?.message
+    }
+    default:
+      return undefined
+  }
+}
+
 /**
  * Fastify's validator for the gateway API's zod schemas. A path that does not fit its pattern names nothing, so
  * it is 404 as the platform's URL patterns answer; everything else is 400 with the fields that failed.
  */
 export const schemaValidator: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data) => {
-  const result = schema.safeParse(data)
+  const result = schema.safeParse(data, { reportInput: true, error: platformWords })
   if (result.success) return { value: result.data }
-  return { error: httpPart === 'params' ? new NotFound() : new ValidationFailed(fieldErrors(result.error.issues)) }
+  return { error: httpPart === 'params' ? new NotFound() : new ValidationFailed(fieldErrors(result.error.issues, httpPart === 'querystring' ? 'querystring' : 'body')) }
 }

@@ -62,10 +62,12 @@ export class AuditTrail {
 
   /**
    * Records a change to an object: `before` and `after` are its fields as the API shows them (absent before a
-   * create and after a delete); only the fields that differ are kept, secrets masked (src/audit/changes.ts).
+   * create and after a delete); only the fields that differ are kept, secrets masked (src/audit/changes.ts). `code`
+   * says why Gatehouse itself made a change (`directory_entry_gone`).
    */
-  change(actor: Actor, operation: 'create' | 'update' | 'delete', object: AuditObject, before?: Fields, after?: Fields): void {
-    this.#add(entryOf(actor, operation, object, changesBetween(before, after)), true)
+  change(actor: Actor, operation: 'create' | 'update' | 'delete', object: AuditObject, before?: Fields, after?: Fields, code?: string): void {
+    const entry = entryOf(actor, operation, object, changesBetween(before, after))
+    this.#add(code ? { ...entry, code } : entry, true)
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
+import { utf8OrLatin1 } from '../http/legacy-text.ts'
 import { BasicAuthDisabled, MalformedCredentials } from '../errors.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
@@ -47,7 +48,7 @@ export function parseBasic(header: string): { username: string; password: string
   if (!match || match[1]!.length % 4 === 1) {
     throw new MalformedCredentials('Invalid basic header. Credentials not correctly base64 encoded.')
   }
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8')
+  const decoded = utf8OrLatin1(Buffer.from(match[1]!, 'base64'))
   const colon = decoded.indexOf(':')
   if (colon < 0) throw new MalformedCredentials('Invalid basic header. No credentials provided.')
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) }

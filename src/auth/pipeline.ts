@@ -1,7 +1,7 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { AuthMethod } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, InvalidToken, withChallenges } from '../errors.ts'
+import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, InvalidToken, MalformedCredentials, withChallenges } from '../errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { Credential, Principal } from './principal.ts'
@@ -49,6 +49,9 @@ export class AuthPipeline {
     // Revocations made by other processes must be seen before any cached credential is trusted.
     await this.#bus.freshen()
     const header = request.headers.authorization
+    if (header && repeatsAuthorization(request.raw.rawHeaders)) {
+      throw new MalformedCredentials('The request has more than one Authorization header.')
+    }
     for (const authenticator of this.#authenticators) {
       if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc'))) continue
       // It would say NOT_MINE, but only after an await: a session cookie's request would pay one per header reader.
@@ -85,6 +88,19 @@ export class AuthPipeline {
     await authenticator.accountRefused?.(credential, refusal)
     throw refusal
   }
+}
+
+/**
+ * Node keeps the first of several Authorization fields and drops the others, while a proxy in front may act on
+ * another: which credential the request carries would then depend on who reads it. Authorization is a singleton
+ * (RFC 9110 §11.6.2), so a request with more than one is refused rather than judged by either.
+ */
+function repeatsAuthorization(raw: readonly string[]): boolean {
+  let seen = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 13 && raw[i]!.toLowerCase() === 'authorization' && ++seen > 1) return true
+  }
+  return false
 }
 
 const order: AuthMethod[] = ['basic', 'token', 'oidc', 'session']

@@ -1,7 +1,10 @@
 import { Command, Option } from 'commander'
+import { isUtf8 } from 'node:buffer'
 import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
+import { NUL_MESSAGE } from '../errors.ts'
+import type { DatabaseLocation } from '../store/database.ts'
 import { openStore, type Store } from '../store/store.ts'
 
 /** A mistake in how a command was called: reported in one line, exit status 2. */
@@ -37,9 +40,14 @@ export function resolveConfig(options: StorageOptions): Config {
   })
 }
 
-export async function openConfiguredStore(config: Config): Promise<Store> {
+/** Where the configuration keeps its data, with its time limits. */
+export function storageLocation(config: Config): DatabaseLocation {
   const { database, data_dir: dataDir, timeouts } = config.storage
-  return openStore({ url: database, dataDir, timeouts: { connectMs: timeouts.connect_seconds * 1000, queryMs: timeouts.query_seconds * 1000 } })
+  return { url: database, dataDir, timeouts: { connectMs: timeouts.connect_seconds * 1000, queryMs: timeouts.query_seconds * 1000 } }
+}
+
+export async function openConfiguredStore(config: Config): Promise<Store> {
+  return openStore(storageLocation(config))
 }
 
 /** Runs a command body with the app wired as the server wires it, and closes everything afterwards. */
@@ -59,9 +67,17 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
   }
 }
 
+/**
+ * The password on standard input, without its final line break. Bytes that are not UTF-8 would turn into U+FFFD
+ * and a NUL would make a password no login could send (every request with one is refused): both are refused here.
+ */
 export async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input (e.g. echo "$PW" | gatehouse ...)')
-  let text = ''
-  for await (const chunk of process.stdin) text += chunk
-  return text.replace(/\r?\n$/, '')
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  const bytes = Buffer.concat(chunks)
+  if (!isUtf8(bytes)) throw new UsageError('the password on standard input is not UTF-8')
+  const text = bytes.toString('utf8').replace(/\r?\n$/, '')
+  if (text.includes('\u0000')) throw new UsageError(`the password on standard input: ${NUL_MESSAGE}`)
+  return text
 }

@@ -35,6 +35,13 @@ function quietErrors(command: Command): void {
 }
 quietErrors(program)
 
+// A reader that stops early (`gatehouse tokens list | head`) closes the pipe: the rest of the output is not wanted,
+// which is no failure of the command. Anything else that breaks standard output is said in one line.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') process.stderr.write(`gatehouse: cannot write the output: ${error.message}\n`)
+  process.exit(error.code === 'EPIPE' ? (process.exitCode ?? 0) : 1)
+})
+
 try {
   await program.parseAsync(process.argv)
 } catch (error) {
@@ -50,7 +57,7 @@ function exitCodeFor(error: unknown): number {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }
-  if (error instanceof ConfigError || error instanceof DataDirUnusable || error instanceof ListenFailed) {
+  if (error instanceof ConfigError || error instanceof DataDirUnusable || (error instanceof ListenFailed && !error.inUse)) {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }

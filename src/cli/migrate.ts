@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs'
 import { Command } from 'commander'
-import { addStorageOptions, resolveConfig, type StorageOptions } from './common.ts'
-import { Database, sqliteFile } from '../store/database.ts'
+import { addStorageOptions, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
+import { Database, sqliteFile, type DatabaseLocation } from '../store/database.ts'
+import { DatabaseUnusable } from '../store/errors.ts'
 import { migrationNames } from '../store/migrations/index.ts'
 
 interface MigrateOptions extends StorageOptions {
@@ -12,11 +13,13 @@ export function migrateCommand(): Command {
   return addStorageOptions(new Command('migrate').description('create or upgrade the database schema (serve does this too)'))
     .option('--status', 'show the migrations applied, pending and from a newer version, and change nothing')
     .action(async (options: MigrateOptions) => {
-      const config = resolveConfig(options)
-      if (options.status) return printStatus(config.storage.database, config.storage.data_dir)
-      const database = await Database.open({ url: config.storage.database, dataDir: config.storage.data_dir })
+      const location = storageLocation(resolveConfig(options))
+      if (options.status) return printStatus(location)
+      const database = await Database.open(location)
       try {
-        const applied = await database.migrate()
+        const applied = await database.migrate().catch((error: unknown) => {
+          throw new DatabaseUnusable(database.description, error)
+        })
         process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : `up to date (${database.description})\n`)
       } finally {
         await database.close()
@@ -25,10 +28,11 @@ export function migrateCommand(): Command {
 }
 
 /** What `migrate` (or the next `serve`) would do, for an operator planning an upgrade: a dry run. */
-async function printStatus(url: string | undefined, dataDir: string): Promise<void> {
+async function printStatus(location: DatabaseLocation): Promise<void> {
   // Opening a data directory without a database would make one.
-  if (!url && !existsSync(sqliteFile(dataDir))) return writeStatus(`sqlite:${sqliteFile(dataDir)} (none yet)`, { applied: 0, pending: [...migrationNames], unknown: [] })
-  const database = await Database.open({ url, dataDir })
+  const file = sqliteFile(location.dataDir)
+  if (!location.url && !existsSync(file)) return writeStatus(`sqlite:${file} (none yet)`, { applied: 0, pending: [...migrationNames], unknown: [] })
+  const database = await Database.open(location)
   try {
     const tables = await database.db.introspection.getTables({ withInternalKyselyTables: true })
     const migrated = tables.some((table) => table.name === 'kysely_migration')

@@ -4,6 +4,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { unknownNames } from '../access/rules.ts'
 import type { Config, TlsConfig } from '../config/schema.ts'
+import { ListenFailed } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
@@ -32,6 +33,15 @@ export function serveCommand(): Command {
     .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON lines otherwise').choices(logFormats).default('auto').env('GATEHOUSE_LOG_FORMAT'))
     .addOption(new Option('--log-level <level>', 'info: one line per request; warn and above: none').choices(logLevels).default('info').env('GATEHOUSE_LOG_LEVEL')))
     .action(serve)
+}
+
+/**
+ * An address this machine cannot listen on (not one of its own, a name that does not resolve, a port it may not
+ * open) is a mistake in how serve was called, exit status 2; a port another process holds is not.
+ */
+function cannotListen(host: string, port: number, error: unknown): Error {
+  const message = `cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${(error as Error)?.message ?? String(error)}`
+  return (error as NodeJS.ErrnoException)?.code === 'EADDRINUSE' ? new Error(message, { cause: error }) : new UsageError(message)
 }
 
 /** An empty address would make Node listen on every interface, the opposite of what was asked. */
@@ -71,7 +81,8 @@ async function serve(options: ServeOptions): Promise<void> {
   } catch (error) {
     await server.close()
     await closeAll()
-    throw error
+    // What listen() explains names the setting already.
+    throw error instanceof ListenFailed ? error : cannotListen(host, port, error)
   }
   if (!config.server.public_url) {
     publicUrl = listening.url

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander'
-import { auditedToken, auditedTokenFields } from '../api/tokens.ts'
+import { auditedToken, auditedTokenFields, TOKEN_DESCRIPTION_MAX } from '../api/tokens.ts'
 import { cliActor } from '../audit/actor.ts'
 import type { TokenScope } from '../store/tokens.ts'
 import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
@@ -30,7 +30,7 @@ export function tokensCommand(): Command {
     .requiredOption('--user <name>', 'the owner')
     .addOption(new Option('--scope <scope>', 'read: GET, HEAD and OPTIONS only; write: everything the user may do').choices(['read', 'write']).default('write'))
     .addOption(new Option('--expires-in <seconds>', 'lifetime (default and maximum: the setting oauth2_access_token_expire_seconds)').argParser(positiveInteger('--expires-in')))
-    .option('--description <text>', 'what the token is for'))
+    .addOption(new Option('--description <text>', `what the token is for (at most ${TOKEN_DESCRIPTION_MAX} characters)`).argParser(describing)))
     .action(async (options: CreateOptions) => {
       await withApp(options, async (app) => {
         const owner = await findUser(app, options.user)
@@ -90,6 +90,12 @@ export function tokensCommand(): Command {
     }))
 
   return tokens
+}
+
+/** A description the API would take too. */
+function describing(value: string): string {
+  if (value.length > TOKEN_DESCRIPTION_MAX) throw new UsageError(`--description must be at most ${TOKEN_DESCRIPTION_MAX} characters, got ${value.length}`)
+  return value
 }
 
 function positiveInteger(flag: string) {

@@ -76,6 +76,12 @@ export const LdapSchema = z.object({
   named_groups: z.record(z.string().regex(/^[\w.@+-]{1,150}$/, 'group names are 1-150 letters, digits and @ . + - _'), z.array(dn).min(1)).default({})
     .describe('Gatehouse group name -> directory group DNs. A user in any of the DNs is in the group; the account\'s groups are replaced on every login and passed to services in the identity token.'),
   memberships: membershipMappingsSchema(dn, 'Directory group DNs whose members get the membership.'),
+  account_check: z.object({
+    interval_seconds: z.number().min(0).max(86_400).default(300)
+      .describe('Time between two checks of the active directory accounts that hold a session, token or realm grant: one whose entry is gone or no longer matches the user filter is disabled. 0: no periodic check (a realm refresh still checks its user).'),
+    page_size: z.number().int().min(1).max(1000).default(100).describe('Accounts read and checked at a time.'),
+  }).strict().default({ interval_seconds: 300, page_size: 100 })
+    .describe('Disables accounts whose directory entry is gone, so their sessions, tokens and refresh tokens stop working. A directory that does not answer disables nobody.'),
   timeouts: z.object({
     connect_seconds: z.number().positive().max(60).default(3).describe('Time to connect to one server (TLS included) before trying the next.'),
     lookup_seconds: z.number().positive().max(120).default(5).describe('Time a whole directory login may take, all servers included, before it fails with 503 directory_unavailable.'),

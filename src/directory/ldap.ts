@@ -80,6 +80,25 @@ export class LdapDirectory {
   }
 
   /**
+   * Whether an entry still matches the user filter for `username` (the account check, ldap-check.ts): only the
+   * search, no groups. Two entries still list the name (logins refuse them as a directory mistake; an account is
+   * not disabled for one). Throws DirectoryUnavailable when the directory cannot say.
+   */
+  async lists(username: string): Promise<boolean> {
+    const { base, filter, scope } = this.#config.user_search
+    return this.#withinDeadline(async (connections) => {
+      const { client } = await this.#connect(connections)
+      try {
+        const { searchEntries } = await client.search(base, { scope, filter: fillFilter(filter, { username }), attributes: ['1.1'], sizeLimit: 1 })
+        return searchEntries.length > 0
+      } catch (error) {
+        if (error instanceof ldapts().SizeLimitExceededError) return true
+        throw error
+      }
+    })
+  }
+
+  /**
    * Runs a conversation with the directory under the lookup deadline, and closes every connection it opened.
    * A conversation that outlives its deadline may open no further connection.
    */
@@ -225,6 +244,13 @@ export class LdapPasswords implements PasswordSource {
     if (existing && existing.source !== 'ldap' && existing.source !== 'sso') return NOT_MINE
     const { user, passwordValid } = await this.#directory.lookup(username, password)
     if (!user) return NOT_MINE
+    // The directory matches names without regard to case, so `ADMIN` finds the entry `admin`: when that name is a
+    // local account's, the login is one as that account in another spelling, answered as under its own (the local
+    // password is what counts), so the answer does not tell whether the directory took the password.
+    if (user.username !== username && user.username.toLowerCase() === username.toLowerCase()) {
+      const owner = await this.#store.users.findByUsername(user.username)
+      if (owner?.source === 'local') return NOT_MINE
+    }
     if (!passwordValid) throw new InvalidCredentials()
     if (existing && existing.source !== 'ldap') throw new AccountSourceConflict(SSO_HOLDS_NAME)
     const account = await syncDirectoryAccount(this.#store, this.#accounts, user)

@@ -18,6 +18,6 @@ export interface GatewayRequest {
   readonly host: string
   /** A parsed body; none on proxied requests, whose body streams through. */
   readonly body?: unknown
-  readonly raw: { readonly socket: { readonly remoteAddress?: string | undefined } }
+  readonly raw: { readonly socket: { readonly remoteAddress?: string | undefined }; readonly rawHeaders: readonly string[] }
   readonly gatehouse: RequestContext
 }

@@ -17,23 +17,36 @@ export async function refuseNulCharacters(request: FastifyRequest): Promise<void
   if (fields.length) throw new ValidationFailed(Object.fromEntries(fields.map((field) => [field, [NUL_MESSAGE]])))
 }
 
+/**
+ * Refuses text that is not Unicode: a lone surrogate, which JSON can spell (`"\ud800"`) but UTF-8 cannot encode.
+ * Both backends would store U+FFFD in its place, so what was saved would not be what was sent (and the platform's
+ * PostgreSQL refuses it outright). The query cannot carry one: its escapes must be UTF-8 (src/http/request-target.ts).
+ */
+export async function refuseLoneSurrogates(request: FastifyRequest): Promise<void> {
+  const found = new Set<string>()
+  collect(request.body, '', 0, found, (text) => !text.isWellFormed())
+  if (found.size) throw new ValidationFailed(Object.fromEntries([...found].map((field) => [field, [LONE_SURROGATE_MESSAGE]])))
+}
+const LONE_SURROGATE_MESSAGE = 'Text must be valid Unicode: lone surrogates (\\ud800 to \\udfff) are not allowed.'
+
 /** The names (dotted paths) of the fields whose names or text contain NUL, in parsed inputs such as a query and a body. */
 export function nulFields(...inputs: unknown[]): string[] {
   const found = new Set<string>()
-  for (const input of inputs) collect(input, '', 0, found)
+  for (const input of inputs) collect(input, '', 0, found, (text) => text.includes(NUL))
   return [...found]
 }
 
-function collect(value: unknown, path: string, depth: number, found: Set<string>): void {
+/** Adds to `found` the paths of the fields whose names or text are `bad`. */
+function collect(value: unknown, path: string, depth: number, found: Set<string>, bad: (text: string) => boolean): void {
   if (typeof value === 'string') {
-    if (value.includes(NUL)) found.add(path || 'non_field_errors')
+    if (bad(value)) found.add(path || 'non_field_errors')
   } else if (Array.isArray(value)) {
-    if (depth < MAX_DEPTH) value.forEach((item, i) => collect(item, path ? `${path}.${i}` : String(i), depth + 1, found))
+    if (depth < MAX_DEPTH) value.forEach((item, i) => collect(item, path ? `${path}.${i}` : String(i), depth + 1, found, bad))
   } else if (isPlainObject(value) && depth < MAX_DEPTH) {
     for (const [key, item] of Object.entries(value)) {
       const name = path ? `${path}.${key}` : key
-      if (key.includes(NUL)) found.add(name.replaceAll(NUL, '\\u0000'))
-      else collect(item, name, depth + 1, found)
+      if (bad(key)) found.add(name.replace(/\u0000|\p{Cs}/gu, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`))
+      else collect(item, name, depth + 1, found, bad)
     }
   }
 }

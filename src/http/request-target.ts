@@ -26,11 +26,17 @@ export function assertSafePath(path: string): void {
  * URL handling cannot take it (RFC 3986 §2.1).
  */
 export function assertWellFormedEscapes(target: string): void {
-  if (!target.includes('%')) return
+  if (!wellFormedEscapes(target)) throw new MalformedEscape()
+}
+
+/** Whether every `%` in the text starts an escape, and the escapes are UTF-8 (forms are checked so too). */
+export function wellFormedEscapes(text: string): boolean {
+  if (!text.includes('%')) return true
   try {
-    decodeURIComponent(target)
+    decodeURIComponent(text)
+    return true
   } catch {
-    throw new MalformedEscape()
+    return false
   }
 }
 

@@ -17,15 +17,22 @@ export interface ListenSettings {
 }
 
 /**
- * A port or address that cannot be listened on, with the setting that named it: a configuration mistake, which
- * stops `serve` in one line with exit status 2, as a wrong value in the file does.
+ * A port or address that cannot be listened on, with the setting that named it. One this machine cannot listen on is
+ * a mistake in the configuration (exit status 2); a port another process holds is not (`inUse`): it may be free again
+ * in a moment, as when the process before this one is still draining, so a supervisor should try again.
  */
-export class ListenFailed extends Error {}
+export class ListenFailed extends Error {
+  readonly inUse: boolean
+  constructor(message: string, inUse: boolean) {
+    super(message)
+    this.inUse = inUse
+  }
+}
 
 /** `error` as ListenFailed when it is one of the failures an operator fixes in the configuration; else as it was. */
 export function explainListenError(error: unknown, settings: ListenSettings, host: string, port: number): unknown {
   const code = (error as NodeJS.ErrnoException)?.code ?? ''
   const [setting, problem] = PORT_PROBLEMS[code] ? [settings.port, PORT_PROBLEMS[code]] : [settings.host, HOST_PROBLEMS[code]]
   if (!problem) return error
-  return new ListenFailed(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port} (${setting}): ${problem}`)
+  return new ListenFailed(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${problem} (${setting}, ${code})`, code === 'EADDRINUSE')
 }

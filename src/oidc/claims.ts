@@ -72,16 +72,18 @@ export function orderScopes(scopes: Iterable<string>): string {
   return [...first, ...[...set].filter((s) => !first.includes(s))].join(' ')
 }
 
-/** oidc-provider's `findAccount`: an active Gatehouse user by id (the `sub`). */
 /**
- * `onRefresh` judges a user again when a refresh token of `clientId` is used; it throws to refuse the refresh (the
- * client's access rules no longer let the user in).
+ * oidc-provider's `findAccount`: an active Gatehouse user by id (the `sub`). `onRefresh` judges a user again when a
+ * refresh token of `clientId` is used; it throws to refuse the refresh (the client's access rules no longer let the
+ * user in). `confirmOnRefresh` asks then whether the account still stands where it came from (a directory account
+ * whose entry is gone does not, and is disabled), as Keycloak's LDAP federation checks the entry at a refresh.
  */
-export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void) {
+export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>) {
   return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
     if (!user || !user.isActive) return undefined
+    if (token?.kind === 'RefreshToken' && confirmOnRefresh && !(await confirmOnRefresh(user))) return undefined
     if (onRefresh && token?.kind === 'RefreshToken' && token.clientId) onRefresh(ctx, token.clientId, user)
     return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
   }

@@ -49,7 +49,9 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     if (signedIn) return finishLogin(app, realm, clientId, provider, request, reply, signedIn)
     const restarted = request.cookies[RESTARTED_COOKIE] !== undefined
     if (restarted) reply.clearCookie(RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
-    return html(reply, 200, renderLoginPage({ ...page, error: restarted ? RESTARTED_MESSAGE : undefined }))
+    // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
+    const loginHint = typeof details.params.login_hint === 'string' ? details.params.login_hint.slice(0, 150) : undefined
+    return html(reply, 200, renderLoginPage({ ...page, username: loginHint, error: restarted ? RESTARTED_MESSAGE : undefined }))
   }
 
   const form = await readForm(request)

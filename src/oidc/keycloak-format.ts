@@ -1,12 +1,12 @@
 import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
-import type { JWTPayload } from 'jose'
+import { decodeJwt, type JWTPayload } from 'jose'
 import type { RealmClientConfig } from '../config/realms.ts'
 import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
-import { keycloakSid, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
-import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
+import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
+import { escapeHtml, unframedPageHeaders } from '../pages/html.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 
 /**
@@ -16,9 +16,13 @@ import { DatabaseUnavailable } from '../errors.ts'
  */
 
 export interface KeycloakShapeOptions {
+  /** The realm's name, which Keycloak's `WWW-Authenticate` challenges name. */
+  realm: string
   /** Grant types the token endpoint knows (others are `unsupported_grant_type`, before anything else is checked). */
   grantTypes: ReadonlySet<string>
   client(clientId: string): RealmClientConfig | undefined
+  /** The username of the account a refresh token speaks for (introspection names it). */
+  username(accountId: string): Promise<string | undefined>
   tokens: KeycloakTokens
   /** Where the realm's cookies live (`/realms/<realm>/`). */
   cookiePath: string
@@ -80,9 +84,16 @@ export function tokenEndpointFailure(failure: unknown): KeycloakError {
 
 export function keycloakShapes(options: KeycloakShapeOptions) {
   return async function keycloakShapes(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+    // Set before the page is written: oidc-provider adds the hash of each script it writes (its self-submitting
+    // forms) to this policy's script-src.
+    ctx.set('content-security-policy', REALM_PAGE_POLICY)
     await next()
     const oidc = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc
-    if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) ctx.set(UNFRAMED_PAGE_HEADERS)
+    if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
+      ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY })
+    } else {
+      ctx.remove('content-security-policy')
+    }
     if (!oidc) {
       if (ctx.status === 404 && !ctx.body) {
         // Koa answers 200 once a body is set on a response whose status was never set explicitly.
@@ -103,28 +114,42 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
         ctx.body = { error: error.error, error_description: error.error_description }
       }
     } else if (oidc.route === 'introspection' && ctx.status === 200 && body?.active === true) {
-      if (typeof body.preferred_username === 'string') body.username = body.preferred_username
-      if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
-        body.aud = accessTokenAudience(options.client(body.client_id))
-      }
+      await describeIntrospected(body, oidc, options)
     } else if (oidc.route === 'revocation' && (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.logout && ctx.status === 200) {
       ctx.status = 204
       ctx.body = null
+    } else if (oidc.route === 'introspection' && isClientAuthenticationFailure(ctx.status, body)) {
+      // Keycloak's TokenIntrospectionEndpoint answers any failed client authentication so (`authorizeClient`).
+      ctx.status = 401
+      ctx.body = { error: 'invalid_request', error_description: 'Authentication failed.' }
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
+    } else if ((oidc.route === 'introspection' || oidc.route === 'revocation') && ctx.status === 400 && typeof body?.error_description === 'string') {
+      ctx.body = { error: body.error, error_description: tokenParameterError(oidc.route, body.error_description) }
     } else if (oidc.route === 'userinfo' && ctx.status === 401 && body?.error === 'invalid_token') {
-      ctx.body = { error: 'invalid_token', error_description: 'Token verification failed' }
+      userinfoError(ctx, body.error_description === NO_ACCESS_TOKEN, options.realm)
+    } else if (oidc.route === 'userinfo' && ctx.status === 403 && body?.error === 'insufficient_scope') {
+      // Keycloak's userinfo refuses access tokens without `openid` since version 20, in these words.
+      challenge(ctx, options.realm, 'insufficient_scope', 'Missing openid scope')
+    } else if (oidc.route === 'device_authorization' && ctx.status === 400 && body?.error_description === `${DEVICE_GRANT} is not allowed for this client`) {
+      // Keycloak's OAuth2DeviceAuthorizationEndpoint, for a client without the device grant.
+      ctx.body = { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate OAuth 2.0 Device Authorization Grant. The flow is disabled for the client.' }
     } else if (oidc.route === 'device_authorization' && ctx.status === 200 && body) {
       // Keycloak's device authorization response names the polling interval (RFC 8628 §3.2).
       body.interval = DEVICE_POLLING_SECONDS
     } else if (oidc.route === 'jwks' && ctx.status === 200 && Array.isArray(body?.keys)) {
       // oidc-provider publishes a key's certificate (x5c) but not its thumbprints, which Keycloak's JWKS has.
       for (const key of body.keys as Record<string, unknown>[]) Object.assign(key, certificateThumbprints(key.x5c))
+      // Keycloak's certs endpoint answers application/json unless the client asks for exactly the JWK set type.
+      if (ctx.get('accept') !== JWK_SET_TYPE) ctx.type = 'application/json'
     } else if (oidc.route === 'discovery' && ctx.status === 200 && body) {
       // keycloak-js's login status iframe (keycloak-pages.ts), which oidc-provider does not know.
       body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
     } else if ((oidc.route === 'authorization' || oidc.route === 'resume') && ctx.status >= 300 && ctx.status < 400) {
       setSessionStateCookie(ctx, oidc, options.cookiePath)
+      addSessionState(ctx, oidc)
+    } else if (isFormPostResponse(ctx, oidc)) {
+      addSessionState(ctx, oidc)
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as unknown as { destroyed?: boolean } | undefined)?.destroyed) {
       ctx.cookies.set(SESSION_STATE_COOKIE, null, { path: options.cookiePath, httpOnly: false })
       // The logout that signs the previous person out when someone else logs in at the realm's login page in the same
@@ -138,6 +163,67 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
 }
 
 /**
+ * Keycloak's introspection answers with the token's own claims (AccessTokenIntrospectionProvider) plus `client_id`,
+ * `username` and `token_type`. oidc-provider leaves out the `jti` (it was handed the `jti` as the token, routes.ts)
+ * and, for a refresh token, Keycloak's `typ`, `azp` and `aud` (the issuer), which its JWT carries.
+ */
+async function describeIntrospected(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], options: KeycloakShapeOptions): Promise<void> {
+  const refresh = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
+  if (refresh) {
+    const typ = refreshTokenType(refresh.scope)
+    Object.assign(body, { jti: refresh.jti, aud: body.iss, typ, azp: refresh.clientId, token_type: typ })
+    const username = await options.username(refresh.accountId)
+    if (username !== undefined) body.username = username
+    return
+  }
+  const access = (oidc.entities.AccessToken ?? oidc.entities.ClientCredentials) as unknown as { jti: string } | undefined
+  if (access) body.jti = access.jti
+  if (typeof body.preferred_username === 'string') body.username = body.preferred_username
+  if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
+    body.aud = accessTokenAudience(options.client(body.client_id))
+  }
+}
+
+/** oidc-provider's answer to a client that sent no credentials, or wrong ones. */
+const NO_CLIENT_AUTHENTICATION = 'no client authentication mechanism provided'
+function isClientAuthenticationFailure(status: number, body: Record<string, unknown> | undefined): boolean {
+  return (status === 401 && body?.error === 'invalid_client') || (status === 400 && body?.error_description === NO_CLIENT_AUTHENTICATION)
+}
+
+const JWK_SET_TYPE = 'application/jwk-set+json'
+
+/** oidc-provider's description of a userinfo request without an access token. */
+const NO_ACCESS_TOKEN = 'no access token provided'
+
+/**
+ * Keycloak's UserInfoEndpoint: no token is a bad request (400, no challenge); a token that does not verify, has
+ * expired or was revoked is 401 with a challenge naming the realm (its name, not oidc-provider's issuer URL) and the
+ * same error as the body.
+ */
+function userinfoError(ctx: KoaContextWithOIDC, noToken: boolean, realm: string): void {
+  ctx.remove('www-authenticate')
+  if (noToken) {
+    ctx.status = 400
+    ctx.body = { error: 'invalid_request', error_description: 'Token not provided' }
+    return
+  }
+  challenge(ctx, realm, 'invalid_token', 'Token verification failed')
+}
+
+/** A userinfo refusal with Keycloak's challenge: the realm's name (not oidc-provider's issuer URL) and the body's error. */
+function challenge(ctx: KoaContextWithOIDC, realm: string, error: string, description: string): void {
+  ctx.body = { error, error_description: description }
+  ctx.set('www-authenticate', `Bearer realm="${realm}", error="${error}", error_description="${description}"`)
+}
+
+/** Keycloak's words for a missing or repeated parameter at introspection (TokenIntrospectionEndpoint) and revocation (TokenRevocationEndpoint). */
+function tokenParameterError(route: string, description: string): string {
+  if (description === "missing required parameter 'token'") return route === 'introspection' ? 'Token not provided.' : 'Token not provided'
+  if (/must not be provided twice$/.test(description)) return 'duplicated parameter'
+  return description
+}
+
+/**
  * The page that carries an authorization response to the client (`response_mode=form_post`): a client may load the
  * authorization endpoint in a hidden frame to renew its tokens silently, so that page stays frameable, as Keycloak's.
  */
@@ -146,16 +232,38 @@ function isFormPostResponse(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['o
 }
 
 /**
- * oidc-provider answers CORS for the token, introspection and revocation endpoints only for the client's allowed
- * origins (`clientBasedCORS`), but without `Access-Control-Allow-Credentials`; keycloak-js sends its token
- * requests with credentials, and Keycloak's Cors answers them with it.
+ * oidc-provider answers CORS for the token, userinfo, introspection and revocation endpoints only for the client's
+ * allowed origins (`clientBasedCORS`), but without `Access-Control-Allow-Credentials`; keycloak-js sends its token
+ * requests with credentials, and Keycloak's Cors (`auth()`) answers these endpoints, and their preflights, with it.
+ * A preflight names no client, so it allows any origin, as Keycloak's does: the request itself is still held to the
+ * client's web origins.
  */
 function allowCredentials(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc']): void {
   const origin = ctx.response.get('access-control-allow-origin')
   if (!origin || origin === '*' || !CREDENTIALED_CORS_ROUTES.has(String(oidc.route))) return
   ctx.set('access-control-allow-credentials', 'true')
 }
-const CREDENTIALED_CORS_ROUTES = new Set(['token', 'introspection', 'revocation'])
+const CREDENTIALED_CORS_ROUTES = new Set(['token', 'userinfo', 'introspection', 'revocation', 'cors.token', 'cors.userinfo', 'cors.introspection', 'cors.revocation'])
+
+/**
+ * Keycloak's authorization response names the browser session (`session_state`, the `sid` of the tokens the code
+ * gives), which clients that watch the session through `check_session_iframe` (oidc-client-ts) need. oidc-provider
+ * answers with `code`, `state` and `iss` only; `session_state` is added after them, in the redirect's query or
+ * fragment, or as one more input of the form_post page.
+ */
+function addSessionState(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc']): void {
+  const sid = (oidc.session as unknown as { uid?: string } | undefined)?.uid
+  if (!sid) return
+  const parameter = `session_state=${encodeURIComponent(sid)}`
+  const location = ctx.response.get('location')
+  if (typeof location === 'string' && location) {
+    if (/[?#&]code=/.test(location)) ctx.redirect(`${location}&${parameter}`)
+    return
+  }
+  if (typeof ctx.body === 'string' && ctx.body.includes('<input type="hidden" name="code"')) {
+    ctx.body = ctx.body.replace(/(<input type="hidden" name="code" value="[^"]*"\/>)/, `$1\n<input type="hidden" name="session_state" value="${escapeHtml(sid)}"/>`)
+  }
+}
 
 /** After a browser login, the login status iframe's cookie for the browser session's `sid`. */
 function setSessionStateCookie(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'], path: string): void {
@@ -255,7 +363,8 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   }
   const missing = /^missing required parameters? (.+)$/.exec(description)
   if (missing) return bad(`Missing parameter: ${missing[1]!.replace(/'/g, '').replace(/ and /g, ', ')}`)
-  if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(body.scope ?? params.scope ?? '')}`.trim(), 'invalid_scope')
+  // Keycloak names the whole requested scope (OAuth2GrantTypeBase), not only the unknown values.
+  if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(params.scope ?? body.scope ?? '')}`.trim(), 'invalid_scope')
   // Keycloak's direct grant answers a missing username and wrong credentials 401 (ValidateUsername,
   // ValidatePassword), and a login during a brute-force lock 400 with the same words.
   if (grantType === 'password' && detail !== LOCKED && (description === 'Invalid user credentials' || description === 'Missing parameter: username')) {
@@ -276,14 +385,23 @@ export async function renderErrorPage(ctx: KoaContextWithOIDC, out: { error?: st
   ctx.body = simplePage('Sign-in failed', `<p>${escapeHtml(out.error_description ?? 'The request could not be processed.')}</p><p><code>${escapeHtml(out.error ?? 'invalid_request')}</code></p>`)
 }
 
+const SUBMIT_LOGOUT = `const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()`
+/** The realm's pages run no script but the logout page's own, and those oidc-provider writes. */
+const REALM_PAGE_HEADERS = unframedPageHeaders([SUBMIT_LOGOUT])
+const REALM_PAGE_POLICY = REALM_PAGE_HEADERS['content-security-policy']!
+
 /**
- * oidc-provider's logout confirmation. Keycloak asks only when the request does not name the session with
- * `id_token_hint`; with one, the page submits itself (a browser without scripts still gets the button).
+ * oidc-provider's logout confirmation, for a browser with a session (without one, oidc-provider goes on by itself).
+ * Keycloak (LogoutEndpoint) asks unless `id_token_hint` names this very session (its `sid`): then the page submits
+ * itself (a browser without scripts still gets the button). oidc-provider takes any valid ID token of the realm as
+ * the hint, so a link from another site with someone's ID token would otherwise log the person out unasked.
  */
 export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): Promise<void> {
   ctx.type = 'html'
-  const automatic = ctx.oidc.params?.id_token_hint
-    ? `<script>const form = document.getElementById('op.logoutForm'); form.insertAdjacentHTML('beforeend', '<input type="hidden" name="logout" value="yes">'); form.submit()</script>`
+  const hint = ctx.oidc.params?.id_token_hint
+  const sessionUid = (ctx.oidc.session as unknown as { uid?: string } | undefined)?.uid
+  const automatic = typeof hint === 'string' && sessionUid !== undefined && decodeJwt(hint).sid === sessionUid
+    ? `<script>${SUBMIT_LOGOUT}</script>`
     : ''
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
 }
@@ -294,7 +412,10 @@ export async function deviceCodePage(ctx: KoaContextWithOIDC, form: string, _out
   const problem = !error ? '' : error.userCode || error.name === 'NoCodeError'
     ? '<p role="alert">That code is not valid or has expired. Check the code on your device and try again.</p>'
     : '<p role="alert">The device login could not be completed. Start again on your device.</p>'
-  ctx.body = simplePage('Device login', `<p>Enter the code your device shows.</p>${problem}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`)
+  // oidc-provider's input selects its text with an inline `onfocus` handler, which the realm pages' policy (no inline
+  // script but the pages' own, by hash) blocks with a console error; the field works the same without it.
+  const input = form.replace(/\sonfocus="[^"]*"/, '')
+  ctx.body = simplePage('Device login', `<p>Enter the code your device shows.</p>${problem}${input}<button type="submit" form="op.deviceInputForm">Continue</button>`)
 }
 
 /** Before logging in: the user checks that the code and the application are the ones on their device. */

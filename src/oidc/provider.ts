@@ -99,6 +99,8 @@ export interface ProviderOptions {
    */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   memberships?: ((user: User) => Memberships) | undefined
+  /** Asked at each refresh: false refuses it (realm.ts). */
+  confirmAccount?: ((user: User) => Promise<boolean>) | undefined
   clientAccess?: ClientAccessCheck | undefined
   revoke: AdapterDependencies['revoke']
   /** For the realm that serves the platform's OAuth2 applications (src/oidc/applications.ts). */
@@ -129,7 +131,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     const refusal = clientAccess(realm.name, clientId, user, (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address ?? '')
     if (refusal) throw accessDenied(refusal)
   })
-  const findAccount = accountFinder(options.accounts, checkClientAccess)
+  const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount)
   const adapterDeps: AdapterDependencies = {
     records: options.records,
     revoke: options.revoke,
@@ -169,8 +171,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => (client.clientAuthMethod !== 'none' || token.clientId === client.clientId) && await tokenUserActive(token as unknown as IssuedToken, options),
       },
-      // Only the client a token was issued to may revoke it (RFC 7009 §2.1).
-      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => revocationAllowed(client.clientId, token as unknown as RevocableToken) },
       userinfo: { enabled: true },
       // Sender-constrained tokens would need proof checks at the gateway too; Gatehouse takes bearer tokens only.
       dPoP: { enabled: false },
@@ -241,7 +242,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   consumeOnce(options.providerClass, provider)
   if (options.applications) compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ grantTypes: GRANT_TYPES, client: (id) => clients.get(id), tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.success', (ctx) => options.tokensIssued?.(String(ctx.oidc.params?.grant_type ?? 'unknown')))
@@ -321,6 +322,26 @@ function refreshTokenSeconds(realm: RealmConfig, token: { scope?: string; totalL
   const idle = offline ? realm.offline_session_idle_seconds : realm.sso_session_idle_seconds
   const max = offline ? realm.offline_session_max_seconds : realm.sso_session_max_seconds
   return Math.max(1, Math.min(idle, max - token.totalLifetime()))
+}
+
+/** The fields of a token oidc-provider's revocation found that Gatehouse reads. */
+interface RevocableToken {
+  kind: string
+  clientId: string
+  destroy(): Promise<void>
+}
+
+/**
+ * Revocation as Keycloak's TokenRevocationEndpoint: only the client a token was issued to may revoke it (RFC 7009
+ * §2.1), and another client is told so ("Unmatching clients"). A refresh token ends its session's grant (every
+ * token of it, as oidc-provider does), an access token only itself: oidc-provider would end its grant too, the
+ * session and its refresh token with it, where a Keycloak client revoking an access token keeps refreshing.
+ */
+async function revocationAllowed(clientId: string, token: RevocableToken): Promise<boolean> {
+  if (token.clientId !== clientId) throw new errors.InvalidRequest('Unmatching clients')
+  if (token.kind !== 'AccessToken') return true
+  await token.destroy()
+  return false
 }
 
 /** Whether the user a token speaks for may still use it (introspection answers `active: false` otherwise). */

@@ -49,6 +49,11 @@ export interface RealmDependencies {
    * no longer exists (it was ended), whoever's it was, so that the save it is asked for ends the realm session.
    */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
+  /**
+   * Asked at each refresh whether the user's account still stands where it came from (a directory entry that is
+   * gone: src/directory/ldap-check.ts); false refuses the refresh.
+   */
+  confirmAccount?: ((user: User) => Promise<boolean>) | undefined
   /** The user's teams and organizations as Keycloak group paths, and their role names (src/access/model.ts). */
   memberships?: ((user: User) => Memberships) | undefined
   /** Whether a user may sign in to a client (its `access` rules): the refusal's explanation, or undefined. */
@@ -267,6 +272,7 @@ export class Realm {
         endGatewaySession: this.#deps.endGatewaySession,
         gatewaySessionOf: this.#deps.gatewaySessionOf,
         memberships: this.#deps.memberships,
+        confirmAccount: this.#deps.confirmAccount,
         clientAccess: this.#deps.clientAccess,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),

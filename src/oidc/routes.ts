@@ -6,6 +6,7 @@ import type { App } from '../app.ts'
 import { NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
+import { formInUtf8 } from '../http/legacy-text.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
@@ -112,7 +113,8 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
 function startsSignIn(rest: string, method: string, query: string): boolean {
   if (rest === KEYCLOAK_ROUTES.device_authorization) return method === 'POST'
   if (rest !== KEYCLOAK_ROUTES.authorization) return false
-  return method === 'POST' || new URLSearchParams(query).get('prompt') !== 'none'
+  // A form POST is sent on as the same request by GET (`asGet`), which is the one counted.
+  return method !== 'POST' && new URLSearchParams(query).get('prompt') !== 'none'
 }
 
 /** What serving one of oidc-provider's endpoints needs of a request, whichever way it came in (Fastify's route, or token-lane.ts). */
@@ -164,10 +166,20 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   if (hasBody(raw)) {
     body = await readBody(raw)
     if (!body) return void exchange.refuse(400, 'Request body too large', 'invalid_request', { connection: 'close' })
+    // A password in ISO-8859-1 is read as the gateway's basic authorization reads it; lossy decoding would match U+FFFD.
+    if (isForm(raw)) body = formInUtf8(body)
     if (body.includes(0) || (isForm(raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return void exchange.refuse(400, NUL_MESSAGE, 'invalid_request')
   }
   const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
   if ('refused' in target) return void exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
+  if ('page' in target) {
+    exchange.handOver()
+    return void writePage(exchange.response, target.page.status, target.page.title, target.page.message)
+  }
+  if ('redirect' in target) {
+    exchange.handOver()
+    return void exchange.response.writeHead(303, { location: target.redirect, 'cache-control': 'no-store' }).end()
+  }
   const { handler, clientCredentials, refreshToken } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
@@ -191,6 +203,16 @@ interface Refusal {
 const INVALID_CLIENT: Refusal = { refused: { status: 401, error: 'invalid_client', description: 'Invalid client or Invalid client credentials' } }
 const invalidGrant = (description: string): Refusal => ({ refused: { status: 400, error: 'invalid_grant', description } })
 
+/** A browser request answered before oidc-provider sees it, with Keycloak's error page. */
+interface PageRefusal {
+  page: { status: number; title: string; message: string }
+}
+
+/** A browser request sent on to the same endpoint as a GET (`redirect` is where). */
+interface Redirect {
+  redirect: string
+}
+
 interface Target {
   path: string
   body: Buffer | undefined
@@ -212,7 +234,7 @@ interface Target {
  *   recorded it; one that does not verify is handed over as an unknown token.
  * - Refresh tokens are Keycloak's JWTs around oidc-provider's refresh token id (keycloak-tokens.ts): wherever a
  *   client sends one (refresh, logout, introspection, revocation), oidc-provider gets the id inside.
- * - Userinfo gets the same treatment for its bearer token.
+ * - Userinfo gets the same treatment for its bearer token, in the Authorization header or the form's `access_token`.
  * - A device code polling faster than its interval gets `slow_down`, as from Keycloak (oidc-provider does not
  *   count polls).
  * - Browser and device authorizations get Keycloak's default client scopes (`profile email`) besides what they
@@ -222,19 +244,25 @@ interface Target {
  *   introspection does); oidc-provider takes one mechanism only. When both name the same client and secret, the
  *   form's copy is dropped; when they differ, the request is refused.
  */
-async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal> {
+async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
+  if (path === KEYCLOAK_ROUTES.end_session && method === 'GET') {
+    const refusal = logoutRefusal(new URLSearchParams(query))
+    if (refusal) return refusal
+  }
   if (path === KEYCLOAK_ROUTES.authorization && method === 'GET') {
     const params = new URLSearchParams(query)
     if (withDefaultScopes(params)) return { path, body, query: `?${params}` }
   }
   if (method === 'POST' && body && isForm(raw)) {
     const form = new URLSearchParams(body.toString('utf8'))
+    if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return logoutRefusal(form) ?? asGet(realm, path, form)
+    if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     if (form.has('client_secret') && raw.headers.authorization) {
       if (!sameClientSecret(raw.headers.authorization, form)) return INVALID_CLIENT
       form.delete('client_secret')
     }
-    if (path === KEYCLOAK_ROUTES.end_session && form.has('refresh_token')) return logoutByRefreshToken(realm, raw, form)
-    if (path === KEYCLOAK_ROUTES.device_authorization || path === KEYCLOAK_ROUTES.authorization) withDefaultScopes(form)
+    if (path === KEYCLOAK_ROUTES.end_session) return logoutByRefreshToken(realm, raw, form)
+    if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
     const deviceCodes = form.getAll('device_code')
     if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
       return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
@@ -242,17 +270,53 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
       form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
     }
+    if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1 && JWT_SHAPE.test(form.get('access_token')!)) {
+      form.set('access_token', (await accessTokenId(realm, form.get('access_token')!)) ?? 'unknown')
+    }
     if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
       const token = form.get('token')!
       if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
     }
-    return { path, body: Buffer.from(form.toString()) }
+    const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
+    return { path, body: Buffer.from(form.toString()), ...(authorization ? { authorization } : {}) }
   }
-  if (path === KEYCLOAK_ROUTES.userinfo) {
-    const bearer = /^bearer +(\S+)$/i.exec(raw.headers.authorization ?? '')?.[1]
-    if (bearer && JWT_SHAPE.test(bearer)) return { path, body, authorization: `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` }
-  }
-  return { path, body }
+  const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
+  return authorization ? { path, body, authorization } : { path, body }
+}
+
+/**
+ * Keycloak's logout (LogoutEndpoint) has not taken `redirect_uri` since version 18, and takes
+ * `post_logout_redirect_uri` only with `id_token_hint` or `client_id`, which name the client whose URIs it is checked
+ * against: otherwise it answers an error page, and so does Gatehouse, instead of logging out.
+ */
+function logoutRefusal(params: URLSearchParams): PageRefusal | undefined {
+  if (params.has('redirect_uri')) return logoutFailed('Invalid parameter: redirect_uri')
+  if (params.has('post_logout_redirect_uri') && !params.has('id_token_hint') && !params.has('client_id')) return logoutFailed('Missing parameter: id_token_hint')
+  return undefined
+}
+
+function logoutFailed(message: string): PageRefusal {
+  return { page: { status: 400, title: 'Logout failed', message } }
+}
+
+/** Parameters that authenticate a client, which never go into a URL (browser history, server logs). */
+const CLIENT_CREDENTIALS = ['client_secret', 'client_assertion', 'client_assertion_type']
+
+/**
+ * OpenID Connect lets a browser send the authorization and logout requests as form POSTs (keycloak-js 26 logs out
+ * so with `logoutMethod: 'POST'`), which Keycloak takes. oidc-provider takes them only with its realm cookie
+ * `SameSite=None`, which a cross-site page could then send along with any request; the browser is sent on to the
+ * same request as a GET instead (303), on which a top-level navigation carries the `SameSite=Lax` cookie.
+ */
+function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect {
+  for (const name of CLIENT_CREDENTIALS) form.delete(name)
+  return { redirect: `${realm.issuer}${path}?${form}` }
+}
+
+/** The Authorization header oidc-provider's userinfo gets for a bearer JWT: its `jti`, or a value no token has. */
+async function userinfoAuthorization(realm: Realm, raw: IncomingMessage): Promise<string | undefined> {
+  const bearer = /^bearer +(\S+)$/i.exec(raw.headers.authorization ?? '')?.[1]
+  return bearer && JWT_SHAPE.test(bearer) ? `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` : undefined
 }
 
 /** Adds Keycloak's default client scopes to the parameters' `scope`; false when there was nothing to add to (or it is repeated). */
@@ -457,6 +521,12 @@ export function writeKeycloakError(response: ServerResponse, status: number, des
   response.setHeader('content-type', 'application/json; charset=utf-8')
   response.setHeader('content-length', Buffer.byteLength(body))
   response.end(body)
+}
+
+/** One of the realm's error pages, on a bare node response. */
+function writePage(response: ServerResponse, status: number, title: string, message: string): void {
+  const page = simplePage(title, `<p>${escapeHtml(message)}</p>`)
+  response.writeHead(status, { ...UNFRAMED_PAGE_HEADERS, 'cache-control': 'no-store', 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(page) }).end(page)
 }
 
 function keycloakErrorBody(description: string, error?: string): Record<string, string> {

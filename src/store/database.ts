@@ -1,5 +1,5 @@
-import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync } from 'node:fs'
-import { basename, join, resolve } from 'node:path'
+import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
 import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
@@ -18,7 +18,7 @@ import { DatabaseFileGone, NodeSqliteDatabase } from './sqlite-driver.ts'
  */
 async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number): Promise<NodeSqliteDatabase> {
   try {
-    mkdirSync(dir, { recursive: true })
+    makeDirectory(resolve(dir))
   } catch (error) {
     throw new DataDirUnusable(dir, whyNotMade(error) ?? (error as Error).message, error)
   }
@@ -30,9 +30,27 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number):
   return sqlite
 }
 
+/**
+ * `mkdir -p`, one directory at a time: Node's recursive mkdir retries for ever where making a directory fails with
+ * ENOENT though its parent exists (in /proc, or a parent removed meanwhile).
+ */
+function makeDirectory(dir: string): void {
+  try {
+    mkdirSync(dir)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'EEXIST' && statSync(dir).isDirectory()) return
+    const parent = dirname(dir)
+    if (code !== 'ENOENT' || parent === dir || existsSync(parent)) throw error
+    makeDirectory(parent)
+    mkdirSync(dir)
+  }
+}
+
 function whyNotMade(error: unknown): string | undefined {
   const code = (error as NodeJS.ErrnoException).code
   if (code === 'EEXIST') return 'it is a file, not a directory'
+  if (code === 'ENOENT') return 'no directory can be made there'
   if (code === 'ENOTDIR') return 'a part of its path is a file, not a directory'
   if (code === 'EACCES') return 'permission denied'
   return undefined

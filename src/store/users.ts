@@ -145,6 +145,25 @@ export class UserRepository {
     return Number(row.n)
   }
 
+  /**
+   * Active accounts of `source` that still hold a credential that works: a session or personal token not yet
+   * expired, or a record of a realm (grant, refresh token, ...) under their id. A page of them, ordered by id, after
+   * `afterId`.
+   */
+  async activeHoldersOfCredentials(source: UserSource, afterId: number, limit: number, now = Date.now()): Promise<User[]> {
+    const rows = await this.#db.selectFrom('users').selectAll('users')
+      .where('source', '=', source).where('is_active', '=', true).where('id', '>', afterId)
+      .where((eb) => eb.or([
+        eb.exists(eb.selectFrom('sessions').select('sessions.id').whereRef('sessions.user_id', '=', 'users.id').where('sessions.expires_at', '>', now)),
+        eb.exists(eb.selectFrom('tokens').select('tokens.id').whereRef('tokens.user_id', '=', 'users.id').where('tokens.expires_at', '>', now)),
+        eb.exists(eb.selectFrom('oidc_records').select('oidc_records.id')
+          .where('oidc_records.account_id', '=', eb.cast<string>(eb.ref('users.id'), 'varchar(255)'))
+          .where((records) => records.or([records('oidc_records.expires_at', 'is', null), records('oidc_records.expires_at', '>', now)]))),
+      ]))
+      .orderBy('id').limit(limit).execute()
+    return rows.map(toUser)
+  }
+
   async list(query: UserQuery): Promise<{ count: number; users: User[] }> {
     const filter = query.filter ?? NO_FILTER
     let base = filtered(this.#db.selectFrom('users'), userFilterFields, filter)

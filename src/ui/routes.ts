@@ -9,6 +9,7 @@ import { Forbidden, NotFound } from '../errors.ts'
 import { answerRefusal } from '../gateway/authorize.ts'
 import type { Place } from '../gateway/places.ts'
 import { splitTarget } from '../http/request-target.ts'
+import { isPageAddress } from './static/js/addresses.js'
 
 /** Where the web interface's pages are served. */
 export const UI_PATH = '/ui/'
@@ -86,6 +87,9 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
         // A page a signed-in person may not enter says so itself; the status tells programs and tests the same.
         if (decision.loginUrl || !(decision.refusal instanceof Forbidden)) return answerRefusal(reply, decision)
         reply.code(decision.refusal.status)
+      } else if (!isPageAddress(splitTarget(request.url).path)) {
+        // An address that is no page: the shell says so to the person, the status to programs.
+        reply.code(404)
       }
       reply.header('cache-control', 'no-store')
       return sendAsset(request, reply, shell, false)

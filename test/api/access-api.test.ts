@@ -72,6 +72,17 @@ describe('the access API', () => {
     assert.equal((await call(gw, 'GET', `teams/${research.team}/`)).body.name, 'Lab')
   })
 
+  it('takes a team update that repeats the team\'s own organization, as PUT sends every field', async () => {
+    const { team } = await createOrgAndTeam(gw, 'Repeated', 'Same')
+    const { organization } = (await call(gw, 'GET', `teams/${team}/`)).body
+    for (const method of ['PATCH', 'PUT']) {
+      const updated = await call(gw, method, `teams/${team}/`, { name: `Same ${method}`, description: 'kept', organization })
+      assert.equal(updated.status, 200, JSON.stringify(updated.body))
+      assert.deepEqual([updated.body.name, updated.body.organization], [`Same ${method}`, organization])
+    }
+    assert.equal((await call(gw, 'GET', `teams/${team}/`)).body.name, 'Same PUT')
+  })
+
   it('refuses a role to a missing user with 400 naming the field', async () => {
     const { status, body } = await call(gw, 'POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Team Member'), user: 99999, object_id: research.team })
     assert.equal(status, 400)
@@ -164,6 +175,24 @@ describe('the access API', () => {
     await grant(gw, 'member', 'Team Member', ops.team)
     const orgs = await call(gw, 'GET', `users/${await userId(gw, 'member')}/organizations/`)
     assert.deepEqual(orgs.body.results.map((o: any) => o.name), ['Ops'])
+  })
+
+  it('filters a user\'s teams and organizations as the other lists, and refuses a filter it does not know', async () => {
+    const { team } = await createOrgAndTeam(gw, 'Filtered', 'Sieve')
+    await grant(gw, 'member', 'Team Member', team)
+    const member = await userId(gw, 'member')
+    const teams = await call(gw, 'GET', `users/${member}/teams/?name__icontains=siev`)
+    assert.equal(teams.status, 200)
+    assert.deepEqual(teams.body.results.map((t: any) => t.name), ['Sieve'])
+    assert.ok((await call(gw, 'GET', `users/${member}/organizations/`)).body.count > 0)
+    const organizations = await call(gw, 'GET', `users/${member}/organizations/?name=Nowhere`)
+    assert.deepEqual([organizations.status, organizations.body.count], [200, 0])
+    for (const list of ['teams', 'organizations']) {
+      const unknown = await call(gw, 'GET', `users/${member}/${list}/?team_id=${team}`)
+      assert.equal(unknown.status, 400, list)
+      assert.equal(unknown.body.code, 'invalid')
+      assert.ok(unknown.body.errors.team_id, list)
+    }
   })
 
   it('says which services a user may reach, by the same rules the gateway runs', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { type IncomingMessage, request } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
@@ -119,6 +120,46 @@ describe('the gateway API', () => {
       assert.equal(await gw.store.users.findByUsername('ok'), undefined)
     })
 
+    it('says a missing field is required, in Django REST framework\'s words', async () => {
+      const user = await json(await send('POST', '/api/gateway/v1/users/', {}))
+      assert.deepEqual(user.errors, { username: ['This field is required.'] })
+      const team = await json(await send('POST', '/api/gateway/v1/teams/', { description: 'no name, no organization' }))
+      assert.deepEqual(team.errors, { name: ['This field is required.'], organization: ['This field is required.'] })
+      const typed = await json(await send('POST', '/api/gateway/v1/teams/', { name: 7, organization: 'first' }))
+      assert.notDeepEqual(typed.errors.name, ['This field is required.'], 'a field given with the wrong type is not missing')
+      assert.notDeepEqual(typed.errors.organization, ['This field is required.'])
+    })
+
+    it('words what is wrong with a field as Django REST framework does', async () => {
+      const cases: [string, string, unknown, string, string][] = [
+        ['POST', 'users/', { username: 'worded', is_superuser: 'yes' }, 'is_superuser', 'Must be a valid boolean.'],
+        ['POST', 'users/', { username: 5 }, 'username', 'Not a valid string.'],
+        ['POST', 'users/', { username: 'worded', last_name: null }, 'last_name', 'This field may not be null.'],
+        ['POST', 'users/', { username: 'worded', first_name: 'x'.repeat(151) }, 'first_name', 'Ensure this field has no more than 150 characters.'],
+        ['POST', 'users/', { username: 'worded', email: 'not-an-email' }, 'email', 'Enter a valid email address.'],
+        ['POST', 'organizations/', { name: '' }, 'name', 'This field may not be blank.'],
+        ['POST', 'role_definitions/', { name: 'worded', permissions: 'shared.view_team' }, 'permissions', 'Expected a list of items but got type "str".'],
+        ['POST', 'applications/', { name: 'worded', client_type: 'secretive', authorization_grant_type: 'password' }, 'client_type', '"secretive" is not a valid choice.'],
+        ['POST', 'tokens/', { expires_in: true }, 'expires_in', 'A valid integer is required.'],
+        ['POST', 'tokens/', { expires_in: 0 }, 'expires_in', 'Ensure this value is greater than or equal to 1.'],
+      ]
+      for (const [method, path, body, field, message] of cases) {
+        const error = await json(await send(method, `/api/gateway/v1/${path}`, body))
+        assert.equal(error.code, 'invalid', JSON.stringify(body))
+        assert.deepEqual(error.errors[field], [message], `${path} ${JSON.stringify(body).slice(0, 80)}: ${JSON.stringify(error.errors)}`)
+      }
+    })
+
+    it('says the fields the server fills in are read-only, and changes nothing', async () => {
+      const { id } = await gw.app.accounts.create({ username: 'read-only-fields', password: 'read-only-fields-password' })
+      const before = await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth }))
+      const response = await send('PATCH', `/api/gateway/v1/users/${id}/`, { id: id + 1, url: '/elsewhere/', created: before.created, last_name: 'Changed', shoe_size: 42 })
+      assert.equal(response.status, 400)
+      const error = await json(response)
+      assert.deepEqual(error.errors, { id: ['This field is read-only.'], url: ['This field is read-only.'], created: ['This field is read-only.'], shoe_size: ['Unknown field.'] })
+      assert.deepEqual(await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth })), before)
+    })
+
     it('answers malformed JSON, non-object bodies and duplicate usernames clearly', async () => {
       const malformed = await send('POST', '/api/gateway/v1/users/', '{"username": ')
       assert.equal(malformed.status, 400)
@@ -187,6 +228,63 @@ describe('the gateway API', () => {
       assert.equal(error.code, 'invalid')
       assert.deepEqual(Object.keys(error.errors).sort(), ['gateway_basic_auth_enabled', 'no_such_setting', 'session_cookie_age'])
       assert.deepEqual(await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth })), before)
+    })
+  })
+
+  describe('methods and spellings a path does not have', () => {
+    const userCount = async () => (await json(await gw.fetch('/api/gateway/v1/users/', { headers: adminAuth }))).count
+
+    it('answers a method the path does not have with 405 naming the methods it has, and changes nothing', async () => {
+      const before = await userCount()
+      for (const method of ['DELETE', 'PUT', 'PATCH']) {
+        const response = await send(method, '/api/gateway/v1/users/', { username: 'never' })
+        assert.equal(response.status, 405, method)
+        assert.equal(response.headers.get('allow'), 'GET, POST, HEAD, OPTIONS')
+        const body = await json(response)
+        assert.equal(body.code, 'method_not_allowed')
+        assert.match(body.detail, new RegExp(method))
+      }
+      // fetch refuses to send TRACE.
+      const trace = await new Promise<IncomingMessage>((resolve, reject) => request(`${gw.url}/api/gateway/v1/users/`, { method: 'TRACE', headers: adminAuth }, resolve).on('error', reject).end())
+      trace.resume()
+      assert.equal(trace.statusCode, 405)
+      assert.equal(trace.headers.allow, 'GET, POST, HEAD, OPTIONS')
+      const revoke = await gw.fetch('/api/gateway/v1/tokens/revoke/', { headers: adminAuth })
+      assert.equal(revoke.status, 405)
+      assert.equal(revoke.headers.get('allow'), 'POST, OPTIONS')
+      assert.equal(await userCount(), before)
+    })
+
+    it('asks for credentials before it says which methods a private path has, as the platform does', async () => {
+      const anonymous = await gw.fetch('/api/gateway/v1/users/', { method: 'DELETE' })
+      assert.equal(anonymous.status, 401)
+      assert.equal(anonymous.headers.get('allow'), null)
+      const open = await gw.fetch('/api/gateway/v1/ping/', { method: 'POST' })
+      assert.equal(open.status, 405)
+      assert.equal(open.headers.get('allow'), 'GET, HEAD, OPTIONS')
+    })
+
+    it('answers OPTIONS on every path with the methods it has, lists with their metadata too', async () => {
+      const list = await gw.fetch('/api/gateway/v1/users/', { method: 'OPTIONS', headers: adminAuth })
+      assert.equal(list.headers.get('allow'), 'GET, POST, HEAD, OPTIONS')
+      assert.equal((await json(list)).name, 'User List')
+      const response = await gw.fetch('/api/gateway/v1/users/1/', { method: 'OPTIONS', headers: adminAuth })
+      assert.equal(response.status, 200)
+      assert.equal(response.headers.get('allow'), 'GET, PUT, PATCH, DELETE, HEAD, OPTIONS')
+      assert.deepEqual((await json(response)).renders, ['application/json'])
+    })
+
+    it('redirects a GET without the trailing slash to the path with it, and refuses other methods there', async () => {
+      const redirected = await gw.fetch('/api/gateway/v1/users?username=admin', { headers: adminAuth })
+      assert.equal(redirected.status, 301)
+      assert.equal(redirected.headers.get('location'), '/api/gateway/v1/users/?username=admin')
+      const before = await userCount()
+      const posted = await send('POST', '/api/gateway/v1/users', { username: 'slashless', password: 'slashless-password' })
+      assert.equal(posted.status, 404)
+      const body = await json(posted)
+      assert.equal(body.code, 'not_found')
+      assert.match(body.detail, /\/api\/gateway\/v1\/users\//)
+      assert.equal(await userCount(), before)
     })
   })
 })

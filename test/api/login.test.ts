@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict'
+import { linkSync, renameSync, rmSync, unlinkSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
+import { Browser, parseForm } from '../helpers/browser.ts'
 import { csrfToken, LOGIN, login, setCookie, withCsrf } from '../helpers/session.ts'
 
 describe('login, logout and session endpoints', () => {
@@ -265,5 +269,103 @@ describe('login, logout and session endpoints', () => {
     })
     assert.equal(response.status, 302)
     assert.equal(response.headers.get('location'), LOGIN)
+  })
+
+  it('answers a login form whose CSRF token went stale with the login page again, the username kept, and logs in from it', async () => {
+    // Two tabs with the login page: logging in from the first rotates the token that the second's form carries.
+    const browser = new Browser()
+    const first = await browser.navigate(`${gw.url}${LOGIN}?next=/ui/tokens`)
+    const second = await browser.navigate(`${gw.url}${LOGIN}?next=/ui/sessions`)
+    assert.equal((await browser.submit(first, { username: 'alice', password: 'alice-password' })).url, `${gw.url}/ui/tokens`)
+    const sessionsBefore = await sessionCount()
+    const stale = await browser.submit(second, { username: 'alice', password: 'alice-password' })
+    assert.equal(stale.response.status, 403)
+    assert.match(stale.response.headers.get('content-type')!, /^text\/html/)
+    assert.equal(stale.response.headers.get('cache-control'), 'no-store')
+    const form = parseForm(stale.body)
+    assert.equal(form.fields.username, 'alice', 'the username is kept')
+    assert.equal(form.fields.password, '', 'the password is not sent back')
+    assert.equal(form.fields.next, '/ui/sessions', 'the page asked for is kept')
+    assert.equal(form.fields.csrfmiddlewaretoken, browser.cookie(gw.url, 'csrftoken'), 'the form carries the current token')
+    assert.match(stale.body, /role="alert"/)
+    assert.equal(await sessionCount(), sessionsBefore, 'no login happened')
+    const again = await browser.submit(stale, { password: 'alice-password' })
+    assert.equal(again.url, `${gw.url}/ui/sessions`)
+
+    // Without the cookie at all (cookies cleared meanwhile), the page sets a new one and offers the form again.
+    const page = await new Browser().navigate(`${gw.url}${LOGIN}`)
+    const cleared = new Browser()
+    const noCookie = await cleared.navigate(`${gw.url}${LOGIN}`, { form: { ...parseForm(page.body).fields, username: 'alice', password: 'alice-password' } })
+    assert.equal(noCookie.response.status, 403)
+    assert.equal(parseForm(noCookie.body).fields.username, 'alice')
+    assert.equal(parseForm(noCookie.body).fields.csrfmiddlewaretoken, cleared.cookie(gw.url, 'csrftoken'))
+    assert.equal((await cleared.submit(noCookie, { password: 'alice-password' })).url, `${gw.url}/ui/`)
+  })
+
+  it('answers a browser\'s login form that does not fit, such as a pasted password longer than any, with the form again', async () => {
+    const browser = new Browser()
+    const page = await browser.navigate(`${gw.url}${LOGIN}?next=/ui/tokens`)
+    const before = await sessionCount()
+    const refused = await browser.submit(page, { username: 'alice', password: 'p'.repeat(1025) })
+    assert.equal(refused.response.status, 400)
+    assert.match(refused.response.headers.get('content-type')!, /^text\/html/)
+    assert.match(refused.body, /role="alert"/)
+    const form = parseForm(refused.body)
+    assert.deepEqual([form.fields.username, form.fields.password, form.fields.next], ['alice', '', '/ui/tokens'])
+    assert.equal(await sessionCount(), before)
+    assert.equal((await browser.submit(refused, { password: 'alice-password' })).url, `${gw.url}/ui/tokens`)
+  })
+
+  it('keeps refusing a login form posted from another site with an error, and JSON clients with a stale token get JSON', async () => {
+    const token = await csrfToken(gw)
+    const crossSite = await gw.fetch(LOGIN, {
+      method: 'POST',
+      headers: { accept: 'text/html', origin: 'https://evil.example', 'content-type': 'application/x-www-form-urlencoded', cookie: `csrftoken=${token}` },
+      body: `username=alice&password=alice-password&csrfmiddlewaretoken=${token}`,
+    })
+    assert.equal(crossSite.status, 403)
+    assert.doesNotMatch(await crossSite.text(), /<form/)
+    const script = await gw.fetch(LOGIN, {
+      method: 'POST',
+      headers: { accept: 'application/json', 'content-type': 'application/json', cookie: `csrftoken=${token}`, 'x-csrftoken': 'x'.repeat(64) },
+      body: JSON.stringify({ username: 'alice', password: 'alice-password' }),
+    })
+    assert.equal(script.status, 403)
+    assert.equal((await json(script)).code, 'csrf_token_incorrect')
+  })
+})
+
+describe('the login form while the database is away', () => {
+  it('answers a browser\'s form with the login page again, saying so, the username kept, and logs in once it is back', async () => {
+    const dir = tempDir()
+    const gw = await startGateway({ dataDir: dir })
+    const file = join(dir, 'gatehouse.sqlite')
+    const kept = join(dir, 'kept.sqlite')
+    try {
+      await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+      const browser = new Browser()
+      const page = await browser.navigate(`${gw.url}${LOGIN}?next=/ui/tokens`)
+      linkSync(file, kept)
+      unlinkSync(file)
+      for (let tries = 0; (await gw.fetch('/readyz')).status !== 503; tries++) {
+        assert.ok(tries < 100, 'the gateway notices the database is gone')
+        await sleep(50)
+      }
+      const away = await browser.submit(page, { username: 'alice', password: 'alice-password' })
+      assert.equal(away.response.status, 503)
+      assert.match(away.body, /<p class="error" role="alert">The database is not available; try again shortly\.<\/p>/)
+      const form = parseForm(away.body)
+      assert.deepEqual([form.fields.username, form.fields.password, form.fields.next], ['alice', '', '/ui/tokens'])
+
+      renameSync(kept, file)
+      for (let tries = 0; (await gw.fetch('/readyz')).status !== 200; tries++) {
+        assert.ok(tries < 100, 'the gateway finds the database again')
+        await sleep(50)
+      }
+      assert.equal((await browser.submit(away, { password: 'alice-password' })).url, `${gw.url}/ui/tokens`)
+    } finally {
+      await gw.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -186,6 +186,8 @@ for (const backend of gatewayBackends) {
       assert.equal(typeof events[0].time, 'number')
       assert.equal((await gw.fetch('/admin/realms/nowhere/events', { headers: adminAuth })).status, 404)
       assert.equal((await gw.fetch(`/admin/realms/${REALM}/events?dateFrom=yesterday`, { headers: adminAuth })).status, 400)
+      const unknown = await json(await gw.fetch(`/admin/realms/${REALM}/events?colour=blue&max=many`, { headers: adminAuth }))
+      assert.deepEqual(unknown.errors, { colour: ['Unknown parameter.'], max: ['A valid integer is required.'] })
     })
 
     it('answers a malformed or unknown filter with 400 naming it, and non-auditors with 403', async () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { exchange } from '../helpers/raw-client.ts'
 
 describe('basic authorization', () => {
   let gw: TestGateway
@@ -57,6 +58,39 @@ describe('basic authorization', () => {
       const response = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: header } })
       assert.equal(response.status, 401, header.slice(0, 30))
       assert.equal((await json(response)).code, 'malformed_credentials')
+    }
+  })
+
+  it('reads credentials that are not UTF-8 as ISO-8859-1, as the platform does, never as a replacement character', async () => {
+    const latin1 = (pair: string) => ({ authorization: `Basic ${Buffer.from(pair, 'latin1').toString('base64')}` })
+    await gw.app.accounts.create({ username: 'dora', password: 'dora-pass\uFFFDword' })
+    await gw.app.accounts.create({ username: 'emil', password: 'emil-päss-word' })
+    // Any byte that is not UTF-8 would otherwise stand for the password's U+FFFD.
+    for (const byte of ['\xff', '\xfe', '\x80']) {
+      const response = await gw.fetch('/api/gateway/v1/me/', { headers: latin1(`dora:dora-pass${byte}word`) })
+      assert.equal(response.status, 401, `byte ${byte.charCodeAt(0)}`)
+      assert.equal((await json(response)).code, 'invalid_credentials')
+    }
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dora', 'dora-pass\uFFFDword') } })).status, 200)
+    for (const headers of [latin1('emil:emil-päss-word'), { authorization: basic('emil', 'emil-päss-word') }]) {
+      const response = await gw.fetch('/api/gateway/v1/me/', { headers })
+      assert.equal(response.status, 200)
+      assert.equal((await json(response)).results[0].username, 'emil')
+    }
+  })
+
+  it('refuses a request with two Authorization headers, whichever comes first', async () => {
+    const host = new URL(gw.url).host
+    const twice = (first: string, second: string, path: string) =>
+      exchange(gw.url, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\nAuthorization: ${first}\r\nAuthorization: ${second}\r\n\r\n`)
+    const wrong = basic('alice', 'not-her-password')
+    for (const path of ['/api/gateway/v1/me/', '/api/controller/v2/hosts/']) {
+      for (const [first, second] of [[adminAuth.authorization, wrong], [wrong, adminAuth.authorization], [adminAuth.authorization, adminAuth.authorization]]) {
+        const answer = await twice(first!, second!, path)
+        assert.match(answer, /^HTTP\/1\.1 401 /, `${path}: ${answer.slice(0, 200)}`)
+        assert.match(answer, /"code":"malformed_credentials"/)
+        assert.doesNotMatch(answer, /"username":"admin"/)
+      }
     }
   })
 

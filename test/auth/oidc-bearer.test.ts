@@ -183,6 +183,16 @@ describe('OIDC bearer tokens at the gateway\'s own API', () => {
     assert.equal((await patchMe(await login('gateway-cli', 'write'))).status, 200)
   })
 
+  it('takes an access token of more than 4 KiB (many groups) where personal tokens are taken too', async () => {
+    const claims = decodeJwtPart(await login('gateway-cli'), 1)
+    const groups = Array.from({ length: 200 }, (_, i) => `/platform/organization-${i}/team-${i}`)
+    const large = await signWithRealmKey(gw, { ...claims, groups })
+    assert.ok(large.length > 4096 && large.length < 16 * 1024, `${large.length} characters`)
+    const seen = await gw.fetch(me, { headers: { authorization: `Bearer ${large}` } })
+    assert.equal(seen.status, 200)
+    assert.equal((await json(seen)).results[0].username, 'alice')
+  })
+
   it('lets a service take the tokens of its own client whatever their scope, and refuse other clients\' tokens', async () => {
     const post = (token: string) => gw.fetch('/demo-app/x', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
     assert.equal((await post(await login('end-users'))).status, 200)

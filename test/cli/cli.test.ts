@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
-import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { runCli, tempDir } from '../helpers/gateway.ts'
+import { repoRoot, runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** What `config reference` prints, as far as the test walks it. */
@@ -119,10 +121,27 @@ describe('bin/gatehouse', () => {
     assert.equal(readOnlyFile.stderr, `gatehouse: the data directory ${withFile} cannot be used: permission denied on gatehouse.sqlite (it must be readable and writable)\n`)
   })
 
+  it('refuses a password on standard input that is not UTF-8 or holds NUL, and creates no one', async () => {
+    const dir = tempDir()
+    const inputs: [string, Buffer, RegExp][] = [
+      ['latin-1', Buffer.concat([Buffer.from('long-enough-pass'), Buffer.from([0xe9])]), /not UTF-8/],
+      ['nul', Buffer.from('long-enough\u0000pass'), /Null characters are not allowed/],
+    ]
+    for (const [name, input, reason] of inputs) {
+      const result = await runCli(['users', 'create', name, '--password-stdin', '--data-dir', dir], { input })
+      assert.equal(result.code, 2, `${name}: ${result.stderr}`)
+      assert.match(result.stderr, reason, name)
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+    }
+    assert.doesNotMatch((await runCli(['users', 'list', '--data-dir', dir])).stdout, /latin-1|nul/)
+  })
+
   it('names the database it cannot use, without its password, and why', async () => {
-    const result = await runCli(['users', 'list', '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
-    assert.equal(result.code, 1)
-    assert.equal(result.stderr, 'gatehouse: the database postgres://gatehouse:***@127.0.0.1:1/gatehouse cannot be used: connect ECONNREFUSED 127.0.0.1:1\n')
+    for (const command of [['users', 'list'], ['migrate'], ['tokens', 'list']]) {
+      const result = await runCli([...command, '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
+      assert.equal(result.code, 1, command.join(' '))
+      assert.equal(result.stderr, 'gatehouse: the database postgres://gatehouse:***@127.0.0.1:1/gatehouse cannot be used: connect ECONNREFUSED 127.0.0.1:1\n', command.join(' '))
+    }
   })
 
   it('says a username is taken once', async () => {
@@ -142,12 +161,37 @@ describe('bin/gatehouse', () => {
       [['users', 'list', '--config', join(dir, 'missing.yaml')], /missing\.yaml: cannot read: ENOENT/],
       [['users', 'list', '--data-dir', file], /^gatehouse: the data directory .*not-a-directory cannot be used: it is a file, not a directory$/],
       [['serve', '--port', '0', '--data-dir', join(file, 'data')], /^gatehouse: the data directory .*not-a-directory\/data cannot be used: a part of its path is a file, not a directory$/],
+      // An address of no interface of this machine (TEST-NET-1, RFC 5737).
+      [['serve', '--port', '0', '--host', '192.0.2.1', '--data-dir', join(dir, 'data')], /^gatehouse: cannot listen on 192\.0\.2\.1:0: .*EADDRNOTAVAIL/],
     ]
     for (const [args, reason] of cases) {
       const result = await runCli(args)
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
       assert.match(result.stderr.trim(), reason, args.join(' '))
       assert.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: ${result.stderr}`)
+    }
+  })
+
+  it('refuses a data directory where the file system makes none, without hanging', { skip: !existsSync('/proc/self') && 'needs /proc' }, () => {
+    // Making /proc/<name> fails with ENOENT though /proc exists; Node's recursive mkdir retries that for ever.
+    const result = spawnSync(join(repoRoot, 'bin/gatehouse'), ['users', 'list', '--data-dir', '/proc/gatehouse-data'], { encoding: 'utf8', timeout: 15_000 })
+    assert.equal(result.signal, null, 'it ended by itself')
+    assert.equal(result.status, 2, result.stderr)
+    assert.match(result.stderr, /^gatehouse: the data directory \/proc\/gatehouse-data cannot be used: .+\n$/)
+  })
+
+  it('stops quietly when the reader of its output goes away, as a pipe to head does', async () => {
+    const dir = tempDir()
+    assert.equal((await runCli(['migrate', '--data-dir', dir])).code, 0)
+    for (const args of [['config', 'reference'], ['users', 'list', '--data-dir', dir]]) {
+      const child = spawn(join(repoRoot, 'bin/gatehouse'), args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      // The read end is closed before the command writes: its first write fails with EPIPE.
+      child.stdout.destroy()
+      let stderr = ''
+      child.stderr.on('data', (chunk) => (stderr += chunk))
+      const [code] = await once(child, 'close')
+      assert.equal(stderr, '', args.join(' '))
+      assert.equal(code, 0, args.join(' '))
     }
   })
 

@@ -32,24 +32,24 @@ describe('serve: metrics and audit files', () => {
 })
 
 describe('serve: ports it cannot listen on', () => {
-  it('stops with one line naming the setting and exit 2 when a port is taken or the address is not this machine', async () => {
+  it('stops with one line naming the setting: exit 1 for a port another process holds, 2 for an address not of this machine', async () => {
     const dir = tempDir()
     const taken: Server = createServer().listen(0, '127.0.0.1')
     try {
       await once(taken, 'listening')
       const port = (taken.address() as AddressInfo).port
       const tls = selfSignedCertificate(dir, 'gateway')
-      const cases: [string, string[], RegExp][] = [
-        ['', ['--port', String(port)], new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port} \\(server\\.port\\): address already in use\n$`)],
-        ['', ['--host', '192.0.2.1'], /^gatehouse: cannot listen on 192\.0\.2\.1:0 \(server\.host\): the address is not one of this machine's\n$/],
-        [`metrics:\n  port: ${port}\n`, [], new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port} \\(metrics\\.port\\): address already in use\n$`)],
-        [`server:\n  tls: { cert_file: ${tls.cert}, key_file: ${tls.key}, redirect_http_port: ${port} }\n`, [], new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port} \\(server\\.tls\\.redirect_http_port\\): address already in use\n$`)],
+      const cases: [string, string[], number, RegExp][] = [
+        ['', ['--port', String(port)], 1, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use \\(server\\.port, EADDRINUSE\\)\\n$`)],
+        ['', ['--host', '192.0.2.1'], 2, /^gatehouse: cannot listen on 192\.0\.2\.1:0: the address is not one of this machine's \(server\.host, EADDRNOTAVAIL\)\n$/],
+        [`metrics:\n  port: ${port}\n`, [], 1, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use \\(metrics\\.port, EADDRINUSE\\)\\n$`)],
+        [`server:\n  tls: { cert_file: ${tls.cert}, key_file: ${tls.key}, redirect_http_port: ${port} }\n`, [], 1, new RegExp(`^gatehouse: cannot listen on 127\\.0\\.0\\.1:${port}: address already in use \\(server\\.tls\\.redirect_http_port, EADDRINUSE\\)\\n$`)],
       ]
-      for (const [yaml, args, reason] of cases) {
+      for (const [yaml, args, status, reason] of cases) {
         const file = join(dir, 'gatehouse.yaml')
         writeFileSync(file, yaml)
         const result = await runCli(['serve', '--config', file, '--data-dir', join(dir, 'data'), '--port', '0', ...args], { env: { GATEHOUSE_ADMIN_PASSWORD: 'admin-test-password' } })
-        assert.equal(result.code, 2, yaml + args.join(' ') + result.stderr)
+        assert.equal(result.code, status, yaml + args.join(' ') + result.stderr)
         assert.match(result.stderr, reason)
         assert.equal(result.stdout, '', 'nothing says it listens')
       }

@@ -65,6 +65,7 @@ describe('gatehouse tokens', () => {
       ['create', '--user', 'alice', '--scope', 'admin'],
       ['create', '--user', 'alice', '--expires-in', '0'],
       ['create', '--user', 'alice', '--expires-in', String(10 * 365 * 24 * 3600)],
+      ['create', '--user', 'alice', '--description', 'x'.repeat(1001)],
       ['create'],
       ['revoke'],
       ['revoke', '--all', '--user', 'alice'],

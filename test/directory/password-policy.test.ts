@@ -49,12 +49,14 @@ for (const backend of gatewayBackends) {
     it('refuses a weak password in an administrator\'s PATCH and PUT, and keeps the old one', async () => {
       const { id } = await gw.app.accounts.create({ username: 'policy-patch', password: 'policy-patch-password' })
       for (const method of ['PATCH', 'PUT']) {
+        // A PUT replaces the user, so it names the username too.
+        const whole = method === 'PUT' ? { username: 'policy-patch' } : {}
         for (const [password, , why] of REFUSED.filter(([, username]) => username !== 'policy-username-1')) {
-          const response = await send(method, `${USERS}${id}/`, { password, first_name: 'Changed' })
+          const response = await send(method, `${USERS}${id}/`, { ...whole, password, first_name: 'Changed' })
           assert.equal(response.status, 400, `${method} ${password}`)
           assert.match((await json(response)).errors.password.join(' '), why)
         }
-        const sameAsName = await send(method, `${USERS}${id}/`, { password: 'POLICY-PATCH' })
+        const sameAsName = await send(method, `${USERS}${id}/`, { ...whole, password: 'POLICY-PATCH' })
         assert.equal(sameAsName.status, 400)
       }
       assert.ok(await passwordWorks('policy-patch', 'policy-patch-password'))

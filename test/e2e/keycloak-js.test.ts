@@ -74,12 +74,20 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
     await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
   }
 
-  it('logs in, refreshes, calls a service, loads the profile and logs out', async () => {
+  /** Opens the app in a new browser context, logs in, and runs `steps` on the signed-in app; the context is closed after. */
+  async function withSignedInApp(steps: (watched: WatchedPage) => Promise<void>): Promise<void> {
     const watched = await openPage(browser)
-    const { page, problems } = watched
     try {
       await logIn(watched)
-      assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+      assert.deepEqual(await watched.page.evaluate('window.initResult'), { authenticated: true })
+      await steps(watched)
+    } finally {
+      await watched.context.close()
+    }
+  }
+
+  it('logs in, refreshes, calls a service, loads the profile and logs out', async () => {
+    await withSignedInApp(async ({ page, problems }) => {
       const parsed = await page.evaluate<Record<string, any>>(`({
         token: keycloak.tokenParsed, refresh: keycloak.refreshTokenParsed, id: keycloak.idTokenParsed,
         subject: keycloak.subject, sessionId: keycloak.sessionId, realmAccess: keycloak.realmAccess,
@@ -119,17 +127,25 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
       const refresh = await tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: refreshToken })
       assert.equal(refresh.body.error, 'invalid_grant')
       assert.deepEqual(problems, [])
-    } finally {
-      await watched.context.close()
-    }
+    })
+  })
+
+  it('logs out with a form POST (logoutMethod: \'POST\'), which ends the realm session', async () => {
+    await withSignedInApp(async ({ page, problems }) => {
+      const token = await page.evaluate<string>('keycloak.token')
+      const refreshToken = await page.evaluate<string>('keycloak.refreshToken')
+      await page.evaluate("void keycloak.logout({ logoutMethod: 'POST' })")
+      // Back on the app, logged out: its login-required init sends the browser to the login page again.
+      await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+      await page.waitForSelector('#password')
+      assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 401)
+      assert.equal((await tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: refreshToken })).body.error, 'invalid_grant')
+      assert.deepEqual(problems, [])
+    })
   })
 
   it('cannot refresh, and logs in again, once the owner ended the browser\'s sessions from another device', async () => {
-    const watched = await openPage(browser)
-    const { page } = watched
-    try {
-      await logIn(watched)
-      assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+    await withSignedInApp(async ({ page }) => {
       const token = await page.evaluate<string>('keycloak.token')
       // The laptop is lost: its owner ends every other session from another device.
       const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('alice', 'alice-password') } })
@@ -141,9 +157,7 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
       await page.evaluate('void keycloak.updateToken(-1).catch(() => {})')
       await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
       await page.waitForSelector('#password')
-    } finally {
-      await watched.context.close()
-    }
+    })
   })
 
   it('sees a logout in another tab through the login status iframe', async () => {

@@ -137,6 +137,22 @@ describe('LDAP accounts through the gateway', () => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: adminAuth })).status, 200)
   })
 
+  it('answers a local account\'s name in other letter case with the directory password as any wrong password', async () => {
+    // The directory matches names without regard to case; the answer must not tell its password was right.
+    const me = (name: string, password: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(name, password) } })
+    const wrong = await me('ADMIN', 'not-the-password')
+    assert.equal(wrong.status, 401)
+    const wrongBody = await json(wrong)
+    for (const name of ['ADMIN', 'Admin']) {
+      const response = await me(name, PASSWORDS.admin!)
+      assert.equal(response.status, 401, name)
+      assert.deepEqual(await json(response), wrongBody)
+    }
+    const admin = (await gw.store.users.findByUsername('admin'))!
+    assert.equal(admin.source, 'local')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: adminAuth })).status, 200)
+  })
+
   it('refuses LDAP filter metacharacters in the username clearly, and changes nothing', async () => {
     const count = await gw.store.users.count()
     for (const username of ['*', 'alice)(uid=*', '*)(|(uid=*', 'al*', 'alice\\', '(uid=alice)']) {

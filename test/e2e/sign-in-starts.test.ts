@@ -67,6 +67,20 @@ describe('sign-ins started by anonymous requests', () => {
     assert.equal(new URL(String(silent.headers.location)).searchParams.get('error'), 'login_required')
   })
 
+  it('counts a login started with a form POST once: the POST is sent on as a GET, which counts', async () => {
+    const browser = '127.0.0.63'
+    const form = new URLSearchParams(new URL(authorization()).searchParams).toString()
+    for (let i = 0; i < PER_ADDRESS; i++) {
+      const posted = await requestFrom(browser, realmUrl(gw, '/protocol/openid-connect/auth'), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' }, body: form })
+      assert.equal(posted.status, 303, `post ${i}`)
+      const started = await requestFrom(browser, String(posted.headers.location), { headers: { accept: 'text/html' } })
+      assert.equal(started.status, 303, `start ${i}`)
+      assert.match(String(started.headers.location), /\/login-actions\//)
+    }
+    const refused = await requestFrom(browser, authorization(), { headers: { accept: 'text/html' } })
+    assert.equal(refused.status, 429)
+  })
+
   it('lets other addresses start sign-ins meanwhile', async () => {
     const started = await requestFrom('127.0.0.62', authorization(), { headers: { accept: 'text/html' } })
     assert.equal(started.status, 303)

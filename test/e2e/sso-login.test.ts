@@ -187,8 +187,10 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
 
   it('signs people in through each of several providers', async () => {
     const { browser, page } = await signIn('Partner', 'carol', partner)
-    assert.equal(browser.hops.find((hop) => hop.url.startsWith(gw.url + callbackOf('partner')))!.location, '/api/gateway/v1/', 'the default next')
-    assert.equal(JSON.parse(page.body).me, '/api/gateway/v1/me/')
+    // Without a next page, the web interface, as after the password login.
+    assert.equal(browser.hops.find((hop) => hop.url.startsWith(gw.url + callbackOf('partner')))!.location, '/ui/', 'the default next')
+    assert.equal(page.url, `${gw.url}/ui/`)
+    assert.equal(page.response.status, 200)
     assert.ok(browser.hops.some((hop) => hop.url.startsWith(`${partner.issuer}/auth`)))
     assert.ok(!browser.hops.some((hop) => hop.url.startsWith(corp.issuer)), 'the other provider was not involved')
     const carol = await userNamed('carol')
@@ -230,7 +232,7 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
   it('goes only to a same-site next', async () => {
     const { browser } = await signIn('Corp ID', 'bob', corp, 'https://evil.example/steal')
     const callback = browser.hops.find((hop) => hop.url.startsWith(gw.url + callbackOf('corp')))!
-    assert.equal(callback.location, '/api/gateway/v1/')
+    assert.equal(callback.location, '/ui/')
   })
 
   it('never sends the browser to another site after signing in, however the next page is spelled', async () => {
@@ -268,7 +270,7 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
 
       const genuine = await browser.navigate(callback.href)
       assert.equal(genuine.response.status, 200, 'the genuine answer still signs in')
-      assert.equal(JSON.parse(genuine.body).me, '/api/gateway/v1/me/')
+      assert.equal(genuine.url, `${gw.url}/ui/`)
       await gw.app.accounts.delete((await userNamed('frank')).id)
     })
 

@@ -172,7 +172,7 @@ export async function spawnGatewayPair(storageArgs?: string[]): Promise<GatewayP
 }
 
 /** Runs bin/gatehouse to completion (as another user with `uid` and `gid`). */
-export function runCli(args: string[], options: { input?: string; env?: Record<string, string>; uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runCli(args: string[], options: { input?: string | Buffer; env?: Record<string, string>; uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(join(repoRoot, 'bin/gatehouse'), args, { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], uid: options.uid, gid: options.gid })
     let stdout = ''

@@ -59,6 +59,10 @@ export interface TestDirectory {
   config(overrides?: Record<string, unknown>): Record<string, unknown>
   /** Replaces a group's members, as a directory administrator would. */
   setMembers(groupDn: string, memberDns: string[]): Promise<void>
+  /** Replaces an attribute's values of an entry (none: removes the attribute), as a directory administrator would. */
+  replaceAttribute(dn: string, type: string, values: string[]): Promise<void>
+  /** Deletes an entry, as a directory administrator would. */
+  deleteEntry(dn: string): Promise<void>
   /** Pauses the server process (connections are accepted by the kernel, nothing answers): a "slow" directory. */
   pause(): void
   resume(): void
@@ -105,6 +109,16 @@ export async function startDirectory(): Promise<TestDirectory> {
     running.stdin!.end()
   })
 
+  const asRoot = async (change: (client: Client) => Promise<void>) => {
+    const client = new Client({ url })
+    try {
+      await client.bind(ROOT_DN, ROOT_PASSWORD)
+      await change(client)
+    } finally {
+      await client.unbind()
+    }
+  }
+
   await start()
   return {
     url,
@@ -123,15 +137,9 @@ export async function startDirectory(): Promise<TestDirectory> {
       timeouts: { connect_seconds: 2, lookup_seconds: 3 },
       ...overrides,
     }),
-    async setMembers(groupDn, memberDns) {
-      const client = new Client({ url })
-      try {
-        await client.bind(ROOT_DN, ROOT_PASSWORD)
-        await client.modify(groupDn, new Change({ operation: 'replace', modification: new Attribute({ type: 'member', values: memberDns }) }))
-      } finally {
-        await client.unbind()
-      }
-    },
+    setMembers: (groupDn, memberDns) => asRoot((client) => client.modify(groupDn, new Change({ operation: 'replace', modification: new Attribute({ type: 'member', values: memberDns }) }))),
+    replaceAttribute: (dn, type, values) => asRoot((client) => client.modify(dn, new Change({ operation: 'replace', modification: new Attribute({ type, values }) }))),
+    deleteEntry: (dn) => asRoot((client) => client.del(dn)),
     pause: () => signalSlapd('SIGSTOP'),
     resume: () => signalSlapd('SIGCONT'),
     stop,

@@ -86,3 +86,54 @@ function nulCharacterSuite(backend: string, databaseUrl: () => Promise<{ url?: s
 
 nulCharacterSuite('SQLite', async () => ({ drop: async () => {} }))
 nulCharacterSuite('PostgreSQL', createTestDatabase)
+
+describe('text that is not Unicode', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway()
+  })
+  after(() => gw?.close())
+
+  it('refuses a lone surrogate in a JSON body, naming the field, and stores nothing in its place', async () => {
+    const organizations = async () => (await json(await gw.fetch('/api/gateway/v1/organizations/', { headers: adminAuth }))).count
+    const before = await organizations()
+    for (const body of ['{"name": "half \\ud800 a pair"}', '{"name": "low \\udc00"}', '{"name": "ok", "\\ud800": 1}']) {
+      const response = await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body })
+      const error = await json(response)
+      assert.equal(response.status, 400, body)
+      assert.equal(error.code, 'invalid')
+      assert.equal(Object.keys(error.errors).length, 1, body)
+    }
+    const pair = await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: '{"name": "a whole pair \\ud83d\\ude00"}' })
+    assert.equal(pair.status, 201)
+    assert.equal((await json(pair)).name, 'a whole pair \u{1F600}')
+    assert.equal(await organizations(), before + 1)
+  })
+
+  it('refuses a body that is not UTF-8, or says it is in another charset, and stores nothing in its place', async () => {
+    const organizations = async () => (await json(await gw.fetch('/api/gateway/v1/organizations/?page_size=200', { headers: adminAuth }))).results.map((o: any) => o.name)
+    const before = await organizations()
+    const post = (type: string, body: Buffer | string) => gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...adminAuth, 'content-type': type }, body })
+    const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9])
+    const cases: [string, Buffer | string, number, string][] = [
+      ['application/json', Buffer.concat([Buffer.from('{"name": "'), latin1, Buffer.from('"}')]), 400, 'invalid_json'],
+      ['application/json; charset=iso-8859-1', '{"name": "declared latin-1"}', 415, 'unsupported_media_type'],
+      ['application/json; charset=utf-16', '{"name": "declared utf-16"}', 415, 'unsupported_media_type'],
+      ['application/x-www-form-urlencoded', 'name=caf%E9', 400, 'malformed_escape'],
+      ['application/x-www-form-urlencoded', 'name=caf%ZZ', 400, 'malformed_escape'],
+      ['application/x-www-form-urlencoded', Buffer.concat([Buffer.from('name='), latin1]), 400, 'malformed_escape'],
+      ['application/x-www-form-urlencoded; charset=iso-8859-1', 'name=declared', 415, 'unsupported_media_type'],
+    ]
+    for (const [type, body, status, code] of cases) {
+      const response = await post(type, body)
+      const error = await json(response)
+      assert.deepEqual([response.status, error.code], [status, code], `${type}: ${body}`)
+    }
+    assert.deepEqual(await organizations(), before)
+    for (const [type, body] of [['application/json; charset=UTF-8', '{"name": "caf\u00e9 json"}'], ['application/x-www-form-urlencoded', 'name=caf%C3%A9+form']]) {
+      const created = await post(type!, body!)
+      assert.equal(created.status, 201, type)
+    }
+    assert.deepEqual((await organizations()).filter((name: string) => name.startsWith('caf')), ['café json', 'café form'])
+  })
+})

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { validateConfig, ConfigError } from '../../src/config/load.ts'
 import { redirectMatches } from '../../src/oidc/redirects.ts'
@@ -71,23 +72,47 @@ describe('the realm for browser applications', () => {
     }
   })
 
-  it('lets no other page frame the realm\'s own pages: login, logout, device code, errors', async () => {
+  /** The realm's own pages, by name, as a browser in the middle of a login gets them. */
+  const realmPages = async (): Promise<[string, Response][]> => {
     const login = await authorize('spa', `${APP}/app/x`)
+    const { id_token: idToken } = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
     const pages = {
       login: login.headers.get('location')!,
       logout: `/realms/${REALM}/protocol/openid-connect/logout`,
+      'logout with id_token_hint': `/realms/${REALM}/protocol/openid-connect/logout?${new URLSearchParams({ id_token_hint: idToken })}`,
       device: `/realms/${REALM}/device`,
       error: `/realms/${REALM}/protocol/openid-connect/auth?client_id=spa&redirect_uri=https://evil.example/`,
       callback: `/realms/${REALM}/gatehouse/callback?code=x`,
     }
     const cookie = login.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ')
-    for (const [name, path] of Object.entries(pages)) {
-      const page = await gw.fetch(path.replace(gw.url, ''), { headers: { accept: 'text/html', cookie } })
+    const answers: [string, Response][] = []
+    for (const [name, path] of Object.entries(pages)) answers.push([name, await gw.fetch(path.replace(gw.url, ''), { headers: { accept: 'text/html', cookie } })])
+    return answers
+  }
+
+  it('lets no other page frame the realm\'s own pages: login, logout, device code, errors', async () => {
+    for (const [name, page] of await realmPages()) {
       assert.match(page.headers.get('content-type')!, /^text\/html/, name)
       assert.equal(page.headers.get('x-frame-options'), 'DENY', name)
       assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, name)
       assert.equal(page.headers.get('x-content-type-options'), 'nosniff', name)
       await page.arrayBuffer()
+    }
+  })
+
+  it('runs no script on the realm\'s own pages but the logout page\'s own, whatever markup reached them', async () => {
+    for (const [name, page] of await realmPages()) {
+      const directives = new Map((page.headers.get('content-security-policy') ?? '').split(';').map((d) => d.trim().split(/\s+/)).map(([key, ...values]) => [key!, values]))
+      assert.deepEqual(directives.get('default-src'), ["'none'"], name)
+      assert.deepEqual(directives.get('base-uri'), ["'none'"], name)
+      const scripts = directives.get('script-src') ?? directives.get('default-src')!
+      assert.ok(scripts.every((source) => /^'sha256-[A-Za-z0-9+/]+=*'$/.test(source) || source === "'none'"), `${name}: ${scripts}`)
+      // The scripts the page has are exactly those the policy names.
+      const html = await page.text()
+      if (name === 'logout with id_token_hint') assert.match(html, /<script>/, 'the page submits itself')
+      for (const [, script] of html.matchAll(/<script>([\s\S]*?)<\/script>/g)) {
+        assert.ok(scripts.includes(`'sha256-${createHash('sha256').update(script!).digest('base64')}'`), `${name}: its own script runs`)
+      }
     }
   })
 

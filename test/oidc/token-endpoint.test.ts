@@ -103,7 +103,7 @@ describe('the token endpoint speaks Keycloak', () => {
     add('different secrets in HTTP basic and the form', () => tokenRequest(gw, { grant_type: 'client_credentials', client_secret: 'wrong-secret-0123456789' }, basicReports(SERVICE_SECRET)), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
     add('a form client_id that is not the basic one', () => tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'end-users', client_secret: SERVICE_SECRET }, basicReports(SERVICE_SECRET)), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
     add('a disabled account', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'dora', password: 'dora-password' }), 400, 'invalid_grant', 'Account disabled')
-    add('an unknown scope', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid admin:all' }), 400, 'invalid_scope', 'Invalid scopes: admin:all')
+    add('an unknown scope', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid admin:all' }), 400, 'invalid_scope', 'Invalid scopes: openid admin:all')
     add('client credentials for a public client', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'client_credentials' }), 400, 'unauthorized_client', 'Client not enabled to retrieve service account')
     add('the password grant for a client without direct access', () => tokenRequest(gw, { client_id: 'browser-only', grant_type: 'password', username: 'alice', password: 'alice-password' }), 400, 'unauthorized_client', 'Client not allowed for direct access grants')
     add('an unknown refresh token', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: 'made-up' }), 400, 'invalid_grant', 'Invalid refresh token')
@@ -151,6 +151,27 @@ describe('the token endpoint speaks Keycloak', () => {
     const { status, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice@example.com', password: 'alice-password' })
     assert.equal(status, 200)
     assert.equal(decodeJwtPart(body.access_token, 1).sub, String(alice!.id))
+  })
+
+  it('reads a form\'s bytes that are not UTF-8 as ISO-8859-1, as basic credentials, never as U+FFFD', async () => {
+    await gw.app.accounts.create({ username: 'ulla', password: 'replacement-\uFFFD-password' })
+    await gw.app.accounts.create({ username: 'lotte', password: 'l\u00e4tin-one-password' })
+    const grant = async (body: string | Buffer) => {
+      const response = await gw.fetch(TOKEN_PATH, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body })
+      return { status: response.status, body: await response.json() as any }
+    }
+    const form = 'client_id=end-users&grant_type=password&username='
+    for (const body of [`${form}ulla&password=replacement-%FF-password`, Buffer.concat([Buffer.from(`${form}ulla&password=replacement-`), Buffer.from([0xff]), Buffer.from('-password')])]) {
+      const refused = await grant(body)
+      assert.equal(refused.status, 401, String(body))
+      assert.equal(refused.body.error, 'invalid_grant')
+    }
+    assert.equal((await grant(`${form}ulla&password=replacement-%EF%BF%BD-password`)).status, 200)
+    for (const body of [`${form}lotte&password=l%E4tin-one-password`, `${form}lotte&password=l%C3%A4tin-one-password`, Buffer.concat([Buffer.from(`${form}lotte&password=l`), Buffer.from([0xe4]), Buffer.from('tin-one-password')])]) {
+      const { status, body: answer } = await grant(body)
+      assert.equal(status, 200, `${String(body)}: ${JSON.stringify(answer)}`)
+      assert.equal(decodeJwtPart(answer.access_token, 1).preferred_username, 'lotte')
+    }
   })
 
   it('takes a confidential client\'s secret in HTTP basic and in the form at once when they agree', async () => {

@@ -79,6 +79,23 @@ describe('serving the web interface', () => {
     assert.equal((await page('/ui/account', user)).status, 200)
   })
 
+  it('answers 404 for an address under /ui/ that is no page, with the shell that says so', async () => {
+    const shell = await (await page('/ui/account', user)).text()
+    for (const path of ['/ui/nowhere', '/ui/tokens/extra', '/ui/admin/users/abc', '/ui/admin/users/0', '/ui/admin/nowhere']) {
+      const response = await page(path, admin)
+      assert.equal(response.status, 404, path)
+      assert.match(response.headers.get('content-type') ?? '', /^text\/html/, path)
+      assert.equal(response.headers.get('cache-control'), 'no-store', path)
+      assert.equal(await response.text(), shell, `${path}: the page itself says there is no page here`)
+    }
+    for (const path of ['/ui/', '/ui/account', '/ui/tokens', '/ui/sessions', '/ui/access', '/ui/admin/users', '/ui/admin/users/new', '/ui/admin/users/12',
+      '/ui/admin/tokens', '/ui/admin/sessions', '/ui/admin/applications', '/ui/admin/settings', '/ui/admin/services', '/ui/admin/activity']) {
+      assert.equal((await page(path, admin)).status, 200, path)
+    }
+    assert.equal((await page('/ui/nowhere')).status, 302, 'without a session, the login comes first')
+    assert.equal((await page('/ui/admin/nowhere', user)).status, 403, 'administration is refused before it is looked up')
+  })
+
   it('serves scripts and the stylesheet with their types, revalidated by ETag, gzipped on request', async () => {
     const script = await gw.fetch('/ui/assets/js/app.js')
     assert.equal(script.status, 200)

@@ -1,5 +1,6 @@
+import { PAGE_ADDRESSES } from './addresses.js'
 import { api, ApiError, loginUrl } from './api.js'
-import { h, messageOf, replace } from './dom.js'
+import { h, messageOf, replace, toast, whileBusy } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { accessPage } from './pages/access.js'
 import { activityPage } from './pages/activity.js'
@@ -20,18 +21,18 @@ import { startSessionClock } from './session.js'
 
 /** @type {Route[]} */
 const ROUTES = [
-  { path: /^\/ui\/(?:account)?$/, title: 'My account', page: profilePage, nav: '/ui/account' },
-  { path: /^\/ui\/tokens$/, title: 'My tokens', page: myTokensPage, nav: '/ui/tokens' },
-  { path: /^\/ui\/sessions$/, title: 'My sessions', page: mySessionsPage, nav: '/ui/sessions' },
-  { path: /^\/ui\/access$/, title: 'Organizations and teams', page: accessPage, nav: '/ui/access' },
-  { path: /^\/ui\/admin\/users$/, title: 'Users', page: usersPage, admin: true, nav: '/ui/admin/users' },
-  { path: /^\/ui\/admin\/users\/(new|[1-9][0-9]*)$/, title: 'User', page: userPage, admin: true, nav: '/ui/admin/users' },
-  { path: /^\/ui\/admin\/tokens$/, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },
-  { path: /^\/ui\/admin\/sessions$/, title: 'All sessions', page: allSessionsPage, admin: true, nav: '/ui/admin/sessions' },
-  { path: /^\/ui\/admin\/applications$/, title: 'Applications', page: applicationsPage, admin: true, nav: '/ui/admin/applications' },
-  { path: /^\/ui\/admin\/settings$/, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
-  { path: /^\/ui\/admin\/services$/, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
-  { path: /^\/ui\/admin\/activity$/, title: 'Activity', page: activityPage, admin: true, nav: '/ui/admin/activity' },
+  { path: PAGE_ADDRESSES.profile, title: 'My account', page: profilePage, nav: '/ui/account' },
+  { path: PAGE_ADDRESSES.myTokens, title: 'My tokens', page: myTokensPage, nav: '/ui/tokens' },
+  { path: PAGE_ADDRESSES.mySessions, title: 'My sessions', page: mySessionsPage, nav: '/ui/sessions' },
+  { path: PAGE_ADDRESSES.access, title: 'Organizations and teams', page: accessPage, nav: '/ui/access' },
+  { path: PAGE_ADDRESSES.users, title: 'Users', page: usersPage, admin: true, nav: '/ui/admin/users' },
+  { path: PAGE_ADDRESSES.user, title: 'User', page: userPage, admin: true, nav: '/ui/admin/users' },
+  { path: PAGE_ADDRESSES.allTokens, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },
+  { path: PAGE_ADDRESSES.allSessions, title: 'All sessions', page: allSessionsPage, admin: true, nav: '/ui/admin/sessions' },
+  { path: PAGE_ADDRESSES.applications, title: 'Applications', page: applicationsPage, admin: true, nav: '/ui/admin/applications' },
+  { path: PAGE_ADDRESSES.settings, title: 'Settings', page: settingsPage, admin: true, nav: '/ui/admin/settings' },
+  { path: PAGE_ADDRESSES.services, title: 'Services', page: servicesPage, admin: true, nav: '/ui/admin/services' },
+  { path: PAGE_ADDRESSES.activity, title: 'Activity', page: activityPage, admin: true, nav: '/ui/admin/activity' },
 ]
 
 const NAV = [
@@ -54,6 +55,7 @@ let renderCount = 0
 let me
 
 async function start() {
+  replace(main, h('p', { class: 'muted' }, 'Loading…'))
   try {
     me = (await api('me/')).results[0]
   } catch (error) {
@@ -65,7 +67,18 @@ async function start() {
   document.addEventListener('click', followLink)
   addEventListener('popstate', () => render(false))
   menuButton.addEventListener('click', () => setMenu(menuButton.getAttribute('aria-expanded') !== 'true'))
-  void startSessionClock({ clock: /** @type {HTMLElement} */ (document.getElementById('session-clock')), banner: /** @type {HTMLElement} */ (document.getElementById('session-banner')) })
+  // As a menu closes for a keyboard: Escape, with the focus back on the button that opened it.
+  document.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || menuButton.getAttribute('aria-expanded') !== 'true') return
+    setMenu(false)
+    menuButton.focus()
+  })
+  void startSessionClock({
+    clock: /** @type {HTMLElement} */ (document.getElementById('session-clock')),
+    banner: /** @type {HTMLElement} */ (document.getElementById('session-banner')),
+    // A page whose session has ended shows nothing more of the account: the login brings the person back here.
+    onEnded: () => location.replace(loginUrl()),
+  })
   await render(false)
 }
 
@@ -78,13 +91,15 @@ function renderHeader(me) {
     logout)
 }
 
-async function logOut() {
+async function logOut(/** @type {Event} */ event) {
   try {
     // The gateway answers a logout with a redirect to /api/, as the platform does; the page goes to the login.
-    await api('logout/', { method: 'POST', redirect: 'manual' })
-  } finally {
-    location.assign(loginUrl('/ui/'))
+    await whileBusy(/** @type {HTMLButtonElement} */ (event.currentTarget), () => api('logout/', { method: 'POST', redirect: 'manual' }))
+  } catch (error) {
+    // Still signed in: the login page now would tell whoever uses this browser next that the session is over.
+    if (!(error instanceof ApiError && error.status === 401)) return toast(`Could not log out: ${messageOf(error)}`, 'error')
   }
+  location.assign(loginUrl('/ui/'))
 }
 
 /** @param {User} me */

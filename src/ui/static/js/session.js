@@ -1,4 +1,4 @@
-import { api, loginUrl, onUnauthenticated } from './api.js'
+import { api, onUnauthenticated } from './api.js'
 import { h, messageOf, replace, whileBusy } from './dom.js'
 
 /** How long before the end the warning appears. */
@@ -9,13 +9,15 @@ const SYNC_SECONDS = 60
 /**
  * The session's remaining time, in the header, and a warning with a button to stay logged in before it ends.
  * The end comes from GET session/ (`expires_in_seconds`, so the two clocks need not agree); reading it does
- * not extend the session, only POST session/ does.
- * @param {{clock: HTMLElement, banner: HTMLElement}} places
+ * not extend the session, only POST session/ does. Once the server says the session is gone, `onEnded` runs.
+ * @param {{clock: HTMLElement, banner: HTMLElement, onEnded: () => void}} places
  */
 export function startSessionClock(places) {
   /** Local time (ms) at which the session ends; 0 until known. */
   let endsAt = 0
   let ended = false
+  /** Set once `onEnded` has run, so that it runs once. */
+  let leaving = false
   /** @type {'ok' | 'warning' | 'ended'} */
   let shown = 'ok'
   const remainingText = h('strong')
@@ -48,8 +50,13 @@ export function startSessionClock(places) {
   const secondsLeft = () => Math.max(0, Math.ceil((endsAt - Date.now()) / 1000))
 
   function tick() {
-    if (!endsAt && !ended) return
-    const left = ended ? 0 : secondsLeft()
+    if (ended) {
+      if (!leaving) places.onEnded()
+      leaving = true
+      return
+    }
+    if (!endsAt) return
+    const left = secondsLeft()
     places.clock.hidden = false
     places.clock.classList.toggle('warning', left <= WARN_SECONDS)
     replace(remainingText, clockText(left))
@@ -63,9 +70,9 @@ export function startSessionClock(places) {
       replace(places.banner, warningText, ' ',
         h('button', { type: 'button', onclick: (/** @type {Event} */ e) => extend(/** @type {HTMLButtonElement} */ (e.currentTarget)) }, 'Stay logged in'))
     } else if (state === 'ended') {
-      // Another tab may have extended it: believe the server, not this clock.
-      if (!ended) void sync()
-      replace(places.banner, 'Your session has ended. ', h('a', { href: loginUrl() }, 'Log in again'))
+      // This clock says the time is up, but another tab may have extended the session: the server decides.
+      replace(places.banner, 'Your session has ended.')
+      void sync()
     }
   }
 

@@ -24,7 +24,8 @@ export function pagedTable(spec) {
     h('thead', null, h('tr', null, spec.columns.map((c) => h('th', { scope: 'col', class: c.class }, c.label)))),
     body)
   const message = h('p', { class: 'muted', hidden: true })
-  const element = h('div', { class: 'table-wrap' }, table, message, pager)
+  // Focusable by script only: where the keyboard focus goes when the row it was on is gone.
+  const element = h('div', { class: 'table-wrap', tabindex: '-1' }, table, message, pager)
 
   /** @param {number} target */
   async function show(target) {
@@ -65,10 +66,11 @@ export function pagedTable(spec) {
 
 /**
  * Runs a change started from a button (revoke, end), shows the list again, then says how it went, so the
- * message never describes a list that is not on screen yet.
+ * message never describes a list that is not on screen yet. A button that went with its row leaves the keyboard
+ * focus on the list, not at the top of the page.
  * @param {HTMLButtonElement} button
  * @param {() => Promise<string>} change resolves to the message to show
- * @param {{reload: (keepPage?: boolean) => Promise<void>}} table
+ * @param {{reload: (keepPage?: boolean) => Promise<void>, element: HTMLElement}} table
  * @param {boolean} [keepPage]
  */
 export async function changeThenReload(button, change, table, keepPage = true) {
@@ -82,5 +84,6 @@ export async function changeThenReload(button, change, table, keepPage = true) {
     kind = 'error'
   }
   await table.reload(keepPage)
+  if (!button.isConnected) table.element.focus()
   toast(message, kind)
 }

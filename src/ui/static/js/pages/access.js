@@ -54,7 +54,7 @@ export async function accessPage(context) {
     columns: [
       { label: 'Name', cell: (o) => o.name },
       { label: 'Description', cell: (o) => o.description || '—' },
-      { label: '', class: 'actions-cell', cell: (o) => deleteButton(`organizations/${o.id}/`, `Delete the organization ${o.name} and its teams?`, organizationTable) },
+      { label: 'Actions', class: 'actions-cell', cell: (o) => deleteButton(`organizations/${o.id}/`, `Delete the organization ${o.name} and its teams?`, organizationTable, 'Delete', `Delete organization ${o.name}`) },
     ],
   })
   const teamTable = pagedTable({
@@ -65,7 +65,7 @@ export async function accessPage(context) {
       { label: 'Name', cell: (t) => t.name },
       { label: 'Organization', cell: (t) => t.summary_fields.organization?.name ?? '—' },
       { label: 'Description', cell: (t) => t.description || '—' },
-      { label: '', class: 'actions-cell', cell: (t) => deleteButton(`teams/${t.id}/`, `Delete the team ${t.name}?`, teamTable) },
+      { label: 'Actions', class: 'actions-cell', cell: (t) => deleteButton(`teams/${t.id}/`, `Delete the team ${t.name}?`, teamTable, 'Delete', `Delete team ${t.name}`) },
     ],
   })
   const assignmentTable = pagedTable({
@@ -76,7 +76,7 @@ export async function accessPage(context) {
       { label: 'User', cell: (a) => a.summary_fields.user?.username ?? `#${a.user}` },
       { label: 'Role', cell: (a) => a.summary_fields.role_definition?.name ?? `#${a.role_definition}` },
       { label: 'On', cell: (a) => (a.content_type ? `${a.content_type === 'shared.team' ? 'Team' : 'Organization'} ${a.summary_fields.content_object?.name ?? a.object_id}` : 'The whole platform') },
-      { label: '', class: 'actions-cell', cell: (a) => deleteButton(`role_user_assignments/${a.id}/`, 'Revoke this role?', assignmentTable, 'Revoke') },
+      { label: 'Actions', class: 'actions-cell', cell: (a) => deleteButton(`role_user_assignments/${a.id}/`, 'Revoke this role?', assignmentTable, 'Revoke', `Revoke role ${a.summary_fields.role_definition?.name ?? a.role_definition} of ${a.summary_fields.user?.username ?? a.user}`) },
     ],
   })
   await Promise.all([organizationTable.reload(), teamTable.reload(), assignmentTable.reload()])
@@ -133,13 +133,15 @@ export async function accessPage(context) {
  * A button that deletes one API object after asking, then shows its table again.
  * @param {string} path
  * @param {string} question
- * @param {{reload: (keepPage?: boolean) => Promise<void>}} table
- * @param {string} [label]
+ * @param {{reload: (keepPage?: boolean) => Promise<void>, element: HTMLElement}} table
+ * @param {string} label
+ * @param {string} name what a screen reader says, naming the object, where the label alone is the same on every row
  */
-function deleteButton(path, question, table, label = 'Delete') {
+function deleteButton(path, question, table, label, name) {
   return h('button', {
     type: 'button',
     class: 'danger small',
+    'aria-label': name,
     onclick: async (/** @type {Event} */ e) => {
       const button = /** @type {HTMLButtonElement} */ (e.currentTarget)
       if (!(await confirmAction(question, label))) return

@@ -1,5 +1,5 @@
 import { api } from '../api.js'
-import { confirmAction, h, time } from '../dom.js'
+import { confirmAction, formatDate, h, time } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 
 /**
@@ -54,6 +54,7 @@ export function sessionsTable(spec) {
       cell: (s) => s.current ? h('span', { class: 'muted' }, 'Log out to end it') : h('button', {
         type: 'button',
         class: 'danger small',
+        'aria-label': `End the session ${spec.showUser ? `of ${s.username ?? `#${s.user}`} ` : ''}in ${describeUserAgent(s.user_agent || '')} from ${s.ip || 'an unknown address'}, started ${formatDate(s.created)}`,
         onclick: (/** @type {Event} */ e) => end(/** @type {HTMLButtonElement} */ (e.currentTarget), s),
       }, 'End'),
     },

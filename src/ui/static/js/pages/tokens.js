@@ -94,7 +94,7 @@ export async function allTokensPage(context) {
  * @param {HTMLButtonElement} button
  * @param {{user: number} | {all: true}} body
  * @param {string} question
- * @param {{reload: (keepPage?: boolean) => Promise<void>}} table
+ * @param {{reload: (keepPage?: boolean) => Promise<void>, element: HTMLElement}} table
  */
 async function revokeMany(button, body, question, table) {
   if (!(await confirmAction(question, 'Revoke'))) return

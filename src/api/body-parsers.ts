@@ -1,0 +1,36 @@
+import type { FastifyRequest } from 'fastify'
+import { isUtf8 } from 'node:buffer'
+import { parse as parseForm } from 'node:querystring'
+import { InvalidJson, MalformedEscape, UnsupportedMediaType } from '../errors.ts'
+import { wellFormedEscapes } from '../http/request-target.ts'
+import type { GatewayApi } from './gateway-api.ts'
+
+/**
+ * The gateway API's request bodies, JSON and forms, read as UTF-8 only (RFC 8259 §8.1 for JSON; the WHATWG URL
+ * standard's urlencoded forms). Read as text by default, bytes that are not UTF-8 would turn into U+FFFD and be
+ * stored as something the client never sent, and a body that declares another charset would be read as UTF-8 all
+ * the same: both are refused. JSON is then parsed by Fastify's own parser, with its guard against `__proto__` and
+ * `constructor.prototype` keys.
+ */
+export function registerBodyParsers(api: GatewayApi): void {
+  const parseJson = api.getDefaultJsonParser(api.initialConfig.onProtoPoisoning ?? 'error', api.initialConfig.onConstructorPoisoning ?? 'error')
+  api.removeContentTypeParser('application/json')
+  api.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    const refusal = charsetRefusal(request, 'A JSON') ?? (isUtf8(body) ? undefined : new InvalidJson('The request body is not valid UTF-8.'))
+    if (refusal) done(refusal, undefined)
+    else parseJson(request, body.toString('utf8'), done)
+  })
+  api.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, async (request: FastifyRequest, body: Buffer) => {
+    const refusal = charsetRefusal(request, 'A form')
+    if (refusal) throw refusal
+    const text = body.toString('utf8')
+    if (!isUtf8(body) || !wellFormedEscapes(text)) throw new MalformedEscape('The form is not UTF-8, or has a malformed percent escape.')
+    return parseForm(text)
+  })
+}
+
+function charsetRefusal(request: FastifyRequest, what: string): UnsupportedMediaType | undefined {
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase()
+  if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return undefined
+  return new UnsupportedMediaType(`${what} body must be UTF-8, not ${charset.slice(0, 40)}.`)
+}

@@ -1,0 +1,168 @@
+import { SYSTEM_ACTOR } from '../audit/actor.ts'
+import type { AuditTrail } from '../audit/trail.ts'
+import { DirectoryUnavailable, SelfLockout } from '../errors.ts'
+import type { Store } from '../store/store.ts'
+import type { User } from '../store/users.ts'
+import type { Accounts } from './accounts.ts'
+import type { LdapDirectory } from './ldap.ts'
+
+/** The audit entry's code for an account disabled because its directory entry is gone. */
+export const DIRECTORY_ENTRY_GONE = 'directory_entry_gone'
+
+export interface AccountCheckOptions {
+  /** Time between two runs; 0: none (a realm refresh still checks). */
+  intervalSeconds: number
+  /** Accounts read from the database, and then asked about, at a time. */
+  pageSize: number
+}
+
+/**
+ * A page of at least this many accounts of which the directory finds none is taken for a user search that finds
+ * nobody (a wrong base or filter), not for that many people leaving at once: nobody in it is disabled.
+ */
+export const NOBODY_FOUND_MINIMUM = 3
+
+/**
+ * What a run or a check found: accounts disabled, whether the directory failed to answer (the rest then waits), and
+ * the accounts of a page the directory found none of (`NOBODY_FOUND_MINIMUM`), left as they are.
+ */
+export interface CheckOutcome {
+  checked: number
+  disabled: string[]
+  unavailable: DirectoryUnavailable | undefined
+  notFoundKept: number
+}
+
+/**
+ * Disables directory accounts whose entry is gone or no longer matches the user filter, so that what they still
+ * hold (gateway sessions, personal tokens, realm grants and refresh tokens) stops working, not only their next
+ * password login. Asked periodically about every active directory account that holds something live, a page at a
+ * time, and at each realm refresh about the refreshing user. Disabling ends the sessions in the same transaction and
+ * makes tokens and grants refused (accounts.ts, app.ts), is written to the audit trail and reported to
+ * `onDisabled`.
+ *
+ * Fails safe for availability: a directory that does not answer disables nobody; the run stops there and the next
+ * one starts again. Several processes may run it at once: a second one finds the account already disabled.
+ */
+export class DirectoryAccountCheck {
+  readonly #directory: LdapDirectory
+  readonly #store: Store
+  readonly #accounts: Accounts
+  readonly #audit: AuditTrail
+  readonly #options: AccountCheckOptions
+  readonly #disabledListeners: ((user: User) => void)[] = []
+  readonly #unavailableListeners: ((error: DirectoryUnavailable) => void)[] = []
+  readonly #nobodyFoundListeners: ((accounts: number) => void)[] = []
+  #timer: NodeJS.Timeout | undefined
+  #running: Promise<CheckOutcome> | undefined
+
+  constructor(directory: LdapDirectory, store: Store, accounts: Accounts, audit: AuditTrail, options: AccountCheckOptions) {
+    this.#directory = directory
+    this.#store = store
+    this.#accounts = accounts
+    this.#audit = audit
+    this.#options = options
+  }
+
+  /** Told each account disabled because its entry is gone (the log listens). */
+  onDisabled(listener: (user: User) => void): void {
+    this.#disabledListeners.push(listener)
+  }
+
+  /** Told when a run could not ask the directory, and so disabled nobody (the log listens; a refresh does not tell, as there are many). */
+  onUnavailable(listener: (error: DirectoryUnavailable) => void): void {
+    this.#unavailableListeners.push(listener)
+  }
+
+  /** Told when the directory found none of a page's accounts, and so disabled nobody in it (the log listens). */
+  onNobodyFound(listener: (accounts: number) => void): void {
+    this.#nobodyFoundListeners.push(listener)
+  }
+
+  start(): void {
+    if (this.#timer || this.#options.intervalSeconds <= 0) return
+    this.#timer = setInterval(() => void this.run().catch(() => {}), this.#options.intervalSeconds * 1000)
+    this.#timer.unref()
+  }
+
+  /** Stops the timer, and waits for a run under way. */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer)
+    this.#timer = undefined
+    await this.#running?.catch(() => {})
+  }
+
+  /** One run over every active directory account holding something live, a page at a time; one run at a time. */
+  run(now = Date.now()): Promise<CheckOutcome> {
+    this.#running ??= this.#runPages(now).finally(() => {
+      this.#running = undefined
+    })
+    return this.#running
+  }
+
+  /**
+   * At a realm refresh: false when the user's entry is gone (the account is then disabled). True for every other
+   * account, and whenever the directory does not answer: the refresh then goes on as it would without a directory.
+   */
+  async confirm(user: User): Promise<boolean> {
+    if (user.source !== 'ldap' || !user.isActive) return true
+    const outcome = await this.#check([user])
+    return outcome.disabled.length === 0
+  }
+
+  async #runPages(now: number): Promise<CheckOutcome> {
+    const total: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined, notFoundKept: 0 }
+    for (let afterId = 0; ;) {
+      const page = await this.#store.users.activeHoldersOfCredentials('ldap', afterId, this.#options.pageSize, now)
+      const outcome = await this.#check(page)
+      total.checked += outcome.checked
+      total.disabled.push(...outcome.disabled)
+      total.unavailable = outcome.unavailable
+      total.notFoundKept += outcome.notFoundKept
+      if (outcome.notFoundKept) for (const listener of this.#nobodyFoundListeners) listener(outcome.notFoundKept)
+      if (outcome.unavailable) for (const listener of this.#unavailableListeners) listener(outcome.unavailable)
+      if (outcome.unavailable || page.length < this.#options.pageSize) return total
+      afterId = page.at(-1)!.id
+    }
+  }
+
+  /** Asks about every account first, so that a page the directory finds nobody of disables nobody. */
+  async #check(users: User[]): Promise<CheckOutcome> {
+    const outcome: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined, notFoundKept: 0 }
+    const gone: User[] = []
+    for (const user of users) {
+      try {
+        if (!(await this.#directory.lists(user.username))) gone.push(user)
+      } catch (error) {
+        if (!(error instanceof DirectoryUnavailable)) throw error
+        outcome.unavailable = error
+        break
+      }
+      outcome.checked++
+    }
+    if (outcome.checked >= NOBODY_FOUND_MINIMUM && gone.length === outcome.checked) {
+      outcome.notFoundKept = gone.length
+      return outcome
+    }
+    for (const user of gone) if (await this.#disable(user)) outcome.disabled.push(user.username)
+    return outcome
+  }
+
+  /** Disables the account unless it already is (another process was first) or it is the last active superuser. */
+  async #disable(user: User): Promise<boolean> {
+    const current = await this.#store.users.findById(user.id)
+    if (!current?.isActive || current.source !== 'ldap') return false
+    let after: User
+    try {
+      after = await this.#accounts.update(user.id, { isActive: false }, { keepAnActiveSuperuser: true })
+    } catch (error) {
+      if (!(error instanceof SelfLockout)) throw error
+      // The directory must not lock every administrator out, any more than the API may (`403 self_lockout`).
+      this.#audit.refusedChange(SYSTEM_ACTOR, 'update', { type: 'user', id: user.id, name: user.username }, 'self_lockout', { is_active: true }, { is_active: false })
+      return false
+    }
+    this.#audit.change(SYSTEM_ACTOR, 'update', { type: 'user', id: user.id, name: user.username }, { is_active: true }, { is_active: after.isActive }, DIRECTORY_ENTRY_GONE)
+    for (const listener of this.#disabledListeners) listener(after)
+    return true
+  }
+}

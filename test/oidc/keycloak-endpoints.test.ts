@@ -1,0 +1,287 @@
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
+
+const ENDPOINTS = `/realms/${REALM}/protocol/openid-connect`
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
+
+/** The realm's endpoints besides the token endpoint, as Keycloak's clients and scripts call them. */
+describe('the realm\'s endpoints answer as Keycloak\'s', () => {
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'spa', redirect_uris: [CLIENT_REDIRECT], post_logout_redirect_uris: ['+'] }]) } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })
+  })
+  after(() => gw.close())
+
+  /**
+   * The authorization code flow through the login page; the jar then holds the realm's browser session. `response`
+   * is what the client's redirect URI received, in the `responseMode` asked for.
+   */
+  async function browserLogin(jar: CookieJar, responseMode = 'query'): Promise<{ access_token: string; refresh_token: string; id_token: string; session_state: string; response: URLSearchParams }> {
+    const verifier = randomBytes(32).toString('base64url')
+    const challenge = createHash('sha256').update(verifier).digest('base64url')
+    const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', response_mode: responseMode, scope: 'openid', state: 'st-2', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
+    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+    const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: FORM, body: 'username=alice&password=alice-password' })
+    const response = authorizationResponse(done.url, responseMode === 'form_post' ? await done.response.text() : '')
+    const code = response.get('code')!
+    const { status, body } = await tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+    assert.equal(status, 200)
+    return { ...body, response }
+  }
+
+  /** The parameters of an authorization response: in the redirect's query or fragment, or the form_post page's inputs. */
+  function authorizationResponse(url: string, formPostPage: string): URLSearchParams {
+    if (formPostPage) return new URLSearchParams([...formPostPage.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"\/>/g)].map((m): [string, string] => [m[1]!, m[2]!]))
+    const { search, hash } = new URL(url)
+    return new URLSearchParams(hash ? hash.slice(1) : search)
+  }
+
+  it('logs out with a form POST, as keycloak-js does with logoutMethod POST, and sends the browser back with its state', async () => {
+    const jar = new CookieJar()
+    const tokens = await browserLogin(jar)
+    const logout = await browse(gw, jar, realmUrl(gw, '/protocol/openid-connect/logout'), {
+      method: 'POST', headers: FORM, body: new URLSearchParams({ id_token_hint: tokens.id_token, client_id: 'spa', post_logout_redirect_uri: CLIENT_REDIRECT, state: 'st-1' }).toString(),
+    })
+    const page = await logout.response.text()
+    assert.equal(logout.response.status, 200, page)
+    // The confirmation submits itself when the request names the session (id_token_hint); a browser without scripts clicks.
+    const action = /<form id="op.logoutForm" method="post" action="([^"]+)"/.exec(page)![1]!
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(page)![1]!
+    const back = await browse(gw, jar, action, { method: 'POST', headers: FORM, body: new URLSearchParams({ xsrf, logout: 'yes' }).toString() })
+    const returned = new URL(back.url)
+    assert.equal(`${returned.origin}${returned.pathname}`, CLIENT_REDIRECT)
+    assert.equal(returned.searchParams.get('state'), 'st-1')
+    const refresh = await tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+    assert.equal(refresh.body.error, 'invalid_grant')
+  })
+
+  it('starts a login from a form POST to the authorization endpoint', async () => {
+    const jar = new CookieJar()
+    const { response } = await browse(gw, jar, realmUrl(gw, '/protocol/openid-connect/auth'), {
+      method: 'POST', headers: FORM, body: new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }).toString(),
+    })
+    assert.equal(response.status, 200)
+    assert.match(await response.text(), /name="password"/)
+  })
+
+  it('never puts a client secret sent to the logout or authorization endpoint into a URL', async () => {
+    for (const endpoint of ['/logout', '/auth']) {
+      const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: new URLSearchParams({ client_id: 'reports', client_secret: 'reports-secret-0123456789', state: 's' }).toString() })
+      assert.equal(answer.status, 303, endpoint)
+      const location = answer.headers.get('location')!
+      assert.doesNotMatch(location, /secret/, endpoint)
+      assert.match(location, /state=s/, endpoint)
+    }
+  })
+
+  it('answers logout\'s legacy redirect_uri, and a post_logout_redirect_uri of no named client, with an error page, as Keycloak since 18', async () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ redirect_uri: CLIENT_REDIRECT }, /Invalid parameter: redirect_uri/],
+      [{ post_logout_redirect_uri: CLIENT_REDIRECT, state: 's' }, /Missing parameter: id_token_hint/],
+    ]
+    for (const [params, message] of cases) {
+      for (const request of [
+        () => gw.fetch(`${ENDPOINTS}/logout?${new URLSearchParams(params)}`, { headers: { accept: 'text/html' } }),
+        () => gw.fetch(`${ENDPOINTS}/logout`, { method: 'POST', headers: { ...FORM, accept: 'text/html' }, body: new URLSearchParams(params).toString() }),
+      ]) {
+        const answer = await request()
+        assert.equal(answer.status, 400)
+        assert.match(answer.headers.get('content-type')!, /^text\/html/)
+        assert.equal(answer.headers.get('x-frame-options'), 'DENY')
+        assert.match(await answer.text(), message)
+        assert.equal(answer.headers.getSetCookie().length, 0)
+      }
+    }
+  })
+
+  const post = (endpoint: string, form: Record<string, string>) => gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: new URLSearchParams(form).toString() })
+  const introspect = async (token: string) => json(await post('/token/introspect', { client_id: 'reports', client_secret: SERVICE_SECRET, token }))
+  const callDemoApp = (token: string) => gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })
+
+  it('revokes an access token alone: the session and its refresh token go on, as Keycloak\'s revokeAccessToken', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    const revoked = await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
+    assert.equal(revoked.status, 200)
+    assert.equal((await introspect(tokens.access_token)).active, false)
+    assert.equal((await callDemoApp(tokens.access_token)).status, 401)
+    assert.equal((await introspect(tokens.refresh_token)).active, true)
+    const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+    assert.equal(refreshed.status, 200)
+    assert.equal(refreshed.body.session_state, tokens.session_state)
+    assert.equal((await callDemoApp(refreshed.body.access_token)).status, 200)
+  })
+
+  it('refuses to revoke another client\'s token with Keycloak\'s "Unmatching clients", and leaves it alone', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    for (const token of [tokens.access_token, tokens.refresh_token]) {
+      const refused = await post('/revoke', { client_id: 'reports', client_secret: SERVICE_SECRET, token })
+      assert.equal(refused.status, 400)
+      assert.deepEqual(await json(refused), { error: 'invalid_request', error_description: 'Unmatching clients' })
+      assert.equal((await introspect(token)).active, true)
+    }
+  })
+
+  it('answers a missing or repeated token at introspection and revocation in Keycloak\'s words', async () => {
+    const client = { client_id: 'reports', client_secret: SERVICE_SECRET }
+    const cases: [string, URLSearchParams, string][] = [
+      ['/token/introspect', new URLSearchParams(client), 'Token not provided.'],
+      ['/revoke', new URLSearchParams(client), 'Token not provided'],
+      ['/token/introspect', new URLSearchParams([...Object.entries(client), ['token', 'a'], ['token', 'b']]), 'duplicated parameter'],
+    ]
+    for (const [endpoint, form, description] of cases) {
+      const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: form.toString() })
+      assert.equal(answer.status, 400, endpoint)
+      assert.deepEqual(await json(answer), { error: 'invalid_request', error_description: description }, endpoint)
+    }
+  })
+
+  it('answers userinfo without a token 400, and with a bad one 401 with Keycloak\'s WWW-Authenticate', async () => {
+    const none = await gw.fetch(`${ENDPOINTS}/userinfo`)
+    assert.equal(none.status, 400)
+    assert.deepEqual(await json(none), { error: 'invalid_request', error_description: 'Token not provided' })
+    assert.equal(none.headers.get('www-authenticate'), null)
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
+    for (const token of ['abc.def.ghi', 'opaque', tokens.access_token]) {
+      const bad = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${token}` } })
+      assert.equal(bad.status, 401, token)
+      assert.deepEqual(await json(bad), { error: 'invalid_token', error_description: 'Token verification failed' })
+      assert.equal(bad.headers.get('www-authenticate'), `Bearer realm="${REALM}", error="invalid_token", error_description="Token verification failed"`)
+    }
+  })
+
+  it('introspects refresh and offline tokens with the claims of Keycloak\'s, and access tokens with their jti', async () => {
+    for (const scope of ['openid', 'openid offline_access']) {
+      const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope })
+      const refresh = decodeJwtPart(tokens.refresh_token, 1)
+      const answer = await introspect(tokens.refresh_token)
+      assert.equal(answer.active, true)
+      for (const claim of ['jti', 'iss', 'aud', 'sub', 'typ', 'azp', 'sid', 'scope', 'exp', 'iat']) assert.deepEqual(answer[claim], refresh[claim], `${scope}: ${claim}`)
+      assert.equal(answer.typ, scope.includes('offline_access') ? 'Offline' : 'Refresh')
+      assert.equal(answer.token_type, answer.typ)
+      assert.equal(answer.client_id, 'end-users')
+      assert.equal(answer.username, 'alice')
+      const access = await introspect(tokens.access_token)
+      assert.equal(access.jti, decodeJwtPart(tokens.access_token, 1).jti)
+      assert.equal(access.token_type, 'Bearer')
+    }
+  })
+
+  it('fills in the login page\'s username from login_hint, as keycloak-js login({ loginHint }) expects', async () => {
+    for (const hint of ['alice@example.com', '"><script>alert(1)</script>']) {
+      const jar = new CookieJar()
+      const { response } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', login_hint: hint })}`))
+      const page = await response.text()
+      const field = /<input id="username"[^>]*>/.exec(page)![0]
+      const value = /value="([^"]*)"/.exec(field)![1]!
+      assert.equal(value.replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&#39;/g, "'").replace(/&amp;/g, '&'), hint)
+      assert.doesNotMatch(page, /<script>alert/)
+    }
+  })
+
+  it('publishes the JWKS as application/json, and as application/jwk-set+json to a client that asks for it, as Keycloak', async () => {
+    for (const [accept, type] of [[undefined, 'application/json'], ['application/json', 'application/json'], ['application/jwk-set+json', 'application/jwk-set+json']] as const) {
+      const certs = await gw.fetch(`${ENDPOINTS}/certs`, { headers: accept ? { accept } : {} })
+      assert.equal(certs.status, 200)
+      assert.equal(certs.headers.get('content-type')!.split(';')[0], type, String(accept))
+      const { keys } = await json(certs)
+      assert.ok(keys.length > 0)
+      for (const key of keys) {
+        assert.equal(key.use, 'sig')
+        assert.equal(key.alg, 'RS256')
+        assert.ok(key.x5c?.length && key.x5t && key['x5t#S256'])
+      }
+    }
+  })
+
+  it('answers userinfo for a token without the openid scope 403, in Keycloak\'s words (Keycloak 20 and later)', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    const refused = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } })
+    assert.equal(refused.status, 403)
+    assert.deepEqual(await json(refused), { error: 'insufficient_scope', error_description: 'Missing openid scope' })
+    assert.equal(refused.headers.get('www-authenticate'), `Bearer realm="${REALM}", error="insufficient_scope", error_description="Missing openid scope"`)
+    const withOpenid = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const answered = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${withOpenid.access_token}` } })
+    assert.equal(answered.status, 200)
+    assert.equal((await json(answered)).preferred_username, 'alice')
+  })
+
+  it('refuses to start the device grant for a client without it in Keycloak\'s words', async () => {
+    const refused = await post('/auth/device', { client_id: 'end-users' })
+    assert.equal(refused.status, 400)
+    assert.deepEqual(await json(refused), { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate OAuth 2.0 Device Authorization Grant. The flow is disabled for the client.' })
+  })
+
+  it('answers introspection by a client that fails to authenticate as Keycloak: 401 "Authentication failed."', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    const clients: Record<string, string>[] = [{}, { client_id: 'reports', client_secret: 'wrong-secret-0123456789' }, { client_id: 'nobody', client_secret: 'x' }]
+    for (const client of clients) {
+      const refused = await post('/token/introspect', { ...client, token: tokens.access_token })
+      assert.equal(refused.status, 401, JSON.stringify(client))
+      assert.deepEqual(await json(refused), { error: 'invalid_request', error_description: 'Authentication failed.' }, JSON.stringify(client))
+    }
+  })
+
+  it('answers a browser application\'s userinfo and token requests with CORS for credentials, preflight included, as Keycloak\'s Cors.auth()', async () => {
+    const origin = new URL(CLIENT_REDIRECT).origin
+    const tokens = await browserLogin(new CookieJar())
+    const userinfo = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}`, origin } })
+    assert.equal(userinfo.status, 200)
+    assert.equal(userinfo.headers.get('access-control-allow-origin'), origin)
+    assert.equal(userinfo.headers.get('access-control-allow-credentials'), 'true')
+    for (const endpoint of ['/userinfo', '/token']) {
+      const preflight = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' } })
+      assert.equal(preflight.status, 204, endpoint)
+      assert.equal(preflight.headers.get('access-control-allow-origin'), origin, endpoint)
+      assert.equal(preflight.headers.get('access-control-allow-credentials'), 'true', endpoint)
+    }
+  })
+
+  it('names the browser session in the authorization response (session_state), in every response mode, as Keycloak', async () => {
+    for (const mode of ['query', 'fragment', 'form_post']) {
+      const tokens = await browserLogin(new CookieJar(), mode)
+      assert.equal(tokens.response.get('state'), 'st-2', mode)
+      assert.equal(tokens.response.get('session_state'), tokens.session_state, mode)
+      assert.equal(tokens.response.get('session_state'), decodeJwtPart(tokens.access_token, 1).sid, mode)
+    }
+  })
+
+  it('asks before logging out unless the request names the browser\'s own session, or it has none, as Keycloak', async () => {
+    const submitsItself = (page: string) => /\.submit\(\)/.test(page)
+    const logoutPage = async (jar: CookieJar, params: Record<string, string>) => {
+      const { response } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams(params)}`))
+      assert.equal(response.status, 200)
+      return response.text()
+    }
+    // No browser session: nothing to confirm; the browser goes on to the client's post-logout page.
+    assert.ok(submitsItself(await logoutPage(new CookieJar(), { client_id: 'spa', post_logout_redirect_uri: CLIENT_REDIRECT })))
+    // A browser session, and a request that does not say it comes from it: the person is asked.
+    const jar = new CookieJar()
+    const tokens = await browserLogin(jar)
+    assert.equal(submitsItself(await logoutPage(jar, { client_id: 'spa', post_logout_redirect_uri: CLIENT_REDIRECT })), false)
+    assert.ok(submitsItself(await logoutPage(jar, { id_token_hint: tokens.id_token, post_logout_redirect_uri: CLIENT_REDIRECT })))
+    // An ID token of another session (anyone's, in a link from another site) does not log this browser out unasked.
+    const elsewhere = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const otherBrowser = await browserLogin(new CookieJar())
+    for (const hint of [elsewhere.id_token, otherBrowser.id_token]) {
+      assert.equal(submitsItself(await logoutPage(jar, { id_token_hint: hint })), false)
+    }
+  })
+
+  it('takes userinfo\'s access token from a POSTed form, and from the header of a POST with a form, as Keycloak', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const answered = await post('/userinfo', { access_token: tokens.access_token })
+    assert.equal(answered.status, 200)
+    assert.equal((await json(answered)).preferred_username, 'alice')
+    const withHeader = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, authorization: `Bearer ${tokens.access_token}` }, body: 'claims_locales=en' })
+    assert.equal(withHeader.status, 200)
+    const refused = await post('/userinfo', { access_token: `${tokens.access_token.slice(0, -4)}AAAA` })
+    assert.equal(refused.status, 401)
+    assert.deepEqual(await json(refused), { error: 'invalid_token', error_description: 'Token verification failed' })
+  })
+})
