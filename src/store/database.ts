@@ -18,12 +18,19 @@ import { DatabaseFileGone, NodeSqliteDatabase } from './sqlite-driver.ts'
  */
 async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number): Promise<NodeSqliteDatabase> {
   try {
+    // The database holds the realms' private signing keys and every password hash: only its owner may read what
+    // is made here (SQLite gives the -wal and -shm files the database file's mode). What exists is left as it is.
     makeDirectory(resolve(dir))
   } catch (error) {
     throw new DataDirUnusable(dir, whyNotMade(error) ?? (error as Error).message, error)
   }
   const problem = accessProblem(dir, file)
   if (problem) throw new DataDirUnusable(dir, problem, undefined)
+  try {
+    if (!existsSync(file)) closeSync(openSync(file, 'a', PRIVATE_FILE))
+  } catch (error) {
+    throw new DataDirUnusable(dir, (error as Error).message, error)
+  }
   const sqlite = new NodeSqliteDatabase(file, busyTimeoutMs)
   // Opening waits for another process's migrations as long as migrating does.
   await sqlite.useWal(MIGRATION_WAIT_MS)
@@ -36,14 +43,14 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number):
  */
 function makeDirectory(dir: string): void {
   try {
-    mkdirSync(dir)
+    mkdirSync(dir, PRIVATE_DIR)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'EEXIST' && statSync(dir).isDirectory()) return
     const parent = dirname(dir)
     if (code !== 'ENOENT' || parent === dir || existsSync(parent)) throw error
     makeDirectory(parent)
-    mkdirSync(dir)
+    mkdirSync(dir, PRIVATE_DIR)
   }
 }
 
@@ -71,6 +78,9 @@ function accessible(path: string, mode: number): boolean {
     return false
   }
 }
+
+const PRIVATE_DIR = 0o700
+const PRIVATE_FILE = 0o600
 
 let postgres: Promise<typeof pg> | undefined
 
@@ -318,6 +328,8 @@ export class Database {
     if (!this.#sqlite) throw new Error('backupTo is for SQLite; PostgreSQL is backed up with pg_dump')
     const partial = `${target}.partial-${process.pid}`
     try {
+      // Made first, empty (which VACUUM INTO accepts), so the copy is as private as the database.
+      closeSync(openSync(partial, 'wx', PRIVATE_FILE))
       this.#sqlite.raw.prepare('VACUUM INTO ?').run(partial)
       const written = openSync(partial, 'r')
       try {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
@@ -93,6 +93,7 @@ describe('bin/gatehouse backup', () => {
           assert.equal(backup.code, 0, backup.stderr)
           assert.match(backup.stdout, /^backed up sqlite:.* to .*gatehouse-backup\.sqlite/)
           assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('gatehouse-backup')), ['gatehouse-backup.sqlite'], 'no partial file is left beside it')
+          assert.equal(statSync(backupFile).mode & 0o777, 0o600, 'readable by its owner only, as the database')
         },
         async restore() {
           mkdirSync(join(dir, 'restored'))

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import pg from 'pg'
@@ -57,6 +57,23 @@ describe('bin/gatehouse migrate --status', () => {
       assert.match(after.stdout, /^pending: none$/m)
     } finally {
       await database.drop()
+    }
+  })
+})
+
+describe('bin/gatehouse migrate on SQLite', () => {
+  it('makes the data directory and the database it creates readable by their owner only: they hold the signing keys', async () => {
+    const dir = tempDir()
+    try {
+      const data = join(dir, 'data')
+      const migrated = await runCli(['migrate', '--data-dir', data])
+      assert.equal(migrated.code, 0, migrated.stderr)
+      assert.equal(statSync(data).mode & 0o777, 0o700)
+      const files = readdirSync(data)
+      assert.ok(files.includes('gatehouse.sqlite'), files.join())
+      for (const file of files) assert.equal(statSync(join(data, file)).mode & 0o777, 0o600, file)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })
