@@ -12,10 +12,13 @@ import { paged } from './pagination.ts'
 import { userUrl } from './summaries.ts'
 import { idParam } from './validation.ts'
 
+/** What the API and the CLI take as a user's e-mail address, or none (''). */
+export const emailAddress = z.union([z.email('Enter a valid email address.'), z.literal('')])
+
 const userFields = {
   username: z.string(),
   password: z.string(),
-  email: z.union([z.email(), z.literal('')], { error: 'Enter a valid email address.' }),
+  email: emailAddress,
   first_name: z.string().max(150),
   last_name: z.string().max(150),
   is_superuser: z.boolean(),

@@ -103,13 +103,17 @@ async function check(app: App, username: string, method: string, target: string,
     `  roles: ${list(access.roles)}`,
   ]
   const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : compileGatewayRules(app.config)
-  let allowed = user.isActive
+  let allowed = true
   // The route's own check comes first, as at the gateway: superusers only (a Platform Auditor may read).
   const superusersOnly = own?.place.who === 'superuser'
   const builtIn = superusersOnly ? superuserOnly.decide({ userId: user.id, user, method: options.authMethod }, { method } as GatewayRequest) : ALLOW
   if (superusersOnly) lines.push(`built-in check: superusers only (a Platform Auditor may read): ${builtIn === ALLOW ? 'allow' : 'deny'}`)
   if (route?.isPublic(path) || own?.place.isPublic(path)) {
+    // Also for a disabled account: the gateway takes its credential on a public path as none, and lets it in.
     lines.push('decision: allow (a public path: no rules apply)')
+  } else if (!user.isActive) {
+    allowed = false
+    lines.push('decision: deny (the account is disabled)')
   } else if (builtIn !== ALLOW) {
     allowed = false
     lines.push(`decision: deny (the route is for superusers: ${builtIn.message})`)
@@ -121,7 +125,7 @@ async function check(app: App, username: string, method: string, target: string,
     const scopes = options.scope ? new Set(options.scope) : undefined
     const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}) }
     const decision = rules.decide({ principal, access, method, path, address: options.address })
-    allowed &&= decision.allowed
+    allowed = decision.allowed
     lines.push(`decision: ${decision.allowed ? 'allow' : 'deny'}${decision.rule === undefined ? ' (no rule matched)' : ` by rule ${decision.rule}: ${decision.description}`}`)
   }
   process.stdout.write(lines.join('\n') + '\n')

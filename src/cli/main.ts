@@ -3,30 +3,11 @@ import { ConfigError } from '../config/load.ts'
 import { GatehouseError, ValidationFailed } from '../errors.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { DataDirUnusable } from '../store/errors.ts'
-import { version } from '../version.ts'
-import { accessCommand } from './access.ts'
-import { backupCommand } from './backup.ts'
 import { UsageError } from './common.ts'
-import { configCommand } from './config.ts'
-import { ldapCommand } from './ldap.ts'
-import { migrateCommand } from './migrate.ts'
-import { serveCommand } from './serve.ts'
-import { tokensCommand } from './tokens.ts'
-import { usersCommand } from './users.ts'
+import { gatehouseProgram } from './program.ts'
 import { isWorker } from './workers.ts'
 
-const program = new Command('gatehouse')
-  .description('Gatehouse: an API gateway with a Keycloak-compatible OpenID Connect provider')
-  .version(version)
-  .showSuggestionAfterError()
-  .addCommand(serveCommand())
-  .addCommand(usersCommand())
-  .addCommand(tokensCommand())
-  .addCommand(migrateCommand())
-  .addCommand(backupCommand())
-  .addCommand(configCommand())
-  .addCommand(ldapCommand())
-  .addCommand(accessCommand())
+const program = gatehouseProgram()
 
 // Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
 function quietErrors(command: Command): void {

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto'
 import { Command } from 'commander'
 import { addStorageOptions, readStdin, UsageError, withApp, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
-import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
+import { auditedUser, emailAddress, passwordMark, serializeUser } from '../api/users.ts'
 import { cliActor } from '../audit/actor.ts'
+import { ValidationFailed } from '../errors.ts'
 
 export function usersCommand(): Command {
   const users = new Command('users').description('manage accounts')
@@ -15,6 +16,8 @@ export function usersCommand(): Command {
     .option('--email <email>', 'email address')
     .option('--superuser', 'make the account a superuser'))
     .action(async (name: string, options: StorageOptions & { passwordStdin?: boolean; email?: string; superuser?: boolean }) => {
+      const email = emailAddress.safeParse(options.email ?? '')
+      if (!email.success) throw new ValidationFailed({ email: email.error.issues.map((issue) => issue.message) })
       const password = options.passwordStdin ? await readStdin() : randomBytes(18).toString('base64url')
       await withApp(options, async (app) => {
         const user = await app.accounts.create({ username: name, password, email: options.email ?? '', isSuperuser: Boolean(options.superuser) })

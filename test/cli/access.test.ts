@@ -7,7 +7,7 @@ import { demoConfigFile } from '../../src/config/load.ts'
 import { openStore } from '../../src/store/store.ts'
 import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
-/** rita, a member of the organization Research, and otto, a member of nothing. */
+/** rita, a member of the organization Research, dora, a disabled member of it, and otto, a member of nothing. */
 async function seedUsers(dir: string): Promise<void> {
     const store = await openStore({ dataDir: dir })
     const research = await store.access.createOrganization({ name: 'Research' })
@@ -15,6 +15,8 @@ async function seedUsers(dir: string): Promise<void> {
     await store.users.create({ username: 'otto' })
     const role = (await store.access.findRoleDefinitionByName('Organization Member'))!
     await store.access.assign({ roleDefinitionId: role.id, actor: 'user', actorId: member.id, objectType: 'organization', objectId: research.id })
+    const disabled = await store.users.create({ username: 'dora', isActive: false })
+    await store.access.assign({ roleDefinitionId: role.id, actor: 'user', actorId: disabled.id, objectType: 'organization', objectId: research.id })
     await store.close()
 }
 
@@ -51,6 +53,17 @@ describe('bin/gatehouse access check', () => {
     assert.equal(own.code, 0)
     assert.match(own.stdout, /decision: allow \(the gateway has no access rules/)
     assert.doesNotMatch(own.stdout, /session/)
+  })
+
+  it('says a disabled account is refused wherever its rules would let it in, and lets it reach public paths', async () => {
+    const refused = await check('dora', 'GET', '/api/eda/v1/activations/')
+    assert.equal(refused.code, 1)
+    assert.match(refused.stdout, /decision: deny \(the account is disabled\)/)
+    assert.doesNotMatch(refused.stdout, /decision: allow/)
+    // A public path lets anyone in: the gateway answers a disabled account's credential there as no credential.
+    const open = await check('dora', 'GET', '/api/controller/v2/ping/')
+    assert.equal(open.code, 0)
+    assert.match(open.stdout, /decision: allow \(a public path/)
   })
 
   it('refuses an unknown user or a path no service serves as usage mistakes', async () => {

@@ -42,6 +42,14 @@ describe('bin/gatehouse', () => {
     assert.equal(await verifyPassword(erin!.passwordHash!, 'new-password'), true)
   })
 
+  it('refuses an e-mail address the API would refuse, and creates no one', async () => {
+    const dir = tempDir()
+    const refused = await runCli(['users', 'create', 'hana', '--email', 'not-an-address', '--data-dir', dir])
+    assert.equal(refused.code, 2)
+    assert.match(refused.stderr, /^gatehouse: .*email: Enter a valid email address\.\n$/)
+    assert.doesNotMatch((await runCli(['users', 'list', '--data-dir', dir])).stdout, /hana/)
+  })
+
   it('prints a generated password when none is given', async () => {
     const dir = tempDir()
     const created = await runCli(['users', 'create', 'frank', '--data-dir', dir])

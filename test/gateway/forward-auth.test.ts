@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
 import WebSocket from 'ws'
 import { startCaddy } from '../helpers/caddy.ts'
+import { codeBlocks, replaced } from '../helpers/docs.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { freePort, startNginx } from '../helpers/nginx.ts'
@@ -46,129 +47,19 @@ function otherProxiesIdentity(headers: Record<string, unknown>): string[] {
   return Object.keys(headers).filter((name) => forged.has(name.replaceAll('_', '-')))
 }
 
-/** The documented nginx configuration (docs/forward-auth.md), optionally with the 1 s decision cache. */
+/** The documented nginx configuration (docs/forward-auth.md) at this test's addresses, optionally with its 1 s decision cache. */
 function nginxSite(port: number, gateway: string, app: string, dir: string, cached: boolean): string {
-  return `
-  ${cached ? `proxy_cache_path ${dir}/decisions keys_zone=gatehouse_decisions:1m;
-  map "$request_method:$http_sec_websocket_key" $gatehouse_uncached { ~^(GET|HEAD|OPTIONS):$ 0; default 1; }` : ''}
-  map $http_upgrade $gatehouse_connection { default upgrade; '' ''; }
-  server {
-    listen 127.0.0.1:${port};
-    location /api/gateway/ { proxy_pass ${gateway}; proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme; }
-    location / {
-      auth_request /_gatehouse;
-      auth_request_set $gatehouse_user $upstream_http_x_gatehouse_user;
-      auth_request_set $gatehouse_user_id $upstream_http_x_gatehouse_user_id;
-      auth_request_set $gatehouse_auth_method $upstream_http_x_gatehouse_auth_method;
-      auth_request_set $gatehouse_identity $upstream_http_x_gatehouse_identity;
-      auth_request_set $gatehouse_teams $upstream_http_x_gatehouse_teams;
-      auth_request_set $gatehouse_login $upstream_http_x_gatehouse_login;
-      auth_request_set $gatehouse_challenge $upstream_http_www_authenticate;
-      error_page 401 = @gatehouse_refused;
-      proxy_set_header X-Gatehouse-User $gatehouse_user;
-      proxy_set_header X-Gatehouse-User-Id $gatehouse_user_id;
-      proxy_set_header X-Gatehouse-Auth-Method $gatehouse_auth_method;
-      proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
-      proxy_set_header X-Gatehouse-Teams $gatehouse_teams;
-      proxy_set_header Authorization "";
-      proxy_set_header Remote-User "";
-      proxy_set_header Remote-Groups "";
-      proxy_set_header Remote-Email "";
-      proxy_set_header Remote-Name "";
-      proxy_set_header X-Forwarded-User "";
-      proxy_set_header X-Forwarded-Email "";
-      proxy_set_header X-Forwarded-Groups "";
-      proxy_set_header X-Forwarded-Preferred-Username "";
-      proxy_set_header X-Forwarded-Access-Token "";
-      proxy_set_header X-Auth-Request-User "";
-      proxy_set_header X-Auth-Request-Email "";
-      proxy_set_header X-Auth-Request-Groups "";
-      proxy_set_header X-Auth-Request-Preferred-Username "";
-      proxy_set_header X-Auth-Request-Access-Token "";
-      proxy_set_header X-Remote-User "";
-      proxy_set_header X-Remote-Group "";
-      proxy_set_header X-User "";
-      proxy_set_header X-Email "";
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $gatehouse_connection;
-      proxy_pass ${app};
-    }
-    location = /_gatehouse {
-      internal;
-      proxy_pass ${gateway}/api/gateway/v1/authz/auth-request/;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-Host $http_host;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      ${cached ? `proxy_cache gatehouse_decisions;
-      proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri|$remote_addr";
-      proxy_no_cache $gatehouse_uncached;
-      proxy_cache_bypass $gatehouse_uncached;
-      proxy_cache_valid 200 1s;
-      proxy_ignore_headers Cache-Control Expires Set-Cookie;
-      open_file_cache max=10000 inactive=10s;` : ''}
-    }
-    location @gatehouse_refused {
-      if ($gatehouse_login) { return 302 $gatehouse_login; }
-      add_header WWW-Authenticate $gatehouse_challenge always;
-      return 401 '{"code":"not_authenticated"}';
-    }
-  }`
+  const [site, cacheInHttp, cacheInLocation] = codeBlocks('docs/forward-auth.md', 'nginx').map((block) => block.code)
+  const addresses = replaced(site!, [['listen 80;', `listen 127.0.0.1:${port};`], ['http://127.0.0.1:8080', gateway], ['http://127.0.0.1:9000', app]])
+  if (!cached) return addresses
+  const location = 'location = /_gatehouse {\n'
+  return `${replaced(cacheInHttp!, [['/var/cache/nginx/gatehouse', join(dir, 'decisions')]])}\n${replaced(addresses, [[location, `${location}${cacheInLocation}\n`]])}`
 }
 
-/**
- * The documented Caddy configuration. A client's own identity headers, in any spelling, are removed first. Caddy 2.6
- * sets a header copied from an answer that lacks it to the placeholder's own text, so on an anonymous public path the
- * identity headers are removed again after forward_auth.
- */
+/** The documented Caddy configuration (docs/forward-auth.md) at this test's addresses. */
 function caddySite(port: number, gateway: string, app: string): string {
-  return `http://127.0.0.1:${port} {
-  handle /api/gateway/* {
-    reverse_proxy ${gateway}
-  }
-  handle {
-    route {
-      request_header -X-Gatehouse*
-      request_header -X_Gatehouse*
-      request_header -Remote*
-      request_header -X-Remote*
-      request_header -X_Remote*
-      request_header -X-Auth-Request*
-      request_header -X_Auth_Request*
-      request_header -X-Forwarded-User
-      request_header -X-Forwarded-Email
-      request_header -X-Forwarded-Groups
-      request_header -X-Forwarded-Preferred-Username
-      request_header -X-Forwarded-Access-Token
-      request_header -X_Forwarded_User
-      request_header -X_Forwarded_Email
-      request_header -X_Forwarded_Groups
-      request_header -X_Forwarded_Preferred_Username
-      request_header -X_Forwarded_Access_Token
-      request_header -X-User
-      request_header -X-Email
-      request_header -X_User
-      request_header -X_Email
-      forward_auth ${gateway} {
-        uri /api/gateway/v1/authz/forward-auth/
-        copy_headers X-Gatehouse-User X-Gatehouse-User-Id X-Gatehouse-Auth-Method X-Gatehouse-Identity X-Gatehouse-Teams
-      }
-      @anonymous header_regexp X-Gatehouse-Identity ^\\{
-      request_header @anonymous -X-Gatehouse-User
-      request_header @anonymous -X-Gatehouse-User-Id
-      request_header @anonymous -X-Gatehouse-Auth-Method
-      request_header @anonymous -X-Gatehouse-Identity
-      @noteams header_regexp X-Gatehouse-Teams ^\\{
-      request_header @noteams -X-Gatehouse-Teams
-      request_header -Authorization
-      reverse_proxy ${app}
-    }
-  }
-}`
+  const [site] = codeBlocks('docs/forward-auth.md', 'caddyfile').map((block) => block.code)
+  return replaced(site!, [[':80 {', `http://127.0.0.1:${port} {`], ['127.0.0.1:8080', gateway], ['127.0.0.1:9000', app]])
 }
 
 async function untilRefused(url: string, headers: Record<string, string>, ms: number): Promise<number> {

@@ -1,0 +1,26 @@
+import { Command } from 'commander'
+import { version } from '../version.ts'
+import { accessCommand } from './access.ts'
+import { backupCommand } from './backup.ts'
+import { configCommand } from './config.ts'
+import { ldapCommand } from './ldap.ts'
+import { migrateCommand } from './migrate.ts'
+import { serveCommand } from './serve.ts'
+import { tokensCommand } from './tokens.ts'
+import { usersCommand } from './users.ts'
+
+/** Every command and option of `bin/gatehouse`, built without running anything (the README's CLI section is checked against it). */
+export function gatehouseProgram(): Command {
+  return new Command('gatehouse')
+    .description('Gatehouse: an API gateway with a Keycloak-compatible OpenID Connect provider')
+    .version(version)
+    .showSuggestionAfterError()
+    .addCommand(serveCommand())
+    .addCommand(usersCommand())
+    .addCommand(tokensCommand())
+    .addCommand(migrateCommand())
+    .addCommand(backupCommand())
+    .addCommand(configCommand())
+    .addCommand(ldapCommand())
+    .addCommand(accessCommand())
+}
