@@ -1,6 +1,5 @@
 import cookie from '@fastify/cookie'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { DestinationStream, Logger } from 'pino'
 import type { App } from './app.ts'
@@ -9,6 +8,7 @@ import { registerGatewayApi } from './api/register.ts'
 import { newRequestContext } from './context.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
 import { refuseBadHost } from './http/host-header.ts'
+import { requestIdOf } from './http/request-id.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
 import { registerForwardAuth } from './gateway/forward-auth.ts'
 import { leanProxy, ownedPaths, upstreamDispatchers, type LeanProxy } from './gateway/lean-proxy.ts'
@@ -46,7 +46,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   // Set once every route is known: proxied requests are offered to it before Fastify routes them.
   let lean: LeanProxy | undefined
   const server = Fastify({
-    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean),
+    serverFactory: (fastifyHandler, factoryOptions) => nodeServer(fastifyHandler, factoryOptions as unknown as Parameters<typeof nodeServer>[1], () => lean, app.trustsProxy),
     logger: { level: options.logLevel ?? process.env.GATEHOUSE_LOG_LEVEL ?? 'info', redact: REDACT, ...(options.logStream ? { stream: options.logStream } : {}) },
     ...serverTimeouts(app.config.server, options.https),
     // One structured line per request comes from the onResponse hook below instead of Fastify's two.
@@ -54,7 +54,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     // request.ip, .protocol and .host believe X-Forwarded-* only from a trusted proxy; no list, no belief at all.
     trustProxy: app.config.server.trusted_proxies.length ? (address: string) => app.trustsProxy(address) : false,
     bodyLimit: app.config.server.api_body_limit_bytes,
-    genReqId: () => randomUUID(),
+    genReqId: requestIdOf,
     requestIdHeader: false,
     // A request that reaches an open connection while shutdown drains (src/listener/drain.ts) is served, and
     // its connection closed after it, instead of getting a 503 for work the drain has time for.

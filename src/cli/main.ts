@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
 import { GatehouseError, ValidationFailed } from '../errors.ts'
+import { ListenFailed } from '../listener/listen-errors.ts'
 import { DataDirUnusable } from '../store/errors.ts'
 import { UsageError } from './common.ts'
 import { gatehouseProgram } from './program.ts'
@@ -37,7 +38,7 @@ function exitCodeFor(error: unknown): number {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }
-  if (error instanceof ConfigError || error instanceof DataDirUnusable) {
+  if (error instanceof ConfigError || error instanceof DataDirUnusable || (error instanceof ListenFailed && !error.inUse)) {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }

@@ -1,12 +1,21 @@
+import { existsSync } from 'node:fs'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
-import { Database } from '../store/database.ts'
+import { Database, sqliteFile, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseUnusable } from '../store/errors.ts'
+import { migrationNames } from '../store/migrations/index.ts'
+
+interface MigrateOptions extends StorageOptions {
+  status?: boolean
+}
 
 export function migrateCommand(): Command {
   return addStorageOptions(new Command('migrate').description('create or upgrade the database schema (serve does this too)'))
-    .action(async (options: StorageOptions) => {
-      const database = await Database.open(storageLocation(resolveConfig(options)))
+    .option('--status', 'show the migrations applied, pending and from a newer version, and change nothing')
+    .action(async (options: MigrateOptions) => {
+      const location = storageLocation(resolveConfig(options))
+      if (options.status) return printStatus(location)
+      const database = await Database.open(location)
       try {
         const applied = await database.migrate().catch((error: unknown) => {
           throw new DatabaseUnusable(database.description, error)
@@ -16,4 +25,31 @@ export function migrateCommand(): Command {
         await database.close()
       }
     })
+}
+
+/** What `migrate` (or the next `serve`) would do, for an operator planning an upgrade: a dry run. */
+async function printStatus(location: DatabaseLocation): Promise<void> {
+  // Opening a data directory without a database would make one.
+  const file = sqliteFile(location.dataDir)
+  if (!location.url && !existsSync(file)) return writeStatus(`sqlite:${file} (none yet)`, { applied: 0, pending: [...migrationNames], unknown: [] })
+  const database = await Database.open(location)
+  try {
+    const tables = await database.db.introspection.getTables({ withInternalKyselyTables: true })
+    const migrated = tables.some((table) => table.name === 'kysely_migration')
+    writeStatus(database.description, migrated ? await database.migrationStatus() : { applied: 0, pending: [...migrationNames], unknown: [] })
+  } finally {
+    await database.close()
+  }
+}
+
+function writeStatus(description: string, status: { applied: number; pending: string[]; unknown: string[] }): void {
+  const list = (names: string[]) => names.length ? names.join(', ') : 'none'
+  process.stdout.write([
+    `database: ${description}`,
+    `applied: ${status.applied}`,
+    `pending: ${list(status.pending)}`,
+    // A newer version's processes run on this database: this version serves beside them (a rolling upgrade) but
+    // must not be what is left running once they are gone.
+    `from a newer version: ${list(status.unknown)}`,
+  ].join('\n') + '\n')
 }

@@ -1,6 +1,7 @@
 import { Command } from 'commander'
 import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
+import { backupCommand } from './backup.ts'
 import { configCommand } from './config.ts'
 import { keysCommand } from './keys.ts'
 import { ldapCommand } from './ldap.ts'
@@ -19,6 +20,7 @@ export function gatehouseProgram(): Command {
     .addCommand(usersCommand())
     .addCommand(tokensCommand())
     .addCommand(migrateCommand())
+    .addCommand(backupCommand())
     .addCommand(configCommand())
     .addCommand(ldapCommand())
     .addCommand(accessCommand())

@@ -4,9 +4,10 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { unknownNames } from '../access/rules.ts'
 import type { Config, TlsConfig } from '../config/schema.ts'
+import { ListenFailed } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
-import { logFormats, resolveLogFormat, type LogFormatChoice } from '../logging/format.ts'
+import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
@@ -19,6 +20,7 @@ interface ServeOptions extends StorageOptions {
   port?: string
   workers?: number
   logFormat: LogFormatChoice
+  logLevel: LogLevel
 }
 
 export function serveCommand(): Command {
@@ -28,7 +30,8 @@ export function serveCommand(): Command {
     .addOption(new Option('--host <address>', 'address to listen on (default: from the config, 127.0.0.1)').argParser(parseHost))
     .addOption(new Option('--port <port>', 'port to listen on (default: from the config, 8080)').argParser(parsePort))
     .addOption(new Option('--workers <count>', 'processes sharing the port and the database: a number, or auto for one per CPU (default 1)').argParser(parseWorkers).env('GATEHOUSE_WORKERS'))
-    .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON lines otherwise').choices(logFormats).default('auto').env('GATEHOUSE_LOG_FORMAT')))
+    .addOption(new Option('--log-format <format>', 'auto: readable lines on a terminal, JSON lines otherwise').choices(logFormats).default('auto').env('GATEHOUSE_LOG_FORMAT'))
+    .addOption(new Option('--log-level <level>', 'info: one line per request; warn and above: none').choices(logLevels).default('info').env('GATEHOUSE_LOG_LEVEL')))
     .action(serve)
 }
 
@@ -71,14 +74,15 @@ async function serve(options: ServeOptions): Promise<void> {
   // Loaded only for people: JSON output, what services and tests use, starts without it.
   const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
   // A worker runs with the primary's arguments, so it knows how many processes share the port (and the lockout).
-  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, server: { https: tls?.options, ...(logStream ? { logStream } : {}) } })
+  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)
   } catch (error) {
     await server.close()
     await closeAll()
-    throw cannotListen(host, port, error)
+    // What listen() explains names the setting already.
+    throw error instanceof ListenFailed ? error : cannotListen(host, port, error)
   }
   if (!config.server.public_url) {
     publicUrl = listening.url

@@ -50,6 +50,9 @@ export async function startGatehouse(config: Config, options: StartOptions): Pro
     // An identity key another process created while this one started, before it heard news, is read now.
     await app.identity.reload()
     const server = await buildServer(app, options.server)
+    const { unknown } = await store.database.migrationStatus()
+    // Right during a rolling upgrade or a rollback; forgotten, this version would go on serving a schema it does not know.
+    if (unknown.length) server.log.warn({ newer: unknown }, 'the database has migrations of a newer version; this one serves beside it')
     return { store, app, server, admin, close }
   } catch (error) {
     await close()

@@ -80,7 +80,7 @@ function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedField
 /**
  * What a service receives: the client's headers that pass on (above), without the fields a Connection header
  * lists, those the service's `removed` names and the gateway's own cookies, plus X-Forwarded-* and the verified
- * identity (with the caller's teams, `access`). Built in one pass into a new object.
+ * identity (with the caller's teams, `access`), and the request's id. Built in one pass into a new object.
  */
 export function upstreamRequestHeaders(request: GatewayRequest, incoming: IncomingHttpHeaders, trustsProxy: ProxyTrust, removed: RemovedFields, principal: Principal | undefined, identity: string | undefined, access?: UserAccess): IncomingHttpHeaders {
   const peer = request.raw.socket.remoteAddress ?? ''
@@ -99,6 +99,8 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
   headers['x-forwarded-for'] = prior ? `${prior}, ${peer}` : peer
   headers['x-forwarded-proto'] = request.protocol
   headers['x-forwarded-host'] = request.host
+  // The client's own passed on above only when a trusted proxy sent it, and then it is this id already.
+  headers['x-request-id'] = request.id
   if (principal && identity) {
     headers['x-gatehouse-user'] = principal.user.username
     headers['x-gatehouse-user-id'] = String(principal.user.id)

@@ -9,6 +9,7 @@ import type { Principal } from '../auth/principal.ts'
 import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
+import { assignRequestId } from '../http/request-id.ts'
 import { normaliseTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { Route } from './routes.ts'
@@ -66,12 +67,14 @@ export class WebSocketTunnels {
       if (this.#closing) return void socket.destroy()
       // As for every other request (src/listener/node-server.ts).
       normaliseTarget(request)
+      const id = assignRequestId(request, app.trustsProxy)
       this.#upgrades.set(request, { socket, head })
       this.#connections.set(socket, () => socket.destroy())
       socket.once('close', () => this.#connections.delete(socket))
       socket.on('error', () => socket.destroy())
       const response = new ServerResponse(request)
       response.shouldKeepAlive = false
+      response.setHeader('x-request-id', id)
       response.assignSocket(socket as Socket)
       response.on('finish', () => lingeringClose(socket))
       server.routing(request, response)

@@ -7,6 +7,8 @@ import type { RequestContext } from '../context.ts'
  * `ip`, `protocol` and `host` believe X-Forwarded-* only from a trusted proxy, as Fastify's do.
  */
 export interface GatewayRequest {
+  /** Its log line's `reqId`, which the service gets as X-Request-Id (src/http/request-id.ts). */
+  readonly id: string
   readonly method: string
   readonly url: string
   readonly headers: IncomingHttpHeaders

@@ -1,5 +1,4 @@
 import proxyAddr from '@fastify/proxy-addr'
-import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
@@ -8,6 +7,7 @@ import { newRequestContext, type RequestContext } from '../context.ts'
 import type { Original } from '../gateway/forward-auth.ts'
 import { requestLine } from '../logging/request-line.ts'
 import { hostProblem } from './host-header.ts'
+import { requestIdOf } from './request-id.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './request-target.ts'
 import type { GatewayRequest } from './gateway-request.ts'
 
@@ -56,7 +56,6 @@ export class LaneRequest implements GatewayRequest {
   readonly #trust: ((address: string) => boolean) | undefined
   readonly #parseCookie: (header: string) => Record<string, string>
   #cookies: Record<string, string> | undefined
-  #id: string | undefined
   #ip: string | undefined
 
   /** `original`: the request a forward-auth question describes, judged with this one's headers and context. */
@@ -76,7 +75,7 @@ export class LaneRequest implements GatewayRequest {
   }
 
   get id(): string {
-    return (this.#id ??= randomUUID())
+    return requestIdOf(this.raw)
   }
 
   get cookies(): Record<string, string> {

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Config, TlsConfig } from '../config/schema.ts'
 import { closeNow, drain, type DrainResult } from './drain.ts'
 import { createHttpsRedirect } from './https-redirect.ts'
+import { explainListenError } from './listen-errors.ts'
 import { TlsReloader, type TlsCredentials } from './tls.ts'
 
 /**
@@ -44,7 +45,7 @@ export async function listen(server: FastifyInstance, config: Config, address: L
       httpsPort: (server.server.address() as AddressInfo).port,
     })
     await new Promise<void>((resolve, reject) => {
-      redirect!.once('error', reject)
+      redirect!.once('error', (error) => reject(explainListenError(error, { host: 'server.host', port: 'server.tls.redirect_http_port' }, address.host, tlsConfig.redirect_http_port!)))
       redirect!.listen({ host: address.host, port: tlsConfig.redirect_http_port }, resolve)
     })
   }
@@ -72,6 +73,8 @@ async function listenQuietly(server: FastifyInstance, address: ListenAddress): P
   if (level === 'trace' || level === 'debug' || level === 'info') server.log.level = 'warn'
   try {
     await server.listen(address)
+  } catch (error) {
+    throw explainListenError(error, { host: 'server.host', port: 'server.port' }, address.host, address.port)
   } finally {
     server.log.level = level
   }

@@ -3,7 +3,9 @@ import { createServer as createHttpsServer, type ServerOptions as HttpsServerOpt
 import type { Duplex } from 'node:stream'
 import { BadRequest, errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
+import { assignRequestId } from '../http/request-id.ts'
 import { normaliseTarget } from '../http/request-target.ts'
+import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 
 /** The options Fastify hands its `serverFactory`: its own, resolved, with the node server's under `http` or `https`. */
 interface FactoryOptions {
@@ -20,9 +22,10 @@ interface FactoryOptions {
  * router: the proxy's lean path (src/gateway/lean-proxy.ts) answers what it takes, Fastify the rest. Both see the
  * target in origin form, its path's slashes merged (src/http/request-target.ts).
  */
-export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined): Server {
+export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined, trustsProxy: ProxyTrust): Server {
   const handler: RequestListener = (request, response) => {
     normaliseTarget(request)
+    response.setHeader('x-request-id', assignRequestId(request, trustsProxy))
     if (!take()?.(request, response)) fastifyHandler(request, response)
   }
   // A request without Host is refused by src/http/host-header.ts, as JSON like every other refusal; Node's own 400

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import type { App } from '../app.ts'
 import { errorBody, normalizeError } from '../errors.ts'
 import { createServer } from '../http/node-http.ts'
+import { explainListenError } from '../listener/listen-errors.ts'
 import { metricsAccess } from './access.ts'
 
 /**
@@ -45,7 +46,7 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
       app.metrics.scrape().then(({ contentType, text }) => answer(200, contentType, text), () => answer(500, 'application/json; charset=utf-8', '{"code":"internal_error","detail":"Internal server error."}'))
     })
     await new Promise<void>((resolve, reject) => {
-      listener!.once('error', reject)
+      listener!.once('error', (error) => reject(explainListenError(error, { host: 'metrics.host', port: 'metrics.port' }, options.host, options.port!)))
       listener!.listen(options.port, options.host, resolve)
     })
     const address = listener.address() as AddressInfo

@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs'
+import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
@@ -18,12 +18,19 @@ import { DatabaseFileGone, NodeSqliteDatabase } from './sqlite-driver.ts'
  */
 async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number): Promise<NodeSqliteDatabase> {
   try {
+    // The database holds the realms' private signing keys and every password hash: only its owner may read what
+    // is made here (SQLite gives the -wal and -shm files the database file's mode). What exists is left as it is.
     makeDirectory(resolve(dir))
   } catch (error) {
     throw new DataDirUnusable(dir, whyNotMade(error) ?? (error as Error).message, error)
   }
   const problem = accessProblem(dir, file)
   if (problem) throw new DataDirUnusable(dir, problem, undefined)
+  try {
+    if (!existsSync(file)) closeSync(openSync(file, 'a', PRIVATE_FILE))
+  } catch (error) {
+    throw new DataDirUnusable(dir, (error as Error).message, error)
+  }
   const sqlite = new NodeSqliteDatabase(file, busyTimeoutMs)
   // Opening waits for another process's migrations as long as migrating does.
   await sqlite.useWal(MIGRATION_WAIT_MS)
@@ -36,14 +43,14 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number):
  */
 function makeDirectory(dir: string): void {
   try {
-    mkdirSync(dir)
+    mkdirSync(dir, PRIVATE_DIR)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'EEXIST' && statSync(dir).isDirectory()) return
     const parent = dirname(dir)
     if (code !== 'ENOENT' || parent === dir || existsSync(parent)) throw error
     makeDirectory(parent)
-    mkdirSync(dir)
+    mkdirSync(dir, PRIVATE_DIR)
   }
 }
 
@@ -71,6 +78,9 @@ function accessible(path: string, mode: number): boolean {
     return false
   }
 }
+
+const PRIVATE_DIR = 0o700
+const PRIVATE_FILE = 0o600
 
 let postgres: Promise<typeof pg> | undefined
 
@@ -177,7 +187,7 @@ export class Database {
     }
     if (url) throw new Error(`unsupported database URL scheme (expected postgres://): ${redactUrl(url)}`)
     const dir = resolve(location.dataDir)
-    const file = join(dir, 'gatehouse.sqlite')
+    const file = sqliteFile(dir)
     const sqlite = await openSqliteFile(dir, file, timeouts.queryMs)
     return new Database('sqlite', `sqlite:${file}`, new SqliteDialect({ database: sqlite }), sqlite)
   }
@@ -191,7 +201,7 @@ export class Database {
    * loop asleep with it: nothing is served yet.
    */
   async migrate(): Promise<string[]> {
-    if (!this.#sqlite) return this.#migrate()
+    if (!this.#sqlite) return await this.#hasEveryMigration() ? [] : this.#migrate()
     const sqlite = this.#sqlite
     const raw = sqlite.raw
     // Waiting for another process's migrations is not a query: it may rightly take longer than the query timeout.
@@ -199,8 +209,9 @@ export class Database {
     try {
       raw.exec('BEGIN IMMEDIATE')
       // Every start but the first after an install or an upgrade finds the database up to date: one query under the
-      // lock says so, and the Migrator (with the migrations' code) is left to the starts with something to do or refuse.
-      const applied = appliedExactly(raw) ? [] : await this.#migrate()
+      // lock says so, and the Migrator (with the migrations' code) is left to the starts with something to do. Up to
+      // date includes a database a newer version migrated further: see #hasEveryMigration.
+      const applied = hasEveryMigration(raw) ? [] : await this.#migrate()
       raw.exec('COMMIT')
       return applied
     } catch (error) {
@@ -208,6 +219,20 @@ export class Database {
       throw error
     } finally {
       sqlite.waitInsideSqlite(0)
+    }
+  }
+
+  /**
+   * Whether the database has every migration this version knows. Those of a newer version beside them do not stop
+   * it: during a rolling upgrade the old processes serve on the migrated database, so one of them restarting (or a
+   * worker replaced) must start there too, as after a rollback. Kysely's Migrator would refuse them as "corrupted".
+   */
+  async #hasEveryMigration(): Promise<boolean> {
+    try {
+      return (await this.migrationStatus()).pending.length === 0
+    } catch {
+      // A new database, without the Migrator's table yet (or one not answering, which migrating will say).
+      return false
     }
   }
 
@@ -294,6 +319,33 @@ export class Database {
     }
   }
 
+  /**
+   * SQLite only: a consistent copy of the whole database, taken while other processes go on reading and writing
+   * (`VACUUM INTO` reads one snapshot, as any reader in WAL mode does, and blocks no writer). It is written beside
+   * `target` under another name, flushed to disk, then renamed, so `target` is only ever a complete copy.
+   */
+  async backupTo(target: string): Promise<void> {
+    if (!this.#sqlite) throw new Error('backupTo is for SQLite; PostgreSQL is backed up with pg_dump')
+    const partial = `${target}.partial-${process.pid}`
+    try {
+      // Made first, empty (which VACUUM INTO accepts), so the copy is as private as the database.
+      closeSync(openSync(partial, 'wx', PRIVATE_FILE))
+      this.#sqlite.raw.prepare('VACUUM INTO ?').run(partial)
+      const written = openSync(partial, 'r')
+      try {
+        fsyncSync(written)
+      } finally {
+        closeSync(written)
+      }
+      // A link, not a rename: it fails rather than replace a file that appeared at `target` meanwhile.
+      linkSync(partial, target)
+    } catch (error) {
+      throw this.#health.classify(error)
+    } finally {
+      rmSync(partial, { force: true })
+    }
+  }
+
   async ping(): Promise<boolean> {
     try {
       await this.db.selectFrom('settings').select('key').limit(1).execute()
@@ -308,6 +360,11 @@ export class Database {
     await this.#sqlite?.checkpointer?.stop()
     await this.db.destroy()
   }
+}
+
+/** Where the embedded SQLite database of a data directory is. */
+export function sqliteFile(dataDir: string): string {
+  return join(resolve(dataDir), 'gatehouse.sqlite')
 }
 
 function isUniqueViolation(error: unknown): boolean {
@@ -329,8 +386,8 @@ const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014|25006)/
 /** SQLite result codes (the primary code, the low byte) for a database locked by another process too long, or unreadable. */
 const SQLITE_UNAVAILABLE = new Set([5 /* BUSY */, 6 /* LOCKED */, 10 /* IOERR */, 13 /* FULL */, 14 /* CANTOPEN */, 15 /* PROTOCOL */])
 
-/** Whether a SQLite database has applied exactly this version's migrations, no fewer and none unknown to it. */
-function appliedExactly(raw: DatabaseSync): boolean {
+/** Whether a SQLite database has applied every one of this version's migrations (a newer version's may be there too). */
+function hasEveryMigration(raw: DatabaseSync): boolean {
   let applied: Set<string>
   try {
     applied = new Set(raw.prepare('SELECT name FROM kysely_migration').all().map((row) => String(row.name)))
@@ -338,7 +395,7 @@ function appliedExactly(raw: DatabaseSync): boolean {
     // A new database, without the Migrator's table yet.
     return false
   }
-  return applied.size === migrationNames.length && migrationNames.every((name) => applied.has(name))
+  return migrationNames.every((name) => applied.has(name))
 }
 
 function meansUnavailable(error: unknown): boolean {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
@@ -125,6 +126,30 @@ describe('serve output', () => {
       assert.doesNotMatch(gateway.output(), /^\{"level"/m)
     } finally {
       await gateway.stop()
+    }
+  })
+
+  it('takes the log level from --log-level before GATEHOUSE_LOG_LEVEL', async () => {
+    const gateway = await spawnGateway(['--demo', '--data-dir', tempDir(), '--log-level', 'info'], { GATEHOUSE_LOG_LEVEL: 'warn' })
+    try {
+      await fetch(`${gateway.url}/api/gateway/v1/ping/`)
+      for (let i = 0; i < 100 && !gateway.output().includes('"msg":"request"'); i++) await sleep(50)
+      assert.match(gateway.output(), /"path":"\/api\/gateway\/v1\/ping\/".*"msg":"request"/)
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('refuses an unknown log level with exit code 2 and a one-line reason, before it touches the database', async () => {
+    const dir = tempDir()
+    for (const [args, env, reason] of [
+      [['--log-level', 'verbose'], {}, /^error: option '--log-level <level>' argument 'verbose' is invalid\. Allowed choices are trace, debug, info, warn, error, fatal, silent\.\n$/],
+      [[], { GATEHOUSE_LOG_LEVEL: 'verbose' }, /^error: option '--log-level <level>' value 'verbose' from env 'GATEHOUSE_LOG_LEVEL' is invalid\. Allowed choices are trace, debug, info, warn, error, fatal, silent\.\n$/],
+    ] as const) {
+      const result = await runCli(['serve', '--port', '0', ...args, '--data-dir', join(dir, 'data')], { env: { ...env, GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD } })
+      assert.equal(result.code, 2, result.stderr)
+      assert.match(result.stderr, reason)
+      assert.equal(existsSync(join(dir, 'data')), false, 'no database was made')
     }
   })
 

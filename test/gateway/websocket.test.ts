@@ -238,13 +238,14 @@ describe('WebSockets through the gateway', () => {
   })
 
   it('opens the socket at the service without the identity headers of other authenticating proxies', async () => {
-    const socket = new WebSocket(`${ws}/rewritten/events/`, { headers: { 'Remote-User': 'admin', 'X-Forwarded-User': 'admin', 'X-Auth-Request-Email': 'admin@example.com', 'X-Request-Id': 'kept' } })
+    const socket = new WebSocket(`${ws}/rewritten/events/`, { headers: { 'Remote-User': 'admin', 'X-Forwarded-User': 'admin', 'X-Auth-Request-Email': 'admin@example.com', 'X-Username-Hint': 'kept' } })
     try {
       await once(socket, 'upgrade')
       const handshake = cookieSetting.handshakes.at(-1)!
       assert.match(handshake, /^GET \/base\/events\/ /)
       assert.doesNotMatch(handshake, /remote-user|x-forwarded-user|x-auth-request/i)
-      assert.match(handshake, /x-request-id: kept/i)
+      assert.match(handshake, /x-username-hint: kept/i)
+      assert.match(handshake, /x-request-id: [0-9a-f-]{36}\r\n/i, 'the upgrade has a request id of its own, as every request')
     } finally {
       socket.terminate()
     }

@@ -1,0 +1,31 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
+
+/**
+ * What an id taken from a proxy may look like: nginx's `$request_id` (hex), UUIDs, Envoy's and the cloud load
+ * balancers' (`Root=1-...`, dots, colons). Nothing that could break a log line or a header, and not so long that a
+ * proxy's id could fill the logs.
+ */
+const WELL_FORMED = /^[A-Za-z0-9._:=+-]{1,128}$/
+
+const ids = new WeakMap<IncomingMessage, string>()
+
+/**
+ * Gives a request its id, as it arrives, for its log line, the service (`X-Request-Id`) and the client (echoed in the
+ * answer), as oauth2-proxy and nginx do: the id a trusted proxy sent, so one id follows the request through every hop,
+ * or a new UUID. Any other client's id is not believed: it could pass itself off as another request in the logs.
+ */
+export function assignRequestId(request: IncomingMessage, trustsProxy: ProxyTrust): string {
+  const sent = request.headers['x-request-id']
+  const id = typeof sent === 'string' && WELL_FORMED.test(sent) && trustsProxy(request.socket.remoteAddress) ? sent : randomUUID()
+  ids.set(request, id)
+  return id
+}
+
+/** The id `assignRequestId` gave the request (a new one for a request that came another way, as in tests). */
+export function requestIdOf(request: IncomingMessage): string {
+  let id = ids.get(request)
+  if (id === undefined) ids.set(request, (id = randomUUID()))
+  return id
+}

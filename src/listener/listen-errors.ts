@@ -1,0 +1,38 @@
+/** Why a port cannot be listened on, in an operator's words; other failures keep their own message. */
+const PORT_PROBLEMS: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EACCES: 'permission denied (a port below 1024 needs privileges)',
+}
+/** The same for failures that are the host's, not the port's. */
+const HOST_PROBLEMS: Record<string, string> = {
+  EADDRNOTAVAIL: "the address is not one of this machine's",
+  ENOTFOUND: 'no such host',
+  EAI_AGAIN: 'the host name could not be resolved',
+}
+
+/** The configuration settings that named a listener's address. */
+export interface ListenSettings {
+  host: string
+  port: string
+}
+
+/**
+ * A port or address that cannot be listened on, with the setting that named it. One this machine cannot listen on is
+ * a mistake in the configuration (exit status 2); a port another process holds is not (`inUse`): it may be free again
+ * in a moment, as when the process before this one is still draining, so a supervisor should try again.
+ */
+export class ListenFailed extends Error {
+  readonly inUse: boolean
+  constructor(message: string, inUse: boolean) {
+    super(message)
+    this.inUse = inUse
+  }
+}
+
+/** `error` as ListenFailed when it is one of the failures an operator fixes in the configuration; else as it was. */
+export function explainListenError(error: unknown, settings: ListenSettings, host: string, port: number): unknown {
+  const code = (error as NodeJS.ErrnoException)?.code ?? ''
+  const [setting, problem] = PORT_PROBLEMS[code] ? [settings.port, PORT_PROBLEMS[code]] : [settings.host, HOST_PROBLEMS[code]]
+  if (!problem) return error
+  return new ListenFailed(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${problem} (${setting}, ${code})`, code === 'EADDRINUSE')
+}

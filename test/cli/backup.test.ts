@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { ADMIN_PASSWORD, adminAuth, basic, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+
+/** A port free now, so the restored gateway answers at the same public URL: the tokens' issuer. */
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+const TOKEN_URL = '/realms/platform/protocol/openid-connect/token'
+
+async function passwordGrant(url: string): Promise<{ access_token: string; refresh_token: string }> {
+  const response = await fetch(url + TOKEN_URL, {
+    method: 'POST',
+    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', scope: 'openid', username: 'admin', password: ADMIN_PASSWORD }),
+  })
+  assert.equal(response.status, 200)
+  return await response.json() as { access_token: string; refresh_token: string }
+}
+
+/**
+ * Issues an OIDC token pair and a personal token on a gateway over `original`, takes a backup while writes go on,
+ * restores it, and checks a gateway over the restored copy, at the same public URL (the tokens' issuer), takes them.
+ */
+async function assertRestoredBackupKeepsTokens(steps: { original: string[]; backUp(): Promise<void>; restore(): Promise<string[]> }): Promise<void> {
+  const port = String(await freePort())
+  let gateway = await spawnGateway(['--demo', ...steps.original, '--port', port])
+  try {
+    const tokens = await passwordGrant(gateway.url)
+    const created = await fetch(gateway.url + '/api/gateway/v1/tokens/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: '{}' })
+    assert.equal(created.status, 201)
+    const personalToken = (await created.json() as { token: string }).token
+
+    // Writes go on while the copy is taken: it must be a consistent snapshot all the same.
+    let writing = true
+    const writes = (async () => {
+      while (writing) await passwordGrant(gateway.url)
+    })()
+    try {
+      await steps.backUp()
+    } finally {
+      writing = false
+      await writes
+    }
+    await gateway.stop()
+
+    gateway = await spawnGateway(['--demo', ...await steps.restore(), '--port', port])
+    const userinfo = await fetch(gateway.url + '/realms/platform/protocol/openid-connect/userinfo', { headers: { authorization: `Bearer ${tokens.access_token}` } })
+    assert.equal(userinfo.status, 200, 'an access token issued before the backup is still valid: the signing keys came back')
+    const refreshed = await fetch(gateway.url + TOKEN_URL, {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'end-users', grant_type: 'refresh_token', refresh_token: tokens.refresh_token }),
+    })
+    assert.equal(refreshed.status, 200, 'and so is its refresh token: ' + await refreshed.clone().text())
+    const me = await fetch(gateway.url + '/api/gateway/v1/me/', { headers: { authorization: `Bearer ${personalToken}` } })
+    assert.equal(me.status, 200, 'the personal token came back')
+    const signedIn = await fetch(gateway.url + '/api/gateway/v1/me/', { headers: { authorization: basic('admin', ADMIN_PASSWORD) } })
+    assert.equal(signedIn.status, 200)
+  } finally {
+    await gateway.stop()
+  }
+}
+
+function run(command: string, args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('close', (code) => resolve({ code: code ?? -1, stderr }))
+  })
+}
+
+describe('bin/gatehouse backup', () => {
+  it('copies a running SQLite database into a file that, restored, keeps the signing keys, tokens and accounts', async () => {
+    const dir = tempDir()
+    const backupFile = join(dir, 'gatehouse-backup.sqlite')
+    try {
+      await assertRestoredBackupKeepsTokens({
+        original: ['--data-dir', join(dir, 'data')],
+        async backUp() {
+          const backup = await runCli(['backup', backupFile, '--data-dir', join(dir, 'data')])
+          assert.equal(backup.code, 0, backup.stderr)
+          assert.match(backup.stdout, /^backed up sqlite:.* to .*gatehouse-backup\.sqlite/)
+          assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('gatehouse-backup')), ['gatehouse-backup.sqlite'], 'no partial file is left beside it')
+          assert.equal(statSync(backupFile).mode & 0o777, 0o600, 'readable by its owner only, as the database')
+        },
+        async restore() {
+          mkdirSync(join(dir, 'restored'))
+          copyFileSync(backupFile, join(dir, 'restored', 'gatehouse.sqlite'))
+          return ['--data-dir', join(dir, 'restored')]
+        },
+      })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('documents a PostgreSQL backup (pg_dump, pg_restore) that, restored, keeps the signing keys and tokens', async () => {
+    const dir = tempDir()
+    const original = await createTestDatabase()
+    const restored = await createTestDatabase()
+    const dump = join(dir, 'gatehouse.dump')
+    try {
+      await assertRestoredBackupKeepsTokens({
+        original: ['--database', original.url],
+        async backUp() {
+          const dumped = await run('pg_dump', ['--format=custom', `--file=${dump}`, original.url])
+          assert.equal(dumped.code, 0, dumped.stderr)
+        },
+        async restore() {
+          const loaded = await run('pg_restore', ['--no-owner', `--dbname=${restored.url}`, dump])
+          assert.equal(loaded.code, 0, loaded.stderr)
+          return ['--database', restored.url]
+        },
+      })
+    } finally {
+      await original.drop()
+      await restored.drop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses, in one line with exit 2 and without writing anything, what it cannot back up', async () => {
+    const dir = tempDir()
+    const database = await createTestDatabase()
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
+      const existing = join(dir, 'existing.sqlite')
+      writeFileSync(existing, 'keep me')
+      const cases: [string[], RegExp][] = [
+        [['backup', existing, '--data-dir', join(dir, 'data')], /^gatehouse: .*existing\.sqlite already exists/],
+        [['backup', join(dir, 'no-such-dir', 'b.sqlite'), '--data-dir', join(dir, 'data')], /^gatehouse: .*no-such-dir.* does not exist/],
+        [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'empty')], /^gatehouse: no database to back up in .*empty/],
+        [['backup', join(dir, 'b.sqlite'), '--database', database.url], /^gatehouse: backup copies the SQLite database; back up PostgreSQL with pg_dump/],
+        [['backup', '--data-dir', join(dir, 'data')], /^error: missing required argument 'file'/],
+      ]
+      for (const [args, reason] of cases) {
+        const result = await runCli(args)
+        assert.equal(result.code, 2, args.join(' ') + result.stderr)
+        assert.match(result.stderr, reason)
+        assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+      }
+      assert.equal(existsSync(join(dir, 'b.sqlite')), false)
+      assert.equal(existsSync(join(dir, 'empty', 'gatehouse.sqlite')), false, 'no empty database was made where none was')
+    } finally {
+      await database.drop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict'
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import pg from 'pg'
+import { migrationNames } from '../../src/store/migrations/index.ts'
+import { openStore } from '../../src/store/store.ts'
+import { sql } from '../../src/store/kysely.ts'
+import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+
+const FUTURE = '999_from_a_later_version'
+
+describe('bin/gatehouse migrate --status', () => {
+  it('shows what an upgrade would apply on SQLite without changing anything, nor making a database where none is', async () => {
+    const dir = tempDir()
+    try {
+      const data = join(dir, 'data')
+      const before = await runCli(['migrate', '--status', '--data-dir', data])
+      assert.equal(before.code, 0, before.stderr)
+      assert.match(before.stdout, /^database: sqlite:.*gatehouse\.sqlite \(none yet\)$/m)
+      assert.match(before.stdout, /^applied: 0$/m)
+      assert.match(before.stdout, new RegExp(`^pending: ${migrationNames.join(', ')}$`, 'm'))
+      assert.equal(existsSync(join(data, 'gatehouse.sqlite')), false, 'no database was made')
+
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      const store = await openStore({ dataDir: data })
+      await sql`insert into kysely_migration (name, timestamp) values (${FUTURE}, '2030-01-01T00:00:00.000Z')`.execute(store.database.db)
+      await store.close()
+
+      const after = await runCli(['migrate', '--status', '--data-dir', data])
+      assert.equal(after.code, 0, after.stderr)
+      assert.match(after.stdout, new RegExp(`^applied: ${migrationNames.length + 1}$`, 'm'))
+      assert.match(after.stdout, /^pending: none$/m)
+      assert.match(after.stdout, new RegExp(`^from a newer version: ${FUTURE}$`, 'm'))
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('shows the pending migrations of a PostgreSQL database without creating a table in it', async () => {
+    const database = await createTestDatabase()
+    try {
+      const status = await runCli(['migrate', '--status', '--database', database.url])
+      assert.equal(status.code, 0, status.stderr)
+      assert.match(status.stdout, /^applied: 0$/m)
+      assert.match(status.stdout, new RegExp(`^pending: ${migrationNames.join(', ')}$`, 'm'))
+      const client = new pg.Client({ connectionString: database.url })
+      await client.connect()
+      const { rows } = await client.query(`select count(*)::int as tables from information_schema.tables where table_schema = 'public'`)
+      await client.end()
+      assert.equal(rows[0].tables, 0)
+
+      assert.equal((await runCli(['migrate', '--database', database.url])).code, 0)
+      const after = await runCli(['migrate', '--status', '--database', database.url])
+      assert.match(after.stdout, new RegExp(`^applied: ${migrationNames.length}$`, 'm'))
+      assert.match(after.stdout, /^pending: none$/m)
+    } finally {
+      await database.drop()
+    }
+  })
+})
+
+describe('bin/gatehouse migrate on SQLite', () => {
+  it('makes the data directory and the database it creates readable by their owner only: they hold the signing keys', async () => {
+    const dir = tempDir()
+    try {
+      const data = join(dir, 'data')
+      const migrated = await runCli(['migrate', '--data-dir', data])
+      assert.equal(migrated.code, 0, migrated.stderr)
+      assert.equal(statSync(data).mode & 0o777, 0o700)
+      const files = readdirSync(data)
+      assert.ok(files.includes('gatehouse.sqlite'), files.join())
+      for (const file of files) assert.equal(statSync(join(data, file)).mode & 0o777, 0o600, file)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('bin/gatehouse migrate on PostgreSQL', () => {
+  it('migrates one database once when several processes start on it at the same time', async () => {
+    const database = await createTestDatabase()
+    try {
+      const results = await Promise.all(Array.from({ length: 4 }, () => runCli(['migrate', '--database', database.url])))
+      assert.deepEqual(results.map((r) => r.code), [0, 0, 0, 0], results.map((r) => r.stderr).join(''))
+      assert.equal(results.filter((r) => /applied: 001_core/.test(r.stdout)).length, 1, 'one process applied them; the others found them applied')
+      assert.equal(results.filter((r) => /^up to date/.test(r.stdout)).length, 3)
+    } finally {
+      await database.drop()
+    }
+  })
+})
+
+describe('a version older than the database', () => {
+  async function addMigrationOfNewerVersion(storage: Parameters<typeof openStore>[0]): Promise<void> {
+    const store = await openStore(storage)
+    await sql`insert into kysely_migration (name, timestamp) values (${FUTURE}, '2030-01-01T00:00:00.000Z')`.execute(store.database.db)
+    await store.close()
+  }
+
+  async function assertServesBesideNewerVersion(storageArgs: string[]): Promise<void> {
+    const migrated = await runCli(['migrate', ...storageArgs])
+    assert.equal(migrated.code, 0, migrated.stderr)
+    assert.match(migrated.stdout, /^up to date/)
+    const gateway = await spawnGateway(storageArgs)
+    try {
+      const ready = await fetch(gateway.url + '/readyz')
+      assert.equal(ready.status, 200)
+      const migrations = (await ready.json() as { checks: { name: string; status: string; data: Record<string, unknown> }[] }).checks.find((c) => c.name === 'migrations')
+      assert.deepEqual(migrations?.data.newer, [FUTURE])
+      assert.match(gateway.output(), new RegExp(`"newer":\\["${FUTURE}"\\].*database has migrations of a newer version`))
+    } finally {
+      await gateway.stop()
+    }
+  }
+
+  it('starts on a SQLite database a newer version migrated (a restart during a rolling upgrade, a rollback), and says so', async () => {
+    const dir = tempDir()
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', dir])).code, 0)
+      await addMigrationOfNewerVersion({ dataDir: dir })
+      await assertServesBesideNewerVersion(['--data-dir', dir])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('starts on a PostgreSQL database a newer version migrated, and says so', async () => {
+    const database = await createTestDatabase()
+    try {
+      assert.equal((await runCli(['migrate', '--database', database.url])).code, 0)
+      await addMigrationOfNewerVersion({ url: database.url, dataDir: '' })
+      await assertServesBesideNewerVersion(['--database', database.url])
+    } finally {
+      await database.drop()
+    }
+  })
+})

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { requestFrom } from '../helpers/from-address.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const PROXY = '127.0.0.2'
+const CLIENT = '127.0.0.3'
+
+describe('request ids', () => {
+  let gw: TestGateway
+  let upstream: RecordingUpstream
+  const logLines: Record<string, unknown>[] = []
+
+  before(async () => {
+    upstream = await startRecordingUpstream()
+    gw = await startGateway({
+      logLines,
+      config: {
+        server: { host: '127.0.0.1', port: 0, trusted_proxies: [PROXY] },
+        services: [{ name: 'rec', prefix: '/rec/', upstream: upstream.url, public_paths: ['/rec/open/*'] }],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    await upstream.close()
+  })
+
+  /** The line logged for the request that got `id`, once the response has ended. */
+  async function loggedLine(id: string): Promise<Record<string, unknown> | undefined> {
+    for (let i = 0; i < 50 && !logLines.some((line) => line.reqId === id && line.msg === 'request'); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    return logLines.find((line) => line.reqId === id && line.msg === 'request')
+  }
+
+  it('gives each request an id of its own, echoed to the client, passed to the service and logged', async () => {
+    const first = await requestFrom(CLIENT, gw.url + '/rec/open/a')
+    const second = await requestFrom(CLIENT, gw.url + '/rec/open/b')
+    const id = first.headers['x-request-id'] as string
+    assert.match(id, UUID)
+    assert.notEqual(second.headers['x-request-id'], id)
+    assert.equal(upstream.seen.find((seen) => seen.url === '/rec/open/a')?.headers['x-request-id'], id)
+    assert.equal((await loggedLine(id))?.path, '/rec/open/a')
+  })
+
+  it('takes a well-formed id from a trusted proxy, so one id follows the request through every hop', async () => {
+    const answered = await requestFrom(PROXY, gw.url + '/rec/open/from-proxy', { headers: { 'x-request-id': 'edge-4f2a.17:0' } })
+    assert.equal(answered.headers['x-request-id'], 'edge-4f2a.17:0')
+    assert.equal(upstream.seen.find((seen) => seen.url === '/rec/open/from-proxy')?.headers['x-request-id'], 'edge-4f2a.17:0')
+    assert.equal((await loggedLine('edge-4f2a.17:0'))?.path, '/rec/open/from-proxy')
+  })
+
+  it('replaces what any other client says, and what a proxy says that is no fit for a log line', async () => {
+    const cases: [string, string][] = [[CLIENT, 'chosen-by-client'], [PROXY, 'x'.repeat(129)], [PROXY, 'has spaces "and quotes"'], [PROXY, 'ünïcode']]
+    for (const [from, given] of cases) {
+      const path = `/rec/open/replaced-${logLines.length}`
+      const answered = await requestFrom(from, gw.url + path, { headers: { 'x-request-id': given } })
+      const id = answered.headers['x-request-id'] as string
+      assert.match(id, UUID, `${from} ${given}`)
+      assert.equal(upstream.seen.find((seen) => seen.url === path)?.headers['x-request-id'], id, 'the service gets the id the gateway used, not the one sent')
+    }
+  })
+
+  it('carries an id on the gateway API, its errors and the realms, as on the proxied path', async () => {
+    for (const [path, headers] of [['/api/gateway/v1/me/', adminAuth], ['/api/gateway/v1/no-such-thing/', adminAuth], ['/rec/private', {}], ['/realms/platform/.well-known/openid-configuration', {}]] as const) {
+      const answered = await requestFrom(CLIENT, gw.url + path, { headers: { ...headers } })
+      const id = answered.headers['x-request-id'] as string
+      assert.match(id, UUID, path)
+      assert.equal((await loggedLine(id))?.status, answered.status, path)
+    }
+  })
+})
