@@ -9,7 +9,7 @@ import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
-import { idParam } from './validation.ts'
+import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
@@ -18,7 +18,8 @@ const description = z.string().max(10_000)
 export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
   .pipe(z.number().int().positive().max(2 ** 31 - 1, `Expected ${what} id.`))
 const createOrganization = z.object({ name, description: description.optional() }).strict()
-const updateOrganization = z.object({ name, description }).partial().strict()
+/** `managed`: shown, as the platform shows it, and always false: no organization is made by the system. */
+const updateOrganization = z.object({ name, description }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceOrganization = updateOrganization.required({ name: true })
 const createTeam = z.object({ name, description: description.optional(), organization: bodyId('an organization') }).strict()
 const updateTeam = z.object({ name, description, organization: bodyId('an organization') }).partial().strict()
@@ -98,7 +99,9 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     handler: async (request) => {
       const before = await app.store.access.findOrganization(request.params.id)
       if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
-      const after = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, request.body)
+      if (before) assertShownValues(request.body, serializeOrganization(before), ['managed'])
+      const { name, description } = request.body
+      const after = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, { name, description })
       app.audit.change(actorOf(request), 'update', { type: 'organization', id: after.id, name: after.name }, before && serializeOrganization(before), serializeOrganization(after))
       return serializeOrganization(after)
     },

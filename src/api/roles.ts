@@ -11,7 +11,7 @@ import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { bodyId, organizationUrl, teamUrl } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { userSummary, userUrl } from './summaries.ts'
-import { idParam } from './validation.ts'
+import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
@@ -19,7 +19,8 @@ const permissions = z.array(z.string()).max(100)
 /** `content_type`: absent or null for a global role, as the platform's default; accepted on a change (src/access/admin.ts). */
 const contentTypeField = z.string().max(200).nullable()
 const createRole = z.object({ name, description: description.optional(), permissions, content_type: contentTypeField.optional() }).strict()
-const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().strict()
+/** `managed`: the system's own roles are managed; shown, never written. */
+const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceRole = updateRole.required({ name: true, permissions: true })
 const assignmentInput = (actor: Actor) => z.object({
   role_definition: bodyId('a role definition'),
@@ -119,8 +120,9 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     schema: { params: idParam, body },
     handler: async (request) => {
       const before = await app.store.access.findRoleDefinition(request.params.id)
-      const { content_type: contentType, ...changes } = request.body
-      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { ...changes, contentType })
+      if (before) assertShownValues(request.body, serializeRoleDefinition(before), ['managed'])
+      const { name, description, permissions, content_type: contentType } = request.body
+      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { name, description, permissions, contentType })
       app.audit.change(actorOf(request), 'update', roleObject(after), before && serializeRoleDefinition(before), serializeRoleDefinition(after))
       return serializeRoleDefinition(after)
     },

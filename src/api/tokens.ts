@@ -11,7 +11,7 @@ import { type ListQuery, listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { idParam, optionalBody } from './validation.ts'
+import { assertShownValues, idParam, optionalBody, shownReadOnly } from './validation.ts'
 
 /**
  * The platform's scope: `read`, `write` or both, space-separated, each once. Write includes read, so
@@ -39,7 +39,9 @@ const tokenFields = z.object({
   expires_in: seconds.optional(),
 }).strict()
 const createToken = optionalBody(tokenFields)
-const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).strict())
+/** What a token shows but a change does not write: whose it is, its value (shown as `$encrypted$`) and its expiry. */
+const SHOWN_READ_ONLY = ['user', 'application', 'token', 'refresh_token', 'expires'] as const
+const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).extend(shownReadOnly(SHOWN_READ_ONLY)).strict())
 const revokeTokens = optionalBody(z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict())
 const listTokens = listQuery(tokenFilterFields)
 
@@ -144,6 +146,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
   api.patch('/tokens/:id/', { schema: { params: idParam, body: updateToken } }, async (request) => {
     const record = await visibleToken(request)
     const input = request.body
+    assertShownValues(input, await serialize(record), SHOWN_READ_ONLY)
     const updated = await app.tokens.update(record, { description: input.description === null ? '' : input.description, scope: input.scope })
     if (!updated) throw new NotFound('No such token.')
     app.audit.change(actorOf(request), 'update', auditedToken(updated), auditedTokenFields(record), auditedTokenFields(updated))

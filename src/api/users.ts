@@ -10,7 +10,7 @@ import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { userUrl } from './summaries.ts'
-import { idParam } from './validation.ts'
+import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
 const userFields = {
   username: z.string(),
@@ -23,8 +23,10 @@ const userFields = {
 }
 const userInput = z.object(userFields)
 const createUser = userInput.partial().required({ username: true }).strict()
+/** What a user shows but the API does not write: where the account comes from and what that source says. */
+const SHOWN_READ_ONLY = ['source', 'external', 'is_system_auditor', 'is_platform_auditor', 'groups'] as const
 /** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
-const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().strict()
+const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
 const replaceUser = updateUser.required({ username: true })
 const listUsers = listQuery(userFilterFields)
 
@@ -127,6 +129,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       const { id } = request.params
       const input = request.body
       const target = await app.accounts.require(id)
+      assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
       if (input.password !== undefined && target.source !== 'local') {
         throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
       }
