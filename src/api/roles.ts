@@ -1,10 +1,9 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
-import type { Visibility } from '../access/model.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
-import { principalOf, visibilityOf } from './access.ts'
+import { principalOf, seesRoleOn, visibilityOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
@@ -170,24 +169,17 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.get(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request) => {
       const assignment = await app.store.access.findAssignment(actor, request.params.id)
-      if (!assignment || !seesAssignment(visibilityOf(app, request), assignment)) throw new NotFound('No such role assignment.')
+      if (!assignment || !seesRoleOn(visibilityOf(app, request), assignment)) throw new NotFound('No such role assignment.')
       return serializeAssignment(app, assignment)
     })
     api.delete(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request, reply) => {
       const before = await app.store.access.findAssignment(actor, request.params.id)
-      if (before && !seesAssignment(visibilityOf(app, request), before)) throw new NotFound('No such role assignment.')
+      if (before && !seesRoleOn(visibilityOf(app, request), before)) throw new NotFound('No such role assignment.')
       await app.accessAdmin.unassign(principalOf(request).user, actor, request.params.id)
       if (before) app.audit.change(actorOf(request), 'delete', assignmentObject(app, actor, before), await serializeAssignment(app, before))
       return reply.code(204).send()
     })
   }
-}
-
-/** Whether an assignment shows to a caller who sees `visible` (undefined: everything), as the lists show them. */
-function seesAssignment(visible: Visibility | undefined, assignment: RoleAssignment): boolean {
-  if (!visible) return true
-  if (assignment.objectType === 'platform') return visible.assignments.platform
-  return (assignment.objectType === 'team' ? visible.assignments.teams : visible.assignments.organizations).has(assignment.objectId)
 }
 
 /** How the audit trail names a role definition, and an assignment (by the role it gives). */
