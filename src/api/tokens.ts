@@ -9,6 +9,7 @@ import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { type ListQuery, listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
+import { bodyId } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { assertShownValues, idParam, optionalBody, shownReadOnly } from './validation.ts'
@@ -27,7 +28,6 @@ const application = z.union([z.null(), z.number().int().min(1).max(2 ** 31 - 1)]
 /** The most characters a token's description may have, from the API and the command line alike. */
 export const TOKEN_DESCRIPTION_MAX = 1000
 const description = z.string().max(TOKEN_DESCRIPTION_MAX).nullable()
-const idValue = z.union([z.number().int().min(1).max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number)])
 const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
 
 const tokenFields = z.object({
@@ -42,7 +42,7 @@ const createToken = optionalBody(tokenFields)
 /** What a token shows but a change does not write: whose it is, its value (shown as `$encrypted$`) and its expiry. */
 const SHOWN_READ_ONLY = ['user', 'application', 'token', 'refresh_token', 'expires'] as const
 const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).extend(shownReadOnly(SHOWN_READ_ONLY)).strict())
-const revokeTokens = optionalBody(z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict())
+const revokeTokens = optionalBody(z.object({ user: bodyId('a user').optional(), all: z.literal(true).optional() }).strict())
 const listTokens = listQuery(tokenFilterFields)
 
 /**
