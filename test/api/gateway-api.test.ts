@@ -159,6 +159,18 @@ describe('the gateway API', () => {
       assert.deepEqual(await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth })), before)
     })
 
+    it('ignores query parameters on views that are not lists, as Django REST framework does, and refuses unknown filters on lists', async () => {
+      for (const path of ['users/1/', 'settings/all/', 'ping/', 'users/1/access/']) {
+        const plain = await json(await gw.fetch(`/api/gateway/v1/${path}`, { headers: adminAuth }))
+        const response = await gw.fetch(`/api/gateway/v1/${path}?shoe_size=42`, { headers: adminAuth })
+        assert.equal(response.status, 200, path)
+        assert.deepEqual(Object.keys(await json(response)), Object.keys(plain), path)
+      }
+      const list = await gw.fetch('/api/gateway/v1/users/?shoe_size=42', { headers: adminAuth })
+      assert.equal(list.status, 400)
+      assert.ok((await json(list)).errors.shoe_size)
+    })
+
     it('takes back with PUT and PATCH the body a GET gave, read-only fields and all', async () => {
       const { id } = await gw.app.accounts.create({ username: 'echoed', password: 'echoed-password-1' })
       for (const method of ['PUT', 'PATCH']) {
