@@ -17,7 +17,8 @@ const description = z.string().max(10_000)
 /** An id in a body, as a number or the string the platform's clients send; 32-bit, as the path's ids (idParam). */
 export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
   .pipe(z.number().int().positive().max(2 ** 31 - 1, `Expected ${what} id.`))
-const createOrganization = z.object({ name, description: description.optional() }).strict()
+const createOrganizationFields = z.object({ name, description: description.optional() })
+const createOrganization = createOrganizationFields.extend(shownReadOnly(['managed'] as const)).strict()
 /** `managed`: shown, as the platform shows it, and always false: no organization is made by the system. */
 const updateOrganization = z.object({ name, description }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceOrganization = updateOrganization.required({ name: true })
@@ -69,7 +70,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   describeList(api, '/organizations/', {
     name: 'Organization List',
     description: 'Organizations: each caller sees those they may view; superusers create them, their admins change them.',
-    create: { body: createOrganization, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+    create: { body: createOrganizationFields.strict(), readOnly: { ...SERVER_FIELDS, managed: 'boolean' }, allowed: (principal) => principal.user.isSuperuser },
   })
   describeList(api, '/teams/', {
     name: 'Team List',
@@ -82,7 +83,9 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     return paged(request, page, count, results.map(serializeOrganization))
   })
   api.post('/organizations/', { schema: { body: createOrganization } }, async (request, reply) => {
-    const organization = await app.accessAdmin.createOrganization(principalOf(request).user, request.body)
+    assertShownValues(request.body, { managed: false }, ['managed'])
+    const { name, description } = request.body
+    const organization = await app.accessAdmin.createOrganization(principalOf(request).user, { name, description })
     app.audit.change(actorOf(request), 'create', { type: 'organization', id: organization.id, name: organization.name }, undefined, serializeOrganization(organization))
     reply.code(201)
     return serializeOrganization(organization)

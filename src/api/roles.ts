@@ -17,7 +17,9 @@ const description = z.string().max(10_000)
 const permissions = z.array(z.string()).max(100)
 /** `content_type`: absent or null for a global role, as the platform's default; accepted on a change (src/access/admin.ts). */
 const contentTypeField = z.string().max(200).nullable()
-const createRole = z.object({ name, description: description.optional(), permissions, content_type: contentTypeField.optional() }).strict()
+const createRoleFields = z.object({ name, description: description.optional(), permissions, content_type: contentTypeField.optional() })
+/** A role definition made through the API is a custom one: `managed` false. */
+const createRole = createRoleFields.extend(shownReadOnly(['managed'] as const)).strict()
 /** `managed`: the system's own roles are managed; shown, never written. */
 const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceRole = updateRole.required({ name: true, permissions: true })
@@ -94,7 +96,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
   describeList(api, '/role_definitions/', {
     name: 'Role Definition List',
     description: 'Managed and custom role definitions: everyone signed in may read; superusers make custom ones.',
-    create: { body: createRole, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+    create: { body: createRoleFields.strict(), readOnly: { ...SERVER_FIELDS, managed: 'boolean' }, allowed: (principal) => principal.user.isSuperuser },
   })
   api.get('/role_definitions/', { schema: { querystring: listQuery(roleDefinitionFilterFields) } }, async (request) => {
     const { page, filter } = request.query
@@ -103,6 +105,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
   })
   api.post('/role_definitions/', { schema: { body: createRole } }, async (request, reply) => {
     const input = request.body
+    assertShownValues(input, { managed: false }, ['managed'])
     const role = await app.accessAdmin.createRoleDefinition(principalOf(request).user, { name: input.name, description: input.description, contentType: input.content_type, permissions: input.permissions })
     app.audit.change(actorOf(request), 'create', roleObject(role), undefined, serializeRoleDefinition(role))
     reply.code(201)

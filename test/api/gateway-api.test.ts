@@ -219,6 +219,28 @@ describe('the gateway API', () => {
       assert.deepEqual(await json(await gw.fetch(`/api/gateway/v1/role_definitions/${role}/`, { headers: adminAuth })), shownRole)
     })
 
+    it('creates from a body holding the read-only fields a new object shows, and refuses other values by name', async () => {
+      const shown = { source: 'local', external: false, is_system_auditor: false, is_platform_auditor: false, groups: [] }
+      const user = await send('POST', '/api/gateway/v1/users/', { username: 'copied-shape', ...shown })
+      assert.equal(user.status, 201, JSON.stringify(await user.clone().json()))
+      assert.deepEqual((({ source, external, is_system_auditor, is_platform_auditor, groups }) => ({ source, external, is_system_auditor, is_platform_auditor, groups }))(await json(user)), shown)
+      assert.equal((await send('POST', '/api/gateway/v1/organizations/', { name: 'copied-organization', managed: false })).status, 201)
+      assert.equal((await send('POST', '/api/gateway/v1/role_definitions/', { name: 'copied-role', permissions: ['shared.view_team'], content_type: 'shared.team', managed: false })).status, 201)
+      const refused: [string, Record<string, unknown>, string][] = [
+        ['users/', { username: 'made-auditor', is_system_auditor: true }, 'is_system_auditor'],
+        ['organizations/', { name: 'made-managed', managed: true }, 'managed'],
+        ['role_definitions/', { name: 'made-managed', permissions: ['shared.view_team'], content_type: 'shared.team', managed: true }, 'managed'],
+      ]
+      for (const [path, body, field] of refused) {
+        const response = await send('POST', `/api/gateway/v1/${path}`, body)
+        assert.equal(response.status, 400, path)
+        assert.deepEqual((await json(response)).errors, { [field]: ['This field is read-only.'] })
+      }
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/users/?username=made-auditor', { headers: adminAuth }))).count, 0)
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/organizations/?name=made-managed', { headers: adminAuth }))).count, 0)
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/role_definitions/?name=made-managed', { headers: adminAuth }))).count, 0)
+    })
+
     it('refuses a read-only field given a value other than the one shown, and changes nothing', async () => {
       const { id } = await gw.app.accounts.create({ username: 'not-an-auditor', password: 'not-an-auditor-password' })
       const before = await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth }))
