@@ -127,7 +127,11 @@ export class AccessAdmin {
    * only superusers grant. A team holds roles only in its own organization, given by those who see it. Granting
    * Platform Auditor sets the account's auditor flag in the same transaction: the role and the flag are one thing.
    */
-  async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<RoleAssignment> {
+  /**
+   * Gives a role; one already held is answered with its assignment and `created: false`, as the platform's
+   * give_permission returns the existing one, so that nothing is announced or audited twice.
+   */
+  async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<{ assignment: RoleAssignment; created: boolean }> {
     const role = await this.#store.access.findRoleDefinition(input.roleDefinitionId)
     if (!role) throw new ValidationFailed({ role_definition: [`Invalid pk "${input.roleDefinitionId}" - object does not exist.`] })
     const target = kind === 'user' ? await this.#store.users.findById(input.actorId) : await this.#store.access.findTeam(input.actorId)
@@ -151,10 +155,13 @@ export class AccessAdmin {
       const current = await tx.access.findRoleDefinitionToAssign(role.id)
       if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
       if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
-      const assignment = await tx.access.assign({ roleDefinitionId: role.id, actor: kind, actorId: input.actorId, objectType: object.type, objectId: object.id })
+      const given = { roleDefinitionId: role.id, actor: kind, actorId: input.actorId, objectType: object.type, objectId: object.id }
+      const held = await tx.access.findHeldAssignment(given)
+      if (held) return { assignment: held, created: false }
+      const assignment = await tx.access.assign(given)
       if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, input.actorId, true)
       announce(ACCESS_TOPIC, `${kind}_assignment`)
-      return assignment
+      return { assignment, created: true }
     })
   }
 

@@ -11,8 +11,8 @@ export interface AccessRequest {
   access: UserAccess
   method: string
   path: string
-  /** The trusted client address (Fastify's `request.ip`). */
-  address: string
+  /** The trusted client address (Fastify's `request.ip`); undefined for a judgment from nowhere in particular, which no `networks` condition matches. */
+  address: string | undefined
 }
 
 export interface AccessDecision {
@@ -181,7 +181,7 @@ function conditionsOf(match: RuleMatch): Condition[] {
       const { address, prefix, family } = parseCidr(network)!
       blocks.addSubnet(address, prefix, family)
     }
-    conditions.push((r) => inBlocks(blocks, r.address))
+    conditions.push((r) => r.address !== undefined && inBlocks(blocks, r.address))
   }
   return conditions
 }

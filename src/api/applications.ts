@@ -12,7 +12,7 @@ import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { idParam } from './validation.ts'
+import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
 const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
@@ -43,7 +43,8 @@ const createApplication = applicationFields.superRefine((input, context) => {
   }
 })
 /** The collection sends every field it manages with each update, `client_type` too: the same value is no change. */
-const updateApplication = applicationFields.partial().strict()
+const SHOWN_READ_ONLY = ['client_id', 'client_secret'] as const
+const updateApplication = applicationFields.partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const listApplications = listQuery(applicationFilterFields)
@@ -166,6 +167,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     handler: async (request) => {
       const current = await found(request.params.id)
       const input = request.body
+      assertShownValues(input, await serialize(current), SHOWN_READ_ONLY)
       if (input.client_type !== undefined && input.client_type !== current.clientType) throw new ValidationFailed({ client_type: [CLIENT_TYPE_FIXED] })
       const grant = input.authorization_grant_type ?? current.authorizationGrantType
       const uris = input.redirect_uris === undefined ? current.redirectUris : input.redirect_uris.split(/\s+/).filter(Boolean)

@@ -9,7 +9,7 @@ import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
-import { idParam } from './validation.ts'
+import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
@@ -17,8 +17,10 @@ const description = z.string().max(10_000)
 /** An id in a body, as a number or the string the platform's clients send; 32-bit, as the path's ids (idParam). */
 export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
   .pipe(z.number().int().positive().max(2 ** 31 - 1, `Expected ${what} id.`))
-const createOrganization = z.object({ name, description: description.optional() }).strict()
-const updateOrganization = z.object({ name, description }).partial().strict()
+const createOrganizationFields = z.object({ name, description: description.optional() })
+const createOrganization = createOrganizationFields.extend(shownReadOnly(['managed'] as const)).strict()
+/** `managed`: shown, as the platform shows it, and always false: no organization is made by the system. */
+const updateOrganization = z.object({ name, description }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceOrganization = updateOrganization.required({ name: true })
 const createTeam = z.object({ name, description: description.optional(), organization: bodyId('an organization') }).strict()
 const updateTeam = z.object({ name, description, organization: bodyId('an organization') }).partial().strict()
@@ -68,7 +70,7 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
   describeList(api, '/organizations/', {
     name: 'Organization List',
     description: 'Organizations: each caller sees those they may view; superusers create them, their admins change them.',
-    create: { body: createOrganization, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+    create: { body: createOrganizationFields.strict(), readOnly: { ...SERVER_FIELDS, managed: 'boolean' }, allowed: (principal) => principal.user.isSuperuser },
   })
   describeList(api, '/teams/', {
     name: 'Team List',
@@ -81,7 +83,9 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     return paged(request, page, count, results.map(serializeOrganization))
   })
   api.post('/organizations/', { schema: { body: createOrganization } }, async (request, reply) => {
-    const organization = await app.accessAdmin.createOrganization(principalOf(request).user, request.body)
+    assertShownValues(request.body, { managed: false }, ['managed'])
+    const { name, description } = request.body
+    const organization = await app.accessAdmin.createOrganization(principalOf(request).user, { name, description })
     app.audit.change(actorOf(request), 'create', { type: 'organization', id: organization.id, name: organization.name }, undefined, serializeOrganization(organization))
     reply.code(201)
     return serializeOrganization(organization)
@@ -98,7 +102,9 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     handler: async (request) => {
       const before = await app.store.access.findOrganization(request.params.id)
       if (!seesOrganization(request, request.params.id)) throw new NotFound('No such organization.')
-      const after = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, request.body)
+      if (before) assertShownValues(request.body, serializeOrganization(before), ['managed'])
+      const { name, description } = request.body
+      const after = await app.accessAdmin.updateOrganization(principalOf(request).user, request.params.id, { name, description })
       app.audit.change(actorOf(request), 'update', { type: 'organization', id: after.id, name: after.name }, before && serializeOrganization(before), serializeOrganization(after))
       return serializeOrganization(after)
     },

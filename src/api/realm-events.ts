@@ -21,7 +21,8 @@ const day = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'Enter a date as yyyy-MM-dd.
 const type = z.enum(Object.keys(OPERATIONS) as [string, ...string[]], { error: `Event types here: ${Object.keys(OPERATIONS).join(', ')}.` })
 const query = z.object({
   type: z.union([type, z.array(type)]).optional(),
-  user: z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number).optional(),
+  // A user's id: 32-bit, as the database holds it (a larger one is bad input, not a database error).
+  user: z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number).pipe(z.number().max(2 ** 31 - 1, 'Enter a user id.')).optional(),
   ipAddress: z.string().min(1).max(64).optional(),
   dateFrom: day.optional(),
   dateTo: day.optional(),

@@ -1,25 +1,27 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
-import type { Visibility } from '../access/model.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
-import { principalOf, visibilityOf } from './access.ts'
+import { principalOf, seesRoleOn, visibilityOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { bodyId, organizationUrl, teamUrl } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { userSummary, userUrl } from './summaries.ts'
-import { idParam } from './validation.ts'
+import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
 const permissions = z.array(z.string()).max(100)
 /** `content_type`: absent or null for a global role, as the platform's default; accepted on a change (src/access/admin.ts). */
 const contentTypeField = z.string().max(200).nullable()
-const createRole = z.object({ name, description: description.optional(), permissions, content_type: contentTypeField.optional() }).strict()
-const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().strict()
+const createRoleFields = z.object({ name, description: description.optional(), permissions, content_type: contentTypeField.optional() })
+/** A role definition made through the API is a custom one: `managed` false. */
+const createRole = createRoleFields.extend(shownReadOnly(['managed'] as const)).strict()
+/** `managed`: the system's own roles are managed; shown, never written. */
+const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceRole = updateRole.required({ name: true, permissions: true })
 const assignmentInput = (actor: Actor) => z.object({
   role_definition: bodyId('a role definition'),
@@ -94,7 +96,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
   describeList(api, '/role_definitions/', {
     name: 'Role Definition List',
     description: 'Managed and custom role definitions: everyone signed in may read; superusers make custom ones.',
-    create: { body: createRole, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+    create: { body: createRoleFields.strict(), readOnly: { ...SERVER_FIELDS, managed: 'boolean' }, allowed: (principal) => principal.user.isSuperuser },
   })
   api.get('/role_definitions/', { schema: { querystring: listQuery(roleDefinitionFilterFields) } }, async (request) => {
     const { page, filter } = request.query
@@ -103,6 +105,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
   })
   api.post('/role_definitions/', { schema: { body: createRole } }, async (request, reply) => {
     const input = request.body
+    assertShownValues(input, { managed: false }, ['managed'])
     const role = await app.accessAdmin.createRoleDefinition(principalOf(request).user, { name: input.name, description: input.description, contentType: input.content_type, permissions: input.permissions })
     app.audit.change(actorOf(request), 'create', roleObject(role), undefined, serializeRoleDefinition(role))
     reply.code(201)
@@ -119,8 +122,9 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     schema: { params: idParam, body },
     handler: async (request) => {
       const before = await app.store.access.findRoleDefinition(request.params.id)
-      const { content_type: contentType, ...changes } = request.body
-      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { ...changes, contentType })
+      if (before) assertShownValues(request.body, serializeRoleDefinition(before), ['managed'])
+      const { name, description, permissions, content_type: contentType } = request.body
+      const after = await app.accessAdmin.updateRoleDefinition(principalOf(request).user, request.params.id, { name, description, permissions, contentType })
       app.audit.change(actorOf(request), 'update', roleObject(after), before && serializeRoleDefinition(before), serializeRoleDefinition(after))
       return serializeRoleDefinition(after)
     },
@@ -155,36 +159,30 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.post(`/role_${actor}_assignments/`, { schema: { body: assignmentInput(actor) } }, async (request, reply) => {
       const input = request.body as Record<string, number | null | undefined>
-      const assignment = await app.accessAdmin.assign(principalOf(request).user, actor, {
+      const { assignment, created } = await app.accessAdmin.assign(principalOf(request).user, actor, {
         roleDefinitionId: input.role_definition!,
         actorId: input[actor]!,
         objectId: input.object_id,
       })
       const shown = await serializeAssignment(app, assignment)
-      app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, shown)
+      // A role given again is answered with the assignment held, 201 as the platform answers it; nothing changed.
+      if (created) app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, shown)
       reply.code(201)
       return shown
     })
     api.get(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request) => {
       const assignment = await app.store.access.findAssignment(actor, request.params.id)
-      if (!assignment || !seesAssignment(visibilityOf(app, request), assignment)) throw new NotFound('No such role assignment.')
+      if (!assignment || !seesRoleOn(visibilityOf(app, request), assignment)) throw new NotFound('No such role assignment.')
       return serializeAssignment(app, assignment)
     })
     api.delete(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request, reply) => {
       const before = await app.store.access.findAssignment(actor, request.params.id)
-      if (before && !seesAssignment(visibilityOf(app, request), before)) throw new NotFound('No such role assignment.')
+      if (before && !seesRoleOn(visibilityOf(app, request), before)) throw new NotFound('No such role assignment.')
       await app.accessAdmin.unassign(principalOf(request).user, actor, request.params.id)
       if (before) app.audit.change(actorOf(request), 'delete', assignmentObject(app, actor, before), await serializeAssignment(app, before))
       return reply.code(204).send()
     })
   }
-}
-
-/** Whether an assignment shows to a caller who sees `visible` (undefined: everything), as the lists show them. */
-function seesAssignment(visible: Visibility | undefined, assignment: RoleAssignment): boolean {
-  if (!visible) return true
-  if (assignment.objectType === 'platform') return visible.assignments.platform
-  return (assignment.objectType === 'team' ? visible.assignments.teams : visible.assignments.organizations).has(assignment.objectId)
 }
 
 /** How the audit trail names a role definition, and an assignment (by the role it gives). */

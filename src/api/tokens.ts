@@ -9,9 +9,10 @@ import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { type ListQuery, listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
+import { bodyId } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { idParam, optionalBody } from './validation.ts'
+import { assertShownValues, idParam, optionalBody, shownReadOnly } from './validation.ts'
 
 /**
  * The platform's scope: `read`, `write` or both, space-separated, each once. Write includes read, so
@@ -27,7 +28,6 @@ const application = z.union([z.null(), z.number().int().min(1).max(2 ** 31 - 1)]
 /** The most characters a token's description may have, from the API and the command line alike. */
 export const TOKEN_DESCRIPTION_MAX = 1000
 const description = z.string().max(TOKEN_DESCRIPTION_MAX).nullable()
-const idValue = z.union([z.number().int().min(1).max(2 ** 31 - 1), z.string().regex(/^[1-9][0-9]{0,9}$/, 'Enter a user id.').transform(Number)])
 const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
 
 const tokenFields = z.object({
@@ -39,8 +39,10 @@ const tokenFields = z.object({
   expires_in: seconds.optional(),
 }).strict()
 const createToken = optionalBody(tokenFields)
-const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).strict())
-const revokeTokens = optionalBody(z.object({ user: idValue.optional(), all: z.literal(true).optional() }).strict())
+/** What a token shows but a change does not write: whose it is, its value (shown as `$encrypted$`) and its expiry. */
+const SHOWN_READ_ONLY = ['user', 'application', 'token', 'refresh_token', 'expires'] as const
+const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).extend(shownReadOnly(SHOWN_READ_ONLY)).strict())
+const revokeTokens = optionalBody(z.object({ user: bodyId('a user').optional(), all: z.literal(true).optional() }).strict())
 const listTokens = listQuery(tokenFilterFields)
 
 /**
@@ -144,6 +146,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
   api.patch('/tokens/:id/', { schema: { params: idParam, body: updateToken } }, async (request) => {
     const record = await visibleToken(request)
     const input = request.body
+    assertShownValues(input, await serialize(record), SHOWN_READ_ONLY)
     const updated = await app.tokens.update(record, { description: input.description === null ? '' : input.description, scope: input.scope })
     if (!updated) throw new NotFound('No such token.')
     app.audit.change(actorOf(request), 'update', auditedToken(updated), auditedTokenFields(record), auditedTokenFields(updated))

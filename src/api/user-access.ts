@@ -1,6 +1,6 @@
 import type { App } from '../app.ts'
 import { organizationFilterFields, teamFilterFields } from '../store/access.ts'
-import { visibilityOf } from './access.ts'
+import { principalOf, seesRoleOn, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { serializeOrganization, serializeTeam } from './organizations.ts'
 import { listQuery } from './list-query.ts'
@@ -13,6 +13,7 @@ import { idParam } from './validation.ts'
  * `users/{id}/teams/` and `users/{id}/organizations/` in the platform's shapes (with the filters of teams/ and
  * organizations/, run in the database on the ids the snapshot gives), and `users/{id}/access/`, which
  * also says, for each service, whether the user may reach it (a GET of its prefix, signed in with a session).
+ * Each shows what the user holds as far as the caller sees it, as the platform's lists do.
  */
 export function userAccessRoutes(api: GatewayApi, app: App): void {
   api.get('/users/:id/teams/', { schema: { params: idParam, querystring: listQuery(teamFilterFields) } }, async (request) => {
@@ -37,9 +38,12 @@ export function userAccessRoutes(api: GatewayApi, app: App): void {
     const user = await visibleUser(app, request, request.params.id)
     const access = app.access.of(user)
     const visible = visibilityOf(app, request)
+    // The caller's address says where the caller is, not where another user would come from: their services are
+    // judged as from an address no `networks` condition names.
+    const address = user.id === principalOf(request).user.id ? request.ip : undefined
     const services = app.config.services.map((service) => {
       const rules = app.serviceRules.get(service.name)
-      const decision = rules?.decide({ principal: { userId: user.id, user, method: 'session' }, access, method: 'GET', path: service.prefix, address: request.ip })
+      const decision = rules?.decide({ principal: { userId: user.id, user, method: 'session' }, access, method: 'GET', path: service.prefix, address })
       return {
         service: service.name,
         prefix: service.prefix,
@@ -52,7 +56,7 @@ export function userAccessRoutes(api: GatewayApi, app: App): void {
       user: user.id,
       teams: access.teams.filter((team) => visible?.teams.has(team.id) ?? true).map((team) => ({ id: team.id, name: team.name, organization: team.organizationId })),
       organizations: access.organizations.filter((o) => visible?.organizations.has(o.id) ?? true).map((o) => ({ id: o.id, name: o.name })),
-      roles: access.roles,
+      roles: [...new Set(access.held.filter((held) => seesRoleOn(visible, held)).map((held) => held.role.name))].sort(),
       services,
     }
   })

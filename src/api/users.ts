@@ -10,7 +10,7 @@ import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { userUrl } from './summaries.ts'
-import { idParam } from './validation.ts'
+import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
 /** What the API and the CLI take as a user's e-mail address, or none (''). */
 export const emailAddress = z.union([z.email('Enter a valid email address.'), z.literal('')])
@@ -25,9 +25,14 @@ const userFields = {
   is_active: z.boolean(),
 }
 const userInput = z.object(userFields)
-const createUser = userInput.partial().required({ username: true }).strict()
+/** What a user shows but the API does not write: where the account comes from and what that source says. */
+const SHOWN_READ_ONLY = ['source', 'external', 'is_system_auditor', 'is_platform_auditor', 'groups'] as const
+/** What every account the API creates shows of them: a local one, no auditor, in no directory group. */
+const NEW_USER_SHOWS = { source: 'local', external: false, is_system_auditor: false, is_platform_auditor: false, groups: [] }
+const createUserFields = userInput.partial().required({ username: true })
+const createUser = createUserFields.extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
 /** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
-const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().strict()
+const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
 const replaceUser = updateUser.required({ username: true })
 const listUsers = listQuery(userFilterFields)
 
@@ -108,11 +113,12 @@ export function userRoutes(api: GatewayApi, app: App): void {
   describeList(api, '/users/', {
     name: 'User List',
     description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; only superusers create, change and delete.',
-    create: { body: createUser, readOnly: SERVER_FIELDS, allowed: (principal) => principal.user.isSuperuser },
+    create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: 'list', last_login: 'datetime' }, allowed: (principal) => principal.user.isSuperuser },
   })
 
   api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {
     const input = request.body
+    assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
     const user = await app.accounts.create({ ...accountFields(input), username: input.username })
     app.audit.change(actorOf(request), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(input.password, 'set') })
     reply.code(201)
@@ -130,6 +136,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       const { id } = request.params
       const input = request.body
       const target = await app.accounts.require(id)
+      assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
       if (input.password !== undefined && target.source !== 'local') {
         throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
       }

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util'
 import type { FastifySchemaCompiler } from 'fastify'
 import { z } from 'zod'
 import { NotFound, ValidationFailed } from '../errors.ts'
@@ -22,11 +23,35 @@ export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((in
 const REQUIRED_MESSAGE = 'This field is required.'
 
 /**
- * The fields of every object in the platform's shape that the server fills in (`id`, `url`, `created`, ...).
- * Django REST framework drops them from input unread; here they are refused by name, as unknown fields are (a
- * change that is silently not made would leave the caller believing it was), with words that say why.
+ * The fields of every object in the platform's shape that the server keeps (`id`, `url`, `created`, when it was
+ * last used, ...). Django REST framework drops read-only fields from input unread, and the platform's clients
+ * (awxkit) send back what they read, so these are dropped from every body before it is checked: none of them is
+ * something a caller sets, and a different value is only an older copy.
  */
-const SERVER_FILLED = new Set(['id', 'type', 'url', 'related', 'summary_fields', 'created', 'created_by', 'modified', 'modified_by'])
+const SERVER_KEPT = new Set(['id', 'type', 'url', 'related', 'summary_fields', 'created', 'created_by', 'modified', 'modified_by', 'last_login', 'last_used'])
+
+function withoutServerKept(body: unknown): unknown {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return body
+  return Object.fromEntries(Object.entries(body).filter(([key]) => !SERVER_KEPT.has(key)))
+}
+
+/**
+ * The read-only fields a resource shows (a user's `source`, a token's `user`), to extend a body schema with:
+ * let through unchecked, for `assertShownValues` to compare with the object as it is shown.
+ */
+export function shownReadOnly<F extends string>(fields: readonly F[]) {
+  return Object.fromEntries(fields.map((field) => [field, z.unknown().optional()])) as Record<F, z.ZodOptional<z.ZodUnknown>>
+}
+
+/**
+ * The read-only fields of a body hold the values the object shows (a client sent back what it read): accepted.
+ * Another value is refused by name rather than dropped, as a change silently not made would leave the caller
+ * believing it was made.
+ */
+export function assertShownValues(input: Record<string, unknown>, shown: Record<string, unknown>, fields: readonly string[]): void {
+  const changed = fields.filter((field) => input[field] !== undefined && !isDeepStrictEqual(input[field], shown[field]))
+  if (changed.length > 0) throw new ValidationFailed(Object.fromEntries(changed.map((field) => [field, ['This field is read-only.']])))
+}
 
 /**
  * A field's problems by the field's dotted path; problems with the whole input under `non_field_errors`. A field
@@ -40,7 +65,7 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 
       ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)
     } else if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) {
-        const message = part === 'querystring' ? 'Unknown parameter.' : issue.path.length === 0 && SERVER_FILLED.has(key) ? 'This field is read-only.' : 'Unknown field.'
+        const message = part === 'querystring' ? 'Unknown parameter.' : 'Unknown field.'
         ;(fields[[...issue.path, key].map(String).join('.')] ??= []).push(message)
       }
     } else if (issue.path.length === 0) {
@@ -109,7 +134,7 @@ function platformWords(issue: z.core.$ZodRawIssue): string | undefined {
  * it is 404 as the platform's URL patterns answer; everything else is 400 with the fields that failed.
  */
 export const schemaValidator: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data) => {
-  const result = schema.safeParse(data, { reportInput: true, error: platformWords })
+  const result = schema.safeParse(httpPart === 'body' ? withoutServerKept(data) : data, { reportInput: true, error: platformWords })
   if (result.success) return { value: result.data }
   return { error: httpPart === 'params' ? new NotFound() : new ValidationFailed(fieldErrors(result.error.issues, httpPart === 'querystring' ? 'querystring' : 'body')) }
 }

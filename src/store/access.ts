@@ -257,7 +257,7 @@ export class AccessRepository {
 
   /** Grants a role; granting one that is already held returns the existing assignment. */
   async assign(input: Omit<RoleAssignment, 'id' | 'created'>, now = Date.now()): Promise<RoleAssignment> {
-    const existing = await this.#findAssignment(input)
+    const existing = await this.findHeldAssignment(input)
     if (existing) return existing
     const base = { role_definition_id: input.roleDefinitionId, object_type: input.objectType, object_id: input.objectId, created_at: now }
     if (input.actor === 'user') {
@@ -311,7 +311,8 @@ export class AccessRepository {
     return Number(result.numDeletedRows) > 0
   }
 
-  async #findAssignment(input: Omit<RoleAssignment, 'id' | 'created'>): Promise<RoleAssignment | undefined> {
+  /** The assignment giving this role to this actor on this object, if one does. */
+  async findHeldAssignment(input: Omit<RoleAssignment, 'id' | 'created'>): Promise<RoleAssignment | undefined> {
     const { results } = await this.listAssignments(input.actor, {
       offset: 0, limit: 1, actorId: input.actorId, roleDefinitionId: input.roleDefinitionId, objectType: input.objectType, objectId: input.objectId,
     })

@@ -83,6 +83,25 @@ describe('the access API', () => {
     assert.equal((await call(gw, 'GET', `teams/${team}/`)).body.name, 'Same PUT')
   })
 
+  it('answers a role given again with the assignment already held, as the platform does, and audits it once', async () => {
+    const given = { role_definition: await roleId(gw, 'Team Member'), user: await userId(gw, 'plain'), object_id: ops.team }
+    const first = await call(gw, 'POST', 'role_user_assignments/', given)
+    assert.equal(first.status, 201)
+    const again = await call(gw, 'POST', 'role_user_assignments/', given)
+    assert.equal(again.status, 201)
+    assert.equal(again.body.id, first.body.id)
+    const teamGiven = { role_definition: await roleId(gw, 'Organization Member'), team: ops.team, object_id: ops.organization }
+    const teamFirst = await call(gw, 'POST', 'role_team_assignments/', teamGiven)
+    assert.equal((await call(gw, 'POST', 'role_team_assignments/', teamGiven)).body.id, teamFirst.body.id)
+    await gw.app.audit.flush()
+    for (const [kind, id] of [['role_user_assignment', first.body.id], ['role_team_assignment', teamFirst.body.id]]) {
+      const created = await call(gw, 'GET', `activitystream/?operation=create&content_type=${kind}&object_id=${id}`)
+      assert.equal(created.body.count, 1, kind)
+    }
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${first.body.id}/`)).status, 204)
+    assert.equal((await call(gw, 'DELETE', `role_team_assignments/${teamFirst.body.id}/`)).status, 204)
+  })
+
   it('refuses a role to a missing user with 400 naming the field', async () => {
     const { status, body } = await call(gw, 'POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Team Member'), user: 99999, object_id: research.team })
     assert.equal(status, 400)

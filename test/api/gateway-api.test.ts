@@ -150,13 +150,107 @@ describe('the gateway API', () => {
       }
     })
 
-    it('says the fields the server fills in are read-only, and changes nothing', async () => {
+    it('ignores the fields the server fills in, as Django REST framework does, and still refuses unknown ones', async () => {
       const { id } = await gw.app.accounts.create({ username: 'read-only-fields', password: 'read-only-fields-password' })
       const before = await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth }))
       const response = await send('PATCH', `/api/gateway/v1/users/${id}/`, { id: id + 1, url: '/elsewhere/', created: before.created, last_name: 'Changed', shoe_size: 42 })
       assert.equal(response.status, 400)
-      const error = await json(response)
-      assert.deepEqual(error.errors, { id: ['This field is read-only.'], url: ['This field is read-only.'], created: ['This field is read-only.'], shoe_size: ['Unknown field.'] })
+      assert.deepEqual((await json(response)).errors, { shoe_size: ['Unknown field.'] })
+      assert.deepEqual(await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth })), before)
+    })
+
+    it('ignores query parameters on views that are not lists, as Django REST framework does, and refuses unknown filters on lists', async () => {
+      for (const path of ['users/1/', 'settings/all/', 'ping/', 'users/1/access/']) {
+        const plain = await json(await gw.fetch(`/api/gateway/v1/${path}`, { headers: adminAuth }))
+        const response = await gw.fetch(`/api/gateway/v1/${path}?shoe_size=42`, { headers: adminAuth })
+        assert.equal(response.status, 200, path)
+        assert.deepEqual(Object.keys(await json(response)), Object.keys(plain), path)
+      }
+      const list = await gw.fetch('/api/gateway/v1/users/?shoe_size=42', { headers: adminAuth })
+      assert.equal(list.status, 400)
+      assert.ok((await json(list)).errors.shoe_size)
+    })
+
+    it('takes back with PUT and PATCH the body a GET gave, read-only fields and all', async () => {
+      const { id } = await gw.app.accounts.create({ username: 'echoed', password: 'echoed-password-1' })
+      for (const method of ['PUT', 'PATCH']) {
+        const shown = await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth }))
+        const response = await send(method, `/api/gateway/v1/users/${id}/`, { ...shown, last_name: `Set by ${method}` })
+        const body = await json(response)
+        assert.equal(response.status, 200, JSON.stringify(body))
+        assert.equal(body.last_name, `Set by ${method}`)
+        assert.equal(body.id, id)
+      }
+    })
+
+    it('takes back on every resource the body a GET gave, as the platform\'s clients send it', async () => {
+      const created = async (path: string, body: unknown) => {
+        const response = await send('POST', `/api/gateway/v1/${path}`, body)
+        assert.equal(response.status, 201, path)
+        return (await json(response)).id as number
+      }
+      const organization = await created('organizations/', { name: 'echoed-organization' })
+      const team = await created('teams/', { name: 'echoed-team', organization })
+      const role = await created('role_definitions/', { name: 'echoed-role', permissions: ['shared.view_team'], content_type: 'shared.team' })
+      const application = await created('applications/', { name: 'echoed-application', organization, client_type: 'confidential', authorization_grant_type: 'password' })
+      const token = await created('tokens/', { description: 'echoed' })
+      const cases: [string, string[]][] = [
+        [`organizations/${organization}/`, ['PATCH', 'PUT']],
+        [`teams/${team}/`, ['PATCH', 'PUT']],
+        [`role_definitions/${role}/`, ['PATCH', 'PUT']],
+        [`applications/${application}/`, ['PATCH', 'PUT']],
+        [`tokens/${token}/`, ['PATCH']],
+      ]
+      for (const [path, methods] of cases) {
+        for (const method of methods) {
+          const shown = await json(await gw.fetch(`/api/gateway/v1/${path}`, { headers: adminAuth }))
+          const response = await send(method, `/api/gateway/v1/${path}`, { ...shown, description: `${method} again` })
+          const body = await json(response)
+          assert.equal(response.status, 200, `${method} ${path}: ${JSON.stringify(body)}`)
+          assert.equal(body.description, `${method} again`)
+        }
+      }
+      const shownToken = await json(await gw.fetch(`/api/gateway/v1/tokens/${token}/`, { headers: adminAuth }))
+      const moved = await json(await send('PATCH', `/api/gateway/v1/tokens/${token}/`, { ...shownToken, user: shownToken.user + 1 }))
+      assert.deepEqual(moved.errors, { user: ['This field is read-only.'] })
+      const shownRole = await json(await gw.fetch(`/api/gateway/v1/role_definitions/${role}/`, { headers: adminAuth }))
+      const managed = await json(await send('PATCH', `/api/gateway/v1/role_definitions/${role}/`, { managed: true }))
+      assert.deepEqual(managed.errors, { managed: ['This field is read-only.'] })
+      assert.deepEqual(await json(await gw.fetch(`/api/gateway/v1/role_definitions/${role}/`, { headers: adminAuth })), shownRole)
+    })
+
+    it('creates from a body holding the read-only fields a new object shows, and refuses other values by name', async () => {
+      const shown = { source: 'local', external: false, is_system_auditor: false, is_platform_auditor: false, groups: [] }
+      const user = await send('POST', '/api/gateway/v1/users/', { username: 'copied-shape', ...shown })
+      assert.equal(user.status, 201, JSON.stringify(await user.clone().json()))
+      assert.deepEqual((({ source, external, is_system_auditor, is_platform_auditor, groups }) => ({ source, external, is_system_auditor, is_platform_auditor, groups }))(await json(user)), shown)
+      assert.equal((await send('POST', '/api/gateway/v1/organizations/', { name: 'copied-organization', managed: false })).status, 201)
+      assert.equal((await send('POST', '/api/gateway/v1/role_definitions/', { name: 'copied-role', permissions: ['shared.view_team'], content_type: 'shared.team', managed: false })).status, 201)
+      const refused: [string, Record<string, unknown>, string][] = [
+        ['users/', { username: 'made-auditor', is_system_auditor: true }, 'is_system_auditor'],
+        ['organizations/', { name: 'made-managed', managed: true }, 'managed'],
+        ['role_definitions/', { name: 'made-managed', permissions: ['shared.view_team'], content_type: 'shared.team', managed: true }, 'managed'],
+      ]
+      for (const [path, body, field] of refused) {
+        const response = await send('POST', `/api/gateway/v1/${path}`, body)
+        assert.equal(response.status, 400, path)
+        assert.deepEqual((await json(response)).errors, { [field]: ['This field is read-only.'] })
+      }
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/users/?username=made-auditor', { headers: adminAuth }))).count, 0)
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/organizations/?name=made-managed', { headers: adminAuth }))).count, 0)
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/role_definitions/?name=made-managed', { headers: adminAuth }))).count, 0)
+    })
+
+    it('refuses a read-only field given a value other than the one shown, and changes nothing', async () => {
+      const { id } = await gw.app.accounts.create({ username: 'not-an-auditor', password: 'not-an-auditor-password' })
+      const before = await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth }))
+      for (const [field, value] of [['is_system_auditor', true], ['source', 'ldap'], ['external', true], ['groups', ['admins']]] as const) {
+        const response = await send('PATCH', `/api/gateway/v1/users/${id}/`, { [field]: value, last_name: 'Changed' })
+        assert.equal(response.status, 400, field)
+        const error = await json(response)
+        assert.equal(error.code, 'invalid')
+        assert.deepEqual(error.errors, { [field]: ['This field is read-only.'] })
+      }
       assert.deepEqual(await json(await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth })), before)
     })
 

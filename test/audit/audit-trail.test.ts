@@ -188,6 +188,9 @@ for (const backend of gatewayBackends) {
       assert.equal((await gw.fetch(`/admin/realms/${REALM}/events?dateFrom=yesterday`, { headers: adminAuth })).status, 400)
       const unknown = await json(await gw.fetch(`/admin/realms/${REALM}/events?colour=blue&max=many`, { headers: adminAuth }))
       assert.deepEqual(unknown.errors, { colour: ['Unknown parameter.'], max: ['A valid integer is required.'] })
+      const tooLarge = await gw.fetch(`/admin/realms/${REALM}/events?user=9999999999`, { headers: adminAuth })
+      assert.equal(tooLarge.status, 400, 'a user id beyond 32 bits is bad input, not a database error')
+      assert.ok((await json(tooLarge)).errors.user)
     })
 
     it('answers a malformed or unknown filter with 400 naming it, and non-auditors with 403', async () => {
