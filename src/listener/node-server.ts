@@ -7,6 +7,9 @@ import { assignRequestId } from '../http/request-id.ts'
 import { normaliseTarget } from '../http/request-target.ts'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 
+/** How long a CONNECT's refusal may take to be written before its socket is destroyed anyway. */
+const CONNECT_ANSWER_MS = 5_000
+
 /** The options Fastify hands its `serverFactory`: its own, resolved, with the node server's under `http` or `https`. */
 interface FactoryOptions {
   readonly http?: object | null
@@ -48,7 +51,13 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   server.on('connect', (_request, socket: Duplex) => {
     const json = JSON.stringify(errorBody(new BadRequest('Gatehouse is no forward proxy: it opens no tunnels (CONNECT).')))
     socket.on('error', () => socket.destroy())
-    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`)
+    // Node hands the socket over and no longer tracks it: nothing else would close it (not the client timeouts, not
+    // shutdown's closing of connections), so it is destroyed once the answer is written, or after a short bound.
+    const bound = setTimeout(() => socket.destroy(), CONNECT_ANSWER_MS).unref()
+    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`, () => {
+      clearTimeout(bound)
+      socket.destroy()
+    })
   })
   return server
 }

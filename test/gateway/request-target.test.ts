@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { exchange } from '../helpers/raw-client.ts'
@@ -174,6 +177,32 @@ describe('request targets and framing at the edge', () => {
     const response = await exchange(gw.url, `CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-x\r\n`)
     assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
     assert.match(response, /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
+  })
+
+  it('closes a CONNECT connection itself once answered, though the client keeps its side open', async () => {
+    const { port } = new URL(gw.url)
+    // Half open: the client's side stays open after the gateway's answer ends, as a tunnel client's may.
+    const socket = connect({ port: Number(port), host: '127.0.0.1', allowHalfOpen: true })
+    let reset = false
+    socket.on('error', () => { reset = true })
+    let answer = ''
+    socket.on('data', (chunk) => { answer += chunk })
+    const ended = once(socket, 'end')
+    socket.write('CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n')
+    await ended
+    assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/)
+    // A socket the gateway still holds takes these bytes in silence; a destroyed one resets the connection.
+    socket.on('close', () => { reset = true })
+    for (let i = 0; i < 30 && !reset; i++) {
+      try {
+        socket.write('more bytes for the tunnel\r\n', (error) => { if (error) reset = true })
+      } catch {
+        reset = true
+      }
+      await sleep(100)
+    }
+    socket.destroy()
+    assert.equal(reset, true, 'a socket Node no longer tracks would hold the gateway open at shutdown')
   })
 
   it('answers a malformed request on an idle connection with 400 and closes it', async () => {
