@@ -11,6 +11,7 @@ interface Seen {
   url: string
   headers: IncomingHttpHeaders
   bytes: number
+  trailers: Record<string, string | undefined>
 }
 
 /** An upstream that records what reached it; `/slow` never answers in time, `/big` streams 30 MiB back. */
@@ -19,7 +20,13 @@ async function recordingUpstream(): Promise<{ url: string; seen: Seen[]; server:
   const server = createServer(async (req, res) => {
     let bytes = 0
     for await (const chunk of req) bytes += (chunk as Buffer).length
-    seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes })
+    seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes, trailers: req.trailers })
+    if (req.url!.endsWith('/trailers')) {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum, server-timing, set-cookie, content-type, location' })
+      res.write('body')
+      res.addTrailers({ 'x-checksum': 'sha256=abc', 'server-timing': 'db;dur=12', 'set-cookie': 'gateway_sessionid=planted', 'content-type': 'text/html', location: 'https://evil.example/' })
+      return res.end()
+    }
     if (req.url!.endsWith('/slow')) return setTimeout(() => res.end('late'), 2000)
     if (req.url!.endsWith('/hints')) res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
     if (req.url!.endsWith('/processing')) res.writeProcessing()
@@ -191,6 +198,29 @@ describe('the proxy', () => {
       assert.deepEqual([...answer.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['100', '200'], `${path}: ${answer}`)
       assert.match(answer, /\{"bytes":2\}/)
     }
+  })
+
+  it('passes a service\'s response trailers on, without those that would change how the answer is read', async () => {
+    for (const path of ['/rec/open/trailers', '/rec/open/%61/trailers']) {
+      const answer = await new Promise<{ body: string; trailers: Record<string, string | undefined> }>((resolve, reject) => {
+        httpRequest(`${gw.url}${path}`, (response) => {
+          let body = ''
+          response.setEncoding('utf8')
+          response.on('data', (chunk: string) => (body += chunk))
+          response.on('end', () => resolve({ body, trailers: response.trailers }))
+        }).on('error', reject).end()
+      })
+      assert.equal(answer.body, 'body', path)
+      assert.deepEqual(answer.trailers, { 'x-checksum': 'sha256=abc', 'server-timing': 'db;dur=12' }, path)
+    }
+  })
+
+  it('drops a request\'s trailers: the body reaches the service whole, its trailers do not', async () => {
+    const client = await rawClient(gw.url, '127.0.0.1', 'POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\nx-checksum: sha256=abc\r\n\r\n')
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 200 /)
+    assert.equal(last().bytes, 2)
+    assert.deepEqual(last().trailers, {})
   })
 
   it('answers 502 when the upstream is down and 504 when it is too slow, as JSON', async () => {
