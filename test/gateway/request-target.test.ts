@@ -28,6 +28,7 @@ describe('request targets and framing at the edge', () => {
           // A private service under the public paths of another.
           { name: 'closed', prefix: '/rec/open/closed/', upstream: upstream.url, accepts: ['basic'] },
           { name: 'guarded', prefix: '/guarded/', upstream: upstream.url, accepts: ['basic'], access: [{ deny: { paths: ['/guarded/admin/*'] } }, { allow: { users: ['admin'] } }] },
+          { name: 'controller', prefix: '/api/controller/', upstream: upstream.url, accepts: ['basic'], access: [{ deny: { paths: ['/api/controller/v2/hosts/*'] } }, { allow: { users: ['admin'] } }] },
         ],
       },
     })
@@ -114,6 +115,46 @@ describe('request targets and framing at the edge', () => {
     assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
     assert.equal((await gw.fetch('/guarded/%6fther/x', { headers: adminAuth })).status, 200)
     assert.equal(upstream.seen.at(-1)!.url, '/guarded/%6fther/x', 'forwarded as sent')
+  })
+
+  it('lets no other spelling of a path a rule denies reach the service as that path', async () => {
+    const answer = (target: string) => exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`)
+    const before = upstream.seen.length
+    const refusals: [string, string][] = [
+      // Spellings every server behind the gateway reads as /api/controller/v2/hosts/: judged as that path.
+      ['/api/controller/v2/hosts/', 'access_denied'],
+      ['/api/controller//v2/hosts/', 'access_denied'],
+      ['/api/controller/v2//hosts/1/', 'access_denied'],
+      ['//api/controller/v2/hosts/', 'access_denied'],
+      ['/api/controller/v2/%68osts/', 'access_denied'],
+      ['/api/controller/v2/%68%6F%73%74%73/', 'access_denied'],
+      ['http://gw/api/controller//v2/hosts/', 'access_denied'],
+      // Spellings some server might read as it: refused outright.
+      ['/api/controller/v2%2Fhosts/', 'unsafe_path'],
+      ['/api/controller/v2%2fhosts/', 'unsafe_path'],
+      ['/api/controller/v2/x/%2e%2e/hosts/', 'unsafe_path'],
+      ['/api/controller/v2/x/..%2Fhosts/', 'unsafe_path'],
+      ['/api/controller/v2/./hosts/', 'unsafe_path'],
+      ['/api/controller/v2/%2e/hosts/', 'unsafe_path'],
+      ['/api/controller/v2/hosts;x/', 'unsafe_path'],
+      ['/api/controller/v2;/hosts/', 'unsafe_path'],
+      ['/api/controller/v2/hosts%3B/', 'unsafe_path'],
+      ['/api/controller/v2\\hosts/', 'unsafe_path'],
+      ['/api/controller/v2%5Chosts/', 'unsafe_path'],
+      ['/api/controller/v2/hosts%00/', 'unsafe_path'],
+    ]
+    for (const [target, code] of refusals) {
+      const response = await answer(target)
+      assert.match(response, new RegExp(`"code":"${code}"`), target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+    // Case and a trailing slash count, as in Envoy's and nginx's prefix matches: these reach the service exactly as
+    // sent, so a service that routes by case and slash (Django, DRF) never serves them as its hosts; one that
+    // ignores them needs those spellings denied too (docs/access.md).
+    for (const target of ['/api/controller/v2/HOSTS/', '/api/controller/v2/Hosts/', '/api/controller/v2/hosts', '/api/controller/v2/%48OSTS/']) {
+      assert.deepEqual(statusLines(await answer(target)), ['HTTP/1.1 200 OK'], target)
+      assert.equal(upstream.seen.at(-1)!.url, target, 'forwarded byte for byte')
+    }
   })
 
   it('takes an absolute-form target as its path, with the target\'s host in place of the Host header (RFC 9112 §3.2.2)', async () => {
