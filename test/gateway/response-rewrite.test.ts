@@ -46,34 +46,17 @@ describe('upstream addresses in responses', () => {
 
   before(async () => {
     upstream = await redirectingUpstream()
+    const app = { name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] }
+    const plain = { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] }
     gw = await startGateway({
       config: {
         server: { host: '127.0.0.1', port: 0, trusted_origins: ['http://gateway.example'] },
-        services: [
-          { name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] },
-          { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] },
-          { name: 'based', prefix: '/based/', upstream: `${upstream.url}/base`, public_paths: ['/based/*'] },
-        ],
+        services: [app, plain, { name: 'based', prefix: '/based/', upstream: `${upstream.url}/base`, public_paths: ['/based/*'] }],
       },
     })
-    published = await startGateway({
-      config: {
-        server: { host: '127.0.0.1', port: 0, public_url: 'https://gateway.example/edge/' },
-        services: [
-          { name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] },
-          { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] },
-        ],
-      },
-    })
-    publishedAtRoot = await startGateway({
-      config: {
-        server: { host: '127.0.0.1', port: 0, public_url: 'https://gateway.example' },
-        services: [
-          { name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] },
-          { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] },
-        ],
-      },
-    })
+    const publishedAt = (publicUrl: string) => startGateway({ config: { server: { host: '127.0.0.1', port: 0, public_url: publicUrl }, services: [app, plain] } })
+    published = await publishedAt('https://gateway.example/edge/')
+    publishedAtRoot = await publishedAt('https://gateway.example')
   })
   after(async () => {
     await gw.close()
