@@ -213,6 +213,10 @@ describe('the proxy', () => {
       assert.equal(answer.body, 'body', path)
       assert.deepEqual(answer.trailers, { 'x-checksum': 'sha256=abc', 'server-timing': 'db;dur=12' }, path)
     }
+    // An HTTP/1.0 answer is never chunked: the body alone, whole.
+    const client = await rawClient(gw.url, '127.0.0.1', 'GET /rec/open/trailers HTTP/1.0\r\nHost: gw\r\n\r\n')
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nbody$/)
   })
 
   it('drops a request\'s trailers: the body reaches the service whole, its trailers do not', async () => {
