@@ -8,7 +8,8 @@ import { createRequire } from 'node:module'
  * undici has no option for it, so its response parser is given one: a 100 is handed on as the other informational
  * answers are (as `102`, which src/gateway/upstream-exchange.ts drops like every 1xx but `103`), and the final answer
  * that follows is read as usual. The parser's class is not exported: one is made on a socket that never connects,
- * to reach its prototype, once, when this module loads. A client's own `Expect: 100-continue` is answered by Node
+ * to reach its prototype, once, when this module loads (compiling undici's HTTP parser, a few milliseconds the first
+ * upstream connection no longer spends). A client's own `Expect: 100-continue` is answered by Node
  * before the request reaches the gateway, so a service's 100 is never the client's to receive.
  */
 const require = createRequire(import.meta.url)
