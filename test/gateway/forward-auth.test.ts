@@ -13,6 +13,7 @@ import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../hel
 import { freePort, startNginx } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam, grant } from '../helpers/access.ts'
+import { deniedPathSpellings, otherPathsBesideDenied } from '../helpers/path-spellings.ts'
 import { login, withCsrf } from '../helpers/session.ts'
 import { startRecordingUpstream } from '../helpers/upstream.ts'
 
@@ -89,6 +90,7 @@ describe('forward authentication', () => {
           // A public service with a closed one under it.
           { name: 'outer', prefix: '/outer/', upstream: 'builtin:demo', public_paths: ['/outer/*'] },
           { name: 'inner', prefix: '/outer/inner/', upstream: 'builtin:demo' },
+          { name: 'controller', prefix: '/api/controller/', upstream: 'builtin:demo', accepts: ['basic'], access: [{ deny: { paths: ['/api/controller/v2/hosts/*'] } }, { allow: { users: ['admin'] } }] },
         ],
       },
     })
@@ -210,6 +212,21 @@ describe('forward authentication', () => {
       for (const target of ['/outer/inner;x/secret', '/outer/x#/inner/secret']) {
         const refused = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': target } })
         assert.equal((await json(refused)).code, 'unsafe_path', `${target}: a servlet container would act on the private service's path`)
+      }
+    })
+
+    it('judge every other spelling of a path a rule denies as the built-in proxy does', async () => {
+      const ask = (target: string) => [
+        gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': target } }),
+        gw.fetch(FORWARD_AUTH, { headers: { ...adminAuth, 'x-forwarded-uri': target } }),
+      ]
+      for (const { target, code } of deniedPathSpellings('/api/controller/')) {
+        for (const response of await Promise.all(ask(target))) {
+          assert.equal((await json(response)).code, code, target)
+        }
+      }
+      for (const target of otherPathsBesideDenied('/api/controller/')) {
+        for (const response of await Promise.all(ask(target))) assert.equal(response.status, 200, target)
       }
     })
 
