@@ -14,7 +14,6 @@ import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-header
 import { hasRequestBody } from './request-buffer.ts'
 import { UpstreamExchange } from './upstream-exchange.ts'
 // Before any upstream connection: undici's parser then reads an unasked `100 Continue` as the interim answer it is.
-import './unasked-continue.ts'
 import { poolClient } from './upstream-pool.ts'
 
 

@@ -8,9 +8,11 @@ import { createRequire } from 'node:module'
  * undici has no option for it, so its response parser is given one: a 100 is handed on as the other informational
  * answers are (as `102`, which src/gateway/upstream-exchange.ts drops like every 1xx but `103`), and the final answer
  * that follows is read as usual. The parser's class is not exported: one is made on a socket that never connects,
- * to reach its prototype, once, when this module loads (compiling undici's HTTP parser, a few milliseconds the first
- * upstream connection no longer spends). A client's own `Expect: 100-continue` is answered by Node
- * before the request reaches the gateway, so a service's 100 is never the client's to receive.
+ * to reach its prototype, once, with the first forwarded request (which compiles undici's HTTP parser, as the first
+ * upstream connection would anyway: nothing is added to the start). undici is pinned to an exact version; should its
+ * parser change, the gateway warns once and goes on as before (an unasked 100 then gives 502) rather than failing.
+ * A client's own `Expect: 100-continue` is answered by Node before the request reaches the gateway, so a service's
+ * 100 is never the client's to receive.
  */
 const require = createRequire(import.meta.url)
 
@@ -37,8 +39,19 @@ function responseParserPrototype(): ResponseParser {
   return prototype
 }
 
-const prototype = responseParserPrototype()
-const onHeadersComplete = prototype.onHeadersComplete
-prototype.onHeadersComplete = function (this: ResponseParser, statusCode, upgrade, shouldKeepAlive) {
-  return onHeadersComplete.call(this, statusCode === 100 ? STAND_IN : statusCode, upgrade, shouldKeepAlive)
+let patched = false
+
+/** Called with each forwarded request; patches the parser the first time. */
+export function discardUnaskedContinue(): void {
+  if (patched) return
+  patched = true
+  try {
+    const prototype = responseParserPrototype()
+    const onHeadersComplete = prototype.onHeadersComplete
+    prototype.onHeadersComplete = function (this: ResponseParser, statusCode, upgrade, shouldKeepAlive) {
+      return onHeadersComplete.call(this, statusCode === 100 ? STAND_IN : statusCode, upgrade, shouldKeepAlive)
+    }
+  } catch (error) {
+    process.emitWarning(`${(error as Error).message} A service's unasked 100 Continue will give 502.`)
+  }
 }

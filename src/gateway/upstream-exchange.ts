@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
+import { discardUnaskedContinue } from './unasked-continue.ts'
 import { clientResponseTrailers } from './upstream-headers.ts'
 
 /** What a forwarded request's exchange needs of the path that forwards it (the lean path, or Fastify's route). */
@@ -23,6 +24,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined
 
   constructor(ends: ExchangeEnds) {
+    discardUnaskedContinue()
     this.#ends = ends
     ends.response.on('close', this.#clientGone)
   }
