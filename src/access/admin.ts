@@ -5,6 +5,7 @@ import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { ACCESS_TOPIC, USER_TOPIC } from '../store/topics.ts'
+import { endApplicationTokens } from '../oidc/applications.ts'
 import { teamKey, type AccessModel } from './model.ts'
 import type { ConfiguredName } from './rules.ts'
 import { contentTypeNamed, permissionNamed, PLATFORM_AUDITOR, rolePermissionProblem, type ContentType, type Permission } from './permissions.ts'
@@ -56,7 +57,12 @@ export class AccessAdmin {
     this.#require(actor, 'shared.delete_organization', 'organization', id)
     const teams = this.#model.teams.filter((t) => t.organizationId === id)
     this.#requireUnnamed(actor, this.#configured.namesOrganization(organization.name) || teams.some((t) => this.#configured.namesTeam(organization.name, t.name)))
-    await this.#change('organization', async (tx) => (await tx.access.deleteOrganization(id)) || notFound('organization'))
+    await this.#change('organization', async (tx, announce) => {
+      // Its applications go with it (a cascade), and the tokens they issued with them.
+      const applications = await tx.applications.clientIdsInOrganization(id)
+      if (!(await tx.access.deleteOrganization(id))) notFound('organization')
+      await endApplicationTokens(tx, announce, applications)
+    })
   }
 
   async createTeam(actor: User, input: { name: string; organizationId: number; description?: string | undefined }): Promise<Team> {
@@ -206,10 +212,10 @@ export class AccessAdmin {
     })
   }
 
-  async #change<T>(what: string, work: (tx: Repositories) => Promise<T>): Promise<T> {
+  async #change<T>(what: string, work: (tx: Repositories, announce: Announce) => Promise<T>): Promise<T> {
     try {
       return await this.#bus.change(async (tx, announce) => {
-        const result = await work(tx)
+        const result = await work(tx, announce)
         announce(ACCESS_TOPIC, what)
         return result
       })

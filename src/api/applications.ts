@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound, ValidationFailed } from '../errors.ts'
-import { hashClientSecret } from '../oidc/applications.ts'
+import { endApplicationTokens, hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
 import { principalOf } from './access.ts'
 import { bodyId, organizationUrl } from './organizations.ts'
@@ -190,7 +190,12 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
 
   api.delete('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
     const current = await found(request.params.id)
-    if (!(await app.store.applications.delete(current.id))) throw new NotFound('No such application.')
+    const deleted = await app.bus.change(async (tx, announce) => {
+      if (!(await tx.applications.delete(current.id))) return false
+      await endApplicationTokens(tx, announce, [current.clientId])
+      return true
+    })
+    if (!deleted) throw new NotFound('No such application.')
     app.audit.change(actorOf(request), 'delete', audited(current), await serialize(current))
     return reply.code(204).send()
   })

@@ -41,7 +41,7 @@ export const RealmClientSchema = z.object({
   service_accounts: z.boolean().default(false)
     .describe('Keycloak\'s "Service accounts roles": allow the `client_credentials` grant for a confidential client; its tokens name the user `service-account-<client_id>`.'),
   redirect_uris: z.array(redirectUri).default([])
-    .describe('Where the authorization endpoint may send the browser back with a code (Keycloak\'s "Valid redirect URIs"): exact URLs, or a prefix ending in `*`, e.g. `https://app.example.com/*`.'),
+    .describe('Where the authorization endpoint may send the browser back with a code (Keycloak\'s "Valid redirect URIs"): exact URLs, or a prefix ending in `*`, e.g. `https://app.example.com/*`; `http://127.0.0.1/…` or `http://localhost/…` without a port takes any port (native applications).'),
   post_logout_redirect_uris: z.array(z.union([z.literal('+'), redirectUri])).default([])
     .describe('Where the logout endpoint may send the browser afterwards (Keycloak\'s "Valid post logout redirect URIs"): URLs as in `redirect_uris`, or `+` for the redirect URIs themselves.'),
   web_origins: z.array(webOrigin).default(['+'])

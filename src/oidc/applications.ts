@@ -3,6 +3,9 @@ import type { Adapter, AdapterPayload, ClientMetadata } from 'oidc-provider'
 import type Provider from 'oidc-provider'
 import { RealmClientSchema, type RealmClientConfig } from '../config/realms.ts'
 import type { Application, ApplicationRepository } from '../store/applications.ts'
+import type { Announce } from '../store/event-bus.ts'
+import type { Repositories } from '../store/store.ts'
+import { REVOKE_TOPIC } from '../store/topics.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
 
 /**
@@ -58,6 +61,15 @@ export function applicationClientConfig(application: Application, audiences: rea
     web_origins: [],
     audiences: [...audiences],
   })
+}
+
+/**
+ * Ends the sessions and tokens of applications being deleted, in the transaction that deletes them, and tells every
+ * process: their access tokens are refused at once, as Keycloak ends a removed client's sessions, instead of
+ * serving until they expire for an application that no longer exists.
+ */
+export async function endApplicationTokens(tx: Repositories, announce: Announce, clientIds: readonly string[]): Promise<void> {
+  for (const grantId of await tx.oidc.endClientGrants(clientIds)) announce(REVOKE_TOPIC, `grant:${grantId}`)
 }
 
 /** oidc-provider's `Client` model over the applications of one realm; read-only, as the API manages them. */

@@ -166,10 +166,12 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       // Keycloak: a confidential client may introspect any token of its realm, a public client only its own.
-      // A disabled user's tokens are not active (Keycloak's TokenManager checks the user as well).
+      // A disabled user's tokens are not active, nor those of a client the realm no longer has (Keycloak's TokenManager
+      // checks both).
       introspection: {
         enabled: true,
-        allowedPolicy: async (_ctx, client, token) => (client.clientAuthMethod !== 'none' || token.clientId === client.clientId) && await tokenUserActive(token as unknown as IssuedToken, options),
+        allowedPolicy: async (ctx, client, token) => (client.clientAuthMethod !== 'none' || token.clientId === client.clientId) &&
+          await tokenUserActive(token as unknown as IssuedToken, options) && (token.clientId === client.clientId || (token.clientId !== undefined && await ctx.oidc.provider.Client.find(token.clientId) !== undefined)),
       },
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => revocationAllowed(client.clientId, token as unknown as RevocableToken) },
       userinfo: { enabled: true },

@@ -165,6 +165,7 @@ export class Realm {
     if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
       throw new AccessTokenRefused('The access token was revoked or its session ended.')
     }
+    if (!(await this.#hasClient(payload.azp))) throw new AccessTokenRefused('The access token\'s client is no longer a client of this realm.')
     return {
       userId: Number(payload.sub),
       realm: this.name,
@@ -175,6 +176,16 @@ export class Realm {
       scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
       expiresAt: payload.exp! * 1000,
     }
+  }
+
+  /**
+   * Whether the realm still has this client: a configured one, or an OAuth2 application. Keycloak ends the sessions of
+   * a client it removes; the records of a client taken out of the configuration outlive it, so its tokens are refused
+   * here (an application's grants end with it, src/oidc/applications.ts `endApplicationTokens`).
+   */
+  async #hasClient(clientId: string): Promise<boolean> {
+    if (this.#clients.has(clientId)) return true
+    return this.applications !== undefined && (await this.applications.repository.findByClientId(this.name, clientId)) !== undefined
   }
 
   /** `verifyAccessToken`, answering undefined instead of the reason. */

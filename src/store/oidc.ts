@@ -1,5 +1,5 @@
 import type { Compilable, Kysely } from 'kysely'
-import { CompiledQuery } from './kysely.ts'
+import { CompiledQuery, sql } from './kysely.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
@@ -297,6 +297,19 @@ export class OidcRecordRepository {
     const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).executeTakeFirst()
     this.#changed()
     return Number(result.numDeletedRows)
+  }
+
+  /**
+   * Ends every grant of these clients, with everything issued under them (codes, refresh and access tokens), as
+   * Keycloak ends a removed client's sessions; returns the grants ended, for the caller to tell every process
+   * (REVOKE_TOPIC). Seldom asked (a client was deleted), so the grants are found by their payload, without an index.
+   */
+  async endClientGrants(clientIds: readonly string[]): Promise<string[]> {
+    if (!clientIds.length) return []
+    const clientId = this.#dialect === 'postgres' ? sql<string>`payload::json ->> 'clientId'` : sql<string>`cast(json_extract(payload, '$.clientId') as text)`
+    const grants = (await this.#db.selectFrom('oidc_records').select('id').where('model', '=', GRANT_MODEL).where(clientId, 'in', [...clientIds]).execute()).map((grant) => grant.id)
+    await this.#endGrants(grants)
+    return grants
   }
 
   /**

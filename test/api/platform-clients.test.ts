@@ -420,6 +420,29 @@ describe('the platform\'s clients', () => {
       assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 401)
     })
 
+    it('ends the tokens an application issued when it is deleted, at once, as Keycloak ends a removed client\'s sessions', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` }
+      const me = (token: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } }).then((response) => response.status)
+      const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Short-lived applications' }) }))
+      const deletions: [string, (application: { id: number }) => Promise<Response>][] = [
+        ['the application', (application) => gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'DELETE', headers: admin })],
+        ['its organization', () => gw.fetch(`/api/gateway/v1/organizations/${organization.id}/`, { method: 'DELETE', headers: admin })],
+      ]
+      const kept = await createApplication({ name: 'kept', client_type: 'public', authorization_grant_type: 'password' })
+      const keptToken = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: kept.client_id })
+      for (const [deleted, remove] of deletions) {
+        const application = await createApplication({ name: `ended with ${deleted}`, organization: organization.id, client_type: 'public', authorization_grant_type: 'password' })
+        const { token, body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+        // Used once before, so that the gateway holds it as verified.
+        assert.equal(await me(token!), 200, deleted)
+        assert.equal((await remove(application)).status, 204, deleted)
+        assert.equal(await me(token!), 401, `the access token, once ${deleted} is deleted`)
+        const refreshed = await json(await gw.fetch('/o/token/', { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', client_id: application.client_id, refresh_token: body.refresh_token }) }))
+        assert.ok(refreshed.error, `the refresh token, once ${deleted} is deleted`)
+      }
+      assert.equal(await me(keptToken.token!), 200, 'another application\'s token')
+    })
+
     it('refuses bad applications by field, creating nothing', async () => {
       const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
       const count = async () => (await json(await gw.fetch('/api/gateway/v1/applications/', { headers: admin }))).count

@@ -19,6 +19,7 @@ describe('the realm for browser applications', () => {
             { client_id: 'spa', redirect_uris: [`${APP}/*`], web_origins: ['+'], post_logout_redirect_uris: ['+'] },
             { client_id: 'closed', redirect_uris: [`${APP}/cb`], web_origins: [] },
             { client_id: 'under-path', redirect_uris: [`${APP}/app/*`], post_logout_redirect_uris: ['+'] },
+            { client_id: 'native', redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback', 'http://127.0.0.1:8400/fixed', 'http://intranet.example/callback'], post_logout_redirect_uris: ['+'] },
         ]),
       },
     })
@@ -64,6 +65,22 @@ describe('the realm for browser applications', () => {
       assert.equal((await authorize('under-path', uri)).status, 303, uri)
       assert.equal((await logout(uri)).status, 200, uri)
     }
+  })
+
+  it('lets a native application\'s loopback redirect URI registered without a port take any port, as Keycloak (RFC 8252 §7.3)', async () => {
+    const logout = (uri: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout?${new URLSearchParams({ client_id: 'native', post_logout_redirect_uri: uri })}`, { headers: { accept: 'text/html' } })
+    for (const uri of ['http://127.0.0.1:49152/callback', 'http://localhost:8000/callback', 'http://127.0.0.1:8400/fixed']) {
+      assert.equal((await authorize('native', uri)).status, 303, uri)
+      assert.equal((await logout(uri)).status, 200, uri)
+    }
+    // Only the port may differ, on the loopback host named, over http: nothing that leaves the machine.
+    for (const uri of ['http://127.0.0.1:49152/other', 'http://127.0.0.1:49152/callback?x=1', 'http://127.0.0.1:8401/fixed', 'https://127.0.0.1:49152/callback', 'http://127.0.0.2:49152/callback',
+      'http://localhost.evil.example:80/callback', 'http://localhost:1234@evil.example/callback', 'http://evil.example:80@localhost:1234/callback', 'http://localhost:8000/callback#x', 'http://intranet.example:8080/callback']) {
+      assert.equal((await authorize('native', uri)).status, 400, uri)
+      assert.equal((await logout(uri)).status, 400, uri)
+    }
+    // Clients with other redirect URIs get no such latitude.
+    assert.equal((await authorize('spa', 'https://app.example.com:8443/x')).status, 400)
   })
 
   it('refuses wildcards that could widen the host in the configuration', () => {
