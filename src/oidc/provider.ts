@@ -8,7 +8,7 @@ import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
 import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token.ts'
-import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
+import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
@@ -240,7 +240,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
   consumeOnce(options.providerClass, provider)
-  if (options.applications) compareHashedSecrets(provider)
+  compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
@@ -307,7 +307,7 @@ function clientAuthentication(client: RealmClientConfig): Omit<ClientMetadata, '
       return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_jwt' }
     default:
       // oidc-provider takes the secret from HTTP basic or from the form for either method, as Keycloak does.
-      return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_basic' }
+      return { client_secret: client.secret === undefined ? undefined : providerClientSecret(client.secret), token_endpoint_auth_method: 'client_secret_basic' }
   }
 }
 
