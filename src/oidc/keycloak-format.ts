@@ -379,6 +379,24 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   return { status: 400, error, error_description: description }
 }
 
+/**
+ * oidc-provider's refusals of an authorization request's PKCE parameters (sender_constraints.js `checkPKCE`,
+ * pkce_format.js) in Keycloak's words (AuthorizationEndpointChecker): `required` is Keycloak's client with PKCE
+ * enforced (S256), where any other method is "not matching the configured one". Undefined for any other refusal.
+ */
+export function keycloakPkceDescription(description: string, required: boolean): string | undefined {
+  switch (description) {
+    case 'Authorization Server policy requires PKCE to be used for this request':
+    case 'code_challenge_method must be provided':
+      return 'Missing parameter: code_challenge_method'
+    case 'not supported value of code_challenge_method':
+      return required ? 'Invalid parameter: code challenge method is not matching the configured one' : 'Invalid parameter: code_challenge_method'
+    case 'code_challenge must be provided with code_challenge_method':
+      return 'Missing parameter: code_challenge'
+  }
+  return /^code_challenge (must be a string with a m(in|ax)imum length|contains invalid characters)/.test(description) ? 'Invalid parameter: code_challenge' : undefined
+}
+
 /** oidc-provider's `renderError`: the page a browser sees when an authorization or logout request is wrong. */
 export async function renderErrorPage(ctx: KoaContextWithOIDC, out: { error?: string; error_description?: string }): Promise<void> {
   ctx.type = 'html'
