@@ -21,6 +21,8 @@ export interface KeycloakShapeOptions {
   /** Grant types the token endpoint knows (others are `unsupported_grant_type`, before anything else is checked). */
   grantTypes: ReadonlySet<string>
   client(clientId: string): RealmClientConfig | undefined
+  /** Whether the client must use PKCE (Keycloak's client with PKCE enforced). */
+  requiresPkce(clientId: string): boolean
   /** The username of the account a refresh token speaks for (introspection names it). */
   username(accountId: string): Promise<string | undefined>
   tokens: KeycloakTokens
@@ -131,6 +133,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'userinfo' && ctx.status === 403 && body?.error === 'insufficient_scope') {
       // Keycloak's userinfo refuses access tokens without `openid` since version 20, in these words.
       challenge(ctx, options.realm, 'insufficient_scope', 'Missing openid scope')
+    } else if (oidc.route === 'pushed_authorization_request' && ctx.status === 400 && typeof body?.error_description === 'string' && oidc.client) {
+      // Keycloak's ParEndpoint checks a pushed request as its authorization endpoint does (AuthorizationEndpointChecker).
+      body.error_description = keycloakPkceDescription(body.error_description, options.requiresPkce(oidc.client.clientId)) ?? body.error_description
     } else if (oidc.route === 'device_authorization' && ctx.status === 400 && body?.error_description === `${DEVICE_GRANT} is not allowed for this client`) {
       // Keycloak's OAuth2DeviceAuthorizationEndpoint, for a client without the device grant.
       ctx.body = { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate OAuth 2.0 Device Authorization Grant. The flow is disabled for the client.' }

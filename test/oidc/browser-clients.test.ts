@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { validateConfig, ConfigError } from '../../src/config/load.ts'
 import { redirectMatches } from '../../src/oidc/redirects.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, passwordLogin, REALM, realmUrl, realmWith, TOKEN_PATH } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, TOKEN_PATH } from '../helpers/oidc.ts'
 
 const APP = 'https://app.example.com'
 
@@ -67,6 +67,15 @@ describe('the realm for browser applications', () => {
     ]
     for (const [clientId, pkce, description] of cases) assert.equal(await refusal(clientId, pkce), description, `${clientId} ${JSON.stringify(pkce)}`)
     assert.equal(await refusal('end-users', {}, 'fragment'), 'Missing parameter: code_challenge_method', 'in every response mode')
+
+    // A pushed authorization request (RFC 9126) is checked the same way, answered in JSON.
+    const pushed = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/ext/par/request`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: 'reports', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: CHALLENGE, code_challenge_method: 'plain' }),
+    })
+    assert.equal(pushed.status, 400)
+    assert.deepEqual(await pushed.json(), { error: 'invalid_request', error_description: 'Invalid parameter: code_challenge_method' })
   })
 
   it('matches wildcards on the URL a browser would follow', () => {
