@@ -32,6 +32,15 @@ export function hashClientSecret(secret: string): string {
 /** Marks the stored hash given to oidc-provider as a client's secret, so no secret is ever held in memory. */
 const HASHED = 'sha256:'
 
+/**
+ * A configured client's secret as oidc-provider is given it. It takes only printable ASCII in a secret (its
+ * `noVSCHAR`); Keycloak takes any text. A secret with other characters is given as its hash, compared as an
+ * application's is (`compareHashedSecrets`), so that it works as in Keycloak.
+ */
+export function providerClientSecret(secret: string): string {
+  return /^[\x20-\x7E]*$/.test(secret) ? secret : HASHED + hashClientSecret(secret)
+}
+
 /** The client metadata oidc-provider validates for an application. */
 export function applicationMetadata(application: Application): ClientMetadata {
   const password = application.authorizationGrantType === 'password'
@@ -102,7 +111,7 @@ export class ApplicationClientAdapter implements Adapter {
   async revokeByGrantId(): Promise<void> {}
 }
 
-/** oidc-provider compares a client's secret with the one in its metadata; an application's is the stored hash. */
+/** oidc-provider compares a client's secret with the one in its metadata; an application's is the stored hash, as is a configured one outside ASCII. */
 export function compareHashedSecrets(provider: Provider): void {
   const prototype = provider.Client.prototype as unknown as { clientSecret?: string; compareClientSecret(actual: string): boolean | Promise<boolean> }
   const compare = prototype.compareClientSecret

@@ -3,15 +3,15 @@ import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { User } from '../store/users.ts'
 import { DatabaseUnavailable } from '../errors.ts'
-import { errors } from './provider-errors.ts'
+import { errors, providerInternals } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
 import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token.ts'
-import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
+import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
+import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
@@ -122,6 +122,13 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
   const applications = new Map<string, RealmClientConfig>()
   const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
+  const requiresPkce = (clientId: string) => pkceRequired(clients.get(clientId))
+  /** An authorization refusal as oidc-provider words it, with Keycloak's words for PKCE. */
+  const inKeycloakWords = <Out extends { error_description?: string }>(ctx: KoaContextWithOIDC, out: Out): Out => {
+    const clientId = ctx.oidc.client?.clientId
+    const description = out.error_description === undefined || clientId === undefined ? undefined : keycloakPkceDescription(out.error_description, requiresPkce(clientId))
+    return description === undefined ? out : { ...out, error_description: description }
+  }
   const resource = `urn:gatehouse:realm:${realm.name}`
   const scopes = options.applications ? [...new Set([...realmScopes(realm), ...APPLICATION_SCOPES])] : realmScopes(realm)
   const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, realm.default_signature_algorithm, keys.activeKid)
@@ -155,7 +162,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     clientBasedCORS: (_ctx, origin, client) => webOriginAllowed(clients.get(client.clientId), origin),
     // Keycloak's ID tokens carry the profile and email claims of the default scopes, in every flow.
     conformIdTokenClaims: false,
-    pkce: { required: (_ctx, client) => pkceRequired(clients.get(client.clientId)) },
+    pkce: { required: (_ctx, client) => requiresPkce(client.clientId) },
     cookies: {
       names: { session: REALM_SESSION_COOKIE, interaction: REALM_INTERACTION_COOKIE, resume: REALM_RESUME_COOKIE },
       // Only the realm's paths see the SSO session cookie, never the services behind the gateway.
@@ -233,7 +240,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     },
     interactions: { url: (_ctx, interaction) => `/realms/${realm.name}${LOGIN_ACTIONS}${interaction.uid}` },
     routes: KEYCLOAK_ROUTES,
-    renderError: renderErrorPage,
+    renderError: (ctx, out) => renderErrorPage(ctx, inKeycloakWords(ctx, out)),
   }
 
   const provider = new options.providerClass(issuer, configuration)
@@ -241,10 +248,13 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.proxy = true
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
+  // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words.
+  const responseModes = providerInternals(provider).responseModes
+  for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, inKeycloakWords(ctx, out)))
   consumeOnce(options.providerClass, provider)
-  if (options.applications) compareHashedSecrets(provider)
+  compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.success', (ctx) => options.tokensIssued?.(String(ctx.oidc.params?.grant_type ?? 'unknown')))
@@ -309,7 +319,7 @@ function clientAuthentication(client: RealmClientConfig): Omit<ClientMetadata, '
       return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_jwt' }
     default:
       // oidc-provider takes the secret from HTTP basic or from the form for either method, as Keycloak does.
-      return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_basic' }
+      return { client_secret: client.secret === undefined ? undefined : providerClientSecret(client.secret), token_endpoint_auth_method: 'client_secret_basic' }
   }
 }
 

@@ -412,6 +412,32 @@ describe('the platform\'s clients', () => {
       assert.equal(hashAsSecret.status, 401)
     })
 
+    it('ignores client_id and client_secret in a body, as the platform\'s serializer has them read-only', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const chosen = { client_id: 'chosen-client-id', client_secret: 'chosen-secret-'.repeat(4) }
+      const application = await createApplication({ name: 'chosen credentials', client_type: 'confidential', authorization_grant_type: 'password', ...chosen })
+      assert.notEqual(application.client_id, chosen.client_id)
+      assert.notEqual(application.client_secret, chosen.client_secret)
+      assert.ok(application.client_secret.length >= 32)
+      const tokenWith = (clientId: string, clientSecret: string) => awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId, clientSecret })
+      assert.equal((await tokenWith(chosen.client_id, chosen.client_secret)).status, 401)
+      assert.equal((await tokenWith(application.client_id, chosen.client_secret)).status, 401)
+      for (const method of ['PATCH', 'PUT']) {
+        const body = { name: 'chosen credentials', client_type: 'confidential', authorization_grant_type: 'password', description: `${method}ed`, client_id: `${method}-id`, client_secret: `${method}-secret`.repeat(8) }
+        const response = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method, headers: admin, body: JSON.stringify(body) })
+        const updated = await json(response)
+        assert.equal(response.status, 200, `${method}: ${JSON.stringify(updated)}`)
+        assert.equal(updated.description, `${method}ed`)
+        assert.equal(updated.client_id, application.client_id)
+        assert.equal(updated.client_secret, '$encrypted$')
+        assert.equal((await tokenWith(application.client_id, body.client_secret)).status, 401, method)
+      }
+      assert.equal((await tokenWith(application.client_id, application.client_secret)).status, 200, 'the secret made at creation still works')
+      const misspelt = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'misspelt', client_type: 'public', authorization_grant_type: 'password', ...chosen, client_secrets: 'x' }) })
+      assert.equal(misspelt.status, 400)
+      assert.deepEqual((await json(misspelt)).errors, { client_secrets: ['Unknown field.'] }, 'other unknown fields are still refused')
+    })
+
     it('stops issuing tokens to an application once it is deleted, at once', async () => {
       const application = await createApplication({ name: 'short-lived', client_type: 'public', authorization_grant_type: 'password' })
       assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 200)
