@@ -74,7 +74,7 @@ async function serve(options: ServeOptions): Promise<void> {
   // Loaded only for people: JSON output, what services and tests use, starts without it.
   const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
   // A worker runs with the primary's arguments, so it knows how many processes share the port (and the lockout).
-  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
+  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, seedDemo: options.demo === true && options.config === undefined, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)
