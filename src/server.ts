@@ -116,6 +116,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   app.directoryCheck?.onNobodyFound((accounts) => {
     server.log.warn({ accounts }, 'directory account check: the directory found none of these accounts, which looks like a user search that finds nobody, so none was disabled; check ldap.user_search with `gatehouse ldap test`, and disable people who really left by hand')
   })
+  app.directoryCheck?.onTakeOver(() => {
+    server.log.info({ interval_seconds: app.config.ldap?.account_check.interval_seconds }, 'this process runs the directory account check for every process on the database, until it stops')
+  })
   app.directoryCheck?.start()
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
