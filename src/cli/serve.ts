@@ -107,9 +107,11 @@ async function serve(options: ServeOptions): Promise<void> {
     server.log.info('stopped')
     process.exit(0)
   }
+  // An administrator who edited the configuration file may expect SIGHUP to apply it: the log says it does not.
   onSignals(stop, () => {
-    if (!tls) server.log.info('SIGHUP: no TLS files to reload')
-    else listening.reloadTls('SIGHUP')
+    if (!tls) return server.log.info('SIGHUP: no TLS files to reload; the rest of the configuration file is read only at start (restart to apply changes to it)')
+    server.log.info('SIGHUP: re-reading the TLS files; the rest of the configuration file is read only at start (restart to apply changes to it)')
+    listening.reloadTls('SIGHUP')
   })
 
   const facts = startupFacts(app, listening, tls)
