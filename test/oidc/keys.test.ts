@@ -9,6 +9,18 @@ import { decodeJwtPart, passwordLogin, REALM } from '../helpers/oidc.ts'
 
 const DAY = 86400
 
+/** Realm keys whose reads fail while `failing` is set, as they do while the database does not answer. */
+class FlakyKeys extends RealmKeys {
+  failing = false
+  reads = 0
+
+  override async load(now = Date.now()) {
+    this.reads++
+    if (this.failing) throw new Error('the database does not answer')
+    return super.load(now)
+  }
+}
+
 describe('realm signing keys', () => {
   let store: Store
   let dir: string
@@ -56,31 +68,6 @@ describe('realm signing keys', () => {
     await Promise.all([a.load(t0), b.load(t0)])
     const [fromA, fromB] = await Promise.all([a.load(t0 + 1), b.load(t0 + 1)])
     assert.equal(fromA.keys.activeKid, fromB.keys.activeKid)
-  })
-})
-
-/** Realm keys whose reads fail while `failing` is set, as they do while the database does not answer. */
-class FlakyKeys extends RealmKeys {
-  failing = false
-  reads = 0
-
-  override async load(now = Date.now()) {
-    this.reads++
-    if (this.failing) throw new Error('the database does not answer')
-    return super.load(now)
-  }
-}
-
-describe('keys that cannot be read again', () => {
-  let store: Store
-  let dir: string
-  before(async () => {
-    dir = tempDir()
-    store = await openStore({ dataDir: dir })
-  })
-  after(async () => {
-    await store.close()
-    rmSync(dir, { recursive: true, force: true })
   })
 
   it('go on from memory while the signing key\'s turn lasts, read again with backoff, then fail signing but not verifying', async () => {
