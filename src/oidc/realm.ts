@@ -16,7 +16,7 @@ import type { ClientCredentialsShortcut } from './client-credentials.ts'
 import type { RefreshTokenShortcut } from './refresh-token.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
-import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet, type SignatureAlg } from './keys.ts'
+import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type KeysKept, type RealmKeySet, type SignatureAlg } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
@@ -118,9 +118,18 @@ export class Realm {
     return this.#clients.get(clientId)
   }
 
-  /** The realm's published keys; read again (rotating when due) once they may have changed. */
+  /**
+   * The realm's published keys, to verify its tokens with; read again (rotating when due) once they may have changed,
+   * and those in memory while they cannot be.
+   */
   keySet(now = Date.now()): Promise<RealmKeySet> {
-    return this.#keys.get(now)
+    return this.#keys.known(now)
+  }
+
+  /** Told when the keys could not be read again and those in memory go on signing (see LoadedKeys). */
+  onKeysKept(listener: (kept: KeysKept) => void): void {
+    this.#keys.onKept(listener)
+    this.#refreshKeys.onKept(listener)
   }
 
   /** Another process changed the keys: read them again on next use. */
@@ -217,7 +226,7 @@ export class Realm {
 
   /** The claims of one of this realm's refresh tokens (undefined when it is not one); see keycloak-tokens.ts. */
   async refreshToken(jwt: string): Promise<RefreshTokenClaims | undefined> {
-    return verifyRefreshToken(jwt, this.issuer, await this.#refreshKeys.get(Date.now()))
+    return verifyRefreshToken(jwt, this.issuer, await this.#refreshKeys.known(Date.now()))
   }
 
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */
@@ -226,7 +235,8 @@ export class Realm {
     const built = this.#provider
     // Every request to the realm asks: the common answer costs no waiting on keys or on the module.
     if (built && built.keys === this.#keys.fresh(now) && built.refreshKeys === this.#refreshKeys.fresh(now) && built.issuer === this.issuer) return built
-    const [keys, refreshKeys, providerClass] = await Promise.all([this.keySet(now), this.#refreshKeys.get(now), loadProviderClass()])
+    // The provider signs: past the active key's turn, keys that cannot be read again fail it (LoadedKeys).
+    const [keys, refreshKeys, providerClass] = await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now), loadProviderClass()])
     const issuer = this.issuer
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {

@@ -24,6 +24,7 @@ export interface Tables {
   role_team_assignments: RoleTeamAssignmentsTable
   oauth2_applications: OAuth2ApplicationsTable
   audit_entries: AuditEntriesTable
+  leases: LeasesTable
 }
 
 export interface OAuth2ApplicationsTable {
@@ -40,6 +41,12 @@ export interface OAuth2ApplicationsTable {
   organization_id: number | null
   created_at: number
   modified_at: number
+}
+
+export interface LeasesTable {
+  name: string
+  holder: string
+  expires_at: number
 }
 
 export interface GatewayProcessesTable {

@@ -122,7 +122,7 @@ describe('refresh token signatures', () => {
   const issuer = 'https://gatehouse.example/realms/platform'
   const secret = randomBytes(64)
   const jwk = { kty: 'oct', k: secret.toString('base64url'), kid: 'refresh-key' }
-  const refreshKeys: RealmKeySet = { alg: 'HS512', activeKid: 'refresh-key', privateJwks: [jwk], publicJwks: [{ kid: 'refresh-key' }], reloadAt: Infinity }
+  const refreshKeys: RealmKeySet = { alg: 'HS512', activeKid: 'refresh-key', privateJwks: [jwk], publicJwks: [{ kid: 'refresh-key' }], reloadAt: Infinity, signsUntil: Infinity }
   const record = { jti: 'record-id', iat: 1_800_000_000, exp: 1_800_001_800, expiration: 1800, accountId: '7', clientId: 'end-users', scope: 'openid profile email', nonce: 'n-1', sid: 'session-1' }
   const claims = { exp: 1_800_001_800, iat: 1_800_000_000, jti: 'record-id', iss: issuer, aud: issuer, sub: '7', typ: 'Refresh', azp: 'end-users', nonce: 'n-1', sid: 'session-1', scope: 'openid profile email' }
   const joseSigned = (payload: Record<string, unknown>, header: Record<string, unknown> = { alg: 'HS512', typ: 'JWT', kid: 'refresh-key' }) =>
