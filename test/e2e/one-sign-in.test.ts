@@ -259,7 +259,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'pia']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -329,6 +329,42 @@ for (const backend of gatewayBackends) {
       assert.equal(tokens.status, 400, 'the code of that last request is refused')
       assert.equal(tokens.body.error, 'invalid_grant')
       await assertSignedOutAtRealm(laptop)
+    })
+
+    it('never brings back a realm session that was ended while a request of its browser without the gateway cookie was saving it', async () => {
+      const device = await realmSignIn('pia')
+      device.browser.forget(gw.url, 'gateway_sessionid')
+      // The realm answers the app again; its code's write is held, after the realm session was loaded and before it is saved.
+      const records = gw.store.oidc
+      const upsert = records.upsert.bind(records)
+      let held!: () => void
+      const holding = new Promise<void>((resolve) => { held = resolve })
+      let release!: () => void
+      const released = new Promise<void>((resolve) => { release = resolve })
+      records.upsert = async (input) => {
+        if (input.model === 'AuthorizationCode') {
+          records.upsert = upsert
+          held()
+          await released
+        }
+        return upsert(input)
+      }
+      try {
+        const asking = authorize(device.browser)
+        await holding
+        // An administrator ends the user's sessions meanwhile.
+        assert.equal((await gw.fetch(`/api/gateway/v1/users/${userIds.get('pia')}/sessions/`, { method: 'DELETE', headers: { authorization: basic('admin', ADMIN_PASSWORD) } })).status, 204)
+        release()
+        const asked = await asking
+        assert.ok(asked.stoppedAt, 'the realm session it loaded answered this request')
+        const code = new URL(asked.stoppedAt).searchParams.get('code')!
+        const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+        assert.equal(tokens.status, 400, 'the code of that request is refused')
+      } finally {
+        records.upsert = upsert
+        release()
+      }
+      await assertSignedOutAtRealm(device)
     })
 
     it('keeps the realm session of a browser whose gateway session cookie is not one Gatehouse could have set', async () => {
