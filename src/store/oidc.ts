@@ -92,7 +92,7 @@ export class OidcRecordRepository {
 
   /**
    * Writes a realm's browser session; false when nothing was written, because the session was ended
-   * (`endLinkedSessions`, `endSession`, `destroy`, `destroyByAccount`) or the gateway session it is to be linked to no
+   * (`endLinkedSessions`, `endSession`, `destroyByAccount`) or the gateway session it is to be linked to no
    * longer exists. A request that loaded the session before an end may save it after: the save must not bring it
    * back, so each check and the write are one statement.
    *
@@ -309,12 +309,15 @@ export class OidcRecordRepository {
     return Number(result.numUpdatedRows) > 0
   }
 
-  /** Deletes a record; a realm browser session (the realm's own logout) is ended instead, as `saveSession` says. */
+  /**
+   * Deletes a record. A realm browser session is deleted, not ended (`saveSession`): oidc-provider also destroys a
+   * session whose identifier it renews (a new login, a logout from one client), and a save of it under the old one
+   * that came late would otherwise end the grants that went on with the new one.
+   */
   async destroy(model: string, id: string): Promise<void> {
     this.#changed(model)
     await this.settled()
-    if (model === SESSION_MODEL) await this.#endSessions((update) => update.where('id', '=', id))
-    else await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('id', '=', id).execute()
+    await this.#db.deleteFrom('oidc_records').where('model', '=', model).where('id', '=', id).execute()
     this.#changed(model)
   }
 

@@ -160,17 +160,16 @@ for (const backend of storeBackends) {
     it('never saves back a realm session that was ended, even by a save with no gateway session, and ends the grants that save carries', async () => {
       const oidc = db.store.oidc
       const later = Date.now() + 60_000
-      const ending: [string, (id: string, link: string) => Promise<unknown>][] = [
-        ['its gateway session ending', (_id, link) => oidc.endLinkedSessions([link])],
+      const ending: [string, (link: string) => Promise<unknown>][] = [
+        ['its gateway session ending', (link) => oidc.endLinkedSessions([link])],
         ['its account\'s records ending', () => oidc.destroyByAccount('31')],
-        ['the realm\'s own logout', (id) => oidc.destroy('Session', id)],
       ]
       for (const [how, end] of ending) {
         const id = `ended-by-${how.replaceAll(/\W+/g, '-')}`
         const link = await gatewaySession()
         const payload = { uid: `uid-${id}`, accountId: '31', authorizations: { app: { grantId: `g-${id}` } } }
         assert.equal(await oidc.saveSession({ id, payload, uid: payload.uid, gatewaySession: link, expiresAt: later }), true)
-        await end(id, link)
+        await end(link)
         assert.equal(await oidc.find('Session', id), undefined, how)
         // A request that loaded the realm session before the end, with no gateway session cookie, saves it after.
         await oidc.upsert({ model: 'Grant', id: `g-${id}-late`, payload: { accountId: '31' }, expiresAt: later })
@@ -185,6 +184,20 @@ for (const backend of storeBackends) {
         assert.equal(await oidc.find('Session', id), undefined, how)
         assert.equal(await oidc.findByUid('Session', payload.uid), undefined, how)
       }
+    })
+
+    it('ends nothing for a late save of a realm session that oidc-provider destroyed to renew its identifier', async () => {
+      const oidc = db.store.oidc
+      const payload = { uid: 'uid-renewed', accountId: '34', authorizations: { app: { grantId: 'g-renewed' } } }
+      await oidc.upsert({ model: 'Grant', id: 'g-renewed', payload: { accountId: '34' }, expiresAt: Date.now() + 60_000 })
+      const revoked: string[] = []
+      await unlinkedSessions(oidc, revoked).upsert('renewed-old', payload, 60)
+      // A new login renews the identifier: the session goes on under the new one, with its grants.
+      await oidc.destroy('Session', 'renewed-old')
+      await unlinkedSessions(oidc, revoked).upsert('renewed-new', payload, 60)
+      await unlinkedSessions(oidc, revoked).upsert('renewed-old', payload, 60)
+      assert.deepEqual(revoked, [])
+      assert.ok(await oidc.find('Grant', 'g-renewed'))
     })
 
     it('remembers an ended realm session no longer than the session would have lasted: the expiry sweep removes it', async () => {
