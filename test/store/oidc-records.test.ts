@@ -92,15 +92,15 @@ for (const backend of storeBackends) {
       assert.equal((await oidc.find('Session', 'kept'))!.payload.changed, undefined)
     })
 
-    it('lets the end of a gateway session win over a save of its realm session that races with it', async () => {
-      const keyHash = await gatewaySession()
-      const payload = { uid: 'uid-racing', accountId: '9', authorizations: { app: { grantId: 'g-racing' } } }
-      assert.equal(await db.store.oidc.saveSession({ id: 'racing', payload, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
+    /**
+     * Ends a gateway session, holding the end's transaction open once all its statements ran while `save` comes in from
+     * another connection; checks the save waits for it. The grants the end ended, and what the save gave.
+     */
+    async function endRacingSave<T>(keyHash: string, save: () => Promise<T>): Promise<{ ended: string[]; saved: T }> {
       let commit!: () => void
       const committing = new Promise<void>((resolve) => { commit = resolve })
       let ending!: () => void
       const endUnderWay = new Promise<void>((resolve) => { ending = resolve })
-      // The end runs all its statements, then holds its transaction open while the save comes in from another connection.
       const end = db.store.transaction(async (tx) => {
         await tx.sessions.deleteByKeyHash(keyHash)
         const grants = await tx.oidc.endLinkedSessions([keyHash])
@@ -110,13 +110,19 @@ for (const backend of storeBackends) {
       })
       await endUnderWay
       let saveSettled = false
-      const save = reader.saveSession({ id: 'racing', payload: { ...payload, saved: 'late' }, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 })
-        .finally(() => { saveSettled = true })
+      const saving = save().finally(() => { saveSettled = true })
       await untilBlocked(db.store)
       assert.equal(saveSettled, false, 'the save waits for the end under way')
       commit()
-      assert.deepEqual(await end, ['g-racing'])
-      assert.equal(await save, false)
+      return { ended: await end, saved: await saving }
+    }
+
+    it('lets the end of a gateway session win over a save of its realm session that races with it', async () => {
+      const keyHash = await gatewaySession()
+      const payload = { uid: 'uid-racing', accountId: '9', authorizations: { app: { grantId: 'g-racing' } } }
+      assert.equal(await db.store.oidc.saveSession({ id: 'racing', payload, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
+      const race = await endRacingSave(keyHash, () => reader.saveSession({ id: 'racing', payload: { ...payload, saved: 'late' }, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }))
+      assert.deepEqual(race, { ended: ['g-racing'], saved: false })
       assert.equal(await reader.find('Session', 'racing'), undefined)
     })
 
@@ -219,25 +225,8 @@ for (const backend of storeBackends) {
       const keyHash = await gatewaySession()
       const payload = { uid: 'uid-unlinked-race', accountId: '33', authorizations: { app: { grantId: 'g-unlinked-race' } } }
       assert.equal(await db.store.oidc.saveSession({ id: 'unlinked-race', payload, uid: payload.uid, gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
-      let commit!: () => void
-      const committing = new Promise<void>((resolve) => { commit = resolve })
-      let ending!: () => void
-      const endUnderWay = new Promise<void>((resolve) => { ending = resolve })
-      const end = db.store.transaction(async (tx) => {
-        await tx.sessions.deleteByKeyHash(keyHash)
-        const grants = await tx.oidc.endLinkedSessions([keyHash])
-        ending()
-        await committing
-        return grants
-      })
-      await endUnderWay
-      let saveSettled = false
-      const save = unlinkedSessions(reader).upsert('unlinked-race', { ...payload, saved: 'late' }, 60).finally(() => { saveSettled = true })
-      await untilBlocked(db.store)
-      assert.equal(saveSettled, false, 'the save waits for the end under way')
-      commit()
-      assert.deepEqual(await end, ['g-unlinked-race'])
-      await save
+      const race = await endRacingSave(keyHash, () => unlinkedSessions(reader).upsert('unlinked-race', { ...payload, saved: 'late' }, 60))
+      assert.deepEqual(race.ended, ['g-unlinked-race'])
       assert.equal(await reader.find('Session', 'unlinked-race'), undefined)
       const row = await readerStore.database.db.selectFrom('oidc_records').select(['payload', 'account_id']).where('model', '=', 'Session').where('id', '=', 'unlinked-race').executeTakeFirstOrThrow()
       assert.deepEqual({ ...row }, { payload: '{}', account_id: null }, 'the late save wrote over the ended session')
