@@ -1,4 +1,4 @@
-import type { Compilable, Kysely, UpdateQueryBuilder, UpdateResult } from 'kysely'
+import type { Compilable, Kysely } from 'kysely'
 import { CompiledQuery } from './kysely.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -168,10 +168,10 @@ export class OidcRecordRepository {
     return grants
   }
 
-  /** Empties the realm browser sessions `which` selects into the rows of ended sessions (`saveSession`); returns how many. */
-  async #endSessions(which: (query: UpdateQueryBuilder<Tables, 'oidc_records', 'oidc_records', UpdateResult>) => UpdateQueryBuilder<Tables, 'oidc_records', 'oidc_records', UpdateResult>, now = Date.now()): Promise<number> {
-    const result = await which(this.#db.updateTable('oidc_records').set({ ...ENDED_SESSION, ended_at: now })
-      .where('model', '=', SESSION_MODEL).where('ended_at', 'is', null)).executeTakeFirst()
+  /** Empties the realm browser sessions whose `column` is one of `values` into the rows of ended sessions (`saveSession`); returns how many. */
+  async #endSessions(column: 'id' | 'account_id', values: readonly string[], now = Date.now()): Promise<number> {
+    const result = await this.#db.updateTable('oidc_records').set({ ...ENDED_SESSION, ended_at: now })
+      .where('model', '=', SESSION_MODEL).where('ended_at', 'is', null).where(column, 'in', values).executeTakeFirst()
     return Number(result.numUpdatedRows)
   }
 
@@ -336,7 +336,7 @@ export class OidcRecordRepository {
   async destroyByAccount(accountId: string): Promise<number> {
     this.#changed()
     await this.settled()
-    const sessions = await this.#endSessions((update) => update.where('account_id', '=', accountId))
+    const sessions = await this.#endSessions('account_id', [accountId])
     const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).where('model', '!=', SESSION_MODEL).executeTakeFirst()
     this.#changed()
     return sessions + Number(result.numDeletedRows)
@@ -355,7 +355,7 @@ export class OidcRecordRepository {
         .where('gateway_session', 'in', gatewaySessions.slice(start, start + MAX_BATCH_RECORDS)).execute()
       if (!linked.length) continue
       for (const session of linked) grants.push(...sessionGrants(JSON.parse(session.payload)))
-      await this.#endSessions((update) => update.where('id', 'in', linked.map((session) => session.id)))
+      await this.#endSessions('id', linked.map((session) => session.id))
     }
     await this.#endGrants(grants)
     return grants
