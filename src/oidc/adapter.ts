@@ -29,7 +29,9 @@ export interface AdapterDependencies {
  *   "Revoke refresh token" off. Consuming says whether this request was the one that marked it.
  * - a realm's browser session is saved linked to the gateway session of the same browser, when it has a live one of
  *   the same user, so that ending that gateway session ends it too (src/auth/session-manager.ts); when that gateway
- *   session ended between its lookup and the save, the end wins: the realm session ends as it would have with it.
+ *   session ended between its lookup and the save, or the realm session itself was ended since this request loaded
+ *   it (whether or not the request has a gateway session), the end wins: the realm session ends as it would have
+ *   with it.
  */
 export class StoreAdapter implements Adapter {
   readonly #model: string
