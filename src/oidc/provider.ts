@@ -299,14 +299,34 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
 }
 
 /**
+ * What the login step hands oidc-provider for the person who signed in (`interactionResult`), with the key hash of the
+ * gateway session the login opened or was made with, for the save of the realm session when the login comes back to
+ * the realm (`gatewaySessionOfRequest`).
+ */
+export function loginResult(accountId: string, gatewaySession: string | undefined): { login: { accountId: string; gatewaySession?: string } } {
+  return { login: gatewaySession === undefined ? { accountId } : { accountId, gatewaySession } }
+}
+
+interface ProviderRequestContext {
+  cookies?: { get(name: string, options: { signed: boolean }): string | undefined }
+  oidc?: { result?: { login?: { accountId?: unknown; gatewaySession?: unknown } } }
+}
+
+/**
  * The gateway session of the browser whose request is saving its realm session (oidc-provider runs each request in
  * its async context, `Provider.ctx`): the `gateway_sessionid` it sent, when that is a live session of the same user.
  * A browser signs in once: the realm session made or used with a gateway session ends when that session ends.
+ * Failing that, when the request finishes a login (oidc-provider's resume), the gateway session that login opened or
+ * was made with (`loginResult`): the browser may have logged out between its password and its return to the realm,
+ * taking the cookie with it, and the realm session it is coming back for must end with that gateway session, not
+ * outlive it unlinked.
  */
 async function gatewaySessionOfRequest(options: ProviderOptions, accountId: string): Promise<string | undefined> {
-  const ctx = (options.providerClass as unknown as { ctx?: { cookies?: { get(name: string, options: { signed: boolean }): string | undefined } } }).ctx
+  const ctx = (options.providerClass as unknown as { ctx?: ProviderRequestContext }).ctx
   const cookie = ctx?.cookies?.get(SESSION_COOKIE, { signed: false })
-  return cookie && /^[1-9][0-9]{0,14}$/.test(accountId) ? options.gatewaySessionOf(cookie, Number(accountId)) : undefined
+  const ofCookie = cookie && /^[1-9][0-9]{0,14}$/.test(accountId) ? await options.gatewaySessionOf(cookie, Number(accountId)) : undefined
+  const login = ctx?.oidc?.result?.login
+  return ofCookie ?? (login?.accountId === accountId && typeof login.gatewaySession === 'string' ? login.gatewaySession : undefined)
 }
 
 /** Keycloak's "Client Authenticator" as oidc-provider's `token_endpoint_auth_method`. */

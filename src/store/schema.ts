@@ -130,6 +130,8 @@ export interface OidcRecordsTable {
   /** Of a realm's browser session: the key hash of the gateway session of the same browser (migration 016). */
   gateway_session: string | null
   expires_at: number | null
+  /** Of a realm's browser session that was ended: when. The row, emptied, refuses every save of it until it expires (migration 018). */
+  ended_at: number | null
   consumed_at: number | null
 }
 
