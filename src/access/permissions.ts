@@ -16,6 +16,8 @@ export const CONTENT_TYPES = ['shared.organization', 'shared.team'] as const
 export type ContentType = (typeof CONTENT_TYPES)[number]
 
 export const PLATFORM_AUDITOR = 'Platform Auditor'
+/** The managed role that makes a user a member of an organization. */
+export const ORGANIZATION_MEMBER = 'Organization Member'
 
 export interface ManagedRole {
   name: string
@@ -30,7 +32,7 @@ export interface ManagedRole {
  */
 export const MANAGED_ROLES: readonly ManagedRole[] = [
   { name: 'Organization Admin', description: 'Has all permissions to a single organization and all objects inside of it', contentType: 'shared.organization', permissions: [...PERMISSIONS] },
-  { name: 'Organization Member', description: 'Has member permission to a single organization', contentType: 'shared.organization', permissions: ['shared.view_organization', 'shared.member_organization'] },
+  { name: ORGANIZATION_MEMBER, description: 'Has member permission to a single organization', contentType: 'shared.organization', permissions: ['shared.view_organization', 'shared.member_organization'] },
   { name: 'Team Admin', description: 'Can manage a single team and inherits all role assignments to the team', contentType: 'shared.team', permissions: [...TEAM_PERMISSIONS] },
   { name: 'Team Member', description: 'Inherits all role assignments to a single team', contentType: 'shared.team', permissions: ['shared.view_team', 'shared.member_team'] },
   { name: PLATFORM_AUDITOR, description: 'Has view permissions to all objects', contentType: null, permissions: ['shared.view_organization', 'shared.view_team'] },

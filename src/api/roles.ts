@@ -1,4 +1,6 @@
+import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
+import type { AssignmentInput } from '../access/admin.ts'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
@@ -159,14 +161,8 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.post(`/role_${actor}_assignments/`, { schema: { body: assignmentInput(actor) } }, async (request, reply) => {
       const input = request.body as Record<string, number | null | undefined>
-      const { assignment, created } = await app.accessAdmin.assign(principalOf(request).user, actor, {
-        roleDefinitionId: input.role_definition!,
-        actorId: input[actor]!,
-        objectId: input.object_id,
-      })
-      const shown = await serializeAssignment(app, assignment)
-      // A role given again is answered with the assignment held, 201 as the platform answers it; nothing changed.
-      if (created) app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, shown)
+      const shown = await giveRole(app, request, actor, { roleDefinitionId: input.role_definition!, actorId: input[actor]!, objectId: input.object_id })
+      // A role given again is answered with the assignment held, 201 as the platform answers it.
       reply.code(201)
       return shown
     })
@@ -183,6 +179,17 @@ export function roleRoutes(api: GatewayApi, app: App): void {
       return reply.code(204).send()
     })
   }
+}
+
+/**
+ * Gives a role for the caller, as role_user_assignments/ and role_team_assignments/ do, and answers the assignment
+ * in their shape. A new one goes into the audit trail; one held already is answered as it is, as nothing changed.
+ */
+export async function giveRole(app: App, request: FastifyRequest, actor: Actor, input: AssignmentInput) {
+  const { assignment, created } = await app.accessAdmin.assign(principalOf(request).user, actor, input)
+  const shown = await serializeAssignment(app, assignment)
+  if (created) app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, shown)
+  return shown
 }
 
 /** How the audit trail names a role definition, and an assignment (by the role it gives). */

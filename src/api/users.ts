@@ -2,13 +2,16 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import { NotFound, SelfLockout, ValidationFailed } from '../errors.ts'
+import type { Organization } from '../store/access.ts'
 import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
+import { giveRole } from './roles.ts'
 import { userUrl } from './summaries.ts'
 import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
@@ -23,6 +26,11 @@ const userFields = {
   last_name: z.string().max(150),
   is_superuser: z.boolean(),
   is_active: z.boolean(),
+  /**
+   * Organizations the user becomes a member of, by name or id: the ansible.platform collection's user module sends
+   * them with every create and update. Memberships held and not named stay.
+   */
+  organizations: z.array(z.union([z.string(), z.number().int()])).max(100),
 }
 const userInput = z.object(userFields)
 /** What a user shows but the API does not write: where the account comes from and what that source says. */
@@ -86,6 +94,32 @@ export function passwordMark(password: string | null | undefined, side: string):
   return password === undefined ? {} : { password: side }
 }
 
+/**
+ * The organizations a body names, found as the collection's get_one finds them: a whole number is an id, or else
+ * a name; anything else is a name. One that does not exist is a 400 naming `organizations`, before anything is written.
+ */
+function namedOrganizations(app: App, named: readonly (string | number)[] | undefined): Organization[] {
+  if (named === undefined) return []
+  const missing: string[] = []
+  const found: Organization[] = []
+  for (const entry of named) {
+    const text = String(entry)
+    const organization = (/^[0-9]+$/.test(text) ? app.access.organization(Number(text)) : undefined) ?? app.access.organizations.find((o) => o.name === text)
+    if (organization) found.push(organization)
+    else missing.push(`Organization "${text}" does not exist.`)
+  }
+  if (missing.length) throw new ValidationFailed({ organizations: missing })
+  return found
+}
+
+/** Makes the user a member of each organization, as the Organization Member role given through role_user_assignments/. */
+async function joinOrganizations(app: App, request: FastifyRequest, user: User, organizations: readonly Organization[]): Promise<void> {
+  if (!organizations.length) return
+  const member = app.access.roleDefinitionNamed(ORGANIZATION_MEMBER)
+  if (!member) throw new Error(`the managed role ${ORGANIZATION_MEMBER} is missing`)
+  for (const organization of organizations) await giveRole(app, request, 'user', { roleDefinitionId: member.id, actorId: user.id, objectId: organization.id })
+}
+
 /** The API's snake_case fields as the account layer names them; absent fields stay absent. */
 function accountFields(input: Partial<z.output<typeof userInput>>) {
   return {
@@ -119,8 +153,10 @@ export function userRoutes(api: GatewayApi, app: App): void {
   api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {
     const input = request.body
     assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
+    const organizations = namedOrganizations(app, input.organizations)
     const user = await app.accounts.create({ ...accountFields(input), username: input.username })
     app.audit.change(actorOf(request), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(input.password, 'set') })
+    await joinOrganizations(app, request, user, organizations)
     reply.code(201)
     return serializeUser(user)
   })
@@ -146,8 +182,10 @@ export function userRoutes(api: GatewayApi, app: App): void {
       if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
+      const organizations = namedOrganizations(app, input.organizations)
       const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true })
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
+      await joinOrganizations(app, request, user, organizations)
       return serializeUser(user)
     },
   })

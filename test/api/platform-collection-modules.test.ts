@@ -33,6 +33,114 @@ describe('the collection\'s access and application modules', () => {
     return { changed: true, item: created.json }
   }
 
+  describe('user', () => {
+    /**
+     * main() of plugins/modules/user.py: the user by username (AAPUser.manage POSTs or PATCHes every field the
+     * module sets, `organizations` included, as aap_user.py's set_new_fields puts it in the body), then
+     * process_organizations: the Organization Member role and each organization by name or id, and a POST to
+     * role_user_assignments for each, whatever the user held before.
+     */
+    const run = async (client: CollectionClient, params: { username: string; first_name?: string; password?: string; organizations?: string[] }): Promise<any> => {
+      const { username, organizations, ...fields } = params
+      const existing = await client.getOne('users', { nameOrId: username, nameField: 'username' })
+      const wanted: Record<string, unknown> = { username: existing?.username ?? username, ...fields }
+      if (organizations !== undefined) wanted.organizations = organizations
+      const user = await client.createOrUpdateIfNeeded('users', existing, wanted)
+      if (!organizations?.length) return user
+      const member = await client.getOne('role_definitions', { nameOrId: 'Organization Member' })
+      for (const name of organizations) {
+        const organization = await client.getOne('organizations', { nameOrId: name })
+        assert.ok(organization, `Organization '${name}' not found. Please ensure it exists and is accessible.`)
+        const assigned = await client.send('POST', 'role_user_assignments', { object_id: organization.id, user: user.item.id, role_definition: member.id })
+        assert.ok([200, 201].includes(assigned.status), JSON.stringify(assigned.json))
+      }
+      return { ...user, changed: true }
+    }
+    const membersOf = async (client: CollectionClient, organization: number, user: number) =>
+      (await client.send('GET', 'role_user_assignments', {}, { object_id: organization, user, content_type: 'shared.organization' })).json.results.map((a: any) => a.summary_fields.role_definition.name)
+
+    it('creates a user with organizations in the body, as the module sends them, and makes it a member of each', async () => {
+      const client = await admin()
+      const first = await createOrganization(client, 'Users Org One')
+      const second = await createOrganization(client, 'Users Org Two')
+      const created = await run(client, { username: 'doe', first_name: 'Doe', password: 'a-long-doe-password', organizations: ['Users Org One', String(second.id)] })
+      assert.equal(created.status, 201, 'the POST with organizations in its body creates the user')
+      assert.equal(created.item.organizations, undefined, 'a user shows its organizations at users/{id}/organizations/')
+      assert.deepEqual(await membersOf(client, first.id, created.item.id), ['Organization Member'])
+      assert.deepEqual(await membersOf(client, second.id, created.item.id), ['Organization Member'], 'an organization named by its id, as get_one finds it')
+
+      const again = await run(client, { username: 'doe', first_name: 'Doe', password: 'a-long-doe-password', organizations: ['Users Org One'] })
+      assert.equal(again.status, 200, 'the PATCH a second run sends, organizations included')
+      assert.deepEqual(await membersOf(client, first.id, created.item.id), ['Organization Member'], 'given once')
+      assert.deepEqual(await membersOf(client, second.id, created.item.id), ['Organization Member'], 'an organization left out keeps its member')
+      const listed = (await client.send('GET', `users/${created.item.id}/organizations`)).json
+      assert.deepEqual(listed.results.map((o: any) => o.name).sort(), ['Users Org One', 'Users Org Two'])
+    })
+
+    it('refuses organizations that do not exist, creating no user, so the module fails without leaving one behind', async () => {
+      const client = await admin()
+      await createOrganization(client, 'Users Org Real')
+      for (const organizations of [['Users Org Missing'], ['Users Org Real', '999999'], [''], 'Users Org Real']) {
+        const refused = await client.send('POST', 'users', { username: 'invalid-org', password: 'a-long-invalid-password', organizations })
+        assert.equal(refused.status, 400, JSON.stringify(organizations))
+        assert.ok(refused.json.organizations, JSON.stringify(refused.json))
+        assert.equal(typeof refused.json.code, 'string')
+      }
+      assert.equal(await client.getOne('users', { nameOrId: 'invalid-org', nameField: 'username' }), undefined)
+      const user = await createUser(client, 'kept-org-less')
+      const patched = await client.send('PATCH', user.url, { first_name: 'Changed', organizations: ['Users Org Missing'] })
+      assert.equal(patched.status, 400)
+      assert.equal((await client.send('GET', user.url)).json.first_name, '', 'a refused PATCH changes nothing')
+    })
+
+    it('records each membership it gives in the activity stream, as the assignment\'s own POST does', async () => {
+      const client = await admin()
+      const organization = await createOrganization(client, 'Users Org Audit')
+      const given = async () => (await gw.app.audit.flush(), await client.send('GET', 'activitystream', {}, { content_type: 'role_user_assignment', operation: 'create' })).json.count
+      const before = await given()
+      const created = await client.send('POST', 'users', { username: 'audited-member', organizations: ['Users Org Audit'] })
+      assert.equal(created.status, 201, JSON.stringify(created.json))
+      assert.equal(await given(), before + 1, 'the membership given')
+      assert.equal((await client.send('PATCH', created.json.url, { organizations: ['Users Org Audit'] })).status, 200)
+      assert.equal(await given(), before + 1, 'a membership held is not given again')
+      assert.deepEqual(await membersOf(client, organization.id, created.json.id), ['Organization Member'])
+    })
+
+    it('refuses the authenticator fields by name: Gatehouse has no authenticators', async () => {
+      const client = await admin()
+      for (const [field, value] of [['authenticators', [1]], ['authenticator_uid', 'test_uid'], ['associated_authenticators', { 1: { uid: 'x' } }]] as const) {
+        const refused = await client.send('POST', 'users', { username: `with-${field}`, [field]: value })
+        assert.equal(refused.status, 400, field)
+        assert.ok(refused.json[field], JSON.stringify(refused.json))
+        assert.equal(await client.getOne('users', { nameOrId: `with-${field}`, nameField: 'username' }), undefined)
+      }
+    })
+  })
+
+  describe('modules Gatehouse does not implement', () => {
+    /**
+     * Each module's first request after the API root is its get_one lookup (aap_authenticator.py,
+     * aap_authenticator_map.py, aap_authenticator_users.py, aap_http_port.py, aap_route.py, aap_service*.py,
+     * aap_ui_plugin_route.py); make_request_raw_reponse fails the module on a 404 with "The requested object could
+     * not be found at <path>", before anything is sent that would change something, in check mode or not.
+     */
+    const ENDPOINTS = ['authenticators', 'authenticator_maps', 'authenticator_users', 'http_ports', 'routes', 'services', 'service_clusters', 'service_keys', 'service_nodes', 'service_types', 'ui_plugin_routes']
+
+    it('answers their lookups with a 404 naming the path, and their writes too', async () => {
+      const client = await admin()
+      const index = (await client.send('GET', '')).json
+      for (const endpoint of ENDPOINTS) {
+        assert.equal(index[endpoint], undefined, `the API root does not list ${endpoint}`)
+        for (const [method, query] of [['GET', { name: 'local' }], ['GET', { or__id: 1, or__name: '1' }], ['POST', undefined], ['DELETE', undefined]] as const) {
+          const answer = await client.send(method, method === 'DELETE' ? `${endpoint}/1` : endpoint, method === 'POST' ? { name: 'x' } : {}, query)
+          assert.equal(answer.status, 404, `${method} ${endpoint}`)
+          assert.equal(answer.json.code, 'not_found', `${method} ${endpoint}: ${JSON.stringify(answer.json)}`)
+          assert.match(answer.json.detail, new RegExp(`/api/gateway/v1/${endpoint}/`))
+        }
+      }
+    })
+  })
+
   describe('application', () => {
     /** AAPApplication.manage: the organization by name (it must exist unless absent), then the application by name within it. */
     const run = async (client: CollectionClient, params: { name: string; organization: string; state?: 'present' | 'absent' | 'exists'; [field: string]: unknown }): Promise<any> => {

@@ -26,7 +26,7 @@ export class CollectionClient {
 
   /** build_url: an endpoint without /api/ is under /api/gateway/v1/, and every path ends with a slash. */
   url(endpoint: string, query?: Record<string, string | number>): string {
-    let path = endpoint.startsWith('http') ? '/' + endpoint.split('/').slice(3).join('/') : endpoint
+    let path = /^https?:\/\//.test(endpoint) ? '/' + endpoint.split('/').slice(3).join('/') : endpoint
     if (!path.startsWith('/')) path = `/${path}`
     if (!path.startsWith('/api/')) path = `/api/gateway/v1${path}`
     if (!path.endsWith('/') && !path.includes('?')) path += '/'
