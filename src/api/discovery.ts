@@ -26,7 +26,7 @@ export function apiRootRoutes(api: GatewayApi, app: App): void {
 /** The versioned API's public endpoints: its index, health, which login methods exist, and the JWKS. */
 export function discoveryRoutes(api: GatewayApi, app: App): void {
   const index = Object.freeze(Object.fromEntries(
-    ['me', 'users', 'settings', 'tokens', 'applications', 'ping', 'ui_auth', 'login', 'logout', 'session', 'sessions', 'jwks', 'activitystream'].map((name) => [name, `${GATEWAY_API}/${name}/`]),
+    ['me', 'users', 'settings', 'tokens', 'applications', 'organizations', 'teams', 'role_definitions', 'role_user_assignments', 'role_team_assignments', 'ping', 'ui_auth', 'login', 'logout', 'session', 'sessions', 'jwks', 'activitystream'].map((name) => [name, `${GATEWAY_API}/${name}/`]),
   ))
   api.get('/', { config: { access: 'public' } }, async (request, reply) => {
     app.csrf.ensureToken(request, reply)

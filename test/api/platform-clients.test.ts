@@ -23,6 +23,16 @@ describe('the platform\'s clients', () => {
       assert.equal((await json(await gw.fetch('/api/gateway/'))).current_version, '/api/gateway/v1/')
     })
 
+    it('lists in the versioned root every list of objects the collection\'s modules manage, each answering a list', async () => {
+      const index = await json(await gw.fetch('/api/gateway/v1/'))
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` }
+      for (const name of ['users', 'tokens', 'applications', 'settings', 'organizations', 'teams', 'role_definitions', 'role_user_assignments', 'role_team_assignments', 'activitystream']) {
+        assert.equal(index[name], `/api/gateway/v1/${name}/`, name)
+        const list = await json(await gw.fetch(index[name], { headers: admin }))
+        assert.ok(Array.isArray(list.results), `${name}: ${JSON.stringify(list)}`)
+      }
+    })
+
     it('serves the demo controller\'s API root anonymously, as the real controller does', async () => {
       const response = await gw.fetch('/api/controller/')
       assert.equal(response.status, 200)
@@ -229,6 +239,8 @@ describe('the platform\'s clients', () => {
       assert.deepEqual(Object.keys(changed).sort(), ['ALLOW_OAUTH2_FOR_EXTERNAL_USERS', 'OAUTH2_PROVIDER', 'SESSION_COOKIE_AGE'])
       const saved = await client.send('PUT', 'settings/all', changed)
       assert.equal(saved.status, 200, JSON.stringify(saved.json))
+      // main() of plugins/modules/settings.py reads response["json"][name] for each name it sent.
+      for (const [name, value] of Object.entries(changed)) assert.deepEqual(saved.json[name], value, `the answer carries ${name}`)
       assert.equal(gw.app.settings.current.session_cookie_age, 3600)
       assert.equal(gw.app.settings.current.allow_external_users_to_create_oauth2_tokens, true)
       assert.equal(gw.app.settings.current.oauth2_access_token_expire_seconds, 7200)
