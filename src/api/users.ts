@@ -184,7 +184,9 @@ export function userRoutes(api: GatewayApi, app: App): void {
       }
       const organizations = namedOrganizations(app, input.organizations)
       const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true })
-      app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(input.password, 'old') }, { ...serializeUser(user), ...passwordMark(input.password, 'new') })
+      // A password equal to the one the account has is kept, not set (src/directory/accounts.ts): no change to record.
+      const passwordSet = user.passwordHash === target.passwordHash ? undefined : input.password
+      app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })
       await joinOrganizations(app, request, user, organizations)
       return serializeUser(user)
     },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { CheckModeExit, CollectionClient } from '../helpers/platform-clients.ts'
+import { AwxkitSession, CheckModeExit, CollectionClient } from '../helpers/platform-clients.ts'
 
 /**
  * The `ansible.platform` collection's application, role_definition, role_user_assignment and role_team_assignment
@@ -104,6 +104,36 @@ describe('the collection\'s access and application modules', () => {
       assert.equal((await client.send('PATCH', created.json.url, { organizations: ['Users Org Audit'] })).status, 200)
       assert.equal(await given(), before + 1, 'a membership held is not given again')
       assert.deepEqual(await membersOf(client, organization.id, created.json.id), ['Organization Member'])
+    })
+
+    it('takes the password every run sends again as no change: the user\'s session lasts, and a stricter policy since does not refuse it', async () => {
+      const client = await admin()
+      const password = 'a-long-runner-password'
+      assert.equal((await run(client, { username: 'runner', first_name: 'Run', password })).status, 201)
+      const session = new AwxkitSession(gw.url)
+      assert.equal((await session.loadSession('/api/gateway/v1/', 'runner', password)).status, 200)
+      const signedIn = async () => (await session.request('GET', '/api/gateway/v1/me/')).status
+      assert.equal(await signedIn(), 200)
+
+      const again = await run(client, { username: 'runner', first_name: 'Run', password })
+      assert.equal(again.status, 200, 'objects_could_be_different finds the write-only password different: the module PATCHes it')
+      assert.equal(again.changed, false, 'and reports no change, as the answer shows no password')
+      assert.equal(await signedIn(), 200, 'the same password ends nothing')
+      await gw.app.audit.flush()
+      const [recorded] = (await client.send('GET', 'activitystream', {}, { operation: 'update', object_name: 'runner', order_by: '-id' })).json.results
+      assert.equal(recorded.changes.changed_fields.password, undefined, 'and is no password change in the activity stream')
+      const stricter = await client.send('PATCH', 'settings/all', { local_password_min_length: 40 })
+      assert.equal(stricter.status, 200, JSON.stringify(stricter.json))
+      try {
+        assert.equal((await run(client, { username: 'runner', first_name: 'Run', password })).status, 200, 'the password kept is not set, so the policy is not asked')
+        const weak = await run(client, { username: 'runner', password: 'another-long-password' }).catch((error: Error) => error)
+        assert.match(String(weak), /400/, 'a new one meets the policy')
+      } finally {
+        await client.send('PATCH', 'settings/all', { local_password_min_length: 12 })
+      }
+      assert.equal(await signedIn(), 200)
+      assert.equal((await run(client, { username: 'runner', password: 'another-long-password' })).status, 200)
+      assert.equal(await signedIn(), 401, 'a new password ends the session')
     })
 
     it('refuses the authenticator fields by name: Gatehouse has no authenticators', async () => {
