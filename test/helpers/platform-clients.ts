@@ -7,13 +7,15 @@ import { request } from 'undici'
  * `CollectionClient` sends what the `ansible.platform` collection's AAPModule (plugins/module_utils/aap_module.py)
  * sends: every request carries `Referer`, `Content-Type: application/json`, `Accept: application/json` and a JSON
  * body (`{}` when there is nothing to send, GET included); it first GETs the API root twice without credentials,
- * then adds basic credentials or the bearer token.
+ * then adds basic credentials or the bearer token. Its session keeps the cookies answers set (a CookieJar: the
+ * roots' `csrftoken`) and sends them back with every request, without an `X-CSRFToken` header.
  */
 export class CollectionClient {
   readonly #base: string
   readonly #credential: { username: string; password: string } | { token: string }
   readonly #checkMode: boolean
   #authorization: string | undefined
+  readonly #cookies = new Map<string, string>()
   /** Every request that reached the server, as `METHOD /path?query`, so a test can compare a run with the module's. */
   readonly sent: string[] = []
 
@@ -55,9 +57,12 @@ export class CollectionClient {
         'content-type': 'application/json',
         accept: 'application/json',
         ...(this.#authorization ? { authorization: this.#authorization } : {}),
+        ...(this.#cookies.size ? { cookie: [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; ') } : {}),
       },
       body: JSON.stringify(data),
     })
+    const setCookie = response.headers['set-cookie']
+    keepCookies(this.#cookies, setCookie === undefined ? [] : Array.isArray(setCookie) ? setCookie : [setCookie])
     const text = await response.body.text()
     return { status: response.statusCode, json: text ? JSON.parse(text) : {} }
   }
@@ -100,6 +105,15 @@ export class CollectionClient {
     const patched = await this.send('PATCH', existing.url, wanted)
     if (patched.status !== 200) throw new Error(`Unable to update ${existing.url}: ${patched.status} ${JSON.stringify(patched.json)}`)
     return { changed: objectsCouldBeDifferent(existing, patched.json, Object.keys(wanted)), item: patched.json, status: patched.status }
+  }
+}
+
+/** A cookie jar's part: each Set-Cookie line's name and value, kept to be sent back. */
+function keepCookies(jar: Map<string, string>, setCookieLines: readonly string[]): void {
+  for (const line of setCookieLines) {
+    const [pair] = line.split(';')
+    const separator = pair!.indexOf('=')
+    jar.set(pair!.slice(0, separator).trim(), pair!.slice(separator + 1).trim())
   }
 }
 
@@ -173,11 +187,7 @@ export class AwxkitSession {
     }
     for (let redirects = 0; ; redirects++) {
       const response = await fetch(url, { method, headers: { ...headers, cookie: [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ') }, body, redirect: 'manual' })
-      for (const line of response.headers.getSetCookie()) {
-        const [pair] = line.split(';')
-        const separator = pair!.indexOf('=')
-        this.cookies.set(pair!.slice(0, separator).trim(), pair!.slice(separator + 1).trim())
-      }
+      keepCookies(this.cookies, response.headers.getSetCookie())
       const location = response.headers.get('location')
       if (response.status < 300 || response.status >= 400 || !location || redirects === 30) return response
       if (response.headers.has('x-api-session-cookie-name')) this.sessionCookieName = response.headers.get('x-api-session-cookie-name')!
