@@ -65,9 +65,38 @@ export function ordered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB
 }
 
 function conditionSql(fields: FilterFields, condition: Condition): Expression<SqlBool> {
-  const column = sql.ref(fields[condition.field]!.column)
-  const expression = lookupSql(column, condition.lookup, condition.value)
+  const field = fields[condition.field]!
+  const column = sql.ref(field.column)
+  const expression = (field.type === 'integer' ? beyondIntegerColumn(column, condition.lookup, condition.value) : undefined)
+    ?? lookupSql(column, condition.lookup, condition.value)
   return condition.negate ? sql<SqlBool>`NOT (${expression})` : expression
+}
+
+/** Integer fields are ids, 32-bit columns: PostgreSQL refuses a wider value outright. */
+const INTEGER_COLUMN_MAX = 2 ** 31 - 1
+const NO_ROW = sql<SqlBool>`1 = 0`
+const isBeyondIntegerColumn = (value: unknown): value is number => typeof value === 'number' && Math.abs(value) > INTEGER_COLUMN_MAX
+
+/**
+ * A whole number no integer column holds is compared as Django compares it since 5.0: equal to no value, above or
+ * below all of them (and NULL never), without asking the database, which would refuse it. The collection looks
+ * every numeric name up as an id too (`?or__id=98765432101&or__username=98765432101`): the name must still match.
+ */
+function beyondIntegerColumn(column: ReturnType<typeof sql.ref>, lookup: Lookup, value: Condition['value']): Expression<SqlBool> | undefined {
+  if (lookup === 'in') {
+    const values = value as readonly FilterValue[]
+    if (!values.some(isBeyondIntegerColumn)) return undefined
+    const held = values.filter((item) => !isBeyondIntegerColumn(item))
+    return held.length ? lookupSql(column, 'in', held) : NO_ROW
+  }
+  if (!isBeyondIntegerColumn(value)) return undefined
+  const aboveAll = value > 0
+  switch (lookup) {
+    case 'exact': return NO_ROW
+    case 'gt': case 'gte': return aboveAll ? NO_ROW : sql<SqlBool>`${column} IS NOT NULL`
+    case 'lt': case 'lte': return aboveAll ? sql<SqlBool>`${column} IS NOT NULL` : NO_ROW
+    default: return undefined
+  }
 }
 
 function lookupSql(column: ReturnType<typeof sql.ref>, lookup: Lookup, value: Condition['value']): Expression<SqlBool> {
@@ -104,10 +133,10 @@ function escapeLike(text: string): string {
 export function oneOf(column: string, values: Iterable<number>): Expression<SqlBool> {
   const list = [...values]
   if (!list.every(Number.isSafeInteger)) throw new TypeError('oneOf takes whole numbers only')
-  return list.length ? sql<SqlBool>`${sql.ref(column)} IN (${sql.raw(list.join(', '))})` : sql<SqlBool>`1 = 0`
+  return list.length ? sql<SqlBool>`${sql.ref(column)} IN (${sql.raw(list.join(', '))})` : NO_ROW
 }
 
 /** Any of the conditions; none is no rows. */
 export function anyOf(conditions: readonly Expression<SqlBool>[]): Expression<SqlBool> {
-  return conditions.length ? sql<SqlBool>`(${sql.join(conditions, sql` OR `)})` : sql<SqlBool>`1 = 0`
+  return conditions.length ? sql<SqlBool>`(${sql.join(conditions, sql` OR `)})` : NO_ROW
 }

@@ -136,6 +136,15 @@ describe('the collection\'s access and application modules', () => {
       assert.equal(await signedIn(), 401, 'a new password ends the session')
     })
 
+    it('finds a user whose username is a number beyond 32 bits, which get_one looks up as an id too', async () => {
+      const client = await admin()
+      const params = { username: '98765432101', first_name: 'Employee' }
+      assert.equal((await run(client, params)).status, 201)
+      const again = await run(client, params)
+      assert.equal(again.changed, false, 'a second run finds it: ?or__id=98765432101&or__username=98765432101')
+      assert.equal(again.item.username, '98765432101')
+    })
+
     it('refuses the authenticator fields by name: Gatehouse has no authenticators', async () => {
       const client = await admin()
       for (const [field, value] of [['authenticators', [1]], ['authenticator_uid', 'test_uid'], ['associated_authenticators', { 1: { uid: 'x' } }]] as const) {
