@@ -145,6 +145,13 @@ describe('refresh token signatures', () => {
     assert.equal(decodeJwtPart(await tokens.idToken(idClaims, { value: 'opaque', claims: {} }, undefined), 1).sid, 'oidc-provider-sid')
   })
 
+  it('signs exactly the ID token jose\'s SignJWT signs for its header and claims', async () => {
+    const tokens = new KeycloakTokens(issuer, refreshKeys, refreshKeys)
+    const idClaims = { exp: 1_800_000_300, iat: 1_800_000_000, iss: issuer, aud: 'end-users', sub: '7', nonce: 'n-1', email: 'e@example.com', address: { country: 'FR' }, name: 'É' }
+    const idToken = await tokens.idToken(idClaims, { value: 'access', claims: { sid: 'session-1' } }, 1_799_999_000)
+    assert.equal(idToken, await joseSigned(decodeJwtPart(idToken, 1), decodeJwtPart(idToken, 0)))
+  })
+
   it('accepts what jose signs with a realm key, and nothing else', async () => {
     const good = await joseSigned(claims)
     assert.deepEqual(await verifyRefreshToken(good, issuer, refreshKeys), { jti: 'record-id', azp: 'end-users', exp: 1_800_001_800 })
