@@ -9,8 +9,8 @@ import { idTokenClaims } from './id-token-claims.ts'
  * The `refresh_token` grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares), for the
  * plain request clients send most: a configured client's id (and secret, in the form or HTTP basic, for a
  * confidential one), the refresh token's id (routes.ts swapped Keycloak's JWT for it), nothing else. The steps
- * are oidc-provider's refresh grant (lib/actions/grants/refresh_token.js) in its order, with its own models and
- * helpers on a context of its own kind: the same token checks, grant and account checks (`findAccount`, where
+ * are oidc-provider's refresh grant (lib/actions/grants/refresh_token.js) in its order (but for the new refresh
+ * token's save, made while the access token is), with its own models and helpers on a context of its own kind: the same token checks, grant and account checks (`findAccount`, where
  * provider.ts judges the client's access rules again), rotation, access token (provider.ts `keycloakJwt`,
  * `recordIssuedToken`), ID token (its claims: Keycloak's is the one signed), and keycloak-format.ts `tokenResponse`
  * makes Keycloak's answer of it as for oidc-provider's.
