@@ -40,35 +40,30 @@ describe('access rules naming methods', () => {
     ])
     return { proxy: proxy.status, 'ext-authz': extAuthz.status, 'auth-request': authRequest.status }
   }
-  const everywhere = (status: number) => ({ proxy: status, 'ext-authz': status, 'auth-request': status })
+  /** Each request judged the same by the built-in proxy and every forward-auth question: the status all of them give. */
+  async function assertEverywhere(cases: [method: string, path: string, status: number][]): Promise<void> {
+    for (const [method, path, status] of cases) {
+      assert.deepEqual(await statuses(method, path), { proxy: status, 'ext-authz': status, 'auth-request': status }, `${method} ${path}`)
+    }
+  }
 
-  it('denies HEAD where a rule denies GET', async () => {
-    assert.deepEqual(await statuses('GET', '/api/denied/secret/report'), everywhere(403))
-    assert.deepEqual(await statuses('HEAD', '/api/denied/secret/report'), everywhere(403))
-    assert.deepEqual(await statuses('HEAD', '/api/denied/open/report'), everywhere(200))
-    assert.deepEqual(await statuses('POST', '/api/denied/secret/report'), everywhere(200))
-  })
+  it('denies HEAD where a rule denies GET', () => assertEverywhere([
+    ['GET', '/api/denied/secret/report', 403], ['HEAD', '/api/denied/secret/report', 403],
+    ['HEAD', '/api/denied/open/report', 200], ['POST', '/api/denied/secret/report', 200],
+  ]))
 
   it('names the rule that denied HEAD, as written', async () => {
     const refused = await gw.fetch(AUTH_REQUEST, { headers: { ...alice, accept: 'application/json', 'x-original-uri': '/api/denied/secret/x', 'x-original-method': 'HEAD' } })
     assert.match((await json(refused)).detail, /Rule 1 of the service "denied" \(deny methods=GET paths=\/api\/denied\/secret\/\*\)/)
   })
 
-  it('allows HEAD where a rule allows GET, and nothing else', async () => {
-    assert.deepEqual(await statuses('GET', '/api/readers/x'), everywhere(200))
-    assert.deepEqual(await statuses('HEAD', '/api/readers/x'), everywhere(200))
-    assert.deepEqual(await statuses('POST', '/api/readers/x'), everywhere(403))
-    assert.deepEqual(await statuses('OPTIONS', '/api/readers/x'), everywhere(403))
-  })
+  it('allows HEAD where a rule allows GET, and nothing else', () => assertEverywhere([
+    ['GET', '/api/readers/x', 200], ['HEAD', '/api/readers/x', 200], ['POST', '/api/readers/x', 403], ['OPTIONS', '/api/readers/x', 403],
+  ]))
 
-  it('keeps a rule naming HEAD alone to HEAD', async () => {
-    assert.deepEqual(await statuses('HEAD', '/api/probes/x'), everywhere(200))
-    assert.deepEqual(await statuses('GET', '/api/probes/x'), everywhere(403))
-  })
+  it('keeps a rule naming HEAD alone to HEAD', () => assertEverywhere([['HEAD', '/api/probes/x', 200], ['GET', '/api/probes/x', 403]]))
 
-  it('reads a method written in lower case as the method', async () => {
-    assert.deepEqual(await statuses('GET', '/api/lowercase/x'), everywhere(200))
-    assert.deepEqual(await statuses('HEAD', '/api/lowercase/x'), everywhere(200))
-    assert.deepEqual(await statuses('DELETE', '/api/lowercase/x'), everywhere(403))
-  })
+  it('reads a method written in lower case as the method', () => assertEverywhere([
+    ['GET', '/api/lowercase/x', 200], ['HEAD', '/api/lowercase/x', 200], ['DELETE', '/api/lowercase/x', 403],
+  ]))
 })
