@@ -350,6 +350,16 @@ describe('forward authentication', () => {
         assert.equal(login.status, 200, 'the login page is served through the same proxy')
       })
 
+      it('routes Gatehouse\'s own paths to Gatehouse, without asking it about them', async () => {
+        const discovery = await fetch(`${nginx}/realms/${REALM}/.well-known/openid-configuration`)
+        assert.equal(discovery.status, 200)
+        assert.match((await json(discovery)).issuer, new RegExp(`/realms/${REALM}$`))
+        for (const path of ['/ui/', '/api/gateway/v1/login/']) {
+          const page = await fetch(`${nginx}${path}`, { headers: BROWSER, redirect: 'manual' })
+          assert.ok(page.headers.get('x-request-id'), `${path} answered by Gatehouse, not refused by nginx (${page.status})`)
+        }
+      })
+
       it('judges the original method: a read-only token may read but not POST', async () => {
         const { token } = await createToken(gw, adminAuth, { scope: 'read' })
         assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { headers: bearer(token) })).status, 200)
