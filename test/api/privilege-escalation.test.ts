@@ -246,6 +246,22 @@ describe('privilege escalation through the gateway API', () => {
     assert.equal((await call(gw, 'GET', 'me/', undefined, token)).status, 401)
   })
 
+  it('keeps settings, the activity stream and realm events to superusers (auditors read them)', async () => {
+    for (const [who, auth] of Object.entries(everyone())) {
+      for (const path of ['settings/', 'settings/all/', 'settings/oauth2/', 'activitystream/']) {
+        assert.equal((await call(gw, 'GET', path, undefined, auth)).status, who === 'auditor' ? 200 : 403, `${who} GET ${path}`)
+      }
+      const events = await gw.fetch('/admin/realms/platform/events', { headers: auth })
+      assert.equal(events.status, who === 'auditor' ? 200 : 403, `${who} realm events`)
+      for (const method of ['PATCH', 'PUT']) {
+        const changed = await call(gw, method, 'settings/oauth2/', { allow_external_users_to_create_oauth2_tokens: true }, auth)
+        assert.equal(changed.status, 403, `${who} ${method} settings`)
+      }
+      assert.equal((await call(gw, 'DELETE', 'settings/oauth2/', undefined, auth)).status, 403, `${who} DELETE settings`)
+    }
+    assert.equal((await call(gw, 'GET', 'settings/oauth2/')).body.allow_external_users_to_create_oauth2_tokens, false)
+  })
+
   it('takes a revoked role or auditor flag away from the next request', async () => {
     await gw.app.accounts.create({ username: 'former', password: 'former-password-long' })
     const admin = await grant(gw, 'former', 'Organization Admin', a.organization)
