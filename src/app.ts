@@ -184,7 +184,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then(
     (session) => session.userId === userId ? session.keyHash : undefined,
     (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
-  const clientAccess = compileClientAccess(config, access)
+  const clientAccess = compileClientAccess(config, access, () => settings.current.allow_external_users_to_create_oauth2_tokens)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
