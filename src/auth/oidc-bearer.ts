@@ -40,7 +40,9 @@ export class OidcBearerAuthenticator implements Authenticator {
   readonly #verified: BoundedCache<string, VerifiedAccessToken>
   /**
    * `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired: checked on every
-   * request, so a verification that raced a revocation is refused all the same.
+   * request, so a verification that raced a revocation is refused all the same. One dropped to stay within the bound
+   * (a flood of revocations) takes every cached verification with it, as any of them may be of a token it covered:
+   * each is then checked against its record again.
    */
   readonly #revoked: BoundedCache<string, true>
 
@@ -48,7 +50,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     this.#realms = realms
     this.#verified = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (token) => token.expiresAt, userOf: (token) => token.userId })
     const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
-    this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs })
+    this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs, onEvicted: () => this.#verified.clear() })
     bus.on(REVOKE_TOPIC, (key) => this.#revoked.set(key, true))
     accounts.onForget((userId) => this.#verified.forgetUser(userId))
   }
