@@ -153,16 +153,17 @@ export async function createApp(config: Config, store: Store, options: AppOption
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
-  // In the change's own transaction: a new password or a disabled account ends every session of the user; a new
-  // password or a deleted account also ends the OpenID Connect provider's (sessions, grants, codes, refresh and
-  // access tokens: a disabled account's are refused as such, and work again if it is enabled), and the personal
-  // tokens when asked. The user's event makes every process drop what it remembers of them (sessions, tokens,
-  // verified access tokens), so they need no events of their own.
+  // In the change's own transaction: a new password, a disabled or a deleted account ends every session of the user
+  // and every one of the OpenID Connect provider's (sessions, those linked to no gateway session too, grants, codes,
+  // refresh and access tokens), as Keycloak refuses a disabled user's; enabled again, the account signs in anew. The
+  // personal tokens end too when asked. The user's event makes every process drop what it remembers of them
+  // (sessions, tokens, verified access tokens), so they need no events of their own. What a request writes for the
+  // account just after this is refused where it is used (the account is looked up then: `accountFinder`).
   accounts.onChange(async (tx, user, change) => {
-    // A disabled account's realm sessions linked to its gateway sessions end with them (a new password or a
-    // deleted account ends all of them below).
-    if (change.passwordChanged || change.deactivated || change.deleted) await endLinkedRealmSessions(tx, await tx.sessions.deleteForUser(user.id))
-    if (change.passwordChanged || change.deleted) await tx.oidc.destroyByAccount(String(user.id))
+    if (change.passwordChanged || change.deactivated || change.deleted) {
+      await endLinkedRealmSessions(tx, await tx.sessions.deleteForUser(user.id))
+      await tx.oidc.destroyByAccount(String(user.id))
+    }
     if (change.revokeTokens) await tx.tokens.deleteByUser(user.id)
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))

@@ -177,7 +177,7 @@ export class Realm {
     const oidc = this.#deps.store.oidc
     const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
     if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
-      throw new AccessTokenRefused('The access token was revoked or its session ended.')
+      throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     }
     if (!(await this.#hasClient(payload.azp))) throw new AccessTokenRefused('The access token\'s client is no longer a client of this realm.')
     return {
