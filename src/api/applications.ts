@@ -19,7 +19,11 @@ const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).f
   const url = URL.parse(uri)
   return url !== null && (url.protocol === 'https:' || url.protocol === 'http:') && url.hash === ''
 }), 'Enter space-separated absolute http(s) URLs without a fragment.')
-const organization = bodyId('an organization').nullable()
+/**
+ * The platform's serializer refuses a null organization (`allow_null: False`) while its model allows none: one left
+ * out is none, and applications stored without one are shown as they are.
+ */
+const organization = bodyId('an organization')
 
 /**
  * `skip_authorization` and `algorithm` are taken as what the realm does (it asks its clients' users no consent, and
@@ -92,7 +96,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       organization: application.organizationId,
       user: application.userId,
       client_id: application.clientId,
-      client_secret: application.clientType === 'public' ? '' : secret ?? ENCRYPTED,
+      // A public application has no secret: the platform's serializer leaves the field out rather than show it empty.
+      ...(application.clientType === 'public' ? {} : { client_secret: secret ?? ENCRYPTED }),
       client_type: application.clientType,
       authorization_grant_type: application.authorizationGrantType,
       redirect_uris: application.redirectUris.join(' '),
@@ -103,8 +108,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   /** In the audit trail by name; the secret is never recorded (serialized without it, and masked by name besides). */
   const audited = (application: Application) => ({ type: 'application', id: application.id, name: application.name })
   /** The platform's PrimaryKeyRelatedField: an id that names no organization is the caller's mistake, named. */
-  const existingOrganization = async (id: number | null | undefined) => {
-    if (id === undefined || id === null) return id
+  const existingOrganization = async (id: number | undefined) => {
+    if (id === undefined) return id
     if (!(await app.store.access.findOrganization(id))) throw new ValidationFailed({ organization: [`Invalid pk "${id}" - object does not exist.`] })
     return id
   }

@@ -15,7 +15,10 @@ const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
 /** An object's id in a body: a number, or digits as form posts send it. */
 /** An id in a body, as a number or the string the platform's clients send; 32-bit, as the path's ids (idParam). */
-export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], { error: `Expected ${what} id.` })
+/** An id in a body; a null one is refused in Django REST framework's words, as a field that does not allow null is there. */
+export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], {
+  error: (issue) => issue.input === null ? 'This field may not be null.' : `Expected ${what} id.`,
+})
   .pipe(z.number().int().positive().max(2 ** 31 - 1, `Expected ${what} id.`))
 const createOrganizationFields = z.object({ name, description: description.optional() })
 const createOrganization = createOrganizationFields.extend(shownReadOnly(['managed'] as const)).strict()

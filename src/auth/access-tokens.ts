@@ -17,7 +17,15 @@ export interface VerifiedAccessToken {
 }
 
 /** Why an access token was refused, in words for the person who sent it. */
-export class AccessTokenRefused extends Error {}
+export class AccessTokenRefused extends Error {
+  /** The user of a token whose signature and claims held but whose record is gone: disabling an account ends its records. */
+  readonly userId: number | undefined
+
+  constructor(message: string, userId?: number) {
+    super(message)
+    this.userId = userId
+  }
+}
 
 /** Which tokens a place accepts: from which realms, and for which audiences (`aud` or `azp`). */
 export interface BearerPolicy {

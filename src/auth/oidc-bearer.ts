@@ -3,7 +3,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { decodeJwt } from 'jose'
 import type { RequestContext } from '../context.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import { InvalidToken } from '../errors.ts'
+import { AccountDisabled, InvalidToken } from '../errors.ts'
 import { AccessTokenRefused, type AccessTokenIssuers, type BearerPolicy, type VerifiedAccessToken } from './access-tokens.ts'
 import { BoundedCache } from '../store/cache.ts'
 import type { EventBus } from '../store/event-bus.ts'
@@ -36,19 +36,23 @@ export class OidcBearerAuthenticator implements Authenticator {
   readonly id = 'oidc' as const
   readonly reads = 'authorization' as const
   readonly #realms: AccessTokenIssuers
+  readonly #accounts: Accounts
   /** Verified tokens by the hash of their value, until they expire, are `maxStaleMs` old or their account changes. */
   readonly #verified: BoundedCache<string, VerifiedAccessToken>
   /**
    * `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired: checked on every
-   * request, so a verification that raced a revocation is refused all the same.
+   * request, so a verification that raced a revocation is refused all the same. One dropped to stay within the bound
+   * (a flood of revocations) takes every cached verification with it, as any of them may be of a token it covered:
+   * each is then checked against its record again.
    */
   readonly #revoked: BoundedCache<string, true>
 
   constructor(realms: AccessTokenIssuers, accounts: Accounts, bus: EventBus) {
     this.#realms = realms
+    this.#accounts = accounts
     this.#verified = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (token) => token.expiresAt, userOf: (token) => token.userId })
     const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
-    this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs })
+    this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs, onEvicted: () => this.#verified.clear() })
     bus.on(REVOKE_TOPIC, (key) => this.#revoked.set(key, true))
     accounts.onForget((userId) => this.#verified.forgetUser(userId))
   }
@@ -83,8 +87,10 @@ export class OidcBearerAuthenticator implements Authenticator {
     try {
       return await realm.verifyAccessToken(token, now)
     } catch (error) {
-      if (error instanceof AccessTokenRefused) throw invalidToken(error.message)
-      throw error
+      if (!(error instanceof AccessTokenRefused)) throw error
+      // A disabled account's records are ended: its token is answered as the account's, as every other credential is.
+      if (error.userId !== undefined && (await this.#accounts.get(error.userId))?.isActive === false) throw new AccountDisabled()
+      throw invalidToken(error.message)
     }
   }
 

@@ -1,6 +1,7 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { App } from '../app.ts'
+import { publishedPath } from './policy.ts'
 import type { Route } from './routes.ts'
 
 /**
@@ -32,7 +33,7 @@ export interface PublicBase {
  */
 export function publicBase(app: Pick<App, 'config' | 'publicUrl'>): PublicBase {
   const configured = app.config.server.public_url === undefined ? undefined : new URL(app.config.server.public_url)
-  if (configured !== undefined) return { origin: () => configured.origin, path: configured.pathname.replace(/\/$/, '') }
+  if (configured !== undefined) return { origin: () => configured.origin, path: publishedPath(app.config) }
   const trusted = new Set(app.config.server.trusted_origins.map((origin) => new URL(origin).origin))
   return {
     origin: (request) => {

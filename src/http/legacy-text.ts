@@ -18,12 +18,26 @@ export function utf8OrLatin1(bytes: Buffer): string {
  * URLSearchParams) would otherwise turn each such byte into U+FFFD. A body already in UTF-8 is returned as it is.
  */
 export function formInUtf8(body: Buffer): Buffer {
-  const text = body.toString('latin1')
-  if (!HIGH_BYTE.test(text)) return body
-  const pieces = text.split('&').map((pair) => pair.split(/=(.*)/s, 2).map(formBytes))
-  if (pieces.every((pair) => pair.every(isUtf8))) return body
+  const pieces = highBytePieces(body)
+  if (!pieces || pieces.every((pair) => pair.every(isUtf8))) return body
   const encoded = pieces.map((pair) => pair.map((bytes) => encodeURIComponent(utf8OrLatin1(bytes))).join('='))
   return Buffer.from(encoded.join('&'))
+}
+
+/**
+ * Whether every value of the form's field `name` is UTF-8: for a credential that is to be read as UTF-8 only, as
+ * Keycloak reads a client secret, where `formInUtf8`'s ISO-8859-1 reading would let other bytes stand for it.
+ */
+export function formValuesAreUtf8(body: Buffer, name: string): boolean {
+  const pieces = highBytePieces(body)
+  return !pieces || pieces.every(([field, value]) => value === undefined || isUtf8(value) || utf8OrLatin1(field!) !== name)
+}
+
+/** A form's names and values as bytes, each pair split at its first `=`; undefined when it has no byte outside ASCII. */
+function highBytePieces(body: Buffer): Buffer[][] | undefined {
+  const text = body.toString('latin1')
+  if (!HIGH_BYTE.test(text)) return undefined
+  return text.split('&').map((pair) => pair.split(/=(.*)/s, 2).map(formBytes))
 }
 
 /** One name or value of a form, its text read byte for byte (ISO-8859-1): `+` is a space, `%XX` a byte, and a `%` not followed by two hex digits itself. */

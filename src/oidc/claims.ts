@@ -2,6 +2,7 @@ import type { Account, AccountClaims, KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { UsernameTaken } from '../errors.ts'
+import { invalidGrant } from './password-grant.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 
@@ -82,11 +83,27 @@ export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWi
   return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
-    if (!user || !user.isActive) return undefined
+    if (!user || !user.isActive) {
+      if (!token) signOutSession(ctx, sub)
+      return undefined
+    }
     if (token?.kind === 'RefreshToken' && confirmOnRefresh && !(await confirmOnRefresh(user))) return undefined
     if (onRefresh && token?.kind === 'RefreshToken' && token.clientId) onRefresh(ctx, token.clientId, user)
     return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
   }
+}
+
+/**
+ * The realm browser session of an account that is disabled or gone, met at the authorization endpoint (oidc-provider
+ * looks its account up without a token only there): the request goes on as from a browser signed in as nobody, so
+ * it gets the login page, or `login_required` with `prompt=none`, as Keycloak answers for a disabled user's session.
+ * Disabling an account ends its realm sessions; this holds even for one whose record outlived that (fail closed),
+ * where oidc-provider would otherwise go on without the account and fail.
+ */
+function signOutSession(ctx: KoaContextWithOIDC, sub: string): void {
+  const session = ctx.oidc?.session as { accountId?: string } | undefined
+  // Deleted, not set: oidc-provider's session takes no empty account, and a deletion leaves it unsaved, as it was.
+  if (session?.accountId === sub) delete session.accountId
 }
 
 /**
@@ -113,6 +130,9 @@ export class ServiceAccounts {
     if (user) return user
     const username = ServiceAccounts.username(clientId)
     let found = await this.#store.users.findByUsername(username)
+    // Single sign-on and LDAP name their accounts as their upstream does, where a person may choose the name: such
+    // an account is that person's, never the client's (Keycloak links a service account to its client, not by name).
+    if (found && found.source !== 'local') throw invalidGrant(`The service account's username belongs to an ${found.source === 'sso' ? 'SSO' : 'LDAP'} account.`)
     if (!found) {
       try {
         found = await this.#accounts.create({ username, email: '' })

@@ -41,7 +41,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   }
   if (details.uid !== uid || details.prompt.name !== 'login') return restartLogin(app, realm, request, reply)
   const clientId = String(details.params.client_id ?? '')
-  const page = { action: `/realms/${realm.name}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
+  const page = { action: `${realm.path}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
 
   if (request.method !== 'POST') {
     const reasons = details.prompt.reasons
@@ -137,7 +137,7 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   // The state is the page the gateway sent the browser from, but anyone can write a link with a state of their own:
   // it is held to this site, and written as a Location can carry it (a control character would fail the answer).
   const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : undefined
-  return reply.header('cache-control', 'no-store').redirect(sameOriginTarget(app.publicUrl, next) ?? '/', 302)
+  return reply.header('cache-control', 'no-store').redirect(sameOriginTarget(app.publicUrl, next) ?? `${app.publishedPath}/`, 302)
 }
 
 /** Longest time between the person's login at the realm and the code it gave the gateway: the login of this very sign-in. */
@@ -165,11 +165,11 @@ async function restartLogin(app: App, realm: Realm, request: FastifyRequest, rep
   const restart = request.method === 'POST' ? new URLSearchParams((await readForm(request)).get(RESTART_FIELD) ?? '') : undefined
   if (!restart?.get('client_id')) return expired(reply)
   reply.setCookie(RESTARTED_COOKIE, '1', restartedCookieOptions(app, realm, request))
-  return reply.header('cache-control', 'no-store').redirect(`/realms/${realm.name}${KEYCLOAK_ROUTES.authorization}?${restart}`, 303)
+  return reply.header('cache-control', 'no-store').redirect(`${realm.path}${KEYCLOAK_ROUTES.authorization}?${restart}`, 303)
 }
 
 function restartedCookieOptions(app: App, realm: Realm, request: FastifyRequest) {
-  return { path: `/realms/${realm.name}${LOGIN_ACTIONS}`, httpOnly: true, sameSite: 'lax' as const, secure: app.csrf.isSecure(request), maxAge: 60 }
+  return { path: `${realm.path}${LOGIN_ACTIONS}`, httpOnly: true, sameSite: 'lax' as const, secure: app.csrf.isSecure(request), maxAge: 60 }
 }
 
 /** The authorization request's parameters, as a query: those oidc-provider recognised, each a string. */

@@ -291,7 +291,7 @@ function certificateThumbprints(x5c: unknown): Record<string, string> {
  */
 export async function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], tokens: KeycloakTokens): Promise<Record<string, unknown>> {
   const refreshToken = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
-  const accessToken = oidc.entities.AccessToken as unknown as { sid?: string; sessionUid?: string } | undefined
+  const accessToken = oidc.entities.AccessToken as unknown as { sid?: string; sessionUid?: string; extra?: { sid?: unknown } } | undefined
   const sid = accessToken ? keycloakSid(accessToken) : undefined
   const response: Record<string, unknown> = {
     access_token: body.access_token,
@@ -303,7 +303,9 @@ export async function tokenResponse(body: Record<string, unknown>, oidc: KoaCont
   // oidc-provider's ID token, or the claims of one it was spared signing (id-token-claims.ts).
   if (body.id_token) {
     const source = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode ?? oidc.entities.DeviceCode) as unknown as { authTime?: number } | undefined
-    response.id_token = await tokens.idToken(body.id_token as string | JWTPayload, String(body.access_token), source?.authTime)
+    // The access token's claims beside the standard ones are its model's `extra` (provider.ts `keycloakTokenClaims`).
+    const access = accessToken?.extra ? { value: String(body.access_token), claims: accessToken.extra } : String(body.access_token)
+    response.id_token = await tokens.idToken(body.id_token as string | JWTPayload, access, source?.authTime)
   }
   response['not-before-policy'] = 0
   if (sid) response.session_state = sid

@@ -118,6 +118,8 @@ export interface ProviderOptions {
  */
 export function buildProvider(options: ProviderOptions): { provider: Provider; clientCredentials: ClientCredentialsShortcut; refreshToken: RefreshTokenShortcut } {
   const { realm, issuer, keys } = options
+  // `/realms/<name>`, under the path the gateway is published at: the paths the browser addresses the realm by.
+  const realmPath = new URL(issuer).pathname
   const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
   const applications = new Map<string, RealmClientConfig>()
@@ -166,7 +168,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     cookies: {
       names: { session: REALM_SESSION_COOKIE, interaction: REALM_INTERACTION_COOKIE, resume: REALM_RESUME_COOKIE },
       // Only the realm's paths see the SSO session cookie, never the services behind the gateway.
-      long: { httpOnly: true, sameSite: 'lax', path: `/realms/${realm.name}/` },
+      long: { httpOnly: true, sameSite: 'lax', path: `${realmPath}/` },
       short: { httpOnly: true, sameSite: 'lax' },
     },
     features: {
@@ -238,7 +240,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       if (user) checkClientAccess!(ctx, ctx.oidc.client!.clientId, user)
       return grantWithoutConsent(ctx, resource, scopes)
     },
-    interactions: { url: (_ctx, interaction) => `/realms/${realm.name}${LOGIN_ACTIONS}${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}` },
     routes: KEYCLOAK_ROUTES,
     renderError: (ctx, out) => renderErrorPage(ctx, inKeycloakWords(ctx, out)),
   }
@@ -254,7 +256,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   consumeOnce(options.providerClass, provider)
   compareHashedSecrets(provider)
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.success', (ctx) => options.tokensIssued?.(String(ctx.oidc.params?.grant_type ?? 'unknown')))

@@ -109,6 +109,11 @@ export class Realm {
     return `${this.#deps.publicUrl()}/realms/${this.config.name}`
   }
 
+  /** The issuer's path, `/realms/<name>` under the path the gateway is published at: where its pages and cookies live. */
+  get path(): string {
+    return new URL(this.issuer).pathname
+  }
+
   /** What the realm signs access and ID tokens with; tokens signed otherwise are refused. */
   get signatureAlgorithm(): SignatureAlg {
     return this.config.default_signature_algorithm
@@ -172,7 +177,7 @@ export class Realm {
     const oidc = this.#deps.store.oidc
     const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
     if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
-      throw new AccessTokenRefused('The access token was revoked or its session ended.')
+      throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     }
     if (!(await this.#hasClient(payload.azp))) throw new AccessTokenRefused('The access token\'s client is no longer a client of this realm.')
     return {
@@ -358,7 +363,7 @@ export class OidcRealms implements AccessTokenIssuers {
    */
   signOutBrowser(reply: FastifyReply): void {
     for (const realm of this.#realms.values()) {
-      const path = `/realms/${realm.name}/`
+      const path = `${realm.path}/`
       reply.clearCookie(REALM_SESSION_COOKIE, { path, httpOnly: true, sameSite: 'lax' })
       reply.clearCookie(SESSION_STATE_COOKIE, { path })
     }

@@ -29,11 +29,12 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1'])
 
 /**
  * A loopback redirect URI with its port left out, read as a browser reads it (Keycloak compares the text, so that
- * `http://localhost:1234@evil.example/` would pass as `http://localhost/`); undefined for any other URI.
+ * `http://localhost:1234@evil.example/` would pass as `http://localhost/`); undefined for any other URI. The default
+ * port written out (`http://127.0.0.1:80/cb`) is left out too: URL drops it as it parses, and Keycloak strips any port.
  */
 function loopbackWithoutPort(candidate: string): string | undefined {
   const url = URL.parse(candidate)
-  if (!url || url.protocol !== 'http:' || !LOOPBACK_HOSTS.has(url.hostname) || url.port === '' || url.username || url.password || url.hash) return undefined
+  if (!url || url.protocol !== 'http:' || !LOOPBACK_HOSTS.has(url.hostname) || url.username || url.password || url.hash) return undefined
   url.port = ''
   return url.href
 }

@@ -7,7 +7,7 @@ import type { App } from '../app.ts'
 import { NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
-import { formBytes, formInUtf8 } from '../http/legacy-text.ts'
+import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
@@ -167,8 +167,12 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   if (hasBody(raw)) {
     body = await readBody(raw)
     if (!body) return void exchange.refuse(400, 'Request body too large', 'invalid_request', { connection: 'close' })
-    // A password in ISO-8859-1 is read as the gateway's basic authorization reads it; lossy decoding would match U+FFFD.
-    if (isForm(raw)) body = formInUtf8(body)
+    if (isForm(raw)) {
+      // A client secret is UTF-8, in the form as in HTTP basic (`basicCredentials`): other bytes are never a match.
+      if (!formValuesAreUtf8(body, 'client_secret')) return void exchange.refuse(INVALID_CLIENT.refused.status, INVALID_CLIENT.refused.description, INVALID_CLIENT.refused.error)
+      // A password in ISO-8859-1 is read as the gateway's basic authorization reads it; lossy decoding would match U+FFFD.
+      body = formInUtf8(body)
+    }
     if (body.includes(0) || (isForm(raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return void exchange.refuse(400, NUL_MESSAGE, 'invalid_request')
   }
   const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)

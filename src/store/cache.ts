@@ -30,6 +30,8 @@ export interface CacheOptions<V> {
    * at its maximum age, as it would have; none is ever served past it.
    */
   readonly refreshAheadMs?: number
+  /** Called when an entry still fresh or not is dropped to stay within `maxEntries` (what it stood for is then forgotten). */
+  readonly onEvicted?: () => void
 }
 
 interface Entry<V> {
@@ -92,6 +94,7 @@ export class BoundedCache<K, V> {
     if (this.#entries.size >= this.#options.maxEntries) {
       const [oldestKey, oldest] = this.#entries.entries().next().value!
       this.#delete(oldestKey, oldest)
+      this.#options.onEvicted?.()
     }
     this.#entries.set(key, { value, storedAt: now })
     const userId = this.#options.userOf?.(value)

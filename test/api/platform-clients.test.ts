@@ -397,8 +397,11 @@ describe('the platform\'s clients', () => {
     }
 
     it('get_oauth2_token() with the client id of a public application returns a working token', async () => {
-      const application = await createApplication({ name: 'AWX CLI', organization: null, client_type: 'public', authorization_grant_type: 'password' })
-      assert.equal(application.client_secret, '')
+      const application = await createApplication({ name: 'AWX CLI', client_type: 'public', authorization_grant_type: 'password' })
+      // A public application has no secret: the platform leaves the field out of its answers, on create and after.
+      assert.equal('client_secret' in application, false)
+      const shown = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))
+      assert.equal('client_secret' in shown, false)
       const { status, token, body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
       assert.equal(status, 200, JSON.stringify(body))
       const me = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })
@@ -536,7 +539,11 @@ describe('the platform\'s clients', () => {
       assert.equal(application.organization, organization.id)
       assert.equal(application.summary_fields.organization.name, 'Apps Org')
       assert.equal(application.related.organization, `/api/gateway/v1/organizations/${organization.id}/`)
-      await createApplication({ name: 'org app', organization: null, client_type: 'public', authorization_grant_type: 'password' })
+      // Left out, the organization is none (as the platform's model allows); asked for as null, it is refused there.
+      await createApplication({ name: 'org app', client_type: 'public', authorization_grant_type: 'password' })
+      const refusedNull = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'null org app', organization: null, client_type: 'public', authorization_grant_type: 'password' }) })
+      assert.equal(refusedNull.status, 400)
+      assert.deepEqual((await json(refusedNull)).organization, ['This field may not be null.'])
 
       const inOrganization = await json(await gw.fetch(`/api/gateway/v1/applications/?name=org+app&organization=${organization.id}`, { headers: admin }))
       assert.deepEqual(inOrganization.results.map((a: { id: number }) => a.id), [application.id], 'the collection finds an application by name within its organization')
@@ -549,8 +556,10 @@ describe('the platform\'s clients', () => {
       assert.ok((await json(moved)).organization)
       const unchanged = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: admin }))
       assert.equal(unchanged.organization, organization.id)
-      const cleared = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ organization: null }) }))
-      assert.equal(cleared.organization, null)
+      const cleared = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ organization: null }) })
+      assert.equal(cleared.status, 400)
+      assert.deepEqual((await json(cleared)).organization, ['This field may not be null.'])
+      assert.equal((await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: admin }))).organization, organization.id)
     })
 
     it('logs in with a session as load_session does, learning the cookie\'s name from X-API-Session-Cookie-Name', async () => {

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { importJWK, SignJWT, type JWK } from 'jose'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { ADMIN_PASSWORD, adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { REVOKE_TOPIC } from '../../src/store/topics.ts'
 import { browse, CookieJar, decodeJwtPart, passwordLogin, REALM, realmWith, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
 const demo = loadConfigFile(demoConfigFile)
@@ -127,6 +128,20 @@ describe('OIDC bearer tokens at the gateway', () => {
     const other = await passwordLogin(gw, 'alice', 'alice-password')
     await gw.store.oidc.destroy('AccessToken', decodeJwtPart(other.access_token, 1).jti)
     await refused(other.access_token)
+  })
+
+  it('keeps refusing a revoked token that was answered from memory, whatever flood of other revocations follows', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    assert.equal((await call(tokens.access_token)).status, 200)
+    const revoke = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/revoke`, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', token: tokens.access_token }) })
+    assert.equal(revoke.status, 200)
+    // Before the token is used again (which would drop its cached verification), another user revokes more tokens
+    // than the gateway remembers revocations of (its bound is 50,000).
+    await gw.app.bus.change(async (_tx, announce) => {
+      for (let i = 0; i < 50_001; i++) announce(REVOKE_TOPIC, `jti:flood-${i}`)
+    })
+    await refused(tokens.access_token)
+    assert.equal((await call(aliceToken.access_token)).status, 200)
   })
 
   it('leaves bearer values that are not JWTs to other authenticators', async () => {

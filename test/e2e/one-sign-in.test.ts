@@ -7,6 +7,7 @@ import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { KEYCLOAK_ROUTES } from '../../src/oidc/provider.ts'
+import { USER_TOPIC } from '../../src/store/topics.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 
 const demo = loadConfigFile(demoConfigFile)
@@ -43,7 +44,7 @@ describe('one sign-in for the browser', () => {
     const browser = new Browser()
     await gatewayLogin(browser)
     const silent = await authorize(browser)
-    assert.ok(silent.stoppedAt, silent.body.slice(0, 200))
+    assert.ok(silent.stoppedAt, silent.body.slice(150, 800))
     assert.ok(new URL(silent.stoppedAt).searchParams.get('code'))
     const forced = await authorize(browser, { prompt: 'login' })
     assert.equal(forced.stoppedAt, undefined)
@@ -260,7 +261,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia', 'quinn', 'rita']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -464,6 +465,44 @@ for (const backend of gatewayBackends) {
         assert.equal(changed.status, 200)
       }
       await assertSignedOutAtRealm(device)
+    })
+
+    it('ends every realm session and grant of a disabled account, those linked to no gateway session too: enabled again, nothing of them works', async () => {
+      const device = await realmSignIn('quinn')
+      // A realm session whose gateway session is gone some other way (it expired): linked to nothing.
+      const keyHash = SessionManager.hashOf(device.browser.cookie(gw.url, 'gateway_sessionid')!)
+      await gw.store.database.db.updateTable('oidc_records').set({ gateway_session: null }).where('model', '=', 'Session').where('gateway_session', '=', keyHash).execute()
+      const admin = { authorization: basic('admin', ADMIN_PASSWORD), 'content-type': 'application/json' }
+      const disabled = await gw.fetch(`/api/gateway/v1/users/${userIds.get('quinn')}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ is_active: false }) })
+      assert.equal(disabled.status, 200)
+      const silent = await authorize(device.browser, { prompt: 'none' })
+      assert.ok(silent.stoppedAt, silent.body.slice(150, 800))
+      assert.equal(new URL(silent.stoppedAt).searchParams.get('code'), null, 'no silent login for a disabled account')
+      assert.equal((await refresh(device.refreshToken)).status, 400)
+      const enabled = await gw.fetch(`/api/gateway/v1/users/${userIds.get('quinn')}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ is_active: true }) })
+      assert.equal(enabled.status, 200)
+      await assertSignedOutAtRealm(device)
+    })
+
+    it('refuses a disabled account\'s realm session, codes and refresh tokens even where their records survived the disabling', async () => {
+      const device = await realmSignIn('rita')
+      const id = userIds.get('rita')!
+      const code = await authorize(device.browser)
+      assert.ok(code.stoppedAt, 'a code of the live session, not yet exchanged')
+      // Disabled behind the realm's back, as a request that wrote its records just after the account's were ended
+      // would leave them: every record of the account is still there.
+      await gw.store.database.db.updateTable('users').set({ is_active: false }).where('id', '=', id).execute()
+      await gw.app.bus.publish(USER_TOPIC, String(id))
+      const silent = await authorize(device.browser, { prompt: 'none' })
+      assert.ok(silent.stoppedAt, silent.body.slice(150, 800))
+      assert.equal(new URL(silent.stoppedAt).searchParams.get('code'), null, 'no silent login for a disabled account')
+      assert.equal(new URL(silent.stoppedAt).searchParams.get('error'), 'login_required')
+      const exchanged = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: new URL(code.stoppedAt).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+      assert.equal(exchanged.status, 400, JSON.stringify(exchanged.body))
+      assert.equal(exchanged.body.error, 'invalid_grant')
+      const refused = await refresh(device.refreshToken)
+      assert.equal(refused.status, 400, JSON.stringify(refused.body))
+      assert.equal(refused.body.error, 'invalid_grant')
     })
 
     it('lets a browser signed in at the realm log in there as someone else: the first person\'s realm session ends, the second stays signed in at both', async () => {

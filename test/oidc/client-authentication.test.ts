@@ -69,10 +69,15 @@ describe('confidential clients that authenticate with a signed JWT', () => {
  */
 describe('client secrets outside ASCII in HTTP basic', () => {
   const SECRET = 'schlüssel-für-café-☕-0123'
+  /** A secret whose every character ISO-8859-1 has, so that its bytes in that encoding would read back as it. */
+  const LATIN_SECRET = 'schlüssel-für-café-0123'
   let gw: TestGateway
   before(async () => {
     gw = await startGateway({
-      config: { realms: realmWith([{ client_id: 'umlaut', public_client: false, secret: SECRET, service_accounts: true, direct_access_grants: true }]) },
+      config: { realms: realmWith([
+        { client_id: 'umlaut', public_client: false, secret: SECRET, service_accounts: true, direct_access_grants: true },
+        { client_id: 'latin', public_client: false, secret: LATIN_SECRET, service_accounts: true, direct_access_grants: true },
+      ]) },
     })
   })
   after(() => gw.close())
@@ -107,6 +112,37 @@ describe('client secrets outside ASCII in HTTP basic', () => {
     assert.equal(logout.status, 204, await logout.text())
     const refreshed = await tokenRequest(gw, { grant_type: 'refresh_token', refresh_token: login.body.refresh_token }, headers)
     assert.equal(refreshed.status, 400, 'the session ended')
+  })
+
+  it('refuses a form\'s client_secret whose bytes are not UTF-8 as basic credentials are refused, at every endpoint that takes one', async () => {
+    await gw.app.accounts.create({ username: 'lena', password: 'lena-password-1' })
+    const utf8Form = { client_id: 'latin', client_secret: LATIN_SECRET }
+    const login = await tokenRequest(gw, { grant_type: 'password', username: 'lena', password: 'lena-password-1', ...utf8Form })
+    assert.equal(login.status, 200, JSON.stringify(login.body))
+    const latin1Escaped = [...Buffer.from(LATIN_SECRET, 'latin1')].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join('')
+    const post = (path: string, fields: string, secret: string | Buffer) => gw.fetch(realmUrl(gw, `/protocol/openid-connect${path}`).slice(gw.url.length), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: Buffer.concat([Buffer.from(`${fields}&client_id=latin&client_secret=`), typeof secret === 'string' ? Buffer.from(secret) : secret]),
+    })
+    const endpoints = [
+      ['token (client credentials)', '/token', 'grant_type=client_credentials'],
+      ['token (password)', '/token', 'grant_type=password&username=lena&password=lena-password-1'],
+      ['token (refresh)', '/token', `grant_type=refresh_token&refresh_token=${login.body.refresh_token}`],
+      ['introspection', '/token/introspect', `token=${login.body.access_token}`],
+      ['revocation', '/revoke', `token=${login.body.refresh_token}`],
+      ['logout', '/logout', `refresh_token=${login.body.refresh_token}`],
+    ] as const
+    for (const [name, path, fields] of endpoints) {
+      for (const [spelling, secret] of [['percent-encoded', latin1Escaped], ['raw bytes', Buffer.from(LATIN_SECRET, 'latin1')]] as const) {
+        const response = await post(path, fields, secret)
+        assert.equal(response.status, 401, `${name}, ${spelling}`)
+        assert.deepEqual(await response.json(), invalidClient, `${name}, ${spelling}`)
+      }
+    }
+    // Nothing was revoked or logged out along the way: the same secret in UTF-8 still refreshes.
+    const refreshed = await tokenRequest(gw, { grant_type: 'refresh_token', refresh_token: login.body.refresh_token, ...utf8Form })
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
   })
 
   it('refuses a secret whose bytes are not UTF-8 as a wrong one, even where U+FFFD would stand for them', async () => {

@@ -4,6 +4,7 @@ import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { json, type TestGateway } from '../helpers/gateway.ts'
 import { decodeJwtPart, postToken, realmWith, REALM, SERVICE_SECRET, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
+import { USER_TOPIC } from '../../src/store/topics.ts'
 
 const password = (name: string) => `${name}-password-long`
 const GUARDED = 'operators-console'
@@ -175,12 +176,18 @@ for (const backend of gatewayBackends) {
       // A client with single-use refresh tokens: a refused refresh that consumed the token would make its next use a reuse.
       const sessions = [await login('dora', 'reports'), await login('dora', 'reports')]
       const dora = await gw.store.users.findByUsername('dora')
-      await gw.app.accounts.update(dora!.id, { isActive: false })
+      // Disabling ends the account's refresh tokens; these stand for those a request wrote just as it was disabled,
+      // which are refused where they are used: the account is switched off behind the realm's back.
+      const setActive = async (active: boolean) => {
+        await gw.store.database.db.updateTable('users').set({ is_active: active }).where('id', '=', dora!.id).execute()
+        await gw.app.bus.publish(USER_TOPIC, String(dora!.id))
+      }
+      await setActive(false)
       const disabled = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token], 'reports')
       assert.equal(disabled.shortcut.status, 400)
       assert.deepEqual(disabled.shortcut.body, { error: 'invalid_grant', error_description: 'User disabled' })
       await assertSameAnswers(disabled.shortcut, disabled.provider)
-      await gw.app.accounts.update(dora!.id, { isActive: true })
+      await setActive(true)
       const stillValid = await postToken(gw, refreshForm('reports', sessions[0]!.refresh_token))
       assert.equal(stillValid.status, 200, 'the refused refresh changed the token')
 
@@ -241,6 +248,19 @@ for (const backend of gatewayBackends) {
       const start = await issued()
       assert.equal((await postToken(gw, refreshForm('end-users', session.refresh_token))).status, 200)
       assert.equal(await issued(), start + 1)
+    })
+
+    it('reads the refresh token and its grant in one statement, and writes the new refresh token and access token in one', async () => {
+      // A first refresh after the login, for what the realm reads once (its keys, told of the login's news).
+      const first = await postToken(gw, refreshForm('end-users', (await login('erin')).refresh_token))
+      const statements = { count: 0, counting: true }
+      gw.store.database.onQuery(() => {
+        if (statements.counting) statements.count++
+      })
+      const answer = await postToken(gw, refreshForm('end-users', first.body.refresh_token))
+      statements.counting = false
+      assert.equal(answer.status, 200)
+      assert.equal(statements.count, 2)
     })
   })
 }
