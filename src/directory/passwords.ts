@@ -44,7 +44,7 @@ export class ConcurrencyLimit {
 /**
  * argon2id runs on libuv's thread pool, four threads whatever the machine, and each hash reads and writes its
  * 19 MiB throughout. More hashes at once than there are cores only take turns on them and push one another's
- * memory out of the caches: on 2 cores four at once cost 12-30% more CPU time each than two (docs/performance.md).
+ * memory out of the caches: on 2 cores four at once cost 6-34% more CPU time each than two (docs/performance.md).
  * So at most one per core runs, which also leaves pool threads free for the token signatures meanwhile.
  */
 export const argon2Tasks = new ConcurrencyLimit(availableParallelism())
