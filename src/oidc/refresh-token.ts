@@ -40,7 +40,7 @@ export interface RefreshTokenOptions {
 export type RefreshTokenShortcut = (form: Buffer, request: IncomingMessage, response: ServerResponse) => Promise<Record<string, unknown> | undefined>
 
 /** oidc-provider's own helpers, loaded with it (its entry point waits for a realm's first request). */
-interface GrantHelpers {
+export interface GrantHelpers {
   als: { run<T>(store: unknown, fn: () => T): T }
   instance(provider: Provider): { configuration: any; grantTypeParams: Map<string | undefined, Set<string>> }
   Params: new (allowList: Set<string>, params: Record<string, string>) => Record<string, unknown>
@@ -57,6 +57,11 @@ interface GrantHelpers {
 }
 
 let grantHelpers: GrantHelpers | undefined
+/** oidc-provider's helpers, loaded with the first grant served without its HTTP stack. */
+export async function providerGrantHelpers(): Promise<GrantHelpers> {
+  return (grantHelpers ??= await loadGrantHelpers())
+}
+
 async function loadGrantHelpers(): Promise<GrantHelpers> {
   // @ts-expect-error: oidc-provider declares types for its entry point only.
   const [als, weakCache, params, source, common, resolveResource, results, authorization, response, filterClaims, accountClaims] = await Promise.all([import('oidc-provider/lib/helpers/als.js'), import('oidc-provider/lib/helpers/weak_cache.js'), import('oidc-provider/lib/helpers/params.js'), import('oidc-provider/lib/helpers/grant_source.js'), import('oidc-provider/lib/helpers/grant_common.js'), import('oidc-provider/lib/helpers/resolve_resource.js'), import('oidc-provider/lib/helpers/configuration_result.js'), import('oidc-provider/lib/helpers/grant_authorization.js'), import('oidc-provider/lib/helpers/grant_response.js'), import('oidc-provider/lib/helpers/filter_claims.js'), import('oidc-provider/lib/helpers/account_claims.js')])
@@ -82,11 +87,11 @@ export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshToken
     const members = plainForm(form, request.headers, PLAIN_MEMBERS)
     const credentials = members && clientCredentialsOf(members, request.headers)
     if (!members || !credentials || members.get('grant_type') !== GRANT_TYPE || !members.get('refresh_token') || !options.configured(credentials.clientId)) return undefined
-    grantHelpers ??= await loadGrantHelpers()
+    const helpers = await providerGrantHelpers()
     const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, GRANT_TYPE).catch(leftToProvider)
     if (!client) return undefined
-    const ctx = providerContext(options.provider, request, response, grantHelpers, members, client)
-    return grantHelpers.als.run(ctx, () => refresh(options, grantHelpers!, ctx))
+    const ctx = providerContext(options.provider, request, response, helpers, members, client, GRANT_TYPE)
+    return helpers.als.run(ctx, () => refresh(options, helpers, ctx))
   }
 }
 
@@ -94,21 +99,23 @@ export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshToken
  * A context as oidc-provider's router gives its token endpoint's middlewares (Koa's, with an OIDCContext for the
  * `token` route), after its client authentication and parameter steps: the client, and the grant's parameters.
  */
-function providerContext(provider: Provider, request: IncomingMessage, response: ServerResponse, helpers: GrantHelpers, members: Map<string, string>, client: unknown): KoaContextWithOIDC {
+export function providerContext(provider: Provider, request: IncomingMessage, response: ServerResponse, helpers: GrantHelpers, members: Map<string, string>, client: unknown, grantType: string): KoaContextWithOIDC {
   const ctx = provider.createContext(request, response) as unknown as KoaContextWithOIDC & { _matchedRouteName: string }
   ctx._matchedRouteName = 'token'
   const oidc = new (provider as unknown as { OIDCContext: new (ctx: unknown) => KoaContextWithOIDC['oidc'] }).OIDCContext(ctx)
   Object.defineProperty(ctx, 'oidc', { value: oidc })
-  ;(oidc as { params: unknown }).params = new helpers.Params(allowedParams(provider, helpers), Object.fromEntries(members))
+  ;(oidc as { params: unknown }).params = new helpers.Params(allowedParams(provider, helpers, grantType), Object.fromEntries(members))
   oidc.entity('Client', client as never)
   return ctx
 }
 
-/** The grant's parameters and the client's credentials, by provider: its grants are registered once, when it is built. */
-const allowedParamsOf = new WeakMap<Provider, Set<string>>()
-function allowedParams(provider: Provider, helpers: GrantHelpers): Set<string> {
-  let allowed = allowedParamsOf.get(provider)
-  if (!allowed) allowedParamsOf.set(provider, (allowed = new Set([...helpers.instance(provider).grantTypeParams.get(GRANT_TYPE)!, 'client_id', 'client_secret'])))
+/** A grant's parameters and the client's credentials, by provider and grant: its grants are registered once, when it is built. */
+const allowedParamsOf = new WeakMap<Provider, Map<string, Set<string>>>()
+function allowedParams(provider: Provider, helpers: GrantHelpers, grantType: string): Set<string> {
+  let byGrant = allowedParamsOf.get(provider)
+  if (!byGrant) allowedParamsOf.set(provider, (byGrant = new Map()))
+  let allowed = byGrant.get(grantType)
+  if (!allowed) byGrant.set(grantType, (allowed = new Set([...helpers.instance(provider).grantTypeParams.get(grantType)!, 'client_id', 'client_secret'])))
   return allowed
 }
 

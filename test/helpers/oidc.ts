@@ -120,6 +120,21 @@ export function postToken(gw: TestGateway, body: string, headers: Record<string,
   })
 }
 
+/** Claims and record members that differ between any two tokens, or any two sessions. */
+const PER_TOKEN = new Set(['jti', 'iat', 'exp', 'at_hash', 'sid', 'session_state', 'grantId', 'sessionUid', 'iiat', 'authTime', 'auth_time'])
+
+/** A token's claims or a record's payload without what each token or session has its own of, at any depth. */
+export function shared(value: Record<string, unknown>): Record<string, unknown> {
+  const plain = (member: unknown) => member !== null && typeof member === 'object' && !Array.isArray(member)
+  return Object.fromEntries(Object.entries(without(value, PER_TOKEN)).map(([name, member]) => [name, plain(member) ? shared(member as Record<string, unknown>) : member]))
+}
+
+/**
+ * A member oidc-provider ignores (it reads only the grant's parameters) and the token endpoint's shortcuts do not
+ * take: the same request, answered by oidc-provider.
+ */
+export const TO_PROVIDER = '&ignored=1'
+
 /** The object without the named members. */
 export function without(object: Record<string, unknown>, names: Set<string>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(object).filter(([name]) => !names.has(name)))

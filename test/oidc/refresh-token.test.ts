@@ -3,23 +3,10 @@ import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { json, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, postToken, realmWith, REALM, SERVICE_SECRET, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
+import { decodeJwtPart, postToken, realmWith, REALM, SERVICE_SECRET, shared, TO_PROVIDER, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
 
 const password = (name: string) => `${name}-password-long`
 const GUARDED = 'operators-console'
-/** Claims and record members that differ between any two tokens, or any two sessions. */
-const PER_TOKEN = new Set(['jti', 'iat', 'exp', 'at_hash', 'sid', 'session_state', 'grantId', 'sessionUid', 'iiat', 'authTime', 'auth_time'])
-/**
- * A member oidc-provider ignores (it reads only the grant's parameters) and the shortcut does not take: the same
- * refresh, answered by oidc-provider.
- */
-const TO_PROVIDER = '&ignored=1'
-
-/** A token's claims or a record's payload without what each token or session has its own of, at any depth. */
-function shared(value: Record<string, unknown>): Record<string, unknown> {
-  const plain = (member: unknown) => member !== null && typeof member === 'object' && !Array.isArray(member)
-  return Object.fromEntries(Object.entries(without(value, PER_TOKEN)).map(([name, member]) => [name, plain(member) ? shared(member as Record<string, unknown>) : member]))
-}
 
 /**
  * The plain refresh_token grant is answered without oidc-provider's HTTP stack (src/oidc/refresh-token.ts): for the
