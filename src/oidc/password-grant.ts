@@ -11,8 +11,8 @@ import { idTokenClaims } from './id-token-claims.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
 import type { SignatureAlg } from './keys.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
-import { authenticatedClient, clientCredentialsOf, leftToProvider, plainForm } from './client-credentials.ts'
-import { providerContext, providerGrantHelpers } from './refresh-token.ts'
+import { leftToProvider } from './client-credentials.ts'
+import { plainGrant } from './refresh-token.ts'
 
 export const PASSWORD_GRANT = 'password'
 /** The reason kept for a login refused during a lockout: Keycloak words it as a wrong password, but answers 400. */
@@ -166,13 +166,9 @@ export type PasswordGrantShortcut = (form: Buffer, request: IncomingMessage, res
  */
 export function passwordGrantShortcut(options: PasswordGrantShortcutOptions): PasswordGrantShortcut {
   return async (form, request, response) => {
-    const members = plainForm(form, request.headers, PLAIN_MEMBERS)
-    const credentials = members && clientCredentialsOf(members, request.headers)
-    if (!members || !credentials || members.get('grant_type') !== PASSWORD_GRANT || !members.has('username') || !options.configured(credentials.clientId)) return undefined
-    const helpers = await providerGrantHelpers()
-    const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, PASSWORD_GRANT).catch(leftToProvider)
-    if (!client) return undefined
-    const ctx = providerContext(options.provider, request, response, helpers, members, client, PASSWORD_GRANT)
+    const plain = await plainGrant(options, { grantType: PASSWORD_GRANT, members: PLAIN_MEMBERS, required: 'username' }, form, request, response)
+    if (!plain) return undefined
+    const { ctx, helpers } = plain
     let recorded = false
     let body: Record<string, unknown>
     try {

@@ -40,7 +40,7 @@ export interface RefreshTokenOptions {
 export type RefreshTokenShortcut = (form: Buffer, request: IncomingMessage, response: ServerResponse) => Promise<Record<string, unknown> | undefined>
 
 /** oidc-provider's own helpers, loaded with it (its entry point waits for a realm's first request). */
-export interface GrantHelpers {
+interface GrantHelpers {
   als: { run<T>(store: unknown, fn: () => T): T }
   instance(provider: Provider): { configuration: any; grantTypeParams: Map<string | undefined, Set<string>> }
   Params: new (allowList: Set<string>, params: Record<string, string>) => Record<string, unknown>
@@ -58,7 +58,7 @@ export interface GrantHelpers {
 
 let grantHelpers: GrantHelpers | undefined
 /** oidc-provider's helpers, loaded with the first grant served without its HTTP stack. */
-export async function providerGrantHelpers(): Promise<GrantHelpers> {
+async function providerGrantHelpers(): Promise<GrantHelpers> {
   return (grantHelpers ??= await loadGrantHelpers())
 }
 
@@ -84,22 +84,31 @@ async function loadGrantHelpers(): Promise<GrantHelpers> {
 
 export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshTokenShortcut {
   return async (form, request, response) => {
-    const members = plainForm(form, request.headers, PLAIN_MEMBERS)
-    const credentials = members && clientCredentialsOf(members, request.headers)
-    if (!members || !credentials || members.get('grant_type') !== GRANT_TYPE || !members.get('refresh_token') || !options.configured(credentials.clientId)) return undefined
-    const helpers = await providerGrantHelpers()
-    const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, GRANT_TYPE).catch(leftToProvider)
-    if (!client) return undefined
-    const ctx = providerContext(options.provider, request, response, helpers, members, client, GRANT_TYPE)
-    return helpers.als.run(ctx, () => refresh(options, helpers, ctx))
+    const plain = await plainGrant(options, { grantType: GRANT_TYPE, members: PLAIN_MEMBERS, required: 'refresh_token' }, form, request, response)
+    return plain && plain.helpers.als.run(plain.ctx, () => refresh(options, plain.helpers, plain.ctx))
   }
+}
+
+/**
+ * A plain request for a grant, ready for its steps: a form of the grant's `members` only, `required` among them,
+ * from a configured client authenticated as oidc-provider does, on a context of oidc-provider's kind (run the steps
+ * in `helpers.als`). Undefined when oidc-provider is to answer the request.
+ */
+export async function plainGrant(options: Pick<RefreshTokenOptions, 'provider' | 'configured'>, grant: { grantType: string; members: ReadonlySet<string>; required: string }, form: Buffer, request: IncomingMessage, response: ServerResponse): Promise<{ ctx: KoaContextWithOIDC; helpers: GrantHelpers } | undefined> {
+  const members = plainForm(form, request.headers, grant.members)
+  const credentials = members && clientCredentialsOf(members, request.headers)
+  if (!members || !credentials || members.get('grant_type') !== grant.grantType || !members.get(grant.required) || !options.configured(credentials.clientId)) return undefined
+  const helpers = await providerGrantHelpers()
+  const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, grant.grantType).catch(leftToProvider)
+  if (!client) return undefined
+  return { ctx: providerContext(options.provider, request, response, helpers, members, client, grant.grantType), helpers }
 }
 
 /**
  * A context as oidc-provider's router gives its token endpoint's middlewares (Koa's, with an OIDCContext for the
  * `token` route), after its client authentication and parameter steps: the client, and the grant's parameters.
  */
-export function providerContext(provider: Provider, request: IncomingMessage, response: ServerResponse, helpers: GrantHelpers, members: Map<string, string>, client: unknown, grantType: string): KoaContextWithOIDC {
+function providerContext(provider: Provider, request: IncomingMessage, response: ServerResponse, helpers: GrantHelpers, members: Map<string, string>, client: unknown, grantType: string): KoaContextWithOIDC {
   const ctx = provider.createContext(request, response) as unknown as KoaContextWithOIDC & { _matchedRouteName: string }
   ctx._matchedRouteName = 'token'
   const oidc = new (provider as unknown as { OIDCContext: new (ctx: unknown) => KoaContextWithOIDC['oidc'] }).OIDCContext(ctx)
