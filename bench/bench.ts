@@ -13,7 +13,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { proxyServer, startNginx, tinyJsonServer } from '../test/helpers/nginx.ts'
+import { forwardAuthNginx, proxyServer, startNginx, tinyJsonServer } from '../test/helpers/nginx.ts'
 
 const root = new URL('../', import.meta.url).pathname
 const node = join(root, 'node_modules/.bin/node')
@@ -254,38 +254,11 @@ function residentMegabytes(child: ChildProcess): number {
   return kilobytes / 1024
 }
 
-/** nginx auth_request asking Gatehouse, optionally caching each decision for 1 s keyed on the credential. */
+/** nginx auth_request asking Gatehouse as docs/forward-auth.md configures it, optionally with its 1 s decision cache. */
 function authRequestServer(port: number, cached: boolean): string {
-  return `
-  ${cached ? `proxy_cache_path ${dir}/authz-cache keys_zone=authz:1m;
-  map "$request_method:$http_sec_websocket_key" $gatehouse_uncached { ~^(GET|HEAD|OPTIONS):$ 0; default 1; }` : ''}
-  upstream app_${port} { server 127.0.0.1:${ports.upstream}; keepalive 64; }
-  upstream gatehouse_${port} { server 127.0.0.1:${ports.gateway}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
-    keepalive_requests 1000000;
-    location / {
-      auth_request /_gatehouse;
-      auth_request_set $gatehouse_user $upstream_http_x_gatehouse_user;
-      auth_request_set $gatehouse_user_id $upstream_http_x_gatehouse_user_id;
-      auth_request_set $gatehouse_auth_method $upstream_http_x_gatehouse_auth_method;
-      auth_request_set $gatehouse_identity $upstream_http_x_gatehouse_identity;
-      proxy_set_header X-Gatehouse-User $gatehouse_user; proxy_set_header X-Gatehouse-User-Id $gatehouse_user_id;
-      proxy_set_header X-Gatehouse-Auth-Method $gatehouse_auth_method; proxy_set_header X-Gatehouse-Identity $gatehouse_identity;
-      proxy_set_header Authorization "";
-      proxy_pass http://app_${port}; proxy_http_version 1.1; proxy_set_header Connection "";
-    }
-    location = /_gatehouse {
-      internal;
-      proxy_pass http://gatehouse_${port}/api/gateway/v1/authz/auth-request/;
-      proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_pass_request_body off; proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri; proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      ${cached ? 'proxy_cache authz; proxy_cache_key "$http_authorization|$cookie_gateway_sessionid|$request_method|$http_host|$request_uri|$remote_addr"; proxy_no_cache $gatehouse_uncached; proxy_cache_bypass $gatehouse_uncached; proxy_cache_valid 200 1s; proxy_ignore_headers Cache-Control Expires Set-Cookie; open_file_cache max=10000 inactive=10s;' : ''}
-    }
-  }`
+  const site = forwardAuthNginx({ port, gateway: `127.0.0.1:${ports.gateway}`, service: `127.0.0.1:${ports.upstream}`, cacheDir: cached ? join(dir, 'authz-cache') : undefined })
+  // wrk's connections kept for the whole row, as the proxy_pass row's are (nginx closes one after 1,000 requests).
+  return `keepalive_requests 1000000;\n${site}`
 }
 
 interface Row {

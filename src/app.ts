@@ -26,6 +26,7 @@ import { SIGN_IN_START_WINDOW_MS, SignInStarts } from './directory/sign-in-start
 import { LocalPasswords } from './directory/local.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { authorize, type Decision } from './gateway/authorize.ts'
+import { publishedPath } from './gateway/policy.ts'
 import { compilePlaces, type Place, type Places } from './gateway/places.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
 import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
@@ -80,8 +81,13 @@ export interface App {
   readonly audit: AuditTrail
   /** The URL clients reach Gatehouse at: issuer of the tokens it signs, base of its redirects. */
   publicUrl: string
-  /** The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). */
-  authorize(request: GatewayRequest, place: Place): Promise<Decision>
+  /** The path of `server.public_url` ('' at the root): the start of every path the gateway writes for a client. */
+  readonly publishedPath: string
+  /**
+   * The one decision, for every place, on whether a request gets in (src/gateway/authorize.ts). `clientTarget`: the
+   * target as the client addressed it, when that is not this request's own (a forward-auth question's original).
+   */
+  authorize(request: GatewayRequest, place: Place, clientTarget?: string): Promise<Decision>
   close(): Promise<void>
 }
 
@@ -178,7 +184,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then(
     (session) => session.userId === userId ? session.keyHash : undefined,
     (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
-  const clientAccess = compileClientAccess(config, access)
+  const clientAccess = compileClientAccess(config, access, () => settings.current.allow_external_users_to_create_oauth2_tokens)
   const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
@@ -189,6 +195,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     return rules ? [accessEntryRule(rules, access)] : []
   }
   const routes = compileRoutes(config, options.upstreams, (service) => oidc.loginUrlFor(service), accessRules)
+  const published = publishedPath(config)
+  const ownAddress = { published }
   const gatewayRules = compileGatewayRules(config)
   const gatewayEntry = gatewayRules ? [accessEntryRule(gatewayRules, access)] : []
 
@@ -229,7 +237,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     set publicUrl(url: string) {
       identity.issuer = url.replace(/\/$/, '')
     },
-    authorize: (request, place) => authorize(auth, request, place),
+    publishedPath: published,
+    authorize: (request, place, clientTarget) => authorize(auth, request, place, clientTarget === undefined ? ownAddress : { published, target: clientTarget }),
     async close() {
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
       settings.stop()

@@ -19,6 +19,7 @@ import { serverTimeouts } from './listener/timeouts.ts'
 import { requestLine } from './logging/request-line.ts'
 import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
+import type { KeysKept } from './oidc/keys.ts'
 import { registerOidcRoutes } from './oidc/routes.ts'
 import { tokenLane } from './oidc/token-lane.ts'
 import { registerUi } from './ui/routes.ts'
@@ -99,6 +100,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   })
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)
+  logKeptSigningKeys(server, app)
   app.audit.onError = (error) => {
     // An outage is logged once, above; the entries wait for the database within the queue's bound.
     if (!(error instanceof DatabaseUnavailable)) server.log.error({ err: error }, 'audit trail: entries could not be written')
@@ -115,6 +117,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   })
   app.directoryCheck?.onNobodyFound((accounts) => {
     server.log.warn({ accounts }, 'directory account check: the directory found none of these accounts, which looks like a user search that finds nobody, so none was disabled; check ldap.user_search with `gatehouse ldap test`, and disable people who really left by hand')
+  })
+  app.directoryCheck?.onTakeOver(() => {
+    server.log.info({ interval_seconds: app.config.ldap?.account_check.interval_seconds }, 'this process runs the directory account check for every process on the database, until it stops')
   })
   app.directoryCheck?.start()
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
@@ -163,6 +168,16 @@ function compilersOnFirstUse(): CompilersFactory {
  * src/store/database.ts holds back outages that begin within a minute of the last line); each request it fails is
  * answered 503 database_unavailable and appears only in its own request line.
  */
+/** Keys that could not be read again go on from memory while they may (src/oidc/keys.ts): the log says until when. */
+function logKeptSigningKeys(server: FastifyInstance, app: App): void {
+  const warn = ({ purpose, error, signsUntil }: KeysKept) => server.log.warn(
+    { purpose, error: (error as Error)?.message ?? String(error), signs_until: new Date(signsUntil).toISOString() },
+    'signing keys could not be read again: signing with those in memory until signs_until (then signing fails until they can be read), verifying with them meanwhile',
+  )
+  app.identity.onKeysKept(warn)
+  for (const realm of app.oidc.all()) realm.onKeysKept(warn)
+}
+
 function logDatabaseOutages(server: FastifyInstance, app: App): void {
   const stop = app.store.database.onOutage(({ state, since, failures, error }) => {
     const fields = { since: new Date(since).toISOString(), failures, error }

@@ -5,6 +5,7 @@ import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { ACCESS_TOPIC, USER_TOPIC } from '../store/topics.ts'
+import { endApplicationTokens } from '../oidc/applications.ts'
 import { teamKey, type AccessModel } from './model.ts'
 import type { ConfiguredName } from './rules.ts'
 import { contentTypeNamed, permissionNamed, PLATFORM_AUDITOR, rolePermissionProblem, type ContentType, type Permission } from './permissions.ts'
@@ -47,7 +48,11 @@ export class AccessAdmin {
   async updateOrganization(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined }): Promise<Organization> {
     const organization = await this.#requireOrganization(id)
     this.#require(actor, 'shared.change_organization', 'organization', id)
-    if (changes.name !== undefined && changes.name !== organization.name) this.#requireUnnamed(actor, this.#configured.namesOrganization(organization.name))
+    if (changes.name !== undefined && changes.name !== organization.name) {
+      this.#requireUnnamed(actor, this.#configured.namesOrganization(organization.name))
+      // Only superusers create organizations: taking a name the configuration uses is creating that organization.
+      if (this.#configured.namesOrganization(changes.name)) requireSuperuser(actor, NAME_IN_CONFIGURATION)
+    }
     return this.#change('organization', async (tx) => (await tx.access.updateOrganization(id, changes)) ?? notFound('organization'))
   }
 
@@ -56,7 +61,12 @@ export class AccessAdmin {
     this.#require(actor, 'shared.delete_organization', 'organization', id)
     const teams = this.#model.teams.filter((t) => t.organizationId === id)
     this.#requireUnnamed(actor, this.#configured.namesOrganization(organization.name) || teams.some((t) => this.#configured.namesTeam(organization.name, t.name)))
-    await this.#change('organization', async (tx) => (await tx.access.deleteOrganization(id)) || notFound('organization'))
+    await this.#change('organization', async (tx, announce) => {
+      // Its applications go with it (a cascade), and the tokens they issued with them.
+      const applications = await tx.applications.clientIdsInOrganization(id)
+      if (!(await tx.access.deleteOrganization(id))) notFound('organization')
+      await endApplicationTokens(tx, announce, applications)
+    })
   }
 
   async createTeam(actor: User, input: { name: string; organizationId: number; description?: string | undefined }): Promise<Team> {
@@ -72,7 +82,14 @@ export class AccessAdmin {
     if (changes.organizationId !== undefined && changes.organizationId !== team.organizationId) {
       throw new ValidationFailed({ organization: ['A team stays in the organization it was created in: its roles and members belong to it.'] })
     }
-    if (changes.name !== undefined && changes.name !== team.name) this.#requireUnnamed(actor, this.#namesTeam(team))
+    if (changes.name !== undefined && changes.name !== team.name) {
+      this.#requireUnnamed(actor, this.#namesTeam(team))
+      // Taking a name the configuration uses is creating that team, which its organization's admins may
+      // (`add_team`), not a team admin: a rule naming a team alone would otherwise admit any team admin's members.
+      if (this.#configured.namesTeam(this.#model.organization(team.organizationId)?.name ?? '', changes.name)) {
+        this.#require(actor, 'shared.add_team', 'organization', team.organizationId, NAME_IN_CONFIGURATION)
+      }
+    }
     // Only what the store changes: the organization, checked above, is a column no update writes.
     const { name, description } = changes
     return this.#change('team', async (tx) => (await tx.access.updateTeam(id, { name, description })) ?? notFound('team'))
@@ -206,10 +223,10 @@ export class AccessAdmin {
     })
   }
 
-  async #change<T>(what: string, work: (tx: Repositories) => Promise<T>): Promise<T> {
+  async #change<T>(what: string, work: (tx: Repositories, announce: Announce) => Promise<T>): Promise<T> {
     try {
       return await this.#bus.change(async (tx, announce) => {
-        const result = await work(tx)
+        const result = await work(tx, announce)
         announce(ACCESS_TOPIC, what)
         return result
       })
@@ -271,8 +288,8 @@ export class AccessAdmin {
     }
   }
 
-  #require(actor: User, permission: Permission, type: 'organization' | 'team', id: number): void {
-    if (!this.#model.can(actor, permission, type, id)) throw new PermissionDenied()
+  #require(actor: User, permission: Permission, type: 'organization' | 'team', id: number, why?: string): void {
+    if (!this.#model.can(actor, permission, type, id)) throw new PermissionDenied(why)
   }
 
   async #requireOrganization(id: number): Promise<Organization> {
@@ -339,9 +356,11 @@ function duplicateName(what: string): ValidationFailed {
   return new ValidationFailed({ name: [`${model} with this name already exists.`] })
 }
 
-function requireSuperuser(actor: User): void {
-  if (!actor.isSuperuser) throw new PermissionDenied()
+function requireSuperuser(actor: User, why?: string): void {
+  if (!actor.isSuperuser) throw new PermissionDenied(why)
 }
+
+const NAME_IN_CONFIGURATION = 'Access rules or membership mappings in the configuration use this name; only those who may create one of that name may rename to it.'
 
 function notFound(what: string): never {
   throw new NotFound(`No such ${what}.`)

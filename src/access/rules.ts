@@ -161,6 +161,9 @@ function conditionsOf(match: RuleMatch): Condition[] {
   }
   if (match.methods) {
     const methods = new Set<string>(match.methods)
+    // Services answer HEAD with their GET handler: a GET rule that left HEAD out would let HEAD read a denied
+    // resource's headers, or refuse the HEAD a client probes with first (nginx's `limit_except GET` covers HEAD too).
+    if (methods.has('GET')) methods.add('HEAD')
     conditions.push((r) => methods.has(r.method))
   }
   if (match.paths) {

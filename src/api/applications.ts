@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound, ValidationFailed } from '../errors.ts'
-import { hashClientSecret } from '../oidc/applications.ts'
+import { endApplicationTokens, hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
 import { principalOf } from './access.ts'
 import { bodyId, organizationUrl } from './organizations.ts'
@@ -12,7 +12,7 @@ import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
+import { idParam } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
 const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
@@ -37,14 +37,22 @@ const applicationFields = z.object({
   skip_authorization: z.literal(true, { error: 'Users are never asked to consent: only true is accepted.' }).optional(),
   algorithm: z.literal('', { error: 'ID tokens are signed by the realm: only "" is accepted.' }).optional(),
 }).strict()
-const createApplication = applicationFields.superRefine((input, context) => {
+/**
+ * The platform's serializer has `client_id` and `client_secret` read-only: both are made here, whatever a body
+ * says, and Django REST framework drops them from input unread. So are they here, on create and update alike; the
+ * answer shows the values in effect (on create, the ones made).
+ */
+const ignoredCredentials = {
+  client_id: z.unknown().optional().describe('Read-only: made by the server; ignored.'),
+  client_secret: z.unknown().optional().describe('Read-only: made by the server and shown once, on create; ignored.'),
+}
+const createApplication = applicationFields.extend(ignoredCredentials).superRefine((input, context) => {
   if (input.authorization_grant_type === 'authorization-code' && !input.redirect_uris?.trim()) {
     context.addIssue({ code: 'custom', path: ['redirect_uris'], message: 'Redirect URIs are required for the authorization-code grant.' })
   }
 })
 /** The collection sends every field it manages with each update, `client_type` too: the same value is no change. */
-const SHOWN_READ_ONLY = ['client_id', 'client_secret'] as const
-const updateApplication = applicationFields.partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
+const updateApplication = applicationFields.partial().extend(ignoredCredentials).strict()
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const listApplications = listQuery(applicationFilterFields)
@@ -167,7 +175,6 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     handler: async (request) => {
       const current = await found(request.params.id)
       const input = request.body
-      assertShownValues(input, await serialize(current), SHOWN_READ_ONLY)
       if (input.client_type !== undefined && input.client_type !== current.clientType) throw new ValidationFailed({ client_type: [CLIENT_TYPE_FIXED] })
       const grant = input.authorization_grant_type ?? current.authorizationGrantType
       const uris = input.redirect_uris === undefined ? current.redirectUris : input.redirect_uris.split(/\s+/).filter(Boolean)
@@ -190,7 +197,12 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
 
   api.delete('/applications/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
     const current = await found(request.params.id)
-    if (!(await app.store.applications.delete(current.id))) throw new NotFound('No such application.')
+    const deleted = await app.bus.change(async (tx, announce) => {
+      if (!(await tx.applications.delete(current.id))) return false
+      await endApplicationTokens(tx, announce, [current.clientId])
+      return true
+    })
+    if (!deleted) throw new NotFound('No such application.')
     app.audit.change(actorOf(request), 'delete', audited(current), await serialize(current))
     return reply.code(204).send()
   })

@@ -39,7 +39,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   api.get('/login/', { config: { access: 'public' }, schema: { querystring: nextQuery } }, async (request, reply) => {
     const next = sameOriginTarget(app.publicUrl, request.query.next)
     const csrfToken = app.csrf.ensureToken(request, reply)
-    if (prefersJson(request)) return { csrf_token: csrfToken, login_url: LOGIN_PATH, next: next ?? null }
+    if (prefersJson(request)) return { csrf_token: csrfToken, login_url: app.publishedPath + LOGIN_PATH, next: next ?? null }
     return sendLoginPage(app, reply, 200, { csrfToken, next })
   })
 
@@ -82,7 +82,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     const { csrfToken, expiresAt, now } = await startSession(app, request, reply, user)
     // As the platform answers a login: awxkit's session login reads the session cookie's name from it.
     reply.header('X-API-Session-Cookie-Name', SESSION_COOKIE)
-    const target = next ?? defaultNext(request)
+    const target = next ?? defaultNext(app, request)
     if (jsonClient) return { username: user.username, csrf_token: csrfToken, next: target, ...sessionTimes(expiresAt, now) }
     return reply.redirect(target, 302)
   })
@@ -97,7 +97,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     if (principal) app.audit.auth(actorOf(request), { operation: 'logout', object: { type: 'user', id: principal.user.id, name: principal.user.username } })
     clearSessionCookie(reply, app.csrf.isSecure(request))
     app.oidc.signOutBrowser(reply)
-    return reply.redirect(wantsHtml(request) ? LOGIN_PATH : '/api/', 302)
+    return reply.redirect(app.publishedPath + (wantsHtml(request) ? LOGIN_PATH : '/api/'), 302)
   }
   api.get('/logout/', { config: { access: 'open' } }, logout)
   api.post('/logout/', { config: { access: 'sign_out' } }, logout)
@@ -118,8 +118,8 @@ export function loginRoutes(api: GatewayApi, app: App): void {
 
 
 /** Where a login without a `next` goes: a person in a browser to the web interface, a program to the API. */
-export function defaultNext(request: FastifyRequest): string {
-  return wantsHtml(request) ? BROWSER_NEXT : DEFAULT_NEXT
+export function defaultNext(app: Pick<App, 'publishedPath'>, request: FastifyRequest): string {
+  return app.publishedPath + (wantsHtml(request) ? BROWSER_NEXT : DEFAULT_NEXT)
 }
 
 export function sessionTimes(expiresAt: number, now = Date.now()) {
@@ -185,11 +185,11 @@ function prefersJson(request: FastifyRequest): boolean {
 
 /** The login page, with a "Sign in with <label>" button for each single sign-on provider. */
 export function sendLoginPage(app: App, reply: FastifyReply, status: number, options: { csrfToken?: string | undefined; next?: string | undefined; username?: string; error?: string }): FastifyReply {
-  const sso = app.config.sso.map((provider) => ({ label: provider.label, href: ssoStartPath(provider.name, options.next) }))
+  const sso = app.config.sso.map((provider) => ({ label: provider.label, href: app.publishedPath + ssoStartPath(provider.name, options.next) }))
   return reply.code(status)
     .type('text/html; charset=utf-8')
     .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
     .header('x-frame-options', 'DENY')
     .header('referrer-policy', 'same-origin')
-    .send(renderLoginPage({ action: LOGIN_PATH, ...options, sso }))
+    .send(renderLoginPage({ action: app.publishedPath + LOGIN_PATH, ...options, sso }))
 }

@@ -2,6 +2,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { InvalidCredentials, ManagedBySource, ValidationFailed } from '../errors.ts'
+import type { User } from '../store/users.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { auditedUser, passwordMark, serializeUser } from './users.ts'
@@ -33,6 +34,7 @@ export function meRoutes(api: GatewayApi, app: App): void {
     const { user } = principalOf(request)
     const input = request.body
     if (user.source !== 'local') throw new ManagedBySource(`Your details come from your ${user.source} account and are changed there.`)
+    if (input.email && input.email.toLowerCase() !== user.email.toLowerCase()) await assertEmailFree(app, user, input.email)
     const updated = await app.accounts.update(user.id, { email: input.email, firstName: input.first_name, lastName: input.last_name })
     app.audit.change(actorOf(request), 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
     return serializeUser(updated)
@@ -66,4 +68,16 @@ export function meRoutes(api: GatewayApi, app: App): void {
     if (principal.method === 'session') await startSession(app, request, reply, user)
     return reply.code(204).send()
   })
+}
+
+/**
+ * A realm login may name an account by its e-mail address, in any case (src/oidc/login-name.ts), and takes it only
+ * when one account matches: an address copied from another account would stop that account's login by it. Keycloak
+ * refuses a duplicate address for the same reason; it is checked where a person sets their own, unverified.
+ */
+async function assertEmailFree(app: App, user: User, email: string): Promise<void> {
+  const holders = await app.store.users.findUsernamesLike(email, true)
+  if (holders.some((username) => username !== user.username)) {
+    throw new ValidationFailed({ email: ['Another account signs in with this email address.'] })
+  }
 }

@@ -61,7 +61,7 @@ export function collectPaths(api: GatewayApi): ApiPaths {
  * methods a path has are asked of the router, which knows the paths as they finally are (the root of a prefixed
  * scope gets its trailing slash after the onRoute hooks ran).
  */
-export function answerOtherMethods(api: GatewayApi, paths: ApiPaths): void {
+export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPath: string): void {
   for (const [url, access] of paths.access) {
     const has = new Set(ALLOW_ORDER.filter((method) => api.hasRoute({ method, url })))
     const others = ANSWERED_METHODS.filter((method) => !has.has(method))
@@ -83,16 +83,19 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths): void {
     }
     const unslashed = url.slice(0, -1)
     if (url.endsWith('/') && unslashed && !ANSWERED_METHODS.some((method) => api.hasRoute({ method, url: unslashed }))) {
-      api.route({ method: [...ANSWERED_METHODS], url: unslashed, config: { access: 'open', answersForApi: true }, schema: { hide: true }, handler: appendSlash })
+      api.route({ method: [...ANSWERED_METHODS], url: unslashed, config: { access: 'open', answersForApi: true }, schema: { hide: true }, handler: appendSlash(publishedPath) })
     }
   }
 }
 
-async function appendSlash(request: FastifyRequest, reply: FastifyReply) {
-  const [path, query] = splitOnce(request.url, '?')
-  const target = `${path}/${query === undefined ? '' : `?${query}`}`
-  if (request.method === 'GET' || request.method === 'HEAD') return reply.redirect(target, 301)
-  throw new NotFound(`This URL ends with a slash: ${path}/ (a ${request.method} is not redirected, which would lose its body).`)
+/** The path with its slash, under the path the gateway is published at. */
+function appendSlash(publishedPath: string) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const [path, query] = splitOnce(request.url, '?')
+    const target = `${publishedPath}${path}/${query === undefined ? '' : `?${query}`}`
+    if (request.method === 'GET' || request.method === 'HEAD') return reply.redirect(target, 301)
+    throw new NotFound(`This URL ends with a slash: ${publishedPath}${path}/ (a ${request.method} is not redirected, which would lose its body).`)
+  }
 }
 
 function splitOnce(text: string, separator: string): [string, string | undefined] {

@@ -61,6 +61,6 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       userAccessRoutes(versioned, app)
       applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })
-    answerOtherMethods(api, paths)
+    answerOtherMethods(api, paths, app.publishedPath)
   })
 }

@@ -83,7 +83,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.
-      return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? defaultNext(request), 302)
+      return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? defaultNext(app, request), 302)
     } catch (error) {
       return refuse(app, request, reply, party, error, pending?.next || undefined)
     }

@@ -12,6 +12,7 @@ import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { bodyId } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
+import { visibleUser } from './users.ts'
 import { assertShownValues, idParam, optionalBody, shownReadOnly } from './validation.ts'
 
 /**
@@ -161,13 +162,13 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
   })
 
   api.get('/users/:id/tokens/', { schema: { params: idParam, querystring: listTokens } }, async (request) => {
-    const owner = await app.accounts.require(request.params.id)
+    const owner = await visibleUser(app, request, request.params.id)
     if (!mayRead(principalOf(request), owner.id)) throw new PermissionDenied('Only the owner, superusers and auditors see a user\'s tokens.')
     return list(request, request.query, owner.id)
   })
 
   api.post('/users/:id/tokens/', { schema: { params: idParam, body: createToken } }, async (request, reply) => {
-    const owner = await app.accounts.require(request.params.id)
+    const owner = await visibleUser(app, request, request.params.id)
     if (owner.id !== principalOf(request).user.id) throw new NotTokenOwner()
     return create(request, reply, request.body)
   })

@@ -23,7 +23,7 @@ export interface SessionParts {
  * the session the browser already had (by default the one the request came with), sets `gateway_sessionid` and a
  * new `csrftoken`.
  */
-export async function startSession(app: SessionParts, request: FastifyRequest, reply: FastifyReply, user: User, previous = replacing(request.gatehouse.principal?.sessionId)): Promise<{ csrfToken: string; expiresAt: number; now: number }> {
+export async function startSession(app: SessionParts, request: FastifyRequest, reply: FastifyReply, user: User, previous = replacing(request.gatehouse.principal?.sessionId)): Promise<{ csrfToken: string; expiresAt: number; now: number; keyHash: string }> {
   const now = Date.now()
   const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }
   // A session the browser already had is replaced, never kept next to the new one; the browser's realm sessions
@@ -32,7 +32,7 @@ export async function startSession(app: SessionParts, request: FastifyRequest, r
   app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...origin }))
   await app.accounts.recordLogin(user)
   setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
-  return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now }
+  return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now, keyHash: session.keyHash }
 }
 
 function replacing(keyHash: string | undefined): ReplacedSession | undefined {

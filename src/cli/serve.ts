@@ -74,7 +74,7 @@ async function serve(options: ServeOptions): Promise<void> {
   // Loaded only for people: JSON output, what services and tests use, starts without it.
   const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
   // A worker runs with the primary's arguments, so it knows how many processes share the port (and the lockout).
-  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
+  const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, seedDemo: options.demo === true && options.config === undefined, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)
@@ -107,9 +107,11 @@ async function serve(options: ServeOptions): Promise<void> {
     server.log.info('stopped')
     process.exit(0)
   }
+  // An administrator who edited the configuration file may expect SIGHUP to apply it: the log says it does not.
   onSignals(stop, () => {
-    if (!tls) server.log.info('SIGHUP: no TLS files to reload')
-    else listening.reloadTls('SIGHUP')
+    if (!tls) return server.log.info('SIGHUP: no TLS files to reload; the rest of the configuration file is read only at start (restart to apply changes to it)')
+    server.log.info('SIGHUP: re-reading the TLS files; the rest of the configuration file is read only at start (restart to apply changes to it)')
+    listening.reloadTls('SIGHUP')
   })
 
   const facts = startupFacts(app, listening, tls)

@@ -16,6 +16,8 @@ export interface StartOptions {
   server?: ServerOptions
   /** How many processes `serve --workers` runs, this one among them. */
   processes?: number
+  /** Create the organizations and teams the demo configuration's rules name (serve --demo without --config). */
+  seedDemo?: boolean
 }
 
 export interface Started {
@@ -30,8 +32,8 @@ export interface Started {
 
 /**
  * Everything `serve` starts before it listens, in its order: the store (migrated), the built-in demo upstreams,
- * the app, the first superuser, the event bus, the HTTP server. Tests start gateways through this too, so they run
- * what `serve` runs. Whatever fails part way closes what was already started.
+ * the app, the first superuser, the demo's organizations and teams, the event bus, the HTTP server. Tests start
+ * gateways through this too, so they run what `serve` runs. Whatever fails part way closes what was already started.
  */
 export async function startGatehouse(config: Config, options: StartOptions): Promise<Started> {
   const store = await openConfiguredStore(config)
@@ -46,6 +48,7 @@ export async function startGatehouse(config: Config, options: StartOptions): Pro
     app = await createApp(config, store, { upstreams: new Map(demos.map((d) => [d.name, d.url])), publicUrl: options.publicUrl, processes: options.processes })
     // Refused (GATEHOUSE_ADMIN_PASSWORD breaks the password policy): the caller exits with the reason instead of hanging on open handles.
     const admin = await ensureAdmin(store, app.accounts, options.env)
+    if (options.seedDemo) await (await import('../demo/seed.ts')).seedDemoAccess(app)
     await app.bus.start(options.pollMs)
     // An identity key another process created while this one started, before it heard news, is read now.
     await app.identity.reload()

@@ -9,6 +9,15 @@ import { MANAGED_ROLES } from '../access/permissions.ts'
 
 export const RULE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 
+/**
+ * A method as a rule names it. Requests' methods are upper case (Node's parser takes no other), so `get` can only
+ * mean GET: it is read as GET rather than refused.
+ */
+const ruleMethod = z.preprocess(
+  (value) => (typeof value === 'string' ? value.toUpperCase() : value),
+  z.enum(RULE_METHODS, { error: `must be one of ${RULE_METHODS.join(', ')}` }),
+)
+
 const names = z.array(z.string().min(1).max(512)).min(1)
 /** RFC 6749 section 3.3: scope tokens are printable ASCII without space, quote or backslash. */
 const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,200}$/, 'must be a scope token (printable characters, no spaces)')
@@ -66,7 +75,7 @@ export const RuleMatchSchema = z.object({
   organizations: names.optional().describe('Organization names: members of any of them.'),
   roles: z.array(z.union([z.string().min(1).max(512), ScopedRoleSchema])).min(1).optional()
     .describe('Roles: a role definition\'s name alone (e.g. Platform Auditor), held on anything, or { role, organization, team }: held on that organization, or on that team of it: holders of any of them.'),
-  methods: z.array(z.enum(RULE_METHODS)).min(1).optional().describe('HTTP methods.'),
+  methods: z.array(ruleMethod).min(1).optional().describe('HTTP methods, any case; GET covers HEAD too.'),
   paths: z.array(rulePath).min(1).optional().describe('Request paths under the service prefix: exact, or a prefix ending in `*`.'),
   auth_methods: z.array(z.enum(['basic', 'session', 'token', 'oidc'])).min(1).optional().describe('How the caller signed in.'),
   scopes: z.array(scopeToken).min(1).optional().describe('Token scopes (a personal token\'s read/write, an OIDC token\'s scopes): any of them.'),

@@ -17,7 +17,7 @@ export const CorsSchema = z.object({
   allowed_origins: z.array(origin).min(1)
     .describe('Origins whose pages may call the service, e.g. `https://app.example.com`; `*` allows any (not with `allow_credentials`).'),
   allowed_methods: z.array(method).min(1).default(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'])
-    .describe('Methods a preflight may ask for.'),
+    .describe('Methods a preflight may ask for; GET covers HEAD.'),
   allowed_headers: z.array(fieldName).default(['authorization', 'content-type', 'x-csrftoken', 'x-requested-with'])
     .describe('Request headers a preflight may ask for (the CORS-safelisted ones are always allowed).'),
   exposed_headers: z.array(fieldName).default([])

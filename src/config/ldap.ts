@@ -78,7 +78,7 @@ export const LdapSchema = z.object({
   memberships: membershipMappingsSchema(dn, 'Directory group DNs whose members get the membership.'),
   account_check: z.object({
     interval_seconds: z.number().min(0).max(86_400).default(300)
-      .describe('Time between two checks of the active directory accounts that hold a session, token or realm grant: one whose entry is gone or no longer matches the user filter is disabled. 0: no periodic check (a realm refresh still checks its user).'),
+      .describe('Time between two checks of the active directory accounts that hold a session, token or realm grant: one whose entry is gone or no longer matches the user filter is disabled. One process among all on the database runs each check. 0: no periodic check (a realm refresh still checks its user).'),
     page_size: z.number().int().min(1).max(1000).default(100).describe('Accounts read and checked at a time.'),
   }).strict().default({ interval_seconds: 300, page_size: 100 })
     .describe('Disables accounts whose directory entry is gone, so their sessions, tokens and refresh tokens stop working. A directory that does not answer disables nobody.'),

@@ -33,7 +33,7 @@ export const RealmClientSchema = z.object({
   public_client: z.boolean().default(true)
     .describe('A public client (Keycloak: "Client authentication" off) has no secret and sends only `client_id`; scripts and browser apps are public clients. A confidential client authenticates with `secret` (HTTP basic or `client_secret` in the form).'),
   secret: z.string().min(16).max(512).optional()
-    .describe('The confidential client\'s secret (at least 16 characters). Required when `public_client` is false.'),
+    .describe('The confidential client\'s secret (at least 16 characters, any of them; printable ASCII for `client-secret-jwt`). Required when `public_client` is false.'),
   direct_access_grants: z.boolean().default(false)
     .describe('Keycloak\'s "Direct access grants": allow the `password` grant (username and password posted to the token endpoint, as `curl` and scripts do).'),
   standard_flow: z.boolean().default(true)
@@ -41,7 +41,7 @@ export const RealmClientSchema = z.object({
   service_accounts: z.boolean().default(false)
     .describe('Keycloak\'s "Service accounts roles": allow the `client_credentials` grant for a confidential client; its tokens name the user `service-account-<client_id>`.'),
   redirect_uris: z.array(redirectUri).default([])
-    .describe('Where the authorization endpoint may send the browser back with a code (Keycloak\'s "Valid redirect URIs"): exact URLs, or a prefix ending in `*`, e.g. `https://app.example.com/*`.'),
+    .describe('Where the authorization endpoint may send the browser back with a code (Keycloak\'s "Valid redirect URIs"): exact URLs, or a prefix ending in `*`, e.g. `https://app.example.com/*`; `http://127.0.0.1/…` or `http://localhost/…` without a port takes any port (native applications).'),
   post_logout_redirect_uris: z.array(z.union([z.literal('+'), redirectUri])).default([])
     .describe('Where the logout endpoint may send the browser afterwards (Keycloak\'s "Valid post logout redirect URIs"): URLs as in `redirect_uris`, or `+` for the redirect URIs themselves.'),
   web_origins: z.array(webOrigin).default(['+'])
@@ -97,6 +97,10 @@ export const RealmSchema = z.object({
     if (client.client_authenticator === 'client-jwt' && !client.jwks_url === !client.jwks) ctx.addIssue({ code: 'custom', path: ['clients', i, 'jwks_url'], message: 'client-jwt needs exactly one of jwks_url and jwks' })
     if (client.client_authenticator !== 'client-jwt' && (client.jwks_url || client.jwks)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'jwks_url'], message: 'keys are only used with client_authenticator client-jwt' })
     if (client.client_authenticator === 'client-jwt' && client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a client-jwt client authenticates with its key, not a secret' })
+    // oidc-provider takes the secret as given for the HMAC key; a `client-secret` one outside ASCII is given as its hash.
+    if (client.client_authenticator === 'client-secret-jwt' && client.secret && !/^[\x20-\x7E]*$/.test(client.secret)) {
+      ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a client-secret-jwt secret must be printable ASCII (it is the key its JWTs are signed with)' })
+    }
   })
   if (realm.sso_session_idle_seconds > realm.sso_session_max_seconds) {
     ctx.addIssue({ code: 'custom', path: ['sso_session_idle_seconds'], message: 'must not exceed sso_session_max_seconds' })

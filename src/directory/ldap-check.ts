@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { SYSTEM_ACTOR } from '../audit/actor.ts'
 import type { AuditTrail } from '../audit/trail.ts'
 import { DirectoryUnavailable, SelfLockout } from '../errors.ts'
@@ -22,6 +23,14 @@ export interface AccountCheckOptions {
  */
 export const NOBODY_FOUND_MINIMUM = 3
 
+/** The lease (src/store/leases.ts) that makes one process on the database run the periodic check. */
+const LEASE = 'ldap_account_check'
+/**
+ * How many intervals a process's lease lasts from its last tick: long enough that a tick a little late does not
+ * lose it, short enough that when its holder dies another process runs the check within a few intervals.
+ */
+const LEASE_INTERVALS = 1.5
+
 /**
  * What a run or a check found: accounts disabled, whether the directory failed to answer (the rest then waits), and
  * the accounts of a page the directory found none of (`NOBODY_FOUND_MINIMUM`), left as they are.
@@ -42,7 +51,13 @@ export interface CheckOutcome {
  * `onDisabled`.
  *
  * Fails safe for availability: a directory that does not answer disables nobody; the run stops there and the next
- * one starts again. Several processes may run it at once: a second one finds the account already disabled.
+ * one starts again.
+ *
+ * The periodic run is one process's job among all on the database (`serve --workers`, several hosts): each tick
+ * takes or renews a lease, and only its holder runs, so the directory is asked once per interval, not once per
+ * process. A holder that dies keeps the lease until it runs out (LEASE_INTERVALS), then the next process to tick
+ * takes it; one that stops gives it up. Should two runs meet anyway (a run called directly, a refresh), the second
+ * finds the account already disabled.
  */
 export class DirectoryAccountCheck {
   readonly #directory: LdapDirectory
@@ -53,6 +68,10 @@ export class DirectoryAccountCheck {
   readonly #disabledListeners: ((user: User) => void)[] = []
   readonly #unavailableListeners: ((error: DirectoryUnavailable) => void)[] = []
   readonly #nobodyFoundListeners: ((accounts: number) => void)[] = []
+  readonly #takeOverListeners: (() => void)[] = []
+  /** This process, as the lease names its holder. */
+  readonly #holder = randomUUID()
+  #holdsLease = false
   #timer: NodeJS.Timeout | undefined
   #running: Promise<CheckOutcome> | undefined
 
@@ -79,17 +98,35 @@ export class DirectoryAccountCheck {
     this.#nobodyFoundListeners.push(listener)
   }
 
+  /** Told when the periodic run becomes this process's job: at its first run, or when the process that had it is gone. */
+  onTakeOver(listener: () => void): void {
+    this.#takeOverListeners.push(listener)
+  }
+
   start(): void {
     if (this.#timer || this.#options.intervalSeconds <= 0) return
-    this.#timer = setInterval(() => void this.run().catch(() => {}), this.#options.intervalSeconds * 1000)
+    this.#timer = setInterval(() => void this.#tick().catch(() => {}), this.#options.intervalSeconds * 1000)
     this.#timer.unref()
   }
 
-  /** Stops the timer, and waits for a run under way. */
+  /** Stops the timer, waits for a run under way, and gives the lease up so that another process runs the check next. */
   async stop(): Promise<void> {
     clearInterval(this.#timer)
     this.#timer = undefined
     await this.#running?.catch(() => {})
+    if (this.#holdsLease) await this.#store.leases.release(LEASE, this.#holder).catch(() => {})
+    this.#holdsLease = false
+  }
+
+  /**
+   * Renews the lease at every tick, also while a long run goes on, so no other process starts one beside it. A
+   * database that does not answer takes nobody's lease: the run would fail on it anyway.
+   */
+  async #tick(now = Date.now()): Promise<void> {
+    const held = await this.#store.leases.take(LEASE, this.#holder, now, now + this.#options.intervalSeconds * 1000 * LEASE_INTERVALS)
+    if (held && !this.#holdsLease) for (const listener of this.#takeOverListeners) listener()
+    this.#holdsLease = held
+    if (held) await this.run(now)
   }
 
   /** One run over every active directory account holding something live, a page at a time; one run at a time. */

@@ -15,28 +15,38 @@ export type Decision =
   | { readonly granted: false; readonly refusal: GatehouseError; readonly loginUrl?: string }
 
 /**
+ * Where the client addressed the request, which a login sends the browser back to: by default the request's own
+ * target under the path the gateway is published at (`published`, src/gateway/policy.ts); `target` when the client
+ * addressed another (a forward-auth question is about the request the proxy in front received, as it received it).
+ */
+export interface ClientAddress {
+  readonly published: string
+  readonly target?: string | undefined
+}
+
+/**
  * The one step that decides, for every place a request can land (src/gateway/places.ts), whether it gets in:
  * authenticate with what the place accepts; on a public path a failing credential means anonymous; a token's scope
  * must allow the method; elsewhere no usable credential means a login redirect or 401, and the place's entry rules
  * judge whoever signed in, the first refusal winning. The place, principal and decision go into the request
  * context, which the request log line reports (src/server.ts).
  */
-export async function authorize(auth: AuthPipeline, request: GatewayRequest, place: Place): Promise<Decision> {
+export async function authorize(auth: AuthPipeline, request: GatewayRequest, place: Place, client: ClientAddress): Promise<Decision> {
   const context = request.gatehouse
   context.place = place
-  const decision = await decide(auth, request, place)
+  const decision = await decide(auth, request, place, client)
   context.decision = decision.granted ? 'granted' : 'refused'
   if (!decision.granted) context.code = decision.refusal.code
   return decision
 }
 
-async function decide(auth: AuthPipeline, request: GatewayRequest, place: Place): Promise<Decision> {
+async function decide(auth: AuthPipeline, request: GatewayRequest, place: Place, client: ClientAddress): Promise<Decision> {
   const open = place.isPublic(splitTarget(request.url).path)
   let principal: Principal | undefined
   try {
     principal = await auth.authenticate(request, place.accepts)
   } catch (error) {
-    if (!open) return refuse(request, place, error)
+    if (!open) return refuse(request, place, client, error)
   }
   if (principal) {
     // Known from here on, refused or not: the log says who was refused.
@@ -44,7 +54,7 @@ async function decide(auth: AuthPipeline, request: GatewayRequest, place: Place)
     const scopeProblem = scopeRefusal(principal, request.method)
     if (scopeProblem) return { granted: false, refusal: scopeProblem }
   } else if (!open) {
-    return refuse(request, place, new NotAuthenticated(undefined, challengesFor(place.accepts)))
+    return refuse(request, place, client, new NotAuthenticated(undefined, challengesFor(place.accepts)))
   }
   if (principal && !open) {
     for (const rule of place.entry) {
@@ -60,10 +70,10 @@ async function decide(auth: AuthPipeline, request: GatewayRequest, place: Place)
  * sends failed credentials too), an API client keeps the 401 that says what was wrong. Anything else that went
  * wrong while authenticating (a CSRF failure, a database outage) is the refusal itself.
  */
-function refuse(request: GatewayRequest, place: Place, error: unknown): Decision {
+function refuse(request: GatewayRequest, place: Place, client: ClientAddress, error: unknown): Decision {
   if (!(error instanceof GatehouseError)) throw error
   if (error instanceof Unauthenticated && redirectsToLogin(request, place.unauthenticated)) {
-    return { granted: false, refusal: error, loginUrl: place.loginUrl(request.url) }
+    return { granted: false, refusal: error, loginUrl: place.loginUrl(client.target ?? client.published + request.url) }
   }
   return { granted: false, refusal: error }
 }

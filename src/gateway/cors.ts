@@ -20,6 +20,8 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
   const anyOrigin = config.allowed_origins.includes('*')
   const origins = new Set(config.allowed_origins)
   const methods = new Set<string>(config.allowed_methods)
+  // As in access rules: a service answers HEAD with its GET handler, and browsers take HEAD as safelisted anyway.
+  if (methods.has('GET')) methods.add('HEAD')
   const headers = new Set(config.allowed_headers)
   const allowMethods = config.allowed_methods.join(', ')
   const allowHeaders = config.allowed_headers.join(', ')

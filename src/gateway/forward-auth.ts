@@ -111,7 +111,8 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   const route = PROXIED_METHODS.has(original.method) ? app.routes.find((candidate) => routed.startsWith(candidate.prefix)) : undefined
   if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
   const asked = viewAs(original)
-  const decision = await app.authorize(asked, route)
+  // The original is the request the proxy in front received, as the client addressed it: the page a login comes back to.
+  const decision = await app.authorize(asked, route, original.url)
   if (decision.granted && isWebSocketHandshake(request)) {
     // The built-in proxy holds an upgrade with ambient credentials to the trusted origins (src/gateway/websocket.ts).
     try {

@@ -1,7 +1,7 @@
 import { importJWK, SignJWT, type JWK, type CryptoKey } from 'jose'
 import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
-import { LoadedKeys, RotatingKeys, type RealmKeySet } from '../oidc/keys.ts'
+import { LoadedKeys, RotatingKeys, type KeysKept, type RealmKeySet } from '../oidc/keys.ts'
 import { BoundedCache } from '../store/cache.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
@@ -84,9 +84,17 @@ export class IdentitySigner {
     await this.#keys.get(now)
   }
 
-  /** The published keys: the signing key, the next one once published, and replaced ones whose tokens may live. */
+  /**
+   * The published keys: the signing key, the next one once published, and replaced ones whose tokens may live. While
+   * the keys cannot be read again, those in memory: services go on verifying the tokens they signed.
+   */
   async jwks(now = Date.now()): Promise<{ keys: JWK[] }> {
-    return { keys: [...(await this.#keys.get(now)).publicJwks] }
+    return { keys: [...(await this.#keys.known(now)).publicJwks] }
+  }
+
+  /** Told when the keys could not be read again and those in memory go on signing (see LoadedKeys). */
+  onKeysKept(listener: (kept: KeysKept) => void): void {
+    this.#keys.onKept(listener)
   }
 
   /** Publishes the next key now, signing once every service can have seen it; every process hears of it. */

@@ -13,6 +13,7 @@ import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
 import { hasRequestBody } from './request-buffer.ts'
 import { UpstreamExchange } from './upstream-exchange.ts'
+// Before any upstream connection: undici's parser then reads an unasked `100 Continue` as the interim answer it is.
 import { poolClient } from './upstream-pool.ts'
 
 

@@ -3,7 +3,7 @@ import type { Principal } from '../auth/principal.ts'
 import type { AuthMethod, Config } from '../config/schema.ts'
 import { type GatehouseError, PermissionDenied } from '../errors.ts'
 import { isSafeMethod } from '../http/negotiation.ts'
-import { gatewayLoginUrl, type UnauthenticatedMode } from './policy.ts'
+import { gatewayLoginUrl, publishedPath, type UnauthenticatedMode } from './policy.ts'
 import { publicPathMatcher, type Route } from './routes.ts'
 
 /** Who may enter a place beyond its public paths, the coarse part of its entry rules. */
@@ -78,8 +78,8 @@ function entryFor(who: Who): readonly EntryRule[] {
 const nowhere = (): boolean => false
 const everywhere = (): boolean => true
 
-function place(fields: Omit<Place, 'entry' | 'loginUrl'> & { loginUrl?: (next: string) => string }, extra: readonly EntryRule[] = []): Place {
-  return Object.freeze({ loginUrl: gatewayLoginUrl, ...fields, entry: [...entryFor(fields.who), ...extra] })
+function place(fields: Omit<Place, 'entry'>, extra: readonly EntryRule[] = []): Place {
+  return Object.freeze({ ...fields, entry: [...entryFor(fields.who), ...extra] })
 }
 
 /**
@@ -88,9 +88,10 @@ function place(fields: Omit<Place, 'entry' | 'loginUrl'> & { loginUrl?: (next: s
  */
 export function compilePlaces(config: Config, services: readonly Route[], gatewayEntry: readonly EntryRule[] = []): Places {
   const configuredPublic = publicPathMatcher(config.gateway.public_paths)
+  const loginUrl = gatewayLoginUrl(publishedPath(config))
   const api = (who: Who, isPublic: (path: string) => boolean, entry = gatewayEntry): Place =>
-    place({ name: 'gateway', service: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', who }, entry)
-  const realms = new Map(config.realms.map((realm) => [realm.name, place({ name: `realms/${realm.name}`, service: `realms/${realm.name}`, accepts: ['session'], isPublic: everywhere, unauthenticated: '401', who: 'anonymous' })]))
+    place({ name: 'gateway', service: 'gateway', accepts: config.gateway.accepts, isPublic, unauthenticated: '401', loginUrl, who }, entry)
+  const realms = new Map(config.realms.map((realm) => [realm.name, place({ name: `realms/${realm.name}`, service: `realms/${realm.name}`, accepts: ['session'], isPublic: everywhere, unauthenticated: '401', loginUrl, who: 'anonymous' })]))
   return Object.freeze({
     services,
     gatewayApi: Object.freeze({
@@ -101,8 +102,8 @@ export function compilePlaces(config: Config, services: readonly Route[], gatewa
       superuser: api('superuser', nowhere),
       sign_out: api('signed_in', nowhere, []),
     }),
-    ui: place({ name: 'ui', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'signed_in' }, gatewayEntry),
-    uiAdmin: place({ name: 'ui/admin', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', who: 'superuser' }, gatewayEntry),
+    ui: place({ name: 'ui', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', loginUrl, who: 'signed_in' }, gatewayEntry),
+    uiAdmin: place({ name: 'ui/admin', service: 'gateway', accepts: ['session'], isPublic: nowhere, unauthenticated: 'redirect', loginUrl, who: 'superuser' }, gatewayEntry),
     realm: (name: string) => realms.get(name)!,
   })
 }

@@ -2,6 +2,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { InsufficientScope } from '../errors.ts'
 import { wantsHtml, isSafeMethod } from '../http/negotiation.ts'
 import type { Principal } from '../auth/principal.ts'
+import type { Config } from '../config/schema.ts'
 
 export const LOGIN_PATH = '/api/gateway/v1/login/'
 
@@ -16,8 +17,18 @@ export function redirectsToLogin(request: GatewayRequest, mode: UnauthenticatedM
   return mode === 'redirect' || (mode === 'auto' && wantsHtml(request) && (request.method === 'GET' || request.method === 'HEAD'))
 }
 
-export function gatewayLoginUrl(next: string): string {
-  return `${LOGIN_PATH}?next=${encodeURIComponent(next)}`
+/**
+ * The path of `server.public_url` without its last slash: '' at the root or without one. A proxy in front that
+ * publishes the gateway under `/edge/` takes it off before forwarding, so every path the gateway writes for a client
+ * (a redirect, a form's action, a cookie's `Path`) must start with it again.
+ */
+export function publishedPath(config: Pick<Config, 'server'>): string {
+  return config.server.public_url === undefined ? '' : new URL(config.server.public_url).pathname.replace(/\/$/, '')
+}
+
+/** The gateway's login page, published under `published`, for a browser to come back to `next` (as the browser addresses it). */
+export function gatewayLoginUrl(published: string): (next: string) => string {
+  return (next) => `${published}${LOGIN_PATH}?next=${encodeURIComponent(next)}`
 }
 
 /** A read-scoped OAuth2 token may only read (the platform's `read` scope). */

@@ -1,6 +1,7 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { App } from '../app.ts'
+import { publishedPath } from './policy.ts'
 import type { Route } from './routes.ts'
 
 /**
@@ -12,8 +13,16 @@ import type { Route } from './routes.ts'
  */
 export type ResponseRewrite = (headers: IncomingHttpHeaders, request: GatewayRequest) => IncomingHttpHeaders
 
-/** The scheme, host and base path a rewritten URL starts with; '' for a path-absolute reference. */
-export type PublicBase = (request: GatewayRequest) => string
+/**
+ * Where the gateway is published: the scheme and host a rewritten URL starts with ('' for a path-absolute
+ * reference), and the path of `server.public_url` ('' without one, or at its root), which every public path the
+ * rewrite writes starts with: behind a proxy that publishes the gateway under `/edge/`, the client's paths are
+ * `/edge/app/...`, and a redirect to `/app/...` or a cookie for `/app/` would miss them.
+ */
+export interface PublicBase {
+  origin(request: GatewayRequest): string
+  readonly path: string
+}
 
 /**
  * The configured `server.public_url`, whatever Host the client sent; without one, the scheme and host the client
@@ -23,14 +32,17 @@ export type PublicBase = (request: GatewayRequest) => string
  * (RFC 9110 §10.2.2), so it is always right.
  */
 export function publicBase(app: Pick<App, 'config' | 'publicUrl'>): PublicBase {
-  const configured = app.config.server.public_url?.replace(/\/$/, '')
-  if (configured !== undefined) return () => configured
+  const configured = app.config.server.public_url === undefined ? undefined : new URL(app.config.server.public_url)
+  if (configured !== undefined) return { origin: () => configured.origin, path: publishedPath(app.config) }
   const trusted = new Set(app.config.server.trusted_origins.map((origin) => new URL(origin).origin))
-  return (request) => {
-    const used = URL.parse(`${request.protocol}://${request.host}`)?.origin
-    if (used === undefined) return ''
-    // The listening address is read each time: `serve` learns it (port 0) only once it listens.
-    return trusted.has(used) || used === URL.parse(app.publicUrl)?.origin ? used : ''
+  return {
+    origin: (request) => {
+      const used = URL.parse(`${request.protocol}://${request.host}`)?.origin
+      if (used === undefined) return ''
+      // The listening address is read each time: `serve` learns it (port 0) only once it listens.
+      return trusted.has(used) || used === URL.parse(app.publicUrl)?.origin ? used : ''
+    },
+    path: '',
   }
 }
 
@@ -48,8 +60,8 @@ const REFRESH = /^(\s*[\d.]+\s*[;,]\s*url\s*=\s*)(['"]?)(.*?)\2\s*$/i
 export function responseRewrite(route: Route, base: PublicBase): ResponseRewrite {
   const upstreamOrigin = route.upstream.origin.toLowerCase()
   const basePath = route.upstream.pathname.replace(/\/$/, '')
-  const publicPrefix = route.stripPrefix ? route.prefix.slice(0, -1) : ''
-  const mapsPaths = basePath !== '' || route.stripPrefix
+  const publicPrefix = base.path + (route.stripPrefix ? route.prefix.slice(0, -1) : '')
+  const mapsPaths = publicPrefix !== '' || basePath !== ''
 
   /** The public path for a path of the upstream's, or undefined for one outside its base path. */
   function publicPath(path: string): string | undefined {
@@ -68,7 +80,7 @@ export function responseRewrite(route: Route, base: PublicBase): ResponseRewrite
   function location(value: string, request: GatewayRequest): string | undefined {
     if (value.slice(0, upstreamOrigin.length).toLowerCase() === upstreamOrigin && /^(?:[/?#]|$)/.test(value.slice(upstreamOrigin.length))) {
       const mapped = mapReference(value.slice(upstreamOrigin.length) || '/')
-      return mapped === undefined ? undefined : withoutNetworkPath(base(request) + mapped)
+      return mapped === undefined ? undefined : withoutNetworkPath(base.origin(request) + mapped)
     }
     if (mapsPaths && value.startsWith('/') && !value.startsWith('//')) {
       const mapped = mapReference(value)

@@ -1,7 +1,7 @@
 import type { Config, ServiceConfig } from '../config/schema.ts'
 import type { EntryRule, Place } from './places.ts'
 import { compileCors, type CorsPolicy } from './cors.ts'
-import { gatewayLoginUrl } from './policy.ts'
+import { gatewayLoginUrl, publishedPath } from './policy.ts'
 import { BodyBudget, RequestBuffer } from './request-buffer.ts'
 import { removedFields, type RemovedFields } from './upstream-headers.ts'
 import { UpstreamPool } from './upstream-pool.ts'
@@ -38,7 +38,7 @@ export type LoginUrls = (service: string) => ((next: string) => string) | undefi
 /** A service's own entry rules beyond signing in, by service name: its access rules (src/access/). */
 export type ServiceEntryRules = (service: string) => readonly EntryRule[]
 
-export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrls: LoginUrls = () => undefined, entryRules: ServiceEntryRules = () => [], removedEverywhere: readonly string[] = []): Route {
+export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: BodyBudget, loginUrl: (next: string) => string, entryRules: ServiceEntryRules = () => [], removedEverywhere: readonly string[] = []): Route {
   return Object.freeze({
     name: service.name,
     service: service.name,
@@ -46,7 +46,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     upstream,
     accepts: Object.freeze([...service.accepts]),
     unauthenticated: service.unauthenticated,
-    loginUrl: loginUrls(service.name) ?? gatewayLoginUrl,
+    loginUrl,
     who: 'signed_in',
     entry: Object.freeze([...entryRules(service.name)]),
     stripPrefix: service.strip_prefix,
@@ -66,7 +66,8 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
 export function compileRoutes(config: Config, upstreams: ReadonlyMap<string, URL> = new Map(), loginUrls?: LoginUrls, entryRules?: ServiceEntryRules): Route[] {
   // One budget for the bodies held by all services at once.
   const bodyBudget = new BodyBudget(config.server.body_buffers_mb * 1024 * 1024)
+  const gatewayLogin = gatewayLoginUrl(publishedPath(config))
   return config.services
-    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls, entryRules, config.server.remove_request_headers))
+    .map((service) => compileRoute(service, upstreams.get(service.name) ?? new URL(service.upstream), bodyBudget, loginUrls?.(service.name) ?? gatewayLogin, entryRules, config.server.remove_request_headers))
     .sort((a, b) => b.prefix.length - a.prefix.length)
 }

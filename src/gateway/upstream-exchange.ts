@@ -1,5 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
+import { discardUnaskedContinue } from './unasked-continue.ts'
+import { clientResponseTrailers } from './upstream-headers.ts'
 
 /** What a forwarded request's exchange needs of the path that forwards it (the lean path, or Fastify's route). */
 export interface ExchangeEnds {
@@ -14,14 +16,15 @@ export interface ExchangeEnds {
 
 /**
  * One forwarded request, as undici's dispatcher reports it: the upstream's status and headers go straight to the
- * client's response, the body after them with back-pressure both ways; a client that goes away aborts the upstream
- * request.
+ * client's response, the body after them with back-pressure both ways, then its trailers; a client that goes away
+ * aborts the upstream request.
  */
 export class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly #ends: ExchangeEnds
   #controller: Dispatcher.DispatchController | undefined
 
   constructor(ends: ExchangeEnds) {
+    discardUnaskedContinue()
     this.#ends = ends
     ends.response.on('close', this.#clientGone)
   }
@@ -64,8 +67,14 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
-    this.#ends.response.end()
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    const { response } = this.#ends
+    // Most answers have none: one look at an empty object. Node sends them only where the answer is chunked.
+    for (const _ in trailers) {
+      response.addTrailers(clientResponseTrailers(trailers))
+      break
+    }
+    response.end()
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {

@@ -142,6 +142,27 @@ export function clientResponseHeaders(incoming: IncomingHttpHeaders): IncomingHt
 }
 
 /**
+ * Trailer fields a client must not take from a service's trailers (RFC 9110 §6.5.1): framing, routing,
+ * authentication and cookies, response control, how to read the content, and CORS. A client that merged them into
+ * the header section would act on fields the gateway never checked or rewrote there (its cookies, `Location`, the
+ * service's `Access-Control-*` it replaces); checksums, `Server-Timing`, gRPC's status and the like pass.
+ */
+const NEVER_TRAILERS = new Set([
+  ...HOP_BY_HOP, 'content-length', 'host', 'authorization', 'www-authenticate', 'proxy-authenticate', 'set-cookie',
+  'cache-control', 'expires', 'age', 'date', 'vary', 'location', 'content-location', 'refresh', 'retry-after',
+  'content-type', 'content-encoding', 'content-range',
+])
+
+/** What the client receives of a service's trailers: those that may be trailers at all, as they came. */
+export function clientResponseTrailers(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
+  const trailers: IncomingHttpHeaders = {}
+  for (const name of Object.keys(incoming)) {
+    if (!NEVER_TRAILERS.has(name) && !name.startsWith('access-control-')) trailers[name] = incoming[name]
+  }
+  return trailers
+}
+
+/**
  * The field names a Connection header lists (RFC 9110 §7.6.1), lower-cased; undefined when there are none, or
  * only `keep-alive` (hop-by-hop anyway), which is what nearly every upstream response says.
  */

@@ -27,7 +27,7 @@ export function formInUtf8(body: Buffer): Buffer {
 }
 
 /** One name or value of a form, its text read byte for byte (ISO-8859-1): `+` is a space, `%XX` a byte, and a `%` not followed by two hex digits itself. */
-function formBytes(text: string): Buffer {
+export function formBytes(text: string): Buffer {
   const bytes = Buffer.alloc(text.length)
   let length = 0
   for (let i = 0; i < text.length; i++) {

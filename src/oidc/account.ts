@@ -29,7 +29,7 @@ export async function accountEndpoint(app: App, realm: Realm, request: FastifyRe
     return reply.code(405).header('allow', 'GET, HEAD, OPTIONS').send({ error: 'HTTP 405 Method Not Allowed' })
   }
   const jwt = BEARER.exec(request.headers.authorization ?? '')?.[1]
-  if (!jwt && wantsHtml(request)) return reply.redirect(ACCOUNT_PAGE, 302)
+  if (!jwt && wantsHtml(request)) return reply.redirect(app.publishedPath + ACCOUNT_PAGE, 302)
   const token = jwt ? await realm.accessToken(jwt) : undefined
   const user = token?.audiences.includes('account') ? await app.accounts.get(token.userId) : undefined
   if (!token || !user?.isActive) {

@@ -29,7 +29,9 @@ export interface AdapterDependencies {
  *   "Revoke refresh token" off. Consuming says whether this request was the one that marked it.
  * - a realm's browser session is saved linked to the gateway session of the same browser, when it has a live one of
  *   the same user, so that ending that gateway session ends it too (src/auth/session-manager.ts); when that gateway
- *   session ended between its lookup and the save, the end wins: the realm session ends as it would have with it.
+ *   session ended between its lookup and the save, or the realm session itself was ended since this request loaded
+ *   it (whether or not the request has a gateway session), the end wins: the realm session ends as it would have
+ *   with it.
  */
 export class StoreAdapter implements Adapter {
   readonly #model: string
@@ -47,8 +49,7 @@ export class StoreAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
     const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined
-    const gatewaySession = this.#model === 'Session' && typeof payload.accountId === 'string' ? await this.#deps.gatewaySession?.(payload.accountId) : undefined
-    if (gatewaySession !== undefined) return this.#saveLinkedSession(id, payload, gatewaySession, expiresAt)
+    if (this.#model === 'Session') return this.#saveSession(id, payload, expiresAt)
     await this.#deps.records.upsert({
       model: this.#model,
       id,
@@ -61,19 +62,22 @@ export class StoreAdapter implements Adapter {
   }
 
   /**
-   * A realm session linked to its gateway session, or, when that ended since it was looked up, ended: its record and
-   * the grants of its sign-ins (this very sign-in's too, whose code is then refused at the token endpoint). Unless the
+   * A realm session, linked to its gateway session when it has one; or, when that ended since it was looked up, or the
+   * realm session itself was ended since it was loaded (whatever the request saving it), ended: its record and the
+   * grants of its sign-ins (this very sign-in's too, whose code is then refused at the token endpoint). Unless the
    * realm session passed meanwhile to the browser's new gateway session (a new login of the same person in the same
    * browser replaced the one looked up, SessionManager.start): then it is saved linked to that one, if it still exists.
    */
-  async #saveLinkedSession(id: string, payload: AdapterPayload, gatewaySession: string, expiresAt: number | undefined): Promise<void> {
+  async #saveSession(id: string, payload: AdapterPayload, expiresAt: number | undefined): Promise<void> {
+    const gatewaySession = typeof payload.accountId === 'string' ? await this.#deps.gatewaySession?.(payload.accountId) : undefined
     const fields = payload as Record<string, unknown>
-    const save = (link: string) => this.#deps.records.upsertLinkedSession({ id, payload: fields, uid: payload.uid, gatewaySession: link, expiresAt })
+    const save = (link: string | undefined) => this.#deps.records.saveSession({ id, payload: fields, uid: payload.uid, gatewaySession: link, expiresAt })
     if (await save(gatewaySession)) return
-    const passedOn = await this.#deps.records.linkOf(id)
+    const passedOn = gatewaySession === undefined ? undefined : await this.#deps.records.linkOf(id)
     if (passedOn !== undefined && passedOn !== gatewaySession && await save(passedOn)) return
     const grants = sessionGrants(fields)
-    await this.#deps.revoke(grants.map((grantId) => `grant:${grantId}`), (records) => records.endSession(id, fields))
+    // oidc-provider gives every session a lifetime: the fallback only keeps the row from being remembered forever.
+    await this.#deps.revoke(grants.map((grantId) => `grant:${grantId}`), (records) => records.endSession(id, fields, expiresAt ?? Date.now()))
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {

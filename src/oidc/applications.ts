@@ -3,6 +3,9 @@ import type { Adapter, AdapterPayload, ClientMetadata } from 'oidc-provider'
 import type Provider from 'oidc-provider'
 import { RealmClientSchema, type RealmClientConfig } from '../config/realms.ts'
 import type { Application, ApplicationRepository } from '../store/applications.ts'
+import type { Announce } from '../store/event-bus.ts'
+import type { Repositories } from '../store/store.ts'
+import { REVOKE_TOPIC } from '../store/topics.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
 
 /**
@@ -28,6 +31,15 @@ export function hashClientSecret(secret: string): string {
 
 /** Marks the stored hash given to oidc-provider as a client's secret, so no secret is ever held in memory. */
 const HASHED = 'sha256:'
+
+/**
+ * A configured client's secret as oidc-provider is given it. It takes only printable ASCII in a secret (its
+ * `noVSCHAR`); Keycloak takes any text. A secret with other characters is given as its hash, compared as an
+ * application's is (`compareHashedSecrets`), so that it works as in Keycloak.
+ */
+export function providerClientSecret(secret: string): string {
+  return /^[\x20-\x7E]*$/.test(secret) ? secret : HASHED + hashClientSecret(secret)
+}
 
 /** The client metadata oidc-provider validates for an application. */
 export function applicationMetadata(application: Application): ClientMetadata {
@@ -60,6 +72,15 @@ export function applicationClientConfig(application: Application, audiences: rea
   })
 }
 
+/**
+ * Ends the sessions and tokens of applications being deleted, in the transaction that deletes them, and tells every
+ * process: their access tokens are refused at once, as Keycloak ends a removed client's sessions, instead of
+ * serving until they expire for an application that no longer exists.
+ */
+export async function endApplicationTokens(tx: Repositories, announce: Announce, clientIds: readonly string[]): Promise<void> {
+  for (const grantId of await tx.oidc.endClientGrants(clientIds)) announce(REVOKE_TOPIC, `grant:${grantId}`)
+}
+
 /** oidc-provider's `Client` model over the applications of one realm; read-only, as the API manages them. */
 export class ApplicationClientAdapter implements Adapter {
   readonly #realm: string
@@ -90,7 +111,7 @@ export class ApplicationClientAdapter implements Adapter {
   async revokeByGrantId(): Promise<void> {}
 }
 
-/** oidc-provider compares a client's secret with the one in its metadata; an application's is the stored hash. */
+/** oidc-provider compares a client's secret with the one in its metadata; an application's is the stored hash, as is a configured one outside ASCII. */
 export function compareHashedSecrets(provider: Provider): void {
   const prototype = provider.Client.prototype as unknown as { clientSecret?: string; compareClientSecret(actual: string): boolean | Promise<boolean> }
   const compare = prototype.compareClientSecret

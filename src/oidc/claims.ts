@@ -2,6 +2,7 @@ import type { Account, AccountClaims, KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { UsernameTaken } from '../errors.ts'
+import { invalidGrant } from './password-grant.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 
@@ -113,6 +114,9 @@ export class ServiceAccounts {
     if (user) return user
     const username = ServiceAccounts.username(clientId)
     let found = await this.#store.users.findByUsername(username)
+    // Single sign-on and LDAP name their accounts as their upstream does, where a person may choose the name: such
+    // an account is that person's, never the client's (Keycloak links a service account to its client, not by name).
+    if (found && found.source !== 'local') throw invalidGrant(`The service account's username belongs to an ${found.source === 'sso' ? 'SSO' : 'LDAP'} account.`)
     if (!found) {
       try {
         found = await this.#accounts.create({ username, email: '' })

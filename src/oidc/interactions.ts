@@ -5,7 +5,7 @@ import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
-import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_SESSION_COOKIE } from './provider.ts'
+import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, loginResult, REALM_SESSION_COOKIE } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
@@ -41,12 +41,12 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   }
   if (details.uid !== uid || details.prompt.name !== 'login') return restartLogin(app, realm, request, reply)
   const clientId = String(details.params.client_id ?? '')
-  const page = { action: `/realms/${realm.name}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
+  const page = { action: `${realm.path}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
 
   if (request.method !== 'POST') {
     const reasons = details.prompt.reasons
     const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
-    if (signedIn) return finishLogin(app, realm, clientId, provider, request, reply, signedIn)
+    if (signedIn) return finishLogin(app, realm, clientId, provider, request, reply, signedIn.user, signedIn.gatewaySession)
     const restarted = request.cookies[RESTARTED_COOKIE] !== undefined
     if (restarted) reply.clearCookie(RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
     // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
@@ -66,38 +66,44 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
       : error instanceof AccountLocked || error instanceof LoginThrottled ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
-  await openGatewaySession(app, request, reply, user)
-  return finishLogin(app, realm, clientId, provider, request, reply, user)
+  const gatewaySession = await openGatewaySession(app, request, reply, user)
+  return finishLogin(app, realm, clientId, provider, request, reply, user, gatewaySession)
 }
 
 type Provider = Awaited<ReturnType<Realm['provider']>>['instance']
 
 /**
  * Ends the login step: the user goes on to the client, or, when the client's `access` rules refuse them, the client
- * gets `error=access_denied` at its redirect URI, as Keycloak answers a login it denies.
+ * gets `error=access_denied` at its redirect URI, as Keycloak answers a login it denies. The login carries the
+ * browser's gateway session, to which the realm session it makes is linked (`loginResult`).
  */
-async function finishLogin(app: App, realm: Realm, clientId: string, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User): Promise<FastifyReply> {
+async function finishLogin(app: App, realm: Realm, clientId: string, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined): Promise<FastifyReply> {
   const refusal = app.clientAccess(realm.name, clientId, user, request.ip)
-  const result = refusal ? { error: 'access_denied', error_description: refusal } : { login: { accountId: String(user.id) } }
+  const result = refusal ? { error: 'access_denied', error_description: refusal } : loginResult(String(user.id), gatewaySession)
   const returnTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
   return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }
 
-/** The user of the browser's gateway session, if it has a live one (the realm's place is public: a stale cookie is no session). */
-async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<User | undefined> {
+/**
+ * The user of the browser's gateway session, with that session's key hash, if it has a live one (the realm's place is
+ * public: a stale cookie is no session).
+ */
+async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
   const decision = await app.authorize(request, app.places.realm(realm.name))
-  return decision.granted ? decision.principal?.user : undefined
+  const principal = decision.granted ? decision.principal : undefined
+  return principal && { user: principal.user, gatewaySession: principal.sessionId }
 }
 
 /**
- * The gateway session of a browser that just signed in at the realm; one it had before is replaced (session-start.ts).
+ * Opens the gateway session of a browser that just signed in at the realm, and returns its key hash; one it had
+ * before is replaced (session-start.ts).
  * The browser's realm sessions pass on to the new one, even another person's: oidc-provider signs that person out of
  * the realm before it signs the new one in, which the login under way needs their session for.
  */
-async function openGatewaySession(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<void> {
+async function openGatewaySession(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<string> {
   const cookie = request.cookies[SESSION_COOKIE]
   const previous = cookie ? await app.sessions.resolve(cookie).then((session) => session.keyHash, () => undefined) : undefined
-  await startSession(app, request, reply, user, previous === undefined ? undefined : { keyHash: previous, realmSwitchesUser: true })
+  return (await startSession(app, request, reply, user, previous === undefined ? undefined : { keyHash: previous, realmSwitchesUser: true })).keyHash
 }
 
 /**
@@ -131,7 +137,7 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   // The state is the page the gateway sent the browser from, but anyone can write a link with a state of their own:
   // it is held to this site, and written as a Location can carry it (a control character would fail the answer).
   const next = typeof query.state === 'string' ? Buffer.from(query.state, 'base64url').toString('utf8') : undefined
-  return reply.header('cache-control', 'no-store').redirect(sameOriginTarget(app.publicUrl, next) ?? '/', 302)
+  return reply.header('cache-control', 'no-store').redirect(sameOriginTarget(app.publicUrl, next) ?? `${app.publishedPath}/`, 302)
 }
 
 /** Longest time between the person's login at the realm and the code it gave the gateway: the login of this very sign-in. */
@@ -159,11 +165,11 @@ async function restartLogin(app: App, realm: Realm, request: FastifyRequest, rep
   const restart = request.method === 'POST' ? new URLSearchParams((await readForm(request)).get(RESTART_FIELD) ?? '') : undefined
   if (!restart?.get('client_id')) return expired(reply)
   reply.setCookie(RESTARTED_COOKIE, '1', restartedCookieOptions(app, realm, request))
-  return reply.header('cache-control', 'no-store').redirect(`/realms/${realm.name}${KEYCLOAK_ROUTES.authorization}?${restart}`, 303)
+  return reply.header('cache-control', 'no-store').redirect(`${realm.path}${KEYCLOAK_ROUTES.authorization}?${restart}`, 303)
 }
 
 function restartedCookieOptions(app: App, realm: Realm, request: FastifyRequest) {
-  return { path: `/realms/${realm.name}${LOGIN_ACTIONS}`, httpOnly: true, sameSite: 'lax' as const, secure: app.csrf.isSecure(request), maxAge: 60 }
+  return { path: `${realm.path}${LOGIN_ACTIONS}`, httpOnly: true, sameSite: 'lax' as const, secure: app.csrf.isSecure(request), maxAge: 60 }
 }
 
 /** The authorization request's parameters, as a query: those oidc-provider recognised, each a string. */

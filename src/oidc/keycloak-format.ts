@@ -21,6 +21,8 @@ export interface KeycloakShapeOptions {
   /** Grant types the token endpoint knows (others are `unsupported_grant_type`, before anything else is checked). */
   grantTypes: ReadonlySet<string>
   client(clientId: string): RealmClientConfig | undefined
+  /** Whether the client must use PKCE (Keycloak's client with PKCE enforced). */
+  requiresPkce(clientId: string): boolean
   /** The username of the account a refresh token speaks for (introspection names it). */
   username(accountId: string): Promise<string | undefined>
   tokens: KeycloakTokens
@@ -131,6 +133,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'userinfo' && ctx.status === 403 && body?.error === 'insufficient_scope') {
       // Keycloak's userinfo refuses access tokens without `openid` since version 20, in these words.
       challenge(ctx, options.realm, 'insufficient_scope', 'Missing openid scope')
+    } else if (oidc.route === 'pushed_authorization_request' && ctx.status === 400 && typeof body?.error_description === 'string' && oidc.client) {
+      // Keycloak's ParEndpoint checks a pushed request as its authorization endpoint does (AuthorizationEndpointChecker).
+      body.error_description = keycloakPkceDescription(body.error_description, options.requiresPkce(oidc.client.clientId)) ?? body.error_description
     } else if (oidc.route === 'device_authorization' && ctx.status === 400 && body?.error_description === `${DEVICE_GRANT} is not allowed for this client`) {
       // Keycloak's OAuth2DeviceAuthorizationEndpoint, for a client without the device grant.
       ctx.body = { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate OAuth 2.0 Device Authorization Grant. The flow is disabled for the client.' }
@@ -286,7 +291,7 @@ function certificateThumbprints(x5c: unknown): Record<string, string> {
  */
 export async function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], tokens: KeycloakTokens): Promise<Record<string, unknown>> {
   const refreshToken = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
-  const accessToken = oidc.entities.AccessToken as unknown as { sid?: string; sessionUid?: string } | undefined
+  const accessToken = oidc.entities.AccessToken as unknown as { sid?: string; sessionUid?: string; extra?: { sid?: unknown } } | undefined
   const sid = accessToken ? keycloakSid(accessToken) : undefined
   const response: Record<string, unknown> = {
     access_token: body.access_token,
@@ -298,7 +303,9 @@ export async function tokenResponse(body: Record<string, unknown>, oidc: KoaCont
   // oidc-provider's ID token, or the claims of one it was spared signing (id-token-claims.ts).
   if (body.id_token) {
     const source = (oidc.entities.RefreshToken ?? oidc.entities.AuthorizationCode ?? oidc.entities.DeviceCode) as unknown as { authTime?: number } | undefined
-    response.id_token = await tokens.idToken(body.id_token as string | JWTPayload, String(body.access_token), source?.authTime)
+    // The access token's claims beside the standard ones are its model's `extra` (provider.ts `keycloakTokenClaims`).
+    const access = accessToken?.extra ? { value: String(body.access_token), claims: accessToken.extra } : String(body.access_token)
+    response.id_token = await tokens.idToken(body.id_token as string | JWTPayload, access, source?.authTime)
   }
   response['not-before-policy'] = 0
   if (sid) response.session_state = sid
@@ -377,6 +384,24 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   }
   if (grantType === DEVICE_GRANT && DEVICE_ERRORS[error]) return bad(DEVICE_ERRORS[error]!, error)
   return { status: 400, error, error_description: description }
+}
+
+/**
+ * oidc-provider's refusals of an authorization request's PKCE parameters (sender_constraints.js `checkPKCE`,
+ * pkce_format.js) in Keycloak's words (AuthorizationEndpointChecker): `required` is Keycloak's client with PKCE
+ * enforced (S256), where any other method is "not matching the configured one". Undefined for any other refusal.
+ */
+export function keycloakPkceDescription(description: string, required: boolean): string | undefined {
+  switch (description) {
+    case 'Authorization Server policy requires PKCE to be used for this request':
+    case 'code_challenge_method must be provided':
+      return 'Missing parameter: code_challenge_method'
+    case 'not supported value of code_challenge_method':
+      return required ? 'Invalid parameter: code challenge method is not matching the configured one' : 'Invalid parameter: code_challenge_method'
+    case 'code_challenge must be provided with code_challenge_method':
+      return 'Missing parameter: code_challenge'
+  }
+  return /^code_challenge (must be a string with a m(in|ax)imum length|contains invalid characters)/.test(description) ? 'Invalid parameter: code_challenge' : undefined
 }
 
 /** oidc-provider's `renderError`: the page a browser sees when an authorization or logout request is wrong. */

@@ -29,6 +29,8 @@ export interface RealmKeySet {
   readonly publicJwks: readonly JWK[]
   /** When the set must be read again: the active key is due to be replaced, the next key to sign, or a retired key to be dropped. */
   readonly reloadAt: number
+  /** When the active key's turn to sign ends: the next key takes over, or its rotation is due. */
+  readonly signsUntil: number
 }
 
 /** What a set of rotating keys is: its name in the shared table, its algorithm and its times. */
@@ -115,6 +117,7 @@ export class RotatingKeys {
         privateJwks: Object.freeze(ordered.map((k) => k.privateJwk as JWK)),
         publicJwks: Object.freeze(ordered.map((k) => k.publicJwk as JWK)),
         reloadAt: Math.min(upcoming ? upcoming.created : active!.created + this.#rotationMs, ...published.map((k) => k.retireAt ?? Infinity)),
+        signsUntil: upcoming ? upcoming.created : active!.created + this.#rotationMs,
       }),
     }
   }
@@ -161,27 +164,71 @@ export class RealmKeys extends RotatingKeys {
   }
 }
 
-/** Rotating keys of one kind, read from the store when they may have changed, with other processes told of changes. */
+/** What a process is told when the keys could not be read again and it goes on with those in memory. */
+export interface KeysKept {
+  readonly purpose: string
+  readonly error: unknown
+  /** Until when the key in memory signs; after that, signing fails until the keys are read. */
+  readonly signsUntil: number
+}
+
+/** The first wait before reading keys again that could not be read; each failure doubles it, up to the last. */
+const RETRY_FIRST_MS = 1000
+const RETRY_MAX_MS = 30_000
+
+/**
+ * Rotating keys of one kind, read from the store when they may have changed, with other processes told of changes.
+ *
+ * A read that fails (the database does not answer) does not fail what the keys in memory can still do: they sign
+ * until the active key's turn is over (`signsUntil`: past it, another key signs, which this process could not
+ * confirm, so signing fails closed), and they verify and are published for as long as the database stays away, as
+ * the tokens they signed are no less genuine for it. Meanwhile the keys are read again in the background, after 1 s,
+ * then twice as long each time up to 30 s; requests do not wait for it.
+ */
 export class LoadedKeys {
   readonly #keys: RotatingKeys
   readonly #changed: () => Promise<void>
+  readonly #keptListeners: ((kept: KeysKept) => void)[] = []
   #set: RealmKeySet | undefined
   #reloadAt = 0
   #loading: Promise<RealmKeySet> | undefined
   /** Counts the news of changes: news that came while the keys were being read may not be in what was read. */
   #news = 0
+  /** The wait before the next read after a failed one; RETRY_FIRST_MS when the last read succeeded. */
+  #retryMs = RETRY_FIRST_MS
 
   constructor(keys: RotatingKeys, changed: () => Promise<void>) {
     this.#keys = keys
     this.#changed = changed
   }
 
+  /** Told when a read fails and the keys in memory go on (once until a read succeeds again). */
+  onKept(listener: (kept: KeysKept) => void): void {
+    this.#keptListeners.push(listener)
+  }
+
+  /** The keys to sign with: read again when they may have changed; those in memory while a read fails and they still sign. */
   async get(now: number): Promise<RealmKeySet> {
     if (this.#set && now < this.#reloadAt) return this.#set
-    this.#loading ??= this.#load(now).finally(() => {
+    const loading = this.#loading ??= this.#load(now).finally(() => {
       this.#loading = undefined
     })
-    return this.#loading
+    // Once a read has failed, the keys in memory answer at once while the next read goes on behind them.
+    if (this.#set && this.#retryMs > RETRY_FIRST_MS && now < this.#set.signsUntil) {
+      loading.catch(() => {})
+      return this.#set
+    }
+    return loading
+  }
+
+  /** The keys to verify with and to publish: as `get`, but those in memory whenever a read fails. */
+  async known(now: number): Promise<RealmKeySet> {
+    try {
+      return await this.get(now)
+    } catch (error) {
+      if (this.#set) return this.#set
+      throw error
+    }
   }
 
   /** The keys when they need no reading: what `get` would answer at once. */
@@ -196,13 +243,31 @@ export class LoadedKeys {
 
   async #load(now: number): Promise<RealmKeySet> {
     const news = this.#news
-    const { keys, changed } = await this.#keys.load(now)
+    let loaded: { keys: RealmKeySet; changed: boolean }
+    try {
+      loaded = await this.#keys.load(now)
+    } catch (error) {
+      return this.#keep(error, now)
+    }
+    const { keys, changed } = loaded
+    this.#retryMs = RETRY_FIRST_MS
     // Counted before this process's own news of the change, which reaches it too and is in what it read.
     const missed = this.#news !== news
     if (changed) await this.#changed()
     this.#set = keys
     this.#reloadAt = missed ? 0 : keys.reloadAt
     return keys
+  }
+
+  /** The keys in memory after a failed read, while they sign; the error once they no longer do (or there are none). */
+  #keep(error: unknown, now: number): RealmKeySet {
+    const set = this.#set
+    if (!set || now >= set.signsUntil) throw error
+    const first = this.#retryMs === RETRY_FIRST_MS
+    this.#reloadAt = Math.min(now + this.#retryMs, set.signsUntil)
+    this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS)
+    if (first) for (const listener of this.#keptListeners) listener({ purpose: this.#keys.purpose, error, signsUntil: set.signsUntil })
+    return set
   }
 }
 

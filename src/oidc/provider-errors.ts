@@ -1,9 +1,19 @@
-import type { errors as ProviderErrors } from 'oidc-provider'
+import type { default as Provider, errors as ProviderErrors, KoaContextWithOIDC } from 'oidc-provider'
 // @ts-expect-error: oidc-provider declares types for its entry point only; these are the same classes it exports as `errors`.
 import * as errorClasses from 'oidc-provider/lib/helpers/errors.js'
+// @ts-expect-error: as above; weak_cache.js holds each provider's internal configuration.
+import weakCache from 'oidc-provider/lib/helpers/weak_cache.js'
 
 /**
  * oidc-provider's error classes, without the rest of it: its entry point loads Koa and every endpoint, which wait
  * for a realm's first request (src/oidc/provider.ts). The grant code throws these; oidc-provider answers them.
  */
 export const errors: typeof ProviderErrors = errorClasses
+
+/** How oidc-provider sends an authorization response or error back to the client, by response mode. */
+type ResponseModeHandler = (ctx: KoaContextWithOIDC, redirectUri: string, out: Record<string, unknown>) => unknown
+
+/** The part of a provider's internals Gatehouse adjusts: its response modes, registered when it is built. */
+export function providerInternals(provider: Provider): { responseModes: Map<string, ResponseModeHandler> } {
+  return weakCache(provider)
+}

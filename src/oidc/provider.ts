@@ -3,15 +3,15 @@ import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { User } from '../store/users.ts'
 import { DatabaseUnavailable } from '../errors.ts'
-import { errors } from './provider-errors.ts'
+import { errors, providerInternals } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
 import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token.ts'
-import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets } from './applications.ts'
+import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
+import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
@@ -118,10 +118,19 @@ export interface ProviderOptions {
  */
 export function buildProvider(options: ProviderOptions): { provider: Provider; clientCredentials: ClientCredentialsShortcut; refreshToken: RefreshTokenShortcut; password: PasswordGrantShortcut } {
   const { realm, issuer, keys } = options
+  // `/realms/<name>`, under the path the gateway is published at: the paths the browser addresses the realm by.
+  const realmPath = new URL(issuer).pathname
   const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
   const applications = new Map<string, RealmClientConfig>()
   const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
+  const requiresPkce = (clientId: string) => pkceRequired(clients.get(clientId))
+  /** An authorization refusal as oidc-provider words it, with Keycloak's words for PKCE. */
+  const inKeycloakWords = <Out extends { error_description?: string }>(ctx: KoaContextWithOIDC, out: Out): Out => {
+    const clientId = ctx.oidc.client?.clientId
+    const description = out.error_description === undefined || clientId === undefined ? undefined : keycloakPkceDescription(out.error_description, requiresPkce(clientId))
+    return description === undefined ? out : { ...out, error_description: description }
+  }
   const resource = `urn:gatehouse:realm:${realm.name}`
   const scopes = options.applications ? [...new Set([...realmScopes(realm), ...APPLICATION_SCOPES])] : realmScopes(realm)
   const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, realm.default_signature_algorithm, keys.activeKid)
@@ -155,21 +164,23 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     clientBasedCORS: (_ctx, origin, client) => webOriginAllowed(clients.get(client.clientId), origin),
     // Keycloak's ID tokens carry the profile and email claims of the default scopes, in every flow.
     conformIdTokenClaims: false,
-    pkce: { required: (_ctx, client) => pkceRequired(clients.get(client.clientId)) },
+    pkce: { required: (_ctx, client) => requiresPkce(client.clientId) },
     cookies: {
       names: { session: REALM_SESSION_COOKIE, interaction: REALM_INTERACTION_COOKIE, resume: REALM_RESUME_COOKIE },
       // Only the realm's paths see the SSO session cookie, never the services behind the gateway.
-      long: { httpOnly: true, sameSite: 'lax', path: `/realms/${realm.name}/` },
+      long: { httpOnly: true, sameSite: 'lax', path: `${realmPath}/` },
       short: { httpOnly: true, sameSite: 'lax' },
     },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
       // Keycloak: a confidential client may introspect any token of its realm, a public client only its own.
-      // A disabled user's tokens are not active (Keycloak's TokenManager checks the user as well).
+      // A disabled user's tokens are not active, nor those of a client the realm no longer has (Keycloak's TokenManager
+      // checks both).
       introspection: {
         enabled: true,
-        allowedPolicy: async (_ctx, client, token) => (client.clientAuthMethod !== 'none' || token.clientId === client.clientId) && await tokenUserActive(token as unknown as IssuedToken, options),
+        allowedPolicy: async (ctx, client, token) => (client.clientAuthMethod !== 'none' || token.clientId === client.clientId) &&
+          await tokenUserActive(token as unknown as IssuedToken, options) && (token.clientId === client.clientId || (token.clientId !== undefined && await ctx.oidc.provider.Client.find(token.clientId) !== undefined)),
       },
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => revocationAllowed(client.clientId, token as unknown as RevocableToken) },
       userinfo: { enabled: true },
@@ -229,9 +240,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       if (user) checkClientAccess!(ctx, ctx.oidc.client!.clientId, user)
       return grantWithoutConsent(ctx, resource, scopes)
     },
-    interactions: { url: (_ctx, interaction) => `/realms/${realm.name}${LOGIN_ACTIONS}${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}` },
     routes: KEYCLOAK_ROUTES,
-    renderError: renderErrorPage,
+    renderError: (ctx, out) => renderErrorPage(ctx, inKeycloakWords(ctx, out)),
   }
 
   const provider = new options.providerClass(issuer, configuration)
@@ -239,11 +250,14 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.proxy = true
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
+  // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words.
+  const responseModes = providerInternals(provider).responseModes
+  for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, inKeycloakWords(ctx, out)))
   consumeOnce(options.providerClass, provider)
-  if (options.applications) compareHashedSecrets(provider)
+  compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `/realms/${realm.name}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.success', (ctx) => options.tokensIssued?.(String(ctx.oidc.params?.grant_type ?? 'unknown')))
@@ -290,14 +304,34 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
 }
 
 /**
+ * What the login step hands oidc-provider for the person who signed in (`interactionResult`), with the key hash of the
+ * gateway session the login opened or was made with, for the save of the realm session when the login comes back to
+ * the realm (`gatewaySessionOfRequest`).
+ */
+export function loginResult(accountId: string, gatewaySession: string | undefined): { login: { accountId: string; gatewaySession?: string } } {
+  return { login: gatewaySession === undefined ? { accountId } : { accountId, gatewaySession } }
+}
+
+interface ProviderRequestContext {
+  cookies?: { get(name: string, options: { signed: boolean }): string | undefined }
+  oidc?: { result?: { login?: { accountId?: unknown; gatewaySession?: unknown } } }
+}
+
+/**
  * The gateway session of the browser whose request is saving its realm session (oidc-provider runs each request in
  * its async context, `Provider.ctx`): the `gateway_sessionid` it sent, when that is a live session of the same user.
  * A browser signs in once: the realm session made or used with a gateway session ends when that session ends.
+ * Failing that, when the request finishes a login (oidc-provider's resume), the gateway session that login opened or
+ * was made with (`loginResult`): the browser may have logged out between its password and its return to the realm,
+ * taking the cookie with it, and the realm session it is coming back for must end with that gateway session, not
+ * outlive it unlinked.
  */
 async function gatewaySessionOfRequest(options: ProviderOptions, accountId: string): Promise<string | undefined> {
-  const ctx = (options.providerClass as unknown as { ctx?: { cookies?: { get(name: string, options: { signed: boolean }): string | undefined } } }).ctx
+  const ctx = (options.providerClass as unknown as { ctx?: ProviderRequestContext }).ctx
   const cookie = ctx?.cookies?.get(SESSION_COOKIE, { signed: false })
-  return cookie && /^[1-9][0-9]{0,14}$/.test(accountId) ? options.gatewaySessionOf(cookie, Number(accountId)) : undefined
+  const ofCookie = cookie && /^[1-9][0-9]{0,14}$/.test(accountId) ? await options.gatewaySessionOf(cookie, Number(accountId)) : undefined
+  const login = ctx?.oidc?.result?.login
+  return ofCookie ?? (login?.accountId === accountId && typeof login.gatewaySession === 'string' ? login.gatewaySession : undefined)
 }
 
 /** Keycloak's "Client Authenticator" as oidc-provider's `token_endpoint_auth_method`. */
@@ -310,7 +344,7 @@ function clientAuthentication(client: RealmClientConfig): Omit<ClientMetadata, '
       return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_jwt' }
     default:
       // oidc-provider takes the secret from HTTP basic or from the form for either method, as Keycloak does.
-      return { client_secret: client.secret, token_endpoint_auth_method: 'client_secret_basic' }
+      return { client_secret: client.secret === undefined ? undefined : providerClientSecret(client.secret), token_endpoint_auth_method: 'client_secret_basic' }
   }
 }
 

@@ -17,7 +17,7 @@ import type { RefreshTokenShortcut } from './refresh-token.ts'
 import type { PasswordGrantShortcut } from './password-grant.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
-import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type RealmKeySet, type SignatureAlg } from './keys.ts'
+import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type KeysKept, type RealmKeySet, type SignatureAlg } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
@@ -112,6 +112,11 @@ export class Realm {
     return `${this.#deps.publicUrl()}/realms/${this.config.name}`
   }
 
+  /** The issuer's path, `/realms/<name>` under the path the gateway is published at: where its pages and cookies live. */
+  get path(): string {
+    return new URL(this.issuer).pathname
+  }
+
   /** What the realm signs access and ID tokens with; tokens signed otherwise are refused. */
   get signatureAlgorithm(): SignatureAlg {
     return this.config.default_signature_algorithm
@@ -121,9 +126,18 @@ export class Realm {
     return this.#clients.get(clientId)
   }
 
-  /** The realm's published keys; read again (rotating when due) once they may have changed. */
+  /**
+   * The realm's published keys, to verify its tokens with; read again (rotating when due) once they may have changed,
+   * and those in memory while they cannot be.
+   */
   keySet(now = Date.now()): Promise<RealmKeySet> {
-    return this.#keys.get(now)
+    return this.#keys.known(now)
+  }
+
+  /** Told when the keys could not be read again and those in memory go on signing (see LoadedKeys). */
+  onKeysKept(listener: (kept: KeysKept) => void): void {
+    this.#keys.onKept(listener)
+    this.#refreshKeys.onKept(listener)
   }
 
   /** Another process changed the keys: read them again on next use. */
@@ -168,6 +182,7 @@ export class Realm {
     if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
       throw new AccessTokenRefused('The access token was revoked or its session ended.')
     }
+    if (!(await this.#hasClient(payload.azp))) throw new AccessTokenRefused('The access token\'s client is no longer a client of this realm.')
     return {
       userId: Number(payload.sub),
       realm: this.name,
@@ -178,6 +193,16 @@ export class Realm {
       scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
       expiresAt: payload.exp! * 1000,
     }
+  }
+
+  /**
+   * Whether the realm still has this client: a configured one, or an OAuth2 application. Keycloak ends the sessions of
+   * a client it removes; the records of a client taken out of the configuration outlive it, so its tokens are refused
+   * here (an application's grants end with it, src/oidc/applications.ts `endApplicationTokens`).
+   */
+  async #hasClient(clientId: string): Promise<boolean> {
+    if (this.#clients.has(clientId)) return true
+    return this.applications !== undefined && (await this.applications.repository.findByClientId(this.name, clientId)) !== undefined
   }
 
   /** `verifyAccessToken`, answering undefined instead of the reason. */
@@ -209,7 +234,7 @@ export class Realm {
 
   /** The claims of one of this realm's refresh tokens (undefined when it is not one); see keycloak-tokens.ts. */
   async refreshToken(jwt: string): Promise<RefreshTokenClaims | undefined> {
-    return verifyRefreshToken(jwt, this.issuer, await this.#refreshKeys.get(Date.now()))
+    return verifyRefreshToken(jwt, this.issuer, await this.#refreshKeys.known(Date.now()))
   }
 
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */
@@ -218,7 +243,8 @@ export class Realm {
     const built = this.#provider
     // Every request to the realm asks: the common answer costs no waiting on keys or on the module.
     if (built && built.keys === this.#keys.fresh(now) && built.refreshKeys === this.#refreshKeys.fresh(now) && built.issuer === this.issuer) return built
-    const [keys, refreshKeys, providerClass] = await Promise.all([this.keySet(now), this.#refreshKeys.get(now), loadProviderClass()])
+    // The provider signs: past the active key's turn, keys that cannot be read again fail it (LoadedKeys).
+    const [keys, refreshKeys, providerClass] = await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now), loadProviderClass()])
     const issuer = this.issuer
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
@@ -340,7 +366,7 @@ export class OidcRealms implements AccessTokenIssuers {
    */
   signOutBrowser(reply: FastifyReply): void {
     for (const realm of this.#realms.values()) {
-      const path = `/realms/${realm.name}/`
+      const path = `${realm.path}/`
       reply.clearCookie(REALM_SESSION_COOKIE, { path, httpOnly: true, sameSite: 'lax' })
       reply.clearCookie(SESSION_STATE_COOKIE, { path })
     }

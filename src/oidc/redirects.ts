@@ -13,8 +13,32 @@ export function clientRedirectUris(client: RealmClientConfig): { redirectUris: s
   return { redirectUris: [...client.redirect_uris], postLogoutRedirectUris: [...new Set(postLogout)] }
 }
 
-/** Whether `candidate` is allowed by one of `patterns`: equal to one, or under one that ends in `*`. */
+/**
+ * Whether `candidate` is allowed by one of `patterns`: equal to one, or under one that ends in `*`; or, for a native
+ * application's loopback redirect (`http://localhost` or `http://127.0.0.1`), so once its port is left out, as
+ * Keycloak's RedirectUtils allows it (RFC 8252 §7.3: the application listens on a port the system gives it).
+ */
 export function redirectMatches(candidate: string, patterns: readonly string[]): boolean {
+  if (matchesPatterns(candidate, patterns)) return true
+  const portless = loopbackWithoutPort(candidate)
+  return portless !== undefined && matchesPatterns(portless, patterns)
+}
+
+/** Keycloak's loopback hosts for native applications (`Constants.INSTALLED_APP_URL`, `INSTALLED_APP_LOOPBACK`). */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1'])
+
+/**
+ * A loopback redirect URI with its port left out, read as a browser reads it (Keycloak compares the text, so that
+ * `http://localhost:1234@evil.example/` would pass as `http://localhost/`); undefined for any other URI.
+ */
+function loopbackWithoutPort(candidate: string): string | undefined {
+  const url = URL.parse(candidate)
+  if (!url || url.protocol !== 'http:' || !LOOPBACK_HOSTS.has(url.hostname) || url.port === '' || url.username || url.password || url.hash) return undefined
+  url.port = ''
+  return url.href
+}
+
+function matchesPatterns(candidate: string, patterns: readonly string[]): boolean {
   if (patterns.includes(candidate)) return true
   const wildcards = patterns.filter((p) => p.endsWith('*'))
   if (!wildcards.length) return false

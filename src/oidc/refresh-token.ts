@@ -9,8 +9,8 @@ import { idTokenClaims } from './id-token-claims.ts'
  * The `refresh_token` grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares), for the
  * plain request clients send most: a configured client's id (and secret, in the form or HTTP basic, for a
  * confidential one), the refresh token's id (routes.ts swapped Keycloak's JWT for it), nothing else. The steps
- * are oidc-provider's refresh grant (lib/actions/grants/refresh_token.js) in its order, with its own models and
- * helpers on a context of its own kind: the same token checks, grant and account checks (`findAccount`, where
+ * are oidc-provider's refresh grant (lib/actions/grants/refresh_token.js) in its order (but for the new refresh
+ * token's save, made while the access token is), with its own models and helpers on a context of its own kind: the same token checks, grant and account checks (`findAccount`, where
  * provider.ts judges the client's access rules again), rotation, access token (provider.ts `keycloakJwt`,
  * `recordIssuedToken`), ID token (its claims: Keycloak's is the one signed), and keycloak-format.ts `tokenResponse`
  * makes Keycloak's answer of it as for oidc-provider's.
@@ -157,9 +157,11 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   // with reuse detection it stays consumed whatever fails next (the database does not answer to put it back): that
   // token used again is taken for a stolen one, and ends its session (docs/oidc.md).
   ctx.oidc.entity('RotatedRefreshToken', refreshToken)
-  const { rotated, value } = await rotate(provider, ctx, refreshToken)
+  const rotated = rotatedToken(provider, ctx, refreshToken)
   const scope = rotated.scopes as Set<string>
-  const at = await issueAccessToken(provider, helpers, ctx, { rotated, grant, account, resource, resourceServerInfo })
+  // Saved side by side (oidc-provider saves one, then makes the other): their two records are queued in the same
+  // turn, and so written in one statement (src/store/oidc.ts `upsert`), not in two one turn apart.
+  const [value, at] = await Promise.all([rotated.save() as Promise<string>, issueAccessToken(provider, helpers, ctx, { rotated, grant, account, resource, resourceServerInfo })])
   const idToken = await refreshedIdToken(provider, helpers, ctx, { rotated, at: at.token, grant, scope })
   const body = helpers.buildTokenResponse(provider, {
     accessToken: at.value,
@@ -174,8 +176,8 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   return options.answer(body, ctx.oidc)
 }
 
-/** The refresh token that replaces the consumed one (`rotateRefreshToken: true`), saved: the same grant, one more rotation. */
-async function rotate(provider: Provider, ctx: KoaContextWithOIDC, refreshToken: any): Promise<{ rotated: any; value: string }> {
+/** The refresh token that replaces the consumed one (`rotateRefreshToken: true`), yet to be saved: the same grant, one more rotation. */
+function rotatedToken(provider: Provider, ctx: KoaContextWithOIDC, refreshToken: any): any {
   const rotated = new provider.RefreshToken({
     accountId: refreshToken.accountId,
     acr: refreshToken.acr,
@@ -200,7 +202,7 @@ async function rotate(provider: Provider, ctx: KoaContextWithOIDC, refreshToken:
   } as never) as any
   if (rotated.gty && !rotated.gty.endsWith(GRANT_TYPE)) rotated.gty = `${rotated.gty} ${GRANT_TYPE}`
   ctx.oidc.entity('RefreshToken', rotated)
-  return { rotated, value: await rotated.save() }
+  return rotated
 }
 
 /** The access token of the refresh, for the resource and scope oidc-provider gives it, saved (and so signed and recorded). */

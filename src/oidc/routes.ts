@@ -1,12 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import { createPublicKey, hash, timingSafeEqual, type JsonWebKey } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { isUtf8 } from 'node:buffer'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
-import { formInUtf8 } from '../http/legacy-text.ts'
+import { formBytes, formInUtf8 } from '../http/legacy-text.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
@@ -218,8 +219,8 @@ interface Target {
   body: Buffer | undefined
   /** Answer a successful revocation 204, as Keycloak's logout does. */
   logout?: boolean
-  /** Replaces the Authorization header. */
-  authorization?: string
+  /** Replaces the Authorization header; null drops it. */
+  authorization?: string | null
   /** Replaces the query string (with its `?`). */
   query?: string
 }
@@ -243,6 +244,9 @@ interface Target {
  * - A confidential client may send its secret both in HTTP basic and in the form (keycloak-connect's
  *   introspection does); oidc-provider takes one mechanism only. When both name the same client and secret, the
  *   form's copy is dropped; when they differ, the request is refused.
+ * - Client credentials in HTTP basic are read as Keycloak reads them, as UTF-8 (`basicCredentials`); bytes that are
+ *   not UTF-8 are refused as wrong credentials. oidc-provider refuses characters outside printable ASCII in HTTP
+ *   basic, which Keycloak takes: such credentials are handed over in the form instead, where it takes them.
  */
 async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
   if (path === KEYCLOAK_ROUTES.end_session && method === 'GET') {
@@ -257,11 +261,22 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     const form = new URLSearchParams(body.toString('utf8'))
     if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return logoutRefusal(form) ?? asGet(realm, path, form)
     if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
-    if (form.has('client_secret') && raw.headers.authorization) {
-      if (!sameClientSecret(raw.headers.authorization, form)) return INVALID_CLIENT
+    const basic = raw.headers.authorization === undefined ? undefined : basicCredentials(raw.headers.authorization)
+    if (basic === NOT_UTF8) return INVALID_CLIENT
+    if (form.has('client_secret') && basic) {
+      if (!sameClientSecret(basic, form)) return INVALID_CLIENT
       form.delete('client_secret')
     }
-    if (path === KEYCLOAK_ROUTES.end_session) return logoutByRefreshToken(realm, raw, form)
+    // Dropped from the header only when the form names no other client (oidc-provider refuses two client ids).
+    const basicInForm = basic !== undefined && !PRINTABLE_ASCII.test(basic.clientId + basic.secret) && [null, basic.clientId].includes(form.get('client_id'))
+    if (basicInForm) {
+      form.set('client_id', basic.clientId)
+      form.set('client_secret', basic.secret)
+    }
+    if (path === KEYCLOAK_ROUTES.end_session) {
+      const logout = await logoutByRefreshToken(realm, raw, form)
+      return basicInForm && 'path' in logout ? { ...logout, authorization: null } : logout
+    }
     if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
     const deviceCodes = form.getAll('device_code')
     if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
@@ -277,8 +292,8 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
       const token = form.get('token')!
       if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
     }
-    const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
-    return { path, body: Buffer.from(form.toString()), ...(authorization ? { authorization } : {}) }
+    const authorization = basicInForm ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
+    return { path, body: Buffer.from(form.toString()), ...(authorization !== undefined ? { authorization } : {}) }
   }
   const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return authorization ? { path, body, authorization } : { path, body }
@@ -353,33 +368,42 @@ async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: UR
 }
 
 /** Whether HTTP basic and the form carry the same client secret (and, when the form names one, the same client). */
-function sameClientSecret(authorization: string, form: URLSearchParams): boolean {
-  const basic = basicCredentials(authorization)
-  if (!basic || form.getAll('client_secret').length !== 1) return false
+function sameClientSecret(basic: ClientCredentials, form: URLSearchParams): boolean {
+  if (form.getAll('client_secret').length !== 1) return false
   const formClientId = form.get('client_id')
   const digest = (value: string) => hash('sha256', value, 'buffer')
   return timingSafeEqual(digest(basic.secret), digest(form.get('client_secret')!)) && (formClientId === null || formClientId === basic.clientId)
 }
 
 function basicClientId(authorization: string | undefined): string | undefined {
-  return authorization ? basicCredentials(authorization)?.clientId : undefined
+  const basic = authorization === undefined ? undefined : basicCredentials(authorization)
+  return basic === NOT_UTF8 ? undefined : basic?.clientId
 }
 
-/** A client's HTTP basic credentials; RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined. */
-function basicCredentials(authorization: string): { clientId: string; secret: string } | undefined {
+interface ClientCredentials {
+  clientId: string
+  secret: string
+}
+/** HTTP basic credentials whose bytes are not UTF-8. */
+const NOT_UTF8 = Symbol('not UTF-8')
+/** What oidc-provider takes in HTTP basic credentials (its `noVSCHAR`). */
+const PRINTABLE_ASCII = /^[\x20-\x7E]*$/
+
+/**
+ * A client's HTTP basic credentials; RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined. As
+ * Keycloak's BasicAuthHelper.RFC6749, the text is UTF-8, but strictly: Keycloak reads bytes that are not UTF-8 as
+ * U+FFFD, so that a secret holding U+FFFD would match any such bytes; here they are `NOT_UTF8`, refused.
+ */
+function basicCredentials(authorization: string): ClientCredentials | typeof NOT_UTF8 | undefined {
   const basic = /^basic +([A-Za-z0-9+/]+=*) *$/i.exec(authorization)?.[1]
   if (!basic) return undefined
-  const decoded = Buffer.from(basic, 'base64').toString('utf8')
+  // One character per byte, so that the colon and the form-urlencoding are found before the text is decoded.
+  const decoded = Buffer.from(basic, 'base64').toString('latin1')
   const colon = decoded.indexOf(':')
   if (colon < 0) return undefined
-  try {
-    return {
-      clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')),
-      secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')),
-    }
-  } catch {
-    return undefined
-  }
+  const [clientId, secret] = [decoded.slice(0, colon), decoded.slice(colon + 1)].map(formBytes) as [Buffer, Buffer]
+  if (!isUtf8(clientId) || !isUtf8(secret)) return NOT_UTF8
+  return { clientId: clientId.toString('utf8'), secret: secret.toString('utf8') }
 }
 
 /**
@@ -471,7 +495,8 @@ function replayRequest(raw: IncomingMessage, ip: string, target: Target, query: 
     delete headers['transfer-encoding']
     headers['content-length'] = String(body.length)
   }
-  if (target.authorization) headers.authorization = target.authorization
+  if (target.authorization === null) delete headers.authorization
+  else if (target.authorization) headers.authorization = target.authorization
   delete headers.forwarded
   headers.host = publicUrl.host
   headers['x-forwarded-host'] = publicUrl.host

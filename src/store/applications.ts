@@ -81,6 +81,12 @@ export class ApplicationRepository {
     return row && toApplication(row)
   }
 
+  /** The client ids of an organization's applications, which go with it (its deletion cascades to them). */
+  async clientIdsInOrganization(organizationId: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('oauth2_applications').select('client_id').where('organization_id', '=', organizationId).execute()
+    return rows.map((row) => row.client_id)
+  }
+
   async list(query: { offset: number; limit: number; filter?: ListFilter | undefined }): Promise<{ count: number; applications: Application[] }> {
     const filter = query.filter ?? NO_FILTER
     const base = filtered(this.#db.selectFrom('oauth2_applications'), applicationFilterFields, filter)

@@ -1,5 +1,5 @@
 import type { Compilable, Kysely } from 'kysely'
-import { CompiledQuery } from './kysely.ts'
+import { CompiledQuery, sql } from './kysely.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
@@ -24,14 +24,17 @@ export interface OidcRecordInput {
   expiresAt?: number | undefined
 }
 
-/** A realm's browser session, saved linked to the gateway session of the same browser (`upsertLinkedSession`). */
-export interface LinkedSessionInput extends Omit<OidcRecordInput, 'model' | 'grantId' | 'userCode'> {
+/** A realm's browser session (`saveSession`), linked to the gateway session of the same browser when it has one. */
+export interface SessionInput extends Omit<OidcRecordInput, 'model' | 'grantId' | 'userCode'> {
   /** The key hash of that gateway session, whose end ends this one (`endLinkedSessions`). */
-  gatewaySession: string
+  gatewaySession?: string | undefined
 }
 
 const GRANT_MODEL = 'Grant'
 const SESSION_MODEL = 'Session'
+
+/** What an ended realm browser session's row keeps: its key and expiry, nothing that finds it or could be used. */
+const ENDED_SESSION = { payload: '{}', grant_id: null, uid: null, user_code: null, account_id: null, gateway_session: null, consumed_at: null } as const
 
 /** The most records one statement writes: well within both backends' limits on bound parameters. */
 const MAX_BATCH_RECORDS = 200
@@ -88,38 +91,60 @@ export class OidcRecordRepository {
   }
 
   /**
-   * Writes a realm's browser session linked to a gateway session, only if that gateway session still exists; false
-   * when it did not, and nothing was written. The end of a gateway session ends the realm sessions linked to it
-   * (`endLinkedSessions`), and a save that looked the gateway session up before the end but writes after it must not
-   * bring the realm session back: so the check and the write are one statement. On PostgreSQL it holds the gateway
-   * session's row (FOR KEY SHARE, as a foreign key's check does) until it is written: an end under way is waited for
-   * and then seen, and an end that comes later waits for the write and then finds the link. On SQLite the statement
-   * and the end's transaction each hold the one write lock.
+   * Writes a realm's browser session; false when nothing was written, because the session was ended
+   * (`endLinkedSessions`, `endSession`, `destroyByAccount`) or the gateway session it is to be linked to no
+   * longer exists. A request that loaded the session before an end may save it after: the save must not bring it
+   * back, so each check and the write are one statement.
+   *
+   * An ended session's row stays, emptied (`ended_at`), until the session would have expired, and the write, an
+   * upsert on the same key, updates only a row that was not ended. On PostgreSQL an end under way holds that row, and
+   * the write waits for it and then checks the row as the end left it; an end that comes later finds what was written.
+   *
+   * With `gatewaySession` the link is written only if that gateway session still exists: the statement holds its row
+   * (FOR KEY SHARE, as a foreign key's check does) until it is written, so an end of it under way is waited for and
+   * then seen, and an end that comes later waits for the write and then finds the link. Without one, a link the
+   * session had is kept. On SQLite the statement and an end's transaction each hold the one write lock.
    */
-  async upsertLinkedSession(input: LinkedSessionInput): Promise<boolean> {
-    const gatewaySession = this.#db.selectFrom('sessions').select('key_hash').where('key_hash', '=', input.gatewaySession)
-    const result = await this.#db.insertInto('oidc_records')
-      .columns(['model', 'id', 'payload', 'grant_id', 'uid', 'user_code', 'account_id', 'gateway_session', 'expires_at', 'consumed_at'])
+  async saveSession(input: SessionInput): Promise<boolean> {
+    const row = {
+      model: SESSION_MODEL,
+      id: input.id,
+      payload: JSON.stringify(input.payload),
+      grant_id: null,
+      uid: input.uid ?? null,
+      user_code: null,
+      account_id: typeof input.payload.accountId === 'string' ? input.payload.accountId : null,
+      gateway_session: input.gatewaySession ?? null,
+      expires_at: input.expiresAt ?? null,
+      consumed_at: null,
+    }
+    const insert = this.#db.insertInto('oidc_records')
+    const link = input.gatewaySession
+    const written = link === undefined ? insert.values(row) : insert.columns(Object.keys(row) as (keyof typeof row)[])
       .expression(this.#db.selectNoFrom((eb) => [
-        eb.val(SESSION_MODEL).as('model'),
-        eb.val(input.id).as('id'),
-        eb.val(JSON.stringify(input.payload)).as('payload'),
+        eb.val(row.model).as('model'),
+        eb.val(row.id).as('id'),
+        eb.val(row.payload).as('payload'),
         eb.cast<string | null>(eb.val(null), 'text').as('grant_id'),
-        eb.cast<string | null>(eb.val(input.uid ?? null), 'text').as('uid'),
+        eb.cast<string | null>(eb.val(row.uid), 'text').as('uid'),
         eb.cast<string | null>(eb.val(null), 'text').as('user_code'),
-        eb.cast<string | null>(eb.val(typeof input.payload.accountId === 'string' ? input.payload.accountId : null), 'text').as('account_id'),
-        eb.val(input.gatewaySession).as('gateway_session'),
-        eb.cast<number | null>(eb.val(input.expiresAt ?? null), 'bigint').as('expires_at'),
+        eb.cast<string | null>(eb.val(row.account_id), 'text').as('account_id'),
+        eb.val(link).as('gateway_session'),
+        eb.cast<number | null>(eb.val(row.expires_at), 'bigint').as('expires_at'),
         eb.cast<number | null>(eb.val(null), 'bigint').as('consumed_at'),
-      ]).where((eb) => eb.exists(this.#dialect === 'postgres' ? gatewaySession.forKeyShare() : gatewaySession)))
+      ]).where((eb) => {
+        const gatewaySession = this.#db.selectFrom('sessions').select('key_hash').where('key_hash', '=', link)
+        return eb.exists(this.#dialect === 'postgres' ? gatewaySession.forKeyShare() : gatewaySession)
+      }))
+    const result = await written
       .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet((eb) => ({
         payload: eb.ref('excluded.payload'),
         uid: eb.ref('excluded.uid'),
         account_id: eb.ref('excluded.account_id'),
-        gateway_session: eb.ref('excluded.gateway_session'),
+        ...(link === undefined ? {} : { gateway_session: eb.ref('excluded.gateway_session') }),
         expires_at: eb.ref('excluded.expires_at'),
         consumed_at: eb.ref('excluded.consumed_at'),
-      })))
+      })).where('oidc_records.ended_at', 'is', null))
       .executeTakeFirst()
     return Number(result.numInsertedOrUpdatedRows ?? 0) > 0
   }
@@ -131,14 +156,23 @@ export class OidcRecordRepository {
   }
 
   /**
-   * Ends one realm browser session as `endLinkedSessions` ends those of a gateway session: its record, and the grants
-   * of its sign-ins (as `payload` lists them) with everything issued under them; returns the grants ended.
+   * Ends one realm browser session as `endLinkedSessions` ends those of a gateway session: its record, whether or not
+   * it was written, which no save brings back until `expiresAt` (the session's own expiry), and the grants of its
+   * sign-ins (as `payload` lists them) with everything issued under them; returns the grants ended.
    */
-  async endSession(id: string, payload: Record<string, unknown>): Promise<string[]> {
-    await this.#db.deleteFrom('oidc_records').where('model', '=', SESSION_MODEL).where('id', '=', id).execute()
+  async endSession(id: string, payload: Record<string, unknown>, expiresAt: number, now = Date.now()): Promise<string[]> {
+    await this.#db.insertInto('oidc_records').values({ ...ENDED_SESSION, model: SESSION_MODEL, id, expires_at: expiresAt, ended_at: now })
+      .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet({ ...ENDED_SESSION, ended_at: now })).execute()
     const grants = sessionGrants(payload)
     await this.#endGrants(grants)
     return grants
+  }
+
+  /** Empties the realm browser sessions whose `column` is one of `values` into the rows of ended sessions (`saveSession`); returns how many. */
+  async #endSessions(column: 'id' | 'account_id', values: readonly string[], now = Date.now()): Promise<number> {
+    const result = await this.#db.updateTable('oidc_records').set({ ...ENDED_SESSION, ended_at: now })
+      .where('model', '=', SESSION_MODEL).where('ended_at', 'is', null).where(column, 'in', values).executeTakeFirst()
+    return Number(result.numUpdatedRows)
   }
 
   /** Writes a record, replacing one of the same model and id; resolves once it is committed. */
@@ -179,7 +213,10 @@ export class OidcRecordRepository {
     }
   }
 
-  /** A session's link to its gateway session (`upsertLinkedSession`) is left as it was: a save without one keeps it. */
+  /**
+   * A session's link to its gateway session (`saveSession`) is left as it was, and an ended session is not written
+   * (`saveSession` says why): the adapter saves sessions through `saveSession`, which says when that happened.
+   */
   async #write(inputs: OidcRecordInput[]): Promise<void> {
     // One statement may not change a row twice (PostgreSQL refuses it): the last write of a record wins, as it would one by one.
     const latest = new Map(inputs.map((input) => [`${input.model}\u0000${input.id}`, input]))
@@ -204,7 +241,7 @@ export class OidcRecordRepository {
         account_id: eb.ref('excluded.account_id'),
         expires_at: eb.ref('excluded.expires_at'),
         consumed_at: eb.ref('excluded.consumed_at'),
-      })))))
+      })).where('oidc_records.ended_at', 'is', null))))
   }
 
   async find(model: string, id: string, now = Date.now()): Promise<OidcRecord | undefined> {
@@ -272,6 +309,11 @@ export class OidcRecordRepository {
     return Number(result.numUpdatedRows) > 0
   }
 
+  /**
+   * Deletes a record. A realm browser session is deleted, not ended (`saveSession`): oidc-provider also destroys a
+   * session whose identifier it renews (a new login, a logout from one client), and a save of it under the old one
+   * that came late would otherwise end the grants that went on with the new one.
+   */
   async destroy(model: string, id: string): Promise<void> {
     this.#changed(model)
     await this.settled()
@@ -287,21 +329,35 @@ export class OidcRecordRepository {
   }
 
   /**
-   * Deletes every record of an account, whatever its model (sessions, grants, codes, refresh and access tokens),
-   * so that none of them can be used again; returns how many there were. Records of other accounts and those
-   * without one (client credentials, interactions) are left alone.
+   * Deletes every record of an account, whatever its model (grants, codes, refresh and access tokens), and ends its
+   * realm browser sessions (`saveSession`), so that none of them can be used again; returns how many there were.
+   * Records of other accounts and those without one (client credentials, interactions) are left alone.
    */
   async destroyByAccount(accountId: string): Promise<number> {
     this.#changed()
     await this.settled()
-    const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).executeTakeFirst()
+    const sessions = await this.#endSessions('account_id', [accountId])
+    const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).where('model', '!=', SESSION_MODEL).executeTakeFirst()
     this.#changed()
-    return Number(result.numDeletedRows)
+    return sessions + Number(result.numDeletedRows)
+  }
+
+  /**
+   * Ends every grant of these clients, with everything issued under them (codes, refresh and access tokens), as
+   * Keycloak ends a removed client's sessions; returns the grants ended, for the caller to tell every process
+   * (REVOKE_TOPIC). Seldom asked (a client was deleted), so the grants are found by their payload, without an index.
+   */
+  async endClientGrants(clientIds: readonly string[]): Promise<string[]> {
+    if (!clientIds.length) return []
+    const clientId = this.#dialect === 'postgres' ? sql<string>`payload::json ->> 'clientId'` : sql<string>`cast(json_extract(payload, '$.clientId') as text)`
+    const grants = (await this.#db.selectFrom('oidc_records').select('id').where('model', '=', GRANT_MODEL).where(clientId, 'in', [...clientIds]).execute()).map((grant) => grant.id)
+    await this.#endGrants(grants)
+    return grants
   }
 
   /**
    * Ends the realm browser sessions linked to these gateway sessions, as a logout at the realm does: each session
-   * record and, for every client it signed in to, the grant and everything issued under it (codes, refresh and
+   * record (which no save brings back, `saveSession`) and, for every client it signed in to, the grant and everything issued under it (codes, refresh and
    * access tokens), except offline grants, which outlive the session they came from. Returns the grants ended, for
    * the caller to tell every process (REVOKE_TOPIC). Sessions linked to other gateway sessions are left alone.
    */
@@ -312,7 +368,7 @@ export class OidcRecordRepository {
         .where('gateway_session', 'in', gatewaySessions.slice(start, start + MAX_BATCH_RECORDS)).execute()
       if (!linked.length) continue
       for (const session of linked) grants.push(...sessionGrants(JSON.parse(session.payload)))
-      await this.#db.deleteFrom('oidc_records').where('model', '=', SESSION_MODEL).where('id', 'in', linked.map((session) => session.id)).execute()
+      await this.#endSessions('id', linked.map((session) => session.id))
     }
     await this.#endGrants(grants)
     return grants
@@ -344,6 +400,7 @@ export class OidcRecordRepository {
   #live(now: number) {
     return this.#db.selectFrom('oidc_records').selectAll()
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+      .where('ended_at', 'is', null)
   }
 }
 

@@ -24,6 +24,7 @@ export interface Tables {
   role_team_assignments: RoleTeamAssignmentsTable
   oauth2_applications: OAuth2ApplicationsTable
   audit_entries: AuditEntriesTable
+  leases: LeasesTable
 }
 
 export interface OAuth2ApplicationsTable {
@@ -40,6 +41,12 @@ export interface OAuth2ApplicationsTable {
   organization_id: number | null
   created_at: number
   modified_at: number
+}
+
+export interface LeasesTable {
+  name: string
+  holder: string
+  expires_at: number
 }
 
 export interface GatewayProcessesTable {
@@ -123,6 +130,8 @@ export interface OidcRecordsTable {
   /** Of a realm's browser session: the key hash of the gateway session of the same browser (migration 016). */
   gateway_session: string | null
   expires_at: number | null
+  /** Of a realm's browser session that was ended: when. The row, emptied, refuses every save of it until it expires (migration 018). */
+  ended_at: number | null
   consumed_at: number | null
 }
 

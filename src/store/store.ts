@@ -4,6 +4,7 @@ import { AuditRepository } from './audit.ts'
 import { Database, type DatabaseLocation } from './database.ts'
 import { DatabaseUnusable } from './errors.ts'
 import { EventLog } from './events.ts'
+import { LeaseRepository } from './leases.ts'
 import { ApplicationRepository } from './applications.ts'
 import { LoginFailureRepository } from './login-failures.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -30,6 +31,7 @@ export interface Repositories {
   readonly audit: AuditRepository
   readonly access: AccessRepository
   readonly applications: ApplicationRepository
+  readonly leases: LeaseRepository
 }
 
 /**
@@ -89,5 +91,6 @@ function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcReco
     audit: new AuditRepository(db),
     access: new AccessRepository(db, dialect),
     applications: new ApplicationRepository(db),
+    leases: new LeaseRepository(db),
   }
 }

@@ -70,8 +70,9 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
       reply.header('referrer-policy', 'same-origin')
     })
 
-    ui.get('/', async (_request, reply) => reply.redirect(UI_PATH, 302))
-    ui.get('/ui', async (_request, reply) => reply.redirect(UI_PATH, 302))
+    const home = app.publishedPath + UI_PATH
+    ui.get('/', async (_request, reply) => reply.redirect(home, 302))
+    ui.get('/ui', async (_request, reply) => reply.redirect(home, 302))
 
     ui.get(`${ASSETS_PATH}*`, async (request, reply) => {
       const name = splitTarget(request.url).path.slice(ASSETS_PATH.length)

@@ -74,7 +74,19 @@ describe('access rules', () => {
     assert.match(problemsOf([{ permit: {} }]).join('\n'), /services\.0\.access\.0: Unrecognized key: "permit"/)
     assert.match(problemsOf([{ allow: { networks: ['10.0.0.0/33'] } }])[0]!, /^services\.0\.access\.0\.allow\.networks\.0: must be an IP address or a CIDR block/)
     assert.match(problemsOf([{ deny: { paths: ['/other/*'] } }])[0]!, /^services\.0\.access\.0\.deny\.paths\.0: must be under the service prefix/)
-    assert.match(problemsOf([{ allow: { methods: ['FETCH'] } }])[0]!, /^services\.0\.access\.0\.allow\.methods\.0:/)
+    assert.deepEqual(problemsOf([{ allow: { methods: ['FETCH', ' GET', 7] } }]), [0, 1, 2].map((i) => `services.0.access.0.allow.methods.${i}: must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS`))
+  })
+
+  it('reads a method in any case as the method, and a GET as covering HEAD', () => {
+    const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:1', access: [{ deny: { methods: ['get'] } }, { allow: { methods: ['Head', 'post'] } }] }] })
+    const rules = new ServiceRules('svc', config.services[0]!.access!)
+    const decide = (method: string) => rules.decide(request({ user: user('alice'), method: 'basic' }, { method }))
+    assert.deepEqual(decide('HEAD'), { allowed: false, rule: 1, description: 'deny methods=GET' })
+    assert.equal(decide('GET').rule, 1)
+    assert.equal(decide('POST').rule, 2)
+    assert.equal(decide('OPTIONS').rule, undefined)
+    const headOnly = new ServiceRules('svc', [{ allow: { methods: ['HEAD'] } }])
+    assert.equal(headOnly.decide(request({ user: user('alice'), method: 'basic' }, { method: 'GET' })).allowed, false)
   })
 
   it('warns of teams and organizations that do not exist yet', () => {

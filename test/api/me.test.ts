@@ -31,6 +31,28 @@ describe('the caller\'s own account at me/', () => {
     assert.equal(erin.email, 'erin@new.example')
   })
 
+  it('refuses an e-mail address another account signs in with, which would stop their realm login by it', async () => {
+    await gw.app.accounts.create({ username: 'frank', password: 'frank-password', email: 'frank@example.com' })
+    await gw.app.accounts.create({ username: 'gina@example.com', password: 'gina-password' })
+    const realmLogin = async (username: string, password: string) => (await gw.fetch('/realms/platform/protocol/openid-connect/token', {
+      method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password }),
+    })).status
+    assert.equal(await realmLogin('Frank@Example.com', 'frank-password'), 200)
+    const auth = { authorization: basic('erin', 'erin-password') }
+    for (const taken of ['FRANK@example.com', 'Gina@Example.com']) {
+      const refused = await send('PATCH', '/api/gateway/v1/me/', { email: taken }, auth)
+      assert.equal(refused.status, 400, taken)
+      const body = await json(refused)
+      assert.equal(body.code, 'invalid')
+      assert.ok(body.errors.email, taken)
+    }
+    assert.notEqual((await gw.store.users.findByUsername('erin'))!.email.toLowerCase(), 'frank@example.com')
+    assert.equal(await realmLogin('Frank@Example.com', 'frank-password'), 200)
+    assert.equal(await realmLogin('GINA@example.com', 'gina-password'), 200)
+    const frank = { authorization: basic('frank', 'frank-password') }
+    assert.equal((await send('PATCH', '/api/gateway/v1/me/', { email: 'Frank@Example.com', first_name: 'Frank' }, frank)).status, 200, 'one\'s own address, in another case')
+  })
+
   it('leaves the details of directory and SSO accounts to their source', async () => {
     const dirUser = (await gw.store.users.findByUsername('dir-user'))!
     const { value } = await gw.app.tokens.issue(dirUser, { scope: 'write' })

@@ -412,12 +412,61 @@ describe('the platform\'s clients', () => {
       assert.equal(hashAsSecret.status, 401)
     })
 
+    it('ignores client_id and client_secret in a body, as the platform\'s serializer has them read-only', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const chosen = { client_id: 'chosen-client-id', client_secret: 'chosen-secret-'.repeat(4) }
+      const application = await createApplication({ name: 'chosen credentials', client_type: 'confidential', authorization_grant_type: 'password', ...chosen })
+      assert.notEqual(application.client_id, chosen.client_id)
+      assert.notEqual(application.client_secret, chosen.client_secret)
+      assert.ok(application.client_secret.length >= 32)
+      const tokenWith = (clientId: string, clientSecret: string) => awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId, clientSecret })
+      assert.equal((await tokenWith(chosen.client_id, chosen.client_secret)).status, 401)
+      assert.equal((await tokenWith(application.client_id, chosen.client_secret)).status, 401)
+      for (const method of ['PATCH', 'PUT']) {
+        const body = { name: 'chosen credentials', client_type: 'confidential', authorization_grant_type: 'password', description: `${method}ed`, client_id: `${method}-id`, client_secret: `${method}-secret`.repeat(8) }
+        const response = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method, headers: admin, body: JSON.stringify(body) })
+        const updated = await json(response)
+        assert.equal(response.status, 200, `${method}: ${JSON.stringify(updated)}`)
+        assert.equal(updated.description, `${method}ed`)
+        assert.equal(updated.client_id, application.client_id)
+        assert.equal(updated.client_secret, '$encrypted$')
+        assert.equal((await tokenWith(application.client_id, body.client_secret)).status, 401, method)
+      }
+      assert.equal((await tokenWith(application.client_id, application.client_secret)).status, 200, 'the secret made at creation still works')
+      const misspelt = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'misspelt', client_type: 'public', authorization_grant_type: 'password', ...chosen, client_secrets: 'x' }) })
+      assert.equal(misspelt.status, 400)
+      assert.deepEqual((await json(misspelt)).errors, { client_secrets: ['Unknown field.'] }, 'other unknown fields are still refused')
+    })
+
     it('stops issuing tokens to an application once it is deleted, at once', async () => {
       const application = await createApplication({ name: 'short-lived', client_type: 'public', authorization_grant_type: 'password' })
       assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 200)
       const deleted = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'DELETE', headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } })
       assert.equal(deleted.status, 204)
       assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 401)
+    })
+
+    it('ends the tokens an application issued when it is deleted, at once, as Keycloak ends a removed client\'s sessions', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` }
+      const me = (token: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } }).then((response) => response.status)
+      const organization = await json(await gw.fetch('/api/gateway/v1/organizations/', { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Short-lived applications' }) }))
+      const deletions: [string, (application: { id: number }) => Promise<Response>][] = [
+        ['the application', (application) => gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'DELETE', headers: admin })],
+        ['its organization', () => gw.fetch(`/api/gateway/v1/organizations/${organization.id}/`, { method: 'DELETE', headers: admin })],
+      ]
+      const kept = await createApplication({ name: 'kept', client_type: 'public', authorization_grant_type: 'password' })
+      const keptToken = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: kept.client_id })
+      for (const [deleted, remove] of deletions) {
+        const application = await createApplication({ name: `ended with ${deleted}`, organization: organization.id, client_type: 'public', authorization_grant_type: 'password' })
+        const { token, body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+        // Used once before, so that the gateway holds it as verified.
+        assert.equal(await me(token!), 200, deleted)
+        assert.equal((await remove(application)).status, 204, deleted)
+        assert.equal(await me(token!), 401, `the access token, once ${deleted} is deleted`)
+        const refreshed = await json(await gw.fetch('/o/token/', { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', client_id: application.client_id, refresh_token: body.refresh_token }) }))
+        assert.ok(refreshed.error, `the refresh token, once ${deleted} is deleted`)
+      }
+      assert.equal(await me(keptToken.token!), 200, 'another application\'s token')
     })
 
     it('refuses bad applications by field, creating nothing', async () => {

@@ -22,10 +22,11 @@ describe('renaming and deleting teams and organizations the configuration names'
           { allow: { teams: ['Helpers'] } },
           { allow: { organizations: ['Platform'] } },
           { allow: { roles: [{ role: 'Organization Admin', organization: 'Finance' }] } },
+          { allow: { organizations: ['Reserved'] } },
         ],
       }),
     })
-    for (const name of ['contractor', 'platformadmin', 'sandboxadmin']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    for (const name of ['contractor', 'platformadmin', 'sandboxadmin', 'crewadmin', 'outpostadmin']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
     const platform = await createOrgAndTeam(gw, 'Platform', 'Contractors')
     const sandbox = await createOrgAndTeam(gw, 'Sandbox', 'Helpers')
     ids.scratch = (await call(gw, 'POST', 'teams/', { name: 'Scratch', organization: sandbox.organization })).body.id
@@ -37,6 +38,10 @@ describe('renaming and deleting teams and organizations the configuration names'
     assert.equal((await grant(gw, 'contractor', 'Organization Member', platform.organization)).status, 201)
     assert.equal((await grant(gw, 'platformadmin', 'Organization Admin', platform.organization)).status, 201)
     assert.equal((await grant(gw, 'sandboxadmin', 'Organization Admin', sandbox.organization)).status, 201)
+    const outpost = await createOrgAndTeam(gw, 'Outpost', 'Crew')
+    Object.assign(ids, { outpost: outpost.organization, crew: outpost.team })
+    assert.equal((await grant(gw, 'crewadmin', 'Team Admin', outpost.team)).status, 201)
+    assert.equal((await grant(gw, 'outpostadmin', 'Organization Admin', outpost.organization)).status, 201)
   })
   after(() => gw.close())
 
@@ -61,6 +66,24 @@ describe('renaming and deleting teams and organizations the configuration names'
     assert.equal((await call(gw, 'PATCH', `organizations/${ids.platform}/`, { name: 'Platform2' }, as('platformadmin'))).status, 403)
     assert.equal((await call(gw, 'DELETE', `organizations/${ids.platform}/`, undefined, as('platformadmin'))).status, 403)
     assert.equal((await call(gw, 'GET', `organizations/${ids.platform}/`)).body.name, 'Platform')
+  })
+
+  it('refuses a rename into a name the configuration uses to whoever could not create it: a team admin, an organization admin', async () => {
+    assert.equal((await deploy('crewadmin')).status, 403)
+    const team = await call(gw, 'PATCH', `teams/${ids.crew}/`, { name: 'Helpers' }, as('crewadmin'))
+    assert.equal(team.status, 403, 'a team admin may not create a team, so not one a rule names alone')
+    assert.equal(team.body.code, 'permission_denied')
+    assert.equal((await call(gw, 'PUT', `teams/${ids.crew}/`, { name: 'Helpers', organization: ids.outpost }, as('crewadmin'))).status, 403)
+    assert.equal((await call(gw, 'GET', `teams/${ids.crew}/`)).body.name, 'Crew')
+    assert.equal((await deploy('crewadmin')).status, 403)
+    assert.equal((await deploy('outpostadmin')).status, 403)
+    const organization = await call(gw, 'PATCH', `organizations/${ids.outpost}/`, { name: 'Reserved' }, as('outpostadmin'))
+    assert.equal(organization.status, 403, 'only superusers create organizations, so only they rename one into a name a rule uses')
+    assert.equal(organization.body.code, 'permission_denied')
+    assert.equal((await call(gw, 'GET', `organizations/${ids.outpost}/`)).body.name, 'Outpost')
+    assert.equal((await deploy('outpostadmin')).status, 403)
+    assert.equal((await call(gw, 'PATCH', `teams/${ids.crew}/`, { name: 'Helpers' }, as('outpostadmin'))).status, 200, 'its organization\'s admin could create it')
+    assert.equal((await call(gw, 'PATCH', `teams/${ids.crew}/`, { name: 'Crew' })).status, 200)
   })
 
   it('lets an organization admin rename and delete what no rule names, and describe what a rule names', async () => {

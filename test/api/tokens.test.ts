@@ -247,7 +247,9 @@ describe('tokens API', () => {
     const listed = await json(await gw.fetch(`/api/gateway/v1/users/${aliceId}/tokens/?page_size=200`, { headers: adminAuth }))
     assert.ok(listed.results.some((t: { id: number }) => t.id === created.id))
     assert.ok(listed.results.every((t: { user: number }) => t.user === aliceId))
-    await refused(await gw.fetch(`/api/gateway/v1/users/${aliceId}/tokens/`, { headers: bob }), 403, 'permission_denied')
+    // A user the caller does not see is not found, as one that does not exist: ids say nothing about other people.
+    await refused(await gw.fetch(`/api/gateway/v1/users/${aliceId}/tokens/`, { headers: bob }), 404, 'not_found')
+    await refused(await send('POST', `/api/gateway/v1/users/${aliceId}/tokens/`, bob, {}), 404, 'not_found')
     await refused(await send('POST', `/api/gateway/v1/users/${aliceId}/tokens/`, adminAuth, {}), 403, 'not_token_owner')
     await refused(await gw.fetch('/api/gateway/v1/users/999999/tokens/', { headers: adminAuth }), 404, 'not_found')
   })

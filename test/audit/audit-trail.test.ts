@@ -186,11 +186,48 @@ for (const backend of gatewayBackends) {
       assert.equal(typeof events[0].time, 'number')
       assert.equal((await gw.fetch('/admin/realms/nowhere/events', { headers: adminAuth })).status, 404)
       assert.equal((await gw.fetch(`/admin/realms/${REALM}/events?dateFrom=yesterday`, { headers: adminAuth })).status, 400)
-      const unknown = await json(await gw.fetch(`/admin/realms/${REALM}/events?colour=blue&max=many`, { headers: adminAuth }))
-      assert.deepEqual(unknown.errors, { colour: ['Unknown parameter.'], max: ['A valid integer is required.'] })
+      const malformed = await json(await gw.fetch(`/admin/realms/${REALM}/events?colour=blue&max=many`, { headers: adminAuth }))
+      assert.deepEqual(malformed.errors, { max: ['A valid integer is required.'] }, 'an unknown parameter is ignored, a known one still checked')
       const tooLarge = await gw.fetch(`/admin/realms/${REALM}/events?user=9999999999`, { headers: adminAuth })
       assert.equal(tooLarge.status, 400, 'a user id beyond 32 bits is bad input, not a database error')
       assert.ok((await json(tooLarge)).errors.user)
+    })
+
+    it('takes Keycloak\'s event parameters as Keycloak does, ignoring the ones it does not know', async () => {
+      const events = async (query: string) => {
+        const response = await gw.fetch(`/admin/realms/${REALM}/events?${query}`, { headers: adminAuth })
+        const body = await json(response)
+        assert.equal(response.status, 200, `${query}: ${JSON.stringify(body)}`)
+        return body as any[]
+      }
+      const refused = async (query: string) => {
+        const response = await gw.fetch(`/admin/realms/${REALM}/events?${query}`, { headers: adminAuth })
+        assert.equal(response.status, 400, query)
+        const body = await json(response)
+        assert.equal(body.code, 'invalid')
+        return body.errors
+      }
+      const startedAt = Date.now()
+      await gw.app.accounts.create({ username: 'frank', password: 'frank-password' })
+      for (const password of ['frank-password', 'frank-wrong', 'frank-password']) await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'frank', password })
+      await gw.app.audit.flush()
+      const newest = await events('max=3')
+      assert.deepEqual(newest.map((e) => [e.type, e.details.username]), [['LOGIN', 'frank'], ['LOGIN_ERROR', 'frank'], ['LOGIN', 'frank']])
+      assert.deepEqual(await events('max=3&colour=blue&briefRepresentation=true'), newest)
+
+      const since = await events(`dateFrom=${startedAt}&direction=asc`)
+      assert.deepEqual(since.map((e) => e.type), ['LOGIN', 'LOGIN_ERROR', 'LOGIN'], 'an epoch timestamp in milliseconds, oldest first')
+      assert.ok(since[0].time <= since[2].time)
+      assert.deepEqual(await events(`dateTo=${startedAt - 1}&dateFrom=${startedAt - 1}`), [])
+      assert.deepEqual((await events('direction=desc&max=3')).map((e) => e.time), newest.map((e) => e.time))
+      assert.equal((await events('max=1&max=3')).length, 1, 'a parameter given twice: the first, as JAX-RS takes it')
+
+      assert.deepEqual(await refused('direction=sideways'), { direction: ['Invalid value for sortDirection, expected value is asc or desc'] })
+      assert.deepEqual(await refused('dateFrom=yesterday&dateTo=2026-13-01'), {
+        dateFrom: ['Invalid value for \'dateFrom\', expected format is yyyy-MM-dd or an Epoch timestamp'],
+        dateTo: ['Invalid value for \'dateTo\', expected format is yyyy-MM-dd or an Epoch timestamp'],
+      })
+      assert.ok((await refused('client=end-users')).client, 'the events do not record the client: a filter that cannot be applied is refused')
     })
 
     it('answers a malformed or unknown filter with 400 naming it, and non-auditors with 403', async () => {

@@ -68,12 +68,16 @@ describe('realms configuration', () => {
           { client_id: 'b', public_client: false, secret: 'sixteen-chars-long!', jwks_url: 'https://b.example.com/jwks' },
           { client_id: 'c', client_authenticator: 'client-secret-jwt' },
           { client_id: 'd', web_origins: ['https://d.example.com/path'] },
+          { client_id: 'e', public_client: false, client_authenticator: 'client-secret-jwt', secret: 'schlüssel-für-café-0123' },
+          { client_id: 'f', public_client: false, secret: 'schlüssel-für-café-0123' },
         ],
       }],
     })
     for (const expected of ['gateway.oidc.realms.0: no realm "nowhere"', 'realms.0.clients.0.jwks_url: client-jwt needs exactly one', 'realms.0.clients.1.jwks_url: keys are only used',
-      'realms.0.clients.2.client_authenticator: a public client does not authenticate', 'realms.0.clients.3.web_origins.0', 'realms.0.offline_session_idle_seconds']) {
+      'realms.0.clients.2.client_authenticator: a public client does not authenticate', 'realms.0.clients.3.web_origins.0', 'realms.0.offline_session_idle_seconds',
+      'realms.0.clients.4.secret: a client-secret-jwt secret must be printable ASCII']) {
       assert.ok(found.some((p) => p.startsWith(expected)), `${expected}\n${found.join('\n')}`)
     }
+    assert.ok(!found.some((p) => p.startsWith('realms.0.clients.5')), 'a client-secret secret may hold any character, as in Keycloak')
   })
 })

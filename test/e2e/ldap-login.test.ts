@@ -77,6 +77,31 @@ describe('LDAP accounts through the gateway', () => {
     assert.deepEqual(await json(wrong), { error: 'invalid_grant', error_description: 'Invalid user credentials' })
   })
 
+  it('gives a directory user no OAuth2 application token while external users may not create tokens, as the platform refuses them', async () => {
+    const created = await gw.fetch('/api/gateway/v1/applications/', {
+      method: 'POST', headers: jsonHeaders, body: JSON.stringify({ name: 'cli', client_type: 'public', authorization_grant_type: 'password' }),
+    })
+    assert.equal(created.status, 201)
+    const { client_id: clientId } = await json(created)
+    const grant = (username: string, password: string) => gw.fetch('/o/token/', {
+      method: 'POST', body: new URLSearchParams({ grant_type: 'password', client_id: clientId, username, password, scope: 'write' }),
+    })
+    const setting = (on: boolean) => gw.fetch('/api/gateway/v1/settings/all/', {
+      method: 'PATCH', headers: jsonHeaders, body: JSON.stringify({ allow_external_users_to_create_oauth2_tokens: on }),
+    })
+    const refused = await grant('carol', PASSWORDS.carol!)
+    assert.equal(refused.status, 400)
+    assert.equal((await json(refused)).error, 'access_denied')
+    assert.equal((await grant('admin', ADMIN_PASSWORD)).status, 200, 'a local account')
+    assert.equal((await setting(true)).status, 200)
+    const allowed = await grant('carol', PASSWORDS.carol!)
+    assert.equal(allowed.status, 200)
+    const { refresh_token: refreshToken } = await json(allowed)
+    assert.equal((await setting(false)).status, 200)
+    const refreshed = await gw.fetch('/o/token/', { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', client_id: clientId, refresh_token: refreshToken }) })
+    assert.equal((await json(refreshed)).error, 'access_denied', 'a refresh issues a new token too')
+  })
+
   it('maps groups to superuser, auditor and named groups, and passes them to services', async () => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('bob', PASSWORDS.bob!) } })).status, 200)
     const bob = (await usersBySource(gw, 'ldap')).find((u) => u.username === 'bob')

@@ -6,6 +6,7 @@ import { SessionManager } from '../../src/auth/session-manager.ts'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { KEYCLOAK_ROUTES } from '../../src/oidc/provider.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 
 const demo = loadConfigFile(demoConfigFile)
@@ -259,15 +260,16 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
     /** RFC 7636's example verifier, whose challenge `authorize` sends. */
     const VERIFIER = 'dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk'
-    const authorize = (browser: Browser, extra: Record<string, string> = {}) => browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+    const authorizationUrl = (extra: Record<string, string> = {}) => `${realmUrl(gw, KEYCLOAK_ROUTES.authorization)}?${new URLSearchParams({
       client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', ...extra,
-    })}`, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+    })}`
+    const authorize = (browser: Browser, extra: Record<string, string> = {}) => browser.navigate(authorizationUrl(extra), { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
 
     /** A browser that signs in at the realm's login page, as keycloak-js does, with the tokens its app got. */
     async function realmSignIn(username: string): Promise<{ browser: Browser; refreshToken: string; accessToken: string }> {
@@ -329,6 +331,71 @@ for (const backend of gatewayBackends) {
       assert.equal(tokens.status, 400, 'the code of that last request is refused')
       assert.equal(tokens.body.error, 'invalid_grant')
       await assertSignedOutAtRealm(laptop)
+    })
+
+    it('ends the realm session of a login at the realm whose browser logged out before the login came back to the realm', async () => {
+      const untilResume = { stopBefore: (url: string) => url.startsWith(`${realmUrl(gw, KEYCLOAK_ROUTES.authorization)}/`) }
+      const signIns: [string, (browser: Browser) => Promise<{ stoppedAt?: string; body: string }>][] = [
+        ['its password at the realm\'s login page', async (browser) => browser.submit(await browser.navigate(authorizationUrl()), { username: 'oscar', password: 'oscar-password' }, untilResume)],
+        ['its gateway session', async (browser) => {
+          await browser.submit(await browser.navigate(`${gw.url}/api/gateway/v1/login/`), { username: 'oscar', password: 'oscar-password' })
+          return browser.navigate(authorizationUrl(), untilResume)
+        }],
+      ]
+      for (const [how, signIn] of signIns) {
+        const browser = new Browser()
+        // The browser is signed in to the gateway, and on its way back to the realm to finish the login.
+        const signedIn = await signIn(browser)
+        assert.ok(signedIn.stoppedAt, `${how}: ${signedIn.body.slice(0, 300)}`)
+        assert.ok(browser.cookie(gw.url, 'gateway_sessionid'), how)
+        // Another tab of the browser logs out meanwhile: the gateway session ends and its cookie is gone.
+        assert.equal((await browser.request(`${gw.url}/api/gateway/v1/logout/`)).status, 302)
+        assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), undefined)
+        const finished = await browser.navigate(signedIn.stoppedAt, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+        // The realm's answer was on its way when the save of its session found the gateway session ended.
+        assert.ok(finished.stoppedAt, `${how}: ${finished.body.slice(0, 300)}`)
+        const code = new URL(finished.stoppedAt).searchParams.get('code')!
+        const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+        assert.equal(tokens.status, 400, `${how}: the code of the login is refused`)
+        assert.equal(tokens.body.error, 'invalid_grant')
+        assert.ok(await asksForPassword(browser), `${how}: the realm asks the browser that logged out for the password again`)
+      }
+    })
+
+    it('never brings back a realm session that was ended while a request of its browser without the gateway cookie was saving it', async () => {
+      const device = await realmSignIn('pia')
+      device.browser.forget(gw.url, 'gateway_sessionid')
+      // The realm answers the app again; its code's write is held, after the realm session was loaded and before it is saved.
+      const records = gw.store.oidc
+      const upsert = records.upsert.bind(records)
+      let held!: () => void
+      const holding = new Promise<void>((resolve) => { held = resolve })
+      let release!: () => void
+      const released = new Promise<void>((resolve) => { release = resolve })
+      records.upsert = async (input) => {
+        if (input.model === 'AuthorizationCode') {
+          records.upsert = upsert
+          held()
+          await released
+        }
+        return upsert(input)
+      }
+      try {
+        const asking = authorize(device.browser)
+        await holding
+        // An administrator ends the user's sessions meanwhile.
+        assert.equal((await gw.fetch(`/api/gateway/v1/users/${userIds.get('pia')}/sessions/`, { method: 'DELETE', headers: { authorization: basic('admin', ADMIN_PASSWORD) } })).status, 204)
+        release()
+        const asked = await asking
+        assert.ok(asked.stoppedAt, 'the realm session it loaded answered this request')
+        const code = new URL(asked.stoppedAt).searchParams.get('code')!
+        const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+        assert.equal(tokens.status, 400, 'the code of that request is refused')
+      } finally {
+        records.upsert = upsert
+        release()
+      }
+      await assertSignedOutAtRealm(device)
     })
 
     it('keeps the realm session of a browser whose gateway session cookie is not one Gatehouse could have set', async () => {

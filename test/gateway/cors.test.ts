@@ -63,6 +63,14 @@ describe('CORS per service', () => {
     assert.equal(upstream.requests(), before)
   })
 
+  it('answers a preflight for HEAD where GET is allowed, as access rules read GET', async () => {
+    const response = await preflight('/api/things/1/', APP, 'HEAD', 'Authorization')
+    assert.equal(response.status, 204)
+    assert.equal(response.headers.get('access-control-allow-origin'), APP)
+    const headOnly = await preflight('/open/x', APP, 'HEAD')
+    assert.equal(headOnly.status, 204, 'the default methods name HEAD')
+  })
+
   it('refuses a preflight from another origin, for another method or with other headers, with 403', async () => {
     for (const response of [
       await preflight('/api/things/1/', 'https://evil.example', 'GET'),

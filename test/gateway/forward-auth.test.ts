@@ -9,10 +9,12 @@ import WebSocket from 'ws'
 import { startCaddy } from '../helpers/caddy.ts'
 import { codeBlocks, replaced } from '../helpers/docs.ts'
 import { requestFrom } from '../helpers/from-address.ts'
-import { adminAuth, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
-import { freePort, startNginx } from '../helpers/nginx.ts'
+import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { passwordLogin, REALM } from '../helpers/oidc.ts'
+import { forwardAuthNginx, freePort, startNginx } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam, grant } from '../helpers/access.ts'
+import { deniedPathSpellings, otherPathsBesideDenied } from '../helpers/path-spellings.ts'
 import { login, withCsrf } from '../helpers/session.ts'
 import { startRecordingUpstream } from '../helpers/upstream.ts'
 
@@ -49,11 +51,8 @@ function otherProxiesIdentity(headers: Record<string, unknown>): string[] {
 
 /** The documented nginx configuration (docs/forward-auth.md) at this test's addresses, optionally with its 1 s decision cache. */
 function nginxSite(port: number, gateway: string, app: string, dir: string, cached: boolean): string {
-  const [site, cacheInHttp, cacheInLocation] = codeBlocks('docs/forward-auth.md', 'nginx').map((block) => block.code)
-  const addresses = replaced(site!, [['listen 80;', `listen 127.0.0.1:${port};`], ['http://127.0.0.1:8080', gateway], ['http://127.0.0.1:9000', app]])
-  if (!cached) return addresses
-  const location = 'location = /_gatehouse {\n'
-  return `${replaced(cacheInHttp!, [['/var/cache/nginx/gatehouse', join(dir, 'decisions')]])}\n${replaced(addresses, [[location, `${location}${cacheInLocation}\n`]])}`
+  const hostOf = (url: string) => new URL(url).host
+  return forwardAuthNginx({ port, gateway: hostOf(gateway), service: hostOf(app), cacheDir: cached ? join(dir, 'decisions') : undefined })
 }
 
 /** The documented Caddy configuration (docs/forward-auth.md) at this test's addresses. */
@@ -89,6 +88,8 @@ describe('forward authentication', () => {
           // A public service with a closed one under it.
           { name: 'outer', prefix: '/outer/', upstream: 'builtin:demo', public_paths: ['/outer/*'] },
           { name: 'inner', prefix: '/outer/inner/', upstream: 'builtin:demo' },
+          { name: 'controller', prefix: '/api/controller/', upstream: 'builtin:demo', accepts: ['basic'], access: [{ deny: { paths: ['/api/controller/v2/hosts/*'] } }, { allow: { users: ['admin'] } }] },
+          { name: 'sso', prefix: '/sso/', upstream: 'builtin:demo', accepts: ['oidc'], oidc: { realm: REALM, client_id: 'end-users' } },
         ],
       },
     })
@@ -213,6 +214,21 @@ describe('forward authentication', () => {
       }
     })
 
+    it('judge every other spelling of a path a rule denies as the built-in proxy does', async () => {
+      const ask = (target: string) => [
+        gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': target } }),
+        gw.fetch(FORWARD_AUTH, { headers: { ...adminAuth, 'x-forwarded-uri': target } }),
+      ]
+      for (const { target, code } of deniedPathSpellings('/api/controller/')) {
+        for (const response of await Promise.all(ask(target))) {
+          assert.equal((await json(response)).code, code, target)
+        }
+      }
+      for (const target of otherPathsBesideDenied('/api/controller/')) {
+        for (const response of await Promise.all(ask(target))) assert.equal(response.status, 200, target)
+      }
+    })
+
     it('judge an original target in absolute form by its path, as Caddy passes on what the client sent', async () => {
       for (const [path, headers] of [[AUTH_REQUEST, 'x-original-uri'], [FORWARD_AUTH, 'x-forwarded-uri']] as const) {
         const refused = await gw.fetch(path, { headers: { [headers]: 'http://public.example/outer//inner/secret' } })
@@ -282,6 +298,26 @@ describe('forward authentication', () => {
     }
   })
 
+  it('the documented nginx configuration keeps its connections to Gatehouse and to the service open between requests', async () => {
+    const recording = await startRecordingUpstream()
+    const connections = { gatehouse: 0, service: 0 }
+    const countGatehouse = () => connections.gatehouse++
+    recording.server.on('connection', () => connections.service++)
+    const port = await freePort()
+    const proxy = await startNginx(dir, 'nginx-kept-open', nginxSite(port, gw.url, recording.url, dir, false))
+    try {
+      const { token } = await createToken(gw, adminAuth)
+      gw.server.server.on('connection', countGatehouse)
+      // Every request asks Gatehouse (no decision cache here) and goes on to the service.
+      for (let i = 0; i < 5; i++) assert.equal((await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: bearer(token) })).status, 200)
+      assert.deepEqual(connections, { gatehouse: 1, service: 1 })
+    } finally {
+      gw.server.server.off('connection', countGatehouse)
+      proxy.kill('SIGTERM')
+      await recording.close()
+    }
+  })
+
   for (const cached of [false, true]) {
     describe(`nginx auth_request${cached ? ' with the 1 s decision cache' : ''}`, () => {
       let nginx: string
@@ -312,6 +348,16 @@ describe('forward authentication', () => {
         assert.match(browser.headers.get('location')!, /\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/)
         const login = await fetch(new URL(browser.headers.get('location')!, nginx), { headers: BROWSER })
         assert.equal(login.status, 200, 'the login page is served through the same proxy')
+      })
+
+      it('routes Gatehouse\'s own paths to Gatehouse, without asking it about them', async () => {
+        const discovery = await fetch(`${nginx}/realms/${REALM}/.well-known/openid-configuration`)
+        assert.equal(discovery.status, 200)
+        assert.match((await json(discovery)).issuer, new RegExp(`/realms/${REALM}$`))
+        for (const path of ['/ui/', '/api/gateway/v1/login/']) {
+          const page = await fetch(`${nginx}${path}`, { headers: BROWSER, redirect: 'manual' })
+          assert.ok(page.headers.get('x-request-id'), `${path} answered by Gatehouse, not refused by nginx (${page.status})`)
+        }
       })
 
       it('judges the original method: a read-only token may read but not POST', async () => {
@@ -364,6 +410,27 @@ describe('forward authentication', () => {
         const post = { method: 'POST', body: '{}' }
         assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { ...post, headers: { ...withCsrf(session), 'content-type': 'application/json', origin: nginx } })).status, 200)
         assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { ...post, headers: { cookie: session.cookie, 'content-type': 'text/plain', origin: 'https://evil.example' } })).status, 403)
+      })
+
+      if (cached) it('serves an allowed read from the cache for every credential type, and refuses it within two seconds of the account being disabled', async () => {
+        const password = 'cached-reader-Long-Passphrase-4k'
+        const reader = await gw.app.accounts.create({ username: 'cached-reader', password })
+        const readerAuth = { authorization: basic('cached-reader', password) }
+        const { token } = await createToken(gw, readerAuth)
+        const session = await login(gw, 'cached-reader', password)
+        const { access_token: accessToken } = await passwordLogin(gw, 'cached-reader', password)
+        const asked: [method: string, url: string, headers: Record<string, string>][] = [
+          ['basic', `${nginx}/app/v1/hosts/`, readerAuth],
+          ['session', `${nginx}/app/v1/hosts/`, { cookie: session.cookie }],
+          ['token', `${nginx}/app/v1/hosts/`, bearer(token)],
+          ['oidc', `${nginx}/sso/v1/hosts/`, bearer(accessToken)],
+        ]
+        const identities = async () => Promise.all(asked.map(async ([, url, headers]) => (await json(await fetch(url, { headers }))).identity?.auth_method))
+        assert.deepEqual(await identities(), asked.map(([method]) => method))
+        // From now on Gatehouse refuses them all: what still passes, within the second, came from nginx's cache.
+        await gw.app.accounts.update(reader.id, { isActive: false })
+        assert.deepEqual(await identities(), asked.map(([method]) => method), 'each decision is served from the cache')
+        await Promise.all(asked.map(([, url, headers]) => untilRefused(url, headers, 2500)))
       })
 
       it(cached ? 'refuses a revoked token once the cached decision expires, within two seconds' : 'refuses a revoked token on the next request', async () => {

@@ -4,13 +4,14 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders, type Se
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { rawClient } from '../helpers/raw-client.ts'
+import { eventually, rawClient } from '../helpers/raw-client.ts'
 
 interface Seen {
   method: string
   url: string
   headers: IncomingHttpHeaders
   bytes: number
+  trailers: Record<string, string | undefined>
 }
 
 /** An upstream that records what reached it; `/slow` never answers in time, `/big` streams 30 MiB back. */
@@ -19,10 +20,18 @@ async function recordingUpstream(): Promise<{ url: string; seen: Seen[]; server:
   const server = createServer(async (req, res) => {
     let bytes = 0
     for await (const chunk of req) bytes += (chunk as Buffer).length
-    seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes })
+    seen.push({ method: req.method!, url: req.url!, headers: req.headers, bytes, trailers: req.trailers })
+    if (req.url!.endsWith('/trailers')) {
+      res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum, server-timing, set-cookie, content-type, location' })
+      res.write('body')
+      res.addTrailers({ 'x-checksum': 'sha256=abc', 'server-timing': 'db;dur=12', 'set-cookie': 'gateway_sessionid=planted', 'content-type': 'text/html', location: 'https://evil.example/' })
+      return res.end()
+    }
     if (req.url!.endsWith('/slow')) return setTimeout(() => res.end('late'), 2000)
     if (req.url!.endsWith('/hints')) res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
     if (req.url!.endsWith('/processing')) res.writeProcessing()
+    // Unasked: the gateway never forwards `Expect`. Some servers send it before every answer to a body.
+    if (req.url!.endsWith('/continue')) res.writeContinue()
     if (req.url!.endsWith('/big')) {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'keep-alive': 'timeout=5', connection: 'keep-alive, x-upstream-private', 'x-upstream-private': 'hop' })
       const chunk = Buffer.alloc(1024 * 1024, 7)
@@ -164,6 +173,58 @@ describe('the proxy', () => {
       assert.deepEqual([...answer.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['200'], `${path} HTTP/${version}`)
       assert.match(answer, /\{"bytes":0\}/)
     }
+  })
+
+  it('passes on the final answer after a 100 Continue the client did not ask for, and never that 100', async () => {
+    // `/rec/open/x` takes the lean path, `/rec/open/%61/` (a percent escape) the general one.
+    for (const path of ['/rec/open/continue', '/rec/open/%61/continue']) {
+      for (const method of ['GET', 'POST']) {
+        const client = await rawClient(gw.url, '127.0.0.1', `${method} ${path} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi`)
+        await client.closed
+        const answer = client.received()
+        assert.deepEqual([...answer.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['200'], `${method} ${path}: ${answer}`)
+        assert.match(answer, /\{"bytes":2\}/)
+      }
+    }
+  })
+
+  it('answers a client\'s Expect: 100-continue with one 100 Continue of its own, whatever the service sends', async () => {
+    for (const path of ['/rec/open/continue', '/rec/open/x']) {
+      const client = await rawClient(gw.url, '127.0.0.1', `POST ${path} HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`)
+      await eventually(client.received, (text) => text.includes('100 Continue'), 3000)
+      client.socket.write('hi')
+      await client.closed
+      const answer = client.received()
+      assert.deepEqual([...answer.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['100', '200'], `${path}: ${answer}`)
+      assert.match(answer, /\{"bytes":2\}/)
+    }
+  })
+
+  it('passes a service\'s response trailers on, without those that would change how the answer is read', async () => {
+    for (const path of ['/rec/open/trailers', '/rec/open/%61/trailers']) {
+      const answer = await new Promise<{ body: string; trailers: Record<string, string | undefined> }>((resolve, reject) => {
+        httpRequest(`${gw.url}${path}`, (response) => {
+          let body = ''
+          response.setEncoding('utf8')
+          response.on('data', (chunk: string) => (body += chunk))
+          response.on('end', () => resolve({ body, trailers: response.trailers }))
+        }).on('error', reject).end()
+      })
+      assert.equal(answer.body, 'body', path)
+      assert.deepEqual(answer.trailers, { 'x-checksum': 'sha256=abc', 'server-timing': 'db;dur=12' }, path)
+    }
+    // An HTTP/1.0 answer is never chunked: the body alone, whole.
+    const client = await rawClient(gw.url, '127.0.0.1', 'GET /rec/open/trailers HTTP/1.0\r\nHost: gw\r\n\r\n')
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nbody$/)
+  })
+
+  it('drops a request\'s trailers: the body reaches the service whole, its trailers do not', async () => {
+    const client = await rawClient(gw.url, '127.0.0.1', 'POST /rec/open/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\nx-checksum: sha256=abc\r\n\r\n')
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 200 /)
+    assert.equal(last().bytes, 2)
+    assert.deepEqual(last().trailers, {})
   })
 
   it('answers 502 when the upstream is down and 504 when it is too slow, as JSON', async () => {

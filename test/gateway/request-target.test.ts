@@ -4,6 +4,7 @@ import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { deniedPathSpellings, otherPathsBesideDenied } from '../helpers/path-spellings.ts'
 import { exchange } from '../helpers/raw-client.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
@@ -28,6 +29,7 @@ describe('request targets and framing at the edge', () => {
           // A private service under the public paths of another.
           { name: 'closed', prefix: '/rec/open/closed/', upstream: upstream.url, accepts: ['basic'] },
           { name: 'guarded', prefix: '/guarded/', upstream: upstream.url, accepts: ['basic'], access: [{ deny: { paths: ['/guarded/admin/*'] } }, { allow: { users: ['admin'] } }] },
+          { name: 'controller', prefix: '/api/controller/', upstream: upstream.url, accepts: ['basic'], access: [{ deny: { paths: ['/api/controller/v2/hosts/*'] } }, { allow: { users: ['admin'] } }] },
         ],
       },
     })
@@ -114,6 +116,21 @@ describe('request targets and framing at the edge', () => {
     assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
     assert.equal((await gw.fetch('/guarded/%6fther/x', { headers: adminAuth })).status, 200)
     assert.equal(upstream.seen.at(-1)!.url, '/guarded/%6fther/x', 'forwarded as sent')
+  })
+
+  it('lets no other spelling of a path a rule denies reach the service as that path', async () => {
+    const answer = (target: string) => exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`)
+    const before = upstream.seen.length
+    for (const { target, code } of deniedPathSpellings('/api/controller/')) {
+      const response = await answer(target)
+      assert.match(response, new RegExp(`"code":"${code}"`), target)
+    }
+    assert.equal(upstream.seen.length, before, `reached the service: ${upstream.seen.slice(before).map((s) => s.url).join()}`)
+    // These reach the service exactly as sent; one that ignores case or the slash needs them denied too (docs/access.md).
+    for (const target of otherPathsBesideDenied('/api/controller/')) {
+      assert.deepEqual(statusLines(await answer(target)), ['HTTP/1.1 200 OK'], target)
+      assert.equal(upstream.seen.at(-1)!.url, target, 'forwarded byte for byte')
+    }
   })
 
   it('takes an absolute-form target as its path, with the target\'s host in place of the Host header (RFC 9112 §3.2.2)', async () => {

@@ -39,32 +39,29 @@ const BOTH_PATHS = ['/app/x', '/app/%78']
 
 describe('upstream addresses in responses', () => {
   let gw: TestGateway
-  /** The same service behind a gateway with `public_url` set. */
+  /** The same service behind a gateway with `public_url` set, with a path and without one. */
   let published: TestGateway
+  let publishedAtRoot: TestGateway
   let upstream: Awaited<ReturnType<typeof redirectingUpstream>>
 
   before(async () => {
     upstream = await redirectingUpstream()
+    const app = { name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] }
+    const plain = { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] }
     gw = await startGateway({
       config: {
         server: { host: '127.0.0.1', port: 0, trusted_origins: ['http://gateway.example'] },
-        services: [
-          { name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] },
-          { name: 'plain', prefix: '/plain/', upstream: upstream.url, public_paths: ['/plain/*'] },
-          { name: 'based', prefix: '/based/', upstream: `${upstream.url}/base`, public_paths: ['/based/*'] },
-        ],
+        services: [app, plain, { name: 'based', prefix: '/based/', upstream: `${upstream.url}/base`, public_paths: ['/based/*'] }],
       },
     })
-    published = await startGateway({
-      config: {
-        server: { host: '127.0.0.1', port: 0, public_url: 'https://gateway.example/edge/' },
-        services: [{ name: 'app', prefix: '/app/', upstream: `${upstream.url}/base`, strip_prefix: true, public_paths: ['/app/*'] }],
-      },
-    })
+    const publishedAt = (publicUrl: string) => startGateway({ config: { server: { host: '127.0.0.1', port: 0, public_url: publicUrl }, services: [app, plain] } })
+    published = await publishedAt('https://gateway.example/edge/')
+    publishedAtRoot = await publishedAt('https://gateway.example')
   })
   after(async () => {
     await gw.close()
     await published.close()
+    await publishedAtRoot.close()
     upstream.server.close()
   })
 
@@ -166,5 +163,35 @@ describe('upstream addresses in responses', () => {
         assert.equal(headers.refresh, '0; url=https://gateway.example/edge/app/login/')
       }
     }
+  })
+
+  it('with a public URL that has a path, puts that path before the paths it maps, as the client sees them', async () => {
+    const query = asking({ location: '/base/done?ok=1', 'content-location': '/base/items/1', refresh: '0; url=/base/login/', cookie: 'sid=1; Path=/base/; HttpOnly' })
+    for (const path of BOTH_PATHS) {
+      const headers = await headersWithHost(published.url + path + query, 'evil.example')
+      assert.equal(headers.location, '/edge/app/done?ok=1', path)
+      assert.equal(headers['content-location'], '/edge/app/items/1')
+      assert.equal(headers.refresh, '0; url=/edge/app/login/')
+      assert.deepEqual(headers['set-cookie'], ['sid=1; Path=/edge/app/; HttpOnly'])
+    }
+    // Without a base path or strip_prefix the service's paths are the public paths, under the public URL's path.
+    const plain = await headersWithHost(`${published.url}/plain/x${asking({ location: '/plain/y', cookie: 'sid=1; Path=/plain/' })}`, 'evil.example')
+    assert.equal(plain.location, '/edge/plain/y')
+    assert.deepEqual(plain['set-cookie'], ['sid=1; Path=/edge/plain/'])
+    const network = await headersWithHost(`${published.url}/app/x${asking({ location: '/base//evil.example/x' })}`, 'evil.example')
+    assert.equal(network.location, '/edge/app//evil.example/x')
+  })
+
+  it('with a public URL without a path, maps paths as without a public URL and writes its origin', async () => {
+    for (const path of BOTH_PATHS) {
+      const headers = await headersWithHost(publishedAtRoot.url + path + asking({ location: '/base/done', cookie: 'sid=1; Path=/base/' }), 'evil.example')
+      assert.equal(headers.location, '/app/done', path)
+      assert.deepEqual(headers['set-cookie'], ['sid=1; Path=/app/'])
+      const absolute = await headersWithHost(publishedAtRoot.url + path + asking({ location: `${upstream.url}/base/next` }), 'evil.example')
+      assert.equal(absolute.location, 'https://gateway.example/app/next')
+    }
+    const plain = await headersWithHost(`${publishedAtRoot.url}/plain/x${asking({ location: '/plain/y', cookie: 'sid=1; Path=/plain/' })}`, 'evil.example')
+    assert.equal(plain.location, '/plain/y')
+    assert.deepEqual(plain['set-cookie'], ['sid=1; Path=/plain/'])
   })
 })

@@ -71,6 +71,26 @@ export function openForSuite(backend: { open: () => Promise<OpenedStore> }): Ope
   return opened
 }
 
+/**
+ * As `openForSuite`, with a second connection to the same database (`other`), as another gateway process has: for
+ * what several processes do to one database at once.
+ */
+export function openTwoForSuite(backend: { open: () => Promise<OpenedStore> }): { store: Store; other: Store } {
+  const opened = {} as { store: Store; other: Store }
+  let cleanup: () => Promise<void>
+  before(async () => {
+    const first = await backend.open()
+    cleanup = first.cleanup
+    Object.assign(opened, { store: first.store, other: await first.reopen() })
+  })
+  after(async () => {
+    await opened.other?.close()
+    await opened.store?.close()
+    await cleanup?.()
+  })
+  return opened
+}
+
 /** The real server on each storage backend, for behaviour that storage is part of; `close` also drops the database. */
 export const gatewayBackends: { name: string; start: (options?: GatewayOptions) => Promise<TestGateway> }[] = [
   { name: 'SQLite', start: (options = {}) => startGateway(options) },

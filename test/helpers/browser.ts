@@ -80,6 +80,11 @@ export class Browser {
     return this.#jar.get(new URL(url).origin)?.get(name)?.value
   }
 
+  /** Drops a cookie, as a browser whose user cleared it does. */
+  forget(url: string, name: string): void {
+    this.#jar.get(new URL(url).origin)?.delete(name)
+  }
+
   cookieHeader(url: URL): string {
     const cookies = this.#jar.get(url.origin)
     if (!cookies) return ''

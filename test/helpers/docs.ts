@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { repoRoot } from './gateway.ts'
+
+// The repository's root, found without the gateway's modules: the benchmark reads the pages too.
+const repoRoot = new URL('../../', import.meta.url).pathname
 
 /** The fenced code blocks of a page of the repository (`docs/forward-auth.md`) in a language, with the heading each is under. */
 export function codeBlocks(page: string, language: string): { code: string; section: string }[] {

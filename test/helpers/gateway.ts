@@ -51,7 +51,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
   })
   const logLines = options.logLines
   const started = await startGatehouse(config, {
-    publicUrl: 'http://127.0.0.1:0',
+    publicUrl: config.server.public_url ?? 'http://127.0.0.1:0',
     env: { GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD },
     pollMs: options.pollMs ?? 200,
     server: logLines
@@ -60,7 +60,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
   })
   const { app, store, server } = started
   const { url } = await listen(server, config, { host: '127.0.0.1', port: 0 })
-  app.publicUrl = url
+  // As `serve` does: the listening address is the public URL only when none is configured.
+  if (!config.server.public_url) app.publicUrl = url
   return {
     url,
     app,

@@ -69,9 +69,14 @@ export interface TestDirectory {
   stop(): Promise<void>
   start(): Promise<void>
   close(): Promise<void>
+  /**
+   * How many searches slapd has answered whose filter contains `text` (`uid=alice`), since it last started: only
+   * with `logSearches` (slapd then logs each operation).
+   */
+  searches(text: string): number
 }
 
-export async function startDirectory(): Promise<TestDirectory> {
+export async function startDirectory(options: { logSearches?: boolean } = {}): Promise<TestDirectory> {
   const dir = tempDir('gatehouse-slapd-')
   const dataDir = join(dir, 'data')
   mkdirSync(dataDir)
@@ -92,7 +97,7 @@ export async function startDirectory(): Promise<TestDirectory> {
 
   const start = async () => {
     output = ''
-    child = spawn('/bin/sh', ['-c', WATCHDOG, SLAPD, '-f', confFile, '-h', `${url}/ ${ldapsUrl}/`, '-d', '0'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    child = spawn('/bin/sh', ['-c', WATCHDOG, SLAPD, '-f', confFile, '-h', `${url}/ ${ldapsUrl}/`, '-d', options.logSearches ? 'stats' : '0'], { stdio: ['pipe', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d) => (output += d))
     child.stderr!.on('data', (d) => (output += d))
     const started = Date.now()
@@ -148,6 +153,7 @@ export async function startDirectory(): Promise<TestDirectory> {
       await stop()
       rmSync(dir, { recursive: true, force: true })
     },
+    searches: (text) => output.split('\n').filter((line) => / SRCH base=/.test(line) && line.includes(text)).length,
   }
 }
 

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { codeBlocks, replaced } from './docs.ts'
 
 /**
  * A throwaway nginx (Debian package `nginx`) with one worker, its own prefix directory and the given `http { }`
@@ -62,4 +63,26 @@ export function freePort(): Promise<number> {
       probe.close(() => resolve(port))
     })
   })
+}
+
+/** Where the documented nginx configuration (docs/forward-auth.md) is to listen and find Gatehouse and the service. */
+export interface ForwardAuthSite {
+  port: number
+  /** host:port of each. */
+  gateway: string
+  service: string
+  /** The decision cache's directory, for the configuration with the 1 s decision cache; without it, no cache. */
+  cacheDir?: string
+}
+
+/**
+ * The nginx `auth_request` configuration docs/forward-auth.md documents, as an `http { }` body at these addresses:
+ * the suite and the benchmark run it as written there.
+ */
+export function forwardAuthNginx({ port, gateway, service, cacheDir }: ForwardAuthSite): string {
+  const [site, cacheInHttp, cacheInLocation] = codeBlocks('docs/forward-auth.md', 'nginx').map((block) => block.code)
+  const addresses = replaced(site!, [['listen 80;', `listen 127.0.0.1:${port};`], ['127.0.0.1:8080', gateway], ['127.0.0.1:9000', service]])
+  if (cacheDir === undefined) return addresses
+  const location = 'location = /_gatehouse {\n'
+  return `${replaced(cacheInHttp!, [['/var/cache/nginx/gatehouse', cacheDir]])}\n${replaced(addresses, [[location, `${location}${cacheInLocation}\n`]])}`
 }

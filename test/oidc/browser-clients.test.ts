@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { validateConfig, ConfigError } from '../../src/config/load.ts'
 import { redirectMatches } from '../../src/oidc/redirects.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { passwordLogin, REALM, realmUrl, realmWith, TOKEN_PATH } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, TOKEN_PATH } from '../helpers/oidc.ts'
 
 const APP = 'https://app.example.com'
 
@@ -19,6 +19,7 @@ describe('the realm for browser applications', () => {
             { client_id: 'spa', redirect_uris: [`${APP}/*`], web_origins: ['+'], post_logout_redirect_uris: ['+'] },
             { client_id: 'closed', redirect_uris: [`${APP}/cb`], web_origins: [] },
             { client_id: 'under-path', redirect_uris: [`${APP}/app/*`], post_logout_redirect_uris: ['+'] },
+            { client_id: 'native', redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback', 'http://127.0.0.1:8400/fixed', 'http://intranet.example/callback'], post_logout_redirect_uris: ['+'] },
         ]),
       },
     })
@@ -38,6 +39,44 @@ describe('the realm for browser applications', () => {
       const refused = await authorize('spa', uri)
       assert.equal(refused.status, 400, uri)
     }
+  })
+
+  it('refuses PKCE parameters in Keycloak\'s words (AuthorizationEndpointChecker), sent back to the client', async () => {
+    const CHALLENGE = 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'
+    const refusal = async (clientId: string, pkce: Record<string, string>, responseMode = 'query') => {
+      const response = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth?${new URLSearchParams({ client_id: clientId, redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', state: 'st', response_mode: responseMode, ...pkce })}`)
+      assert.ok(response.status >= 300 && response.status < 400, `${clientId} ${JSON.stringify(pkce)}: ${response.status}`)
+      const location = new URL(response.headers.get('location')!)
+      assert.equal(`${location.origin}${location.pathname}`, CLIENT_REDIRECT)
+      const answer = new URLSearchParams(responseMode === 'fragment' ? location.hash.slice(1) : location.search)
+      assert.equal(answer.get('error'), 'invalid_request', `${clientId} ${JSON.stringify(pkce)}`)
+      assert.equal(answer.get('state'), 'st')
+      return answer.get('error_description')
+    }
+    // end-users is public, so PKCE (S256) is required of it; reports is confidential, so PKCE is optional.
+    const cases: [string, Record<string, string>, string][] = [
+      ['end-users', {}, 'Missing parameter: code_challenge_method'],
+      ['end-users', { code_challenge: CHALLENGE }, 'Missing parameter: code_challenge_method'],
+      ['end-users', { code_challenge: CHALLENGE, code_challenge_method: 'plain' }, 'Invalid parameter: code challenge method is not matching the configured one'],
+      ['end-users', { code_challenge_method: 'S256' }, 'Missing parameter: code_challenge'],
+      ['end-users', { code_challenge: 'too-short', code_challenge_method: 'S256' }, 'Invalid parameter: code_challenge'],
+      ['end-users', { code_challenge: `${CHALLENGE.slice(1)}!`, code_challenge_method: 'S256' }, 'Invalid parameter: code_challenge'],
+      ['reports', { code_challenge: CHALLENGE, code_challenge_method: 'plain' }, 'Invalid parameter: code_challenge_method'],
+      ['reports', { code_challenge: CHALLENGE, code_challenge_method: 'S512' }, 'Invalid parameter: code_challenge_method'],
+      ['reports', { code_challenge_method: 'S256' }, 'Missing parameter: code_challenge'],
+      ['reports', { code_challenge: 'x'.repeat(129), code_challenge_method: 'S256' }, 'Invalid parameter: code_challenge'],
+    ]
+    for (const [clientId, pkce, description] of cases) assert.equal(await refusal(clientId, pkce), description, `${clientId} ${JSON.stringify(pkce)}`)
+    assert.equal(await refusal('end-users', {}, 'fragment'), 'Missing parameter: code_challenge_method', 'in every response mode')
+
+    // A pushed authorization request (RFC 9126) is checked the same way, answered in JSON.
+    const pushed = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/ext/par/request`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: 'reports', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', code_challenge: CHALLENGE, code_challenge_method: 'plain' }),
+    })
+    assert.equal(pushed.status, 400)
+    assert.deepEqual(await pushed.json(), { error: 'invalid_request', error_description: 'Invalid parameter: code_challenge_method' })
   })
 
   it('matches wildcards on the URL a browser would follow', () => {
@@ -64,6 +103,22 @@ describe('the realm for browser applications', () => {
       assert.equal((await authorize('under-path', uri)).status, 303, uri)
       assert.equal((await logout(uri)).status, 200, uri)
     }
+  })
+
+  it('lets a native application\'s loopback redirect URI registered without a port take any port, as Keycloak (RFC 8252 §7.3)', async () => {
+    const logout = (uri: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout?${new URLSearchParams({ client_id: 'native', post_logout_redirect_uri: uri })}`, { headers: { accept: 'text/html' } })
+    for (const uri of ['http://127.0.0.1:49152/callback', 'http://localhost:8000/callback', 'http://127.0.0.1:8400/fixed']) {
+      assert.equal((await authorize('native', uri)).status, 303, uri)
+      assert.equal((await logout(uri)).status, 200, uri)
+    }
+    // Only the port may differ, on the loopback host named, over http: nothing that leaves the machine.
+    for (const uri of ['http://127.0.0.1:49152/other', 'http://127.0.0.1:49152/callback?x=1', 'http://127.0.0.1:8401/fixed', 'https://127.0.0.1:49152/callback', 'http://127.0.0.2:49152/callback',
+      'http://localhost.evil.example:80/callback', 'http://localhost:1234@evil.example/callback', 'http://evil.example:80@localhost:1234/callback', 'http://localhost:8000/callback#x', 'http://intranet.example:8080/callback']) {
+      assert.equal((await authorize('native', uri)).status, 400, uri)
+      assert.equal((await logout(uri)).status, 400, uri)
+    }
+    // Clients with other redirect URIs get no such latitude.
+    assert.equal((await authorize('spa', 'https://app.example.com:8443/x')).status, 400)
   })
 
   it('refuses wildcards that could widen the host in the configuration', () => {

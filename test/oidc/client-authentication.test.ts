@@ -62,3 +62,66 @@ describe('confidential clients that authenticate with a signed JWT', () => {
     }
   })
 })
+
+/**
+ * A client secret outside ASCII in HTTP basic, as Keycloak reads it (BasicAuthHelper.RFC6749: the decoded header is
+ * UTF-8, each part form-urlencoded). Bytes that are not UTF-8 are refused rather than read with U+FFFD in their place.
+ */
+describe('client secrets outside ASCII in HTTP basic', () => {
+  const SECRET = 'schlüssel-für-café-☕-0123'
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({
+      config: { realms: realmWith([{ client_id: 'umlaut', public_client: false, secret: SECRET, service_accounts: true, direct_access_grants: true }]) },
+    })
+  })
+  after(() => gw.close())
+
+  const basicOf = (bytes: Buffer) => ({ authorization: `Basic ${bytes.toString('base64')}` })
+  const grant = (headers: Record<string, string>, form: Record<string, string> = {}) => tokenRequest(gw, { grant_type: 'client_credentials', ...form }, headers)
+  const invalidClient = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
+
+  it('takes the secret form-urlencoded (RFC 6749 §2.3.1) or as plain UTF-8, and in the form', async () => {
+    const encoded = `umlaut:${encodeURIComponent(SECRET)}`
+    for (const [name, headers, form] of [
+      ['form-urlencoded', basicOf(Buffer.from(encoded)), {}],
+      ['plain UTF-8', basicOf(Buffer.from(`umlaut:${SECRET}`)), {}],
+      ['the form', {}, { client_id: 'umlaut', client_secret: SECRET }],
+      ['both, the same', basicOf(Buffer.from(encoded)), { client_secret: SECRET }],
+    ] as const) {
+      const { status, body } = await grant(headers, form)
+      assert.equal(status, 200, `${name}: ${JSON.stringify(body)}`)
+      assert.equal(decodeJwtPart(body.access_token, 1).azp, 'umlaut', name)
+    }
+  })
+
+  it('takes it at the introspection and logout endpoints too', async () => {
+    await gw.app.accounts.create({ username: 'ulla', password: 'ulla-password-1' })
+    const headers = basicOf(Buffer.from(`umlaut:${encodeURIComponent(SECRET)}`))
+    const login = await tokenRequest(gw, { grant_type: 'password', username: 'ulla', password: 'ulla-password-1' }, headers)
+    assert.equal(login.status, 200, JSON.stringify(login.body))
+    const introspected = await gw.fetch(realmUrl(gw, '/protocol/openid-connect/token/introspect').slice(gw.url.length), { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: login.body.access_token }) })
+    assert.equal(introspected.status, 200)
+    assert.equal(((await introspected.json()) as { active: boolean }).active, true)
+    const logout = await gw.fetch(realmUrl(gw, '/protocol/openid-connect/logout').slice(gw.url.length), { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ refresh_token: login.body.refresh_token }) })
+    assert.equal(logout.status, 204, await logout.text())
+    const refreshed = await tokenRequest(gw, { grant_type: 'refresh_token', refresh_token: login.body.refresh_token }, headers)
+    assert.equal(refreshed.status, 400, 'the session ended')
+  })
+
+  it('refuses a secret whose bytes are not UTF-8 as a wrong one, even where U+FFFD would stand for them', async () => {
+    const latin1 = Buffer.from(`umlaut:${SECRET.replace('☕', '')}`, 'latin1')
+    const percentLatin1 = Buffer.from(`umlaut:${[...Buffer.from(SECRET.replace('☕', ''), 'latin1')].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join('')}`)
+    const replaced = Buffer.concat([Buffer.from('umlaut:'), Buffer.from([0xff, 0xfe]), Buffer.from('-0123456789abcdef')])
+    for (const [name, headers, form] of [
+      ['ISO-8859-1 bytes', basicOf(latin1), {}],
+      ['percent-encoded ISO-8859-1', basicOf(percentLatin1), {}],
+      ['invalid bytes with the form holding U+FFFD', basicOf(replaced), { client_secret: '\uFFFD\uFFFD-0123456789abcdef' }],
+      ['a wrong secret', basicOf(Buffer.from('umlaut:schlussel-fur-cafe-0123')), {}],
+    ] as const) {
+      const { status, body } = await grant(headers, form)
+      assert.equal(status, 401, name)
+      assert.deepEqual(body, invalidClient, name)
+    }
+  })
+})

@@ -5,7 +5,7 @@ import { createLocalJWKSet, jwtVerify, SignJWT } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { KeycloakTokens, verifyRefreshToken } from '../../src/oidc/keycloak-tokens.ts'
 import type { RealmKeySet } from '../../src/oidc/keys.ts'
-import { decodeJwtPart, REALM, realmUrl, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { decodeJwtPart, REALM, realmUrl, SERVICE_SECRET, testRealms, tokenRequest, without } from '../helpers/oidc.ts'
 
 const login = (gw: TestGateway, extra: Record<string, string> = {}) =>
   tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', ...extra })
@@ -122,7 +122,7 @@ describe('refresh token signatures', () => {
   const issuer = 'https://gatehouse.example/realms/platform'
   const secret = randomBytes(64)
   const jwk = { kty: 'oct', k: secret.toString('base64url'), kid: 'refresh-key' }
-  const refreshKeys: RealmKeySet = { alg: 'HS512', activeKid: 'refresh-key', privateJwks: [jwk], publicJwks: [{ kid: 'refresh-key' }], reloadAt: Infinity }
+  const refreshKeys: RealmKeySet = { alg: 'HS512', activeKid: 'refresh-key', privateJwks: [jwk], publicJwks: [{ kid: 'refresh-key' }], reloadAt: Infinity, signsUntil: Infinity }
   const record = { jti: 'record-id', iat: 1_800_000_000, exp: 1_800_001_800, expiration: 1800, accountId: '7', clientId: 'end-users', scope: 'openid profile email', nonce: 'n-1', sid: 'session-1' }
   const claims = { exp: 1_800_001_800, iat: 1_800_000_000, jti: 'record-id', iss: issuer, aud: issuer, sub: '7', typ: 'Refresh', azp: 'end-users', nonce: 'n-1', sid: 'session-1', scope: 'openid profile email' }
   const joseSigned = (payload: Record<string, unknown>, header: Record<string, unknown> = { alg: 'HS512', typ: 'JWT', kid: 'refresh-key' }) =>
@@ -131,6 +131,25 @@ describe('refresh token signatures', () => {
   it('signs exactly the token jose signs', async () => {
     const tokens = new KeycloakTokens(issuer, refreshKeys, refreshKeys)
     assert.equal(await tokens.refreshToken(record), await joseSigned(claims))
+  })
+
+  it('takes the ID token\'s session id from the access token\'s claims when it has them, not from decoding the token', async () => {
+    const tokens = new KeycloakTokens(issuer, refreshKeys, refreshKeys)
+    const idClaims = { exp: 1_800_000_300, iat: 1_800_000_000, iss: issuer, aud: 'end-users', sub: '7', sid: 'oidc-provider-sid' }
+    const accessToken = await joseSigned({ sid: 'session-1' })
+    const decoded = decodeJwtPart(await tokens.idToken(idClaims, accessToken, undefined), 1)
+    const given = decodeJwtPart(await tokens.idToken(idClaims, { value: accessToken, claims: { sid: 'session-1' } }, undefined), 1)
+    assert.deepEqual(without(given, new Set(['jti'])), without(decoded, new Set(['jti'])))
+    assert.equal(given.sid, 'session-1')
+    // An access token without a session id leaves the ID token's own.
+    assert.equal(decodeJwtPart(await tokens.idToken(idClaims, { value: 'opaque', claims: {} }, undefined), 1).sid, 'oidc-provider-sid')
+  })
+
+  it('signs exactly the ID token jose\'s SignJWT signs for its header and claims', async () => {
+    const tokens = new KeycloakTokens(issuer, refreshKeys, refreshKeys)
+    const idClaims = { exp: 1_800_000_300, iat: 1_800_000_000, iss: issuer, aud: 'end-users', sub: '7', nonce: 'n-1', email: 'e@example.com', address: { country: 'FR' }, name: 'É' }
+    const idToken = await tokens.idToken(idClaims, { value: 'access', claims: { sid: 'session-1' } }, 1_799_999_000)
+    assert.equal(idToken, await joseSigned(decodeJwtPart(idToken, 1), decodeJwtPart(idToken, 0)))
   })
 
   it('accepts what jose signs with a realm key, and nothing else', async () => {

@@ -2,12 +2,24 @@ import assert from 'node:assert/strict'
 import { createHash, X509Certificate } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { RealmKeys } from '../../src/oidc/keys.ts'
+import { LoadedKeys, RealmKeys, type KeysKept } from '../../src/oidc/keys.ts'
 import { openStore, type Store } from '../../src/store/store.ts'
 import { json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { decodeJwtPart, passwordLogin, REALM } from '../helpers/oidc.ts'
 
 const DAY = 86400
+
+/** Realm keys whose reads fail while `failing` is set, as they do while the database does not answer. */
+class FlakyKeys extends RealmKeys {
+  failing = false
+  reads = 0
+
+  override async load(now = Date.now()) {
+    this.reads++
+    if (this.failing) throw new Error('the database does not answer')
+    return super.load(now)
+  }
+}
 
 describe('realm signing keys', () => {
   let store: Store
@@ -56,6 +68,49 @@ describe('realm signing keys', () => {
     await Promise.all([a.load(t0), b.load(t0)])
     const [fromA, fromB] = await Promise.all([a.load(t0 + 1), b.load(t0 + 1)])
     assert.equal(fromA.keys.activeKid, fromB.keys.activeKid)
+  })
+
+  it('go on from memory while the signing key\'s turn lasts, read again with backoff, then fail signing but not verifying', async () => {
+    const keys = new FlakyKeys(store, 'flaky', 30 * DAY, 360)
+    const loaded = new LoadedKeys(keys, async () => {})
+    const kept: KeysKept[] = []
+    loaded.onKept((k) => kept.push(k))
+    const t0 = Date.now()
+    const set = await loaded.get(t0)
+    assert.equal(set.signsUntil, t0 + 30 * DAY * 1000)
+
+    keys.failing = true
+    loaded.reload()
+    assert.equal(await loaded.get(t0 + 1), set, 'the read failed: the keys in memory')
+    assert.equal(keys.reads, 2)
+    assert.deepEqual(kept.map((k) => [k.purpose, k.signsUntil]), [['oidc:flaky', set.signsUntil]])
+    assert.equal(await loaded.get(t0 + 900), set)
+    assert.equal(keys.reads, 2, 'not read again within a second')
+    // Each further failure doubles the wait: 1 s after the first, then 2 s, then 4 s.
+    const readsAt = (at: number) => loaded.get(at).then(async (answer) => {
+      assert.equal(answer, set)
+      await new Promise((resolve) => setImmediate(resolve))
+      return keys.reads
+    })
+    assert.equal(await readsAt(t0 + 1001), 3)
+    assert.equal(await readsAt(t0 + 2500), 3)
+    assert.equal(await readsAt(t0 + 3002), 4)
+    assert.equal(await readsAt(t0 + 6000), 4)
+    assert.equal(await readsAt(t0 + 7003), 5)
+    assert.equal(kept.length, 1, 'one warning for the whole outage')
+
+    const turnOver = set.signsUntil + 1
+    await assert.rejects(loaded.get(turnOver), /does not answer/, 'past the signing key\'s turn, nothing to sign with')
+    assert.equal(await loaded.known(turnOver), set, 'but the keys known still verify')
+
+    keys.failing = false
+    assert.equal(await loaded.get(t0 + 60_000), set, 'answered at once; the read goes on behind')
+    while (!loaded.fresh(t0 + 60_000)) await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(loaded.fresh(t0 + 60_000)!.activeKid, set.activeKid, 'read again once the database answers')
+    keys.failing = true
+    loaded.reload()
+    await loaded.get(t0 + 60_001)
+    assert.equal(kept.length, 2, 'a new outage is told again')
   })
 })
 

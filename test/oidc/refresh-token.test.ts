@@ -210,5 +210,18 @@ for (const backend of gatewayBackends) {
       assert.equal((await postToken(gw, refreshForm('end-users', session.refresh_token))).status, 200)
       assert.equal(await issued(), start + 1)
     })
+
+    it('reads the refresh token and its grant in one statement, and writes the new refresh token and access token in one', async () => {
+      // A first refresh after the login, for what the realm reads once (its keys, told of the login's news).
+      const first = await postToken(gw, refreshForm('end-users', (await login('erin')).refresh_token))
+      const statements = { count: 0, counting: true }
+      gw.store.database.onQuery(() => {
+        if (statements.counting) statements.count++
+      })
+      const answer = await postToken(gw, refreshForm('end-users', first.body.refresh_token))
+      statements.counting = false
+      assert.equal(answer.status, 200)
+      assert.equal(statements.count, 2)
+    })
   })
 }

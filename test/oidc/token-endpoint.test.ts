@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { jwtVerify } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { decodeJwtPart, REALM, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
+import { decodeJwtPart, REALM, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 
 /** Keycloak's token endpoint, as curl and scripts see it: members, order, headers, and error wording. */
 describe('the token endpoint speaks Keycloak', () => {
@@ -249,5 +249,37 @@ describe('the provider on PostgreSQL', () => {
     const logout = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout`, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', refresh_token: refreshed.body.refresh_token }) })
     assert.equal(logout.status, 204)
     assert.equal((await gw.fetch('/demo-app/x', { headers: bearer })).status, 401)
+  })
+})
+
+// Two gateways on one database, as two processes while a configuration change rolls out: the second no longer has
+// the client. Keycloak ends the sessions of a client it removes; a token of a client that is gone is no credential.
+describe('a client removed from the configuration', () => {
+  let before_: TestGateway
+  let after_: TestGateway
+
+  before(async () => {
+    before_ = await startGateway({ config: { realms: realmWith([{ client_id: 'retired', direct_access_grants: true, audiences: ['demo-app'] }]) } })
+    after_ = await startGateway({ config: { realms: testRealms }, dataDir: before_.dataDir })
+    // Both answer as one public URL, so the realm's tokens carry the same issuer everywhere.
+    after_.app.publicUrl = before_.url
+    await before_.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(async () => {
+    await after_?.close()
+    await before_?.close()
+  })
+
+  it('has its access tokens refused where it is gone, at the gateway, userinfo and introspection', async () => {
+    const { body } = await tokenRequest(before_, { client_id: 'retired', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid' })
+    const bearer = { authorization: `Bearer ${body.access_token}` }
+    assert.equal((await before_.fetch('/demo-app/x', { headers: bearer })).status, 200)
+    const refused = await after_.fetch('/demo-app/x', { headers: bearer })
+    assert.equal(refused.status, 401)
+    assert.equal((await json(refused)).code, 'invalid_token')
+    assert.equal((await after_.fetch(`/realms/${REALM}/protocol/openid-connect/userinfo`, { headers: bearer })).status, 401)
+    const introspected = await after_.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, { method: 'POST', body: new URLSearchParams({ client_id: 'reports', client_secret: SERVICE_SECRET, token: body.access_token }) })
+    assert.deepEqual(await json(introspected), { active: false })
+    assert.equal((await tokenRequest(after_, { client_id: 'retired', grant_type: 'refresh_token', refresh_token: body.refresh_token })).status, 401)
   })
 })

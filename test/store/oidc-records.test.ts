@@ -48,7 +48,7 @@ for (const backend of storeBackends) {
     /** A gateway session (its key hash) of a new user. */
     const gatewaySession = async () => {
       const user = await db.store.users.create({ username: `gateway-user-${++gatewaySessions}` })
-      const keyHash = `gateway-session-${gatewaySessions}`.padEnd(64, '0')
+      const keyHash = `gateway-session-${gatewaySessions}-`.padEnd(64, '0')
       await db.store.sessions.create({ keyHash, userId: user.id, created: Date.now(), expiresAt: Date.now() + 60_000, ip: '127.0.0.1', userAgent: 'test' })
       return keyHash
     }
@@ -58,10 +58,10 @@ for (const backend of storeBackends) {
       const later = Date.now() + 60_000
       const [gatewayA, gatewayB, gatewayC] = [await gatewaySession(), await gatewaySession(), await gatewaySession()]
       const linked = { uid: 'uid-linked', accountId: '9', authorizations: { app: { grantId: 'g-online' }, cli: { grantId: 'g-offline', persistsLogout: true } } }
-      assert.equal(await oidc.upsertLinkedSession({ id: 'linked', payload: linked, uid: 'uid-linked', gatewaySession: gatewayA!, expiresAt: later }), true)
+      assert.equal(await oidc.saveSession({ id: 'linked', payload: linked, uid: 'uid-linked', gatewaySession: gatewayA!, expiresAt: later }), true)
       // Saved again without a gateway session (the browser had none live): the link stays.
       await oidc.upsert({ model: 'Session', id: 'linked', payload: linked, uid: 'uid-linked', expiresAt: later })
-      assert.equal(await oidc.upsertLinkedSession({ id: 'other', payload: { uid: 'uid-other', accountId: '9', authorizations: { app: { grantId: 'g-other' } } }, uid: 'uid-other', gatewaySession: gatewayB!, expiresAt: later }), true)
+      assert.equal(await oidc.saveSession({ id: 'other', payload: { uid: 'uid-other', accountId: '9', authorizations: { app: { grantId: 'g-other' } } }, uid: 'uid-other', gatewaySession: gatewayB!, expiresAt: later }), true)
       for (const grantId of ['g-online', 'g-offline', 'g-other']) {
         await oidc.upsert({ model: 'Grant', id: grantId, payload: { accountId: '9' }, expiresAt: later })
         await oidc.upsert({ model: 'RefreshToken', id: `rt-${grantId}`, payload: { accountId: '9', grantId }, grantId, expiresAt: later })
@@ -84,23 +84,23 @@ for (const backend of storeBackends) {
       const ended = await gatewaySession()
       await db.store.sessions.deleteByKeyHash(ended)
       const payload = { uid: 'uid-late', accountId: '9', authorizations: {} }
-      assert.equal(await oidc.upsertLinkedSession({ id: 'late', payload, uid: 'uid-late', gatewaySession: ended, expiresAt: Date.now() + 60_000 }), false)
+      assert.equal(await oidc.saveSession({ id: 'late', payload, uid: 'uid-late', gatewaySession: ended, expiresAt: Date.now() + 60_000 }), false)
       assert.equal(await oidc.find('Session', 'late'), undefined)
 
       await oidc.upsert({ model: 'Session', id: 'kept', payload: { ...payload, uid: 'uid-kept' }, uid: 'uid-kept', expiresAt: Date.now() + 60_000 })
-      assert.equal(await oidc.upsertLinkedSession({ id: 'kept', payload: { ...payload, uid: 'uid-kept', changed: true }, uid: 'uid-kept', gatewaySession: ended, expiresAt: Date.now() + 60_000 }), false)
+      assert.equal(await oidc.saveSession({ id: 'kept', payload: { ...payload, uid: 'uid-kept', changed: true }, uid: 'uid-kept', gatewaySession: ended, expiresAt: Date.now() + 60_000 }), false)
       assert.equal((await oidc.find('Session', 'kept'))!.payload.changed, undefined)
     })
 
-    it('lets the end of a gateway session win over a save of its realm session that races with it', async () => {
-      const keyHash = await gatewaySession()
-      const payload = { uid: 'uid-racing', accountId: '9', authorizations: { app: { grantId: 'g-racing' } } }
-      assert.equal(await db.store.oidc.upsertLinkedSession({ id: 'racing', payload, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
+    /**
+     * Ends a gateway session, holding the end's transaction open once all its statements ran while `save` comes in from
+     * another connection; checks the save waits for it. The grants the end ended, and what the save gave.
+     */
+    async function endRacingSave<T>(keyHash: string, save: () => Promise<T>): Promise<{ ended: string[]; saved: T }> {
       let commit!: () => void
       const committing = new Promise<void>((resolve) => { commit = resolve })
       let ending!: () => void
       const endUnderWay = new Promise<void>((resolve) => { ending = resolve })
-      // The end runs all its statements, then holds its transaction open while the save comes in from another connection.
       const end = db.store.transaction(async (tx) => {
         await tx.sessions.deleteByKeyHash(keyHash)
         const grants = await tx.oidc.endLinkedSessions([keyHash])
@@ -110,13 +110,19 @@ for (const backend of storeBackends) {
       })
       await endUnderWay
       let saveSettled = false
-      const save = reader.upsertLinkedSession({ id: 'racing', payload: { ...payload, saved: 'late' }, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 })
-        .finally(() => { saveSettled = true })
+      const saving = save().finally(() => { saveSettled = true })
       await untilBlocked(db.store)
       assert.equal(saveSettled, false, 'the save waits for the end under way')
       commit()
-      assert.deepEqual(await end, ['g-racing'])
-      assert.equal(await save, false)
+      return { ended: await end, saved: await saving }
+    }
+
+    it('lets the end of a gateway session win over a save of its realm session that races with it', async () => {
+      const keyHash = await gatewaySession()
+      const payload = { uid: 'uid-racing', accountId: '9', authorizations: { app: { grantId: 'g-racing' } } }
+      assert.equal(await db.store.oidc.saveSession({ id: 'racing', payload, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
+      const race = await endRacingSave(keyHash, () => reader.saveSession({ id: 'racing', payload: { ...payload, saved: 'late' }, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }))
+      assert.deepEqual(race, { ended: ['g-racing'], saved: false })
       assert.equal(await reader.find('Session', 'racing'), undefined)
     })
 
@@ -144,6 +150,86 @@ for (const backend of storeBackends) {
       assert.equal(await db.store.oidc.find('Session', 'adapted'), undefined)
       for (const [model, id] of [['Grant', 'g-first'], ['Grant', 'g-second'], ['AuthorizationCode', 'code-second']]) assert.equal(await db.store.oidc.find(model!, id!), undefined, id)
       assert.deepEqual(revoked, ['grant:g-first', 'grant:g-second'])
+    })
+
+    /** A StoreAdapter for realm sessions on `records`, saving as a request without a gateway session does; `revoked` collects what it ended. */
+    const unlinkedSessions = (records: Store['oidc'], revoked: string[] = []) => new StoreAdapter('Session', {
+      records,
+      revoke: async (keys: string | readonly string[], destroy: (records: Store['oidc']) => Promise<unknown>) => {
+        await destroy(records)
+        revoked.push(...keys)
+      },
+      detectsRefreshTokenReuse: () => false,
+      gatewaySession: async () => undefined,
+    })
+
+    it('never saves back a realm session that was ended, even by a save with no gateway session, and ends the grants that save carries', async () => {
+      const oidc = db.store.oidc
+      const later = Date.now() + 60_000
+      const ending: [string, (link: string) => Promise<unknown>][] = [
+        ['its gateway session ending', (link) => oidc.endLinkedSessions([link])],
+        ['its account\'s records ending', () => oidc.destroyByAccount('31')],
+      ]
+      for (const [how, end] of ending) {
+        const id = `ended-by-${how.replaceAll(/\W+/g, '-')}`
+        const link = await gatewaySession()
+        const payload = { uid: `uid-${id}`, accountId: '31', authorizations: { app: { grantId: `g-${id}` } } }
+        assert.equal(await oidc.saveSession({ id, payload, uid: payload.uid, gatewaySession: link, expiresAt: later }), true)
+        await end(link)
+        assert.equal(await oidc.find('Session', id), undefined, how)
+        // A request that loaded the realm session before the end, with no gateway session cookie, saves it after.
+        await oidc.upsert({ model: 'Grant', id: `g-${id}-late`, payload: { accountId: '31' }, expiresAt: later })
+        const revoked: string[] = []
+        await unlinkedSessions(oidc, revoked).upsert(id, { ...payload, authorizations: { ...payload.authorizations, other: { grantId: `g-${id}-late` } } }, 60)
+        assert.equal(await oidc.find('Session', id), undefined, `${how}: the save brought it back`)
+        assert.equal(await oidc.find('Grant', `g-${id}-late`), undefined, `${how}: the grant of the late save's sign-in outlived it`)
+        assert.deepEqual(revoked, [`grant:g-${id}`, `grant:g-${id}-late`], how)
+        // Nor does a save of the same record under any other name, nor one linked to a live gateway session.
+        await oidc.upsert({ model: 'Session', id, payload, uid: payload.uid, expiresAt: later })
+        assert.equal(await oidc.saveSession({ id, payload, uid: payload.uid, gatewaySession: await gatewaySession(), expiresAt: later }), false)
+        assert.equal(await oidc.find('Session', id), undefined, how)
+        assert.equal(await oidc.findByUid('Session', payload.uid), undefined, how)
+      }
+    })
+
+    it('ends nothing for a late save of a realm session that oidc-provider destroyed to renew its identifier', async () => {
+      const oidc = db.store.oidc
+      const payload = { uid: 'uid-renewed', accountId: '34', authorizations: { app: { grantId: 'g-renewed' } } }
+      await oidc.upsert({ model: 'Grant', id: 'g-renewed', payload: { accountId: '34' }, expiresAt: Date.now() + 60_000 })
+      const revoked: string[] = []
+      await unlinkedSessions(oidc, revoked).upsert('renewed-old', payload, 60)
+      // A new login renews the identifier: the session goes on under the new one, with its grants.
+      await oidc.destroy('Session', 'renewed-old')
+      await unlinkedSessions(oidc, revoked).upsert('renewed-new', payload, 60)
+      await unlinkedSessions(oidc, revoked).upsert('renewed-old', payload, 60)
+      assert.deepEqual(revoked, [])
+      assert.ok(await oidc.find('Grant', 'g-renewed'))
+    })
+
+    it('remembers an ended realm session no longer than the session would have lasted: the expiry sweep removes it', async () => {
+      const oidc = db.store.oidc
+      const link = await gatewaySession()
+      const expiresAt = Date.now() + 60_000
+      const payload = { uid: 'uid-swept', accountId: '32' }
+      assert.equal(await oidc.saveSession({ id: 'swept', payload, uid: payload.uid, gatewaySession: link, expiresAt }), true)
+      await oidc.endLinkedSessions([link])
+      const remembered = () => db.store.database.db.selectFrom('oidc_records').select('expires_at').where('model', '=', 'Session').where('id', '=', 'swept').execute()
+      assert.deepEqual((await remembered()).map((row) => Number(row.expires_at)), [expiresAt])
+      await oidc.pruneExpired(expiresAt - 1)
+      assert.equal((await remembered()).length, 1)
+      await oidc.pruneExpired(expiresAt)
+      assert.equal((await remembered()).length, 0)
+    })
+
+    it('lets the end of a gateway session win over a save with no gateway session that races with it, from another connection', async () => {
+      const keyHash = await gatewaySession()
+      const payload = { uid: 'uid-unlinked-race', accountId: '33', authorizations: { app: { grantId: 'g-unlinked-race' } } }
+      assert.equal(await db.store.oidc.saveSession({ id: 'unlinked-race', payload, uid: payload.uid, gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
+      const race = await endRacingSave(keyHash, () => unlinkedSessions(reader).upsert('unlinked-race', { ...payload, saved: 'late' }, 60))
+      assert.deepEqual(race.ended, ['g-unlinked-race'])
+      assert.equal(await reader.find('Session', 'unlinked-race'), undefined)
+      const row = await readerStore.database.db.selectFrom('oidc_records').select(['payload', 'account_id']).where('model', '=', 'Session').where('id', '=', 'unlinked-race').executeTakeFirstOrThrow()
+      assert.deepEqual({ ...row }, { payload: '{}', account_id: null }, 'the late save wrote over the ended session')
     })
 
     it('saves a realm session whose gateway session was replaced by a new one of the same browser linked to the new one', async () => {
@@ -446,6 +532,29 @@ for (const backend of unmigratedBackends) {
         await store.database.migrate()
         assert.equal(await store.oidc.destroyByAccount('77'), 1)
         assert.ok(await store.oidc.find('ClientCredentials', 'service'))
+      } finally {
+        await store.close()
+        await cleanup()
+      }
+    })
+  })
+}
+
+for (const backend of unmigratedBackends) {
+  describe(`realm sessions saved before ended ones were remembered, on ${backend.name}`, () => {
+    it('stay live when the database is upgraded, and once ended are never saved back', async () => {
+      const { store, cleanup } = await backend.open()
+      try {
+        const migrator = new Migrator({ db: store.database.db, provider: migrationProvider(store.database.dialect) })
+        assert.equal((await migrator.migrateTo('016_oidc_gateway_session')).error, undefined)
+        const keyHash = 'upgraded-gateway-session'.padEnd(64, '0')
+        // As version 016 wrote it: its table has no ended_at.
+        await store.database.db.insertInto('oidc_records' as never).values({ model: 'Session', id: 'upgraded', payload: JSON.stringify({ uid: 'u-upgraded', accountId: '50' }), uid: 'u-upgraded', account_id: '50', gateway_session: keyHash, expires_at: Date.now() + 60_000 } as never).execute()
+        await store.database.migrate()
+        assert.ok(await store.oidc.find('Session', 'upgraded'))
+        await store.oidc.endLinkedSessions([keyHash])
+        assert.equal(await store.oidc.saveSession({ id: 'upgraded', payload: { uid: 'u-upgraded', accountId: '50' }, uid: 'u-upgraded', expiresAt: Date.now() + 60_000 }), false)
+        assert.equal(await store.oidc.find('Session', 'upgraded'), undefined)
       } finally {
         await store.close()
         await cleanup()

@@ -22,6 +22,8 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '014_oidc_token_indexes': async () => (await import('./014_oidc_token_indexes.ts')).oidcTokenIndexes,
   '015_platform_auditor_first': async () => (await import('./015_platform_auditor_first.ts')).platformAuditorFirst,
   '016_oidc_gateway_session': async () => (await import('./016_oidc_gateway_session.ts')).oidcGatewaySession,
+  '017_leases': async () => (await import('./017_leases.ts')).leases,
+  '018_oidc_ended_sessions': async () => (await import('./018_oidc_ended_sessions.ts')).oidcEndedSessions,
 }
 
 /** The names of this version's migrations, in order. */

@@ -1,0 +1,33 @@
+import type { Kysely } from 'kysely'
+import type { Tables } from './schema.ts'
+
+/**
+ * Which one of the processes on the database does a periodic job (the directory account check), until when. A lease
+ * is taken with one statement, an insert whose update on conflict applies only for its holder or once it has
+ * expired: of processes taking it at once, on SQLite or PostgreSQL, exactly one gets it. A holder that dies keeps it
+ * until it expires; one that stops gives it up.
+ */
+export class LeaseRepository {
+  readonly #db: Kysely<Tables>
+
+  constructor(db: Kysely<Tables>) {
+    this.#db = db
+  }
+
+  /** Takes or renews the lease `name` for `holder` until `expiresAt`; false while another holds it unexpired at `now`. */
+  async take(name: string, holder: string, now: number, expiresAt: number): Promise<boolean> {
+    const row = await this.#db.insertInto('leases')
+      .values({ name, holder, expires_at: expiresAt })
+      .onConflict((oc) => oc.column('name')
+        .doUpdateSet({ holder, expires_at: expiresAt })
+        .where((eb) => eb.or([eb('leases.holder', '=', holder), eb('leases.expires_at', '<=', now)])))
+      .returning('holder')
+      .executeTakeFirst()
+    return row !== undefined
+  }
+
+  /** Gives the lease up, when `holder` has it, so that another process takes it at once. */
+  async release(name: string, holder: string): Promise<void> {
+    await this.#db.deleteFrom('leases').where('name', '=', name).where('holder', '=', holder).execute()
+  }
+}
