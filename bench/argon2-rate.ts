@@ -3,8 +3,8 @@ import { hashPassword, verifyPassword } from '../src/directory/passwords.ts'
 
 /**
  * How many argon2id verifications per second this machine does at Gatehouse's cost: one at a time, then on all its
- * cores (as many password checks as the lockout lets run at once, src/directory/lockout.ts). Prints the two numbers,
- * or with `one-at-a-time` or `all-cores` that one only.
+ * cores, one per core, as many as Gatehouse runs at once however many password checks wait (src/directory/passwords.ts).
+ * Prints the two numbers, or with `one-at-a-time` or `all-cores` that one only.
  */
 const seconds = Number(process.argv[2] ?? 3)
 const only = process.argv[3]

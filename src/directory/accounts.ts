@@ -260,9 +260,13 @@ export class Accounts {
   }
 
   async recordLogin(user: User): Promise<void> {
-    await this.#store.users.recordLogin(user.id)
-    // Not worth an event for every process; this one shows the new value at once, the others on their next reload.
+    // A read begun before the write must not store the account without it.
     this.#byId.forget(user.id)
+    const stamp = this.#byId.stamp()
+    const recorded = await this.#store.users.recordLogin(user.id)
+    // Not worth an event for every process; this one keeps the row the write returned (the login's next step reads
+    // it: one statement less per login), unless a change came meanwhile; the others show it on their next reload.
+    if (recorded) this.#byId.set(user.id, recorded, Date.now(), stamp)
   }
 
   /** Every path that sets a local password comes here: the API, self-service, the CLI and the first admin. */

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type Provider from 'oidc-provider'
 import type { Account, KoaContextWithOIDC } from 'oidc-provider'
 import type { Accounts } from '../directory/accounts.ts'
 import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '../errors.ts'
@@ -9,6 +11,8 @@ import { idTokenClaims } from './id-token-claims.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
 import type { SignatureAlg } from './keys.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
+import { leftToProvider } from './client-credentials.ts'
+import { plainGrant } from './refresh-token.ts'
 
 export const PASSWORD_GRANT = 'password'
 /** The reason kept for a login refused during a lockout: Keycloak words it as a wrong password, but answers 400. */
@@ -51,67 +55,133 @@ export function buildResourceServerInfo(scopes: readonly string[], accessTokenSe
  */
 export function passwordGrant(options: PasswordGrantOptions) {
   return async function passwordGrantHandler(ctx: KoaContextWithOIDC): Promise<void> {
-    const { provider, client } = ctx.oidc
-    const params = ctx.oidc.params ?? {}
-    if (!client) throw new errors.InvalidClient('client not found')
-    const username = params.username as string | undefined
-    const password = params.password as string | undefined
-    if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
-    const scope = grantedScope(params.scope as string | undefined, options.scopes)
-    const address = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address
-    const user = await checkCredentials(options.accounts, await options.loginName(username), password ?? '', address, options.realm)
-    const refusal = options.clientAccess?.(options.realm, client.clientId, user, address ?? '')
-    if (refusal) throw accessDenied(refusal)
-    await options.accounts.recordLogin(user)
+    ctx.body = await passwordGrantAnswer(options, ctx)
+  }
+}
 
-    const accountId = String(user.id)
-    const account = await options.findAccount(ctx, accountId)
-    if (!account) throw invalidGrant('Account disabled')
-    ctx.oidc.entity('Account', account)
+/**
+ * The grant's answer, in oidc-provider's members (keycloak-format.ts makes Keycloak's of them). `recording` is told
+ * before the grant's first record is saved: what comes before it may be done again.
+ */
+async function passwordGrantAnswer(options: PasswordGrantOptions, ctx: KoaContextWithOIDC, recording = () => {}): Promise<Record<string, unknown>> {
+  const { provider, client } = ctx.oidc
+  const params = ctx.oidc.params ?? {}
+  if (!client) throw new errors.InvalidClient('client not found')
+  const username = params.username as string | undefined
+  const password = params.password as string | undefined
+  if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
+  const scope = grantedScope(params.scope as string | undefined, options.scopes)
+  const address = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address
+  const user = await checkedOnce(ctx.req, async () => checkCredentials(options.accounts, await options.loginName(username), password ?? '', address, options.realm))
+  const refusal = options.clientAccess?.(options.realm, client.clientId, user, address ?? '')
+  if (refusal) throw accessDenied(refusal)
+  await options.accounts.recordLogin(user)
 
-    const grant = new provider.Grant({ accountId, clientId: client.clientId })
-    grant.addOIDCScope(scope)
-    grant.addResourceScope(options.resource, scope)
-    const grantId = await grant.save()
-    ctx.oidc.entity('Grant', grant)
-    // Keycloak's session id: `sid` in the tokens, `session_state` in the response.
-    const sid = randomUUID()
+  const accountId = String(user.id)
+  const account = await options.findAccount(ctx, accountId)
+  if (!account) throw invalidGrant('Account disabled')
+  ctx.oidc.entity('Account', account)
 
-    const authTime = Math.floor(Date.now() / 1000)
-    const accessToken = new provider.AccessToken({ accountId, client, grantId, gty: PASSWORD_GRANT, sid })
-    accessToken.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
-    accessToken.scope = scope
-    ctx.oidc.entity('AccessToken', accessToken)
-    const accessTokenValue = await accessToken.save()
+  const grant = new provider.Grant({ accountId, clientId: client.clientId })
+  grant.addOIDCScope(scope)
+  grant.addResourceScope(options.resource, scope)
+  recording()
+  const grantId = await grant.save()
+  ctx.oidc.entity('Grant', grant)
+  // Keycloak's session id: `sid` in the tokens, `session_state` in the response.
+  const sid = randomUUID()
 
-    let refreshTokenValue: string | undefined
-    if (client.grantTypeAllowed('refresh_token')) {
-      const refreshToken = new provider.RefreshToken({
-        accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0, authTime, acr: '1',
-      })
-      ctx.oidc.entity('RefreshToken', refreshToken)
-      refreshTokenValue = await refreshToken.save()
+  const authTime = Math.floor(Date.now() / 1000)
+  const accessToken = new provider.AccessToken({ accountId, client, grantId, gty: PASSWORD_GRANT, sid })
+  accessToken.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
+  accessToken.scope = scope
+  ctx.oidc.entity('AccessToken', accessToken)
+  const accessTokenValue = await accessToken.save()
+
+  let refreshTokenValue: string | undefined
+  if (client.grantTypeAllowed('refresh_token')) {
+    const refreshToken = new provider.RefreshToken({
+      accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0, authTime, acr: '1',
+    })
+    ctx.oidc.entity('RefreshToken', refreshToken)
+    refreshTokenValue = await refreshToken.save()
+  }
+
+  let idToken: string | Record<string, unknown> | undefined
+  if (scope.split(' ').includes('openid')) {
+    const token = new provider.IdToken(await account.claims('id_token', scope, {}, []), { ctx })
+    // IdToken releases the claims of these scopes (oidc-provider's own grants set it the same way).
+    Object.assign(token, { scope })
+    token.set('sid', sid)
+    token.set('acr', '1')
+    // Its claims: the answer's ID token is Keycloak's, signed from them (id-token-claims.ts).
+    idToken = await idTokenClaims(provider, token, ctx) ?? await token.issue({ use: 'idtoken' })
+  }
+
+  return {
+    access_token: accessTokenValue,
+    expires_in: accessToken.expiration,
+    refresh_token: refreshTokenValue,
+    id_token: idToken,
+    scope,
+    token_type: accessToken.tokenType,
+  }
+}
+
+/**
+ * The password check's outcome by request: a request that the shortcut (below) leaves to oidc-provider after the
+ * check gets the same outcome there, so that its password is checked, counted by the lockout and audited once.
+ */
+const checked = new WeakMap<object, Promise<User>>()
+function checkedOnce(request: object, check: () => Promise<User>): Promise<User> {
+  let outcome = checked.get(request)
+  if (!outcome) checked.set(request, (outcome = check()))
+  return outcome
+}
+
+const PLAIN_MEMBERS = new Set(['grant_type', 'client_id', 'client_secret', ...PASSWORD_GRANT_PARAMETERS])
+
+export interface PasswordGrantShortcutOptions extends PasswordGrantOptions {
+  provider: Provider
+  /** Whether the client is one of the realm's configured ones (an OAuth2 application's is left to oidc-provider). */
+  configured(clientId: string): boolean
+  /** Keycloak's answer for oidc-provider's, as keycloak-format.ts makes it for the token endpoint. */
+  answer(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc']): Promise<Record<string, unknown>>
+  /** Told of each token issued, as oidc-provider's `grant.success` tells it. */
+  tokensIssued?: ((grantType: string) => void) | undefined
+}
+
+/** Keycloak's token answer, or undefined: oidc-provider is to answer the request (`request` as it would get it). */
+export type PasswordGrantShortcut = (form: Buffer, request: IncomingMessage, response: ServerResponse) => Promise<Record<string, unknown> | undefined>
+
+/**
+ * The password grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares: a fifth of the
+ * event loop's work for each grant), for the plain request scripts send: a configured client's id (and secret, in
+ * the form or HTTP basic), the username, the password and at most a scope, nothing else (refresh-token.ts and
+ * client-credentials.ts do the same for their grants). The client is authenticated as oidc-provider does, and the
+ * grant is the same handler on a context of oidc-provider's kind. Every refusal, a wrong password among them, is
+ * left to oidc-provider, which answers it as always: the check it then makes has the outcome of this one
+ * (`checkedOnce`). The database failing is answered at once (`leftToProvider`), and so is any failure once the
+ * grant's records are being saved.
+ */
+export function passwordGrantShortcut(options: PasswordGrantShortcutOptions): PasswordGrantShortcut {
+  return async (form, request, response) => {
+    const plain = await plainGrant(options, { grantType: PASSWORD_GRANT, members: PLAIN_MEMBERS, required: 'username' }, form, request, response)
+    if (!plain) return undefined
+    const { ctx, helpers } = plain
+    let recorded = false
+    let body: Record<string, unknown>
+    try {
+      body = await helpers.als.run(ctx, () => passwordGrantAnswer(options, ctx, () => {
+        recorded = true
+      }))
+    } catch (error) {
+      // Once the grant is being saved, oidc-provider would save another: the failure is this request's.
+      if (recorded) throw error
+      return leftToProvider(error)
     }
-
-    let idToken: string | Record<string, unknown> | undefined
-    if (scope.split(' ').includes('openid')) {
-      const token = new provider.IdToken(await account.claims('id_token', scope, {}, []), { ctx })
-      // IdToken releases the claims of these scopes (oidc-provider's own grants set it the same way).
-      Object.assign(token, { scope })
-      token.set('sid', sid)
-      token.set('acr', '1')
-      // Its claims: the answer's ID token is Keycloak's, signed from them (id-token-claims.ts).
-      idToken = await idTokenClaims(provider, token, ctx) ?? await token.issue({ use: 'idtoken' })
-    }
-
-    ctx.body = {
-      access_token: accessTokenValue,
-      expires_in: accessToken.expiration,
-      refresh_token: refreshTokenValue,
-      id_token: idToken,
-      scope,
-      token_type: accessToken.tokenType,
-    }
+    options.tokensIssued?.(PASSWORD_GRANT)
+    return options.answer(body, ctx.oidc)
   }
 }
 

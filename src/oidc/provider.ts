@@ -16,7 +16,7 @@ import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { idTokenClaims } from './id-token-claims.ts'
-import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant } from './password-grant.ts'
+import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 
@@ -116,7 +116,7 @@ export interface ProviderOptions {
  * only one), persistence (`adapter`), consent-free first-party clients (`loadExistingGrant`), the login page
  * (`interactions.url`), Keycloak's paths (`routes`), and its response shapes (a `provider.use` middleware).
  */
-export function buildProvider(options: ProviderOptions): { provider: Provider; clientCredentials: ClientCredentialsShortcut; refreshToken: RefreshTokenShortcut } {
+export function buildProvider(options: ProviderOptions): { provider: Provider; clientCredentials: ClientCredentialsShortcut; refreshToken: RefreshTokenShortcut; password: PasswordGrantShortcut } {
   const { realm, issuer, keys } = options
   // `/realms/<name>`, under the path the gateway is published at: the paths the browser addresses the realm by.
   const realmPath = new URL(issuer).pathname
@@ -255,7 +255,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, inKeycloakWords(ctx, out)))
   consumeOnce(options.providerClass, provider)
   compareHashedSecrets(provider)
-  provider.registerGrantType(PASSWORD_GRANT, passwordGrant({ realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }), PASSWORD_GRANT_PARAMETERS)
+  const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
+  provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
@@ -277,8 +278,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // Koa's own 'error' event, which oidc-provider's typings leave out.
   ;(provider as unknown as NodeJS.EventEmitter).on('error', (error: unknown, ctx: { req: unknown }) => logFailure(ctx, error))
   const clientCredentials = clientCredentialsShortcut({ provider, configured: (id) => configured.has(id), resource, resourceServer, tokensIssued: options.tokensIssued })
-  const refreshToken = refreshTokenShortcut({ provider, configured: (id) => configured.has(id), answer: (body, oidc) => tokenResponse(body, oidc, options.tokens), tokensIssued: options.tokensIssued })
-  return { provider, clientCredentials, refreshToken }
+  const shortcut = { provider, configured: (id: string) => configured.has(id), answer: (body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc']) => tokenResponse(body, oidc, options.tokens), tokensIssued: options.tokensIssued }
+  const refreshToken = refreshTokenShortcut(shortcut)
+  const password = passwordGrantShortcut({ ...passwordGrantOptions, ...shortcut })
+  return { provider, clientCredentials, refreshToken, password }
 }
 
 function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetadata {

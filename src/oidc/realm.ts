@@ -14,6 +14,7 @@ import type { Store } from '../store/store.ts'
 import type { ApplicationClients } from './applications.ts'
 import type { ClientCredentialsShortcut } from './client-credentials.ts'
 import type { RefreshTokenShortcut } from './refresh-token.ts'
+import type { PasswordGrantShortcut } from './password-grant.ts'
 import { ServiceAccounts } from './claims.ts'
 import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './keycloak-tokens.ts'
 import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type KeysKept, type RealmKeySet, type SignatureAlg } from './keys.ts'
@@ -70,6 +71,8 @@ interface BuiltProvider {
   clientCredentials: ClientCredentialsShortcut
   /** The plain refresh_token grant without the handler (refresh-token.ts). */
   refreshToken: RefreshTokenShortcut
+  /** The plain password grant without the handler (password-grant.ts). */
+  password: PasswordGrantShortcut
   tokens: KeycloakTokens
 }
 
@@ -246,7 +249,7 @@ export class Realm {
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
       const tokens = new KeycloakTokens(issuer, keys, refreshKeys)
-      const { provider: instance, clientCredentials, refreshToken } = buildProvider({
+      const { provider: instance, clientCredentials, refreshToken, password } = buildProvider({
         providerClass,
         realm: this.config,
         issuer,
@@ -268,7 +271,7 @@ export class Realm {
           for (const key of typeof keys === 'string' ? [keys] : keys) announce(REVOKE_TOPIC, key)
         }),
       })
-      this.#provider = { instance, handler: instance.callback(), clientCredentials, refreshToken, issuer, keys, refreshKeys, tokens }
+      this.#provider = { instance, handler: instance.callback(), clientCredentials, refreshToken, password, issuer, keys, refreshKeys, tokens }
       return this.#provider
     }
     return current

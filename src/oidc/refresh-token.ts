@@ -57,6 +57,11 @@ interface GrantHelpers {
 }
 
 let grantHelpers: GrantHelpers | undefined
+/** oidc-provider's helpers, loaded with the first grant served without its HTTP stack. */
+async function providerGrantHelpers(): Promise<GrantHelpers> {
+  return (grantHelpers ??= await loadGrantHelpers())
+}
+
 async function loadGrantHelpers(): Promise<GrantHelpers> {
   // @ts-expect-error: oidc-provider declares types for its entry point only.
   const [als, weakCache, params, source, common, resolveResource, results, authorization, response, filterClaims, accountClaims] = await Promise.all([import('oidc-provider/lib/helpers/als.js'), import('oidc-provider/lib/helpers/weak_cache.js'), import('oidc-provider/lib/helpers/params.js'), import('oidc-provider/lib/helpers/grant_source.js'), import('oidc-provider/lib/helpers/grant_common.js'), import('oidc-provider/lib/helpers/resolve_resource.js'), import('oidc-provider/lib/helpers/configuration_result.js'), import('oidc-provider/lib/helpers/grant_authorization.js'), import('oidc-provider/lib/helpers/grant_response.js'), import('oidc-provider/lib/helpers/filter_claims.js'), import('oidc-provider/lib/helpers/account_claims.js')])
@@ -79,36 +84,47 @@ async function loadGrantHelpers(): Promise<GrantHelpers> {
 
 export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshTokenShortcut {
   return async (form, request, response) => {
-    const members = plainForm(form, request.headers, PLAIN_MEMBERS)
-    const credentials = members && clientCredentialsOf(members, request.headers)
-    if (!members || !credentials || members.get('grant_type') !== GRANT_TYPE || !members.get('refresh_token') || !options.configured(credentials.clientId)) return undefined
-    grantHelpers ??= await loadGrantHelpers()
-    const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, GRANT_TYPE).catch(leftToProvider)
-    if (!client) return undefined
-    const ctx = providerContext(options.provider, request, response, grantHelpers, members, client)
-    return grantHelpers.als.run(ctx, () => refresh(options, grantHelpers!, ctx))
+    const plain = await plainGrant(options, { grantType: GRANT_TYPE, members: PLAIN_MEMBERS, required: 'refresh_token' }, form, request, response)
+    return plain && plain.helpers.als.run(plain.ctx, () => refresh(options, plain.helpers, plain.ctx))
   }
+}
+
+/**
+ * A plain request for a grant, ready for its steps: a form of the grant's `members` only, `required` among them,
+ * from a configured client authenticated as oidc-provider does, on a context of oidc-provider's kind (run the steps
+ * in `helpers.als`). Undefined when oidc-provider is to answer the request.
+ */
+export async function plainGrant(options: Pick<RefreshTokenOptions, 'provider' | 'configured'>, grant: { grantType: string; members: ReadonlySet<string>; required: string }, form: Buffer, request: IncomingMessage, response: ServerResponse): Promise<{ ctx: KoaContextWithOIDC; helpers: GrantHelpers } | undefined> {
+  const members = plainForm(form, request.headers, grant.members)
+  const credentials = members && clientCredentialsOf(members, request.headers)
+  if (!members || !credentials || members.get('grant_type') !== grant.grantType || !members.get(grant.required) || !options.configured(credentials.clientId)) return undefined
+  const helpers = await providerGrantHelpers()
+  const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, grant.grantType).catch(leftToProvider)
+  if (!client) return undefined
+  return { ctx: providerContext(options.provider, request, response, helpers, members, client, grant.grantType), helpers }
 }
 
 /**
  * A context as oidc-provider's router gives its token endpoint's middlewares (Koa's, with an OIDCContext for the
  * `token` route), after its client authentication and parameter steps: the client, and the grant's parameters.
  */
-function providerContext(provider: Provider, request: IncomingMessage, response: ServerResponse, helpers: GrantHelpers, members: Map<string, string>, client: unknown): KoaContextWithOIDC {
+function providerContext(provider: Provider, request: IncomingMessage, response: ServerResponse, helpers: GrantHelpers, members: Map<string, string>, client: unknown, grantType: string): KoaContextWithOIDC {
   const ctx = provider.createContext(request, response) as unknown as KoaContextWithOIDC & { _matchedRouteName: string }
   ctx._matchedRouteName = 'token'
   const oidc = new (provider as unknown as { OIDCContext: new (ctx: unknown) => KoaContextWithOIDC['oidc'] }).OIDCContext(ctx)
   Object.defineProperty(ctx, 'oidc', { value: oidc })
-  ;(oidc as { params: unknown }).params = new helpers.Params(allowedParams(provider, helpers), Object.fromEntries(members))
+  ;(oidc as { params: unknown }).params = new helpers.Params(allowedParams(provider, helpers, grantType), Object.fromEntries(members))
   oidc.entity('Client', client as never)
   return ctx
 }
 
-/** The grant's parameters and the client's credentials, by provider: its grants are registered once, when it is built. */
-const allowedParamsOf = new WeakMap<Provider, Set<string>>()
-function allowedParams(provider: Provider, helpers: GrantHelpers): Set<string> {
-  let allowed = allowedParamsOf.get(provider)
-  if (!allowed) allowedParamsOf.set(provider, (allowed = new Set([...helpers.instance(provider).grantTypeParams.get(GRANT_TYPE)!, 'client_id', 'client_secret'])))
+/** A grant's parameters and the client's credentials, by provider and grant: its grants are registered once, when it is built. */
+const allowedParamsOf = new WeakMap<Provider, Map<string, Set<string>>>()
+function allowedParams(provider: Provider, helpers: GrantHelpers, grantType: string): Set<string> {
+  let byGrant = allowedParamsOf.get(provider)
+  if (!byGrant) allowedParamsOf.set(provider, (byGrant = new Map()))
+  let allowed = byGrant.get(grantType)
+  if (!allowed) byGrant.set(grantType, (allowed = new Set([...helpers.instance(provider).grantTypeParams.get(grantType)!, 'client_id', 'client_secret'])))
   return allowed
 }
 

@@ -185,12 +185,12 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
     exchange.handOver()
     return void exchange.response.writeHead(303, { location: target.redirect, 'cache-control': 'no-store' }).end()
   }
-  const { handler, clientCredentials, refreshToken } = await realm.provider()
+  const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
   const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
-  const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) : undefined
+  const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
 }
 

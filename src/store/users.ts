@@ -194,8 +194,10 @@ export class UserRepository {
     return row && toUser(row)
   }
 
-  async recordLogin(id: number, at = Date.now()): Promise<void> {
-    await this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).execute()
+  /** The account as it is with its login recorded: undefined if it is gone. */
+  async recordLogin(id: number, at = Date.now()): Promise<User | undefined> {
+    const row = await this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).returningAll().executeTakeFirst()
+    return row && toUser(row)
   }
 
   async delete(id: number): Promise<boolean> {

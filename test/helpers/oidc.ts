@@ -1,6 +1,7 @@
+import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
 import { mock } from 'node:test'
-import type { TestGateway } from './gateway.ts'
+import type { GatewayOptions, TestGateway } from './gateway.ts'
 
 export const REALM = 'platform'
 export const CLIENT_REDIRECT = 'http://127.0.0.1:9/callback'
@@ -120,11 +121,64 @@ export function postToken(gw: TestGateway, body: string, headers: Record<string,
   })
 }
 
+/** Claims and record members that differ between any two tokens, or any two sessions. */
+const PER_TOKEN = new Set(['jti', 'iat', 'exp', 'at_hash', 'sid', 'session_state', 'grantId', 'sessionUid', 'iiat', 'authTime', 'auth_time'])
+
+/** A token's claims or a record's payload without what each token or session has its own of, at any depth. */
+export function shared(value: Record<string, unknown>): Record<string, unknown> {
+  const plain = (member: unknown) => member !== null && typeof member === 'object' && !Array.isArray(member)
+  return Object.fromEntries(Object.entries(without(value, PER_TOKEN)).map(([name, member]) => [name, plain(member) ? shared(member as Record<string, unknown>) : member]))
+}
+
+/**
+ * Equal token answers of a shortcut and of oidc-provider: status, headers, members, and each token's header, claims
+ * and lifetime but for what each token or session has its own of.
+ */
+export function assertSameTokenAnswers(shortcut: TokenAnswer, provider: TokenAnswer): void {
+  assert.equal(shortcut.status, provider.status)
+  assert.deepEqual(shortcut.rawHeaders, provider.rawHeaders)
+  assert.deepEqual(Object.keys(shortcut.body), Object.keys(provider.body))
+  const tokens = new Set(['access_token', 'refresh_token', 'id_token', 'session_state'])
+  assert.deepEqual(without(shortcut.body, tokens), without(provider.body, tokens))
+  if (shortcut.status !== 200) return
+  for (const name of ['access_token', 'refresh_token', 'id_token']) {
+    if (provider.body[name] === undefined) continue
+    assert.deepEqual(decodeJwtPart(shortcut.body[name], 0), decodeJwtPart(provider.body[name], 0), `${name} header`)
+    const [claims, expected] = [decodeJwtPart(shortcut.body[name], 1), decodeJwtPart(provider.body[name], 1)]
+    assert.deepEqual(Object.keys(claims), Object.keys(expected), `${name} claims`)
+    assert.deepEqual(shared(claims), shared(expected), `${name} claims`)
+    assert.equal(claims.exp - claims.iat, expected.exp - expected.iat, `${name} lifetime`)
+  }
+}
+
+/**
+ * A member oidc-provider ignores (it reads only the grant's parameters) and the token endpoint's shortcuts do not
+ * take: the same request, answered by oidc-provider.
+ */
+export const TO_PROVIDER = '&ignored=1'
+
 /** The object without the named members. */
 export function without(object: Record<string, unknown>, names: Set<string>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(object).filter(([name]) => !names.has(name)))
 }
 
+
+/** The client only members of the team Operators may sign in to, in `startForShortcuts`'s realm. */
+export const GUARDED = 'operators-console'
+/** The password of each of `startForShortcuts`'s users. */
+export const password = (name: string) => `${name}-password-long`
+
+/**
+ * A gateway for comparing the token endpoint's shortcuts with oidc-provider: the test realm with `GUARDED`, the users
+ * erin, frank and operator, and the count of the grants oidc-provider itself answers.
+ */
+export async function startForShortcuts(backend: { start(options: GatewayOptions): Promise<TestGateway> }): Promise<{ gw: TestGateway; providerGrants: { readonly count: number } }> {
+  const gw = await backend.start({
+    config: { realms: realmWith([{ client_id: GUARDED, public_client: true, direct_access_grants: true, access: [{ allow: { teams: ['Operators'] } }] }]) },
+  })
+  for (const name of ['erin', 'frank', 'operator']) await gw.app.accounts.create({ username: name, password: password(name) })
+  return { gw, providerGrants: watchProviderGrants(gw) }
+}
 
 /**
  * Counts the grants oidc-provider itself answers in the test realm (its `grant.success` event), which a shortcut

@@ -110,7 +110,7 @@ describe('the token endpoint while the database fails', () => {
     assert.equal(retried.status, 200, retried.text)
   })
 
-  it('answers the client_credentials shortcut, oidc-provider\'s grants and Fastify\'s route alike while the database is down', async () => {
+  it('answers the client_credentials and password shortcuts, oidc-provider\'s grants and Fastify\'s route alike while the database is down', async () => {
     const endUsers = await passwordLogin(gw, 'erin', PASSWORD)
     cluster.stop()
     try {
@@ -118,7 +118,10 @@ describe('the token endpoint while the database fails', () => {
       assertUnavailable(await answeredBy(false, post(gw, clientCredentials)), 'client_credentials (the shortcut)')
       const basic = { authorization: `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}` }
       assertUnavailable(await answeredBy(false, post(gw, { grant_type: 'client_credentials' }, TOKEN_PATH, basic)), 'client_credentials with HTTP basic (the shortcut)')
-      assertUnavailable(await answeredBy(true, post(gw, { client_id: 'end-users', grant_type: 'password', username: 'erin', password: PASSWORD })), 'password (oidc-provider)')
+      const passwordForm = { client_id: 'end-users', grant_type: 'password', username: 'erin', password: PASSWORD }
+      assertUnavailable(await answeredBy(false, post(gw, passwordForm)), 'password (the shortcut)')
+      // A member the shortcut does not take: the login is oidc-provider's.
+      assertUnavailable(await answeredBy(true, post(gw, { ...passwordForm, ignored: '1' })), 'password with another member (oidc-provider)')
       // A member the shortcut does not take: the refresh is oidc-provider's.
       assertUnavailable(await answeredBy(true, post(gw, { ...refreshForm('end-users', endUsers.refresh_token), scope: 'openid' })), 'refresh with a scope (oidc-provider)')
       // A query string: Fastify's route, and oidc-provider's grant.

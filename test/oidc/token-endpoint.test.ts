@@ -17,6 +17,21 @@ describe('the token endpoint speaks Keycloak', () => {
   })
   after(() => gw.close())
 
+  it('records the password grant\'s login and reads the account no more: the row the login wrote is the one kept in memory', async () => {
+    const alice = (await gw.app.store.users.findByUsername('alice'))!
+    const stats = gw.app.accounts.stats
+    const missesBefore = stats.misses
+    const began = Date.now()
+    const { status } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })
+    assert.equal(status, 200)
+    assert.equal(stats.misses, missesBefore)
+    const hitsBefore = stats.hits
+    const remembered = await gw.app.accounts.get(alice.id)
+    assert.equal(stats.hits, hitsBefore + 1)
+    assert.ok(remembered!.lastLogin! >= began)
+    assert.deepEqual(remembered, await gw.app.store.users.findById(alice.id))
+  })
+
   it('answers the password grant with Keycloak\'s members, in Keycloak\'s order, not to be cached', async () => {
     const { status, headers, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })
     assert.equal(status, 200)

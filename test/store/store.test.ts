@@ -61,11 +61,13 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
 
     it('records the last login and deletes users', async () => {
       const user = await store.users.create({ username: 'temp' })
-      await store.users.recordLogin(user.id, 1_900_000_000_000)
-      assert.equal((await store.users.findById(user.id))?.lastLogin, 1_900_000_000_000)
+      const recorded = await store.users.recordLogin(user.id, 1_900_000_000_000)
+      assert.equal(recorded?.lastLogin, 1_900_000_000_000)
+      assert.deepEqual(recorded, await store.users.findById(user.id))
       assert.equal(await store.users.delete(user.id), true)
       assert.equal(await store.users.delete(user.id), false)
       assert.equal(await store.users.findById(user.id), undefined)
+      assert.equal(await store.users.recordLogin(user.id), undefined)
     })
 
     it('stores settings as JSON values and overwrites them', async () => {

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
+import { argon2Tasks, ConcurrencyLimit, hashPassword, verifyPassword } from '../../src/directory/passwords.ts'
+
+describe('ConcurrencyLimit', () => {
+  it('runs at most its limit at once and the others in the order they came', async () => {
+    const limit = new ConcurrencyLimit(2)
+    let running = 0
+    let mostAtOnce = 0
+    const started: number[] = []
+    const task = (id: number) => limit.run(async () => {
+      started.push(id)
+      running++
+      mostAtOnce = Math.max(mostAtOnce, running)
+      await sleep(10)
+      running--
+      return id
+    })
+    assert.deepEqual(await Promise.all([1, 2, 3, 4, 5].map(task)), [1, 2, 3, 4, 5])
+    assert.equal(mostAtOnce, 2)
+    assert.deepEqual(started, [1, 2, 3, 4, 5])
+    assert.equal(limit.running, 0)
+  })
+
+  it('gives the place of a task that failed to the next', async () => {
+    const limit = new ConcurrencyLimit(1)
+    const failed = limit.run(async () => {
+      throw new Error('broken')
+    })
+    const next = limit.run(async () => 'ran')
+    await assert.rejects(failed, /broken/)
+    assert.equal(await next, 'ran')
+    assert.equal(limit.running, 0)
+  })
+})
+
+describe('argon2id verifications', () => {
+  it('run at most one per core at once, the rest waiting their turn', async () => {
+    const hash = await hashPassword('correct horse')
+    const checks = Array.from({ length: argon2Tasks.limit * 3 + 1 }, (_, i) => verifyPassword(hash, i % 2 ? 'correct horse' : 'wrong'))
+    let settled = false
+    const all = Promise.all(checks).finally(() => {
+      settled = true
+    })
+    let mostRunning = 0
+    let mostWaiting = 0
+    while (!settled) {
+      mostRunning = Math.max(mostRunning, argon2Tasks.running)
+      mostWaiting = Math.max(mostWaiting, argon2Tasks.waiting)
+      await nextTurn()
+    }
+    assert.deepEqual(await all, checks.map((_, i) => i % 2 === 1))
+    assert.equal(mostRunning, argon2Tasks.limit)
+    assert.ok(mostWaiting > 0)
+    assert.equal(argon2Tasks.running, 0)
+  })
+})
