@@ -81,6 +81,37 @@ describe('sign-ins started by anonymous requests', () => {
     assert.equal(refused.status, 429)
   })
 
+  const pushAuthorization = (from: string, extra: Record<string, string> = {}) => requestFrom(from, realmUrl(gw, '/protocol/openid-connect/ext/par/request'), {
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams([...new URL(authorization(extra)).searchParams]).toString(),
+  })
+
+  it('counts a pushed authorization request, which a public client sends without any credential, as a start', async () => {
+    const pusher = '127.0.0.64'
+    for (let i = 0; i < PER_ADDRESS; i++) {
+      const pushed = await pushAuthorization(pusher)
+      assert.equal(pushed.status, 201, `push ${i}: ${pushed.body}`)
+    }
+    const before = await records()
+    const refused = await pushAuthorization(pusher)
+    assert.equal(refused.status, 429)
+    assert.equal(refused.json().error, 'sign_ins_throttled')
+    assert.ok(Number(refused.headers['retry-after']) > 0)
+    assert.equal(await records(), before, 'the refused push wrote nothing')
+  })
+
+  it('counts a pushed request used with prompt=none in the URL: the pushed parameters, not the URL, say whether it may show a page', async () => {
+    const pusher = '127.0.0.65'
+    const pushed = await pushAuthorization(pusher)
+    const requestUri = pushed.json().request_uri as string
+    const uses = async () => requestFrom(pusher, `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({ client_id: 'end-users', request_uri: requestUri, prompt: 'none' })}`, { headers: { accept: 'text/html' } })
+    const first = await uses()
+    assert.equal(first.status, 303)
+    assert.match(String(first.headers.location), /\/login-actions\//, 'the pushed request shows the login page')
+    let answer = first
+    for (let i = 2; i <= PER_ADDRESS && answer.status === 303; i++) answer = await uses()
+    assert.equal(answer.status, 429, 'the loop of uses was refused within the limit')
+  })
+
   it('lets other addresses start sign-ins meanwhile', async () => {
     const started = await requestFrom('127.0.0.62', authorization(), { headers: { accept: 'text/html' } })
     assert.equal(started.status, 303)
