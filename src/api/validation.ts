@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { FastifySchemaCompiler } from 'fastify'
 import { z } from 'zod'
-import { NotFound, ValidationFailed } from '../errors.ts'
+import { addSameProblem, NotFound, ValidationFailed } from '../errors.ts'
 
 /**
  * The gateway API's input is declared as zod schemas on its routes (`schema: { params, querystring, body }`);
@@ -64,10 +64,8 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 
     if (issue.path.length > 0 && issue.code !== 'custom' && 'input' in issue && issue.input === undefined) {
       ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)
     } else if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) {
-        const message = part === 'querystring' ? 'Unknown parameter.' : 'Unknown field.'
-        ;(fields[[...issue.path, key].map(String).join('.')] ??= []).push(message)
-      }
+      const what = part === 'querystring' ? 'parameter' : 'field'
+      addSameProblem(fields, issue.keys.map((key) => [...issue.path, key].map(String).join('.')), `Unknown ${what}.`, `unknown ${what}s`)
     } else if (issue.path.length === 0) {
       ;(fields.non_field_errors ??= []).push(issue.code === 'invalid_type' ? 'Expected a JSON object.' : issue.message)
     } else {

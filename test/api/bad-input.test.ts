@@ -225,6 +225,28 @@ describe('bad input to the gateway API', () => {
     }
   })
 
+  it('answers a body of thousands of bad fields with a short refusal, also to a login without credentials', async () => {
+    const names = Array.from({ length: 20_000 }, (_, i) => `field${i}`)
+    const bodies: [string, unknown, string][] = [
+      ['unknown fields', 1, 'And 19,980 more unknown fields.'],
+      ['NUL characters', 'a\u0000b', 'And 19,980 more fields with the same problem.'],
+      ['lone surrogates', '\ud800', 'And 19,980 more fields with the same problem.'],
+    ]
+    for (const [label, value, more] of bodies) {
+      const body = JSON.stringify({ ...Object.fromEntries(names.map((name) => [name, value])), username: 'nobody', password: 'not-a-password' })
+      for (const [path, headers] of [[`${V1}/login/`, csrf], [`${V1}/users/`, { ...adminAuth, ...csrf }]] as const) {
+        const response = await gw.fetch(path, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(10_000) })
+        const text = await response.text()
+        const answer = { status: response.status, type: response.headers.get('content-type') ?? '', allow: null, body: JSON.parse(text) }
+        const what = `POST ${path} with ${names.length} ${label}`
+        assertRefusal(what, answer, 400)
+        assert.ok(text.length < 8 * 1024, `${what}: a ${body.length}-byte body got a ${text.length}-byte refusal`)
+        assert.ok(answer.body.errors.field0, `${what}: names the first: ${text.slice(0, 300)}`)
+        assert.deepEqual(answer.body.errors.non_field_errors, [more], what)
+      }
+    }
+  })
+
   it('searches for SQL wildcards as the characters themselves', async () => {
     await call(gw, 'POST', 'users/', { username: 'under_score', password: 'under-score-password' })
     await call(gw, 'POST', 'users/', { username: 'underXscore', password: 'underxscore-password' })
