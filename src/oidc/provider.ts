@@ -248,6 +248,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.proxy = true
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
+  keepNoEmptySessions(provider)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words.
   const responseModes = providerInternals(provider).responseModes
   for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, inKeycloakWords(ctx, out)))
@@ -441,6 +442,37 @@ async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, un
  * as the shortcuts and the password grant do. Anything else (a client that wants its ID tokens encrypted, a logout
  * token, an ID token anywhere but a token response) is signed as always.
  */
+/**
+ * Keeps realm browser sessions that hold nothing out of the database, so that requests without credentials cannot
+ * fill it with sessions kept for the SSO session's whole lifetime:
+ *
+ * - A session cookie that names no session (made up, or its session gone) got oidc-provider an empty session that
+ *   it saves whatever the request does (to write the cookie again): every authorization request with `prompt=none`,
+ *   uncounted by the sign-in limits (routes.ts), saved one. It is a new session now, saved only once something is
+ *   kept in it, as for a browser without the cookie.
+ * - oidc-provider answers an error at the device code pages with the form again, whose new anti-forgery secret it
+ *   puts in the browser's session after that session was saved or, for a browser without one (a form posted from
+ *   elsewhere, a made-up login at `/device/<uid>/`), not: its `persist` then threw for a session never saved, and
+ *   the request was a 500. Such a session is not saved: it has no cookie, so nothing could ever find it again. The
+ *   form posts back to the same refusal; the device code page itself starts a session as before.
+ */
+function keepNoEmptySessions(provider: Provider): void {
+  const Session = provider.Session as unknown as {
+    instantiate(payload?: object): unknown
+    prototype: { exp?: number; persist(): Promise<unknown> }
+  }
+  const instantiate = Session.instantiate
+  // Session.get's empty stand-in for a session not found (`instantiate({})`); a stored one always has its fields.
+  Session.instantiate = function (payload) {
+    return instantiate.call(this, payload && Object.keys(payload).length === 0 ? undefined : payload)
+  }
+  const persist = Session.prototype.persist
+  Session.prototype.persist = async function (this: { exp?: number }) {
+    if (typeof this.exp !== 'number') return undefined
+    return persist.call(this)
+  }
+}
+
 function spareIdTokenSignatures(provider: Provider): void {
   const IdToken = provider.IdToken as unknown as { prototype: { issue(this: IdTokenInstance, options?: { use?: string }): Promise<unknown> } }
   const issue = IdToken.prototype.issue

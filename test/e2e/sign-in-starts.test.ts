@@ -112,6 +112,25 @@ describe('sign-ins started by anonymous requests', () => {
     assert.equal(answer.status, 429, 'the loop of uses was refused within the limit')
   })
 
+  it('counts the logout and device code pages, whose forms keep a new realm browser session for an anonymous browser', async () => {
+    const visitor = '127.0.0.66'
+    const pages = [realmUrl(gw, '/protocol/openid-connect/logout'), realmUrl(gw, '/device')]
+    for (let i = 0; i < PER_ADDRESS; i++) {
+      const shown = await requestFrom(visitor, pages[i % 2]!, { method: i % 3 ? 'GET' : 'HEAD', headers: { accept: 'text/html' } })
+      assert.equal(shown.status, 200, `visit ${i}`)
+    }
+    const before = await records()
+    for (const page of pages) {
+      for (const method of ['GET', 'HEAD']) {
+        const refused = await requestFrom(visitor, page, { method, headers: { accept: 'text/html' } })
+        assert.equal(refused.status, 429, `${method} ${page}`)
+        assert.match(String(refused.headers['content-type']), /^text\/html/)
+        if (method === 'GET') assert.match(refused.body, /Too many sign-ins/)
+      }
+    }
+    assert.equal(await records(), before, 'the refused visits wrote nothing')
+  })
+
   it('lets other addresses start sign-ins meanwhile', async () => {
     const started = await requestFrom('127.0.0.62', authorization(), { headers: { accept: 'text/html' } })
     assert.equal(started.status, 303)
