@@ -62,6 +62,8 @@ export const REALM_INTERACTION_COOKIE = 'gatehouse_oidc_interaction'
 export const REALM_RESUME_COOKIE = 'gatehouse_oidc_resume'
 /** Where a browser the gateway sent to log in comes back to (src/oidc/routes.ts). */
 export const GATEWAY_CALLBACK = '/gatehouse/callback'
+/** How long a login under way (an interaction, an anonymous browser session) is kept: Keycloak's "Login timeout". */
+const LOGIN_UNDER_WAY_SECONDS = 1800
 
 /** RFC 8628 §3.4. */
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
@@ -220,8 +222,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       AuthorizationCode: 60,
       // Keycloak's "OAuth 2.0 Device Code Lifespan".
       DeviceCode: 600,
-      Interaction: 1800,
-      Session: realm.sso_session_max_seconds,
+      Interaction: LOGIN_UNDER_WAY_SECONDS,
+      // A browser session nobody signed in to yet (the logout or device code form's, kept for its anti-forgery secret)
+      // lasts as a login under way does; a sign-in saves it again with the SSO session's lifetime.
+      Session: (_ctx, session) => session.accountId ? realm.sso_session_max_seconds : Math.min(LOGIN_UNDER_WAY_SECONDS, realm.sso_session_max_seconds),
       // SSO Session Idle, but never past SSO Session Max.
       // SSO Session Idle, but never past SSO Session Max; offline tokens by the offline limits instead.
       RefreshToken: (_ctx, token) => refreshTokenSeconds(realm, token as unknown as { scope?: string; totalLifetime(): number }),

@@ -129,6 +129,12 @@ describe('sign-ins started by anonymous requests', () => {
       }
     }
     assert.equal(await records(), before, 'the refused visits wrote nothing')
+    // What the counted visits kept is an anonymous browser session: kept as long as a login under way, not an SSO session.
+    const kept = await gw.store.database.db.selectFrom('oidc_records').select(['payload', 'expires_at']).where('model', '=', 'Session').execute()
+    assert.ok(kept.length > 0)
+    for (const session of kept.filter((row) => !String(row.payload).includes('accountId'))) {
+      assert.ok(Number(session.expires_at) <= Date.now() + 1800_000, `expires in ${(Number(session.expires_at) - Date.now()) / 1000} s`)
+    }
   })
 
   it('lets other addresses start sign-ins meanwhile', async () => {
