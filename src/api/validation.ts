@@ -112,7 +112,8 @@ function platformWords(issue: z.core.$ZodRawIssue): string | undefined {
       if (issue.origin === 'number' || issue.origin === 'int') return `Ensure this value is less than ${issue.inclusive ? 'or equal to ' : ''}${issue.maximum}.`
       return undefined
     case 'invalid_value':
-      return `"${String(issue.input).slice(0, 64)}" is not a valid choice.`
+      // A list or dictionary by its type only: written out, it recurses as deep as it is nested (a 500 at 100,000).
+      return `"${issue.input !== null && typeof issue.input === 'object' ? pythonType(issue.input) : String(issue.input).slice(0, 64)}" is not a valid choice.`
     case 'invalid_format':
       if (issue.format === 'email') return 'Enter a valid email address.'
       if (issue.format === 'datetime') return 'Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].'
