@@ -77,6 +77,24 @@ export class BadRequest extends GatehouseError {
 /** Django REST framework's wording for text carrying a NUL character (its ProhibitNullCharactersValidator). */
 export const NUL_MESSAGE = 'Null characters are not allowed.'
 
+/**
+ * The most fields one refusal names one by one for the same problem (unknown, or carrying a NUL): a body of a
+ * megabyte can hold tens of thousands, and naming each (three times over, in `detail`, the fields and `errors`)
+ * would answer anyone, a login without credentials too, with several times what they sent.
+ */
+const MAX_FIELDS_NAMED = 20
+
+/**
+ * Adds `message` to each of the fields `names` in `fields`, the first MAX_FIELDS_NAMED by name, and counts the rest
+ * under `non_field_errors` ("And 1,234 more `others`.").
+ */
+export function addSameProblem(fields: Record<string, string[]>, names: readonly string[], message: string, others: string): Record<string, string[]> {
+  for (const name of names.slice(0, MAX_FIELDS_NAMED)) (fields[name] ??= []).push(message)
+  const unnamed = names.length - MAX_FIELDS_NAMED
+  if (unnamed > 0) (fields.non_field_errors ??= []).push(`And ${unnamed.toLocaleString('en-US')} more ${others}.`)
+  return fields
+}
+
 export class ValidationFailed extends GatehouseError {
   static override readonly status: number = 400
   static override readonly code: ErrorCode = 'invalid'

@@ -18,8 +18,9 @@ export const DEFAULT_NEXT = '/api/gateway/v1/'
 /** Where a person in a browser lands after logging in without a `next`: the web interface. */
 export const BROWSER_NEXT = '/ui/'
 
+// Only the type's words: a schema's error applies to its checks too, and a name too long is not "not a string".
 const field = (name: string) => z.string({
-  error: (issue) => issue.input === undefined ? 'This field is required.' : Array.isArray(issue.input) ? 'Give this parameter once.' : `${name} must be a string.`,
+  error: (issue) => issue.code !== 'invalid_type' ? undefined : issue.input === undefined ? 'This field is required.' : Array.isArray(issue.input) ? 'Give this parameter once.' : `${name} must be a string.`,
 })
 const loginFields = z.object({
   username: field('username').min(1, 'This field may not be blank.').max(150),

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { FastifySchemaCompiler } from 'fastify'
 import { z } from 'zod'
-import { NotFound, ValidationFailed } from '../errors.ts'
+import { addSameProblem, NotFound, ValidationFailed } from '../errors.ts'
 
 /**
  * The gateway API's input is declared as zod schemas on its routes (`schema: { params, querystring, body }`);
@@ -64,10 +64,8 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 
     if (issue.path.length > 0 && issue.code !== 'custom' && 'input' in issue && issue.input === undefined) {
       ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)
     } else if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) {
-        const message = part === 'querystring' ? 'Unknown parameter.' : 'Unknown field.'
-        ;(fields[[...issue.path, key].map(String).join('.')] ??= []).push(message)
-      }
+      const what = part === 'querystring' ? 'parameter' : 'field'
+      addSameProblem(fields, issue.keys.map((key) => [...issue.path, key].map(String).join('.')), `Unknown ${what}.`, `unknown ${what}s`)
     } else if (issue.path.length === 0) {
       ;(fields.non_field_errors ??= []).push(issue.code === 'invalid_type' ? 'Expected a JSON object.' : issue.message)
     } else {
@@ -114,7 +112,8 @@ function platformWords(issue: z.core.$ZodRawIssue): string | undefined {
       if (issue.origin === 'number' || issue.origin === 'int') return `Ensure this value is less than ${issue.inclusive ? 'or equal to ' : ''}${issue.maximum}.`
       return undefined
     case 'invalid_value':
-      return `"${String(issue.input).slice(0, 64)}" is not a valid choice.`
+      // A list or dictionary by its type only: written out, it recurses as deep as it is nested (a 500 at 100,000).
+      return `"${issue.input !== null && typeof issue.input === 'object' ? pythonType(issue.input) : String(issue.input).slice(0, 64)}" is not a valid choice.`
     case 'invalid_format':
       if (issue.format === 'email') return 'Enter a valid email address.'
       if (issue.format === 'datetime') return 'Datetime has wrong format. Use one of these formats instead: YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].'

@@ -11,7 +11,12 @@ import { NOT_MINE, type PasswordSource } from './password-source.ts'
 import { USER_TOPIC } from '../store/topics.ts'
 
 const MAX_CACHED = 50_000
+/**
+ * ASCII only (`\w` without the `u` flag), where the platform takes letters of any script: the name goes to every
+ * service unencoded in X-Gatehouse-User, whose bytes beyond ASCII services decode differently, and into LDAP filters.
+ */
 export const USERNAME_PATTERN = /^[\w.@+-]{1,150}$/
+export const INVALID_USERNAME = 'Enter a valid username: 1-150 ASCII letters, digits and @ . + - _ only.'
 /** Argon2 input beyond this is refused before hashing: nobody types it, and it only costs CPU. */
 export const MAX_PASSWORD_LENGTH = 1024
 
@@ -176,7 +181,7 @@ export class Accounts {
 
   async create(input: AccountInput): Promise<User> {
     const problems: Record<string, string[]> = {}
-    if (!USERNAME_PATTERN.test(input.username)) problems.username = ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.']
+    if (!USERNAME_PATTERN.test(input.username)) problems.username = [INVALID_USERNAME]
     if (input.password !== undefined) await this.#checkNewPassword(input.password, input.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     const passwordHash = input.password === undefined ? null : await hashPassword(input.password)
@@ -197,7 +202,7 @@ export class Accounts {
     const current = await this.#store.users.findById(id)
     if (!current) throw new NotFound('No such user.')
     const problems: Record<string, string[]> = {}
-    if (changes.username !== undefined && !USERNAME_PATTERN.test(changes.username)) problems.username = ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.']
+    if (changes.username !== undefined && !USERNAME_PATTERN.test(changes.username)) problems.username = [INVALID_USERNAME]
     // The password the account has already is no change: the ansible.platform collection's user module sends it
     // with every run, as it cannot see it. Nothing ends (whoever knew it still does), and the policy, which applies
     // to a password being set, is not asked again. Asked to revoke the tokens, it is set as a new one.

@@ -7,7 +7,7 @@ import { ldapts, type LdapConfig } from '../config/ldap.ts'
 import { AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
-import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import { INVALID_USERNAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
 import { syncDirectoryAccount, type DirectoryUser } from './ldap-sync.ts'
 import { NOT_MINE, type NotMine, type PasswordSource } from './password-source.ts'
 
@@ -60,7 +60,7 @@ export class LdapDirectory {
    */
   async lookup(username: string, password?: string): Promise<DirectoryLookup> {
     if (!USERNAME_PATTERN.test(username)) {
-      throw new ValidationFailed({ username: ['Enter a valid username: 1-150 letters, digits and @ . + - _ only.'] })
+      throw new ValidationFailed({ username: [INVALID_USERNAME] })
     }
     if (password !== undefined && password.length === 0) throw new ValidationFailed({ password: ['This field may not be blank.'] })
     return this.#withinDeadline(async (connections) => {

@@ -93,7 +93,7 @@ function profileOf(provider: SsoProviderConfig, claims: Readonly<Record<string, 
   const { claims: names } = provider
   const username = claims[names.username]
   if (typeof username !== 'string' || !USERNAME_PATTERN.test(username)) {
-    throw new SsoUsernameInvalid(`The provider sent no usable username in the claim "${names.username}" (1-150 letters, digits and @ . + - _).`)
+    throw new SsoUsernameInvalid(`The provider sent no usable username in the claim "${names.username}" (1-150 ASCII letters, digits and @ . + - _).`)
   }
   const email = stringClaim(claims, names.email)
   const upstreamGroups = new Set(groupsClaim(claims[names.groups]))

@@ -62,6 +62,8 @@ export const REALM_INTERACTION_COOKIE = 'gatehouse_oidc_interaction'
 export const REALM_RESUME_COOKIE = 'gatehouse_oidc_resume'
 /** Where a browser the gateway sent to log in comes back to (src/oidc/routes.ts). */
 export const GATEWAY_CALLBACK = '/gatehouse/callback'
+/** How long a login under way (an interaction, an anonymous browser session) is kept: Keycloak's "Login timeout". */
+const LOGIN_UNDER_WAY_SECONDS = 1800
 
 /** RFC 8628 §3.4. */
 export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
@@ -222,8 +224,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       AuthorizationCode: 60,
       // Keycloak's "OAuth 2.0 Device Code Lifespan".
       DeviceCode: 600,
-      Interaction: 1800,
-      Session: realm.sso_session_max_seconds,
+      Interaction: LOGIN_UNDER_WAY_SECONDS,
+      // A browser session nobody signed in to yet (the logout or device code form's, kept for its anti-forgery secret)
+      // lasts as a login under way does; a sign-in saves it again with the SSO session's lifetime.
+      Session: (_ctx, session) => session.accountId ? realm.sso_session_max_seconds : Math.min(LOGIN_UNDER_WAY_SECONDS, realm.sso_session_max_seconds),
       // SSO Session Idle, but never past SSO Session Max.
       // SSO Session Idle, but never past SSO Session Max; offline tokens by the offline limits instead.
       RefreshToken: (_ctx, token) => refreshTokenSeconds(realm, token as unknown as { scope?: string; totalLifetime(): number }),
@@ -250,6 +254,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.proxy = true
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
+  keepNoEmptySessions(provider)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words.
   const responseModes = providerInternals(provider).responseModes
   for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, inKeycloakWords(ctx, out)))
@@ -446,6 +451,37 @@ async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, un
  * as the shortcuts and the password grant do. Anything else (a client that wants its ID tokens encrypted, a logout
  * token, an ID token anywhere but a token response) is signed as always.
  */
+/**
+ * Keeps realm browser sessions that hold nothing out of the database, so that requests without credentials cannot
+ * fill it with sessions kept for the SSO session's whole lifetime:
+ *
+ * - A session cookie that names no session (made up, or its session gone) got oidc-provider an empty session that
+ *   it saves whatever the request does (to write the cookie again): every authorization request with `prompt=none`,
+ *   uncounted by the sign-in limits (routes.ts), saved one. It is a new session now, saved only once something is
+ *   kept in it, as for a browser without the cookie.
+ * - oidc-provider answers an error at the device code pages with the form again, whose new anti-forgery secret it
+ *   puts in the browser's session after that session was saved or, for a browser without one (a form posted from
+ *   elsewhere, a made-up login at `/device/<uid>/`), not: its `persist` then threw for a session never saved, and
+ *   the request was a 500. Such a session is not saved: it has no cookie, so nothing could ever find it again. The
+ *   form posts back to the same refusal; the device code page itself starts a session as before.
+ */
+function keepNoEmptySessions(provider: Provider): void {
+  const Session = provider.Session as unknown as {
+    instantiate(payload?: object): unknown
+    prototype: { exp?: number; persist(): Promise<unknown> }
+  }
+  const instantiate = Session.instantiate
+  // Session.get's empty stand-in for a session not found (`instantiate({})`); a stored one always has its fields.
+  Session.instantiate = function (payload) {
+    return instantiate.call(this, payload && Object.keys(payload).length === 0 ? undefined : payload)
+  }
+  const persist = Session.prototype.persist
+  Session.prototype.persist = async function (this: { exp?: number }) {
+    if (typeof this.exp !== 'number') return undefined
+    return persist.call(this)
+  }
+}
+
 function spareIdTokenSignatures(provider: Provider): void {
   const IdToken = provider.IdToken as unknown as { prototype: { issue(this: IdTokenInstance, options?: { use?: string }): Promise<unknown> } }
   const issue = IdToken.prototype.issue

@@ -85,7 +85,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     } catch (error) {
       if (!(error instanceof SignInsThrottled)) throw error
       for (const [name, value] of Object.entries(error.headers ?? {})) reply.header(name, value)
-      if (rest === KEYCLOAK_ROUTES.device_authorization) return keycloakError(reply, error.status, error.message, error.code)
+      if (!BROWSER_PAGES.has(rest)) return keycloakError(reply, error.status, error.message, error.code)
       return reply.code(error.status).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8')
         .send(simplePage('Too many sign-ins', `<p>${escapeHtml(error.message)}</p>`))
     }
@@ -106,16 +106,26 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
   return reply
 }
 
+/** The endpoints whose answers are pages for a browser, also when a start is refused. */
+const BROWSER_PAGES: ReadonlySet<string> = new Set([KEYCLOAK_ROUTES.authorization, KEYCLOAK_ROUTES.end_session, KEYCLOAK_ROUTES.code_verification])
+
 /**
- * Whether the request may start a sign-in, whose record (an interaction, a device code) waits for its end: an
- * authorization request that may show a login page, or a device authorization. `prompt=none` never shows one
- * (keycloak-js's silent check-sso sends it on every page load), and is not counted.
+ * Whether the request may start a sign-in, whose record (an interaction, a device code, a pushed request) waits for
+ * its end or expiry: an authorization request that may show a login page, a device authorization, or a pushed
+ * authorization request (which a public client sends without a credential). `prompt=none` never shows a page
+ * (keycloak-js's silent check-sso sends it on every page load), and is not counted, unless the request uses a pushed
+ * request: then the pushed parameters, not the URL's, decide, and the URL's `prompt` says nothing. The logout and
+ * device code pages count too: their forms' anti-forgery secret is kept in a realm browser session, which oidc-provider
+ * saves new, for the session's whole lifetime, for a browser that has none.
  */
 function startsSignIn(rest: string, method: string, query: string): boolean {
-  if (rest === KEYCLOAK_ROUTES.device_authorization) return method === 'POST'
+  if (rest === KEYCLOAK_ROUTES.device_authorization || rest === KEYCLOAK_ROUTES.pushed_authorization_request) return method === 'POST'
+  if (rest === KEYCLOAK_ROUTES.end_session || rest === KEYCLOAK_ROUTES.code_verification) return method === 'GET' || method === 'HEAD'
   if (rest !== KEYCLOAK_ROUTES.authorization) return false
   // A form POST is sent on as the same request by GET (`asGet`), which is the one counted.
-  return method !== 'POST' && new URLSearchParams(query).get('prompt') !== 'none'
+  if (method === 'POST') return false
+  const params = new URLSearchParams(query)
+  return params.get('prompt') !== 'none' || params.has('request_uri') || params.has('request')
 }
 
 /** What serving one of oidc-provider's endpoints needs of a request, whichever way it came in (Fastify's route, or token-lane.ts). */

@@ -192,6 +192,23 @@ describe('bad input to the gateway API', () => {
     assert.deepEqual(await snapshot(), before)
   })
 
+  it('answers a field nested 100,000 deep at every write endpoint as any value of the wrong type, never with a 5xx', async () => {
+    const writes = routes.filter((route) => ['POST', 'PUT', 'PATCH'].includes(route.method) && operationOf(route)?.requestBody)
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`
+    let fieldsTried = 0
+    for (const route of writes) {
+      const schema = operationOf(route)!.requestBody!.content['application/json']!.schema
+      for (const field of Object.keys(schema.properties ?? {})) {
+        const label = `${route.method} ${route.url} with ${field} nested deep`
+        const answer = await send(route.method, concrete(route.url), `{${JSON.stringify(field)}: ${deep}}`, 'application/json')
+        // A field the server makes itself (an application's client_id) is ignored in a body, as on the platform.
+        if (answer.status >= 300) assertRefusal(label, answer, 400)
+        fieldsTried++
+      }
+    }
+    assert.ok(fieldsTried > 100, `${fieldsTried} fields`)
+  })
+
   it('takes a PUT as a replacement: it requires every field a create requires, and changes nothing without them', async () => {
     const before = await snapshot()
     const puts = routes.filter((route) => route.method === 'PUT' && route.url.endsWith('/:id/'))
@@ -222,6 +239,28 @@ describe('bad input to the gateway API', () => {
       assert.ok(capped.body.results.length <= 200)
       const plain = await send('GET', path)
       assert.deepEqual((await send('GET', `${path}?format=json`)).body, plain.body, `${path}?format=json`)
+    }
+  })
+
+  it('answers a body of thousands of bad fields with a short refusal, also to a login without credentials', async () => {
+    const names = Array.from({ length: 20_000 }, (_, i) => `field${i}`)
+    const bodies: [string, unknown, string][] = [
+      ['unknown fields', 1, 'And 19,980 more unknown fields.'],
+      ['NUL characters', 'a\u0000b', 'And 19,980 more fields with the same problem.'],
+      ['lone surrogates', '\ud800', 'And 19,980 more fields with the same problem.'],
+    ]
+    for (const [label, value, more] of bodies) {
+      const body = JSON.stringify({ ...Object.fromEntries(names.map((name) => [name, value])), username: 'nobody', password: 'not-a-password' })
+      for (const [path, headers] of [[`${V1}/login/`, csrf], [`${V1}/users/`, { ...adminAuth, ...csrf }]] as const) {
+        const response = await gw.fetch(path, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(10_000) })
+        const text = await response.text()
+        const answer = { status: response.status, type: response.headers.get('content-type') ?? '', allow: null, body: JSON.parse(text) }
+        const what = `POST ${path} with ${names.length} ${label}`
+        assertRefusal(what, answer, 400)
+        assert.ok(text.length < 8 * 1024, `${what}: a ${body.length}-byte body got a ${text.length}-byte refusal`)
+        assert.ok(answer.body.errors.field0, `${what}: names the first: ${text.slice(0, 300)}`)
+        assert.deepEqual(answer.body.errors.non_field_errors, [more], what)
+      }
     }
   })
 

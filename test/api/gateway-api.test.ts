@@ -134,6 +134,8 @@ describe('the gateway API', () => {
       const cases: [string, string, unknown, string, string][] = [
         ['POST', 'users/', { username: 'worded', is_superuser: 'yes' }, 'is_superuser', 'Must be a valid boolean.'],
         ['POST', 'users/', { username: 5 }, 'username', 'Not a valid string.'],
+        // ASCII only (the platform takes letters of any script): the name travels unencoded in X-Gatehouse-User.
+        ['POST', 'users/', { username: 'josé' }, 'username', 'Enter a valid username: 1-150 ASCII letters, digits and @ . + - _ only.'],
         ['POST', 'users/', { username: 'worded', last_name: null }, 'last_name', 'This field may not be null.'],
         ['POST', 'users/', { username: 'worded', first_name: 'x'.repeat(151) }, 'first_name', 'Ensure this field has no more than 150 characters.'],
         ['POST', 'users/', { username: 'worded', email: 'not-an-email' }, 'email', 'Enter a valid email address.'],

@@ -183,6 +183,17 @@ describe('login, logout and session endpoints', () => {
       assert.deepEqual(Object.keys(answer.errors ?? {}), fieldName ? [fieldName] : [], `the fields named: ${JSON.stringify(answer)}`)
       assert.equal(setCookie(response, 'gateway_sessionid'), undefined)
     }
+    // Each problem in its own words: a name too long is not "not a string".
+    const messages: [string, Record<string, string>, string, string][] = [
+      [`username=${'a'.repeat(151)}&password=x`, {}, 'username', 'Ensure this field has no more than 150 characters.'],
+      [`username=alice&password=${'p'.repeat(1025)}`, {}, 'password', 'Ensure this field has no more than 1024 characters.'],
+      ['username=&password=x', {}, 'username', 'This field may not be blank.'],
+      ['username=alice&username=bob&password=x', {}, 'username', 'Give this parameter once.'],
+      ['{"username": "alice", "password": 1}', { 'content-type': 'application/json' }, 'password', 'password must be a string.'],
+    ]
+    for (const [body, headers, fieldName, message] of messages) {
+      assert.deepEqual((await json(await postLogin(body, headers))).errors, { [fieldName]: [message] }, body.slice(0, 40))
+    }
     const repeatedNext = await gw.fetch(`${LOGIN}?next=/a/&next=/b/`)
     assert.equal(repeatedNext.status, 400)
     assert.equal(await sessionCount(), before)

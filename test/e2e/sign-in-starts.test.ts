@@ -81,6 +81,62 @@ describe('sign-ins started by anonymous requests', () => {
     assert.equal(refused.status, 429)
   })
 
+  const pushAuthorization = (from: string, extra: Record<string, string> = {}) => requestFrom(from, realmUrl(gw, '/protocol/openid-connect/ext/par/request'), {
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams([...new URL(authorization(extra)).searchParams]).toString(),
+  })
+
+  it('counts a pushed authorization request, which a public client sends without any credential, as a start', async () => {
+    const pusher = '127.0.0.64'
+    for (let i = 0; i < PER_ADDRESS; i++) {
+      const pushed = await pushAuthorization(pusher)
+      assert.equal(pushed.status, 201, `push ${i}: ${pushed.body}`)
+    }
+    const before = await records()
+    const refused = await pushAuthorization(pusher)
+    assert.equal(refused.status, 429)
+    assert.equal(refused.json().error, 'sign_ins_throttled')
+    assert.ok(Number(refused.headers['retry-after']) > 0)
+    assert.equal(await records(), before, 'the refused push wrote nothing')
+  })
+
+  it('counts a pushed request used with prompt=none in the URL: the pushed parameters, not the URL, say whether it may show a page', async () => {
+    const pusher = '127.0.0.65'
+    const pushed = await pushAuthorization(pusher)
+    const requestUri = pushed.json().request_uri as string
+    const uses = async () => requestFrom(pusher, `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({ client_id: 'end-users', request_uri: requestUri, prompt: 'none' })}`, { headers: { accept: 'text/html' } })
+    const first = await uses()
+    assert.equal(first.status, 303)
+    assert.match(String(first.headers.location), /\/login-actions\//, 'the pushed request shows the login page')
+    let answer = first
+    for (let i = 2; i <= PER_ADDRESS && answer.status === 303; i++) answer = await uses()
+    assert.equal(answer.status, 429, 'the loop of uses was refused within the limit')
+  })
+
+  it('counts the logout and device code pages, whose forms keep a new realm browser session for an anonymous browser', async () => {
+    const visitor = '127.0.0.66'
+    const pages = [realmUrl(gw, '/protocol/openid-connect/logout'), realmUrl(gw, '/device')]
+    for (let i = 0; i < PER_ADDRESS; i++) {
+      const shown = await requestFrom(visitor, pages[i % 2]!, { method: i % 3 ? 'GET' : 'HEAD', headers: { accept: 'text/html' } })
+      assert.equal(shown.status, 200, `visit ${i}`)
+    }
+    const before = await records()
+    for (const page of pages) {
+      for (const method of ['GET', 'HEAD']) {
+        const refused = await requestFrom(visitor, page, { method, headers: { accept: 'text/html' } })
+        assert.equal(refused.status, 429, `${method} ${page}`)
+        assert.match(String(refused.headers['content-type']), /^text\/html/)
+        if (method === 'GET') assert.match(refused.body, /Too many sign-ins/)
+      }
+    }
+    assert.equal(await records(), before, 'the refused visits wrote nothing')
+    // What the counted visits kept is an anonymous browser session: kept as long as a login under way, not an SSO session.
+    const kept = await gw.store.database.db.selectFrom('oidc_records').select(['payload', 'expires_at']).where('model', '=', 'Session').execute()
+    assert.ok(kept.length > 0)
+    for (const session of kept.filter((row) => !String(row.payload).includes('accountId'))) {
+      assert.ok(Number(session.expires_at) <= Date.now() + 1800_000, `expires in ${(Number(session.expires_at) - Date.now()) / 1000} s`)
+    }
+  })
+
   it('lets other addresses start sign-ins meanwhile', async () => {
     const started = await requestFrom('127.0.0.62', authorization(), { headers: { accept: 'text/html' } })
     assert.equal(started.status, 303)

@@ -156,6 +156,37 @@ describe('the realm for browser applications', () => {
     }
   })
 
+  const records = async () => Number((await gw.store.database.db.selectFrom('oidc_records').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
+
+  it('keeps no realm session for a browser whose session cookie names none (made up, or its session gone) when nothing is kept in it', async () => {
+    const before = await records()
+    const cookie = 'gatehouse_oidc_session=no-such-session'
+    const silent = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth?${new URLSearchParams({
+      client_id: 'spa', redirect_uri: `${APP}/cb`, response_type: 'code', scope: 'openid', prompt: 'none', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+    })}`, { redirect: 'manual', headers: { cookie } })
+    assert.equal(new URL(silent.headers.get('location')!).searchParams.get('error'), 'login_required')
+    const confirm = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout/confirm`, { method: 'POST', redirect: 'manual', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' }, body: 'xsrf=forged' })
+    assert.equal(confirm.status, 400)
+    await confirm.arrayBuffer()
+    assert.equal(await records(), before)
+  })
+
+  it('answers the device code form without a browser session (posted from elsewhere, or its session gone) with the form again, writing nothing', async () => {
+    const before = await records()
+    const asked: [string, RequestInit][] = [
+      ['/device', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' }, body: 'xsrf=forged&user_code=BCDF-GHJK' }],
+      ['/device', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html', cookie: 'gatehouse_oidc_session=no-such-session' }, body: 'user_code=BCDF-GHJK' }],
+      ['/device/no-such-login/', { headers: { accept: 'text/html' } }],
+    ]
+    for (const [path, init] of asked) {
+      const answer = await gw.fetch(`/realms/${REALM}${path}`, { redirect: 'manual', ...init })
+      const page = await answer.text()
+      assert.equal(answer.status, 400, `${init.method ?? 'GET'} ${path}: ${page.slice(0, 200)}`)
+      assert.match(page, /name="user_code"/, `${path}: the form again`)
+    }
+    assert.equal(await records(), before)
+  })
+
   it('runs no script on the realm\'s own pages but the logout page\'s own, whatever markup reached them', async () => {
     for (const [name, page] of await realmPages()) {
       const directives = new Map((page.headers.get('content-security-policy') ?? '').split(';').map((d) => d.trim().split(/\s+/)).map(([key, ...values]) => [key!, values]))
