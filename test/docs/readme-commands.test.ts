@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { promisify } from 'node:util'
+import { codeBlocks } from '../helpers/docs.ts'
+import { repoRoot, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+
+// The README's commands are run as a new administrator runs them: in a shell, with the real curl, against
+// `serve --demo` started with the README's own admin password. Only the address, and what an earlier command
+// printed (the placeholders `<token>`, `<session_ID>`, `<your_token>` and `$ACCESS_TOKEN`, `$REFRESH_TOKEN`), are
+// filled in, so a command that stops working as written, or a flow the README no longer shows, fails here.
+
+const run = promisify(execFile)
+const README_ADDRESS = 'http://127.0.0.1:8080'
+
+interface Command {
+  /** The command as written, its continuation lines joined. */
+  text: string
+  /** The comment after it, which says what it prints. */
+  says: string
+}
+
+/** The commands of the README's `sh` blocks under a heading, with the comments that follow them on their line. */
+function readmeCommands(section: string): Command[] {
+  const blocks = codeBlocks('README.md', 'sh').filter((block) => block.section === section)
+  assert.ok(blocks.length > 0, `the README has shell commands under "${section}"`)
+  return blocks.flatMap(({ code }) => {
+    const commands: Command[] = []
+    let text = ''
+    let says = ''
+    for (const line of code.split('\n')) {
+      const [, body, comment] = /^(.*?)(?:\s+#\s*(.*))?$/.exec(line)!
+      text += ` ${body!.replace(/\\$/, '')}`
+      if (comment) says += ` ${comment}`
+      if (body!.endsWith('\\')) continue
+      if (text.trim()) commands.push({ text: text.trim(), says: says.trim() })
+      text = says = ''
+    }
+    return commands
+  })
+}
+
+/** The admin password the README's quick start starts the demo with. */
+function readmeAdminPassword(): string {
+  const start = readmeCommands('Quick start').find((command) => command.text.endsWith('npm start') && command.text.includes('='))
+  assert.ok(start, 'the quick start starts the demo with an admin password')
+  return /GATEHOUSE_ADMIN_PASSWORD=(\S+)/.exec(start.text)![1]!
+}
+
+/** What the demo upstream says it received, as the README shows it (its `"headers": {...}` left open). */
+function readmeDemoAnswer(): Record<string, unknown> {
+  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8')
+  const block = /The demo upstreams answer[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)
+  assert.ok(block, 'the README shows what a demo upstream answers')
+  return JSON.parse(block[1]!.replace('{...}', '{}'))
+}
+
+describe('the README\'s commands, run as written against the demo', () => {
+  let gateway: GatewayProcess
+  const dataDir = tempDir()
+  const filled = new Map<string, string>()
+  const env: Record<string, string> = {}
+
+  before(async () => {
+    gateway = await spawnGateway(['--demo', '--data-dir', dataDir], { GATEHOUSE_ADMIN_PASSWORD: readmeAdminPassword() })
+  })
+  after(async () => {
+    await gateway?.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  /** Runs one command in a shell at the test gateway's address; its standard output. */
+  async function shell(command: Command): Promise<string> {
+    let text = command.text.replaceAll(README_ADDRESS, gateway.url)
+    for (const [placeholder, value] of filled) text = text.replaceAll(placeholder, value)
+    assert.doesNotMatch(text, /<[A-Za-z_]+>/, `every placeholder of \`${command.text}\` is filled by an earlier command`)
+    const { stdout } = await run('bash', ['-c', text], { env: { ...process.env, ...env }, maxBuffer: 10 * 1024 * 1024 })
+    return stdout
+  }
+
+  /** Checks a service's answer: what the README shows, for the caller the command signed in as. */
+  function assertServiceAnswer(stdout: string, service: string, authMethod: string, command: Command) {
+    const answer = JSON.parse(stdout)
+    const shown = readmeDemoAnswer()
+    assert.deepEqual(Object.keys(answer).sort(), Object.keys(shown).sort(), `\`${command.text}\` answers the fields the README shows`)
+    assert.equal(answer.service, service, command.text)
+    assert.deepEqual(answer.identity, { ...(shown.identity as object), auth_method: authMethod }, command.text)
+  }
+
+  it('the quick start: the users and a service with basic credentials', async () => {
+    const [users, hosts, ...rest] = readmeCommands('Quick start').filter((command) => command.text.startsWith('curl '))
+    assert.equal(rest.length, 0, 'a new command in the quick start needs its check here')
+    assert.deepEqual(JSON.parse(await shell(users!)).results.map((user: { username: string }) => user.username), ['admin'])
+    assertServiceAnswer(await shell(hosts!), 'controller', 'basic', hosts!)
+  })
+
+  it('signing in: a session with CSRF, a personal token, and the realm\'s password and refresh grants', async () => {
+    const commands = readmeCommands('Signing in: the four credential types')
+    const checks: { flow: string; check: (stdout: string, command: Command) => void }[] = [
+      {
+        flow: 'the login page sets csrftoken',
+        check: (stdout, command) => {
+          assert.match(command.says, /csrftoken/)
+          const cookie = stdout.split('\n').map((line) => line.split('\t')).find((fields) => fields[5] === 'csrftoken')
+          assert.ok(cookie, `\`${command.text}\` prints the csrftoken cookie`)
+          filled.set('<token>', cookie[6]!)
+        },
+      },
+      {
+        flow: 'the login with username, password, X-CSRFToken and Referer sets gateway_sessionid',
+        check: (stdout, command) => {
+          assert.match(command.says, /Set-Cookie: gateway_sessionid=/)
+          assert.match(command.text, /X-CSRFToken: <token>/)
+          assert.match(command.text, /--referer /)
+          assert.match(stdout, /^HTTP\/1\.1 302 /)
+          const session = /^set-cookie: gateway_sessionid=([^;\r\n]+)/im.exec(stdout)
+          assert.ok(session, stdout)
+          filled.set('<session_ID>', session[1]!)
+        },
+      },
+      { flow: 'a service with the session cookie', check: (stdout, command) => assertServiceAnswer(stdout, 'controller', 'session', command) },
+      {
+        flow: 'a personal token from `curl -u user:pass -X POST .../tokens/`',
+        check: (stdout, command) => {
+          assert.match(command.text, /^curl -u \S+:\S+\s+-X POST\s+\S+\/api\/gateway\/v1\/tokens\/$/)
+          const created = JSON.parse(stdout)
+          assert.match(command.says, /"token": "gatehouse_pat_\.\.\."/)
+          assert.match(created.token, /^gatehouse_pat_/)
+          filled.set('<your_token>', created.token)
+        },
+      },
+      { flow: 'a service with the personal token', check: (stdout, command) => assertServiceAnswer(stdout, 'controller', 'token', command) },
+      {
+        flow: 'the realm\'s password grant with client_id=end-users',
+        check: (stdout, command) => {
+          assert.match(command.text, /client_id=end-users .*grant_type=password/)
+          const tokens = JSON.parse(stdout)
+          for (const field of ['access_token', 'refresh_token']) assert.ok(command.says.includes(field) && tokens[field], `${field}: ${stdout}`)
+          env.ACCESS_TOKEN = tokens.access_token
+          env.REFRESH_TOKEN = tokens.refresh_token
+        },
+      },
+      {
+        flow: 'the realm\'s refresh grant with client_id=end-users',
+        check: (stdout, command) => {
+          assert.match(command.text, /client_id=end-users .*grant_type=refresh_token .*refresh_token="\$REFRESH_TOKEN"/)
+          const tokens = JSON.parse(stdout)
+          for (const field of ['access_token', 'refresh_token']) assert.ok(command.says.includes(field) && tokens[field], `${field}: ${stdout}`)
+          assert.notEqual(tokens.access_token, env.ACCESS_TOKEN, 'a new access token')
+          env.ACCESS_TOKEN = tokens.access_token
+          env.REFRESH_TOKEN = tokens.refresh_token
+        },
+      },
+      { flow: 'an app with the realm\'s access token', check: (stdout, command) => assertServiceAnswer(stdout, 'demo-app', 'oidc', command) },
+    ]
+    assert.deepEqual(commands.map((command) => command.text.split(' ')[0]), checks.map(() => 'curl'),
+      `the README shows these flows, one command each: ${checks.map(({ flow }) => flow).join('; ')}`)
+    for (const [i, { check }] of checks.entries()) check(await shell(commands[i]!), commands[i]!)
+  })
+
+  it('the run-time settings example switches basic credentials off', async () => {
+    const [patch, ...rest] = readmeCommands('Run-time settings')
+    assert.equal(rest.length, 0, 'a new command under "Run-time settings" needs its check here')
+    assert.equal(JSON.parse(await shell(patch!)).gateway_basic_auth_enabled, false)
+    const [, hosts] = readmeCommands('Quick start').filter((command) => command.text.startsWith('curl '))
+    assert.deepEqual(JSON.parse(await shell(hosts!)), { code: 'basic_auth_disabled', detail: 'Basic authentication is disabled.' })
+  })
+})
