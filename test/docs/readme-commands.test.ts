@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { readFileSync, rmSync } from 'node:fs'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
@@ -18,29 +18,36 @@ const README_ADDRESS = 'http://127.0.0.1:8080'
 interface Command {
   /** The command as written, its continuation lines joined. */
   text: string
-  /** The comment after it, which says what it prints. */
-  says: string
+  /** The comments after it (on its line, then the lines that are only a comment), which say what it prints. */
+  says: string[]
 }
 
-/** The commands of the README's `sh` blocks under a heading, with the comments that follow them on their line. */
-function readmeCommands(section: string): Command[] {
-  const blocks = codeBlocks('README.md', 'sh').filter((block) => block.section === section)
-  assert.ok(blocks.length > 0, `the README has shell commands under "${section}"`)
+/** The commands of a page's `sh` blocks under a heading, with the comments that follow them. */
+function pageCommands(page: string, section: string): Command[] {
+  const blocks = codeBlocks(page, 'sh').filter((block) => block.section === section)
+  assert.ok(blocks.length > 0, `${page} has shell commands under "${section}"`)
   return blocks.flatMap(({ code }) => {
     const commands: Command[] = []
     let text = ''
-    let says = ''
+    let says: string[] = []
     for (const line of code.split('\n')) {
+      if (/^\s*#/.test(line)) {
+        commands.at(-1)?.says.push(line.replace(/^\s*#\s*/, ''))
+        continue
+      }
       const [, body, comment] = /^(.*?)(?:\s+#\s*(.*))?$/.exec(line)!
       text += ` ${body!.replace(/\\$/, '')}`
-      if (comment) says += ` ${comment}`
+      if (comment) says.push(comment)
       if (body!.endsWith('\\')) continue
-      if (text.trim()) commands.push({ text: text.trim(), says: says.trim() })
-      text = says = ''
+      if (text.trim()) commands.push({ text: text.trim(), says })
+      text = ''
+      says = []
     }
     return commands
   })
 }
+
+const readmeCommands = (section: string) => pageCommands('README.md', section)
 
 /** The admin password the README's quick start starts the demo with. */
 function readmeAdminPassword(): string {
@@ -57,18 +64,21 @@ function readmeDemoAnswer(): Record<string, unknown> {
   return JSON.parse(block[1]!.replace('{...}', '{}'))
 }
 
-describe('the README\'s commands, run as written against the demo', () => {
+describe('the README\'s and the docs\' sign-in commands, run as written against the demo', () => {
   let gateway: GatewayProcess
   const dataDir = tempDir()
+  /** Where the commands run: the files they name are there. */
+  const workDir = tempDir()
   const filled = new Map<string, string>()
-  const env: Record<string, string> = {}
+  const env: Record<string, string> = { GATEHOUSE_ADMIN_PASSWORD: readmeAdminPassword() }
 
   before(async () => {
-    gateway = await spawnGateway(['--demo', '--data-dir', dataDir], { GATEHOUSE_ADMIN_PASSWORD: readmeAdminPassword() })
+    writeFileSync(join(workDir, 'input.json'), '{"horizon": 7}')
+    gateway = await spawnGateway(['--demo', '--data-dir', dataDir], { GATEHOUSE_ADMIN_PASSWORD: env.GATEHOUSE_ADMIN_PASSWORD! })
   })
   after(async () => {
     await gateway?.stop()
-    rmSync(dataDir, { recursive: true, force: true })
+    for (const dir of [dataDir, workDir]) rmSync(dir, { recursive: true, force: true })
   })
 
   /** Runs one command in a shell at the test gateway's address; its standard output. */
@@ -76,7 +86,7 @@ describe('the README\'s commands, run as written against the demo', () => {
     let text = command.text.replaceAll(README_ADDRESS, gateway.url)
     for (const [placeholder, value] of filled) text = text.replaceAll(placeholder, value)
     assert.doesNotMatch(text, /<[A-Za-z_]+>/, `every placeholder of \`${command.text}\` is filled by an earlier command`)
-    const { stdout } = await run('bash', ['-c', text], { env: { ...process.env, ...env }, maxBuffer: 10 * 1024 * 1024 })
+    const { stdout } = await run('bash', ['-c', text], { cwd: workDir, env: { ...process.env, ...env }, maxBuffer: 10 * 1024 * 1024 })
     return stdout
   }
 
@@ -102,7 +112,7 @@ describe('the README\'s commands, run as written against the demo', () => {
       {
         flow: 'the login page sets csrftoken',
         check: (stdout, command) => {
-          assert.match(command.says, /csrftoken/)
+          assert.match(command.says.join(' '), /csrftoken/)
           const cookie = stdout.split('\n').map((line) => line.split('\t')).find((fields) => fields[5] === 'csrftoken')
           assert.ok(cookie, `\`${command.text}\` prints the csrftoken cookie`)
           filled.set('<token>', cookie[6]!)
@@ -111,7 +121,7 @@ describe('the README\'s commands, run as written against the demo', () => {
       {
         flow: 'the login with username, password, X-CSRFToken and Referer sets gateway_sessionid',
         check: (stdout, command) => {
-          assert.match(command.says, /Set-Cookie: gateway_sessionid=/)
+          assert.match(command.says.join(' '), /Set-Cookie: gateway_sessionid=/)
           assert.match(command.text, /X-CSRFToken: <token>/)
           assert.match(command.text, /--referer /)
           assert.match(stdout, /^HTTP\/1\.1 302 /)
@@ -126,7 +136,7 @@ describe('the README\'s commands, run as written against the demo', () => {
         check: (stdout, command) => {
           assert.match(command.text, /^curl -u \S+:\S+\s+-X POST\s+\S+\/api\/gateway\/v1\/tokens\/$/)
           const created = JSON.parse(stdout)
-          assert.match(command.says, /"token": "gatehouse_pat_\.\.\."/)
+          assert.match(command.says.join(' '), /"token": "gatehouse_pat_\.\.\."/)
           assert.match(created.token, /^gatehouse_pat_/)
           filled.set('<your_token>', created.token)
         },
@@ -137,7 +147,7 @@ describe('the README\'s commands, run as written against the demo', () => {
         check: (stdout, command) => {
           assert.match(command.text, /client_id=end-users .*grant_type=password/)
           const tokens = JSON.parse(stdout)
-          for (const field of ['access_token', 'refresh_token']) assert.ok(command.says.includes(field) && tokens[field], `${field}: ${stdout}`)
+          for (const field of ['access_token', 'refresh_token']) assert.ok(command.says.join(' ').includes(field) && tokens[field], `${field}: ${stdout}`)
           env.ACCESS_TOKEN = tokens.access_token
           env.REFRESH_TOKEN = tokens.refresh_token
         },
@@ -147,7 +157,7 @@ describe('the README\'s commands, run as written against the demo', () => {
         check: (stdout, command) => {
           assert.match(command.text, /client_id=end-users .*grant_type=refresh_token .*refresh_token="\$REFRESH_TOKEN"/)
           const tokens = JSON.parse(stdout)
-          for (const field of ['access_token', 'refresh_token']) assert.ok(command.says.includes(field) && tokens[field], `${field}: ${stdout}`)
+          for (const field of ['access_token', 'refresh_token']) assert.ok(command.says.join(' ').includes(field) && tokens[field], `${field}: ${stdout}`)
           assert.notEqual(tokens.access_token, env.ACCESS_TOKEN, 'a new access token')
           env.ACCESS_TOKEN = tokens.access_token
           env.REFRESH_TOKEN = tokens.refresh_token
@@ -158,6 +168,47 @@ describe('the README\'s commands, run as written against the demo', () => {
     assert.deepEqual(commands.map((command) => command.text.split(' ')[0]), checks.map(() => 'curl'),
       `the README shows these flows, one command each: ${checks.map(({ flow }) => flow).join('; ')}`)
     for (const [i, { check }] of checks.entries()) check(await shell(commands[i]!), commands[i]!)
+  })
+
+  it('docs/sessions.md: the session login prints the headers it shows, and the session reaches the API and a service', async () => {
+    const [page, login, me, hosts, ...rest] = pageCommands('docs/sessions.md', 'With curl')
+    assert.equal(rest.length, 0, 'a new command in docs/sessions.md needs its check here')
+    filled.set('<username>', 'admin').set('<password>', env.GATEHOUSE_ADMIN_PASSWORD!)
+    const cookie = (await shell(page!)).split('\n').map((line) => line.split('\t')).find((fields) => fields[5] === 'csrftoken')
+    assert.ok(cookie, 'the login page sets csrftoken')
+    assert.match(page!.says[0]!, /^127\.0\.0\.1\s+FALSE\s+\/\s+FALSE\s+0\s+csrftoken\s+<token>$/)
+    assert.deepEqual(cookie.slice(0, 6), ['127.0.0.1', 'FALSE', '/', 'FALSE', '0', 'csrftoken'], 'the cookie jar line the page shows')
+    filled.set('<token>', cookie[6]!)
+
+    const headers = await shell(login!)
+    const shown = login!.says.filter((line) => /^(HTTP\/1\.1 |[a-z-]+: )/i.test(line))
+    assert.ok(shown.length >= 5, 'the page shows the status and the headers of the login')
+    for (const line of shown) {
+      const pattern = line.split(/<[^>]+>/).map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('[^;\\s]+')
+      assert.match(headers, new RegExp(`^${pattern}\\s*$`, 'im'), `the login prints ${line}`)
+    }
+    filled.set('<session_ID>', /^set-cookie: gateway_sessionid=([^;\r\n]+)/im.exec(headers)![1]!)
+
+    assert.equal(JSON.parse(await shell(me!)).results[0].username, 'admin')
+    assertServiceAnswer(await shell(hosts!), 'controller', 'session', hosts!)
+  })
+
+  it('docs/oidc.md: the password grant, the refresh, a call to the app, and the logout that ends them', async () => {
+    const [password, refresh, call, logout, ...rest] = pageCommands('docs/oidc.md', 'Quick start (the demo)')
+    assert.equal(rest.length, 0, 'a new command in docs/oidc.md\'s quick start needs its check here')
+    const granted = JSON.parse(await shell(password!))
+    env.REFRESH_TOKEN = granted.refresh_token
+    const refreshed = JSON.parse(await shell(refresh!))
+    assert.ok(refreshed.access_token && refreshed.refresh_token, JSON.stringify(refreshed))
+    env.ACCESS_TOKEN = refreshed.access_token
+    env.REFRESH_TOKEN = refreshed.refresh_token
+    const answer = JSON.parse(await shell(call!))
+    assertServiceAnswer(JSON.stringify(answer), 'demo-app', 'oidc', call!)
+    assert.equal(answer.body_bytes, readFileSync(join(workDir, 'input.json')).length, 'the app gets input.json')
+
+    assert.equal(await shell(logout!), '', 'the logout answers 204, without a body')
+    assert.equal(JSON.parse(await shell(call!)).code, 'invalid_token', 'the access token stops working')
+    assert.equal(JSON.parse(await shell(refresh!)).error, 'invalid_grant', 'the refresh token stops working')
   })
 
   it('the run-time settings example switches basic credentials off', async () => {
