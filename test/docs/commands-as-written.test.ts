@@ -7,13 +7,14 @@ import { promisify } from 'node:util'
 import { codeBlocks } from '../helpers/docs.ts'
 import { repoRoot, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 
-// The README's commands are run as a new administrator runs them: in a shell, with the real curl, against
-// `serve --demo` started with the README's own admin password. Only the address, and what an earlier command
-// printed (the placeholders `<token>`, `<session_ID>`, `<your_token>` and `$ACCESS_TOKEN`, `$REFRESH_TOKEN`), are
-// filled in, so a command that stops working as written, or a flow the README no longer shows, fails here.
+// The sign-in commands of the README and docs/ are run as a new administrator runs them: in a shell (Python for the
+// Python example), with the real curl, against `serve --demo` started with the README's own admin password. Only
+// the address, and what an earlier command printed (the placeholders `<token>`, `<session_ID>`, `<your_token>` and
+// `$ACCESS_TOKEN`, `$REFRESH_TOKEN`), are filled in, so a command that stops working as written, or a flow the
+// README no longer shows, fails here.
 
 const run = promisify(execFile)
-const README_ADDRESS = 'http://127.0.0.1:8080'
+const DOCUMENTED_ADDRESS = 'http://127.0.0.1:8080'
 
 interface Command {
   /** The command as written, its continuation lines joined. */
@@ -83,7 +84,7 @@ describe('the README\'s and the docs\' sign-in commands, run as written against 
 
   /** Runs one command in a shell at the test gateway's address; its standard output. */
   async function shell(command: Command): Promise<string> {
-    let text = command.text.replaceAll(README_ADDRESS, gateway.url)
+    let text = command.text.replaceAll(DOCUMENTED_ADDRESS, gateway.url)
     for (const [placeholder, value] of filled) text = text.replaceAll(placeholder, value)
     assert.doesNotMatch(text, /<[A-Za-z_]+>/, `every placeholder of \`${command.text}\` is filled by an earlier command`)
     const { stdout } = await run('bash', ['-c', text], { cwd: workDir, env: { ...process.env, ...env }, maxBuffer: 10 * 1024 * 1024 })
@@ -209,6 +210,14 @@ describe('the README\'s and the docs\' sign-in commands, run as written against 
     assert.equal(await shell(logout!), '', 'the logout answers 204, without a body')
     assert.equal(JSON.parse(await shell(call!)).code, 'invalid_token', 'the access token stops working')
     assert.equal(JSON.parse(await shell(refresh!)).error, 'invalid_grant', 'the refresh token stops working')
+  })
+
+  it('docs/oidc.md: the Python example prints what its comments say', async () => {
+    const [example, ...rest] = codeBlocks('docs/oidc.md', 'python').filter((block) => block.section === 'Quick start (the demo)')
+    assert.ok(example && rest.length === 0, 'one Python example in docs/oidc.md\'s quick start')
+    const shown = example.code.split('\n').filter((line) => line.startsWith('print(')).map((line) => /#\s*(.*)$/.exec(line)![1])
+    const { stdout } = await run('python3', ['-c', example.code.replaceAll(DOCUMENTED_ADDRESS, gateway.url)], { cwd: workDir, env: { ...process.env, ...env } })
+    assert.deepEqual(stdout.trim().split('\n'), shown)
   })
 
   it('the run-time settings example switches basic credentials off', async () => {
