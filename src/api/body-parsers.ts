@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { parse as parseForm } from 'node:querystring'
 import { InvalidJson, MalformedEscape, UnsupportedMediaType } from '../errors.ts'
+import { mediaType } from '../http/negotiation.ts'
 import { wellFormedEscapes } from '../http/request-target.ts'
 import type { GatewayApi } from './gateway-api.ts'
 
@@ -26,6 +27,13 @@ export function registerBodyParsers(api: GatewayApi): void {
     const text = body.toString('utf8')
     if (!isUtf8(body) || !wellFormedEscapes(text)) throw new MalformedEscape('The form is not UTF-8, or has a malformed percent escape.')
     return parseForm(text)
+  })
+  // Any other type, text/plain included (which Fastify would read as a string), is answered as Django REST framework
+  // answers a type it has no parser for; an empty body of any type is no body, as there.
+  api.removeContentTypeParser('text/plain')
+  api.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    if (body.length === 0) done(null, undefined)
+    else done(new UnsupportedMediaType(`Unsupported media type "${(mediaType(request) ?? '').slice(0, 100)}" in request.`), undefined)
   })
 }
 

@@ -11,7 +11,7 @@ import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import type { GatewayApi } from './gateway-api.ts'
-import { wantsHtml } from '../http/negotiation.ts'
+import { mediaType, wantsHtml } from '../http/negotiation.ts'
 import { startSession } from '../auth/session-start.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
@@ -172,11 +172,6 @@ function isBrowserForm(request: FastifyRequest): boolean {
  */
 function isStaleFormToken(error: unknown): error is CsrfFailed {
   return error instanceof CsrfCookieMissing || error instanceof CsrfCookieMalformed || error instanceof CsrfTokenMissing || error instanceof CsrfTokenIncorrect
-}
-
-function mediaType(request: FastifyRequest): string | undefined {
-  const type = request.headers['content-type']
-  return typeof type === 'string' ? type.split(';', 1)[0]!.trim().toLowerCase() : undefined
 }
 
 function prefersJson(request: FastifyRequest): boolean {

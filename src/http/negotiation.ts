@@ -19,3 +19,9 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 export function isSafeMethod(method: string): boolean {
   return SAFE_METHODS.has(method)
 }
+
+/** The media type of a request's body, lower-cased, without its parameters. */
+export function mediaType(request: Pick<GatewayRequest, 'headers'>): string | undefined {
+  const type = request.headers['content-type']
+  return typeof type === 'string' ? type.split(';', 1)[0]!.trim().toLowerCase() : undefined
+}

@@ -136,4 +136,18 @@ describe('text that is not Unicode', () => {
     }
     assert.deepEqual((await organizations()).filter((name: string) => name.startsWith('caf')), ['café json', 'café form'])
   })
+
+  it('answers a body of a type it does not read 415, as Django REST framework does, and takes an empty one of any type', async () => {
+    const post = (path: string, type: string, body?: string) => gw.fetch(path, { method: 'POST', headers: { ...adminAuth, 'content-type': type }, body })
+    for (const type of ['text/plain', 'text/plain; charset=utf-8', 'application/xml', 'application/octet-stream']) {
+      for (const path of ['/api/gateway/v1/organizations/', '/api/gateway/v1/tokens/revoke/', '/api/gateway/v1/me/sessions/end_others/']) {
+        const response = await post(path, type, '{"name": "as text", "user": 1}')
+        assert.deepEqual([response.status, (await json(response)).code], [415, 'unsupported_media_type'], `${type} to ${path}`)
+      }
+      const empty = await post('/api/gateway/v1/me/sessions/end_others/', type)
+      assert.equal(empty.status, 200, `an empty ${type} body`)
+    }
+    const named = await json(await post('/api/gateway/v1/organizations/', 'text/plain', 'x'))
+    assert.equal(named.detail, 'Unsupported media type "text/plain" in request.')
+  })
 })
