@@ -217,6 +217,29 @@ describe('LDAP accounts through the gateway', () => {
     const body = await json(await gw.fetch('/api/gateway/v1/ui_auth/'))
     assert.deepEqual(body.passwords.map((p: { type: string }) => p.type), ['local', 'ldap'])
   })
+
+  it('takes a directory name differing only in case from an account\'s as that account\'s: the same LDAP person, or a conflict', async () => {
+    // The directory matches names without regard to case, and so does a realm login: two such accounts would make
+    // that login fail.
+    const me = (name: string, password: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(name, password) } })
+    assert.equal((await me('carol', PASSWORDS.carol!)).status, 200)
+    const carol = (await gw.store.users.findByUsername('carol'))!
+    await gw.app.accounts.update(carol.id, { username: 'Carol' })
+    const again = await me('carol', PASSWORDS.carol!)
+    assert.equal(again.status, 200)
+    assert.equal((await json(again)).results[0].id, carol.id, 'an LDAP account in another case is the same directory person\'s')
+    assert.equal(await gw.store.users.findByUsername('carol'), undefined, 'and no second account')
+
+    assert.equal((await me('alice', PASSWORDS.alice!)).status, 200)
+    await gw.app.accounts.delete((await gw.store.users.findByUsername('alice'))!.id)
+    await gw.app.accounts.create({ username: 'ALICE', password: 'local-alice-password' })
+    const count = await gw.store.users.count()
+    const refused = await me('alice', PASSWORDS.alice!)
+    assert.equal(refused.status, 403)
+    assert.equal((await json(refused)).code, 'account_source_conflict')
+    assert.equal(await gw.store.users.count(), count)
+    assert.equal((await me('ALICE', 'local-alice-password')).status, 200)
+  })
 })
 
 describe('LDAP asked before local passwords', () => {

@@ -30,6 +30,9 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       erin: person('sub-erin', 'erin'),
       frank: person('sub-frank', 'frank'),
       'admin-upstream': person('sub-admin', 'admin'),
+      'admin-shouting': person('sub-admin-shouting', 'ADMIN'),
+      'carol-capital': person('sub-carol-capital', 'Carol'),
+      gina: person('sub-gina', 'gina'),
     })
     partner = await startUpstreamIdp({
       carol: person('partner-carol', 'carol'),
@@ -215,6 +218,32 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     const admin = (await gw.store.users.findByUsername('admin'))!
     assert.equal(admin.source, 'local')
     assert.equal((await gw.store.sso.findIdentity(corp.issuer, 'sub-admin')), undefined)
+  })
+
+  it('treats a username differing only in case from another account\'s as that account\'s, but lets an account change its own name\'s case', async () => {
+    // A realm login ignores case, as Keycloak's does: an `ADMIN` beside `admin` would make both logins fail.
+    await signIn('Partner', 'carol', partner)
+    const before = await snapshot()
+    for (const [login, code] of [['admin-shouting', 'account_source_conflict'], ['carol-capital', 'sso_identity_conflict']] as const) {
+      const browser = new Browser()
+      const callback = await signInUpstream(browser, await openProviderLogin(browser, 'Corp ID'), login, corp.users.get(login)!.password)
+      assert.deepEqual(await refusedCallback(browser, callback), { status: 403, code }, login)
+    }
+    assert.deepEqual(await snapshot(), before)
+
+    await signIn('Corp ID', 'gina', corp)
+    const gina = corp.users.get('gina')!
+    try {
+      gina.claims = { ...gina.claims, preferred_username: 'Carol' }
+      const browser = new Browser()
+      const callback = await signInUpstream(browser, await openProviderLogin(browser, 'Corp ID'), 'gina', gina.password)
+      assert.deepEqual(await refusedCallback(browser, callback), { status: 403, code: 'sso_identity_conflict' }, 'a rename to another account\'s name in another case')
+      gina.claims = { ...gina.claims, preferred_username: 'Gina' }
+      const { page } = await signIn('Corp ID', 'gina', corp, '/api/controller/v2/me/')
+      assert.equal(JSON.parse(page.body).identity.username, 'Gina', 'its own name in another case')
+    } finally {
+      gina.claims = { ...gina.claims, preferred_username: 'gina' }
+    }
   })
 
   it('refuses a disabled account', async () => {
