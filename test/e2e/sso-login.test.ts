@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import type { RuleMatch } from '../../src/config/access.ts'
+import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { Browser, linksTo, type Page } from '../helpers/browser.ts'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
@@ -10,6 +12,9 @@ import { startUpstreamIdp, type IdpUser, type UpstreamIdp } from '../helpers/ups
 // every step of each sign-in is a real HTTP request made by a client that keeps cookies like a browser.
 
 const callbackOf = (name: string) => `${SSO}${name}/callback/`
+const demo = loadConfigFile(demoConfigFile)
+/** A service that takes a browser's session, for rules to guard. */
+const ruled = (name: string, users: NonNullable<RuleMatch['users']>) => ({ name, prefix: `/${name}/`, upstream: 'builtin:demo', accepts: ['session'], access: [{ allow: { users } }] })
 
 const person = (sub: string, username: string, groups: string[] = []): IdpUser => ({
   sub,
@@ -33,6 +38,7 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       'admin-shouting': person('sub-admin-shouting', 'ADMIN'),
       'carol-capital': person('sub-carol-capital', 'Carol'),
       gina: person('sub-gina', 'gina'),
+      hana: person('sub-hana', 'hana'),
     })
     partner = await startUpstreamIdp({
       carol: person('partner-carol', 'carol'),
@@ -40,6 +46,13 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     })
     gw = await startGateway({
       config: {
+        services: [
+          ...demo.services,
+          // Rules written for a local `hana` before her account exists: the first trusts any source with the name.
+          ruled('named-alone', ['hana']),
+          ruled('named-local', [{ username: 'hana', source: 'local' }]),
+          ruled('named-sso', [{ username: 'hana', source: 'sso' }]),
+        ],
         sso: [
           corp.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: 'gatehouse', client_secret: 'corp-secret', superuser_groups: ['gatehouse-admins'], named_groups: { developers: ['devs'] } }),
           partner.ssoConfig({ name: 'partner', label: 'Partner', client_id: 'gatehouse-at-partner', client_secret: 'partner-secret', token_endpoint_auth_method: 'client_secret_basic' }),
@@ -244,6 +257,15 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     } finally {
       gina.claims = { ...gina.claims, preferred_username: 'gina' }
     }
+  })
+
+  it('lets a rule name a user with their source, which an upstream provider choosing that name does not meet', async () => {
+    // A name alone is trusted from every source: the provider picks its people's usernames (docs/access.md).
+    const { browser } = await signIn('Corp ID', 'hana', corp)
+    const status = async (prefix: string) => (await browser.request(`${gw.url}${prefix}pipelines`, { headers: { accept: 'application/json' } })).status
+    assert.equal(await status('/named-alone/'), 200)
+    assert.equal(await status('/named-local/'), 403)
+    assert.equal(await status('/named-sso/'), 200)
   })
 
   it('refuses a disabled account', async () => {
