@@ -145,8 +145,9 @@ function conditionsOf(match: RuleMatch): Condition[] {
     conditions.push((r) => r.principal.user.isSuperuser === wanted)
   }
   if (match.users) {
-    const users = new Set(match.users)
-    conditions.push((r) => users.has(r.principal.user.username))
+    const byName = new Set(match.users.filter((u) => typeof u === 'string'))
+    const bySource = new Set(match.users.filter((u) => typeof u !== 'string').map((u) => userKey(u.source, u.username)))
+    conditions.push(({ principal: { user } }) => byName.has(user.username) || bySource.has(userKey(user.source, user.username)))
   }
   if (match.teams) {
     const byName = match.teams.filter((t) => typeof t === 'string')
@@ -203,6 +204,14 @@ function inBlocks(blocks: BlockList, address: string): boolean {
   return blocks.check(address, address.includes(':') ? 'ipv6' : 'ipv4')
 }
 
+function userKey(source: string, username: string): string {
+  return `${source}\n${username}`
+}
+
+function userName(user: string | { username: string; source: string }): string {
+  return typeof user === 'string' ? user : `${user.username} (${user.source})`
+}
+
 function teamName(team: string | { organization: string; team: string }): string {
   return typeof team === 'string' ? team : `${team.organization}/${team.team}`
 }
@@ -214,7 +223,7 @@ function roleName(role: string | ScopedRole): string {
 
 function describe(allow: boolean, match: RuleMatch): string {
   const parts = Object.entries(match).map(([key, value]) => {
-    const shown = key === 'teams' ? match.teams!.map(teamName) : key === 'roles' ? match.roles!.map(roleName) : value
+    const shown = key === 'users' ? match.users!.map(userName) : key === 'teams' ? match.teams!.map(teamName) : key === 'roles' ? match.roles!.map(roleName) : value
     return `${key}=${Array.isArray(shown) ? shown.join(',') : String(shown)}`
   })
   return `${allow ? 'allow' : 'deny'}${parts.length ? ' ' + parts.join(' ') : ''}`

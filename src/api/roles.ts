@@ -155,6 +155,8 @@ export function roleRoutes(api: GatewayApi, app: App): void {
       return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))
     })
     api.get(`/role_definitions/:id/${actor}_assignments/`, { schema: { params: idParam, querystring } }, async (request) => {
+      // A missing parent is 404, as django-ansible-base's related lists answer it (RelatedListMixin.get_parent_object).
+      if (!await app.store.access.findRoleDefinition(request.params.id)) throw new NotFound('No such role definition.')
       const { page, filter } = request.query
       const { count, results } = await app.store.access.listAssignments(actor, { offset: page.offset, limit: page.pageSize, filter, roleDefinitionId: request.params.id, onObjects: visibilityOf(app, request)?.assignments })
       return paged(request, page, count, await Promise.all(results.map((a) => serializeAssignment(app, a))))

@@ -63,7 +63,14 @@ const ScopedRoleSchema = z.object({
 /** What a rule matches; every condition it names must hold (a list: any of its values), and a rule naming none matches everyone signed in. */
 export const RuleMatchSchema = z.object({
   superuser: z.boolean().optional().describe('true: superusers only; false: everyone but superusers.'),
-  users: names.optional().describe('Usernames.'),
+  users: z.array(z.union([
+    z.string().min(1).max(512),
+    z.object({
+      username: z.string().min(1).max(512).describe('The exact username.'),
+      source: z.enum(['local', 'ldap', 'sso']).describe('Where the account comes from: local, ldap or sso.'),
+    }).strict(),
+  ])).min(1).optional()
+    .describe('Users: a username alone (the account of that name, whatever its source), or { username, source }: that name only from that source, which a name an upstream provider picks does not meet.'),
   teams: z.array(z.union([
     z.string().min(1).max(512),
     z.object({

@@ -184,6 +184,7 @@ export class Accounts {
     if (!USERNAME_PATTERN.test(input.username)) problems.username = [INVALID_USERNAME]
     if (input.password !== undefined) await this.#checkNewPassword(input.password, input.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
+    await this.#refuseCaseVariant(input.username)
     const passwordHash = input.password === undefined ? null : await hashPassword(input.password)
     try {
       return await this.#store.users.create({ ...input, passwordHash })
@@ -210,6 +211,7 @@ export class Accounts {
       && await verifyPassword(current.passwordHash, changes.password)
     if (typeof changes.password === 'string' && !keepsPassword) await this.#checkNewPassword(changes.password, changes.username ?? current.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
+    if (changes.username !== undefined && changes.username !== current.username) await this.#refuseCaseVariant(changes.username, id)
     const { password, revokeTokens, ...rest } = changes
     const passwordHash = password === undefined || keepsPassword ? undefined : password === null ? null : await hashPassword(password)
     let saved: { before: User; after: User; keptSuperuser: boolean } | undefined
@@ -248,6 +250,16 @@ export class Accounts {
     // A new password, or an account enabled again, is an administrator's answer to a lock: it ends it.
     if (passwordHash || (!before.isActive && after.isActive)) await this.lockout.clear(after.username)
     return after
+  }
+
+  /**
+   * Keycloak keeps usernames in lower case; Gatehouse keeps their case but, like Keycloak, lets a realm login name an
+   * account in any case (src/oidc/login-name.ts). A second account whose name differs only in case would make such a
+   * login match two accounts, and fail, so it is refused as a taken name (django-ansible-base compares exactly and
+   * allows it). Renaming an account to its own name in another case is no clash.
+   */
+  async #refuseCaseVariant(username: string, exceptId?: number): Promise<void> {
+    if (await this.#store.users.findCaseVariant(username, exceptId)) throw new UsernameTaken()
   }
 
   async delete(id: number, options: AdministrativeChange = {}): Promise<void> {

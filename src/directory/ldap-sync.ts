@@ -29,21 +29,24 @@ const MAX_EMAIL = 254
  * `ldap` and no local password. The profile, the mapped groups and, when their groups are configured, the
  * superuser and auditor flags follow the directory (but the last active superuser keeps the flag:
  * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision. An
- * unchanged account is not written, so a login tells other processes nothing.
+ * unchanged account is not written, so a login tells other processes nothing. The account is found by name without
+ * regard to case, as the directory matches names: an LDAP account spelled in another case is this person's, and
+ * keeps its spelling; a local or single sign-on one is a conflict (a second account differing only in case would
+ * make a realm login by that name fail).
  */
 export async function syncDirectoryAccount(store: Store, accounts: Accounts, found: DirectoryUser): Promise<User> {
   if (!USERNAME_PATTERN.test(found.username)) {
     throw new DirectoryUsernameInvalid()
   }
   const profile = profileOf(found)
-  let existing = await store.users.findByUsername(found.username)
+  let existing = await store.users.findCaseVariant(found.username)
   if (!existing) {
     try {
       return await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
     } catch (error) {
       // Another request created it first: update that one instead.
       if (!(error instanceof UsernameTaken)) throw error
-      existing = await store.users.findByUsername(found.username)
+      existing = await store.users.findCaseVariant(found.username)
       if (!existing) throw error
     }
   }

@@ -24,7 +24,8 @@ interface SsoProfile extends UserChanges {
  * Finds or creates the account of a person a provider just vouched for: an external account with source
  * `sso` and no password. The account is found by the upstream identity (issuer and subject), never by
  * username, so a person renamed upstream keeps their account, and an upstream username can never take over
- * a local, LDAP or other single sign-on account that happens to have the same name. Nor can it take the name of a
+ * a local, LDAP or other single sign-on account that happens to have the same name, in any letter case (a realm login
+ * ignores case, so a name differing only in case would make that account's login fail). Nor can it take the name of a
  * person in the LDAP directory (`directory`) who has not signed in yet, and so has no account: their first sign-in
  * would then find their name held by someone else. So a new name (a new account, a rename) is checked with the
  * directory, and refused when the directory has it, or cannot say (fail closed). django-ansible-base gives such a
@@ -43,7 +44,7 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
     await store.sso.recordLogin(linked.id, provider.name)
     return updated
   }
-  const taken = await store.users.findByUsername(profile.username)
+  const taken = await store.users.findCaseVariant(profile.username)
   if (taken) throw conflictWith(taken)
   await checkNotInDirectory(directory, profile.username)
   let created: User
@@ -51,7 +52,7 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
     created = await accounts.create({ ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'sso', external: true })
   } catch (error) {
     // Another sign-in created the name first; it is linked to someone else, or about to be.
-    const now = error instanceof UsernameTaken ? await store.users.findByUsername(profile.username) : undefined
+    const now = error instanceof UsernameTaken ? await store.users.findCaseVariant(profile.username) : undefined
     throw now ? conflictWith(now) : error
   }
   try {
@@ -70,7 +71,7 @@ async function updateLinkedAccount(store: Store, accounts: Accounts, user: User,
   try {
     return await accounts.update(user.id, changes, { keepLastSuperuserFlag: true })
   } catch (error) {
-    const taken = error instanceof UsernameTaken && changes.username ? await store.users.findByUsername(changes.username) : undefined
+    const taken = error instanceof UsernameTaken && changes.username ? await store.users.findCaseVariant(changes.username, user.id) : undefined
     throw taken ? conflictWith(taken) : error
   }
 }

@@ -93,6 +93,8 @@ export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWi
   }
 }
 
+const CASE_VARIANT_HOLDS_NAME = 'The service account\'s username belongs to another account, spelled in another letter case.'
+
 /**
  * The realm browser session of an account that is disabled or gone, met at the authorization endpoint (oidc-provider
  * looks its account up without a token only there): the request goes on as from a browser signed in as nobody, so
@@ -129,17 +131,19 @@ export class ServiceAccounts {
     const user = known === undefined ? undefined : await this.#accounts.get(known)
     if (user) return user
     const username = ServiceAccounts.username(clientId)
-    let found = await this.#store.users.findByUsername(username)
+    let found = await this.#store.users.findCaseVariant(username)
     // Single sign-on and LDAP name their accounts as their upstream does, where a person may choose the name: such
     // an account is that person's, never the client's (Keycloak links a service account to its client, not by name).
     if (found && found.source !== 'local') throw invalidGrant(`The service account's username belongs to an ${found.source === 'sso' ? 'SSO' : 'LDAP'} account.`)
+    // Another spelling is another account, and the name cannot be made beside it (Accounts refuses case variants).
+    if (found && found.username !== username) throw invalidGrant(CASE_VARIANT_HOLDS_NAME)
     if (!found) {
       try {
         found = await this.#accounts.create({ username, email: '' })
       } catch (error) {
         if (!(error instanceof UsernameTaken)) throw error
         found = await this.#store.users.findByUsername(username)
-        if (!found) throw error
+        if (!found) throw invalidGrant(CASE_VARIANT_HOLDS_NAME)
       }
     }
     this.#ids.set(clientId, found.id)

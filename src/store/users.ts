@@ -108,6 +108,18 @@ export class UserRepository {
   }
 
   /**
+   * An account other than `exceptId` named `username` without regard to case, the exact spelling first. Names that
+   * differ only in case are refused when made (src/directory/accounts.ts), but a database from an earlier version may
+   * hold such pairs. Usernames are ASCII (USERNAME_PATTERN), which both backends' lower() fold alike.
+   */
+  async findCaseVariant(username: string, exceptId?: number): Promise<User | undefined> {
+    let query = this.#db.selectFrom('users').selectAll().where((eb) => eb(eb.fn('lower', ['username']), '=', username.toLowerCase()))
+    if (exceptId !== undefined) query = query.where('id', '!=', exceptId)
+    const row = await query.orderBy(sql`case when username = ${username} then 0 else 1 end`).orderBy('id').limit(1).executeTakeFirst()
+    return row && toUser(row)
+  }
+
+  /**
    * Usernames whose spelling matches `name` ignoring case, or whose e-mail address is `name` (ignoring case) when
    * `byEmail`; at most `limit`, for callers that accept only a unique match. An address counts only for accounts
    * that log in with a password: an SSO account's address is whatever its provider sent, and one that named a local

@@ -38,6 +38,18 @@ describe('access rules', () => {
     assert.match(rules.explain(none), /No access rule/)
   })
 
+  it('matches a username alone from any source, and { username, source } only from that source', () => {
+    const rules = new ServiceRules('svc', [{ allow: { users: ['alice', { username: 'bob', source: 'local' }] } }])
+    const from = (username: string, source: User['source']) => ({ ...user(username), source }) as User
+    assert.equal(rules.decide(request({ user: from('alice', 'sso'), method: 'session' })).allowed, true, 'a name alone trusts every source')
+    assert.equal(rules.decide(request({ user: from('bob', 'local'), method: 'session' })).allowed, true)
+    for (const source of ['ldap', 'sso'] as const) assert.equal(rules.decide(request({ user: from('bob', source), method: 'session' })).allowed, false, source)
+    assert.equal(rules.decide(request({ user: from('BOB', 'local'), method: 'session' })).allowed, false, 'names are exact')
+    assert.equal(rules.decide(request({ user: from('bob', 'local'), method: 'session' })).description, 'allow users=alice,bob (local)')
+    assert.ok(problemsOf([{ allow: { users: [{ username: 'bob', source: 'saml' }] } }]).some((problem) => /source/.test(problem)))
+    assert.ok(problemsOf([{ allow: { users: [{ username: 'bob' }] } }]).some((problem) => /source/.test(problem)))
+  })
+
   it('matches client networks on the trusted address, IPv4 on a dual-stack socket included', () => {
     const rules = new ServiceRules('svc', [{ allow: { networks: ['10.0.0.0/8', '2001:db8::/32'] } }])
     const alice = { user: user('alice'), method: 'session' as const }

@@ -273,6 +273,24 @@ describe('the gateway API', () => {
       assert.equal((await json(huge)).code, 'payload_too_large')
     })
 
+    it('refuses a username that another account already has in another letter case, on creation and on rename', async () => {
+      // A realm login matches names without regard to case (as Keycloak does): two such accounts would make it fail.
+      const variant = await send('POST', '/api/gateway/v1/users/', { username: 'USER1' })
+      assert.equal(variant.status, 400)
+      const taken = await json(variant)
+      assert.equal(taken.code, 'username_taken')
+      assert.deepEqual(taken.username, ['A user with that username already exists.'])
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/users/?username=USER1', { headers: adminAuth }))).count, 0)
+
+      const { id } = await json(await send('POST', '/api/gateway/v1/users/', { username: 'case-renamed' }))
+      const rename = await send('PATCH', `/api/gateway/v1/users/${id}/`, { username: 'User1' })
+      assert.equal(rename.status, 400)
+      assert.deepEqual((await json(rename)).username, ['A user with that username already exists.'])
+      const own = await send('PATCH', `/api/gateway/v1/users/${id}/`, { username: 'Case-Renamed' })
+      assert.equal(own.status, 200, 'its own name in another case is no clash')
+      assert.equal((await json(own)).username, 'Case-Renamed')
+    })
+
     it('answers unknown and malformed ids with 404', async () => {
       for (const id of ['999999', 'abc', '0', '-1', '1e3']) {
         const response = await gw.fetch(`/api/gateway/v1/users/${id}/`, { headers: adminAuth })

@@ -106,6 +106,21 @@ describe('custom role definitions', () => {
     }
     assert.equal((await call(gw, 'GET', `role_definitions/${id}/`)).body.name, 'Team Member')
   })
+
+  it('lists a role definition\'s user and team assignments, and answers 404 for one that does not exist, as the platform answers a missing parent', async () => {
+    const id = await roleId(gw, 'Organization Member')
+    assert.equal((await grant(gw, 'holder', 'Organization Member', research.organization)).status, 201)
+    const held = await call(gw, 'GET', `role_definitions/${id}/user_assignments/`)
+    assert.equal(held.status, 200)
+    assert.ok(held.body.results.every((assignment: any) => assignment.role_definition === id))
+    assert.ok(held.body.count >= 1)
+    assert.equal((await call(gw, 'GET', `role_definitions/${id}/team_assignments/`)).status, 200)
+    for (const actor of ['user', 'team']) {
+      const missing = await call(gw, 'GET', `role_definitions/999999/${actor}_assignments/`)
+      assert.equal(missing.status, 404, actor)
+      assert.equal(missing.body.code, 'not_found', actor)
+    }
+  })
 })
 
 /**

@@ -152,12 +152,14 @@ describe('bin/gatehouse', () => {
     }
   })
 
-  it('says a username is taken once', async () => {
+  it('says a username is taken once, in any letter case', async () => {
     const dir = tempDir()
     assert.equal((await runCli(['users', 'create', 'hana', '--data-dir', dir])).code, 0)
-    const again = await runCli(['users', 'create', 'hana', '--data-dir', dir])
-    assert.notEqual(again.code, 0)
-    assert.equal(again.stderr, 'gatehouse: A user with that username already exists.\n')
+    for (const name of ['hana', 'HANA']) {
+      const again = await runCli(['users', 'create', name, '--data-dir', dir])
+      assert.notEqual(again.code, 0, name)
+      assert.equal(again.stderr, 'gatehouse: A user with that username already exists.\n', name)
+    }
   })
 
   it('refuses a configuration file or a data directory it cannot use, in one line with exit status 2', async () => {

@@ -4,6 +4,7 @@ import { decodeJwt } from 'jose'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
 import { login, withCsrf } from '../helpers/session.ts'
+import { Browser } from '../helpers/browser.ts'
 
 
 const jsonHeaders = { ...adminAuth, 'content-type': 'application/json' }
@@ -100,6 +101,44 @@ describe('LDAP accounts through the gateway', () => {
     assert.equal((await setting(false)).status, 200)
     const refreshed = await gw.fetch('/o/token/', { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', client_id: clientId, refresh_token: refreshToken }) })
     assert.equal((await json(refreshed)).error, 'access_denied', 'a refresh issues a new token too')
+  })
+
+  it('signs a directory user in to no OAuth2 application in the browser while external users may not create tokens', async () => {
+    const created = await gw.fetch('/api/gateway/v1/applications/', {
+      method: 'POST', headers: jsonHeaders,
+      body: JSON.stringify({ name: 'web', client_type: 'public', authorization_grant_type: 'authorization-code', redirect_uris: 'https://app.example.com/cb' }),
+    })
+    assert.equal(created.status, 201)
+    const { client_id: clientId } = await json(created)
+    const setting = (on: boolean) => gw.fetch('/api/gateway/v1/settings/all/', {
+      method: 'PATCH', headers: jsonHeaders, body: JSON.stringify({ allow_external_users_to_create_oauth2_tokens: on }),
+    })
+    const toApp = (url: string) => url.startsWith('https://app.example.com/cb')
+    const authorize = (browser: Browser) => browser.navigate(`${gw.url}/o/authorize/?${new URLSearchParams({
+      client_id: clientId, response_type: 'code', redirect_uri: 'https://app.example.com/cb', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+    })}`, { stopBefore: toApp })
+    /** What the application receives at its redirect URI after a sign-in at the login page, or from a browser already signed in. */
+    const answer = async (browser: Browser, password?: string) => {
+      const page = await authorize(browser)
+      const done = password === undefined ? page : await browser.submit(page, { username: 'carol', password }, { stopBefore: toApp })
+      assert.ok(done.stoppedAt, done.body.slice(0, 300))
+      return new URL(done.stoppedAt).searchParams
+    }
+
+    const refused = await answer(new Browser(), PASSWORDS.carol!)
+    assert.equal(refused.get('error'), 'access_denied')
+    assert.equal(refused.get('code'), null)
+
+    assert.equal((await setting(true)).status, 200)
+    const browser = new Browser()
+    try {
+      assert.ok((await answer(browser, PASSWORDS.carol!)).get('code'), 'allowed while the setting is on')
+    } finally {
+      assert.equal((await setting(false)).status, 200)
+    }
+    const signedIn = await answer(browser)
+    assert.equal(signedIn.get('error'), 'access_denied', 'a browser already signed in at the realm is refused too')
+    assert.equal(signedIn.get('code'), null)
   })
 
   it('maps groups to superuser, auditor and named groups, and passes them to services', async () => {
@@ -216,6 +255,29 @@ describe('LDAP accounts through the gateway', () => {
   it('lists LDAP among the password logins', async () => {
     const body = await json(await gw.fetch('/api/gateway/v1/ui_auth/'))
     assert.deepEqual(body.passwords.map((p: { type: string }) => p.type), ['local', 'ldap'])
+  })
+
+  it('takes a directory name differing only in case from an account\'s as that account\'s: the same LDAP person, or a conflict', async () => {
+    // The directory matches names without regard to case, and so does a realm login: two such accounts would make
+    // that login fail.
+    const me = (name: string, password: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(name, password) } })
+    assert.equal((await me('carol', PASSWORDS.carol!)).status, 200)
+    const carol = (await gw.store.users.findByUsername('carol'))!
+    await gw.app.accounts.update(carol.id, { username: 'Carol' })
+    const again = await me('carol', PASSWORDS.carol!)
+    assert.equal(again.status, 200)
+    assert.equal((await json(again)).results[0].id, carol.id, 'an LDAP account in another case is the same directory person\'s')
+    assert.equal(await gw.store.users.findByUsername('carol'), undefined, 'and no second account')
+
+    assert.equal((await me('alice', PASSWORDS.alice!)).status, 200)
+    await gw.app.accounts.delete((await gw.store.users.findByUsername('alice'))!.id)
+    await gw.app.accounts.create({ username: 'ALICE', password: 'local-alice-password' })
+    const count = await gw.store.users.count()
+    const refused = await me('alice', PASSWORDS.alice!)
+    assert.equal(refused.status, 403)
+    assert.equal((await json(refused)).code, 'account_source_conflict')
+    assert.equal(await gw.store.users.count(), count)
+    assert.equal((await me('ALICE', 'local-alice-password')).status, 200)
   })
 })
 

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import type { RuleMatch } from '../../src/config/access.ts'
+import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { Browser, linksTo, type Page } from '../helpers/browser.ts'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
@@ -10,6 +12,9 @@ import { startUpstreamIdp, type IdpUser, type UpstreamIdp } from '../helpers/ups
 // every step of each sign-in is a real HTTP request made by a client that keeps cookies like a browser.
 
 const callbackOf = (name: string) => `${SSO}${name}/callback/`
+const demo = loadConfigFile(demoConfigFile)
+/** A service that takes a browser's session, for rules to guard. */
+const ruled = (name: string, users: NonNullable<RuleMatch['users']>) => ({ name, prefix: `/${name}/`, upstream: 'builtin:demo', accepts: ['session'], access: [{ allow: { users } }] })
 
 const person = (sub: string, username: string, groups: string[] = []): IdpUser => ({
   sub,
@@ -30,6 +35,10 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       erin: person('sub-erin', 'erin'),
       frank: person('sub-frank', 'frank'),
       'admin-upstream': person('sub-admin', 'admin'),
+      'admin-shouting': person('sub-admin-shouting', 'ADMIN'),
+      'carol-capital': person('sub-carol-capital', 'Carol'),
+      gina: person('sub-gina', 'gina'),
+      hana: person('sub-hana', 'hana'),
     })
     partner = await startUpstreamIdp({
       carol: person('partner-carol', 'carol'),
@@ -37,6 +46,13 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     })
     gw = await startGateway({
       config: {
+        services: [
+          ...demo.services,
+          // Rules written for a local `hana` before her account exists: the first trusts any source with the name.
+          ruled('named-alone', ['hana']),
+          ruled('named-local', [{ username: 'hana', source: 'local' }]),
+          ruled('named-sso', [{ username: 'hana', source: 'sso' }]),
+        ],
         sso: [
           corp.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: 'gatehouse', client_secret: 'corp-secret', superuser_groups: ['gatehouse-admins'], named_groups: { developers: ['devs'] } }),
           partner.ssoConfig({ name: 'partner', label: 'Partner', client_id: 'gatehouse-at-partner', client_secret: 'partner-secret', token_endpoint_auth_method: 'client_secret_basic' }),
@@ -215,6 +231,41 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     const admin = (await gw.store.users.findByUsername('admin'))!
     assert.equal(admin.source, 'local')
     assert.equal((await gw.store.sso.findIdentity(corp.issuer, 'sub-admin')), undefined)
+  })
+
+  it('treats a username differing only in case from another account\'s as that account\'s, but lets an account change its own name\'s case', async () => {
+    // A realm login ignores case, as Keycloak's does: an `ADMIN` beside `admin` would make both logins fail.
+    await signIn('Partner', 'carol', partner)
+    const before = await snapshot()
+    for (const [login, code] of [['admin-shouting', 'account_source_conflict'], ['carol-capital', 'sso_identity_conflict']] as const) {
+      const browser = new Browser()
+      const callback = await signInUpstream(browser, await openProviderLogin(browser, 'Corp ID'), login, corp.users.get(login)!.password)
+      assert.deepEqual(await refusedCallback(browser, callback), { status: 403, code }, login)
+    }
+    assert.deepEqual(await snapshot(), before)
+
+    await signIn('Corp ID', 'gina', corp)
+    const gina = corp.users.get('gina')!
+    try {
+      gina.claims = { ...gina.claims, preferred_username: 'Carol' }
+      const browser = new Browser()
+      const callback = await signInUpstream(browser, await openProviderLogin(browser, 'Corp ID'), 'gina', gina.password)
+      assert.deepEqual(await refusedCallback(browser, callback), { status: 403, code: 'sso_identity_conflict' }, 'a rename to another account\'s name in another case')
+      gina.claims = { ...gina.claims, preferred_username: 'Gina' }
+      const { page } = await signIn('Corp ID', 'gina', corp, '/api/controller/v2/me/')
+      assert.equal(JSON.parse(page.body).identity.username, 'Gina', 'its own name in another case')
+    } finally {
+      gina.claims = { ...gina.claims, preferred_username: 'gina' }
+    }
+  })
+
+  it('lets a rule name a user with their source, which an upstream provider choosing that name does not meet', async () => {
+    // A name alone is trusted from every source: the provider picks its people's usernames (docs/access.md).
+    const { browser } = await signIn('Corp ID', 'hana', corp)
+    const status = async (prefix: string) => (await browser.request(`${gw.url}${prefix}pipelines`, { headers: { accept: 'application/json' } })).status
+    assert.equal(await status('/named-alone/'), 200)
+    assert.equal(await status('/named-local/'), 403)
+    assert.equal(await status('/named-sso/'), 200)
   })
 
   it('refuses a disabled account', async () => {

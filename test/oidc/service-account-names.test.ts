@@ -36,4 +36,15 @@ describe('a service account name taken by a single sign-on or LDAP account', () 
     }
     assert.equal((await gw.store.users.findByUsername('service-account-reports'))!.id, squatter.id, 'the account is left as it is')
   })
+
+  it('nor one holding the name in another letter case, which a realm login would take for it', async () => {
+    await gw.app.accounts.delete((await gw.store.users.findByUsername('service-account-reports'))!.id)
+    const squatter = await gw.app.accounts.create({ username: 'Service-Account-Reports', source: 'sso', external: true })
+    const response = await clientCredentials(`client_id=reports&client_secret=${SERVICE_SECRET}&grant_type=client_credentials`)
+    const body = await response.json() as Record<string, unknown>
+    assert.equal(response.status, 400, JSON.stringify(body))
+    assert.equal(body.error, 'invalid_grant')
+    assert.equal(await gw.store.users.findByUsername('service-account-reports'), undefined, 'no second account')
+    assert.equal((await gw.store.users.findCaseVariant('service-account-reports'))!.id, squatter.id)
+  })
 })

@@ -160,6 +160,22 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(ambiguous.body.error, 'invalid_grant')
   })
 
+  it('keeps both accounts of a pair differing only in case, as an earlier version could make, to their exact names', async () => {
+    // Such a pair can no longer be made; a login typing either exact name is that account's, another spelling neither.
+    const { passwordHash } = (await gw.store.users.findByUsername('alice'))!
+    const lower = await gw.store.users.create({ username: 'pair', passwordHash })
+    const upper = await gw.store.users.create({ username: 'PAIR', passwordHash })
+    const login = (username: string) => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username, password: 'alice-password' })
+    for (const [username, id] of [['pair', lower.id], ['PAIR', upper.id]] as const) {
+      const { status, body } = await login(username)
+      assert.equal(status, 200, username)
+      assert.equal(decodeJwtPart(body.access_token, 1).sub, String(id), username)
+    }
+    const ambiguous = await login('Pair')
+    assert.equal(ambiguous.status, 401)
+    assert.equal(ambiguous.body.error, 'invalid_grant')
+  })
+
   it('does not let an SSO account\'s address, whatever its provider sent, make a local user\'s login by address ambiguous', async () => {
     await gw.store.users.create({ username: 'from-provider', email: 'ALICE@example.com', source: 'sso' })
     const alice = await gw.store.users.findByUsername('alice')

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Store } from '../../src/store/store.ts'
 import { EventBus } from '../../src/store/event-bus.ts'
+import { sql } from '../../src/store/kysely.ts'
 import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
 
 /** One conformance suite, run on every backend: what passes here behaves the same on SQLite and PostgreSQL. */
@@ -30,6 +31,29 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
       assert.deepEqual(await store.users.findById(created.id), created)
       assert.deepEqual(await store.users.findByUsername('ada'), created)
       assert.equal(await store.users.findByUsername('ADA'), undefined)
+    })
+
+    it('finds another account of a name in any letter case, the exact spelling first, through an index on lower(username)', async () => {
+      // Pairs like these can no longer be made through Accounts, but a database from an earlier version may hold them.
+      const lower = await store.users.create({ username: 'case-pair' })
+      const upper = await store.users.create({ username: 'CASE-PAIR' })
+      assert.equal((await store.users.findCaseVariant('case-pair'))?.id, lower.id)
+      assert.equal((await store.users.findCaseVariant('CASE-PAIR'))?.id, upper.id)
+      assert.equal((await store.users.findCaseVariant('CASE-PAIR', upper.id))?.id, lower.id, 'not the account being renamed')
+      assert.ok([lower.id, upper.id].includes((await store.users.findCaseVariant('Case-Pair'))!.id))
+      assert.equal(await store.users.findCaseVariant('case-pairs'), undefined)
+      const { db, dialect } = store.database
+      const query = db.selectFrom('users').select('id').where((eb) => eb(eb.fn('lower', ['username']), '=', 'case-pair')).compile()
+      const plan = await db.connection().execute(async (connection) => {
+        if (dialect === 'postgres') await sql`SET enable_seqscan = off`.execute(connection)
+        try {
+          const { rows } = await connection.executeQuery<Record<string, string>>({ ...query, sql: `${dialect === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${query.sql}` })
+          return rows.map((row) => row['QUERY PLAN'] ?? row.detail).join('\n')
+        } finally {
+          if (dialect === 'postgres') await sql`RESET enable_seqscan`.execute(connection)
+        }
+      })
+      assert.match(plan, /users_username_lower/)
     })
 
     it('refuses a duplicate username', async () => {

@@ -24,6 +24,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '016_oidc_gateway_session': async () => (await import('./016_oidc_gateway_session.ts')).oidcGatewaySession,
   '017_leases': async () => (await import('./017_leases.ts')).leases,
   '018_oidc_ended_sessions': async () => (await import('./018_oidc_ended_sessions.ts')).oidcEndedSessions,
+  '019_username_case': async () => (await import('./019_username_case.ts')).usernameCase,
 }
 
 /** The names of this version's migrations, in order. */
