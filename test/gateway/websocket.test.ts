@@ -103,6 +103,7 @@ describe('WebSockets through the gateway', () => {
           { name: 'rewritten', prefix: '/rewritten/', upstream: `${cookieSetting.url}/base`, strip_prefix: true, public_paths: ['/rewritten/*'] },
           { name: 'eda', prefix: '/api/eda/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/api/eda/open/'] },
           { name: 'counted', prefix: '/counted/', upstream: counting.url, accepts: ['basic', 'token'], public_paths: ['/counted/open/'] },
+          { name: 'quiet', prefix: '/quiet/', upstream: 'builtin:demo', public_paths: ['/quiet/*'], timeouts: { websocket_idle_seconds: 1 } },
         ],
       },
     })
@@ -263,6 +264,20 @@ describe('WebSockets through the gateway', () => {
     } finally {
       client.socket.destroy()
     }
+  })
+
+  it('keeps a socket open while either side sends, and closes both sides once neither has for timeouts.websocket_idle_seconds', async () => {
+    const { ws: socket } = await open(`${ws}/quiet/events/`)
+    // Twice the idle time, with a message (and its echo) every 300 ms: traffic keeps it open.
+    for (let sent = 0; sent < 7; sent++) {
+      socket.send(`event ${sent}`)
+      const [echo] = await once(socket, 'message')
+      assert.equal(String(echo), `event ${sent}`)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+    }
+    assert.equal(socket.readyState, WebSocket.OPEN)
+    const quietFor = await closesWithin(socket, 3000)
+    assert.ok(quietFor > 500, `closed after ${Math.round(quietFor)} ms of quiet, before its idle time`)
   })
 
   it('answers 502 when the service does not take the connection', async () => {
