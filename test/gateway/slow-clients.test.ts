@@ -126,7 +126,8 @@ describe('the cap on one address\'s connections', () => {
       assert.ok((await eventually(() => held.filter(served).length, (count) => count === 3, 2000)) === 3)
       const refused = await rawClient(gw.url, '127.0.0.30', ask)
       clients.push(refused)
-      await refused.closed
+      await Promise.race([refused.closed, sleep(2000)])
+      assert.ok(refused.socket.closed, 'the connection over the share is closed as it arrives')
       assert.equal(refused.received(), '')
       const other = await rawClient(gw.url, '127.0.0.31', ask)
       clients.push(other)
