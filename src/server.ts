@@ -14,6 +14,7 @@ import { registerForwardAuth } from './gateway/forward-auth.ts'
 import { leanProxy, ownedPaths, upstreamDispatchers, type LeanProxy } from './gateway/lean-proxy.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
+import { limitConnectionsPerAddress } from './listener/address-shares.ts'
 import { nodeServer } from './listener/node-server.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
 import { requestLine } from './logging/request-line.ts'
@@ -67,6 +68,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   })
 
   server.server.maxConnections = app.config.server.max_connections
+  limitConnectionsPerAddress(server.server, app.config.server.max_connections_per_address, app.trustsProxy)
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
   await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)

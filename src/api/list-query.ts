@@ -92,11 +92,56 @@ function readValue(type: FilterFields[string]['type'], raw: string): FilterValue
     // Any whole number: one wider than the columns matches as src/store/list-filter.ts compares it.
     case 'integer': return /^-?[0-9]{1,64}$/.test(raw) ? Number(raw) : { error: `Enter a whole number, not "${raw.slice(0, 64)}".` }
     case 'boolean': return readBoolean(raw) ?? { error: 'Enter true or false.' }
-    case 'time': {
-      const time = Date.parse(raw)
-      return Number.isNaN(time) ? { error: 'Enter a date and time in ISO 8601, such as 2026-01-31T12:00:00Z.' } : time
-    }
+    case 'time': return readTime(raw)
   }
+}
+
+/** Django's `parse_datetime` forms: the date, then `T` or a space, the time to minutes or more, and an offset (UTC without one). */
+const DATE_TIME = /^(\d{4})-(\d{1,2})-(\d{1,2})[T ](\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,6})\d{0,6})?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/
+/** Django's `parse_date`: a date alone stands for its midnight. */
+const DATE = /^(\d{4})-(\d{1,2})-(\d{1,2})$/
+const DATE_TIME_FORMAT = 'YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ]'
+
+/**
+ * A time filter's value, read and refused as Django's DateTimeField reads a lookup's value (the platform's filters
+ * hand it over as written): a form it does not know, or a date or time that does not exist, such as February 30th
+ * (which JavaScript's Date would roll over to March 1st), each in Django's words.
+ */
+function readTime(raw: string): number | { error: string } {
+  const quoted = `“${raw.slice(0, 64)}”`
+  const dateTime = DATE_TIME.exec(raw)
+  if (dateTime) {
+    const [, year, month, day, hour, minute, second = '0', fraction = '', offset = 'Z'] = dateTime
+    const time = utcTime(Number(year), Number(month), Number(day), Number(hour), Number(minute), Number(second), Number(fraction.padEnd(3, '0').slice(0, 3)))
+    const offsetMinutes = offsetOf(offset)
+    if (time === undefined || offsetMinutes === undefined) return { error: `${quoted} value has the correct format (${DATE_TIME_FORMAT}) but it is an invalid date/time.` }
+    return time - offsetMinutes * 60_000
+  }
+  const date = DATE.exec(raw)
+  if (date) {
+    const time = utcTime(Number(date[1]), Number(date[2]), Number(date[3]), 0, 0, 0, 0)
+    return time ?? { error: `${quoted} value has the correct format (YYYY-MM-DD) but it is an invalid date.` }
+  }
+  return { error: `${quoted} value has an invalid format. It must be in ${DATE_TIME_FORMAT} format.` }
+}
+
+/** The instant, if every part names one that exists (no February 30th, no 24:00): Date rolls such parts over instead. */
+function utcTime(year: number, month: number, day: number, hour: number, minute: number, second: number, ms: number): number | undefined {
+  if (year < 1 || hour > 23 || minute > 59 || second > 59) return undefined
+  const date = new Date(0)
+  // setUTCFullYear, not Date.UTC: that reads years below 100 as 19xx.
+  date.setUTCFullYear(year, month - 1, day)
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return undefined
+  return date.setUTCHours(hour, minute, second, ms)
+}
+
+/** `Z`, `+HH`, `+HHMM` or `+HH:MM` in minutes east of UTC; an offset of a day or more does not exist. */
+function offsetOf(offset: string): number | undefined {
+  if (offset === 'Z') return 0
+  const digits = offset.slice(1).replace(':', '')
+  const minutes = Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2) || '0')
+  if (minutes >= 24 * 60) return undefined
+  return offset.startsWith('-') ? -minutes : minutes
 }
 
 function readBoolean(raw: string): boolean | undefined {

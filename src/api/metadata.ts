@@ -18,6 +18,8 @@ interface FieldInfo {
   label: string
   max_length?: number
   choices?: { value: unknown; display_name: string }[]
+  /** A list's items, described as DRF describes a ListField's child: required, writable, without a label. */
+  child?: Omit<FieldInfo, 'label'>
 }
 
 export interface ListDescription {
@@ -72,9 +74,11 @@ interface JsonField {
   enum?: unknown[]
   maxLength?: number
   anyOf?: JsonField[]
+  items?: JsonField
 }
 
-function typeOf(field: JsonField): Pick<FieldInfo, 'type' | 'max_length' | 'choices'> {
+/** The type as Django REST framework's SimpleMetadata labels the serializer field a body field would be. */
+function typeOf(field: JsonField): Pick<FieldInfo, 'type' | 'max_length' | 'choices' | 'child'> {
   const variant = field.anyOf?.find((option) => option.type !== 'null') ?? field
   if (variant.enum) return { type: 'choice', choices: variant.enum.map((value) => ({ value, display_name: String(value) })) }
   const type = Array.isArray(variant.type) ? variant.type.find((t) => t !== 'null') : variant.type
@@ -82,6 +86,7 @@ function typeOf(field: JsonField): Pick<FieldInfo, 'type' | 'max_length' | 'choi
   if (type === 'string') return { type: variant.format === 'email' ? 'email' : 'string', ...(variant.maxLength ? { max_length: variant.maxLength } : {}) }
   if (type === 'integer' || type === 'number') return { type: 'integer' }
   if (type === 'boolean') return { type: 'boolean' }
+  if (type === 'array' && variant.items) return { type: 'list', child: { ...typeOf(variant.items), required: true, read_only: false } }
   return { type: 'field' }
 }
 

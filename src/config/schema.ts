@@ -45,7 +45,8 @@ export const ServiceSchema = z.object({
   timeouts: z.object({
     connect_seconds: z.number().positive().max(600).default(5).describe('Time to open a connection to the upstream before answering 502.'),
     response_seconds: z.number().positive().max(3600).default(60).describe('Time to wait for the upstream\'s response headers, and between body chunks, before answering 504.'),
-  }).strict().default({ connect_seconds: 5, response_seconds: 60 }).describe('How long the upstream may take.'),
+    websocket_idle_seconds: z.number().min(0).max(7 * 86400).default(3600).describe('An open WebSocket through which neither side sends anything for this long is closed, at both ends (nginx\'s `proxy_read_timeout`, 60 s there). 0: never for being quiet.'),
+  }).strict().default({ connect_seconds: 5, response_seconds: 60, websocket_idle_seconds: 3600 }).describe('How long the upstream may take.'),
   access: AccessRulesSchema.optional(),
   pool: z.object({
     connections: z.number().int().min(1).max(10_000).default(128)
@@ -105,6 +106,8 @@ export const ConfigSchema = z.object({
     }).strict().default({ headers_seconds: 10, request_seconds: 300 }).describe('How long a client may take to send a request.'),
     max_connections: z.number().int().min(1).max(1_000_000).default(10_000)
       .describe('Client connections open at once; further ones are closed as they arrive. Keep it below the process\'s file descriptor limit (`ulimit -n`), which must also cover the upstream connections.'),
+    max_connections_per_address: z.number().int().min(0).max(1_000_000).default(1000)
+      .describe('Of those, the most one client address (an IPv6 one by its /64) may hold; further ones from it are closed as they arrive. 0: no limit. The default leaves room for about 150 browsers (6 connections each) behind one NAT while no single host can hold all of `max_connections`. It counts the connection\'s peer: addresses in `trusted_proxies` are not limited, and behind a proxy or load balancer not listed there (one that forwards TCP, say) raise it or set 0 (docs/edge.md).'),
     api_body_limit_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024)
       .describe('Largest request body the gateway\'s own API reads. Proxied bodies are not limited here (see `services[].pool.body_buffer_kb`).'),
     body_buffers_mb: z.number().int().min(0).max(64 * 1024).default(64)
@@ -114,7 +117,7 @@ export const ConfigSchema = z.object({
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, max_connections_per_address: 1000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
     .describe('Where and how Gatehouse listens.'),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),

@@ -302,6 +302,11 @@ export function countedAddress(ip: string): string | undefined {
   return `${new ipaddr.IPv6([...parts.slice(0, 4), 0, 0, 0, 0]).toString()}/64`
 }
 
+/** `countedAddress` for addresses already known to be valid, with IPv4 ones taken as they are, without parsing: the common case stays a string lookup. */
+export function clientKey(address: string): string {
+  return address.includes(':') ? countedAddress(address) ?? address : address
+}
+
 function failedSince(place: AddressFailures | undefined, since: number): boolean {
   return place !== undefined && place.lastFailureAt > since
 }

@@ -14,7 +14,7 @@ export interface Route extends Place {
   readonly prefix: string
   readonly upstream: URL
   readonly stripPrefix: boolean
-  readonly timeouts: { readonly connectMs: number; readonly responseMs: number }
+  readonly timeouts: { readonly connectMs: number; readonly responseMs: number; readonly websocketIdleMs: number }
   /** Present when the service lets pages of other origins call it. */
   readonly cors: CorsPolicy | undefined
   /** Admission to the service's upstream connections, shared fairly among clients. */
@@ -50,7 +50,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     who: 'signed_in',
     entry: Object.freeze([...entryRules(service.name)]),
     stripPrefix: service.strip_prefix,
-    timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000 }),
+    timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000, websocketIdleMs: service.timeouts.websocket_idle_seconds * 1000 }),
     cors: compileCors(service.cors),
     pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
     requestBuffer: new RequestBuffer(service.pool.body_buffer_kb * 1024, bodyBudget),

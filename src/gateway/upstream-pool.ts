@@ -1,5 +1,5 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import { countedAddress } from '../directory/lockout.ts'
+import { clientKey } from '../directory/lockout.ts'
 import { UpstreamBusy } from '../errors.ts'
 
 interface Waiter {
@@ -123,7 +123,5 @@ export class UpstreamPool {
 
 /** Who a request counts as for the shares: its client address, an IPv6 one by its /64 as lockout counts it. */
 export function poolClient(request: GatewayRequest): string {
-  const address = request.ip
-  // IPv4 addresses are taken as they are, without parsing: the common case stays a string lookup.
-  return address.includes(':') ? countedAddress(address) ?? address : address
+  return clientKey(request.ip)
 }

@@ -135,6 +135,9 @@ export class WebSocketTunnels {
       if (tunnel) this.#forget(tunnel)
       request.log.info({ reqId: request.id, service: route.name, user: principal?.user.username, auth: principal?.method, ms: Math.round(performance.now() - opened), closed_by: closedBy }, 'websocket closed')
     }
+    // Bytes either way pass through the client's socket (read from it, or written to it), so its timeout is the
+    // tunnel's: it fires only when neither side has sent for that long.
+    if (route.timeouts.websocketIdleMs) (client as Socket).setTimeout(route.timeouts.websocketIdleMs, () => close('idle'))
     client.once('close', () => close('client'))
     service.once('close', () => close('service'))
     client.on('error', () => close('client'))

@@ -44,6 +44,28 @@ for (const backend of gatewayBackends) {
       assert.deepEqual(await names(`last_name=${encodeURIComponent("O'Brien")}`), ['obrien'])
     })
 
+    it('refuses an impossible date or time with Django\'s words for it, and takes the forms Django takes', async () => {
+      const errorOf = async (query: string) => {
+        const response = await gw.fetch(`/api/gateway/v1/users/?${query}`, { headers: adminAuth })
+        const body = await json(response)
+        assert.equal(response.status, 400, query)
+        assert.equal(body.code, 'invalid')
+        return String(body.errors[query.split('=')[0]!])
+      }
+      const badDateTime = (value: string) => `“${value}” value has the correct format (YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ]) but it is an invalid date/time.`
+      for (const value of ['2020-02-30T00:00:00Z', '2021-02-29T00:00:00Z', '2020-13-01T00:00:00Z', '2020-01-01T24:00:00Z', '2020-01-01T12:60:00Z', '2020-01-01T12:00:60Z', '2020-04-31 10:10']) {
+        assert.equal(await errorOf(`created__gt=${encodeURIComponent(value)}`), badDateTime(value))
+      }
+      assert.equal(await errorOf('created__lt=2020-02-30'), '“2020-02-30” value has the correct format (YYYY-MM-DD) but it is an invalid date.')
+      assert.equal(await errorOf('created__lt=yesterday'), '“yesterday” value has an invalid format. It must be in YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ] format.')
+      assert.equal(await errorOf('created__lt=March%201%202020'), '“March 1 2020” value has an invalid format. It must be in YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ] format.')
+      assert.equal(await errorOf('created__in=2020-01-01,2020-02-30'), '“2020-02-30” value has the correct format (YYYY-MM-DD) but it is an invalid date.')
+      for (const value of ['2020-02-29T00:00:00Z', '2000-01-01', '2000-01-01 00:00', '2000-1-2T3:04', '2000-01-01T00:00:00.123456+01:00', '2000-01-01T00:00:00,5-0130', '2000-01-01T00:00:00Z']) {
+        assert.deepEqual(await names(`created__lt=${encodeURIComponent(value)}`), [], value)
+        assert.equal((await names(`created__gte=${encodeURIComponent(value)}`)).length, 4, value)
+      }
+    })
+
     it('treats % and _ in a search value as plain characters', async () => {
       assert.deepEqual(await names('last_name__icontains=50%25_'), ['alfred'])
       assert.deepEqual(await names('username__icontains=%25'), [])

@@ -325,6 +325,12 @@ describe('the platform\'s clients', () => {
       const tokens = (await client.send('OPTIONS', 'tokens')).json.actions.POST
       assert.equal(tokens.description.max_length, 1000)
       assert.equal(tokens.token.read_only, true)
+      // A list-valued field is a `list` with its items' description under `child`, as Django REST framework's
+      // metadata describes a ListField (role definitions' permissions are one in django-ansible-base).
+      const roles = (await client.send('OPTIONS', 'role_definitions')).json.actions.POST
+      assert.deepEqual(roles.permissions, { type: 'list', required: true, read_only: false, label: 'Permissions', child: { type: 'string', required: true, read_only: false } })
+      assert.equal(post.organizations.type, 'list')
+      assert.equal(post.organizations.child.read_only, false)
 
       await gw.app.accounts.create({ username: 'reader', password: 'reader-password-1' })
       const reader = new CollectionClient(gw.url, { username: 'reader', password: 'reader-password-1' })

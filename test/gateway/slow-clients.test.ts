@@ -112,3 +112,51 @@ describe('the connection cap', () => {
     }
   })
 })
+
+describe('the cap on one address\'s connections', () => {
+  const ask = 'GET /api/ HTTP/1.1\r\nHost: gw\r\n\r\n'
+  const served = (client: RawClient) => client.received().startsWith('HTTP/1.1 200 ')
+
+  it('closes a connection beyond server.max_connections_per_address from one address, serves other addresses, and takes it again once one closes', async () => {
+    const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, max_connections: 50, max_connections_per_address: 3, trusted_proxies: ['127.0.0.32'] } } })
+    const clients: RawClient[] = []
+    try {
+      const held = await Promise.all(Array.from({ length: 3 }, () => rawClient(gw.url, '127.0.0.30', ask)))
+      clients.push(...held)
+      assert.ok((await eventually(() => held.filter(served).length, (count) => count === 3, 2000)) === 3)
+      const refused = await rawClient(gw.url, '127.0.0.30', ask)
+      clients.push(refused)
+      await Promise.race([refused.closed, sleep(2000)])
+      assert.ok(refused.socket.closed, 'the connection over the share is closed as it arrives')
+      assert.equal(refused.received(), '')
+      const other = await rawClient(gw.url, '127.0.0.31', ask)
+      clients.push(other)
+      assert.ok(served(await eventually(() => other, served, 2000)))
+      // A trusted proxy carries many clients' connections: it is not held to one address's share.
+      const proxied = await Promise.all(Array.from({ length: 5 }, () => rawClient(gw.url, '127.0.0.32', ask)))
+      clients.push(...proxied)
+      assert.equal(await eventually(() => proxied.filter(served).length, (count) => count === 5, 2000), 5)
+      held[0]!.socket.destroy()
+      await held[0]!.closed
+      await sleep(100)
+      const later = await rawClient(gw.url, '127.0.0.30', ask)
+      clients.push(later)
+      assert.ok(served(await eventually(() => later, served, 2000)))
+    } finally {
+      for (const client of clients) client.socket.destroy()
+      await gw.close()
+    }
+  })
+
+  it('takes any number from one address with max_connections_per_address 0', async () => {
+    const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, max_connections_per_address: 0 } } })
+    const clients: RawClient[] = []
+    try {
+      clients.push(...await Promise.all(Array.from({ length: 6 }, () => rawClient(gw.url, '127.0.0.33', ask))))
+      assert.equal(await eventually(() => clients.filter(served).length, (count) => count === 6, 2000), 6)
+    } finally {
+      for (const client of clients) client.socket.destroy()
+      await gw.close()
+    }
+  })
+})

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import WebSocket from 'ws'
+import WebSocket, { WebSocketServer } from 'ws'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { eventually, rawClient } from '../helpers/raw-client.ts'
 import { login } from '../helpers/session.ts'
@@ -88,14 +88,29 @@ async function cookieSettingUpstream(): Promise<{ url: string; server: Server; h
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, handshakes }
 }
 
+/** A WebSocket service that greets, echoes, and counts the sockets that closed at its end. */
+async function echoingService(): Promise<{ url: string; server: WebSocketServer; closed: () => number }> {
+  let closed = 0
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(server, 'listening')
+  server.on('connection', (socket) => {
+    socket.send('{}')
+    socket.on('message', (data) => socket.send(data))
+    socket.on('close', () => closed++)
+  })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, closed: () => closed }
+}
+
 describe('WebSockets through the gateway', () => {
   let gw: TestGateway
   let counting: Awaited<ReturnType<typeof countingUpstream>>
   let cookieSetting: Awaited<ReturnType<typeof cookieSettingUpstream>>
+  let echoing: Awaited<ReturnType<typeof echoingService>>
   let ws: string
 
   before(async () => {
     counting = await countingUpstream()
+    echoing = await echoingService()
     cookieSetting = await cookieSettingUpstream()
     gw = await startGateway({
       config: {
@@ -103,6 +118,7 @@ describe('WebSockets through the gateway', () => {
           { name: 'rewritten', prefix: '/rewritten/', upstream: `${cookieSetting.url}/base`, strip_prefix: true, public_paths: ['/rewritten/*'] },
           { name: 'eda', prefix: '/api/eda/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/api/eda/open/'] },
           { name: 'counted', prefix: '/counted/', upstream: counting.url, accepts: ['basic', 'token'], public_paths: ['/counted/open/'] },
+          { name: 'quiet', prefix: '/quiet/', upstream: echoing.url, public_paths: ['/quiet/*'], timeouts: { websocket_idle_seconds: 1 } },
         ],
       },
     })
@@ -112,6 +128,7 @@ describe('WebSockets through the gateway', () => {
     await gw.close()
     counting.server.close()
     cookieSetting.server.close()
+    echoing.server.close()
   })
 
   it('tunnels an authenticated upgrade to the service with the verified identity, and carries messages both ways', async () => {
@@ -263,6 +280,21 @@ describe('WebSockets through the gateway', () => {
     } finally {
       client.socket.destroy()
     }
+  })
+
+  it('keeps a socket open while either side sends, and closes both sides once neither has for timeouts.websocket_idle_seconds', async () => {
+    const { ws: socket } = await open(`${ws}/quiet/events/`)
+    // Twice the idle time, with a message (and its echo) every 300 ms: traffic keeps it open.
+    for (let sent = 0; sent < 7; sent++) {
+      socket.send(`event ${sent}`)
+      const [echo] = await once(socket, 'message')
+      assert.equal(String(echo), `event ${sent}`)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+    }
+    assert.equal(socket.readyState, WebSocket.OPEN)
+    const quietFor = await closesWithin(socket, 3000)
+    assert.ok(quietFor > 500, `closed after ${Math.round(quietFor)} ms of quiet, before its idle time`)
+    assert.equal(await eventually(echoing.closed, (count) => count === 1, 1000), 1, 'the service\'s end is closed too')
   })
 
   it('answers 502 when the service does not take the connection', async () => {
