@@ -176,6 +176,9 @@ export class SsoRelyingParty {
         ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
       })
       discovered.timeout = this.config.timeout_seconds
+      // Without it openid-client trusts the token endpoint's ID token unsigned (OIDC Core 3.1.3.7 allows that
+      // over TLS): `alg: none`, or any key, would do. Checked against the provider's JWKS, so only its keys sign.
+      oidc.enableNonRepudiationChecks(discovered)
       return discovered
     } catch (error) {
       throw this.#failure(oidc, error, 'discovery')

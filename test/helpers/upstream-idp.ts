@@ -128,7 +128,7 @@ function sendForm(res: ServerResponse, status: number, uid: string, prompt: stri
   )
 }
 
-function readBody(req: IncomingMessage): Promise<string> {
+export function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     let body = ''
     req.setEncoding('utf8')

@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict'
+import { createPublicKey, randomBytes } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { generateKeyPair, SignJWT } from 'jose'
+import { Browser } from '../helpers/browser.ts'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { honestIdToken, startForgingIdp, type ForgedSignIn, type ForgingIdp } from '../helpers/forging-idp.ts'
+import { SSO } from '../helpers/sso.ts'
+
+// A compromised upstream provider signs in a browser through the real gateway over HTTP, each time answering
+// the code exchange with another forged ID token (or UserInfo answer): each must be refused, and change nothing.
+
+const CLIENT_ID = 'gatehouse'
+const CALLBACK = `${SSO}forged/callback/`
+const base64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+const nowSeconds = () => Math.floor(Date.now() / 1000)
+
+describe('single sign-on through a provider that forges its answers', () => {
+  let idp: ForgingIdp
+  let gw: TestGateway
+
+  before(async () => {
+    idp = await startForgingIdp({ sub: 'sub-mallory', username: 'mallory' })
+    gw = await startGateway({ config: { sso: [idp.ssoConfig({ name: 'forged', label: 'Forged', client_id: CLIENT_ID })] } })
+  })
+  after(async () => {
+    await gw?.close()
+    await idp?.close()
+  })
+
+  /** A whole sign-in, the callback asked for as an API client would, to read the error code. */
+  async function signIn(): Promise<{ status: number; code?: string; session: boolean }> {
+    const browser = new Browser()
+    const start = await browser.navigate(`${gw.url}${SSO}forged/`, { stopBefore: (url) => url.startsWith(gw.url + CALLBACK) })
+    assert.ok(start.stoppedAt, 'the provider redirects back to the gateway')
+    const response = await browser.request(start.stoppedAt, { headers: { accept: 'application/json' } })
+    const session = response.headers.getSetCookie().some((cookie) => cookie.startsWith('gateway_sessionid='))
+    return { status: response.status, ...(response.status === 302 ? {} : { code: (await json(response)).code }), session }
+  }
+
+  async function assertRefused(forge: (signIn: ForgedSignIn) => Promise<string>, expected = { status: 502, code: 'sso_response_invalid' }) {
+    idp.idToken = forge
+    try {
+      const users = await gw.store.users.count()
+      assert.deepEqual(await signIn(), { ...expected, session: false })
+      assert.equal(await gw.store.users.count(), users, 'no account is created')
+    } finally {
+      idp.idToken = honestIdToken
+    }
+  }
+
+  it('signs in with the honest ID token, so the refusals below are the forgeries\'', async () => {
+    assert.deepEqual(await signIn(), { status: 302, session: true })
+    const mallory = await gw.store.users.findCaseVariant('mallory')
+    assert.ok(mallory)
+    await gw.app.accounts.delete(mallory.id)
+  })
+
+  it('refuses an unsigned ID token (alg none)', async () => {
+    await assertRefused(async ({ claims }) => `${base64url({ alg: 'none' })}.${base64url(claims)}.`)
+  })
+
+  it('refuses an ID token signed with HS256 keyed with the provider\'s public key', async () => {
+    const publicPem = createPublicKey({ key: idp.publicJwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' })
+    await assertRefused(({ claims }) => new SignJWT(claims).setProtectedHeader({ alg: 'HS256', kid: 'forging-idp' }).sign(Buffer.from(publicPem)))
+  })
+
+  it('refuses an ID token signed with a key the provider does not publish, under its key id', async () => {
+    const { privateKey } = await generateKeyPair('RS256')
+    await assertRefused(({ claims }) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'forging-idp' }).sign(privateKey))
+  })
+
+  it('refuses an ID token of another issuer, for another client, or shared with another client without azp', async () => {
+    await assertRefused(({ claims, sign }) => sign({ ...claims, iss: 'https://other-issuer.example' }))
+    await assertRefused(({ claims, sign }) => sign({ ...claims, aud: 'another-client' }))
+    await assertRefused(({ claims, sign }) => sign({ ...claims, aud: [CLIENT_ID, 'another-client'] }))
+    await assertRefused(({ claims, sign }) => sign({ ...claims, aud: [CLIENT_ID, 'another-client'], azp: 'another-client' }))
+  })
+
+  it('refuses an ID token of another sign-in (nonce), an expired one, and one without iat', async () => {
+    await assertRefused(({ claims, sign }) => sign({ ...claims, nonce: 'another-sign-in' }), { status: 403, code: 'sso_nonce_mismatch' })
+    await assertRefused(({ claims, sign }) => sign({ ...claims, exp: nowSeconds() - 120 }))
+    await assertRefused(({ claims, sign }) => sign({ ...claims, iat: undefined }))
+  })
+
+  it('refuses UserInfo claims about another subject (OIDC Core 5.3.2)', async () => {
+    idp.userinfo = ({ claims }) => ({ sub: 'sub-victim', preferred_username: claims.preferred_username })
+    try {
+      await assertRefused(honestIdToken)
+    } finally {
+      idp.userinfo = ({ claims }) => ({ sub: claims.sub, preferred_username: claims.preferred_username })
+    }
+  })
+
+  it('fetches the provider\'s keys at most once more for a flood of ID tokens naming unknown keys', async () => {
+    const fetches = idp.jwksFetches
+    for (let i = 0; i < 8; i++) await assertRefused(({ claims, sign }) => sign(claims, randomBytes(8).toString('hex')))
+    assert.ok(idp.jwksFetches - fetches <= 1, `${idp.jwksFetches - fetches} fetches of the keys`)
+  })
+})

@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose'
+import { readBody } from './upstream-idp.ts'
+
+/**
+ * A compromised upstream OpenID Connect provider: it speaks the protocol (discovery, an authorization endpoint
+ * that redirects straight back with a code, token, JWKS and UserInfo endpoints) but signs whatever ID token a
+ * test asks for, so the gateway's checks of the provider's answers can be tried one by one.
+ */
+
+export interface ForgedSignIn {
+  /** The claims an honest provider would put in this sign-in's ID token. */
+  claims: JWTPayload & { sub: string; nonce: string }
+  /** Signs claims with the provider's real key (RS256, its published `kid` unless another is given). */
+  sign(claims: JWTPayload, kid?: string): Promise<string>
+}
+
+export interface ForgingIdp {
+  issuer: string
+  /** Its published public key, as a JWK. */
+  publicJwk: Record<string, unknown>
+  /** The ID token the token endpoint answers; by default the honest one. */
+  idToken: (signIn: ForgedSignIn) => Promise<string>
+  /** The UserInfo response for the access token of a sign-in; by default the ID token's subject and username. */
+  userinfo: (signIn: ForgedSignIn) => Record<string, unknown>
+  /** How many times the JWKS was fetched. */
+  jwksFetches: number
+  /** A gateway `sso` entry for this provider. */
+  ssoConfig(entry: { name: string; label: string; client_id: string }): Record<string, unknown>
+  close(): Promise<void>
+}
+
+export const honestIdToken = (signIn: ForgedSignIn): Promise<string> => signIn.sign(signIn.claims)
+const honestUserinfo = (signIn: ForgedSignIn): Record<string, unknown> => ({ sub: signIn.claims.sub, preferred_username: signIn.claims.preferred_username })
+
+export async function startForgingIdp(person: { sub: string; username: string }): Promise<ForgingIdp> {
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true })
+  const kid = 'forging-idp'
+  const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' }
+  /** Code or access token -> the sign-in it belongs to. */
+  const signIns = new Map<string, ForgedSignIn>()
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', idp.issuer)
+    const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+    const answer = async () => {
+      switch (url.pathname) {
+        case '/.well-known/openid-configuration':
+          return send(200, {
+            issuer: idp.issuer,
+            authorization_endpoint: `${idp.issuer}/authorize`,
+            token_endpoint: `${idp.issuer}/token`,
+            jwks_uri: `${idp.issuer}/jwks`,
+            userinfo_endpoint: `${idp.issuer}/userinfo`,
+            response_types_supported: ['code'],
+            subject_types_supported: ['public'],
+            // A compromised provider advertises whatever it means to send.
+            id_token_signing_alg_values_supported: ['RS256', 'HS256', 'none'],
+            code_challenge_methods_supported: ['S256'],
+          })
+        case '/authorize': {
+          const code = randomBytes(16).toString('hex')
+          const now = Math.floor(Date.now() / 1000)
+          signIns.set(code, {
+            claims: { iss: idp.issuer, aud: url.searchParams.get('client_id')!, sub: person.sub, preferred_username: person.username, nonce: url.searchParams.get('nonce')!, iat: now, exp: now + 300 },
+            sign: (claims, keyId = kid) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: keyId }).sign(privateKey),
+          })
+          const back = new URL(url.searchParams.get('redirect_uri')!)
+          back.searchParams.set('code', code)
+          back.searchParams.set('state', url.searchParams.get('state')!)
+          return res.writeHead(302, { location: back.href }).end()
+        }
+        case '/token': {
+          const signIn = signIns.get(new URLSearchParams(await readBody(req)).get('code') ?? '')
+          if (!signIn) return send(400, { error: 'invalid_grant' })
+          const accessToken = randomBytes(16).toString('hex')
+          signIns.set(accessToken, signIn)
+          return send(200, { access_token: accessToken, token_type: 'Bearer', expires_in: 300, id_token: await idp.idToken(signIn) })
+        }
+        case '/jwks':
+          idp.jwksFetches++
+          return send(200, { keys: [publicJwk] })
+        case '/userinfo': {
+          const signIn = signIns.get((req.headers.authorization ?? '').replace(/^Bearer /, ''))
+          return signIn ? send(200, idp.userinfo(signIn)) : send(401, { error: 'invalid_token' })
+        }
+        default:
+          return send(404, { error: 'not_found' })
+      }
+    }
+    answer().catch((error: Error) => send(500, { error: 'server_error', error_description: error.message }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+
+  const idp: ForgingIdp = {
+    issuer: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    publicJwk,
+    idToken: honestIdToken,
+    userinfo: honestUserinfo,
+    jwksFetches: 0,
+    ssoConfig: (entry) => ({ issuer: idp.issuer, allow_insecure_http: true, timeout_seconds: 5, client_secret: 'forging-secret', ...entry }),
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections()
+      server.close(() => resolve())
+    }),
+  }
+  return idp
+}
