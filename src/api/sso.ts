@@ -75,7 +75,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       checkAnswerIsOurs(query, secrets)
       reply.clearCookie(FLOW_COOKIE, { path: SSO_PATH, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
       pending = await takePendingLogin(app, key, party)
-      const identity = await party.finish(redirectUri(party), query, secrets)
+      const identity = await party.finish(redirectUri(party), query, secrets, pending.created)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity, app.directory)
       await app.memberships.apply('sso', user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
       if (!user.isActive) throw new AccountDisabled()

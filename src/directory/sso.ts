@@ -60,6 +60,8 @@ const DISCOVERY_TTL_MS = 60 * 60 * 1000
 const MAX_ANSWER_BYTES = 1 << 20
 /** OIDC Core section 2: `sub` is at most 255 ASCII characters. */
 const MAX_SUBJECT = 255
+/** How far the provider's clock may be from this one: openid-client's own tolerance for `exp`. */
+const CLOCK_TOLERANCE_SECONDS = 30
 
 type Oidc = typeof OpenidClient
 
@@ -111,9 +113,9 @@ export class SsoRelyingParty {
   /**
    * Finishes a sign-in from the provider's redirect back, once `checkAnswerIsOurs` passed: each step throws
    * a GatehouseError saying what was wrong, and nothing is changed here. `redirectUri` is the registered
-   * URI; `query` the callback's.
+   * URI; `query` the callback's; `startedAt` when this sign-in started (ms).
    */
-  async finish(redirectUri: string, query: URLSearchParams, secrets: FlowSecrets): Promise<UpstreamIdentity> {
+  async finish(redirectUri: string, query: URLSearchParams, secrets: FlowSecrets, startedAt: number): Promise<UpstreamIdentity> {
     checkErrorResponse(query, this.config.label)
     checkCodePresent(query)
     const configuration = await this.#configuration()
@@ -121,6 +123,7 @@ export class SsoRelyingParty {
     const tokens = await this.#exchangeCode(oidc, configuration, redirectUri, query, secrets)
     const idToken = tokens.claims()!
     if (idToken.sub.length > MAX_SUBJECT) throw new SsoResponseInvalid(`${this.config.label} sent a subject longer than 255 characters.`)
+    this.#checkIssuedDuringSignIn(idToken.iat, startedAt)
     const userinfo = await this.#fetchUserInfo(oidc, configuration, tokens.access_token, idToken.sub)
     // The ID token is signed and checked, so its values win over the UserInfo response's.
     return { issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
@@ -142,6 +145,18 @@ export class SsoRelyingParty {
       })
     } catch (error) {
       throw this.#failure(oidc, error, 'the code exchange')
+    }
+  }
+
+  /**
+   * OIDC Core 3.1.3.7 (10): openid-client only requires `iat` to be a number. This sign-in's ID token was issued
+   * after it started and not in the future; one from another time was not made for it.
+   */
+  #checkIssuedDuringSignIn(issuedAt: number, startedAt: number): void {
+    const earliest = startedAt / 1000 - CLOCK_TOLERANCE_SECONDS
+    const latest = Date.now() / 1000 + CLOCK_TOLERANCE_SECONDS
+    if (!(issuedAt >= earliest && issuedAt <= latest)) {
+      throw new SsoResponseInvalid(`The answer of ${this.config.label} failed validation (the ID token was not issued during this sign-in).`)
     }
   }
 

@@ -83,6 +83,11 @@ describe('single sign-on through a provider that forges its answers', () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, iat: undefined }))
   })
 
+  it('refuses an ID token issued in the future, or before this sign-in started', async () => {
+    await assertRefused(({ claims, sign }) => sign({ ...claims, iat: nowSeconds() + 3600, exp: nowSeconds() + 7200 }))
+    await assertRefused(({ claims, sign }) => sign({ ...claims, iat: nowSeconds() - 3600 }))
+  })
+
   it('refuses UserInfo claims about another subject (OIDC Core 5.3.2)', async () => {
     idp.userinfo = ({ claims }) => ({ sub: 'sub-victim', preferred_username: claims.preferred_username })
     try {
