@@ -17,23 +17,29 @@ const nowSeconds = () => Math.floor(Date.now() / 1000)
 
 describe('single sign-on through a provider that forges its answers', () => {
   let idp: ForgingIdp
+  /** A second provider, which must never see the first one's codes or tokens. */
+  let other: ForgingIdp
   let gw: TestGateway
 
   before(async () => {
     idp = await startForgingIdp({ sub: 'sub-mallory', username: 'mallory' })
-    gw = await startGateway({ config: { sso: [idp.ssoConfig({ name: 'forged', label: 'Forged', client_id: CLIENT_ID })] } })
+    other = await startForgingIdp({ sub: 'sub-other', username: 'other' })
+    gw = await startGateway({
+      config: { sso: [idp.ssoConfig({ name: 'forged', label: 'Forged', client_id: CLIENT_ID }), other.ssoConfig({ name: 'other', label: 'Other', client_id: CLIENT_ID })] },
+    })
   })
   after(async () => {
     await gw?.close()
     await idp?.close()
+    await other?.close()
   })
 
-  /** A whole sign-in, the callback asked for as an API client would, to read the error code. */
-  async function signIn(): Promise<{ status: number; code?: string; session: boolean }> {
+  /** A whole sign-in, the callback (changed by `tamper`) asked for as an API client would, to read the error code. */
+  async function signIn(tamper = (callback: URL) => callback): Promise<{ status: number; code?: string; session: boolean }> {
     const browser = new Browser()
     const start = await browser.navigate(`${gw.url}${SSO}forged/`, { stopBefore: (url) => url.startsWith(gw.url + CALLBACK) })
     assert.ok(start.stoppedAt, 'the provider redirects back to the gateway')
-    const response = await browser.request(start.stoppedAt, { headers: { accept: 'application/json' } })
+    const response = await browser.request(tamper(new URL(start.stoppedAt)).href, { headers: { accept: 'application/json' } })
     const session = response.headers.getSetCookie().some((cookie) => cookie.startsWith('gateway_sessionid='))
     return { status: response.status, ...(response.status === 302 ? {} : { code: (await json(response)).code }), session }
   }
@@ -97,9 +103,35 @@ describe('single sign-on through a provider that forges its answers', () => {
     }
   })
 
+  it('refuses a code sent to another provider\'s callback (mix-up), or naming another issuer (RFC 9207), and never shows it to the other provider', async () => {
+    const users = await gw.store.users.count()
+    const mixedUp = await signIn((callback) => Object.assign(callback, { pathname: `${SSO}other/callback/` }))
+    assert.deepEqual(mixedUp, { status: 400, code: 'sso_login_unknown', session: false })
+    const wrongIssuer = await signIn((callback) => {
+      callback.searchParams.set('iss', other.issuer)
+      return callback
+    })
+    assert.deepEqual(wrongIssuer, { status: 502, code: 'sso_response_invalid', session: false })
+    assert.equal(other.requests.get('/token'), undefined)
+    assert.equal(await gw.store.users.count(), users)
+  })
+
+  it('does not follow the provider\'s token or UserInfo endpoint to another host', async () => {
+    for (const path of ['/token', '/userinfo']) {
+      idp.detours.set(path, other.issuer + path)
+      try {
+        await assertRefused(honestIdToken, { status: 502, code: 'sso_response_invalid' })
+      } finally {
+        idp.detours.delete(path)
+      }
+      assert.equal(other.requests.get(path), undefined, `${path} was not followed`)
+    }
+  })
+
   it('fetches the provider\'s keys at most once more for a flood of ID tokens naming unknown keys', async () => {
-    const fetches = idp.jwksFetches
+    const fetches = () => idp.requests.get('/jwks') ?? 0
+    const before = fetches()
     for (let i = 0; i < 8; i++) await assertRefused(({ claims, sign }) => sign(claims, randomBytes(8).toString('hex')))
-    assert.ok(idp.jwksFetches - fetches <= 1, `${idp.jwksFetches - fetches} fetches of the keys`)
+    assert.ok(fetches() - before <= 1, `${fetches() - before} fetches of the keys`)
   })
 })

@@ -25,8 +25,10 @@ export interface ForgingIdp {
   idToken: (signIn: ForgedSignIn) => Promise<string>
   /** The UserInfo response for the access token of a sign-in; by default the ID token's subject and username. */
   userinfo: (signIn: ForgedSignIn) => Record<string, unknown>
-  /** How many times the JWKS was fetched. */
-  jwksFetches: number
+  /** Requests received, by path. */
+  requests: Map<string, number>
+  /** Paths answered with a redirect to another URL instead. */
+  detours: Map<string, string>
   /** A gateway `sso` entry for this provider. */
   ssoConfig(entry: { name: string; label: string; client_id: string }): Record<string, unknown>
   close(): Promise<void>
@@ -45,6 +47,9 @@ export async function startForgingIdp(person: { sub: string; username: string })
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', idp.issuer)
     const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+    idp.requests.set(url.pathname, (idp.requests.get(url.pathname) ?? 0) + 1)
+    const detour = idp.detours.get(url.pathname)
+    if (detour) return void res.writeHead(307, { location: detour }).end()
     const answer = async () => {
       switch (url.pathname) {
         case '/.well-known/openid-configuration':
@@ -80,7 +85,6 @@ export async function startForgingIdp(person: { sub: string; username: string })
           return send(200, { access_token: accessToken, token_type: 'Bearer', expires_in: 300, id_token: await idp.idToken(signIn) })
         }
         case '/jwks':
-          idp.jwksFetches++
           return send(200, { keys: [publicJwk] })
         case '/userinfo': {
           const signIn = signIns.get((req.headers.authorization ?? '').replace(/^Bearer /, ''))
@@ -99,7 +103,8 @@ export async function startForgingIdp(person: { sub: string; username: string })
     publicJwk,
     idToken: honestIdToken,
     userinfo: honestUserinfo,
-    jwksFetches: 0,
+    requests: new Map(),
+    detours: new Map(),
     ssoConfig: (entry) => ({ issuer: idp.issuer, allow_insecure_http: true, timeout_seconds: 5, client_secret: 'forging-secret', ...entry }),
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections()
