@@ -124,6 +124,7 @@ export class SsoRelyingParty {
     const idToken = tokens.claims()!
     if (idToken.sub.length > MAX_SUBJECT) throw new SsoResponseInvalid(`${this.config.label} sent a subject longer than 255 characters.`)
     this.#checkIssuedDuringSignIn(idToken.iat, startedAt)
+    this.#checkAuthorizedParty(idToken.azp)
     const userinfo = await this.#fetchUserInfo(oidc, configuration, tokens.access_token, idToken.sub)
     // The ID token is signed and checked, so its values win over the UserInfo response's.
     return { issuer: idToken.iss, subject: idToken.sub, claims: Object.freeze({ ...userinfo, ...idToken }) }
@@ -157,6 +158,16 @@ export class SsoRelyingParty {
     const latest = Date.now() / 1000 + CLOCK_TOLERANCE_SECONDS
     if (!(issuedAt >= earliest && issuedAt <= latest)) {
       throw new SsoResponseInvalid(`The answer of ${this.config.label} failed validation (the ID token was not issued during this sign-in).`)
+    }
+  }
+
+  /**
+   * OIDC Core 3.1.3.7 (5): openid-client checks `azp` only when there are several audiences; when present, it
+   * must name this client all the same (Keycloak's OIDC identity provider checks it the same way).
+   */
+  #checkAuthorizedParty(authorizedParty: unknown): void {
+    if (authorizedParty !== undefined && authorizedParty !== this.config.client_id) {
+      throw new SsoResponseInvalid(`The answer of ${this.config.label} failed validation (the ID token was issued to another client).`)
     }
   }
 

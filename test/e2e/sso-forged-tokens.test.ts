@@ -83,6 +83,10 @@ describe('single sign-on through a provider that forges its answers', () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, aud: [CLIENT_ID, 'another-client'], azp: 'another-client' }))
   })
 
+  it('refuses an ID token whose azp names another client, also with this client its only audience', async () => {
+    await assertRefused(({ claims, sign }) => sign({ ...claims, azp: 'another-client' }))
+  })
+
   it('refuses an ID token of another sign-in (nonce), an expired one, and one without iat', async () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, nonce: 'another-sign-in' }), { status: 403, code: 'sso_nonce_mismatch' })
     await assertRefused(({ claims, sign }) => sign({ ...claims, exp: nowSeconds() - 120 }))
