@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { generateKeyPair, SignJWT } from 'jose'
 import { Browser } from '../helpers/browser.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { honestIdToken, startForgingIdp, type ForgedSignIn, type ForgingIdp } from '../helpers/forging-idp.ts'
+import { honestIdToken, honestUserinfo, startForgingIdp, type ForgedSignIn, type ForgingIdp } from '../helpers/forging-idp.ts'
 import { SSO } from '../helpers/sso.ts'
 
 // A compromised upstream provider signs in a browser through the real gateway over HTTP, each time answering
@@ -12,6 +12,7 @@ import { SSO } from '../helpers/sso.ts'
 
 const CLIENT_ID = 'gatehouse'
 const CALLBACK = `${SSO}forged/callback/`
+const TIMEOUT_SECONDS = 2
 const base64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
 const nowSeconds = () => Math.floor(Date.now() / 1000)
 
@@ -25,7 +26,7 @@ describe('single sign-on through a provider that forges its answers', () => {
     idp = await startForgingIdp({ sub: 'sub-mallory', username: 'mallory' })
     other = await startForgingIdp({ sub: 'sub-other', username: 'other' })
     gw = await startGateway({
-      config: { sso: [idp.ssoConfig({ name: 'forged', label: 'Forged', client_id: CLIENT_ID }), other.ssoConfig({ name: 'other', label: 'Other', client_id: CLIENT_ID })] },
+      config: { sso: [idp.ssoConfig({ name: 'forged', label: 'Forged', client_id: CLIENT_ID, timeout_seconds: TIMEOUT_SECONDS }), other.ssoConfig({ name: 'other', label: 'Other', client_id: CLIENT_ID })] },
     })
   })
   after(async () => {
@@ -103,7 +104,7 @@ describe('single sign-on through a provider that forges its answers', () => {
     try {
       await assertRefused(honestIdToken)
     } finally {
-      idp.userinfo = ({ claims }) => ({ sub: claims.sub, preferred_username: claims.preferred_username })
+      idp.userinfo = honestUserinfo
     }
   })
 
@@ -129,6 +130,25 @@ describe('single sign-on through a provider that forges its answers', () => {
         idp.detours.delete(path)
       }
       assert.equal(other.requests.get(path), undefined, `${path} was not followed`)
+    }
+  })
+
+  it('bounds the token and UserInfo answers in time and size', async () => {
+    for (const path of ['/token', '/userinfo']) {
+      idp.stalls.add(path)
+      const started = Date.now()
+      try {
+        await assertRefused(honestIdToken, { status: 503, code: 'sso_provider_unavailable' })
+      } finally {
+        idp.stalls.delete(path)
+      }
+      assert.ok(Date.now() - started < (TIMEOUT_SECONDS + 2) * 1000, `${path} answered within the timeout`)
+    }
+    idp.userinfo = ({ claims }) => ({ sub: claims.sub, preferred_username: claims.preferred_username, padding: 'x'.repeat(2 << 20) })
+    try {
+      await assertRefused(honestIdToken)
+    } finally {
+      idp.userinfo = honestUserinfo
     }
   })
 

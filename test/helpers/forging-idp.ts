@@ -29,13 +29,15 @@ export interface ForgingIdp {
   requests: Map<string, number>
   /** Paths answered with a redirect to another URL instead. */
   detours: Map<string, string>
+  /** Paths answered with headers and then nothing, ever. */
+  stalls: Set<string>
   /** A gateway `sso` entry for this provider. */
-  ssoConfig(entry: { name: string; label: string; client_id: string }): Record<string, unknown>
+  ssoConfig(entry: { name: string; label: string; client_id: string } & Record<string, unknown>): Record<string, unknown>
   close(): Promise<void>
 }
 
 export const honestIdToken = (signIn: ForgedSignIn): Promise<string> => signIn.sign(signIn.claims)
-const honestUserinfo = (signIn: ForgedSignIn): Record<string, unknown> => ({ sub: signIn.claims.sub, preferred_username: signIn.claims.preferred_username })
+export const honestUserinfo = (signIn: ForgedSignIn): Record<string, unknown> => ({ sub: signIn.claims.sub, preferred_username: signIn.claims.preferred_username })
 
 export async function startForgingIdp(person: { sub: string; username: string }): Promise<ForgingIdp> {
   const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true })
@@ -50,6 +52,7 @@ export async function startForgingIdp(person: { sub: string; username: string })
     idp.requests.set(url.pathname, (idp.requests.get(url.pathname) ?? 0) + 1)
     const detour = idp.detours.get(url.pathname)
     if (detour) return void res.writeHead(307, { location: detour }).end()
+    if (idp.stalls.has(url.pathname)) return void res.writeHead(200, { 'content-type': 'application/json' }).write('{')
     const answer = async () => {
       switch (url.pathname) {
         case '/.well-known/openid-configuration':
@@ -105,6 +108,7 @@ export async function startForgingIdp(person: { sub: string; username: string })
     userinfo: honestUserinfo,
     requests: new Map(),
     detours: new Map(),
+    stalls: new Set(),
     ssoConfig: (entry) => ({ issuer: idp.issuer, allow_insecure_http: true, timeout_seconds: 5, client_secret: 'forging-secret', ...entry }),
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections()
