@@ -88,8 +88,9 @@ describe('single sign-on through a provider that forges its answers', () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, azp: 'another-client' }))
   })
 
-  it('refuses an ID token of another sign-in (nonce), an expired one, and one without iat', async () => {
+  it('refuses an ID token of another sign-in (nonce), one without a nonce, an expired one, and one without iat', async () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, nonce: 'another-sign-in' }), { status: 403, code: 'sso_nonce_mismatch' })
+    await assertRefused(({ claims, sign }) => sign({ ...claims, nonce: undefined }))
     await assertRefused(({ claims, sign }) => sign({ ...claims, exp: nowSeconds() - 120 }))
     await assertRefused(({ claims, sign }) => sign({ ...claims, iat: undefined }))
   })

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose'
@@ -45,6 +45,8 @@ export async function startForgingIdp(person: { sub: string; username: string })
   const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' }
   /** Code or access token -> the sign-in it belongs to. */
   const signIns = new Map<string, ForgedSignIn>()
+  /** Code -> what the token request must prove: the PKCE challenge (S256 only) and the redirect URI. */
+  const bindings = new Map<string, { challenge: string; redirectUri: string }>()
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', idp.issuer)
@@ -70,6 +72,9 @@ export async function startForgingIdp(person: { sub: string; username: string })
           })
         case '/authorize': {
           const code = randomBytes(16).toString('hex')
+          // Like a careful honest provider: no sign-in without a PKCE S256 challenge.
+          if (url.searchParams.get('code_challenge_method') !== 'S256' || !url.searchParams.get('code_challenge')) return send(400, { error: 'invalid_request' })
+          bindings.set(code, { challenge: url.searchParams.get('code_challenge')!, redirectUri: url.searchParams.get('redirect_uri')! })
           const now = Math.floor(Date.now() / 1000)
           signIns.set(code, {
             claims: { iss: idp.issuer, aud: url.searchParams.get('client_id')!, sub: person.sub, preferred_username: person.username, nonce: url.searchParams.get('nonce')!, iat: now, exp: now + 300 },
@@ -81,8 +86,12 @@ export async function startForgingIdp(person: { sub: string; username: string })
           return res.writeHead(302, { location: back.href }).end()
         }
         case '/token': {
-          const signIn = signIns.get(new URLSearchParams(await readBody(req)).get('code') ?? '')
-          if (!signIn) return send(400, { error: 'invalid_grant' })
+          const form = new URLSearchParams(await readBody(req))
+          const code = form.get('code') ?? ''
+          const signIn = signIns.get(code)
+          const binding = bindings.get(code)
+          const verified = createHash('sha256').update(form.get('code_verifier') ?? '').digest('base64url') === binding?.challenge
+          if (!signIn || !verified || form.get('redirect_uri') !== binding.redirectUri) return send(400, { error: 'invalid_grant' })
           const accessToken = randomBytes(16).toString('hex')
           signIns.set(accessToken, signIn)
           return send(200, { access_token: accessToken, token_type: 'Bearer', expires_in: 300, id_token: await idp.idToken(signIn) })
