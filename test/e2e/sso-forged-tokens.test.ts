@@ -35,12 +35,17 @@ describe('single sign-on through a provider that forges its answers', () => {
     await other?.close()
   })
 
+  /** A sign-in up to the provider's redirect back, unfollowed. */
+  async function startSignIn(browser: Browser): Promise<URL> {
+    const start = await browser.navigate(`${gw.url}${SSO}forged/`, { stopBefore: (url) => url.startsWith(gw.url + CALLBACK) })
+    assert.ok(start.stoppedAt, 'the provider redirects back to the gateway')
+    return new URL(start.stoppedAt)
+  }
+
   /** A whole sign-in, the callback (changed by `tamper`) asked for as an API client would, to read the error code. */
   async function signIn(tamper = (callback: URL) => callback): Promise<{ status: number; code?: string; session: boolean }> {
     const browser = new Browser()
-    const start = await browser.navigate(`${gw.url}${SSO}forged/`, { stopBefore: (url) => url.startsWith(gw.url + CALLBACK) })
-    assert.ok(start.stoppedAt, 'the provider redirects back to the gateway')
-    const response = await browser.request(tamper(new URL(start.stoppedAt)).href, { headers: { accept: 'application/json' } })
+    const response = await browser.request(tamper(await startSignIn(browser)).href, { headers: { accept: 'application/json' } })
     const session = response.headers.getSetCookie().some((cookie) => cookie.startsWith('gateway_sessionid='))
     return { status: response.status, ...(response.status === 302 ? {} : { code: (await json(response)).code }), session }
   }
@@ -151,6 +156,21 @@ describe('single sign-on through a provider that forges its answers', () => {
     } finally {
       idp.userinfo = honestUserinfo
     }
+  })
+
+  it('shows a browser the provider\'s error code with markup as text on the login page, and changes nothing', async () => {
+    const browser = new Browser()
+    const callback = await startSignIn(browser)
+    callback.searchParams.delete('code')
+    callback.searchParams.set('error', '<script>alert(1)</script>')
+    const users = await gw.store.users.count()
+    const page = await browser.navigate(callback.href)
+    assert.equal(page.response.status, 502)
+    assert.match(page.response.headers.get('content-type')!, /text\/html/)
+    assert.match(page.body, /role="alert"[^>]*>[^<]*&lt;script&gt;alert\(1\)/, 'the code, as text')
+    assert.doesNotMatch(page.body, /<script>alert/)
+    assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), undefined)
+    assert.equal(await gw.store.users.count(), users)
   })
 
   it('fetches the provider\'s keys at most once more for a flood of ID tokens naming unknown keys', async () => {
