@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { type Condition, type FilterFields, type FilterValue, type ListFilter, LOOKUPS, type Lookup } from '../store/list-filter.ts'
+import { fromIsoFormat } from './iso-time.ts'
 import { type Page, pageOf, pageQuery } from './pagination.ts'
 
 /**
@@ -108,6 +109,9 @@ const DATE_TIME_FORMAT = 'YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ]'
  * (which JavaScript's Date would roll over to March 1st), each in Django's words.
  */
 function readTime(raw: string): number | { error: string } {
+  // Django's parse_datetime tries Python's fromisoformat first, and its own pattern where that raises.
+  const iso = fromIsoFormat(raw)
+  if (iso !== undefined) return iso
   const quoted = `“${raw.slice(0, 64)}”`
   const dateTime = DATE_TIME.exec(raw)
   if (dateTime) {
