@@ -329,8 +329,9 @@ describe('the platform\'s clients', () => {
       // metadata describes a ListField (role definitions' permissions are one in django-ansible-base).
       const roles = (await client.send('OPTIONS', 'role_definitions')).json.actions.POST
       assert.deepEqual(roles.permissions, { type: 'list', required: true, read_only: false, label: 'Permissions', child: { type: 'string', required: true, read_only: false } })
-      assert.equal(post.organizations.type, 'list')
-      assert.equal(post.organizations.child.read_only, false)
+      // Organizations are named by name or id: an item of no one type, which DRF calls a `field`.
+      assert.deepEqual(post.organizations, { type: 'list', required: false, read_only: false, label: 'Organizations', child: { type: 'field', required: true, read_only: false } })
+      assert.deepEqual(post.groups, { type: 'list', required: false, read_only: true, label: 'Groups', child: { type: 'string', required: true, read_only: false } })
 
       await gw.app.accounts.create({ username: 'reader', password: 'reader-password-1' })
       const reader = new CollectionClient(gw.url, { username: 'reader', password: 'reader-password-1' })
