@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
-import { createHash, createPublicKey, randomBytes } from 'node:crypto'
+import { createPublicKey } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { jwtVerify } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
+import { codeRedemption, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 
 /** Keycloak's token endpoint, as curl and scripts see it: members, order, headers, and error wording. */
 describe('the token endpoint speaks Keycloak', () => {
@@ -310,14 +310,7 @@ describe('an authorization code at another realm\'s token endpoint', () => {
   after(() => gw.close())
 
   it('is refused as a code that realm does not know, and still redeems at the realm that issued it', async () => {
-    const verifier = randomBytes(32).toString('base64url')
-    const challenge = createHash('sha256').update(verifier).digest('base64url')
-    const jar = new CookieJar()
-    const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
-    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
-    const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=alice-password' })
-    const code = new URL(done.url).searchParams.get('code')!
-    const form = new URLSearchParams({ client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+    const form = await codeRedemption(gw, 'alice', 'alice-password')
     const elsewhere = await gw.fetch('/realms/elsewhere/protocol/openid-connect/token', { method: 'POST', body: form })
     assert.equal(elsewhere.status, 400)
     assert.deepEqual(await json(elsewhere), { error: 'invalid_grant', error_description: 'Code not valid' })
