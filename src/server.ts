@@ -14,7 +14,7 @@ import { registerForwardAuth } from './gateway/forward-auth.ts'
 import { leanProxy, ownedPaths, upstreamDispatchers, type LeanProxy } from './gateway/lean-proxy.ts'
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
-import { limitConnectionsPerAddress } from './listener/address-shares.ts'
+import { capConnections, ConnectionCaps } from './listener/address-shares.ts'
 import { nodeServer } from './listener/node-server.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
 import { requestLine } from './logging/request-line.ts'
@@ -67,8 +67,13 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     schemaController: { compilersFactory: compilersOnFirstUse() },
   })
 
-  server.server.maxConnections = app.config.server.max_connections
-  limitConnectionsPerAddress(server.server, app.config.server.max_connections_per_address, app.trustsProxy)
+  capConnections(server.server, new ConnectionCaps({
+    most: app.config.server.max_connections,
+    perAddress: app.config.server.max_connections_per_address,
+    exempt: app.trustsProxy,
+    counted: app.metrics.connectionRefused,
+    warned: (cap, address) => server.log.warn({ address, limit: `server.${cap}` }, `connection refused: server.${cap} (${app.config.server[cap]}) reached`),
+  }))
   // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
   await server.register(cookie)
   server.decorateRequest('gatehouse', null as never)

@@ -1,6 +1,8 @@
 import { z } from 'zod'
 import { type Condition, type FilterFields, type FilterValue, type ListFilter, LOOKUPS, type Lookup } from '../store/list-filter.ts'
+import { fromIsoFormat } from './iso-time.ts'
 import { type Page, pageOf, pageQuery } from './pagination.ts'
+import { isAnsibleIdField, NO_RESOURCE_REGISTRY } from './validation.ts'
 
 /**
  * The query string of a list endpoint, as the platform's lists take it (django-ansible-base's rest_filters and
@@ -65,6 +67,7 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
   const lookup: Lookup = suffix !== undefined && (LOOKUPS as readonly string[]).includes(suffix) ? suffix as Lookup : 'exact'
   const name = lookup === 'exact' && suffix !== 'exact' ? rest : rest.slice(0, split)
   const field = Object.hasOwn(fields, name) ? fields[name]! : undefined
+  if (!field && isAnsibleIdField(name)) return NO_RESOURCE_REGISTRY
   if (!field) return `Unknown filter field "${name.slice(0, 64)}". This list can be filtered on: ${Object.keys(fields).join(', ')}.`
   if (TEXT_LOOKUPS.has(lookup) && field.type !== 'text') return `${name} is not a text field and cannot be filtered by ${lookup}.`
   if (lookup === 'isnull') {
@@ -108,6 +111,9 @@ const DATE_TIME_FORMAT = 'YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ]'
  * (which JavaScript's Date would roll over to March 1st), each in Django's words.
  */
 function readTime(raw: string): number | { error: string } {
+  // Django's parse_datetime tries Python's fromisoformat first, and its own pattern where that raises.
+  const iso = fromIsoFormat(raw)
+  if (iso !== undefined) return iso
   const quoted = `“${raw.slice(0, 64)}”`
   const dateTime = DATE_TIME.exec(raw)
   if (dateTime) {

@@ -31,8 +31,8 @@ export interface ListDescription {
   /** The body schema of POST on this list, and who may POST (DRF lists the action only for them). */
   create?: {
     body: z.ZodObject
-    /** Fields the server fills in, shown as read-only as DRF does. */
-    readOnly: Record<string, string>
+    /** Fields the server fills in, shown as read-only as DRF does: by type, or as a list of items of a type. */
+    readOnly: Record<string, string | ListOf>
     allowed: (principal: Principal) => boolean
   }
 }
@@ -53,8 +53,24 @@ export function describeList(api: GatewayApi, path: string, list: ListDescriptio
   })
 }
 
-function readOnlyFields(fields: Record<string, string>): Record<string, FieldInfo> {
-  return Object.fromEntries(Object.entries(fields).map(([name, type]) => [name, { type, required: false, read_only: true, label: labelOf(name) }]))
+/** A read-only list field's items, as `listOf` names them. */
+interface ListOf { listOf: string }
+
+/** A read-only field holding a list of items of `type` (a ListField with that child). */
+export const listOf = (type: string): ListOf => ({ listOf: type })
+
+function readOnlyFields(fields: Record<string, string | ListOf>): Record<string, FieldInfo> {
+  return Object.fromEntries(Object.entries(fields).map(([name, type]) => [name, {
+    ...(typeof type === 'string' ? { type } : listField({ type: type.listOf })),
+    required: false,
+    read_only: true,
+    label: labelOf(name),
+  }]))
+}
+
+/** DRF's ListField: its child is described without a label, required and writable (a child's own defaults). */
+function listField(child: Pick<FieldInfo, 'type' | 'max_length' | 'choices' | 'child'>): Pick<FieldInfo, 'type' | 'child'> {
+  return { type: 'list', child: { ...child, required: true, read_only: false } }
 }
 
 function writableFields(body: z.ZodObject): Record<string, FieldInfo> {
@@ -79,14 +95,17 @@ interface JsonField {
 
 /** The type as Django REST framework's SimpleMetadata labels the serializer field a body field would be. */
 function typeOf(field: JsonField): Pick<FieldInfo, 'type' | 'max_length' | 'choices' | 'child'> {
-  const variant = field.anyOf?.find((option) => option.type !== 'null') ?? field
+  const variants = field.anyOf?.filter((option) => option.type !== 'null') ?? []
+  // A value of one of several types (a name or an id) is no one DRF field: its plain Field, labelled `field`.
+  if (new Set(variants.map((option) => option.type)).size > 1) return { type: 'field' }
+  const variant = variants[0] ?? field
   if (variant.enum) return { type: 'choice', choices: variant.enum.map((value) => ({ value, display_name: String(value) })) }
   const type = Array.isArray(variant.type) ? variant.type.find((t) => t !== 'null') : variant.type
   if (type === 'string' && variant.format === 'date-time') return { type: 'datetime' }
   if (type === 'string') return { type: variant.format === 'email' ? 'email' : 'string', ...(variant.maxLength ? { max_length: variant.maxLength } : {}) }
   if (type === 'integer' || type === 'number') return { type: 'integer' }
   if (type === 'boolean') return { type: 'boolean' }
-  if (type === 'array' && variant.items) return { type: 'list', child: { ...typeOf(variant.items), required: true, read_only: false } }
+  if (type === 'array' && variant.items) return listField(typeOf(variant.items))
   return { type: 'field' }
 }
 

@@ -9,7 +9,7 @@ import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
-import { describeList, SERVER_FIELDS } from './metadata.ts'
+import { describeList, listOf, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { giveRole } from './roles.ts'
 import { userUrl } from './summaries.ts'
@@ -147,7 +147,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
   describeList(api, '/users/', {
     name: 'User List',
     description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; only superusers create, change and delete.',
-    create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: 'list', last_login: 'datetime' }, allowed: (principal) => principal.user.isSuperuser },
+    create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: listOf('string'), last_login: 'datetime' }, allowed: (principal) => principal.user.isSuperuser },
   })
 
   api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {

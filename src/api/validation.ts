@@ -23,6 +23,20 @@ export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((in
 const REQUIRED_MESSAGE = 'This field is required.'
 
 /**
+ * The platform's resource registry names objects by `ansible_id` as well (`object_ansible_id`, `user_ansible_id`,
+ * `team_ansible_id`); there is none here. A body field or filter naming one is refused with this reason, and the
+ * reason is the `detail` too: the ansible.platform collection shows a refusal's `detail` only.
+ */
+export const NO_RESOURCE_REGISTRY = 'This gateway keeps no resource registry and knows no ansible_id: name the object by its id (object_id, user, team) instead.'
+export const isAnsibleIdField = (name: string): boolean => /(?:^|_)ansible_id$/.test(name)
+
+/** A refusal by field, its `detail` giving the reason where the reason is the missing resource registry. */
+export function refusalOf(fields: Record<string, string[]>): ValidationFailed {
+  const ansibleId = Object.keys(fields).find((field) => fields[field]!.includes(NO_RESOURCE_REGISTRY))
+  return new ValidationFailed(fields, ansibleId === undefined ? undefined : `Invalid value for ${ansibleId}: ${NO_RESOURCE_REGISTRY}`)
+}
+
+/**
  * The fields of every object in the platform's shape that the server keeps (`id`, `url`, `created`, when it was
  * last used, ...). Django REST framework drops read-only fields from input unread, and the platform's clients
  * (awxkit) send back what they read, so these are dropped from every body before it is checked: none of them is
@@ -65,7 +79,9 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 
       ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)
     } else if (issue.code === 'unrecognized_keys') {
       const what = part === 'querystring' ? 'parameter' : 'field'
-      addSameProblem(fields, issue.keys.map((key) => [...issue.path, key].map(String).join('.')), `Unknown ${what}.`, `unknown ${what}s`)
+      const keys = issue.keys.map((key) => [...issue.path, key].map(String).join('.'))
+      for (const key of keys.filter(isAnsibleIdField)) (fields[key] ??= []).push(NO_RESOURCE_REGISTRY)
+      addSameProblem(fields, keys.filter((key) => !isAnsibleIdField(key)), `Unknown ${what}.`, `unknown ${what}s`)
     } else if (issue.path.length === 0) {
       ;(fields.non_field_errors ??= []).push(issue.code === 'invalid_type' ? 'Expected a JSON object.' : issue.message)
     } else {
@@ -135,5 +151,5 @@ function platformWords(issue: z.core.$ZodRawIssue): string | undefined {
 export const schemaValidator: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data) => {
   const result = schema.safeParse(httpPart === 'body' ? withoutServerKept(data) : data, { reportInput: true, error: platformWords })
   if (result.success) return { value: result.data }
-  return { error: httpPart === 'params' ? new NotFound() : new ValidationFailed(fieldErrors(result.error.issues, httpPart === 'querystring' ? 'querystring' : 'body')) }
+  return { error: httpPart === 'params' ? new NotFound() : refusalOf(fieldErrors(result.error.issues, httpPart === 'querystring' ? 'querystring' : 'body')) }
 }

@@ -71,7 +71,7 @@ export const TlsSchema = z.object({
   watch: z.boolean().default(true)
     .describe('Re-read the files when they change (checked every second). SIGHUP re-reads them either way.'),
   redirect_http_port: z.number().int().min(0).max(65535).optional()
-    .describe('Also listen for plain HTTP on this port (same host) and answer every request with a 308 redirect to HTTPS.'),
+    .describe('Also listen for plain HTTP on this port (same host) and answer every request with a 308 redirect to HTTPS. Its connections are under `max_connections` and `max_connections_per_address` as well.'),
   hsts_max_age_seconds: z.number().int().min(0).max(2 * 365 * 86400).default(365 * 86400)
     .describe('Strict-Transport-Security max-age sent with every HTTPS response (RFC 6797). 0 tells browsers to forget an earlier one.'),
   hsts_include_subdomains: z.boolean().default(false)
@@ -105,9 +105,9 @@ export const ConfigSchema = z.object({
         .describe('Time a client has to send a whole request, body included, before it is answered 408 (or its connection closed, if the response has begun). Raise it for large uploads over slow links.'),
     }).strict().default({ headers_seconds: 10, request_seconds: 300 }).describe('How long a client may take to send a request.'),
     max_connections: z.number().int().min(1).max(1_000_000).default(10_000)
-      .describe('Client connections open at once; further ones are closed as they arrive. Keep it below the process\'s file descriptor limit (`ulimit -n`), which must also cover the upstream connections.'),
+      .describe('Client connections open at once, on each listener (the gateway\'s port, and the plain-HTTP port of `tls.redirect_http_port`); further ones are closed as they arrive, counted in gatehouse_connections_refused_total and warned of once a minute per address. Keep it below the process\'s file descriptor limit (`ulimit -n`), which must also cover the upstream connections.'),
     max_connections_per_address: z.number().int().min(0).max(1_000_000).default(1000)
-      .describe('Of those, the most one client address (an IPv6 one by its /64) may hold; further ones from it are closed as they arrive. 0: no limit. The default leaves room for about 150 browsers (6 connections each) behind one NAT while no single host can hold all of `max_connections`. It counts the connection\'s peer: addresses in `trusted_proxies` are not limited, and behind a proxy or load balancer not listed there (one that forwards TCP, say) raise it or set 0 (docs/edge.md).'),
+      .describe('Of those, the most one client address (an IPv6 one by its /64) may hold; further ones from it are closed as they arrive (counted and warned of as beyond `max_connections`); its connections to the plain-HTTP redirect port count too. 0: no limit. The default leaves room for about 150 browsers (6 connections each) behind one NAT while no single host can hold all of `max_connections`. It counts the connection\'s peer: addresses in `trusted_proxies` are not limited, and behind a proxy or load balancer not listed there (one that forwards TCP, say) raise it or set 0 (docs/edge.md).'),
     api_body_limit_bytes: z.number().int().min(1024).max(100 * 1024 * 1024).default(1024 * 1024)
       .describe('Largest request body the gateway\'s own API reads. Proxied bodies are not limited here (see `services[].pool.body_buffer_kb`).'),
     body_buffers_mb: z.number().int().min(0).max(64 * 1024).default(64)

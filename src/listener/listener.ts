@@ -4,6 +4,7 @@ import type { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Config, TlsConfig } from '../config/schema.ts'
 import { closeNow, drain, type DrainResult } from './drain.ts'
+import { underSameCaps } from './address-shares.ts'
 import { createHttpsRedirect } from './https-redirect.ts'
 import { explainListenError } from './listen-errors.ts'
 import { TlsReloader, type TlsCredentials } from './tls.ts'
@@ -44,6 +45,7 @@ export async function listen(server: FastifyInstance, config: Config, address: L
       origin: publicUrl ? new URL(publicUrl).origin : undefined,
       httpsPort: (server.server.address() as AddressInfo).port,
     })
+    underSameCaps(redirect, server.server)
     await new Promise<void>((resolve, reject) => {
       redirect!.once('error', (error) => reject(explainListenError(error, { host: 'server.host', port: 'server.tls.redirect_http_port' }, address.host, tlsConfig.redirect_http_port!)))
       redirect!.listen({ host: address.host, port: tlsConfig.redirect_http_port }, resolve)

@@ -4,6 +4,7 @@ import type { NewAuditEntry } from '../store/audit.ts'
 import type { Database } from '../store/database.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { CacheStats } from '../store/cache.ts'
+import type { ConnectionCap } from '../listener/address-shares.ts'
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramSeries } from './instruments.ts'
 
 const METHOD_CLASSES = ['read', 'write'] as const
@@ -50,6 +51,7 @@ export class GatewayMetrics {
   readonly #gatewayTime: HistogramSeries[] = []
   readonly #upstreamTime: HistogramSeries[] = []
   readonly #granted = new Map<string, CounterCell>()
+  readonly #refusedCells: Record<ConnectionCap, CounterCell>
   readonly #requests = new CounterFamily('gatehouse_requests_total', 'Requests answered, by service, method class (read: GET, HEAD, OPTIONS; write: the rest), status class and authentication method.', ['service', 'method', 'status', 'auth'])
   readonly #gatewayDuration = new HistogramFamily('gatehouse_request_duration_seconds', 'The gateway\'s own time per request: until the request was forwarded (proxied requests), or until the response was sent (its own API and pages).', ['service'], FAST_BUCKETS)
   readonly #upstreamDuration = new HistogramFamily('gatehouse_upstream_duration_seconds', 'Time from forwarding a request until the upstream\'s response headers arrived.', ['service'], UPSTREAM_BUCKETS)
@@ -62,6 +64,7 @@ export class GatewayMetrics {
   readonly #auditDropped = new CounterFamily('gatehouse_audit_dropped_total', 'Audit entries counted instead of kept because the queue was full.', [])
   readonly #cacheLookups = new CounterFamily('gatehouse_cache_lookups_total', 'Lookups of in-memory caches, answered from memory (hit) or read again (miss).', ['cache', 'result'])
   readonly #busLag = new HistogramFamily('gatehouse_event_bus_lag_seconds', 'How long after another process committed a change this process read its news.', [], LAG_BUCKETS)
+  readonly #connectionsRefused = new CounterFamily('gatehouse_connections_refused_total', 'Connections closed as they arrived because server.max_connections or server.max_connections_per_address was reached, by that cap.', ['reason'])
   readonly #queryDuration = new HistogramFamily('gatehouse_db_query_duration_seconds', 'Database query time, failed queries included.', [], FAST_BUCKETS)
 
   /** `places`: the names requests are counted under besides `none` (src/gateway/places.ts: services, `gateway`, `ui`, `realms/<name>`). */
@@ -78,6 +81,7 @@ export class GatewayMetrics {
     for (const method of AUTH_METHODS) this.#granted.set(method, this.#decisions.series(method, 'granted', ''))
     this.#lockouts.series()
     this.#auditDropped.series()
+    this.#refusedCells = { max_connections: this.#connectionsRefused.series('max_connections'), max_connections_per_address: this.#connectionsRefused.series('max_connections_per_address') }
   }
 
   /** The registry, with prom-client loaded on the first call; a failed load is tried again at the next scrape. */
@@ -92,7 +96,7 @@ export class GatewayMetrics {
   /** Gatehouse's families, then prom-client's process metrics, then the gauges: the order they had when made at start. */
   #registryOf(client: PromClient): Registry {
     const registry = new client.Registry()
-    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
+    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#connectionsRefused, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
       registry.registerMetric(family as unknown as Metric)
     }
     client.collectDefaultMetrics({ register: registry })
@@ -129,6 +133,10 @@ export class GatewayMetrics {
       case 'create': if (entry.contentType === 'token' || entry.contentType === 'session') this.#created.series(entry.contentType).value++; break
       case 'delete': if (entry.contentType === 'token' || entry.contentType === 'session') this.#revoked.series(entry.contentType).value++; break
     }
+  }
+
+  readonly connectionRefused = (cap: ConnectionCap): void => {
+    this.#refusedCells[cap].value++
   }
 
   readonly oidcTokensIssued = (realm: string, grantType: string): void => {

@@ -4,8 +4,19 @@ import { sessionGrants, type OidcRecordRepository } from '../store/oidc.ts'
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
+/**
+ * Records only the realm that made them finds. The realms share one store, and oidc-provider checks a code's
+ * client, grant and redirect URI, all of which another realm with a client of the same id can match, before it
+ * consumes the code; the realm's resource indicator, which would tell, is read only after. A code brought to
+ * another realm's token endpoint is therefore not found there, and stays good at its own, as in Keycloak.
+ */
+const REALM_BOUND_MODELS = new Set(['AuthorizationCode'])
+/** The member of a realm-bound record's payload naming its realm; oidc-provider never sees it. */
+const REALM_MEMBER = 'gatehouseRealm'
 
 export interface AdapterDependencies {
+  /** The realm whose provider this is. */
+  realm: string
   records: OidcRecordRepository
   /**
    * Runs `destroy` on the records and tells every gateway process that the tokens each key covers stopped being
@@ -53,7 +64,7 @@ export class StoreAdapter implements Adapter {
     await this.#deps.records.upsert({
       model: this.#model,
       id,
-      payload: payload as Record<string, unknown>,
+      payload: REALM_BOUND_MODELS.has(this.#model) ? { ...payload, [REALM_MEMBER]: this.#deps.realm } : payload as Record<string, unknown>,
       grantId: payload.grantId,
       uid: payload.uid,
       userCode: payload.userCode,
@@ -81,11 +92,21 @@ export class StoreAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
+    if (REALM_BOUND_MODELS.has(this.#model)) return this.#ownRealms(await this.#deps.records.find(this.#model, id))
     if (this.#model !== 'RefreshToken') return asPayload(await this.#deps.records.find(this.#model, id))
     // Its grant comes along: a refresh reads it next.
     const record = await this.#deps.records.findWithGrant(this.#model, id)
     if (record) this.#refreshTokenClients.set(id, String(record.payload.clientId))
     return asPayload(record)
+  }
+
+  /** A realm-bound record of this realm, without the member that says so; one of another realm is not found. */
+  #ownRealms(record: Parameters<typeof asPayload>[0]): AdapterPayload | undefined {
+    if (!record) return undefined
+    const { [REALM_MEMBER]: realm, ...payload } = record.payload
+    // A record written before records were bound to their realm has no realm: every realm finds it, as before.
+    if (realm !== undefined && realm !== this.#deps.realm) return undefined
+    return asPayload({ ...record, payload })
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {

@@ -144,6 +144,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   })
   const findAccount = accountFinder(options.accounts, checkClientAccess, options.confirmAccount)
   const adapterDeps: AdapterDependencies = {
+    realm: realm.name,
     records: options.records,
     revoke: options.revoke,
     detectsRefreshTokenReuse: (clientId: string) => clients.get(clientId)?.refresh_token_rotation === true,

@@ -66,6 +66,20 @@ for (const backend of gatewayBackends) {
       }
     })
 
+    it('takes the ISO 8601 forms Python\'s fromisoformat reads first, as Django\'s parse_datetime does, and refuses their impossible dates as an unknown format', async () => {
+      const accepted = ['20000101', '20000101T000000', '20000101T0000', '20000101T00', '2000-01-01T00', '20000101 000000.5Z', '20000101T000000+0100', '2000-01-01T00:00:00+01:00:30', '2000-W01', '2000-W01-1', '2000W011T1200', '2000-01-01x00:00', '2000-01-01T00:00.5']
+      for (const value of accepted) {
+        assert.deepEqual(await names(`created__lt=${encodeURIComponent(value)}`), [], value)
+        assert.equal((await names(`created__gte=${encodeURIComponent(value)}`)).length, 4, value)
+        assert.equal((await names(`created__lt=${encodeURIComponent(value.replace('2000', '2999'))}`)).length, 4, value)
+      }
+      for (const value of ['20200230T000000', '20200101T2400', '2020-01-01T12:30:00x', '20200101T000000+01:', '2020-W54-1', '2020-W01-8', '202001']) {
+        const response = await gw.fetch(`/api/gateway/v1/users/?created__gt=${encodeURIComponent(value)}`, { headers: adminAuth })
+        assert.equal(response.status, 400, value)
+        assert.deepEqual((await json(response)).errors.created__gt, [`“${value}” value has an invalid format. It must be in YYYY-MM-DD HH:MM[:ss[.uuuuuu]][TZ] format.`], value)
+      }
+    })
+
     it('treats % and _ in a search value as plain characters', async () => {
       assert.deepEqual(await names('last_name__icontains=50%25_'), ['alfred'])
       assert.deepEqual(await names('username__icontains=%25'), [])

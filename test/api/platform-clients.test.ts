@@ -312,6 +312,26 @@ describe('the platform\'s clients', () => {
   })
 
   describe('objects and errors in the platform\'s shapes', () => {
+    it('says in detail why an ansible_id is refused, in a body or a lookup: the collection shows only detail', async () => {
+      const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
+      await client.authenticate()
+      const ansibleId = '5c8e1b0a-2f0d-4f59-a0b1-6f1f2d3c4b5a'
+      const refusals = [
+        await client.send('POST', 'role_user_assignments', { role_definition: 1, user: 1, object_ansible_id: ansibleId }),
+        await client.send('POST', 'role_team_assignments', { role_definition: 1, team_ansible_id: ansibleId, object_id: 1 }),
+        await client.send('GET', 'role_user_assignments', undefined, { object_ansible_id: ansibleId }),
+        await client.send('GET', 'role_user_assignments', undefined, { user_ansible_id__in: ansibleId }),
+      ]
+      for (const [i, refusal] of refusals.entries()) {
+        assert.equal(refusal.status, 400, `${i}: ${JSON.stringify(refusal.json)}`)
+        const field = Object.keys(refusal.json.errors).find((name) => name.includes('ansible_id'))
+        assert.ok(field, `${i}: ${JSON.stringify(refusal.json)}`)
+        const [why] = refusal.json.errors[field!]
+        assert.match(why, /resource registry/, `${i}: ${why}`)
+        assert.equal(refusal.json.detail, `Invalid value for ${field}: ${why}`, `${i}`)
+      }
+    })
+
     it('describes a list\'s POST fields at OPTIONS, to those who may POST', async () => {
       const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
       await client.authenticate()
@@ -329,8 +349,9 @@ describe('the platform\'s clients', () => {
       // metadata describes a ListField (role definitions' permissions are one in django-ansible-base).
       const roles = (await client.send('OPTIONS', 'role_definitions')).json.actions.POST
       assert.deepEqual(roles.permissions, { type: 'list', required: true, read_only: false, label: 'Permissions', child: { type: 'string', required: true, read_only: false } })
-      assert.equal(post.organizations.type, 'list')
-      assert.equal(post.organizations.child.read_only, false)
+      // Organizations are named by name or id: an item of no one type, which DRF calls a `field`.
+      assert.deepEqual(post.organizations, { type: 'list', required: false, read_only: false, label: 'Organizations', child: { type: 'field', required: true, read_only: false } })
+      assert.deepEqual(post.groups, { type: 'list', required: false, read_only: true, label: 'Groups', child: { type: 'string', required: true, read_only: false } })
 
       await gw.app.accounts.create({ username: 'reader', password: 'reader-password-1' })
       const reader = new CollectionClient(gw.url, { username: 'reader', password: 'reader-password-1' })

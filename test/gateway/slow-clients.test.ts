@@ -148,6 +148,43 @@ describe('the cap on one address\'s connections', () => {
     }
   })
 
+  it('counts the connections either cap refuses in metrics, and warns once a minute per address, naming it', async () => {
+    const logLines: Record<string, unknown>[] = []
+    const gw = await startGateway({ logLines, config: { server: { host: '127.0.0.1', port: 0, max_connections: 6, max_connections_per_address: 2 } } })
+    const clients: RawClient[] = []
+    const open = async (from: string) => {
+      const client = await rawClient(gw.url, from, ask)
+      clients.push(client)
+      return client
+    }
+    const refusedAsItArrives = async (client: RawClient) => {
+      await Promise.race([client.closed, sleep(2000)])
+      assert.ok(client.socket.closed)
+      assert.equal(client.received(), '')
+    }
+    try {
+      const held = [await open('127.0.0.34'), await open('127.0.0.34')]
+      assert.equal((await eventually(() => held.filter(served), (found) => found.length === 2, 2000)).length, 2)
+      for (let i = 0; i < 3; i++) await refusedAsItArrives(await open('127.0.0.34'))
+      const others = [await open('127.0.0.35'), await open('127.0.0.35'), await open('127.0.0.36'), await open('127.0.0.36')]
+      assert.equal((await eventually(() => others.filter(served), (found) => found.length === 4, 2000)).length, 4)
+      // Six open: server.max_connections refuses the seventh, whatever its address.
+      await refusedAsItArrives(await open('127.0.0.37'))
+      await refusedAsItArrives(await open('127.0.0.37'))
+      for (const client of clients) client.socket.destroy()
+      await Promise.all(clients.map((client) => client.closed))
+      await sleep(100)
+      const scraped = await (await gw.fetch('/metrics')).text()
+      assert.match(scraped, /^gatehouse_connections_refused_total\{reason="max_connections_per_address"\} 3$/m)
+      assert.match(scraped, /^gatehouse_connections_refused_total\{reason="max_connections"\} 2$/m)
+      const warnings = logLines.filter((line) => line.level === 40 && String(line.msg).startsWith('connection refused'))
+      assert.deepEqual(warnings.map((line) => [line.address, line.limit]), [['127.0.0.34', 'server.max_connections_per_address'], ['127.0.0.37', 'server.max_connections']])
+    } finally {
+      for (const client of clients) client.socket.destroy()
+      await gw.close()
+    }
+  })
+
   it('takes any number from one address with max_connections_per_address 0', async () => {
     const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, max_connections_per_address: 0 } } })
     const clients: RawClient[] = []

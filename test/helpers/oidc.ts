@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { mock } from 'node:test'
 import type { GatewayOptions, TestGateway } from './gateway.ts'
@@ -89,6 +90,21 @@ export async function browse(gw: TestGateway, jar: CookieJar, url: string, init:
     options = {}
   }
   throw new Error('too many redirects')
+}
+
+/**
+ * Signs `username` in at the test realm's login page for the public client `end-users`, as a browser does, and
+ * returns the token request that redeems the code it got (PKCE S256).
+ */
+export async function codeRedemption(gw: TestGateway, username: string, password: string): Promise<URLSearchParams> {
+  const verifier = randomBytes(32).toString('base64url')
+  const challenge = createHash('sha256').update(verifier).digest('base64url')
+  const jar = new CookieJar()
+  const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
+  const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+  const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username, password }).toString() })
+  const code = new URL(done.url).searchParams.get('code')!
+  return new URLSearchParams({ client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
 }
 
 export interface TokenAnswer {

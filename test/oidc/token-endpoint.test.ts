@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { jwtVerify } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { decodeJwtPart, REALM, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
+import { codeRedemption, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 
 /** Keycloak's token endpoint, as curl and scripts see it: members, order, headers, and error wording. */
 describe('the token endpoint speaks Keycloak', () => {
@@ -297,5 +297,25 @@ describe('a client removed from the configuration', () => {
     const introspected = await after_.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, { method: 'POST', body: new URLSearchParams({ client_id: 'reports', client_secret: SERVICE_SECRET, token: body.access_token }) })
     assert.deepEqual(await json(introspected), { active: false })
     assert.equal((await tokenRequest(after_, { client_id: 'retired', grant_type: 'refresh_token', refresh_token: body.refresh_token })).status, 401)
+  })
+})
+
+describe('an authorization code at another realm\'s token endpoint', () => {
+  let gw: TestGateway
+  before(async () => {
+    // Two realms with the same client: only the realm that issued a code may redeem it.
+    gw = await startGateway({ config: { realms: [testRealms[0], { ...testRealms[0], name: 'elsewhere' }] } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  it('is refused as a code that realm does not know, and still redeems at the realm that issued it', async () => {
+    const form = await codeRedemption(gw, 'alice', 'alice-password')
+    const elsewhere = await gw.fetch('/realms/elsewhere/protocol/openid-connect/token', { method: 'POST', body: form })
+    assert.equal(elsewhere.status, 400)
+    assert.deepEqual(await json(elsewhere), { error: 'invalid_grant', error_description: 'Code not valid' })
+    const redeemed = await tokenRequest(gw, form)
+    assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body))
+    assert.equal(decodeJwtPart(redeemed.body.access_token, 1).iss, realmUrl(gw))
   })
 })

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { json, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, postToken, realmUrl, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { codeRedemption, decodeJwtPart, passwordLogin, postToken, realmUrl, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
 const demo = loadConfigFile(demoConfigFile)
 const BURST = 30
@@ -62,14 +61,7 @@ for (const backend of gatewayBackends) {
     })
 
     it('redeems an authorization code that many requests bring at once for one of them only, and revokes what it gave', async () => {
-      const verifier = randomBytes(32).toString('base64url')
-      const challenge = createHash('sha256').update(verifier).digest('base64url')
-      const jar = new CookieJar()
-      const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
-      const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
-      const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=alice-password' })
-      const code = new URL(done.url).searchParams.get('code')!
-      const form = new URLSearchParams({ client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier }).toString()
+      const form = (await codeRedemption(gw, 'alice', 'alice-password')).toString()
       const answers = await Promise.all(Array.from({ length: BURST }, () => postToken(gw, form)))
       const redeemed = answers.filter((answer) => answer.status === 200)
       assert.equal(redeemed.length, 1)

@@ -135,7 +135,7 @@ for (const backend of storeBackends) {
           await destroy(db.store.oidc)
           revoked.push(...keys)
         },
-        detectsRefreshTokenReuse: () => false,
+        realm: 'platform', detectsRefreshTokenReuse: () => false,
         gatewaySession: async () => keyHash,
       }
       const sessions = new StoreAdapter('Session', deps)
@@ -159,7 +159,7 @@ for (const backend of storeBackends) {
         await destroy(records)
         revoked.push(...keys)
       },
-      detectsRefreshTokenReuse: () => false,
+      realm: 'platform', detectsRefreshTokenReuse: () => false,
       gatewaySession: async () => undefined,
     })
 
@@ -234,7 +234,7 @@ for (const backend of storeBackends) {
 
     it('saves a realm session whose gateway session was replaced by a new one of the same browser linked to the new one', async () => {
       const [replaced, current] = [await gatewaySession(), await gatewaySession()]
-      const deps = { records: db.store.oidc, revoke: async () => assert.fail('nothing is ended'), detectsRefreshTokenReuse: () => false, gatewaySession: async () => replaced }
+      const deps = { records: db.store.oidc, revoke: async () => assert.fail('nothing is ended'), realm: 'platform', detectsRefreshTokenReuse: () => false, gatewaySession: async () => replaced }
       const sessions = new StoreAdapter('Session', deps)
       await sessions.upsert('passed-on', { uid: 'uid-passed-on', accountId: '9', authorizations: { app: { grantId: 'g-passed-on' } } }, 300)
       // A new login in the same browser replaces the gateway session after this request looked it up (SessionManager.start).
@@ -262,7 +262,7 @@ for (const backend of storeBackends) {
           await destroy(db.store.oidc)
           revoked.push(key)
         },
-        detectsRefreshTokenReuse: () => true,
+        realm: 'platform', detectsRefreshTokenReuse: () => true,
       }
       const accessTokens = new StoreAdapter('AccessToken', deps)
       const refreshTokens = new StoreAdapter('RefreshToken', deps)
@@ -279,7 +279,7 @@ for (const backend of storeBackends) {
     })
 
     it('marks refresh tokens consumed only for clients with reuse detection', async () => {
-      const deps = { records: db.store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
+      const deps = { records: db.store.oidc, revoke: async () => {}, realm: 'platform', detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
       const refreshTokens = new StoreAdapter('RefreshToken', deps)
       await refreshTokens.upsert('r-rotating', { clientId: 'rotating' }, 300)
       await refreshTokens.upsert('r-keeping', { clientId: 'keeping' }, 300)
@@ -327,7 +327,7 @@ for (const backend of storeBackends) {
     }
 
     it('consumes a refresh token it has just read without reading it again', async () => {
-      const deps = { records: db.store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
+      const deps = { records: db.store.oidc, revoke: async () => {}, realm: 'platform', detectsRefreshTokenReuse: (clientId: string) => clientId === 'rotating' }
       const refreshTokens = new StoreAdapter('RefreshToken', deps)
       await refreshTokens.upsert('read-then-used', { clientId: 'rotating' }, 300)
       await refreshTokens.upsert('read-then-kept', { clientId: 'keeping' }, 300)
@@ -343,7 +343,7 @@ for (const backend of storeBackends) {
     })
 
     it('reads a refresh token and its grant in one statement, and serves the grant to the next find of it in the same turn', async () => {
-      const deps = { records: db.store.oidc, revoke: async () => {}, detectsRefreshTokenReuse: () => false }
+      const deps = { records: db.store.oidc, revoke: async () => {}, realm: 'platform', detectsRefreshTokenReuse: () => false }
       const refreshTokens = new StoreAdapter('RefreshToken', deps)
       const grants = new StoreAdapter('Grant', deps)
       await grants.upsert('along-grant', { accountId: '5', clientId: 'c', openid: { scope: 'openid' } }, 300)
