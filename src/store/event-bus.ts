@@ -66,6 +66,7 @@ export class EventBus {
   readonly #store: Store
   readonly #listeners = new Map<string, Listener[]>()
   readonly #readListeners: ((lagMs: number) => void)[] = []
+  readonly #missedListeners: (() => void | Promise<void>)[] = []
   readonly #seen = new Set<number>()
   readonly #processId = randomUUID()
   #lastId = 0
@@ -199,6 +200,15 @@ export class EventBus {
     return this.#readAt !== undefined && now - this.#readAt <= this.maxStaleMs
   }
 
+  /**
+   * Called when this process finds that news it had not read is gone from the log (pruned while it was stopped or
+   * far behind, or by a process whose clock runs ahead): whatever it cached from the database must be dropped or
+   * read again, as any of it may have changed. Runs before the events read with it are applied.
+   */
+  onMissed(listener: () => void | Promise<void>): void {
+    this.#missedListeners.push(listener)
+  }
+
   /** Called for each event another process wrote, with how long after its commit this process read it. */
   onRead(listener: (lagMs: number) => void): void {
     this.#readListeners.push(listener)
@@ -251,6 +261,12 @@ export class EventBus {
     const startedAt = Date.now()
     const events = await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)
     const before = this.#lastId
+    // A hole right after what was read is usually ids no commit used (rolled back, or still to commit on PostgreSQL);
+    // it is news lost only when no event older than it is left: a prune took what this process had not read.
+    const next = events.find((event) => event.id > before)
+    if (next && next.id > before + 1 && (await this.#store.events.oldestId()) > before + 1) {
+      for (const listener of this.#missedListeners) await listener()
+    }
     for (const event of events) {
       if (!this.#seen.has(event.id)) {
         // A listener that fails (its own read failed) stops the read here; the next one starts again from this event.

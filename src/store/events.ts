@@ -39,6 +39,12 @@ export class EventLog {
     return rows.map((r) => ({ id: Number(r.id), topic: r.topic, key: r.key, createdAt: Number(r.created_at) }))
   }
 
+  /** The oldest event still in the log (0 when it is empty): a reader behind it lost news to a prune. */
+  async oldestId(): Promise<number> {
+    const row = await this.#db.selectFrom('events').select((eb) => eb.fn.min('id').as('id')).executeTakeFirst()
+    return Number(row?.id ?? 0)
+  }
+
   async latestId(): Promise<number> {
     const row = await this.#db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst()
     return Number(row?.id ?? 0)
@@ -73,8 +79,13 @@ export class EventLog {
     return Number(row.n)
   }
 
+  /**
+   * Deletes events older than `time`, but never the newest one: a reader that had not read the pruned events then
+   * still finds an event past them, behind the oldest one left, and knows it missed news (EventBus flushes).
+   */
   async pruneBefore(time: number): Promise<void> {
     await this.#db.deleteFrom('gateway_processes').where('heartbeat_at', '<', time).execute()
-    await this.#db.deleteFrom('events').where('created_at', '<', time).execute()
+    const latest = await this.latestId()
+    await this.#db.deleteFrom('events').where('created_at', '<', time).where('id', '<', latest).execute()
   }
 }

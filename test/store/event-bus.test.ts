@@ -87,6 +87,47 @@ for (const backend of storeBackends) {
 }
 
 for (const backend of storeBackends) {
+  describe(`event bus on ${backend.name}: news lost to a prune`, () => {
+    it('flushes when events it had not read were pruned, and not for ids no commit used', async () => {
+      const opened = await backend.open()
+      const writer = new EventBus(opened.store)
+      const reader = await opened.reopen()
+      const bus = new EventBus(reader)
+      const applied: string[] = []
+      let missed = 0
+      bus.on('token', (key) => void applied.push(key))
+      bus.onMissed(() => void missed++)
+      try {
+        await writer.publish('token', '1')
+        await bus.start(60_000)
+        // Written without a push, so that only `sync` reads them. An id no commit used (a rolled-back transaction's)
+        // leaves a hole with older events still in the log.
+        const unused = await opened.store.events.append('token', '2')
+        await opened.store.events.append('token', '3')
+        await opened.store.database.db.deleteFrom('events').where('id', '=', unused).execute()
+        await bus.sync()
+        assert.deepEqual(applied, ['3'])
+        assert.equal(missed, 0, 'a hole with older events left is no lost news')
+
+        await opened.store.events.append('token', '4')
+        await opened.store.events.append('token', '5')
+        await opened.store.events.pruneBefore(Date.now() + 60_000)
+        await bus.sync()
+        assert.equal(missed, 1, 'the pruned revocation it never read is noticed')
+        assert.deepEqual(applied, ['3', '5'])
+        await bus.sync()
+        assert.equal(missed, 1, 'and noticed once')
+      } finally {
+        await bus.stop()
+        await reader.close()
+        await opened.store.close()
+        await opened.cleanup()
+      }
+    })
+  })
+}
+
+for (const backend of storeBackends) {
   describe(`event bus on ${backend.name}: other processes`, () => {
     it('counts the other processes on the database from their heartbeats, and forgets one that stopped', async () => {
       const opened = await backend.open()
