@@ -114,7 +114,7 @@ export class EventBus {
     if (this.#postgres) await this.#listen().catch(() => this.#scheduleReconnect())
     this.#every(HEARTBEAT_MS, () => this.#heartbeat())
     this.#every(intervalMs, () => this.sync())
-    this.#every(3600_000, () => this.#store.events.pruneBefore(Date.now() - 3600_000))
+    this.#every(3600_000, () => this.#store.events.prune(3600_000))
   }
 
   async stop(): Promise<void> {
@@ -294,7 +294,7 @@ export class EventBus {
   async #heartbeat(): Promise<void> {
     try {
       await this.#store.events.heartbeat(this.#processId, this.#lastId)
-      this.#others = await this.#store.events.othersAlive(Date.now() - ALIVE_MS, this.#processId)
+      this.#others = await this.#store.events.othersAlive(ALIVE_MS, this.#processId)
     } catch (error) {
       this.#others = Math.max(this.#others, 1)
       throw error
@@ -306,7 +306,7 @@ export class EventBus {
     const deadline = Date.now() + ACK_WAIT_MS
     try {
       while (Date.now() < deadline) {
-        if ((await this.#store.events.lagging(id, Date.now() - ALIVE_MS, this.#processId)) === 0) return
+        if ((await this.#store.events.lagging(id, ALIVE_MS, this.#processId)) === 0) return
         await sleep(3)
       }
     } catch {

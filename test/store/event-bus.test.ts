@@ -111,7 +111,7 @@ for (const backend of storeBackends) {
 
         await opened.store.events.append('token', '4')
         await opened.store.events.append('token', '5')
-        await opened.store.events.pruneBefore(Date.now() + 60_000)
+        await opened.store.events.prune(-60_000)
         await bus.sync()
         assert.equal(missed, 1, 'the pruned revocation it never read is noticed')
         assert.deepEqual(applied, ['3', '5'])
@@ -146,6 +146,29 @@ for (const backend of storeBackends) {
       } finally {
         await other.stop()
         await first.stop()
+        await second.close()
+        await opened.store.close()
+        await opened.cleanup()
+      }
+    })
+
+    it('judges which processes are alive by the database clock, whatever the clocks of the processes say', async () => {
+      const opened = await backend.open()
+      const second = await opened.reopen()
+      const behind = new EventBus(opened.store)
+      const other = new EventBus(second)
+      const realNow = Date.now
+      try {
+        // A process whose clock runs a minute behind, then one whose clock runs a minute ahead.
+        Date.now = () => realNow() - 60_000
+        await behind.start(60_000)
+        Date.now = () => realNow() + 60_000
+        await other.start(60_000)
+        assert.equal(other.otherProcesses, 1, 'a process with a slow clock is alive all the same')
+      } finally {
+        Date.now = realNow
+        await other.stop()
+        await behind.stop()
         await second.close()
         await opened.store.close()
         await opened.cleanup()
