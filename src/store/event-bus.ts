@@ -85,8 +85,8 @@ export class EventBus {
   #registered = false
   /** Other live processes on the database, as last counted; 1 until counted, or when counting fails (see `otherProcesses`). */
   #others = 1
-  /** The data_version check the requests of this event-loop turn wait for. */
-  #versionCheck: Promise<void> | undefined
+  /** The check the requests of this event-loop turn wait for: SQLite's data_version, or a read while LISTEN is down. */
+  #turnCheck: Promise<void> | undefined
 
   constructor(store: Store, options: EventBusOptions = {}) {
     this.#store = store
@@ -180,15 +180,18 @@ export class EventBus {
    * the `PRAGMA data_version` (two file-lock system calls) is shared by every request that asks before it runs:
    * it runs once per turn of the event loop, after the requests read in that turn, so it still sees every commit
    * made before any of them arrived. PostgreSQL pushes news instead: a request waits only for a read already
-   * under way, and at most READ_WAIT_MS. Whether what it then has may be trusted is `fresh()`.
+   * under way, and at most READ_WAIT_MS (while LISTEN is down, for a read of its turn's own, as long at most).
+   * Whether what it then has may be trusted is `fresh()`.
    */
   freshen(): Promise<void> {
-    if (this.#postgres) return this.#syncWait ?? RESOLVED
-    this.#versionCheck ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.#versionCheck = undefined
-      return this.#checkVersion()
+    // Without LISTEN nothing is pushed, and a publisher stops waiting for this process after ACK_WAIT_MS: until it
+    // listens again, the requests of each turn read the log themselves, as on SQLite.
+    if (this.#postgres && (this.#client !== undefined || !this.#started || this.#stopped)) return this.#syncWait ?? RESOLVED
+    this.#turnCheck ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.#turnCheck = undefined
+      return this.#postgres ? this.#readUnpushed() : this.#checkVersion()
     })
-    return this.#versionCheck
+    return this.#turnCheck
   }
 
   /**
@@ -221,6 +224,11 @@ export class EventBus {
       readAt: this.#readAt,
       fresh: this.fresh(now),
     }
+  }
+
+  /** A read of the log begun after the requests of this turn arrived, waited for READ_WAIT_MS at most. */
+  #readUnpushed(): Promise<void> {
+    return Promise.race([this.sync().catch(() => {}), sleep(READ_WAIT_MS, undefined, { ref: false })])
   }
 
   async #checkVersion(): Promise<void> {
