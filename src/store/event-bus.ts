@@ -99,13 +99,7 @@ export class EventBus {
 
   async start(intervalMs = 1000): Promise<void> {
     const startedAt = Date.now()
-    this.#lastId = await this.#store.events.latestId()
-    // What was announced before this process started is in whatever it reads from now on: those events are taken
-    // as seen, or the look-back of its first read would apply them again, after requests it already served (a
-    // revocation of every token, say, would drop the last-use times recorded since).
-    for (const event of await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)) {
-      if (event.id <= this.#lastId) this.#seen.add(event.id)
-    }
+    await this.#readFromNow()
     this.#dataVersion = this.#store.database.dataVersion()
     this.#readAt = startedAt
     this.#started = true
@@ -265,10 +259,33 @@ export class EventBus {
     return syncing
   }
 
+  /**
+   * Takes what the log holds now as read. What was announced before is in whatever this process reads from now on:
+   * those events are taken as seen, or the look-back of its next read would apply them again, after requests it
+   * already served (a revocation of every token, say, would drop the last-use times recorded since).
+   */
+  async #readFromNow(): Promise<void> {
+    this.#lastId = await this.#store.events.latestId()
+    this.#seen.clear()
+    for (const event of await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)) {
+      if (event.id <= this.#lastId) this.#seen.add(event.id)
+    }
+  }
+
   async #readNews(): Promise<void> {
     const startedAt = Date.now()
     const events = await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)
     const before = this.#lastId
+    // The last event read is always in the log (a prune keeps the newest): gone, the log went back in time (a backup
+    // restored, a failover that lost commits) and hands out the ids read before again. Whatever was cached may be
+    // wrong, and the log is read on from where it now ends.
+    if (before > 0 && !events.some((event) => event.id >= before)) {
+      for (const listener of this.#missedListeners) await listener()
+      await this.#readFromNow()
+      if (this.#registered && this.#postgres) await this.#store.events.heartbeat(this.#processId, this.#lastId)
+      this.#again = true
+      return
+    }
     // A hole right after what was read is usually ids no commit used (rolled back, or still to commit on PostgreSQL);
     // it is news lost only when no event older than it is left: a prune took what this process had not read.
     const next = events.find((event) => event.id > before)

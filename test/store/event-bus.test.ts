@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { EventBus } from '../../src/store/event-bus.ts'
+import { sql } from '../../src/store/kysely.ts'
 import type { Store } from '../../src/store/store.ts'
 import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
 
@@ -87,7 +88,7 @@ for (const backend of storeBackends) {
 }
 
 for (const backend of storeBackends) {
-  describe(`event bus on ${backend.name}: news lost to a prune`, () => {
+  describe(`event bus on ${backend.name}: news lost from the log`, () => {
     it('flushes when events it had not read were pruned, and not for ids no commit used', async () => {
       const opened = await backend.open()
       const writer = new EventBus(opened.store)
@@ -100,6 +101,7 @@ for (const backend of storeBackends) {
       try {
         await writer.publish('token', '1')
         await bus.start(60_000)
+        await bus.sync() // the read a start begins on PostgreSQL, done before the events below are written
         // Written without a push, so that only `sync` reads them. An id no commit used (a rolled-back transaction's)
         // leaves a hole with older events still in the log.
         const unused = await opened.store.events.append('token', '2')
@@ -117,6 +119,44 @@ for (const backend of storeBackends) {
         assert.deepEqual(applied, ['3', '5'])
         await bus.sync()
         assert.equal(missed, 1, 'and noticed once')
+      } finally {
+        await bus.stop()
+        await reader.close()
+        await opened.store.close()
+        await opened.cleanup()
+      }
+    })
+
+    it('flushes, and reads on, when the log goes back in time (a backup restored, a failover that lost commits)', async () => {
+      const opened = await backend.open()
+      const reader = await opened.reopen()
+      const bus = new EventBus(reader)
+      const applied: string[] = []
+      let missed = 0
+      bus.on('token', (key) => void applied.push(key))
+      bus.onMissed(() => void missed++)
+      const log = opened.store.events
+      try {
+        const kept = await log.append('token', '1')
+        await bus.start(60_000)
+        await bus.sync()
+        await log.append('token', '2')
+        await log.append('token', '3')
+        await bus.sync()
+        assert.deepEqual(applied, ['2', '3'])
+
+        // The database as it was after the first event: the ids of the lost ones are handed out again.
+        const { db } = opened.store.database
+        await db.deleteFrom('events').where('id', '>', kept).execute()
+        if (backend.name === 'PostgreSQL') await sql`alter table events alter column id restart with ${sql.raw(String(kept + 1))}`.execute(db)
+        else await sql`update sqlite_sequence set seq = ${kept} where name = 'events'`.execute(db)
+        await log.append('token', '4')
+        await bus.sync()
+        assert.equal(missed, 1, 'what it read is gone from the log: it flushes')
+        await log.append('token', '5')
+        await bus.sync()
+        assert.deepEqual(applied, ['2', '3', '5'], 'news under ids it had read before is applied')
+        assert.equal(missed, 1)
       } finally {
         await bus.stop()
         await reader.close()
