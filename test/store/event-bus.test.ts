@@ -168,6 +168,39 @@ for (const backend of storeBackends) {
 }
 
 for (const backend of storeBackends) {
+  describe(`event bus on ${backend.name}: a change with much news`, () => {
+    it('delivers every event of one transaction, far past what a NOTIFY payload holds, in order, and none of one rolled back', async () => {
+      const opened = await backend.open()
+      const writer = new EventBus(opened.store)
+      const reader = await opened.reopen()
+      const bus = new EventBus(reader)
+      const applied: string[] = []
+      bus.on('session', (key) => void applied.push(key))
+      try {
+        await bus.start(60_000)
+        await bus.sync()
+        // 2,500 keys of 64 characters: 160 kB of news, twenty times PostgreSQL's 8,000-byte payload limit.
+        const keys = Array.from({ length: 2500 }, (_, n) => String(n).padStart(64, '0'))
+        await assert.rejects(writer.change(async (_tx, announce) => {
+          announce('session', 'rolled-back')
+          throw new Error('the change fails')
+        }), /the change fails/)
+        await writer.change(async (_tx, announce) => {
+          for (const key of keys) announce('session', key)
+        })
+        await bus.sync()
+        assert.deepEqual(applied, keys)
+      } finally {
+        await bus.stop()
+        await reader.close()
+        await opened.store.close()
+        await opened.cleanup()
+      }
+    })
+  })
+}
+
+for (const backend of storeBackends) {
   describe(`event bus on ${backend.name}: other processes`, () => {
     it('counts the other processes on the database from their heartbeats, and forgets one that stopped', async () => {
       const opened = await backend.open()
