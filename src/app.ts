@@ -137,6 +137,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const basicCache = new CredentialCache(config.auth.basic_cache_seconds)
   accounts.onForget((userId) => basicCache.forgetUser(userId))
   settings.onChange(() => basicCache.clear())
+  bus.onMissed(() => basicCache.clear())
 
   const publicUrl = (options.publicUrl ?? config.server.public_url ?? `http://${config.server.host}:${config.server.port}`).replace(/\/$/, '')
   const identity = new IdentitySigner(store, bus, publicUrl, {

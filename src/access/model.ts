@@ -87,6 +87,7 @@ export class AccessModel {
   constructor(store: Store, bus: EventBus) {
     this.#store = store
     bus.on(ACCESS_TOPIC, () => this.reload())
+    bus.onMissed(() => this.reload())
   }
 
   /** Runs in every process after each reload: drop whatever was derived from memberships. */

@@ -54,6 +54,8 @@ export class OidcBearerAuthenticator implements Authenticator {
     const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
     this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs, onEvicted: () => this.#verified.clear() })
     bus.on(REVOKE_TOPIC, (key) => this.#revoked.set(key, true))
+    // The revocations missed are unknown: every verified token is checked against its record again.
+    bus.onMissed(() => this.#verified.clear())
     accounts.onForget((userId) => this.#verified.forgetUser(userId))
   }
 

@@ -102,6 +102,7 @@ export class Accounts {
     this.#passwordPolicy = passwordPolicy
     this.#byId = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs })
     bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
+    bus.onMissed(() => this.#byId.clear())
   }
 
   /** Runs in the process that makes a change, in its transaction (end sessions, ...). */

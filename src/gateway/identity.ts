@@ -62,6 +62,10 @@ export class IdentitySigner {
     })
     this.#keys = new LoadedKeys(this.#rotating, () => bus.publish(IDENTITY_KEYS_TOPIC, PURPOSE))
     bus.on(IDENTITY_KEYS_TOPIC, () => this.#keys.reload())
+    bus.onMissed(() => {
+      this.#keys.reload()
+      this.forgetAll()
+    })
   }
 
   get issuer(): string {

@@ -303,6 +303,9 @@ export class OidcRealms implements AccessTokenIssuers {
     for (const realm of config.realms) this.#realms.set(realm.name, new Realm(realm, { ...deps, serviceAccounts }))
     this.#store = deps.store
     deps.bus.on(KEYS_TOPIC, (name) => this.#realms.get(name)?.keysChanged())
+    deps.bus.onMissed(() => {
+      for (const realm of this.#realms.values()) realm.keysChanged()
+    })
     const gateway = config.gateway.oidc
     this.#policies.set('gateway', { realms: new Set(gateway.realms ?? this.#realms.keys()), audiences: new Set(gateway.audiences), scoped: true })
     for (const service of config.services) {

@@ -24,6 +24,7 @@ export class RuntimeSettings {
     this.#bus = bus
     this.#maxStaleMs = options.maxStaleMs
     bus.on(SETTINGS_TOPIC, () => this.reload())
+    bus.onMissed(() => this.reload())
   }
 
   /** Starts reading the settings again every `maxStaleMs` (nothing without it). */

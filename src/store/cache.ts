@@ -42,6 +42,8 @@ interface Entry<V> {
 /** Subscribes to an event topic; the event bus (src/store/event-bus.ts) is one. */
 export interface TopicSource {
   on(topic: Topic, listener: (key: string) => void | Promise<void>): void
+  /** Called when news may have been missed (see EventBus.onMissed): every entry must go. */
+  onMissed?(listener: () => void | Promise<void>): void
 }
 
 /**
@@ -168,11 +170,13 @@ export class BoundedCache<K, V> {
    */
   follow(topics: TopicSource, topic: Topic, keyOf: (eventKey: string) => K = (eventKey) => eventKey as K): void {
     topics.on(topic, (eventKey) => this.#onEvent(eventKey, () => this.forget(keyOf(eventKey))))
+    topics.onMissed?.(() => this.clear())
   }
 
   /** As `follow`, for topics whose keys name entries by something other than their cache key (a token's id). */
   followWhere(topics: TopicSource, topic: Topic, names: (eventKey: string, value: V) => boolean): void {
     topics.on(topic, (eventKey) => this.#onEvent(eventKey, () => this.forgetWhere((value) => names(eventKey, value))))
+    topics.onMissed?.(() => this.clear())
   }
 
   #onEvent(eventKey: string, forgetNamed: () => void): void {

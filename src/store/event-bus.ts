@@ -66,6 +66,7 @@ export class EventBus {
   readonly #store: Store
   readonly #listeners = new Map<string, Listener[]>()
   readonly #readListeners: ((lagMs: number) => void)[] = []
+  readonly #missedListeners: (() => void | Promise<void>)[] = []
   readonly #seen = new Set<number>()
   readonly #processId = randomUUID()
   #lastId = 0
@@ -84,8 +85,8 @@ export class EventBus {
   #registered = false
   /** Other live processes on the database, as last counted; 1 until counted, or when counting fails (see `otherProcesses`). */
   #others = 1
-  /** The data_version check the requests of this event-loop turn wait for. */
-  #versionCheck: Promise<void> | undefined
+  /** The check the requests of this event-loop turn wait for: SQLite's data_version, or a read while LISTEN is down. */
+  #turnCheck: Promise<void> | undefined
 
   constructor(store: Store, options: EventBusOptions = {}) {
     this.#store = store
@@ -98,13 +99,7 @@ export class EventBus {
 
   async start(intervalMs = 1000): Promise<void> {
     const startedAt = Date.now()
-    this.#lastId = await this.#store.events.latestId()
-    // What was announced before this process started is in whatever it reads from now on: those events are taken
-    // as seen, or the look-back of its first read would apply them again, after requests it already served (a
-    // revocation of every token, say, would drop the last-use times recorded since).
-    for (const event of await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)) {
-      if (event.id <= this.#lastId) this.#seen.add(event.id)
-    }
+    await this.#readFromNow()
     this.#dataVersion = this.#store.database.dataVersion()
     this.#readAt = startedAt
     this.#started = true
@@ -113,7 +108,7 @@ export class EventBus {
     if (this.#postgres) await this.#listen().catch(() => this.#scheduleReconnect())
     this.#every(HEARTBEAT_MS, () => this.#heartbeat())
     this.#every(intervalMs, () => this.sync())
-    this.#every(3600_000, () => this.#store.events.pruneBefore(Date.now() - 3600_000))
+    this.#every(3600_000, () => this.#store.events.prune(3600_000))
   }
 
   async stop(): Promise<void> {
@@ -179,15 +174,18 @@ export class EventBus {
    * the `PRAGMA data_version` (two file-lock system calls) is shared by every request that asks before it runs:
    * it runs once per turn of the event loop, after the requests read in that turn, so it still sees every commit
    * made before any of them arrived. PostgreSQL pushes news instead: a request waits only for a read already
-   * under way, and at most READ_WAIT_MS. Whether what it then has may be trusted is `fresh()`.
+   * under way, and at most READ_WAIT_MS (while LISTEN is down, for a read of its turn's own, as long at most).
+   * Whether what it then has may be trusted is `fresh()`.
    */
   freshen(): Promise<void> {
-    if (this.#postgres) return this.#syncWait ?? RESOLVED
-    this.#versionCheck ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.#versionCheck = undefined
-      return this.#checkVersion()
+    // Without LISTEN nothing is pushed, and a publisher stops waiting for this process after ACK_WAIT_MS: until it
+    // listens again, the requests of each turn read the log themselves, as on SQLite.
+    if (this.#postgres && (this.#client !== undefined || !this.#started || this.#stopped)) return this.#syncWait ?? RESOLVED
+    this.#turnCheck ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.#turnCheck = undefined
+      return this.#postgres ? this.#readUnpushed() : this.#checkVersion()
     })
-    return this.#versionCheck
+    return this.#turnCheck
   }
 
   /**
@@ -197,6 +195,15 @@ export class EventBus {
    */
   fresh(now = Date.now()): boolean {
     return this.#readAt !== undefined && now - this.#readAt <= this.maxStaleMs
+  }
+
+  /**
+   * Called when this process finds that news it had not read is gone from the log (pruned while it was stopped or
+   * far behind, or by a process whose clock runs ahead): whatever it cached from the database must be dropped or
+   * read again, as any of it may have changed. Runs before the events read with it are applied.
+   */
+  onMissed(listener: () => void | Promise<void>): void {
+    this.#missedListeners.push(listener)
   }
 
   /** Called for each event another process wrote, with how long after its commit this process read it. */
@@ -211,6 +218,11 @@ export class EventBus {
       readAt: this.#readAt,
       fresh: this.fresh(now),
     }
+  }
+
+  /** A read of the log begun after the requests of this turn arrived, waited for READ_WAIT_MS at most. */
+  #readUnpushed(): Promise<void> {
+    return Promise.race([this.sync().catch(() => {}), sleep(READ_WAIT_MS, undefined, { ref: false })])
   }
 
   async #checkVersion(): Promise<void> {
@@ -247,10 +259,39 @@ export class EventBus {
     return syncing
   }
 
+  /**
+   * Takes what the log holds now as read. What was announced before is in whatever this process reads from now on:
+   * those events are taken as seen, or the look-back of its next read would apply them again, after requests it
+   * already served (a revocation of every token, say, would drop the last-use times recorded since).
+   */
+  async #readFromNow(): Promise<void> {
+    this.#lastId = await this.#store.events.latestId()
+    this.#seen.clear()
+    for (const event of await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)) {
+      if (event.id <= this.#lastId) this.#seen.add(event.id)
+    }
+  }
+
   async #readNews(): Promise<void> {
     const startedAt = Date.now()
     const events = await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)
     const before = this.#lastId
+    // The last event read is always in the log (a prune keeps the newest): gone, the log went back in time (a backup
+    // restored, a failover that lost commits) and hands out the ids read before again. Whatever was cached may be
+    // wrong, and the log is read on from where it now ends.
+    if (before > 0 && !events.some((event) => event.id >= before)) {
+      for (const listener of this.#missedListeners) await listener()
+      await this.#readFromNow()
+      if (this.#registered && this.#postgres) await this.#store.events.heartbeat(this.#processId, this.#lastId)
+      this.#again = true
+      return
+    }
+    // A hole right after what was read is usually ids no commit used (rolled back, or still to commit on PostgreSQL);
+    // it is news lost only when no event older than it is left: a prune took what this process had not read.
+    const next = events.find((event) => event.id > before)
+    if (next && next.id > before + 1 && (await this.#store.events.oldestId()) > before + 1) {
+      for (const listener of this.#missedListeners) await listener()
+    }
     for (const event of events) {
       if (!this.#seen.has(event.id)) {
         // A listener that fails (its own read failed) stops the read here; the next one starts again from this event.
@@ -278,7 +319,7 @@ export class EventBus {
   async #heartbeat(): Promise<void> {
     try {
       await this.#store.events.heartbeat(this.#processId, this.#lastId)
-      this.#others = await this.#store.events.othersAlive(Date.now() - ALIVE_MS, this.#processId)
+      this.#others = await this.#store.events.othersAlive(ALIVE_MS, this.#processId)
     } catch (error) {
       this.#others = Math.max(this.#others, 1)
       throw error
@@ -290,7 +331,7 @@ export class EventBus {
     const deadline = Date.now() + ACK_WAIT_MS
     try {
       while (Date.now() < deadline) {
-        if ((await this.#store.events.lagging(id, Date.now() - ALIVE_MS, this.#processId)) === 0) return
+        if ((await this.#store.events.lagging(id, ALIVE_MS, this.#processId)) === 0) return
         await sleep(3)
       }
     } catch {

@@ -1,5 +1,7 @@
 import type { Kysely } from 'kysely'
+import type { RawBuilder } from 'kysely'
 import { sql } from './kysely.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
 
 /** The PostgreSQL NOTIFY channel on which the id of each new event is announced. */
@@ -19,13 +21,22 @@ export interface StoredEvent {
  */
 export class EventLog {
   readonly #db: Kysely<Tables>
+  /**
+   * The database's clock in epoch ms: which processes are alive is judged by it alone, as processes on several
+   * machines may disagree on the time (one a minute behind would never be waited for, one ahead counted long dead).
+   */
+  readonly #now: RawBuilder<number>
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#now = dialect === 'postgres'
+      ? sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`
+      : sql<number>`cast(unixepoch('subsec') * 1000 as integer)`
   }
 
-  async append(topic: string, key: string, now = Date.now()): Promise<number> {
-    const row = await this.#db.insertInto('events').values({ topic, key, created_at: now }).returning('id').executeTakeFirstOrThrow()
+  /** Stamped with the database's time (or `at`), as the prune judges age by it. */
+  async append(topic: string, key: string, at?: number): Promise<number> {
+    const row = await this.#db.insertInto('events').values({ topic, key, created_at: at ?? this.#now }).returning('id').executeTakeFirstOrThrow()
     return Number(row.id)
   }
 
@@ -39,15 +50,21 @@ export class EventLog {
     return rows.map((r) => ({ id: Number(r.id), topic: r.topic, key: r.key, createdAt: Number(r.created_at) }))
   }
 
+  /** The oldest event still in the log (0 when it is empty): a reader behind it lost news to a prune. */
+  async oldestId(): Promise<number> {
+    const row = await this.#db.selectFrom('events').select((eb) => eb.fn.min('id').as('id')).executeTakeFirst()
+    return Number(row?.id ?? 0)
+  }
+
   async latestId(): Promise<number> {
     const row = await this.#db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst()
     return Number(row?.id ?? 0)
   }
 
-  /** Registers or refreshes a reading process and how far it has read. */
-  async heartbeat(processId: string, lastEventId: number, now = Date.now()): Promise<void> {
-    await this.#db.insertInto('gateway_processes').values({ id: processId, heartbeat_at: now, last_event_id: lastEventId })
-      .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: now, last_event_id: lastEventId }))
+  /** Registers or refreshes a reading process and how far it has read, at the database's time. */
+  async heartbeat(processId: string, lastEventId: number): Promise<void> {
+    await this.#db.insertInto('gateway_processes').values({ id: processId, heartbeat_at: this.#now, last_event_id: lastEventId })
+      .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: this.#now, last_event_id: lastEventId }))
       .execute()
   }
 
@@ -55,26 +72,36 @@ export class EventLog {
     await this.#db.deleteFrom('gateway_processes').where('id', '=', processId).execute()
   }
 
-  /** How many live processes (heartbeat since `aliveSince`) other than `except` have not yet read event `id`. */
-  async lagging(id: number, aliveSince: number, except: string): Promise<number> {
+  /** How many live processes (heartbeat within the last `aliveMs`) other than `except` have not yet read event `id`. */
+  async lagging(id: number, aliveMs: number, except: string): Promise<number> {
     const row = await this.#db.selectFrom('gateway_processes')
       .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('heartbeat_at', '>', aliveSince).where('last_event_id', '<', id).where('id', '!=', except)
+      .where('heartbeat_at', '>', this.#since(aliveMs)).where('last_event_id', '<', id).where('id', '!=', except)
       .executeTakeFirstOrThrow()
     return Number(row.n)
   }
 
-  /** How many processes other than `except` said they were alive since `aliveSince`. */
-  async othersAlive(aliveSince: number, except: string): Promise<number> {
+  /** How many processes other than `except` said they were alive within the last `aliveMs`. */
+  async othersAlive(aliveMs: number, except: string): Promise<number> {
     const row = await this.#db.selectFrom('gateway_processes')
       .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('heartbeat_at', '>', aliveSince).where('id', '!=', except)
+      .where('heartbeat_at', '>', this.#since(aliveMs)).where('id', '!=', except)
       .executeTakeFirstOrThrow()
     return Number(row.n)
   }
 
-  async pruneBefore(time: number): Promise<void> {
-    await this.#db.deleteFrom('gateway_processes').where('heartbeat_at', '<', time).execute()
-    await this.#db.deleteFrom('events').where('created_at', '<', time).execute()
+  #since(ms: number): RawBuilder<number> {
+    return sql<number>`${this.#now} - ${ms}`
+  }
+
+  /**
+   * Deletes events, and processes not heard from, older than `maxAgeMs` by the database's clock; never the newest
+   * event: a reader that had not read the pruned events then still finds an event past them, behind the oldest one
+   * left, and knows it missed news (EventBus flushes).
+   */
+  async prune(maxAgeMs: number): Promise<void> {
+    await this.#db.deleteFrom('gateway_processes').where('heartbeat_at', '<', this.#since(maxAgeMs)).execute()
+    const latest = await this.latestId()
+    await this.#db.deleteFrom('events').where('created_at', '<', this.#since(maxAgeMs)).where('id', '<', latest).execute()
   }
 }

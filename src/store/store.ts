@@ -81,7 +81,7 @@ function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcReco
   return {
     users: new UserRepository(db, dialect),
     settings: new SettingsRepository(db),
-    events: new EventLog(db),
+    events: new EventLog(db, dialect),
     signingKeys: new SigningKeyRepository(db),
     sessions: new SessionRepository(db),
     tokens: new TokenRepository(db),

@@ -230,6 +230,36 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
       await Promise.all([first.close(), second.close()])
     }
   })
+
+  it('reads the log for each request while its LISTEN connection is down, and says so in /readyz', async () => {
+    // With a minute between reads of the log, news can come only from LISTEN, which stays down here.
+    const first = await startGateway({ databaseUrl: cluster.url, pollMs: 60_000 })
+    const second = await startGateway({ databaseUrl: cluster.url, pollMs: 60_000 })
+    const db = new pg.Client({ connectionString: cluster.url })
+    await db.connect()
+    try {
+      const erin = await createUser(first, 'unheard-erin')
+      const { id } = (await json(await first.fetch('/api/gateway/v1/users/?username=unheard-erin', { headers: admin }))).results[0]
+      await expectStatus(second, HOSTS, erin, 200)
+      // The LISTEN connections are cut and cannot be opened again (the pool's connections are untouched).
+      for (const gw of [first, second]) gw.app.store.database.listenClient = () => Promise.reject(new Error('connection refused'))
+      await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`)
+      await eventually('the LISTEN connection is noticed lost', async () => !second.app.bus.status().listening, 5000)
+      const ready = await json(await second.fetch('/readyz'))
+      assert.deepEqual(ready.checks.find((check: { name: string }) => check.name === 'event_bus').data.listening, false)
+
+      const disabled = await first.fetch(`/api/gateway/v1/users/${id}/`, {
+        method: 'PATCH', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ is_active: false }),
+      })
+      assert.equal(disabled.status, 200)
+      const refused = await second.fetch(HOSTS, { headers: erin })
+      assert.equal(refused.status, 401)
+      assert.equal((await json(refused)).code, 'account_disabled')
+    } finally {
+      await db.end()
+      await Promise.all([first.close(), second.close()])
+    }
+  })
 })
 
 /**

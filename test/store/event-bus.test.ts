@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { EventBus } from '../../src/store/event-bus.ts'
+import { sql } from '../../src/store/kysely.ts'
 import type { Store } from '../../src/store/store.ts'
+import type { Topic } from '../../src/store/topics.ts'
 import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
 
 const sqlite = storeBackends.find((backend) => backend.name === 'SQLite')!
@@ -59,30 +61,117 @@ describe('event bus on SQLite: one data_version check per event-loop turn', () =
   })
 })
 
+/** What a test of a reading process is given: it records the keys it applies of one topic and each flush. */
+interface Reading {
+  opened: OpenedStore
+  /** Another process on the same database. */
+  writer: EventBus
+  bus: EventBus
+  applied: string[]
+  missed: () => number
+}
+
+async function withReader(backend: (typeof storeBackends)[number], topic: Topic, test: (reading: Reading) => Promise<void>): Promise<void> {
+  const opened = await backend.open()
+  const writer = new EventBus(opened.store)
+  const reader = await opened.reopen()
+  const bus = new EventBus(reader)
+  const applied: string[] = []
+  let missed = 0
+  bus.on(topic, (key) => void applied.push(key))
+  bus.onMissed(() => void missed++)
+  try {
+    await test({ opened, writer, bus, applied, missed: () => missed })
+  } finally {
+    await bus.stop()
+    await reader.close()
+    await opened.store.close()
+    await opened.cleanup()
+  }
+}
+
 for (const backend of storeBackends) {
   describe(`event bus on ${backend.name}: a process that starts`, () => {
-    it('does not apply again what was announced before it started, and applies what comes after', async () => {
-      const opened = await backend.open()
-      const earlier = new EventBus(opened.store)
-      await earlier.publish('token', 'all')
-      const reader = await opened.reopen()
-      const bus = new EventBus(reader)
-      const applied: string[] = []
-      bus.on('token', (key) => void applied.push(key))
-      try {
-        await bus.start(60_000)
-        await bus.sync()
-        assert.deepEqual(applied, [], 'the revocation before the start is not applied again')
-        await earlier.publish('token', '9')
-        await bus.sync()
-        assert.deepEqual(applied, ['9'])
-      } finally {
-        await bus.stop()
-        await reader.close()
-        await opened.store.close()
-        await opened.cleanup()
-      }
-    })
+    it('does not apply again what was announced before it started, and applies what comes after', () => withReader(backend, 'token', async ({ writer, bus, applied }) => {
+      await writer.publish('token', 'all')
+      await bus.start(60_000)
+      await bus.sync()
+      assert.deepEqual(applied, [], 'the revocation before the start is not applied again')
+      await writer.publish('token', '9')
+      await bus.sync()
+      assert.deepEqual(applied, ['9'])
+    }))
+  })
+}
+
+for (const backend of storeBackends) {
+  describe(`event bus on ${backend.name}: news lost from the log`, () => {
+    it('flushes when events it had not read were pruned, and not for ids no commit used', () => withReader(backend, 'token', async ({ opened, writer, bus, applied, missed }) => {
+      await writer.publish('token', '1')
+      await bus.start(60_000)
+      await bus.sync() // the read a start begins on PostgreSQL, done before the events below are written
+      // Written without a push, so that only `sync` reads them. An id no commit used (a rolled-back transaction's)
+      // leaves a hole with older events still in the log.
+      const unused = await opened.store.events.append('token', '2')
+      await opened.store.events.append('token', '3')
+      await opened.store.database.db.deleteFrom('events').where('id', '=', unused).execute()
+      await bus.sync()
+      assert.deepEqual(applied, ['3'])
+      assert.equal(missed(), 0, 'a hole with older events left is no lost news')
+
+      await opened.store.events.append('token', '4')
+      await opened.store.events.append('token', '5')
+      await opened.store.events.prune(-60_000)
+      await bus.sync()
+      assert.equal(missed(), 1, 'the pruned revocation it never read is noticed')
+      assert.deepEqual(applied, ['3', '5'])
+      await bus.sync()
+      assert.equal(missed(), 1, 'and noticed once')
+    }))
+
+    it('flushes, and reads on, when the log goes back in time (a backup restored, a failover that lost commits)', () => withReader(backend, 'token', async ({ opened, bus, applied, missed }) => {
+      const log = opened.store.events
+      const kept = await log.append('token', '1')
+      await bus.start(60_000)
+      await bus.sync()
+      await log.append('token', '2')
+      await log.append('token', '3')
+      await bus.sync()
+      assert.deepEqual(applied, ['2', '3'])
+
+      // The database as it was after the first event: the ids of the lost ones are handed out again.
+      const { db } = opened.store.database
+      await db.deleteFrom('events').where('id', '>', kept).execute()
+      if (backend.name === 'PostgreSQL') await sql`alter table events alter column id restart with ${sql.raw(String(kept + 1))}`.execute(db)
+      else await sql`update sqlite_sequence set seq = ${kept} where name = 'events'`.execute(db)
+      await log.append('token', '4')
+      await bus.sync()
+      assert.equal(missed(), 1, 'what it read is gone from the log: it flushes')
+      await log.append('token', '5')
+      await bus.sync()
+      assert.deepEqual(applied, ['2', '3', '5'], 'news under ids it had read before is applied')
+      assert.equal(missed(), 1)
+    }))
+  })
+}
+
+for (const backend of storeBackends) {
+  describe(`event bus on ${backend.name}: a change with much news`, () => {
+    it('delivers every event of one transaction, far past what a NOTIFY payload holds, in order, and none of one rolled back', () => withReader(backend, 'session', async ({ writer, bus, applied }) => {
+      await bus.start(60_000)
+      await bus.sync()
+      // 2,500 keys of 64 characters: 160 kB of news, twenty times PostgreSQL's 8,000-byte payload limit.
+      const keys = Array.from({ length: 2500 }, (_, n) => String(n).padStart(64, '0'))
+      await assert.rejects(writer.change(async (_tx, announce) => {
+        announce('session', 'rolled-back')
+        throw new Error('the change fails')
+      }), /the change fails/)
+      await writer.change(async (_tx, announce) => {
+        for (const key of keys) announce('session', key)
+      })
+      await bus.sync()
+      assert.deepEqual(applied, keys)
+    }))
   })
 }
 
@@ -105,6 +194,29 @@ for (const backend of storeBackends) {
       } finally {
         await other.stop()
         await first.stop()
+        await second.close()
+        await opened.store.close()
+        await opened.cleanup()
+      }
+    })
+
+    it('judges which processes are alive by the database clock, whatever the clocks of the processes say', async () => {
+      const opened = await backend.open()
+      const second = await opened.reopen()
+      const behind = new EventBus(opened.store)
+      const other = new EventBus(second)
+      const realNow = Date.now
+      try {
+        // A process whose clock runs a minute behind, then one whose clock runs a minute ahead.
+        Date.now = () => realNow() - 60_000
+        await behind.start(60_000)
+        Date.now = () => realNow() + 60_000
+        await other.start(60_000)
+        assert.equal(other.otherProcesses, 1, 'a process with a slow clock is alive all the same')
+      } finally {
+        Date.now = realNow
+        await other.stop()
+        await behind.stop()
         await second.close()
         await opened.store.close()
         await opened.cleanup()

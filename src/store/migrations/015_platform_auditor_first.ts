@@ -20,7 +20,7 @@ export const platformAuditorFirst: GatehouseMigration = {
     await moveRoleDefinition(db, 1, spare)
     await moveRoleDefinition(db, Number(auditor.id), 1)
     await moveRoleDefinition(db, spare, Number(auditor.id))
-    const events = new EventLog(db)
+    const events = new EventLog(db, dialect)
     const id = await events.append(ACCESS_TOPIC, 'role_definition')
     if (dialect === 'postgres') await events.notify(id)
   },
