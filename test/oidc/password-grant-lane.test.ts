@@ -51,6 +51,8 @@ for (const backend of gatewayBackends) {
       const plain = await bothPaths(loginForm('erin'))
       assert.equal(plain.shortcut.status, 200)
       await assertSameAnswers(plain.shortcut, plain.provider)
+      // Its tokens name the grant saved with them.
+      assert.equal((await postToken(gw, `client_id=end-users&grant_type=refresh_token&refresh_token=${plain.shortcut.body.refresh_token}`)).status, 200)
       const withOpenid = await bothPaths(`${loginForm('erin')}&scope=openid`)
       assert.equal(withOpenid.shortcut.status, 200)
       assert.ok(withOpenid.shortcut.body.id_token)
@@ -94,6 +96,22 @@ for (const backend of gatewayBackends) {
       const noUsername = await bothPaths(`client_id=end-users&grant_type=password&password=${password('erin')}`)
       assert.equal(noUsername.shortcut.body.error, 'invalid_request')
       await assertSameAnswers(noUsername.shortcut, noUsername.provider)
+    })
+
+    it('reads the account once and writes the login\'s records in one statement', async () => {
+      // First logins, for what the realm reads once (its keys, read again once they were made; the client).
+      assert.equal((await postToken(gw, loginForm('erin'))).status, 200)
+      assert.equal((await postToken(gw, loginForm('erin'))).status, 200)
+      const statements = { count: 0, counting: true }
+      gw.store.database.onQuery(() => {
+        if (statements.counting) statements.count++
+      })
+      const answer = await postToken(gw, loginForm('erin'))
+      statements.counting = false
+      assert.equal(answer.status, 200)
+      // The lockout's username and address records, the account, the login's time, and the grant, access token and
+      // refresh token records together.
+      assert.equal(statements.count, 5)
     })
 
     it('counts its tokens as oidc-provider\'s grants are counted, and records the login', async () => {
