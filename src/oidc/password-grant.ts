@@ -156,7 +156,8 @@ export type PasswordGrantShortcut = (form: Buffer, request: IncomingMessage, res
 /**
  * The password grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares: a fifth of the
  * event loop's work for each grant), for the plain request scripts send: a configured client's id (and secret, in
- * the form or HTTP basic), the username, the password and at most a scope, nothing else (refresh-token.ts and
+ * the form or HTTP basic), the username, the password and at most a scope, nothing else, percent-encoded or not
+ * (read as oidc-provider reads them: client-credentials.ts `plainForm`) (refresh-token.ts and
  * client-credentials.ts do the same for their grants). The client is authenticated as oidc-provider does, and the
  * grant is the same handler on a context of oidc-provider's kind. Every refusal, a wrong password among them, is
  * left to oidc-provider, which answers it as always: the check it then makes has the outcome of this one
@@ -165,7 +166,7 @@ export type PasswordGrantShortcut = (form: Buffer, request: IncomingMessage, res
  */
 export function passwordGrantShortcut(options: PasswordGrantShortcutOptions): PasswordGrantShortcut {
   return async (form, request, response) => {
-    const plain = await plainGrant(options, { grantType: PASSWORD_GRANT, members: PLAIN_MEMBERS, required: 'username' }, form, request, response)
+    const plain = await plainGrant(options, { grantType: PASSWORD_GRANT, members: PLAIN_MEMBERS, required: 'username', encoded: true }, form, request, response)
     if (!plain) return undefined
     const { ctx, helpers } = plain
     let recorded = false
