@@ -136,15 +136,16 @@ for (const backend of gatewayBackends) {
       assert.equal((await postToken(gw, loginForm('erin'))).status, 200)
       assert.equal((await postToken(gw, loginForm('erin'))).status, 200)
       const statements = { count: 0, counting: true }
-      gw.store.database.onQuery(() => {
-        if (statements.counting) statements.count++
+      gw.store.database.onQuery((_seconds, sql) => {
+        // Not the event bus's polls and heartbeats, which come at their own times.
+        if (statements.counting && !/"(events|gateway_processes)"|pg_notify/.test(sql)) statements.count++
       })
       const answer = await postToken(gw, loginForm('erin'))
       statements.counting = false
       assert.equal(answer.status, 200)
-      // The lockout's username and address records, the account, the login's time, and the grant, access token and
-      // refresh token records together.
-      assert.equal(statements.count, 5)
+      // The account, the lockout's username and address records together, the login's time, and the grant, access
+      // token and refresh token records together.
+      assert.equal(statements.count, 4)
     })
 
     it('counts its tokens as oidc-provider\'s grants are counted, and records the login', async () => {
