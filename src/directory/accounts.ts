@@ -145,14 +145,16 @@ export class Accounts {
    * (src/directory/lockout.ts), for a client at `address` (the trusted client address: Fastify's `request.ip`).
    * Whatever goes wrong, the caller learns only "invalid credentials" after about the same time; a disabled
    * account is named only once the password was right, a locked username or throttled address before any check.
+   * `read`: the account named `username` as the caller just read it, which a source that keeps it takes instead of
+   * reading it again.
    */
-  async checkPassword(username: string, password: string, address: string | undefined, via?: LoginVia): Promise<User> {
+  async checkPassword(username: string, password: string, address: string | undefined, via?: LoginVia, read?: User): Promise<User> {
     try {
       if (!USERNAME_PATTERN.test(username)) {
         await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
         throw new InvalidCredentials()
       }
-      const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password))
+      const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password, read))
       if (via) this.#reportLogin({ username, address, via, user })
       return user
     } catch (error) {
@@ -165,13 +167,13 @@ export class Accounts {
     for (const listener of this.#loginListeners) listener(attempt)
   }
 
-  async #verifyPassword(username: string, password: string): Promise<User> {
+  async #verifyPassword(username: string, password: string, read: User | undefined): Promise<User> {
     if (!password || password.length > MAX_PASSWORD_LENGTH) {
       await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
       throw new InvalidCredentials()
     }
     for (const source of this.#sources) {
-      const user = await source.verify(username, password)
+      const user = await source.verify(username, password, read?.username === username ? read : undefined)
       if (user === NOT_MINE) continue
       if (!user.isActive) throw new AccountDisabled()
       return user

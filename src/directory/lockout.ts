@@ -147,10 +147,7 @@ export class Lockout {
       const settledBefore = counted.map(({ traffic }) => traffic.failuresSettled)
       let admission: Admission
       try {
-        const [record, place] = await Promise.all([
-          usernameKey ? repository.find(usernameKey) : undefined,
-          addressKey ? repository.findAddress(addressKey) : undefined,
-        ])
+        const [record, place] = await repository.findBoth(usernameKey, addressKey)
         if (counted.some(({ traffic }, i) => traffic.failuresSettled !== settledBefore[i])) continue
         admission = this.#admission(record, place, addressKey !== undefined, policy)
       } catch (error) {

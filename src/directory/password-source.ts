@@ -10,9 +10,10 @@ export type NotMine = typeof NOT_MINE
 /**
  * A place that can check a username and password: the local database, a directory (LDAP), ...
  * `verify` answers the account when the password is right, NOT_MINE when it does not know the username,
- * and throws InvalidCredentials when it knows the username and the password is wrong.
+ * and throws InvalidCredentials when it knows the username and the password is wrong. `read` is the account named
+ * `username` as just read from the database, when the caller has it.
  */
 export interface PasswordSource {
   readonly id: string
-  verify(username: string, password: string): Promise<User | NotMine>
+  verify(username: string, password: string, read?: User): Promise<User | NotMine>
 }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
+import querystring from 'node:querystring'
 import type Provider from 'oidc-provider'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { buildResourceServerInfo } from './password-grant.ts'
@@ -59,20 +60,29 @@ export function leftToProvider(error: unknown): undefined {
 /**
  * The form's members when the request is plain: a form of `allowed` members, each once, and no header that asks
  * for more. Without `%` and `+` in the form, every parser (oidc-provider's querystring, URLSearchParams) reads the
- * same members from it.
+ * same members from it. With them, the form is taken only when `encoded`, and then read by oidc-provider's own
+ * parser (lib/shared/selective_body.js: `querystring.parse`), so that its members are the ones oidc-provider would
+ * read; a form whose bytes were not UTF-8 reaches here already in UTF-8 (routes.ts `formInUtf8`).
  */
-export function plainForm(form: Buffer, headers: IncomingHttpHeaders, allowed: ReadonlySet<string>): Map<string, string> | undefined {
+export function plainForm(form: Buffer, headers: IncomingHttpHeaders, allowed: ReadonlySet<string>, encoded = false): Map<string, string> | undefined {
   if (SPECIAL_HEADERS.some((name) => headers[name] !== undefined) || !PLAIN_FORM_TYPE.test(headers['content-type'] ?? '')) return undefined
   const text = form.toString('utf8')
-  if (/[%+]/.test(text)) return undefined
+  const escaped = /[%+]/.test(text)
+  if (escaped && !encoded) return undefined
+  const pairs = text.split('&')
+  if (pairs.length > allowed.size || pairs.some((pair) => pair.indexOf('=') < 1)) return undefined
+  const entries = escaped ? Object.entries(querystring.parse(text)) : pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)] as [string, string])
+  return distinctMembers(entries, pairs.length, allowed)
+}
+
+/** The members as a map when they are `count` of the `allowed` names, each once with a single value (and a name). */
+function distinctMembers(entries: [string, string | string[] | undefined][], count: number, allowed: ReadonlySet<string>): Map<string, string> | undefined {
   const members = new Map<string, string>()
-  for (const pair of text.split('&')) {
-    const equals = pair.indexOf('=')
-    const name = pair.slice(0, equals)
-    if (equals < 1 || !allowed.has(name) || members.has(name)) return undefined
-    members.set(name, pair.slice(equals + 1))
+  for (const [name, value] of entries) {
+    if (!name || typeof value !== 'string' || !allowed.has(name) || members.has(name)) return undefined
+    members.set(name, value)
   }
-  return members
+  return members.size === count ? members : undefined
 }
 
 /**

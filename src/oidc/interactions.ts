@@ -59,7 +59,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const password = form.get('password') ?? ''
   let user: User
   try {
-    user = await app.accounts.checkPassword(await resolveLoginName(app.store, realm.config, username), password, request.ip, { method: 'oidc', realm: realm.name })
+    const login = await resolveLoginName(app.store, realm.config, username)
+    user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name }, login.account)
   } catch (error) {
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
     const message = error instanceof AccountDisabled ? 'Your account is disabled.'

@@ -1,5 +1,6 @@
 import type { RealmConfig } from '../config/realms.ts'
 import type { Store } from '../store/store.ts'
+import type { User } from '../store/users.ts'
 
 /** Longer than any username or e-mail address (RFC 5321 §4.5.3.1.3 caps a path at 256 octets). */
 const MAX_LOGIN_NAME = 256
@@ -11,8 +12,19 @@ const MAX_LOGIN_NAME = 256
  * account matching without regard to case (or by address) does. An ambiguous or unknown name is passed on as
  * typed: the password check then fails like any wrong login (or a directory may know it).
  */
-export async function resolveLoginName(store: Store, realm: RealmConfig, name: string): Promise<string> {
-  if (!name || name.length > MAX_LOGIN_NAME || await store.users.findByUsername(name)) return name
+export async function resolveLoginName(store: Store, realm: RealmConfig, name: string): Promise<LoginName> {
+  if (!name || name.length > MAX_LOGIN_NAME) return { username: name }
+  const account = await store.users.findByUsername(name)
+  if (account) return { username: name, account }
   const matches = await store.users.findUsernamesLike(name, realm.login_with_email && name.includes('@'))
-  return matches.length === 1 ? matches[0]! : name
+  return { username: matches.length === 1 ? matches[0]! : name }
+}
+
+/**
+ * The username a login means, and its account when reading the name found it: the password check takes that row
+ * instead of reading it again (`Accounts.checkPassword`).
+ */
+export interface LoginName {
+  username: string
+  account?: User | undefined
 }

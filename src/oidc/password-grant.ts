@@ -13,6 +13,7 @@ import type { SignatureAlg } from './keys.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 import { leftToProvider } from './client-credentials.ts'
 import { plainGrant } from './refresh-token.ts'
+import type { LoginName } from './login-name.ts'
 
 export const PASSWORD_GRANT = 'password'
 /** The reason kept for a login refused during a lockout: Keycloak words it as a wrong password, but answers 400. */
@@ -27,7 +28,7 @@ export interface PasswordGrantOptions {
   /** Whether the user may sign in to the client (its `access` rules). */
   clientAccess?: ClientAccessCheck | undefined
   /** The account a typed login name means (case, e-mail address: login-name.ts). */
-  loginName(name: string): Promise<string>
+  loginName(name: string): Promise<LoginName>
   findAccount(ctx: KoaContextWithOIDC, sub: string): Promise<Account | undefined>
   /** The scopes a client of the realm may ask for. */
   scopes: readonly string[]
@@ -85,8 +86,8 @@ async function passwordGrantAnswer(options: PasswordGrantOptions, ctx: KoaContex
   const grant = new provider.Grant({ accountId, clientId: client.clientId })
   grant.addOIDCScope(scope)
   grant.addResourceScope(options.resource, scope)
-  recording()
-  const grantId = await grant.save()
+  // The id its save would give it, given now: the tokens name the grant before it is saved with them.
+  const grantId = (grant.jti = (grant as unknown as { generateTokenId(): string }).generateTokenId())
   ctx.oidc.entity('Grant', grant)
   // Keycloak's session id: `sid` in the tokens, `session_state` in the response.
   const sid = randomUUID()
@@ -96,16 +97,14 @@ async function passwordGrantAnswer(options: PasswordGrantOptions, ctx: KoaContex
   accessToken.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
   accessToken.scope = scope
   ctx.oidc.entity('AccessToken', accessToken)
-  const accessTokenValue = await accessToken.save()
-
-  let refreshTokenValue: string | undefined
-  if (client.grantTypeAllowed('refresh_token')) {
-    const refreshToken = new provider.RefreshToken({
-      accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0, authTime, acr: '1',
-    })
-    ctx.oidc.entity('RefreshToken', refreshToken)
-    refreshTokenValue = await refreshToken.save()
-  }
+  const refreshToken = client.grantTypeAllowed('refresh_token') ? new provider.RefreshToken({
+    accountId, client, grantId, gty: PASSWORD_GRANT, scope, sid, resource: options.resource, rotations: 0, authTime, acr: '1',
+  }) : undefined
+  if (refreshToken) ctx.oidc.entity('RefreshToken', refreshToken)
+  recording()
+  // Saved side by side (oidc-provider saves one after the other): their records are queued in the same turn, and so
+  // written in one statement (src/store/oidc.ts `upsert`), not in three.
+  const [, accessTokenValue, refreshTokenValue] = await Promise.all([grant.save(), accessToken.save(), refreshToken?.save()])
 
   let idToken: string | Record<string, unknown> | undefined
   if (scope.split(' ').includes('openid')) {
@@ -157,7 +156,8 @@ export type PasswordGrantShortcut = (form: Buffer, request: IncomingMessage, res
 /**
  * The password grant without oidc-provider's HTTP stack (Koa, its router and a dozen middlewares: a fifth of the
  * event loop's work for each grant), for the plain request scripts send: a configured client's id (and secret, in
- * the form or HTTP basic), the username, the password and at most a scope, nothing else (refresh-token.ts and
+ * the form or HTTP basic), the username, the password and at most a scope, nothing else, percent-encoded or not
+ * (read as oidc-provider reads them: client-credentials.ts `plainForm`) (refresh-token.ts and
  * client-credentials.ts do the same for their grants). The client is authenticated as oidc-provider does, and the
  * grant is the same handler on a context of oidc-provider's kind. Every refusal, a wrong password among them, is
  * left to oidc-provider, which answers it as always: the check it then makes has the outcome of this one
@@ -166,7 +166,7 @@ export type PasswordGrantShortcut = (form: Buffer, request: IncomingMessage, res
  */
 export function passwordGrantShortcut(options: PasswordGrantShortcutOptions): PasswordGrantShortcut {
   return async (form, request, response) => {
-    const plain = await plainGrant(options, { grantType: PASSWORD_GRANT, members: PLAIN_MEMBERS, required: 'username' }, form, request, response)
+    const plain = await plainGrant(options, { grantType: PASSWORD_GRANT, members: PLAIN_MEMBERS, required: 'username', encoded: true }, form, request, response)
     if (!plain) return undefined
     const { ctx, helpers } = plain
     let recorded = false
@@ -194,9 +194,9 @@ function grantedScope(requested: string | undefined, supported: readonly string[
 }
 
 /** Gatehouse's password check (every password source, lockout) in Keycloak's words. */
-async function checkCredentials(accounts: Accounts, username: string, password: string, address: string | undefined, realm: string): Promise<User> {
+async function checkCredentials(accounts: Accounts, login: LoginName, password: string, address: string | undefined, realm: string): Promise<User> {
   try {
-    return await accounts.checkPassword(username, password, address, { method: 'oidc', realm })
+    return await accounts.checkPassword(login.username, password, address, { method: 'oidc', realm }, login.account)
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
       // A throttled client address is refused like a locked user: the check did not happen.

@@ -16,6 +16,7 @@ import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { idTokenClaims } from './id-token-claims.ts'
+import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
@@ -93,7 +94,7 @@ export interface ProviderOptions {
   records: OidcRecordRepository
   accounts: Accounts
   serviceAccounts: ServiceAccounts
-  loginName(name: string): Promise<string>
+  loginName(name: string): Promise<LoginName>
   endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
   /**
    * The key hash of the gateway session a `gateway_sessionid` cookie names: a live one, if it is `userId`'s; one that

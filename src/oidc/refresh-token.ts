@@ -91,11 +91,11 @@ export function refreshTokenShortcut(options: RefreshTokenOptions): RefreshToken
 
 /**
  * A plain request for a grant, ready for its steps: a form of the grant's `members` only, `required` among them,
- * from a configured client authenticated as oidc-provider does, on a context of oidc-provider's kind (run the steps
+ * percent-encoded only when `encoded` (`plainForm`), from a configured client authenticated as oidc-provider does, on a context of oidc-provider's kind (run the steps
  * in `helpers.als`). Undefined when oidc-provider is to answer the request.
  */
-export async function plainGrant(options: Pick<RefreshTokenOptions, 'provider' | 'configured'>, grant: { grantType: string; members: ReadonlySet<string>; required: string }, form: Buffer, request: IncomingMessage, response: ServerResponse): Promise<{ ctx: KoaContextWithOIDC; helpers: GrantHelpers } | undefined> {
-  const members = plainForm(form, request.headers, grant.members)
+export async function plainGrant(options: Pick<RefreshTokenOptions, 'provider' | 'configured'>, grant: { grantType: string; members: ReadonlySet<string>; required: string; encoded?: boolean }, form: Buffer, request: IncomingMessage, response: ServerResponse): Promise<{ ctx: KoaContextWithOIDC; helpers: GrantHelpers } | undefined> {
+  const members = plainForm(form, request.headers, grant.members, grant.encoded)
   const credentials = members && clientCredentialsOf(members, request.headers)
   if (!members || !credentials || members.get('grant_type') !== grant.grantType || !members.get(grant.required) || !options.configured(credentials.clientId)) return undefined
   const helpers = await providerGrantHelpers()

@@ -294,8 +294,8 @@ export class Database {
     return pool && { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }
   }
 
-  /** Tells `listener` how long each query took (seconds), whether it succeeded or not. */
-  onQuery(listener: (seconds: number) => void): void {
+  /** Tells `listener` how long each query took (seconds), whether it succeeded or not, and its SQL. */
+  onQuery(listener: (seconds: number, sql: string) => void): void {
     this.#health.queryListeners.push(listener)
   }
 
@@ -421,7 +421,7 @@ class Health {
   /** Whether the outage under way has been reported (then its end is too). */
   #outageReported = false
   readonly #listeners = new Set<(report: OutageReport) => void>()
-  readonly queryListeners: ((seconds: number) => void)[] = []
+  readonly queryListeners: ((seconds: number, sql: string) => void)[] = []
 
   status(): DatabaseStatus {
     return { reachable: this.#reachable, since: this.#since }
@@ -612,7 +612,7 @@ class GuardedConnection implements DatabaseConnection {
       throw this.#health.classify(error)
     } finally {
       const seconds = (performance.now() - started) / 1000
-      for (const listener of this.#health.queryListeners) listener(seconds)
+      for (const listener of this.#health.queryListeners) listener(seconds, compiledQuery.sql)
     }
   }
 

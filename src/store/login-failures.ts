@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely'
+import { sql, type Kysely, type Selectable } from 'kysely'
 import type { LoginAddressFailuresTable, LoginFailuresTable, Tables } from './schema.ts'
 
 /** Failed password checks for one username, and until when further checks are refused. */
@@ -73,6 +73,26 @@ export class LoginFailureRepository {
       .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
       .executeTakeFirst()
     return Number(result.numDeletedRows)
+  }
+
+  /**
+   * A username's record and an address's, each if asked for and kept: with both asked for, in one statement (a
+   * password check reads both before it starts).
+   */
+  async findBoth(username: string | undefined, address: string | undefined): Promise<[LoginFailures | undefined, AddressFailures | undefined]> {
+    if (username === undefined || address === undefined) {
+      return Promise.all([username === undefined ? undefined : this.find(username), address === undefined ? undefined : this.findAddress(address)])
+    }
+    const { rows } = await sql<{ kind: string; key: string; failures: number | string; last_failure_at: number | string; locked_until: number | string | null; window_start: number | string | null }>`
+      select 'user' as kind, username as key, failures, last_failure_at, locked_until, null as window_start from login_failures where username = ${username}
+      union all
+      select 'address' as kind, address as key, failures, last_failure_at, null as locked_until, window_start from login_address_failures where address = ${address}`.execute(this.#db)
+    const user = rows.find((row) => row.kind === 'user')
+    const place = rows.find((row) => row.kind === 'address')
+    return [
+      user && toLoginFailures({ username: user.key, failures: user.failures, last_failure_at: user.last_failure_at, locked_until: user.locked_until } as Selectable<LoginFailuresTable>),
+      place && toAddressFailures({ address: place.key, failures: place.failures, last_failure_at: place.last_failure_at, window_start: place.window_start } as Selectable<LoginAddressFailuresTable>),
+    ]
   }
 
   async findAddress(address: string): Promise<AddressFailures | undefined> {

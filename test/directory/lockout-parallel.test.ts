@@ -157,7 +157,7 @@ for (const backend of storeBackends) {
         reads.restore()
       }
 
-      reads = countReads(db.store, 'findAddress')
+      reads = countReads(db.store, 'findBoth')
       try {
         let endFirst!: () => void
         const first = guard.guard('crowd-0', '192.0.2.9', () => new Promise<void>((resolve) => endFirst = resolve))
@@ -186,17 +186,17 @@ describe('the share of a budget a process may fill', () => {
   })
 })
 
-/** Counts the records of one kind read until `restore`. */
-function countReads(store: Store, method: 'find' | 'findAddress'): { count: number; restore: () => void } {
+/** Counts the reads of records of one kind (`findBoth`: a username's and an address's together) until `restore`. */
+function countReads(store: Store, method: 'find' | 'findBoth'): { count: number; restore: () => void } {
   const repository = store.loginFailures
-  const read = repository[method] as (key: string) => Promise<unknown>
+  const read = repository[method] as (...keys: (string | undefined)[]) => Promise<unknown>
   const reads = {
     count: 0,
     restore: () => Object.assign(repository, { [method]: read }),
   }
   Object.assign(repository, {
-    [method]: async (key: string) => {
-      const record = await read.call(repository, key)
+    [method]: async (...keys: (string | undefined)[]) => {
+      const record = await read.call(repository, ...keys)
       reads.count++
       return record
     },

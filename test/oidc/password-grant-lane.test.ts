@@ -51,6 +51,8 @@ for (const backend of gatewayBackends) {
       const plain = await bothPaths(loginForm('erin'))
       assert.equal(plain.shortcut.status, 200)
       await assertSameAnswers(plain.shortcut, plain.provider)
+      // Its tokens name the grant saved with them.
+      assert.equal((await postToken(gw, `client_id=end-users&grant_type=refresh_token&refresh_token=${plain.shortcut.body.refresh_token}`)).status, 200)
       const withOpenid = await bothPaths(`${loginForm('erin')}&scope=openid`)
       assert.equal(withOpenid.shortcut.status, 200)
       assert.ok(withOpenid.shortcut.body.id_token)
@@ -65,6 +67,39 @@ for (const backend of gatewayBackends) {
       const inBasic = await bothPaths(`grant_type=password&username=frank&password=${password('frank')}`, basic)
       assert.equal(inBasic.shortcut.status, 200)
       await assertSameAnswers(inBasic.shortcut, inBasic.provider)
+    })
+
+    it('reads a percent-encoded form as oidc-provider does: a login by e-mail address, passwords with %, +, & and letters beyond ASCII, in UTF-8 or ISO-8859-1', async () => {
+      const secret = 'p%ss+w&rd=100% l\u00e4tin \u20ac'
+      await gw.app.accounts.create({ username: 'grete', password: secret, email: 'grete@example.com' })
+      const encoded = (username: string, value: string) => `client_id=end-users&grant_type=password&username=${username}&password=${value}`
+      const utf8 = encodeURIComponent(secret)
+      const forms = [
+        encoded('grete', utf8),
+        // Spaces as `+`, and the e-mail address's `@` escaped, as curl's --data-urlencode and browsers write them.
+        encoded('grete%40example.com', utf8.replaceAll('%20', '+')),
+        // An escaped member name and client id are read as oidc-provider reads them.
+        `client%5Fid=end%2Dusers&grant_type=password&user%6Eame=grete&password=${utf8}`,
+      ]
+      for (const form of forms) {
+        const { shortcut, provider } = await bothPaths(form)
+        assert.equal(shortcut.status, 200, form)
+        await assertSameAnswers(shortcut, provider)
+      }
+      // ISO-8859-1 (its `ä` is the byte E4), for a password without a letter beyond it.
+      await gw.app.accounts.create({ username: 'lotte', password: 'l\u00e4tin+one%-password' })
+      const latin1 = await bothPaths(encoded('lotte', 'l%E4tin%2Bone%25-password'))
+      assert.equal(latin1.shortcut.status, 200)
+      await assertSameAnswers(latin1.shortcut, latin1.provider)
+      // Wrong, and refused alike: `+` is a space, not a plus, and a `%` without two hex digits stays itself.
+      for (const wrong of [encoded('lotte', 'l%E4tin+one%25-password'), encoded('grete', `${utf8}%`), encoded('grete', utf8.replace('%2B', '+'))]) {
+        const { shortcut, provider } = await bothPaths(wrong)
+        assert.equal(shortcut.status, 401, wrong)
+        await assertSameAnswers(shortcut, provider)
+      }
+      // A member twice, once escaped, is not a plain form: oidc-provider answers it.
+      const twice = await bothPaths(`${encoded('grete', utf8)}&pass%77ord=x`)
+      await assertSameAnswers(twice.shortcut, twice.provider)
     })
 
     it('refuses a wrong password as oidc-provider does, and counts it once', async () => {
@@ -94,6 +129,23 @@ for (const backend of gatewayBackends) {
       const noUsername = await bothPaths(`client_id=end-users&grant_type=password&password=${password('erin')}`)
       assert.equal(noUsername.shortcut.body.error, 'invalid_request')
       await assertSameAnswers(noUsername.shortcut, noUsername.provider)
+    })
+
+    it('reads the account once and writes the login\'s records in one statement', async () => {
+      // First logins, for what the realm reads once (its keys, read again once they were made; the client).
+      assert.equal((await postToken(gw, loginForm('erin'))).status, 200)
+      assert.equal((await postToken(gw, loginForm('erin'))).status, 200)
+      const statements = { count: 0, counting: true }
+      gw.store.database.onQuery((_seconds, sql) => {
+        // Not the event bus's polls and heartbeats, which come at their own times.
+        if (statements.counting && !/"(events|gateway_processes)"|pg_notify/.test(sql)) statements.count++
+      })
+      const answer = await postToken(gw, loginForm('erin'))
+      statements.counting = false
+      assert.equal(answer.status, 200)
+      // The account, the lockout's username and address records together, the login's time, and the grant, access
+      // token and refresh token records together.
+      assert.equal(statements.count, 4)
     })
 
     it('counts its tokens as oidc-provider\'s grants are counted, and records the login', async () => {

@@ -29,6 +29,20 @@ for (const backend of storeBackends) {
       assert.deepEqual(await store.loginFailures.find('nobody'), { username: 'nobody', failures: 2, lastFailureAt: T + 10, lockedUntil: null })
     })
 
+    it('reads a username\'s record and an address\'s at once, as each alone reads them', async () => {
+      await store.loginFailures.recordFailure('both', T, T - 1000)
+      await store.loginFailures.lock('both', T + 60_000)
+      await store.loginFailures.recordAddressFailure('192.0.2.77', T + 5, T - 1000)
+      await store.loginFailures.recordAddressFailure('192.0.2.77', T + 9, T - 1000)
+      const alone = [await store.loginFailures.find('both'), await store.loginFailures.findAddress('192.0.2.77')] as const
+      assert.equal(alone[0]!.lockedUntil, T + 60_000)
+      assert.deepEqual(await store.loginFailures.findBoth('both', '192.0.2.77'), alone)
+      assert.deepEqual(await store.loginFailures.findBoth('both', '192.0.2.78'), [alone[0], undefined])
+      assert.deepEqual(await store.loginFailures.findBoth('nobody-here', '192.0.2.77'), [undefined, alone[1]])
+      assert.deepEqual(await store.loginFailures.findBoth(undefined, '192.0.2.77'), [undefined, alone[1]])
+      assert.deepEqual(await store.loginFailures.findBoth('both', undefined), [alone[0], undefined])
+    })
+
     it('counts failures recorded at once through several connections', async () => {
       await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? store : other).loginFailures.recordFailure('busy', T + i, T - 1000)))
       assert.equal((await store.loginFailures.find('busy'))!.failures, 10)
