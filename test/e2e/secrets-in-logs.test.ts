@@ -11,7 +11,7 @@ import { PASSWORDS, SERVICE_PASSWORD, startDirectory, type TestDirectory } from 
 import { browse, CookieJar, CLIENT_REDIRECT, realmUrl, realmWith, REALM, SERVICE_SECRET, TOKEN_PATH } from '../helpers/oidc.ts'
 import { csrfToken, LOGIN, login, setCookie, withCsrf } from '../helpers/session.ts'
 import { Browser } from '../helpers/browser.ts'
-import { openProviderLogin, signInUpstream, signInWithSso } from '../helpers/sso.ts'
+import { openProviderLogin, signInUpstream } from '../helpers/sso.ts'
 import { bearer } from '../helpers/tokens.ts'
 import { startUpstreamIdp, type UpstreamIdp } from '../helpers/upstream-idp.ts'
 
@@ -282,8 +282,11 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     assert.equal((await call('/api/controller/v2/hosts/', { headers: { authorization: basic('alice', WRONG_PASSWORD) } })).status, 401)
 
     // Single sign-on at an upstream provider.
-    const { browser } = await signInWithSso(gw, 'Corp ID', 'sam', idp)
-    void browser
+    const upstream = new Browser()
+    const back = await signInUpstream(gw, upstream, await openProviderLogin(gw, upstream, 'Corp ID'), 'sam', SSO_USER_PASSWORD)
+    keep('authorization code of the upstream provider, used', new URL(back).searchParams.get('code'))
+    const signedIn = await upstream.navigate(back)
+    assert.equal(signedIn.response.status, 200)
     const misconfigured = new Browser()
     const callback = await signInUpstream(gw, misconfigured, await openProviderLogin(gw, misconfigured, 'Misconfigured'), 'sam', SSO_USER_PASSWORD)
     keep('authorization code of the upstream provider', new URL(callback).searchParams.get('code'))
@@ -364,6 +367,18 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     const serve = await runCli(['serve', '--config', file, '--port', '0', '--log-level', 'trace'])
     assert.notEqual(serve.code, 0)
     outputs.push(serve.stdout + serve.stderr)
+    // YAML that does not parse, with the secret on the lines the parser stops at.
+    const unparsable = join(scratchDir(), 'unparsable.yaml')
+    writeFileSync(unparsable, `ldap:\n  bind_password: ${CONFIG_BIND_PASSWORD}: [\n  bind_password: ${CONFIG_BIND_PASSWORD}\n   url: x\n`)
+    for (const args of [['config', 'check', unparsable], ['serve', '--config', unparsable, '--port', '0']]) {
+      const refused = await runCli(args)
+      assert.notEqual(refused.code, 0)
+      outputs.push(refused.stdout + refused.stderr)
+    }
+    // A first superuser's password the policy refuses.
+    const weakAdmin = await runCli(['serve', '--demo', '--port', '0', '--data-dir', scratchDir()], { env: { GATEHOUSE_ADMIN_PASSWORD: CLI_WEAK_PASSWORD } })
+    assert.notEqual(weakAdmin.code, 0)
+    outputs.push(weakAdmin.stdout + weakAdmin.stderr)
     const database = await runCli(['migrate', '--database', `mysql://gatehouse:${CONFIG_DB_PASSWORD}@db.example.test/gatehouse`])
     outputs.push(database.stdout + database.stderr)
     assert.deepEqual(leaks(outputs.join('\n')), [], outputs.join('\n'))
@@ -395,6 +410,19 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     const events = await (await gw.fetch(`/admin/realms/${REALM}/events?max=1000`, { headers: adminAuth })).text()
     assert.deepEqual(leaks(JSON.stringify(entries)), [], 'activity stream')
     assert.deepEqual(leaks(events), [], 'realm events')
+  })
+
+  it('finds none of them in what an administrator or auditor reads about others: accounts, tokens, sessions, applications', async () => {
+    const lists = ['users/', 'tokens/', 'sessions/', 'applications/', 'settings/all/', 'me/sessions/', 'role_user_assignments/']
+    const read: string[] = []
+    for (const list of lists) {
+      const response = await gw.fetch(`/api/gateway/v1/${list}?page_size=200`, { headers: adminAuth })
+      assert.equal(response.status, 200, list)
+      read.push(await response.text())
+    }
+    const lena = (JSON.parse(read[0]!) as { results: { id: number; username: string }[] }).results.find((user) => user.username === 'lena')!
+    for (const path of [`users/${lena.id}/`, `users/${lena.id}/sessions/`, `users/${lena.id}/tokens/`]) read.push(await (await gw.fetch(`/api/gateway/v1/${path}`, { headers: adminAuth })).text())
+    assert.deepEqual(leaks(read.join('\n')), [], 'the gateway API')
   })
 
   it('finds none of them in the metrics or in any error body', async () => {
