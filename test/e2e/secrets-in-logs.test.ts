@@ -30,6 +30,8 @@ const SSO_CLIENT_SECRET = 'Sso-Client-Secret-9tY4uE6w'
 const SSO_USER_PASSWORD = 'Upstream-Pw-2xN8vQ5r'
 const FORGED_PAT = 'gatehouse_pat_Forged0Token1Value2Here3abcdefgh'
 const MALFORMED_BEARER = 'Malformed-Bearer-7dK3jH8s'
+/** Sent as the whole Authorization header, without a scheme, as misconfigured clients send API keys. */
+const BARE_KEY = 'BareKey-7hG2kL9pQ4w1'
 const FORGED_SESSION = 'forgedsessionid5Lq9Wc2Z'
 const FORGED_CSRF = 'ForgedCsrf0Token1Of2Right3Length4abcdefghijklmnopq'
 const QUERY_SECRET = 'Query-Secret-1aS5dF9g'
@@ -205,6 +207,8 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     assert.equal((await call('/api/controller/v2/hosts/', { headers: bearer(pat) })).status, 401)
     assert.equal((await call('/api/controller/v2/hosts/', { headers: bearer(FORGED_PAT) })).status, 401)
     assert.equal((await call('/api/controller/v2/hosts/', { headers: bearer(MALFORMED_BEARER) })).status, 401)
+    keep('credential without a scheme', BARE_KEY)
+    assert.equal((await call('/api/controller/v2/hosts/', { headers: { authorization: BARE_KEY } })).status, 401)
     const live = await (await call('/api/gateway/v1/tokens/', jsonBody({ scope: 'read' }, adminAuth))).json() as { token: string }
     const livePat = keep('second personal token', live.token)
     const expiring = await runCli(['tokens', 'create', '--user', 'admin', '--expires-in', '1', '--data-dir', gw.dataDir])
