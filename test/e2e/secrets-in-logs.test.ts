@@ -13,6 +13,7 @@ import { csrfToken, LOGIN, login, setCookie, withCsrf } from '../helpers/session
 import { Browser } from '../helpers/browser.ts'
 import { openProviderLogin, signInUpstream } from '../helpers/sso.ts'
 import { bearer } from '../helpers/tokens.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 import { startUpstreamIdp, type UpstreamIdp } from '../helpers/upstream-idp.ts'
 
 // One gateway at the most verbose log level, every credential flow run against it with secrets of its own, right
@@ -87,6 +88,7 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
   let directory: TestDirectory
   let idp: UpstreamIdp
   let silent: Awaited<ReturnType<typeof silentUpstream>>
+  let recorder: RecordingUpstream
   let gw: TestGateway
   let metricsTokenFile: string
   const scratch: string[] = []
@@ -121,6 +123,7 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     directory = await startDirectory()
     idp = await startUpstreamIdp({ sam: { sub: 'sub-sam', password: keep('upstream user password', SSO_USER_PASSWORD), claims: { preferred_username: 'sam', email: 'sam@corp.example' } } })
     silent = await silentUpstream()
+    recorder = await startRecordingUpstream()
     keep('LDAP bind password', SERVICE_PASSWORD)
     keep('LDAP user password', PASSWORDS.alice!)
     keep('SSO client secret', SSO_CLIENT_SECRET)
@@ -139,6 +142,7 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
         services: [
           ...demo.services,
           { name: 'broken', prefix: '/broken/', upstream: 'http://127.0.0.1:1', accepts: everyCredential, oidc: { realm: REALM, client_id: 'end-users' } },
+          { name: 'recorder', prefix: '/recorder/', upstream: recorder.url, accepts: everyCredential, oidc: { realm: REALM, client_id: 'end-users' } },
           { name: 'silent', prefix: '/silent/', upstream: silent.url, accepts: everyCredential, oidc: { realm: REALM, client_id: 'end-users' }, timeouts: { response_seconds: 1 } },
         ],
         realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true, redirect_uris: [CLIENT_REDIRECT] }]),
@@ -159,6 +163,7 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     await gw?.close()
     await idp?.close()
     await silent?.close()
+    await recorder?.close()
     await directory?.close()
     for (const dir of scratch) rmSync(dir, { recursive: true, force: true })
   })
@@ -282,6 +287,7 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     // A directory account, right and wrong.
     const alice = await login(gw, 'alice', PASSWORDS.alice!)
     keep('directory session id', alice.sessionId)
+    keep('directory session CSRF token', alice.csrf)
     assert.equal((await call('/api/controller/v2/hosts/', { headers: { authorization: basic('alice', PASSWORDS.alice!) } })).status, 200)
     assert.equal((await call('/api/controller/v2/hosts/', { headers: { authorization: basic('alice', WRONG_PASSWORD) } })).status, 401)
 
@@ -312,6 +318,11 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
       // A body with secrets that a POST carries to the service.
       await call(`${prefix}login${query}`, form({ password: QUERY_SECRET, client_secret: QUERY_SECRET }, { authorization: basic('lena', NEW_LOCAL_PASSWORD) }))
     }
+    // The gateway's credentials, consumed by it, never reach the service behind it.
+    for (const headers of credentials.slice(0, 4)) assert.equal((await call('/recorder/anything/', { headers })).status, 200)
+    assert.equal((await call('/recorder/anything/', { method: 'POST', headers: withCsrf(alice, { referer: gw.url + '/recorder/' }) })).status, 200)
+    assert.equal(recorder.seen.length, 5)
+    assert.deepEqual(leaks(JSON.stringify(recorder.seen.map((request) => request.rawHeaders))), [], 'what the service behind the gateway received')
     assert.equal((await call('/metrics', { headers: bearer(WRONG_METRICS_TOKEN) })).status, 401)
     assert.equal((await call(`/api/controller/v2/hosts/${query}`, { headers: bearer(livePat) })).status, 200)
     assert.equal((await call(`/api/gateway/v1/me/${query}`, { headers: bearer(MALFORMED_BEARER) })).status, 401)
