@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { prettyLogStream } from '../../src/logging/pretty.ts'
 import { POSTGRES_ADMIN_URL } from '../helpers/postgres.ts'
-import { ADMIN_PASSWORD, adminAuth, basic, runCli, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, runCli, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { PASSWORDS, SERVICE_PASSWORD, startDirectory, type TestDirectory } from '../helpers/ldap.ts'
 import { browse, CookieJar, CLIENT_REDIRECT, realmUrl, realmWith, REALM, SERVICE_SECRET, TOKEN_PATH } from '../helpers/oidc.ts'
 import { csrfToken, LOGIN, login, setCookie, withCsrf } from '../helpers/session.ts'
@@ -46,6 +46,7 @@ const METRICS_TOKEN = 'Metrics-Token-8wE3rT6yU1iO'
 const WRONG_METRICS_TOKEN = 'Wrong-Metrics-Token-2qA5sD7f'
 const WRONG_BIND_PASSWORD = 'Wrong-Bind-Pw-7jH3kL9z'
 const DATABASE_URL_PASSWORD = 'Url-Db-Pw-5tG1hJ4k'
+const UPSTREAM_URL_PASSWORD = 'Upstream-Url-Pw-3eR8tY2u'
 
 /** Every secret the flows used, by what it is. */
 const secrets = new Map<string, string>()
@@ -382,6 +383,22 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     const serve = await runCli(['serve', '--config', file, '--port', '0', '--log-level', 'trace'])
     assert.notEqual(serve.code, 0)
     outputs.push(serve.stdout + serve.stderr)
+    // `serve` itself, in both formats: its start summary, its log, and a request carrying basic credentials and
+    // query secrets to a service that is down, whose upstream URL holds a password.
+    keep('password in an upstream URL', UPSTREAM_URL_PASSWORD)
+    const served = join(scratchDir(), 'served.yaml')
+    writeFileSync(served, JSON.stringify({ services: [{ name: 'down', prefix: '/down/', upstream: `http://svc-user:${UPSTREAM_URL_PASSWORD}@127.0.0.1:1`, accepts: ['basic'] }] }))
+    for (const format of ['json', 'pretty']) {
+      const gateway = await spawnGateway(['--config', served, '--data-dir', scratchDir(), '--log-format', format], { GATEHOUSE_LOG_LEVEL: 'trace' })
+      try {
+        const response = await fetch(`${gateway.url}/down/x?password=${QUERY_SECRET}&code=${QUERY_SECRET}`, { headers: { authorization: basic('admin', ADMIN_PASSWORD) } })
+        assert.equal(response.status, 502)
+        errorBodies.push(await response.text())
+      } finally {
+        await gateway.stop()
+      }
+      outputs.push(gateway.output())
+    }
     // YAML that does not parse, with the secret on the lines the parser stops at.
     const unparsable = join(scratchDir(), 'unparsable.yaml')
     writeFileSync(unparsable, `ldap:\n  bind_password: ${CONFIG_BIND_PASSWORD}: [\n  bind_password: ${CONFIG_BIND_PASSWORD}\n   url: x\n`)
