@@ -186,6 +186,11 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     const anonymousCsrf = keep('login CSRF token', await csrfToken(gw))
     const refused = await call(LOGIN, form({ username: 'lena', password: WRONG_PASSWORD }, { 'x-csrftoken': anonymousCsrf, cookie: `csrftoken=${anonymousCsrf}`, referer: gw.url + LOGIN }))
     assert.equal(refused.status, 401)
+    // The login form shown again to a browser carries its owner's CSRF token, as forms do, and never the password.
+    const refusedInBrowser = await gw.fetch(LOGIN, form({ username: 'lena', password: WRONG_PASSWORD }, { accept: 'text/html', 'x-csrftoken': anonymousCsrf, cookie: `csrftoken=${anonymousCsrf}`, referer: gw.url + LOGIN }))
+    assert.equal(refusedInBrowser.status, 401)
+    const formAgain = await refusedInBrowser.text()
+    assert.ok(spellings(WRONG_PASSWORD).every((spelling) => !formAgain.includes(spelling)), formAgain)
     assert.equal((await call(LOGIN, form({ username: 'lena', password: LOCAL_PASSWORD }, { 'x-csrftoken': FORGED_CSRF, cookie: `csrftoken=${anonymousCsrf}`, referer: gw.url + LOGIN }))).status, 403)
     const session = await login(gw, 'lena', LOCAL_PASSWORD)
     keep('session id', session.sessionId)
@@ -264,7 +269,8 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     const start = `${realmUrl(gw)}${OIDC_PATH.slice(`/realms/${REALM}`.length)}/auth?` + new URLSearchParams({ client_id: 'reports', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', state: 'st4te' })
     const loginPage = await browse(gw, jar, start)
     const action = /<form method="post" action="([^"]+)"/.exec(await loginPage.response.text())![1]!
-    await browse(gw, jar, gw.url + action, form({ username: 'lena', password: WRONG_PASSWORD }))
+    const refusedPage = await (await browse(gw, jar, gw.url + action, form({ username: 'lena', password: WRONG_PASSWORD }))).response.text()
+    assert.ok(spellings(WRONG_PASSWORD).every((spelling) => !refusedPage.includes(spelling)), refusedPage)
     const again = await browse(gw, jar, start)
     const retry = /<form method="post" action="([^"]+)"/.exec(await again.response.text())![1]!
     const done = await browse(gw, jar, gw.url + retry, form({ username: 'lena', password: NEW_LOCAL_PASSWORD }))
