@@ -33,6 +33,8 @@ const FORGED_PAT = 'gatehouse_pat_Forged0Token1Value2Here3abcdefgh'
 const MALFORMED_BEARER = 'Malformed-Bearer-7dK3jH8s'
 /** Sent as the whole Authorization header, without a scheme, as misconfigured clients send API keys. */
 const BARE_KEY = 'BareKey-7hG2kL9pQ4w1'
+/** Inside credentials that do not parse: a JWT whose payload is not JSON, basic credentials without a colon. */
+const GARBLED_SECRET = 'Garbled-Secret-6yU3iO8p'
 const FORGED_SESSION = 'forgedsessionid5Lq9Wc2Z'
 const FORGED_CSRF = 'ForgedCsrf0Token1Of2Right3Length4abcdefghijklmnopq'
 const QUERY_SECRET = 'Query-Secret-1aS5dF9g'
@@ -219,6 +221,16 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     assert.equal((await call('/api/controller/v2/hosts/', { headers: bearer(FORGED_PAT) })).status, 401)
     assert.equal((await call('/api/controller/v2/hosts/', { headers: bearer(MALFORMED_BEARER) })).status, 401)
     keep('credential without a scheme', BARE_KEY)
+    keep('secret inside a malformed credential', GARBLED_SECRET)
+    const notJson = Buffer.from(`{"iss":"${GARBLED_SECRET}`).toString('base64url')
+    for (const authorization of [`Basic ${Buffer.from(GARBLED_SECRET).toString('base64')}`, `Basic ${GARBLED_SECRET}!`, `Bearer eyJhbGciOiJSUzI1NiJ9.${notJson}.c2ln`, `Bearer ${GARBLED_SECRET} ${GARBLED_SECRET}`]) {
+      for (const path of ['/api/controller/v2/hosts/', '/broken/x', '/api/gateway/v1/me/', `${OIDC_PATH}/userinfo`]) {
+        assert.ok([400, 401].includes((await call(path, { headers: { authorization } })).status), `${path} ${authorization}`)
+      }
+    }
+    await call(`${OIDC_PATH}/logout?id_token_hint=eyJhbGciOiJSUzI1NiJ9.${notJson}.c2ln`)
+    await call(`${OIDC_PATH}/token/introspect`, form({ token: `eyJhbGciOiJSUzI1NiJ9.${notJson}.c2ln` }, { authorization: basic('reports', SERVICE_SECRET) }))
+    await call('/api/controller/v2/hosts/', { headers: { cookie: `gateway_sessionid=${GARBLED_SECRET}%ZZ; csrftoken=${GARBLED_SECRET}` } })
     assert.equal((await call('/api/controller/v2/hosts/', { headers: { authorization: BARE_KEY } })).status, 401)
     const live = await (await call('/api/gateway/v1/tokens/', jsonBody({ scope: 'read' }, adminAuth))).json() as { token: string }
     const livePat = keep('second personal token', live.token)
