@@ -434,6 +434,13 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     assert.deepEqual(leaks(outputs.join('\n')), [], outputs.join('\n'))
   })
 
+  it('redacts secrets by their field names in any object a log line carries, as a later log call might', () => {
+    const fields = ['password', 'token', 'secret', 'client_secret', 'access_token', 'refresh_token', 'id_token', 'device_code', 'bind_password', 'current_password', 'new_password', 'authorization', 'cookie']
+    const valueOf = (field: string, depth: string) => keep(`a field ${field} logged ${depth}`, `Logged-${field}-${depth}-4rT8`)
+    gw.server.log.warn(Object.fromEntries(fields.map((field) => [field, valueOf(field, 'at the top')])), 'an object with secrets')
+    gw.server.log.warn({ nested: Object.fromEntries(fields.map((field) => [field, valueOf(field, 'one level down')])) }, 'an object with secrets inside')
+  })
+
   it('finds none of them in the log, in either format, or in standard output and error', async () => {
     // Wait for the audit trail's batch and any log line still on its way.
     await new Promise((resolve) => setTimeout(resolve, 300))
