@@ -18,8 +18,9 @@ import { startUpstreamIdp, type UpstreamIdp } from '../helpers/upstream-idp.ts'
 
 // One gateway at the most verbose log level, every credential flow run against it with secrets of its own, right
 // and wrong, then every place the gateway writes to searched for each secret, as written, in base64 and
-// URL-encoded: its log lines (JSON and pretty), what it writes to standard output and error, the audit trail, the
-// metrics, the error bodies it answers, and the output of the commands that take secrets.
+// URL-encoded: its log lines (JSON and pretty), what it writes to standard output and error, the audit trail and
+// realm events, the metrics, the error bodies it answers, what the API shows an administrator about others, what a
+// service behind it receives in headers, and the output of `serve` and the commands that take secrets.
 
 const demo = loadConfigFile(demoConfigFile)
 const OIDC_PATH = `/realms/${REALM}/protocol/openid-connect`
