@@ -35,8 +35,12 @@ export interface ServerOptions {
 
 type CompilersFactory = NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>
 
-/** Secrets never reach the log, whichever object carries them. */
-const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrftoken"]', 'headers.authorization', 'headers.cookie', 'password', 'token', '*.password', '*.token']
+/**
+ * Secrets never reach the log, whichever object carries them: fields by these names, at the top of a line's object
+ * or one level down, whatever logs them later.
+ */
+const SECRET_FIELDS = ['password', 'token', 'secret', 'client_secret', 'access_token', 'refresh_token', 'id_token', 'device_code', 'bind_password', 'current_password', 'new_password', 'authorization', 'cookie']
+const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrftoken"]', 'headers["x-csrftoken"]', ...SECRET_FIELDS, ...SECRET_FIELDS.map((field) => `*.${field}`)]
 
 /**
  * The HTTP side: the gateway's own API under /api/gateway/, then every service's prefix, each in its own

@@ -6,7 +6,7 @@ import { CsrfCookieMalformed, CsrfCookieMissing, CsrfOriginMismatch, CsrfReferer
 export const CSRF_COOKIE = 'csrftoken'
 /** HTML forms cannot set headers, so they send the token in this field (Django's name). */
 export const CSRF_FORM_FIELD = 'csrfmiddlewaretoken'
-const CSRF_HEADER = 'x-csrftoken'
+export const CSRF_HEADER = 'x-csrftoken'
 const TOKEN = /^[A-Za-z0-9_-]{32,128}$/
 
 /** A fresh token: 64 characters, 384 random bits. */

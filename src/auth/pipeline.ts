@@ -75,7 +75,9 @@ export class AuthPipeline {
       if (scheme.toLowerCase() === 'bearer' && accepts.includes('token')) {
         throw withBearerError(new InvalidToken(`This bearer token is not one this service accepts (Gatehouse tokens start with "${TOKEN_PREFIX}").`))
       }
-      throw new CredentialsNotAccepted(`This service does not accept "${scheme}" credentials; it accepts: ${accepts.join(', ')}.`)
+      // A header of one word is a credential without a scheme (an API key, a password): it is not repeated back.
+      const kind = header.includes(' ') ? `"${scheme}" credentials` : 'credentials without a scheme'
+      throw new CredentialsNotAccepted(`This service does not accept ${kind}; it accepts: ${accepts.join(', ')}.`)
     }
     return undefined
   }

@@ -4,7 +4,7 @@ import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { NUL_MESSAGE } from '../errors.ts'
-import type { DatabaseLocation } from '../store/database.ts'
+import { redactUrl, type DatabaseLocation } from '../store/database.ts'
 import { openStore, type Store } from '../store/store.ts'
 
 /** A mistake in how a command was called: reported in one line, exit status 2. */
@@ -28,7 +28,7 @@ export function addStorageOptions(command: Command): Command {
 export function resolveConfig(options: StorageOptions): Config {
   const base = options.config ? loadConfigFile(options.config) : options.demo ? loadConfigFile(demoConfigFile) : validateConfig({})
   if (options.database !== undefined && !/^postgres(ql)?:\/\//.test(options.database)) {
-    throw new UsageError(`--database must be a postgres:// URL, got "${options.database.replace(/\/\/[^@]*@/, '//***@')}"`)
+    throw new UsageError(`--database must be a postgres:// URL, got "${redactUrl(options.database)}"`)
   }
   return validateConfig({
     ...structuredClone(base),

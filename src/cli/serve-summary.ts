@@ -1,5 +1,6 @@
 import type { App } from '../app.ts'
 import type { TlsCredentials } from '../listener/tls.ts'
+import { redactUrl } from '../store/database.ts'
 import { version } from '../version.ts'
 
 /**
@@ -27,7 +28,8 @@ export type AdminBootstrap = { username: string; generatedPassword?: string } | 
 
 export function startupFacts(app: App, listening: { url: string; redirectUrl: string | undefined }, tls: TlsCredentials | undefined): StartupFacts {
   const { config } = app
-  const upstreams = new Map(app.routes.map((route) => [route.name, route.upstream.href]))
+  // A password in an upstream's URL is never sent (the proxy connects to its origin), and never shown either.
+  const upstreams = new Map(app.routes.map((route) => [route.name, redactUrl(route.upstream.href)]))
   return {
     version,
     listening: [listening.url, ...(listening.redirectUrl ? [listening.redirectUrl] : [])],

@@ -1,6 +1,7 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { UserAccess } from '../access/model.ts'
+import { CSRF_HEADER } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
 import { withoutGatewayCookies, withoutGatewaySetCookies } from './gateway-cookies.ts'
 import type { ProxyTrust } from './trusted-proxies.ts'
@@ -95,6 +96,9 @@ export function upstreamRequestHeaders(request: GatewayRequest, incoming: Incomi
     if (kept) headers.cookie = kept
     else delete headers.cookie
   }
+  // With the session cookie it goes with, the CSRF token is the gateway's credential too: a service cannot check it
+  // (the cookie is removed above), and its logs are no place for it.
+  if (principal?.method === 'session') delete headers[CSRF_HEADER]
   const prior = fromTrustedProxy ? request.headers['x-forwarded-for'] : undefined
   headers['x-forwarded-for'] = prior ? `${prior}, ${peer}` : peer
   headers['x-forwarded-proto'] = request.protocol

@@ -4,14 +4,16 @@ import { splitTarget } from '../http/request-target.ts'
 /**
  * The fields of the one line each request is logged with, whichever path served it (src/server.ts, and the proxy's
  * lean path, src/gateway/lean-proxy.ts): the place, the decision, the authenticator that claimed the credential and
- * the error code, as Oathkeeper logs its decisions. None can hold a secret, so the line skips redaction.
+ * the error code, as Oathkeeper logs its decisions. None can hold a secret, so the line skips redaction: the path
+ * is logged without its query (clients put `code=`, `access_token=`, `client_secret=` there) and without the id of a
+ * realm login under way.
  */
 export function requestLine(id: string, method: string, url: string, status: number, elapsedMs: number, context: RequestContext): object {
   const { place, principal, decision, authenticator, code, accessRule } = context
   return {
     reqId: id,
     method,
-    path: splitTarget(url).path,
+    path: withoutLoginUnderWay(splitTarget(url).path),
     status,
     ms: Math.round(elapsedMs * 10) / 10,
     service: place?.service,
@@ -23,4 +25,15 @@ export function requestLine(id: string, method: string, url: string, status: num
     auth: principal?.method,
     access_rule: accessRule,
   }
+}
+
+/**
+ * A realm's login under way is named in its paths (`/login-actions/ID`, `/protocol/openid-connect/auth/ID`,
+ * `/device/ID`) by the very value its short-lived cookies hold (oidc-provider's interaction id, which its resume
+ * step takes as proof that the browser is the one that logged in), so the line names the step, not the login.
+ */
+const LOGIN_UNDER_WAY = /(\/realms\/[^/]+\/(?:login-actions|protocol\/openid-connect\/auth|device)\/)(?!device(?:\/|$))[^/]+/
+
+function withoutLoginUnderWay(path: string): string {
+  return path.includes('/realms/') ? path.replace(LOGIN_UNDER_WAY, '$1{id}') : path
 }

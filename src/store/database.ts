@@ -625,6 +625,10 @@ function innerOf(connection: DatabaseConnection): DatabaseConnection {
   return connection instanceof GuardedConnection ? connection.inner : connection
 }
 
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@')
+/**
+ * A database URL as messages and the log show it: the password masked, whether written before the host or as a
+ * query parameter (libpq and pg take `?password=` and `?sslpassword=` too).
+ */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^/]*@/, '//$1:***@').replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***')
 }

@@ -32,6 +32,8 @@ export interface GatewayOptions {
   pollMs?: number
   /** Collects the server's log lines, parsed, at level info (otherwise the log is silent unless TEST_LOG_LEVEL). */
   logLines?: Record<string, unknown>[]
+  /** The level `logLines` are collected at (default info). */
+  logLevel?: string
 }
 
 export function tempDir(prefix = 'gatehouse-test-'): string {
@@ -55,7 +57,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     env: { GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD },
     pollMs: options.pollMs ?? 200,
     server: logLines
-      ? { logLevel: 'info', logStream: { write: (line: string) => void logLines.push(JSON.parse(line)) } }
+      ? { logLevel: options.logLevel ?? 'info', logStream: { write: (line: string) => void logLines.push(JSON.parse(line)) } }
       : { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' },
   })
   const { app, store, server } = started
