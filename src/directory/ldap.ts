@@ -56,13 +56,14 @@ export class LdapDirectory {
   /**
    * Finds `username` and, when `password` is given, checks it with a bind as the user. An empty password
    * is refused here, before any connection: LDAP treats a simple bind without a password as an anonymous
-   * bind that many servers accept (RFC 4513 section 5.1.2).
+   * bind that many servers accept (RFC 4513 section 5.1.2). So is one of only white space, which some servers
+   * and proxies trim to an empty one.
    */
   async lookup(username: string, password?: string): Promise<DirectoryLookup> {
     if (!USERNAME_PATTERN.test(username)) {
       throw new ValidationFailed({ username: [INVALID_USERNAME] })
     }
-    if (password !== undefined && password.length === 0) throw new ValidationFailed({ password: ['This field may not be blank.'] })
+    if (password !== undefined && isBlank(password)) throw new ValidationFailed({ password: ['This field may not be blank.'] })
     return this.#withinDeadline(async (connections) => {
       const { client, server } = await this.#connect(connections)
       const entry = await this.#findUser(client, username)
@@ -170,7 +171,7 @@ export class LdapDirectory {
 
   async #describe(client: Client, entry: Entry): Promise<DirectoryUser> {
     const { attributes } = this.#config
-    const username = firstValue(entry, attributes.username)
+    const username = onlyValue(entry, attributes.username)
     const groupDns = await this.#findGroups(client, entry.dn, username)
     const member = (dns: Set<string>) => groupDns.some((dn) => dns.has(normalizeDn(dn)))
     return {
@@ -195,7 +196,7 @@ export class LdapDirectory {
 
   /** Binds as the user on the lookup's own connection, which is closed afterwards. */
   async #bindAs(client: Client, dn: string, password: string): Promise<boolean> {
-    if (!password) throw new InvalidCredentials()
+    if (isBlank(password)) throw new InvalidCredentials()
     try {
       await client.bind(dn, password)
       return true
@@ -239,9 +240,11 @@ export class LdapPasswords implements PasswordSource {
   }
 
   async verify(username: string, password: string): Promise<User | NotMine> {
-    if (!password || !USERNAME_PATTERN.test(username)) throw new InvalidCredentials()
+    if (!USERNAME_PATTERN.test(username)) throw new InvalidCredentials()
     const existing = await this.#store.users.findByUsername(username)
     if (existing && existing.source !== 'ldap' && existing.source !== 'sso') return NOT_MINE
+    // After the local account's turn: a local password may be all spaces, a directory one is never sent so.
+    if (isBlank(password)) throw new InvalidCredentials()
     const { user, passwordValid } = await this.#directory.lookup(username, password)
     if (!user) return NOT_MINE
     // The directory matches names without regard to case, so `ADMIN` finds the entry `admin`: when that name is a
@@ -264,11 +267,28 @@ export function fillFilter(template: string, values: { username?: string; dn?: s
   return template.replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => ldapts().Filter.escape(values[name] ?? ''))
 }
 
-function firstValue(entry: Entry, attribute: string): string {
+function isBlank(password: string): boolean {
+  return password.trim().length === 0
+}
+
+function valuesOf(entry: Entry, attribute: string): unknown[] {
   const key = Object.keys(entry).find((k) => k.toLowerCase() === attribute.toLowerCase())
   const value = key === undefined ? undefined : entry[key]
-  const first = Array.isArray(value) ? value[0] : value
+  return value === undefined ? [] : Array.isArray(value) ? value : [value]
+}
+
+function firstValue(entry: Entry, attribute: string): string {
+  const [first] = valuesOf(entry, attribute)
   return first === undefined ? '' : String(first)
+}
+
+/**
+ * The attribute's value when it has exactly one, else nothing: a directory keeps no order among an attribute's
+ * values, so picking one could give the same entry a different account from one login to the next.
+ */
+function onlyValue(entry: Entry, attribute: string): string {
+  const values = valuesOf(entry, attribute)
+  return values.length === 1 ? String(values[0]) : ''
 }
 
 /** DNs compare case-insensitively and without the spaces some tools put after commas (RFC 4514). */

@@ -88,8 +88,27 @@ describe('LDAP directory lookups', () => {
     for (const username of ['*', 'alice)(uid=*', 'al*', 'a\\5c', '', 'x'.repeat(151), 'alice\0']) {
       assert.equal(await codeOf(ldap.lookup(username, 'password')), 'invalid', JSON.stringify(username))
     }
-    assert.equal(await codeOf(ldap.lookup('alice', '')), 'invalid')
+    for (const password of ['', ' ', '   ', '\t \n']) {
+      assert.equal(await codeOf(ldap.lookup('alice', password)), 'invalid', JSON.stringify(password))
+    }
     assert.equal(await codeOf(ldap.lookup('alice', 'password')), 'directory_unavailable')
+  })
+
+  it('gives an entry whose username attribute has several values no username, rather than pick one', async () => {
+    const carol = `uid=carol,ou=people,${SUFFIX}`
+    const ldap = new LdapDirectory(ldapConfig())
+    await directory.replaceAttribute(carol, 'uid', ['carol', 'carol-two'])
+    try {
+      // The directory keeps no order among values: the first one is not always the same, nor the name typed.
+      for (const name of ['carol', 'carol-two']) {
+        const found = await ldap.lookup(name, PASSWORDS.carol)
+        assert.equal(found.user?.dn, carol, name)
+        assert.equal(found.user?.username, '', name)
+      }
+    } finally {
+      await directory.replaceAttribute(carol, 'uid', ['carol'])
+    }
+    assert.equal((await ldap.lookup('carol', PASSWORDS.carol)).user?.username, 'carol')
   })
 
   it('escapes every value put into a filter (RFC 4515)', () => {
