@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
 import type { ConnectionOptions } from 'node:tls'
 import type { Client, Entry } from 'ldapts'
 import { ConfigError } from '../config/load.ts'
@@ -23,8 +24,8 @@ export interface DirectoryLookup {
  * Talks to the LDAP directory: connects to the first server that answers (StartTLS when configured),
  * binds as the service account, finds the user and their groups, and checks a password by binding as the
  * user. Each lookup uses its own connection, closed afterwards; the basic-auth credential cache keeps
- * repeated requests away from here. Everything, all servers included, must finish within
- * `timeouts.lookup_seconds`.
+ * repeated requests away from here. At most `max_connections` lookups talk to the directory at once; the others
+ * wait their turn. Everything, waiting and all servers included, must finish within `timeouts.lookup_seconds`.
  */
 export class LdapDirectory {
   readonly #config: LdapConfig
@@ -33,6 +34,7 @@ export class LdapDirectory {
   readonly #superuserDns: Set<string>
   readonly #auditorDns: Set<string>
   readonly #namedGroups: [name: string, dns: Set<string>][]
+  readonly #turns: Turns
 
   /** Reads the bind password's environment variable and the CA file now, so a mistake stops the start. */
   constructor(config: LdapConfig, env: NodeJS.ProcessEnv = process.env) {
@@ -51,6 +53,7 @@ export class LdapDirectory {
     this.#superuserDns = new Set(config.superuser_groups.map(normalizeDn))
     this.#auditorDns = new Set(config.auditor_groups.map(normalizeDn))
     this.#namedGroups = Object.entries(config.named_groups).map(([name, dns]) => [name, new Set(dns.map(normalizeDn))])
+    this.#turns = new Turns(config.max_connections)
   }
 
   /**
@@ -100,8 +103,9 @@ export class LdapDirectory {
   }
 
   /**
-   * Runs a conversation with the directory under the lookup deadline, and closes every connection it opened.
-   * A conversation that outlives its deadline may open no further connection.
+   * Runs a conversation with the directory under the lookup deadline, once a turn is free, and closes every
+   * connection it opened. A conversation that outlives its deadline may open no further connection, and its turn
+   * goes to the next one once its connections are closed, whenever its own promises settle.
    */
   async #withinDeadline<T>(conversation: (connections: Connections) => Promise<T>): Promise<T> {
     const connections: Connections = { clients: new Set(), closed: false }
@@ -110,15 +114,25 @@ export class LdapDirectory {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new DirectoryUnavailable(`The directory did not answer within ${seconds} s.`)), seconds * 1000)
     })
+    let holdsTurn = false
+    const inTurn = async () => {
+      await this.#turns.take()
+      // The deadline passed while this lookup waited: it has nothing left to do with the turn.
+      if (connections.closed) return this.#turns.give() as never
+      holdsTurn = true
+      return conversation(connections)
+    }
     try {
-      return await Promise.race([conversation(connections), deadline])
+      return await Promise.race([inTurn(), deadline])
     } catch (error) {
       if (error instanceof GatehouseError) throw error
       throw new DirectoryUnavailable('The directory failed to answer the lookup.', error)
     } finally {
       clearTimeout(timer)
       connections.closed = true
-      for (const client of connections.clients) client.unbind().catch(() => {})
+      const closing = [...connections.clients].map((client) => client.unbind().catch(() => {}))
+      // The turn is given on once the connections are closed, or a socket too stuck to take the unbind is left.
+      if (holdsTurn) void Promise.race([Promise.all(closing), delay(UNBIND_WAIT_MS, undefined, { ref: false })]).then(() => this.#turns.give())
     }
   }
 
@@ -207,9 +221,36 @@ export class LdapDirectory {
   }
 }
 
+/** How long a finished lookup's turn waits for its connections to close. */
+const UNBIND_WAIT_MS = 1000
+
 const SSO_HOLDS_NAME = 'This username belongs to a single sign-on account; an administrator must rename or delete it before you can sign in from the directory.'
 
 export type AfterDirectoryLogin = (account: User, found: DirectoryUser) => Promise<unknown>
+
+/** At most `size` holders at once; the others wait, first come first served. */
+class Turns {
+  #free: number
+  readonly #waiting: (() => void)[] = []
+
+  constructor(size: number) {
+    this.#free = size
+  }
+
+  take(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--
+      return Promise.resolve()
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+
+  give(): void {
+    const next = this.#waiting.shift()
+    if (next) next()
+    else this.#free++
+  }
+}
 
 /** The connections one lookup opened; once closed, it opens no more. */
 interface Connections {

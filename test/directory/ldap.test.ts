@@ -22,12 +22,17 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 }
 
 /** A port that accepts connections and never answers: a directory that hangs. */
-async function silentServer(): Promise<{ url: string; close: () => Promise<void> }> {
+async function silentServer(): Promise<{ url: string; open: () => number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>()
-  const server = createServer((socket) => sockets.add(socket))
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.resume()
+    socket.once('close', () => sockets.delete(socket))
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
     url: `ldap://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    open: () => sockets.size,
     close: () => new Promise((resolve) => {
       for (const socket of sockets) socket.destroy()
       server.close(() => resolve())
@@ -172,6 +177,35 @@ describe('LDAP directory lookups', () => {
     } finally {
       await silent.close()
     }
+  })
+
+  it('keeps at most max_connections open to a hanging directory, however many logins wait, and closes them all', async () => {
+    const silent = await silentServer()
+    try {
+      const ldap = new LdapDirectory(ldapConfig({ servers: [silent.url], max_connections: 2, timeouts: { connect_seconds: 1, lookup_seconds: 1 } }))
+      for (const logins of [12, 4]) {
+        const started = Date.now()
+        const answers = Promise.all(Array.from({ length: logins }, () => codeOf(ldap.lookup('alice', PASSWORDS.alice))))
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        // Halfway to the deadline, every login is waiting: two on the directory, the others for their turn.
+        assert.equal(silent.open(), 2, `${logins} logins`)
+        assert.deepEqual(new Set(await answers), new Set(['directory_unavailable']))
+        const elapsed = Date.now() - started
+        assert.ok(elapsed < 2500, `took ${elapsed} ms`)
+        const closing = Date.now()
+        while (silent.open() > 0 && Date.now() - closing < 2000) await new Promise((resolve) => setTimeout(resolve, 20))
+        assert.equal(silent.open(), 0)
+      }
+    } finally {
+      await silent.close()
+    }
+  })
+
+  it('lets logins beyond max_connections wait their turn rather than fail', async () => {
+    const ldap = new LdapDirectory(ldapConfig({ max_connections: 2 }))
+    const names = ['alice', 'bob', 'carol', 'dave'] as const
+    const found = await Promise.all(names.flatMap((name) => [1, 2].map(() => ldap.lookup(name, PASSWORDS[name]))))
+    assert.deepEqual(found.map((lookup) => lookup.passwordValid), found.map(() => true))
   })
 })
 
