@@ -101,6 +101,15 @@ export const LdapSchema = z.object({
 
 export type LdapConfig = z.output<typeof LdapSchema>
 
+/**
+ * What an operator must be told, wherever the directory is used, when its certificate is not verified: whoever
+ * answers on the server's address then receives the service account's and every user's password.
+ */
+export function unverifiedDirectoryWarning(ldap: LdapConfig | undefined): string | undefined {
+  if (!ldap || ldap.tls.reject_unauthorized) return undefined
+  return 'WARNING: ldap.tls.reject_unauthorized is false: the directory\'s certificate is not verified, so whoever answers at its address receives the service account\'s and users\' passwords. Use it only to diagnose; set ldap.tls.ca_file instead.'
+}
+
 export const passwordSourceNames = ['local', 'ldap'] as const
 export const PasswordSourcesSchema = z.array(z.enum(passwordSourceNames)).min(1)
   .refine((list) => new Set(list).size === list.length, 'must not repeat a source')
