@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { LdapConfig } from '../../src/config/ldap.ts'
@@ -33,6 +33,28 @@ async function silentServer(): Promise<{ url: string; open: () => number; close:
   return {
     url: `ldap://127.0.0.1:${(server.address() as AddressInfo).port}`,
     open: () => sockets.size,
+    close: () => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy()
+      server.close(() => resolve())
+    }),
+  }
+}
+
+/** Listens on 127.0.0.2 and passes every connection on to 127.0.0.1:`port`: the same server under another address. */
+async function forwarder(port: string): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const server = createServer((inbound) => {
+    const outbound = connect(Number(port), '127.0.0.1')
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      socket.once('close', () => sockets.delete(socket))
+    }
+    inbound.pipe(outbound).pipe(inbound)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => {
       for (const socket of sockets) socket.destroy()
       server.close(() => resolve())
@@ -147,6 +169,26 @@ describe('LDAP directory lookups', () => {
         assert.match(String((error.cause as Error).message), /certificate/i)
         return true
       })
+    }
+  })
+
+  it('refuses a certificate the CA signed for another host name, over LDAPS and StartTLS', async () => {
+    // 127.0.0.2 reaches the same slapd, whose certificate names only 127.0.0.1 and localhost.
+    const forwarders = await Promise.all([directory.url, directory.ldapsUrl].map((url) => forwarder(new URL(url).port)))
+    try {
+      const [plain, secure] = forwarders.map((f) => f.port)
+      for (const overrides of [{ servers: [`ldap://127.0.0.2:${plain}`], start_tls: true }, { servers: [`ldaps://127.0.0.2:${secure}`] }]) {
+        const ldap = new LdapDirectory(ldapConfig({ ...overrides, tls: { ca_file: directory.caFile } }))
+        await assert.rejects(ldap.lookup('alice', PASSWORDS.alice), (error: unknown) => {
+          assert.ok(error instanceof DirectoryUnavailable)
+          assert.match(String((error.cause as Error).message), /127\.0\.0\.2.*not in the cert/i)
+          return true
+        }, overrides.servers[0])
+      }
+      const named = new LdapDirectory(ldapConfig({ servers: [`ldaps://localhost:${new URL(directory.ldapsUrl).port}`], tls: { ca_file: directory.caFile } }))
+      assert.equal((await named.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+    } finally {
+      for (const f of forwarders) await f.close()
     }
   })
 
