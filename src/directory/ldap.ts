@@ -204,8 +204,19 @@ export class LdapDirectory {
   async #findGroups(client: Client, dn: string, username: string): Promise<string[]> {
     if (!this.#config.group_search) return []
     const { base, filter, scope } = this.#config.group_search
-    const { searchEntries } = await client.search(base, { scope, filter: fillFilter(filter, { dn, username }), attributes: ['1.1'] })
-    return searchEntries.map((group) => group.dn).sort()
+    // Page by page, so a user in very many groups (or a filter that matches every group) is noticed before it is all
+    // read. No size limit is asked for: ldapts would then hide the directory's own limit being hit, and with it a
+    // part of the groups; that limit ends the search with an error instead.
+    const pages = client.searchPaginated(base, { scope, filter: fillFilter(filter, { dn, username }), attributes: ['1.1'], paged: { pageSize: GROUP_PAGE_SIZE } })
+    const groupDns: string[] = []
+    for await (const { searchEntries } of pages) {
+      groupDns.push(...searchEntries.map((group) => group.dn))
+      if (groupDns.length > MAX_GROUPS) {
+        // A part of the groups could clear a role the rest would give: the login is refused instead.
+        throw new DirectoryUnavailable('The directory\'s answer was too large.', new Error(`${dn} is in more than ${MAX_GROUPS} groups found by ldap.group_search; a login reads at most that many`))
+      }
+    }
+    return groupDns.sort()
   }
 
   /** Binds as the user on the lookup's own connection, which is closed afterwards. */
@@ -220,6 +231,10 @@ export class LdapDirectory {
     }
   }
 }
+
+/** The most groups a login reads, and how many it asks for at a time. */
+const MAX_GROUPS = 1000
+const GROUP_PAGE_SIZE = 200
 
 /** How long a finished lookup's turn waits for its connections to close. */
 const UNBIND_WAIT_MS = 1000

@@ -251,6 +251,44 @@ describe('LDAP directory lookups', () => {
   })
 })
 
+/** LDIF of `count` groups with carol as their member. */
+function carolsGroups(count: number): string {
+  const carol = `uid=carol,ou=people,${SUFFIX}`
+  return Array.from({ length: count }, (_, i) => `dn: cn=many-${i},ou=groups,${SUFFIX}\nobjectClass: groupOfNames\ncn: many-${i}\nmember: ${carol}\n`).join('\n')
+}
+
+describe('LDAP directory answers that could be large', () => {
+  let large: TestDirectory
+  before(async () => {
+    // A directory without a size limit of its own, where carol is in more groups than a login reads.
+    large = await startDirectory({ sizeLimit: 'unlimited', moreEntries: carolsGroups(1001) })
+  })
+  after(() => large?.close())
+
+  it('refuses a login whose groups pass the directory\'s own size limit, rather than map the part it sent', async () => {
+    const limited = await startDirectory({ sizeLimit: 500, moreEntries: carolsGroups(600) })
+    try {
+      const ldap = new LdapDirectory(validateConfig({ ldap: limited.config() }).ldap!)
+      assert.equal(await codeOf(ldap.lookup('carol', PASSWORDS.carol)), 'directory_unavailable')
+      assert.equal((await ldap.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it('refuses a login whose groups are more than it reads, rather than map a part of them', async () => {
+    const ldap = new LdapDirectory(validateConfig({ ldap: large.config() }).ldap!)
+    await assert.rejects(ldap.lookup('carol', PASSWORDS.carol), (error: unknown) => {
+      assert.ok(error instanceof DirectoryUnavailable)
+      assert.match(String((error.cause as Error).message), /more than 1000 groups/)
+      return true
+    })
+    const alice = await ldap.lookup('alice', PASSWORDS.alice)
+    assert.equal(alice.passwordValid, true)
+    assert.deepEqual(alice.user?.groups, ['developers'])
+  })
+})
+
 describe('LDAP configuration', () => {
   const base = {
     servers: ['ldap://127.0.0.1:389'],

@@ -76,14 +76,23 @@ export interface TestDirectory {
   searches(text: string): number
 }
 
-export async function startDirectory(options: { logSearches?: boolean } = {}): Promise<TestDirectory> {
+export interface DirectoryOptions {
+  logSearches?: boolean
+  /** LDIF loaded after the fixture (many entries load much faster so than added one by one). */
+  moreEntries?: string
+  /** slapd's own limit on the entries one search returns (its default: 500). */
+  sizeLimit?: number | 'unlimited'
+}
+
+export async function startDirectory(options: DirectoryOptions = {}): Promise<TestDirectory> {
   const dir = tempDir('gatehouse-slapd-')
   const dataDir = join(dir, 'data')
   mkdirSync(dataDir)
   const { cert: certFile, key: keyFile } = selfSignedCertificate(dir, '127.0.0.1', 'rsa:2048')
   const confFile = join(dir, 'slapd.conf')
-  writeFileSync(confFile, slapdConf(dir, dataDir, certFile, keyFile))
+  writeFileSync(confFile, slapdConf(dir, dataDir, certFile, keyFile, options.sizeLimit))
   execFileSync(SLAPADD, ['-f', confFile, '-l', fixture], { stdio: 'pipe' })
+  if (options.moreEntries) execFileSync(SLAPADD, ['-f', confFile], { input: options.moreEntries, stdio: ['pipe', 'pipe', 'pipe'] })
 
   const [port, ldapsPort] = [await freePort(), await freePort()]
   const url = `ldap://127.0.0.1:${port}`
@@ -158,7 +167,7 @@ export async function startDirectory(options: { logSearches?: boolean } = {}): P
 }
 
 
-function slapdConf(dir: string, dataDir: string, certFile: string, keyFile: string): string {
+function slapdConf(dir: string, dataDir: string, certFile: string, keyFile: string, sizeLimit?: number | 'unlimited'): string {
   return `
 include ${SCHEMA_DIR}/core.schema
 include ${SCHEMA_DIR}/cosine.schema
@@ -170,6 +179,7 @@ pidfile ${join(dir, 'slapd.pid')}
 argsfile ${join(dir, 'slapd.args')}
 TLSCertificateFile ${certFile}
 TLSCertificateKeyFile ${keyFile}
+${sizeLimit === undefined ? '' : `sizelimit ${sizeLimit}`}
 
 database mdb
 maxsize 16777216
