@@ -680,6 +680,10 @@ export function recordedError(request: { readonly gatehouse?: RequestContext | u
   if (request.gatehouse) request.gatehouse.code = error.code
   // Upstream failures (502/504) are logged once where they happen; only Gatehouse's own faults are errors here.
   if (error instanceof InternalError) log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
+  // The answer says only that the directory could not be used; why (no server answered, the service account was
+  // refused, ...) is the operator's to read here. No reason holds a password: ldapts names a failed bind's message
+  // type, never its content.
+  if (error instanceof DirectoryUnavailable) log.error({ code: error.code, reason: error.cause instanceof Error ? error.cause.message : error.message }, 'the directory could not be used')
   return error
 }
 
