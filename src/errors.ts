@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'sso_login_unknown' | 'sso_login_expired' | 'sso_callback_invalid' | 'sso_code_missing' | 'sso_code_rejected'
   | 'not_authenticated' | 'invalid_credentials' | 'malformed_credentials' | 'account_disabled' | 'account_locked'
   | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
-  | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'sso_access_denied'
+  | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'password_change_required'
+  | 'sso_access_denied'
   | 'permission_denied' | 'insufficient_scope' | 'self_lockout' | 'managed_by_source' | 'external_users_cannot_create_tokens'
   | 'access_denied' | 'managed_role'
   | 'not_token_owner' | 'account_source_conflict' | 'sso_identity_conflict'
@@ -266,6 +267,12 @@ export class SessionExpired extends Unauthenticated {
 export class DirectoryUsernameInvalid extends Unauthenticated {
   static override readonly code: ErrorCode = 'directory_username_invalid'
   static override readonly defaultMessage: string = 'The directory entry has no username Gatehouse can use (see ldap.attributes.username).'
+}
+
+/** The directory took the password but allows nothing with it until it is changed (an administrator set it). */
+export class PasswordChangeRequired extends Unauthenticated {
+  static override readonly code: ErrorCode = 'password_change_required'
+  static override readonly defaultMessage: string = 'The directory requires this password to be changed before it is used; change it with your directory\'s tools, then sign in again.'
 }
 
 export class SsoAccessDenied extends Unauthenticated {

@@ -5,7 +5,7 @@ import type { ConnectionOptions } from 'node:tls'
 import type { Client, Entry } from 'ldapts'
 import { ConfigError } from '../config/load.ts'
 import { ldapts, type LdapConfig } from '../config/ldap.ts'
-import { AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, ValidationFailed } from '../errors.ts'
+import { AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, PasswordChangeRequired, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { INVALID_USERNAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
@@ -224,11 +224,20 @@ export class LdapDirectory {
     if (isBlank(password)) throw new InvalidCredentials()
     try {
       await client.bind(dn, password)
-      return true
     } catch (error) {
       if (error instanceof ldapts().InvalidCredentialsError) return false
       throw error
     }
+    // A password an administrator set may have to be changed first: OpenLDAP's password policy then takes the
+    // bind but refuses every other operation (insufficientAccessRights). One look at the user's own entry finds out;
+    // any other refusal (an ACL hiding the entry from its owner) says nothing about the password.
+    try {
+      await client.search(dn, { scope: 'base', attributes: ['1.1'] })
+    } catch (error) {
+      if (error instanceof ldapts().InsufficientAccessError) throw new PasswordChangeRequired()
+      if (!(error instanceof ldapts().ResultCodeError)) throw error
+    }
+    return true
   }
 }
 

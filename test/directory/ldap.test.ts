@@ -289,6 +289,22 @@ describe('LDAP directory answers that could be large', () => {
   })
 })
 
+describe('LDAP password policy answers', () => {
+  let policed: TestDirectory
+  before(async () => {
+    policed = await startDirectory({ passwordPolicy: true })
+  })
+  after(() => policed?.close())
+
+  it('refuses a password the directory says must be changed first, and says so', async () => {
+    const ldap = new LdapDirectory(validateConfig({ ldap: policed.config() }).ldap!)
+    await policed.replaceAttribute(`uid=carol,ou=people,${SUFFIX}`, 'pwdReset', ['TRUE'])
+    assert.equal(await codeOf(ldap.lookup('carol', PASSWORDS.carol)), 'password_change_required')
+    assert.equal((await ldap.lookup('carol', 'not-carols-password')).passwordValid, false)
+    assert.equal((await ldap.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+  })
+})
+
 describe('LDAP configuration', () => {
   const base = {
     servers: ['ldap://127.0.0.1:389'],
