@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'sso_login_unknown' | 'sso_login_expired' | 'sso_callback_invalid' | 'sso_code_missing' | 'sso_code_rejected'
   | 'not_authenticated' | 'invalid_credentials' | 'malformed_credentials' | 'account_disabled' | 'account_locked'
   | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
-  | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'sso_access_denied'
+  | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'password_change_required'
+  | 'sso_access_denied'
   | 'permission_denied' | 'insufficient_scope' | 'self_lockout' | 'managed_by_source' | 'external_users_cannot_create_tokens'
   | 'access_denied' | 'managed_role'
   | 'not_token_owner' | 'account_source_conflict' | 'sso_identity_conflict'
@@ -266,6 +267,12 @@ export class SessionExpired extends Unauthenticated {
 export class DirectoryUsernameInvalid extends Unauthenticated {
   static override readonly code: ErrorCode = 'directory_username_invalid'
   static override readonly defaultMessage: string = 'The directory entry has no username Gatehouse can use (see ldap.attributes.username).'
+}
+
+/** The directory took the password but allows nothing with it until it is changed (an administrator set it). */
+export class PasswordChangeRequired extends Unauthenticated {
+  static override readonly code: ErrorCode = 'password_change_required'
+  static override readonly defaultMessage: string = 'The directory requires this password to be changed before it is used; change it with your directory\'s tools, then sign in again.'
 }
 
 export class SsoAccessDenied extends Unauthenticated {
@@ -680,6 +687,10 @@ export function recordedError(request: { readonly gatehouse?: RequestContext | u
   if (request.gatehouse) request.gatehouse.code = error.code
   // Upstream failures (502/504) are logged once where they happen; only Gatehouse's own faults are errors here.
   if (error instanceof InternalError) log.error({ err: error.cause ?? thrown, code: error.code }, 'request failed')
+  // The answer says only that the directory could not be used; why (no server answered, the service account was
+  // refused, ...) is the operator's to read here. No reason holds a password: ldapts names a failed bind's message
+  // type, never its content.
+  if (error instanceof DirectoryUnavailable) log.error({ code: error.code, reason: error.cause instanceof Error ? error.cause.message : error.message }, 'the directory could not be used')
   return error
 }
 

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander'
+import { unverifiedDirectoryWarning } from '../config/ldap.ts'
 import { DirectoryUnavailable } from '../errors.ts'
 import { LdapDirectory, type DirectoryLookup } from '../directory/ldap.ts'
 import { readStdin, resolveConfig, UsageError, type StorageOptions } from './common.ts'
@@ -24,6 +25,8 @@ async function testDirectory(options: TestOptions): Promise<void> {
   if (!config.ldap) throw new UsageError('the configuration has no ldap section')
   const password = options.passwordStdin ? await readStdin() : undefined
   const directory = new LdapDirectory(config.ldap)
+  const warning = unverifiedDirectoryWarning(config.ldap)
+  if (warning) process.stderr.write(`gatehouse: ${warning}\n`)
   let lookup: DirectoryLookup
   try {
     lookup = await directory.lookup(options.user, password)

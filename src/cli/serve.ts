@@ -3,6 +3,7 @@ import { closeSync, openSync } from 'node:fs'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { unknownNames } from '../access/rules.ts'
+import { unverifiedDirectoryWarning } from '../config/ldap.ts'
 import type { Config, TlsConfig } from '../config/schema.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
@@ -75,6 +76,8 @@ async function serve(options: ServeOptions): Promise<void> {
   const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
   // A worker runs with the primary's arguments, so it knows how many processes share the port (and the lockout).
   const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, seedDemo: options.demo === true && options.config === undefined, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
+  const directoryWarning = unverifiedDirectoryWarning(config.ldap)
+  if (directoryWarning) server.log.warn(directoryWarning)
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)

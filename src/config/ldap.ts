@@ -82,6 +82,8 @@ export const LdapSchema = z.object({
     page_size: z.number().int().min(1).max(1000).default(100).describe('Accounts read and checked at a time.'),
   }).strict().default({ interval_seconds: 300, page_size: 100 })
     .describe('Disables accounts whose directory entry is gone, so their sessions, tokens and refresh tokens stop working. A directory that does not answer disables nobody.'),
+  max_connections: z.number().int().min(1).max(1000).default(20)
+    .describe('Directory conversations (one connection each) open at once, on each process. Logins beyond wait their turn within timeouts.lookup_seconds, so a slow or hanging directory is not flooded with connections.'),
   timeouts: z.object({
     connect_seconds: z.number().positive().max(60).default(3).describe('Time to connect to one server (TLS included) before trying the next.'),
     lookup_seconds: z.number().positive().max(120).default(5).describe('Time a whole directory login may take, all servers included, before it fails with 503 directory_unavailable.'),
@@ -98,6 +100,15 @@ export const LdapSchema = z.object({
 })
 
 export type LdapConfig = z.output<typeof LdapSchema>
+
+/**
+ * What an operator must be told, wherever the directory is used, when its certificate is not verified: whoever
+ * answers on the server's address then receives the service account's and every user's password.
+ */
+export function unverifiedDirectoryWarning(ldap: LdapConfig | undefined): string | undefined {
+  if (!ldap || ldap.tls.reject_unauthorized) return undefined
+  return 'WARNING: ldap.tls.reject_unauthorized is false: the directory\'s certificate is not verified, so whoever answers at its address receives the service account\'s and users\' passwords. Use it only to diagnose; set ldap.tls.ca_file instead.'
+}
 
 export const passwordSourceNames = ['local', 'ldap'] as const
 export const PasswordSourcesSchema = z.array(z.enum(passwordSourceNames)).min(1)

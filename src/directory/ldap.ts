@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { setTimeout as delay } from 'node:timers/promises'
 import type { ConnectionOptions } from 'node:tls'
 import type { Client, Entry } from 'ldapts'
 import { ConfigError } from '../config/load.ts'
 import { ldapts, type LdapConfig } from '../config/ldap.ts'
-import { AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, ValidationFailed } from '../errors.ts'
+import { AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, PasswordChangeRequired, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { INVALID_USERNAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
@@ -23,8 +24,8 @@ export interface DirectoryLookup {
  * Talks to the LDAP directory: connects to the first server that answers (StartTLS when configured),
  * binds as the service account, finds the user and their groups, and checks a password by binding as the
  * user. Each lookup uses its own connection, closed afterwards; the basic-auth credential cache keeps
- * repeated requests away from here. Everything, all servers included, must finish within
- * `timeouts.lookup_seconds`.
+ * repeated requests away from here. At most `max_connections` lookups talk to the directory at once; the others
+ * wait their turn. Everything, waiting and all servers included, must finish within `timeouts.lookup_seconds`.
  */
 export class LdapDirectory {
   readonly #config: LdapConfig
@@ -33,6 +34,7 @@ export class LdapDirectory {
   readonly #superuserDns: Set<string>
   readonly #auditorDns: Set<string>
   readonly #namedGroups: [name: string, dns: Set<string>][]
+  readonly #turns: Turns
 
   /** Reads the bind password's environment variable and the CA file now, so a mistake stops the start. */
   constructor(config: LdapConfig, env: NodeJS.ProcessEnv = process.env) {
@@ -51,18 +53,20 @@ export class LdapDirectory {
     this.#superuserDns = new Set(config.superuser_groups.map(normalizeDn))
     this.#auditorDns = new Set(config.auditor_groups.map(normalizeDn))
     this.#namedGroups = Object.entries(config.named_groups).map(([name, dns]) => [name, new Set(dns.map(normalizeDn))])
+    this.#turns = new Turns(config.max_connections)
   }
 
   /**
    * Finds `username` and, when `password` is given, checks it with a bind as the user. An empty password
    * is refused here, before any connection: LDAP treats a simple bind without a password as an anonymous
-   * bind that many servers accept (RFC 4513 section 5.1.2).
+   * bind that many servers accept (RFC 4513 section 5.1.2). So is one of only white space, which some servers
+   * and proxies trim to an empty one.
    */
   async lookup(username: string, password?: string): Promise<DirectoryLookup> {
     if (!USERNAME_PATTERN.test(username)) {
       throw new ValidationFailed({ username: [INVALID_USERNAME] })
     }
-    if (password !== undefined && password.length === 0) throw new ValidationFailed({ password: ['This field may not be blank.'] })
+    if (password !== undefined && isBlank(password)) throw new ValidationFailed({ password: ['This field may not be blank.'] })
     return this.#withinDeadline(async (connections) => {
       const { client, server } = await this.#connect(connections)
       const entry = await this.#findUser(client, username)
@@ -99,8 +103,9 @@ export class LdapDirectory {
   }
 
   /**
-   * Runs a conversation with the directory under the lookup deadline, and closes every connection it opened.
-   * A conversation that outlives its deadline may open no further connection.
+   * Runs a conversation with the directory under the lookup deadline, once a turn is free, and closes every
+   * connection it opened. A conversation that outlives its deadline may open no further connection, and its turn
+   * goes to the next one once its connections are closed, whenever its own promises settle.
    */
   async #withinDeadline<T>(conversation: (connections: Connections) => Promise<T>): Promise<T> {
     const connections: Connections = { clients: new Set(), closed: false }
@@ -109,15 +114,25 @@ export class LdapDirectory {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new DirectoryUnavailable(`The directory did not answer within ${seconds} s.`)), seconds * 1000)
     })
+    let holdsTurn = false
+    const inTurn = async () => {
+      await this.#turns.take()
+      // The deadline passed while this lookup waited: it has nothing left to do with the turn.
+      if (connections.closed) return this.#turns.give() as never
+      holdsTurn = true
+      return conversation(connections)
+    }
     try {
-      return await Promise.race([conversation(connections), deadline])
+      return await Promise.race([inTurn(), deadline])
     } catch (error) {
       if (error instanceof GatehouseError) throw error
       throw new DirectoryUnavailable('The directory failed to answer the lookup.', error)
     } finally {
       clearTimeout(timer)
       connections.closed = true
-      for (const client of connections.clients) client.unbind().catch(() => {})
+      const closing = [...connections.clients].map((client) => client.unbind().catch(() => {}))
+      // The turn is given on once the connections are closed, or a socket too stuck to take the unbind is left.
+      if (holdsTurn) void Promise.race([Promise.all(closing), delay(UNBIND_WAIT_MS, undefined, { ref: false })]).then(() => this.#turns.give())
     }
   }
 
@@ -170,7 +185,7 @@ export class LdapDirectory {
 
   async #describe(client: Client, entry: Entry): Promise<DirectoryUser> {
     const { attributes } = this.#config
-    const username = firstValue(entry, attributes.username)
+    const username = onlyValue(entry, attributes.username)
     const groupDns = await this.#findGroups(client, entry.dn, username)
     const member = (dns: Set<string>) => groupDns.some((dn) => dns.has(normalizeDn(dn)))
     return {
@@ -189,26 +204,77 @@ export class LdapDirectory {
   async #findGroups(client: Client, dn: string, username: string): Promise<string[]> {
     if (!this.#config.group_search) return []
     const { base, filter, scope } = this.#config.group_search
-    const { searchEntries } = await client.search(base, { scope, filter: fillFilter(filter, { dn, username }), attributes: ['1.1'] })
-    return searchEntries.map((group) => group.dn).sort()
+    // Page by page, so a user in very many groups (or a filter that matches every group) is noticed before it is all
+    // read. No size limit is asked for: ldapts would then hide the directory's own limit being hit, and with it a
+    // part of the groups; that limit ends the search with an error instead.
+    const pages = client.searchPaginated(base, { scope, filter: fillFilter(filter, { dn, username }), attributes: ['1.1'], paged: { pageSize: GROUP_PAGE_SIZE } })
+    const groupDns: string[] = []
+    for await (const { searchEntries } of pages) {
+      groupDns.push(...searchEntries.map((group) => group.dn))
+      if (groupDns.length > MAX_GROUPS) {
+        // A part of the groups could clear a role the rest would give: the login is refused instead.
+        throw new DirectoryUnavailable('The directory\'s answer was too large.', new Error(`${dn} is in more than ${MAX_GROUPS} groups found by ldap.group_search; a login reads at most that many`))
+      }
+    }
+    return groupDns.sort()
   }
 
   /** Binds as the user on the lookup's own connection, which is closed afterwards. */
   async #bindAs(client: Client, dn: string, password: string): Promise<boolean> {
-    if (!password) throw new InvalidCredentials()
+    if (isBlank(password)) throw new InvalidCredentials()
     try {
       await client.bind(dn, password)
-      return true
     } catch (error) {
       if (error instanceof ldapts().InvalidCredentialsError) return false
       throw error
     }
+    // A password an administrator set may have to be changed first: OpenLDAP's password policy then takes the
+    // bind but refuses every other operation (insufficientAccessRights). One look at the user's own entry finds out;
+    // any other refusal (an ACL hiding the entry from its owner) says nothing about the password.
+    try {
+      await client.search(dn, { scope: 'base', attributes: ['1.1'] })
+    } catch (error) {
+      if (error instanceof ldapts().InsufficientAccessError) throw new PasswordChangeRequired()
+      if (!(error instanceof ldapts().ResultCodeError)) throw error
+    }
+    return true
   }
 }
+
+/** The most groups a login reads, and how many it asks for at a time. */
+const MAX_GROUPS = 1000
+const GROUP_PAGE_SIZE = 200
+
+/** How long a finished lookup's turn waits for its connections to close. */
+const UNBIND_WAIT_MS = 1000
 
 const SSO_HOLDS_NAME = 'This username belongs to a single sign-on account; an administrator must rename or delete it before you can sign in from the directory.'
 
 export type AfterDirectoryLogin = (account: User, found: DirectoryUser) => Promise<unknown>
+
+/** At most `size` holders at once; the others wait, first come first served. */
+class Turns {
+  #free: number
+  readonly #waiting: (() => void)[] = []
+
+  constructor(size: number) {
+    this.#free = size
+  }
+
+  take(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--
+      return Promise.resolve()
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve))
+  }
+
+  give(): void {
+    const next = this.#waiting.shift()
+    if (next) next()
+    else this.#free++
+  }
+}
 
 /** The connections one lookup opened; once closed, it opens no more. */
 interface Connections {
@@ -239,9 +305,11 @@ export class LdapPasswords implements PasswordSource {
   }
 
   async verify(username: string, password: string): Promise<User | NotMine> {
-    if (!password || !USERNAME_PATTERN.test(username)) throw new InvalidCredentials()
+    if (!USERNAME_PATTERN.test(username)) throw new InvalidCredentials()
     const existing = await this.#store.users.findByUsername(username)
     if (existing && existing.source !== 'ldap' && existing.source !== 'sso') return NOT_MINE
+    // After the local account's turn: a local password may be all spaces, a directory one is never sent so.
+    if (isBlank(password)) throw new InvalidCredentials()
     const { user, passwordValid } = await this.#directory.lookup(username, password)
     if (!user) return NOT_MINE
     // The directory matches names without regard to case, so `ADMIN` finds the entry `admin`: when that name is a
@@ -264,11 +332,28 @@ export function fillFilter(template: string, values: { username?: string; dn?: s
   return template.replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => ldapts().Filter.escape(values[name] ?? ''))
 }
 
-function firstValue(entry: Entry, attribute: string): string {
+function isBlank(password: string): boolean {
+  return password.trim().length === 0
+}
+
+function valuesOf(entry: Entry, attribute: string): unknown[] {
   const key = Object.keys(entry).find((k) => k.toLowerCase() === attribute.toLowerCase())
   const value = key === undefined ? undefined : entry[key]
-  const first = Array.isArray(value) ? value[0] : value
+  return value === undefined ? [] : Array.isArray(value) ? value : [value]
+}
+
+function firstValue(entry: Entry, attribute: string): string {
+  const [first] = valuesOf(entry, attribute)
   return first === undefined ? '' : String(first)
+}
+
+/**
+ * The attribute's value when it has exactly one, else nothing: a directory keeps no order among an attribute's
+ * values, so picking one could give the same entry a different account from one login to the next.
+ */
+function onlyValue(entry: Entry, attribute: string): string {
+  const values = valuesOf(entry, attribute)
+  return values.length === 1 ? String(values[0]) : ''
 }
 
 /** DNs compare case-insensitively and without the spaces some tools put after commas (RFC 4514). */

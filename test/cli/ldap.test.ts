@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { stringify } from 'yaml'
-import { runCli } from '../helpers/gateway.ts'
+import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { GROUPS, PASSWORDS, SERVICE_PASSWORD, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
 
 describe('gatehouse ldap test', () => {
@@ -62,6 +62,23 @@ describe('gatehouse ldap test', () => {
     assert.equal(empty.code, 2)
     assert.match(empty.stderr, /password/)
     assert.equal(empty.stdout, '')
+  })
+
+  it('warns loudly, here and when the gateway starts, that a certificate is not verified', async () => {
+    const unverified = join(directory.dir, 'unverified.yaml')
+    writeFileSync(unverified, stringify({ ldap: directory.config({ servers: [directory.ldapsUrl], tls: { reject_unauthorized: false } }) }))
+    const warning = /WARNING: ldap\.tls\.reject_unauthorized is false: the directory's certificate is not verified/
+    const lookup = await runCli(['ldap', 'test', '--config', unverified, '--user', 'carol'])
+    assert.equal(lookup.code, 0, lookup.stderr)
+    assert.match(lookup.stderr, warning)
+    const verified = await ldapTest(['--user', 'carol'])
+    assert.doesNotMatch(verified.stderr, /WARNING/)
+    const gateway = await spawnGateway(['--config', unverified, '--data-dir', tempDir()])
+    try {
+      assert.match(gateway.output(), warning)
+    } finally {
+      await gateway.stop()
+    }
   })
 
   it('explains why the directory could not be used', async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { LdapConfig } from '../../src/config/ldap.ts'
@@ -22,12 +22,39 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 }
 
 /** A port that accepts connections and never answers: a directory that hangs. */
-async function silentServer(): Promise<{ url: string; close: () => Promise<void> }> {
+async function silentServer(): Promise<{ url: string; open: () => number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>()
-  const server = createServer((socket) => sockets.add(socket))
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.resume()
+    socket.once('close', () => sockets.delete(socket))
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
     url: `ldap://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    open: () => sockets.size,
+    close: () => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy()
+      server.close(() => resolve())
+    }),
+  }
+}
+
+/** Listens on 127.0.0.2 and passes every connection on to 127.0.0.1:`port`: the same server under another address. */
+async function forwarder(port: string): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const server = createServer((inbound) => {
+    const outbound = connect(Number(port), '127.0.0.1')
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      socket.once('close', () => sockets.delete(socket))
+    }
+    inbound.pipe(outbound).pipe(inbound)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve))
+  return {
+    port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => {
       for (const socket of sockets) socket.destroy()
       server.close(() => resolve())
@@ -88,8 +115,27 @@ describe('LDAP directory lookups', () => {
     for (const username of ['*', 'alice)(uid=*', 'al*', 'a\\5c', '', 'x'.repeat(151), 'alice\0']) {
       assert.equal(await codeOf(ldap.lookup(username, 'password')), 'invalid', JSON.stringify(username))
     }
-    assert.equal(await codeOf(ldap.lookup('alice', '')), 'invalid')
+    for (const password of ['', ' ', '   ', '\t \n']) {
+      assert.equal(await codeOf(ldap.lookup('alice', password)), 'invalid', JSON.stringify(password))
+    }
     assert.equal(await codeOf(ldap.lookup('alice', 'password')), 'directory_unavailable')
+  })
+
+  it('gives an entry whose username attribute has several values no username, rather than pick one', async () => {
+    const carol = `uid=carol,ou=people,${SUFFIX}`
+    const ldap = new LdapDirectory(ldapConfig())
+    await directory.replaceAttribute(carol, 'uid', ['carol', 'carol-two'])
+    try {
+      // The directory keeps no order among values: the first one is not always the same, nor the name typed.
+      for (const name of ['carol', 'carol-two']) {
+        const found = await ldap.lookup(name, PASSWORDS.carol)
+        assert.equal(found.user?.dn, carol, name)
+        assert.equal(found.user?.username, '', name)
+      }
+    } finally {
+      await directory.replaceAttribute(carol, 'uid', ['carol'])
+    }
+    assert.equal((await ldap.lookup('carol', PASSWORDS.carol)).user?.username, 'carol')
   })
 
   it('escapes every value put into a filter (RFC 4515)', () => {
@@ -126,6 +172,26 @@ describe('LDAP directory lookups', () => {
     }
   })
 
+  it('refuses a certificate the CA signed for another host name, over LDAPS and StartTLS', async () => {
+    // 127.0.0.2 reaches the same slapd, whose certificate names only 127.0.0.1 and localhost.
+    const forwarders = await Promise.all([directory.url, directory.ldapsUrl].map((url) => forwarder(new URL(url).port)))
+    try {
+      const [plain, secure] = forwarders.map((f) => f.port)
+      for (const overrides of [{ servers: [`ldap://127.0.0.2:${plain}`], start_tls: true }, { servers: [`ldaps://127.0.0.2:${secure}`] }]) {
+        const ldap = new LdapDirectory(ldapConfig({ ...overrides, tls: { ca_file: directory.caFile } }))
+        await assert.rejects(ldap.lookup('alice', PASSWORDS.alice), (error: unknown) => {
+          assert.ok(error instanceof DirectoryUnavailable)
+          assert.match(String((error.cause as Error).message), /127\.0\.0\.2.*not in the cert/i)
+          return true
+        }, overrides.servers[0])
+      }
+      const named = new LdapDirectory(ldapConfig({ servers: [`ldaps://localhost:${new URL(directory.ldapsUrl).port}`], tls: { ca_file: directory.caFile } }))
+      assert.equal((await named.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+    } finally {
+      for (const f of forwarders) await f.close()
+    }
+  })
+
   it('reports a refused service account as the directory being unavailable, with the reason for the operator', async () => {
     const ldap = new LdapDirectory(ldapConfig({ bind_password: 'wrong' }))
     await assert.rejects(ldap.lookup('alice', PASSWORDS.alice), (error: unknown) => {
@@ -153,6 +219,89 @@ describe('LDAP directory lookups', () => {
     } finally {
       await silent.close()
     }
+  })
+
+  it('keeps at most max_connections open to a hanging directory, however many logins wait, and closes them all', async () => {
+    const silent = await silentServer()
+    try {
+      const ldap = new LdapDirectory(ldapConfig({ servers: [silent.url], max_connections: 2, timeouts: { connect_seconds: 1, lookup_seconds: 1 } }))
+      for (const logins of [12, 4]) {
+        const started = Date.now()
+        const answers = Promise.all(Array.from({ length: logins }, () => codeOf(ldap.lookup('alice', PASSWORDS.alice))))
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        // Halfway to the deadline, every login is waiting: two on the directory, the others for their turn.
+        assert.equal(silent.open(), 2, `${logins} logins`)
+        assert.deepEqual(new Set(await answers), new Set(['directory_unavailable']))
+        const elapsed = Date.now() - started
+        assert.ok(elapsed < 2500, `took ${elapsed} ms`)
+        const closing = Date.now()
+        while (silent.open() > 0 && Date.now() - closing < 2000) await new Promise((resolve) => setTimeout(resolve, 20))
+        assert.equal(silent.open(), 0)
+      }
+    } finally {
+      await silent.close()
+    }
+  })
+
+  it('lets logins beyond max_connections wait their turn rather than fail', async () => {
+    const ldap = new LdapDirectory(ldapConfig({ max_connections: 2 }))
+    const names = ['alice', 'bob', 'carol', 'dave'] as const
+    const found = await Promise.all(names.flatMap((name) => [1, 2].map(() => ldap.lookup(name, PASSWORDS[name]))))
+    assert.deepEqual(found.map((lookup) => lookup.passwordValid), found.map(() => true))
+  })
+})
+
+/** LDIF of `count` groups with carol as their member. */
+function carolsGroups(count: number): string {
+  const carol = `uid=carol,ou=people,${SUFFIX}`
+  return Array.from({ length: count }, (_, i) => `dn: cn=many-${i},ou=groups,${SUFFIX}\nobjectClass: groupOfNames\ncn: many-${i}\nmember: ${carol}\n`).join('\n')
+}
+
+describe('LDAP directory answers that could be large', () => {
+  let large: TestDirectory
+  before(async () => {
+    // A directory without a size limit of its own, where carol is in more groups than a login reads.
+    large = await startDirectory({ sizeLimit: 'unlimited', moreEntries: carolsGroups(1001) })
+  })
+  after(() => large?.close())
+
+  it('refuses a login whose groups pass the directory\'s own size limit, rather than map the part it sent', async () => {
+    const limited = await startDirectory({ sizeLimit: 500, moreEntries: carolsGroups(600) })
+    try {
+      const ldap = new LdapDirectory(validateConfig({ ldap: limited.config() }).ldap!)
+      assert.equal(await codeOf(ldap.lookup('carol', PASSWORDS.carol)), 'directory_unavailable')
+      assert.equal((await ldap.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+    } finally {
+      await limited.close()
+    }
+  })
+
+  it('refuses a login whose groups are more than it reads, rather than map a part of them', async () => {
+    const ldap = new LdapDirectory(validateConfig({ ldap: large.config() }).ldap!)
+    await assert.rejects(ldap.lookup('carol', PASSWORDS.carol), (error: unknown) => {
+      assert.ok(error instanceof DirectoryUnavailable)
+      assert.match(String((error.cause as Error).message), /more than 1000 groups/)
+      return true
+    })
+    const alice = await ldap.lookup('alice', PASSWORDS.alice)
+    assert.equal(alice.passwordValid, true)
+    assert.deepEqual(alice.user?.groups, ['developers'])
+  })
+})
+
+describe('LDAP password policy answers', () => {
+  let policed: TestDirectory
+  before(async () => {
+    policed = await startDirectory({ passwordPolicy: true })
+  })
+  after(() => policed?.close())
+
+  it('refuses a password the directory says must be changed first, and says so', async () => {
+    const ldap = new LdapDirectory(validateConfig({ ldap: policed.config() }).ldap!)
+    await policed.replaceAttribute(`uid=carol,ou=people,${SUFFIX}`, 'pwdReset', ['TRUE'])
+    assert.equal(await codeOf(ldap.lookup('carol', PASSWORDS.carol)), 'password_change_required')
+    assert.equal((await ldap.lookup('carol', 'not-carols-password')).passwordValid, false)
+    assert.equal((await ldap.lookup('alice', PASSWORDS.alice)).passwordValid, true)
   })
 })
 

@@ -299,3 +299,28 @@ describe('LDAP asked before local passwords', () => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('bob', PASSWORDS.bob!) } })).status, 200)
   })
 })
+
+describe('a directory password that must be changed first', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+  before(async () => {
+    directory = await startDirectory({ passwordPolicy: true })
+    gw = await startGateway({ config: { ldap: directory.config() } })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('is refused with 401 password_change_required, and creates no account, until it is changed', async () => {
+    await directory.replaceAttribute(`uid=carol,ou=people,${SUFFIX}`, 'pwdReset', ['TRUE'])
+    const response = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('carol', PASSWORDS.carol!) } })
+    assert.equal(response.status, 401)
+    const body = await json(response)
+    assert.equal(body.code, 'password_change_required')
+    assert.match(body.detail, /changed/)
+    assert.equal(await gw.store.users.findByUsername('carol'), undefined)
+    await directory.replaceAttribute(`uid=carol,ou=people,${SUFFIX}`, 'pwdReset', [])
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('carol', PASSWORDS.carol!) } })).status, 200)
+  })
+})

@@ -70,3 +70,31 @@ describe('a directory that is down or slow', () => {
     assert.equal((await me('carol', PASSWORDS.carol!)).status, 200)
   })
 })
+
+describe('a service account the directory refuses', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+  const logLines: Record<string, unknown>[] = []
+  const wrongServicePassword = 'not-the-service-password'
+  before(async () => {
+    directory = await startDirectory()
+    gw = await startGateway({ config: { ldap: directory.config({ bind_password: wrongServicePassword }) }, logLines })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('answers 503 rather than 401, and logs why for the operator, without a password', async () => {
+    for (const path of ['/api/gateway/v1/me/', '/api/controller/v2/hosts/']) {
+      const response = await gw.fetch(path, { headers: { authorization: basic('alice', PASSWORDS.alice!) } })
+      assert.equal(response.status, 503, path)
+      assert.equal((await json(response)).code, 'directory_unavailable', path)
+    }
+    const reasons = logLines.filter((line) => line.code === 'directory_unavailable' && /ldap\.bind_dn/.test(String(line.reason)))
+    assert.equal(reasons.length, 2, JSON.stringify(logLines))
+    const logged = JSON.stringify(logLines)
+    assert.ok(!logged.includes(wrongServicePassword))
+    assert.ok(!logged.includes(PASSWORDS.alice!))
+  })
+})

@@ -76,14 +76,38 @@ export interface TestDirectory {
   searches(text: string): number
 }
 
-export async function startDirectory(options: { logSearches?: boolean } = {}): Promise<TestDirectory> {
+export interface DirectoryOptions {
+  logSearches?: boolean
+  /** LDIF loaded after the fixture (many entries load much faster so than added one by one). */
+  moreEntries?: string
+  /** slapd's own limit on the entries one search returns (its default: 500). */
+  sizeLimit?: number | 'unlimited'
+  /**
+   * The password policy overlay (ppolicy), with a default policy under which a password an administrator set
+   * (`pwdReset: TRUE` on the entry) must be changed before anything else is done with it.
+   */
+  passwordPolicy?: boolean
+}
+
+const PASSWORD_POLICY_DN = `cn=password-policy,ou=services,${SUFFIX}`
+const PASSWORD_POLICY_LDIF = `dn: ${PASSWORD_POLICY_DN}
+objectClass: pwdPolicy
+objectClass: device
+cn: password-policy
+pwdAttribute: userPassword
+pwdMustChange: TRUE
+`
+
+export async function startDirectory(options: DirectoryOptions = {}): Promise<TestDirectory> {
   const dir = tempDir('gatehouse-slapd-')
   const dataDir = join(dir, 'data')
   mkdirSync(dataDir)
   const { cert: certFile, key: keyFile } = selfSignedCertificate(dir, '127.0.0.1', 'rsa:2048')
   const confFile = join(dir, 'slapd.conf')
-  writeFileSync(confFile, slapdConf(dir, dataDir, certFile, keyFile))
+  writeFileSync(confFile, slapdConf(dir, dataDir, certFile, keyFile, options))
   execFileSync(SLAPADD, ['-f', confFile, '-l', fixture], { stdio: 'pipe' })
+  const moreEntries = [options.passwordPolicy ? PASSWORD_POLICY_LDIF : '', options.moreEntries ?? ''].filter(Boolean).join('\n')
+  if (moreEntries) execFileSync(SLAPADD, ['-f', confFile], { input: moreEntries, stdio: ['pipe', 'pipe', 'pipe'] })
 
   const [port, ldapsPort] = [await freePort(), await freePort()]
   const url = `ldap://127.0.0.1:${port}`
@@ -158,7 +182,7 @@ export async function startDirectory(options: { logSearches?: boolean } = {}): P
 }
 
 
-function slapdConf(dir: string, dataDir: string, certFile: string, keyFile: string): string {
+function slapdConf(dir: string, dataDir: string, certFile: string, keyFile: string, { sizeLimit, passwordPolicy }: DirectoryOptions): string {
   return `
 include ${SCHEMA_DIR}/core.schema
 include ${SCHEMA_DIR}/cosine.schema
@@ -166,10 +190,12 @@ include ${SCHEMA_DIR}/inetorgperson.schema
 include ${SCHEMA_DIR}/nis.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
+${passwordPolicy ? 'moduleload ppolicy' : ''}
 pidfile ${join(dir, 'slapd.pid')}
 argsfile ${join(dir, 'slapd.args')}
 TLSCertificateFile ${certFile}
 TLSCertificateKeyFile ${keyFile}
+${sizeLimit === undefined ? '' : `sizelimit ${sizeLimit}`}
 
 database mdb
 maxsize 16777216
@@ -180,6 +206,7 @@ directory ${dataDir}
 # Anonymous clients may only bind; reading needs the service account (the search bind) or a user's own bind.
 access to attrs=userPassword by anonymous auth by * none
 access to * by users read by * none
+${passwordPolicy ? `overlay ppolicy\nppolicy_default "${PASSWORD_POLICY_DN}"` : ''}
 `
 }
 
