@@ -3,7 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { signingIn } from '../audit/actor.ts'
 import { groupsClaim, syncSsoAccount } from '../directory/sso-sync.ts'
-import { checkAnswerIsOurs, FLOW_COOKIE, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
+import { checkAnswerIsOurs, flowCookie, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
 import { AccountDisabled, GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoProviderUnknown } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
@@ -58,7 +58,8 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
         await app.store.sso.deleteExpiredLogins(now)
       }
       await app.store.sso.createLogin({ keyHash: flowKeyHash(key), provider: party.name, next: next ?? '', created: now, expiresAt: now + FLOW_SECONDS * 1000 })
-      reply.setCookie(FLOW_COOKIE, key, { path: SSO_PATH, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request), maxAge: FLOW_SECONDS })
+      const cookie = flowCookie(app.csrf.isSecure(request))
+      reply.setCookie(cookie.name, key, { ...cookie.options, maxAge: FLOW_SECONDS })
       return reply.redirect(authorizationUrl.href, 302)
     } catch (error) {
       return refuse(app, request, reply, party, error, next)
@@ -69,11 +70,12 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
     const party = partyOf(request.params.provider)
     let pending: PendingSsoLogin | undefined
     try {
-      const key = readFlowKey(request)
+      const cookie = flowCookie(app.csrf.isSecure(request))
+      const key = readFlowKey(request, cookie.name)
       const secrets = flowSecrets(key)
       const query = new URLSearchParams(splitTarget(request.url).query)
       checkAnswerIsOurs(query, secrets)
-      reply.clearCookie(FLOW_COOKIE, { path: SSO_PATH, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
+      reply.clearCookie(cookie.name, cookie.options)
       pending = await takePendingLogin(app, key, party)
       const identity = await party.finish(redirectUri(party), query, secrets, pending.created)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity, app.directory)
@@ -107,9 +109,9 @@ function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: S
   return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.ensureToken(request, reply), next, error: error.message })
 }
 
-/** The key of this browser's sign-in under way, from its cookie. */
-function readFlowKey(request: FastifyRequest): string {
-  const key = request.cookies?.[FLOW_COOKIE]
+/** The key of this browser's sign-in under way, from its cookie of this connection's name. */
+function readFlowKey(request: FastifyRequest, cookieName: string): string {
+  const key = request.cookies?.[cookieName]
   if (key === undefined || !FLOW_KEY.test(key)) {
     throw new SsoLoginUnknown('This browser has no sign-in under way (it may have expired, or cookies are blocked). Start again.')
   }

@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net'
 import { z } from 'zod'
 import { membershipMappingsSchema } from './access.ts'
 
@@ -46,7 +47,7 @@ export const SsoProviderSchema = z.object({
     .describe('Gatehouse group name -> group values in the provider\'s groups claim. The account\'s groups are replaced on every sign-in.'),
   memberships: membershipMappingsSchema(groupValue, 'Values of the groups claim whose holders get the membership.'),
   allow_insecure_http: z.boolean().default(false)
-    .describe('Allow an `http://` issuer. Only for a provider on the same machine (tests, development): codes and tokens then cross the network in clear.'),
+    .describe('Allow an `http://` issuer. Only for a provider on the same machine (tests, development): its host must be a loopback one (127.0.0.0/8, ::1, localhost), since codes and tokens then cross the network in clear.'),
   timeout_seconds: z.number().positive().max(120).default(10)
     .describe('Time each request to the provider (discovery, token, UserInfo, keys) may take before the sign-in fails with 503 sso_provider_unavailable.'),
 }).strict().superRefine((provider, ctx) => {
@@ -60,10 +61,22 @@ export const SsoProviderSchema = z.object({
   if (provider.token_endpoint_auth_method && provider.token_endpoint_auth_method !== 'none' && !hasSecret) {
     ctx.addIssue({ code: 'custom', path: ['token_endpoint_auth_method'], message: `${provider.token_endpoint_auth_method} needs client_secret or client_secret_env` })
   }
-  if (provider.issuer.startsWith('http:') && !provider.allow_insecure_http) {
+  const issuer = URL.parse(provider.issuer)
+  if (issuer?.protocol === 'http:' && !provider.allow_insecure_http) {
     ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'must be https:// (set allow_insecure_http only for a provider on this machine)' })
+  } else if (issuer?.protocol === 'http:' && !isLoopbackHost(issuer.hostname)) {
+    ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'must be https:// (allow_insecure_http allows http:// only on a loopback host: 127.0.0.0/8, ::1 or localhost)' })
   }
 })
+
+/**
+ * Whether a URL's host name (as URL parses it: IPv4 normalised, IPv6 in brackets) never leaves this machine.
+ * Only there may codes and tokens travel in clear; a host name that merely looks local (`localhost.example.com`,
+ * `127.0.0.1.nip.io`) is resolved by DNS and is not.
+ */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || (isIPv4(hostname) && hostname.startsWith('127.'))
+}
 
 export const SsoProvidersSchema = z.array(SsoProviderSchema).default([]).superRefine((providers, ctx) => {
   const names = new Set<string>()

@@ -4,9 +4,23 @@ import { ConfigError } from '../config/load.ts'
 import type { SsoProviderConfig } from '../config/sso.ts'
 import { GatehouseError, SsoAccessDenied, SsoCallbackInvalid, SsoCodeMissing, SsoCodeRejected, SsoNonceMismatch, SsoProviderError, SsoProviderUnavailable, SsoResponseInvalid, SsoStateMismatch } from '../errors.ts'
 
-/** The browser's one-time key of its sign-in under way; sent only to the sign-in endpoints. */
+/** The browser's one-time key of its sign-in under way, over plain HTTP: sent only to the sign-in endpoints. */
 export const FLOW_COOKIE = 'gateway_sso'
+/**
+ * Its name over HTTPS. A browser takes a `__Host-` cookie only from this very host, Secure, with `Path=/` and no
+ * Domain, so a sibling subdomain cannot plant its own sign-in's key here and have the victim finish the attacker's
+ * sign-in (cookie tossing, login CSRF). The price is `Path=/`: the gateway keeps it from services as its other cookies.
+ */
+export const SECURE_FLOW_COOKIE = `__Host-${FLOW_COOKIE}`
 export const SSO_PATH = '/api/gateway/v1/login/sso/'
+
+/**
+ * The sign-in cookie's name and path on a connection that is (or is not) HTTPS. Only this name is read: taking the
+ * unprefixed one over HTTPS too would let a planted cookie in again.
+ */
+export function flowCookie(secure: boolean): { name: string; options: { path: string; httpOnly: true; sameSite: 'lax'; secure: boolean } } {
+  return { name: secure ? SECURE_FLOW_COOKIE : FLOW_COOKIE, options: { path: secure ? '/' : SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
+}
 
 /** Where the "Sign in with <label>" button goes. */
 export function ssoStartPath(name: string, next?: string): string {

@@ -1,6 +1,6 @@
 import { CSRF_COOKIE } from '../auth/csrf.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { FLOW_COOKIE } from '../directory/sso.ts'
+import { FLOW_COOKIE, SECURE_FLOW_COOKIE } from '../directory/sso.ts'
 import { SESSION_STATE_COOKIE } from '../oidc/keycloak-format.ts'
 import { REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE } from '../oidc/provider.ts'
 
@@ -11,7 +11,7 @@ import { REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE } f
  * the CSRF token. oidc-provider signs its cookies with a companion `<name>.sig`, which is covered too.
  */
 const GATEWAY_COOKIES: ReadonlySet<string> = new Set([
-  SESSION_COOKIE, CSRF_COOKIE, FLOW_COOKIE, SESSION_STATE_COOKIE, REALM_SESSION_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE,
+  SESSION_COOKIE, CSRF_COOKIE, FLOW_COOKIE, SECURE_FLOW_COOKIE, SESSION_STATE_COOKIE, REALM_SESSION_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE,
 ].flatMap((name) => [name, `${name}.sig`, `${name}.legacy`, `${name}.legacy.sig`]))
 
 /** A Cookie header without the gateway's cookies; undefined when nothing else is left. */

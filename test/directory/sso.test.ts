@@ -47,6 +47,16 @@ describe('single sign-on configuration', () => {
     assert.deepEqual(problems([{ ...base, issuer: 'http://127.0.0.1:9000', allow_insecure_http: true }]), [])
   })
 
+  it('allows an http issuer only on a loopback host, since its codes and tokens cross the network in clear', () => {
+    for (const issuer of ['http://127.0.0.1:9000', 'http://127.8.9.10/realms/x', 'http://localhost:8080', 'http://LOCALHOST', 'http://[::1]:9000', 'https://id.example.com']) {
+      assert.deepEqual(problems([{ ...base, issuer, allow_insecure_http: true }]), [], issuer)
+    }
+    for (const issuer of ['http://id.example.com', 'http://10.0.0.5:8080', 'http://128.0.0.1', 'http://[::2]', 'http://localhost.example.com', 'http://127.0.0.1.nip.io']) {
+      assert.deepEqual(problems([{ ...base, issuer, allow_insecure_http: true }]),
+        ['sso.0.issuer: must be https:// (allow_insecure_http allows http:// only on a loopback host: 127.0.0.0/8, ::1 or localhost)'], issuer)
+    }
+  })
+
   it('reads the client secret from the environment, and refuses to start without it', () => {
     const [config] = validateConfig({ sso: [{ ...base, client_secret: undefined, client_secret_env: 'TEST_SSO_SECRET' }] }).sso
     assert.throws(() => new SsoRelyingParty(config!, {}), ConfigError)

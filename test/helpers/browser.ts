@@ -28,9 +28,12 @@ export class Browser {
   readonly #jar = new Map<string, Map<string, StoredCookie>>()
   readonly hops: Hop[] = []
   readonly accept: string
+  /** Where requests go through: an undici Agent that trusts a test certificate, for an HTTPS site. */
+  readonly #dispatcher: unknown
 
-  constructor(accept = BROWSER_ACCEPT) {
+  constructor(accept = BROWSER_ACCEPT, dispatcher?: unknown) {
     this.accept = accept
+    this.#dispatcher = dispatcher
   }
 
   /** One request, no redirect followed; cookies are sent and stored. */
@@ -45,7 +48,7 @@ export class Browser {
       body = new URLSearchParams(init.form).toString()
     }
     const method = init.method ?? (init.form ? 'POST' : 'GET')
-    const response = await fetch(target, { method, headers, body, redirect: 'manual' })
+    const response = await fetch(target, { method, headers, body, redirect: 'manual', ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}) } as RequestInit)
     this.#store(target, response)
     this.hops.push({ method, url: target.href, status: response.status, location: response.headers.get('location') ?? undefined })
     return response

@@ -7,6 +7,7 @@ import type { App } from '../../src/app.ts'
 import { startGatehouse } from '../../src/cli/start.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../../src/config/load.ts'
 import { listen } from '../../src/listener/listener.ts'
+import { readTlsFiles } from '../../src/listener/tls.ts'
 import type { Store } from '../../src/store/store.ts'
 
 export const ADMIN_PASSWORD = 'admin-test-password'
@@ -34,6 +35,8 @@ export interface GatewayOptions {
   logLines?: Record<string, unknown>[]
   /** The level `logLines` are collected at (default info). */
   logLevel?: string
+  /** Serve HTTPS with this certificate (test/helpers/certificates.ts) instead of plain HTTP. */
+  tls?: { cert: string; key: string }
 }
 
 export function tempDir(prefix = 'gatehouse-test-'): string {
@@ -47,21 +50,25 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
   const demo = loadConfigFile(demoConfigFile)
   const config = validateConfig({
     ...structuredClone(demo),
-    server: { ...demo.server, port: 0 },
+    server: { ...demo.server, port: 0, ...(options.tls ? { tls: { cert_file: options.tls.cert, key_file: options.tls.key } } : {}) },
     storage: { data_dir: dataDir, ...(options.databaseUrl ? { database: options.databaseUrl } : {}) },
     ...options.config,
   })
   const logLines = options.logLines
+  const tls = config.server.tls ? readTlsFiles(config.server.tls) : undefined
   const started = await startGatehouse(config, {
     publicUrl: config.server.public_url ?? 'http://127.0.0.1:0',
     env: { GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD },
     pollMs: options.pollMs ?? 200,
-    server: logLines
-      ? { logLevel: options.logLevel ?? 'info', logStream: { write: (line: string) => void logLines.push(JSON.parse(line)) } }
-      : { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' },
+    server: {
+      https: tls?.options,
+      ...(logLines
+        ? { logLevel: options.logLevel ?? 'info', logStream: { write: (line: string) => void logLines.push(JSON.parse(line)) } }
+        : { logLevel: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    },
   })
   const { app, store, server } = started
-  const { url } = await listen(server, config, { host: '127.0.0.1', port: 0 })
+  const { url } = await listen(server, config, { host: '127.0.0.1', port: 0 }, tls)
   // As `serve` does: the listening address is the public URL only when none is configured.
   if (!config.server.public_url) app.publicUrl = url
   return {
