@@ -7,7 +7,7 @@ import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from 
 import { parseScrape, sampleValue, type Sample } from '../helpers/prometheus.ts'
 import { REALM, tokenRequest } from '../helpers/oidc.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
-import { rawClient, type RawClient } from '../helpers/raw-client.ts'
+import { closedUnanswered, HalfRequests } from '../helpers/raw-client.ts'
 
 type Scrape = Map<string, Sample[]>
 
@@ -133,18 +133,8 @@ describe('metrics', () => {
 
     it('holds its own listener to server.max_connections and server.max_connections_per_address, shares counted with the gateway\'s port', async () => {
       const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, max_connections: 4, max_connections_per_address: 2 }, metrics: { port: 0 } } })
-      const clients: RawClient[] = []
-      // A request line and no end of headers: the listener waits for the rest, and the connection stays open.
-      const open = async (url: string, from: string) => {
-        const client = await rawClient(url, from, 'GET /metrics HTTP/1.1\r\n')
-        clients.push(client)
-        return client
-      }
-      const closedUnanswered = async (client: RawClient) => {
-        await Promise.race([client.closed, sleep(2000)])
-        assert.ok(client.socket.closed, 'closed as it arrives')
-        assert.equal(client.received(), '')
-      }
+      const connections = new HalfRequests()
+      const open = (url: string, from: string) => connections.open(url, from, 'GET /metrics HTTP/1.1\r\n')
       try {
         const url = gw.app.metrics.listenerUrl!
         const held = [await open(url, '127.0.0.51'), await open(url, '127.0.0.51')]
@@ -159,14 +149,14 @@ describe('metrics', () => {
         await closedUnanswered(await open(url, '127.0.0.54'))
         await sleep(200)
         for (const client of held) assert.equal(client.socket.closed, false, 'the connections within the caps stay open')
-        for (const client of clients) client.socket.destroy()
-        await Promise.all(clients.map((client) => client.closed))
+        connections.destroy()
+        await Promise.all(connections.clients.map((client) => client.closed))
         await sleep(100)
         const samples = await scrape(url)
         assert.equal(sampleValue(samples, 'gatehouse_connections_refused_total', { reason: 'max_connections_per_address' }), 2)
         assert.equal(sampleValue(samples, 'gatehouse_connections_refused_total', { reason: 'max_connections' }), 1)
       } finally {
-        for (const client of clients) client.socket.destroy()
+        connections.destroy()
         await gw.close()
       }
     })
