@@ -4,12 +4,14 @@ import type { AddressInfo } from 'node:net'
 import type { App } from '../app.ts'
 import { errorBody, normalizeError } from '../errors.ts'
 import { createServer } from '../http/node-http.ts'
+import { underSameCaps } from '../listener/address-shares.ts'
 import { explainListenError } from '../listener/listen-errors.ts'
 import { metricsAccess } from './access.ts'
 
 /**
  * Serves /metrics in Prometheus's text format: on the main port by default, or, with `metrics.port`, only on a
- * listener of its own that opens and closes with the server. Either way the access rules of src/metrics/access.ts
+ * listener of its own that opens and closes with the server, under the gateway port's connection caps (a scraper
+ * has no claim on more connections than any other client). Either way the access rules of src/metrics/access.ts
  * apply; on the main port the client address is the trusted one (`request.ip`, which honours `server.trusted_proxies`), so a
  * reverse proxy in front cannot make every client look local.
  */
@@ -45,6 +47,7 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
       }
       app.metrics.scrape().then(({ contentType, text }) => answer(200, contentType, text), () => answer(500, 'application/json; charset=utf-8', '{"code":"internal_error","detail":"Internal server error."}'))
     })
+    underSameCaps(listener, server.server)
     await new Promise<void>((resolve, reject) => {
       listener!.once('error', (error) => reject(explainListenError(error, { host: 'metrics.host', port: 'metrics.port' }, options.host, options.port!)))
       listener!.listen(options.port, options.host, resolve)

@@ -8,11 +8,18 @@ const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
  * Records only the realm that made them finds. The realms share one store, and oidc-provider checks a code's
  * client, grant and redirect URI, all of which another realm with a client of the same id can match, before it
  * consumes the code; the realm's resource indicator, which would tell, is read only after. A code brought to
- * another realm's token endpoint is therefore not found there, and stays good at its own, as in Keycloak.
+ * another realm's token endpoint is therefore not found there, and stays good at its own, as in Keycloak. So with a
+ * device code, polled at another realm's token endpoint or its user code typed at another realm's device page.
  */
-const REALM_BOUND_MODELS = new Set(['AuthorizationCode'])
+const REALM_BOUND_MODELS = new Set(['AuthorizationCode', 'DeviceCode'])
 /** The member of a realm-bound record's payload naming its realm; oidc-provider never sees it. */
 const REALM_MEMBER = 'gatehouseRealm'
+
+/** Whether a realm-bound record's payload is the named realm's (a record written before records were bound is every realm's). */
+export function isRealmsRecord(payload: Record<string, unknown>, realm: string): boolean {
+  const owner = payload[REALM_MEMBER]
+  return owner === undefined || owner === realm
+}
 
 export interface AdapterDependencies {
   /** The realm whose provider this is. */
@@ -92,29 +99,31 @@ export class StoreAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    if (REALM_BOUND_MODELS.has(this.#model)) return this.#ownRealms(await this.#deps.records.find(this.#model, id))
-    if (this.#model !== 'RefreshToken') return asPayload(await this.#deps.records.find(this.#model, id))
+    if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, id))
     // Its grant comes along: a refresh reads it next.
     const record = await this.#deps.records.findWithGrant(this.#model, id)
     if (record) this.#refreshTokenClients.set(id, String(record.payload.clientId))
     return asPayload(record)
   }
 
-  /** A realm-bound record of this realm, without the member that says so; one of another realm is not found. */
+  /**
+   * A realm-bound record of this realm, without the member that says so; one of another realm is not found. A record
+   * of a model not bound to a realm is found as it is.
+   */
   #ownRealms(record: Parameters<typeof asPayload>[0]): AdapterPayload | undefined {
-    if (!record) return undefined
-    const { [REALM_MEMBER]: realm, ...payload } = record.payload
-    // A record written before records were bound to their realm has no realm: every realm finds it, as before.
-    if (realm !== undefined && realm !== this.#deps.realm) return undefined
+    if (!record || !REALM_BOUND_MODELS.has(this.#model)) return asPayload(record)
+    if (!isRealmsRecord(record.payload, this.#deps.realm)) return undefined
+    const { [REALM_MEMBER]: _realm, ...payload } = record.payload
     return asPayload({ ...record, payload })
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return asPayload(await this.#deps.records.findByUid(this.#model, uid))
+    return this.#ownRealms(await this.#deps.records.findByUid(this.#model, uid))
   }
 
+  /** A device code by the code its user types: at another realm's device page that code is not valid. */
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return asPayload(await this.#deps.records.findByUserCode(this.#model, userCode))
+    return this.#ownRealms(await this.#deps.records.findByUserCode(this.#model, userCode))
   }
 
   async consume(id: string): Promise<void> {

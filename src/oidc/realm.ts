@@ -13,6 +13,7 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import type { ApplicationClients } from './applications.ts'
 import type { ClientCredentialsShortcut } from './client-credentials.ts'
+import { isRealmsRecord } from './adapter.ts'
 import type { RefreshTokenShortcut } from './refresh-token.ts'
 import type { PasswordGrantShortcut } from './password-grant.ts'
 import { ServiceAccounts } from './claims.ts'
@@ -218,9 +219,9 @@ export class Realm {
    * process keeps its own record, bounded: a client spreading polls over processes only gets answers sooner.
    */
   async pollsTooSoon(deviceCode: string, intervalSeconds: number, now = Date.now()): Promise<boolean> {
-    // As Keycloak, an unknown or used code is reported as such, not as polled too soon.
+    // As Keycloak, an unknown or used code is reported as such, not as polled too soon; so is another realm's.
     const record = await this.#deps.store.oidc.find('DeviceCode', deviceCode, now)
-    if (!record || record.consumedAt !== null) return false
+    if (!record || record.consumedAt !== null || !isRealmsRecord(record.payload, this.name)) return false
     const key = hash('sha256', deviceCode, 'base64url')
     const last = this.#devicePolls.get(key)
     if (this.#devicePolls.size >= MAX_DEVICE_POLLS) {

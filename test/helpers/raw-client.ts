@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -23,6 +24,31 @@ export function rawClient(url: string, localAddress: string, bytes: string | Buf
     socket.on('close', () => markClosed())
     socket.once('error', reject)
   })
+}
+
+/**
+ * Connections that send a request line and no end of headers: the listener waits for the rest, and each stays open
+ * until it closes it (or `destroy` does). Every one opened is kept, to be destroyed after the test.
+ */
+export class HalfRequests {
+  readonly clients: RawClient[] = []
+
+  async open(url: string, localAddress: string, requestLine = 'GET / HTTP/1.1\r\n'): Promise<RawClient> {
+    const client = await rawClient(url, localAddress, requestLine)
+    this.clients.push(client)
+    return client
+  }
+
+  destroy(): void {
+    for (const client of this.clients) client.socket.destroy()
+  }
+}
+
+/** Asserts the listener closed `client` as it arrived (within two seconds), without a byte. */
+export async function closedUnanswered(client: RawClient): Promise<void> {
+  await Promise.race([client.closed, sleep(2000)])
+  assert.ok(client.socket.closed, 'closed as it arrives')
+  assert.equal(client.received(), '')
 }
 
 /** Polls `read` until `done` holds of its result or `ms` have passed; returns the last result either way. */

@@ -8,7 +8,7 @@ import { connect, type TLSSocket } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { selfSignedCertificate, signedCertificate, type CertificateFiles } from '../helpers/certificates.ts'
 import { runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
-import { eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
+import { closedUnanswered, eventually, HalfRequests } from '../helpers/raw-client.ts'
 
 interface Curl {
   code: number
@@ -187,18 +187,8 @@ describe('the plain-HTTP redirect port under the connection caps', () => {
     const gateway = await spawnGateway(['--config', config, '--demo', '--data-dir', join(dir, 'data')], { GATEHOUSE_LOG_LEVEL: 'info' })
     await eventually(() => logLines(gateway).some((line) => line.msg === 'started'), Boolean, 10_000)
     const redirectUrl = startedFacts(gateway).listening[1]!
-    const clients: RawClient[] = []
-    // A request line and no end of headers: the redirect port waits for the rest, and the connection stays open.
-    const open = async (from: string) => {
-      const client = await rawClient(redirectUrl, from, 'GET / HTTP/1.1\r\n')
-      clients.push(client)
-      return client
-    }
-    const closedUnanswered = async (client: RawClient) => {
-      await Promise.race([client.closed, sleep(2000)])
-      assert.ok(client.socket.closed, 'closed as it arrives')
-      assert.equal(client.received(), '')
-    }
+    const connections = new HalfRequests()
+    const open = (from: string) => connections.open(redirectUrl, from)
     try {
       const held = [await open('127.0.0.41'), await open('127.0.0.41')]
       await closedUnanswered(await open('127.0.0.41'))
@@ -206,14 +196,14 @@ describe('the plain-HTTP redirect port under the connection caps', () => {
       await closedUnanswered(await open('127.0.0.43'))
       await sleep(200)
       for (const client of held) assert.equal(client.socket.closed, false, 'the connections within the caps stay open')
-      for (const client of clients) client.socket.destroy()
+      connections.destroy()
       const scraped = await curl('--cacert', certificate.cert, `${gateway.url}/metrics`)
       assert.match(scraped.body, /^gatehouse_connections_refused_total\{reason="max_connections_per_address"\} 1$/m)
       assert.match(scraped.body, /^gatehouse_connections_refused_total\{reason="max_connections"\} 1$/m)
       const warnings = logLines(gateway).filter((line) => line.level === 40 && String(line.msg).startsWith('connection refused'))
       assert.deepEqual(warnings.map((line) => [line.address, line.limit]), [['127.0.0.41', 'server.max_connections_per_address'], ['127.0.0.43', 'server.max_connections']])
     } finally {
-      for (const client of clients) client.socket.destroy()
+      connections.destroy()
       await gateway.stop()
     }
   })

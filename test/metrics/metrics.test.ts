@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { parseScrape, sampleValue, type Sample } from '../helpers/prometheus.ts'
 import { REALM, tokenRequest } from '../helpers/oidc.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
+import { closedUnanswered, HalfRequests } from '../helpers/raw-client.ts'
 
 type Scrape = Map<string, Sample[]>
 
@@ -125,6 +127,36 @@ describe('metrics', () => {
         assert.ok(samples.has('gatehouse_requests_total'))
         assert.equal((await fetch(url.replace('/metrics', '/api/gateway/v1/ping/'))).status, 404)
       } finally {
+        await gw.close()
+      }
+    })
+
+    it('holds its own listener to server.max_connections and server.max_connections_per_address, shares counted with the gateway\'s port', async () => {
+      const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, max_connections: 4, max_connections_per_address: 2 }, metrics: { port: 0 } } })
+      const connections = new HalfRequests()
+      const open = (url: string, from: string) => connections.open(url, from, 'GET /metrics HTTP/1.1\r\n')
+      try {
+        const url = gw.app.metrics.listenerUrl!
+        const held = [await open(url, '127.0.0.51'), await open(url, '127.0.0.51')]
+        await closedUnanswered(await open(url, '127.0.0.51'))
+        // One address's connections to the gateway's port count in its share here.
+        held.push(await open(gw.url, '127.0.0.52'))
+        await sleep(100)
+        held.push(await open(url, '127.0.0.52'))
+        await closedUnanswered(await open(url, '127.0.0.52'))
+        held.push(await open(url, '127.0.0.53'))
+        // Four open on the metrics listener: server.max_connections refuses the fifth, whatever its address.
+        await closedUnanswered(await open(url, '127.0.0.54'))
+        await sleep(200)
+        for (const client of held) assert.equal(client.socket.closed, false, 'the connections within the caps stay open')
+        connections.destroy()
+        await Promise.all(connections.clients.map((client) => client.closed))
+        await sleep(100)
+        const samples = await scrape(url)
+        assert.equal(sampleValue(samples, 'gatehouse_connections_refused_total', { reason: 'max_connections_per_address' }), 2)
+        assert.equal(sampleValue(samples, 'gatehouse_connections_refused_total', { reason: 'max_connections' }), 1)
+      } finally {
+        connections.destroy()
         await gw.close()
       }
     })

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { jwtVerify } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { codeRedemption, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
+import { browse, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 
 /** Keycloak's token endpoint, as curl and scripts see it: members, order, headers, and error wording. */
 describe('the token endpoint speaks Keycloak', () => {
@@ -317,5 +317,59 @@ describe('an authorization code at another realm\'s token endpoint', () => {
     const redeemed = await tokenRequest(gw, form)
     assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body))
     assert.equal(decodeJwtPart(redeemed.body.access_token, 1).iss, realmUrl(gw))
+  })
+})
+
+describe('a device code at another realm\'s token endpoint', () => {
+  let gw: TestGateway
+  const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
+  before(async () => {
+    // Two realms with the same device client: only the realm that issued a device code may be polled with it.
+    const [realm] = realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }])
+    gw = await startGateway({ config: { realms: [realm, { ...realm, name: 'elsewhere' }] } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  /** Posts a page's form (its hidden fields, and these) as a browser would. */
+  async function submit(jar: CookieJar, page: { response: Response; url: string }, fields: Record<string, string>) {
+    const html = await page.response.text()
+    const action = /<form[^>]*method="post"[^>]*action="([^"]+)"|<form[^>]*action="([^"]+)"[^>]*method="post"/.exec(html)
+    const form = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!]))
+    for (const [key, value] of Object.entries(fields)) form.set(key, value)
+    return browse(gw, jar, new URL(action![1] ?? action![2]!, page.url).href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() })
+  }
+
+  it('is refused as a device code that realm does not know, and still redeems at the realm that issued it', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    assert.equal(started.status, 200)
+    const { device_code: deviceCode, user_code: userCode } = await started.json() as { device_code: string; user_code: string }
+    const poll = (realm: string) => gw.fetch(`/realms/${realm}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+
+    // Before and after the user approves it, the other realm does not know the code.
+    const early = await poll('elsewhere')
+    assert.equal(early.status, 400)
+    assert.deepEqual(await json(early), { error: 'invalid_grant', error_description: 'Device code not valid' })
+    const jar = new CookieJar()
+    const confirm = await submit(jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode })
+    const login = await submit(jar, confirm, {})
+    const action = /<form method="post" action="([^"]+)"/.exec(await login.response.text())![1]!
+    await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=alice-password' })
+    const elsewhere = await poll('elsewhere')
+    assert.equal(elsewhere.status, 400)
+    assert.deepEqual(await json(elsewhere), { error: 'invalid_grant', error_description: 'Device code not valid' })
+
+    const redeemed = await poll(REALM)
+    const body = await json(redeemed)
+    assert.equal(redeemed.status, 200, JSON.stringify(body))
+    assert.equal(decodeJwtPart(body.access_token, 1).iss, realmUrl(gw))
+  })
+
+  it('is not found by its user code at another realm\'s device page', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    const { user_code: userCode } = await started.json() as { user_code: string }
+    const jar = new CookieJar()
+    const entered = await submit(jar, await browse(gw, jar, `${gw.url}/realms/elsewhere/device`), { user_code: userCode })
+    assert.match(await entered.response.clone().text(), /That code is not valid or has expired/)
   })
 })
