@@ -174,11 +174,6 @@ function compilersOnFirstUse(): CompilersFactory {
   return { buildValidator: onFirstUse('@fastify/ajv-compiler'), buildSerializer: onFirstUse('@fastify/fast-json-stringify-compiler') } as CompilersFactory
 }
 
-/**
- * A database outage is logged when it begins, at most once a minute while it lasts, and when it ends (Health in
- * src/store/database.ts holds back outages that begin within a minute of the last line); each request it fails is
- * answered 503 database_unavailable and appears only in its own request line.
- */
 /** Keys that could not be read again go on from memory while they may (src/oidc/keys.ts): the log says until when. */
 function logKeptSigningKeys(server: FastifyInstance, app: App): void {
   const warn = ({ purpose, error, signsUntil }: KeysKept) => server.log.warn(
@@ -189,6 +184,11 @@ function logKeptSigningKeys(server: FastifyInstance, app: App): void {
   for (const realm of app.oidc.all()) realm.onKeysKept(warn)
 }
 
+/**
+ * A database outage is logged when it begins, at most once a minute while it lasts, and when it ends (Health in
+ * src/store/database.ts holds back outages that begin within a minute of the last line); each request it fails is
+ * answered 503 database_unavailable and appears only in its own request line.
+ */
 function logDatabaseOutages(server: FastifyInstance, app: App): void {
   const stop = app.store.database.onOutage(({ state, since, failures, error }) => {
     const fields = { since: new Date(since).toISOString(), failures, error }
