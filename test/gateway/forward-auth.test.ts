@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
+import type { IncomingMessage } from 'node:http'
 import { once } from 'node:events'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
@@ -11,7 +12,7 @@ import { codeBlocks, replaced } from '../helpers/docs.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { passwordLogin, REALM } from '../helpers/oidc.ts'
-import { forwardAuthNginx, freePort, startNginx } from '../helpers/nginx.ts'
+import { forwardAuthNginx, forwardAuthNginxLua, freePort, luaModules, startNginx } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam, grant } from '../helpers/access.ts'
 import { deniedPathSpellings, otherPathsBesideDenied } from '../helpers/path-spellings.ts'
@@ -49,10 +50,15 @@ function otherProxiesIdentity(headers: Record<string, unknown>): string[] {
   return Object.keys(headers).filter((name) => forged.has(name.replaceAll('_', '-')))
 }
 
-/** The documented nginx configuration (docs/forward-auth.md) at this test's addresses, optionally with its 1 s decision cache. */
-function nginxSite(port: number, gateway: string, app: string, dir: string, cached: boolean): string {
+/** Where the documented nginx configuration keeps allowed decisions: nowhere, in nginx's file cache, or in memory (Lua). */
+type Decisions = 'asked' | 'file cache' | 'memory'
+
+/** The documented nginx configuration (docs/forward-auth.md) at this test's addresses, keeping its decisions as told. */
+function nginxSite(port: number, gateway: string, app: string, dir: string, decisions: Decisions): string {
   const hostOf = (url: string) => new URL(url).host
-  return forwardAuthNginx({ port, gateway: hostOf(gateway), service: hostOf(app), cacheDir: cached ? join(dir, 'decisions') : undefined })
+  const where = { port, gateway: hostOf(gateway), service: hostOf(app) }
+  if (decisions === 'memory') return forwardAuthNginxLua(where)
+  return forwardAuthNginx({ ...where, cacheDir: decisions === 'file cache' ? join(dir, 'decisions') : undefined })
 }
 
 /** The documented Caddy configuration (docs/forward-auth.md) at this test's addresses. */
@@ -275,7 +281,7 @@ describe('forward authentication', () => {
     const recording = await startRecordingUpstream()
     const [nginxPort, caddyPort] = [await freePort(), await freePort()]
     const proxies = [
-      await startNginx(dir, 'nginx-recorded', nginxSite(nginxPort, gw.url, recording.url, dir, false)),
+      await startNginx(dir, 'nginx-recorded', nginxSite(nginxPort, gw.url, recording.url, dir, 'asked')),
       await startCaddy(join(dir, 'recorded-identity'), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), recording.url.replace('http://', ''))),
     ]
     try {
@@ -304,7 +310,7 @@ describe('forward authentication', () => {
     const countGatehouse = () => connections.gatehouse++
     recording.server.on('connection', () => connections.service++)
     const port = await freePort()
-    const proxy = await startNginx(dir, 'nginx-kept-open', nginxSite(port, gw.url, recording.url, dir, false))
+    const proxy = await startNginx(dir, 'nginx-kept-open', nginxSite(port, gw.url, recording.url, dir, 'asked'))
     try {
       const { token } = await createToken(gw, adminAuth)
       gw.server.server.on('connection', countGatehouse)
@@ -318,13 +324,25 @@ describe('forward authentication', () => {
     }
   })
 
-  for (const cached of [false, true]) {
-    describe(`nginx auth_request${cached ? ' with the 1 s decision cache' : ''}`, () => {
+  const lua = luaModules()
+  const variants: { decisions: Decisions; name: string; keptFor?: { words: string; ms: number }; skip?: string }[] = [
+    { decisions: 'asked', name: 'nginx auth_request' },
+    // nginx's file cache keeps time in whole seconds: a decision cached for "1s" is served until the second after next.
+    { decisions: 'file cache', name: 'nginx auth_request with the 1 s decision cache', keptFor: { words: 'two seconds', ms: 2500 } },
+    {
+      decisions: 'memory',
+      name: 'nginx with the Lua module: decisions kept in memory for 1 s',
+      keptFor: { words: 'a second', ms: 1500 },
+      skip: lua ? undefined : 'the Lua module is not installed (apt-get install libnginx-mod-http-lua)',
+    },
+  ]
+  for (const { decisions, name, keptFor, skip } of variants) {
+    describe(name, { skip }, () => {
       let nginx: string
 
       before(async () => {
         const port = await freePort()
-        children.push(await startNginx(dir, `nginx-${cached}`, nginxSite(port, gw.url, app, dir, cached)))
+        children.push(await startNginx(dir, `nginx-${decisions.replace(' ', '-')}`, nginxSite(port, gw.url, app, dir, decisions), decisions === 'memory' ? lua : ''))
         nginx = `http://127.0.0.1:${port}`
       })
 
@@ -412,13 +430,48 @@ describe('forward authentication', () => {
         assert.equal((await fetch(`${nginx}/app/v1/jobs/`, { ...post, headers: { cookie: session.cookie, 'content-type': 'text/plain', origin: 'https://evil.example' } })).status, 403)
       })
 
-      if (cached) it('serves an allowed read from the cache for every credential type, and refuses it within two seconds of the account being disabled', async () => {
-        const password = 'cached-reader-Long-Passphrase-4k'
-        const reader = await gw.app.accounts.create({ username: 'cached-reader', password })
-        const readerAuth = { authorization: basic('cached-reader', password) }
+      if (decisions === 'memory') it('passes on Gatehouse\'s refusals as it answered them: status, code and challenges', async () => {
+        const refused = await fetch(`${nginx}/app/v1/hosts/`)
+        assert.equal(refused.status, 401)
+        assert.equal((await json(refused)).code, 'not_authenticated')
+        const challenges = refused.headers.get('www-authenticate')!
+        assert.match(challenges, /^Basic realm="Gatehouse"/)
+        assert.match(challenges, /, Bearer realm="Gatehouse"$/)
+        const { token } = await createToken(gw, adminAuth, { scope: 'read' })
+        const write = await fetch(`${nginx}/app/v1/jobs/`, { method: 'POST', headers: { ...bearer(token), 'content-type': 'application/json' }, body: '{}' })
+        assert.equal(write.status, 403)
+        assert.equal((await json(write)).code, 'insufficient_scope')
+        const nowhere = await fetch(`${nginx}/nowhere/`, { headers: bearer(token) })
+        assert.equal(nowhere.status, 404)
+        assert.equal((await json(nowhere)).code, 'not_found')
+      })
+
+      if (keptFor) it('asks Gatehouse once for a read repeated within the second, and for every write', async () => {
+        const { token } = await createToken(gw, adminAuth)
+        let asked = 0
+        const count = (request: IncomingMessage) => {
+          if (request.url === AUTH_REQUEST) asked++
+        }
+        gw.server.server.on('request', count)
+        try {
+          for (let i = 0; i < 5; i++) assert.equal((await fetch(`${nginx}/app/v1/hosts/?repeated`, { headers: bearer(token) })).status, 200)
+          assert.equal(asked, 1)
+          const write = { method: 'POST', headers: { ...bearer(token), 'content-type': 'application/json' }, body: '{}' }
+          for (let i = 0; i < 2; i++) assert.equal((await fetch(`${nginx}/app/v1/jobs/`, write)).status, 200)
+          assert.equal(asked, 3)
+        } finally {
+          gw.server.server.off('request', count)
+        }
+      })
+
+      if (keptFor) it(`serves an allowed read from the cache for every credential type, and refuses it within ${keptFor.words} of the account being disabled`, async () => {
+        const username = `kept-reader-${decisions.replace(' ', '-')}`
+        const password = 'kept-reader-Long-Passphrase-4k'
+        const reader = await gw.app.accounts.create({ username, password })
+        const readerAuth = { authorization: basic(username, password) }
         const { token } = await createToken(gw, readerAuth)
-        const session = await login(gw, 'cached-reader', password)
-        const { access_token: accessToken } = await passwordLogin(gw, 'cached-reader', password)
+        const session = await login(gw, username, password)
+        const { access_token: accessToken } = await passwordLogin(gw, username, password)
         const asked: [method: string, url: string, headers: Record<string, string>][] = [
           ['basic', `${nginx}/app/v1/hosts/`, readerAuth],
           ['session', `${nginx}/app/v1/hosts/`, { cookie: session.cookie }],
@@ -430,17 +483,16 @@ describe('forward authentication', () => {
         // From now on Gatehouse refuses them all: what still passes, within the second, came from nginx's cache.
         await gw.app.accounts.update(reader.id, { isActive: false })
         assert.deepEqual(await identities(), asked.map(([method]) => method), 'each decision is served from the cache')
-        await Promise.all(asked.map(([, url, headers]) => untilRefused(url, headers, 2500)))
+        await Promise.all(asked.map(([, url, headers]) => untilRefused(url, headers, keptFor.ms)))
       })
 
-      it(cached ? 'refuses a revoked token once the cached decision expires, within two seconds' : 'refuses a revoked token on the next request', async () => {
+      it(keptFor ? `refuses a revoked token once the kept decision expires, within ${keptFor.words}` : 'refuses a revoked token on the next request', async () => {
         const created = await createToken(gw, adminAuth)
         const url = `${nginx}/app/v1/hosts/`
         assert.equal((await fetch(url, { headers: bearer(created.token) })).status, 200)
         assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
-        if (!cached) assert.equal((await fetch(url, { headers: bearer(created.token) })).status, 401)
-        // nginx keeps time in whole seconds: a decision cached for "1s" is served until the second after next.
-        else await untilRefused(url, bearer(created.token), 2500)
+        if (!keptFor) assert.equal((await fetch(url, { headers: bearer(created.token) })).status, 401)
+        else await untilRefused(url, bearer(created.token), keptFor.ms)
       })
     })
   }

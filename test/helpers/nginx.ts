@@ -1,14 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { codeBlocks, replaced } from './docs.ts'
 
 /**
  * A throwaway nginx (Debian package `nginx`) with one worker, its own prefix directory and the given `http { }`
- * body, in the foreground so it ends with whoever started it (the tests, the benchmark).
+ * body (and `main` lines before it, such as `load_module`), in the foreground so it ends with whoever started it
+ * (the tests, the benchmark).
  */
-export async function startNginx(dir: string, name: string, http: string): Promise<ChildProcess> {
+export async function startNginx(dir: string, name: string, http: string, main = ''): Promise<ChildProcess> {
   const prefix = join(dir, name)
   mkdirSync(join(prefix, 'logs'), { recursive: true })
   const config = join(prefix, 'nginx.conf')
@@ -19,6 +20,7 @@ export async function startNginx(dir: string, name: string, http: string): Promi
     'worker_processes 1;',
     'pid nginx.pid;',
     'error_log logs/error.log warn;',
+    main,
     'events { worker_connections 1024; }',
     'http {',
     '  access_log off;',
@@ -75,14 +77,52 @@ export interface ForwardAuthSite {
   cacheDir?: string
 }
 
+/** The nginx configuration docs/forward-auth.md documents, and the blocks it adds, at these addresses. */
+function documentedNginx({ port, gateway, service }: ForwardAuthSite): { site: string; additions: string[] } {
+  const [site, ...additions] = codeBlocks('docs/forward-auth.md', 'nginx').map((block) => block.code)
+  return { site: replaced(site!, [['listen 80;', `listen 127.0.0.1:${port};`], ['127.0.0.1:8080', gateway], ['127.0.0.1:9000', service]]), additions }
+}
+
 /**
  * The nginx `auth_request` configuration docs/forward-auth.md documents, as an `http { }` body at these addresses:
  * the suite and the benchmark run it as written there.
  */
-export function forwardAuthNginx({ port, gateway, service, cacheDir }: ForwardAuthSite): string {
-  const [site, cacheInHttp, cacheInLocation] = codeBlocks('docs/forward-auth.md', 'nginx').map((block) => block.code)
-  const addresses = replaced(site!, [['listen 80;', `listen 127.0.0.1:${port};`], ['127.0.0.1:8080', gateway], ['127.0.0.1:9000', service]])
-  if (cacheDir === undefined) return addresses
+export function forwardAuthNginx(where: ForwardAuthSite): string {
+  const { site, additions: [cacheInHttp, cacheInLocation] } = documentedNginx(where)
+  if (where.cacheDir === undefined) return site
   const location = 'location = /_gatehouse {\n'
-  return `${replaced(cacheInHttp!, [['/var/cache/nginx/gatehouse', cacheDir]])}\n${replaced(addresses, [[location, `${location}${cacheInLocation}\n`]])}`
+  return `${replaced(cacheInHttp!, [['/var/cache/nginx/gatehouse', where.cacheDir]])}\n${replaced(site, [[location, `${location}${cacheInLocation}\n`]])}`
+}
+
+/**
+ * The same configuration with the Lua module's decisions in memory, as docs/forward-auth.md has it made: its
+ * `http { }` lines added, and in `location /` its block in place of `auth_request` and its companions, whose
+ * `@gatehouse_refused` location goes too. Needs `luaModules()` loaded.
+ */
+export function forwardAuthNginxLua(where: Omit<ForwardAuthSite, 'cacheDir'>): string {
+  const { site, additions: [, , luaInHttp, luaInLocation] } = documentedNginx(where)
+  const asking = replacedLines(site, ['    auth_request /_gatehouse;', '    error_page 401 = @gatehouse_refused;'], luaInLocation!)
+  return `${luaInHttp}\n${replacedLines(asking, ['  # nginx acts only on 2xx, 401 and 403 from auth_request', '  }'], '')}`
+}
+
+/** `text` with the lines from the one starting with `first` to the next one starting with `last`, both included, replaced by `by`. */
+function replacedLines(text: string, [first, last]: [string, string], by: string): string {
+  const lines = text.split('\n')
+  const start = lines.findIndex((line) => line.startsWith(first))
+  const end = lines.findIndex((line, i) => i >= start && line.startsWith(last))
+  if (start < 0 || end < 0) throw new Error(`the documented text no longer has the lines from ${JSON.stringify(first)} to ${JSON.stringify(last)}`)
+  return [...lines.slice(0, start), ...(by ? [by] : []), ...lines.slice(end + 1)].join('\n')
+}
+
+/**
+ * The `load_module` lines of Debian's `libnginx-mod-http-lua` (and the NDK it needs), which its package puts in the
+ * `modules-enabled` directory the system's nginx.conf includes: this nginx.conf is the caller's own. Undefined when
+ * the package is not installed.
+ */
+export function luaModules(): string | undefined {
+  // `nginx -V` prints how it was built, the directory of its modules among it, on standard error.
+  const modules = /--modules-path=(\S+)/.exec(spawnSync('nginx', ['-V'], { encoding: 'utf8' }).stderr ?? '')?.[1]
+  if (modules === undefined) return undefined
+  const files = ['ndk_http_module.so', 'ngx_http_lua_module.so'].map((file) => join(modules, file))
+  return files.every((file) => existsSync(file)) ? files.map((file) => `load_module ${file};`).join('\n') : undefined
 }
