@@ -2,18 +2,20 @@
  * `npm run bench`: every figure of the data plane side by side in one run, so a reader compares ratios rather
  * than absolute numbers from a shared machine. The upstream is nginx answering a tiny JSON body; in front of it
  * nginx proxy_pass (one worker), a bare node:http + undici proxy (the floor for any Node proxy), Gatehouse with
- * each credential type, and nginx auth_request asking Gatehouse (with and without a 1 s decision cache). Then the
+ * each credential type, nginx auth_request asking Gatehouse (with and without a 1 s decision cache), and nginx
+ * keeping Gatehouse's decisions in memory for 1 s with the Lua module (where it is installed). Then the
  * three token grants, the machine's argon2id rate, start-up time (also without the install's bundles) and idle memory.
  * Each proxy row is measured twice: flat out (requests/s, and a p99 that then mostly mirrors the queue) and paced at
  * BENCH_PACED_RATE requests/s (default 2,000, under every row's capacity), where p99 is the latency a request
  * gains on its way through rather than its wait in a full queue.
- * Needs Debian's `nginx` and `wrk`. Environment: BENCH_SECONDS per row (default 3), BENCH_CONNECTIONS (default 50).
+ * Needs Debian's `nginx` and `wrk` (and `libnginx-mod-http-lua` for the Lua rows). Environment: BENCH_SECONDS per
+ * row (default 3), BENCH_CONNECTIONS (default 50).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { forwardAuthNginx, proxyServer, startNginx, tinyJsonServer } from '../test/helpers/nginx.ts'
+import { forwardAuthConfiguration, luaModules, proxyServer, startNginx, tinyJsonServer, type Decisions } from '../test/helpers/nginx.ts'
 
 const root = new URL('../', import.meta.url).pathname
 const node = join(root, 'node_modules/.bin/node')
@@ -23,7 +25,7 @@ const pacedRate = Number(process.env.BENCH_PACED_RATE ?? 2000)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 const password = 'bench-password'
 const clientSecret = 'bench-client-secret-0123456789'
-const ports = { upstream: 18481, nginxProxy: 18482, gateway: 18480, authRequest: 18483, authRequestCached: 18484 }
+const ports = { upstream: 18481, nginxProxy: 18482, gateway: 18480, authRequest: 18483, authRequestCached: 18484, luaDecisions: 18485 }
 const children: ChildProcess[] = []
 const STARTS = 5
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'))
@@ -254,11 +256,12 @@ function residentMegabytes(child: ChildProcess): number {
   return kilobytes / 1024
 }
 
-/** nginx auth_request asking Gatehouse as docs/forward-auth.md configures it, optionally with its 1 s decision cache. */
-function authRequestServer(port: number, cached: boolean): string {
-  const site = forwardAuthNginx({ port, gateway: `127.0.0.1:${ports.gateway}`, service: `127.0.0.1:${ports.upstream}`, cacheDir: cached ? join(dir, 'authz-cache') : undefined })
+/** nginx asking Gatehouse as docs/forward-auth.md configures it, keeping its decisions as told, started. */
+async function forwardAuthServer(name: string, port: number, decisions: Decisions): Promise<void> {
+  const site = { port, gateway: `127.0.0.1:${ports.gateway}`, service: `127.0.0.1:${ports.upstream}` }
+  const { http, main } = forwardAuthConfiguration(site, decisions, join(dir, 'authz-cache'))
   // wrk's connections kept for the whole row, as the proxy_pass row's are (nginx closes one after 1,000 requests).
-  return `keepalive_requests 1000000;\n${site}`
+  children.push(await startNginx(dir, name, `keepalive_requests 1000000;\n${http}`, main))
 }
 
 interface Row {
@@ -345,11 +348,15 @@ try {
   if (forwardAuth.status === 404) {
     notes.push({ name: 'nginx auth_request to Gatehouse', note: 'not measured: this Gatehouse has no forward-auth endpoint' })
   } else {
-    await startNginx(dir, 'auth-request', authRequestServer(ports.authRequest, false)).then((child) => children.push(child))
-    await startNginx(dir, 'auth-request-cached', authRequestServer(ports.authRequestCached, true)).then((child) => children.push(child))
+    await forwardAuthServer('auth-request', ports.authRequest, 'asked')
+    await forwardAuthServer('auth-request-cached', ports.authRequestCached, 'file cache')
+    const lua = luaModules() !== undefined
+    if (lua) await forwardAuthServer('lua-decisions', ports.luaDecisions, 'memory')
+    else notes.push({ name: 'nginx + Lua decision cache, 1 s', note: 'not measured: libnginx-mod-http-lua is not installed' })
     for (const [name, headers] of credentials) {
       named.push({ name: `nginx auth_request, ${name}`, target: { url: `http://127.0.0.1:${ports.authRequest}${hosts}`, options: { headers }, process: restarted.child } })
       named.push({ name: `nginx auth_request + 1 s cache, ${name}`, target: { url: `http://127.0.0.1:${ports.authRequestCached}${hosts}`, options: { headers }, process: restarted.child } })
+      if (lua) named.push({ name: `nginx + Lua decision cache, 1 s, ${name}`, target: { url: `http://127.0.0.1:${ports.luaDecisions}${hosts}`, options: { headers }, process: restarted.child } })
     }
   }
   const results = measureInRounds(named.map(({ target }) => target))

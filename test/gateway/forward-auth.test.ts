@@ -12,7 +12,7 @@ import { codeBlocks, replaced } from '../helpers/docs.ts'
 import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { passwordLogin, REALM } from '../helpers/oidc.ts'
-import { forwardAuthNginx, forwardAuthNginxLua, freePort, luaModules, startNginx } from '../helpers/nginx.ts'
+import { forwardAuthConfiguration, freePort, luaModules, startNginx, type Decisions } from '../helpers/nginx.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam, grant } from '../helpers/access.ts'
 import { deniedPathSpellings, otherPathsBesideDenied } from '../helpers/path-spellings.ts'
@@ -50,15 +50,10 @@ function otherProxiesIdentity(headers: Record<string, unknown>): string[] {
   return Object.keys(headers).filter((name) => forged.has(name.replaceAll('_', '-')))
 }
 
-/** Where the documented nginx configuration keeps allowed decisions: nowhere, in nginx's file cache, or in memory (Lua). */
-type Decisions = 'asked' | 'file cache' | 'memory'
-
 /** The documented nginx configuration (docs/forward-auth.md) at this test's addresses, keeping its decisions as told. */
-function nginxSite(port: number, gateway: string, app: string, dir: string, decisions: Decisions): string {
+function nginxSite(port: number, gateway: string, app: string, dir: string, decisions: Decisions): { http: string; main: string } {
   const hostOf = (url: string) => new URL(url).host
-  const where = { port, gateway: hostOf(gateway), service: hostOf(app) }
-  if (decisions === 'memory') return forwardAuthNginxLua(where)
-  return forwardAuthNginx({ ...where, cacheDir: decisions === 'file cache' ? join(dir, 'decisions') : undefined })
+  return forwardAuthConfiguration({ port, gateway: hostOf(gateway), service: hostOf(app) }, decisions, join(dir, 'decisions'))
 }
 
 /** The documented Caddy configuration (docs/forward-auth.md) at this test's addresses. */
@@ -281,7 +276,7 @@ describe('forward authentication', () => {
     const recording = await startRecordingUpstream()
     const [nginxPort, caddyPort] = [await freePort(), await freePort()]
     const proxies = [
-      await startNginx(dir, 'nginx-recorded', nginxSite(nginxPort, gw.url, recording.url, dir, 'asked')),
+      await startNginx(dir, 'nginx-recorded', nginxSite(nginxPort, gw.url, recording.url, dir, 'asked').http),
       await startCaddy(join(dir, 'recorded-identity'), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), recording.url.replace('http://', ''))),
     ]
     try {
@@ -310,7 +305,7 @@ describe('forward authentication', () => {
     const countGatehouse = () => connections.gatehouse++
     recording.server.on('connection', () => connections.service++)
     const port = await freePort()
-    const proxy = await startNginx(dir, 'nginx-kept-open', nginxSite(port, gw.url, recording.url, dir, 'asked'))
+    const proxy = await startNginx(dir, 'nginx-kept-open', nginxSite(port, gw.url, recording.url, dir, 'asked').http)
     try {
       const { token } = await createToken(gw, adminAuth)
       gw.server.server.on('connection', countGatehouse)
@@ -324,7 +319,6 @@ describe('forward authentication', () => {
     }
   })
 
-  const lua = luaModules()
   const variants: { decisions: Decisions; name: string; keptFor?: { words: string; ms: number }; skip?: string }[] = [
     { decisions: 'asked', name: 'nginx auth_request' },
     // nginx's file cache keeps time in whole seconds: a decision cached for "1s" is served until the second after next.
@@ -333,7 +327,7 @@ describe('forward authentication', () => {
       decisions: 'memory',
       name: 'nginx with the Lua module: decisions kept in memory for 1 s',
       keptFor: { words: 'a second', ms: 1500 },
-      skip: lua ? undefined : 'the Lua module is not installed (apt-get install libnginx-mod-http-lua)',
+      skip: luaModules() ? undefined : 'the Lua module is not installed (apt-get install libnginx-mod-http-lua)',
     },
   ]
   for (const { decisions, name, keptFor, skip } of variants) {
@@ -342,7 +336,8 @@ describe('forward authentication', () => {
 
       before(async () => {
         const port = await freePort()
-        children.push(await startNginx(dir, `nginx-${decisions.replace(' ', '-')}`, nginxSite(port, gw.url, app, dir, decisions), decisions === 'memory' ? lua : ''))
+        const { http, main } = nginxSite(port, gw.url, app, dir, decisions)
+        children.push(await startNginx(dir, `nginx-${decisions.replace(' ', '-')}`, http, main))
         nginx = `http://127.0.0.1:${port}`
       })
 

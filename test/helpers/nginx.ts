@@ -114,6 +114,20 @@ function replacedLines(text: string, [first, last]: [string, string], by: string
   return [...lines.slice(0, start), ...(by ? [by] : []), ...lines.slice(end + 1)].join('\n')
 }
 
+/** Where the documented nginx configuration keeps allowed decisions: nowhere, in nginx's file cache, or in memory (Lua). */
+export type Decisions = 'asked' | 'file cache' | 'memory'
+
+/**
+ * The documented nginx configuration keeping its decisions as told (the file cache in `dir`): its `http { }` body,
+ * and the lines before it that load the Lua module where it needs them.
+ */
+export function forwardAuthConfiguration(where: Omit<ForwardAuthSite, 'cacheDir'>, decisions: Decisions, dir: string): { http: string; main: string } {
+  if (decisions !== 'memory') return { http: forwardAuthNginx({ ...where, cacheDir: decisions === 'file cache' ? dir : undefined }), main: '' }
+  const main = luaModules()
+  if (main === undefined) throw new Error('the Lua module is not installed (apt-get install libnginx-mod-http-lua)')
+  return { http: forwardAuthNginxLua(where), main }
+}
+
 /**
  * The `load_module` lines of Debian's `libnginx-mod-http-lua` (and the NDK it needs), which its package puts in the
  * `modules-enabled` directory the system's nginx.conf includes: this nginx.conf is the caller's own. Undefined when
