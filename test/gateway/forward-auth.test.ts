@@ -452,7 +452,11 @@ describe('forward authentication', () => {
           for (let i = 0; i < 5; i++) assert.equal((await fetch(`${nginx}/app/v1/hosts/?repeated`, { headers: bearer(token) })).status, 200)
           assert.equal(asked, 1)
           const write = { method: 'POST', headers: { ...bearer(token), 'content-type': 'application/json' }, body: '{}' }
-          for (let i = 0; i < 2; i++) assert.equal((await fetch(`${nginx}/app/v1/jobs/`, write)).status, 200)
+          for (let i = 0; i < 2; i++) {
+            const written = await fetch(`${nginx}/app/v1/jobs/`, write)
+            assert.equal(written.status, 200)
+            assert.equal((await json(written)).body_bytes, 2, 'the body reaches the service')
+          }
           assert.equal(asked, 3)
         } finally {
           gw.server.server.off('request', count)
