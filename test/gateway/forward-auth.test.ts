@@ -272,17 +272,20 @@ describe('forward authentication', () => {
     })
   })
 
-  it('the documented nginx and Caddy configurations keep other proxies\' identity headers from the service', async () => {
+  it('the documented nginx (with and without Lua) and Caddy configurations keep other proxies\' identity headers from the service', async () => {
     const recording = await startRecordingUpstream()
-    const [nginxPort, caddyPort] = [await freePort(), await freePort()]
+    const [nginxPort, caddyPort, luaPort] = [await freePort(), await freePort(), await freePort()]
     const proxies = [
       await startNginx(dir, 'nginx-recorded', nginxSite(nginxPort, gw.url, recording.url, dir, 'asked').http),
       await startCaddy(join(dir, 'recorded-identity'), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), recording.url.replace('http://', ''))),
     ]
+    // The configuration with the Lua module too, where it is installed.
+    const lua = luaModules() && nginxSite(luaPort, gw.url, recording.url, dir, 'memory')
+    if (lua) proxies.push(await startNginx(dir, 'nginx-lua-recorded', lua.http, lua.main))
     try {
       const { token } = await createToken(gw, adminAuth)
       const underscored = Object.fromEntries(Object.entries(OTHER_PROXIES_IDENTITY).map(([name, value]) => [name.replaceAll('-', '_'), value]))
-      for (const port of [nginxPort, caddyPort]) {
+      for (const port of lua ? [nginxPort, caddyPort, luaPort] : [nginxPort, caddyPort]) {
         for (const forged of [OTHER_PROXIES_IDENTITY, underscored]) {
           for (const [path, headers] of [['/app/open/', {}], ['/app/v1/hosts/', bearer(token)]] as const) {
             const response = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { ...headers, ...forged, 'X-Request-Id': 'kept' } })
