@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { repoRoot } from './gateway.ts'
+import { REALM } from './oidc.ts'
+
+const KEYCLOAK_JS = readFileSync(`${repoRoot}node_modules/keycloak-js/lib/keycloak.js`, 'utf8')
+
+/** The page Keycloak's documentation gives for `silentCheckSsoRedirectUri`: it hands its URL to the app. */
+const SILENT_CHECK_SSO = '<!doctype html><html><body><script>parent.postMessage(location.href, location.origin)</script></body></html>'
+
+export interface KeycloakJsApp {
+  url: string
+  server: Server
+  close(): Promise<void>
+}
+
+function appPage(gatewayUrl: string, initOptions: Record<string, unknown>): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>App</title></head><body><h1>App</h1>
+<script type="module">
+import Keycloak from '/keycloak.js'
+const keycloak = new Keycloak({ url: ${JSON.stringify(gatewayUrl)}, realm: ${JSON.stringify(REALM)}, clientId: 'spa' })
+window.keycloak = keycloak
+window.events = []
+keycloak.onAuthLogout = () => window.events.push('logout')
+keycloak.onAuthError = (error) => window.events.push('error')
+keycloak.init(${JSON.stringify(initOptions)}).then((authenticated) => { window.initResult = { authenticated } }, (error) => { window.initResult = { error: error instanceof Error ? error.message : error } })
+</script></body></html>`
+}
+
+/**
+ * A single-page application on its own origin that uses keycloak-js (npm, version 26) as Keycloak's documentation
+ * writes it: `new Keycloak({url, realm, clientId})` and `init(options)`. Each path `/<name>` is an app page whose
+ * `init` takes `apps[name]` (`/` takes `apps['']`); the outcome is in `window.initResult`, and keycloak-js's events
+ * are counted in `window.events`. `/silent-check-sso.html` is the page for `silentCheckSsoRedirectUri`.
+ */
+/** `apps` may be a function of the app's own URL, for options that name it (`silentCheckSsoRedirectUri`). */
+export async function startKeycloakJsApp(gatewayUrl: () => string, appsOf: Record<string, Record<string, unknown>> | ((appUrl: string) => Record<string, Record<string, unknown>>)): Promise<KeycloakJsApp> {
+  let apps: Record<string, Record<string, unknown>> = {}
+  const server = createServer((request, response) => {
+    const path = new URL(request.url ?? '/', 'http://app').pathname
+    const name = path.slice(1)
+    if (path === '/keycloak.js') {
+      response.writeHead(200, { 'content-type': 'text/javascript' }).end(KEYCLOAK_JS)
+    } else if (path === '/silent-check-sso.html') {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(SILENT_CHECK_SSO)
+    } else if (Object.hasOwn(apps, name)) {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(appPage(gatewayUrl(), apps[name]!))
+    } else {
+      response.writeHead(404).end()
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  apps = typeof appsOf === 'function' ? appsOf(url) : appsOf
+  return {
+    url,
+    server,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  }
+}
