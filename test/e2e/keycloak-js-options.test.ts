@@ -139,6 +139,24 @@ describe('keycloak-js 26 options in Chromium against the realm', () => {
     })
   })
 
+  it('judges token expiry with the clock skew it measures from the token\'s iat: a browser clock two hours ahead still refreshes only when due', async () => {
+    await inNewBrowser(async ({ page, context, problems }) => {
+      const ahead = 2 * 3600
+      await context.clock.install({ time: Date.now() + ahead * 1000 })
+      await page.goto(appUrl('login-required'))
+      await fillLogin(page)
+      assert.deepEqual(await initResult(page), { authenticated: true })
+      const skew = await page.evaluate<number>('keycloak.timeSkew')
+      assert.ok(Math.abs(skew - ahead) <= 5, `timeSkew ${skew}`)
+      assert.equal(await page.evaluate('keycloak.isTokenExpired(5)'), false)
+      assert.equal(await page.evaluate('keycloak.updateToken(5)'), false, 'a fresh token is not refreshed')
+      const before = await page.evaluate<string>('keycloak.token')
+      assert.equal(await page.evaluate('keycloak.updateToken(400)'), true, 'a token valid for less than minValidity (the realm gives 300 s) is refreshed')
+      assert.notEqual(await page.evaluate('keycloak.token'), before)
+      assert.deepEqual(problems, [])
+    })
+  })
+
   it('signed in: loadUserInfo(), accountManagement(), login options (scope, locale, idpHint, acr, maxAge), register()', async () => {
     await inNewBrowser(async ({ page, problems, failedResponses }) => {
       await page.goto(appUrl('login-required'))
