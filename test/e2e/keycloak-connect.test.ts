@@ -8,7 +8,7 @@ import session from 'express-session'
 import Keycloak from 'keycloak-connect'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, passwordLogin, REALM, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { decodeJwtPart, passwordLogin, REALM, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
 
 /** keycloak-connect's token class (auth-utils/token.js), which its type declarations leave out. */
 const Token = createRequire(import.meta.url)('keycloak-connect/middleware/auth-utils/token.js') as new (token: string, clientId?: string) => unknown
@@ -237,5 +237,25 @@ describe('keycloak-connect 26 against the realm', () => {
     // The realm session is over: the protected page asks for the password again.
     const again = await browser.navigate(`${url}/protected`)
     assert.match(new URL(again.url).pathname, /\/login-actions\//)
+  })
+})
+
+describe('keycloak-connect 26 against a realm that signs ES256', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([], { default_signature_algorithm: 'ES256' }) } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw?.close())
+
+  it('cannot check its tokens offline (bearer-only verifies RSA signatures only, as with Keycloak), but introspection takes them', async () => {
+    const config = { realm: REALM, 'auth-server-url': gw.url, 'ssl-required': 'none' }
+    const offline = new Keycloak({}, { ...config, resource: 'connect-api', 'bearer-only': true } as never)
+    const alice = await passwordLogin(gw, 'alice', 'alice-password')
+    assert.equal(decodeJwtPart(alice.access_token, 0).alg, 'ES256')
+    const grant = offline.grantManager.createGrant({ access_token: alice.access_token } as never)
+    await assert.rejects(grant, /invalid token \(public key signature\)/)
+    const introspecting = new Keycloak({}, { ...config, resource: 'reports', credentials: { secret: SERVICE_SECRET } } as never)
+    assert.equal(await introspecting.grantManager.validateAccessToken(alice.access_token), alice.access_token)
   })
 })
