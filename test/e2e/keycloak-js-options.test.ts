@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
-import { launchChromium, openPage, type WatchedPage } from '../helpers/chromium.ts'
-import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { startKeycloakJsApp, type KeycloakJsApp } from '../helpers/keycloak-js-app.ts'
-import { REALM, realmWith } from '../helpers/oidc.ts'
+import { openPage, type WatchedPage } from '../helpers/chromium.ts'
+import type { TestGateway } from '../helpers/gateway.ts'
+import { startKeycloakJsSetup, type KeycloakJsApp, type KeycloakJsSetup } from '../helpers/keycloak-js-app.ts'
+import { REALM } from '../helpers/oidc.ts'
 
 const LOGIN_PAGE = `/realms/${REALM}/login-actions/`
 const IMPLICIT_DISABLED = 'Client is not allowed to initiate browser login with given response_type. Implicit flow is disabled for the client.'
@@ -17,10 +17,10 @@ describe('keycloak-js 26 options in Chromium against the realm', () => {
   let gw: TestGateway
   let app: KeycloakJsApp
   let browser: Browser
+  let setup: KeycloakJsSetup | undefined
 
   before(async () => {
-    let gatewayUrl = ''
-    app = await startKeycloakJsApp(() => gatewayUrl, (appUrl) => ({
+    setup = await startKeycloakJsSetup((appUrl) => ({
       'login-required': { onLoad: 'login-required' },
       'silent-check-sso': { onLoad: 'check-sso', silentCheckSsoRedirectUri: `${appUrl}/silent-check-sso.html` },
       'check-sso': { onLoad: 'check-sso', checkLoginIframe: false },
@@ -29,20 +29,9 @@ describe('keycloak-js 26 options in Chromium against the realm', () => {
       'hybrid': { onLoad: 'login-required', flow: 'hybrid' },
       'no-pkce': { onLoad: 'login-required', pkceMethod: false },
     }))
-    gw = await startGateway({
-      config: {
-        realms: realmWith([{ client_id: 'spa', public_client: true, redirect_uris: [`${app.url}/*`], post_logout_redirect_uris: ['+'], web_origins: ['+'] }]),
-      },
-    })
-    gatewayUrl = gw.url
-    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', firstName: 'Alice', lastName: 'Liddell' })
-    browser = await launchChromium()
+    ;({ gw, app, browser } = setup)
   })
-  after(async () => {
-    await browser?.close()
-    await gw?.close()
-    await app?.close()
-  })
+  after(() => setup?.close())
 
   const appUrl = (name: string) => `${app.url}/${name}`
 

@@ -1,37 +1,25 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser } from 'playwright-core'
-import { launchChromium, openPage, type WatchedPage } from '../helpers/chromium.ts'
-import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { startKeycloakJsApp, type KeycloakJsApp } from '../helpers/keycloak-js-app.ts'
-import { REALM, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { openPage, type WatchedPage } from '../helpers/chromium.ts'
+import { basic, json, type TestGateway } from '../helpers/gateway.ts'
+import { startKeycloakJsSetup, type KeycloakJsSetup } from '../helpers/keycloak-js-app.ts'
+import { REALM, tokenRequest } from '../helpers/oidc.ts'
 
 describe('keycloak-js 26 in Chromium against the realm', () => {
   let gw: TestGateway
-  let app: KeycloakJsApp
   let appUrl: string
   let browser: Browser
+  let setup: KeycloakJsSetup | undefined
 
   before(async () => {
-    let gatewayUrl = ''
     // Keycloak's documented setup, with default options (PKCE S256, fragment response mode, third-party cookie
     // check, login status iframe).
-    app = await startKeycloakJsApp(() => gatewayUrl, { '': { onLoad: 'login-required' } })
-    appUrl = app.url
-    gw = await startGateway({
-      config: {
-        realms: realmWith([{ client_id: 'spa', public_client: true, redirect_uris: [`${appUrl}/*`], post_logout_redirect_uris: ['+'], web_origins: ['+'], audiences: ['demo-app'] }]),
-      },
-    })
-    gatewayUrl = gw.url
-    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', firstName: 'Alice', lastName: 'Liddell' })
-    browser = await launchChromium()
+    setup = await startKeycloakJsSetup({ '': { onLoad: 'login-required' } }, { audiences: ['demo-app'] })
+    ;({ gw, browser } = setup)
+    appUrl = setup.app.url
   })
-  after(async () => {
-    await browser?.close()
-    await gw?.close()
-    await app?.close()
-  })
+  after(() => setup?.close())
 
   /** Opens the app: keycloak-js sends the browser to the realm's login page, which is filled in; back on the app, init() resolves. */
   async function logIn({ page }: WatchedPage): Promise<void> {

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { repoRoot } from './gateway.ts'
-import { REALM } from './oidc.ts'
+import type { Browser } from 'playwright-core'
+import { launchChromium } from './chromium.ts'
+import { repoRoot, startGateway, type TestGateway } from './gateway.ts'
+import { REALM, realmWith } from './oidc.ts'
 
 const KEYCLOAK_JS = readFileSync(`${repoRoot}node_modules/keycloak-js/lib/keycloak.js`, 'utf8')
 
@@ -57,5 +59,37 @@ export async function startKeycloakJsApp(gatewayUrl: () => string, appsOf: Recor
     url,
     server,
     close: () => new Promise((resolve) => server.close(() => resolve())),
+  }
+}
+
+export interface KeycloakJsSetup {
+  gw: TestGateway
+  app: KeycloakJsApp
+  browser: Browser
+  close(): Promise<void>
+}
+
+/**
+ * The gateway whose realm has the public client `spa` for the app's origin (`redirect_uris`, `post_logout_redirect_uris`
+ * and `web_origins` as docs/oidc.md gives them, plus `client`), the app, the user alice, and Chromium.
+ */
+export async function startKeycloakJsSetup(apps: Parameters<typeof startKeycloakJsApp>[1], client: Record<string, unknown> = {}): Promise<KeycloakJsSetup> {
+  let gatewayUrl = ''
+  const app = await startKeycloakJsApp(() => gatewayUrl, apps)
+  const gw = await startGateway({
+    config: {
+      realms: realmWith([{ client_id: 'spa', public_client: true, redirect_uris: [`${app.url}/*`], post_logout_redirect_uris: ['+'], web_origins: ['+'], ...client }]),
+    },
+  })
+  gatewayUrl = gw.url
+  await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', firstName: 'Alice', lastName: 'Liddell' })
+  const browser = await launchChromium()
+  return {
+    gw, app, browser,
+    async close() {
+      await browser.close()
+      await gw.close()
+      await app.close()
+    },
   }
 }
