@@ -238,6 +238,16 @@ describe('keycloak-connect 26 against the realm', () => {
     const again = await browser.navigate(`${url}/protected`)
     assert.match(new URL(again.url).pathname, /\/login-actions\//)
   })
+
+  it('obtains a service account\'s grant with client credentials: no refresh token (Keycloak\'s default) and no ID token', async () => {
+    const keycloak = new Keycloak({}, { ...base(), resource: 'reports', credentials: { secret: SERVICE_SECRET } } as never)
+    // keycloak-connect asks for scope `openid`; Keycloak would add an ID token of the service account user.
+    const grant = await keycloak.grantManager.obtainFromClientCredentials()
+    const content = (grant.access_token as unknown as { content: Record<string, unknown> }).content
+    assert.deepEqual({ user: content.preferred_username, azp: content.azp, typ: content.typ }, { user: 'service-account-reports', azp: 'reports', typ: 'Bearer' })
+    assert.equal(grant.refresh_token, undefined)
+    assert.equal(grant.id_token, undefined)
+  })
 })
 
 describe('keycloak-connect 26 against a realm that signs ES256', () => {
