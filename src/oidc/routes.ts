@@ -77,10 +77,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
   if (rest === REGISTRATIONS_PATH) return registrationNotAllowed(request, reply)
   if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
   const allowed = ENDPOINT_METHODS.get(rest)
-  if (allowed && !allowed.includes(request.method)) {
-    return reply.code(405).header('allow', allowed.join(', ')).header('cache-control', 'no-store').type('application/json')
-      .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
-  }
+  if (allowed && !allowed.includes(request.method)) return methodNotAllowed(reply, allowed)
 
   if (startsSignIn(rest, request.method, query)) {
     try {
@@ -114,12 +111,15 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
  * endpoint answers as Keycloak's with "User registration" off, its error page (400) "Registration not allowed".
  */
 function registrationNotAllowed(request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (request.method !== 'GET' && request.method !== 'HEAD') {
-    return reply.code(405).header('allow', 'GET, HEAD').header('cache-control', 'no-store').type('application/json')
-      .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
-  }
+  if (request.method !== 'GET' && request.method !== 'HEAD') return methodNotAllowed(reply, ['GET', 'HEAD'])
   return reply.code(400).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8')
     .send(simplePage('Registration not allowed', '<p>Registration not allowed</p><p>Ask an administrator for an account.</p>'))
+}
+
+/** Keycloak's 405 for a known path asked with another method, with `Allow`. */
+function methodNotAllowed(reply: FastifyReply, allowed: readonly string[]): FastifyReply {
+  return reply.code(405).header('allow', allowed.join(', ')).header('cache-control', 'no-store').type('application/json')
+    .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
 }
 
 /** The endpoints whose answers are pages for a browser, also when a start is refused. */
