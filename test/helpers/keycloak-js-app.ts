@@ -25,7 +25,7 @@ const keycloak = new Keycloak({ url: ${JSON.stringify(gatewayUrl)}, realm: ${JSO
 window.keycloak = keycloak
 window.events = []
 keycloak.onAuthLogout = () => window.events.push('logout')
-keycloak.onAuthError = (error) => window.events.push('error')
+keycloak.onAuthError = () => window.events.push('error')
 keycloak.init(${JSON.stringify(initOptions)}).then((authenticated) => { window.initResult = { authenticated } }, (error) => { window.initResult = { error: error instanceof Error ? error.message : error } })
 </script></body></html>`
 }
@@ -33,10 +33,11 @@ keycloak.init(${JSON.stringify(initOptions)}).then((authenticated) => { window.i
 /**
  * A single-page application on its own origin that uses keycloak-js (npm, version 26) as Keycloak's documentation
  * writes it: `new Keycloak({url, realm, clientId})` and `init(options)`. Each path `/<name>` is an app page whose
- * `init` takes `apps[name]` (`/` takes `apps['']`); the outcome is in `window.initResult`, and keycloak-js's events
- * are counted in `window.events`. `/silent-check-sso.html` is the page for `silentCheckSsoRedirectUri`.
+ * `init` takes `apps[name]` (`/` takes `apps['']`); `apps` may be a function of the app's own URL, for options that
+ * name it (`silentCheckSsoRedirectUri`). The outcome of `init` is in `window.initResult`, and the `onAuthLogout` and
+ * `onAuthError` events are listed in `window.events`. `/silent-check-sso.html` is the page for
+ * `silentCheckSsoRedirectUri`.
  */
-/** `apps` may be a function of the app's own URL, for options that name it (`silentCheckSsoRedirectUri`). */
 export async function startKeycloakJsApp(gatewayUrl: () => string, appsOf: Record<string, Record<string, unknown>> | ((appUrl: string) => Record<string, Record<string, unknown>>)): Promise<KeycloakJsApp> {
   let apps: Record<string, Record<string, unknown>> = {}
   const server = createServer((request, response) => {
