@@ -404,6 +404,21 @@ export function keycloakPkceDescription(description: string, required: boolean):
   return /^code_challenge (must be a string with a m(in|ax)imum length|contains invalid characters)/.test(description) ? 'Invalid parameter: code_challenge' : undefined
 }
 
+const RESPONSE_TYPE_VALUES = new Set(['code', 'token', 'id_token', 'none'])
+
+/**
+ * Keycloak's refusal of an implicit or hybrid request (`response_type` with `token` or `id_token`), which every
+ * client gets, Gatehouse having no "Implicit Flow Enabled" (AuthorizationEndpointChecker `checkResponseType`). keycloak-js
+ * with `flow: 'implicit'` or `'hybrid'` hands it to `onAuthError` and rejects `init` with it. Undefined for any
+ * other refusal, and for a `response_type` Keycloak would not parse (it answers "Invalid parameter: response_type").
+ */
+export function implicitFlowRefusal(error: string | undefined, responseType: unknown): { error: string; error_description: string } | undefined {
+  if (error !== 'unsupported_response_type' || typeof responseType !== 'string') return undefined
+  const values = responseType.split(' ')
+  if (!values.every((value) => RESPONSE_TYPE_VALUES.has(value)) || !values.some((value) => value === 'token' || value === 'id_token')) return undefined
+  return { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate browser login with given response_type. Implicit flow is disabled for the client.' }
+}
+
 /** oidc-provider's `renderError`: the page a browser sees when an authorization or logout request is wrong. */
 export async function renderErrorPage(ctx: KoaContextWithOIDC, out: { error?: string; error_description?: string }): Promise<void> {
   ctx.type = 'html'

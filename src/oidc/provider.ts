@@ -11,7 +11,7 @@ import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { deviceCodePage, deviceConfirmPage, deviceDonePage, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
+import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
@@ -128,8 +128,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const applications = new Map<string, RealmClientConfig>()
   const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
   const requiresPkce = (clientId: string) => pkceRequired(clients.get(clientId))
-  /** An authorization refusal as oidc-provider words it, with Keycloak's words for PKCE. */
-  const inKeycloakWords = <Out extends { error_description?: string }>(ctx: KoaContextWithOIDC, out: Out): Out => {
+  /** An authorization refusal as oidc-provider words it, with Keycloak's words for PKCE and the implicit flow. */
+  const inKeycloakWords = <Out extends { error?: string; error_description?: string }>(ctx: KoaContextWithOIDC, out: Out): Out => {
+    const implicit = implicitFlowRefusal(out.error, ctx.oidc.params?.response_type)
+    if (implicit) return { ...out, ...implicit }
     const clientId = ctx.oidc.client?.clientId
     const description = out.error_description === undefined || clientId === undefined ? undefined : keycloakPkceDescription(out.error_description, requiresPkce(clientId))
     return description === undefined ? out : { ...out, error_description: description }

@@ -23,6 +23,8 @@ const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH'
 const BODY_LIMIT = 56 * 1024
 const REALM_PATH = /^\/realms\/([A-Za-z0-9._-]+)(\/[^?]*)?$/
 const ACCOUNT_PATH = '/account'
+/** keycloak-js `register()` sends the browser here (Keycloak's AuthorizationEndpoint `registrations`). */
+const REGISTRATIONS_PATH = '/protocol/openid-connect/registrations'
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
 /**
@@ -72,12 +74,10 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
   if (rest === GATEWAY_CALLBACK && request.method === 'GET') return gatewayCallback(app, realm, request, reply)
   if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) return sendIframePage(realm, rest, new URLSearchParams(query), reply)
   if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
+  if (rest === REGISTRATIONS_PATH) return registrationNotAllowed(request, reply)
   if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
   const allowed = ENDPOINT_METHODS.get(rest)
-  if (allowed && !allowed.includes(request.method)) {
-    return reply.code(405).header('allow', allowed.join(', ')).header('cache-control', 'no-store').type('application/json')
-      .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
-  }
+  if (allowed && !allowed.includes(request.method)) return methodNotAllowed(reply, allowed)
 
   if (startsSignIn(rest, request.method, query)) {
     try {
@@ -104,6 +104,22 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     handOver: () => reply.hijack(),
   })
   return reply
+}
+
+/**
+ * Accounts are made by administrators, the directory or single sign-on, never by a visitor: the registrations
+ * endpoint answers as Keycloak's with "User registration" off, its error page (400) "Registration not allowed".
+ */
+function registrationNotAllowed(request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (request.method !== 'GET' && request.method !== 'HEAD') return methodNotAllowed(reply, ['GET', 'HEAD'])
+  return reply.code(400).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8')
+    .send(simplePage('Registration not allowed', '<p>Registration not allowed</p><p>Ask an administrator for an account.</p>'))
+}
+
+/** Keycloak's 405 for a known path asked with another method, with `Allow`. */
+function methodNotAllowed(reply: FastifyReply, allowed: readonly string[]): FastifyReply {
+  return reply.code(405).header('allow', allowed.join(', ')).header('cache-control', 'no-store').type('application/json')
+    .send({ error: 'HTTP 405 Method Not Allowed', error_description: NO_SUCH_ENDPOINT.error_description })
 }
 
 /** The endpoints whose answers are pages for a browser, also when a start is refused. */

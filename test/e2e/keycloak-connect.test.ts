@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
+import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it, mock } from 'node:test'
 import express, { type Express } from 'express'
@@ -7,9 +8,16 @@ import session from 'express-session'
 import Keycloak from 'keycloak-connect'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, passwordLogin, REALM, realmWith } from '../helpers/oidc.ts'
+import { decodeJwtPart, passwordLogin, REALM, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
+
+/** keycloak-connect's token class (auth-utils/token.js), which its type declarations leave out. */
+const Token = createRequire(import.meta.url)('keycloak-connect/middleware/auth-utils/token.js') as new (token: string, clientId?: string) => unknown
 
 const CONFIDENTIAL_SECRET = 'connect-confidential-secret-0123'
+
+type KauthRequest = { kauth?: { grant?: { access_token: { content: Record<string, unknown> } } } }
+/** The claims of the access token keycloak-connect attached to the request. */
+const accessClaims = (request: unknown) => (request as KauthRequest).kauth!.grant!.access_token.content
 
 /** An Express app protected by keycloak-connect as its README sets it up: a session store, the middleware, protect(). */
 function browserApp(keycloakConfig: Record<string, unknown>): { app: Express; keycloak: Keycloak.Keycloak } {
@@ -19,9 +27,10 @@ function browserApp(keycloakConfig: Record<string, unknown>): { app: Express; ke
   app.use(session({ secret: 'keycloak-connect-test', resave: false, saveUninitialized: true, store }))
   app.use(keycloak.middleware())
   app.get('/protected', keycloak.protect(), (request, response) => {
-    const grant = (request as unknown as { kauth: { grant: Keycloak.Grant } }).kauth.grant
-    response.json({ user: (grant.access_token as unknown as { content: { preferred_username: string } }).content.preferred_username })
+    response.json({ user: accessClaims(request).preferred_username })
   })
+  app.get('/issued', keycloak.protect(), (request, response) => { response.json({ iat: accessClaims(request).iat }) })
+  app.get('/check-sso', keycloak.checkSso(), (request, response) => { response.json({ user: (request as KauthRequest).kauth?.grant ? accessClaims(request).preferred_username : null }) })
   return { app, keycloak }
 }
 
@@ -46,7 +55,7 @@ describe('keycloak-connect 26 against the realm', () => {
         realms: realmWith([
             { client_id: 'connect-public', public_client: true, pkce: 'optional', direct_access_grants: true, redirect_uris: appUrls },
             { client_id: 'connect-strict', public_client: true, redirect_uris: appUrls },
-            { client_id: 'connect-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true, redirect_uris: appUrls, audiences: ['demo-app'] },
+            { client_id: 'connect-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true, redirect_uris: appUrls, post_logout_redirect_uris: ['+'], audiences: ['demo-app'] },
         ]),
       },
     })
@@ -75,7 +84,7 @@ describe('keycloak-connect 26 against the realm', () => {
     const app = express()
     app.use(keycloak.middleware())
     app.get('/api/hello', keycloak.protect(), (request, response) => {
-      response.json({ user: (request as unknown as { kauth: { grant: { access_token: { content: { preferred_username: string } } } } }).kauth.grant.access_token.content.preferred_username })
+      response.json({ user: accessClaims(request).preferred_username })
     })
     app.get('/api/admin', keycloak.protect('realm:admin'), (_request, response) => { response.json({ ok: true }) })
     serve(app)
@@ -137,5 +146,126 @@ describe('keycloak-connect 26 against the realm', () => {
     assert.equal(await keycloak.grantManager.validateAccessToken(access.token), false, 'the first access token has expired')
     const info = await keycloak.grantManager.userInfo(newAccess.token) as Record<string, unknown>
     assert.equal(info.preferred_username, 'alice')
+  })
+
+  it('reads realm roles from realm_access and client roles from resource_access, where Keycloak puts them', async () => {
+    const keycloak = new Keycloak({}, { ...base(), resource: 'connect-api', 'bearer-only': true } as never)
+    const app = express()
+    app.use(keycloak.middleware())
+    const ok = (_request: unknown, response: express.Response) => { response.json({ ok: true }) }
+    app.get('/realm-role', keycloak.protect('realm:offline_access'), ok)
+    app.get('/account-role', keycloak.protect('account:view-profile'), ok)
+    app.get('/missing-account-role', keycloak.protect('account:manage-realm'), ok)
+    // An unprefixed role is the resource's own client role: Gatehouse's clients have none.
+    app.get('/own-role', keycloak.protect('reader'), ok)
+    app.get('/guard', keycloak.protect((token) => token.hasRole('account:manage-account') && token.hasRealmRole('uma_authorization')), ok)
+    serve(app)
+    const alice = await passwordLogin(gw, 'alice', 'alice-password')
+    const status = async (path: string) => (await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${alice.access_token}` } })).status
+    assert.deepEqual(
+      { realm: await status('/realm-role'), account: await status('/account-role'), missing: await status('/missing-account-role'), own: await status('/own-role'), guard: await status('/guard') },
+      { realm: 200, account: 200, missing: 403, own: 403, guard: 200 },
+    )
+  })
+
+  it('validates tokens as its grant manager does: issuer, typ Bearer, signature from the JWKS', async () => {
+    const { keycloak } = browserApp({ ...base(), resource: 'connect-confidential', credentials: { secret: CONFIDENTIAL_SECRET } })
+    const grant = await keycloak.grantManager.obtainDirectly('alice', 'alice-password')
+    const manager = keycloak.grantManager as unknown as { validateToken(token: unknown, type: string): Promise<unknown> }
+    const failure = (token: unknown, type: string) => manager.validateToken(token, type).then(() => 'valid', (error: Error) => error.message)
+    assert.equal(await failure(grant.access_token, 'Bearer'), 'valid')
+    assert.equal(await failure(grant.id_token, 'ID'), 'valid')
+    assert.equal(await failure(grant.id_token, 'Bearer'), 'invalid token (wrong type)')
+    const access = grant.access_token as unknown as { token: string }
+    const [header, , signature] = access.token.split('.')
+    const forgedClaims = Buffer.from(JSON.stringify({ ...decodeJwtPart(access.token, 1), preferred_username: 'admin' })).toString('base64url')
+    assert.equal(await failure(new Token(`${header}.${forgedClaims}.${signature}`, 'connect-confidential'), 'Bearer'), 'invalid token (public key signature)')
+    const otherIssuer = Buffer.from(JSON.stringify({ ...decodeJwtPart(access.token, 1), iss: `${gw.url}/realms/other` })).toString('base64url')
+    assert.equal(await failure(new Token(`${header}.${otherIssuer}.${signature}`, 'connect-confidential'), 'Bearer'), 'invalid token (wrong ISS)')
+  })
+
+  it('answers the policy enforcer\'s UMA grant with a clean refusal (no Authorization Services), which the adapter turns into 403', async () => {
+    const keycloak = new Keycloak({}, { ...base(), resource: 'connect-confidential', credentials: { secret: CONFIDENTIAL_SECRET }, 'bearer-only': true } as never)
+    const app = express()
+    app.use(keycloak.middleware())
+    app.get('/reports', keycloak.enforcer('reports:read'), (_request, response) => { response.json({ ok: true }) })
+    app.get('/reports-token', keycloak.enforcer('reports:read', { response_mode: 'token' }), (_request, response) => { response.json({ ok: true }) })
+    serve(app)
+    const alice = await passwordLogin(gw, 'alice', 'alice-password')
+    for (const path of ['/reports', '/reports-token']) {
+      const answer = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${alice.access_token}` } })
+      assert.equal(answer.status, 403, path)
+      assert.equal(await answer.text(), 'Access denied')
+    }
+    // The request the enforcer sends (GrantManager.checkPermissions), as Keycloak answers it with the authorization feature off.
+    const uma = await tokenRequest(gw, { grant_type: 'urn:ietf:params:oauth:grant-type:uma-ticket', audience: 'connect-confidential', response_mode: 'permissions', permission: 'reports#read', subject_token: alice.access_token, client_id: 'connect-confidential', client_secret: CONFIDENTIAL_SECRET })
+    assert.deepEqual({ status: uma.status, body: uma.body }, { status: 400, body: { error: 'unsupported_grant_type', error_description: 'Unsupported grant_type' } })
+  })
+
+  it('check-sso: a browser without a realm session stays anonymous, with one it is signed in silently', async () => {
+    serve(browserApp({ ...base(), resource: 'connect-confidential', credentials: { secret: CONFIDENTIAL_SECRET } }).app)
+    const anonymous = new Browser()
+    const page = await anonymous.navigate(`${url}/check-sso`)
+    assert.deepEqual(JSON.parse(page.body), { user: null })
+    const authorization = new URL(anonymous.hops.find((hop) => hop.url.includes('/protocol/openid-connect/auth?'))!.url).searchParams
+    assert.equal(authorization.get('prompt'), 'none')
+    assert.equal(authorization.get('response_mode'), 'query')
+
+    const { browser } = await browserLogin()
+    const signedIn = await browser.navigate(`${url}/check-sso`)
+    assert.deepEqual(JSON.parse(signedIn.body), { user: 'alice' })
+  })
+
+  it('refreshes the grant kept in the session once its access token expires (getGrant), and logs out through /logout', async (t) => {
+    serve(browserApp({ ...base(), resource: 'connect-confidential', credentials: { secret: CONFIDENTIAL_SECRET } }).app)
+    const { browser } = await browserLogin()
+    const first = JSON.parse((await browser.navigate(`${url}/issued`)).body) as { iat: number }
+
+    t.after(() => mock.timers.reset())
+    mock.timers.enable({ apis: ['Date'], now: Date.now() + 400_000 })
+    const refreshed = JSON.parse((await browser.navigate(`${url}/issued`)).body) as { iat: number }
+    assert.ok(refreshed.iat >= first.iat + 400, 'the stored grant was refreshed at the token endpoint')
+    mock.timers.reset()
+
+    // keycloak-connect's logout: to the realm's logout with id_token_hint and post_logout_redirect_uri (the app's root).
+    const confirm = await browser.navigate(`${url}/logout`)
+    const logout = new URL(browser.hops.find((hop) => hop.url.includes('/protocol/openid-connect/logout?'))!.url).searchParams
+    assert.equal(logout.get('post_logout_redirect_uri'), `${url}/`)
+    assert.ok(logout.get('id_token_hint'))
+    const back = await browser.submit(confirm, { logout: 'yes' }, { stopBefore: (next) => next.startsWith(url) })
+    assert.equal(back.stoppedAt, `${url}/`)
+    // The realm session is over: the protected page asks for the password again.
+    const again = await browser.navigate(`${url}/protected`)
+    assert.match(new URL(again.url).pathname, /\/login-actions\//)
+  })
+
+  it('obtains a service account\'s grant with client credentials: no refresh token (Keycloak\'s default) and no ID token', async () => {
+    const keycloak = new Keycloak({}, { ...base(), resource: 'reports', credentials: { secret: SERVICE_SECRET } } as never)
+    // keycloak-connect asks for scope `openid`; Keycloak would add an ID token of the service account user.
+    const grant = await keycloak.grantManager.obtainFromClientCredentials()
+    const content = (grant.access_token as unknown as { content: Record<string, unknown> }).content
+    assert.deepEqual({ user: content.preferred_username, azp: content.azp, typ: content.typ }, { user: 'service-account-reports', azp: 'reports', typ: 'Bearer' })
+    assert.equal(grant.refresh_token, undefined)
+    assert.equal(grant.id_token, undefined)
+  })
+})
+
+describe('keycloak-connect 26 against a realm that signs ES256', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([], { default_signature_algorithm: 'ES256' }) } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw?.close())
+
+  it('cannot check its tokens offline (bearer-only verifies RSA signatures only, as with Keycloak), but introspection takes them', async () => {
+    const config = { realm: REALM, 'auth-server-url': gw.url, 'ssl-required': 'none' }
+    const offline = new Keycloak({}, { ...config, resource: 'connect-api', 'bearer-only': true } as never)
+    const alice = await passwordLogin(gw, 'alice', 'alice-password')
+    assert.equal(decodeJwtPart(alice.access_token, 0).alg, 'ES256')
+    const grant = offline.grantManager.createGrant({ access_token: alice.access_token } as never)
+    await assert.rejects(grant, /invalid token \(public key signature\)/)
+    const introspecting = new Keycloak({}, { ...config, resource: 'reports', credentials: { secret: SERVICE_SECRET } } as never)
+    assert.equal(await introspecting.grantManager.validateAccessToken(alice.access_token), alice.access_token)
   })
 })

@@ -1,67 +1,25 @@
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import type { Browser } from 'playwright-core'
-import { launchChromium, openPage, type WatchedPage } from '../helpers/chromium.ts'
-import { basic, json, repoRoot, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { REALM, realmWith, tokenRequest } from '../helpers/oidc.ts'
-
-const KEYCLOAK_JS = readFileSync(`${repoRoot}node_modules/keycloak-js/lib/keycloak.js`, 'utf8')
-
-/**
- * A single-page application on its own origin that uses keycloak-js (npm, version 26) exactly as Keycloak's
- * documentation writes it: `new Keycloak({url, realm, clientId})` and `init({ onLoad: 'login-required' })`
- * with default options (PKCE S256, fragment response mode, third-party cookie check, login status iframe).
- */
-function appPage(gatewayUrl: string): string {
-  return `<!doctype html><html><head><meta charset="utf-8"><title>App</title></head><body><h1>App</h1>
-<script type="module">
-import Keycloak from '/keycloak.js'
-const keycloak = new Keycloak({ url: ${JSON.stringify(gatewayUrl)}, realm: ${JSON.stringify(REALM)}, clientId: 'spa' })
-window.keycloak = keycloak
-keycloak.init({ onLoad: 'login-required' }).then((authenticated) => { window.initResult = { authenticated } }, (error) => { window.initResult = { error: String(error?.message ?? error) } })
-</script></body></html>`
-}
-
-function startApp(gatewayUrl: () => string): Promise<Server> {
-  const server = createServer((request, response) => {
-    if (request.url === '/keycloak.js') {
-      response.writeHead(200, { 'content-type': 'text/javascript' }).end(KEYCLOAK_JS)
-    } else if (request.url === '/' || request.url?.startsWith('/?')) {
-      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(appPage(gatewayUrl()))
-    } else {
-      response.writeHead(404).end()
-    }
-  })
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)))
-}
+import { openPage, type WatchedPage } from '../helpers/chromium.ts'
+import { basic, json, type TestGateway } from '../helpers/gateway.ts'
+import { startKeycloakJsSetup, type KeycloakJsSetup } from '../helpers/keycloak-js-app.ts'
+import { REALM, tokenRequest } from '../helpers/oidc.ts'
 
 describe('keycloak-js 26 in Chromium against the realm', () => {
   let gw: TestGateway
-  let app: Server
   let appUrl: string
   let browser: Browser
+  let setup: KeycloakJsSetup | undefined
 
   before(async () => {
-    let gatewayUrl = ''
-    app = await startApp(() => gatewayUrl)
-    appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`
-    gw = await startGateway({
-      config: {
-        realms: realmWith([{ client_id: 'spa', public_client: true, redirect_uris: [`${appUrl}/*`], post_logout_redirect_uris: ['+'], web_origins: ['+'], audiences: ['demo-app'] }]),
-      },
-    })
-    gatewayUrl = gw.url
-    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', firstName: 'Alice', lastName: 'Liddell' })
-    browser = await launchChromium()
+    // Keycloak's documented setup, with default options (PKCE S256, fragment response mode, third-party cookie
+    // check, login status iframe).
+    setup = await startKeycloakJsSetup({ '': { onLoad: 'login-required' } }, { audiences: ['demo-app'] })
+    ;({ gw, browser } = setup)
+    appUrl = setup.app.url
   })
-  after(async () => {
-    await browser?.close()
-    await gw?.close()
-    await new Promise((resolve) => app?.close(resolve))
-  })
+  after(() => setup?.close())
 
   /** Opens the app: keycloak-js sends the browser to the realm's login page, which is filled in; back on the app, init() resolves. */
   async function logIn({ page }: WatchedPage): Promise<void> {

@@ -103,6 +103,34 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
   const introspect = async (token: string) => json(await post('/token/introspect', { client_id: 'reports', client_secret: SERVICE_SECRET, token }))
   const callDemoApp = (token: string) => gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })
 
+  it('answers keycloak-js register() (the registrations endpoint) with Keycloak\'s "Registration not allowed" page, since accounts are not self-made', async () => {
+    const query = new URLSearchParams({ client_id: 'spa', redirect_uri: CLIENT_REDIRECT, state: 's', response_mode: 'fragment', response_type: 'code', scope: 'openid' })
+    const page = await gw.fetch(`${ENDPOINTS}/registrations?${query}`, { headers: { accept: 'text/html' } })
+    assert.equal(page.status, 400)
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/)
+    assert.equal(page.headers.get('x-frame-options'), 'DENY')
+    assert.match(await page.text(), /<p>Registration not allowed<\/p>/)
+    assert.equal((await gw.fetch(`${ENDPOINTS}/registrations`, { method: 'HEAD' })).status, 400)
+    const post = await gw.fetch(`${ENDPOINTS}/registrations`, { method: 'POST', headers: FORM, body: query })
+    assert.equal(post.status, 405, 'Keycloak serves the endpoint to GET only')
+    assert.equal(post.headers.get('allow'), 'GET, HEAD')
+  })
+
+  it('answers an implicit or hybrid authorization request with Keycloak\'s unauthorized_client, sent back to the client', async () => {
+    for (const responseType of ['token', 'id_token token', 'code id_token', 'code id_token token']) {
+      const query = new URLSearchParams({ client_id: 'spa', redirect_uri: CLIENT_REDIRECT, state: 's', response_mode: 'fragment', response_type: responseType, scope: 'openid', nonce: 'n' })
+      const answer = await gw.fetch(`${ENDPOINTS}/auth?${query}`)
+      assert.equal(answer.status, 303)
+      const back = new URLSearchParams(new URL(answer.headers.get('location')!).hash.slice(1))
+      assert.equal(back.get('error'), 'unauthorized_client', responseType)
+      assert.equal(back.get('error_description'), 'Client is not allowed to initiate browser login with given response_type. Implicit flow is disabled for the client.')
+      assert.equal(back.get('state'), 's')
+    }
+    const unknown = await gw.fetch(`${ENDPOINTS}/auth?${new URLSearchParams({ client_id: 'spa', redirect_uri: CLIENT_REDIRECT, state: 's', response_type: 'tokenn', scope: 'openid' })}`)
+    const refused = new URL(unknown.headers.get('location')!)
+    assert.equal(new URLSearchParams(refused.hash.slice(1) || refused.search).get('error'), 'unsupported_response_type', 'not a response type Keycloak knows either')
+  })
+
   it('revokes an access token alone: the session and its refresh token go on, as Keycloak\'s revokeAccessToken', async () => {
     const tokens = await passwordLogin(gw, 'alice', 'alice-password')
     const revoked = await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
