@@ -52,7 +52,10 @@ async function scriptedService(): Promise<{ url: string; server: Server; handsha
       const switching = (fields: string) => socket.write(`HTTP/1.1 101 Switching Protocols\r\n${fields}\r\n`)
       switch (path.split('/').at(-1)) {
         case 'silent': return
-        case 'ok': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
+        case 'ok': {
+          switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
+          return void socket.on('data', (bytes) => handshakes.push(`carried: ${bytes}`))
+        }
         case 'wrong-accept': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor('AAAAAAAAAAAAAAAAAAAAAA==')}\r\n`)
         case 'no-accept': return switching('Upgrade: websocket\r\nConnection: Upgrade\r\n')
         case 'h2c': return switching(`Upgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
@@ -95,7 +98,10 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
       logLines,
       config: {
         services: [
-          { name: 'scripted', prefix: '/scripted/', upstream: service.url, public_paths: ['/scripted/open/*'], timeouts: { response_seconds: 1 } },
+          {
+            name: 'scripted', prefix: '/scripted/', upstream: service.url, public_paths: ['/scripted/open/*'], timeouts: { response_seconds: 1 },
+            access: [{ deny: { paths: ['/scripted/admin/*'] } }, { allow: { superuser: true } }],
+          },
           { name: 'negotiating', prefix: '/negotiating/', upstream: `http://127.0.0.1:${(negotiating.address() as AddressInfo).port}`, public_paths: ['/negotiating/*'] },
         ],
       },
@@ -160,6 +166,23 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.doesNotMatch(seen, /forged|x-gatehouse-teams|x-gatehouse-auth-method: session/i)
   })
 
+  it('refuses an upgrade to a path the service\'s access rules refuse with 403 before any contact with the service', async () => {
+    const reached = service.handshakes.length
+    const { token } = await createToken(gw, adminAuth)
+    const { text, closed } = await answerTo(gw, upgradeRequest('/scripted/admin/ok', [`Authorization: Bearer ${token}`]))
+    assert.match(text, /^HTTP\/1\.1 403 /)
+    assert.match(text, /"code":"access_denied"/)
+    assert.ok(closed)
+    assert.equal(service.handshakes.length, reached, 'nothing reached the service')
+  })
+
+  it('answers a WebSocket upgrade to a path of the gateway\'s own as an ordinary request, and closes the connection', async () => {
+    const { text, closed } = await answerTo(gw, upgradeRequest('/api/gateway/v1/ping/'))
+    assert.match(text, /^HTTP\/1\.1 /)
+    assert.doesNotMatch(text, /^HTTP\/1\.1 101 /)
+    assert.ok(closed)
+  })
+
   it('answers only a refused upgrade when a client pipelines another request behind it, and closes the connection', async () => {
     const reached = service.handshakes.length
     const { text, closed } = await answerTo(gw, upgradeRequest('/scripted/private/ok') + 'GET /scripted/open/plain HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
@@ -167,6 +190,20 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, 'the pipelined request is not served')
     assert.ok(closed)
     assert.equal(service.handshakes.length, reached, 'nothing reached the service')
+  })
+
+  it('carries bytes a client pipelines behind an allowed upgrade to the service as the socket\'s, never as a request of the gateway\'s', async () => {
+    const reached = service.handshakes.length
+    const smuggled = 'GET /scripted/admin/ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+    const client = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/ok') + smuggled)
+    try {
+      await eventually(() => service.handshakes.length, (count) => count === reached + 2, 2000)
+      assert.match(service.handshakes[reached]!, /^GET \/scripted\/open\/ok /)
+      assert.equal(service.handshakes[reached + 1], `carried: ${smuggled}`)
+      assert.equal(client.received().match(/HTTP\/1\.1 /g)?.length, 1, 'one answer: the 101')
+    } finally {
+      client.socket.destroy()
+    }
   })
 
   it('refuses an upgrade with both Content-Length and Transfer-Encoding before any contact with the service', async () => {
