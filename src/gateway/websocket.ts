@@ -56,6 +56,8 @@ export class WebSocketTunnels {
   readonly #open = new Set<Tunnel>()
   /** Every upgraded connection until it closes, with how to end it (a tunnel's, once it is one): shutdown ends them all. */
   readonly #connections = new Map<Duplex, (reason: string) => void>()
+  /** Open sockets by service, for the metrics. */
+  readonly #openByService = new Map<string, number>()
   #closing = false
   #timer: NodeJS.Timeout | undefined
   #checking = false
@@ -69,6 +71,7 @@ export class WebSocketTunnels {
   constructor(server: FastifyInstance, app: App, answered: (request: FastifyRequest, reply: AnsweredRequest) => void) {
     this.#app = app
     this.#answered = answered
+    app.metrics.watchWebSockets(() => this.#openByService)
     const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
     http.shouldUpgradeCallback = asksForWebSocket
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -146,8 +149,11 @@ export class WebSocketTunnels {
       client.destroy()
       service.destroy()
     }
+    this.#openByService.set(route.name, (this.#openByService.get(route.name) ?? 0) + 1)
     const closed = () => {
       if (tunnel) this.#forget(tunnel)
+      this.#openByService.set(route.name, this.#openByService.get(route.name)! - 1)
+      this.#app.metrics.webSocketClosed(route.name, closedBy!)
       request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, ms: Math.round(performance.now() - opened), closed_by: closedBy }, 'websocket closed')
     }
     // Bytes either way pass through the client's socket (read from it, or written to it), so its timeout is the
@@ -161,10 +167,6 @@ export class WebSocketTunnels {
     service.pipe(client)
     client.pipe(service)
     if (tunnel) this.#watch(tunnel)
-  }
-
-  get openCount(): number {
-    return this.#open.size
   }
 
   #watch(tunnel: Tunnel): void {
@@ -187,7 +189,7 @@ export class WebSocketTunnels {
     try {
       await Promise.all([...this.#open].map(async (tunnel) => {
         const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch(() => undefined)
-        if (!decision?.granted || decision.principal?.user.id !== tunnel.userId) tunnel.close('credential revoked')
+        if (!decision?.granted || decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
       }))
     } finally {
       this.#checking = false

@@ -17,6 +17,10 @@ const KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
 const acceptFor = (key: string) => createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+async function scrape(gw: TestGateway): Promise<string> {
+  return (await gw.fetch('/metrics')).text()
+}
+
 /** An upgrade as raw bytes, for what a WebSocket client would never send. */
 function upgradeRequest(path: string, extra: string[] = []): string {
   return [`GET ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${KEY}`, ...extra, '', ''].join('\r\n')
@@ -253,6 +257,9 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.equal(opened?.status, 101)
     assert.equal(opened?.user, 'admin')
     assert.equal(opened?.auth, 'token')
+    const whileOpen = await scrape(gw)
+    assert.match(whileOpen, /^gatehouse_websockets_open\{service="negotiating"\} 1$/m)
+    assert.match(whileOpen, /^gatehouse_requests_total\{service="negotiating",method="read",status="1xx",auth="token"\} 1$/m)
     // Its connection dropped, without a closing handshake (after which the service would close first).
     socket.terminate()
     const closed = await eventually(() => logLines.find((line) => line.msg === 'websocket closed' && line.reqId === opened?.reqId), Boolean, 2000)
@@ -260,6 +267,20 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.equal(closed?.path, '/negotiating/logged/', 'without the query, where some clients put a token')
     assert.equal(typeof closed?.ms, 'number')
     assert.ok(!JSON.stringify(logLines).includes(token.slice(-16)), 'no token in any log line')
+    const afterClose = await scrape(gw)
+    assert.match(afterClose, /^gatehouse_websockets_open\{service="negotiating"\} 0$/m)
+    assert.match(afterClose, /^gatehouse_websockets_closed_total\{service="negotiating",reason="client"\} 1$/m)
+  })
+
+  it('logs and counts a socket closed for its revoked credential as credential_revoked', async () => {
+    const created = await createToken(gw, adminAuth)
+    const socket = new WebSocket(`${gw.url.replace('http:', 'ws:')}/negotiating/revoked/`, { headers: bearer(created.token) })
+    await once(socket, 'message')
+    assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+    await once(socket, 'close')
+    const closed = await eventually(() => logLines.find((line) => line.msg === 'websocket closed' && line.path === '/negotiating/revoked/'), Boolean, 2000)
+    assert.equal(closed?.closed_by, 'credential_revoked')
+    assert.match(await scrape(gw), /^gatehouse_websockets_closed_total\{service="negotiating",reason="credential_revoked"\} 1$/m)
   })
 })
 
