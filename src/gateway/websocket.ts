@@ -117,7 +117,10 @@ export class WebSocketTunnels {
     const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
     const answerHeaders = clientHeaders(answer.response.headers)
     if (!('socket' in answer)) {
-      // A refusal from the service is relayed as an ordinary response.
+      // A refusal from the service is relayed as an ordinary response, after which the connection ends. Until then the
+      // client's bytes are read only to be dropped, so that a client that leaves (its end closed) is seen to, and takes
+      // the answer and the service's connection with it: a service streaming its refusal would otherwise hold both.
+      upgrade.socket.on('end', () => upgrade.socket.destroy()).resume()
       reply.code(answer.response.statusCode ?? 502).headers(answerHeaders).send(answer.response)
       return
     }

@@ -66,6 +66,7 @@ async function scriptedService(): Promise<{ url: string; server: Server; handsha
         case 'unasked-protocol': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: admin\r\n`)
         case 'unasked-extension': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame\r\n`)
         case 'plain': return void socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nplain')
+        case 'streaming': return void socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nstream\r\n')
         case 'not-reading': {
           switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
           return void socket.pause()
@@ -152,6 +153,15 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.match(text, /^HTTP\/1\.1 200 /)
     assert.match(text, /\r\n\r\nplain$/)
     assert.ok(closed, 'no half-open connection: the client is not left waiting for a 101')
+  })
+
+  it('closes the service\'s connection when a client leaves while a streamed answer to its upgrade is relayed', async () => {
+    const client = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/streaming'))
+    await eventually(client.received, (text) => text.includes('stream'), 2000)
+    assert.match(client.received(), /^HTTP\/1\.1 200 /)
+    assert.ok(service.open() >= 1)
+    client.socket.destroy()
+    assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0)
   })
 
   it('never passes the X-Gatehouse-* fields a client sends with an upgrade, anonymous or signed in', async () => {
