@@ -277,6 +277,7 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.equal(closed?.path, '/negotiating/logged/', 'without the query, where some clients put a token')
     assert.equal(typeof closed?.ms, 'number')
     assert.ok(!JSON.stringify(logLines).includes(token.slice(-16)), 'no token in any log line')
+    assert.equal(logLines.filter((line) => line.msg === 'request' && line.reqId === opened?.reqId).length, 1, 'one request line')
     const afterClose = await scrape(gw)
     assert.match(afterClose, /^gatehouse_websockets_open\{service="negotiating"\} 0$/m)
     assert.match(afterClose, /^gatehouse_websockets_closed_total\{service="negotiating",reason="client"\} 1$/m)
