@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'directory_unavailable' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
+  | 'upstream_handshake_invalid'
   | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'invalid_original_request' | 'untrusted_proxy'
 
 export interface ErrorOptions {
@@ -540,6 +541,16 @@ export class UpstreamUnavailable extends GatehouseError {
 
   constructor(service: string, cause?: unknown) {
     super(`The service "${service}" is not reachable.`, { cause })
+  }
+}
+
+/** 502: a service answered a WebSocket handshake with a 101 that is not the answer to it (src/gateway/websocket.ts). */
+export class UpstreamHandshakeInvalid extends GatehouseError {
+  static override readonly status: number = 502
+  static override readonly code: ErrorCode = 'upstream_handshake_invalid'
+
+  constructor(service: string, problem: string) {
+    super(`The service "${service}" answered the WebSocket handshake wrongly: ${problem}.`)
   }
 }
 

@@ -1,5 +1,5 @@
 import cookie from '@fastify/cookie'
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import { createRequire } from 'node:module'
 import type { DestinationStream, Logger } from 'pino'
 import type { App } from './app.ts'
@@ -18,6 +18,7 @@ import { capConnections, ConnectionCaps } from './listener/address-shares.ts'
 import { nodeServer } from './listener/node-server.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
 import { requestLine } from './logging/request-line.ts'
+import type { AnsweredRequest } from './metrics/metrics.ts'
 import { registerMetrics } from './metrics/routes.ts'
 import type { TlsCredentials } from './listener/tls.ts'
 import type { KeysKept } from './oidc/keys.ts'
@@ -104,11 +105,14 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.addHook('preClose', async () => {
     closing = true
   })
-  server.addHook('onResponse', async (request, reply) => {
+  // Counted and logged when answered: by the onResponse hook, or when a WebSocket's 101 is sent (the tunnel's reply is
+  // hijacked, and its hooks never run).
+  const answered = (request: FastifyRequest, reply: AnsweredRequest): void => {
     app.metrics.requestDone(request, reply)
     if (!logsRequests) return
     requestLog.info(requestLine(request.id, request.method, request.url, reply.statusCode, reply.elapsedTime, request.gatehouse ?? newRequestContext()), 'request')
-  })
+  }
+  server.addHook('onResponse', async (request, reply) => answered(request, reply))
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)
   logKeptSigningKeys(server, app)
@@ -142,7 +146,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   await registerForwardAuth(server, app)
   await registerOidcRoutes(server, app)
   const upstreams = upstreamDispatchers(app.routes)
-  await registerProxy(server, app, upstreams)
+  await registerProxy(server, app, upstreams, answered)
   await registerUi(server, app)
   const laneOptions = {
     log: server.log as Logger,

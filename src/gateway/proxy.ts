@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici'
 import type { App } from '../app.ts'
 import { NotFound, writeError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
+import type { AnsweredRequest } from '../metrics/metrics.ts'
 import { answerRefusal } from './authorize.ts'
 import { upstreamFailure } from './lean-proxy.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
@@ -21,8 +22,8 @@ const METHODS = [...PROXIED_METHODS] as HTTPMethods[]
  * come here: the lean path (src/gateway/lean-proxy.ts) takes them first; this serves the rest (WebSocket upgrades,
  * services with CORS, percent-encoded paths) the same way.
  */
-export async function registerProxy(server: FastifyInstance, app: App, upstreams: ReadonlyMap<Route, Dispatcher>): Promise<void> {
-  const websockets = new WebSocketTunnels(server, app)
+export async function registerProxy(server: FastifyInstance, app: App, upstreams: ReadonlyMap<Route, Dispatcher>, answered: (request: FastifyRequest, reply: AnsweredRequest) => void): Promise<void> {
+  const websockets = new WebSocketTunnels(server, app, answered)
   const base = publicBase(app)
   for (const route of app.routes) {
     await server.register(async (scope) => {

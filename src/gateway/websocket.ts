@@ -1,17 +1,19 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http'
+import { createHash } from 'node:crypto'
 import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import type { CsrfPolicy } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
-import { InvalidUpgrade, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import { InvalidUpgrade, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
 import { assignRequestId } from '../http/request-id.ts'
-import { normaliseTarget } from '../http/request-target.ts'
+import { normaliseTarget, splitTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
+import type { AnsweredRequest } from '../metrics/metrics.ts'
 import type { Route } from './routes.ts'
 
 /**
@@ -26,6 +28,8 @@ import type { Route } from './routes.ts'
 const RECHECK_MS = 500
 /** A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 §4.1). */
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/
+/** What a key is hashed with into the Sec-WebSocket-Accept that proves the answer is to it (RFC 6455 §1.3). */
+const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
 interface Upgrade {
   readonly socket: Duplex
@@ -47,10 +51,13 @@ export function asksForWebSocket(request: IncomingMessage): boolean {
 
 export class WebSocketTunnels {
   readonly #app: App
+  readonly #answered: (request: FastifyRequest, reply: AnsweredRequest) => void
   readonly #upgrades = new WeakMap<IncomingMessage, Upgrade>()
   readonly #open = new Set<Tunnel>()
   /** Every upgraded connection until it closes, with how to end it (a tunnel's, once it is one): shutdown ends them all. */
   readonly #connections = new Map<Duplex, (reason: string) => void>()
+  /** Open sockets by service, for the metrics. */
+  readonly #openByService = new Map<string, number>()
   #closing = false
   #timer: NodeJS.Timeout | undefined
   #checking = false
@@ -58,9 +65,13 @@ export class WebSocketTunnels {
   /**
    * Takes WebSocket upgrades off Node's HTTP server and hands them to Fastify's router with a response bound to
    * their socket, so a refusal is the ordinary JSON (or redirect) answer, after which the connection is closed.
+   * `answered` counts and logs a request once answered; an opened socket's is, with its 101, as its reply's hooks
+   * never run.
    */
-  constructor(server: FastifyInstance, app: App) {
+  constructor(server: FastifyInstance, app: App, answered: (request: FastifyRequest, reply: AnsweredRequest) => void) {
     this.#app = app
+    this.#answered = answered
+    app.metrics.watchWebSockets(() => this.#openByService)
     const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
     http.shouldUpgradeCallback = asksForWebSocket
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -106,13 +117,22 @@ export class WebSocketTunnels {
     const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
     const answerHeaders = clientHeaders(answer.response.headers)
     if (!('socket' in answer)) {
-      // A refusal from the service is relayed as an ordinary response.
+      // A refusal from the service is relayed as an ordinary response, after which the connection ends. Until then the
+      // client's bytes are read only to be dropped, so that a client that leaves (its end closed) is seen to, and takes
+      // the answer and the service's connection with it: a service streaming its refusal would otherwise hold both.
+      upgrade.socket.on('end', () => upgrade.socket.destroy()).resume()
       reply.code(answer.response.statusCode ?? 502).headers(answerHeaders).send(answer.response)
       return
     }
+    const service = answer.socket
+    try {
+      checkServiceHandshake(route, request, answer.response)
+    } catch (error) {
+      service.destroy()
+      throw error
+    }
     reply.hijack()
     const client = upgrade.socket
-    const service = answer.socket
     if (client.destroyed) {
       // Shutdown began, or the client left, while the service answered.
       service.destroy()
@@ -122,6 +142,7 @@ export class WebSocketTunnels {
     client.write(switchingProtocols(answer.response.statusMessage, answerHeaders))
     if (answer.head.length) client.write(answer.head)
     if (upgrade.head.length) service.write(upgrade.head)
+    this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
     let closedBy: string | undefined
     const tunnel: Tunnel | undefined = principal ? { request, route, userId: principal.user.id, close } : undefined
     if (this.#connections.has(client)) this.#connections.set(client, close)
@@ -131,9 +152,12 @@ export class WebSocketTunnels {
       client.destroy()
       service.destroy()
     }
+    this.#openByService.set(route.name, (this.#openByService.get(route.name) ?? 0) + 1)
     const closed = () => {
       if (tunnel) this.#forget(tunnel)
-      request.log.info({ reqId: request.id, service: route.name, user: principal?.user.username, auth: principal?.method, ms: Math.round(performance.now() - opened), closed_by: closedBy }, 'websocket closed')
+      this.#openByService.set(route.name, this.#openByService.get(route.name)! - 1)
+      this.#app.metrics.webSocketClosed(route.name, closedBy!)
+      request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, ms: Math.round(performance.now() - opened), closed_by: closedBy }, 'websocket closed')
     }
     // Bytes either way pass through the client's socket (read from it, or written to it), so its timeout is the
     // tunnel's: it fires only when neither side has sent for that long.
@@ -146,10 +170,6 @@ export class WebSocketTunnels {
     service.pipe(client)
     client.pipe(service)
     if (tunnel) this.#watch(tunnel)
-  }
-
-  get openCount(): number {
-    return this.#open.size
   }
 
   #watch(tunnel: Tunnel): void {
@@ -172,7 +192,7 @@ export class WebSocketTunnels {
     try {
       await Promise.all([...this.#open].map(async (tunnel) => {
         const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch(() => undefined)
-        if (!decision?.granted || decision.principal?.user.id !== tunnel.userId) tunnel.close('credential revoked')
+        if (!decision?.granted || decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
       }))
     } finally {
       this.#checking = false
@@ -199,6 +219,36 @@ function checkHandshake(request: FastifyRequest): void {
   const key = headers['sec-websocket-key']
   if (typeof key !== 'string' || !WEBSOCKET_KEY.test(key)) throw new InvalidUpgrade('Sec-WebSocket-Key must be 16 bytes in base64.')
   if (headers['sec-websocket-version'] !== '13') throw new WebSocketVersionUnsupported()
+}
+
+/**
+ * The service's 101 must answer this handshake as RFC 6455 §4.1 has a client check it: an upgrade to a WebSocket, the
+ * Sec-WebSocket-Accept of the client's key, and no protocol or extension the client did not offer. The gateway checks
+ * before it carries a byte: a service that says 101 without switching (or switches to something else) would otherwise
+ * get the client's connection raw, to send it requests that no rule of the gateway's has seen (WebSocket smuggling).
+ */
+function checkServiceHandshake(route: Route, request: FastifyRequest, response: IncomingMessage): void {
+  const { headers } = response
+  const accept = createHash('sha1').update(String(request.headers['sec-websocket-key']) + ACCEPT_GUID).digest('base64')
+  const problem =
+    headers.upgrade?.toLowerCase() !== 'websocket' ? 'it did not switch to a WebSocket'
+    : headers['sec-websocket-accept'] !== accept ? 'its Sec-WebSocket-Accept does not answer the key'
+    : headers['sec-websocket-protocol'] !== undefined && !tokens(request.headers['sec-websocket-protocol']).has(headers['sec-websocket-protocol'])
+      ? 'it chose a protocol the client did not offer'
+    : [...extensionNames(headers['sec-websocket-extensions'])].some((name) => !extensionNames(request.headers['sec-websocket-extensions']).has(name))
+      ? 'it chose an extension the client did not offer'
+    : undefined
+  if (problem) throw new UpstreamHandshakeInvalid(route.name, problem)
+}
+
+/** The comma-separated tokens of a field (or of each of its lines). */
+function tokens(field: string | string[] | undefined): Set<string> {
+  return new Set([field ?? []].flat().flatMap((line) => line.split(',')).map((token) => token.trim()).filter(Boolean))
+}
+
+/** The names of the extensions a Sec-WebSocket-Extensions field lists, without their parameters. */
+function extensionNames(field: string | string[] | undefined): Set<string> {
+  return new Set([...tokens(field)].map((extension) => extension.split(';', 1)[0]!.trim().toLowerCase()))
 }
 
 type Answer = { response: IncomingMessage } | { response: IncomingMessage; socket: Duplex; head: Buffer }

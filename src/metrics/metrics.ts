@@ -65,6 +65,7 @@ export class GatewayMetrics {
   readonly #cacheLookups = new CounterFamily('gatehouse_cache_lookups_total', 'Lookups of in-memory caches, answered from memory (hit) or read again (miss).', ['cache', 'result'])
   readonly #busLag = new HistogramFamily('gatehouse_event_bus_lag_seconds', 'How long after another process committed a change this process read its news.', [], LAG_BUCKETS)
   readonly #connectionsRefused = new CounterFamily('gatehouse_connections_refused_total', 'Connections closed as they arrived because server.max_connections or server.max_connections_per_address was reached, by that cap.', ['reason'])
+  readonly #websocketsClosed = new CounterFamily('gatehouse_websockets_closed_total', 'WebSockets closed after they opened, by service and by what closed them (client, service, idle, credential_revoked, shutdown).', ['service', 'reason'])
   readonly #queryDuration = new HistogramFamily('gatehouse_db_query_duration_seconds', 'Database query time, failed queries included.', [], FAST_BUCKETS)
 
   /** `places`: the names requests are counted under besides `none` (src/gateway/places.ts: services, `gateway`, `ui`, `realms/<name>`). */
@@ -96,7 +97,7 @@ export class GatewayMetrics {
   /** Gatehouse's families, then prom-client's process metrics, then the gauges: the order they had when made at start. */
   #registryOf(client: PromClient): Registry {
     const registry = new client.Registry()
-    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#connectionsRefused, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
+    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#connectionsRefused, this.#websocketsClosed, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
       registry.registerMetric(family as unknown as Metric)
     }
     client.collectDefaultMetrics({ register: registry })
@@ -146,6 +147,25 @@ export class GatewayMetrics {
   watchAuditDrops(dropped: () => number): void {
     const cell = this.#auditDropped.series()
     this.#auditDropped.beforeScrape = () => (cell.value = dropped())
+  }
+
+  /** A WebSocket of `service` closed, by `reason` (src/gateway/websocket.ts). */
+  webSocketClosed(service: string, reason: string): void {
+    this.#websocketsClosed.series(service, reason).value++
+  }
+
+  /** `open`: each service's open WebSockets, counted by the tunnels (src/gateway/websocket.ts). */
+  watchWebSockets(open: () => ReadonlyMap<string, number>): void {
+    this.#gauges.push((client) => new client.Gauge({
+      name: 'gatehouse_websockets_open',
+      help: 'WebSockets open through this process, by service.',
+      labelNames: ['service'],
+      registers: [],
+      collect() {
+        this.reset()
+        for (const [service, count] of open()) this.set({ service }, count)
+      },
+    }))
   }
 
   watchCaches(caches: Record<string, CacheStats>): void {

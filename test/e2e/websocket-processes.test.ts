@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { rmSync } from 'node:fs'
+import { after, before, describe, it } from 'node:test'
+import WebSocket from 'ws'
+import { call, grant } from '../helpers/access.ts'
+import { basic, spawnGateway, spawnGatewayPair, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+import { awxkitOauth2Token } from '../helpers/platform-clients.ts'
+import { at, login, withCsrf } from '../helpers/session.ts'
+
+/**
+ * A WebSocket lives as long as its credential, whichever gateway process it is open on and whichever process the
+ * credential ends through: sockets are opened on one process (or, under `serve --workers`, on connections the
+ * primary hands to each worker in turn) and the credential is ended through the other.
+ */
+interface Processes {
+  /** Where the sockets are opened. */
+  readonly opened: string
+  /** Where the change is made. */
+  readonly changed: string
+  stop(): Promise<void>
+}
+
+const CONTROLLER = '/api/controller/v2/events/'
+/** The demo eda service lets a Platform Auditor read (src/demo: its access rules). */
+const EDA = '/api/eda/v1/events/'
+/** The demo service that takes the realm's access tokens, which an OAuth2 application's are. */
+const DEMO_APP = '/demo-app/events/'
+
+/** Opens a socket and waits for the demo service's greeting; the greeting says who the service was told it is. */
+async function openSocket(base: string, path: string, headers: Record<string, string>): Promise<{ socket: WebSocket; username: string }> {
+  const socket = new WebSocket(`${base.replace('http:', 'ws:')}${path}`, { headers })
+  socket.on('error', () => undefined)
+  const [greeting] = await once(socket, 'message')
+  return { socket, username: JSON.parse(String(greeting)).identity?.username }
+}
+
+/** Two sockets on two connections: under `--workers 2` each worker holds one. */
+async function openTwo(base: string, path: string, headers: Record<string, string>, username: string): Promise<WebSocket[]> {
+  const sockets = await Promise.all([openSocket(base, path, headers), openSocket(base, path, headers)])
+  for (const opened of sockets) assert.equal(opened.username, username)
+  return sockets.map((opened) => opened.socket)
+}
+
+/** Runs `change` and resolves with how long after it returned every socket had closed; fails after two seconds. */
+async function closedAfter(sockets: WebSocket[], change: () => Promise<void>): Promise<number> {
+  const closedAt: number[] = []
+  const closed = Promise.all(sockets.map((socket) => once(socket, 'close').then(() => closedAt.push(performance.now()))))
+  await change()
+  const changedAt = performance.now()
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${sockets.length - closedAt.length} socket(s) still open 2 s after the change`)), 2000)))
+  try {
+    await Promise.race([closed, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+  return Math.max(...closedAt) - changedAt
+}
+
+async function stillOpenAfterASecond(sockets: WebSocket[]): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  for (const socket of sockets) assert.equal(socket.readyState, WebSocket.OPEN, 'a socket whose credential is still good stays open')
+}
+
+async function createToken(base: string, auth: Record<string, string>): Promise<{ id: number; token: string }> {
+  const { status, body } = await call(at(base), 'POST', 'tokens/', {}, auth)
+  assert.equal(status, 201, JSON.stringify(body))
+  return body
+}
+
+function socketsAcrossProcesses(name: string, start: () => Promise<Processes>): void {
+  describe(`WebSockets closed across processes: ${name}`, () => {
+    let processes: Processes
+    let users = 0
+    /** A user of each test's own, so one test's ending of credentials cannot close another's sockets. */
+    async function newUser(): Promise<{ username: string; password: string; auth: Record<string, string> }> {
+      const username = `wsuser${++users}`
+      const password = `${username}-password-long`
+      assert.equal((await call(at(processes.changed), 'POST', 'users/', { username, password })).status, 201)
+      return { username, password, auth: { authorization: basic(username, password) } }
+    }
+
+    before(async () => {
+      processes = await start()
+    })
+    after(async () => {
+      await processes?.stop()
+    })
+
+    it('closes the session\'s sockets within a second of a logout through the other process, and keeps a token\'s open', async () => {
+      const user = await newUser()
+      const session = await login(at(processes.changed), user.username, user.password)
+      const bySession = await openTwo(processes.opened, CONTROLLER, { cookie: session.cookie }, user.username)
+      const { token } = await createToken(processes.changed, user.auth)
+      const byToken = await openTwo(processes.opened, CONTROLLER, { authorization: `Bearer ${token}` }, user.username)
+      const ms = await closedAfter(bySession, async () => {
+        const response = await at(processes.changed).fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session, { referer: `${processes.changed}/` }), redirect: 'manual' })
+        assert.ok(response.status < 400, `logout answered ${response.status}`)
+      })
+      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the logout`)
+      await stillOpenAfterASecond(byToken)
+      for (const socket of byToken) socket.close()
+    })
+
+    it('closes session and Basic sockets within a second of a password change through the other process, and keeps a token\'s open', async () => {
+      const user = await newUser()
+      const session = await login(at(processes.changed), user.username, user.password)
+      const { token } = await createToken(processes.changed, user.auth)
+      const bySession = await openTwo(processes.opened, CONTROLLER, { cookie: session.cookie }, user.username)
+      const byBasic = await openTwo(processes.opened, CONTROLLER, user.auth, user.username)
+      const byToken = await openTwo(processes.opened, CONTROLLER, { authorization: `Bearer ${token}` }, user.username)
+      const ms = await closedAfter([...bySession, ...byBasic], async () => {
+        const changed = await call(at(processes.changed), 'POST', 'me/password/', { current_password: user.password, new_password: `${user.password}-new` }, user.auth)
+        assert.ok(changed.status < 300, JSON.stringify(changed.body))
+      })
+      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the password change`)
+      await stillOpenAfterASecond(byToken)
+      for (const socket of byToken) socket.close()
+    })
+
+    it('closes a token\'s sockets within a second of its deletion through the other process', async () => {
+      const user = await newUser()
+      const { id, token } = await createToken(processes.changed, user.auth)
+      const sockets = await openTwo(processes.opened, CONTROLLER, { authorization: `Bearer ${token}` }, user.username)
+      const ms = await closedAfter(sockets, async () => {
+        assert.equal((await call(at(processes.changed), 'DELETE', `tokens/${id}/`, undefined, user.auth)).status, 204)
+      })
+      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the deletion`)
+    })
+
+    it('closes every socket of a user within a second of the account being disabled through the other process', async () => {
+      const user = await newUser()
+      const { token } = await createToken(processes.changed, user.auth)
+      const sockets = [...await openTwo(processes.opened, CONTROLLER, { authorization: `Bearer ${token}` }, user.username), ...await openTwo(processes.opened, CONTROLLER, user.auth, user.username)]
+      const { body: found } = await call(at(processes.changed), 'GET', `users/?username=${user.username}`)
+      const ms = await closedAfter(sockets, async () => {
+        assert.equal((await call(at(processes.changed), 'PATCH', `users/${found.results[0].id}/`, { is_active: false })).status, 200)
+      })
+      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the account was disabled`)
+    })
+
+    it('closes the sockets of an application\'s token within a second of the application being deleted through the other process', async () => {
+      const user = await newUser()
+      const created = await call(at(processes.changed), 'POST', 'applications/', { name: `app-${user.username}`, client_type: 'confidential', authorization_grant_type: 'password' })
+      assert.equal(created.status, 201, JSON.stringify(created.body))
+      // Issued where it is used: each process here has an address, and so a realm issuer, of its own.
+      const { status, token } = await awxkitOauth2Token(processes.opened, { username: user.username, password: user.password, clientId: created.body.client_id, clientSecret: created.body.client_secret })
+      assert.equal(status, 200)
+      assert.ok(token)
+      const sockets = await openTwo(processes.opened, DEMO_APP, { authorization: `Bearer ${token}` }, user.username)
+      const ms = await closedAfter(sockets, async () => {
+        assert.equal((await call(at(processes.changed), 'DELETE', `applications/${created.body.id}/`)).status, 204)
+      })
+      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the application was deleted`)
+    })
+
+    it('closes a socket within a second of a role revoked through the other process making the service\'s rules refuse its user', async () => {
+      const user = await newUser()
+      const auditor = await grant(at(processes.changed), user.username, 'Platform Auditor')
+      assert.equal(auditor.status, 201, JSON.stringify(auditor.body))
+      const sockets = await openTwo(processes.opened, EDA, user.auth, user.username)
+      const ms = await closedAfter(sockets, async () => {
+        assert.equal((await call(at(processes.changed), 'DELETE', `role_user_assignments/${auditor.body.id}/`)).status, 204)
+      })
+      assert.ok(ms < 1000, `closed ${Math.round(ms)} ms after the role was revoked`)
+    })
+  })
+}
+
+function twoProcesses(storage: () => Promise<{ args: string[] | undefined; cleanup: () => Promise<void> }>): () => Promise<Processes> {
+  return async () => {
+    const chosen = await storage()
+    const pair = await spawnGatewayPair(chosen.args)
+    return {
+      opened: pair.first.url,
+      changed: pair.second.url,
+      async stop() {
+        await pair.stop()
+        await chosen.cleanup()
+      },
+    }
+  }
+}
+
+socketsAcrossProcesses('two processes on SQLite', twoProcesses(async () => ({ args: undefined, cleanup: async () => {} })))
+socketsAcrossProcesses('two processes on PostgreSQL', twoProcesses(async () => {
+  const database = await createTestDatabase()
+  return { args: ['--database', database.url], cleanup: database.drop }
+}))
+socketsAcrossProcesses('serve --workers 2 on SQLite', async () => {
+  const dir = tempDir()
+  const gateway: GatewayProcess = await spawnGateway(['--demo', '--data-dir', dir, '--workers', '2'])
+  return {
+    opened: gateway.url,
+    changed: gateway.url,
+    async stop() {
+      await gateway.stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+})

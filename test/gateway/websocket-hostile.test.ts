@@ -1,0 +1,330 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import WebSocket, { WebSocketServer } from 'ws'
+import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
+
+/**
+ * WebSockets through the gateway with a hostile client or a service that misbehaves: what reaches the service, what
+ * the client is answered, and what the gateway holds meanwhile.
+ */
+
+const KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
+const acceptFor = (key: string) => createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function scrape(gw: TestGateway): Promise<string> {
+  return (await gw.fetch('/metrics')).text()
+}
+
+/** An upgrade as raw bytes, for what a WebSocket client would never send. */
+function upgradeRequest(path: string, extra: string[] = []): string {
+  return [`GET ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${KEY}`, ...extra, '', ''].join('\r\n')
+}
+
+/** Everything the gateway sends a raw client until it closes the connection (or `ms` pass). */
+async function answerTo(gw: TestGateway, bytes: string, ms = 3000): Promise<{ text: string; closed: boolean }> {
+  const client = await rawClient(gw.url, '127.0.0.1', bytes)
+  try {
+    await Promise.race([client.closed, sleep(ms)])
+    return { text: client.received(), closed: client.socket.closed }
+  } finally {
+    client.socket.destroy()
+  }
+}
+
+/**
+ * A service whose answer to a handshake is chosen by the path's last segment: what a broken or hostile service may
+ * answer. It keeps the handshakes it got, and counts its connections still open.
+ */
+async function scriptedService(): Promise<{ url: string; server: Server; handshakes: string[]; open: () => number }> {
+  const handshakes: string[] = []
+  const sockets = new Set<Socket>()
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+    socket.on('error', () => socket.destroy())
+    socket.once('data', (data) => {
+      const text = String(data)
+      handshakes.push(text)
+      const path = /^GET (\S+)/.exec(text)?.[1] ?? ''
+      const accept = acceptFor(/sec-websocket-key: (\S+)/i.exec(text)?.[1] ?? '')
+      const switching = (fields: string) => socket.write(`HTTP/1.1 101 Switching Protocols\r\n${fields}\r\n`)
+      switch (path.split('/').at(-1)) {
+        case 'silent': return
+        case 'ok': {
+          switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
+          return void socket.on('data', (bytes) => handshakes.push(`carried: ${bytes}`))
+        }
+        case 'wrong-accept': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor('AAAAAAAAAAAAAAAAAAAAAA==')}\r\n`)
+        case 'no-accept': return switching('Upgrade: websocket\r\nConnection: Upgrade\r\n')
+        case 'h2c': return switching(`Upgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
+        case 'unasked-protocol': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: admin\r\n`)
+        case 'unasked-extension': return switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame\r\n`)
+        case 'plain': return void socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nplain')
+        case 'streaming': return void socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nstream\r\n')
+        case 'not-reading': {
+          switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
+          return void socket.pause()
+        }
+        case 'flooding': {
+          switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
+          const chunk = Buffer.alloc(1 << 20, 0x61)
+          // Writes while the gateway takes them, and stops when it does not: how much it took is the measure.
+          const pump = () => {
+            while (!socket.destroyed && socket.write(chunk));
+          }
+          socket.on('drain', pump)
+          return pump()
+        }
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, handshakes, open: () => sockets.size }
+}
+
+describe('WebSockets with hostile clients and misbehaving services', () => {
+  let gw: TestGateway
+  let service: Awaited<ReturnType<typeof scriptedService>>
+  let negotiating: WebSocketServer
+  const logLines: Record<string, unknown>[] = []
+
+  before(async () => {
+    service = await scriptedService()
+    negotiating = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: true, handleProtocols: (offered) => [...offered].at(-1) ?? false })
+    await once(negotiating, 'listening')
+    negotiating.on('connection', (socket) => socket.send(socket.protocol))
+    gw = await startGateway({
+      logLines,
+      config: {
+        services: [
+          {
+            name: 'scripted', prefix: '/scripted/', upstream: service.url, public_paths: ['/scripted/open/*'], timeouts: { response_seconds: 1 },
+            access: [{ deny: { paths: ['/scripted/admin/*'] } }, { allow: { superuser: true } }],
+          },
+          { name: 'negotiating', prefix: '/negotiating/', upstream: `http://127.0.0.1:${(negotiating.address() as AddressInfo).port}`, public_paths: ['/negotiating/*'] },
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    service.server.close()
+    negotiating.close()
+  })
+
+  it('refuses a 101 from the service that is not the handshake the client asked for with 502 upstream_handshake_invalid, and closes the service\'s connection', async () => {
+    for (const answer of ['wrong-accept', 'no-accept', 'h2c', 'unasked-protocol', 'unasked-extension']) {
+      const { text, closed } = await answerTo(gw, upgradeRequest(`/scripted/open/${answer}`))
+      assert.match(text, /^HTTP\/1\.1 502 /, answer)
+      assert.match(text, /"code":"upstream_handshake_invalid"/, answer)
+      assert.ok(closed, `${answer}: the client's connection is closed after the answer`)
+    }
+    assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0, 'no connection to the service is left open')
+  })
+
+  it('lets through the protocol and extension the service picks from those the client offered', async () => {
+    const socket = new WebSocket(`${gw.url.replace('http:', 'ws:')}/negotiating/events/`, ['chat', 'superchat'], { perMessageDeflate: true })
+    const [greeting] = await once(socket, 'message')
+    assert.equal(String(greeting), 'superchat')
+    assert.equal(socket.protocol, 'superchat')
+    assert.match(socket.extensions, /permessage-deflate/)
+    socket.close()
+  })
+
+  it('answers 504 upstream_timeout when the service does not answer the handshake within timeouts.response_seconds, and closes both connections', async () => {
+    const started = performance.now()
+    const { text, closed } = await answerTo(gw, upgradeRequest('/scripted/open/silent'), 5000)
+    const ms = performance.now() - started
+    assert.match(text, /^HTTP\/1\.1 504 /)
+    assert.match(text, /"code":"upstream_timeout"/)
+    assert.ok(ms >= 900 && ms < 3000, `answered after ${Math.round(ms)} ms`)
+    assert.ok(closed)
+    assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0)
+  })
+
+  it('relays an answer other than 101 as an ordinary response and then closes the client\'s connection', async () => {
+    const { text, closed } = await answerTo(gw, upgradeRequest('/scripted/open/plain'))
+    assert.match(text, /^HTTP\/1\.1 200 /)
+    assert.match(text, /\r\n\r\nplain$/)
+    assert.ok(closed, 'no half-open connection: the client is not left waiting for a 101')
+  })
+
+  it('closes the service\'s connection when a client leaves while a streamed answer to its upgrade is relayed', async () => {
+    const client = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/streaming'))
+    await eventually(client.received, (text) => text.includes('stream'), 2000)
+    assert.match(client.received(), /^HTTP\/1\.1 200 /)
+    assert.ok(service.open() >= 1)
+    client.socket.destroy()
+    assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0)
+  })
+
+  it('never passes the X-Gatehouse-* fields a client sends with an upgrade, anonymous or signed in', async () => {
+    const forged = ['X-Gatehouse-User: admin', 'X-Gatehouse-User-Id: 1', 'X-Gatehouse-Auth-Method: session', 'X-Gatehouse-Identity: forged', 'X-Gatehouse-Teams: Automation']
+    const anonymous = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/ok', forged))
+    await eventually(anonymous.received, (text) => text.includes('\r\n\r\n'), 2000)
+    anonymous.socket.destroy()
+    assert.doesNotMatch(service.handshakes.at(-1)!, /x-gatehouse-/i)
+    const { token } = await createToken(gw, adminAuth)
+    const signedIn = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/ok', [...forged, `Authorization: Bearer ${token}`]))
+    await eventually(signedIn.received, (text) => text.includes('\r\n\r\n'), 2000)
+    signedIn.socket.destroy()
+    const seen = service.handshakes.at(-1)!
+    assert.match(seen, /\r\nx-gatehouse-user: admin\r\n/)
+    assert.match(seen, /\r\nx-gatehouse-auth-method: token\r\n/)
+    assert.doesNotMatch(seen, /forged|x-gatehouse-teams|x-gatehouse-auth-method: session/i)
+  })
+
+  it('refuses an upgrade to a path the service\'s access rules refuse with 403 before any contact with the service', async () => {
+    const reached = service.handshakes.length
+    const { token } = await createToken(gw, adminAuth)
+    const { text, closed } = await answerTo(gw, upgradeRequest('/scripted/admin/ok', [`Authorization: Bearer ${token}`]))
+    assert.match(text, /^HTTP\/1\.1 403 /)
+    assert.match(text, /"code":"access_denied"/)
+    assert.ok(closed)
+    assert.equal(service.handshakes.length, reached, 'nothing reached the service')
+  })
+
+  it('answers a WebSocket upgrade to a path of the gateway\'s own as an ordinary request, and closes the connection', async () => {
+    const { text, closed } = await answerTo(gw, upgradeRequest('/api/gateway/v1/ping/'))
+    assert.match(text, /^HTTP\/1\.1 /)
+    assert.doesNotMatch(text, /^HTTP\/1\.1 101 /)
+    assert.ok(closed)
+  })
+
+  it('answers only a refused upgrade when a client pipelines another request behind it, and closes the connection', async () => {
+    const reached = service.handshakes.length
+    const { text, closed } = await answerTo(gw, upgradeRequest('/scripted/private/ok') + 'GET /scripted/open/plain HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    assert.match(text, /^HTTP\/1\.1 401 /)
+    assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, 'the pipelined request is not served')
+    assert.ok(closed)
+    assert.equal(service.handshakes.length, reached, 'nothing reached the service')
+  })
+
+  it('carries bytes a client pipelines behind an allowed upgrade to the service as the socket\'s, never as a request of the gateway\'s', async () => {
+    const reached = service.handshakes.length
+    const smuggled = 'GET /scripted/admin/ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+    const client = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/ok') + smuggled)
+    try {
+      await eventually(() => service.handshakes.length, (count) => count === reached + 2, 2000)
+      assert.match(service.handshakes[reached]!, /^GET \/scripted\/open\/ok /)
+      assert.equal(service.handshakes[reached + 1], `carried: ${smuggled}`)
+      assert.equal(client.received().match(/HTTP\/1\.1 /g)?.length, 1, 'one answer: the 101')
+    } finally {
+      client.socket.destroy()
+    }
+  })
+
+  it('refuses an upgrade with both Content-Length and Transfer-Encoding before any contact with the service', async () => {
+    const reached = service.handshakes.length
+    const { text, closed } = await answerTo(gw, upgradeRequest('/scripted/open/ok', ['Content-Length: 5', 'Transfer-Encoding: chunked']) + '0\r\n\r\n')
+    assert.match(text, /^HTTP\/1\.1 400 /)
+    assert.ok(closed)
+    assert.equal(service.handshakes.length, reached)
+  })
+
+  it('stops reading from a side whose other side does not read: a slow reader cannot make the gateway buffer without bound', async () => {
+    // The service floods a client that reads nothing: the service soon cannot write any more.
+    // Kernel buffers aside (a few MiB on loopback), what the gateway holds is its streams' high-water marks; carrying
+    // what it reads without waiting for the writes would take tens of MiB a second here.
+    const buffersBefore = process.memoryUsage().arrayBuffers
+    const slowClient = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/flooding'))
+    try {
+      slowClient.socket.pause()
+      await sleep(2000)
+      const held = (process.memoryUsage().arrayBuffers - buffersBefore) / 2 ** 20
+      assert.ok(held < 16, `${Math.round(held)} MiB more of buffers held`)
+    } finally {
+      slowClient.socket.destroy()
+    }
+    // A client floods a service that reads nothing: the client soon cannot write any more.
+    const flooding = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/not-reading'))
+    try {
+      await eventually(flooding.received, (text) => text.includes('\r\n\r\n'), 2000)
+      const chunk = Buffer.alloc(1 << 20, 0x62)
+      let written = 0
+      const until = performance.now() + 2000
+      while (performance.now() < until && written < 512) {
+        if (flooding.socket.write(chunk)) written++
+        else await Promise.race([once(flooding.socket, 'drain').then(() => written++), sleep(until - performance.now())])
+      }
+      assert.ok(written < 32, `the gateway took ${written} MiB for a service that reads nothing`)
+    } finally {
+      flooding.socket.destroy()
+    }
+  })
+
+  it('logs an opened socket\'s request line with status 101 and its close with the reason, and never the token', async () => {
+    const { token } = await createToken(gw, adminAuth)
+    const socket = new WebSocket(`${gw.url.replace('http:', 'ws:')}/negotiating/logged/?access_token=${token}`, { headers: bearer(token) })
+    await once(socket, 'message')
+    const opened = await eventually(() => logLines.find((line) => line.msg === 'request' && line.path === '/negotiating/logged/'), Boolean, 2000)
+    assert.equal(opened?.status, 101)
+    assert.equal(opened?.user, 'admin')
+    assert.equal(opened?.auth, 'token')
+    const whileOpen = await scrape(gw)
+    assert.match(whileOpen, /^gatehouse_websockets_open\{service="negotiating"\} 1$/m)
+    assert.match(whileOpen, /^gatehouse_requests_total\{service="negotiating",method="read",status="1xx",auth="token"\} 1$/m)
+    // Its connection dropped, without a closing handshake (after which the service would close first).
+    socket.terminate()
+    const closed = await eventually(() => logLines.find((line) => line.msg === 'websocket closed' && line.reqId === opened?.reqId), Boolean, 2000)
+    assert.equal(closed?.closed_by, 'client')
+    assert.equal(closed?.path, '/negotiating/logged/', 'without the query, where some clients put a token')
+    assert.equal(typeof closed?.ms, 'number')
+    assert.ok(!JSON.stringify(logLines).includes(token.slice(-16)), 'no token in any log line')
+    assert.equal(logLines.filter((line) => line.msg === 'request' && line.reqId === opened?.reqId).length, 1, 'one request line')
+    const afterClose = await scrape(gw)
+    assert.match(afterClose, /^gatehouse_websockets_open\{service="negotiating"\} 0$/m)
+    assert.match(afterClose, /^gatehouse_websockets_closed_total\{service="negotiating",reason="client"\} 1$/m)
+  })
+
+  it('logs and counts a socket closed for its revoked credential as credential_revoked', async () => {
+    const created = await createToken(gw, adminAuth)
+    const socket = new WebSocket(`${gw.url.replace('http:', 'ws:')}/negotiating/revoked/`, { headers: bearer(created.token) })
+    await once(socket, 'message')
+    assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+    await once(socket, 'close')
+    const closed = await eventually(() => logLines.find((line) => line.msg === 'websocket closed' && line.path === '/negotiating/revoked/'), Boolean, 2000)
+    assert.equal(closed?.closed_by, 'credential_revoked')
+    assert.match(await scrape(gw), /^gatehouse_websockets_closed_total\{service="negotiating",reason="credential_revoked"\} 1$/m)
+  })
+})
+
+/** Kept apart: its cap would hold the sockets of the tests above. */
+describe('WebSockets under the per-address connection cap', () => {
+  it('counts each open socket against server.max_connections_per_address, and takes a new one once one closes', async () => {
+    const service = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await once(service, 'listening')
+    service.on('connection', (socket) => socket.send('{}'))
+    const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, max_connections: 50, max_connections_per_address: 2 }, services: [{ name: 'feed', prefix: '/feed/', upstream: `http://127.0.0.1:${(service.address() as AddressInfo).port}`, public_paths: ['/feed/*'] }] } })
+    const clients: RawClient[] = []
+    const open = async () => {
+      const client = await rawClient(gw.url, '127.0.0.41', upgradeRequest('/feed/events/'))
+      clients.push(client)
+      return client
+    }
+    const switched = (client: RawClient) => client.received().startsWith('HTTP/1.1 101 ')
+    try {
+      const held = [await open(), await open()]
+      assert.equal((await eventually(() => held.filter(switched), (found) => found.length === 2, 2000)).length, 2)
+      const refused = await open()
+      await Promise.race([refused.closed, sleep(2000)])
+      assert.ok(refused.socket.closed, 'a third socket from the address is closed as it arrives')
+      assert.equal(refused.received(), '')
+      held[0]!.socket.destroy()
+      await held[0]!.closed
+      await sleep(100)
+      const later = await open()
+      assert.ok(switched(await eventually(() => later, switched, 2000)))
+    } finally {
+      for (const client of clients) client.socket.destroy()
+      await gw.close()
+      service.close()
+    }
+  })
+})
