@@ -26,7 +26,7 @@ export type ErrorCode =
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
-  | 'database_unavailable' | 'directory_unavailable' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
+  | 'database_unavailable' | 'directory_unavailable' | 'password_checks_busy' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'invalid_original_request' | 'untrusted_proxy'
 
 export interface ErrorOptions {
@@ -573,6 +573,36 @@ export class UpstreamTimeout extends GatehouseError {
   constructor(service: string, cause?: unknown) {
     super(`The service "${service}" did not answer in time.`, { cause })
   }
+}
+
+/**
+ * 503: every core is checking a password and `auth.password_checks_waiting` more wait their turn (src/directory/passwords.ts);
+ * this check is refused at once rather than wait behind them. It is no failed login: the password was not looked at.
+ */
+export class PasswordChecksBusy extends GatehouseError {
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'password_checks_busy'
+  static override readonly defaultMessage: string = 'Too many sign-ins are being checked right now; try again in a moment.'
+  static readonly retryAfterSeconds = 1
+
+  constructor() {
+    super(undefined, { headers: { 'retry-after': String(PasswordChecksBusy.retryAfterSeconds) } })
+  }
+
+  /** The status oidc-provider answers with for an error it did not raise itself. */
+  get statusCode(): number {
+    return this.status
+  }
+}
+
+/**
+ * 408: the client went away while its password check waited for a core; the check was dropped without running. The
+ * answer reaches nobody, and the refusal is no failed login.
+ */
+export class PasswordCheckAbandoned extends GatehouseError {
+  static override readonly status: number = 408
+  static override readonly code: ErrorCode = 'password_check_abandoned'
+  static override readonly defaultMessage: string = 'The client went away while its password check waited.'
 }
 
 /** 503: a password source (the LDAP directory) could not be asked in time; other sources keep working. */

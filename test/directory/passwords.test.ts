@@ -33,6 +33,45 @@ describe('ConcurrencyLimit', () => {
     assert.equal(await next, 'ran')
     assert.equal(limit.running, 0)
   })
+
+  it('refuses a task at once when maxWaiting tasks wait already, and runs those that waited', async () => {
+    const limit = new ConcurrencyLimit(1, { whenFull: () => new Error('full') })
+    limit.maxWaiting = 1
+    let release!: () => void
+    const first = limit.run(() => new Promise<string>((resolve) => {
+      release = () => resolve('first')
+    }))
+    const second = limit.run(async () => 'second')
+    await assert.rejects(limit.run(async () => 'third'), /full/)
+    assert.equal(limit.waiting, 1)
+    release()
+    assert.deepEqual(await Promise.all([first, second]), ['first', 'second'])
+    assert.equal(limit.running, 0)
+  })
+
+  it('drops a waiting task whose signal aborts, and gives the next place to the one after it', async () => {
+    const limit = new ConcurrencyLimit(1, { whenAbandoned: () => new Error('abandoned') })
+    let release!: () => void
+    const first = limit.run(() => new Promise<void>((resolve) => {
+      release = resolve
+    }))
+    const gone = new AbortController()
+    let ranAbandoned = false
+    const abandoned = limit.run(async () => {
+      ranAbandoned = true
+    }, gone.signal)
+    const after = limit.run(async () => 'after')
+    assert.equal(limit.waiting, 2)
+    gone.abort()
+    await assert.rejects(abandoned, /abandoned/)
+    assert.equal(limit.waiting, 1)
+    release()
+    await first
+    assert.equal(await after, 'after')
+    assert.equal(ranAbandoned, false)
+    assert.equal(limit.running, 0)
+    await assert.rejects(limit.run(async () => 'late', gone.signal), /abandoned/, 'an aborted signal does not even queue')
+  })
 })
 
 describe('argon2id verifications', () => {
