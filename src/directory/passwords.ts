@@ -19,6 +19,7 @@ export class ConcurrencyLimit {
   readonly limit: number
   maxWaiting = Infinity
   #running = 0
+  #refused = 0
   readonly #waiting = new Set<() => void>()
   readonly #whenFull: () => Error
   readonly #whenAbandoned: () => Error
@@ -35,6 +36,11 @@ export class ConcurrencyLimit {
 
   get waiting(): number {
     return this.#waiting.size
+  }
+
+  /** Tasks refused because `maxWaiting` waited already, since the start. */
+  get refused(): number {
+    return this.#refused
   }
 
   async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -55,7 +61,10 @@ export class ConcurrencyLimit {
   }
 
   #wait(signal: AbortSignal | undefined): Promise<void> {
-    if (this.#waiting.size >= this.maxWaiting) throw this.#whenFull()
+    if (this.#waiting.size >= this.maxWaiting) {
+      this.#refused++
+      throw this.#whenFull()
+    }
     return new Promise<void>((resolve, reject) => {
       const turn = () => {
         signal?.removeEventListener('abort', leave)

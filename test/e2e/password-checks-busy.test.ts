@@ -41,6 +41,14 @@ describe('password checks beyond the queue\'s bound', () => {
     }
   }
 
+  /** gatehouse_password_checks_refused_total, as /metrics shows it. */
+  async function refusedChecks(): Promise<number> {
+    const text = await (await gw.fetch('/metrics')).text()
+    const line = text.split('\n').find((l) => l.startsWith('gatehouse_password_checks_refused_total '))
+    assert.ok(line, 'the counter is shown')
+    return Number(line.split(' ')[1])
+  }
+
   async function waitFor(condition: () => boolean): Promise<void> {
     for (let i = 0; i < 200 && !condition(); i++) await sleep(10)
     assert.ok(condition())
@@ -54,6 +62,7 @@ describe('password checks beyond the queue\'s bound', () => {
 
   it('refuses at once at every door, and none of the refusals counts toward the lockout', async () => {
     const token = await csrfToken(gw)
+    const refusedBefore = await refusedChecks()
     const release = fillQueue()
     try {
       for (let i = 0; i < 3; i++) {
@@ -67,6 +76,7 @@ describe('password checks beyond the queue\'s bound', () => {
         await assertBusy(await gw.fetch(TOKEN_PATH, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'wrong' }) }), 'error')
       }
       assert.equal(argon2Tasks.waiting, 1, 'no refused check waits')
+      assert.equal(await refusedChecks(), refusedBefore + 12)
     } finally {
       await release()
     }
