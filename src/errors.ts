@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'not_authenticated' | 'invalid_credentials' | 'malformed_credentials' | 'account_disabled' | 'account_locked'
   | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
   | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'password_change_required'
+  | 'password_expired' | 'account_expired'
   | 'sso_access_denied'
   | 'permission_denied' | 'insufficient_scope' | 'self_lockout' | 'managed_by_source' | 'external_users_cannot_create_tokens'
   | 'access_denied' | 'managed_role'
@@ -273,6 +274,18 @@ export class DirectoryUsernameInvalid extends Unauthenticated {
 export class PasswordChangeRequired extends Unauthenticated {
   static override readonly code: ErrorCode = 'password_change_required'
   static override readonly defaultMessage: string = 'The directory requires this password to be changed before it is used; change it with your directory\'s tools, then sign in again.'
+}
+
+/** The directory says the password was right but has expired (Active Directory's bind refusal `data 532`). */
+export class PasswordExpired extends Unauthenticated {
+  static override readonly code: ErrorCode = 'password_expired'
+  static override readonly defaultMessage: string = 'The directory says this password has expired; change it with your directory\'s tools, then sign in again.'
+}
+
+/** The directory says the password was right but the account has expired (Active Directory's bind refusal `data 701`). */
+export class AccountExpired extends Unauthenticated {
+  static override readonly code: ErrorCode = 'account_expired'
+  static override readonly defaultMessage: string = 'The directory account has expired.'
 }
 
 export class SsoAccessDenied extends Unauthenticated {

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled, PasswordChecksBusy } from '../errors.ts'
+import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
@@ -69,8 +69,10 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
       return html(reply, error.status, renderLoginPage({ ...page, username: username.slice(0, 150), error: error.message }))
     }
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
+    // What the directory says of a right password (it expired, must be changed first) is the person's to know.
     const message = error instanceof AccountDisabled ? 'Your account is disabled.'
-      : error instanceof AccountLocked || error instanceof LoginThrottled ? error.message : 'Invalid username or password.'
+      : error instanceof AccountLocked || error instanceof LoginThrottled || error instanceof PasswordChangeRequired ||
+        error instanceof PasswordExpired || error instanceof AccountExpired ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
   const gatewaySession = await openGatewaySession(app, request, reply, user)

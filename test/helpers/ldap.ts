@@ -21,6 +21,7 @@ export const PASSWORDS: Record<string, string> = {
   alice: 'alice-directory-password',
   bob: 'bob-directory-password',
   carol: 'carol-directory-password',
+  erin: 'erin-directory-password',
   dave: 'dave-directory-password',
   admin: 'directory-admin-password',
 }
@@ -96,6 +97,29 @@ objectClass: device
 cn: password-policy
 pwdAttribute: userPassword
 pwdMustChange: TRUE
+`
+
+/**
+ * For `passwordPolicy`: a policy under which passwords expire after a day, with no grace logins, and `erin`, whose
+ * password it covers and who last changed it years ago.
+ */
+export const EXPIRED_PASSWORD_LDIF = `dn: cn=expiring-policy,ou=services,${SUFFIX}
+objectClass: pwdPolicy
+objectClass: device
+cn: expiring-policy
+pwdAttribute: userPassword
+pwdMaxAge: 86400
+pwdGraceAuthNLimit: 0
+
+dn: uid=erin,ou=people,${SUFFIX}
+objectClass: inetOrgPerson
+uid: erin
+cn: Erin Evans
+sn: Evans
+mail: erin@example.test
+userPassword: erin-directory-password
+pwdPolicySubentry: cn=expiring-policy,ou=services,${SUFFIX}
+pwdChangedTime: 20200101000000Z
 `
 
 export async function startDirectory(options: DirectoryOptions = {}): Promise<TestDirectory> {
@@ -227,4 +251,101 @@ function canConnect(port: number): Promise<boolean> {
     })
     socket.once('error', () => resolve(false))
   })
+}
+
+/** One BER element: its tag, its content, and where the next one starts. */
+function berElement(buffer: Buffer, offset: number): { tag: number; content: Buffer; end: number } | undefined {
+  if (buffer.length < offset + 2) return undefined
+  let length = buffer[offset + 1]!
+  let start = offset + 2
+  if (length & 0x80) {
+    const bytes = length & 0x7f
+    if (buffer.length < start + bytes) return undefined
+    length = buffer.readUIntBE(start, bytes)
+    start += bytes
+  }
+  if (buffer.length < start + length) return undefined
+  return { tag: buffer[offset]!, content: buffer.subarray(start, start + length), end: start + length }
+}
+
+function berEncode(tag: number, content: Buffer): Buffer {
+  const length = content.length < 0x80 ? Buffer.from([content.length]) : Buffer.from([0x82, content.length >> 8, content.length & 0xff])
+  return Buffer.concat([Buffer.from([tag]), length, content])
+}
+
+/** Splits off the whole LDAP messages at the start of `buffer`, and what is left of a message still arriving. */
+function ldapMessages(buffer: Buffer): { messages: Buffer[]; rest: Buffer } {
+  const messages: Buffer[] = []
+  let offset = 0
+  for (let element = berElement(buffer, offset); element; element = berElement(buffer, offset)) {
+    messages.push(buffer.subarray(offset, element.end))
+    offset = element.end
+  }
+  return { messages, rest: buffer.subarray(offset) }
+}
+
+/**
+ * Active Directory as a login sees it, in front of the test directory: a user's bind that the directory takes is
+ * refused (invalidCredentials) with Active Directory's diagnostic message carrying the `data` code given for the
+ * user's DN, as it does for a right password whose account cannot sign in; every other answer passes unchanged.
+ */
+export async function activeDirectoryImpostor(directoryUrl: string, dataCodes: Record<string, string>): Promise<{ url: string; close: () => Promise<void> }> {
+  const upstream = new URL(directoryUrl)
+  const sockets = new Set<import('node:net').Socket>()
+  const server = createServer((client) => {
+    const directory = connect(Number(upstream.port), upstream.hostname)
+    const binds = new Map<string, string>()
+    let fromClient: Buffer = Buffer.alloc(0)
+    let fromDirectory: Buffer = Buffer.alloc(0)
+    for (const socket of [client, directory]) {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      socket.once('close', () => {
+        sockets.delete(socket)
+        client.destroy()
+        directory.destroy()
+      })
+    }
+    client.on('data', (chunk: Buffer) => {
+      const { messages, rest } = ldapMessages(Buffer.concat([fromClient, chunk]))
+      fromClient = rest
+      for (const message of messages) {
+        const body = berElement(message, 0)!.content
+        const id = berElement(body, 0)!
+        const operation = berElement(body, id.end)!
+        if (operation.tag === 0x60) {
+          const version = berElement(operation.content, 0)!
+          const name = berElement(operation.content, version.end)!.content.toString('utf8')
+          if (dataCodes[name]) binds.set(id.content.toString('hex'), dataCodes[name]!)
+        }
+        directory.write(message)
+      }
+    })
+    directory.on('data', (chunk: Buffer) => {
+      const { messages, rest } = ldapMessages(Buffer.concat([fromDirectory, chunk]))
+      fromDirectory = rest
+      for (const message of messages) {
+        const body = berElement(message, 0)!.content
+        const id = berElement(body, 0)!
+        const operation = berElement(body, id.end)!
+        const data = binds.get(id.content.toString('hex'))
+        const resultCode = operation.tag === 0x61 ? berElement(operation.content, 0)!.content[0] : undefined
+        if (data === undefined || resultCode !== 0) {
+          client.write(message)
+          continue
+        }
+        const diagnostic = `80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data ${data}, v4563\u0000`
+        const refusal = Buffer.concat([Buffer.from([0x0a, 0x01, 49]), berEncode(0x04, Buffer.alloc(0)), berEncode(0x04, Buffer.from(diagnostic))])
+        client.write(berEncode(0x30, Buffer.concat([body.subarray(0, id.end), berEncode(0x61, refusal)])))
+      }
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `ldap://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy()
+      server.close(() => resolve())
+    }),
+  }
 }
