@@ -104,18 +104,13 @@ describe('password checks beyond the queue\'s bound', () => {
     assert.match(await busy.text(), /Too many sign-ins are being checked/)
   })
 
-  it('drops a waiting check whose client went away', async () => {
+  /** Sends a request whose password check waits, then goes away, and sees the check leave the queue. */
+  async function leaveWhileWaiting(path: string, init: RequestInit): Promise<void> {
     argon2Tasks.maxWaiting = 5
     const release = fillQueue()
     try {
-      const token = await csrfToken(gw)
       const gone = new AbortController()
-      const sent = gw.fetch(LOGIN, {
-        method: 'POST',
-        signal: gone.signal,
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': token, cookie: `csrftoken=${token}`, referer: gw.url + LOGIN },
-        body: new URLSearchParams({ username: 'alice', password: PASSWORD }).toString(),
-      }).catch(() => undefined)
+      const sent = gw.fetch(path, { ...init, method: 'POST', signal: gone.signal }).catch(() => undefined)
       await waitFor(() => argon2Tasks.waiting === 2)
       gone.abort()
       await sent
@@ -124,6 +119,18 @@ describe('password checks beyond the queue\'s bound', () => {
       argon2Tasks.maxWaiting = 1
       await release()
     }
+  }
+
+  it('drops a waiting check at the gateway\'s login whose client went away', async () => {
+    const token = await csrfToken(gw)
+    await leaveWhileWaiting(LOGIN, {
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': token, cookie: `csrftoken=${token}`, referer: gw.url + LOGIN },
+      body: new URLSearchParams({ username: 'alice', password: PASSWORD }).toString(),
+    })
+  })
+
+  it('drops a waiting check at a realm\'s password grant whose client went away', async () => {
+    await leaveWhileWaiting(TOKEN_PATH, { body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'alice', password: PASSWORD }) })
   })
 
   it('shows the realm\'s login page again with a message saying so', async () => {
