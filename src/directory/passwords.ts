@@ -124,6 +124,10 @@ let dummyHash: Promise<string> | undefined
  * so a wrong password and a missing account cannot be told apart by timing.
  */
 export async function burnVerificationTime(password: string, signal?: AbortSignal): Promise<void> {
-  dummyHash ??= hashPassword(randomBytes(16).toString('hex'))
+  // A first hash refused for a full queue is made again by the next check, not kept as its answer.
+  dummyHash ??= hashPassword(randomBytes(16).toString('hex')).catch((error: unknown) => {
+    dummyHash = undefined
+    throw error
+  })
   await verifyPassword(await dummyHash, password, signal)
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
-import { argon2Tasks, ConcurrencyLimit, hashPassword, verifyPassword } from '../../src/directory/passwords.ts'
+import { argon2Tasks, burnVerificationTime, ConcurrencyLimit, hashPassword, verifyPassword } from '../../src/directory/passwords.ts'
+import { PasswordChecksBusy } from '../../src/errors.ts'
 
 describe('ConcurrencyLimit', () => {
   it('runs at most its limit at once and the others in the order they came', async () => {
@@ -93,5 +94,24 @@ describe('argon2id verifications', () => {
     assert.equal(mostRunning, argon2Tasks.limit)
     assert.ok(mostWaiting > 0)
     assert.equal(argon2Tasks.running, 0)
+  })
+})
+
+describe('the time spent for a check without a hash', () => {
+  it('is spent again after its first hash was refused for a full queue', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    argon2Tasks.maxWaiting = 0
+    const held = Array.from({ length: argon2Tasks.limit }, () => argon2Tasks.run(() => gate))
+    try {
+      await assert.rejects(burnVerificationTime('a password'), PasswordChecksBusy)
+    } finally {
+      argon2Tasks.maxWaiting = Infinity
+      release()
+      await Promise.all(held)
+    }
+    await burnVerificationTime('a password')
   })
 })
