@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, createServer, type AddressInfo } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Attribute, Change, Client } from 'ldapts'
 import { selfSignedCertificate } from './certificates.ts'
@@ -284,6 +284,22 @@ function ldapMessages(buffer: Buffer): { messages: Buffer[]; rest: Buffer } {
   return { messages, rest: buffer.subarray(offset) }
 }
 
+type BerElement = NonNullable<ReturnType<typeof berElement>>
+
+/** Calls `each` with every whole LDAP message the socket sends: the message, its content, its id and its operation. */
+function eachLdapMessage(socket: Socket, each: (message: Buffer, body: Buffer, id: BerElement, operation: BerElement) => void): void {
+  let pending: Buffer = Buffer.alloc(0)
+  socket.on('data', (chunk: Buffer) => {
+    const { messages, rest } = ldapMessages(Buffer.concat([pending, chunk]))
+    pending = rest
+    for (const message of messages) {
+      const body = berElement(message, 0)!.content
+      const id = berElement(body, 0)!
+      each(message, body, id, berElement(body, id.end)!)
+    }
+  })
+}
+
 /**
  * Active Directory as a login sees it, in front of the test directory: a user's bind that the directory takes is
  * refused (invalidCredentials) with Active Directory's diagnostic message carrying the `data` code given for the
@@ -291,12 +307,10 @@ function ldapMessages(buffer: Buffer): { messages: Buffer[]; rest: Buffer } {
  */
 export async function activeDirectoryImpostor(directoryUrl: string, dataCodes: Record<string, string>): Promise<{ url: string; close: () => Promise<void> }> {
   const upstream = new URL(directoryUrl)
-  const sockets = new Set<import('node:net').Socket>()
+  const sockets = new Set<Socket>()
   const server = createServer((client) => {
     const directory = connect(Number(upstream.port), upstream.hostname)
     const binds = new Map<string, string>()
-    let fromClient: Buffer = Buffer.alloc(0)
-    let fromDirectory: Buffer = Buffer.alloc(0)
     for (const socket of [client, directory]) {
       sockets.add(socket)
       socket.on('error', () => {})
@@ -306,38 +320,21 @@ export async function activeDirectoryImpostor(directoryUrl: string, dataCodes: R
         directory.destroy()
       })
     }
-    client.on('data', (chunk: Buffer) => {
-      const { messages, rest } = ldapMessages(Buffer.concat([fromClient, chunk]))
-      fromClient = rest
-      for (const message of messages) {
-        const body = berElement(message, 0)!.content
-        const id = berElement(body, 0)!
-        const operation = berElement(body, id.end)!
-        if (operation.tag === 0x60) {
-          const version = berElement(operation.content, 0)!
-          const name = berElement(operation.content, version.end)!.content.toString('utf8')
-          if (dataCodes[name]) binds.set(id.content.toString('hex'), dataCodes[name]!)
-        }
-        directory.write(message)
+    eachLdapMessage(client, (message, body, id, operation) => {
+      if (operation.tag === 0x60) {
+        const version = berElement(operation.content, 0)!
+        const name = berElement(operation.content, version.end)!.content.toString('utf8')
+        if (dataCodes[name]) binds.set(id.content.toString('hex'), dataCodes[name]!)
       }
+      directory.write(message)
     })
-    directory.on('data', (chunk: Buffer) => {
-      const { messages, rest } = ldapMessages(Buffer.concat([fromDirectory, chunk]))
-      fromDirectory = rest
-      for (const message of messages) {
-        const body = berElement(message, 0)!.content
-        const id = berElement(body, 0)!
-        const operation = berElement(body, id.end)!
-        const data = binds.get(id.content.toString('hex'))
-        const resultCode = operation.tag === 0x61 ? berElement(operation.content, 0)!.content[0] : undefined
-        if (data === undefined || resultCode !== 0) {
-          client.write(message)
-          continue
-        }
-        const diagnostic = `80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data ${data}, v4563\u0000`
-        const refusal = Buffer.concat([Buffer.from([0x0a, 0x01, 49]), berEncode(0x04, Buffer.alloc(0)), berEncode(0x04, Buffer.from(diagnostic))])
-        client.write(berEncode(0x30, Buffer.concat([body.subarray(0, id.end), berEncode(0x61, refusal)])))
-      }
+    eachLdapMessage(directory, (message, body, id, operation) => {
+      const data = binds.get(id.content.toString('hex'))
+      const resultCode = operation.tag === 0x61 ? berElement(operation.content, 0)!.content[0] : undefined
+      if (data === undefined || resultCode !== 0) return void client.write(message)
+      const diagnostic = `80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data ${data}, v4563\u0000`
+      const refusal = Buffer.concat([Buffer.from([0x0a, 0x01, 49]), berEncode(0x04, Buffer.alloc(0)), berEncode(0x04, Buffer.from(diagnostic))])
+      client.write(berEncode(0x30, Buffer.concat([body.subarray(0, id.end), berEncode(0x61, refusal)])))
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
