@@ -272,7 +272,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     ctx.state.failure = error
   })
   // Failures inside oidc-provider (answered `server_error`) and around it (answered 500 by Koa) go to the request's log;
-  // a database outage is answered 503 (DatabaseUnavailable's statusCode) and logged once by the server, not per request.
+  // a database outage is answered 503 (DatabaseUnavailable's statusCode) and logged once by the server, not per request;
+  // a full password-check queue is answered 503 too (PasswordChecksBusy's), and is load, not a failure to log.
   const logFailure = (ctx: { req: unknown }, error: unknown) => {
     if (error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy) return
     ;(ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.log.error({ err: error, realm: realm.name }, 'OpenID Connect provider failed')
