@@ -24,6 +24,7 @@ import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
 import { DirectoryAccountCheck } from './directory/ldap-check.ts'
 import { SIGN_IN_START_WINDOW_MS, SignInStarts } from './directory/sign-in-starts.ts'
 import { LocalPasswords } from './directory/local.ts'
+import { argon2Tasks, boundPasswordChecksWaiting } from './directory/passwords.ts'
 import { IdentitySigner } from './gateway/identity.ts'
 import { authorize, type Decision } from './gateway/authorize.ts'
 import { publishedPath } from './gateway/policy.ts'
@@ -104,6 +105,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const settings = new RuntimeSettings(store, bus, { maxStaleMs: config.auth.max_stale_seconds * 1000 })
   await settings.reload()
   settings.start()
+  boundPasswordChecksWaiting(config.auth.password_checks_waiting)
   // Workers of one `serve --workers` know their number at once; other processes on the database, by their heartbeats.
   const lockout = new Lockout(store, () => ({
     failuresBeforeLockout: settings.current.login_failures_before_lockout,
@@ -205,6 +207,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   auditSignIns(audit, accounts, lockout)
   audit.onEntry(metrics.auditEntry)
   metrics.watchAuditDrops(() => audit.droppedTotal)
+  metrics.watchPasswordChecks(() => argon2Tasks.refused)
   metrics.watchCaches({ basic_credentials: basicCache.stats, accounts: accounts.stats, sessions: sessions.stats, personal_tokens: tokens.stats })
   metrics.watchBus(bus)
   metrics.watchDatabase(store.database)

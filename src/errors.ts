@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'not_authenticated' | 'invalid_credentials' | 'malformed_credentials' | 'account_disabled' | 'account_locked'
   | 'basic_auth_disabled' | 'credentials_not_accepted' | 'invalid_token' | 'malformed_token' | 'token_checksum_mismatch'
   | 'token_expired' | 'invalid_session' | 'session_expired' | 'directory_username_invalid' | 'password_change_required'
+  | 'password_expired' | 'account_expired'
   | 'sso_access_denied'
   | 'permission_denied' | 'insufficient_scope' | 'self_lockout' | 'managed_by_source' | 'external_users_cannot_create_tokens'
   | 'access_denied' | 'managed_role'
@@ -26,7 +27,7 @@ export type ErrorCode =
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
-  | 'database_unavailable' | 'directory_unavailable' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
+  | 'database_unavailable' | 'directory_unavailable' | 'password_checks_busy' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'upstream_handshake_invalid'
   | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'invalid_original_request' | 'untrusted_proxy'
 
@@ -274,6 +275,18 @@ export class DirectoryUsernameInvalid extends Unauthenticated {
 export class PasswordChangeRequired extends Unauthenticated {
   static override readonly code: ErrorCode = 'password_change_required'
   static override readonly defaultMessage: string = 'The directory requires this password to be changed before it is used; change it with your directory\'s tools, then sign in again.'
+}
+
+/** The directory says the password was right but has expired (Active Directory's bind refusal `data 532`). */
+export class PasswordExpired extends Unauthenticated {
+  static override readonly code: ErrorCode = 'password_expired'
+  static override readonly defaultMessage: string = 'The directory says this password has expired; change it with your directory\'s tools, then sign in again.'
+}
+
+/** The directory says the password was right but the account has expired (Active Directory's bind refusal `data 701`). */
+export class AccountExpired extends Unauthenticated {
+  static override readonly code: ErrorCode = 'account_expired'
+  static override readonly defaultMessage: string = 'The directory account has expired.'
 }
 
 export class SsoAccessDenied extends Unauthenticated {
@@ -584,6 +597,36 @@ export class UpstreamTimeout extends GatehouseError {
   constructor(service: string, cause?: unknown) {
     super(`The service "${service}" did not answer in time.`, { cause })
   }
+}
+
+/**
+ * 503: every core is checking a password and `auth.password_checks_waiting` more wait their turn (src/directory/passwords.ts);
+ * this check is refused at once rather than wait behind them. It is no failed login: the password was not looked at.
+ */
+export class PasswordChecksBusy extends GatehouseError {
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'password_checks_busy'
+  static override readonly defaultMessage: string = 'Too many sign-ins are being checked right now; try again in a moment.'
+  static readonly retryAfterSeconds = 1
+
+  constructor() {
+    super(undefined, { headers: { 'retry-after': String(PasswordChecksBusy.retryAfterSeconds) } })
+  }
+
+  /** The status oidc-provider answers with for an error it did not raise itself. */
+  get statusCode(): number {
+    return this.status
+  }
+}
+
+/**
+ * 408: the client went away while its password check waited for a core; the check was dropped without running. The
+ * answer reaches nobody, and the refusal is no failed login.
+ */
+export class PasswordCheckAbandoned extends GatehouseError {
+  static override readonly status: number = 408
+  static override readonly code: ErrorCode = 'password_check_abandoned'
+  static override readonly defaultMessage: string = 'The client went away while its password check waited.'
 }
 
 /** 503: a password source (the LDAP directory) could not be asked in time; other sources keep working. */

@@ -6,12 +6,13 @@ import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { ssoStartPath } from '../directory/sso.ts'
-import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, DatabaseUnavailable, type GatehouseError, LoginThrottled, NoSession, normalizeError, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
+import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, DatabaseUnavailable, type GatehouseError, LoginThrottled, NoSession, normalizeError, PasswordChecksBusy, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { mediaType, wantsHtml } from '../http/negotiation.ts'
+import { clientGone } from '../http/client-gone.ts'
 import { startSession } from '../auth/session-start.ts'
 
 export const DEFAULT_NEXT = '/api/gateway/v1/'
@@ -71,10 +72,10 @@ export function loginRoutes(api: GatewayApi, app: App): void {
 
     let user
     try {
-      user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' })
+      user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' }, undefined, clientGone(reply.raw))
     } catch (error) {
       // The password was wrong, or could not be checked now: either way the person types it again.
-      if ((error instanceof Unauthenticated || error instanceof LoginThrottled || error instanceof DatabaseUnavailable) && isBrowserForm(request)) {
+      if ((error instanceof Unauthenticated || error instanceof LoginThrottled || error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy) && isBrowserForm(request)) {
         return sendFormAgain(app, request, reply, error, error.message)
       }
       throw error
@@ -151,6 +152,9 @@ async function requireFormOrJson(request: FastifyRequest): Promise<void> {
  */
 function sendFormAgain(app: App, request: FastifyRequest, reply: FastifyReply, refusal: GatehouseError, message: string): FastifyReply {
   request.gatehouse.code = refusal.code
+  // Not the refusal's other headers: a basic challenge would make the browser ask for a password in its own dialog.
+  const retryAfter = refusal.headers['retry-after']
+  if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
   const form = (request.body ?? {}) as Record<string, unknown>
   const text = (value: unknown) => (typeof value === 'string' ? value : undefined)
   return sendLoginPage(app, reply, refusal.status, {

@@ -144,9 +144,11 @@ export const ConfigSchema = z.object({
     password_sources: PasswordSourcesSchema,
     sign_in_starts_per_address: z.number().int().min(0).default(300)
       .describe('Sign-ins (a realm authorization that may show the login page, a device authorization, a pushed authorization request, a visit to the logout or device code page, a single sign-on start) one client address, an IPv6 client by its /64, may start in 10 minutes, in each process; beyond it 429 sign_ins_throttled. Each start writes a record that waits for its end, so this bounds what requests without credentials can add to the database. Raise it for many people behind one address (an office NAT). 0 = no limit.'),
+    password_checks_waiting: z.number().int().min(0).max(1_000_000).default(256)
+      .describe('Password checks (argon2id, one per core at once) that may wait for a core, in each process; a check beyond them is refused at once with 503 password_checks_busy and Retry-After: 1, on every path that checks a password, and is no failed login. Bounds the requests and memory a flood of logins holds while it waits; at about 20 checks a second per core, the default is a wait of some seconds on 2 cores. 0: none wait.'),
     sign_in_starts_total: z.number().int().min(0).default(10_000)
       .describe('Sign-ins all client addresses together may start in 10 minutes, in each process; beyond it every start is refused with 429 sign_ins_throttled until the 10 minutes end. The bound a flood from many addresses cannot pass. 0 = no limit.'),
-  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, identity_key_rotation_seconds: 30 * 86400, identity_jwks_max_age_seconds: 300, max_stale_seconds: 30, password_sources: ['local', 'ldap'], sign_in_starts_per_address: 300, sign_in_starts_total: 10_000 })
+  }).strict().default({ basic_cache_seconds: 30, identity_token_seconds: 60, identity_key_rotation_seconds: 30 * 86400, identity_jwks_max_age_seconds: 300, max_stale_seconds: 30, password_sources: ['local', 'ldap'], password_checks_waiting: 256, sign_in_starts_per_address: 300, sign_in_starts_total: 10_000 })
     .describe('How credentials are verified and remembered.'),
   gateway: z.object({
     accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token', 'oidc'])

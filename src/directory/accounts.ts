@@ -146,15 +146,15 @@ export class Accounts {
    * Whatever goes wrong, the caller learns only "invalid credentials" after about the same time; a disabled
    * account is named only once the password was right, a locked username or throttled address before any check.
    * `read`: the account named `username` as the caller just read it, which a source that keeps it takes instead of
-   * reading it again.
+   * reading it again. `signal`: the caller's client went away, so a check still waiting for a core is dropped.
    */
-  async checkPassword(username: string, password: string, address: string | undefined, via?: LoginVia, read?: User): Promise<User> {
+  async checkPassword(username: string, password: string, address: string | undefined, via?: LoginVia, read?: User, signal?: AbortSignal): Promise<User> {
     try {
       if (!USERNAME_PATTERN.test(username)) {
-        await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
+        await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH), signal)
         throw new InvalidCredentials()
       }
-      const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password, read))
+      const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password, read, signal))
       if (via) this.#reportLogin({ username, address, via, user })
       return user
     } catch (error) {
@@ -167,18 +167,18 @@ export class Accounts {
     for (const listener of this.#loginListeners) listener(attempt)
   }
 
-  async #verifyPassword(username: string, password: string, read: User | undefined): Promise<User> {
+  async #verifyPassword(username: string, password: string, read: User | undefined, signal: AbortSignal | undefined): Promise<User> {
     if (!password || password.length > MAX_PASSWORD_LENGTH) {
-      await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH))
+      await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH), signal)
       throw new InvalidCredentials()
     }
     for (const source of this.#sources) {
-      const user = await source.verify(username, password, read?.username === username ? read : undefined)
+      const user = await source.verify(username, password, read?.username === username ? read : undefined, signal)
       if (user === NOT_MINE) continue
       if (!user.isActive) throw new AccountDisabled()
       return user
     }
-    await burnVerificationTime(password)
+    await burnVerificationTime(password, signal)
     throw new InvalidCredentials()
   }
 

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { ConnectionOptions } from 'node:tls'
-import type { Client, Entry } from 'ldapts'
+import type { BerReader, Client, Control, Entry } from 'ldapts'
 import { ConfigError } from '../config/load.ts'
 import { ldapts, type LdapConfig } from '../config/ldap.ts'
-import { AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, PasswordChangeRequired, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, PasswordChangeRequired, PasswordExpired, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { INVALID_USERNAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
@@ -222,10 +222,17 @@ export class LdapDirectory {
   /** Binds as the user on the lookup's own connection, which is closed afterwards. */
   async #bindAs(client: Client, dn: string, password: string): Promise<boolean> {
     if (isBlank(password)) throw new InvalidCredentials()
+    const policy = passwordPolicyRequest()
     try {
-      await client.bind(dn, password)
+      await client.bind(dn, password, policy)
     } catch (error) {
-      if (error instanceof ldapts().InvalidCredentialsError) return false
+      if (error instanceof ldapts().InvalidCredentialsError) {
+        // OpenLDAP's password policy says why it refused a right password; a wrong one gets no such answer.
+        if (policy.error === PASSWORD_EXPIRED) throw new PasswordExpired()
+        const refusal = activeDirectoryRefusal(error.message)
+        if (refusal) throw refusal
+        return false
+      }
       throw error
     }
     // A password an administrator set may have to be changed first: OpenLDAP's password policy then takes the
@@ -238,6 +245,68 @@ export class LdapDirectory {
       if (!(error instanceof ldapts().ResultCodeError)) throw error
     }
     return true
+  }
+}
+
+/** The password policy control (draft-behera-ldap-password-policy §6.1), OpenLDAP's ppolicy overlay's, and its `passwordExpired` error. */
+const PASSWORD_POLICY_CONTROL = '1.3.6.1.4.1.42.2.27.8.5.1'
+const PASSWORD_EXPIRED = 0
+/** The control's answer's members: `warning` [0] (constructed) and `error` [1] (an enumeration). */
+const POLICY_WARNING_TAG = 0xa0
+const POLICY_ERROR_TAG = 0x81
+
+type PasswordPolicyRequest = Control & { error: number | undefined }
+let PasswordPolicyControl: (new () => PasswordPolicyRequest) | undefined
+
+/**
+ * The password policy control, asked for with a user's bind (critical: no; a directory without a policy ignores it).
+ * ldapts parses the control of the answer into the control that asked for it, even when the bind failed: its `error`
+ * is then the policy's reason. A value that does not parse leaves it unset: the bind is then judged without it.
+ */
+function passwordPolicyRequest(): PasswordPolicyRequest {
+  PasswordPolicyControl ??= class extends ldapts().Control {
+    error: number | undefined
+
+    constructor() {
+      super(PASSWORD_POLICY_CONTROL)
+    }
+
+    protected override parseControl(reader: BerReader): void {
+      try {
+        if (reader.readSequence() === null) return
+        const end = reader.offset + reader.length
+        while (reader.offset < end) {
+          const tag = reader.peek()
+          if (tag === POLICY_ERROR_TAG) {
+            this.error = reader.readTag(POLICY_ERROR_TAG) ?? undefined
+          } else if (tag === POLICY_WARNING_TAG) {
+            reader.readSequence(POLICY_WARNING_TAG)
+            reader.offset += reader.length
+          } else return
+        }
+      } catch {
+        this.error = undefined
+      }
+    }
+  }
+  return new PasswordPolicyControl()
+}
+
+/**
+ * Active Directory's reason for refusing a bind (invalidCredentials), from the `data` code in its diagnostic message
+ * ("80090308: LdapErr: ..., comment: AcceptSecurityContext error, data 532, v4563"), for the codes it gives only when
+ * the password was right: an expired password (532), one an administrator set that must be changed first (773), a
+ * disabled account (533), an expired account (701). A locked account (775) is answered whatever the password, and is
+ * therefore left a wrong password, as are every other code and a message without one: a guesser learns nothing.
+ */
+export function activeDirectoryRefusal(diagnostic: string): GatehouseError | undefined {
+  const data = /\bdata ([0-9a-f]{3,8})\b/i.exec(diagnostic)?.[1]?.toLowerCase()
+  switch (data) {
+    case '532': return new PasswordExpired()
+    case '773': return new PasswordChangeRequired()
+    case '533': return new AccountDisabled()
+    case '701': return new AccountExpired()
+    default: return undefined
   }
 }
 

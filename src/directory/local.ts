@@ -13,12 +13,12 @@ export class LocalPasswords implements PasswordSource {
     this.#store = store
   }
 
-  async verify(username: string, password: string, read?: User): Promise<User | NotMine> {
+  async verify(username: string, password: string, read?: User, signal?: AbortSignal): Promise<User | NotMine> {
     // The row read for the login name a moment ago: it is as fresh as one read now would be by the time the slow
     // hash below is done with it.
     const user = read ?? await this.#store.users.findByUsername(username)
     if (!user || user.source !== 'local' || !user.passwordHash) return NOT_MINE
-    if (!(await verifyPassword(user.passwordHash, password))) throw new InvalidCredentials()
+    if (!(await verifyPassword(user.passwordHash, password, signal))) throw new InvalidCredentials()
     return user
   }
 }

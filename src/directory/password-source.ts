@@ -15,5 +15,5 @@ export type NotMine = typeof NOT_MINE
  */
 export interface PasswordSource {
   readonly id: string
-  verify(username: string, password: string, read?: User): Promise<User | NotMine>
+  verify(username: string, password: string, read?: User, signal?: AbortSignal): Promise<User | NotMine>
 }

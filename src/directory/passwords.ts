@@ -1,6 +1,7 @@
 import type { Algorithm, Options } from '@node-rs/argon2'
 import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
+import { PasswordCheckAbandoned, PasswordChecksBusy } from '../errors.ts'
 
 /** argon2's native addon loads with the first password hashed or verified: a restart on an existing database needs neither. */
 let argon2: Promise<typeof import('@node-rs/argon2')> | undefined
@@ -9,14 +10,24 @@ const loadArgon2 = () => (argon2 ??= import('@node-rs/argon2'))
 /** argon2id with OWASP's minimum recommended parameters (19 MiB, 2 iterations, 1 lane). */
 const ARGON2ID: Options = { algorithm: 2 as Algorithm, memoryCost: 19456, timeCost: 2, parallelism: 1 }
 
-/** Runs at most `limit` tasks at once; the others wait their turn, first come first served. */
+/**
+ * Runs at most `limit` tasks at once; the others wait their turn, first come first served, at most `maxWaiting` of
+ * them: a task beyond those is refused at once with `whenFull()`. A waiting task whose `signal` aborts (its client
+ * went away) leaves the queue, refused with `whenAbandoned()`, and never runs.
+ */
 export class ConcurrencyLimit {
   readonly limit: number
+  maxWaiting = Infinity
   #running = 0
-  readonly #waiting: (() => void)[] = []
+  #refused = 0
+  readonly #waiting = new Set<() => void>()
+  readonly #whenFull: () => Error
+  readonly #whenAbandoned: () => Error
 
-  constructor(limit: number) {
+  constructor(limit: number, refusals: { whenFull?: () => Error; whenAbandoned?: () => Error } = {}) {
     this.limit = limit
+    this.#whenFull = refusals.whenFull ?? (() => new Error('too many tasks waiting'))
+    this.#whenAbandoned = refusals.whenAbandoned ?? (() => new Error('the task was abandoned while it waited'))
   }
 
   get running(): number {
@@ -24,20 +35,48 @@ export class ConcurrencyLimit {
   }
 
   get waiting(): number {
-    return this.#waiting.length
+    return this.#waiting.size
   }
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
+  /** Tasks refused because `maxWaiting` waited already, since the start. */
+  get refused(): number {
+    return this.#refused
+  }
+
+  async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (signal?.aborted) throw this.#whenAbandoned()
     // A finishing task hands its place straight to the oldest waiter, so none can be overtaken.
-    if (this.#running >= this.limit) await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    if (this.#running >= this.limit) await this.#wait(signal)
     else this.#running++
     try {
       return await task()
     } finally {
-      const next = this.#waiting.shift()
-      if (next) next()
-      else this.#running--
+      const next = this.#waiting.values().next()
+      if (next.done) this.#running--
+      else {
+        this.#waiting.delete(next.value)
+        next.value()
+      }
     }
+  }
+
+  #wait(signal: AbortSignal | undefined): Promise<void> {
+    if (this.#waiting.size >= this.maxWaiting) {
+      this.#refused++
+      throw this.#whenFull()
+    }
+    return new Promise<void>((resolve, reject) => {
+      const turn = () => {
+        signal?.removeEventListener('abort', leave)
+        resolve()
+      }
+      const leave = () => {
+        this.#waiting.delete(turn)
+        reject(this.#whenAbandoned())
+      }
+      signal?.addEventListener('abort', leave, { once: true })
+      this.#waiting.add(turn)
+    })
   }
 }
 
@@ -47,20 +86,35 @@ export class ConcurrencyLimit {
  * memory out of the caches: on 2 cores four at once cost 6-34% more CPU time each than two (docs/performance.md).
  * So at most one per core runs, which also leaves pool threads free for the token signatures meanwhile.
  */
-export const argon2Tasks = new ConcurrencyLimit(availableParallelism())
+export const argon2Tasks = new ConcurrencyLimit(availableParallelism(), {
+  whenFull: () => new PasswordChecksBusy(),
+  whenAbandoned: () => new PasswordCheckAbandoned(),
+})
+
+/** At most this many password checks wait for a core (`auth.password_checks_waiting`), in this process. */
+export function boundPasswordChecksWaiting(maxWaiting: number): void {
+  argon2Tasks.maxWaiting = maxWaiting
+}
 
 export async function hashPassword(password: string): Promise<string> {
   const { hash } = await loadArgon2()
   return argon2Tasks.run(() => hash(password, ARGON2ID))
 }
 
-export async function verifyPassword(passwordHash: string, password: string): Promise<boolean> {
+/**
+ * Whether the password is the hash's; a hash that does not parse is no match. `signal`: the check's client went
+ * away, so a check still waiting for its turn is dropped (PasswordCheckAbandoned). A queue already full refuses the
+ * check (PasswordChecksBusy).
+ */
+export async function verifyPassword(passwordHash: string, password: string, signal?: AbortSignal): Promise<boolean> {
   const { verify } = await loadArgon2()
-  try {
-    return await argon2Tasks.run(() => verify(passwordHash, password))
-  } catch {
-    return false
-  }
+  return argon2Tasks.run(async () => {
+    try {
+      return await verify(passwordHash, password)
+    } catch {
+      return false
+    }
+  }, signal)
 }
 
 let dummyHash: Promise<string> | undefined
@@ -69,7 +123,11 @@ let dummyHash: Promise<string> | undefined
  * Spends the same time as a real verification, for unknown users and empty passwords,
  * so a wrong password and a missing account cannot be told apart by timing.
  */
-export async function burnVerificationTime(password: string): Promise<void> {
-  dummyHash ??= hashPassword(randomBytes(16).toString('hex'))
-  await verifyPassword(await dummyHash, password)
+export async function burnVerificationTime(password: string, signal?: AbortSignal): Promise<void> {
+  // A first hash refused for a full queue is made again by the next check, not kept as its answer.
+  dummyHash ??= hashPassword(randomBytes(16).toString('hex')).catch((error: unknown) => {
+    dummyHash = undefined
+    throw error
+  })
+  await verifyPassword(await dummyHash, password, signal)
 }

@@ -64,6 +64,7 @@ export class GatewayMetrics {
   readonly #auditDropped = new CounterFamily('gatehouse_audit_dropped_total', 'Audit entries counted instead of kept because the queue was full.', [])
   readonly #cacheLookups = new CounterFamily('gatehouse_cache_lookups_total', 'Lookups of in-memory caches, answered from memory (hit) or read again (miss).', ['cache', 'result'])
   readonly #busLag = new HistogramFamily('gatehouse_event_bus_lag_seconds', 'How long after another process committed a change this process read its news.', [], LAG_BUCKETS)
+  readonly #passwordChecksRefused = new CounterFamily('gatehouse_password_checks_refused_total', 'Password checks refused at once because every core was checking one and auth.password_checks_waiting more waited.', [])
   readonly #connectionsRefused = new CounterFamily('gatehouse_connections_refused_total', 'Connections closed as they arrived because server.max_connections or server.max_connections_per_address was reached, by that cap.', ['reason'])
   readonly #websocketsClosed = new CounterFamily('gatehouse_websockets_closed_total', 'WebSockets closed after they opened, by service and by what closed them (client, service, idle, credential_revoked, shutdown).', ['service', 'reason'])
   readonly #queryDuration = new HistogramFamily('gatehouse_db_query_duration_seconds', 'Database query time, failed queries included.', [], FAST_BUCKETS)
@@ -97,7 +98,7 @@ export class GatewayMetrics {
   /** Gatehouse's families, then prom-client's process metrics, then the gauges: the order they had when made at start. */
   #registryOf(client: PromClient): Registry {
     const registry = new client.Registry()
-    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#connectionsRefused, this.#websocketsClosed, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
+    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#passwordChecksRefused, this.#connectionsRefused, this.#websocketsClosed, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
       registry.registerMetric(family as unknown as Metric)
     }
     client.collectDefaultMetrics({ register: registry })
@@ -166,6 +167,12 @@ export class GatewayMetrics {
         for (const [service, count] of open()) this.set({ service }, count)
       },
     }))
+  }
+
+  /** The process's password checks refused for a full queue (src/directory/passwords.ts), read at each scrape. */
+  watchPasswordChecks(refused: () => number): void {
+    const cell = this.#passwordChecksRefused.series()
+    this.#passwordChecksRefused.beforeScrape = () => (cell.value = refused())
   }
 
   watchCaches(caches: Record<string, CacheStats>): void {

@@ -9,9 +9,12 @@ const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
  * client, grant and redirect URI, all of which another realm with a client of the same id can match, before it
  * consumes the code; the realm's resource indicator, which would tell, is read only after. A code brought to
  * another realm's token endpoint is therefore not found there, and stays good at its own, as in Keycloak. So with a
- * device code, polled at another realm's token endpoint or its user code typed at another realm's device page.
+ * device code, polled at another realm's token endpoint or its user code typed at another realm's device page; with a
+ * login under way (an interaction), whose login page's URL taken to another realm would check the password and the
+ * access rules of that realm for a login the first finishes; and with a pushed authorization request, whose
+ * `request_uri` another realm refuses as one it never issued (`invalid_request_uri`) without using it up.
  */
-const REALM_BOUND_MODELS = new Set(['AuthorizationCode', 'DeviceCode'])
+const REALM_BOUND_MODELS = new Set(['AuthorizationCode', 'DeviceCode', 'Interaction', 'PushedAuthorizationRequest'])
 /** The member of a realm-bound record's payload naming its realm; oidc-provider never sees it. */
 const REALM_MEMBER = 'gatehouseRealm'
 

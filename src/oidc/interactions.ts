@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '../errors.ts'
+import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
@@ -12,6 +12,7 @@ import type { Realm } from './realm.ts'
 import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
+import { clientGone } from '../http/client-gone.ts'
 
 /** A login form is a few short fields and the authorization request it restarts; anything longer is not one. */
 const FORM_LIMIT = 16 * 1024
@@ -60,11 +61,18 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   let user: User
   try {
     const login = await resolveLoginName(app.store, realm.config, username)
-    user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name }, login.account)
+    user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name }, login.account, clientGone(reply.raw))
   } catch (error) {
+    // The page again, its password not looked at, saying to try again shortly.
+    if (error instanceof PasswordChecksBusy) {
+      reply.header('retry-after', String(PasswordChecksBusy.retryAfterSeconds))
+      return html(reply, error.status, renderLoginPage({ ...page, username: username.slice(0, 150), error: error.message }))
+    }
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
+    // What the directory says of a right password (it expired, must be changed first) is the person's to know.
     const message = error instanceof AccountDisabled ? 'Your account is disabled.'
-      : error instanceof AccountLocked || error instanceof LoginThrottled ? error.message : 'Invalid username or password.'
+      : error instanceof AccountLocked || error instanceof LoginThrottled || error instanceof PasswordChangeRequired ||
+        error instanceof PasswordExpired || error instanceof AccountExpired ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
   const gatewaySession = await openGatewaySession(app, request, reply, user)

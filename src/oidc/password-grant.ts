@@ -14,6 +14,7 @@ import type { ClientAccessCheck } from '../access/client-access.ts'
 import { leftToProvider } from './client-credentials.ts'
 import { plainGrant } from './refresh-token.ts'
 import type { LoginName } from './login-name.ts'
+import { clientGone } from '../http/client-gone.ts'
 
 export const PASSWORD_GRANT = 'password'
 /** The reason kept for a login refused during a lockout: Keycloak words it as a wrong password, but answers 400. */
@@ -73,7 +74,7 @@ async function passwordGrantAnswer(options: PasswordGrantOptions, ctx: KoaContex
   if (username === undefined) throw new errors.InvalidRequest('Missing parameter: username')
   const scope = grantedScope(params.scope as string | undefined, options.scopes)
   const address = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.address
-  const user = await checkedOnce(ctx.req, async () => checkCredentials(options.accounts, await options.loginName(username), password ?? '', address, options.realm))
+  const user = await checkedOnce(ctx.req, async () => checkCredentials(options.accounts, await options.loginName(username), password ?? '', address, options.realm, clientGone(ctx.res)))
   const refusal = options.clientAccess?.(options.realm, client.clientId, user, address ?? '')
   if (refusal) throw accessDenied(refusal)
   await options.accounts.recordLogin(user)
@@ -194,9 +195,9 @@ function grantedScope(requested: string | undefined, supported: readonly string[
 }
 
 /** Gatehouse's password check (every password source, lockout) in Keycloak's words. */
-async function checkCredentials(accounts: Accounts, login: LoginName, password: string, address: string | undefined, realm: string): Promise<User> {
+async function checkCredentials(accounts: Accounts, login: LoginName, password: string, address: string | undefined, realm: string, signal: AbortSignal): Promise<User> {
   try {
-    return await accounts.checkPassword(login.username, password, address, { method: 'oidc', realm }, login.account)
+    return await accounts.checkPassword(login.username, password, address, { method: 'oidc', realm }, login.account, signal)
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
       // A throttled client address is refused like a locked user: the check did not happen.

@@ -2,7 +2,7 @@ import type { default as Provider, ClientMetadata, Configuration, KoaContextWith
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import type { User } from '../store/users.ts'
-import { DatabaseUnavailable } from '../errors.ts'
+import { DatabaseUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { errors, providerInternals } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
@@ -274,9 +274,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     ctx.state.failure = error
   })
   // Failures inside oidc-provider (answered `server_error`) and around it (answered 500 by Koa) go to the request's log;
-  // a database outage is answered 503 (DatabaseUnavailable's statusCode) and logged once by the server, not per request.
+  // a database outage is answered 503 (DatabaseUnavailable's statusCode) and logged once by the server, not per request;
+  // a full password-check queue is answered 503 too (PasswordChecksBusy's), and is load, not a failure to log.
   const logFailure = (ctx: { req: unknown }, error: unknown) => {
-    if (error instanceof DatabaseUnavailable) return
+    if (error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy) return
     ;(ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.log.error({ err: error, realm: realm.name }, 'OpenID Connect provider failed')
   }
   provider.on('server_error', (ctx, error) => {

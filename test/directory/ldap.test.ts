@@ -3,9 +3,9 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { LdapConfig } from '../../src/config/ldap.ts'
-import { fillFilter, LdapDirectory, normalizeDn } from '../../src/directory/ldap.ts'
+import { activeDirectoryRefusal, fillFilter, LdapDirectory, normalizeDn } from '../../src/directory/ldap.ts'
 import { DirectoryUnavailable, GatehouseError } from '../../src/errors.ts'
-import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
+import { EXPIRED_PASSWORD_LDIF, GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
 
 function ldapConfig(overrides: Record<string, unknown> = {}): LdapConfig {
   return validateConfig({ ldap: directory.config(overrides) }).ldap!
@@ -292,7 +292,7 @@ describe('LDAP directory answers that could be large', () => {
 describe('LDAP password policy answers', () => {
   let policed: TestDirectory
   before(async () => {
-    policed = await startDirectory({ passwordPolicy: true })
+    policed = await startDirectory({ passwordPolicy: true, moreEntries: EXPIRED_PASSWORD_LDIF })
   })
   after(() => policed?.close())
 
@@ -302,6 +302,31 @@ describe('LDAP password policy answers', () => {
     assert.equal(await codeOf(ldap.lookup('carol', PASSWORDS.carol)), 'password_change_required')
     assert.equal((await ldap.lookup('carol', 'not-carols-password')).passwordValid, false)
     assert.equal((await ldap.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+  })
+
+  it('says an expired password has expired only to the right password', async () => {
+    const ldap = new LdapDirectory(validateConfig({ ldap: policed.config() }).ldap!)
+    assert.equal(await codeOf(ldap.lookup('erin', PASSWORDS.erin!)), 'password_expired')
+    assert.equal((await ldap.lookup('erin', 'not-erins-password')).passwordValid, false)
+    assert.equal((await ldap.lookup('alice', PASSWORDS.alice)).passwordValid, true)
+  })
+})
+
+describe('Active Directory\'s reasons for refusing a bind', () => {
+  /** Active Directory's diagnostic message for a refused bind, as ldapts puts it in the error. */
+  const refusal = (data: string) => activeDirectoryRefusal(`80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data ${data}, v4563\u0000 Code: 0x31`)?.code
+
+  it('names the states it gives only for the right password', () => {
+    assert.equal(refusal('532'), 'password_expired')
+    assert.equal(refusal('773'), 'password_change_required')
+    assert.equal(refusal('533'), 'account_disabled')
+    assert.equal(refusal('701'), 'account_expired')
+  })
+
+  it('leaves a locked account, a wrong password and an unknown user a plain wrong password', () => {
+    // Active Directory answers 775 whatever the password: saying so would tell a guesser.
+    for (const data of ['775', '52e', '525', '530', '531']) assert.equal(refusal(data), undefined, data)
+    assert.equal(activeDirectoryRefusal('Invalid Credentials Code: 0x31'), undefined)
   })
 })
 

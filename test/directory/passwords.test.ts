@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
-import { argon2Tasks, ConcurrencyLimit, hashPassword, verifyPassword } from '../../src/directory/passwords.ts'
+import { argon2Tasks, burnVerificationTime, ConcurrencyLimit, hashPassword, verifyPassword } from '../../src/directory/passwords.ts'
+import { PasswordChecksBusy } from '../../src/errors.ts'
 
 describe('ConcurrencyLimit', () => {
   it('runs at most its limit at once and the others in the order they came', async () => {
@@ -33,6 +34,45 @@ describe('ConcurrencyLimit', () => {
     assert.equal(await next, 'ran')
     assert.equal(limit.running, 0)
   })
+
+  it('refuses a task at once when maxWaiting tasks wait already, and runs those that waited', async () => {
+    const limit = new ConcurrencyLimit(1, { whenFull: () => new Error('full') })
+    limit.maxWaiting = 1
+    let release!: () => void
+    const first = limit.run(() => new Promise<string>((resolve) => {
+      release = () => resolve('first')
+    }))
+    const second = limit.run(async () => 'second')
+    await assert.rejects(limit.run(async () => 'third'), /full/)
+    assert.equal(limit.waiting, 1)
+    release()
+    assert.deepEqual(await Promise.all([first, second]), ['first', 'second'])
+    assert.equal(limit.running, 0)
+  })
+
+  it('drops a waiting task whose signal aborts, and gives the next place to the one after it', async () => {
+    const limit = new ConcurrencyLimit(1, { whenAbandoned: () => new Error('abandoned') })
+    let release!: () => void
+    const first = limit.run(() => new Promise<void>((resolve) => {
+      release = resolve
+    }))
+    const gone = new AbortController()
+    let ranAbandoned = false
+    const abandoned = limit.run(async () => {
+      ranAbandoned = true
+    }, gone.signal)
+    const after = limit.run(async () => 'after')
+    assert.equal(limit.waiting, 2)
+    gone.abort()
+    await assert.rejects(abandoned, /abandoned/)
+    assert.equal(limit.waiting, 1)
+    release()
+    await first
+    assert.equal(await after, 'after')
+    assert.equal(ranAbandoned, false)
+    assert.equal(limit.running, 0)
+    await assert.rejects(limit.run(async () => 'late', gone.signal), /abandoned/, 'an aborted signal does not even queue')
+  })
 })
 
 describe('argon2id verifications', () => {
@@ -54,5 +94,24 @@ describe('argon2id verifications', () => {
     assert.equal(mostRunning, argon2Tasks.limit)
     assert.ok(mostWaiting > 0)
     assert.equal(argon2Tasks.running, 0)
+  })
+})
+
+describe('the time spent for a check without a hash', () => {
+  it('is spent again after its first hash was refused for a full queue', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    argon2Tasks.maxWaiting = 0
+    const held = Array.from({ length: argon2Tasks.limit }, () => argon2Tasks.run(() => gate))
+    try {
+      await assert.rejects(burnVerificationTime('a password'), PasswordChecksBusy)
+    } finally {
+      argon2Tasks.maxWaiting = Infinity
+      release()
+      await Promise.all(held)
+    }
+    await burnVerificationTime('a password')
   })
 })

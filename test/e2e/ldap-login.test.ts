@@ -2,9 +2,10 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
+import { activeDirectoryImpostor, EXPIRED_PASSWORD_LDIF, GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
 import { login, withCsrf } from '../helpers/session.ts'
 import { Browser } from '../helpers/browser.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, testRealms } from '../helpers/oidc.ts'
 
 
 const jsonHeaders = { ...adminAuth, 'content-type': 'application/json' }
@@ -304,8 +305,8 @@ describe('a directory password that must be changed first', () => {
   let directory: TestDirectory
   let gw: TestGateway
   before(async () => {
-    directory = await startDirectory({ passwordPolicy: true })
-    gw = await startGateway({ config: { ldap: directory.config() } })
+    directory = await startDirectory({ passwordPolicy: true, moreEntries: EXPIRED_PASSWORD_LDIF })
+    gw = await startGateway({ config: { ldap: directory.config(), realms: testRealms } })
   })
   after(async () => {
     await gw?.close()
@@ -322,5 +323,59 @@ describe('a directory password that must be changed first', () => {
     assert.equal(await gw.store.users.findByUsername('carol'), undefined)
     await directory.replaceAttribute(`uid=carol,ou=people,${SUFFIX}`, 'pwdReset', [])
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('carol', PASSWORDS.carol!) } })).status, 200)
+  })
+
+  it('says an expired password has expired, with 401 password_expired, only to the right password', async () => {
+    const expired = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('erin', PASSWORDS.erin!) } })
+    assert.equal(expired.status, 401)
+    assert.equal((await json(expired)).code, 'password_expired')
+    const guessed = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('erin', 'a-guess') } })
+    assert.equal(guessed.status, 401)
+    assert.equal((await json(guessed)).code, 'invalid_credentials')
+    assert.equal(await gw.store.users.findByUsername('erin'), undefined)
+  })
+
+  it('tells the person at a realm\'s login page that the password expired', async () => {
+    const jar = new CookieJar()
+    const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'browser-only', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' })}`))
+    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+    const post = (password: string) => browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'erin', password }).toString() })
+    assert.match(await (await post('a-guess')).response.text(), /Invalid username or password/)
+    assert.match(await (await post(PASSWORDS.erin!)).response.text(), /password has expired/)
+  })
+})
+
+describe('Active Directory\'s refusals of a right password', () => {
+  let directory: TestDirectory
+  let impostor: Awaited<ReturnType<typeof activeDirectoryImpostor>>
+  let gw: TestGateway
+  const dn = (uid: string) => `uid=${uid},ou=people,${SUFFIX}`
+  before(async () => {
+    directory = await startDirectory()
+    impostor = await activeDirectoryImpostor(directory.url, { [dn('carol')]: '532', [dn('bob')]: '773', [dn('dave')]: '775' })
+    gw = await startGateway({ config: { ldap: directory.config({ servers: [impostor.url] }) } })
+  })
+  after(async () => {
+    await gw?.close()
+    await impostor?.close()
+    await directory?.close()
+  })
+
+  const codeFor = async (username: string, password: string) => {
+    const response = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(username, password) } })
+    assert.equal(response.status, 401)
+    return (await json(response)).code
+  }
+
+  it('names an expired password and one that must be reset, and only to the right password', async () => {
+    assert.equal(await codeFor('carol', PASSWORDS.carol!), 'password_expired')
+    assert.equal(await codeFor('bob', PASSWORDS.bob!), 'password_change_required')
+    assert.equal(await codeFor('carol', 'a-guess'), 'invalid_credentials')
+    assert.equal(await gw.store.users.findByUsername('carol'), undefined)
+  })
+
+  it('answers a locked account as a wrong password, since Active Directory says it whatever the password', async () => {
+    assert.equal(await codeFor('dave', PASSWORDS.dave!), 'invalid_credentials')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('alice', PASSWORDS.alice!) } })).status, 200)
   })
 })

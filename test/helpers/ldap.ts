@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, createServer, type AddressInfo } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Attribute, Change, Client } from 'ldapts'
 import { selfSignedCertificate } from './certificates.ts'
@@ -21,6 +21,7 @@ export const PASSWORDS: Record<string, string> = {
   alice: 'alice-directory-password',
   bob: 'bob-directory-password',
   carol: 'carol-directory-password',
+  erin: 'erin-directory-password',
   dave: 'dave-directory-password',
   admin: 'directory-admin-password',
 }
@@ -96,6 +97,29 @@ objectClass: device
 cn: password-policy
 pwdAttribute: userPassword
 pwdMustChange: TRUE
+`
+
+/**
+ * For `passwordPolicy`: a policy under which passwords expire after a day, with no grace logins, and `erin`, whose
+ * password it covers and who last changed it years ago.
+ */
+export const EXPIRED_PASSWORD_LDIF = `dn: cn=expiring-policy,ou=services,${SUFFIX}
+objectClass: pwdPolicy
+objectClass: device
+cn: expiring-policy
+pwdAttribute: userPassword
+pwdMaxAge: 86400
+pwdGraceAuthNLimit: 0
+
+dn: uid=erin,ou=people,${SUFFIX}
+objectClass: inetOrgPerson
+uid: erin
+cn: Erin Evans
+sn: Evans
+mail: erin@example.test
+userPassword: erin-directory-password
+pwdPolicySubentry: cn=expiring-policy,ou=services,${SUFFIX}
+pwdChangedTime: 20200101000000Z
 `
 
 export async function startDirectory(options: DirectoryOptions = {}): Promise<TestDirectory> {
@@ -227,4 +251,98 @@ function canConnect(port: number): Promise<boolean> {
     })
     socket.once('error', () => resolve(false))
   })
+}
+
+/** One BER element: its tag, its content, and where the next one starts. */
+function berElement(buffer: Buffer, offset: number): { tag: number; content: Buffer; end: number } | undefined {
+  if (buffer.length < offset + 2) return undefined
+  let length = buffer[offset + 1]!
+  let start = offset + 2
+  if (length & 0x80) {
+    const bytes = length & 0x7f
+    if (buffer.length < start + bytes) return undefined
+    length = buffer.readUIntBE(start, bytes)
+    start += bytes
+  }
+  if (buffer.length < start + length) return undefined
+  return { tag: buffer[offset]!, content: buffer.subarray(start, start + length), end: start + length }
+}
+
+function berEncode(tag: number, content: Buffer): Buffer {
+  const length = content.length < 0x80 ? Buffer.from([content.length]) : Buffer.from([0x82, content.length >> 8, content.length & 0xff])
+  return Buffer.concat([Buffer.from([tag]), length, content])
+}
+
+/** Splits off the whole LDAP messages at the start of `buffer`, and what is left of a message still arriving. */
+function ldapMessages(buffer: Buffer): { messages: Buffer[]; rest: Buffer } {
+  const messages: Buffer[] = []
+  let offset = 0
+  for (let element = berElement(buffer, offset); element; element = berElement(buffer, offset)) {
+    messages.push(buffer.subarray(offset, element.end))
+    offset = element.end
+  }
+  return { messages, rest: buffer.subarray(offset) }
+}
+
+type BerElement = NonNullable<ReturnType<typeof berElement>>
+
+/** Calls `each` with every whole LDAP message the socket sends: the message, its content, its id and its operation. */
+function eachLdapMessage(socket: Socket, each: (message: Buffer, body: Buffer, id: BerElement, operation: BerElement) => void): void {
+  let pending: Buffer = Buffer.alloc(0)
+  socket.on('data', (chunk: Buffer) => {
+    const { messages, rest } = ldapMessages(Buffer.concat([pending, chunk]))
+    pending = rest
+    for (const message of messages) {
+      const body = berElement(message, 0)!.content
+      const id = berElement(body, 0)!
+      each(message, body, id, berElement(body, id.end)!)
+    }
+  })
+}
+
+/**
+ * Active Directory as a login sees it, in front of the test directory: a user's bind that the directory takes is
+ * refused (invalidCredentials) with Active Directory's diagnostic message carrying the `data` code given for the
+ * user's DN, as it does for a right password whose account cannot sign in; every other answer passes unchanged.
+ */
+export async function activeDirectoryImpostor(directoryUrl: string, dataCodes: Record<string, string>): Promise<{ url: string; close: () => Promise<void> }> {
+  const upstream = new URL(directoryUrl)
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const directory = connect(Number(upstream.port), upstream.hostname)
+    const binds = new Map<string, string>()
+    for (const socket of [client, directory]) {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      socket.once('close', () => {
+        sockets.delete(socket)
+        client.destroy()
+        directory.destroy()
+      })
+    }
+    eachLdapMessage(client, (message, body, id, operation) => {
+      if (operation.tag === 0x60) {
+        const version = berElement(operation.content, 0)!
+        const name = berElement(operation.content, version.end)!.content.toString('utf8')
+        if (dataCodes[name]) binds.set(id.content.toString('hex'), dataCodes[name]!)
+      }
+      directory.write(message)
+    })
+    eachLdapMessage(directory, (message, body, id, operation) => {
+      const data = binds.get(id.content.toString('hex'))
+      const resultCode = operation.tag === 0x61 ? berElement(operation.content, 0)!.content[0] : undefined
+      if (data === undefined || resultCode !== 0) return void client.write(message)
+      const diagnostic = `80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data ${data}, v4563\u0000`
+      const refusal = Buffer.concat([Buffer.from([0x0a, 0x01, 49]), berEncode(0x04, Buffer.alloc(0)), berEncode(0x04, Buffer.from(diagnostic))])
+      client.write(berEncode(0x30, Buffer.concat([body.subarray(0, id.end), berEncode(0x61, refusal)])))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `ldap://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy()
+      server.close(() => resolve())
+    }),
+  }
 }
