@@ -238,11 +238,12 @@ export class AccessAdmin {
 
   async #objectOf(role: RoleDefinition, objectId: number | null | undefined): Promise<{ type: ObjectType; id: number }> {
     if (role.contentType === null) {
-      if (objectId !== undefined && objectId !== null) throw new ValidationFailed({ object_id: ['A platform-wide role is given without an object.'] })
+      // django-ansible-base's words (BaseAssignmentSerializer, ansible_base/rbac/api/serializers.py), as both below.
+      if (objectId !== undefined && objectId !== null) throw new ValidationFailed({ object_id: ['System role does not allow for object assignment'] })
       return { type: 'platform', id: 0 }
     }
     const type = OBJECT_TYPE_OF[role.contentType as ContentType]
-    if (objectId === undefined || objectId === null) throw new ValidationFailed({ object_id: [`This role is given on a ${type}: name it.`] })
+    if (objectId === undefined || objectId === null) throw new ValidationFailed({ object_id: ['Object must be specified for this role assignment'] })
     const exists = type === 'team' ? await this.#store.access.findTeam(objectId) : await this.#store.access.findOrganization(objectId)
     if (!exists) throw new ValidationFailed({ object_id: [`Invalid pk "${objectId}" - object does not exist.`] })
     return { type, id: objectId }

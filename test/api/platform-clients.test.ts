@@ -409,6 +409,25 @@ describe('the platform\'s clients', () => {
       assert.equal(me.url, `/api/gateway/v1/users/${me.id}/`)
       assert.equal(me.related.tokens, `/api/gateway/v1/users/${me.id}/tokens/`)
     })
+
+    it('shows created_by and modified_by on organizations, teams and role definitions, as django-ansible-base\'s CommonModelSerializer does', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` }
+      const create = async (list: string, body: object) => {
+        const created = await gw.fetch(`/api/gateway/v1/${list}/`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+        assert.equal(created.status, 201)
+        return json(created)
+      }
+      const organization = await create('organizations', { name: 'Shapes Org' })
+      await create('teams', { name: 'Shapes Team', organization: organization.id })
+      for (const list of ['organizations', 'teams', 'role_definitions']) {
+        const { results } = await json(await gw.fetch(`/api/gateway/v1/${list}/?page_size=1`, { headers: admin }))
+        assert.ok(results.length, list)
+        for (const field of ['created', 'created_by', 'modified', 'modified_by']) assert.ok(field in results[0], `${list}: ${field}`)
+        assert.equal(results[0].created_by, null, 'not recorded, as for users (docs/api.md)')
+        const shown = await json(await gw.fetch(results[0].url, { headers: admin }))
+        assert.deepEqual(Object.keys(shown), Object.keys(results[0]), `${list}: the detail view shows what the list does`)
+      }
+    })
   })
 
   describe('awxkit', () => {

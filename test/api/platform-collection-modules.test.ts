@@ -400,6 +400,26 @@ describe('the collection\'s access and application modules', () => {
       assert.equal((await client.send('GET', `users/${user.id}`)).json.is_platform_auditor, false)
     })
 
+    it('refuses an object role without its object, and a platform role with one, in django-ansible-base\'s words under object_id', async () => {
+      const client = await admin()
+      const organization = await createOrganization(client, 'Words Assign')
+      const user = await createUser(client, 'words-user')
+      const member = await client.getOne('role_definitions', { nameOrId: 'Organization Member' })
+      const auditor = await client.getOne('role_definitions', { nameOrId: 'Platform Auditor' })
+      // BaseAssignmentSerializer.create and get_object_from_data (ansible_base/rbac/api/serializers.py).
+      const cases: Array<[Record<string, number>, string]> = [
+        [{ role_definition: member.id, user: user.id }, 'Object must be specified for this role assignment'],
+        [{ role_definition: auditor.id, user: user.id, object_id: organization.id }, 'System role does not allow for object assignment'],
+      ]
+      for (const [body, message] of cases) {
+        const refused = await client.send('POST', 'role_user_assignments', body)
+        assert.equal(refused.status, 400, JSON.stringify(body))
+        assert.equal(refused.json.code, 'invalid')
+        assert.deepEqual(refused.json.object_id, [message])
+      }
+      assert.equal((await client.send('GET', 'role_user_assignments', {}, { user: user.id })).json.count, 0)
+    })
+
     it('sends only lookups in check mode', async () => {
       const client = await admin()
       const organization = await createOrganization(client, 'Checked Assign')

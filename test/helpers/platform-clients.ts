@@ -165,6 +165,8 @@ export class AwxkitSession {
   readonly #server: string
   readonly cookies = new Map<string, string>()
   sessionCookieName = 'sessionid'
+  /** The session's `auth` (Connection.login with a token, or `AWXKIT_FORCE_BASIC_AUTH`): sent with every request. */
+  authorization: string | undefined
 
   constructor(server: string) {
     this.#server = server
@@ -172,7 +174,7 @@ export class AwxkitSession {
 
   async request(method: string, path: string, options: { json?: unknown; form?: Record<string, string> } = {}): Promise<Response> {
     let url = `${this.#server}${path}`
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = this.authorization ? { authorization: this.authorization } : {}
     let body: string | undefined
     if (options.json !== undefined) {
       headers['content-type'] = 'application/json'
@@ -182,7 +184,9 @@ export class AwxkitSession {
       body = new URLSearchParams(options.form).toString()
     }
     if (['POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
-      headers['x-csrftoken'] = this.cookies.get('csrftoken') ?? ''
+      // requests leaves out a header whose value is None: without the cookie there is no X-CSRFToken at all.
+      const csrfToken = this.cookies.get('csrftoken')
+      if (csrfToken !== undefined) headers['x-csrftoken'] = csrfToken
       headers.referer = url
     }
     for (let redirects = 0; ; redirects++) {
