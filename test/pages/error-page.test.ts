@@ -28,7 +28,9 @@ describe('the error page a browser gets', () => {
       assert.match(html, new RegExp(`<title>${status} ${words} · Gatehouse</title>`), path)
       assert.match(html, new RegExp(`<h1>${words}</h1>`), path)
       assert.match(html, new RegExp(`<code>${code}</code>`), path)
-      assert.match(html, /<a href="\/">Go to the start page<\/a>/, path)
+      const link = /<a href="([^"]*)">Go to the start page<\/a>/.exec(html)?.[1]
+      assert.ok(link, path)
+      assert.equal(new URL(link, gw.url + path).href, `${gw.url}/`, `${path}: the link leads to the start page`)
       assert.doesNotMatch(html, /\bat .+:\d+:\d+/, `${path}: no stack trace`)
     }
   })
