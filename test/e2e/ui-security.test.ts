@@ -83,6 +83,8 @@ describe('the web interface against attacks from other sites and other people', 
       const scripts = /script-src ([^;]*)/.exec(csp)?.[1] ?? /default-src ([^;]*)/.exec(csp)?.[1]
       assert.ok(scripts, `${what}: a policy for scripts in ${csp}`)
       for (const source of scripts.trim().split(/\s+/)) assert.match(source, /^'(none|self|sha256-[A-Za-z0-9+/=]+)'$/, `${what}: script source ${source}`)
+      // Injected styles can read a page's values out (attribute selectors loading images): none but the page's own.
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, `${what}: ${csp}`)
       const inline = [...(await response.text()).matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/gi)].filter(([, attributes, body]) => !/\bsrc=/i.test(attributes!) && body!.trim())
       if (inline.length) assert.match(scripts, /sha256-/, `${what}: an inline script only by its hash`)
     }
@@ -153,7 +155,7 @@ describe('the web interface against attacks from other sites and other people', 
     assert.doesNotMatch(await page.locator('body').innerText(), /vic/, 'and shows nothing of the account')
   }))
 
-  it('tells the browser which password each password field takes', () => inBrowser(async ({ page }) => {
+  it('tells the browser which password each password field takes', () => inBrowser(async ({ page, problems }) => {
     const fieldsOf = async (what: string) => {
       await page.locator('input[type=password]').first().waitFor()
       const fields = await page.locator('input[type=password]').evaluateAll((inputs) => inputs.map((input) => input.getAttribute('autocomplete')))
@@ -171,6 +173,7 @@ describe('the web interface against attacks from other sites and other people', 
       await page.goto(gw.url + path)
       assert.deepEqual(await fieldsOf(path), expected, path)
     }
+    assert.deepEqual(problems, [], 'the login pages\' own style is not refused')
   }))
 
   it('refuses every change the interface makes without the session\'s CSRF token, and changes nothing', async () => {
