@@ -6,19 +6,33 @@ import type { Browser } from 'playwright-core'
 import { launchChromium, openPage } from '../helpers/chromium.ts'
 import { codeBlocks, replaced } from '../helpers/docs.ts'
 import { ADMIN_PASSWORD, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
+import { startCaddy } from '../helpers/caddy.ts'
 import { freePort, startNginx } from '../helpers/nginx.ts'
 
 const PATH = '/edge'
 const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/users/1', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services', 'admin/activity']
 
 /**
- * The web interface behind nginx configured as docs/edge.md says, publishing the gateway under /edge/ and
+ * The web interface behind nginx and Caddy configured as docs/edge.md says, publishing the gateway under /edge/ and
  * forwarding nothing else: every page, script, API call, link and redirect of a whole visit (login, pages, a new
- * token, logout) must stay under the path, or it reaches nginx's own 404.
+ * token, logout) must stay under the path, or it reaches the proxy instead of the gateway.
  */
-describe('the web interface published under a path by a proxy that forwards only that path', () => {
+const PROXIES = {
+  nginx: async (dir: string, port: number, gateway: string) => {
+    const [documented] = codeBlocks('docs/edge.md', 'nginx')
+    const location = replaced(documented!.code, [['127.0.0.1:8080', gateway]])
+    return startNginx(dir, 'nginx-edge', `server {\n listen 127.0.0.1:${port};\n ${location}\n location / { return 404; }\n}`)
+  },
+  // Caddy answers what no handler takes with an empty 200, which the requests' paths would still show.
+  caddy: async (dir: string, port: number, gateway: string) => {
+    const [documented] = codeBlocks('docs/edge.md', 'caddy')
+    return startCaddy(dir, port, replaced(documented!.code, [['example.com', `http://127.0.0.1:${port}`], ['127.0.0.1:8080', gateway]]))
+  },
+}
+
+for (const [proxyName, startProxy] of Object.entries(PROXIES)) describe(`the web interface published under a path by ${proxyName} forwarding only that path`, () => {
   let gw: TestGateway
-  let nginx: ChildProcess
+  let proxy: ChildProcess
   let browser: Browser
   let edge: string
   const dir = tempDir('gatehouse-ui-path-')
@@ -27,14 +41,12 @@ describe('the web interface published under a path by a proxy that forwards only
     const port = await freePort()
     edge = `http://127.0.0.1:${port}${PATH}`
     gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, public_url: `${edge}/` } } })
-    const [documented] = codeBlocks('docs/edge.md', 'nginx')
-    const location = replaced(documented!.code, [['127.0.0.1:8080', new URL(gw.url).host]])
-    nginx = await startNginx(dir, 'nginx-edge', `server {\n listen 127.0.0.1:${port};\n ${location}\n location / { return 404; }\n}`)
+    proxy = await startProxy(dir, port, new URL(gw.url).host)
     browser = await launchChromium()
   })
   after(async () => {
     await browser?.close()
-    nginx?.kill()
+    proxy?.kill()
     await gw?.close()
     rmSync(dir, { recursive: true, force: true })
   })
