@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { errorPage } from './pages/error-page.ts'
+import { UNFRAMED_PAGE_HEADERS } from './pages/html.ts'
 import type { RequestContext } from './context.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
 import { lingeringClose } from './http/lingering-close.ts'
@@ -711,21 +712,27 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
   reply.code(error.status)
   for (const [name, value] of errorHeaders(request, error)) reply.header(name, value)
   if (wantsHtml(request)) {
-    return reply.type('text/html; charset=utf-8').send(errorPage(error))
+    return reply.headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8').send(errorPage(error, pathOf(request.url)))
   }
   return reply.type('application/json; charset=utf-8').send(errorBody(error))
 }
 
 /** The same answer as `sendError`, on a bare node response: the proxy's lean path (src/gateway/lean-proxy.ts) has no reply. */
-export function writeError(request: Pick<GatewayRequest, 'headers' | 'gatehouse'>, response: ServerResponse, thrown: unknown, log: ErrorLog): void {
+export function writeError(request: Pick<GatewayRequest, 'url' | 'headers' | 'gatehouse'>, response: ServerResponse, thrown: unknown, log: ErrorLog): void {
   const error = recordedError(request, thrown, log)
   const html = wantsHtml(request)
-  const body = html ? errorPage(error) : JSON.stringify(errorBody(error))
+  const body = html ? errorPage(error, pathOf(request.url)) : JSON.stringify(errorBody(error))
   response.statusCode = error.status
   for (const [name, value] of errorHeaders(request, error)) response.setHeader(name, value)
+  if (html) for (const [name, value] of Object.entries(UNFRAMED_PAGE_HEADERS)) response.setHeader(name, value)
   response.setHeader('content-type', html ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8')
   response.setHeader('content-length', Buffer.byteLength(body))
   response.end(body)
+}
+
+/** The path of a request target (request-target.ts's `splitTarget`, which imports this module). */
+function pathOf(target: string): string {
+  return target.split('?', 1)[0]!
 }
 
 interface ErrorLog {

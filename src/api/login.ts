@@ -9,6 +9,7 @@ import { ssoStartPath } from '../directory/sso.ts'
 import { CsrfCookieMalformed, CsrfCookieMissing, type CsrfFailed, CsrfTokenIncorrect, CsrfTokenMissing, DatabaseUnavailable, type GatehouseError, LoginThrottled, NoSession, normalizeError, PasswordChecksBusy, Unauthenticated, UnsupportedMediaType } from '../errors.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 import { MAX_REDIRECT_TARGET, sameOriginTarget } from '../gateway/redirect-target.ts'
+import { LOGIN_PAGE_POLICY } from '../pages/html.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { mediaType, wantsHtml } from '../http/negotiation.ts'
@@ -188,7 +189,7 @@ export function sendLoginPage(app: App, reply: FastifyReply, status: number, opt
   const sso = app.config.sso.map((provider) => ({ label: provider.label, href: app.publishedPath + ssoStartPath(provider.name, options.next) }))
   return reply.code(status)
     .type('text/html; charset=utf-8')
-    .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    .header('content-security-policy', LOGIN_PAGE_POLICY)
     .header('x-frame-options', 'DENY')
     .header('referrer-policy', 'same-origin')
     .send(renderLoginPage({ action: app.publishedPath + LOGIN_PATH, ...options, sso }))

@@ -58,7 +58,8 @@ export async function registerOpenApi(server: FastifyInstance): Promise<void> {
     const answer = await (await reference).inject({ method: 'GET', url: request.url, headers: request.headers })
     if (answer.statusCode === 404) return reply.callNotFound()
     const { connection: _connection, 'keep-alive': _keepAlive, 'transfer-encoding': _encoding, date: _date, ...headers } = answer.headers
-    reply.code(answer.statusCode).headers(headers)
+    // frame-ancestors says it to browsers that read CSP; X-Frame-Options to those that do not.
+    reply.code(answer.statusCode).headers(headers).header('x-frame-options', 'DENY')
     return answer.rawPayload.length ? reply.send(answer.rawPayload) : reply.send()
   }
   server.get(REFERENCE_PATH, { schema: { hide: true } }, serveReference)

@@ -1,4 +1,4 @@
-import { escapeHtml } from './html.ts'
+import { escapeHtml, PAGE_STYLE } from './html.ts'
 
 export interface SsoButton {
   /** Shown as "Sign in with <label>". */
@@ -42,19 +42,7 @@ export function renderLoginPage(options: LoginPageOptions): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Log in · Gatehouse</title>
-<style>
-  :root { color-scheme: light dark; font-family: system-ui, sans-serif; }
-  body { margin: 0; min-height: 100vh; display: grid; place-items: center; background: Canvas; }
-  main { box-sizing: border-box; width: min(22rem, calc(100vw - 2rem)); padding: 1.5rem; border: 1px solid #8884; border-radius: 8px; }
-  h1 { margin: 0 0 .25rem; font-size: 1.4rem; }
-  p.subtitle { margin: 0 0 1rem; color: GrayText; }
-  label { display: block; margin-top: .75rem; font-weight: 600; }
-  input[type=text], input[type=password] { box-sizing: border-box; width: 100%; padding: .55rem; margin-top: .25rem; font: inherit; }
-  button, a.sso { display: block; box-sizing: border-box; width: 100%; margin-top: 1rem; padding: .6rem; font: inherit; text-align: center; border-radius: 6px; }
-  button { background: #1f5fbf; color: white; border: 0; cursor: pointer; }
-  a.sso { border: 1px solid #8886; color: inherit; text-decoration: none; }
-  .error { margin: .75rem 0 0; padding: .5rem; border-radius: 6px; background: #c0392b22; color: #a02020; }
-</style>
+<style>${PAGE_STYLE}</style>
 </head>
 <body>
 <main>

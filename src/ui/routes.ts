@@ -57,7 +57,8 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
   assets.delete('index.html')
   // The browser fetches every module at once instead of discovering the imports one level at a time.
   const preloads = [...assets.keys()].filter((name) => name.endsWith('.js')).map((name) => `<link rel="modulepreload" href="${ASSETS_PATH}${name}">`)
-  const shell = asset(Buffer.from(template.body.toString('utf8').replace('<!-- modulepreload -->', preloads.join('\n'))), template.contentType)
+  const html = template.body.toString('utf8').replace('<!-- modulepreload -->', preloads.join('\n'))
+  const shell = asset(Buffer.from(underPublishedPath(html, app.publishedPath)), template.contentType)
 
   await server.register(async (ui) => {
     ui.addHook('onRequest', async (request) => {
@@ -99,6 +100,14 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
     ui.get(`${UI_PATH}*`, page(app.places.ui))
     ui.get(`${UI_PATH}admin/*`, page(app.places.uiAdmin))
   })
+}
+
+/**
+ * The shell's addresses (`"/ui/..."`, `(/api/...)`) as the browser reaches them when a proxy publishes the gateway
+ * under a path (docs/edge.md). The scripts find the path from their own address, so only the shell is rewritten.
+ */
+function underPublishedPath(html: string, publishedPath: string): string {
+  return html.replace(/(["(])\/(ui|api)\//g, `$1${publishedPath}/$2/`)
 }
 
 function sendAsset(request: FastifyRequest, reply: FastifyReply, asset: Asset, cacheable = true): FastifyReply {

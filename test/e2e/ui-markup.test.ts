@@ -20,6 +20,9 @@ describe('values people and administrators control, shown by the web interface i
     const mary = await call(gw, 'POST', 'users/', { username: 'mary', password: 'mary-password-long', first_name: markup('first name'), last_name: markup('last name') })
     assert.equal(mary.status, 201, JSON.stringify(mary.body))
     maryId = mary.body.id
+    // As a directory or a single sign-on provider writes an account (the users list shows it): its email is the
+    // provider's, not checked as a form's.
+    await gw.app.accounts.create({ username: 'dir-person', source: 'ldap', external: true, email: markup('directory email'), firstName: markup('directory first name'), lastName: markup('directory last name') })
     const created = await createOrgAndTeam(gw, markup('organization').slice(0, 100), markup('team').slice(0, 100))
     assert.equal((await call(gw, 'PATCH', `organizations/${created.organization}/`, { description: markup('organization description') })).status, 200)
     assert.equal((await call(gw, 'PATCH', `teams/${created.team}/`, { description: markup('team description') })).status, 200)

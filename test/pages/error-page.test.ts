@@ -1,19 +1,22 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { BROWSER_ACCEPT } from '../helpers/browser.ts'
 import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 describe('the error page a browser gets', () => {
   let gw: TestGateway
   before(async () => {
-    gw = await startGateway()
+    const demo = loadConfigFile(demoConfigFile)
+    // A service nothing answers for, whose 502 the proxy writes itself.
+    gw = await startGateway({ config: { services: [...demo.services, { name: 'down', prefix: '/down/', upstream: 'http://127.0.0.1:1', accepts: ['basic'] }] } })
     await gw.app.accounts.create({ username: 'gina', password: 'gina-password' })
   })
   after(() => gw.close())
 
   const page = async (path: string, headers: Record<string, string> = {}) => {
     const response = await gw.fetch(path, { headers: { accept: BROWSER_ACCEPT, ...headers } })
-    return { status: response.status, type: response.headers.get('content-type') ?? '', html: await response.text() }
+    return { status: response.status, type: response.headers.get('content-type') ?? '', headers: response.headers, html: await response.text() }
   }
 
   it('names the error in words, says what happened, and links back to the start', async () => {
@@ -28,8 +31,23 @@ describe('the error page a browser gets', () => {
       assert.match(html, new RegExp(`<title>${status} ${words} · Gatehouse</title>`), path)
       assert.match(html, new RegExp(`<h1>${words}</h1>`), path)
       assert.match(html, new RegExp(`<code>${code}</code>`), path)
-      assert.match(html, /<a href="\/">Go to the start page<\/a>/, path)
+      const link = /<a href="([^"]*)">Go to the start page<\/a>/.exec(html)?.[1]
+      assert.ok(link, path)
+      assert.equal(new URL(link, gw.url + path).href, `${gw.url}/`, `${path}: the link leads to the start page`)
       assert.doesNotMatch(html, /\bat .+:\d+:\d+/, `${path}: no stack trace`)
+    }
+  })
+
+  it('may not be framed and runs no script, on the gateway\'s own routes and in front of a service alike', async () => {
+    // A 404 of the router, a refusal of the API, and a refusal on the proxy's own path to a service.
+    for (const [path, headers] of [['/nowhere/', {}], ['/api/gateway/v1/settings/', { authorization: basic('gina', 'gina-password') }], ['/down/x', { authorization: basic('gina', 'gina-password') }]] as const) {
+      const { status, type, headers: answered } = await page(path, headers)
+      assert.ok(status >= 400, `${path}: ${status}`)
+      assert.match(type, /^text\/html/, path)
+      assert.equal(answered.get('x-frame-options'), 'DENY', path)
+      const csp = answered.get('content-security-policy') ?? ''
+      for (const directive of ["default-src 'none'", "script-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"]) assert.ok(csp.includes(directive), `${path}: ${directive} in ${csp}`)
+      assert.equal(answered.get('x-content-type-options'), 'nosniff', path)
     }
   })
 })

@@ -1,7 +1,21 @@
 // The REST client every page uses: the same public API any program calls, authenticated by the session
 // cookie, with the CSRF token from the `csrftoken` cookie echoed in X-CSRFToken on unsafe methods.
 
-export const API = '/api/gateway/v1/'
+/**
+ * Where a proxy publishes the gateway: '' at the root, '/edge' for a `server.public_url` of https://host/edge/
+ * (docs/edge.md). This module is served at <that path>/ui/assets/js/api.js, so its own address says it.
+ */
+export const PUBLISHED_PATH = new URL('../../../', import.meta.url).pathname.replace(/\/$/, '')
+
+/**
+ * A gateway path (`/ui/tokens`, `/api/`) as this browser addresses it.
+ * @param {string} path
+ */
+export function published(path) {
+  return PUBLISHED_PATH + path
+}
+
+export const API = published('/api/gateway/v1/')
 export const LOGIN_URL = `${API}login/`
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -44,7 +58,7 @@ export function readCookie(name) {
 }
 
 /**
- * Calls the API. `path` is relative to /api/gateway/v1/ unless it starts with "/".
+ * Calls the API. `path` is relative to /api/gateway/v1/ unless it starts with "/": then it is a gateway path (`/api/`).
  * Resolves to the parsed JSON (null for 204, and for a redirect the caller accepts with `redirect: 'manual'`);
  * rejects with an ApiError the pages show to people.
  * @param {string} path
@@ -53,7 +67,7 @@ export function readCookie(name) {
  */
 export async function api(path, options = {}) {
   const method = options.method || 'GET'
-  const url = new URL(path.startsWith('/') ? path : API + path, location.origin)
+  const url = new URL(path.startsWith('/') ? published(path) : API + path, location.origin)
   for (const [key, value] of Object.entries(options.query || {})) {
     if (value !== undefined && value !== '') url.searchParams.set(key, String(value))
   }

@@ -1,5 +1,5 @@
 import { PAGE_ADDRESSES } from './addresses.js'
-import { api, ApiError, loginUrl } from './api.js'
+import { api, ApiError, loginUrl, published, PUBLISHED_PATH } from './api.js'
 import { h, messageOf, replace, toast, whileBusy } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { accessPage } from './pages/access.js'
@@ -99,7 +99,7 @@ async function logOut(/** @type {Event} */ event) {
     // Still signed in: the login page now would tell whoever uses this browser next that the session is over.
     if (!(error instanceof ApiError && error.status === 401)) return toast(`Could not log out: ${messageOf(error)}`, 'error')
   }
-  location.assign(loginUrl('/ui/'))
+  location.assign(loginUrl(published('/ui/')))
 }
 
 /** @param {User} me */
@@ -107,7 +107,7 @@ function renderNav(me) {
   replace(nav, NAV.filter((group) => !group.admin || me.is_superuser).map((group) =>
     h('section', null,
       h('h2', null, group.heading),
-      h('ul', null, group.links.map(([href, text]) => h('li', null, h('a', { href }, text)))))))
+      h('ul', null, group.links.map(([href, text]) => h('li', null, h('a', { href: published(href) }, text)))))))
 }
 
 /** @param {boolean} open */
@@ -121,15 +121,27 @@ function followLink(/** @type {MouseEvent} */ event) {
   const link = /** @type {Element} */ (event.target).closest('a')
   if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return
   const url = new URL(link.href, location.href)
-  if (url.origin !== location.origin || !url.pathname.startsWith('/ui/') || url.pathname.startsWith('/ui/assets/') || link.target) return
+  const path = gatewayPath(url.pathname)
+  if (url.origin !== location.origin || !path?.startsWith('/ui/') || path.startsWith('/ui/assets/') || link.target) return
   event.preventDefault()
-  navigate(url.pathname + url.search)
+  navigate(path + url.search)
 }
 
-/** @param {string} path */
+/**
+ * Goes to a page by its gateway path (`/ui/tokens`).
+ * @param {string} path
+ */
 function navigate(path) {
-  history.pushState(null, '', path)
+  history.pushState(null, '', published(path))
   void render(true)
+}
+
+/**
+ * The gateway path of an address under the published path; undefined for one outside it.
+ * @param {string} pathname
+ */
+function gatewayPath(pathname) {
+  return pathname.startsWith(`${PUBLISHED_PATH}/`) ? pathname.slice(PUBLISHED_PATH.length) : undefined
 }
 
 /**
@@ -139,10 +151,10 @@ function navigate(path) {
 async function render(focus) {
   const count = ++renderCount
   setMenu(false)
-  const path = location.pathname
+  const path = gatewayPath(location.pathname) ?? ''
   const route = ROUTES.find((r) => r.path.test(path))
   for (const link of nav.querySelectorAll('a')) {
-    if (route && link.getAttribute('href') === route.nav) link.setAttribute('aria-current', 'page')
+    if (route?.nav && link.getAttribute('href') === published(route.nav)) link.setAttribute('aria-current', 'page')
     else link.removeAttribute('aria-current')
   }
   let content
@@ -176,7 +188,7 @@ async function render(focus) {
  */
 function notice(title, text) {
   document.title = `${title} · Gatehouse`
-  return [h('h1', null, title), h('p', { class: 'notice' }, text), h('p', null, h('a', { href: '/ui/account' }, 'Back to my account'))]
+  return [h('h1', null, title), h('p', { class: 'notice' }, text), h('p', null, h('a', { href: published('/ui/account') }, 'Back to my account'))]
 }
 
 void start()

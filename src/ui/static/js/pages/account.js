@@ -1,4 +1,4 @@
-import { api } from '../api.js'
+import { api, published } from '../api.js'
 import { field, h, onSubmit, time, toast } from '../dom.js'
 import { accessSummary } from './access.js'
 
@@ -25,8 +25,8 @@ export async function profilePage(context) {
       ? h('div', { class: 'stack' }, detailsForm(context, me), passwordForm())
       : h('p', { class: 'muted' }, `Your name, email and password come from your ${sourceName(me.source).toLowerCase()} and are changed there.`),
     h('div', { class: 'cards' },
-      h('a', { class: 'card', href: '/ui/tokens' }, h('strong', null, 'Tokens'), h('span', null, 'Create and revoke personal API tokens.')),
-      h('a', { class: 'card', href: '/ui/sessions' }, h('strong', null, 'Sessions'), h('span', null, 'See where you are logged in; end the other sessions.'))))
+      h('a', { class: 'card', href: published('/ui/tokens') }, h('strong', null, 'Tokens'), h('span', null, 'Create and revoke personal API tokens.')),
+      h('a', { class: 'card', href: published('/ui/sessions') }, h('strong', null, 'Sessions'), h('span', null, 'See where you are logged in; end the other sessions.'))))
 }
 
 /**

@@ -1,4 +1,4 @@
-import { api } from '../api.js'
+import { api, published } from '../api.js'
 import { field, h, time } from '../dom.js'
 import { pagedTable } from '../table.js'
 
@@ -60,7 +60,7 @@ function who(entry) {
   const actor = entry.summary_fields.created_by
   if (!actor) return entry.auth_method === 'cli' ? 'command line' : h('span', { class: 'muted' }, 'Gatehouse')
   const name = entry.auth_method === 'cli' ? `${actor.username} (command line)` : actor.username
-  return entry.created_by ? h('a', { href: `/ui/admin/users/${entry.created_by}` }, name) : name
+  return entry.created_by ? h('a', { href: published(`/ui/admin/users/${entry.created_by}`) }, name) : name
 }
 
 /** @param {string} operation */

@@ -1,4 +1,4 @@
-import { api, SCRIPT_HEADERS } from '../api.js'
+import { api, published, SCRIPT_HEADERS } from '../api.js'
 import { formatDate, h, messageOf, replace, whileBusy } from '../dom.js'
 
 /** Refusals that come from the gateway itself: the request never reached the service. */
@@ -97,7 +97,7 @@ async function serviceHealth(prefix) {
  */
 async function probe(url) {
   try {
-    const response = await fetch(url, { headers: { accept: 'application/json', ...SCRIPT_HEADERS }, credentials: 'same-origin', cache: 'no-store', redirect: 'manual' })
+    const response = await fetch(published(url), { headers: { accept: 'application/json', ...SCRIPT_HEADERS }, credentials: 'same-origin', cache: 'no-store', redirect: 'manual' })
     if (response.type === 'opaqueredirect') return { status: 302, body: null }
     const body = (response.headers.get('content-type') || '').includes('json') ? await response.json().catch(() => null) : null
     return { status: response.status, body }

@@ -1,4 +1,4 @@
-import { api } from '../api.js'
+import { api, published } from '../api.js'
 import { confirmAction, formatDate, h, time } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 
@@ -43,7 +43,7 @@ export async function allSessionsPage(_context) {
 export function sessionsTable(spec) {
   /** @type {import('../table.js').Column[]} */
   const columns = [
-    ...(spec.showUser ? [{ label: 'User', cell: (/** @type {any} */ s) => h('a', { href: `/ui/admin/users/${s.user}` }, s.username ?? `#${s.user}`) }] : []),
+    ...(spec.showUser ? [{ label: 'User', cell: (/** @type {any} */ s) => h('a', { href: published(`/ui/admin/users/${s.user}`) }, s.username ?? `#${s.user}`) }] : []),
     { label: 'Started', cell: (s) => [time(s.created), s.current ? h('span', { class: 'badge on' }, 'This session') : null] },
     { label: 'Ends', cell: (s) => time(s.expires_on) },
     { label: 'Address', cell: (s) => s.ip || '—' },

@@ -1,4 +1,4 @@
-import { api, ApiError } from '../api.js'
+import { api, ApiError, published } from '../api.js'
 import { clearErrors, confirmAction, field, formatDate, h, replace, showErrors, time, whileBusy } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 
@@ -55,7 +55,7 @@ export async function allTokensPage(context) {
     field({ label: 'User', name: 'username', value: owner?.username ?? '', placeholder: 'username' }),
     h('div', { class: 'actions' },
       h('button', { type: 'submit' }, 'Filter'),
-      owner ? h('a', { class: 'button secondary', href: '/ui/admin/tokens' }, 'Show all') : null)))
+      owner ? h('a', { class: 'button secondary', href: published('/ui/admin/tokens') }, 'Show all') : null)))
   filter.addEventListener('submit', async (event) => {
     event.preventDefault()
     const username = String(new FormData(filter).get('username') || '').trim()
@@ -116,7 +116,7 @@ export function revokedMessage(result) {
 export function tokensTable(spec) {
   /** @type {import('../table.js').Column[]} */
   const columns = [
-    ...(spec.showOwner ? [{ label: 'User', cell: (/** @type {any} */ t) => h('a', { href: `/ui/admin/users/${t.user}` }, t.summary_fields?.user?.username ?? `#${t.user}`) }] : []),
+    ...(spec.showOwner ? [{ label: 'User', cell: (/** @type {any} */ t) => h('a', { href: published(`/ui/admin/users/${t.user}`) }, t.summary_fields?.user?.username ?? `#${t.user}`) }] : []),
     { label: 'Description', cell: (t) => t.description || h('span', { class: 'muted' }, 'No description') },
     { label: 'Scope', cell: (t) => h('span', { class: `badge ${t.scope}` }, t.scope === 'read' ? 'Read' : 'Write') },
     { label: 'Created', cell: (t) => time(t.created) },

@@ -1,4 +1,4 @@
-import { api } from '../api.js'
+import { api, published } from '../api.js'
 import { clearErrors, confirmAction, field, h, messageOf, showErrors, time, toast, whileBusy } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact, sourceName } from './account.js'
@@ -18,7 +18,7 @@ export async function usersPage(context) {
     empty: username || source ? 'No user matches.' : 'There are no users.',
     load: (page) => api('users/', { query: { page, username, source } }),
     columns: [
-      { label: 'Username', cell: (u) => h('a', { href: `/ui/admin/users/${u.id}` }, u.username) },
+      { label: 'Username', cell: (u) => h('a', { href: published(`/ui/admin/users/${u.id}`) }, u.username) },
       { label: 'Name', cell: (u) => [u.first_name, u.last_name].filter(Boolean).join(' ') || '—' },
       { label: 'Email', cell: (u) => u.email || '—' },
       { label: 'Source', cell: (u) => sourceName(u.source) },
@@ -41,7 +41,7 @@ export async function usersPage(context) {
   })
 
   return h('div', { class: 'stack' },
-    h('div', { class: 'toolbar' }, filter, h('a', { class: 'button', href: '/ui/admin/users/new' }, 'New user')),
+    h('div', { class: 'toolbar' }, filter, h('a', { class: 'button', href: published('/ui/admin/users/new') }, 'New user')),
     table.element)
 }
 
