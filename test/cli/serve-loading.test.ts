@@ -92,4 +92,21 @@ describe('serve: what a start loads', () => {
       rmSync(dir, { recursive: true, force: true })
     }
   })
+
+  it('runs with glibc\'s malloc held to two arenas, unless the environment chose a number', async () => {
+    const dir = tempDir()
+    const environOf = (pid: number) => new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]))
+    const [chosen, unset] = await Promise.all([
+      spawnGateway(['--data-dir', join(dir, 'chosen')], { MALLOC_ARENA_MAX: '4' }),
+      // Empty counts as unset, whatever the environment running the tests has.
+      spawnGateway(['--data-dir', join(dir, 'unset')], { MALLOC_ARENA_MAX: '' }),
+    ])
+    try {
+      assert.equal(environOf(chosen.process.pid!).get('MALLOC_ARENA_MAX'), '4')
+      assert.equal(environOf(unset.process.pid!).get('MALLOC_ARENA_MAX'), '2')
+    } finally {
+      await Promise.all([chosen.stop(), unset.stop()])
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
