@@ -68,19 +68,18 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
     const allowed = ALLOW_ORDER.filter((method) => has.has(method) || (method === 'OPTIONS' && others.includes('OPTIONS')))
     const allow = allowed.join(', ')
     paths.allow.set(url, allow)
-    const config = { access, answersForApi: true } as const
-    for (const method of others) {
-      api.route({
-        method,
-        url,
-        config,
-        schema: { hide: true },
-        handler: async (request: FastifyRequest) => {
-          if (request.method !== 'OPTIONS') throw new MethodNotAllowed(request.method, allowed)
-          return { renders: ['application/json'], parses: ['application/json', 'application/x-www-form-urlencoded'] }
-        },
-      })
-    }
+    // One route for all of a path's other methods: Fastify keeps a route's context (its hooks, handler and options)
+    // once per route, not per method, and a route per method made 250-odd of them.
+    api.route({
+      method: others,
+      url,
+      config: { access, answersForApi: true },
+      schema: { hide: true },
+      handler: async (request: FastifyRequest) => {
+        if (request.method !== 'OPTIONS') throw new MethodNotAllowed(request.method, allowed)
+        return { renders: ['application/json'], parses: ['application/json', 'application/x-www-form-urlencoded'] }
+      },
+    })
     const unslashed = url.slice(0, -1)
     if (url.endsWith('/') && unslashed && !ANSWERED_METHODS.some((method) => api.hasRoute({ method, url: unslashed }))) {
       api.route({ method: [...ANSWERED_METHODS], url: unslashed, config: { access: 'open', answersForApi: true }, schema: { hide: true }, handler: appendSlash(publishedPath) })

@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES } from '../http/node-http.ts'
 import { escapeHtml } from './html.ts'
 
 /**

@@ -7,8 +7,15 @@ import { adminAuth, repoRoot, spawnGateway, tempDir } from '../helpers/gateway.t
 
 const recorder = join(repoRoot, 'test/fixtures/record-loaded-modules.mjs')
 
-/** The files below node_modules a gateway process loaded from its start to its stop, with `use` run against it. */
-async function dependenciesLoaded(dir: string, config: string, use: (url: string) => Promise<void>): Promise<string[]> {
+interface Loaded {
+  /** The files below node_modules. */
+  dependencies: string[]
+  /** Node's own modules (`process.moduleLoadList`: `NativeModule internal/...`, `Internal Binding ...`). */
+  internal: string[]
+}
+
+/** What a gateway process loaded from its start to its stop, with `use` run against it. */
+async function modulesLoaded(dir: string, config: string, use: (url: string) => Promise<void>): Promise<Loaded> {
   const record = join(dir, 'loaded.json')
   const gateway = await spawnGateway(['--config', config, '--data-dir', join(dir, 'data')], { NODE_OPTIONS: `--import=${recorder}`, RECORD_LOADED_MODULES: record })
   try {
@@ -16,8 +23,12 @@ async function dependenciesLoaded(dir: string, config: string, use: (url: string
   } finally {
     await gateway.stop()
   }
-  const { modules } = JSON.parse(readFileSync(record, 'utf8')) as { modules: string[] }
-  return modules.flatMap((url) => /\/node_modules\/(.*)$/.exec(url)?.[1] ?? [])
+  const { modules, internal } = JSON.parse(readFileSync(record, 'utf8')) as { modules: string[]; internal: string[] }
+  return { dependencies: modules.flatMap((url) => /\/node_modules\/(.*)$/.exec(url)?.[1] ?? []), internal }
+}
+
+async function dependenciesLoaded(dir: string, config: string, use: (url: string) => Promise<void>): Promise<string[]> {
+  return (await modulesLoaded(dir, config, use)).dependencies
 }
 
 function missing(loaded: string[], expected: string[]): string[] {
@@ -59,12 +70,15 @@ describe('serve: what a start loads', () => {
       assert.deepEqual(missing(created, passwordOnly), [])
       assert.deepEqual(missing(created, notAtStart), notAtStart)
 
-      const idle = await dependenciesLoaded(dir, config, async () => {})
+      const { dependencies: idle, internal: idleInternal } = await modulesLoaded(dir, config, async () => {})
       assert.ok(idle.some((file) => file.startsWith('undici/')), 'the record holds what a start loads')
       // jose is used at start too: the gateway's identity key.
       const bundles = VENDORED_PACKAGES.map((name) => `.cache/gatehouse-vendor/${name}.bundle.cjs`)
       assert.deepEqual(missing(idle, bundles), [])
       assert.deepEqual(missing(idle, [...notAtStart, ...passwordOnly]), [...notAtStart, ...passwordOnly])
+      // Node's own copy of undici (its fetch and WebSocket), which an ES module import of node:http loads (about 10 MB).
+      assert.ok(idleInternal.includes('NativeModule http'), 'the record holds Node\'s own modules')
+      assert.deepEqual(idleInternal.filter((name) => name.includes('internal/deps/undici')), [])
 
       const used = await dependenciesLoaded(dir, config, async (url) => {
         assert.equal((await fetch(`${url}/realms/platform/.well-known/openid-configuration`)).status, 200)
@@ -75,6 +89,23 @@ describe('serve: what a start loads', () => {
       assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly, ...scrapeOnly, ...passwordOnly]), [])
       assert.deepEqual(missing(used, [...unused, ...bundled]), [...unused, ...bundled])
     } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('runs with glibc\'s malloc held to two arenas, unless the environment chose a number', async () => {
+    const dir = tempDir()
+    const environOf = (pid: number) => new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]))
+    const [chosen, unset] = await Promise.all([
+      spawnGateway(['--data-dir', join(dir, 'chosen')], { MALLOC_ARENA_MAX: '4' }),
+      // Empty counts as unset, whatever the environment running the tests has.
+      spawnGateway(['--data-dir', join(dir, 'unset')], { MALLOC_ARENA_MAX: '' }),
+    ])
+    try {
+      assert.equal(environOf(chosen.process.pid!).get('MALLOC_ARENA_MAX'), '4')
+      assert.equal(environOf(unset.process.pid!).get('MALLOC_ARENA_MAX'), '2')
+    } finally {
+      await Promise.all([chosen.stop(), unset.stop()])
       rmSync(dir, { recursive: true, force: true })
     }
   })
