@@ -231,7 +231,11 @@ export class Accounts {
         // after the other, and the second keeps its flag.
         const keptSuperuser = mayKeepSuperuser && before !== undefined && isActiveSuperuser(before) && await tx.users.activeSuperuserCount() === 1
         const fields = keptSuperuser ? { ...rest, isSuperuser: undefined } : rest
-        const after = before && await tx.users.update(id, { ...fields, ...(passwordHash !== undefined ? { passwordHash } : {}) })
+        const after = before && await tx.users.update(id, {
+          ...fields,
+          ...(passwordHash !== undefined ? { passwordHash } : {}),
+          ...notBeforeChanges(before, rest, passwordHash !== undefined, revokeTokens === true),
+        })
         if (!before || !after) return undefined
         if (mayRemoveSuperuser && isActiveSuperuser(before) && !isActiveSuperuser(after)) await requireAnActiveSuperuser(tx)
         announce(USER_TOPIC, String(id))
@@ -304,6 +308,24 @@ export class Accounts {
   #forget(id: number): void {
     this.#byId.forget(id)
     for (const listener of this.#forgetListeners) listener(id)
+  }
+}
+
+/**
+ * The not-before times a change moves to now, for the credentials it ends: disabling the account and a new password
+ * end its sessions and OpenID Connect grants (`notBefore`), a new password with `revokeTokens` its personal tokens
+ * too (`tokensNotBefore`). Enabling the account again ends nothing more than the disable did, but moves `notBefore`
+ * once more: a login or refresh in flight during the disable wrote its session or tokens after the disable had ended
+ * the rest, and the disabled account's check refused them only until now. Personal tokens are not ended by a
+ * disable, as the platform keeps them: they work again once the account is enabled.
+ */
+function notBeforeChanges(before: User | undefined, changes: UserChanges, newPassword: boolean, revokeTokens: boolean): { notBefore?: number; tokensNotBefore?: number } {
+  if (!before) return {}
+  const now = Date.now()
+  const activeChanged = changes.isActive !== undefined && changes.isActive !== before.isActive
+  return {
+    ...(activeChanged || newPassword ? { notBefore: now } : {}),
+    ...(newPassword && revokeTokens ? { tokensNotBefore: now } : {}),
   }
 }
 

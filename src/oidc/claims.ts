@@ -4,7 +4,7 @@ import type { Accounts } from '../directory/accounts.ts'
 import { UsernameTaken } from '../errors.ts'
 import { invalidGrant } from './password-grant.ts'
 import type { Store } from '../store/store.ts'
-import type { User } from '../store/users.ts'
+import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
 
 /**
  * What Keycloak puts in its tokens, built from Gatehouse's accounts, so services written for Keycloak read
@@ -80,13 +80,15 @@ export function orderScopes(scopes: Iterable<string>): string {
  * whose entry is gone does not, and is disabled), as Keycloak's LDAP federation checks the entry at a refresh.
  */
 export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>) {
-  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string }): Promise<Account | undefined> {
+  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string; iat?: number }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
     if (!user || !user.isActive) {
       if (!token) signOutSession(ctx, sub)
       return undefined
     }
+    // A code or token issued before the account's not-before (the one that redeems or refreshes it, or userinfo's).
+    if (typeof token?.iat === 'number' && issuedBefore(user, lastMillisecondOf(token.iat))) return undefined
     if (token?.kind === 'RefreshToken' && confirmOnRefresh && !(await confirmOnRefresh(user))) return undefined
     if (onRefresh && token?.kind === 'RefreshToken' && token.clientId) onRefresh(ctx, token.clientId, user)
     return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
