@@ -32,6 +32,11 @@ export interface UserChange {
 export interface LoginVia {
   readonly method: 'basic' | 'session' | 'oidc'
   readonly realm?: string | undefined
+  /**
+   * The caller records the login (`recordLogin`) before it issues anything, which confirms that the password hash the
+   * check verified is still the account's. Otherwise `checkPassword` confirms it itself, with one read more.
+   */
+  readonly recordsLogin?: boolean | undefined
 }
 
 /** One password check's outcome: `user` when it succeeded, the error's stable `code` when it did not. */
@@ -155,12 +160,21 @@ export class Accounts {
         throw new InvalidCredentials()
       }
       const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password, read))
+      if (!via?.recordsLogin) await this.#confirmPasswordHash(user)
       if (via) this.#reportLogin({ username, address, via, user })
       return user
     } catch (error) {
       if (via) this.#reportLogin({ username, address, via, code: error instanceof GatehouseError ? error.code : 'internal_error' })
       throw error
     }
+  }
+
+  /**
+   * The account row a check verified the password against was read before the check waited its turn (behind the
+   * lockout's budget, for a core to hash on) and hashed: a password changed meanwhile must not let the old one in.
+   */
+  async #confirmPasswordHash(user: User): Promise<void> {
+    if (!(await this.#store.users.hasPasswordHash(user.id, user.passwordHash))) throw new InvalidCredentials()
   }
 
   #reportLogin(attempt: LoginAttempt): void {
@@ -283,14 +297,21 @@ export class Accounts {
     if (!deleted) throw new NotFound('No such user.')
   }
 
+  /**
+   * Records a login, before anything is issued for it. `user` is the account as the login read it: when its password
+   * hash is no longer the account's (the password was changed, or the account deleted, while the login ran) nothing
+   * is recorded and the login is refused (InvalidCredentials), so that the old password issues nothing
+   * (`LoginVia.recordsLogin`).
+   */
   async recordLogin(user: User): Promise<void> {
     // A read begun before the write must not store the account without it.
     this.#byId.forget(user.id)
     const stamp = this.#byId.stamp()
-    const recorded = await this.#store.users.recordLogin(user.id)
+    const recorded = await this.#store.users.recordLogin(user.id, user.passwordHash)
+    if (!recorded) throw new InvalidCredentials()
     // Not worth an event for every process; this one keeps the row the write returned (the login's next step reads
     // it: one statement less per login), unless a change came meanwhile; the others show it on their next reload.
-    if (recorded) this.#byId.set(user.id, recorded, Date.now(), stamp)
+    this.#byId.set(user.id, recorded, Date.now(), stamp)
   }
 
   /** Every path that sets a local password comes here: the API, self-service, the CLI and the first admin. */

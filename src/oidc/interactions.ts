@@ -60,7 +60,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   let user: User
   try {
     const login = await resolveLoginName(app.store, realm.config, username)
-    user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name }, login.account)
+    user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name, recordsLogin: true }, login.account)
   } catch (error) {
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error
     const message = error instanceof AccountDisabled ? 'Your account is disabled.'

@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely'
+import type { ExpressionBuilder, Kysely, Selectable } from 'kysely'
 import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -212,16 +212,29 @@ export class UserRepository {
     return row && toUser(row)
   }
 
-  /** The account as it is with its login recorded: undefined if it is gone. */
-  async recordLogin(id: number, at = Date.now()): Promise<User | undefined> {
-    const row = await this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).returningAll().executeTakeFirst()
+  /**
+   * The account as it is with its login recorded: undefined, and nothing recorded, if it is gone or its password hash
+   * is no longer `passwordHash` (the one the login verified).
+   */
+  async recordLogin(id: number, passwordHash: string | null, at = Date.now()): Promise<User | undefined> {
+    const row = await this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).where(hashIs(passwordHash))
+      .returningAll().executeTakeFirst()
     return row && toUser(row)
+  }
+
+  /** Whether the account still has the password hash `passwordHash` (a login verified it a moment ago). */
+  async hasPasswordHash(id: number, passwordHash: string | null): Promise<boolean> {
+    return await this.#db.selectFrom('users').select('id').where('id', '=', id).where(hashIs(passwordHash)).executeTakeFirst() !== undefined
   }
 
   async delete(id: number): Promise<boolean> {
     const result = await this.#db.deleteFrom('users').where('id', '=', id).executeTakeFirst()
     return Number(result.numDeletedRows) > 0
   }
+}
+
+function hashIs(passwordHash: string | null) {
+  return (eb: ExpressionBuilder<Tables, 'users'>) => passwordHash === null ? eb('password_hash', 'is', null) : eb('password_hash', '=', passwordHash)
 }
 
 function toUser(row: Selectable<UsersTable>): User {

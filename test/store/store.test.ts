@@ -85,13 +85,36 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
 
     it('records the last login and deletes users', async () => {
       const user = await store.users.create({ username: 'temp' })
-      const recorded = await store.users.recordLogin(user.id, 1_900_000_000_000)
+      const recorded = await store.users.recordLogin(user.id, null, 1_900_000_000_000)
       assert.equal(recorded?.lastLogin, 1_900_000_000_000)
       assert.deepEqual(recorded, await store.users.findById(user.id))
       assert.equal(await store.users.delete(user.id), true)
       assert.equal(await store.users.delete(user.id), false)
       assert.equal(await store.users.findById(user.id), undefined)
-      assert.equal(await store.users.recordLogin(user.id), undefined)
+      assert.equal(await store.users.recordLogin(user.id, null), undefined)
+    })
+
+    it('records a login only while the account has the password hash it verified', async () => {
+      const user = await store.users.create({ username: 'hashed', passwordHash: 'hash-one' })
+      assert.equal(await store.users.hasPasswordHash(user.id, 'hash-one'), true)
+      assert.equal((await store.users.recordLogin(user.id, 'hash-one', 1_900_000_000_000))?.lastLogin, 1_900_000_000_000)
+      await store.users.update(user.id, { passwordHash: 'hash-two' })
+      assert.equal(await store.users.hasPasswordHash(user.id, 'hash-one'), false)
+      assert.equal(await store.users.hasPasswordHash(user.id, null), false)
+      assert.equal(await store.users.recordLogin(user.id, 'hash-one', 1_900_000_001_000), undefined)
+      assert.equal((await store.users.findById(user.id))?.lastLogin, 1_900_000_000_000)
+      await store.users.update(user.id, { passwordHash: null })
+      assert.equal(await store.users.hasPasswordHash(user.id, null), true)
+      assert.equal(await store.users.recordLogin(user.id, 'hash-two'), undefined)
+    })
+
+    it('keeps an account\'s not-before times, 0 until set', async () => {
+      const user = await store.users.create({ username: 'not-before' })
+      assert.equal(user.notBefore, 0)
+      assert.equal(user.tokensNotBefore, 0)
+      const updated = await store.users.update(user.id, { notBefore: 1_900_000_000_123, tokensNotBefore: 1_900_000_000_456 })
+      assert.equal(updated?.notBefore, 1_900_000_000_123)
+      assert.equal((await store.users.findById(user.id))?.tokensNotBefore, 1_900_000_000_456)
     })
 
     it('stores settings as JSON values and overwrites them', async () => {
