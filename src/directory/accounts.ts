@@ -277,7 +277,9 @@ export class Accounts {
    * Keycloak keeps usernames in lower case; Gatehouse keeps their case but, like Keycloak, lets a realm login name an
    * account in any case (src/oidc/login-name.ts). A second account whose name differs only in case would make such a
    * login match two accounts, and fail, so it is refused as a taken name (django-ansible-base compares exactly and
-   * allows it). Renaming an account to its own name in another case is no clash.
+   * allows it). Renaming an account to its own name in another case is no clash. Two creations or renames at once
+   * both pass this check: the database's unique index on the lowered name (migration 021) refuses the second write,
+   * answered as the same taken name.
    */
   async #refuseCaseVariant(username: string, exceptId?: number): Promise<void> {
     if (await this.#store.users.findCaseVariant(username, exceptId)) throw new UsernameTaken()
