@@ -4,6 +4,7 @@ import type { Store } from '../../src/store/store.ts'
 import { EventBus } from '../../src/store/event-bus.ts'
 import { sql } from '../../src/store/kysely.ts'
 import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
+import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
 
 /** One conformance suite, run on every backend: what passes here behaves the same on SQLite and PostgreSQL. */
 function storeConformance(backend: string, open: () => Promise<OpenedStore>): void {
@@ -34,9 +35,11 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
     })
 
     it('finds another account of a name in any letter case, the exact spelling first, through an index on lower(username)', async () => {
-      // Pairs like these can no longer be made through Accounts, but a database from an earlier version may hold them.
-      const lower = await store.users.create({ username: 'case-pair' })
-      const upper = await store.users.create({ username: 'CASE-PAIR' })
+      // Pairs like these can no longer be made, but a database from an earlier version may hold them.
+      const [lower, upper] = await asAnEarlierVersion(store, async () => [
+        await store.users.create({ username: 'case-pair' }),
+        await store.users.create({ username: 'CASE-PAIR' }),
+      ])
       assert.equal((await store.users.findCaseVariant('case-pair'))?.id, lower.id)
       assert.equal((await store.users.findCaseVariant('CASE-PAIR'))?.id, upper.id)
       assert.equal((await store.users.findCaseVariant('CASE-PAIR', upper.id))?.id, lower.id, 'not the account being renamed')
