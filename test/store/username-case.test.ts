@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { Migrator } from 'kysely'
-import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { UniqueViolation } from '../../src/store/errors.ts'
-import { openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
+import { atMigration, openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
 
 /** Usernames are unique without regard to case in the database itself, whatever writes them and however many at once. */
 for (const backend of storeBackends) {
@@ -35,25 +33,17 @@ for (const backend of storeBackends) {
 
 for (const backend of unmigratedBackends) {
   describe(`a database from a version that let names differ only in case, on ${backend.name}`, () => {
-    it('keeps the pairs it holds working, and refuses new ones, also beside them', async () => {
-      const { store, cleanup } = await backend.open()
-      try {
-        const migrator = new Migrator({ db: store.database.db, provider: migrationProvider(store.database.dialect) })
-        assert.equal((await migrator.migrateTo('019_username_case')).error, undefined)
-        const pair = { email: '', first_name: '', last_name: '', is_superuser: false, is_active: true, source: 'local', external: false, created_at: 1, modified_at: 1 }
-        const sqliteValues = (row: typeof pair & { username: string }) => store.database.dialect === 'postgres' ? row : { ...row, is_superuser: 0, is_active: 1, external: 0 }
-        for (const username of ['Ann', 'ann', 'ANN', 'bob']) {
-          await store.database.db.insertInto('users').values(sqliteValues({ ...pair, username }) as never).execute()
-        }
-        await store.database.migrate()
-        assert.deepEqual((await store.users.list({ offset: 0, limit: 10 })).users.map((u) => u.username).sort(), ['ANN', 'Ann', 'ann', 'bob'])
-        await assert.rejects(store.users.create({ username: 'aNN' }), UniqueViolation)
-        await assert.rejects(store.users.create({ username: 'BOB' }), UniqueViolation)
-        assert.ok(await store.users.create({ username: 'carl' }))
-      } finally {
-        await store.close()
-        await cleanup()
+    it('keeps the pairs it holds working, and refuses new ones, also beside them', () => atMigration(backend, '019_username_case', async (store) => {
+      const pair = { email: '', first_name: '', last_name: '', is_superuser: false, is_active: true, source: 'local', external: false, created_at: 1, modified_at: 1 }
+      const sqliteValues = (row: typeof pair & { username: string }) => store.database.dialect === 'postgres' ? row : { ...row, is_superuser: 0, is_active: 1, external: 0 }
+      for (const username of ['Ann', 'ann', 'ANN', 'bob']) {
+        await store.database.db.insertInto('users').values(sqliteValues({ ...pair, username }) as never).execute()
       }
-    })
+      await store.database.migrate()
+      assert.deepEqual((await store.users.list({ offset: 0, limit: 10 })).users.map((u) => u.username).sort(), ['ANN', 'Ann', 'ann', 'bob'])
+      await assert.rejects(store.users.create({ username: 'aNN' }), UniqueViolation)
+      await assert.rejects(store.users.create({ username: 'BOB' }), UniqueViolation)
+      assert.ok(await store.users.create({ username: 'carl' }))
+    }))
   })
 }
