@@ -87,8 +87,13 @@ export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWi
       if (!token) signOutSession(ctx, sub)
       return undefined
     }
-    // A code or token issued before the account's not-before (the one that redeems or refreshes it, or userinfo's).
+    // A code or token issued before the account's not-before (the one that redeems or refreshes it, or userinfo's),
+    // or, without one, the browser's realm session signed in before it: that session is signed out.
     if (typeof token?.iat === 'number' && issuedBefore(user, lastMillisecondOf(token.iat))) return undefined
+    if (!token && sessionSignedInBefore(ctx, sub, user)) {
+      signOutSession(ctx, sub)
+      return undefined
+    }
     if (token?.kind === 'RefreshToken' && confirmOnRefresh && !(await confirmOnRefresh(user))) return undefined
     if (onRefresh && token?.kind === 'RefreshToken' && token.clientId) onRefresh(ctx, token.clientId, user)
     return { accountId: sub, claims: () => profileClaims(user) as AccountClaims }
@@ -104,6 +109,11 @@ const CASE_VARIANT_HOLDS_NAME = 'The service account\'s username belongs to anot
  * Disabling an account ends its realm sessions; this holds even for one whose record outlived that (fail closed),
  * where oidc-provider would otherwise go on without the account and fail.
  */
+function sessionSignedInBefore(ctx: KoaContextWithOIDC, sub: string, user: User): boolean {
+  const session = ctx.oidc?.session as { accountId?: string; loginTs?: number } | undefined
+  return session?.accountId === sub && typeof session.loginTs === 'number' && issuedBefore(user, lastMillisecondOf(session.loginTs))
+}
+
 function signOutSession(ctx: KoaContextWithOIDC, sub: string): void {
   const session = ctx.oidc?.session as { accountId?: string } | undefined
   // Deleted, not set: oidc-provider's session takes no empty account, and a deletion leaves it unsaved, as it was.
