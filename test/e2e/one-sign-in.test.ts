@@ -290,6 +290,16 @@ for (const backend of gatewayBackends) {
       return page.stoppedAt === undefined && new URL(page.url).pathname.includes('/login-actions/')
     }
 
+    /** The code in `codeRedirect` and the refresh token are refused: 400 `invalid_grant`. */
+    async function assertCodeAndRefreshRefused(codeRedirect: string, refreshToken: string): Promise<void> {
+      const exchanged = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: new URL(codeRedirect).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+      assert.equal(exchanged.status, 400, JSON.stringify(exchanged.body))
+      assert.equal(exchanged.body.error, 'invalid_grant')
+      const refused = await refresh(refreshToken)
+      assert.equal(refused.status, 400, JSON.stringify(refused.body))
+      assert.equal(refused.body.error, 'invalid_grant')
+    }
+
     /** What the device's realm session still gives, once its gateway session ended: nothing. */
     async function assertSignedOutAtRealm(device: { browser: Browser; refreshToken: string; accessToken: string }): Promise<void> {
       const refused = await refresh(device.refreshToken)
@@ -498,12 +508,7 @@ for (const backend of gatewayBackends) {
       assert.ok(silent.stoppedAt, silent.body.slice(150, 800))
       assert.equal(new URL(silent.stoppedAt).searchParams.get('code'), null, 'no silent login for a disabled account')
       assert.equal(new URL(silent.stoppedAt).searchParams.get('error'), 'login_required')
-      const exchanged = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: new URL(code.stoppedAt).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
-      assert.equal(exchanged.status, 400, JSON.stringify(exchanged.body))
-      assert.equal(exchanged.body.error, 'invalid_grant')
-      const refused = await refresh(device.refreshToken)
-      assert.equal(refused.status, 400, JSON.stringify(refused.body))
-      assert.equal(refused.body.error, 'invalid_grant')
+      await assertCodeAndRefreshRefused(code.stoppedAt, device.refreshToken)
     })
 
     it('refuses a realm session, code and refresh token issued before the account\'s not-before, as where they raced a disable', async () => {
@@ -520,12 +525,7 @@ for (const backend of gatewayBackends) {
       const silent = await authorize(device.browser, { prompt: 'none' })
       assert.ok(silent.stoppedAt, silent.body.slice(150, 800))
       assert.equal(new URL(silent.stoppedAt).searchParams.get('code'), null, 'no silent login on a realm session from before it')
-      const exchanged = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: new URL(code.stoppedAt).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
-      assert.equal(exchanged.status, 400, JSON.stringify(exchanged.body))
-      assert.equal(exchanged.body.error, 'invalid_grant')
-      const refused = await refresh(device.refreshToken)
-      assert.equal(refused.status, 400, JSON.stringify(refused.body))
-      assert.equal(refused.body.error, 'invalid_grant')
+      await assertCodeAndRefreshRefused(code.stoppedAt, device.refreshToken)
       // Signing in again works.
       assert.ok((await realmSignIn('sam')).refreshToken)
     })
