@@ -73,7 +73,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
 
     let user
     try {
-      user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session' }, undefined, clientGone(reply.raw))
+      user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session', recordsLogin: true }, undefined, clientGone(reply.raw))
     } catch (error) {
       // The password was wrong, or could not be checked now: either way the person types it again.
       if ((error instanceof Unauthenticated || error instanceof LoginThrottled || error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy) && isBrowserForm(request)) {

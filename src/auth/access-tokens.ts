@@ -14,6 +14,8 @@ export interface VerifiedAccessToken {
   clientId: string
   scopes: ReadonlySet<string>
   expiresAt: number
+  /** Its `iat` (whole seconds), for the account's not-before. */
+  issuedAt: number
 }
 
 /** Why an access token was refused, in words for the person who sent it. */

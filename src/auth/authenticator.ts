@@ -1,7 +1,7 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { AuthMethod } from '../config/schema.ts'
 import type { RequestContext } from '../context.ts'
-import type { AccountDisabled } from '../errors.ts'
+import type { AccountDisabled, Unauthenticated } from '../errors.ts'
 import type { NotMine } from '../directory/password-source.ts'
 import type { Credential } from './principal.ts'
 
@@ -24,4 +24,9 @@ export interface Authenticator {
    * add to the refusal what the client must be told (a cookie to delete).
    */
   accountRefused?(credential: Credential, refusal: AccountDisabled): Promise<void>
+  /**
+   * A credential it vouched for was issued before its account's not-before (src/store/users.ts `issuedBefore`):
+   * end what remains of it, and answer the refusal the client is told, the one for a revoked credential of its kind.
+   */
+  issuedBeforeAccount?(credential: Credential): Promise<Unauthenticated>
 }

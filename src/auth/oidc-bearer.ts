@@ -3,7 +3,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { decodeJwt } from 'jose'
 import type { RequestContext } from '../context.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import { AccountDisabled, InvalidToken } from '../errors.ts'
+import { AccountDisabled, InvalidToken, type Unauthenticated } from '../errors.ts'
 import { AccessTokenRefused, type AccessTokenIssuers, type BearerPolicy, type VerifiedAccessToken } from './access-tokens.ts'
 import { BoundedCache } from '../store/cache.ts'
 import type { EventBus } from '../store/event-bus.ts'
@@ -12,6 +12,7 @@ import { bearerValue } from './bearer.ts'
 import type { Credential } from './principal.ts'
 import { withBearerError } from './token.ts'
 import { REVOKE_TOPIC } from '../store/topics.ts'
+import { lastMillisecondOf } from '../store/users.ts'
 
 const MAX_CACHED = 50_000
 
@@ -73,8 +74,13 @@ export class OidcBearerAuthenticator implements Authenticator {
     }
     const policy = this.#realms.policyFor(context.place?.service)
     checkPolicy(verified, policy)
-    if (!policy.scoped) return { userId: verified.userId, method: 'oidc', scopes: verified.scopes, expiresAt: verified.expiresAt }
-    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', scopes: verified.scopes, expiresAt: verified.expiresAt }
+    const issuedAt = lastMillisecondOf(verified.issuedAt)
+    if (!policy.scoped) return { userId: verified.userId, method: 'oidc', scopes: verified.scopes, expiresAt: verified.expiresAt, issuedAt }
+    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', scopes: verified.scopes, expiresAt: verified.expiresAt, issuedAt }
+  }
+
+  async issuedBeforeAccount(): Promise<Unauthenticated> {
+    return invalidToken('The access token was revoked or its session ended.')
   }
 
   async #verify(token: string, now: number): Promise<VerifiedAccessToken> {

@@ -19,6 +19,8 @@ export interface ActiveToken {
   readonly userId: number
   readonly scope: TokenScope
   readonly expires: number
+  /** When it was created, epoch ms: a token created before its account's not-before is refused. */
+  readonly created: number
 }
 
 export interface TokenRequest {
@@ -107,7 +109,7 @@ export class PersonalTokens {
     const hash = hashToken(value)
     return this.#cache.load(hash, async () => {
       const record = await this.#store.tokens.findByHash(hash)
-      return record && Object.freeze({ id: record.id, userId: record.userId, scope: record.scope, expires: record.expires })
+      return record && Object.freeze({ id: record.id, userId: record.userId, scope: record.scope, expires: record.expires, created: record.created })
     }, now)
   }
 

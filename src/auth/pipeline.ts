@@ -3,6 +3,7 @@ import type { AuthMethod } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, InvalidToken, MalformedCredentials, withChallenges } from '../errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
+import { issuedBefore } from '../store/users.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { Credential, Principal } from './principal.ts'
 import { TOKEN_PREFIX } from './token-format.ts'
@@ -82,10 +83,18 @@ export class AuthPipeline {
     return undefined
   }
 
-  /** The one check, for every kind of credential, that the account behind it still exists and is active. */
+  /**
+   * The one check, for every kind of credential, that the account behind it still exists and is active, and that the
+   * credential was not issued before the account's not-before.
+   */
   async #activeAccount(authenticator: Authenticator, credential: Credential): Promise<Principal> {
     const user = await this.#accounts.get(credential.userId)
-    if (user?.isActive) return { ...credential, user }
+    if (user?.isActive) {
+      if (credential.issuedAt !== undefined && issuedBefore(user, credential.issuedAt, credential.method === 'token' ? 'tokens' : 'sessions')) {
+        throw await authenticator.issuedBeforeAccount?.(credential) ?? new InvalidToken('The credential was issued before its account\'s not-before.')
+      }
+      return { ...credential, user }
+    }
     const refusal = new AccountDisabled()
     await authenticator.accountRefused?.(credential, refusal)
     throw refusal

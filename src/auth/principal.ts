@@ -15,6 +15,11 @@ export interface Credential {
   readonly tokenId?: number
   /** When the bearer credential (a personal token, an OIDC access token) expires, epoch ms. */
   readonly expiresAt?: number
+  /**
+   * When the credential was issued, epoch ms (an OIDC access token's `iat` as the last millisecond of its second):
+   * one issued before the account's not-before is refused. Absent for basic credentials, checked as they come.
+   */
+  readonly issuedAt?: number
 }
 
 /** Who a request is from: a credential that checked out, of an account that is active (src/auth/pipeline.ts). */

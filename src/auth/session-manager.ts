@@ -18,6 +18,8 @@ export interface ActiveSession {
   readonly keyHash: string
   readonly userId: number
   readonly expiresAt: number
+  /** When it started, epoch ms: a session started before its account's not-before is refused. */
+  readonly created: number
 }
 
 /** The browser's session that a new login replaces (`SessionManager.start`). */
@@ -201,5 +203,5 @@ export async function endLinkedRealmSessions(tx: Repositories, keyHashes: readon
 }
 
 function toActive(stored: StoredSession): ActiveSession {
-  return Object.freeze({ id: stored.id, keyHash: stored.keyHash, userId: stored.userId, expiresAt: stored.expiresAt })
+  return Object.freeze({ id: stored.id, keyHash: stored.keyHash, userId: stored.userId, expiresAt: stored.expiresAt, created: stored.created })
 }

@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify'
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import { type AccountDisabled, Unauthenticated } from '../errors.ts'
+import { type AccountDisabled, InvalidSession, Unauthenticated } from '../errors.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { CsrfPolicy } from './csrf.ts'
 import type { Credential } from './principal.ts'
@@ -35,12 +35,17 @@ export class SessionAuthenticator implements Authenticator {
       throw withClearedSessionCookie(error)
     }
     if (!isSafeMethod(request.method)) this.#csrf.check(request)
-    return { userId: session.userId, method: 'session', sessionId: session.keyHash }
+    return { userId: session.userId, method: 'session', sessionId: session.keyHash, issuedAt: session.created }
   }
 
   async accountRefused(credential: Credential, refusal: AccountDisabled): Promise<void> {
     await this.#sessions.end(credential.sessionId!)
     withClearedSessionCookie(refusal)
+  }
+
+  async issuedBeforeAccount(credential: Credential): Promise<Unauthenticated> {
+    await this.#sessions.end(credential.sessionId!)
+    return withClearedSessionCookie(new InvalidSession())
   }
 }
 
@@ -54,7 +59,7 @@ export function clearSessionCookie(reply: FastifyReply, secure: boolean): void {
 }
 
 /** A refused session cookie is also deleted from the browser, so it is not sent again. */
-function withClearedSessionCookie(error: unknown): unknown {
+function withClearedSessionCookie<T>(error: T): T {
   if (error instanceof Unauthenticated) {
     error.headers['set-cookie'] = `${SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax`
   }

@@ -42,7 +42,11 @@ export class TokenAuthenticator implements Authenticator {
     if (!token) throw withBearerError(new InvalidToken())
     if (token.expires <= now) throw withBearerError(new TokenExpired())
     this.#tokens.recordUse(token, now)
-    return { userId: token.userId, method: 'token', scope: token.scope, tokenId: token.id, expiresAt: token.expires }
+    return { userId: token.userId, method: 'token', scope: token.scope, tokenId: token.id, expiresAt: token.expires, issuedAt: token.created }
+  }
+
+  async issuedBeforeAccount(): Promise<Unauthenticated> {
+    return withBearerError(new InvalidToken('Invalid token: it was issued before its account was disabled or its tokens revoked.'))
   }
 }
 

@@ -32,6 +32,11 @@ export interface UserChange {
 export interface LoginVia {
   readonly method: 'basic' | 'session' | 'oidc'
   readonly realm?: string | undefined
+  /**
+   * The caller records the login (`recordLogin`) before it issues anything, which confirms that the password hash the
+   * check verified is still the account's. Otherwise `checkPassword` confirms it itself, with one read more.
+   */
+  readonly recordsLogin?: boolean | undefined
 }
 
 /** One password check's outcome: `user` when it succeeded, the error's stable `code` when it did not. */
@@ -155,12 +160,21 @@ export class Accounts {
         throw new InvalidCredentials()
       }
       const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password, read, signal))
+      if (!via?.recordsLogin) await this.#confirmPasswordHash(user)
       if (via) this.#reportLogin({ username, address, via, user })
       return user
     } catch (error) {
       if (via) this.#reportLogin({ username, address, via, code: error instanceof GatehouseError ? error.code : 'internal_error' })
       throw error
     }
+  }
+
+  /**
+   * The account row a check verified the password against was read before the check waited its turn (behind the
+   * lockout's budget, for a core to hash on) and hashed: a password changed meanwhile must not let the old one in.
+   */
+  async #confirmPasswordHash(user: User): Promise<void> {
+    if (!(await this.#store.users.hasPasswordHash(user.id, user.passwordHash))) throw new InvalidCredentials()
   }
 
   #reportLogin(attempt: LoginAttempt): void {
@@ -231,7 +245,11 @@ export class Accounts {
         // after the other, and the second keeps its flag.
         const keptSuperuser = mayKeepSuperuser && before !== undefined && isActiveSuperuser(before) && await tx.users.activeSuperuserCount() === 1
         const fields = keptSuperuser ? { ...rest, isSuperuser: undefined } : rest
-        const after = before && await tx.users.update(id, { ...fields, ...(passwordHash !== undefined ? { passwordHash } : {}) })
+        const after = before && await tx.users.update(id, {
+          ...fields,
+          ...(passwordHash !== undefined ? { passwordHash } : {}),
+          ...notBeforeChanges(before, rest, passwordHash !== undefined, revokeTokens === true),
+        })
         if (!before || !after) return undefined
         if (mayRemoveSuperuser && isActiveSuperuser(before) && !isActiveSuperuser(after)) await requireAnActiveSuperuser(tx)
         announce(USER_TOPIC, String(id))
@@ -259,7 +277,9 @@ export class Accounts {
    * Keycloak keeps usernames in lower case; Gatehouse keeps their case but, like Keycloak, lets a realm login name an
    * account in any case (src/oidc/login-name.ts). A second account whose name differs only in case would make such a
    * login match two accounts, and fail, so it is refused as a taken name (django-ansible-base compares exactly and
-   * allows it). Renaming an account to its own name in another case is no clash.
+   * allows it). Renaming an account to its own name in another case is no clash. Two creations or renames at once
+   * both pass this check: the database's unique index on the lowered name (migration 021) refuses the second write,
+   * answered as the same taken name.
    */
   async #refuseCaseVariant(username: string, exceptId?: number): Promise<void> {
     if (await this.#store.users.findCaseVariant(username, exceptId)) throw new UsernameTaken()
@@ -279,14 +299,21 @@ export class Accounts {
     if (!deleted) throw new NotFound('No such user.')
   }
 
+  /**
+   * Records a login, before anything is issued for it. `user` is the account as the login read it: when its password
+   * hash is no longer the account's (the password was changed, or the account deleted, while the login ran) nothing
+   * is recorded and the login is refused (InvalidCredentials), so that the old password issues nothing
+   * (`LoginVia.recordsLogin`).
+   */
   async recordLogin(user: User): Promise<void> {
     // A read begun before the write must not store the account without it.
     this.#byId.forget(user.id)
     const stamp = this.#byId.stamp()
-    const recorded = await this.#store.users.recordLogin(user.id)
+    const recorded = await this.#store.users.recordLogin(user.id, user.passwordHash)
+    if (!recorded) throw new InvalidCredentials()
     // Not worth an event for every process; this one keeps the row the write returned (the login's next step reads
     // it: one statement less per login), unless a change came meanwhile; the others show it on their next reload.
-    if (recorded) this.#byId.set(user.id, recorded, Date.now(), stamp)
+    this.#byId.set(user.id, recorded, Date.now(), stamp)
   }
 
   /** Every path that sets a local password comes here: the API, self-service, the CLI and the first admin. */
@@ -304,6 +331,24 @@ export class Accounts {
   #forget(id: number): void {
     this.#byId.forget(id)
     for (const listener of this.#forgetListeners) listener(id)
+  }
+}
+
+/**
+ * The not-before times a change moves to now, for the credentials it ends: disabling the account and a new password
+ * end its sessions and OpenID Connect grants (`notBefore`), a new password with `revokeTokens` its personal tokens
+ * too (`tokensNotBefore`). Enabling the account again ends nothing more than the disable did, but moves `notBefore`
+ * once more: a login or refresh in flight during the disable wrote its session or tokens after the disable had ended
+ * the rest, and the disabled account's check refused them only until now. Personal tokens are not ended by a
+ * disable, as the platform keeps them: they work again once the account is enabled.
+ */
+function notBeforeChanges(before: User | undefined, changes: UserChanges, newPassword: boolean, revokeTokens: boolean): { notBefore?: number; tokensNotBefore?: number } {
+  if (!before) return {}
+  const now = Date.now()
+  const activeChanged = changes.isActive !== undefined && changes.isActive !== before.isActive
+  return {
+    ...(activeChanged || newPassword ? { notBefore: now } : {}),
+    ...(newPassword && revokeTokens ? { tokensNotBefore: now } : {}),
   }
 }
 

@@ -3,6 +3,7 @@ import type { App } from '../app.ts'
 import type { Realm } from './realm.ts'
 import { webOriginAllowed } from './redirects.ts'
 import { wantsHtml } from '../http/negotiation.ts'
+import { issuedBefore, lastMillisecondOf } from '../store/users.ts'
 
 /** Where a browser asking for the account console goes: the web interface's own account page. */
 const ACCOUNT_PAGE = '/ui/account'
@@ -32,7 +33,7 @@ export async function accountEndpoint(app: App, realm: Realm, request: FastifyRe
   if (!jwt && wantsHtml(request)) return reply.redirect(app.publishedPath + ACCOUNT_PAGE, 302)
   const token = jwt ? await realm.accessToken(jwt) : undefined
   const user = token?.audiences.includes('account') ? await app.accounts.get(token.userId) : undefined
-  if (!token || !user?.isActive) {
+  if (!token || !user?.isActive || issuedBefore(user, lastMillisecondOf(token.issuedAt))) {
     return reply.code(401).header('www-authenticate', `Bearer realm="${realm.name}", error="invalid_token"`).send({ error: 'HTTP 401 Unauthorized' })
   }
   if (origin && webOriginAllowed(realm.client(token.clientId), origin)) reply.header('access-control-allow-origin', origin)

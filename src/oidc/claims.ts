@@ -4,7 +4,7 @@ import type { Accounts } from '../directory/accounts.ts'
 import { UsernameTaken } from '../errors.ts'
 import { invalidGrant } from './password-grant.ts'
 import type { Store } from '../store/store.ts'
-import type { User } from '../store/users.ts'
+import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
 
 /**
  * What Keycloak puts in its tokens, built from Gatehouse's accounts, so services written for Keycloak read
@@ -80,11 +80,18 @@ export function orderScopes(scopes: Iterable<string>): string {
  * whose entry is gone does not, and is disabled), as Keycloak's LDAP federation checks the entry at a refresh.
  */
 export function accountFinder(accounts: Accounts, onRefresh?: (ctx: KoaContextWithOIDC, clientId: string, user: User) => void, confirmOnRefresh?: (user: User) => Promise<boolean>) {
-  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string }): Promise<Account | undefined> {
+  return async function findAccount(ctx: KoaContextWithOIDC, sub: string, token?: { kind?: string; clientId?: string; iat?: number }): Promise<Account | undefined> {
     if (!/^[1-9][0-9]{0,14}$/.test(sub)) return undefined
     const user = await accounts.get(Number(sub))
     if (!user || !user.isActive) {
       if (!token) signOutSession(ctx, sub)
+      return undefined
+    }
+    // A code or token issued before the account's not-before (the one that redeems or refreshes it, or userinfo's),
+    // or, without one, the browser's realm session signed in before it: that session is signed out.
+    if (typeof token?.iat === 'number' && issuedBefore(user, lastMillisecondOf(token.iat))) return undefined
+    if (!token && sessionSignedInBefore(ctx, sub, user)) {
+      signOutSession(ctx, sub)
       return undefined
     }
     if (token?.kind === 'RefreshToken' && confirmOnRefresh && !(await confirmOnRefresh(user))) return undefined
@@ -102,6 +109,11 @@ const CASE_VARIANT_HOLDS_NAME = 'The service account\'s username belongs to anot
  * Disabling an account ends its realm sessions; this holds even for one whose record outlived that (fail closed),
  * where oidc-provider would otherwise go on without the account and fail.
  */
+function sessionSignedInBefore(ctx: KoaContextWithOIDC, sub: string, user: User): boolean {
+  const session = ctx.oidc?.session as { accountId?: string; loginTs?: number } | undefined
+  return session?.accountId === sub && typeof session.loginTs === 'number' && issuedBefore(user, lastMillisecondOf(session.loginTs))
+}
+
 function signOutSession(ctx: KoaContextWithOIDC, sub: string): void {
   const session = ctx.oidc?.session as { accountId?: string } | undefined
   // Deleted, not set: oidc-provider's session takes no empty account, and a deletion leaves it unsaved, as it was.

@@ -61,7 +61,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   let user: User
   try {
     const login = await resolveLoginName(app.store, realm.config, username)
-    user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name }, login.account, clientGone(reply.raw))
+    user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name, recordsLogin: true }, login.account, clientGone(reply.raw))
   } catch (error) {
     // The page again, its password not looked at, saying to try again shortly.
     if (error instanceof PasswordChecksBusy) {

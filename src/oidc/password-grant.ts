@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type Provider from 'oidc-provider'
 import type { Account, KoaContextWithOIDC } from 'oidc-provider'
 import type { Accounts } from '../directory/accounts.ts'
-import { AccountDisabled, AccountLocked, GatehouseError, LoginThrottled } from '../errors.ts'
+import { AccountDisabled, AccountLocked, GatehouseError, InvalidCredentials, LoginThrottled } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { errors } from './provider-errors.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
@@ -77,7 +77,7 @@ async function passwordGrantAnswer(options: PasswordGrantOptions, ctx: KoaContex
   const user = await checkedOnce(ctx.req, async () => checkCredentials(options.accounts, await options.loginName(username), password ?? '', address, options.realm, clientGone(ctx.res)))
   const refusal = options.clientAccess?.(options.realm, client.clientId, user, address ?? '')
   if (refusal) throw accessDenied(refusal)
-  await options.accounts.recordLogin(user)
+  await recordLogin(options.accounts, user)
 
   const accountId = String(user.id)
   const account = await options.findAccount(ctx, accountId)
@@ -197,13 +197,23 @@ function grantedScope(requested: string | undefined, supported: readonly string[
 /** Gatehouse's password check (every password source, lockout) in Keycloak's words. */
 async function checkCredentials(accounts: Accounts, login: LoginName, password: string, address: string | undefined, realm: string, signal: AbortSignal): Promise<User> {
   try {
-    return await accounts.checkPassword(login.username, password, address, { method: 'oidc', realm }, login.account, signal)
+    return await accounts.checkPassword(login.username, password, address, { method: 'oidc', realm, recordsLogin: true }, login.account, signal)
   } catch (error) {
     if (error instanceof GatehouseError && error.status < 500) {
       // A throttled client address is refused like a locked user: the check did not happen.
       if (error instanceof AccountLocked || error instanceof LoginThrottled) throw Object.assign(new errors.InvalidGrant(LOCKED), { error_description: 'Invalid user credentials' })
       throw invalidGrant(error instanceof AccountDisabled ? 'Account disabled' : 'Invalid user credentials')
     }
+    throw error
+  }
+}
+
+/** Records the login, refused in Keycloak's words when the password it verified was changed meanwhile. */
+async function recordLogin(accounts: Accounts, user: User): Promise<void> {
+  try {
+    await accounts.recordLogin(user)
+  } catch (error) {
+    if (error instanceof InvalidCredentials) throw invalidGrant('Invalid user credentials')
     throw error
   }
 }

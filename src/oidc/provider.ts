@@ -1,7 +1,7 @@
 import type { default as Provider, ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import type { User } from '../store/users.ts'
+import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
 import { DatabaseUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { errors, providerInternals } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
@@ -391,18 +391,22 @@ async function revocationAllowed(clientId: string, token: RevocableToken): Promi
   return false
 }
 
-/** Whether the user a token speaks for may still use it (introspection answers `active: false` otherwise). */
+/**
+ * Whether the user a token speaks for may still use it, and it was not issued before the account's not-before
+ * (introspection answers `active: false` otherwise).
+ */
 async function tokenUserActive(token: IssuedToken, options: ProviderOptions): Promise<boolean> {
   const user = token.kind === 'ClientCredentials'
     ? await options.serviceAccounts.userFor(token.clientId)
     : token.accountId ? await options.accounts.get(Number(token.accountId)) : undefined
-  return user?.isActive === true
+  return user?.isActive === true && !(typeof token.iat === 'number' && issuedBefore(user, lastMillisecondOf(token.iat)))
 }
 
 /** The fields of oidc-provider's AccessToken / ClientCredentials models that Gatehouse reads. */
 interface IssuedToken {
   kind: string
   jti: string
+  iat?: number
   accountId?: string
   clientId: string
   grantId?: string

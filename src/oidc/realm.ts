@@ -193,6 +193,7 @@ export class Realm {
       clientId: payload.azp,
       scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
       expiresAt: payload.exp! * 1000,
+      issuedAt: payload.iat!,
     }
   }
 

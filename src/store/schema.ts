@@ -71,6 +71,10 @@ export interface UsersTable {
   created_at: number
   modified_at: number
   last_login: number | null
+  /** Sessions and OpenID Connect codes and tokens of the account issued before this (epoch ms) are refused; 0: none (migration 020). */
+  not_before: Generated<number>
+  /** Personal tokens of the account created before this (epoch ms) are refused; 0: none (migration 020). */
+  tokens_not_before: Generated<number>
 }
 
 export interface SettingsTable {

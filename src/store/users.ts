@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely'
+import type { ExpressionBuilder, Kysely, Selectable } from 'kysely'
 import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -23,6 +23,10 @@ export interface User {
   created: number
   modified: number
   lastLogin: number | null
+  /** Its sessions and OpenID Connect codes and tokens issued before this (epoch ms) are refused (`issuedBefore`); 0: none. */
+  notBefore: number
+  /** Its personal tokens created before this (epoch ms) are refused; 0: none. */
+  tokensNotBefore: number
 }
 
 export interface NewUser {
@@ -39,7 +43,7 @@ export interface NewUser {
   groups?: string[]
 }
 
-export type UserChanges = Partial<Omit<NewUser, 'username'>> & { username?: string }
+export type UserChanges = Partial<Omit<NewUser, 'username'>> & { username?: string; notBefore?: number; tokensNotBefore?: number }
 
 export interface UserQuery {
   offset: number
@@ -202,20 +206,35 @@ export class UserRepository {
     if (changes.external !== undefined) values.external = changes.external
     if (changes.isSystemAuditor !== undefined) values.is_system_auditor = changes.isSystemAuditor
     if (changes.groups !== undefined) values.group_names = JSON.stringify(changes.groups)
+    if (changes.notBefore !== undefined) values.not_before = changes.notBefore
+    if (changes.tokensNotBefore !== undefined) values.tokens_not_before = changes.tokensNotBefore
     const row = await this.#db.updateTable('users').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
     return row && toUser(row)
   }
 
-  /** The account as it is with its login recorded: undefined if it is gone. */
-  async recordLogin(id: number, at = Date.now()): Promise<User | undefined> {
-    const row = await this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).returningAll().executeTakeFirst()
+  /**
+   * The account as it is with its login recorded: undefined, and nothing recorded, if it is gone or its password hash
+   * is no longer `passwordHash` (the one the login verified).
+   */
+  async recordLogin(id: number, passwordHash: string | null, at = Date.now()): Promise<User | undefined> {
+    const row = await this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).where(hashIs(passwordHash))
+      .returningAll().executeTakeFirst()
     return row && toUser(row)
+  }
+
+  /** Whether the account still has the password hash `passwordHash` (a login verified it a moment ago). */
+  async hasPasswordHash(id: number, passwordHash: string | null): Promise<boolean> {
+    return await this.#db.selectFrom('users').select('id').where('id', '=', id).where(hashIs(passwordHash)).executeTakeFirst() !== undefined
   }
 
   async delete(id: number): Promise<boolean> {
     const result = await this.#db.deleteFrom('users').where('id', '=', id).executeTakeFirst()
     return Number(result.numDeletedRows) > 0
   }
+}
+
+function hashIs(passwordHash: string | null) {
+  return (eb: ExpressionBuilder<Tables, 'users'>) => passwordHash === null ? eb('password_hash', 'is', null) : eb('password_hash', '=', passwordHash)
 }
 
 function toUser(row: Selectable<UsersTable>): User {
@@ -235,5 +254,26 @@ function toUser(row: Selectable<UsersTable>): User {
     created: Number(row.created_at),
     modified: Number(row.modified_at),
     lastLogin: row.last_login === null ? null : Number(row.last_login),
+    notBefore: Number(row.not_before),
+    tokensNotBefore: Number(row.tokens_not_before),
   }
+}
+
+/**
+ * Whether a credential issued at `issuedAt` (epoch ms) predates the account's not-before for its kind (`tokens`: a
+ * personal token), and so is refused: such as a session or OpenID Connect token written while the account was being
+ * disabled, which the disable could not end. One comparison with the account as held in memory, which every change
+ * to it evicts everywhere (USER_TOPIC).
+ */
+export function issuedBefore(user: User, issuedAt: number, kind: 'sessions' | 'tokens' = 'sessions'): boolean {
+  return issuedAt < (kind === 'tokens' ? user.tokensNotBefore : user.notBefore)
+}
+
+/**
+ * A JWT's `iat` (whole seconds) as the time `issuedBefore` takes: the last millisecond of its second. Tokens are then
+ * compared in whole seconds, as Keycloak compares a token's `iat` with a user's `notBefore`: one of the same second
+ * as the not-before is not refused.
+ */
+export function lastMillisecondOf(iat: number): number {
+  return iat * 1000 + 999
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { loadConfigFile, demoConfigFile } from '../../src/config/load.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
@@ -261,7 +262,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia', 'quinn', 'rita']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia', 'quinn', 'rita', 'sam']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -287,6 +288,16 @@ for (const backend of gatewayBackends) {
     const asksForPassword = async (browser: Browser) => {
       const page = await authorize(browser)
       return page.stoppedAt === undefined && new URL(page.url).pathname.includes('/login-actions/')
+    }
+
+    /** The code in `codeRedirect` and the refresh token are refused: 400 `invalid_grant`. */
+    async function assertCodeAndRefreshRefused(codeRedirect: string, refreshToken: string): Promise<void> {
+      const exchanged = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: new URL(codeRedirect).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+      assert.equal(exchanged.status, 400, JSON.stringify(exchanged.body))
+      assert.equal(exchanged.body.error, 'invalid_grant')
+      const refused = await refresh(refreshToken)
+      assert.equal(refused.status, 400, JSON.stringify(refused.body))
+      assert.equal(refused.body.error, 'invalid_grant')
     }
 
     /** What the device's realm session still gives, once its gateway session ended: nothing. */
@@ -497,12 +508,26 @@ for (const backend of gatewayBackends) {
       assert.ok(silent.stoppedAt, silent.body.slice(150, 800))
       assert.equal(new URL(silent.stoppedAt).searchParams.get('code'), null, 'no silent login for a disabled account')
       assert.equal(new URL(silent.stoppedAt).searchParams.get('error'), 'login_required')
-      const exchanged = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: new URL(code.stoppedAt).searchParams.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
-      assert.equal(exchanged.status, 400, JSON.stringify(exchanged.body))
-      assert.equal(exchanged.body.error, 'invalid_grant')
-      const refused = await refresh(device.refreshToken)
-      assert.equal(refused.status, 400, JSON.stringify(refused.body))
-      assert.equal(refused.body.error, 'invalid_grant')
+      await assertCodeAndRefreshRefused(code.stoppedAt, device.refreshToken)
+    })
+
+    it('refuses a realm session, code and refresh token issued before the account\'s not-before, as where they raced a disable', async () => {
+      const device = await realmSignIn('sam')
+      const id = userIds.get('sam')!
+      const code = await authorize(device.browser)
+      assert.ok(code.stoppedAt, 'a code of the live session, not yet exchanged')
+      // Into the next second: a code's or token's iat counts whole seconds.
+      await sleep(1001 - (Date.now() % 1000))
+      // The not-before a disable and the enabling again set, with every record of the account still there, as the
+      // writes of a login in flight during the disable would leave them.
+      await gw.store.database.db.updateTable('users').set({ not_before: Date.now() }).where('id', '=', id).execute()
+      await gw.app.bus.publish(USER_TOPIC, String(id))
+      const silent = await authorize(device.browser, { prompt: 'none' })
+      assert.ok(silent.stoppedAt, silent.body.slice(150, 800))
+      assert.equal(new URL(silent.stoppedAt).searchParams.get('code'), null, 'no silent login on a realm session from before it')
+      await assertCodeAndRefreshRefused(code.stoppedAt, device.refreshToken)
+      // Signing in again works.
+      assert.ok((await realmSignIn('sam')).refreshToken)
     })
 
     it('lets a browser signed in at the realm log in there as someone else: the first person\'s realm session ends, the second stays signed in at both', async () => {

@@ -1,5 +1,7 @@
 import { rmSync } from 'node:fs'
 import { after, before } from 'node:test'
+import { Migrator } from 'kysely'
+import { migrationProvider } from '../../src/store/migrations/index.ts'
 import { openStore, type Store } from '../../src/store/store.ts'
 import { startGateway, tempDir, type GatewayOptions, type TestGateway } from './gateway.ts'
 import { createTestDatabase } from './postgres.ts'
@@ -54,6 +56,23 @@ export const unmigratedBackends: { name: string; open: () => Promise<{ store: St
     },
   },
 ]
+
+/**
+ * Runs `test` on a fresh database of the backend migrated only up to `migration` (as an earlier version left it), then
+ * closes and drops it.
+ */
+export async function atMigration(backend: (typeof unmigratedBackends)[number], migration: string, test: (store: Store) => Promise<void>): Promise<void> {
+  const { store, cleanup } = await backend.open()
+  try {
+    const migrator = new Migrator({ db: store.database.db, provider: migrationProvider(store.database.dialect) })
+    const { error } = await migrator.migrateTo(migration)
+    if (error) throw error
+    await test(store)
+  } finally {
+    await store.close()
+    await cleanup()
+  }
+}
 
 /**
  * Opens a fresh store on the backend before the enclosing suite's tests and closes and drops it after them; the

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { jwtVerify } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
+import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
 import { browse, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 
 /** Keycloak's token endpoint, as curl and scripts see it: members, order, headers, and error wording. */
@@ -163,8 +164,10 @@ describe('the token endpoint speaks Keycloak', () => {
   it('keeps both accounts of a pair differing only in case, as an earlier version could make, to their exact names', async () => {
     // Such a pair can no longer be made; a login typing either exact name is that account's, another spelling neither.
     const { passwordHash } = (await gw.store.users.findByUsername('alice'))!
-    const lower = await gw.store.users.create({ username: 'pair', passwordHash })
-    const upper = await gw.store.users.create({ username: 'PAIR', passwordHash })
+    const [lower, upper] = await asAnEarlierVersion(gw.store, async () => [
+      await gw.store.users.create({ username: 'pair', passwordHash }),
+      await gw.store.users.create({ username: 'PAIR', passwordHash }),
+    ])
     const login = (username: string) => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username, password: 'alice-password' })
     for (const [username, id] of [['pair', lower.id], ['PAIR', upper.id]] as const) {
       const { status, body } = await login(username)

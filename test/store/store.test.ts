@@ -4,6 +4,7 @@ import type { Store } from '../../src/store/store.ts'
 import { EventBus } from '../../src/store/event-bus.ts'
 import { sql } from '../../src/store/kysely.ts'
 import { storeBackends, type OpenedStore } from '../helpers/backends.ts'
+import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
 
 /** One conformance suite, run on every backend: what passes here behaves the same on SQLite and PostgreSQL. */
 function storeConformance(backend: string, open: () => Promise<OpenedStore>): void {
@@ -34,9 +35,11 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
     })
 
     it('finds another account of a name in any letter case, the exact spelling first, through an index on lower(username)', async () => {
-      // Pairs like these can no longer be made through Accounts, but a database from an earlier version may hold them.
-      const lower = await store.users.create({ username: 'case-pair' })
-      const upper = await store.users.create({ username: 'CASE-PAIR' })
+      // Pairs like these can no longer be made, but a database from an earlier version may hold them.
+      const [lower, upper] = await asAnEarlierVersion(store, async () => [
+        await store.users.create({ username: 'case-pair' }),
+        await store.users.create({ username: 'CASE-PAIR' }),
+      ])
       assert.equal((await store.users.findCaseVariant('case-pair'))?.id, lower.id)
       assert.equal((await store.users.findCaseVariant('CASE-PAIR'))?.id, upper.id)
       assert.equal((await store.users.findCaseVariant('CASE-PAIR', upper.id))?.id, lower.id, 'not the account being renamed')
@@ -85,13 +88,36 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
 
     it('records the last login and deletes users', async () => {
       const user = await store.users.create({ username: 'temp' })
-      const recorded = await store.users.recordLogin(user.id, 1_900_000_000_000)
+      const recorded = await store.users.recordLogin(user.id, null, 1_900_000_000_000)
       assert.equal(recorded?.lastLogin, 1_900_000_000_000)
       assert.deepEqual(recorded, await store.users.findById(user.id))
       assert.equal(await store.users.delete(user.id), true)
       assert.equal(await store.users.delete(user.id), false)
       assert.equal(await store.users.findById(user.id), undefined)
-      assert.equal(await store.users.recordLogin(user.id), undefined)
+      assert.equal(await store.users.recordLogin(user.id, null), undefined)
+    })
+
+    it('records a login only while the account has the password hash it verified', async () => {
+      const user = await store.users.create({ username: 'hashed', passwordHash: 'hash-one' })
+      assert.equal(await store.users.hasPasswordHash(user.id, 'hash-one'), true)
+      assert.equal((await store.users.recordLogin(user.id, 'hash-one', 1_900_000_000_000))?.lastLogin, 1_900_000_000_000)
+      await store.users.update(user.id, { passwordHash: 'hash-two' })
+      assert.equal(await store.users.hasPasswordHash(user.id, 'hash-one'), false)
+      assert.equal(await store.users.hasPasswordHash(user.id, null), false)
+      assert.equal(await store.users.recordLogin(user.id, 'hash-one', 1_900_000_001_000), undefined)
+      assert.equal((await store.users.findById(user.id))?.lastLogin, 1_900_000_000_000)
+      await store.users.update(user.id, { passwordHash: null })
+      assert.equal(await store.users.hasPasswordHash(user.id, null), true)
+      assert.equal(await store.users.recordLogin(user.id, 'hash-two'), undefined)
+    })
+
+    it('keeps an account\'s not-before times, 0 until set', async () => {
+      const user = await store.users.create({ username: 'not-before' })
+      assert.equal(user.notBefore, 0)
+      assert.equal(user.tokensNotBefore, 0)
+      const updated = await store.users.update(user.id, { notBefore: 1_900_000_000_123, tokensNotBefore: 1_900_000_000_456 })
+      assert.equal(updated?.notBefore, 1_900_000_000_123)
+      assert.equal((await store.users.findById(user.id))?.tokensNotBefore, 1_900_000_000_456)
     })
 
     it('stores settings as JSON values and overwrites them', async () => {

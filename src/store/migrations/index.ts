@@ -25,6 +25,8 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '017_leases': async () => (await import('./017_leases.ts')).leases,
   '018_oidc_ended_sessions': async () => (await import('./018_oidc_ended_sessions.ts')).oidcEndedSessions,
   '019_username_case': async () => (await import('./019_username_case.ts')).usernameCase,
+  '020_account_not_before': async () => (await import('./020_account_not_before.ts')).accountNotBefore,
+  '021_username_unique_case': async () => (await import('./021_username_unique_case.ts')).usernameUniqueCase,
 }
 
 /** The names of this version's migrations, in order. */

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import { argon2Tasks, hashPassword } from '../../src/directory/passwords.ts'
+import { USER_TOPIC } from '../../src/store/topics.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
+import { basic, json, type TestGateway } from '../helpers/gateway.ts'
+import { tokenRequest } from '../helpers/oidc.ts'
+import { csrfToken, LOGIN } from '../helpers/session.ts'
+
+/**
+ * A password check that waited for its turn (behind the lockout's budget, or for a core to hash on) verified the
+ * password against the account row read before it waited. A password changed meanwhile must not let the old one in:
+ * nothing is issued on a hash that is no longer the account's.
+ */
+for (const backend of gatewayBackends) {
+  describe(`a login racing a password change, on ${backend.name}`, () => {
+    let gw: TestGateway
+    let newHash: string
+
+    before(async () => {
+      gw = await backend.start()
+      newHash = await hashPassword('the-new-password-long')
+    })
+    after(() => gw.close())
+
+    /**
+     * Starts `login` while every argon2 place is taken, so that it reads the account and then waits; changes the
+     * password meanwhile (as another gateway process would: the row and its event), then lets the login go on.
+     */
+    async function racingPasswordChange<T>(userId: number, login: () => Promise<T>): Promise<T> {
+      let release!: () => void
+      const held = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      const holders = Array.from({ length: argon2Tasks.limit }, () => argon2Tasks.run(() => held))
+      const waitingBefore = argon2Tasks.waiting
+      const answer = login()
+      while (argon2Tasks.waiting === waitingBefore) await nextTurn()
+      await gw.app.bus.change(async (tx, announce) => {
+        await tx.users.update(userId, { passwordHash: newHash })
+        announce(USER_TOPIC, String(userId))
+      })
+      release()
+      await Promise.all(holders)
+      return answer
+    }
+
+    it('refuses the old password at the session login', async () => {
+      const user = await gw.app.accounts.create({ username: 'gina', password: 'the-old-password-long' })
+      const csrf = await csrfToken(gw)
+      const response = await racingPasswordChange(user.id, () => gw.fetch(LOGIN, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: gw.url + LOGIN },
+        body: JSON.stringify({ username: 'gina', password: 'the-old-password-long' }),
+      }))
+      assert.equal(response.status, 401)
+      assert.equal((await json(response)).code, 'invalid_credentials')
+      assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: user.id })).count, 0)
+    })
+
+    it('refuses the old password in a realm\'s password grant', async () => {
+      const user = await gw.app.accounts.create({ username: 'hank', password: 'the-old-password-long' })
+      const answer = await racingPasswordChange(user.id, () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'hank', password: 'the-old-password-long' }))
+      assert.equal(answer.status, 401)
+      assert.equal(answer.body.error, 'invalid_grant')
+      // No grant or token was recorded for the account.
+      assert.equal(await gw.store.oidc.destroyByAccount(String(user.id)), 0)
+    })
+
+    it('refuses the old password as basic credentials', async () => {
+      const user = await gw.app.accounts.create({ username: 'iris', password: 'the-old-password-long' })
+      const response = await racingPasswordChange(user.id, () => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('iris', 'the-old-password-long') } }))
+      assert.equal(response.status, 401)
+      assert.equal((await json(response)).code, 'invalid_credentials')
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('iris', 'the-new-password-long') } })).status, 200)
+    })
+  })
+}
