@@ -221,14 +221,15 @@ for (const backend of gatewayBackends) {
     it('reads the refresh token and its grant in one statement, and writes the new refresh token and access token in one', async () => {
       // A first refresh after the login, for what the realm reads once (its keys, told of the login's news).
       const first = await postToken(gw, refreshForm('end-users', (await login('erin')).refresh_token))
-      const statements = { count: 0, counting: true }
-      gw.store.database.onQuery(() => {
-        if (statements.counting) statements.count++
+      const statements = { run: [] as string[], counting: true }
+      gw.store.database.onQuery((_seconds, sql) => {
+        // Not the event bus's polls and heartbeats, nor the audit trail's batched writes: they come at their own times.
+        if (statements.counting && !/"(events|gateway_processes|audit_entries)"|pg_notify/.test(sql)) statements.run.push(sql)
       })
       const answer = await postToken(gw, refreshForm('end-users', first.body.refresh_token))
       statements.counting = false
       assert.equal(answer.status, 200)
-      assert.equal(statements.count, 2)
+      assert.equal(statements.run.length, 2, statements.run.join('\n'))
     })
   })
 }
