@@ -47,15 +47,20 @@ describe('acr by how the authorization signed the person in', () => {
     return refreshed.body
   }
 
-  it('says 1 after the login form and 0 for the browser\'s single sign-on, and keeps each through refreshes', async () => {
+  /** Two sign-ins in one new browser: the first with the login form (acr 1), the second by its realm session (acr 0). */
+  async function formThenSingleSignOn(signIn: (jar: CookieJar) => Promise<{ formShown: boolean; body: any }>): Promise<{ first: { body: any }; second: { body: any } }> {
     const jar = new CookieJar()
-    const first = await authorize(jar)
+    const first = await signIn(jar)
     assert.equal(first.formShown, true)
     assert.deepEqual(acrs(first.body), ['1', '1'])
-
-    const second = await authorize(jar)
+    const second = await signIn(jar)
     assert.equal(second.formShown, false, 'the realm session signs the browser in without the form')
     assert.deepEqual(acrs(second.body), ['0', '0'])
+    return { first, second }
+  }
+
+  it('says 1 after the login form and 0 for the browser\'s single sign-on, and keeps each through refreshes', async () => {
+    const { first, second } = await formThenSingleSignOn(authorize)
     assert.equal(decodeJwtPart(second.body.id_token, 1).sid, decodeJwtPart(first.body.id_token, 1).sid, 'the same SSO session')
 
     // Each refresh keeps its own authorization's value, whatever the other did since; and so does the next refresh.
@@ -117,13 +122,7 @@ describe('acr by how the authorization signed the person in', () => {
   }
 
   it('says 1 for a device approved with the login form, 0 for one the browser\'s session approved, as Keycloak\'s device grant', async () => {
-    const jar = new CookieJar()
-    const first = await deviceGrant(jar)
-    assert.equal(first.formShown, true)
-    assert.deepEqual(acrs(first.body), ['1', '1'])
-    const second = await deviceGrant(jar)
-    assert.equal(second.formShown, false)
-    assert.deepEqual(acrs(second.body), ['0', '0'])
+    const { first, second } = await formThenSingleSignOn(deviceGrant)
     assert.deepEqual(acrs(await refresh(second.body, 'tv')), ['0', '0'])
     assert.deepEqual(acrs(await refresh(first.body, 'tv')), ['1', '1'])
   })
