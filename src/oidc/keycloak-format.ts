@@ -297,6 +297,7 @@ function certificateThumbprints(x5c: unknown): Record<string, string> {
 export async function tokenResponse(body: Record<string, unknown>, oidc: KoaContextWithOIDC['oidc'], tokens: KeycloakTokens): Promise<Record<string, unknown>> {
   const refreshToken = oidc.entities.RefreshToken as unknown as RefreshTokenRecord | undefined
   const accessToken = oidc.entities.AccessToken as unknown as { sid?: string; sessionUid?: string; extra?: { sid?: unknown } } | undefined
+  const serviceAccount = oidc.entities.ClientCredentials as unknown as { clientId: string; scope?: string } | undefined
   const sid = accessToken ? keycloakSid(accessToken) : undefined
   const response: Record<string, unknown> = {
     access_token: body.access_token,
@@ -311,11 +312,28 @@ export async function tokenResponse(body: Record<string, unknown>, oidc: KoaCont
     // The access token's claims beside the standard ones are its model's `extra` (provider.ts `keycloakTokenClaims`).
     const access = accessToken?.extra ? { value: String(body.access_token), claims: accessToken.extra } : String(body.access_token)
     response.id_token = await tokens.idToken(body.id_token as string | JWTPayload, access, source?.authTime)
+  } else if (serviceAccount?.scope?.split(' ').includes('openid')) {
+    response.id_token = await tokens.idToken(serviceAccountIdClaims(String(body.access_token), serviceAccount.clientId), String(body.access_token), undefined)
   }
   response['not-before-policy'] = 0
   if (sid) response.session_state = sid
   response.scope = body.scope ?? ''
   return response
+}
+
+/** The claims of a service account's access token that Keycloak's mappers leave out of its ID token. */
+const ACCESS_TOKEN_ONLY = new Set(['jti', 'aud', 'typ', 'azp', 'sid', 'scope', 'realm_access', 'resource_access', 'groups'])
+
+/**
+ * The ID token claims of a `client_credentials` grant with `openid`, which oidc-provider gives none (no person signed
+ * in) and Keycloak does (OAuth2GrantTypeBase `createTokenResponse`, TokenManager `generateIDToken`): the service
+ * account user's, from the access token just signed, for the client, without its roles and scope; no `sid` (Keycloak's
+ * service account sessions are transient) and no `auth_time`.
+ */
+function serviceAccountIdClaims(accessToken: string, clientId: string): JWTPayload {
+  const claims: JWTPayload = { aud: clientId }
+  for (const [name, value] of Object.entries(decodeJwt(accessToken))) if (!ACCESS_TOKEN_ONLY.has(name)) claims[name] = value
+  return claims
 }
 
 const GRANT_NOT_ALLOWED: Record<string, string> = {

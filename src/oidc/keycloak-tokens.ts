@@ -85,10 +85,11 @@ export class KeycloakTokens {
    * Keycloak's ID token from oidc-provider's, or from the claims of one it did not sign: the same claims plus `typ`,
    * `azp`, `at_hash` and the session's `sid`, in Keycloak's order, signed with the realm's current key. `authTime`
    * is the login time of the grant, which oidc-provider puts in the ID token only when the client asked for it at
-   * the authorization step. The access token's session id is read from its claims when the caller has them, rather
-   * than by decoding the token just signed.
+   * the authorization step. The access token's session id and `acr` (its grant's: provider.ts `grantAcr`, which
+   * oidc-provider's ID token leaves out but for a client that asked for it) are read from its claims when the caller
+   * has them, rather than by decoding the token just signed.
    */
-  async idToken(original: string | JWTPayload, accessToken: string | { value: string; claims: { sid?: unknown } } | undefined, authTime: number | undefined): Promise<string> {
+  async idToken(original: string | JWTPayload, accessToken: string | { value: string; claims: { sid?: unknown; acr?: unknown } } | undefined, authTime: number | undefined): Promise<string> {
     const claims = typeof original === 'string' ? decodeJwt(original) : original
     const access = typeof accessToken === 'string' ? decodeJwt(accessToken) : accessToken?.claims
     const accessValue = typeof accessToken === 'string' ? accessToken : accessToken?.value
@@ -104,7 +105,7 @@ export class KeycloakTokens {
       ...(nonce !== undefined ? { nonce } : {}),
       ...(access?.sid ?? sid ? { sid: access?.sid ?? sid } : {}),
       ...(accessValue ? { at_hash: halfHash(accessValue) } : {}),
-      acr: acr ?? '1',
+      acr: acr ?? access?.acr ?? '1',
       ...inKeycloakOrder(profile),
     }
     // The token SignJWT makes (its claims serialized in the order given), without the deep copy and the checks of

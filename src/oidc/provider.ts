@@ -212,7 +212,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
         },
       },
     },
-    extraTokenClaims: async (_ctx, token) => keycloakTokenClaims(token as unknown as IssuedToken, realm, options),
+    extraTokenClaims: async (ctx, token) => keycloakTokenClaims(token as unknown as IssuedToken, grantAcr(ctx), realm, options),
     formats: {
       customizers: {
         jwt: async (_ctx, token, jwt) => {
@@ -258,6 +258,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.proxy = true
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
+  acrOfAuthorization(provider)
   keepNoEmptySessions(provider)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words.
   const responseModes = providerInternals(provider).responseModes
@@ -314,12 +315,50 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
 }
 
 /**
+ * Keycloak's `acr` without levels of authentication (AcrProtocolMapper, AuthenticationManager `isSSOAuthentication`):
+ * "1" when the person typed their password in this authorization, "0" when single sign-on signed them in without
+ * the form (the realm's browser session, or the gateway's, which the login step takes for it).
+ */
+export const LOGIN_FORM = '1'
+export const SINGLE_SIGN_ON = '0'
+export type LoginAcr = typeof LOGIN_FORM | typeof SINGLE_SIGN_ON
+
+/**
  * What the login step hands oidc-provider for the person who signed in (`interactionResult`), with the key hash of the
  * gateway session the login opened or was made with, for the save of the realm session when the login comes back to
- * the realm (`gatewaySessionOfRequest`).
+ * the realm (`gatewaySessionOfRequest`), and how they signed in (`acr`, `acrOfAuthorization`).
  */
-export function loginResult(accountId: string, gatewaySession: string | undefined): { login: { accountId: string; gatewaySession?: string } } {
-  return { login: gatewaySession === undefined ? { accountId } : { accountId, gatewaySession } }
+export function loginResult(accountId: string, gatewaySession: string | undefined, acr: LoginAcr): { login: { accountId: string; acr: LoginAcr; gatewaySession?: string } } {
+  return { login: gatewaySession === undefined ? { accountId, acr } : { accountId, acr, gatewaySession } }
+}
+
+/**
+ * The `acr` of each authorization, not of the browser session: oidc-provider gives a code (and a device code) the
+ * `acr` of the session's last login, so an application the session signs in later would be told the person typed
+ * their password for it too. An authorization that a login finished in this request (oidc-provider's resume, with
+ * the login step's result) has that login's; any other was answered by the session alone, single sign-on. The
+ * authorization's tokens carry it on: its code, refresh tokens, ID and access tokens (`grantAcr`).
+ */
+function acrOfAuthorization(provider: Provider): void {
+  Object.defineProperty(provider.OIDCContext.prototype, 'acr', {
+    configurable: true,
+    get(this: { result?: { login?: { acr?: unknown } } }) {
+      const acr = this.result?.login?.acr
+      return acr === LOGIN_FORM ? LOGIN_FORM : SINGLE_SIGN_ON
+    },
+  })
+}
+
+/**
+ * The `acr` of the grant a token is issued under: its code's, device code's or refresh token's (the password grant's
+ * refresh tokens say "1"). A grant from before `acr` was kept per authorization has none, and keeps the "1" its tokens
+ * always had; so does the password grant without a refresh token, and a service account's token (Keycloak's "1" for
+ * a session no browser signed in to).
+ */
+function grantAcr(ctx: KoaContextWithOIDC | undefined): string {
+  const entities = ctx?.oidc?.entities as Record<string, { acr?: unknown } | undefined> | undefined
+  const source = entities?.AuthorizationCode ?? entities?.DeviceCode ?? entities?.RotatedRefreshToken ?? entities?.RefreshToken
+  return source?.acr === SINGLE_SIGN_ON ? SINGLE_SIGN_ON : LOGIN_FORM
 }
 
 interface ProviderRequestContext {
@@ -419,7 +458,7 @@ interface IssuedToken {
 }
 
 /** `extraTokenClaims`: the user's Keycloak claims, in the access token and in its introspection. */
-async function keycloakTokenClaims(token: IssuedToken, realm: RealmConfig, options: ProviderOptions): Promise<Record<string, unknown>> {
+async function keycloakTokenClaims(token: IssuedToken, acr: string, realm: RealmConfig, options: ProviderOptions): Promise<Record<string, unknown>> {
   const user = token.kind === 'ClientCredentials'
     ? await options.serviceAccounts.userFor(token.clientId)
     : token.accountId ? await options.accounts.get(Number(token.accountId)) : undefined
@@ -431,7 +470,7 @@ async function keycloakTokenClaims(token: IssuedToken, realm: RealmConfig, optio
     typ: 'Bearer',
     azp: token.clientId,
     ...(sid ? { sid } : {}),
-    acr: '1',
+    acr,
     realm_access: { roles: [...realmRoles(realm, user), ...(memberships?.roles ?? [])] },
     ...(memberships?.groups.length ? { groups: memberships.groups } : {}),
     resource_access: { account: { roles: ACCOUNT_ROLES } },

@@ -239,14 +239,15 @@ describe('keycloak-connect 26 against the realm', () => {
     assert.match(new URL(again.url).pathname, /\/login-actions\//)
   })
 
-  it('obtains a service account\'s grant with client credentials: no refresh token (Keycloak\'s default) and no ID token', async () => {
+  it('obtains a service account\'s grant with client credentials: no refresh token (Keycloak\'s default), and the ID token Keycloak adds', async () => {
     const keycloak = new Keycloak({}, { ...base(), resource: 'reports', credentials: { secret: SERVICE_SECRET } } as never)
-    // keycloak-connect asks for scope `openid`; Keycloak would add an ID token of the service account user.
+    // keycloak-connect asks for scope `openid`, and checks the ID token Keycloak adds for the service account user.
     const grant = await keycloak.grantManager.obtainFromClientCredentials()
     const content = (grant.access_token as unknown as { content: Record<string, unknown> }).content
     assert.deepEqual({ user: content.preferred_username, azp: content.azp, typ: content.typ }, { user: 'service-account-reports', azp: 'reports', typ: 'Bearer' })
     assert.equal(grant.refresh_token, undefined)
-    assert.equal(grant.id_token, undefined)
+    const id = (grant.id_token as unknown as { content: Record<string, unknown> } | undefined)?.content
+    assert.deepEqual({ user: id?.preferred_username, aud: id?.aud, sub: id?.sub, typ: id?.typ }, { user: 'service-account-reports', aud: 'reports', sub: content.sub, typ: 'ID' })
   })
 })
 

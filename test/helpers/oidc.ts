@@ -92,6 +92,15 @@ export async function browse(gw: TestGateway, jar: CookieJar, url: string, init:
   throw new Error('too many redirects')
 }
 
+/** Posts a page's form (its hidden fields, and these) as a browser would. */
+export async function submitForm(gw: TestGateway, jar: CookieJar, page: { response: Response; url: string }, fields: Record<string, string>): Promise<{ response: Response; url: string }> {
+  const html = await page.response.text()
+  const action = /<form[^>]*method="post"[^>]*action="([^"]+)"|<form[^>]*action="([^"]+)"[^>]*method="post"/.exec(html)
+  const form = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!]))
+  for (const [key, value] of Object.entries(fields)) form.set(key, value)
+  return browse(gw, jar, new URL(action![1] ?? action![2]!, page.url).href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() })
+}
+
 /**
  * Signs `username` in at the test realm's login page for the public client `end-users`, as a browser does, and
  * returns the token request that redeems the code it got (PKCE S256).

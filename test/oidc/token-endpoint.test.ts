@@ -5,7 +5,7 @@ import { jwtVerify } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
-import { browse, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
+import { browse, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, submitForm, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 
 /** Keycloak's token endpoint, as curl and scripts see it: members, order, headers, and error wording. */
 describe('the token endpoint speaks Keycloak', () => {
@@ -334,14 +334,7 @@ describe('a device code at another realm\'s token endpoint', () => {
   })
   after(() => gw.close())
 
-  /** Posts a page's form (its hidden fields, and these) as a browser would. */
-  async function submit(jar: CookieJar, page: { response: Response; url: string }, fields: Record<string, string>) {
-    const html = await page.response.text()
-    const action = /<form[^>]*method="post"[^>]*action="([^"]+)"|<form[^>]*action="([^"]+)"[^>]*method="post"/.exec(html)
-    const form = new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m): [string, string] => [m[1]!, m[2]!]))
-    for (const [key, value] of Object.entries(fields)) form.set(key, value)
-    return browse(gw, jar, new URL(action![1] ?? action![2]!, page.url).href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString() })
-  }
+  const submit = (jar: CookieJar, page: { response: Response; url: string }, fields: Record<string, string>) => submitForm(gw, jar, page, fields)
 
   it('is refused as a device code that realm does not know, and still redeems at the realm that issued it', async () => {
     const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
