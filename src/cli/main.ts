@@ -9,10 +9,16 @@ import { isWorker } from './workers.ts'
 
 const program = gatehouseProgram()
 
-// Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
+// Every (sub)command reports bad arguments in one line, its suggestion included, and exits 2 instead of printing
+// usage. A command group named without a subcommand (`gatehouse users`) is answered with its help: the list of them.
 function quietErrors(command: Command): void {
-  command.exitOverride().configureOutput({ writeErr: (text) => process.stderr.write(text.split('\n')[0] + '\n') })
+  command.exitOverride().configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('Usage:') ? text : oneLine(text)) })
   command.commands.forEach(quietErrors)
+}
+
+function oneLine(text: string): string {
+  const line = text.trim().split('\n').map((part) => part.trim()).join(' ').replace(/^error: /, '').replace('(Did you mean', '(did you mean')
+  return `gatehouse: ${line}\n`
 }
 quietErrors(program)
 

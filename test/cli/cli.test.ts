@@ -107,6 +107,28 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('keeps the suggestion for a mistyped command or option in its one line, prefixed like every other message', async () => {
+    const cases: [string[], string][] = [
+      [['users', 'crate', 'x'], "gatehouse: unknown command 'crate' (did you mean create?)\n"],
+      [['serve', '--prot', '8080'], "gatehouse: unknown option '--prot' (did you mean --port?)\n"],
+      [['tokens', 'create'], "gatehouse: required option '--user <name>' not specified\n"],
+    ]
+    for (const [args, message] of cases) {
+      const result = await runCli(args)
+      assert.equal(result.code, 2, args.join(' '))
+      assert.equal(result.stderr, message, args.join(' '))
+    }
+  })
+
+  it('shows the whole list of subcommands for a command group named alone, with exit status 2', async () => {
+    for (const [group, subcommands] of [['users', ['create', 'set-password', 'unthrottle']], ['tokens', ['create', 'list', 'revoke']], ['config', ['check', 'reference']]] as const) {
+      const result = await runCli([group])
+      assert.equal(result.code, 2, group)
+      assert.equal(result.stdout, '', group)
+      for (const name of subcommands) assert.match(result.stderr, new RegExp(`^  ${name} `, 'm'), `${group}: ${result.stderr}`)
+    }
+  })
+
   it('refuses a data directory or a database file it may not read and write, naming it', async () => {
     // Permissions bind everyone but root: as root, the commands run as nobody.
     const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
