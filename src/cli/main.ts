@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
-import { GatehouseError, ValidationFailed } from '../errors.ts'
+import { GatehouseError, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { DataDirUnusable } from '../store/errors.ts'
 import { UsageError } from './common.ts'
@@ -53,7 +53,9 @@ function exitCodeFor(error: unknown): number {
     const detailed = Object.entries(error.fields ?? {}).filter(([, v]) => v.join(' ') !== error.message)
     const fields = detailed.length ? ' ' + detailed.map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
     process.stderr.write(`gatehouse: ${error.message}${fields}\n`)
-    // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too.
+    // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too; an
+    // account that exists already has a status of its own, which a script creating it again may take for done.
+    if (error instanceof UsernameTaken) return 3
     return error instanceof ValidationFailed ? 2 : 1
   }
   process.stderr.write(`gatehouse: ${(error as Error)?.message ?? String(error)}\n`)
