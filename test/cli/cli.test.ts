@@ -249,6 +249,26 @@ describe('bin/gatehouse', () => {
     assert.match(bad.stderr, /services\.0\.upstream/)
   })
 
+  it('checks the files a configuration names as serve would at start, reporting every one it cannot use', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'files.yaml')
+    writeFileSync(file, [
+      'server:', '  tls:', `    cert_file: ${join(dir, 'missing.crt')}`, `    key_file: ${join(dir, 'missing.key')}`,
+      'metrics:', `  bearer_token_file: ${join(dir, 'missing-token')}`,
+      'audit:', '  output: file', `  file: ${join(dir, 'no-such-directory', 'audit.jsonl')}`, '',
+    ].join('\n'))
+    const checked = await runCli(['config', 'check', file])
+    assert.equal(checked.code, 2, checked.stderr)
+    assert.match(checked.stderr, /: 3 problems\n/)
+    assert.match(checked.stderr, /^  - server\.tls\.cert_file: cannot read .*missing\.crt/m)
+    assert.match(checked.stderr, /^  - metrics\.bearer_token_file.*missing-token/m)
+    assert.match(checked.stderr, /^  - audit\.file .*audit\.jsonl: ENOENT/m)
+    assert.ok(!existsSync(join(dir, 'no-such-directory')), 'checking creates nothing')
+    const served = await runCli(['serve', '--port', '0', '--config', file, '--data-dir', join(dir, 'data')])
+    assert.equal(served.code, 2, served.stderr)
+    assert.match(served.stderr, /server\.tls\.cert_file: cannot read/)
+  })
+
   it('prints the configuration reference with descriptions', async () => {
     const result = await runCli(['config', 'reference'])
     assert.equal(result.code, 0)
