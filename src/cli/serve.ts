@@ -8,7 +8,7 @@ import { listen } from '../listener/listener.ts'
 import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
-import { checkStartFiles } from './preflight.ts'
+import { checkStartFiles, readableSecretsWarning } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { startGatehouse } from './start.ts'
 import { announceReady, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
@@ -75,6 +75,8 @@ async function serve(options: ServeOptions): Promise<void> {
   const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, seedDemo: options.demo === true && options.config === undefined, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
   const directoryWarning = unverifiedDirectoryWarning(config.ldap)
   if (directoryWarning) server.log.warn(directoryWarning)
+  const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)
+  if (secretsWarning) server.log.warn(secretsWarning)
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)

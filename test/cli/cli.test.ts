@@ -7,7 +7,7 @@ import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { repoRoot, runCli, tempDir } from '../helpers/gateway.ts'
+import { repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** What `config reference` prints, as far as the test walks it. */
@@ -267,6 +267,27 @@ describe('bin/gatehouse', () => {
     const served = await runCli(['serve', '--port', '0', '--config', file, '--data-dir', join(dir, 'data')])
     assert.equal(served.code, 2, served.stderr)
     assert.match(served.stderr, /server\.tls\.cert_file: cannot read/)
+  })
+
+  it('warns, when checked and when the gateway starts, that a file holding secrets is readable by other users', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'secrets.yaml')
+    writeFileSync(file, 'realms:\n  - name: platform\n    clients:\n      - client_id: backend\n        public_client: false\n        secret: a-secret-of-sixteen-or-more\n')
+    const warning = /^gatehouse: WARNING: .*secrets\.yaml holds secrets \(realms\.0\.clients\.0\.secret\) and other users of this machine may read it \(mode 644\)/m
+    chmodSync(file, 0o644)
+    const readable = await runCli(['config', 'check', file])
+    assert.equal(readable.code, 0, readable.stderr)
+    assert.match(readable.stderr, warning)
+    const gateway = await spawnGateway(['--config', file, '--data-dir', join(dir, 'data')])
+    try {
+      assert.match(gateway.output(), /holds secrets \(realms\.0\.clients\.0\.secret\)/)
+    } finally {
+      await gateway.stop()
+    }
+    chmodSync(file, 0o600)
+    const privateFile = await runCli(['config', 'check', file])
+    assert.equal(privateFile.code, 0, privateFile.stderr)
+    assert.equal(privateFile.stderr, '')
   })
 
   it('prints the configuration reference with descriptions', async () => {
