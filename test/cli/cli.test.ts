@@ -249,6 +249,22 @@ describe('bin/gatehouse', () => {
     assert.match(bad.stderr, /services\.0\.upstream/)
   })
 
+  it('checks the file serve would read when none is named: --config, or GATEHOUSE_CONFIG', async () => {
+    for (const [args, env] of [[['--config', demoConfigFile], {}], [[], { GATEHOUSE_CONFIG: demoConfigFile }]] as const) {
+      const checked = await runCli(['config', 'check', ...args], { env })
+      assert.equal(checked.code, 0, checked.stderr)
+      assert.match(checked.stdout, /demo\.yaml: OK \(\d+ services?: controller/)
+    }
+    const nothing = await runCli(['config', 'check'], { env: { GATEHOUSE_CONFIG: '' } })
+    assert.equal(nothing.code, 2)
+    assert.equal(nothing.stderr, 'gatehouse: name the file to check: config check FILE, --config FILE or GATEHOUSE_CONFIG\n')
+    const both = await runCli(['config', 'check', demoConfigFile, '--config', join(tempDir(), 'other.yaml')])
+    assert.equal(both.code, 2)
+    assert.match(both.stderr, /^gatehouse: name one file to check/)
+    const overEnvironment = await runCli(['config', 'check', demoConfigFile], { env: { GATEHOUSE_CONFIG: join(tempDir(), 'other.yaml') } })
+    assert.equal(overEnvironment.code, 0, overEnvironment.stderr)
+  })
+
   it('checks the files a configuration names as serve would at start, reporting every one it cannot use', async () => {
     const dir = tempDir()
     const file = join(dir, 'files.yaml')
