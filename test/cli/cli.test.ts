@@ -42,6 +42,24 @@ describe('bin/gatehouse', () => {
     assert.equal(await verifyPassword(erin!.passwordHash!, 'new-password'), true)
   })
 
+  it('lists users and tokens as JSON for scripts, users in the shape of the API', async () => {
+    const dir = tempDir()
+    assert.equal((await runCli(['users', 'create', 'ivan', '--email', 'ivan@example.com', '--data-dir', dir])).code, 0)
+    const token = await runCli(['tokens', 'create', '--user', 'ivan', '--scope', 'read', '--description', 'ci job', '--data-dir', dir])
+    assert.equal(token.code, 0, token.stderr)
+    const users = await runCli(['users', 'list', '--json', '--data-dir', dir])
+    assert.equal(users.code, 0, users.stderr)
+    const ivan = (JSON.parse(users.stdout) as { username: string; email: string; source: string; is_active: boolean; id: number }[]).find((u) => u.username === 'ivan')
+    assert.deepEqual(ivan && { email: ivan.email, source: ivan.source, is_active: ivan.is_active }, { email: 'ivan@example.com', source: 'local', is_active: true })
+    const tokens = await runCli(['tokens', 'list', '--user', 'ivan', '--json', '--data-dir', dir])
+    assert.equal(tokens.code, 0, tokens.stderr)
+    const listed = JSON.parse(tokens.stdout) as { id: number; user: string; user_id: number; scope: string; description: string; expires: string; last_used: string | null }[]
+    assert.equal(listed.length, 1)
+    assert.deepEqual({ ...listed[0], id: undefined, expires: undefined }, { id: undefined, user: 'ivan', user_id: ivan!.id, scope: 'read', description: 'ci job', expires: undefined, last_used: null })
+    assert.ok(Date.parse(listed[0]!.expires) > Date.now())
+    assert.doesNotMatch(tokens.stdout, new RegExp(token.stdout.trim()))
+  })
+
   it('refuses an e-mail address the API would refuse, and creates no one', async () => {
     const dir = tempDir()
     const refused = await runCli(['users', 'create', 'hana', '--email', 'not-an-address', '--data-dir', dir])
