@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { ConfigError, loadConfigFile } from '../config/load.ts'
 import { ConfigSchema } from '../config/schema.ts'
 import { addStorageOptions, UsageError, type StorageOptions } from './common.ts'
-import { checkStartFiles, readableSecretsWarning } from './preflight.ts'
+import { checkStartFiles, missingSecretWarnings, readableSecretsWarning } from './preflight.ts'
 
 export function configCommand(): Command {
   const config = new Command('config').description('check or describe configuration files')
@@ -14,8 +14,8 @@ export function configCommand(): Command {
       const loaded = loadConfigFile(file)
       const { problems } = checkStartFiles(loaded, { create: false })
       if (problems.length) throw new ConfigError(file, problems)
-      const warning = readableSecretsWarning(file, loaded)
-      if (warning) process.stderr.write(`gatehouse: ${warning}\n`)
+      const warnings = [readableSecretsWarning(file, loaded), ...missingSecretWarnings(loaded, process.env)].filter(Boolean)
+      for (const warning of warnings) process.stderr.write(`gatehouse: ${warning}\n`)
       process.stdout.write(`${file}: OK (${loaded.services.length} service${loaded.services.length === 1 ? '' : 's'}: ${loaded.services.map((s) => s.name).join(', ') || 'none'})\n`)
     }))
   config.addCommand(addStorageOptions(new Command('reference').description('print every option with its default and description (JSON Schema)'))

@@ -57,3 +57,16 @@ export function readableSecretsWarning(file: string, config: Config): string | u
   return `WARNING: ${file} holds secrets (${inline.join(', ')}) and other users of this machine may read it (mode ${mode.toString(8)}): ` +
     'chmod 600 it, or give them in environment variables (ldap.bind_password_env, sso[].client_secret_env)'
 }
+
+/**
+ * The environment variables the configuration reads secrets from that are not set (or empty) here: `serve` would
+ * stop on them. A warning, not a problem: a file is often checked where the secrets are not (a CI job).
+ */
+export function missingSecretWarnings(config: Config, env: NodeJS.ProcessEnv): string[] {
+  const named = [
+    ...(config.ldap?.bind_password_env === undefined ? [] : [['ldap.bind_password_env', config.ldap.bind_password_env]]),
+    ...config.sso.flatMap((provider, i) => (provider.client_secret_env === undefined ? [] : [[`sso.${i}.client_secret_env`, provider.client_secret_env]])),
+  ]
+  return named.filter(([, variable]) => !env[variable!]).map(([setting, variable]) =>
+    `WARNING: ${setting}: the environment variable ${variable} is not set or empty here; serve would stop`)
+}

@@ -324,6 +324,18 @@ describe('bin/gatehouse', () => {
     assert.equal(privateFile.stderr, '')
   })
 
+  it('warns when an environment variable that serve reads a secret from is not set where the file is checked', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'sso.yaml')
+    writeFileSync(file, 'sso:\n  - name: corp\n    label: Corp ID\n    issuer: https://id.example.com/realms/corp\n    client_id: gatehouse\n    client_secret_env: CHECK_SSO_SECRET\n')
+    const unset = await runCli(['config', 'check', file], { env: { CHECK_SSO_SECRET: '' } })
+    assert.equal(unset.code, 0, unset.stderr)
+    assert.equal(unset.stderr, 'gatehouse: WARNING: sso.0.client_secret_env: the environment variable CHECK_SSO_SECRET is not set or empty here; serve would stop\n')
+    const set = await runCli(['config', 'check', file], { env: { CHECK_SSO_SECRET: 'from-the-environment' } })
+    assert.equal(set.code, 0, set.stderr)
+    assert.equal(set.stderr, '')
+  })
+
   it('prints the configuration reference with descriptions', async () => {
     const result = await runCli(['config', 'reference'])
     assert.equal(result.code, 0)
