@@ -81,3 +81,14 @@ export async function readStdin(): Promise<string> {
   if (text.includes('\u0000')) throw new UsageError(`the password on standard input: ${NUL_MESSAGE}`)
   return text
 }
+
+/** A list for people (a table with a header row, aligned columns) or, with --json, for scripts (one JSON array). */
+export function printList<T>(items: T[], json: boolean, header: string[], row: (item: T) => string[], asJson: (item: T) => unknown): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(items.map(asJson), null, 2) + '\n')
+    return
+  }
+  const rows = [header, ...items.map(row)]
+  const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  for (const cells of rows) process.stdout.write(cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n')
+}

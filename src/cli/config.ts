@@ -1,14 +1,21 @@
 import { Command } from 'commander'
 import { z } from 'zod'
-import { loadConfigFile } from '../config/load.ts'
+import { ConfigError, loadConfigFile } from '../config/load.ts'
 import { ConfigSchema } from '../config/schema.ts'
-import { addStorageOptions } from './common.ts'
+import { addStorageOptions, UsageError, type StorageOptions } from './common.ts'
+import { checkStartFiles, missingSecretWarnings, readableSecretsWarning } from './preflight.ts'
 
 export function configCommand(): Command {
   const config = new Command('config').description('check or describe configuration files')
-  config.addCommand(addStorageOptions(new Command('check').description('validate a configuration file and report every problem').argument('<file>', 'YAML file'))
-    .action((file: string) => {
+  config.addCommand(addStorageOptions(new Command('check').description('validate a configuration file and report every problem, as serve would at start')
+    .argument('[file]', 'YAML file (default: --config, GATEHOUSE_CONFIG)'))
+    .action((named: string | undefined, options: StorageOptions, command: Command) => {
+      const file = fileToCheck(named, options.config || undefined, command.getOptionValueSource('config') === 'env')
       const loaded = loadConfigFile(file)
+      const { problems } = checkStartFiles(loaded, { create: false })
+      if (problems.length) throw new ConfigError(file, problems)
+      const warnings = [readableSecretsWarning(file, loaded), ...missingSecretWarnings(loaded, process.env)].filter(Boolean)
+      for (const warning of warnings) process.stderr.write(`gatehouse: ${warning}\n`)
       process.stdout.write(`${file}: OK (${loaded.services.length} service${loaded.services.length === 1 ? '' : 's'}: ${loaded.services.map((s) => s.name).join(', ') || 'none'})\n`)
     }))
   config.addCommand(addStorageOptions(new Command('reference').description('print every option with its default and description (JSON Schema)'))
@@ -16,4 +23,14 @@ export function configCommand(): Command {
       process.stdout.write(JSON.stringify(z.toJSONSchema(ConfigSchema, { io: 'input', unrepresentable: 'any' }), null, 2) + '\n')
     }))
   return config
+}
+
+/** The file named, or the one `serve` would read with the same options and environment (a named file wins over that). */
+function fileToCheck(named: string | undefined, configured: string | undefined, fromEnvironment: boolean): string {
+  if (named !== undefined && configured !== undefined && named !== configured && !fromEnvironment) {
+    throw new UsageError(`name one file to check, got ${named} and --config ${configured}`)
+  }
+  const file = named ?? configured
+  if (file === undefined) throw new UsageError('name the file to check: config check FILE, --config FILE or GATEHOUSE_CONFIG')
+  return file
 }

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
-import { GatehouseError, ValidationFailed } from '../errors.ts'
+import { GatehouseError, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { DataDirUnusable } from '../store/errors.ts'
 import { UsageError } from './common.ts'
@@ -9,10 +9,16 @@ import { isWorker } from './workers.ts'
 
 const program = gatehouseProgram()
 
-// Every (sub)command reports bad arguments in one line and exits 2 instead of printing usage.
+// Every (sub)command reports bad arguments in one line, its suggestion included, and exits 2 instead of printing
+// usage. A command group named without a subcommand (`gatehouse users`) is answered with its help: the list of them.
 function quietErrors(command: Command): void {
-  command.exitOverride().configureOutput({ writeErr: (text) => process.stderr.write(text.split('\n')[0] + '\n') })
+  command.exitOverride().configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('Usage:') ? text : oneLine(text)) })
   command.commands.forEach(quietErrors)
+}
+
+function oneLine(text: string): string {
+  const line = text.trim().split('\n').map((part) => part.trim()).join(' ').replace(/^error: /, '').replace('(Did you mean', '(did you mean')
+  return `gatehouse: ${line}\n`
 }
 quietErrors(program)
 
@@ -47,7 +53,9 @@ function exitCodeFor(error: unknown): number {
     const detailed = Object.entries(error.fields ?? {}).filter(([, v]) => v.join(' ') !== error.message)
     const fields = detailed.length ? ' ' + detailed.map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
     process.stderr.write(`gatehouse: ${error.message}${fields}\n`)
-    // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too.
+    // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too; an
+    // account that exists already has a status of its own, which a script creating it again may take for done.
+    if (error instanceof UsernameTaken) return 3
     return error instanceof ValidationFailed ? 2 : 1
   }
   process.stderr.write(`gatehouse: ${(error as Error)?.message ?? String(error)}\n`)

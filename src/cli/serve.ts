@@ -1,17 +1,14 @@
 import { Command, Option } from 'commander'
-import { closeSync, openSync } from 'node:fs'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { unknownNames } from '../access/rules.ts'
 import { unverifiedDirectoryWarning } from '../config/ldap.ts'
-import type { Config, TlsConfig } from '../config/schema.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
-import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
-import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
+import { checkStartFiles, readableSecretsWarning } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { startGatehouse } from './start.ts'
 import { announceReady, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
@@ -65,8 +62,8 @@ async function serve(options: ServeOptions): Promise<void> {
     throw new UsageError(`services ${demoServices.map((s) => s.name).join(', ')} use builtin:demo upstreams, which run only with --demo`)
   }
   // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
-  const tls = config.server.tls ? readTls(config.server.tls) : undefined
-  checkOperationsFiles(config)
+  const { tls, problems } = checkStartFiles(config, { create: true })
+  if (problems.length) throw new UsageError(problems.join('; '))
   if ((options.workers ?? 1) > 1 && !isWorker()) return runWorkers(options.workers!)
   const terminal = process.stdout.isTTY === true
   const pretty = resolveLogFormat(options.logFormat, terminal) === 'pretty'
@@ -78,6 +75,8 @@ async function serve(options: ServeOptions): Promise<void> {
   const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, seedDemo: options.demo === true && options.config === undefined, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
   const directoryWarning = unverifiedDirectoryWarning(config.ldap)
   if (directoryWarning) server.log.warn(directoryWarning)
+  const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)
+  if (secretsWarning) server.log.warn(secretsWarning)
   let listening
   try {
     listening = await listen(server, config, { host, port }, tls)
@@ -155,30 +154,5 @@ function exposedGc(): (options: { type: 'major'; execution: 'async'; flavor: 'la
     return runInNewContext('gc')
   } finally {
     setFlagsFromString('--no-expose-gc')
-  }
-}
-
-/** The metrics token and the audit file are read and opened like the TLS files: a mistake stops here, in one line. */
-function checkOperationsFiles(config: Config): void {
-  try {
-    if (config.metrics.enabled) metricsAccess(config.metrics)
-  } catch (error) {
-    if (error instanceof MetricsTokenUnusable) throw new UsageError(error.message)
-    throw error
-  }
-  if (config.audit.output !== 'file') return
-  try {
-    closeSync(openSync(config.audit.file!, 'a', 0o600))
-  } catch (error) {
-    throw new UsageError(`audit.file ${config.audit.file}: ${(error as NodeJS.ErrnoException).code ?? 'cannot be written'}`)
-  }
-}
-
-function readTls(files: TlsConfig): TlsCredentials {
-  try {
-    return readTlsFiles(files)
-  } catch (error) {
-    if (error instanceof TlsFilesUnusable) throw new UsageError(error.message)
-    throw error
   }
 }

@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander'
 import { auditedToken, auditedTokenFields, TOKEN_DESCRIPTION_MAX } from '../api/tokens.ts'
 import { cliActor } from '../audit/actor.ts'
-import type { TokenScope } from '../store/tokens.ts'
-import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
+import type { TokenRecord, TokenScope } from '../store/tokens.ts'
+import { addStorageOptions, printList, UsageError, withApp, type StorageOptions } from './common.ts'
 import { findUser } from './users.ts'
 
 interface CreateOptions extends StorageOptions {
@@ -43,23 +43,25 @@ export function tokensCommand(): Command {
 
   tokens.addCommand(addStorageOptions(new Command('list')
     .description('list tokens (never their values); last use is saved by running gateways every few seconds')
-    .option('--user <name>', 'only this user\'s tokens'))
-    .action(async (options: StorageOptions & { user?: string }) => {
+    .option('--user <name>', 'only this user\'s tokens')
+    .option('--json', 'a JSON array: id, user, user_id, scope, description, expires, last_used'))
+    .action(async (options: StorageOptions & { user?: string; json?: boolean }) => {
       await withApp(options, async (app) => {
         const userId = options.user === undefined ? undefined : (await findUser(app, options.user)).id
-        const rows: string[][] = [['ID', 'USER', 'SCOPE', 'EXPIRES', 'LAST USED', 'DESCRIPTION']]
+        const tokens: TokenRecord[] = []
         const names = new Map<number, string>()
         for (let offset = 0; ; offset += 500) {
           const { tokens: page } = await app.store.tokens.list({ offset, limit: 500, userId })
           for (const t of page) {
             if (!names.has(t.userId)) names.set(t.userId, (await app.accounts.get(t.userId))?.username ?? `#${t.userId}`)
-            const expired = t.expires <= Date.now() ? ' (expired)' : ''
-            rows.push([String(t.id), names.get(t.userId)!, t.scope, new Date(t.expires).toISOString() + expired, t.lastUsed === null ? '-' : new Date(t.lastUsed).toISOString(), t.description])
+            tokens.push(t)
           }
           if (page.length < 500) break
         }
-        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-        for (const row of rows) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n')
+        const time = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+        printList(tokens, options.json === true, ['ID', 'USER', 'SCOPE', 'EXPIRES', 'LAST USED', 'DESCRIPTION'],
+          (t) => [String(t.id), names.get(t.userId)!, t.scope, time(t.expires) + (t.expires <= Date.now() ? ' (expired)' : ''), time(t.lastUsed) ?? '-', t.description],
+          (t) => ({ id: t.id, user: names.get(t.userId), user_id: t.userId, scope: t.scope, description: t.description, expires: time(t.expires), last_used: time(t.lastUsed) }))
       })
     }))
 

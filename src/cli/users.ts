@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { Command } from 'commander'
-import { addStorageOptions, readStdin, UsageError, withApp, type StorageOptions } from './common.ts'
+import { addStorageOptions, printList, readStdin, UsageError, withApp, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
 import { auditedUser, emailAddress, passwordMark, serializeUser } from '../api/users.ts'
 import { cliActor } from '../audit/actor.ts'
 import { ValidationFailed } from '../errors.ts'
+import type { User } from '../store/users.ts'
 
 export function usersCommand(): Command {
   const users = new Command('users').description('manage accounts')
@@ -27,17 +28,18 @@ export function usersCommand(): Command {
       })
     }))
 
-  users.addCommand(addStorageOptions(new Command('list').description('list accounts'))
-    .action(async (options: StorageOptions) => {
+  users.addCommand(addStorageOptions(new Command('list').description('list accounts')
+    .option('--json', 'a JSON array, each account as the API shows it'))
+    .action(async (options: StorageOptions & { json?: boolean }) => {
       await withApp(options, async (app) => {
-        const rows: string[][] = [['ID', 'USERNAME', 'SOURCE', 'SUPERUSER', 'ACTIVE', 'EMAIL']]
+        const users: User[] = []
         for (let offset = 0; ; offset += 500) {
           const { users: page } = await app.store.users.list({ offset, limit: 500 })
-          for (const u of page) rows.push([String(u.id), u.username, u.source, u.isSuperuser ? 'yes' : 'no', u.isActive ? 'yes' : 'no', u.email])
+          users.push(...page)
           if (page.length < 500) break
         }
-        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-        for (const row of rows) process.stdout.write(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n')
+        printList(users, options.json === true, ['ID', 'USERNAME', 'SOURCE', 'SUPERUSER', 'ACTIVE', 'EMAIL'],
+          (u) => [String(u.id), u.username, u.source, u.isSuperuser ? 'yes' : 'no', u.isActive ? 'yes' : 'no', u.email], serializeUser)
       })
     }))
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { parseDocument } from 'yaml'
+import { LineCounter, parseDocument, type YAMLError } from 'yaml'
 import { z } from 'zod'
 import { ConfigSchema, type Config } from './schema.ts'
 
@@ -24,9 +24,16 @@ export function loadConfigFile(file: string): Config {
     // Node's message names the file again (", open '...'"): it already starts the line.
     throw new ConfigError(file, [`cannot read: ${(error as Error).message.replace(/, open '.*'$/, '')}`])
   }
-  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
-  if (document.errors.length) throw new ConfigError(file, document.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`))
+  const lines = new LineCounter()
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines })
+  if (document.errors.length) throw new ConfigError(file, document.errors.map((error) => describeYamlError(error, lines)))
   return validateConfig(document.toJS() ?? {}, file)
+}
+
+/** A syntax error with where it starts, as an editor counts (from 1); the parser's own message has no position. */
+function describeYamlError(error: YAMLError, lines: LineCounter): string {
+  const { line, col } = lines.linePos(error.pos[0])
+  return `YAML, line ${line}, column ${col}: ${error.message.split('\n')[0]}`
 }
 
 /**
@@ -61,7 +68,42 @@ function unionBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)'
-  return `${path}: ${issue.message}`
+  return `${path}: ${issue.message}${issue.code === 'unrecognized_keys' ? likelyMeant(issue.keys, keysAt(ConfigSchema, issue.path)) : ''}`
+}
+
+/** A misspelt key (`sevices:`) gets the known key nearest to it, when one is near enough to be what was meant. */
+function likelyMeant(unknown: string[], known: string[]): string {
+  const guesses = unknown.map((key) => {
+    const [nearest] = known.map((name) => ({ name, distance: editDistance(key, name) })).sort((a, b) => a.distance - b.distance)
+    return nearest && nearest.distance <= Math.max(1, Math.floor(key.length / 3)) ? nearest.name : undefined
+  }).filter((name) => name !== undefined)
+  return guesses.length ? ` (did you mean ${guesses.map((name) => `"${name}"`).join(', ')}?)` : ''
+}
+
+/** The keys an object at this path of the schema may have (of every branch, where it is a union). */
+function keysAt(schema: z.core.$ZodType, path: PropertyKey[]): string[] {
+  const def = schema._zod.def as z.core.$ZodTypeDef & Partial<{
+    shape: Record<string, z.core.$ZodType>; innerType: z.core.$ZodType; in: z.core.$ZodType; element: z.core.$ZodType
+    options: z.core.$ZodType[]; valueType: z.core.$ZodType
+  }>
+  const inner = def.innerType ?? def.in
+  if (inner) return keysAt(inner, path)
+  if (def.options) return def.options.flatMap((option) => keysAt(option, path))
+  if (!path.length) return def.shape ? Object.keys(def.shape) : []
+  const [step, ...rest] = path
+  const child = def.element ?? def.valueType ?? def.shape?.[String(step)]
+  return child ? keysAt(child, rest) : []
+}
+
+/** Levenshtein distance: the fewest single-letter insertions, deletions and substitutions from one word to the other. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    previous = current
+  }
+  return previous[b.length]!
 }
 
 function deepFreeze<T>(value: T): T {

@@ -81,7 +81,7 @@ describe('access rules', () => {
   })
 
   it('reports malformed rules with their path', () => {
-    assert.deepEqual(problemsOf([{ allow: { tems: ['x'] } }]), ['services.0.access.0.allow: Unrecognized key: "tems"'])
+    assert.deepEqual(problemsOf([{ allow: { tems: ['x'] } }]), ['services.0.access.0.allow: Unrecognized key: "tems" (did you mean "teams"?)'])
     assert.match(problemsOf([{ allow: {}, deny: {} }])[0]!, /^services\.0\.access\.0: a rule is either/)
     assert.match(problemsOf([{ permit: {} }]).join('\n'), /services\.0\.access\.0: Unrecognized key: "permit"/)
     assert.match(problemsOf([{ allow: { networks: ['10.0.0.0/33'] } }])[0]!, /^services\.0\.access\.0\.allow\.networks\.0: must be an IP address or a CIDR block/)
@@ -129,7 +129,7 @@ describe('access rules', () => {
   it('refuses a role scope that is malformed or that the managed role can never be held on, with its path', () => {
     assert.deepEqual(problemsOf([{ allow: { roles: [{ role: 'Team Admin', team: 'Ops' }] } }]), ['services.0.access.0.allow.roles.0.organization: Invalid input: expected string, received undefined'])
     assert.deepEqual(problemsOf([{ allow: { roles: [{ role: 'Team Admin', organization: 'Acme', teams: 'Ops' }] } }]), [
-      'services.0.access.0.allow.roles.0: Unrecognized key: "teams"',
+      'services.0.access.0.allow.roles.0: Unrecognized key: "teams" (did you mean "team"?)',
       'services.0.access.0.allow.roles.0: "Team Admin" is held on a team: name the team too',
     ])
     assert.match(problemsOf([{ allow: { roles: [{ organization: 'Acme' }] } }]).join('\n'), /^services\.0\.access\.0\.allow\.roles\.0\.role:/)
@@ -169,7 +169,7 @@ describe('access rules', () => {
 
   it('checks the gateway\'s and realm clients\' rules the same way, with their path', () => {
     const refused = configProblems({ gateway: { access: [{ allow: { tems: ['x'] } }, { allow: { networks: ['office'] } }] } })
-    assert.equal(refused[0], 'gateway.access.0.allow: Unrecognized key: "tems"')
+    assert.equal(refused[0], 'gateway.access.0.allow: Unrecognized key: "tems" (did you mean "teams"?)')
     assert.match(refused[1]!, /^gateway\.access\.1\.allow\.networks\.0: must be an IP address or a CIDR block/)
     const config = validateConfig({
       gateway: { access: [{ allow: { teams: ['Ghosts'] } }] },
@@ -179,6 +179,6 @@ describe('access rules', () => {
       'gateway.access.0.allow.teams: no team "Ghosts" yet (the rule applies once it exists)',
       'realms.0.clients.0.access.0.deny.organizations: no organization "Acme" yet (the rule applies once it exists)',
     ])
-    assert.deepEqual(configProblems({ realms: [{ name: 'r', clients: [{ client_id: 'a', access: [{ allow: { tems: ['x'] } }] }] }] }), ['realms.0.clients.0.access.0.allow: Unrecognized key: "tems"'])
+    assert.deepEqual(configProblems({ realms: [{ name: 'r', clients: [{ client_id: 'a', access: [{ allow: { tems: ['x'] } }] }] }] }), ['realms.0.clients.0.access.0.allow: Unrecognized key: "tems" (did you mean "teams"?)'])
   })
 })

@@ -143,7 +143,7 @@ describe('bin/gatehouse backup', () => {
         [['backup', join(dir, 'no-such-dir', 'b.sqlite'), '--data-dir', join(dir, 'data')], /^gatehouse: .*no-such-dir.* does not exist/],
         [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'empty')], /^gatehouse: no database to back up in .*empty/],
         [['backup', join(dir, 'b.sqlite'), '--database', database.url], /^gatehouse: backup copies the SQLite database; back up PostgreSQL with pg_dump/],
-        [['backup', '--data-dir', join(dir, 'data')], /^error: missing required argument 'file'/],
+        [['backup', '--data-dir', join(dir, 'data')], /^gatehouse: missing required argument 'file'/],
       ]
       for (const [args, reason] of cases) {
         const result = await runCli(args)

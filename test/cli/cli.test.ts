@@ -7,7 +7,7 @@ import { describe, it } from 'node:test'
 import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { repoRoot, runCli, tempDir } from '../helpers/gateway.ts'
+import { repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** What `config reference` prints, as far as the test walks it. */
@@ -40,6 +40,24 @@ describe('bin/gatehouse', () => {
     assert.equal(erin?.isSuperuser, true)
     assert.ok(erin?.passwordHash?.startsWith('$argon2id$'))
     assert.equal(await verifyPassword(erin!.passwordHash!, 'new-password'), true)
+  })
+
+  it('lists users and tokens as JSON for scripts, users in the shape of the API', async () => {
+    const dir = tempDir()
+    assert.equal((await runCli(['users', 'create', 'ivan', '--email', 'ivan@example.com', '--data-dir', dir])).code, 0)
+    const token = await runCli(['tokens', 'create', '--user', 'ivan', '--scope', 'read', '--description', 'ci job', '--data-dir', dir])
+    assert.equal(token.code, 0, token.stderr)
+    const users = await runCli(['users', 'list', '--json', '--data-dir', dir])
+    assert.equal(users.code, 0, users.stderr)
+    const ivan = (JSON.parse(users.stdout) as { username: string; email: string; source: string; is_active: boolean; id: number }[]).find((u) => u.username === 'ivan')
+    assert.deepEqual(ivan && { email: ivan.email, source: ivan.source, is_active: ivan.is_active }, { email: 'ivan@example.com', source: 'local', is_active: true })
+    const tokens = await runCli(['tokens', 'list', '--user', 'ivan', '--json', '--data-dir', dir])
+    assert.equal(tokens.code, 0, tokens.stderr)
+    const listed = JSON.parse(tokens.stdout) as { id: number; user: string; user_id: number; scope: string; description: string; expires: string; last_used: string | null }[]
+    assert.equal(listed.length, 1)
+    assert.deepEqual({ ...listed[0], id: undefined, expires: undefined }, { id: undefined, user: 'ivan', user_id: ivan!.id, scope: 'read', description: 'ci job', expires: undefined, last_used: null })
+    assert.ok(Date.parse(listed[0]!.expires) > Date.now())
+    assert.doesNotMatch(tokens.stdout, new RegExp(token.stdout.trim()))
   })
 
   it('refuses an e-mail address the API would refuse, and creates no one', async () => {
@@ -107,6 +125,28 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('keeps the suggestion for a mistyped command or option in its one line, prefixed like every other message', async () => {
+    const cases: [string[], string][] = [
+      [['users', 'crate', 'x'], "gatehouse: unknown command 'crate' (did you mean create?)\n"],
+      [['serve', '--prot', '8080'], "gatehouse: unknown option '--prot' (did you mean --port?)\n"],
+      [['tokens', 'create'], "gatehouse: required option '--user <name>' not specified\n"],
+    ]
+    for (const [args, message] of cases) {
+      const result = await runCli(args)
+      assert.equal(result.code, 2, args.join(' '))
+      assert.equal(result.stderr, message, args.join(' '))
+    }
+  })
+
+  it('shows the whole list of subcommands for a command group named alone, with exit status 2', async () => {
+    for (const [group, subcommands] of [['users', ['create', 'set-password', 'unthrottle']], ['tokens', ['create', 'list', 'revoke']], ['config', ['check', 'reference']]] as const) {
+      const result = await runCli([group])
+      assert.equal(result.code, 2, group)
+      assert.equal(result.stdout, '', group)
+      for (const name of subcommands) assert.match(result.stderr, new RegExp(`^  ${name} `, 'm'), `${group}: ${result.stderr}`)
+    }
+  })
+
   it('refuses a data directory or a database file it may not read and write, naming it', async () => {
     // Permissions bind everyone but root: as root, the commands run as nobody.
     const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
@@ -152,12 +192,13 @@ describe('bin/gatehouse', () => {
     }
   })
 
-  it('says a username is taken once, in any letter case', async () => {
+  it('says a username is taken once, in any letter case, with exit status 3', async () => {
     const dir = tempDir()
     assert.equal((await runCli(['users', 'create', 'hana', '--data-dir', dir])).code, 0)
     for (const name of ['hana', 'HANA']) {
       const again = await runCli(['users', 'create', name, '--data-dir', dir])
-      assert.notEqual(again.code, 0, name)
+      // Its own status, so that a provisioning script can take "already there" for done and any other failure for one.
+      assert.equal(again.code, 3, name)
       assert.equal(again.stderr, 'gatehouse: A user with that username already exists.\n', name)
     }
   })
@@ -224,6 +265,75 @@ describe('bin/gatehouse', () => {
     assert.match(bad.stderr, /server\.port/)
     assert.match(bad.stderr, /services\.0\.prefix/)
     assert.match(bad.stderr, /services\.0\.upstream/)
+  })
+
+  it('checks the file serve would read when none is named: --config, or GATEHOUSE_CONFIG', async () => {
+    for (const [args, env] of [[['--config', demoConfigFile], {}], [[], { GATEHOUSE_CONFIG: demoConfigFile }]] as const) {
+      const checked = await runCli(['config', 'check', ...args], { env })
+      assert.equal(checked.code, 0, checked.stderr)
+      assert.match(checked.stdout, /demo\.yaml: OK \(\d+ services?: controller/)
+    }
+    const nothing = await runCli(['config', 'check'], { env: { GATEHOUSE_CONFIG: '' } })
+    assert.equal(nothing.code, 2)
+    assert.equal(nothing.stderr, 'gatehouse: name the file to check: config check FILE, --config FILE or GATEHOUSE_CONFIG\n')
+    const both = await runCli(['config', 'check', demoConfigFile, '--config', join(tempDir(), 'other.yaml')])
+    assert.equal(both.code, 2)
+    assert.match(both.stderr, /^gatehouse: name one file to check/)
+    const overEnvironment = await runCli(['config', 'check', demoConfigFile], { env: { GATEHOUSE_CONFIG: join(tempDir(), 'other.yaml') } })
+    assert.equal(overEnvironment.code, 0, overEnvironment.stderr)
+  })
+
+  it('checks the files a configuration names as serve would at start, reporting every one it cannot use', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'files.yaml')
+    writeFileSync(file, [
+      'server:', '  tls:', `    cert_file: ${join(dir, 'missing.crt')}`, `    key_file: ${join(dir, 'missing.key')}`,
+      'metrics:', `  bearer_token_file: ${join(dir, 'missing-token')}`,
+      'audit:', '  output: file', `  file: ${join(dir, 'no-such-directory', 'audit.jsonl')}`, '',
+    ].join('\n'))
+    const checked = await runCli(['config', 'check', file])
+    assert.equal(checked.code, 2, checked.stderr)
+    assert.match(checked.stderr, /: 3 problems\n/)
+    assert.match(checked.stderr, /^  - server\.tls\.cert_file: cannot read .*missing\.crt/m)
+    assert.match(checked.stderr, /^  - metrics\.bearer_token_file.*missing-token/m)
+    assert.match(checked.stderr, /^  - audit\.file .*audit\.jsonl: ENOENT/m)
+    assert.ok(!existsSync(join(dir, 'no-such-directory')), 'checking creates nothing')
+    const served = await runCli(['serve', '--port', '0', '--config', file, '--data-dir', join(dir, 'data')])
+    assert.equal(served.code, 2, served.stderr)
+    assert.match(served.stderr, /server\.tls\.cert_file: cannot read/)
+  })
+
+  it('warns, when checked and when the gateway starts, that a file holding secrets is readable by other users', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'secrets.yaml')
+    writeFileSync(file, 'realms:\n  - name: platform\n    clients:\n      - client_id: backend\n        public_client: false\n        secret: a-secret-of-sixteen-or-more\n')
+    const warning = /^gatehouse: WARNING: .*secrets\.yaml holds secrets \(realms\.0\.clients\.0\.secret\) and other users of this machine may read it \(mode 644\)/m
+    chmodSync(file, 0o644)
+    const readable = await runCli(['config', 'check', file])
+    assert.equal(readable.code, 0, readable.stderr)
+    assert.match(readable.stderr, warning)
+    const gateway = await spawnGateway(['--config', file, '--data-dir', join(dir, 'data')])
+    try {
+      assert.match(gateway.output(), /holds secrets \(realms\.0\.clients\.0\.secret\)/)
+    } finally {
+      await gateway.stop()
+    }
+    chmodSync(file, 0o600)
+    const privateFile = await runCli(['config', 'check', file])
+    assert.equal(privateFile.code, 0, privateFile.stderr)
+    assert.equal(privateFile.stderr, '')
+  })
+
+  it('warns when an environment variable that serve reads a secret from is not set where the file is checked', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'sso.yaml')
+    writeFileSync(file, 'sso:\n  - name: corp\n    label: Corp ID\n    issuer: https://id.example.com/realms/corp\n    client_id: gatehouse\n    client_secret_env: CHECK_SSO_SECRET\n')
+    const unset = await runCli(['config', 'check', file], { env: { CHECK_SSO_SECRET: '' } })
+    assert.equal(unset.code, 0, unset.stderr)
+    assert.equal(unset.stderr, 'gatehouse: WARNING: sso.0.client_secret_env: the environment variable CHECK_SSO_SECRET is not set or empty here; serve would stop\n')
+    const set = await runCli(['config', 'check', file], { env: { CHECK_SSO_SECRET: 'from-the-environment' } })
+    assert.equal(set.code, 0, set.stderr)
+    assert.equal(set.stderr, '')
   })
 
   it('prints the configuration reference with descriptions', async () => {

@@ -143,8 +143,8 @@ describe('serve output', () => {
   it('refuses an unknown log level with exit code 2 and a one-line reason, before it touches the database', async () => {
     const dir = tempDir()
     for (const [args, env, reason] of [
-      [['--log-level', 'verbose'], {}, /^error: option '--log-level <level>' argument 'verbose' is invalid\. Allowed choices are trace, debug, info, warn, error, fatal, silent\.\n$/],
-      [[], { GATEHOUSE_LOG_LEVEL: 'verbose' }, /^error: option '--log-level <level>' value 'verbose' from env 'GATEHOUSE_LOG_LEVEL' is invalid\. Allowed choices are trace, debug, info, warn, error, fatal, silent\.\n$/],
+      [['--log-level', 'verbose'], {}, /^gatehouse: option '--log-level <level>' argument 'verbose' is invalid\. Allowed choices are trace, debug, info, warn, error, fatal, silent\.\n$/],
+      [[], { GATEHOUSE_LOG_LEVEL: 'verbose' }, /^gatehouse: option '--log-level <level>' value 'verbose' from env 'GATEHOUSE_LOG_LEVEL' is invalid\. Allowed choices are trace, debug, info, warn, error, fatal, silent\.\n$/],
     ] as const) {
       const result = await runCli(['serve', '--port', '0', ...args, '--data-dir', join(dir, 'data')], { env: { ...env, GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD } })
       assert.equal(result.code, 2, result.stderr)
@@ -156,6 +156,6 @@ describe('serve output', () => {
   it('refuses an unknown --log-format with exit code 2 and a one-line reason', async () => {
     const result = await runCli(['serve', '--log-format', 'xml', '--data-dir', tempDir()])
     assert.equal(result.code, 2)
-    assert.match(result.stderr, /^error: option '--log-format <format>' argument 'xml' is invalid\. Allowed choices are auto, pretty, json\.\n$/)
+    assert.match(result.stderr, /^gatehouse: option '--log-format <format>' argument 'xml' is invalid\. Allowed choices are auto, pretty, json\.\n$/)
   })
 })

@@ -82,6 +82,24 @@ describe('configuration', () => {
     assert.throws(() => loadConfigFile(join(dir, 'missing.yaml')), (error: unknown) => error instanceof ConfigError && /cannot read/.test(error.problems[0]!))
   })
 
+  it('names the line and column of a YAML syntax error', () => {
+    const dir = tempDir()
+    const misindented = join(dir, 'misindented.yaml')
+    writeFileSync(misindented, 'server:\n  port: 8080\n sevices: []\n')
+    assert.throws(() => loadConfigFile(misindented), (error: unknown) => error instanceof ConfigError && /^YAML, line 3, column \d+: /.test(error.problems[0]!))
+    const duplicated = join(dir, 'dup.yaml')
+    writeFileSync(duplicated, 'server:\n  port: 1\n  port: 2\n')
+    assert.throws(() => loadConfigFile(duplicated), (error: unknown) => error instanceof ConfigError && /^YAML, line 3, column 3: /.test(error.problems[0]!))
+  })
+
+  it('suggests the key a misspelt one was probably meant to be, at any depth', () => {
+    const service = { name: 'a', prefix: '/a/', upstream: 'http://a.internal' }
+    assert.deepEqual(problemsOf({ sevices: [] }), ['(top level): Unrecognized key: "sevices" (did you mean "services"?)'])
+    assert.deepEqual(problemsOf({ services: [service, { ...service, name: 'b', prefix: '/b/', timeouts: { conect_seconds: 1 } }] }),
+      ['services.1.timeouts: Unrecognized key: "conect_seconds" (did you mean "connect_seconds"?)'])
+    assert.deepEqual(problemsOf({ server: { trusted_proxies: [], frobnicate: 1 } }), ['server: Unrecognized key: "frobnicate"'])
+  })
+
   it('fills the TLS, shutdown and readiness defaults', () => {
     const config = validateConfig({ server: { tls: { cert_file: 'tls.crt', key_file: 'tls.key' } } })
     assert.deepEqual(config.server.tls, { cert_file: 'tls.crt', key_file: 'tls.key', watch: true, hsts_max_age_seconds: 31536000, hsts_include_subdomains: false })

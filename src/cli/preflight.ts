@@ -1,0 +1,72 @@
+import { accessSync, closeSync, constants, existsSync, openSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
+import type { Config } from '../config/schema.ts'
+import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
+import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
+
+export interface StartFiles {
+  tls?: TlsCredentials
+  /** One line each, naming the setting: nothing can start while there is one. */
+  problems: string[]
+}
+
+/**
+ * The files a configuration names that `serve` reads or opens before it touches the database (the TLS files, the
+ * metrics token, the audit file), each checked as it will be used: `serve` stops on what is found here, and
+ * `config check` reports it with the schema's problems. `create` opens the audit file, as `serve` will append to it;
+ * without it nothing is created, and only whether it could be is checked.
+ */
+export function checkStartFiles(config: Config, { create }: { create: boolean }): StartFiles {
+  const problems: string[] = []
+  let tls: TlsCredentials | undefined
+  try {
+    if (config.server.tls) tls = readTlsFiles(config.server.tls)
+  } catch (error) {
+    if (!(error instanceof TlsFilesUnusable)) throw error
+    problems.push(error.message)
+  }
+  try {
+    if (config.metrics.enabled) metricsAccess(config.metrics)
+  } catch (error) {
+    if (!(error instanceof MetricsTokenUnusable)) throw error
+    problems.push(error.message)
+  }
+  const auditFile = config.audit.output === 'file' ? config.audit.file! : undefined
+  try {
+    if (auditFile && create) closeSync(openSync(auditFile, 'a', 0o600))
+    else if (auditFile) accessSync(existsSync(auditFile) ? auditFile : dirname(auditFile), constants.W_OK)
+  } catch (error) {
+    problems.push(`audit.file ${auditFile}: ${(error as NodeJS.ErrnoException).code ?? 'cannot be written'}`)
+  }
+  return { tls, problems }
+}
+
+/**
+ * A configuration file that holds secrets itself (not through the `*_env` settings) and that other users of the
+ * machine may read gives them away, as ssh refuses a private key in such a file. Said, not refused: the file may be
+ * readable only inside a container, or a group may be meant to read it.
+ */
+export function readableSecretsWarning(file: string, config: Config): string | undefined {
+  const inline = [
+    ...(config.ldap?.bind_password === undefined ? [] : ['ldap.bind_password']),
+    ...config.sso.flatMap((provider, i) => (provider.client_secret === undefined ? [] : [`sso.${i}.client_secret`])),
+    ...config.realms.flatMap((realm, i) => realm.clients.flatMap((client, j) => (client.secret === undefined ? [] : [`realms.${i}.clients.${j}.secret`]))),
+  ]
+  const mode = statSync(file).mode & 0o777
+  if (!inline.length || !(mode & 0o077)) return undefined
+  return `WARNING: ${file} holds secrets (${inline.join(', ')}) and other users of this machine may read it (mode ${mode.toString(8)}): ` +
+    'chmod 600 it, or give them in environment variables (ldap.bind_password_env, sso[].client_secret_env)'
+}
+
+/**
+ * The environment variables the configuration reads secrets from that are not set (or empty) here: `serve` would
+ * stop on them. A warning, not a problem: a file is often checked where the secrets are not (a CI job).
+ */
+export function missingSecretWarnings(config: Config, env: NodeJS.ProcessEnv): string[] {
+  const named = [
+    ...(config.ldap?.bind_password_env === undefined ? [] : [['ldap.bind_password_env', config.ldap.bind_password_env]]),
+    ...config.sso.flatMap((provider, i) => (provider.client_secret_env === undefined ? [] : [[`sso.${i}.client_secret_env`, provider.client_secret_env]])),
+  ]
+  return named.filter(([, variable]) => !env[variable!]).map(([setting, variable]) =>
+    `WARNING: ${setting}: the environment variable ${variable} is not set or empty here; serve would stop`)
+}
