@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import type { CsrfPolicy } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
-import { InvalidUpgrade, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import { DatabaseUnavailable, InvalidUpgrade, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
 import { assignRequestId } from '../http/request-id.ts'
@@ -201,8 +201,10 @@ export class WebSocketTunnels {
     this.#checking = true
     try {
       await Promise.all([...this.#open].map(async (tunnel) => {
-        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch(() => undefined)
-        if (!decision?.granted || decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
+        // An outage is not a revocation, but past auth.max_stale_seconds a revocation could not be heard of: fail closed.
+        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error }))
+        if (!decision.granted) tunnel.close(decision.refusal instanceof DatabaseUnavailable ? 'database_unavailable' : 'credential_revoked')
+        else if (decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
       }))
     } finally {
       this.#checking = false
