@@ -318,17 +318,26 @@ function watchForLeaving(client: Duplex, left: () => void): () => void {
   }
   const kept: Buffer[] = []
   let keptBytes = 0
+  let watching = true
   const keep = (chunk: Buffer) => {
     kept.push(chunk)
     keptBytes += chunk.length
     if (keptBytes >= KEPT_WHILE_WAITING) client.pause()
   }
-  client.on('data', keep).once('end', left).once('close', left)
-  return () => {
-    client.off('data', keep).off('end', left).off('close', left)
-    client.pause()
-    if (kept.length && !client.destroyed) client.unshift(Buffer.concat(kept))
+  const leave = () => {
+    stop()
+    left()
   }
+  // Once only: the service's connection may still report an error after the client has left.
+  const stop = () => {
+    if (!watching) return
+    watching = false
+    client.off('data', keep).off('end', leave).off('close', leave)
+    client.pause()
+    if (kept.length && !client.destroyed && !client.readableEnded) client.unshift(Buffer.concat(kept))
+  }
+  client.on('data', keep).once('end', leave).once('close', leave)
+  return stop
 }
 
 /** The service's 101 as the client gets it: its fields as any answer's (without hop-by-hop ones), and the upgrade's own. */
