@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import type { CsrfPolicy } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
-import { InvalidUpgrade, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import { DatabaseUnavailable, InvalidUpgrade, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
 import { assignRequestId } from '../http/request-id.ts'
@@ -30,6 +30,8 @@ const RECHECK_MS = 500
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/
 /** What a key is hashed with into the Sec-WebSocket-Accept that proves the answer is to it (RFC 6455 §1.3). */
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+/** What a client may send behind its upgrade while the service has not answered that is kept, still watched for its end. */
+const KEPT_WHILE_WAITING = 64 * 1024
 
 interface Upgrade {
   readonly socket: Duplex
@@ -115,6 +117,14 @@ export class WebSocketTunnels {
     const principal = request.gatehouse.principal
     checkHandshakeOrigin(this.#app.csrf, principal, request)
     const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
+    if (!answer) {
+      // The client left before the service answered: the service's connection is closed, and there is no one to answer.
+      reply.hijack()
+      upgrade.socket.destroy()
+      this.#app.metrics.webSocketClosed(route.name, 'client_before_answer')
+      request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, closed_by: 'client_before_answer' }, 'websocket closed')
+      return
+    }
     const answerHeaders = clientHeaders(answer.response.headers)
     if (!('socket' in answer)) {
       // A refusal from the service is relayed as an ordinary response, after which the connection ends. Until then the
@@ -191,8 +201,10 @@ export class WebSocketTunnels {
     this.#checking = true
     try {
       await Promise.all([...this.#open].map(async (tunnel) => {
-        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch(() => undefined)
-        if (!decision?.granted || decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
+        // An outage is not a revocation, but past auth.max_stale_seconds a revocation could not be heard of: fail closed.
+        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error }))
+        if (!decision.granted) tunnel.close(decision.refusal instanceof DatabaseUnavailable ? 'database_unavailable' : 'credential_revoked')
+        else if (decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
       }))
     } finally {
       this.#checking = false
@@ -253,18 +265,28 @@ function extensionNames(field: string | string[] | undefined): Set<string> {
 
 type Answer = { response: IncomingMessage } | { response: IncomingMessage; socket: Duplex; head: Buffer }
 
-/** Sends the upgrade to the service and waits, at most the route's response timeout, for its answer. */
-function handshake(route: Route, target: string, headers: IncomingHttpHeaders, client: Duplex): Promise<Answer> {
+/**
+ * Sends the upgrade to the service and waits, at most the route's response timeout, for its answer; resolves with
+ * nothing, the service's connection closed, once the client leaves first.
+ */
+function handshake(route: Route, target: string, headers: IncomingHttpHeaders, client: Duplex): Promise<Answer | undefined> {
   const { upstream } = route
   const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest
   return new Promise((resolve, reject) => {
     const outgoing = send({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port || undefined, path: target, method: 'GET', headers, agent: false })
+    const stopWatching = watchForLeaving(client, () => {
+      clearTimeout(timer)
+      outgoing.destroy()
+      resolve(undefined)
+    })
     const timer = setTimeout(() => {
+      stopWatching()
       outgoing.destroy()
       reject(new UpstreamTimeout(route.name))
     }, route.timeouts.responseMs)
     const settle = (answer: Answer) => {
       clearTimeout(timer)
+      stopWatching()
       resolve(answer)
     }
     outgoing.once('socket', (socket) => {
@@ -275,12 +297,47 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
     outgoing.once('response', (response) => settle({ response }))
     outgoing.once('error', (error) => {
       clearTimeout(timer)
+      stopWatching()
       reject(new UpstreamUnavailable(route.name, error))
     })
-    // A client that leaves during the handshake takes the service's connection with it.
-    client.once('close', () => outgoing.destroy())
     outgoing.end()
   })
+}
+
+/**
+ * Calls `left` once the client leaves (closes its end, or its connection) while the service's answer is awaited, so
+ * that a service that takes its time holds no connection for a client long gone. A paused socket never sees its
+ * client's end, and only reading does: what the client sends meanwhile (its first frames, pipelined behind the
+ * upgrade) is kept, up to KEPT_WHILE_WAITING, after which the socket is paused and watched for a close only. The
+ * returned function stops watching and puts what was kept back, in order, to be the tunnel's first bytes.
+ */
+function watchForLeaving(client: Duplex, left: () => void): () => void {
+  if (client.destroyed) {
+    queueMicrotask(left)
+    return () => undefined
+  }
+  const kept: Buffer[] = []
+  let keptBytes = 0
+  let watching = true
+  const keep = (chunk: Buffer) => {
+    kept.push(chunk)
+    keptBytes += chunk.length
+    if (keptBytes >= KEPT_WHILE_WAITING) client.pause()
+  }
+  const leave = () => {
+    stop()
+    left()
+  }
+  // Once only: the service's connection may still report an error after the client has left.
+  const stop = () => {
+    if (!watching) return
+    watching = false
+    client.off('data', keep).off('end', leave).off('close', leave)
+    client.pause()
+    if (kept.length && !client.destroyed && !client.readableEnded) client.unshift(Buffer.concat(kept))
+  }
+  client.on('data', keep).once('end', leave).once('close', leave)
+  return stop
 }
 
 /** The service's 101 as the client gets it: its fields as any answer's (without hop-by-hop ones), and the upgrade's own. */

@@ -5,7 +5,7 @@ import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginTh
 import type { User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
-import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_FORM, type LoginAcr, loginResult, REALM_SESSION_COOKIE, SINGLE_SIGN_ON } from './provider.ts'
+import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_FORM, type LoginAcr, loginResult, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE, SINGLE_SIGN_ON } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
@@ -47,7 +47,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   if (request.method !== 'POST') {
     const reasons = details.prompt.reasons
     const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
-    if (signedIn) return finishLogin(app, realm, clientId, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
+    if (signedIn) return finishLogin(app, realm, { uid, clientId }, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
     const restarted = request.cookies[RESTARTED_COOKIE] !== undefined
     if (restarted) reply.clearCookie(RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
     // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
@@ -76,7 +76,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
   const gatewaySession = await openGatewaySession(app, request, reply, user)
-  return finishLogin(app, realm, clientId, provider, request, reply, user, gatewaySession, LOGIN_FORM)
+  return finishLogin(app, realm, { uid, clientId }, provider, request, reply, user, gatewaySession, LOGIN_FORM)
 }
 
 type Provider = Awaited<ReturnType<Realm['provider']>>['instance']
@@ -86,11 +86,14 @@ type Provider = Awaited<ReturnType<Realm['provider']>>['instance']
  * gets `error=access_denied` at its redirect URI, as Keycloak answers a login it denies. The login carries the
  * browser's gateway session, to which the realm session it makes is linked (`loginResult`), and the authorization's
  * `acr`: whether the person typed their password in it or their gateway session signed them in.
+ * oidc-provider's interaction cookie (the login's id, on this login's own path) is expired here: oidc-provider leaves
+ * it for its 30 minutes, and no logout, on the realm's path or the gateway's, is sent it to clear it.
  */
-async function finishLogin(app: App, realm: Realm, clientId: string, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr): Promise<FastifyReply> {
-  const refusal = app.clientAccess(realm.name, clientId, user, request.ip)
+async function finishLogin(app: App, realm: Realm, login: { uid: string; clientId: string }, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr): Promise<FastifyReply> {
+  const refusal = app.clientAccess(realm.name, login.clientId, user, request.ip)
   const result = refusal ? { error: 'access_denied', error_description: refusal } : loginResult(String(user.id), gatewaySession, acr)
   const returnTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
+  reply.clearCookie(REALM_INTERACTION_COOKIE, { path: `${realm.path}${LOGIN_ACTIONS}${login.uid}`, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
   return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }
 

@@ -3,7 +3,10 @@ import { linkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import pg from 'pg'
+import WebSocket, { WebSocketServer } from 'ws'
 import { ADMIN_PASSWORD, basic, json, spawnGateway, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
 import { at, csrfToken, LOGIN, login } from '../helpers/session.ts'
@@ -137,6 +140,49 @@ describe('gateways on a PostgreSQL that stops, freezes and restarts', () => {
       await eventually('carol gets in again once the database answers', async () => (await gw.fetch(HOSTS, { headers: carol })).status === 200)
     } finally {
       await gw.close()
+    }
+  })
+
+  it('closes authenticated WebSockets once the database has not answered for auth.max_stale_seconds, and keeps anonymous ones open', async () => {
+    const service = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await once(service, 'listening')
+    service.on('connection', (socket) => socket.send('open'))
+    const logLines: Record<string, unknown>[] = []
+    const gw = await startGateway({
+      databaseUrl: cluster.url, logLines,
+      config: { auth: { max_stale_seconds: 2 }, services: [{ name: 'feed', prefix: '/feed/', upstream: `http://127.0.0.1:${(service.address() as AddressInfo).port}`, public_paths: ['/feed/open/*'] }] },
+    })
+    const opened: WebSocket[] = []
+    const open = async (path: string, headers: Record<string, string> = {}) => {
+      const socket = new WebSocket(`${gw.url.replace('http:', 'ws:')}${path}`, { headers })
+      opened.push(socket)
+      await once(socket, 'message')
+      return socket
+    }
+    try {
+      const signedIn = await open('/feed/events/', admin)
+      const anonymous = await open('/feed/open/events/')
+      const closed = once(signedIn, 'close')
+      cluster.freeze()
+      const frozenAt = performance.now()
+      try {
+        const [code, reason] = await Promise.race([closed, sleep(10_000).then(() => assert.fail('the signed-in socket is still open'))])
+        const ms = performance.now() - frozenAt
+        assert.ok(ms >= 1000, `closed ${Math.round(ms)} ms after the database stopped answering: remembered credentials are trusted that long`)
+        assert.equal(code, 1006, 'the connection is cut, without a closing handshake')
+        assert.equal(String(reason), '')
+        assert.equal(anonymous.readyState, WebSocket.OPEN, 'a socket without credentials has nothing to revoke')
+        await eventually('the close is logged', async () => logLines.some((entry) => entry.msg === 'websocket closed' && entry.path === '/feed/events/'), 2000)
+        const line = logLines.find((entry) => entry.msg === 'websocket closed' && entry.path === '/feed/events/')
+        assert.equal(line?.closed_by, 'database_unavailable')
+        assert.match(await (await gw.fetch('/metrics')).text(), /^gatehouse_websockets_closed_total\{service="feed",reason="database_unavailable"\} 1$/m)
+      } finally {
+        cluster.thaw()
+      }
+    } finally {
+      for (const socket of opened) socket.terminate()
+      await gw.close()
+      service.close()
     }
   })
 

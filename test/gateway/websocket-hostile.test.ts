@@ -56,6 +56,10 @@ async function scriptedService(): Promise<{ url: string; server: Server; handsha
       const switching = (fields: string) => socket.write(`HTTP/1.1 101 Switching Protocols\r\n${fields}\r\n`)
       switch (path.split('/').at(-1)) {
         case 'silent': return
+        case 'slow-ok': {
+          setTimeout(() => switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`), 500)
+          return void socket.on('data', (bytes) => handshakes.push(`carried: ${bytes}`))
+        }
         case 'ok': {
           switching(`Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n`)
           return void socket.on('data', (bytes) => handshakes.push(`carried: ${bytes}`))
@@ -107,6 +111,7 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
             name: 'scripted', prefix: '/scripted/', upstream: service.url, public_paths: ['/scripted/open/*'], timeouts: { response_seconds: 1 },
             access: [{ deny: { paths: ['/scripted/admin/*'] } }, { allow: { superuser: true } }],
           },
+          { name: 'patient', prefix: '/patient/', upstream: service.url, public_paths: ['/patient/*'], timeouts: { response_seconds: 60 } },
           { name: 'negotiating', prefix: '/negotiating/', upstream: `http://127.0.0.1:${(negotiating.address() as AddressInfo).port}`, public_paths: ['/negotiating/*'] },
         ],
       },
@@ -146,6 +151,41 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.ok(ms >= 900 && ms < 3000, `answered after ${Math.round(ms)} ms`)
     assert.ok(closed)
     assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0)
+  })
+
+  it('closes the service\'s connection within a second when a client leaves while the service has not yet answered its upgrade', async () => {
+    const ways = [(socket: Socket) => socket.end(), (socket: Socket) => socket.end('bytes pipelined before leaving'), (socket: Socket) => socket.destroy()]
+    for (const leave of ways) {
+      const reached = service.handshakes.length
+      const client = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/patient/silent'))
+      await eventually(() => service.handshakes.length, (count) => count === reached + 1, 2000)
+      assert.equal(service.open(), 1, 'the service holds the handshake unanswered')
+      const left = performance.now()
+      leave(client.socket)
+      assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0)
+      const ms = performance.now() - left
+      assert.ok(ms < 1000, `the service's connection was closed ${Math.round(ms)} ms after the client left`)
+      const abandoned = await eventually(() => logLines.find((line) => line.msg === 'websocket closed' && line.closed_by === 'client_before_answer' && line.ms === undefined && line.path === '/patient/silent'), Boolean, 2000)
+      assert.ok(abandoned, 'a log line says why')
+      assert.equal(logLines.filter((line) => line.msg === 'request' && line.reqId === abandoned?.reqId).length, 0, 'never answered, so no request line')
+      logLines.splice(logLines.indexOf(abandoned!), 1)
+    }
+    assert.match(await scrape(gw), new RegExp(`^gatehouse_websockets_closed_total\\{service="patient",reason="client_before_answer"\\} ${ways.length}$`, 'm'))
+  })
+
+  it('still carries the bytes a client pipelines behind an upgrade while the service takes its time to answer', async () => {
+    const reached = service.handshakes.length
+    const pipelined = 'first frame bytes'
+    const client = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/patient/slow-ok'))
+    try {
+      await eventually(() => service.handshakes.length, (count) => count === reached + 1, 2000)
+      client.socket.write(pipelined)
+      await eventually(client.received, (text) => text.includes('\r\n\r\n'), 3000)
+      assert.match(client.received(), /^HTTP\/1\.1 101 /)
+      assert.equal(await eventually(() => service.handshakes[reached + 1], Boolean, 2000), `carried: ${pipelined}`)
+    } finally {
+      client.socket.destroy()
+    }
   })
 
   it('relays an answer other than 101 as an ordinary response and then closes the client\'s connection', async () => {

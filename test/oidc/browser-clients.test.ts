@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { validateConfig, ConfigError } from '../../src/config/load.ts'
 import { redirectMatches } from '../../src/oidc/redirects.ts'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, TOKEN_PATH } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, TOKEN_PATH } from '../helpers/oidc.ts'
 
 const APP = 'https://app.example.com'
 
@@ -145,6 +145,22 @@ describe('the realm for browser applications', () => {
     for (const [name, path] of Object.entries(pages)) answers.push([name, await gw.fetch(path.replace(gw.url, ''), { headers: { accept: 'text/html', cookie } })])
     return answers
   }
+
+  it('expires the cookie of a finished login at the realm on the login\'s own path, where a logout could not reach it', async () => {
+    const jar = new CookieJar()
+    const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`))
+    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+    const set = jar.setCookies().find((line) => line.startsWith('gatehouse_oidc_interaction='))
+    assert.match(set ?? '', new RegExp(`; path=${action.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(;|$)`, 'i'), 'set on the login\'s own path')
+    const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'alice', password: 'alice-password' }).toString() })
+    assert.ok(new URL(done.url).searchParams.get('code'), 'the login went through')
+    const cleared = jar.setCookies().filter((line) => line.startsWith('gatehouse_oidc_interaction=') && line !== set)
+    assert.equal(cleared.length, 1, cleared.join('\n'))
+    assert.match(cleared[0]!, /^gatehouse_oidc_interaction=;/)
+    assert.match(cleared[0]!, /expires=Thu, 01 Jan 1970/i)
+    assert.match(cleared[0]!, new RegExp(`; path=${action.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(;|$)`, 'i'), 'expired on the path it was set on')
+    assert.doesNotMatch(jar.header(), /gatehouse_oidc_interaction=/)
+  })
 
   it('lets no other page frame the realm\'s own pages: login, logout, device code, errors', async () => {
     for (const [name, page] of await realmPages()) {
