@@ -2,14 +2,16 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
 import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 
 /**
  * teams/{id}/users/, teams/{id}/admins/, organizations/{id}/users/ and organizations/{id}/admins/ with their
  * associate/ and disassociate/ actions, as django-ansible-base's AssociationResourceRouter serves them: thin views
  * over the Team Member, Team Admin, Organization Member and Organization Admin assignments.
  */
-describe('association endpoints over role assignments', () => {
+for (const backend of ['sqlite', 'postgres'] as const) describe(`association endpoints over role assignments (${backend})`, () => {
   let gw: TestGateway
+  let dropDatabase: (() => Promise<void>) | undefined
   let organization: number
   let team: number
   let alice: number
@@ -17,7 +19,9 @@ describe('association endpoints over role assignments', () => {
   const as = (name: string) => ({ authorization: basic(name, `${name}-password-long`) })
 
   before(async () => {
-    gw = await startGateway()
+    const database = backend === 'postgres' ? await createTestDatabase() : undefined
+    dropDatabase = database?.drop
+    gw = await startGateway(database ? { databaseUrl: database.url } : {})
     for (const username of ['alice', 'bob', 'teamadmin', 'outsider']) await gw.app.accounts.create({ username, password: `${username}-password-long` })
     const made = await createOrgAndTeam(gw, 'Research', 'Lab')
     organization = made.organization
@@ -26,7 +30,10 @@ describe('association endpoints over role assignments', () => {
     bob = await userId(gw, 'bob')
     assert.equal((await grant(gw, 'teamadmin', 'Team Admin', team)).status, 201)
   })
-  after(() => gw.close())
+  after(async () => {
+    await gw.close()
+    await dropDatabase?.()
+  })
 
   it('associates users with a team as Team Member assignments, listed under teams/{id}/users/ and role_user_assignments/', async () => {
     const associated = await call(gw, 'POST', `teams/${team}/users/associate/`, { instances: [alice, bob] })
