@@ -83,10 +83,15 @@ async function serializeAssignment(app: App, assignment: RoleAssignment) {
     },
     created: new Date(assignment.created).toISOString(),
     created_by: null,
+    // The platform names objects by their resource's ansible_id too, and shows null for one without a resource: no
+    // object here has one (no resource registry; src/api/validation.ts).
+    created_by_ansible_id: null,
     content_type: platformWide ? null : `shared.${assignment.objectType}`,
     object_id: platformWide ? null : String(assignment.objectId),
+    object_ansible_id: null,
     role_definition: assignment.roleDefinitionId,
     [assignment.actor]: assignment.actorId,
+    [`${assignment.actor}_ansible_id`]: null,
   }
 }
 
