@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
-import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /**
@@ -108,6 +108,17 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
     assert.equal((await grant(gw, 'teamadmin', 'Organization Member', organization)).status, 201)
     const orgRefused = await call(gw, 'POST', `organizations/${organization}/admins/associate/`, { instances: [bob] }, as('teamadmin'))
     assert.equal(orgRefused.status, 403)
+  })
+
+  it('links each team and organization to its users and admins in related, as lists that answer', async () => {
+    for (const path of [`teams/${team}/`, `organizations/${organization}/`]) {
+      const { body } = await call(gw, 'GET', path)
+      for (const name of ['users', 'admins']) {
+        assert.equal(body.related[name], `/api/gateway/v1/${path}${name}/`, `${path} ${name}`)
+        const followed = await gw.fetch(body.related[name], { headers: adminAuth })
+        assert.equal(followed.status, 200, body.related[name])
+      }
+    }
   })
 
   it('lists and changes team admins, organization users and organization admins as their roles', async () => {
