@@ -121,6 +121,13 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
     }
   })
 
+  it('answers other methods on the lists and actions with 405, as their views take none', async () => {
+    for (const [method, path] of [['GET', `teams/${team}/users/associate/`], ['POST', `teams/${team}/users/`], ['DELETE', `organizations/${organization}/admins/`], ['PUT', `organizations/${organization}/users/disassociate/`]]) {
+      const answer = await call(gw, method!, path!, method === 'GET' || method === 'DELETE' ? undefined : { instances: [alice] })
+      assert.equal(answer.status, 405, `${method} ${path}`)
+    }
+  })
+
   it('lists and changes team admins, organization users and organization admins as their roles', async () => {
     for (const [path, role, objectId] of [[`teams/${team}/admins/`, 'Team Admin', team], [`organizations/${organization}/users/`, 'Organization Member', organization], [`organizations/${organization}/admins/`, 'Organization Admin', organization]] as const) {
       assert.equal((await call(gw, 'POST', `${path}associate/`, { instances: [bob] })).status, 204, path)
