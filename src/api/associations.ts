@@ -8,7 +8,6 @@ import { userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
-import { describeList } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { giveRole, takeRole } from './roles.ts'
 import { serializeUser } from './users.ts'
@@ -46,10 +45,6 @@ export function associationRoutes(api: GatewayApi, app: App): void {
   const users = listQuery(userFilterFields)
   for (const association of ASSOCIATIONS) {
     const path = `/${association.parent}s/:id/${association.name}/`
-    describeList(api, path, {
-      name: `${association.parent === 'team' ? 'Team' : 'Organization'} ${association.name === 'users' ? 'User' : 'Admin'} List`,
-      description: `The users holding ${association.role} on the ${association.parent}; associate/ and disassociate/ give and take the role.`,
-    })
     api.get(path, { schema: { params: idParam, querystring: users } }, async (request) => {
       const { role, objectId } = parentOf(app, request, association, request.params.id)
       const { page, filter } = request.query
