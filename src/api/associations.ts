@@ -106,6 +106,8 @@ function instancesOf(instances: unknown, action: 'associate' | 'disassociate'): 
   if (instances === undefined) throw refuse('This field is required.')
   if (instances === null) throw refuse('This field may not be null.')
   if (!Array.isArray(instances)) throw refuse(`Expected a list of items but got type "${pythonType(instances)}".`)
+  // Each id is looked up: a bound keeps one request's work bounded (the platform has none).
+  if (instances.length > MAX_INSTANCES) throw refuse(`Give at most ${MAX_INSTANCES} instances at once.`)
   const ids: number[] = []
   for (const item of instances) {
     const text = typeof item === 'number' || typeof item === 'string' ? String(item) : ''
@@ -117,6 +119,8 @@ function instancesOf(instances: unknown, action: 'associate' | 'disassociate'): 
   if (!ids.length) throw refuse(`Please pass in one or more instances to ${action}`)
   return ids
 }
+
+const MAX_INSTANCES = 200
 
 function doesNotExist(id: number | string): ValidationFailed {
   return new ValidationFailed({ instances: [`Invalid pk "${id}" - object does not exist.`] })
