@@ -37,7 +37,7 @@ export function serializeOrganization(organization: Organization) {
   return {
     id: organization.id,
     url,
-    related: { teams: `${url}teams/` },
+    related: { teams: `${url}teams/`, users: `${url}users/`, admins: `${url}admins/` },
     summary_fields: {},
     created: new Date(organization.created).toISOString(),
     created_by: null,
@@ -51,10 +51,11 @@ export function serializeOrganization(organization: Organization) {
 
 export function serializeTeam(app: App, team: Team) {
   const organization = app.access.organization(team.organizationId)
+  const url = teamUrl(team.id)
   return {
     id: team.id,
-    url: teamUrl(team.id),
-    related: { organization: organizationUrl(team.organizationId) },
+    url,
+    related: { organization: organizationUrl(team.organizationId), users: `${url}users/`, admins: `${url}admins/` },
     summary_fields: { organization: organization ? { id: organization.id, name: organization.name, description: organization.description } : null },
     created: new Date(team.created).toISOString(),
     created_by: null,

@@ -4,6 +4,7 @@ import type { App } from '../app.ts'
 import { refuseLoneSurrogates, refuseNulCharacters } from '../http/input-safety.ts'
 import { apiAccessCheck } from './access.ts'
 import { activityStreamRoutes } from './activitystream.ts'
+import { associationRoutes } from './associations.ts'
 import { applicationRoutes } from './applications.ts'
 import { registerBodyParsers } from './body-parsers.ts'
 import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
@@ -58,6 +59,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       activityStreamRoutes(versioned, app)
       organizationRoutes(versioned, app)
       roleRoutes(versioned, app)
+      associationRoutes(versioned, app)
       userAccessRoutes(versioned, app)
       applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })

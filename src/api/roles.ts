@@ -83,10 +83,15 @@ async function serializeAssignment(app: App, assignment: RoleAssignment) {
     },
     created: new Date(assignment.created).toISOString(),
     created_by: null,
+    // The platform names objects by their resource's ansible_id too, and shows null for one without a resource: no
+    // object here has one (no resource registry; src/api/validation.ts).
+    created_by_ansible_id: null,
     content_type: platformWide ? null : `shared.${assignment.objectType}`,
     object_id: platformWide ? null : String(assignment.objectId),
+    object_ansible_id: null,
     role_definition: assignment.roleDefinitionId,
     [assignment.actor]: assignment.actorId,
+    [`${assignment.actor}_ansible_id`]: null,
   }
 }
 
@@ -178,8 +183,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     api.delete(`/role_${actor}_assignments/:id/`, { schema: { params: idParam } }, async (request, reply) => {
       const before = await app.store.access.findAssignment(actor, request.params.id)
       if (before && !seesRoleOn(visibilityOf(app, request), before)) throw new NotFound('No such role assignment.')
-      await app.accessAdmin.unassign(principalOf(request).user, actor, request.params.id)
-      if (before) app.audit.change(actorOf(request), 'delete', assignmentObject(app, actor, before), await serializeAssignment(app, before))
+      await takeRole(app, request, actor, request.params.id, before)
       return reply.code(204).send()
     })
   }
@@ -194,6 +198,12 @@ export async function giveRole(app: App, request: FastifyRequest, actor: Actor, 
   const shown = await serializeAssignment(app, assignment)
   if (created) app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, shown)
   return shown
+}
+
+/** Takes a role back for the caller, as deleting the assignment from role_user_assignments/ does, into the audit trail. */
+export async function takeRole(app: App, request: FastifyRequest, actor: Actor, id: number, before: RoleAssignment | undefined): Promise<void> {
+  await app.accessAdmin.unassign(principalOf(request).user, actor, id)
+  if (before) app.audit.change(actorOf(request), 'delete', assignmentObject(app, actor, before), await serializeAssignment(app, before))
 }
 
 /** How the audit trail names a role definition, and an assignment (by the role it gives). */

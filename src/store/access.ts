@@ -86,7 +86,7 @@ export function assignmentFilterFields(actor: Actor): FilterFields {
     id: { column: 'id', type: 'integer' },
     role_definition: { column: 'role_definition_id', type: 'integer' },
     [actor]: { column: `${actor}_id`, type: 'integer' },
-    object_id: { column: 'object_id', type: 'integer' },
+    object_id: { column: 'object_id', type: 'text', storedAsInteger: true },
     content_type: { column: 'object_type', type: 'text' },
     created: { column: 'created_at', type: 'time' },
   })

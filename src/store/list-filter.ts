@@ -16,6 +16,11 @@ export interface FilterField {
   readonly type: FieldType
   /** Whether `search` looks in it (text fields only). */
   readonly searched?: boolean
+  /**
+   * A text field kept in an integer column: compared as the column's digits, so a value that is no number finds
+   * nothing instead of being refused (the platform keeps an assignment's `object_id` as text).
+   */
+  readonly storedAsInteger?: boolean
 }
 
 export type FilterFields = Readonly<Record<string, FilterField>>
@@ -66,7 +71,7 @@ export function ordered<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB
 
 function conditionSql(fields: FilterFields, condition: Condition): Expression<SqlBool> {
   const field = fields[condition.field]!
-  const column = sql.ref(field.column)
+  const column = field.storedAsInteger ? sql`CAST(${sql.ref(field.column)} AS TEXT)` : sql.ref(field.column)
   const expression = (field.type === 'integer' ? beyondIntegerColumn(column, condition.lookup, condition.value) : undefined)
     ?? lookupSql(column, condition.lookup, condition.value)
   return condition.negate ? sql<SqlBool>`NOT (${expression})` : expression

@@ -53,6 +53,8 @@ export interface UserQuery {
   filter?: ListFilter | undefined
   /** Only these users and the superusers (one caller's view); absent: all. */
   visibleIds?: Iterable<number> | undefined
+  /** Only the users given this role on this object directly (the members or admins of a team or organization). */
+  holding?: { roleDefinitionId: number; objectType: 'organization' | 'team'; objectId: number } | undefined
 }
 
 /** What a list of users can be filtered, searched and ordered on, by the API's field names. */
@@ -186,6 +188,11 @@ export class UserRepository {
     if (query.username !== undefined) base = base.where('username', '=', query.username)
     if (query.source !== undefined) base = base.where('source', '=', query.source)
     if (query.visibleIds !== undefined) base = base.where(anyOf([oneOf('id', query.visibleIds), sql<boolean>`is_superuser = ${true}`]))
+    const { holding } = query
+    if (holding !== undefined) {
+      base = base.where('id', 'in', this.#db.selectFrom('role_user_assignments').select('user_id')
+        .where('role_definition_id', '=', holding.roleDefinitionId).where('object_type', '=', holding.objectType).where('object_id', '=', holding.objectId))
+    }
     const [{ n }, rows] = await Promise.all([
       base.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
       ordered(base.selectAll(), userFilterFields, filter).offset(query.offset).limit(query.limit).execute(),

@@ -1,0 +1,135 @@
+import type { FastifyRequest } from 'fastify'
+import { z } from 'zod'
+import type { App } from '../app.ts'
+import type { Permission } from '../access/permissions.ts'
+import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import type { RoleDefinition } from '../store/access.ts'
+import { userFilterFields } from '../store/users.ts'
+import { principalOf, visibilityOf } from './access.ts'
+import type { GatewayApi } from './gateway-api.ts'
+import { listQuery } from './list-query.ts'
+import { paged } from './pagination.ts'
+import { giveRole, takeRole } from './roles.ts'
+import { serializeUser } from './users.ts'
+import { idParam } from './validation.ts'
+
+/** One association: the users of `parent` holding `role` on it, at `{parent}s/{id}/{name}/`. */
+interface Association {
+  parent: 'organization' | 'team'
+  name: 'users' | 'admins'
+  role: string
+}
+
+const ASSOCIATIONS: readonly Association[] = [
+  { parent: 'team', name: 'users', role: 'Team Member' },
+  { parent: 'team', name: 'admins', role: 'Team Admin' },
+  { parent: 'organization', name: 'users', role: 'Organization Member' },
+  { parent: 'organization', name: 'admins', role: 'Organization Admin' },
+]
+
+const CHANGE: Record<Association['parent'], Permission> = { organization: 'shared.change_organization', team: 'shared.change_team' }
+
+/** The body's `instances` as it arrives; read by instancesOf, in Django REST framework's words. */
+const associationBody = z.preprocess((input) => input ?? {}, z.object({ instances: z.unknown() }).loose())
+
+/**
+ * teams/{id}/users/, teams/{id}/admins/, organizations/{id}/users/ and organizations/{id}/admins/, with their
+ * associate/ and disassociate/ actions, as django-ansible-base's AssociationResourceRouter serves them for the
+ * platform: thin views over the Team Member, Team Admin, Organization Member and Organization Admin assignments.
+ * Associating gives the role exactly as role_user_assignments/ would, with the same checks (src/access/admin.ts),
+ * and disassociating takes it back; the lists show the users holding the role on the object directly.
+ * A parent the caller does not see is 404; changing its users asks its change permission first (403), as
+ * check_parent_object_permissions does, then the body is read.
+ */
+export function associationRoutes(api: GatewayApi, app: App): void {
+  const users = listQuery(userFilterFields)
+  for (const association of ASSOCIATIONS) {
+    const path = `/${association.parent}s/:id/${association.name}/`
+    api.get(path, { schema: { params: idParam, querystring: users } }, async (request) => {
+      const { role, objectId } = parentOf(app, request, association, request.params.id)
+      const { page, filter } = request.query
+      const holding = { roleDefinitionId: role.id, objectType: association.parent, objectId }
+      const { count, users: results } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter, holding, visibleIds: visibilityOf(app, request)?.users })
+      return paged(request, page, count, results.map(serializeUser))
+    })
+    api.post(`${path}associate/`, { schema: { params: idParam, body: associationBody } }, async (request, reply) => {
+      const { role, objectId } = parentToChange(app, request, association, request.params.id)
+      const ids = instancesOf(request.body.instances, 'associate')
+      const visible = visibilityOf(app, request)?.users
+      // Only users the caller sees, as the platform takes them from the users list filtered for the caller.
+      for (const id of ids) {
+        const user = await app.store.users.findById(id)
+        if (!user || (visible && !user.isSuperuser && !visible.has(id))) throw doesNotExist(id)
+      }
+      for (const id of ids) await giveRole(app, request, 'user', { roleDefinitionId: role.id, actorId: id, objectId })
+      return reply.code(204).send()
+    })
+    api.post(`${path}disassociate/`, { schema: { params: idParam, body: associationBody } }, async (request, reply) => {
+      const { role, objectId } = parentToChange(app, request, association, request.params.id)
+      const ids = instancesOf(request.body.instances, 'disassociate')
+      for (const id of ids) if (!(await app.store.users.findById(id))) throw doesNotExist(id)
+      const held = await Promise.all(ids.map((actorId) => app.store.access.findHeldAssignment({ roleDefinitionId: role.id, actor: 'user', actorId, objectType: association.parent, objectId })))
+      const unrelated = ids.filter((_id, i) => !held[i])
+      if (unrelated.length) {
+        throw new ValidationFailed({ instances: [`Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`] })
+      }
+      for (const assignment of held) await takeRole(app, request, 'user', assignment!.id, assignment)
+      return reply.code(204).send()
+    })
+  }
+}
+
+/** The parent object the caller sees (404 otherwise, as for one that does not exist) and the association's role. */
+function parentOf(app: App, request: FastifyRequest, association: Association, objectId: number): { role: RoleDefinition; objectId: number } {
+  const visible = visibilityOf(app, request)
+  const exists = association.parent === 'team' ? app.access.team(objectId) : app.access.organization(objectId)
+  const seen = association.parent === 'team' ? visible?.teams.has(objectId) : visible?.organizations.has(objectId)
+  if (!exists || seen === false) throw new NotFound(`No such ${association.parent}.`)
+  const role = app.access.roleDefinitionNamed(association.role)
+  if (!role) throw new Error(`the managed role ${association.role} is missing`)
+  return { role, objectId }
+}
+
+/** The parent as parentOf finds it, for a caller who may change it; whether they may give the role is asked as each is given. */
+function parentToChange(app: App, request: FastifyRequest, association: Association, objectId: number): { role: RoleDefinition; objectId: number } {
+  const parent = parentOf(app, request, association, objectId)
+  if (!app.access.can(principalOf(request).user, CHANGE[association.parent], association.parent, objectId)) throw new PermissionDenied()
+  return parent
+}
+
+/**
+ * The ids in `instances`, read as the platform's PrimaryKeyRelatedField(many=True) reads them, first problem only,
+ * in its words; none at all is refused as django-ansible-base's AssociateMixin refuses it.
+ */
+function instancesOf(instances: unknown, action: 'associate' | 'disassociate'): number[] {
+  const refuse = (message: string) => new ValidationFailed({ instances: [message] })
+  if (instances === undefined) throw refuse('This field is required.')
+  if (instances === null) throw refuse('This field may not be null.')
+  if (!Array.isArray(instances)) throw refuse(`Expected a list of items but got type "${pythonType(instances)}".`)
+  // Each id is looked up: a bound keeps one request's work bounded (the platform has none).
+  if (instances.length > MAX_INSTANCES) throw refuse(`Give at most ${MAX_INSTANCES} instances at once.`)
+  const ids: number[] = []
+  for (const item of instances) {
+    const text = typeof item === 'number' || typeof item === 'string' ? String(item) : ''
+    if (!/^-?[0-9]{1,20}$/.test(text)) throw refuse(`Incorrect type. Expected pk value, received ${pythonType(item)}.`)
+    const id = Number(text)
+    if (id < 1 || id > 2 ** 31 - 1) throw doesNotExist(text)
+    if (!ids.includes(id)) ids.push(id)
+  }
+  if (!ids.length) throw refuse(`Please pass in one or more instances to ${action}`)
+  return ids
+}
+
+const MAX_INSTANCES = 200
+
+function doesNotExist(id: number | string): ValidationFailed {
+  return new ValidationFailed({ instances: [`Invalid pk "${id}" - object does not exist.`] })
+}
+
+/** How Python names the type of a JSON value, as Django REST framework's messages name it. */
+function pythonType(value: unknown): string {
+  if (value === null) return 'NoneType'
+  if (Array.isArray(value)) return 'list'
+  if (typeof value === 'number') return Number.isInteger(value) ? 'int' : 'float'
+  return ({ string: 'str', boolean: 'bool', object: 'dict' } as Record<string, string>)[typeof value] ?? typeof value
+}
