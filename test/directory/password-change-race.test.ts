@@ -59,6 +59,20 @@ for (const backend of gatewayBackends) {
       assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: user.id })).count, 0)
     })
 
+    it('shows a browser the gateway\'s login page again, as for a wrong password, when the old password is refused there', async () => {
+      const user = await gw.app.accounts.create({ username: 'kate', password: 'the-old-password-long' })
+      const csrf = await csrfToken(gw)
+      const response = await racingPasswordChange(user.id, () => gw.fetch(LOGIN, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: gw.url + LOGIN },
+        body: new URLSearchParams({ username: 'kate', password: 'the-old-password-long' }).toString(),
+      }))
+      assert.equal(response.status, 401)
+      assert.equal(response.headers.getSetCookie().filter((line) => line.startsWith('gateway_sessionid=')).length, 0)
+      assert.match(await response.text(), /role="alert">Invalid username or password\./)
+      assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: user.id })).count, 0)
+    })
+
     it('refuses the old password in a realm\'s password grant', async () => {
       const user = await gw.app.accounts.create({ username: 'hank', password: 'the-old-password-long' })
       const answer = await racingPasswordChange(user.id, () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'hank', password: 'the-old-password-long' }))
