@@ -72,8 +72,11 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     const jsonClient = prefersJson(request) || mediaType(request) === 'application/json'
 
     let user
+    let started
     try {
       user = await app.accounts.checkPassword(input.username, input.password, request.ip, { method: 'session', recordsLogin: true }, undefined, clientGone(reply.raw))
+      // Refuses the password just verified if it was changed meanwhile (Accounts.recordLogin), as a wrong one.
+      started = await startSession(app, request, reply, user)
     } catch (error) {
       // The password was wrong, or could not be checked now: either way the person types it again.
       if ((error instanceof Unauthenticated || error instanceof LoginThrottled || error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy) && isBrowserForm(request)) {
@@ -82,7 +85,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
       throw error
     }
 
-    const { csrfToken, expiresAt, now } = await startSession(app, request, reply, user)
+    const { csrfToken, expiresAt, now } = started
     // As the platform answers a login: awxkit's session login reads the session cookie's name from it.
     reply.header('X-API-Session-Cookie-Name', SESSION_COOKIE)
     const target = next ?? defaultNext(app, request)

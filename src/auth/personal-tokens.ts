@@ -7,7 +7,7 @@ import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import type { User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
-import { TOKEN_TOPIC } from '../store/topics.ts'
+import { TOKEN_TOPIC, USER_TOPIC } from '../store/topics.ts'
 
 const CLOSE_FLUSH_ATTEMPTS = 3
 const CLOSE_FLUSH_RETRY_MS = 200
@@ -167,10 +167,16 @@ export class PersonalTokens {
     })
   }
 
+  /**
+   * Deletes a user's tokens and, in the same transaction, moves the account's `tokensNotBefore` to now, as a new
+   * password with `revokeTokens` does: a token a login created meanwhile, written after the delete, is refused too.
+   */
   async revokeUser(userId: number): Promise<number> {
     return this.#bus.change(async (tx, announce) => {
       announce(TOKEN_TOPIC, `user:${userId}`)
-      return tx.tokens.deleteByUser(userId)
+      const revoked = await tx.tokens.deleteByUser(userId)
+      if (await tx.users.update(userId, { tokensNotBefore: Date.now() })) announce(USER_TOPIC, String(userId))
+      return revoked
     })
   }
 

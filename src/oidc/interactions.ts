@@ -59,9 +59,13 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const username = form.get('username') ?? ''
   const password = form.get('password') ?? ''
   let user: User
+  let gatewaySession: string
   try {
     const login = await resolveLoginName(app.store, realm.config, username)
     user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name, recordsLogin: true }, login.account, clientGone(reply.raw))
+    // Refuses the password just verified if it was changed meanwhile (Accounts.recordLogin): the form again, as
+    // Keycloak shows it for any invalid credentials, rather than an error page.
+    gatewaySession = await openGatewaySession(app, request, reply, user)
   } catch (error) {
     // The page again, its password not looked at, saying to try again shortly.
     if (error instanceof PasswordChecksBusy) {
@@ -75,7 +79,6 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
         error instanceof PasswordExpired || error instanceof AccountExpired ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
-  const gatewaySession = await openGatewaySession(app, request, reply, user)
   return finishLogin(app, realm, { uid, clientId }, provider, request, reply, user, gatewaySession, LOGIN_FORM)
 }
 

@@ -117,5 +117,24 @@ for (const backend of gatewayBackends) {
       assert.equal((await api(`users/${erin.id}/`, 'PATCH', { password: 'erin-password-longest', revoke_tokens: true })).status, 200)
       assert.ok((await gw.store.users.findById(erin.id))!.tokensNotBefore >= changed.notBefore)
     })
+
+    it('moves the personal tokens\' one when all of a user\'s tokens are revoked, so a token created as they were and written after them is refused', async () => {
+      const frank = await gw.app.accounts.create({ username: 'frank', password: 'frank-password-long' })
+      const kept = await createToken(gw, { authorization: basic('frank', 'frank-password-long') })
+      const started = Date.now()
+      const revoked = await api('tokens/revoke/', 'POST', { user: frank.id })
+      assert.equal(revoked.status, 200)
+      assert.equal((await json(revoked)).revoked, 1)
+      assert.ok((await gw.store.users.findById(frank.id))!.tokensNotBefore >= started)
+      assert.equal((await me(bearer(kept.token))).status, 401)
+      // A token a login created a moment before the revoke, whose row was written after the revoke's delete.
+      const racing = await gw.app.tokens.issue(frank, {}, started - 1)
+      const byRacing = await me(bearer(racing.value))
+      assert.equal(byRacing.status, 401)
+      assert.equal((await json(byRacing)).code, 'invalid_token')
+      // Sessions are not ended by it, and a token created after it works.
+      assert.equal((await me({ cookie: (await login(gw, 'frank', 'frank-password-long')).cookie })).status, 200)
+      assert.equal((await me(bearer((await createToken(gw, { authorization: basic('frank', 'frank-password-long') })).token))).status, 200)
+    })
   })
 }

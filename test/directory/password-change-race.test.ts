@@ -5,7 +5,7 @@ import { argon2Tasks, hashPassword } from '../../src/directory/passwords.ts'
 import { USER_TOPIC } from '../../src/store/topics.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { basic, json, type TestGateway } from '../helpers/gateway.ts'
-import { tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { csrfToken, LOGIN } from '../helpers/session.ts'
 
 /**
@@ -19,7 +19,7 @@ for (const backend of gatewayBackends) {
     let newHash: string
 
     before(async () => {
-      gw = await backend.start()
+      gw = await backend.start({ config: { realms: testRealms } })
       newHash = await hashPassword('the-new-password-long')
     })
     after(() => gw.close())
@@ -59,6 +59,20 @@ for (const backend of gatewayBackends) {
       assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: user.id })).count, 0)
     })
 
+    it('shows a browser the gateway\'s login page again, as for a wrong password, when the old password is refused there', async () => {
+      const user = await gw.app.accounts.create({ username: 'kate', password: 'the-old-password-long' })
+      const csrf = await csrfToken(gw)
+      const response = await racingPasswordChange(user.id, () => gw.fetch(LOGIN, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: gw.url + LOGIN },
+        body: new URLSearchParams({ username: 'kate', password: 'the-old-password-long' }).toString(),
+      }))
+      assert.equal(response.status, 401)
+      assert.equal(response.headers.getSetCookie().filter((line) => line.startsWith('gateway_sessionid=')).length, 0)
+      assert.match(await response.text(), /role="alert">Invalid username or password\./)
+      assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: user.id })).count, 0)
+    })
+
     it('refuses the old password in a realm\'s password grant', async () => {
       const user = await gw.app.accounts.create({ username: 'hank', password: 'the-old-password-long' })
       const answer = await racingPasswordChange(user.id, () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'hank', password: 'the-old-password-long' }))
@@ -66,6 +80,27 @@ for (const backend of gatewayBackends) {
       assert.equal(answer.body.error, 'invalid_grant')
       // No grant or token was recorded for the account.
       assert.equal(await gw.store.oidc.destroyByAccount(String(user.id)), 0)
+    })
+
+    it('shows the realm\'s login form again, as for a wrong password, when the old password is refused there', async () => {
+      const user = await gw.app.accounts.create({ username: 'jill', password: 'the-old-password-long' })
+      const jar = new CookieJar()
+      const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`))
+      assert.equal(page.response.status, 200)
+      const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+      const answer = await racingPasswordChange(user.id, () => browse(gw, jar, gw.url + action, {
+        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'jill', password: 'the-old-password-long' }).toString(),
+      }))
+      assert.equal(answer.response.status, 200)
+      const html = await answer.response.text()
+      assert.match(html, /Invalid username or password/)
+      assert.ok(html.includes(`action="${action}"`), 'the same login form, to try again')
+      assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: user.id })).count, 0)
+      // The new password, typed in that form, signs in.
+      const retried = await browse(gw, jar, gw.url + action, {
+        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'jill', password: 'the-new-password-long' }).toString(),
+      })
+      assert.ok(new URL(retried.url).searchParams.get('code'), retried.url)
     })
 
     it('refuses the old password as basic credentials', async () => {
