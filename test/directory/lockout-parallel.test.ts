@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { describe, it } from 'node:test'
+import { before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Lockout, shareOfBudget, type LockoutPolicy } from '../../src/directory/lockout.ts'
 import { AccountDisabled, AccountLocked, InvalidCredentials, LoginThrottled } from '../../src/errors.ts'
@@ -26,7 +26,7 @@ class Verifiers {
     this.running++
     this.mostAtOnce = Math.max(this.mostAtOnce, this.running)
     try {
-      await sleep(50)
+      await sleep(100)
       outcome()
     } finally {
       this.running--
@@ -54,6 +54,9 @@ const count = (codes: string[], code: string) => codes.filter((c) => c === code)
 for (const backend of storeBackends) {
   describe(`password checks in parallel, within what the counts allow, on ${backend.name}`, () => {
     const db = openForSuite(backend)
+    // The pool opens its PostgreSQL connections as reads first need them: on a loaded machine, setting up a connection
+    // can take longer than a check, so that the first test's checks would not overlap for want of connections.
+    before(() => Promise.all(Array.from({ length: 8 }, () => db.store.loginFailures.findBoth('warm-up', '192.0.2.255'))))
     const lockout = (policy: Partial<LockoutPolicy> = {}, processes = 1) => new Lockout(db.store, () => ({ ...POLICY, ...policy }), () => processes)
 
     it('lets a burst of wrong guesses at one username have exactly the limit\'s tries, overlapping as far as they may', async () => {
