@@ -324,8 +324,9 @@ describe('forward authentication', () => {
 
   const variants: { decisions: Decisions; name: string; keptFor?: { words: string; ms: number }; skip?: string }[] = [
     { decisions: 'asked', name: 'nginx auth_request' },
-    // nginx's file cache keeps time in whole seconds: a decision cached for "1s" is served until the second after next.
-    { decisions: 'file cache', name: 'nginx auth_request with the 1 s decision cache', keptFor: { words: 'two seconds', ms: 2500 } },
+    // nginx's file cache keeps time in whole seconds: a decision cached for "1s" is served until the second after next
+    // (the wait allowed beyond those two seconds is for a loaded machine).
+    { decisions: 'file cache', name: 'nginx auth_request with the 1 s decision cache', keptFor: { words: 'two seconds', ms: 3500 } },
     {
       decisions: 'memory',
       name: 'nginx with the Lua module: decisions kept in memory for 1 s',
