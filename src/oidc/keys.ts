@@ -95,6 +95,9 @@ export class RotatingKeys {
       keys = await this.#live(now)
       ;({ signing, next } = byRole(keys, now))
     }
+    // Two processes made their first key at once and the one whose clock is ahead retired ours: its key is still
+    // "next" on our clock, but it is already published and already signs there, so it signs here too.
+    if (!signing[0] && next[0]) signing = [next.shift()!]
     const [active, ...superseded] = signing
     for (const key of superseded) {
       await this.#store.signingKeys.retire(key.kid, now + this.#graceMs)

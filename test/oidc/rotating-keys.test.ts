@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { LoadedKeys, RotatingKeys, type RealmKeySet } from '../../src/oidc/keys.ts'
+import type { SigningKeyRepository } from '../../src/store/signing-keys.ts'
 import { openForSuite, storeBackends } from '../helpers/backends.ts'
 
 const DAY = 86400
+
+/** A repository's methods bound to it, to be spread into a stand-in that replaces one of them. */
+function bound<T extends object>(repository: T): T {
+  const methods = Object.getOwnPropertyNames(Object.getPrototypeOf(repository)).filter((name) => name !== 'constructor')
+  return Object.fromEntries(methods.map((name) => [name, (repository as Record<string, (...args: unknown[]) => unknown>)[name]!.bind(repository)])) as T
+}
 const AHEAD = 330
 const GRACE = 120
 
@@ -55,6 +62,45 @@ for (const backend of storeBackends) {
       assert.equal(published.keys.activeKid, old)
       assert.deepEqual(published.keys.publicJwks.map((k) => k.kid), [old, kid])
       assert.equal((await keys.load(signsFrom)).keys.activeKid, kid)
+    })
+
+    it('starts two processes at once even when the one whose clock is ahead retires the other\'s first key', async () => {
+      const other = await opened.reopen()
+      try {
+        const t0 = Date.now()
+        // Both find no key; A writes its first, then B (5 ms ahead) writes its own and retires A's before A reads again.
+        const { promise: bListed, resolve: listedByB } = Promise.withResolvers<void>()
+        const { promise: aAdded, resolve: addedByA } = Promise.withResolvers<void>()
+        const interleaved = (store: typeof opened.store, overrides: Partial<SigningKeyRepository>) =>
+          ({ ...store, signingKeys: { ...bound(store.signingKeys), ...overrides } }) as unknown as typeof opened.store
+        const b = keysOf('first-race', interleaved(other, {
+          list: async (purpose) => {
+            const keys = await other.signingKeys.list(purpose)
+            listedByB()
+            return keys
+          },
+          add: async (key) => {
+            await aAdded
+            await other.signingKeys.add(key)
+          },
+        }))
+        let fromB: Promise<Awaited<ReturnType<RotatingKeys['load']>>> | undefined
+        const a = keysOf('first-race', interleaved(opened.store, {
+          add: async (key) => {
+            fromB = b.load(t0 + 5)
+            await bListed
+            await opened.store.signingKeys.add(key)
+            addedByA()
+            await fromB
+          },
+        }))
+        const fromA = await a.load(t0)
+        const settledB = await fromB!
+        assert.equal(fromA.keys.activeKid, settledB.keys.activeKid)
+        assert.deepEqual(fromA.keys.publicJwks.map((k) => k.kid), settledB.keys.publicJwks.map((k) => k.kid))
+      } finally {
+        await other.close()
+      }
     })
 
     it('lets processes that published a next key at once agree on it', async () => {
