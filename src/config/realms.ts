@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { AccessRulesSchema } from './access.ts'
+import { isLoopbackHost } from './sso.ts'
 
 /**
  * The `realms` section: Gatehouse's Keycloak-compatible OpenID Connect provider (src/oidc/). Names and defaults
@@ -21,6 +22,20 @@ const redirectUri = z.string().refine((value) => {
   // With a wildcard, the host must be closed by a path: `https://app*` would match `https://app.evil.example`.
   return !value.endsWith('*') || /^https?:\/\/[^/?#]+\//.test(prefix)
 }, 'must be an absolute http(s) URL, optionally ending in "*" after its host (https://app.example.com/*)')
+/**
+ * Where the realm posts a client's logout tokens (OpenID Connect Back-Channel Logout 1.0 §2.2): an absolute URL
+ * without a fragment, over https, or http to a loopback host only, since the token would cross the network in clear.
+ */
+const backchannelLogoutUri = z.string().superRefine((value, ctx) => {
+  const url = URL.parse(value)
+  if (!url || !/^https?:$/.test(url.protocol) || url.username || url.password) {
+    ctx.addIssue({ code: 'custom', message: 'must be an absolute https URL (https://app.example.com/backchannel-logout)' })
+  } else if (value.includes('#')) {
+    ctx.addIssue({ code: 'custom', message: 'must not have a fragment (#...)' })
+  } else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    ctx.addIssue({ code: 'custom', message: 'must be https:// (http:// only to a loopback host: 127.0.0.0/8, ::1 or localhost), since the logout token would cross the network in clear' })
+  }
+})
 /** Keycloak's "Web origins": an origin, `+` (the origins of the redirect URIs) or `*` (any origin). */
 const webOrigin = z.string().refine((value) => value === '+' || value === '*' || URL.parse(value)?.origin === value, 'must be an origin (https://app.example.com), "+" or "*"')
 const scopeName = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, 'must be a scope token (RFC 6749 §3.3): printable characters without spaces, quotes or backslashes')
@@ -44,6 +59,10 @@ export const RealmClientSchema = z.object({
     .describe('Where the authorization endpoint may send the browser back with a code (Keycloak\'s "Valid redirect URIs"): exact URLs, or a prefix ending in `*`, e.g. `https://app.example.com/*`; `http://127.0.0.1/…` or `http://localhost/…` without a port takes any port (native applications).'),
   post_logout_redirect_uris: z.array(z.union([z.literal('+'), redirectUri])).default([])
     .describe('Where the logout endpoint may send the browser afterwards (Keycloak\'s "Valid post logout redirect URIs"): URLs as in `redirect_uris`, or `+` for the redirect URIs themselves.'),
+  backchannel_logout_uri: backchannelLogoutUri.optional()
+    .describe('Keycloak\'s "Backchannel logout URL" (OpenID Connect Back-Channel Logout 1.0): when a realm browser session this client signed in to ends, the realm POSTs a signed `logout_token` there, so the application can end its own session. https, or http to a loopback host; no fragment.'),
+  backchannel_logout_session_required: z.boolean().default(true)
+    .describe('Keycloak\'s "Backchannel logout session required" (the client metadata of the same name): the application needs the logout token to name the session that ended (`sid`, as its ID tokens do). Gatehouse always names it, with the user (`sub`), so this is always met; it is taken so that clients written for Keycloak or the specification load unchanged.'),
   web_origins: z.array(webOrigin).default(['+'])
     .describe('Keycloak\'s "Web origins": the origins whose scripts may call the token, introspection, revocation and account endpoints (CORS, with credentials) and use the login status iframe. `+` means the origins of `redirect_uris`, `*` any origin.'),
   pkce: z.enum(['required', 'optional']).optional()

@@ -74,7 +74,7 @@ export const SsoProviderSchema = z.object({
  * Only there may codes and tokens travel in clear; a host name that merely looks local (`localhost.example.com`,
  * `127.0.0.1.nip.io`) is resolved by DNS and is not.
  */
-function isLoopbackHost(hostname: string): boolean {
+export function isLoopbackHost(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || (isIPv4(hostname) && hostname.startsWith('127.'))
 }
 

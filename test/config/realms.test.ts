@@ -80,4 +80,19 @@ describe('realms configuration', () => {
     }
     assert.ok(!found.some((p) => p.startsWith('realms.0.clients.5')), 'a client-secret secret may hold any character, as in Keycloak')
   })
+
+  it('takes a back-channel logout URI over https, or over http to this machine only, and never with a fragment', () => {
+    const uris = ['https://app.example.com/backchannel-logout?tenant=1', 'http://127.0.0.1:8400/logout', 'http://localhost/logout', 'http://[::1]/logout',
+      'http://app.example.com/logout', 'https://app.example.com/logout#part', 'ftp://app.example.com/logout', '/relative/logout', 'https://user:pw@app.example.com/logout', 'http://127.0.0.1.nip.io/logout']
+    const found = problems({ realms: [{ name: 'r', clients: uris.map((uri, i) => ({ client_id: `c${i}`, backchannel_logout_uri: uri })) }] })
+    for (let i = 0; i < 4; i++) assert.ok(!found.some((p) => p.startsWith(`realms.0.clients.${i}.`)), `${uris[i]}: ${found.join('\n')}`)
+    const problemOf = (i: number) => found.find((p) => p.startsWith(`realms.0.clients.${i}.backchannel_logout_uri`)) ?? ''
+    assert.match(problemOf(4), /must be https:\/\/ \(http:\/\/ only to a loopback host/)
+    assert.match(problemOf(5), /must not have a fragment/)
+    for (const i of [6, 7, 8]) assert.match(problemOf(i), /must be an absolute https URL/, uris[i])
+    assert.match(problemOf(9), /must be https:\/\//, 'a name that merely looks local is resolved by DNS')
+    const config = validateConfig({ realms: [{ name: 'r', clients: [{ client_id: 'a', backchannel_logout_uri: uris[0] }, { client_id: 'b' }] }] })
+    assert.equal(config.realms[0]!.clients[0]!.backchannel_logout_session_required, true, 'as Keycloak\'s new clients')
+    assert.equal(config.realms[0]!.clients[1]!.backchannel_logout_uri, undefined)
+  })
 })
