@@ -189,7 +189,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     (session) => session.userId === userId ? session.keyHash : undefined,
     (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
   const clientAccess = compileClientAccess(config, access, () => settings.current.allow_external_users_to_create_oauth2_tokens)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)
@@ -248,7 +248,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
       settings.stop()
       await directoryCheck?.stop()
-      const results = await Promise.allSettled([tokens.close(), audit.close()])
+      // Logout tokens already queued are sent (each gives up after a few seconds): a CLI that disabled someone waits for them.
+      const results = await Promise.allSettled([tokens.close(), audit.close(), oidc.backchannelLogouts.settled()])
       await bus.stop()
       for (const result of results) if (result.status === 'rejected') throw result.reason
     },

@@ -137,6 +137,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     server.log.info({ interval_seconds: app.config.ldap?.account_check.interval_seconds }, 'this process runs the directory account check for every process on the database, until it stops')
   })
   app.directoryCheck?.start()
+  app.oidc.backchannelLogouts.onFailure(({ realm, clientId, uri, outcome, detail }) => {
+    server.log.warn({ realm, client_id: clientId, uri, outcome, detail }, 'back-channel logout: the client was not told of a session that ended')
+  })
   server.setNotFoundHandler((request, reply) => sendError(request, reply, new NotFound(`No service or API at ${splitTarget(request.url).path}.`)))
 
   await registerOpenApi(server)

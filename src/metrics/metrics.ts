@@ -59,6 +59,7 @@ export class GatewayMetrics {
   readonly #logins = new CounterFamily('gatehouse_logins_total', 'Password logins, by method and outcome (success, failure) with the failure\'s code.', ['method', 'outcome', 'code'])
   readonly #created = new CounterFamily('gatehouse_credentials_created_total', 'Sessions and personal tokens created.', ['kind'])
   readonly #oidcGrants = new CounterFamily('gatehouse_oidc_token_grants_total', 'Tokens issued by a realm\'s token endpoint, by realm and grant type.', ['realm', 'grant_type'])
+  readonly #logoutTokens = new CounterFamily('gatehouse_oidc_backchannel_logouts_total', 'Logout tokens sent to a realm\'s clients (back-channel logout), by realm and outcome: delivered, rejected (an answer other than 200 or 204), unreachable, timeout, unsigned (the realm\'s keys could not be read) or dropped (too many waiting).', ['realm', 'outcome'])
   readonly #revoked = new CounterFamily('gatehouse_revocations_total', 'Sessions and personal tokens ended or revoked through the API or CLI.', ['kind'])
   readonly #lockouts = new CounterFamily('gatehouse_lockouts_total', 'Usernames locked after too many failed logins.', [])
   readonly #auditDropped = new CounterFamily('gatehouse_audit_dropped_total', 'Audit entries counted instead of kept because the queue was full.', [])
@@ -98,7 +99,7 @@ export class GatewayMetrics {
   /** Gatehouse's families, then prom-client's process metrics, then the gauges: the order they had when made at start. */
   #registryOf(client: PromClient): Registry {
     const registry = new client.Registry()
-    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#revoked, this.#lockouts, this.#auditDropped, this.#passwordChecksRefused, this.#connectionsRefused, this.#websocketsClosed, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
+    for (const family of [this.#requests, this.#gatewayDuration, this.#upstreamDuration, this.#decisions, this.#logins, this.#created, this.#oidcGrants, this.#logoutTokens, this.#revoked, this.#lockouts, this.#auditDropped, this.#passwordChecksRefused, this.#connectionsRefused, this.#websocketsClosed, this.#cacheLookups, this.#busLag, this.#queryDuration]) {
       registry.registerMetric(family as unknown as Metric)
     }
     client.collectDefaultMetrics({ register: registry })
@@ -143,6 +144,10 @@ export class GatewayMetrics {
 
   readonly oidcTokensIssued = (realm: string, grantType: string): void => {
     this.#oidcGrants.series(realm, grantType).value++
+  }
+
+  readonly logoutTokensSent = (realm: string, outcome: string): void => {
+    this.#logoutTokens.series(realm, outcome).value++
   }
 
   watchAuditDrops(dropped: () => number): void {

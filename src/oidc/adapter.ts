@@ -15,8 +15,8 @@ const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
  * `request_uri` another realm refuses as one it never issued (`invalid_request_uri`) without using it up.
  */
 const REALM_BOUND_MODELS = new Set(['AuthorizationCode', 'DeviceCode', 'Interaction', 'PushedAuthorizationRequest'])
-/** The member of a realm-bound record's payload naming its realm; oidc-provider never sees it. */
-const REALM_MEMBER = 'gatehouseRealm'
+/** The member of a realm-bound record's payload naming its realm (and of a realm browser session's); oidc-provider never sees it. */
+export const REALM_MEMBER = 'gatehouseRealm'
 
 /** Whether a realm-bound record's payload is the named realm's (a record written before records were bound is every realm's). */
 export function isRealmsRecord(payload: Record<string, unknown>, realm: string): boolean {
@@ -91,7 +91,8 @@ export class StoreAdapter implements Adapter {
    */
   async #saveSession(id: string, payload: AdapterPayload, expiresAt: number | undefined): Promise<void> {
     const gatewaySession = typeof payload.accountId === 'string' ? await this.#deps.gatewaySession?.(payload.accountId) : undefined
-    const fields = payload as Record<string, unknown>
+    // The realm goes with it: its end is told to the store, not to this realm's provider (realm.ts `sessionsEnded`).
+    const fields: Record<string, unknown> = { ...payload, [REALM_MEMBER]: this.#deps.realm }
     const save = (link: string | undefined) => this.#deps.records.saveSession({ id, payload: fields, uid: payload.uid, gatewaySession: link, expiresAt })
     if (await save(gatewaySession)) return
     const passedOn = gatewaySession === undefined ? undefined : await this.#deps.records.linkOf(id)
@@ -114,8 +115,8 @@ export class StoreAdapter implements Adapter {
    * of a model not bound to a realm is found as it is.
    */
   #ownRealms(record: Parameters<typeof asPayload>[0]): AdapterPayload | undefined {
-    if (!record || !REALM_BOUND_MODELS.has(this.#model)) return asPayload(record)
-    if (!isRealmsRecord(record.payload, this.#deps.realm)) return undefined
+    if (!record || !(REALM_BOUND_MODELS.has(this.#model) || this.#model === 'Session')) return asPayload(record)
+    if (REALM_BOUND_MODELS.has(this.#model) && !isRealmsRecord(record.payload, this.#deps.realm)) return undefined
     const { [REALM_MEMBER]: _realm, ...payload } = record.payload
     return asPayload({ ...record, payload })
   }

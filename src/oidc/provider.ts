@@ -110,6 +110,8 @@ export interface ProviderOptions {
   applications?: ApplicationClients | undefined
   /** Told each grant the token endpoint answered with tokens (metrics count them). */
   tokensIssued?: ((grantType: string) => void) | undefined
+  /** Told, at a logout at the end-session endpoint, each client of the browser session that has a back-channel logout URI. */
+  loggedOut?: ((clientId: string, accountId: string, sid: string | undefined) => void) | undefined
 }
 
 /**
@@ -193,6 +195,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       // Sender-constrained tokens would need proof checks at the gateway too; Gatehouse takes bearer tokens only.
       dPoP: { enabled: false },
       rpInitiatedLogout: { enabled: true, logoutSource: logoutConfirmPage, postLogoutSuccessSource: loggedOutPage },
+      // Takes the clients' `backchannel_logout_uri` and advertises the feature in discovery; the delivery is
+      // Gatehouse's (`deliverLogoutTokensLater`).
+      backchannelLogout: { enabled: true },
       // RFC 8628, with Keycloak's code shape (eight letters, XXXX-XXXX) and its pages in Gatehouse's words.
       deviceFlow: {
         enabled: true,
@@ -260,6 +265,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   spareIdTokenSignatures(provider)
   acrOfAuthorization(provider)
   keepNoEmptySessions(provider)
+  deliverLogoutTokensLater(options.providerClass, provider, options.loggedOut)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words.
   const responseModes = providerInternals(provider).responseModes
   for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, inKeycloakWords(ctx, out)))
@@ -311,6 +317,10 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
     response_types: client.standard_flow ? ['code'] : [],
     redirect_uris: client.standard_flow ? [...redirectUris, `${issuer}${GATEWAY_CALLBACK}`] : [],
     post_logout_redirect_uris: postLogoutRedirectUris,
+    // Without `backchannel_logout_session_required`, which would have oidc-provider put its own `sid`, one per client,
+    // in the client's codes and tokens, in place of the browser session's that Keycloak's tokens share: the logout
+    // token names that one anyway (`deliverLogoutTokensLater`).
+    ...(client.backchannel_logout_uri ? { backchannel_logout_uri: client.backchannel_logout_uri } : {}),
   }
 }
 
@@ -527,6 +537,21 @@ function keepNoEmptySessions(provider: Provider): void {
   Session.prototype.persist = async function (this: { exp?: number }) {
     if (typeof this.exp !== 'number') return undefined
     return persist.call(this)
+  }
+}
+
+/**
+ * oidc-provider's end-session endpoint sends each client's logout token itself, and waits for every answer before it
+ * answers the browser: a receiver that hangs would hold the person's logout page. Its token's `sid` is also its own,
+ * one per client, where the session's ID tokens carry Keycloak's (the session `uid`, keycloak-tokens.ts `keycloakSid`).
+ * Each client is handed on instead (`loggedOut`, which queues the delivery: backchannel-logout.ts), with the `sid` of
+ * the session being ended (the request's, from oidc-provider's async context), and the logout goes on at once.
+ */
+function deliverLogoutTokensLater(providerClass: typeof Provider, provider: Provider, loggedOut: ProviderOptions['loggedOut']): void {
+  const Client = provider.Client as unknown as { prototype: { backchannelLogout(this: { clientId: string }, sub: string, sid: string | undefined): Promise<void> } }
+  Client.prototype.backchannelLogout = async function (this: { clientId: string }, sub: string) {
+    const session = (providerClass as unknown as { ctx?: { oidc?: { session?: { uid?: string } } } }).ctx?.oidc?.session
+    loggedOut?.(this.clientId, sub, session?.uid)
   }
 }
 

@@ -13,7 +13,6 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import type { ApplicationClients } from './applications.ts'
 import type { ClientCredentialsShortcut } from './client-credentials.ts'
-import { isRealmsRecord } from './adapter.ts'
 import type { RefreshTokenShortcut } from './refresh-token.ts'
 import type { PasswordGrantShortcut } from './password-grant.ts'
 import { ServiceAccounts } from './claims.ts'
@@ -24,6 +23,8 @@ import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
 import { KEYS_TOPIC, REVOKE_TOPIC } from '../store/topics.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
+import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
+import { BackchannelLogouts, type DeliveryOutcome } from './backchannel-logout.ts'
 
 /** Expired provider records are deleted this often. */
 const PRUNE_INTERVAL_MS = 3600_000
@@ -38,7 +39,6 @@ export interface RealmDependencies {
   store: Store
   bus: EventBus
   accounts: Accounts
-  serviceAccounts: ServiceAccounts
   /** The public URL, read at use: a server listening on port 0 learns its own only after it started. */
   publicUrl(): string
   /**
@@ -62,6 +62,14 @@ export interface RealmDependencies {
   clientAccess?: ClientAccessCheck | undefined
   /** Told each grant a realm's token endpoint answered with tokens, with the realm's name. */
   tokensIssued?: ((realm: string, grantType: string) => void) | undefined
+  /** Told what each back-channel logout delivery came to, with the realm's name. */
+  logoutTokensSent?: ((realm: string, outcome: DeliveryOutcome) => void) | undefined
+}
+
+/** What a realm needs besides its own dependencies: the process's one queue of logout tokens. */
+interface RealmShared {
+  serviceAccounts: ServiceAccounts
+  backchannelLogouts: BackchannelLogouts
 }
 
 /** A realm's oidc-provider instance, its Node request handler, and what Gatehouse serves beside it. */
@@ -80,7 +88,7 @@ interface BuiltProvider {
 /** One realm: its configuration, its signing keys and, built on first use, its oidc-provider instance. */
 export class Realm {
   readonly config: RealmConfig
-  readonly #deps: RealmDependencies
+  readonly #deps: RealmDependencies & RealmShared
   /** RS256 or ES256 (`default_signature_algorithm`): access and ID tokens, published in the JWKS. */
   readonly #keys: LoadedKeys
   /** HS512: refresh tokens, never published. */
@@ -94,7 +102,7 @@ export class Realm {
   /** Set on the realm that serves the platform's OAuth2 applications, before its provider is first built. */
   applications: ApplicationClients | undefined
 
-  constructor(config: RealmConfig, deps: RealmDependencies) {
+  constructor(config: RealmConfig, deps: RealmDependencies & RealmShared) {
     this.config = config
     this.#deps = deps
     const changed = () => deps.bus.publish(KEYS_TOPIC, config.name)
@@ -145,6 +153,19 @@ export class Realm {
   keysChanged(): void {
     this.#keys.reload()
     this.#refreshKeys.reload()
+  }
+
+  /**
+   * A realm browser session of `accountId` ended: each of these clients (those it signed in to) that has a
+   * `backchannel_logout_uri` is sent a logout token naming the user and the session (`sid`), later, off the path of
+   * whatever ended it (backchannel-logout.ts).
+   */
+  logOutClients(accountId: string, sid: string | undefined, clientIds: Iterable<string>): void {
+    for (const clientId of new Set(clientIds)) {
+      const uri = this.#clients.get(clientId)?.backchannel_logout_uri
+      if (!uri) continue
+      this.#deps.backchannelLogouts.send({ realm: this.name, clientId, uri, sign: async () => (await this.provider()).tokens.logoutToken(clientId, accountId, sid) })
+    }
   }
 
   /** Verifies signatures with the realm's published keys, in process (no JWKS fetch). */
@@ -268,6 +289,7 @@ export class Realm {
         clientAccess: this.#deps.clientAccess,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
+        loggedOut: (clientId, accountId, sid) => this.logOutClients(accountId, sid, [clientId]),
         revoke: (keys, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
           for (const key of typeof keys === 'string' ? [keys] : keys) announce(REVOKE_TOPIC, key)
@@ -300,10 +322,18 @@ export class OidcRealms implements AccessTokenIssuers {
   readonly #store: Store
   #pruneAt = 0
 
-  constructor(config: Config, deps: Omit<RealmDependencies, 'serviceAccounts'>) {
+  /** Logout tokens on their way to the realms' clients (back-channel logout). */
+  readonly backchannelLogouts: BackchannelLogouts
+
+  constructor(config: Config, deps: RealmDependencies) {
     const serviceAccounts = new ServiceAccounts(deps.store, deps.accounts)
-    for (const realm of config.realms) this.#realms.set(realm.name, new Realm(realm, { ...deps, serviceAccounts }))
+    this.backchannelLogouts = new BackchannelLogouts(deps.logoutTokensSent)
+    for (const realm of config.realms) this.#realms.set(realm.name, new Realm(realm, { ...deps, serviceAccounts, backchannelLogouts: this.backchannelLogouts }))
     this.#store = deps.store
+    // Sessions ended by the end of their gateway session, or of their account (a new password, disabled, deleted).
+    deps.store.oidc.onSessionsEnded((sessions) => {
+      for (const session of sessions) this.#sessionEnded(session)
+    })
     deps.bus.on(KEYS_TOPIC, (name) => this.#realms.get(name)?.keysChanged())
     deps.bus.onMissed(() => {
       for (const realm of this.#realms.values()) realm.keysChanged()
@@ -329,6 +359,18 @@ export class OidcRealms implements AccessTokenIssuers {
         .map(([, policy]) => [...policy.audiences][0]!)])]
       this.applicationsRealm.applications = { repository: deps.store.applications, audiences }
     }
+  }
+
+  /**
+   * A realm browser session ended outside the realm's end-session endpoint: its clients are logged out. A session saved
+   * before sessions named their realm belongs to the only realm, if there is one.
+   */
+  #sessionEnded(session: Record<string, unknown>): void {
+    const named = session[REALM_MEMBER]
+    const realm = typeof named === 'string' ? this.#realms.get(named) : this.#realms.size === 1 ? this.all()[0] : undefined
+    const { accountId, uid, authorizations } = session as { accountId?: unknown; uid?: unknown; authorizations?: unknown }
+    if (!realm || typeof accountId !== 'string' || typeof authorizations !== 'object' || authorizations === null) return
+    realm.logOutClients(accountId, typeof uid === 'string' ? uid : undefined, Object.keys(authorizations))
   }
 
   /** The realm whose clients the platform's OAuth2 applications are (`gateway.oidc.applications_realm`). */

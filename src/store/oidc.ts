@@ -66,14 +66,41 @@ export class OidcRecordRepository {
   readonly #readAlong: GrantsReadAlong
   /** In a transaction's repository: whether it changed grants, which only its end commits (or undoes). */
   #changedGrants = false
+  /** Told of realm browser sessions this repository or one of its transactions' ended, once they are committed. */
+  readonly #sessionEnds: SessionEnds
+  /** In a transaction's repository: the payloads of the sessions it ended, told once it commits. */
+  readonly #endedInTransaction: Record<string, unknown>[] | undefined
 
   readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>, options: { dialect: DialectName; batched?: boolean }, readAlong = new GrantsReadAlong()) {
+  constructor(db: Kysely<Tables>, options: { dialect: DialectName; batched?: boolean }, readAlong = new GrantsReadAlong(), sessionEnds?: SessionEnds) {
     this.#db = db
     this.#dialect = options.dialect
     this.#batched = options.batched === true
     this.#readAlong = readAlong
+    this.#sessionEnds = sessionEnds ?? new SessionEnds()
+    this.#endedInTransaction = sessionEnds ? [] : undefined
+  }
+
+  /**
+   * Tells `listener` the payloads of the realm browser sessions that `endLinkedSessions` and `destroyByAccount` end
+   * (oidc-provider's Session: `accountId`, `uid`, `authorizations` by client), after the transaction that ended them
+   * committed; never of one rolled back.
+   */
+  onSessionsEnded(listener: (payloads: readonly Record<string, unknown>[]) => void): void {
+    this.#sessionEnds.listeners.push(listener)
+  }
+
+  /** A transaction's repository (`inTransaction`), its transaction committed: the sessions it ended are told. */
+  transactionCommitted(): void {
+    const ended = this.#endedInTransaction?.splice(0)
+    if (ended?.length) this.#sessionEnds.tell(ended)
+  }
+
+  #sessionsEnded(payloads: Record<string, unknown>[]): void {
+    if (!payloads.length) return
+    if (this.#endedInTransaction) this.#endedInTransaction.push(...payloads)
+    else this.#sessionEnds.tell(payloads)
   }
 
   /**
@@ -82,7 +109,7 @@ export class OidcRecordRepository {
    * `transactionEnded` once the transaction is over, as a grant may have been read along before the commit.
    */
   inTransaction(trx: Kysely<Tables>): OidcRecordRepository {
-    return new OidcRecordRepository(trx, { dialect: this.#dialect }, this.#readAlong)
+    return new OidcRecordRepository(trx, { dialect: this.#dialect }, this.#readAlong, this.#sessionEnds)
   }
 
   /** A transaction's repository (`inTransaction`), its transaction over: its changes to grants are committed (or undone) only now. */
@@ -336,7 +363,10 @@ export class OidcRecordRepository {
   async destroyByAccount(accountId: string): Promise<number> {
     this.#changed()
     await this.settled()
+    const live = await this.#db.selectFrom('oidc_records').select('payload').where('model', '=', SESSION_MODEL)
+      .where('ended_at', 'is', null).where('account_id', '=', accountId).execute()
     const sessions = await this.#endSessions('account_id', [accountId])
+    this.#sessionsEnded(live.map((session) => JSON.parse(session.payload)))
     const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).where('model', '!=', SESSION_MODEL).executeTakeFirst()
     this.#changed()
     return sessions + Number(result.numDeletedRows)
@@ -363,14 +393,18 @@ export class OidcRecordRepository {
    */
   async endLinkedSessions(gatewaySessions: readonly string[]): Promise<string[]> {
     const grants: string[] = []
+    const ended: Record<string, unknown>[] = []
     for (let start = 0; start < gatewaySessions.length; start += MAX_BATCH_RECORDS) {
       const linked = await this.#db.selectFrom('oidc_records').select(['id', 'payload']).where('model', '=', SESSION_MODEL)
-        .where('gateway_session', 'in', gatewaySessions.slice(start, start + MAX_BATCH_RECORDS)).execute()
+        .where('ended_at', 'is', null).where('gateway_session', 'in', gatewaySessions.slice(start, start + MAX_BATCH_RECORDS)).execute()
       if (!linked.length) continue
-      for (const session of linked) grants.push(...sessionGrants(JSON.parse(session.payload)))
+      const payloads = linked.map((session) => JSON.parse(session.payload) as Record<string, unknown>)
+      for (const payload of payloads) grants.push(...sessionGrants(payload))
+      ended.push(...payloads)
       await this.#endSessions('id', linked.map((session) => session.id))
     }
     await this.#endGrants(grants)
+    this.#sessionsEnded(ended)
     return grants
   }
 
@@ -401,6 +435,15 @@ export class OidcRecordRepository {
     return this.#db.selectFrom('oidc_records').selectAll()
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
       .where('ended_at', 'is', null)
+  }
+}
+
+/** Who is told of ended realm browser sessions; shared by the store's repository and those of its transactions. */
+class SessionEnds {
+  readonly listeners: ((payloads: readonly Record<string, unknown>[]) => void)[] = []
+
+  tell(payloads: readonly Record<string, unknown>[]): void {
+    for (const listener of this.listeners) listener(payloads)
   }
 }
 

@@ -65,7 +65,9 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
       await repositories.oidc.settled()
       let oidc: OidcRecordRepository | undefined
       try {
-        return await database.db.transaction().execute((trx) => work(repositoriesOn(trx, database.dialect, (oidc = repositories.oidc.inTransaction(trx)))))
+        const result = await database.db.transaction().execute((trx) => work(repositoriesOn(trx, database.dialect, (oidc = repositories.oidc.inTransaction(trx)))))
+        oidc?.transactionCommitted()
+        return result
       } finally {
         oidc?.transactionEnded()
       }

@@ -1,0 +1,127 @@
+/**
+ * OpenID Connect Back-Channel Logout 1.0: when a realm browser session ends, each client it signed in to that has a
+ * `backchannel_logout_uri` is sent a signed logout token (§2.4), POSTed as a form (§2.5), so that the application
+ * ends its own session. Keycloak does the same per client ("Backchannel logout URL").
+ *
+ * Deliveries never hold up what ended the session (a logout page, an administrator's request, a password change):
+ * they are queued and sent afterwards, a few at a time, each given up after a few seconds, without following
+ * redirects. The outcome is counted and failures reported (never with the token, which ends a session).
+ */
+
+/** How long one delivery may take before it is given up (the receiver hangs, or answers slowly). */
+export const DELIVERY_TIMEOUT_MS = 5000
+/** Deliveries under way at once, per process. */
+const CONCURRENT_DELIVERIES = 8
+/** Deliveries waiting their turn; beyond this, new ones are dropped (counted and reported). */
+const MAX_WAITING = 1000
+
+/** What a delivery came to, as the metric counts it. */
+export type DeliveryOutcome = 'delivered' | 'rejected' | 'unreachable' | 'timeout' | 'unsigned' | 'dropped'
+
+/** One logout token to send: to `uri`, signed by `sign` when its turn comes (the realm's current key then). */
+export interface LogoutDelivery {
+  realm: string
+  clientId: string
+  uri: string
+  sign(): Promise<string>
+}
+
+export interface DeliveryFailure {
+  realm: string
+  clientId: string
+  uri: string
+  outcome: Exclude<DeliveryOutcome, 'delivered'>
+  /** The receiver's status, or what went wrong; never the token. */
+  detail: string
+}
+
+export class BackchannelLogouts {
+  readonly #waiting: LogoutDelivery[] = []
+  #running = 0
+  readonly #idle = new Set<() => void>()
+  readonly #counted: (realm: string, outcome: DeliveryOutcome) => void
+  #failed: (failure: DeliveryFailure) => void = () => {}
+
+  constructor(counted: (realm: string, outcome: DeliveryOutcome) => void = () => {}) {
+    this.#counted = counted
+  }
+
+  /** Told of each delivery that failed or was dropped (the server logs it). */
+  onFailure(listener: (failure: DeliveryFailure) => void): void {
+    this.#failed = listener
+  }
+
+  /** Queues a delivery; returns at once. */
+  send(delivery: LogoutDelivery): void {
+    if (this.#waiting.length >= MAX_WAITING) {
+      this.#finish(delivery, 'dropped', `more than ${MAX_WAITING} logout tokens waiting to be sent`)
+      return
+    }
+    this.#waiting.push(delivery)
+    this.#next()
+  }
+
+  /** Resolves once nothing is waiting or under way (for an orderly stop). */
+  settled(): Promise<void> {
+    if (!this.#running && !this.#waiting.length) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.add(resolve))
+  }
+
+  #next(): void {
+    while (this.#running < CONCURRENT_DELIVERIES && this.#waiting.length) {
+      const delivery = this.#waiting.shift()!
+      this.#running++
+      void this.#deliver(delivery).finally(() => {
+        this.#running--
+        this.#next()
+        if (!this.#running && !this.#waiting.length) {
+          for (const resolve of this.#idle) resolve()
+          this.#idle.clear()
+        }
+      })
+    }
+  }
+
+  async #deliver(delivery: LogoutDelivery): Promise<void> {
+    let token: string
+    try {
+      token = await delivery.sign()
+    } catch (error) {
+      // The realm's keys could not be read (the database is down past the active key's turn).
+      this.#finish(delivery, 'unsigned', describe(error))
+      return
+    }
+    let response: Response
+    try {
+      response = await fetch(delivery.uri, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }).toString(),
+        // A redirect would send the token somewhere the configuration never named (§2.5 has the RP answer 200).
+        redirect: 'manual',
+        signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+      })
+      // Only the status matters; the body is not read, so a receiver cannot hold the connection with one.
+      await response.body?.cancel().catch(() => {})
+    } catch (error) {
+      const timedOut = error instanceof DOMException && error.name === 'TimeoutError'
+      this.#finish(delivery, timedOut ? 'timeout' : 'unreachable', timedOut ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : describe(error))
+      return
+    }
+    // §2.8: 200 on success; some frameworks answer 204, which OPs are told to be prepared for.
+    if (response.status === 200 || response.status === 204) this.#finish(delivery, 'delivered', '')
+    else this.#finish(delivery, 'rejected', `answered ${response.status}`)
+  }
+
+  #finish(delivery: LogoutDelivery, outcome: DeliveryOutcome, detail: string): void {
+    this.#counted(delivery.realm, outcome)
+    if (outcome !== 'delivered') this.#failed({ realm: delivery.realm, clientId: delivery.clientId, uri: delivery.uri, outcome, detail })
+  }
+}
+
+function describe(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause
+  if (typeof cause?.code === 'string') return cause.code
+  if (typeof cause?.message === 'string') return cause.message
+  return error instanceof Error ? error.message : String(error)
+}

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, describe, it } from 'node:test'
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
+import { gatewayBackends } from '../helpers/backends.ts'
+import { Browser } from '../helpers/browser.ts'
+import { adminAuth, type TestGateway } from '../helpers/gateway.ts'
+import { CLIENT_REDIRECT, decodeJwtPart, REALM, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { DELIVERY_TIMEOUT_MS } from '../../src/oidc/backchannel-logout.ts'
+
+/** What a back-channel logout receiver got. */
+interface Received {
+  path: string
+  contentType: string | undefined
+  form: URLSearchParams
+  /** Set when the gateway closed the request (it answered, or gave up). */
+  closedAt?: number
+}
+
+/** An application's back-channel logout endpoint on 127.0.0.1: records every POST; `/hang` never answers. */
+class Receiver {
+  readonly received: Received[] = []
+  readonly #server: Server
+  readonly #hanging = new Set<ServerResponse>()
+  url = ''
+
+  constructor() {
+    this.#server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      const chunks: Buffer[] = []
+      req.on('data', (chunk: Buffer) => chunks.push(chunk))
+      req.on('end', () => {
+        const entry: Received = { path: req.url ?? '', contentType: req.headers['content-type'], form: new URLSearchParams(Buffer.concat(chunks).toString('utf8')) }
+        this.received.push(entry)
+        res.on('close', () => (entry.closedAt = Date.now()))
+        if (req.url === '/hang') this.#hanging.add(res)
+        else res.writeHead(200, { 'cache-control': 'no-store' }).end()
+      })
+    })
+  }
+
+  async start(): Promise<void> {
+    this.#server.listen(0, '127.0.0.1')
+    await once(this.#server, 'listening')
+    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`
+  }
+
+  /** The first request to `path`, once it has come (polled, with a deadline for a loaded machine). */
+  async next(path: string, seen = 0, deadlineMs = 30_000): Promise<Received> {
+    const until = Date.now() + deadlineMs
+    for (;;) {
+      const found = this.received.filter((entry) => entry.path === path)[seen]
+      if (found) return found
+      if (Date.now() > until) throw new Error(`no logout token came to ${path}`)
+      await sleep(50)
+    }
+  }
+
+  count(path: string): number {
+    return this.received.filter((entry) => entry.path === path).length
+  }
+
+  async stop(): Promise<void> {
+    for (const res of this.#hanging) res.destroy()
+    this.#server.closeAllConnections()
+    this.#server.close()
+  }
+}
+
+for (const backend of gatewayBackends) {
+  describe(`back-channel logout, on ${backend.name}`, () => {
+    let gw: TestGateway
+    const receiver = new Receiver()
+    const logLines: Record<string, unknown>[] = []
+    let aliceId = 0
+
+    before(async () => {
+      await receiver.start()
+      gw = await backend.start({
+        logLines,
+        config: {
+          realms: realmWith([
+            { client_id: 'app', redirect_uris: [CLIENT_REDIRECT], post_logout_redirect_uris: ['+'], backchannel_logout_uri: `${receiver.url}/app` },
+            { client_id: 'other-app', redirect_uris: [CLIENT_REDIRECT], backchannel_logout_uri: `${receiver.url}/other-app` },
+            { client_id: 'slow-app', redirect_uris: [CLIENT_REDIRECT], post_logout_redirect_uris: ['+'], backchannel_logout_uri: `${receiver.url}/hang` },
+          ]),
+        },
+      })
+      aliceId = (await gw.app.accounts.create({ username: 'alice', password: 'alice-password-long' })).id
+    })
+    after(async () => {
+      await gw.close()
+      await receiver.stop()
+    })
+
+    /** Signs the browser in to `clientId` at the realm's login page (or silently, when it has a session) and redeems the code. */
+    async function signIn(browser: Browser, clientId: string): Promise<{ id_token: string }> {
+      const verifier = randomBytes(32).toString('base64url')
+      const authorize = `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+        client_id: clientId, redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', nonce: 'n-0S6_WzA2Mj',
+        code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
+      })}`
+      const stop = { stopBefore: (url: string) => url.startsWith(CLIENT_REDIRECT) }
+      let page = await browser.navigate(authorize, stop)
+      if (!page.stoppedAt) page = await browser.submit(page, { username: 'alice', password: 'alice-password-long' }, stop)
+      const code = new URL(page.stoppedAt!).searchParams.get('code')!
+      const tokens = await tokenRequest(gw, { client_id: clientId, grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+      assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+      return tokens.body
+    }
+
+    /** Logs the browser out at the end-session endpoint, as the application sends it there; resolves when the browser is back. */
+    async function logOutAtRealm(browser: Browser, clientId: string): Promise<void> {
+      const confirm = await browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/logout')}?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: CLIENT_REDIRECT })}`)
+      const back = await browser.submit(confirm, { logout: 'yes' }, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      assert.ok(back.stoppedAt, 'the browser is sent back to the application')
+    }
+
+    /** The logout token's claims, verified as an application verifies it: the realm's JWKS, issuer, audience. */
+    async function verifiedLogoutToken(received: Received, clientId: string): Promise<Record<string, unknown>> {
+      assert.equal(received.contentType, 'application/x-www-form-urlencoded')
+      assert.deepEqual([...received.form.keys()], ['logout_token'])
+      const token = received.form.get('logout_token')!
+      const { payload, protectedHeader } = await jwtVerify(token, createRemoteJWKSet(new URL(realmUrl(gw, '/protocol/openid-connect/certs'))), {
+        issuer: realmUrl(gw), audience: clientId, typ: 'logout+jwt', requiredClaims: ['iat', 'exp', 'jti'],
+      })
+      assert.equal(protectedHeader.alg, 'RS256')
+      return payload as Record<string, unknown>
+    }
+
+    it('advertises back-channel logout in discovery', async () => {
+      const discovery = await (await gw.fetch(`/realms/${REALM}/.well-known/openid-configuration`)).json() as Record<string, unknown>
+      assert.equal(discovery.backchannel_logout_supported, true)
+      assert.equal(discovery.backchannel_logout_session_supported, true)
+    })
+
+    it('sends every client of the session a signed logout token when the browser logs out at the end-session endpoint', async () => {
+      const browser = new Browser()
+      const { id_token: idToken } = await signIn(browser, 'app')
+      const { id_token: otherIdToken } = await signIn(browser, 'other-app')
+      const sid = decodeJwtPart(idToken, 1).sid
+      assert.ok(sid)
+      assert.equal(decodeJwtPart(otherIdToken, 1).sid, sid, 'one browser session, one sid')
+      const [before, otherBefore] = [receiver.count('/app'), receiver.count('/other-app')]
+
+      await logOutAtRealm(browser, 'app')
+
+      for (const [path, clientId, seen] of [['/app', 'app', before], ['/other-app', 'other-app', otherBefore]] as const) {
+        const claims = await verifiedLogoutToken(await receiver.next(path, seen), clientId)
+        assert.equal(claims.sub, String(aliceId))
+        assert.equal(claims.sid, sid, 'the sid of the session\'s ID tokens')
+        assert.deepEqual(claims.events, { 'http://schemas.openid.net/event/backchannel-logout': {} })
+        assert.equal(claims.nonce, undefined, 'a logout token never carries a nonce (§2.4)')
+        assert.equal(claims.aud, clientId)
+        assert.equal((claims.exp as number) - (claims.iat as number), 120)
+        assert.equal(typeof claims.jti, 'string')
+      }
+    })
+
+    it('sends the logout token when the session ends otherwise: the account disabled by an administrator', async () => {
+      const browser = new Browser()
+      const { id_token: idToken } = await signIn(browser, 'app')
+      const seen = receiver.count('/app')
+      const disabled = await gw.fetch(`/api/gateway/v1/users/${aliceId}/`, { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ is_active: false }) })
+      assert.equal(disabled.status, 200)
+      try {
+        const claims = await verifiedLogoutToken(await receiver.next('/app', seen), 'app')
+        assert.equal(claims.sub, String(aliceId))
+        assert.equal(claims.sid, decodeJwtPart(idToken, 1).sid)
+      } finally {
+        const enabled = await gw.fetch(`/api/gateway/v1/users/${aliceId}/`, { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ is_active: true }) })
+        assert.equal(enabled.status, 200)
+      }
+    })
+
+    it('sends the logout token when the browser\'s gateway session ends, which ends its realm session', async () => {
+      const browser = new Browser()
+      const { id_token: idToken } = await signIn(browser, 'app')
+      const seen = receiver.count('/app')
+      const csrf = browser.cookie(gw.url, 'csrftoken') ?? (await browser.request(`${gw.url}/api/gateway/v1/login/`), browser.cookie(gw.url, 'csrftoken'))!
+      const logout = await browser.request(`${gw.url}/api/gateway/v1/logout/`, { method: 'POST', headers: { 'x-csrftoken': csrf, accept: 'application/json', referer: `${gw.url}/ui/` } })
+      assert.equal(logout.status, 302)
+      const claims = await verifiedLogoutToken(await receiver.next('/app', seen), 'app')
+      assert.equal(claims.sid, decodeJwtPart(idToken, 1).sid)
+    })
+
+    it('answers the logout without waiting for a receiver that hangs, which is given up after the timeout and logged without the token', async () => {
+      const browser = new Browser()
+      await signIn(browser, 'slow-app')
+      const seen = receiver.count('/hang')
+      await logOutAtRealm(browser, 'slow-app')
+      const loggedOutAt = Date.now()
+      const hanging = await receiver.next('/hang', seen)
+      const until = Date.now() + DELIVERY_TIMEOUT_MS + 30_000
+      while (hanging.closedAt === undefined && Date.now() < until) await sleep(50)
+      assert.ok(hanging.closedAt !== undefined, 'the gateway gave the request up')
+      assert.ok(loggedOutAt < hanging.closedAt, 'the browser was answered before the delivery ended')
+      const token = hanging.form.get('logout_token')!
+      let line: Record<string, unknown> | undefined
+      for (const deadline = Date.now() + 30_000; !line && Date.now() < deadline; await sleep(50)) {
+        line = logLines.find((l) => l.outcome === 'timeout' && l.client_id === 'slow-app')
+      }
+      assert.ok(line, 'the failure is logged')
+      assert.equal(line.realm, REALM)
+      assert.ok(!JSON.stringify(logLines).includes(token), 'the token is never logged')
+      const metrics = await (await gw.fetch('/metrics')).text()
+      assert.match(metrics, new RegExp(`gatehouse_oidc_backchannel_logouts_total\\{realm="${REALM}",outcome="timeout"\\} [1-9]`))
+      assert.match(metrics, new RegExp(`gatehouse_oidc_backchannel_logouts_total\\{realm="${REALM}",outcome="delivered"\\} [1-9]`))
+      assert.equal(decodeProtectedHeader(token).typ, 'logout+jwt')
+    })
+
+    it('told each ended session\'s clients once: the end at the realm also ends the gateway session, which finds the realm session gone', () => {
+      // Seconds after the earlier tests' ends (the hanging receiver's timeout): a second token would have come by now.
+      assert.equal(receiver.count('/app'), 3)
+      assert.equal(receiver.count('/other-app'), 1)
+      assert.equal(receiver.count('/hang'), 1)
+    })
+  })
+}
