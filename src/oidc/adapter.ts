@@ -111,8 +111,9 @@ export class StoreAdapter implements Adapter {
   }
 
   /**
-   * A realm-bound record of this realm, without the member that says so; one of another realm is not found. A record
-   * of a model not bound to a realm is found as it is.
+   * A realm-bound record of this realm, without the member that says so; one of another realm is not found. A realm
+   * browser session is found without its member too (it names its realm for its end to be told, not to be bound). A
+   * record of another model is found as it is.
    */
   #ownRealms(record: Parameters<typeof asPayload>[0]): AdapterPayload | undefined {
     if (!record || !(REALM_BOUND_MODELS.has(this.#model) || this.#model === 'Session')) return asPayload(record)
