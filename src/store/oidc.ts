@@ -363,6 +363,8 @@ export class OidcRecordRepository {
   async destroyByAccount(accountId: string): Promise<number> {
     this.#changed()
     await this.settled()
+    // Read before they are emptied, to tell who they were; a session a login writes between the two statements
+    // (PostgreSQL) still ends, untold: its client's tokens end with the account's all the same.
     const live = await this.#db.selectFrom('oidc_records').select('payload').where('model', '=', SESSION_MODEL)
       .where('ended_at', 'is', null).where('account_id', '=', accountId).execute()
     const sessions = await this.#endSessions('account_id', [accountId])
