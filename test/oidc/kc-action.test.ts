@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { Browser, parseForm, type Page } from '../helpers/browser.ts'
 import { CLIENT_REDIRECT, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
@@ -58,6 +58,7 @@ describe('application-initiated actions (kc_action), as keycloak-js asks for the
 
   it('UPDATE_PASSWORD: the login, then the update page; bad input gets the page again and changes nothing; then back with kc_action_status=success', async () => {
     await setPassword(OLD_PASSWORD)
+    const user = await gw.store.users.findByUsername('alice')
     const before = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: OLD_PASSWORD })
     assert.equal(before.status, 200)
     const browser = new Browser()
@@ -112,6 +113,15 @@ describe('application-initiated actions (kc_action), as keycloak-js asks for the
     assert.equal(ended.body.error, 'invalid_grant')
     const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token })
     assert.equal(refreshed.status, 200, 'the tokens of this login outlive the change')
+
+    // In the audit trail, by the user, never with the password.
+    await gw.app.audit.flush()
+    const stream = await json(await gw.fetch(`/api/gateway/v1/activitystream/?order_by=-id&content_type=user&operation=update&object_id=${user!.id}`, { headers: adminAuth }))
+    const change = stream.results[0]
+    assert.deepEqual(change.changes.changed_fields, { password: ['$encrypted$', '$encrypted$'] })
+    assert.equal(change.summary_fields.created_by.username, 'alice')
+    assert.equal(change.auth_method, 'oidc')
+    assert.ok(!JSON.stringify(stream).includes(NEW_PASSWORD))
 
     // The browser is signed in with the new password: the realm signs it in to the application without asking.
     const silent = await browser.navigate(keycloakJsLogin(gw, undefined, { prompt: 'none' }).url, { stopBefore: toApplication })
@@ -181,7 +191,13 @@ describe('application-initiated actions (kc_action), as keycloak-js asks for the
     assert.equal(answer.get('kc_action_status'), 'error')
     assert.equal(answer.get('kc_action'), null)
     assert.ok(answer.get('code'))
-    for (const action of ['UPDATE_PROFILE', 'CONFIGURE_TOTP', 'update_password', 'webauthn-register']) {
+    // In every response mode: form_post's page posts it to the application.
+    const posted = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PROFILE', { response_mode: 'form_post' }).url, { stopBefore: toApplication })
+    const postedForm = parseForm(posted.body)
+    assert.equal(postedForm.action, CLIENT_REDIRECT)
+    assert.equal(postedForm.fields.kc_action_status, 'error')
+    assert.ok(postedForm.fields.code)
+    for (const action of ['CONFIGURE_TOTP', 'update_password', 'webauthn-register']) {
       const signedIn = await browser.navigate(keycloakJsLogin(gw, action).url, { stopBefore: toApplication })
       const again = answerOf(signedIn.stoppedAt)
       assert.equal(again.get('kc_action_status'), 'error', action)
