@@ -1,4 +1,4 @@
-import { escapeHtml, PAGE_STYLE } from './html.ts'
+import { escapeHtml, styledPage } from './html.ts'
 
 /** The form fields of Keycloak's "Update password" page (login-update-password.ftl), which the page keeps. */
 export const NEW_PASSWORD_FIELD = 'password-new'
@@ -26,17 +26,7 @@ export interface UpdatePasswordPageOptions {
  * without a change.
  */
 export function renderUpdatePasswordPage(options: UpdatePasswordPageOptions): string {
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Update password · Gatehouse</title>
-<style>${PAGE_STYLE}</style>
-</head>
-<body>
-<main>
-<h1>Update password</h1>
+  return styledPage('Update password', `<h1>Update password</h1>
 <p class="subtitle">${escapeHtml(options.subtitle)}</p>
 ${options.error ? `<p class="error" role="alert">${escapeHtml(options.error)}</p>` : ''}
 <form method="post" action="${escapeHtml(options.action)}">
@@ -48,9 +38,5 @@ ${options.error ? `<p class="error" role="alert">${escapeHtml(options.error)}</p
 <input id="${CONFIRM_PASSWORD_FIELD}" name="${CONFIRM_PASSWORD_FIELD}" type="password" autocomplete="new-password" required>
 <button type="submit">Submit</button>
 <button type="submit" name="${CANCEL_FIELD}" value="true" formnovalidate>Cancel</button>
-</form>
-</main>
-</body>
-</html>
-`
+</form>`)
 }
