@@ -3,7 +3,7 @@ import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, ValidationFailed } from '../errors.ts'
-import type { User } from '../store/users.ts'
+import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_FORM, type LoginAcr, loginResult, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE, SINGLE_SIGN_ON } from './provider.ts'
@@ -144,12 +144,14 @@ interface PendingUpdate {
   acr: LoginAcr
   gatewaySession?: string | undefined
   formSecret: string
+  /** When the form was shown (ms). */
+  shownAt: number
 }
 const PENDING_UPDATE = 'gatehousePendingPasswordUpdate'
 
 function pendingUpdate(interaction: Interaction): PendingUpdate | undefined {
   const pending = (interaction.result as Record<string, unknown> | undefined)?.[PENDING_UPDATE] as PendingUpdate | undefined
-  return typeof pending?.accountId === 'string' && typeof pending.formSecret === 'string' ? pending : undefined
+  return typeof pending?.accountId === 'string' && typeof pending.formSecret === 'string' && typeof pending.shownAt === 'number' ? pending : undefined
 }
 
 /**
@@ -159,7 +161,7 @@ function pendingUpdate(interaction: Interaction): PendingUpdate | undefined {
  */
 async function beginUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr): Promise<FastifyReply> {
   if (user.source !== 'local') return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action: UPDATE_PASSWORD, status: 'error' })
-  const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url') }
+  const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: Date.now() }
   const interaction = login.interaction
   interaction.result = { [PENDING_UPDATE]: pending }
   await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)))
@@ -181,6 +183,9 @@ function updatePasswordPage(realm: Realm, login: LoginUnderWay, pending: Pending
 async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate): Promise<FastifyReply> {
   const user = await app.accounts.get(Number(pending.accountId))
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
+  // The account's sessions were ended since the login (its password was changed elsewhere, it was disabled and
+  // enabled again): so is this login, which must not set a password after an administrator's.
+  if (issuedBefore(user, pending.shownAt)) return expired(reply)
   const again = (status: number, error?: string) => html(reply, status, updatePasswordPage(realm, login, pending, user, error))
   if (request.method !== 'POST') return again(200)
   const form = await readForm(request)

@@ -145,6 +145,22 @@ describe('application-initiated actions (kc_action), as keycloak-js asks for the
     assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
   })
 
+  it('a password set elsewhere while the page is open ends that login: its form sets nothing', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const loginPage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url)
+    const updatePage = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const ADMINS_CHOICE = 'set-by-an-administrator-7'
+    await setPassword(ADMINS_CHOICE)
+    const refused = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+    assert.equal(refused.stoppedAt, undefined)
+    assert.equal(refused.response.status, 400)
+    assert.match(refused.body, /timed out or was already used/)
+    assert.ok(await passwordWorks(gw, ADMINS_CHOICE))
+    assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
+  })
+
   it('a browser signed in at the realm moments ago gets the update page at once; one signed in longer ago logs in again first', async () => {
     await setPassword(OLD_PASSWORD)
     const browser = new Browser()
