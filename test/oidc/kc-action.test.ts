@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser, parseForm, type Page } from '../helpers/browser.ts'
 import { CLIENT_REDIRECT, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
@@ -42,11 +43,11 @@ function isUpdatePasswordPage(page: Page): boolean {
   return /<h1>Update password<\/h1>/.test(page.body)
 }
 
-describe('application-initiated actions (kc_action), as keycloak-js asks for them', () => {
+for (const backend of gatewayBackends) describe(`application-initiated actions (kc_action), as keycloak-js asks for them, on ${backend.name}`, () => {
   let gw: TestGateway
 
   before(async () => {
-    gw = await startGateway({ config: { realms: testRealms } })
+    gw = await backend.start({ config: { realms: testRealms } })
     await gw.app.accounts.create({ username: 'alice', password: OLD_PASSWORD, email: 'alice@example.com' })
   })
   after(() => gw.close())
