@@ -160,12 +160,19 @@ function pendingUpdate(interaction: Interaction): PendingUpdate | undefined {
  * that does not apply to the user, the authorization goes on at once with `kc_action_status=error`.
  */
 async function beginUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr): Promise<FastifyReply> {
-  if (user.source !== 'local') return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action: UPDATE_PASSWORD, status: 'error' })
+  // Someone the client's access rules refuse gets the refusal (finishLogin), not a form first.
+  if (user.source !== 'local' || app.clientAccess(realm.name, login.clientId, user, request.ip)) {
+    return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action: UPDATE_PASSWORD, status: 'error' })
+  }
   const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: Date.now() }
-  const interaction = login.interaction
-  interaction.result = { [PENDING_UPDATE]: pending }
-  await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)))
+  await saveResult(login.interaction, { [PENDING_UPDATE]: pending })
   return html(reply, 200, updatePasswordPage(realm, login, pending, user))
+}
+
+/** Keeps a result in the login's record, for the rest of the login's lifetime. */
+async function saveResult(interaction: Interaction, result: Record<string, unknown>): Promise<void> {
+  interaction.result = result
+  await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)))
 }
 
 function updatePasswordPage(realm: Realm, login: LoginUnderWay, pending: PendingUpdate, user: User, error?: string): string {
@@ -235,11 +242,9 @@ async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provide
   if (actionOutcome?.status === 'success' && actionOutcome.action === UPDATE_PASSWORD) {
     // The new password ended the realm session the login was begun in: oidc-provider would refuse to resume the
     // authorization in another one, which the browser's next request makes.
-    const interaction = login.interaction
-    interaction.session = undefined
-    interaction.result = result
-    await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)))
-    returnTo = interaction.returnTo
+    login.interaction.session = undefined
+    await saveResult(login.interaction, result)
+    returnTo = login.interaction.returnTo
   } else {
     returnTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
   }

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser, parseForm, type Page } from '../helpers/browser.ts'
-import { CLIENT_REDIRECT, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
 
 const OLD_PASSWORD = 'alice-password-long'
 const NEW_PASSWORD = 'a-brand-new-passphrase-42'
@@ -47,7 +47,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
   let gw: TestGateway
 
   before(async () => {
-    gw = await backend.start({ config: { realms: testRealms } })
+    gw = await backend.start({ config: { realms: realmWith([{ client_id: 'guarded', public_client: true, redirect_uris: [CLIENT_REDIRECT], access: [{ allow: { teams: ['Operators'] } }] }]) } })
     await gw.app.accounts.create({ username: 'alice', password: OLD_PASSWORD, email: 'alice@example.com' })
   })
   after(() => gw.close())
@@ -160,6 +160,16 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.match(refused.body, /timed out or was already used/)
     assert.ok(await passwordWorks(gw, ADMINS_CHOICE))
     assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
+  })
+
+  it('someone the client\'s access rules refuse gets the refusal, not the page', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const loginPage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD', { client_id: 'guarded' }).url)
+    const done = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    const answer = answerOf(done.stoppedAt)
+    assert.equal(answer.get('error'), 'access_denied')
+    assert.equal(answer.get('code'), null)
   })
 
   it('a browser signed in at the realm moments ago gets the update page at once; one signed in longer ago logs in again first', async () => {
