@@ -57,6 +57,20 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     await gw.app.accounts.update(user!.id, { password })
   }
 
+  /** Signs alice in to the application with her password, as keycloak-js does without an action. */
+  async function logInAtRealm(browser: Browser): Promise<void> {
+    const signedIn = await browser.submit(await browser.navigate(keycloakJsLogin(gw, undefined).url), { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(answerOf(signedIn.stoppedAt).get('code'))
+  }
+
+  /** A browser signed in at the realm moments ago, alice's password being OLD_PASSWORD. */
+  async function signedInBrowser(): Promise<Browser> {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    await logInAtRealm(browser)
+    return browser
+  }
+
   it('UPDATE_PASSWORD: the login, then the update page; bad input gets the page again and changes nothing; then back with kc_action_status=success', async () => {
     await setPassword(OLD_PASSWORD)
     const user = await gw.store.users.findByUsername('alice')
@@ -173,10 +187,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
   })
 
   it('a browser signed in at the realm moments ago gets the update page at once; one signed in longer ago logs in again first', async () => {
-    await setPassword(OLD_PASSWORD)
-    const browser = new Browser()
-    const signedIn = await browser.submit(await browser.navigate(keycloakJsLogin(gw, undefined).url), { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
-    assert.ok(answerOf(signedIn.stoppedAt).get('code'))
+    const browser = await signedInBrowser()
 
     const recent = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
     assert.ok(isUpdatePasswordPage(recent), recent.body.slice(0, 300))
@@ -201,8 +212,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     const browser = new Browser()
     const anonymous = answerOf((await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD', { prompt: 'none' }).url, { stopBefore: toApplication })).stoppedAt)
     assert.equal(anonymous.get('error'), 'login_required')
-    const signedIn = await browser.submit(await browser.navigate(keycloakJsLogin(gw, undefined).url), { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
-    assert.ok(answerOf(signedIn.stoppedAt).get('code'))
+    await logInAtRealm(browser)
     const answer = answerOf((await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD', { prompt: 'none' }).url, { stopBefore: toApplication })).stoppedAt)
     assert.equal(answer.get('error'), 'interaction_required')
     assert.equal(answer.get('code'), null)
@@ -233,10 +243,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
   })
 
   it('an account whose password is kept elsewhere goes back with kc_action_status=error, changing nothing', async () => {
-    await setPassword(OLD_PASSWORD)
-    const browser = new Browser()
-    const signedIn = await browser.submit(await browser.navigate(keycloakJsLogin(gw, undefined).url), { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
-    assert.ok(answerOf(signedIn.stoppedAt).get('code'))
+    const browser = await signedInBrowser()
     const user = await gw.store.users.findByUsername('alice')
     await gw.app.accounts.update(user!.id, { source: 'ldap' })
     try {
