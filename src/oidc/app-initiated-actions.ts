@@ -59,8 +59,9 @@ export function interactionPolicyWithActions() {
     (ctx: KoaContextWithOIDC) => AUTHORIZATION_ROUTES.has(ctx.oidc.route) &&
       requestedAction(ctx.oidc.params as Record<string, unknown>) === UPDATE_PASSWORD &&
       (ctx.oidc.result as Record<string, unknown> | undefined)?.[KC_ACTION_RESULT] === undefined,
-    // When the browser last typed its password at the realm: the login step asks again past the maximum age.
-    (ctx: KoaContextWithOIDC) => ({ auth_time: ctx.oidc.session?.authTime() }),
+    // When the realm session was signed in, and whether by the password (acr "1") or by the gateway session (the
+    // login step asks for the password past the maximum age, or when it was not typed at the realm).
+    (ctx: KoaContextWithOIDC) => ({ auth_time: ctx.oidc.session?.authTime(), acr: ctx.oidc.session?.acr }),
   ))
   return policy
 }

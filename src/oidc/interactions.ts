@@ -114,7 +114,7 @@ interface LoginUnderWay {
 /**
  * Who is signed in already when an authorization asks for the password update, and whether they typed their password
  * at the realm within the action's maximum age (Keycloak asks for it again past that): the realm session's user,
- * or, without one, the gateway session's, whose login time the realm does not know. Undefined when the login must be
+ * or, without one, the gateway session's, whose password's time the realm does not know. Undefined when the login must be
  * asked for anyway (none of them, or the client asked for a fresh one).
  */
 async function signedInForAction(app: App, realm: Realm, interaction: Interaction, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined; recent: boolean } | undefined> {
@@ -122,9 +122,10 @@ async function signedInForAction(app: App, realm: Realm, interaction: Interactio
   const gateway = others.length === 0 || (others.length === 1 && others[0] === 'no_session') ? await gatewaySessionUser(app, realm, request) : undefined
   if (others.length === 0) {
     const user = await app.accounts.get(Number(interaction.session?.accountId))
-    const authTime = interaction.prompt.details.auth_time
+    const { auth_time: authTime, acr } = interaction.prompt.details
     if (!user?.isActive) return undefined
-    const recent = typeof authTime === 'number' && Date.now() / 1000 - authTime <= KC_ACTION_MAX_AUTH_AGE_SECONDS
+    // A realm session the gateway session signed in says nothing of when the password was typed.
+    const recent = acr === LOGIN_FORM && typeof authTime === 'number' && Date.now() / 1000 - authTime <= KC_ACTION_MAX_AUTH_AGE_SECONDS
     return { user, gatewaySession: gateway?.user.id === user.id ? gateway.gatewaySession : undefined, recent }
   }
   return gateway && { ...gateway, recent: false }

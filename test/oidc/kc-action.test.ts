@@ -207,6 +207,25 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.ok(isUpdatePasswordPage(update))
   })
 
+  it('a browser signed in at the gateway, however recently its realm session began, logs in again first', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const gatewayLogin = await browser.navigate(`${gw.url}/api/gateway/v1/login/`)
+    await browser.submit(gatewayLogin, { username: 'alice', password: OLD_PASSWORD })
+    assert.ok(browser.cookie(gw.url, 'gateway_sessionid'))
+    const asked = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.match(asked.body, /Please re-authenticate to continue\./)
+    // The gateway session signs the realm in at once, without the password (acr "0"): that realm session is no
+    // recent password either.
+    const signedIn = await browser.navigate(keycloakJsLogin(gw, undefined).url, { stopBefore: toApplication })
+    assert.ok(answerOf(signedIn.stoppedAt).get('code'))
+    const again = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.equal(isUpdatePasswordPage(again), false)
+    assert.match(again.body, /Please re-authenticate to continue\./)
+    const update = await browser.submit(again, { password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(update))
+  })
+
   it('with prompt=none, an action that needs the person is answered interaction_required (login_required without a realm session)', async () => {
     await setPassword(OLD_PASSWORD)
     const browser = new Browser()
