@@ -1,8 +1,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired } from '../errors.ts'
-import type { User } from '../store/users.ts'
+import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, ValidationFailed } from '../errors.ts'
+import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_FORM, type LoginAcr, loginResult, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE, SINGLE_SIGN_ON } from './provider.ts'
@@ -13,6 +14,10 @@ import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import { clientGone } from '../http/client-gone.ts'
+import { KC_ACTION_MAX_AUTH_AGE_SECONDS, KC_ACTION_REASON, KC_ACTION_RESULT, type KcActionOutcome, requestedAction, UPDATE_PASSWORD } from './app-initiated-actions.ts'
+import { CANCEL_FIELD, CONFIRM_PASSWORD_FIELD, FORM_SECRET_FIELD, NEW_PASSWORD_FIELD, renderUpdatePasswordPage } from '../pages/update-password-page.ts'
+import { verifyPassword } from '../directory/passwords.ts'
+import { auditedUser, passwordMark } from '../api/users.ts'
 
 /** A login form is a few short fields and the authorization request it restarts; anything longer is not one. */
 const FORM_LIMIT = 16 * 1024
@@ -43,11 +48,22 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   if (details.uid !== uid || details.prompt.name !== 'login') return restartLogin(app, realm, request, reply)
   const clientId = String(details.params.client_id ?? '')
   const page = { action: `${realm.path}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
+  const login: LoginUnderWay = { uid, clientId, interaction: details, action: page.action }
+  const pending = pendingUpdate(details)
+  if (pending) return updatePasswordStep(app, realm, login, provider, request, reply, pending)
+  const action = requestedAction(details.params)
 
   if (request.method !== 'POST') {
     const reasons = details.prompt.reasons
+    if (action === UPDATE_PASSWORD && reasons.includes(KC_ACTION_REASON)) {
+      const signedIn = await signedInForAction(app, realm, details, request)
+      if (signedIn && (signedIn.recent || signedIn.user.source !== 'local')) {
+        return beginUpdatePassword(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
+      }
+      if (signedIn) return html(reply, 200, renderLoginPage({ ...page, username: signedIn.user.username, error: REAUTHENTICATE_MESSAGE }))
+    }
     const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
-    if (signedIn) return finishLogin(app, realm, { uid, clientId }, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
+    if (signedIn) return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
     const restarted = request.cookies[RESTARTED_COOKIE] !== undefined
     if (restarted) reply.clearCookie(RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
     // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
@@ -79,10 +95,137 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
         error instanceof PasswordExpired || error instanceof AccountExpired ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
-  return finishLogin(app, realm, { uid, clientId }, provider, request, reply, user, gatewaySession, LOGIN_FORM)
+  if (action === UPDATE_PASSWORD) return beginUpdatePassword(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
+  return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
 }
 
 type Provider = Awaited<ReturnType<Realm['provider']>>['instance']
+type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>
+
+/** The login this request is a step of. */
+interface LoginUnderWay {
+  uid: string
+  clientId: string
+  interaction: Interaction
+  /** The path of its page, where its forms post. */
+  action: string
+}
+
+/**
+ * Who is signed in already when an authorization asks for the password update, and whether they typed their password
+ * at the realm within the action's maximum age (Keycloak asks for it again past that): the realm session's user,
+ * or, without one, the gateway session's, whose password's time the realm does not know. Undefined when the login must be
+ * asked for anyway (none of them, or the client asked for a fresh one).
+ */
+async function signedInForAction(app: App, realm: Realm, interaction: Interaction, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined; recent: boolean } | undefined> {
+  const others = interaction.prompt.reasons.filter((reason) => reason !== KC_ACTION_REASON)
+  const gateway = others.length === 0 || (others.length === 1 && others[0] === 'no_session') ? await gatewaySessionUser(app, realm, request) : undefined
+  if (others.length === 0) {
+    const user = await app.accounts.get(Number(interaction.session?.accountId))
+    const { auth_time: authTime, acr } = interaction.prompt.details
+    if (!user?.isActive) return undefined
+    // A realm session the gateway session signed in says nothing of when the password was typed.
+    const recent = acr === LOGIN_FORM && typeof authTime === 'number' && Date.now() / 1000 - authTime <= KC_ACTION_MAX_AUTH_AGE_SECONDS
+    return { user, gatewaySession: gateway?.user.id === user.id ? gateway.gatewaySession : undefined, recent }
+  }
+  return gateway && { ...gateway, recent: false }
+}
+
+/** Keycloak's message (`reauthenticate`) on the login page before an action that needs a recent login. */
+const REAUTHENTICATE_MESSAGE = 'Please re-authenticate to continue.'
+const FORM_EXPIRED_MESSAGE = 'This form did not come from this page or has expired. Enter your new password again.'
+
+/**
+ * A password update the person was shown the form of, kept in the login's record until they answer it: who signed in
+ * and how, the gateway session their login opened or was made with, and the form's anti-forgery secret. oidc-provider
+ * resumes nothing with it (a result without `login`): the login step alone reads it.
+ */
+interface PendingUpdate {
+  accountId: string
+  acr: LoginAcr
+  gatewaySession?: string | undefined
+  formSecret: string
+  /** When the form was shown (ms). */
+  shownAt: number
+}
+const PENDING_UPDATE = 'gatehousePendingPasswordUpdate'
+
+function pendingUpdate(interaction: Interaction): PendingUpdate | undefined {
+  const pending = (interaction.result as Record<string, unknown> | undefined)?.[PENDING_UPDATE] as PendingUpdate | undefined
+  return typeof pending?.accountId === 'string' && typeof pending.formSecret === 'string' && typeof pending.shownAt === 'number' ? pending : undefined
+}
+
+/**
+ * The person asked for by `kc_action=UPDATE_PASSWORD` is signed in: the "Update password" page, for a local account.
+ * The password of a directory or single sign-on account is its source's to change, so, as Keycloak answers an action
+ * that does not apply to the user, the authorization goes on at once with `kc_action_status=error`.
+ */
+async function beginUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr): Promise<FastifyReply> {
+  // Someone the client's access rules refuse gets the refusal (finishLogin), not a form first.
+  if (user.source !== 'local' || app.clientAccess(realm.name, login.clientId, user, request.ip)) {
+    return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action: UPDATE_PASSWORD, status: 'error' })
+  }
+  const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: Date.now() }
+  await saveResult(login.interaction, { [PENDING_UPDATE]: pending })
+  return html(reply, 200, updatePasswordPage(realm, login, pending, user))
+}
+
+/** Keeps a result in the login's record, for the rest of the login's lifetime. */
+async function saveResult(interaction: Interaction, result: Record<string, unknown>): Promise<void> {
+  interaction.result = result
+  await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)))
+}
+
+function updatePasswordPage(realm: Realm, login: LoginUnderWay, pending: PendingUpdate, user: User, error?: string): string {
+  return renderUpdatePasswordPage({ action: login.action, formSecret: pending.formSecret, username: user.username, subtitle: `${login.clientId} (realm ${realm.name}) asks you to choose a new password.`, error })
+}
+
+/**
+ * The answer to the "Update password" page. The new password is set as everywhere else (`Accounts.update`: the
+ * password policy, and every session and grant of the account ends), then the browser gets a fresh gateway session,
+ * as at `me/password/`, and the authorization goes on with `kc_action_status=success`; Cancel goes on with
+ * `cancelled` and changes nothing. A form without the page's secret, an empty, mismatched or refused password gets
+ * the page again with the reason, and changes nothing. As Keycloak's, the form does not ask for the current password:
+ * the person typed it in this login, or signed in at the realm within the action's maximum age.
+ */
+async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate): Promise<FastifyReply> {
+  const user = await app.accounts.get(Number(pending.accountId))
+  if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
+  // The account's sessions were ended since the login (its password was changed elsewhere, it was disabled and
+  // enabled again): so is this login, which must not set a password after an administrator's.
+  if (issuedBefore(user, pending.shownAt)) return expired(reply)
+  const again = (status: number, error?: string) => html(reply, status, updatePasswordPage(realm, login, pending, user, error))
+  if (request.method !== 'POST') return again(200)
+  const form = await readForm(request)
+  if (!sameSecret(form.get(FORM_SECRET_FIELD) ?? '', pending.formSecret)) return again(403, FORM_EXPIRED_MESSAGE)
+  if (form.has(CANCEL_FIELD)) return finishLogin(app, realm, login, provider, request, reply, user, pending.gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'cancelled' })
+  const newPassword = form.get(NEW_PASSWORD_FIELD) ?? ''
+  // Keycloak's words (messages_en: missingPasswordMessage, notMatchPasswordMessage).
+  if (newPassword === '') return again(400, 'Please specify password.')
+  if (newPassword !== form.get(CONFIRM_PASSWORD_FIELD)) return again(400, 'Passwords don\'t match.')
+  let updated: User
+  try {
+    // As at me/password/: the same password again would change nothing, and end nothing.
+    if (user.passwordHash !== null && await verifyPassword(user.passwordHash, newPassword, clientGone(reply.raw))) {
+      return again(400, 'Choose a password different from the current one.')
+    }
+    updated = await app.accounts.update(user.id, { password: newPassword })
+  } catch (error) {
+    if (error instanceof PasswordChecksBusy) {
+      reply.header('retry-after', String(PasswordChecksBusy.retryAfterSeconds))
+      return again(error.status, error.message)
+    }
+    if (error instanceof ValidationFailed && error.fields?.password) return again(400, error.fields.password.join(' '))
+    throw error
+  }
+  app.audit.change({ userId: user.id, username: user.username, address: request.ip, method: 'oidc' }, 'update', auditedUser(updated), passwordMark('', 'old'), passwordMark(newPassword, 'new'))
+  const gatewaySession = await openGatewaySession(app, request, reply, updated)
+  return finishLogin(app, realm, login, provider, request, reply, updated, gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'success' })
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  return timingSafeEqual(hash('sha256', given, 'buffer'), hash('sha256', expected, 'buffer'))
+}
 
 /**
  * Ends the login step: the user goes on to the client, or, when the client's `access` rules refuse them, the client
@@ -92,10 +235,20 @@ type Provider = Awaited<ReturnType<Realm['provider']>>['instance']
  * oidc-provider's interaction cookie (the login's id, on this login's own path) is expired here: oidc-provider leaves
  * it for its 30 minutes, and no logout, on the realm's path or the gateway's, is sent it to clear it.
  */
-async function finishLogin(app: App, realm: Realm, login: { uid: string; clientId: string }, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr): Promise<FastifyReply> {
+async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr, actionOutcome?: KcActionOutcome): Promise<FastifyReply> {
   const refusal = app.clientAccess(realm.name, login.clientId, user, request.ip)
-  const result = refusal ? { error: 'access_denied', error_description: refusal } : loginResult(String(user.id), gatewaySession, acr)
-  const returnTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
+  const result = refusal ? { error: 'access_denied', error_description: refusal }
+    : { ...loginResult(String(user.id), gatewaySession, acr), ...(actionOutcome ? { [KC_ACTION_RESULT]: actionOutcome } : {}) }
+  let returnTo: string
+  if (actionOutcome?.status === 'success' && actionOutcome.action === UPDATE_PASSWORD) {
+    // The new password ended the realm session the login was begun in: oidc-provider would refuse to resume the
+    // authorization in another one, which the browser's next request makes.
+    login.interaction.session = undefined
+    await saveResult(login.interaction, result)
+    returnTo = login.interaction.returnTo
+  } else {
+    returnTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
+  }
   reply.clearCookie(REALM_INTERACTION_COOKIE, { path: `${realm.path}${LOGIN_ACTIONS}${login.uid}`, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
   return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }

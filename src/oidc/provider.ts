@@ -20,6 +20,7 @@ import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
+import { interactionPolicyWithActions, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
 
 /** Keycloak's endpoint paths, relative to the issuer `<public URL>/realms/<realm>`. */
 export const KEYCLOAK_ROUTES = {
@@ -253,7 +254,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       if (user) checkClientAccess!(ctx, ctx.oidc.client!.clientId, user)
       return grantWithoutConsent(ctx, resource, scopes)
     },
-    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: interactionPolicyWithActions() },
+    // keycloak-js `login({ action })` (app-initiated-actions.ts).
+    extraParams: [KC_ACTION_PARAMETER],
     routes: KEYCLOAK_ROUTES,
     renderError: (ctx, out) => renderErrorPage(ctx, inKeycloakWords(ctx, out)),
   }
@@ -266,9 +269,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   acrOfAuthorization(provider)
   keepNoEmptySessions(provider)
   deliverLogoutTokensLater(options.providerClass, provider, options.loggedOut)
-  // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words.
+  // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words,
+  // and an application-initiated action's outcome with the code, as Keycloak does.
   const responseModes = providerInternals(provider).responseModes
-  for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, inKeycloakWords(ctx, out)))
+  for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, kcActionResponse(ctx, inKeycloakWords(ctx, out))))
   consumeOnce(options.providerClass, provider)
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }

@@ -19,6 +19,25 @@ export const PAGE_STYLE = `
   a.sso { border: 1px solid #8886; color: inherit; text-decoration: none; }
   .error { margin: .75rem 0 0; padding: .5rem; border-radius: 6px; background: #c0392b22; color: #a02020; }
 `
+/** A server-rendered page with the pages' stylesheet: its title (shown with " · Gatehouse") and what `<main>` holds. */
+export function styledPage(title: string, main: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)} · Gatehouse</title>
+<style>${PAGE_STYLE}</style>
+</head>
+<body>
+<main>
+${main}
+</main>
+</body>
+</html>
+`
+}
+
 const PAGE_STYLE_SOURCE = `'sha256-${hash('sha256', PAGE_STYLE, 'base64')}'`
 
 /**

@@ -1,4 +1,4 @@
-import { escapeHtml, PAGE_STYLE } from './html.ts'
+import { escapeHtml, styledPage } from './html.ts'
 
 export interface SsoButton {
   /** Shown as "Sign in with <label>". */
@@ -36,17 +36,7 @@ export function renderLoginPage(options: LoginPageOptions): string {
     ...Object.entries(options.fields ?? {}).map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value)}">`),
   ].join('')
   const sso = (options.sso ?? []).map((b) => `<a class="sso" href="${escapeHtml(b.href)}">Sign in with ${escapeHtml(b.label)}</a>`).join('')
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · Gatehouse</title>
-<style>${PAGE_STYLE}</style>
-</head>
-<body>
-<main>
-<h1>Gatehouse</h1>
+  return styledPage('Log in', `<h1>Gatehouse</h1>
 ${options.subtitle ? `<p class="subtitle">${escapeHtml(options.subtitle)}</p>` : ''}
 ${options.error ? `<p class="error" role="alert">${escapeHtml(options.error)}</p>` : ''}
 <form method="post" action="${escapeHtml(options.action)}">
@@ -57,9 +47,5 @@ ${hidden}
 <input id="password" name="password" type="password" autocomplete="current-password" required ${options.username ? 'autofocus' : ''}>
 <button type="submit">Log in</button>
 </form>
-${sso}
-</main>
-</body>
-</html>
-`
+${sso}`)
 }

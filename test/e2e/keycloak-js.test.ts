@@ -118,6 +118,31 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
     })
   })
 
+  it('login({ action: \'UPDATE_PASSWORD\' }) shows the Update password page and calls onActionUpdate(\'success\', \'UPDATE_PASSWORD\')', async () => {
+    const user = await gw.store.users.findByUsername('alice')
+    try {
+      await withSignedInApp(async ({ page, problems }) => {
+        // Signed in moments ago, the browser is not asked for its password again.
+        await page.evaluate("void keycloak.login({ action: 'UPDATE_PASSWORD' })")
+        await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+        await page.fill('#password-new', 'alice-new-passphrase')
+        await page.fill('#password-confirm', 'alice-new-passphrase')
+        await page.click('button:text-is("Submit")')
+        await page.waitForURL((url) => url.origin === appUrl)
+        await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
+        assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+        assert.deepEqual(await page.evaluate('window.events'), ['action:success:UPDATE_PASSWORD'])
+        assert.equal(new URL(page.url()).hash, '', 'keycloak-js takes the answer out of the address')
+        const token = await page.evaluate<string>('keycloak.token')
+        assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })).status, 200)
+        assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: basic('alice', 'alice-new-passphrase') } })).status, 200)
+        assert.deepEqual(problems, [])
+      })
+    } finally {
+      await gw.app.accounts.update(user!.id, { password: 'alice-password' })
+    }
+  })
+
   it('sees a logout in another tab through the login status iframe', async () => {
     const watched = await openPage(browser)
     try {

@@ -26,6 +26,7 @@ window.keycloak = keycloak
 window.events = []
 keycloak.onAuthLogout = () => window.events.push('logout')
 keycloak.onAuthError = () => window.events.push('error')
+keycloak.onActionUpdate = (status, action) => window.events.push(\`action:\${status}:\${action}\`)
 keycloak.init(${JSON.stringify(initOptions)}).then((authenticated) => { window.initResult = { authenticated } }, (error) => { window.initResult = { error: error instanceof Error ? error.message : error } })
 </script></body></html>`
 }
@@ -34,8 +35,8 @@ keycloak.init(${JSON.stringify(initOptions)}).then((authenticated) => { window.i
  * A single-page application on its own origin that uses keycloak-js (npm, version 26) as Keycloak's documentation
  * writes it: `new Keycloak({url, realm, clientId})` and `init(options)`. Each path `/<name>` is an app page whose
  * `init` takes `apps[name]` (`/` takes `apps['']`); `apps` may be a function of the app's own URL, for options that
- * name it (`silentCheckSsoRedirectUri`). The outcome of `init` is in `window.initResult`, and the `onAuthLogout` and
- * `onAuthError` events are listed in `window.events`. `/silent-check-sso.html` is the page for
+ * name it (`silentCheckSsoRedirectUri`). The outcome of `init` is in `window.initResult`, and the `onAuthLogout`,
+ * `onAuthError` and `onActionUpdate` events are listed in `window.events`. `/silent-check-sso.html` is the page for
  * `silentCheckSsoRedirectUri`.
  */
 export async function startKeycloakJsApp(gatewayUrl: () => string, appsOf: Record<string, Record<string, unknown>> | ((appUrl: string) => Record<string, Record<string, unknown>>)): Promise<KeycloakJsApp> {

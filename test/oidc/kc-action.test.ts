@@ -1,0 +1,277 @@
+import assert from 'node:assert/strict'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
+import { gatewayBackends } from '../helpers/backends.ts'
+import { Browser, parseForm, type Page } from '../helpers/browser.ts'
+import { CLIENT_REDIRECT, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+
+const OLD_PASSWORD = 'alice-password-long'
+const NEW_PASSWORD = 'a-brand-new-passphrase-42'
+
+/**
+ * keycloak-js `login({ action })` (createLoginUrl): the authorization request it sends, with its default fragment
+ * response mode, nonce and PKCE S256; and the answer it reads back from the redirect URI.
+ */
+function keycloakJsLogin(gw: TestGateway, action: string | undefined, extra: Record<string, string> = {}) {
+  const verifier = randomBytes(48).toString('base64url')
+  const state = randomUUID()
+  const url = realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({
+    client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, state, response_mode: 'fragment', response_type: 'code', scope: 'openid',
+    nonce: randomUUID(), ...(action === undefined ? {} : { kc_action: action }), code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256', ...extra,
+  })}`)
+  return { url, verifier, state }
+}
+
+/** The parameters of the redirect back to the application, from its fragment. */
+function answerOf(location: string | undefined): URLSearchParams {
+  assert.ok(location, 'the browser goes back to the application')
+  const target = new URL(location)
+  assert.equal(`${target.origin}${target.pathname}`, CLIENT_REDIRECT)
+  assert.equal(target.search, '', 'the fragment response mode answers in the fragment')
+  return new URLSearchParams(target.hash.slice(1))
+}
+
+const toApplication = (url: string) => url.startsWith(CLIENT_REDIRECT)
+
+async function passwordWorks(gw: TestGateway, password: string): Promise<boolean> {
+  const { status } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password })
+  return status === 200
+}
+
+function isUpdatePasswordPage(page: Page): boolean {
+  return /<h1>Update password<\/h1>/.test(page.body)
+}
+
+for (const backend of gatewayBackends) describe(`application-initiated actions (kc_action), as keycloak-js asks for them, on ${backend.name}`, () => {
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await backend.start({ config: { realms: realmWith([{ client_id: 'guarded', public_client: true, redirect_uris: [CLIENT_REDIRECT], access: [{ allow: { teams: ['Operators'] } }] }]) } })
+    await gw.app.accounts.create({ username: 'alice', password: OLD_PASSWORD, email: 'alice@example.com' })
+  })
+  after(() => gw.close())
+
+  async function setPassword(password: string): Promise<void> {
+    const user = await gw.store.users.findByUsername('alice')
+    await gw.app.accounts.update(user!.id, { password })
+  }
+
+  /** Signs alice in to the application with her password, as keycloak-js does without an action. */
+  async function logInAtRealm(browser: Browser): Promise<void> {
+    const signedIn = await browser.submit(await browser.navigate(keycloakJsLogin(gw, undefined).url), { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(answerOf(signedIn.stoppedAt).get('code'))
+  }
+
+  /** A browser signed in at the realm moments ago, alice's password being OLD_PASSWORD. */
+  async function signedInBrowser(): Promise<Browser> {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    await logInAtRealm(browser)
+    return browser
+  }
+
+  it('UPDATE_PASSWORD: the login, then the update page; bad input gets the page again and changes nothing; then back with kc_action_status=success', async () => {
+    await setPassword(OLD_PASSWORD)
+    const user = await gw.store.users.findByUsername('alice')
+    const before = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: OLD_PASSWORD })
+    assert.equal(before.status, 200)
+    const browser = new Browser()
+    const login = keycloakJsLogin(gw, 'UPDATE_PASSWORD')
+    const loginPage = await browser.navigate(login.url)
+    assert.equal(loginPage.response.status, 200)
+    assert.match(loginPage.body, /name="password"/)
+    const updatePage = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.equal(updatePage.stoppedAt, undefined, 'the login does not go back to the application yet')
+    assert.ok(isUpdatePasswordPage(updatePage), updatePage.body.slice(0, 300))
+    // The login page's protections: no framing, no script, the pages' own style only.
+    assert.equal(updatePage.response.headers.get('x-frame-options'), 'DENY')
+    assert.match(updatePage.response.headers.get('content-security-policy')!, /default-src 'none'; script-src 'none'.*frame-ancestors 'none'/)
+    assert.equal(updatePage.response.headers.get('cache-control'), 'no-store')
+    const form = parseForm(updatePage.body)
+    assert.ok(form.fields.form_secret, 'the form carries its anti-forgery secret')
+
+    const refusals: [Record<string, string>, number, RegExp][] = [
+      [{ form_secret: '', 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, 403, /did not come from this page/],
+      [{ form_secret: 'forged', 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, 403, /did not come from this page/],
+      [{ 'password-new': NEW_PASSWORD, 'password-confirm': `${NEW_PASSWORD}x` }, 400, /Passwords don&#39;t match\./],
+      [{ 'password-new': '', 'password-confirm': '' }, 400, /Please specify password\./],
+      [{ 'password-new': 'short', 'password-confirm': 'short' }, 400, /too short/],
+      [{ 'password-new': 'alice', 'password-confirm': 'alice' }, 400, /too short/],
+      [{ 'password-new': OLD_PASSWORD, 'password-confirm': OLD_PASSWORD }, 400, /different from the current one/],
+    ]
+    for (const [fields, status, message] of refusals) {
+      const again = await browser.submit(updatePage, fields, { stopBefore: toApplication })
+      assert.equal(again.response.status, status, JSON.stringify(fields))
+      assert.ok(isUpdatePasswordPage(again), JSON.stringify(fields))
+      assert.match(again.body, message)
+      assert.equal(parseForm(again.body).fields.form_secret, form.fields.form_secret, 'the page again is the same form')
+    }
+    assert.ok(await passwordWorks(gw, OLD_PASSWORD), 'nothing was changed')
+    const stillValid = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: before.body.refresh_token })
+    assert.equal(stillValid.status, 200, 'nor ended')
+
+    const done = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+    const answer = answerOf(done.stoppedAt)
+    assert.equal(answer.get('kc_action_status'), 'success')
+    assert.equal(answer.get('kc_action'), 'UPDATE_PASSWORD')
+    assert.equal(answer.get('state'), login.state)
+    const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: answer.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: login.verifier })
+    assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+    assert.equal(tokens.body.token_type, 'Bearer')
+
+    // As any password change: the old password and what it got stop working; the new one works.
+    assert.equal(await passwordWorks(gw, OLD_PASSWORD), false)
+    assert.ok(await passwordWorks(gw, NEW_PASSWORD))
+    const ended = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: before.body.refresh_token })
+    assert.equal(ended.status, 400)
+    assert.equal(ended.body.error, 'invalid_grant')
+    const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token })
+    assert.equal(refreshed.status, 200, 'the tokens of this login outlive the change')
+
+    // In the audit trail, by the user, never with the password.
+    await gw.app.audit.flush()
+    const stream = await json(await gw.fetch(`/api/gateway/v1/activitystream/?order_by=-id&content_type=user&operation=update&object_id=${user!.id}`, { headers: adminAuth }))
+    const change = stream.results[0]
+    assert.deepEqual(change.changes.changed_fields, { password: ['$encrypted$', '$encrypted$'] })
+    assert.equal(change.summary_fields.created_by.username, 'alice')
+    assert.equal(change.auth_method, 'oidc')
+    assert.ok(!JSON.stringify(stream).includes(NEW_PASSWORD))
+
+    // The browser is signed in with the new password: the realm signs it in to the application without asking.
+    const silent = await browser.navigate(keycloakJsLogin(gw, undefined, { prompt: 'none' }).url, { stopBefore: toApplication })
+    assert.ok(answerOf(silent.stoppedAt).get('code'), 'a realm session of the new password')
+  })
+
+  it('Cancel goes back with kc_action_status=cancelled and changes nothing', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const login = keycloakJsLogin(gw, 'UPDATE_PASSWORD', { response_mode: 'query' })
+    const loginPage = await browser.navigate(login.url)
+    const updatePage = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const done = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD, 'cancel-aia': 'true' }, { stopBefore: toApplication })
+    const target = new URL(done.stoppedAt!)
+    assert.equal(target.hash, '', 'the query response mode answers in the query')
+    assert.equal(target.searchParams.get('kc_action_status'), 'cancelled')
+    assert.equal(target.searchParams.get('kc_action'), 'UPDATE_PASSWORD')
+    assert.ok(target.searchParams.get('code'))
+    assert.ok(await passwordWorks(gw, OLD_PASSWORD))
+    assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
+  })
+
+  it('a password set elsewhere while the page is open ends that login: its form sets nothing', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const loginPage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url)
+    const updatePage = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const ADMINS_CHOICE = 'set-by-an-administrator-7'
+    await setPassword(ADMINS_CHOICE)
+    const refused = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+    assert.equal(refused.stoppedAt, undefined)
+    assert.equal(refused.response.status, 400)
+    assert.match(refused.body, /timed out or was already used/)
+    assert.ok(await passwordWorks(gw, ADMINS_CHOICE))
+    assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
+  })
+
+  it('someone the client\'s access rules refuse gets the refusal, not the page', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const loginPage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD', { client_id: 'guarded' }).url)
+    const done = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    const answer = answerOf(done.stoppedAt)
+    assert.equal(answer.get('error'), 'access_denied')
+    assert.equal(answer.get('code'), null)
+  })
+
+  it('a browser signed in at the realm moments ago gets the update page at once; one signed in longer ago logs in again first', async () => {
+    const browser = await signedInBrowser()
+
+    const recent = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(recent), recent.body.slice(0, 300))
+    const cancelled = await browser.submit(recent, { 'cancel-aia': 'true' }, { stopBefore: toApplication })
+    assert.equal(answerOf(cancelled.stoppedAt).get('kc_action_status'), 'cancelled')
+
+    // The realm session's login, moved back past Keycloak's five minutes.
+    const sessionId = browser.cookie(gw.url, 'gatehouse_oidc_session')!
+    const record = await gw.store.oidc.find('Session', sessionId)
+    assert.ok(record)
+    await gw.store.oidc.saveSession({ id: sessionId, payload: { ...record.payload, loginTs: Number(record.payload.loginTs) - 600 }, uid: String(record.payload.uid), expiresAt: record.expiresAt ?? undefined })
+    const stale = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.equal(isUpdatePasswordPage(stale), false)
+    assert.match(stale.body, /Please re-authenticate to continue\./)
+    assert.equal(parseForm(stale.body).fields.username, 'alice')
+    const update = await browser.submit(stale, { password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(update))
+  })
+
+  it('a browser signed in at the gateway, however recently its realm session began, logs in again first', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const gatewayLogin = await browser.navigate(`${gw.url}/api/gateway/v1/login/`)
+    await browser.submit(gatewayLogin, { username: 'alice', password: OLD_PASSWORD })
+    assert.ok(browser.cookie(gw.url, 'gateway_sessionid'))
+    const asked = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.match(asked.body, /Please re-authenticate to continue\./)
+    // The gateway session signs the realm in at once, without the password (acr "0"): that realm session is no
+    // recent password either.
+    const signedIn = await browser.navigate(keycloakJsLogin(gw, undefined).url, { stopBefore: toApplication })
+    assert.ok(answerOf(signedIn.stoppedAt).get('code'))
+    const again = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.equal(isUpdatePasswordPage(again), false)
+    assert.match(again.body, /Please re-authenticate to continue\./)
+    const update = await browser.submit(again, { password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(update))
+  })
+
+  it('with prompt=none, an action that needs the person is answered interaction_required (login_required without a realm session)', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const anonymous = answerOf((await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD', { prompt: 'none' }).url, { stopBefore: toApplication })).stoppedAt)
+    assert.equal(anonymous.get('error'), 'login_required')
+    await logInAtRealm(browser)
+    const answer = answerOf((await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD', { prompt: 'none' }).url, { stopBefore: toApplication })).stoppedAt)
+    assert.equal(answer.get('error'), 'interaction_required')
+    assert.equal(answer.get('code'), null)
+    assert.equal(answer.get('kc_action_status'), null)
+  })
+
+  it('an action the realm does not have goes back with kc_action_status=error alone, as Keycloak answers one not configured', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const loginPage = await browser.navigate(keycloakJsLogin(gw, 'delete_account').url)
+    const done = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    const answer = answerOf(done.stoppedAt)
+    assert.equal(answer.get('kc_action_status'), 'error')
+    assert.equal(answer.get('kc_action'), null)
+    assert.ok(answer.get('code'))
+    // In every response mode: form_post's page posts it to the application.
+    const posted = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PROFILE', { response_mode: 'form_post' }).url, { stopBefore: toApplication })
+    const postedForm = parseForm(posted.body)
+    assert.equal(postedForm.action, CLIENT_REDIRECT)
+    assert.equal(postedForm.fields.kc_action_status, 'error')
+    assert.ok(postedForm.fields.code)
+    for (const action of ['CONFIGURE_TOTP', 'update_password', 'webauthn-register']) {
+      const signedIn = await browser.navigate(keycloakJsLogin(gw, action).url, { stopBefore: toApplication })
+      const again = answerOf(signedIn.stoppedAt)
+      assert.equal(again.get('kc_action_status'), 'error', action)
+      assert.ok(again.get('code'), action)
+    }
+  })
+
+  it('an account whose password is kept elsewhere goes back with kc_action_status=error, changing nothing', async () => {
+    const browser = await signedInBrowser()
+    const user = await gw.store.users.findByUsername('alice')
+    await gw.app.accounts.update(user!.id, { source: 'ldap' })
+    try {
+      const done = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+      const answer = answerOf(done.stoppedAt)
+      assert.equal(answer.get('kc_action_status'), 'error')
+      assert.ok(answer.get('code'))
+    } finally {
+      await gw.app.accounts.update(user!.id, { source: 'local' })
+    }
+  })
+})
