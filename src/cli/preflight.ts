@@ -42,6 +42,16 @@ export function checkStartFiles(config: Config, { create }: { create: boolean })
 }
 
 /**
+ * The built-in demo upstream answers every request with what it received: a configuration that names it by mistake
+ * must not start serving it, so it runs only when asked for with --demo (`serve` stops here, `config check` says so).
+ */
+export function demoUpstreamsProblem(config: Config, demo: boolean): string | undefined {
+  const names = config.services.filter((service) => service.upstream === 'builtin:demo').map((service) => service.name)
+  if (!names.length || demo) return undefined
+  return `services ${names.join(', ')} use builtin:demo upstreams, which run only with --demo`
+}
+
+/**
  * A configuration file that holds secrets itself (not through the `*_env` settings) and that other users of the
  * machine may read gives them away, as ssh refuses a private key in such a file. Said, not refused: the file may be
  * readable only inside a container, or a group may be meant to read it.
