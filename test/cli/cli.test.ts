@@ -4,6 +4,8 @@ import { once } from 'node:events'
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import type { Command } from 'commander'
+import { gatehouseProgram } from '../../src/cli/program.ts'
 import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
@@ -243,6 +245,18 @@ describe('bin/gatehouse', () => {
       const [code] = await once(child, 'close')
       assert.equal(stderr, '', args.join(' '))
       assert.equal(code, 0, args.join(' '))
+    }
+  })
+
+  it('lists each command\'s own options in its --help before the ones commands share, which come in one order', () => {
+    const shared = ['--config', '--data-dir', '--database']
+    const leaves = (command: Command, path: string[]): [string, Command][] => {
+      const own = command.commands.filter((c) => c.name() !== 'help')
+      return own.length ? own.flatMap((c) => leaves(c, [...path, c.name()])) : [[path.join(' '), command]]
+    }
+    for (const [name, command] of leaves(gatehouseProgram(), [])) {
+      const flags = command.options.map((option) => option.long!)
+      assert.deepEqual(flags, [...flags.filter((flag) => !shared.includes(flag)), ...shared.filter((flag) => flags.includes(flag))], name)
     }
   })
 
