@@ -18,12 +18,15 @@ export interface Substituted {
   fromEnvironment: Set<string>
   /** The settings with a `${NAME}` in them. */
   substituted: Set<string>
+  /** The settings left as written, for a problem above: what the schema would say of them waits for their values. */
+  unresolved: Set<string>
 }
 
 export function substituteEnvironment(input: unknown, env: NodeJS.ProcessEnv): Substituted {
   const problems: string[] = []
   const fromEnvironment = new Set<string>()
   const substituted = new Set<string>()
+  const unresolved = new Set<string>()
   const walk = (value: unknown, path: string[]): unknown => {
     if (typeof value === 'string') return substituteString(value, path.join('.') || '(top level)')
     if (Array.isArray(value)) return value.map((item, i) => walk(item, [...path, String(i)]))
@@ -38,6 +41,7 @@ export function substituteEnvironment(input: unknown, env: NodeJS.ProcessEnv): S
       if (!reference) {
         // The text is not repeated: it may be a secret written in the file that happens to hold "${".
         problems.push(`${setting}: "\${" starts no substitution: write \${NAME} or \${NAME:-default} (a letter or "_", then letters, digits or "_"), or $\${ for a literal "\${"`)
+        unresolved.add(setting)
         return match
       }
       substituted.add(setting)
@@ -47,8 +51,9 @@ export function substituteEnvironment(input: unknown, env: NodeJS.ProcessEnv): S
       if (found) return found
       if (fallback !== undefined) return fallback
       problems.push(`${setting}: the environment variable ${name} is not set or empty (\${${name}:-default} would give a default)`)
+      unresolved.add(setting)
       return match
     })
   }
-  return { value: walk(input, []), problems, fromEnvironment, substituted }
+  return { value: walk(input, []), problems, fromEnvironment, substituted, unresolved }
 }

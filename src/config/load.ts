@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument, type YAMLError } from 'yaml'
 import { z } from 'zod'
-import { substituteEnvironment } from './environment.ts'
+import { substituteEnvironment, type Substituted } from './environment.ts'
 import { ConfigSchema, type Config } from './schema.ts'
 
 export const demoConfigFile = fileURLToPath(new URL('./demo.yaml', import.meta.url))
@@ -21,9 +21,8 @@ export class ConfigError extends Error {
  * its path.
  */
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  const { value, problems, substituted } = substituteEnvironment(parseConfigFile(file), env)
-  if (problems.length) throw new ConfigError(file, problems)
-  return validateConfig(value, file, substituted)
+  const substitution = substituteEnvironment(parseConfigFile(file), env)
+  return validateConfig(substitution.value, file, substitution)
 }
 
 /**
@@ -60,14 +59,23 @@ function describeYamlError(error: YAMLError, lines: LineCounter): string {
 }
 
 /**
- * Validates a plain object (no side effects) and freezes the result. Without zod's compiled fast path: a
- * configuration is parsed once or twice per process, and compiling that path for each of its objects took longer
- * than parsing without it (about 21 ms against 9 at a start).
+ * Validates a plain object (no side effects) and freezes the result. From a file, the problems of its `${NAME}`
+ * references come first, with the schema's of every other setting: all are reported at once. Without zod's compiled
+ * fast path: a configuration is parsed once or twice per process, and compiling that path for each of its objects
+ * took longer than parsing without it (about 21 ms against 9 at a start).
  */
-export function validateConfig(input: unknown, source = 'config', substituted: ReadonlySet<string> = new Set()): Config {
+export function validateConfig(input: unknown, source = 'config', substitution: Omit<Substituted, 'value' | 'fromEnvironment'> = NO_SUBSTITUTION): Config {
   const result = ConfigSchema.safeParse(input, { jitless: true })
-  if (!result.success) throw new ConfigError(source, result.error.issues.flatMap(unionBranch).map((issue) => describeIssue(issue, substituted)))
+  const issues = result.success ? [] : result.error.issues.flatMap(unionBranch).filter((issue) => !substitution.unresolved.has(pathOf(issue)))
+  const problems = [...substitution.problems, ...issues.map((issue) => describeIssue(issue, substitution.substituted))]
+  if (problems.length || !result.success) throw new ConfigError(source, problems)
   return deepFreeze(result.data)
+}
+
+const NO_SUBSTITUTION = { problems: [], substituted: new Set<string>(), unresolved: new Set<string>() }
+
+function pathOf(issue: z.core.$ZodIssue): string {
+  return issue.path.length ? issue.path.map(String).join('.') : '(top level)'
 }
 
 /**
@@ -90,7 +98,7 @@ function unionBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
 }
 
 function describeIssue(issue: z.core.$ZodIssue, substituted: ReadonlySet<string>): string {
-  const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)'
+  const path = pathOf(issue)
   const hint = issue.code === 'unrecognized_keys'
     ? likelyMeant(issue.keys, keysAt(ConfigSchema, issue.path))
     // `port: ${PORT}` reads as a number, but substitution happens after parsing, in text.

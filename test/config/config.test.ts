@@ -188,15 +188,18 @@ describe('configuration', () => {
       assert.equal(config.realms[0]!.clients[0]!.secret, 'pa$$word-$HOME-${NOT_SUBSTITUTED}-$')
     })
 
-    it('reports every variable that is not set or empty, naming it and the setting, never a value', () => {
+    it('reports every variable that is not set or empty, naming it and the setting, never a value, with the other settings\' problems', () => {
       const file = configFile(
-        'server:', '  public_url: https://${GATEWAY_HOST}',
-        ...REALM_WITH_SECRET, '        secret: ${REPORTS_SECRET}', '        redirect_uris: ["https://${APP_HOST}/*", "https://${GATEWAY_HOST}/*"]',
+        'server:', '  public_url: https://${GATEWAY_HOST}', '  port: -1',
+        ...REALM_WITH_SECRET, '        secret: ${REPORTS_SECRET}', '        redirect_uris: ["https://${APP_HOST}/*", "https://${GATEWAY_HOST}/*", "${APP_URL}"]',
       )
       const problems = fileProblemsOf(file, { GATEWAY_HOST: 'gw-host-value', REPORTS_SECRET: '' })
+      // Whatever the schema would say of the references themselves (a secret too short, no URL) waits for their values.
       assert.deepEqual(problems, [
         'realms.0.clients.0.secret: the environment variable REPORTS_SECRET is not set or empty (${REPORTS_SECRET:-default} would give a default)',
         'realms.0.clients.0.redirect_uris.0: the environment variable APP_HOST is not set or empty (${APP_HOST:-default} would give a default)',
+        'realms.0.clients.0.redirect_uris.2: the environment variable APP_URL is not set or empty (${APP_URL:-default} would give a default)',
+        'server.port: Too small: expected number to be >=0',
       ])
       assert.doesNotMatch(problems.join('\n'), /gw-host-value/)
     })
