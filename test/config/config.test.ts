@@ -183,8 +183,8 @@ describe('configuration', () => {
       assert.equal(config.realms[0]!.clients[0]!.secret, secret)
     })
 
-    it('writes $${ for a literal ${, and leaves every other $ as it is', () => {
-      const config = loadConfigFile(configFile(...REALM_WITH_SECRET, '        secret: "pa$$word-$HOME-$${NOT_SUBSTITUTED}-$"'), { NOT_SUBSTITUTED: 'x', HOME: '/root' })
+    it('writes $${ for a literal ${, leaves every other $ as it is, and takes an empty default', () => {
+      const config = loadConfigFile(configFile(...REALM_WITH_SECRET, '        secret: "pa$$word-$HOME-$${NOT_SUBSTITUTED}-${EMPTY:-}$"'), { NOT_SUBSTITUTED: 'x', HOME: '/root' })
       assert.equal(config.realms[0]!.clients[0]!.secret, 'pa$$word-$HOME-${NOT_SUBSTITUTED}-$')
     })
 
