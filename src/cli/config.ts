@@ -1,19 +1,21 @@
 import { Command } from 'commander'
 import { z } from 'zod'
-import { ConfigError, loadConfigFile } from '../config/load.ts'
+import { ConfigError, demoConfigFile, loadConfigFile } from '../config/load.ts'
 import { ConfigSchema } from '../config/schema.ts'
 import { addStorageOptions, UsageError, type StorageOptions } from './common.ts'
-import { checkStartFiles, missingSecretWarnings, readableSecretsWarning } from './preflight.ts'
+import { checkStartFiles, demoUpstreamsProblem, missingSecretWarnings, readableSecretsWarning } from './preflight.ts'
 
 export function configCommand(): Command {
   const config = new Command('config').description('check or describe configuration files')
   config.addCommand(addStorageOptions(new Command('check').description('validate a configuration file and report every problem, as serve would at start')
-    .argument('[file]', 'YAML file (default: --config, GATEHOUSE_CONFIG)'))
+    .argument('[file]', 'YAML file (default: --config, GATEHOUSE_CONFIG, or with --demo the demo configuration)')
+    .option('--demo', 'accept builtin:demo upstreams, as serve --demo does'))
     .action((named: string | undefined, options: StorageOptions, command: Command) => {
-      const file = fileToCheck(named, options.config || undefined, command.getOptionValueSource('config') === 'env')
+      const file = fileToCheck(named, options.config || undefined, command.getOptionValueSource('config') === 'env', options.demo === true)
       const loaded = loadConfigFile(file)
+      const demoProblem = demoUpstreamsProblem(loaded, options.demo === true)
       const { problems } = checkStartFiles(loaded, { create: false })
-      if (problems.length) throw new ConfigError(file, problems)
+      if (demoProblem || problems.length) throw new ConfigError(file, [...(demoProblem ? [demoProblem] : []), ...problems])
       const warnings = [readableSecretsWarning(file, loaded), ...missingSecretWarnings(loaded, process.env)].filter(Boolean)
       for (const warning of warnings) process.stderr.write(`gatehouse: ${warning}\n`)
       process.stdout.write(`${file}: OK (${loaded.services.length} service${loaded.services.length === 1 ? '' : 's'}: ${loaded.services.map((s) => s.name).join(', ') || 'none'})\n`)
@@ -26,11 +28,11 @@ export function configCommand(): Command {
 }
 
 /** The file named, or the one `serve` would read with the same options and environment (a named file wins over that). */
-function fileToCheck(named: string | undefined, configured: string | undefined, fromEnvironment: boolean): string {
+function fileToCheck(named: string | undefined, configured: string | undefined, fromEnvironment: boolean, demo: boolean): string {
   if (named !== undefined && configured !== undefined && named !== configured && !fromEnvironment) {
     throw new UsageError(`name one file to check, got ${named} and --config ${configured}`)
   }
-  const file = named ?? configured
-  if (file === undefined) throw new UsageError('name the file to check: config check FILE, --config FILE or GATEHOUSE_CONFIG')
+  const file = named ?? configured ?? (demo ? demoConfigFile : undefined)
+  if (file === undefined) throw new UsageError('name the file to check: config check FILE, --config FILE, GATEHOUSE_CONFIG or --demo')
   return file
 }

@@ -13,9 +13,9 @@ export function ldapCommand(): Command {
   const ldap = new Command('ldap').description('check the LDAP directory configuration')
   ldap.addCommand(new Command('test')
     .description('connect to the directory as the server would, look a user up and print what Gatehouse would make of them (changes nothing)')
-    .addOption(new Option('--config <file>', 'configuration file (YAML) with an ldap section').env('GATEHOUSE_CONFIG'))
     .requiredOption('--user <name>', 'username to look up')
     .option('--password-stdin', 'also check the user\'s password, read from standard input')
+    .addOption(new Option('--config <file>', 'configuration file (YAML) with an ldap section').env('GATEHOUSE_CONFIG'))
     .action(testDirectory))
   return ldap
 }

@@ -10,8 +10,8 @@ interface MigrateOptions extends StorageOptions {
 }
 
 export function migrateCommand(): Command {
-  return addStorageOptions(new Command('migrate').description('create or upgrade the database schema (serve does this too)'))
-    .option('--status', 'show the migrations applied, pending and from a newer version, and change nothing')
+  return addStorageOptions(new Command('migrate').description('create or upgrade the database schema (serve does this too)')
+    .option('--status', 'show the migrations applied, pending and from a newer version, and change nothing'))
     .action(async (options: MigrateOptions) => {
       const location = storageLocation(resolveConfig(options))
       if (options.status) return printStatus(location)

@@ -1,5 +1,6 @@
 import { accessSync, closeSync, constants, existsSync, openSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { settingsFromEnvironment } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
@@ -42,20 +43,33 @@ export function checkStartFiles(config: Config, { create }: { create: boolean })
 }
 
 /**
- * A configuration file that holds secrets itself (not through the `*_env` settings) and that other users of the
- * machine may read gives them away, as ssh refuses a private key in such a file. Said, not refused: the file may be
- * readable only inside a container, or a group may be meant to read it.
+ * The built-in demo upstream answers every request with what it received: a configuration that names it by mistake
+ * must not start serving it, so it runs only when asked for with --demo (`serve` stops here, `config check` says so).
+ */
+export function demoUpstreamsProblem(config: Config, demo: boolean): string | undefined {
+  const names = config.services.filter((service) => service.upstream === 'builtin:demo').map((service) => service.name)
+  if (!names.length || demo) return undefined
+  return `services ${names.join(', ')} use builtin:demo upstreams, which run only with --demo`
+}
+
+/**
+ * A configuration file that holds secrets itself (not through `${NAME}` or the `*_env` settings) and that other
+ * users of the machine may read gives them away, as ssh refuses a private key in such a file. Said, not refused:
+ * the file may be readable only inside a container, or a group may be meant to read it.
  */
 export function readableSecretsWarning(file: string, config: Config): string | undefined {
-  const inline = [
+  const secrets = [
     ...(config.ldap?.bind_password === undefined ? [] : ['ldap.bind_password']),
     ...config.sso.flatMap((provider, i) => (provider.client_secret === undefined ? [] : [`sso.${i}.client_secret`])),
     ...config.realms.flatMap((realm, i) => realm.clients.flatMap((client, j) => (client.secret === undefined ? [] : [`realms.${i}.clients.${j}.secret`]))),
   ]
   const mode = statSync(file).mode & 0o777
-  if (!inline.length || !(mode & 0o077)) return undefined
+  if (!secrets.length || !(mode & 0o077)) return undefined
+  const fromEnvironment = settingsFromEnvironment(file)
+  const inline = secrets.filter((setting) => !fromEnvironment.has(setting))
+  if (!inline.length) return undefined
   return `WARNING: ${file} holds secrets (${inline.join(', ')}) and other users of this machine may read it (mode ${mode.toString(8)}): ` +
-    'chmod 600 it, or give them in environment variables (ldap.bind_password_env, sso[].client_secret_env)'
+    'chmod 600 it, or take them from the environment (${NAME}, or ldap.bind_password_env, sso[].client_secret_env)'
 }
 
 /**

@@ -8,7 +8,7 @@ import { listen } from '../listener/listener.ts'
 import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
-import { checkStartFiles, readableSecretsWarning } from './preflight.ts'
+import { checkStartFiles, demoUpstreamsProblem, readableSecretsWarning } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { startGatehouse } from './start.ts'
 import { announceReady, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
@@ -57,10 +57,8 @@ async function serve(options: ServeOptions): Promise<void> {
   const config = resolveConfig(options)
   const host = options.host ?? config.server.host
   const port = options.port === undefined ? config.server.port : Number(options.port)
-  const demoServices = config.services.filter((s) => s.upstream === 'builtin:demo')
-  if (demoServices.length && !options.demo) {
-    throw new UsageError(`services ${demoServices.map((s) => s.name).join(', ')} use builtin:demo upstreams, which run only with --demo`)
-  }
+  const demoProblem = demoUpstreamsProblem(config, options.demo === true)
+  if (demoProblem) throw new UsageError(demoProblem)
   // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
   const { tls, problems } = checkStartFiles(config, { create: true })
   if (problems.length) throw new UsageError(problems.join('; '))

@@ -47,7 +47,7 @@ export const LdapSchema = z.object({
     reject_unauthorized: z.boolean().default(true).describe('Refuse a certificate that does not verify. Switch off only to diagnose; passwords then go to whoever answers.'),
   }).strict().default({ reject_unauthorized: true }).describe('How the directory\'s certificate is verified (ldaps:// and StartTLS).'),
   bind_dn: dn.describe('The service account for the search bind: Gatehouse binds as it to look users and groups up.'),
-  bind_password: z.string().min(1).optional().describe('The service account\'s password. Prefer `bind_password_env`.'),
+  bind_password: z.string().min(1).optional().describe('The service account\'s password. Keep it out of the file: `bind_password: ${NAME}` (an environment variable, as any string value may take), or `bind_password_env`.'),
   bind_password_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional()
     .describe('Name of the environment variable holding the service account\'s password.'),
   user_search: z.object({

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument, type YAMLError } from 'yaml'
 import { z } from 'zod'
+import { substituteEnvironment, type Substituted } from './environment.ts'
 import { ConfigSchema, type Config } from './schema.ts'
 
 export const demoConfigFile = fileURLToPath(new URL('./demo.yaml', import.meta.url))
@@ -15,8 +16,29 @@ export class ConfigError extends Error {
   }
 }
 
-/** Reads and validates a YAML file, reporting every problem at once with its path. */
-export function loadConfigFile(file: string): Config {
+/**
+ * Reads and validates a YAML file, its `${NAME}` references taken from `env`, reporting every problem at once with
+ * its path.
+ */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const substitution = substituteEnvironment(parseConfigFile(file), env)
+  return validateConfig(substitution.value, file, substitution)
+}
+
+/**
+ * The settings of a file (as `sso.0.client_secret`) whose whole value comes from the environment: a secret given
+ * so is not in the file. For the warning about files other users may read, which a file that no longer parses
+ * leaves unsaid.
+ */
+export function settingsFromEnvironment(file: string): ReadonlySet<string> {
+  try {
+    return substituteEnvironment(parseConfigFile(file), {}).fromEnvironment
+  } catch {
+    return new Set()
+  }
+}
+
+function parseConfigFile(file: string): unknown {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
@@ -27,7 +49,7 @@ export function loadConfigFile(file: string): Config {
   const lines = new LineCounter()
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines })
   if (document.errors.length) throw new ConfigError(file, document.errors.map((error) => describeYamlError(error, lines)))
-  return validateConfig(document.toJS() ?? {}, file)
+  return document.toJS() ?? {}
 }
 
 /** A syntax error with where it starts, as an editor counts (from 1); the parser's own message has no position. */
@@ -37,14 +59,23 @@ function describeYamlError(error: YAMLError, lines: LineCounter): string {
 }
 
 /**
- * Validates a plain object (no side effects) and freezes the result. Without zod's compiled fast path: a
- * configuration is parsed once or twice per process, and compiling that path for each of its objects took longer
- * than parsing without it (about 21 ms against 9 at a start).
+ * Validates a plain object (no side effects) and freezes the result. From a file, the problems of its `${NAME}`
+ * references come first, with the schema's of every other setting: all are reported at once. Without zod's compiled
+ * fast path: a configuration is parsed once or twice per process, and compiling that path for each of its objects
+ * took longer than parsing without it (about 21 ms against 9 at a start).
  */
-export function validateConfig(input: unknown, source = 'config'): Config {
+export function validateConfig(input: unknown, source = 'config', substitution: Omit<Substituted, 'value' | 'fromEnvironment'> = NO_SUBSTITUTION): Config {
   const result = ConfigSchema.safeParse(input, { jitless: true })
-  if (!result.success) throw new ConfigError(source, result.error.issues.flatMap(unionBranch).map(describeIssue))
+  const issues = result.success ? [] : result.error.issues.flatMap(unionBranch).filter((issue) => !substitution.unresolved.has(pathOf(issue)))
+  const problems = [...substitution.problems, ...issues.map((issue) => describeIssue(issue, substitution.substituted))]
+  if (problems.length || !result.success) throw new ConfigError(source, problems)
   return deepFreeze(result.data)
+}
+
+const NO_SUBSTITUTION = { problems: [], substituted: new Set<string>(), unresolved: new Set<string>() }
+
+function pathOf(issue: z.core.$ZodIssue): string {
+  return issue.path.length ? issue.path.map(String).join('.') : '(top level)'
 }
 
 /**
@@ -66,9 +97,13 @@ function unionBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
   return branch.flatMap((inner) => unionBranch({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue))
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)'
-  return `${path}: ${issue.message}${issue.code === 'unrecognized_keys' ? likelyMeant(issue.keys, keysAt(ConfigSchema, issue.path)) : ''}`
+function describeIssue(issue: z.core.$ZodIssue, substituted: ReadonlySet<string>): string {
+  const path = pathOf(issue)
+  const hint = issue.code === 'unrecognized_keys'
+    ? likelyMeant(issue.keys, keysAt(ConfigSchema, issue.path))
+    // `port: ${PORT}` reads as a number, but substitution happens after parsing, in text.
+    : issue.code === 'invalid_type' && substituted.has(path) ? ' (${NAME} gives text: write numbers and true or false in the file)' : ''
+  return `${path}: ${issue.message}${hint}`
 }
 
 /** A misspelt key (`sevices:`) gets the known key nearest to it, when one is near enough to be what was meant. */

@@ -48,7 +48,7 @@ export const RealmClientSchema = z.object({
   public_client: z.boolean().default(true)
     .describe('A public client (Keycloak: "Client authentication" off) has no secret and sends only `client_id`; scripts and browser apps are public clients. A confidential client authenticates with `secret` (HTTP basic or `client_secret` in the form).'),
   secret: z.string().min(16).max(512).optional()
-    .describe('The confidential client\'s secret (at least 16 characters, any of them; printable ASCII for `client-secret-jwt`). Required when `public_client` is false.'),
+    .describe('The confidential client\'s secret (at least 16 characters, any of them; printable ASCII for `client-secret-jwt`). Required when `public_client` is false. Keep it out of the file: `secret: ${NAME}` takes it from an environment variable.'),
   direct_access_grants: z.boolean().default(false)
     .describe('Keycloak\'s "Direct access grants": allow the `password` grant (username and password posted to the token endpoint, as `curl` and scripts do).'),
   standard_flow: z.boolean().default(true)

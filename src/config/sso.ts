@@ -23,7 +23,7 @@ export const SsoProviderSchema = z.object({
   client_id: z.string().min(1).max(255)
     .describe('The client identifier Gatehouse was registered with at the provider.'),
   client_secret: z.string().min(1).optional()
-    .describe('The client secret. Prefer `client_secret_env`. Without either, Gatehouse is a public client (PKCE only).'),
+    .describe('The client secret. Keep it out of the file: `client_secret: ${NAME}` (an environment variable, as any string value may take), or `client_secret_env`. Without either, Gatehouse is a public client (PKCE only).'),
   client_secret_env: envName.optional()
     .describe('Name of the environment variable holding the client secret; read when Gatehouse starts.'),
   token_endpoint_auth_method: z.enum(['client_secret_basic', 'client_secret_post', 'none']).optional()

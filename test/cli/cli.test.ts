@@ -4,6 +4,8 @@ import { once } from 'node:events'
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import type { Command } from 'commander'
+import { gatehouseProgram } from '../../src/cli/program.ts'
 import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
@@ -246,6 +248,18 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('lists each command\'s own options in its --help before the ones commands share, which come in one order', () => {
+    const shared = ['--config', '--data-dir', '--database']
+    const leaves = (command: Command, path: string[]): [string, Command][] => {
+      const own = command.commands.filter((c) => c.name() !== 'help')
+      return own.length ? own.flatMap((c) => leaves(c, [...path, c.name()])) : [[path.join(' '), command]]
+    }
+    for (const [name, command] of leaves(gatehouseProgram(), [])) {
+      const flags = command.options.map((option) => option.long!)
+      assert.deepEqual(flags, [...flags.filter((flag) => !shared.includes(flag)), ...shared.filter((flag) => flags.includes(flag))], name)
+    }
+  })
+
   it('has --help for every command', async () => {
     for (const args of [[], ['serve'], ['users'], ['users', 'create'], ['migrate'], ['config', 'check']]) {
       const result = await runCli([...args, '--help'])
@@ -255,8 +269,8 @@ describe('bin/gatehouse', () => {
   })
 
   it('checks configuration files and reports all problems', async () => {
-    const ok = await runCli(['config', 'check', demoConfigFile])
-    assert.equal(ok.code, 0)
+    const ok = await runCli(['config', 'check', '--demo', demoConfigFile])
+    assert.equal(ok.code, 0, ok.stderr)
     assert.match(ok.stdout, /OK \(\d+ services?: controller, galaxy, eda, demo-app/)
     const file = join(tempDir(), 'bad.yaml')
     writeFileSync(file, 'server:\n  port: -1\nservices:\n  - name: x\n')
@@ -267,20 +281,46 @@ describe('bin/gatehouse', () => {
     assert.match(bad.stderr, /services\.0\.upstream/)
   })
 
-  it('checks the file serve would read when none is named: --config, or GATEHOUSE_CONFIG', async () => {
-    for (const [args, env] of [[['--config', demoConfigFile], {}], [[], { GATEHOUSE_CONFIG: demoConfigFile }]] as const) {
-      const checked = await runCli(['config', 'check', ...args], { env })
+  it('checks the file serve would read when none is named: --config, GATEHOUSE_CONFIG, or the demo configuration with --demo', async () => {
+    for (const [args, env] of [[['--config', demoConfigFile], {}], [[], { GATEHOUSE_CONFIG: demoConfigFile }], [[], { GATEHOUSE_CONFIG: '' }]] as const) {
+      const checked = await runCli(['config', 'check', '--demo', ...args], { env })
       assert.equal(checked.code, 0, checked.stderr)
       assert.match(checked.stdout, /demo\.yaml: OK \(\d+ services?: controller/)
     }
     const nothing = await runCli(['config', 'check'], { env: { GATEHOUSE_CONFIG: '' } })
     assert.equal(nothing.code, 2)
-    assert.equal(nothing.stderr, 'gatehouse: name the file to check: config check FILE, --config FILE or GATEHOUSE_CONFIG\n')
+    assert.equal(nothing.stderr, 'gatehouse: name the file to check: config check FILE, --config FILE, GATEHOUSE_CONFIG or --demo\n')
     const both = await runCli(['config', 'check', demoConfigFile, '--config', join(tempDir(), 'other.yaml')])
     assert.equal(both.code, 2)
     assert.match(both.stderr, /^gatehouse: name one file to check/)
-    const overEnvironment = await runCli(['config', 'check', demoConfigFile], { env: { GATEHOUSE_CONFIG: join(tempDir(), 'other.yaml') } })
+    const overEnvironment = await runCli(['config', 'check', '--demo', demoConfigFile], { env: { GATEHOUSE_CONFIG: join(tempDir(), 'other.yaml') } })
     assert.equal(overEnvironment.code, 0, overEnvironment.stderr)
+  })
+
+  it('refuses builtin:demo upstreams without --demo, in the words serve stops with', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'demo-upstreams.yaml')
+    writeFileSync(file, [
+      'services:',
+      '  - { name: echo, prefix: /echo/, upstream: "builtin:demo" }',
+      '  - { name: real, prefix: /real/, upstream: "http://127.0.0.1:1" }',
+      '  - { name: mirror, prefix: /mirror/, upstream: "builtin:demo" }', '',
+    ].join('\n'))
+    const served = await runCli(['serve', '--port', '0', '--config', file, '--data-dir', join(dir, 'data')])
+    assert.equal(served.code, 2, served.stderr)
+    const refusal = /^gatehouse: (.*)\n$/.exec(served.stderr)?.[1]
+    assert.match(refusal ?? '', /^services echo, mirror use builtin:demo upstreams, which run only with --demo$/)
+    const checked = await runCli(['config', 'check', file])
+    assert.equal(checked.code, 2, checked.stderr)
+    assert.equal(checked.stdout, '')
+    assert.equal(checked.stderr, `gatehouse: ${file}: ${refusal}\n`)
+    const withDemo = await runCli(['config', 'check', '--demo', file])
+    assert.equal(withDemo.code, 0, withDemo.stderr)
+    assert.equal(withDemo.stdout, `${file}: OK (3 services: echo, real, mirror)\n`)
+    // The demo configuration is no exception: serve refuses it without --demo too.
+    const demo = await runCli(['config', 'check', demoConfigFile])
+    assert.equal(demo.code, 2, demo.stderr)
+    assert.match(demo.stderr, /use builtin:demo upstreams, which run only with --demo\n$/)
   })
 
   it('checks the files a configuration names as serve would at start, reporting every one it cannot use', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { ConfigError, demoConfigFile, loadConfigFile, validateConfig } from '../../src/config/load.ts'
+import { ConfigError, demoConfigFile, loadConfigFile, settingsFromEnvironment, validateConfig } from '../../src/config/load.ts'
 import { tempDir } from '../helpers/gateway.ts'
 
 function problemsOf(input: unknown): string[] {
@@ -14,6 +14,26 @@ function problemsOf(input: unknown): string[] {
   }
   assert.fail('expected the configuration to be refused')
 }
+
+/** A configuration file with these lines, in a directory of its own. */
+function configFile(...lines: string[]): string {
+  const file = join(tempDir(), 'gatehouse.yaml')
+  writeFileSync(file, lines.join('\n') + '\n')
+  return file
+}
+
+function fileProblemsOf(file: string, env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfigFile(file, env)
+  } catch (error) {
+    assert.ok(error instanceof ConfigError)
+    return error.problems
+  }
+  assert.fail('expected the configuration file to be refused')
+}
+
+/** A confidential realm client, for a secret to be substituted into. */
+const REALM_WITH_SECRET = ['realms:', '  - name: platform', '    clients:', '      - client_id: reports', '        public_client: false']
 
 describe('configuration', () => {
   it('fills every default into an empty file', () => {
@@ -139,5 +159,76 @@ describe('configuration', () => {
     assert.deepEqual(problemsOf({ server: { remove_request_headers: ['Remote_User', 'X:Y'] }, services: [service] }).map((p) => p.split(':')[0]),
       ['server.remove_request_headers.1', 'services.0.remove_request_headers.2', 'services.0.remove_request_headers.3', 'services.0.remove_request_headers.4'])
     assert.deepEqual(validateConfig({}).server.remove_request_headers, [])
+  })
+
+  describe('environment variables in string values', () => {
+    it('substitutes ${NAME} and ${NAME:-default} at any depth, in values and list items, and never in keys', () => {
+      const file = configFile(
+        'server:', '  public_url: https://${GATEWAY_HOST}', '  trusted_origins: ["https://${GATEWAY_HOST}:${ALT_PORT:-8443}", "https://static.${DOMAIN:-example.com}"]',
+        'services:', '  - { name: "${SERVICE}", prefix: /svc/, upstream: "http://${UPSTREAM_HOST:-127.0.0.1}:9000/base" }',
+        ...REALM_WITH_SECRET, '        secret: ${REPORTS_SECRET}',
+      )
+      const env = { GATEWAY_HOST: 'gw.example.org', SERVICE: 'from-env', UPSTREAM_HOST: 'svc.internal', REPORTS_SECRET: 'sixteen-or-more-characters', DOMAIN: '' }
+      const config = loadConfigFile(file, env)
+      assert.equal(config.server.public_url, 'https://gw.example.org')
+      assert.deepEqual(config.server.trusted_origins, ['https://gw.example.org:8443', 'https://static.example.com'])
+      assert.deepEqual([config.services[0]!.name, config.services[0]!.upstream], ['from-env', 'http://svc.internal:9000/base'])
+      assert.equal(config.realms[0]!.clients[0]!.secret, 'sixteen-or-more-characters')
+      assert.deepEqual(fileProblemsOf(configFile('storage:', '  ${NOT_A_KEY}: ./elsewhere'), { NOT_A_KEY: 'data_dir' }), ['storage: Unrecognized key: "${NOT_A_KEY}"'])
+    })
+
+    it('takes a value as it is, after parsing: YAML in it changes nothing, and a ${ in it is not substituted again', () => {
+      const secret = 'a: [b, "c" # d\n  e: ${OTHER} $${F}'
+      const config = loadConfigFile(configFile(...REALM_WITH_SECRET, '        secret: ${REPORTS_SECRET}'), { REPORTS_SECRET: secret, OTHER: 'substituted' })
+      assert.equal(config.realms[0]!.clients[0]!.secret, secret)
+    })
+
+    it('writes $${ for a literal ${, leaves every other $ as it is, and takes an empty default', () => {
+      const config = loadConfigFile(configFile(...REALM_WITH_SECRET, '        secret: "pa$$word-$HOME-$${NOT_SUBSTITUTED}-${EMPTY:-}$"'), { NOT_SUBSTITUTED: 'x', HOME: '/root' })
+      assert.equal(config.realms[0]!.clients[0]!.secret, 'pa$$word-$HOME-${NOT_SUBSTITUTED}-$')
+    })
+
+    it('reports every variable that is not set or empty, naming it and the setting, never a value, with the other settings\' problems', () => {
+      const file = configFile(
+        'server:', '  public_url: https://${GATEWAY_HOST}', '  port: -1',
+        ...REALM_WITH_SECRET, '        secret: ${REPORTS_SECRET}', '        redirect_uris: ["https://${APP_HOST}/*", "https://${GATEWAY_HOST}/*", "${APP_URL}"]',
+      )
+      const problems = fileProblemsOf(file, { GATEWAY_HOST: 'gw-host-value', REPORTS_SECRET: '' })
+      // Whatever the schema would say of the references themselves (a secret too short, no URL) waits for their values.
+      assert.deepEqual(problems, [
+        'realms.0.clients.0.secret: the environment variable REPORTS_SECRET is not set or empty (${REPORTS_SECRET:-default} would give a default)',
+        'realms.0.clients.0.redirect_uris.0: the environment variable APP_HOST is not set or empty (${APP_HOST:-default} would give a default)',
+        'realms.0.clients.0.redirect_uris.2: the environment variable APP_URL is not set or empty (${APP_URL:-default} would give a default)',
+        'server.port: Too small: expected number to be >=0',
+      ])
+      assert.doesNotMatch(problems.join('\n'), /gw-host-value/)
+    })
+
+    it('refuses a ${ that starts no substitution, without repeating the text around it', () => {
+      const file = configFile(...REALM_WITH_SECRET, '        secret: "s3cr3t-${1ST}-${NAME:?no}-${UNCLOSED"')
+      const problems = fileProblemsOf(file, { NAME: 'x' })
+      assert.equal(problems.length, 3, problems.join('\n'))
+      for (const problem of problems) {
+        assert.match(problem, /^realms\.0\.clients\.0\.secret: "\$\{" starts no substitution: write \$\{NAME\} or \$\{NAME:-default\}/)
+        assert.doesNotMatch(problem, /s3cr3t|1ST|UNCLOSED|:\?no/)
+      }
+    })
+
+    it('gives text, which a number or a true/false setting refuses with its path, saying why', () => {
+      const file = configFile('server:', '  port: ${PORT}', '  host: 9090', 'metrics:', '  enabled: "${METRICS:-true}"')
+      assert.deepEqual(fileProblemsOf(file, { PORT: '9090' }), [
+        'server.host: Invalid input: expected string, received number',
+        'server.port: Invalid input: expected number, received string (${NAME} gives text: write numbers and true or false in the file)',
+        'metrics.enabled: Invalid input: expected boolean, received string (${NAME} gives text: write numbers and true or false in the file)',
+      ])
+    })
+
+    it('knows which settings the environment gives whole, and which the file gives a part of', () => {
+      const file = configFile(
+        'ldap:', '  bind_password: ${LDAP_PASSWORD}',
+        'sso:', '  - { client_secret: "${SSO_SECRET:-written-default}" }', '  - { client_secret: "prefix-${SSO_SECRET}" }', '  - { client_secret: "${A}${B}" }', '  - { client_secret: "$${C}" }',
+      )
+      assert.deepEqual([...settingsFromEnvironment(file)].sort(), ['ldap.bind_password', 'sso.2.client_secret'])
+    })
   })
 })

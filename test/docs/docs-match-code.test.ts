@@ -238,6 +238,8 @@ describe('the docs match the code', () => {
         if (option.envVar && !readme.includes(option.envVar)) differences.push(`${name} ${option.long}: ${option.envVar} undocumented`)
       }
     }
+    // The program's own options (besides --help, which every command has) are said in the section's prose.
+    for (const option of gatehouseProgram().options) if (!readmeSection('CLI').includes(`bin/gatehouse ${option.long}`)) differences.push(`${option.long} undocumented`)
     assert.deepEqual(differences, [])
   })
 

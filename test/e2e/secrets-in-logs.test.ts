@@ -402,6 +402,21 @@ describe('no secret reaches a log, the audit trail, the metrics or an error body
     const serve = await runCli(['serve', '--config', file, '--port', '0', '--log-level', 'trace'])
     assert.notEqual(serve.code, 0)
     outputs.push(serve.stdout + serve.stderr)
+    // The same secrets taken from the environment (${NAME}) into a file refused for other reasons.
+    const substituted = join(scratchDir(), 'substituted.yaml')
+    writeFileSync(substituted, [
+      'storage:', '  database: ${CONFIG_DATABASE_URL}',
+      'ldap:', '  url: ldap://127.0.0.1:1', '  bind_password: ${CONFIG_BIND_PASSWORD}', '  bind_password_env: ALSO_SET',
+      'sso:', '  - { name: corp, label: Corp, issuer: not-a-url, client_id: "7", client_secret: "${CONFIG_SSO_SECRET}" }',
+      'realms:', '  - { name: platform, clients: [{ client_id: reports, public_client: true, secret: "${CONFIG_SSO_SECRET}" }] }',
+    ].join('\n'))
+    const substitutedEnv = { CONFIG_DATABASE_URL: `mysql://gatehouse:${CONFIG_DB_PASSWORD}@db.example.test/gatehouse`, CONFIG_BIND_PASSWORD, CONFIG_SSO_SECRET }
+    for (const args of [['config', 'check', substituted], ['serve', '--config', substituted, '--port', '0', '--log-level', 'trace']]) {
+      const refused = await runCli(args, { env: substitutedEnv })
+      assert.equal(refused.code, 2, refused.stderr)
+      assert.match(refused.stderr, /storage\.database/)
+      outputs.push(refused.stdout + refused.stderr)
+    }
     // `serve` itself, in both formats: its start summary, its log, and a request carrying basic credentials and
     // query secrets to a service that is down, whose upstream URL holds a password.
     keep('password in an upstream URL', UPSTREAM_URL_PASSWORD)
