@@ -106,7 +106,7 @@ export class Accounts {
     this.lockout = lockout
     this.#passwordPolicy = passwordPolicy
     this.#byId = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs })
-    bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
+    bus.on(USER_TOPIC, (key) => this.#forget(key === 'all' ? 'all' : Number(key)))
     bus.onMissed(() => this.#byId.clear())
   }
 
@@ -328,7 +328,12 @@ export class Accounts {
     for (const listener of this.#changeListeners) await listener(tx, user, change)
   }
 
-  #forget(id: number): void {
+  /**
+   * `all`: every account's row changed, but only in what the request path checks against the account read afresh
+   * (its not-before, src/auth/pipeline.ts): what was derived from the accounts (verified passwords, sessions) stays.
+   */
+  #forget(id: number | 'all'): void {
+    if (id === 'all') return this.#byId.clear()
     this.#byId.forget(id)
     for (const listener of this.#forgetListeners) listener(id)
   }

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { RawBuilder } from 'kysely'
+import { databaseNow } from './database-clock.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
@@ -29,9 +30,7 @@ export class EventLog {
 
   constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
-    this.#now = dialect === 'postgres'
-      ? sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`
-      : sql<number>`cast(unixepoch('subsec') * 1000 as integer)`
+    this.#now = databaseNow(dialect)
   }
 
   /** Stamped with the database's time (or `at`), as the prune judges age by it. */
