@@ -89,8 +89,12 @@ export class PersonalTokens {
     }
   }
 
-  /** Creates a token; its value is returned here and never again (only its hash is stored). */
-  async issue(user: User, request: TokenRequest, now = Date.now()): Promise<{ record: TokenRecord; value: string }> {
+  /**
+   * Creates a token; its value is returned here and never again (only its hash is stored). It is stamped with the
+   * bus's clock (never ahead of the database's, in which not-befores are taken): a token stamped before a revocation
+   * of its user's tokens is refused, whichever process's clock runs ahead.
+   */
+  async issue(user: User, request: TokenRequest, now = this.#bus.clock.now()): Promise<{ record: TokenRecord; value: string }> {
     if (!user.isActive) throw new AccountDisabled()
     const expires = Math.min(this.#expiryOf(request, now), request.notAfter ?? Infinity)
     const value = generateToken()
