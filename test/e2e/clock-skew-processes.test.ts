@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
+import { generateToken, hashToken } from '../../src/auth/token-format.ts'
 import { ADMIN_PASSWORD, basic, json, repoRoot, spawnGateway, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { at, login } from '../helpers/session.ts'
@@ -63,6 +64,30 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
       const response = await call(gateway, ME, { headers: bearer })
       assert.equal(response.status, 200, `${gateway === right ? 'right' : 'behind'}: ${await response.text()}`)
     }
+  })
+
+  it('revoking every token on the process whose clock is behind refuses, on both, a token created just before it and written after it', async () => {
+    const { id, auth } = await createUser('rita')
+    const created = await post(right, '/api/gateway/v1/tokens/', auth)
+    assert.equal(created.status, 201)
+    const kept = { authorization: `Bearer ${(await json(created)).token}` }
+    // Both processes now hold the account in memory, with the not-before it had before the revoke.
+    for (const gateway of [right, behind]) assert.equal((await call(gateway, ME, { headers: kept })).status, 200)
+    const stampedAt = Date.now() - 1000
+    const revoked = await post(behind, '/api/gateway/v1/tokens/revoke/', admin, { all: true })
+    assert.equal(revoked.status, 200)
+    const racing = generateToken()
+    await db.query(`INSERT INTO tokens (user_id, token_hash, scope, description, created_at, modified_at, expires_at) VALUES ($1, $2, 'write', '', $3, $3, $4)`,
+      [id, hashToken(racing), stampedAt, stampedAt + 3600_000])
+    for (const gateway of [right, behind]) {
+      const response = await call(gateway, ME, { headers: { authorization: `Bearer ${racing}` } })
+      assert.equal(response.status, 401, gateway === right ? 'right' : 'behind')
+      assert.equal((await json(response)).code, 'invalid_token')
+    }
+    const fresh = await post(right, '/api/gateway/v1/tokens/', auth)
+    assert.equal(fresh.status, 201)
+    const freshBearer = { authorization: `Bearer ${(await json(fresh)).token}` }
+    for (const gateway of [behind, right]) assert.equal((await call(gateway, ME, { headers: freshBearer })).status, 200)
   })
 
   it('a password change on the process whose clock is behind refuses, on both, a session the other started just before it and wrote after it', async () => {
