@@ -340,9 +340,9 @@ export class Accounts {
 }
 
 /**
- * The not-before times a change moves to now (the database's time, as the change is written), for the credentials it ends: disabling the account and a new password
- * end its sessions and OpenID Connect grants (`notBefore`), a new password with `revokeTokens` its personal tokens
- * too (`tokensNotBefore`). Enabling the account again ends nothing more than the disable did, but moves `notBefore`
+ * The not-before times a change moves to now (the database's time, as the change is written), for the credentials
+ * it ends: disabling the account and a new password end its sessions and OpenID Connect grants (`notBefore`), a new
+ * password with `revokeTokens` its personal tokens too (`tokensNotBefore`). Enabling the account again ends nothing more than the disable did, but moves `notBefore`
  * once more: a login or refresh in flight during the disable wrote its session or tokens after the disable had ended
  * the rest, and the disabled account's check refused them only until now. Personal tokens are not ended by a
  * disable, as the platform keeps them: they work again once the account is enabled.
