@@ -20,8 +20,8 @@ export function databaseNow(dialect: DialectName): RawBuilder<number> {
  * database, `databaseNow`), whatever this machine's clock says. On SQLite the database's clock is this machine's.
  * On PostgreSQL each reading of the database's time (the heartbeat, every second, and the times of the events read
  * and written) was taken before its answer arrived: that time plus the monotonic time since the answer is a bound
- * from below. A reading is kept until the next heartbeat's replaces it, so how far the two clocks' rates differ
- * adds well under a millisecond.
+ * from below. A reading is used for two heartbeats at most, so how far the two clocks' rates differ (parts per
+ * million) adds well under a millisecond; while the database does not answer, the last one stays in use.
  */
 export class DatabaseClock {
   readonly #local: boolean
