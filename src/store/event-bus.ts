@@ -132,6 +132,11 @@ export class EventBus {
     }
   }
 
+  /** Reads the database's time for `clock`, in a process that does not start the bus (a CLI command) or cannot wait for its heartbeat. */
+  async readClock(): Promise<void> {
+    this.clock.measured(await this.#store.events.databaseTime())
+  }
+
   on(topic: Topic, listener: Listener): void {
     const list = this.#listeners.get(topic) ?? []
     list.push(listener)

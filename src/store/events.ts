@@ -44,6 +44,12 @@ export class EventLog {
     return { id: Number(row.id), createdAt: Number(row.created_at) }
   }
 
+  /** The database's time now (epoch ms). */
+  async databaseTime(): Promise<number> {
+    const { rows } = await sql<{ now: number }>`select ${this.#now} as now`.execute(this.#db)
+    return Number(rows[0]!.now)
+  }
+
   /** PostgreSQL: tells every listening process that events up to `id` exist; within a transaction, at its commit. */
   async notify(id: number): Promise<void> {
     await sql`select pg_notify(${EVENT_CHANNEL}, ${String(id)})`.execute(this.#db)

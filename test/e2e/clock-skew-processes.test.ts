@@ -4,13 +4,18 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { generateToken, hashToken } from '../../src/auth/token-format.ts'
-import { ADMIN_PASSWORD, basic, json, repoRoot, spawnGateway, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, repoRoot, runCli, spawnGateway, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { at, login } from '../helpers/session.ts'
 
 const admin = { authorization: basic('admin', ADMIN_PASSWORD) }
 const ME = '/api/gateway/v1/me/'
 const SKEW_MS = -120_000
+
+/** The environment of a gateway or CLI process whose Date.now() runs `skewMs` off the machine's clock. */
+function skewed(skewMs: number): Record<string, string> {
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${join(repoRoot, 'test/fixtures/skewed-clock.mjs')}`, CLOCK_SKEW_MS: String(skewMs) }
+}
 
 /**
  * Two `gatehouse serve` processes on one PostgreSQL database, on "hosts" whose clocks disagree by two minutes (the
@@ -23,16 +28,15 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
   let behind: GatewayProcess
   let db: pg.Client
   let drop: () => Promise<void>
+  let databaseUrl: string
 
   before(async () => {
     const database = await createTestDatabase()
     drop = database.drop
+    databaseUrl = database.url
     const args = ['--demo', '--database', database.url]
     right = await spawnGateway(args)
-    behind = await spawnGateway(args, {
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${join(repoRoot, 'test/fixtures/skewed-clock.mjs')}`,
-      CLOCK_SKEW_MS: String(SKEW_MS),
-    })
+    behind = await spawnGateway(args, skewed(SKEW_MS))
     db = new pg.Client({ connectionString: database.url })
     await db.connect()
   })
@@ -88,6 +92,15 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
     assert.equal(fresh.status, 201)
     const freshBearer = { authorization: `Bearer ${(await json(fresh)).token}` }
     for (const gateway of [behind, right]) assert.equal((await call(gateway, ME, { headers: freshBearer })).status, 200)
+  })
+
+  it('`gatehouse tokens create` on a machine whose clock runs ahead stamps the token with the database\'s time', async () => {
+    await createUser('sven')
+    const created = await runCli(['tokens', 'create', '--user', 'sven', '--database', databaseUrl], { env: skewed(-SKEW_MS) })
+    assert.equal(created.code, 0, created.stderr)
+    const { rows: [row] } = await db.query('SELECT created_at, floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS now FROM tokens WHERE token_hash = $1', [hashToken(created.stdout.trim())])
+    assert.ok(Number(row.created_at) <= Number(row.now), `created ${row.created_at}, database's time ${row.now}`)
+    assert.ok(Number(row.created_at) > Number(row.now) - 60_000)
   })
 
   it('a password change on the process whose clock is behind refuses, on both, a session the other started just before it and wrote after it', async () => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { EventBus } from '../../src/store/event-bus.ts'
-import { databaseNow } from '../../src/store/database-clock.ts'
 import { sql } from '../../src/store/kysely.ts'
 import type { Store } from '../../src/store/store.ts'
 import type { Topic } from '../../src/store/topics.ts'
@@ -237,8 +236,7 @@ async function waitFor(condition: () => boolean, message: string): Promise<void>
 const postgres = storeBackends.find((backend) => backend.name === 'PostgreSQL')!
 
 describe('event bus on PostgreSQL: the clock credentials are stamped with', () => {
-  const databaseTime = async (store: Store) =>
-    Number((await sql<{ now: number }>`select ${databaseNow('postgres')} as now`.execute(store.database.db)).rows[0]!.now)
+  const databaseTime = (store: Store) => store.events.databaseTime()
 
   for (const skewMs of [60_000, -60_000]) {
     it(`follows the database's clock, never ahead of it, on a process whose clock runs a minute ${skewMs > 0 ? 'ahead' : 'behind'}`, async () => {
