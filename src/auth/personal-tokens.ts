@@ -5,7 +5,7 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
-import type { User } from '../store/users.ts'
+import { DATABASE_NOW, type User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
 import { TOKEN_TOPIC, USER_TOPIC } from '../store/topics.ts'
 
@@ -89,8 +89,12 @@ export class PersonalTokens {
     }
   }
 
-  /** Creates a token; its value is returned here and never again (only its hash is stored). */
-  async issue(user: User, request: TokenRequest, now = Date.now()): Promise<{ record: TokenRecord; value: string }> {
+  /**
+   * Creates a token; its value is returned here and never again (only its hash is stored). It is stamped with the
+   * bus's clock (never ahead of the database's, in which not-befores are taken): a token stamped before a revocation
+   * of its user's tokens is refused, whichever process's clock runs ahead.
+   */
+  async issue(user: User, request: TokenRequest, now = this.#bus.clock.now()): Promise<{ record: TokenRecord; value: string }> {
     if (!user.isActive) throw new AccountDisabled()
     const expires = Math.min(this.#expiryOf(request, now), request.notAfter ?? Infinity)
     const value = generateToken()
@@ -168,22 +172,27 @@ export class PersonalTokens {
   }
 
   /**
-   * Deletes a user's tokens and, in the same transaction, moves the account's `tokensNotBefore` to now, as a new
-   * password with `revokeTokens` does: a token a login created meanwhile, written after the delete, is refused too.
+   * Deletes a user's tokens and, in the same transaction, moves the account's `tokensNotBefore` to now (the
+   * database's time), as a new password with `revokeTokens` does: a token a login created meanwhile, written after
+   * the delete, is refused too.
    */
   async revokeUser(userId: number): Promise<number> {
     return this.#bus.change(async (tx, announce) => {
       announce(TOKEN_TOPIC, `user:${userId}`)
       const revoked = await tx.tokens.deleteByUser(userId)
-      if (await tx.users.update(userId, { tokensNotBefore: Date.now() })) announce(USER_TOPIC, String(userId))
+      if (await tx.users.update(userId, { tokensNotBefore: DATABASE_NOW })) announce(USER_TOPIC, String(userId))
       return revoked
     })
   }
 
+  /** As `revokeUser`, for every account at once: one statement moves them all, one event has every process read them again. */
   async revokeAll(): Promise<number> {
     return this.#bus.change(async (tx, announce) => {
       announce(TOKEN_TOPIC, 'all')
-      return tx.tokens.deleteAll()
+      const revoked = await tx.tokens.deleteAll()
+      await tx.users.moveEveryTokensNotBefore()
+      announce(USER_TOPIC, 'all')
+      return revoked
     })
   }
 

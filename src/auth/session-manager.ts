@@ -79,7 +79,7 @@ export class SessionManager {
    * oidc-provider signs the other user's realm session out itself before it signs the new user in), and end with it
    * otherwise.
    */
-  async start(userId: number, origin: SessionOrigin, now = Date.now(), replaces?: ReplacedSession): Promise<{ sessionId: string; session: ActiveSession }> {
+  async start(userId: number, origin: SessionOrigin, now = Date.now(), replaces?: ReplacedSession, issuedAt = this.issueTime()): Promise<{ sessionId: string; session: ActiveSession }> {
     await this.#removeExpired(now)
     const sessionId = randomBytes(32).toString('base64url')
     const limit = this.#settings.current.sessions_per_user_limit
@@ -91,7 +91,7 @@ export class SessionManager {
       const stored = await tx.sessions.create({
         keyHash: SessionManager.hashOf(sessionId),
         userId,
-        created: now,
+        created: issuedAt,
         expiresAt: now + this.#settings.current.session_cookie_age * 1000,
         ip: origin.ip.slice(0, 64),
         userAgent: origin.userAgent.slice(0, 256),
@@ -106,6 +106,15 @@ export class SessionManager {
     const session = toActive(stored)
     this.#cache.set(session.keyHash, session, now)
     return { sessionId, session }
+  }
+
+  /**
+   * What a session starting now is stamped with as its creation, the time its account's not-before is compared
+   * with (EventBus.clock: never ahead of the database's clock, in which not-befores are taken). A login takes it
+   * before it confirms the password it verified: a password change after that confirmation refuses the session.
+   */
+  issueTime(): number {
+    return this.#bus.clock.now()
   }
 
   /** The live session a cookie value names; throws NotAuthenticated when it is malformed, unknown, ended or expired. */

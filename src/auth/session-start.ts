@@ -25,12 +25,13 @@ export interface SessionParts {
  */
 export async function startSession(app: SessionParts, request: FastifyRequest, reply: FastifyReply, user: User, previous = replacing(request.gatehouse.principal?.sessionId)): Promise<{ csrfToken: string; expiresAt: number; now: number; keyHash: string }> {
   const now = Date.now()
+  const issuedAt = app.sessions.issueTime()
   const origin = { ip: request.ip, userAgent: request.headers['user-agent'] ?? '' }
   // First: it refuses the login when the password it verified was changed meanwhile (Accounts.recordLogin).
   await app.accounts.recordLogin(user)
   // A session the browser already had is replaced, never kept next to the new one; the browser's realm sessions
   // stay signed in with the new one when it is the same person's (SessionManager.start).
-  const { sessionId, session } = await app.sessions.start(user.id, origin, now, previous)
+  const { sessionId, session } = await app.sessions.start(user.id, origin, now, previous, issuedAt)
   app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...origin }))
   setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
   return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now, keyHash: session.keyHash }

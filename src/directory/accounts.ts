@@ -5,7 +5,7 @@ import { UniqueViolation } from '../store/errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { Repositories, Store } from '../store/store.ts'
-import type { NewUser, User, UserChanges } from '../store/users.ts'
+import { DATABASE_NOW, type NewUser, type User, type UserChanges } from '../store/users.ts'
 import { passwordPolicyProblems, type PasswordPolicy } from './password-policy.ts'
 import { NOT_MINE, type PasswordSource } from './password-source.ts'
 import { USER_TOPIC } from '../store/topics.ts'
@@ -106,7 +106,7 @@ export class Accounts {
     this.lockout = lockout
     this.#passwordPolicy = passwordPolicy
     this.#byId = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs })
-    bus.on(USER_TOPIC, (key) => this.#forget(Number(key)))
+    bus.on(USER_TOPIC, (key) => this.#forget(key === 'all' ? 'all' : Number(key)))
     bus.onMissed(() => this.#byId.clear())
   }
 
@@ -328,27 +328,31 @@ export class Accounts {
     for (const listener of this.#changeListeners) await listener(tx, user, change)
   }
 
-  #forget(id: number): void {
+  /**
+   * `all`: every account's row changed, but only in what the request path checks against the account read afresh
+   * (its not-before, src/auth/pipeline.ts): what was derived from the accounts (verified passwords, sessions) stays.
+   */
+  #forget(id: number | 'all'): void {
+    if (id === 'all') return this.#byId.clear()
     this.#byId.forget(id)
     for (const listener of this.#forgetListeners) listener(id)
   }
 }
 
 /**
- * The not-before times a change moves to now, for the credentials it ends: disabling the account and a new password
- * end its sessions and OpenID Connect grants (`notBefore`), a new password with `revokeTokens` its personal tokens
- * too (`tokensNotBefore`). Enabling the account again ends nothing more than the disable did, but moves `notBefore`
+ * The not-before times a change moves to now (the database's time, as the change is written), for the credentials
+ * it ends: disabling the account and a new password end its sessions and OpenID Connect grants (`notBefore`), a new
+ * password with `revokeTokens` its personal tokens too (`tokensNotBefore`). Enabling the account again ends nothing more than the disable did, but moves `notBefore`
  * once more: a login or refresh in flight during the disable wrote its session or tokens after the disable had ended
  * the rest, and the disabled account's check refused them only until now. Personal tokens are not ended by a
  * disable, as the platform keeps them: they work again once the account is enabled.
  */
-function notBeforeChanges(before: User | undefined, changes: UserChanges, newPassword: boolean, revokeTokens: boolean): { notBefore?: number; tokensNotBefore?: number } {
+function notBeforeChanges(before: User | undefined, changes: UserChanges, newPassword: boolean, revokeTokens: boolean): Pick<UserChanges, 'notBefore' | 'tokensNotBefore'> {
   if (!before) return {}
-  const now = Date.now()
   const activeChanged = changes.isActive !== undefined && changes.isActive !== before.isActive
   return {
-    ...(activeChanged || newPassword ? { notBefore: now } : {}),
-    ...(newPassword && revokeTokens ? { tokensNotBefore: now } : {}),
+    ...(activeChanged || newPassword ? { notBefore: DATABASE_NOW } : {}),
+    ...(newPassword && revokeTokens ? { tokensNotBefore: DATABASE_NOW } : {}),
   }
 }
 

@@ -18,7 +18,18 @@ export class LocalPasswords implements PasswordSource {
     // hash below is done with it.
     const user = read ?? await this.#store.users.findByUsername(username)
     if (!user || user.source !== 'local' || !user.passwordHash) return NOT_MINE
-    if (!(await verifyPassword(user.passwordHash, password, signal))) throw new InvalidCredentials()
-    return user
+    if (await verifyPassword(user.passwordHash, password, signal)) return user
+    return this.#verifyReplacedHash(user, password, signal)
+  }
+
+  /**
+   * The hash was read before the check waited its turn and hashed: a password changed meanwhile would refuse the new
+   * one once. Read again, a hash that replaced it is verified, once; a row unchanged costs one indexed read more.
+   */
+  async #verifyReplacedHash(read: User, password: string, signal: AbortSignal | undefined): Promise<User> {
+    const current = await this.#store.users.findById(read.id)
+    if (current?.source === 'local' && current.username === read.username && current.passwordHash && current.passwordHash !== read.passwordHash
+      && await verifyPassword(current.passwordHash, password, signal)) return current
+    throw new InvalidCredentials()
   }
 }

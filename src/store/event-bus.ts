@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
+import { DatabaseClock } from './database-clock.ts'
 import { EVENT_CHANNEL } from './events.ts'
 import type { Repositories, Store } from './store.ts'
 import type { Topic } from './topics.ts'
@@ -63,6 +64,8 @@ export interface EventBusStatus {
  */
 export class EventBus {
   readonly maxStaleMs: number
+  /** What credentials are stamped with (their time of issue), to compare with not-befores the database stamped. */
+  readonly clock: DatabaseClock
   readonly #store: Store
   readonly #listeners = new Map<string, Listener[]>()
   readonly #readListeners: ((lagMs: number) => void)[] = []
@@ -91,6 +94,7 @@ export class EventBus {
   constructor(store: Store, options: EventBusOptions = {}) {
     this.#store = store
     this.maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS
+    this.clock = new DatabaseClock(store.database.dialect)
   }
 
   get #postgres(): boolean {
@@ -128,6 +132,11 @@ export class EventBus {
     }
   }
 
+  /** Reads the database's time for `clock`, in a process that does not start the bus (a CLI command) or cannot wait for its heartbeat. */
+  async readClock(): Promise<void> {
+    this.clock.measured(await this.#store.events.databaseTime())
+  }
+
   on(topic: Topic, listener: Listener): void {
     const list = this.#listeners.get(topic) ?? []
     list.push(listener)
@@ -143,15 +152,22 @@ export class EventBus {
   async change<T>(work: (tx: Repositories, announce: Announce) => Promise<T>): Promise<T> {
     const news: { topic: string; key: string }[] = []
     const ids: number[] = []
+    let stampedAt = 0
     const result = await this.#store.transaction(async (tx) => {
       news.length = 0
       const result = await work(tx, (topic, key) => void news.push({ topic, key }))
       ids.length = 0
-      for (const { topic, key } of news) ids.push(await tx.events.append(topic, key))
+      for (const { topic, key } of news) {
+        const { id, createdAt } = await tx.events.appendStamped(topic, key)
+        ids.push(id)
+        stampedAt = createdAt
+      }
       if (this.#postgres && ids.length) await tx.events.notify(ids.at(-1)!)
       return result
     })
     if (!ids.length) return result
+    // Later than what the change stamped in the database (a not-before): what this process issues next is not before it.
+    this.clock.observed(stampedAt)
     for (const id of ids) this.#seen.add(id)
     try {
       for (const { topic, key } of news) await this.#dispatch(topic, key)
@@ -297,6 +313,7 @@ export class EventBus {
         // A listener that fails (its own read failed) stops the read here; the next one starts again from this event.
         await this.#dispatch(event.topic, event.key)
         this.#seen.add(event.id)
+        this.clock.observed(event.createdAt)
         for (const listener of this.#readListeners) listener(Date.now() - event.createdAt)
       }
       this.#lastId = Math.max(this.#lastId, event.id)
@@ -318,7 +335,7 @@ export class EventBus {
 
   async #heartbeat(): Promise<void> {
     try {
-      await this.#store.events.heartbeat(this.#processId, this.#lastId)
+      this.clock.measured(await this.#store.events.heartbeat(this.#processId, this.#lastId))
       this.#others = await this.#store.events.othersAlive(ALIVE_MS, this.#processId)
     } catch (error) {
       this.#others = Math.max(this.#others, 1)

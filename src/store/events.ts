@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely'
 import type { RawBuilder } from 'kysely'
+import { databaseNow } from './database-clock.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
@@ -29,15 +30,24 @@ export class EventLog {
 
   constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
-    this.#now = dialect === 'postgres'
-      ? sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`
-      : sql<number>`cast(unixepoch('subsec') * 1000 as integer)`
+    this.#now = databaseNow(dialect)
   }
 
   /** Stamped with the database's time (or `at`), as the prune judges age by it. */
   async append(topic: string, key: string, at?: number): Promise<number> {
-    const row = await this.#db.insertInto('events').values({ topic, key, created_at: at ?? this.#now }).returning('id').executeTakeFirstOrThrow()
-    return Number(row.id)
+    return (await this.appendStamped(topic, key, at)).id
+  }
+
+  /** As `append`, with the time it was stamped with. */
+  async appendStamped(topic: string, key: string, at?: number): Promise<{ id: number; createdAt: number }> {
+    const row = await this.#db.insertInto('events').values({ topic, key, created_at: at ?? this.#now }).returning(['id', 'created_at']).executeTakeFirstOrThrow()
+    return { id: Number(row.id), createdAt: Number(row.created_at) }
+  }
+
+  /** The database's time now (epoch ms). */
+  async databaseTime(): Promise<number> {
+    const { rows } = await sql<{ now: number }>`select ${this.#now} as now`.execute(this.#db)
+    return Number(rows[0]!.now)
   }
 
   /** PostgreSQL: tells every listening process that events up to `id` exist; within a transaction, at its commit. */
@@ -61,11 +71,12 @@ export class EventLog {
     return Number(row?.id ?? 0)
   }
 
-  /** Registers or refreshes a reading process and how far it has read, at the database's time. */
-  async heartbeat(processId: string, lastEventId: number): Promise<void> {
-    await this.#db.insertInto('gateway_processes').values({ id: processId, heartbeat_at: this.#now, last_event_id: lastEventId })
+  /** Registers or refreshes a reading process and how far it has read, at the database's time, which it answers. */
+  async heartbeat(processId: string, lastEventId: number): Promise<number> {
+    const row = await this.#db.insertInto('gateway_processes').values({ id: processId, heartbeat_at: this.#now, last_event_id: lastEventId })
       .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: this.#now, last_event_id: lastEventId }))
-      .execute()
+      .returning('heartbeat_at').executeTakeFirstOrThrow()
+    return Number(row.heartbeat_at)
   }
 
   async leave(processId: string): Promise<void> {

@@ -3,7 +3,7 @@
  * under one of these, with a key naming what changed (conventionally an id, `user:<id>` or `all`).
  */
 
-/** An account changed; the key is its id. */
+/** An account changed; the key is its id, or `all` for every account (all personal tokens revoked). */
 export const USER_TOPIC = 'user'
 /** A login session ended or changed; the key is its key hash, or `user:<id>` for all of a user's. */
 export const SESSION_TOPIC = 'session'

@@ -1,4 +1,5 @@
 import type { ExpressionBuilder, Kysely, Selectable } from 'kysely'
+import { databaseNow } from './database-clock.ts'
 import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
 import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -43,7 +44,17 @@ export interface NewUser {
   groups?: string[]
 }
 
-export type UserChanges = Partial<Omit<NewUser, 'username'>> & { username?: string; notBefore?: number; tokensNotBefore?: number }
+/**
+ * `DATABASE_NOW` for a not-before: the database's time as the statement runs, never earlier than the one it had, so
+ * that changes made from processes whose clocks disagree are ordered by one clock.
+ */
+export const DATABASE_NOW = 'database-now'
+
+export type UserChanges = Partial<Omit<NewUser, 'username'>> & {
+  username?: string
+  notBefore?: number | typeof DATABASE_NOW
+  tokensNotBefore?: number | typeof DATABASE_NOW
+}
 
 export interface UserQuery {
   offset: number
@@ -213,10 +224,24 @@ export class UserRepository {
     if (changes.external !== undefined) values.external = changes.external
     if (changes.isSystemAuditor !== undefined) values.is_system_auditor = changes.isSystemAuditor
     if (changes.groups !== undefined) values.group_names = JSON.stringify(changes.groups)
-    if (changes.notBefore !== undefined) values.not_before = changes.notBefore
-    if (changes.tokensNotBefore !== undefined) values.tokens_not_before = changes.tokensNotBefore
+    if (changes.notBefore !== undefined) values.not_before = this.#notBefore('not_before', changes.notBefore)
+    if (changes.tokensNotBefore !== undefined) values.tokens_not_before = this.#notBefore('tokens_not_before', changes.tokensNotBefore)
     const row = await this.#db.updateTable('users').set(values as never).where('id', '=', id).returningAll().executeTakeFirst()
     return row && toUser(row)
+  }
+
+  /**
+   * Moves every account's `tokensNotBefore` to the database's time (revoking every personal token); the accounts are
+   * otherwise unchanged, their modification time too.
+   */
+  async moveEveryTokensNotBefore(): Promise<void> {
+    await this.#db.updateTable('users').set({ tokens_not_before: this.#notBefore('tokens_not_before', DATABASE_NOW) } as never).execute()
+  }
+
+  #notBefore(column: 'not_before' | 'tokens_not_before', at: number | typeof DATABASE_NOW): unknown {
+    if (at !== DATABASE_NOW) return at
+    const later = this.#dialect === 'postgres' ? 'greatest' : 'max'
+    return sql<number>`${sql.raw(later)}(${sql.ref(column)}, ${databaseNow(this.#dialect)})`
   }
 
   /**

@@ -6,6 +6,7 @@ import { adminAuth, basic, json, type TestGateway } from '../helpers/gateway.ts'
 import { passwordLogin, realmUrl, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { login } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
+import { hashToken } from '../../src/auth/token-format.ts'
 import { USER_TOPIC } from '../../src/store/topics.ts'
 
 /**
@@ -136,5 +137,57 @@ for (const backend of gatewayBackends) {
       assert.equal((await me({ cookie: (await login(gw, 'frank', 'frank-password-long')).cookie })).status, 200)
       assert.equal((await me(bearer((await createToken(gw, { authorization: basic('frank', 'frank-password-long') })).token))).status, 200)
     })
+
+    it('moves every account\'s personal tokens\' one when every token is revoked, so a token created as they were and written after them is refused', async () => {
+      const gail = await gw.app.accounts.create({ username: 'gail', password: 'gail-password-long' })
+      const auth = { authorization: basic('gail', 'gail-password-long') }
+      const kept = await createToken(gw, auth)
+      // The account is now held in memory with the not-before it had before the revoke.
+      assert.equal((await me(bearer(kept.token))).status, 200)
+      // A creation checked and stamped before the revoke, whose row is written after the revoke's delete committed.
+      const { release, entered, restore } = holdTokenWrites()
+      let racing: Promise<{ token: string }>
+      try {
+        racing = createToken(gw, auth)
+        await entered
+        const revoked = await api('tokens/revoke/', 'POST', { all: true })
+        assert.equal(revoked.status, 200)
+        assert.ok((await json(revoked)).revoked >= 1)
+      } finally {
+        release()
+        restore()
+      }
+      const written = await racing
+      assert.ok(await gw.store.tokens.findByHash(hashToken(written.token)), 'the racing token\'s row outlived the delete')
+      const byRacing = await me(bearer(written.token))
+      assert.equal(byRacing.status, 401)
+      assert.equal((await json(byRacing)).code, 'invalid_token')
+      assert.equal((await me(bearer(kept.token))).status, 401)
+      const moved = (await gw.store.users.findById(gail.id))!
+      assert.ok(moved.tokensNotBefore > 0)
+      assert.equal(moved.notBefore, 0, 'sessions are not ended by it')
+      assert.equal((await me({ cookie: (await login(gw, 'gail', 'gail-password-long')).cookie })).status, 200)
+      assert.equal((await me(bearer((await createToken(gw, auth)).token))).status, 200)
+    })
+
+    /** Holds the next personal token's row until `release`; `entered` resolves once a creation waits on it. */
+    function holdTokenWrites(): { release: () => void; entered: Promise<void>; restore: () => void } {
+      const tokens = gw.store.tokens
+      const create = tokens.create
+      let release!: () => void
+      const held = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      let enter!: () => void
+      const entered = new Promise<void>((resolve) => {
+        enter = resolve
+      })
+      tokens.create = async (...args) => {
+        enter()
+        await held
+        return create.apply(tokens, args)
+      }
+      return { release, entered, restore: () => { tokens.create = create } }
+    }
   })
 }

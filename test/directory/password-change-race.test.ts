@@ -103,6 +103,38 @@ for (const backend of gatewayBackends) {
       assert.ok(new URL(retried.url).searchParams.get('code'), retried.url)
     })
 
+    const sessionLogin = async (username: string, password: string) => {
+      const csrf = await csrfToken(gw)
+      return gw.fetch(LOGIN, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: gw.url + LOGIN },
+        body: JSON.stringify({ username, password }),
+      })
+    }
+
+    it('signs in with the new password at the session login, verified again against the hash that replaced the one it read', async () => {
+      const user = await gw.app.accounts.create({ username: 'lena', password: 'the-old-password-long' })
+      const response = await racingPasswordChange(user.id, () => sessionLogin('lena', 'the-new-password-long'))
+      assert.equal(response.status, 200, await response.clone().text())
+      assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: user.id })).count, 1)
+    })
+
+    it('signs in with the new password in a realm\'s password grant', async () => {
+      const user = await gw.app.accounts.create({ username: 'mona', password: 'the-old-password-long' })
+      const answer = await racingPasswordChange(user.id, () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'mona', password: 'the-new-password-long' }))
+      assert.equal(answer.status, 200, JSON.stringify(answer.body))
+      assert.equal(typeof answer.body.access_token, 'string')
+    })
+
+    it('still refuses a password that is neither, and counts it once against the lockout', async () => {
+      const user = await gw.app.accounts.create({ username: 'nora', password: 'the-old-password-long' })
+      const response = await racingPasswordChange(user.id, () => sessionLogin('nora', 'neither-password-long'))
+      assert.equal(response.status, 401)
+      assert.equal((await json(response)).code, 'invalid_credentials')
+      assert.equal((await gw.store.sessions.list({ offset: 0, limit: 10, now: Date.now(), userId: user.id })).count, 0)
+      assert.equal((await gw.store.loginFailures.find('nora'))?.failures, 1)
+    })
+
     it('refuses the old password as basic credentials', async () => {
       const user = await gw.app.accounts.create({ username: 'iris', password: 'the-old-password-long' })
       const response = await racingPasswordChange(user.id, () => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('iris', 'the-old-password-long') } }))

@@ -232,3 +232,40 @@ async function waitFor(condition: () => boolean, message: string): Promise<void>
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
+
+const postgres = storeBackends.find((backend) => backend.name === 'PostgreSQL')!
+
+describe('event bus on PostgreSQL: the clock credentials are stamped with', () => {
+  const databaseTime = (store: Store) => store.events.databaseTime()
+
+  for (const skewMs of [60_000, -60_000]) {
+    it(`follows the database's clock, never ahead of it, on a process whose clock runs a minute ${skewMs > 0 ? 'ahead' : 'behind'}`, async () => {
+      const opened = await postgres.open()
+      const writerStore = await opened.reopen()
+      const writer = new EventBus(writerStore)
+      const bus = new EventBus(opened.store)
+      const realNow = Date.now
+      try {
+        Date.now = () => realNow() + skewMs
+        await bus.start(60_000)
+        const before = await databaseTime(opened.store)
+        const stamp = bus.clock.now()
+        const after = await databaseTime(opened.store)
+        assert.ok(stamp <= after, `${stamp} is not after the database's ${after}`)
+        assert.ok(stamp > before - 5000, `${stamp} is far behind the database's ${before}`)
+        // News read from another process raises it to at least the time the database gave that news.
+        await writer.change(async (_tx, announce) => announce('user', '1'))
+        await bus.sync()
+        const { rows } = await sql<{ created_at: number }>`select created_at from events order by id desc limit 1`.execute(opened.store.database.db)
+        assert.ok(bus.clock.now() >= Number(rows[0]!.created_at))
+        assert.ok(bus.clock.now() <= await databaseTime(opened.store))
+      } finally {
+        Date.now = realNow
+        await bus.stop()
+        await writerStore.close()
+        await opened.store.close()
+        await opened.cleanup()
+      }
+    })
+  }
+})
