@@ -79,7 +79,7 @@ describe('back-channel logout deliveries', () => {
       await sleep(20)
     }
   }
-  const delivery = (path: string, token = 'a.b.c') => ({ realm: 'platform', clientId: 'app', uri: `${receivers.url}${path}`, sign: async () => token })
+  const delivery = (path: string, token = 'a.b.c') => ({ realm: 'platform', clientId: 'app', uri: `${receivers.url}${path}`, sign: async () => token, format: 'logout_token' as const })
 
   it('sends a few at a time, however many sessions end at once', async () => {
     const { logouts, counted } = queue()
