@@ -324,6 +324,30 @@ describe('keycloak-connect 26 against the realm', () => {
     }
   })
 
+  it('keeps only an adapter session id the client itself sent with the code, and only one that is one', async () => {
+    const { calls } = adminUrlApp()
+    const { status, body, browser } = await browserLogin()
+    assert.equal(status, 200, body)
+    const sessionId = appSessionId(browser)
+    /** A code of the browser's realm session for connect-admin (no login: the session signs it in). */
+    const code = async () => {
+      const authorize = `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({ client_id: 'connect-admin', redirect_uri: `${url}/elsewhere`, response_type: 'code', scope: 'openid' })}`
+      const back = await browser.navigate(authorize, { stopBefore: (next) => next.startsWith(`${url}/elsewhere`) })
+      return new URL(back.stoppedAt!).searchParams.get('code')!
+    }
+    const redeem = async (form: Record<string, string>) => tokenRequest(gw, { grant_type: 'authorization_code', code: await code(), redirect_uri: `${url}/elsewhere`, client_id: 'connect-admin', ...form })
+    // Refused codes, and values no adapter sends, leave the id kept at the app's sign-in as it was.
+    assert.equal((await redeem({ client_secret: 'not-the-secret-of-the-client', client_session_state: 'by-someone-else' })).status, 401)
+    for (const state of ['x'.repeat(256), 'has space', '']) {
+      assert.equal((await redeem({ client_secret: CONFIDENTIAL_SECRET, client_session_state: state })).status, 200)
+    }
+    const confirm = await browser.navigate(realmUrl(gw, '/protocol/openid-connect/logout'))
+    await browser.submit(confirm, { logout: 'yes' })
+    const action = await verifiedAdminCall(await adminCall(calls, 0))
+    assert.deepEqual(action.adapterSessionIds, [sessionId])
+    assert.equal(await appSignedIn(browser), false)
+  })
+
   it('refuses an admin call whose signature is not the realm\'s, and keeps the session it names', async () => {
     const { calls } = adminUrlApp()
     const { status, body, browser } = await browserLogin()
