@@ -119,6 +119,17 @@ describe('back-channel logout deliveries', () => {
     assert.deepEqual(failures.map((f) => f.outcome).sort(), ['unreachable', 'unsigned'])
   })
 
+  it('sends nothing, and counts nothing, for a delivery that has nothing to tell when its turn comes', async () => {
+    const { logouts, counted, failures } = queue()
+    const before = receivers.paths.length
+    logouts.send({ ...delivery('/ok'), format: 'admin', sign: async () => undefined })
+    logouts.send({ ...delivery('/ok'), format: 'admin' })
+    await logouts.settled()
+    assert.deepEqual(receivers.paths.slice(before), ['/ok'], 'only the delivery with a token was sent')
+    assert.deepEqual([...counted], [['delivered', 1]])
+    assert.deepEqual(failures, [])
+  })
+
   it('drops what comes beyond the waiting bound, and says so', async () => {
     const { logouts, counted, failures } = queue()
     for (let i = 0; i < 8 + 1000 + 3; i++) logouts.send(delivery('/held'))
