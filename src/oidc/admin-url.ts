@@ -28,7 +28,7 @@ export function adminLogoutUrl(adminUrl: string): string {
 
 /**
  * After a code is redeemed at the token endpoint by a client with an admin URL, keeps the `client_session_state` it
- * sent (Keycloak keeps the latest of a client session's), until the longest a realm session lasts. The token
+ * sent (Keycloak keeps the latest of a client session's), as long as the realm's longest sessions last. The token
  * endpoint has authenticated the client by then; the answer waits for the record, so that a logout that follows
  * finds it. A value that is not an adapter session id is not kept (Keycloak refuses no sign-in for it either).
  */
