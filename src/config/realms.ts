@@ -23,13 +23,14 @@ const redirectUri = z.string().refine((value) => {
   return !value.endsWith('*') || /^https?:\/\/[^/?#]+\//.test(prefix)
 }, 'must be an absolute http(s) URL, optionally ending in "*" after its host (https://app.example.com/*)')
 /**
- * Where the realm posts a client's logout tokens (OpenID Connect Back-Channel Logout 1.0 §2.2): an absolute URL
- * without a fragment, over https, or http to a loopback host only, since the token would cross the network in clear.
+ * Where the realm posts what ends a client's sessions (a logout token, OpenID Connect Back-Channel Logout 1.0 §2.2;
+ * Keycloak's admin calls, `k_logout`): an absolute URL without a fragment, over https, or http to a loopback host
+ * only, since what it is sent would cross the network in clear.
  */
-const backchannelLogoutUri = z.string().superRefine((value, ctx) => {
+const logoutReceiverUrl = (example: string) => z.string().superRefine((value, ctx) => {
   const url = URL.parse(value)
   if (!url || !/^https?:$/.test(url.protocol) || url.username || url.password) {
-    ctx.addIssue({ code: 'custom', message: 'must be an absolute https URL (https://app.example.com/backchannel-logout)' })
+    ctx.addIssue({ code: 'custom', message: `must be an absolute https URL (${example})` })
   } else if (value.includes('#')) {
     ctx.addIssue({ code: 'custom', message: 'must not have a fragment (#...)' })
   } else if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
@@ -59,10 +60,12 @@ export const RealmClientSchema = z.object({
     .describe('Where the authorization endpoint may send the browser back with a code (Keycloak\'s "Valid redirect URIs"): exact URLs, or a prefix ending in `*`, e.g. `https://app.example.com/*`; `http://127.0.0.1/…` or `http://localhost/…` without a port takes any port (native applications).'),
   post_logout_redirect_uris: z.array(z.union([z.literal('+'), redirectUri])).default([])
     .describe('Where the logout endpoint may send the browser afterwards (Keycloak\'s "Valid post logout redirect URIs"): URLs as in `redirect_uris`, or `+` for the redirect URIs themselves.'),
-  backchannel_logout_uri: backchannelLogoutUri.optional()
+  backchannel_logout_uri: logoutReceiverUrl('https://app.example.com/backchannel-logout').optional()
     .describe('Keycloak\'s "Backchannel logout URL" (OpenID Connect Back-Channel Logout 1.0): when a realm browser session this client signed in to ends, the realm POSTs a signed `logout_token` there, so the application can end its own session. https, or http to a loopback host; no fragment.'),
   backchannel_logout_session_required: z.boolean().default(true)
     .describe('Keycloak\'s "Backchannel logout session required" (the client metadata of the same name): the application needs the logout token to name the session that ended (`sid`, as its ID tokens do). Gatehouse always names it, with the user (`sub`), so this is always met; it is taken so that clients written for Keycloak or the specification load unchanged.'),
+  admin_url: logoutReceiverUrl('https://app.example.com/').optional()
+    .describe('Keycloak\'s "Admin URL", for keycloak-connect (Node.js), which takes no back-channel logout token: when a realm browser session this client signed in to ends, the realm POSTs a signed `LOGOUT` action to `<admin_url>/k_logout` naming the application\'s own sessions (the `client_session_state` keycloak-connect sent with the code), so that it ends them. https, or http to a loopback host; no fragment.'),
   web_origins: z.array(webOrigin).default(['+'])
     .describe('Keycloak\'s "Web origins": the origins whose scripts may call the token, introspection, revocation and account endpoints (CORS, with credentials) and use the login status iframe. `+` means the origins of `redirect_uris`, `*` any origin.'),
   pkce: z.enum(['required', 'optional']).optional()

@@ -1,7 +1,8 @@
 /**
  * OpenID Connect Back-Channel Logout 1.0: when a realm browser session ends, each client it signed in to that has a
  * `backchannel_logout_uri` is sent a signed logout token (§2.4), POSTed as a form (§2.5), so that the application
- * ends its own session. Keycloak does the same per client ("Backchannel logout URL").
+ * ends its own session. Keycloak does the same per client ("Backchannel logout URL"). Clients with an admin URL
+ * (keycloak-connect) are sent Keycloak's older admin call instead, through the same queue (`k_logout`: admin-url.ts).
  *
  * Deliveries never hold up what ended the session (a logout page, an administrator's request, a password change):
  * they are queued and sent afterwards, a few at a time, each given up after a few seconds, without following
@@ -23,7 +24,13 @@ export interface LogoutDelivery {
   realm: string
   clientId: string
   uri: string
-  sign(): Promise<string>
+  /** The token; undefined when, its turn come, there is nothing to tell (an admin URL's client kept no session of it). */
+  sign(): Promise<string | undefined>
+  /**
+   * `logout_token`: a form with the token (back-channel logout); `admin`: the token alone as text, as Keycloak posts
+   * its admin calls to a client's admin URL (ResourceAdminManager, HttpClientProvider `postText`).
+   */
+  format: 'logout_token' | 'admin'
 }
 
 export interface DeliveryFailure {
@@ -83,7 +90,7 @@ export class BackchannelLogouts {
   }
 
   async #deliver(delivery: LogoutDelivery): Promise<void> {
-    let token: string
+    let token: string | undefined
     try {
       token = await delivery.sign()
     } catch (error) {
@@ -91,12 +98,14 @@ export class BackchannelLogouts {
       this.#finish(delivery, 'unsigned', describe(error))
       return
     }
+    if (token === undefined) return
+    const admin = delivery.format === 'admin'
     let response: Response
     try {
       response = await fetch(delivery.uri, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ logout_token: token }).toString(),
+        headers: { 'content-type': admin ? 'text/plain; charset=utf-8' : 'application/x-www-form-urlencoded' },
+        body: admin ? token : new URLSearchParams({ logout_token: token }).toString(),
         // A redirect would send the token somewhere the configuration never named (§2.5 has the RP answer 200).
         redirect: 'manual',
         signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),

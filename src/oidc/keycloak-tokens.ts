@@ -133,7 +133,30 @@ export class KeycloakTokens {
     }
     return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: this.#idAlg, typ: 'logout+jwt', kid }).sign(key)
   }
+
+  /**
+   * Keycloak's admin call that ends an application's own sessions (LogoutAction, as ResourceAdminManager
+   * `sendLogoutRequest` makes it for one client session): its adapter session ids, thirty seconds to live, no
+   * not-before (0), and the realm session it came from. Signed with the realm's current key, as its ID tokens are;
+   * keycloak-connect verifies it with the realm's published key of its `kid`.
+   */
+  async adminLogoutAction(clientId: string, adapterSessionIds: readonly string[], keycloakSessionId: string | undefined): Promise<string> {
+    const { key, kid } = await this.#idKey
+    const payload = {
+      id: randomUUID(),
+      expiration: Math.floor(Date.now() / 1000) + ADMIN_ACTION_SECONDS,
+      resource: clientId,
+      action: 'LOGOUT',
+      adapterSessionIds,
+      notBefore: 0,
+      ...(keycloakSessionId ? { keycloakSessionIds: [keycloakSessionId] } : {}),
+    }
+    return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: this.#idAlg, typ: 'JWT', kid }).sign(key)
+  }
 }
+
+/** How long an admin call holds (Keycloak's `Time.currentTime() + 30`). */
+const ADMIN_ACTION_SECONDS = 30
 
 /** The event a logout token carries (OpenID Connect Back-Channel Logout 1.0 §2.4). */
 export const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout'

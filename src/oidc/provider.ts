@@ -13,6 +13,7 @@ import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DE
 import type { RealmKeySet } from './keys.ts'
 import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
+import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { idTokenClaims } from './id-token-claims.ts'
@@ -111,8 +112,11 @@ export interface ProviderOptions {
   applications?: ApplicationClients | undefined
   /** Told each grant the token endpoint answered with tokens (metrics count them). */
   tokensIssued?: ((grantType: string) => void) | undefined
-  /** Told, at a logout at the end-session endpoint, each client of the browser session that has a back-channel logout URI. */
-  loggedOut?: ((clientId: string, accountId: string, sid: string | undefined) => void) | undefined
+  /**
+   * Told, at a logout at the end-session endpoint, each client of the browser session that has a back-channel logout
+   * URI or an admin URL, with the grant of its sign-in.
+   */
+  loggedOut?: ((clientId: string, accountId: string, sid: string | undefined, grantId: string | undefined) => void) | undefined
 }
 
 /**
@@ -278,6 +282,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
   provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
+  // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
+  provider.use(rememberAdapterSessions({ records: options.records, hasAdminUrl: (id) => configured.get(id)?.admin_url !== undefined, keptSeconds: Math.max(realm.sso_session_max_seconds, realm.offline_session_max_seconds) }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
   // wording is chosen from it (keycloak-format.ts).
   provider.on('grant.success', (ctx) => options.tokensIssued?.(String(ctx.oidc.params?.grant_type ?? 'unknown')))
@@ -324,7 +330,9 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
     // Without `backchannel_logout_session_required`, which would have oidc-provider put its own `sid`, one per client,
     // in the client's codes and tokens, in place of the browser session's that Keycloak's tokens share: the logout
     // token names that one anyway (`deliverLogoutTokensLater`).
-    ...(client.backchannel_logout_uri ? { backchannel_logout_uri: client.backchannel_logout_uri } : {}),
+    // oidc-provider's end-session endpoint hands on only the clients that have one (`deliverLogoutTokensLater`), which
+    // decides what each is sent: an admin URL stands in for it, and is sent only the admin call (admin-url.ts).
+    ...(client.backchannel_logout_uri ?? client.admin_url ? { backchannel_logout_uri: client.backchannel_logout_uri ?? client.admin_url } : {}),
   }
 }
 
@@ -554,8 +562,8 @@ function keepNoEmptySessions(provider: Provider): void {
 function deliverLogoutTokensLater(providerClass: typeof Provider, provider: Provider, loggedOut: ProviderOptions['loggedOut']): void {
   const Client = provider.Client as unknown as { prototype: { backchannelLogout(this: { clientId: string }, sub: string, sid: string | undefined): Promise<void> } }
   Client.prototype.backchannelLogout = async function (this: { clientId: string }, sub: string) {
-    const session = (providerClass as unknown as { ctx?: { oidc?: { session?: { uid?: string } } } }).ctx?.oidc?.session
-    loggedOut?.(this.clientId, sub, session?.uid)
+    const session = (providerClass as unknown as { ctx?: { oidc?: { session?: { uid?: string; grantIdFor(clientId: string): string | undefined } } } }).ctx?.oidc?.session
+    loggedOut?.(this.clientId, sub, session?.uid, session?.grantIdFor(this.clientId))
   }
 }
 

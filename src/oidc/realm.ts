@@ -25,6 +25,7 @@ import { KEYS_TOPIC, REVOKE_TOPIC } from '../store/topics.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
 import { BackchannelLogouts, type DeliveryOutcome } from './backchannel-logout.ts'
+import { adminLogoutUrl, takeAdapterSession } from './admin-url.ts'
 
 /** Expired provider records are deleted this often. */
 const PRUNE_INTERVAL_MS = 3600_000
@@ -156,15 +157,27 @@ export class Realm {
   }
 
   /**
-   * A realm browser session of `accountId` ended: each of these clients (those it signed in to) that has a
-   * `backchannel_logout_uri` is sent a logout token naming the user and the session (`sid`), later, off the path of
-   * whatever ended it (backchannel-logout.ts).
+   * A realm browser session of `accountId` ended: each of these clients (those it signed in to, with the grant of the
+   * sign-in) that has a `backchannel_logout_uri` is sent a logout token naming the user and the session (`sid`), and
+   * each that has an `admin_url` the admin call naming the adapter session its grant was redeemed for (admin-url.ts),
+   * later, off the path of whatever ended it (backchannel-logout.ts).
    */
-  logOutClients(accountId: string, sid: string | undefined, clientIds: Iterable<string>): void {
-    for (const clientId of new Set(clientIds)) {
-      const uri = this.#clients.get(clientId)?.backchannel_logout_uri
-      if (!uri) continue
-      this.#deps.backchannelLogouts.send({ realm: this.name, clientId, uri, sign: async () => (await this.provider()).tokens.logoutToken(clientId, accountId, sid) })
+  logOutClients(accountId: string, sid: string | undefined, signIns: Iterable<{ clientId: string; grantId: string | undefined }>): void {
+    const told = new Set<string>()
+    for (const { clientId, grantId } of signIns) {
+      if (told.has(clientId)) continue
+      told.add(clientId)
+      const client = this.#clients.get(clientId)
+      const uri = client?.backchannel_logout_uri
+      if (uri) this.#deps.backchannelLogouts.send({ realm: this.name, clientId, uri, format: 'logout_token', sign: async () => (await this.provider()).tokens.logoutToken(clientId, accountId, sid) })
+      if (!client?.admin_url || !grantId) continue
+      this.#deps.backchannelLogouts.send({
+        realm: this.name, clientId, uri: adminLogoutUrl(client.admin_url), format: 'admin',
+        sign: async () => {
+          const adapterSession = await takeAdapterSession(this.#deps.store.oidc, grantId, clientId)
+          return adapterSession === undefined ? undefined : (await this.provider()).tokens.adminLogoutAction(clientId, [adapterSession], sid)
+        },
+      })
     }
   }
 
@@ -289,7 +302,7 @@ export class Realm {
         clientAccess: this.#deps.clientAccess,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
-        loggedOut: (clientId, accountId, sid) => this.logOutClients(accountId, sid, [clientId]),
+        loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients(accountId, sid, [{ clientId, grantId }]),
         revoke: (keys, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
           for (const key of typeof keys === 'string' ? [keys] : keys) announce(REVOKE_TOPIC, key)
@@ -370,7 +383,9 @@ export class OidcRealms implements AccessTokenIssuers {
     const realm = typeof named === 'string' ? this.#realms.get(named) : this.#realms.size === 1 ? this.all()[0] : undefined
     const { accountId, uid, authorizations } = session as { accountId?: unknown; uid?: unknown; authorizations?: unknown }
     if (!realm || typeof accountId !== 'string' || typeof authorizations !== 'object' || authorizations === null) return
-    realm.logOutClients(accountId, typeof uid === 'string' ? uid : undefined, Object.keys(authorizations))
+    const signIns = Object.entries(authorizations as Record<string, { grantId?: unknown } | null>)
+      .map(([clientId, authorization]) => ({ clientId, grantId: typeof authorization?.grantId === 'string' ? authorization.grantId : undefined }))
+    realm.logOutClients(accountId, typeof uid === 'string' ? uid : undefined, signIns)
   }
 
   /** The realm whose clients the platform's OAuth2 applications are (`gateway.oidc.applications_realm`). */

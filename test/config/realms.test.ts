@@ -95,4 +95,14 @@ describe('realms configuration', () => {
     assert.equal(config.realms[0]!.clients[0]!.backchannel_logout_session_required, true, 'as Keycloak\'s new clients')
     assert.equal(config.realms[0]!.clients[1]!.backchannel_logout_uri, undefined)
   })
+
+  it('takes an admin URL (keycloak-connect\'s k_logout) under the rules of a back-channel logout URI', () => {
+    const urls = ['https://app.example.com/', 'http://127.0.0.1:3000', 'http://app.example.com/', 'https://app.example.com/#part', 'https://user:pw@app.example.com/', 'app.example.com']
+    const found = problems({ realms: [{ name: 'r', clients: urls.map((url, i) => ({ client_id: `c${i}`, admin_url: url })) }] })
+    for (let i = 0; i < 2; i++) assert.ok(!found.some((p) => p.startsWith(`realms.0.clients.${i}.`)), `${urls[i]}: ${found.join('\n')}`)
+    const problemOf = (i: number) => found.find((p) => p.startsWith(`realms.0.clients.${i}.admin_url`)) ?? ''
+    assert.match(problemOf(2), /must be https:\/\/ \(http:\/\/ only to a loopback host/)
+    assert.match(problemOf(3), /must not have a fragment/)
+    for (const i of [4, 5]) assert.match(problemOf(i), /must be an absolute https URL/, urls[i])
+  })
 })

@@ -3,12 +3,14 @@ import { createServer, type Server } from 'node:http'
 import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it, mock } from 'node:test'
-import express, { type Express } from 'express'
+import { setTimeout as sleep } from 'node:timers/promises'
+import express, { type Express, type RequestHandler } from 'express'
 import session from 'express-session'
 import Keycloak from 'keycloak-connect'
 import { Browser } from '../helpers/browser.ts'
-import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { decodeJwtPart, passwordLogin, REALM, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
+import { compactVerify, createRemoteJWKSet } from 'jose'
+import { ADMIN_PASSWORD, adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
 
 /** keycloak-connect's token class (auth-utils/token.js), which its type declarations leave out. */
 const Token = createRequire(import.meta.url)('keycloak-connect/middleware/auth-utils/token.js') as new (token: string, clientId?: string) => unknown
@@ -20,10 +22,11 @@ type KauthRequest = { kauth?: { grant?: { access_token: { content: Record<string
 const accessClaims = (request: unknown) => (request as KauthRequest).kauth!.grant!.access_token.content
 
 /** An Express app protected by keycloak-connect as its README sets it up: a session store, the middleware, protect(). */
-function browserApp(keycloakConfig: Record<string, unknown>): { app: Express; keycloak: Keycloak.Keycloak } {
+function browserApp(keycloakConfig: Record<string, unknown>, first?: RequestHandler): { app: Express; keycloak: Keycloak.Keycloak } {
   const store = new session.MemoryStore()
   const keycloak = new Keycloak({ store }, keycloakConfig as never)
   const app = express()
+  if (first) app.use(first)
   app.use(session({ secret: 'keycloak-connect-test', resave: false, saveUninitialized: true, store }))
   app.use(keycloak.middleware())
   app.get('/protected', keycloak.protect(), (request, response) => {
@@ -41,6 +44,7 @@ describe('keycloak-connect 26 against the realm', () => {
   let current: Express = express()
   let server: Server
   let url: string
+  let aliceId = 0
   const serve = (app: Express) => {
     current = app
   }
@@ -56,10 +60,12 @@ describe('keycloak-connect 26 against the realm', () => {
             { client_id: 'connect-public', public_client: true, pkce: 'optional', direct_access_grants: true, redirect_uris: appUrls },
             { client_id: 'connect-strict', public_client: true, redirect_uris: appUrls },
             { client_id: 'connect-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true, redirect_uris: appUrls, post_logout_redirect_uris: ['+'], audiences: ['demo-app'] },
+            // keycloak-connect's admin calls come to `<admin URL>/k_logout`, at the root by default (`admin: '/'`).
+            { client_id: 'connect-admin', public_client: false, secret: CONFIDENTIAL_SECRET, redirect_uris: appUrls, admin_url: url },
         ]),
       },
     })
-    await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })
+    aliceId = (await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })).id
   })
   after(async () => {
     server?.closeAllConnections()
@@ -237,6 +243,123 @@ describe('keycloak-connect 26 against the realm', () => {
     // The realm session is over: the protected page asks for the password again.
     const again = await browser.navigate(`${url}/protected`)
     assert.match(new URL(again.url).pathname, /\/login-actions\//)
+  })
+
+  /** An admin call as the app got it, and what keycloak-connect answered. */
+  interface AdminCall { contentType: string | undefined; body: string; status: number }
+
+  /** The keycloak-connect app of the client with an admin URL, with every admin call it gets recorded once answered. */
+  function adminUrlApp(): { calls: AdminCall[] } {
+    const calls: AdminCall[] = []
+    const record: RequestHandler = (request, response, next) => {
+      if (request.url === '/k_logout') {
+        const chunks: Buffer[] = []
+        request.on('data', (chunk: Buffer) => chunks.push(chunk))
+        response.on('finish', () => calls.push({ contentType: request.headers['content-type'], body: Buffer.concat(chunks).toString('utf8'), status: response.statusCode }))
+      }
+      next()
+    }
+    serve(browserApp({ ...base(), resource: 'connect-admin', credentials: { secret: CONFIDENTIAL_SECRET } }, record).app)
+    return { calls }
+  }
+
+  /** The admin call after the first `seen`, once it has come (polled, with a deadline for a loaded machine). */
+  async function adminCall(calls: AdminCall[], seen: number): Promise<AdminCall> {
+    for (const until = Date.now() + 30_000; !calls[seen]; await sleep(50)) {
+      if (Date.now() > until) throw new Error('no admin call came to k_logout')
+    }
+    return calls[seen]!
+  }
+
+  /** The app's own session id (express-session's signed cookie), which keycloak-connect sends as `client_session_state`. */
+  const appSessionId = (browser: Browser) => /^s:([^.]+)\./.exec(decodeURIComponent(browser.cookie(url, 'connect.sid')!))![1]!
+
+  /** The app serves the protected page from its own session: true while it does, false once it sends the browser to log in. */
+  async function appSignedIn(browser: Browser): Promise<boolean> {
+    const page = await browser.navigate(`${url}/protected`)
+    if (page.response.status === 200 && new URL(page.url).origin === url) return true
+    assert.match(new URL(page.url).pathname, /\/login-actions\//, page.body.slice(0, 300))
+    return false
+  }
+
+  /** The admin call's LOGOUT action, its signature verified with the realm's published keys. */
+  async function verifiedAdminCall(call: AdminCall): Promise<Record<string, unknown>> {
+    assert.equal(call.status, 200, 'keycloak-connect took it')
+    assert.match(call.contentType ?? '', /^text\/plain/, 'as Keycloak posts it')
+    const { payload, protectedHeader } = await compactVerify(call.body, createRemoteJWKSet(new URL(realmUrl(gw, '/protocol/openid-connect/certs'))), { algorithms: ['RS256'] })
+    assert.equal(typeof protectedHeader.kid, 'string', 'keycloak-connect finds the key by its kid')
+    return JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>
+  }
+
+  it('ends its own session when the browser logs out at the realm: the realm POSTs k_logout to the admin URL', async () => {
+    const { calls } = adminUrlApp()
+    const { status, body, browser } = await browserLogin()
+    assert.equal(status, 200, body)
+    assert.equal(await appSignedIn(browser), true)
+    const sessionId = appSessionId(browser)
+
+    const confirm = await browser.navigate(realmUrl(gw, '/protocol/openid-connect/logout'))
+    const loggedOut = await browser.submit(confirm, { logout: 'yes' })
+    assert.equal(loggedOut.response.status, 200)
+    const action = await verifiedAdminCall(await adminCall(calls, 0))
+    assert.deepEqual({ ...action, id: typeof action.id, expiration: typeof action.expiration, keycloakSessionIds: (action.keycloakSessionIds as unknown[]).length },
+      { id: 'string', expiration: 'number', resource: 'connect-admin', action: 'LOGOUT', adapterSessionIds: [sessionId], notBefore: 0, keycloakSessionIds: 1 })
+    assert.ok(Math.abs((action.expiration as number) - (Date.now() / 1000 + 30)) < 60, 'thirty seconds to live, as Keycloak\'s')
+    assert.equal(await appSignedIn(browser), false, 'the app\'s session is gone: the browser is sent to log in')
+  })
+
+  it('ends its own session when an administrator disables the user', async () => {
+    const { calls } = adminUrlApp()
+    const { status, body, browser } = await browserLogin()
+    assert.equal(status, 200, body)
+    const sessionId = appSessionId(browser)
+    const patch = (active: boolean) => gw.fetch(`/api/gateway/v1/users/${aliceId}/`, { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ is_active: active }) })
+    assert.equal((await patch(false)).status, 200)
+    try {
+      const action = await verifiedAdminCall(await adminCall(calls, 0))
+      assert.deepEqual(action.adapterSessionIds, [sessionId])
+      assert.equal(await appSignedIn(browser), false)
+    } finally {
+      assert.equal((await patch(true)).status, 200)
+    }
+  })
+
+  it('keeps only an adapter session id the client itself sent with the code, and only one that is one', async () => {
+    const { calls } = adminUrlApp()
+    const { status, body, browser } = await browserLogin()
+    assert.equal(status, 200, body)
+    const sessionId = appSessionId(browser)
+    /** A code of the browser's realm session for connect-admin (no login: the session signs it in). */
+    const code = async () => {
+      const authorize = `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({ client_id: 'connect-admin', redirect_uri: `${url}/elsewhere`, response_type: 'code', scope: 'openid' })}`
+      const back = await browser.navigate(authorize, { stopBefore: (next) => next.startsWith(`${url}/elsewhere`) })
+      return new URL(back.stoppedAt!).searchParams.get('code')!
+    }
+    const redeem = async (form: Record<string, string>) => tokenRequest(gw, { grant_type: 'authorization_code', code: await code(), redirect_uri: `${url}/elsewhere`, client_id: 'connect-admin', ...form })
+    // Refused codes, and values no adapter sends, leave the id kept at the app's sign-in as it was.
+    assert.equal((await redeem({ client_secret: 'not-the-secret-of-the-client', client_session_state: 'by-someone-else' })).status, 401)
+    for (const state of ['x'.repeat(256), 'has space', '']) {
+      assert.equal((await redeem({ client_secret: CONFIDENTIAL_SECRET, client_session_state: state })).status, 200)
+    }
+    const confirm = await browser.navigate(realmUrl(gw, '/protocol/openid-connect/logout'))
+    await browser.submit(confirm, { logout: 'yes' })
+    const action = await verifiedAdminCall(await adminCall(calls, 0))
+    assert.deepEqual(action.adapterSessionIds, [sessionId])
+    assert.equal(await appSignedIn(browser), false)
+  })
+
+  it('refuses an admin call whose signature is not the realm\'s, and keeps the session it names', async () => {
+    const { calls } = adminUrlApp()
+    const { status, body, browser } = await browserLogin()
+    assert.equal(status, 200, body)
+    // A token the realm signed, its payload replaced by a LOGOUT action naming the browser's app session.
+    const [header, , signature] = (await passwordLogin(gw, 'alice', 'alice-password')).access_token.split('.')
+    const forged = Buffer.from(JSON.stringify({ id: 'forged', expiration: Math.floor(Date.now() / 1000) + 30, resource: 'connect-admin', action: 'LOGOUT', adapterSessionIds: [appSessionId(browser)], notBefore: 0 })).toString('base64url')
+    const answer = await fetch(`${url}/k_logout`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: `${header}.${forged}.${signature}` })
+    assert.equal(answer.status, 401)
+    assert.equal(await answer.text(), 'admin request failed: invalid token (signature)')
+    assert.equal(calls.length, 1)
+    assert.equal(await appSignedIn(browser), true, 'the session it named goes on')
   })
 
   it('obtains a service account\'s grant with client credentials: no refresh token (Keycloak\'s default), and the ID token Keycloak adds', async () => {

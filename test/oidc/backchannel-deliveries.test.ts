@@ -79,7 +79,7 @@ describe('back-channel logout deliveries', () => {
       await sleep(20)
     }
   }
-  const delivery = (path: string, token = 'a.b.c') => ({ realm: 'platform', clientId: 'app', uri: `${receivers.url}${path}`, sign: async () => token })
+  const delivery = (path: string, token = 'a.b.c') => ({ realm: 'platform', clientId: 'app', uri: `${receivers.url}${path}`, sign: async () => token, format: 'logout_token' as const })
 
   it('sends a few at a time, however many sessions end at once', async () => {
     const { logouts, counted } = queue()
@@ -117,6 +117,17 @@ describe('back-channel logout deliveries', () => {
     assert.equal(counted.get('unreachable'), 1)
     assert.equal(counted.get('unsigned'), 1)
     assert.deepEqual(failures.map((f) => f.outcome).sort(), ['unreachable', 'unsigned'])
+  })
+
+  it('sends nothing, and counts nothing, for a delivery that has nothing to tell when its turn comes', async () => {
+    const { logouts, counted, failures } = queue()
+    const before = receivers.paths.length
+    logouts.send({ ...delivery('/ok'), format: 'admin', sign: async () => undefined })
+    logouts.send({ ...delivery('/ok'), format: 'admin' })
+    await logouts.settled()
+    assert.deepEqual(receivers.paths.slice(before), ['/ok'], 'only the delivery with a token was sent')
+    assert.deepEqual([...counted], [['delivered', 1]])
+    assert.deepEqual(failures, [])
   })
 
   it('drops what comes beyond the waiting bound, and says so', async () => {
