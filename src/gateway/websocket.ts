@@ -15,13 +15,15 @@ import { normaliseTarget, splitTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
 import type { Route } from './routes.ts'
+import { closeFrame, FrameBoundaries } from './websocket-frames.ts'
 
 /**
  * WebSockets through the gateway (RFC 6455). An upgrade request is routed as any other request is (the same hooks,
  * authentication, refusals and redirects) and, once allowed, tunnelled byte for byte to the service with the identity
  * headers. An open socket lives only as long as its credential: every open tunnel's request goes through `authorize`
  * again twice a second, from memory, and a socket whose session or token was revoked, whose user was disabled, whose
- * credential expired or whose access was withdrawn is closed.
+ * credential expired or whose access was withdrawn is closed. When the gateway closes a socket itself it says why with
+ * a close frame to each end, put between two frames of the stream it joins.
  */
 
 /** How often open sockets' credentials are checked again: a revocation closes them within a second. */
@@ -30,8 +32,21 @@ const RECHECK_MS = 500
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/
 /** What a key is hashed with into the Sec-WebSocket-Accept that proves the answer is to it (RFC 6455 §1.3). */
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
-/** What a client may send behind its upgrade while the service has not answered that is kept, still watched for its end. */
+/** What a client may send behind its upgrade while the service has not answered; more is refused (RFC 6455 §4.1: it must wait). */
 const KEPT_WHILE_WAITING = 64 * 1024
+/**
+ * The close code and reason (RFC 6455 §7.4) both ends are sent when the gateway closes a socket itself: 1008 (policy
+ * violation) when the credential no longer lets it in, 1013 (try again later) during a database outage, as its
+ * reconnection is answered 503 until the database is back, 1001 (going away) for shutdown and a quiet socket.
+ */
+const CLOSE_CODES: Readonly<Record<string, { code: number; reason: string }>> = {
+  credential_revoked: { code: 1008, reason: 'credential revoked' },
+  database_unavailable: { code: 1013, reason: 'database unavailable' },
+  shutdown: { code: 1001, reason: 'shutting down' },
+  idle: { code: 1001, reason: 'idle timeout' },
+}
+/** How long the gateway waits for each direction's frame in flight to end, to put its close frame after it, before it cuts both connections. */
+const BOUNDARY_WAIT_MS = 1000
 
 interface Upgrade {
   readonly socket: Duplex
@@ -150,17 +165,36 @@ export class WebSocketTunnels {
     }
     const opened = performance.now()
     client.write(switchingProtocols(answer.response.statusMessage, answerHeaders))
-    if (answer.head.length) client.write(answer.head)
-    if (upgrade.head.length) service.write(upgrade.head)
+    const toClient = carry(service, client, answer.head)
+    const toService = carry(client, service, upgrade.head)
     this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
     let closedBy: string | undefined
     const tunnel: Tunnel | undefined = principal ? { request, route, userId: principal.user.id, close } : undefined
     if (this.#connections.has(client)) this.#connections.set(client, close)
+    function cut(): void {
+      client.destroy()
+      service.destroy()
+    }
+    /**
+     * Once one side has closed its connection, the other's is cut, as it would see from the side itself. When the
+     * gateway closes the socket, each end gets a close frame at the end of the frame in flight towards it, and both
+     * connections are then closed as any other the gateway ends (lingeringClose), so the frame is not lost to a reset.
+     */
     function close(reason: string): void {
       if (closedBy) return
       closedBy = reason
-      client.destroy()
-      service.destroy()
+      const said = CLOSE_CODES[reason]
+      if (!said) return cut()
+      const cutting = setTimeout(cut, BOUNDARY_WAIT_MS).unref()
+      let waiting = 2
+      const sent = () => {
+        if (--waiting) return
+        clearTimeout(cutting)
+        lingeringClose(client)
+        lingeringClose(service)
+      }
+      toClient.endWith(closeFrame(said.code, said.reason, false), sent)
+      toService.endWith(closeFrame(said.code, said.reason, true), sent)
     }
     this.#openByService.set(route.name, (this.#openByService.get(route.name) ?? 0) + 1)
     const closed = () => {
@@ -177,8 +211,6 @@ export class WebSocketTunnels {
     client.on('error', () => close('client'))
     service.on('error', () => close('service'))
     service.once('close', closed)
-    service.pipe(client)
-    client.pipe(service)
     if (tunnel) this.#watch(tunnel)
   }
 
@@ -347,4 +379,51 @@ function switchingProtocols(statusMessage: string | undefined, headers: Incoming
     for (const one of [value ?? []].flat()) head += `${name}: ${one}\r\n`
   }
   return `${head}\r\n`
+}
+
+interface Carried {
+  /** Stops at the next frame boundary and sends `frame` there, the last bytes `to` gets from this side; then `sent`. */
+  endWith(frame: Buffer, sent: () => void): void
+}
+
+/**
+ * Carries one direction of a tunnel, `first` then what `from` sends, as `from.pipe(to)` would: it stops reading
+ * while `to` is full, and ends `to` when `from` ends. It follows the frames on their way (headers only), so that the
+ * gateway's close frame can follow a whole frame rather than cut into one.
+ */
+function carry(from: Duplex, to: Duplex, first: Buffer): Carried {
+  const frames = new FrameBoundaries()
+  let last: { frame: Buffer; sent: () => void } | undefined
+  const pass = (bytes: Buffer) => {
+    if (bytes.length && !to.write(bytes)) from.pause()
+  }
+  const data = (chunk: Buffer) => {
+    if (!last) {
+      frames.advance(chunk)
+      return pass(chunk)
+    }
+    pass(chunk.subarray(0, frames.advance(chunk, true)))
+    if (frames.atBoundary) finish()
+  }
+  const drain = () => from.resume()
+  const end = () => to.end()
+  // What the side sends after the close frame is read and dropped (its answering close frame, say) by lingeringClose.
+  const finish = () => {
+    from.off('data', data).off('end', end)
+    to.off('drain', drain)
+    if (!to.writableEnded) to.write(last!.frame)
+    last!.sent()
+  }
+  from.on('data', data).once('end', end)
+  to.on('drain', drain)
+  frames.advance(first)
+  pass(first)
+  // The client's socket was paused while the service's answer was awaited.
+  if (!to.writableNeedDrain) from.resume()
+  return {
+    endWith(frame, sent) {
+      last = { frame, sent }
+      if (frames.atBoundary) finish()
+    },
+  }
 }
