@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http'
 import { createHash } from 'node:crypto'
+import { once } from 'node:events'
 import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -71,8 +72,11 @@ export class WebSocketTunnels {
   readonly #answered: (request: FastifyRequest, reply: AnsweredRequest) => void
   readonly #upgrades = new WeakMap<IncomingMessage, Upgrade>()
   readonly #open = new Set<Tunnel>()
-  /** Every upgraded connection until it closes, with how to end it (a tunnel's, once it is one): shutdown ends them all. */
-  readonly #connections = new Map<Duplex, (reason: string) => void>()
+  /**
+   * Every upgraded connection until it closes, with how to end it (a tunnel's, once it is one), which resolves once
+   * it has ended (a tunnel's, once its close is logged): shutdown ends them all.
+   */
+  readonly #connections = new Map<Duplex, (reason: string) => Promise<void>>()
   /** Open sockets by service, for the metrics. */
   readonly #openByService = new Map<string, number>()
   #closing = false
@@ -97,7 +101,11 @@ export class WebSocketTunnels {
       normaliseTarget(request)
       const id = assignRequestId(request, app.trustsProxy)
       this.#upgrades.set(request, { socket, head })
-      this.#connections.set(socket, () => socket.destroy())
+      this.#connections.set(socket, () => {
+        const ended = once(socket, 'close').then(() => undefined)
+        socket.destroy()
+        return ended
+      })
       socket.once('close', () => this.#connections.delete(socket))
       socket.on('error', () => socket.destroy())
       const response = new ServerResponse(request)
@@ -110,9 +118,11 @@ export class WebSocketTunnels {
     // Before the server closes, not after (onClose): Fastify runs those hooks once every connection has ended, which
     // an open WebSocket never does on its own, so a shutdown waited for its sockets and they for it, for good. They
     // end when shutdown begins: a socket has no answer to finish, and its client reconnects to a process still serving.
+    // Their closing handshakes take a moment (bounded: BOUNDARY_WAIT_MS, then lingeringClose's), waited for so that
+    // every close is logged and counted before the process exits.
     server.addHook('preClose', async () => {
       this.#closing = true
-      for (const end of [...this.#connections.values()]) end('shutdown')
+      await Promise.all([...this.#connections.values()].map((end) => end('shutdown')))
     })
   }
 
@@ -170,7 +180,13 @@ export class WebSocketTunnels {
     this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
     let closedBy: string | undefined
     const tunnel: Tunnel | undefined = principal ? { request, route, userId: principal.user.id, close } : undefined
-    if (this.#connections.has(client)) this.#connections.set(client, close)
+    const { promise: logged, resolve: markLogged } = Promise.withResolvers<void>()
+    if (this.#connections.has(client)) {
+      this.#connections.set(client, (reason) => {
+        close(reason)
+        return logged
+      })
+    }
     function cut(): void {
       client.destroy()
       service.destroy()
@@ -202,6 +218,7 @@ export class WebSocketTunnels {
       this.#openByService.set(route.name, this.#openByService.get(route.name)! - 1)
       this.#app.metrics.webSocketClosed(route.name, closedBy!)
       request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, ms: Math.round(performance.now() - opened), closed_by: closedBy }, 'websocket closed')
+      markLogged()
     }
     // Bytes either way pass through the client's socket (read from it, or written to it), so its timeout is the
     // tunnel's: it fires only when neither side has sent for that long.
