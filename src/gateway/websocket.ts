@@ -323,11 +323,12 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
   const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest
   return new Promise((resolve, reject) => {
     const outgoing = send({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port || undefined, path: target, method: 'GET', headers, agent: false })
-    const stopWatching = watchForLeaving(client, () => {
+    const giveUp = (outcome: () => void) => {
       clearTimeout(timer)
       outgoing.destroy()
-      resolve(undefined)
-    })
+      outcome()
+    }
+    const stopWatching = watchForLeaving(client, () => giveUp(() => resolve(undefined)), () => giveUp(() => reject(new InvalidUpgrade(`A WebSocket client must wait for the answer to its upgrade before it sends more than ${KEPT_WHILE_WAITING / 1024} KiB.`))))
     const timer = setTimeout(() => {
       stopWatching()
       outgoing.destroy()
@@ -357,10 +358,12 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
  * Calls `left` once the client leaves (closes its end, or its connection) while the service's answer is awaited, so
  * that a service that takes its time holds no connection for a client long gone. A paused socket never sees its
  * client's end, and only reading does: what the client sends meanwhile (its first frames, pipelined behind the
- * upgrade) is kept, up to KEPT_WHILE_WAITING, after which the socket is paused and watched for a close only. The
- * returned function stops watching and puts what was kept back, in order, to be the tunnel's first bytes.
+ * upgrade) is kept, up to KEPT_WHILE_WAITING; past that, `overflowed` is called (RFC 6455 §4.1 has a client wait for
+ * the answer), rather than the socket paused, so that no client can hold the service's connection by sending that
+ * much and then closing its side unseen. The returned function stops watching and puts what was kept back, in
+ * order, to be the tunnel's first bytes.
  */
-function watchForLeaving(client: Duplex, left: () => void): () => void {
+function watchForLeaving(client: Duplex, left: () => void, overflowed: () => void): () => void {
   if (client.destroyed) {
     queueMicrotask(left)
     return () => undefined
@@ -371,7 +374,11 @@ function watchForLeaving(client: Duplex, left: () => void): () => void {
   const keep = (chunk: Buffer) => {
     kept.push(chunk)
     keptBytes += chunk.length
-    if (keptBytes >= KEPT_WHILE_WAITING) client.pause()
+    if (keptBytes <= KEPT_WHILE_WAITING) return
+    // Never carried: the upgrade is refused.
+    kept.length = 0
+    stop()
+    overflowed()
   }
   const leave = () => {
     stop()
