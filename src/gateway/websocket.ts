@@ -435,7 +435,7 @@ function carry(from: Duplex, to: Duplex, first: Buffer): Carried {
   const finish = () => {
     from.off('data', data).off('end', end)
     to.off('drain', drain)
-    if (!to.writableEnded) to.write(last!.frame)
+    if (to.writable) to.write(last!.frame)
     last!.sent()
   }
   from.on('data', data).once('end', end)
