@@ -13,6 +13,12 @@ export class FrameBoundaries {
   #headerLength = 2
   /** Payload bytes of the current frame still to come; Infinity for a length past 2^53, which never ends in practice. */
   #payloadLeft = 0
+  #closeSeen = false
+
+  /** A close frame has begun: the closing handshake is under way in this direction, and nothing may follow it (§5.5.1). */
+  get closeSeen(): boolean {
+    return this.#closeSeen
+  }
 
   /** Between two frames: what comes next is a frame's first byte. */
   get atBoundary(): boolean {
@@ -37,6 +43,7 @@ export class FrameBoundaries {
       this.#header[this.#headerBytes++] = chunk[at++]!
       if (this.#headerBytes === 2) this.#headerLength = headerLength(this.#header)
       if (this.#headerBytes === this.#headerLength) {
+        if ((this.#header[0]! & 0x0f) === CLOSE_OPCODE) this.#closeSeen = true
         this.#payloadLeft = payloadLength(this.#header)
         this.#headerBytes = 0
       }
@@ -44,6 +51,8 @@ export class FrameBoundaries {
     return at
   }
 }
+
+const CLOSE_OPCODE = 0x8
 
 /** A header's length from its first two bytes: the extended length's 2 or 8 bytes, and a masking key's 4. */
 function headerLength(header: Buffer): number {

@@ -435,7 +435,8 @@ function carry(from: Duplex, to: Duplex, first: Buffer): Carried {
   const finish = () => {
     from.off('data', data).off('end', end)
     to.off('drain', drain)
-    if (to.writable) to.write(last!.frame)
+    // One that already carried the side's own close frame is past its last frame: a second would be ignored.
+    if (to.writable && !frames.closeSeen) to.write(last!.frame)
     last!.sent()
   }
   from.on('data', data).once('end', end)

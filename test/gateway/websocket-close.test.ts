@@ -55,8 +55,9 @@ function recording(socket: Socket): { all: () => Buffer; afterHead: () => Buffer
 }
 
 /**
- * A service that switches and then sends the first half of a frame. With `finishOnClose`, it sends the rest once a
- * close frame reaches it; otherwise never. Its connections, as recordings, are kept in `connections`.
+ * A service that switches and then sends the first half of a frame: under `/finishing/`, it sends the rest once a
+ * close frame reaches it, otherwise never; under `/quiet/` it sends nothing. Its connections are kept, with what each
+ * received after the handshake.
  */
 async function halfFrameService(): Promise<{ url: string; server: Server; connections: { socket: Socket; received: () => Buffer }[] }> {
   const connections: { socket: Socket; received: () => Buffer }[] = []
@@ -68,6 +69,7 @@ async function halfFrameService(): Promise<{ url: string; server: Server; connec
     socket.once('data', (handshake) => {
       const key = /sec-websocket-key: (\S+)/i.exec(String(handshake))![1]!
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`)
+      if (/\/quiet\//.test(String(handshake))) return
       socket.write(frame.subarray(0, 10))
       if (!/\/finishing\//.test(String(handshake))) return
       const finish = () => {
@@ -98,6 +100,18 @@ async function recordingService(): Promise<{ url: string; server: WebSocketServe
     socket.on('close', (code, reason) => (read.close = { code, reason: String(reason) }))
   })
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, sockets }
+}
+
+/** A WebSocket opened over a raw connection, once the gateway has answered 101, with all it receives. */
+async function rawUpgrade(gw: TestGateway, path: string, token: string): Promise<{ socket: Socket; received: ReturnType<typeof recording> }> {
+  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  socket.on('error', () => undefined)
+  const received = recording(socket)
+  await once(socket, 'connect')
+  socket.write([`GET ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${KEY}`, `Authorization: Bearer ${token}`, '', ''].join('\r\n'))
+  const head = await eventually(() => String(received.all()), (text) => text.includes('\r\n\r\n'), 3000)
+  assert.match(head, /^HTTP\/1\.1 101 /)
+  return { socket, received }
 }
 
 async function closeOf(socket: WebSocket, ms: number): Promise<{ code: number; reason: string }> {
@@ -169,12 +183,7 @@ describe('WebSockets the gateway closes', () => {
 
   it('puts the close frame to the service after the frame the client is in the middle of sending', async () => {
     const created = await createToken(gw, adminAuth)
-    const { port } = new URL(gw.url)
-    const client = connect(Number(port), '127.0.0.1')
-    client.on('error', () => undefined)
-    const received = recording(client)
-    await once(client, 'connect')
-    client.write([`GET /feed/events/ HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${KEY}`, `Authorization: Bearer ${created.token}`, '', ''].join('\r\n'))
+    const { socket: client, received } = await rawUpgrade(gw, '/feed/events/', created.token)
     await eventually(() => readFrames(received.afterHead(), false).messages, (messages) => messages.length === 1, 3000)
     const frame = binaryFrame(Buffer.from('sent in two halves'), true)
     client.write(frame.subarray(0, 8))
@@ -188,6 +197,23 @@ describe('WebSockets the gateway closes', () => {
     assert.deepEqual(atService?.messages, ['sent in two halves'])
     await Promise.race([once(client, 'close'), sleep(5000)])
     assert.ok(client.closed, 'the gateway closes the connection after the closing handshake')
+  })
+
+  it('sends the service no close frame after the client\'s own, whose closing handshake is under way, and still tells the client why', async () => {
+    const created = await createToken(gw, adminAuth)
+    const before = halves.connections.length
+    const client = await rawUpgrade(gw, '/halves/quiet/', created.token)
+    const connection = await eventually(() => halves.connections[before], Boolean, 3000)
+    const payload = Buffer.from([0x03, 0xe8, ...Buffer.from('bye')])
+    const clientsClose = Buffer.concat(Sender.frame(payload, { opcode: 8, fin: true, mask: true, readOnly: false }))
+    client.socket.write(clientsClose)
+    await eventually(() => readFrames(connection!.received(), true).close, Boolean, 3000)
+    await revoke(created.id)
+    await eventually(() => readFrames(client.received.afterHead(), false).close, Boolean, 5000)
+    assert.deepEqual(readFrames(client.received.afterHead(), false).close, { code: 1008, reason: 'credential revoked' })
+    await Promise.race([once(connection!.socket, 'close'), sleep(5000)])
+    assert.ok(connection!.socket.closed, 'the gateway closes the service\'s connection')
+    assert.deepEqual(connection!.received(), clientsClose, 'the client\'s close frame, and nothing after it')
   })
 
   it('cuts both connections, as without a close frame, when the frame in flight does not end within a second', async () => {

@@ -73,6 +73,14 @@ describe('WebSocket frame boundaries', () => {
     assert.equal(boundaries.atBoundary, true)
   })
 
+  it('tells when a close frame has gone by', () => {
+    const boundaries = new FrameBoundaries()
+    boundaries.advance(Buffer.concat([frame(5, { mask: true }), frame(0, { mask: true, opcode: 9 })]))
+    assert.equal(boundaries.closeSeen, false, 'not for data or a ping')
+    boundaries.advance(closeFrame(1000, 'bye', true))
+    assert.equal(boundaries.closeSeen, true)
+  })
+
   it('never reaches a boundary inside a frame whose length is past 2^53 bytes', () => {
     const header = Buffer.from([0x82, 127, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
     const boundaries = new FrameBoundaries()
