@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http'
 import { createHash } from 'node:crypto'
+import { once } from 'node:events'
 import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -15,13 +16,15 @@ import { normaliseTarget, splitTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
 import type { Route } from './routes.ts'
+import { closeFrame, FrameBoundaries } from './websocket-frames.ts'
 
 /**
  * WebSockets through the gateway (RFC 6455). An upgrade request is routed as any other request is (the same hooks,
  * authentication, refusals and redirects) and, once allowed, tunnelled byte for byte to the service with the identity
  * headers. An open socket lives only as long as its credential: every open tunnel's request goes through `authorize`
  * again twice a second, from memory, and a socket whose session or token was revoked, whose user was disabled, whose
- * credential expired or whose access was withdrawn is closed.
+ * credential expired or whose access was withdrawn is closed. When the gateway closes a socket itself it says why with
+ * a close frame to each end, put between two frames of the stream it joins.
  */
 
 /** How often open sockets' credentials are checked again: a revocation closes them within a second. */
@@ -30,8 +33,21 @@ const RECHECK_MS = 500
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/
 /** What a key is hashed with into the Sec-WebSocket-Accept that proves the answer is to it (RFC 6455 §1.3). */
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
-/** What a client may send behind its upgrade while the service has not answered that is kept, still watched for its end. */
+/** What a client may send behind its upgrade while the service has not answered; more is refused (RFC 6455 §4.1: it must wait). */
 const KEPT_WHILE_WAITING = 64 * 1024
+/**
+ * The close code and reason (RFC 6455 §7.4) both ends are sent when the gateway closes a socket itself: 1008 (policy
+ * violation) when the credential no longer lets it in, 1013 (try again later) during a database outage, as its
+ * reconnection is answered 503 until the database is back, 1001 (going away) for shutdown and a quiet socket.
+ */
+const CLOSE_CODES: Readonly<Record<string, { code: number; reason: string }>> = {
+  credential_revoked: { code: 1008, reason: 'credential revoked' },
+  database_unavailable: { code: 1013, reason: 'database unavailable' },
+  shutdown: { code: 1001, reason: 'shutting down' },
+  idle: { code: 1001, reason: 'idle timeout' },
+}
+/** How long the gateway waits for each direction's frame in flight to end, to put its close frame after it, before it cuts both connections. */
+const BOUNDARY_WAIT_MS = 1000
 
 interface Upgrade {
   readonly socket: Duplex
@@ -56,8 +72,11 @@ export class WebSocketTunnels {
   readonly #answered: (request: FastifyRequest, reply: AnsweredRequest) => void
   readonly #upgrades = new WeakMap<IncomingMessage, Upgrade>()
   readonly #open = new Set<Tunnel>()
-  /** Every upgraded connection until it closes, with how to end it (a tunnel's, once it is one): shutdown ends them all. */
-  readonly #connections = new Map<Duplex, (reason: string) => void>()
+  /**
+   * Every upgraded connection until it closes, with how to end it (a tunnel's, once it is one), which resolves once
+   * it has ended (a tunnel's, once its close is logged): shutdown ends them all.
+   */
+  readonly #connections = new Map<Duplex, (reason: string) => Promise<void>>()
   /** Open sockets by service, for the metrics. */
   readonly #openByService = new Map<string, number>()
   #closing = false
@@ -82,7 +101,11 @@ export class WebSocketTunnels {
       normaliseTarget(request)
       const id = assignRequestId(request, app.trustsProxy)
       this.#upgrades.set(request, { socket, head })
-      this.#connections.set(socket, () => socket.destroy())
+      this.#connections.set(socket, () => {
+        const ended = once(socket, 'close').then(() => undefined)
+        socket.destroy()
+        return ended
+      })
       socket.once('close', () => this.#connections.delete(socket))
       socket.on('error', () => socket.destroy())
       const response = new ServerResponse(request)
@@ -95,9 +118,11 @@ export class WebSocketTunnels {
     // Before the server closes, not after (onClose): Fastify runs those hooks once every connection has ended, which
     // an open WebSocket never does on its own, so a shutdown waited for its sockets and they for it, for good. They
     // end when shutdown begins: a socket has no answer to finish, and its client reconnects to a process still serving.
+    // Their closing handshakes take a moment (bounded: BOUNDARY_WAIT_MS, then lingeringClose's), waited for so that
+    // every close is logged and counted before the process exits.
     server.addHook('preClose', async () => {
       this.#closing = true
-      for (const end of [...this.#connections.values()]) end('shutdown')
+      await Promise.all([...this.#connections.values()].map((end) => end('shutdown')))
     })
   }
 
@@ -150,17 +175,42 @@ export class WebSocketTunnels {
     }
     const opened = performance.now()
     client.write(switchingProtocols(answer.response.statusMessage, answerHeaders))
-    if (answer.head.length) client.write(answer.head)
-    if (upgrade.head.length) service.write(upgrade.head)
+    const toClient = carry(service, client, answer.head)
+    const toService = carry(client, service, upgrade.head)
     this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
     let closedBy: string | undefined
     const tunnel: Tunnel | undefined = principal ? { request, route, userId: principal.user.id, close } : undefined
-    if (this.#connections.has(client)) this.#connections.set(client, close)
+    const { promise: logged, resolve: markLogged } = Promise.withResolvers<void>()
+    if (this.#connections.has(client)) {
+      this.#connections.set(client, (reason) => {
+        close(reason)
+        return logged
+      })
+    }
+    function cut(): void {
+      client.destroy()
+      service.destroy()
+    }
+    /**
+     * Once one side has closed its connection, the other's is cut, as it would see from the side itself. When the
+     * gateway closes the socket, each end gets a close frame at the end of the frame in flight towards it, and both
+     * connections are then closed as any other the gateway ends (lingeringClose), so the frame is not lost to a reset.
+     */
     function close(reason: string): void {
       if (closedBy) return
       closedBy = reason
-      client.destroy()
-      service.destroy()
+      const said = CLOSE_CODES[reason]
+      if (!said) return cut()
+      const cutting = setTimeout(cut, BOUNDARY_WAIT_MS).unref()
+      let waiting = 2
+      const sent = () => {
+        if (--waiting) return
+        clearTimeout(cutting)
+        lingeringClose(client)
+        lingeringClose(service)
+      }
+      toClient.endWith(closeFrame(said.code, said.reason, false), sent)
+      toService.endWith(closeFrame(said.code, said.reason, true), sent)
     }
     this.#openByService.set(route.name, (this.#openByService.get(route.name) ?? 0) + 1)
     const closed = () => {
@@ -168,6 +218,7 @@ export class WebSocketTunnels {
       this.#openByService.set(route.name, this.#openByService.get(route.name)! - 1)
       this.#app.metrics.webSocketClosed(route.name, closedBy!)
       request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, ms: Math.round(performance.now() - opened), closed_by: closedBy }, 'websocket closed')
+      markLogged()
     }
     // Bytes either way pass through the client's socket (read from it, or written to it), so its timeout is the
     // tunnel's: it fires only when neither side has sent for that long.
@@ -177,8 +228,6 @@ export class WebSocketTunnels {
     client.on('error', () => close('client'))
     service.on('error', () => close('service'))
     service.once('close', closed)
-    service.pipe(client)
-    client.pipe(service)
     if (tunnel) this.#watch(tunnel)
   }
 
@@ -274,11 +323,12 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
   const send = upstream.protocol === 'https:' ? httpsRequest : httpRequest
   return new Promise((resolve, reject) => {
     const outgoing = send({ host: upstream.hostname.replace(/^\[|\]$/g, ''), port: upstream.port || undefined, path: target, method: 'GET', headers, agent: false })
-    const stopWatching = watchForLeaving(client, () => {
+    const giveUp = (outcome: () => void) => {
       clearTimeout(timer)
       outgoing.destroy()
-      resolve(undefined)
-    })
+      outcome()
+    }
+    const stopWatching = watchForLeaving(client, () => giveUp(() => resolve(undefined)), () => giveUp(() => reject(new InvalidUpgrade(`A WebSocket client must wait for the answer to its upgrade before it sends more than ${KEPT_WHILE_WAITING / 1024} KiB.`))))
     const timer = setTimeout(() => {
       stopWatching()
       outgoing.destroy()
@@ -308,10 +358,12 @@ function handshake(route: Route, target: string, headers: IncomingHttpHeaders, c
  * Calls `left` once the client leaves (closes its end, or its connection) while the service's answer is awaited, so
  * that a service that takes its time holds no connection for a client long gone. A paused socket never sees its
  * client's end, and only reading does: what the client sends meanwhile (its first frames, pipelined behind the
- * upgrade) is kept, up to KEPT_WHILE_WAITING, after which the socket is paused and watched for a close only. The
- * returned function stops watching and puts what was kept back, in order, to be the tunnel's first bytes.
+ * upgrade) is kept, up to KEPT_WHILE_WAITING; past that, `overflowed` is called (RFC 6455 §4.1 has a client wait for
+ * the answer), rather than the socket paused, so that no client can hold the service's connection by sending that
+ * much and then closing its side unseen. The returned function stops watching and puts what was kept back, in
+ * order, to be the tunnel's first bytes.
  */
-function watchForLeaving(client: Duplex, left: () => void): () => void {
+function watchForLeaving(client: Duplex, left: () => void, overflowed: () => void): () => void {
   if (client.destroyed) {
     queueMicrotask(left)
     return () => undefined
@@ -322,7 +374,11 @@ function watchForLeaving(client: Duplex, left: () => void): () => void {
   const keep = (chunk: Buffer) => {
     kept.push(chunk)
     keptBytes += chunk.length
-    if (keptBytes >= KEPT_WHILE_WAITING) client.pause()
+    if (keptBytes <= KEPT_WHILE_WAITING) return
+    // Never carried: the upgrade is refused.
+    kept.length = 0
+    stop()
+    overflowed()
   }
   const leave = () => {
     stop()
@@ -347,4 +403,52 @@ function switchingProtocols(statusMessage: string | undefined, headers: Incoming
     for (const one of [value ?? []].flat()) head += `${name}: ${one}\r\n`
   }
   return `${head}\r\n`
+}
+
+interface Carried {
+  /** Stops at the next frame boundary and sends `frame` there, the last bytes `to` gets from this side; then `sent`. */
+  endWith(frame: Buffer, sent: () => void): void
+}
+
+/**
+ * Carries one direction of a tunnel, `first` then what `from` sends, as `from.pipe(to)` would: it stops reading
+ * while `to` is full, and ends `to` when `from` ends. It follows the frames on their way (headers only), so that the
+ * gateway's close frame can follow a whole frame rather than cut into one.
+ */
+function carry(from: Duplex, to: Duplex, first: Buffer): Carried {
+  const frames = new FrameBoundaries()
+  let last: { frame: Buffer; sent: () => void } | undefined
+  const pass = (bytes: Buffer) => {
+    if (bytes.length && !to.write(bytes)) from.pause()
+  }
+  const data = (chunk: Buffer) => {
+    if (!last) {
+      frames.advance(chunk)
+      return pass(chunk)
+    }
+    pass(chunk.subarray(0, frames.advance(chunk, true)))
+    if (frames.atBoundary) finish()
+  }
+  const drain = () => from.resume()
+  const end = () => to.end()
+  // What the side sends after the close frame is read and dropped (its answering close frame, say) by lingeringClose.
+  const finish = () => {
+    from.off('data', data).off('end', end)
+    to.off('drain', drain)
+    // One that already carried the side's own close frame is past its last frame: a second would be ignored.
+    if (to.writable && !frames.closeSeen) to.write(last!.frame)
+    last!.sent()
+  }
+  from.on('data', data).once('end', end)
+  to.on('drain', drain)
+  frames.advance(first)
+  pass(first)
+  // The client's socket was paused while the service's answer was awaited.
+  if (!to.writableNeedDrain) from.resume()
+  return {
+    endWith(frame, sent) {
+      last = { frame, sent }
+      if (frames.atBoundary) finish()
+    },
+  }
 }

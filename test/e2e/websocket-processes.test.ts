@@ -43,10 +43,16 @@ async function openTwo(base: string, path: string, headers: Record<string, strin
   return sockets.map((opened) => opened.socket)
 }
 
-/** Runs `change` and resolves with how long after it returned every socket had closed; fails after two seconds. */
+/**
+ * Runs `change` and resolves with how long after it returned every socket had closed; fails after two seconds, or if
+ * a client was not told its credential was revoked.
+ */
 async function closedAfter(sockets: WebSocket[], change: () => Promise<void>): Promise<number> {
   const closedAt: number[] = []
-  const closed = Promise.all(sockets.map((socket) => once(socket, 'close').then(() => closedAt.push(performance.now()))))
+  const closed = Promise.all(sockets.map((socket) => once(socket, 'close').then(([code, reason]) => {
+    closedAt.push(performance.now())
+    assert.deepEqual({ code, reason: String(reason) }, { code: 1008, reason: 'credential revoked' })
+  })))
   await change()
   const changedAt = performance.now()
   let timer: NodeJS.Timeout | undefined

@@ -173,6 +173,20 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.match(await scrape(gw), new RegExp(`^gatehouse_websockets_closed_total\\{service="patient",reason="client_before_answer"\\} ${ways.length}$`, 'm'))
   })
 
+  it('refuses with 400 invalid_upgrade a client that sends more than 64 KiB before the service answers its upgrade, and closes the service\'s connection', async () => {
+    const reached = service.handshakes.length
+    const client = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/patient/silent'))
+    await eventually(() => service.handshakes.length, (count) => count === reached + 1, 2000)
+    // RFC 6455 §4.1: a client waits for the answer before it sends more. This one sends 70 KiB and closes its side.
+    client.socket.end(Buffer.alloc(70 * 1024, 0x61))
+    await Promise.race([client.closed, sleep(5000)])
+    assert.match(client.received(), /^HTTP\/1\.1 400 /)
+    assert.match(client.received(), /"code":"invalid_upgrade"/)
+    assert.ok(client.socket.closed)
+    assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0, 'the service\'s connection is closed, not held until timeouts.response_seconds')
+    assert.equal(service.handshakes.length, reached + 1, 'none of those bytes reached the service')
+  })
+
   it('still carries the bytes a client pipelines behind an upgrade while the service takes its time to answer', async () => {
     const reached = service.handshakes.length
     const pipelined = 'first frame bytes'

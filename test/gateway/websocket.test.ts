@@ -88,17 +88,17 @@ async function cookieSettingUpstream(): Promise<{ url: string; server: Server; h
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, handshakes }
 }
 
-/** A WebSocket service that greets, echoes, and counts the sockets that closed at its end. */
-async function echoingService(): Promise<{ url: string; server: WebSocketServer; closed: () => number }> {
-  let closed = 0
+/** A WebSocket service that greets, echoes, and keeps the close code and reason of each socket that closed at its end. */
+async function echoingService(): Promise<{ url: string; server: WebSocketServer; closes: { code: number; reason: string }[] }> {
+  const closes: { code: number; reason: string }[] = []
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
   await once(server, 'listening')
   server.on('connection', (socket) => {
     socket.send('{}')
     socket.on('message', (data) => socket.send(data))
-    socket.on('close', () => closed++)
+    socket.on('close', (code, reason) => closes.push({ code, reason: String(reason) }))
   })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, closed: () => closed }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, closes }
 }
 
 describe('WebSockets through the gateway', () => {
@@ -183,9 +183,12 @@ describe('WebSockets through the gateway', () => {
     const other = await createToken(gw, adminAuth)
     const { ws: bySession } = await open(`${ws}/api/eda/v1/events/`, { cookie: session.cookie })
     const { ws: byToken } = await open(`${ws}/api/eda/v1/events/`, bearer(other.token))
+    const closed = once(bySession, 'close')
     const ended = await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: { cookie: session.cookie, 'x-csrftoken': session.csrf, referer: gw.url + '/' } })
     assert.ok(ended.status < 400, `logout answered ${ended.status}`)
     await closesWithin(bySession, 1500)
+    const [code, reason] = await closed
+    assert.deepEqual({ code, reason: String(reason) }, { code: 1008, reason: 'credential revoked' }, 'the client is told why')
     await new Promise((resolve) => setTimeout(resolve, 1100))
     assert.equal(byToken.readyState, WebSocket.OPEN, 'a socket whose credential is still good stays open')
     byToken.close()
@@ -292,9 +295,12 @@ describe('WebSockets through the gateway', () => {
       await new Promise((resolve) => setTimeout(resolve, 300))
     }
     assert.equal(socket.readyState, WebSocket.OPEN)
+    const closed = once(socket, 'close')
     const quietFor = await closesWithin(socket, 3000)
     assert.ok(quietFor > 500, `closed after ${Math.round(quietFor)} ms of quiet, before its idle time`)
-    assert.equal(await eventually(echoing.closed, (count) => count === 1, 1000), 1, 'the service\'s end is closed too')
+    const [code, reason] = await closed
+    assert.deepEqual({ code, reason: String(reason) }, { code: 1001, reason: 'idle timeout' })
+    assert.deepEqual(await eventually(() => echoing.closes, (closes) => closes.length === 1, 2000), [{ code: 1001, reason: 'idle timeout' }], 'the service\'s end is closed too, and told why')
   })
 
   it('answers 502 when the service does not take the connection', async () => {

@@ -63,12 +63,16 @@ function fetchThrough(url: string, agent: Agent | false = false): Promise<Outcom
   })
 }
 
-/** A WebSocket service that greets each socket and keeps it open. */
-async function startWebSocketService(): Promise<{ url: string; server: WebSocketServer }> {
+/** A WebSocket service that greets each socket, keeps it open, and keeps the close code and reason of each that closed. */
+async function startWebSocketService(): Promise<{ url: string; server: WebSocketServer; closes: { code: number; reason: string }[] }> {
+  const closes: { code: number; reason: string }[] = []
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
-  server.on('connection', (socket) => socket.send('hello'))
+  server.on('connection', (socket) => {
+    socket.send('hello')
+    socket.on('close', (code, reason) => closes.push({ code, reason: String(reason) }))
+  })
   await once(server, 'listening')
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server }
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server, closes }
 }
 
 async function startBehindGateway(upstream: string, graceSeconds: number, events = 'http://127.0.0.1:9'): Promise<GatewayProcess> {
@@ -223,8 +227,11 @@ describe('shutdown drains requests in flight', () => {
       // Far below the hour of grace: a WebSocket has no end of its own to wait for.
       const code = await Promise.race([exited(gateway), sleep(10_000, 'still running', { ref: false })])
       assert.equal(code, 0, gateway.output())
-      await Promise.all(closed)
+      for (const [code, reason] of await Promise.all(closed)) assert.deepEqual({ code, reason: String(reason) }, { code: 1001, reason: 'shutting down' }, 'each client is told why')
+      for (let i = 0; i < 100 && service.closes.length < 2; i++) await sleep(20)
+      assert.deepEqual(service.closes, [{ code: 1001, reason: 'shutting down' }, { code: 1001, reason: 'shutting down' }], 'and so is the service')
       assert.ok(!logged(gateway).some((line) => line.msg === 'requests still in flight were cut'))
+      assert.deepEqual(logged(gateway).filter((line) => line.msg === 'websocket closed').map((line) => line.closed_by), ['shutdown', 'shutdown'])
     } finally {
       for (const socket of sockets) socket.terminate()
       await gateway.stop()
