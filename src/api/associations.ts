@@ -9,7 +9,7 @@ import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { paged } from './pagination.ts'
-import { giveRole, takeRole } from './roles.ts'
+import { giveRoles, takeRoles } from './roles.ts'
 import { serializeUser } from './users.ts'
 import { idParam } from './validation.ts'
 
@@ -61,7 +61,8 @@ export function associationRoutes(api: GatewayApi, app: App): void {
         const user = await app.store.users.findById(id)
         if (!user || (visible && !user.isSuperuser && !visible.has(id))) throw doesNotExist(id)
       }
-      for (const id of ids) await giveRole(app, request, 'user', { roleDefinitionId: role.id, actorId: id, objectId })
+      // All or none: a list that fails part way leaves nothing given.
+      await giveRoles(app, request, 'user', ids.map((id) => ({ roleDefinitionId: role.id, actorId: id, objectId })))
       return reply.code(204).send()
     })
     api.post(`${path}disassociate/`, { schema: { params: idParam, body: associationBody } }, async (request, reply) => {
@@ -73,7 +74,7 @@ export function associationRoutes(api: GatewayApi, app: App): void {
       if (unrelated.length) {
         throw new ValidationFailed({ instances: [`Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`] })
       }
-      for (const assignment of held) await takeRole(app, request, 'user', assignment!.id, assignment)
+      await takeRoles(app, request, 'user', held.map((assignment) => assignment!))
       return reply.code(204).send()
     })
   }

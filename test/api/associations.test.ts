@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
 import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
+import { sql } from '../../src/store/kysely.ts'
 
 /**
  * teams/{id}/users/, teams/{id}/admins/, organizations/{id}/users/ and organizations/{id}/admins/ with their
@@ -95,6 +96,52 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
     assert.deepEqual(notHeld.body.instances, [`Cannot disassociate these objects because they are not all related to this object: ${bob}`])
     assert.deepEqual((await call(gw, 'GET', `teams/${team}/users/`)).body.results.map((u: { id: number }) => u.id), [alice])
   })
+
+  it('associates and disassociates several users all or none: one the database refuses leaves the others as they were', async () => {
+    const path = `organizations/${organization}/admins/`
+    const admins = async () => (await call(gw, 'GET', path)).body.results.map((u: { id: number }) => u.id).sort()
+    const before = await admins()
+    assert.ok(!before.includes(alice) && !before.includes(bob))
+    // The database refuses bob's assignment, after alice's was written in the same request.
+    await refuseAssignmentsOf(bob, 'INSERT')
+    try {
+      const refused = await call(gw, 'POST', `${path}associate/`, { instances: [alice, bob] })
+      assert.equal(refused.status, 500, JSON.stringify(refused.body))
+    } finally {
+      await allowAssignments()
+    }
+    assert.deepEqual(await admins(), before, 'alice was not made an admin')
+    assert.equal((await call(gw, 'POST', `${path}associate/`, { instances: [alice, bob] })).status, 204)
+    await refuseAssignmentsOf(bob, 'DELETE')
+    try {
+      const refused = await call(gw, 'POST', `${path}disassociate/`, { instances: [alice, bob] })
+      assert.equal(refused.status, 500, JSON.stringify(refused.body))
+    } finally {
+      await allowAssignments()
+    }
+    assert.deepEqual(await admins(), [...before, alice, bob].sort(), 'alice is still an admin')
+    assert.equal((await call(gw, 'POST', `${path}disassociate/`, { instances: [alice, bob] })).status, 204)
+    assert.deepEqual(await admins(), before)
+  })
+
+  /** A trigger that makes the database refuse to insert or delete the user's role assignments, as a failure part way would. */
+  async function refuseAssignmentsOf(user: number, operation: 'INSERT' | 'DELETE'): Promise<void> {
+    const { db, dialect } = gw.store.database
+    const row = operation === 'INSERT' ? 'NEW' : 'OLD'
+    if (dialect === 'sqlite') {
+      await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments WHEN ${row}.user_id = ${user} BEGIN SELECT RAISE(ABORT, 'refused'); END`).execute(db)
+      return
+    }
+    await sql.raw(`CREATE FUNCTION refuse_assignment() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF ${row}.user_id = ${user} THEN RAISE EXCEPTION 'refused'; END IF; RETURN ${row}; END $$`).execute(db)
+    await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments FOR EACH ROW EXECUTE FUNCTION refuse_assignment()`).execute(db)
+  }
+
+  async function allowAssignments(): Promise<void> {
+    const { db, dialect } = gw.store.database
+    if (dialect === 'sqlite') return void await sql.raw('DROP TRIGGER refuse_assignment').execute(db)
+    await sql.raw('DROP TRIGGER refuse_assignment ON role_user_assignments').execute(db)
+    await sql.raw('DROP FUNCTION refuse_assignment()').execute(db)
+  }
 
   it('answers 404 for a missing or unseen parent, and 403 to those who may not give the role', async () => {
     assert.equal((await call(gw, 'GET', 'teams/99999/users/')).status, 404)
