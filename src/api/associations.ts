@@ -8,6 +8,7 @@ import { userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
+import { describeList } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { giveRoles, takeRoles } from './roles.ts'
 import { serializeUser } from './users.ts'
@@ -45,6 +46,10 @@ export function associationRoutes(api: GatewayApi, app: App): void {
   const users = listQuery(userFilterFields)
   for (const association of ASSOCIATIONS) {
     const path = `/${association.parent}s/:id/${association.name}/`
+    // As Django REST framework names the related list view django-ansible-base's router makes (its class,
+    // Related<parent viewset><related viewset>, has no docstring, hence no description); associating has its own routes.
+    const parent = association.parent === 'team' ? 'Team' : 'Organization'
+    describeList(api, path, { name: `Related ${parent} View Set ${parent} Related User List`, description: '' })
     api.get(path, { schema: { params: idParam, querystring: users } }, async (request) => {
       const { role, objectId } = parentOf(app, request, association, request.params.id)
       const { page, filter } = request.query

@@ -172,6 +172,22 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
     }
   })
 
+  it('describes each list to OPTIONS as django-ansible-base\'s related list views, without a POST action', async () => {
+    for (const [path, parent] of [[`teams/${team}/users/`, 'Team'], [`teams/${team}/admins/`, 'Team'], [`organizations/${organization}/users/`, 'Organization'], [`organizations/${organization}/admins/`, 'Organization']] as const) {
+      const described = await gw.fetch(`/api/gateway/v1/${path}`, { method: 'OPTIONS', headers: adminAuth })
+      assert.equal(described.status, 200, path)
+      assert.equal(described.headers.get('allow'), 'GET, HEAD, OPTIONS', path)
+      assert.deepEqual(await described.json(), {
+        name: `Related ${parent} View Set ${parent} Related User List`,
+        description: '',
+        renders: ['application/json'],
+        parses: ['application/json', 'application/x-www-form-urlencoded'],
+      }, path)
+    }
+    const unseen = await gw.fetch(`/api/gateway/v1/teams/${team}/users/`, { method: 'OPTIONS', headers: as('nobody-here') })
+    assert.equal(unseen.status, 401)
+  })
+
   it('answers other methods on the lists and actions with 405, as their views take none', async () => {
     for (const [method, path] of [['GET', `teams/${team}/users/associate/`], ['POST', `teams/${team}/users/`], ['DELETE', `organizations/${organization}/admins/`], ['PUT', `organizations/${organization}/users/disassociate/`]]) {
       const answer = await call(gw, method!, path!, method === 'GET' || method === 'DELETE' ? undefined : { instances: [alice] })
