@@ -77,7 +77,8 @@ export function associationRoutes(api: GatewayApi, app: App): void {
       const held = await Promise.all(ids.map((actorId) => app.store.access.findHeldAssignment({ roleDefinitionId: role.id, actor: 'user', actorId, objectType: association.parent, objectId })))
       const unrelated = ids.filter((_id, i) => !held[i])
       if (unrelated.length) {
-        throw new ValidationFailed({ instances: [`Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`] })
+        const message = `Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`
+        throw new ValidationFailed({ instances: [message] }, message, { bare: ['instances'] })
       }
       await takeRoles(app, request, 'user', held.map((assignment) => assignment!))
       return reply.code(204).send()
@@ -122,7 +123,9 @@ function instancesOf(instances: unknown, action: 'associate' | 'disassociate'): 
     if (id < 1 || id > 2 ** 31 - 1) throw doesNotExist(text)
     if (!ids.includes(id)) ids.push(id)
   }
-  if (!ids.length) throw refuse(`Please pass in one or more instances to ${action}`)
+  // django-ansible-base raises this one in its view, with a string: Django REST framework sends it bare.
+  const none = `Please pass in one or more instances to ${action}`
+  if (!ids.length) throw new ValidationFailed({ instances: [none] }, none, { bare: ['instances'] })
   return ids
 }
 
