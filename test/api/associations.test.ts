@@ -104,48 +104,43 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
 
   it('associates and disassociates several users all or none: one the database refuses leaves the others as they were', async () => {
     const path = `organizations/${organization}/admins/`
-    const admins = async () => (await call(gw, 'GET', path)).body.results.map((u: { id: number }) => u.id).sort()
+    const admins = async () => (await call(gw, 'GET', path)).body.results.map((u: { id: number }) => u.id).sort((a: number, b: number) => a - b)
     const before = await admins()
     assert.ok(!before.includes(alice) && !before.includes(bob))
     // The database refuses bob's assignment, after alice's was written in the same request.
-    await refuseAssignmentsOf(bob, 'INSERT')
-    try {
-      const refused = await call(gw, 'POST', `${path}associate/`, { instances: [alice, bob] })
-      assert.equal(refused.status, 500, JSON.stringify(refused.body))
-    } finally {
-      await allowAssignments()
-    }
+    await refusingAssignmentsOf(bob, 'INSERT', `${path}associate/`)
     assert.deepEqual(await admins(), before, 'alice was not made an admin')
     assert.equal((await call(gw, 'POST', `${path}associate/`, { instances: [alice, bob] })).status, 204)
-    await refuseAssignmentsOf(bob, 'DELETE')
-    try {
-      const refused = await call(gw, 'POST', `${path}disassociate/`, { instances: [alice, bob] })
-      assert.equal(refused.status, 500, JSON.stringify(refused.body))
-    } finally {
-      await allowAssignments()
-    }
-    assert.deepEqual(await admins(), [...before, alice, bob].sort(), 'alice is still an admin')
+    await refusingAssignmentsOf(bob, 'DELETE', `${path}disassociate/`)
+    assert.deepEqual(await admins(), [...before, alice, bob].sort((a, b) => a - b), 'alice is still an admin')
     assert.equal((await call(gw, 'POST', `${path}disassociate/`, { instances: [alice, bob] })).status, 204)
     assert.deepEqual(await admins(), before)
   })
 
-  /** A trigger that makes the database refuse to insert or delete the user's role assignments, as a failure part way would. */
-  async function refuseAssignmentsOf(user: number, operation: 'INSERT' | 'DELETE'): Promise<void> {
+  /**
+   * Posts alice and `user` to `action` while a trigger makes the database refuse to insert or delete the user's role
+   * assignments, as a failure part way would; the request fails.
+   */
+  async function refusingAssignmentsOf(user: number, operation: 'INSERT' | 'DELETE', action: string): Promise<void> {
     const { db, dialect } = gw.store.database
     const row = operation === 'INSERT' ? 'NEW' : 'OLD'
     if (dialect === 'sqlite') {
       await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments WHEN ${row}.user_id = ${user} BEGIN SELECT RAISE(ABORT, 'refused'); END`).execute(db)
-      return
+    } else {
+      await sql.raw(`CREATE FUNCTION refuse_assignment() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF ${row}.user_id = ${user} THEN RAISE EXCEPTION 'refused'; END IF; RETURN ${row}; END $$`).execute(db)
+      await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments FOR EACH ROW EXECUTE FUNCTION refuse_assignment()`).execute(db)
     }
-    await sql.raw(`CREATE FUNCTION refuse_assignment() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF ${row}.user_id = ${user} THEN RAISE EXCEPTION 'refused'; END IF; RETURN ${row}; END $$`).execute(db)
-    await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments FOR EACH ROW EXECUTE FUNCTION refuse_assignment()`).execute(db)
-  }
-
-  async function allowAssignments(): Promise<void> {
-    const { db, dialect } = gw.store.database
-    if (dialect === 'sqlite') return void await sql.raw('DROP TRIGGER refuse_assignment').execute(db)
-    await sql.raw('DROP TRIGGER refuse_assignment ON role_user_assignments').execute(db)
-    await sql.raw('DROP FUNCTION refuse_assignment()').execute(db)
+    try {
+      const refused = await call(gw, 'POST', action, { instances: [alice, user] })
+      assert.equal(refused.status, 500, JSON.stringify(refused.body))
+    } finally {
+      if (dialect === 'sqlite') {
+        await sql.raw('DROP TRIGGER refuse_assignment').execute(db)
+      } else {
+        await sql.raw('DROP TRIGGER refuse_assignment ON role_user_assignments').execute(db)
+        await sql.raw('DROP FUNCTION refuse_assignment()').execute(db)
+      }
+    }
   }
 
   it('answers 404 for a missing or unseen parent, and 403 to those who may not give the role', async () => {
