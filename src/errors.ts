@@ -701,7 +701,8 @@ export function normalizeError(error: unknown): GatehouseError {
 
 /**
  * `{code, detail}`, and for invalid input the problems by field twice: under `errors`, and at the top level as
- * Django REST framework writes them (`{"username": ["..."]}`), so scripts written against the platform read them.
+ * Django REST framework writes them (`{"username": ["..."]}`, or a bare string where it sends one: ValidationFailed's
+ * `bare`), so scripts written against the platform read them.
  */
 export function errorBody(error: GatehouseError): Record<string, unknown> {
   const body: Record<string, unknown> = { code: error.code, detail: error.message }

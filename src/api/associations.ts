@@ -77,8 +77,7 @@ export function associationRoutes(api: GatewayApi, app: App): void {
       const held = await Promise.all(ids.map((actorId) => app.store.access.findHeldAssignment({ roleDefinitionId: role.id, actor: 'user', actorId, objectType: association.parent, objectId })))
       const unrelated = ids.filter((_id, i) => !held[i])
       if (unrelated.length) {
-        const message = `Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`
-        throw new ValidationFailed({ instances: [message] }, message, { bare: ['instances'] })
+        throw refusedInView(`Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`)
       }
       await takeRoles(app, request, 'user', held.map((assignment) => assignment!))
       return reply.code(204).send()
@@ -123,13 +122,16 @@ function instancesOf(instances: unknown, action: 'associate' | 'disassociate'): 
     if (id < 1 || id > 2 ** 31 - 1) throw doesNotExist(text)
     if (!ids.includes(id)) ids.push(id)
   }
-  // django-ansible-base raises this one in its view, with a string: Django REST framework sends it bare.
-  const none = `Please pass in one or more instances to ${action}`
-  if (!ids.length) throw new ValidationFailed({ instances: [none] }, none, { bare: ['instances'] })
+  if (!ids.length) throw refusedInView(`Please pass in one or more instances to ${action}`)
   return ids
 }
 
 const MAX_INSTANCES = 200
+
+/** A refusal django-ansible-base raises in its view with a string, which Django REST framework sends bare, not in a list. */
+function refusedInView(message: string): ValidationFailed {
+  return new ValidationFailed({ instances: [message] }, message, { bare: ['instances'] })
+}
 
 function doesNotExist(id: number | string): ValidationFailed {
   return new ValidationFailed({ instances: [`Invalid pk "${id}" - object does not exist.`] })
