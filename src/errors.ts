@@ -104,9 +104,16 @@ export class ValidationFailed extends GatehouseError {
   static override readonly code: ErrorCode = 'invalid'
   static override readonly defaultMessage: string = 'Invalid input.'
 
+  /**
+   * Fields whose one message the body's top level shows as a bare string, as Django REST framework sends a
+   * ValidationError a view raises with a string (`{"instances": "..."}`); under `errors` it is a list as always.
+   */
+  readonly bare: ReadonlySet<string>
+
   /** Without `fields` (a schema failure Fastify reports as one message), the body has no `errors`. */
-  constructor(fields: Record<string, string[]> | undefined, message?: string) {
+  constructor(fields: Record<string, string[]> | undefined, message?: string, options: { bare?: readonly string[] } = {}) {
     super(message ?? `Invalid value for ${Object.keys(fields ?? {}).join(', ')}.`, { fields })
+    this.bare = new Set(options.bare)
   }
 }
 
@@ -694,12 +701,16 @@ export function normalizeError(error: unknown): GatehouseError {
 
 /**
  * `{code, detail}`, and for invalid input the problems by field twice: under `errors`, and at the top level as
- * Django REST framework writes them (`{"username": ["..."]}`), so scripts written against the platform read them.
+ * Django REST framework writes them (`{"username": ["..."]}`, or a bare string where it sends one: ValidationFailed's
+ * `bare`), so scripts written against the platform read them.
  */
 export function errorBody(error: GatehouseError): Record<string, unknown> {
   const body: Record<string, unknown> = { code: error.code, detail: error.message }
   if (error.fields) {
-    for (const [field, messages] of Object.entries(error.fields)) if (!RESERVED_BODY_KEYS.has(field)) body[field] = messages
+    for (const [field, messages] of Object.entries(error.fields)) {
+      if (RESERVED_BODY_KEYS.has(field)) continue
+      body[field] = error instanceof ValidationFailed && error.bare.has(field) && messages.length === 1 ? messages[0] : messages
+    }
     body.errors = error.fields
   }
   return body

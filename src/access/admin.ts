@@ -149,6 +149,40 @@ export class AccessAdmin {
    * give_permission returns the existing one, so that nothing is announced or audited twice.
    */
   async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<{ assignment: RoleAssignment; created: boolean }> {
+    const [given] = await this.assignAll(actor, kind, [input])
+    return given!
+  }
+
+  /**
+   * Gives several roles at once, all or none: each is checked as `assign` checks it before any is given, and all are
+   * given in one transaction, so one that fails there (a user deleted meanwhile) leaves none of the others given.
+   */
+  async assignAll(actor: User, kind: Actor, inputs: readonly AssignmentInput[]): Promise<{ assignment: RoleAssignment; created: boolean }[]> {
+    const checked: { role: RoleDefinition; given: Omit<RoleAssignment, 'id' | 'created'> }[] = []
+    for (const input of inputs) checked.push(await this.#checkAssignment(actor, kind, input))
+    return this.#bus.change(async (tx, announce) => {
+      const results: { assignment: RoleAssignment; created: boolean }[] = []
+      for (const { role, given } of checked) {
+        // The object was read as the role's type said before this transaction; a type changed since would leave the
+        // assignment naming an object of the other kind.
+        const current = await tx.access.findRoleDefinitionToAssign(role.id)
+        if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
+        if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
+        const held = await tx.access.findHeldAssignment(given)
+        if (held) {
+          results.push({ assignment: held, created: false })
+          continue
+        }
+        results.push({ assignment: await tx.access.assign(given), created: true })
+        if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, given.actorId, true)
+      }
+      if (results.some((result) => result.created)) announce(ACCESS_TOPIC, `${kind}_assignment`)
+      return results
+    })
+  }
+
+  /** What `assign` checks before it gives a role: the role, the one it is given to, the object, the caller's rights. */
+  async #checkAssignment(actor: User, kind: Actor, input: AssignmentInput): Promise<{ role: RoleDefinition; given: Omit<RoleAssignment, 'id' | 'created'> }> {
     const role = await this.#store.access.findRoleDefinition(input.roleDefinitionId)
     if (!role) throw new ValidationFailed({ role_definition: [`Invalid pk "${input.roleDefinitionId}" - object does not exist.`] })
     const target = kind === 'user' ? await this.#store.users.findById(input.actorId) : await this.#store.access.findTeam(input.actorId)
@@ -166,32 +200,30 @@ export class AccessAdmin {
         throw new ValidationFailed({ team: ['A team can only hold roles in its own organization.'] })
       }
     }
-    return this.#bus.change(async (tx, announce) => {
-      // The object was read as the role's type said before this transaction; a type changed since would leave the
-      // assignment naming an object of the other kind.
-      const current = await tx.access.findRoleDefinitionToAssign(role.id)
-      if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
-      if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
-      const given = { roleDefinitionId: role.id, actor: kind, actorId: input.actorId, objectType: object.type, objectId: object.id }
-      const held = await tx.access.findHeldAssignment(given)
-      if (held) return { assignment: held, created: false }
-      const assignment = await tx.access.assign(given)
-      if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, input.actorId, true)
-      announce(ACCESS_TOPIC, `${kind}_assignment`)
-      return { assignment, created: true }
-    })
+    return { role, given: { roleDefinitionId: role.id, actor: kind, actorId: input.actorId, objectType: object.type, objectId: object.id } }
   }
 
   async unassign(actor: User, kind: Actor, id: number): Promise<void> {
-    const assignment = await this.#store.access.findAssignment(kind, id)
-    if (!assignment) notFound('role assignment')
-    const object = { type: assignment.objectType, id: assignment.objectId }
-    this.#requireChange(actor, object)
-    const role = this.#model.roleDefinition(assignment.roleDefinitionId) ?? await this.#store.access.findRoleDefinition(assignment.roleDefinitionId)
-    if (role) this.#requireHeld(actor, role, object)
+    await this.unassignAll(actor, kind, [id])
+  }
+
+  /** Takes several assignments back at once, all or none, each checked as `unassign` checks it before any is taken. */
+  async unassignAll(actor: User, kind: Actor, ids: readonly number[]): Promise<void> {
+    const checked: { id: number; assignment: RoleAssignment; role: RoleDefinition | undefined }[] = []
+    for (const id of ids) {
+      const assignment = await this.#store.access.findAssignment(kind, id)
+      if (!assignment) notFound('role assignment')
+      const object = { type: assignment.objectType, id: assignment.objectId }
+      this.#requireChange(actor, object)
+      const role = this.#model.roleDefinition(assignment.roleDefinitionId) ?? await this.#store.access.findRoleDefinition(assignment.roleDefinitionId)
+      if (role) this.#requireHeld(actor, role, object)
+      checked.push({ id, assignment, role })
+    }
     await this.#bus.change(async (tx, announce) => {
-      if (!(await tx.access.unassign(kind, id))) notFound('role assignment')
-      if (kind === 'user' && role?.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, assignment.actorId, false)
+      for (const { id, assignment, role } of checked) {
+        if (!(await tx.access.unassign(kind, id))) notFound('role assignment')
+        if (kind === 'user' && role?.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, assignment.actorId, false)
+      }
       announce(ACCESS_TOPIC, `${kind}_assignment`)
     })
   }

@@ -8,8 +8,9 @@ import { userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
+import { describeList } from './metadata.ts'
 import { paged } from './pagination.ts'
-import { giveRole, takeRole } from './roles.ts'
+import { giveRoles, takeRoles } from './roles.ts'
 import { serializeUser } from './users.ts'
 import { idParam } from './validation.ts'
 
@@ -45,6 +46,10 @@ export function associationRoutes(api: GatewayApi, app: App): void {
   const users = listQuery(userFilterFields)
   for (const association of ASSOCIATIONS) {
     const path = `/${association.parent}s/:id/${association.name}/`
+    // As Django REST framework names the related list view django-ansible-base's router makes (its class,
+    // Related<parent viewset><related viewset>, has no docstring, hence no description); associating has its own routes.
+    const parent = association.parent === 'team' ? 'Team' : 'Organization'
+    describeList(api, path, { name: `Related ${parent} View Set ${parent} Related User List`, description: '' })
     api.get(path, { schema: { params: idParam, querystring: users } }, async (request) => {
       const { role, objectId } = parentOf(app, request, association, request.params.id)
       const { page, filter } = request.query
@@ -61,7 +66,8 @@ export function associationRoutes(api: GatewayApi, app: App): void {
         const user = await app.store.users.findById(id)
         if (!user || (visible && !user.isSuperuser && !visible.has(id))) throw doesNotExist(id)
       }
-      for (const id of ids) await giveRole(app, request, 'user', { roleDefinitionId: role.id, actorId: id, objectId })
+      // All or none: a list that fails part way leaves nothing given.
+      await giveRoles(app, request, 'user', ids.map((id) => ({ roleDefinitionId: role.id, actorId: id, objectId })))
       return reply.code(204).send()
     })
     api.post(`${path}disassociate/`, { schema: { params: idParam, body: associationBody } }, async (request, reply) => {
@@ -71,9 +77,9 @@ export function associationRoutes(api: GatewayApi, app: App): void {
       const held = await Promise.all(ids.map((actorId) => app.store.access.findHeldAssignment({ roleDefinitionId: role.id, actor: 'user', actorId, objectType: association.parent, objectId })))
       const unrelated = ids.filter((_id, i) => !held[i])
       if (unrelated.length) {
-        throw new ValidationFailed({ instances: [`Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`] })
+        throw refusedInView(`Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`)
       }
-      for (const assignment of held) await takeRole(app, request, 'user', assignment!.id, assignment)
+      await takeRoles(app, request, 'user', held.map((assignment) => assignment!))
       return reply.code(204).send()
     })
   }
@@ -116,11 +122,16 @@ function instancesOf(instances: unknown, action: 'associate' | 'disassociate'): 
     if (id < 1 || id > 2 ** 31 - 1) throw doesNotExist(text)
     if (!ids.includes(id)) ids.push(id)
   }
-  if (!ids.length) throw refuse(`Please pass in one or more instances to ${action}`)
+  if (!ids.length) throw refusedInView(`Please pass in one or more instances to ${action}`)
   return ids
 }
 
 const MAX_INSTANCES = 200
+
+/** A refusal django-ansible-base raises in its view with a string, which Django REST framework sends bare, not in a list. */
+function refusedInView(message: string): ValidationFailed {
+  return new ValidationFailed({ instances: [message] }, message, { bare: ['instances'] })
+}
 
 function doesNotExist(id: number | string): ValidationFailed {
   return new ValidationFailed({ instances: [`Invalid pk "${id}" - object does not exist.`] })

@@ -194,10 +194,26 @@ export function roleRoutes(api: GatewayApi, app: App): void {
  * in their shape. A new one goes into the audit trail; one held already is answered as it is, as nothing changed.
  */
 export async function giveRole(app: App, request: FastifyRequest, actor: Actor, input: AssignmentInput) {
-  const { assignment, created } = await app.accessAdmin.assign(principalOf(request).user, actor, input)
-  const shown = await serializeAssignment(app, assignment)
-  if (created) app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, shown)
+  const [shown] = await giveRoles(app, request, actor, [input])
+  return shown!
+}
+
+/** Gives several roles for the caller at once, all or none (AccessAdmin.assignAll), each into the audit trail. */
+export async function giveRoles(app: App, request: FastifyRequest, actor: Actor, inputs: readonly AssignmentInput[]) {
+  const given = await app.accessAdmin.assignAll(principalOf(request).user, actor, inputs)
+  const shown = []
+  for (const { assignment, created } of given) {
+    const serialized = await serializeAssignment(app, assignment)
+    if (created) app.audit.change(actorOf(request), 'create', assignmentObject(app, actor, assignment), undefined, serialized)
+    shown.push(serialized)
+  }
   return shown
+}
+
+/** Takes roles back for the caller, all or none, as deleting each assignment from role_user_assignments/ does, into the audit trail. */
+export async function takeRoles(app: App, request: FastifyRequest, actor: Actor, assignments: readonly RoleAssignment[]): Promise<void> {
+  await app.accessAdmin.unassignAll(principalOf(request).user, actor, assignments.map((assignment) => assignment.id))
+  for (const before of assignments) app.audit.change(actorOf(request), 'delete', assignmentObject(app, actor, before), await serializeAssignment(app, before))
 }
 
 /** Takes a role back for the caller, as deleting the assignment from role_user_assignments/ does, into the audit trail. */

@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
 import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
+import { sql } from '../../src/store/kysely.ts'
 
 /**
  * teams/{id}/users/, teams/{id}/admins/, organizations/{id}/users/ and organizations/{id}/admins/ with their
@@ -74,9 +75,13 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
     assert.deepEqual(missing.body.instances, ['This field is required.'])
     const empty = await call(gw, 'POST', `teams/${team}/users/associate/`, { instances: [] })
     assert.equal(empty.status, 400)
-    assert.deepEqual(empty.body.instances, ['Please pass in one or more instances to associate'])
+    // django-ansible-base raises these two in the view with a string, which Django REST framework sends bare, not in a list.
+    assert.equal(empty.body.instances, 'Please pass in one or more instances to associate')
+    assert.deepEqual(empty.body.errors, { instances: ['Please pass in one or more instances to associate'] })
+    assert.equal(empty.body.code, 'invalid')
     const emptyOut = await call(gw, 'POST', `teams/${team}/users/disassociate/`, { instances: [] })
-    assert.deepEqual(emptyOut.body.instances, ['Please pass in one or more instances to disassociate'])
+    assert.equal(emptyOut.status, 400)
+    assert.equal(emptyOut.body.instances, 'Please pass in one or more instances to disassociate')
     const unknown = await call(gw, 'POST', `teams/${team}/users/associate/`, { instances: [bob, 987654] })
     assert.equal(unknown.status, 400)
     assert.deepEqual(unknown.body.instances, ['Invalid pk "987654" - object does not exist.'])
@@ -92,9 +97,51 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
     assert.ok(tooMany.body.instances, 'names instances')
     const notHeld = await call(gw, 'POST', `teams/${team}/users/disassociate/`, { instances: [bob] })
     assert.equal(notHeld.status, 400)
-    assert.deepEqual(notHeld.body.instances, [`Cannot disassociate these objects because they are not all related to this object: ${bob}`])
+    assert.equal(notHeld.body.instances, `Cannot disassociate these objects because they are not all related to this object: ${bob}`)
+    assert.deepEqual(notHeld.body.errors, { instances: [notHeld.body.instances] })
     assert.deepEqual((await call(gw, 'GET', `teams/${team}/users/`)).body.results.map((u: { id: number }) => u.id), [alice])
   })
+
+  it('associates and disassociates several users all or none: one the database refuses leaves the others as they were', async () => {
+    const path = `organizations/${organization}/admins/`
+    const admins = async () => (await call(gw, 'GET', path)).body.results.map((u: { id: number }) => u.id).sort((a: number, b: number) => a - b)
+    const before = await admins()
+    assert.ok(!before.includes(alice) && !before.includes(bob))
+    // The database refuses bob's assignment, after alice's was written in the same request.
+    await refusingAssignmentsOf(bob, 'INSERT', `${path}associate/`)
+    assert.deepEqual(await admins(), before, 'alice was not made an admin')
+    assert.equal((await call(gw, 'POST', `${path}associate/`, { instances: [alice, bob] })).status, 204)
+    await refusingAssignmentsOf(bob, 'DELETE', `${path}disassociate/`)
+    assert.deepEqual(await admins(), [...before, alice, bob].sort((a, b) => a - b), 'alice is still an admin')
+    assert.equal((await call(gw, 'POST', `${path}disassociate/`, { instances: [alice, bob] })).status, 204)
+    assert.deepEqual(await admins(), before)
+  })
+
+  /**
+   * Posts alice and `user` to `action` while a trigger makes the database refuse to insert or delete the user's role
+   * assignments, as a failure part way would; the request fails.
+   */
+  async function refusingAssignmentsOf(user: number, operation: 'INSERT' | 'DELETE', action: string): Promise<void> {
+    const { db, dialect } = gw.store.database
+    const row = operation === 'INSERT' ? 'NEW' : 'OLD'
+    if (dialect === 'sqlite') {
+      await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments WHEN ${row}.user_id = ${user} BEGIN SELECT RAISE(ABORT, 'refused'); END`).execute(db)
+    } else {
+      await sql.raw(`CREATE FUNCTION refuse_assignment() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF ${row}.user_id = ${user} THEN RAISE EXCEPTION 'refused'; END IF; RETURN ${row}; END $$`).execute(db)
+      await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments FOR EACH ROW EXECUTE FUNCTION refuse_assignment()`).execute(db)
+    }
+    try {
+      const refused = await call(gw, 'POST', action, { instances: [alice, user] })
+      assert.equal(refused.status, 500, JSON.stringify(refused.body))
+    } finally {
+      if (dialect === 'sqlite') {
+        await sql.raw('DROP TRIGGER refuse_assignment').execute(db)
+      } else {
+        await sql.raw('DROP TRIGGER refuse_assignment ON role_user_assignments').execute(db)
+        await sql.raw('DROP FUNCTION refuse_assignment()').execute(db)
+      }
+    }
+  }
 
   it('answers 404 for a missing or unseen parent, and 403 to those who may not give the role', async () => {
     assert.equal((await call(gw, 'GET', 'teams/99999/users/')).status, 404)
@@ -123,6 +170,22 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
         assert.equal(followed.status, 200, body.related[name])
       }
     }
+  })
+
+  it('describes each list to OPTIONS as django-ansible-base\'s related list views, without a POST action', async () => {
+    for (const [path, parent] of [[`teams/${team}/users/`, 'Team'], [`teams/${team}/admins/`, 'Team'], [`organizations/${organization}/users/`, 'Organization'], [`organizations/${organization}/admins/`, 'Organization']] as const) {
+      const described = await gw.fetch(`/api/gateway/v1/${path}`, { method: 'OPTIONS', headers: adminAuth })
+      assert.equal(described.status, 200, path)
+      assert.equal(described.headers.get('allow'), 'GET, HEAD, OPTIONS', path)
+      assert.deepEqual(await described.json(), {
+        name: `Related ${parent} View Set ${parent} Related User List`,
+        description: '',
+        renders: ['application/json'],
+        parses: ['application/json', 'application/x-www-form-urlencoded'],
+      }, path)
+    }
+    const unseen = await gw.fetch(`/api/gateway/v1/teams/${team}/users/`, { method: 'OPTIONS', headers: as('nobody-here') })
+    assert.equal(unseen.status, 401)
   })
 
   it('answers other methods on the lists and actions with 405, as their views take none', async () => {
