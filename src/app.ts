@@ -2,7 +2,7 @@ import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileGatewayRules, compileServiceRules, configuredNames, type ServiceRules } from './access/rules.ts'
-import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
+import { compileClientAccess, compileClientRoles, type ClientAccessCheck } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
 import { signingIn, SYSTEM_ACTOR } from './audit/actor.ts'
@@ -189,7 +189,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     (session) => session.userId === userId ? session.keyHash : undefined,
     (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
   const clientAccess = compileClientAccess(config, access, () => settings.current.allow_external_users_to_create_oauth2_tokens)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, clientRoles: compileClientRoles(config, access), tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)

@@ -43,7 +43,7 @@ function describeYamlError(error: YAMLError, lines: LineCounter): string {
  */
 export function validateConfig(input: unknown, source = 'config'): Config {
   const result = ConfigSchema.safeParse(input, { jitless: true })
-  if (!result.success) throw new ConfigError(source, result.error.issues.flatMap(unionBranch).map(describeIssue))
+  if (!result.success) throw new ConfigError(source, result.error.issues.flatMap(unionBranch).flatMap(keyProblems).map(describeIssue))
   return deepFreeze(result.data)
 }
 
@@ -64,6 +64,12 @@ function unionBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
   const [branch] = ofItsType
   if (ofItsType.length > 1 || !branch) return [issue]
   return branch.flatMap((inner) => unionBranch({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue))
+}
+
+/** A map's key it refused (a client role's name) is explained by the key's own checks: zod says only "Invalid key in record". */
+function keyProblems(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_key' || !issue.issues.length) return [issue]
+  return issue.issues.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }) as z.core.$ZodIssue)
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
