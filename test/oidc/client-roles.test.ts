@@ -38,6 +38,9 @@ for (const backend of gatewayBackends) {
               'reader-on-site': [{ allow: { users: ['service-account-reports'], networks: ['127.0.0.0/8', '::1'] } }],
             } },
           ]),
+          // A service that takes the console's tokens only: by Keycloak's audience resolve, also other clients'
+          // tokens that carry the console's roles.
+          services: [{ name: 'console-api', prefix: '/console-api/', upstream: 'builtin:demo', accepts: ['oidc'], unauthenticated: '401', oidc: { realm: REALM, audiences: [CONSOLE] } }],
         },
       })
       for (const name of ['operator', 'mallory', 'outsider', 'visitor']) await gw.app.accounts.create({ username: name, password: password(name) })
@@ -77,6 +80,16 @@ for (const backend of gatewayBackends) {
       const outsider = claims(await login('outsider'))
       assert.deepEqual(outsider.resource_access, { account: { roles: ['manage-account', 'manage-account-links', 'view-profile'] } })
       assert.equal(outsider.aud, 'account', 'as before client roles: Keycloak\'s account alone')
+    })
+
+    it('lets a service meant for a client take another client\'s token that carries its roles, as Keycloak\'s aud allows', async () => {
+      const call = async (username: string) => gw.fetch('/console-api/status', { headers: { authorization: `Bearer ${(await login(username)).access_token}` } })
+      const operator = await call('operator')
+      assert.equal(operator.status, 200)
+      assert.equal((await operator.json() as { identity: { username: string } }).identity.username, 'operator')
+      const outsider = await call('outsider')
+      assert.equal(outsider.status, 401, 'a token of end-users alone is not meant for the console')
+      assert.equal((await outsider.json() as { code: string }).code, 'invalid_token')
     })
 
     it('judges networks with the token request\'s address, as a sign-in\'s', async () => {
