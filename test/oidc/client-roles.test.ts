@@ -2,13 +2,12 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
-import type { TestGateway } from '../helpers/gateway.ts'
-import { codeRedemption, decodeJwtPart, postToken, REALM, realmWith, SERVICE_SECRET, TO_PROVIDER, tokenRequest } from '../helpers/oidc.ts'
+import { basic, type TestGateway } from '../helpers/gateway.ts'
+import { codeRedemption, decodeJwtPart, password, postToken, REALM, realmWith, SERVICE_SECRET, TO_PROVIDER, tokenRequest } from '../helpers/oidc.ts'
 
 const Platform = 'Platform'
 const CONSOLE = 'operators-console'
 const REPORTS_UI = 'reports-ui'
-const password = (name: string) => `${name}-password-long`
 
 /**
  * Client roles: a realm client's `roles`, each judged by its rules as the client's `access` rules are, at each
@@ -155,7 +154,7 @@ for (const backend of gatewayBackends) {
       await gw.app.accounts.create({ username: 'opsadmin', password: password('opsadmin') })
       const team = gw.app.access.teams.find((t) => t.name === 'Operators')!.id
       assert.equal((await grant(gw, 'opsadmin', 'Team Admin', team)).status, 201)
-      const renamed = await call(gw, 'PATCH', `teams/${team}/`, { name: 'Operators 2' }, { authorization: `Basic ${Buffer.from(`opsadmin:${password('opsadmin')}`).toString('base64')}` })
+      const renamed = await call(gw, 'PATCH', `teams/${team}/`, { name: 'Operators 2' }, { authorization: basic('opsadmin', password('opsadmin')) })
       assert.equal(renamed.status, 403)
       assert.equal(renamed.body.code, 'permission_denied')
       assert.equal((await call(gw, 'GET', `teams/${team}/`)).body.name, 'Operators')
