@@ -2,7 +2,7 @@ import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
 import { compileGatewayRules, compileServiceRules, configuredNames, type ServiceRules } from './access/rules.ts'
-import { compileClientAccess, type ClientAccessCheck } from './access/client-access.ts'
+import { compileClientAccess, compileClientRoles, type ClientAccessCheck, type ClientRolesOf } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
 import { signingIn, SYSTEM_ACTOR } from './audit/actor.ts'
@@ -62,6 +62,8 @@ export interface App {
   readonly accessAdmin: AccessAdmin
   /** Whether a user may sign in to a realm client (its `access` rules). */
   readonly clientAccess: ClientAccessCheck
+  /** The roles of a realm's clients a user holds (their `roles` rules), as access tokens carry them. */
+  readonly clientRoles: ClientRolesOf
   /** Teams and organizations from directory groups and SSO claims, applied at each login. */
   readonly memberships: MembershipMappings
   /** The LDAP directory, when one is configured: single sign-on may not take the username of a person in it. */
@@ -189,7 +191,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     (session) => session.userId === userId ? session.keyHash : undefined,
     (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
   const clientAccess = compileClientAccess(config, access, () => settings.current.allow_external_users_to_create_oauth2_tokens)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent })
+  const clientRoles = compileClientRoles(config, access)
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, clientRoles, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)
@@ -226,6 +229,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     serviceRules,
     accessAdmin,
     clientAccess,
+    clientRoles,
     memberships,
     directory,
     directoryCheck,

@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.ts'
 import type { User } from '../store/users.ts'
 import type { AccessModel } from './model.ts'
-import { ServiceRules } from './rules.ts'
+import { type AccessDecision, ServiceRules } from './rules.ts'
 
 /**
  * Whether a user may sign in to a realm client: its `access` rules (docs/access.md), compiled once at start and
@@ -30,8 +30,34 @@ export function compileClientAccess(config: Config, model: AccessModel, external
     }
     const clientRules = rules.get(`${realm}/${clientId}`)
     if (!clientRules) return undefined
-    // A sign-in is no request to a path: rules naming methods or paths see a POST to the client's own name.
-    const decision = clientRules.decide({ principal: { user, userId: user.id, method: 'oidc' }, access: model.of(user), method: 'POST', path: `/${clientId}`, address })
+    const decision = signIn(clientRules, clientId, user, model, address)
     return decision.allowed ? undefined : clientRules.explain(decision)
   }
+}
+
+/**
+ * Keycloak's `resource_access` of a user's access token: for each client of the realm with `roles`, the roles whose
+ * rules allow the user (in the order the configuration names them), judged as a sign-in to that client is; clients
+ * whose roles the user holds none of are left out, as Keycloak leaves them out.
+ */
+export type ClientRolesOf = (realm: string, user: User, address: string | undefined) => Record<string, { roles: string[] }>
+
+export function compileClientRoles(config: Config, model: AccessModel): ClientRolesOf {
+  const byRealm = new Map(config.realms.map((realm) => [realm.name, realm.clients.filter((client) => client.roles).map((client) => ({
+    clientId: client.client_id,
+    roles: Object.entries(client.roles!).map(([role, rules]) => ({ role, rules: new ServiceRules(`${realm.name}/${client.client_id}`, rules, 'client') })),
+  }))]))
+  return (realm, user, address) => {
+    const held: Record<string, { roles: string[] }> = {}
+    for (const { clientId, roles } of byRealm.get(realm) ?? []) {
+      const allowed = roles.filter(({ rules }) => signIn(rules, clientId, user, model, address).allowed).map(({ role }) => role)
+      if (allowed.length) held[clientId] = { roles: allowed }
+    }
+    return held
+  }
+}
+
+/** A sign-in is no request to a path: rules naming methods or paths see a POST to the client's own name, by `oidc`. */
+function signIn(rules: ServiceRules, clientId: string, user: User, model: AccessModel, address: string | undefined): AccessDecision {
+  return rules.decide({ principal: { user, userId: user.id, method: 'oidc' }, access: model.of(user), method: 'POST', path: `/${clientId}`, address })
 }

@@ -79,7 +79,7 @@ export function compileGatewayRules(config: Config): ServiceRules | undefined {
  * membership mapping. A team named alone has no `organization`; an organization alone, no `team`.
  */
 export interface ConfiguredName {
-  /** Where, as `config check` shows paths: `services.2.access.0.allow.teams`, `ldap.memberships.1.team`. */
+  /** Where, as `config check` shows paths: `services.2.access.0.allow.teams`, `realms.0.clients.1.roles.operator.0.allow.teams`, `ldap.memberships.1.team`. */
   readonly path: string
   readonly by: 'rule' | 'mapping'
   /** A rule's role definition, alone or held on the organization or team named with it. */
@@ -99,12 +99,15 @@ export function configuredNames(config: Config): ConfiguredName[] {
     })
   }
   const ruleSources = [
-    ['gateway', config.gateway.access] as const,
-    ...config.services.map((service, i) => [`services.${i}`, service.access] as const),
-    ...config.realms.flatMap((realm, i) => realm.clients.map((client, j) => [`realms.${i}.clients.${j}`, client.access] as const)),
+    ['gateway.access', config.gateway.access] as const,
+    ...config.services.map((service, i) => [`services.${i}.access`, service.access] as const),
+    ...config.realms.flatMap((realm, i) => realm.clients.flatMap((client, j) => [
+      [`realms.${i}.clients.${j}.access`, client.access] as const,
+      ...Object.entries(client.roles ?? {}).map(([role, rules]) => [`realms.${i}.clients.${j}.roles.${role}`, rules] as const),
+    ])),
   ]
   for (const [path, rules] of ruleSources) rules?.forEach((rule, j) => {
-    const at = `${path}.access.${j}.${rule.allow ? 'allow' : 'deny'}`
+    const at = `${path}.${j}.${rule.allow ? 'allow' : 'deny'}`
     const match = (rule.allow ?? rule.deny)!
     for (const team of match.teams ?? []) names.push(typeof team === 'string' ? { path: `${at}.teams`, by: 'rule', team } : { path: `${at}.teams`, by: 'rule', ...team })
     for (const organization of match.organizations ?? []) names.push({ path: `${at}.organizations`, by: 'rule', organization })

@@ -29,7 +29,7 @@ export function accessCommand(): Command {
     .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1')))
     .action((user: string, method: string, path: string, options: CheckOptions) => withApp(options, (app) => check(app, user, method.toUpperCase(), path, options))))
   access.addCommand(addStorageOptions(new Command('check-client')
-    .description('print whether USER may sign in to the realm client REALM/CLIENT_ID by its access rules (exit 1 when refused)')
+    .description('print whether USER may sign in to the realm client REALM/CLIENT_ID by its access rules (exit 1 when refused), and which of its roles USER holds')
     .argument('<user>', 'username')
     .argument('<client>', 'realm and client id, e.g. platform/operators-console')
     .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1')))
@@ -79,12 +79,16 @@ async function userNamed(app: App, username: string) {
 
 async function checkClient(app: App, username: string, client: string, address: string): Promise<void> {
   const [realm, clientId] = client.split('/', 2)
-  if (!realm || !clientId || !app.config.realms.some((r) => r.name === realm && r.clients.some((c) => c.client_id === clientId))) {
+  const configured = app.config.realms.find((r) => r.name === realm)?.clients.find((c) => c.client_id === clientId)
+  if (!realm || !clientId || !configured) {
     throw new UsageError(`no realm client "${client}" (write it REALM/CLIENT_ID)`)
   }
   const user = await userNamed(app, username)
   const refusal = user.isActive ? app.clientAccess(realm, clientId, user, address) : 'The account is disabled.'
-  process.stdout.write([`client: ${realm}/${clientId}`, `user: ${user.username}`, refusal ? `decision: deny (${refusal})` : 'decision: allow'].join('\n') + '\n')
+  const lines = [`client: ${realm}/${clientId}`, `user: ${user.username}`, refusal ? `decision: deny (${refusal})` : 'decision: allow']
+  // What `resource_access` of the user's access tokens (of any client of the realm) would say of this client now.
+  if (configured.roles) lines.push(`client roles: ${app.clientRoles(realm, user, address)[clientId]?.roles.join(', ') ?? '(none)'}`)
+  process.stdout.write(lines.join('\n') + '\n')
   if (refusal) process.exitCode = 1
 }
 

@@ -66,7 +66,7 @@ function describeYamlError(error: YAMLError, lines: LineCounter): string {
  */
 export function validateConfig(input: unknown, source = 'config', substitution: Omit<Substituted, 'value' | 'fromEnvironment'> = NO_SUBSTITUTION): Config {
   const result = ConfigSchema.safeParse(input, { jitless: true })
-  const issues = result.success ? [] : result.error.issues.flatMap(unionBranch).filter((issue) => !substitution.unresolved.has(pathOf(issue)))
+  const issues = result.success ? [] : result.error.issues.flatMap(unionBranch).flatMap(keyProblems).filter((issue) => !substitution.unresolved.has(pathOf(issue)))
   const problems = [...substitution.problems, ...issues.map((issue) => describeIssue(issue, substitution.substituted))]
   if (problems.length || !result.success) throw new ConfigError(source, problems)
   return deepFreeze(result.data)
@@ -95,6 +95,12 @@ function unionBranch(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
   const [branch] = ofItsType
   if (ofItsType.length > 1 || !branch) return [issue]
   return branch.flatMap((inner) => unionBranch({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue))
+}
+
+/** A map's key it refused (a client role's name) is explained by the key's own checks: zod says only "Invalid key in record". */
+function keyProblems(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_key' || !issue.issues.length) return [issue]
+  return issue.issues.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }) as z.core.$ZodIssue)
 }
 
 function describeIssue(issue: z.core.$ZodIssue, substituted: ReadonlySet<string>): string {

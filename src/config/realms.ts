@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { AccessRulesSchema } from './access.ts'
+import { ACCOUNT_ROLES } from '../oidc/claims.ts'
 import { isLoopbackHost } from './sso.ts'
 
 /**
@@ -39,11 +40,28 @@ const logoutReceiverUrl = (example: string) => z.string().superRefine((value, ct
 })
 /** Keycloak's "Web origins": an origin, `+` (the origins of the redirect URIs) or `*` (any origin). */
 const webOrigin = z.string().refine((value) => value === '+' || value === '*' || URL.parse(value)?.origin === value, 'must be an origin (https://app.example.com), "+" or "*"')
+/**
+ * A client role's name as Keycloak takes one (RoleContainerResource with ReservedCharValidator): none of RFC 3986's
+ * reserved characters, so `protect('<client>:<role>')` and the admin API's `/roles/<name>` paths read it whole; at
+ * most 255 characters (Keycloak's role name column). Gatehouse also refuses control characters and spaces at either
+ * end, which no adapter could match as typed.
+ */
+const clientRoleName = z.string()
+  .min(1, 'a role needs a name')
+  .max(255, 'a role name has at most 255 characters')
+  .refine((name) => !/[\x00-\x1F\x7F]/.test(name), 'must not contain control characters')
+  .refine((name) => name.trim() === name, 'must not start or end with a space')
+  .superRefine((name, ctx) => {
+    const reserved = /[:/?#@!$&()*+,;=[\]\\]/.exec(name)?.[0]
+    if (reserved) ctx.addIssue({ code: 'custom', message: `must not contain "${reserved}" (Keycloak refuses RFC 3986's reserved characters in role names)` })
+  })
 const scopeName = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, 'must be a scope token (RFC 6749 §3.3): printable characters without spaces, quotes or backslashes')
 
 export const RealmClientSchema = z.object({
   access: AccessRulesSchema.optional()
     .describe('Who may sign in to this client (authorization code, password and device grants), in the rules of a service\'s `access` (docs/access.md). Absent: every user.'),
+  roles: z.record(clientRoleName, AccessRulesSchema).optional()
+    .describe('The client\'s roles (Keycloak\'s client roles), each with the rules of a service\'s `access` (docs/access.md) saying who holds it: judged at each token\'s issue and refresh, the roles whose rules allow the user go into `resource_access.<client_id>.roles` of the realm\'s access tokens (keycloak-connect `protect(\'<role>\')`).'),
   client_id: clientId
     .describe('The client\'s `client_id`, e.g. `end-users`. It is the `azp` of the tokens the client gets.'),
   public_client: z.boolean().default(true)
@@ -113,6 +131,7 @@ export const RealmSchema = z.object({
     if (ids.has(client.client_id)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: `duplicate client_id "${client.client_id}"` })
     ids.add(client.client_id)
     if (!client.public_client && client.client_authenticator !== 'client-jwt' && !client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a confidential client needs a secret' })
+    if (client.client_id === 'account' && client.roles) ctx.addIssue({ code: 'custom', path: ['clients', i, 'roles'], message: `the account client's roles are Keycloak's own (${ACCOUNT_ROLES.join(', ')}), in every token` })
     if (client.public_client && client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a public client has no secret' })
     if (client.public_client && client.service_accounts) ctx.addIssue({ code: 'custom', path: ['clients', i, 'service_accounts'], message: 'service accounts need a confidential client' })
     if (client.public_client && client.client_authenticator !== 'client-secret') ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_authenticator'], message: 'a public client does not authenticate' })

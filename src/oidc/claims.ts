@@ -60,9 +60,17 @@ export function profileClaims(user: User): Record<string, unknown> {
   }
 }
 
-/** The access token `aud`: Keycloak's `account`, plus the client's configured audiences. */
-export function accessTokenAudience(client: RealmClientConfig | undefined): string | string[] {
-  const audiences = ['account', ...(client?.audiences ?? []).filter((a) => a !== 'account')]
+/**
+ * The access token `aud`, as Keycloak's "audience resolve" mapper makes it: every client whose roles the token
+ * carries in `resource_access` (Keycloak's `account` always), but the client the token is for, then the client's
+ * configured audiences.
+ */
+export function accessTokenAudience(clientId: string, client: RealmClientConfig | undefined, resourceAccess: unknown): string | string[] {
+  const holders = Object.entries((resourceAccess ?? {}) as Record<string, { roles?: unknown[] } | undefined>)
+    // `account` stays even in a token of a client of that name: such tokens always named it, and would name nothing.
+    .filter(([holder, access]) => (holder !== clientId || holder === 'account') && access?.roles?.length)
+    .map(([holder]) => holder)
+  const audiences = [...new Set([...holders, ...(client?.audiences ?? [])])]
   return audiences.length === 1 ? audiences[0]! : audiences
 }
 

@@ -190,7 +190,7 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
   if (access) body.jti = access.jti
   if (typeof body.preferred_username === 'string') body.username = body.preferred_username
   if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
-    body.aud = accessTokenAudience(options.client(body.client_id))
+    body.aud = accessTokenAudience(body.client_id, options.client(body.client_id), body.resource_access)
   }
 }
 

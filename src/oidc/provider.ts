@@ -19,7 +19,7 @@ import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './
 import { idTokenClaims } from './id-token-claims.ts'
 import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
-import type { ClientAccessCheck } from '../access/client-access.ts'
+import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { interactionPolicyWithActions, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
 
@@ -107,6 +107,8 @@ export interface ProviderOptions {
   /** Asked at each refresh: false refuses it (realm.ts). */
   confirmAccount?: ((user: User) => Promise<boolean>) | undefined
   clientAccess?: ClientAccessCheck | undefined
+  /** The user's roles of the realm's clients (their `roles` rules), judged at each token's issue. */
+  clientRoles?: ClientRolesOf | undefined
   revoke: AdapterDependencies['revoke']
   /** For the realm that serves the platform's OAuth2 applications (src/oidc/applications.ts). */
   applications?: ApplicationClients | undefined
@@ -222,7 +224,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
         },
       },
     },
-    extraTokenClaims: async (ctx, token) => keycloakTokenClaims(token as unknown as IssuedToken, grantAcr(ctx), realm, options),
+    extraTokenClaims: async (ctx, token) => keycloakTokenClaims(token as unknown as IssuedToken, ctx, realm, options),
     formats: {
       customizers: {
         jwt: async (_ctx, token, jwt) => {
@@ -479,23 +481,30 @@ interface IssuedToken {
   constructor: { IN_PAYLOAD: string[] }
 }
 
-/** `extraTokenClaims`: the user's Keycloak claims, in the access token and in its introspection. */
-async function keycloakTokenClaims(token: IssuedToken, acr: string, realm: RealmConfig, options: ProviderOptions): Promise<Record<string, unknown>> {
-  const user = token.kind === 'ClientCredentials'
+/**
+ * `extraTokenClaims`: the user's Keycloak claims, in the access token and in its introspection. The client roles are
+ * judged with the token request's address (`ctx`, oidc-provider's request context); a service account's from none,
+ * which no `networks` condition matches, since its grant is also answered where no request context is at hand
+ * (client-credentials.ts).
+ */
+async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC | undefined, realm: RealmConfig, options: ProviderOptions): Promise<Record<string, unknown>> {
+  const serviceAccount = token.kind === 'ClientCredentials'
+  const user = serviceAccount
     ? await options.serviceAccounts.userFor(token.clientId)
     : token.accountId ? await options.accounts.get(Number(token.accountId)) : undefined
   if (!user || !user.isActive) throw invalidGrant('Account disabled')
   const { sub: _sub, ...profile } = profileClaims(user)
   const sid = keycloakSid(token)
   const memberships = options.memberships?.(user)
+  const address = serviceAccount ? undefined : (ctx?.req as { [PROVIDER_REQUEST]?: ProviderRequest } | undefined)?.[PROVIDER_REQUEST]?.address
   return {
     typ: 'Bearer',
     azp: token.clientId,
     ...(sid ? { sid } : {}),
-    acr,
+    acr: grantAcr(ctx),
     realm_access: { roles: [...realmRoles(realm, user), ...(memberships?.roles ?? [])] },
     ...(memberships?.groups.length ? { groups: memberships.groups } : {}),
-    resource_access: { account: { roles: ACCOUNT_ROLES } },
+    resource_access: { ...options.clientRoles?.(realm.name, user, address), account: { roles: ACCOUNT_ROLES } },
     ...profile,
     ...(token.kind === 'ClientCredentials' ? { client_id: token.clientId } : {}),
   }
@@ -505,7 +514,7 @@ async function keycloakTokenClaims(token: IssuedToken, acr: string, realm: Realm
 async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> }, clients: { get(id: string): RealmClientConfig | undefined }, serviceAccounts: ServiceAccounts): Promise<void> {
   jwt.header = { typ: 'JWT' }
   const payload = jwt.payload
-  payload.aud = accessTokenAudience(clients.get(token.clientId))
+  payload.aud = accessTokenAudience(token.clientId, clients.get(token.clientId), payload.resource_access)
   if (token.kind === 'ClientCredentials') {
     payload.sub = String((await serviceAccounts.userFor(token.clientId)).id)
     if (!token.scope) token.scope = payload.scope = DEFAULT_SCOPES.join(' ')

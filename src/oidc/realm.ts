@@ -22,7 +22,7 @@ import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
 import { KEYS_TOPIC, REVOKE_TOPIC } from '../store/topics.ts'
-import type { ClientAccessCheck } from '../access/client-access.ts'
+import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
 import { BackchannelLogouts, type DeliveryOutcome } from './backchannel-logout.ts'
 import { adminLogoutUrl, takeAdapterSession } from './admin-url.ts'
@@ -61,6 +61,8 @@ export interface RealmDependencies {
   memberships?: ((user: User) => Memberships) | undefined
   /** Whether a user may sign in to a client (its `access` rules): the refusal's explanation, or undefined. */
   clientAccess?: ClientAccessCheck | undefined
+  /** The user's roles of the realm's clients, for `resource_access` (their `roles` rules). */
+  clientRoles?: ClientRolesOf | undefined
   /** Told each grant a realm's token endpoint answered with tokens, with the realm's name. */
   tokensIssued?: ((realm: string, grantType: string) => void) | undefined
   /** Told what each back-channel logout delivery came to, with the realm's name. */
@@ -300,6 +302,7 @@ export class Realm {
         memberships: this.#deps.memberships,
         confirmAccount: this.#deps.confirmAccount,
         clientAccess: this.#deps.clientAccess,
+        clientRoles: this.#deps.clientRoles,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients(accountId, sid, [{ clientId, grantId }]),

@@ -181,4 +181,14 @@ describe('access rules', () => {
     ])
     assert.deepEqual(configProblems({ realms: [{ name: 'r', clients: [{ client_id: 'a', access: [{ allow: { tems: ['x'] } }] }] }] }), ['realms.0.clients.0.access.0.allow: Unrecognized key: "tems" (did you mean "teams"?)'])
   })
+
+  it('names the teams, organizations and roles of realm clients\' role rules, with their path', () => {
+    const config = validateConfig({
+      realms: [{ name: 'r', clients: [{ client_id: 'a', roles: { operator: [{ deny: { users: ['x'] } }, { allow: { teams: [{ organization: 'Acme', team: 'Ops' }], roles: ['Auditor of Things'] } }] } }] }],
+    })
+    assert.deepEqual(unknownNames(config, { roles: MANAGED, teams: new Set(), teamKeys: new Set(), organizations: new Set() }), [
+      'realms.0.clients.0.roles.operator.1.allow.teams: no team "Acme/Ops" yet (the rule applies once it exists)',
+      'realms.0.clients.0.roles.operator.1.allow.roles: no role definition "Auditor of Things" yet (the rule applies once it exists)',
+    ])
+  })
 })

@@ -106,7 +106,8 @@ describe('bin/gatehouse access check for the gateway\'s own paths, and check-cli
       'realms:',
       '  - name: platform',
       '    clients:',
-      '      - { client_id: console, public_client: true, direct_access_grants: true, access: [{ allow: { organizations: [Research] } }] }',
+      '      - { client_id: console, public_client: true, direct_access_grants: true, access: [{ allow: { organizations: [Research] } }], roles: { researcher: [{ allow: { organizations: [Research] } }], keeper: [{ allow: { superuser: true } }] } }',
+      '      - { client_id: other, public_client: true }',
     ].join('\n'))
     await seedUsers(dir)
     const store = await openStore({ dataDir: dir })
@@ -163,13 +164,16 @@ describe('bin/gatehouse access check for the gateway\'s own paths, and check-cli
     assert.equal((await run('check', 'otto', 'DELETE', '/api/gateway/v1/me/')).code, 2)
   })
 
-  it('judges a sign-in to a realm client by the client\'s rules', async () => {
+  it('judges a sign-in to a realm client by the client\'s rules, and shows the client\'s roles the user holds', async () => {
     const allowed = await run('check-client', 'rita', 'platform/console')
     assert.equal(allowed.code, 0, allowed.stderr)
     assert.match(allowed.stdout, /decision: allow/)
+    assert.match(allowed.stdout, /^client roles: researcher$/m)
     const refused = await run('check-client', 'otto', 'platform/console')
     assert.equal(refused.code, 1)
     assert.match(refused.stdout, /decision: deny \(No access rule of the client "platform\/console"/)
+    assert.match(refused.stdout, /^client roles: \(none\)$/m)
+    assert.doesNotMatch((await run('check-client', 'rita', 'platform/other')).stdout, /client roles/, 'a client without roles')
     assert.equal((await run('check-client', 'rita', 'platform/nothing')).code, 2)
     assert.equal((await run('check-client', 'rita', 'console')).code, 2)
   })

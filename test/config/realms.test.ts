@@ -105,4 +105,35 @@ describe('realms configuration', () => {
     assert.match(problemOf(3), /must not have a fragment/)
     for (const i of [4, 5]) assert.match(problemOf(i), /must be an absolute https URL/, urls[i])
   })
+
+  it('takes client roles named as Keycloak names roles, each with the rules of `access`, and reports mistakes with their path', () => {
+    const allow = [{ allow: { teams: [{ organization: 'Platform', team: 'Operators' }] } }]
+    const config = validateConfig({ realms: [{ name: 'r', clients: [{ client_id: 'a', roles: { 'operator': allow, 'Report Reader': [{ deny: { users: ['x'] } }, { allow: {} }] } }] }] })
+    assert.deepEqual(Object.keys(config.realms[0]!.clients[0]!.roles!), ['operator', 'Report Reader'])
+    const badNames = ['', ' padded', 'realm:admin', 'a/b', 'x'.repeat(256), 'tab\there']
+    for (const name of badNames) {
+      const found = problems({ realms: [{ name: 'r', clients: [{ client_id: 'a', roles: { [name]: allow } }] }] })
+      assert.ok(found.some((p) => p.startsWith('realms.0.clients.0.roles')), `${JSON.stringify(name)}: ${found.join('\n')}`)
+    }
+    assert.match(problems({ realms: [{ name: 'r', clients: [{ client_id: 'a', roles: { 'realm:admin': allow } }] }] }).join('\n'), /must not contain ":"/)
+    const found = problems({
+      realms: [{
+        name: 'r',
+        clients: [{
+          client_id: 'a',
+          roles: {
+            typo: [{ allow: { tems: ['Operators'] } }],
+            both: [{ allow: {}, deny: {} }],
+            scoped: [{ allow: { roles: [{ role: 'Team Member', organization: 'Platform' }] } }],
+            empty: [],
+          },
+        }, { client_id: 'account', roles: { extra: allow } }],
+      }],
+    })
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.0.roles.typo.0.allow: Unrecognized key: "tems"')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.0.roles.both.0: a rule is either')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.0.roles.scoped.0.allow.roles.0: "Team Member" is held on a team')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.0.roles.empty')), found.join('\n'))
+    assert.ok(found.some((p) => p.startsWith('realms.0.clients.1.roles: the account client\'s roles are Keycloak\'s own')), found.join('\n'))
+  })
 })

@@ -62,10 +62,13 @@ describe('keycloak-connect 26 against the realm', () => {
             { client_id: 'connect-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true, redirect_uris: appUrls, post_logout_redirect_uris: ['+'], audiences: ['demo-app'] },
             // keycloak-connect's admin calls come to `<admin URL>/k_logout`, at the root by default (`admin: '/'`).
             { client_id: 'connect-admin', public_client: false, secret: CONFIDENTIAL_SECRET, redirect_uris: appUrls, admin_url: url },
+            // The bearer-only API's own client: no flow of its own, only its roles.
+            { client_id: 'connect-api', standard_flow: false, roles: { reader: [{ allow: { users: ['alice'] } }] } },
         ]),
       },
     })
     aliceId = (await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com' })).id
+    await gw.app.accounts.create({ username: 'bob', password: 'bob-password-long' })
   })
   after(async () => {
     server?.closeAllConnections()
@@ -154,7 +157,7 @@ describe('keycloak-connect 26 against the realm', () => {
     assert.equal(info.preferred_username, 'alice')
   })
 
-  it('reads realm roles from realm_access and client roles from resource_access, where Keycloak puts them', async () => {
+  it('reads realm roles from realm_access and client roles from resource_access, where Keycloak puts them: protect(\'<role>\') lets in who holds the role, and no one else', async () => {
     const keycloak = new Keycloak({}, { ...base(), resource: 'connect-api', 'bearer-only': true } as never)
     const app = express()
     app.use(keycloak.middleware())
@@ -162,16 +165,32 @@ describe('keycloak-connect 26 against the realm', () => {
     app.get('/realm-role', keycloak.protect('realm:offline_access'), ok)
     app.get('/account-role', keycloak.protect('account:view-profile'), ok)
     app.get('/missing-account-role', keycloak.protect('account:manage-realm'), ok)
-    // An unprefixed role is the resource's own client role: Gatehouse's clients have none.
+    // An unprefixed role is the resource's own client role: the `reader` role of the client `connect-api`.
     app.get('/own-role', keycloak.protect('reader'), ok)
+    app.get('/named-role', keycloak.protect('connect-api:reader'), ok)
     app.get('/guard', keycloak.protect((token) => token.hasRole('account:manage-account') && token.hasRealmRole('uma_authorization')), ok)
     serve(app)
     const alice = await passwordLogin(gw, 'alice', 'alice-password')
-    const status = async (path: string) => (await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${alice.access_token}` } })).status
+    const bob = await passwordLogin(gw, 'bob', 'bob-password-long')
+    const status = async (path: string, token = alice.access_token) => (await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${token}` } })).status
     assert.deepEqual(
-      { realm: await status('/realm-role'), account: await status('/account-role'), missing: await status('/missing-account-role'), own: await status('/own-role'), guard: await status('/guard') },
-      { realm: 200, account: 200, missing: 403, own: 403, guard: 200 },
+      { realm: await status('/realm-role'), account: await status('/account-role'), missing: await status('/missing-account-role'), own: await status('/own-role'), named: await status('/named-role'), guard: await status('/guard') },
+      { realm: 200, account: 200, missing: 403, own: 200, named: 200, guard: 200 },
     )
+    assert.deepEqual({ own: await status('/own-role', bob.access_token), named: await status('/named-role', bob.access_token) }, { own: 403, named: 403 }, 'bob holds no role of connect-api')
+  })
+
+  it('takes, with verify-token-audience, the tokens of other clients that carry its roles, as Keycloak names their client in aud', async () => {
+    const keycloak = new Keycloak({}, { ...base(), resource: 'connect-api', 'bearer-only': true, 'verify-token-audience': true } as never)
+    const app = express()
+    app.use(keycloak.middleware())
+    app.get('/api/hello', keycloak.protect(), (request, response) => { response.json({ user: accessClaims(request).preferred_username }) })
+    serve(app)
+    const call = (token: string) => fetch(`${url}/api/hello`, { headers: { authorization: `Bearer ${token}` } })
+    const alice = await call((await passwordLogin(gw, 'alice', 'alice-password')).access_token)
+    assert.equal(alice.status, 200)
+    assert.deepEqual(await alice.json(), { user: 'alice' })
+    assert.equal((await call((await passwordLogin(gw, 'bob', 'bob-password-long')).access_token)).status, 403, 'a token without its roles does not name it')
   })
 
   it('validates tokens as its grant manager does: issuer, typ Bearer, signature from the JWKS', async () => {
