@@ -52,10 +52,12 @@ export function listeningLine(app: App, url: string): string {
   return `Gatehouse listening on ${url} (${app.store.database.dialect})`
 }
 
-export function adminHint(admin: AdminBootstrap): string {
+export function adminHint(admin: AdminBootstrap, env = process.env): string {
   if (admin?.generatedPassword) return `created superuser "admin" with password: ${admin.generatedPassword} (shown once; set GATEHOUSE_ADMIN_PASSWORD to choose it)`
   if (admin) return 'created superuser "admin" with the password in GATEHOUSE_ADMIN_PASSWORD'
-  return 'existing accounts; reset a password with: gatehouse users set-password NAME --password-stdin'
+  // Someone who set the variable after a first start without it expects it to be admin's password now.
+  const unused = env.GATEHOUSE_ADMIN_PASSWORD ? ': GATEHOUSE_ADMIN_PASSWORD is used only on a first start, with no accounts' : ''
+  return `existing accounts${unused}; reset a password with: gatehouse users set-password NAME --password-stdin`
 }
 
 /** The terminal block: a label column and a value column, one line per item. */

@@ -45,12 +45,13 @@ export async function registerOidcRoutes(server: FastifyInstance, app: App): Pro
     // the realm whose clients the OAuth2 applications are.
     const realm = app.oidc.applicationsRealm
     if (!realm) return
-    for (const [url, endpoint, methods] of [
-      ['/o/token/', KEYCLOAK_ROUTES.token, ['POST', 'OPTIONS']],
-      ['/o/revoke_token/', KEYCLOAK_ROUTES.revocation, ['POST', 'OPTIONS']],
-      ['/o/authorize/', KEYCLOAK_ROUTES.authorization, ['GET', 'POST']],
+    // Every method, so that one the endpoint does not have is answered 405 with Allow, as Django's views do.
+    for (const [url, endpoint] of [
+      ['/o/token/', KEYCLOAK_ROUTES.token],
+      ['/o/revoke_token/', KEYCLOAK_ROUTES.revocation],
+      ['/o/authorize/', KEYCLOAK_ROUTES.authorization],
     ] as const) {
-      scope.route({ method: [...methods], url, handler: (request, reply) => serveRealm(app, realm, endpoint, request, reply) })
+      scope.route({ method: METHODS, url, handler: (request, reply) => serveRealm(app, realm, endpoint, request, reply) })
     }
   })
 }

@@ -129,6 +129,27 @@ describe('serve output', () => {
     }
   })
 
+  it('says, on a later start with GATEHOUSE_ADMIN_PASSWORD, that the variable changed no password', async () => {
+    const dir = tempDir()
+    const first = await spawnGateway(['--demo', '--data-dir', dir, '--log-format', 'pretty'])
+    await first.stop()
+    assert.match(first.output(), /^ {2}admin {7}created superuser "admin" with the password in GATEHOUSE_ADMIN_PASSWORD$/m)
+    const later = await spawnGateway(['--demo', '--data-dir', dir, '--log-format', 'pretty'], { GATEHOUSE_ADMIN_PASSWORD: 'another-long-admin-passphrase' })
+    try {
+      assert.match(later.output(), /^ {2}admin {7}existing accounts: GATEHOUSE_ADMIN_PASSWORD is used only on a first start, with no accounts; reset a password with: gatehouse users set-password NAME --password-stdin$/m)
+      assert.doesNotMatch(later.output(), /another-long-admin-passphrase/)
+      assert.equal((await fetch(`${later.url}/api/gateway/v1/me/`, { headers: { authorization: basic('admin', ADMIN_PASSWORD) } })).status, 200, 'the first password still signs in')
+    } finally {
+      await later.stop()
+    }
+    const unset = await spawnGateway(['--demo', '--data-dir', dir, '--log-format', 'pretty'], { GATEHOUSE_ADMIN_PASSWORD: '' })
+    try {
+      assert.match(unset.output(), /^ {2}admin {7}existing accounts; reset a password with: gatehouse users set-password NAME --password-stdin$/m)
+    } finally {
+      await unset.stop()
+    }
+  })
+
   it('takes the log level from --log-level before GATEHOUSE_LOG_LEVEL', async () => {
     const gateway = await spawnGateway(['--demo', '--data-dir', tempDir(), '--log-level', 'info'], { GATEHOUSE_LOG_LEVEL: 'warn' })
     try {

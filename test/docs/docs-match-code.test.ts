@@ -243,6 +243,13 @@ describe('the docs match the code', () => {
     assert.deepEqual(differences, [])
   })
 
+  it('the /readyz examples count the migrations this version has', () => {
+    const migrations = readdirSync(join(root, 'src', 'store', 'migrations')).filter((f) => /^\d{3}_.+\.ts$/.test(f)).length
+    const counts = pages.flatMap((page) => [...text(page).matchAll(/"applied": ?(\d+)/g)].map((m) => `${page}: ${m[1]}`))
+    assert.ok(counts.length > 0, 'an example shows the count')
+    assert.deepEqual(counts.filter((count) => !count.endsWith(`: ${migrations}`)), [])
+  })
+
   it('every command line the docs show names a command that exists, with its options', () => {
     const commands = new Map(leaves(gatehouseProgram(), []).map(({ name, command }) => [name, new Set(command.options.map((o) => o.long!))]))
     const groups = new Set([...commands.keys()].map((name) => name.split(' ')[0]!))

@@ -19,7 +19,7 @@ const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/
  */
 const PROXIES = {
   nginx: async (dir: string, port: number, gateway: string) => {
-    const [documented] = codeBlocks('docs/edge.md', 'nginx')
+    const documented = codeBlocks('docs/edge.md', 'nginx').find((block) => block.section === 'Published under a path')
     const location = replaced(documented!.code, [['127.0.0.1:8080', gateway]])
     return startNginx(dir, 'nginx-edge', `server {\n listen 127.0.0.1:${port};\n ${location}\n location / { return 404; }\n}`)
   },

@@ -227,6 +227,15 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(certs.status, 405)
   })
 
+  it('answers the platform\'s OAuth2 endpoints with the wrong method 405, as django-oauth-toolkit\'s views do', async () => {
+    for (const [path, method, allowed] of [['/o/token/', 'GET', 'POST, OPTIONS'], ['/o/revoke_token/', 'GET', 'POST, OPTIONS'], ['/o/authorize/', 'DELETE', 'GET, HEAD, POST']]) {
+      const response = await gw.fetch(path!, { method })
+      assert.equal(response.status, 405, `${method} ${path}`)
+      assert.equal(response.headers.get('allow'), allowed, `${method} ${path}`)
+      assert.equal(typeof (await json(response)).error, 'string')
+    }
+  })
+
   it('describes the realm with its public key, as older Keycloak adapters expect', async () => {
     const info = await json(await gw.fetch(`/realms/${REALM}`))
     assert.equal(info.realm, REALM)
