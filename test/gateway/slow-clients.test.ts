@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { requestFrom } from '../helpers/from-address.ts'
-import { eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
+import { closeAtServer, eventually, rawClient, untilConnections, type RawClient } from '../helpers/raw-client.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
@@ -95,14 +95,12 @@ describe('the connection cap', () => {
     const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, max_connections: 5 } } })
     try {
       const held = await Promise.all(Array.from({ length: 5 }, () => rawClient(gw.url, '127.0.0.1', 'GET /api/ HTTP/1.1\r\nHost: gw\r\n\r\n')))
-      await sleep(200)
-      assert.ok(held.every((client) => client.received().startsWith('HTTP/1.1 200 ')))
+      const answered = await eventually(() => held.filter((client) => client.received().startsWith('HTTP/1.1 200 ')).length, (count) => count === 5, 5000)
+      assert.equal(answered, 5)
       const refused = await rawClient(gw.url, '127.0.0.1', 'GET /api/ HTTP/1.1\r\nHost: gw\r\n\r\n')
       await refused.closed
       assert.equal(refused.received(), '')
-      held[0]!.socket.destroy()
-      await held[0]!.closed
-      await sleep(100)
+      await closeAtServer(gw.server.server, [held[0]!])
       const later = await rawClient(gw.url, '127.0.0.1', 'GET /api/ HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n')
       await later.closed
       assert.match(later.received(), /^HTTP\/1\.1 200 /)
@@ -136,9 +134,7 @@ describe('the cap on one address\'s connections', () => {
       const proxied = await Promise.all(Array.from({ length: 5 }, () => rawClient(gw.url, '127.0.0.32', ask)))
       clients.push(...proxied)
       assert.equal(await eventually(() => proxied.filter(served).length, (count) => count === 5, 2000), 5)
-      held[0]!.socket.destroy()
-      await held[0]!.closed
-      await sleep(100)
+      await closeAtServer(gw.server.server, [held[0]!])
       const later = await rawClient(gw.url, '127.0.0.30', ask)
       clients.push(later)
       assert.ok(served(await eventually(() => later, served, 2000)))
@@ -172,8 +168,8 @@ describe('the cap on one address\'s connections', () => {
       await refusedAsItArrives(await open('127.0.0.37'))
       await refusedAsItArrives(await open('127.0.0.37'))
       for (const client of clients) client.socket.destroy()
-      await Promise.all(clients.map((client) => client.closed))
-      await sleep(100)
+      // Else the scrape's own connection may find the caps still full.
+      await untilConnections(gw.server.server, (count) => count === 0, 'the clients closed')
       const scraped = await (await gw.fetch('/metrics')).text()
       assert.match(scraped, /^gatehouse_connections_refused_total\{reason="max_connections_per_address"\} 3$/m)
       assert.match(scraped, /^gatehouse_connections_refused_total\{reason="max_connections"\} 2$/m)

@@ -5,7 +5,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { after, before, describe, it } from 'node:test'
 import WebSocket, { WebSocketServer } from 'ws'
 import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
+import { closeAtServer, eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
 /**
@@ -356,9 +356,7 @@ describe('WebSockets under the per-address connection cap', () => {
       await Promise.race([refused.closed, sleep(2000)])
       assert.ok(refused.socket.closed, 'a third socket from the address is closed as it arrives')
       assert.equal(refused.received(), '')
-      held[0]!.socket.destroy()
-      await held[0]!.closed
-      await sleep(100)
+      await closeAtServer(gw.server.server, [held[0]!])
       const later = await open()
       assert.ok(switched(await eventually(() => later, switched, 2000)))
     } finally {
