@@ -59,9 +59,11 @@ describe('slow clients', () => {
       const busy = await eventually(toldBusy, (found) => found.length + upstream.active.now === 1000, 3000)
       assert.equal(busy.length + upstream.active.now, 1000, `${busy.length} told busy, ${upstream.active.now} forwarded`)
       assert.match(busy[0]!.received(), /\r\nretry-after: 1\r\n/i)
-      // None is held past the request timeout (plus Node's once-a-second check).
+      // None is held past the request timeout, plus Node's once-a-second check, plus the time this one process takes
+      // to answer and close 1,000 connections and see them closed: a second on a quiet machine, three or four on one
+      // that runs at a third of its speed. Without the timeout they would be held as long as they dribble, for good.
       await Promise.all(dribblers.map((client) => client.closed))
-      assert.ok(Date.now() - connected < (REQUEST_SECONDS + 3) * 1000, `the last dribbler was cut ${Date.now() - connected} ms after all had connected`)
+      assert.ok(Date.now() - connected < (REQUEST_SECONDS + 1 + 5) * 1000, `the last dribbler was cut ${Date.now() - connected} ms after all had connected`)
       assert.equal(upstream.active.now, 0)
     } finally {
       clearInterval(dribble)
