@@ -7,6 +7,7 @@ import { call, grant } from '../helpers/access.ts'
 import { basic, spawnGateway, spawnGatewayPair, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { awxkitOauth2Token } from '../helpers/platform-clients.ts'
+import { jsonLines } from '../helpers/logged.ts'
 import { eventually } from '../helpers/raw-client.ts'
 import { at, login, withCsrf } from '../helpers/session.ts'
 
@@ -46,11 +47,6 @@ async function openTwo(base: string, path: string, headers: Record<string, strin
   const sockets = await Promise.all([openSocket(base, path, headers), openSocket(base, path, headers)])
   for (const opened of sockets) assert.equal(opened.username, username)
   return sockets.map((opened) => opened.socket)
-}
-
-/** The JSON lines in what processes wrote. */
-function jsonLines(output: string): Record<string, any>[] {
-  return output.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line))
 }
 
 /**
