@@ -20,8 +20,8 @@ describe('the request log', () => {
   it('writes one structured line per request, with its id, route and principal, and no credentials', async () => {
     assert.equal((await fetch(`${gateway.url}/api/controller/v2/hosts/?page=2`, { headers: adminAuth })).status, 200)
     assert.equal((await fetch(`${gateway.url}/api/controller/v2/hosts/`, { headers: { authorization: basic('admin', 'wrong-password') } })).status, 401)
-    // The line is written once the response has been sent.
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    // The line is written once the response has been sent, and reaches this process through a pipe.
+    for (let i = 0; i < 200 && !requestLines().some((line) => line.status === 401); i++) await new Promise((resolve) => setTimeout(resolve, 50))
     const [granted, refused] = requestLines().slice(-2)
     assert.equal(typeof granted.reqId, 'string')
     assert.notEqual(granted.reqId, refused.reqId)

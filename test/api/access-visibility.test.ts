@@ -122,6 +122,8 @@ describe('what a member of a large organization sees', () => {
   let gw: TestGateway
   // More members than SQLite takes parameters in one statement (32766).
   const MEMBERS = 33_000
+  /** Within SQLite's parameters to a statement at 11 a row. */
+  const ROWS_PER_STATEMENT = 1000
 
   before(async () => {
     gw = await gatewayBackends[0]!.start()
@@ -129,16 +131,24 @@ describe('what a member of a large organization sees', () => {
     const { organization } = await createOrgAndTeam(gw, 'Everyone')
     await grant(gw, 'member', 'Organization Member', organization)
     const role = (await call(gw, 'GET', 'role_definitions/?name=Organization%20Member')).body.results[0].id
-    await gw.store.transaction(async (tx) => {
-      for (let i = 0; i < MEMBERS; i++) {
-        const user = await tx.users.create({ username: `crowd${i}` })
-        await tx.access.assign({ roleDefinitionId: role, actor: 'user', actorId: user.id, objectType: 'organization', objectId: organization })
+    // Rows as the store's users.create and access.assign write them, many to a statement: one statement a row holds
+    // the event loop for a minute or more on a slow machine.
+    const now = Date.now()
+    await gw.store.database.db.transaction().execute(async (trx) => {
+      for (let first = 0; first < MEMBERS; first += ROWS_PER_STATEMENT) {
+        const usernames = Array.from({ length: Math.min(ROWS_PER_STATEMENT, MEMBERS - first) }, (_, i) => `crowd${first + i}`)
+        const users = await trx.insertInto('users').values(usernames.map((username) => ({
+          username, email: '', first_name: '', last_name: '', password_hash: null, is_superuser: false, is_active: true, source: 'local', external: false, created_at: now, modified_at: now,
+        }))).returning('id').execute()
+        await trx.insertInto('role_user_assignments').values(users.map(({ id }) => ({
+          role_definition_id: role, user_id: id, object_type: 'organization', object_id: organization, created_at: now,
+        }))).execute()
       }
     })
     await gw.app.access.reload()
-    // The inserts above held the event loop for a minute or more: the server's keep-alive timers for the client's
-    // idle connection fire only now. Let them close it before the test's request, or that request may be written to
-    // a connection the server is closing (ECONNRESET).
+    // The inserts above held the event loop: the server's keep-alive timers for the client's idle connection may
+    // fire only now. Let them close it before the test's request, or that request may be written to a connection
+    // the server is closing (ECONNRESET).
     await sleep(200)
   })
   after(() => gw.close())

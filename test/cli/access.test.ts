@@ -190,7 +190,7 @@ describe('bin/gatehouse serve with access rules', () => {
     const gateway = await spawnGateway(['--config', config, '--data-dir', dir])
     try {
       // The warning follows the line that says the gateway listens.
-      for (let i = 0; i < 50 && !/Ghosts/.test(gateway.output()); i++) await sleep(20)
+      for (let i = 0; i < 500 && !/Ghosts/.test(gateway.output()); i++) await sleep(20)
       assert.match(gateway.output(), /services\.0\.access\.0\.allow\.teams: no team \\?"Ghosts\\?" yet/)
     } finally {
       await gateway.stop()

@@ -50,7 +50,7 @@ describe('password checks beyond the queue\'s bound', () => {
   }
 
   async function waitFor(condition: () => boolean): Promise<void> {
-    for (let i = 0; i < 200 && !condition(); i++) await sleep(10)
+    for (let i = 0; i < 1000 && !condition(); i++) await sleep(10)
     assert.ok(condition())
   }
 

@@ -13,7 +13,7 @@ describe('one authorize step for every place', () => {
 
   /** The request line a response was logged with: exactly one, found by its request's path and status. */
   async function loggedLine(path: string, status: number): Promise<Record<string, unknown>> {
-    for (let i = 0; i < 50 && !logLines.some((line) => line.msg === 'request' && line.path === path && line.status === status); i++) {
+    for (let i = 0; i < 500 && !logLines.some((line) => line.msg === 'request' && line.path === path && line.status === status); i++) {
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
     const lines = logLines.filter((line) => line.msg === 'request' && line.path === path && line.status === status)

@@ -5,7 +5,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { after, before, describe, it } from 'node:test'
 import WebSocket, { WebSocketServer } from 'ws'
 import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
+import { closeAtServer, eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
 /**
@@ -41,8 +41,10 @@ async function answerTo(gw: TestGateway, bytes: string, ms = 3000): Promise<{ te
  * A service whose answer to a handshake is chosen by the path's last segment: what a broken or hostile service may
  * answer. It keeps the handshakes it got, and counts its connections still open.
  */
-async function scriptedService(): Promise<{ url: string; server: Server; handshakes: string[]; open: () => number }> {
+async function scriptedService(): Promise<{ url: string; server: Server; handshakes: string[]; open: () => number; flooded: () => number }> {
   const handshakes: string[] = []
+  /** What the flooding answer has handed its socket so far. */
+  let floodedBytes = 0
   const sockets = new Set<Socket>()
   const server = createServer((socket) => {
     sockets.add(socket)
@@ -80,7 +82,8 @@ async function scriptedService(): Promise<{ url: string; server: Server; handsha
           const chunk = Buffer.alloc(1 << 20, 0x61)
           // Writes while the gateway takes them, and stops when it does not: how much it took is the measure.
           const pump = () => {
-            while (!socket.destroyed && socket.write(chunk));
+            do floodedBytes += chunk.length
+            while (!socket.destroyed && socket.write(chunk))
           }
           socket.on('drain', pump)
           return pump()
@@ -89,7 +92,7 @@ async function scriptedService(): Promise<{ url: string; server: Server; handsha
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, handshakes, open: () => sockets.size }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, handshakes, open: () => sockets.size, flooded: () => floodedBytes }
 }
 
 describe('WebSockets with hostile clients and misbehaving services', () => {
@@ -290,7 +293,15 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     const slowClient = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/flooding'))
     try {
       slowClient.socket.pause()
-      await sleep(2000)
+      // Until the service has been unable to write for a second (it would go on for as long as the gateway took what
+      // it wrote), or five seconds have passed.
+      const giveUpAt = performance.now() + 5000
+      let flooded = service.flooded()
+      let quietSince = performance.now()
+      while (performance.now() - quietSince < 1000 && performance.now() < giveUpAt) {
+        await sleep(50)
+        if (service.flooded() !== flooded) [flooded, quietSince] = [service.flooded(), performance.now()]
+      }
       const held = (process.memoryUsage().arrayBuffers - buffersBefore) / 2 ** 20
       assert.ok(held < 16, `${Math.round(held)} MiB more of buffers held`)
     } finally {
@@ -302,10 +313,12 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
       await eventually(flooding.received, (text) => text.includes('\r\n\r\n'), 2000)
       const chunk = Buffer.alloc(1 << 20, 0x62)
       let written = 0
+      // Until the gateway has taken nothing for a second, or two seconds have passed.
       const until = performance.now() + 2000
-      while (performance.now() < until && written < 512) {
+      let drained = true
+      while (performance.now() < until && written < 512 && drained) {
         if (flooding.socket.write(chunk)) written++
-        else await Promise.race([once(flooding.socket, 'drain').then(() => written++), sleep(until - performance.now())])
+        else drained = await Promise.race([once(flooding.socket, 'drain').then(() => (written++, true)), sleep(1000).then(() => false)])
       }
       assert.ok(written < 32, `the gateway took ${written} MiB for a service that reads nothing`)
     } finally {
@@ -370,9 +383,7 @@ describe('WebSockets under the per-address connection cap', () => {
       await Promise.race([refused.closed, sleep(2000)])
       assert.ok(refused.socket.closed, 'a third socket from the address is closed as it arrives')
       assert.equal(refused.received(), '')
-      held[0]!.socket.destroy()
-      await held[0]!.closed
-      await sleep(100)
+      await closeAtServer(gw.server.server, [held[0]!])
       const later = await open()
       assert.ok(switched(await eventually(() => later, switched, 2000)))
     } finally {

@@ -2,14 +2,14 @@ import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import type { TestGateway } from './gateway.ts'
 import { adminAuth, json } from './gateway.ts'
 
-/** Calls the gateway API as `headers` (the admin by default) and returns status and parsed body. */
-export async function call(gw: Pick<TestGateway, 'fetch'>, method: string, path: string, body?: unknown, headers: Record<string, string> = adminAuth): Promise<{ status: number; body: any }> {
+/** Calls the gateway API as `headers` (the admin by default) and returns status, parsed body and the request's id (its log line's `reqId`). */
+export async function call(gw: Pick<TestGateway, 'fetch'>, method: string, path: string, body?: unknown, headers: Record<string, string> = adminAuth): Promise<{ status: number; body: any; requestId: string | null }> {
   const response = await gw.fetch(`/api/gateway/v1/${path}`, {
     method,
     headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   })
-  return { status: response.status, body: response.status === 204 ? undefined : await json(response) }
+  return { status: response.status, body: response.status === 204 ? undefined : await json(response), requestId: response.headers.get('x-request-id') }
 }
 
 export async function roleId(gw: Pick<TestGateway, 'fetch'>, name: string): Promise<number> {

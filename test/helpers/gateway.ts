@@ -156,12 +156,12 @@ export interface GatewayPair {
 
 /**
  * Two demo `serve` processes sharing one database: by default an SQLite data directory of their own (removed
- * again by `stop`), or what `storageArgs` names (`--database postgres://...`).
+ * again by `stop`), or what `storageArgs` names (`--database postgres://...`); `env` is added to their environment.
  */
-export async function spawnGatewayPair(storageArgs?: string[]): Promise<GatewayPair> {
+export async function spawnGatewayPair(storageArgs?: string[], env: Record<string, string> = {}): Promise<GatewayPair> {
   const dir = tempDir()
   const storage = storageArgs ?? ['--data-dir', dir]
-  const started = await Promise.allSettled([spawnGateway(['--demo', ...storage]), spawnGateway(['--demo', ...storage])])
+  const started = await Promise.allSettled([spawnGateway(['--demo', ...storage], env), spawnGateway(['--demo', ...storage], env)])
   const failed = started.find((s) => s.status === 'rejected')
   if (failed) {
     // The one that did start must not outlive the test file (it would keep the runner waiting forever).

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { codeBlocks, replaced } from './docs.ts'
@@ -32,10 +32,31 @@ export async function startNginx(dir: string, name: string, http: string, main =
   const child = spawn('nginx', ['-p', prefix, '-c', config], { stdio: ['ignore', 'ignore', 'pipe'] })
   let errors = ''
   child.stderr!.on('data', (data: Buffer) => { errors += data })
-  // nginx prints nothing when it starts: wait a moment, then make sure it is still running.
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  // nginx prints nothing when it starts: it has started once every address it listens on takes a connection.
+  const addresses = [...http.matchAll(/\blisten\s+(?:([\d.]+):)?(\d+)/g)].map(([, host, port]) => ({ host: host ?? '127.0.0.1', port: Number(port) }))
+  const deadline = Date.now() + 10_000
+  for (const address of addresses) {
+    while (!(await accepts(address))) {
+      if (child.exitCode !== null) throw new Error(`nginx ${name} did not start: ${errors}`)
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL')
+        throw new Error(`nginx ${name} did not listen on ${address.host}:${address.port}: ${errors}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
   if (child.exitCode !== null) throw new Error(`nginx ${name} did not start: ${errors}`)
   return child
+}
+
+function accepts(address: { host: string; port: number }): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(address, () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
 }
 
 /** The upstream every row ends at: nginx answering a tiny JSON body from memory. */

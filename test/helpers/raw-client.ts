@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { connect, type Socket } from 'node:net'
+import { connect, type Server, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 export interface RawClient {
@@ -60,6 +60,33 @@ export async function eventually<T>(read: () => T, done: (value: T) => boolean, 
     value = read()
   }
   return value
+}
+
+/**
+ * The connections `server` holds open. It counts one closed as it destroys it, and runs that socket's close
+ * listeners (a per-address share among them) before any later connection can reach it.
+ */
+export function openConnections(server: Server): Promise<number> {
+  return new Promise((resolve, reject) => server.getConnections((error, count) => (error ? reject(error) : resolve(count))))
+}
+
+/** Polls `server`'s open connections until `done` holds of their number; fails after `ms`. */
+export async function untilConnections(server: Server, done: (count: number) => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  let count = await openConnections(server)
+  while (!done(count)) {
+    assert.ok(Date.now() < deadline, `${what}: the server holds ${count} connections`)
+    await sleep(20)
+    count = await openConnections(server)
+  }
+}
+
+/** Destroys `clients` and waits until `server` has seen them close: a client's own socket closing says nothing of when it does. */
+export async function closeAtServer(server: Server, clients: RawClient[]): Promise<void> {
+  const before = await openConnections(server)
+  for (const client of clients) client.socket.destroy()
+  await Promise.all(clients.map((client) => client.closed))
+  await untilConnections(server, (count) => count <= before - clients.length, `${clients.length} closed connection(s) not yet seen closed`)
 }
 
 /** Exact bytes over a raw socket, and everything the gateway sends back until it closes the connection. */

@@ -30,7 +30,7 @@ describe('request ids', () => {
 
   /** The line logged for the request that got `id`, once the response has ended. */
   async function loggedLine(id: string): Promise<Record<string, unknown> | undefined> {
-    for (let i = 0; i < 50 && !logLines.some((line) => line.reqId === id && line.msg === 'request'); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    for (let i = 0; i < 1000 && !logLines.some((line) => line.reqId === id && line.msg === 'request'); i++) await new Promise((resolve) => setTimeout(resolve, 10))
     return logLines.find((line) => line.reqId === id && line.msg === 'request')
   }
 

@@ -93,7 +93,7 @@ function exited(gateway: GatewayProcess): Promise<number | null> {
 }
 
 async function shuttingDown(gateway: GatewayProcess): Promise<void> {
-  for (let i = 0; i < 200 && !logged(gateway).some((line) => String(line.msg).startsWith('shutting down')); i++) await sleep(20)
+  for (let i = 0; i < 500 && !logged(gateway).some((line) => String(line.msg).startsWith('shutting down')); i++) await sleep(20)
 }
 
 function logged(gateway: GatewayProcess): { msg?: string; [key: string]: unknown }[] {

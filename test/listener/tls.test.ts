@@ -175,7 +175,8 @@ describe('HTTPS from certificate files', () => {
     } finally {
       agent.destroy()
     }
-    assert.ok(logLines(gateway).some((line) => line.msg === 'TLS certificate reloaded' && line.subject === 'CN=second.test'))
+    const reloaded = () => logLines(gateway).some((line) => line.msg === 'TLS certificate reloaded' && line.subject === 'CN=second.test')
+    assert.ok(await eventually(reloaded, Boolean, 10_000), 'the reload is logged')
   })
 })
 
@@ -200,7 +201,9 @@ describe('the plain-HTTP redirect port under the connection caps', () => {
       const scraped = await curl('--cacert', certificate.cert, `${gateway.url}/metrics`)
       assert.match(scraped.body, /^gatehouse_connections_refused_total\{reason="max_connections_per_address"\} 1$/m)
       assert.match(scraped.body, /^gatehouse_connections_refused_total\{reason="max_connections"\} 1$/m)
-      const warnings = logLines(gateway).filter((line) => line.level === 40 && String(line.msg).startsWith('connection refused'))
+      // Written by the other process when it refused them, and read here from a pipe: maybe not yet.
+      const warningsSoFar = () => logLines(gateway).filter((line) => line.level === 40 && String(line.msg).startsWith('connection refused'))
+      const warnings = await eventually(warningsSoFar, (found) => found.length >= 2, 10_000)
       assert.deepEqual(warnings.map((line) => [line.address, line.limit]), [['127.0.0.41', 'server.max_connections_per_address'], ['127.0.0.43', 'server.max_connections']])
     } finally {
       connections.destroy()

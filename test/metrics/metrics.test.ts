@@ -7,7 +7,7 @@ import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from 
 import { parseScrape, sampleValue, type Sample } from '../helpers/prometheus.ts'
 import { REALM, tokenRequest } from '../helpers/oidc.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
-import { closedUnanswered, HalfRequests } from '../helpers/raw-client.ts'
+import { closedUnanswered, HalfRequests, openConnections, untilConnections } from '../helpers/raw-client.ts'
 
 type Scrape = Map<string, Sample[]>
 
@@ -140,8 +140,9 @@ describe('metrics', () => {
         const held = [await open(url, '127.0.0.51'), await open(url, '127.0.0.51')]
         await closedUnanswered(await open(url, '127.0.0.51'))
         // One address's connections to the gateway's port count in its share here.
+        const before = await openConnections(gw.server.server)
         held.push(await open(gw.url, '127.0.0.52'))
-        await sleep(100)
+        await untilConnections(gw.server.server, (count) => count > before, 'the gateway\'s port took the connection')
         held.push(await open(url, '127.0.0.52'))
         await closedUnanswered(await open(url, '127.0.0.52'))
         held.push(await open(url, '127.0.0.53'))

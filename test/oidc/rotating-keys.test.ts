@@ -133,10 +133,13 @@ describe('keys loaded in a process', () => {
     try {
       let release!: () => void
       const reading = new Promise<void>((resolve) => (release = resolve))
+      let markRead!: () => void
+      const databaseRead = new Promise<void>((resolve) => (markRead = resolve))
       // Keys whose read waits until the test lets it finish: news arrives in between.
       class SlowKeys extends RotatingKeys {
         override async load(now?: number): Promise<{ keys: RealmKeySet; changed: boolean }> {
           const read = await super.load(now)
+          markRead()
           await reading
           return read
         }
@@ -144,7 +147,8 @@ describe('keys loaded in a process', () => {
       const loaded = new LoadedKeys(new SlowKeys(opened.store, { purpose: 'slow', alg: 'ES256', rotationSeconds: 30 * DAY, graceSeconds: GRACE }), async () => {})
       const now = Date.now()
       const first = loaded.get(now)
-      await new Promise((resolve) => setTimeout(resolve, 50))
+      // The news comes once the database has been read, before the read is done with.
+      await databaseRead
       loaded.reload()
       release()
       await first

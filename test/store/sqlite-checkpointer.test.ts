@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { setTimeout as delay } from 'node:timers/promises'
 import { describe, it, mock } from 'node:test'
+import { sql } from 'kysely'
 import { MAX_WAL_FRAMES, WRITES_BEFORE_CHECKPOINTER } from '../../src/store/sqlite-checkpointer.ts'
 import { NodeSqliteDatabase } from '../../src/store/sqlite-driver.ts'
 import { openStore } from '../../src/store/store.ts'
@@ -186,8 +187,13 @@ describe('SQLite checkpointer', () => {
     for (let i = 0; i < WRITES_BEFORE_CHECKPOINTER + 100; i++) {
       await store.oidc.upsert({ model: 'AccessToken', id: `t${i}`, payload: { accountId: '1', filler: ROW }, expiresAt: Date.now() + 60_000 })
     }
-    // Long enough for the worker to have started and be checkpointing.
-    await delay(1000)
+    // Until the worker has started and taken the checkpoints over from the commits.
+    const commitsCheckpoint = async () => (await sql<{ wal_autocheckpoint: number }>`PRAGMA wal_autocheckpoint`.execute(store.database.db)).rows[0]!.wal_autocheckpoint
+    const giveUpAt = Date.now() + 10_000
+    while (await commitsCheckpoint() !== 0) {
+      assert.ok(Date.now() < giveUpAt, 'the checkpointer never took over')
+      await delay(20)
+    }
     const started = Date.now()
     await store.close()
     assert.ok(Date.now() - started < 1000, `closed in ${Date.now() - started} ms`)

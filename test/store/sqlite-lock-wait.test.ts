@@ -13,8 +13,11 @@ const QUERY_MS = 1000
 const HOLD_MS = 500
 /** A timer ticking this often sees the event loop stall when a statement sleeps in SQLite's own wait for the lock. */
 const TICK_MS = 5
-/** Longer than any tick the machine running the tests delays on its own, far shorter than HOLD_MS. */
-const STALL_MS = 150
+/**
+ * Longer than a loaded machine leaves a process unscheduled, and no longer than the waits the tests assert (at least
+ * HOLD_MS / 2): a statement that waited in SQLite's own sleep would have stalled the loop as long as it waited.
+ */
+const STALL_MS = HOLD_MS / 2
 
 /** Runs `work`, and measures the longest the event loop went without running a timer meanwhile. */
 async function withStallMeter<T>(work: () => Promise<T>): Promise<{ outcome: PromiseSettledResult<T>; longestStallMs: number; tookMs: number }> {
