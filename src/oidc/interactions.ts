@@ -145,7 +145,10 @@ interface PendingUpdate {
   acr: LoginAcr
   gatewaySession?: string | undefined
   formSecret: string
-  /** When the form was shown (ms). */
+  /**
+   * When the form was shown (ms), in this process's view of the database's clock, which not-befores are taken in: never
+   * ahead of it, so a password set elsewhere after the form was shown ends the form on a host whose clock runs ahead.
+   */
   shownAt: number
 }
 const PENDING_UPDATE = 'gatehousePendingPasswordUpdate'
@@ -165,7 +168,7 @@ async function beginUpdatePassword(app: App, realm: Realm, login: LoginUnderWay,
   if (user.source !== 'local' || app.clientAccess(realm.name, login.clientId, user, request.ip)) {
     return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action: UPDATE_PASSWORD, status: 'error' })
   }
-  const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: Date.now() }
+  const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: app.bus.clock.now() }
   await saveResult(login.interaction, { [PENDING_UPDATE]: pending })
   return html(reply, 200, updatePasswordPage(realm, login, pending, user))
 }

@@ -176,6 +176,29 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
   })
 
+  it('on a process whose clock runs ahead of the database\'s, a password set elsewhere after the page was shown still ends that login', { skip: backend.name !== 'PostgreSQL' && 'SQLite\'s clock is the machine\'s own' }, async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const loginPage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url)
+    // The page is shown by a process whose clock is two minutes ahead (the test's own process: the gateway runs in it).
+    const machineNow = Date.now
+    Date.now = () => machineNow() + 120_000
+    let updatePage: Page
+    try {
+      updatePage = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    } finally {
+      Date.now = machineNow
+    }
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const ADMINS_CHOICE = 'set-by-an-administrator-8'
+    await setPassword(ADMINS_CHOICE)
+    const refused = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+    assert.equal(refused.response.status, 400)
+    assert.match(refused.body, /timed out or was already used/)
+    assert.ok(await passwordWorks(gw, ADMINS_CHOICE))
+    assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
+  })
+
   it('someone the client\'s access rules refuse gets the refusal, not the page', async () => {
     await setPassword(OLD_PASSWORD)
     const browser = new Browser()
