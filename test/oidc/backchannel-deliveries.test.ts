@@ -130,6 +130,23 @@ describe('back-channel logout deliveries', () => {
     assert.deepEqual(failures, [])
   })
 
+  it('a stop sends for a while, then drops what still waits and what comes after, and waits only for the deliveries under way', async () => {
+    const { logouts, counted, failures } = queue()
+    for (let i = 0; i < 8 + 5; i++) logouts.send(delivery('/held'))
+    await until(() => receivers.held.length >= 8, 'eight deliveries under way')
+    let stopped = false
+    const stopping = logouts.stop(100).then(() => (stopped = true))
+    await until(() => counted.get('dropped') === 5, 'the waiting deliveries dropped')
+    logouts.send(delivery('/ok'))
+    assert.equal(counted.get('dropped'), 6, 'one sent after the stop is dropped at once')
+    assert.equal(stopped, false, 'the deliveries under way are waited for')
+    receivers.release()
+    await stopping
+    assert.equal(counted.get('delivered'), 8)
+    assert.equal(receivers.held.length, 0)
+    assert.deepEqual(failures.map((f) => [f.outcome, f.detail]), Array(6).fill(['dropped', 'the process stopped before its turn came']))
+  })
+
   it('drops what comes beyond the waiting bound, and says so', async () => {
     const { logouts, counted, failures } = queue()
     for (let i = 0; i < 8 + 1000 + 3; i++) logouts.send(delivery('/held'))
