@@ -206,9 +206,14 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   // Keycloak's words (messages_en: missingPasswordMessage, notMatchPasswordMessage).
   if (newPassword === '') return again(400, 'Please specify password.')
   if (newPassword !== form.get(CONFIRM_PASSWORD_FIELD)) return again(400, 'Passwords don\'t match.')
+  // Before the comparison with the current password, which the form does not ask for: a guess at it that the policy
+  // refuses (a current password older than the policy may be one) is told only that, never whether it was right.
+  const problems = await app.accounts.newPasswordProblems(newPassword, user.username)
+  if (problems.length) return again(400, problems.join(' '))
   let updated: User
   try {
-    // As at me/password/: the same password again would change nothing, and end nothing.
+    // As at me/password/: the same password again would change nothing, and end nothing. Any other is set: whoever holds
+    // the browser gets one guess at the current password per form, and a wrong one replaces it.
     if (user.passwordHash !== null && await verifyPassword(user.passwordHash, newPassword, clientGone(reply.raw))) {
       return again(400, 'Choose a password different from the current one.')
     }

@@ -230,6 +230,31 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.ok(isUpdatePasswordPage(update))
   })
 
+  it('a current password the policy now refuses is answered for the policy, as a wrong guess as long is: the page tells no one whether it is right', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const setMinimum = async (length: number) => {
+      const changed = await gw.fetch('/api/gateway/v1/settings/all/', { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ local_password_min_length: length }) })
+      assert.equal(changed.status, 200)
+    }
+    const WRONG_GUESS = OLD_PASSWORD.replace(/long$/, 'lung')
+    assert.equal(WRONG_GUESS.length, OLD_PASSWORD.length)
+    await setMinimum(OLD_PASSWORD.length + 5)
+    try {
+      const [right, wrong] = [
+        await browser.submit(updatePage, { 'password-new': OLD_PASSWORD, 'password-confirm': OLD_PASSWORD }, { stopBefore: toApplication }),
+        await browser.submit(updatePage, { 'password-new': WRONG_GUESS, 'password-confirm': WRONG_GUESS }, { stopBefore: toApplication }),
+      ]
+      assert.equal(right.response.status, 400)
+      assert.match(right.body, /too short/)
+      assert.equal(right.body, wrong.body)
+    } finally {
+      await setMinimum(12)
+    }
+    assert.ok(await passwordWorks(gw, OLD_PASSWORD), 'nothing was changed')
+  })
+
   it('a browser signed in at the gateway, however recently its realm session began, logs in again first', async () => {
     await setPassword(OLD_PASSWORD)
     const browser = new Browser()
