@@ -39,6 +39,7 @@ export interface LogoutDelivery {
 export interface DeliveryFailure {
   realm: string
   clientId: string
+  /** Where it was sent, without the query, which may carry a key the receiver gave the configuration. */
   uri: string
   outcome: Exclude<DeliveryOutcome, 'delivered'>
   /** The receiver's status, or what went wrong; never the token. */
@@ -146,7 +147,7 @@ export class BackchannelLogouts {
 
   #finish(delivery: LogoutDelivery, outcome: DeliveryOutcome, detail: string): void {
     this.#counted(delivery.realm, outcome)
-    if (outcome !== 'delivered') this.#failed({ realm: delivery.realm, clientId: delivery.clientId, uri: delivery.uri, outcome, detail })
+    if (outcome !== 'delivered') this.#failed({ realm: delivery.realm, clientId: delivery.clientId, uri: withoutQuery(delivery.uri), outcome, detail })
   }
 }
 
@@ -155,4 +156,9 @@ function describe(error: unknown): string {
   if (typeof cause?.code === 'string') return cause.code
   if (typeof cause?.message === 'string') return cause.message
   return error instanceof Error ? error.message : String(error)
+}
+
+function withoutQuery(uri: string): string {
+  const url = new URL(uri)
+  return url.origin + url.pathname
 }

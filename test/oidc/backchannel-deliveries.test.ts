@@ -23,9 +23,10 @@ class Receivers {
       req.resume()
       req.on('end', () => {
         this.paths.push(req.url ?? '')
-        if (req.url === '/ok') res.writeHead(200).end()
-        else if (req.url === '/error') res.writeHead(500).end()
-        else if (req.url === '/moved') res.writeHead(302, { location: '/ok' }).end()
+        const path = (req.url ?? '').split('?', 1)[0]
+        if (path === '/ok') res.writeHead(200).end()
+        else if (path === '/error') res.writeHead(500).end()
+        else if (path === '/moved') res.writeHead(302, { location: '/ok' }).end()
         else this.held.push(res)
       })
     })
@@ -101,6 +102,15 @@ describe('back-channel logout deliveries', () => {
     assert.deepEqual(failures.map((f) => [f.outcome, f.detail, new URL(f.uri).pathname]), [['rejected', 'answered 500', '/error'], ['rejected', 'answered 302', '/moved']])
     assert.deepEqual(receivers.paths.slice(before).sort(), ['/error', '/moved'], 'the redirect was not followed to /ok')
     assert.ok(!JSON.stringify(failures).includes('secret.logout.token'))
+  })
+
+  it('reports the receiver\'s address without its query, which may carry a key of the receiver\'s', async () => {
+    const { logouts, failures } = queue()
+    logouts.send(delivery('/error?key=receivers-own-secret&tenant=a'))
+    await logouts.settled()
+    assert.equal(failures.length, 1)
+    assert.equal(failures[0]!.uri, `${receivers.url}/error`)
+    assert.ok(!JSON.stringify(failures).includes('receivers-own-secret'))
   })
 
   it('reports a receiver that does not listen, and a token that could not be signed', async () => {
