@@ -197,6 +197,9 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   // The account's sessions were ended since the login (its password was changed elsewhere, it was disabled and
   // enabled again): so is this login, which must not set a password after an administrator's.
   if (issuedBefore(user, pending.shownAt)) return expired(reply)
+  // Nor may it once the sessions it was made in ended without that (an administrator ended the account's sessions,
+  // the person signed out in another tab): answered, it would sign the browser in again.
+  if (!(await sessionsLive(app, provider, login.interaction, pending))) return expired(reply)
   const again = (status: number, error?: string) => html(reply, status, updatePasswordPage(realm, login, pending, user, error))
   if (request.method !== 'POST') return again(200)
   const form = await readForm(request)
@@ -229,6 +232,13 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   app.audit.change({ userId: user.id, username: user.username, address: request.ip, method: 'oidc' }, 'update', auditedUser(updated), passwordMark('', 'old'), passwordMark(newPassword, 'new'))
   const gatewaySession = await openGatewaySession(app, request, reply, updated)
   return finishLogin(app, realm, login, provider, request, reply, updated, gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'success' })
+}
+
+/** Whether the gateway session and the realm session that a password update's login was made in, if any, are still live. */
+async function sessionsLive(app: App, provider: Provider, interaction: Interaction, pending: PendingUpdate): Promise<boolean> {
+  if (pending.gatewaySession !== undefined && !(await app.sessions.get(pending.gatewaySession))) return false
+  const realmSession = interaction.session?.cookie
+  return realmSession === undefined || (await provider.Session.find(realmSession)) !== undefined
 }
 
 function sameSecret(given: string, expected: string): boolean {

@@ -199,6 +199,26 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
   })
 
+  it('an administrator ending the account\'s sessions while the page is open ends that login too: its form sets nothing, and signs no one in', async () => {
+    for (const signedInAlready of [false, true]) {
+      const browser = signedInAlready ? await signedInBrowser() : new Browser()
+      if (!signedInAlready) await setPassword(OLD_PASSWORD)
+      const first = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+      const updatePage = signedInAlready ? first : await browser.submit(first, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+      assert.ok(isUpdatePasswordPage(updatePage), `signed in already: ${signedInAlready}`)
+      const endedCookie = browser.cookie(gw.url, 'gateway_sessionid')
+      const user = await gw.store.users.findByUsername('alice')
+      const ended = await gw.fetch(`/api/gateway/v1/users/${user!.id}/sessions/`, { method: 'DELETE', headers: adminAuth })
+      assert.ok(ended.status < 300, String(ended.status))
+      const refused = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+      assert.equal(refused.stoppedAt, undefined, `signed in already: ${signedInAlready}`)
+      assert.equal(refused.response.status, 400)
+      assert.match(refused.body, /timed out or was already used/)
+      assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), endedCookie, 'no gateway session was opened for the browser')
+      assert.ok(await passwordWorks(gw, OLD_PASSWORD), 'nothing was changed')
+    }
+  })
+
   it('someone the client\'s access rules refuse gets the refusal, not the page', async () => {
     await setPassword(OLD_PASSWORD)
     const browser = new Browser()
