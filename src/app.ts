@@ -252,8 +252,9 @@ export async function createApp(config: Config, store: Store, options: AppOption
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
       settings.stop()
       await directoryCheck?.stop()
-      // Logout tokens already queued are sent (each gives up after a few seconds): a CLI that disabled someone waits for them.
-      const results = await Promise.allSettled([tokens.close(), audit.close(), oidc.backchannelLogouts.settled()])
+      // Logout tokens already queued are sent, for a few seconds (a CLI that disabled someone waits for them); what
+      // hanging receivers leave waiting then is dropped, so that they cannot hold the stop for the queue's length.
+      const results = await Promise.allSettled([tokens.close(), audit.close(), oidc.backchannelLogouts.stop()])
       await bus.stop()
       for (const result of results) if (result.status === 'rejected') throw result.reason
     },

@@ -318,10 +318,15 @@ export class Accounts {
 
   /** Every path that sets a local password comes here: the API, self-service, the CLI and the first admin. */
   async #checkNewPassword(password: string, username: string, problems: Record<string, string[]>): Promise<void> {
-    const found = password.length === 0 ? ['This field may not be blank.']
+    const found = await this.newPasswordProblems(password, username)
+    if (found.length) problems.password = found
+  }
+
+  /** What refuses `password` as the new local password of `username` (its length, the policy); empty when nothing does. */
+  async newPasswordProblems(password: string, username: string): Promise<string[]> {
+    return password.length === 0 ? ['This field may not be blank.']
       : password.length > MAX_PASSWORD_LENGTH ? [`Ensure this field has no more than ${MAX_PASSWORD_LENGTH} characters.`]
       : await passwordPolicyProblems(password, username, this.#passwordPolicy())
-    if (found.length) problems.password = found
   }
 
   async #runChangeListeners(tx: Repositories, user: User, change: UserChange): Promise<void> {

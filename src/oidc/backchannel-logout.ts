@@ -16,6 +16,9 @@ const CONCURRENT_DELIVERIES = 8
 /** Deliveries waiting their turn; beyond this, new ones are dropped (counted and reported). */
 const MAX_WAITING = 1000
 
+/** Why a delivery left waiting at a stop was dropped. */
+const STOPPED = 'the process stopped before its turn came'
+
 /** What a delivery came to, as the metric counts it. */
 export type DeliveryOutcome = 'delivered' | 'rejected' | 'unreachable' | 'timeout' | 'unsigned' | 'dropped'
 
@@ -36,6 +39,7 @@ export interface LogoutDelivery {
 export interface DeliveryFailure {
   realm: string
   clientId: string
+  /** Where it was sent, without the query, which may carry a key the receiver gave the configuration. */
   uri: string
   outcome: Exclude<DeliveryOutcome, 'delivered'>
   /** The receiver's status, or what went wrong; never the token. */
@@ -48,6 +52,7 @@ export class BackchannelLogouts {
   readonly #idle = new Set<() => void>()
   readonly #counted: (realm: string, outcome: DeliveryOutcome) => void
   #failed: (failure: DeliveryFailure) => void = () => {}
+  #stopped = false
 
   constructor(counted: (realm: string, outcome: DeliveryOutcome) => void = () => {}) {
     this.#counted = counted
@@ -60,6 +65,10 @@ export class BackchannelLogouts {
 
   /** Queues a delivery; returns at once. */
   send(delivery: LogoutDelivery): void {
+    if (this.#stopped) {
+      this.#finish(delivery, 'dropped', STOPPED)
+      return
+    }
     if (this.#waiting.length >= MAX_WAITING) {
       this.#finish(delivery, 'dropped', `more than ${MAX_WAITING} logout tokens waiting to be sent`)
       return
@@ -68,10 +77,24 @@ export class BackchannelLogouts {
     this.#next()
   }
 
-  /** Resolves once nothing is waiting or under way (for an orderly stop). */
+  /** Resolves once nothing is waiting or under way. */
   settled(): Promise<void> {
     if (!this.#running && !this.#waiting.length) return Promise.resolve()
     return new Promise((resolve) => this.#idle.add(resolve))
+  }
+
+  /**
+   * For an orderly stop: sends what is queued for at most `waitMs`, then drops what is still waiting, and from then on
+   * what comes (each counted and reported), and resolves once the deliveries under way have ended. A stop so waits at
+   * most `waitMs` and one delivery's timeout, however many receivers hang, instead of the queue's whole length of them.
+   */
+  async stop(waitMs = DELIVERY_TIMEOUT_MS): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.settled(), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))])
+    clearTimeout(timer)
+    this.#stopped = true
+    for (const delivery of this.#waiting.splice(0)) this.#finish(delivery, 'dropped', STOPPED)
+    await this.settled()
   }
 
   #next(): void {
@@ -124,7 +147,7 @@ export class BackchannelLogouts {
 
   #finish(delivery: LogoutDelivery, outcome: DeliveryOutcome, detail: string): void {
     this.#counted(delivery.realm, outcome)
-    if (outcome !== 'delivered') this.#failed({ realm: delivery.realm, clientId: delivery.clientId, uri: delivery.uri, outcome, detail })
+    if (outcome !== 'delivered') this.#failed({ realm: delivery.realm, clientId: delivery.clientId, uri: withoutQuery(delivery.uri), outcome, detail })
   }
 }
 
@@ -133,4 +156,9 @@ function describe(error: unknown): string {
   if (typeof cause?.code === 'string') return cause.code
   if (typeof cause?.message === 'string') return cause.message
   return error instanceof Error ? error.message : String(error)
+}
+
+function withoutQuery(uri: string): string {
+  const url = new URL(uri)
+  return url.origin + url.pathname
 }

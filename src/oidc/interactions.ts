@@ -145,7 +145,10 @@ interface PendingUpdate {
   acr: LoginAcr
   gatewaySession?: string | undefined
   formSecret: string
-  /** When the form was shown (ms). */
+  /**
+   * When the form was shown (ms), in this process's view of the database's clock, which not-befores are taken in: never
+   * ahead of it, so a password set elsewhere after the form was shown ends the form on a host whose clock runs ahead.
+   */
   shownAt: number
 }
 const PENDING_UPDATE = 'gatehousePendingPasswordUpdate'
@@ -165,7 +168,7 @@ async function beginUpdatePassword(app: App, realm: Realm, login: LoginUnderWay,
   if (user.source !== 'local' || app.clientAccess(realm.name, login.clientId, user, request.ip)) {
     return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action: UPDATE_PASSWORD, status: 'error' })
   }
-  const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: Date.now() }
+  const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: app.bus.clock.now() }
   await saveResult(login.interaction, { [PENDING_UPDATE]: pending })
   return html(reply, 200, updatePasswordPage(realm, login, pending, user))
 }
@@ -194,6 +197,9 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   // The account's sessions were ended since the login (its password was changed elsewhere, it was disabled and
   // enabled again): so is this login, which must not set a password after an administrator's.
   if (issuedBefore(user, pending.shownAt)) return expired(reply)
+  // Nor may it once the sessions it was made in ended without that (an administrator ended the account's sessions,
+  // the person signed out in another tab): answered, it would sign the browser in again.
+  if (!(await sessionsLive(app, provider, login.interaction, pending))) return expired(reply)
   const again = (status: number, error?: string) => html(reply, status, updatePasswordPage(realm, login, pending, user, error))
   if (request.method !== 'POST') return again(200)
   const form = await readForm(request)
@@ -203,9 +209,14 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   // Keycloak's words (messages_en: missingPasswordMessage, notMatchPasswordMessage).
   if (newPassword === '') return again(400, 'Please specify password.')
   if (newPassword !== form.get(CONFIRM_PASSWORD_FIELD)) return again(400, 'Passwords don\'t match.')
+  // Before the comparison with the current password, which the form does not ask for: a guess at it that the policy
+  // refuses (a current password older than the policy may be one) is told only that, never whether it was right.
+  const problems = await app.accounts.newPasswordProblems(newPassword, user.username)
+  if (problems.length) return again(400, problems.join(' '))
   let updated: User
   try {
-    // As at me/password/: the same password again would change nothing, and end nothing.
+    // As at me/password/: the same password again would change nothing, and end nothing. Any other is set: whoever holds
+    // the browser gets one guess at the current password per form, and a wrong one replaces it.
     if (user.passwordHash !== null && await verifyPassword(user.passwordHash, newPassword, clientGone(reply.raw))) {
       return again(400, 'Choose a password different from the current one.')
     }
@@ -221,6 +232,13 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   app.audit.change({ userId: user.id, username: user.username, address: request.ip, method: 'oidc' }, 'update', auditedUser(updated), passwordMark('', 'old'), passwordMark(newPassword, 'new'))
   const gatewaySession = await openGatewaySession(app, request, reply, updated)
   return finishLogin(app, realm, login, provider, request, reply, updated, gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'success' })
+}
+
+/** Whether the gateway session and the realm session that a password update's login was made in, if any, are still live. */
+async function sessionsLive(app: App, provider: Provider, interaction: Interaction, pending: PendingUpdate): Promise<boolean> {
+  if (pending.gatewaySession !== undefined && !(await app.sessions.get(pending.gatewaySession))) return false
+  const realmSession = interaction.session?.cookie
+  return realmSession === undefined || (await provider.Session.find(realmSession)) !== undefined
 }
 
 function sameSecret(given: string, expected: string): boolean {

@@ -23,9 +23,10 @@ class Receivers {
       req.resume()
       req.on('end', () => {
         this.paths.push(req.url ?? '')
-        if (req.url === '/ok') res.writeHead(200).end()
-        else if (req.url === '/error') res.writeHead(500).end()
-        else if (req.url === '/moved') res.writeHead(302, { location: '/ok' }).end()
+        const path = (req.url ?? '').split('?', 1)[0]
+        if (path === '/ok') res.writeHead(200).end()
+        else if (path === '/error') res.writeHead(500).end()
+        else if (path === '/moved') res.writeHead(302, { location: '/ok' }).end()
         else this.held.push(res)
       })
     })
@@ -103,6 +104,15 @@ describe('back-channel logout deliveries', () => {
     assert.ok(!JSON.stringify(failures).includes('secret.logout.token'))
   })
 
+  it('reports the receiver\'s address without its query, which may carry a key of the receiver\'s', async () => {
+    const { logouts, failures } = queue()
+    logouts.send(delivery('/error?key=receivers-own-secret&tenant=a'))
+    await logouts.settled()
+    assert.equal(failures.length, 1)
+    assert.equal(failures[0]!.uri, `${receivers.url}/error`)
+    assert.ok(!JSON.stringify(failures).includes('receivers-own-secret'))
+  })
+
   it('reports a receiver that does not listen, and a token that could not be signed', async () => {
     const { logouts, counted, failures } = queue()
     const closed = createServer()
@@ -128,6 +138,23 @@ describe('back-channel logout deliveries', () => {
     assert.deepEqual(receivers.paths.slice(before), ['/ok'], 'only the delivery with a token was sent')
     assert.deepEqual([...counted], [['delivered', 1]])
     assert.deepEqual(failures, [])
+  })
+
+  it('a stop sends for a while, then drops what still waits and what comes after, and waits only for the deliveries under way', async () => {
+    const { logouts, counted, failures } = queue()
+    for (let i = 0; i < 8 + 5; i++) logouts.send(delivery('/held'))
+    await until(() => receivers.held.length >= 8, 'eight deliveries under way')
+    let stopped = false
+    const stopping = logouts.stop(100).then(() => (stopped = true))
+    await until(() => counted.get('dropped') === 5, 'the waiting deliveries dropped')
+    logouts.send(delivery('/ok'))
+    assert.equal(counted.get('dropped'), 6, 'one sent after the stop is dropped at once')
+    assert.equal(stopped, false, 'the deliveries under way are waited for')
+    receivers.release()
+    await stopping
+    assert.equal(counted.get('delivered'), 8)
+    assert.equal(receivers.held.length, 0)
+    assert.deepEqual(failures.map((f) => [f.outcome, f.detail]), Array(6).fill(['dropped', 'the process stopped before its turn came']))
   })
 
   it('drops what comes beyond the waiting bound, and says so', async () => {

@@ -9,7 +9,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser } from '../helpers/browser.ts'
 import { adminAuth, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, decodeJwtPart, REALM, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
 import { DELIVERY_TIMEOUT_MS } from '../../src/oidc/backchannel-logout.ts'
 
 /** What a back-channel logout receiver got. */
@@ -217,6 +217,27 @@ for (const backend of gatewayBackends) {
       assert.equal(receiver.count('/app'), 3)
       assert.equal(receiver.count('/other-app'), 1)
       assert.equal(receiver.count('/hang'), 1)
+    })
+
+    it('a logout token passes for no access token: refused at a service, at userinfo and by introspection', async () => {
+      const browser = new Browser()
+      await signIn(browser, 'app')
+      const seen = receiver.count('/app')
+      await logOutAtRealm(browser, 'app')
+      const token = (await receiver.next('/app', seen)).form.get('logout_token')!
+      // Alice signed in again: her account and a session of hers are live while the token is shown.
+      await signIn(new Browser(), 'app')
+      const bearer = { authorization: `Bearer ${token}`, accept: 'application/json' }
+      const service = await gw.fetch('/demo-app/pipelines/forecast/trials', { headers: bearer })
+      assert.equal(service.status, 401)
+      assert.equal(((await service.json()) as { code?: string }).code, 'invalid_token')
+      const userinfo = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/userinfo`, { headers: bearer })
+      assert.equal(userinfo.status, 401)
+      const introspected = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, {
+        method: 'POST', headers: { authorization: `Basic ${Buffer.from(`reports:${SERVICE_SECRET}`).toString('base64')}` }, body: new URLSearchParams({ token }),
+      })
+      assert.equal(introspected.status, 200)
+      assert.equal(((await introspected.json()) as { active?: boolean }).active, false)
     })
   })
 }

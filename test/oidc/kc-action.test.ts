@@ -176,6 +176,49 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
   })
 
+  it('on a process whose clock runs ahead of the database\'s, a password set elsewhere after the page was shown still ends that login', { skip: backend.name !== 'PostgreSQL' && 'SQLite\'s clock is the machine\'s own' }, async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    const loginPage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url)
+    // The page is shown by a process whose clock is two minutes ahead (the test's own process: the gateway runs in it).
+    const machineNow = Date.now
+    Date.now = () => machineNow() + 120_000
+    let updatePage: Page
+    try {
+      updatePage = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+    } finally {
+      Date.now = machineNow
+    }
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const ADMINS_CHOICE = 'set-by-an-administrator-8'
+    await setPassword(ADMINS_CHOICE)
+    const refused = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+    assert.equal(refused.response.status, 400)
+    assert.match(refused.body, /timed out or was already used/)
+    assert.ok(await passwordWorks(gw, ADMINS_CHOICE))
+    assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
+  })
+
+  it('an administrator ending the account\'s sessions while the page is open ends that login too: its form sets nothing, and signs no one in', async () => {
+    for (const signedInAlready of [false, true]) {
+      const browser = signedInAlready ? await signedInBrowser() : new Browser()
+      if (!signedInAlready) await setPassword(OLD_PASSWORD)
+      const first = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+      const updatePage = signedInAlready ? first : await browser.submit(first, { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
+      assert.ok(isUpdatePasswordPage(updatePage), `signed in already: ${signedInAlready}`)
+      const endedCookie = browser.cookie(gw.url, 'gateway_sessionid')
+      const user = await gw.store.users.findByUsername('alice')
+      const ended = await gw.fetch(`/api/gateway/v1/users/${user!.id}/sessions/`, { method: 'DELETE', headers: adminAuth })
+      assert.ok(ended.status < 300, String(ended.status))
+      const refused = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+      assert.equal(refused.stoppedAt, undefined, `signed in already: ${signedInAlready}`)
+      assert.equal(refused.response.status, 400)
+      assert.match(refused.body, /timed out or was already used/)
+      assert.equal(browser.cookie(gw.url, 'gateway_sessionid'), endedCookie, 'no gateway session was opened for the browser')
+      assert.ok(await passwordWorks(gw, OLD_PASSWORD), 'nothing was changed')
+    }
+  })
+
   it('someone the client\'s access rules refuse gets the refusal, not the page', async () => {
     await setPassword(OLD_PASSWORD)
     const browser = new Browser()
@@ -205,6 +248,31 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(parseForm(stale.body).fields.username, 'alice')
     const update = await browser.submit(stale, { password: OLD_PASSWORD }, { stopBefore: toApplication })
     assert.ok(isUpdatePasswordPage(update))
+  })
+
+  it('a current password the policy now refuses is answered for the policy, as a wrong guess as long is: the page tells no one whether it is right', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const setMinimum = async (length: number) => {
+      const changed = await gw.fetch('/api/gateway/v1/settings/all/', { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ local_password_min_length: length }) })
+      assert.equal(changed.status, 200)
+    }
+    const WRONG_GUESS = OLD_PASSWORD.replace(/long$/, 'lung')
+    assert.equal(WRONG_GUESS.length, OLD_PASSWORD.length)
+    await setMinimum(OLD_PASSWORD.length + 5)
+    try {
+      const [right, wrong] = [
+        await browser.submit(updatePage, { 'password-new': OLD_PASSWORD, 'password-confirm': OLD_PASSWORD }, { stopBefore: toApplication }),
+        await browser.submit(updatePage, { 'password-new': WRONG_GUESS, 'password-confirm': WRONG_GUESS }, { stopBefore: toApplication }),
+      ]
+      assert.equal(right.response.status, 400)
+      assert.match(right.body, /too short/)
+      assert.equal(right.body, wrong.body)
+    } finally {
+      await setMinimum(12)
+    }
+    assert.ok(await passwordWorks(gw, OLD_PASSWORD), 'nothing was changed')
   })
 
   it('a browser signed in at the gateway, however recently its realm session began, logs in again first', async () => {
