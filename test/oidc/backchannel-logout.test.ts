@@ -9,7 +9,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser } from '../helpers/browser.ts'
 import { adminAuth, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { DELIVERY_TIMEOUT_MS } from '../../src/oidc/backchannel-logout.ts'
 
 /** What a back-channel logout receiver got. */
@@ -70,6 +70,22 @@ class Receiver {
   }
 }
 
+/** Signs the browser in to `clientId` at the realm's login page (or silently, when it has a session) and redeems the code. */
+async function signInAt(gw: TestGateway, browser: Browser, clientId: string): Promise<{ id_token: string; refresh_token: string }> {
+  const verifier = randomBytes(32).toString('base64url')
+  const authorize = `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+    client_id: clientId, redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', nonce: 'n-0S6_WzA2Mj',
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
+  })}`
+  const stop = { stopBefore: (url: string) => url.startsWith(CLIENT_REDIRECT) }
+  let page = await browser.navigate(authorize, stop)
+  if (!page.stoppedAt) page = await browser.submit(page, { username: 'alice', password: 'alice-password-long' }, stop)
+  const code = new URL(page.stoppedAt!).searchParams.get('code')!
+  const tokens = await tokenRequest(gw, { client_id: clientId, grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+  assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+  return tokens.body
+}
+
 for (const backend of gatewayBackends) {
   describe(`back-channel logout, on ${backend.name}`, () => {
     let gw: TestGateway
@@ -99,21 +115,7 @@ for (const backend of gatewayBackends) {
       await receiver.stop()
     })
 
-    /** Signs the browser in to `clientId` at the realm's login page (or silently, when it has a session) and redeems the code. */
-    async function signIn(browser: Browser, clientId: string): Promise<{ id_token: string; refresh_token: string }> {
-      const verifier = randomBytes(32).toString('base64url')
-      const authorize = `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
-        client_id: clientId, redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', nonce: 'n-0S6_WzA2Mj',
-        code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
-      })}`
-      const stop = { stopBefore: (url: string) => url.startsWith(CLIENT_REDIRECT) }
-      let page = await browser.navigate(authorize, stop)
-      if (!page.stoppedAt) page = await browser.submit(page, { username: 'alice', password: 'alice-password-long' }, stop)
-      const code = new URL(page.stoppedAt!).searchParams.get('code')!
-      const tokens = await tokenRequest(gw, { client_id: clientId, grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
-      assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
-      return tokens.body
-    }
+    const signIn = (browser: Browser, clientId: string) => signInAt(gw, browser, clientId)
 
     /** Logs the browser out at the end-session endpoint, as the application sends it there; resolves when the browser is back. */
     async function logOutAtRealm(browser: Browser, clientId: string): Promise<void> {
@@ -283,6 +285,41 @@ for (const backend of gatewayBackends) {
       assert.equal(receiver.count('/script'), 4)
       assert.equal(receiver.count('/intranet'), 1)
       assert.equal(receiver.count('/wiki'), 1)
+    })
+  })
+
+  describe(`back-channel logout of a session saved without its realm, with several realms, on ${backend.name}`, () => {
+    let gw: TestGateway
+    const receiver = new Receiver()
+    let aliceId = 0
+
+    before(async () => {
+      await receiver.start()
+      gw = await backend.start({
+        config: { realms: [...realmWith([{ client_id: 'legacy', redirect_uris: [CLIENT_REDIRECT], backchannel_logout_uri: `${receiver.url}/legacy` }]), { ...testRealms[0], name: 'elsewhere' }] },
+      })
+      aliceId = (await gw.app.accounts.create({ username: 'alice', password: 'alice-password-long' })).id
+    })
+    after(async () => {
+      await gw.close()
+      await receiver.stop()
+    })
+
+    it('tells its clients in the one realm that has every client it signed in to', async () => {
+      const { id_token: idToken } = await signInAt(gw, new Browser(), 'legacy')
+      // As a version of Gatehouse that did not name the realm saved it.
+      const db = gw.store.database.db
+      const sessions = await db.selectFrom('oidc_records').select(['id', 'payload']).where('model', '=', 'Session').where('account_id', '=', String(aliceId)).execute()
+      assert.equal(sessions.length, 1)
+      const { gatehouseRealm, ...unnamed } = JSON.parse(sessions[0]!.payload) as Record<string, unknown>
+      assert.equal(gatehouseRealm, REALM)
+      await db.updateTable('oidc_records').set({ payload: JSON.stringify(unnamed) }).where('model', '=', 'Session').where('id', '=', sessions[0]!.id).execute()
+
+      await gw.app.accounts.update(aliceId, { password: 'alice-password-longer' })
+      const received = await receiver.next('/legacy')
+      const { payload } = await jwtVerify(received.form.get('logout_token')!, createRemoteJWKSet(new URL(realmUrl(gw, '/protocol/openid-connect/certs'))), { issuer: realmUrl(gw), audience: 'legacy', typ: 'logout+jwt' })
+      assert.equal(payload.sid, decodeJwtPart(idToken, 1).sid)
+      assert.equal(payload.sub, String(aliceId))
     })
   })
 }
