@@ -399,11 +399,16 @@ export class OidcRecordRepository {
   async destroyByAccount(accountId: string): Promise<number> {
     this.#changed()
     await this.settled()
-    // Read before they are emptied, to tell who they were; a session a login writes between the two statements
-    // (PostgreSQL) still ends, untold: its client's tokens end with the account's all the same.
-    const live = await this.#db.selectFrom('oidc_records').select('payload').where('model', '=', SESSION_MODEL)
-      .where('ended_at', 'is', null).where('account_id', '=', accountId).execute()
-    const sessions = await this.#endSessions('account_id', [accountId])
+    // Read before they are emptied, to tell who they were, and only those read are ended. On PostgreSQL the read holds
+    // them, waiting for a save under way (a sign-in to another client), so that each is told as it is ended; a session
+    // a login inserts after the read stays, refused where it is used (the account's not-before, or it is disabled).
+    const read = this.#db.selectFrom('oidc_records').select(['id', 'payload']).where('model', '=', SESSION_MODEL)
+      .where('ended_at', 'is', null).where('account_id', '=', accountId)
+    const live = await (this.#dialect === 'postgres' ? read.forUpdate() : read).execute()
+    let sessions = 0
+    for (let start = 0; start < live.length; start += MAX_BATCH_RECORDS) {
+      sessions += await this.#endSessions('id', live.slice(start, start + MAX_BATCH_RECORDS).map((session) => session.id))
+    }
     // The grants, with their tokens, go with them: those of no browser session (a password login) are told by their tokens.
     const issued = await this.#db.selectFrom('oidc_records').select(['model', 'id', 'grant_id', 'payload']).where('account_id', '=', accountId)
       .where('model', 'in', [GRANT_MODEL, 'AccessToken', 'RefreshToken']).execute()
