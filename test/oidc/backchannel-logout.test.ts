@@ -246,6 +246,10 @@ for (const backend of gatewayBackends) {
       const second = await passwordLogin(gw, 'alice', 'alice-password-long', { client_id: 'script' })
       const sids = [first, second].map((login) => decodeJwtPart(login.access_token, 1).sid as string)
       assert.notEqual(sids[0], sids[1], 'each password login is a session of its own')
+      // A refreshed login is told as well, once.
+      const refreshedFirst = await tokenRequest(gw, { client_id: 'script', grant_type: 'refresh_token', refresh_token: first.refresh_token })
+      assert.equal(refreshedFirst.status, 200)
+      assert.equal(decodeJwtPart(refreshedFirst.body.access_token, 1).sid, sids[0])
       const seen = receiver.count('/script')
       await gw.app.accounts.update(aliceId, { password: 'alice-password-longer' })
       try {
