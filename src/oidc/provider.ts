@@ -566,7 +566,7 @@ function keepNoEmptySessions(provider: Provider): void {
  * Keycloak's logout with a refresh token ends the user session the token is of, and tells each of its clients
  * (LogoutEndpoint `logoutToken`, AuthenticationManager `backchannelLogout`): the token's grant was revoked by then.
  * A browser's refresh token ends that browser session, with every client it signed in to; an offline token, or a
- * password login's (a session of one client, as Keycloak's direct grant makes), told its own client, with its `sid`.
+ * password login's (a session of one client, as Keycloak's direct grant makes), tells its own client, with its `sid`.
  */
 async function loggedOutWithRefreshToken(options: ProviderOptions, token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void> {
   if (token.sessionUid !== undefined && refreshTokenType(token.scope) === 'Refresh' && await options.endBrowserSession?.(token.sessionUid)) return

@@ -159,10 +159,10 @@ export class Realm {
   }
 
   /**
-   * A realm session of `accountId` ended (a browser's, or a password login's): each of these clients (those it signed in
-   * to, with the grant of the sign-in) that has a `backchannel_logout_uri` is sent a logout token naming the user and the session (`sid`), and
-   * each that has an `admin_url` the admin call naming the adapter session its grant was redeemed for (admin-url.ts),
-   * later, off the path of whatever ended it (backchannel-logout.ts).
+   * A realm session of `accountId` ended (a browser's, or a password login's): each of these clients (those it signed
+   * in to, with the grant of the sign-in) that has a `backchannel_logout_uri` is sent a logout token naming the user and
+   * the session (`sid`), and each that has an `admin_url` the admin call naming the adapter session its grant was
+   * redeemed for (admin-url.ts), later, off the path of whatever ended it (backchannel-logout.ts).
    */
   logOutClients(accountId: string, sid: string | undefined, signIns: Iterable<{ clientId: string; grantId: string | undefined }>): void {
     const told = new Set<string>()
