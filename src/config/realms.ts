@@ -79,7 +79,7 @@ export const RealmClientSchema = z.object({
   post_logout_redirect_uris: z.array(z.union([z.literal('+'), redirectUri])).default([])
     .describe('Where the logout endpoint may send the browser afterwards (Keycloak\'s "Valid post logout redirect URIs"): URLs as in `redirect_uris`, or `+` for the redirect URIs themselves.'),
   backchannel_logout_uri: logoutReceiverUrl('https://app.example.com/backchannel-logout').optional()
-    .describe('Keycloak\'s "Backchannel logout URL" (OpenID Connect Back-Channel Logout 1.0): when a realm browser session this client signed in to ends, the realm POSTs a signed `logout_token` there, so the application can end its own session. https, or http to a loopback host; no fragment.'),
+    .describe('Keycloak\'s "Backchannel logout URL" (OpenID Connect Back-Channel Logout 1.0): when a realm session this client signed in to ends (a browser session, or a password login), the realm POSTs a signed `logout_token` there, so the application can end its own session. https, or http to a loopback host; no fragment.'),
   backchannel_logout_session_required: z.boolean().default(true)
     .describe('Keycloak\'s "Backchannel logout session required" (the client metadata of the same name): the application needs the logout token to name the session that ended (`sid`, as its ID tokens do). Gatehouse always names it, with the user (`sub`), so this is always met; it is taken so that clients written for Keycloak or the specification load unchanged.'),
   admin_url: logoutReceiverUrl('https://app.example.com/').optional()

@@ -1,6 +1,6 @@
 /**
- * OpenID Connect Back-Channel Logout 1.0: when a realm browser session ends, each client it signed in to that has a
- * `backchannel_logout_uri` is sent a signed logout token (§2.4), POSTed as a form (§2.5), so that the application
+ * OpenID Connect Back-Channel Logout 1.0: when a realm session ends (a browser's, or a password login's), each client it
+ * signed in to that has a `backchannel_logout_uri` is sent a signed logout token (§2.4), POSTed as a form (§2.5), so that the application
  * ends its own session. Keycloak does the same per client ("Backchannel logout URL"). Clients with an admin URL
  * (keycloak-connect) are sent Keycloak's older admin call instead, through the same queue (`k_logout`: admin-url.ts).
  *

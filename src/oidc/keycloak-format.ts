@@ -35,6 +35,8 @@ export interface KeycloakShapeOptions {
    * False when it is the live session of someone else than the realm session's `accountId`, which it leaves alone.
    */
   endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
+  /** Keycloak's logout with a refresh token revoked this one (its grant with it): the session it was of ends (provider.ts). */
+  loggedOutWithRefreshToken(token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void>
 }
 
 /** Keycloak's answer for a path that is not an endpoint of the realm (RESTEasy's wording). */
@@ -123,6 +125,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'introspection' && ctx.status === 200 && body?.active === true) {
       await describeIntrospected(body, oidc, options)
     } else if (oidc.route === 'revocation' && (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.logout && ctx.status === 200) {
+      // Found, and so revoked: a token whose session ended already is answered alike, and ends nothing more.
+      const revoked = oidc.entities.RefreshToken as unknown as (RefreshTokenRecord & { grantId?: string }) | undefined
+      if (revoked) await options.loggedOutWithRefreshToken(revoked)
       ctx.status = 204
       ctx.body = null
     } else if (oidc.route === 'introspection' && isClientAuthenticationFailure(ctx.status, body)) {

@@ -14,7 +14,7 @@ import type { RealmKeySet } from './keys.ts'
 import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { rememberAdapterSessions } from './admin-url.ts'
-import { keycloakSid, refreshTokenType, type KeycloakTokens } from './keycloak-tokens.ts'
+import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { idTokenClaims } from './id-token-claims.ts'
 import type { LoginName } from './login-name.ts'
@@ -119,6 +119,16 @@ export interface ProviderOptions {
    * URI or an admin URL, with the grant of its sign-in.
    */
   loggedOut?: ((clientId: string, accountId: string, sid: string | undefined, grantId: string | undefined) => void) | undefined
+  /**
+   * Ends the realm browser session of this uid, telling each client it signed in to (realm.ts); false when it had
+   * ended already.
+   */
+  endBrowserSession?: ((uid: string) => Promise<boolean>) | undefined
+}
+
+/** The realm's resource indicator: its access tokens' resource server, named in the grants of its sign-ins. */
+export function realmResource(realmName: string): string {
+  return `urn:gatehouse:realm:${realmName}`
 }
 
 /**
@@ -145,7 +155,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     const description = out.error_description === undefined || clientId === undefined ? undefined : keycloakPkceDescription(out.error_description, requiresPkce(clientId))
     return description === undefined ? out : { ...out, error_description: description }
   }
-  const resource = `urn:gatehouse:realm:${realm.name}`
+  const resource = realmResource(realm.name)
   const scopes = options.applications ? [...new Set([...realmScopes(realm), ...APPLICATION_SCOPES])] : realmScopes(realm)
   const resourceServer = () => buildResourceServerInfo(scopes, realm.access_token_seconds, realm.default_signature_algorithm, keys.activeKid)
   // A refresh judges the client's access rules again: a user who left the team a client admits gets no new tokens.
@@ -283,7 +293,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token) }))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
   provider.use(rememberAdapterSessions({ records: options.records, hasAdminUrl: (id) => configured.get(id)?.admin_url !== undefined, keptSeconds: Math.max(realm.sso_session_max_seconds, realm.offline_session_max_seconds) }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
@@ -559,6 +569,17 @@ function keepNoEmptySessions(provider: Provider): void {
     if (typeof this.exp !== 'number') return undefined
     return persist.call(this)
   }
+}
+
+/**
+ * Keycloak's logout with a refresh token ends the user session the token is of, and tells each of its clients
+ * (LogoutEndpoint `logoutToken`, AuthenticationManager `backchannelLogout`): the token's grant was revoked by then.
+ * A browser's refresh token ends that browser session, with every client it signed in to; an offline token, or a
+ * password login's (a session of one client, as Keycloak's direct grant makes), tells its own client, with its `sid`.
+ */
+async function loggedOutWithRefreshToken(options: ProviderOptions, token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void> {
+  if (token.sessionUid !== undefined && refreshTokenType(token.scope) === 'Refresh' && await options.endBrowserSession?.(token.sessionUid)) return
+  options.loggedOut?.(token.clientId, token.accountId, keycloakSid(token), token.grantId)
 }
 
 /**

@@ -20,7 +20,9 @@ import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './k
 import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type KeysKept, type RealmKeySet, type SignatureAlg } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
-import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE } from './provider.ts'
+import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE, realmResource } from './provider.ts'
+import { PASSWORD_GRANT } from './password-grant.ts'
+import type { EndedGrant } from '../store/oidc.ts'
 import { KEYS_TOPIC, REVOKE_TOPIC } from '../store/topics.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
@@ -159,10 +161,10 @@ export class Realm {
   }
 
   /**
-   * A realm browser session of `accountId` ended: each of these clients (those it signed in to, with the grant of the
-   * sign-in) that has a `backchannel_logout_uri` is sent a logout token naming the user and the session (`sid`), and
-   * each that has an `admin_url` the admin call naming the adapter session its grant was redeemed for (admin-url.ts),
-   * later, off the path of whatever ended it (backchannel-logout.ts).
+   * A realm session of `accountId` ended (a browser's, or a password login's): each of these clients (those it signed
+   * in to, with the grant of the sign-in) that has a `backchannel_logout_uri` is sent a logout token naming the user and
+   * the session (`sid`), and each that has an `admin_url` the admin call naming the adapter session its grant was
+   * redeemed for (admin-url.ts), later, off the path of whatever ended it (backchannel-logout.ts).
    */
   logOutClients(accountId: string, sid: string | undefined, signIns: Iterable<{ clientId: string; grantId: string | undefined }>): void {
     const told = new Set<string>()
@@ -306,6 +308,11 @@ export class Realm {
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients(accountId, sid, [{ clientId, grantId }]),
+        endBrowserSession: (uid) => this.#deps.bus.change(async (tx, announce) => {
+          const grants = await tx.oidc.endSessionByUid(uid)
+          for (const grantId of grants ?? []) announce(REVOKE_TOPIC, `grant:${grantId}`)
+          return grants !== undefined
+        }),
         revoke: (keys, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
           for (const key of typeof keys === 'string' ? [keys] : keys) announce(REVOKE_TOPIC, key)
@@ -346,9 +353,11 @@ export class OidcRealms implements AccessTokenIssuers {
     this.backchannelLogouts = new BackchannelLogouts(deps.logoutTokensSent)
     for (const realm of config.realms) this.#realms.set(realm.name, new Realm(realm, { ...deps, serviceAccounts, backchannelLogouts: this.backchannelLogouts }))
     this.#store = deps.store
-    // Sessions ended by the end of their gateway session, or of their account (a new password, disabled, deleted).
-    deps.store.oidc.onSessionsEnded((sessions) => {
+    // Sessions ended by the end of their gateway session, a logout with a refresh token, or the end of their account
+    // (a new password, disabled, deleted), and with the account the password logins' grants.
+    deps.store.oidc.onSessionsEnded(({ sessions, grants }) => {
       for (const session of sessions) this.#sessionEnded(session)
+      for (const grant of grants) this.#passwordLoginEnded(grant)
     })
     deps.bus.on(KEYS_TOPIC, (name) => this.#realms.get(name)?.keysChanged())
     deps.bus.onMissed(() => {
@@ -379,16 +388,29 @@ export class OidcRealms implements AccessTokenIssuers {
 
   /**
    * A realm browser session ended outside the realm's end-session endpoint: its clients are logged out. A session saved
-   * before sessions named their realm belongs to the only realm, if there is one.
+   * before sessions named their realm belongs to the one realm that has every client it signed in to, if only one has.
    */
   #sessionEnded(session: Record<string, unknown>): void {
-    const named = session[REALM_MEMBER]
-    const realm = typeof named === 'string' ? this.#realms.get(named) : this.#realms.size === 1 ? this.all()[0] : undefined
     const { accountId, uid, authorizations } = session as { accountId?: unknown; uid?: unknown; authorizations?: unknown }
-    if (!realm || typeof accountId !== 'string' || typeof authorizations !== 'object' || authorizations === null) return
+    if (typeof accountId !== 'string' || typeof authorizations !== 'object' || authorizations === null) return
     const signIns = Object.entries(authorizations as Record<string, { grantId?: unknown } | null>)
       .map(([clientId, authorization]) => ({ clientId, grantId: typeof authorization?.grantId === 'string' ? authorization.grantId : undefined }))
-    realm.logOutClients(accountId, typeof uid === 'string' ? uid : undefined, signIns)
+    const named = session[REALM_MEMBER]
+    const candidates = typeof named === 'string' ? [this.#realms.get(named)] : this.all().filter((realm) => signIns.every(({ clientId }) => realm.client(clientId)))
+    if (candidates.length === 1 && candidates[0]) candidates[0].logOutClients(accountId, typeof uid === 'string' ? uid : undefined, signIns)
+  }
+
+  /**
+   * A grant ended with its account: a password login's (its tokens say so, and carry its `sid`) is a session of its
+   * own, as Keycloak's direct grant makes one, whose client is logged out. The realm is the one its grant names as the
+   * resource of its scopes. A browser sign-in's grant is told with its session instead.
+   */
+  #passwordLoginEnded(grant: EndedGrant): void {
+    const token = grant.tokens.find((payload) => String(payload.gty ?? '').split(' ')[0] === PASSWORD_GRANT && payload.sessionUid === undefined)
+    const { accountId, clientId, resources } = grant.payload as { accountId?: unknown; clientId?: unknown; resources?: unknown }
+    if (!token || typeof accountId !== 'string' || typeof clientId !== 'string' || typeof resources !== 'object' || resources === null) return
+    const realm = this.all().find((candidate) => realmResource(candidate.name) in resources)
+    realm?.logOutClients(accountId, typeof token.sid === 'string' ? token.sid : undefined, [{ clientId, grantId: grant.id }])
   }
 
   /** The realm whose clients the platform's OAuth2 applications are (`gateway.oidc.applications_realm`). */

@@ -36,6 +36,22 @@ const SESSION_MODEL = 'Session'
 /** What an ended realm browser session's row keeps: its key and expiry, nothing that finds it or could be used. */
 const ENDED_SESSION = { payload: '{}', grant_id: null, uid: null, user_code: null, account_id: null, gateway_session: null, consumed_at: null } as const
 
+/**
+ * What ended with an account, besides its realm browser sessions: each of its grants (`payload`), with the tokens issued
+ * under it, as they were.
+ */
+export interface EndedGrant {
+  id: string
+  payload: Record<string, unknown>
+  tokens: Record<string, unknown>[]
+}
+
+/** Realm browser sessions (oidc-provider's Session payloads) and grants that ended together. */
+export interface EndedSignIns {
+  sessions: Record<string, unknown>[]
+  grants: EndedGrant[]
+}
+
 /** The most records one statement writes: well within both backends' limits on bound parameters. */
 const MAX_BATCH_RECORDS = 200
 
@@ -66,10 +82,10 @@ export class OidcRecordRepository {
   readonly #readAlong: GrantsReadAlong
   /** In a transaction's repository: whether it changed grants, which only its end commits (or undoes). */
   #changedGrants = false
-  /** Told of realm browser sessions this repository or one of its transactions' ended, once they are committed. */
+  /** Told of realm browser sessions (and grants) this repository or one of its transactions' ended, once they are committed. */
   readonly #sessionEnds: SessionEnds
-  /** In a transaction's repository: the payloads of the sessions it ended, told once it commits. */
-  readonly #endedInTransaction: Record<string, unknown>[] | undefined
+  /** In a transaction's repository: the sessions and grants it ended, told once it commits. */
+  readonly #endedInTransaction: EndedSignIns | undefined
 
   readonly #dialect: DialectName
 
@@ -79,28 +95,34 @@ export class OidcRecordRepository {
     this.#batched = options.batched === true
     this.#readAlong = readAlong
     this.#sessionEnds = sessionEnds ?? new SessionEnds()
-    this.#endedInTransaction = sessionEnds ? [] : undefined
+    this.#endedInTransaction = sessionEnds ? { sessions: [], grants: [] } : undefined
   }
 
   /**
-   * Tells `listener` the payloads of the realm browser sessions that `endLinkedSessions` and `destroyByAccount` end
-   * (oidc-provider's Session: `accountId`, `uid`, `authorizations` by client), after the transaction that ended them
-   * committed; never of one rolled back.
+   * Tells `listener` the payloads of the realm browser sessions that `endLinkedSessions`, `endSessionByUid` and
+   * `destroyByAccount` end (oidc-provider's Session: `accountId`, `uid`, `authorizations` by client), and the grants
+   * that `destroyByAccount` ends with their tokens, after the transaction that ended them committed; never of one
+   * rolled back.
    */
-  onSessionsEnded(listener: (payloads: readonly Record<string, unknown>[]) => void): void {
+  onSessionsEnded(listener: (ended: EndedSignIns) => void): void {
     this.#sessionEnds.listeners.push(listener)
   }
 
-  /** A transaction's repository (`inTransaction`), its transaction committed: the sessions it ended are told. */
+  /** A transaction's repository (`inTransaction`), its transaction committed: the sessions and grants it ended are told. */
   transactionCommitted(): void {
-    const ended = this.#endedInTransaction?.splice(0)
-    if (ended?.length) this.#sessionEnds.tell(ended)
+    if (!this.#endedInTransaction) return
+    const ended = { sessions: this.#endedInTransaction.sessions.splice(0), grants: this.#endedInTransaction.grants.splice(0) }
+    if (ended.sessions.length || ended.grants.length) this.#sessionEnds.tell(ended)
   }
 
-  #sessionsEnded(payloads: Record<string, unknown>[]): void {
-    if (!payloads.length) return
-    if (this.#endedInTransaction) this.#endedInTransaction.push(...payloads)
-    else this.#sessionEnds.tell(payloads)
+  #sessionsEnded(sessions: Record<string, unknown>[], grants: EndedGrant[] = []): void {
+    if (!sessions.length && !grants.length) return
+    if (this.#endedInTransaction) {
+      this.#endedInTransaction.sessions.push(...sessions)
+      this.#endedInTransaction.grants.push(...grants)
+    } else {
+      this.#sessionEnds.tell({ sessions, grants })
+    }
   }
 
   /**
@@ -192,6 +214,20 @@ export class OidcRecordRepository {
       .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet({ ...ENDED_SESSION, ended_at: now })).execute()
     const grants = sessionGrants(payload)
     await this.#endGrants(grants)
+    return grants
+  }
+
+  /**
+   * Ends the live realm browser session of this `uid` as `endSession` does, and tells it (`onSessionsEnded`); returns
+   * the grants ended, or undefined when no live session has that uid (it ended already).
+   */
+  async endSessionByUid(uid: string, now = Date.now()): Promise<string[] | undefined> {
+    const session = await this.findByUid(SESSION_MODEL, uid, now)
+    // Of ends under way at once, the one that empties the row tells it.
+    if (!session || !(await this.#endSessions('id', [session.id], now))) return undefined
+    const grants = sessionGrants(session.payload)
+    await this.#endGrants(grants)
+    this.#sessionsEnded([session.payload])
     return grants
   }
 
@@ -363,12 +399,23 @@ export class OidcRecordRepository {
   async destroyByAccount(accountId: string): Promise<number> {
     this.#changed()
     await this.settled()
-    // Read before they are emptied, to tell who they were; a session a login writes between the two statements
-    // (PostgreSQL) still ends, untold: its client's tokens end with the account's all the same.
-    const live = await this.#db.selectFrom('oidc_records').select('payload').where('model', '=', SESSION_MODEL)
-      .where('ended_at', 'is', null).where('account_id', '=', accountId).execute()
-    const sessions = await this.#endSessions('account_id', [accountId])
-    this.#sessionsEnded(live.map((session) => JSON.parse(session.payload)))
+    // Read before they are emptied, to tell who they were, and only those read are ended. On PostgreSQL the read holds
+    // them, waiting for a save under way (a sign-in to another client), so that each is told as it is ended; a session
+    // a login inserts after the read stays, refused where it is used (the account's not-before, or it is disabled).
+    const read = this.#db.selectFrom('oidc_records').select(['id', 'payload']).where('model', '=', SESSION_MODEL)
+      .where('ended_at', 'is', null).where('account_id', '=', accountId)
+    const live = await (this.#dialect === 'postgres' ? read.forUpdate() : read).execute()
+    let sessions = 0
+    for (let start = 0; start < live.length; start += MAX_BATCH_RECORDS) {
+      sessions += await this.#endSessions('id', live.slice(start, start + MAX_BATCH_RECORDS).map((session) => session.id))
+    }
+    // The grants, with their tokens, go with them: those of no browser session (a password login) are told by their tokens.
+    const issued = await this.#db.selectFrom('oidc_records').select(['model', 'id', 'grant_id', 'payload']).where('account_id', '=', accountId)
+      .where('model', 'in', [GRANT_MODEL, 'AccessToken', 'RefreshToken']).execute()
+    const grants = new Map<string, EndedGrant>()
+    for (const row of issued) if (row.model === GRANT_MODEL) grants.set(row.id, { id: row.id, payload: JSON.parse(row.payload), tokens: [] })
+    for (const row of issued) if (row.model !== GRANT_MODEL && row.grant_id !== null) grants.get(row.grant_id)?.tokens.push(JSON.parse(row.payload))
+    this.#sessionsEnded(live.map((session) => JSON.parse(session.payload)), [...grants.values()])
     const result = await this.#db.deleteFrom('oidc_records').where('account_id', '=', accountId).where('model', '!=', SESSION_MODEL).executeTakeFirst()
     this.#changed()
     return sessions + Number(result.numDeletedRows)
@@ -442,10 +489,10 @@ export class OidcRecordRepository {
 
 /** Who is told of ended realm browser sessions; shared by the store's repository and those of its transactions. */
 class SessionEnds {
-  readonly listeners: ((payloads: readonly Record<string, unknown>[]) => void)[] = []
+  readonly listeners: ((ended: EndedSignIns) => void)[] = []
 
-  tell(payloads: readonly Record<string, unknown>[]): void {
-    for (const listener of this.listeners) listener(payloads)
+  tell(ended: EndedSignIns): void {
+    for (const listener of this.listeners) listener(ended)
   }
 }
 

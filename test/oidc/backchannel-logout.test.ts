@@ -9,7 +9,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser } from '../helpers/browser.ts'
 import { adminAuth, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { DELIVERY_TIMEOUT_MS } from '../../src/oidc/backchannel-logout.ts'
 
 /** What a back-channel logout receiver got. */
@@ -70,6 +70,22 @@ class Receiver {
   }
 }
 
+/** Signs the browser in to `clientId` at the realm's login page (or silently, when it has a session) and redeems the code. */
+async function signInAt(gw: TestGateway, browser: Browser, clientId: string): Promise<{ id_token: string; refresh_token: string }> {
+  const verifier = randomBytes(32).toString('base64url')
+  const authorize = `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
+    client_id: clientId, redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', nonce: 'n-0S6_WzA2Mj',
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
+  })}`
+  const stop = { stopBefore: (url: string) => url.startsWith(CLIENT_REDIRECT) }
+  let page = await browser.navigate(authorize, stop)
+  if (!page.stoppedAt) page = await browser.submit(page, { username: 'alice', password: 'alice-password-long' }, stop)
+  const code = new URL(page.stoppedAt!).searchParams.get('code')!
+  const tokens = await tokenRequest(gw, { client_id: clientId, grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+  assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+  return tokens.body
+}
+
 for (const backend of gatewayBackends) {
   describe(`back-channel logout, on ${backend.name}`, () => {
     let gw: TestGateway
@@ -86,6 +102,9 @@ for (const backend of gatewayBackends) {
             { client_id: 'app', redirect_uris: [CLIENT_REDIRECT], post_logout_redirect_uris: ['+'], backchannel_logout_uri: `${receiver.url}/app` },
             { client_id: 'other-app', redirect_uris: [CLIENT_REDIRECT], backchannel_logout_uri: `${receiver.url}/other-app` },
             { client_id: 'slow-app', redirect_uris: [CLIENT_REDIRECT], post_logout_redirect_uris: ['+'], backchannel_logout_uri: `${receiver.url}/hang` },
+            { client_id: 'script', public_client: true, direct_access_grants: true, backchannel_logout_uri: `${receiver.url}/script` },
+            { client_id: 'intranet', redirect_uris: [CLIENT_REDIRECT], backchannel_logout_uri: `${receiver.url}/intranet` },
+            { client_id: 'wiki', redirect_uris: [CLIENT_REDIRECT], backchannel_logout_uri: `${receiver.url}/wiki` },
           ]),
         },
       })
@@ -96,21 +115,7 @@ for (const backend of gatewayBackends) {
       await receiver.stop()
     })
 
-    /** Signs the browser in to `clientId` at the realm's login page (or silently, when it has a session) and redeems the code. */
-    async function signIn(browser: Browser, clientId: string): Promise<{ id_token: string }> {
-      const verifier = randomBytes(32).toString('base64url')
-      const authorize = `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({
-        client_id: clientId, redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', nonce: 'n-0S6_WzA2Mj',
-        code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256',
-      })}`
-      const stop = { stopBefore: (url: string) => url.startsWith(CLIENT_REDIRECT) }
-      let page = await browser.navigate(authorize, stop)
-      if (!page.stoppedAt) page = await browser.submit(page, { username: 'alice', password: 'alice-password-long' }, stop)
-      const code = new URL(page.stoppedAt!).searchParams.get('code')!
-      const tokens = await tokenRequest(gw, { client_id: clientId, grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
-      assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
-      return tokens.body
-    }
+    const signIn = (browser: Browser, clientId: string) => signInAt(gw, browser, clientId)
 
     /** Logs the browser out at the end-session endpoint, as the application sends it there; resolves when the browser is back. */
     async function logOutAtRealm(browser: Browser, clientId: string): Promise<void> {
@@ -212,11 +217,78 @@ for (const backend of gatewayBackends) {
       assert.equal(decodeProtectedHeader(token).typ, 'logout+jwt')
     })
 
+    /** Logs a password login out as scripts do with Keycloak: its refresh token POSTed to the end-session endpoint. */
+    async function logOutWithRefreshToken(clientId: string, refreshToken: string): Promise<void> {
+      const logout = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout`, { method: 'POST', body: new URLSearchParams({ client_id: clientId, refresh_token: refreshToken }) })
+      assert.equal(logout.status, 204)
+    }
+
+    it('tells the client of a password login that it ended, through a logout with its refresh token', async () => {
+      const login = await passwordLogin(gw, 'alice', 'alice-password-long', { client_id: 'script' })
+      const sid = decodeJwtPart(login.access_token, 1).sid
+      assert.ok(sid)
+      const seen = receiver.count('/script')
+      await logOutWithRefreshToken('script', login.refresh_token)
+      const claims = await verifiedLogoutToken(await receiver.next('/script', seen), 'script')
+      assert.equal(claims.sub, String(aliceId))
+      assert.equal(claims.sid, sid, 'the sid of the login\'s tokens')
+      // Once ended, the same logout again is no error, and tells nothing: what comes next is the next login's end.
+      await logOutWithRefreshToken('script', login.refresh_token)
+      const next = await passwordLogin(gw, 'alice', 'alice-password-long', { client_id: 'script' })
+      await logOutWithRefreshToken('script', next.refresh_token)
+      const nextClaims = await verifiedLogoutToken(await receiver.next('/script', seen + 1), 'script')
+      assert.equal(nextClaims.sid, decodeJwtPart(next.access_token, 1).sid)
+      assert.equal(receiver.count('/script'), seen + 2)
+    })
+
+    it('tells the client of each password login when the account\'s password changes', async () => {
+      const first = await passwordLogin(gw, 'alice', 'alice-password-long', { client_id: 'script' })
+      const second = await passwordLogin(gw, 'alice', 'alice-password-long', { client_id: 'script' })
+      const sids = [first, second].map((login) => decodeJwtPart(login.access_token, 1).sid as string)
+      assert.notEqual(sids[0], sids[1], 'each password login is a session of its own')
+      // A refreshed login is told as well, once.
+      const refreshedFirst = await tokenRequest(gw, { client_id: 'script', grant_type: 'refresh_token', refresh_token: first.refresh_token })
+      assert.equal(refreshedFirst.status, 200)
+      assert.equal(decodeJwtPart(refreshedFirst.body.access_token, 1).sid, sids[0])
+      const seen = receiver.count('/script')
+      await gw.app.accounts.update(aliceId, { password: 'alice-password-longer' })
+      try {
+        const told = [await receiver.next('/script', seen), await receiver.next('/script', seen + 1)]
+        const claims = await Promise.all(told.map((received) => verifiedLogoutToken(received, 'script')))
+        assert.deepEqual(claims.map((c) => c.sid).sort(), [...sids].sort())
+        for (const c of claims) assert.equal(c.sub, String(aliceId))
+        const refreshed = await tokenRequest(gw, { client_id: 'script', grant_type: 'refresh_token', refresh_token: first.refresh_token })
+        assert.equal(refreshed.status, 400)
+      } finally {
+        await gw.app.accounts.update(aliceId, { password: 'alice-password-long' })
+      }
+    })
+
+    it('ends the browser session, telling each of its clients, on a logout with the refresh token of one of its sign-ins', async () => {
+      const browser = new Browser()
+      const intranet = await signIn(browser, 'intranet')
+      const wiki = await signIn(browser, 'wiki')
+      const sid = decodeJwtPart(intranet.id_token, 1).sid
+      const [intranetSeen, wikiSeen] = [receiver.count('/intranet'), receiver.count('/wiki')]
+      await logOutWithRefreshToken('intranet', intranet.refresh_token)
+      for (const [path, clientId, seen] of [['/intranet', 'intranet', intranetSeen], ['/wiki', 'wiki', wikiSeen]] as const) {
+        const claims = await verifiedLogoutToken(await receiver.next(path, seen), clientId)
+        assert.equal(claims.sid, sid, 'the browser session\'s sid')
+        assert.equal(claims.sub, String(aliceId))
+      }
+      const refreshed = await tokenRequest(gw, { client_id: 'wiki', grant_type: 'refresh_token', refresh_token: wiki.refresh_token })
+      assert.equal(refreshed.status, 400, 'the other sign-in of the session ended with it')
+      assert.equal(refreshed.body.error, 'invalid_grant')
+    })
+
     it('told each ended session\'s clients once: the end at the realm also ends the gateway session, which finds the realm session gone', () => {
       // Seconds after the earlier tests' ends (the hanging receiver's timeout): a second token would have come by now.
       assert.equal(receiver.count('/app'), 3)
       assert.equal(receiver.count('/other-app'), 1)
       assert.equal(receiver.count('/hang'), 1)
+      assert.equal(receiver.count('/script'), 4)
+      assert.equal(receiver.count('/intranet'), 1)
+      assert.equal(receiver.count('/wiki'), 1)
     })
 
     it('a logout token passes for no access token: refused at a service, at userinfo and by introspection', async () => {
@@ -238,6 +310,41 @@ for (const backend of gatewayBackends) {
       })
       assert.equal(introspected.status, 200)
       assert.equal(((await introspected.json()) as { active?: boolean }).active, false)
+    })
+  })
+
+  describe(`back-channel logout of a session saved without its realm, with several realms, on ${backend.name}`, () => {
+    let gw: TestGateway
+    const receiver = new Receiver()
+    let aliceId = 0
+
+    before(async () => {
+      await receiver.start()
+      gw = await backend.start({
+        config: { realms: [...realmWith([{ client_id: 'legacy', redirect_uris: [CLIENT_REDIRECT], backchannel_logout_uri: `${receiver.url}/legacy` }]), { ...testRealms[0], name: 'elsewhere' }] },
+      })
+      aliceId = (await gw.app.accounts.create({ username: 'alice', password: 'alice-password-long' })).id
+    })
+    after(async () => {
+      await gw.close()
+      await receiver.stop()
+    })
+
+    it('tells its clients in the one realm that has every client it signed in to', async () => {
+      const { id_token: idToken } = await signInAt(gw, new Browser(), 'legacy')
+      // As a version of Gatehouse that did not name the realm saved it.
+      const db = gw.store.database.db
+      const sessions = await db.selectFrom('oidc_records').select(['id', 'payload']).where('model', '=', 'Session').where('account_id', '=', String(aliceId)).execute()
+      assert.equal(sessions.length, 1)
+      const { gatehouseRealm, ...unnamed } = JSON.parse(sessions[0]!.payload) as Record<string, unknown>
+      assert.equal(gatehouseRealm, REALM)
+      await db.updateTable('oidc_records').set({ payload: JSON.stringify(unnamed) }).where('model', '=', 'Session').where('id', '=', sessions[0]!.id).execute()
+
+      await gw.app.accounts.update(aliceId, { password: 'alice-password-longer' })
+      const received = await receiver.next('/legacy')
+      const { payload } = await jwtVerify(received.form.get('logout_token')!, createRemoteJWKSet(new URL(realmUrl(gw, '/protocol/openid-connect/certs'))), { issuer: realmUrl(gw), audience: 'legacy', typ: 'logout+jwt' })
+      assert.equal(payload.sid, decodeJwtPart(idToken, 1).sid)
+      assert.equal(payload.sub, String(aliceId))
     })
   })
 }

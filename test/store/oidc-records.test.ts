@@ -317,6 +317,31 @@ for (const backend of storeBackends) {
       assert.equal(await db.store.oidc.destroyByAccount('41'), 0)
     })
 
+    it('tells the realm sessions an account\'s end ended as they were when ended, a sign-in saved into one meanwhile from another connection too', async () => {
+      const told: Record<string, unknown>[] = []
+      db.store.oidc.onSessionsEnded(({ sessions }) => told.push(...sessions.filter((session) => session.accountId === '45')))
+      const payload = { uid: 'uid-account-race', accountId: '45', authorizations: { app: { grantId: 'g-race-app' } } }
+      assert.equal(await db.store.oidc.saveSession({ id: 'account-race', payload, uid: payload.uid, expiresAt: Date.now() + 60_000 }), true)
+      // Another process's sign-in to a second client, saving the session as the account's end starts.
+      let commit!: () => void
+      const committed = new Promise<void>((resolve) => (commit = resolve))
+      let saving!: () => void
+      const saved = new Promise<void>((resolve) => (saving = resolve))
+      const signIn = readerStore.transaction(async (tx) => {
+        assert.equal(await tx.oidc.saveSession({ id: 'account-race', payload: { ...payload, authorizations: { ...payload.authorizations, wiki: { grantId: 'g-race-wiki' } } }, uid: payload.uid, expiresAt: Date.now() + 60_000 }), true)
+        saving()
+        await committed
+      })
+      await saved
+      const ending = db.store.transaction((tx) => tx.oidc.destroyByAccount('45'))
+      await untilBlocked(db.store)
+      commit()
+      await signIn
+      assert.equal(await ending, 1)
+      assert.deepEqual(told.map((session) => Object.keys(session.authorizations as object).sort()), [['app', 'wiki']])
+      assert.equal(await db.store.oidc.find('Session', 'account-race'), undefined)
+    })
+
     /** Counts the statements run on the suite's store until `stop` is called. */
     function countStatements(): { readonly count: number; stop(): void } {
       const counter = { count: 0, counting: true, stop: () => { counter.counting = false } }
