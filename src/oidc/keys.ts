@@ -88,15 +88,17 @@ export class RotatingKeys {
     let keys = await this.#live(now)
     let { signing, next } = byRole(keys, now)
     // The first key signs at once: no verifier can have cached a JWKS without it. A rotation publishes ahead.
-    const newKeySigns = !signing[0] ? now : !next[0] && signing[0].created + this.#rotationMs <= now ? now + this.#aheadMs : undefined
+    // With no key signing but one published to sign later, that one signs (below): no key is added for it.
+    const newKeySigns = !signing[0] ? (next[0] ? undefined : now) : !next[0] && signing[0].created + this.#rotationMs <= now ? now + this.#aheadMs : undefined
     if (newKeySigns !== undefined) {
-      await this.#add(newKeySigns)
+      if (signing[0]) await this.#add(newKeySigns)
+      else await this.#store.signingKeys.addFirst(await this.#newKey(newKeySigns))
       changed = true
       keys = await this.#live(now)
       ;({ signing, next } = byRole(keys, now))
     }
-    // Two processes made their first key at once and the one whose clock is ahead retired ours: its key is still
-    // "next" on our clock, but it is already published and already signs there, so it signs here too.
+    // Another process made the first key with its clock ahead of ours: the key is still "next" on our clock, but it
+    // is already published and already signs there, so it signs here too.
     if (!signing[0] && next[0]) signing = [next.shift()!]
     const [active, ...superseded] = signing
     for (const key of superseded) {
@@ -135,9 +137,13 @@ export class RotatingKeys {
   }
 
   async #add(created: number): Promise<SigningKey> {
-    const key = await newSigningKey(this.#purpose, this.#alg, this.#certificateSubject, created)
+    const key = await this.#newKey(created)
     await this.#store.signingKeys.add(key)
     return key
+  }
+
+  #newKey(created: number): Promise<SigningKey> {
+    return newSigningKey(this.#purpose, this.#alg, this.#certificateSubject, created)
   }
 
   /** The keys still in use; retired keys whose tokens have all expired are deleted on the way. */

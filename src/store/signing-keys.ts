@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
+import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
 
 export interface SigningKey {
@@ -14,9 +15,11 @@ export interface SigningKey {
 /** Signing keys shared by every gateway process, so a JWKS served by any of them verifies tokens of all. */
 export class SigningKeyRepository {
   readonly #db: Kysely<Tables>
+  readonly #dialect: DialectName
 
-  constructor(db: Kysely<Tables>) {
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async list(purpose: string): Promise<SigningKey[]> {
@@ -42,6 +45,27 @@ export class SigningKeyRepository {
       created_at: key.created,
       retire_at: key.retireAt,
     }).execute()
+  }
+
+  /**
+   * Adds a purpose's first key only while it has no key in use, and says whether it did: processes starting together
+   * on an empty database then sign with one key, rather than each publish one and all but one retire theirs.
+   */
+  async addFirst(key: SigningKey): Promise<boolean> {
+    const values = sql.join([key.kid, key.purpose, key.alg, JSON.stringify(key.privateJwk), JSON.stringify(key.publicJwk), key.created, key.retireAt])
+    const insert = (db: Kysely<Tables>) => sql`
+      insert into signing_keys (kid, purpose, alg, private_jwk, public_jwk, created_at, retire_at)
+      select ${values}
+      where not exists (select 1 from signing_keys where purpose = ${key.purpose} and retire_at is null)`.execute(db)
+    // On SQLite a statement that writes holds the write lock from its start, so the check and the insert are one step;
+    // PostgreSQL's read committed lets two such statements each see no key, so they take turns under a lock.
+    const result = this.#dialect === 'postgres'
+      ? await this.#db.transaction().execute(async (trx) => {
+        await sql`select pg_advisory_xact_lock(hashtext(${`signing_keys:${key.purpose}`}))`.execute(trx)
+        return await insert(trx)
+      })
+      : await insert(this.#db)
+    return Number(result.numAffectedRows ?? 0) === 1
   }
 
   async retire(kid: string, at: number): Promise<void> {

@@ -84,7 +84,7 @@ function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcReco
     users: new UserRepository(db, dialect),
     settings: new SettingsRepository(db),
     events: new EventLog(db, dialect),
-    signingKeys: new SigningKeyRepository(db),
+    signingKeys: new SigningKeyRepository(db, dialect),
     sessions: new SessionRepository(db),
     tokens: new TokenRepository(db),
     oidc,

@@ -64,11 +64,11 @@ for (const backend of storeBackends) {
       assert.equal((await keys.load(signsFrom)).keys.activeKid, kid)
     })
 
-    it('starts two processes at once even when the one whose clock is ahead retires the other\'s first key', async () => {
+    it('starts two processes at once on one first key, whichever clock is ahead', async () => {
       const other = await opened.reopen()
       try {
         const t0 = Date.now()
-        // Both find no key; A writes its first, then B (5 ms ahead) writes its own and retires A's before A reads again.
+        // Both find no key; A writes its first, then B (5 ms ahead) tries to write its own.
         const { promise: bListed, resolve: listedByB } = Promise.withResolvers<void>()
         const { promise: aAdded, resolve: addedByA } = Promise.withResolvers<void>()
         const interleaved = (store: typeof opened.store, overrides: Partial<SigningKeyRepository>) =>
@@ -79,28 +79,39 @@ for (const backend of storeBackends) {
             listedByB()
             return keys
           },
-          add: async (key) => {
+          addFirst: async (key) => {
             await aAdded
-            await other.signingKeys.add(key)
+            return await other.signingKeys.addFirst(key)
           },
         }))
         let fromB: Promise<Awaited<ReturnType<RotatingKeys['load']>>> | undefined
         const a = keysOf('first-race', interleaved(opened.store, {
-          add: async (key) => {
+          addFirst: async (key) => {
             fromB = b.load(t0 + 5)
             await bListed
-            await opened.store.signingKeys.add(key)
+            const added = await opened.store.signingKeys.addFirst(key)
             addedByA()
             await fromB
+            return added
           },
         }))
         const fromA = await a.load(t0)
         const settledB = await fromB!
         assert.equal(fromA.keys.activeKid, settledB.keys.activeKid)
-        assert.deepEqual(fromA.keys.publicJwks.map((k) => k.kid), settledB.keys.publicJwks.map((k) => k.kid))
+        assert.deepEqual(fromA.keys.publicJwks.map((k) => k.kid), [fromA.keys.activeKid])
+        assert.deepEqual(settledB.keys.publicJwks.map((k) => k.kid), [fromA.keys.activeKid])
       } finally {
         await other.close()
       }
+    })
+
+    it('signs at once with a key another process made first with its clock ahead', async () => {
+      const t0 = Date.now()
+      const ahead = await keysOf('first-ahead').load(t0 + 5000)
+      const behind = await keysOf('first-ahead').load(t0)
+      assert.equal(behind.changed, false)
+      assert.equal(behind.keys.activeKid, ahead.keys.activeKid)
+      assert.deepEqual(behind.keys.publicJwks.map((k) => k.kid), [ahead.keys.activeKid])
     })
 
     it('lets processes that published a next key at once agree on it', async () => {
