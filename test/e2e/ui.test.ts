@@ -33,6 +33,9 @@ describe('the web interface in Chromium', () => {
     await page.locator('dialog.confirm').getByRole('button', { name: confirmLabel }).click()
   }
 
+  /** Waits for the page's data to be drawn: its main area says it is busy until then. */
+  const pageDrawn = (page: Page) => page.locator('main:not([aria-busy]) h1').first().waitFor()
+
   before(async () => {
     // A single sign-on provider for the login page's button; it is never contacted here.
     gw = await startGateway({ config: { sso: [{ name: 'corp', label: 'Corp ID', issuer: 'https://id.example.invalid/realms/corp', client_id: 'gatehouse' }] } })
@@ -72,8 +75,7 @@ describe('the web interface in Chromium', () => {
       await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
       for (const name of PAGES) {
         await page.goto(`${gw.url}/ui/${name}`)
-        await page.locator('main h1').first().waitFor()
-        await page.waitForLoadState('networkidle')
+        await pageDrawn(page)
         assert.equal(await page.locator('main .form-error').count(), 0, `${name} shows an error`)
         await assertNoHorizontalOverflow(page, name)
         assert.equal(await page.locator('#nav').isVisible(), viewport !== 'phone', 'the menu starts closed on a phone, open elsewhere')
@@ -96,8 +98,7 @@ describe('the web interface in Chromium', () => {
     await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
     for (const name of [...PAGES, 'admin/activity']) {
       await page.goto(`${gw.url}/ui/${name}`)
-      await page.locator('main h1').first().waitFor()
-      await page.waitForLoadState('networkidle')
+      await pageDrawn(page)
       // What a screen reader announces for each, by the rules of the accessible name in its simplest cases.
       const missing = await page.evaluate<string[]>(`(() => {
         const missing = []
@@ -117,6 +118,31 @@ describe('the web interface in Chromium', () => {
     await page.goto(`${gw.url}/ui/access`)
     await page.getByRole('button', { name: 'Delete organization Platform', exact: true }).waitFor()
     await page.getByRole('button', { name: 'Delete team Automation', exact: true }).waitFor()
+    assert.deepEqual(problems, [])
+  }))
+
+  it('marks the main area busy while a page\'s data loads, and not once it is drawn', () => inBrowser('desktop', async ({ page, problems }) => {
+    await logIn(page, gw.url, 'carol', 'carol-password', '/ui/account')
+    const main = page.locator('main')
+    assert.equal(await main.getAttribute('aria-busy'), null, 'the account page is drawn')
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const asked = new Promise<void>((resolve) => {
+      void page.route('**/api/gateway/v1/tokens/**', async (route) => {
+        resolve()
+        await held
+        await route.continue()
+      })
+    })
+    await page.getByRole('navigation').getByRole('link', { name: 'Tokens' }).click()
+    await asked
+    assert.equal(await main.getAttribute('aria-busy'), 'true')
+    assert.match(await main.innerText(), /Loading/)
+    release()
+    await pageDrawn(page)
+    assert.equal(await main.getAttribute('aria-busy'), null)
+    assert.match(await main.innerText(), /You have no tokens\./)
+    await page.unroute('**/api/gateway/v1/tokens/**')
     assert.deepEqual(problems, [])
   }))
 
