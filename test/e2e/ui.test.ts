@@ -38,6 +38,25 @@ describe('the web interface in Chromium', () => {
 
   /** Waits for the page's data to be drawn: its main area says it is busy until then. */
   const pageDrawn = (page: Page) => page.locator('main:not([aria-busy]) h1').first().waitFor()
+  /**
+   * The page has a language and a title, each control a label, each button and link a name, and each column a
+   * header: what a screen reader announces for each, by the rules of the accessible name in its simplest cases.
+   */
+  const assertEveryPartNamed = async (page: Page, name: string) => {
+    const missing = await page.evaluate<string[]>(`(() => {
+      const missing = []
+      const text = (element) => (element.getAttribute('aria-label') || element.textContent || '').trim()
+      if (!document.documentElement.lang) missing.push('the language of the page')
+      if (!document.title.trim()) missing.push('the title of the page')
+      for (const control of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+        if (!control.labels.length && !control.getAttribute('aria-label') && !control.getAttribute('aria-labelledby')) missing.push('a label for ' + control.outerHTML.slice(0, 80))
+      }
+      for (const element of document.querySelectorAll('button, a[href]')) if (!text(element)) missing.push('a name for ' + element.outerHTML.slice(0, 80))
+      for (const header of document.querySelectorAll('th')) if (!text(header)) missing.push('a column header in ' + header.closest('table').querySelector('caption').textContent)
+      return missing
+    })()`)
+    assert.deepEqual(missing, [], name)
+  }
   /** Opens a page of the interface in a context that starts signed in as the admin. */
   const openAsAdmin = async (page: Page, path: string) => {
     await page.goto(`${gw.url}${path}`)
@@ -52,6 +71,8 @@ describe('the web interface in Chromium', () => {
     carolId = (await gw.app.accounts.create({ username: 'carol', password: 'carol-password', email: 'carol@example.com', firstName: 'Carol', lastName: 'Jones' })).id
     // Something in the lists, so the screenshots show them.
     await createToken(gw, adminAuth, { description: 'deploy pipeline', scope: 'read', expires_in: 30 * 86400 })
+    // Rows whose buttons must say which row they act on.
+    await createOrgAndTeam(gw, 'Platform', 'Automation')
     const signingIn = await openPage(browser)
     try {
       await logIn(signingIn.page, gw.url, 'admin', ADMIN_PASSWORD)
@@ -84,7 +105,7 @@ describe('the web interface in Chromium', () => {
   }))
 
   for (const viewport of Object.keys(VIEWPORTS) as ViewportName[]) {
-    it(`shows every page at ${VIEWPORTS[viewport].width} px without overflow or console errors`, () => inBrowser(viewport, async ({ page, problems, failedResponses }) => {
+    it(`shows every page at ${VIEWPORTS[viewport].width} px without overflow or console errors, with a language, a title, a label for each control, a name for each button and link, and headed columns`, () => inBrowser(viewport, async ({ page, problems, failedResponses }) => {
       await page.goto(`${gw.url}/ui/`)
       await assertNoHorizontalOverflow(page, 'login')
       await screenshot(page, `${viewport}-login`)
@@ -93,6 +114,7 @@ describe('the web interface in Chromium', () => {
         await page.goto(`${gw.url}/ui/${name}`)
         await pageDrawn(page)
         assert.equal(await page.locator('main .form-error').count(), 0, `${name} shows an error`)
+        await assertEveryPartNamed(page, name)
         await assertNoHorizontalOverflow(page, name)
         assert.equal(await page.locator('#nav').isVisible(), viewport !== 'phone', 'the menu starts closed on a phone, open elsewhere')
         if (viewport === 'phone') {
@@ -109,28 +131,9 @@ describe('the web interface in Chromium', () => {
     }))
   }
 
-  it('gives every page a language, a title, a label for each control, a name for each button and link, and headed columns', () => inBrowser('desktop', async ({ page, problems }) => {
-    await createOrgAndTeam(gw, 'Platform', 'Automation')
-    await openAsAdmin(page, '/ui/')
-    for (const name of [...PAGES, 'admin/activity']) {
-      await page.goto(`${gw.url}/ui/${name}`)
-      await pageDrawn(page)
-      // What a screen reader announces for each, by the rules of the accessible name in its simplest cases.
-      const missing = await page.evaluate<string[]>(`(() => {
-        const missing = []
-        const text = (element) => (element.getAttribute('aria-label') || element.textContent || '').trim()
-        if (!document.documentElement.lang) missing.push('the language of the page')
-        if (!document.title.trim()) missing.push('the title of the page')
-        for (const control of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
-          if (!control.labels.length && !control.getAttribute('aria-label') && !control.getAttribute('aria-labelledby')) missing.push('a label for ' + control.outerHTML.slice(0, 80))
-        }
-        for (const element of document.querySelectorAll('button, a[href]')) if (!text(element)) missing.push('a name for ' + element.outerHTML.slice(0, 80))
-        for (const header of document.querySelectorAll('th')) if (!text(header)) missing.push('a column header in ' + header.closest('table').querySelector('caption').textContent)
-        return missing
-      })()`)
-      assert.deepEqual(missing, [], name)
-    }
-    // A button repeated on every row says which row it acts on.
+  it('gives the activity page a language, a title and names, and names a button repeated on every row by its row', () => inBrowser('desktop', async ({ page, problems }) => {
+    await openAsAdmin(page, '/ui/admin/activity')
+    await assertEveryPartNamed(page, 'admin/activity')
     await page.goto(`${gw.url}/ui/access`)
     await page.getByRole('button', { name: 'Delete organization Platform', exact: true }).waitFor()
     await page.getByRole('button', { name: 'Delete team Automation', exact: true }).waitFor()
