@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
-import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot, VIEWPORTS, type SignedIn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
+import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, pageDrawn, screenshot, VIEWPORTS, type SignedIn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam } from '../helpers/access.ts'
@@ -36,8 +36,6 @@ describe('the web interface in Chromium', () => {
     await page.locator('dialog.confirm').getByRole('button', { name: confirmLabel }).click()
   }
 
-  /** Waits for the page's data to be drawn: its main area says it is busy until then. */
-  const pageDrawn = (page: Page) => page.locator('main:not([aria-busy]) h1').first().waitFor()
   /**
    * The page has a language and a title, each control a label, each button and link a name, and each column a
    * header: what a screen reader announces for each, by the rules of the accessible name in its simplest cases.

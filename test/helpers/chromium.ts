@@ -78,6 +78,11 @@ export async function logIn(page: Page, baseUrl: string, username: string, passw
   await page.locator('main h1').first().waitFor()
 }
 
+/** Waits for the page of the interface to draw its data: its main area is `aria-busy` until then. */
+export async function pageDrawn(page: Page): Promise<void> {
+  await page.locator('main:not([aria-busy]) h1').first().waitFor()
+}
+
 /** The page fits its width: nothing sticks out to the right. */
 export async function assertNoHorizontalOverflow(page: Page, what: string): Promise<void> {
   const { scrollWidth, innerWidth } = await page.evaluate<{ scrollWidth: number; innerWidth: number }>('({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth })')
