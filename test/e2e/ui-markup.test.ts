@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser } from 'playwright-core'
-import { launchChromium, logIn, openPage } from '../helpers/chromium.ts'
+import { launchChromium, logIn, openPage, pageDrawn } from '../helpers/chromium.ts'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createToken } from '../helpers/tokens.ts'
@@ -46,8 +46,7 @@ describe('values people and administrators control, shown by the web interface i
       await logIn(page, gw.url, username, password)
       for (const name of pages) {
         await page.goto(`${gw.url}/ui/${name}`)
-        await page.locator('main h1').first().waitFor()
-        await page.waitForLoadState('networkidle')
+        await pageDrawn(page)
         assert.equal(await page.locator('[data-injected]').count(), 0, `${name}: no markup became elements`)
         assert.match(await page.locator('main').innerText(), /<img data-injected/, `${name}: the markup is shown as the text it is`)
         assert.doesNotMatch(await page.title(), /injected/, `${name}: no handler ran`)

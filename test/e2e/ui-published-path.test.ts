@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import type { Browser } from 'playwright-core'
-import { launchChromium, openPage } from '../helpers/chromium.ts'
+import { launchChromium, openPage, pageDrawn } from '../helpers/chromium.ts'
 import { codeBlocks, replaced } from '../helpers/docs.ts'
 import { ADMIN_PASSWORD, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { startCaddy } from '../helpers/caddy.ts'
@@ -78,7 +78,7 @@ for (const [proxyName, startProxy] of Object.entries(PROXIES)) describe(`the web
         const link = page.getByRole('navigation').locator(`a[href="${PATH}/ui/${name}"]`)
         await link.click()
         await page.waitForURL(`${edge}/ui/${name}`)
-        await page.waitForLoadState('networkidle')
+        await pageDrawn(page)
         assert.equal(await page.locator('main .form-error').count(), 0, `${name} shows no error`)
         assert.equal(await link.getAttribute('aria-current'), 'page', `${name} is marked in the menu`)
       }
@@ -90,8 +90,7 @@ for (const [proxyName, startProxy] of Object.entries(PROXIES)) describe(`the web
       await page.waitForURL(`${edge}/ui/admin/users/1`)
       for (const name of PAGES) {
         await page.goto(`${edge}/ui/${name}`)
-        await page.locator('main h1').first().waitFor()
-        await page.waitForLoadState('networkidle')
+        await pageDrawn(page)
         assert.equal(await page.locator('main .form-error').count(), 0, `${name} loaded afresh shows no error`)
       }
 

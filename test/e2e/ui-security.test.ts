@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
-import { launchChromium, logIn, openPage, type WatchedPage } from '../helpers/chromium.ts'
+import { launchChromium, logIn, openPage, pageDrawn, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { OFF_SITE_NEXTS } from '../helpers/open-redirect.ts'
 import { LOGIN, login, withCsrf } from '../helpers/session.ts'
@@ -101,8 +101,7 @@ describe('the web interface against attacks from other sites and other people', 
     await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
     for (const path of [`/ui/admin/users?username=${m}`, `/ui/admin/tokens?user=${m}`, `/ui/admin/activity?username=${m}&object_name=${m}&address=${m}&code=${m}&operation=${m}&object_type=${m}`, `/ui/${m}`, `/ui/admin/users/${m}`]) {
       await page.goto(gw.url + path)
-      await page.locator('main h1').first().waitFor()
-      await page.waitForLoadState('networkidle')
+      await pageDrawn(page)
       await assertNothingInjected(page, path)
     }
     assert.deepEqual(problems, [], 'no script was refused either')

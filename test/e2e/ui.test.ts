@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser, Page } from 'playwright-core'
-import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, screenshot, VIEWPORTS, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
+import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, pageDrawn, screenshot, VIEWPORTS, type SignedIn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 import { createOrgAndTeam } from '../helpers/access.ts'
@@ -18,9 +18,12 @@ describe('the web interface in Chromium', () => {
     const response = await gw.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(changes) })
     assert.equal(response.status, 200)
   }
-  /** Runs a test body in a fresh browser context and closes it, whatever happens. */
-  const inBrowser = async (viewport: ViewportName, body: (watched: WatchedPage) => Promise<void>) => {
-    const watched = await openPage(browser, viewport)
+  /** The admin's session, logged in once: the tests that only need an administrator start from it. */
+  let adminSignedIn: SignedIn
+
+  /** Runs a test body in a fresh browser context (signed in with `signedIn`) and closes it, whatever happens. */
+  const inBrowser = async (viewport: ViewportName, body: (watched: WatchedPage) => Promise<void>, signedIn?: SignedIn) => {
+    const watched = await openPage(browser, viewport, signedIn)
     try {
       await body(watched)
     } finally {
@@ -33,6 +36,32 @@ describe('the web interface in Chromium', () => {
     await page.locator('dialog.confirm').getByRole('button', { name: confirmLabel }).click()
   }
 
+  /**
+   * The page has a language and a title, each control a label, each button and link a name, and each column a
+   * header: what a screen reader announces for each, by the rules of the accessible name in its simplest cases.
+   */
+  const assertEveryPartNamed = async (page: Page, name: string) => {
+    const missing = await page.evaluate<string[]>(`(() => {
+      const missing = []
+      const text = (element) => (element.getAttribute('aria-label') || element.textContent || '').trim()
+      if (!document.documentElement.lang) missing.push('the language of the page')
+      if (!document.title.trim()) missing.push('the title of the page')
+      for (const control of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+        if (!control.labels.length && !control.getAttribute('aria-label') && !control.getAttribute('aria-labelledby')) missing.push('a label for ' + control.outerHTML.slice(0, 80))
+      }
+      for (const element of document.querySelectorAll('button, a[href]')) if (!text(element)) missing.push('a name for ' + element.outerHTML.slice(0, 80))
+      for (const header of document.querySelectorAll('th')) if (!text(header)) missing.push('a column header in ' + header.closest('table').querySelector('caption').textContent)
+      return missing
+    })()`)
+    assert.deepEqual(missing, [], name)
+  }
+  /** Opens a page of the interface in a context that starts signed in as the admin. */
+  const openAsAdmin = async (page: Page, path: string) => {
+    await page.goto(`${gw.url}${path}`)
+    assert.equal(new URL(page.url()).pathname, path, 'the admin\'s session lets the page open')
+    await pageDrawn(page)
+  }
+
   before(async () => {
     // A single sign-on provider for the login page's button; it is never contacted here.
     gw = await startGateway({ config: { sso: [{ name: 'corp', label: 'Corp ID', issuer: 'https://id.example.invalid/realms/corp', client_id: 'gatehouse' }] } })
@@ -40,6 +69,15 @@ describe('the web interface in Chromium', () => {
     carolId = (await gw.app.accounts.create({ username: 'carol', password: 'carol-password', email: 'carol@example.com', firstName: 'Carol', lastName: 'Jones' })).id
     // Something in the lists, so the screenshots show them.
     await createToken(gw, adminAuth, { description: 'deploy pipeline', scope: 'read', expires_in: 30 * 86400 })
+    // Rows whose buttons must say which row they act on.
+    await createOrgAndTeam(gw, 'Platform', 'Automation')
+    const signingIn = await openPage(browser)
+    try {
+      await logIn(signingIn.page, gw.url, 'admin', ADMIN_PASSWORD)
+      adminSignedIn = await signingIn.context.storageState()
+    } finally {
+      await signingIn.context.close()
+    }
   })
   after(async () => {
     await browser?.close()
@@ -65,16 +103,16 @@ describe('the web interface in Chromium', () => {
   }))
 
   for (const viewport of Object.keys(VIEWPORTS) as ViewportName[]) {
-    it(`shows every page at ${VIEWPORTS[viewport].width} px without overflow or console errors`, () => inBrowser(viewport, async ({ page, problems, failedResponses }) => {
+    it(`shows every page at ${VIEWPORTS[viewport].width} px without overflow or console errors, with a language, a title, a label for each control, a name for each button and link, and headed columns`, () => inBrowser(viewport, async ({ page, problems, failedResponses }) => {
       await page.goto(`${gw.url}/ui/`)
       await assertNoHorizontalOverflow(page, 'login')
       await screenshot(page, `${viewport}-login`)
       await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
       for (const name of PAGES) {
         await page.goto(`${gw.url}/ui/${name}`)
-        await page.locator('main h1').first().waitFor()
-        await page.waitForLoadState('networkidle')
+        await pageDrawn(page)
         assert.equal(await page.locator('main .form-error').count(), 0, `${name} shows an error`)
+        await assertEveryPartNamed(page, name)
         await assertNoHorizontalOverflow(page, name)
         assert.equal(await page.locator('#nav').isVisible(), viewport !== 'phone', 'the menu starts closed on a phone, open elsewhere')
         if (viewport === 'phone') {
@@ -91,32 +129,37 @@ describe('the web interface in Chromium', () => {
     }))
   }
 
-  it('gives every page a language, a title, a label for each control, a name for each button and link, and headed columns', () => inBrowser('desktop', async ({ page, problems }) => {
-    await createOrgAndTeam(gw, 'Platform', 'Automation')
-    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD)
-    for (const name of [...PAGES, 'admin/activity']) {
-      await page.goto(`${gw.url}/ui/${name}`)
-      await page.locator('main h1').first().waitFor()
-      await page.waitForLoadState('networkidle')
-      // What a screen reader announces for each, by the rules of the accessible name in its simplest cases.
-      const missing = await page.evaluate<string[]>(`(() => {
-        const missing = []
-        const text = (element) => (element.getAttribute('aria-label') || element.textContent || '').trim()
-        if (!document.documentElement.lang) missing.push('the language of the page')
-        if (!document.title.trim()) missing.push('the title of the page')
-        for (const control of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
-          if (!control.labels.length && !control.getAttribute('aria-label') && !control.getAttribute('aria-labelledby')) missing.push('a label for ' + control.outerHTML.slice(0, 80))
-        }
-        for (const element of document.querySelectorAll('button, a[href]')) if (!text(element)) missing.push('a name for ' + element.outerHTML.slice(0, 80))
-        for (const header of document.querySelectorAll('th')) if (!text(header)) missing.push('a column header in ' + header.closest('table').querySelector('caption').textContent)
-        return missing
-      })()`)
-      assert.deepEqual(missing, [], name)
-    }
-    // A button repeated on every row says which row it acts on.
+  it('gives the activity page a language, a title and names, and names a button repeated on every row by its row', () => inBrowser('desktop', async ({ page, problems }) => {
+    await openAsAdmin(page, '/ui/admin/activity')
+    await assertEveryPartNamed(page, 'admin/activity')
     await page.goto(`${gw.url}/ui/access`)
     await page.getByRole('button', { name: 'Delete organization Platform', exact: true }).waitFor()
     await page.getByRole('button', { name: 'Delete team Automation', exact: true }).waitFor()
+    assert.deepEqual(problems, [])
+  }, adminSignedIn))
+
+  it('marks the main area busy while a page\'s data loads, and not once it is drawn', () => inBrowser('desktop', async ({ page, problems }) => {
+    await logIn(page, gw.url, 'carol', 'carol-password', '/ui/account')
+    const main = page.locator('main')
+    assert.equal(await main.getAttribute('aria-busy'), null, 'the account page is drawn')
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const asked = new Promise<void>((resolve) => {
+      void page.route('**/api/gateway/v1/tokens/**', async (route) => {
+        resolve()
+        await held
+        await route.continue()
+      })
+    })
+    await page.getByRole('navigation').getByRole('link', { name: 'Tokens' }).click()
+    await asked
+    assert.equal(await main.getAttribute('aria-busy'), 'true')
+    assert.match(await main.innerText(), /Loading/)
+    release()
+    await pageDrawn(page)
+    assert.equal(await main.getAttribute('aria-busy'), null)
+    assert.match(await main.innerText(), /You have no tokens\./)
+    await page.unroute('**/api/gateway/v1/tokens/**')
     assert.deepEqual(problems, [])
   }))
 
@@ -169,7 +212,7 @@ describe('the web interface in Chromium', () => {
   }))
 
   it('creates an OAuth2 application at run time, whose client id gets tokens at /o/token/ until it is deleted in the page', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
-    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/applications')
+    await openAsAdmin(page, '/ui/admin/applications')
     await page.getByRole('heading', { name: 'Applications', level: 1 }).waitFor()
     await page.getByLabel('Name').fill('command line')
     await page.getByRole('button', { name: 'Create application' }).click()
@@ -185,7 +228,7 @@ describe('the web interface in Chromium', () => {
     assert.equal((await grant()).status, 401)
     assert.deepEqual(problems, [])
     assert.deepEqual(failedResponses, [])
-  }))
+  }, adminSignedIn))
 
   it('creates a token shown once, which an HTTP client uses until it is revoked in the page', () => inBrowser('desktop', async ({ page, context, problems, failedResponses }) => {
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gw.url })
@@ -236,7 +279,7 @@ describe('the web interface in Chromium', () => {
 
   it('switches basic auth off in settings, after which basic calls fail, and on again', () => inBrowser('desktop', async ({ page, problems }) => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: carolAuth })).status, 200)
-    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/settings')
+    await openAsAdmin(page, '/ui/admin/settings')
     const basicAuth = page.getByLabel('Gateway basic auth enabled')
     assert.equal(await basicAuth.isChecked(), true)
     await basicAuth.uncheck()
@@ -255,10 +298,10 @@ describe('the web interface in Chromium', () => {
     await page.getByText('Settings saved.').waitFor()
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: carolAuth })).status, 200)
     assert.deepEqual(problems, [])
-  }))
+  }, adminSignedIn))
 
   it('shows the server\'s message next to a wrong setting, and saves nothing of the form', () => inBrowser('phone', async ({ page, problems, failedResponses }) => {
-    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/settings')
+    await openAsAdmin(page, '/ui/admin/settings')
     const age = page.getByLabel('Session cookie age (seconds)')
     await age.fill('5')
     await page.getByLabel('Gateway basic auth enabled').uncheck()
@@ -282,7 +325,7 @@ describe('the web interface in Chromium', () => {
     assert.equal(saved.gateway_basic_auth_enabled, true)
     assert.deepEqual(problems, [])
     assert.deepEqual(failedResponses, ['400 PATCH /api/gateway/v1/settings/all/', '400 PATCH /api/gateway/v1/settings/all/'])
-  }))
+  }, adminSignedIn))
 
   it('lets a user change their details and password on the profile, staying signed in', () => inBrowser('desktop', async ({ page, problems, failedResponses }) => {
     await gw.app.accounts.create({ username: 'dora', password: 'dora-password' })
@@ -403,7 +446,7 @@ describe('the web interface in Chromium', () => {
   })
 
   it('creates and edits a user in administration, with the server\'s messages next to the fields', () => inBrowser('desktop', async ({ page, problems }) => {
-    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/users')
+    await openAsAdmin(page, '/ui/admin/users')
     await page.getByRole('link', { name: 'New user' }).click()
     await page.getByRole('heading', { name: 'New user' }).waitFor()
     await page.getByLabel('Username').fill('dave smith')
@@ -435,12 +478,12 @@ describe('the web interface in Chromium', () => {
     const disabled = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dave', 'dave-new-password') } })
     assert.equal((await json(disabled)).code, 'account_disabled', 'the new password is right, but the account is disabled')
     assert.deepEqual(problems, [])
-  }))
+  }, adminSignedIn))
 
   it('revokes the tokens of one user, then every token, from administration', () => inBrowser('desktop', async ({ page, problems }) => {
     const carols = await createToken(gw, carolAuth, { description: 'carol laptop' })
     const admins = await createToken(gw, adminAuth, { description: 'admin backup' })
-    await logIn(page, gw.url, 'admin', ADMIN_PASSWORD, '/ui/admin/tokens')
+    await openAsAdmin(page, '/ui/admin/tokens')
     await page.locator('tr', { hasText: 'carol laptop' }).waitFor()
     await page.locator('tr', { hasText: 'admin backup' }).waitFor()
 
@@ -461,7 +504,7 @@ describe('the web interface in Chromium', () => {
     await page.getByText('There are no tokens.').waitFor()
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(admins.token) })).status, 401)
     assert.deepEqual(problems, [])
-  }))
+  }, adminSignedIn))
 
   it('logs out, after which the pages ask for a login again', () => inBrowser('desktop', async ({ page, problems }) => {
     await logIn(page, gw.url, 'carol', 'carol-password')

@@ -43,13 +43,17 @@ export interface WatchedPage {
   failedResponses: string[]
 }
 
+/** The cookies of a browser that logged in, for a new context to start signed in to the same session. */
+export type SignedIn = Awaited<ReturnType<BrowserContext['storageState']>>
+
 /**
  * A page in its own context (its own cookies) that records every console error and uncaught exception, and
  * every 4xx/5xx answer. Chromium also logs each such answer to the console ("Failed to load resource"); those
- * lines are left to `failedResponses`, where a test can tell an expected refusal from a broken page.
+ * lines are left to `failedResponses`, where a test can tell an expected refusal from a broken page. With
+ * `signedIn`, the context starts with that session's cookies.
  */
-export async function openPage(browser: Browser, viewport: ViewportName = 'desktop'): Promise<WatchedPage> {
-  const context = await browser.newContext({ viewport: VIEWPORTS[viewport], locale: 'en-GB', timezoneId: 'UTC' })
+export async function openPage(browser: Browser, viewport: ViewportName = 'desktop', signedIn?: SignedIn): Promise<WatchedPage> {
+  const context = await browser.newContext({ viewport: VIEWPORTS[viewport], locale: 'en-GB', timezoneId: 'UTC', storageState: signedIn })
   const page = await context.newPage()
   const problems: string[] = []
   const failedResponses: string[] = []
@@ -72,6 +76,11 @@ export async function logIn(page: Page, baseUrl: string, username: string, passw
   await page.fill('#password', password)
   await Promise.all([page.waitForURL((url) => url.pathname.startsWith('/ui/')), page.click('button[type=submit]')])
   await page.locator('main h1').first().waitFor()
+}
+
+/** Waits for the page of the interface to draw its data: its main area is `aria-busy` until then. */
+export async function pageDrawn(page: Page): Promise<void> {
+  await page.locator('main:not([aria-busy]) h1').first().waitFor()
 }
 
 /** The page fits its width: nothing sticks out to the right. */

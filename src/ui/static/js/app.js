@@ -55,11 +55,13 @@ let renderCount = 0
 let me
 
 async function start() {
+  main.setAttribute('aria-busy', 'true')
   replace(main, h('p', { class: 'muted' }, 'Loading…'))
   try {
     me = (await api('me/')).results[0]
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return location.assign(loginUrl())
+    main.removeAttribute('aria-busy')
     return replace(main, h('p', { class: 'form-error', role: 'alert' }, messageOf(error)))
   }
   renderHeader(me)
@@ -150,6 +152,8 @@ function gatewayPath(pathname) {
  */
 async function render(focus) {
   const count = ++renderCount
+  // Assistive technology, and anything else that reads the page, waits for the data rather than take the placeholder.
+  main.setAttribute('aria-busy', 'true')
   setMenu(false)
   const path = gatewayPath(location.pathname) ?? ''
   const route = ROUTES.find((r) => r.path.test(path))
@@ -179,6 +183,7 @@ async function render(focus) {
   }
   if (count !== renderCount) return
   replace(main, content)
+  main.removeAttribute('aria-busy')
   if (focus) main.focus()
 }
 
