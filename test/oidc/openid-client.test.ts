@@ -1,23 +1,29 @@
 import assert from 'node:assert/strict'
+import crypto from 'node:crypto'
+import { syncBuiltinESMExports } from 'node:module'
 import { after, before, describe, it } from 'node:test'
 import * as client from 'openid-client'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, realmUrl, SERVICE_SECRET, testRealms } from '../helpers/oidc.ts'
 
-/** Counts the signatures WebCrypto makes in this process (the gateway runs in it; the client here signs nothing). */
+/**
+ * Counts the signatures node:crypto makes in this process (the gateway runs in it and signs its tokens with
+ * node:crypto's `sign`; the client here signs nothing). Its named export is replaced too, as modules import it.
+ */
 function countSignatures(): { count: number; stop(): void } {
-  const subtle = globalThis.crypto.subtle
-  const sign = subtle.sign
+  const sign = crypto.sign
   const counter = {
     count: 0,
     stop: () => {
-      subtle.sign = sign
+      crypto.sign = sign
+      syncBuiltinESMExports()
     },
   }
-  subtle.sign = function (...args: Parameters<typeof sign>) {
+  crypto.sign = function (...args: Parameters<typeof sign>) {
     counter.count++
-    return sign.apply(subtle, args)
-  }
+    return sign.apply(crypto, args)
+  } as typeof sign
+  syncBuiltinESMExports()
   return counter
 }
 
