@@ -1,29 +1,23 @@
 import assert from 'node:assert/strict'
-import crypto from 'node:crypto'
-import { syncBuiltinESMExports } from 'node:module'
 import { after, before, describe, it } from 'node:test'
 import * as client from 'openid-client'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, realmUrl, SERVICE_SECRET, testRealms } from '../helpers/oidc.ts'
 
-/**
- * Counts the signatures node:crypto makes in this process (the gateway runs in it and signs its tokens with
- * node:crypto's `sign`; the client here signs nothing). Its named export is replaced too, as modules import it.
- */
+/** Counts the signatures WebCrypto makes in this process (the gateway runs in it; the client here signs nothing). */
 function countSignatures(): { count: number; stop(): void } {
-  const sign = crypto.sign
+  const subtle = globalThis.crypto.subtle
+  const sign = subtle.sign
   const counter = {
     count: 0,
     stop: () => {
-      crypto.sign = sign
-      syncBuiltinESMExports()
+      subtle.sign = sign
     },
   }
-  crypto.sign = function (...args: Parameters<typeof sign>) {
+  subtle.sign = function (...args: Parameters<typeof sign>) {
     counter.count++
-    return sign.apply(crypto, args)
-  } as typeof sign
-  syncBuiltinESMExports()
+    return sign.apply(subtle, args)
+  }
   return counter
 }
 
