@@ -48,17 +48,17 @@ export async function signedJws(header: Record<string, unknown>, payload: unknow
  * assembles and whose signature is `jwsSignature`'s, where its own path for a private JWK goes through jose.
  */
 export function providerSigningKeys(base: typeof ExternalSigningKey, jwks: readonly JWK[]): ExternalSigningKey[] {
-  const NodeSigningKey = nodeSigningKeyClass(base)
-  return jwks.map((jwk) => new NodeSigningKey(jwk))
+  const RealmSigningKey = realmSigningKeyClass(base)
+  return jwks.map((jwk) => new RealmSigningKey(jwk))
 }
 
-type NodeSigningKeyClass = new (jwk: JWK) => ExternalSigningKey
-const classes = new WeakMap<typeof ExternalSigningKey, NodeSigningKeyClass>()
+type RealmSigningKeyClass = new (jwk: JWK) => ExternalSigningKey
+const classes = new WeakMap<typeof ExternalSigningKey, RealmSigningKeyClass>()
 
-function nodeSigningKeyClass(base: typeof ExternalSigningKey): NodeSigningKeyClass {
+function realmSigningKeyClass(base: typeof ExternalSigningKey): RealmSigningKeyClass {
   let made = classes.get(base)
   if (made) return made
-  made = class NodeSigningKey extends base {
+  made = class RealmSigningKey extends base {
     readonly #publicKey: KeyObject
     readonly #x5c: string[] | undefined
     readonly #sign: JwsSignature
