@@ -1,6 +1,7 @@
 import { createHmac, createSecretKey, hash, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto'
-import { CompactSign, decodeJwt, importJWK, type CryptoKey, type JWK, type JWTPayload } from 'jose'
+import { decodeJwt, type JWK, type JWTPayload } from 'jose'
 import { REFRESH_SIGNING_ALG, type RealmKeySet } from './keys.ts'
+import { jwsInput, jwsSignature, signedJws, type JwsSignature } from './signing-keys.ts'
 
 /**
  * Keycloak's JWT shapes for the two tokens oidc-provider issues in other shapes, so that adapters that decode
@@ -49,14 +50,14 @@ export function sessionCookieValue(sid: string): string {
 
 export class KeycloakTokens {
   readonly #issuer: string
-  readonly #idKey: Promise<{ key: CryptoKey; kid: string }>
+  readonly #idKey: { signature: JwsSignature; kid: string }
   readonly #idAlg: string
   readonly #refreshKey: { key: KeyObject; kid: string }
 
   constructor(issuer: string, accessKeys: RealmKeySet, refreshKeys: RealmKeySet) {
     this.#issuer = issuer
     this.#idAlg = accessKeys.alg
-    this.#idKey = activeKey(accessKeys, (jwk) => importJWK(jwk, accessKeys.alg) as Promise<CryptoKey>)
+    this.#idKey = { signature: jwsSignature(activeJwk(accessKeys), accessKeys.alg), kid: accessKeys.activeKid }
     this.#refreshKey = { key: refreshKey(activeJwk(refreshKeys)), kid: refreshKeys.activeKid }
   }
 
@@ -94,7 +95,7 @@ export class KeycloakTokens {
     const access = typeof accessToken === 'string' ? decodeJwt(accessToken) : accessToken?.claims
     const accessValue = typeof accessToken === 'string' ? accessToken : accessToken?.value
     const { exp, iat, auth_time, iss, aud, sub, nonce, sid, acr, amr: _amr, at_hash: _atHash, jti: _jti, azp: _azp, typ: _typ, ...profile } = claims
-    const { key, kid } = await this.#idKey
+    const { signature, kid } = this.#idKey
     const payload: JWTPayload = {
       exp, iat,
       ...(auth_time ?? authTime ? { auth_time: auth_time ?? authTime } : {}),
@@ -110,7 +111,7 @@ export class KeycloakTokens {
     }
     // The token SignJWT makes (its claims serialized in the order given), without the deep copy and the checks of
     // registered claims SignJWT makes of claims that are all Gatehouse's or oidc-provider's own.
-    return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: this.#idAlg, typ: 'JWT', kid }).sign(key)
+    return signedJws({ alg: this.#idAlg, typ: 'JWT', kid }, payload, signature)
   }
   /**
    * A logout token (OpenID Connect Back-Channel Logout 1.0 §2.4) for a client of a session that ended, as Keycloak's
@@ -119,7 +120,7 @@ export class KeycloakTokens {
    * that it can never pass for an ID token. Signed with the realm's current key, as its ID tokens are.
    */
   async logoutToken(clientId: string, sub: string, sid: string | undefined): Promise<string> {
-    const { key, kid } = await this.#idKey
+    const { signature, kid } = this.#idKey
     const iat = Math.floor(Date.now() / 1000)
     const payload: JWTPayload = {
       iat,
@@ -131,7 +132,7 @@ export class KeycloakTokens {
       ...(sid ? { sid } : {}),
       events: { [BACKCHANNEL_LOGOUT_EVENT]: {} },
     }
-    return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: this.#idAlg, typ: 'logout+jwt', kid }).sign(key)
+    return signedJws({ alg: this.#idAlg, typ: 'logout+jwt', kid }, payload, signature)
   }
 
   /**
@@ -141,7 +142,7 @@ export class KeycloakTokens {
    * keycloak-connect verifies it with the realm's published key of its `kid`.
    */
   async adminLogoutAction(clientId: string, adapterSessionIds: readonly string[], keycloakSessionId: string | undefined): Promise<string> {
-    const { key, kid } = await this.#idKey
+    const { signature, kid } = this.#idKey
     const payload = {
       id: randomUUID(),
       expiration: Math.floor(Date.now() / 1000) + ADMIN_ACTION_SECONDS,
@@ -151,7 +152,7 @@ export class KeycloakTokens {
       notBefore: 0,
       ...(keycloakSessionId ? { keycloakSessionIds: [keycloakSessionId] } : {}),
     }
-    return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: this.#idAlg, typ: 'JWT', kid }).sign(key)
+    return signedJws({ alg: this.#idAlg, typ: 'JWT', kid }, payload, signature)
   }
 }
 
@@ -195,7 +196,7 @@ export async function verifyRefreshToken(jwt: string, issuer: string, refreshKey
  * keys, no `crit` extensions, and the exact signature (compared as text, so no other spelling of it passes).
  */
 function signHmacJwt(header: Record<string, unknown>, payload: JWTPayload, key: KeyObject): string {
-  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+  const input = jwsInput(header, payload)
   return `${input}.${hmacSignature(input, key)}`
 }
 
@@ -247,10 +248,6 @@ function inKeycloakOrder(claims: Record<string, unknown>): Record<string, unknow
 export function halfHash(value: string): string {
   const digest = hash('sha256', value, 'buffer')
   return digest.subarray(0, digest.length / 2).toString('base64url')
-}
-
-async function activeKey(keys: RealmKeySet, imported: (jwk: JWK) => Promise<CryptoKey>): Promise<{ key: CryptoKey; kid: string }> {
-  return { key: await imported(activeJwk(keys)), kid: keys.activeKid }
 }
 
 function activeJwk(keys: RealmKeySet): JWK {

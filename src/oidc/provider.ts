@@ -1,4 +1,4 @@
-import type { default as Provider, ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider'
+import type { default as Provider, ClientMetadata, Configuration, ExternalSigningKey, KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
@@ -17,6 +17,7 @@ import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { idTokenClaims } from './id-token-claims.ts'
+import { providerSigningKeys } from './signing-keys.ts'
 import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
@@ -78,8 +79,13 @@ export const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'clie
  * endpoint's profile.
  */
 let providerClass: Promise<typeof Provider> | undefined
+/** oidc-provider's class for keys that sign outside it (signing-keys.ts), loaded with it. */
+let signingKeyClass: typeof ExternalSigningKey | undefined
 export function loadProviderClass(): Promise<typeof Provider> {
-  providerClass ??= import('oidc-provider').then((module) => module.default, (error: unknown) => {
+  providerClass ??= import('oidc-provider').then((module) => {
+    signingKeyClass = module.ExternalSigningKey
+    return module.default
+  }, (error: unknown) => {
     providerClass = undefined
     throw error
   })
@@ -180,7 +186,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     clients: realm.clients.map((client) => clientMetadata(client, issuer)),
     // ID tokens are signed with the realm's algorithm, whatever client (configured or application) they are for.
     clientDefaults: { grant_types: ['authorization_code'], response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic', id_token_signed_response_alg: realm.default_signature_algorithm },
-    jwks: { keys: keys.privateJwks as never },
+    jwks: { keys: providerSigningKeys(signingKeyClass!, keys.privateJwks) },
     findAccount,
     claims: SCOPE_CLAIMS,
     scopes,
@@ -198,6 +204,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     },
     features: {
       devInteractions: { enabled: false },
+      // The realm's keys sign with node:crypto (signing-keys.ts).
+      externalSigningSupport: { enabled: true, ack: 'experimental-01' },
       clientCredentials: { enabled: true },
       // Keycloak: a confidential client may introspect any token of its realm, a public client only its own.
       // A disabled user's tokens are not active, nor those of a client the realm no longer has (Keycloak's TokenManager

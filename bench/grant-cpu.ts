@@ -1,0 +1,193 @@
+/**
+ * `node bench/grant-cpu.ts [grants] [rounds] [grant]`: the CPU time Gatehouse spends per token grant, the whole
+ * process and its event loop (its main thread), read from /proc around each round, beside the cost of the grant's
+ * cryptography alone measured in this process. CPU time is what a busy machine changes least, where requests/s
+ * (`npm run bench`) needs a quiet one. A server (`bin/gatehouse serve`, SQLite) runs as a child with a realm signing
+ * RS256 and one signing ES256; after a warm-up, each round makes `grants` refresh_token grants (a chain of refresh
+ * tokens per connection; then again with `scope=openid`), as many client_credentials grants, and a tenth as many
+ * password grants, four connections at once. Prints each figure as the median of the rounds. `grant` measures
+ * only the grants whose name starts with it (and not the cryptography alone). GRANT_CPU_PROFILE=<dir> runs the
+ * server with `--cpu-prof` there.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createHmac, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { Agent, request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { hashPassword, verifyPassword } from '../src/directory/passwords.ts'
+
+const root = new URL('../', import.meta.url).pathname
+const grants = Number(process.argv[2] ?? 2000)
+const rounds = Number(process.argv[3] ?? 5)
+const only = process.argv[4]
+const measured = (name: string) => !only || name.startsWith(only)
+const connections = 4
+const password = 'bench-password'
+const clientSecret = 'bench-client-secret-0123456789'
+const dir = mkdtempSync(join(tmpdir(), 'gatehouse-grant-cpu-'))
+const ticksPerSecond = 100
+
+function writeConfig(): string {
+  const config = join(dir, 'grant-cpu.yaml')
+  const clients = [
+    '    clients:',
+    '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
+    `      - { client_id: bench-service, public_client: false, secret: ${clientSecret}, service_accounts: true }`,
+  ]
+  writeFileSync(config, [
+    'server: { host: 127.0.0.1, port: 0 }',
+    'services: []',
+    'realms:',
+    '  - name: platform',
+    '    access_token_seconds: 3600',
+    ...clients,
+    '  - name: platform-es256',
+    '    default_signature_algorithm: ES256',
+    '    access_token_seconds: 3600',
+    ...clients,
+  ].join('\n'))
+  return config
+}
+
+function startGateway(config: string): Promise<{ child: ChildProcess; url: string }> {
+  const profile = process.env.GRANT_CPU_PROFILE
+  const child = spawn(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', join(dir, 'data')], {
+    env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn', ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {}) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not start: ${output}`)), 60_000)
+    const onData = (data: Buffer) => {
+      output += data
+      const url = /Gatehouse listening on (\S+)/.exec(output)?.[1]
+      if (url) {
+        clearTimeout(timer)
+        resolve({ child, url })
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${output}`)))
+  })
+}
+
+/** User and system time in µs of a process (`/proc/<pid>/stat`) or of one of its threads. */
+function cpuMicros(path: string): number {
+  const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: connections })
+
+function post(url: string, body: string): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } }, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('end', () => {
+        const text = Buffer.concat(chunks).toString()
+        if (response.statusCode !== 200) reject(new Error(`${response.statusCode}: ${text}`))
+        else resolve(JSON.parse(text))
+      })
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+const tokenEndpoint = (url: string, realm: string) => `${url}/realms/${realm}/protocol/openid-connect/token`
+const passwordBody = new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password }).toString()
+const passwordOpenidBody = new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password, scope: 'openid' }).toString()
+const clientCredentialsBody = new URLSearchParams({ client_id: 'bench-service', client_secret: clientSecret, grant_type: 'client_credentials' }).toString()
+
+/** `count` grants over the connections; `next` makes a connection's next body from its last answer. */
+async function run(endpoint: string, count: number, first: () => Promise<string>, next: (answer: any) => string): Promise<void> {
+  let left = count
+  await Promise.all(Array.from({ length: connections }, async () => {
+    let body = await first()
+    while (left-- > 0) body = next(await post(endpoint, body))
+  }))
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+/** CPU µs of the server per grant, the process's and its event loop's, median of the rounds. */
+async function measure(pid: number, count: number, grant: (count: number) => Promise<void>): Promise<{ process: number; loop: number }> {
+  await grant(Math.max(connections, Math.floor(count / 4)))
+  const processes: number[] = []
+  const loops: number[] = []
+  for (let round = 0; round < rounds; round++) {
+    const [process0, loop0] = [cpuMicros(`/proc/${pid}/stat`), cpuMicros(`/proc/${pid}/task/${pid}/stat`)]
+    await grant(count)
+    processes.push((cpuMicros(`/proc/${pid}/stat`) - process0) / count)
+    loops.push((cpuMicros(`/proc/${pid}/task/${pid}/stat`) - loop0) / count)
+  }
+  return { process: median(processes), loop: median(loops) }
+}
+
+/** CPU µs per call of `operation`, in this process, median of the rounds. */
+async function isolated(count: number, operation: () => unknown): Promise<number> {
+  for (let i = 0; i < Math.max(1, count / 10); i++) await operation()
+  const perCall: number[] = []
+  for (let round = 0; round < rounds; round++) {
+    const before = process.cpuUsage()
+    for (let i = 0; i < count; i++) await operation()
+    const used = process.cpuUsage(before)
+    perCall.push((used.user + used.system) / count)
+  }
+  return median(perCall)
+}
+
+const rows: [string, string][] = []
+let gateway: { child: ChildProcess; url: string } | undefined
+try {
+  gateway = await startGateway(writeConfig())
+  const pid = gateway.child.pid!
+  const { url } = gateway
+  for (const realm of ['platform', 'platform-es256']) {
+    const endpoint = tokenEndpoint(url, realm)
+    const refreshBody = (answer: any) => new URLSearchParams({ client_id: 'end-users', grant_type: 'refresh_token', refresh_token: answer.refresh_token }).toString()
+    if (measured('refresh_token')) {
+      const refresh = await measure(pid, grants, (count) => run(endpoint, count, async () => refreshBody(await post(endpoint, passwordBody)), refreshBody))
+      rows.push([`refresh_token, ${realm}`, `${refresh.process.toFixed(0)} (${refresh.loop.toFixed(0)})`])
+      // As Keycloak's adapters ask: with `openid`, each refresh signs an ID token too.
+      const openid = await measure(pid, grants, (count) => run(endpoint, count, async () => refreshBody(await post(endpoint, passwordOpenidBody)), refreshBody))
+      rows.push([`refresh_token, scope=openid, ${realm}`, `${openid.process.toFixed(0)} (${openid.loop.toFixed(0)})`])
+    }
+    if (!measured('client_credentials')) continue
+    const credentials = await measure(pid, grants, (count) => run(endpoint, count, async () => clientCredentialsBody, () => clientCredentialsBody))
+    rows.push([`client_credentials, ${realm}`, `${credentials.process.toFixed(0)} (${credentials.loop.toFixed(0)})`])
+  }
+  const endpoint = tokenEndpoint(url, 'platform')
+  if (measured('password')) {
+    const passwords = await measure(pid, Math.max(connections, Math.floor(grants / 10)), (count) => run(endpoint, count, async () => passwordBody, () => passwordBody))
+    rows.push(['password, platform', `${passwords.process.toFixed(0)} (${passwords.loop.toFixed(0)})`])
+  }
+  if (!only) {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+    const input = randomBytes(900)
+    const hmacKey = randomBytes(64)
+    const hash = await hashPassword(password)
+    rows.push(['RS256 signature alone', (await isolated(500, () => sign('sha256', input, rsa))).toFixed(0)])
+    rows.push(['ES256 signature alone', (await isolated(2000, () => sign('sha256', input, { key: ec, dsaEncoding: 'ieee-p1363' }))).toFixed(0)])
+    rows.push(['HS512 (the refresh token) alone', (await isolated(5000, () => createHmac('sha512', hmacKey).update(input).digest())).toFixed(1)])
+    rows.push(['argon2id verification alone', (await isolated(20, () => verifyPassword(hash, password))).toFixed(0)])
+  }
+} finally {
+  agent.destroy()
+  if (gateway) {
+    const exited = new Promise((resolve) => gateway!.child.once('exit', resolve))
+    gateway.child.kill('SIGTERM')
+    await exited
+  }
+  rmSync(dir, { recursive: true, force: true })
+}
+
+process.stdout.write(`| ${grants} grants a round (password: ${Math.max(connections, Math.floor(grants / 10))}), ${connections} connections, median of ${rounds} rounds | CPU µs per grant (event loop) |\n|---|---:|\n`)
+for (const [name, value] of rows) process.stdout.write(`| ${name} | ${value} |\n`)
