@@ -179,6 +179,7 @@ export class WebSocketTunnels {
     const toService = carry(client, service, upgrade.head)
     this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
     let closedBy: string | undefined
+    let closingSince: number | undefined
     const tunnel: Tunnel | undefined = principal ? { request, route, userId: principal.user.id, close } : undefined
     const { promise: logged, resolve: markLogged } = Promise.withResolvers<void>()
     if (this.#connections.has(client)) {
@@ -199,6 +200,7 @@ export class WebSocketTunnels {
     function close(reason: string): void {
       if (closedBy) return
       closedBy = reason
+      closingSince = performance.now()
       const said = CLOSE_CODES[reason]
       if (!said) return cut()
       const cutting = setTimeout(cut, BOUNDARY_WAIT_MS).unref()
@@ -217,7 +219,9 @@ export class WebSocketTunnels {
       if (tunnel) this.#forget(tunnel)
       this.#openByService.set(route.name, this.#openByService.get(route.name)! - 1)
       this.#app.metrics.webSocketClosed(route.name, closedBy!)
-      request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, ms: Math.round(performance.now() - opened), closed_by: closedBy }, 'websocket closed')
+      const now = performance.now()
+      // closing_ms: from the decision to close to both connections closed (the close frames' exchange, or the cut).
+      request.log.info({ reqId: request.id, service: route.name, path: splitTarget(request.url).path, user: principal?.user.username, auth: principal?.method, ms: Math.round(now - opened), closed_by: closedBy, closing_ms: Math.round(now - closingSince!) }, 'websocket closed')
       markLogged()
     }
     // Bytes either way pass through the client's socket (read from it, or written to it), so its timeout is the

@@ -164,6 +164,9 @@ describe('WebSockets the gateway closes', () => {
     assert.deepEqual(await eventually(() => atService.close, Boolean, 3000), { code: 1008, reason: 'credential revoked' })
     const line = await eventually(() => logLines.find((entry) => entry.msg === 'websocket closed' && entry.path === '/feed/events/'), Boolean, 3000)
     assert.equal(line?.closed_by, 'credential_revoked')
+    // How long the close frames' exchange took, from the gateway's decision: part of the time the socket was open.
+    assert.equal(typeof line?.closing_ms, 'number')
+    assert.ok(Number(line.closing_ms) >= 0 && Number(line.closing_ms) <= Number(line.ms), JSON.stringify(line))
     assert.match(await (await gw.fetch('/metrics')).text(), /^gatehouse_websockets_closed_total\{service="feed",reason="credential_revoked"\} 1$/m)
   })
 
