@@ -61,11 +61,19 @@ function start(command: string, args: string[], env: Record<string, string>, rea
     }
     child.stdout!.on('data', onData)
     child.stderr!.on('data', onData)
-    child.on('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)))
+    child.on('exit', (code, signal) => {
+      reject(new Error(`exited with ${code}: ${output}`))
+      // A process that ends in the middle of the run leaves the rows after it failing: say why it ended.
+      if (!stopping.has(child)) console.error(`${command} ${args.join(' ')} exited during the run (${signal ?? code}):\n${output.slice(-4000)}`)
+    })
   })
 }
 
+/** The processes stopped on purpose: any other that exits has failed. */
+const stopping = new WeakSet<ChildProcess>()
+
 async function stop(child: ChildProcess): Promise<void> {
+  stopping.add(child)
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
   child.kill('SIGTERM')
@@ -360,6 +368,10 @@ try {
     }
   }
   const results = measureInRounds(named.map(({ target }) => target))
+  // The rounds held this event loop for minutes: the connections fetch keeps were closed by the gateway meanwhile
+  // (its keep-alive timeout), and only now can undici read that. One turn of the loop lets it drop them, rather than
+  // write the next request into a closed one (EPIPE).
+  await new Promise((resolve) => setTimeout(resolve, 100))
   const rows: Row[] = [...named.map(({ name }, i) => ({ name, result: results[i]! })), ...notes]
   const nginxProxy = results[1]!
   const bareProxy = results[3]!
