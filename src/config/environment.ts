@@ -47,7 +47,8 @@ export function substituteEnvironment(input: unknown, env: NodeJS.ProcessEnv): S
       substituted.add(setting)
       const name = reference[1]!
       const fallback = reference[2]
-      const found = env[name]
+      // Only the environment's own variables: `${constructor}` is no variable, though every object has one.
+      const found = Object.hasOwn(env, name) ? env[name] : undefined
       if (found) return found
       if (fallback !== undefined) return fallback
       problems.push(`${setting}: the environment variable ${name} is not set or empty (\${${name}:-default} would give a default)`)

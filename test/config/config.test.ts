@@ -204,6 +204,13 @@ describe('configuration', () => {
       assert.doesNotMatch(problems.join('\n'), /gw-host-value/)
     })
 
+    it('takes only the environment\'s own variables, not what every object inherits', () => {
+      const file = configFile(...REALM_WITH_SECRET, '        secret: ${constructor}', '        redirect_uris: ["https://${__proto__:-app.example}/*"]')
+      assert.deepEqual(fileProblemsOf(file, {}), ['realms.0.clients.0.secret: the environment variable constructor is not set or empty (${constructor:-default} would give a default)'])
+      const config = loadConfigFile(file, { constructor: 'sixteen-or-more-characters' })
+      assert.deepEqual([config.realms[0]!.clients[0]!.secret, config.realms[0]!.clients[0]!.redirect_uris], ['sixteen-or-more-characters', ['https://app.example/*']])
+    })
+
     it('refuses a ${ that starts no substitution, without repeating the text around it', () => {
       const file = configFile(...REALM_WITH_SECRET, '        secret: "s3cr3t-${1ST}-${NAME:?no}-${UNCLOSED"')
       const problems = fileProblemsOf(file, { NAME: 'x' })
