@@ -22,13 +22,20 @@ import { closeFrame, FrameBoundaries } from './websocket-frames.ts'
  * WebSockets through the gateway (RFC 6455). An upgrade request is routed as any other request is (the same hooks,
  * authentication, refusals and redirects) and, once allowed, tunnelled byte for byte to the service with the identity
  * headers. An open socket lives only as long as its credential: every open tunnel's request goes through `authorize`
- * again twice a second, from memory, and a socket whose session or token was revoked, whose user was disabled, whose
+ * again, from memory, as soon as this process applies news of a change (looked for ten times a second) and twice a
+ * second anyway (for expiry), and a socket whose session or token was revoked, whose user was disabled, whose
  * credential expired or whose access was withdrawn is closed. When the gateway closes a socket itself it says why with
  * a close frame to each end, put between two frames of the stream it joins.
  */
 
-/** How often open sockets' credentials are checked again: a revocation closes them within a second. */
+/** How often open sockets' credentials are checked again when nothing changed: an expired credential's closes within a second. */
 const RECHECK_MS = 500
+/**
+ * How often, while sockets are open, this process looks for news of changes (on SQLite a `PRAGMA data_version`;
+ * PostgreSQL's news is pushed and costs nothing to ask for): news checks every socket at once, so a revocation through
+ * another process closes its sockets within about this long, not a whole RECHECK_MS later.
+ */
+const LOOK_MS = 100
 /** A Sec-WebSocket-Key is 16 random bytes in base64 (RFC 6455 §4.1). */
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/
 /** What a key is hashed with into the Sec-WebSocket-Accept that proves the answer is to it (RFC 6455 §1.3). */
@@ -81,7 +88,11 @@ export class WebSocketTunnels {
   readonly #openByService = new Map<string, number>()
   #closing = false
   #timer: NodeJS.Timeout | undefined
+  #checkedAt = 0
   #checking = false
+  /** News arrived during a check, which may have read the caches before it: check once more after it. */
+  #again = false
+  #soon: NodeJS.Immediate | undefined
 
   /**
    * Takes WebSocket upgrades off Node's HTTP server and hands them to Fastify's router with a response bound to
@@ -93,6 +104,7 @@ export class WebSocketTunnels {
     this.#app = app
     this.#answered = answered
     app.metrics.watchWebSockets(() => this.#openByService)
+    app.bus.onApplied(() => this.#recheckSoon())
     const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
     http.shouldUpgradeCallback = asksForWebSocket
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -237,7 +249,7 @@ export class WebSocketTunnels {
 
   #watch(tunnel: Tunnel): void {
     this.#open.add(tunnel)
-    this.#timer ??= setInterval(() => void this.#recheck(), RECHECK_MS).unref()
+    this.#timer ??= setInterval(() => void this.#look(), LOOK_MS).unref()
   }
 
   #forget(tunnel: Tunnel): void {
@@ -248,17 +260,36 @@ export class WebSocketTunnels {
     }
   }
 
+  /** Asks for news (which, applied, checks every socket) and checks them anyway every RECHECK_MS. */
+  async #look(): Promise<void> {
+    await this.#app.bus.freshen().catch(() => {})
+    if (performance.now() - this.#checkedAt >= RECHECK_MS) void this.#recheck()
+  }
+
+  #recheckSoon(): void {
+    if (this.#open.size === 0) return
+    if (this.#checking) this.#again = true
+    else this.#soon ??= setImmediate(() => {
+      this.#soon = undefined
+      void this.#recheck()
+    })
+  }
+
   /** Decides on every open socket's request again; one that is no longer let in, or only as someone else, is closed. */
   async #recheck(): Promise<void> {
     if (this.#checking) return
     this.#checking = true
     try {
-      await Promise.all([...this.#open].map(async (tunnel) => {
-        // An outage is not a revocation, but past auth.max_stale_seconds a revocation could not be heard of: fail closed.
-        const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error }))
-        if (!decision.granted) tunnel.close(decision.refusal instanceof DatabaseUnavailable ? 'database_unavailable' : 'credential_revoked')
-        else if (decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
-      }))
+      do {
+        this.#again = false
+        this.#checkedAt = performance.now()
+        await Promise.all([...this.#open].map(async (tunnel) => {
+          // An outage is not a revocation, but past auth.max_stale_seconds a revocation could not be heard of: fail closed.
+          const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error }))
+          if (!decision.granted) tunnel.close(decision.refusal instanceof DatabaseUnavailable ? 'database_unavailable' : 'credential_revoked')
+          else if (decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
+        }))
+      } while (this.#again)
     } finally {
       this.#checking = false
     }

@@ -70,6 +70,7 @@ export class EventBus {
   readonly #listeners = new Map<string, Listener[]>()
   readonly #readListeners: ((lagMs: number) => void)[] = []
   readonly #missedListeners: (() => void | Promise<void>)[] = []
+  readonly #appliedListeners: (() => void)[] = []
   readonly #seen = new Set<number>()
   readonly #processId = randomUUID()
   #lastId = 0
@@ -222,6 +223,14 @@ export class EventBus {
     this.#missedListeners.push(listener)
   }
 
+  /**
+   * Called once this process has applied news (its own or another process's: every listener of the event has run), or
+   * dropped its caches for news it missed: what rests on many cached things at once (open WebSockets) looks again.
+   */
+  onApplied(listener: () => void): void {
+    this.#appliedListeners.push(listener)
+  }
+
   /** Called for each event another process wrote, with how long after its commit this process read it. */
   onRead(listener: (lagMs: number) => void): void {
     this.#readListeners.push(listener)
@@ -296,7 +305,7 @@ export class EventBus {
     // restored, a failover that lost commits) and hands out the ids read before again. Whatever was cached may be
     // wrong, and the log is read on from where it now ends.
     if (before > 0 && !events.some((event) => event.id >= before)) {
-      for (const listener of this.#missedListeners) await listener()
+      await this.#missed()
       await this.#readFromNow()
       if (this.#registered && this.#postgres) await this.#store.events.heartbeat(this.#processId, this.#lastId)
       this.#again = true
@@ -305,9 +314,7 @@ export class EventBus {
     // A hole right after what was read is usually ids no commit used (rolled back, or still to commit on PostgreSQL);
     // it is news lost only when no event older than it is left: a prune took what this process had not read.
     const next = events.find((event) => event.id > before)
-    if (next && next.id > before + 1 && (await this.#store.events.oldestId()) > before + 1) {
-      for (const listener of this.#missedListeners) await listener()
-    }
+    if (next && next.id > before + 1 && (await this.#store.events.oldestId()) > before + 1) await this.#missed()
     for (const event of events) {
       if (!this.#seen.has(event.id)) {
         // A listener that fails (its own read failed) stops the read here; the next one starts again from this event.
@@ -356,8 +363,14 @@ export class EventBus {
     }
   }
 
+  async #missed(): Promise<void> {
+    for (const listener of this.#missedListeners) await listener()
+    for (const listener of this.#appliedListeners) listener()
+  }
+
   async #dispatch(topic: string, key: string): Promise<void> {
     for (const listener of this.#listeners.get(topic) ?? []) await listener(key)
+    for (const listener of this.#appliedListeners) listener()
   }
 
   /** Opens the LISTEN connection, then reads the log: whatever was announced while nobody listened is in it. */

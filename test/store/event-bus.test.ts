@@ -105,6 +105,34 @@ for (const backend of storeBackends) {
 }
 
 for (const backend of storeBackends) {
+  describe(`event bus on ${backend.name}: what rests on many cached things`, () => {
+    it('is told after news is applied, its own process\'s or another\'s, and after a flush for news it missed', () => withReader(backend, 'token', async ({ opened, writer, bus, applied }) => {
+      let told = 0
+      let appliedWhenTold: string[] = []
+      bus.onApplied(() => {
+        told++
+        appliedWhenTold = [...applied]
+      })
+      await bus.start(60_000)
+      await bus.sync()
+      assert.equal(told, 0, 'nothing is told while nothing changed')
+      await writer.publish('token', '1')
+      await bus.sync()
+      assert.equal(told, 1, 'another process\'s news')
+      assert.deepEqual(appliedWhenTold, ['1'], 'told once the news\'s listeners have run')
+      await bus.publish('token', '2')
+      assert.equal(told, 2, 'its own news, before the change returns')
+      assert.deepEqual(appliedWhenTold, ['1', '2'])
+      await opened.store.events.append('token', '3')
+      await opened.store.events.prune(-60_000)
+      await opened.store.events.append('token', '4')
+      await bus.sync()
+      assert.ok(told >= 3, 'a flush for pruned news it never read')
+    }))
+  })
+}
+
+for (const backend of storeBackends) {
   describe(`event bus on ${backend.name}: news lost from the log`, () => {
     it('flushes when events it had not read were pruned, and not for ids no commit used', () => withReader(backend, 'token', async ({ opened, writer, bus, applied, missed }) => {
       await writer.publish('token', '1')
