@@ -59,27 +59,24 @@ export function associationRoutes(api: GatewayApi, app: App): void {
     })
     api.post(`${path}associate/`, { schema: { params: idParam, body: associationBody } }, async (request, reply) => {
       const { role, objectId } = parentToChange(app, request, association, request.params.id)
-      const ids = instancesOf(request.body.instances, 'associate')
       const visible = visibilityOf(app, request)?.users
       // Only users the caller sees, as the platform takes them from the users list filtered for the caller.
-      for (const id of ids) {
+      const users = await instancesOf(request.body.instances, 'associate', async (id) => {
         const user = await app.store.users.findById(id)
-        if (!user || (visible && !user.isSuperuser && !visible.has(id))) throw doesNotExist(id)
-      }
+        return user && (!visible || user.isSuperuser || visible.has(id)) ? user : undefined
+      })
       // All or none: a list that fails part way leaves nothing given.
-      await giveRoles(app, request, 'user', ids.map((id) => ({ roleDefinitionId: role.id, actorId: id, objectId })))
+      await giveRoles(app, request, 'user', users.map((user) => ({ roleDefinitionId: role.id, actorId: user.id, objectId })))
       return reply.code(204).send()
     })
     api.post(`${path}disassociate/`, { schema: { params: idParam, body: associationBody } }, async (request, reply) => {
       const { role, objectId } = parentToChange(app, request, association, request.params.id)
-      const ids = instancesOf(request.body.instances, 'disassociate')
-      for (const id of ids) if (!(await app.store.users.findById(id))) throw doesNotExist(id)
-      const held = await Promise.all(ids.map((actorId) => app.store.access.findHeldAssignment({ roleDefinitionId: role.id, actor: 'user', actorId, objectType: association.parent, objectId })))
-      const unrelated = ids.filter((_id, i) => !held[i])
-      if (unrelated.length) {
-        throw refusedInView(`Cannot disassociate these objects because they are not all related to this object: ${unrelated.join(', ')}`)
-      }
-      await takeRoles(app, request, 'user', held.map((assignment) => assignment!))
+      // Only users holding the role on the parent, as django-ansible-base's DisassociationSerializerBase takes them
+      // from the related list's queryset (not filtered by what the caller sees): any other, or one that does not
+      // exist, is refused, and nothing is taken.
+      const held = await instancesOf(request.body.instances, 'disassociate', (actorId) =>
+        app.store.access.findHeldAssignment({ roleDefinitionId: role.id, actor: 'user', actorId, objectType: association.parent, objectId }))
+      await takeRoles(app, request, 'user', held)
       return reply.code(204).send()
     })
   }
@@ -104,37 +101,44 @@ function parentToChange(app: App, request: FastifyRequest, association: Associat
 }
 
 /**
- * The ids in `instances`, read as the platform's PrimaryKeyRelatedField(many=True) reads them, first problem only,
- * in its words; none at all is refused as django-ansible-base's AssociateMixin refuses it.
+ * What `instances` names, read as Django REST framework's PrimaryKeyRelatedField(many=True) reads it: item by item,
+ * each a pk that `find` must find (the platform's queryset for the action), and the first problem only, in its words;
+ * none at all is refused as django-ansible-base's AssociateMixin refuses it. Repeats are taken once.
  */
-function instancesOf(instances: unknown, action: 'associate' | 'disassociate'): number[] {
+async function instancesOf<T>(instances: unknown, action: 'associate' | 'disassociate', find: (id: number) => Promise<T | undefined>): Promise<T[]> {
   const refuse = (message: string) => new ValidationFailed({ instances: [message] })
   if (instances === undefined) throw refuse('This field is required.')
   if (instances === null) throw refuse('This field may not be null.')
-  if (!Array.isArray(instances)) throw refuse(`Expected a list of items but got type "${pythonType(instances)}".`)
+  // An object is read as Python iterates a dict, by its keys (django-ansible-base's tests send `{}`, refused as empty).
+  const items = Array.isArray(instances) ? instances : typeof instances === 'object' ? Object.keys(instances) : undefined
+  if (!items) throw refuse(`Expected a list of items but got type "${pythonType(instances)}".`)
   // Each id is looked up: a bound keeps one request's work bounded (the platform has none).
-  if (instances.length > MAX_INSTANCES) throw refuse(`Give at most ${MAX_INSTANCES} instances at once.`)
-  const ids: number[] = []
-  for (const item of instances) {
+  if (items.length > MAX_INSTANCES) throw refuse(`Give at most ${MAX_INSTANCES} instances at once.`)
+  const found = new Map<number, T>()
+  for (const item of items) {
     const text = typeof item === 'number' || typeof item === 'string' ? String(item) : ''
     if (!/^-?[0-9]{1,20}$/.test(text)) throw refuse(`Incorrect type. Expected pk value, received ${pythonType(item)}.`)
     const id = Number(text)
-    if (id < 1 || id > 2 ** 31 - 1) throw doesNotExist(text)
-    if (!ids.includes(id)) ids.push(id)
+    if (found.has(id)) continue
+    const object = id >= 1 && id <= 2 ** 31 - 1 ? await find(id) : undefined
+    if (object === undefined) throw refuse(`Invalid pk "${text}" - ${NOT_FOUND[action]}.`)
+    found.set(id, object)
   }
-  if (!ids.length) throw refusedInView(`Please pass in one or more instances to ${action}`)
-  return ids
+  if (!found.size) throw refusedInView(`Please pass in one or more instances to ${action}`)
+  return [...found.values()]
 }
+
+/** How django-ansible-base's serializers say a pk is not among those the action takes (DisassociationSerializerBase words its own). */
+const NOT_FOUND = {
+  associate: 'object does not exist',
+  disassociate: 'object does not exist or is not associated with parent object',
+} as const
 
 const MAX_INSTANCES = 200
 
 /** A refusal django-ansible-base raises in its view with a string, which Django REST framework sends bare, not in a list. */
 function refusedInView(message: string): ValidationFailed {
   return new ValidationFailed({ instances: [message] }, message, { bare: ['instances'] })
-}
-
-function doesNotExist(id: number | string): ValidationFailed {
-  return new ValidationFailed({ instances: [`Invalid pk "${id}" - object does not exist.`] })
 }
 
 /** How Python names the type of a JSON value, as Django REST framework's messages name it. */

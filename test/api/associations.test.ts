@@ -95,11 +95,31 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
     assert.equal(tooMany.status, 400)
     assert.equal(tooMany.body.code, 'invalid')
     assert.ok(tooMany.body.instances, 'names instances')
-    const notHeld = await call(gw, 'POST', `teams/${team}/users/disassociate/`, { instances: [bob] })
-    assert.equal(notHeld.status, 400)
-    assert.equal(notHeld.body.instances, `Cannot disassociate these objects because they are not all related to this object: ${bob}`)
-    assert.deepEqual(notHeld.body.errors, { instances: [notHeld.body.instances] })
+    const emptyObject = await call(gw, 'POST', `teams/${team}/users/disassociate/`, { instances: {} })
+    assert.equal(emptyObject.status, 400)
+    assert.equal(emptyObject.body.instances, 'Please pass in one or more instances to disassociate', 'an object is read by its keys, as Python iterates a dict')
+    const firstProblem = await call(gw, 'POST', `teams/${team}/users/associate/`, { instances: [987654, 'abc'] })
+    assert.deepEqual(firstProblem.body.instances, ['Invalid pk "987654" - object does not exist.'], 'items are read in turn; the first problem is named')
     assert.deepEqual((await call(gw, 'GET', `teams/${team}/users/`)).body.results.map((u: { id: number }) => u.id), [alice])
+  })
+
+  it('refuses to disassociate a user who does not hold the role, or does not exist, as django-ansible-base\'s serializer does, taking nothing', async () => {
+    const members = async () => (await call(gw, 'GET', `teams/${team}/users/`)).body.results.map((u: { id: number }) => u.id)
+    assert.deepEqual(await members(), [alice])
+    for (const [instances, named] of [[[bob], bob], [[alice, bob], bob], [[alice, 987654, bob], 987654], [[-1], -1], [[alice, String(bob)], bob]] as const) {
+      const refused = await call(gw, 'POST', `teams/${team}/users/disassociate/`, { instances })
+      assert.equal(refused.status, 400, JSON.stringify(instances))
+      assert.equal(refused.body.code, 'invalid')
+      // In a list, naming the first id the related list does not hold, as DisassociationSerializerBase words it.
+      assert.deepEqual(refused.body.instances, [`Invalid pk "${named}" - object does not exist or is not associated with parent object.`], JSON.stringify(instances))
+      assert.deepEqual(refused.body.errors, { instances: refused.body.instances })
+      assert.deepEqual(await members(), [alice], `alice stays a member after ${JSON.stringify(instances)}`)
+    }
+    // Holding another role on the team (Team Admin) is not being its member.
+    assert.equal((await call(gw, 'POST', `teams/${team}/admins/associate/`, { instances: [bob] })).status, 204)
+    const adminOnly = await call(gw, 'POST', `teams/${team}/users/disassociate/`, { instances: [bob] })
+    assert.deepEqual(adminOnly.body.instances, [`Invalid pk "${bob}" - object does not exist or is not associated with parent object.`])
+    assert.equal((await call(gw, 'POST', `teams/${team}/admins/disassociate/`, { instances: [bob] })).status, 204)
   })
 
   it('associates and disassociates several users all or none: one the database refuses leaves the others as they were', async () => {
