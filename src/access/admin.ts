@@ -17,6 +17,26 @@ export interface AssignmentInput {
   objectId?: number | null | undefined
 }
 
+/** A role to give on an object, to whom the caller says later (AccessAdmin.checkUserGrants). */
+export type Grant = Omit<AssignmentInput, 'actorId'>
+
+/** A grant checked for its giver: the role and the object it is given on. */
+export interface CheckedGrant {
+  readonly role: RoleDefinition
+  readonly object: { type: ObjectType; id: number }
+}
+
+/** A role given: its assignment, and whether this gave it (false: it was held already). */
+export interface GivenRole {
+  assignment: RoleAssignment
+  created: boolean
+}
+
+interface CheckedAssignment {
+  role: RoleDefinition
+  given: Omit<RoleAssignment, 'id' | 'created'>
+}
+
 const OBJECT_TYPE_OF: Record<ContentType, 'organization' | 'team'> = { 'shared.organization': 'organization', 'shared.team': 'team' }
 
 /**
@@ -148,7 +168,7 @@ export class AccessAdmin {
    * Gives a role; one already held is answered with its assignment and `created: false`, as the platform's
    * give_permission returns the existing one, so that nothing is announced or audited twice.
    */
-  async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<{ assignment: RoleAssignment; created: boolean }> {
+  async assign(actor: User, kind: Actor, input: AssignmentInput): Promise<GivenRole> {
     const [given] = await this.assignAll(actor, kind, [input])
     return given!
   }
@@ -157,39 +177,54 @@ export class AccessAdmin {
    * Gives several roles at once, all or none: each is checked as `assign` checks it before any is given, and all are
    * given in one transaction, so one that fails there (a user deleted meanwhile) leaves none of the others given.
    */
-  async assignAll(actor: User, kind: Actor, inputs: readonly AssignmentInput[]): Promise<{ assignment: RoleAssignment; created: boolean }[]> {
-    const checked: { role: RoleDefinition; given: Omit<RoleAssignment, 'id' | 'created'> }[] = []
+  async assignAll(actor: User, kind: Actor, inputs: readonly AssignmentInput[]): Promise<GivenRole[]> {
+    const checked: CheckedAssignment[] = []
     for (const input of inputs) checked.push(await this.#checkAssignment(actor, kind, input))
-    return this.#bus.change(async (tx, announce) => {
-      const results: { assignment: RoleAssignment; created: boolean }[] = []
-      for (const { role, given } of checked) {
-        // The object was read as the role's type said before this transaction; a type changed since would leave the
-        // assignment naming an object of the other kind.
-        const current = await tx.access.findRoleDefinitionToAssign(role.id)
-        if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
-        if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
-        const held = await tx.access.findHeldAssignment(given)
-        if (held) {
-          results.push({ assignment: held, created: false })
-          continue
-        }
-        results.push({ assignment: await tx.access.assign(given), created: true })
-        if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, given.actorId, true)
-      }
-      if (results.some((result) => result.created)) announce(ACCESS_TOPIC, `${kind}_assignment`)
-      return results
-    })
+    return this.#bus.change((tx, announce) => this.#give(tx, announce, kind, checked))
   }
 
-  /** What `assign` checks before it gives a role: the role, the one it is given to, the object, the caller's rights. */
-  async #checkAssignment(actor: User, kind: Actor, input: AssignmentInput): Promise<{ role: RoleDefinition; given: Omit<RoleAssignment, 'id' | 'created'> }> {
-    const role = await this.#store.access.findRoleDefinition(input.roleDefinitionId)
-    if (!role) throw new ValidationFailed({ role_definition: [`Invalid pk "${input.roleDefinitionId}" - object does not exist.`] })
+  /**
+   * Checks, as `assign` does, roles the caller gives to a user who is being created or changed: the grants are then
+   * given with `giveToUser` in that change's own transaction, so the account and its roles commit together or not at
+   * all. The user is not looked up: the caller's change is what makes or holds them.
+   */
+  async checkUserGrants(actor: User, grants: readonly Grant[]): Promise<CheckedGrant[]> {
+    const checked: CheckedGrant[] = []
+    for (const grant of grants) checked.push(await this.#checkGrant(actor, grant))
+    return checked
+  }
+
+  /** Gives grants `checkUserGrants` checked to the user, in the caller's transaction; news of them is announced with it. */
+  async giveToUser(tx: Repositories, announce: Announce, userId: number, grants: readonly CheckedGrant[]): Promise<GivenRole[]> {
+    const checked = grants.map(({ role, object }) => ({ role, given: { roleDefinitionId: role.id, actor: 'user' as const, actorId: userId, objectType: object.type, objectId: object.id } }))
+    return this.#give(tx, announce, 'user', checked)
+  }
+
+  async #give(tx: Repositories, announce: Announce, kind: Actor, checked: readonly CheckedAssignment[]): Promise<GivenRole[]> {
+    const results: GivenRole[] = []
+    for (const { role, given } of checked) {
+      // The object was read as the role's type said before this transaction; a type changed since would leave the
+      // assignment naming an object of the other kind.
+      const current = await tx.access.findRoleDefinitionToAssign(role.id)
+      if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
+      if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
+      const held = await tx.access.findHeldAssignment(given)
+      if (held) {
+        results.push({ assignment: held, created: false })
+        continue
+      }
+      results.push({ assignment: await tx.access.assign(given), created: true })
+      if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, given.actorId, true)
+    }
+    if (results.some((result) => result.created)) announce(ACCESS_TOPIC, `${kind}_assignment`)
+    return results
+  }
+
+  /** What `assign` checks before it gives a role: the one it is given to, then the grant itself (#checkGrant). */
+  async #checkAssignment(actor: User, kind: Actor, input: AssignmentInput): Promise<CheckedAssignment> {
     const target = kind === 'user' ? await this.#store.users.findById(input.actorId) : await this.#store.access.findTeam(input.actorId)
     if (!target) throw new ValidationFailed({ [kind]: [`Invalid pk "${input.actorId}" - object does not exist.`] })
-    const object = await this.#objectOf(role, input.objectId)
-    this.#requireChange(actor, object)
-    this.#requireHeld(actor, role, object)
+    const { role, object } = await this.#checkGrant(actor, input)
     if (kind === 'team') {
       if (object.type === 'platform') throw new ValidationFailed({ role_definition: ['Platform-wide roles are given to users, not teams.'] })
       // Only to a team the giver sees, as the platform takes the team from those the caller may view: a team admin
@@ -201,6 +236,16 @@ export class AccessAdmin {
       }
     }
     return { role, given: { roleDefinitionId: role.id, actor: kind, actorId: input.actorId, objectType: object.type, objectId: object.id } }
+  }
+
+  /** The role, the object it is given on, and the caller's rights to give it there. */
+  async #checkGrant(actor: User, grant: Grant): Promise<CheckedGrant> {
+    const role = await this.#store.access.findRoleDefinition(grant.roleDefinitionId)
+    if (!role) throw new ValidationFailed({ role_definition: [`Invalid pk "${grant.roleDefinitionId}" - object does not exist.`] })
+    const object = await this.#objectOf(role, grant.objectId)
+    this.#requireChange(actor, object)
+    this.#requireHeld(actor, role, object)
+    return { role, object }
   }
 
   async unassign(actor: User, kind: Actor, id: number): Promise<void> {

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
-import type { AssignmentInput } from '../access/admin.ts'
+import type { AssignmentInput, GivenRole } from '../access/admin.ts'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
@@ -200,7 +200,11 @@ export async function giveRole(app: App, request: FastifyRequest, actor: Actor, 
 
 /** Gives several roles for the caller at once, all or none (AccessAdmin.assignAll), each into the audit trail. */
 export async function giveRoles(app: App, request: FastifyRequest, actor: Actor, inputs: readonly AssignmentInput[]) {
-  const given = await app.accessAdmin.assignAll(principalOf(request).user, actor, inputs)
+  return auditGiven(app, request, actor, await app.accessAdmin.assignAll(principalOf(request).user, actor, inputs))
+}
+
+/** Records the roles a committed change gave in the audit trail (those held already are no change), and shows each. */
+export async function auditGiven(app: App, request: FastifyRequest, actor: Actor, given: readonly GivenRole[]) {
   const shown = []
   for (const { assignment, created } of given) {
     const serialized = await serializeAssignment(app, assignment)

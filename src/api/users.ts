@@ -2,7 +2,9 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
+import type { WrittenTogether } from '../directory/accounts.ts'
 import { NotFound, SelfLockout, ValidationFailed } from '../errors.ts'
 import type { Organization } from '../store/access.ts'
 import { type User, userFilterFields } from '../store/users.ts'
@@ -11,7 +13,7 @@ import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, listOf, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
-import { giveRole } from './roles.ts'
+import { auditGiven } from './roles.ts'
 import { userUrl } from './summaries.ts'
 import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 
@@ -112,12 +114,26 @@ function namedOrganizations(app: App, named: readonly (string | number)[] | unde
   return found
 }
 
-/** Makes the user a member of each organization, as the Organization Member role given through role_user_assignments/. */
-async function joinOrganizations(app: App, request: FastifyRequest, user: User, organizations: readonly Organization[]): Promise<void> {
-  if (!organizations.length) return
+/**
+ * Checks that the caller may make a user a member of each organization, as the Organization Member role given through
+ * role_user_assignments/, and returns what gives those memberships in the account change's own transaction
+ * (Accounts' `together`), with what it gave once that commits: a membership that fails leaves neither the account
+ * (or its change) nor any other membership.
+ */
+async function membershipsIn(app: App, request: FastifyRequest, organizations: readonly Organization[]): Promise<{ together: WrittenTogether | undefined; given: () => readonly GivenRole[] }> {
+  if (!organizations.length) return { together: undefined, given: () => [] }
   const member = app.access.roleDefinitionNamed(ORGANIZATION_MEMBER)
   if (!member) throw new Error(`the managed role ${ORGANIZATION_MEMBER} is missing`)
-  for (const organization of organizations) await giveRole(app, request, 'user', { roleDefinitionId: member.id, actorId: user.id, objectId: organization.id })
+  const grants = await app.accessAdmin.checkUserGrants(principalOf(request).user, organizations.map((o) => ({ roleDefinitionId: member.id, objectId: o.id })))
+  let given: readonly GivenRole[] = []
+  const together: WrittenTogether = async (tx, announce, user) => {
+    // Found when the request was read; one deleted since (by another process) is refused now, with everything else.
+    for (const organization of organizations) {
+      if (!(await tx.access.findOrganization(organization.id))) throw new ValidationFailed({ organizations: [`Organization "${organization.name}" does not exist.`] })
+    }
+    given = await app.accessAdmin.giveToUser(tx, announce, user.id, grants)
+  }
+  return { together, given: () => given }
 }
 
 /** The API's snake_case fields as the account layer names them; absent fields stay absent. */
@@ -153,10 +169,10 @@ export function userRoutes(api: GatewayApi, app: App): void {
   api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {
     const input = request.body
     assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
-    const organizations = namedOrganizations(app, input.organizations)
-    const user = await app.accounts.create({ ...accountFields(input), username: input.username })
+    const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
+    const user = await app.accounts.create({ ...accountFields(input), username: input.username }, { together: memberships.together })
     app.audit.change(actorOf(request), 'create', auditedUser(user), undefined, { ...serializeUser(user), ...passwordMark(input.password, 'set') })
-    await joinOrganizations(app, request, user, organizations)
+    await auditGiven(app, request, 'user', memberships.given())
     reply.code(201)
     return serializeUser(user)
   })
@@ -182,12 +198,12 @@ export function userRoutes(api: GatewayApi, app: App): void {
       if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
-      const organizations = namedOrganizations(app, input.organizations)
-      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true })
+      const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together })
       // A password equal to the one the account has is kept, not set (src/directory/accounts.ts): no change to record.
       const passwordSet = user.passwordHash === target.passwordHash ? undefined : input.password
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })
-      await joinOrganizations(app, request, user, organizations)
+      await auditGiven(app, request, 'user', memberships.given())
       return serializeUser(user)
     },
   })

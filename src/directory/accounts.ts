@@ -2,7 +2,7 @@ import type { Lockout } from './lockout.ts'
 import { burnVerificationTime, hashPassword, verifyPassword } from './passwords.ts'
 import { AccountDisabled, GatehouseError, InvalidCredentials, NotFound, SelfLockout, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
-import type { EventBus } from '../store/event-bus.ts'
+import type { Announce, EventBus } from '../store/event-bus.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import { DATABASE_NOW, type NewUser, type User, type UserChanges } from '../store/users.ts'
@@ -61,8 +61,17 @@ export type AccountChanges = Omit<UserChanges, 'passwordHash'> & {
   revokeTokens?: boolean | undefined
 }
 
+/**
+ * Writes that belong with an account's creation or change (the API's memberships given with it), made through `tx`
+ * in its transaction after the account's own writes: they commit together, or neither does, and the news they
+ * announce is told once committed.
+ */
+export type WrittenTogether = (tx: Repositories, announce: Announce, user: User) => Promise<void>
+
 /** What a change (an administrator's, or a login's) may ask for besides the change itself. */
 export interface AdministrativeChange {
+  /** Writes made in the change's transaction, after it (the API's memberships named with the change). */
+  together?: WrittenTogether | undefined
   /**
    * Refuse a change that would leave no active superuser (the API's users/ endpoints). The CLI does not ask it: it
    * is how an operator recovers.
@@ -196,17 +205,28 @@ export class Accounts {
     throw new InvalidCredentials()
   }
 
-  async create(input: AccountInput): Promise<User> {
+  /** `together`: writes made in the creation's transaction once the account is (AdministrativeChange.together). */
+  async create(input: AccountInput, options: { together?: WrittenTogether | undefined } = {}): Promise<User> {
     const problems: Record<string, string[]> = {}
     if (!USERNAME_PATTERN.test(input.username)) problems.username = [INVALID_USERNAME]
     if (input.password !== undefined) await this.#checkNewPassword(input.password, input.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     await this.#refuseCaseVariant(input.username)
     const passwordHash = input.password === undefined ? null : await hashPassword(input.password)
+    const { together } = options
+    // Only the account's own write is a taken username; what `together` writes fails as itself.
+    let writingTogether = false
     try {
-      return await this.#store.users.create({ ...input, passwordHash })
+      if (!together) return await this.#store.users.create({ ...input, passwordHash })
+      return await this.#bus.change(async (tx, announce) => {
+        writingTogether = false
+        const user = await tx.users.create({ ...input, passwordHash })
+        writingTogether = true
+        await together(tx, announce, user)
+        return user
+      })
     } catch (error) {
-      if (error instanceof UniqueViolation) throw new UsernameTaken()
+      if (error instanceof UniqueViolation && !writingTogether) throw new UsernameTaken()
       throw error
     }
   }
@@ -232,8 +252,10 @@ export class Accounts {
     const { password, revokeTokens, ...rest } = changes
     const passwordHash = password === undefined || keepsPassword ? undefined : password === null ? null : await hashPassword(password)
     let saved: { before: User; after: User; keptSuperuser: boolean } | undefined
+    let writingTogether = false
     try {
       saved = await this.#bus.change(async (tx, announce) => {
+        writingTogether = false
         const mayRemoveSuperuser = options.keepAnActiveSuperuser === true && (rest.isSuperuser === false || rest.isActive === false)
         const mayKeepSuperuser = options.keepLastSuperuserFlag === true && rest.isSuperuser === false
         if (mayRemoveSuperuser || mayKeepSuperuser) await tx.users.lockActiveSuperusers()
@@ -259,10 +281,12 @@ export class Accounts {
           deleted: false,
           revokeTokens: passwordHash !== undefined && revokeTokens === true,
         })
+        writingTogether = true
+        await options.together?.(tx, announce, after)
         return { before, after, keptSuperuser }
       })
     } catch (error) {
-      if (error instanceof UniqueViolation) throw new UsernameTaken()
+      if (error instanceof UniqueViolation && !writingTogether) throw new UsernameTaken()
       throw error
     }
     if (!saved) throw new NotFound('No such user.')
