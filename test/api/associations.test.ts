@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
 import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { sql } from '../../src/store/kysely.ts'
+import { withTrigger } from '../helpers/triggers.ts'
 
 /**
  * teams/{id}/users/, teams/{id}/admins/, organizations/{id}/users/ and organizations/{id}/admins/ with their
@@ -142,25 +142,11 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
    * assignments, as a failure part way would; the request fails.
    */
   async function refusingAssignmentsOf(user: number, operation: 'INSERT' | 'DELETE', action: string): Promise<void> {
-    const { db, dialect } = gw.store.database
     const row = operation === 'INSERT' ? 'NEW' : 'OLD'
-    if (dialect === 'sqlite') {
-      await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments WHEN ${row}.user_id = ${user} BEGIN SELECT RAISE(ABORT, 'refused'); END`).execute(db)
-    } else {
-      await sql.raw(`CREATE FUNCTION refuse_assignment() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF ${row}.user_id = ${user} THEN RAISE EXCEPTION 'refused'; END IF; RETURN ${row}; END $$`).execute(db)
-      await sql.raw(`CREATE TRIGGER refuse_assignment BEFORE ${operation} ON role_user_assignments FOR EACH ROW EXECUTE FUNCTION refuse_assignment()`).execute(db)
-    }
-    try {
+    await withTrigger(gw.store.database, { table: 'role_user_assignments', timing: 'BEFORE', operation, condition: `${row}.user_id = ${user}`, action: 'refuse' }, async () => {
       const refused = await call(gw, 'POST', action, { instances: [alice, user] })
       assert.equal(refused.status, 500, JSON.stringify(refused.body))
-    } finally {
-      if (dialect === 'sqlite') {
-        await sql.raw('DROP TRIGGER refuse_assignment').execute(db)
-      } else {
-        await sql.raw('DROP TRIGGER refuse_assignment ON role_user_assignments').execute(db)
-        await sql.raw('DROP FUNCTION refuse_assignment()').execute(db)
-      }
-    }
+    })
   }
 
   it('answers 404 for a missing or unseen parent, and 403 to those who may not give the role', async () => {

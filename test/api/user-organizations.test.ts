@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, roleId } from '../helpers/access.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { sql } from '../../src/store/kysely.ts'
+import { type TestTrigger, withTrigger } from '../helpers/triggers.ts'
 
 /**
  * A user's `organizations` (POST users/, PATCH and PUT users/{id}/): the account, or its change, and every membership
@@ -34,7 +34,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a user and the 
   it('refuses an organization deleted while the user was being created with 400 naming organizations, leaving no user and no membership', async () => {
     // As if another process deleted the second organization after the request was checked: in the creation's
     // transaction, once the user is written.
-    await onUserInsert(`DELETE FROM organizations WHERE id = ${second}`, async () => {
+    await withTrigger(gw.store.database, { table: 'users', timing: 'AFTER', operation: 'INSERT', action: { statement: `DELETE FROM organizations WHERE id = ${second}` } }, async () => {
       const refused = await call(gw, 'POST', 'users/', { username: 'late-member', password: 'a-long-late-password', organizations: ['Members First', String(second)] })
       assert.equal(refused.status, 400, JSON.stringify(refused.body))
       assert.equal(refused.body.code, 'invalid')
@@ -47,7 +47,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a user and the 
   })
 
   it('creates no user when the database refuses a membership after another was written', async () => {
-    await refusingMembershipsIn(second, async () => {
+    await withTrigger(gw.store.database, refusingMembershipsIn(second), async () => {
       const refused = await call(gw, 'POST', 'users/', { username: 'half-member', organizations: ['Members First', 'Members Second'] })
       assert.equal(refused.status, 500, JSON.stringify(refused.body))
     })
@@ -61,7 +61,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a user and the 
     const created = await call(gw, 'POST', 'users/', { username: 'changing-member', first_name: 'Before' })
     assert.equal(created.status, 201, JSON.stringify(created.body))
     for (const method of ['PATCH', 'PUT']) {
-      await refusingMembershipsIn(second, async () => {
+      await withTrigger(gw.store.database, refusingMembershipsIn(second), async () => {
         const refused = await call(gw, method, `users/${created.body.id}/`, { username: 'changing-member', first_name: 'After', organizations: ['Members First', 'Members Second'] })
         assert.equal(refused.status, 500, JSON.stringify(refused.body))
       })
@@ -84,46 +84,9 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`a user and the 
     assert.equal(await audited('object_name=whole-member&operation=create'), 1)
     assert.equal(await given(), before + 2, 'the first organization, named twice, is given once')
   })
-
-  /** Runs `work` while a trigger runs `statement` in the transaction that inserts a user. */
-  async function onUserInsert(statement: string, work: () => Promise<void>): Promise<void> {
-    const { db, dialect } = gw.store.database
-    if (dialect === 'sqlite') {
-      await sql.raw(`CREATE TRIGGER on_user_insert AFTER INSERT ON users BEGIN ${statement}; END`).execute(db)
-    } else {
-      await sql.raw(`CREATE FUNCTION on_user_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN ${statement}; RETURN NEW; END $$`).execute(db)
-      await sql.raw('CREATE TRIGGER on_user_insert AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION on_user_insert()').execute(db)
-    }
-    try {
-      await work()
-    } finally {
-      if (dialect === 'sqlite') {
-        await sql.raw('DROP TRIGGER on_user_insert').execute(db)
-      } else {
-        await sql.raw('DROP TRIGGER on_user_insert ON users').execute(db)
-        await sql.raw('DROP FUNCTION on_user_insert()').execute(db)
-      }
-    }
-  }
-
-  /** Runs `work` while the database refuses to insert any user's role on `organization`, as a failure part way would. */
-  async function refusingMembershipsIn(organization: number, work: () => Promise<void>): Promise<void> {
-    const { db, dialect } = gw.store.database
-    if (dialect === 'sqlite') {
-      await sql.raw(`CREATE TRIGGER refuse_membership BEFORE INSERT ON role_user_assignments WHEN NEW.object_type = 'organization' AND NEW.object_id = ${organization} BEGIN SELECT RAISE(ABORT, 'refused'); END`).execute(db)
-    } else {
-      await sql.raw(`CREATE FUNCTION refuse_membership() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.object_type = 'organization' AND NEW.object_id = ${organization} THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$`).execute(db)
-      await sql.raw('CREATE TRIGGER refuse_membership BEFORE INSERT ON role_user_assignments FOR EACH ROW EXECUTE FUNCTION refuse_membership()').execute(db)
-    }
-    try {
-      await work()
-    } finally {
-      if (dialect === 'sqlite') {
-        await sql.raw('DROP TRIGGER refuse_membership').execute(db)
-      } else {
-        await sql.raw('DROP TRIGGER refuse_membership ON role_user_assignments').execute(db)
-        await sql.raw('DROP FUNCTION refuse_membership()').execute(db)
-      }
-    }
-  }
 })
+
+/** The database refusing to insert any user's role on `organization`, as a failure part way would. */
+function refusingMembershipsIn(organization: number): TestTrigger {
+  return { table: 'role_user_assignments', timing: 'BEFORE', operation: 'INSERT', condition: `NEW.object_type = 'organization' AND NEW.object_id = ${organization}`, action: 'refuse' }
+}
