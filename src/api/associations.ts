@@ -3,6 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import type { Permission } from '../access/permissions.ts'
 import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { mediaType } from '../http/negotiation.ts'
 import type { RoleDefinition } from '../store/access.ts'
 import { userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
@@ -31,7 +32,7 @@ const ASSOCIATIONS: readonly Association[] = [
 const CHANGE: Record<Association['parent'], Permission> = { organization: 'shared.change_organization', team: 'shared.change_team' }
 
 /** The body's `instances` as it arrives; read by instancesOf, in Django REST framework's words. */
-const associationBody = z.preprocess((input) => input ?? {}, z.object({ instances: z.unknown() }).loose())
+const associationBody = z.preprocess((input) => input ?? {}, z.object({ instances: z.unknown().optional() }).loose())
 
 /**
  * teams/{id}/users/, teams/{id}/admins/, organizations/{id}/users/ and organizations/{id}/admins/, with their
@@ -61,7 +62,7 @@ export function associationRoutes(api: GatewayApi, app: App): void {
       const { role, objectId } = parentToChange(app, request, association, request.params.id)
       const visible = visibilityOf(app, request)?.users
       // Only users the caller sees, as the platform takes them from the users list filtered for the caller.
-      const users = await instancesOf(request.body.instances, 'associate', async (id) => {
+      const users = await instancesOf(sentInstances(request), 'associate', async (id) => {
         const user = await app.store.users.findById(id)
         return user && (!visible || user.isSuperuser || visible.has(id)) ? user : undefined
       })
@@ -74,7 +75,7 @@ export function associationRoutes(api: GatewayApi, app: App): void {
       // Only users holding the role on the parent, as django-ansible-base's DisassociationSerializerBase takes them
       // from the related list's queryset (not filtered by what the caller sees): any other, or one that does not
       // exist, is refused, and nothing is taken.
-      const held = await instancesOf(request.body.instances, 'disassociate', (actorId) =>
+      const held = await instancesOf(sentInstances(request), 'disassociate', (actorId) =>
         app.store.access.findHeldAssignment({ roleDefinitionId: role.id, actor: 'user', actorId, objectType: association.parent, objectId }))
       await takeRoles(app, request, 'user', held)
       return reply.code(204).send()
@@ -98,6 +99,16 @@ function parentToChange(app: App, request: FastifyRequest, association: Associat
   const parent = parentOf(app, request, association, objectId)
   if (!app.access.can(principalOf(request).user, CHANGE[association.parent], association.parent, objectId)) throw new PermissionDenied()
   return parent
+}
+
+/**
+ * The body's `instances`; from a form, as Django REST framework reads a list field from one (QueryDict.getlist): every
+ * value given, a single one included, and none when it is absent.
+ */
+function sentInstances(request: FastifyRequest<{ Body: { instances?: unknown } }>): unknown {
+  const { instances } = request.body
+  if (mediaType(request) !== 'application/x-www-form-urlencoded') return instances
+  return instances === undefined ? [] : Array.isArray(instances) ? instances : [instances]
 }
 
 /**

@@ -201,6 +201,21 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`association end
     }
   })
 
+  it('reads instances from a form as Django REST framework reads a list from one: each value, a single one included', async () => {
+    const form = (path: string, body: string) => gw.fetch(`/api/gateway/v1/${path}`, { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/x-www-form-urlencoded' }, body })
+    const members = async () => new Set((await call(gw, 'GET', `teams/${team}/users/`)).body.results.map((u: { id: number }) => u.id))
+    for (const username of ['form-one', 'form-two']) await gw.app.accounts.create({ username })
+    const [one, two] = [await userId(gw, 'form-one'), await userId(gw, 'form-two')]
+    assert.equal((await form(`teams/${team}/users/associate/`, `instances=${one}`)).status, 204)
+    assert.equal((await form(`teams/${team}/users/associate/`, `instances=${two}`)).status, 204)
+    assert.ok((await members()).has(one) && (await members()).has(two))
+    const none = await form(`teams/${team}/users/disassociate/`, 'other=1')
+    assert.equal(none.status, 400)
+    assert.equal(((await none.json()) as { instances: unknown }).instances, 'Please pass in one or more instances to disassociate', 'a form without instances names none')
+    assert.equal((await form(`teams/${team}/users/disassociate/`, `instances=${one}&instances=${two}`)).status, 204)
+    assert.ok(!(await members()).has(one) && !(await members()).has(two))
+  })
+
   it('lists and changes team admins, organization users and organization admins as their roles', async () => {
     for (const [path, role, objectId] of [[`teams/${team}/admins/`, 'Team Admin', team], [`organizations/${organization}/users/`, 'Organization Member', organization], [`organizations/${organization}/admins/`, 'Organization Admin', organization]] as const) {
       assert.equal((await call(gw, 'POST', `${path}associate/`, { instances: [bob] })).status, 204, path)
