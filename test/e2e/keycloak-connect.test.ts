@@ -45,6 +45,8 @@ describe('keycloak-connect 26 against the realm', () => {
   let server: Server
   let url: string
   let aliceId = 0
+  /** The admin URL of an application that is not running: nothing listens there. */
+  let goneAdminUrl = ''
   const serve = (app: Express) => {
     current = app
   }
@@ -54,6 +56,10 @@ describe('keycloak-connect 26 against the realm', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
     const appUrls = [`${url}/*`]
+    const gone = createServer()
+    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve))
+    goneAdminUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}/gone/`
+    await new Promise((resolve) => gone.close(resolve))
     gw = await startGateway({
       config: {
         realms: realmWith([
@@ -62,6 +68,7 @@ describe('keycloak-connect 26 against the realm', () => {
             { client_id: 'connect-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true, redirect_uris: appUrls, post_logout_redirect_uris: ['+'], audiences: ['demo-app'] },
             // keycloak-connect's admin calls come to `<admin URL>/k_logout`, at the root by default (`admin: '/'`).
             { client_id: 'connect-admin', public_client: false, secret: CONFIDENTIAL_SECRET, redirect_uris: appUrls, admin_url: url },
+            { client_id: 'connect-gone', public_client: false, secret: CONFIDENTIAL_SECRET, redirect_uris: appUrls, admin_url: `${goneAdminUrl}?key=receivers-own` },
             // The bearer-only API's own client: no flow of its own, only its roles.
             { client_id: 'connect-api', standard_flow: false, roles: { reader: [{ allow: { users: ['alice'] } }] } },
         ]),
@@ -407,7 +414,7 @@ describe('keycloak-connect 26 against the realm', () => {
 
     const answer = await adminAction('logout-all')
     assert.equal(answer.status, 200)
-    assert.deepEqual(await answer.json(), { successRequests: [`${url}/`] }, 'Keycloak\'s GlobalRequestResult, answered once the call was taken')
+    assert.deepEqual(await answer.json(), { successRequests: [`${url}/`], failedRequests: [goneAdminUrl] }, 'Keycloak\'s GlobalRequestResult, answered once each call came to something')
     const call = await adminCall(calls, 0)
     assert.equal(call.path, '/k_logout')
     const action = await verifiedAdminCall(call)
@@ -430,7 +437,7 @@ describe('keycloak-connect 26 against the realm', () => {
 
     const answer = await adminAction('push-revocation')
     assert.equal(answer.status, 200)
-    assert.deepEqual(await answer.json(), { successRequests: [`${url}/`] })
+    assert.deepEqual(await answer.json(), { successRequests: [`${url}/`], failedRequests: [goneAdminUrl] })
     const call = await adminCall(calls, 0)
     assert.equal(call.path, '/k_push_not_before')
     const action = await verifiedAdminCall(call)
