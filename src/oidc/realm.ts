@@ -212,9 +212,9 @@ export class Realm {
    * every realm browser session and every grant of the realm ends (their tokens with them, so the realm refuses every
    * token issued before), and the gateway sessions those browser sessions were linked to, which would sign the
    * browsers in again without a password (one sign-in, one sign-out: a logout at the realm ends the gateway session
-   * too); each client with an admin URL is sent a `LOGOUT` naming no session but the not-before,
-   * from which keycloak-connect refuses every older token. Answers when every call has come to something (each at most
-   * the delivery timeout), with Keycloak's GlobalRequestResult.
+   * too); each client with an admin URL is sent a `LOGOUT` naming no session but the not-before, from which
+   * keycloak-connect refuses every older token. Answers when every call has come to something (each given the delivery
+   * timeout once its turn in the queue comes), with Keycloak's GlobalRequestResult.
    */
   async logoutAll(): Promise<GlobalRequestResult> {
     const notBefore = Math.floor(Date.now() / 1000)
