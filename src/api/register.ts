@@ -15,6 +15,7 @@ import { answerOtherMethods, collectPaths } from './methods.ts'
 import { mySessionRoutes } from './my-sessions.ts'
 import { organizationRoutes } from './organizations.ts'
 import { realmEventRoutes } from './realm-events.ts'
+import { realmSessionRoutes } from './realm-sessions.ts'
 import { roleRoutes } from './roles.ts'
 import { sessionRoutes } from './sessions.ts'
 import { settingsRoutes } from './settings.ts'
@@ -45,6 +46,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
     const paths = collectPaths(api)
     apiRootRoutes(api, app)
     realmEventRoutes(api, app)
+    realmSessionRoutes(api, app)
     await api.register(async (v1) => {
       const versioned = v1.withTypeProvider<ZodTypeProvider>()
       discoveryRoutes(versioned, app)

@@ -4,6 +4,7 @@ import { accessCommand } from './access.ts'
 import { backupCommand } from './backup.ts'
 import { configCommand } from './config.ts'
 import { keysCommand } from './keys.ts'
+import { realmsCommand } from './realms.ts'
 import { ldapCommand } from './ldap.ts'
 import { migrateCommand } from './migrate.ts'
 import { serveCommand } from './serve.ts'
@@ -25,4 +26,5 @@ export function gatehouseProgram(): Command {
     .addCommand(ldapCommand())
     .addCommand(accessCommand())
     .addCommand(keysCommand())
+    .addCommand(realmsCommand())
 }

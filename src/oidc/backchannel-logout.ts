@@ -46,8 +46,14 @@ export interface DeliveryFailure {
   detail: string
 }
 
+/** A delivery in the queue, with who waits for what it comes to. */
+interface Queued {
+  delivery: LogoutDelivery
+  done: (outcome: DeliveryOutcome) => void
+}
+
 export class BackchannelLogouts {
-  readonly #waiting: LogoutDelivery[] = []
+  readonly #waiting: Queued[] = []
   #running = 0
   readonly #idle = new Set<() => void>()
   readonly #counted: (realm: string, outcome: DeliveryOutcome) => void
@@ -63,18 +69,23 @@ export class BackchannelLogouts {
     this.#failed = listener
   }
 
-  /** Queues a delivery; returns at once. */
-  send(delivery: LogoutDelivery): void {
-    if (this.#stopped) {
-      this.#finish(delivery, 'dropped', STOPPED)
-      return
-    }
-    if (this.#waiting.length >= MAX_WAITING) {
-      this.#finish(delivery, 'dropped', `more than ${MAX_WAITING} logout tokens waiting to be sent`)
-      return
-    }
-    this.#waiting.push(delivery)
-    this.#next()
+  /**
+   * Queues a delivery and returns at once; what it came to is known when the promise settles (it never rejects), which
+   * those who end a session do not wait for, and an administrator's call to every client of a realm does (realm.ts).
+   * A delivery with nothing to tell comes to `delivered`.
+   */
+  send(delivery: LogoutDelivery): Promise<DeliveryOutcome> {
+    return new Promise((done) => {
+      const queued = { delivery, done }
+      if (this.#stopped) {
+        this.#finish(queued, 'dropped', STOPPED)
+      } else if (this.#waiting.length >= MAX_WAITING) {
+        this.#finish(queued, 'dropped', `more than ${MAX_WAITING} logout tokens waiting to be sent`)
+      } else {
+        this.#waiting.push(queued)
+        this.#next()
+      }
+    })
   }
 
   /** Resolves once nothing is waiting or under way. */
@@ -93,15 +104,15 @@ export class BackchannelLogouts {
     await Promise.race([this.settled(), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))])
     clearTimeout(timer)
     this.#stopped = true
-    for (const delivery of this.#waiting.splice(0)) this.#finish(delivery, 'dropped', STOPPED)
+    for (const queued of this.#waiting.splice(0)) this.#finish(queued, 'dropped', STOPPED)
     await this.settled()
   }
 
   #next(): void {
     while (this.#running < CONCURRENT_DELIVERIES && this.#waiting.length) {
-      const delivery = this.#waiting.shift()!
+      const queued = this.#waiting.shift()!
       this.#running++
-      void this.#deliver(delivery).finally(() => {
+      void this.#deliver(queued).finally(() => {
         this.#running--
         this.#next()
         if (!this.#running && !this.#waiting.length) {
@@ -112,16 +123,20 @@ export class BackchannelLogouts {
     }
   }
 
-  async #deliver(delivery: LogoutDelivery): Promise<void> {
+  async #deliver(queued: Queued): Promise<void> {
+    const { delivery } = queued
     let token: string | undefined
     try {
       token = await delivery.sign()
     } catch (error) {
       // The realm's keys could not be read (the database is down past the active key's turn).
-      this.#finish(delivery, 'unsigned', describe(error))
+      this.#finish(queued, 'unsigned', describe(error))
       return
     }
-    if (token === undefined) return
+    if (token === undefined) {
+      queued.done('delivered')
+      return
+    }
     const admin = delivery.format === 'admin'
     let response: Response
     try {
@@ -137,15 +152,16 @@ export class BackchannelLogouts {
       await response.body?.cancel().catch(() => {})
     } catch (error) {
       const timedOut = error instanceof DOMException && error.name === 'TimeoutError'
-      this.#finish(delivery, timedOut ? 'timeout' : 'unreachable', timedOut ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : describe(error))
+      this.#finish(queued, timedOut ? 'timeout' : 'unreachable', timedOut ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : describe(error))
       return
     }
     // §2.8: 200 on success; some frameworks answer 204, which OPs are told to be prepared for.
-    if (response.status === 200 || response.status === 204) this.#finish(delivery, 'delivered', '')
-    else this.#finish(delivery, 'rejected', `answered ${response.status}`)
+    if (response.status === 200 || response.status === 204) this.#finish(queued, 'delivered', '')
+    else this.#finish(queued, 'rejected', `answered ${response.status}`)
   }
 
-  #finish(delivery: LogoutDelivery, outcome: DeliveryOutcome, detail: string): void {
+  #finish({ delivery, done }: Queued, outcome: DeliveryOutcome, detail: string): void {
+    done(outcome)
     this.#counted(delivery.realm, outcome)
     if (outcome !== 'delivered') this.#failed({ realm: delivery.realm, clientId: delivery.clientId, uri: withoutQuery(delivery.uri), outcome, detail })
   }
@@ -158,7 +174,8 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
-function withoutQuery(uri: string): string {
+/** A receiver's address as it may be shown or logged: without its query, which may carry a key the receiver gave. */
+export function withoutQuery(uri: string): string {
   const url = new URL(uri)
   return url.origin + url.pathname
 }

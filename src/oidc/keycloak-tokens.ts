@@ -136,22 +136,13 @@ export class KeycloakTokens {
   }
 
   /**
-   * Keycloak's admin call that ends an application's own sessions (LogoutAction, as ResourceAdminManager
-   * `sendLogoutRequest` makes it for one client session): its adapter session ids, thirty seconds to live, no
-   * not-before (0), and the realm session it came from. Signed with the realm's current key, as its ID tokens are;
-   * keycloak-connect verifies it with the realm's published key of its `kid`.
+   * One of Keycloak's admin calls to a client's admin URL (AdminAction: LogoutAction, PushNotBeforeAction; their
+   * members come from admin-url.ts): its own id, thirty seconds to live, the client as `resource`. Signed with the
+   * realm's current key, as its ID tokens are; keycloak-connect verifies it with the realm's published key of its `kid`.
    */
-  async adminLogoutAction(clientId: string, adapterSessionIds: readonly string[], keycloakSessionId: string | undefined): Promise<string> {
+  async adminAction(clientId: string, action: { action: string } & Record<string, unknown>): Promise<string> {
     const { signature, kid } = this.#idKey
-    const payload = {
-      id: randomUUID(),
-      expiration: Math.floor(Date.now() / 1000) + ADMIN_ACTION_SECONDS,
-      resource: clientId,
-      action: 'LOGOUT',
-      adapterSessionIds,
-      notBefore: 0,
-      ...(keycloakSessionId ? { keycloakSessionIds: [keycloakSessionId] } : {}),
-    }
+    const payload = { id: randomUUID(), expiration: Math.floor(Date.now() / 1000) + ADMIN_ACTION_SECONDS, resource: clientId, ...action }
     return signedJws({ alg: this.#idAlg, typ: 'JWT', kid }, payload, signature)
   }
 }

@@ -23,11 +23,11 @@ import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE, realmResource } from './provider.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
 import type { EndedGrant } from '../store/oidc.ts'
-import { KEYS_TOPIC, REVOKE_TOPIC } from '../store/topics.ts'
+import { KEYS_TOPIC, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
-import { BackchannelLogouts, type DeliveryOutcome } from './backchannel-logout.ts'
-import { adminLogoutUrl, takeAdapterSession } from './admin-url.ts'
+import { BackchannelLogouts, withoutQuery, type DeliveryOutcome } from './backchannel-logout.ts'
+import { adminCallUrl, logoutAllAction, logoutSessionsAction, pushNotBeforeAction, realmNotBefore, setRealmNotBefore, takeAdapterSessions } from './admin-url.ts'
 
 /** Expired provider records are deleted this often. */
 const PRUNE_INTERVAL_MS = 3600_000
@@ -69,6 +69,19 @@ export interface RealmDependencies {
   tokensIssued?: ((realm: string, grantType: string) => void) | undefined
   /** Told what each back-channel logout delivery came to, with the realm's name. */
   logoutTokensSent?: ((realm: string, outcome: DeliveryOutcome) => void) | undefined
+}
+
+/** A realm session that ended: its user, its `sid`, and each client it signed in to with the grant of the sign-in. */
+export interface EndedRealmSession {
+  accountId: string
+  sid: string | undefined
+  signIns: Iterable<{ clientId: string; grantId: string | undefined }>
+}
+
+/** Keycloak's answer to an admin action that calls the clients' admin URLs: the URLs that took it, and the others. */
+export interface GlobalRequestResult {
+  successRequests?: string[]
+  failedRequests?: string[]
 }
 
 /** What a realm needs besides its own dependencies: the process's one queue of logout tokens. */
@@ -161,28 +174,78 @@ export class Realm {
   }
 
   /**
-   * A realm session of `accountId` ended (a browser's, or a password login's): each of these clients (those it signed
-   * in to, with the grant of the sign-in) that has a `backchannel_logout_uri` is sent a logout token naming the user and
-   * the session (`sid`), and each that has an `admin_url` the admin call naming the adapter session its grant was
-   * redeemed for (admin-url.ts), later, off the path of whatever ended it (backchannel-logout.ts).
+   * Realm sessions ended together (a browser's, or a password login's; one, or all those of an account): each client a
+   * session signed in to that has a `backchannel_logout_uri` is sent a logout token naming the user and that session
+   * (`sid`), and each that has an `admin_url` one admin call naming every adapter session its grants in these sessions
+   * were redeemed for (admin-url.ts), as Keycloak sends one call per client for a user's sessions; later, off the path
+   * of whatever ended them (backchannel-logout.ts).
    */
-  logOutClients(accountId: string, sid: string | undefined, signIns: Iterable<{ clientId: string; grantId: string | undefined }>): void {
-    const told = new Set<string>()
-    for (const { clientId, grantId } of signIns) {
-      if (told.has(clientId)) continue
-      told.add(clientId)
-      const client = this.#clients.get(clientId)
-      const uri = client?.backchannel_logout_uri
-      if (uri) this.#deps.backchannelLogouts.send({ realm: this.name, clientId, uri, format: 'logout_token', sign: async () => (await this.provider()).tokens.logoutToken(clientId, accountId, sid) })
-      if (!client?.admin_url || !grantId) continue
-      this.#deps.backchannelLogouts.send({
-        realm: this.name, clientId, uri: adminLogoutUrl(client.admin_url), format: 'admin',
+  logOutClients(sessions: readonly EndedRealmSession[]): void {
+    const adminCalls = new Map<string, { grants: Set<string>; sids: Set<string> }>()
+    for (const { accountId, sid, signIns } of sessions) {
+      const told = new Set<string>()
+      for (const { clientId, grantId } of signIns) {
+        const client = this.#clients.get(clientId)
+        const uri = client?.backchannel_logout_uri
+        if (uri && !told.has(clientId)) void this.#deps.backchannelLogouts.send({ realm: this.name, clientId, uri, format: 'logout_token', sign: async () => (await this.provider()).tokens.logoutToken(clientId, accountId, sid) })
+        told.add(clientId)
+        if (!client?.admin_url || !grantId) continue
+        const call = adminCalls.get(clientId) ?? { grants: new Set(), sids: new Set() }
+        adminCalls.set(clientId, call)
+        call.grants.add(grantId)
+        if (sid) call.sids.add(sid)
+      }
+    }
+    for (const [clientId, { grants, sids }] of adminCalls) {
+      void this.#deps.backchannelLogouts.send({
+        realm: this.name, clientId, uri: adminCallUrl(this.#clients.get(clientId)!.admin_url!, 'k_logout'), format: 'admin',
         sign: async () => {
-          const adapterSession = await takeAdapterSession(this.#deps.store.oidc, grantId, clientId)
-          return adapterSession === undefined ? undefined : (await this.provider()).tokens.adminLogoutAction(clientId, [adapterSession], sid)
+          const adapterSessions = await takeAdapterSessions(this.#deps.store.oidc, grants, clientId)
+          return adapterSessions.length ? (await this.provider()).tokens.adminAction(clientId, logoutSessionsAction(adapterSessions, [...sids])) : undefined
         },
       })
     }
+  }
+
+  /**
+   * Keycloak's `logout-all` (RealmAdminResource, ResourceAdminManager `logoutAll`): the realm's not-before moves to now,
+   * every realm browser session and every grant of the realm ends (their tokens with them, so the realm refuses every
+   * token issued before), and the gateway sessions those browser sessions were linked to, which would sign the
+   * browsers in again without a password (one sign-in, one sign-out: a logout at the realm ends the gateway session
+   * too); each client with an admin URL is sent a `LOGOUT` naming no session but the not-before, from which
+   * keycloak-connect refuses every older token. Answers when every call has come to something (each given the delivery
+   * timeout once its turn in the queue comes), with Keycloak's GlobalRequestResult.
+   */
+  async logoutAll(): Promise<GlobalRequestResult> {
+    const notBefore = Math.floor(Date.now() / 1000)
+    await this.#deps.bus.change(async (tx, announce) => {
+      await setRealmNotBefore(tx.oidc, this.name, notBefore)
+      const { grants, gatewaySessions } = await tx.oidc.endRealmSignIns(REALM_MEMBER, this.name, realmResource(this.name))
+      for (const grantId of grants) announce(REVOKE_TOPIC, `grant:${grantId}`)
+      for (const keyHash of gatewaySessions) if (await tx.sessions.deleteByKeyHash(keyHash)) announce(SESSION_TOPIC, keyHash)
+    })
+    return this.#callAdminUrls('k_logout', logoutAllAction(notBefore))
+  }
+
+  /**
+   * Keycloak's `push-revocation` (ResourceAdminManager `pushRealmRevocationPolicy`): each client with an admin URL is
+   * sent `PUSH_NOT_BEFORE` with the realm's not-before (the last `logout-all`'s, 0 before any), as GlobalRequestResult.
+   */
+  async pushRevocation(): Promise<GlobalRequestResult> {
+    return this.#callAdminUrls('k_push_not_before', pushNotBeforeAction(await realmNotBefore(this.#deps.store.oidc, this.name)))
+  }
+
+  async #callAdminUrls(endpoint: 'k_logout' | 'k_push_not_before', action: { action: string; notBefore: number }): Promise<GlobalRequestResult> {
+    const clients = [...this.#clients.values()].filter((client) => client.admin_url !== undefined)
+    const outcomes = await Promise.all(clients.map((client) => this.#deps.backchannelLogouts.send({
+      realm: this.name, clientId: client.client_id, uri: adminCallUrl(client.admin_url!, endpoint), format: 'admin',
+      sign: async () => (await this.provider()).tokens.adminAction(client.client_id, action),
+    })))
+    // Keycloak lists each admin URL, and leaves out a list that would be empty; here without its query, which may carry
+    // a key of the receiver's, as the log shows it (the answer is recorded in the audit trail).
+    const listed = (delivered: boolean) => clients.filter((_, i) => (outcomes[i] === 'delivered') === delivered).map((client) => withoutQuery(client.admin_url!))
+    const [successRequests, failedRequests] = [listed(true), listed(false)]
+    return { ...(successRequests.length ? { successRequests } : {}), ...(failedRequests.length ? { failedRequests } : {}) }
   }
 
   /** Verifies signatures with the realm's published keys, in process (no JWKS fetch). */
@@ -307,7 +370,7 @@ export class Realm {
         clientRoles: this.#deps.clientRoles,
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
-        loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients(accountId, sid, [{ clientId, grantId }]),
+        loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients([{ accountId, sid, signIns: [{ clientId, grantId }] }]),
         endBrowserSession: (uid) => this.#deps.bus.change(async (tx, announce) => {
           const grants = await tx.oidc.endSessionByUid(uid)
           for (const grantId of grants ?? []) announce(REVOKE_TOPIC, `grant:${grantId}`)
@@ -355,9 +418,13 @@ export class OidcRealms implements AccessTokenIssuers {
     this.#store = deps.store
     // Sessions ended by the end of their gateway session, a logout with a refresh token, or the end of their account
     // (a new password, disabled, deleted), and with the account the password logins' grants.
+    // Those that ended together are told together, one admin call per client (Realm.logOutClients).
     deps.store.oidc.onSessionsEnded(({ sessions, grants }) => {
-      for (const session of sessions) this.#sessionEnded(session)
-      for (const grant of grants) this.#passwordLoginEnded(grant)
+      const ended = new Map<Realm, EndedRealmSession[]>()
+      for (const found of [...sessions.map((session) => this.#sessionEnded(session)), ...grants.map((grant) => this.#passwordLoginEnded(grant))]) {
+        if (found) ended.set(found.realm, [...ended.get(found.realm) ?? [], found.session])
+      }
+      for (const [realm, realmSessions] of ended) realm.logOutClients(realmSessions)
     })
     deps.bus.on(KEYS_TOPIC, (name) => this.#realms.get(name)?.keysChanged())
     deps.bus.onMissed(() => {
@@ -390,14 +457,15 @@ export class OidcRealms implements AccessTokenIssuers {
    * A realm browser session ended outside the realm's end-session endpoint: its clients are logged out. A session saved
    * before sessions named their realm belongs to the one realm that has every client it signed in to, if only one has.
    */
-  #sessionEnded(session: Record<string, unknown>): void {
+  #sessionEnded(session: Record<string, unknown>): { realm: Realm; session: EndedRealmSession } | undefined {
     const { accountId, uid, authorizations } = session as { accountId?: unknown; uid?: unknown; authorizations?: unknown }
-    if (typeof accountId !== 'string' || typeof authorizations !== 'object' || authorizations === null) return
+    if (typeof accountId !== 'string' || typeof authorizations !== 'object' || authorizations === null) return undefined
     const signIns = Object.entries(authorizations as Record<string, { grantId?: unknown } | null>)
       .map(([clientId, authorization]) => ({ clientId, grantId: typeof authorization?.grantId === 'string' ? authorization.grantId : undefined }))
     const named = session[REALM_MEMBER]
     const candidates = typeof named === 'string' ? [this.#realms.get(named)] : this.all().filter((realm) => signIns.every(({ clientId }) => realm.client(clientId)))
-    if (candidates.length === 1 && candidates[0]) candidates[0].logOutClients(accountId, typeof uid === 'string' ? uid : undefined, signIns)
+    if (candidates.length !== 1 || !candidates[0]) return undefined
+    return { realm: candidates[0], session: { accountId, sid: typeof uid === 'string' ? uid : undefined, signIns } }
   }
 
   /**
@@ -405,12 +473,12 @@ export class OidcRealms implements AccessTokenIssuers {
    * own, as Keycloak's direct grant makes one, whose client is logged out. The realm is the one its grant names as the
    * resource of its scopes. A browser sign-in's grant is told with its session instead.
    */
-  #passwordLoginEnded(grant: EndedGrant): void {
+  #passwordLoginEnded(grant: EndedGrant): { realm: Realm; session: EndedRealmSession } | undefined {
     const token = grant.tokens.find((payload) => String(payload.gty ?? '').split(' ')[0] === PASSWORD_GRANT && payload.sessionUid === undefined)
     const { accountId, clientId, resources } = grant.payload as { accountId?: unknown; clientId?: unknown; resources?: unknown }
-    if (!token || typeof accountId !== 'string' || typeof clientId !== 'string' || typeof resources !== 'object' || resources === null) return
+    if (!token || typeof accountId !== 'string' || typeof clientId !== 'string' || typeof resources !== 'object' || resources === null) return undefined
     const realm = this.all().find((candidate) => realmResource(candidate.name) in resources)
-    realm?.logOutClients(accountId, typeof token.sid === 'string' ? token.sid : undefined, [{ clientId, grantId: grant.id }])
+    return realm && { realm, session: { accountId, sid: typeof token.sid === 'string' ? token.sid : undefined, signIns: [{ clientId, grantId: grant.id }] } }
   }
 
   /** The realm whose clients the platform's OAuth2 applications are (`gateway.oidc.applications_realm`). */

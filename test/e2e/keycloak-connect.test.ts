@@ -45,6 +45,8 @@ describe('keycloak-connect 26 against the realm', () => {
   let server: Server
   let url: string
   let aliceId = 0
+  /** The admin URL of an application that is not running: nothing listens there. */
+  let goneAdminUrl = ''
   const serve = (app: Express) => {
     current = app
   }
@@ -54,6 +56,10 @@ describe('keycloak-connect 26 against the realm', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
     const appUrls = [`${url}/*`]
+    const gone = createServer()
+    await new Promise<void>((resolve) => gone.listen(0, '127.0.0.1', resolve))
+    goneAdminUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}/gone/`
+    await new Promise((resolve) => gone.close(resolve))
     gw = await startGateway({
       config: {
         realms: realmWith([
@@ -62,6 +68,7 @@ describe('keycloak-connect 26 against the realm', () => {
             { client_id: 'connect-confidential', public_client: false, secret: CONFIDENTIAL_SECRET, direct_access_grants: true, redirect_uris: appUrls, post_logout_redirect_uris: ['+'], audiences: ['demo-app'] },
             // keycloak-connect's admin calls come to `<admin URL>/k_logout`, at the root by default (`admin: '/'`).
             { client_id: 'connect-admin', public_client: false, secret: CONFIDENTIAL_SECRET, redirect_uris: appUrls, admin_url: url },
+            { client_id: 'connect-gone', public_client: false, secret: CONFIDENTIAL_SECRET, redirect_uris: appUrls, admin_url: `${goneAdminUrl}?key=receivers-own` },
             // The bearer-only API's own client: no flow of its own, only its roles.
             { client_id: 'connect-api', standard_flow: false, roles: { reader: [{ allow: { users: ['alice'] } }] } },
         ]),
@@ -265,16 +272,16 @@ describe('keycloak-connect 26 against the realm', () => {
   })
 
   /** An admin call as the app got it, and what keycloak-connect answered. */
-  interface AdminCall { contentType: string | undefined; body: string; status: number }
+  interface AdminCall { path: string; contentType: string | undefined; body: string; status: number }
 
   /** The keycloak-connect app of the client with an admin URL, with every admin call it gets recorded once answered. */
   function adminUrlApp(): { calls: AdminCall[] } {
     const calls: AdminCall[] = []
     const record: RequestHandler = (request, response, next) => {
-      if (request.url === '/k_logout') {
+      if (request.url === '/k_logout' || request.url === '/k_push_not_before') {
         const chunks: Buffer[] = []
         request.on('data', (chunk: Buffer) => chunks.push(chunk))
-        response.on('finish', () => calls.push({ contentType: request.headers['content-type'], body: Buffer.concat(chunks).toString('utf8'), status: response.statusCode }))
+        response.on('finish', () => calls.push({ path: request.url, contentType: request.headers['content-type'], body: Buffer.concat(chunks).toString('utf8'), status: response.statusCode }))
       }
       next()
     }
@@ -285,7 +292,7 @@ describe('keycloak-connect 26 against the realm', () => {
   /** The admin call after the first `seen`, once it has come (polled, with a deadline for a loaded machine). */
   async function adminCall(calls: AdminCall[], seen: number): Promise<AdminCall> {
     for (const until = Date.now() + 30_000; !calls[seen]; await sleep(50)) {
-      if (Date.now() > until) throw new Error('no admin call came to k_logout')
+      if (Date.now() > until) throw new Error('no admin call came to the admin URL')
     }
     return calls[seen]!
   }
@@ -379,6 +386,94 @@ describe('keycloak-connect 26 against the realm', () => {
     assert.equal(await answer.text(), 'admin request failed: invalid token (signature)')
     assert.equal(calls.length, 1)
     assert.equal(await appSignedIn(browser), true, 'the session it named goes on')
+  })
+
+  /** A password login's access token, once the clock has passed the second it was issued in (a not-before of a later call is after it). */
+  async function olderAccessToken(): Promise<string> {
+    const { access_token: token } = await passwordLogin(gw, 'alice', 'alice-password')
+    const { iat } = decodeJwtPart(token, 1) as { iat: number }
+    while (Math.floor(Date.now() / 1000) <= iat) await sleep(50)
+    return token
+  }
+
+  /** What the app answers a request with this bearer token: 200, or 302 to the login page once keycloak-connect refuses it. */
+  async function appAnswers(token: string): Promise<number> {
+    const answer = await fetch(`${url}/issued`, { headers: { authorization: `Bearer ${token}` }, redirect: 'manual' })
+    await answer.body?.cancel()
+    return answer.status
+  }
+
+  const adminAction = (action: string) => gw.fetch(`/admin/realms/${REALM}/${action}`, { method: 'POST', headers: adminAuth })
+
+  it('refuses every token issued before a logout-all of the realm: the realm sends k_logout with its not-before and no sessions', async () => {
+    const { calls } = adminUrlApp()
+    const { status, body, browser } = await browserLogin()
+    assert.equal(status, 200, body)
+    const older = await olderAccessToken()
+    assert.equal(await appAnswers(older), 200)
+
+    const answer = await adminAction('logout-all')
+    assert.equal(answer.status, 200)
+    assert.deepEqual(await answer.json(), { successRequests: [`${url}/`], failedRequests: [goneAdminUrl] }, 'Keycloak\'s GlobalRequestResult, answered once each call came to something')
+    const call = await adminCall(calls, 0)
+    assert.equal(call.path, '/k_logout')
+    const action = await verifiedAdminCall(call)
+    assert.deepEqual({ ...action, id: typeof action.id, expiration: typeof action.expiration, notBefore: typeof action.notBefore },
+      { id: 'string', expiration: 'number', resource: 'connect-admin', action: 'LOGOUT', notBefore: 'number' })
+    assert.ok(Math.abs((action.notBefore as number) - Date.now() / 1000) < 60)
+
+    assert.equal(await appAnswers(older), 302, 'keycloak-connect refuses the token issued before, without asking the realm')
+    assert.equal(await appSignedIn(browser), false, 'and the session\'s grant, and the realm session is over')
+    assert.equal(await appAnswers((await passwordLogin(gw, 'alice', 'alice-password')).access_token), 200, 'a token issued since is taken')
+  })
+
+  it('tells an application started since the logout-all the realm\'s not-before again at push-revocation: k_push_not_before', async () => {
+    adminUrlApp()
+    const older = await olderAccessToken()
+    assert.equal((await adminAction('logout-all')).status, 200)
+    // A new process of the application knows no not-before, and checks bearer tokens offline.
+    const { calls } = adminUrlApp()
+    assert.equal(await appAnswers(older), 200)
+
+    const answer = await adminAction('push-revocation')
+    assert.equal(answer.status, 200)
+    assert.deepEqual(await answer.json(), { successRequests: [`${url}/`], failedRequests: [goneAdminUrl] })
+    const call = await adminCall(calls, 0)
+    assert.equal(call.path, '/k_push_not_before')
+    const action = await verifiedAdminCall(call)
+    assert.deepEqual({ ...action, id: typeof action.id, expiration: typeof action.expiration, notBefore: typeof action.notBefore },
+      { id: 'string', expiration: 'number', resource: 'connect-admin', action: 'PUSH_NOT_BEFORE', notBefore: 'number' })
+    assert.equal(await appAnswers(older), 302)
+  })
+
+  it('answers an admin action on a realm that does not exist 404, and one by a user who is not a superuser 403', async () => {
+    assert.equal((await gw.fetch('/admin/realms/no-such-realm/logout-all', { method: 'POST', headers: adminAuth })).status, 404)
+    const bob = { authorization: `Basic ${Buffer.from('bob:bob-password-long').toString('base64')}` }
+    const refused = await gw.fetch(`/admin/realms/${REALM}/push-revocation`, { method: 'POST', headers: bob })
+    assert.equal(refused.status, 403)
+    assert.equal(typeof ((await refused.json()) as { code?: unknown }).code, 'string')
+  })
+
+  it('names every adapter session of the client in one k_logout when sessions end together', async () => {
+    const { calls } = adminUrlApp()
+    const first = await browserLogin()
+    const second = await browserLogin()
+    assert.equal(first.status, 200, first.body)
+    assert.equal(second.status, 200, second.body)
+    const sessionIds = [appSessionId(first.browser), appSessionId(second.browser)]
+    const patch = (active: boolean) => gw.fetch(`/api/gateway/v1/users/${aliceId}/`, { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ is_active: active }) })
+    assert.equal((await patch(false)).status, 200)
+    try {
+      const action = await verifiedAdminCall(await adminCall(calls, 0))
+      assert.deepEqual([...action.adapterSessionIds as string[]].sort(), [...sessionIds].sort())
+      assert.equal((action.keycloakSessionIds as unknown[]).length, 2)
+      await gw.app.oidc.backchannelLogouts.settled()
+      assert.equal(calls.length, 1, 'one call for the client')
+      assert.equal(await appSignedIn(first.browser), false)
+      assert.equal(await appSignedIn(second.browser), false)
+    } finally {
+      assert.equal((await patch(true)).status, 200)
+    }
   })
 
   it('obtains a service account\'s grant with client credentials: no refresh token (Keycloak\'s default), and the ID token Keycloak adds', async () => {

@@ -92,6 +92,14 @@ describe('back-channel logout deliveries', () => {
     assert.equal(counted.get('delivered'), 20)
   })
 
+  it('tells whoever waits for a delivery what it came to: delivered, rejected, or dropped once the queue stopped', async () => {
+    const { logouts } = queue()
+    assert.deepEqual(await Promise.all([logouts.send(delivery('/ok')), logouts.send(delivery('/error'))]), ['delivered', 'rejected'])
+    assert.equal(await logouts.send({ ...delivery('/ok'), sign: async () => undefined }), 'delivered', 'nothing to tell is nothing that failed')
+    await logouts.stop()
+    assert.equal(await logouts.send(delivery('/ok')), 'dropped')
+  })
+
   it('counts and reports an answer other than 200 or 204, and follows no redirect', async () => {
     const { logouts, counted, failures } = queue()
     const before = receivers.paths.length

@@ -79,6 +79,26 @@ for (const backend of storeBackends) {
       assert.equal(await oidc.find('Session', 'other'), undefined)
     })
 
+    it('ends every session and grant of one realm (online, offline, password logins), with their tokens, and says which gateway sessions were linked', async () => {
+      const oidc = db.store.oidc
+      const later = Date.now() + 60_000
+      const resource = (realm: string) => ({ [`urn:gatehouse:realm:${realm}`]: 'openid' })
+      const gateway = await gatewaySession()
+      const inRealm = { uid: 'uid-in-realm', accountId: '11', gatehouseRealm: 'north', authorizations: { app: { grantId: 'n-browser' } } }
+      assert.equal(await oidc.saveSession({ id: 'in-realm', payload: inRealm, uid: 'uid-in-realm', gatewaySession: gateway, expiresAt: later }), true)
+      await oidc.upsert({ model: 'Session', id: 'elsewhere', payload: { uid: 'uid-elsewhere', accountId: '11', gatehouseRealm: 'south', authorizations: { app: { grantId: 's-browser' } } }, uid: 'uid-elsewhere', expiresAt: later })
+      for (const [grantId, realm] of [['n-browser', 'north'], ['n-offline', 'north'], ['n-password', 'north'], ['s-browser', 'south']] as const) {
+        await oidc.upsert({ model: 'Grant', id: grantId, payload: { accountId: '11', clientId: 'app', resources: resource(realm) }, expiresAt: later })
+        await oidc.upsert({ model: 'RefreshToken', id: `rt-${grantId}`, payload: { accountId: '11', grantId }, grantId, expiresAt: later })
+      }
+      const { grants, gatewaySessions } = await oidc.endRealmSignIns('gatehouseRealm', 'north', 'urn:gatehouse:realm:north')
+      assert.deepEqual([...grants].sort(), ['n-browser', 'n-offline', 'n-password'])
+      assert.deepEqual(gatewaySessions, [gateway])
+      for (const [model, id] of [['Session', 'in-realm'], ['Grant', 'n-offline'], ['RefreshToken', 'rt-n-password'], ['RefreshToken', 'rt-n-browser']]) assert.equal(await oidc.find(model!, id!), undefined, id)
+      for (const [model, id] of [['Session', 'elsewhere'], ['Grant', 's-browser'], ['RefreshToken', 'rt-s-browser']]) assert.ok(await oidc.find(model!, id!), id)
+      assert.equal(await oidc.saveSession({ id: 'in-realm', payload: inRealm, uid: 'uid-in-realm', expiresAt: later }), false, 'an ended session is not saved back')
+    })
+
     it('refuses to link a realm session to a gateway session that no longer exists, and leaves a record it had alone', async () => {
       const oidc = db.store.oidc
       const ended = await gatewaySession()
