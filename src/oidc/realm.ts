@@ -55,6 +55,11 @@ export interface RealmDependencies {
    */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   /**
+   * Ends the gateway session of this key hash, the one a realm browser session that ended was linked to, if it is live
+   * and `accountId`'s.
+   */
+  endLinkedGatewaySession(keyHash: string, accountId: string | undefined): Promise<void>
+  /**
    * Asked at each refresh whether the user's account still stands where it came from (a directory entry that is
    * gone: src/directory/ldap-check.ts); false refuses the refresh.
    */
@@ -308,11 +313,16 @@ export class Realm {
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients(accountId, sid, [{ clientId, grantId }]),
-        endBrowserSession: (uid) => this.#deps.bus.change(async (tx, announce) => {
-          const grants = await tx.oidc.endSessionByUid(uid)
-          for (const grantId of grants ?? []) announce(REVOKE_TOPIC, `grant:${grantId}`)
-          return grants !== undefined
-        }),
+        endBrowserSession: async (uid) => {
+          const ended = await this.#deps.bus.change(async (tx, announce) => {
+            const ended = await tx.oidc.endSessionByUid(uid)
+            for (const grantId of ended?.grants ?? []) announce(REVOKE_TOPIC, `grant:${grantId}`)
+            return ended
+          })
+          // A browser signs out once: the gateway session of the same browser ends too, as at the end-session endpoint.
+          if (ended?.gatewaySession !== undefined) await this.#deps.endLinkedGatewaySession(ended.gatewaySession, ended.accountId)
+          return ended !== undefined
+        },
         revoke: (keys, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
           for (const key of typeof keys === 'string' ? [keys] : keys) announce(REVOKE_TOPIC, key)
