@@ -201,9 +201,10 @@ export class Realm {
    * Checks an access token of this realm the way a service built for Keycloak does, in process: signature with the
    * realm's keys and algorithm, issuer, expiry and not-before (5 s tolerance), not issued in the future, `typ: Bearer`,
    * `azp` and a user subject; then that the realm still has its record (it was not revoked and its session did not
-   * end). It does not check the audience or the user: the caller's policy does.
+   * end). It does not check the audience or the user: the caller's policy does. Times are the database's (`now`
+   * defaults to this process's view of it), which the realms stamp their tokens with (provider-clock.ts).
    */
-  async verifyAccessToken(token: string, now = Date.now()): Promise<VerifiedAccessToken> {
+  async verifyAccessToken(token: string, now = this.#deps.bus.clock.now()): Promise<VerifiedAccessToken> {
     let payload: JWTPayload
     try {
       ({ payload } = await jwtVerify(token, await this.verificationKey(), {
@@ -222,7 +223,9 @@ export class Realm {
       throw new AccessTokenRefused('The access token lacks azp or a user subject.')
     }
     const oidc = this.#deps.store.oidc
-    const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
+    // Records expire by the clock the adapter wrote their expiry with: this machine's (adapter.ts).
+    const recordsNow = Date.now()
+    const record = await oidc.find('AccessToken', payload.jti!, recordsNow) ?? await oidc.find('ClientCredentials', payload.jti!, recordsNow)
     if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
       throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     }
@@ -289,7 +292,7 @@ export class Realm {
     // Every request to the realm asks: the common answer costs no waiting on keys or on the module.
     if (built && built.keys === this.#keys.fresh(now) && built.refreshKeys === this.#refreshKeys.fresh(now) && built.issuer === this.issuer) return built
     // The provider signs: past the active key's turn, keys that cannot be read again fail it (LoadedKeys).
-    const [keys, refreshKeys, providerClass] = await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now), loadProviderClass()])
+    const [keys, refreshKeys, providerClass] = await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now), loadProviderClass(() => this.#deps.bus.clock.now())])
     const issuer = this.issuer
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
