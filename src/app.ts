@@ -190,9 +190,13 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const gatewaySessionOf = (cookie: string, userId: number) => sessions.resolve(cookie).then(
     (session) => session.userId === userId ? session.keyHash : undefined,
     (error: unknown) => error instanceof InvalidSession && SessionManager.wellFormed(cookie) ? SessionManager.hashOf(cookie) : undefined)
+  const endLinkedGatewaySession = async (keyHash: string, accountId: string | undefined) => {
+    const session = await sessions.get(keyHash)
+    if (session && String(session.userId) === accountId) await sessions.end(keyHash)
+  }
   const clientAccess = compileClientAccess(config, access, () => settings.current.allow_external_users_to_create_oauth2_tokens)
   const clientRoles = compileClientRoles(config, access)
-  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, clientRoles, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent })
+  const oidc = new OidcRealms(config, { store, bus, accounts, publicUrl: () => app.publicUrl, endGatewaySession, gatewaySessionOf, endLinkedGatewaySession, confirmAccount: directoryCheck && ((user) => directoryCheck.confirm(user)), memberships: (user) => keycloakMemberships(access.of(user)), clientAccess, clientRoles, tokensIssued: metrics.oidcTokensIssued, logoutTokensSent: metrics.logoutTokensSent })
   if (oidc.configured) auth.add(new OidcBearerAuthenticator(oidc, accounts, bus))
 
   const serviceRules = compileServiceRules(config)

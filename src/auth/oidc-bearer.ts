@@ -6,6 +6,7 @@ import type { Accounts } from '../directory/accounts.ts'
 import { AccountDisabled, InvalidToken, type Unauthenticated } from '../errors.ts'
 import { AccessTokenRefused, type AccessTokenIssuers, type BearerPolicy, type VerifiedAccessToken } from './access-tokens.ts'
 import { BoundedCache } from '../store/cache.ts'
+import type { DatabaseClock } from '../store/database-clock.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import { bearerValue } from './bearer.ts'
@@ -23,13 +24,13 @@ function invalidToken(message: string): InvalidToken {
 /**
  * `Authorization: Bearer <access token>` from one of Gatehouse's realms, checked the way a service built for
  * Keycloak checks it (`Realm.verifyAccessToken`: signature with the realm's keys and algorithm in process, issuer,
- * expiry and not-before, `typ: Bearer`, and the token's record, so a token revoked or logged out before this
- * process started is refused too), then against the place's policy: the realm, and `aud` or `azp` naming the
- * place. Afterwards the token is answered from memory until it expires, unless REVOKE_TOPIC says its session or
- * the token itself ended (that news reaches every process before its next request, see src/store/event-bus.ts),
- * and its record is looked up again once the answer is older than the bus's `maxStaleMs`, or once its account
- * changed (a new password deletes the account's records in the same transaction as the account's event, so the
- * token is then refused).
+ * expiry and not-before by the database's clock, `typ: Bearer`, and the token's record, so a token revoked or logged
+ * out before this process started is refused too), then against the place's policy: the realm, and `aud` or `azp`
+ * naming the place. Afterwards the token is answered from memory until it expires, unless REVOKE_TOPIC says its
+ * session or the token itself ended (that news reaches every process before its next request, see
+ * src/store/event-bus.ts), and its record is looked up again once the answer is older than the bus's `maxStaleMs`,
+ * or once its account changed (a new password deletes the account's records in the same transaction as the
+ * account's event, so the token is then refused).
  * Where the policy asks for it (the gateway's own API), the token's scope limits it as a personal token's does:
  * `write` may change things, anything else only reads.
  */
@@ -47,10 +48,16 @@ export class OidcBearerAuthenticator implements Authenticator {
    * each is then checked against its record again.
    */
   readonly #revoked: BoundedCache<string, true>
+  /**
+   * The database's time as this process knows it: the realms stamp their tokens' `iat` and `exp` with it, whichever
+   * process issued them (src/oidc/provider-clock.ts), so they are judged by it too.
+   */
+  readonly #clock: DatabaseClock
 
   constructor(realms: AccessTokenIssuers, accounts: Accounts, bus: EventBus) {
     this.#realms = realms
     this.#accounts = accounts
+    this.#clock = bus.clock
     this.#verified = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (token) => token.expiresAt, userOf: (token) => token.userId })
     const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
     this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs, onEvicted: () => this.#verified.clear() })
@@ -65,7 +72,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     const bearer = bearerValue(request, context)
     if (!bearer?.jwt) return NOT_MINE
     const token = bearer.value
-    const now = Date.now()
+    const now = this.#clock.now()
     const key = hash('sha256', token, 'base64url')
     const verified = (await this.#verified.load(key, () => this.#verify(token, now), now))!
     if (this.#isRevoked(verified, now)) {

@@ -1,4 +1,5 @@
 import type Provider from 'oidc-provider'
+import epochTime from './provider-clock.ts'
 
 /**
  * The claims of an ID token as oidc-provider's `IdToken#issue({ use: 'idtoken' })` would sign them
@@ -11,7 +12,7 @@ export async function idTokenClaims(provider: Provider, token: any, ctx: unknown
   const client = token.client as { clientId: string; idTokenEncryptedResponseEnc?: string }
   if (client.idTokenEncryptedResponseEnc) return undefined
   const payload = await token.payload() as Record<string, unknown>
-  const now = Math.floor(Date.now() / 1000)
+  const now = epochTime()
   Object.assign(payload, {
     aud: client.clientId,
     exp: now + (provider.IdToken as any).expiresIn(ctx, token, client),

@@ -6,6 +6,7 @@ import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginTh
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
+import epochTime, { providerNow } from './provider-clock.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_FORM, type LoginAcr, loginResult, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE, SINGLE_SIGN_ON } from './provider.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
@@ -125,7 +126,7 @@ async function signedInForAction(app: App, realm: Realm, interaction: Interactio
     const { auth_time: authTime, acr } = interaction.prompt.details
     if (!user?.isActive) return undefined
     // A realm session the gateway session signed in says nothing of when the password was typed.
-    const recent = acr === LOGIN_FORM && typeof authTime === 'number' && Date.now() / 1000 - authTime <= KC_ACTION_MAX_AUTH_AGE_SECONDS
+    const recent = acr === LOGIN_FORM && typeof authTime === 'number' && providerNow() / 1000 - authTime <= KC_ACTION_MAX_AUTH_AGE_SECONDS
     return { user, gatewaySession: gateway?.user.id === user.id ? gateway.gatewaySession : undefined, recent }
   }
   return gateway && { ...gateway, recent: false }
@@ -176,7 +177,7 @@ async function beginUpdatePassword(app: App, realm: Realm, login: LoginUnderWay,
 /** Keeps a result in the login's record, for the rest of the login's lifetime. */
 async function saveResult(interaction: Interaction, result: Record<string, unknown>): Promise<void> {
   interaction.result = result
-  await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)))
+  await interaction.save(Math.max(1, interaction.exp - epochTime()))
 }
 
 function updatePasswordPage(realm: Realm, login: LoginUnderWay, pending: PendingUpdate, user: User, error?: string): string {

@@ -8,6 +8,7 @@ import type { User } from '../store/users.ts'
 import { errors } from './provider-errors.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { idTokenClaims } from './id-token-claims.ts'
+import epochTime from './provider-clock.ts'
 import { PROVIDER_REQUEST, type ProviderRequest } from './keycloak-format.ts'
 import type { SignatureAlg } from './keys.ts'
 import type { ClientAccessCheck } from '../access/client-access.ts'
@@ -93,7 +94,7 @@ async function passwordGrantAnswer(options: PasswordGrantOptions, ctx: KoaContex
   // Keycloak's session id: `sid` in the tokens, `session_state` in the response.
   const sid = randomUUID()
 
-  const authTime = Math.floor(Date.now() / 1000)
+  const authTime = epochTime()
   const accessToken = new provider.AccessToken({ accountId, client, grantId, gty: PASSWORD_GRANT, sid })
   accessToken.resourceServer = new provider.ResourceServer(options.resource, options.resourceServer())
   accessToken.scope = scope

@@ -23,6 +23,7 @@ import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PA
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { interactionPolicyWithActions, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
+import epochTime, { setProviderClock, useProviderClock } from './provider-clock.ts'
 
 /** Keycloak's endpoint paths, relative to the issuer `<public URL>/realms/<realm>`. */
 export const KEYCLOAK_ROUTES = {
@@ -76,12 +77,14 @@ export const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'clie
 /**
  * oidc-provider itself (Koa and every endpoint): loaded for a realm's first request, not at start. Loaded once: a
  * dynamic `import()` asks the module loader to resolve the specifier again every time, which showed in the token
- * endpoint's profile.
+ * endpoint's profile. Its clock is `clock` (epoch ms), the process's view of the database's (provider-clock.ts).
  */
 let providerClass: Promise<typeof Provider> | undefined
 /** oidc-provider's class for keys that sign outside it (signing-keys.ts), loaded with it. */
 let signingKeyClass: typeof ExternalSigningKey | undefined
-export function loadProviderClass(): Promise<typeof Provider> {
+export function loadProviderClass(clock: () => number): Promise<typeof Provider> {
+  setProviderClock(clock)
+  useProviderClock()
   providerClass ??= import('oidc-provider').then((module) => {
     signingKeyClass = module.ExternalSigningKey
     return module.default
@@ -676,7 +679,7 @@ async function recordIssuedToken(token: IssuedToken, claims: Record<string, unkn
   }
   payload.iat = claims.iat
   payload.exp = claims.exp
-  await token.adapter.upsert(token.jti, payload, Number(claims.exp) - Math.floor(Date.now() / 1000))
+  await token.adapter.upsert(token.jti, payload, Number(claims.exp) - epochTime())
 }
 
 /**

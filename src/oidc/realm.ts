@@ -55,6 +55,11 @@ export interface RealmDependencies {
    */
   gatewaySessionOf(cookie: string, userId: number): Promise<string | undefined>
   /**
+   * Ends the gateway session of this key hash, the one a realm browser session that ended was linked to, if it is live
+   * and `accountId`'s.
+   */
+  endLinkedGatewaySession(keyHash: string, accountId: string | undefined): Promise<void>
+  /**
    * Asked at each refresh whether the user's account still stands where it came from (a directory entry that is
    * gone: src/directory/ldap-check.ts); false refuses the refresh.
    */
@@ -259,9 +264,10 @@ export class Realm {
    * Checks an access token of this realm the way a service built for Keycloak does, in process: signature with the
    * realm's keys and algorithm, issuer, expiry and not-before (5 s tolerance), not issued in the future, `typ: Bearer`,
    * `azp` and a user subject; then that the realm still has its record (it was not revoked and its session did not
-   * end). It does not check the audience or the user: the caller's policy does.
+   * end). It does not check the audience or the user: the caller's policy does. Times are the database's (`now`
+   * defaults to this process's view of it), which the realms stamp their tokens with (provider-clock.ts).
    */
-  async verifyAccessToken(token: string, now = Date.now()): Promise<VerifiedAccessToken> {
+  async verifyAccessToken(token: string, now = this.#deps.bus.clock.now()): Promise<VerifiedAccessToken> {
     let payload: JWTPayload
     try {
       ({ payload } = await jwtVerify(token, await this.verificationKey(), {
@@ -280,7 +286,9 @@ export class Realm {
       throw new AccessTokenRefused('The access token lacks azp or a user subject.')
     }
     const oidc = this.#deps.store.oidc
-    const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
+    // Records expire by the clock the adapter wrote their expiry with: this machine's (adapter.ts).
+    const recordsNow = Date.now()
+    const record = await oidc.find('AccessToken', payload.jti!, recordsNow) ?? await oidc.find('ClientCredentials', payload.jti!, recordsNow)
     if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
       throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     }
@@ -347,7 +355,7 @@ export class Realm {
     // Every request to the realm asks: the common answer costs no waiting on keys or on the module.
     if (built && built.keys === this.#keys.fresh(now) && built.refreshKeys === this.#refreshKeys.fresh(now) && built.issuer === this.issuer) return built
     // The provider signs: past the active key's turn, keys that cannot be read again fail it (LoadedKeys).
-    const [keys, refreshKeys, providerClass] = await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now), loadProviderClass()])
+    const [keys, refreshKeys, providerClass] = await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now), loadProviderClass(() => this.#deps.bus.clock.now())])
     const issuer = this.issuer
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {
@@ -371,11 +379,16 @@ export class Realm {
         applications: this.applications,
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients([{ accountId, sid, signIns: [{ clientId, grantId }] }]),
-        endBrowserSession: (uid) => this.#deps.bus.change(async (tx, announce) => {
-          const grants = await tx.oidc.endSessionByUid(uid)
-          for (const grantId of grants ?? []) announce(REVOKE_TOPIC, `grant:${grantId}`)
-          return grants !== undefined
-        }),
+        endBrowserSession: async (uid) => {
+          const ended = await this.#deps.bus.change(async (tx, announce) => {
+            const ended = await tx.oidc.endSessionByUid(uid)
+            for (const grantId of ended?.grants ?? []) announce(REVOKE_TOPIC, `grant:${grantId}`)
+            return ended
+          })
+          // A browser signs out once: the gateway session of the same browser ends too, as at the end-session endpoint.
+          if (ended?.gatewaySession !== undefined) await this.#deps.endLinkedGatewaySession(ended.gatewaySession, ended.accountId)
+          return ended !== undefined
+        },
         revoke: (keys, destroy) => this.#deps.bus.change(async (tx, announce) => {
           await destroy(tx.oidc)
           for (const key of typeof keys === 'string' ? [keys] : keys) announce(REVOKE_TOPIC, key)

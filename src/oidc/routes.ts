@@ -15,6 +15,7 @@ import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
 import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
+import epochTime from './provider-clock.ts'
 import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
 import type { Realm } from './realm.ts'
 
@@ -386,7 +387,7 @@ async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: UR
   const values = form.getAll('refresh_token')
   const token = values.length === 1 && JWT_SHAPE.test(values[0]!) ? await realm.refreshToken(values[0]!) : undefined
   if (!token) return invalidGrant('Invalid refresh token')
-  if (token.exp * 1000 <= Date.now()) return invalidGrant('Token is not active')
+  if (token.exp <= epochTime()) return invalidGrant('Token is not active')
   const clientId = form.get('client_id') ?? basicClientId(raw.headers.authorization)
   if (clientId !== undefined && clientId !== token.azp) return invalidGrant('Invalid refresh token')
   const revocation = new URLSearchParams()

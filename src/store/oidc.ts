@@ -219,16 +219,21 @@ export class OidcRecordRepository {
 
   /**
    * Ends the live realm browser session of this `uid` as `endSession` does, and tells it (`onSessionsEnded`); returns
-   * the grants ended, or undefined when no live session has that uid (it ended already).
+   * the grants ended, its account and the gateway session it was linked to (`saveSession`), or undefined when no live
+   * session has that uid (it ended already).
    */
-  async endSessionByUid(uid: string, now = Date.now()): Promise<string[] | undefined> {
+  async endSessionByUid(uid: string, now = Date.now()): Promise<{ grants: string[]; accountId: string | undefined; gatewaySession: string | undefined } | undefined> {
     const session = await this.findByUid(SESSION_MODEL, uid, now)
+    if (!session) return undefined
+    // Read before the end empties the row; in the caller's transaction, as the end is.
+    const gatewaySession = await this.linkOf(session.id)
     // Of ends under way at once, the one that empties the row tells it.
-    if (!session || !(await this.#endSessions('id', [session.id], now))) return undefined
+    if (!(await this.#endSessions('id', [session.id], now))) return undefined
     const grants = sessionGrants(session.payload)
     await this.#endGrants(grants)
     this.#sessionsEnded([session.payload])
-    return grants
+    const accountId = typeof session.payload.accountId === 'string' ? session.payload.accountId : undefined
+    return { grants, accountId, gatewaySession }
   }
 
   /** Empties the realm browser sessions whose `column` is one of `values` into the rows of ended sessions (`saveSession`); returns how many. */

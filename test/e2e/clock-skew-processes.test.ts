@@ -1,16 +1,33 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { generateToken, hashToken } from '../../src/auth/token-format.ts'
-import { ADMIN_PASSWORD, basic, json, repoRoot, runCli, spawnGateway, type GatewayProcess } from '../helpers/gateway.ts'
+import { demoConfigFile } from '../../src/config/load.ts'
+import { ADMIN_PASSWORD, basic, json, repoRoot, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
+import { decodeJwtPart } from '../helpers/oidc.ts'
 import { at, login } from '../helpers/session.ts'
 
 const admin = { authorization: basic('admin', ADMIN_PASSWORD) }
 const ME = '/api/gateway/v1/me/'
 const SKEW_MS = -120_000
+const DEMO_TOKEN_PATH = '/realms/platform/protocol/openid-connect/token'
+/** The demo realm's `access_token_seconds` (its default). */
+const ACCESS_TOKEN_SECONDS = 300
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
 
 /** The environment of a gateway or CLI process whose Date.now() runs `skewMs` off the machine's clock. */
 function skewed(skewMs: number): Record<string, string> {
@@ -18,37 +35,62 @@ function skewed(skewMs: number): Record<string, string> {
 }
 
 /**
- * Two `gatehouse serve` processes on one PostgreSQL database, on "hosts" whose clocks disagree by two minutes (the
- * second one's runs behind). An account's not-befores are the database's time, and what a process issues is stamped
- * with its view of the database's clock: a revocation refuses everything issued before it, and nothing issued after
- * it, whichever process does which.
+ * Three `gatehouse serve` processes on one PostgreSQL database, on "hosts" whose clocks disagree by two minutes (one
+ * runs behind, one ahead). An account's not-befores are the database's time, and what a process issues (sessions,
+ * personal tokens, OpenID Connect codes and tokens) is stamped with its view of the database's clock: a revocation
+ * refuses everything issued before it, and nothing issued after it, whichever process does which.
  */
 describe('not-befores across gateway processes whose clocks disagree, on PostgreSQL', () => {
   let right: GatewayProcess
   let behind: GatewayProcess
+  let ahead: GatewayProcess
   let db: pg.Client
   let drop: () => Promise<void>
   let databaseUrl: string
+  let dir: string | undefined
 
   before(async () => {
     const database = await createTestDatabase()
     drop = database.drop
     databaseUrl = database.url
-    const args = ['--demo', '--database', database.url]
-    right = await spawnGateway(args)
-    behind = await spawnGateway(args, skewed(SKEW_MS))
+    // One public URL, as behind a load balancer: a realm's tokens name it as their issuer, whichever process issued them.
+    const configDir = dir = tempDir()
+    const ports = [await freePort(), await freePort(), await freePort()]
+    writeFileSync(join(configDir, 'gatehouse.yaml'), readFileSync(demoConfigFile, 'utf8').replace(/^server:\n/m, `server:\n  public_url: http://127.0.0.1:${ports[0]}\n`))
+    const args = (port: number) => ['--demo', '--config', join(configDir, 'gatehouse.yaml'), '--database', database.url, '--port', String(port)]
+    // Each is asked at its own address (it reports the public URL as the one it listens on).
+    const spawn = async (port: number, env?: Record<string, string>) => ({ ...await spawnGateway(args(port), env), url: `http://127.0.0.1:${port}` })
+    right = await spawn(ports[0]!)
+    behind = await spawn(ports[1]!, skewed(SKEW_MS))
+    ahead = await spawn(ports[2]!, skewed(-SKEW_MS))
     db = new pg.Client({ connectionString: database.url })
     await db.connect()
   })
   after(async () => {
     await db?.end()
-    await Promise.all([right?.stop(), behind?.stop()])
+    await Promise.all([right?.stop(), behind?.stop(), ahead?.stop()])
     await drop?.()
+    if (dir) rmSync(dir, { recursive: true, force: true })
   })
 
   const call = (gateway: GatewayProcess, path: string, init: RequestInit = {}) => fetch(gateway.url + path, { redirect: 'manual', ...init })
   const post = (gateway: GatewayProcess, path: string, headers: Record<string, string>, body: unknown = {}) =>
     call(gateway, path, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+
+  const name = (gateway: GatewayProcess) => gateway === right ? 'right' : gateway === behind ? 'behind' : 'ahead'
+  const tokenRequest = (gateway: GatewayProcess, form: Record<string, string>) =>
+    call(gateway, DEMO_TOKEN_PATH, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', ...form }) })
+  async function passwordGrant(gateway: GatewayProcess, username: string, password: string): Promise<{ access_token: string; refresh_token: string }> {
+    const response = await tokenRequest(gateway, { grant_type: 'password', username, password })
+    const body = await response.text()
+    assert.equal(response.status, 200, `${name(gateway)}: ${body}\n${gateway.output()}`)
+    return JSON.parse(body)
+  }
+  const changePassword = async (gateway: GatewayProcess, id: number, password: string) => assert.equal((await call(gateway, `/api/gateway/v1/users/${id}/`, {
+    method: 'PATCH', headers: { ...admin, 'content-type': 'application/json' }, body: JSON.stringify({ password }),
+  })).status, 200)
+  /** The database's clock, in whole seconds. */
+  const databaseSeconds = async () => Number((await db.query('SELECT floor(extract(epoch from clock_timestamp()))::bigint AS now')).rows[0].now)
 
   async function createUser(username: string): Promise<{ id: number; auth: Record<string, string>; password: string }> {
     const password = `${username}-password-long`
@@ -123,5 +165,51 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
     assert.equal((await call(right, ME, { headers: auth })).status, 401)
     const fresh = await login(at(behind.url), 'pia', 'pia-password-longer')
     for (const gateway of [behind, right]) assert.equal((await call(gateway, ME, { headers: { cookie: fresh.cookie } })).status, 200, gateway === right ? 'right' : 'behind')
+  })
+
+  it('OpenID Connect tokens issued on the process whose clock runs ahead are stamped with the database\'s time', async () => {
+    await createUser('ada')
+    const before = await databaseSeconds()
+    const { access_token: accessToken } = await passwordGrant(ahead, 'ada', 'ada-password-long')
+    const claims = decodeJwtPart(accessToken, 1)
+    assert.ok(claims.iat >= before - 1 && claims.iat <= await databaseSeconds(), `iat ${claims.iat}, the database's time ${before}`)
+    assert.equal(claims.exp - claims.iat, ACCESS_TOKEN_SECONDS)
+  })
+
+  it('a password change on one process refuses, on every process, the OpenID Connect tokens the process whose clock runs ahead issued just before it, also where their records were written after it', async () => {
+    const { id, password } = await createUser('bert')
+    const tokens = await passwordGrant(ahead, 'bert', password)
+    const bearer = { authorization: `Bearer ${tokens.access_token}` }
+    // Every process now holds the verified token and the account in memory, with the not-before it had before.
+    for (const gateway of [right, ahead, behind]) assert.equal((await call(gateway, '/demo-app/x', { headers: bearer })).status, 200, name(gateway))
+    const { rows: records } = await db.query('SELECT * FROM oidc_records WHERE account_id = $1', [String(id)])
+    assert.ok(records.length >= 3, 'the grant, the refresh token and the access token')
+    // Into the database's next second: a token's iat counts whole seconds.
+    await sleep(1001 - (Date.now() % 1000))
+    await changePassword(right, id, 'bert-password-longer')
+    // The records a grant in flight during the change would have written after it.
+    for (const record of records) {
+      const columns = Object.keys(record)
+      await db.query(`INSERT INTO oidc_records (${columns.join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT DO NOTHING`, columns.map((column) => record[column]))
+    }
+    for (const gateway of [right, ahead, behind]) {
+      const response = await call(gateway, '/demo-app/x', { headers: bearer })
+      assert.equal(response.status, 401, name(gateway))
+      const refreshed = await tokenRequest(gateway, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+      assert.equal(refreshed.status, 400, name(gateway))
+      assert.equal((await json(refreshed)).error, 'invalid_grant')
+    }
+  })
+
+  it('OpenID Connect tokens issued on the process whose clock is behind, just after a password change on another, work on every process', async () => {
+    const { id } = await createUser('cleo')
+    await changePassword(right, id, 'cleo-password-longer')
+    const tokens = await passwordGrant(behind, 'cleo', 'cleo-password-longer')
+    for (const gateway of [behind, right, ahead]) {
+      const response = await call(gateway, '/demo-app/x', { headers: { authorization: `Bearer ${tokens.access_token}` } })
+      assert.equal(response.status, 200, `${name(gateway)}: ${response.headers.get('www-authenticate')}`)
+      const refreshed = await tokenRequest(gateway, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+      assert.equal(refreshed.status, 200, `${name(gateway)}: ${JSON.stringify(await json(refreshed))}`)
+    }
   })
 })

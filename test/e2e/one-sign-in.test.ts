@@ -262,7 +262,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia', 'quinn', 'rita', 'sam']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia', 'quinn', 'rita', 'sam', 'tara']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -444,6 +444,19 @@ for (const backend of gatewayBackends) {
       const { instance: provider } = await gw.app.oidc.get(REALM)!.provider()
       assert.equal(await provider.Session.find(realmCookie), undefined)
       await assertSignedOutAtRealm(device)
+    })
+
+    it('ends the gateway session linked to a browser\'s realm session when its app logs out with the refresh token, and no other', async () => {
+      const device = await realmSignIn('tara')
+      const elsewhere = new Browser()
+      await elsewhere.submit(await elsewhere.navigate(`${gw.url}/api/gateway/v1/login/`), { username: 'tara', password: 'tara-password' })
+      const signedIn = async (browser: Browser) => (await browser.request(`${gw.url}/api/gateway/v1/me/`, { headers: { accept: 'application/json' } })).status
+      assert.equal(await signedIn(device.browser), 200)
+      const logout = await gw.fetch(`/realms/${REALM}${KEYCLOAK_ROUTES.end_session}`, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', refresh_token: device.refreshToken }) })
+      assert.equal(logout.status, 204, await logout.text())
+      assert.equal(await signedIn(device.browser), 401, 'the gateway session of the browser that signed in at the realm ended')
+      await assertSignedOutAtRealm(device)
+      assert.equal(await signedIn(elsewhere), 200, 'the same person\'s gateway session on another device stays')
     })
 
     it('ends the realm session of a browser whose gateway session its owner ends with End', async () => {
