@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, ValidationFailed } from '../errors.ts'
@@ -192,7 +192,32 @@ function updatePasswordPage(realm: Realm, login: LoginUnderWay, pending: Pending
  * the person typed it in this login, or signed in at the realm within the action's maximum age.
  */
 async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate): Promise<FastifyReply> {
-  const user = await app.accounts.get(Number(pending.accountId))
+  if (request.method !== 'POST') return judgeUpdatePassword(app, realm, login, provider, request, reply, pending, await app.accounts.get(Number(pending.accountId)))
+  // One answer of a form at a time, on every process: answers sent at once would each be compared with the same
+  // current password (as many guesses at it) and each set theirs. The account is read once the lease is held, from the
+  // database: an answer that came first and set a password has ended the form for the next.
+  const lease = `${UPDATE_PASSWORD_LEASE}${login.uid}`
+  const holder = randomUUID()
+  const now = app.bus.clock.now()
+  if (!(await app.store.leases.take(lease, holder, now, now + UPDATE_PASSWORD_LEASE_MS))) {
+    return html(reply, 409, simplePage('Update password', '<p>This form is being answered already: wait for that answer.</p>'))
+  }
+  try {
+    // Nor may an answer that came first and went back to the application (Cancel) leave the form to another.
+    const interaction = await provider.interactionDetails(request.raw, reply.raw).catch(() => undefined)
+    if (!interaction || pendingUpdate(interaction)?.formSecret !== pending.formSecret) return expired(reply)
+    return await judgeUpdatePassword(app, realm, { ...login, interaction }, provider, request, reply, pending, await app.store.users.findById(Number(pending.accountId)))
+  } finally {
+    await app.store.leases.release(lease, holder)
+  }
+}
+
+/** The name of the lease an answer of a password update's form holds (`updatePasswordStep`), with the login's id after it. */
+const UPDATE_PASSWORD_LEASE = 'update-password:'
+/** Longer than an answer takes (two password hashes, each waiting at most its turn), in case its process dies holding the lease. */
+const UPDATE_PASSWORD_LEASE_MS = 60_000
+
+async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate, user: User | undefined): Promise<FastifyReply> {
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
   // The account's sessions were ended since the login (its password was changed elsewhere, it was disabled and
   // enabled again): so is this login, which must not set a password after an administrator's.

@@ -275,6 +275,21 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.ok(await passwordWorks(gw, OLD_PASSWORD), 'nothing was changed')
   })
 
+  it('answers of one form sent at once are judged one at a time: no more than one guess at the current password, and one password set', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const guesses = Array.from({ length: 6 }, (_, i) => `${NEW_PASSWORD}-guess-${i}`)
+    const answers = await Promise.all(guesses.map((guess) => browser.submit(updatePage, { 'password-new': guess, 'password-confirm': guess }, { stopBefore: toApplication })))
+    const set = answers.flatMap((answer, i) => answer.stoppedAt && answerOf(answer.stoppedAt).get('kc_action_status') === 'success' ? [guesses[i]!] : [])
+    assert.equal(set.length, 1, `each answer judged against the same current password: ${answers.map((a) => a.stoppedAt ?? a.response.status).join(', ')}`)
+    for (const answer of answers.filter((a) => a.stoppedAt === undefined)) {
+      // Sent while another answer of the form was judged, or after it ended the form.
+      assert.ok([409, 400].includes(answer.response.status), String(answer.response.status))
+    }
+    assert.ok(await passwordWorks(gw, set[0]!))
+  })
+
   it('a browser signed in at the gateway, however recently its realm session began, logs in again first', async () => {
     await setPassword(OLD_PASSWORD)
     const browser = new Browser()
