@@ -401,10 +401,14 @@ function html(reply: FastifyReply, status: number, body: string): FastifyReply {
 
 async function readForm(request: FastifyRequest): Promise<URLSearchParams> {
   if (!/^application\/x-www-form-urlencoded\b/i.test(request.headers['content-type'] ?? '')) return new URLSearchParams()
-  let text = ''
-  for await (const chunk of request.raw) {
-    text += chunk
-    if (text.length > FORM_LIMIT) return new URLSearchParams()
+  // Decoded once whole: a character sent as UTF-8 (curl --data, not a browser's percent-encoding) may be split
+  // between two reads, and each half decoded alone is a replacement character.
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of request.raw as AsyncIterable<Buffer>) {
+    chunks.push(chunk)
+    bytes += chunk.length
+    if (bytes > FORM_LIMIT) return new URLSearchParams()
   }
-  return new URLSearchParams(text)
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
 }

@@ -5,6 +5,8 @@ import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser, parseForm, type Page } from '../helpers/browser.ts'
 import { CLIENT_REDIRECT, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { eventually, rawClient } from '../helpers/raw-client.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 const OLD_PASSWORD = 'alice-password-long'
 const NEW_PASSWORD = 'a-brand-new-passphrase-42'
@@ -288,6 +290,28 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
       assert.ok([409, 400].includes(answer.response.status), String(answer.response.status))
     }
     assert.ok(await passwordWorks(gw, set[0]!))
+  })
+
+  it('reads a form sent as raw UTF-8 whole, however its bytes are split between reads', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const form = parseForm(updatePage.body)
+    const target = new URL(form.action, updatePage.url)
+    const password = 'pässwörd-ünïcode-42'
+    // As curl --data sends it: not percent-encoded.
+    const body = Buffer.from(`form_secret=${encodeURIComponent(form.fields.form_secret!)}&password-new=${password}&password-confirm=${password}`)
+    const head = `POST ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nCookie: ${browser.cookieHeader(target)}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
+    const split = body.indexOf(Buffer.from('ä')) + 1
+    const client = await rawClient(gw.url, '127.0.0.1', Buffer.concat([Buffer.from(head), body.subarray(0, split)]))
+    await eventually(() => client.socket.bytesWritten, (written) => written >= head.length + split, 5000)
+    await sleep(200)
+    client.socket.write(body.subarray(split))
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 303 /, client.received().slice(0, 300))
+    // On to the authorization, the password set: not the page again for a confirmation that differs.
+    assert.match(client.received(), /\r\nlocation: [^\r]*\/protocol\/openid-connect\/auth\//)
+    assert.ok(await passwordWorks(gw, password))
   })
 
   it('a browser signed in at the gateway, however recently its realm session began, logs in again first', async () => {
