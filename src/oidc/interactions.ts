@@ -212,6 +212,12 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   }
 }
 
+/**
+ * How long the "Update password" form answers after it was shown: Keycloak's "Login action timeout"
+ * (accessCodeLifespanUserAction, 300 s by default), the time it gives a required action's form.
+ */
+const UPDATE_PASSWORD_FORM_MS = 300_000
+
 /** The name of the lease an answer of a password update's form holds (`updatePasswordStep`), with the login's id after it. */
 const UPDATE_PASSWORD_LEASE = 'update-password:'
 /** Longer than an answer takes (two password hashes, each waiting at most its turn), in case its process dies holding the lease. */
@@ -225,6 +231,10 @@ async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay,
   // Nor may it once the sessions it was made in ended without that (an administrator ended the account's sessions,
   // the person signed out in another tab): answered, it would sign the browser in again.
   if (!(await sessionsLive(app, provider, login.interaction, pending))) return expired(reply)
+  // Nor once the form has been open longer than Keycloak's "Login action timeout" gives its required actions: the
+  // password typed within the action's maximum age would otherwise let whoever finds the browser set one for the
+  // login's half hour.
+  if (app.bus.clock.now() - pending.shownAt > UPDATE_PASSWORD_FORM_MS) return expired(reply)
   const again = (status: number, error?: string) => html(reply, status, updatePasswordPage(realm, login, pending, user, error))
   if (request.method !== 'POST') return again(200)
   const form = await readForm(request)

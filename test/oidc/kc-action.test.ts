@@ -162,6 +162,26 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
   })
 
+  it('a page open longer than Keycloak\'s login action timeout (five minutes) sets nothing, nor goes back to the application', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const clock = gw.app.bus.clock
+    const now = clock.now
+    clock.now = () => now.call(clock) + 5 * 60_000 + 1000
+    try {
+      for (const fields of [{ 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { 'cancel-aia': 'true' }] as Record<string, string>[]) {
+        const refused = await browser.submit(updatePage, fields, { stopBefore: toApplication })
+        assert.equal(refused.stoppedAt, undefined, JSON.stringify(fields))
+        assert.equal(refused.response.status, 400)
+        assert.match(refused.body, /timed out or was already used/)
+      }
+    } finally {
+      clock.now = now
+    }
+    assert.ok(await passwordWorks(gw, OLD_PASSWORD))
+  })
+
   it('a password set elsewhere while the page is open ends that login: its form sets nothing', async () => {
     await setPassword(OLD_PASSWORD)
     const browser = new Browser()
