@@ -51,11 +51,14 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const login: LoginUnderWay = { uid, clientId, interaction: details, action: page.action }
   const pending = pendingUpdate(details)
   if (pending) return updatePasswordStep(app, realm, login, provider, request, reply, pending)
-  const action = requestedAction(details.params)
+  const reasons = details.prompt.reasons
+  // As the login prompt asks for it: for the authorization endpoint only. A device authorization takes `kc_action`
+  // too (oidc-provider's extra parameters are every endpoint's), but has no redirect to bring the outcome back on,
+  // and a new password would end the very grant the device waits for.
+  const updatesPassword = requestedAction(details.params) === UPDATE_PASSWORD && reasons.includes(KC_ACTION_REASON)
 
   if (request.method !== 'POST') {
-    const reasons = details.prompt.reasons
-    if (action === UPDATE_PASSWORD && reasons.includes(KC_ACTION_REASON)) {
+    if (updatesPassword) {
       const signedIn = await signedInForAction(app, realm, details, request)
       if (signedIn && (signedIn.recent || signedIn.user.source !== 'local')) {
         return beginUpdatePassword(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
@@ -95,7 +98,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
         error instanceof PasswordExpired || error instanceof AccountExpired ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
-  if (action === UPDATE_PASSWORD) return beginUpdatePassword(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
+  if (updatesPassword) return beginUpdatePassword(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
   return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
 }
 

@@ -49,7 +49,10 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
   let gw: TestGateway
 
   before(async () => {
-    gw = await backend.start({ config: { realms: realmWith([{ client_id: 'guarded', public_client: true, redirect_uris: [CLIENT_REDIRECT], access: [{ allow: { teams: ['Operators'] } }] }]) } })
+    gw = await backend.start({ config: { realms: realmWith([
+      { client_id: 'guarded', public_client: true, redirect_uris: [CLIENT_REDIRECT], access: [{ allow: { teams: ['Operators'] } }] },
+      { client_id: 'tv', public_client: true, device_authorization_grant: true },
+    ]) } })
     await gw.app.accounts.create({ username: 'alice', password: OLD_PASSWORD, email: 'alice@example.com' })
   })
   after(() => gw.close())
@@ -310,6 +313,23 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
       assert.ok([409, 400].includes(answer.response.status), String(answer.response.status))
     }
     assert.ok(await passwordWorks(gw, set[0]!))
+  })
+
+  it('a device authorization asking for an action logs in as without it: the device gets its tokens, and no password is asked for', async () => {
+    await setPassword(OLD_PASSWORD)
+    const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv', scope: 'openid', kc_action: 'UPDATE_PASSWORD' }) })
+    assert.equal(started.status, 200)
+    const { device_code: deviceCode, user_code: userCode } = await started.json() as { device_code: string; user_code: string }
+    const browser = new Browser()
+    const confirm = await browser.submit(await browser.navigate(realmUrl(gw, '/device')), { user_code: userCode })
+    const loginPage = await browser.submit(confirm, {})
+    assert.match(loginPage.body, /name="password"/)
+    const done = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD })
+    assert.ok(!isUpdatePasswordPage(done), 'no update page')
+    assert.match(done.body, /Device login complete/)
+    const tokens = await tokenRequest(gw, { client_id: 'tv', grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode })
+    assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+    assert.ok(await passwordWorks(gw, OLD_PASSWORD))
   })
 
   it('reads a form sent as raw UTF-8 whole, however its bytes are split between reads', async () => {
