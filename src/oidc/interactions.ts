@@ -203,7 +203,8 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   const holder = randomUUID()
   const now = app.bus.clock.now()
   if (!(await app.store.leases.take(lease, holder, now, now + UPDATE_PASSWORD_LEASE_MS))) {
-    return html(reply, 409, simplePage('Update password', '<p>This form is being answered already: wait for that answer.</p>'))
+    // A second click on Submit, say: the browser shows this answer, not the first's.
+    return html(reply, 409, simplePage('Update password', '<p>This form was sent again while its first sending was being answered. Go back to the application and start again.</p>'))
   }
   try {
     // Nor may an answer that came first and went back to the application (Cancel) leave the form to another.
