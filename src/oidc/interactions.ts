@@ -195,10 +195,12 @@ function updatePasswordPage(realm: Realm, login: LoginUnderWay, pending: Pending
  * the person typed it in this login, or signed in at the realm within the action's maximum age.
  */
 async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate): Promise<FastifyReply> {
-  if (request.method !== 'POST') return judgeUpdatePassword(app, realm, login, provider, request, reply, pending, await app.accounts.get(Number(pending.accountId)))
+  if (request.method !== 'POST') return judgeUpdatePassword(app, realm, login, provider, request, reply, pending, await app.accounts.get(Number(pending.accountId)), undefined)
   // One answer of a form at a time, on every process: answers sent at once would each be compared with the same
   // current password (as many guesses at it) and each set theirs. The account is read once the lease is held, from the
-  // database: an answer that came first and set a password has ended the form for the next.
+  // database: an answer that came first and set a password has ended the form for the next. The form is read before:
+  // a client sending it slowly would otherwise hold the lease past its term, and the next answer be judged beside it.
+  const form = await readForm(request)
   const lease = `${UPDATE_PASSWORD_LEASE}${login.uid}`
   const holder = randomUUID()
   const now = app.bus.clock.now()
@@ -210,7 +212,7 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
     // Nor may an answer that came first and went back to the application (Cancel) leave the form to another.
     const interaction = await provider.interactionDetails(request.raw, reply.raw).catch(() => undefined)
     if (!interaction || pendingUpdate(interaction)?.formSecret !== pending.formSecret) return expired(reply)
-    return await judgeUpdatePassword(app, realm, { ...login, interaction }, provider, request, reply, pending, await app.store.users.findById(Number(pending.accountId)))
+    return await judgeUpdatePassword(app, realm, { ...login, interaction }, provider, request, reply, pending, await app.store.users.findById(Number(pending.accountId)), form)
   } finally {
     await app.store.leases.release(lease, holder)
   }
@@ -227,7 +229,7 @@ const UPDATE_PASSWORD_LEASE = 'update-password:'
 /** Longer than an answer takes (two password hashes, each waiting at most its turn), in case its process dies holding the lease. */
 const UPDATE_PASSWORD_LEASE_MS = 60_000
 
-async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate, user: User | undefined): Promise<FastifyReply> {
+async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate, user: User | undefined, form: URLSearchParams | undefined): Promise<FastifyReply> {
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
   // The account's sessions were ended since the login (its password was changed elsewhere, it was disabled and
   // enabled again): so is this login, which must not set a password after an administrator's.
@@ -240,8 +242,7 @@ async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay,
   // login's half hour.
   if (app.bus.clock.now() - pending.shownAt > UPDATE_PASSWORD_FORM_MS) return expired(reply)
   const again = (status: number, error?: string) => html(reply, status, updatePasswordPage(realm, login, pending, user, error))
-  if (request.method !== 'POST') return again(200)
-  const form = await readForm(request)
+  if (!form) return again(200)
   if (!sameSecret(form.get(FORM_SECRET_FIELD) ?? '', pending.formSecret)) return again(403, FORM_EXPIRED_MESSAGE)
   if (form.has(CANCEL_FIELD)) return finishLogin(app, realm, login, provider, request, reply, user, pending.gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'cancelled' })
   const newPassword = form.get(NEW_PASSWORD_FIELD) ?? ''

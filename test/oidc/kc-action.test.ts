@@ -315,6 +315,30 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.ok(await passwordWorks(gw, set[0]!))
   })
 
+  it('an answer whose sender stalls part way holds up no other: the form is read before its answer waits its turn', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const form = parseForm(updatePage.body)
+    const target = new URL(form.action, updatePage.url)
+    const body = `form_secret=${encodeURIComponent(form.fields.form_secret!)}&password-new=${NEW_PASSWORD}-stalled&password-confirm=${NEW_PASSWORD}-stalled`
+    const head = `POST ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nCookie: ${browser.cookieHeader(target)}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`
+    const stalled = await rawClient(gw.url, '127.0.0.1', head + body.slice(0, 20))
+    try {
+      await eventually(() => stalled.socket.bytesWritten, (written) => written >= head.length + 20, 5000)
+      // Past the time the stalled request takes to reach its handler, which it may have reached by now or not.
+      await sleep(200)
+      const done = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+      assert.equal(answerOf(done.stoppedAt).get('kc_action_status'), 'success', `${done.response.status}`)
+      stalled.socket.write(body.slice(20))
+      await stalled.closed
+      assert.match(stalled.received(), /^HTTP\/1\.1 400 /, 'the form, answered meanwhile, is over')
+    } finally {
+      stalled.socket.destroy()
+    }
+    assert.ok(await passwordWorks(gw, NEW_PASSWORD))
+  })
+
   it('a device authorization asking for an action logs in as without it: the device gets its tokens, and no password is asked for', async () => {
     await setPassword(OLD_PASSWORD)
     const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv', scope: 'openid', kc_action: 'UPDATE_PASSWORD' }) })
