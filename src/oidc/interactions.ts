@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, ValidationFailed } from '../errors.ts'
@@ -203,9 +204,7 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   const form = await readForm(request)
   const lease = `${UPDATE_PASSWORD_LEASE}${login.uid}`
   const holder = randomUUID()
-  const now = app.bus.clock.now()
-  if (!(await app.store.leases.take(lease, holder, now, now + UPDATE_PASSWORD_LEASE_MS))) {
-    // A second click on Submit, say: the browser shows this answer, not the first's.
+  if (!(await takeAnswerLease(app, lease, holder))) {
     return html(reply, 409, simplePage('Update password', '<p>This form was sent again while its first sending was being answered. Go back to the application and start again.</p>'))
   }
   try {
@@ -223,6 +222,24 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
  * (accessCodeLifespanUserAction, 300 s by default), the time it gives a required action's form.
  */
 const UPDATE_PASSWORD_FORM_MS = 300_000
+
+/**
+ * Takes the lease of a form's answer, waiting its turn behind an answer under way: a second click on Submit, or an
+ * answer sent again at once after a refused one, whose lease is let go only just after its page was sent.
+ */
+async function takeAnswerLease(app: App, lease: string, holder: string): Promise<boolean> {
+  const deadline = performance.now() + UPDATE_PASSWORD_WAIT_MS
+  for (;;) {
+    const now = app.bus.clock.now()
+    if (await app.store.leases.take(lease, holder, now, now + UPDATE_PASSWORD_LEASE_MS)) return true
+    if (performance.now() >= deadline) return false
+    await sleep(LEASE_RETRY_MS)
+  }
+}
+
+/** How long an answer waits for the one before it: a few password hashes, each waiting at most its turn. */
+const UPDATE_PASSWORD_WAIT_MS = 10_000
+const LEASE_RETRY_MS = 25
 
 /** The name of the lease an answer of a password update's form holds (`updatePasswordStep`), with the login's id after it. */
 const UPDATE_PASSWORD_LEASE = 'update-password:'
