@@ -47,6 +47,13 @@ export function substituteEnvironment(input: unknown, env: NodeJS.ProcessEnv): S
       substituted.add(setting)
       const name = reference[1]!
       const fallback = reference[2]
+      // `${A:-${B}}` ends at the first `}`: its default would be the text "${B" and a "}" after it, a value no one
+      // meant (a secret anyone could guess), so a default holding "${" is refused, not taken as written.
+      if (fallback?.includes('${')) {
+        problems.push(`${setting}: the default of \${${name}:-...} holds "\${": references do not nest; write a default without one`)
+        unresolved.add(setting)
+        return match
+      }
       // Only the environment's own variables: `${constructor}` is no variable, though every object has one.
       const found = Object.hasOwn(env, name) ? env[name] : undefined
       if (found) return found

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, ValidationFailed } from '../errors.ts'
@@ -52,11 +53,14 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const login: LoginUnderWay = { uid, clientId, interaction: details, action: page.action }
   const pending = pendingUpdate(details)
   if (pending) return updatePasswordStep(app, realm, login, provider, request, reply, pending)
-  const action = requestedAction(details.params)
+  const reasons = details.prompt.reasons
+  // As the login prompt asks for it: for the authorization endpoint only. A device authorization takes `kc_action`
+  // too (oidc-provider's extra parameters are every endpoint's), but has no redirect to bring the outcome back on,
+  // and a new password would end the very grant the device waits for.
+  const updatesPassword = requestedAction(details.params) === UPDATE_PASSWORD && reasons.includes(KC_ACTION_REASON)
 
   if (request.method !== 'POST') {
-    const reasons = details.prompt.reasons
-    if (action === UPDATE_PASSWORD && reasons.includes(KC_ACTION_REASON)) {
+    if (updatesPassword) {
       const signedIn = await signedInForAction(app, realm, details, request)
       if (signedIn && (signedIn.recent || signedIn.user.source !== 'local')) {
         return beginUpdatePassword(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
@@ -96,7 +100,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
         error instanceof PasswordExpired || error instanceof AccountExpired ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
-  if (action === UPDATE_PASSWORD) return beginUpdatePassword(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
+  if (updatesPassword) return beginUpdatePassword(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
   return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
 }
 
@@ -193,7 +197,57 @@ function updatePasswordPage(realm: Realm, login: LoginUnderWay, pending: Pending
  * the person typed it in this login, or signed in at the realm within the action's maximum age.
  */
 async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate): Promise<FastifyReply> {
-  const user = await app.accounts.get(Number(pending.accountId))
+  if (request.method !== 'POST') return judgeUpdatePassword(app, realm, login, provider, request, reply, pending, await app.accounts.get(Number(pending.accountId)), undefined)
+  // One answer of a form at a time, on every process: answers sent at once would each be compared with the same
+  // current password (as many guesses at it) and each set theirs. The account is read once the lease is held, from the
+  // database: an answer that came first and set a password has ended the form for the next. The form is read before:
+  // a client sending it slowly would otherwise hold the lease past its term, and the next answer be judged beside it.
+  const form = await readForm(request)
+  const lease = `${UPDATE_PASSWORD_LEASE}${login.uid}`
+  const holder = randomUUID()
+  if (!(await takeAnswerLease(app, lease, holder))) {
+    return html(reply, 409, simplePage('Update password', '<p>This form was sent again while its first sending was being answered. Go back to the application and start again.</p>'))
+  }
+  try {
+    // Nor may an answer that came first and went back to the application (Cancel) leave the form to another.
+    const interaction = await provider.interactionDetails(request.raw, reply.raw).catch(() => undefined)
+    if (!interaction || pendingUpdate(interaction)?.formSecret !== pending.formSecret) return expired(reply)
+    return await judgeUpdatePassword(app, realm, { ...login, interaction }, provider, request, reply, pending, await app.store.users.findById(Number(pending.accountId)), form)
+  } finally {
+    await app.store.leases.release(lease, holder)
+  }
+}
+
+/**
+ * How long the "Update password" form answers after it was shown: Keycloak's "Login action timeout"
+ * (accessCodeLifespanUserAction, 300 s by default), the time it gives a required action's form.
+ */
+const UPDATE_PASSWORD_FORM_MS = 300_000
+
+/**
+ * Takes the lease of a form's answer, waiting its turn behind an answer under way: a second click on Submit, or an
+ * answer sent again at once after a refused one, whose lease is let go only just after its page was sent.
+ */
+async function takeAnswerLease(app: App, lease: string, holder: string): Promise<boolean> {
+  const deadline = performance.now() + UPDATE_PASSWORD_WAIT_MS
+  for (;;) {
+    const now = app.bus.clock.now()
+    if (await app.store.leases.take(lease, holder, now, now + UPDATE_PASSWORD_LEASE_MS)) return true
+    if (performance.now() >= deadline) return false
+    await sleep(LEASE_RETRY_MS)
+  }
+}
+
+/** How long an answer waits for the one before it: a few password hashes, each waiting at most its turn. */
+const UPDATE_PASSWORD_WAIT_MS = 10_000
+const LEASE_RETRY_MS = 25
+
+/** The name of the lease an answer of a password update's form holds (`updatePasswordStep`), with the login's id after it. */
+const UPDATE_PASSWORD_LEASE = 'update-password:'
+/** Longer than an answer takes (two password hashes, each waiting at most its turn), in case its process dies holding the lease. */
+const UPDATE_PASSWORD_LEASE_MS = 60_000
+
+async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate, user: User | undefined, form: URLSearchParams | undefined): Promise<FastifyReply> {
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
   // The account's sessions were ended since the login (its password was changed elsewhere, it was disabled and
   // enabled again): so is this login, which must not set a password after an administrator's.
@@ -201,9 +255,12 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
   // Nor may it once the sessions it was made in ended without that (an administrator ended the account's sessions,
   // the person signed out in another tab): answered, it would sign the browser in again.
   if (!(await sessionsLive(app, provider, login.interaction, pending))) return expired(reply)
+  // Nor once the form has been open longer than Keycloak's "Login action timeout" gives its required actions: the
+  // password typed within the action's maximum age would otherwise let whoever finds the browser set one for the
+  // login's half hour.
+  if (app.bus.clock.now() - pending.shownAt > UPDATE_PASSWORD_FORM_MS) return expired(reply)
   const again = (status: number, error?: string) => html(reply, status, updatePasswordPage(realm, login, pending, user, error))
-  if (request.method !== 'POST') return again(200)
-  const form = await readForm(request)
+  if (!form) return again(200)
   if (!sameSecret(form.get(FORM_SECRET_FIELD) ?? '', pending.formSecret)) return again(403, FORM_EXPIRED_MESSAGE)
   if (form.has(CANCEL_FIELD)) return finishLogin(app, realm, login, provider, request, reply, user, pending.gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'cancelled' })
   const newPassword = form.get(NEW_PASSWORD_FIELD) ?? ''
@@ -377,10 +434,14 @@ function html(reply: FastifyReply, status: number, body: string): FastifyReply {
 
 async function readForm(request: FastifyRequest): Promise<URLSearchParams> {
   if (!/^application\/x-www-form-urlencoded\b/i.test(request.headers['content-type'] ?? '')) return new URLSearchParams()
-  let text = ''
-  for await (const chunk of request.raw) {
-    text += chunk
-    if (text.length > FORM_LIMIT) return new URLSearchParams()
+  // Decoded once whole: a character sent as UTF-8 (curl --data, not a browser's percent-encoding) may be split
+  // between two reads, and each half decoded alone is a replacement character.
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of request.raw as AsyncIterable<Buffer>) {
+    chunks.push(chunk)
+    bytes += chunk.length
+    if (bytes > FORM_LIMIT) return new URLSearchParams()
   }
-  return new URLSearchParams(text)
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
 }

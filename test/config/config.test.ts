@@ -221,6 +221,18 @@ describe('configuration', () => {
       }
     })
 
+    it('refuses a reference nested in a default, which would otherwise give its text as the value, set or not, without repeating it', () => {
+      const file = configFile(...REALM_WITH_SECRET, '        secret: "${REPORTS_SECRET:-${FALLBACK_SECRET}}"', '        redirect_uris: ["https://${APP_HOST:-$${LITERAL}}/*"]')
+      const problems = fileProblemsOf(file, { FALLBACK_SECRET: 'sixteen-or-more-characters' })
+      assert.deepEqual(problems, [
+        'realms.0.clients.0.secret: the default of ${REPORTS_SECRET:-...} holds "${": references do not nest; write a default without one',
+        'realms.0.clients.0.redirect_uris.0: the default of ${APP_HOST:-...} holds "${": references do not nest; write a default without one',
+      ])
+      assert.doesNotMatch(problems.join('\n'), /FALLBACK|LITERAL|sixteen/)
+      // Whether or not the variable is set: the file is wrong either way.
+      assert.deepEqual(fileProblemsOf(file, { REPORTS_SECRET: 'sixteen-or-more-characters', APP_HOST: 'app.example' }), problems)
+    })
+
     it('gives text, which a number or a true/false setting refuses with its path, saying why', () => {
       const file = configFile('server:', '  port: ${PORT}', '  host: 9090', 'metrics:', '  enabled: "${METRICS:-true}"')
       assert.deepEqual(fileProblemsOf(file, { PORT: '9090' }), [

@@ -5,6 +5,8 @@ import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser, parseForm, type Page } from '../helpers/browser.ts'
 import { CLIENT_REDIRECT, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { eventually, rawClient } from '../helpers/raw-client.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 
 const OLD_PASSWORD = 'alice-password-long'
 const NEW_PASSWORD = 'a-brand-new-passphrase-42'
@@ -39,6 +41,19 @@ async function passwordWorks(gw: TestGateway, password: string): Promise<boolean
   return status === 200
 }
 
+/**
+ * The update page's answer setting `password`, as a raw HTTP/1.1 request with the browser's cookies: its head, and
+ * its body as curl --data sends it (not percent-encoded), for a socket of the test's own to send as it likes.
+ */
+function rawAnswer(browser: Browser, updatePage: Page, password: string): { head: Buffer; body: Buffer } {
+  const form = parseForm(updatePage.body)
+  const target = new URL(form.action, updatePage.url)
+  const body = Buffer.from(`form_secret=${encodeURIComponent(form.fields.form_secret!)}&password-new=${password}&password-confirm=${password}`)
+  const head = Buffer.from(`POST ${target.pathname} HTTP/1.1\r\nHost: ${target.host}\r\nCookie: ${browser.cookieHeader(target)}\r\n` +
+    `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`)
+  return { head, body }
+}
+
 function isUpdatePasswordPage(page: Page): boolean {
   return /<h1>Update password<\/h1>/.test(page.body)
 }
@@ -47,7 +62,10 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
   let gw: TestGateway
 
   before(async () => {
-    gw = await backend.start({ config: { realms: realmWith([{ client_id: 'guarded', public_client: true, redirect_uris: [CLIENT_REDIRECT], access: [{ allow: { teams: ['Operators'] } }] }]) } })
+    gw = await backend.start({ config: { realms: realmWith([
+      { client_id: 'guarded', public_client: true, redirect_uris: [CLIENT_REDIRECT], access: [{ allow: { teams: ['Operators'] } }] },
+      { client_id: 'tv', public_client: true, device_authorization_grant: true },
+    ]) } })
     await gw.app.accounts.create({ username: 'alice', password: OLD_PASSWORD, email: 'alice@example.com' })
   })
   after(() => gw.close())
@@ -158,6 +176,26 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.ok(target.searchParams.get('code'))
     assert.ok(await passwordWorks(gw, OLD_PASSWORD))
     assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
+  })
+
+  it('a page open longer than Keycloak\'s login action timeout (five minutes) sets nothing, nor goes back to the application', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const clock = gw.app.bus.clock
+    const now = clock.now
+    clock.now = () => now.call(clock) + 5 * 60_000 + 1000
+    try {
+      for (const fields of [{ 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { 'cancel-aia': 'true' }] as Record<string, string>[]) {
+        const refused = await browser.submit(updatePage, fields, { stopBefore: toApplication })
+        assert.equal(refused.stoppedAt, undefined, JSON.stringify(fields))
+        assert.equal(refused.response.status, 400)
+        assert.match(refused.body, /timed out or was already used/)
+      }
+    } finally {
+      clock.now = now
+    }
+    assert.ok(await passwordWorks(gw, OLD_PASSWORD))
   })
 
   it('a password set elsewhere while the page is open ends that login: its form sets nothing', async () => {
@@ -273,6 +311,78 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
       await setMinimum(12)
     }
     assert.ok(await passwordWorks(gw, OLD_PASSWORD), 'nothing was changed')
+  })
+
+  it('answers of one form sent at once are judged one after another: no more than one guess at the current password, and one password set', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const guesses = Array.from({ length: 6 }, (_, i) => `${NEW_PASSWORD}-guess-${i}`)
+    const answers = await Promise.all(guesses.map((guess) => browser.submit(updatePage, { 'password-new': guess, 'password-confirm': guess }, { stopBefore: toApplication })))
+    const set = answers.flatMap((answer, i) => answer.stoppedAt && answerOf(answer.stoppedAt).get('kc_action_status') === 'success' ? [guesses[i]!] : [])
+    assert.equal(set.length, 1, `each answer judged against the same current password: ${answers.map((a) => a.stoppedAt ?? a.response.status).join(', ')}`)
+    for (const answer of answers.filter((a) => a.stoppedAt === undefined)) {
+      // Each waited its turn, and found the form ended by the answer that set a password.
+      assert.equal(answer.response.status, 400)
+      assert.match(answer.body, /timed out or was already used/)
+    }
+    assert.ok(await passwordWorks(gw, set[0]!))
+  })
+
+  it('an answer whose sender stalls part way holds up no other: the form is read before its answer waits its turn', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const { head, body } = rawAnswer(browser, updatePage, `${NEW_PASSWORD}-stalled`)
+    const stalled = await rawClient(gw.url, '127.0.0.1', Buffer.concat([head, body.subarray(0, 20)]))
+    try {
+      await eventually(() => stalled.socket.bytesWritten, (written) => written >= head.length + 20, 5000)
+      // Past the time the stalled request takes to reach its handler, which it may have reached by now or not.
+      await sleep(200)
+      const done = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
+      assert.equal(answerOf(done.stoppedAt).get('kc_action_status'), 'success', `${done.response.status}`)
+      stalled.socket.write(body.subarray(20))
+      await stalled.closed
+      assert.match(stalled.received(), /^HTTP\/1\.1 400 /, 'the form, answered meanwhile, is over')
+    } finally {
+      stalled.socket.destroy()
+    }
+    assert.ok(await passwordWorks(gw, NEW_PASSWORD))
+  })
+
+  it('a device authorization asking for an action logs in as without it: the device gets its tokens, and no password is asked for', async () => {
+    await setPassword(OLD_PASSWORD)
+    const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv', scope: 'openid', kc_action: 'UPDATE_PASSWORD' }) })
+    assert.equal(started.status, 200)
+    const { device_code: deviceCode, user_code: userCode } = await started.json() as { device_code: string; user_code: string }
+    const browser = new Browser()
+    const confirm = await browser.submit(await browser.navigate(realmUrl(gw, '/device')), { user_code: userCode })
+    const loginPage = await browser.submit(confirm, {})
+    assert.match(loginPage.body, /name="password"/)
+    const done = await browser.submit(loginPage, { username: 'alice', password: OLD_PASSWORD })
+    assert.ok(!isUpdatePasswordPage(done), 'no update page')
+    assert.match(done.body, /Device login complete/)
+    const tokens = await tokenRequest(gw, { client_id: 'tv', grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode })
+    assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+    assert.ok(await passwordWorks(gw, OLD_PASSWORD))
+  })
+
+  it('reads a form sent as raw UTF-8 whole, however its bytes are split between reads', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    const password = 'pässwörd-ünïcode-42'
+    const { head, body } = rawAnswer(browser, updatePage, password)
+    const split = body.indexOf(Buffer.from('ä')) + 1
+    const client = await rawClient(gw.url, '127.0.0.1', Buffer.concat([head, body.subarray(0, split)]))
+    await eventually(() => client.socket.bytesWritten, (written) => written >= head.length + split, 5000)
+    await sleep(200)
+    client.socket.write(body.subarray(split))
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 303 /, client.received().slice(0, 300))
+    // On to the authorization, the password set: not the page again for a confirmation that differs.
+    assert.match(client.received(), /\r\nlocation: [^\r]*\/protocol\/openid-connect\/auth\//)
+    assert.ok(await passwordWorks(gw, password))
   })
 
   it('a browser signed in at the gateway, however recently its realm session began, logs in again first', async () => {
