@@ -15,6 +15,12 @@ import { REVOKE_TOPIC } from '../store/topics.ts'
 import { lastMillisecondOf } from '../store/users.ts'
 
 const MAX_CACHED = 50_000
+/**
+ * A verified token is remembered by its own value up to this length (a realm's token is 1-1.5 KB), found again
+ * without hashing it: an entry's key is then exactly what was verified. Longer ones (many groups) by their SHA-256,
+ * so that the cache at its bound holds at most about 100 MB of keys.
+ */
+const MAX_KEYED_AS_IS = 2048
 
 function invalidToken(message: string): InvalidToken {
   return withBearerError(new InvalidToken(message))
@@ -38,7 +44,10 @@ export class OidcBearerAuthenticator implements Authenticator {
   readonly reads = 'authorization' as const
   readonly #realms: AccessTokenIssuers
   readonly #accounts: Accounts
-  /** Verified tokens by the hash of their value, until they expire, are `maxStaleMs` old or their account changes. */
+  /**
+   * Verified tokens by their value (by its hash past MAX_KEYED_AS_IS), until they expire, are `maxStaleMs` old or
+   * their account changes.
+   */
   readonly #verified: BoundedCache<string, VerifiedAccessToken>
   /**
    * `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired: checked on every
@@ -66,7 +75,7 @@ export class OidcBearerAuthenticator implements Authenticator {
     if (!bearer?.jwt) return NOT_MINE
     const token = bearer.value
     const now = Date.now()
-    const key = hash('sha256', token, 'base64url')
+    const key = token.length <= MAX_KEYED_AS_IS ? token : hash('sha256', token, 'base64url')
     const verified = (await this.#verified.load(key, () => this.#verify(token, now), now))!
     if (this.#isRevoked(verified, now)) {
       this.#verified.forget(key)

@@ -130,6 +130,19 @@ describe('OIDC bearer tokens at the gateway', () => {
     await refused(other.access_token)
   })
 
+  it('refuses a token past its expiry although its verification was remembered', async (t) => {
+    const claims = decodeJwtPart(aliceToken.access_token, 1)
+    const now = Date.now()
+    const shortLived = await signWithRealmKey(gw, { ...claims, exp: Math.floor(now / 1000) + 5 })
+    assert.equal((await call(shortLived)).status, 200)
+    // Past its expiry and the verification's five seconds of tolerance, within auth.max_stale_seconds (30 s), after
+    // which anything remembered is checked again anyway.
+    t.mock.timers.enable({ apis: ['Date'], now: now + 17_000 })
+    await refused(shortLived)
+    t.mock.timers.reset()
+    assert.equal((await call(aliceToken.access_token)).status, 200)
+  })
+
   it('keeps refusing a revoked token that was answered from memory, whatever flood of other revocations follows', async () => {
     const tokens = await passwordLogin(gw, 'alice', 'alice-password')
     assert.equal((await call(tokens.access_token)).status, 200)
