@@ -16,11 +16,21 @@ import { lastMillisecondOf } from '../store/users.ts'
 
 const MAX_CACHED = 50_000
 /**
- * A verified token is remembered by its own value up to this length (a realm's token is 1-1.5 KB), found again
- * without hashing it: an entry's key is then exactly what was verified. Longer ones (many groups) by their SHA-256,
- * so that the cache at its bound holds at most about 100 MB of keys.
+ * A verified token is found again by the end of its signature, a short key that is cheap to hash (V8 hashes a
+ * kilobyte-long key more slowly than SHA-256 does), and then compared in full: the entry holds the token itself up to
+ * this length (a realm's token is 1-1.5 KB) and the SHA-256 of a longer one (many groups), so that the cache at its
+ * bound holds at most about 100 MB of them.
  */
-const MAX_KEYED_AS_IS = 2048
+const MAX_HELD_AS_IS = 2048
+const KEY_LENGTH = 43
+
+/** A verified token, and what it must be to be answered by this verification: itself, or its SHA-256 (see above). */
+interface Remembered {
+  readonly proof: string
+  readonly verified: VerifiedAccessToken
+}
+
+const proofOf = (token: string): string => token.length <= MAX_HELD_AS_IS ? token : hash('sha256', token, 'base64url')
 
 function invalidToken(message: string): InvalidToken {
   return withBearerError(new InvalidToken(message))
@@ -45,10 +55,10 @@ export class OidcBearerAuthenticator implements Authenticator {
   readonly #realms: AccessTokenIssuers
   readonly #accounts: Accounts
   /**
-   * Verified tokens by their value (by its hash past MAX_KEYED_AS_IS), until they expire, are `maxStaleMs` old or
-   * their account changes.
+   * Verified tokens by the end of their signature, until they expire, are `maxStaleMs` old or their account changes.
+   * Another token that ends the same (a forgery on a remembered signature) is no match for the entry's proof.
    */
-  readonly #verified: BoundedCache<string, VerifiedAccessToken>
+  readonly #verified: BoundedCache<string, Remembered>
   /**
    * `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired: checked on every
    * request, so a verification that raced a revocation is refused all the same. One dropped to stay within the bound
@@ -60,7 +70,7 @@ export class OidcBearerAuthenticator implements Authenticator {
   constructor(realms: AccessTokenIssuers, accounts: Accounts, bus: EventBus) {
     this.#realms = realms
     this.#accounts = accounts
-    this.#verified = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (token) => token.expiresAt, userOf: (token) => token.userId })
+    this.#verified = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (entry) => entry.verified.expiresAt, userOf: (entry) => entry.verified.userId })
     const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
     this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs, onEvicted: () => this.#verified.clear() })
     bus.on(REVOKE_TOPIC, (key) => this.#revoked.set(key, true))
@@ -75,8 +85,10 @@ export class OidcBearerAuthenticator implements Authenticator {
     if (!bearer?.jwt) return NOT_MINE
     const token = bearer.value
     const now = Date.now()
-    const key = token.length <= MAX_KEYED_AS_IS ? token : hash('sha256', token, 'base64url')
-    const verified = (await this.#verified.load(key, () => this.#verify(token, now), now))!
+    const key = token.slice(-KEY_LENGTH)
+    const proof = proofOf(token)
+    const remembered = this.#verified.get(key, now)
+    const verified = remembered?.proof === proof ? remembered.verified : await this.#verifyAndRemember(key, proof, token, now)
     if (this.#isRevoked(verified, now)) {
       this.#verified.forget(key)
       throw invalidToken('The access token was revoked or its session ended.')
@@ -90,6 +102,14 @@ export class OidcBearerAuthenticator implements Authenticator {
 
   async issuedBeforeAccount(): Promise<Unauthenticated> {
     return invalidToken('The access token was revoked or its session ended.')
+  }
+
+  /** Not kept when an invalidation came while it was verified: the token may have been revoked meanwhile. */
+  async #verifyAndRemember(key: string, proof: string, token: string, now: number): Promise<VerifiedAccessToken> {
+    const stamp = this.#verified.stamp()
+    const verified = await this.#verify(token, now)
+    this.#verified.set(key, { proof, verified }, Date.now(), stamp)
+    return verified
   }
 
   async #verify(token: string, now: number): Promise<VerifiedAccessToken> {

@@ -85,6 +85,16 @@ describe('OIDC bearer tokens at the gateway', () => {
     await refused(`${header}.${payload}.${signature.slice(0, -6)}AAAAAA`)
   })
 
+  it('refuses another payload under the signature of a token it remembers', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    assert.equal((await call(tokens.access_token)).status, 200)
+    const [header, , signature] = tokens.access_token.split('.')
+    const claims = decodeJwtPart(tokens.access_token, 1)
+    await refused(`${header}.${encode({ ...claims, preferred_username: 'admin', sub: '1' })}.${signature}`)
+    await refused(`${header}.${encode({ ...claims, exp: claims.exp + 3600 })}.${signature}`)
+    assert.equal((await call(tokens.access_token)).status, 200)
+  })
+
   it('refuses an ID token presented as an access token', async () => {
     await refused(aliceToken.id_token)
   })
