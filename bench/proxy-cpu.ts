@@ -1,12 +1,15 @@
 /**
  * `node bench/proxy-cpu.ts [requests] [rounds] [row]`: the CPU time Gatehouse spends per request for each credential
- * type (basic, session cookie, personal token, OIDC bearer), on the built-in proxy and as nginx's forward-auth
- * endpoint (`/api/gateway/v1/authz/auth-request/`, asked directly as nginx asks it, without nginx), read from /proc
+ * type (basic, session cookie, personal token, OIDC bearer), on the built-in proxy, at nginx's forward-auth
+ * endpoint (`/api/gateway/v1/authz/auth-request/`, asked directly as nginx asks it) and behind nginx `auth_request`
+ * as docs/forward-auth.md configures it without a cache (where nginx is installed), read from /proc
  * around each round: CPU time is what a busy machine changes least, where requests/s (`npm run bench`) needs a quiet
  * one. A server (`bin/gatehouse serve`, SQLite, as bench/bench.ts configures it) runs as a child, an upstream
  * answering a tiny JSON body as another; this process sends `requests` requests per row and round over eight
  * keep-alive connections, the rows in turn in each round, and prints each row's median. `row` measures only the rows
- * whose name contains it. PROXY_CPU_PROFILE=<dir> runs the server with `--cpu-prof` there.
+ * whose name contains it. PROXY_CPU_PROFILE=<dir> runs the server with `--cpu-prof` there; PROXY_CPU_BASELINE=<dir>
+ * runs a second server from another checkout (the code before a change, say) and measures each row on both in turn,
+ * printing the rounds' ratio too; PROXY_CPU_PAUSE_MS leaves the servers idle that long before each measurement.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -55,38 +58,48 @@ async function main(): Promise<void> {
       '    clients:',
       '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
     ].join('\n'))
-    const profile = process.env.PROXY_CPU_PROFILE
-    const gateway = await start(children, join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', join(dir, 'data')], {
-      GATEHOUSE_ADMIN_PASSWORD: password,
-      GATEHOUSE_LOG_LEVEL: 'warn',
-      ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {}),
-    }, /Gatehouse listening on (\S+)/)
-    const url = gateway.match.replace(/\/$/, '')
-    const pid = gateway.child.pid!
-
-    const credentials = await signIn(url)
     const hosts = '/api/controller/v2/hosts/'
-    // nginx asking as docs/forward-auth.md configures it, without its decision cache, where nginx is installed.
-    const nginx = await nginxAskingGatehouse(dir, url, upstream.match).then((site) => site, () => undefined)
-    if (nginx) children.push(nginx.child)
-    const rows = credentials.flatMap(([name, headers]) => [
-      { name: `proxy, ${name}`, url, path: hosts, headers },
-      { name: `forward-auth, ${name}`, url, path: '/api/gateway/v1/authz/auth-request/', headers: { ...headers, 'x-original-uri': hosts, 'x-original-method': 'GET' } },
-      ...(nginx ? [{ name: `nginx auth_request, ${name}`, url: nginx.url, path: hosts, headers }] : []),
-    ]).filter((row) => !only || row.name.includes(only))
+    // This checkout, and beside it (each row measured on both in turn) the one PROXY_CPU_BASELINE names, if any.
+    const roots = [root, ...(process.env.PROXY_CPU_BASELINE ? [process.env.PROXY_CPU_BASELINE] : [])]
+    const gateways = []
+    for (const [g, gatewayRoot] of roots.entries()) {
+      const profile = process.env.PROXY_CPU_PROFILE
+      const gateway = await start(children, join(gatewayRoot, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', join(dir, `data-${g}`)], {
+        GATEHOUSE_ADMIN_PASSWORD: password,
+        GATEHOUSE_LOG_LEVEL: 'warn',
+        ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {}),
+      }, /Gatehouse listening on (\S+)/)
+      const url = gateway.match.replace(/\/$/, '')
+      const credentials = await signIn(url)
+      // nginx asking as docs/forward-auth.md configures it, without its decision cache, where nginx is installed.
+      const nginx = await nginxAskingGatehouse(join(dir, `nginx-${g}`), url, upstream.match).then((site) => site, () => undefined)
+      if (nginx) children.push(nginx.child)
+      const rows = credentials.flatMap(([name, headers]) => [
+        { name: `proxy, ${name}`, url, path: hosts, headers },
+        { name: `forward-auth, ${name}`, url, path: '/api/gateway/v1/authz/auth-request/', headers: { ...headers, 'x-original-uri': hosts, 'x-original-method': 'GET' } },
+        ...(nginx ? [{ name: `nginx auth_request, ${name}`, url: nginx.url, path: hosts, headers }] : []),
+      ]).filter((row) => !only || row.name.includes(only))
+      gateways.push({ pid: gateway.child.pid!, rows, perRequest: rows.map(() => [] as number[]) })
+    }
 
-    const perRequest = rows.map(() => [] as number[])
-    for (const row of rows) await send(agent, row.url, row.path, row.headers, Math.max(connections, requests / 10))
+    for (const { rows } of gateways) for (const row of rows) await send(agent, row.url, row.path, row.headers, Math.max(connections, requests / 10))
     for (let round = 0; round < rounds; round++) {
-      for (const [i, row] of rows.entries()) {
-        if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs))
-        const before = cpuMicros(pid)
-        await send(agent, row.url, row.path, row.headers, requests)
-        perRequest[i]!.push((cpuMicros(pid) - before) / requests)
+      for (const i of gateways[0]!.rows.keys()) {
+        for (const { pid, rows, perRequest } of gateways) {
+          if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs))
+          const before = cpuMicros(pid)
+          await send(agent, rows[i]!.url, rows[i]!.path, rows[i]!.headers, requests)
+          perRequest[i]!.push((cpuMicros(pid) - before) / requests)
+        }
       }
     }
-    process.stdout.write(`| ${requests} requests a round, ${connections} connections, median of ${rounds} rounds | Gatehouse CPU µs per request |\n|---|---:|\n`)
-    for (const [i, row] of rows.entries()) process.stdout.write(`| ${row.name} | ${median(perRequest[i]!).toFixed(1)} |\n`)
+    const columns = gateways.length > 1 ? ' | baseline | the rounds\' ratio, median' : ''
+    process.stdout.write(`| ${requests} requests a round, ${connections} connections, median of ${rounds} rounds | Gatehouse CPU µs per request${columns} |\n|---|---:${gateways.length > 1 ? '|---:|---:' : ''}|\n`)
+    for (const [i, row] of gateways[0]!.rows.entries()) {
+      const [mine, baseline] = gateways.map(({ perRequest }) => perRequest[i]!)
+      const compared = baseline ? ` | ${median(baseline).toFixed(1)} | ${median(mine!.map((value, round) => value / baseline[round]!)).toFixed(2)}` : ''
+      process.stdout.write(`| ${row.name} | ${median(mine!).toFixed(1)}${compared} |\n`)
+    }
   } finally {
     agent.destroy()
     await Promise.all(children.map(stop))
@@ -103,6 +116,8 @@ async function nginxAskingGatehouse(dir: string, gateway: string, service: strin
 /** The four credentials, as bench/bench.ts gets them: the admin's password, a session, a personal token, an access token. */
 async function signIn(url: string): Promise<[string, Record<string, string>][]> {
   const basic = { authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64') }
+  // A session outlives the run (by default it ends after 15 minutes).
+  await fetch(`${url}/api/gateway/v1/settings/`, { method: 'PATCH', headers: { ...basic, 'content-type': 'application/json' }, body: JSON.stringify({ session_cookie_age: 86_400 }) })
   const { token } = (await (await fetch(`${url}/api/gateway/v1/tokens/`, { method: 'POST', headers: basic })).json()) as { token: string }
   const page = await fetch(`${url}/api/gateway/v1/login/`)
   const csrf = /csrftoken=([^;]+)/.exec(page.headers.get('set-cookie') ?? '')![1]!
