@@ -30,11 +30,15 @@ export class BasicAuthenticator implements Authenticator {
     if (!this.#settings.current.gateway_basic_auth_enabled) {
       throw new BasicAuthDisabled()
     }
-    const { username, password } = parseBasic(header)
-    // Remembered per client address: a pair verified for one client never answers another's guess, which the
-    // lockout would have refused (while a username is locked, a right guess must not come back 200 from memory).
-    const key = this.#cache.keyOf('basic', request.ip, username, password)
-    const userId = await this.#cache.resolve(key, async () => (await this.#accounts.checkPassword(username, password, request.ip, { method: 'basic' })).id)
+    // Remembered by the header exactly as sent, so that a request of a pair in use is answered without decoding it:
+    // only a header that decoded and verified is ever stored, and any other spelling of the pair is verified on its
+    // own. Per client address: a pair verified for one client never answers another's guess, which the lockout would
+    // have refused (while a username is locked, a right guess must not come back 200 from memory).
+    const key = this.#cache.keyOf('basic', request.ip, header)
+    const userId = await this.#cache.resolve(key, async () => {
+      const { username, password } = parseBasic(header)
+      return (await this.#accounts.checkPassword(username, password, request.ip, { method: 'basic' })).id
+    })
     return { userId, method: 'basic' }
   }
 

@@ -133,6 +133,20 @@ describe('basic authorization', () => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: adminAuth })).status, 200)
   })
 
+  it('refuses a wrong password sent after the right one was remembered, and any other header for that user', async () => {
+    const right = basic('alice', 'alice-password')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: right } })).status, 200)
+    for (const authorization of [basic('alice', 'alice-passwordx'), basic('alice', 'alice-passwor'), basic('alice', ''), `${right}=`, `${right}x`, right.replace('Basic ', 'Basic !')]) {
+      const response = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization } })
+      assert.equal(response.status, 401, authorization)
+    }
+    // The same pair spelled otherwise (the scheme in lower case, more spaces) is verified on its own, and holds.
+    for (const authorization of [right.replace('Basic', 'basic'), right.replace('Basic ', 'Basic   ')]) {
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization } })).status, 200, authorization)
+    }
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: right } })).status, 200)
+  })
+
   it('verifies argon2id only once while the credential stays cached', async () => {
     // Counted, not timed: each verification is one `gatehouse_logins_total{method="basic",outcome="success"}`, and a
     // cached credential is one hit of the `basic_credentials` cache (a loaded machine can make 20 cached requests slow).

@@ -85,6 +85,16 @@ describe('OIDC bearer tokens at the gateway', () => {
     await refused(`${header}.${payload}.${signature.slice(0, -6)}AAAAAA`)
   })
 
+  it('refuses another payload under the signature of a token it remembers', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    assert.equal((await call(tokens.access_token)).status, 200)
+    const [header, , signature] = tokens.access_token.split('.')
+    const claims = decodeJwtPart(tokens.access_token, 1)
+    await refused(`${header}.${encode({ ...claims, preferred_username: 'admin', sub: '1' })}.${signature}`)
+    await refused(`${header}.${encode({ ...claims, exp: claims.exp + 3600 })}.${signature}`)
+    assert.equal((await call(tokens.access_token)).status, 200)
+  })
+
   it('refuses an ID token presented as an access token', async () => {
     await refused(aliceToken.id_token)
   })
@@ -128,6 +138,19 @@ describe('OIDC bearer tokens at the gateway', () => {
     const other = await passwordLogin(gw, 'alice', 'alice-password')
     await gw.store.oidc.destroy('AccessToken', decodeJwtPart(other.access_token, 1).jti)
     await refused(other.access_token)
+  })
+
+  it('refuses a token past its expiry although its verification was remembered', async (t) => {
+    const claims = decodeJwtPart(aliceToken.access_token, 1)
+    const now = Date.now()
+    const shortLived = await signWithRealmKey(gw, { ...claims, exp: Math.floor(now / 1000) + 5 })
+    assert.equal((await call(shortLived)).status, 200)
+    // Past its expiry and the verification's five seconds of tolerance, within auth.max_stale_seconds (30 s), after
+    // which anything remembered is checked again anyway.
+    t.mock.timers.enable({ apis: ['Date'], now: now + 17_000 })
+    await refused(shortLived)
+    t.mock.timers.reset()
+    assert.equal((await call(aliceToken.access_token)).status, 200)
   })
 
   it('keeps refusing a revoked token that was answered from memory, whatever flood of other revocations follows', async () => {

@@ -1,0 +1,199 @@
+/**
+ * `node bench/proxy-cpu.ts [requests] [rounds] [row]`: the CPU time Gatehouse spends per request for each credential
+ * type (basic, session cookie, personal token, OIDC bearer), on the built-in proxy, at nginx's forward-auth
+ * endpoint (`/api/gateway/v1/authz/auth-request/`, asked directly as nginx asks it) and behind nginx `auth_request`
+ * as docs/forward-auth.md configures it without a cache (where nginx is installed), read from /proc
+ * around each round: CPU time is what a busy machine changes least, where requests/s (`npm run bench`) needs a quiet
+ * one. A server (`bin/gatehouse serve`, SQLite, as bench/bench.ts configures it) runs as a child, an upstream
+ * answering a tiny JSON body as another; this process sends `requests` requests per row and round over eight
+ * keep-alive connections, the rows in turn in each round, and prints each row's median. `row` measures only the rows
+ * whose name contains it. PROXY_CPU_PROFILE=<dir> runs the server with `--cpu-prof` there; PROXY_CPU_BASELINE=<dir>
+ * runs a second server from another checkout (the code before a change, say) and measures each row on both in turn,
+ * printing the rounds' ratio too; PROXY_CPU_PAUSE_MS leaves the servers idle that long before each measurement.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { Agent, createServer, request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { forwardAuthConfiguration, freePort, startNginx } from '../test/helpers/nginx.ts'
+
+const root = new URL('../', import.meta.url).pathname
+const requests = Number(process.argv[2] ?? 20_000)
+const rounds = Number(process.argv[3] ?? 5)
+const only = process.argv[4]
+const connections = 8
+const password = 'bench-password'
+const ticksPerSecond = 100
+const pauseMs = Number(process.env.PROXY_CPU_PAUSE_MS ?? 0)
+
+if (process.env.PROXY_CPU_UPSTREAM) {
+  // The upstream, in a process of its own: a tiny JSON body for every request.
+  const body = '{"ok":true}'
+  const server = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body))
+  })
+  server.keepAliveTimeout = 65_000
+  server.listen(0, '127.0.0.1', () => process.stdout.write(`http://127.0.0.1:${(server.address() as { port: number }).port}\n`))
+  process.on('SIGTERM', () => process.exit(0))
+} else {
+  await main()
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-proxy-cpu-'))
+  const children: ChildProcess[] = []
+  const agent = new Agent({ keepAlive: true, maxSockets: connections })
+  try {
+    const upstream = await start(children, process.execPath, [new URL(import.meta.url).pathname], { PROXY_CPU_UPSTREAM: '1' }, /(http:\/\/\S+)/)
+    const config = join(dir, 'proxy-cpu.yaml')
+    writeFileSync(config, [
+      'server: { host: 127.0.0.1, port: 0, trusted_proxies: [127.0.0.1] }',
+      'services:',
+      `  - { name: controller, prefix: /api/controller/, upstream: "${upstream.match}", accepts: [basic, session, token, oidc], oidc: { realm: platform, client_id: end-users } }`,
+      'realms:',
+      '  - name: platform',
+      '    access_token_seconds: 3600',
+      '    clients:',
+      '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
+    ].join('\n'))
+    const hosts = '/api/controller/v2/hosts/'
+    // This checkout, and beside it (each row measured on both in turn) the one PROXY_CPU_BASELINE names, if any.
+    const roots = [root, ...(process.env.PROXY_CPU_BASELINE ? [process.env.PROXY_CPU_BASELINE] : [])]
+    const gateways = []
+    for (const [g, gatewayRoot] of roots.entries()) {
+      const profile = process.env.PROXY_CPU_PROFILE
+      const gateway = await start(children, join(gatewayRoot, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', join(dir, `data-${g}`)], {
+        GATEHOUSE_ADMIN_PASSWORD: password,
+        GATEHOUSE_LOG_LEVEL: 'warn',
+        ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {}),
+      }, /Gatehouse listening on (\S+)/)
+      const url = gateway.match.replace(/\/$/, '')
+      const credentials = await signIn(url)
+      // nginx asking as docs/forward-auth.md configures it, without its decision cache, where nginx is installed.
+      const nginx = await nginxAskingGatehouse(join(dir, `nginx-${g}`), url, upstream.match).then((site) => site, () => undefined)
+      if (nginx) children.push(nginx.child)
+      const rows = credentials.flatMap(([name, headers]) => [
+        { name: `proxy, ${name}`, url, path: hosts, headers },
+        { name: `forward-auth, ${name}`, url, path: '/api/gateway/v1/authz/auth-request/', headers: { ...headers, 'x-original-uri': hosts, 'x-original-method': 'GET' } },
+        ...(nginx ? [{ name: `nginx auth_request, ${name}`, url: nginx.url, path: hosts, headers }] : []),
+      ]).filter((row) => !only || row.name.includes(only))
+      gateways.push({ pid: gateway.child.pid!, rows, perRequest: rows.map(() => [] as number[]) })
+    }
+
+    for (const { rows } of gateways) for (const row of rows) await send(agent, row.url, row.path, row.headers, Math.max(connections, requests / 10))
+    for (let round = 0; round < rounds; round++) {
+      for (const i of gateways[0]!.rows.keys()) {
+        for (const { pid, rows, perRequest } of gateways) {
+          if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs))
+          const before = cpuMicros(pid)
+          await send(agent, rows[i]!.url, rows[i]!.path, rows[i]!.headers, requests)
+          perRequest[i]!.push((cpuMicros(pid) - before) / requests)
+        }
+      }
+    }
+    const columns = gateways.length > 1 ? ' | baseline | the rounds\' ratio, median' : ''
+    process.stdout.write(`| ${requests} requests a round, ${connections} connections, median of ${rounds} rounds | Gatehouse CPU µs per request${columns} |\n|---|---:${gateways.length > 1 ? '|---:|---:' : ''}|\n`)
+    for (const [i, row] of gateways[0]!.rows.entries()) {
+      const [mine, baseline] = gateways.map(({ perRequest }) => perRequest[i]!)
+      const compared = baseline ? ` | ${median(baseline).toFixed(1)} | ${median(mine!.map((value, round) => value / baseline[round]!)).toFixed(2)}` : ''
+      process.stdout.write(`| ${row.name} | ${median(mine!).toFixed(1)}${compared} |\n`)
+    }
+  } finally {
+    agent.destroy()
+    await Promise.all(children.map(stop))
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function nginxAskingGatehouse(dir: string, gateway: string, service: string): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort()
+  const { http } = forwardAuthConfiguration({ port, gateway: new URL(gateway).host, service: new URL(service).host }, 'asked', join(dir, 'authz-cache'))
+  return { child: await startNginx(dir, 'auth-request', `keepalive_requests 1000000;\n${http}`), url: `http://127.0.0.1:${port}` }
+}
+
+/** The four credentials, as bench/bench.ts gets them: the admin's password, a session, a personal token, an access token. */
+async function signIn(url: string): Promise<[string, Record<string, string>][]> {
+  const basic = { authorization: 'Basic ' + Buffer.from(`admin:${password}`).toString('base64') }
+  // A session outlives the run (by default it ends after 15 minutes).
+  await fetch(`${url}/api/gateway/v1/settings/`, { method: 'PATCH', headers: { ...basic, 'content-type': 'application/json' }, body: JSON.stringify({ session_cookie_age: 86_400 }) })
+  const { token } = (await (await fetch(`${url}/api/gateway/v1/tokens/`, { method: 'POST', headers: basic })).json()) as { token: string }
+  const page = await fetch(`${url}/api/gateway/v1/login/`)
+  const csrf = /csrftoken=([^;]+)/.exec(page.headers.get('set-cookie') ?? '')![1]!
+  const login = await fetch(`${url}/api/gateway/v1/login/`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: `${url}/api/gateway/v1/login/` },
+    body: new URLSearchParams({ username: 'admin', password }),
+  })
+  const session = /gateway_sessionid=([^;]+)/.exec(login.headers.getSetCookie().join('\n'))![1]!
+  const grant = await fetch(`${url}/realms/platform/protocol/openid-connect/token`, {
+    method: 'POST',
+    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password }),
+  })
+  const { access_token: accessToken } = (await grant.json()) as { access_token: string }
+  return [
+    ['basic', basic],
+    ['session cookie', { cookie: `gateway_sessionid=${session}` }],
+    ['personal token', { authorization: `Bearer ${token}` }],
+    ['OIDC bearer', { authorization: `Bearer ${accessToken}` }],
+  ]
+}
+
+/** `count` GETs over the connections, each answer read to its end; anything but 200 stops the run. */
+async function send(agent: Agent, url: string, path: string, headers: Record<string, string>, count: number): Promise<void> {
+  let left = count
+  await Promise.all(Array.from({ length: connections }, async () => {
+    while (left-- > 0) await get(agent, url + path, headers)
+  }))
+}
+
+function get(agent: Agent, url: string, headers: Record<string, string>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    request(url, { agent, headers }, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('end', () => response.statusCode === 200 ? resolve() : reject(new Error(`${url}: ${response.statusCode} ${Buffer.concat(chunks)}`)))
+    }).on('error', reject).end()
+  })
+}
+
+/** User and system time in µs of a process, from `/proc/<pid>/stat`. */
+function cpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+/** Starts a process and resolves with the first match of `ready` in its output. */
+function start(children: ChildProcess[], command: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<{ match: string; child: ChildProcess }> {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  children.push(child)
+  let output = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not start: ${output}`)), 60_000)
+    const onData = (data: Buffer) => {
+      output += data
+      const match = ready.exec(output)
+      if (match) {
+        clearTimeout(timer)
+        resolve({ match: match[1]!, child })
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.on('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)))
+  })
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
+}
