@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { lowerThreadPoolPriority, POOL_NICE_STEP } from '../../src/cli/pool-priority.ts'
+import { HASHING_THREAD_NAME } from '../../src/directory/hashing-threads.ts'
 import { adminAuth, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
 /** Each thread of a process: its name and its nice value (field 19 of /proc's stat, after the name). */
@@ -16,12 +17,13 @@ function threadsOf(pid: number | 'self'): { id: number; name: string; nice: numb
 }
 
 const poolThreads = (pid: number | 'self') => threadsOf(pid).filter((thread) => thread.name === 'libuv-worker')
+const hashingThreads = (pid: number) => threadsOf(pid).filter((thread) => thread.name === HASHING_THREAD_NAME)
 
 /** The nice of a process's main thread (the event loop's). */
 const niceOf = (pid: number) => threadsOf(pid).find((thread) => thread.id === pid)!.nice
 
 describe('the thread pool runs below the event loop', { skip: process.platform !== 'linux' }, () => {
-  it('serve lowers libuv\'s pool threads by ten nice steps once it listens, leaves the event loop as it was, and its password checks still run there', async () => {
+  it('serve lowers libuv\'s pool threads and the password hashing threads by ten nice steps once it listens, and leaves the event loop as it was', async () => {
     const dir = tempDir()
     const gateway = await spawnGateway(['--data-dir', join(dir, 'data')])
     try {
@@ -37,9 +39,17 @@ describe('the thread pool runs below the event loop', { skip: process.platform !
       assert.ok(pool.length >= 1, 'the process has pool threads')
       assert.deepEqual(pool.map((thread) => thread.nice), pool.map(() => lowered))
       assert.equal(niceOf(pid), started, 'the event loop keeps its priority')
-      // argon2id runs on the pool: a basic-auth call verifies the password there.
+      // A basic-auth call verifies the password on the hashing threads: the one that hashed the admin's password at
+      // the first start, before the process listened, is lowered as well as any started since.
       const me = await fetch(`${gateway.url}/api/gateway/v1/me/`, { headers: adminAuth })
       assert.equal(me.status, 200)
+      let hashing = hashingThreads(pid)
+      for (let waited = 0; waited < 5000 && !(hashing.length > 0 && hashing.every((thread) => thread.nice === lowered)); waited += 50) {
+        await sleep(50)
+        hashing = hashingThreads(pid)
+      }
+      assert.ok(hashing.length >= 1, 'the process has hashing threads')
+      assert.deepEqual(hashing.map((thread) => thread.nice), hashing.map(() => lowered))
     } finally {
       await gateway.stop()
       rmSync(dir, { recursive: true, force: true })
