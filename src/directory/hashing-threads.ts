@@ -10,7 +10,8 @@ import { Worker } from 'node:worker_threads'
  * docs/performance.md (the password grant) has the measurements.
  *
  * A job whose client goes away before its thread starts it (`signal`) is skipped: a flag per job place, shared with
- * the thread, which reads it just before it hashes.
+ * the thread, which reads it just before it hashes. A thread that has had no job for `idleMs` ends, giving back
+ * its memory (about 9 MB); the next job starts one again.
  */
 export class HashingThreads {
   /** How many jobs a thread holds at most: the one it hashes and the next. */
@@ -18,14 +19,21 @@ export class HashingThreads {
 
   readonly size: number
   readonly #options: Options
+  readonly #idleMs: number
   readonly #threads: HashingThread[] = []
   /** Hashes made and passwords verified, by every thread, counted by the threads themselves. */
   readonly #hashed = new Int32Array(new SharedArrayBuffer(4))
   #nice: number | undefined
 
-  constructor(size: number, options: Options) {
+  constructor(size: number, options: Options, idleMs = 60_000) {
     this.size = size
     this.#options = options
+    this.#idleMs = idleMs
+  }
+
+  /** The threads running now. */
+  get running(): number {
+    return this.#threads.filter((thread) => !thread.ended).length
   }
 
   /**
@@ -64,7 +72,7 @@ export class HashingThreads {
       if (!best || thread.jobs < best.jobs) best = thread
     }
     if (best && (best.jobs === 0 || live >= this.size)) return best
-    const fresh = new HashingThread(this.#options, this.#nice, this.#hashed)
+    const fresh = new HashingThread(this.#options, this.#nice, this.#hashed, this.#idleMs)
     const ended = this.#threads.findIndex((thread) => thread.ended)
     if (ended === -1) this.#threads.push(fresh)
     else this.#threads[ended] = fresh
@@ -86,10 +94,13 @@ class HashingThread {
   /** One flag per job place: 1 tells the thread to skip the job in that place. */
   readonly #abandoned = new Int32Array(new SharedArrayBuffer(4 * HashingThreads.JOBS_PER_THREAD))
   readonly #pending = new Map<number, Pending>()
+  readonly #idleMs: number
+  #idle: NodeJS.Timeout | undefined
   #nextId = 0
   ended = false
 
-  constructor(options: Options, nice: number | undefined, hashed: Int32Array) {
+  constructor(options: Options, nice: number | undefined, hashed: Int32Array, idleMs: number) {
+    this.#idleMs = idleMs
     // Without the process's flags: its preloaded module hooks are for the dependencies, which the thread never loads.
     this.#worker = new Worker(new URL('./hashing-thread.js', import.meta.url), {
       workerData: { hashingThread: { options, nice, abandoned: this.#abandoned, hashed } },
@@ -103,10 +114,11 @@ class HashingThread {
       job.settled()
       if (reply.error !== undefined) job.reject(new Error(reply.error))
       else job.resolve(reply.abandoned ? undefined : reply.result)
-      if (!this.#pending.size) this.#worker.unref()
+      if (!this.#pending.size) this.#rest()
     })
     const end = (error: Error) => {
       this.ended = true
+      clearTimeout(this.#idle)
       for (const job of this.#pending.values()) {
         job.settled()
         job.reject(error)
@@ -115,8 +127,18 @@ class HashingThread {
     }
     this.#worker.on('error', end)
     this.#worker.on('exit', (code) => end(new Error(`the hashing thread exited with code ${code}`)))
-    // Never what keeps a process running while it has no job; after the listeners, as adding a 'message' one refs it.
+    // After the listeners, as adding a 'message' one refs the worker.
+    this.#rest()
+  }
+
+  /** Without a job: never what keeps the process running, and ended once idle for long. */
+  #rest(): void {
     this.#worker.unref()
+    this.#idle = setTimeout(() => {
+      this.ended = true
+      void this.#worker.terminate()
+    }, this.#idleMs)
+    this.#idle.unref()
   }
 
   get jobs(): number {
@@ -132,6 +154,7 @@ class HashingThread {
     // The job that had this place before was answered: a thread answers its jobs in order and holds at most this many.
     const place = id % HashingThreads.JOBS_PER_THREAD
     Atomics.store(this.#abandoned, place, 0)
+    clearTimeout(this.#idle)
     return new Promise((resolve, reject) => {
       const abandon = () => Atomics.store(this.#abandoned, place, 1)
       signal?.addEventListener('abort', abandon, { once: true })

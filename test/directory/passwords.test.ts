@@ -4,6 +4,7 @@ import { describe, it } from 'node:test'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
 import { argon2Tasks, burnVerificationTime, ConcurrencyLimit, hashingThreads, hashPassword, verifyPassword } from '../../src/directory/passwords.ts'
 import { PasswordCheckAbandoned, PasswordChecksBusy } from '../../src/errors.ts'
+import { HashingThreads } from '../../src/directory/hashing-threads.ts'
 
 describe('ConcurrencyLimit', () => {
   it('runs at most its limit at once and the others in the order they came', async () => {
@@ -127,6 +128,17 @@ describe('argon2id verifications', () => {
 
   it('answer a hash that does not parse as no match', async () => {
     assert.equal(await verifyPassword('not a hash', 'correct horse'), false)
+  })
+})
+
+describe('hashing threads', () => {
+  it('end after a while without a job, and start again for the next', async () => {
+    const threads = new HashingThreads(1, { algorithm: 2, memoryCost: 19456, timeCost: 2, parallelism: 1 }, 50)
+    const hash = await threads.hash('correct horse')
+    assert.equal(threads.running, 1)
+    for (const deadline = Date.now() + 30_000; threads.running > 0 && Date.now() < deadline;) await sleep(20)
+    assert.equal(threads.running, 0)
+    assert.equal(await threads.verify(hash, 'correct horse'), true)
   })
 })
 
