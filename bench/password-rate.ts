@@ -10,11 +10,12 @@
  * (`/proc/<pid>/task/<tid>/schedstat`; with hashes on libuv's pool, as before those threads, its threads', the
  * signatures' time included): a hash slot idle while checks wait is a gap the rate does not have.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { HASHING_THREAD_NAME } from '../src/directory/hashing-threads.ts'
+import { cpuMicros, startGateway as startChild } from './gateway-child.ts'
 
 const here = new URL('../', import.meta.url).pathname
 const seconds = Number(process.argv[2] ?? 4)
@@ -37,31 +38,7 @@ writeFileSync(config, [
 ].join('\n'))
 
 function startGateway(checkout: string, index: number): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(join(checkout, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', join(dir, `data-${index}`)], {
-    env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: adminPassword, GATEHOUSE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`did not start: ${output}`)), 60_000)
-    const onData = (data: Buffer) => {
-      output += data
-      const url = /Gatehouse listening on (\S+)/.exec(output)?.[1]
-      if (url) {
-        clearTimeout(timer)
-        resolve({ child, url })
-      }
-    }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${output}`)))
-  })
-}
-
-/** User and system time in µs from a `/proc/.../stat` line. */
-function statMicros(path: string): number {
-  const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond
+  return startChild(checkout, ['--config', config, '--data-dir', join(dir, `data-${index}`)], { GATEHOUSE_ADMIN_PASSWORD: adminPassword, GATEHOUSE_LOG_LEVEL: 'warn' })
 }
 
 /** Reaped children's user and system time in µs (wrk's, once it has exited). */
@@ -78,7 +55,7 @@ function threads(pid: number): Map<string, ThreadTimes> {
     try {
       const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()
       const [runNs, waitNs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number)
-      found.set(tid, { name: tid === String(pid) ? 'main' : name, cpu: statMicros(`/proc/${pid}/task/${tid}/stat`), runNs: runNs!, waitNs: waitNs! })
+      found.set(tid, { name: tid === String(pid) ? 'main' : name, cpu: cpuMicros(`/proc/${pid}/task/${tid}/stat`), runNs: runNs!, waitNs: waitNs! })
     } catch {
       // The thread ended meanwhile.
     }
@@ -107,7 +84,7 @@ interface Sample { rps: number; ratio: number; process: number; loop: number; po
 function grantRound(gateway: { child: ChildProcess; url: string }, duration: number): Omit<Sample, 'ratio'> {
   const pid = gateway.child.pid!
   const before = threads(pid)
-  const process0 = statMicros(`/proc/${pid}/stat`)
+  const process0 = cpuMicros(`/proc/${pid}/stat`)
   const wrk0 = childrenMicros()
   const started = process.hrtime.bigint()
   const ran = spawnSync('wrk', ['-t', '1', '-c', String(connections), '-d', `${duration}s`, '-s', script, `${gateway.url}/realms/platform/protocol/openid-connect/token`], { encoding: 'utf8' })
@@ -133,7 +110,7 @@ function grantRound(gateway: { child: ChildProcess; url: string }, duration: num
   const hashingNs = active[HASHING_THREAD_NAME] || active['libuv-worker']!
   return {
     rps: requests / (wallNs / 1e9),
-    process: (statMicros(`/proc/${pid}/stat`) - process0) / requests,
+    process: (cpuMicros(`/proc/${pid}/stat`) - process0) / requests,
     loop: loop / requests,
     pool: pool / requests,
     wrk: (childrenMicros() - wrk0) / requests,

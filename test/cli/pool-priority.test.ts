@@ -19,6 +19,16 @@ function threadsOf(pid: number | 'self'): { id: number; name: string; nice: numb
 const poolThreads = (pid: number | 'self') => threadsOf(pid).filter((thread) => thread.name === 'libuv-worker')
 const hashingThreads = (pid: number) => threadsOf(pid).filter((thread) => thread.name === HASHING_THREAD_NAME)
 
+/** The threads `select` finds once there are some and all have `nice`, or as they are after five seconds. */
+async function settledThreads(select: () => { nice: number }[], nice: number): Promise<{ nice: number }[]> {
+  let threads = select()
+  for (let waited = 0; waited < 5000 && !(threads.length > 0 && threads.every((thread) => thread.nice === nice)); waited += 50) {
+    await sleep(50)
+    threads = select()
+  }
+  return threads
+}
+
 /** The nice of a process's main thread (the event loop's). */
 const niceOf = (pid: number) => threadsOf(pid).find((thread) => thread.id === pid)!.nice
 
@@ -31,11 +41,7 @@ describe('the thread pool runs below the event loop', { skip: process.platform !
       // The process starts at this one's nice (a CI runner may run everything below the default).
       const started = niceOf(process.pid)
       const lowered = Math.min(19, started + POOL_NICE_STEP)
-      let pool = poolThreads(pid)
-      for (let waited = 0; waited < 5000 && !(pool.length > 0 && pool.every((thread) => thread.nice === lowered)); waited += 50) {
-        await sleep(50)
-        pool = poolThreads(pid)
-      }
+      const pool = await settledThreads(() => poolThreads(pid), lowered)
       assert.ok(pool.length >= 1, 'the process has pool threads')
       assert.deepEqual(pool.map((thread) => thread.nice), pool.map(() => lowered))
       assert.equal(niceOf(pid), started, 'the event loop keeps its priority')
@@ -43,11 +49,7 @@ describe('the thread pool runs below the event loop', { skip: process.platform !
       // the first start, before the process listened, is lowered as well as any started since.
       const me = await fetch(`${gateway.url}/api/gateway/v1/me/`, { headers: adminAuth })
       assert.equal(me.status, 200)
-      let hashing = hashingThreads(pid)
-      for (let waited = 0; waited < 5000 && !(hashing.length > 0 && hashing.every((thread) => thread.nice === lowered)); waited += 50) {
-        await sleep(50)
-        hashing = hashingThreads(pid)
-      }
+      const hashing = await settledThreads(() => hashingThreads(pid), lowered)
       assert.ok(hashing.length >= 1, 'the process has hashing threads')
       assert.deepEqual(hashing.map((thread) => thread.nice), hashing.map(() => lowered))
     } finally {
