@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads'
  *
  * A job whose client goes away before its thread starts it (`signal`) is skipped: a flag per job place, shared with
  * the thread, which reads it just before it hashes. A thread that has had no job for `idleMs` ends, giving back
- * its memory (about 9 MB); the next job starts one again.
+ * its memory (a V8 isolate of its own: about 11 MB); the next job starts one again.
  */
 export class HashingThreads {
   /** How many jobs a thread holds at most: the one it hashes and the next. */
