@@ -4,14 +4,18 @@ import { hashPassword, verifyPassword } from '../src/directory/passwords.ts'
 /**
  * How many argon2id verifications per second this machine does at Gatehouse's cost: one at a time, then on all its
  * cores, one per core, as many as Gatehouse runs at once however many password checks wait (src/directory/passwords.ts).
- * Prints the two numbers, or with `one-at-a-time` or `all-cores` that one only.
+ * Prints the two numbers, or with `one-at-a-time` or `all-cores` that one only; with `ARGON2_RATE_CPU=1`, each
+ * followed by the process's CPU µs per verification.
  */
 const seconds = Number(process.argv[2] ?? 3)
 const only = process.argv[3]
 const hash = await hashPassword('bench-password')
 
-async function rate(parallel: number): Promise<number> {
+const withCpu = process.env.ARGON2_RATE_CPU === '1'
+
+async function rate(parallel: number): Promise<string> {
   const until = Date.now() + seconds * 1000
+  const cpu = process.cpuUsage()
   let done = 0
   await Promise.all(Array.from({ length: parallel }, async () => {
     while (Date.now() < until) {
@@ -19,7 +23,8 @@ async function rate(parallel: number): Promise<number> {
       done++
     }
   }))
-  return done / seconds
+  const used = process.cpuUsage(cpu)
+  return withCpu ? `${done / seconds} ${Math.round((used.user + used.system) / done)}` : String(done / seconds)
 }
 
 const rates = only === 'one-at-a-time' ? [await rate(1)] : only === 'all-cores' ? [await rate(availableParallelism())] : [await rate(1), await rate(availableParallelism())]

@@ -9,13 +9,14 @@
  * only the grants whose name starts with it (and not the cryptography alone). GRANT_CPU_PROFILE=<dir> runs the
  * server with `--cpu-prof` there.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createHmac, createSecretKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hashPassword, verifyPassword } from '../src/directory/passwords.ts'
+import { cpuMicros, startGateway as startChild } from './gateway-child.ts'
 
 const root = new URL('../', import.meta.url).pathname
 const grants = Number(process.argv[2] ?? 2000)
@@ -26,7 +27,6 @@ const connections = 4
 const password = 'bench-password'
 const clientSecret = 'bench-client-secret-0123456789'
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-grant-cpu-'))
-const ticksPerSecond = 100
 
 function writeConfig(): string {
   const config = join(dir, 'grant-cpu.yaml')
@@ -52,31 +52,8 @@ function writeConfig(): string {
 
 function startGateway(config: string): Promise<{ child: ChildProcess; url: string }> {
   const profile = process.env.GRANT_CPU_PROFILE
-  const child = spawn(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', join(dir, 'data')], {
-    env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn', ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {}) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`did not start: ${output}`)), 60_000)
-    const onData = (data: Buffer) => {
-      output += data
-      const url = /Gatehouse listening on (\S+)/.exec(output)?.[1]
-      if (url) {
-        clearTimeout(timer)
-        resolve({ child, url })
-      }
-    }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${output}`)))
-  })
-}
-
-/** User and system time in µs of a process (`/proc/<pid>/stat`) or of one of its threads. */
-function cpuMicros(path: string): number {
-  const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond
+  return startChild(root, ['--config', config, '--data-dir', join(dir, 'data')],
+    { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn', ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {}) })
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: connections })

@@ -1,6 +1,7 @@
 import { randomFill } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { getPriority, setPriority } from 'node:os'
+import { lowerHashingPriority } from '../directory/passwords.ts'
 
 /**
  * How much lower than the event loop libuv's thread pool runs, in nice steps: at 10 a pool thread sharing a core
@@ -21,9 +22,11 @@ const POOL_THREAD_NAME = 'libuv-worker'
  *
  * A thread's nice is its own on Linux (setpriority with the thread's id), and lowering one's own threads needs no
  * privilege; elsewhere, or where it is refused, nothing changes. Resolves with how many threads were lowered.
+ * The threads that hash passwords (src/directory/hashing-threads.ts) go as far down, now or when they start.
  */
 export async function lowerThreadPoolPriority(step = POOL_NICE_STEP): Promise<number> {
   if (process.platform !== 'linux') return 0
+  lowerHashingPriority(step)
   // libuv starts every pool thread at its first job: one tiny job makes sure they all exist.
   await new Promise<void>((resolve) => randomFill(Buffer.alloc(1), () => resolve()))
   let lowered = 0

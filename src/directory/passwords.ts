@@ -1,11 +1,8 @@
 import type { Algorithm, Options } from '@node-rs/argon2'
 import { randomBytes } from 'node:crypto'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, getPriority } from 'node:os'
 import { PasswordCheckAbandoned, PasswordChecksBusy } from '../errors.ts'
-
-/** argon2's native addon loads with the first password hashed or verified: a restart on an existing database needs neither. */
-let argon2: Promise<typeof import('@node-rs/argon2')> | undefined
-const loadArgon2 = () => (argon2 ??= import('@node-rs/argon2'))
+import { HashingThreads } from './hashing-threads.ts'
 
 /** argon2id with OWASP's minimum recommended parameters (19 MiB, 2 iterations, 1 lane). */
 const ARGON2ID: Options = { algorithm: 2 as Algorithm, memoryCost: 19456, timeCost: 2, parallelism: 1 }
@@ -81,12 +78,21 @@ export class ConcurrencyLimit {
 }
 
 /**
- * argon2id runs on libuv's thread pool, four threads whatever the machine, and each hash reads and writes its
- * 19 MiB throughout. More hashes at once than there are cores only take turns on them and push one another's
- * memory out of the caches: on 2 cores four at once cost 6-34% more CPU time each than two (docs/performance.md).
- * So at most one per core runs, which also leaves pool threads free for the token signatures meanwhile.
+ * Each argon2id hash reads and writes its 19 MiB throughout: more hashes at once than there are cores only take
+ * turns on them and push one another's memory out of the caches (on 2 cores four at once cost 6-34% more CPU time
+ * each than two: docs/performance.md). So one thread per core hashes (src/directory/hashing-threads.ts), each holding
+ * the next check while it hashes, to start it without waiting for the event loop. The threads, and argon2's native
+ * addon, start with the first password hashed or verified: a restart on an existing database needs neither.
  */
-export const argon2Tasks = new ConcurrencyLimit(availableParallelism(), {
+export const hashingThreads = new HashingThreads(availableParallelism(), ARGON2ID)
+
+/** Hashes below the event loop by `step` nice steps, as libuv's pool runs under `serve` (src/cli/pool-priority.ts). */
+export function lowerHashingPriority(step: number): void {
+  hashingThreads.setNice(Math.min(19, getPriority() + step))
+}
+
+/** The checks handed to the hashing threads (each hashing one and holding the next), or waiting their turn. */
+export const argon2Tasks = new ConcurrencyLimit(hashingThreads.size * HashingThreads.JOBS_PER_THREAD, {
   whenFull: () => new PasswordChecksBusy(),
   whenAbandoned: () => new PasswordCheckAbandoned(),
 })
@@ -97,8 +103,7 @@ export function boundPasswordChecksWaiting(maxWaiting: number): void {
 }
 
 export async function hashPassword(password: string): Promise<string> {
-  const { hash } = await loadArgon2()
-  return argon2Tasks.run(() => hash(password, ARGON2ID))
+  return argon2Tasks.run(() => hashingThreads.hash(password))
 }
 
 /**
@@ -107,13 +112,10 @@ export async function hashPassword(password: string): Promise<string> {
  * check (PasswordChecksBusy).
  */
 export async function verifyPassword(passwordHash: string, password: string, signal?: AbortSignal): Promise<boolean> {
-  const { verify } = await loadArgon2()
   return argon2Tasks.run(async () => {
-    try {
-      return await verify(passwordHash, password)
-    } catch {
-      return false
-    }
+    const match = await hashingThreads.verify(passwordHash, password, signal)
+    if (match === undefined) throw new PasswordCheckAbandoned()
+    return match
   }, signal)
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { lowerThreadPoolPriority, POOL_NICE_STEP } from '../../src/cli/pool-priority.ts'
+import { HASHING_THREAD_NAME } from '../../src/directory/hashing-threads.ts'
 import { adminAuth, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
 /** Each thread of a process: its name and its nice value (field 19 of /proc's stat, after the name). */
@@ -16,12 +17,23 @@ function threadsOf(pid: number | 'self'): { id: number; name: string; nice: numb
 }
 
 const poolThreads = (pid: number | 'self') => threadsOf(pid).filter((thread) => thread.name === 'libuv-worker')
+const hashingThreads = (pid: number) => threadsOf(pid).filter((thread) => thread.name === HASHING_THREAD_NAME)
+
+/** The threads `select` finds once there are some and all have `nice`, or as they are after five seconds. */
+async function settledThreads(select: () => { nice: number }[], nice: number): Promise<{ nice: number }[]> {
+  let threads = select()
+  for (let waited = 0; waited < 5000 && !(threads.length > 0 && threads.every((thread) => thread.nice === nice)); waited += 50) {
+    await sleep(50)
+    threads = select()
+  }
+  return threads
+}
 
 /** The nice of a process's main thread (the event loop's). */
 const niceOf = (pid: number) => threadsOf(pid).find((thread) => thread.id === pid)!.nice
 
 describe('the thread pool runs below the event loop', { skip: process.platform !== 'linux' }, () => {
-  it('serve lowers libuv\'s pool threads by ten nice steps once it listens, leaves the event loop as it was, and its password checks still run there', async () => {
+  it('serve lowers libuv\'s pool threads and the password hashing threads by ten nice steps once it listens, and leaves the event loop as it was', async () => {
     const dir = tempDir()
     const gateway = await spawnGateway(['--data-dir', join(dir, 'data')])
     try {
@@ -29,17 +41,17 @@ describe('the thread pool runs below the event loop', { skip: process.platform !
       // The process starts at this one's nice (a CI runner may run everything below the default).
       const started = niceOf(process.pid)
       const lowered = Math.min(19, started + POOL_NICE_STEP)
-      let pool = poolThreads(pid)
-      for (let waited = 0; waited < 5000 && !(pool.length > 0 && pool.every((thread) => thread.nice === lowered)); waited += 50) {
-        await sleep(50)
-        pool = poolThreads(pid)
-      }
+      const pool = await settledThreads(() => poolThreads(pid), lowered)
       assert.ok(pool.length >= 1, 'the process has pool threads')
       assert.deepEqual(pool.map((thread) => thread.nice), pool.map(() => lowered))
       assert.equal(niceOf(pid), started, 'the event loop keeps its priority')
-      // argon2id runs on the pool: a basic-auth call verifies the password there.
+      // A basic-auth call verifies the password on the hashing threads: the one that hashed the admin's password at
+      // the first start, before the process listened, is lowered as well as any started since.
       const me = await fetch(`${gateway.url}/api/gateway/v1/me/`, { headers: adminAuth })
       assert.equal(me.status, 200)
+      const hashing = await settledThreads(() => hashingThreads(pid), lowered)
+      assert.ok(hashing.length >= 1, 'the process has hashing threads')
+      assert.deepEqual(hashing.map((thread) => thread.nice), hashing.map(() => lowered))
     } finally {
       await gateway.stop()
       rmSync(dir, { recursive: true, force: true })

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
+import { availableParallelism } from 'node:os'
 import { describe, it } from 'node:test'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
-import { argon2Tasks, burnVerificationTime, ConcurrencyLimit, hashPassword, verifyPassword } from '../../src/directory/passwords.ts'
-import { PasswordChecksBusy } from '../../src/errors.ts'
+import { argon2Tasks, burnVerificationTime, ConcurrencyLimit, hashingThreads, hashPassword, verifyPassword } from '../../src/directory/passwords.ts'
+import { PasswordCheckAbandoned, PasswordChecksBusy } from '../../src/errors.ts'
+import { HashingThreads } from '../../src/directory/hashing-threads.ts'
 
 describe('ConcurrencyLimit', () => {
   it('runs at most its limit at once and the others in the order they came', async () => {
@@ -76,7 +78,9 @@ describe('ConcurrencyLimit', () => {
 })
 
 describe('argon2id verifications', () => {
-  it('run at most one per core at once, the rest waiting their turn', async () => {
+  it('run on one thread per core, each holding one more, the rest waiting their turn', async () => {
+    assert.equal(hashingThreads.size, availableParallelism())
+    assert.equal(argon2Tasks.limit, hashingThreads.size * 2)
     const hash = await hashPassword('correct horse')
     const checks = Array.from({ length: argon2Tasks.limit * 3 + 1 }, (_, i) => verifyPassword(hash, i % 2 ? 'correct horse' : 'wrong'))
     let settled = false
@@ -94,6 +98,47 @@ describe('argon2id verifications', () => {
     assert.equal(mostRunning, argon2Tasks.limit)
     assert.ok(mostWaiting > 0)
     assert.equal(argon2Tasks.running, 0)
+  })
+
+  it('go on to the next check a thread holds without waiting for the event loop', async () => {
+    const hash = await hashPassword('correct horse')
+    const before = hashingThreads.hashed
+    const twoEach = hashingThreads.size * 2
+    const checks = Array.from({ length: twoEach }, () => verifyPassword(hash, 'correct horse'))
+    // The event loop is held until every check was hashed: each thread took its second check by itself.
+    const deadline = Date.now() + 60_000
+    while (hashingThreads.hashed - before < twoEach && Date.now() < deadline);
+    assert.equal(hashingThreads.hashed - before, twoEach)
+    assert.deepEqual(await Promise.all(checks), checks.map(() => true))
+  })
+
+  it('skip a check whose client went away while its thread held it', async () => {
+    const hash = await hashPassword('correct horse')
+    const before = hashingThreads.hashed
+    const first = Array.from({ length: hashingThreads.size }, () => verifyPassword(hash, 'correct horse'))
+    const gone = new AbortController()
+    const held = Array.from({ length: hashingThreads.size }, () => verifyPassword(hash, 'correct horse', gone.signal).catch((error: unknown) => error))
+    // The threads are still at their first checks: a hash takes milliseconds, and this turn of the loop is not over.
+    gone.abort()
+    assert.deepEqual(await Promise.all(first), first.map(() => true))
+    for (const outcome of await Promise.all(held)) assert.ok(outcome instanceof PasswordCheckAbandoned)
+    assert.equal(hashingThreads.hashed - before, hashingThreads.size)
+    assert.equal(argon2Tasks.running, 0)
+  })
+
+  it('answer a hash that does not parse as no match', async () => {
+    assert.equal(await verifyPassword('not a hash', 'correct horse'), false)
+  })
+})
+
+describe('hashing threads', () => {
+  it('end after a while without a job, and start again for the next', async () => {
+    const threads = new HashingThreads(1, { algorithm: 2, memoryCost: 19456, timeCost: 2, parallelism: 1 }, 50)
+    const hash = await threads.hash('correct horse')
+    assert.equal(threads.running, 1)
+    for (const deadline = Date.now() + 30_000; threads.running > 0 && Date.now() < deadline;) await sleep(20)
+    assert.equal(threads.running, 0)
+    assert.equal(await threads.verify(hash, 'correct horse'), true)
   })
 })
 

@@ -1,0 +1,31 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+/** The bench scripts' gateway: a checkout's `bin/gatehouse serve` as a child, once it says where it listens. */
+export function startGateway(checkout: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(join(checkout, 'bin/gatehouse'), ['serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not start: ${output}`)), 60_000)
+    const onData = (data: Buffer) => {
+      output += data
+      const url = /Gatehouse listening on (\S+)/.exec(output)?.[1]
+      if (url) {
+        clearTimeout(timer)
+        resolve({ child, url })
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${output}`)))
+  })
+}
+
+const TICKS_PER_SECOND = 100
+
+/** User and system time in µs of a process (`/proc/<pid>/stat`) or of one of its threads. */
+export function cpuMicros(path: string): number {
+  const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / TICKS_PER_SECOND
+}

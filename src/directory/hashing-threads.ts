@@ -1,0 +1,166 @@
+import type { Options } from '@node-rs/argon2'
+import { Worker } from 'node:worker_threads'
+
+/**
+ * argon2id on threads of its own, one per core, each hashing one password at a time and holding the next job while
+ * it hashes. On libuv's thread pool (where @node-rs/argon2's async functions run) a finished hash's place went to
+ * the next check only once the event loop had taken its answer, so a hash that ended while the loop was busy issuing
+ * another grant's tokens waited for the loop; and the pool's threads, busy hashing, also took the token signatures.
+ * Here a thread that finishes a hash starts the job it holds at once, and the pool keeps the signatures.
+ * docs/performance.md (the password grant) has the measurements.
+ *
+ * A job whose client goes away before its thread starts it (`signal`) is skipped: a flag per job place, shared with
+ * the thread, which reads it just before it hashes. A thread that has had no job for `idleMs` ends, giving back
+ * its memory (a V8 isolate of its own: about 11 MB); the next job starts one again.
+ */
+export class HashingThreads {
+  /** How many jobs a thread holds at most: the one it hashes and the next. */
+  static readonly JOBS_PER_THREAD = 2
+
+  readonly size: number
+  readonly #options: Options
+  readonly #idleMs: number
+  readonly #threads: HashingThread[] = []
+  /** Hashes made and passwords verified, by every thread, counted by the threads themselves. */
+  readonly #hashed = new Int32Array(new SharedArrayBuffer(4))
+  #nice: number | undefined
+
+  constructor(size: number, options: Options, idleMs = 60_000) {
+    this.size = size
+    this.#options = options
+    this.#idleMs = idleMs
+  }
+
+  /** The threads running now. */
+  get running(): number {
+    return this.#threads.filter((thread) => !thread.ended).length
+  }
+
+  /**
+   * The nice value the threads hash at (undefined: the thread that starts them gives them its own), now and from
+   * their start: `serve` puts them with libuv's pool, below the event loop (src/cli/pool-priority.ts).
+   */
+  setNice(nice: number): void {
+    this.#nice = nice
+    for (const thread of this.#threads) thread.setNice(nice)
+  }
+
+  /** The hashes made and passwords verified so far (skipped jobs not counted), up to this moment, event loop or not. */
+  get hashed(): number {
+    return Atomics.load(this.#hashed, 0)
+  }
+
+  /** Whether `password` is the hash's; a hash that does not parse is no match. Undefined: abandoned before it started. */
+  verify(hash: string, password: string, signal?: AbortSignal): Promise<boolean | undefined> {
+    return this.#thread().run({ op: 'verify', hash, password }, signal) as Promise<boolean | undefined>
+  }
+
+  async hash(password: string): Promise<string> {
+    return await this.#thread().run({ op: 'hash', password }) as string
+  }
+
+  /**
+   * The thread with the fewest jobs, started if need be (an idle process has none). Callers hand over at most
+   * `size * JOBS_PER_THREAD` jobs at once, so none holds more than JOBS_PER_THREAD.
+   */
+  #thread(): HashingThread {
+    let best: HashingThread | undefined
+    let live = 0
+    for (const thread of this.#threads) {
+      if (thread.ended) continue
+      live++
+      if (!best || thread.jobs < best.jobs) best = thread
+    }
+    if (best && (best.jobs === 0 || live >= this.size)) return best
+    const fresh = new HashingThread(this.#options, this.#nice, this.#hashed, this.#idleMs)
+    const ended = this.#threads.findIndex((thread) => thread.ended)
+    if (ended === -1) this.#threads.push(fresh)
+    else this.#threads[ended] = fresh
+    return fresh
+  }
+}
+
+/** The threads' name, as `ps -L` and /proc/<pid>/task/<tid>/comm show it. */
+export const HASHING_THREAD_NAME = 'argon2id'
+
+/** What a thread is told, and answers (src/directory/hashing-thread.js). */
+type Job = { op: 'verify'; hash: string; password: string } | { op: 'hash'; password: string }
+type Message = (Job & { id: number; place: number }) | { op: 'nice'; nice: number }
+type Reply = { id: number; result?: boolean | string; error?: string; abandoned?: true }
+interface Pending { resolve: (value: unknown) => void; reject: (error: Error) => void; settled: () => void }
+
+class HashingThread {
+  readonly #worker: Worker
+  /** One flag per job place: 1 tells the thread to skip the job in that place. */
+  readonly #abandoned = new Int32Array(new SharedArrayBuffer(4 * HashingThreads.JOBS_PER_THREAD))
+  readonly #pending = new Map<number, Pending>()
+  readonly #idleMs: number
+  #idle: NodeJS.Timeout | undefined
+  #nextId = 0
+  ended = false
+
+  constructor(options: Options, nice: number | undefined, hashed: Int32Array, idleMs: number) {
+    this.#idleMs = idleMs
+    // Without the process's flags: its preloaded module hooks are for the dependencies, which the thread never loads.
+    this.#worker = new Worker(new URL('./hashing-thread.js', import.meta.url), {
+      workerData: { hashingThread: { options, nice, abandoned: this.#abandoned, hashed } },
+      execArgv: [],
+      name: HASHING_THREAD_NAME,
+    })
+    this.#worker.on('message', (reply: Reply) => {
+      const job = this.#pending.get(reply.id)
+      if (!job) return
+      this.#pending.delete(reply.id)
+      job.settled()
+      if (reply.error !== undefined) job.reject(new Error(reply.error))
+      else job.resolve(reply.abandoned ? undefined : reply.result)
+      if (!this.#pending.size) this.#rest()
+    })
+    const end = (error: Error) => {
+      this.ended = true
+      clearTimeout(this.#idle)
+      for (const job of this.#pending.values()) {
+        job.settled()
+        job.reject(error)
+      }
+      this.#pending.clear()
+    }
+    this.#worker.on('error', end)
+    this.#worker.on('exit', (code) => end(new Error(`the hashing thread exited with code ${code}`)))
+    // After the listeners, as adding a 'message' one refs the worker.
+    this.#rest()
+  }
+
+  /** Without a job: never what keeps the process running, and ended once idle for long. */
+  #rest(): void {
+    this.#worker.unref()
+    this.#idle = setTimeout(() => {
+      this.ended = true
+      void this.#worker.terminate()
+    }, this.#idleMs)
+    this.#idle.unref()
+  }
+
+  get jobs(): number {
+    return this.#pending.size
+  }
+
+  setNice(nice: number): void {
+    if (!this.ended) this.#worker.postMessage({ op: 'nice', nice } satisfies Message)
+  }
+
+  run(job: Job, signal?: AbortSignal): Promise<unknown> {
+    const id = this.#nextId++
+    // The job that had this place before was answered: a thread answers its jobs in order and holds at most this many.
+    const place = id % HashingThreads.JOBS_PER_THREAD
+    Atomics.store(this.#abandoned, place, 0)
+    clearTimeout(this.#idle)
+    return new Promise((resolve, reject) => {
+      const abandon = () => Atomics.store(this.#abandoned, place, 1)
+      signal?.addEventListener('abort', abandon, { once: true })
+      this.#pending.set(id, { resolve, reject, settled: () => signal?.removeEventListener('abort', abandon) })
+      this.#worker.ref()
+      this.#worker.postMessage({ ...job, id, place } satisfies Message)
+    })
+  }
+}
