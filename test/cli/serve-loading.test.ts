@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { VENDORED_PACKAGES } from '../../src/vendor/build.ts'
@@ -89,6 +89,21 @@ describe('serve: what a start loads', () => {
       assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly, ...scrapeOnly, ...passwordOnly]), [])
       assert.deepEqual(missing(used, [...unused, ...bundled]), [...unused, ...bundled])
     } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('hands the compile cache entries of the modules it loaded back to Node before it starts, writing them out then', async () => {
+    // Node holds each entry in memory until it exits, and writes those it made then; a flush frees them at once. So a
+    // start with an empty cache directory has written its entries while it is still running.
+    const dir = tempDir()
+    const cache = join(dir, 'compile-cache')
+    const gateway = await spawnGateway(['--data-dir', join(dir, 'data')], { NODE_COMPILE_CACHE: cache })
+    try {
+      const entries = readdirSync(cache, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile())
+      assert.ok(entries.length > 100, `compile cache entries written while serving: ${entries.length}`)
+    } finally {
+      await gateway.stop()
       rmSync(dir, { recursive: true, force: true })
     }
   })
