@@ -20,8 +20,8 @@ import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
-import { LdapDirectory, LdapPasswords, normalizeDn } from './directory/ldap.ts'
-import { DirectoryAccountCheck } from './directory/ldap-check.ts'
+import type { LdapDirectory } from './directory/ldap.ts'
+import type { DirectoryAccountCheck } from './directory/ldap-check.ts'
 import { SIGN_IN_START_WINDOW_MS, SignInStarts } from './directory/sign-in-starts.ts'
 import { LocalPasswords } from './directory/local.ts'
 import { argon2Tasks, boundPasswordChecksWaiting } from './directory/passwords.ts'
@@ -126,17 +126,18 @@ export async function createApp(config: Config, store: Store, options: AppOption
   const audit = new AuditTrail(store, config.audit)
   const memberships = new MembershipMappings(accessAdmin, access, audit)
   accounts.onChange((tx, user) => keepAuditorRoleWithFlag(tx, user))
-  const directory = config.ldap ? new LdapDirectory(config.ldap) : undefined
-  if (config.ldap && directory) {
+  // The directory's code loads only for a configuration that has one.
+  let directory: LdapDirectory | undefined
+  let directoryCheck: DirectoryAccountCheck | undefined
+  if (config.ldap) {
+    const [{ LdapDirectory, LdapPasswords, normalizeDn }, { DirectoryAccountCheck }] = await Promise.all([import('./directory/ldap.ts'), import('./directory/ldap-check.ts')])
+    directory = new LdapDirectory(config.ldap)
     const mappings = config.ldap.memberships
     const ldap = new LdapPasswords(directory, store, accounts, (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn))
     const order = config.auth.password_sources
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
+    directoryCheck = new DirectoryAccountCheck(directory, store, accounts, audit, { intervalSeconds: config.ldap.account_check.interval_seconds, pageSize: config.ldap.account_check.page_size })
   }
-
-  const directoryCheck = config.ldap && directory
-    ? new DirectoryAccountCheck(directory, store, accounts, audit, { intervalSeconds: config.ldap.account_check.interval_seconds, pageSize: config.ldap.account_check.page_size })
-    : undefined
 
   const basicCache = new CredentialCache(config.auth.basic_cache_seconds)
   accounts.onForget((userId) => basicCache.forgetUser(userId))

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import { unverifiedDirectoryWarning } from '../config/ldap.ts'
 import { DirectoryUnavailable } from '../errors.ts'
-import { LdapDirectory, type DirectoryLookup } from '../directory/ldap.ts'
+import type { DirectoryLookup } from '../directory/ldap.ts'
 import { readStdin, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 
 interface TestOptions extends StorageOptions {
@@ -24,6 +24,8 @@ async function testDirectory(options: TestOptions): Promise<void> {
   const config = resolveConfig(options)
   if (!config.ldap) throw new UsageError('the configuration has no ldap section')
   const password = options.passwordStdin ? await readStdin() : undefined
+  // Loaded by this command only: `serve` loads it when its configuration has a directory (src/app.ts).
+  const { LdapDirectory } = await import('../directory/ldap.ts')
   const directory = new LdapDirectory(config.ldap)
   const warning = unverifiedDirectoryWarning(config.ldap)
   if (warning) process.stderr.write(`gatehouse: ${warning}\n`)

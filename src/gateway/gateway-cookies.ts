@@ -2,7 +2,7 @@ import { CSRF_COOKIE } from '../auth/csrf.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { FLOW_COOKIE, SECURE_FLOW_COOKIE } from '../directory/sso.ts'
 import { SESSION_STATE_COOKIE } from '../oidc/keycloak-format.ts'
-import { REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE } from '../oidc/provider.ts'
+import { REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE } from '../oidc/provider-paths.ts'
 
 /**
  * The cookies that are the gateway's own: its session and CSRF token, the SSO sign-in under way, and the realms'

@@ -24,54 +24,11 @@ import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.t
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { interactionPolicyWithActions, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
 import epochTime, { setProviderClock, useProviderClock } from './provider-clock.ts'
+import { DEVICE_CODE_GRANT, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
 
-/** Keycloak's endpoint paths, relative to the issuer `<public URL>/realms/<realm>`. */
-export const KEYCLOAK_ROUTES = {
-  authorization: '/protocol/openid-connect/auth',
-  token: '/protocol/openid-connect/token',
-  jwks: '/protocol/openid-connect/certs',
-  userinfo: '/protocol/openid-connect/userinfo',
-  end_session: '/protocol/openid-connect/logout',
-  introspection: '/protocol/openid-connect/token/introspect',
-  revocation: '/protocol/openid-connect/revoke',
-  pushed_authorization_request: '/protocol/openid-connect/ext/par/request',
-  device_authorization: '/protocol/openid-connect/auth/device',
-  code_verification: '/device',
-} as const
-
-/**
- * The methods each fixed endpoint path answers (oidc-provider's routes, plus CORS preflight where it answers
- * one): any other method gets 405 with `Allow`, as Keycloak answers, instead of oidc-provider's 404.
- */
-export const ENDPOINT_METHODS: ReadonlyMap<string, readonly string[]> = new Map([
-  ['/.well-known/openid-configuration', ['GET', 'HEAD', 'OPTIONS']],
-  ['/.well-known/oauth-authorization-server', ['GET', 'HEAD', 'OPTIONS']],
-  [KEYCLOAK_ROUTES.authorization, ['GET', 'HEAD', 'POST']],
-  [KEYCLOAK_ROUTES.token, ['POST', 'OPTIONS']],
-  [KEYCLOAK_ROUTES.jwks, ['GET', 'HEAD', 'OPTIONS']],
-  [KEYCLOAK_ROUTES.userinfo, ['GET', 'HEAD', 'POST', 'OPTIONS']],
-  [KEYCLOAK_ROUTES.end_session, ['GET', 'HEAD', 'POST']],
-  [KEYCLOAK_ROUTES.introspection, ['POST', 'OPTIONS']],
-  [KEYCLOAK_ROUTES.revocation, ['POST', 'OPTIONS']],
-  [KEYCLOAK_ROUTES.pushed_authorization_request, ['POST', 'OPTIONS']],
-  [KEYCLOAK_ROUTES.device_authorization, ['POST', 'OPTIONS']],
-  [KEYCLOAK_ROUTES.code_verification, ['GET', 'HEAD', 'POST']],
-])
-
-/** Where the login step of the authorization code flow happens (src/oidc/interactions.ts). */
-export const LOGIN_ACTIONS = '/login-actions/'
-/** The realm's browser session (oidc-provider's Session), only ever sent to the realm's own paths. */
-export const REALM_SESSION_COOKIE = 'gatehouse_oidc_session'
-/** oidc-provider's short-lived cookies of a login under way. */
-export const REALM_INTERACTION_COOKIE = 'gatehouse_oidc_interaction'
-export const REALM_RESUME_COOKIE = 'gatehouse_oidc_resume'
-/** Where a browser the gateway sent to log in comes back to (src/oidc/routes.ts). */
-export const GATEWAY_CALLBACK = '/gatehouse/callback'
 /** How long a login under way (an interaction, an anonymous browser session) is kept: Keycloak's "Login timeout". */
 const LOGIN_UNDER_WAY_SECONDS = 1800
 
-/** RFC 8628 §3.4. */
-export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 export const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', PASSWORD_GRANT, DEVICE_CODE_GRANT])
 
 /**
@@ -133,11 +90,6 @@ export interface ProviderOptions {
    * ended already.
    */
   endBrowserSession?: ((uid: string) => Promise<boolean>) | undefined
-}
-
-/** The realm's resource indicator: its access tokens' resource server, named in the grants of its sign-ins. */
-export function realmResource(realmName: string): string {
-  return `urn:gatehouse:realm:${realmName}`
 }
 
 /**

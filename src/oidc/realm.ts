@@ -20,7 +20,7 @@ import { KeycloakTokens, verifyRefreshToken, type RefreshTokenClaims } from './k
 import { LoadedKeys, REFRESH_SIGNING_ALG, RealmKeys, type KeysKept, type RealmKeySet, type SignatureAlg } from './keys.ts'
 import { resolveLoginName } from './login-name.ts'
 import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
-import { buildProvider, GATEWAY_CALLBACK, loadProviderClass, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE, realmResource } from './provider.ts'
+import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
 import type { EndedGrant } from '../store/oidc.ts'
 import { KEYS_TOPIC, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
@@ -37,6 +37,21 @@ const KEY_GRACE_SECONDS = 60
 const MAX_DEVICE_POLLS = 10_000
 /** Clock skew allowed between the realm that issued a token and the process checking it. */
 const CLOCK_TOLERANCE_SECONDS = 5
+
+/**
+ * What builds a realm's oidc-provider instance (src/oidc/provider.ts, its login step and its Keycloak shapes) and
+ * oidc-provider itself: loaded with a realm's first request, not at start, and once (see loadProviderClass, which
+ * also points oidc-provider's clock at `clock`, the database's time as this process knows it).
+ */
+let providerModule: Promise<typeof import('./provider.ts')> | undefined
+async function loadProviderModule(clock: () => number): Promise<{ buildProvider: typeof import('./provider.ts').buildProvider; providerClass: typeof Provider }> {
+  providerModule ??= import('./provider.ts').catch((error: unknown) => {
+    providerModule = undefined
+    throw error
+  })
+  const module = await providerModule
+  return { buildProvider: module.buildProvider, providerClass: await module.loadProviderClass(clock) }
+}
 
 export interface RealmDependencies {
   store: Store
@@ -355,7 +370,7 @@ export class Realm {
     // Every request to the realm asks: the common answer costs no waiting on keys or on the module.
     if (built && built.keys === this.#keys.fresh(now) && built.refreshKeys === this.#refreshKeys.fresh(now) && built.issuer === this.issuer) return built
     // The provider signs: past the active key's turn, keys that cannot be read again fail it (LoadedKeys).
-    const [keys, refreshKeys, providerClass] = await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now), loadProviderClass(() => this.#deps.bus.clock.now())])
+    const [keys, refreshKeys, { buildProvider, providerClass }] = await Promise.all([this.#keys.get(now), this.#refreshKeys.get(now), loadProviderModule(() => this.#deps.bus.clock.now())])
     const issuer = this.issuer
     const current = this.#provider
     if (!current || current.keys !== keys || current.refreshKeys !== refreshKeys || current.issuer !== issuer) {

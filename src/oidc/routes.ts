@@ -12,11 +12,10 @@ import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
-import { gatewayCallback, loginStep } from './interactions.ts'
 import { isIframePath, sendIframePage } from './keycloak-pages.ts'
 import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
 import epochTime from './provider-clock.ts'
-import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider.ts'
+import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
 import type { Realm } from './realm.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH', 'DELETE']
@@ -27,6 +26,16 @@ const ACCOUNT_PATH = '/account'
 /** keycloak-js `register()` sends the browser here (Keycloak's AuthorizationEndpoint `registrations`). */
 const REGISTRATIONS_PATH = '/protocol/openid-connect/registrations'
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
+/** The login step and the gateway's callback: loaded with the first browser login, which needs the realm's provider too. */
+let interactions: Promise<typeof import('./interactions.ts')> | undefined
+function loadInteractions(): Promise<typeof import('./interactions.ts')> {
+  interactions ??= import('./interactions.ts').catch((error: unknown) => {
+    interactions = undefined
+    throw error
+  })
+  return interactions
+}
 
 /**
  * Mounts each realm at Keycloak's `/realms/<realm>/`. oidc-provider is a Koa application: its request handler gets
@@ -71,9 +80,9 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
   if (nulFields(request.query).length) return nulRefused(reply)
 
   if (rest.startsWith(LOGIN_ACTIONS) && (request.method === 'GET' || request.method === 'POST')) {
-    return loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
+    return (await loadInteractions()).loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
   }
-  if (rest === GATEWAY_CALLBACK && request.method === 'GET') return gatewayCallback(app, realm, request, reply)
+  if (rest === GATEWAY_CALLBACK && request.method === 'GET') return (await loadInteractions()).gatewayCallback(app, realm, request, reply)
   if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) return sendIframePage(realm, rest, new URLSearchParams(query), reply)
   if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
   if (rest === REGISTRATIONS_PATH) return registrationNotAllowed(request, reply)

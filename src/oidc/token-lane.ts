@@ -3,7 +3,7 @@ import type { App } from '../app.ts'
 import { recordedError, writeError } from '../errors.ts'
 import type { LeanProxyOptions } from '../gateway/lean-proxy.ts'
 import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
-import { KEYCLOAK_ROUTES } from './provider.ts'
+import { KEYCLOAK_ROUTES } from './provider-paths.ts'
 import { serveProvider, writeKeycloakError } from './routes.ts'
 
 /**

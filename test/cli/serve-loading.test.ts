@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { VENDORED_PACKAGES } from '../../src/vendor/build.ts'
@@ -10,6 +10,8 @@ const recorder = join(repoRoot, 'test/fixtures/record-loaded-modules.mjs')
 interface Loaded {
   /** The files below node_modules. */
   dependencies: string[]
+  /** Gatehouse's own modules, by their path below src/. */
+  own: string[]
   /** Node's own modules (`process.moduleLoadList`: `NativeModule internal/...`, `Internal Binding ...`). */
   internal: string[]
 }
@@ -24,7 +26,12 @@ async function modulesLoaded(dir: string, config: string, use: (url: string) => 
     await gateway.stop()
   }
   const { modules, internal } = JSON.parse(readFileSync(record, 'utf8')) as { modules: string[]; internal: string[] }
-  return { dependencies: modules.flatMap((url) => /\/node_modules\/(.*)$/.exec(url)?.[1] ?? []), internal }
+  const ownPrefix = `file://${join(repoRoot, 'src')}/`
+  return {
+    dependencies: modules.flatMap((url) => /\/node_modules\/(.*)$/.exec(url)?.[1] ?? []),
+    own: modules.flatMap((url) => (url.startsWith(ownPrefix) ? [url.slice(ownPrefix.length)] : [])),
+    internal,
+  }
 }
 
 async function dependenciesLoaded(dir: string, config: string, use: (url: string) => Promise<void>): Promise<string[]> {
@@ -48,6 +55,11 @@ describe('serve: what a start loads', () => {
       ].join('\n'))
       // Used only on a realm's first request: oidc-provider (with Koa), and the certificate writer of its first keys.
       const realmOnly = ['oidc-provider/lib/provider.js', 'koa/', '@peculiar/asn1-x509/']
+      // Gatehouse's own modules that build a realm's provider, and its login step (with a browser's first login).
+      const ownRealmOnly = ['oidc/provider.ts', 'oidc/app-initiated-actions.ts']
+      const ownLoginOnly = ['oidc/interactions.ts']
+      // Gatehouse's own code for a directory, which this configuration does not have.
+      const ownUnused = ['directory/ldap.ts', 'directory/ldap-check.ts', 'directory/ldap-sync.ts']
       // Used only on a visit of the API document or reference: what makes the document, swagger-ui and its static file server.
       const referenceOnly = ['@fastify/swagger/', 'fastify-type-provider-zod/', 'json-schema-resolver/', '@fastify/swagger-ui/', '@fastify/static/']
       // Used only when /metrics is first scraped: prom-client, and what its process metrics need.
@@ -70,7 +82,7 @@ describe('serve: what a start loads', () => {
       assert.deepEqual(missing(created, passwordOnly), [])
       assert.deepEqual(missing(created, notAtStart), notAtStart)
 
-      const { dependencies: idle, internal: idleInternal } = await modulesLoaded(dir, config, async () => {})
+      const { dependencies: idle, own: idleOwn, internal: idleInternal } = await modulesLoaded(dir, config, async () => {})
       assert.ok(idle.some((file) => file.startsWith('undici/')), 'the record holds what a start loads')
       // jose is used at start too: the gateway's identity key.
       const bundles = VENDORED_PACKAGES.map((name) => `.cache/gatehouse-vendor/${name}.bundle.cjs`)
@@ -79,8 +91,10 @@ describe('serve: what a start loads', () => {
       // Node's own copy of undici (its fetch and WebSocket), which an ES module import of node:http loads (about 10 MB).
       assert.ok(idleInternal.includes('NativeModule http'), 'the record holds Node\'s own modules')
       assert.deepEqual(idleInternal.filter((name) => name.includes('internal/deps/undici')), [])
+      assert.ok(idleOwn.includes('cli/serve.ts'), 'the record holds Gatehouse\'s own modules')
+      assert.deepEqual(missing(idleOwn, [...ownRealmOnly, ...ownLoginOnly, ...ownUnused]), [...ownRealmOnly, ...ownLoginOnly, ...ownUnused])
 
-      const used = await dependenciesLoaded(dir, config, async (url) => {
+      const { dependencies: used, own: usedOwn } = await modulesLoaded(dir, config, async (url) => {
         assert.equal((await fetch(`${url}/realms/platform/.well-known/openid-configuration`)).status, 200)
         assert.equal((await fetch(`${url}/api/gateway/v1/docs/`)).status, 200)
         assert.equal((await fetch(`${url}/metrics`)).status, 200)
@@ -88,7 +102,24 @@ describe('serve: what a start loads', () => {
       })
       assert.deepEqual(missing(used, [...realmOnly, ...referenceOnly, ...scrapeOnly, ...passwordOnly]), [])
       assert.deepEqual(missing(used, [...unused, ...bundled]), [...unused, ...bundled])
+      assert.deepEqual(missing(usedOwn, ownRealmOnly), [])
+      assert.deepEqual(missing(usedOwn, ownUnused), ownUnused)
     } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('hands the compile cache entries of the modules it loaded back to Node before it starts, writing them out then', async () => {
+    // Node holds each entry in memory until it exits, and writes those it made then; a flush frees them at once. So a
+    // start with an empty cache directory has written its entries while it is still running.
+    const dir = tempDir()
+    const cache = join(dir, 'compile-cache')
+    const gateway = await spawnGateway(['--data-dir', join(dir, 'data')], { NODE_COMPILE_CACHE: cache })
+    try {
+      const entries = readdirSync(cache, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile())
+      assert.ok(entries.length > 100, `compile cache entries written while serving: ${entries.length}`)
+    } finally {
+      await gateway.stop()
       rmSync(dir, { recursive: true, force: true })
     }
   })

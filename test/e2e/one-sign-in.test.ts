@@ -7,7 +7,7 @@ import { SessionManager } from '../../src/auth/session-manager.ts'
 import { Browser } from '../helpers/browser.ts'
 import { ADMIN_PASSWORD, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { CLIENT_REDIRECT, REALM, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
-import { KEYCLOAK_ROUTES } from '../../src/oidc/provider.ts'
+import { KEYCLOAK_ROUTES } from '../../src/oidc/provider-paths.ts'
 import { USER_TOPIC } from '../../src/store/topics.ts'
 import { offSiteNexts, resolvedOrigin } from '../helpers/open-redirect.ts'
 

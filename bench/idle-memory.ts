@@ -1,0 +1,105 @@
+/**
+ * Time to listening and idle resident memory, as `npm run bench` measures them, alone: restarts on an existing
+ * SQLite database with the benchmark's configuration, `VmRSS` one second after `listening`, the median of several.
+ * Given other checkouts' roots as arguments, it alternates their starts with this one's, so that each comparison is
+ * made in the same minutes of a shared machine. Environment: IDLE_STARTS (default 7).
+ *
+ *   node bench/idle-memory.ts [other-checkout ...]
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+const here = new URL('../', import.meta.url).pathname
+const roots = [here, ...process.argv.slice(2).map((root) => resolve(root))]
+const starts = Number(process.env.IDLE_STARTS ?? 7)
+const port = 18490
+const dir = mkdtempSync(join(tmpdir(), 'gatehouse-idle-'))
+
+/** bench/bench.ts's configuration, its upstream left unstarted: an idle gateway never calls it. */
+function writeConfig(): string {
+  const config = join(dir, 'bench.yaml')
+  const upstream = 'http://127.0.0.1:18491'
+  writeFileSync(config, [
+    `server: { host: 127.0.0.1, port: ${port}, trusted_proxies: [127.0.0.1] }`,
+    'services:',
+    `  - { name: controller, prefix: /api/controller/, upstream: "${upstream}", accepts: [basic, session, token, oidc], public_paths: [/api/controller/v2/ping/], oidc: { realm: platform, client_id: end-users } }`,
+    `  - { name: ruled, prefix: /api/ruled/, upstream: "${upstream}", accepts: [basic], access: [{ allow: { superuser: true } }] }`,
+    'realms:',
+    '  - name: platform',
+    '    access_token_seconds: 3600',
+    '    clients:',
+    '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
+    '      - { client_id: bench-service, public_client: false, secret: bench-client-secret-0123456789, service_accounts: true }',
+    '  - name: platform-es256',
+    '    default_signature_algorithm: ES256',
+    '    clients:',
+    '      - { client_id: end-users, public_client: true, direct_access_grants: true }',
+  ].join('\n'))
+  return config
+}
+
+interface Start {
+  ms: number
+  /** User and system CPU time to listening: what a busy machine changes least. */
+  cpuMs: number
+  megabytes: number
+}
+
+/** A process's user and system CPU time so far (/proc/<pid>/stat, in clock ticks of 10 ms). */
+function cpuMilliseconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+/** One start of `root`'s bin/gatehouse: the time to its `listening` line, and its VmRSS a second later. */
+async function measureStart(root: string, config: string, dataDir: string): Promise<Start> {
+  const began = performance.now()
+  const child = spawn(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir], {
+    env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: 'bench-password', GATEHOUSE_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  try {
+    const [ms, cpuMs] = await new Promise<[number, number]>((resolve, reject) => {
+      let output = ''
+      const onData = (data: Buffer) => {
+        output += data
+        if (/Gatehouse listening on/.test(output)) resolve([performance.now() - began, cpuMilliseconds(child.pid!)])
+      }
+      child.stdout.on('data', onData)
+      child.stderr.on('data', onData)
+      child.once('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)))
+    })
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const kilobytes = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1])
+    return { ms, cpuMs, megabytes: kilobytes / 1024 }
+  } finally {
+    child.kill('SIGTERM')
+    await exited
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2
+}
+
+try {
+  const config = writeConfig()
+  const results = roots.map(() => [] as Start[])
+  // A first start of each creates its database (and warms the compile cache); only restarts are counted.
+  for (const [i, root] of roots.entries()) await measureStart(root, config, join(dir, `data-${i}`))
+  for (let round = 0; round < starts; round++) {
+    for (const [i, root] of roots.entries()) results[i]!.push(await measureStart(root, config, join(dir, `data-${i}`)))
+  }
+  for (const [i, root] of roots.entries()) {
+    const rss = results[i]!.map((start) => start.megabytes)
+    const ms = results[i]!.map((start) => start.ms)
+    const cpuMs = results[i]!.map((start) => start.cpuMs)
+    process.stdout.write(`${root}: start to listening ${median(ms).toFixed(0)} ms (CPU ${median(cpuMs).toFixed(0)} ms), idle VmRSS ${median(rss).toFixed(1)} MB (median of ${starts}; ${rss.map((value) => value.toFixed(1)).join(' ')})\n`)
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true })
+}
