@@ -4,8 +4,8 @@
  * value with a colon, a `#` or a line break cannot change the file's structure, and a key is never substituted.
  */
 
-/** `${` up to the first `}`, or `$${`, which stands for a literal `${`; any other `$` is itself. */
-const EXPRESSION = /\$\$\{|\$\{([^}]*)\}|\$\{/g
+/** `$${`, which stands for a literal `${`, or `${` (its reference runs to the first `}`); any other `$` is itself. */
+const OPENING = /\$\$\{|\$\{/g
 const REFERENCE = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([^]*))?$/
 /** A value the file gives no part of: references without a default, nothing written beside them. */
 const ONLY_REFERENCES = /^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\})+$/
@@ -35,12 +35,13 @@ export function substituteEnvironment(input: unknown, env: NodeJS.ProcessEnv): S
   }
   const substituteString = (text: string, setting: string): string => {
     if (ONLY_REFERENCES.test(text)) fromEnvironment.add(setting)
-    return text.replace(EXPRESSION, (match, inside: string | undefined) => {
+    let notReference = false
+    const result = replaceReferences(text, (match, inside) => {
       if (match === '$${') return '${'
       const reference = inside === undefined ? null : REFERENCE.exec(inside)
       if (!reference) {
         // The text is not repeated: it may be a secret written in the file that happens to hold "${".
-        problems.push(`${setting}: "\${" starts no substitution: write \${NAME} or \${NAME:-default} (a letter or "_", then letters, digits or "_"), or $\${ for a literal "\${"`)
+        notReference = true
         unresolved.add(setting)
         return match
       }
@@ -62,6 +63,40 @@ export function substituteEnvironment(input: unknown, env: NodeJS.ProcessEnv): S
       unresolved.add(setting)
       return match
     })
+    // Once a setting, however many there are.
+    if (notReference) problems.push(`${setting}: "\${" starts no substitution: write \${NAME} or \${NAME:-default} (a letter or "_", then letters, digits or "_"), or $\${ for a literal "\${"`)
+    return result
   }
   return { value: walk(input, []), problems, fromEnvironment, substituted, unresolved }
+}
+
+/**
+ * Calls `replace` with each `$${` (no `inside`) and each `${...}` (`inside`: up to the first `}`; undefined when no `}`
+ * follows, and `match` is then `${` alone), in one pass: a value with many `${` and no `}` after them is not scanned
+ * to its end again from each one.
+ */
+function replaceReferences(text: string, replace: (match: string, inside: string | undefined) => string): string {
+  let out = ''
+  let from = 0
+  /** The first `}` at or after the current `${`, once looked for: -1 when there is none. */
+  let close = -2
+  for (const opening of text.matchAll(OPENING)) {
+    const at = opening.index
+    if (at < from) continue
+    out += text.slice(from, at)
+    if (opening[0] === '$${') {
+      out += replace('$${', undefined)
+      from = at + 3
+      continue
+    }
+    if (close !== -1 && close < at) close = text.indexOf('}', at + 2)
+    if (close === -1) {
+      out += replace('${', undefined)
+      from = at + 2
+    } else {
+      out += replace(text.slice(at, close + 1), text.slice(at + 2, close))
+      from = close + 1
+    }
+  }
+  return out + text.slice(from)
 }

@@ -211,12 +211,13 @@ describe('configuration', () => {
       assert.deepEqual([config.realms[0]!.clients[0]!.secret, config.realms[0]!.clients[0]!.redirect_uris], ['sixteen-or-more-characters', ['https://app.example/*']])
     })
 
-    it('refuses a ${ that starts no substitution, without repeating the text around it', () => {
-      const file = configFile(...REALM_WITH_SECRET, '        secret: "s3cr3t-${1ST}-${NAME:?no}-${UNCLOSED"')
+    it('refuses a ${ that starts no substitution, once a setting however many it holds, without repeating the text around it', () => {
+      const file = configFile(...REALM_WITH_SECRET, '        secret: "s3cr3t-${1ST}-${NAME:?no}-${UNCLOSED"', '        redirect_uris: ["https://app/${' + '${'.repeat(20_000) + '"]')
       const problems = fileProblemsOf(file, { NAME: 'x' })
-      assert.equal(problems.length, 3, problems.join('\n'))
+      assert.equal(problems.length, 2, problems.join('\n'))
+      assert.match(problems[1]!, /^realms\.0\.clients\.0\.redirect_uris\.0: "\$\{" starts no substitution/)
       for (const problem of problems) {
-        assert.match(problem, /^realms\.0\.clients\.0\.secret: "\$\{" starts no substitution: write \$\{NAME\} or \$\{NAME:-default\}/)
+        assert.match(problem, /^realms\.0\.clients\.0\.(secret|redirect_uris\.0): "\$\{" starts no substitution: write \$\{NAME\} or \$\{NAME:-default\}/)
         assert.doesNotMatch(problem, /s3cr3t|1ST|UNCLOSED|:\?no/)
       }
     })
