@@ -3,24 +3,29 @@ import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, ADMIN_PASSWORD, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { passwordLogin, REALM } from '../helpers/oidc.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 
 const GRANTS = 2000
 /** More than a logout-all tells every process of one by one. */
 const LINKED_SESSIONS = 150
 
-describe('logout-all of a realm with many grants', () => {
+for (const backend of ['sqlite', 'postgres'] as const) describe(`logout-all of a realm with many grants (${backend})`, () => {
   let first: TestGateway
   let second: TestGateway
+  let drop: (() => Promise<void>) | undefined
   before(async () => {
-    first = await startGateway()
+    const database = backend === 'postgres' ? await createTestDatabase() : undefined
+    drop = database?.drop
+    first = await startGateway({ databaseUrl: database?.url })
     // Another gateway on the same database: it hears of the logout-all through the event log only.
-    second = await startGateway({ dataDir: first.dataDir })
+    second = await startGateway({ dataDir: first.dataDir, databaseUrl: database?.url })
     // Published at one address, as processes behind one load balancer: the realm's issuer is the same on both.
     second.app.publicUrl = first.url
   })
   after(async () => {
     await second?.close()
     await first?.close()
+    await drop?.()
   })
 
   /** Grants of the realm with their tokens, and realm browser sessions linked to gateway sessions, written to the store directly. */
