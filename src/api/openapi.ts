@@ -27,7 +27,7 @@ const REFERENCE_CSP = {
 
 /** The gateway API's own paths: everything the document describes. Services, realms and pages are not in it. */
 export function isGatewayApiPath(url: string): boolean {
-  return url.startsWith('/api/gateway/') || url === '/api/' || url.startsWith('/admin/realms/')
+  return url.startsWith('/api/gateway/') || url === '/api/' || url === '/admin/realms' || url.startsWith('/admin/realms/')
 }
 
 /**

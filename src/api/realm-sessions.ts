@@ -8,8 +8,8 @@ import type { GatewayApi } from './gateway-api.ts'
 const realmParam = z.object({ realm: z.string() })
 
 /**
- * Keycloak's admin actions on every session of a realm, at its admin API's paths (RealmAdminResource), for
- * superusers: `logout-all` ends them all and tells the clients' admin URLs (keycloak-connect refuses every older
+ * Keycloak's realm list and its admin actions on every session of a realm, at its admin API's paths
+ * (RealmsAdminResource, RealmAdminResource), for superusers: `logout-all` ends them all and tells the clients' admin URLs (keycloak-connect refuses every older
  * token), `push-revocation` tells those URLs the realm's not-before again. Both answer Keycloak's GlobalRequestResult.
  */
 export function realmSessionRoutes(api: GatewayApi, app: App): void {
@@ -19,6 +19,12 @@ export function realmSessionRoutes(api: GatewayApi, app: App): void {
     if (!realm) throw new NotFound('Realm not found.')
     return realm
   }
+
+  // Keycloak's realm list (RealmsAdminResource), with the members of its RealmRepresentation Gatehouse has: what the web
+  // interface offers `logout-all` for.
+  api.get('/admin/realms', { config: superuser }, async () => Promise.all(app.oidc.all().map(async (realm) => ({
+    id: realm.name, realm: realm.name, enabled: true, notBefore: await realm.notBefore(),
+  }))))
 
   api.post('/admin/realms/:realm/logout-all', { config: superuser, schema: { params: realmParam } }, async (request) => {
     const realm = realmOf(request.params.realm)

@@ -12,7 +12,7 @@ import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import { bearerValue } from './bearer.ts'
 import type { Credential } from './principal.ts'
 import { withBearerError } from './token.ts'
-import { REVOKE_TOPIC } from '../store/topics.ts'
+import { realmRevocation, REVOKE_TOPIC } from '../store/topics.ts'
 import { lastMillisecondOf } from '../store/users.ts'
 
 const MAX_CACHED = 50_000
@@ -42,12 +42,13 @@ export class OidcBearerAuthenticator implements Authenticator {
   /** Verified tokens by the hash of their value, until they expire, are `maxStaleMs` old or their account changes. */
   readonly #verified: BoundedCache<string, VerifiedAccessToken>
   /**
-   * `jti:<id>` / `grant:<id>` revoked recently, until every token they could cover has expired: checked on every
+   * `jti:<id>` / `grant:<id>` revoked recently, and `realm:<name>` with a realm's not-before (epoch seconds: its tokens
+   * issued earlier are refused), until every token they could cover has expired: checked on every
    * request, so a verification that raced a revocation is refused all the same. One dropped to stay within the bound
    * (a flood of revocations) takes every cached verification with it, as any of them may be of a token it covered:
    * each is then checked against its record again.
    */
-  readonly #revoked: BoundedCache<string, true>
+  readonly #revoked: BoundedCache<string, true | number>
   /**
    * The database's time as this process knows it: the realms stamp their tokens' `iat` and `exp` with it, whichever
    * process issued them (src/oidc/provider-clock.ts), so they are judged by it too.
@@ -61,7 +62,12 @@ export class OidcBearerAuthenticator implements Authenticator {
     this.#verified = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: () => bus.maxStaleMs, expiresAt: (token) => token.expiresAt, userOf: (token) => token.userId })
     const revokedTtlMs = (realms.longestAccessTokenSeconds() + 60) * 1000
     this.#revoked = new BoundedCache({ maxEntries: MAX_CACHED, maxAgeMs: revokedTtlMs, onEvicted: () => this.#verified.clear() })
-    bus.on(REVOKE_TOPIC, (key) => this.#revoked.set(key, true))
+    bus.on(REVOKE_TOPIC, (key) => {
+      const realmWide = realmRevocation(key)
+      // Tokens of the not-before's own second are told apart by their records only: the realm's are verified again.
+      if (realmWide) this.#verified.forgetWhere((token) => token.realm === realmWide.realm)
+      this.#revoked.set(realmWide ? `realm:${realmWide.realm}` : key, realmWide?.notBefore ?? true)
+    })
     // The revocations missed are unknown: every verified token is checked against its record again.
     bus.onMissed(() => this.#verified.clear())
     accounts.onForget((userId) => this.#verified.forgetUser(userId))
@@ -112,6 +118,8 @@ export class OidcBearerAuthenticator implements Authenticator {
   #isRevoked(token: VerifiedAccessToken, now: number): boolean {
     // Nearly always nothing was revoked lately: then no keys are built and looked up on every request.
     if (this.#revoked.size === 0) return false
+    const realmNotBefore = this.#revoked.get(`realm:${token.realm}`, now)
+    if (typeof realmNotBefore === 'number' && token.issuedAt < realmNotBefore) return true
     return this.#revoked.get(`jti:${token.jti}`, now) !== undefined || this.#revoked.get(`grant:${token.grantId}`, now) !== undefined
   }
 }

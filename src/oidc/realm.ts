@@ -23,7 +23,7 @@ import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
 import type { EndedGrant } from '../store/oidc.ts'
-import { KEYS_TOPIC, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
+import { KEYS_TOPIC, realmRevocationKey, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
 import { BackchannelLogouts, withoutQuery, type DeliveryOutcome } from './backchannel-logout.ts'
@@ -35,6 +35,8 @@ const PRUNE_INTERVAL_MS = 3600_000
 const KEY_GRACE_SECONDS = 60
 /** Device codes whose last poll this process remembers. */
 const MAX_DEVICE_POLLS = 10_000
+/** The most gateway sessions a `logout-all` tells every process of one by one; past it, that they all be read again. */
+const MAX_SESSION_EVENTS = 100
 /** Clock skew allowed between the realm that issued a token and the process checking it. */
 const CLOCK_TOLERANCE_SECONDS = 5
 
@@ -237,14 +239,25 @@ export class Realm {
    * timeout once its turn in the queue comes), with Keycloak's GlobalRequestResult.
    */
   async logoutAll(): Promise<GlobalRequestResult> {
-    const notBefore = Math.floor(Date.now() / 1000)
+    // The database's time, as the tokens' `iat` and the not-befores of accounts are: no later than the database's clock
+    // at the commit, so that no token issued after it is refused for having an earlier second than its not-before.
+    const notBefore = Math.floor(this.#deps.bus.clock.now() / 1000)
     await this.#deps.bus.change(async (tx, announce) => {
       await setRealmNotBefore(tx.oidc, this.name, notBefore)
-      const { grants, gatewaySessions } = await tx.oidc.endRealmSignIns(REALM_MEMBER, this.name, realmResource(this.name))
-      for (const grantId of grants) announce(REVOKE_TOPIC, `grant:${grantId}`)
-      for (const keyHash of gatewaySessions) if (await tx.sessions.deleteByKeyHash(keyHash)) announce(SESSION_TOPIC, keyHash)
+      const { gatewaySessions } = await tx.oidc.endRealmSignIns(REALM_MEMBER, this.name, realmResource(this.name))
+      // One piece of news for the whole realm, however many grants ended: every process refuses the realm's tokens
+      // issued before the not-before from memory, and checks those it had verified against their records again.
+      announce(REVOKE_TOPIC, realmRevocationKey(this.name, notBefore))
+      // The gateway sessions: each by its key while they are few, and past that every process reads its sessions again.
+      if (gatewaySessions.length > MAX_SESSION_EVENTS) announce(SESSION_TOPIC, 'all')
+      else for (const keyHash of gatewaySessions) announce(SESSION_TOPIC, keyHash)
     })
     return this.#callAdminUrls('k_logout', logoutAllAction(notBefore))
+  }
+
+  /** The realm's not-before (epoch seconds): the last `logout-all`'s, 0 before any, as Keycloak's realm `notBefore`. */
+  notBefore(): Promise<number> {
+    return realmNotBefore(this.#deps.store.oidc, this.name)
   }
 
   /**
@@ -252,7 +265,7 @@ export class Realm {
    * sent `PUSH_NOT_BEFORE` with the realm's not-before (the last `logout-all`'s, 0 before any), as GlobalRequestResult.
    */
   async pushRevocation(): Promise<GlobalRequestResult> {
-    return this.#callAdminUrls('k_push_not_before', pushNotBeforeAction(await realmNotBefore(this.#deps.store.oidc, this.name)))
+    return this.#callAdminUrls('k_push_not_before', pushNotBeforeAction(await this.notBefore()))
   }
 
   async #callAdminUrls(endpoint: 'k_logout' | 'k_push_not_before', action: { action: string; notBefore: number }): Promise<GlobalRequestResult> {

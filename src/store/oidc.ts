@@ -443,10 +443,10 @@ export class OidcRecordRepository {
    * Ends every live realm browser session of one realm (its payload's `member` names the realm) and every grant whose
    * scopes are of the realm's `resource` (browser sign-ins, password logins, offline tokens), with everything issued
    * under them, as Keycloak's `logout-all` removes a realm's user sessions and its new not-before refuses every token
-   * issued before. Returns the grants ended, for the caller to tell every process (REVOKE_TOPIC), and the gateway
-   * sessions the realm sessions were linked to, which would sign their browsers in again. The sessions are not told
-   * (`onSessionsEnded`) one by one, as Keycloak's removal tells none: the caller tells each client's admin URL once.
-   * Seldom asked, so they are found by their payload, without an index.
+   * issued before; and the gateway sessions those browser sessions were linked to, which would sign their browsers in
+   * again, in one statement. Returns the grants ended and the key hashes of the gateway sessions ended, for the caller
+   * to tell every process. The sessions are not told (`onSessionsEnded`) one by one, as Keycloak's removal tells none:
+   * the caller tells each client's admin URL once. Seldom asked, so they are found by their payload, without an index.
    */
   async endRealmSignIns(member: string, realm: string, resource: string): Promise<{ grants: string[]; gatewaySessions: string[] }> {
     const postgres = this.#dialect === 'postgres'
@@ -454,8 +454,11 @@ export class OidcRecordRepository {
     const resourceScope = postgres ? sql`payload::json -> 'resources' -> ${resource}` : sql`json_extract(payload, ${`$.resources."${resource}"`})`
     this.#changed()
     await this.settled()
-    const sessions = await this.#db.selectFrom('oidc_records').select(['id', 'payload', 'gateway_session']).where('model', '=', SESSION_MODEL)
-      .where('ended_at', 'is', null).where(sessionRealm, '=', realm).execute()
+    const realmSessions = () => this.#db.selectFrom('oidc_records').where('model', '=', SESSION_MODEL).where('ended_at', 'is', null).where(sessionRealm, '=', realm)
+    const gatewaySessions = await this.#db.deleteFrom('sessions')
+      .where('key_hash', 'in', realmSessions().select('gateway_session').where('gateway_session', 'is not', null))
+      .returning('key_hash').execute()
+    const sessions = await realmSessions().select(['id', 'payload']).execute()
     const grants = new Set<string>()
     for (let start = 0; start < sessions.length; start += MAX_BATCH_RECORDS) {
       const batch = sessions.slice(start, start + MAX_BATCH_RECORDS)
@@ -465,8 +468,7 @@ export class OidcRecordRepository {
     const granted = await this.#db.selectFrom('oidc_records').select('id').where('model', '=', GRANT_MODEL).where(resourceScope, 'is not', null).execute()
     for (const grant of granted) grants.add(grant.id)
     await this.#endGrants([...grants])
-    const gatewaySessions = new Set(sessions.flatMap((session) => session.gateway_session === null ? [] : [session.gateway_session]))
-    return { grants: [...grants], gatewaySessions: [...gatewaySessions] }
+    return { grants: [...grants], gatewaySessions: gatewaySessions.map((session) => session.key_hash) }
   }
 
   /**

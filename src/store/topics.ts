@@ -15,8 +15,22 @@ export const SETTINGS_TOPIC = 'settings'
 export const KEYS_TOPIC = 'oidc-keys'
 /** The keys that sign X-Gatehouse-Identity changed (src/gateway/identity.ts); the key is `identity`. */
 export const IDENTITY_KEYS_TOPIC = 'identity-keys'
-/** An OpenID Connect token or grant was revoked; the key is `jti:<id>` or `grant:<id>`. */
+/**
+ * An OpenID Connect token or grant was revoked; the key is `jti:<id>`, `grant:<id>`, or `realmRevocationKey`'s for
+ * every token of a realm issued before its not-before (a `logout-all`).
+ */
 export const REVOKE_TOPIC = 'oidc-revoke'
+
+/** The REVOKE_TOPIC key of a realm's new not-before (epoch seconds): one event for every token of the realm. */
+export function realmRevocationKey(realm: string, notBefore: number): string {
+  return `realm:${notBefore}:${realm}`
+}
+
+/** The realm and not-before a REVOKE_TOPIC key names, if it is `realmRevocationKey`'s. */
+export function realmRevocation(key: string): { realm: string; notBefore: number } | undefined {
+  const match = /^realm:([0-9]{1,15}):(.+)$/s.exec(key)
+  return match ? { realm: match[2]!, notBefore: Number(match[1]) } : undefined
+}
 
 /** Organizations, teams, role definitions or assignments changed; every process reloads them all (src/access/model.ts). */
 export const ACCESS_TOPIC = 'access'

@@ -79,7 +79,7 @@ for (const backend of storeBackends) {
       assert.equal(await oidc.find('Session', 'other'), undefined)
     })
 
-    it('ends every session and grant of one realm (online, offline, password logins), with their tokens, and says which gateway sessions were linked', async () => {
+    it('ends every session and grant of one realm (online, offline, password logins), with their tokens, and the gateway sessions linked to them', async () => {
       const oidc = db.store.oidc
       const later = Date.now() + 60_000
       const resource = (realm: string) => ({ [`urn:gatehouse:realm:${realm}`]: 'openid' })
@@ -94,6 +94,7 @@ for (const backend of storeBackends) {
       const { grants, gatewaySessions } = await oidc.endRealmSignIns('gatehouseRealm', 'north', 'urn:gatehouse:realm:north')
       assert.deepEqual([...grants].sort(), ['n-browser', 'n-offline', 'n-password'])
       assert.deepEqual(gatewaySessions, [gateway])
+      assert.equal(await db.store.sessions.findByKeyHash(gateway), undefined, 'the linked gateway session ended with them')
       for (const [model, id] of [['Session', 'in-realm'], ['Grant', 'n-offline'], ['RefreshToken', 'rt-n-password'], ['RefreshToken', 'rt-n-browser']]) assert.equal(await oidc.find(model!, id!), undefined, id)
       for (const [model, id] of [['Session', 'elsewhere'], ['Grant', 's-browser'], ['RefreshToken', 'rt-s-browser']]) assert.ok(await oidc.find(model!, id!), id)
       assert.equal(await oidc.saveSession({ id: 'in-realm', payload: inRealm, uid: 'uid-in-realm', expiresAt: later }), false, 'an ended session is not saved back')

@@ -1,5 +1,5 @@
 import { api, published } from '../api.js'
-import { confirmAction, formatDate, h, time } from '../dom.js'
+import { confirmAction, formatDate, h, replace, time } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 
 /**
@@ -27,13 +27,55 @@ export async function mySessionsPage(_context) {
 }
 
 /**
- * All sessions (superusers).
+ * All sessions (superusers), and for each realm **Sign out everyone** (Keycloak's `logout-all`).
  * @param {import('../app.js').PageContext} _context
  */
 export async function allSessionsPage(_context) {
   const sessions = sessionsTable({ load: (page) => api('sessions/', { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: true, empty: 'No sessions.' })
-  await sessions.reload()
-  return h('div', { class: 'stack' }, sessions.element)
+  const [realms] = await Promise.all([api('/admin/realms'), sessions.reload()])
+  return h('div', { class: 'stack' }, sessions.element, ...(/** @type {any[]} */ (realms)).map((realm) => realmSignOut(realm.realm, sessions)))
+}
+
+/**
+ * A realm's **Sign out everyone**: after a confirmation, ends every session and token of the realm (and the gateway
+ * sessions linked to its browser sessions), then shows which clients' admin URLs were told and which were not.
+ * @param {string} realm
+ * @param {{reload: (keepPage?: boolean) => Promise<void>, element: HTMLElement}} sessions
+ */
+function realmSignOut(realm, sessions) {
+  const answer = h('div', { role: 'status' })
+  const button = /** @type {HTMLButtonElement} */ (h('button', {
+    type: 'button',
+    class: 'danger',
+    'aria-label': `Sign out everyone of realm ${realm}`,
+    onclick: async () => {
+      if (!(await confirmAction(`Sign out everyone of realm ${realm}? Every session and token of the realm ends, on every gateway process, and browsers signed in through it must log in again.`, 'Sign out everyone'))) return
+      await changeThenReload(button, async () => {
+        const result = await api(`/admin/realms/${encodeURIComponent(realm)}/logout-all`, { method: 'POST' })
+        replace(answer, ...describeAdminCalls(result))
+        return `Everyone of realm ${realm} signed out.`
+      }, sessions)
+    },
+  }, 'Sign out everyone'))
+  return h('section', { class: 'stack', 'aria-label': `Realm ${realm}` },
+    h('h2', null, `Realm ${realm}`),
+    h('p', { class: 'muted' }, 'Ends every session and token of the realm, and the sessions here of browsers signed in through it; clients with an admin URL are told to refuse older tokens.'),
+    h('div', { class: 'actions' }, button),
+    answer)
+}
+
+/**
+ * Keycloak's GlobalRequestResult for people: the admin URLs told, and those not.
+ * @param {{successRequests?: string[], failedRequests?: string[]}} result
+ */
+function describeAdminCalls(result) {
+  const told = result.successRequests ?? []
+  const failed = result.failedRequests ?? []
+  if (!told.length && !failed.length) return [h('p', null, 'No client of the realm has an admin URL to tell.')]
+  return [
+    ...(told.length ? [h('p', null, 'Admin URLs told:'), h('ul', { class: 'told' }, ...told.map((url) => h('li', null, url)))] : []),
+    ...(failed.length ? [h('p', { class: 'form-error' }, 'Admin URLs not told (they keep taking older tokens until told):'), h('ul', { class: 'failed' }, ...failed.map((url) => h('li', null, url)))] : []),
+  ]
 }
 
 /**
