@@ -1,4 +1,4 @@
-import { AssignedObjectMissing, ManagedRole, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { AssignedObjectMissing, AssigneeMissing, ManagedRole, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
@@ -208,6 +208,8 @@ export class AccessAdmin {
       const current = await tx.access.findRoleDefinitionToAssign(role.id)
       if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
       if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
+      // The one given it, held as the insert's foreign key would, but refused in the platform's words rather than a 500.
+      if (!(await tx.access.lockObjectToAssign(kind, given.actorId))) throw new AssigneeMissing(kind, given.actorId)
       const result = await tx.access.assign(given)
       // Checked once the assignment is written, under a lock that keeps the object until this commits: one deleted
       // before (or by another process meanwhile) is refused here, and one deleted after takes the assignment with it.

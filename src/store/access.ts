@@ -286,13 +286,13 @@ export class AccessRepository {
   }
 
   /**
-   * Inside a transaction: whether the organization or team a role is given on is there, kept there until the
-   * transaction ends (on PostgreSQL a key-share row lock: deleteOrganization and deleteTeam wait for it, and this
+   * Inside a transaction: whether the organization or team a role is given on (or the user or team given it) is
+   * there, kept there until the transaction ends (on PostgreSQL a key-share row lock: deleteOrganization and deleteTeam wait for it, and this
    * waits for one of them under way; on SQLite every write transaction is already alone). Role assignments name
    * their object by type and id, with no foreign key to keep it.
    */
-  async lockObjectToAssign(type: 'organization' | 'team', id: number): Promise<boolean> {
-    const query = this.#db.selectFrom(type === 'team' ? 'teams' : 'organizations').select('id').where('id', '=', id)
+  async lockObjectToAssign(type: 'organization' | 'team' | 'user', id: number): Promise<boolean> {
+    const query = this.#db.selectFrom(type === 'team' ? 'teams' : type === 'user' ? 'users' : 'organizations').select('id').where('id', '=', id)
     return (await (this.#dialect === 'postgres' ? query.forKeyShare() : query).executeTakeFirst()) !== undefined
   }
 

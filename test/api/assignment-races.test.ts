@@ -131,6 +131,27 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`role assignment
     }
   })
 
+  it('refuses a role given to a user who is being deleted with 400, as a user who does not exist (on user, or instances for associate/), not a 500', async () => {
+    const { organization } = await createOrgAndTeam(gw, 'Leaving')
+    for (const [field, give] of [
+      ['user', (user: number) => call(gw, 'POST', 'role_user_assignments/', { role_definition: organizationMember, user, object_id: organization })],
+      ['instances', (user: number) => call(gw, 'POST', `organizations/${organization}/users/associate/`, { instances: [user] })],
+    ] as const) {
+      const leaving = (await gw.app.accounts.create({ username: `leaving-${field}` })).id
+      await withHeldTransaction({ table: 'users', timing: 'BEFORE', operation: 'DELETE', condition: `OLD.id = ${leaving}` }, async ({ waits, release }) => {
+        const deleting = call(gw, 'DELETE', `users/${leaving}/`)
+        await until(() => waits('advisory'), 'the deletion holds its transaction open')
+        const giving = give(leaving)
+        await until(async () => await waits('tuple') || await waits('transactionid'), 'the assignment waits for the deletion')
+        await release()
+        assert.equal((await deleting).status, 204)
+        const refused = await giving
+        assert.equal(refused.status, 400, JSON.stringify(refused.body))
+        assert.deepEqual(refused.body[field], [`Invalid pk "${leaving}" - object does not exist.`])
+      })
+    }
+  })
+
   it('answers the request that loses a race to give the same role as a later duplicate: 201 with the winner\'s assignment, or 204 for associate/', async () => {
     const { organization } = await createOrgAndTeam(gw, 'Raced')
     const ways: [string, (user: number) => Promise<Answer>, number][] = [
