@@ -152,6 +152,30 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`role assignment
     }
   })
 
+  it('answers the request that loses a race for an organization\'s or team\'s name as a later duplicate: 400 naming the field', async () => {
+    const { organization } = await createOrgAndTeam(gw, 'Named Twice')
+    const ways: [string, () => Promise<Answer>, string, string][] = [
+      ['organizations', () => call(gw, 'POST', 'organizations/', { name: 'Raced Name' }), 'name', 'Organization with this name already exists.'],
+      ['teams', () => call(gw, 'POST', 'teams/', { name: 'Raced Team', organization }), 'non_field_errors', 'The fields organization, name must make a unique set.'],
+    ]
+    for (const [table, create, field, message] of ways) {
+      await withHeldTransaction({ table, timing: 'AFTER', operation: 'INSERT', condition: `NEW.name LIKE 'Raced %'` }, async ({ waits, release }) => {
+        const first = create()
+        await until(() => waits('advisory'), 'the first request holds its transaction open')
+        const second = create()
+        await until(() => waits('transactionid'), 'the second request waits for the first')
+        await release()
+        assert.equal((await first).status, 201)
+        const refused = await second
+        assert.equal(refused.status, 400, JSON.stringify(refused.body))
+        assert.deepEqual(refused.body[field], [message])
+        const later = await create()
+        assert.equal(later.status, 400)
+        assert.deepEqual(later.body[field], refused.body[field])
+      })
+    }
+  })
+
   it('answers the request that loses a race to give the same role as a later duplicate: 201 with the winner\'s assignment, or 204 for associate/', async () => {
     const { organization } = await createOrgAndTeam(gw, 'Raced')
     const ways: [string, (user: number) => Promise<Answer>, number][] = [
