@@ -117,6 +117,23 @@ export class ValidationFailed extends GatehouseError {
   }
 }
 
+/** The organization or team a role is given on is not there, in Django REST framework's words for a missing pk on `object_id`. */
+export class AssignedObjectMissing extends ValidationFailed {
+  constructor(objectId: number) {
+    super({ object_id: [`Invalid pk "${objectId}" - object does not exist.`] })
+  }
+}
+
+/** The user or team a role is given to is not there, in the same words, on the field that names them. */
+export class AssigneeMissing extends ValidationFailed {
+  readonly id: number
+
+  constructor(field: 'user' | 'team', id: number) {
+    super({ [field]: [`Invalid pk "${id}" - object does not exist.`] })
+    this.id = id
+  }
+}
+
 export class InvalidJson extends BadRequest {
   static override readonly code: ErrorCode = 'invalid_json'
   static override readonly defaultMessage: string = 'The request body is not valid JSON.'

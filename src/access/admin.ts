@@ -1,4 +1,4 @@
-import { ManagedRole, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { AssignedObjectMissing, AssigneeMissing, ManagedRole, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
@@ -208,13 +208,16 @@ export class AccessAdmin {
       const current = await tx.access.findRoleDefinitionToAssign(role.id)
       if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
       if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
-      const held = await tx.access.findHeldAssignment(given)
-      if (held) {
-        results.push({ assignment: held, created: false })
-        continue
+      // The one given it, held as the insert's foreign key would, but refused in the platform's words rather than a 500.
+      if (!(await tx.access.lockObjectToAssign(kind, given.actorId))) throw new AssigneeMissing(kind, given.actorId)
+      const result = await tx.access.assign(given)
+      // Checked once the assignment is written, under a lock that keeps the object until this commits: one deleted
+      // before (or by another process meanwhile) is refused here, and one deleted after takes the assignment with it.
+      if (given.objectType !== 'platform' && !(await tx.access.lockObjectToAssign(given.objectType, given.objectId))) {
+        throw new AssignedObjectMissing(given.objectId)
       }
-      results.push({ assignment: await tx.access.assign(given), created: true })
-      if (kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, given.actorId, true)
+      results.push(result)
+      if (result.created && kind === 'user' && role.name === PLATFORM_AUDITOR) await setAuditorFlag(tx, announce, given.actorId, true)
     }
     if (results.some((result) => result.created)) announce(ACCESS_TOPIC, `${kind}_assignment`)
     return results
@@ -290,7 +293,10 @@ export class AccessAdmin {
     return this.#bus.change(async (tx, announce) => {
       const granted: RoleAssignment[] = []
       const revoked: RoleAssignment[] = []
-      for (const g of toGrant) granted.push(await tx.access.assign({ actor: 'user', actorId: userId, roleDefinitionId: g.roleDefinitionId, objectType: g.objectType, objectId: g.objectId }))
+      for (const g of toGrant) {
+        const given = await tx.access.assign({ actor: 'user', actorId: userId, roleDefinitionId: g.roleDefinitionId, objectType: g.objectType, objectId: g.objectId })
+        if (given.created) granted.push(given.assignment)
+      }
       for (const g of toRevoke) {
         if (await tx.access.unassignUser(userId, g.roleDefinitionId, g.objectType, g.objectId)) revoked.push(current.find((a) => grantKey(a) === grantKey(g))!)
       }
@@ -322,7 +328,7 @@ export class AccessAdmin {
     const type = OBJECT_TYPE_OF[role.contentType as ContentType]
     if (objectId === undefined || objectId === null) throw new ValidationFailed({ object_id: ['Object must be specified for this role assignment'] })
     const exists = type === 'team' ? await this.#store.access.findTeam(objectId) : await this.#store.access.findOrganization(objectId)
-    if (!exists) throw new ValidationFailed({ object_id: [`Invalid pk "${objectId}" - object does not exist.`] })
+    if (!exists) throw new AssignedObjectMissing(objectId)
     return { type, id: objectId }
   }
 

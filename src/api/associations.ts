@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import type { Permission } from '../access/permissions.ts'
-import { NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { AssignedObjectMissing, AssigneeMissing, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
 import { mediaType } from '../http/negotiation.ts'
 import type { RoleDefinition } from '../store/access.ts'
 import { userFilterFields } from '../store/users.ts'
@@ -67,7 +67,15 @@ export function associationRoutes(api: GatewayApi, app: App): void {
         return user && (!visible || user.isSuperuser || visible.has(id)) ? user : undefined
       })
       // All or none: a list that fails part way leaves nothing given.
-      await giveRoles(app, request, 'user', users.map((user) => ({ roleDefinitionId: role.id, actorId: user.id, objectId })))
+      try {
+        await giveRoles(app, request, 'user', users.map((user) => ({ roleDefinitionId: role.id, actorId: user.id, objectId })))
+      } catch (error) {
+        // The parent deleted since it was found (by another process): answered as a request after it is.
+        if (error instanceof AssignedObjectMissing) throw new NotFound(`No such ${association.parent}.`)
+        // A user deleted since: as instancesOf refuses one that does not exist.
+        if (error instanceof AssigneeMissing) throw new ValidationFailed({ instances: [`Invalid pk "${error.id}" - ${NOT_FOUND.associate}.`] })
+        throw error
+      }
       return reply.code(204).send()
     })
     api.post(`${path}disassociate/`, { schema: { params: idParam, body: associationBody } }, async (request, reply) => {

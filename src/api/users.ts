@@ -127,9 +127,10 @@ async function membershipsIn(app: App, request: FastifyRequest, organizations: r
   const grants = await app.accessAdmin.checkUserGrants(principalOf(request).user, organizations.map((o) => ({ roleDefinitionId: member.id, objectId: o.id })))
   let given: readonly GivenRole[] = []
   const together: WrittenTogether = async (tx, announce, user) => {
-    // Found when the request was read; one deleted since (by another process) is refused now, with everything else.
+    // Found when the request was read; one deleted since (by another process) is refused now, with everything else,
+    // and one being deleted is waited for (the lock the memberships' own check takes, AccessAdmin.giveToUser).
     for (const organization of organizations) {
-      if (!(await tx.access.findOrganization(organization.id))) throw new ValidationFailed({ organizations: [`Organization "${organization.name}" does not exist.`] })
+      if (!(await tx.access.lockObjectToAssign('organization', organization.id))) throw new ValidationFailed({ organizations: [`Organization "${organization.name}" does not exist.`] })
     }
     given = await app.accessAdmin.giveToUser(tx, announce, user.id, grants)
   }

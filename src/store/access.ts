@@ -153,9 +153,15 @@ export class AccessRepository {
     return row && toOrganization(row)
   }
 
-  /** Deletes the organization, its teams (by cascade) and every role granted on either. */
+  /**
+   * Deletes the organization, its teams (by cascade) and every role granted on either. Its row and its teams' are
+   * locked first (on PostgreSQL; SQLite's writers are alone): an assignment under way on one of them
+   * (lockObjectToAssign) either committed before, and is deleted here, or waits and then finds the object gone.
+   */
   async deleteOrganization(id: number): Promise<boolean> {
-    const teamIds = (await this.#db.selectFrom('teams').select('id').where('organization_id', '=', id).execute()).map((r) => Number(r.id))
+    if (this.#dialect === 'postgres') await this.#db.selectFrom('organizations').select('id').where('id', '=', id).forUpdate().execute()
+    const teams = this.#db.selectFrom('teams').select('id').where('organization_id', '=', id)
+    const teamIds = (await (this.#dialect === 'postgres' ? teams.forUpdate() : teams).execute()).map((r) => Number(r.id))
     await this.#deleteAssignmentsOn('organization', [id])
     await this.#deleteAssignmentsOn('team', teamIds)
     const result = await this.#db.deleteFrom('organizations').where('id', '=', id).executeTakeFirst()
@@ -197,7 +203,9 @@ export class AccessRepository {
     return row && toTeam(row)
   }
 
+  /** Deletes the team and every role granted on it, its row locked first as deleteOrganization locks its own. */
   async deleteTeam(id: number): Promise<boolean> {
+    if (this.#dialect === 'postgres') await this.#db.selectFrom('teams').select('id').where('id', '=', id).forUpdate().execute()
     await this.#deleteAssignmentsOn('team', [id])
     const result = await this.#db.deleteFrom('teams').where('id', '=', id).executeTakeFirst()
     return Number(result.numDeletedRows) > 0
@@ -255,17 +263,37 @@ export class AccessRepository {
     return Number(result.numDeletedRows) > 0
   }
 
-  /** Grants a role; granting one that is already held returns the existing assignment. */
-  async assign(input: Omit<RoleAssignment, 'id' | 'created'>, now = Date.now()): Promise<RoleAssignment> {
+  /**
+   * Grants a role; one already held, or given by another transaction at the same moment (the unique constraint
+   * decides, and PostgreSQL waits for that transaction to end), is returned as it is, with `created` false.
+   */
+  async assign(input: Omit<RoleAssignment, 'id' | 'created'>, now = Date.now()): Promise<{ assignment: RoleAssignment; created: boolean }> {
     const existing = await this.findHeldAssignment(input)
-    if (existing) return existing
+    if (existing) return { assignment: existing, created: false }
     const base = { role_definition_id: input.roleDefinitionId, object_type: input.objectType, object_id: input.objectId, created_at: now }
-    if (input.actor === 'user') {
-      const row = await this.#db.insertInto('role_user_assignments').values({ ...base, user_id: input.actorId }).returningAll().executeTakeFirstOrThrow()
-      return toAssignment('user', row.user_id, row)
-    }
-    const row = await this.#db.insertInto('role_team_assignments').values({ ...base, team_id: input.actorId }).returningAll().executeTakeFirstOrThrow()
-    return toAssignment('team', row.team_id, row)
+    const inserted = input.actor === 'user'
+      ? await this.#db.insertInto('role_user_assignments').values({ ...base, user_id: input.actorId })
+        .onConflict((c) => c.columns(['role_definition_id', 'user_id', 'object_type', 'object_id']).doNothing()).returningAll().executeTakeFirst()
+        .then((row) => row && toAssignment('user', row.user_id, row))
+      : await this.#db.insertInto('role_team_assignments').values({ ...base, team_id: input.actorId })
+        .onConflict((c) => c.columns(['role_definition_id', 'team_id', 'object_type', 'object_id']).doNothing()).returningAll().executeTakeFirst()
+        .then((row) => row && toAssignment('team', row.team_id, row))
+    if (inserted) return { assignment: inserted, created: true }
+    // A new statement, so on PostgreSQL it sees the other transaction's row, committed while the insert waited.
+    const held = await this.findHeldAssignment(input)
+    if (!held) throw new Error('a role assignment refused as held is not there')
+    return { assignment: held, created: false }
+  }
+
+  /**
+   * Inside a transaction: whether the organization or team a role is given on (or the user or team given it) is
+   * there, kept there until the transaction ends (on PostgreSQL a key-share row lock: deleteOrganization and deleteTeam wait for it, and this
+   * waits for one of them under way; on SQLite every write transaction is already alone). Role assignments name
+   * their object by type and id, with no foreign key to keep it.
+   */
+  async lockObjectToAssign(type: 'organization' | 'team' | 'user', id: number): Promise<boolean> {
+    const query = this.#db.selectFrom(type === 'team' ? 'teams' : type === 'user' ? 'users' : 'organizations').select('id').where('id', '=', id)
+    return (await (this.#dialect === 'postgres' ? query.forKeyShare() : query).executeTakeFirst()) !== undefined
   }
 
   async findAssignment(actor: Actor, id: number): Promise<RoleAssignment | undefined> {

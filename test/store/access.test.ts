@@ -37,14 +37,15 @@ for (const backend of storeBackends) {
       const member = (await db.store.access.findRoleDefinitionByName('Team Member'))!
       const first = await db.store.access.assign({ roleDefinitionId: member.id, actor: 'user', actorId: user.id, objectType: 'team', objectId: team.id })
       const again = await db.store.access.assign({ roleDefinitionId: member.id, actor: 'user', actorId: user.id, objectType: 'team', objectId: team.id })
-      assert.equal(again.id, first.id)
+      assert.equal(first.created, true)
+      assert.deepEqual(again, { assignment: first.assignment, created: false })
       const orgMember = (await db.store.access.findRoleDefinitionByName('Organization Member'))!
       await db.store.access.assign({ roleDefinitionId: orgMember.id, actor: 'team', actorId: team.id, objectType: 'organization', objectId: org.id })
       const snapshot = await db.store.access.loadAll()
       assert.deepEqual(snapshot.assignments.map((a) => [a.actor, a.actorId, a.objectType, a.objectId]), [['user', user.id, 'team', team.id], ['team', team.id, 'organization', org.id]])
       assert.equal((await db.store.access.listAssignments('user', { offset: 0, limit: 10, actorId: user.id })).count, 1)
-      assert.equal(await db.store.access.unassign('user', first.id), true)
-      assert.equal(await db.store.access.unassign('user', first.id), false)
+      assert.equal(await db.store.access.unassign('user', first.assignment.id), true)
+      assert.equal(await db.store.access.unassign('user', first.assignment.id), false)
     })
 
     it('deletes an organization with its teams and every role granted on them', async () => {
