@@ -124,6 +124,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   app.accounts.onLastSuperuserKept((user) => {
     server.log.warn({ user: user.username, source: user.source }, 'a login would have left no active superuser: the account keeps its superuser flag until another superuser is active')
   })
+  app.memberships.onSkipped(({ source, user, mapping }) => {
+    server.log.warn({ source, user: user.username, organization: mapping.organization, team: mapping.team, role: mapping.role }, 'membership mapping skipped at sign-in: its organization or team was deleted meanwhile, so the role was not given')
+  })
   app.directoryCheck?.onDisabled((user) => {
     server.log.warn({ user: user.username, source: user.source }, 'directory entry gone or no longer matching the user filter: account disabled, its sessions ended and its tokens refused')
   })

@@ -282,7 +282,7 @@ export class AccessAdmin {
    * change also announces the user, so every process drops the credentials it verified for them.
    */
   async applyMapped(userId: number, mapped: readonly MappedGrant[], wanted: readonly MappedGrant[]): Promise<MappedChanges> {
-    const unchanged: MappedChanges = { granted: [], revoked: [] }
+    const unchanged: MappedChanges = { granted: [], revoked: [], skipped: [] }
     if (!mapped.length) return unchanged
     const { results: current } = await this.#store.access.listAssignments('user', { offset: 0, limit: 10_000, actorId: userId })
     const held = new Set(current.map((a) => grantKey({ roleDefinitionId: a.roleDefinitionId, objectType: a.objectType, objectId: a.objectId })))
@@ -293,8 +293,16 @@ export class AccessAdmin {
     return this.#bus.change(async (tx, announce) => {
       const granted: RoleAssignment[] = []
       const revoked: RoleAssignment[] = []
+      const skipped: MappedGrant[] = []
       for (const g of toGrant) {
         const given = await tx.access.assign({ actor: 'user', actorId: userId, roleDefinitionId: g.roleDefinitionId, objectType: g.objectType, objectId: g.objectId })
+        // As #give checks the API's assignments: once written, under the lock that keeps the object until this
+        // commits. One deleted since the snapshot named it is skipped, not refused, so the sign-in goes on without it.
+        if (g.objectType !== 'platform' && !(await tx.access.lockObjectToAssign(g.objectType, g.objectId))) {
+          await tx.access.unassignUser(userId, g.roleDefinitionId, g.objectType, g.objectId)
+          skipped.push(g)
+          continue
+        }
         if (given.created) granted.push(given.assignment)
       }
       for (const g of toRevoke) {
@@ -302,7 +310,7 @@ export class AccessAdmin {
       }
       announce(ACCESS_TOPIC, 'mapping')
       announce(USER_TOPIC, String(userId))
-      return { granted, revoked }
+      return { granted, revoked, skipped }
     })
   }
 
@@ -420,6 +428,8 @@ class NamesInConfiguration {
 export interface MappedChanges {
   readonly granted: readonly RoleAssignment[]
   readonly revoked: readonly RoleAssignment[]
+  /** Wanted grants whose organization or team was deleted since the mapping named it: not given. */
+  readonly skipped: readonly MappedGrant[]
 }
 
 /** A role a mapping may grant: one role definition on one organization or team. */
