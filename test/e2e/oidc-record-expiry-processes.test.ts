@@ -1,32 +1,18 @@
 import assert from 'node:assert/strict'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { ADMIN_PASSWORD, basic, repoRoot, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
+import { freePort, skewedClock } from '../helpers/skewed-clock.ts'
 import { decodeJwtPart } from '../helpers/oidc.ts'
 
 const SKEW_MS = 120_000
 const TOKEN_PATH = '/realms/platform/protocol/openid-connect/token'
 /** The realm's refresh tokens live this long: less than the two processes' clocks are apart (four minutes). */
 const SSO_SESSION_IDLE_SECONDS = 60
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** The environment of a gateway process whose Date.now() runs `skewMs` off the machine's clock. */
-function skewed(skewMs: number): Record<string, string> {
-  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${join(repoRoot, 'test/fixtures/skewed-clock.mjs')}`, CLOCK_SKEW_MS: String(skewMs) }
-}
 
 /**
  * Two `gatehouse serve` processes on one PostgreSQL database, one two minutes ahead of the database's clock and one two
@@ -51,8 +37,8 @@ describe('OpenID Connect records\' expiry across gateway processes whose clocks 
     writeFileSync(join(configDir, 'gatehouse.yaml'), config)
     const args = (port: number) => ['--demo', '--config', join(configDir, 'gatehouse.yaml'), '--database', database.url, '--port', String(port)]
     const spawn = async (port: number, env: Record<string, string>) => ({ ...await spawnGateway(args(port), env), url: `http://127.0.0.1:${port}` })
-    ahead = await spawn(ports[0]!, skewed(SKEW_MS))
-    behind = await spawn(ports[1]!, skewed(-SKEW_MS))
+    ahead = await spawn(ports[0]!, skewedClock(SKEW_MS))
+    behind = await spawn(ports[1]!, skewedClock(-SKEW_MS))
     db = new pg.Client({ connectionString: database.url })
     await db.connect()
   })
