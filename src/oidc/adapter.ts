@@ -1,6 +1,7 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider'
 import { BoundedCache } from '../store/cache.ts'
 import { sessionGrants, type OidcRecordRepository } from '../store/oidc.ts'
+import { providerNow } from './provider-clock.ts'
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
@@ -69,7 +70,7 @@ export class StoreAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined
+    const expiresAt = typeof expiresIn === 'number' ? providerNow() + expiresIn * 1000 : undefined
     if (this.#model === 'Session') return this.#saveSession(id, payload, expiresAt)
     await this.#deps.records.upsert({
       model: this.#model,
@@ -99,13 +100,13 @@ export class StoreAdapter implements Adapter {
     if (passedOn !== undefined && passedOn !== gatewaySession && await save(passedOn)) return
     const grants = sessionGrants(fields)
     // oidc-provider gives every session a lifetime: the fallback only keeps the row from being remembered forever.
-    await this.#deps.revoke(grants.map((grantId) => `grant:${grantId}`), (records) => records.endSession(id, fields, expiresAt ?? Date.now()))
+    await this.#deps.revoke(grants.map((grantId) => `grant:${grantId}`), (records) => records.endSession(id, fields, expiresAt ?? providerNow(), providerNow()))
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, id))
+    if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, id, providerNow()))
     // Its grant comes along: a refresh reads it next.
-    const record = await this.#deps.records.findWithGrant(this.#model, id)
+    const record = await this.#deps.records.findWithGrant(this.#model, id, providerNow())
     if (record) this.#refreshTokenClients.set(id, String(record.payload.clientId))
     return asPayload(record)
   }
@@ -123,12 +124,12 @@ export class StoreAdapter implements Adapter {
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return this.#ownRealms(await this.#deps.records.findByUid(this.#model, uid))
+    return this.#ownRealms(await this.#deps.records.findByUid(this.#model, uid, providerNow()))
   }
 
   /** A device code by the code its user types: at another realm's device page that code is not valid. */
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return this.#ownRealms(await this.#deps.records.findByUserCode(this.#model, userCode))
+    return this.#ownRealms(await this.#deps.records.findByUserCode(this.#model, userCode, providerNow()))
   }
 
   async consume(id: string): Promise<void> {
@@ -142,11 +143,11 @@ export class StoreAdapter implements Adapter {
    */
   async consumeFirst(id: string): Promise<boolean> {
     if (this.#model === 'RefreshToken') {
-      const clientId = this.#refreshTokenClients.get(id) ?? (await this.#deps.records.find(this.#model, id))?.payload.clientId
+      const clientId = this.#refreshTokenClients.get(id) ?? (await this.#deps.records.find(this.#model, id, providerNow()))?.payload.clientId
       this.#refreshTokenClients.forget(id)
       if (clientId === undefined || !this.#deps.detectsRefreshTokenReuse(String(clientId))) return true
     }
-    return this.#deps.records.consume(this.#model, id)
+    return this.#deps.records.consume(this.#model, id, providerNow())
   }
 
   async destroy(id: string): Promise<void> {

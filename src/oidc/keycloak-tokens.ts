@@ -1,5 +1,6 @@
 import { createHmac, createSecretKey, hash, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto'
 import { decodeJwt, type JWK, type JWTPayload } from 'jose'
+import epochTime from './provider-clock.ts'
 import { REFRESH_SIGNING_ALG, type RealmKeySet } from './keys.ts'
 import { jwsInput, jwsSignature, signedJws, type JwsSignature } from './signing-keys.ts'
 
@@ -65,7 +66,7 @@ export class KeycloakTokens {
   async refreshToken(record: RefreshTokenRecord): Promise<string> {
     const { key, kid } = this.#refreshKey
     const sid = keycloakSid(record)
-    const iat = record.iat ?? Math.floor(Date.now() / 1000)
+    const iat = record.iat ?? epochTime()
     const payload: JWTPayload = {
       exp: record.exp ?? iat + record.expiration,
       iat,
@@ -121,7 +122,7 @@ export class KeycloakTokens {
    */
   async logoutToken(clientId: string, sub: string, sid: string | undefined): Promise<string> {
     const { signature, kid } = this.#idKey
-    const iat = Math.floor(Date.now() / 1000)
+    const iat = epochTime()
     const payload: JWTPayload = {
       iat,
       exp: iat + LOGOUT_TOKEN_SECONDS,
@@ -142,7 +143,7 @@ export class KeycloakTokens {
    */
   async adminAction(clientId: string, action: { action: string } & Record<string, unknown>): Promise<string> {
     const { signature, kid } = this.#idKey
-    const payload = { id: randomUUID(), expiration: Math.floor(Date.now() / 1000) + ADMIN_ACTION_SECONDS, resource: clientId, ...action }
+    const payload = { id: randomUUID(), expiration: epochTime() + ADMIN_ACTION_SECONDS, resource: clientId, ...action }
     return signedJws({ alg: this.#idAlg, typ: 'JWT', kid }, payload, signature)
   }
 }

@@ -314,9 +314,8 @@ export class Realm {
       throw new AccessTokenRefused('The access token lacks azp or a user subject.')
     }
     const oidc = this.#deps.store.oidc
-    // Records expire by the clock the adapter wrote their expiry with: this machine's (adapter.ts).
-    const recordsNow = Date.now()
-    const record = await oidc.find('AccessToken', payload.jti!, recordsNow) ?? await oidc.find('ClientCredentials', payload.jti!, recordsNow)
+    // Records expire by the clock the adapter wrote their expiry with, the database's as this process knows it (adapter.ts).
+    const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
     if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
       throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     }
@@ -358,7 +357,7 @@ export class Realm {
    */
   async pollsTooSoon(deviceCode: string, intervalSeconds: number, now = Date.now()): Promise<boolean> {
     // As Keycloak, an unknown or used code is reported as such, not as polled too soon; so is another realm's.
-    const record = await this.#deps.store.oidc.find('DeviceCode', deviceCode, now)
+    const record = await this.#deps.store.oidc.find('DeviceCode', deviceCode, this.#deps.bus.clock.now())
     if (!record || record.consumedAt !== null || !isRealmsRecord(record.payload, this.name)) return false
     const key = hash('sha256', deviceCode, 'base64url')
     const last = this.#devicePolls.get(key)
@@ -409,7 +408,7 @@ export class Realm {
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients([{ accountId, sid, signIns: [{ clientId, grantId }] }]),
         endBrowserSession: async (uid) => {
           const ended = await this.#deps.bus.change(async (tx, announce) => {
-            const ended = await tx.oidc.endSessionByUid(uid)
+            const ended = await tx.oidc.endSessionByUid(uid, this.#deps.bus.clock.now())
             for (const grantId of ended?.grants ?? []) announce(REVOKE_TOPIC, `grant:${grantId}`)
             return ended
           })
@@ -447,6 +446,8 @@ export class OidcRealms implements AccessTokenIssuers {
   readonly #policies = new Map<string, BearerPolicy>()
   readonly #loginUrls = new Map<string, (next: string) => string>()
   readonly #store: Store
+  /** The database's time as this process knows it, which records' expiries are written in (adapter.ts). */
+  readonly #databaseNow: () => number
   #pruneAt = 0
 
   /** Logout tokens on their way to the realms' clients (back-channel logout). */
@@ -457,6 +458,7 @@ export class OidcRealms implements AccessTokenIssuers {
     this.backchannelLogouts = new BackchannelLogouts(deps.logoutTokensSent)
     for (const realm of config.realms) this.#realms.set(realm.name, new Realm(realm, { ...deps, serviceAccounts, backchannelLogouts: this.backchannelLogouts }))
     this.#store = deps.store
+    this.#databaseNow = () => deps.bus.clock.now()
     // Sessions ended by the end of their gateway session, a logout with a refresh token, or the end of their account
     // (a new password, disabled, deleted), and with the account the password logins' grants.
     // Those that ended together are told together, one admin call per client (Realm.logOutClients).
@@ -572,7 +574,7 @@ export class OidcRealms implements AccessTokenIssuers {
   maintain(now = Date.now()): void {
     if (now < this.#pruneAt) return
     this.#pruneAt = now + PRUNE_INTERVAL_MS
-    this.#store.oidc.pruneExpired(now).catch(() => {
+    this.#store.oidc.pruneExpired(this.#databaseNow()).catch(() => {
       this.#pruneAt = 0
     })
   }

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { generateToken, hashToken } from '../../src/auth/token-format.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { ADMIN_PASSWORD, basic, json, repoRoot, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
+import { freePort, skewedClock } from '../helpers/skewed-clock.ts'
 import { decodeJwtPart } from '../helpers/oidc.ts'
 import { at, login } from '../helpers/session.ts'
 
@@ -19,20 +19,6 @@ const SKEW_MS = -120_000
 const DEMO_TOKEN_PATH = '/realms/platform/protocol/openid-connect/token'
 /** The demo realm's `access_token_seconds` (its default). */
 const ACCESS_TOKEN_SECONDS = 300
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-/** The environment of a gateway or CLI process whose Date.now() runs `skewMs` off the machine's clock. */
-function skewed(skewMs: number): Record<string, string> {
-  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${join(repoRoot, 'test/fixtures/skewed-clock.mjs')}`, CLOCK_SKEW_MS: String(skewMs) }
-}
 
 /**
  * Three `gatehouse serve` processes on one PostgreSQL database, on "hosts" whose clocks disagree by two minutes (one
@@ -61,8 +47,8 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
     // Each is asked at its own address (it reports the public URL as the one it listens on).
     const spawn = async (port: number, env?: Record<string, string>) => ({ ...await spawnGateway(args(port), env), url: `http://127.0.0.1:${port}` })
     right = await spawn(ports[0]!)
-    behind = await spawn(ports[1]!, skewed(SKEW_MS))
-    ahead = await spawn(ports[2]!, skewed(-SKEW_MS))
+    behind = await spawn(ports[1]!, skewedClock(SKEW_MS))
+    ahead = await spawn(ports[2]!, skewedClock(-SKEW_MS))
     db = new pg.Client({ connectionString: database.url })
     await db.connect()
   })
@@ -138,7 +124,7 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
 
   it('`gatehouse tokens create` on a machine whose clock runs ahead stamps the token with the database\'s time', async () => {
     await createUser('sven')
-    const created = await runCli(['tokens', 'create', '--user', 'sven', '--database', databaseUrl], { env: skewed(-SKEW_MS) })
+    const created = await runCli(['tokens', 'create', '--user', 'sven', '--database', databaseUrl], { env: skewedClock(-SKEW_MS) })
     assert.equal(created.code, 0, created.stderr)
     const { rows: [row] } = await db.query('SELECT created_at, floor(extract(epoch from clock_timestamp()) * 1000)::bigint AS now FROM tokens WHERE token_hash = $1', [hashToken(created.stdout.trim())])
     assert.ok(Number(row.created_at) <= Number(row.now), `created ${row.created_at}, database's time ${row.now}`)

@@ -5,6 +5,7 @@ import { createLocalJWKSet, jwtVerify, SignJWT } from 'jose'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { KeycloakTokens, verifyRefreshToken } from '../../src/oidc/keycloak-tokens.ts'
 import type { RealmKeySet } from '../../src/oidc/keys.ts'
+import { setProviderClock } from '../../src/oidc/provider-clock.ts'
 import { decodeJwtPart, REALM, realmUrl, SERVICE_SECRET, testRealms, tokenRequest, without } from '../helpers/oidc.ts'
 
 const login = (gw: TestGateway, extra: Record<string, string> = {}) =>
@@ -150,6 +151,21 @@ describe('refresh token signatures', () => {
     const idClaims = { exp: 1_800_000_300, iat: 1_800_000_000, iss: issuer, aud: 'end-users', sub: '7', nonce: 'n-1', email: 'e@example.com', address: { country: 'FR' }, name: 'É' }
     const idToken = await tokens.idToken(idClaims, { value: 'access', claims: { sid: 'session-1' } }, 1_799_999_000)
     assert.equal(idToken, await joseSigned(decodeJwtPart(idToken, 1), decodeJwtPart(idToken, 0)))
+  })
+
+  it('stamps logout tokens, admin calls and refresh tokens without a time of their own by oidc-provider\'s clock, the database\'s, not the machine\'s', async (t) => {
+    const twoMinutesAhead = Date.now() + 120_000
+    setProviderClock(() => twoMinutesAhead)
+    t.after(() => setProviderClock(() => Date.now()))
+    const tokens = new KeycloakTokens(issuer, refreshKeys, refreshKeys)
+    const seconds = Math.floor(twoMinutesAhead / 1000)
+    const logout = decodeJwtPart(await tokens.logoutToken('end-users', '7', 'session-1'), 1)
+    assert.equal(logout.iat, seconds)
+    assert.equal(logout.exp, seconds + 120)
+    assert.equal(decodeJwtPart(await tokens.adminAction('end-users', { action: 'LOGOUT' }), 1).expiration, seconds + 30)
+    const { iat: _iat, exp: _exp, ...untimed } = record
+    const refresh = decodeJwtPart(await tokens.refreshToken(untimed), 1)
+    assert.deepEqual([refresh.iat, refresh.exp], [seconds, seconds + 1800])
   })
 
   it('accepts what jose signs with a realm key, and nothing else', async () => {
