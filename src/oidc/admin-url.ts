@@ -14,6 +14,7 @@
  */
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { OidcRecordRepository } from '../store/oidc.ts'
+import { providerNow } from './provider-clock.ts'
 
 /**
  * The record of the adapter session a sign-in's grant was redeemed for, keyed by the grant's id. It names no grant
@@ -75,7 +76,7 @@ export function rememberAdapterSessions(options: { records: OidcRecordRepository
     const grantId = oidc.entities.AuthorizationCode?.grantId
     const state = (oidc.body as Record<string, unknown> | undefined)?.client_session_state
     if (!clientId || !grantId || typeof state !== 'string' || !ADAPTER_SESSION_STATE.test(state) || !options.hasAdminUrl(clientId)) return
-    await options.records.upsert({ model: ADAPTER_SESSION_MODEL, id: grantId, payload: { clientId, state }, expiresAt: Date.now() + options.keptSeconds * 1000 })
+    await options.records.upsert({ model: ADAPTER_SESSION_MODEL, id: grantId, payload: { clientId, state }, expiresAt: providerNow() + options.keptSeconds * 1000 })
   }
 }
 
@@ -86,7 +87,7 @@ export function rememberAdapterSessions(options: { records: OidcRecordRepository
 export async function takeAdapterSessions(records: OidcRecordRepository, grantIds: Iterable<string>, clientId: string): Promise<string[]> {
   const states = new Set<string>()
   for (const grantId of new Set(grantIds)) {
-    const record = await records.find(ADAPTER_SESSION_MODEL, grantId)
+    const record = await records.find(ADAPTER_SESSION_MODEL, grantId, providerNow())
     if (!record || record.payload.clientId !== clientId || typeof record.payload.state !== 'string') continue
     await records.destroy(ADAPTER_SESSION_MODEL, grantId)
     states.add(record.payload.state)
