@@ -3,17 +3,26 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 /** The bench scripts' gateway: a checkout's `bin/gatehouse serve` as a child, once it says where it listens. */
-export function startGateway(checkout: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(join(checkout, 'bin/gatehouse'), ['serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startGateway(checkout: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
+  const { child, match } = await startChild(join(checkout, 'bin/gatehouse'), ['serve', ...args], env, /Gatehouse listening on (\S+)/)
+  return { child, url: match }
+}
+
+/** A child process, once its output matches `ready` (resolving with the first group); rejected if it exits first. */
+export function startChild(command: string, args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<{ child: ChildProcess; match: string }> {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`did not start: ${output}`)), 60_000)
+    const timer = setTimeout(() => {
+      child.kill()
+      reject(new Error(`did not start: ${output}`))
+    }, 60_000)
     const onData = (data: Buffer) => {
       output += data
-      const url = /Gatehouse listening on (\S+)/.exec(output)?.[1]
-      if (url) {
+      const match = ready.exec(output)?.[1]
+      if (match) {
         clearTimeout(timer)
-        resolve({ child, url })
+        resolve({ child, match })
       }
     }
     child.stdout!.on('data', onData)

@@ -11,12 +11,13 @@
  * runs a second server from another checkout (the code before a change, say) and measures each row on both in turn,
  * printing the rounds' ratio too; PROXY_CPU_PAUSE_MS leaves the servers idle that long before each measurement.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, createServer, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { forwardAuthConfiguration, freePort, startNginx } from '../test/helpers/nginx.ts'
+import { cpuMicros, startChild } from './gateway-child.ts'
 
 const root = new URL('../', import.meta.url).pathname
 const requests = Number(process.argv[2] ?? 20_000)
@@ -24,7 +25,6 @@ const rounds = Number(process.argv[3] ?? 5)
 const only = process.argv[4]
 const connections = 8
 const password = 'bench-password'
-const ticksPerSecond = 100
 const pauseMs = Number(process.env.PROXY_CPU_PAUSE_MS ?? 0)
 
 if (process.env.PROXY_CPU_UPSTREAM) {
@@ -46,7 +46,7 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = []
   const agent = new Agent({ keepAlive: true, maxSockets: connections })
   try {
-    const upstream = await start(children, process.execPath, [new URL(import.meta.url).pathname], { PROXY_CPU_UPSTREAM: '1' }, /(http:\/\/\S+)/)
+    const upstream = await started(children, startChild(process.execPath, [new URL(import.meta.url).pathname], { PROXY_CPU_UPSTREAM: '1' }, /(http:\/\/\S+)/))
     const config = join(dir, 'proxy-cpu.yaml')
     writeFileSync(config, [
       'server: { host: 127.0.0.1, port: 0, trusted_proxies: [127.0.0.1] }',
@@ -64,11 +64,11 @@ async function main(): Promise<void> {
     const gateways = []
     for (const [g, gatewayRoot] of roots.entries()) {
       const profile = process.env.PROXY_CPU_PROFILE
-      const gateway = await start(children, join(gatewayRoot, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', join(dir, `data-${g}`)], {
+      const gateway = await started(children, startChild(join(gatewayRoot, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', join(dir, `data-${g}`)], {
         GATEHOUSE_ADMIN_PASSWORD: password,
         GATEHOUSE_LOG_LEVEL: 'warn',
         ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {}),
-      }, /Gatehouse listening on (\S+)/)
+      }, /Gatehouse listening on (\S+)/))
       const url = gateway.match.replace(/\/$/, '')
       const credentials = await signIn(url)
       // nginx asking as docs/forward-auth.md configures it, without its decision cache, where nginx is installed.
@@ -87,9 +87,9 @@ async function main(): Promise<void> {
       for (const i of gateways[0]!.rows.keys()) {
         for (const { pid, rows, perRequest } of gateways) {
           if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs))
-          const before = cpuMicros(pid)
+          const before = cpuMicros(`/proc/${pid}/stat`)
           await send(agent, rows[i]!.url, rows[i]!.path, rows[i]!.headers, requests)
-          perRequest[i]!.push((cpuMicros(pid) - before) / requests)
+          perRequest[i]!.push((cpuMicros(`/proc/${pid}/stat`) - before) / requests)
         }
       }
     }
@@ -159,36 +159,16 @@ function get(agent: Agent, url: string, headers: Record<string, string>): Promis
   })
 }
 
-/** User and system time in µs of a process, from `/proc/<pid>/stat`. */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond
-}
-
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)]!
 }
 
-/** Starts a process and resolves with the first match of `ready` in its output. */
-function start(children: ChildProcess[], command: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<{ match: string; child: ChildProcess }> {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  let output = ''
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`did not start: ${output}`)), 60_000)
-    const onData = (data: Buffer) => {
-      output += data
-      const match = ready.exec(output)
-      if (match) {
-        clearTimeout(timer)
-        resolve({ match: match[1]!, child })
-      }
-    }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-    child.on('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)))
-  })
+/** A started child, kept in `children` to be stopped at the end. */
+async function started(children: ChildProcess[], starting: Promise<{ child: ChildProcess; match: string }>): Promise<{ child: ChildProcess; match: string }> {
+  const child = await starting
+  children.push(child.child)
+  return child
 }
 
 async function stop(child: ChildProcess): Promise<void> {
