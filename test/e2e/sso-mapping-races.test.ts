@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { call, createOrgAndTeam, userId } from '../helpers/access.ts'
+import { call, userId } from '../helpers/access.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { createRacingObjects, heldOn, racingMemberships, type RacingObjects, signInWhileDeleting } from '../helpers/mappings.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { signInWithSso, SSO } from '../helpers/sso.ts'
 import { withTrigger } from '../helpers/triggers.ts'
@@ -23,9 +24,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`SSO membership 
   let gw: TestGateway
   let database: { url: string; drop: () => Promise<void> } | undefined
   const logLines: Record<string, unknown>[] = []
-  let vanishing: number
-  let gone: number
-  let staying: number
+  let racing: RacingObjects
   let stayingTeam: number
 
   const person = (username: string) => ({ sub: `sub-${username}`, password: `${username}-upstream-pw`, claims: { preferred_username: username, groups: [CREW] } })
@@ -40,21 +39,13 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`SSO membership 
       config: {
         sso: [corp.ssoConfig({
           name: 'corp', label: 'Corp ID', client_id: 'gatehouse', client_secret: 'corp-secret',
-          memberships: [
-            { organization: 'Vanishing', groups: [CREW] },
-            { organization: 'Vanishing Teams', team: 'Gone', role: 'admin', groups: [CREW] },
-            { organization: 'Staying', groups: [CREW] },
-            { organization: 'Staying', team: 'Crew', groups: [CREW] },
-          ],
+          memberships: [...racingMemberships(CREW), { organization: 'Staying', team: 'Crew', groups: [CREW] }],
         })],
       },
     })
     corp.addClient({ client_id: 'gatehouse', client_secret: 'corp-secret', redirect_uris: [`${gw.url}${SSO}corp/callback/`] })
-    vanishing = (await createOrgAndTeam(gw, 'Vanishing')).organization
-    gone = (await createOrgAndTeam(gw, 'Vanishing Teams', 'Gone')).team!
-    const created = await createOrgAndTeam(gw, 'Staying', 'Crew')
-    staying = created.organization
-    stayingTeam = created.team!
+    racing = await createRacingObjects(gw)
+    stayingTeam = (await call(gw, 'POST', 'teams/', { name: 'Crew', organization: racing.staying })).body.id
   })
   after(async () => {
     await gw?.close()
@@ -62,34 +53,20 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`SSO membership 
     await database?.drop()
   })
 
-  /** Roles `username` holds on `type` `id`, read from the database, as the API hides none of them here. */
-  const heldOn = async (username: string, type: 'organization' | 'team', id: number) =>
-    (await gw.store.access.listAssignments('user', { offset: 0, limit: 10, actorId: await userId(gw, username), objectType: type, objectId: id })).count
-
   /** A whole SSO sign-in as `login`; asserts it ended signed in, on the web interface. */
   const signIn = async (login: string) => {
     const { browser, page } = await signInWithSso(gw, 'Corp ID', login, corp)
     assert.equal(page.response.status, 200, page.body)
     assert.equal(page.url, `${gw.url}/ui/`)
-    assert.ok(browser.cookie(gw.url, 'gateway_sessionid'), 'a session')
+    assert.ok(browser.cookie(gw.url, 'gateway_sessionid'), 'signed in')
   }
 
   for (const deleted of ['organization', 'team'] as const) {
     it(`signs in without the role of a mapping whose ${deleted} is deleted meanwhile, leaves no assignment on it, and warns naming the mapping`, async () => {
-      const [table, id] = deleted === 'team' ? ['teams', gone] : ['organizations', vanishing]
       // Each a person the mappings have not yet given anything, so every role is given at this sign-in.
       const username = deleted === 'team' ? 'bob' : 'alice'
-      await withTrigger(gw.store.database, { table: 'role_user_assignments', timing: 'AFTER', operation: 'INSERT', condition: `NEW.object_type = '${deleted}' AND NEW.object_id = ${id}`, action: { statement: `DELETE FROM ${table} WHERE id = ${id}` } }, async () => {
-        await signIn(username)
-      })
-      assert.equal(await heldOn(username, deleted, id), 0)
-      const warned = logLines.find((line) => line.organization === (deleted === 'team' ? 'Vanishing Teams' : 'Vanishing') && line.user === username)
-      assert.ok(warned, JSON.stringify(logLines))
-      assert.equal(warned.source, 'sso')
-      assert.equal(warned.team, deleted === 'team' ? 'Gone' : undefined)
-      assert.ok(!JSON.stringify(logLines).includes(corp.users.get(username)!.password), 'no password in the log')
-      assert.equal(await heldOn(username, 'organization', staying), 1, 'the other mappings are given')
-      assert.equal(await heldOn(username, 'team', stayingTeam), 1)
+      await signInWhileDeleting(gw, logLines, racing, { source: 'sso', username, password: corp.users.get(username)!.password, deleted }, () => signIn(username))
+      assert.equal(await heldOn(gw, username, 'team', stayingTeam), 1)
     })
   }
 
@@ -106,7 +83,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`SSO membership 
     })
     const { results } = await gw.store.access.listAssignments('user', { offset: 0, limit: 10, actorId: await userId(gw, 'carol'), objectType: 'team', objectId: stayingTeam })
     assert.deepEqual(results.map((a) => a.created), [OTHER_PROCESS], 'the one the other process gave')
-    assert.equal(await heldOn('carol', 'organization', staying), 1, 'the other mappings are given')
+    assert.equal(await heldOn(gw, 'carol', 'organization', racing.staying), 1, 'the other mappings are given')
     const members = await call(gw, 'GET', `teams/${stayingTeam}/users/`)
     assert.deepEqual(members.body.results.map((u: { username: string }) => u.username).filter((name: string) => name === 'carol'), ['carol'])
   })
@@ -117,7 +94,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`SSO membership 
     await signIn('dave')
     corp.users.get('dave')!.claims.groups = [CREW]
     await Promise.all([signIn('dave'), signIn('dave')])
-    assert.equal(await heldOn('dave', 'organization', staying), 1)
-    assert.equal(await heldOn('dave', 'team', stayingTeam), 1)
+    assert.equal(await heldOn(gw, 'dave', 'organization', racing.staying), 1)
+    assert.equal(await heldOn(gw, 'dave', 'team', stayingTeam), 1)
   })
 })
