@@ -5,6 +5,7 @@ import { actorOf } from '../audit/actor.ts'
 import { NotFound, ValidationFailed } from '../errors.ts'
 import { endApplicationTokens, hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
+import { UniqueViolation } from '../store/errors.ts'
 import { principalOf } from './access.ts'
 import { bodyId, organizationUrl } from './organizations.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
@@ -60,6 +61,23 @@ const updateApplication = applicationFields.partial().extend(ignoredCredentials)
 const replaceApplication = updateApplication.required({ name: true, client_type: true, authorization_grant_type: true })
 const CLIENT_TYPE_FIXED = 'The client type of an application cannot be changed.'
 const listApplications = listQuery(applicationFilterFields)
+
+/** Django REST framework's UniqueTogetherValidator's words, on `non_field_errors` as it raises them. */
+const nameTaken = () => new ValidationFailed({ non_field_errors: ['The fields name, organization must make a unique set.'] })
+
+/**
+ * Runs a write that the API's check found no twin for; one made meanwhile (another request, another process) is
+ * refused by the database's unique index on the pair (migration 023) and answered as the check would have. The
+ * other unique column, `client_id`, is 20 random bytes made here: a clash there is not to be expected.
+ */
+async function nameChecked<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write()
+  } catch (error) {
+    if (error instanceof UniqueViolation) throw nameTaken()
+    throw error
+  }
+}
 
 /**
  * OAuth2 applications, as the platform has them: each is a client of the realm `gateway.oidc.applications_realm`
@@ -126,7 +144,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   const uniqueInOrganization = async (name: string, organizationId: number | null, self?: number) => {
     if (organizationId === null) return
     const holder = await app.store.applications.findByName(name, organizationId)
-    if (holder && holder.id !== self) throw new ValidationFailed({ non_field_errors: ['The fields name, organization must make a unique set.'] })
+    if (holder && holder.id !== self) throw nameTaken()
   }
   const found = async (id: number) => {
     const application = await app.store.applications.findById(id)
@@ -153,7 +171,8 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     const organizationId = (await existingOrganization(input.organization)) ?? null
     await uniqueInOrganization(input.name, organizationId)
     const secret = input.client_type === 'confidential' ? randomBytes(48).toString('base64url') : undefined
-    const application = await app.store.applications.create({
+    const userId = (await existingUser(input.user)) ?? principalOf(request).user.id
+    const application = await nameChecked(() => app.store.applications.create({
       realm: realm.name,
       clientId: randomBytes(20).toString('hex'),
       clientSecretHash: secret === undefined ? null : hashClientSecret(secret),
@@ -162,9 +181,9 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       clientType: input.client_type,
       authorizationGrantType: input.authorization_grant_type,
       redirectUris: input.redirect_uris?.split(/\s+/).filter(Boolean) ?? [],
-      userId: (await existingUser(input.user)) ?? principalOf(request).user.id,
+      userId,
       organizationId,
-    })
+    }))
     app.audit.change(actorOf(request), 'create', audited(application), undefined, await serialize(application))
     reply.code(201)
     return serialize(application, secret)
@@ -186,14 +205,15 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       if (grant === 'authorization-code' && !uris.length) throw new ValidationFailed({ redirect_uris: ['Redirect URIs are required for the authorization-code grant.'] })
       const organizationId = await existingOrganization(input.organization)
       await uniqueInOrganization(input.name ?? current.name, organizationId === undefined ? current.organizationId : organizationId, current.id)
-      const updated = await app.store.applications.update(current.id, {
+      const userId = await existingUser(input.user)
+      const updated = await nameChecked(() => app.store.applications.update(current.id, {
         name: input.name,
         description: input.description,
         authorizationGrantType: input.authorization_grant_type,
         redirectUris: input.redirect_uris === undefined ? undefined : uris,
         organizationId,
-        userId: await existingUser(input.user),
-      })
+        userId,
+      }))
       if (!updated) throw new NotFound('No such application.')
       app.audit.change(actorOf(request), 'update', audited(updated), await serialize(current), await serialize(updated))
       return serialize(updated)

@@ -1,11 +1,9 @@
-import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { call, createOrgAndTeam, userId } from '../helpers/access.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { GROUPS, PASSWORDS, startDirectory, type TestDirectory } from '../helpers/ldap.ts'
+import { createRacingObjects, racingMemberships, type RacingObjects, signInWhileDeleting } from '../helpers/mappings.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { login } from '../helpers/session.ts'
-import { withTrigger } from '../helpers/triggers.ts'
 
 /**
  * A directory mapping's organization or team deleted while a sign-in gives its role (as by another process, injected
@@ -17,9 +15,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`membership mapp
   let gw: TestGateway
   let database: { url: string; drop: () => Promise<void> } | undefined
   const logLines: Record<string, unknown>[] = []
-  let vanishing: number
-  let gone: number
-  let staying: number
+  let racing: RacingObjects
 
   before(async () => {
     database = backend === 'postgres' ? await createTestDatabase() : undefined
@@ -29,18 +25,10 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`membership mapp
       logLines,
       logLevel: 'warn',
       config: {
-        ldap: directory.config({
-          memberships: [
-            { organization: 'Vanishing', groups: [GROUPS.developers] },
-            { organization: 'Vanishing Teams', team: 'Gone', role: 'admin', groups: [GROUPS.developers] },
-            { organization: 'Staying', groups: [GROUPS.developers] },
-          ],
-        }),
+        ldap: directory.config({ memberships: racingMemberships(GROUPS.developers) }),
       },
     })
-    vanishing = (await createOrgAndTeam(gw, 'Vanishing')).organization
-    gone = (await createOrgAndTeam(gw, 'Vanishing Teams', 'Gone')).team!
-    staying = (await createOrgAndTeam(gw, 'Staying')).organization
+    racing = await createRacingObjects(gw)
   })
   after(async () => {
     await gw?.close()
@@ -48,25 +36,13 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`membership mapp
     await database?.drop()
   })
 
-  /** Roles `username` holds on `type` `id`, read from the database, as the API hides none of them here. */
-  const heldOn = async (username: string, type: 'organization' | 'team', id: number) =>
-    (await gw.store.access.listAssignments('user', { offset: 0, limit: 1, actorId: await userId(gw, username), objectType: type, objectId: id })).count
-
   for (const deleted of ['organization', 'team'] as const) {
     it(`signs in without the role of a mapping whose ${deleted} is deleted meanwhile, leaves no assignment on it, and warns naming the mapping`, async () => {
-      const [table, id] = deleted === 'team' ? ['teams', gone] : ['organizations', vanishing]
       // Each a user the mappings have not yet given anything, so every role is given at this sign-in.
       const username = deleted === 'team' ? 'bob' : 'alice'
-      await withTrigger(gw.store.database, { table: 'role_user_assignments', timing: 'AFTER', operation: 'INSERT', condition: `NEW.object_type = '${deleted}' AND NEW.object_id = ${id}`, action: { statement: `DELETE FROM ${table} WHERE id = ${id}` } }, async () => {
+      await signInWhileDeleting(gw, logLines, racing, { source: 'ldap', username, password: PASSWORDS[username]!, deleted }, async () => {
         await login(gw, username, PASSWORDS[username]!)
       })
-      assert.equal(await heldOn(username, deleted, id), 0)
-      const warned = logLines.find((line) => line.organization === (deleted === 'team' ? 'Vanishing Teams' : 'Vanishing') && line.user === username)
-      assert.ok(warned, JSON.stringify(logLines))
-      assert.equal(warned.source, 'ldap')
-      assert.equal(warned.team, deleted === 'team' ? 'Gone' : undefined)
-      assert.ok(!JSON.stringify(logLines).includes(PASSWORDS[username]!), 'no password in the log')
-      assert.equal(await heldOn(username, 'organization', staying), 1, 'the other mappings are given')
     })
   }
 })

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { UniqueViolation } from '../../src/store/errors.ts'
 import { NO_FILTER } from '../../src/store/list-filter.ts'
-import { openForSuite, storeBackends } from '../helpers/backends.ts'
+import { atMigration, openForSuite, storeBackends, unmigratedBackends } from '../helpers/backends.ts'
 
 for (const backend of storeBackends) {
   describe(`OAuth2 applications on ${backend.name}`, () => {
@@ -29,6 +30,59 @@ for (const backend of storeBackends) {
       await db.store.access.deleteOrganization(organization.id)
       assert.equal(await db.store.applications.findById(inside.id), undefined)
       assert.ok(await db.store.applications.findById(outside.id))
+    })
+  })
+}
+
+for (const backend of unmigratedBackends) {
+  describe(`OAuth2 application names made unique within an organization, on ${backend.name}`, () => {
+    it('renames each later twin of a name in an organization when the database is upgraded, with a warning, and then refuses new twins', async () => {
+      await atMigration(backend, '021_username_unique_case', async (store) => {
+        let made = 0
+        const application = (name: string, organizationId: number | null) => store.applications.create({
+          realm: 'main', clientId: `client-${++made}`, clientSecretHash: null, name, description: '', clientType: 'public',
+          authorizationGrantType: 'password', redirectUris: [], userId: null, organizationId,
+        })
+        const organization = await store.access.createOrganization({ name: 'Twins' })
+        const other = await store.access.createOrganization({ name: 'Elsewhere' })
+        const long = 'x'.repeat(255)
+        const oldest = await application('twin', organization.id)
+        const second = await application('twin', organization.id)
+        const third = await application('twin', organization.id)
+        // The name the second would get is taken already: it gets the next one free.
+        const squatter = await application(`twin (${second.id})`, organization.id)
+        const longs = [await application(long, organization.id), await application(long, organization.id)]
+        const alone = await application('twin', other.id)
+        const unorganized = [await application('twin', null), await application('twin', null)]
+
+        const warnings: Error[] = []
+        const listener = (warning: Error) => warnings.push(warning)
+        process.on('warning', listener)
+        try {
+          assert.deepEqual(await store.database.migrate(), ['023_application_unique_name'])
+          await new Promise((resolve) => setImmediate(resolve))
+        } finally {
+          process.off('warning', listener)
+        }
+
+        const nameOf = async (id: number) => (await store.applications.findById(id))!.name
+        assert.equal(await nameOf(oldest.id), 'twin')
+        assert.equal(await nameOf(second.id), `twin (${second.id}-2)`)
+        assert.equal(await nameOf(third.id), `twin (${third.id})`)
+        assert.equal(await nameOf(squatter.id), `twin (${second.id})`)
+        assert.equal(await nameOf(longs[0]!.id), long)
+        assert.equal(await nameOf(longs[1]!.id), `${'x'.repeat(255 - ` (${longs[1]!.id})`.length)} (${longs[1]!.id})`)
+        for (const kept of [alone, ...unorganized]) assert.equal(await nameOf(kept.id), 'twin', 'another organization\'s, or none\'s, are no twins')
+        assert.equal((await store.applications.findById(second.id))!.clientId, second.clientId, 'its client, and so its tokens, stay')
+
+        const renamed = warnings.filter((w) => (w as Error & { code?: string }).code === 'GATEHOUSE_APPLICATION_RENAMED')
+        assert.equal(renamed.length, 3)
+        assert.match(renamed[0]!.message, new RegExp(`^OAuth2 application ${second.id} renamed from "twin" to "twin \\(${second.id}-2\\)"`))
+
+        await assert.rejects(application('twin', organization.id), UniqueViolation)
+        await assert.rejects(store.applications.update(alone.id, { organizationId: organization.id }), UniqueViolation)
+        await application('twin', null)
+      })
     })
   })
 }
