@@ -17,7 +17,7 @@ export function realmsCommand(): Command {
     .argument('<realm>', 'the realm\'s name'))
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => {
-        const realm = await realmNamed(app, name)
+        const realm = realmNamed(app, name)
         const result = await realm.logoutAll()
         app.audit.change(cliActor(), 'delete', { type: 'session', name: `sessions of realm ${realm.name}` }, undefined, { realm: realm.name, ...result })
         report(result)
@@ -28,21 +28,15 @@ export function realmsCommand(): Command {
     .description('tell the clients\' admin URLs the realm\'s not-before again')
     .argument('<realm>', 'the realm\'s name'))
     .action(async (name: string, options: StorageOptions) => {
-      await withApp(options, async (app) => report(await (await realmNamed(app, name)).pushRevocation()))
+      await withApp(options, async (app) => report(await realmNamed(app, name).pushRevocation()))
     }))
 
   return realms
 }
 
-/**
- * The realm named, once the database's clock is read: the not-before and the admin calls' times are the database's,
- * as the gateway processes stamp theirs, whatever this machine's clock says (an admin call it dated an hour early was
- * out of date when it arrived).
- */
-async function realmNamed(app: App, name: string): Promise<Realm> {
+function realmNamed(app: App, name: string): Realm {
   const realm = app.oidc.get(name)
   if (!realm) throw new UsageError(`no realm "${name}" in the configuration`)
-  await app.bus.readClock()
   return realm
 }
 
