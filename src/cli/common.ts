@@ -50,7 +50,12 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
   return openStore(storageLocation(config))
 }
 
-/** Runs a command body with the app wired as the server wires it, and closes everything afterwards. */
+/**
+ * Runs a command body with the app wired as the server wires it, and closes everything afterwards. The database's
+ * clock is read first: what a command stamps or signs (a personal token's time of issue, a realm's not-before, the
+ * logout tokens and admin calls sent when sessions end) is dated by it, as the gateway processes date theirs, whatever
+ * this machine's clock says.
+ */
 export async function withApp<T>(options: StorageOptions, body: (app: App) => Promise<T>, appOptions: AppOptions = {}): Promise<T> {
   const config = resolveConfig(options)
   const store = await openConfiguredStore(config)
@@ -58,6 +63,7 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
     const app = await createApp(config, store, appOptions)
     app.audit.start({ periodic: false, stdout: false })
     try {
+      await app.bus.readClock()
       return await body(app)
     } finally {
       await app.close()

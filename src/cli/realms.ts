@@ -18,8 +18,6 @@ export function realmsCommand(): Command {
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => {
         const realm = realmNamed(app, name)
-        // The not-before in the database's time, as the gateway processes stamp tokens: this machine's clock may be off.
-        await app.bus.readClock()
         const result = await realm.logoutAll()
         app.audit.change(cliActor(), 'delete', { type: 'session', name: `sessions of realm ${realm.name}` }, undefined, { realm: realm.name, ...result })
         report(result)

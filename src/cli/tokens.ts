@@ -34,8 +34,6 @@ export function tokensCommand(): Command {
     .action(async (options: CreateOptions) => {
       await withApp(options, async (app) => {
         const owner = await findUser(app, options.user)
-        // Stamped with the database's clock, as the gateway processes stamp theirs: this machine's may be off.
-        await app.bus.readClock()
         const { record, value } = await app.tokens.issue(owner, { scope: options.scope, description: options.description, expiresIn: options.expiresIn })
         app.audit.change(cliActor(), 'create', auditedToken(record), undefined, auditedTokenFields(record))
         process.stdout.write(`${value}\n`)

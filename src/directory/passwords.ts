@@ -1,5 +1,4 @@
 import type { Algorithm, Options } from '@node-rs/argon2'
-import { randomBytes } from 'node:crypto'
 import { availableParallelism, getPriority } from 'node:os'
 import { PasswordCheckAbandoned, PasswordChecksBusy } from '../errors.ts'
 import { HashingThreads } from './hashing-threads.ts'
@@ -119,17 +118,18 @@ export async function verifyPassword(passwordHash: string, password: string, sig
   }, signal)
 }
 
-let dummyHash: Promise<string> | undefined
+/**
+ * What a check without an account's hash is verified against: the hash of a random password no one kept, with
+ * ARGON2ID's parameters (test/directory/passwords.test.ts holds them the same), so that verifying against it costs
+ * what verifying against an account's does. Written out rather than made at the first such check, which would hash
+ * once more than a wrong password costs and tell, that once per process, a missing account from a wrong password.
+ */
+export const TIME_SPENDING_HASH = '$argon2id$v=19$m=19456,t=2,p=1$dXtvfx+i9eRcLi+ZsMCYog$6jstaOtQ0dc7lWTREQmkNMS2/mBkMRhaX99D4PcUJU0'
 
 /**
  * Spends the same time as a real verification, for unknown users and empty passwords,
  * so a wrong password and a missing account cannot be told apart by timing.
  */
 export async function burnVerificationTime(password: string, signal?: AbortSignal): Promise<void> {
-  // A first hash refused for a full queue is made again by the next check, not kept as its answer.
-  dummyHash ??= hashPassword(randomBytes(16).toString('hex')).catch((error: unknown) => {
-    dummyHash = undefined
-    throw error
-  })
-  await verifyPassword(await dummyHash, password, signal)
+  await verifyPassword(TIME_SPENDING_HASH, password, signal)
 }

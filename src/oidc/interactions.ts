@@ -227,17 +227,41 @@ const UPDATE_PASSWORD_FORM_MS = 300_000
 
 /**
  * Takes the lease of a form's answer, waiting its turn behind an answer under way: a second click on Submit, or an
- * answer sent again at once after a refused one, whose lease is let go only just after its page was sent.
+ * answer sent again at once after a refused one, whose lease is let go only just after its page was sent. A waiting
+ * answer asks the database every LEASE_RETRY_MS: so that a client sending one form over and over cannot make this
+ * process hold, and ask for, as many as it likes, a form has at most ANSWERS_WAITING_PER_FORM waiting here and the
+ * process ANSWERS_WAITING in all; one more is refused at once, as one that waited too long is.
  */
 async function takeAnswerLease(app: App, lease: string, holder: string): Promise<boolean> {
-  const deadline = performance.now() + UPDATE_PASSWORD_WAIT_MS
-  for (;;) {
+  const take = () => {
     const now = app.bus.clock.now()
-    if (await app.store.leases.take(lease, holder, now, now + UPDATE_PASSWORD_LEASE_MS)) return true
-    if (performance.now() >= deadline) return false
-    await sleep(LEASE_RETRY_MS)
+    return app.store.leases.take(lease, holder, now, now + UPDATE_PASSWORD_LEASE_MS)
+  }
+  if (await take()) return true
+  const waitingForForm = answersWaiting.get(lease) ?? 0
+  if (waitingForForm >= ANSWERS_WAITING_PER_FORM || answersWaitingInAll >= ANSWERS_WAITING) return false
+  answersWaiting.set(lease, waitingForForm + 1)
+  answersWaitingInAll++
+  try {
+    for (const deadline = performance.now() + UPDATE_PASSWORD_WAIT_MS; performance.now() < deadline;) {
+      await sleep(LEASE_RETRY_MS)
+      if (await take()) return true
+    }
+    return false
+  } finally {
+    answersWaitingInAll--
+    const left = answersWaiting.get(lease)! - 1
+    if (left) answersWaiting.set(lease, left)
+    else answersWaiting.delete(lease)
   }
 }
+
+/** The answers waiting for each form's lease in this process, by the lease's name, and how many in all. */
+const answersWaiting = new Map<string, number>()
+let answersWaitingInAll = 0
+/** More than a person's clicks on Submit and a resend. */
+const ANSWERS_WAITING_PER_FORM = 8
+const ANSWERS_WAITING = 64
 
 /** How long an answer waits for the one before it: a few password hashes, each waiting at most its turn. */
 const UPDATE_PASSWORD_WAIT_MS = 10_000

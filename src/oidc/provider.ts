@@ -78,6 +78,8 @@ export interface ProviderOptions {
   revoke: AdapterDependencies['revoke']
   /** For the realm that serves the platform's OAuth2 applications (src/oidc/applications.ts). */
   applications?: ApplicationClients | undefined
+  /** The realm's not-before (epoch seconds, `Realm.logoutAll`): tokens issued in an earlier second are not active. */
+  notBefore(): Promise<number>
   /** Told each grant the token endpoint answered with tokens (metrics count them). */
   tokensIssued?: ((grantType: string) => void) | undefined
   /**
@@ -432,6 +434,8 @@ async function revocationAllowed(clientId: string, token: RevocableToken): Promi
  * (introspection answers `active: false` otherwise).
  */
 async function tokenUserActive(token: IssuedToken, options: ProviderOptions): Promise<boolean> {
+  // Issued before the realm's `logout-all`: a service account's token too, which no grant holds.
+  if (typeof token.iat === 'number' && token.iat < await options.notBefore()) return false
   const user = token.kind === 'ClientCredentials'
     ? await options.serviceAccounts.userFor(token.clientId)
     : token.accountId ? await options.accounts.get(Number(token.accountId)) : undefined

@@ -23,7 +23,7 @@ import { SESSION_STATE_COOKIE } from './keycloak-format.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
 import { PASSWORD_GRANT } from './password-grant.ts'
 import type { EndedGrant } from '../store/oidc.ts'
-import { KEYS_TOPIC, realmRevocationKey, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
+import { KEYS_TOPIC, realmRevocation, realmRevocationKey, REVOKE_TOPIC, SESSION_TOPIC } from '../store/topics.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { isRealmsRecord, REALM_MEMBER } from './adapter.ts'
 import { BackchannelLogouts, withoutQuery, type DeliveryOutcome } from './backchannel-logout.ts'
@@ -138,6 +138,8 @@ export class Realm {
   /** When each device code last polled the token endpoint (RFC 8628 §3.5), in this process. */
   readonly #devicePolls = new Map<string, number>()
   #provider: BuiltProvider & { issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet } | undefined
+  /** The realm's not-before as this process last read it (`knownNotBefore`); undefined once a `logout-all` is heard of. */
+  #knownNotBefore: Promise<number> | undefined
 
   /** Set on the realm that serves the platform's OAuth2 applications, before its provider is first built. */
   applications: ApplicationClients | undefined
@@ -261,6 +263,24 @@ export class Realm {
   }
 
   /**
+   * The realm's not-before, read once and kept until a `logout-all` is heard of (`notBeforeChanged`): every token of
+   * the realm issued in an earlier second is refused, as Keycloak's TokenManager refuses it, also those that no grant
+   * holds (a service account's), which the `logout-all` leaves in the database, and on a process started since.
+   */
+  #notBeforeKnown(): Promise<number> {
+    this.#knownNotBefore ??= this.notBefore().catch((error: unknown) => {
+      this.#knownNotBefore = undefined
+      throw error
+    })
+    return this.#knownNotBefore
+  }
+
+  /** A `logout-all` moved the realm's not-before (this process's, or another's it heard of): it is read again. */
+  notBeforeChanged(): void {
+    this.#knownNotBefore = undefined
+  }
+
+  /**
    * Keycloak's `push-revocation` (ResourceAdminManager `pushRealmRevocationPolicy`): each client with an admin URL is
    * sent `PUSH_NOT_BEFORE` with the realm's not-before (the last `logout-all`'s, 0 before any), as GlobalRequestResult.
    */
@@ -313,6 +333,7 @@ export class Realm {
     if (typeof payload.azp !== 'string' || typeof payload.sub !== 'string' || !/^[1-9][0-9]{0,14}$/.test(payload.sub)) {
       throw new AccessTokenRefused('The access token lacks azp or a user subject.')
     }
+    if (payload.iat! < await this.#notBeforeKnown()) throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     const oidc = this.#deps.store.oidc
     // Records expire by the clock the adapter wrote their expiry with, the database's as this process knows it (adapter.ts).
     const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
@@ -404,6 +425,7 @@ export class Realm {
         clientAccess: this.#deps.clientAccess,
         clientRoles: this.#deps.clientRoles,
         applications: this.applications,
+        notBefore: () => this.#notBeforeKnown(),
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients([{ accountId, sid, signIns: [{ clientId, grantId }] }]),
         endBrowserSession: async (uid) => {
@@ -470,8 +492,15 @@ export class OidcRealms implements AccessTokenIssuers {
       for (const [realm, realmSessions] of ended) realm.logOutClients(realmSessions)
     })
     deps.bus.on(KEYS_TOPIC, (name) => this.#realms.get(name)?.keysChanged())
+    deps.bus.on(REVOKE_TOPIC, (key) => {
+      const realmWide = realmRevocation(key)
+      if (realmWide) this.#realms.get(realmWide.realm)?.notBeforeChanged()
+    })
     deps.bus.onMissed(() => {
-      for (const realm of this.#realms.values()) realm.keysChanged()
+      for (const realm of this.#realms.values()) {
+        realm.keysChanged()
+        realm.notBeforeChanged()
+      }
     })
     const gateway = config.gateway.oidc
     this.#policies.set('gateway', { realms: new Set(gateway.realms ?? this.#realms.keys()), audiences: new Set(gateway.audiences), scoped: true })

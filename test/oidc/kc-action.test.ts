@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import { argon2Tasks } from '../../src/directory/passwords.ts'
 import { adminAuth, json, type TestGateway } from '../helpers/gateway.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { Browser, parseForm, type Page } from '../helpers/browser.ts'
@@ -327,6 +328,31 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
       assert.match(answer.body, /timed out or was already used/)
     }
     assert.ok(await passwordWorks(gw, set[0]!))
+  })
+
+  it('answers of one form sent over and over while one is judged: a few wait their turn, the others are refused at once', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(updatePage))
+    // Every core busy: the first answer's password check waits for one, holding the form's lease meanwhile.
+    const { promise: gate, resolve: release } = Promise.withResolvers<void>()
+    const held = Array.from({ length: argon2Tasks.limit }, () => argon2Tasks.run(() => gate))
+    const sent = 30
+    let answers: Promise<Page & { stoppedAt?: string }>[] = []
+    try {
+      answers = Array.from({ length: sent }, () => browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication }))
+      // Those beyond the bound are answered while the first still waits for a core, long before a waiting one gives up.
+      const refusedAtOnce = await Promise.all(answers.map((answer) => Promise.race([answer.then((page) => page.response.status), sleep(5000).then(() => 'waiting')])))
+      const refusals = refusedAtOnce.filter((status) => status === 409).length
+      assert.ok(refusals >= sent - 1 - 8, `${refusedAtOnce.join(', ')}`)
+      assert.equal(refusals + refusedAtOnce.filter((status) => status === 'waiting').length, sent)
+    } finally {
+      release()
+      await Promise.all(held)
+    }
+    const outcomes = await Promise.all(answers)
+    assert.equal(outcomes.filter((answer) => answer.stoppedAt && answerOf(answer.stoppedAt).get('kc_action_status') === 'success').length, 1)
+    assert.ok(await passwordWorks(gw, NEW_PASSWORD))
   })
 
   it('an answer whose sender stalls part way holds up no other: the form is read before its answer waits its turn', async () => {

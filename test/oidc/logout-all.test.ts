@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { adminAuth, ADMIN_PASSWORD, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { passwordLogin, REALM } from '../helpers/oidc.ts'
+import { decodeJwtPart, passwordLogin, REALM, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 const GRANTS = 2000
@@ -79,5 +80,45 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`logout-all of a
     assert.ok(realm!.notBefore > 0 && realm!.notBefore <= Date.now() / 1000, 'the last logout-all\'s, in epoch seconds')
     await first.app.accounts.create({ username: 'bob', password: 'bob-password' })
     assert.equal((await first.fetch('/admin/realms', { headers: { authorization: basic('bob', 'bob-password') } })).status, 403)
+  })
+})
+
+describe('logout-all and a service account\'s tokens, which no grant holds', () => {
+  let first: TestGateway
+  let later: TestGateway | undefined
+  before(async () => {
+    first = await startGateway({ config: { realms: testRealms } })
+  })
+  after(async () => {
+    await later?.close()
+    await first?.close()
+  })
+
+  const serviceToken = async (gw: TestGateway) => (await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'client_credentials' })).body.access_token as string
+  const use = (gw: TestGateway, token: string) => gw.fetch('/demo-app/pipelines/', { headers: { authorization: `Bearer ${token}` } })
+  async function active(gw: TestGateway, token: string): Promise<boolean> {
+    const answer = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token/introspect`, { method: 'POST', body: new URLSearchParams({ client_id: 'reports', client_secret: SERVICE_SECRET, token }) })
+    assert.equal(answer.status, 200)
+    return (await answer.json() as { active: boolean }).active
+  }
+
+  it('refuses one issued before it, on a process started since too, and introspection calls it inactive; one issued since works', async () => {
+    const old = await serviceToken(first)
+    assert.equal((await use(first, old)).status, 200)
+    assert.equal(await active(first, old), true)
+    // The not-before is in whole seconds: the token is issued in an earlier one.
+    const issuedAt = decodeJwtPart(old, 1).iat as number
+    while (Math.floor(first.app.bus.clock.now() / 1000) <= issuedAt) await sleep(50)
+    assert.equal((await first.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
+
+    later = await startGateway({ dataDir: first.dataDir, config: { realms: testRealms } })
+    later.app.publicUrl = first.url
+    for (const gw of [first, later]) assert.equal((await use(gw, old)).status, 401)
+    assert.equal(await active(first, old), false)
+    assert.equal(await active(later, old), false)
+
+    const fresh = await serviceToken(first)
+    for (const gw of [first, later]) assert.equal((await use(gw, fresh)).status, 200)
+    assert.equal(await active(first, fresh), true)
   })
 })
