@@ -501,6 +501,24 @@ describe('forward authentication', () => {
         await Promise.all(asked.map(([, url, headers]) => untilRefused(url, headers, keptFor.ms)))
       })
 
+      if (decisions === 'memory') it('asks Gatehouse once for reads that find no decision while it is being asked', async () => {
+        const { token } = await createToken(gw, adminAuth)
+        let asked = 0
+        const slowToAnswer = (request: IncomingMessage) => {
+          if (request.url !== AUTH_REQUEST) return
+          // The first question answered late: the other reads, sent at the same moment, reach nginx meanwhile.
+          if (++asked === 1) for (const until = Date.now() + 300; Date.now() < until;);
+        }
+        gw.server.server.on('request', slowToAnswer)
+        try {
+          const reads = await Promise.all(Array.from({ length: 8 }, () => onConnectionOfItsOwn(`${nginx}/app/v1/hosts/?together`, bearer(token))))
+          assert.deepEqual(reads.map((read) => read.status), Array(8).fill(200))
+          assert.equal(asked, 1)
+        } finally {
+          gw.server.server.off('request', slowToAnswer)
+        }
+      })
+
       if (decisions === 'memory') it('shares each decision between workers: Gatehouse asked once, and every worker refusing once it expires', async () => {
         // Two workers, each new connection to either (reuseport spreads them), each answer naming the one that served it.
         const port = await freePort()
