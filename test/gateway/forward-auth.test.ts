@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
-import type { IncomingMessage } from 'node:http'
+import { request, type IncomingMessage } from 'node:http'
 import { once } from 'node:events'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
@@ -60,6 +60,18 @@ function nginxSite(port: number, gateway: string, app: string, dir: string, deci
 function caddySite(port: number, gateway: string, app: string): string {
   const [site] = codeBlocks('docs/forward-auth.md', 'caddyfile').map((block) => block.code)
   return replaced(site!, [[':80 {', `http://127.0.0.1:${port} {`], ['127.0.0.1:8080', gateway], ['127.0.0.1:9000', app]])
+}
+
+/** A GET on a connection of its own, which any nginx worker may take, with the worker that answered (`X-Worker`). */
+function onConnectionOfItsOwn(url: string, headers: Record<string, string>): Promise<{ status: number; worker: string }> {
+  return new Promise((resolve, reject) => {
+    const outgoing = request(url, { headers, agent: false }, (response) => {
+      response.resume()
+      response.on('end', () => resolve({ status: response.statusCode!, worker: String(response.headers['x-worker']) }))
+    })
+    outgoing.on('error', reject)
+    outgoing.end()
+  })
 }
 
 async function untilRefused(url: string, headers: Record<string, string>, ms: number): Promise<number> {
@@ -487,6 +499,84 @@ describe('forward authentication', () => {
         await gw.app.accounts.update(reader.id, { isActive: false })
         assert.deepEqual(await identities(), asked.map(([method]) => method), 'each decision is served from the cache')
         await Promise.all(asked.map(([, url, headers]) => untilRefused(url, headers, keptFor.ms)))
+      })
+
+      if (decisions === 'memory') it('asks Gatehouse once for reads that find no decision while it is being asked', async () => {
+        const { token } = await createToken(gw, adminAuth)
+        let asked = 0
+        const slowToAnswer = (request: IncomingMessage) => {
+          if (request.url !== AUTH_REQUEST) return
+          // The first question answered late: the other reads, sent at the same moment, reach nginx meanwhile.
+          if (++asked === 1) for (const until = Date.now() + 300; Date.now() < until;);
+        }
+        gw.server.server.on('request', slowToAnswer)
+        try {
+          const reads = await Promise.all(Array.from({ length: 8 }, () => onConnectionOfItsOwn(`${nginx}/app/v1/hosts/?together`, bearer(token))))
+          assert.deepEqual(reads.map((read) => read.status), Array(8).fill(200))
+          assert.equal(asked, 1)
+        } finally {
+          gw.server.server.off('request', slowToAnswer)
+        }
+      })
+
+      if (decisions === 'memory') it('shares each decision between workers: Gatehouse asked once, and every worker refusing once it expires', async () => {
+        // Two workers, each new connection to either (reuseport spreads them), each answer naming the one that served it.
+        const port = await freePort()
+        const { http, main } = nginxSite(port, gw.url, app, dir, decisions)
+        const twoWorkers = replaced(http, [
+          [`listen 127.0.0.1:${port};`, `listen 127.0.0.1:${port} reuseport;`],
+          ['proxy_pass http://controller;', 'proxy_pass http://controller;\n    add_header X-Worker $pid always;'],
+        ])
+        children.push(await startNginx(dir, 'nginx-lua-two-workers', twoWorkers, main, 2))
+        const created = await createToken(gw, adminAuth)
+        let asked = 0
+        const count = (request: IncomingMessage) => {
+          if (request.url === AUTH_REQUEST) asked++
+        }
+        gw.server.server.on('request', count)
+        try {
+          // A loaded machine may take longer than the decision's second to reach both workers: then again, with another URL.
+          for (let attempt = 1; ; attempt++) {
+            const url = `http://127.0.0.1:${port}/app/v1/hosts/?attempt=${attempt}`
+            asked = 0
+            const sent = Date.now()
+            const first = await onConnectionOfItsOwn(url, bearer(created.token))
+            assert.equal(first.status, 200)
+            const decided = Date.now()
+            // Well into the decision's second, so that a worker asking for itself would keep its own decision well beyond it.
+            await new Promise((resolve) => setTimeout(resolve, 400))
+            const workers = new Set([first.worker])
+            for (let tries = 0; workers.size < 2; tries++) {
+              assert.ok(tries < 100, 'a hundred connections all taken by one worker')
+              const again = await onConnectionOfItsOwn(url, bearer(created.token))
+              assert.equal(again.status, 200)
+              workers.add(again.worker)
+            }
+            if (Date.now() - sent >= 1000) {
+              assert.ok(attempt < 5, 'never reached both workers within the decision\'s second')
+              continue
+            }
+            assert.equal(asked, 1, 'both workers let the read through on the one decision')
+            assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+            const refusedBy = new Set<string>()
+            const allowedLate: number[] = []
+            while (refusedBy.size < 2) {
+              assert.ok(Date.now() - decided < 15_000, 'both workers refuse the revoked token')
+              const requested = Date.now()
+              const after = await onConnectionOfItsOwn(url, bearer(created.token))
+              if (after.status === 401) refusedBy.add(after.worker)
+              else {
+                assert.equal(after.status, 200)
+                if (requested > decided + 1100) allowedLate.push(requested - decided)
+              }
+            }
+            // (The 100 ms beyond the second: nginx reads the clock once per turn of its event loop.)
+            assert.deepEqual(allowedLate, [], 'no worker let the read through more than a second after the decision')
+            return
+          }
+        } finally {
+          gw.server.server.off('request', count)
+        }
       })
 
       it(keptFor ? `refuses a revoked token once the kept decision expires, within ${keptFor.words}` : 'refuses a revoked token on the next request', async () => {

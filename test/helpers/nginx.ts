@@ -5,11 +5,11 @@ import { join } from 'node:path'
 import { codeBlocks, replaced } from './docs.ts'
 
 /**
- * A throwaway nginx (Debian package `nginx`) with one worker, its own prefix directory and the given `http { }`
- * body (and `main` lines before it, such as `load_module`), in the foreground so it ends with whoever started it
- * (the tests, the benchmark).
+ * A throwaway nginx (Debian package `nginx`) with one worker (or `workers`), its own prefix directory and the given
+ * `http { }` body (and `main` lines before it, such as `load_module`), in the foreground so it ends with whoever
+ * started it (the tests, the benchmark).
  */
-export async function startNginx(dir: string, name: string, http: string, main = ''): Promise<ChildProcess> {
+export async function startNginx(dir: string, name: string, http: string, main = '', workers = 1): Promise<ChildProcess> {
   const prefix = join(dir, name)
   mkdirSync(join(prefix, 'logs'), { recursive: true })
   const config = join(prefix, 'nginx.conf')
@@ -17,7 +17,7 @@ export async function startNginx(dir: string, name: string, http: string, main =
     'daemon off;',
     // As root, nginx runs its worker as nobody, which cannot enter a private temporary directory (its caches live there).
     ...(process.getuid?.() === 0 ? ['user root;'] : []),
-    'worker_processes 1;',
+    `worker_processes ${workers};`,
     'pid nginx.pid;',
     'error_log logs/error.log warn;',
     main,
