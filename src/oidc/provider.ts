@@ -463,7 +463,8 @@ interface IssuedToken {
  * `extraTokenClaims`: the user's Keycloak claims, in the access token and in its introspection. The client roles are
  * judged with the token request's address (`ctx`, oidc-provider's request context); a service account's from none,
  * which no `networks` condition matches, since its grant is also answered where no request context is at hand
- * (client-credentials.ts).
+ * (client-credentials.ts). A client without full scope gets only the roles `roleScope` keeps (claims.ts
+ * `compileRoleScope`), and no `realm_access` or `resource_access` when none is left, as Keycloak's tokens.
  */
 async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC | undefined, realm: RealmConfig, options: ProviderOptions, roleScope: RoleScope | undefined): Promise<Record<string, unknown>> {
   const serviceAccount = token.kind === 'ClientCredentials'
