@@ -86,7 +86,8 @@ async function checkClient(app: App, username: string, client: string, address: 
   const user = await userNamed(app, username)
   const refusal = user.isActive ? app.clientAccess(realm, clientId, user, address) : 'The account is disabled.'
   const lines = [`client: ${realm}/${clientId}`, `user: ${user.username}`, refusal ? `decision: deny (${refusal})` : 'decision: allow']
-  // What `resource_access` of the user's access tokens (of any client of the realm) would say of this client now.
+  // What `resource_access` of the user's access tokens would say of this client now (those of a client with full
+  // scope, or whose `scope` names the role).
   if (configured.roles) lines.push(`client roles: ${app.clientRoles(realm, user, address)[clientId]?.roles.join(', ') ?? '(none)'}`)
   process.stdout.write(lines.join('\n') + '\n')
   if (refusal) process.exitCode = 1

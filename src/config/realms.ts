@@ -55,6 +55,12 @@ const clientRoleName = z.string()
     const reserved = /[:/?#@!$&()*+,;=[\]\\]/.exec(name)?.[0]
     if (reserved) ctx.addIssue({ code: 'custom', message: `must not contain "${reserved}" (Keycloak refuses RFC 3986's reserved characters in role names)` })
   })
+/** A scope mapping: a realm role's name, or `<client_id>/<role>` (client ids and client role names have no `/`). */
+const scopedRoleName = z.string()
+  .min(1, 'a role needs a name')
+  .max(512, 'a role name has at most 512 characters')
+  .refine((name) => !/[\x00-\x1F\x7F]/.test(name), 'must not contain control characters')
+  .refine((name) => name.trim() === name, 'must not start or end with a space')
 const scopeName = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, 'must be a scope token (RFC 6749 §3.3): printable characters without spaces, quotes or backslashes')
 
 export const RealmClientSchema = z.object({
@@ -100,6 +106,10 @@ export const RealmClientSchema = z.object({
     .describe('Keycloak\'s "Revoke refresh token": each refresh token may be used once, and using one again ends its session (reuse detection). Off, as in Keycloak, earlier refresh tokens stay valid until they expire; scripts that keep refreshing with their first refresh token need it off.'),
   audiences: z.array(z.string().min(1).max(200)).default([])
     .describe('Extra `aud` values for this client\'s access tokens, besides Keycloak\'s `account` (what Keycloak\'s audience mappers add).'),
+  full_scope_allowed: z.boolean().default(true)
+    .describe('Keycloak\'s "Full scope allowed" (`fullScopeAllowed`): the client\'s access tokens carry every role the user holds, of the realm and of every client, and name those clients in `aud`. Off, they carry only the client\'s own roles and those in its `scope`, so a token the client leaks opens less.'),
+  scope: z.array(scopedRoleName).optional()
+    .describe('With `full_scope_allowed: false`, the roles the client\'s access tokens may carry besides its own (Keycloak\'s scope mappings of its dedicated scope): realm roles by name (`offline_access`, `Team Member`, `default-roles-<realm>` with what it holds), and other clients\' roles as `<client_id>/<role>` (`operators-console/viewer`, `account/view-profile`). A user still holds only the roles their rules give them.'),
 }).strict()
 
 export const RealmSchema = z.object({
@@ -131,7 +141,8 @@ export const RealmSchema = z.object({
     if (ids.has(client.client_id)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: `duplicate client_id "${client.client_id}"` })
     ids.add(client.client_id)
     if (!client.public_client && client.client_authenticator !== 'client-jwt' && !client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a confidential client needs a secret' })
-    if (client.client_id === 'account' && client.roles) ctx.addIssue({ code: 'custom', path: ['clients', i, 'roles'], message: `the account client's roles are Keycloak's own (${ACCOUNT_ROLES.join(', ')}), in every token` })
+    if (client.client_id === 'account' && client.roles) ctx.addIssue({ code: 'custom', path: ['clients', i, 'roles'], message: `the account client's roles are Keycloak's own (${ACCOUNT_ROLES.join(', ')})` })
+    checkScopeMappings(realm, client).forEach(({ path, message }) => ctx.addIssue({ code: 'custom', path: ['clients', i, 'scope', ...path], message }))
     if (client.public_client && client.secret) ctx.addIssue({ code: 'custom', path: ['clients', i, 'secret'], message: 'a public client has no secret' })
     if (client.public_client && client.service_accounts) ctx.addIssue({ code: 'custom', path: ['clients', i, 'service_accounts'], message: 'service accounts need a confidential client' })
     if (client.public_client && client.client_authenticator !== 'client-secret') ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_authenticator'], message: 'a public client does not authenticate' })
@@ -150,6 +161,23 @@ export const RealmSchema = z.object({
     ctx.addIssue({ code: 'custom', path: ['offline_session_idle_seconds'], message: 'must not exceed offline_session_max_seconds' })
   }
 })
+
+/**
+ * A client's scope mappings: only with full scope off (they change nothing otherwise, and a reader would take them to),
+ * and each `<client_id>/<role>` a role the realm's clients have, so that a mistyped one is not silently never carried.
+ */
+function checkScopeMappings(realm: { clients: readonly z.output<typeof RealmClientSchema>[] }, client: z.output<typeof RealmClientSchema>): { path: (string | number)[]; message: string }[] {
+  if (!client.scope) return []
+  if (client.full_scope_allowed) return [{ path: [], message: 'scope mappings apply only with full_scope_allowed: false' }]
+  return client.scope.flatMap((entry, j) => {
+    const slash = entry.indexOf('/')
+    if (slash < 0) return []
+    const [holder, role] = [entry.slice(0, slash), entry.slice(slash + 1)]
+    const roles = holder === 'account' ? ACCOUNT_ROLES : Object.keys(realm.clients.find((c) => c.client_id === holder)?.roles ?? {})
+    if (!roles.length) return [{ path: [j], message: `"${entry}": the realm has no client "${holder}" with roles (a realm role's name has no "/")` }]
+    return roles.includes(role) ? [] : [{ path: [j], message: `"${entry}": client "${holder}" has no role "${role}" (its roles: ${roles.join(', ')})` }]
+  })
+}
 
 /** Per service: which realm's tokens it takes, and which client a browser logs in through. */
 export const ServiceOidcSchema = z.object({

@@ -41,9 +41,70 @@ export interface Memberships {
 }
 
 export function realmRoles(realm: RealmConfig, user: User): string[] {
-  const roles = [`default-roles-${realm.name.toLowerCase()}`, 'offline_access', 'uma_authorization']
+  const roles = [defaultRoles(realm), 'offline_access', 'uma_authorization']
   if (user.isSuperuser) roles.push('admin')
   return roles
+}
+
+/** Keycloak's composite role that every user of the realm holds. */
+const defaultRoles = (realm: RealmConfig) => `default-roles-${realm.name.toLowerCase()}`
+
+/** The roles an access token carries: `realm_access.roles`, and `resource_access` by client id. */
+export interface TokenRoles {
+  realm: string[]
+  clients: Record<string, { roles: string[] }>
+}
+
+/** Limits a token's roles to those its client may carry, by the token's scope. */
+export type RoleScope = (held: TokenRoles, tokenScope: string | undefined) => TokenRoles
+
+/**
+ * Keycloak's `TokenManager.getAccess` for a client with "Full scope allowed" off: the user's roles that are the
+ * client's own, or in its scope mappings (its dedicated scope's, and the requested client scopes': the built-in
+ * `offline_access` scope maps the realm role of that name), composites expanded (`RoleUtils`); undefined for a
+ * client with full scope, whose tokens carry every role. Compiled once per client.
+ */
+export function compileRoleScope(realm: RealmConfig, client: RealmClientConfig): RoleScope | undefined {
+  if (client.full_scope_allowed) return undefined
+  const own = client.client_id === 'account' ? ACCOUNT_ROLES : Object.keys(client.roles ?? {})
+  const mapped = [...own.map((role) => `${client.client_id}/${role}`), ...client.scope ?? []]
+  const always = expandComposites(realm, mapped)
+  const offline = expandComposites(realm, [...mapped, 'offline_access'])
+  return (held, tokenScope) => {
+    const scope = tokenScope?.split(' ').includes('offline_access') ? offline : always
+    const clients: TokenRoles['clients'] = {}
+    for (const [clientId, { roles }] of Object.entries(held.clients)) {
+      const kept = roles.filter((role) => scope.clients.get(clientId)?.has(role))
+      if (kept.length) clients[clientId] = { roles: kept }
+    }
+    return { realm: held.realm.filter((role) => scope.realm.has(role)), clients }
+  }
+}
+
+/**
+ * Scope mappings with Keycloak's composites among the roles Gatehouse gives expanded: `default-roles-<realm>` holds
+ * `offline_access`, `uma_authorization` and the account console's `view-profile` and `manage-account`, which holds
+ * `manage-account-links` (RealmManager's realm setup). Gatehouse's own roles have no composites.
+ */
+function expandComposites(realm: RealmConfig, mappings: readonly string[]): { realm: Set<string>; clients: Map<string, Set<string>> } {
+  const composites = new Map([
+    [defaultRoles(realm), ['offline_access', 'uma_authorization', 'account/view-profile', 'account/manage-account']],
+    ['account/manage-account', ['account/manage-account-links']],
+  ])
+  const expanded = new Set<string>()
+  const visit = (role: string): void => {
+    if (expanded.has(role)) return
+    expanded.add(role)
+    composites.get(role)?.forEach(visit)
+  }
+  mappings.forEach(visit)
+  const scope = { realm: new Set<string>(), clients: new Map<string, Set<string>>() }
+  for (const role of expanded) {
+    const slash = role.indexOf('/')
+    if (slash < 0) scope.realm.add(role)
+    else scope.clients.set(role.slice(0, slash), (scope.clients.get(role.slice(0, slash)) ?? new Set()).add(role.slice(slash + 1)))
+  }
+  return scope
 }
 
 export function profileClaims(user: User): Record<string, unknown> {
@@ -62,16 +123,17 @@ export function profileClaims(user: User): Record<string, unknown> {
 
 /**
  * The access token `aud`, as Keycloak's "audience resolve" mapper makes it: every client whose roles the token
- * carries in `resource_access` (Keycloak's `account` always), but the client the token is for, then the client's
- * configured audiences.
+ * carries in `resource_access` (Keycloak's `account` always, with full scope), but the client the token is for, then
+ * the client's configured audiences; undefined for none.
  */
-export function accessTokenAudience(clientId: string, client: RealmClientConfig | undefined, resourceAccess: unknown): string | string[] {
+export function accessTokenAudience(clientId: string, client: RealmClientConfig | undefined, resourceAccess: unknown): string | string[] | undefined {
   const holders = Object.entries((resourceAccess ?? {}) as Record<string, { roles?: unknown[] } | undefined>)
     // `account` stays even in a token of a client of that name: such tokens always named it, and would name nothing.
     .filter(([holder, access]) => (holder !== clientId || holder === 'account') && access?.roles?.length)
     .map(([holder]) => holder)
   const audiences = [...new Set([...holders, ...(client?.audiences ?? [])])]
-  return audiences.length === 1 ? audiences[0]! : audiences
+  // A token without client roles of others (a client without full scope) has no `aud`, as Keycloak's.
+  return audiences.length > 1 ? audiences : audiences[0]
 }
 
 /** The scope string in Keycloak's order: openid first, then the defaults, then the rest as requested. */

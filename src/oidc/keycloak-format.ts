@@ -195,7 +195,8 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
   if (access) body.jti = access.jti
   if (typeof body.preferred_username === 'string') body.username = body.preferred_username
   if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
-    body.aud = accessTokenAudience(body.client_id, options.client(body.client_id), body.resource_access)
+    const aud = accessTokenAudience(body.client_id, options.client(body.client_id), body.resource_access)
+    if (aud !== undefined) body.aud = aud
   }
 }
 

@@ -9,7 +9,7 @@ import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
 import { clientCredentialsShortcut, type ClientCredentialsShortcut } from './client-credentials.ts'
 import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token.ts'
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
-import { type Memberships, accessTokenAudience, ACCOUNT_ROLES, accountFinder, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
+import { type Memberships, type RoleScope, type TokenRoles, accessTokenAudience, ACCOUNT_ROLES, accountFinder, compileRoleScope, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
 import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
@@ -106,6 +106,11 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // `/realms/<name>`, under the path the gateway is published at: the paths the browser addresses the realm by.
   const realmPath = new URL(issuer).pathname
   const configured = new Map(realm.clients.map((c) => [c.client_id, c]))
+  // An OAuth2 application has full scope, as a Keycloak client by default.
+  const roleScopes = new Map(realm.clients.flatMap((c) => {
+    const scope = compileRoleScope(realm, c)
+    return scope ? [[c.client_id, scope] as const] : []
+  }))
   // Applications as oidc-provider last found them, for the Keycloak-shaped steps that look a client up by id.
   const applications = new Map<string, RealmClientConfig>()
   const clients = { get: (id: string) => configured.get(id) ?? applications.get(id) }
@@ -199,7 +204,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
         },
       },
     },
-    extraTokenClaims: async (ctx, token) => keycloakTokenClaims(token as unknown as IssuedToken, ctx, realm, options),
+    extraTokenClaims: async (ctx, token) => keycloakTokenClaims(token as unknown as IssuedToken, ctx, realm, options, roleScopes.get((token as unknown as IssuedToken).clientId)),
     formats: {
       customizers: {
         jwt: async (_ctx, token, jwt) => {
@@ -462,9 +467,10 @@ interface IssuedToken {
  * `extraTokenClaims`: the user's Keycloak claims, in the access token and in its introspection. The client roles are
  * judged with the token request's address (`ctx`, oidc-provider's request context); a service account's from none,
  * which no `networks` condition matches, since its grant is also answered where no request context is at hand
- * (client-credentials.ts).
+ * (client-credentials.ts). A client without full scope gets only the roles `roleScope` keeps (claims.ts
+ * `compileRoleScope`), and no `realm_access` or `resource_access` when none is left, as Keycloak's tokens.
  */
-async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC | undefined, realm: RealmConfig, options: ProviderOptions): Promise<Record<string, unknown>> {
+async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC | undefined, realm: RealmConfig, options: ProviderOptions, roleScope: RoleScope | undefined): Promise<Record<string, unknown>> {
   const serviceAccount = token.kind === 'ClientCredentials'
   const user = serviceAccount
     ? await options.serviceAccounts.userFor(token.clientId)
@@ -474,14 +480,19 @@ async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC |
   const sid = keycloakSid(token)
   const memberships = options.memberships?.(user)
   const address = serviceAccount ? undefined : (ctx?.req as { [PROVIDER_REQUEST]?: ProviderRequest } | undefined)?.[PROVIDER_REQUEST]?.address
+  const held: TokenRoles = {
+    realm: [...realmRoles(realm, user), ...(memberships?.roles ?? [])],
+    clients: { ...options.clientRoles?.(realm.name, user, address), account: { roles: ACCOUNT_ROLES } },
+  }
+  const roles = roleScope ? roleScope(held, token.scope) : held
   return {
     typ: 'Bearer',
     azp: token.clientId,
     ...(sid ? { sid } : {}),
     acr: grantAcr(ctx),
-    realm_access: { roles: [...realmRoles(realm, user), ...(memberships?.roles ?? [])] },
+    ...(roles.realm.length ? { realm_access: { roles: roles.realm } } : {}),
     ...(memberships?.groups.length ? { groups: memberships.groups } : {}),
-    resource_access: { ...options.clientRoles?.(realm.name, user, address), account: { roles: ACCOUNT_ROLES } },
+    ...(Object.keys(roles.clients).length ? { resource_access: roles.clients } : {}),
     ...profile,
     ...(token.kind === 'ClientCredentials' ? { client_id: token.clientId } : {}),
   }
@@ -491,7 +502,11 @@ async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC |
 async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> }, clients: { get(id: string): RealmClientConfig | undefined }, serviceAccounts: ServiceAccounts): Promise<void> {
   jwt.header = { typ: 'JWT' }
   const payload = jwt.payload
-  payload.aud = accessTokenAudience(token.clientId, clients.get(token.clientId), payload.resource_access)
+  const aud = accessTokenAudience(token.clientId, clients.get(token.clientId), payload.resource_access)
+  // Keycloak's token names no audience when none resolves (a client without full scope); oidc-provider refuses to sign
+  // a payload without `aud` (it looks after this customizer), so the member stays for that look, out of the JSON.
+  if (aud === undefined) Object.defineProperty(payload, 'aud', { value: [], writable: true, enumerable: false, configurable: true })
+  else payload.aud = aud
   if (token.kind === 'ClientCredentials') {
     payload.sub = String((await serviceAccounts.userFor(token.clientId)).id)
     if (!token.scope) token.scope = payload.scope = DEFAULT_SCOPES.join(' ')

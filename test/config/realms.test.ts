@@ -136,4 +136,36 @@ describe('realms configuration', () => {
     assert.ok(found.some((p) => p.startsWith('realms.0.clients.0.roles.empty')), found.join('\n'))
     assert.ok(found.some((p) => p.startsWith('realms.0.clients.1.roles: the account client\'s roles are Keycloak\'s own')), found.join('\n'))
   })
+
+  it('gives clients full scope unless told, and takes scope mappings of realm roles and other clients\' roles without it', () => {
+    const allow = [{ allow: {} }]
+    const config = validateConfig({ realms: [{ name: 'r', clients: [
+      { client_id: 'console', roles: { operator: allow } },
+      { client_id: 'narrow', full_scope_allowed: false, scope: ['Team Member', 'console/operator', 'account/view-profile', 'default-roles-r'] },
+    ] }] })
+    assert.equal(config.realms[0]!.clients[0]!.full_scope_allowed, true)
+    assert.equal(config.realms[0]!.clients[0]!.scope, undefined)
+    assert.equal(config.realms[0]!.clients[1]!.full_scope_allowed, false)
+    assert.deepEqual(config.realms[0]!.clients[1]!.scope, ['Team Member', 'console/operator', 'account/view-profile', 'default-roles-r'])
+  })
+
+  it('reports scope mappings that could never apply, with their path', () => {
+    const found = problems({ realms: [{ name: 'r', clients: [
+      { client_id: 'console', roles: { operator: [{ allow: {} }] } },
+      { client_id: 'plain', roles: {} },
+      { client_id: 'full', scope: ['Team Member'] },
+      { client_id: 'narrow', full_scope_allowed: false, scope: ['console/operater', 'nowhere/operator', 'account/admin', 'plain/x', '', ' padded', 'Team Member'] },
+    ] }] })
+    const expected = [
+      'realms.0.clients.2.scope: scope mappings apply only with full_scope_allowed: false',
+      'realms.0.clients.3.scope.0: "console/operater": client "console" has no role "operater" (its roles: operator)',
+      'realms.0.clients.3.scope.1: "nowhere/operator": the realm has no client "nowhere" with roles',
+      'realms.0.clients.3.scope.2: "account/admin": client "account" has no role "admin"',
+      'realms.0.clients.3.scope.3: "plain/x": the realm has no client "plain" with roles',
+      'realms.0.clients.3.scope.4: a role needs a name',
+      'realms.0.clients.3.scope.5: must not start or end with a space',
+    ]
+    for (const problem of expected) assert.ok(found.some((p) => p.startsWith(problem)), `${problem}\n${found.join('\n')}`)
+    assert.ok(!found.some((p) => p.startsWith('realms.0.clients.3.scope.6')), found.join('\n'))
+  })
 })

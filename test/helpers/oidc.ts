@@ -102,18 +102,18 @@ export async function submitForm(gw: TestGateway, jar: CookieJar, page: { respon
 }
 
 /**
- * Signs `username` in at the test realm's login page for the public client `end-users`, as a browser does, and
- * returns the token request that redeems the code it got (PKCE S256).
+ * Signs `username` in at the test realm's login page for a public client (`end-users` unless told), as a browser
+ * does, and returns the token request that redeems the code it got (PKCE S256).
  */
-export async function codeRedemption(gw: TestGateway, username: string, password: string): Promise<URLSearchParams> {
+export async function codeRedemption(gw: TestGateway, username: string, password: string, clientId = 'end-users'): Promise<URLSearchParams> {
   const verifier = randomBytes(32).toString('base64url')
   const challenge = createHash('sha256').update(verifier).digest('base64url')
   const jar = new CookieJar()
-  const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
+  const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: clientId, response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
   const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
   const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username, password }).toString() })
   const code = new URL(done.url).searchParams.get('code')!
-  return new URLSearchParams({ client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+  return new URLSearchParams({ client_id: clientId, grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
 }
 
 export interface TokenAnswer {
