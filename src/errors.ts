@@ -117,10 +117,13 @@ export class ValidationFailed extends GatehouseError {
   }
 }
 
+/** Django REST framework's PrimaryKeyRelatedField's words for a whole number that names no object. */
+export const pkDoesNotExist = (pk: unknown): string => `Invalid pk "${String(pk)}" - object does not exist.`
+
 /** The organization or team a role is given on is not there, in Django REST framework's words for a missing pk on `object_id`. */
 export class AssignedObjectMissing extends ValidationFailed {
   constructor(objectId: number) {
-    super({ object_id: [`Invalid pk "${objectId}" - object does not exist.`] })
+    super({ object_id: [pkDoesNotExist(objectId)] })
   }
 }
 
@@ -129,7 +132,7 @@ export class AssigneeMissing extends ValidationFailed {
   readonly id: number
 
   constructor(field: 'user' | 'team', id: number) {
-    super({ [field]: [`Invalid pk "${id}" - object does not exist.`] })
+    super({ [field]: [pkDoesNotExist(id)] })
     this.id = id
   }
 }

@@ -1,4 +1,4 @@
-import { AssignedObjectMissing, AssigneeMissing, ManagedRole, NotFound, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { AssignedObjectMissing, AssigneeMissing, ManagedRole, NotFound, PermissionDenied, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
@@ -91,7 +91,7 @@ export class AccessAdmin {
 
   async createTeam(actor: User, input: { name: string; organizationId: number; description?: string | undefined }): Promise<Team> {
     const organization = await this.#store.access.findOrganization(input.organizationId)
-    if (!organization) throw new ValidationFailed({ organization: [`Invalid pk "${input.organizationId}" - object does not exist.`] })
+    if (!organization) throw new ValidationFailed({ organization: [pkDoesNotExist(input.organizationId)] })
     this.#require(actor, 'shared.add_team', 'organization', organization.id)
     return this.#change('team', (tx) => tx.access.createTeam(input))
   }
@@ -206,7 +206,7 @@ export class AccessAdmin {
       // The object was read as the role's type said before this transaction; a type changed since would leave the
       // assignment naming an object of the other kind.
       const current = await tx.access.findRoleDefinitionToAssign(role.id)
-      if (!current) throw new ValidationFailed({ role_definition: [`Invalid pk "${role.id}" - object does not exist.`] })
+      if (!current) throw new ValidationFailed({ role_definition: [pkDoesNotExist(role.id)] })
       if (current.contentType !== role.contentType) throw new ValidationFailed({ role_definition: ['The role definition\'s type changed meanwhile: give it again.'] })
       // The one given it, held as the insert's foreign key would, but refused in the platform's words rather than a 500.
       if (!(await tx.access.lockObjectToAssign(kind, given.actorId))) throw new AssigneeMissing(kind, given.actorId)
@@ -226,7 +226,7 @@ export class AccessAdmin {
   /** What `assign` checks before it gives a role: the one it is given to, then the grant itself (#checkGrant). */
   async #checkAssignment(actor: User, kind: Actor, input: AssignmentInput): Promise<CheckedAssignment> {
     const target = kind === 'user' ? await this.#store.users.findById(input.actorId) : await this.#store.access.findTeam(input.actorId)
-    if (!target) throw new ValidationFailed({ [kind]: [`Invalid pk "${input.actorId}" - object does not exist.`] })
+    if (!target) throw new ValidationFailed({ [kind]: [pkDoesNotExist(input.actorId)] })
     const { role, object } = await this.#checkGrant(actor, input)
     if (kind === 'team') {
       if (object.type === 'platform') throw new ValidationFailed({ role_definition: ['Platform-wide roles are given to users, not teams.'] })
@@ -244,7 +244,7 @@ export class AccessAdmin {
   /** The role, the object it is given on, and the caller's rights to give it there. */
   async #checkGrant(actor: User, grant: Grant): Promise<CheckedGrant> {
     const role = await this.#store.access.findRoleDefinition(grant.roleDefinitionId)
-    if (!role) throw new ValidationFailed({ role_definition: [`Invalid pk "${grant.roleDefinitionId}" - object does not exist.`] })
+    if (!role) throw new ValidationFailed({ role_definition: [pkDoesNotExist(grant.roleDefinitionId)] })
     const object = await this.#objectOf(role, grant.objectId)
     this.#requireChange(actor, object)
     this.#requireHeld(actor, role, object)
@@ -443,10 +443,15 @@ function grantKey(grant: MappedGrant): string {
   return `${grant.roleDefinitionId}:${grant.objectType}:${grant.objectId}`
 }
 
-/** A duplicate name, answered as the platform's Django validators do: 400 with the field's message. */
+/**
+ * A duplicate name, answered as the platform's serializers do: a team by the UniqueTogetherValidator of its
+ * `unique_together` (organization, name); an organization or role definition by the UniqueValidator Django REST
+ * framework builds from Django's `'%(model_name)s with this %(field_label)s already exists.'`, filled with the
+ * model's verbose name as it is, in lower case (Django's own model validation would capitalize it; DRF does not).
+ */
 function duplicateName(what: string): ValidationFailed {
   if (what === 'team') return new ValidationFailed({ non_field_errors: ['The fields organization, name must make a unique set.'] })
-  const model = what === 'organization' ? 'Organization' : 'Role definition'
+  const model = what === 'organization' ? 'organization' : 'role definition'
   return new ValidationFailed({ name: [`${model} with this name already exists.`] })
 }
 
@@ -468,15 +473,11 @@ function notFound(what: string): never {
 function readRoleDefinition(contentType: string | null, permissions: readonly string[]): { contentType: ContentType | null; permissions: Permission[] } {
   const problems: Record<string, string[]> = {}
   const type = contentType === null ? null : contentTypeNamed(contentType)
-  if (type === undefined) problems.content_type = [doesNotExist(contentType!)]
+  if (type === undefined) problems.content_type = [pkDoesNotExist(contentType!)]
   const unknown = permissions.filter((p) => permissionNamed(p) === undefined)
-  if (unknown.length) problems.permissions = unknown.map(doesNotExist)
+  if (unknown.length) problems.permissions = unknown.map(pkDoesNotExist)
   if (Object.keys(problems).length) throw new ValidationFailed(problems)
   return { contentType: type!, permissions: [...new Set(permissions.map((p) => permissionNamed(p)!))] }
-}
-
-function doesNotExist(value: string): string {
-  return `Invalid pk "${value}" - object does not exist.`
 }
 
 function checkRolePermissions(contentType: ContentType | null, permissions: readonly Permission[]): void {

@@ -2,18 +2,18 @@ import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
-import { NotFound, ValidationFailed } from '../errors.ts'
+import { NotFound, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 import { endApplicationTokens, hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import { principalOf } from './access.ts'
-import { bodyId, organizationUrl } from './organizations.ts'
+import { organizationUrl } from './organizations.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { idParam } from './validation.ts'
+import { bodyId, idParam } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
 const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
@@ -21,10 +21,12 @@ const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).f
   return url !== null && (url.protocol === 'https:' || url.protocol === 'http:') && url.hash === ''
 }), 'Enter space-separated absolute http(s) URLs without a fragment.')
 /**
- * The platform's serializer refuses a null organization (`allow_null: False`) while its model allows none: one left
- * out is none, and applications stored without one are shown as they are.
+ * The platform's serializer refuses a null organization (`allow_null: False`) and, under the Django REST framework
+ * django-ansible-base pins, requires one (a field of the model's `unique_together`), while its model allows none.
+ * Here one left out is none, as the web interface creates them (docs/api.md, where Gatehouse differs); applications
+ * stored without one are shown as they are.
  */
-const organization = bodyId('an organization')
+const organization = bodyId
 
 /**
  * `skip_authorization` and `algorithm` are taken as what the realm does (it asks its clients' users no consent, and
@@ -35,7 +37,7 @@ const applicationFields = z.object({
   name: z.string().min(1, 'This field may not be blank.').max(255),
   description: z.string().max(1000).optional(),
   organization: organization.optional(),
-  user: bodyId('a user').nullable().optional(),
+  user: bodyId.nullable().optional(),
   client_type: z.enum(['confidential', 'public']),
   authorization_grant_type: z.enum(['password', 'authorization-code']),
   redirect_uris: redirectUris.optional(),
@@ -128,12 +130,12 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
   /** The platform's PrimaryKeyRelatedField: an id that names no organization is the caller's mistake, named. */
   const existingOrganization = async (id: number | undefined) => {
     if (id === undefined) return id
-    if (!(await app.store.access.findOrganization(id))) throw new ValidationFailed({ organization: [`Invalid pk "${id}" - object does not exist.`] })
+    if (!(await app.store.access.findOrganization(id))) throw new ValidationFailed({ organization: [pkDoesNotExist(id)] })
     return id
   }
   const existingUser = async (id: number | null | undefined) => {
     if (id === undefined || id === null) return id
-    if (!(await app.accounts.get(id))) throw new ValidationFailed({ user: [`Invalid pk "${id}" - object does not exist.`] })
+    if (!(await app.accounts.get(id))) throw new ValidationFailed({ user: [pkDoesNotExist(id)] })
     return id
   }
   /**

@@ -13,7 +13,7 @@ import { describeList } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { giveRoles, takeRoles } from './roles.ts'
 import { serializeUser } from './users.ts'
-import { idParam } from './validation.ts'
+import { idParam, pkOfWrongType, pythonType } from './validation.ts'
 
 /** One association: the users of `parent` holding `role` on it, at `{parent}s/{id}/{name}/`. */
 interface Association {
@@ -136,7 +136,7 @@ async function instancesOf<T>(instances: unknown, action: 'associate' | 'disasso
   const found = new Map<number, T>()
   for (const item of items) {
     const text = typeof item === 'number' || typeof item === 'string' ? String(item) : ''
-    if (!/^-?[0-9]{1,20}$/.test(text)) throw refuse(`Incorrect type. Expected pk value, received ${pythonType(item)}.`)
+    if (!/^-?[0-9]{1,20}$/.test(text)) throw refuse(pkOfWrongType(item))
     const id = Number(text)
     if (found.has(id)) continue
     const object = id >= 1 && id <= 2 ** 31 - 1 ? await find(id) : undefined
@@ -158,12 +158,4 @@ const MAX_INSTANCES = 200
 /** A refusal django-ansible-base raises in its view with a string, which Django REST framework sends bare, not in a list. */
 function refusedInView(message: string): ValidationFailed {
   return new ValidationFailed({ instances: [message] }, message, { bare: ['instances'] })
-}
-
-/** How Python names the type of a JSON value, as Django REST framework's messages name it. */
-function pythonType(value: unknown): string {
-  if (value === null) return 'NoneType'
-  if (Array.isArray(value)) return 'list'
-  if (typeof value === 'number') return Number.isInteger(value) ? 'int' : 'float'
-  return ({ string: 'str', boolean: 'bool', object: 'dict' } as Record<string, string>)[typeof value] ?? typeof value
 }

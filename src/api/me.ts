@@ -17,7 +17,7 @@ const profileChanges = z.object({
 const passwordChange = z.object({
   current_password: z.string().min(1, 'Enter your current password.'),
   new_password: z.string().min(1, 'Enter a new password.'),
-  revoke_tokens: z.boolean({ error: 'Must be true or false.' }).optional(),
+  revoke_tokens: z.boolean().optional(),
 }).strict()
 
 /**

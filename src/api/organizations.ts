@@ -9,24 +9,17 @@ import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
-import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
+import { assertShownValues, bodyId, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
-/** An object's id in a body: a number, or digits as form posts send it. */
-/** An id in a body, as a number or the string the platform's clients send; 32-bit, as the path's ids (idParam). */
-/** An id in a body; a null one is refused in Django REST framework's words, as a field that does not allow null is there. */
-export const bodyId = (what: string) => z.union([z.number(), z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number)], {
-  error: (issue) => issue.input === null ? 'This field may not be null.' : `Expected ${what} id.`,
-})
-  .pipe(z.number().int().positive().max(2 ** 31 - 1, `Expected ${what} id.`))
 const createOrganizationFields = z.object({ name, description: description.optional() })
 const createOrganization = createOrganizationFields.extend(shownReadOnly(['managed'] as const)).strict()
 /** `managed`: shown, as the platform shows it, and always false: no organization is made by the system. */
 const updateOrganization = z.object({ name, description }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceOrganization = updateOrganization.required({ name: true })
-const createTeam = z.object({ name, description: description.optional(), organization: bodyId('an organization') }).strict()
-const updateTeam = z.object({ name, description, organization: bodyId('an organization') }).partial().strict()
+const createTeam = z.object({ name, description: description.optional(), organization: bodyId }).strict()
+const updateTeam = z.object({ name, description, organization: bodyId }).partial().strict()
 const replaceTeam = updateTeam.required({ name: true, organization: true })
 
 export const organizationUrl = (id: number) => `${GATEWAY_API}/organizations/${id}/`

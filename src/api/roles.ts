@@ -9,10 +9,10 @@ import { principalOf, seesRoleOn, visibilityOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
-import { bodyId, organizationUrl, teamUrl } from './organizations.ts'
+import { organizationUrl, teamUrl } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { userSummary, userUrl } from './summaries.ts'
-import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
+import { assertShownValues, bodyId, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
@@ -26,9 +26,9 @@ const createRole = createRoleFields.extend(shownReadOnly(['managed'] as const)).
 const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceRole = updateRole.required({ name: true, permissions: true })
 const assignmentInput = (actor: Actor) => z.object({
-  role_definition: bodyId('a role definition'),
-  [actor]: bodyId(`a ${actor}`),
-  object_id: bodyId('an object').nullable().optional(),
+  role_definition: bodyId,
+  [actor]: bodyId,
+  object_id: bodyId.nullable().optional(),
 }).strict()
 /** The platform names what a role is on `shared.organization` or `shared.team`; the store, `organization` or `team`. */
 const STORED_TYPES: Record<string, string> = { 'shared.organization': 'organization', 'shared.team': 'team' }

@@ -3,17 +3,16 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import type { Principal } from '../auth/principal.ts'
-import { NotFound, NotTokenOwner, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { NotFound, NotTokenOwner, PermissionDenied, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/tokens.ts'
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 import { type ListQuery, listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
-import { bodyId } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { visibleUser } from './users.ts'
-import { assertShownValues, idParam, optionalBody, shownReadOnly } from './validation.ts'
+import { assertShownValues, bodyId, idParam, optionalBody, shownReadOnly } from './validation.ts'
 
 /**
  * The platform's scope: `read`, `write` or both, space-separated, each once. Write includes read, so
@@ -25,7 +24,7 @@ const scope = z.string({ error: scopeMessage }).refine((value) => {
   return words.length > 0 && words.every((word) => word === 'read' || word === 'write') && new Set(words).size === words.length
 }, scopeMessage).transform((value): TokenScope => value.split(/\s+/).includes('write') ? 'write' : 'read')
 /** An OAuth2 application's id, or null for a personal token (as the platform's clients send it). */
-const application = z.union([z.null(), z.number().int().min(1).max(2 ** 31 - 1)], { error: 'Incorrect type. Expected pk value, received a different type.' })
+const application = bodyId.nullable()
 /** The most characters a token's description may have, from the API and the command line alike. */
 export const TOKEN_DESCRIPTION_MAX = 1000
 const description = z.string().max(TOKEN_DESCRIPTION_MAX).nullable()
@@ -43,7 +42,7 @@ const createToken = optionalBody(tokenFields)
 /** What a token shows but a change does not write: whose it is, its value (shown as `$encrypted$`) and its expiry. */
 const SHOWN_READ_ONLY = ['user', 'application', 'token', 'refresh_token', 'expires'] as const
 const updateToken = optionalBody(z.object({ description: description.optional(), scope: scope.optional() }).extend(shownReadOnly(SHOWN_READ_ONLY)).strict())
-const revokeTokens = optionalBody(z.object({ user: bodyId('a user').optional(), all: z.literal(true).optional() }).strict())
+const revokeTokens = optionalBody(z.object({ user: bodyId.optional(), all: z.literal(true).optional() }).strict())
 const listTokens = listQuery(tokenFilterFields)
 
 /**
@@ -88,7 +87,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
       const known = await app.store.applications.findById(input.application)
       throw new ValidationFailed({ application: [known
         ? 'Tokens of an OAuth2 application are issued at /o/token/ (the password or authorization-code grant); give null for a personal token.'
-        : `Invalid pk "${input.application}" - object does not exist.`] })
+        : pkDoesNotExist(input.application)] })
     }
     const { record, value } = await app.tokens.issue(principal.user, {
       scope: principal.scope === 'read' ? 'read' : input.scope,

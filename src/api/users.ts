@@ -42,7 +42,7 @@ const NEW_USER_SHOWS = { source: 'local', external: false, is_system_auditor: fa
 const createUserFields = userInput.partial().required({ username: true })
 const createUser = createUserFields.extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
 /** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
-const updateUser = userInput.extend({ revoke_tokens: z.boolean({ error: 'Must be true or false.' }) }).partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
+const updateUser = userInput.extend({ revoke_tokens: z.boolean() }).partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
 const replaceUser = updateUser.required({ username: true })
 const listUsers = listQuery(userFilterFields)
 

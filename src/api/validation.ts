@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { FastifySchemaCompiler } from 'fastify'
 import { z } from 'zod'
-import { addSameProblem, NotFound, ValidationFailed } from '../errors.ts'
+import { addSameProblem, NotFound, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 
 /**
  * The gateway API's input is declared as zod schemas on its routes (`schema: { params, querystring, body }`);
@@ -10,6 +10,23 @@ import { addSameProblem, NotFound, ValidationFailed } from '../errors.ts'
 
 /** A database id in a path (`users/<id>/`): a positive 32-bit integer, as the platform's URL patterns accept. */
 export const idParam = z.object({ id: z.string().regex(/^[1-9][0-9]{0,9}$/).transform(Number).pipe(z.number().max(2 ** 31 - 1)) })
+
+/** Django REST framework's PrimaryKeyRelatedField's words for a value that is no pk at all, naming its type as Python does. */
+export const pkOfWrongType = (value: unknown): string => `Incorrect type. Expected pk value, received ${pythonType(value)}.`
+
+/**
+ * An object's id in a body, read as Django REST framework's PrimaryKeyRelatedField reads it: a number, or digits as
+ * forms and the platform's clients send them. Null is refused as these fields refuse it (`allow_null` off; add
+ * `.nullable()` where the platform allows it); any other value, a fraction included, is of the wrong type; a whole
+ * number no id can have (zero, negative, beyond the 32 bits of the path's ids) names nothing, as the lookup the
+ * platform makes for it finds nothing.
+ */
+export const bodyId = z.union([z.number(), z.string().regex(/^-?[0-9]{1,10}$/).transform(Number)], {
+  error: (issue) => issue.input === null ? 'This field may not be null.' : pkOfWrongType(issue.input),
+}).pipe(z.number()
+  .int({ error: (issue) => pkOfWrongType(issue.input) })
+  .min(1, { error: (issue) => pkDoesNotExist(issue.input) })
+  .max(2 ** 31 - 1, { error: (issue) => pkDoesNotExist(issue.input) }))
 
 /** The message for a query parameter that must be given once (a repeated one arrives as an array). */
 export function onceOr(message: string) {
@@ -92,7 +109,7 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 
 }
 
 /** Python's names of the JSON types, as Django REST framework's messages name what they got. */
-function pythonType(input: unknown): string {
+export function pythonType(input: unknown): string {
   if (input === null) return 'NoneType'
   if (Array.isArray(input)) return 'list'
   if (typeof input === 'string') return 'str'

@@ -17,6 +17,17 @@ const MAX_CACHED = 50_000
  */
 export const USERNAME_PATTERN = /^[\w.@+-]{1,150}$/
 export const INVALID_USERNAME = 'Enter a valid username: 1-150 ASCII letters, digits and @ . + - _ only.'
+
+/**
+ * What is wrong with a username for an account made or renamed here, if anything: an empty or too long one in the
+ * words Django REST framework has for the platform's `username` (a CharField of at most 150), other characters
+ * in Gatehouse's own, which say why only ASCII is taken.
+ */
+function usernameProblem(username: string): string | undefined {
+  if (username === '') return 'This field may not be blank.'
+  if (username.length > 150) return 'Ensure this field has no more than 150 characters.'
+  return USERNAME_PATTERN.test(username) ? undefined : INVALID_USERNAME
+}
 /** Argon2 input beyond this is refused before hashing: nobody types it, and it only costs CPU. */
 export const MAX_PASSWORD_LENGTH = 1024
 
@@ -208,7 +219,8 @@ export class Accounts {
   /** `together`: writes made in the creation's transaction once the account is (AdministrativeChange.together). */
   async create(input: AccountInput, options: { together?: WrittenTogether | undefined } = {}): Promise<User> {
     const problems: Record<string, string[]> = {}
-    if (!USERNAME_PATTERN.test(input.username)) problems.username = [INVALID_USERNAME]
+    const usernameRefused = usernameProblem(input.username)
+    if (usernameRefused) problems.username = [usernameRefused]
     if (input.password !== undefined) await this.#checkNewPassword(input.password, input.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     await this.#refuseCaseVariant(input.username)
@@ -240,7 +252,8 @@ export class Accounts {
     const current = await this.#store.users.findById(id)
     if (!current) throw new NotFound('No such user.')
     const problems: Record<string, string[]> = {}
-    if (changes.username !== undefined && !USERNAME_PATTERN.test(changes.username)) problems.username = [INVALID_USERNAME]
+    const usernameRefused = changes.username === undefined ? undefined : usernameProblem(changes.username)
+    if (usernameRefused) problems.username = [usernameRefused]
     // The password the account has already is no change: the ansible.platform collection's user module sends it
     // with every run, as it cannot see it. Nothing ends (whoever knew it still does), and the policy, which applies
     // to a password being set, is not asked again. Asked to revoke the tokens, it is set as a new one.

@@ -155,7 +155,7 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`role assignment
   it('answers the request that loses a race for an organization\'s or team\'s name as a later duplicate: 400 naming the field', async () => {
     const { organization } = await createOrgAndTeam(gw, 'Named Twice')
     const ways: [string, () => Promise<Answer>, string, string][] = [
-      ['organizations', () => call(gw, 'POST', 'organizations/', { name: 'Raced Name' }), 'name', 'Organization with this name already exists.'],
+      ['organizations', () => call(gw, 'POST', 'organizations/', { name: 'Raced Name' }), 'name', 'organization with this name already exists.'],
       ['teams', () => call(gw, 'POST', 'teams/', { name: 'Raced Team', organization }), 'non_field_errors', 'The fields organization, name must make a unique set.'],
     ]
     for (const [table, create, field, message] of ways) {

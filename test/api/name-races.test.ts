@@ -116,12 +116,12 @@ for (const backend of gatewayBackends) describe(`platform objects created or ren
       users: `INSERT INTO users (username, created_at, modified_at) VALUES (NEW.username, ${TWIN}, ${TWIN})`,
     }
     const ways: [keyof typeof twins, 'POST' | 'PATCH', string, Record<string, unknown>, string, string][] = [
-      ['organizations', 'POST', 'organizations/', { name: 'Taken Organization' }, 'name', 'Organization with this name already exists.'],
-      ['organizations', 'PATCH', `organizations/${organization}/`, { name: 'Taken Organization' }, 'name', 'Organization with this name already exists.'],
+      ['organizations', 'POST', 'organizations/', { name: 'Taken Organization' }, 'name', 'organization with this name already exists.'],
+      ['organizations', 'PATCH', `organizations/${organization}/`, { name: 'Taken Organization' }, 'name', 'organization with this name already exists.'],
       ['teams', 'POST', 'teams/', { name: 'Taken Team', organization }, 'non_field_errors', 'The fields organization, name must make a unique set.'],
       ['teams', 'PATCH', `teams/${team}/`, { name: 'Taken Team' }, 'non_field_errors', 'The fields organization, name must make a unique set.'],
-      ['role_definitions', 'POST', 'role_definitions/', { name: 'Taken Role', ...roleFields }, 'name', 'Role definition with this name already exists.'],
-      ['role_definitions', 'PATCH', `role_definitions/${role.body.id}/`, { name: 'Taken Role' }, 'name', 'Role definition with this name already exists.'],
+      ['role_definitions', 'POST', 'role_definitions/', { name: 'Taken Role', ...roleFields }, 'name', 'role definition with this name already exists.'],
+      ['role_definitions', 'PATCH', `role_definitions/${role.body.id}/`, { name: 'Taken Role' }, 'name', 'role definition with this name already exists.'],
       ['users', 'POST', 'users/', { username: 'taken' }, 'username', 'A user with that username already exists.'],
       ['users', 'PATCH', `users/${user.body.id}/`, { username: 'taken' }, 'username', 'A user with that username already exists.'],
     ]
