@@ -66,6 +66,9 @@ const ABSURD_QUERIES = [
   'or__nonexistent=1', 'not__or__id=1', '__proto__=1', 'constructor__prototype=1', 'id=%00', 'search=%00', 'search=%FF',
   `search=${LONG}`, `search=${'a '.repeat(100)}`, 'name__icontains=%25%5F', 'object_id__in=%00', 'user__username__exact=admin',
   'id__nonexistentlookup=1', 'id__exact__exact=1', 'a[b]=1', 'page=1&page=abc',
+  // Keycloak's, for the realm's events.
+  'first=-1', 'max=1e9', 'dateFrom=999999999999999', 'dateTo=0000-00-00', 'dateFrom=2020-02-30', 'type=%00', 'type=LOGIN&type=x',
+  'user=2147483648', 'user=0', 'direction=sideways', `ipAddress=${LONG}`, 'client=x',
 ]
 
 /** The JSON types a schema takes (`integer` is a number too); undefined when it says nothing. */
