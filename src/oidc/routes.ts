@@ -50,6 +50,7 @@ export async function registerOidcRoutes(server: FastifyInstance, app: App): Pro
   await server.register(async (scope) => {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null))
+    scope.setErrorHandler(answerUnreadable)
     scope.route({ method: METHODS, url: '/realms/*', handler: (request, reply) => handle(app, request, reply) })
     // The platform's OAuth2 endpoints (django-oauth-toolkit's, where awxkit posts the password grant), served by
     // the realm whose clients the OAuth2 applications are.
@@ -89,6 +90,11 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
   if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
   const allowed = ENDPOINT_METHODS.get(rest)
   if (allowed && !allowed.includes(request.method)) return methodNotAllowed(reply, allowed)
+  // A CORS preflight is oidc-provider's to answer; an OPTIONS without an Origin is none, and Keycloak's endpoints
+  // answer it 200 (their `@OPTIONS preflight()`), where oidc-provider has no route for it.
+  if (allowed && request.method === 'OPTIONS' && request.headers.origin === undefined) {
+    return reply.code(200).header('allow', allowed.join(', ')).header('cache-control', 'no-store').send()
+  }
 
   if (startsSignIn(rest, request.method, query)) {
     try {
@@ -125,6 +131,15 @@ function registrationNotAllowed(request: FastifyRequest, reply: FastifyReply): F
   if (request.method !== 'GET' && request.method !== 'HEAD') return methodNotAllowed(reply, ['GET', 'HEAD'])
   return reply.code(400).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8')
     .send(simplePage('Registration not allowed', '<p>Registration not allowed</p><p>Ask an administrator for an account.</p>'))
+}
+
+/**
+ * A request Fastify refuses before a realm's handler sees it (a `Content-Type` that is no media type) gets Keycloak's
+ * error shape, as JAX-RS words it (`HTTP 415 Unsupported Media Type`); anything else goes to the gateway's own handler.
+ */
+function answerUnreadable(error: Error & { statusCode?: number }, _request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error.statusCode !== 415) throw error
+  return keycloakError(reply, 415, 'HTTP 415 Unsupported Media Type')
 }
 
 /** Keycloak's 405 for a known path asked with another method, with `Allow`. */
@@ -355,6 +370,13 @@ function logoutFailed(message: string): PageRefusal {
   return { page: { status: 400, title: 'Logout failed', message } }
 }
 
+/**
+ * The longest URL a form POST is sent on to: the browser would send it back as a request target, which the gateway
+ * (Node's 16 KiB for the request line and headers, cookies included) and nginx's default 8 KiB line in front refuse,
+ * and which clients refuse to read in a `Location` header already.
+ */
+const MAX_REDIRECT_LENGTH = 8 * 1024
+
 /** Parameters that authenticate a client, which never go into a URL (browser history, server logs). */
 const CLIENT_CREDENTIALS = ['client_secret', 'client_assertion', 'client_assertion_type']
 
@@ -364,9 +386,11 @@ const CLIENT_CREDENTIALS = ['client_secret', 'client_assertion', 'client_asserti
  * `SameSite=None`, which a cross-site page could then send along with any request; the browser is sent on to the
  * same request as a GET instead (303), on which a top-level navigation carries the `SameSite=Lax` cookie.
  */
-function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect {
+function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect | PageRefusal {
   for (const name of CLIENT_CREDENTIALS) form.delete(name)
-  return { redirect: `${realm.issuer}${path}?${form}` }
+  const redirect = `${realm.issuer}${path}?${form}`
+  if (redirect.length > MAX_REDIRECT_LENGTH) return { page: { status: 400, title: 'Invalid Request', message: 'The request is too long to be sent on.' } }
+  return { redirect }
 }
 
 /** The Authorization header oidc-provider's userinfo gets for a bearer JWT: its `jti`, or a value no token has. */

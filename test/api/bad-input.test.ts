@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { type ApiRoute, gatewayApiRoutes } from '../../src/api/route-table.ts'
-import { call, createOrgAndTeam, roleId } from '../helpers/access.ts'
+import { call } from '../helpers/access.ts'
+import { adminListings, oneOfEach, typesOf, type JsonSchema } from '../helpers/api-objects.ts'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { csrfToken, LOGIN } from '../helpers/session.ts'
 
@@ -20,15 +21,6 @@ interface Answer {
   body: any
 }
 
-interface JsonSchema {
-  type?: string | string[]
-  anyOf?: JsonSchema[]
-  enum?: unknown[]
-  maxLength?: number
-  format?: string
-  properties?: Record<string, JsonSchema>
-}
-
 /** Values of each JSON type; those of a type a field does not take must be refused, naming the field. */
 const VALUES_BY_TYPE: [string, unknown[]][] = [
   ['string', ['a string the field does not take']],
@@ -38,17 +30,6 @@ const VALUES_BY_TYPE: [string, unknown[]][] = [
   ['object', [{}, { nested: { deeper: 1 } }]],
   ['null', [null]],
 ]
-
-/** The JSON types a schema takes (`integer` is a number too); undefined when it says nothing. */
-function typesOf(schema: JsonSchema): Set<string> | undefined {
-  if (schema.anyOf) {
-    const parts = schema.anyOf.map(typesOf)
-    return parts.some((part) => part === undefined) ? undefined : new Set(parts.flatMap((part) => [...part!]))
-  }
-  if (schema.enum) return new Set(schema.enum.map((value) => (value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value)))
-  if (schema.type === undefined) return undefined
-  return new Set([schema.type].flat().map((type) => (type === 'integer' ? 'number' : type)))
-}
 
 /** Values a field with this schema must refuse: every JSON type it does not take, and text too long for it. */
 function wrongValues(schema: JsonSchema): unknown[] {
@@ -135,13 +116,7 @@ describe('bad input to the gateway API', () => {
 
   const operationOf = (route: ApiRoute) => document.paths[route.url.replace(/:(\w+)/g, '{$1}')]?.[route.method.toLowerCase()]
 
-  /** Everything an administrator can list, as text: compared before and after the bad input, it must not change. */
-  const snapshot = async () => {
-    const lists = ['users/', 'organizations/', 'teams/', 'tokens/', 'applications/', 'role_definitions/', 'role_user_assignments/', 'role_team_assignments/', 'sessions/', 'settings/all/']
-    const texts = await Promise.all(lists.map(async (list) => (await gw.fetch(`${V1}/${list}?page_size=200`, { headers: adminAuth })).text()))
-    // What signing in with basic credentials updates by itself.
-    return texts.map((text) => text.replace(/"(last_login|last_used)":"[^"]*"/g, ''))
-  }
+  const snapshot = () => adminListings(gw)
 
   before(async () => {
     gw = await startGateway()
@@ -149,20 +124,10 @@ describe('bad input to the gateway API', () => {
     const csrftoken = await csrfToken(gw)
     csrf = { cookie: `csrftoken=${csrftoken}`, 'x-csrftoken': csrftoken, referer: gw.url + LOGIN }
     document = await json(await gw.fetch(`${V1}/openapi.json`))
-    const { organization, team } = await createOrgAndTeam(gw, 'Fuzzed', 'Fuzzers')
-    const user = await call(gw, 'POST', 'users/', { username: 'fuzzed', password: 'fuzzed-password-long' })
-    const token = await call(gw, 'POST', 'tokens/', { description: 'fuzzed' })
-    const application = await call(gw, 'POST', 'applications/', { name: 'Fuzzed', client_type: 'confidential', authorization_grant_type: 'password', organization })
-    const role = await call(gw, 'POST', 'role_definitions/', { name: 'Fuzzed viewer', content_type: 'shared.team', permissions: ['shared.view_team'] })
-    const userAssignment = await call(gw, 'POST', 'role_user_assignments/', { role_definition: role.body.id, user: user.body.id, object_id: team })
-    const teamAssignment = await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Team Member'), team, object_id: team })
+    Object.assign(ids, await oneOfEach(gw, 'Fuzzed'))
     await gw.app.audit.flush()
     const activity = await call(gw, 'GET', 'activitystream/?page_size=1')
-    Object.assign(ids, {
-      users: user.body.id, organizations: organization, teams: team, tokens: token.body.id, applications: application.body.id,
-      role_definitions: role.body.id, role_user_assignments: userAssignment.body.id, role_team_assignments: teamAssignment.body.id,
-      activitystream: activity.body.results[0].id,
-    })
+    ids.activitystream = activity.body.results[0].id
     assert.ok(Object.values(ids).every(Number.isInteger), JSON.stringify(ids))
   })
   after(() => gw?.close())
