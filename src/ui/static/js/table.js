@@ -7,7 +7,8 @@ import { h, messageOf, replace, toast, whileBusy } from './dom.js'
 
 /**
  * A table over one of the API's paged lists (`{count, next, previous, results}`), with previous/next buttons.
- * On narrow screens each row becomes a card whose cells carry their column's label.
+ * On narrow screens each row becomes a card whose cells carry their column's label; a table still wider than the
+ * screen scrolls sideways in its own box, never the page.
  * @param {{caption: string, columns: Column[], load: (page: number) => Promise<PageOfResults>, empty: string, pageSize?: number}} spec
  */
 export function pagedTable(spec) {
@@ -25,7 +26,7 @@ export function pagedTable(spec) {
     body)
   const message = h('p', { class: 'muted', hidden: true })
   // Focusable by script only: where the keyboard focus goes when the row it was on is gone.
-  const element = h('div', { class: 'table-wrap', tabindex: '-1' }, table, message, pager)
+  const element = h('div', { class: 'table-wrap', tabindex: '-1' }, h('div', { class: 'table-scroll' }, table), message, pager)
 
   /** @param {number} target */
   async function show(target) {

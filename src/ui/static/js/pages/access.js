@@ -32,7 +32,7 @@ export async function accessSummary(userId, headingText) {
       fact('Teams', names(access.teams)),
       fact('Organizations', names(access.organizations)),
       fact('Roles', names(access.roles))),
-    h('div', { class: 'table-wrap' }, services))
+    h('div', { class: 'table-scroll' }, services))
 }
 
 /**
