@@ -318,7 +318,7 @@ describe('the web interface in Chromium', () => {
 
     await age.fill('ten minutes')
     await page.getByRole('button', { name: 'Save settings' }).click()
-    await field.locator('.field-error', { hasText: /number/i }).waitFor()
+    await field.locator('.field-error', { hasText: /valid integer/i }).waitFor()
 
     const saved = await json(await gw.fetch('/api/gateway/v1/settings/all/', { headers: adminAuth }))
     assert.equal(saved.session_cookie_age, 900)
