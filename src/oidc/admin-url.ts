@@ -50,9 +50,9 @@ export function pushNotBeforeAction(notBefore: number) {
   return { action: 'PUSH_NOT_BEFORE', notBefore }
 }
 
-/** The realm's not-before, epoch seconds; 0 when it never had one, as Keycloak's. */
-export async function realmNotBefore(records: OidcRecordRepository, realm: string): Promise<number> {
-  const notBefore = (await records.find(REALM_NOT_BEFORE_MODEL, realm))?.payload.notBefore
+/** The realm's not-before, epoch seconds; 0 when it never had one, as Keycloak's. `now`: the database's time. */
+export async function realmNotBefore(records: OidcRecordRepository, realm: string, now: number): Promise<number> {
+  const notBefore = (await records.find(REALM_NOT_BEFORE_MODEL, realm, now))?.payload.notBefore
   return typeof notBefore === 'number' ? notBefore : 0
 }
 

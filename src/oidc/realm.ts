@@ -259,7 +259,7 @@ export class Realm {
 
   /** The realm's not-before (epoch seconds): the last `logout-all`'s, 0 before any, as Keycloak's realm `notBefore`. */
   notBefore(): Promise<number> {
-    return realmNotBefore(this.#deps.store.oidc, this.name)
+    return realmNotBefore(this.#deps.store.oidc, this.name, this.#deps.bus.clock.now())
   }
 
   /**

@@ -209,7 +209,7 @@ export class OidcRecordRepository {
    * it was written, which no save brings back until `expiresAt` (the session's own expiry), and the grants of its
    * sign-ins (as `payload` lists them) with everything issued under them; returns the grants ended.
    */
-  async endSession(id: string, payload: Record<string, unknown>, expiresAt: number, now = Date.now()): Promise<string[]> {
+  async endSession(id: string, payload: Record<string, unknown>, expiresAt: number, now: number): Promise<string[]> {
     await this.#db.insertInto('oidc_records').values({ ...ENDED_SESSION, model: SESSION_MODEL, id, expires_at: expiresAt, ended_at: now })
       .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet({ ...ENDED_SESSION, ended_at: now })).execute()
     const grants = sessionGrants(payload)
@@ -222,7 +222,7 @@ export class OidcRecordRepository {
    * the grants ended, its account and the gateway session it was linked to (`saveSession`), or undefined when no live
    * session has that uid (it ended already).
    */
-  async endSessionByUid(uid: string, now = Date.now()): Promise<{ grants: string[]; accountId: string | undefined; gatewaySession: string | undefined } | undefined> {
+  async endSessionByUid(uid: string, now: number): Promise<{ grants: string[]; accountId: string | undefined; gatewaySession: string | undefined } | undefined> {
     const session = await this.findByUid(SESSION_MODEL, uid, now)
     if (!session) return undefined
     // Read before the end empties the row; in the caller's transaction, as the end is.
@@ -237,6 +237,7 @@ export class OidcRecordRepository {
   }
 
   /** Empties the realm browser sessions whose `column` is one of `values` into the rows of ended sessions (`saveSession`); returns how many. */
+  // `ended_at` only marks the row as ended (no check compares it with a clock), so the machine's time will do.
   async #endSessions(column: 'id' | 'account_id', values: readonly string[], now = Date.now()): Promise<number> {
     const result = await this.#db.updateTable('oidc_records').set({ ...ENDED_SESSION, ended_at: now })
       .where('model', '=', SESSION_MODEL).where('ended_at', 'is', null).where(column, 'in', values).executeTakeFirst()
@@ -312,7 +313,7 @@ export class OidcRecordRepository {
       })).where('oidc_records.ended_at', 'is', null))))
   }
 
-  async find(model: string, id: string, now = Date.now()): Promise<OidcRecord | undefined> {
+  async find(model: string, id: string, now: number): Promise<OidcRecord | undefined> {
     const along = this.#readAlong.take(model, id)
     if (along !== undefined && (along === null || along.expiresAt === null || along.expiresAt > now)) return along ?? undefined
     return this.#findLive('find', now, model, id, () => this.#live(now).where('model', '=', model).where('id', '=', id))
@@ -325,7 +326,7 @@ export class OidcRecordRepository {
    * repository or one of its transactions' (`inTransaction`, as revocations delete grants) since the read was asked
    * for drops it, and so does the turn's end.
    */
-  async findWithGrant(model: string, id: string, now = Date.now()): Promise<OidcRecord | undefined> {
+  async findWithGrant(model: string, id: string, now: number): Promise<OidcRecord | undefined> {
     const changesBefore = this.#readAlong.changes
     const { rows } = await this.#db.executeQuery(this.#statements.compiled('findWithGrant', [now, model, id, now, GRANT_MODEL, model, id], () =>
       this.#live(now).where('model', '=', model).where('id', '=', id)
@@ -352,11 +353,11 @@ export class OidcRecordRepository {
     this.#readAlong.changed()
   }
 
-  async findByUid(model: string, uid: string, now = Date.now()): Promise<OidcRecord | undefined> {
+  async findByUid(model: string, uid: string, now: number): Promise<OidcRecord | undefined> {
     return this.#findLive('findByUid', now, model, uid, () => this.#live(now).where('model', '=', model).where('uid', '=', uid))
   }
 
-  async findByUserCode(model: string, userCode: string, now = Date.now()): Promise<OidcRecord | undefined> {
+  async findByUserCode(model: string, userCode: string, now: number): Promise<OidcRecord | undefined> {
     return this.#findLive('findByUserCode', now, model, userCode, () => this.#live(now).where('model', '=', model).where('user_code', '=', userCode))
   }
 
@@ -370,7 +371,7 @@ export class OidcRecordRepository {
    * was used already. In one statement, so that of requests that read the record unused at the same time, one only
    * gets true.
    */
-  async consume(model: string, id: string, at = Date.now()): Promise<boolean> {
+  async consume(model: string, id: string, at: number): Promise<boolean> {
     this.#changed(model)
     const result = await this.#db.updateTable('oidc_records').set({ consumed_at: at })
       .where('model', '=', model).where('id', '=', id).where('consumed_at', 'is', null).executeTakeFirst()
@@ -511,7 +512,7 @@ export class OidcRecordRepository {
     await this.#db.updateTable('oidc_records').set({ gateway_session: to }).where('model', '=', SESSION_MODEL).where('gateway_session', '=', from).execute()
   }
 
-  async pruneExpired(now = Date.now()): Promise<number> {
+  async pruneExpired(now: number): Promise<number> {
     this.#changed()
     const result = await this.#db.deleteFrom('oidc_records').where('expires_at', '<=', now).executeTakeFirst()
     return Number(result.numDeletedRows)

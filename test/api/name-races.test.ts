@@ -20,7 +20,7 @@ function twinWrittenOn(gw: TestGateway, table: string, operation: 'INSERT' | 'UP
 }
 
 /**
- * An application's name is unique within its organization in the database too (migration 023): a twin written
+ * An application's name is unique within its organization in the database too (migration 022): a twin written
  * between the API's check and its own write, by another request or another process, makes the write fail, and the
  * request is answered as a later duplicate is, 400 on `non_field_errors`, not 500.
  */

@@ -278,7 +278,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
 
     // The realm session's login, moved back past Keycloak's five minutes.
     const sessionId = browser.cookie(gw.url, 'gatehouse_oidc_session')!
-    const record = await gw.store.oidc.find('Session', sessionId)
+    const record = await gw.store.oidc.find('Session', sessionId, Date.now())
     assert.ok(record)
     await gw.store.oidc.saveSession({ id: sessionId, payload: { ...record.payload, loginTs: Number(record.payload.loginTs) - 600 }, uid: String(record.payload.uid), expiresAt: record.expiresAt ?? undefined })
     const stale = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })

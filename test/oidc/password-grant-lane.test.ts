@@ -39,11 +39,11 @@ for (const backend of gatewayBackends) {
     async function assertSameAnswers(shortcut: TokenAnswer, provider: TokenAnswer): Promise<void> {
       assertSameTokenAnswers(shortcut, provider)
       if (shortcut.status !== 200) return
-      const records = await Promise.all([shortcut, provider].map(({ body }) => gw.store.oidc.find('AccessToken', decodeJwtPart(body.access_token, 1).jti)))
+      const records = await Promise.all([shortcut, provider].map(({ body }) => gw.store.oidc.find('AccessToken', decodeJwtPart(body.access_token, 1).jti, Date.now())))
       assert.ok(records[0] && records[1])
       assert.deepEqual(shared(records[0].payload), shared(records[1].payload))
       const refreshIds = await Promise.all([shortcut, provider].map(async ({ body }) => (await gw.app.oidc.get(REALM)!.refreshToken(body.refresh_token))!.jti))
-      const refreshRecords = await Promise.all(refreshIds.map((id) => gw.store.oidc.find('RefreshToken', id)))
+      const refreshRecords = await Promise.all(refreshIds.map((id) => gw.store.oidc.find('RefreshToken', id, Date.now())))
       assert.deepEqual(shared(refreshRecords[0]!.payload), shared(refreshRecords[1]!.payload))
     }
 

@@ -46,7 +46,7 @@ for (const backend of gatewayBackends) {
     }
 
     async function recordOf(model: string, id: string) {
-      const record = await gw.store.oidc.find(model, id)
+      const record = await gw.store.oidc.find(model, id, Date.now())
       assert.ok(record, `no ${model} record ${id}`)
       return record
     }

@@ -29,7 +29,7 @@ for (const backend of gatewayBackends) {
         const { status, body } = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'client_credentials' })
         assert.equal(status, 200)
         const { jti } = decodeJwtPart(body.access_token, 1)
-        assert.ok(await gw.store.oidc.find('ClientCredentials', jti), `no record for ${jti} when it was answered`)
+        assert.ok(await gw.store.oidc.find('ClientCredentials', jti, Date.now()), `no record for ${jti} when it was answered`)
         return body.access_token as string
       }))
       assert.equal(new Set(tokens).size, BURST)
@@ -40,8 +40,8 @@ for (const backend of gatewayBackends) {
       await Promise.all(logins.map(async (login) => {
         const { status, body } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: login.refresh_token })
         assert.equal(status, 200)
-        assert.ok(await gw.store.oidc.find('RefreshToken', decodeJwtPart(body.refresh_token, 1).jti), 'no refresh token record')
-        assert.ok(await gw.store.oidc.find('AccessToken', decodeJwtPart(body.access_token, 1).jti), 'no access token record')
+        assert.ok(await gw.store.oidc.find('RefreshToken', decodeJwtPart(body.refresh_token, 1).jti, Date.now()), 'no refresh token record')
+        assert.ok(await gw.store.oidc.find('AccessToken', decodeJwtPart(body.access_token, 1).jti, Date.now()), 'no access token record')
       }))
     })
 

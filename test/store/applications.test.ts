@@ -59,7 +59,7 @@ for (const backend of unmigratedBackends) {
         const listener = (warning: Error) => warnings.push(warning)
         process.on('warning', listener)
         try {
-          assert.deepEqual(await store.database.migrate(), ['023_application_unique_name'])
+          assert.deepEqual(await store.database.migrate(), ['022_application_unique_name'])
           await new Promise((resolve) => setImmediate(resolve))
         } finally {
           process.off('warning', listener)

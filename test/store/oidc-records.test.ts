@@ -37,11 +37,11 @@ for (const backend of storeBackends) {
     it('stores, replaces and finds records by id, uid and user code', async () => {
       await db.store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1', accountId: '7' }, uid: 'u1', expiresAt: Date.now() + 60_000 })
       await db.store.oidc.upsert({ model: 'Session', id: 's1', payload: { uid: 'u1', accountId: '8' }, uid: 'u1', expiresAt: Date.now() + 60_000 })
-      assert.deepEqual((await db.store.oidc.find('Session', 's1'))!.payload, { uid: 'u1', accountId: '8' })
-      assert.equal((await db.store.oidc.findByUid('Session', 'u1'))!.id, 's1')
-      assert.equal(await db.store.oidc.find('Grant', 's1'), undefined)
+      assert.deepEqual((await db.store.oidc.find('Session', 's1', Date.now()))!.payload, { uid: 'u1', accountId: '8' })
+      assert.equal((await db.store.oidc.findByUid('Session', 'u1', Date.now()))!.id, 's1')
+      assert.equal(await db.store.oidc.find('Grant', 's1', Date.now()), undefined)
       await db.store.oidc.upsert({ model: 'DeviceCode', id: 'd1', payload: { userCode: 'ABCD' }, userCode: 'ABCD' })
-      assert.equal((await db.store.oidc.findByUserCode('DeviceCode', 'ABCD'))!.id, 'd1')
+      assert.equal((await db.store.oidc.findByUserCode('DeviceCode', 'ABCD', Date.now()))!.id, 'd1')
     })
 
     let gatewaySessions = 0
@@ -68,15 +68,15 @@ for (const backend of storeBackends) {
         await oidc.upsert({ model: 'AccessToken', id: `at-${grantId}`, payload: { accountId: '9', grantId }, grantId, expiresAt: later })
       }
       assert.deepEqual(await oidc.endLinkedSessions([gatewayA!, 'gateway-unknown']), ['g-online'])
-      assert.equal(await oidc.find('Session', 'linked'), undefined)
-      for (const [model, id] of [['Grant', 'g-online'], ['RefreshToken', 'rt-g-online'], ['AccessToken', 'at-g-online']]) assert.equal(await oidc.find(model!, id!), undefined, id)
-      for (const [model, id] of [['Session', 'other'], ['Grant', 'g-offline'], ['RefreshToken', 'rt-g-offline'], ['Grant', 'g-other'], ['AccessToken', 'at-g-other']]) assert.ok(await oidc.find(model!, id!), id)
+      assert.equal(await oidc.find('Session', 'linked', Date.now()), undefined)
+      for (const [model, id] of [['Grant', 'g-online'], ['RefreshToken', 'rt-g-online'], ['AccessToken', 'at-g-online']]) assert.equal(await oidc.find(model!, id!, Date.now()), undefined, id)
+      for (const [model, id] of [['Session', 'other'], ['Grant', 'g-offline'], ['RefreshToken', 'rt-g-offline'], ['Grant', 'g-other'], ['AccessToken', 'at-g-other']]) assert.ok(await oidc.find(model!, id!, Date.now()), id)
 
       // Passed on to another gateway session, a realm session ends with that one.
       await oidc.relinkSessions(gatewayB!, gatewayC!)
       assert.deepEqual(await oidc.endLinkedSessions([gatewayB!]), [])
       assert.deepEqual(await oidc.endLinkedSessions([gatewayC!]), ['g-other'])
-      assert.equal(await oidc.find('Session', 'other'), undefined)
+      assert.equal(await oidc.find('Session', 'other', Date.now()), undefined)
     })
 
     it('ends every session and grant of one realm (online, offline, password logins), with their tokens, and the gateway sessions linked to them', async () => {
@@ -95,8 +95,8 @@ for (const backend of storeBackends) {
       assert.deepEqual([...grants].sort(), ['n-browser', 'n-offline', 'n-password'])
       assert.deepEqual(gatewaySessions, [gateway])
       assert.equal(await db.store.sessions.findByKeyHash(gateway), undefined, 'the linked gateway session ended with them')
-      for (const [model, id] of [['Session', 'in-realm'], ['Grant', 'n-offline'], ['RefreshToken', 'rt-n-password'], ['RefreshToken', 'rt-n-browser']]) assert.equal(await oidc.find(model!, id!), undefined, id)
-      for (const [model, id] of [['Session', 'elsewhere'], ['Grant', 's-browser'], ['RefreshToken', 'rt-s-browser']]) assert.ok(await oidc.find(model!, id!), id)
+      for (const [model, id] of [['Session', 'in-realm'], ['Grant', 'n-offline'], ['RefreshToken', 'rt-n-password'], ['RefreshToken', 'rt-n-browser']]) assert.equal(await oidc.find(model!, id!, Date.now()), undefined, id)
+      for (const [model, id] of [['Session', 'elsewhere'], ['Grant', 's-browser'], ['RefreshToken', 'rt-s-browser']]) assert.ok(await oidc.find(model!, id!, Date.now()), id)
       assert.equal(await oidc.saveSession({ id: 'in-realm', payload: inRealm, uid: 'uid-in-realm', expiresAt: later }), false, 'an ended session is not saved back')
     })
 
@@ -106,11 +106,11 @@ for (const backend of storeBackends) {
       await db.store.sessions.deleteByKeyHash(ended)
       const payload = { uid: 'uid-late', accountId: '9', authorizations: {} }
       assert.equal(await oidc.saveSession({ id: 'late', payload, uid: 'uid-late', gatewaySession: ended, expiresAt: Date.now() + 60_000 }), false)
-      assert.equal(await oidc.find('Session', 'late'), undefined)
+      assert.equal(await oidc.find('Session', 'late', Date.now()), undefined)
 
       await oidc.upsert({ model: 'Session', id: 'kept', payload: { ...payload, uid: 'uid-kept' }, uid: 'uid-kept', expiresAt: Date.now() + 60_000 })
       assert.equal(await oidc.saveSession({ id: 'kept', payload: { ...payload, uid: 'uid-kept', changed: true }, uid: 'uid-kept', gatewaySession: ended, expiresAt: Date.now() + 60_000 }), false)
-      assert.equal((await oidc.find('Session', 'kept'))!.payload.changed, undefined)
+      assert.equal((await oidc.find('Session', 'kept', Date.now()))!.payload.changed, undefined)
     })
 
     /**
@@ -144,7 +144,7 @@ for (const backend of storeBackends) {
       assert.equal(await db.store.oidc.saveSession({ id: 'racing', payload, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
       const race = await endRacingSave(keyHash, () => reader.saveSession({ id: 'racing', payload: { ...payload, saved: 'late' }, uid: 'uid-racing', gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }))
       assert.deepEqual(race, { ended: ['g-racing'], saved: false })
-      assert.equal(await reader.find('Session', 'racing'), undefined)
+      assert.equal(await reader.find('Session', 'racing', Date.now()), undefined)
     })
 
     it('ends a realm session whose gateway session ended before its save, with the grants of its sign-ins, and reports them', async () => {
@@ -162,14 +162,14 @@ for (const backend of storeBackends) {
       const sessions = new StoreAdapter('Session', deps)
       await new StoreAdapter('Grant', deps).upsert('g-first', { accountId: '9' }, 300)
       await sessions.upsert('adapted', { uid: 'uid-adapted', accountId: '9', authorizations: { app: { grantId: 'g-first' } } }, 300)
-      assert.ok(await db.store.oidc.find('Session', 'adapted'))
+      assert.ok(await db.store.oidc.find('Session', 'adapted', Date.now()))
 
       await db.store.sessions.deleteByKeyHash(keyHash)
       await new StoreAdapter('Grant', deps).upsert('g-second', { accountId: '9' }, 300)
       await new StoreAdapter('AuthorizationCode', deps).upsert('code-second', { accountId: '9', grantId: 'g-second' }, 60)
       await sessions.upsert('adapted', { uid: 'uid-adapted', accountId: '9', authorizations: { app: { grantId: 'g-first' }, other: { grantId: 'g-second' }, cli: { grantId: 'g-offline', persistsLogout: true } } }, 300)
-      assert.equal(await db.store.oidc.find('Session', 'adapted'), undefined)
-      for (const [model, id] of [['Grant', 'g-first'], ['Grant', 'g-second'], ['AuthorizationCode', 'code-second']]) assert.equal(await db.store.oidc.find(model!, id!), undefined, id)
+      assert.equal(await db.store.oidc.find('Session', 'adapted', Date.now()), undefined)
+      for (const [model, id] of [['Grant', 'g-first'], ['Grant', 'g-second'], ['AuthorizationCode', 'code-second']]) assert.equal(await db.store.oidc.find(model!, id!, Date.now()), undefined, id)
       assert.deepEqual(revoked, ['grant:g-first', 'grant:g-second'])
     })
 
@@ -197,19 +197,19 @@ for (const backend of storeBackends) {
         const payload = { uid: `uid-${id}`, accountId: '31', authorizations: { app: { grantId: `g-${id}` } } }
         assert.equal(await oidc.saveSession({ id, payload, uid: payload.uid, gatewaySession: link, expiresAt: later }), true)
         await end(link)
-        assert.equal(await oidc.find('Session', id), undefined, how)
+        assert.equal(await oidc.find('Session', id, Date.now()), undefined, how)
         // A request that loaded the realm session before the end, with no gateway session cookie, saves it after.
         await oidc.upsert({ model: 'Grant', id: `g-${id}-late`, payload: { accountId: '31' }, expiresAt: later })
         const revoked: string[] = []
         await unlinkedSessions(oidc, revoked).upsert(id, { ...payload, authorizations: { ...payload.authorizations, other: { grantId: `g-${id}-late` } } }, 60)
-        assert.equal(await oidc.find('Session', id), undefined, `${how}: the save brought it back`)
-        assert.equal(await oidc.find('Grant', `g-${id}-late`), undefined, `${how}: the grant of the late save's sign-in outlived it`)
+        assert.equal(await oidc.find('Session', id, Date.now()), undefined, `${how}: the save brought it back`)
+        assert.equal(await oidc.find('Grant', `g-${id}-late`, Date.now()), undefined, `${how}: the grant of the late save's sign-in outlived it`)
         assert.deepEqual(revoked, [`grant:g-${id}`, `grant:g-${id}-late`], how)
         // Nor does a save of the same record under any other name, nor one linked to a live gateway session.
         await oidc.upsert({ model: 'Session', id, payload, uid: payload.uid, expiresAt: later })
         assert.equal(await oidc.saveSession({ id, payload, uid: payload.uid, gatewaySession: await gatewaySession(), expiresAt: later }), false)
-        assert.equal(await oidc.find('Session', id), undefined, how)
-        assert.equal(await oidc.findByUid('Session', payload.uid), undefined, how)
+        assert.equal(await oidc.find('Session', id, Date.now()), undefined, how)
+        assert.equal(await oidc.findByUid('Session', payload.uid, Date.now()), undefined, how)
       }
     })
 
@@ -224,7 +224,7 @@ for (const backend of storeBackends) {
       await unlinkedSessions(oidc, revoked).upsert('renewed-new', payload, 60)
       await unlinkedSessions(oidc, revoked).upsert('renewed-old', payload, 60)
       assert.deepEqual(revoked, [])
-      assert.ok(await oidc.find('Grant', 'g-renewed'))
+      assert.ok(await oidc.find('Grant', 'g-renewed', Date.now()))
     })
 
     it('remembers an ended realm session no longer than the session would have lasted: the expiry sweep removes it', async () => {
@@ -248,7 +248,7 @@ for (const backend of storeBackends) {
       assert.equal(await db.store.oidc.saveSession({ id: 'unlinked-race', payload, uid: payload.uid, gatewaySession: keyHash, expiresAt: Date.now() + 60_000 }), true)
       const race = await endRacingSave(keyHash, () => unlinkedSessions(reader).upsert('unlinked-race', { ...payload, saved: 'late' }, 60))
       assert.deepEqual(race.ended, ['g-unlinked-race'])
-      assert.equal(await reader.find('Session', 'unlinked-race'), undefined)
+      assert.equal(await reader.find('Session', 'unlinked-race', Date.now()), undefined)
       const row = await readerStore.database.db.selectFrom('oidc_records').select(['payload', 'account_id']).where('model', '=', 'Session').where('id', '=', 'unlinked-race').executeTakeFirstOrThrow()
       assert.deepEqual({ ...row }, { payload: '{}', account_id: null }, 'the late save wrote over the ended session')
     })
@@ -264,14 +264,14 @@ for (const backend of storeBackends) {
         await tx.oidc.relinkSessions(replaced, current)
       })
       await sessions.upsert('passed-on', { uid: 'uid-passed-on', accountId: '9', authorizations: { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } } }, 300)
-      assert.deepEqual((await db.store.oidc.find('Session', 'passed-on'))!.payload.authorizations, { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } })
+      assert.deepEqual((await db.store.oidc.find('Session', 'passed-on', Date.now()))!.payload.authorizations, { app: { grantId: 'g-passed-on' }, other: { grantId: 'g-later' } })
       assert.deepEqual(await db.store.oidc.endLinkedSessions([current]), ['g-passed-on', 'g-later'], 'it ends with the new gateway session')
     })
 
     it('never returns an expired record, and prunes it', async () => {
       await db.store.oidc.upsert({ model: 'AccessToken', id: 'old', payload: {}, expiresAt: Date.now() - 1 })
-      assert.equal(await db.store.oidc.find('AccessToken', 'old'), undefined)
-      assert.ok(await db.store.oidc.pruneExpired() >= 1)
+      assert.equal(await db.store.oidc.find('AccessToken', 'old', Date.now()), undefined)
+      assert.ok(await db.store.oidc.pruneExpired(Date.now()) >= 1)
       assert.equal((await db.store.database.db.selectFrom('oidc_records').select('id').where('id', '=', 'old').execute()).length, 0)
     })
 
@@ -331,10 +331,10 @@ for (const backend of storeBackends) {
       await db.store.oidc.upsert({ model: 'ClientCredentials', id: 'service', payload: { clientId: 'c' }, expiresAt: later })
       assert.equal(await db.store.oidc.destroyByAccount('41'), 5)
       for (const [model, id] of [['Session', 'acct-s'], ['Grant', 'acct-g'], ['RefreshToken', 'acct-r'], ['AccessToken', 'acct-a'], ['AuthorizationCode', 'acct-c']]) {
-        assert.equal(await db.store.oidc.find(model!, id!), undefined, model)
+        assert.equal(await db.store.oidc.find(model!, id!, Date.now()), undefined, model)
       }
-      assert.ok(await db.store.oidc.find('Grant', 'other-g'))
-      assert.ok(await db.store.oidc.find('ClientCredentials', 'service'))
+      assert.ok(await db.store.oidc.find('Grant', 'other-g', Date.now()))
+      assert.ok(await db.store.oidc.find('ClientCredentials', 'service', Date.now()))
       assert.equal(await db.store.oidc.destroyByAccount('41'), 0)
     })
 
@@ -360,7 +360,7 @@ for (const backend of storeBackends) {
       await signIn
       assert.equal(await ending, 1)
       assert.deepEqual(told.map((session) => Object.keys(session.authorizations as object).sort()), [['app', 'wiki']])
-      assert.equal(await db.store.oidc.find('Session', 'account-race'), undefined)
+      assert.equal(await db.store.oidc.find('Session', 'account-race', Date.now()), undefined)
     })
 
     /** Counts the statements run on the suite's store until `stop` is called. */
@@ -431,25 +431,25 @@ for (const backend of storeBackends) {
       await db.store.oidc.upsert({ model: 'Grant', id: 'raced-grant', payload: { accountId: '5' }, expiresAt: Date.now() + 60_000 })
       await db.store.oidc.upsert({ model: 'RefreshToken', id: 'raced-token', payload: { grantId: 'raced-grant' }, grantId: 'raced-grant', expiresAt: Date.now() + 60_000 })
       // The grant is deleted while the token and its grant are being read: the read may still see it, but not keep it.
-      const reading = db.store.oidc.findWithGrant('RefreshToken', 'raced-token')
+      const reading = db.store.oidc.findWithGrant('RefreshToken', 'raced-token', Date.now())
       const deleting = db.store.oidc.destroy('Grant', 'raced-grant')
       assert.ok(await reading)
       await deleting
-      assert.equal(await db.store.oidc.find('Grant', 'raced-grant'), undefined)
+      assert.equal(await db.store.oidc.find('Grant', 'raced-grant', Date.now()), undefined)
 
       await db.store.oidc.upsert({ model: 'Grant', id: 'raced-grant', payload: { accountId: '5' }, expiresAt: Date.now() + 60_000 })
-      const rereading = db.store.oidc.findWithGrant('RefreshToken', 'raced-token')
+      const rereading = db.store.oidc.findWithGrant('RefreshToken', 'raced-token', Date.now())
       const rewriting = db.store.oidc.upsert({ model: 'Grant', id: 'raced-grant', payload: { accountId: '6' }, expiresAt: Date.now() + 60_000 })
       await rereading
       await rewriting
-      assert.deepEqual((await db.store.oidc.find('Grant', 'raced-grant'))!.payload, { accountId: '6' })
+      assert.deepEqual((await db.store.oidc.find('Grant', 'raced-grant', Date.now()))!.payload, { accountId: '6' })
 
       // Tokens written meanwhile (every refresh writes two) leave it be.
-      const read = db.store.oidc.findWithGrant('RefreshToken', 'raced-token')
+      const read = db.store.oidc.findWithGrant('RefreshToken', 'raced-token', Date.now())
       const other = db.store.oidc.upsert({ model: 'AccessToken', id: 'raced-access', payload: {}, grantId: 'raced-grant', expiresAt: Date.now() + 60_000 })
       await read
       const statements = countStatements()
-      assert.ok(await db.store.oidc.find('Grant', 'raced-grant'))
+      assert.ok(await db.store.oidc.find('Grant', 'raced-grant', Date.now()))
       statements.stop()
       assert.equal(statements.count, 0)
       await other
@@ -459,24 +459,24 @@ for (const backend of storeBackends) {
       const later = Date.now() + 60_000
       await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
       await db.store.oidc.upsert({ model: 'RefreshToken', id: 'tx-token', payload: { grantId: 'tx-grant', accountId: '44' }, grantId: 'tx-grant', expiresAt: later })
-      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token', Date.now()))
       await db.store.transaction((tx) => tx.oidc.destroy('Grant', 'tx-grant'))
-      assert.equal(await db.store.oidc.find('Grant', 'tx-grant'), undefined)
+      assert.equal(await db.store.oidc.find('Grant', 'tx-grant', Date.now()), undefined)
 
       await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
-      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token', Date.now()))
       assert.equal(await db.store.transaction((tx) => tx.oidc.destroyByAccount('44')), 2)
-      assert.equal(await db.store.oidc.find('Grant', 'tx-grant'), undefined)
+      assert.equal(await db.store.oidc.find('Grant', 'tx-grant', Date.now()), undefined)
 
       // A grant read along after the transaction's deletion, but before its commit, is dropped when it ends.
       await db.store.oidc.upsert({ model: 'Grant', id: 'tx-grant', payload: { accountId: '44' }, expiresAt: later })
       await db.store.oidc.upsert({ model: 'RefreshToken', id: 'tx-token', payload: { grantId: 'tx-grant', accountId: '44' }, grantId: 'tx-grant', expiresAt: later })
       const uncommitted = db.store.oidc.inTransaction(db.store.database.db)
       await uncommitted.destroyByGrantId('Grant', 'no-such-grant')
-      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token'))
+      assert.ok(await db.store.oidc.findWithGrant('RefreshToken', 'tx-token', Date.now()))
       uncommitted.transactionEnded()
       const statements = countStatements()
-      assert.ok(await db.store.oidc.find('Grant', 'tx-grant'))
+      assert.ok(await db.store.oidc.find('Grant', 'tx-grant', Date.now()))
       statements.stop()
       assert.equal(statements.count, 1)
     })
@@ -500,7 +500,7 @@ for (const backend of storeBackends) {
       await Promise.all(ids.map(async (id) => {
         await db.store.oidc.upsert({ model: 'ClientCredentials', id, payload: { clientId: 'c' }, expiresAt: later })
         // Read through another connection: committed, not merely queued.
-        assert.ok(await reader.find('ClientCredentials', id), id)
+        assert.ok(await reader.find('ClientCredentials', id, Date.now()), id)
       }))
       statements.stop()
       assert.equal(statements.count, 1)
@@ -514,16 +514,16 @@ for (const backend of storeBackends) {
       await batch('first', 'first-uid', soon)
       await batch('second', undefined, undefined)
       for (const [prefix, letter, n] of [['first', 'a', 0], ['second', 'c', 2], ['first', 'c', 2], ['second', 'a', 0]] as const) {
-        const record = (await db.store.oidc.find('Interaction', `${prefix}-${letter}`))!
+        const record = (await db.store.oidc.find('Interaction', `${prefix}-${letter}`, Date.now()))!
         assert.deepEqual(record.payload, { n, accountId: `${prefix}${n}` })
         assert.equal(record.grantId, `${prefix}-grant`)
         assert.equal(record.expiresAt, prefix === 'first' ? soon : null)
-        assert.equal((await db.store.oidc.findByUserCode('Interaction', `${prefix}-${letter}-code`))!.id, `${prefix}-${letter}`)
+        assert.equal((await db.store.oidc.findByUserCode('Interaction', `${prefix}-${letter}-code`, Date.now()))!.id, `${prefix}-${letter}`)
       }
-      assert.equal((await db.store.oidc.findByUid('Interaction', 'first-uid-b'))!.id, 'first-b')
-      assert.equal((await db.store.oidc.findByUid('Interaction', 'first-uid-c'))!.id, 'first-c')
+      assert.equal((await db.store.oidc.findByUid('Interaction', 'first-uid-b', Date.now()))!.id, 'first-b')
+      assert.equal((await db.store.oidc.findByUid('Interaction', 'first-uid-c', Date.now()))!.id, 'first-c')
       assert.equal(await db.store.oidc.find('Interaction', 'first-a', soon + 1), undefined)
-      assert.equal(await db.store.oidc.find('Session', 'first-a'), undefined)
+      assert.equal(await db.store.oidc.find('Session', 'first-a', Date.now()), undefined)
       assert.ok(await db.store.oidc.find('Interaction', 'second-b', soon + 1))
     })
 
@@ -532,7 +532,7 @@ for (const backend of storeBackends) {
         db.store.oidc.upsert({ model: 'Session', id: 'twice', payload: { n: 1 } }),
         db.store.oidc.upsert({ model: 'Session', id: 'twice', payload: { n: 2 } }),
       ])
-      assert.deepEqual((await db.store.oidc.find('Session', 'twice'))!.payload, { n: 2 })
+      assert.deepEqual((await db.store.oidc.find('Session', 'twice', Date.now()))!.payload, { n: 2 })
     })
 
     it('fails only the caller whose record the database refuses', async () => {
@@ -543,23 +543,23 @@ for (const backend of storeBackends) {
       ])
       assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'])
       assert.ok(results[1]!.status === 'rejected' && results[1]!.reason instanceof ValidationFailed)
-      assert.ok(await db.store.oidc.find('AccessToken', 'fine-1'))
-      assert.ok(await db.store.oidc.find('AccessToken', 'fine-2'))
+      assert.ok(await db.store.oidc.find('AccessToken', 'fine-1', Date.now()))
+      assert.ok(await db.store.oidc.find('AccessToken', 'fine-2', Date.now()))
     })
 
     it('revokes a grant\'s records whose writes were queued before the revocation', async () => {
       const writes = ['queued-1', 'queued-2'].map((id) => db.store.oidc.upsert({ model: 'AccessToken', id, payload: { clientId: 'c' }, grantId: 'queued-grant' }))
       await db.store.oidc.destroyByGrantId('AccessToken', 'queued-grant')
       await Promise.all(writes)
-      assert.equal(await db.store.oidc.find('AccessToken', 'queued-1'), undefined)
-      assert.equal(await db.store.oidc.find('AccessToken', 'queued-2'), undefined)
+      assert.equal(await db.store.oidc.find('AccessToken', 'queued-1', Date.now()), undefined)
+      assert.equal(await db.store.oidc.find('AccessToken', 'queued-2', Date.now()), undefined)
     })
 
     it('revokes an account\'s records queued before a transaction that deletes them', async () => {
       const write = db.store.oidc.upsert({ model: 'RefreshToken', id: 'queued-rt', payload: { accountId: '43', clientId: 'c' } })
       assert.equal(await db.store.transaction((tx) => tx.oidc.destroyByAccount('43')), 1)
       await write
-      assert.equal(await db.store.oidc.find('RefreshToken', 'queued-rt'), undefined)
+      assert.equal(await db.store.oidc.find('RefreshToken', 'queued-rt', Date.now()), undefined)
     })
   })
 }
@@ -577,7 +577,7 @@ for (const backend of unmigratedBackends) {
         await store.database.db.insertInto('oidc_records' as never).values({ model: 'ClientCredentials', id: 'service', payload: JSON.stringify({ clientId: 'c' }) } as never).execute()
         await store.database.migrate()
         assert.equal(await store.oidc.destroyByAccount('77'), 1)
-        assert.ok(await store.oidc.find('ClientCredentials', 'service'))
+        assert.ok(await store.oidc.find('ClientCredentials', 'service', Date.now()))
       } finally {
         await store.close()
         await cleanup()
@@ -597,10 +597,10 @@ for (const backend of unmigratedBackends) {
         // As version 016 wrote it: its table has no ended_at.
         await store.database.db.insertInto('oidc_records' as never).values({ model: 'Session', id: 'upgraded', payload: JSON.stringify({ uid: 'u-upgraded', accountId: '50' }), uid: 'u-upgraded', account_id: '50', gateway_session: keyHash, expires_at: Date.now() + 60_000 } as never).execute()
         await store.database.migrate()
-        assert.ok(await store.oidc.find('Session', 'upgraded'))
+        assert.ok(await store.oidc.find('Session', 'upgraded', Date.now()))
         await store.oidc.endLinkedSessions([keyHash])
         assert.equal(await store.oidc.saveSession({ id: 'upgraded', payload: { uid: 'u-upgraded', accountId: '50' }, uid: 'u-upgraded', expiresAt: Date.now() + 60_000 }), false)
-        assert.equal(await store.oidc.find('Session', 'upgraded'), undefined)
+        assert.equal(await store.oidc.find('Session', 'upgraded', Date.now()), undefined)
       } finally {
         await store.close()
         await cleanup()
@@ -632,10 +632,10 @@ for (const backend of unmigratedBackends) {
         assert.match(definition('oidc_records_uid'), /where \(?"?uid"? is not null\)?$/i)
         assert.match(definition('oidc_records_user_code'), /where \(?"?user_code"? is not null\)?$/i)
 
-        assert.equal((await store.oidc.findByUid('Session', 'u1'))?.id, 's1')
-        assert.equal((await store.oidc.findByUserCode('DeviceCode', 'ABCD'))?.id, 'd1')
-        assert.equal((await store.oidc.find('AccessToken', 'a1'))?.id, 'a1')
-        assert.equal(await store.oidc.findByUid('Session', 'u2'), undefined)
+        assert.equal((await store.oidc.findByUid('Session', 'u1', Date.now()))?.id, 's1')
+        assert.equal((await store.oidc.findByUserCode('DeviceCode', 'ABCD', Date.now()))?.id, 'd1')
+        assert.equal((await store.oidc.find('AccessToken', 'a1', Date.now()))?.id, 'a1')
+        assert.equal(await store.oidc.findByUid('Session', 'u2', Date.now()), undefined)
         for (const [column, index] of [['uid', 'oidc_records_uid'], ['user_code', 'oidc_records_user_code']] as const) {
           assert.match(await queryPlan(store, column), new RegExp(index), `the lookup by ${column} does not use its index`)
         }

@@ -27,7 +27,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '019_username_case': async () => (await import('./019_username_case.ts')).usernameCase,
   '020_account_not_before': async () => (await import('./020_account_not_before.ts')).accountNotBefore,
   '021_username_unique_case': async () => (await import('./021_username_unique_case.ts')).usernameUniqueCase,
-  '023_application_unique_name': async () => (await import('./023_application_unique_name.ts')).applicationUniqueName,
+  '022_application_unique_name': async () => (await import('./022_application_unique_name.ts')).applicationUniqueName,
 }
 
 /** The names of this version's migrations, in order. */
