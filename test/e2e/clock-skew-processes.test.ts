@@ -7,9 +7,9 @@ import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { generateToken, hashToken } from '../../src/auth/token-format.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { ADMIN_PASSWORD, basic, json, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, json, runCli, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { freePort, skewedClock } from '../helpers/skewed-clock.ts'
+import { freePort, skewedClock, spawnAtPort } from '../helpers/skewed-clock.ts'
 import { decodeJwtPart } from '../helpers/oidc.ts'
 import { at, login } from '../helpers/session.ts'
 
@@ -43,9 +43,7 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
     const configDir = dir = tempDir()
     const ports = [await freePort(), await freePort(), await freePort()]
     writeFileSync(join(configDir, 'gatehouse.yaml'), readFileSync(demoConfigFile, 'utf8').replace(/^server:\n/m, `server:\n  public_url: http://127.0.0.1:${ports[0]}\n`))
-    const args = (port: number) => ['--demo', '--config', join(configDir, 'gatehouse.yaml'), '--database', database.url, '--port', String(port)]
-    // Each is asked at its own address (it reports the public URL as the one it listens on).
-    const spawn = async (port: number, env?: Record<string, string>) => ({ ...await spawnGateway(args(port), env), url: `http://127.0.0.1:${port}` })
+    const spawn = (port: number, env?: Record<string, string>) => spawnAtPort(join(configDir, 'gatehouse.yaml'), database.url, port, env)
     right = await spawn(ports[0]!)
     behind = await spawn(ports[1]!, skewedClock(SKEW_MS))
     ahead = await spawn(ports[2]!, skewedClock(-SKEW_MS))

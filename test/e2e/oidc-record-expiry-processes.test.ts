@@ -4,9 +4,9 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { ADMIN_PASSWORD, basic, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, basic, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
-import { freePort, skewedClock } from '../helpers/skewed-clock.ts'
+import { freePort, skewedClock, spawnAtPort } from '../helpers/skewed-clock.ts'
 import { decodeJwtPart } from '../helpers/oidc.ts'
 
 const SKEW_MS = 120_000
@@ -35,8 +35,7 @@ describe('OpenID Connect records\' expiry across gateway processes whose clocks 
       .replace(/^server:\n/m, `server:\n  public_url: http://127.0.0.1:${ports[0]}\n`)
       .replace(/^ {2}- name: platform\n/m, `  - name: platform\n    sso_session_idle_seconds: ${SSO_SESSION_IDLE_SECONDS}\n`)
     writeFileSync(join(configDir, 'gatehouse.yaml'), config)
-    const args = (port: number) => ['--demo', '--config', join(configDir, 'gatehouse.yaml'), '--database', database.url, '--port', String(port)]
-    const spawn = async (port: number, env: Record<string, string>) => ({ ...await spawnGateway(args(port), env), url: `http://127.0.0.1:${port}` })
+    const spawn = (port: number, env?: Record<string, string>) => spawnAtPort(join(configDir, 'gatehouse.yaml'), database.url, port, env)
     ahead = await spawn(ports[0]!, skewedClock(SKEW_MS))
     behind = await spawn(ports[1]!, skewedClock(-SKEW_MS))
     db = new pg.Client({ connectionString: database.url })

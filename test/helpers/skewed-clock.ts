@@ -1,6 +1,6 @@
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { repoRoot } from './gateway.ts'
+import { repoRoot, spawnGateway, type GatewayProcess } from './gateway.ts'
 
 /** For gateway processes on "hosts" whose clocks disagree (test/fixtures/skewed-clock.mjs), each at an address known beforehand. */
 
@@ -17,4 +17,12 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port))
     })
   })
+}
+
+/**
+ * A demo gateway on `port` with `config` and the database at `databaseUrl`, asked at its own address (it reports the
+ * public URL as the one it listens on), its clock skewed as `env` says.
+ */
+export async function spawnAtPort(config: string, databaseUrl: string, port: number, env?: Record<string, string>): Promise<GatewayProcess & { url: string }> {
+  return { ...await spawnGateway(['--demo', '--config', config, '--database', databaseUrl, '--port', String(port)], env), url: `http://127.0.0.1:${port}` }
 }
