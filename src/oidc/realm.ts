@@ -247,6 +247,7 @@ export class Realm {
     await this.#deps.bus.change(async (tx, announce) => {
       await setRealmNotBefore(tx.oidc, this.name, notBefore)
       const { gatewaySessions } = await tx.oidc.endRealmSignIns(REALM_MEMBER, this.name, realmResource(this.name))
+      await tx.oidc.endClientCredentials([...this.#clients.keys()], notBefore)
       // One piece of news for the whole realm, however many grants ended: every process refuses the realm's tokens
       // issued before the not-before from memory, and checks those it had verified against their records again.
       announce(REVOKE_TOPIC, realmRevocationKey(this.name, notBefore))
