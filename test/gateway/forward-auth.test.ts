@@ -501,6 +501,20 @@ describe('forward authentication', () => {
         await Promise.all(asked.map(([, url, headers]) => untilRefused(url, headers, keptFor.ms)))
       })
 
+      if (keptFor) it('keys a kept decision on every cookie sent: a cookie nginx reads as the session that Gatehouse does not serves no one else', async () => {
+        const session = await login(gw, 'admin', 'admin-test-password')
+        // nginx's $cookie_ matches names in any letter case and also splits at commas, Gatehouse's parser neither: a
+        // cookie tossed into the browser (from a sibling subdomain, say) is what nginx takes for the session.
+        for (const [tossed, spelling] of [['tossed-upper', 'GATEWAY_SESSIONID=tossed-upper; '], ['tossed-comma', 'x=1,gateway_sessionid=tossed-comma; ']]) {
+          const url = `${nginx}/app/v1/hosts/?${tossed}`
+          const signedIn = await fetch(url, { headers: { cookie: `${spelling}${session.cookie}` } })
+          assert.equal(signedIn.status, 200)
+          assert.equal((await json(signedIn)).identity.username, 'admin')
+          const other = await fetch(url, { headers: { cookie: `gateway_sessionid=${tossed}` } })
+          assert.equal(other.status, 401, `${spelling}: the decision made for the real session is not served for the tossed one`)
+        }
+      })
+
       if (decisions === 'memory') it('asks Gatehouse once for reads that find no decision while it is being asked', async () => {
         const { token } = await createToken(gw, adminAuth)
         let asked = 0
