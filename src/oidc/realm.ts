@@ -337,8 +337,13 @@ export class Realm {
     if (payload.iat! < await this.#notBeforeKnown()) throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     const oidc = this.#deps.store.oidc
     // Records expire by the clock the adapter wrote their expiry with, the database's as this process knows it (adapter.ts).
-    const record = await oidc.find('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
+    const record = await oidc.findWithGrant('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
     if (!record || record.payload.clientId !== payload.azp || (record.model === 'AccessToken' && record.payload.accountId !== payload.sub)) {
+      throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
+    }
+    // Its grant too, as oidc-provider's introspection and userinfo load it (read along with the token, no second query):
+    // a grant ended while the token was being issued (a logout-all, a revocation) leaves the token's record without one.
+    if (record.model === 'AccessToken' && (record.grantId === null || !(await oidc.find('Grant', record.grantId, now)))) {
       throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     }
     if (!(await this.#hasClient(payload.azp))) throw new AccessTokenRefused('The access token\'s client is no longer a client of this realm.')

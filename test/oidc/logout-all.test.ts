@@ -127,21 +127,63 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`logout-all and 
     assert.equal(await active(first, fresh), true)
   })
 
-  it('refuses one issued in the logout-all\'s own second, before it, which its not-before alone lets through', async () => {
+  /** Another gateway on the same database: the one the first test started after its logout-all, or one started now. */
+  async function otherGateway(): Promise<TestGateway> {
     if (!later) {
       later = await startGateway({ dataDir: first.dataDir, config: { realms: testRealms }, databaseUrl })
       later.app.publicUrl = first.url
     }
+    return later
+  }
+
+  it('refuses one issued in the logout-all\'s own second, before it, which its not-before alone lets through', async () => {
+    const other = await otherGateway()
     let token: string | undefined
     // A token and a logout-all a few milliseconds apart fall in one second nearly always: tried until they do.
     for (let attempt = 0; attempt < 20 && token === undefined; attempt++) {
       const candidate = await serviceToken(first)
-      assert.equal((await use(later!, candidate)).status, 200, 'the other gateway keeps the token verified in memory')
+      assert.equal((await use(other, candidate)).status, 200, 'the other gateway keeps the token verified in memory')
       assert.equal((await first.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
       if (decodeJwtPart(candidate, 1).iat === await first.app.oidc.get(REALM)!.notBefore()) token = candidate
     }
     assert.ok(token, 'a token issued in the second of a logout-all')
-    for (const gw of [first, later!]) assert.equal((await use(gw, token)).status, 401)
+    for (const gw of [first, other]) assert.equal((await use(gw, token)).status, 401)
     assert.equal(await active(first, token), false)
+  })
+
+  it('refuses a token whose record was written after the logout-all ended its grant, as introspection does', async () => {
+    const other = await otherGateway()
+    const records = first.store.oidc
+    const upsert = records.upsert
+    let token: string | undefined
+    // The token is signed before the logout-all and recorded after it: tried until both fall in one second.
+    for (let attempt = 0; attempt < 20 && token === undefined; attempt++) {
+      let reached!: () => void
+      let resume!: () => void
+      const atRecord = new Promise<void>((resolve) => { reached = resolve })
+      const resumed = new Promise<void>((resolve) => { resume = resolve })
+      records.upsert = async function (this: typeof records, input) {
+        if (input.model === 'AccessToken') {
+          reached()
+          await resumed
+        }
+        return upsert.call(this, input)
+      }
+      try {
+        const login = passwordLogin(first, 'admin', ADMIN_PASSWORD)
+        await atRecord
+        assert.equal((await first.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
+        records.upsert = upsert
+        resume()
+        const candidate = (await login).access_token as string
+        if (decodeJwtPart(candidate, 1).iat >= await first.app.oidc.get(REALM)!.notBefore()) token = candidate
+      } finally {
+        records.upsert = upsert
+        resume()
+      }
+    }
+    assert.ok(token, 'a token of the logout-all\'s second, recorded after it')
+    assert.equal(await active(first, token), false)
+    for (const gw of [first, other]) assert.equal((await use(gw, token)).status, 401)
   })
 })
