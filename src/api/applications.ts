@@ -13,7 +13,7 @@ import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { bodyId, idParam } from './validation.ts'
+import { bodyId, idParam, nullableBodyId } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
 const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
@@ -37,7 +37,7 @@ const applicationFields = z.object({
   name: z.string().min(1, 'This field may not be blank.').max(255),
   description: z.string().max(1000).optional(),
   organization: organization.optional(),
-  user: bodyId.nullable().optional(),
+  user: nullableBodyId.optional(),
   client_type: z.enum(['confidential', 'public']),
   authorization_grant_type: z.enum(['password', 'authorization-code']),
   redirect_uris: redirectUris.optional(),
