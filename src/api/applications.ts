@@ -13,7 +13,7 @@ import { listQuery } from './list-query.ts'
 import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
-import { bodyId, idParam } from './validation.ts'
+import { bodyId, idParam, nullableBodyId } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
 const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
@@ -34,10 +34,11 @@ const organization = bodyId
  * is refused rather than stored without effect.
  */
 const applicationFields = z.object({
-  name: z.string().min(1, 'This field may not be blank.').max(255),
+  /** As long as django-ansible-base's (its NamedCommonModel's `max_length`, migration 023). */
+  name: z.string().min(1, 'This field may not be blank.').max(512),
   description: z.string().max(1000).optional(),
   organization: organization.optional(),
-  user: bodyId.nullable().optional(),
+  user: nullableBodyId.optional(),
   client_type: z.enum(['confidential', 'public']),
   authorization_grant_type: z.enum(['password', 'authorization-code']),
   redirect_uris: redirectUris.optional(),
@@ -69,7 +70,7 @@ const nameTaken = () => new ValidationFailed({ non_field_errors: ['The fields na
 
 /**
  * Runs a write that the API's check found no twin for; one made meanwhile (another request, another process) is
- * refused by the database's unique index on the pair (migration 023) and answered as the check would have. The
+ * refused by the database's unique index on the pair (migration 022) and answered as the check would have. The
  * other unique column, `client_id`, is 20 random bytes made here: a clash there is not to be expected.
  */
 async function nameChecked<T>(write: () => Promise<T>): Promise<T> {

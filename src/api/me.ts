@@ -76,8 +76,11 @@ export function meRoutes(api: GatewayApi, app: App): void {
  * refuses a duplicate address for the same reason; it is checked where a person sets their own, unverified.
  */
 async function assertEmailFree(app: App, user: User, email: string): Promise<void> {
+  if (await emailTakenByAnother(app, user, email)) throw new ValidationFailed({ email: ['Another account signs in with this email address.'] })
+}
+
+/** Whether another account than `user` signs in with this address: its address or its username, in any case. */
+export async function emailTakenByAnother(app: App, user: User, email: string): Promise<boolean> {
   const holders = await app.store.users.findUsernamesLike(email, true)
-  if (holders.some((username) => username !== user.username)) {
-    throw new ValidationFailed({ email: ['Another account signs in with this email address.'] })
-  }
+  return holders.some((username) => username !== user.username)
 }

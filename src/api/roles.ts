@@ -12,7 +12,7 @@ import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { organizationUrl, teamUrl } from './organizations.ts'
 import { paged } from './pagination.ts'
 import { userSummary, userUrl } from './summaries.ts'
-import { assertShownValues, bodyId, idParam, shownReadOnly } from './validation.ts'
+import { assertShownValues, bodyId, idParam, nullableBodyId, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
 const description = z.string().max(10_000)
@@ -28,7 +28,8 @@ const replaceRole = updateRole.required({ name: true, permissions: true })
 const assignmentInput = (actor: Actor) => z.object({
   role_definition: bodyId,
   [actor]: bodyId,
-  object_id: bodyId.nullable().optional(),
+  /** The platform's is text (blank and null allowed) read as an id when set: `""` and null both mean none there. */
+  object_id: nullableBodyId.optional(),
 }).strict()
 /** The platform names what a role is on `shared.organization` or `shared.team`; the store, `organization` or `team`. */
 const STORED_TYPES: Record<string, string> = { 'shared.organization': 'organization', 'shared.team': 'team' }

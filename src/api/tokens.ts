@@ -12,7 +12,7 @@ import { describeList, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { visibleUser } from './users.ts'
-import { assertShownValues, bodyId, idParam, optionalBody, shownReadOnly } from './validation.ts'
+import { assertShownValues, bodyId, idParam, nullableBodyId, optionalBody, shownReadOnly } from './validation.ts'
 
 /**
  * The platform's scope: `read`, `write` or both, space-separated, each once. Write includes read, so
@@ -24,7 +24,7 @@ const scope = z.string({ error: scopeMessage }).refine((value) => {
   return words.length > 0 && words.every((word) => word === 'read' || word === 'write') && new Set(words).size === words.length
 }, scopeMessage).transform((value): TokenScope => value.split(/\s+/).includes('write') ? 'write' : 'read')
 /** An OAuth2 application's id, or null for a personal token (as the platform's clients send it). */
-const application = bodyId.nullable()
+const application = nullableBodyId
 /** The most characters a token's description may have, from the API and the command line alike. */
 export const TOKEN_DESCRIPTION_MAX = 1000
 const description = z.string().max(TOKEN_DESCRIPTION_MAX).nullable()

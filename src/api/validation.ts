@@ -16,17 +16,28 @@ export const pkOfWrongType = (value: unknown): string => `Incorrect type. Expect
 
 /**
  * An object's id in a body, read as Django REST framework's PrimaryKeyRelatedField reads it: a number, or digits as
- * forms and the platform's clients send them. Null is refused as these fields refuse it (`allow_null` off; add
- * `.nullable()` where the platform allows it); any other value, a fraction included, is of the wrong type; a whole
+ * forms and the platform's clients send them. Any other value, a fraction included, is of the wrong type; a whole
  * number no id can have (zero, negative, beyond the 32 bits of the path's ids) names nothing, as the lookup the
  * platform makes for it finds nothing.
  */
-export const bodyId = z.union([z.number(), z.string().regex(/^-?[0-9]{1,10}$/).transform(Number)], {
+const pkValue = z.union([z.number(), z.string().regex(/^-?[0-9]{1,10}$/).transform(Number)], {
   error: (issue) => issue.input === null ? 'This field may not be null.' : pkOfWrongType(issue.input),
 }).pipe(z.number()
   .int({ error: (issue) => pkOfWrongType(issue.input) })
   .min(1, { error: (issue) => pkDoesNotExist(issue.input) })
   .max(2 ** 31 - 1, { error: (issue) => pkDoesNotExist(issue.input) }))
+
+/** Django REST framework's RelatedField turns an empty string into None before anything else reads it (`run_validation`). */
+const emptyAsNull = (input: unknown): unknown => input === '' ? null : input
+
+/**
+ * A related object's id in a body (`pkValue`) where null is refused, as these fields refuse it (`allow_null` off):
+ * `""` as well, which is null to Django REST framework's related fields.
+ */
+export const bodyId = z.preprocess(emptyAsNull, pkValue)
+
+/** A related object's id where the platform's field allows null (`allow_null`): `""` is taken as null too. */
+export const nullableBodyId = z.preprocess(emptyAsNull, pkValue.nullable())
 
 /** The message for a query parameter that must be given once (a repeated one arrives as an array). */
 export function onceOr(message: string) {

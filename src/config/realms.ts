@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { AccessRulesSchema } from './access.ts'
-import { ACCOUNT_ROLES } from '../oidc/claims.ts'
+import { ACCOUNT_ROLES, scopedRole } from '../oidc/claims.ts'
 import { isLoopbackHost } from './sso.ts'
 
 /**
@@ -55,12 +55,24 @@ const clientRoleName = z.string()
     const reserved = /[:/?#@!$&()*+,;=[\]\\]/.exec(name)?.[0]
     if (reserved) ctx.addIssue({ code: 'custom', message: `must not contain "${reserved}" (Keycloak refuses RFC 3986's reserved characters in role names)` })
   })
-/** A scope mapping: a realm role's name, or `<client_id>/<role>` (client ids and client role names have no `/`). */
 const scopedRoleName = z.string()
   .min(1, 'a role needs a name')
   .max(512, 'a role name has at most 512 characters')
   .refine((name) => !/[\x00-\x1F\x7F]/.test(name), 'must not contain control characters')
   .refine((name) => name.trim() === name, 'must not start or end with a space')
+
+/**
+ * A scope mapping as the file writes it: a realm role by name (`Team Member`), another client's role as
+ * `<client_id>/<role>` (client ids and client role names have no `/`), or a realm role whose name has a `/` (the
+ * gateway API's role definitions may, Keycloak's realm roles may not) as `{ realm_role: <name> }`, which the plain
+ * form would read as a client's role. `scopedRole` (src/oidc/claims.ts) reads one into the role it names.
+ */
+const scopeMapping = z.union([
+  scopedRoleName,
+  z.object({
+    realm_role: scopedRoleName.describe('A realm role\'s name, taken whole: for one with a `/` in it (`Ops/Admin`).'),
+  }).strict(),
+])
 const scopeName = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, 'must be a scope token (RFC 6749 §3.3): printable characters without spaces, quotes or backslashes')
 
 export const RealmClientSchema = z.object({
@@ -108,8 +120,8 @@ export const RealmClientSchema = z.object({
     .describe('Extra `aud` values for this client\'s access tokens, besides Keycloak\'s `account` (what Keycloak\'s audience mappers add).'),
   full_scope_allowed: z.boolean().default(true)
     .describe('Keycloak\'s "Full scope allowed" (`fullScopeAllowed`): the client\'s access tokens carry every role the user holds, of the realm and of every client, and name those clients in `aud`. Off, they carry only the client\'s own roles and those in its `scope`, so a token the client leaks opens less.'),
-  scope: z.array(scopedRoleName).optional()
-    .describe('With `full_scope_allowed: false`, the roles the client\'s access tokens may carry besides its own (Keycloak\'s scope mappings of its dedicated scope): realm roles by name (`offline_access`, `Team Member`, `default-roles-<realm>` with what it holds), and other clients\' roles as `<client_id>/<role>` (`operators-console/viewer`, `account/view-profile`). A user still holds only the roles their rules give them.'),
+  scope: z.array(scopeMapping).optional()
+    .describe('With `full_scope_allowed: false`, the roles the client\'s access tokens may carry besides its own (Keycloak\'s scope mappings of its dedicated scope): realm roles by name (`offline_access`, `Team Member`, `default-roles-<realm>` with what it holds), other clients\' roles as `<client_id>/<role>` (`operators-console/viewer`, `account/view-profile`), and a realm role whose name has a `/` as `{ realm_role: Ops/Admin }`. A user still holds only the roles their rules give them.'),
 }).strict()
 
 export const RealmSchema = z.object({
@@ -165,16 +177,16 @@ export const RealmSchema = z.object({
 /**
  * A client's scope mappings: only with full scope off (they change nothing otherwise, and a reader would take them to),
  * and each `<client_id>/<role>` a role the realm's clients have, so that a mistyped one is not silently never carried.
+ * Realm roles are not checked: the gateway API makes them at run time.
  */
 function checkScopeMappings(realm: { clients: readonly z.output<typeof RealmClientSchema>[] }, client: z.output<typeof RealmClientSchema>): { path: (string | number)[]; message: string }[] {
   if (!client.scope) return []
   if (client.full_scope_allowed) return [{ path: [], message: 'scope mappings apply only with full_scope_allowed: false' }]
-  return client.scope.flatMap((entry, j) => {
-    const slash = entry.indexOf('/')
-    if (slash < 0) return []
-    const [holder, role] = [entry.slice(0, slash), entry.slice(slash + 1)]
+  return client.scope.map(scopedRole).flatMap(({ client: holder, role }, j) => {
+    if (holder === undefined) return []
+    const entry = `${holder}/${role}`
     const roles = holder === 'account' ? ACCOUNT_ROLES : Object.keys(realm.clients.find((c) => c.client_id === holder)?.roles ?? {})
-    if (!roles.length) return [{ path: [j], message: `"${entry}": the realm has no client "${holder}" with roles (a realm role's name has no "/")` }]
+    if (!roles.length) return [{ path: [j], message: `"${entry}": the realm has no client "${holder}" with roles (a realm role whose name has a "/" is written { realm_role: "${entry}" })` }]
     return roles.includes(role) ? [] : [{ path: [j], message: `"${entry}": client "${holder}" has no role "${role}" (its roles: ${roles.join(', ')})` }]
   })
 }
@@ -201,5 +213,6 @@ export const GatewayOidcSchema = z.object({
 
 export type RealmConfig = z.output<typeof RealmSchema>
 export type RealmClientConfig = z.output<typeof RealmClientSchema>
+export type ScopeMapping = z.output<typeof scopeMapping>
 export type ServiceOidcConfig = z.output<typeof ServiceOidcSchema>
 export type GatewayOidcConfig = z.output<typeof GatewayOidcSchema>

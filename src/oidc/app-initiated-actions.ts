@@ -5,11 +5,16 @@ import * as interactionPolicy from 'oidc-provider/lib/helpers/interaction_policy
 /**
  * Keycloak's application-initiated actions: an authorization request with `kc_action` (keycloak-js
  * `login({ action })`) asks the person to do something with their account before going back to the application,
- * which learns how it went from `kc_action_status` (keycloak-js `onActionUpdate`). Gatehouse has one such action,
- * the password update; the realm answers any other as Keycloak answers an action it does not have.
+ * which learns how it went from `kc_action_status` (keycloak-js `onActionUpdate`). Gatehouse has two such actions,
+ * the password update and the profile update; the realm answers any other as Keycloak answers an action it does not
+ * have.
  */
 export const KC_ACTION_PARAMETER = 'kc_action'
 export const UPDATE_PASSWORD = 'UPDATE_PASSWORD'
+export const UPDATE_PROFILE = 'UPDATE_PROFILE'
+
+/** The actions the realm has, each a page after the login step. */
+export type AccountAction = typeof UPDATE_PASSWORD | typeof UPDATE_PROFILE
 
 export type KcActionStatus = 'success' | 'cancelled' | 'error'
 
@@ -24,7 +29,8 @@ export const KC_ACTION_RESULT = 'kcAction'
 
 /**
  * Keycloak's "Maximum Age of Authentication" of its required actions (Constants.KC_ACTION_MAX_AGE): a browser
- * signed in at the realm longer ago than this is asked for its password again before it may update it.
+ * signed in at the realm longer ago than this is asked for its password again before it may perform an action (every
+ * required action has it, the profile update too).
  */
 export const KC_ACTION_MAX_AUTH_AGE_SECONDS = 300
 
@@ -41,12 +47,18 @@ export function requestedAction(params: Record<string, unknown> | undefined): st
   return value.split(':')[0]
 }
 
+/** The action an authorization request asks for, when the realm has it (names compared as Keycloak does: exactly). */
+export function accountAction(params: Record<string, unknown> | undefined): AccountAction | undefined {
+  const action = requestedAction(params)
+  return action === UPDATE_PASSWORD || action === UPDATE_PROFILE ? action : undefined
+}
+
 /** oidc-provider's routes of the authorization code flow's authorization (the device flow's are others). */
 const AUTHORIZATION_ROUTES = new Set(['authorization', 'resume'])
 
 /**
- * oidc-provider's interaction policy with one check more in its login prompt: an authorization asking for the
- * password update is sent to the login step even with a realm session, which finishes it with the action's outcome.
+ * oidc-provider's interaction policy with one check more in its login prompt: an authorization asking for an action
+ * the realm has is sent to the login step even with a realm session, which finishes it with the action's outcome.
  * With `prompt=none` it is answered `interaction_required`, as Keycloak answers a required action it cannot show.
  * Only the authorization endpoint asks: the device flow has no redirect to bring the outcome back on.
  */
@@ -57,7 +69,7 @@ export function interactionPolicyWithActions() {
     'The application asked for an action on the account',
     'interaction_required',
     (ctx: KoaContextWithOIDC) => AUTHORIZATION_ROUTES.has(ctx.oidc.route) &&
-      requestedAction(ctx.oidc.params as Record<string, unknown>) === UPDATE_PASSWORD &&
+      accountAction(ctx.oidc.params as Record<string, unknown>) !== undefined &&
       (ctx.oidc.result as Record<string, unknown> | undefined)?.[KC_ACTION_RESULT] === undefined,
     // When the realm session was signed in, and whether by the password (acr "1") or by the gateway session (the
     // login step asks for the password past the maximum age, or when it was not typed at the realm).

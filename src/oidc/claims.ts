@@ -1,5 +1,5 @@
 import type { Account, AccountClaims, KoaContextWithOIDC } from 'oidc-provider'
-import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
+import type { RealmClientConfig, RealmConfig, ScopeMapping } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { UsernameTaken } from '../errors.ts'
 import { invalidGrant } from './password-grant.ts'
@@ -55,6 +55,19 @@ export interface TokenRoles {
   clients: Record<string, { roles: string[] }>
 }
 
+/** The role a client's scope mapping names: a realm role (no `client`), or a client's. */
+export interface ScopedRole {
+  readonly client?: string
+  readonly role: string
+}
+
+/** A scope mapping as the configuration writes it (src/config/realms.ts), read into the role it names. */
+export function scopedRole(mapping: ScopeMapping): ScopedRole {
+  if (typeof mapping !== 'string') return { role: mapping.realm_role }
+  const slash = mapping.indexOf('/')
+  return slash < 0 ? { role: mapping } : { client: mapping.slice(0, slash), role: mapping.slice(slash + 1) }
+}
+
 /** Limits a token's roles to those its client may carry, by the token's scope. */
 export type RoleScope = (held: TokenRoles, tokenScope: string | undefined) => TokenRoles
 
@@ -67,9 +80,9 @@ export type RoleScope = (held: TokenRoles, tokenScope: string | undefined) => To
 export function compileRoleScope(realm: RealmConfig, client: RealmClientConfig): RoleScope | undefined {
   if (client.full_scope_allowed) return undefined
   const own = client.client_id === 'account' ? ACCOUNT_ROLES : Object.keys(client.roles ?? {})
-  const mapped = [...own.map((role) => `${client.client_id}/${role}`), ...client.scope ?? []]
+  const mapped: ScopedRole[] = [...own.map((role) => ({ client: client.client_id, role })), ...(client.scope ?? []).map(scopedRole)]
   const always = expandComposites(realm, mapped)
-  const offline = expandComposites(realm, [...mapped, 'offline_access'])
+  const offline = expandComposites(realm, [...mapped, { role: 'offline_access' }])
   return (held, tokenScope) => {
     const scope = tokenScope?.split(' ').includes('offline_access') ? offline : always
     const clients: TokenRoles['clients'] = {}
@@ -86,24 +99,22 @@ export function compileRoleScope(realm: RealmConfig, client: RealmClientConfig):
  * `offline_access`, `uma_authorization` and the account console's `view-profile` and `manage-account`, which holds
  * `manage-account-links` (RealmManager's realm setup). Gatehouse's own roles have no composites.
  */
-function expandComposites(realm: RealmConfig, mappings: readonly string[]): { realm: Set<string>; clients: Map<string, Set<string>> } {
-  const composites = new Map([
-    [defaultRoles(realm), ['offline_access', 'uma_authorization', 'account/view-profile', 'account/manage-account']],
-    ['account/manage-account', ['account/manage-account-links']],
-  ])
-  const expanded = new Set<string>()
-  const visit = (role: string): void => {
-    if (expanded.has(role)) return
-    expanded.add(role)
-    composites.get(role)?.forEach(visit)
+function expandComposites(realm: RealmConfig, mappings: readonly ScopedRole[]): { realm: Set<string>; clients: Map<string, Set<string>> } {
+  const compositeOf = ({ client, role }: ScopedRole): ScopedRole[] => {
+    if (client === undefined && role === defaultRoles(realm)) {
+      return [{ role: 'offline_access' }, { role: 'uma_authorization' }, { client: 'account', role: 'view-profile' }, { client: 'account', role: 'manage-account' }]
+    }
+    return client === 'account' && role === 'manage-account' ? [{ client: 'account', role: 'manage-account-links' }] : []
+  }
+  const scope = { realm: new Set<string>(), clients: new Map<string, Set<string>>() }
+  const visit = (mapping: ScopedRole): void => {
+    const { client, role } = mapping
+    const roles = client === undefined ? scope.realm : scope.clients.get(client) ?? scope.clients.set(client, new Set()).get(client)!
+    if (roles.has(role)) return
+    roles.add(role)
+    compositeOf(mapping).forEach(visit)
   }
   mappings.forEach(visit)
-  const scope = { realm: new Set<string>(), clients: new Map<string, Set<string>>() }
-  for (const role of expanded) {
-    const slash = role.indexOf('/')
-    if (slash < 0) scope.realm.add(role)
-    else scope.clients.set(role.slice(0, slash), (scope.clients.get(role.slice(0, slash)) ?? new Set()).add(role.slice(slash + 1)))
-  }
   return scope
 }
 

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { z } from 'zod'
 import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { App } from '../app.ts'
@@ -17,10 +18,12 @@ import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import { clientGone } from '../http/client-gone.ts'
-import { KC_ACTION_MAX_AUTH_AGE_SECONDS, KC_ACTION_REASON, KC_ACTION_RESULT, type KcActionOutcome, requestedAction, UPDATE_PASSWORD } from './app-initiated-actions.ts'
+import { type AccountAction, accountAction, KC_ACTION_MAX_AUTH_AGE_SECONDS, KC_ACTION_REASON, KC_ACTION_RESULT, type KcActionOutcome, UPDATE_PASSWORD, UPDATE_PROFILE } from './app-initiated-actions.ts'
 import { CANCEL_FIELD, CONFIRM_PASSWORD_FIELD, FORM_SECRET_FIELD, NEW_PASSWORD_FIELD, renderUpdatePasswordPage } from '../pages/update-password-page.ts'
+import { EMAIL_FIELD, FIRST_NAME_FIELD, LAST_NAME_FIELD, PROFILE_FIELD_LENGTHS, type ProfileValues, renderUpdateProfilePage } from '../pages/update-profile-page.ts'
 import { verifyPassword } from '../directory/passwords.ts'
-import { auditedUser, passwordMark } from '../api/users.ts'
+import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
+import { emailTakenByAnother } from '../api/me.ts'
 
 /** A login form is a few short fields and the authorization request it restarts; anything longer is not one. */
 const FORM_LIMIT = 16 * 1024
@@ -53,18 +56,18 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   const page = { action: `${realm.path}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
   const login: LoginUnderWay = { uid, clientId, interaction: details, action: page.action }
   const pending = pendingUpdate(details)
-  if (pending) return updatePasswordStep(app, realm, login, provider, request, reply, pending)
+  if (pending) return actionStep(app, realm, login, provider, request, reply, pending)
   const reasons = details.prompt.reasons
   // As the login prompt asks for it: for the authorization endpoint only. A device authorization takes `kc_action`
   // too (oidc-provider's extra parameters are every endpoint's), but has no redirect to bring the outcome back on,
   // and a new password would end the very grant the device waits for.
-  const updatesPassword = requestedAction(details.params) === UPDATE_PASSWORD && reasons.includes(KC_ACTION_REASON)
+  const action = reasons.includes(KC_ACTION_REASON) ? accountAction(details.params) : undefined
 
   if (request.method !== 'POST') {
-    if (updatesPassword) {
+    if (action) {
       const signedIn = await signedInForAction(app, realm, details, request)
       if (signedIn && (signedIn.recent || signedIn.user.source !== 'local')) {
-        return beginUpdatePassword(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
+        return beginAction(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, action)
       }
       if (signedIn) return html(reply, 200, renderLoginPage({ ...page, username: signedIn.user.username, error: REAUTHENTICATE_MESSAGE }))
     }
@@ -101,7 +104,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
         error instanceof PasswordExpired || error instanceof AccountExpired ? error.message : 'Invalid username or password.'
     return html(reply, 200, renderLoginPage({ ...page, username: username.slice(0, 150), error: message }))
   }
-  if (updatesPassword) return beginUpdatePassword(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
+  if (action) return beginAction(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM, action)
   return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, LOGIN_FORM)
 }
 
@@ -118,7 +121,7 @@ interface LoginUnderWay {
 }
 
 /**
- * Who is signed in already when an authorization asks for the password update, and whether they typed their password
+ * Who is signed in already when an authorization asks for an action, and whether they typed their password
  * at the realm within the action's maximum age (Keycloak asks for it again past that): the realm session's user,
  * or, without one, the gateway session's, whose password's time the realm does not know. Undefined when the login must be
  * asked for anyway (none of them, or the client asked for a fresh one).
@@ -139,14 +142,19 @@ async function signedInForAction(app: App, realm: Realm, interaction: Interactio
 
 /** Keycloak's message (`reauthenticate`) on the login page before an action that needs a recent login. */
 const REAUTHENTICATE_MESSAGE = 'Please re-authenticate to continue.'
-const FORM_EXPIRED_MESSAGE = 'This form did not come from this page or has expired. Enter your new password again.'
+/** Why a form without the page's secret is refused, by the action whose page it is. */
+const FORM_EXPIRED_MESSAGE: Record<AccountAction, string> = {
+  [UPDATE_PASSWORD]: 'This form did not come from this page or has expired. Enter your new password again.',
+  [UPDATE_PROFILE]: 'This form did not come from this page or has expired. Send it again.',
+}
 
 /**
- * A password update the person was shown the form of, kept in the login's record until they answer it: who signed in
- * and how, the gateway session their login opened or was made with, and the form's anti-forgery secret. oidc-provider
- * resumes nothing with it (a result without `login`): the login step alone reads it.
+ * An action the person was shown the form of, kept in the login's record until they answer it: which action, who
+ * signed in and how, the gateway session their login opened or was made with, and the form's anti-forgery secret.
+ * oidc-provider resumes nothing with it (a result without `login`): the login step alone reads it.
  */
 interface PendingUpdate {
+  action: AccountAction
   accountId: string
   acr: LoginAcr
   gatewaySession?: string | undefined
@@ -161,22 +169,25 @@ const PENDING_UPDATE = 'gatehousePendingPasswordUpdate'
 
 function pendingUpdate(interaction: Interaction): PendingUpdate | undefined {
   const pending = (interaction.result as Record<string, unknown> | undefined)?.[PENDING_UPDATE] as PendingUpdate | undefined
-  return typeof pending?.accountId === 'string' && typeof pending.formSecret === 'string' && typeof pending.shownAt === 'number' ? pending : undefined
+  if (typeof pending?.accountId !== 'string' || typeof pending.formSecret !== 'string' || typeof pending.shownAt !== 'number') return undefined
+  // A form shown by an earlier version, which had the password update only.
+  return { ...pending, action: pending.action === UPDATE_PROFILE ? UPDATE_PROFILE : UPDATE_PASSWORD }
 }
 
 /**
- * The person asked for by `kc_action=UPDATE_PASSWORD` is signed in: the "Update password" page, for a local account.
- * The password of a directory or single sign-on account is its source's to change, so, as Keycloak answers an action
- * that does not apply to the user, the authorization goes on at once with `kc_action_status=error`.
+ * The person asked for by `kc_action` is signed in: the action's page ("Update password", "Update Account
+ * Information"), for a local account. The password, names and address of a directory or single sign-on account are
+ * its source's to change, so, as Keycloak answers an action that does not apply to the user, the authorization goes on
+ * at once with `kc_action_status=error`.
  */
-async function beginUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr): Promise<FastifyReply> {
+async function beginAction(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr, action: AccountAction): Promise<FastifyReply> {
   // Someone the client's access rules refuse gets the refusal (finishLogin), not a form first.
   if (user.source !== 'local' || app.clientAccess(realm.name, login.clientId, user, request.ip)) {
-    return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action: UPDATE_PASSWORD, status: 'error' })
+    return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action, status: 'error' })
   }
-  const pending: PendingUpdate = { accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: app.bus.clock.now() }
+  const pending: PendingUpdate = { action, accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: app.bus.clock.now() }
   await saveResult(login.interaction, { [PENDING_UPDATE]: pending })
-  return html(reply, 200, updatePasswordPage(realm, login, pending, user))
+  return html(reply, 200, actionPage(realm, login, pending, user))
 }
 
 /** Keeps a result in the login's record, for the rest of the login's lifetime. */
@@ -185,35 +196,39 @@ async function saveResult(interaction: Interaction, result: Record<string, unkno
   await interaction.save(Math.max(1, interaction.exp - epochTime()))
 }
 
-function updatePasswordPage(realm: Realm, login: LoginUnderWay, pending: PendingUpdate, user: User, error?: string): string {
-  return renderUpdatePasswordPage({ action: login.action, formSecret: pending.formSecret, username: user.username, subtitle: `${login.clientId} (realm ${realm.name}) asks you to choose a new password.`, error })
+/** The page of the pending action, with why its last answer was refused, and for the profile the values it sent. */
+function actionPage(realm: Realm, login: LoginUnderWay, pending: PendingUpdate, user: User, errors: readonly string[] = [], sent?: ProfileValues): string {
+  const page = { action: login.action, formSecret: pending.formSecret, username: user.username }
+  if (pending.action === UPDATE_PROFILE) {
+    const values = sent ?? { firstName: user.firstName, lastName: user.lastName, email: user.email }
+    return renderUpdateProfilePage({ ...page, subtitle: `${login.clientId} (realm ${realm.name}) asks you to update your account information.`, values, errors })
+  }
+  return renderUpdatePasswordPage({ ...page, subtitle: `${login.clientId} (realm ${realm.name}) asks you to choose a new password.`, error: errors.join(' ') || undefined })
 }
 
 /**
- * The answer to the "Update password" page. The new password is set as everywhere else (`Accounts.update`: the
- * password policy, and every session and grant of the account ends), then the browser gets a fresh gateway session,
- * as at `me/password/`, and the authorization goes on with `kc_action_status=success`; Cancel goes on with
- * `cancelled` and changes nothing. A form without the page's secret, an empty, mismatched or refused password gets
- * the page again with the reason, and changes nothing. As Keycloak's, the form does not ask for the current password:
- * the person typed it in this login, or signed in at the realm within the action's maximum age.
+ * The answer to an action's page (or the page again, on a `GET`). Cancel goes back to the application with
+ * `cancelled` and changes nothing; a form without the page's secret gets the page again, and changes nothing. As
+ * Keycloak's, the forms do not ask for the current password: the person typed it in this login, or signed in at the
+ * realm within the action's maximum age.
  */
-async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate): Promise<FastifyReply> {
-  if (request.method !== 'POST') return judgeUpdatePassword(app, realm, login, provider, request, reply, pending, await app.accounts.get(Number(pending.accountId)), undefined)
+async function actionStep(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate): Promise<FastifyReply> {
+  if (request.method !== 'POST') return judgeAction(app, realm, login, provider, request, reply, pending, await app.accounts.get(Number(pending.accountId)), undefined)
   // One answer of a form at a time, on every process: answers sent at once would each be compared with the same
   // current password (as many guesses at it) and each set theirs. The account is read once the lease is held, from the
   // database: an answer that came first and set a password has ended the form for the next. The form is read before:
   // a client sending it slowly would otherwise hold the lease past its term, and the next answer be judged beside it.
   const form = await readForm(request)
-  const lease = `${UPDATE_PASSWORD_LEASE}${login.uid}`
+  const lease = `${ACTION_FORM_LEASE}${login.uid}`
   const holder = randomUUID()
   if (!(await takeAnswerLease(app, lease, holder))) {
-    return html(reply, 409, simplePage('Update password', '<p>This form was sent again while its first sending was being answered. Go back to the application and start again.</p>'))
+    return html(reply, 409, simplePage(pending.action === UPDATE_PROFILE ? 'Update Account Information' : 'Update password', '<p>This form was sent again while its first sending was being answered. Go back to the application and start again.</p>'))
   }
   try {
     // Nor may an answer that came first and went back to the application (Cancel) leave the form to another.
     const interaction = await provider.interactionDetails(request.raw, reply.raw).catch(() => undefined)
     if (!interaction || pendingUpdate(interaction)?.formSecret !== pending.formSecret) return expired(reply)
-    return await judgeUpdatePassword(app, realm, { ...login, interaction }, provider, request, reply, pending, await app.store.users.findById(Number(pending.accountId)), form)
+    return await judgeAction(app, realm, { ...login, interaction }, provider, request, reply, pending, await app.store.users.findById(Number(pending.accountId)), form)
   } finally {
     await app.store.leases.release(lease, holder)
   }
@@ -223,7 +238,7 @@ async function updatePasswordStep(app: App, realm: Realm, login: LoginUnderWay, 
  * How long the "Update password" form answers after it was shown: Keycloak's "Login action timeout"
  * (accessCodeLifespanUserAction, 300 s by default), the time it gives a required action's form.
  */
-const UPDATE_PASSWORD_FORM_MS = 300_000
+const ACTION_FORM_MS = 300_000
 
 /**
  * Takes the lease of a form's answer, waiting its turn behind an answer under way: a second click on Submit, or an
@@ -235,7 +250,7 @@ const UPDATE_PASSWORD_FORM_MS = 300_000
 async function takeAnswerLease(app: App, lease: string, holder: string): Promise<boolean> {
   const take = () => {
     const now = app.bus.clock.now()
-    return app.store.leases.take(lease, holder, now, now + UPDATE_PASSWORD_LEASE_MS)
+    return app.store.leases.take(lease, holder, now, now + ACTION_FORM_LEASE_MS)
   }
   if (await take()) return true
   const waitingForForm = answersWaiting.get(lease) ?? 0
@@ -243,7 +258,7 @@ async function takeAnswerLease(app: App, lease: string, holder: string): Promise
   answersWaiting.set(lease, waitingForForm + 1)
   answersWaitingInAll++
   try {
-    for (const deadline = performance.now() + UPDATE_PASSWORD_WAIT_MS; performance.now() < deadline;) {
+    for (const deadline = performance.now() + ACTION_FORM_WAIT_MS; performance.now() < deadline;) {
       await sleep(LEASE_RETRY_MS)
       if (await take()) return true
     }
@@ -264,15 +279,22 @@ const ANSWERS_WAITING_PER_FORM = 8
 const ANSWERS_WAITING = 64
 
 /** How long an answer waits for the one before it: a few password hashes, each waiting at most its turn. */
-const UPDATE_PASSWORD_WAIT_MS = 10_000
+const ACTION_FORM_WAIT_MS = 10_000
 const LEASE_RETRY_MS = 25
 
-/** The name of the lease an answer of a password update's form holds (`updatePasswordStep`), with the login's id after it. */
-const UPDATE_PASSWORD_LEASE = 'update-password:'
+/**
+ * The name of the lease an answer of an action's form holds (`actionStep`), with the login's id after it: the name
+ * it had when the password update was the only action, which processes of that version still take.
+ */
+const ACTION_FORM_LEASE = 'update-password:'
 /** Longer than an answer takes (two password hashes, each waiting at most its turn), in case its process dies holding the lease. */
-const UPDATE_PASSWORD_LEASE_MS = 60_000
+const ACTION_FORM_LEASE_MS = 60_000
 
-async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate, user: User | undefined, form: URLSearchParams | undefined): Promise<FastifyReply> {
+/**
+ * An answer to an action's page, or the page again (a `GET`, a reload): refused alike for either action when the login
+ * it belongs to is over, then judged by its action.
+ */
+async function judgeAction(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, pending: PendingUpdate, user: User | undefined, form: URLSearchParams | undefined): Promise<FastifyReply> {
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))
   // The account's sessions were ended since the login (its password was changed elsewhere, it was disabled and
   // enabled again): so is this login, which must not set a password after an administrator's.
@@ -283,11 +305,35 @@ async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay,
   // Nor once the form has been open longer than Keycloak's "Login action timeout" gives its required actions: the
   // password typed within the action's maximum age would otherwise let whoever finds the browser set one for the
   // login's half hour.
-  if (app.bus.clock.now() - pending.shownAt > UPDATE_PASSWORD_FORM_MS) return expired(reply)
-  const again = (status: number, error?: string) => html(reply, status, updatePasswordPage(realm, login, pending, user, error))
-  if (!form) return again(200)
-  if (!sameSecret(form.get(FORM_SECRET_FIELD) ?? '', pending.formSecret)) return again(403, FORM_EXPIRED_MESSAGE)
-  if (form.has(CANCEL_FIELD)) return finishLogin(app, realm, login, provider, request, reply, user, pending.gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'cancelled' })
+  if (app.bus.clock.now() - pending.shownAt > ACTION_FORM_MS) return expired(reply)
+  if (!form) return html(reply, 200, actionPage(realm, login, pending, user))
+  if (!sameSecret(form.get(FORM_SECRET_FIELD) ?? '', pending.formSecret)) return html(reply, 403, actionPage(realm, login, pending, user, [FORM_EXPIRED_MESSAGE[pending.action]]))
+  if (form.has(CANCEL_FIELD)) return finishLogin(app, realm, login, provider, request, reply, user, pending.gatewaySession, pending.acr, { action: pending.action, status: 'cancelled' })
+  const answer = { app, realm, login, provider, request, reply, pending, user, form }
+  return pending.action === UPDATE_PROFILE ? updateProfile(answer) : updatePassword(answer)
+}
+
+/** An answer to an action's page that is for the login it was shown in, within its time, and not a Cancel. */
+interface ActionAnswer {
+  app: App
+  realm: Realm
+  login: LoginUnderWay
+  provider: Provider
+  request: FastifyRequest
+  reply: FastifyReply
+  pending: PendingUpdate
+  user: User
+  form: URLSearchParams
+}
+
+/**
+ * The answer to the "Update password" page. The new password is set as everywhere else (`Accounts.update`: the
+ * password policy, and every session and grant of the account ends), then the browser gets a fresh gateway session,
+ * as at `me/password/`, and the authorization goes on with `kc_action_status=success`; an empty,
+ * mismatched or refused password gets the page again with the reason, and changes nothing.
+ */
+async function updatePassword({ app, realm, login, provider, request, reply, pending, user, form }: ActionAnswer): Promise<FastifyReply> {
+  const again = (status: number, error: string) => html(reply, status, actionPage(realm, login, pending, user, [error]))
   const newPassword = form.get(NEW_PASSWORD_FIELD) ?? ''
   // Keycloak's words (messages_en: missingPasswordMessage, notMatchPasswordMessage).
   if (newPassword === '') return again(400, 'Please specify password.')
@@ -317,7 +363,39 @@ async function judgeUpdatePassword(app: App, realm: Realm, login: LoginUnderWay,
   return finishLogin(app, realm, login, provider, request, reply, updated, gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'success' })
 }
 
-/** Whether the gateway session and the realm session that a password update's login was made in, if any, are still live. */
+/**
+ * The answer to the "Update Account Information" page, judged as Keycloak's UpdateProfile action with its default user
+ * profile judges it: first name, last name and email are required, the email must be one and not another account's
+ * (Keycloak's DuplicateEmailValidator; here, as at `PATCH me/`, neither its address nor its username in any case,
+ * which a realm login by email would find too). Refused, the page comes back with Keycloak's words and the values sent,
+ * and nothing changes; accepted, the account takes them (no session ends) and the authorization goes on with
+ * `kc_action_status=success`. Values are trimmed, as Keycloak's user profile trims what a form sends.
+ */
+async function updateProfile({ app, realm, login, provider, request, reply, pending, user, form }: ActionAnswer): Promise<FastifyReply> {
+  const sent: ProfileValues = {
+    firstName: (form.get(FIRST_NAME_FIELD) ?? '').trim(),
+    lastName: (form.get(LAST_NAME_FIELD) ?? '').trim(),
+    email: (form.get(EMAIL_FIELD) ?? '').trim(),
+  }
+  // Keycloak's words (messages_en: missingFirstNameMessage, ..., invalidEmailMessage, emailExistsMessage, error-invalid-length-too-long).
+  const tooLong = (field: keyof ProfileValues) => sent[field].length > PROFILE_FIELD_LENGTHS[field] ? [`Maximal length is ${PROFILE_FIELD_LENGTHS[field]}.`] : []
+  const problems = [
+    ...(sent.email === '' ? ['Please specify email.'] : !isEmailAddress(sent.email) || tooLong('email').length ? ['Invalid email address.'] : []),
+    ...(sent.firstName === '' ? ['Please specify first name.'] : tooLong('firstName')),
+    ...(sent.lastName === '' ? ['Please specify last name.'] : tooLong('lastName')),
+  ]
+  if (!problems.length && sent.email.toLowerCase() !== user.email.toLowerCase() && await emailTakenByAnother(app, user, sent.email)) problems.push('Email already exists.')
+  if (problems.length) return html(reply, 400, actionPage(realm, login, pending, user, problems, sent))
+  const updated = await app.accounts.update(user.id, { email: sent.email, firstName: sent.firstName, lastName: sent.lastName })
+  app.audit.change({ userId: user.id, username: user.username, address: request.ip, method: 'oidc' }, 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
+  return finishLogin(app, realm, login, provider, request, reply, updated, pending.gatewaySession, pending.acr, { action: UPDATE_PROFILE, status: 'success' })
+}
+
+/** An email address as the gateway API takes one (`PATCH me/`). */
+const isEmailAddress = (value: string): boolean => EMAIL_ADDRESS.safeParse(value).success
+const EMAIL_ADDRESS = z.email()
+
+/** Whether the gateway session and the realm session that an action's login was made in, if any, are still live. */
 async function sessionsLive(app: App, provider: Provider, interaction: Interaction, pending: PendingUpdate): Promise<boolean> {
   if (pending.gatewaySession !== undefined && !(await app.sessions.get(pending.gatewaySession))) return false
   const realmSession = interaction.session?.cookie

@@ -13,7 +13,7 @@ export const PAGE_STYLE = `
   h1 { margin: 0 0 .25rem; font-size: 1.4rem; }
   p.subtitle { margin: 0 0 1rem; color: GrayText; }
   label { display: block; margin-top: .75rem; font-weight: 600; }
-  input[type=text], input[type=password] { box-sizing: border-box; width: 100%; padding: .55rem; margin-top: .25rem; font: inherit; }
+  input[type=text], input[type=email], input[type=password] { box-sizing: border-box; width: 100%; padding: .55rem; margin-top: .25rem; font: inherit; }
   button, a.sso { display: block; box-sizing: border-box; width: 100%; margin-top: 1rem; padding: .6rem; font: inherit; text-align: center; border-radius: 6px; }
   button { background: #1f5fbf; color: white; border: 0; cursor: pointer; }
   a.sso { border: 1px solid #8886; color: inherit; text-decoration: none; }

@@ -69,6 +69,31 @@ describe('the gateway API\'s refusals in the platform\'s words', () => {
     ])
   })
 
+  it('reads an empty string for an id as null, as Django REST framework\'s RelatedField does before anything else', async () => {
+    await answersAsThePlatform([
+      ['POST', 'teams/', { name: 'emptied', organization: '' }, { organization: ['This field may not be null.'] }],
+      ['PATCH', `teams/${team}/`, { organization: '' }, { organization: ['This field may not be null.'] }],
+      ['POST', 'applications/', { name: 'emptied', organization: '', ...application }, { organization: ['This field may not be null.'] }],
+      ['POST', 'role_user_assignments/', { role_definition: '', user: 1, object_id: team }, { role_definition: ['This field may not be null.'] }],
+      ['POST', 'role_user_assignments/', { role_definition: role, user: '', object_id: team }, { user: ['This field may not be null.'] }],
+      ['POST', 'role_team_assignments/', { role_definition: role, team: '', object_id: team }, { team: ['This field may not be null.'] }],
+      // The platform's object_id is text that allows blank and null: either one names no object.
+      ['POST', 'role_user_assignments/', { role_definition: role, user: 1, object_id: '' }, { object_id: ['Object must be specified for this role assignment'] }],
+      ['POST', 'tokens/revoke/', { user: '' }, { user: ['This field may not be null.'] }],
+    ])
+    // Where the platform's field allows null, "" is null: an application with its creator as owner, a personal token.
+    const owned = await call(gw, 'POST', 'applications/', { name: 'Emptied owner', organization, user: '', ...application })
+    assert.equal(owned.status, 201, JSON.stringify(owned.body))
+    assert.equal(owned.body.user, 1)
+    const personal = await call(gw, 'POST', 'tokens/', { application: '', description: 'emptied application' })
+    assert.equal(personal.status, 201, JSON.stringify(personal.body))
+    assert.equal(personal.body.application, null)
+    // An id inside a list is read by the child field alone (ManyRelatedField skips run_validation): "" stays a string.
+    const members = await call(gw, 'POST', `teams/${team}/users/associate/`, { instances: [''] })
+    assert.equal(members.status, 400)
+    assert.deepEqual(members.body.instances, ['Incorrect type. Expected pk value, received str.'])
+  })
+
   it('words missing, null, blank, mistyped, too long and unknown-choice values in Django REST framework\'s words', async () => {
     await answersAsThePlatform([
       ['POST', 'teams/', {}, { name: ['This field is required.'], organization: ['This field is required.'] }],

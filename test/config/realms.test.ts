@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ConfigError, demoConfigFile, loadConfigFile, validateConfig } from '../../src/config/load.ts'
+import { scopedRole } from '../../src/oidc/claims.ts'
 
 function problems(input: unknown): string[] {
   try {
@@ -141,12 +142,21 @@ describe('realms configuration', () => {
     const allow = [{ allow: {} }]
     const config = validateConfig({ realms: [{ name: 'r', clients: [
       { client_id: 'console', roles: { operator: allow } },
-      { client_id: 'narrow', full_scope_allowed: false, scope: ['Team Member', 'console/operator', 'account/view-profile', 'default-roles-r'] },
+      { client_id: 'narrow', full_scope_allowed: false, scope: ['Team Member', 'console/operator', 'account/view-profile', 'default-roles-r', { realm_role: 'Ops/Admin' }] },
     ] }] })
     assert.equal(config.realms[0]!.clients[0]!.full_scope_allowed, true)
     assert.equal(config.realms[0]!.clients[0]!.scope, undefined)
     assert.equal(config.realms[0]!.clients[1]!.full_scope_allowed, false)
-    assert.deepEqual(config.realms[0]!.clients[1]!.scope, ['Team Member', 'console/operator', 'account/view-profile', 'default-roles-r'])
+    assert.deepEqual(config.realms[0]!.clients[1]!.scope, ['Team Member', 'console/operator', 'account/view-profile', 'default-roles-r', { realm_role: 'Ops/Admin' }])
+  })
+
+  it('reads a scope mapping as the realm role or client role it names, a realm role with a "/" in its object form', () => {
+    assert.deepEqual(['Team Member', 'console/operator', { realm_role: 'Ops/Admin' }, { realm_role: 'console/operator' }].map(scopedRole), [
+      { role: 'Team Member' },
+      { client: 'console', role: 'operator' },
+      { role: 'Ops/Admin' },
+      { role: 'console/operator' },
+    ])
   })
 
   it('reports scope mappings that could never apply, with their path', () => {
@@ -154,18 +164,23 @@ describe('realms configuration', () => {
       { client_id: 'console', roles: { operator: [{ allow: {} }] } },
       { client_id: 'plain', roles: {} },
       { client_id: 'full', scope: ['Team Member'] },
-      { client_id: 'narrow', full_scope_allowed: false, scope: ['console/operater', 'nowhere/operator', 'account/admin', 'plain/x', '', ' padded', 'Team Member'] },
+      { client_id: 'narrow', full_scope_allowed: false, scope: ['console/operater', 'nowhere/operator', 'account/admin', 'plain/x', '', ' padded', 'Team Member', { realm_role: 'Ops/Admin' }, { realm_role: '' }] },
     ] }] })
     const expected = [
       'realms.0.clients.2.scope: scope mappings apply only with full_scope_allowed: false',
       'realms.0.clients.3.scope.0: "console/operater": client "console" has no role "operater" (its roles: operator)',
       'realms.0.clients.3.scope.1: "nowhere/operator": the realm has no client "nowhere" with roles',
       'realms.0.clients.3.scope.2: "account/admin": client "account" has no role "admin"',
-      'realms.0.clients.3.scope.3: "plain/x": the realm has no client "plain" with roles',
+      'realms.0.clients.3.scope.3: "plain/x": the realm has no client "plain" with roles (a realm role whose name has a "/" is written { realm_role: "plain/x" })',
       'realms.0.clients.3.scope.4: a role needs a name',
       'realms.0.clients.3.scope.5: must not start or end with a space',
+      'realms.0.clients.3.scope.8.realm_role: a role needs a name',
     ]
     for (const problem of expected) assert.ok(found.some((p) => p.startsWith(problem)), `${problem}\n${found.join('\n')}`)
-    assert.ok(!found.some((p) => p.startsWith('realms.0.clients.3.scope.6')), found.join('\n'))
+    for (const fine of [6, 7]) assert.ok(!found.some((p) => p.startsWith(`realms.0.clients.3.scope.${fine}`)), found.join('\n'))
+    const misshapen = problems({ realms: [{ name: 'r', clients: [{ client_id: 'narrow', full_scope_allowed: false, scope: [{ realm: 'Ops/Admin' }, 5] }] }] })
+    for (const problem of ['realms.0.clients.0.scope.0: Unrecognized key: "realm"', 'realms.0.clients.0.scope.1: Invalid input: expected string or object']) {
+      assert.ok(misshapen.includes(problem), `${problem}\n${misshapen.join('\n')}`)
+    }
   })
 })

@@ -143,6 +143,29 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
     }
   })
 
+  it('login({ action: \'UPDATE_PROFILE\' }) shows the account information page and calls onActionUpdate(\'success\', \'UPDATE_PROFILE\')', async () => {
+    const user = (await gw.store.users.findByUsername('alice'))!
+    try {
+      await withSignedInApp(async ({ page, problems }) => {
+        await page.evaluate("void keycloak.login({ action: 'UPDATE_PROFILE' })")
+        await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+        assert.equal(await page.inputValue('#email'), 'alice@example.com', 'the account\'s address, filled in')
+        await page.fill('#firstName', 'Alice')
+        await page.fill('#lastName', 'Liddell')
+        await page.click('button:text-is("Submit")')
+        await page.waitForURL((url) => url.origin === appUrl)
+        await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
+        assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+        assert.deepEqual(await page.evaluate('window.events'), ['action:success:UPDATE_PROFILE'])
+        const parsed = await page.evaluate<{ given_name?: string; family_name?: string }>('keycloak.tokenParsed')
+        assert.deepEqual([parsed.given_name, parsed.family_name], ['Alice', 'Liddell'])
+        assert.deepEqual(problems, [])
+      })
+    } finally {
+      await gw.app.accounts.update(user.id, { firstName: user.firstName, lastName: user.lastName })
+    }
+  })
+
   it('sees a logout in another tab through the login status iframe', async () => {
     const watched = await openPage(browser)
     try {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { createOrgAndTeam, grant } from '../helpers/access.ts'
+import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, codeRedemption, CookieJar, decodeJwtPart, password, postToken, REALM, realmUrl, realmWith, submitForm, TO_PROVIDER, tokenRequest } from '../helpers/oidc.ts'
 
@@ -8,6 +8,9 @@ const CONSOLE = 'operators-console'
 const REPORTS_UI = 'reports-ui'
 const NARROW = 'narrow'
 const BARE = 'bare'
+const SLASHED = 'slashed'
+/** A realm role whose name has a `/`, as the gateway API's role definitions may have. */
+const SLASHED_ROLE = 'Ops/Admin'
 const NARROW_SERVICE = 'narrow-service'
 const NARROW_SERVICE_SECRET = 'narrow-service-secret-0123'
 const ACCOUNT = { roles: ['manage-account', 'manage-account-links', 'view-profile'] }
@@ -34,6 +37,7 @@ describe('a realm client without full scope', () => {
             roles: { own: [{ allow: { users: ['operator'] } }] },
             scope: ['Team Member', `${CONSOLE}/viewer`] },
           { client_id: BARE, ...publicClient, full_scope_allowed: false },
+          { client_id: SLASHED, ...publicClient, full_scope_allowed: false, scope: [{ realm_role: SLASHED_ROLE }] },
           { client_id: NARROW_SERVICE, public_client: false, secret: NARROW_SERVICE_SECRET, service_accounts: true, full_scope_allowed: false, scope: [`default-roles-${REALM}`] },
         ]),
         // A service that takes the console's tokens, and by Keycloak's audience resolve those carrying its roles.
@@ -43,6 +47,10 @@ describe('a realm client without full scope', () => {
     await gw.app.accounts.create({ username: 'operator', password: password('operator') })
     const platform = await createOrgAndTeam(gw, 'Platform', 'Operators')
     assert.equal((await grant(gw, 'operator', 'Team Member', platform.team)).status, 201)
+    await gw.app.accounts.create({ username: 'slasher', password: password('slasher') })
+    const slashed = await call(gw, 'POST', 'role_definitions/', { name: SLASHED_ROLE, content_type: 'shared.team', permissions: ['shared.view_team'] })
+    assert.equal(slashed.status, 201, JSON.stringify(slashed.body))
+    for (const role of [SLASHED_ROLE, 'Team Member']) assert.equal((await grant(gw, 'slasher', role, platform.team)).status, 201)
   })
   after(() => gw.close())
 
@@ -151,6 +159,20 @@ describe('a realm client without full scope', () => {
     assert.equal(info.preferred_username, 'operator')
     assert.equal(info.resource_access, undefined)
     assert.equal(info.realm_access, undefined)
+  })
+
+  it('carries a realm role whose name has a "/" that the scope names in its object form, and no other', async () => {
+    const tokenOf = async (clientId: string) => {
+      const answer = await postToken(gw, `client_id=${clientId}&grant_type=password&username=slasher&password=${password('slasher')}`)
+      assert.equal(answer.status, 200, JSON.stringify(answer.body))
+      return claims(answer.body)
+    }
+    const full = await tokenOf('end-users')
+    assert.ok(full.realm_access.roles.includes(SLASHED_ROLE), 'the user holds it')
+    const token = await tokenOf(SLASHED)
+    assert.deepEqual(token.realm_access, { roles: [SLASHED_ROLE] }, 'not Team Member, nor the default roles')
+    assert.equal(token.resource_access, undefined)
+    assert.deepEqual((await tokenOf(NARROW)).realm_access, { roles: ['Team Member'] }, 'a scope without it leaves it out')
   })
 
   it('keeps a service meant for a client from taking a token of a client that does not have its roles in scope', async () => {

@@ -37,6 +37,17 @@ function answerOf(location: string | undefined): URLSearchParams {
 
 const toApplication = (url: string) => url.startsWith(CLIENT_REDIRECT)
 
+/** The application's answer after the person did `action`: success, for the login it asked for; its code redeemed. */
+async function tokensAfterSuccess(gw: TestGateway, done: { stoppedAt?: string | undefined }, action: string, login: ReturnType<typeof keycloakJsLogin>) {
+  const answer = answerOf(done.stoppedAt)
+  assert.equal(answer.get('kc_action_status'), 'success')
+  assert.equal(answer.get('kc_action'), action)
+  assert.equal(answer.get('state'), login.state)
+  const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: answer.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: login.verifier })
+  assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+  return tokens
+}
+
 async function passwordWorks(gw: TestGateway, password: string): Promise<boolean> {
   const { status } = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password })
   return status === 200
@@ -59,6 +70,10 @@ function isUpdatePasswordPage(page: Page): boolean {
   return /<h1>Update password<\/h1>/.test(page.body)
 }
 
+function isUpdateProfilePage(page: Page): boolean {
+  return /<h1>Update Account Information<\/h1>/.test(page.body)
+}
+
 for (const backend of gatewayBackends) describe(`application-initiated actions (kc_action), as keycloak-js asks for them, on ${backend.name}`, () => {
   let gw: TestGateway
 
@@ -68,6 +83,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
       { client_id: 'tv', public_client: true, device_authorization_grant: true },
     ]) } })
     await gw.app.accounts.create({ username: 'alice', password: OLD_PASSWORD, email: 'alice@example.com' })
+    await gw.app.accounts.create({ username: 'bob', password: 'bob-password-long', email: 'bob@example.com' })
   })
   after(() => gw.close())
 
@@ -131,12 +147,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(stillValid.status, 200, 'nor ended')
 
     const done = await browser.submit(updatePage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { stopBefore: toApplication })
-    const answer = answerOf(done.stoppedAt)
-    assert.equal(answer.get('kc_action_status'), 'success')
-    assert.equal(answer.get('kc_action'), 'UPDATE_PASSWORD')
-    assert.equal(answer.get('state'), login.state)
-    const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code: answer.get('code')!, redirect_uri: CLIENT_REDIRECT, code_verifier: login.verifier })
-    assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+    const tokens = await tokensAfterSuccess(gw, done, 'UPDATE_PASSWORD', login)
     assert.equal(tokens.body.token_type, 'Bearer')
 
     // As any password change: the old password and what it got stop working; the new one works.
@@ -179,24 +190,104 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(await passwordWorks(gw, NEW_PASSWORD), false)
   })
 
-  it('a page open longer than Keycloak\'s login action timeout (five minutes) sets nothing, nor goes back to the application', async () => {
-    const browser = await signedInBrowser()
-    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
-    assert.ok(isUpdatePasswordPage(updatePage))
-    const clock = gw.app.bus.clock
-    const now = clock.now
-    clock.now = () => now.call(clock) + 5 * 60_000 + 1000
+  it('UPDATE_PROFILE: the account information page with the account\'s values; bad input gets it again in Keycloak\'s words and changes nothing; then back with kc_action_status=success', async () => {
+    const user = (await gw.store.users.findByUsername('alice'))!
+    await gw.app.accounts.update(user.id, { firstName: '', lastName: '', email: 'alice@example.com' })
     try {
-      for (const fields of [{ 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }, { 'cancel-aia': 'true' }] as Record<string, string>[]) {
-        const refused = await browser.submit(updatePage, fields, { stopBefore: toApplication })
-        assert.equal(refused.stoppedAt, undefined, JSON.stringify(fields))
-        assert.equal(refused.response.status, 400)
-        assert.match(refused.body, /timed out or was already used/)
+      const browser = await signedInBrowser()
+      const before = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: OLD_PASSWORD })
+      assert.equal(before.status, 200)
+      // Signed in moments ago: the page at once, as for the password.
+      const login = keycloakJsLogin(gw, 'UPDATE_PROFILE')
+      const updatePage = await browser.navigate(login.url, { stopBefore: toApplication })
+      assert.ok(isUpdateProfilePage(updatePage), updatePage.body.slice(0, 300))
+      assert.equal(updatePage.response.headers.get('x-frame-options'), 'DENY')
+      assert.equal(updatePage.response.headers.get('cache-control'), 'no-store')
+      const form = parseForm(updatePage.body)
+      assert.deepEqual({ email: form.fields.email, firstName: form.fields.firstName, lastName: form.fields.lastName }, { email: 'alice@example.com', firstName: '', lastName: '' })
+      assert.ok(form.fields.form_secret)
+
+      const valid = { email: 'alice.liddell@example.com', firstName: 'Alice', lastName: 'Liddell' }
+      const refusals: [Record<string, string>, number, RegExp][] = [
+        [{ ...valid, form_secret: 'forged' }, 403, /did not come from this page/],
+        [{ ...valid, email: '' }, 400, /Please specify email\./],
+        [{ ...valid, email: 'not-an-address' }, 400, /Invalid email address\./],
+        [{ ...valid, firstName: '  ' }, 400, /Please specify first name\./],
+        [{ ...valid, lastName: '' }, 400, /Please specify last name\./],
+        [{ ...valid, lastName: 'x'.repeat(151) }, 400, /Maximal length is 150\./],
+        [{ ...valid, email: 'bob@example.com' }, 400, /Email already exists\./],
+        [{ ...valid, email: 'BOB@Example.com' }, 400, /Email already exists\./],
+      ]
+      for (const [fields, status, message] of refusals) {
+        const again = await browser.submit(updatePage, fields, { stopBefore: toApplication })
+        assert.equal(again.response.status, status, JSON.stringify(fields))
+        assert.ok(isUpdateProfilePage(again), JSON.stringify(fields))
+        assert.match(again.body, message, JSON.stringify(fields))
+        const shown = parseForm(again.body).fields
+        assert.equal(shown.form_secret, form.fields.form_secret, 'the page again is the same form')
+        if (status === 400) assert.equal(shown.email, fields.email!.trim(), 'with the values sent')
       }
+      assert.deepEqual(await gw.store.users.findByUsername('alice').then((u) => [u!.email, u!.firstName, u!.lastName]), ['alice@example.com', '', ''], 'nothing was changed')
+
+      const done = await browser.submit(updatePage, { ...valid, firstName: ' Alice ' }, { stopBefore: toApplication })
+      const tokens = await tokensAfterSuccess(gw, done, 'UPDATE_PROFILE', login)
+      const claims = JSON.parse(Buffer.from(tokens.body.access_token.split('.')[1], 'base64url').toString())
+      assert.deepEqual([claims.email, claims.given_name, claims.family_name], [valid.email, 'Alice', 'Liddell'])
+      assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: before.body.refresh_token })).status, 200, 'no session ends')
+
+      await gw.app.audit.flush()
+      const stream = await json(await gw.fetch(`/api/gateway/v1/activitystream/?order_by=-id&content_type=user&operation=update&object_id=${user.id}`, { headers: adminAuth }))
+      const change = stream.results[0]
+      assert.deepEqual(change.changes.changed_fields.first_name, ['', 'Alice'])
+      assert.equal(change.summary_fields.created_by.username, 'alice')
+      assert.equal(change.auth_method, 'oidc')
+
+      // The answer that went back to the application ended the form.
+      const late = await browser.submit(updatePage, { ...valid, firstName: 'Mallory' }, { stopBefore: toApplication })
+      assert.equal(late.stoppedAt, undefined)
+      assert.equal((await gw.store.users.findByUsername('alice'))!.firstName, 'Alice')
     } finally {
-      clock.now = now
+      await gw.app.accounts.update(user.id, { firstName: '', lastName: '', email: 'alice@example.com' })
+    }
+  })
+
+  it('UPDATE_PROFILE: Cancel goes back with kc_action_status=cancelled and changes nothing', async () => {
+    const browser = await signedInBrowser()
+    const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PROFILE', { response_mode: 'query' }).url, { stopBefore: toApplication })
+    assert.ok(isUpdateProfilePage(updatePage))
+    const done = await browser.submit(updatePage, { email: 'cancelled@example.com', firstName: 'C', lastName: 'D', 'cancel-aia': 'true' }, { stopBefore: toApplication })
+    const target = new URL(done.stoppedAt!)
+    assert.equal(target.searchParams.get('kc_action_status'), 'cancelled')
+    assert.equal(target.searchParams.get('kc_action'), 'UPDATE_PROFILE')
+    assert.ok(target.searchParams.get('code'))
+    assert.equal((await gw.store.users.findByUsername('alice'))!.email, 'alice@example.com')
+  })
+
+  it('a page open longer than Keycloak\'s login action timeout (five minutes) changes nothing, nor goes back to the application', async () => {
+    const answers: [string, (page: Page) => boolean, Record<string, string>][] = [
+      ['UPDATE_PASSWORD', isUpdatePasswordPage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }],
+      ['UPDATE_PROFILE', isUpdateProfilePage, { email: 'late@example.com', firstName: 'L', lastName: 'T' }],
+    ]
+    for (const [action, isItsPage, fields] of answers) {
+      const browser = await signedInBrowser()
+      const updatePage = await browser.navigate(keycloakJsLogin(gw, action).url, { stopBefore: toApplication })
+      assert.ok(isItsPage(updatePage), action)
+      const clock = gw.app.bus.clock
+      const now = clock.now
+      clock.now = () => now.call(clock) + 5 * 60_000 + 1000
+      try {
+        for (const sent of [fields, { 'cancel-aia': 'true' }]) {
+          const refused = await browser.submit(updatePage, sent, { stopBefore: toApplication })
+          assert.equal(refused.stoppedAt, undefined, `${action} ${JSON.stringify(sent)}`)
+          assert.equal(refused.response.status, 400)
+          assert.match(refused.body, /timed out or was already used/)
+        }
+      } finally {
+        clock.now = now
+      }
     }
     assert.ok(await passwordWorks(gw, OLD_PASSWORD))
+    assert.equal((await gw.store.users.findByUsername('alice'))!.email, 'alice@example.com')
   })
 
   it('a password set elsewhere while the page is open ends that login: its form sets nothing', async () => {
@@ -452,12 +543,12 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(answer.get('kc_action'), null)
     assert.ok(answer.get('code'))
     // In every response mode: form_post's page posts it to the application.
-    const posted = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PROFILE', { response_mode: 'form_post' }).url, { stopBefore: toApplication })
+    const posted = await browser.navigate(keycloakJsLogin(gw, 'VERIFY_EMAIL', { response_mode: 'form_post' }).url, { stopBefore: toApplication })
     const postedForm = parseForm(posted.body)
     assert.equal(postedForm.action, CLIENT_REDIRECT)
     assert.equal(postedForm.fields.kc_action_status, 'error')
     assert.ok(postedForm.fields.code)
-    for (const action of ['CONFIGURE_TOTP', 'update_password', 'webauthn-register']) {
+    for (const action of ['CONFIGURE_TOTP', 'update_password', 'update_profile', 'webauthn-register']) {
       const signedIn = await browser.navigate(keycloakJsLogin(gw, action).url, { stopBefore: toApplication })
       const again = answerOf(signedIn.stoppedAt)
       assert.equal(again.get('kc_action_status'), 'error', action)
@@ -465,15 +556,18 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     }
   })
 
-  it('an account whose password is kept elsewhere goes back with kc_action_status=error, changing nothing', async () => {
+  it('an account whose password and profile are kept elsewhere goes back with kc_action_status=error, changing nothing', async () => {
     const browser = await signedInBrowser()
     const user = await gw.store.users.findByUsername('alice')
     await gw.app.accounts.update(user!.id, { source: 'ldap' })
     try {
-      const done = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
-      const answer = answerOf(done.stoppedAt)
-      assert.equal(answer.get('kc_action_status'), 'error')
-      assert.ok(answer.get('code'))
+      for (const action of ['UPDATE_PASSWORD', 'UPDATE_PROFILE']) {
+        const done = await browser.navigate(keycloakJsLogin(gw, action).url, { stopBefore: toApplication })
+        const answer = answerOf(done.stoppedAt)
+        assert.equal(answer.get('kc_action_status'), 'error', action)
+        assert.equal(answer.get('kc_action'), null, action)
+        assert.ok(answer.get('code'), action)
+      }
     } finally {
       await gw.app.accounts.update(user!.id, { source: 'local' })
     }

@@ -31,6 +31,15 @@ for (const backend of storeBackends) {
       assert.equal(await db.store.applications.findById(inside.id), undefined)
       assert.ok(await db.store.applications.findById(outside.id))
     })
+
+    it('keeps a name of 512 characters, as the platform\'s (migration 023 widened PostgreSQL\'s column)', async () => {
+      const long = 'é'.repeat(512)
+      const kept = await db.store.applications.create({
+        realm: 'main', clientId: 'client-long', clientSecretHash: null, name: long, description: '', clientType: 'public',
+        authorizationGrantType: 'password', redirectUris: [], userId: null, organizationId: null,
+      })
+      assert.equal((await db.store.applications.findById(kept.id))?.name, long)
+    })
   })
 }
 
@@ -59,7 +68,7 @@ for (const backend of unmigratedBackends) {
         const listener = (warning: Error) => warnings.push(warning)
         process.on('warning', listener)
         try {
-          assert.deepEqual(await store.database.migrate(), ['022_application_unique_name'])
+          assert.deepEqual(await store.database.migrate(), ['022_application_unique_name', '023_application_name_length'])
           await new Promise((resolve) => setImmediate(resolve))
         } finally {
           process.off('warning', listener)
