@@ -37,6 +37,7 @@ export class HashingThreads {
   readonly #threads: HashingThread[] = []
   /** Hashes made and passwords verified, by every thread, counted by the threads themselves. */
   readonly #hashed = new Int32Array(new SharedArrayBuffer(4))
+  readonly #putAsideListeners = new Set<(reason: string) => void>()
   #nice: number | undefined
 
   /** `script`: what each thread runs; a test's runs the real one and misbehaves when told to. */
@@ -59,6 +60,12 @@ export class HashingThreads {
   setNice(nice: number): void {
     this.#nice = nice
     for (const thread of this.#threads) thread.setNice(nice)
+  }
+
+  /** Told, with the reason, of each thread put aside; answers the function that stops telling this listener. */
+  onPutAside(listener: (reason: string) => void): () => void {
+    this.#putAsideListeners.add(listener)
+    return () => this.#putAsideListeners.delete(listener)
   }
 
   /** The hashes made and passwords verified so far (skipped jobs not counted), up to this moment, event loop or not. */
@@ -88,7 +95,16 @@ export class HashingThreads {
       if (!best || thread.jobs < best.jobs) best = thread
     }
     if (best && (best.jobs === 0 || live >= this.size)) return best
-    const fresh = new HashingThread(this.#script, { options: this.#options, nice: this.#nice, hashed: this.#hashed, idleMs: this.#idleMs, jobTimeoutMs: this.jobTimeoutMs })
+    const fresh = new HashingThread(this.#script, {
+      options: this.#options,
+      nice: this.#nice,
+      hashed: this.#hashed,
+      idleMs: this.#idleMs,
+      jobTimeoutMs: this.jobTimeoutMs,
+      putAside: (reason) => {
+        for (const listener of this.#putAsideListeners) listener(reason)
+      },
+    })
     const ended = this.#threads.findIndex((thread) => thread.ended)
     if (ended === -1) this.#threads.push(fresh)
     else this.#threads[ended] = fresh
@@ -112,6 +128,7 @@ class HashingThread {
   readonly #pending = new Map<number, Pending>()
   readonly #idleMs: number
   readonly #jobTimeoutMs: number
+  readonly #putAside: (reason: string) => void
   #idle: NodeJS.Timeout | undefined
   /** When the job the thread is at (the oldest pending) has taken too long. */
   #overdue: NodeJS.Timeout | undefined
@@ -120,10 +137,11 @@ class HashingThread {
   #online = false
   ended = false
 
-  constructor(script: URL, settings: { options: Options; nice: number | undefined; hashed: Int32Array; idleMs: number; jobTimeoutMs: number }) {
+  constructor(script: URL, settings: { options: Options; nice: number | undefined; hashed: Int32Array; idleMs: number; jobTimeoutMs: number; putAside: (reason: string) => void }) {
     const { options, nice, hashed } = settings
     this.#idleMs = settings.idleMs
     this.#jobTimeoutMs = settings.jobTimeoutMs
+    this.#putAside = settings.putAside
     // Without the process's flags: its preloaded module hooks are for the dependencies, which the thread never loads.
     this.#worker = new Worker(script, {
       workerData: { hashingThread: { options, nice, abandoned: this.#abandoned, hashed } },
@@ -146,15 +164,21 @@ class HashingThread {
       this.#online = true
       if (this.#pending.size) this.#watch()
     })
-    this.#worker.on('error', (error) => this.#end(new PasswordCheckFailed({ cause: error })))
-    this.#worker.on('exit', (code) => this.#end(new PasswordCheckFailed({ cause: new Error(`the hashing thread exited with code ${code}`) })))
+    this.#worker.on('error', (error) => this.#end(`it failed: ${error.message}`))
+    this.#worker.on('exit', (code) => this.#end(`it exited with code ${code}`))
     // After the listeners, as adding a 'message' one refs the worker.
     this.#rest()
   }
 
-  /** Fails every job the thread holds, which takes no more: the next job starts another thread. */
-  #end(error: Error): void {
+  /**
+   * Fails every job the thread holds, which takes no more: the next job starts another thread. Once only: a thread
+   * that ends on its own (idle) or was put aside already exits afterwards.
+   */
+  #end(reason: string): void {
+    if (this.ended) return
     this.ended = true
+    this.#putAside(reason)
+    const error = new PasswordCheckFailed({ cause: new Error(`a hashing thread was put aside: ${reason}`) })
     clearTimeout(this.#idle)
     clearTimeout(this.#overdue)
     for (const job of this.#pending.values()) {
@@ -167,7 +191,7 @@ class HashingThread {
   /** Puts the thread aside if the job it is at now takes longer than its bound. */
   #watch(): void {
     this.#overdue = setTimeout(() => {
-      this.#end(new PasswordCheckFailed({ cause: new Error(`a hashing thread took more than ${this.#jobTimeoutMs} ms over one job`) }))
+      this.#end(`it took more than ${this.#jobTimeoutMs} ms over one job`)
       void this.#worker.terminate()
     }, this.#jobTimeoutMs)
     this.#overdue.unref()

@@ -8,17 +8,18 @@ import { csrfToken, LOGIN, login } from '../helpers/session.ts'
 /**
  * A hashing thread that takes too long over a check (here: a hash stored with 75 times the usual time cost, some
  * seconds of a core) is put aside after its bound: the check fails closed with 503 password_check_failed at every
- * door, is no failed login, and the other checks go on meanwhile.
+ * door, is no failed login, the other checks go on meanwhile, and the operator is told.
  */
 describe('a password check whose hashing thread is stuck', () => {
   let gw: TestGateway
   const PASSWORD = 'mallory-password-long'
   const SLOW_HASH = '$argon2id$v=19$m=19456,t=150,p=1$EGxh8kdFZ6ePZK47bwtxdw$Ys47BMe8/DDFVw1dcrLhbw4rP7BGgQhVG+18r6I4PPA'
   let malloryId: number
+  const logLines: Record<string, unknown>[] = []
   before(async () => {
     // Far above a usual verification (tens of milliseconds), well below the slow hash's.
     hashingThreads.jobTimeoutMs = 1500
-    gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0 }, realms: testRealms } })
+    gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0 }, realms: testRealms }, logLines })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password-long' })
     malloryId = (await gw.app.store.users.create({ username: 'mallory', passwordHash: SLOW_HASH })).id
     await gw.app.settings.update({ login_failures_before_lockout: 2 })
@@ -38,6 +39,9 @@ describe('a password check whose hashing thread is stuck', () => {
       assert.equal(granted.status, 200)
     }
     await assertFailedClosed(await stuck)
+    const putAside = logLines.find((line) => String(line.msg).startsWith('password checks: a hashing thread was put aside'))
+    assert.equal(putAside?.level, 50)
+    assert.match(String(putAside.reason), /took more than 1500 ms/)
     await assertFailedClosed(await gw.fetch(TOKEN_PATH, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'mallory', password: PASSWORD }) }), 'error')
     const token = await csrfToken(gw)
     await assertFailedClosed(await gw.fetch(LOGIN, {
