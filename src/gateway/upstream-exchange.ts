@@ -44,6 +44,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   readonly #resume = (): void => {
     clearTimeout(this.#unread)
+    this.#unread = undefined
     this.#controller?.resume()
   }
 
@@ -80,7 +81,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (!response.write(chunk)) {
       controller.pause()
       response.once('drain', this.#resume)
-      this.#unread = setTimeout(this.#cutOff, this.#ends.readMs)
+      // undici may hand over a chunk it already had after the pause: one bound, from the first.
+      this.#unread ??= setTimeout(this.#cutOff, this.#ends.readMs)
     }
   }
 
