@@ -28,7 +28,7 @@ export type ErrorCode =
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
-  | 'database_unavailable' | 'directory_unavailable' | 'password_checks_busy' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
+  | 'database_unavailable' | 'directory_unavailable' | 'password_checks_busy' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'upstream_handshake_invalid'
   | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'invalid_original_request' | 'untrusted_proxy'
 
@@ -637,14 +637,24 @@ export class PasswordChecksBusy extends GatehouseError {
   static override readonly defaultMessage: string = 'Too many sign-ins are being checked right now; try again in a moment.'
   static readonly retryAfterSeconds = 1
 
-  constructor() {
-    super(undefined, { headers: { 'retry-after': String(PasswordChecksBusy.retryAfterSeconds) } })
+  constructor(options: { cause?: unknown } = {}) {
+    super(undefined, { headers: { 'retry-after': String(PasswordChecksBusy.retryAfterSeconds) }, cause: options.cause })
   }
 
   /** The status oidc-provider answers with for an error it did not raise itself. */
   get statusCode(): number {
     return this.status
   }
+}
+
+/**
+ * 503: the thread hashing this check did not answer within its bound, or ended before it answered
+ * (src/directory/hashing-threads.ts); the thread was replaced. Refused as a busy queue's check is, on every door: the
+ * password was not judged, so it is no failed login and never a success.
+ */
+export class PasswordCheckFailed extends PasswordChecksBusy {
+  static override readonly code: ErrorCode = 'password_check_failed'
+  static override readonly defaultMessage: string = 'The password could not be checked right now; try again in a moment.'
 }
 
 /**

@@ -6,6 +6,7 @@ import type { App } from './app.ts'
 import { registerOpenApi } from './api/openapi.ts'
 import { registerGatewayApi } from './api/register.ts'
 import { newRequestContext } from './context.ts'
+import { hashingThreads } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { requestIdOf } from './http/request-id.ts'
@@ -115,6 +116,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.addHook('onResponse', async (request, reply) => answered(request, reply))
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)
+  logHashingThreadsPutAside(server)
   logKeptSigningKeys(server, app)
   app.audit.onError = (error) => {
     // An outage is logged once, above; the entries wait for the database within the queue's bound.
@@ -199,6 +201,14 @@ function logKeptSigningKeys(server: FastifyInstance, app: App): void {
  * src/store/database.ts holds back outages that begin within a minute of the last line); each request it fails is
  * answered 503 database_unavailable and appears only in its own request line.
  */
+/** A hashing thread put aside (src/directory/hashing-threads.ts): its checks were answered 503, and nothing else says why. */
+function logHashingThreadsPutAside(server: FastifyInstance): void {
+  const stop = hashingThreads.onPutAside((reason) => {
+    server.log.error({ reason }, 'password checks: a hashing thread was put aside and replaced; the checks it held were answered 503 password_check_failed')
+  })
+  server.addHook('onClose', async () => stop())
+}
+
 function logDatabaseOutages(server: FastifyInstance, app: App): void {
   const stop = app.store.database.onOutage(({ state, since, failures, error }) => {
     const fields = { since: new Date(since).toISOString(), failures, error }

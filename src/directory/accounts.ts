@@ -179,7 +179,7 @@ export class Accounts {
         await burnVerificationTime(password.slice(0, MAX_PASSWORD_LENGTH), signal)
         throw new InvalidCredentials()
       }
-      const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password, read, signal))
+      const user = await this.lockout.guard(username, address, () => this.#verifyPassword(username, password, read, signal), signal)
       if (!via?.recordsLogin) await this.#confirmPasswordHash(user)
       if (via) this.#reportLogin({ username, address, via, user })
       return user

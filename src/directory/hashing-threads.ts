@@ -1,5 +1,6 @@
 import type { Options } from '@node-rs/argon2'
 import { Worker } from 'node:worker_threads'
+import { PasswordCheckFailed } from '../errors.ts'
 
 /**
  * argon2id on threads of its own, one per core, each hashing one password at a time and holding the next job while
@@ -12,23 +13,39 @@ import { Worker } from 'node:worker_threads'
  * A job whose client goes away before its thread starts it (`signal`) is skipped: a flag per job place, shared with
  * the thread, which reads it just before it hashes. A thread that has had no job for `idleMs` ends, giving back
  * its memory (a V8 isolate of its own: about 11 MB); the next job starts one again.
+ *
+ * A thread that takes longer than `jobTimeoutMs` over one job (a hash stored with a pathological cost, a thread that
+ * hangs), or that exits, fails its jobs with PasswordCheckFailed and is put aside: the next job starts a fresh
+ * thread, so that a stuck one cannot keep its jobs' places, and every check queued behind them, forever. A thread
+ * stuck in the native hash cannot be stopped before that returns; it is told to end, and ends when it does.
  */
 export class HashingThreads {
   /** How many jobs a thread holds at most: the one it hashes and the next. */
   static readonly JOBS_PER_THREAD = 2
+  /**
+   * How long one job may take, from its thread's start of it. A verification takes a few tens of milliseconds of a
+   * core; at the lowest priority (src/cli/pool-priority.ts) on a machine busy with other work, a few seconds.
+   */
+  static readonly JOB_TIMEOUT_MS = 30_000
 
   readonly size: number
   readonly #options: Options
   readonly #idleMs: number
+  readonly #script: URL
+  /** HashingThreads.JOB_TIMEOUT_MS, unless a test wants a thread put aside sooner. */
+  jobTimeoutMs = HashingThreads.JOB_TIMEOUT_MS
   readonly #threads: HashingThread[] = []
   /** Hashes made and passwords verified, by every thread, counted by the threads themselves. */
   readonly #hashed = new Int32Array(new SharedArrayBuffer(4))
+  readonly #putAsideListeners = new Set<(reason: string) => void>()
   #nice: number | undefined
 
-  constructor(size: number, options: Options, idleMs = 60_000) {
+  /** `script`: what each thread runs; a test's runs the real one and misbehaves when told to. */
+  constructor(size: number, options: Options, idleMs = 60_000, script = new URL('./hashing-thread.js', import.meta.url)) {
     this.size = size
     this.#options = options
     this.#idleMs = idleMs
+    this.#script = script
   }
 
   /** The threads running now. */
@@ -43,6 +60,12 @@ export class HashingThreads {
   setNice(nice: number): void {
     this.#nice = nice
     for (const thread of this.#threads) thread.setNice(nice)
+  }
+
+  /** Told, with the reason, of each thread put aside; answers the function that stops telling this listener. */
+  onPutAside(listener: (reason: string) => void): () => void {
+    this.#putAsideListeners.add(listener)
+    return () => this.#putAsideListeners.delete(listener)
   }
 
   /** The hashes made and passwords verified so far (skipped jobs not counted), up to this moment, event loop or not. */
@@ -72,7 +95,16 @@ export class HashingThreads {
       if (!best || thread.jobs < best.jobs) best = thread
     }
     if (best && (best.jobs === 0 || live >= this.size)) return best
-    const fresh = new HashingThread(this.#options, this.#nice, this.#hashed, this.#idleMs)
+    const fresh = new HashingThread(this.#script, {
+      options: this.#options,
+      nice: this.#nice,
+      hashed: this.#hashed,
+      idleMs: this.#idleMs,
+      jobTimeoutMs: this.jobTimeoutMs,
+      putAside: (reason) => {
+        for (const listener of this.#putAsideListeners) listener(reason)
+      },
+    })
     const ended = this.#threads.findIndex((thread) => thread.ended)
     if (ended === -1) this.#threads.push(fresh)
     else this.#threads[ended] = fresh
@@ -95,14 +127,23 @@ class HashingThread {
   readonly #abandoned = new Int32Array(new SharedArrayBuffer(4 * HashingThreads.JOBS_PER_THREAD))
   readonly #pending = new Map<number, Pending>()
   readonly #idleMs: number
+  readonly #jobTimeoutMs: number
+  readonly #putAside: (reason: string) => void
   #idle: NodeJS.Timeout | undefined
+  /** When the job the thread is at (the oldest pending) has taken too long. */
+  #overdue: NodeJS.Timeout | undefined
   #nextId = 0
+  /** Started, so that its first job's bound does not count a start slowed by a busy machine. */
+  #online = false
   ended = false
 
-  constructor(options: Options, nice: number | undefined, hashed: Int32Array, idleMs: number) {
-    this.#idleMs = idleMs
+  constructor(script: URL, settings: { options: Options; nice: number | undefined; hashed: Int32Array; idleMs: number; jobTimeoutMs: number; putAside: (reason: string) => void }) {
+    const { options, nice, hashed } = settings
+    this.#idleMs = settings.idleMs
+    this.#jobTimeoutMs = settings.jobTimeoutMs
+    this.#putAside = settings.putAside
     // Without the process's flags: its preloaded module hooks are for the dependencies, which the thread never loads.
-    this.#worker = new Worker(new URL('./hashing-thread.js', import.meta.url), {
+    this.#worker = new Worker(script, {
       workerData: { hashingThread: { options, nice, abandoned: this.#abandoned, hashed } },
       execArgv: [],
       name: HASHING_THREAD_NAME,
@@ -112,23 +153,48 @@ class HashingThread {
       if (!job) return
       this.#pending.delete(reply.id)
       job.settled()
+      clearTimeout(this.#overdue)
       if (reply.error !== undefined) job.reject(new Error(reply.error))
       else job.resolve(reply.abandoned ? undefined : reply.result)
-      if (!this.#pending.size) this.#rest()
+      // The thread answers its jobs in order: it starts the next one now.
+      if (this.#pending.size) this.#watch()
+      else this.#rest()
     })
-    const end = (error: Error) => {
-      this.ended = true
-      clearTimeout(this.#idle)
-      for (const job of this.#pending.values()) {
-        job.settled()
-        job.reject(error)
-      }
-      this.#pending.clear()
-    }
-    this.#worker.on('error', end)
-    this.#worker.on('exit', (code) => end(new Error(`the hashing thread exited with code ${code}`)))
+    this.#worker.once('online', () => {
+      this.#online = true
+      if (this.#pending.size) this.#watch()
+    })
+    this.#worker.on('error', (error) => this.#end(`it failed: ${error.message}`))
+    this.#worker.on('exit', (code) => this.#end(`it exited with code ${code}`))
     // After the listeners, as adding a 'message' one refs the worker.
     this.#rest()
+  }
+
+  /**
+   * Fails every job the thread holds, which takes no more: the next job starts another thread. Once only: a thread
+   * that ends on its own (idle) or was put aside already exits afterwards.
+   */
+  #end(reason: string): void {
+    if (this.ended) return
+    this.ended = true
+    this.#putAside(reason)
+    const error = new PasswordCheckFailed({ cause: new Error(`a hashing thread was put aside: ${reason}`) })
+    clearTimeout(this.#idle)
+    clearTimeout(this.#overdue)
+    for (const job of this.#pending.values()) {
+      job.settled()
+      job.reject(error)
+    }
+    this.#pending.clear()
+  }
+
+  /** Puts the thread aside if the job it is at now takes longer than its bound. */
+  #watch(): void {
+    this.#overdue = setTimeout(() => {
+      this.#end(`it took more than ${this.#jobTimeoutMs} ms over one job`)
+      void this.#worker.terminate()
+    }, this.#jobTimeoutMs)
+    this.#overdue.unref()
   }
 
   /** Without a job: never what keeps the process running, and ended once idle for long. */
@@ -159,6 +225,7 @@ class HashingThread {
       const abandon = () => Atomics.store(this.#abandoned, place, 1)
       signal?.addEventListener('abort', abandon, { once: true })
       this.#pending.set(id, { resolve, reject, settled: () => signal?.removeEventListener('abort', abandon) })
+      if (this.#pending.size === 1 && this.#online) this.#watch()
       this.#worker.ref()
       this.#worker.postMessage({ ...job, id, place } satisfies Message)
     })

@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js'
-import { AccountLocked, InvalidCredentials, LoginThrottled } from '../errors.ts'
+import { AccountLocked, InvalidCredentials, LoginThrottled, PasswordCheckAbandoned } from '../errors.ts'
 import type { AddressFailures, LoginFailures } from '../store/login-failures.ts'
 import type { Store } from '../store/store.ts'
 
@@ -45,6 +45,8 @@ const MAX_WAITING_PER_KEY = 128
  * This holds within one process, which knows its own checks in flight but not another's: while other gateway
  * processes use the database, each runs the checks of a username, or from an address, one at a time again
  * (`shareOfBudget`), so that a burst spread over P processes gets at most P - 1 tries past the limit.
+ * A waiting check whose client goes away leaves the queue (PasswordCheckAbandoned): it holds no place there, and is
+ * never verified.
  *
  * The records are in the database, so every process sees the same locks; only real password verifications read or
  * write them.
@@ -69,9 +71,10 @@ export class Lockout {
    * Runs a password verification for `username` from the client `address` (none: a check that no client made, which
    * only the username lock applies to) unless the address is throttled (LoginThrottled) or the username is locked
    * for it (AccountLocked), and keeps the counts: a wrong password adds a failure to both, a success clears the
-   * username's. The verification starts only within the budgets of both (see the class comment).
+   * username's. The verification starts only within the budgets of both (see the class comment). `signal`: the
+   * check's client went away, so a check still waiting for its turn here is dropped.
    */
-  async guard<T>(username: string, address: string | undefined, verify: () => Promise<T>): Promise<T> {
+  async guard<T>(username: string, address: string | undefined, verify: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const policy = this.#policy()
     const usernameKey = policy.failuresBeforeLockout > 0 ? username.toLowerCase() : undefined
     const addressKey = address !== undefined && (policy.failuresPerAddress > 0 || (usernameKey && policy.lockSparesCleanAddresses)) ? countedAddress(address) : undefined
@@ -81,7 +84,7 @@ export class Lockout {
     if (addressKey) counted.push({ ...this.#join(`address:${addressKey}`), budget: (admission) => admission.addressBudget, overflow: () => new LoginThrottled(1) })
     let admission: Admission
     try {
-      admission = await this.#admit(usernameKey, addressKey, policy, counted)
+      admission = await this.#admit(usernameKey, addressKey, policy, counted, signal)
     } finally {
       for (const { traffic } of counted) traffic.pending--
       this.#forgetIdle(counted)
@@ -100,6 +103,13 @@ export class Lockout {
       }
       this.#forgetIdle(counted)
     }
+  }
+
+  /** Checks waiting here for one in flight to settle, of every username and address. */
+  get waiting(): number {
+    let waiting = 0
+    for (const traffic of this.#traffic.values()) waiting += traffic.waiters.length
+    return waiting
   }
 
   /** Told each time a username becomes locked (the audit trail and metrics listen). */
@@ -140,13 +150,14 @@ export class Lockout {
    * Reads the records until they refuse the check or admit it, counting it in flight. A failure that a check of
    * this process recorded while they were being read may be missing from them: then they are read again.
    */
-  async #admit(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, counted: Counted[]): Promise<Admission> {
+  async #admit(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, counted: Counted[], signal: AbortSignal | undefined): Promise<Admission> {
     const repository = this.#store.loginFailures
     let waited = false
     for (;;) {
       const settledBefore = counted.map(({ traffic }) => traffic.failuresSettled)
       let admission: Admission
       try {
+        if (signal?.aborted) throw new PasswordCheckAbandoned()
         const [record, place] = await repository.findBoth(usernameKey, addressKey)
         if (counted.some(({ traffic }, i) => traffic.failuresSettled !== settledBefore[i])) continue
         admission = this.#admission(record, place, addressKey !== undefined, policy)
@@ -170,9 +181,18 @@ export class Lockout {
       const { traffic, overflow } = counted[full]!
       // What one username or address can make this process hold is bounded; the oldest waiters keep their places.
       if (!waited && traffic.waiters.length >= MAX_WAITING_PER_KEY) throw overflow()
-      await new Promise<void>((resolve) => {
-        if (waited) traffic.waiters.unshift(resolve)
-        else traffic.waiters.push(resolve)
+      await new Promise<void>((resolve, reject) => {
+        const turn = () => {
+          signal?.removeEventListener('abort', leave)
+          resolve()
+        }
+        const leave = () => {
+          traffic.waiters.splice(traffic.waiters.indexOf(turn), 1)
+          reject(new PasswordCheckAbandoned())
+        }
+        signal?.addEventListener('abort', leave, { once: true })
+        if (waited) traffic.waiters.unshift(turn)
+        else traffic.waiters.push(turn)
       })
       waited = true
     }

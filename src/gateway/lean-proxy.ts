@@ -179,6 +179,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
     new UpstreamExchange({
       client: raw,
       response,
+      readMs: route.timeouts.responseMs,
       responseHeaders: (upstream) => {
         request.gatehouse.upstreamMs = performance.now() - request.startedAt - request.gatehouse.forwardedAtMs!
         return lane.rewrite(clientResponseHeaders(upstream), request)

@@ -97,6 +97,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
       new UpstreamExchange({
         client: raw,
         response,
+        readMs: route.timeouts.responseMs,
         responseHeaders: (upstreamHeaders) => {
           context.upstreamMs = reply.elapsedTime - forwardedAt
           return clientHeaders(upstreamHeaders)

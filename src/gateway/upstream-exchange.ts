@@ -8,6 +8,11 @@ export interface ExchangeEnds {
   /** The client's request, whose body (if any) is being sent upstream. */
   readonly client: IncomingMessage
   readonly response: ServerResponse
+  /**
+   * How long the client may take to read what it was sent before the body's next chunk is written: the service's
+   * `timeouts.response_seconds`, the bound on the service's own pauses between chunks.
+   */
+  readonly readMs: number
   /** The headers the client is answered with, from the upstream's (filtered and rewritten as each path does). */
   responseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders
   /** The upstream failed: answer an error, or cut a response already under way. */
@@ -17,11 +22,14 @@ export interface ExchangeEnds {
 /**
  * One forwarded request, as undici's dispatcher reports it: the upstream's status and headers go straight to the
  * client's response, the body after them with back-pressure both ways, then its trailers; a client that goes away
- * aborts the upstream request.
+ * aborts the upstream request. A client that stops reading is cut off after `readMs`: the upstream's pause is
+ * bounded by the same time, and without it a client that reads nothing would hold its connection and the
+ * service's for good.
  */
 export class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly #ends: ExchangeEnds
   #controller: Dispatcher.DispatchController | undefined
+  #unread: NodeJS.Timeout | undefined
 
   constructor(ends: ExchangeEnds) {
     discardUnaskedContinue()
@@ -30,10 +38,19 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   readonly #clientGone = (): void => {
+    clearTimeout(this.#unread)
     if (!this.#ends.response.writableFinished) this.#controller?.abort(new Error('The client went away.'))
   }
 
-  readonly #resume = (): void => this.#controller?.resume()
+  readonly #resume = (): void => {
+    clearTimeout(this.#unread)
+    this.#unread = undefined
+    this.#controller?.resume()
+  }
+
+  readonly #cutOff = (): void => {
+    this.#ends.response.destroy()
+  }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller
@@ -64,6 +81,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (!response.write(chunk)) {
       controller.pause()
       response.once('drain', this.#resume)
+      // undici may hand over a chunk it already had after the pause: one bound, from the first.
+      this.#unread ??= setTimeout(this.#cutOff, this.#ends.readMs)
     }
   }
 

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os'
 import { describe, it } from 'node:test'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
 import { argon2Tasks, burnVerificationTime, ConcurrencyLimit, hashingThreads, hashPassword, TIME_SPENDING_HASH, verifyPassword } from '../../src/directory/passwords.ts'
-import { PasswordCheckAbandoned, PasswordChecksBusy } from '../../src/errors.ts'
+import { PasswordCheckAbandoned, PasswordCheckFailed, PasswordChecksBusy } from '../../src/errors.ts'
 import { HashingThreads } from '../../src/directory/hashing-threads.ts'
 
 describe('ConcurrencyLimit', () => {
@@ -139,6 +139,30 @@ describe('hashing threads', () => {
     for (const deadline = Date.now() + 30_000; threads.running > 0 && Date.now() < deadline;) await sleep(20)
     assert.equal(threads.running, 0)
     assert.equal(await threads.verify(hash, 'correct horse'), true)
+  })
+  /** One thread that hangs at a job whose password is `hang` and exits at one whose password is `exit`. */
+  const misbehaving = () => new HashingThreads(1, { algorithm: 2, memoryCost: 19456, timeCost: 2, parallelism: 1 }, 60_000, new URL('../fixtures/misbehaving-hashing-thread.js', import.meta.url))
+
+  it('put a thread aside that takes too long over a job, failing its jobs closed, and hash the next on a fresh one', async () => {
+    const threads = misbehaving()
+    threads.jobTimeoutMs = 1000
+    const hash = await threads.hash('correct horse')
+    const hung = threads.verify(hash, 'hang').catch((error: unknown) => error)
+    // Held by the same thread, behind the job it hangs at.
+    const behind = threads.verify(hash, 'correct horse').catch((error: unknown) => error)
+    assert.ok(await hung instanceof PasswordCheckFailed)
+    assert.ok(await behind instanceof PasswordCheckFailed)
+    assert.equal(await threads.verify(hash, 'correct horse'), true)
+    assert.equal(await threads.verify(hash, 'wrong'), false)
+    assert.equal(threads.running, 1)
+  })
+
+  it('replace a thread that exits, failing its job closed', async () => {
+    const threads = misbehaving()
+    const hash = await threads.hash('correct horse')
+    assert.ok(await threads.verify(hash, 'exit').catch((error: unknown) => error) instanceof PasswordCheckFailed)
+    assert.equal(await threads.verify(hash, 'correct horse'), true)
+    assert.equal(threads.running, 1)
   })
 })
 

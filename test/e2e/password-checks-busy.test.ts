@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { argon2Tasks } from '../../src/directory/passwords.ts'
+import { argon2Tasks, hashingThreads } from '../../src/directory/passwords.ts'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, TOKEN_PATH, testRealms } from '../helpers/oidc.ts'
 import { csrfToken, LOGIN, login } from '../helpers/session.ts'
@@ -131,6 +131,52 @@ describe('password checks beyond the queue\'s bound', () => {
 
   it('drops a waiting check at a realm\'s password grant whose client went away', async () => {
     await leaveWhileWaiting(TOKEN_PATH, { body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'alice', password: PASSWORD }) })
+  })
+
+  /**
+   * Sends two checks of `username` that its lockout budget admits and that wait for a core, then one more that waits
+   * behind them for the budget, and goes away: the last leaves the lockout's queue at once, and is never verified.
+   */
+  async function leaveLockoutQueue(username: string, send: (signal?: AbortSignal) => Promise<unknown>): Promise<void> {
+    argon2Tasks.maxWaiting = 5
+    const release = fillQueue()
+    const admitted = [send(), send()]
+    let hashedBefore: number
+    try {
+      await waitFor(() => argon2Tasks.waiting === 3)
+      const gone = new AbortController()
+      const sent = send(gone.signal).catch(() => undefined)
+      await waitFor(() => gw.app.accounts.lockout.waiting === 1)
+      gone.abort()
+      await sent
+      await waitFor(() => gw.app.accounts.lockout.waiting === 0)
+      hashedBefore = hashingThreads.hashed
+    } finally {
+      argon2Tasks.maxWaiting = 1
+      await release()
+    }
+    await Promise.all(admitted)
+    assert.equal(hashingThreads.hashed - hashedBefore, 2)
+    assert.equal(gw.app.accounts.lockout.waiting, 0)
+    await gw.app.accounts.lockout.clear(username)
+  }
+
+  it('drops a check waiting behind the lockout\'s budget at the gateway\'s login whose client went away', async () => {
+    const token = await csrfToken(gw)
+    await leaveLockoutQueue('bob', (signal) => gw.fetch(LOGIN, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': token, cookie: `csrftoken=${token}`, referer: gw.url + LOGIN },
+      body: new URLSearchParams({ username: 'bob', password: 'wrong-password' }).toString(),
+      ...signal && { signal },
+    }))
+  })
+
+  it('drops a check waiting behind the lockout\'s budget at a realm\'s password grant whose client went away', async () => {
+    await leaveLockoutQueue('carol', (signal) => gw.fetch(TOKEN_PATH, {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'carol', password: 'wrong-password' }),
+      ...signal && { signal },
+    }))
   })
 
   it('shows the realm\'s login page again with a message saying so', async () => {

@@ -73,3 +73,46 @@ describe('single sign-on through a provider that hangs or floods', () => {
     assert.ok(process.memoryUsage().rss - rssBefore < 64 << 20, `memory grew by ${(process.memoryUsage().rss - rssBefore) >> 20} MiB`)
   })
 })
+
+describe('single sign-on through a provider that hangs at the token exchange', () => {
+  let provider: Server
+  let gw: TestGateway
+
+  before(async () => {
+    // Discovery answered, the sign-in code never exchanged: the token endpoint takes the request and says nothing.
+    provider = createServer((request, response) => {
+      if (request.url === '/.well-known/openid-configuration') {
+        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+          issuer,
+          authorization_endpoint: `${issuer}/auth`,
+          token_endpoint: `${issuer}/token`,
+          jwks_uri: `${issuer}/jwks`,
+          response_types_supported: ['code'],
+          subject_types_supported: ['public'],
+          id_token_signing_alg_values_supported: ['RS256'],
+        }))
+      } else if (request.url !== '/token') response.writeHead(404).end()
+    })
+    await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve))
+    const issuer = `http://127.0.0.1:${(provider.address() as AddressInfo).port}`
+    gw = await startGateway({ config: { sso: [{ name: 'stalls', label: 'stalls', issuer, client_id: 'x', allow_insecure_http: true, timeout_seconds: TIMEOUT_SECONDS }] } })
+  })
+  after(async () => {
+    await gw?.close()
+    provider?.closeAllConnections()
+    await new Promise<void>((resolve) => provider ? provider.close(() => resolve()) : resolve())
+  })
+
+  it('answers the way back 503 within the timeout, and keeps no sign-in', async () => {
+    const start = await gw.fetch(`${SSO}stalls/`, { redirect: 'manual' })
+    assert.equal(start.status, 302)
+    const state = new URL(start.headers.get('location')!).searchParams.get('state')!
+    const cookie = start.headers.getSetCookie().map((line) => line.split(';')[0]).join('; ')
+    const started = Date.now()
+    const back = await gw.fetch(`${SSO}stalls/callback/?${new URLSearchParams({ state, code: 'a-code' })}`, { headers: { cookie, accept: 'application/json' } })
+    const elapsed = Date.now() - started
+    assert.equal(back.status, 503)
+    assert.equal((await json(back)).code, 'sso_provider_unavailable')
+    assert.ok(elapsed >= TIMEOUT_SECONDS * 1000 - 100 && elapsed < TIMEOUT_SECONDS * 1000 + 1500, `took ${elapsed} ms`)
+  })
+})

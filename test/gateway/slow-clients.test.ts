@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
+import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { requestFrom } from '../helpers/from-address.ts'
 import { closeAtServer, eventually, rawClient, untilConnections, type RawClient } from '../helpers/raw-client.ts'
-import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const ATTACKERS = ['127.0.0.10', '127.0.0.11', '127.0.0.12', '127.0.0.13']
@@ -198,4 +199,65 @@ describe('the cap on one address\'s connections', () => {
       await gw.close()
     }
   })
+})
+
+describe('a client that stops reading its answer', () => {
+  const RESPONSE_SECONDS = 1
+  let gw: TestGateway
+  let upstream: RecordingUpstream
+  let answersOpen = 0
+
+  before(async () => {
+    // An answer far larger than every buffer between the service and the client: it waits on the client to read.
+    upstream = await startRecordingUpstream((_request, response) => {
+      answersOpen++
+      response.on('close', () => answersOpen--)
+      response.writeHead(200, { 'content-type': 'application/octet-stream' })
+      const chunk = Buffer.alloc(1 << 16)
+      let sent = 0
+      const more = () => {
+        while (!response.destroyed && sent < 1 << 30) {
+          sent += chunk.length
+          if (!response.write(chunk)) return void response.once('drain', more)
+        }
+        response.end()
+      }
+      more()
+    })
+    gw = await startGateway({
+      config: {
+        server: { host: '127.0.0.1', port: 0 },
+        services: [{ name: 'svc', prefix: '/svc/', upstream: upstream.url, public_paths: ['/svc/public/*'], timeouts: { response_seconds: RESPONSE_SECONDS } }],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    await upstream.close()
+  })
+
+  for (const [path, headers] of [['/svc/public/big', ''], ['/svc/big', `Authorization: Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}\r\n`]] as const) {
+    it(`is cut off once it has read nothing for the service's response_seconds, and the service's connection with it (${path})`, async () => {
+      const { port } = new URL(gw.url)
+      const socket = connect(Number(port), '127.0.0.1', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`))
+      socket.on('error', () => undefined)
+      let received = 0
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      const firstBytes = await new Promise<string>((resolve) => socket.once('data', (data) => resolve(data.toString('latin1'))))
+      socket.pause()
+      assert.match(firstBytes, /^HTTP\/1\.1 200 /)
+      const started = Date.now()
+      try {
+        assert.equal(await eventually(() => answersOpen, (open) => open === 0, 30_000), 0, 'the service\'s connection was closed')
+        assert.ok(Date.now() - started >= RESPONSE_SECONDS * 1000 - 100)
+        // What the kernel's buffers held is still to read, and then the connection's end: the answer was cut short.
+        socket.on('data', (data: Buffer) => (received += data.length))
+        socket.resume()
+        await closed
+        assert.ok(received < 1 << 29, `the client received ${received >> 20} MiB`)
+      } finally {
+        socket.destroy()
+      }
+    })
+  }
 })
