@@ -31,7 +31,8 @@ export class HashingThreads {
   readonly size: number
   readonly #options: Options
   readonly #idleMs: number
-  readonly #script: URL
+  /** What threads started from now on run: the real thread, unless a test wants one that misbehaves when told to. */
+  script: URL
   /** HashingThreads.JOB_TIMEOUT_MS, unless a test wants a thread put aside sooner. */
   jobTimeoutMs = HashingThreads.JOB_TIMEOUT_MS
   readonly #threads: HashingThread[] = []
@@ -45,7 +46,7 @@ export class HashingThreads {
     this.size = size
     this.#options = options
     this.#idleMs = idleMs
-    this.#script = script
+    this.script = script
   }
 
   /** The threads running now. */
@@ -95,7 +96,7 @@ export class HashingThreads {
       if (!best || thread.jobs < best.jobs) best = thread
     }
     if (best && (best.jobs === 0 || live >= this.size)) return best
-    const fresh = new HashingThread(this.#script, {
+    const fresh = new HashingThread(this.script, {
       options: this.#options,
       nice: this.#nice,
       hashed: this.#hashed,
