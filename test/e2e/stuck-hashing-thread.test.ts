@@ -19,7 +19,7 @@ describe('a password check whose hashing thread is stuck', () => {
   let malloryId: number
   const logLines: Record<string, unknown>[] = []
   before(async () => {
-    // Far above a usual verification (tens of milliseconds), well below the slow hash's.
+    // Far above a usual verification (tens of milliseconds, a few hundred on a busy machine); the spinning thread never ends.
     hashingThreads.jobTimeoutMs = 3000
     hashingThreads.script = new URL('../fixtures/misbehaving-hashing-thread.js', import.meta.url)
     gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0 }, realms: testRealms }, logLines })
