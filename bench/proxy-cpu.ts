@@ -2,7 +2,8 @@
  * `node bench/proxy-cpu.ts [requests] [rounds] [row]`: the CPU time Gatehouse spends per request for each credential
  * type (basic, session cookie, personal token, OIDC bearer), on the built-in proxy, at nginx's forward-auth
  * endpoint (`/api/gateway/v1/authz/auth-request/`, asked directly as nginx asks it) and behind nginx `auth_request`
- * as docs/forward-auth.md configures it without a cache (where nginx is installed), read from /proc
+ * as docs/forward-auth.md configures it without a cache (where nginx is installed), and the floor under a decision
+ * (node:http answering the forward-auth question with the allowed answer's fields, deciding nothing), read from /proc
  * around each round: CPU time is what a busy machine changes least, where requests/s (`npm run bench`) needs a quiet
  * one. A server (`bin/gatehouse serve`, SQLite, as bench/bench.ts configures it) runs as a child, an upstream
  * answering a tiny JSON body as another; this process sends `requests` requests per row and round over eight
@@ -26,13 +27,25 @@ const only = process.argv[4]
 const connections = 8
 const password = 'bench-password'
 const pauseMs = Number(process.env.PROXY_CPU_PAUSE_MS ?? 0)
+/**
+ * The floor under any forward-auth decision a Node process makes: node:http answering each question with the fields
+ * of Gatehouse's allowed answer (an identity JWT's length), deciding nothing. Served by the upstream's process.
+ */
+const FLOOR_PATH = '/forward-auth-floor'
+const FLOOR_ANSWER = [
+  'x-request-id', '00000000-0000-4000-8000-000000000000', 'cache-control', 'no-store', 'content-length', '0',
+  'x-gatehouse-user', 'admin', 'x-gatehouse-user-id', '1', 'x-gatehouse-auth-method', 'basic', 'x-gatehouse-identity', 'j'.repeat(450),
+]
 
 if (process.env.PROXY_CPU_UPSTREAM) {
   // The upstream, in a process of its own: a tiny JSON body for every request.
   const body = '{"ok":true}'
   const server = createServer((req, res) => {
     req.resume()
-    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body))
+    req.on('end', () => {
+      if (req.url === FLOOR_PATH) res.writeHead(200, FLOOR_ANSWER).end()
+      else res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body)
+    })
   })
   server.keepAliveTimeout = 65_000
   server.listen(0, '127.0.0.1', () => process.stdout.write(`http://127.0.0.1:${(server.address() as { port: number }).port}\n`))
@@ -74,11 +87,16 @@ async function main(): Promise<void> {
       // nginx asking as docs/forward-auth.md configures it, without its decision cache, where nginx is installed.
       const nginx = await nginxAskingGatehouse(join(dir, `nginx-${g}`), url, upstream.match).then((site) => site, () => undefined)
       if (nginx) children.push(nginx.child)
-      const rows = credentials.flatMap(([name, headers]) => [
-        { name: `proxy, ${name}`, url, path: hosts, headers },
-        { name: `forward-auth, ${name}`, url, path: '/api/gateway/v1/authz/auth-request/', headers: { ...headers, 'x-original-uri': hosts, 'x-original-method': 'GET' } },
-        ...(nginx ? [{ name: `nginx auth_request, ${name}`, url: nginx.url, path: hosts, headers }] : []),
-      ]).filter((row) => !only || row.name.includes(only))
+      // What nginx sends with each question (docs/forward-auth.md's `location = /_gatehouse`), beside the client's own.
+      const asNginxAsks = { 'x-original-uri': hosts, 'x-original-method': 'GET', 'x-forwarded-host': 'gatehouse.example', 'x-forwarded-proto': 'https', 'x-forwarded-for': '192.0.2.7' }
+      const rows: Row[] = [
+        ...credentials.flatMap(([name, headers]) => [
+          { name: `proxy, ${name}`, url, path: hosts, headers },
+          { name: `forward-auth, ${name}`, url, path: '/api/gateway/v1/authz/auth-request/', headers: { ...headers, ...asNginxAsks } },
+          ...(nginx ? [{ name: `nginx auth_request, ${name}`, url: nginx.url, path: hosts, headers }] : []),
+        ]),
+        { name: 'forward-auth floor (node:http answering, no decision)', url: upstream.match.replace(/\/$/, ''), path: FLOOR_PATH, headers: { ...credentials[0]![1], ...asNginxAsks }, pid: upstream.child.pid! },
+      ].filter((row) => !only || row.name.includes(only))
       gateways.push({ pid: gateway.child.pid!, rows, perRequest: rows.map(() => [] as number[]) })
     }
 
@@ -87,9 +105,10 @@ async function main(): Promise<void> {
       for (const i of gateways[0]!.rows.keys()) {
         for (const { pid, rows, perRequest } of gateways) {
           if (pauseMs) await new Promise((resolve) => setTimeout(resolve, pauseMs))
-          const before = cpuMicros(`/proc/${pid}/stat`)
+          const measured = rows[i]!.pid ?? pid
+          const before = cpuMicros(`/proc/${measured}/stat`)
           await send(agent, rows[i]!.url, rows[i]!.path, rows[i]!.headers, requests)
-          perRequest[i]!.push((cpuMicros(`/proc/${pid}/stat`) - before) / requests)
+          perRequest[i]!.push((cpuMicros(`/proc/${measured}/stat`) - before) / requests)
         }
       }
     }
@@ -105,6 +124,15 @@ async function main(): Promise<void> {
     await Promise.all(children.map(stop))
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/** A row: requests to `url` + `path`, the CPU time of `pid` (the gateway's when not given) counted. */
+interface Row {
+  readonly name: string
+  readonly url: string
+  readonly path: string
+  readonly headers: Record<string, string>
+  readonly pid?: number
 }
 
 async function nginxAskingGatehouse(dir: string, gateway: string, service: string): Promise<{ child: ChildProcess; url: string }> {

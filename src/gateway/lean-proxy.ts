@@ -7,7 +7,7 @@ import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError }
 import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
 import { splitTarget } from '../http/request-target.ts'
 import type { Decision } from './authorize.ts'
-import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour } from './forward-auth.ts'
+import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type ForwardAuthAnswer } from './forward-auth.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
@@ -118,6 +118,8 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
     if (!lane && !(flavour && !hasRequestBody(raw))) return false
     const request = new LaneRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
+    // An allowed forward-auth answer writes its id with its other fields (answerForwardAuth).
+    if (lane) response.setHeader('x-request-id', request.id)
     if (options.closing()) response.setHeader('connection', 'close')
     // `on`, not `once`, here and below: a response finishes and closes once only, and `once` would wrap each listener
     // and unhook it again, on every request.
@@ -128,21 +130,43 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
   }
 }
 
-/** A forward-auth question (src/gateway/forward-auth.ts), answered as its Fastify route answers it. */
+/**
+ * A forward-auth question (src/gateway/forward-auth.ts), answered as its Fastify route answers it. Most answers are
+ * allowed: those go out in one writeHead of a list of fields, which Node takes as given where fields set one by one
+ * (setHeader) are each stored, and then merged with the list, first: 1-1.5 µs less of a decision (docs/performance.md).
+ */
 async function answerForwardAuth(app: App, options: LeanProxyOptions, flavour: Flavour, request: LaneRequest, response: ServerResponse): Promise<void> {
-  response.setHeader('cache-control', FORWARD_AUTH_CACHE_CONTROL)
-  const answer = await judgeForwardAuth(app, flavour, request, (original) => request.viewAs(original))
+  let answer: ForwardAuthAnswer
+  try {
+    answer = await judgeForwardAuth(app, flavour, request, (original) => request.viewAs(original))
+  } catch (error) {
+    setRefusalHeaders(request, response)
+    throw error
+  }
+  if (answer.granted) {
+    response.writeHead(200, allowedFields(request, answer.headers)).end()
+    return
+  }
+  setRefusalHeaders(request, response)
   if ('redirect' in answer) {
     redirect(response, answer.redirect)
     return
   }
   for (const [name, value] of Object.entries(answer.headers)) response.setHeader(name, value)
-  if (!answer.granted) {
-    writeError(request, response, answer.refusal, errorLog(options, request))
-    return
-  }
-  response.setHeader('content-length', 0)
-  response.end()
+  writeError(request, response, answer.refusal, errorLog(options, request))
+}
+
+/** The allowed answer's fields, as one list: the request's id, no-store, no body, and the identity headers. */
+function allowedFields(request: LaneRequest, identity: Readonly<Record<string, string>>): string[] {
+  const fields = ['x-request-id', request.id, 'cache-control', FORWARD_AUTH_CACHE_CONTROL, 'content-length', '0']
+  for (const name in identity) fields.push(name, identity[name]!)
+  return fields
+}
+
+/** What every other answer carries, set before the refusal or redirect is written. */
+function setRefusalHeaders(request: LaneRequest, response: ServerResponse): void {
+  response.setHeader('x-request-id', request.id)
+  response.setHeader('cache-control', FORWARD_AUTH_CACHE_CONTROL)
 }
 
 function redirect(response: ServerResponse, location: string): void {

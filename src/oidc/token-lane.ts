@@ -30,6 +30,7 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
     if (!realm) return false
     const request = new LaneRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
+    response.setHeader('x-request-id', request.id)
     if (options.closing()) response.setHeader('connection', 'close')
     request.gatehouse.place = app.places.realm(realm.name)
     response.on('finish', () => logAnswered(app, options, request, response))

@@ -124,6 +124,30 @@ describe('forward authentication', () => {
       assert.equal(response.headers.get('cache-control'), 'no-store')
     })
 
+    it('carry the request\'s id and no-store on every answer: allowed, refused, a login, a bad question, one with a body', async () => {
+      const cases: [string, Record<string, string>, RequestInit?][] = [
+        [AUTH_REQUEST, { ...adminAuth, 'x-original-uri': '/app/v1/hosts/' }],
+        [AUTH_REQUEST, { 'x-original-uri': '/app/open/' }],
+        [AUTH_REQUEST, { 'x-original-uri': '/app/v1/hosts/' }],
+        [FORWARD_AUTH, { ...BROWSER, 'x-forwarded-uri': '/web/page' }],
+        [AUTH_REQUEST, { ...BROWSER, 'x-original-uri': '/web/page' }],
+        [AUTH_REQUEST, adminAuth],
+        [AUTH_REQUEST, { ...adminAuth, 'x-original-uri': '/nowhere/' }],
+        [EXT_AUTHZ + '/app/v1/jobs/', { ...adminAuth, 'content-type': 'application/json' }, { method: 'POST', body: '{}' }],
+      ]
+      for (const [i, [path, headers, init]] of cases.entries()) {
+        // The test's requests come from 127.0.0.1, a trusted proxy: its id is the one the answer carries.
+        const id = `edge-${i}`
+        const response = await gw.fetch(path, { ...init, headers: { ...headers, 'x-request-id': id }, redirect: 'manual' })
+        assert.equal(response.headers.get('x-request-id'), id, `${path} ${JSON.stringify(headers)}: ${response.status}`)
+        assert.equal(response.headers.get('cache-control'), 'no-store', `${path} ${JSON.stringify(headers)}: ${response.status}`)
+      }
+      const allowed = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/v1/hosts/' } })
+      assert.match(allowed.headers.get('x-request-id')!, /^[0-9a-f-]{36}$/)
+      assert.equal(allowed.headers.get('content-length'), '0')
+      assert.equal(await allowed.text(), '')
+    })
+
     it('answer X-Gatehouse-Teams as the built-in proxy sends it', async () => {
       const { team } = await createOrgAndTeam(gw, 'Infrastructure', 'Operations')
       assert.equal((await grant(gw, 'admin', 'Team Member', team)).status, 201)
