@@ -57,8 +57,14 @@ export function currentGatehouseBundle(root: string, directory = gatehouseBundle
   }
   if (manifest.root !== root || !manifest.sources || typeof manifest.entry !== 'string') return undefined
   for (const [source, recorded] of Object.entries(manifest.sources)) {
-    const stats = statSync(join(root, source), { throwIfNoEntry: false })
-    if (!stats || stats.mtimeMs !== recorded.mtimeMs || stats.size !== recorded.size) return undefined
+    // A source that cannot be read (gone, or its directory closed to this user) makes the bundle as stale.
+    let stats
+    try {
+      stats = statSync(join(root, source))
+    } catch {
+      return undefined
+    }
+    if (stats.mtimeMs !== recorded.mtimeMs || stats.size !== recorded.size) return undefined
   }
   return manifest
 }
@@ -69,7 +75,12 @@ export function currentGatehouseBundle(root: string, directory = gatehouseBundle
  */
 export function gatehouseBundleEntry(root: string, directory = gatehouseBundleDirectory(root)): string | undefined {
   const manifest = currentGatehouseBundle(root, directory)
-  return manifest && pathToFileURL(realpathSync(join(directory, manifest.entry))).href
+  if (!manifest) return undefined
+  try {
+    return pathToFileURL(realpathSync(join(directory, manifest.entry))).href
+  } catch {
+    return undefined
+  }
 }
 
 /**

@@ -34,7 +34,7 @@ describe('the bundle of Gatehouse\'s own modules', () => {
     }
   })
 
-  it('is not used once a source in it changed, went missing, or for another checkout, and not without a readable manifest', async () => {
+  it('is not used once a source in it changed, went missing, or for another checkout, nor without a readable manifest or its entry', async () => {
     const directory = bundleDirectory()
     try {
       const manifest = await buildGatehouseBundle(repoRoot, directory)
@@ -60,6 +60,9 @@ describe('the bundle of Gatehouse\'s own modules', () => {
       assert.equal(gatehouseBundleEntry(repoRoot, directory), undefined)
       rewrite(() => {})
       assert.ok(gatehouseBundleEntry(repoRoot, directory))
+      // Its entry gone, the manifest left: the sources, not a start that fails.
+      rmSync(join(directory, 'main.js'))
+      assert.equal(gatehouseBundleEntry(repoRoot, directory), undefined)
     } finally {
       rmSync(directory, { recursive: true, force: true })
     }
