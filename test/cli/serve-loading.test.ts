@@ -1,13 +1,17 @@
 import assert from 'node:assert/strict'
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { pathToFileURL } from 'node:url'
 import { VENDORED_PACKAGES } from '../../src/vendor/build.ts'
+import { currentGatehouseBundle, gatehouseBundleDirectory, gatehouseBundleEntry } from '../../src/vendor/gatehouse-bundle.ts'
 import { adminAuth, repoRoot, spawnGateway, tempDir } from '../helpers/gateway.ts'
 
 const recorder = join(repoRoot, 'test/fixtures/record-loaded-modules.mjs')
 
 interface Loaded {
+  /** Every module's URL. */
+  urls: string[]
   /** The files below node_modules. */
   dependencies: string[]
   /** Gatehouse's own modules, by their path below src/. */
@@ -28,10 +32,19 @@ async function modulesLoaded(dir: string, config: string, use: (url: string) => 
   const { modules, internal } = JSON.parse(readFileSync(record, 'utf8')) as { modules: string[]; internal: string[] }
   const ownPrefix = `file://${join(repoRoot, 'src')}/`
   return {
-    dependencies: modules.flatMap((url) => /\/node_modules\/(.*)$/.exec(url)?.[1] ?? []),
-    own: modules.flatMap((url) => (url.startsWith(ownPrefix) ? [url.slice(ownPrefix.length)] : [])),
+    urls: modules,
+    dependencies: modules.flatMap((url) => /\/node_modules\/(?!\.cache\/gatehouse-bundle\/)(.*)$/.exec(url)?.[1] ?? []),
+    own: modules.flatMap((url) => (url.startsWith(ownPrefix) ? [url.slice(ownPrefix.length)] : bundledSources(url))),
     internal,
   }
+}
+
+/** The sources in a file of the bundle of Gatehouse's own modules (src/vendor/gatehouse-bundle.ts), by their path below src/. */
+function bundledSources(url: string): string[] {
+  const bundle = currentGatehouseBundle(repoRoot)
+  const directory = pathToFileURL(realpathSync(gatehouseBundleDirectory(repoRoot))).href + '/'
+  if (!bundle || !url.startsWith(directory)) return []
+  return (bundle.outputs[url.slice(directory.length)] ?? []).map((source) => source.replace(/^src\//, ''))
 }
 
 async function dependenciesLoaded(dir: string, config: string, use: (url: string) => Promise<void>): Promise<string[]> {
@@ -81,7 +94,7 @@ describe('serve: what a start loads', () => {
       const created = await dependenciesLoaded(dir, config, async () => {})
       assert.deepEqual(missing(created, [...notAtStart, ...passwordOnly]), [...notAtStart, ...passwordOnly], 'not even by the first start, which makes the first superuser')
 
-      const { dependencies: idle, own: idleOwn, internal: idleInternal } = await modulesLoaded(dir, config, async () => {})
+      const { urls: idleUrls, dependencies: idle, own: idleOwn, internal: idleInternal } = await modulesLoaded(dir, config, async () => {})
       assert.ok(idle.some((file) => file.startsWith('undici/')), 'the record holds what a start loads')
       // jose is used at start too: the gateway's identity key.
       const bundles = VENDORED_PACKAGES.map((name) => `.cache/gatehouse-vendor/${name}.bundle.cjs`)
@@ -91,6 +104,9 @@ describe('serve: what a start loads', () => {
       assert.ok(idleInternal.includes('NativeModule http'), 'the record holds Node\'s own modules')
       assert.deepEqual(idleInternal.filter((name) => name.includes('internal/deps/undici')), [])
       assert.ok(idleOwn.includes('cli/serve.ts'), 'the record holds Gatehouse\'s own modules')
+      // Their bundle when it is current (made by `npm install` from these sources), else the sources themselves.
+      const bundleEntry = gatehouseBundleEntry(repoRoot)
+      assert.equal(bundleEntry !== undefined && idleUrls.includes(bundleEntry), currentGatehouseBundle(repoRoot) !== undefined)
       assert.deepEqual(missing(idleOwn, [...ownRealmOnly, ...ownLoginOnly, ...ownUnused]), [...ownRealmOnly, ...ownLoginOnly, ...ownUnused])
 
       const { dependencies: used, own: usedOwn } = await modulesLoaded(dir, config, async (url) => {
@@ -116,7 +132,8 @@ describe('serve: what a start loads', () => {
     const gateway = await spawnGateway(['--data-dir', join(dir, 'data')], { NODE_COMPILE_CACHE: cache })
     try {
       const entries = readdirSync(cache, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile())
-      assert.ok(entries.length > 100, `compile cache entries written while serving: ${entries.length}`)
+      // One per module or bundle file: some 80 with Gatehouse's own modules bundled, 250 without.
+      assert.ok(entries.length > 50, `compile cache entries written while serving: ${entries.length}`)
     } finally {
       await gateway.stop()
       rmSync(dir, { recursive: true, force: true })
