@@ -7,7 +7,10 @@
  * tokens per connection; then again with `scope=openid`), as many client_credentials grants, and a tenth as many
  * password grants, four connections at once. Prints each figure as the median of the rounds. `grant` measures
  * only the grants whose name starts with it (and not the cryptography alone). GRANT_CPU_PROFILE=<dir> runs the
- * server with `--cpu-prof` there.
+ * server with `--cpu-prof` there. GRANT_CPU_CONNECTIONS=<n> makes n connections at once (as many chains) instead of
+ * four; GRANT_CPU_POSTGRES=1 runs the server on a database of its own on the tests' PostgreSQL (test/helpers/postgres.ts);
+ * GRANT_CPU_CHECKOUT=<dir> starts that checkout's server instead of this one's, so that two versions of the code are
+ * measured by the same bench.
  */
 import type { ChildProcess } from 'node:child_process'
 import { createHmac, createSecretKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
@@ -16,14 +19,15 @@ import { Agent, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { hashPassword, verifyPassword } from '../src/directory/passwords.ts'
+import { createTestDatabase } from '../test/helpers/postgres.ts'
 import { cpuMicros, startGateway as startChild } from './gateway-child.ts'
 
-const root = new URL('../', import.meta.url).pathname
+const root = process.env.GRANT_CPU_CHECKOUT ?? new URL('../', import.meta.url).pathname
 const grants = Number(process.argv[2] ?? 2000)
 const rounds = Number(process.argv[3] ?? 5)
 const only = process.argv[4]
 const measured = (name: string) => !only || name.startsWith(only)
-const connections = 4
+const connections = Number(process.env.GRANT_CPU_CONNECTIONS ?? 4)
 const password = 'bench-password'
 const clientSecret = 'bench-client-secret-0123456789'
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-grant-cpu-'))
@@ -50,9 +54,9 @@ function writeConfig(): string {
   return config
 }
 
-function startGateway(config: string): Promise<{ child: ChildProcess; url: string }> {
+function startGateway(config: string, database: string | undefined): Promise<{ child: ChildProcess; url: string }> {
   const profile = process.env.GRANT_CPU_PROFILE
-  return startChild(root, ['--config', config, '--data-dir', join(dir, 'data')],
+  return startChild(root, ['--config', config, '--data-dir', join(dir, 'data'), ...(database ? ['--database', database] : [])],
     { GATEHOUSE_ADMIN_PASSWORD: password, GATEHOUSE_LOG_LEVEL: 'warn', ...(profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profile}` } : {}) })
 }
 
@@ -152,8 +156,9 @@ async function isolated(count: number, operation: () => unknown): Promise<number
 
 const rows: [string, string][] = []
 let gateway: { child: ChildProcess; url: string } | undefined
+const database = process.env.GRANT_CPU_POSTGRES ? await createTestDatabase() : undefined
 try {
-  gateway = await startGateway(writeConfig())
+  gateway = await startGateway(writeConfig(), database?.url)
   const pid = gateway.child.pid!
   const { url } = gateway
   for (const realm of ['platform', 'platform-es256']) {
@@ -194,8 +199,9 @@ try {
     gateway.child.kill('SIGTERM')
     await exited
   }
+  await database?.drop()
   rmSync(dir, { recursive: true, force: true })
 }
 
-process.stdout.write(`| ${grants} grants a round (password: ${Math.max(connections, Math.floor(grants / 10))}), ${connections} connections, median of ${rounds} rounds | CPU µs per grant (event loop, thread pool) |\n|---|---:|\n`)
+process.stdout.write(`| ${grants} grants a round (password: ${Math.max(connections, Math.floor(grants / 10))}), ${connections} connections, ${database ? 'PostgreSQL' : 'SQLite'}, median of ${rounds} rounds | CPU µs per grant (event loop, thread pool) |\n|---|---:|\n`)
 for (const [name, value] of rows) process.stdout.write(`| ${name} | ${value} |\n`)

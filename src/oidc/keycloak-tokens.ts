@@ -2,7 +2,7 @@ import { createHmac, createSecretKey, hash, randomUUID, timingSafeEqual, type Ke
 import { decodeJwt, type JWK, type JWTPayload } from 'jose'
 import epochTime from './provider-clock.ts'
 import { REFRESH_SIGNING_ALG, type RealmKeySet } from './keys.ts'
-import { jwsInput, jwsSignature, signedJws, type JwsSignature } from './signing-keys.ts'
+import { jwsSignature, signedJws, type JwsSignature } from './signing-keys.ts'
 
 /**
  * Keycloak's JWT shapes for the two tokens oidc-provider issues in other shapes, so that adapters that decode
@@ -53,18 +53,19 @@ export class KeycloakTokens {
   readonly #issuer: string
   readonly #idKey: { signature: JwsSignature; kid: string }
   readonly #idAlg: string
-  readonly #refreshKey: { key: KeyObject; kid: string }
+  readonly #refreshKey: { key: KeyObject; header: string }
 
   constructor(issuer: string, accessKeys: RealmKeySet, refreshKeys: RealmKeySet) {
     this.#issuer = issuer
     this.#idAlg = accessKeys.alg
     this.#idKey = { signature: jwsSignature(activeJwk(accessKeys), accessKeys.alg), kid: accessKeys.activeKid }
-    this.#refreshKey = { key: refreshKey(activeJwk(refreshKeys)), kid: refreshKeys.activeKid }
+    this.#refreshKey = { key: refreshKey(activeJwk(refreshKeys)), header: refreshHeader(refreshKeys.activeKid) }
   }
 
   /** Keycloak's refresh token for oidc-provider's refresh token record (its `jti` is the record's id). */
   async refreshToken(record: RefreshTokenRecord): Promise<string> {
-    const { key, kid } = this.#refreshKey
+    // The header is the same for every token of the key: encoded once (`refreshHeader`), as `jwsInput` would.
+    const { key, header } = this.#refreshKey
     const sid = keycloakSid(record)
     const iat = record.iat ?? epochTime()
     const payload: JWTPayload = {
@@ -80,7 +81,8 @@ export class KeycloakTokens {
       ...(sid ? { sid } : {}),
       scope: record.scope ?? '',
     }
-    return signHmacJwt({ alg: REFRESH_SIGNING_ALG, typ: 'JWT', kid }, payload, key)
+    const input = `${header}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+    return `${input}.${hmacSignature(input, key)}`
   }
 
   /**
@@ -187,11 +189,6 @@ export async function verifyRefreshToken(jwt: string, issuer: string, refreshKey
  * jose's compactVerify for HS512: three base64url parts, a JSON header naming HS512 and one of the realm's refresh
  * keys, no `crit` extensions, and the exact signature (compared as text, so no other spelling of it passes).
  */
-function signHmacJwt(header: Record<string, unknown>, payload: JWTPayload, key: KeyObject): string {
-  const input = jwsInput(header, payload)
-  return `${input}.${hmacSignature(input, key)}`
-}
-
 function hmacSignature(input: string, key: KeyObject): string {
   return createHmac('sha512', key).update(input).digest('base64url')
 }
@@ -203,6 +200,16 @@ function verifiedHmacPayload(jwt: string, refreshKeys: RealmKeySet): Buffer | un
   const parts = jwt.split('.')
   if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part))) return undefined
   const [encodedHeader, encodedPayload, signature] = parts as [string, string, string]
+  const key = refreshHeaderKeys(refreshKeys).get(encodedHeader) ?? headerKey(encodedHeader, refreshKeys)
+  if (!key) return undefined
+  const expected = Buffer.from(hmacSignature(`${encodedHeader}.${encodedPayload}`, key))
+  const given = Buffer.from(signature)
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined
+  return Buffer.from(encodedPayload, 'base64url')
+}
+
+/** The refresh key a JWT's header (base64url) names, when it is a header jose would verify with it; undefined otherwise. */
+function headerKey(encodedHeader: string, refreshKeys: RealmKeySet): KeyObject | undefined {
   let header: unknown
   try {
     header = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8'))
@@ -213,11 +220,29 @@ function verifiedHmacPayload(jwt: string, refreshKeys: RealmKeySet): Buffer | un
   const { alg, kid, crit } = header as { alg?: unknown; kid?: unknown; crit?: unknown }
   if (alg !== REFRESH_SIGNING_ALG || crit !== undefined) return undefined
   const jwk = refreshKeys.privateJwks.find((k) => k.kid === kid)
-  if (!jwk) return undefined
-  const expected = Buffer.from(hmacSignature(`${encodedHeader}.${encodedPayload}`, refreshKey(jwk)))
-  const given = Buffer.from(signature)
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined
-  return Buffer.from(encodedPayload, 'base64url')
+  return jwk && refreshKey(jwk)
+}
+
+/** The header of the refresh tokens Gatehouse signs with key `kid`, base64url, as `jwsInput` writes it. */
+function refreshHeader(kid: string | undefined): string {
+  return Buffer.from(JSON.stringify({ alg: REFRESH_SIGNING_ALG, typ: 'JWT', kid })).toString('base64url')
+}
+
+/**
+ * The headers Gatehouse signs refresh tokens with, by key set, each with the key `headerKey` finds for it: a refresh
+ * token sent back carries one of them, which is then looked up here instead of decoded and parsed. Any other header,
+ * one jose would also accept included, goes through `headerKey`, so the verdicts are the same.
+ */
+const refreshHeaderKeysOf = new WeakMap<RealmKeySet, ReadonlyMap<string, KeyObject>>()
+function refreshHeaderKeys(refreshKeys: RealmKeySet): ReadonlyMap<string, KeyObject> {
+  let byHeader = refreshHeaderKeysOf.get(refreshKeys)
+  if (!byHeader) {
+    const keys = new Map<string, KeyObject>()
+    // The first key of a kid, as `headerKey`'s `find` takes it.
+    for (const jwk of refreshKeys.privateJwks) if (!keys.has(refreshHeader(jwk.kid))) keys.set(refreshHeader(jwk.kid), refreshKey(jwk))
+    refreshHeaderKeysOf.set(refreshKeys, (byHeader = keys))
+  }
+  return byHeader
 }
 
 /** A refresh (HMAC) key as a KeyObject, made once per key. Keyed by the key set's own JWK objects. */

@@ -189,4 +189,17 @@ describe('refresh token signatures', () => {
     ]
     for (const token of refused) assert.equal(await verifyRefreshToken(token, issuer, refreshKeys), undefined, token)
   })
+
+  it('judges the header Gatehouse signs with and any other spelling of it alike, for every key of the set', async () => {
+    const retired = { kty: 'oct', k: randomBytes(64).toString('base64url'), kid: 'retired-key' }
+    const keys: RealmKeySet = { ...refreshKeys, privateJwks: [jwk, retired], publicJwks: [{ kid: 'refresh-key' }, { kid: 'retired-key' }] }
+    const byRetired = (header: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(Buffer.from(retired.k, 'base64url'))
+    const verdict = { jti: 'record-id', azp: 'end-users', exp: 1_800_001_800 }
+    for (const token of [await joseSigned(claims), await byRetired({ alg: 'HS512', typ: 'JWT', kid: 'retired-key' }), await joseSigned(claims, { kid: 'refresh-key', typ: 'JWT', alg: 'HS512' }), await byRetired({ alg: 'HS512', kid: 'retired-key' })]) {
+      assert.deepEqual(await verifyRefreshToken(token, issuer, keys), verdict, token)
+    }
+    // Gatehouse's own header for one key, signed with the other key or with none of the set's.
+    const refused = [await byRetired({ alg: 'HS512', typ: 'JWT', kid: 'refresh-key' }), await joseSigned(claims, { alg: 'HS512', typ: 'JWT', kid: 'retired-key' }), await new SignJWT(claims).setProtectedHeader({ alg: 'HS512', typ: 'JWT', kid: 'refresh-key' }).sign(randomBytes(64))]
+    for (const token of refused) assert.equal(await verifyRefreshToken(token, issuer, keys), undefined, token)
+  })
 })
