@@ -365,7 +365,8 @@ async function updatePassword({ app, realm, login, provider, request, reply, pen
 
 /**
  * The answer to the "Update Account Information" page, judged as Keycloak's UpdateProfile action with its default user
- * profile judges it: first name, last name and email are required, the email must be one and not another account's
+ * profile judges it: first name, last name and email are required, the names may not hold the characters Keycloak's
+ * profile refuses in them (`PERSON_NAME_PROHIBITED`), the email must be one and not another account's
  * (Keycloak's DuplicateEmailValidator; here, as at `PATCH me/`, neither its address nor its username in any case,
  * which a realm login by email would find too). Refused, the page comes back with Keycloak's words and the values sent,
  * and nothing changes; accepted, the account takes them (no session ends) and the authorization goes on with
@@ -377,12 +378,14 @@ async function updateProfile({ app, realm, login, provider, request, reply, pend
     lastName: (form.get(LAST_NAME_FIELD) ?? '').trim(),
     email: (form.get(EMAIL_FIELD) ?? '').trim(),
   }
-  // Keycloak's words (messages_en: missingFirstNameMessage, ..., invalidEmailMessage, emailExistsMessage, error-invalid-length-too-long).
+  // Keycloak's words (messages_en: missingFirstNameMessage, ..., invalidEmailMessage, emailExistsMessage, error-invalid-length-too-long,
+  // error-person-name-invalid-character).
   const tooLong = (field: keyof ProfileValues) => sent[field].length > PROFILE_FIELD_LENGTHS[field] ? [`Maximal length is ${PROFILE_FIELD_LENGTHS[field]}.`] : []
+  const prohibitedInName = (field: 'firstName' | 'lastName', label: string) => PERSON_NAME_PROHIBITED.test(sent[field]) ? [`${label} contains invalid character.`] : []
   const problems = [
     ...(sent.email === '' ? ['Please specify email.'] : !isEmailAddress(sent.email) || tooLong('email').length ? ['Invalid email address.'] : []),
-    ...(sent.firstName === '' ? ['Please specify first name.'] : tooLong('firstName')),
-    ...(sent.lastName === '' ? ['Please specify last name.'] : tooLong('lastName')),
+    ...(sent.firstName === '' ? ['Please specify first name.'] : [...tooLong('firstName'), ...prohibitedInName('firstName', 'First name')]),
+    ...(sent.lastName === '' ? ['Please specify last name.'] : [...tooLong('lastName'), ...prohibitedInName('lastName', 'Last name')]),
   ]
   if (!problems.length && sent.email.toLowerCase() !== user.email.toLowerCase() && await emailTakenByAnother(app, user, sent.email)) problems.push('Email already exists.')
   if (problems.length) return html(reply, 400, actionPage(realm, login, pending, user, problems, sent))
@@ -390,6 +393,13 @@ async function updateProfile({ app, realm, login, provider, request, reply, pend
   app.audit.change({ userId: user.id, username: user.username, address: request.ip, method: 'oidc' }, 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
   return finishLogin(app, realm, login, provider, request, reply, updated, pending.gatewaySession, pending.acr, { action: UPDATE_PROFILE, status: 'success' })
 }
+
+/**
+ * What Keycloak's default user profile refuses in a first or last name (its `person-name-prohibited-characters`
+ * validator, "an additional barrier for attacks such as script injection"), control characters included: the names
+ * go into every token's `given_name`, `family_name` and `name`, which applications show, not all of them escaped.
+ */
+const PERSON_NAME_PROHIBITED = /[<>&"\v$%!#?§;*~/\\|^=[\]{}()\p{Cc}]/u
 
 /** An email address as the gateway API takes one (`PATCH me/`). */
 const isEmailAddress = (value: string): boolean => EMAIL_ADDRESS.safeParse(value).success

@@ -215,6 +215,10 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
         [{ ...valid, firstName: '  ' }, 400, /Please specify first name\./],
         [{ ...valid, lastName: '' }, 400, /Please specify last name\./],
         [{ ...valid, lastName: 'x'.repeat(151) }, 400, /Maximal length is 150\./],
+        // Keycloak's person-name-prohibited-characters: markup, and control characters (a NUL would not even be stored).
+        [{ ...valid, firstName: '<img src=x onerror=alert(1)>' }, 400, /First name contains invalid character\./],
+        [{ ...valid, lastName: 'Liddell\u0000' }, 400, /Last name contains invalid character\./],
+        [{ ...valid, lastName: 'Lid\r\ndell' }, 400, /Last name contains invalid character\./],
         [{ ...valid, email: 'bob@example.com' }, 400, /Email already exists\./],
         [{ ...valid, email: 'BOB@Example.com' }, 400, /Email already exists\./],
       ]
