@@ -252,7 +252,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
       identity.issuer = url.replace(/\/$/, '')
     },
     publishedPath: published,
-    authorize: (request, place, clientTarget) => authorize(auth, request, place, clientTarget === undefined ? ownAddress : { published, target: clientTarget }),
+    authorize: (request, place, clientTarget) => authorize(auth, csrf, request, place, clientTarget === undefined ? ownAddress : { published, target: clientTarget }),
     async close() {
       // Each closes even if another failed: a failed audit flush must not lose the tokens' last-use times.
       settings.stop()

@@ -5,7 +5,6 @@ import type { ObjectType } from '../store/access.ts'
 import { NotAuthenticated } from '../errors.ts'
 import type { Access } from '../gateway/places.ts'
 import type { Principal } from '../auth/principal.ts'
-import { isSafeMethod } from '../http/negotiation.ts'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -22,9 +21,6 @@ export function apiAccessCheck(app: App) {
     const place = app.places.gatewayApi[request.routeOptions.config.access ?? 'user']
     const decision = await app.authorize(request, place)
     if (!decision.granted) throw decision.refusal
-    // A browser that was once asked for basic credentials (the 401's WWW-Authenticate) sends them again on its
-    // own, also with a form another site submits; such a request names that site in Origin.
-    if (decision.principal?.method === 'basic' && !isSafeMethod(request.method)) app.csrf.checkOrigin(request)
   }
 }
 

@@ -23,7 +23,7 @@ export const CorsSchema = z.object({
   exposed_headers: z.array(fieldName).default([])
     .describe('Response headers, besides the safelisted ones, that the calling page may read.'),
   allow_credentials: z.boolean().default(false)
-    .describe('Let pages send cookies and HTTP authentication (`Access-Control-Allow-Credentials: true`). A page using the session cookie for unsafe methods must also be in `server.trusted_origins` to pass the CSRF check.'),
+    .describe('Let pages send cookies and HTTP authentication (`Access-Control-Allow-Credentials: true`). A page using the session cookie or basic credentials for unsafe methods must also be in `server.trusted_origins` to pass the CSRF check.'),
   max_age_seconds: z.number().int().min(0).max(86_400).default(600)
     .describe('How long a browser may reuse a preflight\'s answer.'),
 }).strict().superRefine((cors, ctx) => {

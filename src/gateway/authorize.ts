@@ -7,6 +7,8 @@ import { ALLOW, type Place } from './places.ts'
 import { redirectsToLogin, scopeRefusal } from './policy.ts'
 import { challengesFor } from '../http/challenges.ts'
 import { splitTarget } from '../http/request-target.ts'
+import { isSafeMethod } from '../http/negotiation.ts'
+import type { CsrfPolicy } from '../auth/csrf.ts'
 
 /** What `authorize` decided: let the request in (with its principal, or anonymous), or refuse it with a reason. */
 export type Decision =
@@ -26,25 +28,30 @@ export interface ClientAddress {
 
 /**
  * The one step that decides, for every place a request can land (src/gateway/places.ts), whether it gets in:
- * authenticate with what the place accepts; on a public path a failing credential means anonymous; a token's scope
- * must allow the method; elsewhere no usable credential means a login redirect or 401, and the place's entry rules
- * judge whoever signed in, the first refusal winning. The place, principal and decision go into the request
+ * authenticate with what the place accepts (a write with basic credentials only from a trusted origin); on a public
+ * path a failing credential means anonymous; a token's scope must allow the method; elsewhere no usable credential
+ * means a login redirect or 401, and the place's entry rules judge whoever signed in, the first refusal winning. The place, principal and decision go into the request
  * context, which the request log line reports (src/server.ts).
  */
-export async function authorize(auth: AuthPipeline, request: GatewayRequest, place: Place, client: ClientAddress): Promise<Decision> {
+export async function authorize(auth: AuthPipeline, csrf: Pick<CsrfPolicy, 'checkOrigin'>, request: GatewayRequest, place: Place, client: ClientAddress): Promise<Decision> {
   const context = request.gatehouse
   context.place = place
-  const decision = await decide(auth, request, place, client)
+  const decision = await decide(auth, csrf, request, place, client)
   context.decision = decision.granted ? 'granted' : 'refused'
   if (!decision.granted) context.code = decision.refusal.code
   return decision
 }
 
-async function decide(auth: AuthPipeline, request: GatewayRequest, place: Place, client: ClientAddress): Promise<Decision> {
+async function decide(auth: AuthPipeline, csrf: Pick<CsrfPolicy, 'checkOrigin'>, request: GatewayRequest, place: Place, client: ClientAddress): Promise<Decision> {
   const open = place.isPublic(splitTarget(request.url).path)
   let principal: Principal | undefined
   try {
-    principal = await auth.authenticate(request, place.accepts)
+    const authenticated = await auth.authenticate(request, place.accepts)
+    // A browser that was once asked for basic credentials (the 401's WWW-Authenticate) sends them again on its own,
+    // also with a form another site submits, to a service as to the gateway API; such a request names that site in
+    // Origin. The session cookie's writes are checked by its authenticator, with the CSRF token besides.
+    if (authenticated?.method === 'basic' && !isSafeMethod(request.method)) csrf.checkOrigin(request)
+    principal = authenticated
   } catch (error) {
     if (!open) return refuse(request, place, client, error)
   }

@@ -122,4 +122,25 @@ describe('CSRF protection', () => {
     assert.equal((await post({ origin: 'https://ui.example.com' })).status, 201)
     assert.equal((await post({})).status, 201)
   })
+
+  it('refuses a write to a service with basic credentials from another site\'s page before the service hears of it, and sends it on without them on a public path', async () => {
+    const alice = { authorization: basic('alice', 'alice-password') }
+    const post = (path: string, headers: Record<string, string>) => gw.fetch(path, {
+      method: 'POST', headers: { ...alice, 'content-type': 'text/plain', ...headers }, body: 'launch',
+    })
+    const forged = await post('/api/controller/v2/job_templates/7/launch/', { origin: 'https://evil.example' })
+    assert.equal(forged.status, 403)
+    assert.equal((await json(forged)).code, 'csrf_origin_mismatch')
+    assert.equal((await post('/api/controller/v2/job_templates/7/launch/', { origin: 'null' })).status, 403)
+    const identityOf = async (response: Response) => {
+      assert.equal(response.status, 200)
+      return (await json(response)).identity?.username
+    }
+    assert.equal(await identityOf(await post('/api/controller/v2/job_templates/7/launch/', { origin: 'https://ui.example.com' })), 'alice')
+    assert.equal(await identityOf(await post('/api/controller/v2/job_templates/7/launch/', {})), 'alice')
+    assert.equal(await identityOf(await gw.fetch('/api/controller/v2/hosts/', { headers: { ...alice, origin: 'https://evil.example' } })), 'alice')
+    // On a public path the request goes on as anonymous, as with a session cookie that fails the check.
+    assert.equal(await identityOf(await post('/api/controller/v2/ping/', { origin: 'https://evil.example' })), undefined)
+    assert.equal(await identityOf(await post('/api/controller/v2/ping/', {})), 'alice')
+  })
 })

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { bearer, createToken } from '../helpers/tokens.ts'
 
 /** An upstream that counts requests and answers with CORS headers of its own, which the gateway's policy replaces. */
 async function countingUpstream(): Promise<{ url: string; requests: () => number; server: Server }> {
@@ -98,10 +99,20 @@ describe('CORS per service', () => {
   })
 
   it('streams a request body to the service and its answer back, with the headers', async () => {
-    const response = await gw.fetch('/api/things/1/', { method: 'POST', headers: { ...adminAuth, origin: APP, 'content-type': 'text/plain' }, body: 'x'.repeat(100_000) })
+    const { token } = await createToken(gw, adminAuth)
+    const response = await gw.fetch('/api/things/1/', { method: 'POST', headers: { ...bearer(token), origin: APP, 'content-type': 'text/plain' }, body: 'x'.repeat(100_000) })
     assert.equal(response.status, 200)
     assert.equal(response.headers.get('access-control-allow-origin'), APP)
     assert.equal((await json(response)).received.length, 100_000)
+  })
+
+  it('does not trust an allowed origin with a write on basic credentials, which a browser also sends on its own: that takes server.trusted_origins', async () => {
+    const before = upstream.requests()
+    const response = await gw.fetch('/api/things/1/', { method: 'POST', headers: { ...adminAuth, origin: APP, 'content-type': 'text/plain' }, body: 'x' })
+    assert.equal(response.status, 403)
+    assert.equal(response.headers.get('access-control-allow-origin'), APP, 'the page can read the refusal')
+    assert.equal((await json(response)).code, 'csrf_origin_mismatch')
+    assert.equal(upstream.requests(), before)
   })
 
   it('adds them to a 502 for a service that cannot be reached, so the page can read it', async () => {

@@ -300,6 +300,17 @@ describe('forward authentication', () => {
       assert.equal(withToken.status, 200, 'a bearer token is no ambient credential')
     })
 
+    it('refuse a write with Basic credentials from another site\'s page, as the built-in proxy does', async () => {
+      const write = [[AUTH_REQUEST, { 'x-original-uri': '/app/x', 'x-original-method': 'POST' }], [FORWARD_AUTH, { 'x-forwarded-uri': '/app/x', 'x-forwarded-method': 'POST' }]] as const
+      for (const [path, headers] of write) {
+        const crossSite = await gw.fetch(path, { headers: { ...adminAuth, ...headers, origin: 'https://evil.example' } })
+        assert.equal(crossSite.status, 403, path)
+        assert.equal((await json(crossSite)).code, 'csrf_origin_mismatch', path)
+        assert.equal((await gw.fetch(path, { headers: { ...adminAuth, ...headers, origin: gw.url } })).status, 200, `${path}: our own page`)
+        assert.equal((await gw.fetch(path, { headers: { ...adminAuth, ...headers } })).status, 200, `${path}: no Origin, not a browser`)
+      }
+    })
+
     it('answer only the configured proxies: another address gets 403', async () => {
       const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)
