@@ -204,7 +204,7 @@ function logKeptSigningKeys(server: FastifyInstance, app: App): void {
 /** A hashing thread put aside (src/directory/hashing-threads.ts): its checks were answered 503, and nothing else says why. */
 function logHashingThreadsPutAside(server: FastifyInstance): void {
   const stop = hashingThreads.onPutAside((reason) => {
-    server.log.error({ reason }, 'password checks: a hashing thread was put aside and replaced; the checks it held were answered 503 password_check_failed')
+    server.log.error({ reason }, 'password checks: a hashing thread was put aside and replaced; the check it was at was answered 503 password_check_failed')
   })
   server.addHook('onClose', async () => stop())
 }

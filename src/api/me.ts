@@ -7,6 +7,7 @@ import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { auditedUser, passwordMark, serializeUser } from './users.ts'
 import { startSession } from '../auth/session-start.ts'
+import { clientGone } from '../http/client-gone.ts'
 
 const profileChanges = z.object({
   email: z.union([z.email('Enter a valid email address.'), z.literal('')]),
@@ -48,7 +49,7 @@ export function meRoutes(api: GatewayApi, app: App): void {
     const input = request.body
     if (principal.user.source !== 'local') throw new ManagedBySource(`Your password belongs to your ${principal.user.source} account and is changed there.`)
     try {
-      await app.accounts.checkPassword(principal.user.username, input.current_password, request.ip)
+      await app.accounts.checkPassword(principal.user.username, input.current_password, request.ip, undefined, undefined, clientGone(reply.raw))
     } catch (error) {
       if (error instanceof InvalidCredentials) {
         throw new ValidationFailed({ current_password: ['This is not your current password.'] })

@@ -1,4 +1,5 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
+import { connectionGone } from '../http/client-gone.ts'
 import { utf8OrLatin1 } from '../http/legacy-text.ts'
 import { BasicAuthDisabled, MalformedCredentials } from '../errors.ts'
 import type { Accounts } from '../directory/accounts.ts'
@@ -35,11 +36,18 @@ export class BasicAuthenticator implements Authenticator {
     // own. Per client address: a pair verified for one client never answers another's guess, which the lockout would
     // have refused (while a username is locked, a right guess must not come back 200 from memory).
     const key = this.#cache.keyOf('basic', request.ip, header)
-    const userId = await this.#cache.resolve(key, async () => {
-      const { username, password } = parseBasic(header)
-      return (await this.#accounts.checkPassword(username, password, request.ip, { method: 'basic' })).id
-    })
-    return { userId, method: 'basic' }
+    // A check still waiting for its turn is dropped once its client has gone (the lockout's and the cores' queues);
+    // the connection is watched only when the pair is verified, not on a request answered from memory.
+    let gone: ReturnType<typeof connectionGone> | undefined
+    try {
+      const userId = await this.#cache.resolve(key, async (signal) => {
+        const { username, password } = parseBasic(header)
+        return (await this.#accounts.checkPassword(username, password, request.ip, { method: 'basic' }, undefined, signal)).id
+      }, () => (gone = connectionGone(request.raw.socket)).signal)
+      return { userId, method: 'basic' }
+    } finally {
+      gone?.release()
+    }
   }
 
   async accountRefused(credential: Credential): Promise<void> {

@@ -31,9 +31,13 @@ export class CredentialCache {
     return hash('sha256', this.#key + parts.map((part) => `${part.length}:${part}`).join(''), 'base64url')
   }
 
-  /** The user id for a secret: from memory while fresh, otherwise from `verify` (whose errors pass through). */
-  async resolve(key: string, verify: () => Promise<number>, now = Date.now()): Promise<number> {
-    return (await this.#verified.load(key, verify, now))!
+  /**
+   * The user id for a secret: from memory while fresh, otherwise from `verify` (whose errors pass through). `callerGone`:
+   * the signal that the caller's client went away, asked for on a miss only; `verify`'s own aborts once every request
+   * sharing its check has gone.
+   */
+  async resolve(key: string, verify: (signal: AbortSignal) => Promise<number>, callerGone?: () => AbortSignal, now = Date.now()): Promise<number> {
+    return (await this.#verified.load(key, verify, now, callerGone))!
   }
 
   forgetUser(userId: number): void {

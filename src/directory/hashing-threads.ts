@@ -15,9 +15,10 @@ import { PasswordCheckFailed } from '../errors.ts'
  * its memory (a V8 isolate of its own: about 11 MB); the next job starts one again.
  *
  * A thread that takes longer than `jobTimeoutMs` over one job (a hash stored with a pathological cost, a thread that
- * hangs), or that exits, fails its jobs with PasswordCheckFailed and is put aside: the next job starts a fresh
- * thread, so that a stuck one cannot keep its jobs' places, and every check queued behind them, forever. A thread
- * stuck in the native hash cannot be stopped before that returns; it is told to end, and ends when it does.
+ * hangs), or that exits, fails the job it was at with PasswordCheckFailed and is put aside; the job it held behind
+ * that one, and the next job, go to a fresh thread, so that a stuck one cannot keep its jobs' places, and every check
+ * queued behind them, forever. A thread stuck in the native hash cannot be stopped before that returns; it is told
+ * to end, and ends when it does.
  */
 export class HashingThreads {
   /** How many jobs a thread holds at most: the one it hashes and the next. */
@@ -105,6 +106,7 @@ export class HashingThreads {
       putAside: (reason) => {
         for (const listener of this.#putAsideListeners) listener(reason)
       },
+      runElsewhere: (job, signal) => this.#thread().run(job, signal),
     })
     const ended = this.#threads.findIndex((thread) => thread.ended)
     if (ended === -1) this.#threads.push(fresh)
@@ -120,7 +122,7 @@ export const HASHING_THREAD_NAME = 'argon2id'
 type Job = { op: 'verify'; hash: string; password: string } | { op: 'hash'; password: string }
 type Message = (Job & { id: number; place: number }) | { op: 'nice'; nice: number }
 type Reply = { id: number; result?: boolean | string; error?: string; abandoned?: true }
-interface Pending { resolve: (value: unknown) => void; reject: (error: Error) => void; settled: () => void }
+interface Pending { job: Job; signal: AbortSignal | undefined; resolve: (value: unknown) => void; reject: (error: Error) => void; settled: () => void }
 
 class HashingThread {
   readonly #worker: Worker
@@ -130,6 +132,7 @@ class HashingThread {
   readonly #idleMs: number
   readonly #jobTimeoutMs: number
   readonly #putAside: (reason: string) => void
+  readonly #runElsewhere: (job: Job, signal: AbortSignal | undefined) => Promise<unknown>
   #idle: NodeJS.Timeout | undefined
   /** When the job the thread is at (the oldest pending) has taken too long. */
   #overdue: NodeJS.Timeout | undefined
@@ -138,11 +141,12 @@ class HashingThread {
   #online = false
   ended = false
 
-  constructor(script: URL, settings: { options: Options; nice: number | undefined; hashed: Int32Array; idleMs: number; jobTimeoutMs: number; putAside: (reason: string) => void }) {
+  constructor(script: URL, settings: { options: Options; nice: number | undefined; hashed: Int32Array; idleMs: number; jobTimeoutMs: number; putAside: (reason: string) => void; runElsewhere: (job: Job, signal: AbortSignal | undefined) => Promise<unknown> }) {
     const { options, nice, hashed } = settings
     this.#idleMs = settings.idleMs
     this.#jobTimeoutMs = settings.jobTimeoutMs
     this.#putAside = settings.putAside
+    this.#runElsewhere = settings.runElsewhere
     // Without the process's flags: its preloaded module hooks are for the dependencies, which the thread never loads.
     this.#worker = new Worker(script, {
       workerData: { hashingThread: { options, nice, abandoned: this.#abandoned, hashed } },
@@ -172,8 +176,9 @@ class HashingThread {
   }
 
   /**
-   * Fails every job the thread holds, which takes no more: the next job starts another thread. Once only: a thread
-   * that ends on its own (idle) or was put aside already exits afterwards.
+   * Fails the job the thread was at, and hands the jobs waiting behind it to another thread (they did nothing wrong,
+   * and were never started): this one takes no more. Once only: a thread that ends on its own (idle) or was put
+   * aside already exits afterwards.
    */
   #end(reason: string): void {
     if (this.ended) return
@@ -182,9 +187,14 @@ class HashingThread {
     const error = new PasswordCheckFailed({ cause: new Error(`a hashing thread was put aside: ${reason}`) })
     clearTimeout(this.#idle)
     clearTimeout(this.#overdue)
-    for (const job of this.#pending.values()) {
-      job.settled()
-      job.reject(error)
+    // The thread answers its jobs in order: the oldest is the one it was at.
+    let atWork = true
+    for (const pending of this.#pending.values()) {
+      pending.settled()
+      if (atWork) pending.reject(error)
+      else if (pending.signal?.aborted) pending.resolve(undefined)
+      else this.#runElsewhere(pending.job, pending.signal).then(pending.resolve, pending.reject)
+      atWork = false
     }
     this.#pending.clear()
   }
@@ -225,7 +235,7 @@ class HashingThread {
     return new Promise((resolve, reject) => {
       const abandon = () => Atomics.store(this.#abandoned, place, 1)
       signal?.addEventListener('abort', abandon, { once: true })
-      this.#pending.set(id, { resolve, reject, settled: () => signal?.removeEventListener('abort', abandon) })
+      this.#pending.set(id, { job, signal, resolve, reject, settled: () => signal?.removeEventListener('abort', abandon) })
       if (this.#pending.size === 1 && this.#online) this.#watch()
       this.#worker.ref()
       this.#worker.postMessage({ ...job, id, place } satisfies Message)

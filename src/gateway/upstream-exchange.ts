@@ -9,7 +9,7 @@ export interface ExchangeEnds {
   readonly client: IncomingMessage
   readonly response: ServerResponse
   /**
-   * How long the client may take to read what it was sent before the body's next chunk is written: the service's
+   * How long the client may read nothing of what it was sent while the body's next chunk waits: the service's
    * `timeouts.response_seconds`, the bound on the service's own pauses between chunks.
    */
   readonly readMs: number
@@ -22,7 +22,7 @@ export interface ExchangeEnds {
 /**
  * One forwarded request, as undici's dispatcher reports it: the upstream's status and headers go straight to the
  * client's response, the body after them with back-pressure both ways, then its trailers; a client that goes away
- * aborts the upstream request. A client that stops reading is cut off after `readMs`: the upstream's pause is
+ * aborts the upstream request. A client that reads nothing for `readMs` is cut off (one reading slowly is not): the upstream's pause is
  * bounded by the same time, and without it a client that reads nothing would hold its connection and the
  * service's for good.
  */
@@ -30,6 +30,9 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly #ends: ExchangeEnds
   #controller: Dispatcher.DispatchController | undefined
   #unread: NodeJS.Timeout | undefined
+  /** The body's bytes handed to the client's response, and how many of them had left its buffers at the last look. */
+  #written = 0
+  #flushedAtLastLook = 0
 
   constructor(ends: ExchangeEnds) {
     discardUnaskedContinue()
@@ -48,8 +51,20 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.#controller?.resume()
   }
 
-  readonly #cutOff = (): void => {
-    this.#ends.response.destroy()
+  /**
+   * The bound on a paused answer is on the client reading nothing: one reading slowly, whose buffers drain more
+   * slowly than `readMs` at a time, keeps its answer while what it reads leaves them.
+   */
+  readonly #cutOffUnlessReading = (): void => {
+    const flushed = this.#flushed()
+    if (flushed <= this.#flushedAtLastLook) return void this.#ends.response.destroy()
+    this.#flushedAtLastLook = flushed
+    this.#unread?.refresh()
+  }
+
+  /** The bytes written that Node has handed to the kernel since the answer began: more only as the client reads. */
+  #flushed(): number {
+    return this.#written - this.#ends.response.writableLength
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -78,11 +93,14 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const { response } = this.#ends
+    this.#written += chunk.length
     if (!response.write(chunk)) {
       controller.pause()
+      // undici may hand over a chunk it already had after the pause: one bound and one wait for 'drain', from the first.
+      if (this.#unread) return
       response.once('drain', this.#resume)
-      // undici may hand over a chunk it already had after the pause: one bound, from the first.
-      this.#unread ??= setTimeout(this.#cutOff, this.#ends.readMs)
+      this.#flushedAtLastLook = this.#flushed()
+      this.#unread = setTimeout(this.#cutOffUnlessReading, this.#ends.readMs)
     }
   }
 

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { RequestContext } from '../context.ts'
+import type { WatchedConnection } from './client-gone.ts'
 
 /**
  * What deciding about a request reads of it, whichever door it came in by: a Fastify request (the gateway's own
@@ -18,6 +19,6 @@ export interface GatewayRequest {
   readonly host: string
   /** A parsed body; none on proxied requests, whose body streams through. */
   readonly body?: unknown
-  readonly raw: { readonly socket: { readonly remoteAddress?: string | undefined }; readonly rawHeaders: readonly string[] }
+  readonly raw: { readonly socket: WatchedConnection & { readonly remoteAddress?: string | undefined }; readonly rawHeaders: readonly string[] }
   readonly gatehouse: RequestContext
 }

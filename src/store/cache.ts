@@ -60,7 +60,7 @@ export class BoundedCache<K, V> {
   readonly #options: CacheOptions<V>
   readonly #entries = new Map<K, Entry<V>>()
   readonly #byUser = new Map<number, Set<K>>()
-  readonly #loading = new Map<K, { load: Promise<V | undefined>; generation: number }>()
+  readonly #loading = new Map<K, { load: Promise<V | undefined>; generation: number; waiters: LoadWaiters }>()
   #generation = 0
 
   constructor(options: CacheOptions<V>) {
@@ -108,15 +108,17 @@ export class BoundedCache<K, V> {
 
   /**
    * The fresh value, or what `loader` reads (undefined: nothing to remember), stored unless an invalidation came
-   * while it read. Errors of `loader` pass through and store nothing.
+   * while it read. Errors of `loader` pass through and store nothing. `callerGone`: the signal that the caller's
+   * client went away, asked for only when the value must be loaded; the loader's own signal aborts only once every
+   * caller sharing the load has gone (a load in the background never).
    */
-  async load(key: K, loader: () => Promise<V | undefined>, now = Date.now()): Promise<V | undefined> {
+  async load(key: K, loader: (signal: AbortSignal) => Promise<V | undefined>, now = Date.now(), callerGone?: () => AbortSignal): Promise<V | undefined> {
     const hit = this.get(key, now)
     if (hit !== undefined) {
-      if (this.#refreshDue(key, now)) this.#sharedLoad(key, loader).catch(() => {})
+      if (this.#refreshDue(key, now)) this.#sharedLoad(key, loader, undefined).catch(() => {})
       return hit
     }
-    return this.#sharedLoad(key, loader)
+    return this.#sharedLoad(key, loader, callerGone?.())
   }
 
   /** Whether a fresh entry has come within `refreshAheadMs` of its maximum age (a load under way is shared, not repeated). */
@@ -125,19 +127,26 @@ export class BoundedCache<K, V> {
     return !!refreshAheadMs && !!shareLoads && now - this.#entries.get(key)!.storedAt >= this.#maxAgeMs() - refreshAheadMs
   }
 
-  #sharedLoad(key: K, loader: () => Promise<V | undefined>): Promise<V | undefined> {
+  #sharedLoad(key: K, loader: (signal: AbortSignal) => Promise<V | undefined>, signal: AbortSignal | undefined): Promise<V | undefined> {
     const stamp = this.#generation
     const shared = this.#options.shareLoads ? this.#loading.get(key) : undefined
-    if (shared?.generation === stamp) return shared.load
-    const load = loader().then((value) => {
+    // A load every caller of which has gone is being dropped: a caller still there starts one of its own.
+    if (shared?.generation === stamp && !shared.waiters.signal.aborted) {
+      shared.waiters.join(signal)
+      return shared.load
+    }
+    const waiters = new LoadWaiters()
+    waiters.join(signal)
+    const load = loader(waiters.signal).then((value) => {
       if (value !== undefined) this.set(key, value, Date.now(), stamp)
       return value
     })
-    if (!this.#options.shareLoads) return load
+    if (!this.#options.shareLoads) return load.finally(() => waiters.release())
     const settled = load.finally(() => {
+      waiters.release()
       if (this.#loading.get(key)?.load === settled) this.#loading.delete(key)
     })
-    this.#loading.set(key, { load: settled, generation: stamp })
+    this.#loading.set(key, { load: settled, generation: stamp, waiters })
     return settled
   }
 
@@ -194,5 +203,40 @@ export class BoundedCache<K, V> {
     this.#entries.delete(key)
     const userId = this.#options.userOf?.(entry.value)
     if (userId !== undefined) this.#byUser.get(userId)?.delete(key)
+  }
+}
+
+/**
+ * The callers of one load: its signal aborts once each of them has gone, and never while one that cannot go (a
+ * caller without a signal, such as a refresh in the background) shares it.
+ */
+class LoadWaiters {
+  readonly #controller = new AbortController()
+  readonly #joined: AbortSignal[] = []
+  #present = 0
+  #lasting = false
+  readonly #leave = (): void => {
+    if (--this.#present === 0 && !this.#lasting) this.#controller.abort()
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal
+  }
+
+  join(signal: AbortSignal | undefined): void {
+    if (!signal) {
+      this.#lasting = true
+      return
+    }
+    this.#present++
+    if (signal.aborted) return this.#leave()
+    this.#joined.push(signal)
+    signal.addEventListener('abort', this.#leave, { once: true })
+  }
+
+  /** The load is over: the callers' signals keep no hold on it. */
+  release(): void {
+    for (const signal of this.#joined) signal.removeEventListener('abort', this.#leave)
+    this.#joined.length = 0
   }
 }

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { argon2Tasks, hashingThreads } from '../../src/directory/passwords.ts'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, TOKEN_PATH, testRealms } from '../helpers/oidc.ts'
-import { csrfToken, LOGIN, login } from '../helpers/session.ts'
+import { csrfToken, LOGIN, login, withCsrf } from '../helpers/session.ts'
 
 /**
  * Password checks beyond one per core wait their turn, but only `auth.password_checks_waiting` of them: with every
@@ -110,7 +110,7 @@ describe('password checks beyond the queue\'s bound', () => {
     const release = fillQueue()
     try {
       const gone = new AbortController()
-      const sent = gw.fetch(path, { ...init, method: 'POST', signal: gone.signal }).catch(() => undefined)
+      const sent = gw.fetch(path, { method: 'POST', ...init, signal: gone.signal }).catch(() => undefined)
       await waitFor(() => argon2Tasks.waiting === 2)
       gone.abort()
       await sent
@@ -131,6 +131,52 @@ describe('password checks beyond the queue\'s bound', () => {
 
   it('drops a waiting check at a realm\'s password grant whose client went away', async () => {
     await leaveWhileWaiting(TOKEN_PATH, { body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'alice', password: PASSWORD }) })
+  })
+
+  it('drops a waiting check of basic credentials at the gateway whose client went away', async () => {
+    // An account of its own, whose pair no earlier test left verified in memory.
+    await gw.app.accounts.create({ username: 'erin', password: PASSWORD })
+    await leaveWhileWaiting('/api/controller/v2/hosts/', { method: 'GET', headers: { authorization: basic('erin', PASSWORD) } })
+  })
+
+  it('drops a waiting check of basic credentials at forward authentication whose client went away', async () => {
+    await leaveWhileWaiting('/api/gateway/v1/authz/forward-auth/', {
+      method: 'GET',
+      headers: { authorization: basic('alice', `${PASSWORD}-forward`), 'x-forwarded-uri': '/api/controller/v2/hosts/', 'x-forwarded-method': 'GET' },
+    })
+  })
+
+  it('drops a waiting check of the current password at a password change whose client went away', async () => {
+    const session = await login(gw, 'alice', PASSWORD)
+    await leaveWhileWaiting('/api/gateway/v1/me/password/', {
+      headers: withCsrf(session, { 'content-type': 'application/json', referer: gw.url + LOGIN }),
+      body: JSON.stringify({ current_password: PASSWORD, new_password: 'another-long-passphrase' }),
+    })
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 200, 'the session did not end')
+  })
+
+  it('keeps a check of basic credentials that two clients share until both have gone', async () => {
+    await gw.app.accounts.create({ username: 'frank', password: PASSWORD })
+    const authorization = basic('frank', PASSWORD)
+    argon2Tasks.maxWaiting = 5
+    const release = fillQueue()
+    let stayed: Promise<Response>
+    try {
+      const gone = new AbortController()
+      const left = gw.fetch('/api/controller/v2/hosts/', { headers: { authorization }, signal: gone.signal }).catch(() => undefined)
+      await waitFor(() => argon2Tasks.waiting === 2)
+      stayed = gw.fetch('/api/controller/v2/hosts/', { headers: { authorization } })
+      // Time for the second request to join the check under way (were it late, it would start one of its own).
+      await sleep(500)
+      gone.abort()
+      await left
+      await sleep(200)
+      assert.equal(argon2Tasks.waiting, 2, 'the check still waits for the client that stayed')
+    } finally {
+      argon2Tasks.maxWaiting = 1
+      await release()
+    }
+    assert.equal((await stayed).status, 200)
   })
 
   /**
@@ -175,6 +221,14 @@ describe('password checks beyond the queue\'s bound', () => {
     await leaveLockoutQueue('carol', (signal) => gw.fetch(TOKEN_PATH, {
       method: 'POST',
       body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'carol', password: 'wrong-password' }),
+      ...signal && { signal },
+    }))
+  })
+
+  it('drops a check waiting behind the lockout\'s budget at the gateway\'s basic authentication whose client went away', async () => {
+    let attempt = 0
+    await leaveLockoutQueue('dave', (signal) => gw.fetch('/api/controller/v2/hosts/', {
+      headers: { authorization: basic('dave', `wrong-password-${attempt++}`) },
       ...signal && { signal },
     }))
   })

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { exchange } from '../helpers/raw-client.ts'
+import type { Dispatcher } from 'undici'
+import { UpstreamExchange, type ExchangeEnds } from '../../src/gateway/upstream-exchange.ts'
 
 /** Answers that break HTTP/1.1's framing or syntax, by the last segment of the path asked for. */
 const MALFORMED: Record<string, string> = {
@@ -77,5 +80,65 @@ describe('what the client gets of a misbehaving upstream', () => {
     const after = await gw.fetch('/lean/fine')
     assert.equal(after.status, 200, 'the gateway serves on')
     assert.equal(await after.text(), 'ok')
+  })
+})
+
+describe('the bound on a client that reads nothing of its answer', () => {
+  const READ_MS = 1000
+
+  /** A client's response whose buffer the test empties as the client would read it, and the dispatch's controller. */
+  function slowClient() {
+    const response = Object.assign(new EventEmitter(), {
+      writableLength: 0,
+      writableFinished: false,
+      destroyed: false,
+      setHeader() {},
+      writeHead() {},
+      write(chunk: Buffer) {
+        response.writableLength += chunk.length
+        return false
+      },
+      destroy() {
+        response.destroyed = true
+      },
+      /** The client read `bytes` of what the gateway held. */
+      read(bytes: number) {
+        response.writableLength -= bytes
+      },
+    })
+    const controller = { paused: false, pause() { controller.paused = true }, resume() { controller.paused = false }, abort() {} }
+    const ends = { client: { complete: true, httpVersion: '1.1' }, response, readMs: READ_MS, responseHeaders: () => ({}), failed() {} }
+    const upstreamExchange = new UpstreamExchange(ends as unknown as ExchangeEnds)
+    const dispatch = controller as unknown as Dispatcher.DispatchController
+    upstreamExchange.onRequestStart(dispatch)
+    upstreamExchange.onResponseStart(dispatch, 200, {})
+    upstreamExchange.onResponseData(dispatch, Buffer.alloc(64 << 10))
+    return { response, controller }
+  }
+
+  it('cuts off a client that has read nothing for the service\'s response_seconds', (context) => {
+    context.mock.timers.enable({ apis: ['setTimeout'] })
+    const { response, controller } = slowClient()
+    assert.ok(controller.paused)
+    context.mock.timers.tick(READ_MS - 1)
+    assert.equal(response.destroyed, false)
+    context.mock.timers.tick(1)
+    assert.equal(response.destroyed, true)
+  })
+
+  it('never cuts off a client reading slowly, however long what the gateway holds for it takes to drain', (context) => {
+    context.mock.timers.enable({ apis: ['setTimeout'] })
+    const { response, controller } = slowClient()
+    // 1 KiB every half a bound: the 64 KiB held take 32 bounds to drain, and the client reads all along.
+    for (let i = 0; i < 63; i++) {
+      context.mock.timers.tick(READ_MS / 2)
+      response.read(1024)
+      assert.equal(response.destroyed, false, `cut off after ${i + 1} KiB`)
+    }
+    assert.ok(controller.paused)
+    context.mock.timers.tick(READ_MS / 2)
+    response.read(1024)
+    response.emit('drain')
+    assert.equal(controller.paused, false)
   })
 })
