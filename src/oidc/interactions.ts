@@ -1,5 +1,4 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { z } from 'zod'
 import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { App } from '../app.ts'
@@ -22,7 +21,7 @@ import { type AccountAction, accountAction, KC_ACTION_MAX_AUTH_AGE_SECONDS, KC_A
 import { CANCEL_FIELD, CONFIRM_PASSWORD_FIELD, FORM_SECRET_FIELD, NEW_PASSWORD_FIELD, renderUpdatePasswordPage } from '../pages/update-password-page.ts'
 import { EMAIL_FIELD, FIRST_NAME_FIELD, LAST_NAME_FIELD, PROFILE_FIELD_LENGTHS, type ProfileValues, renderUpdateProfilePage } from '../pages/update-profile-page.ts'
 import { verifyPassword } from '../directory/passwords.ts'
-import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
+import { auditedUser, emailAddress, passwordMark, serializeUser } from '../api/users.ts'
 import { emailTakenByAnother } from '../api/me.ts'
 
 /** A login form is a few short fields and the authorization request it restarts; anything longer is not one. */
@@ -401,9 +400,8 @@ async function updateProfile({ app, realm, login, provider, request, reply, pend
  */
 const PERSON_NAME_PROHIBITED = /[<>&"\v$%!#?§;*~/\\|^=[\]{}()\p{Cc}]/u
 
-/** An email address as the gateway API takes one (`PATCH me/`). */
-const isEmailAddress = (value: string): boolean => EMAIL_ADDRESS.safeParse(value).success
-const EMAIL_ADDRESS = z.email()
+/** An email address as the gateway API takes one (`PATCH me/`; an empty one is refused before this). */
+const isEmailAddress = (value: string): boolean => emailAddress.safeParse(value).success
 
 /** Whether the gateway session and the realm session that an action's login was made in, if any, are still live. */
 async function sessionsLive(app: App, provider: Provider, interaction: Interaction, pending: PendingUpdate): Promise<boolean> {
