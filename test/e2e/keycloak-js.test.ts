@@ -28,6 +28,11 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
     await page.fill('#username', 'alice@example.com')
     await page.fill('#password', 'alice-password')
     await page.click('button[type=submit]')
+    await backAtApp(page)
+  }
+
+  /** Waits for the browser to be back at the app, and keycloak-js to have finished its init there. */
+  async function backAtApp(page: WatchedPage['page']): Promise<void> {
     await page.waitForURL((url) => url.origin === appUrl)
     await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
   }
@@ -128,8 +133,7 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
         await page.fill('#password-new', 'alice-new-passphrase')
         await page.fill('#password-confirm', 'alice-new-passphrase')
         await page.click('button:text-is("Submit")')
-        await page.waitForURL((url) => url.origin === appUrl)
-        await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
+        await backAtApp(page)
         assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
         assert.deepEqual(await page.evaluate('window.events'), ['action:success:UPDATE_PASSWORD'])
         assert.equal(new URL(page.url()).hash, '', 'keycloak-js takes the answer out of the address')
@@ -153,8 +157,7 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
         await page.fill('#firstName', 'Alice')
         await page.fill('#lastName', 'Liddell')
         await page.click('button:text-is("Submit")')
-        await page.waitForURL((url) => url.origin === appUrl)
-        await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
+        await backAtApp(page)
         assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
         assert.deepEqual(await page.evaluate('window.events'), ['action:success:UPDATE_PROFILE'])
         const parsed = await page.evaluate<{ given_name?: string; family_name?: string }>('keycloak.tokenParsed')
