@@ -98,6 +98,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     ctx.set('content-security-policy', REALM_PAGE_POLICY)
     await next()
     const oidc = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc
+    if (oidc?.route === 'end_session' && ctx.status === 200 && !oidc.session?.accountId && ctx.cookies.get(GATEWAY_SESSION_COOKIE)) {
+      await askBeforeEndingGatewaySession(ctx)
+    }
     if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
       ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY })
     } else {
@@ -473,6 +476,22 @@ export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): 
     ? `<script>${SUBMIT_LOGOUT}</script>`
     : ''
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
+}
+
+/**
+ * A browser without a realm session that oidc-provider would log out unasked (a form that submits itself: it has
+ * nothing of the realm's to end) may still hold a gateway session, which the logout ends (`endGatewaySession`): a
+ * link from another site would end it. Keycloak asks whenever the browser has a session and the request names
+ * none of it (LogoutEndpoint); so does this, with oidc-provider's own form and anti-forgery secret, which its
+ * confirmation step checks. Nothing names a gateway session as `id_token_hint` names a realm session, so the page
+ * never submits itself.
+ */
+async function askBeforeEndingGatewaySession(ctx: KoaContextWithOIDC): Promise<void> {
+  const { secret } = ctx.oidc.session!.state as { secret: string }
+  const form = `<form id="op.logoutForm" method="post" action="${escapeHtml(ctx.oidc.urlFor('end_session_confirm'))}"><input type="hidden" name="xsrf" value="${escapeHtml(secret)}"/></form>`
+  // The self-submitting form's script is no longer on the page, nor in its policy.
+  ctx.set('content-security-policy', REALM_PAGE_POLICY)
+  await logoutConfirmPage(ctx, form)
 }
 
 /** RFC 8628 §3.3: where the user types the code their device shows (oidc-provider's `userCodeInputSource`). */

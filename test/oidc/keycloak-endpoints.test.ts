@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { login } from '../helpers/session.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
 
 const ENDPOINTS = `/realms/${REALM}/protocol/openid-connect`
@@ -299,6 +300,33 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     for (const hint of [elsewhere.id_token, otherBrowser.id_token]) {
       assert.equal(submitsItself(await logoutPage(jar, { id_token_hint: hint })), false)
     }
+  })
+
+  it('asks a browser signed in at the gateway alone before a logout ends its session, so that a link from another site cannot', async () => {
+    const gateway = await login(gw, 'alice', 'alice-password')
+    const signedIn = async (cookie: string) => (await gw.fetch('/api/gateway/v1/me/', { headers: { cookie } })).status === 200
+    for (const request of [
+      () => gw.fetch(`${ENDPOINTS}/logout`, { headers: { accept: 'text/html', cookie: gateway.cookie } }),
+      () => gw.fetch(`${ENDPOINTS}/logout?${new URLSearchParams({ client_id: 'spa', post_logout_redirect_uri: CLIENT_REDIRECT })}`, { headers: { accept: 'text/html', cookie: gateway.cookie } }),
+    ]) {
+      const answer = await request()
+      const page = await answer.text()
+      assert.equal(answer.status, 200)
+      assert.match(page, /Do you want to log out\?/)
+      assert.doesNotMatch(page, /<script/, 'the page does not submit itself')
+      assert.ok(await signedIn(gateway.cookie))
+    }
+    // The person clicks Log out: the gateway session ends.
+    const jar = new CookieJar()
+    const cookie = () => [gateway.cookie, jar.header()].filter(Boolean).join('; ')
+    const asked = await gw.fetch(`${ENDPOINTS}/logout`, { headers: { accept: 'text/html', cookie: cookie() } })
+    jar.store(asked)
+    const page = await asked.text()
+    const action = /<form id="op.logoutForm" method="post" action="([^"]+)"/.exec(page)![1]!
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(page)![1]!
+    const done = await fetch(action, { method: 'POST', redirect: 'manual', headers: { ...FORM, accept: 'text/html', cookie: cookie() }, body: new URLSearchParams({ xsrf, logout: 'yes' }).toString() })
+    assert.equal(done.status, 303)
+    assert.equal(await signedIn(gateway.cookie), false)
   })
 
   it('takes userinfo\'s access token from a POSTed form, and from the header of a POST with a form, as Keycloak', async () => {
