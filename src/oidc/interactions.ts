@@ -3,7 +3,7 @@ import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
@@ -543,8 +543,13 @@ function html(reply: FastifyReply, status: number, body: string): FastifyReply {
   return reply.code(status).header('cache-control', 'no-store').headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8').send(body)
 }
 
+/**
+ * The form a page posted. One longer than FORM_LIMIT is refused (413), unread when its length says so: read as an
+ * empty form, it was answered as a wrong password, or a form from elsewhere, which it is not.
+ */
 async function readForm(request: FastifyRequest): Promise<URLSearchParams> {
   if (!/^application\/x-www-form-urlencoded\b/i.test(request.headers['content-type'] ?? '')) return new URLSearchParams()
+  if (Number(request.headers['content-length'] ?? 0) > FORM_LIMIT) throw new PayloadTooLarge()
   // Decoded once whole: a character sent as UTF-8 (curl --data, not a browser's percent-encoding) may be split
   // between two reads, and each half decoded alone is a replacement character.
   const chunks: Buffer[] = []
@@ -552,7 +557,7 @@ async function readForm(request: FastifyRequest): Promise<URLSearchParams> {
   for await (const chunk of request.raw as AsyncIterable<Buffer>) {
     chunks.push(chunk)
     bytes += chunk.length
-    if (bytes > FORM_LIMIT) return new URLSearchParams()
+    if (bytes > FORM_LIMIT) throw new PayloadTooLarge()
   }
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
 }

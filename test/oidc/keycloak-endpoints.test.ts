@@ -213,6 +213,19 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
+  it('answers a login form longer than any login form 413, its password unchecked, and takes the form sent again', async () => {
+    const jar = new CookieJar()
+    const { response } = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`))
+    const action = /<form method="post" action="([^"]+)"/.exec(await response.text())![1]!
+    const huge = await gw.fetch(action, { method: 'POST', headers: { ...FORM, accept: 'text/html', cookie: jar.header() }, body: `username=alice&password=alice-password&filler=${'a'.repeat(20_000)}` })
+    assert.equal(huge.status, 413)
+    assert.match(huge.headers.get('content-type')!, /^text\/html/)
+    assert.match(await huge.text(), /payload_too_large/)
+    assert.equal(huge.headers.getSetCookie().some((line) => line.startsWith('gateway_sessionid=')), false, 'not signed in')
+    const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: FORM, body: 'username=alice&password=alice-password' })
+    assert.ok(new URL(done.url).searchParams.get('code'), 'the login goes on')
+  })
+
   it('publishes the JWKS as application/json, and as application/jwk-set+json to a client that asks for it, as Keycloak', async () => {
     for (const [accept, type] of [[undefined, 'application/json'], ['application/json', 'application/json'], ['application/jwk-set+json', 'application/jwk-set+json']] as const) {
       const certs = await gw.fetch(`${ENDPOINTS}/certs`, { headers: accept ? { accept } : {} })
