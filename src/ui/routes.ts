@@ -119,12 +119,28 @@ function sendAsset(request: FastifyRequest, reply: FastifyReply, asset: Asset, c
     reply.header('etag', asset.etag)
     if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send()
   }
-  const acceptEncoding = request.headers['accept-encoding']
-  if (typeof acceptEncoding === 'string' && /\bgzip\b/.test(acceptEncoding)) {
+  if (acceptsGzip(request.headers['accept-encoding'])) {
     reply.header('content-encoding', 'gzip')
     return reply.send(asset.gzipped())
   }
   return reply.send(asset.body)
+}
+
+/**
+ * Whether Accept-Encoding takes gzip (RFC 9110 §12.5.3): named (coding names are case-insensitive; `x-gzip` is its
+ * old name) or as `*`, with a weight above 0; `gzip;q=0` refuses it whatever `*` says.
+ */
+function acceptsGzip(header: string | undefined): boolean {
+  if (!header) return false
+  let any = false
+  for (const entry of header.split(',')) {
+    const [coding, ...parameters] = entry.split(';').map((part) => part.trim().toLowerCase())
+    const weight = parameters.find((parameter) => parameter.startsWith('q='))
+    const accepted = weight === undefined || Number(weight.slice(2)) > 0
+    if (coding === 'gzip' || coding === 'x-gzip') return accepted
+    if (coding === '*') any = accepted
+  }
+  return any
 }
 
 /** Reads every file once at start; requests are then served from memory by exact name. */

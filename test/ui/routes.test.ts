@@ -119,6 +119,17 @@ describe('serving the web interface', () => {
     assert.equal(gunzipSync(gzipped.body).toString('utf8'), source)
   })
 
+  it('gzips only for a client that takes gzip: named or as *, in any case, and not with weight 0 (RFC 9110 §12.5.3)', async () => {
+    const encodings: [string, string | undefined][] = [
+      ['gzip;q=0, identity', undefined], ['gzip; q=0.000', undefined], ['*;q=0', undefined], ['br, *;q=0', undefined], ['*, gzip;q=0', undefined],
+      ['GZIP', 'gzip'], ['identity;q=0.5, gzip;q=0.1', 'gzip'], ['*', 'gzip'], ['br, gzip;q=1.0', 'gzip'],
+    ]
+    for (const [acceptEncoding, expected] of encodings) {
+      const answer = await rawGet(gw.url, '/ui/assets/js/app.js', { 'accept-encoding': acceptEncoding })
+      assert.equal(answer.headers['content-encoding'], expected, acceptEncoding)
+    }
+  })
+
   it('serves only the interface\'s own files', async () => {
     for (const path of ['/ui/assets/nope.js', '/ui/assets/tsconfig.json', '/ui/assets/index.html']) {
       const response = await gw.fetch(path)
