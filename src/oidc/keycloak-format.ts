@@ -451,9 +451,28 @@ export function implicitFlowRefusal(error: string | undefined, responseType: unk
   return { error: 'unauthorized_client', error_description: 'Client is not allowed to initiate browser login with given response_type. Implicit flow is disabled for the client.' }
 }
 
+/**
+ * Keycloak's words (LogoutEndpoint: `Messages.INVALID_PARAMETER`, `INVALID_REDIRECT_URI`, `FAILED_LOGOUT`) for
+ * oidc-provider's refusals of a logout request and of its confirmation.
+ */
+const LOGOUT_REFUSALS: Readonly<Record<string, string>> = {
+  'could not decode id_token_hint': 'Invalid parameter: id_token_hint',
+  'could not validate id_token_hint': 'Invalid parameter: id_token_hint',
+  'client_id does not match the provided id_token_hint': 'Invalid parameter: id_token_hint',
+  'unrecognized id_token_hint audience': 'Invalid parameter: id_token_hint',
+  'post_logout_redirect_uri not registered': 'Invalid redirect uri',
+  'could not find logout details': 'Logout failed',
+}
+const LOGOUT_ROUTES: ReadonlySet<string> = new Set(['end_session', 'end_session_confirm'])
+
 /** oidc-provider's `renderError`: the page a browser sees when an authorization or logout request is wrong. */
 export async function renderErrorPage(ctx: KoaContextWithOIDC, out: { error?: string; error_description?: string }): Promise<void> {
   ctx.type = 'html'
+  if (LOGOUT_ROUTES.has(ctx.oidc?.route)) {
+    // As the logout refusals Gatehouse makes before oidc-provider sees the request (routes.ts `logoutFailed`).
+    ctx.body = simplePage('Logout failed', `<p>${escapeHtml(LOGOUT_REFUSALS[out.error_description ?? ''] ?? out.error_description ?? 'Logout failed')}</p>`)
+    return
+  }
   ctx.body = simplePage('Sign-in failed', `<p>${escapeHtml(out.error_description ?? 'The request could not be processed.')}</p><p><code>${escapeHtml(out.error ?? 'invalid_request')}</code></p>`)
 }
 

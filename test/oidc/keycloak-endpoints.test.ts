@@ -100,6 +100,25 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
+  it('answers a logout request with a bad id_token_hint or post_logout_redirect_uri, or a stale confirmation, with Keycloak\'s logout error page', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const [header, payload] = tokens.id_token.split('.')
+    const cases: [string, RequestInit, string][] = [
+      [`/logout?${new URLSearchParams({ id_token_hint: 'not-a-token' })}`, {}, 'Invalid parameter: id_token_hint'],
+      [`/logout?${new URLSearchParams({ id_token_hint: `${header}.${payload}.${'A'.repeat(342)}` })}`, {}, 'Invalid parameter: id_token_hint'],
+      [`/logout?${new URLSearchParams({ id_token_hint: tokens.id_token, client_id: 'spa' })}`, {}, 'Invalid parameter: id_token_hint'],
+      [`/logout?${new URLSearchParams({ client_id: 'spa', post_logout_redirect_uri: 'https://evil.example/' })}`, {}, 'Invalid redirect uri'],
+      ['/logout/confirm', { method: 'POST', headers: FORM, body: 'xsrf=forged&logout=yes' }, 'Logout failed'],
+    ]
+    for (const [path, init, message] of cases) {
+      const answer = await gw.fetch(`${ENDPOINTS}${path}`, { ...init, headers: { ...init.headers as Record<string, string>, accept: 'text/html' } })
+      const page = await answer.text()
+      assert.equal(answer.status, 400, path)
+      assert.match(page, /<title>Logout failed · Gatehouse<\/title>/, path)
+      assert.match(page, new RegExp(`<p>${message}</p>`), path)
+    }
+  })
+
   const post = (endpoint: string, form: Record<string, string>) => gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: new URLSearchParams(form).toString() })
   const introspect = async (token: string) => json(await post('/token/introspect', { client_id: 'reports', client_secret: SERVICE_SECRET, token }))
   const callDemoApp = (token: string) => gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${token}` } })
