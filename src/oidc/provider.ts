@@ -516,13 +516,6 @@ async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, un
 }
 
 /**
- * Every ID token of a token response is Keycloak's, signed from the claims of oidc-provider's (keycloak-format.ts
- * `tokenResponse`), so a signature oidc-provider made would be made for nobody, at about 0.3 ms of CPU with RSA-2048.
- * Its own grants at the token endpoint (authorization code, device code) get the claims instead (id-token-claims.ts),
- * as the shortcuts and the password grant do. Anything else (a client that wants its ID tokens encrypted, a logout
- * token, an ID token anywhere but a token response) is signed as always.
- */
-/**
  * Keeps realm browser sessions that hold nothing out of the database, so that requests without credentials cannot
  * fill it with sessions kept for the SSO session's whole lifetime:
  *
@@ -579,6 +572,13 @@ function deliverLogoutTokensLater(providerClass: typeof Provider, provider: Prov
   }
 }
 
+/**
+ * Every ID token of a token response is Keycloak's, signed from the claims of oidc-provider's (keycloak-format.ts
+ * `tokenResponse`), so a signature oidc-provider made would be made for nobody, at about 0.3 ms of CPU with RSA-2048.
+ * Its own grants at the token endpoint (authorization code, device code) get the claims instead (id-token-claims.ts),
+ * as the shortcuts and the password grant do. Anything else (a client that wants its ID tokens encrypted, a logout
+ * token, an ID token anywhere but a token response) is signed as always.
+ */
 function spareIdTokenSignatures(provider: Provider): void {
   const IdToken = provider.IdToken as unknown as { prototype: { issue(this: IdTokenInstance, options?: { use?: string }): Promise<unknown> } }
   const issue = IdToken.prototype.issue
