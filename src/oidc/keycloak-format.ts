@@ -35,6 +35,8 @@ export interface KeycloakShapeOptions {
    * False when it is the live session of someone else than the realm session's `accountId`, which it leaves alone.
    */
   endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
+  /** Ends the realm browser session of this `uid` (its sign-ins' grants, the gateway session linked to it); false when none is live. */
+  endBrowserSession?: ((uid: string) => Promise<boolean>) | undefined
   /** Keycloak's logout with a refresh token revoked this one (its grant with it): the session it was of ends (provider.ts). */
   loggedOutWithRefreshToken(token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void>
 }
@@ -98,8 +100,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     ctx.set('content-security-policy', REALM_PAGE_POLICY)
     await next()
     const oidc = (ctx as { oidc?: KoaContextWithOIDC['oidc'] }).oidc
-    if (oidc?.route === 'end_session' && ctx.status === 200 && !oidc.session?.accountId && ctx.cookies.get(GATEWAY_SESSION_COOKIE)) {
-      await askBeforeEndingGatewaySession(ctx)
+    if (oidc?.route === 'end_session' && ctx.status === 200 && !oidc.session?.accountId) {
+      await endHintedSession(oidc, options)
+      if (ctx.cookies.get(GATEWAY_SESSION_COOKIE)) await askBeforeEndingGatewaySession(ctx)
     }
     if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
       ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY })
@@ -495,6 +498,18 @@ export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): 
     ? `<script>${SUBMIT_LOGOUT}</script>`
     : ''
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
+}
+
+/**
+ * A logout request from a browser without a realm session ends the session its `id_token_hint` names, as Keycloak's
+ * LogoutEndpoint ends the user session of a valid hint when the browser has no session cookie (the application's
+ * browser lost its cookies, or another one brings the token): oidc-provider ends only the session of the request's
+ * cookie, and would leave that one, and its refresh tokens, alive. oidc-provider has verified the hint's signature.
+ */
+async function endHintedSession(oidc: KoaContextWithOIDC['oidc'], options: KeycloakShapeOptions): Promise<void> {
+  const hint = (oidc.entities as { IdTokenHint?: { payload?: { sid?: unknown } } }).IdTokenHint
+  const sid = hint?.payload?.sid
+  if (typeof sid === 'string' && sid !== '') await options.endBrowserSession?.(sid)
 }
 
 /**

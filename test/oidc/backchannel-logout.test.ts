@@ -165,6 +165,18 @@ for (const backend of gatewayBackends) {
       }
     })
 
+    it('sends the logout token when a browser without the session brings its id_token_hint to the end-session endpoint', async () => {
+      const browser = new Browser()
+      const { id_token: idToken } = await signIn(browser, 'app')
+      const seen = receiver.count('/app')
+      const elsewhere = new Browser()
+      const page = await elsewhere.navigate(`${realmUrl(gw, '/protocol/openid-connect/logout')}?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: CLIENT_REDIRECT })}`)
+      const back = await elsewhere.submit(page, {}, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      assert.ok(back.stoppedAt, 'the browser is sent back to the application')
+      const claims = await verifiedLogoutToken(await receiver.next('/app', seen), 'app')
+      assert.equal(claims.sid, decodeJwtPart(idToken, 1).sid)
+    })
+
     it('sends the logout token when the session ends otherwise: the account disabled by an administrator', async () => {
       const browser = new Browser()
       const { id_token: idToken } = await signIn(browser, 'app')
@@ -283,7 +295,7 @@ for (const backend of gatewayBackends) {
 
     it('told each ended session\'s clients once: the end at the realm also ends the gateway session, which finds the realm session gone', () => {
       // Seconds after the earlier tests' ends (the hanging receiver's timeout): a second token would have come by now.
-      assert.equal(receiver.count('/app'), 3)
+      assert.equal(receiver.count('/app'), 4)
       assert.equal(receiver.count('/other-app'), 1)
       assert.equal(receiver.count('/hang'), 1)
       assert.equal(receiver.count('/script'), 4)

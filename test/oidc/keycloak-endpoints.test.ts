@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { login } from '../helpers/session.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, REALM, realmUrl, realmWith, SERVICE_SECRET, submitForm, tokenRequest } from '../helpers/oidc.ts'
 
 const ENDPOINTS = `/realms/${REALM}/protocol/openid-connect`
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' }
@@ -359,6 +359,19 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     const done = await fetch(action, { method: 'POST', redirect: 'manual', headers: { ...FORM, accept: 'text/html', cookie: cookie() }, body: new URLSearchParams({ xsrf, logout: 'yes' }).toString() })
     assert.equal(done.status, 303)
     assert.equal(await signedIn(gateway.cookie), false)
+  })
+
+  it('ends the session an id_token_hint names when the browser bringing it has none, as Keycloak logs out a session by its ID token', async () => {
+    const jar = new CookieJar()
+    const tokens = await browserLogin(jar)
+    // Another browser, without cookies (or this one, its cookies cleared), brings the application's ID token.
+    const elsewhere = new CookieJar()
+    const page = await browse(gw, elsewhere, realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams({ id_token_hint: tokens.id_token, post_logout_redirect_uri: CLIENT_REDIRECT, state: 'st-3' })}`))
+    const back = await submitForm(gw, elsewhere, page, {})
+    assert.equal(new URL(back.url).searchParams.get('state'), 'st-3')
+    const refresh = await tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+    assert.equal(refresh.body.error, 'invalid_grant')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: jar.header() } })).status, 401, 'the gateway session of the browser signed out too')
   })
 
   it('takes userinfo\'s access token from a POSTed form, and from the header of a POST with a form, as Keycloak', async () => {
