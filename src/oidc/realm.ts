@@ -427,7 +427,7 @@ export class Realm {
         records: this.#deps.store.oidc,
         accounts: this.#deps.accounts,
         serviceAccounts: this.#deps.serviceAccounts,
-        loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
+        loginName: (name) => resolveLoginName(this.#deps, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
         gatewaySessionOf: this.#deps.gatewaySessionOf,
         memberships: this.#deps.memberships,
