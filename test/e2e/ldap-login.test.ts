@@ -346,6 +346,17 @@ describe('a realm login name that is a directory username and a local account\'s
     assert.equal(response.status, 200)
     assert.equal(decodeJwt((await json(response)).access_token).preferred_username, 'grace')
   })
+
+  it('takes a local account\'s address while the directory does not answer, as its users cannot sign in meanwhile anyway', async () => {
+    await directory.stop()
+    try {
+      const response = await passwordGrant('grace@corp.test', 'grace-local-password')
+      assert.equal(response.status, 200)
+      assert.equal(decodeJwt((await json(response)).access_token).preferred_username, 'grace')
+    } finally {
+      await directory.start()
+    }
+  })
 })
 
 describe('a directory password that must be changed first', () => {
