@@ -6,7 +6,7 @@ import type { App } from './app.ts'
 import { registerOpenApi } from './api/openapi.ts'
 import { registerGatewayApi } from './api/register.ts'
 import { newRequestContext } from './context.ts'
-import { hashingThreads } from './directory/passwords.ts'
+import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { requestIdOf } from './http/request-id.ts'
@@ -117,6 +117,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.setErrorHandler((error, request, reply) => sendError(request, reply, error))
   logDatabaseOutages(server, app)
   logHashingThreadsPutAside(server)
+  logRefusedPasswordHashes(server)
   logKeptSigningKeys(server, app)
   app.audit.onError = (error) => {
     // An outage is logged once, above; the entries wait for the database within the queue's bound.
@@ -205,6 +206,18 @@ function logKeptSigningKeys(server: FastifyInstance, app: App): void {
 function logHashingThreadsPutAside(server: FastifyInstance): void {
   const stop = hashingThreads.onPutAside((reason) => {
     server.log.error({ reason }, 'password checks: a hashing thread was put aside and replaced; the check it was at was answered 503 password_check_failed')
+  })
+  server.addHook('onClose', async () => stop())
+}
+
+/**
+ * A sign-in refused because its account's stored password hash costs more than Gatehouse verifies (src/directory/
+ * passwords.ts): the person is told only that the password is wrong; the administrator, which account to give a new
+ * password. The hash's parameters, never the hash.
+ */
+function logRefusedPasswordHashes(server: FastifyInstance): void {
+  const stop = onRefusedHash(({ userId, username, reason }) => {
+    server.log.warn({ user_id: userId, username, reason }, 'password checks: a sign-in was refused without running its account\'s stored password hash; give the account a new password')
   })
   server.addHook('onClose', async () => stop())
 }

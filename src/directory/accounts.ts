@@ -1,6 +1,6 @@
 import type { Lockout } from './lockout.ts'
 import { burnVerificationTime, hashPassword, verifyPassword } from './passwords.ts'
-import { AccountDisabled, GatehouseError, InvalidCredentials, NotFound, SelfLockout, UsernameTaken, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, DirectoryUnavailable, GatehouseError, InvalidCredentials, NotFound, SelfLockout, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
@@ -199,6 +199,22 @@ export class Accounts {
 
   #reportLogin(attempt: LoginAttempt): void {
     for (const listener of this.#loginListeners) listener(attempt)
+  }
+
+  /**
+   * Whether a source whose accounts the database may not hold yet (the directory) has an account of this username. A
+   * source that cannot say now (the directory does not answer) counts as not having it: its own users cannot sign in
+   * meanwhile anyway.
+   */
+  async elsewhereHasUsername(username: string): Promise<boolean> {
+    for (const source of this.#sources) {
+      try {
+        if (await source.knowsUsername?.(username)) return true
+      } catch (error) {
+        if (!(error instanceof DirectoryUnavailable)) throw error
+      }
+    }
+    return false
   }
 
   async #verifyPassword(username: string, password: string, read: User | undefined, signal: AbortSignal | undefined): Promise<User> {

@@ -14,8 +14,8 @@ import { PasswordCheckFailed } from '../errors.ts'
  * the thread, which reads it just before it hashes. A thread that has had no job for `idleMs` ends, giving back
  * its memory (a V8 isolate of its own: about 11 MB); the next job starts one again.
  *
- * A thread that takes longer than `jobTimeoutMs` over one job (a hash stored with a pathological cost, a thread that
- * hangs), or that exits, fails the job it was at with PasswordCheckFailed and is put aside; the job it held behind
+ * A thread that takes longer than `jobTimeoutMs` over one job (a thread that hangs; a stored hash above the cost
+ * Gatehouse verifies is never handed over: passwords.ts HASH_COST_CEILING), or that exits, fails the job it was at with PasswordCheckFailed and is put aside; the job it held behind
  * that one, and the next job, go to a fresh thread, so that a stuck one cannot keep its jobs' places, and every check
  * queued behind them, forever. A thread stuck in the native hash cannot be stopped before that returns; it is told
  * to end, and ends when it does.

@@ -373,6 +373,11 @@ export class LdapPasswords implements PasswordSource {
     this.#afterSync = afterSync
   }
 
+  /** Whether an entry of the directory has this username: only the search, as the account check's (`lists`). */
+  async knowsUsername(username: string): Promise<boolean> {
+    return USERNAME_PATTERN.test(username) && await this.#directory.lists(username)
+  }
+
   async verify(username: string, password: string): Promise<User | NotMine> {
     if (!USERNAME_PATTERN.test(username)) throw new InvalidCredentials()
     const existing = await this.#store.users.findByUsername(username)

@@ -16,4 +16,9 @@ export type NotMine = typeof NOT_MINE
 export interface PasswordSource {
   readonly id: string
   verify(username: string, password: string, read?: User, signal?: AbortSignal): Promise<User | NotMine>
+  /**
+   * Whether the source has an account of this username that the database may not hold yet (a directory user who
+   * has not signed in); throws when it cannot say. Absent: the database holds every account of the source.
+   */
+  knowsUsername?(username: string): Promise<boolean>
 }

@@ -1,4 +1,5 @@
-import type { Algorithm, Options } from '@node-rs/argon2'
+import type { Algorithm, Options, ParsedHashOptions } from '@node-rs/argon2'
+import { createRequire } from 'node:module'
 import { availableParallelism, getPriority } from 'node:os'
 import { PasswordCheckAbandoned, PasswordChecksBusy } from '../errors.ts'
 import { HashingThreads } from './hashing-threads.ts'
@@ -101,16 +102,89 @@ export function boundPasswordChecksWaiting(maxWaiting: number): void {
   argon2Tasks.maxWaiting = maxWaiting
 }
 
+/**
+ * The most a stored hash may cost for Gatehouse to verify it. Its verification runs on a hashing thread that cannot be
+ * stopped once it started (the per-job bound only replaces the thread: src/directory/hashing-threads.ts), so a hash
+ * carrying any cost (a database restored from elsewhere, accounts imported) could hold a core for hours, or take
+ * gigabytes, at each sign-in. Up to 128 MiB, 16 lanes and eight times the work (memory × passes) of Gatehouse's own:
+ * room for the hashes of Django's argon2 hasher (100 MiB, 2 passes, 8 lanes) and of Keycloak's (7 MiB, 5 passes).
+ */
+export const HASH_COST_CEILING = Object.freeze({ memoryCost: 131_072, parallelism: 16, work: 8 * ARGON2ID.memoryCost! * ARGON2ID.timeCost! })
+
+let parseHash: typeof import('@node-rs/argon2').parseOptions | undefined
+
+/**
+ * A stored hash's parameters, read with argon2's addon on this thread, loaded with the first hash looked at (a start
+ * needs none) and at once, so that a check reaches its hashing thread in the same turn of the event loop; undefined for
+ * a hash that does not parse, which is no match whatever the password.
+ */
+function hashParameters(hash: string): ParsedHashOptions | undefined {
+  parseHash ??= (createRequire(import.meta.url)('@node-rs/argon2') as typeof import('@node-rs/argon2')).parseOptions
+  try {
+    return parseHash(hash)
+  } catch {
+    return undefined
+  }
+}
+
+/** Why Gatehouse will not verify a stored hash (its cost is above HASH_COST_CEILING); undefined when it will. */
+export function hashCostRefusal(hash: string): string | undefined {
+  const parameters = hashParameters(hash)
+  if (!parameters) return undefined
+  const { memoryCost, timeCost, parallelism } = parameters
+  const ceiling = HASH_COST_CEILING
+  if (memoryCost <= ceiling.memoryCost && parallelism <= ceiling.parallelism && memoryCost * timeCost <= ceiling.work) return undefined
+  return `its cost (${memoryCost} KiB, ${timeCost} passes, ${parallelism} lanes) is above the most Gatehouse verifies `
+    + `(${ceiling.memoryCost} KiB, ${ceiling.parallelism} lanes, ${ceiling.work} KiB × passes)`
+}
+
+/**
+ * Whether a stored hash was made otherwise than Gatehouse makes its own (another variant, version, cost, salt or
+ * output length): replaced at the next sign-in that proves its password, as Django's hashers `must_update`.
+ */
+export function hashNeedsUpdate(hash: string): boolean {
+  const parameters = hashParameters(hash)
+  if (!parameters) return false
+  const { algorithm, version, memoryCost, timeCost, parallelism, outputLen, saltLen } = parameters
+  return algorithm !== ARGON2ID.algorithm || version !== OWN_HASH.version || memoryCost !== ARGON2ID.memoryCost
+    || timeCost !== ARGON2ID.timeCost || parallelism !== ARGON2ID.parallelism || outputLen !== OWN_HASH.outputLen || saltLen !== OWN_HASH.saltLen
+}
+
+/** What else every hash Gatehouse makes has: argon2 version 0x13 (the addon's 1), a 16-byte salt, a 32-byte output. */
+const OWN_HASH = { version: 1, saltLen: 16, outputLen: 32 }
+
+/** A sign-in refused because its account's stored hash costs more than HASH_COST_CEILING. */
+export interface RefusedHash {
+  readonly userId: number
+  readonly username: string
+  /** hashCostRefusal's words: the hash's parameters, never the hash. */
+  readonly reason: string
+}
+
+const refusedHashListeners = new Set<(refused: RefusedHash) => void>()
+
+/** Told of each sign-in refused for its account's hash cost (the log listens); answers the function that stops telling. */
+export function onRefusedHash(listener: (refused: RefusedHash) => void): () => void {
+  refusedHashListeners.add(listener)
+  return () => refusedHashListeners.delete(listener)
+}
+
+export function reportRefusedHash(refused: RefusedHash): void {
+  for (const listener of refusedHashListeners) listener(refused)
+}
+
 export async function hashPassword(password: string): Promise<string> {
   return argon2Tasks.run(() => hashingThreads.hash(password))
 }
 
 /**
- * Whether the password is the hash's; a hash that does not parse is no match. `signal`: the check's client went
- * away, so a check still waiting for its turn is dropped (PasswordCheckAbandoned). A queue already full refuses the
- * check (PasswordChecksBusy).
+ * Whether the password is the hash's; a hash that does not parse is no match, nor is one above HASH_COST_CEILING,
+ * which is not run: a check against it spends the time of one against a hash of Gatehouse's own. `signal`: the
+ * check's client went away, so a check still waiting for its turn is dropped (PasswordCheckAbandoned). A queue
+ * already full refuses the check (PasswordChecksBusy).
  */
 export async function verifyPassword(passwordHash: string, password: string, signal?: AbortSignal): Promise<boolean> {
+  if (hashCostRefusal(passwordHash)) return burnVerificationTime(password, signal).then(() => false)
   return argon2Tasks.run(async () => {
     const match = await hashingThreads.verify(passwordHash, password, signal)
     if (match === undefined) throw new PasswordCheckAbandoned()

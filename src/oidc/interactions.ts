@@ -85,7 +85,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   let user: User
   let gatewaySession: string
   try {
-    const login = await resolveLoginName(app.store, realm.config, username)
+    const login = await resolveLoginName(app, realm.config, username)
     user = await app.accounts.checkPassword(login.username, password, request.ip, { method: 'oidc', realm: realm.name, recordsLogin: true }, login.account, clientGone(reply.raw))
     // Refuses the password just verified if it was changed meanwhile (Accounts.recordLogin): the form again, as
     // Keycloak shows it for any invalid credentials, rather than an error page.

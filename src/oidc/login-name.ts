@@ -1,4 +1,5 @@
 import type { RealmConfig } from '../config/realms.ts'
+import type { Accounts } from '../directory/accounts.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 
@@ -7,17 +8,24 @@ const MAX_LOGIN_NAME = 256
 
 /**
  * The account a realm login names. Keycloak stores usernames in lower case, so its logins ignore case, and with
- * "Login with email" (on by default) an e-mail address names its account too (ValidateUsername:
- * findUserByNameOrEmail). Gatehouse usernames keep their case, so an exact match wins; otherwise a single
- * account matching without regard to case (or by address) does. An ambiguous or unknown name is passed on as
- * typed: the password check then fails like any wrong login (or a directory may know it).
+ * "Login with email" (on by default) an e-mail address names its account too, but only once no account has it as
+ * its username, its directory's users included (ValidateUsername: findUserByNameOrEmail asks for the username
+ * first, which Keycloak's LDAP federation looks up in the directory). Gatehouse usernames keep their case, so an
+ * exact match wins; otherwise a single account matching without regard to case, then by address, does, unless the
+ * directory has a user of that name who has not signed in yet: the name is theirs, whatever address another account
+ * gave itself. An ambiguous or unknown name is passed on as typed: the password check then fails like any wrong
+ * login (or a directory may know it).
  */
-export async function resolveLoginName(store: Store, realm: RealmConfig, name: string): Promise<LoginName> {
+export async function resolveLoginName(deps: { store: Store; accounts: Accounts }, realm: RealmConfig, name: string): Promise<LoginName> {
   if (!name || name.length > MAX_LOGIN_NAME) return { username: name }
-  const account = await store.users.findByUsername(name)
+  const account = await deps.store.users.findByUsername(name)
   if (account) return { username: name, account }
-  const matches = await store.users.findUsernamesLike(name, realm.login_with_email && name.includes('@'))
-  return { username: matches.length === 1 ? matches[0]! : name }
+  const matches = await deps.store.users.findUsernamesLike(name, realm.login_with_email && name.includes('@'))
+  if (matches.length !== 1) return { username: name }
+  const [match] = matches as [string]
+  const byAddress = match.toLowerCase() !== name.toLowerCase()
+  if (byAddress && await deps.accounts.elsewhereHasUsername(name)) return { username: name }
+  return { username: match }
 }
 
 /**

@@ -2,6 +2,7 @@ import { AccessTokenRefused, type AccessTokenIssuers, type BearerPolicy, type Ve
 import { createHash, hash, randomBytes } from 'node:crypto'
 import type { FastifyReply } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { setTimeout as delay } from 'node:timers/promises'
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import type Provider from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
@@ -241,13 +242,15 @@ export class Realm {
    * timeout once its turn in the queue comes), with Keycloak's GlobalRequestResult.
    */
   async logoutAll(): Promise<GlobalRequestResult> {
-    // The database's time, as the tokens' `iat` and the not-befores of accounts are: no later than the database's clock
-    // at the commit, so that no token issued after it is refused for having an earlier second than its not-before.
-    const notBefore = Math.floor(this.#deps.bus.clock.now() / 1000)
+    // The second after the database's time (the clock of the tokens' `iat` and of the accounts' not-befores): every
+    // token signed before this moment has an earlier `iat`, whenever its record is written (a service account's, which
+    // no grant holds, may be written after the grants end). The answer waits for that second to begin, so that no
+    // token issued after it is refused; one issued while it ran is, as one issued before.
+    const clock = this.#deps.bus.clock
+    const notBefore = Math.floor(clock.now() / 1000) + 1
     await this.#deps.bus.change(async (tx, announce) => {
       await setRealmNotBefore(tx.oidc, this.name, notBefore)
       const { gatewaySessions } = await tx.oidc.endRealmSignIns(REALM_MEMBER, this.name, realmResource(this.name))
-      await tx.oidc.endClientCredentials([...this.#clients.keys()], notBefore)
       // One piece of news for the whole realm, however many grants ended: every process refuses the realm's tokens
       // issued before the not-before from memory, and checks those it had verified against their records again.
       announce(REVOKE_TOPIC, realmRevocationKey(this.name, notBefore))
@@ -255,6 +258,7 @@ export class Realm {
       if (gatewaySessions.length > MAX_SESSION_EVENTS) announce(SESSION_TOPIC, 'all')
       else for (const keyHash of gatewaySessions) announce(SESSION_TOPIC, keyHash)
     })
+    for (let wait = notBefore * 1000 - clock.now(); wait > 0; wait = notBefore * 1000 - clock.now()) await delay(wait)
     return this.#callAdminUrls('k_logout', logoutAllAction(notBefore))
   }
 
@@ -423,7 +427,7 @@ export class Realm {
         records: this.#deps.store.oidc,
         accounts: this.#deps.accounts,
         serviceAccounts: this.#deps.serviceAccounts,
-        loginName: (name) => resolveLoginName(this.#deps.store, this.config, name),
+        loginName: (name) => resolveLoginName(this.#deps, this.config, name),
         endGatewaySession: this.#deps.endGatewaySession,
         gatewaySessionOf: this.#deps.gatewaySessionOf,
         memberships: this.#deps.memberships,

@@ -441,21 +441,6 @@ export class OidcRecordRepository {
   }
 
   /**
-   * Deletes the client_credentials tokens of these clients issued in the second `notBefore` or later, which no grant
-   * holds: a realm's `logout-all` refuses the older ones by their `iat`, and those of its own second, issued before it,
-   * only by their records, as Keycloak's ends the service accounts' sessions. Seldom asked, so they are found by their
-   * payload, without an index.
-   */
-  async endClientCredentials(clientIds: readonly string[], notBefore: number): Promise<void> {
-    if (!clientIds.length) return
-    const postgres = this.#dialect === 'postgres'
-    const clientId = postgres ? sql<string>`payload::json ->> 'clientId'` : sql<string>`cast(json_extract(payload, '$.clientId') as text)`
-    const issuedAt = postgres ? sql<number>`(payload::json ->> 'iat')::bigint` : sql<number>`json_extract(payload, '$.iat')`
-    await this.#db.deleteFrom('oidc_records').where('model', '=', 'ClientCredentials').where(clientId, 'in', [...clientIds]).where(issuedAt, '>=', notBefore).execute()
-    this.#changed()
-  }
-
-  /**
    * Ends every live realm browser session of one realm (its payload's `member` names the realm) and every grant whose
    * scopes are of the realm's `resource` (browser sign-ins, password logins, offline tokens), with everything issued
    * under them, as Keycloak's `logout-all` removes a realm's user sessions and its new not-before refuses every token

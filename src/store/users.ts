@@ -254,6 +254,17 @@ export class UserRepository {
     return row && toUser(row)
   }
 
+  /**
+   * The account with its password hash `from` replaced by `to`, a hash of the same password (made anew with other
+   * parameters): nothing else changes, its modification time neither. Undefined, and nothing written, if it is gone or
+   * its hash is no longer `from`.
+   */
+  async replacePasswordHash(id: number, from: string, to: string): Promise<User | undefined> {
+    const row = await this.#db.updateTable('users').set({ password_hash: to }).where('id', '=', id).where(hashIs(from))
+      .returningAll().executeTakeFirst()
+    return row && toUser(row)
+  }
+
   /** Whether the account still has the password hash `passwordHash` (a login verified it a moment ago). */
   async hasPasswordHash(id: number, passwordHash: string | null): Promise<boolean> {
     return await this.#db.selectFrom('users').select('id').where('id', '=', id).where(hashIs(passwordHash)).executeTakeFirst() !== undefined

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { availableParallelism } from 'node:os'
 import { describe, it } from 'node:test'
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises'
-import { argon2Tasks, burnVerificationTime, ConcurrencyLimit, hashingThreads, hashPassword, TIME_SPENDING_HASH, verifyPassword } from '../../src/directory/passwords.ts'
+import { argon2Tasks, burnVerificationTime, ConcurrencyLimit, hashCostRefusal, hashingThreads, hashNeedsUpdate, hashPassword, TIME_SPENDING_HASH, verifyPassword } from '../../src/directory/passwords.ts'
 import { PasswordCheckAbandoned, PasswordCheckFailed, PasswordChecksBusy } from '../../src/errors.ts'
 import { HashingThreads } from '../../src/directory/hashing-threads.ts'
 
@@ -174,5 +174,34 @@ describe('the time spent for a check without a hash', () => {
     const before = hashingThreads.hashed
     await burnVerificationTime('a password')
     assert.equal(hashingThreads.hashed - before, 1)
+  })
+})
+
+describe('the cost of a stored hash', () => {
+  /** A hash with these parameters, valid in form (its salt and output are arbitrary). */
+  const withCost = (parameters: string, variant = 'argon2id') => `$${variant}$v=19$${parameters}$c29tZXNhbHRzb21lc2FsdA$cG9pbnRsZXNzcG9pbnRsZXNzcG9pbnRsZXNzcG9pbnQ`
+
+  it('is verified up to the ceiling: Gatehouse\'s own, Django\'s and Keycloak\'s argon2 parameters', async () => {
+    assert.equal(hashCostRefusal(TIME_SPENDING_HASH), undefined)
+    assert.equal(hashCostRefusal(withCost('m=102400,t=2,p=8')), undefined)
+    assert.equal(hashCostRefusal(withCost('m=7168,t=5,p=1')), undefined)
+    assert.equal(hashCostRefusal('not a hash'), undefined, 'no match, whatever the password: nothing to run')
+  })
+
+  it('is refused above it, in memory, lanes or work, and a check against it is no match without running it', async () => {
+    for (const parameters of ['m=1048576,t=1,p=1', 'm=19456,t=2,p=64', 'm=8,t=100000000,p=1', 'm=65536,t=8,p=1']) {
+      assert.match(String(hashCostRefusal(withCost(parameters))), /is above the most Gatehouse verifies/, parameters)
+    }
+    const before = hashingThreads.hashed
+    assert.equal(await verifyPassword(withCost('m=8,t=100000000,p=1'), 'a password'), false)
+    assert.equal(hashingThreads.hashed - before, 1, 'one verification\'s time, against a hash of Gatehouse\'s own')
+  })
+
+  it('is to be replaced when any parameter differs from Gatehouse\'s own', async () => {
+    assert.equal(hashNeedsUpdate(TIME_SPENDING_HASH), false)
+    assert.equal(hashNeedsUpdate(await hashPassword('a password')), false)
+    assert.equal(hashNeedsUpdate(withCost('m=7168,t=5,p=1')), true)
+    assert.equal(hashNeedsUpdate(withCost('m=19456,t=2,p=1', 'argon2i')), true)
+    assert.equal(hashNeedsUpdate('not a hash'), false)
   })
 })

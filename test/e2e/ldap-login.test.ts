@@ -301,6 +301,64 @@ describe('LDAP asked before local passwords', () => {
   })
 })
 
+/** A directory user whose username is an e-mail address, as directories that log people in by their address have. */
+const ADDRESS_NAMED = 'frank@corp.test'
+const ADDRESS_NAMED_PASSWORD = 'frank-directory-password'
+const ADDRESS_NAMED_LDIF = `dn: uid=${ADDRESS_NAMED},ou=people,${SUFFIX}
+objectClass: inetOrgPerson
+uid: ${ADDRESS_NAMED}
+cn: Frank Foster
+sn: Foster
+mail: frank.foster@corp.test
+userPassword: ${ADDRESS_NAMED_PASSWORD}
+`
+
+describe('a realm login name that is a directory username and a local account\'s e-mail address', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+  before(async () => {
+    directory = await startDirectory({ moreEntries: ADDRESS_NAMED_LDIF })
+    gw = await startGateway({ config: { ldap: directory.config() } })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  const passwordGrant = (username: string, password: string) => gw.fetch('/realms/platform/protocol/openid-connect/token', {
+    method: 'POST',
+    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password }),
+  })
+
+  it('names the directory user who has not signed in yet, not the account that took the name as its address', async () => {
+    await gw.app.accounts.create({ username: 'mallory', password: 'mallory-local-password', email: ADDRESS_NAMED.toUpperCase() })
+    const squatter = await passwordGrant(ADDRESS_NAMED, 'mallory-local-password')
+    assert.equal(squatter.status, 401, 'the name is the directory user\'s, whatever address another account gave itself')
+    const response = await passwordGrant(ADDRESS_NAMED, ADDRESS_NAMED_PASSWORD)
+    assert.equal(response.status, 200)
+    assert.equal(decodeJwt((await json(response)).access_token).preferred_username, ADDRESS_NAMED)
+    assert.equal((await gw.store.users.findByUsername(ADDRESS_NAMED))!.source, 'ldap')
+  })
+
+  it('still takes a local account\'s address that names nobody in the directory', async () => {
+    await gw.app.accounts.create({ username: 'grace', password: 'grace-local-password', email: 'grace@corp.test' })
+    const response = await passwordGrant('Grace@corp.test', 'grace-local-password')
+    assert.equal(response.status, 200)
+    assert.equal(decodeJwt((await json(response)).access_token).preferred_username, 'grace')
+  })
+
+  it('takes a local account\'s address while the directory does not answer, as its users cannot sign in meanwhile anyway', async () => {
+    await directory.stop()
+    try {
+      const response = await passwordGrant('grace@corp.test', 'grace-local-password')
+      assert.equal(response.status, 200)
+      assert.equal(decodeJwt((await json(response)).access_token).preferred_username, 'grace')
+    } finally {
+      await directory.start()
+    }
+  })
+})
+
 describe('a directory password that must be changed first', () => {
   let directory: TestDirectory
   let gw: TestGateway

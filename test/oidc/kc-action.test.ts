@@ -267,6 +267,21 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal((await gw.store.users.findByUsername('alice'))!.email, 'alice@example.com')
   })
 
+  it('UPDATE_PROFILE: shows a name with markup that the gateway API took (as the platform\'s does) as text', async () => {
+    const user = (await gw.store.users.findByUsername('alice'))!
+    const markup = '"><img src=x onerror=alert(1)>'
+    await gw.app.accounts.update(user.id, { firstName: markup })
+    try {
+      const browser = await signedInBrowser()
+      const updatePage = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PROFILE').url, { stopBefore: toApplication })
+      assert.ok(isUpdateProfilePage(updatePage))
+      assert.ok(!updatePage.body.includes('<img'), 'no markup of the name reaches the page')
+      assert.equal(parseForm(updatePage.body).fields.firstName, markup)
+    } finally {
+      await gw.app.accounts.update(user.id, { firstName: user.firstName })
+    }
+  })
+
   it('a page open longer than Keycloak\'s login action timeout (five minutes) changes nothing, nor goes back to the application', async () => {
     const answers: [string, (page: Page) => boolean, Record<string, string>][] = [
       ['UPDATE_PASSWORD', isUpdatePasswordPage, { 'password-new': NEW_PASSWORD, 'password-confirm': NEW_PASSWORD }],

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { adminAuth, ADMIN_PASSWORD, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { decodeJwtPart, passwordLogin, REALM, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
@@ -111,9 +110,6 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`logout-all and 
     const old = await serviceToken(first)
     assert.equal((await use(first, old)).status, 200)
     assert.equal(await active(first, old), true)
-    // The not-before is in whole seconds: the token is issued in an earlier one.
-    const issuedAt = decodeJwtPart(old, 1).iat as number
-    while (Math.floor(first.app.bus.clock.now() / 1000) <= issuedAt) await sleep(50)
     assert.equal((await first.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
 
     later = await startGateway({ dataDir: first.dataDir, config: { realms: testRealms }, databaseUrl })
@@ -136,53 +132,58 @@ for (const backend of ['sqlite', 'postgres'] as const) describe(`logout-all and 
     return later
   }
 
-  it('refuses one issued in the logout-all\'s own second, before it, which its not-before alone lets through', async () => {
-    const other = await otherGateway()
-    let token: string | undefined
-    // A token and a logout-all a few milliseconds apart fall in one second nearly always: tried until they do.
-    for (let attempt = 0; attempt < 20 && token === undefined; attempt++) {
-      const candidate = await serviceToken(first)
-      assert.equal((await use(other, candidate)).status, 200, 'the other gateway keeps the token verified in memory')
-      assert.equal((await first.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
-      if (decodeJwtPart(candidate, 1).iat === await first.app.oidc.get(REALM)!.notBefore()) token = candidate
+  /**
+   * Issues a token whose record `model` is written only once `meanwhile` has run: the token is signed (its `iat`
+   * stamped) before, and recorded after.
+   */
+  async function recordedAfter(model: string, issue: () => Promise<string>, meanwhile: () => Promise<void>): Promise<string> {
+    const records = first.store.oidc
+    const upsert = records.upsert
+    let reached!: () => void
+    let resume!: () => void
+    const atRecord = new Promise<void>((resolve) => { reached = resolve })
+    const resumed = new Promise<void>((resolve) => { resume = resolve })
+    records.upsert = async function (this: typeof records, input) {
+      if (input.model === model) {
+        reached()
+        await resumed
+      }
+      return upsert.call(this, input)
     }
-    assert.ok(token, 'a token issued in the second of a logout-all')
+    try {
+      const issued = issue()
+      await atRecord
+      await meanwhile()
+      records.upsert = upsert
+      resume()
+      return await issued
+    } finally {
+      records.upsert = upsert
+      resume()
+    }
+  }
+
+  const logoutAll = async () => assert.equal((await first.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
+
+  it('refuses one signed before it and recorded after it, in its own second too: its not-before is the second after it', async () => {
+    const other = await otherGateway()
+    const token = await recordedAfter('ClientCredentials', () => serviceToken(first), logoutAll)
     for (const gw of [first, other]) assert.equal((await use(gw, token)).status, 401)
     assert.equal(await active(first, token), false)
+    assert.ok(decodeJwtPart(token, 1).iat < await first.app.oidc.get(REALM)!.notBefore())
+  })
+
+  it('takes a token issued as soon as it has answered, on every process', async () => {
+    const other = await otherGateway()
+    await logoutAll()
+    const fresh = await serviceToken(first)
+    for (const gw of [first, other]) assert.equal((await use(gw, fresh)).status, 200)
+    assert.equal(await active(first, fresh), true)
   })
 
   it('refuses a token whose record was written after the logout-all ended its grant, as introspection does', async () => {
     const other = await otherGateway()
-    const records = first.store.oidc
-    const upsert = records.upsert
-    let token: string | undefined
-    // The token is signed before the logout-all and recorded after it: tried until both fall in one second.
-    for (let attempt = 0; attempt < 20 && token === undefined; attempt++) {
-      let reached!: () => void
-      let resume!: () => void
-      const atRecord = new Promise<void>((resolve) => { reached = resolve })
-      const resumed = new Promise<void>((resolve) => { resume = resolve })
-      records.upsert = async function (this: typeof records, input) {
-        if (input.model === 'AccessToken') {
-          reached()
-          await resumed
-        }
-        return upsert.call(this, input)
-      }
-      try {
-        const login = passwordLogin(first, 'admin', ADMIN_PASSWORD)
-        await atRecord
-        assert.equal((await first.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
-        records.upsert = upsert
-        resume()
-        const candidate = (await login).access_token as string
-        if (decodeJwtPart(candidate, 1).iat >= await first.app.oidc.get(REALM)!.notBefore()) token = candidate
-      } finally {
-        records.upsert = upsert
-        resume()
-      }
-    }
-    assert.ok(token, 'a token of the logout-all\'s second, recorded after it')
+    const token = await recordedAfter('AccessToken', async () => (await passwordLogin(first, 'admin', ADMIN_PASSWORD)).access_token as string, logoutAll)
     assert.equal(await active(first, token), false)
     for (const gw of [first, other]) assert.equal((await use(gw, token)).status, 401)
   })

@@ -111,6 +111,14 @@ function storeConformance(backend: string, open: () => Promise<OpenedStore>): vo
       assert.equal(await store.users.recordLogin(user.id, 'hash-two'), undefined)
     })
 
+    it('replaces a password hash only while the account has the one it replaces, and nothing else', async () => {
+      const user = await store.users.create({ username: 'rehashed', passwordHash: 'hash-old' }, 1_900_000_000_000)
+      const replaced = await store.users.replacePasswordHash(user.id, 'hash-old', 'hash-new')
+      assert.deepEqual(replaced, { ...user, passwordHash: 'hash-new' })
+      assert.equal(await store.users.replacePasswordHash(user.id, 'hash-old', 'hash-other'), undefined)
+      assert.equal((await store.users.findById(user.id))?.passwordHash, 'hash-new')
+    })
+
     it('keeps an account\'s not-before times, 0 until set', async () => {
       const user = await store.users.create({ username: 'not-before' })
       assert.equal(user.notBefore, 0)
