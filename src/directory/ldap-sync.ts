@@ -2,6 +2,7 @@ import { AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import { profileEmail, profileName } from './upstream-profile.ts'
 
 /** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
 export interface DirectoryUser {
@@ -19,10 +20,6 @@ export interface DirectoryUser {
   /** Names from `named_groups` whose DNs the user is in, sorted. */
   groups: string[]
 }
-
-/** Column widths of the users table: longer directory values are cut rather than refused. */
-const MAX_NAME = 150
-const MAX_EMAIL = 254
 
 /**
  * Creates or updates the account of a user the directory just vouched for: an external account with source
@@ -58,11 +55,10 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
 }
 
 function profileOf(found: DirectoryUser): UserChanges {
-  const email = found.email.length <= MAX_EMAIL && /^[^\s@]+@[^\s@]+$/.test(found.email) ? found.email : ''
   return {
-    email,
-    firstName: found.firstName.slice(0, MAX_NAME),
-    lastName: found.lastName.slice(0, MAX_NAME),
+    email: profileEmail(found.email),
+    firstName: profileName(found.firstName),
+    lastName: profileName(found.lastName),
     groups: found.groups,
     ...(found.isSuperuser === undefined ? {} : { isSuperuser: found.isSuperuser }),
     ...(found.isSystemAuditor === undefined ? {} : { isSystemAuditor: found.isSystemAuditor }),

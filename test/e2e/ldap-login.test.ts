@@ -178,6 +178,23 @@ describe('LDAP accounts through the gateway', () => {
     assert.equal((await gw.app.accounts.checkPassword('alice', PASSWORDS.alice!, undefined)).isSuperuser, true)
   })
 
+  it('signs in a person whose own entry holds control characters or overlong names, storing them cleaned', async () => {
+    // People often may edit their own entry; a NUL there (which slapd takes) must not lock them out of Gatehouse.
+    const carol = `uid=carol,ou=people,${SUFFIX}`
+    const original = { givenName: 'Carol', sn: 'Clark', mail: 'carol@example.test' }
+    const edited = { givenName: 'Ca\u0000rol\n', sn: '\u{1F600}'.repeat(151), mail: 'carol\u0000@example.test' }
+    try {
+      for (const [type, value] of Object.entries(edited)) await directory.replaceAttribute(carol, type, [value])
+      const session = await login(gw, 'carol', PASSWORDS.carol!)
+      const [me] = (await json(await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } }))).results
+      assert.equal(me.first_name, 'Carol')
+      assert.equal(me.last_name, '\u{1F600}'.repeat(150), 'cut to 150 characters, none of them halved')
+      assert.equal(me.email, '', 'an address with a control character is none')
+    } finally {
+      for (const [type, value] of Object.entries(original)) await directory.replaceAttribute(carol, type, [value])
+    }
+  })
+
   it('checks directory passwords for every login method that shares the password check', async () => {
     const carol = await gw.app.accounts.checkPassword('carol', PASSWORDS.carol!, undefined)
     assert.equal(carol.source, 'ldap')
