@@ -55,6 +55,7 @@ function report(lookup: DirectoryLookup, startTls: boolean): string {
   const flag = (value: boolean | undefined) => (value === undefined ? 'not mapped' : value ? 'yes' : 'no')
   lines.push(
     `user: ${user.dn}`,
+    `  uuid: ${user.entryId || '(none: check ldap.attributes.uuid)'}`,
     `  username: ${user.username || '(empty: check ldap.attributes.username)'}`,
     `  email: ${user.email}`,
     `  first_name: ${user.firstName}`,

@@ -7,6 +7,8 @@ import { profileEmail, profileName } from './upstream-profile.ts'
 /** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
 export interface DirectoryUser {
   dn: string
+  /** The entry's stable identifier (`attributes.uuid`), '' when it has none. */
+  entryId: string
   username: string
   email: string
   firstName: string
@@ -39,7 +41,9 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   let existing = await store.users.findCaseVariant(found.username)
   if (!existing) {
     try {
-      return await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
+      const created = await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
+      if (found.entryId) await store.ldapEntries.claim(created.id, found.entryId)
+      return created
     } catch (error) {
       // Another request created it first: update that one instead.
       if (!(error instanceof UsernameTaken)) throw error
@@ -50,9 +54,23 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   if (existing.source !== 'ldap') {
     throw new AccountSourceConflict()
   }
+  await checkSameEntry(store, existing, found)
   const changes = changesBetween(existing, profile)
   return changes ? accounts.update(existing.id, changes, { keepLastSuperuserFlag: true }) : existing
 }
+
+/**
+ * Refuses an entry other than the one the account was made for: a directory may give a deleted person's username to
+ * someone else, who must not get the first holder's roles, memberships and tokens (Keycloak's LDAP federation checks
+ * its LDAP_ID the same way). An account from before entries were recorded, or an entry without an identifier, is
+ * taken as the same.
+ */
+async function checkSameEntry(store: Store, account: User, found: DirectoryUser): Promise<void> {
+  if (!found.entryId) return
+  if (await store.ldapEntries.claim(account.id, found.entryId) !== found.entryId) throw new AccountSourceConflict(ENTRY_REPLACED)
+}
+
+const ENTRY_REPLACED = 'This username\'s account was made for another directory entry, since deleted; an administrator must rename or delete that account before you can sign in.'
 
 function profileOf(found: DirectoryUser): UserChanges {
   return {

@@ -84,19 +84,20 @@ export class LdapDirectory {
   }
 
   /**
-   * Whether an entry still matches the user filter for `username` (the account check, ldap-check.ts): only the
-   * search, no groups. Two entries still list the name (logins refuse them as a directory mistake; an account is
-   * not disabled for one). Throws DirectoryUnavailable when the directory cannot say.
+   * The entry that still matches the user filter for `username` (the account check, ldap-check.ts), by its stable
+   * identifier ('' when it has none to compare), or undefined when none does: only the search, no groups. Two entries
+   * still list the name, as '' (logins refuse them as a directory mistake; an account is not disabled for one).
+   * Throws DirectoryUnavailable when the directory cannot say.
    */
-  async lists(username: string): Promise<boolean> {
-    const { base, filter, scope } = this.#config.user_search
+  async listedEntry(username: string): Promise<string | undefined> {
+    const { user_search: { base, filter, scope }, attributes: { uuid } } = this.#config
     return this.#withinDeadline(async (connections) => {
       const { client } = await this.#connect(connections)
       try {
-        const { searchEntries } = await client.search(base, { scope, filter: fillFilter(filter, { username }), attributes: ['1.1'], sizeLimit: 1 })
-        return searchEntries.length > 0
+        const { searchEntries: [entry] } = await client.search(base, { scope, filter: fillFilter(filter, { username }), attributes: [uuid], explicitBufferAttributes: [uuid], sizeLimit: 1 })
+        return entry && entryIdOf(entry, uuid)
       } catch (error) {
-        if (error instanceof ldapts().SizeLimitExceededError) return true
+        if (error instanceof ldapts().SizeLimitExceededError) return ''
         throw error
       }
     })
@@ -174,6 +175,7 @@ export class LdapDirectory {
         scope,
         filter: fillFilter(filter, { username }),
         attributes: Object.values(this.#config.attributes),
+        explicitBufferAttributes: [this.#config.attributes.uuid],
         sizeLimit: 2,
       })
       return searchEntries.length === 1 ? searchEntries[0] : undefined
@@ -190,6 +192,7 @@ export class LdapDirectory {
     const member = (dns: Set<string>) => groupDns.some((dn) => dns.has(normalizeDn(dn)))
     return {
       dn: entry.dn,
+      entryId: entryIdOf(entry, attributes.uuid),
       username,
       email: firstValue(entry, attributes.email),
       firstName: firstValue(entry, attributes.first_name),
@@ -423,6 +426,19 @@ function firstValue(entry: Entry, attribute: string): string {
 function onlyValue(entry: Entry, attribute: string): string {
   const values = valuesOf(entry, attribute)
   return values.length === 1 ? String(values[0]) : ''
+}
+
+/**
+ * The entry's stable identifier, as text: entryUUID's own, or the hexadecimal of a binary one (objectGUID). '' when
+ * the entry has none, or several values, which identify nothing.
+ */
+function entryIdOf(entry: Entry, attribute: string): string {
+  const values = valuesOf(entry, attribute)
+  if (values.length !== 1) return ''
+  const [value] = values
+  if (!Buffer.isBuffer(value)) return String(value)
+  const text = value.toString('latin1')
+  return /^[\x21-\x7e]+$/.test(text) ? text : value.toString('hex')
 }
 
 /** DNs compare case-insensitively and without the spaces some tools put after commas (RFC 4514). */

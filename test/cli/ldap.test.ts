@@ -26,6 +26,7 @@ describe('gatehouse ldap test', () => {
     assert.equal(code, 0, stderr)
     assert.match(stdout, new RegExp(`^server: ${directory.url} \\(StartTLS\\)$`, 'm'))
     assert.match(stdout, new RegExp(`^user: uid=alice,ou=people,${SUFFIX}$`, 'm'))
+    assert.match(stdout, /^ {2}uuid: [0-9a-f-]{36}$/m)
     assert.match(stdout, /^ {2}username: alice$/m)
     assert.match(stdout, /^ {2}email: alice@example\.test$/m)
     assert.match(stdout, /^ {2}first_name: Alice$/m)

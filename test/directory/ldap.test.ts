@@ -75,7 +75,9 @@ describe('LDAP directory lookups', () => {
     const found = await ldap.lookup('alice', PASSWORDS.alice)
     assert.equal(found.passwordValid, true)
     assert.equal(found.server, directory.url)
-    assert.deepEqual(found.user, {
+    const { entryId, ...user } = found.user!
+    assert.match(entryId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'its entryUUID')
+    assert.deepEqual(user, {
       dn: `uid=alice,ou=people,${SUFFIX}`,
       username: 'alice',
       email: 'alice@example.test',
@@ -355,7 +357,7 @@ describe('LDAP configuration', () => {
   it('has working defaults for an inetOrgPerson directory, local passwords first', () => {
     const config = validateConfig({ ldap: base })
     assert.equal(config.ldap!.user_search.filter, '(uid={username})')
-    assert.deepEqual(config.ldap!.attributes, { username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn' })
+    assert.deepEqual(config.ldap!.attributes, { username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn', uuid: 'entryUUID' })
     assert.deepEqual(config.auth.password_sources, ['local', 'ldap'])
     assert.equal(validateConfig({}).ldap, undefined)
   })
