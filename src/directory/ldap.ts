@@ -60,7 +60,7 @@ export class LdapDirectory {
    * Finds `username` and, when `password` is given, checks it with a bind as the user. An empty password
    * is refused here, before any connection: LDAP treats a simple bind without a password as an anonymous
    * bind that many servers accept (RFC 4513 section 5.1.2). So is one of only white space, which some servers
-   * and proxies trim to an empty one.
+   * and proxies trim to an empty one, or one with nothing before a NUL (isBlank).
    */
   async lookup(username: string, password?: string): Promise<DirectoryLookup> {
     if (!USERNAME_PATTERN.test(username)) {
@@ -404,8 +404,12 @@ export function fillFilter(template: string, values: { username?: string; dn?: s
   return template.replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => ldapts().Filter.escape(values[name] ?? ''))
 }
 
+/**
+ * Whether a server could take the password for none: empty, white space, or nothing before a NUL, where a server or
+ * proxy written in C (a pass-through to PAM or Kerberos, say) ends the string.
+ */
 function isBlank(password: string): boolean {
-  return password.trim().length === 0
+  return password.split('\0', 1)[0]!.trim().length === 0
 }
 
 function valuesOf(entry: Entry, attribute: string): unknown[] {

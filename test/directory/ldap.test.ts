@@ -117,7 +117,8 @@ describe('LDAP directory lookups', () => {
     for (const username of ['*', 'alice)(uid=*', 'al*', 'a\\5c', '', 'x'.repeat(151), 'alice\0']) {
       assert.equal(await codeOf(ldap.lookup(username, 'password')), 'invalid', JSON.stringify(username))
     }
-    for (const password of ['', ' ', '   ', '\t \n']) {
+    // A NUL ends a C string: a server or proxy reading one would see the text before it, here nothing.
+    for (const password of ['', ' ', '   ', '\t \n', '\0', ' \0password', '\0\0']) {
       assert.equal(await codeOf(ldap.lookup('alice', password)), 'invalid', JSON.stringify(password))
     }
     assert.equal(await codeOf(ldap.lookup('alice', 'password')), 'directory_unavailable')
