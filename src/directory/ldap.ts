@@ -77,10 +77,13 @@ export class LdapDirectory {
     })
   }
 
-  /** Whether the directory has a user of this name (whether or not they have signed in yet); throws when it cannot say. */
+  /**
+   * Whether the directory has a user of this name (whether or not they have signed in yet); throws when it cannot say.
+   * Several entries holding it count: the name is the directory's, whose mistake its administrators will mend.
+   */
   async has(username: string): Promise<boolean> {
     if (!USERNAME_PATTERN.test(username)) return false
-    return (await this.lookup(username)).user !== undefined
+    return (await this.listedEntry(username)) !== undefined
   }
 
   /**

@@ -124,6 +124,20 @@ describe('LDAP directory lookups', () => {
     assert.equal(await codeOf(ldap.lookup('alice', 'password')), 'directory_unavailable')
   })
 
+  it('says it has a name that several entries hold, which single sign-on must leave to the directory', async () => {
+    const bob = `uid=bob,ou=people,${SUFFIX}`
+    const ldap = new LdapDirectory(ldapConfig())
+    await directory.replaceAttribute(bob, 'uid', ['bob', 'alice'])
+    try {
+      assert.equal((await ldap.lookup('alice')).user, undefined, 'no login picks one of them')
+      assert.equal(await ldap.has('alice'), true)
+    } finally {
+      await directory.replaceAttribute(bob, 'uid', ['bob'])
+    }
+    assert.equal(await ldap.has('alice'), true)
+    assert.equal(await ldap.has('nobody-of-that-name'), false)
+  })
+
   it('gives an entry whose username attribute has several values no username, rather than pick one', async () => {
     const carol = `uid=carol,ou=people,${SUFFIX}`
     const ldap = new LdapDirectory(ldapConfig())
