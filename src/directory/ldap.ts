@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -435,17 +436,22 @@ function onlyValue(entry: Entry, attribute: string): string {
   return values.length === 1 ? String(values[0]) : ''
 }
 
+/** The width of ldap_entries.entry_id (migration 024_ldap_entries). */
+const MAX_ENTRY_ID = 255
+
 /**
- * The entry's stable identifier, as text: entryUUID's own, or the hexadecimal of a binary one (objectGUID). '' when
- * the entry has none, or several values, which identify nothing.
+ * The entry's stable identifier, as text the database holds (ldap_entries.entry_id): entryUUID's own, the hexadecimal
+ * of a binary one (objectGUID), or the SHA-256 of one longer than the column. '' when the entry has none, or several
+ * values, which identify nothing.
  */
 function entryIdOf(entry: Entry, attribute: string): string {
   const values = valuesOf(entry, attribute)
   if (values.length !== 1) return ''
-  const [value] = values
-  if (!Buffer.isBuffer(value)) return String(value)
-  const text = value.toString('latin1')
-  return /^[\x21-\x7e]+$/.test(text) ? text : value.toString('hex')
+  const bytes = Buffer.isBuffer(values[0]) ? values[0] : Buffer.from(String(values[0]))
+  const text = bytes.toString('latin1')
+  if (text.length <= MAX_ENTRY_ID && /^[\x21-\x7e]+$/.test(text)) return text
+  const hex = bytes.toString('hex')
+  return hex.length <= MAX_ENTRY_ID ? hex : createHash('sha256').update(bytes).digest('hex')
 }
 
 /** DNs compare case-insensitively and without the spaces some tools put after commas (RFC 4514). */

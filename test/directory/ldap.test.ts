@@ -138,6 +138,23 @@ describe('LDAP directory lookups', () => {
     assert.equal(await ldap.has('nobody-of-that-name'), false)
   })
 
+  it('makes any value of the identifier attribute an identifier the database holds: printable, at most 255 characters', async () => {
+    const carol = `uid=carol,ou=people,${SUFFIX}`
+    const ldap = new LdapDirectory(ldapConfig({ attributes: { uuid: 'description' } }))
+    const entryIdOf = async () => (await ldap.lookup('carol')).user!.entryId
+    try {
+      await directory.replaceAttribute(carol, 'description', ['x'.repeat(300)])
+      assert.match(await entryIdOf(), /^[0-9a-f]{64}$/, 'a long one by its SHA-256')
+      await directory.replaceAttribute(carol, 'description', ['A\0B'])
+      assert.equal(await entryIdOf(), '410042', 'one that is not printable in hexadecimal')
+      await directory.replaceAttribute(carol, 'description', ['one', 'two'])
+      assert.equal(await entryIdOf(), '', 'several values identify nothing')
+    } finally {
+      await directory.replaceAttribute(carol, 'description', [])
+    }
+    assert.equal(await entryIdOf(), '')
+  })
+
   it('gives an entry whose username attribute has several values no username, rather than pick one', async () => {
     const carol = `uid=carol,ou=people,${SUFFIX}`
     const ldap = new LdapDirectory(ldapConfig())
