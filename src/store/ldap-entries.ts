@@ -23,6 +23,14 @@ export class LdapEntryRepository {
     return row.entry_id
   }
 
+  /** Forgets the entries of these accounts (all: every account's), which then claim one anew; returns how many. */
+  async forget(userIds?: readonly number[]): Promise<number> {
+    if (userIds?.length === 0) return 0
+    let query = this.#db.deleteFrom('ldap_entries')
+    if (userIds) query = query.where('user_id', 'in', userIds)
+    return Number((await query.executeTakeFirst()).numDeletedRows)
+  }
+
   /** The entries recorded for these accounts, by account id; an account without one is left out. */
   async entriesOf(userIds: readonly number[]): Promise<Map<number, string>> {
     if (!userIds.length) return new Map()

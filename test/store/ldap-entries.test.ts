@@ -17,6 +17,21 @@ for (const backend of storeBackends) {
       assert.deepEqual(await db.store.ldapEntries.entriesOf([]), new Map())
     })
 
+    it('forgets the entries of some accounts, or of all', async () => {
+      const ids: number[] = []
+      for (const username of ['dave', 'erin', 'fay']) {
+        const user = await db.store.users.create({ username, source: 'ldap', external: true })
+        await db.store.ldapEntries.claim(user.id, `entry-${username}`)
+        ids.push(user.id)
+      }
+      assert.equal(await db.store.ldapEntries.forget([]), 0)
+      assert.equal(await db.store.ldapEntries.forget([ids[0]!]), 1)
+      assert.deepEqual([...(await db.store.ldapEntries.entriesOf(ids)).keys()], ids.slice(1))
+      assert.equal(await db.store.ldapEntries.claim(ids[0]!, 'another-entry'), 'another-entry', 'claimed anew')
+      assert.ok(await db.store.ldapEntries.forget() >= 3)
+      assert.deepEqual(await db.store.ldapEntries.entriesOf(ids), new Map())
+    })
+
     it('drops the entry of a deleted account', async () => {
       const carol = await db.store.users.create({ username: 'carol', source: 'ldap', external: true })
       await db.store.ldapEntries.claim(carol.id, 'entry-carol')
