@@ -2,7 +2,8 @@ import { Command, Option } from 'commander'
 import { unverifiedDirectoryWarning } from '../config/ldap.ts'
 import { DirectoryUnavailable } from '../errors.ts'
 import type { DirectoryLookup } from '../directory/ldap.ts'
-import { readStdin, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { addStorageOptions, readStdin, resolveConfig, UsageError, withApp, type StorageOptions } from './common.ts'
+import { findUser } from './users.ts'
 
 interface TestOptions extends StorageOptions {
   user: string
@@ -17,7 +18,23 @@ export function ldapCommand(): Command {
     .option('--password-stdin', 'also check the user\'s password, read from standard input')
     .addOption(new Option('--config <file>', 'configuration file (YAML) with an ldap section').env('GATEHOUSE_CONFIG'))
     .action(testDirectory))
+  ldap.addCommand(addStorageOptions(new Command('forget-entries')
+    .description('forget which directory entry accounts were made for (after moving to another directory, or changing ldap.attributes.uuid): each takes the entry that holds its name at its next login')
+    .argument('[names...]', 'usernames (default: every account)'))
+    .action(forgetEntries))
   return ldap
+}
+
+/**
+ * The way out when every entry has a new identifier (a directory moved to another server or product, which gave its
+ * entries new ones, or `ldap.attributes.uuid` changed): logins would otherwise refuse every account as another entry's.
+ */
+async function forgetEntries(names: string[], options: StorageOptions): Promise<void> {
+  await withApp(options, async (app) => {
+    const ids = names.length ? await Promise.all(names.map(async (name) => (await findUser(app, name)).id)) : undefined
+    const forgotten = await app.store.ldapEntries.forget(ids)
+    process.stdout.write(`forgot the directory entries of ${forgotten} account${forgotten === 1 ? '' : 's'}\n`)
+  })
 }
 
 async function testDirectory(options: TestOptions): Promise<void> {
@@ -55,6 +72,7 @@ function report(lookup: DirectoryLookup, startTls: boolean): string {
   const flag = (value: boolean | undefined) => (value === undefined ? 'not mapped' : value ? 'yes' : 'no')
   lines.push(
     `user: ${user.dn}`,
+    `  uuid: ${user.entryId || '(none: check ldap.attributes.uuid)'}`,
     `  username: ${user.username || '(empty: check ldap.attributes.username)'}`,
     `  email: ${user.email}`,
     `  first_name: ${user.firstName}`,

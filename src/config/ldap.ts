@@ -61,7 +61,9 @@ export const LdapSchema = z.object({
     email: attribute.default('mail').describe('Attribute holding the email address.'),
     first_name: attribute.default('givenName').describe('Attribute holding the first name.'),
     last_name: attribute.default('sn').describe('Attribute holding the last name.'),
-  }).strict().default({ username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn' })
+    uuid: attribute.default('entryUUID')
+      .describe('Attribute holding the entry\'s stable identifier (`entryUUID`, RFC 4530; Active Directory: `objectGUID`, spelled so). An account stays with the entry it was made for: a later entry given the same username does not reach it. An entry without the attribute is not checked.'),
+  }).strict().default({ username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn', uuid: 'entryUUID' })
     .describe('Which attributes of the user\'s entry fill the account.'),
   group_search: z.object({
     base: dn.describe('Where groups are searched, e.g. ou=groups,dc=example,dc=com.'),

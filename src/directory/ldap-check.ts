@@ -163,13 +163,19 @@ export class DirectoryAccountCheck {
     }
   }
 
-  /** Asks about every account first, so that a page the directory finds nobody of disables nobody. */
+  /**
+   * Asks about every account first, so that a page the directory finds nobody of disables nobody. An entry other
+   * than the one the account was made for (its name given to someone else since) is the account's entry gone.
+   */
   async #check(users: User[]): Promise<CheckOutcome> {
     const outcome: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined, notFoundKept: 0 }
     const gone: User[] = []
+    const entries = await this.#store.ldapEntries.entriesOf(users.map((user) => user.id))
     for (const user of users) {
       try {
-        if (!(await this.#directory.lists(user.username))) gone.push(user)
+        const listed = await this.#directory.listedEntry(user.username)
+        const recorded = entries.get(user.id)
+        if (listed === undefined || (listed && recorded && listed !== recorded)) gone.push(user)
       } catch (error) {
         if (!(error instanceof DirectoryUnavailable)) throw error
         outcome.unavailable = error

@@ -2,10 +2,13 @@ import { AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import { profileEmail, profileName } from './upstream-profile.ts'
 
 /** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
 export interface DirectoryUser {
   dn: string
+  /** The entry's stable identifier (`attributes.uuid`), '' when it has none. */
+  entryId: string
   username: string
   email: string
   firstName: string
@@ -19,10 +22,6 @@ export interface DirectoryUser {
   /** Names from `named_groups` whose DNs the user is in, sorted. */
   groups: string[]
 }
-
-/** Column widths of the users table: longer directory values are cut rather than refused. */
-const MAX_NAME = 150
-const MAX_EMAIL = 254
 
 /**
  * Creates or updates the account of a user the directory just vouched for: an external account with source
@@ -42,7 +41,9 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   let existing = await store.users.findCaseVariant(found.username)
   if (!existing) {
     try {
-      return await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
+      const created = await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
+      if (found.entryId) await store.ldapEntries.claim(created.id, found.entryId)
+      return created
     } catch (error) {
       // Another request created it first: update that one instead.
       if (!(error instanceof UsernameTaken)) throw error
@@ -53,16 +54,29 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   if (existing.source !== 'ldap') {
     throw new AccountSourceConflict()
   }
+  await checkSameEntry(store, existing, found)
   const changes = changesBetween(existing, profile)
   return changes ? accounts.update(existing.id, changes, { keepLastSuperuserFlag: true }) : existing
 }
 
+/**
+ * Refuses an entry other than the one the account was made for: a directory may give a deleted person's username to
+ * someone else, who must not get the first holder's roles, memberships and tokens (Keycloak's LDAP federation checks
+ * its LDAP_ID the same way). An account from before entries were recorded, or an entry without an identifier, is
+ * taken as the same.
+ */
+async function checkSameEntry(store: Store, account: User, found: DirectoryUser): Promise<void> {
+  if (!found.entryId) return
+  if (await store.ldapEntries.claim(account.id, found.entryId) !== found.entryId) throw new AccountSourceConflict(ENTRY_REPLACED)
+}
+
+const ENTRY_REPLACED = 'This username\'s account was made for another directory entry, since deleted; an administrator must rename or delete that account before you can sign in.'
+
 function profileOf(found: DirectoryUser): UserChanges {
-  const email = found.email.length <= MAX_EMAIL && /^[^\s@]+@[^\s@]+$/.test(found.email) ? found.email : ''
   return {
-    email,
-    firstName: found.firstName.slice(0, MAX_NAME),
-    lastName: found.lastName.slice(0, MAX_NAME),
+    email: profileEmail(found.email),
+    firstName: profileName(found.firstName),
+    lastName: profileName(found.lastName),
     groups: found.groups,
     ...(found.isSuperuser === undefined ? {} : { isSuperuser: found.isSuperuser }),
     ...(found.isSystemAuditor === undefined ? {} : { isSystemAuditor: found.isSystemAuditor }),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -60,7 +61,7 @@ export class LdapDirectory {
    * Finds `username` and, when `password` is given, checks it with a bind as the user. An empty password
    * is refused here, before any connection: LDAP treats a simple bind without a password as an anonymous
    * bind that many servers accept (RFC 4513 section 5.1.2). So is one of only white space, which some servers
-   * and proxies trim to an empty one.
+   * and proxies trim to an empty one, or one with nothing before a NUL (isBlank).
    */
   async lookup(username: string, password?: string): Promise<DirectoryLookup> {
     if (!USERNAME_PATTERN.test(username)) {
@@ -77,26 +78,30 @@ export class LdapDirectory {
     })
   }
 
-  /** Whether the directory has a user of this name (whether or not they have signed in yet); throws when it cannot say. */
+  /**
+   * Whether the directory has a user of this name (whether or not they have signed in yet); throws when it cannot say.
+   * Several entries holding it count: the name is the directory's, whose mistake its administrators will mend.
+   */
   async has(username: string): Promise<boolean> {
     if (!USERNAME_PATTERN.test(username)) return false
-    return (await this.lookup(username)).user !== undefined
+    return (await this.listedEntry(username)) !== undefined
   }
 
   /**
-   * Whether an entry still matches the user filter for `username` (the account check, ldap-check.ts): only the
-   * search, no groups. Two entries still list the name (logins refuse them as a directory mistake; an account is
-   * not disabled for one). Throws DirectoryUnavailable when the directory cannot say.
+   * The entry that still matches the user filter for `username` (the account check, ldap-check.ts), by its stable
+   * identifier ('' when it has none to compare), or undefined when none does: only the search, no groups. Two entries
+   * still list the name, as '' (logins refuse them as a directory mistake; an account is not disabled for one).
+   * Throws DirectoryUnavailable when the directory cannot say.
    */
-  async lists(username: string): Promise<boolean> {
-    const { base, filter, scope } = this.#config.user_search
+  async listedEntry(username: string): Promise<string | undefined> {
+    const { user_search: { base, filter, scope }, attributes: { uuid } } = this.#config
     return this.#withinDeadline(async (connections) => {
       const { client } = await this.#connect(connections)
       try {
-        const { searchEntries } = await client.search(base, { scope, filter: fillFilter(filter, { username }), attributes: ['1.1'], sizeLimit: 1 })
-        return searchEntries.length > 0
+        const { searchEntries: [entry] } = await client.search(base, { scope, filter: fillFilter(filter, { username }), attributes: [uuid], explicitBufferAttributes: [uuid], sizeLimit: 1 })
+        return entry && entryIdOf(entry, uuid)
       } catch (error) {
-        if (error instanceof ldapts().SizeLimitExceededError) return true
+        if (error instanceof ldapts().SizeLimitExceededError) return ''
         throw error
       }
     })
@@ -174,6 +179,7 @@ export class LdapDirectory {
         scope,
         filter: fillFilter(filter, { username }),
         attributes: Object.values(this.#config.attributes),
+        explicitBufferAttributes: [this.#config.attributes.uuid],
         sizeLimit: 2,
       })
       return searchEntries.length === 1 ? searchEntries[0] : undefined
@@ -190,6 +196,7 @@ export class LdapDirectory {
     const member = (dns: Set<string>) => groupDns.some((dn) => dns.has(normalizeDn(dn)))
     return {
       dn: entry.dn,
+      entryId: entryIdOf(entry, attributes.uuid),
       username,
       email: firstValue(entry, attributes.email),
       firstName: firstValue(entry, attributes.first_name),
@@ -406,8 +413,12 @@ export function fillFilter(template: string, values: { username?: string; dn?: s
   return template.replace(/\{(username|dn)\}/g, (_, name: 'username' | 'dn') => ldapts().Filter.escape(values[name] ?? ''))
 }
 
+/**
+ * Whether a server could take the password for none: empty, white space, or nothing before a NUL, where a server or
+ * proxy written in C (a pass-through to PAM or Kerberos, say) ends the string.
+ */
 function isBlank(password: string): boolean {
-  return password.trim().length === 0
+  return password.split('\0', 1)[0]!.trim().length === 0
 }
 
 function valuesOf(entry: Entry, attribute: string): unknown[] {
@@ -428,6 +439,24 @@ function firstValue(entry: Entry, attribute: string): string {
 function onlyValue(entry: Entry, attribute: string): string {
   const values = valuesOf(entry, attribute)
   return values.length === 1 ? String(values[0]) : ''
+}
+
+/** The width of ldap_entries.entry_id (migration 024_ldap_entries). */
+const MAX_ENTRY_ID = 255
+
+/**
+ * The entry's stable identifier, as text the database holds (ldap_entries.entry_id): entryUUID's own, the hexadecimal
+ * of a binary one (objectGUID), or the SHA-256 of one longer than the column. '' when the entry has none, or several
+ * values, which identify nothing.
+ */
+function entryIdOf(entry: Entry, attribute: string): string {
+  const values = valuesOf(entry, attribute)
+  if (values.length !== 1) return ''
+  const bytes = Buffer.isBuffer(values[0]) ? values[0] : Buffer.from(String(values[0]))
+  const text = bytes.toString('latin1')
+  if (text.length <= MAX_ENTRY_ID && /^[\x21-\x7e]+$/.test(text)) return text
+  const hex = bytes.toString('hex')
+  return hex.length <= MAX_ENTRY_ID ? hex : createHash('sha256').update(bytes).digest('hex')
 }
 
 /** DNs compare case-insensitively and without the spaces some tools put after commas (RFC 4514). */

@@ -5,10 +5,7 @@ import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
 import type { UpstreamIdentity } from './sso.ts'
-
-/** Column widths of the users table: longer claim values are cut rather than refused. */
-const MAX_NAME = 150
-const MAX_EMAIL = 254
+import { profileEmail, profileName } from './upstream-profile.ts'
 
 /** The people of the LDAP directory, whose usernames are theirs before their first sign-in makes their account. */
 export interface DirectoryNames {
@@ -96,14 +93,13 @@ function profileOf(provider: SsoProviderConfig, claims: Readonly<Record<string, 
   if (typeof username !== 'string' || !USERNAME_PATTERN.test(username)) {
     throw new SsoUsernameInvalid(`The provider sent no usable username in the claim "${names.username}" (1-150 ASCII letters, digits and @ . + - _).`)
   }
-  const email = stringClaim(claims, names.email)
   const upstreamGroups = new Set(groupsClaim(claims[names.groups]))
   const inAny = (values: readonly string[]) => values.some((value) => upstreamGroups.has(value))
   return {
     username,
-    email: email.length <= MAX_EMAIL && /^[^\s@]+@[^\s@]+$/.test(email) ? email : '',
-    firstName: stringClaim(claims, names.first_name).slice(0, MAX_NAME),
-    lastName: stringClaim(claims, names.last_name).slice(0, MAX_NAME),
+    email: profileEmail(stringClaim(claims, names.email)),
+    firstName: profileName(stringClaim(claims, names.first_name)),
+    lastName: profileName(stringClaim(claims, names.last_name)),
     groups: Object.entries(provider.named_groups).filter(([, values]) => inAny(values)).map(([name]) => name).sort(),
     ...(provider.superuser_groups.length ? { isSuperuser: inAny(provider.superuser_groups) } : {}),
     ...(provider.auditor_groups.length ? { isSystemAuditor: inAny(provider.auditor_groups) } : {}),

@@ -14,6 +14,7 @@ export interface Tables {
   tokens: TokensTable
   oidc_records: OidcRecordsTable
   sso_identities: SsoIdentitiesTable
+  ldap_entries: LdapEntriesTable
   sso_logins: SsoLoginsTable
   login_failures: LoginFailuresTable
   login_address_failures: LoginAddressFailuresTable
@@ -137,6 +138,12 @@ export interface OidcRecordsTable {
   /** Of a realm's browser session that was ended: when. The row, emptied, refuses every save of it until it expires (migration 018). */
   ended_at: number | null
   consumed_at: number | null
+}
+
+export interface LdapEntriesTable {
+  user_id: number
+  entry_id: string
+  created_at: number
 }
 
 export interface SsoIdentitiesTable {

@@ -5,6 +5,7 @@ import { Database, type DatabaseLocation } from './database.ts'
 import { DatabaseUnusable } from './errors.ts'
 import { EventLog } from './events.ts'
 import { LeaseRepository } from './leases.ts'
+import { LdapEntryRepository } from './ldap-entries.ts'
 import { ApplicationRepository } from './applications.ts'
 import { LoginFailureRepository } from './login-failures.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -27,6 +28,7 @@ export interface Repositories {
   readonly tokens: TokenRepository
   readonly oidc: OidcRecordRepository
   readonly sso: SsoRepository
+  readonly ldapEntries: LdapEntryRepository
   readonly loginFailures: LoginFailureRepository
   readonly audit: AuditRepository
   readonly access: AccessRepository
@@ -89,6 +91,7 @@ function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcReco
     tokens: new TokenRepository(db),
     oidc,
     sso: new SsoRepository(db),
+    ldapEntries: new LdapEntryRepository(db),
     loginFailures: new LoginFailureRepository(db),
     audit: new AuditRepository(db),
     access: new AccessRepository(db, dialect),

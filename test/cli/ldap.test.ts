@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { stringify } from 'yaml'
+import { openStore } from '../../src/store/store.ts'
 import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { GROUPS, PASSWORDS, SERVICE_PASSWORD, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
 
@@ -26,6 +27,7 @@ describe('gatehouse ldap test', () => {
     assert.equal(code, 0, stderr)
     assert.match(stdout, new RegExp(`^server: ${directory.url} \\(StartTLS\\)$`, 'm'))
     assert.match(stdout, new RegExp(`^user: uid=alice,ou=people,${SUFFIX}$`, 'm'))
+    assert.match(stdout, /^ {2}uuid: [0-9a-f-]{36}$/m)
     assert.match(stdout, /^ {2}username: alice$/m)
     assert.match(stdout, /^ {2}email: alice@example\.test$/m)
     assert.match(stdout, /^ {2}first_name: Alice$/m)
@@ -91,5 +93,38 @@ describe('gatehouse ldap test', () => {
     const noSection = await runCli(['ldap', 'test', '--user', 'alice'])
     assert.equal(noSection.code, 2)
     assert.match(noSection.stderr, /no ldap section/)
+  })
+})
+
+describe('gatehouse ldap forget-entries', () => {
+  const dir = tempDir()
+  after(() => rmSync(dir, { recursive: true, force: true }))
+  const forget = (...names: string[]) => runCli(['ldap', 'forget-entries', ...names, '--data-dir', dir])
+
+  it('forgets which entries the named accounts, or all, were made for, so their next logins take the entry holding their name', async () => {
+    const store = await openStore({ dataDir: dir })
+    const ids: number[] = []
+    for (const username of ['alice', 'bob', 'carol']) {
+      const user = await store.users.create({ username, source: 'ldap', external: true })
+      await store.ldapEntries.claim(user.id, `entry-of-${username}`)
+      ids.push(user.id)
+    }
+    await store.close()
+
+    const named = await forget('alice', 'bob')
+    assert.equal(named.code, 0, named.stderr)
+    assert.equal(named.stdout, 'forgot the directory entries of 2 accounts\n')
+    const unknown = await forget('nobody')
+    assert.notEqual(unknown.code, 0)
+    assert.match(unknown.stderr, /no such user: nobody/)
+    const all = await forget()
+    assert.equal(all.stdout, 'forgot the directory entries of 1 account\n')
+
+    const reopened = await openStore({ dataDir: dir })
+    try {
+      assert.deepEqual(await reopened.ldapEntries.entriesOf(ids), new Map())
+    } finally {
+      await reopened.close()
+    }
   })
 })

@@ -75,7 +75,9 @@ describe('LDAP directory lookups', () => {
     const found = await ldap.lookup('alice', PASSWORDS.alice)
     assert.equal(found.passwordValid, true)
     assert.equal(found.server, directory.url)
-    assert.deepEqual(found.user, {
+    const { entryId, ...user } = found.user!
+    assert.match(entryId, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'its entryUUID')
+    assert.deepEqual(user, {
       dn: `uid=alice,ou=people,${SUFFIX}`,
       username: 'alice',
       email: 'alice@example.test',
@@ -115,10 +117,42 @@ describe('LDAP directory lookups', () => {
     for (const username of ['*', 'alice)(uid=*', 'al*', 'a\\5c', '', 'x'.repeat(151), 'alice\0']) {
       assert.equal(await codeOf(ldap.lookup(username, 'password')), 'invalid', JSON.stringify(username))
     }
-    for (const password of ['', ' ', '   ', '\t \n']) {
+    // A NUL ends a C string: a server or proxy reading one would see the text before it, here nothing.
+    for (const password of ['', ' ', '   ', '\t \n', '\0', ' \0password', '\0\0']) {
       assert.equal(await codeOf(ldap.lookup('alice', password)), 'invalid', JSON.stringify(password))
     }
     assert.equal(await codeOf(ldap.lookup('alice', 'password')), 'directory_unavailable')
+  })
+
+  it('says it has a name that several entries hold, which single sign-on must leave to the directory', async () => {
+    const bob = `uid=bob,ou=people,${SUFFIX}`
+    const ldap = new LdapDirectory(ldapConfig())
+    await directory.replaceAttribute(bob, 'uid', ['bob', 'alice'])
+    try {
+      assert.equal((await ldap.lookup('alice')).user, undefined, 'no login picks one of them')
+      assert.equal(await ldap.has('alice'), true)
+    } finally {
+      await directory.replaceAttribute(bob, 'uid', ['bob'])
+    }
+    assert.equal(await ldap.has('alice'), true)
+    assert.equal(await ldap.has('nobody-of-that-name'), false)
+  })
+
+  it('makes any value of the identifier attribute an identifier the database holds: printable, at most 255 characters', async () => {
+    const carol = `uid=carol,ou=people,${SUFFIX}`
+    const ldap = new LdapDirectory(ldapConfig({ attributes: { uuid: 'description' } }))
+    const entryIdOf = async () => (await ldap.lookup('carol')).user!.entryId
+    try {
+      await directory.replaceAttribute(carol, 'description', ['x'.repeat(300)])
+      assert.match(await entryIdOf(), /^[0-9a-f]{64}$/, 'a long one by its SHA-256')
+      await directory.replaceAttribute(carol, 'description', ['A\0B'])
+      assert.equal(await entryIdOf(), '410042', 'one that is not printable in hexadecimal')
+      await directory.replaceAttribute(carol, 'description', ['one', 'two'])
+      assert.equal(await entryIdOf(), '', 'several values identify nothing')
+    } finally {
+      await directory.replaceAttribute(carol, 'description', [])
+    }
+    assert.equal(await entryIdOf(), '')
   })
 
   it('gives an entry whose username attribute has several values no username, rather than pick one', async () => {
@@ -355,7 +389,7 @@ describe('LDAP configuration', () => {
   it('has working defaults for an inetOrgPerson directory, local passwords first', () => {
     const config = validateConfig({ ldap: base })
     assert.equal(config.ldap!.user_search.filter, '(uid={username})')
-    assert.deepEqual(config.ldap!.attributes, { username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn' })
+    assert.deepEqual(config.ldap!.attributes, { username: 'uid', email: 'mail', first_name: 'givenName', last_name: 'sn', uuid: 'entryUUID' })
     assert.deepEqual(config.auth.password_sources, ['local', 'ldap'])
     assert.equal(validateConfig({}).ldap, undefined)
   })

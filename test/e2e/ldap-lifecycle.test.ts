@@ -143,6 +143,40 @@ describe('a realm refresh checks the directory entry at once', () => {
   })
 })
 
+describe('a directory that gives a deleted person\'s username to a new entry', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+  before(async () => {
+    directory = await startDirectory()
+    gw = await startWith(directory, 0)
+    await gw.app.settings.update({ allow_external_users_to_create_oauth2_tokens: true })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('ends what the first holder of the name holds, at a refresh and at the periodic check', async () => {
+    const bob = await holdEverything(gw, 'bob')
+    const carol = await holdEverything(gw, 'carol')
+    for (const name of ['bob', 'carol']) {
+      await directory.deleteEntry(personDn(name))
+      await directory.addPerson(name, `new-${name}-password`)
+    }
+    const refused = await refresh(gw, bob.refreshToken)
+    assert.equal(refused.status, 400, JSON.stringify(refused.body))
+    assert.equal(refused.body.error, 'invalid_grant')
+    assert.equal((await gw.store.users.findByUsername('bob'))!.isActive, false)
+    assert.equal((await gw.fetch(ME, { headers: { cookie: bob.cookie } })).status, 401)
+
+    const outcome = await gw.app.directoryCheck!.run()
+    assert.deepEqual(outcome.disabled, ['carol'])
+    assert.deepEqual(await statuses(gw, carol), { session: 401, token: 401, refresh: 400 })
+    const [disabled] = await auditEntriesFor(gw, 'carol')
+    assert.equal(disabled?.code, 'directory_entry_gone')
+  })
+})
+
 describe('a periodic check in which the directory finds none of the accounts', () => {
   const logLines: Record<string, unknown>[] = []
   let directory: TestDirectory

@@ -178,6 +178,46 @@ describe('LDAP accounts through the gateway', () => {
     assert.equal((await gw.app.accounts.checkPassword('alice', PASSWORDS.alice!, undefined)).isSuperuser, true)
   })
 
+  it('signs in a person whose own entry holds control characters or overlong names, storing them cleaned', async () => {
+    // People often may edit their own entry; a NUL there (which slapd takes) must not lock them out of Gatehouse.
+    const carol = `uid=carol,ou=people,${SUFFIX}`
+    const original = { givenName: 'Carol', sn: 'Clark', mail: 'carol@example.test' }
+    const edited = { givenName: 'Ca\u0000rol\n', sn: '\u{1F600}'.repeat(151), mail: 'carol\u0000@example.test' }
+    try {
+      for (const [type, value] of Object.entries(edited)) await directory.replaceAttribute(carol, type, [value])
+      const session = await login(gw, 'carol', PASSWORDS.carol!)
+      const [me] = (await json(await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } }))).results
+      assert.equal(me.first_name, 'Carol')
+      assert.equal(me.last_name, '\u{1F600}'.repeat(150), 'cut to 150 characters, none of them halved')
+      assert.equal(me.email, '', 'an address with a control character is none')
+    } finally {
+      for (const [type, value] of Object.entries(original)) await directory.replaceAttribute(carol, type, [value])
+    }
+  })
+
+  it('keeps an account with the entry it was made for: a later entry given its username is refused until the account is renamed', async () => {
+    const first = 'first-frank-password'
+    const second = 'second-frank-password'
+    const meWith = (password: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('frank', password) } })
+    await directory.addPerson('frank', first)
+    assert.equal((await meWith(first)).status, 200)
+    const former = (await gw.store.users.findByUsername('frank'))!
+    await gw.app.accounts.update(former.id, { firstName: 'Former' })
+    await directory.deleteEntry(`uid=frank,ou=people,${SUFFIX}`)
+    await directory.addPerson('frank', second)
+
+    const refused = await meWith(second)
+    assert.equal(refused.status, 403)
+    assert.equal((await json(refused)).code, 'account_source_conflict')
+    assert.equal((await gw.store.users.findById(former.id))!.firstName, 'Former', 'the first holder\'s account is left as it was')
+
+    const renamed = await gw.fetch(`/api/gateway/v1/users/${former.id}/`, { method: 'PATCH', headers: jsonHeaders, body: JSON.stringify({ username: 'frank-former' }) })
+    assert.equal(renamed.status, 200, await renamed.text())
+    const [me] = (await json(await meWith(second))).results
+    assert.equal(me.username, 'frank')
+    assert.notEqual(me.id, former.id, 'a new account for the new entry')
+  })
+
   it('checks directory passwords for every login method that shares the password check', async () => {
     const carol = await gw.app.accounts.checkPassword('carol', PASSWORDS.carol!, undefined)
     assert.equal(carol.source, 'ldap')

@@ -39,6 +39,7 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       'carol-capital': person('sub-carol-capital', 'Carol'),
       gina: person('sub-gina', 'gina'),
       hana: person('sub-hana', 'hana'),
+      ivy: { sub: 'sub-ivy', password: 'ivy-upstream-pw', claims: { preferred_username: 'ivy', given_name: 'I\u0000vy\r\n', family_name: '\ud83dUp' + '\u{1F600}'.repeat(200), email: 'ivy\u0000@corp.example' } },
     })
     partner = await startUpstreamIdp({
       carol: person('partner-carol', 'carol'),
@@ -199,6 +200,16 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     } finally {
       dave.claims = { ...dave.claims, preferred_username: 'dave' }
     }
+  })
+
+  it('signs in a person whose provider sends control characters, a lone surrogate or overlong names, storing them cleaned', async () => {
+    // What people may type into their profile at the provider must not stop their sign-in: the store refuses a NUL.
+    const { page } = await signIn('Corp ID', 'ivy', corp, '/api/controller/v2/me/')
+    assert.equal(JSON.parse(page.body).identity.username, 'ivy')
+    const ivy = await userNamed('ivy')
+    assert.equal(ivy.first_name, 'Ivy')
+    assert.equal(ivy.last_name, '\uFFFDUp' + '\u{1F600}'.repeat(147), 'cut to 150 characters, none of them halved')
+    assert.equal(ivy.email, '', 'an address with a control character is none')
   })
 
   it('signs people in through each of several providers', async () => {

@@ -64,6 +64,8 @@ export interface TestDirectory {
   replaceAttribute(dn: string, type: string, values: string[]): Promise<void>
   /** Deletes an entry, as a directory administrator would. */
   deleteEntry(dn: string): Promise<void>
+  /** Adds a person's entry under ou=people (a new entryUUID), as a directory administrator would. */
+  addPerson(uid: string, password: string): Promise<void>
   /** Pauses the server process (connections are accepted by the kernel, nothing answers): a "slow" directory. */
   pause(): void
   resume(): void
@@ -193,6 +195,7 @@ export async function startDirectory(options: DirectoryOptions = {}): Promise<Te
     setMembers: (groupDn, memberDns) => asRoot((client) => client.modify(groupDn, new Change({ operation: 'replace', modification: new Attribute({ type: 'member', values: memberDns }) }))),
     replaceAttribute: (dn, type, values) => asRoot((client) => client.modify(dn, new Change({ operation: 'replace', modification: new Attribute({ type, values }) }))),
     deleteEntry: (dn) => asRoot((client) => client.del(dn)),
+    addPerson: (uid, password) => asRoot((client) => client.add(`uid=${uid},ou=people,${SUFFIX}`, { objectClass: 'inetOrgPerson', uid, cn: `New ${uid}`, sn: 'New', userPassword: password })),
     pause: () => signalSlapd('SIGSTOP'),
     resume: () => signalSlapd('SIGCONT'),
     stop,

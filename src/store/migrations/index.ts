@@ -29,6 +29,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '021_username_unique_case': async () => (await import('./021_username_unique_case.ts')).usernameUniqueCase,
   '022_application_unique_name': async () => (await import('./022_application_unique_name.ts')).applicationUniqueName,
   '023_application_name_length': async () => (await import('./023_application_name_length.ts')).applicationNameLength,
+  '024_ldap_entries': async () => (await import('./024_ldap_entries.ts')).ldapEntries,
 }
 
 /** The names of this version's migrations, in order. */
