@@ -118,6 +118,10 @@ describe('bin/gatehouse', () => {
       [['frobnicate'], /unknown command/],
       [['users', 'list', '--database', 'mysql://x'], /postgres/],
       [['users', 'set-password', 'x', '--data-dir', dir], /--password-stdin/],
+      // Shorthand forms of IPv4 that requests never come from: 1.2.3 would clear 1.2.0.3, 127.1 would clear 127.0.0.1.
+      [['users', 'unthrottle', '1.2.3', '--data-dir', dir], /not an IP address: 1\.2\.3/],
+      [['users', 'unthrottle', '127.1', '--data-dir', dir], /not an IP address: 127\.1/],
+      [['users', 'unthrottle', '0x7f.0.0.1', '--data-dir', dir], /not an IP address: 0x7f\.0\.0\.1/],
     ]
     for (const [args, reason] of cases) {
       const result = await runCli(args)
