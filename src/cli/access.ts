@@ -102,6 +102,8 @@ async function checkClient(app: App, username: string, client: string, address: 
 function readTarget(target: string): { path: string; decoded: string; refusal?: string } {
   const merged = mergeSlashes(target)
   const { path } = splitTarget(merged)
+  // Not a path at all: no service or route is found for it, a usage mistake said as such.
+  if (!path.startsWith('/')) return { path, decoded: path }
   try {
     assertSafePath(path)
     assertWellFormedEscapes(merged)

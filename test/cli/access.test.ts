@@ -84,6 +84,9 @@ describe('bin/gatehouse access check', () => {
   it('refuses an unknown user or a path no service serves as usage mistakes', async () => {
     assert.equal((await check('nobody', 'GET', '/api/eda/')).code, 2)
     assert.equal((await check('otto', 'GET', '/nowhere/')).code, 2)
+    const notAPath = await check('otto', 'GET', 'api/eda/')
+    assert.equal(notAPath.code, 2)
+    assert.match(notAPath.stderr, /no service or gateway path at api\/eda\//)
   })
 
   it('refuses a client address that is not an IP address as a usage mistake', async () => {
