@@ -2,14 +2,14 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
-import type { TestGateway } from '../helpers/gateway.ts'
+import { basic, type TestGateway } from '../helpers/gateway.ts'
 import { withTrigger } from '../helpers/triggers.ts'
 
 const fields = { client_type: 'public', authorization_grant_type: 'password' }
 const missing = (id: number) => [`Invalid pk "${id}" - object does not exist.`]
 
 /**
- * A team or an application names its organization (and an application its user) by id, held by a foreign key: one
+ * A team or an application names its organization (and an application its user) by id, and a token its owner, held by a foreign key: one
  * deleted after the API found it, by another request or another process, makes the write fail, and the request is
  * answered as a later one would be, 400 naming the field, never 500; nothing is written.
  */
@@ -36,6 +36,16 @@ for (const backend of gatewayBackends) describe(`teams and applications naming a
     })
     assert.equal((await call(gw, 'GET', `organizations/${organization}/`)).status, 200, 'the deletion went back with the write')
     assert.equal((await call(gw, 'GET', 'teams/?name=Orphan')).body.count, 0)
+  })
+
+  it('answers a token created by a user deleted as it is written with 401, as the next request of theirs is answered', async () => {
+    const user = await gw.app.accounts.create({ username: 'leaving-token-owner', password: 'leaving-token-owner-password' })
+    await deletedOnWrite('tokens', 'INSERT', `DELETE FROM users WHERE id = ${user.id}`, async () => {
+      const refused = await call(gw, 'POST', 'tokens/', {}, { authorization: basic('leaving-token-owner', 'leaving-token-owner-password') })
+      assert.equal(refused.status, 401, JSON.stringify(refused.body))
+      assert.equal(refused.body.code, 'invalid_credentials')
+    })
+    assert.equal((await gw.store.tokens.list({ offset: 0, limit: 1, userId: user.id })).count, 0)
   })
 
   it('answers creations and changes racing the deletion of their organization or user as before it or after it, never 500', async () => {
