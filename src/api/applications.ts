@@ -68,7 +68,6 @@ const listApplications = listQuery(applicationFilterFields)
 /** Django REST framework's UniqueTogetherValidator's words, on `non_field_errors` as it raises them. */
 const nameTaken = () => new ValidationFailed({ non_field_errors: ['The fields name, organization must make a unique set.'] })
 
-
 /**
  * OAuth2 applications, as the platform has them: each is a client of the realm `gateway.oidc.applications_realm`
  * (src/oidc/applications.ts), so it gets tokens at `/o/token/` (or the realm's own token endpoint) that work at
