@@ -9,7 +9,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { GatehouseError } from '../errors.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { UI_PATH } from '../ui/routes.ts'
-import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
+import { addStorageOptions, printable, UsageError, withApp, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
   authMethod: AuthMethod
@@ -90,7 +90,7 @@ async function checkClient(app: App, username: string, client: string, address: 
   // What `resource_access` of the user's access tokens would say of this client now (those of a client with full
   // scope, or whose `scope` names the role).
   if (configured.roles) lines.push(`client roles: ${app.clientRoles(realm, user, address)[clientId]?.roles.join(', ') ?? '(none)'}`)
-  process.stdout.write(lines.join('\n') + '\n')
+  process.stdout.write(lines.map(printable).join('\n') + '\n')
   if (refusal) process.exitCode = 1
 }
 
@@ -159,6 +159,6 @@ async function check(app: App, username: string, method: string, target: string,
     allowed = decision.allowed
     lines.push(`decision: ${decision.allowed ? 'allow' : 'deny'}${decision.rule === undefined ? ' (no rule matched)' : ` by rule ${decision.rule}: ${decision.description}`}`)
   }
-  process.stdout.write(lines.join('\n') + '\n')
+  process.stdout.write(lines.map(printable).join('\n') + '\n')
   if (!allowed) process.exitCode = 1
 }
