@@ -1,5 +1,5 @@
 import { AssignedObjectMissing, AssigneeMissing, ManagedRole, NotFound, PermissionDenied, pkDoesNotExist, ValidationFailed } from '../errors.ts'
-import { UniqueViolation } from '../store/errors.ts'
+import { ForeignKeyViolation, UniqueViolation } from '../store/errors.ts'
 import type { Actor, ObjectType, Organization, RoleAssignment, RoleDefinition, Team } from '../store/access.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
@@ -93,7 +93,13 @@ export class AccessAdmin {
     const organization = await this.#store.access.findOrganization(input.organizationId)
     if (!organization) throw new ValidationFailed({ organization: [pkDoesNotExist(input.organizationId)] })
     this.#require(actor, 'shared.add_team', 'organization', organization.id)
-    return this.#change('team', (tx) => tx.access.createTeam(input))
+    try {
+      return await this.#change('team', (tx) => tx.access.createTeam(input))
+    } catch (error) {
+      // The organization deleted since it was found (by another request or process): as if it had been before.
+      if (error instanceof ForeignKeyViolation) throw new ValidationFailed({ organization: [pkDoesNotExist(input.organizationId)] })
+      throw error
+    }
   }
 
   async updateTeam(actor: User, id: number, changes: { name?: string | undefined; description?: string | undefined; organizationId?: number | undefined }): Promise<Team> {

@@ -27,7 +27,7 @@ export interface UserAccess {
   /** Each role held on an organization or team as `roleKey(role, organization, team)`: what a rule naming where matches. */
   readonly roleKeys: ReadonlySet<string>
   readonly held: readonly HeldRole[]
-  /** Organizations and teams as group paths, `/Organization` and `/Organization/Team`, sorted. */
+  /** Organizations and teams as group paths, `/Organization` and `/Organization/Team` (a `/` in a name as `~/`), sorted. */
   readonly groups: readonly string[]
 }
 
@@ -261,8 +261,8 @@ export class AccessModel {
         .map((h) => this.#organizations.get(h.objectId)).filter((o): o is Organization => o !== undefined)
       const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
       const groups = [
-        ...uniqueOrganizations.map((o) => `/${o.name}`),
-        ...uniqueTeams.map((t) => `/${this.#organizations.get(t.organizationId)?.name ?? ''}/${t.name}`),
+        ...uniqueOrganizations.map((o) => groupPath(o.name)),
+        ...uniqueTeams.map((t) => groupPath(this.#organizations.get(t.organizationId)?.name ?? '', t.name)),
       ].sort()
       const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
       byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups, held.flatMap((h) => this.#roleKeyOf(h))))
@@ -272,6 +272,15 @@ export class AccessModel {
     this.#byTeam = byTeam
     for (const listener of this.#listeners) listener()
   }
+}
+
+/**
+ * A Keycloak full group path, `/Organization` or `/Organization/Team`, with each `/` inside a name escaped as `~/`, as
+ * Keycloak writes paths with its escaping of slashes on (KeycloakModelUtils.buildGroupPath). Unescaped, an organization
+ * its admin renamed `Platform/Automation` would give its members the path of Platform's team Automation.
+ */
+function groupPath(...names: string[]): string {
+  return names.map((name) => `/${name.replaceAll('/', '~/')}`).join('')
 }
 
 /** The teams these roles make their holder a member of: those they hold a role with member_team on. */

@@ -2,7 +2,9 @@ import type { FastifyRequest } from 'fastify'
 import type { App } from '../app.ts'
 import type { Visibility } from '../access/model.ts'
 import type { ObjectType } from '../store/access.ts'
-import { NotAuthenticated } from '../errors.ts'
+import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
+import { CsrfTokenMissing, NotAuthenticated } from '../errors.ts'
+import { mediaType } from '../http/negotiation.ts'
 import type { Access } from '../gateway/places.ts'
 import type { Principal } from '../auth/principal.ts'
 
@@ -13,14 +15,34 @@ declare module 'fastify' {
 }
 
 /**
- * The gateway API's authorization step, run before every handler: the place its route's access selects from the
- * route table (src/gateway/places.ts), judged by the one `authorize`.
+ * The gateway API's authorization step: the place its route's access selects from the route table
+ * (src/gateway/places.ts), judged by the one `authorize`, before the body is read (`beforeBody`), so a caller who may
+ * not use the route gets its refusal at once and makes the gateway read and parse nothing it sends. One request waits
+ * for its body (`afterBody`): a session's form whose CSRF token is in the form itself (`csrfmiddlewaretoken`), as a
+ * browser's form sends it; its session is valid, or it would have been refused already. The token is then taken out of
+ * the form, as Django's CSRF middleware takes it before the view reads the form.
  */
 export function apiAccessCheck(app: App) {
-  return async function checkAccess(request: FastifyRequest): Promise<void> {
-    const place = app.places.gatewayApi[request.routeOptions.config.access ?? 'user']
-    const decision = await app.authorize(request, place)
-    if (!decision.granted) throw decision.refusal
+  const check = async (request: FastifyRequest) => app.authorize(request, app.places.gatewayApi[request.routeOptions.config.access ?? 'user'])
+  return {
+    async beforeBody(request: FastifyRequest): Promise<void> {
+      const decision = await check(request)
+      if (decision.granted || (decision.refusal instanceof CsrfTokenMissing && mediaType(request) === 'application/x-www-form-urlencoded')) return
+      throw decision.refusal
+    },
+    async afterBody(request: FastifyRequest): Promise<void> {
+      if (request.gatehouse.decision !== 'granted') {
+        request.gatehouse.code = undefined
+        const decision = await check(request)
+        if (!decision.granted) throw decision.refusal
+      }
+      // The form's CSRF token is the request's, not a field of the object it writes (Django's middleware takes it
+      // before the view reads the form); the login form, which is public, reads it itself.
+      const body = request.body
+      if (request.routeOptions.config.access !== 'public' && typeof body === 'object' && body !== null && mediaType(request) === 'application/x-www-form-urlencoded') {
+        delete (body as Record<string, unknown>)[CSRF_FORM_FIELD]
+      }
+    },
   }
 }
 

@@ -5,7 +5,7 @@ import { actorOf } from '../audit/actor.ts'
 import { NotFound, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 import { endApplicationTokens, hashClientSecret } from '../oidc/applications.ts'
 import { type Application, applicationFilterFields } from '../store/applications.ts'
-import { UniqueViolation } from '../store/errors.ts'
+import { ForeignKeyViolation, UniqueViolation } from '../store/errors.ts'
 import { principalOf } from './access.ts'
 import { organizationUrl } from './organizations.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
@@ -67,20 +67,6 @@ const listApplications = listQuery(applicationFilterFields)
 
 /** Django REST framework's UniqueTogetherValidator's words, on `non_field_errors` as it raises them. */
 const nameTaken = () => new ValidationFailed({ non_field_errors: ['The fields name, organization must make a unique set.'] })
-
-/**
- * Runs a write that the API's check found no twin for; one made meanwhile (another request, another process) is
- * refused by the database's unique index on the pair (migration 022) and answered as the check would have. The
- * other unique column, `client_id`, is 20 random bytes made here: a clash there is not to be expected.
- */
-async function nameChecked<T>(write: () => Promise<T>): Promise<T> {
-  try {
-    return await write()
-  } catch (error) {
-    if (error instanceof UniqueViolation) throw nameTaken()
-    throw error
-  }
-}
 
 /**
  * OAuth2 applications, as the platform has them: each is a client of the realm `gateway.oidc.applications_realm`
@@ -149,6 +135,23 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     const holder = await app.store.applications.findByName(name, organizationId)
     if (holder && holder.id !== self) throw nameTaken()
   }
+  /**
+   * Runs a write that the API's checks passed: no twin of its name, and the organization and user it names there. A
+   * twin made meanwhile (another request, another process) is refused by the database's unique index on the pair
+   * (migration 022), and an organization or user deleted meanwhile by its foreign key: each is answered as the check
+   * would have answered it. The other unique column, `client_id`, is 20 random bytes made here: no clash is expected.
+   */
+  const checkedWrite = async <T>(named: { organizationId?: number | null | undefined; userId?: number | null | undefined }, write: () => Promise<T>): Promise<T> => {
+    try {
+      return await write()
+    } catch (error) {
+      if (error instanceof UniqueViolation) throw nameTaken()
+      if (!(error instanceof ForeignKeyViolation)) throw error
+      await existingOrganization(named.organizationId ?? undefined)
+      await existingUser(named.userId)
+      throw error
+    }
+  }
   const found = async (id: number) => {
     const application = await app.store.applications.findById(id)
     if (!application) throw new NotFound('No such application.')
@@ -175,7 +178,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
     await uniqueInOrganization(input.name, organizationId)
     const secret = input.client_type === 'confidential' ? randomBytes(48).toString('base64url') : undefined
     const userId = (await existingUser(input.user)) ?? principalOf(request).user.id
-    const application = await nameChecked(() => app.store.applications.create({
+    const application = await checkedWrite({ organizationId, userId }, () => app.store.applications.create({
       realm: realm.name,
       clientId: randomBytes(20).toString('hex'),
       clientSecretHash: secret === undefined ? null : hashClientSecret(secret),
@@ -209,7 +212,7 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       const organizationId = await existingOrganization(input.organization)
       await uniqueInOrganization(input.name ?? current.name, organizationId === undefined ? current.organizationId : organizationId, current.id)
       const userId = await existingUser(input.user)
-      const updated = await nameChecked(() => app.store.applications.update(current.id, {
+      const updated = await checkedWrite({ organizationId, userId }, () => app.store.applications.update(current.id, {
         name: input.name,
         description: input.description,
         authorizationGrantType: input.authorization_grant_type,

@@ -27,8 +27,9 @@ import { schemaValidator } from './validation.ts'
 
 /**
  * The gateway API: `/api/`, `/api/gateway/` and everything under `/api/gateway/v1/`, in one encapsulated scope
- * whose every route is checked for NUL characters and text that is not Unicode, then authorized, then validated against its schemas.
- * Authorization comes before validation, so a caller without access learns nothing about the input expected.
+ * whose every route is authorized before its body is read, then checked for NUL characters and text that is not
+ * Unicode, then validated against its schemas. Authorization comes first, so a caller without access learns nothing
+ * about the input expected, and makes the gateway read nothing it sends.
  * Its paths' other methods and spellings are answered as the platform answers them (src/api/methods.ts).
  */
 export async function registerGatewayApi(server: FastifyInstance, app: App): Promise<void> {
@@ -40,9 +41,11 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       reply.header('x-content-type-options', 'nosniff')
       reply.header('cache-control', reply.getHeader('cache-control') ?? 'no-store')
     })
+    const accessCheck = apiAccessCheck(app)
+    api.addHook('preParsing', accessCheck.beforeBody)
+    api.addHook('preValidation', accessCheck.afterBody)
     api.addHook('preValidation', refuseNulCharacters)
     api.addHook('preValidation', refuseLoneSurrogates)
-    api.addHook('preValidation', apiAccessCheck(app))
     const paths = collectPaths(api)
     apiRootRoutes(api, app)
     realmEventRoutes(api, app)

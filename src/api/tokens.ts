@@ -3,7 +3,8 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import type { Principal } from '../auth/principal.ts'
-import { NotFound, NotTokenOwner, PermissionDenied, pkDoesNotExist, ValidationFailed } from '../errors.ts'
+import { InvalidCredentials, NotFound, NotTokenOwner, PermissionDenied, pkDoesNotExist, ValidationFailed } from '../errors.ts'
+import { ForeignKeyViolation } from '../store/errors.ts'
 import { tokenFilterFields, type TokenRecord, type TokenScope } from '../store/tokens.ts'
 import { principalOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
@@ -95,6 +96,9 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
       description: input.description ?? undefined,
       expires: input.expires === undefined ? undefined : Date.parse(input.expires),
       expiresIn: input.expires_in,
+    }).catch((error: unknown) => {
+      // The account was deleted since its credential was checked: answered as its next request will be.
+      throw error instanceof ForeignKeyViolation ? new InvalidCredentials() : error
     })
     app.audit.change(actorOf(request), 'create', auditedToken(record), undefined, auditedTokenFields(record))
     reply.code(201)

@@ -6,9 +6,10 @@ import { authMethods, type AuthMethod } from '../config/schema.ts'
 import { findApiRoute, gatewayApiRoutes } from '../api/route-table.ts'
 import { ALLOW, superuserOnly, type Access, type Place } from '../gateway/places.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import { splitTarget } from '../http/request-target.ts'
+import { GatehouseError } from '../errors.ts'
+import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
 import { UI_PATH } from '../ui/routes.ts'
-import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
+import { addStorageOptions, printable, UsageError, withApp, type StorageOptions } from './common.ts'
 
 interface CheckOptions extends StorageOptions {
   authMethod: AuthMethod
@@ -89,19 +90,41 @@ async function checkClient(app: App, username: string, client: string, address: 
   // What `resource_access` of the user's access tokens would say of this client now (those of a client with full
   // scope, or whose `scope` names the role).
   if (configured.roles) lines.push(`client roles: ${app.clientRoles(realm, user, address)[clientId]?.roles.join(', ') ?? '(none)'}`)
-  process.stdout.write(lines.join('\n') + '\n')
+  process.stdout.write(lines.map(printable).join('\n') + '\n')
   if (refusal) process.exitCode = 1
 }
 
+/**
+ * The path of a request target as the gateway reads it (src/http/request-target.ts): runs of slashes merged, then
+ * refused when its escapes are malformed or it could step out of a prefix (`refusal`, the gateway's 400), and
+ * otherwise with its escapes decoded (`decoded`), as the router picks the service and the rules judge it.
+ */
+function readTarget(target: string): { path: string; decoded: string; refusal?: string } {
+  const merged = mergeSlashes(target)
+  const { path } = splitTarget(merged)
+  // Not a path at all: no service or route is found for it, a usage mistake said as such.
+  if (!path.startsWith('/')) return { path, decoded: path }
+  try {
+    assertSafePath(path)
+    assertWellFormedEscapes(merged)
+    return { path, decoded: decodedPath(path) }
+  } catch (error) {
+    if (!(error instanceof GatehouseError)) throw error
+    return { path, decoded: path, refusal: `${error.status} ${error.code}: ${error.message}` }
+  }
+}
+
 async function check(app: App, username: string, method: string, target: string, options: CheckOptions): Promise<void> {
-  const path = splitTarget(target).path
-  const route = app.routes.find((r) => path.startsWith(r.prefix))
-  const own = route ? undefined : await gatewayPlace(app, method, path)
+  const { path, decoded, refusal } = readTarget(target)
+  // As the proxy routes (and forward authentication, src/gateway/forward-auth.ts): the service by the decoded path,
+  // none when the path as written does not start with its prefix.
+  const route = app.routes.find((r) => decoded.startsWith(r.prefix) && path.startsWith(r.prefix))
+  const own = route || refusal ? undefined : await gatewayPlace(app, method, decoded)
   const user = await userNamed(app, username)
   const access = app.access.of(user)
   const list = (items: readonly string[]) => items.join(', ') || '(none)'
   const lines = [
-    route ? `service: ${route.name}` : `the gateway's own ${own!.description}`,
+    route ? `service: ${route.name}` : own ? `the gateway's own ${own.description}` : `path: ${path}`,
     `user: ${user.username}${user.isSuperuser ? ' (superuser)' : ''}${user.isSystemAuditor ? ' (Platform Auditor)' : ''}${user.isActive ? '' : ' (disabled: every request is refused)'}`,
     `  teams: ${list(access.teams.map((t) => t.name))}`,
     `  organizations: ${list(access.organizations.map((o) => o.name))}`,
@@ -113,7 +136,10 @@ async function check(app: App, username: string, method: string, target: string,
   const superusersOnly = own?.place.who === 'superuser'
   const builtIn = superusersOnly ? superuserOnly.decide({ userId: user.id, user, method: options.authMethod }, { method } as GatewayRequest) : ALLOW
   if (superusersOnly) lines.push(`built-in check: superusers only (a Platform Auditor may read): ${builtIn === ALLOW ? 'allow' : 'deny'}`)
-  if (route?.isPublic(path) || own?.place.isPublic(path)) {
+  if (refusal) {
+    allowed = false
+    lines.push(`decision: deny (the gateway refuses this path: ${refusal})`)
+  } else if (route?.isPublic(path) || own?.place.isPublic(path)) {
     // Also for a disabled account: the gateway takes its credential on a public path as none, and lets it in.
     lines.push('decision: allow (a public path: no rules apply)')
   } else if (!user.isActive) {
@@ -129,10 +155,10 @@ async function check(app: App, username: string, method: string, target: string,
   } else {
     const scopes = options.scope ? new Set(options.scope) : undefined
     const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}) }
-    const decision = rules.decide({ principal, access, method, path, address: options.address })
+    const decision = rules.decide({ principal, access, method, path: decoded, address: options.address })
     allowed = decision.allowed
     lines.push(`decision: ${decision.allowed ? 'allow' : 'deny'}${decision.rule === undefined ? ' (no rule matched)' : ` by rule ${decision.rule}: ${decision.description}`}`)
   }
-  process.stdout.write(lines.join('\n') + '\n')
+  process.stdout.write(lines.map(printable).join('\n') + '\n')
   if (!allowed) process.exitCode = 1
 }

@@ -88,13 +88,27 @@ export async function readStdin(): Promise<string> {
   return text
 }
 
+/**
+ * Control characters (C0, DEL, C1) and the bidirectional overrides and isolates: what would reach a terminal as an
+ * escape sequence (moving the cursor, rewriting the window title, hiding or reordering what follows) rather than text.
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g
+
+/**
+ * Text that others chose (a token's description, a team's name) as it may be printed on an operator's terminal:
+ * each character that would act on the terminal written as its `\u` escape instead.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
 /** A list for people (a table with a header row, aligned columns) or, with --json, for scripts (one JSON array). */
 export function printList<T>(items: T[], json: boolean, header: string[], row: (item: T) => string[], asJson: (item: T) => unknown): void {
   if (json) {
     process.stdout.write(JSON.stringify(items.map(asJson), null, 2) + '\n')
     return
   }
-  const rows = [header, ...items.map(row)]
+  const rows = [header, ...items.map((item) => row(item).map(printable))]
   const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
   for (const cells of rows) process.stdout.write(cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n')
 }

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander'
 import { unverifiedDirectoryWarning } from '../config/ldap.ts'
 import { DirectoryUnavailable } from '../errors.ts'
 import type { DirectoryLookup } from '../directory/ldap.ts'
-import { addStorageOptions, readStdin, resolveConfig, UsageError, withApp, type StorageOptions } from './common.ts'
+import { addStorageOptions, printable, readStdin, resolveConfig, UsageError, withApp, type StorageOptions } from './common.ts'
 import { findUser } from './users.ts'
 
 interface TestOptions extends StorageOptions {
@@ -84,5 +84,6 @@ function report(lookup: DirectoryLookup, startTls: boolean): string {
     `groups: ${user.groups.join(', ') || '(none)'}`,
     `password: ${lookup.passwordValid === undefined ? 'not checked (use --password-stdin)' : lookup.passwordValid ? 'ok' : 'refused by the directory'}`,
   )
-  return lines.join('\n') + '\n'
+  // What the directory holds of a person (names, often theirs to edit) is printed as text, never as terminal control.
+  return lines.map(printable).join('\n') + '\n'
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import { Command } from 'commander'
 import { addStorageOptions, printList, readStdin, UsageError, withApp, type StorageOptions } from './common.ts'
 import type { App } from '../app.ts'
@@ -86,6 +87,9 @@ export function usersCommand(): Command {
     .description('clear the failed logins counted for a client address (an IPv6 address by its /64), ending its throttling')
     .argument('<address>', 'client IP address'))
     .action(async (address: string, options: StorageOptions) => {
+      // An address as a connection has it: the shorthand forms of IPv4 that address parsers also read (`1.2.3` for
+      // 1.2.0.3, `127.1`, hexadecimal parts) would clear another address than the one the operator meant.
+      if (!isIP(address)) throw new UsageError(`not an IP address: ${address}`)
       await withApp(options, async (app) => {
         const result = await app.accounts.lockout.clearAddress(address)
         if (!result) throw new UsageError(`not an IP address: ${address}`)

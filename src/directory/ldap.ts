@@ -380,9 +380,9 @@ export class LdapPasswords implements PasswordSource {
     this.#afterSync = afterSync
   }
 
-  /** Whether an entry of the directory has this username: only the search, as the account check's (`lists`). */
+  /** Whether an entry of the directory has this username: only the search, no groups (LdapDirectory.has). */
   async knowsUsername(username: string): Promise<boolean> {
-    return USERNAME_PATTERN.test(username) && await this.#directory.lists(username)
+    return this.#directory.has(username)
   }
 
   async verify(username: string, password: string): Promise<User | NotMine> {

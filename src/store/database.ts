@@ -4,7 +4,7 @@ import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, Tr
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
-import { DataDirUnusable, UniqueViolation } from './errors.ts'
+import { DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -372,6 +372,11 @@ function isUniqueViolation(error: unknown): boolean {
   return e?.code === '23505' || /UNIQUE constraint failed/.test(String(e?.message))
 }
 
+function isForeignKeyViolation(error: unknown): boolean {
+  const e = error as { code?: string; message?: string }
+  return e?.code === '23503' || /FOREIGN KEY constraint failed/.test(String(e?.message))
+}
+
 /** Socket errors that mean the server is not there. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
 /** node-postgres's own messages for a connection that timed out, broke or was never made. */
@@ -440,12 +445,15 @@ class Health {
     this.#since = Date.now()
   }
 
-  /** The error a caller should see: DatabaseUnavailable when it means the database did not answer, UniqueViolation for a duplicate. */
+  /**
+   * The error a caller should see: DatabaseUnavailable when it means the database did not answer, UniqueViolation for
+   * a duplicate, ForeignKeyViolation for a row named that is gone.
+   */
   classify(error: unknown): unknown {
-    if (error instanceof DatabaseUnavailable || error instanceof UniqueViolation) return error
+    if (error instanceof DatabaseUnavailable || error instanceof UniqueViolation || error instanceof ForeignKeyViolation) return error
     if (!meansUnavailable(error)) {
       this.answered()
-      return isUniqueViolation(error) ? new UniqueViolation(error) : error
+      return isUniqueViolation(error) ? new UniqueViolation(error) : isForeignKeyViolation(error) ? new ForeignKeyViolation(error) : error
     }
     const now = Date.now()
     this.#failures++

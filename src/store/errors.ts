@@ -11,6 +11,17 @@ export class UniqueViolation extends Error {
   }
 }
 
+/**
+ * An insert or update names a row of another table that is not there (PostgreSQL 23503, SQLite's "FOREIGN KEY
+ * constraint failed"): deleted after the caller found it, by another request or process.
+ */
+export class ForeignKeyViolation extends Error {
+  constructor(cause: unknown) {
+    super('A foreign key of the database refused the write.', { cause })
+    this.name = 'ForeignKeyViolation'
+  }
+}
+
 /** The database cannot be migrated or checked at start (PostgreSQL unreachable, a login refused, a read-only file): which one, and why, in one line. */
 export class DatabaseUnusable extends Error {
   constructor(description: string, cause: unknown) {

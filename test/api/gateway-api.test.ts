@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import { type IncomingMessage, request } from 'node:http'
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { login } from '../helpers/session.ts'
 
 describe('the gateway API', () => {
   let gw: TestGateway
@@ -98,6 +101,40 @@ describe('the gateway API', () => {
       assert.equal(response.status, 403)
       assert.equal((await json(response)).code, 'permission_denied')
       assert.equal(await gw.store.users.findByUsername('sneaky'), undefined)
+    })
+
+    it('refuses a caller who may not use a route before reading the body, and reads a session form\'s own CSRF token', async () => {
+      // Without credentials, with wrong ones, or without the right to the route: the refusal, not the body's problem.
+      for (const [headers, status] of [[{}, 401], [{ authorization: basic('user1', 'wrong-password') }, 401], [userAuth, 403]] as const) {
+        const response = await send('POST', '/api/gateway/v1/users/', '{"username": ', headers)
+        assert.equal(response.status, status, JSON.stringify(await json(response)))
+      }
+      // Nor does it wait for a body that never comes: the refusal is sent while the client still owes a megabyte.
+      const { hostname, port } = new URL(gw.url)
+      const socket = connect(Number(port), hostname)
+      let received = ''
+      socket.on('data', (chunk) => (received += chunk))
+      socket.write('POST /api/gateway/v1/users/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"username": ')
+      try {
+        for (let i = 0; i < 300 && !received.includes('\r\n\r\n'); i++) await sleep(50)
+        assert.match(received, /^HTTP\/1\.1 401 /)
+      } finally {
+        socket.destroy()
+      }
+      // A browser's form carries its CSRF token in the body: read once the session is known to be valid.
+      const session = await login(gw, 'user1', 'user1-password')
+      const form = (token: string) => gw.fetch('/api/gateway/v1/tokens/', {
+        method: 'POST',
+        headers: { cookie: session.cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ description: 'from a form', csrfmiddlewaretoken: token }).toString(),
+      })
+      const made = await form(session.csrf)
+      assert.equal(made.status, 201, JSON.stringify(await json(made)))
+      const forged = await form('x'.repeat(64))
+      assert.equal(forged.status, 403)
+      assert.equal((await json(forged)).code, 'csrf_token_incorrect')
+      const stale = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { cookie: 'gateway_sessionid=stale; csrftoken=' + session.csrf, 'content-type': 'application/x-www-form-urlencoded' }, body: '{' })
+      assert.equal(stale.status, 401)
     })
 
     it('refuses bad input with field errors and changes nothing', async () => {

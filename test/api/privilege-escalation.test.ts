@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
+import { decodeJwt } from 'jose'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant, roleId, userId } from '../helpers/access.ts'
-import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
 describe('privilege escalation through the gateway API', () => {
@@ -300,5 +301,28 @@ describe('privilege escalation through the gateway API', () => {
     assert.equal(token.status, 400)
     const assignment = await call(gw, 'POST', 'role_user_assignments/', { role_definition: await roleId(gw, 'Team Member'), user: ids.plain, object_id: a.team, created_by: ids.admin, id: 1 }, as('teamadmin'))
     assert.ok([400, 201].includes(assignment.status))
+  })
+
+  it('keeps an organization admin from renaming their organization into another\'s team as realm tokens\' group paths show it', async () => {
+    // Keycloak's full group paths join names with "/": a name holding one would read as the team of another
+    // organization to a service that checks the claim, so it is escaped as Keycloak escapes it (`~/`).
+    const target = await createOrgAndTeam(gw, 'Target', 'Ops')
+    const own = await createOrgAndTeam(gw, 'Own')
+    for (const name of ['ownadmin', 'ownmember']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    await grant(gw, 'ownadmin', 'Organization Admin', own.organization)
+    await grant(gw, 'ownmember', 'Organization Member', own.organization)
+    const renamed = await call(gw, 'PATCH', `organizations/${own.organization}/`, { name: 'Target/Ops' }, as('ownadmin'))
+    assert.equal(renamed.status, 200, JSON.stringify(renamed.body))
+    const slashed = await call(gw, 'POST', 'teams/', { name: 'Ops/Inner', organization: target.organization })
+    assert.equal(slashed.status, 201)
+    await grant(gw, 'ownmember', 'Team Member', slashed.body.id)
+    const answer = await gw.fetch('/realms/platform/protocol/openid-connect/token', {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'ownmember', password: 'ownmember-password-long' }),
+    })
+    assert.equal(answer.status, 200)
+    const { groups } = decodeJwt((await json(answer)).access_token) as { groups: string[] }
+    assert.deepEqual(groups, ['/Target/Ops~/Inner', '/Target~/Ops'])
+    assert.ok(!groups.includes('/Target/Ops'), 'not the path of Target\'s team Ops')
   })
 })

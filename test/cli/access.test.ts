@@ -44,6 +44,21 @@ describe('bin/gatehouse access check', () => {
     assert.match((await check('otto', 'GET', '/api/eda/v1/admin/x')).stdout, /deny by rule 2: deny paths=\/api\/eda\/v1\/admin\/\*/)
   })
 
+  it('judges a path spelled with escapes or doubled slashes as the gateway does, and says which paths it refuses', async () => {
+    // The gateway merges runs of slashes before it routes, and the rules judge the path with its escapes decoded.
+    for (const spelling of ['/api/eda/v1/%61dmin/x', '/api/eda//v1/admin/x', '//api/eda/v1/admin/x', '/api/eda/v1/admin/x?a=1']) {
+      const result = await check('rita', 'GET', spelling)
+      assert.equal(result.code, 1, `${spelling}: ${result.stdout}${result.stderr}`)
+      assert.match(result.stdout, /deny by rule 2: deny paths=\/api\/eda\/v1\/admin\/\*/, spelling)
+    }
+    // Paths the gateway answers with 400 before any rule: said so, exit 1, as the request is refused.
+    for (const [spelling, code] of [['/api/eda/v1/../v1/admin/x', 'unsafe_path'], ['/api/eda/v1/a%2Fb', 'unsafe_path'], ['/api/eda/v1/%ZZ', 'malformed_escape']]) {
+      const result = await check('rita', 'GET', spelling!)
+      assert.equal(result.code, 1, `${spelling}: ${result.stdout}${result.stderr}`)
+      assert.match(result.stdout, new RegExp(`decision: deny \\(the gateway refuses this path: 400 ${code}`), spelling)
+    }
+  })
+
   it('says a service without rules lets every signed-in caller through', async () => {
     const result = await check('otto', 'DELETE', '/api/controller/v2/hosts/1/')
     assert.equal(result.code, 0)
@@ -69,6 +84,9 @@ describe('bin/gatehouse access check', () => {
   it('refuses an unknown user or a path no service serves as usage mistakes', async () => {
     assert.equal((await check('nobody', 'GET', '/api/eda/')).code, 2)
     assert.equal((await check('otto', 'GET', '/nowhere/')).code, 2)
+    const notAPath = await check('otto', 'GET', 'api/eda/')
+    assert.equal(notAPath.code, 2)
+    assert.match(notAPath.stderr, /no service or gateway path at api\/eda\//)
   })
 
   it('refuses a client address that is not an IP address as a usage mistake', async () => {

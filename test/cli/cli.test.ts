@@ -62,6 +62,27 @@ describe('bin/gatehouse', () => {
     assert.doesNotMatch(tokens.stdout, new RegExp(token.stdout.trim()))
   })
 
+  it('prints what others chose (a token\'s description) without the characters that would act on the terminal', async () => {
+    const dir = tempDir()
+    assert.equal((await runCli(['users', 'create', 'jane', '--data-dir', dir])).code, 0)
+    // Anyone may describe their own token, through the API, as they like: escape sequences and bidirectional overrides.
+    const description = 'ci\u001b]0;owned\u0007\u001b[2J \u202eexe.txt\u009b'
+    const store = await openStore({ dataDir: dir })
+    try {
+      const owner = (await store.users.findByUsername('jane'))!
+      await store.tokens.create({ userId: owner.id, tokenHash: 'x'.repeat(64), scope: 'read', description, expires: Date.now() + 60_000 })
+    } finally {
+      await store.close()
+    }
+    const table = await runCli(['tokens', 'list', '--data-dir', dir])
+    assert.equal(table.code, 0, table.stderr)
+    assert.doesNotMatch(table.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/)
+    assert.match(table.stdout, /ci\\u001b\]0;owned\\u0007\\u001b\[2J \\u202eexe\.txt\\u009b/)
+    // Scripts get it as it is, in JSON's own escapes.
+    const json = await runCli(['tokens', 'list', '--json', '--data-dir', dir])
+    assert.equal((JSON.parse(json.stdout) as { description: string }[])[0]!.description, description)
+  })
+
   it('refuses an e-mail address the API would refuse, and creates no one', async () => {
     const dir = tempDir()
     const refused = await runCli(['users', 'create', 'hana', '--email', 'not-an-address', '--data-dir', dir])
@@ -118,6 +139,10 @@ describe('bin/gatehouse', () => {
       [['frobnicate'], /unknown command/],
       [['users', 'list', '--database', 'mysql://x'], /postgres/],
       [['users', 'set-password', 'x', '--data-dir', dir], /--password-stdin/],
+      // Shorthand forms of IPv4 that requests never come from: 1.2.3 would clear 1.2.0.3, 127.1 would clear 127.0.0.1.
+      [['users', 'unthrottle', '1.2.3', '--data-dir', dir], /not an IP address: 1\.2\.3/],
+      [['users', 'unthrottle', '127.1', '--data-dir', dir], /not an IP address: 127\.1/],
+      [['users', 'unthrottle', '0x7f.0.0.1', '--data-dir', dir], /not an IP address: 0x7f\.0\.0\.1/],
     ]
     for (const [args, reason] of cases) {
       const result = await runCli(args)

@@ -39,6 +39,19 @@ describe('gatehouse ldap test', () => {
     assert.match(stdout, /^password: ok$/m)
   })
 
+  it('prints what the directory holds of a person as text, its control characters as \\u escapes', async () => {
+    const dn = `uid=alice,ou=people,${SUFFIX}`
+    await directory.replaceAttribute(dn, 'givenName', ['Ali\u001b]0;owned\u0007ce'])
+    try {
+      const { code, stdout, stderr } = await ldapTest(['--user', 'alice'])
+      assert.equal(code, 0, stderr)
+      assert.ok(stdout.includes('  first_name: Ali\\u001b]0;owned\\u0007ce\n'), stdout)
+      assert.doesNotMatch(stdout, /[\u001b\u0007]/)
+    } finally {
+      await directory.replaceAttribute(dn, 'givenName', ['Alice'])
+    }
+  })
+
   it('exits 1 when the password is wrong or the user is not found', async () => {
     const wrong = await ldapTest(['--user', 'bob', '--password-stdin'], 'not-the-password\n')
     assert.equal(wrong.code, 1)
