@@ -48,10 +48,14 @@ export function publicBase(app: Pick<App, 'config' | 'publicUrl'>): PublicBase {
 
 /**
  * A path-absolute reference that starts with `//` read alone as a reference to another host (`/base//evil.example/`
- * mapped to `//evil.example/`); `/.` before it resolves to the same path on this host (RFC 3986 §5.2.4).
+ * mapped to `//evil.example/`); `/.` before it resolves to the same path on this host (RFC 3986 §5.2.4). Browsers
+ * (the WHATWG URL parser) also read a backslash as a slash and drop tabs, so `/\evil.example/` and `/<tab>/evil.example/`
+ * are such references too.
  */
+const NETWORK_PATH = /^[/\\][\t\n\r]*[/\\]/
+
 function withoutNetworkPath(reference: string): string {
-  return reference.startsWith('//') ? `/.${reference}` : reference
+  return NETWORK_PATH.test(reference) ? `/.${reference}` : reference
 }
 
 /** A Refresh's delay and `url=`, the URL's quote if any, and the URL (HTML's "shared declarative refresh steps"). */

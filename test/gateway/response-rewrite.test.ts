@@ -153,6 +153,17 @@ describe('upstream addresses in responses', () => {
     assert.equal((await answer('/based/x', { location: `${upstream.url}/base//evil.example/x` })).headers.get('location'), `${gw.url}//evil.example/x`)
   })
 
+  it('never turns a path into a reference to another host by a backslash or a tab, which browsers read as a slash or drop', async () => {
+    for (const spelling of ['/base/\\evil.example/x', '/base/\t/evil.example/x', '/base/\t\\evil.example/x']) {
+      const location = (await answer('/based/x', { location: spelling })).headers.get('location')!
+      assert.equal(new URL(location, `${gw.url}/based/x`).host, new URL(gw.url).host, JSON.stringify(spelling))
+      const refresh = (await answer('/based/x', { refresh: `0; url=${spelling}` })).headers.get('refresh')!
+      assert.equal(new URL(refresh.slice('0; url='.length), `${gw.url}/based/x`).host, new URL(gw.url).host, JSON.stringify(spelling))
+      const forged = await headersWithHost(`${gw.url}/based/x${asking({ location: upstream.url + spelling })}`, 'evil.example')
+      assert.equal(new URL(forged.location!, 'http://evil.example/based/x').host, 'evil.example', JSON.stringify(spelling))
+    }
+  })
+
   it('with a public URL, points the upstream\'s own address at it whatever Host the client sent', async () => {
     const query = asking({ location: `${upstream.url}/base/next`, 'content-location': `${upstream.url}/base/items/1`, refresh: `0; url=${upstream.url}/base/login/` })
     for (const path of BOTH_PATHS) {
