@@ -14,7 +14,9 @@ async function countingUpstream(): Promise<{ url: string; requests: () => number
     const chunks: Buffer[] = []
     _req.on('data', (chunk: Buffer) => chunks.push(chunk))
     _req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3' })
+      // `?vary=...`: the service's own Vary.
+      const vary = new URL(_req.url!, 'http://upstream.invalid').searchParams.get('vary')
+      res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3', ...(vary ? { vary } : {}) })
         .end(JSON.stringify({ ok: true, received: Buffer.concat(chunks).toString() }))
     })
   })
@@ -126,6 +128,25 @@ describe('CORS per service', () => {
     const response = await gw.fetch('/api/things/1/', { headers: { ...adminAuth, origin: 'https://evil.example' } })
     assert.equal(response.status, 200)
     assert.equal(response.headers.get('access-control-allow-origin'), null)
+  })
+
+  it('keeps Origin in Vary beside the service\'s own, and sends it without an allowed Origin too, so that a shared cache keys the answer on the origin', async () => {
+    const vary = (response: Response) => (response.headers.get('vary') ?? '').split(',').map((name) => name.trim().toLowerCase())
+    const allowed = await gw.fetch('/api/things/1/?vary=Accept-Encoding', { headers: { ...adminAuth, origin: APP } })
+    assert.equal(allowed.headers.get('access-control-allow-origin'), APP)
+    assert.deepEqual(vary(allowed).sort(), ['accept-encoding', 'origin'])
+    for (const origin of [undefined, 'https://evil.example']) {
+      for (const query of ['', '?vary=Accept-Encoding']) {
+        const response = await gw.fetch(`/api/things/1/${query}`, { headers: { ...adminAuth, ...(origin ? { origin } : {}) } })
+        assert.equal(response.status, 200)
+        assert.ok(vary(response).includes('origin'), `${origin} ${query}: ${response.headers.get('vary')}`)
+      }
+    }
+    const refused = await gw.fetch('/api/things/1/')
+    assert.equal(refused.status, 401)
+    assert.ok(vary(refused).includes('origin'), 'the gateway\'s own answers too')
+    // Already there: not repeated.
+    assert.deepEqual(vary(await gw.fetch('/api/things/1/?vary=origin', { headers: { ...adminAuth, origin: APP } })), ['origin'])
   })
 
   it('answers any origin with "*" for a service that allows any, without credentials', async () => {
