@@ -75,10 +75,14 @@ interface Tunnel {
  * took the process down. The answer in flight is Node's `_httpMessage` of the socket; the next one ahead takes its
  * place when it is done. The upgrade's socket is paused meanwhile (Node stopped reading it).
  */
-function afterAnswersAhead(socket: Duplex, then: () => void): void {
+function afterAnswersAhead(socket: Duplex, then: () => void, waited = false): void {
   const ahead = (socket as { _httpMessage?: NodeJS.EventEmitter | null })._httpMessage
-  if (!ahead || socket.destroyed) return then()
-  ahead.once('close', () => afterAnswersAhead(socket, then))
+  if (ahead && !socket.destroyed) return void ahead.once('close', () => afterAnswersAhead(socket, then, true))
+  // The listener stops reading a connection whose pipelined requests wait (src/listener/node-server.ts), while Node's
+  // stream still counts a read under way for the parser it has since let go: an empty push ends that read, so that
+  // the socket reads again once the tunnel wants its bytes.
+  if (waited && !socket.destroyed) socket.push(Buffer.alloc(0))
+  then()
 }
 
 /** Only WebSocket upgrades leave the ordinary request path: others (h2c, say) are answered over HTTP/1.1. */
