@@ -58,8 +58,12 @@ function withoutNetworkPath(reference: string): string {
   return NETWORK_PATH.test(reference) ? `/.${reference}` : reference
 }
 
-/** A Refresh's delay and `url=`, the URL's quote if any, and the URL (HTML's "shared declarative refresh steps"). */
-const REFRESH = /^(\s*[\d.]+\s*[;,]\s*url\s*=\s*)(['"]?)(.*?)\2\s*$/i
+/**
+ * A Refresh's delay and `url=`, then the rest: the URL, in quotes or not (HTML's "shared declarative refresh steps").
+ * The quotes are taken off separately: one pattern for both, a lazy URL before an optional closing quote, backtracked
+ * over the whole value at every character, a second of CPU for 16,000 spaces inside a service's URL.
+ */
+const REFRESH = /^(\s*[\d.]+\s*[;,]\s*url\s*=\s*)(.*)$/i
 
 export function responseRewrite(route: Route, base: PublicBase): ResponseRewrite {
   const upstreamOrigin = route.upstream.origin.toLowerCase()
@@ -105,8 +109,11 @@ export function responseRewrite(route: Route, base: PublicBase): ResponseRewrite
   function refresh(value: string, request: GatewayRequest): string | undefined {
     const parts = REFRESH.exec(value)
     if (!parts) return undefined
-    const [, delay, quote, url] = parts
-    const rewritten = location(url!, request)
+    const [, delay, rest] = parts
+    const quoted = rest!.trimEnd()
+    const quote = (quoted[0] === '"' || quoted[0] === "'") && quoted.length > 1 && quoted.endsWith(quoted[0]) ? quoted[0] : ''
+    const url = quote ? quoted.slice(1, -1) : quoted
+    const rewritten = location(url, request)
     return rewritten === undefined ? undefined : `${delay}${quote}${rewritten}${quote}`
   }
 
