@@ -8,31 +8,40 @@ import { assignRequestId } from '../http/request-id.ts'
 import { normaliseTarget } from '../http/request-target.ts'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 
-/** Each connection's pipelined requests that wait for their turn. */
-const waiting = new WeakMap<Socket, number>()
+/** Each connection's pipelined requests that wait for their turn, and whether it stopped reading for them. */
+const waiting = new WeakMap<Socket, { count: number; paused: boolean }>()
+/**
+ * How many pipelined requests may wait on a connection before it is read no further. Not fewer: a pause may come in
+ * the middle of the next request's headers, which `server.timeouts.headers_seconds` would then cut off while the
+ * answers ahead take their time; clients that pipeline at all send a few requests at once, not dozens.
+ */
+const WAITING_BEFORE_PAUSE = 16
 
 /**
- * Handles a request pipelined behind others (RFC 9112 §9.3.2) once they have been answered, and reads nothing more
- * from its connection meanwhile. Node hands every request it parses to the handler at once and reads on while their
- * answers are pending, so one connection could make the gateway judge and forward any number of requests at once
- * (thousands a second from a single write of small requests), each held in memory until its answer's turn. As nginx
- * and Envoy do, a connection's requests are taken one after the other: at most those Node parsed from one read wait.
- * Node gives the response the socket when the answers ahead are done, which is the request's turn.
+ * Handles a request pipelined behind others (RFC 9112 §9.3.2) once they have been answered, and reads no further from
+ * its connection while more than a few wait. Node hands every request it parses to the handler at once and reads on
+ * while their answers are pending, so one connection could make the gateway judge and forward any number of requests
+ * at once (thousands a second from a single write of small requests), each held in memory until its answer's turn.
+ * As nginx and Envoy do, a connection's requests are taken one after the other, and at most those Node parsed from
+ * one read wait. Node gives the response the socket when the answers ahead are done, which is the request's turn.
  */
 function inTurn(request: IncomingMessage, response: ServerResponse, handle: RequestListener): void {
   const socket = request.socket
-  const count = waiting.get(socket) ?? 0
-  if (count === 0) socket.on('resume', keepPaused)
-  waiting.set(socket, count + 1)
-  socket.pause()
+  let state = waiting.get(socket)
+  if (!state) waiting.set(socket, state = { count: 0, paused: false })
+  if (++state.count >= WAITING_BEFORE_PAUSE && !state.paused) {
+    state.paused = true
+    socket.on('resume', keepPaused)
+    socket.pause()
+  }
   response.once('socket', () => {
-    const left = waiting.get(socket)! - 1
-    if (left) waiting.set(socket, left)
-    else {
+    if (--state.count === 0) {
       waiting.delete(socket)
-      socket.off('resume', keepPaused)
-      // Node keeps it paused if it paused it itself (answers it could not write yet).
-      socket.resume()
+      if (state.paused) {
+        socket.off('resume', keepPaused)
+        // Node keeps it paused if it paused it itself (answers it could not write yet).
+        socket.resume()
+      }
     }
     handle(request, response)
   })

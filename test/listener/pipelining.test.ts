@@ -22,15 +22,16 @@ describe('pipelined requests', () => {
       mostHeld = Math.max(mostHeld, ++holding)
       let bytes = 0
       request.on('data', (chunk: Buffer) => (bytes += chunk.length))
+      // `/slow/late...`: an answer that takes longer than a client has to send its headers.
       request.on('end', () => setTimeout(() => {
         holding--
         response.end(`answer to ${request.url}${bytes ? ` with ${bytes} bytes` : ''}`)
-      }, 50))
+      }, request.url!.startsWith('/slow/late') ? 3000 : 50))
     })
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
     gw = await startGateway({
       config: {
-        server: { host: '127.0.0.1', port: 0 },
+        server: { host: '127.0.0.1', port: 0, timeouts: { headers_seconds: 1 } },
         services: [{ name: 'slow', prefix: '/slow/', upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, public_paths: ['/slow/*'] }],
       },
     })
@@ -60,6 +61,18 @@ describe('pipelined requests', () => {
     try {
       const text = await eventually(client.received, (received) => received.includes('answer to /slow/c'), 10_000)
       assert.deepEqual(text.match(/answer to [^H]+/g), ['answer to /slow/a', `answer to /slow/b with ${body.length} bytes`, 'answer to /slow/c'])
+    } finally {
+      client.socket.destroy()
+    }
+  })
+
+  it('reads on while a few pipelined requests wait, so that a request whose headers come in two parts meanwhile is not cut off', async () => {
+    const client = await rawClient(gw.url, '127.0.0.1', 'GET /slow/late HTTP/1.1\r\nHost: gw\r\n\r\nGET /slow/b HTTP/1.1\r\nHost: gw\r\n\r\nGET /slow/c HTTP/1.1\r\nHo')
+    try {
+      await sleep(200)
+      client.socket.write('st: gw\r\n\r\n')
+      const text = await eventually(client.received, (received) => received.includes('answer to /slow/c') || client.socket.closed, 10_000)
+      assert.deepEqual(text.match(/answer to \/slow\/[a-z]+/g), ['answer to /slow/late', 'answer to /slow/b', 'answer to /slow/c'])
     } finally {
       client.socket.destroy()
     }
