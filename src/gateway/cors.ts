@@ -73,8 +73,9 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
     },
     fromUpstream(upstream) {
       for (const name of Object.keys(upstream)) if (name.startsWith('access-control-')) delete upstream[name]
-      const vary = upstream.vary
-      if (variesByOrigin && typeof vary === 'string' && !/(?:^|,)\s*(?:origin|\*)\s*(?:,|$)/i.test(vary)) upstream.vary = `${vary}, Origin`
+      // One field, or several (a list, RFC 9110 §5.3).
+      const vary = [upstream.vary ?? []].flat().join(', ')
+      if (variesByOrigin && vary && !/(?:^|,)\s*(?:origin|\*)\s*(?:,|$)/i.test(vary)) upstream.vary = `${vary}, Origin`
       return upstream
     },
   }

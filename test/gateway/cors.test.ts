@@ -15,8 +15,10 @@ async function countingUpstream(): Promise<{ url: string; requests: () => number
     _req.on('data', (chunk: Buffer) => chunks.push(chunk))
     _req.on('end', () => {
       // `?vary=...`: the service's own Vary.
-      const vary = new URL(_req.url!, 'http://upstream.invalid').searchParams.get('vary')
-      res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3', ...(vary ? { vary } : {}) })
+      const vary = new URL(_req.url!, 'http://upstream.invalid').searchParams.getAll('vary')
+      const headers: Record<string, string | string[]> = { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3' }
+      if (vary.length) headers.vary = vary
+      res.writeHead(200, headers)
         .end(JSON.stringify({ ok: true, received: Buffer.concat(chunks).toString() }))
     })
   })
@@ -145,6 +147,8 @@ describe('CORS per service', () => {
     const refused = await gw.fetch('/api/things/1/')
     assert.equal(refused.status, 401)
     assert.ok(vary(refused).includes('origin'), 'the gateway\'s own answers too')
+    // The service's Vary in two fields.
+    assert.deepEqual(vary(await gw.fetch('/api/things/1/?vary=Accept-Encoding&vary=Accept', { headers: { ...adminAuth, origin: APP } })).sort(), ['accept', 'accept-encoding', 'origin'])
     // Already there: not repeated.
     assert.deepEqual(vary(await gw.fetch('/api/things/1/?vary=origin', { headers: { ...adminAuth, origin: APP } })), ['origin'])
   })
