@@ -11,8 +11,11 @@ import { CorsRefused } from '../errors.ts'
 export interface CorsPolicy {
   /** Answers a preflight (and returns true), or adds the response headers for an allowed origin. */
   handle(request: FastifyRequest, reply: FastifyReply): boolean
-  /** The service's response without CORS headers of its own: the gateway's policy is the one browsers see. */
-  withoutUpstreamHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders
+  /**
+   * The service's response without CORS headers of its own (the gateway's policy is the one browsers see), and with
+   * `Origin` in its `Vary`, which would otherwise replace the gateway's.
+   */
+  fromUpstream(headers: IncomingHttpHeaders): IncomingHttpHeaders
 }
 
 export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefined {
@@ -28,15 +31,14 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
   const exposeHeaders = config.exposed_headers.join(', ')
   const maxAge = String(config.max_age_seconds)
   const allowed = (origin: string) => anyOrigin || origins.has(origin)
+  // A wildcard without credentials is the same answer for every origin; any other policy answers each origin its own
+  // way (its own Access-Control-Allow-Origin, or none), so every answer says it depends on Origin, those to requests
+  // without one or from an origin not allowed too: a shared cache would otherwise hand one origin's answer to another
+  // (the Fetch standard, "CORS protocol and HTTP caches").
+  const variesByOrigin = !(anyOrigin && !config.allow_credentials)
 
   function addOriginHeaders(reply: FastifyReply, origin: string): void {
-    // A wildcard without credentials is the same answer for every origin, so it needs no Vary.
-    if (anyOrigin && !config!.allow_credentials) {
-      reply.header('access-control-allow-origin', '*')
-    } else {
-      reply.header('access-control-allow-origin', origin)
-      reply.header('vary', 'Origin')
-    }
+    reply.header('access-control-allow-origin', variesByOrigin ? origin : '*')
     if (config!.allow_credentials) reply.header('access-control-allow-credentials', 'true')
   }
 
@@ -55,6 +57,7 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
 
   return {
     handle(request, reply) {
+      if (variesByOrigin) reply.header('vary', 'Origin')
       const origin = request.headers.origin
       if (typeof origin !== 'string') return false
       const method = request.headers['access-control-request-method']
@@ -68,8 +71,11 @@ export function compileCors(config: CorsConfig | undefined): CorsPolicy | undefi
       }
       return false
     },
-    withoutUpstreamHeaders(upstream) {
+    fromUpstream(upstream) {
       for (const name of Object.keys(upstream)) if (name.startsWith('access-control-')) delete upstream[name]
+      // One field, or several (a list, RFC 9110 §5.3).
+      const vary = [upstream.vary ?? []].flat().join(', ')
+      if (variesByOrigin && vary && !/(?:^|,)\s*(?:origin|\*)\s*(?:,|$)/i.test(vary)) upstream.vary = `${vary}, Origin`
       return upstream
     },
   }

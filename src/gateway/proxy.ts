@@ -63,7 +63,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   // What the client receives of the service's answer's fields, for an upgrade's answer as for any other.
   const clientHeaders = (upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders => {
     const kept = rewrite(clientResponseHeaders(upstreamHeaders), request)
-    return route.cors ? route.cors.withoutUpstreamHeaders(kept) : kept
+    return route.cors ? route.cors.fromUpstream(kept) : kept
   }
   const upgrade = websockets.upgradeOf(request)
   if (upgrade) {

@@ -68,6 +68,23 @@ interface Tunnel {
   close(reason: string): void
 }
 
+/**
+ * Runs `then` once the connection has no answer in flight. Node hands over an upgrade as soon as it is parsed, also one
+ * pipelined behind requests still being answered on the same connection (RFC 9112 §9.3.2 has their answers sent first,
+ * in order): its answer written then would be cut into theirs, and binding a response to the connection threw, which
+ * took the process down. The answer in flight is Node's `_httpMessage` of the socket; the next one ahead takes its
+ * place when it is done. The upgrade's socket is paused meanwhile (Node stopped reading it).
+ */
+function afterAnswersAhead(socket: Duplex, then: () => void, waited = false): void {
+  const ahead = (socket as { _httpMessage?: NodeJS.EventEmitter | null })._httpMessage
+  if (ahead && !socket.destroyed) return void ahead.once('close', () => afterAnswersAhead(socket, then, true))
+  // The listener stops reading a connection whose pipelined requests wait (src/listener/node-server.ts), while Node's
+  // stream still counts a read under way for the parser it has since let go: an empty push ends that read, so that
+  // the socket reads again once the tunnel wants its bytes.
+  if (waited && !socket.destroyed) socket.push(Buffer.alloc(0))
+  then()
+}
+
 /** Only WebSocket upgrades leave the ordinary request path: others (h2c, say) are answered over HTTP/1.1. */
 export function asksForWebSocket(request: IncomingMessage): boolean {
   const upgrade = request.headers.upgrade
@@ -108,24 +125,7 @@ export class WebSocketTunnels {
     const http = server.server as Server & { shouldUpgradeCallback: (request: IncomingMessage) => boolean }
     http.shouldUpgradeCallback = asksForWebSocket
     http.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (this.#closing) return void socket.destroy()
-      // As for every other request (src/listener/node-server.ts).
-      normaliseTarget(request)
-      const id = assignRequestId(request, app.trustsProxy)
-      this.#upgrades.set(request, { socket, head })
-      this.#connections.set(socket, () => {
-        const ended = once(socket, 'close').then(() => undefined)
-        socket.destroy()
-        return ended
-      })
-      socket.once('close', () => this.#connections.delete(socket))
-      socket.on('error', () => socket.destroy())
-      const response = new ServerResponse(request)
-      response.shouldKeepAlive = false
-      response.setHeader('x-request-id', id)
-      response.assignSocket(socket as Socket)
-      response.on('finish', () => lingeringClose(socket))
-      server.routing(request, response)
+      afterAnswersAhead(socket, () => this.#route(server, request, socket, head))
     })
     // Before the server closes, not after (onClose): Fastify runs those hooks once every connection has ended, which
     // an open WebSocket never does on its own, so a shutdown waited for its sockets and they for it, for good. They
@@ -136,6 +136,29 @@ export class WebSocketTunnels {
       this.#closing = true
       await Promise.all([...this.#connections.values()].map((end) => end('shutdown')))
     })
+  }
+
+  /** Hands an upgrade to Fastify's router with a response bound to its socket, as any request (the constructor). */
+  #route(server: FastifyInstance, request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const app = this.#app
+    if (this.#closing || socket.destroyed) return void socket.destroy()
+    // As for every other request (src/listener/node-server.ts).
+    normaliseTarget(request)
+    const id = assignRequestId(request, app.trustsProxy)
+    this.#upgrades.set(request, { socket, head })
+    this.#connections.set(socket, () => {
+      const ended = once(socket, 'close').then(() => undefined)
+      socket.destroy()
+      return ended
+    })
+    socket.once('close', () => this.#connections.delete(socket))
+    socket.on('error', () => socket.destroy())
+    const response = new ServerResponse(request)
+    response.shouldKeepAlive = false
+    response.setHeader('x-request-id', id)
+    response.assignSocket(socket as Socket)
+    response.on('finish', () => lingeringClose(socket))
+    server.routing(request, response)
   }
 
   /** The upgrade this request asks for, if it came in as one. */

@@ -1,11 +1,59 @@
-import type { RequestListener, Server } from 'node:http'
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { BadRequest, errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
 import { assignRequestId } from '../http/request-id.ts'
 import { normaliseTarget } from '../http/request-target.ts'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
+
+/** Each connection's pipelined requests that wait for their turn, and whether it stopped reading for them. */
+const waiting = new WeakMap<Socket, { count: number; paused: boolean }>()
+/**
+ * How many pipelined requests may wait on a connection before it is read no further. Not fewer: a pause may come in
+ * the middle of the next request's headers, which `server.timeouts.headers_seconds` would then cut off while the
+ * answers ahead take their time; clients that pipeline at all send a few requests at once, not dozens.
+ */
+const WAITING_BEFORE_PAUSE = 16
+
+/**
+ * Handles a request pipelined behind others (RFC 9112 §9.3.2) once they have been answered, and reads no further from
+ * its connection while more than a few wait. Node hands every request it parses to the handler at once and reads on
+ * while their answers are pending, so one connection could make the gateway judge and forward any number of requests
+ * at once (thousands a second from a single write of small requests), each held in memory until its answer's turn.
+ * As nginx and Envoy do, a connection's requests are taken one after the other, and at most those Node parsed from
+ * one read wait. Node gives the response the socket when the answers ahead are done, which is the request's turn.
+ */
+function inTurn(request: IncomingMessage, response: ServerResponse, handle: RequestListener): void {
+  const socket = request.socket
+  let state = waiting.get(socket)
+  if (!state) waiting.set(socket, state = { count: 0, paused: false })
+  if (++state.count >= WAITING_BEFORE_PAUSE && !state.paused) {
+    state.paused = true
+    socket.on('resume', keepPaused)
+    socket.pause()
+  }
+  response.once('socket', () => {
+    if (--state.count === 0) {
+      waiting.delete(socket)
+      if (state.paused) {
+        socket.off('resume', keepPaused)
+        // Node keeps it paused if it paused it itself (answers it could not write yet).
+        socket.resume()
+      }
+    }
+    handle(request, response)
+  })
+}
+
+/**
+ * Node resumes a connection on its own (each answer written, a finished request's unread body drained): while
+ * requests wait on it, it is paused again at once, before anything is read.
+ */
+function keepPaused(this: Socket): void {
+  this.pause()
+}
 
 /** How long a CONNECT's refusal may take to be written before its socket is destroyed anyway. */
 const CONNECT_ANSWER_MS = 5_000
@@ -28,6 +76,11 @@ interface FactoryOptions {
  */
 export function nodeServer(fastifyHandler: RequestListener, options: FactoryOptions, take: () => ((...args: Parameters<RequestListener>) => boolean) | undefined, trustsProxy: ProxyTrust): Server {
   const handler: RequestListener = (request, response) => {
+    // Pipelined behind a request still being answered: its response has no socket until that answer is done.
+    if (response.socket === null) return inTurn(request, response, handle)
+    handle(request, response)
+  }
+  const handle: RequestListener = (request, response) => {
     normaliseTarget(request)
     const id = assignRequestId(request, trustsProxy)
     // A lane that takes the request answers with the id itself: the forward-auth answer writes all its header fields

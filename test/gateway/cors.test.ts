@@ -14,7 +14,11 @@ async function countingUpstream(): Promise<{ url: string; requests: () => number
     const chunks: Buffer[] = []
     _req.on('data', (chunk: Buffer) => chunks.push(chunk))
     _req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3' })
+      // `?vary=...`: the service's own Vary.
+      const vary = new URL(_req.url!, 'http://upstream.invalid').searchParams.getAll('vary')
+      const headers: Record<string, string | string[]> = { 'content-type': 'application/json', 'access-control-allow-origin': '*', 'x-total': '3' }
+      if (vary.length) headers.vary = vary
+      res.writeHead(200, headers)
         .end(JSON.stringify({ ok: true, received: Buffer.concat(chunks).toString() }))
     })
   })
@@ -126,6 +130,27 @@ describe('CORS per service', () => {
     const response = await gw.fetch('/api/things/1/', { headers: { ...adminAuth, origin: 'https://evil.example' } })
     assert.equal(response.status, 200)
     assert.equal(response.headers.get('access-control-allow-origin'), null)
+  })
+
+  it('keeps Origin in Vary beside the service\'s own, and sends it without an allowed Origin too, so that a shared cache keys the answer on the origin', async () => {
+    const vary = (response: Response) => (response.headers.get('vary') ?? '').split(',').map((name) => name.trim().toLowerCase())
+    const allowed = await gw.fetch('/api/things/1/?vary=Accept-Encoding', { headers: { ...adminAuth, origin: APP } })
+    assert.equal(allowed.headers.get('access-control-allow-origin'), APP)
+    assert.deepEqual(vary(allowed).sort(), ['accept-encoding', 'origin'])
+    for (const origin of [undefined, 'https://evil.example']) {
+      for (const query of ['', '?vary=Accept-Encoding']) {
+        const response = await gw.fetch(`/api/things/1/${query}`, { headers: { ...adminAuth, ...(origin ? { origin } : {}) } })
+        assert.equal(response.status, 200)
+        assert.ok(vary(response).includes('origin'), `${origin} ${query}: ${response.headers.get('vary')}`)
+      }
+    }
+    const refused = await gw.fetch('/api/things/1/')
+    assert.equal(refused.status, 401)
+    assert.ok(vary(refused).includes('origin'), 'the gateway\'s own answers too')
+    // The service's Vary in two fields.
+    assert.deepEqual(vary(await gw.fetch('/api/things/1/?vary=Accept-Encoding&vary=Accept', { headers: { ...adminAuth, origin: APP } })).sort(), ['accept', 'accept-encoding', 'origin'])
+    // Already there: not repeated.
+    assert.deepEqual(vary(await gw.fetch('/api/things/1/?vary=origin', { headers: { ...adminAuth, origin: APP } })), ['origin'])
   })
 
   it('answers any origin with "*" for a service that allows any, without credentials', async () => {

@@ -263,6 +263,24 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.equal(service.handshakes.length, reached, 'nothing reached the service')
   })
 
+  it('answers an upgrade pipelined behind requests still being answered once their answers are sent, without taking the process down', async () => {
+    const plain = 'GET /scripted/open/plain HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+    // Twenty: so many that the connection is read no further meanwhile (src/listener/node-server.ts).
+    for (const ahead of [plain, plain + plain, plain.repeat(20)]) {
+      const client = await rawClient(gw.url, '127.0.0.1', ahead + upgradeRequest('/scripted/open/ok'))
+      try {
+        const text = await eventually(client.received, (received) => /\r\n\r\n$/.test(received) && /HTTP\/1\.1 101 /.test(received), 5000)
+        const answers = text.match(/HTTP\/1\.1 \d+/g)
+        assert.deepEqual(answers, [...ahead.match(/GET/g)!.map(() => 'HTTP/1.1 200'), 'HTTP/1.1 101'], 'each answer whole and in order, the 101 last')
+        client.socket.write('after the answers')
+        assert.equal(await eventually(() => service.handshakes.at(-1), (last) => last === 'carried: after the answers', 2000), 'carried: after the answers')
+      } finally {
+        client.socket.destroy()
+      }
+    }
+    assert.equal((await gw.fetch('/api/gateway/v1/ping/')).status, 200)
+  })
+
   it('carries bytes a client pipelines behind an allowed upgrade to the service as the socket\'s, never as a request of the gateway\'s', async () => {
     const reached = service.handshakes.length
     const smuggled = 'GET /scripted/admin/ok HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
