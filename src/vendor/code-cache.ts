@@ -5,7 +5,7 @@
  * Node's compile cache (NODE_COMPILE_CACHE) keeps what V8 compiled when a module was first compiled: its top level.
  * Every function a start then calls (Fastify registering routes, zod building schemas, the YAML parser) is compiled
  * again at every start, when first called. A cache made from a script after the start has run holds those functions
- * too, and a start that uses it compiles none of them: about a tenth of a start's CPU time. So each bundle is
+ * too, and a start that uses it compiles none of them: a tenth to a fifth of a start's CPU time. So each bundle is
  * compiled here, from its file, with the cache `serve` saved once it listened (`saveCodeCaches`); without one (a
  * first start, another bundle, or a cache V8 refuses: another Node or other V8 flags) it compiles as Node would,
  * and `serve` saves a new one. The caches live in Node's compile cache directory, named after the bundle's content,
