@@ -89,7 +89,8 @@ function median(values: number[]): number {
 try {
   const config = writeConfig()
   const results = roots.map(() => [] as Start[])
-  // A first start of each creates its database (and warms the compile cache); only restarts are counted.
+  // A first start of each creates its database (and warms the compile cache, and saves the bundles' code caches,
+  // src/vendor/code-cache.ts); only restarts are counted.
   for (const [i, root] of roots.entries()) await measureStart(root, config, join(dir, `data-${i}`))
   for (let round = 0; round < starts; round++) {
     for (const [i, root] of roots.entries()) results[i]!.push(await measureStart(root, config, join(dir, `data-${i}`)))

@@ -24,6 +24,8 @@ interface ApiPaths {
   readonly access: Map<string, Access>
   /** The `Allow` of each path, once every route is known. */
   readonly allow: Map<string, string>
+  /** The methods each path has, as the router holds them. */
+  readonly methods: Map<string, Set<string>>
 }
 
 declare module 'fastify' {
@@ -43,11 +45,16 @@ export function answersForApi(config: unknown): boolean {
  * every answer to OPTIONS (the lists' metadata too) carries the path's `Allow`.
  */
 export function collectPaths(api: GatewayApi): ApiPaths {
-  const paths: ApiPaths = { access: new Map(), allow: new Map() }
+  const paths: ApiPaths = { access: new Map(), allow: new Map(), methods: new Map() }
   api.addHook('onRoute', (route) => {
     if (answersForApi(route.config)) return
     const access = (route.config as { access?: Access } | undefined)?.access ?? 'user'
-    if (!paths.access.has(route.url) || [route.method].flat().includes('GET')) paths.access.set(route.url, access)
+    const methods = [route.method].flat()
+    if (!paths.access.has(route.url) || methods.includes('GET')) paths.access.set(route.url, access)
+    for (const url of routerPaths(route)) {
+      const known = paths.methods.get(url) ?? paths.methods.set(url, new Set()).get(url)!
+      for (const method of methods) known.add(method)
+    }
   })
   api.addHook('onSend', async (request, reply) => {
     const allow = request.method === 'OPTIONS' && paths.allow.get(request.routeOptions.url ?? '')
@@ -63,7 +70,7 @@ export function collectPaths(api: GatewayApi): ApiPaths {
  */
 export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPath: string): void {
   for (const [url, access] of paths.access) {
-    const has = new Set(ALLOW_ORDER.filter((method) => api.hasRoute({ method, url })))
+    const has = paths.methods.get(url) ?? new Set()
     const others = ANSWERED_METHODS.filter((method) => !has.has(method))
     const allowed = ALLOW_ORDER.filter((method) => has.has(method) || (method === 'OPTIONS' && others.includes('OPTIONS')))
     const allow = allowed.join(', ')
@@ -81,10 +88,20 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
       },
     })
     const unslashed = url.slice(0, -1)
-    if (url.endsWith('/') && unslashed && !ANSWERED_METHODS.some((method) => api.hasRoute({ method, url: unslashed }))) {
+    if (url.endsWith('/') && unslashed && !paths.methods.has(unslashed) && !ANSWERED_METHODS.some((method) => api.hasRoute({ method, url: unslashed }))) {
       api.route({ method: [...ANSWERED_METHODS], url: unslashed, config: { access: 'open', answersForApi: true }, schema: { hide: true }, handler: appendSlash(publishedPath) })
     }
   }
+}
+
+/**
+ * The paths the router holds a route under, as its onRoute hooks see it: the root of a prefixed scope (`/` under
+ * `/api/gateway/v1`), seen as the prefix alone, is also held with the slash (Fastify's `prefixTrailingSlash: 'both'`,
+ * its default, which the API keeps), without the hooks being run again.
+ */
+function routerPaths(route: { url: string; routePath?: string; prefix?: string; method: string | string[]; prefixTrailingSlash?: string }): string[] {
+  const prefixRoot = route.routePath === '' && !!route.prefix && route.method !== 'HEAD' && (route.prefixTrailingSlash ?? 'both') === 'both'
+  return prefixRoot ? [route.url, `${route.url}/`] : [route.url]
 }
 
 /** The path with its slash, under the path the gateway is published at. */

@@ -7,6 +7,7 @@ import { unverifiedDirectoryWarning } from '../config/ldap.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
 import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
+import { saveCodeCaches } from '../vendor/code-cache.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
 import { checkStartFiles, demoUpstreamsProblem, readableSecretsWarning } from './preflight.ts'
@@ -134,6 +135,8 @@ async function serve(options: ServeOptions): Promise<void> {
   if (isWorker()) server.log.info({ url: listening.url }, 'worker listening')
   // A rule may name a team, organization or role before it is created: it applies once it is, but a typo should be seen.
   for (const problem of unknownNames(config, app.access.names())) server.log.warn({ problem }, 'access rule names something that does not exist')
+  // What the start ran of the dependencies' bundles, compiled, for the next start (a first start, or a new install).
+  saveCodeCaches()
   releaseStartupMemory()
   void lowerThreadPoolPriority()
 }

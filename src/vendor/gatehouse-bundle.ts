@@ -22,9 +22,10 @@ export const ENTRY = 'src/cli/main.ts'
 
 /**
  * Modules that must stay the one copy Node loads from the sources: the provider's clock hands oidc-provider its own
- * URL as oidc-provider's `epoch_time.js`, and a bundled copy beside it would hold another clock.
+ * URL as oidc-provider's `epoch_time.js`, and a bundled copy beside it would hold another clock; the code caches
+ * of the dependencies' bundles are kept by the copy the preloaded hooks load (src/vendor/register.ts).
  */
-const LOADED_FROM_SOURCES = ['src/oidc/provider-clock.ts']
+const LOADED_FROM_SOURCES = ['src/oidc/provider-clock.ts', 'src/vendor/code-cache.ts']
 
 const MANIFEST = 'manifest.json'
 

@@ -5,17 +5,22 @@
  * holds a package (itself or a dependency) installed since at another version, a source changed since it was
  * bundled, or a missing or unreadable manifest, leaves Node's own resolution alone.
  */
+import { realpathSync } from 'node:fs'
 import { registerHooks } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { bundleRunner, codeCacheDirectory } from './code-cache.ts'
 import { ENTRY, gatehouseBundleEntry } from './gatehouse-bundle.ts'
-import { currentBundles } from './manifest.ts'
+import { currentBundles, vendorDirectory } from './manifest.ts'
 
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url))
 
 const bundles = currentBundles(projectRoot)
 const sourcesEntry = pathToFileURL(join(projectRoot, ENTRY)).href
 const bundledEntry = gatehouseBundleEntry(projectRoot)
+// The bundles' own files, as their facades require them (by real path: node_modules may be a link), are compiled with
+// the code caches of src/vendor/code-cache.ts while Node's compile cache is on.
+const cachedBundles = bundles.size > 0 && codeCacheDirectory() ? bundleDirectoryUrls() : []
 if (bundles.size > 0 || bundledEntry) {
   registerHooks({
     resolve(specifier, context, nextResolve) {
@@ -24,5 +29,22 @@ if (bundles.size > 0 || bundledEntry) {
       if (!bundle) return nextResolve(specifier, context)
       return { url: context.conditions?.includes('require') ? bundle.require : bundle.import, shortCircuit: true }
     },
+    // Not short-circuited: hooks registered before these (a test's record of what a start loads) see the bundle too.
+    ...(cachedBundles.length > 0 && {
+      load(url, context, nextLoad) {
+        const loaded = nextLoad(url, context)
+        if (!url.endsWith('.bundle.cjs') || !cachedBundles.some((directory) => url.startsWith(directory))) return loaded
+        return { ...loaded, format: 'commonjs', source: bundleRunner() }
+      },
+    }),
   })
+}
+
+function bundleDirectoryUrls(): string[] {
+  const directory = vendorDirectory(projectRoot)
+  try {
+    return [...new Set([directory, realpathSync(directory)])].map((path) => `${pathToFileURL(path).href}/`)
+  } catch {
+    return []
+  }
 }
