@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
@@ -136,6 +136,36 @@ describe('serve: what a start loads', () => {
       assert.ok(entries.length > 50, `compile cache entries written while serving: ${entries.length}`)
     } finally {
       await gateway.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('keeps its compile caches in the user\'s own cache directory, and runs without them where another user owns it', async () => {
+    // The caches hold code the gateway runs as found: a directory in a shared /tmp, which any user could create first
+    // and fill, would let them run code as the gateway's user.
+    const dir = tempDir()
+    const environOf = (pid: number) => new Map(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]))
+    const own = join(dir, 'own-cache-home')
+    const others = join(dir, 'others-cache-home')
+    mkdirSync(join(others, 'gatehouse', 'compile-cache'), { recursive: true })
+    const otherUser = process.getuid!() === 0 ? 65534 : undefined
+    if (otherUser !== undefined) chownSync(join(others, 'gatehouse', 'compile-cache'), otherUser, otherUser)
+    // Empty counts as unset, whatever the environment running the tests has.
+    const [inOwn, inOthers] = await Promise.all([
+      spawnGateway(['--data-dir', join(dir, 'own')], { NODE_COMPILE_CACHE: '', XDG_CACHE_HOME: own }),
+      spawnGateway(['--data-dir', join(dir, 'others')], { NODE_COMPILE_CACHE: '', XDG_CACHE_HOME: others }),
+    ])
+    try {
+      assert.equal(environOf(inOwn.process.pid!).get('NODE_COMPILE_CACHE'), join(own, 'gatehouse', 'compile-cache'))
+      assert.ok(readdirSync(join(own, 'gatehouse', 'compile-cache')).length > 0, 'entries written in the user\'s own directory')
+      if (otherUser !== undefined) {
+        assert.equal(environOf(inOthers.process.pid!).has('NODE_COMPILE_CACHE'), false)
+        assert.equal(environOf(inOthers.process.pid!).get('NODE_DISABLE_COMPILE_CACHE'), '1')
+        assert.deepEqual(readdirSync(join(others, 'gatehouse', 'compile-cache')), [], 'nothing written to, or read from, another user\'s directory')
+      }
+      for (const gateway of [inOwn, inOthers]) assert.equal((await fetch(`${gateway.url}/healthz`)).status, 200)
+    } finally {
+      await Promise.all([inOwn.stop(), inOthers.stop()])
       rmSync(dir, { recursive: true, force: true })
     }
   })
