@@ -1,5 +1,4 @@
 import type { Algorithm, Options, ParsedHashOptions } from '@node-rs/argon2'
-import { createRequire } from 'node:module'
 import { availableParallelism, getPriority } from 'node:os'
 import { PasswordCheckAbandoned, PasswordChecksBusy } from '../errors.ts'
 import { HashingThreads } from './hashing-threads.ts'
@@ -111,26 +110,36 @@ export function boundPasswordChecksWaiting(maxWaiting: number): void {
  */
 export const HASH_COST_CEILING = Object.freeze({ memoryCost: 131_072, parallelism: 16, work: 8 * ARGON2ID.memoryCost! * ARGON2ID.timeCost! })
 
-let parseHash: typeof import('@node-rs/argon2').parseOptions | undefined
+/** Algorithm's and Version's numbers in @node-rs/argon2 (its const enums), by their names in a PHC string. */
+const PHC_ALGORITHMS: Readonly<Record<string, Algorithm>> = { argon2d: 0 as Algorithm, argon2i: 1 as Algorithm, argon2id: 2 as Algorithm }
+const PHC_VERSIONS: Readonly<Record<string, ParsedHashOptions['version']>> = { 16: 0 as ParsedHashOptions['version'], 19: 1 as ParsedHashOptions['version'] }
+const PHC_B64 = /^[A-Za-z0-9+/]+$/
 
 /**
- * A stored hash's parameters, read with argon2's addon on this thread, loaded with the first hash looked at (a start
- * needs none) and at once, so that a check reaches its hashing thread in the same turn of the event loop; undefined for
- * a hash that does not parse, which is no match whatever the password.
+ * A stored hash's parameters, read from its PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) here rather than
+ * by argon2's addon, which only the hashing threads load (src/directory/hashing-threads.ts); undefined for a string
+ * that is not such a hash.
  */
 function hashParameters(hash: string): ParsedHashOptions | undefined {
-  parseHash ??= (createRequire(import.meta.url)('@node-rs/argon2') as typeof import('@node-rs/argon2')).parseOptions
-  try {
-    return parseHash(hash)
-  } catch {
-    return undefined
-  }
+  const fields = hash.split('$')
+  if (fields.length === 5) fields.splice(2, 0, 'v=16')
+  const [empty, name, version, list, salt, output] = fields
+  if (fields.length !== 6 || empty !== '' || !Object.hasOwn(PHC_ALGORITHMS, name!) || !version!.startsWith('v=')) return undefined
+  const pairs = list!.split(',')
+  const params = new Map(pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)] as const))
+  if (params.size !== pairs.length) return undefined
+  const number = (key: string) => /^[1-9]\d{0,9}$/.test(params.get(key) ?? '') ? Number(params.get(key)) : NaN
+  const [memoryCost, timeCost, parallelism] = [number('m'), number('t'), number('p')]
+  if (!Object.hasOwn(PHC_VERSIONS, version!.slice(2)) || [memoryCost, timeCost, parallelism].some(Number.isNaN) || !PHC_B64.test(salt!) || !PHC_B64.test(output!)) return undefined
+  const bytes = (b64: string) => Math.floor(b64.length * 3 / 4)
+  return { algorithm: PHC_ALGORITHMS[name!]!, version: PHC_VERSIONS[version!.slice(2)]!, memoryCost, timeCost, parallelism, saltLen: bytes(salt!), outputLen: bytes(output!) }
 }
 
 /** Why Gatehouse will not verify a stored hash (its cost is above HASH_COST_CEILING); undefined when it will. */
 export function hashCostRefusal(hash: string): string | undefined {
   const parameters = hashParameters(hash)
-  if (!parameters) return undefined
+  // No match whatever the password, and nothing to run: what the hashing thread would make of it is not known here.
+  if (!parameters) return 'it is not an argon2 hash Gatehouse can read'
   const { memoryCost, timeCost, parallelism } = parameters
   const ceiling = HASH_COST_CEILING
   if (memoryCost <= ceiling.memoryCost && parallelism <= ceiling.parallelism && memoryCost * timeCost <= ceiling.work) return undefined
