@@ -12,11 +12,11 @@ export interface SignInStartLimits {
 }
 
 /**
- * The most client addresses one process counts in a window, whatever `total` is (0 among them): about 10 MB. Once
- * reached, the address counted first is forgotten (it may start afresh); an attacker needs that many addresses (IPv6
- * /64s) to free one, which is as many starts again.
+ * The most client addresses one process counts in a window, whatever `total` is (0 among them): about 10 MB of IPv6
+ * /64s. Once reached, the address counted first is forgotten (it may start afresh); an attacker needs that many
+ * addresses (IPv6 /64s) to free one, which is as many starts again.
  */
-export const MAX_COUNTED_ADDRESSES = 100_000
+export const MAX_COUNTED_ADDRESSES = 50_000
 
 /**
  * The window of `auth.sign_in_starts_per_address` and `auth.sign_in_starts_total`. Each start's record lives at most
