@@ -353,6 +353,13 @@ mail: frank.foster@corp.test
 userPassword: ${ADDRESS_NAMED_PASSWORD}
 `
 
+function realmPasswordGrant(gw: TestGateway, username: string, password: string): Promise<Response> {
+  return gw.fetch('/realms/platform/protocol/openid-connect/token', {
+    method: 'POST',
+    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password }),
+  })
+}
+
 describe('a realm login name that is a directory username and a local account\'s e-mail address', () => {
   let directory: TestDirectory
   let gw: TestGateway
@@ -365,10 +372,7 @@ describe('a realm login name that is a directory username and a local account\'s
     await directory?.close()
   })
 
-  const passwordGrant = (username: string, password: string) => gw.fetch('/realms/platform/protocol/openid-connect/token', {
-    method: 'POST',
-    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password }),
-  })
+  const passwordGrant = (username: string, password: string) => realmPasswordGrant(gw, username, password)
 
   it('names the directory user who has not signed in yet, not the account that took the name as its address', async () => {
     await gw.app.accounts.create({ username: 'mallory', password: 'mallory-local-password', email: ADDRESS_NAMED.toUpperCase() })
@@ -413,10 +417,7 @@ describe('a directory address that another account already holds', () => {
     await directory?.close()
   })
 
-  const passwordGrant = (username: string, password: string) => gw.fetch('/realms/platform/protocol/openid-connect/token', {
-    method: 'POST',
-    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password }),
-  })
+  const passwordGrant = (username: string, password: string) => realmPasswordGrant(gw, username, password)
   const signedInAs = async (response: Response) => {
     assert.equal(response.status, 200)
     return decodeJwt((await json(response)).access_token).preferred_username
