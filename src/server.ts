@@ -127,6 +127,9 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   app.accounts.onLastSuperuserKept((user) => {
     server.log.warn({ user: user.username, source: user.source }, 'a login would have left no active superuser: the account keeps its superuser flag until another superuser is active')
   })
+  app.accounts.onAddressWithheld((user, { email, heldBy }) => {
+    server.log.warn({ user: user.username, source: user.source, email, held_by: heldBy }, 'directory address not stored: another account signs in with it, and a login by it would name both; the directory entry or the other account must change')
+  })
   app.memberships.onSkipped(({ source, user, mapping }) => {
     server.log.warn({ source, user: user.username, organization: mapping.organization, team: mapping.team, role: mapping.role }, 'membership mapping skipped at sign-in: its organization or team was deleted meanwhile, so the role was not given')
   })

@@ -1,4 +1,6 @@
 import { Command, Option } from 'commander'
+import { auditedUser } from '../api/users.ts'
+import { cliActor } from '../audit/actor.ts'
 import { unverifiedDirectoryWarning } from '../config/ldap.ts'
 import { DirectoryUnavailable } from '../errors.ts'
 import type { DirectoryLookup } from '../directory/ldap.ts'
@@ -31,8 +33,15 @@ export function ldapCommand(): Command {
  */
 async function forgetEntries(names: string[], options: StorageOptions): Promise<void> {
   await withApp(options, async (app) => {
-    const ids = names.length ? await Promise.all(names.map(async (name) => (await findUser(app, name)).id)) : undefined
-    const forgotten = await app.store.ldapEntries.forget(ids)
+    const users = names.length ? await Promise.all(names.map((name) => findUser(app, name))) : undefined
+    // Named accounts' entries are read first, so the audit trail keeps what each account was tied to.
+    const entries = users ? await app.store.ldapEntries.entriesOf(users.map((user) => user.id)) : undefined
+    const forgotten = await app.store.ldapEntries.forget(users?.map((user) => user.id))
+    for (const user of users ?? []) {
+      const entry = entries!.get(user.id)
+      if (entry !== undefined) app.audit.change(cliActor(), 'update', auditedUser(user), { ldap_entry: entry }, { ldap_entry: null })
+    }
+    if (!users && forgotten) app.audit.change(cliActor(), 'update', { type: 'user', name: 'all accounts' }, { ldap_entries: forgotten }, { ldap_entries: 0 })
     process.stdout.write(`forgot the directory entries of ${forgotten} account${forgotten === 1 ? '' : 's'}\n`)
   })
 }

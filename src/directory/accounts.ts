@@ -59,6 +59,13 @@ export interface LoginAttempt {
   readonly code?: string | undefined
 }
 
+/** An address a directory entry gives its person that another account signs in with, so left unset (ldap-sync.ts). */
+export interface AddressWithheld {
+  readonly email: string
+  /** The username of the account that signs in with it. */
+  readonly heldBy: string
+}
+
 /** Runs inside the change's transaction: writes only through `tx`. */
 type ChangeListener = (tx: Repositories, user: User, change: UserChange) => void | Promise<void>
 
@@ -110,6 +117,7 @@ export class Accounts {
   readonly #forgetListeners: ((userId: number) => void)[] = []
   readonly #loginListeners: ((attempt: LoginAttempt) => void)[] = []
   readonly #keptListeners: ((user: User) => void)[] = []
+  readonly #withheldListeners: ((user: User, withheld: AddressWithheld) => void)[] = []
   /** Brute-force protection around every password check. */
   readonly lockout: Lockout
   readonly #passwordPolicy: () => PasswordPolicy
@@ -148,6 +156,15 @@ export class Accounts {
   /** Told when a login's change kept the flag of the last active superuser (`keepLastSuperuserFlag`): the audit trail and the log listen. */
   onLastSuperuserKept(listener: (user: User) => void): void {
     this.#keptListeners.push(listener)
+  }
+
+  /** Told when a directory login left its account's address unset, as another account signs in with it: the log listens. */
+  onAddressWithheld(listener: (user: User, withheld: AddressWithheld) => void): void {
+    this.#withheldListeners.push(listener)
+  }
+
+  tellAddressWithheld(user: User, withheld: AddressWithheld): void {
+    for (const listener of this.#withheldListeners) listener(user, withheld)
   }
 
   addPasswordSource(source: PasswordSource, position = this.#sources.length): void {

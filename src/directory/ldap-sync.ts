@@ -1,7 +1,7 @@
 import { AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
-import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import { USERNAME_PATTERN, type Accounts, type AddressWithheld } from './accounts.ts'
 import { profileEmail, profileName } from './upstream-profile.ts'
 
 /** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
@@ -31,18 +31,20 @@ export interface DirectoryUser {
  * unchanged account is not written, so a login tells other processes nothing. The account is found by name without
  * regard to case, as the directory matches names: an LDAP account spelled in another case is this person's, and
  * keeps its spelling; a local or single sign-on one is a conflict (a second account differing only in case would
- * make a realm login by that name fail).
+ * make a realm login by that name fail). An address another account signs in with is not stored (`withholdTakenAddress`).
  */
 export async function syncDirectoryAccount(store: Store, accounts: Accounts, found: DirectoryUser): Promise<User> {
   if (!USERNAME_PATTERN.test(found.username)) {
     throw new DirectoryUsernameInvalid()
   }
   const profile = profileOf(found)
+  const withheld = await withholdTakenAddress(store, found.username, profile)
   let existing = await store.users.findCaseVariant(found.username)
   if (!existing) {
     try {
       const created = await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
       if (found.entryId) await store.ldapEntries.claim(created.id, found.entryId)
+      if (withheld) accounts.tellAddressWithheld(created, withheld)
       return created
     } catch (error) {
       // Another request created it first: update that one instead.
@@ -56,7 +58,26 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   }
   await checkSameEntry(store, existing, found)
   const changes = changesBetween(existing, profile)
-  return changes ? accounts.update(existing.id, changes, { keepLastSuperuserFlag: true }) : existing
+  const account = changes ? await accounts.update(existing.id, changes, { keepLastSuperuserFlag: true }) : existing
+  if (withheld) accounts.tellAddressWithheld(account, withheld)
+  return account
+}
+
+/**
+ * Leaves the profile's address unset when another account signs in with it (its address or its username, in any
+ * case, src/oidc/login-name.ts), and answers what was withheld. A person may edit their own entry's `mail`: copying
+ * another account's address would make that account's realm login by it match two accounts, and be refused. Keycloak
+ * refuses a duplicate address at import for the same reason. An address copied before this check is taken back at
+ * the next login. Two logins storing one address at the same moment can still both keep it.
+ */
+async function withholdTakenAddress(store: Store, username: string, profile: UserChanges): Promise<AddressWithheld | undefined> {
+  const email = profile.email
+  if (!email) return undefined
+  const holders = await store.users.findUsernamesLike(email, true)
+  const heldBy = holders.find((holder) => holder.toLowerCase() !== username.toLowerCase())
+  if (heldBy === undefined) return undefined
+  profile.email = ''
+  return { email, heldBy }
 }
 
 /**

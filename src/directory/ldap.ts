@@ -10,6 +10,7 @@ import { AccountDisabled, AccountExpired, AccountSourceConflict, DirectoryUnavai
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { INVALID_USERNAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import { boundedConnections } from './ldap-socket.ts'
 import { syncDirectoryAccount, type DirectoryUser } from './ldap-sync.ts'
 import { NOT_MINE, type NotMine, type PasswordSource } from './password-source.ts'
 
@@ -151,6 +152,7 @@ export class LdapDirectory {
         url: server,
         connectTimeout: this.#config.timeouts.connect_seconds * 1000,
         timeout: this.#config.timeouts.lookup_seconds * 1000,
+        ...boundedConnections,
         // ldapts treats any TLS options as "connect with TLS", so plain ldap:// gets them only at StartTLS.
         ...(secure ? { tlsOptions: this.#tls } : {}),
       })

@@ -7,7 +7,16 @@ export interface SignInStartLimits {
   /** Most starts of all addresses together in a window, so that many addresses cannot add up to an unbounded number; 0: no limit. */
   readonly total: number
   readonly windowMs: number
+  /** Most client addresses counted at once (default `MAX_COUNTED_ADDRESSES`). */
+  readonly countedAddresses?: number
 }
+
+/**
+ * The most client addresses one process counts in a window, whatever `total` is (0 among them): about 10 MB of IPv6
+ * /64s. Once reached, the address counted first is forgotten (it may start afresh); an attacker needs that many
+ * addresses (IPv6 /64s) to free one, which is as many starts again.
+ */
+export const MAX_COUNTED_ADDRESSES = 50_000
 
 /**
  * The window of `auth.sign_in_starts_per_address` and `auth.sign_in_starts_total`. Each start's record lives at most
@@ -21,16 +30,24 @@ export const SIGN_IN_START_WINDOW_MS = 10 * 60_000
  * or its expiry, so anyone could grow the database with a loop of requests. Starts are counted per client address
  * and in all, in fixed windows, in each process (a few processes multiply the bound, and keep it a bound); one
  * beyond either limit is refused with 429 `sign_ins_throttled` and writes nothing. Refused starts are not counted.
+ * The addresses counted are bounded too (`MAX_COUNTED_ADDRESSES`), the oldest going first, as `total` may be 0.
  */
 export class SignInStarts {
   readonly #limits: SignInStartLimits
+  readonly #countedAddresses: number
   #windowStart = Number.NEGATIVE_INFINITY
   #total = 0
-  /** Never more keys than `total`: only admitted starts add one. */
+  /** Only admitted starts add a key, and never past `#countedAddresses`; insertion order is age. */
   readonly #byAddress = new Map<string, number>()
 
   constructor(limits: SignInStartLimits) {
     this.#limits = limits
+    this.#countedAddresses = limits.countedAddresses ?? MAX_COUNTED_ADDRESSES
+  }
+
+  /** How many client addresses are counted in this window. */
+  get countedAddresses(): number {
+    return this.#byAddress.size
   }
 
   /** Counts a start from `address`, or throws SignInsThrottled when it would pass a limit. */
@@ -45,8 +62,10 @@ export class SignInStarts {
     if (reached(started, this.#limits.perAddress) || reached(this.#total, this.#limits.total)) {
       throw new SignInsThrottled(Math.max(1, Math.ceil((this.#windowStart + this.#limits.windowMs - now) / 1000)))
     }
-    this.#byAddress.set(key, started + 1)
     this.#total++
+    if (this.#limits.perAddress <= 0) return
+    if (started === 0 && this.#byAddress.size >= this.#countedAddresses) this.#byAddress.delete(this.#byAddress.keys().next().value!)
+    this.#byAddress.set(key, started + 1)
   }
 }
 

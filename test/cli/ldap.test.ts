@@ -140,4 +140,37 @@ describe('gatehouse ldap forget-entries', () => {
       await reopened.close()
     }
   })
+
+  it('writes what it forgot to the audit trail, as the command line', async () => {
+    const store = await openStore({ dataDir: dir })
+    for (const username of ['dave', 'erin']) {
+      const user = await store.users.findByUsername(username) ?? await store.users.create({ username, source: 'ldap', external: true })
+      await store.ldapEntries.claim(user.id, `entry-of-${username}`)
+    }
+    const dave = (await store.users.findByUsername('dave'))!
+    const before = await store.audit.count()
+    await store.close()
+
+    assert.equal((await forget('dave')).code, 0)
+    assert.equal((await forget()).stdout, 'forgot the directory entries of 1 account\n')
+    assert.equal((await forget()).stdout, 'forgot the directory entries of 0 accounts\n')
+
+    const reopened = await openStore({ dataDir: dir })
+    try {
+      const { count, entries } = await reopened.audit.list({ offset: 0, limit: 10 })
+      assert.equal(count - before, 2, 'nothing forgotten, nothing recorded')
+      const [named, all] = entries.slice(-2)
+      assert.equal(named!.operation, 'update')
+      assert.equal(named!.contentType, 'user')
+      assert.equal(named!.objectId, String(dave.id))
+      assert.equal(named!.objectName, 'dave')
+      assert.equal(named!.authMethod, 'cli')
+      assert.deepEqual(named!.changes, { added_fields: {}, removed_fields: {}, changed_fields: { ldap_entry: ['entry-of-dave', null] } })
+      assert.equal(all!.objectName, 'all accounts')
+      assert.equal(all!.authMethod, 'cli')
+      assert.deepEqual(all!.changes, { added_fields: {}, removed_fields: {}, changed_fields: { ldap_entries: [1, 0] } })
+    } finally {
+      await reopened.close()
+    }
+  })
 })

@@ -296,6 +296,66 @@ function carolsGroups(count: number): string {
   return Array.from({ length: count }, (_, i) => `dn: cn=many-${i},ou=groups,${SUFFIX}\nobjectClass: groupOfNames\ncn: many-${i}\nmember: ${carol}\n`).join('\n')
 }
 
+/** BER's tag, definite length and content (RFC 4511 §5.1), the length in the long form when it needs one. */
+function ber(tag: number, content: Buffer): Buffer {
+  const length = content.length < 0x80 ? Buffer.from([content.length]) : Buffer.from([0x84, ...[24, 16, 8, 0].map((shift) => (content.length >>> shift) & 0xff)])
+  return Buffer.concat([Buffer.from([tag]), length, content])
+}
+
+/** The message id element (INTEGER) of the first LDAP message in `buffer`, or undefined until it has arrived. */
+function messageIdOf(buffer: Buffer): Buffer | undefined {
+  if (buffer.length < 2) return undefined
+  const start = buffer[1]! < 0x80 ? 2 : 2 + (buffer[1]! & 0x7f)
+  if (buffer.length < start + 2) return undefined
+  const end = start + 2 + buffer[start + 1]!
+  return buffer.length < end ? undefined : buffer.subarray(start, end)
+}
+
+/**
+ * A directory that takes the service account's bind and answers the search that follows without end: `huge`, one
+ * entry announcing a gigabyte; `endless`, entries of 16 kB each. It sends as fast as it is read, up to 256 MB, and
+ * says how much it sent.
+ */
+async function floodingServer(kind: 'huge' | 'endless'): Promise<{ url: string; sent: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  let sent = 0
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    socket.once('close', () => sockets.delete(socket))
+    let pending = Buffer.alloc(0)
+    let answered = 0
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk])
+      const id = messageIdOf(pending)
+      if (!id) return
+      pending = Buffer.alloc(0)
+      if (answered++ === 0) return void socket.write(ber(0x30, Buffer.concat([id, ber(0x61, Buffer.from([0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00]))])))
+      const entry = ber(0x30, Buffer.concat([id, ber(0x64, Buffer.concat([ber(0x04, Buffer.from('cn=x')), ber(0x30, ber(0x30, Buffer.concat([ber(0x04, Buffer.from('cn')), ber(0x31, ber(0x04, Buffer.alloc(16_000, 0x61)))])))]))]))
+      const first = kind === 'huge' ? Buffer.concat([Buffer.from([0x30, 0x84, 0x40, 0x00, 0x00, 0x00]), id, Buffer.from([0x64, 0x84, 0x3f, 0xff, 0xff, 0x00])]) : entry
+      const next = kind === 'huge' ? Buffer.alloc(16_000) : entry
+      const flood = (): void => {
+        let chunk = first
+        while (!socket.destroyed && sent < 256 * 1024 * 1024) {
+          sent += chunk.length
+          if (!socket.write(chunk)) return void socket.once('drain', flood)
+          chunk = next
+        }
+      }
+      flood()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `ldap://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    sent: () => sent,
+    close: () => new Promise((resolve) => {
+      for (const socket of sockets) socket.destroy()
+      server.close(() => resolve())
+    }),
+  }
+}
+
 describe('LDAP directory answers that could be large', () => {
   let large: TestDirectory
   before(async () => {
@@ -326,6 +386,19 @@ describe('LDAP directory answers that could be large', () => {
     assert.equal(alice.passwordValid, true)
     assert.deepEqual(alice.user?.groups, ['developers'])
   })
+
+  for (const kind of ['huge', 'endless'] as const) {
+    it(`stops reading a directory that answers a search with ${kind === 'huge' ? 'one message announcing a gigabyte' : 'entries without end'}, as one that did not answer`, async () => {
+      const flooding = await floodingServer(kind)
+      try {
+        const ldap = new LdapDirectory(validateConfig({ ldap: large.config({ servers: [flooding.url], timeouts: { lookup_seconds: 60 } }) }).ldap!)
+        await assert.rejects(ldap.lookup('alice', PASSWORDS.alice), DirectoryUnavailable)
+        assert.ok(flooding.sent() < 32 * 1024 * 1024, `the directory could send ${flooding.sent()} bytes`)
+      } finally {
+        await flooding.close()
+      }
+    })
+  }
 })
 
 describe('LDAP password policy answers', () => {

@@ -50,4 +50,16 @@ describe('sign-in starts', () => {
     for (const address of ['192.0.2.2', '192.0.2.3']) assert.equal(refusal(next, address, 0), undefined, 'the refused starts took nothing of the total')
     assert.equal(refusal(next, '192.0.2.4', 0)?.code, 'sign_ins_throttled')
   })
+
+  it('counts at most so many addresses with no total limit, forgetting the one counted first, and none with no limit per address', () => {
+    const starts = new SignInStarts({ perAddress: 1, total: 0, windowMs: 60_000, countedAddresses: 3 })
+    for (const address of ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4', '192.0.2.5']) assert.equal(refusal(starts, address, 0), undefined)
+    assert.equal(starts.countedAddresses, 3)
+    assert.equal(refusal(starts, '192.0.2.1', 0), undefined, 'forgotten, so it starts afresh')
+    for (const address of ['192.0.2.4', '192.0.2.5', '192.0.2.1']) assert.equal(refusal(starts, address, 0)?.code, 'sign_ins_throttled', address)
+    assert.equal(starts.countedAddresses, 3)
+    const unlimited = new SignInStarts({ perAddress: 0, total: 0, windowMs: 60_000 })
+    for (let i = 0; i < 1000; i++) assert.equal(refusal(unlimited, `192.0.2.${i % 250}`, 0), undefined)
+    assert.equal(unlimited.countedAddresses, 0)
+  })
 })

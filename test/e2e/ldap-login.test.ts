@@ -353,6 +353,13 @@ mail: frank.foster@corp.test
 userPassword: ${ADDRESS_NAMED_PASSWORD}
 `
 
+function realmPasswordGrant(gw: TestGateway, username: string, password: string): Promise<Response> {
+  return gw.fetch('/realms/platform/protocol/openid-connect/token', {
+    method: 'POST',
+    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password }),
+  })
+}
+
 describe('a realm login name that is a directory username and a local account\'s e-mail address', () => {
   let directory: TestDirectory
   let gw: TestGateway
@@ -365,10 +372,7 @@ describe('a realm login name that is a directory username and a local account\'s
     await directory?.close()
   })
 
-  const passwordGrant = (username: string, password: string) => gw.fetch('/realms/platform/protocol/openid-connect/token', {
-    method: 'POST',
-    body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password }),
-  })
+  const passwordGrant = (username: string, password: string) => realmPasswordGrant(gw, username, password)
 
   it('names the directory user who has not signed in yet, not the account that took the name as its address', async () => {
     await gw.app.accounts.create({ username: 'mallory', password: 'mallory-local-password', email: ADDRESS_NAMED.toUpperCase() })
@@ -396,6 +400,66 @@ describe('a realm login name that is a directory username and a local account\'s
     } finally {
       await directory.start()
     }
+  })
+})
+
+describe('a directory address that another account already holds', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+  const logLines: Record<string, unknown>[] = []
+  const carolDn = `uid=carol,ou=people,${SUFFIX}`
+  before(async () => {
+    directory = await startDirectory()
+    gw = await startGateway({ config: { ldap: directory.config() }, logLines })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  const passwordGrant = (username: string, password: string) => realmPasswordGrant(gw, username, password)
+  const signedInAs = async (response: Response) => {
+    assert.equal(response.status, 200)
+    return decodeJwt((await json(response)).access_token).preferred_username
+  }
+
+  it('is not stored for the directory account, and the holder keeps its login by it', async () => {
+    await gw.app.accounts.create({ username: 'heidi', password: 'heidi-local-password', email: 'heidi@corp.test' })
+    await directory.replaceAttribute(carolDn, 'mail', ['HEIDI@corp.test'])
+    assert.equal(await signedInAs(await passwordGrant('carol', PASSWORDS.carol!)), 'carol')
+    assert.equal((await gw.store.users.findByUsername('carol'))!.email, '', 'the address stays unset')
+    assert.equal(await signedInAs(await passwordGrant('heidi@corp.test', 'heidi-local-password')), 'heidi')
+    const logged = logLines.find((line) => line.user === 'carol' && line.held_by === 'heidi')
+    assert.ok(logged, 'the administrator is told')
+    assert.equal(logged.level, 40)
+  })
+
+  it('is not stored when it is another account\'s username, and a login by that username in any case names that account', async () => {
+    await gw.app.accounts.create({ username: 'ivan@corp.test', password: 'ivan-local-password' })
+    await directory.replaceAttribute(carolDn, 'mail', ['Ivan@Corp.test'])
+    await signedInAs(await passwordGrant('carol', PASSWORDS.carol!))
+    assert.equal((await gw.store.users.findByUsername('carol'))!.email, '')
+    assert.equal(await signedInAs(await passwordGrant('IVAN@corp.test', 'ivan-local-password')), 'ivan@corp.test')
+  })
+
+  it('takes back an address copied before it was checked, and stores one nobody holds', async () => {
+    const carol = (await gw.store.users.findByUsername('carol'))!
+    await gw.store.users.update(carol.id, { email: 'heidi@corp.test' })
+    await directory.replaceAttribute(carolDn, 'mail', ['heidi@corp.test'])
+    await signedInAs(await passwordGrant('carol', PASSWORDS.carol!))
+    assert.equal((await gw.store.users.findByUsername('carol'))!.email, '')
+    await directory.replaceAttribute(carolDn, 'mail', ['carol@corp.test'])
+    await signedInAs(await passwordGrant('carol', PASSWORDS.carol!))
+    assert.equal((await gw.store.users.findByUsername('carol'))!.email, 'carol@corp.test')
+    assert.equal(await signedInAs(await passwordGrant('carol@corp.test', PASSWORDS.carol!)), 'carol')
+  })
+
+  it('gives a username in any letter case the login over an address another account holds, as Keycloak asks for the username first', async () => {
+    // Superusers set addresses unchecked, so such a pair can still be made.
+    await gw.app.accounts.create({ username: 'judy@corp.test', password: 'judy-local-password' })
+    await gw.app.accounts.create({ username: 'karl', password: 'karl-local-password', email: 'JUDY@corp.test' })
+    assert.equal(await signedInAs(await passwordGrant('Judy@Corp.Test', 'judy-local-password')), 'judy@corp.test')
+    assert.equal((await passwordGrant('judy@corp.test', 'karl-local-password')).status, 401)
   })
 })
 
