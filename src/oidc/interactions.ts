@@ -9,7 +9,7 @@ import { renderLoginPage } from '../pages/login-page.ts'
 import { simplePage } from './keycloak-format.ts'
 import epochTime, { providerNow } from './provider-clock.ts'
 import { LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
-import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
+import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
@@ -29,8 +29,6 @@ const FORM_LIMIT = 16 * 1024
 
 /** The form field carrying the authorization request a login page was shown for, to start it again (`restartLogin`). */
 const RESTART_FIELD = 'restart'
-/** Says, for a minute, that the next login page at the realm is a restarted login (Keycloak's `loginTimeout` message). */
-const RESTARTED_COOKIE = 'gatehouse_login_restarted'
 const RESTARTED_MESSAGE = 'Your login attempt timed out. Login will start from the beginning.'
 
 /**
@@ -72,8 +70,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     }
     const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
     if (signedIn) return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
-    const restarted = request.cookies[RESTARTED_COOKIE] !== undefined
-    if (restarted) reply.clearCookie(RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
+    const restarted = request.cookies[LOGIN_RESTARTED_COOKIE] !== undefined
+    if (restarted) reply.clearCookie(LOGIN_RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
     // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
     const loginHint = typeof details.params.login_hint === 'string' ? details.params.login_hint.slice(0, 150) : undefined
     return html(reply, 200, renderLoginPage({ ...page, username: loginHint, error: restarted ? RESTARTED_MESSAGE : undefined }))
@@ -520,7 +518,7 @@ function freshLogin(code: { iat?: number; authTime?: number }): boolean {
 async function restartLogin(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const restart = request.method === 'POST' ? new URLSearchParams((await readForm(request)).get(RESTART_FIELD) ?? '') : undefined
   if (!restart?.get('client_id')) return expired(reply)
-  reply.setCookie(RESTARTED_COOKIE, '1', restartedCookieOptions(app, realm, request))
+  reply.setCookie(LOGIN_RESTARTED_COOKIE, '1', restartedCookieOptions(app, realm, request))
   return reply.header('cache-control', 'no-store').redirect(`${realm.path}${KEYCLOAK_ROUTES.authorization}?${restart}`, 303)
 }
 
