@@ -6,7 +6,7 @@ import { SESSION_COOKIE } from '../auth/session.ts'
 import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
-import { simplePage } from './keycloak-format.ts'
+import { SESSION_STATE_COOKIE, simplePage } from './keycloak-format.ts'
 import epochTime, { providerNow } from './provider-clock.ts'
 import { LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
@@ -440,13 +440,33 @@ async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provide
 
 /**
  * The user of the browser's gateway session, with that session's key hash, if it has a live one (the realm's place is
- * public: a stale cookie is no session).
+ * public: a stale cookie is no session). The login step takes it, and so does a silent authorization (provider.ts
+ * `silentSignIn`).
  */
-async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
+export async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
   const decision = await app.authorize(request, app.places.realm(realm.name))
   const principal = decision.granted ? decision.principal : undefined
   return principal && { user: principal.user, gatewaySession: principal.sessionId }
 }
+
+/**
+ * The login status iframe's cookie (Keycloak's `KEYCLOAK_SESSION`) for a browser signed in only at the gateway: a
+ * value that is no session's, so the iframe tells keycloak-js's check-sso that the browser's session `changed`
+ * (from none), and keycloak-js asks the realm silently (`prompt=none`), which the gateway session answers
+ * (provider.ts `silentSignIn`). Without it the iframe reports `unchanged` and keycloak-js never asks, as for a
+ * browser with no session at all. The realm session that answer makes sets the cookie to its own `sid`'s; the
+ * gateway's logout removes it (realm.ts `signOutBrowser`). A browser with the cookie already is left alone.
+ */
+export async function markGatewaySignIn(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (request.cookies[SESSION_COOKIE] === undefined || request.cookies[SESSION_STATE_COOKIE] !== undefined) return
+  if (!(await gatewaySessionUser(app, realm, request))) return
+  const secure = app.csrf.isSecure(request)
+  // As the realm session's own (keycloak-format.ts): seen inside another site's page only as SameSite=None, on https.
+  reply.setCookie(SESSION_STATE_COOKIE, GATEWAY_SIGN_IN_MARK, { path: `${realm.path}/`, httpOnly: false, secure, sameSite: secure ? 'none' : 'lax' })
+}
+
+/** Never the SHA-256 of a `sid` (43 base64url characters), which the iframe compares the cookie with. */
+const GATEWAY_SIGN_IN_MARK = 'gateway'
 
 /**
  * Opens the gateway session of a browser that just signed in at the realm, and returns its key hash; one it had
