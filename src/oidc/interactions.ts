@@ -3,7 +3,7 @@ import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, SignInsThrottled, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { SESSION_STATE_COOKIE, simplePage } from './keycloak-format.ts'
@@ -440,13 +440,31 @@ async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provide
 
 /**
  * The user of the browser's gateway session, with that session's key hash, if it has a live one (the realm's place is
- * public: a stale cookie is no session). The login step takes it, and so does a silent authorization (provider.ts
- * `silentSignIn`).
+ * public: a stale cookie is no session). The login step takes it, and so does a silent authorization
+ * (`silentGatewaySignIn`).
  */
 export async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
   const decision = await app.authorize(request, app.places.realm(realm.name))
   const principal = decision.granted ? decision.principal : undefined
   return principal && { user: principal.user, gatewaySession: principal.sessionId }
+}
+
+/**
+ * Who the browser's gateway session signs in for a silent authorization (provider.ts `silentSignIn`), which keeps a
+ * realm session: counted as a sign-in started (routes.ts `startsSignIn` leaves `prompt=none` uncounted), so that a
+ * client that drops the realm's cookie each time cannot have a gateway session make realm sessions without bound.
+ * Past the limit the browser is not signed in silently (`login_required`); a login page would say why.
+ */
+export async function silentGatewaySignIn(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
+  const signedIn = await gatewaySessionUser(app, realm, request)
+  if (!signedIn) return undefined
+  try {
+    app.signInStarts.admit(request.ip)
+  } catch (error) {
+    if (error instanceof SignInsThrottled) return undefined
+    throw error
+  }
+  return signedIn
 }
 
 /**

@@ -62,8 +62,9 @@ export interface ProviderRequest {
   /** A revocation made from Keycloak's logout-by-refresh-token: answered 204, as Keycloak does. */
   logout: boolean
   /**
-   * Who the browser's gateway session signs in, judged as the realm's login step judges it (src/oidc/interactions.ts
-   * `gatewaySessionUser`), with that session's key hash; undefined without a live one. Absent where no browser asks.
+   * Who the browser's gateway session signs in silently, judged as the realm's login step judges it
+   * (src/oidc/interactions.ts `silentGatewaySignIn`), with that session's key hash; undefined without a live one.
+   * Absent where no browser asks.
    */
   signedInAtGateway?: (() => Promise<{ user: User; gatewaySession: string | undefined } | undefined>) | undefined
 }

@@ -122,7 +122,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     },
     recordFailure: (error) => recordedError(request, error, request.log),
     handOver: () => reply.hijack(),
-    signedInAtGateway: async () => (await loadInteractions()).gatewaySessionUser(app, realm, request),
+    signedInAtGateway: async () => (await loadInteractions()).silentGatewaySignIn(app, realm, request),
   })
   return reply
 }

@@ -152,3 +152,28 @@ describe('silent sign-in with the gateway session (prompt=none)', () => {
     assert.equal(browser.cookie(gw.url, 'gatehouse_oidc_session'), undefined)
   })
 })
+
+describe('silent sign-ins with the gateway session, counted as sign-ins started', () => {
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([]), auth: { sign_in_starts_per_address: 2 } } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  it('counts each realm session a gateway session makes silently, so that dropping the realm cookie cannot make them without bound', async () => {
+    const browser = new Browser()
+    const page = await browser.navigate(`${gw.url}/api/gateway/v1/login/`)
+    await browser.submit(page, { username: 'alice', password: 'alice-password' })
+    const gatewaySession = browser.cookie(gw.url, 'gateway_sessionid')!
+    const silently = async () => {
+      const response = await gw.fetch(`/realms/platform/protocol/openid-connect/auth?${new URLSearchParams({
+        client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', prompt: 'none', code_challenge: CHALLENGE, code_challenge_method: 'S256',
+      })}`, { redirect: 'manual', headers: { cookie: `gateway_sessionid=${gatewaySession}` } })
+      const back = new URL(response.headers.get('location')!)
+      return back.searchParams.get('code') ? 'code' : back.searchParams.get('error')
+    }
+    assert.deepEqual([await silently(), await silently(), await silently()], ['code', 'code', 'login_required'])
+  })
+})
