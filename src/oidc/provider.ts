@@ -372,15 +372,14 @@ function grantAcr(ctx: KoaContextWithOIDC | undefined): string {
  * A browser signs in once, so a browser without a realm session is signed in silently by its gateway session where the
  * realm's login step would take that session without its form (interactions.ts): a live gateway session of an active
  * account (`ProviderRequest.signedInAtGateway`, the step's own judgement), no fresh login asked for (`max_age`,
- * `prompt=login`), no
- * subject or level named (`id_token_hint`, the `sub` or an essential `acr` claim), and the client's access rules
- * passed (refused as at the step, `access_denied`). An action the application asks for (`kc_action`) needs the person:
- * `interaction_required`, as the realm session's is answered. Any other case is left to oidc-provider, which answers
- * `login_required`; none shows a page, and none makes a realm session.
- * It runs as oidc-provider's validation of the `prompt` parameter (`extraParams`), its last step before the
- * browser session's account is loaded: after the client, the redirect URI and PKCE were checked, so the code can go
- * only where the client registered and only to the holder of its verifier, as after any single sign-on. The realm
- * session it signs in is saved linked to that gateway session (`gatewaySessionOfRequest`), and ends with it.
+ * `prompt=login`), no subject or level named (`id_token_hint`, the `sub` or an essential `acr` claim), and the
+ * client's access rules passed (refused as at the step, `access_denied`). An action the application asks for
+ * (`kc_action`) needs the person: `interaction_required`, as for a realm session. Any other case is left to
+ * oidc-provider, which answers `login_required`; none shows a page, and none makes a realm session.
+ * It runs as oidc-provider's validation of the `prompt` parameter (`extraParams`), its last step before the browser
+ * session's account is loaded: after the client, the redirect URI and PKCE were checked, so the code can go only where
+ * the client registered and only to the holder of its verifier, as after any single sign-on. The realm session it
+ * signs in is saved linked to that gateway session (`gatewaySessionOfRequest`), and ends with it.
  */
 function silentSignIn(checkClientAccess: ((ctx: KoaContextWithOIDC, clientId: string, user: User) => void) | undefined) {
   return async (ctx: KoaContextWithOIDC): Promise<void> => {
