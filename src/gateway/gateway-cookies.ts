@@ -2,16 +2,18 @@ import { CSRF_COOKIE } from '../auth/csrf.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { FLOW_COOKIE, SECURE_FLOW_COOKIE } from '../directory/sso.ts'
 import { SESSION_STATE_COOKIE } from '../oidc/keycloak-format.ts'
-import { REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE } from '../oidc/provider-paths.ts'
+import { LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE } from '../oidc/provider-paths.ts'
 
 /**
- * The cookies that are the gateway's own: its session and CSRF token, the SSO sign-in under way, and the realms'
- * browser sessions. They are credentials for the gateway, so no service ever receives them, and no service may set
- * them: a service that could would plant a session of its choosing in the browser (session fixation) or overwrite
- * the CSRF token. oidc-provider signs its cookies with a companion `<name>.sig`, which is covered too.
+ * The cookies that are the gateway's own: its session and CSRF token, the SSO sign-in under way, the realms'
+ * browser sessions and logins under way. They are credentials for the gateway, so no service ever receives them, and
+ * no service may set them: a service that could would plant a session of its choosing in the browser (session
+ * fixation), overwrite the CSRF token, or have the realm's login page say a login timed out that did not.
+ * oidc-provider signs its cookies with a companion `<name>.sig`, which is covered too.
  */
 const GATEWAY_COOKIES: ReadonlySet<string> = new Set([
   SESSION_COOKIE, CSRF_COOKIE, FLOW_COOKIE, SECURE_FLOW_COOKIE, SESSION_STATE_COOKIE, REALM_SESSION_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE,
+  LOGIN_RESTARTED_COOKIE,
 ].flatMap((name) => [name, `${name}.sig`, `${name}.legacy`, `${name}.legacy.sig`]))
 
 /** A Cookie header without the gateway's cookies; undefined when nothing else is left. */

@@ -36,6 +36,8 @@ export const KC_ACTION_MAX_AUTH_AGE_SECONDS = 300
 
 /** The reason oidc-provider's login prompt gives for an action to perform (`interactionDetails().prompt.reasons`). */
 export const KC_ACTION_REASON = 'kc_action'
+/** Its description, the `error_description` of its `interaction_required` with `prompt=none`. */
+export const KC_ACTION_DESCRIPTION = 'The application asked for an action on the account'
 
 /**
  * The action an authorization request asks for, without the parameter Keycloak lets follow a colon
@@ -66,7 +68,7 @@ export function interactionPolicyWithActions() {
   const policy = interactionPolicy.base()
   policy.get('login').checks.add(new interactionPolicy.Check(
     KC_ACTION_REASON,
-    'The application asked for an action on the account',
+    KC_ACTION_DESCRIPTION,
     'interaction_required',
     (ctx: KoaContextWithOIDC) => AUTHORIZATION_ROUTES.has(ctx.oidc.route) &&
       accountAction(ctx.oidc.params as Record<string, unknown>) !== undefined &&

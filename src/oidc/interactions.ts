@@ -3,13 +3,13 @@ import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, SignInsThrottled, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
-import { simplePage } from './keycloak-format.ts'
+import { SESSION_STATE_COOKIE, simplePage } from './keycloak-format.ts'
 import epochTime, { providerNow } from './provider-clock.ts'
 import { LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
-import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
+import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
@@ -29,8 +29,6 @@ const FORM_LIMIT = 16 * 1024
 
 /** The form field carrying the authorization request a login page was shown for, to start it again (`restartLogin`). */
 const RESTART_FIELD = 'restart'
-/** Says, for a minute, that the next login page at the realm is a restarted login (Keycloak's `loginTimeout` message). */
-const RESTARTED_COOKIE = 'gatehouse_login_restarted'
 const RESTARTED_MESSAGE = 'Your login attempt timed out. Login will start from the beginning.'
 
 /**
@@ -72,8 +70,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     }
     const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
     if (signedIn) return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
-    const restarted = request.cookies[RESTARTED_COOKIE] !== undefined
-    if (restarted) reply.clearCookie(RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
+    const restarted = request.cookies[LOGIN_RESTARTED_COOKIE] !== undefined
+    if (restarted) reply.clearCookie(LOGIN_RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
     // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
     const loginHint = typeof details.params.login_hint === 'string' ? details.params.login_hint.slice(0, 150) : undefined
     return html(reply, 200, renderLoginPage({ ...page, username: loginHint, error: restarted ? RESTARTED_MESSAGE : undefined }))
@@ -442,13 +440,51 @@ async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provide
 
 /**
  * The user of the browser's gateway session, with that session's key hash, if it has a live one (the realm's place is
- * public: a stale cookie is no session).
+ * public: a stale cookie is no session). The login step takes it, and so does a silent authorization
+ * (`silentGatewaySignIn`).
  */
-async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
+export async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
   const decision = await app.authorize(request, app.places.realm(realm.name))
   const principal = decision.granted ? decision.principal : undefined
   return principal && { user: principal.user, gatewaySession: principal.sessionId }
 }
+
+/**
+ * Who the browser's gateway session signs in for a silent authorization (provider.ts `silentSignIn`), which keeps a
+ * realm session: counted as a sign-in started (routes.ts `startsSignIn` leaves `prompt=none` uncounted), so that a
+ * client that drops the realm's cookie each time cannot have a gateway session make realm sessions without bound.
+ * Past the limit the browser is not signed in silently (`login_required`); a login page would say why.
+ */
+export async function silentGatewaySignIn(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
+  const signedIn = await gatewaySessionUser(app, realm, request)
+  if (!signedIn) return undefined
+  try {
+    app.signInStarts.admit(request.ip)
+  } catch (error) {
+    if (error instanceof SignInsThrottled) return undefined
+    throw error
+  }
+  return signedIn
+}
+
+/**
+ * The login status iframe's cookie (Keycloak's `KEYCLOAK_SESSION`) for a browser signed in only at the gateway: a
+ * value that is no session's, so the iframe tells keycloak-js's check-sso that the browser's session `changed`
+ * (from none), and keycloak-js asks the realm silently (`prompt=none`), which the gateway session answers
+ * (provider.ts `silentSignIn`). Without it the iframe reports `unchanged` and keycloak-js never asks, as for a
+ * browser with no session at all. The realm session that answer makes sets the cookie to its own `sid`'s; the
+ * gateway's logout removes it (realm.ts `signOutBrowser`). A browser with the cookie already is left alone.
+ */
+export async function markGatewaySignIn(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (request.cookies[SESSION_COOKIE] === undefined || request.cookies[SESSION_STATE_COOKIE] !== undefined) return
+  if (!(await gatewaySessionUser(app, realm, request))) return
+  const secure = app.csrf.isSecure(request)
+  // As the realm session's own (keycloak-format.ts): seen inside another site's page only as SameSite=None, on https.
+  reply.setCookie(SESSION_STATE_COOKIE, GATEWAY_SIGN_IN_MARK, { path: `${realm.path}/`, httpOnly: false, secure, sameSite: secure ? 'none' : 'lax' })
+}
+
+/** Never the SHA-256 of a `sid` (43 base64url characters), which the iframe compares the cookie with. */
+const GATEWAY_SIGN_IN_MARK = 'gateway'
 
 /**
  * Opens the gateway session of a browser that just signed in at the realm, and returns its key hash; one it had
@@ -520,7 +556,7 @@ function freshLogin(code: { iat?: number; authTime?: number }): boolean {
 async function restartLogin(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const restart = request.method === 'POST' ? new URLSearchParams((await readForm(request)).get(RESTART_FIELD) ?? '') : undefined
   if (!restart?.get('client_id')) return expired(reply)
-  reply.setCookie(RESTARTED_COOKIE, '1', restartedCookieOptions(app, realm, request))
+  reply.setCookie(LOGIN_RESTARTED_COOKIE, '1', restartedCookieOptions(app, realm, request))
   return reply.header('cache-control', 'no-store').redirect(`${realm.path}${KEYCLOAK_ROUTES.authorization}?${restart}`, 303)
 }
 

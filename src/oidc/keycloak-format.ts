@@ -2,6 +2,7 @@ import { hash } from 'node:crypto'
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import { decodeJwt, type JWTPayload } from 'jose'
 import type { RealmClientConfig } from '../config/realms.ts'
+import type { User } from '../store/users.ts'
 import { accessTokenAudience } from './claims.ts'
 import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
@@ -60,6 +61,12 @@ export interface ProviderRequest {
   address: string
   /** A revocation made from Keycloak's logout-by-refresh-token: answered 204, as Keycloak does. */
   logout: boolean
+  /**
+   * Who the browser's gateway session signs in silently, judged as the realm's login step judges it
+   * (src/oidc/interactions.ts `silentGatewaySignIn`), with that session's key hash; undefined without a live one.
+   * Absent where no browser asks.
+   */
+  signedInAtGateway?: (() => Promise<{ user: User; gatewaySession: string | undefined } | undefined>) | undefined
 }
 
 export interface KeycloakError {

@@ -44,6 +44,11 @@ export const REALM_SESSION_COOKIE = 'gatehouse_oidc_session'
 /** oidc-provider's short-lived cookies of a login under way. */
 export const REALM_INTERACTION_COOKIE = 'gatehouse_oidc_interaction'
 export const REALM_RESUME_COOKIE = 'gatehouse_oidc_resume'
+/**
+ * Says, for a minute, that the next login page at the realm is a restarted login (Keycloak's `loginTimeout` message,
+ * src/oidc/interactions.ts).
+ */
+export const LOGIN_RESTARTED_COOKIE = 'gatehouse_login_restarted'
 /** Where a browser the gateway sent to log in comes back to (src/oidc/routes.ts). */
 export const GATEWAY_CALLBACK = '/gatehouse/callback'
 

@@ -22,7 +22,7 @@ import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { interactionPolicyWithActions, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
+import { accountAction, interactionPolicyWithActions, KC_ACTION_DESCRIPTION, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
 import epochTime, { setProviderClock, useProviderClock } from './provider-clock.ts'
 import { DEVICE_CODE_GRANT, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
 
@@ -241,8 +241,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       return grantWithoutConsent(ctx, resource, scopes)
     },
     interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: interactionPolicyWithActions() },
-    // keycloak-js `login({ action })` (app-initiated-actions.ts).
-    extraParams: [KC_ACTION_PARAMETER],
+    // keycloak-js `login({ action })` (app-initiated-actions.ts). `prompt`'s entry is no parameter of its own: it is
+    // the step that answers `prompt=none` from the gateway session (`silentSignIn`).
+    extraParams: { [KC_ACTION_PARAMETER]: null, prompt: silentSignIn(checkClientAccess) },
     routes: KEYCLOAK_ROUTES,
     renderError: (ctx, out) => renderErrorPage(ctx, inKeycloakWords(ctx, out)),
   }
@@ -363,6 +364,40 @@ function grantAcr(ctx: KoaContextWithOIDC | undefined): string {
   const entities = ctx?.oidc?.entities as Record<string, { acr?: unknown } | undefined> | undefined
   const source = entities?.AuthorizationCode ?? entities?.DeviceCode ?? entities?.RotatedRefreshToken ?? entities?.RefreshToken
   return source?.acr === SINGLE_SIGN_ON ? SINGLE_SIGN_ON : LOGIN_FORM
+}
+
+/**
+ * Keycloak answers `prompt=none` (keycloak-js's check-sso) from its SSO session (AuthorizationEndpointBase
+ * `handleBrowserAuthenticationRequest`: `login_required` without one, `interaction_required` for a required action).
+ * A browser signs in once, so a browser without a realm session is signed in silently by its gateway session where the
+ * realm's login step would take that session without its form (interactions.ts): a live gateway session of an active
+ * account (`ProviderRequest.signedInAtGateway`, the step's own judgement), no fresh login asked for (`max_age`,
+ * `prompt=login`), no subject or level named (`id_token_hint`, the `sub` or an essential `acr` claim), and the
+ * client's access rules passed (refused as at the step, `access_denied`). An action the application asks for
+ * (`kc_action`) needs the person: `interaction_required`, as for a realm session. Any other case is left to
+ * oidc-provider, which answers `login_required`; none shows a page, and none makes a realm session.
+ * It runs as oidc-provider's validation of the `prompt` parameter (`extraParams`), its last step before the browser
+ * session's account is loaded: after the client, the redirect URI and PKCE were checked, so the code can go only where
+ * the client registered and only to the holder of its verifier, as after any single sign-on. The realm session it
+ * signs in is saved linked to that gateway session (`gatewaySessionOfRequest`), and ends with it.
+ */
+function silentSignIn(checkClientAccess: ((ctx: KoaContextWithOIDC, clientId: string, user: User) => void) | undefined) {
+  return async (ctx: KoaContextWithOIDC): Promise<void> => {
+    const { oidc } = ctx
+    const session = oidc.session
+    if (oidc.route !== 'authorization' || !oidc.promptPending('none') || !session || session.accountId || !oidc.client) return
+    const claims = oidc.claims as { id_token?: { sub?: unknown; acr?: { essential?: unknown } } } | undefined
+    // oidc-provider has turned `max_age=0` into `prompt=login` by now.
+    if (oidc.promptPending('login') || oidc.params?.max_age !== undefined || oidc.entities.IdTokenHint !== undefined || claims?.id_token?.sub !== undefined || claims?.id_token?.acr?.essential) return
+    const signedIn = await (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.signedInAtGateway?.()
+    if (!signedIn) return
+    checkClientAccess?.(ctx, oidc.client.clientId, signedIn.user)
+    if (accountAction(oidc.params as Record<string, unknown>) !== undefined) throw new errors.InteractionRequired(KC_ACTION_DESCRIPTION)
+    // A browser session that held no one (a logout form's) gets a new identifier for its first sign-in, as at a login
+    // (oidc-provider's resume; its typings leave out `new`, which a session not yet saved carries).
+    if (!(session as unknown as { new?: boolean }).new) session.resetIdentifier()
+    session.loginAccount({ accountId: String(signedIn.user.id), acr: SINGLE_SIGN_ON })
+  }
 }
 
 interface ProviderRequestContext {

@@ -12,7 +12,7 @@ import { splitTarget } from '../http/request-target.ts'
 import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
-import { isIframePath, sendIframePage } from './keycloak-pages.ts'
+import { isIframePath, LOGIN_STATUS_IFRAME, sendIframePage } from './keycloak-pages.ts'
 import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
 import epochTime from './provider-clock.ts'
 import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
@@ -84,7 +84,10 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     return (await loadInteractions()).loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
   }
   if (rest === GATEWAY_CALLBACK && request.method === 'GET') return (await loadInteractions()).gatewayCallback(app, realm, request, reply)
-  if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) return sendIframePage(realm, rest, new URLSearchParams(query), reply)
+  if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) {
+    if (rest === LOGIN_STATUS_IFRAME) await (await loadInteractions()).markGatewaySignIn(app, realm, request, reply)
+    return sendIframePage(realm, rest, new URLSearchParams(query), reply)
+  }
   if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
   if (rest === REGISTRATIONS_PATH) return registrationNotAllowed(request, reply)
   if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
@@ -119,6 +122,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     },
     recordFailure: (error) => recordedError(request, error, request.log),
     handOver: () => reply.hijack(),
+    signedInAtGateway: async () => (await loadInteractions()).silentGatewaySignIn(app, realm, request),
   })
   return reply
 }
@@ -183,6 +187,8 @@ export interface ProviderExchange {
   recordFailure(error: unknown): GatehouseError
   /** From here on the response is oidc-provider's. */
   handOver(): void
+  /** The browser's gateway session, for a silent authorization (`ProviderRequest.signedInAtGateway`). */
+  signedInAtGateway?: ProviderRequest['signedInAtGateway']
 }
 
 /**
@@ -240,7 +246,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, signedInAtGateway: exchange.signedInAtGateway }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }

@@ -15,7 +15,10 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
   before(async () => {
     // Keycloak's documented setup, with default options (PKCE S256, fragment response mode, third-party cookie
     // check, login status iframe).
-    setup = await startKeycloakJsSetup({ '': { onLoad: 'login-required' } }, { audiences: ['demo-app'] })
+    setup = await startKeycloakJsSetup((url) => ({
+      '': { onLoad: 'login-required' },
+      'check-sso': { onLoad: 'check-sso', silentCheckSsoRedirectUri: `${url}/silent-check-sso.html` },
+    }), { audiences: ['demo-app'] })
     ;({ gw, browser } = setup)
     appUrl = setup.app.url
   })
@@ -91,6 +94,41 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
       assert.equal(refresh.body.error, 'invalid_grant')
       assert.deepEqual(problems, [])
     })
+  })
+
+  it('check-sso signs a browser signed in only at the gateway in silently, in its iframe; signed out there, the app stays anonymous', async () => {
+    const { page, context, problems } = await openPage(browser)
+    try {
+      // Signed in at the gateway's own login page: no realm session yet.
+      await page.goto(`${gw.url}/api/gateway/v1/login/`)
+      await page.fill('#username', 'alice')
+      await page.fill('#password', 'alice-password')
+      await page.click('button[type=submit]')
+      await page.waitForURL((url) => url.pathname === '/ui/')
+      assert.equal((await context.cookies(gw.url)).some((cookie) => cookie.name === 'gatehouse_oidc_session'), false)
+
+      const navigations: string[] = []
+      page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations.push(frame.url()) })
+      await page.goto(`${appUrl}/check-sso`)
+      await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
+      assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+      assert.deepEqual(navigations.map((url) => new URL(url).origin), [appUrl], 'the check ran in the iframe, the page never left the app')
+      const token = await page.evaluate<Record<string, unknown>>('keycloak.tokenParsed')
+      assert.equal(token.preferred_username, 'alice')
+      assert.equal(token.acr, '0', 'single sign-on: no password typed for this app')
+
+      // Signed out at the gateway, the realm session the check made ends with it: the next check finds no one.
+      const csrf = (await context.cookies(gw.url)).find((cookie) => cookie.name === 'csrftoken')!.value
+      const logout = await page.request.post(`${gw.url}/api/gateway/v1/logout/`, { headers: { 'x-csrftoken': csrf, referer: `${gw.url}/ui/`, accept: 'application/json' }, maxRedirects: 0 })
+      assert.equal(logout.status(), 302)
+      await page.reload()
+      await page.waitForFunction('window.initResult !== undefined', undefined, { timeout: 20_000 })
+      assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: false })
+      assert.equal(new URL(page.url()).origin, appUrl)
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
   })
 
   it('logs out with a form POST (logoutMethod: \'POST\'), which ends the realm session', async () => {
