@@ -31,17 +31,18 @@ export function apiAccessCheck(app: App) {
       throw decision.refusal
     },
     async afterBody(request: FastifyRequest): Promise<void> {
-      if (request.gatehouse.decision !== 'granted') {
+      const body = request.body
+      const form = typeof body === 'object' && body !== null && mediaType(request) === 'application/x-www-form-urlencoded' ? body as Record<string, unknown> : undefined
+      // Judged again with the form's token: a refused session's form, and one on a public route (the login form), which
+      // went on as anonymous before its body came and whose session the login replaces (src/auth/session-start.ts).
+      if (request.gatehouse.decision !== 'granted' || (form && CSRF_FORM_FIELD in form && !request.gatehouse.principal)) {
         request.gatehouse.code = undefined
         const decision = await check(request)
         if (!decision.granted) throw decision.refusal
       }
       // The form's CSRF token is the request's, not a field of the object it writes (Django's middleware takes it
       // before the view reads the form); the login form, which is public, reads it itself.
-      const body = request.body
-      if (request.routeOptions.config.access !== 'public' && typeof body === 'object' && body !== null && mediaType(request) === 'application/x-www-form-urlencoded') {
-        delete (body as Record<string, unknown>)[CSRF_FORM_FIELD]
-      }
+      if (request.routeOptions.config.access !== 'public' && form) delete form[CSRF_FORM_FIELD]
     },
   }
 }
