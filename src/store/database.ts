@@ -635,8 +635,11 @@ function innerOf(connection: DatabaseConnection): DatabaseConnection {
 
 /**
  * A database URL as messages and the log show it: the password masked, whether written before the host or as a
- * query parameter (libpq and pg take `?password=` and `?sslpassword=` too).
+ * query parameter (libpq and pg take `?password=` and `?sslpassword=` too). Before the host, everything from the
+ * username's colon to the last `@` is masked: a username may be empty (`postgres://:secret@host`), and a password
+ * written without percent-encoding may hold `/`, `?` or `@` (such a URL fails to parse, and its message names it).
+ * A query that holds `@` is masked too, wrongly but safely.
  */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^/]*@/, '//$1:***@').replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***')
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):[^]*@/i, '$1:***@').replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***')
 }

@@ -219,6 +219,15 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('masks a database password however the URL spells it: without a username, or holding a slash', async () => {
+    for (const url of ['postgres://:secret@127.0.0.1:1/gatehouse', 'postgres://gatehouse:se/cret@127.0.0.1:1/gatehouse', 'postgres://gatehouse:se@cr/et@127.0.0.1:1/gatehouse']) {
+      const result = await runCli(['users', 'list', '--database', url])
+      assert.equal(result.code, 1, url)
+      assert.doesNotMatch(result.stderr, /se\/?c?r?e?t|cr\/et/, url)
+      assert.match(result.stderr, /^gatehouse: the database postgres:\/\/(gatehouse)?:\*\*\*@127\.0\.0\.1:1\/gatehouse cannot be used: /, url)
+    }
+  })
+
   it('says a username is taken once, in any letter case, with exit status 3', async () => {
     const dir = tempDir()
     assert.equal((await runCli(['users', 'create', 'hana', '--data-dir', dir])).code, 0)
