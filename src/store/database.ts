@@ -641,5 +641,14 @@ function innerOf(connection: DatabaseConnection): DatabaseConnection {
  * A query that holds `@` is masked too, wrongly but safely.
  */
 export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):[^]*@/i, '$1:***@').replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***')
+  return url.replace(PASSWORD_BEFORE_HOST, '$1:***@').replace(PASSWORD_IN_QUERY, '$1***')
 }
+
+/** The passwords a database URL holds, as written (redactUrl masks each). */
+export function urlPasswords(url: string): string[] {
+  const beforeHost = PASSWORD_BEFORE_HOST.exec(url)?.[2]
+  return [beforeHost, ...[...url.matchAll(PASSWORD_IN_QUERY)].map((match) => match[2])].filter((password) => !!password) as string[]
+}
+
+const PASSWORD_BEFORE_HOST = /^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):([^]*)@/i
+const PASSWORD_IN_QUERY = /([?&](?:ssl)?password=)([^&#]*)/gi
