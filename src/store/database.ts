@@ -4,7 +4,7 @@ import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, Tr
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
-import { DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
+import { DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -31,10 +31,17 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number):
   } catch (error) {
     throw new DataDirUnusable(dir, (error as Error).message, error)
   }
-  const sqlite = new NodeSqliteDatabase(file, busyTimeoutMs)
-  // Opening waits for another process's migrations as long as migrating does.
-  await sqlite.useWal(MIGRATION_WAIT_MS)
-  return sqlite
+  let sqlite: NodeSqliteDatabase | undefined
+  try {
+    sqlite = new NodeSqliteDatabase(file, busyTimeoutMs)
+    // Opening waits for another process's migrations as long as migrating does.
+    await sqlite.useWal(MIGRATION_WAIT_MS)
+    return sqlite
+  } catch (error) {
+    // A file that is not a database (a wrong file restored as a backup) fails here, in words that do not say which file.
+    sqlite?.close()
+    throw new DatabaseUnusable(`sqlite:${file}`, error)
+  }
 }
 
 /**
