@@ -233,6 +233,16 @@ describe('bin/gatehouse', () => {
     assert.deepEqual(readdirSync(dir), ['gatehouse.sqlite'])
   })
 
+  it('does not repeat a secret that YAML reads as an alias (an unquoted value starting with *) when it refuses the file', async () => {
+    const file = join(tempDir(), 'gatehouse.yaml')
+    writeFileSync(file, 'ldap:\n  bind_password: *Tr0ub4dor-and-3\n')
+    for (const command of [['config', 'check', file], ['users', 'list', '--config', file]]) {
+      const result = await runCli(command)
+      assert.equal(result.code, 2, command.join(' '))
+      assert.equal(result.stderr, `gatehouse: ${file}: YAML, line 2, column 18: an alias (a value that starts with "*") names no anchor before it; quote a value that starts with "*"\n`)
+    }
+  })
+
   it('masks a database password however the URL spells it: without a username, or holding a slash', async () => {
     for (const url of ['postgres://:secret@127.0.0.1:1/gatehouse', 'postgres://gatehouse:se/cret@127.0.0.1:1/gatehouse', 'postgres://gatehouse:se@cr/et@127.0.0.1:1/gatehouse']) {
       const result = await runCli(['users', 'list', '--database', url])
