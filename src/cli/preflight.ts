@@ -1,9 +1,11 @@
-import { accessSync, closeSync, constants, existsSync, openSync, statSync } from 'node:fs'
+import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { parse } from 'yaml'
 import { settingsFromEnvironment } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
+import { urlPasswords } from '../store/database.ts'
 
 export interface StartFiles {
   tls?: TlsCredentials
@@ -62,6 +64,7 @@ export function readableSecretsWarning(file: string, config: Config): string | u
     ...(config.ldap?.bind_password === undefined ? [] : ['ldap.bind_password']),
     ...config.sso.flatMap((provider, i) => (provider.client_secret === undefined ? [] : [`sso.${i}.client_secret`])),
     ...config.realms.flatMap((realm, i) => realm.clients.flatMap((client, j) => (client.secret === undefined ? [] : [`realms.${i}.clients.${j}.secret`]))),
+    ...(databasePasswordWritten(file) ? ['storage.database'] : []),
   ]
   const mode = statSync(file).mode & 0o777
   if (!secrets.length || !(mode & 0o077)) return undefined
@@ -69,7 +72,22 @@ export function readableSecretsWarning(file: string, config: Config): string | u
   const inline = secrets.filter((setting) => !fromEnvironment.has(setting))
   if (!inline.length) return undefined
   return `WARNING: ${file} holds secrets (${inline.join(', ')}) and other users of this machine may read it (mode ${mode.toString(8)}): ` +
-    'chmod 600 it, or take them from the environment (${NAME}, or ldap.bind_password_env, sso[].client_secret_env)'
+    'chmod 600 it, or take them from the environment (${NAME}, or ldap.bind_password_env, sso[].client_secret_env, GATEHOUSE_DATABASE_URL)'
+}
+
+/**
+ * Whether the file's own `storage.database` holds a password written out (`postgres://user:PASSWORD@host`, or
+ * `?password=`), not one a `${NAME}` gives: read from the file as written, since the URL in effect may be
+ * `--database`'s or `GATEHOUSE_DATABASE_URL`'s, and once substituted no longer says where its password came from.
+ */
+function databasePasswordWritten(file: string): boolean {
+  let database: unknown
+  try {
+    database = (parse(readFileSync(file, 'utf8')) as { storage?: { database?: unknown } } | null)?.storage?.database
+  } catch {
+    return false
+  }
+  return typeof database === 'string' && urlPasswords(database).some((password) => !password.includes('${'))
 }
 
 /**

@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { UsageError } from './common.ts'
+import { ClusterScrapes, type ClusterMessage } from '../metrics/cluster.ts'
 
 /**
  * `serve --workers N`: N gateway processes share the listening port (node:cluster hands each new connection to
@@ -65,6 +66,7 @@ export async function runWorkers(count: number): Promise<void> {
   const workers = new Set<Worker>()
   const ready = new WeakSet<Worker>()
   let stopping = false
+  const scrapes = new ClusterScrapes(() => [...workers].filter((worker) => ready.has(worker)))
 
   const exitWhenAllGone = () => {
     if (workers.size === 0) process.exit(process.exitCode ?? 0)
@@ -83,7 +85,8 @@ export async function runWorkers(count: number): Promise<void> {
     return new Promise((resolve, reject) => {
       const worker = cluster.fork()
       workers.add(worker)
-      worker.on('message', (message: Message) => {
+      worker.on('message', (message: Message | ClusterMessage) => {
+        scrapes.onMessage(worker, message as ClusterMessage)
         if (message.type !== 'ready') return
         ready.add(worker)
         resolve(worker)

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { LineCounter, parseDocument, type YAMLError } from 'yaml'
+import { LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml'
 import { z } from 'zod'
 import { substituteEnvironment, type Substituted } from './environment.ts'
 import { ConfigSchema, type Config } from './schema.ts'
@@ -49,7 +49,25 @@ function parseConfigFile(file: string): unknown {
   const lines = new LineCounter()
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines })
   if (document.errors.length) throw new ConfigError(file, document.errors.map((error) => describeYamlError(error, lines)))
-  return document.toJS() ?? {}
+  try {
+    return document.toJS() ?? {}
+  } catch (error) {
+    // The parser's own words repeat the alias, which is the value as written: a password that starts with "*", unquoted.
+    throw new ConfigError(file, [unresolvedAlias(document, lines) ?? `YAML: ${(error as Error).message}`])
+  }
+}
+
+function unresolvedAlias(document: Document, lines: LineCounter): string | undefined {
+  let problem: string | undefined
+  visit(document, {
+    Alias(_key, alias) {
+      if (alias.resolve(document)) return undefined
+      const { line, col } = lines.linePos(alias.range?.[0] ?? 0)
+      problem = `YAML, line ${line}, column ${col}: an alias (a value that starts with "*") names no anchor before it; quote a value that starts with "*"`
+      return visit.BREAK
+    },
+  })
+  return problem
 }
 
 /** A syntax error with where it starts, as an editor counts (from 1); the parser's own message has no position. */

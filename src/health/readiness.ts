@@ -14,7 +14,9 @@ import { DatabaseUnavailable } from '../errors.ts'
  *
  * Bounded and cheap: one check runs at a time and concurrent probes share it; each part gives up after the
  * configured timeout; a database query that outlives its timeout is not repeated until it settles, so a hung
- * database holds at most one pooled connection for readiness however often the probe is called.
+ * database holds at most one pooled connection for readiness however often the probe is called; and an upstream is
+ * connected to at most once per UPSTREAM_PROBE_REUSE_MS, since the probe is public and each connection it opens
+ * and closes leaves a port of this machine's in TIME_WAIT for a minute.
  */
 
 export type Status = 'UP' | 'DOWN'
@@ -46,6 +48,8 @@ type Outcome<T> = { ok: true; value: T; ms: number } | { ok: false; reason: 'tim
 
 /** The bus reads the log every second (and on every push); this long without a complete read means it is stuck. */
 const STALE_MS = 3000
+/** How long an upstream's probe is reported again instead of connecting anew: upstreams do not decide readiness. */
+const UPSTREAM_PROBE_REUSE_MS = 1000
 
 export class Readiness {
   readonly #app: App
@@ -53,6 +57,8 @@ export class Readiness {
   #running: Promise<ReadinessReport> | undefined
   /** A database query from an earlier check that has not settled yet. */
   #databaseQuery: Promise<unknown> | undefined
+  /** Each upstream's latest probe (under way or done), by service, with when it began. */
+  readonly #upstreamProbes = new Map<string, { startedAt: number; probe: Promise<UpstreamCheck> }>()
 
   constructor(app: App, timeoutMs: number) {
     this.#app = app
@@ -67,7 +73,7 @@ export class Readiness {
   }
 
   async #checkAll(): Promise<ReadinessReport> {
-    const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(this.#app.routes.map((route) => this.#probeUpstream(route.name, route.upstream)))])
+    const [database, upstreams] = await Promise.all([this.#queryDatabase(), Promise.all(this.#app.routes.map((route) => this.#recentProbe(route.name, route.upstream)))])
     const checks: Check[] = [databaseCheck(database, this.#app.store.database.status()), migrationsCheck(database), this.#busCheck()]
     return { ready: checks.every((check) => check.status === 'UP'), checks, upstreams }
   }
@@ -110,6 +116,15 @@ export class Readiness {
         last_read_ms_ago: sinceRead ?? null,
       },
     }
+  }
+
+  #recentProbe(service: string, upstream: URL): Promise<UpstreamCheck> {
+    const now = performance.now()
+    const recent = this.#upstreamProbes.get(service)
+    if (recent && now - recent.startedAt < UPSTREAM_PROBE_REUSE_MS) return recent.probe
+    const probe = this.#probeUpstream(service, upstream)
+    this.#upstreamProbes.set(service, { startedAt: now, probe })
+    return probe
   }
 
   #probeUpstream(service: string, upstream: URL): Promise<UpstreamCheck> {

@@ -1,7 +1,9 @@
 import ipaddr from 'ipaddr.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import type { IncomingHttpHeaders } from 'node:http'
 import type { z } from 'zod'
+import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 import type { MetricsSchema } from '../config/operations.ts'
 import { NotAuthenticated, PermissionDenied } from '../errors.ts'
 
@@ -14,11 +16,16 @@ export class MetricsTokenUnusable extends Error {}
  * Who may scrape /metrics: a client whose address is in `allow_from`, and, when a token file is configured, that
  * sends the token as a bearer credential (compared in constant time). Decided once per scrape, from what was
  * compiled at start. Refusals are 403 (address) and 401 (token), never the metrics.
+ *
+ * A scrape that names a client of its own (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) from a peer that is not a
+ * trusted proxy came through a proxy Gatehouse does not believe: its address is the proxy's, often this machine's
+ * own, which would let every client of a proxy beside the gateway scrape. It is refused (`untrustedForward`).
  */
-export function metricsAccess(options: MetricsOptions): (address: string | undefined, authorization: string | undefined) => void {
+export function metricsAccess(options: MetricsOptions): (address: string | undefined, authorization: string | undefined, untrustedForward?: boolean) => void {
   const ranges = options.allow_from.map((cidr) => ipaddr.parseCIDR(cidr))
   const expected = options.bearer_token_file === undefined ? undefined : digest(readToken(options.bearer_token_file))
-  return (address, authorization) => {
+  return (address, authorization, untrustedForward = false) => {
+    if (untrustedForward) throw new PermissionDenied('Metrics are not served through a proxy that server.trusted_proxies does not list.')
     if (!address || !allowed(address, ranges)) throw new PermissionDenied('Metrics are not served to this address (metrics.allow_from).')
     if (expected === undefined) return
     const match = /^Bearer ([^\s]+)$/i.exec(authorization ?? '')
@@ -37,6 +44,14 @@ function readToken(file: string): string {
   }
   if (token.length < 16 || /\s/.test(token)) throw new MetricsTokenUnusable(`metrics.bearer_token_file ${file}: the token must be one word of at least 16 characters`)
   return token
+}
+
+/** The fields a proxy names its client in. */
+const CLIENT_FIELDS = ['x-forwarded-for', 'forwarded', 'x-real-ip'] as const
+
+/** Whether a request names a client of its own though its peer (`peer`) is not a proxy Gatehouse trusts. */
+export function forwardedByUntrusted(headers: IncomingHttpHeaders, peer: string | undefined, trustsProxy: ProxyTrust): boolean {
+  return CLIENT_FIELDS.some((name) => headers[name] !== undefined) && !trustsProxy(peer)
 }
 
 /** Hashing both sides first makes the comparison constant-time whatever the lengths. */

@@ -5,6 +5,7 @@ import type { Database } from '../store/database.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { CacheStats } from '../store/cache.ts'
 import type { ConnectionCap } from '../listener/address-shares.ts'
+import { answerCollections, clustered, scrapeEveryWorker } from './cluster.ts'
 import { CounterFamily, HistogramFamily, type CounterCell, type HistogramSeries } from './instruments.ts'
 
 const METHOD_CLASSES = ['read', 'write'] as const
@@ -85,6 +86,7 @@ export class GatewayMetrics {
     this.#lockouts.series()
     this.#auditDropped.series()
     this.#refusedCells = { max_connections: this.#connectionsRefused.series('max_connections'), max_connections_per_address: this.#connectionsRefused.series('max_connections_per_address') }
+    if (clustered()) answerCollections(async () => (await this.#loadedRegistry()).getMetricsAsJSON())
   }
 
   /** The registry, with prom-client loaded on the first call; a failed load is tried again at the next scrape. */
@@ -195,8 +197,9 @@ export class GatewayMetrics {
     bus.onRead((lagMs) => this.#busLag.observe(series, Math.max(0, lagMs) / 1000))
     this.#gauges.push((client) => new client.Gauge({
       name: 'gatehouse_event_bus_last_read_age_seconds',
-      help: 'Time since this process last read the event log completely (it reads every second).',
+      help: 'Time since this process last read the event log completely (it reads every second); under serve --workers, the longest of the workers\'.',
       registers: [],
+      aggregator: 'max',
       collect() {
         const { readAt } = bus.status()
         this.set(readAt === undefined ? -1 : (Date.now() - readAt) / 1000)
@@ -222,7 +225,9 @@ export class GatewayMetrics {
     }))
   }
 
+  /** What /metrics answers: this process's metrics, or under `serve --workers` every worker's together (src/metrics/cluster.ts). */
   async scrape(): Promise<Scrape> {
+    if (clustered()) return scrapeEveryWorker()
     const registry = await this.#loadedRegistry()
     return { contentType: registry.contentType, text: await registry.metrics() }
   }

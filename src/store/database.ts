@@ -4,7 +4,7 @@ import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, Tr
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
-import { DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
+import { DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -31,10 +31,17 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number):
   } catch (error) {
     throw new DataDirUnusable(dir, (error as Error).message, error)
   }
-  const sqlite = new NodeSqliteDatabase(file, busyTimeoutMs)
-  // Opening waits for another process's migrations as long as migrating does.
-  await sqlite.useWal(MIGRATION_WAIT_MS)
-  return sqlite
+  let sqlite: NodeSqliteDatabase | undefined
+  try {
+    sqlite = new NodeSqliteDatabase(file, busyTimeoutMs)
+    // Opening waits for another process's migrations as long as migrating does.
+    await sqlite.useWal(MIGRATION_WAIT_MS)
+    return sqlite
+  } catch (error) {
+    // A file that is not a database (a wrong file restored as a backup) fails here, in words that do not say which file.
+    sqlite?.close()
+    throw new DatabaseUnusable(`sqlite:${file}`, error)
+  }
 }
 
 /**
@@ -635,8 +642,20 @@ function innerOf(connection: DatabaseConnection): DatabaseConnection {
 
 /**
  * A database URL as messages and the log show it: the password masked, whether written before the host or as a
- * query parameter (libpq and pg take `?password=` and `?sslpassword=` too).
+ * query parameter (libpq and pg take `?password=` and `?sslpassword=` too). Before the host, everything from the
+ * username's colon to the last `@` is masked: a username may be empty (`postgres://:secret@host`), and a password
+ * written without percent-encoding may hold `/`, `?` or `@` (such a URL fails to parse, and its message names it).
+ * A query that holds `@` is masked too, wrongly but safely.
  */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):[^/]*@/, '//$1:***@').replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***')
+  return url.replace(PASSWORD_BEFORE_HOST, '$1:***@').replace(PASSWORD_IN_QUERY, '$1***')
 }
+
+/** The passwords a database URL holds, as written (redactUrl masks each). */
+export function urlPasswords(url: string): string[] {
+  const beforeHost = PASSWORD_BEFORE_HOST.exec(url)?.[2]
+  return [beforeHost, ...[...url.matchAll(PASSWORD_IN_QUERY)].map((match) => match[2])].filter((password) => !!password) as string[]
+}
+
+const PASSWORD_BEFORE_HOST = /^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*):([^]*)@/i
+const PASSWORD_IN_QUERY = /([?&](?:ssl)?password=)([^&#]*)/gi

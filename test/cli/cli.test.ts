@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { Command } from 'commander'
@@ -216,6 +216,39 @@ describe('bin/gatehouse', () => {
       const result = await runCli([...command, '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
       assert.equal(result.code, 1, command.join(' '))
       assert.equal(result.stderr, 'gatehouse: the database postgres://gatehouse:***@127.0.0.1:1/gatehouse cannot be used: connect ECONNREFUSED 127.0.0.1:1\n', command.join(' '))
+    }
+  })
+
+  it('names a SQLite file that is not a database (a backup restored from the wrong file, say) and changes nothing', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'gatehouse.sqlite')
+    const garbage = Buffer.from('SQLite format 3\u0000but not really a database, only its first sixteen bytes')
+    writeFileSync(file, garbage)
+    for (const command of [['users', 'list'], ['migrate'], ['migrate', '--status'], ['backup', join(dir, 'copy.sqlite')]]) {
+      const result = await runCli([...command, '--data-dir', dir])
+      assert.equal(result.code, 1, command.join(' '))
+      assert.equal(result.stderr, `gatehouse: the database sqlite:${file} cannot be used: file is not a database\n`, command.join(' '))
+    }
+    assert.deepEqual(readFileSync(file), garbage)
+    assert.deepEqual(readdirSync(dir), ['gatehouse.sqlite'])
+  })
+
+  it('does not repeat a secret that YAML reads as an alias (an unquoted value starting with *) when it refuses the file', async () => {
+    const file = join(tempDir(), 'gatehouse.yaml')
+    writeFileSync(file, 'ldap:\n  bind_password: *Tr0ub4dor-and-3\n')
+    for (const command of [['config', 'check', file], ['users', 'list', '--config', file]]) {
+      const result = await runCli(command)
+      assert.equal(result.code, 2, command.join(' '))
+      assert.equal(result.stderr, `gatehouse: ${file}: YAML, line 2, column 18: an alias (a value that starts with "*") names no anchor before it; quote a value that starts with "*"\n`)
+    }
+  })
+
+  it('masks a database password however the URL spells it: without a username, or holding a slash', async () => {
+    for (const url of ['postgres://:secret@127.0.0.1:1/gatehouse', 'postgres://gatehouse:se/cret@127.0.0.1:1/gatehouse', 'postgres://gatehouse:se@cr/et@127.0.0.1:1/gatehouse']) {
+      const result = await runCli(['users', 'list', '--database', url])
+      assert.equal(result.code, 1, url)
+      assert.doesNotMatch(result.stderr, /se\/?c?r?e?t|cr\/et/, url)
+      assert.match(result.stderr, /^gatehouse: the database postgres:\/\/(gatehouse)?:\*\*\*@127\.0\.0\.1:1\/gatehouse cannot be used: /, url)
     }
   })
 

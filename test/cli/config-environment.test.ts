@@ -86,4 +86,21 @@ describe('environment variables in the configuration file', () => {
       assert.doesNotMatch(checked.stdout + checked.stderr, new RegExp(`${CLIENT_SECRET}|${DEFAULT_SECRET}`))
     }
   })
+
+  it('warns of a readable file whose database URL holds a password, unless the environment gives the password', async () => {
+    const written = configFile(['storage:', `  database: postgres://gatehouse:${DEFAULT_SECRET}@db.internal/gatehouse`], 0o644)
+    const inQuery = configFile(['storage:', `  database: postgres://gatehouse@db.internal/gatehouse?sslmode=require&password=${DEFAULT_SECRET}`], 0o644)
+    for (const file of [written, inQuery]) {
+      const checked = await runCli(['config', 'check', file])
+      assert.equal(checked.code, 0, checked.stderr)
+      assert.match(checked.stderr, /^gatehouse: WARNING: .*gatehouse\.yaml holds secrets \(storage\.database\) and other users of this machine may read it \(mode 644\)/)
+      assert.doesNotMatch(checked.stdout + checked.stderr, new RegExp(DEFAULT_SECRET))
+    }
+    const env = { DB_PASSWORD: CLIENT_SECRET, DATABASE_URL: `postgres://gatehouse:${CLIENT_SECRET}@db.internal/gatehouse` }
+    for (const value of ['postgres://gatehouse:${DB_PASSWORD}@db.internal/gatehouse', '${DATABASE_URL}', 'postgres://gatehouse@db.internal/gatehouse']) {
+      const checked = await runCli(['config', 'check', configFile(['storage:', `  database: "${value}"`], 0o644)], { env })
+      assert.equal(checked.code, 0, checked.stderr)
+      assert.equal(checked.stderr, '', value)
+    }
+  })
 })

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import { adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { freePort } from '../helpers/nginx.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
+import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
 import { at } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
@@ -33,6 +34,18 @@ function statusOnNewConnection(url: string, headers: Record<string, string>): Pr
     get(url, { headers, agent: false }, (response) => {
       response.resume()
       resolve(response.statusCode!)
+    }).on('error', reject)
+  })
+}
+
+/** The body of a GET on a connection of its own. */
+function textOnNewConnection(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, { agent: false }, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk) => (body += chunk))
+      response.on('end', () => resolve(body))
     }).on('error', reject)
   })
 }
@@ -78,6 +91,22 @@ describe('serve --workers', () => {
 
   it('prints the listening line once', () => {
     assert.equal(gateway.output().match(/Gatehouse listening on/g)?.length, 1)
+  })
+
+  it('answers /metrics for every worker together, so its counters only grow whichever worker is asked', async () => {
+    const requests = async () => {
+      const samples = parseScrape(await textOnNewConnection(`${gateway.url}/metrics`))
+      assert.ok(sampleValue(samples, 'nodejs_heap_size_used_bytes') > 0, 'the process metrics are there too')
+      return sampleValue(samples, 'gatehouse_requests_total', { service: 'none', method: 'read', status: '2xx', auth: 'none' })
+    }
+    let last = await requests()
+    for (let round = 0; round < 4; round++) {
+      for (let i = 0; i < 5; i++) assert.equal(await statusOnNewConnection(`${gateway.url}/healthz`, {}), 200)
+      const now = await requests()
+      // Each round's five probes (and the scrape before them), whichever worker answered each one.
+      assert.ok(now >= last + 6, `round ${round}: ${now} after ${last}`)
+      last = now
+    }
   })
 
   it('replaces a worker that dies', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { after, before, describe, it } from 'node:test'
 import { sql } from '../../src/store/kysely.ts'
 import { migrationProvider } from '../../src/store/migrations/index.ts'
@@ -12,6 +13,11 @@ async function closedPort(): Promise<number> {
   const { port } = server.address() as { port: number }
   await new Promise<void>((resolve) => server.close(() => resolve()))
   return port
+}
+
+/** Long enough for the probes before it to be of an upstream's last second no more: the next probe connects. */
+function pastUpstreamProbeReuse(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 1100))
 }
 
 function check(body: { checks: { name: string; status: string; data: Record<string, unknown> }[] }, name: string) {
@@ -101,10 +107,22 @@ describe('health and readiness endpoints', () => {
   })
 
   it('lets probes that arrive together share one check', async () => {
+    await pastUpstreamProbeReuse()
     connections = 0
     const responses = await Promise.all(Array.from({ length: 50 }, () => gw.fetch('/readyz')))
     assert.deepEqual(new Set(responses.map((r) => r.status)), new Set([200]))
     assert.ok(connections >= 1 && connections < 50, `${connections} checks for 50 probes`)
+  })
+
+  it('connects to each upstream at most about once a second, however fast probes follow one another', async () => {
+    // Probes are public: one connection per probe would let anyone make the gateway open (and leave in TIME_WAIT)
+    // connections to every upstream as fast as it can ask.
+    await pastUpstreamProbeReuse()
+    connections = 0
+    const started = performance.now()
+    for (let i = 0; i < 30; i++) assert.equal((await gw.fetch('/readyz')).status, 200)
+    const seconds = (performance.now() - started) / 1000
+    assert.ok(connections >= 1 && connections <= Math.ceil(seconds) + 1, `${connections} connections for 30 probes in ${seconds.toFixed(1)} s`)
   })
 
   it('leaves the platform\'s ping/ as it was', async () => {

@@ -7,6 +7,7 @@ import { adminAuth, basic, json, startGateway, tempDir, type TestGateway } from 
 import { parseScrape, sampleValue, type Sample } from '../helpers/prometheus.ts'
 import { REALM, tokenRequest } from '../helpers/oidc.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
+import { requestFrom } from '../helpers/from-address.ts'
 import { closedUnanswered, HalfRequests, openConnections, untilConnections } from '../helpers/raw-client.ts'
 
 type Scrape = Map<string, Sample[]>
@@ -95,6 +96,23 @@ describe('metrics', () => {
         const response = await gw.fetch('/metrics', { headers: { accept: 'application/json' } })
         assert.equal(response.status, 403)
         assert.equal((await json(response)).code, 'permission_denied')
+      } finally {
+        await gw.close()
+      }
+    })
+
+    it('refuses a scrape forwarded by a proxy server.trusted_proxies does not list: behind it, every client would look local', async () => {
+      const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.2'] } } })
+      try {
+        const forwarded: Record<string, string>[] = [{ 'x-forwarded-for': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }, { 'x-real-ip': '203.0.113.9' }, { 'x-forwarded-for': '127.0.0.1' }]
+        for (const headers of forwarded) {
+          const refused = await requestFrom('127.0.0.1', gw.url + '/metrics', { headers: { accept: 'application/json', ...headers } })
+          assert.equal(refused.status, 403, JSON.stringify(headers))
+          assert.equal(refused.json().code, 'permission_denied')
+        }
+        assert.equal((await requestFrom('127.0.0.1', gw.url + '/metrics')).status, 200, 'a scrape that names no other client')
+        assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers: { 'x-forwarded-for': '127.0.0.1' } })).status, 200, 'a trusted proxy forwarding a local client')
+        assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers: { 'x-forwarded-for': '203.0.113.9' } })).status, 403, 'a trusted proxy forwarding another')
       } finally {
         await gw.close()
       }
