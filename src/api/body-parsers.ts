@@ -56,7 +56,8 @@ function charsetRefusal(request: FastifyRequest, what: string): UnsupportedMedia
  */
 export function holdBodiesWithin(api: GatewayApi, budget: BodyBudget): void {
   api.addHook('preParsing', async (request, reply, payload) => {
-    if (!hasRequestBody(request.raw)) return payload
+    // A GET's or a HEAD's body is never read here (Fastify parses none), so it holds nothing.
+    if (request.method === 'GET' || request.method === 'HEAD' || !hasRequestBody(request.raw)) return payload
     const limit = request.routeOptions.bodyLimit
     if (request.headers['transfer-encoding'] === undefined) {
       const declared = Number(request.headers['content-length'])

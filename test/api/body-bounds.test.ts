@@ -26,6 +26,10 @@ describe('the memory the gateway API\'s request bodies hold', () => {
     assert.equal(second.status, 503)
     assert.equal(second.headers.get('retry-after'), '1')
     assert.equal((await json(second)).code, 'body_buffers_full')
+    // A read's body is never read, and holds nothing.
+    const read = await rawClient(gw.url, '127.0.0.42', `GET ${USERS} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${adminAuth.authorization}\r\nContent-Length: ${size}\r\n\r\n`)
+    assert.match(await eventually(() => read.received(), (text) => text.includes('\r\n\r\n'), 10_000), /^HTTP\/1\.1 200 /)
+    read.socket.destroy()
     // A chunked body is counted as it arrives: it is refused once it would go past the budget.
     const chunked = await rawClient(gw.url, '127.0.0.41', Buffer.concat([Buffer.from(post(USERS, 'chunked')), Buffer.from(`${(size).toString(16)}\r\n`), randomBytes(size)]))
     const answer = await eventually(() => chunked.received(), (text) => text.includes('\r\n\r\n'), 10_000)
