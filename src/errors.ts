@@ -28,7 +28,7 @@ export type ErrorCode =
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
-  | 'database_unavailable' | 'directory_unavailable' | 'password_checks_busy' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
+  | 'database_unavailable' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'upstream_handshake_invalid'
   | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'invalid_original_request' | 'untrusted_proxy'
 
@@ -644,6 +644,21 @@ export class PasswordChecksBusy extends GatehouseError {
   /** The status oidc-provider answers with for an error it did not raise itself. */
   get statusCode(): number {
     return this.status
+  }
+}
+
+/**
+ * 503: the gateway API's request bodies being read take all of `server.api_body_buffers_mb` (src/api/body-parsers.ts);
+ * this one is refused before it is read, rather than held beyond that bound.
+ */
+export class BodyBuffersFull extends GatehouseError {
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'body_buffers_full'
+  static override readonly defaultMessage: string = 'Too many request bodies are being read right now; try again in a moment.'
+  static readonly retryAfterSeconds = 1
+
+  constructor() {
+    super(undefined, { headers: { 'retry-after': String(BodyBuffersFull.retryAfterSeconds), connection: 'close' } })
   }
 }
 

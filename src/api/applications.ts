@@ -16,7 +16,7 @@ import { ENCRYPTED, userSummary, userUrl } from './summaries.ts'
 import { bodyId, idParam, nullableBodyId } from './validation.ts'
 
 /** Space-separated absolute http(s) URLs without fragments, as django-oauth-toolkit takes `redirect_uris`. */
-const redirectUris = z.string().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
+const redirectUris = z.string().trim().max(4000).refine((value) => value.split(/\s+/).filter(Boolean).every((uri) => {
   const url = URL.parse(uri)
   return url !== null && (url.protocol === 'https:' || url.protocol === 'http:') && url.hash === ''
 }), 'Enter space-separated absolute http(s) URLs without a fragment.')
@@ -35,8 +35,8 @@ const organization = bodyId
  */
 const applicationFields = z.object({
   /** As long as django-ansible-base's (its NamedCommonModel's `max_length`, migration 023). */
-  name: z.string().min(1, 'This field may not be blank.').max(512),
-  description: z.string().max(1000).optional(),
+  name: z.string().trim().min(1, 'This field may not be blank.').max(512),
+  description: z.string().trim().max(1000).optional(),
   organization: organization.optional(),
   user: nullableBodyId.optional(),
   client_type: z.enum(['confidential', 'public']),

@@ -1,7 +1,9 @@
 import type { FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { parse as parseForm } from 'node:querystring'
-import { InvalidJson, MalformedEscape, UnsupportedMediaType } from '../errors.ts'
+import { pipeline, Transform } from 'node:stream'
+import { BodyBuffersFull, InvalidJson, MalformedEscape, UnsupportedMediaType } from '../errors.ts'
+import { BodyBudget, hasRequestBody } from '../gateway/request-buffer.ts'
 import { mediaType } from '../http/negotiation.ts'
 import { wellFormedEscapes } from '../http/request-target.ts'
 import type { GatewayApi } from './gateway-api.ts'
@@ -41,4 +43,45 @@ function charsetRefusal(request: FastifyRequest, what: string): UnsupportedMedia
   const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase()
   if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return undefined
   return new UnsupportedMediaType(`${what} body must be UTF-8, not ${charset.slice(0, 40)}.`)
+}
+
+/**
+ * Every request body the gateway API reads is held whole until it is parsed, so all of them together are held within
+ * one budget (`server.api_body_buffers_mb`), as proxied bodies are within theirs (src/gateway/request-buffer.ts): a
+ * body that would take it past that is refused with 503 and Retry-After rather than read. A body of declared length
+ * takes its length before a byte is read; a chunked one takes each chunk as it comes. What a request took is given
+ * back when its response closes. A body declared over its route's limit takes nothing: Fastify refuses it unread
+ * with 413.
+ * Runs after authorization (src/api/access.ts), so only a caller who may use the route can hold any of the budget.
+ */
+export function holdBodiesWithin(api: GatewayApi, budget: BodyBudget): void {
+  api.addHook('preParsing', async (request, reply, payload) => {
+    // A GET's or a HEAD's body is never read here (Fastify parses none), so it holds nothing.
+    if (request.method === 'GET' || request.method === 'HEAD' || !hasRequestBody(request.raw)) return payload
+    const limit = request.routeOptions.bodyLimit
+    if (request.headers['transfer-encoding'] === undefined) {
+      const declared = Number(request.headers['content-length'])
+      if (!(declared <= limit)) return payload
+      if (!budget.take(declared)) throw new BodyBuffersFull()
+      reply.raw.once('close', () => budget.give(declared))
+      return payload
+    }
+    let held = 0
+    let answered = false
+    reply.raw.once('close', () => {
+      answered = true
+      budget.give(held)
+    })
+    const counted = new Transform({
+      transform(chunk: Buffer, _encoding, next) {
+        // What still comes after the answer (of a body refused as too large) is dropped, not held.
+        if (answered) return next(null, chunk)
+        if (!budget.take(chunk.length)) return next(new BodyBuffersFull())
+        held += chunk.length
+        next(null, chunk)
+      },
+    })
+    // A client that goes away mid-body ends the counted stream too, so its reader is not left waiting.
+    return pipeline(payload, counted, () => {})
+  })
 }

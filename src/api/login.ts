@@ -30,6 +30,13 @@ const loginFields = z.object({
   next: field('next').max(MAX_REDIRECT_TARGET).optional(),
   [CSRF_FORM_FIELD]: field(CSRF_FORM_FIELD).max(256).optional(),
 }).strict()
+/**
+ * The largest login body read. The login is public, so anyone may send it; it needs a username, a password, a next
+ * page and a CSRF token, and this holds each at its longest in characters of three UTF-8 bytes, percent-encoded (nine
+ * bytes each: (150 + 1024 + 2048 + 256) * 9 = 31,302 bytes, a little more with the fields' names). Django reads up to
+ * DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) of any body; a login larger than this could hold no field it accepts.
+ */
+export const LOGIN_BODY_LIMIT = 32 * 1024
 /** Where to go after logging in, given at most once. */
 export const nextQuery = z.object({ next: field('next').optional() })
 
@@ -58,6 +65,7 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   }
   api.post('/login/', {
     config: { access: 'public' },
+    bodyLimit: LOGIN_BODY_LIMIT,
     preValidation: [requireFormOrJson, checkCsrf],
     schema: { querystring: nextQuery, body: loginFields },
     // A browser's form whose fields do not fit (a pasted password longer than any) gets the form again.

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { auditedSession, sessionFields } from '../audit/sessions.ts'
@@ -7,7 +8,7 @@ import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { paged } from './pagination.ts'
 import { listSessions, serializeSessions } from './sessions.ts'
-import { idParam } from './validation.ts'
+import { idParam, optionalBody } from './validation.ts'
 
 /** How many sessions one pass of end_others/ reads; it repeats until only the current one is left. */
 const BATCH = 200
@@ -33,7 +34,8 @@ export function mySessionRoutes(api: GatewayApi, app: App): void {
     return reply.code(204).send()
   })
 
-  api.post('/me/sessions/end_others/', async (request) => ({ ended: await endOtherSessions(app, request) }))
+  // It takes no fields: a body naming some is refused as every endpoint refuses fields it does not know.
+  api.post('/me/sessions/end_others/', { schema: { body: optionalBody(z.object({}).strict()) } }, async (request) => ({ ended: await endOtherSessions(app, request) }))
 }
 
 /** Ends every live session of the caller except the one this request came with (all of them for basic or token). */

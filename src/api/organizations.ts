@@ -12,7 +12,7 @@ import { paged } from './pagination.ts'
 import { assertShownValues, bodyId, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
-const description = z.string().max(10_000)
+const description = z.string().trim().max(10_000)
 const createOrganizationFields = z.object({ name, description: description.optional() })
 const createOrganization = createOrganizationFields.extend(shownReadOnly(['managed'] as const)).strict()
 /** `managed`: shown, as the platform shows it, and always false: no organization is made by the system. */

@@ -6,7 +6,8 @@ import { apiAccessCheck } from './access.ts'
 import { activityStreamRoutes } from './activitystream.ts'
 import { associationRoutes } from './associations.ts'
 import { applicationRoutes } from './applications.ts'
-import { registerBodyParsers } from './body-parsers.ts'
+import { holdBodiesWithin, registerBodyParsers } from './body-parsers.ts'
+import { BodyBudget } from '../gateway/request-buffer.ts'
 import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
 import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
@@ -43,6 +44,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
     })
     const accessCheck = apiAccessCheck(app)
     api.addHook('preParsing', accessCheck.beforeBody)
+    holdBodiesWithin(api, new BodyBudget(app.config.server.api_body_buffers_mb * 1024 * 1024))
     api.addHook('preValidation', accessCheck.afterBody)
     api.addHook('preValidation', refuseNulCharacters)
     api.addHook('preValidation', refuseLoneSurrogates)

@@ -15,7 +15,7 @@ import { userSummary, userUrl } from './summaries.ts'
 import { assertShownValues, bodyId, idParam, nullableBodyId, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
-const description = z.string().max(10_000)
+const description = z.string().trim().max(10_000)
 const permissions = z.array(z.string()).max(100)
 /** `content_type`: absent or null for a global role, as the platform's default; accepted on a change (src/access/admin.ts). */
 const contentTypeField = z.string().max(200).nullable()

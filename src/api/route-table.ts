@@ -1,4 +1,5 @@
 import Fastify from 'fastify'
+import type { ZodType } from 'zod'
 import type { App } from '../app.ts'
 import type { Access } from '../gateway/places.ts'
 import { answersForApi } from './methods.ts'
@@ -9,8 +10,10 @@ export interface ApiRoute {
   readonly method: string
   readonly url: string
   readonly access: Access
-  /** Matches a request path (without query). */
+  /** Matches a request path (without query), each parameter in its named group. */
   readonly pattern: RegExp
+  /** The parameters' schema: a path whose parameters it refuses (`users/abc/`) is 404 at the gateway, no route. */
+  readonly params: ZodType | undefined
 }
 
 /**
@@ -24,7 +27,8 @@ export async function gatewayApiRoutes(app: App): Promise<ApiRoute[]> {
   server.addHook('onRoute', (route) => {
     if (answersForApi(route.config)) return
     const access = (route.config as { access?: Access } | undefined)?.access ?? 'user'
-    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access, pattern: pathPattern(route.url) })
+    const params = route.schema?.params as ZodType | undefined
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access, pattern: pathPattern(route.url), params })
   })
   try {
     await registerGatewayApi(server, app)
@@ -38,14 +42,17 @@ export async function gatewayApiRoutes(app: App): Promise<ApiRoute[]> {
 
 /** The route a request for `method` and `path` reaches; undefined when none does. */
 export function findApiRoute(routes: readonly ApiRoute[], method: string, path: string): ApiRoute | undefined {
-  return routes.find((route) => route.method === method && route.pattern.test(path))
+  return routes.find((route) => {
+    const match = route.method === method ? route.pattern.exec(path) : null
+    return match !== null && (route.params?.safeParse(match.groups ?? {}).success ?? true)
+  })
 }
 
 /** A route path as a regular expression: a `:parameter` matches one segment, a `*` the rest of the path. */
 function pathPattern(url: string): RegExp {
   const source = url.split(/(:[A-Za-z0-9_]+|\*)/).map((part) => {
     if (part === '*') return '.*'
-    if (part.startsWith(':')) return '[^/]+'
+    if (part.startsWith(':')) return `(?<${part.slice(1)}>[^/]+)`
     return part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
   }).join('')
   return new RegExp(`^${source}$`)

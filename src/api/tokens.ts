@@ -20,7 +20,7 @@ import { assertShownValues, bodyId, idParam, nullableBodyId, optionalBody, shown
  * `read write` is stored as `write`.
  */
 const scopeMessage = "Must be a simple space-separated string with allowed scopes ['read', 'write']."
-const scope = z.string({ error: scopeMessage }).refine((value) => {
+const scope = z.string({ error: (issue) => issue.input === null ? 'This field may not be null.' : scopeMessage }).refine((value) => {
   const words = value.split(/\s+/).filter(Boolean)
   return words.length > 0 && words.every((word) => word === 'read' || word === 'write') && new Set(words).size === words.length
 }, scopeMessage).transform((value): TokenScope => value.split(/\s+/).includes('write') ? 'write' : 'read')
@@ -28,7 +28,7 @@ const scope = z.string({ error: scopeMessage }).refine((value) => {
 const application = nullableBodyId
 /** The most characters a token's description may have, from the API and the command line alike. */
 export const TOKEN_DESCRIPTION_MAX = 1000
-const description = z.string().max(TOKEN_DESCRIPTION_MAX).nullable()
+const description = z.string().trim().max(TOKEN_DESCRIPTION_MAX).nullable()
 const seconds = z.union([z.number().int().min(1), z.string().regex(/^[1-9][0-9]{0,11}$/, 'Enter a whole number of seconds.').transform(Number)])
 
 const tokenFields = z.object({

@@ -20,12 +20,16 @@ import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
 /** What the API and the CLI take as a user's e-mail address, or none (''). */
 export const emailAddress = z.union([z.email('Enter a valid email address.'), z.literal('')])
 
+/**
+ * Text fields are trimmed of leading and trailing whitespace, as Django REST framework's CharField does by default
+ * (`trim_whitespace`) for the platform's serializers' fields; a password never is: its spaces are part of it.
+ */
 const userFields = {
-  username: z.string(),
+  username: z.string().trim(),
   password: z.string(),
-  email: emailAddress,
-  first_name: z.string().max(150),
-  last_name: z.string().max(150),
+  email: z.string().trim().pipe(emailAddress),
+  first_name: z.string().trim().max(150),
+  last_name: z.string().trim().max(150),
   is_superuser: z.boolean(),
   is_active: z.boolean(),
   /**

@@ -112,12 +112,14 @@ export const ConfigSchema = z.object({
       .describe('Largest request body the gateway\'s own API reads. Proxied bodies are not limited here (see `services[].pool.body_buffer_kb`).'),
     body_buffers_mb: z.number().int().min(0).max(64 * 1024).default(64)
       .describe('Memory for the proxied request bodies read before forwarding (`services[].pool.body_buffer_kb`), all services together: a body that would take it past this is streamed as it comes.'),
+    api_body_buffers_mb: z.number().int().min(1).max(64 * 1024).default(64)
+      .describe('Memory for the request bodies the gateway\'s own API reads, all requests together (each is read whole before it is parsed): a body that would take it past this is refused, unread, with 503 body_buffers_full and Retry-After: 1. Bounds what many clients sending large bodies at once (to the public login, say) make the gateway hold. At least `api_body_limit_bytes`.'),
     tls: TlsSchema.optional().describe('Serve HTTPS with these files. Absent: plain HTTP.'),
     shutdown_grace_seconds: z.number().min(0).max(3600).default(25)
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),
     readiness_timeout_ms: z.number().int().min(50).max(10_000).default(800)
       .describe('Longest a check of /readyz (the database, each upstream) may take before it counts as failed. Below the 1-second timeout of a default Kubernetes probe.'),
-  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, max_connections_per_address: 1000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
+  }).strict().default({ host: '127.0.0.1', port: 8080, trusted_proxies: [], remove_request_headers: [], trusted_origins: [], timeouts: { headers_seconds: 10, request_seconds: 300 }, max_connections: 10_000, max_connections_per_address: 1000, api_body_limit_bytes: 1024 * 1024, body_buffers_mb: 64, api_body_buffers_mb: 64, shutdown_grace_seconds: 25, readiness_timeout_ms: 800 })
     .describe('Where and how Gatehouse listens.'),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
@@ -179,6 +181,10 @@ export const ConfigSchema = z.object({
   })
   if (config.server.timeouts.headers_seconds > config.server.timeouts.request_seconds) {
     ctx.addIssue({ code: 'custom', path: ['server', 'timeouts', 'headers_seconds'], message: 'must be at most server.timeouts.request_seconds' })
+  }
+  if (config.server.api_body_buffers_mb * 1024 * 1024 < config.server.api_body_limit_bytes) {
+    // A body the API takes must fit in the memory for its bodies, or it would be refused as busy every time.
+    ctx.addIssue({ code: 'custom', path: ['server', 'api_body_buffers_mb'], message: 'must hold at least one body of server.api_body_limit_bytes' })
   }
   const names = new Set<string>()
   const prefixes = new Set<string>()

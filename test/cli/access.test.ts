@@ -180,6 +180,12 @@ describe('bin/gatehouse access check for the gateway\'s own paths, and check-cli
     assert.equal(nothing.code, 2)
     assert.match(nothing.stderr, /no gateway API route for GET \/api\/gateway\/v1\/nothing\//)
     assert.equal((await run('check', 'otto', 'DELETE', '/api/gateway/v1/me/')).code, 2)
+    // Nor is a path a route's parameters refuse: the gateway answers 404 for it, whoever asks.
+    for (const id of ['abc', '0', '99999999999']) {
+      const noId = await run('check', 'sue', 'GET', `/api/gateway/v1/users/${id}/`)
+      assert.equal(noId.code, 2, `${id}: ${noId.stdout}`)
+      assert.match(noId.stderr, /no gateway API route for GET \/api\/gateway\/v1\/users\//)
+    }
   })
 
   it('judges a sign-in to a realm client by the client\'s rules, and shows the client\'s roles the user holds', async () => {

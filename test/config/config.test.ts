@@ -150,6 +150,9 @@ describe('configuration', () => {
     assert.deepEqual(problemsOf({ server: { trusted_proxies: ['10.0.0.0/8', '::1', '2001:db8::/32', '10.0.0.0/33', 'proxy.example', '10.1'] } }).map((p) => p.split(':')[0]),
       ['server.trusted_proxies.3', 'server.trusted_proxies.4', 'server.trusted_proxies.5'])
     assert.deepEqual(problemsOf({ server: { timeouts: { headers_seconds: 20, request_seconds: 10 } } }), ['server.timeouts.headers_seconds: must be at most server.timeouts.request_seconds'])
+    // Memory for the API's bodies that could not hold one body the API takes would refuse that body every time.
+    assert.deepEqual(problemsOf({ server: { api_body_limit_bytes: 3 * 1024 * 1024, api_body_buffers_mb: 2 } }), ['server.api_body_buffers_mb: must hold at least one body of server.api_body_limit_bytes'])
+    assert.equal(validateConfig({ server: { api_body_limit_bytes: 2 * 1024 * 1024, api_body_buffers_mb: 2 } }).server.api_body_buffers_mb, 2)
     assert.deepEqual(problemsOf({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', pool: { connections: 4, per_client: 8 } }] }),
       ['services.0.pool.per_client: must be at most pool.connections (4)'])
   })
