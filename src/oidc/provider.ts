@@ -255,6 +255,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   spareIdTokenSignatures(provider)
   acrOfAuthorization(provider)
   keepNoEmptySessions(provider)
+  stampRefreshTokensOnce(provider)
   deliverLogoutTokensLater(options.providerClass, provider, options.loggedOut)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words,
   // and an application-initiated action's outcome with the code, as Keycloak does.
@@ -578,6 +579,24 @@ function keepNoEmptySessions(provider: Provider): void {
   Session.prototype.persist = async function (this: { exp?: number }) {
     if (typeof this.exp !== 'number') return undefined
     return persist.call(this)
+  }
+}
+
+/**
+ * A refresh token's record is stamped with its `iat` and `exp` as it is saved (oidc-provider's getValueAndPayload),
+ * and Keycloak's JWT of it is made afterwards from the same instance (keycloak-tokens.ts), which has neither: when
+ * the second turned in between, the JWT and its introspection (the record's) disagreed by a second. Stamped on the
+ * instance before it is saved, both read the same times.
+ */
+function stampRefreshTokensOnce(provider: Provider): void {
+  const prototype = provider.RefreshToken.prototype as unknown as { iat?: number; exp?: number; expiration?: number; save(): Promise<string> }
+  const save = prototype.save
+  prototype.save = function (this: typeof prototype) {
+    if (this.iat === undefined) {
+      this.iat = epochTime()
+      if (this.exp === undefined && typeof this.expiration === 'number') this.exp = this.iat + this.expiration
+    }
+    return save.call(this)
   }
 }
 
