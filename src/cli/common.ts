@@ -4,7 +4,7 @@ import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { NUL_MESSAGE } from '../errors.ts'
-import { redactUrl, type DatabaseLocation } from '../store/database.ts'
+import { redactUrl, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { openStore, type Store } from '../store/store.ts'
 
 /** A mistake in how a command was called: reported in one line, exit status 2. */
@@ -23,6 +23,19 @@ export function addStorageOptions(command: Command): Command {
     .addOption(new Option('--config <file>', 'configuration file (YAML)').env('GATEHOUSE_CONFIG'))
     .addOption(new Option('--data-dir <dir>', 'directory of the embedded SQLite database (default: ./data)').env('GATEHOUSE_DATA_DIR'))
     .addOption(new Option('--database <url>', 'PostgreSQL URL, postgres://... (instead of SQLite)').env('GATEHOUSE_DATABASE_URL'))
+    .hook('preAction', warnOfPasswordInArguments)
+}
+
+/**
+ * A process's arguments are readable by every user of the machine (`ps`, /proc/PID/cmdline), its environment only
+ * by its own user: a database password belongs in GATEHOUSE_DATABASE_URL or in the file as `${NAME}`. Said on the
+ * command line only: the workers of `serve --workers` get the URL through their environment, so it is said once.
+ */
+function warnOfPasswordInArguments(command: Command): void {
+  const url = command.getOptionValue('database') as string | undefined
+  if (command.getOptionValueSource('database') !== 'cli' || url === undefined || urlPasswords(url).length === 0) return
+  process.stderr.write('gatehouse: warning: a password given in --database is readable by every user of this machine (ps); '
+    + 'give it in GATEHOUSE_DATABASE_URL instead, or write storage.database in the configuration file with the password as ${NAME}\n')
 }
 
 export function resolveConfig(options: StorageOptions): Config {

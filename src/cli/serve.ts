@@ -69,7 +69,7 @@ async function serve(options: ServeOptions): Promise<void> {
   // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
   const { tls, problems } = checkStartFiles(config, { create: true })
   if (problems.length) throw new UsageError(problems.join('; '))
-  if ((options.workers ?? 1) > 1 && !isWorker()) return runWorkers(options.workers!)
+  if ((options.workers ?? 1) > 1 && !isWorker()) return runWorkers(options.workers!, options.database)
   const terminal = process.stdout.isTTY === true
   const pretty = resolveLogFormat(options.logFormat, terminal) === 'pretty'
 

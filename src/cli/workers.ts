@@ -62,7 +62,11 @@ export function onSignals(stop: (signal: NodeJS.Signals) => void, hangUp: () => 
  * The primary: starts the workers (the first alone), replaces one that dies while serving, passes signals on, and
  * exits when they all have. A worker that fails before it listens stops the whole start with its exit status.
  */
-export async function runWorkers(count: number): Promise<void> {
+export async function runWorkers(count: number, database: string | undefined): Promise<void> {
+  // The workers run with the primary's arguments but for --database: a process's arguments are readable by every
+  // user of the machine, its environment by its own user only.
+  cluster.setupPrimary({ args: withoutDatabase(process.argv.slice(2)) })
+  const env = database === undefined ? {} : { GATEHOUSE_DATABASE_URL: database }
   const workers = new Set<Worker>()
   const ready = new WeakSet<Worker>()
   let stopping = false
@@ -83,7 +87,7 @@ export async function runWorkers(count: number): Promise<void> {
 
   function start(): Promise<Worker> {
     return new Promise((resolve, reject) => {
-      const worker = cluster.fork()
+      const worker = cluster.fork(env)
       workers.add(worker)
       worker.on('message', (message: Message | ClusterMessage) => {
         scrapes.onMessage(worker, message as ClusterMessage)
@@ -133,6 +137,17 @@ export async function runWorkers(count: number): Promise<void> {
     process.exitCode = error instanceof WorkerFailed ? error.status : 1
     stopAll('SIGTERM')
   }
+}
+
+/** The arguments without `--database URL` and `--database=URL`. */
+export function withoutDatabase(args: string[]): string[] {
+  const kept: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--') return [...kept, ...args.slice(i)]
+    if (args[i] === '--database') i++
+    else if (!args[i]!.startsWith('--database=')) kept.push(args[i]!)
+  }
+  return kept
 }
 
 class WorkerFailed extends Error {

@@ -122,11 +122,11 @@ export class DirectoryAccountCheck {
    * Renews the lease at every tick, also while a long run goes on, so no other process starts one beside it. A
    * database that does not answer takes nobody's lease: the run would fail on it anyway.
    */
-  async #tick(now = Date.now()): Promise<void> {
-    const held = await this.#store.leases.take(LEASE, this.#holder, now, now + this.#options.intervalSeconds * 1000 * LEASE_INTERVALS)
+  async #tick(): Promise<void> {
+    const held = await this.#store.leases.take(LEASE, this.#holder, this.#options.intervalSeconds * 1000 * LEASE_INTERVALS)
     if (held && !this.#holdsLease) for (const listener of this.#takeOverListeners) listener()
     this.#holdsLease = held
-    if (held) await this.run(now)
+    if (held) await this.run()
   }
 
   /** One run over every active directory account holding something live, a page at a time; one run at a time. */

@@ -209,7 +209,8 @@ export class WebSocketTunnels {
       return
     }
     const opened = performance.now()
-    client.write(switchingProtocols(answer.response.statusMessage, answerHeaders))
+    // As every answer does: the request's id, unless the service's own answer has one (README, Logs).
+    client.write(switchingProtocols(answer.response.statusMessage, { 'x-request-id': request.id, ...answerHeaders }))
     const toClient = carry(service, client, answer.head)
     const toService = carry(client, service, upgrade.head)
     this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })

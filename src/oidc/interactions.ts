@@ -245,10 +245,7 @@ const ACTION_FORM_MS = 300_000
  * process ANSWERS_WAITING in all; one more is refused at once, as one that waited too long is.
  */
 async function takeAnswerLease(app: App, lease: string, holder: string): Promise<boolean> {
-  const take = () => {
-    const now = app.bus.clock.now()
-    return app.store.leases.take(lease, holder, now, now + ACTION_FORM_LEASE_MS)
-  }
+  const take = () => app.store.leases.take(lease, holder, ACTION_FORM_LEASE_MS)
   if (await take()) return true
   const waitingForForm = answersWaiting.get(lease) ?? 0
   if (waitingForForm >= ANSWERS_WAITING_PER_FORM || answersWaitingInAll >= ANSWERS_WAITING) return false

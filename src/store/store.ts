@@ -96,6 +96,6 @@ function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcReco
     audit: new AuditRepository(db),
     access: new AccessRepository(db, dialect),
     applications: new ApplicationRepository(db),
-    leases: new LeaseRepository(db),
+    leases: new LeaseRepository(db, dialect),
   }
 }

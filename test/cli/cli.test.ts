@@ -215,7 +215,18 @@ describe('bin/gatehouse', () => {
     for (const command of [['users', 'list'], ['migrate'], ['tokens', 'list']]) {
       const result = await runCli([...command, '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
       assert.equal(result.code, 1, command.join(' '))
-      assert.equal(result.stderr, 'gatehouse: the database postgres://gatehouse:***@127.0.0.1:1/gatehouse cannot be used: connect ECONNREFUSED 127.0.0.1:1\n', command.join(' '))
+      const [warning, ...rest] = result.stderr.split(/(?<=\n)/)
+      assert.match(warning!, /^gatehouse: warning: a password given in --database is readable by every user of this machine .*GATEHOUSE_DATABASE_URL/, command.join(' '))
+      assert.equal(rest.join(''), 'gatehouse: the database postgres://gatehouse:***@127.0.0.1:1/gatehouse cannot be used: connect ECONNREFUSED 127.0.0.1:1\n', command.join(' '))
+    }
+  })
+
+  it('does not warn of a password in GATEHOUSE_DATABASE_URL, which other users cannot read, nor of a URL without one', async () => {
+    const withPassword = await runCli(['users', 'list'], { env: { GATEHOUSE_DATABASE_URL: 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse' } })
+    const withoutPassword = await runCli(['users', 'list', '--database', 'postgres://gatehouse@127.0.0.1:1/gatehouse'])
+    for (const result of [withPassword, withoutPassword]) {
+      assert.equal(result.code, 1)
+      assert.doesNotMatch(result.stderr, /warning/)
     }
   })
 
@@ -248,7 +259,7 @@ describe('bin/gatehouse', () => {
       const result = await runCli(['users', 'list', '--database', url])
       assert.equal(result.code, 1, url)
       assert.doesNotMatch(result.stderr, /se\/?c?r?e?t|cr\/et/, url)
-      assert.match(result.stderr, /^gatehouse: the database postgres:\/\/(gatehouse)?:\*\*\*@127\.0\.0\.1:1\/gatehouse cannot be used: /, url)
+      assert.match(result.stderr, /^gatehouse: the database postgres:\/\/(gatehouse)?:\*\*\*@127\.0\.0\.1:1\/gatehouse cannot be used: /m, url)
     }
   })
 

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createServer, get } from 'node:http'
-import { rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { freePort } from '../helpers/nginx.ts'
 import { startPgCluster, type PgCluster } from '../helpers/pg-cluster.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
 import { at } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
@@ -151,6 +152,41 @@ describe('serve --workers on a database that is away while workers are replaced'
     await until(async () => await statusOrRefused(`${gateway.url}/api/controller/v2/hosts/`, adminAuth) === 200, 30_000, () => `the port is served again:\n${gateway.output().slice(-3000)}`)
     await until(() => workerPids(gateway.process.pid!).length === 2, 30_000, 'two workers again')
     assert.match(gateway.output(), /exited with status 1 before it was listening; trying again in 2 s/)
+  })
+})
+
+describe('serve --workers with a password in --database', () => {
+  const password = 'cmdline-secret-4711'
+  let database: { url: string; drop: () => Promise<void> }
+  let gateway: GatewayProcess
+
+  before(async () => {
+    database = await createTestDatabase()
+    const url = new URL(database.url)
+    url.password = password
+    gateway = await spawnGateway(['--demo', '--database', url.toString(), '--workers', '2'], { GATEHOUSE_LOG_LEVEL: 'info' })
+    await until(() => gateway.output().match(/"msg":"worker listening"/g)?.length === 2, 15_000, 'both workers listen')
+  })
+  after(async () => {
+    await gateway?.stop()
+    await database?.drop()
+  })
+
+  it('hands the workers the database without the password on their command lines, which every user may read', () => {
+    const workers = workerPids(gateway.process.pid!)
+    assert.equal(workers.length, 2)
+    for (const pid of workers) {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+      assert.ok(!argv.some((arg) => arg.includes(password)), `worker ${pid} runs with ${argv.join(' ')}`)
+      assert.ok(!argv.includes('--database'))
+    }
+  })
+
+  it('warns once that a password on the command line is readable by other users', () => {
+    const warnings = gateway.output().match(/a password given in --database/g) ?? []
+    assert.equal(warnings.length, 1, gateway.output())
+    assert.match(gateway.output(), /GATEHOUSE_DATABASE_URL/)
+    assert.ok(!gateway.output().includes(password))
   })
 })
 

@@ -5,6 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
 import { PASSWORDS, startDirectory, type TestDirectory } from '../helpers/ldap.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
+import { skewedClock } from '../helpers/skewed-clock.ts'
 import { at, login } from '../helpers/session.ts'
 
 const INTERVAL_SECONDS = 1
@@ -65,5 +67,39 @@ describe('the directory account check with several processes on one database', (
     await until(() => RUNS_THE_CHECK.test(other.output()), INTERVAL_SECONDS * 5000, 'the other process takes the check over')
     const after = await searchesOver(directory, 4)
     assert.ok(after >= 2 && after <= 5, `the check goes on once a period: ${after}`)
+  })
+})
+
+/**
+ * On "hosts" whose clocks disagree by an hour: the lease runs out by the database's clock, so the process whose clock
+ * runs ahead does not take it from the one running the check, which by its own clock would have lapsed long ago.
+ */
+describe('the directory account check with processes whose clocks disagree, on PostgreSQL', () => {
+  const dir = tempDir()
+  let directory: TestDirectory
+  let drop: (() => Promise<void>) | undefined
+  const gateways: GatewayProcess[] = []
+  after(async () => {
+    await Promise.all(gateways.map((g) => g.stop()))
+    await directory?.close()
+    await drop?.()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('is not taken over by a process whose clock runs an hour ahead while its holder runs it', async () => {
+    directory = await startDirectory()
+    const database = await createTestDatabase()
+    drop = database.drop
+    const configFile = join(dir, 'gatehouse.json')
+    writeFileSync(configFile, JSON.stringify({ ldap: directory.config({ account_check: { interval_seconds: INTERVAL_SECONDS } }) }))
+    const args = ['--config', configFile, '--database', database.url]
+    const env = { GATEHOUSE_LOG_LEVEL: 'info', GATEHOUSE_LOG_FORMAT: 'json' }
+    const holder = await spawnGateway(args, env)
+    gateways.push(holder)
+    await until(() => RUNS_THE_CHECK.test(holder.output()), INTERVAL_SECONDS * 5000, 'the first process runs the check')
+    const ahead = await spawnGateway(args, { ...env, ...skewedClock(3600_000) })
+    gateways.push(ahead)
+    await sleep(INTERVAL_SECONDS * 4000)
+    assert.doesNotMatch(ahead.output(), RUNS_THE_CHECK)
   })
 })

@@ -257,6 +257,19 @@ describe('WebSockets through the gateway', () => {
     }
   })
 
+  it('answers an opened socket\'s 101 with its request id, the one the service was sent, as every other answer', async () => {
+    const socket = new WebSocket(`${ws}/rewritten/request-id/`)
+    try {
+      const [response] = await once(socket, 'upgrade')
+      const id = response.headers['x-request-id']
+      assert.match(String(id), /^[0-9a-f-]{36}$/)
+      const handshake = cookieSetting.handshakes.find((text) => text.startsWith('GET /base/request-id/'))!
+      assert.equal(/^x-request-id: (\S+)$/im.exec(handshake)?.[1], id)
+    } finally {
+      socket.terminate()
+    }
+  })
+
   it('opens the socket at the service without the identity headers of other authenticating proxies', async () => {
     const socket = new WebSocket(`${ws}/rewritten/events/`, { headers: { 'Remote-User': 'admin', 'X-Forwarded-User': 'admin', 'X-Auth-Request-Email': 'admin@example.com', 'X-Username-Hint': 'kept' } })
     try {

@@ -297,3 +297,59 @@ describe('event bus on PostgreSQL: the clock credentials are stamped with', () =
     })
   }
 })
+
+describe('event bus on PostgreSQL: waiting for other processes to confirm a change', () => {
+  /** A publishing process whose checks for processes that have not yet read the news are counted. */
+  async function counting(opened: OpenedStore): Promise<{ bus: EventBus; checks: () => number }> {
+    let checks = 0
+    const lagging = opened.store.events.lagging.bind(opened.store.events)
+    opened.store.events.lagging = (...args) => {
+      checks++
+      return lagging(...args)
+    }
+    const bus = new EventBus(opened.store)
+    await bus.start(60_000)
+    return { bus, checks: () => checks }
+  }
+
+  it('asks the database a few dozen times, not hundreds, while a process alive but stalled never confirms', async () => {
+    const opened = await postgres.open()
+    const stalled = await opened.reopen()
+    const { bus, checks } = await counting(opened)
+    try {
+      // Alive (a heartbeat just now) and never reading on.
+      await stalled.events.heartbeat('stalled-process', 0)
+      const started = performance.now()
+      await bus.publish('token', 'one')
+      assert.ok(performance.now() - started >= 900, 'it waited for the stalled process')
+      assert.ok(checks() <= 40, `${checks()} checks`)
+    } finally {
+      await bus.stop()
+      await stalled.close()
+      await opened.store.close()
+      await opened.cleanup()
+    }
+  })
+
+  it('returns as soon as a reading process confirms, after a check or two', async () => {
+    const opened = await postgres.open()
+    const second = await opened.reopen()
+    const { bus, checks } = await counting(opened)
+    const reader = new EventBus(second)
+    await reader.start(60_000)
+    try {
+      for (let i = 0; i < 5; i++) await bus.publish('token', `warm-${i}`)
+      const before = checks()
+      const started = performance.now()
+      await bus.publish('token', 'two')
+      assert.ok(performance.now() - started < 500, 'well before the wait for a stalled process ends')
+      assert.ok(checks() - before <= 10, `${checks() - before} checks`)
+    } finally {
+      await reader.stop()
+      await bus.stop()
+      await second.close()
+      await opened.store.close()
+      await opened.cleanup()
+    }
+  })
+})
