@@ -19,6 +19,10 @@ export function registerBodyParsers(api: GatewayApi): void {
   const parseJson = api.getDefaultJsonParser(api.initialConfig.onProtoPoisoning ?? 'error', api.initialConfig.onConstructorPoisoning ?? 'error')
   api.removeContentTypeParser('application/json')
   api.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
+    // An empty body is no data, `{}`, as Django REST framework's Request reads it (no stream when the length is 0),
+    // and the view then validates as usual: a POST to an action that takes no fields succeeds, one that needs fields
+    // names them. Clients that set their JSON content type on every request send such POSTs.
+    if (body.length === 0) return done(null, {})
     const refusal = charsetRefusal(request, 'A JSON') ?? (isUtf8(body) ? undefined : new InvalidJson('The request body is not valid UTF-8.'))
     if (refusal) done(refusal, undefined)
     else parseJson(request, body.toString('utf8'), done)
@@ -34,7 +38,7 @@ export function registerBodyParsers(api: GatewayApi): void {
   // answers a type it has no parser for; an empty body of any type is no body, as there.
   api.removeContentTypeParser('text/plain')
   api.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body: Buffer, done) => {
-    if (body.length === 0) done(null, undefined)
+    if (body.length === 0) done(null, {})
     else done(new UnsupportedMediaType(`Unsupported media type "${(mediaType(request) ?? '').slice(0, 100)}" in request.`), undefined)
   })
 }

@@ -3,7 +3,7 @@ import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountExpired, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, SignInsThrottled, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, SignInsThrottled, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { SESSION_STATE_COOKIE, simplePage } from './keycloak-format.ts'
@@ -13,6 +13,7 @@ import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKI
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
+import { readRealmBody } from './routes.ts'
 import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { startSession } from '../auth/session-start.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
@@ -23,9 +24,6 @@ import { EMAIL_FIELD, FIRST_NAME_FIELD, LAST_NAME_FIELD, PROFILE_FIELD_LENGTHS, 
 import { verifyPassword } from '../directory/passwords.ts'
 import { auditedUser, emailAddress, passwordMark, serializeUser } from '../api/users.ts'
 import { emailTakenByAnother } from '../api/me.ts'
-
-/** A login form is a few short fields and the authorization request it restarts; anything longer is not one. */
-const FORM_LIMIT = 16 * 1024
 
 /** The form field carrying the authorization request a login page was shown for, to start it again (`restartLogin`). */
 const RESTART_FIELD = 'restart'
@@ -77,7 +75,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     return html(reply, 200, renderLoginPage({ ...page, username: loginHint, error: restarted ? RESTARTED_MESSAGE : undefined }))
   }
 
-  const form = await readForm(request)
+  const form = await readForm(app, request, reply)
   const username = form.get('username') ?? ''
   const password = form.get('password') ?? ''
   let user: User
@@ -215,7 +213,7 @@ async function actionStep(app: App, realm: Realm, login: LoginUnderWay, provider
   // current password (as many guesses at it) and each set theirs. The account is read once the lease is held, from the
   // database: an answer that came first and set a password has ended the form for the next. The form is read before:
   // a client sending it slowly would otherwise hold the lease past its term, and the next answer be judged beside it.
-  const form = await readForm(request)
+  const form = await readForm(app, request, reply)
   const lease = `${ACTION_FORM_LEASE}${login.uid}`
   const holder = randomUUID()
   if (!(await takeAnswerLease(app, lease, holder))) {
@@ -551,7 +549,7 @@ function freshLogin(code: { iat?: number; authTime?: number }): boolean {
  * again. Without one (a reload of an old page, a form from elsewhere), the page says to start again at the application.
  */
 async function restartLogin(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  const restart = request.method === 'POST' ? new URLSearchParams((await readForm(request)).get(RESTART_FIELD) ?? '') : undefined
+  const restart = request.method === 'POST' ? new URLSearchParams((await readForm(app, request, reply)).get(RESTART_FIELD) ?? '') : undefined
   if (!restart?.get('client_id')) return expired(reply)
   reply.setCookie(LOGIN_RESTARTED_COOKIE, '1', restartedCookieOptions(app, realm, request))
   return reply.header('cache-control', 'no-store').redirect(`${realm.path}${KEYCLOAK_ROUTES.authorization}?${restart}`, 303)
@@ -577,20 +575,16 @@ function html(reply: FastifyReply, status: number, body: string): FastifyReply {
 }
 
 /**
- * The form a page posted. One longer than FORM_LIMIT is refused (413), unread when its length says so: read as an
- * empty form, it was answered as a wrong password, or a form from elsewhere, which it is not.
+ * The form a page posted, read within the realms' body budget (src/oidc/routes.ts). A login form is a few short
+ * fields and the authorization request it restarts: one longer than REALM_BODY_LIMIT is refused (413), unread when
+ * its length says so; read as an empty form, it was answered as a wrong password, or a form from elsewhere, which it
+ * is not. Decoded once whole: a character sent as UTF-8 (curl --data, not a browser's percent-encoding) may be split
+ * between two reads, and each half decoded alone is a replacement character.
  */
-async function readForm(request: FastifyRequest): Promise<URLSearchParams> {
+async function readForm(app: App, request: FastifyRequest, reply: FastifyReply): Promise<URLSearchParams> {
   if (!/^application\/x-www-form-urlencoded\b/i.test(request.headers['content-type'] ?? '')) return new URLSearchParams()
-  if (Number(request.headers['content-length'] ?? 0) > FORM_LIMIT) throw new PayloadTooLarge()
-  // Decoded once whole: a character sent as UTF-8 (curl --data, not a browser's percent-encoding) may be split
-  // between two reads, and each half decoded alone is a replacement character.
-  const chunks: Buffer[] = []
-  let bytes = 0
-  for await (const chunk of request.raw as AsyncIterable<Buffer>) {
-    chunks.push(chunk)
-    bytes += chunk.length
-    if (bytes > FORM_LIMIT) throw new PayloadTooLarge()
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'))
+  const body = await readRealmBody(app, request.raw, reply.raw)
+  if (body === 'too_large') throw new PayloadTooLarge()
+  if (body === 'budget_full') throw new BodyBuffersFull()
+  return new URLSearchParams(body.toString('utf8'))
 }

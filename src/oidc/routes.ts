@@ -4,7 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isUtf8 } from 'node:buffer'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
-import { NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
+import { BodyBuffersFull, NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
+import { BodyBudget } from '../gateway/request-buffer.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
@@ -19,8 +20,12 @@ import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES,
 import type { Realm } from './realm.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH', 'DELETE']
-/** oidc-provider reads at most 56 KiB of form; larger bodies are refused before they are read. */
-const BODY_LIMIT = 56 * 1024
+/**
+ * The largest body a realm reads: its forms carry a few tokens at most (a refresh token, a JWT client assertion, an
+ * `id_token_hint`, a PKCE verifier: a few KB together), as Keycloak's adapters and openid-client send them, where
+ * oidc-provider would read 56 KiB. Larger bodies are refused, unread when their length says so.
+ */
+export const REALM_BODY_LIMIT = 16 * 1024
 const REALM_PATH = /^\/realms\/([A-Za-z0-9._-]+)(\/[^?]*)?$/
 const ACCOUNT_PATH = '/account'
 /** keycloak-js `register()` sends the browser here (Keycloak's AuthorizationEndpoint `registrations`). */
@@ -40,7 +45,7 @@ function loadInteractions(): Promise<typeof import('./interactions.ts')> {
 /**
  * Mounts each realm at Keycloak's `/realms/<realm>/`. oidc-provider is a Koa application: its request handler gets
  * the request after Fastify has done nothing but route it (no body parser runs; `reply.hijack()` hands over the
- * response). The body is read here as raw bytes, within oidc-provider's own 56 KiB limit, because some Keycloak
+ * response). The body is read here as raw bytes, within REALM_BODY_LIMIT and the realms' shared budget, because some Keycloak
  * behaviours need the request adjusted first, all in `adjustForKeycloak`; oidc-provider then parses it as usual.
  * oidc-provider builds its URLs (discovery, redirects) from the request's host: it is given the configured
  * public URL's instead, never the client's `Host` (Keycloak's hostname setting).
@@ -223,8 +228,13 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { raw } = exchange
   let body: Buffer | undefined
   if (hasBody(raw)) {
-    body = await readBody(raw)
-    if (!body) return void exchange.refuse(400, 'Request body too large', 'invalid_request', { connection: 'close' })
+    const read = await readRealmBody(app, raw, exchange.response)
+    if (read === 'too_large') return void exchange.refuse(400, 'Request body too large', 'invalid_request', { connection: 'close' })
+    if (read === 'budget_full') {
+      const full = new BodyBuffersFull()
+      return void exchange.refuse(full.status, full.message, full.code, { 'retry-after': String(BodyBuffersFull.retryAfterSeconds), connection: 'close' })
+    }
+    body = read
     if (isForm(raw)) {
       // A client secret is UTF-8, in the form as in HTTP basic (`basicCredentials`): other bytes are never a match.
       if (!formValuesAreUtf8(body, 'client_secret')) return void exchange.refuse(INVALID_CLIENT.refused.status, INVALID_CLIENT.refused.description, INVALID_CLIENT.refused.error)
@@ -513,25 +523,45 @@ function isForm(raw: IncomingMessage): boolean {
   return /^application\/x-www-form-urlencoded\b/i.test(raw.headers['content-type'] ?? '')
 }
 
+/** Each gateway's budget for the realms' request bodies held at once (`server.api_body_buffers_mb`, as the gateway API's). */
+const realmBodyBudgets = new WeakMap<App, BodyBudget>()
+
 /**
- * The whole body, or undefined when it is larger than oidc-provider would read (the request is then destroyed, as
- * leaving a `for await` over it would). Read with plain stream events: an async iterator per request cost more
- * than the read itself on the token endpoint.
+ * A realm's request body, whole: `too_large` past REALM_BODY_LIMIT (the request is then destroyed, unless its length
+ * said so before a byte was read), `budget_full` when holding it would take the realms' bodies held at once past
+ * `server.api_body_buffers_mb` (src/api/body-parsers.ts holds the gateway API's within the same size), as many
+ * anonymous clients posting large forms at once would otherwise have the gateway hold all of them. A body of declared
+ * length takes its length before a byte is read; a chunked one each chunk as it comes; all of it is given back when
+ * `response` closes. Read with plain stream events: an async iterator per request cost more than the read itself on
+ * the token endpoint.
  */
-function readBody(raw: IncomingMessage): Promise<Buffer | undefined> {
-  if (Number(raw.headers['content-length'] ?? 0) > BODY_LIMIT) return Promise.resolve(undefined)
+export function readRealmBody(app: App, raw: IncomingMessage, response: ServerResponse): Promise<Buffer | 'too_large' | 'budget_full'> {
+  let budget = realmBodyBudgets.get(app)
+  if (!budget) realmBodyBudgets.set(app, budget = new BodyBudget(app.config.server.api_body_buffers_mb * 1024 * 1024))
+  const declared = raw.headers['transfer-encoding'] === undefined ? Number(raw.headers['content-length'] ?? 0) : undefined
+  if (declared !== undefined && !(declared <= REALM_BODY_LIMIT)) return Promise.resolve('too_large')
+  if (declared !== undefined && !budget.take(declared)) return Promise.resolve('budget_full')
+  let held = declared ?? 0
+  response.once('close', () => budget.give(held))
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
     const onData = (chunk: Buffer) => {
       size += chunk.length
-      if (size <= BODY_LIMIT) {
-        chunks.push(chunk)
-        return
+      if (size > REALM_BODY_LIMIT) {
+        stop()
+        raw.destroy()
+        return resolve('too_large')
       }
-      stop()
-      raw.destroy()
-      resolve(undefined)
+      if (declared === undefined) {
+        if (!budget.take(chunk.length)) {
+          stop()
+          raw.pause()
+          return resolve('budget_full')
+        }
+        held += chunk.length
+      }
+      chunks.push(chunk)
     }
     const onEnd = () => {
       stop()

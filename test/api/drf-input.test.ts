@@ -61,4 +61,22 @@ describe('input read as Django REST framework reads it', () => {
     assert.deepEqual(await json(await send('POST', 'me/sessions/end_others/', {})), { ended: 0 })
     assert.deepEqual(await json(await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: adminAuth })), { ended: 0 })
   })
+
+  it('reads an empty JSON body as no data, as Request._parse does, then validates as usual', async () => {
+    // What a client sends for a POST without data when it sets its JSON content type on every request.
+    const ended = await send('POST', 'me/sessions/end_others/')
+    assert.equal(ended.status, 200)
+    assert.deepEqual(await json(ended), { ended: 0 })
+    const token = await send('POST', 'tokens/')
+    assert.equal(token.status, 201, await token.clone().text())
+    const organization = await send('POST', 'organizations/')
+    assert.equal(organization.status, 400)
+    const answer = await json(organization)
+    assert.equal(answer.code, 'invalid')
+    assert.deepEqual(answer.errors, { name: ['This field is required.'] })
+    const chunked = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', {
+      method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: new ReadableStream({ start: (controller) => controller.close() }), duplex: 'half',
+    } as RequestInit)
+    assert.deepEqual(await json(chunked), { ended: 0 })
+  })
 })

@@ -131,6 +131,40 @@ describe('health and readiness endpoints', () => {
     assert.equal(body.db_connected, true)
   })
 
+  it('answers concurrent ping/ and /readyz probes with one database query in flight each, and keeps no answer past it', async () => {
+    const database = gw.app.store.database
+    const ping = database.ping.bind(database)
+    const migrationStatus = database.migrationStatus.bind(database)
+    // A slow database: each query takes a while, so probes arriving meanwhile find it in flight.
+    const slowly = <T>(query: () => Promise<T>) => new Promise((resolve) => setTimeout(resolve, 400)).then(query)
+    let pings = 0
+    let statuses = 0
+    let connected = true
+    database.ping = () => {
+      pings++
+      return slowly(async () => connected && await ping())
+    }
+    database.migrationStatus = () => {
+      statuses++
+      return slowly(migrationStatus)
+    }
+    try {
+      await pastUpstreamProbeReuse()
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => gw.fetch(i % 2 ? '/readyz' : '/api/gateway/v1/ping/')))
+      assert.deepEqual(answers.map((response) => response.status), answers.map(() => 200))
+      assert.ok(pings >= 1 && pings <= 10, `${pings} queries for 20 concurrent pings`)
+      assert.ok(statuses >= 1 && statuses <= 10, `${statuses} queries for 20 concurrent readiness probes`)
+      // The next probe asks the database again, and an outage is reported by the first probe after it.
+      const before = pings
+      connected = false
+      assert.equal((await json(await gw.fetch('/api/gateway/v1/ping/'))).db_connected, false)
+      assert.equal(pings, before + 1)
+    } finally {
+      database.ping = ping
+      database.migrationStatus = migrationStatus
+    }
+  })
+
   // Last: a stopped bus is not started again.
   it('is not ready once the event bus has stopped reading the event log', async () => {
     await gw.app.bus.stop()

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { REALM, TOKEN_PATH, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { closeAtServer, eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
+
+const FORM = 'application/x-www-form-urlencoded'
+/** The largest body a realm reads. */
+const LIMIT = 16 * 1024
+
+describe('the memory the realms\' request bodies hold', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: testRealms, server: { host: '127.0.0.1', port: 0, api_body_buffers_mb: 1, timeouts: { headers_seconds: 5, request_seconds: 30 } } } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  const passwordGrant = () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid' })
+
+  it('reads the forms real clients send, and refuses one larger than any of them', async () => {
+    assert.equal((await passwordGrant()).status, 200)
+    const large = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'x'.repeat(LIMIT) })
+    assert.equal(large.status, 400)
+    assert.deepEqual(large.body, { error: 'invalid_request', error_description: 'Request body too large' })
+  })
+
+  it('holds a flood of large anonymous bodies within server.api_body_buffers_mb, refusing the rest with 503 and Retry-After, and has the budget back once they go away', async () => {
+    // Bodies of the largest size read, sent in part and held open: 64 of them take the whole budget (1 MiB), and
+    // those past it are refused.
+    const flood: RawClient[] = []
+    const head = `POST ${TOKEN_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: ${FORM}\r\nContent-Length: ${LIMIT}\r\n\r\ngrant_type=password&`
+    try {
+      for (let i = 0; i < 72; i++) flood.push(await rawClient(gw.url, '127.0.0.1', head))
+      const refusals = () => flood.filter((client) => client.received().startsWith('HTTP/1.1 503 ')).length
+      assert.equal(await eventually(refusals, (count) => count >= 8, 20_000), 8, 'the bodies past the budget are refused')
+      assert.match(flood.find((client) => client.received() !== '')!.received(), /retry-after: 1\r\n[^]*"error":"body_buffers_full"/i)
+      // Nearly as large a body of a real client is refused meanwhile, as is a login page's form, which takes from the
+      // same budget, and a chunked body, counted as it arrives.
+      const refused = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'x'.repeat(LIMIT - 200) })
+      assert.equal(refused.status, 503)
+      assert.equal(refused.headers.get('retry-after'), '1')
+      assert.deepEqual(Object.keys(refused.body), ['error', 'error_description'])
+      assert.equal(refused.body.error, 'body_buffers_full')
+      const form = await gw.fetch(`/realms/${REALM}/login-actions/authenticate`, { method: 'POST', headers: { 'content-type': FORM }, body: `restart=${'x'.repeat(LIMIT - 200)}` })
+      assert.equal(form.status, 503)
+      const chunk = `grant_type=password&password=${'x'.repeat(LIMIT - 200)}`
+      const chunked = await rawClient(gw.url, '127.0.0.1', `POST ${TOKEN_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: ${FORM}\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n`)
+      flood.push(chunked)
+      assert.match(await eventually(() => chunked.received(), (text) => text.includes('\r\n\r\n'), 10_000), /^HTTP\/1\.1 503 /)
+      await closeAtServer(gw.server.server, flood.filter((client) => !client.socket.closed))
+    } finally {
+      for (const client of flood) client.socket.destroy()
+    }
+    const answer = await passwordGrant()
+    assert.equal(answer.status, 200, JSON.stringify(answer.body))
+    const large = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'x'.repeat(LIMIT - 200) })
+    assert.equal(large.status, 401, 'read and judged, as the budget is free again')
+  })
+})
