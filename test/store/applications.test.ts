@@ -68,7 +68,8 @@ for (const backend of unmigratedBackends) {
         const listener = (warning: Error) => warnings.push(warning)
         process.on('warning', listener)
         try {
-          assert.deepEqual(await store.database.migrate(), ['022_application_unique_name', '023_application_name_length'])
+          // The migrations after this one run too: the list starts with the two that concern names.
+          assert.deepEqual((await store.database.migrate()).slice(0, 2), ['022_application_unique_name', '023_application_name_length'])
           await new Promise((resolve) => setImmediate(resolve))
         } finally {
           process.off('warning', listener)
