@@ -30,6 +30,7 @@ import { authorize, type Decision } from './gateway/authorize.ts'
 import { publishedPath } from './gateway/policy.ts'
 import { compilePlaces, type Place, type Places } from './gateway/places.ts'
 import { compileRoutes, type Route } from './gateway/routes.ts'
+import { BodyBudget } from './gateway/request-buffer.ts'
 import { compileTrustedProxies, type ProxyTrust } from './gateway/trusted-proxies.ts'
 import { GatewayMetrics } from './metrics/metrics.ts'
 import { OidcRealms } from './oidc/realm.ts'
@@ -54,6 +55,11 @@ export interface App {
   readonly csrf: CsrfPolicy
   /** The configured services, longest prefix first (the same as `places.services`). */
   readonly routes: readonly Route[]
+  /**
+   * The memory that the request bodies the gateway reads whole for itself (its API's and its realms') hold at once:
+   * `server.api_body_buffers_mb` (src/api/body-parsers.ts, src/oidc/routes.ts `readRealmBody`).
+   */
+  readonly ownBodies: BodyBudget
   /** Organizations, teams and roles, in memory (src/access/model.ts). */
   readonly access: AccessModel
   /** Each service's compiled access rules, by service name; a service without rules is absent. */
@@ -240,6 +246,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     directoryCheck,
     signInStarts: new SignInStarts({ perAddress: config.auth.sign_in_starts_per_address, total: config.auth.sign_in_starts_total, windowMs: SIGN_IN_START_WINDOW_MS }),
     routes,
+    ownBodies: new BodyBudget(config.server.api_body_buffers_mb * 1024 * 1024),
     places: compilePlaces(config, routes, gatewayEntry),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,

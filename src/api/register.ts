@@ -7,7 +7,6 @@ import { activityStreamRoutes } from './activitystream.ts'
 import { associationRoutes } from './associations.ts'
 import { applicationRoutes } from './applications.ts'
 import { holdBodiesWithin, registerBodyParsers } from './body-parsers.ts'
-import { BodyBudget } from '../gateway/request-buffer.ts'
 import { apiRootRoutes, discoveryRoutes } from './discovery.ts'
 import { GATEWAY_API } from './gateway-api.ts'
 import { loginRoutes } from './login.ts'
@@ -44,7 +43,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
     })
     const accessCheck = apiAccessCheck(app)
     api.addHook('preParsing', accessCheck.beforeBody)
-    holdBodiesWithin(api, new BodyBudget(app.config.server.api_body_buffers_mb * 1024 * 1024))
+    holdBodiesWithin(api, app.ownBodies)
     api.addHook('preValidation', accessCheck.afterBody)
     api.addHook('preValidation', refuseNulCharacters)
     api.addHook('preValidation', refuseLoneSurrogates)

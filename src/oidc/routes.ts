@@ -5,7 +5,6 @@ import { isUtf8 } from 'node:buffer'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
 import { BodyBuffersFull, NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
-import { BodyBudget } from '../gateway/request-buffer.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
@@ -523,21 +522,17 @@ function isForm(raw: IncomingMessage): boolean {
   return /^application\/x-www-form-urlencoded\b/i.test(raw.headers['content-type'] ?? '')
 }
 
-/** Each gateway's budget for the realms' request bodies held at once (`server.api_body_buffers_mb`, as the gateway API's). */
-const realmBodyBudgets = new WeakMap<App, BodyBudget>()
-
 /**
  * A realm's request body, whole: `too_large` past REALM_BODY_LIMIT (the request is then destroyed, unless its length
- * said so before a byte was read), `budget_full` when holding it would take the realms' bodies held at once past
- * `server.api_body_buffers_mb` (src/api/body-parsers.ts holds the gateway API's within the same size), as many
+ * said so before a byte was read), `budget_full` when holding it would take the bodies the gateway reads for itself
+ * past `server.api_body_buffers_mb` (`App.ownBodies`, which the gateway API's take from too: src/api/body-parsers.ts), as many
  * anonymous clients posting large forms at once would otherwise have the gateway hold all of them. A body of declared
  * length takes its length before a byte is read; a chunked one each chunk as it comes; all of it is given back when
  * `response` closes. Read with plain stream events: an async iterator per request cost more than the read itself on
  * the token endpoint.
  */
 export function readRealmBody(app: App, raw: IncomingMessage, response: ServerResponse): Promise<Buffer | 'too_large' | 'budget_full'> {
-  let budget = realmBodyBudgets.get(app)
-  if (!budget) realmBodyBudgets.set(app, budget = new BodyBudget(app.config.server.api_body_buffers_mb * 1024 * 1024))
+  const budget = app.ownBodies
   const declared = raw.headers['transfer-encoding'] === undefined ? Number(raw.headers['content-length'] ?? 0) : undefined
   if (declared !== undefined && !(declared <= REALM_BODY_LIMIT)) return Promise.resolve('too_large')
   if (declared !== undefined && !budget.take(declared)) return Promise.resolve('budget_full')

@@ -8,7 +8,7 @@ const FORM = 'application/x-www-form-urlencoded'
 /** The largest body a realm reads. */
 const LIMIT = 16 * 1024
 
-describe('the memory the realms\' request bodies hold', () => {
+describe('the memory the realms\' request bodies hold, with the gateway API\'s', () => {
   let gw: TestGateway
   before(async () => {
     gw = await startGateway({ config: { realms: testRealms, server: { host: '127.0.0.1', port: 0, api_body_buffers_mb: 1, timeouts: { headers_seconds: 5, request_seconds: 30 } } } })
@@ -44,6 +44,10 @@ describe('the memory the realms\' request bodies hold', () => {
       assert.equal(refused.body.error, 'body_buffers_full')
       const form = await gw.fetch(`/realms/${REALM}/login-actions/authenticate`, { method: 'POST', headers: { 'content-type': FORM }, body: `restart=${'x'.repeat(LIMIT - 200)}` })
       assert.equal(form.status, 503)
+      // The gateway API's bodies take from the same budget: its public login is refused meanwhile too.
+      const login = await gw.fetch('/api/gateway/v1/login/', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'alice', password: 'x'.repeat(LIMIT - 200) }) })
+      assert.equal(login.status, 503)
+      assert.equal((await json(login)).code, 'body_buffers_full')
       const chunk = `grant_type=password&password=${'x'.repeat(LIMIT - 200)}`
       const chunked = await rawClient(gw.url, '127.0.0.1', `POST ${TOKEN_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: ${FORM}\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n`)
       flood.push(chunked)
