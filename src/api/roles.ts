@@ -33,12 +33,55 @@ const assignmentInput = (actor: Actor) => z.object({
 }).strict()
 /** The platform names what a role is on `shared.organization` or `shared.team`; the store, `organization` or `team`. */
 const STORED_TYPES: Record<string, string> = { 'shared.organization': 'organization', 'shared.team': 'team' }
-const assignmentList = (actor: Actor) => z.preprocess(
-  (query) => typeof query === 'object' && query !== null && typeof (query as Record<string, unknown>).content_type === 'string'
-    ? { ...query, content_type: STORED_TYPES[(query as Record<string, string>).content_type!] ?? (query as Record<string, string>).content_type }
-    : query,
-  listQuery(assignmentFilterFields(actor)),
-)
+/** What an assignment's `content_type` filter is read as: the store's name, and `platform` where the platform has none. */
+const assignmentList = (actor: Actor) => z.preprocess(platformContentTypes((name) => STORED_TYPES[name] ?? name, 'platform'), listQuery(assignmentFilterFields(actor)))
+/** A role definition keeps the platform's name, and null for a platform-wide one, as the platform does. */
+const roleDefinitionList = z.preprocess(platformContentTypes((name) => name, undefined), listQuery(roleDefinitionFilterFields))
+
+const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model)?(?:__(exact|iexact|in|isnull))?$/
+
+/**
+ * The query string's `content_type` filters as the platform's clients write them, turned into the list's own
+ * `content_type` filter: by the platform's name (`shared.team`) with any of these lookups, or by the model alone
+ * (`content_type__model=team`, as django-ansible-base documents finding an object's assignments: `?object_id=` alone
+ * would list a team's and an organization's with the same id), a platform-wide role's being null. `stored` turns the
+ * platform's name into the one the list keeps; `platformWide` is what it keeps for none (undefined: null, as kept).
+ * A value that is not read here (an isnull that is no boolean) is passed on as written, for the list to refuse.
+ */
+function platformContentTypes(stored: (name: string) => string, platformWide: string | undefined) {
+  return (query: unknown): unknown => {
+    if (typeof query !== 'object' || query === null) return query
+    const rewritten: Record<string, unknown> = {}
+    const add = (key: string, value: unknown) => {
+      rewritten[key] = Object.hasOwn(rewritten, key) ? [rewritten[key], value].flat() : value
+    }
+    for (const [key, raw] of Object.entries(query)) {
+      const match = CONTENT_TYPE_FILTER.exec(key)
+      if (!match) {
+        add(key, raw)
+        continue
+      }
+      const [, combined = '', negated = '', model, lookup = 'exact'] = match
+      const filter = (negate: boolean, suffix = '') => `${combined}${negate ? 'not__' : ''}content_type${suffix}`
+      for (const value of [raw].flat()) {
+        if (typeof value !== 'string') add(key, value)
+        else if (lookup === 'isnull') {
+          const lower = value.toLowerCase()
+          const isNull = lower === 'true' || lower === '1' ? true : lower === 'false' || lower === '0' ? false : undefined
+          if (platformWide === undefined || isNull === undefined) add(filter(negated !== '', '__isnull'), value)
+          else add(filter((negated !== '') === isNull), platformWide)
+        } else {
+          const name = (given: string) => {
+            const cased = lookup === 'iexact' ? given.toLowerCase() : given
+            return stored(model ? `shared.${cased}` : cased)
+          }
+          add(filter(negated !== '', lookup === 'exact' ? '' : `__${lookup}`), lookup === 'in' ? value.split(',').map(name).join(',') : name(value))
+        }
+      }
+    }
+    return rewritten
+  }
+}
 
 const roleDefinitionUrl = (id: number) => `${GATEWAY_API}/role_definitions/${id}/`
 
@@ -108,7 +151,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     description: 'Managed and custom role definitions: everyone signed in may read; superusers make custom ones.',
     create: { body: createRoleFields.strict(), readOnly: { ...SERVER_FIELDS, managed: 'boolean' }, allowed: (principal) => principal.user.isSuperuser },
   })
-  api.get('/role_definitions/', { schema: { querystring: listQuery(roleDefinitionFilterFields) } }, async (request) => {
+  api.get('/role_definitions/', { schema: { querystring: roleDefinitionList } }, async (request) => {
     const { page, filter } = request.query
     const { count, results } = await app.store.access.listRoleDefinitions({ offset: page.offset, limit: page.pageSize, filter })
     return paged(request, page, count, results.map(serializeRoleDefinition))

@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { call, createOrgAndTeam, grant, roleId } from '../helpers/access.ts'
+import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+
+/**
+ * The requests django-ansible-base documents for the platform's clients (docs/apps/rbac/for_clients.md): an object's
+ * assignments by `?object_id=&content_type__model=`, and the permissions each kind of role may hold at role_metadata/.
+ */
+describe('role assignments and role definitions as django-ansible-base\'s clients look them up', () => {
+  let gw: TestGateway
+  let ids: { organization: number; team: number | undefined }
+
+  before(async () => {
+    gw = await startGateway()
+    for (const name of ['member', 'watcher']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    ids = await createOrgAndTeam(gw, 'Alpha', 'AlphaTeam')
+    // The first organization and the first team share an id: only the content type tells their assignments apart.
+    assert.equal(ids.organization, ids.team)
+    for (const [role, object] of [['Organization Member', ids.organization], ['Team Member', ids.team]] as const) {
+      assert.equal((await grant(gw, 'member', role, object)).status, 201)
+    }
+    assert.equal((await grant(gw, 'watcher', 'Platform Auditor')).status, 201)
+    for (const [role, object] of [['Organization Member', ids.organization], ['Team Member', ids.team]] as const) {
+      const given = await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, role), team: ids.team, object_id: object })
+      assert.equal(given.status, 201, JSON.stringify(given.body))
+    }
+  })
+  after(() => gw.close())
+
+  /** The role names of the assignments a query lists, sorted. */
+  const listed = async (query: string) => {
+    const answer = await call(gw, 'GET', query)
+    assert.equal(answer.status, 200, `${query}: ${JSON.stringify(answer.body)}`)
+    return answer.body.results.map((a: any) => `${a.summary_fields.role_definition.name}${a.content_type ? ` on ${a.content_type}` : ''}`).sort()
+  }
+
+  it('finds an object\'s assignments by object_id and content_type__model, as the platform documents it', async () => {
+    for (const actor of ['user', 'team']) {
+      assert.deepEqual(await listed(`role_${actor}_assignments/?object_id=${ids.organization}&content_type__model=organization`), ['Organization Member on shared.organization'])
+      assert.deepEqual(await listed(`role_${actor}_assignments/?object_id=${ids.team}&content_type__model=team`), ['Team Member on shared.team'])
+      assert.deepEqual(await listed(`role_${actor}_assignments/?content_type__model__in=team,organization&object_id=${ids.team}`), ['Organization Member on shared.organization', 'Team Member on shared.team'])
+      assert.deepEqual(await listed(`role_${actor}_assignments/?not__content_type__model=team&object_id=${ids.team}`), ['Organization Member on shared.organization'])
+    }
+  })
+
+  it('reads the platform\'s content types with every lookup of content_type, not only an exact one', async () => {
+    assert.deepEqual(await listed('role_user_assignments/?content_type__in=shared.team,shared.organization'), ['Organization Member on shared.organization', 'Team Member on shared.team'])
+    assert.deepEqual(await listed('role_user_assignments/?content_type__iexact=Shared.Team'), ['Team Member on shared.team'])
+    assert.deepEqual(await listed('role_user_assignments/?or__content_type=shared.team&or__role_definition=0'), ['Team Member on shared.team'])
+    // A platform-wide role is on no content type: null, as the platform shows and filters it.
+    assert.deepEqual(await listed('role_user_assignments/?content_type__isnull=true'), ['Platform Auditor'])
+    assert.deepEqual(await listed('role_user_assignments/?content_type__model__isnull=true'), ['Platform Auditor'])
+    assert.deepEqual(await listed('role_user_assignments/?content_type__isnull=false'), ['Organization Member on shared.organization', 'Team Member on shared.team'])
+    assert.deepEqual(await listed('role_user_assignments/?not__content_type__isnull=true'), ['Organization Member on shared.organization', 'Team Member on shared.team'])
+  })
+
+  it('filters role definitions by content_type__model', async () => {
+    const names = async (query: string) => {
+      const answer = await call(gw, 'GET', `role_definitions/?${query}`)
+      assert.equal(answer.status, 200, `${query}: ${JSON.stringify(answer.body)}`)
+      return answer.body.results.map((r: any) => r.name).sort()
+    }
+    assert.deepEqual(await names('content_type__model=team'), ['Team Admin', 'Team Member'])
+    assert.deepEqual(await names('content_type__model=organization&managed=true'), ['Organization Admin', 'Organization Member'])
+    assert.deepEqual(await names('content_type__model__isnull=true'), ['Platform Auditor'])
+    assert.deepEqual(await names('content_type__model__in=team,organization&name__startswith=Team'), ['Team Admin', 'Team Member'])
+  })
+})
