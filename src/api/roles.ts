@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { AssignmentInput, GivenRole } from '../access/admin.ts'
 import type { App } from '../app.ts'
+import { CONTENT_TYPES, permissionsFor } from '../access/permissions.ts'
 import { actorOf } from '../audit/actor.ts'
 import { NotFound } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
@@ -188,6 +189,13 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     app.audit.change(actorOf(request), 'delete', { type: 'role_definition', id: request.params.id, name: before?.name }, before && serializeRoleDefinition(before))
     return reply.code(204).send()
   })
+
+  // django-ansible-base's RoleMetadataView: what a client offers when it makes a role definition, by content type
+  // and `system` for a platform-wide one, in the order it lists them (organization, team, system).
+  const metadata = Object.freeze({
+    allowed_permissions: Object.fromEntries([...CONTENT_TYPES, null].map((type) => [type ?? 'system', permissionsFor(type)])),
+  })
+  api.get('/role_metadata/', async () => metadata)
 
   for (const actor of ['user', 'team'] as const) {
     const querystring = assignmentList(actor)

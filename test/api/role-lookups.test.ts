@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant, roleId } from '../helpers/access.ts'
-import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 /**
  * The requests django-ansible-base documents for the platform's clients (docs/apps/rbac/for_clients.md): an object's
@@ -65,5 +65,22 @@ describe('role assignments and role definitions as django-ansible-base\'s client
     assert.deepEqual(await names('content_type__model=organization&managed=true'), ['Organization Admin', 'Organization Member'])
     assert.deepEqual(await names('content_type__model__isnull=true'), ['Platform Auditor'])
     assert.deepEqual(await names('content_type__model__in=team,organization&name__startswith=Team'), ['Team Admin', 'Team Member'])
+  })
+
+  it('says at role_metadata/ which permissions each kind of role may hold, and a role of all of them is taken', async () => {
+    const anonymous = await gw.fetch('/api/gateway/v1/role_metadata/')
+    assert.equal(anonymous.status, 401)
+    const answer = await call(gw, 'GET', 'role_metadata/', undefined, { authorization: basic('member', 'member-password-long') })
+    assert.equal(answer.status, 200, JSON.stringify(answer.body))
+    const allowed = answer.body.allowed_permissions
+    assert.deepEqual(Object.keys(allowed), ['shared.organization', 'shared.team', 'system'])
+    assert.ok(allowed['shared.organization'].includes('shared.add_team') && allowed['shared.organization'].includes('shared.member_team'))
+    assert.deepEqual(allowed['shared.team'], ['shared.view_team', 'shared.change_team', 'shared.delete_team', 'shared.member_team'])
+    for (const [type, permissions] of Object.entries(allowed) as [string, string[]][]) {
+      // A global role may not hold member_team; everything listed it may.
+      assert.ok(!(type === 'system' && permissions.includes('shared.member_team')))
+      const made = await call(gw, 'POST', 'role_definitions/', { name: `All of ${type}`, content_type: type === 'system' ? null : type, permissions })
+      assert.equal(made.status, 201, `${type}: ${JSON.stringify(made.body)}`)
+    }
   })
 })
