@@ -2,9 +2,9 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { AssignmentInput, GivenRole } from '../access/admin.ts'
 import type { App } from '../app.ts'
-import { CONTENT_TYPES, permissionsFor } from '../access/permissions.ts'
+import { CONTENT_TYPES, contentTypeNamed, permissionsFor } from '../access/permissions.ts'
 import { actorOf } from '../audit/actor.ts'
-import { NotFound } from '../errors.ts'
+import { NotFound, ValidationFailed } from '../errors.ts'
 import { type Actor, assignmentFilterFields, type RoleAssignment, type RoleDefinition, roleDefinitionFilterFields } from '../store/access.ts'
 import { principalOf, seesRoleOn, visibilityOf } from './access.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
@@ -26,12 +26,14 @@ const createRole = createRoleFields.extend(shownReadOnly(['managed'] as const)).
 /** `managed`: the system's own roles are managed; shown, never written. */
 const updateRole = z.object({ name, description, permissions, content_type: contentTypeField }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceRole = updateRole.required({ name: true, permissions: true })
-const assignmentInput = (actor: Actor) => z.object({
+const assignmentFields = (actor: Actor) => z.object({
   role_definition: bodyId,
   [actor]: bodyId,
   /** The platform's is text (blank and null allowed) read as an id when set: `""` and null both mean none there. */
   object_id: nullableBodyId.optional(),
 }).strict()
+/** `content_type`: shown, and sent back by the platform's web interface with every assignment it gives (checkShownContentType). */
+const assignmentInput = (actor: Actor) => assignmentFields(actor).extend(shownReadOnly(['content_type'] as const)).strict()
 /** The platform names what a role is on `shared.organization` or `shared.team`; the store, `organization` or `team`. */
 const STORED_TYPES: Record<string, string> = { 'shared.organization': 'organization', 'shared.team': 'team' }
 /** What an assignment's `content_type` filter is read as: the store's name, and `platform` where the platform has none. */
@@ -203,8 +205,8 @@ export function roleRoutes(api: GatewayApi, app: App): void {
       name: `Role ${actor === 'user' ? 'User' : 'Team'} Assignment List`,
       description: `Roles given to ${actor}s on an organization, a team or the platform; admins of an object give roles on it.`,
       create: {
-        body: assignmentInput(actor),
-        readOnly: { id: 'integer', url: 'string', related: 'field', summary_fields: 'field', created: 'datetime' },
+        body: assignmentFields(actor),
+        readOnly: { id: 'integer', url: 'string', related: 'field', summary_fields: 'field', created: 'datetime', content_type: 'field' },
         allowed: (principal) => app.access.canSomewhere(principal.user, 'shared.change_team') || app.access.canSomewhere(principal.user, 'shared.change_organization'),
       },
     })
@@ -222,6 +224,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     })
     api.post(`/role_${actor}_assignments/`, { schema: { body: assignmentInput(actor) } }, async (request, reply) => {
       const input = request.body as Record<string, number | null | undefined>
+      await checkShownContentType(app, input.role_definition!, request.body.content_type)
       const shown = await giveRole(app, request, actor, { roleDefinitionId: input.role_definition!, actorId: input[actor]!, objectId: input.object_id })
       // A role given again is answered with the assignment held, 201 as the platform answers it.
       reply.code(201)
@@ -238,6 +241,24 @@ export function roleRoutes(api: GatewayApi, app: App): void {
       await takeRole(app, request, actor, request.params.id, before)
       return reply.code(204).send()
     })
+  }
+}
+
+/**
+ * An assignment's `content_type` is read-only in the platform's serializer, which drops it from input; its web
+ * interface sends it with every assignment it gives (`shared.team`, or null for a platform-wide role). Taken when it
+ * names the role definition's own type, in any spelling the platform reads (`team`, `shared.team`); another is refused
+ * by name rather than dropped, as the caller meant another kind of object than the one the role makes object_id name.
+ * A role definition that does not exist is left for the grant to refuse, naming role_definition.
+ */
+async function checkShownContentType(app: App, roleDefinitionId: number, given: unknown): Promise<void> {
+  if (given === undefined) return
+  const role = await app.store.access.findRoleDefinition(roleDefinitionId)
+  if (!role) return
+  const named = given === null || given === '' ? null : typeof given === 'string' ? contentTypeNamed(given) : undefined
+  if (named !== role.contentType) {
+    const expected = role.contentType === null ? 'null: the role definition is platform-wide' : `"${role.contentType}", the role definition's`
+    throw new ValidationFailed({ content_type: [`This field is read-only: give ${expected}, or leave it out.`] })
   }
 }
 

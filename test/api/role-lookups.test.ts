@@ -83,4 +83,36 @@ describe('role assignments and role definitions as django-ansible-base\'s client
       assert.equal(made.status, 201, `${type}: ${JSON.stringify(made.body)}`)
     }
   })
+
+  it('takes the content_type the platform\'s web interface sends with an assignment, when it is the role\'s', async () => {
+    await gw.app.accounts.create({ username: 'given', password: 'given-password-long' })
+    const user = (await call(gw, 'GET', 'users/?username=given')).body.results[0].id
+    const give = (role: string, body: Record<string, unknown>) => roleId(gw, role).then((id) => call(gw, 'POST', 'role_user_assignments/', { role_definition: id, user, ...body }))
+    for (const [role, object, contentType] of [
+      ['Organization Member', ids.organization, 'shared.organization'],
+      ['Team Member', ids.team, 'shared.team'],
+      ['Team Admin', ids.team, 'team'],
+      ['Platform Auditor', undefined, null],
+    ] as const) {
+      const given = await give(role, { object_id: object, content_type: contentType })
+      assert.equal(given.status, 201, `${role} with ${contentType}: ${JSON.stringify(given.body)}`)
+      assert.equal(given.body.content_type, contentType === null ? null : `shared.${contentType.split('.').at(-1)}`)
+    }
+    // Another kind of object than the role is on is refused by name, giving nothing: the role decides what object_id names.
+    await gw.app.accounts.create({ username: 'refused', password: 'refused-password-long' })
+    const other = (await call(gw, 'GET', 'users/?username=refused')).body.results[0].id
+    for (const [role, object, contentType] of [
+      ['Organization Member', ids.organization, 'shared.team'],
+      ['Team Member', ids.team, 'awx.inventory'],
+      ['Team Member', ids.team, null],
+      ['Platform Auditor', undefined, 'shared.organization'],
+    ] as const) {
+      const refused = await call(gw, 'POST', 'role_user_assignments/', { role_definition: await roleId(gw, role), user: other, object_id: object, content_type: contentType })
+      assert.equal(refused.status, 400, `${role} with ${contentType}: ${JSON.stringify(refused.body)}`)
+      assert.ok(refused.body.errors.content_type, JSON.stringify(refused.body))
+    }
+    assert.equal((await call(gw, 'GET', `role_user_assignments/?user=${other}`)).body.count, 0)
+    const team = await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Team Admin'), team: ids.team, object_id: ids.team, content_type: 'shared.team' })
+    assert.equal(team.status, 201, JSON.stringify(team.body))
+  })
 })
