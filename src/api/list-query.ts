@@ -65,10 +65,11 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
   const split = rest.lastIndexOf('__')
   const suffix = split === -1 ? undefined : rest.slice(split + 2)
   const lookup: Lookup = suffix !== undefined && (LOOKUPS as readonly string[]).includes(suffix) ? suffix as Lookup : 'exact'
-  const name = lookup === 'exact' && suffix !== 'exact' ? rest : rest.slice(0, split)
-  const field = Object.hasOwn(fields, name) ? fields[name]! : undefined
-  if (!field && isAnsibleIdField(name)) return NO_RESOURCE_REGISTRY
-  if (!field) return `Unknown filter field "${name.slice(0, 64)}". This list can be filtered on: ${Object.keys(fields).join(', ')}.`
+  const given = lookup === 'exact' && suffix !== 'exact' ? rest : rest.slice(0, split)
+  const name = fieldNamed(fields, given)
+  const field = name === undefined ? undefined : fields[name]!
+  if (!field && isAnsibleIdField(given)) return NO_RESOURCE_REGISTRY
+  if (!field || name === undefined) return `Unknown filter field "${given.slice(0, 64)}". This list can be filtered on: ${Object.keys(fields).join(', ')}.`
   if (TEXT_LOOKUPS.has(lookup) && field.type !== 'text') return `${name} is not a text field and cannot be filtered by ${lookup}.`
   if (lookup === 'isnull') {
     const isNull = readBoolean(raw)
@@ -87,6 +88,17 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
   const value = TEXT_LOOKUPS.has(lookup) ? raw : readValue(field.type, raw)
   if (typeof value === 'object' && value !== null) return value.error
   return { or, condition: { field: name, lookup, value, negate } }
+}
+
+/**
+ * The field a parameter names: by its name, or a related object's (an integer field other than `id`) by its column's
+ * name too (`user_id` for `user`), as Django takes a foreign key by either: the platform's web interface filters
+ * assignments by `user_id`.
+ */
+function fieldNamed(fields: FilterFields, name: string): string | undefined {
+  if (Object.hasOwn(fields, name)) return name
+  const related = name.endsWith('_id') ? name.slice(0, -'_id'.length) : undefined
+  return related !== undefined && related !== 'id' && Object.hasOwn(fields, related) && fields[related]!.type === 'integer' ? related : undefined
 }
 
 function readValue(type: FilterFields[string]['type'], raw: string): FilterValue | { error: string } {
@@ -159,8 +171,9 @@ function parseOrder(fields: FilterFields, raw: string[]): ListFilter['order'] | 
   const order: { field: string; descending: boolean }[] = []
   for (const item of raw.flatMap((value) => value.split(',')).map((item) => item.trim()).filter(Boolean)) {
     const descending = item.startsWith('-')
-    const name = descending ? item.slice(1) : item
-    if (!Object.hasOwn(fields, name)) return `Cannot order by "${name.slice(0, 64)}". This list can be ordered by: ${Object.keys(fields).join(', ')}.`
+    const given = descending ? item.slice(1) : item
+    const name = fieldNamed(fields, given)
+    if (name === undefined) return `Cannot order by "${given.slice(0, 64)}". This list can be ordered by: ${Object.keys(fields).join(', ')}.`
     order.push({ field: name, descending })
   }
   if (order.length > MAX_CONDITIONS) return `Order by at most ${MAX_CONDITIONS} fields.`

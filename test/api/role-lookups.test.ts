@@ -115,4 +115,20 @@ describe('role assignments and role definitions as django-ansible-base\'s client
     const team = await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Team Admin'), team: ids.team, object_id: ids.team, content_type: 'shared.team' })
     assert.equal(team.status, 201, JSON.stringify(team.body))
   })
+
+  it('filters and orders by a related object\'s id under its column\'s name too, as the platform\'s web interface asks', async () => {
+    const member = (await call(gw, 'GET', 'users/?username=member')).body.results[0].id
+    const teamMember = await roleId(gw, 'Team Member')
+    // The web interface's request before it takes a team from a user: Django filters a foreign key by its column, user_id.
+    assert.deepEqual(await listed(`role_user_assignments/?object_id=${ids.team}&user_id=${member}&role_definition=${teamMember}`), ['Team Member on shared.team'])
+    assert.deepEqual(await listed(`role_user_assignments/?user_id=${member}&role_definition_id__in=${teamMember},0`), ['Team Member on shared.team'])
+    assert.deepEqual(await listed(`role_team_assignments/?team_id=${ids.team}&content_type__model=team`), ['Team Admin on shared.team', 'Team Member on shared.team'])
+    const teams = await call(gw, 'GET', `teams/?organization_id=${ids.organization}&order_by=-organization_id`)
+    assert.equal(teams.status, 200, JSON.stringify(teams.body))
+    assert.deepEqual(teams.body.results.map((t: any) => t.name), ['AlphaTeam'])
+    // Only a related object's: an id of the object itself, or of a field that is no relation, is still unknown.
+    for (const query of ['users/?username_id=1', 'teams/?name_id=1', 'teams/?id_id=1']) {
+      assert.equal((await call(gw, 'GET', query)).status, 400, query)
+    }
+  })
 })
