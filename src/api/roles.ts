@@ -41,13 +41,14 @@ const assignmentList = (actor: Actor) => z.preprocess(platformContentTypes((name
 /** A role definition keeps the platform's name, and null for a platform-wide one, as the platform does. */
 const roleDefinitionList = z.preprocess(platformContentTypes((name) => name, undefined), listQuery(roleDefinitionFilterFields))
 
-const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model)?(?:__(exact|iexact|in|isnull))?$/
+const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model|__api_slug)?(?:__(exact|iexact|in|isnull))?$/
 
 /**
  * The query string's `content_type` filters as the platform's clients write them, turned into the list's own
  * `content_type` filter: by the platform's name (`shared.team`) with any of these lookups, or by the model alone
  * (`content_type__model=team`, as django-ansible-base documents finding an object's assignments: `?object_id=` alone
- * would list a team's and an organization's with the same id), a platform-wide role's being null. `stored` turns the
+ * would list a team's and an organization's with the same id) or its `api_slug` (the platform's name again, as its web
+ * interface asks for role definitions), a platform-wide role's being null. `stored` turns the
  * platform's name into the one the list keeps; `platformWide` is what it keeps for none (undefined: null, as kept).
  * A value that is not read here (an isnull that is no boolean) is passed on as written, for the list to refuse.
  */
@@ -64,7 +65,7 @@ function platformContentTypes(stored: (name: string) => string, platformWide: st
         add(key, raw)
         continue
       }
-      const [, combined = '', negated = '', model, lookup = 'exact'] = match
+      const [, combined = '', negated = '', by, lookup = 'exact'] = match
       const filter = (negate: boolean, suffix = '') => `${combined}${negate ? 'not__' : ''}content_type${suffix}`
       for (const value of [raw].flat()) {
         if (typeof value !== 'string') add(key, value)
@@ -76,7 +77,7 @@ function platformContentTypes(stored: (name: string) => string, platformWide: st
         } else {
           const name = (given: string) => {
             const cased = lookup === 'iexact' ? given.toLowerCase() : given
-            return stored(model ? `shared.${cased}` : cased)
+            return stored(by === '__model' ? `shared.${cased}` : cased)
           }
           add(filter(negated !== '', lookup === 'exact' ? '' : `__${lookup}`), lookup === 'in' ? value.split(',').map(name).join(',') : name(value))
         }

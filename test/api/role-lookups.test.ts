@@ -64,6 +64,9 @@ describe('role assignments and role definitions as django-ansible-base\'s client
     assert.deepEqual(await names('content_type__model=team'), ['Team Admin', 'Team Member'])
     assert.deepEqual(await names('content_type__model=organization&managed=true'), ['Organization Admin', 'Organization Member'])
     assert.deepEqual(await names('content_type__model__isnull=true'), ['Platform Auditor'])
+    // The platform's web interface asks by the content type's api_slug, its name.
+    assert.deepEqual(await names('content_type__api_slug=shared.team'), ['Team Admin', 'Team Member'])
+    assert.deepEqual(await listed(`role_user_assignments/?content_type__api_slug=shared.organization&object_id=${ids.organization}`), ['Organization Member on shared.organization'])
     assert.deepEqual(await names('content_type__model__in=team,organization&name__startswith=Team'), ['Team Admin', 'Team Member'])
   })
 
