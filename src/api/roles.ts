@@ -37,7 +37,7 @@ const assignmentInput = (actor: Actor) => assignmentFields(actor).extend(shownRe
 /** The platform names what a role is on `shared.organization` or `shared.team`; the store, `organization` or `team`. */
 const STORED_TYPES: Record<string, string> = { 'shared.organization': 'organization', 'shared.team': 'team' }
 /** What an assignment's `content_type` filter is read as: the store's name, and `platform` where the platform has none. */
-const assignmentList = (actor: Actor) => z.preprocess(platformContentTypes((name) => STORED_TYPES[name] ?? name, 'platform'), listQuery(assignmentFilterFields(actor)))
+const assignmentList = (actor: Actor) => z.preprocess(platformContentTypes((name) => Object.hasOwn(STORED_TYPES, name) ? STORED_TYPES[name]! : name, 'platform'), listQuery(assignmentFilterFields(actor)))
 /** A role definition keeps the platform's name, and null for a platform-wide one, as the platform does. */
 const roleDefinitionList = z.preprocess(platformContentTypes((name) => name, undefined), listQuery(roleDefinitionFilterFields))
 
