@@ -48,9 +48,9 @@ const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model|__
  * `content_type` filter: by the platform's name (`shared.team`) with any of these lookups, or by the model alone
  * (`content_type__model=team`, as django-ansible-base documents finding an object's assignments: `?object_id=` alone
  * would list a team's and an organization's with the same id) or its `api_slug` (the platform's name again, as its web
- * interface asks for role definitions), a platform-wide role's being null. `stored` turns the
- * platform's name into the one the list keeps; `platformWide` is what it keeps for none (undefined: null, as kept).
- * A value that is not read here (an isnull that is no boolean) is passed on as written, for the list to refuse.
+ * interface asks for role definitions), a platform-wide role's being null. `stored` turns the platform's name into the
+ * one the list keeps; `platformWide` is what it keeps for none (undefined: null, as kept). A value not read here (an
+ * isnull that is no boolean) goes on to the list's `content_type__isnull` as sent, for the list to refuse.
  */
 function platformContentTypes(stored: (name: string) => string, platformWide: string | undefined) {
   return (query: unknown): unknown => {
