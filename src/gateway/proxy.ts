@@ -62,7 +62,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   // What the client receives of the service's answer's fields, for an upgrade's answer as for any other.
   const clientHeaders = (upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders => {
-    const kept = rewrite(clientResponseHeaders(upstreamHeaders), request)
+    const kept = rewrite(clientResponseHeaders(upstreamHeaders, request.id), request)
     return route.cors ? route.cors.fromUpstream(kept) : kept
   }
   const upgrade = websockets.upgradeOf(request)
