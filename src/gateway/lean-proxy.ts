@@ -194,6 +194,9 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, route.removedFields, principal, identity, access)
   headers.host = route.upstream.host
   const { method, raw } = request
+  // Gone while it was judged (its credentials verified off the event loop): its response has closed already, so
+  // nothing would give back an upstream connection taken for it, or end a wait for a body that never comes.
+  if (response.destroyed) return
   const reading = route.requestBuffer.read(raw, response)
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return

@@ -71,6 +71,8 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
     return
   }
   const raw = request.raw
+  // Gone while it was judged: as on the lean path (src/gateway/lean-proxy.ts), nothing is taken for it.
+  if (reply.raw.destroyed) return
   const reading = route.requestBuffer.read(raw, reply.raw)
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return
