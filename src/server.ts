@@ -1,5 +1,6 @@
 import cookie from '@fastify/cookie'
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import type { IncomingMessage } from 'node:http'
 import { createRequire } from 'node:module'
 import type { DestinationStream, Logger } from 'pino'
 import type { App } from './app.ts'
@@ -16,7 +17,7 @@ import { leanProxy, ownedPaths, upstreamDispatchers, type LeanProxy } from './ga
 import { registerProxy } from './gateway/proxy.ts'
 import { registerHealthRoutes } from './health/routes.ts'
 import { capConnections, ConnectionCaps } from './listener/address-shares.ts'
-import { nodeServer } from './listener/node-server.ts'
+import { nodeServer, requestsWaitBehind } from './listener/node-server.ts'
 import { serverTimeouts } from './listener/timeouts.ts'
 import { requestLine } from './logging/request-line.ts'
 import type { AnsweredRequest } from './metrics/metrics.ts'
@@ -89,6 +90,15 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   server.addHook('onRoute', (route) => {
     if (!proxiedUrls.has(route.url)) ownRoutes.push(route.url)
   })
+  let closing = false
+  server.addHook('preClose', async () => {
+    closing = true
+  })
+  // Fastify's router has every answer close its connection once closing: one with requests pipelined behind it
+  // keeps it open for them, and the last of them closes it (as the lean path's answers do).
+  server.addHook('onRequest', async (request, reply) => {
+    if (closing && requestsWaitBehind(request.raw)) reply.raw.removeHeader('connection')
+  })
   server.addHook('onRequest', refuseBadHost)
   server.addHook('onRequest', async (request) => {
     request.gatehouse = newRequestContext()
@@ -102,10 +112,6 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const requestLog = server.log.child({}, { redact: [] }) as Logger
   // Below info (GATEHOUSE_LOG_LEVEL=warn) the line would be dropped: no request pays for building it then.
   const logsRequests = requestLog.isLevelEnabled('info')
-  let closing = false
-  server.addHook('preClose', async () => {
-    closing = true
-  })
   // Counted and logged when answered: by the onResponse hook, or when a WebSocket's 101 is sent (the tunnel's reply is
   // hijacked, and its hooks never run).
   const answered = (request: FastifyRequest, reply: AnsweredRequest): void => {
@@ -163,7 +169,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const laneOptions = {
     log: server.log as Logger,
     requestLog: logsRequests ? requestLog : undefined,
-    closing: () => closing,
+    closesConnection: (raw: IncomingMessage) => closing && !requestsWaitBehind(raw),
     parseCookie: (header: string) => server.parseCookie(header) as Record<string, string>,
   }
   const proxyLane = leanProxy(app, { upstreams, ownsPath: ownedPaths(ownRoutes), ...laneOptions })

@@ -22,6 +22,13 @@ export const AUTHZ_PREFIX = '/api/gateway/v1/authz/'
 const EXT_AUTHZ = `${AUTHZ_PREFIX}ext-authz`
 const ALL_METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 const METHOD = /^[A-Z]{1,16}$/
+/**
+ * What a request line's target may hold (RFC 9112 §3.2, RFC 3986): visible ASCII, the rest percent-encoded. A proxy
+ * in front passes on the bytes a client sent (nginx's `$request_uri` keeps raw UTF-8), and Node reads a field's bytes
+ * as Latin-1, so `/café/` would be judged as `/cafÃ©/`, outside a rule on `/café/*`, and reach the service as
+ * `/café/`. The built-in proxy's parser refuses such a target with 400 too.
+ */
+const TARGET = /^[\x21-\x7e]+$/
 /** What nginx's `auth_request` can act on: it takes only 2xx, 401 and 403, so a login redirect travels as 401 with this. */
 const LOGIN_HEADER = 'x-gatehouse-login'
 
@@ -98,6 +105,7 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   // A target in absolute form is judged by its path: Caddy's `{http.request.uri}` is the target as the client sent it,
   // and a client may send that form (RFC 9112 §3.2.2). Its host is the one the proxy sends in X-Forwarded-Host.
   const described = describers[flavour](request)
+  if (!TARGET.test(described.url)) throw new InvalidOriginalRequest('The original URI holds characters a request target may not: spaces, controls or bytes beyond ASCII (percent-encode them).')
   const absolute = originForm(described.url)
   if (absolute && !isHost(absolute.authority)) throw new InvalidOriginalRequest('The original URI names no valid host.')
   const original = { method: described.method, url: mergeSlashes(absolute?.target ?? described.url) }

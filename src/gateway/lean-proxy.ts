@@ -76,8 +76,11 @@ export interface LeanProxyOptions {
   readonly log: Logger
   /** Where the request line goes; undefined when info lines are dropped anyway. */
   readonly requestLog: Logger | undefined
-  /** True once the server drains (src/listener/drain.ts): each answer then closes its connection. */
-  readonly closing: () => boolean
+  /**
+   * True once the server drains (src/listener/drain.ts) and no request waits behind this one on its connection: its
+   * answer then closes the connection.
+   */
+  readonly closesConnection: (raw: IncomingMessage) => boolean
 }
 
 /** A service route as the lean path needs it, everything that can be computed once. */
@@ -120,7 +123,7 @@ export function leanProxy(app: App, options: LeanProxyOptions): LeanProxy {
     if (!passesRequestChecks(request)) return false
     // An allowed forward-auth answer writes its id with its other fields (answerForwardAuth).
     if (lane) response.setHeader('x-request-id', request.id)
-    if (options.closing()) response.setHeader('connection', 'close')
+    if (options.closesConnection(raw)) response.setHeader('connection', 'close')
     // `on`, not `once`, here and below: a response finishes and closes once only, and `once` would wrap each listener
     // and unhook it again, on every request.
     response.on('finish', () => logAnswered(app, options, request, response))
@@ -191,6 +194,9 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   const headers = upstreamRequestHeaders(request, request.headers, app.trustsProxy, route.removedFields, principal, identity, access)
   headers.host = route.upstream.host
   const { method, raw } = request
+  // Gone while it was judged (its credentials verified off the event loop): its response has closed already, so
+  // nothing would give back an upstream connection taken for it, or end a wait for a body that never comes.
+  if (response.destroyed) return
   const reading = route.requestBuffer.read(raw, response)
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return
@@ -206,7 +212,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
       readMs: route.timeouts.responseMs,
       responseHeaders: (upstream) => {
         request.gatehouse.upstreamMs = performance.now() - request.startedAt - request.gatehouse.forwardedAtMs!
-        return lane.rewrite(clientResponseHeaders(upstream), request)
+        return lane.rewrite(clientResponseHeaders(upstream, request.id), request)
       },
       failed: (error) => {
         options.log.warn({ reqId: request.id, err: error }, 'response errored')

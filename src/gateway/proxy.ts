@@ -62,7 +62,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const upstreamPath = route.stripPrefix ? path.slice(route.prefix.length - 1) : path
   // What the client receives of the service's answer's fields, for an upgrade's answer as for any other.
   const clientHeaders = (upstreamHeaders: IncomingHttpHeaders): IncomingHttpHeaders => {
-    const kept = rewrite(clientResponseHeaders(upstreamHeaders), request)
+    const kept = rewrite(clientResponseHeaders(upstreamHeaders, request.id), request)
     return route.cors ? route.cors.fromUpstream(kept) : kept
   }
   const upgrade = websockets.upgradeOf(request)
@@ -71,6 +71,8 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
     return
   }
   const raw = request.raw
+  // Gone while it was judged: as on the lean path (src/gateway/lean-proxy.ts), nothing is taken for it.
+  if (reply.raw.destroyed) return
   const reading = route.requestBuffer.read(raw, reply.raw)
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return

@@ -130,12 +130,27 @@ export function teamsHeader(access: UserAccess): string {
 
 const teamsHeaders = new WeakMap<UserAccess, string>()
 
-/** What the client receives of a service's response headers: no hop-by-hop fields, and none of the gateway's cookies set. */
-export function clientResponseHeaders(incoming: IncomingHttpHeaders): IncomingHttpHeaders {
+/**
+ * Where a service's own `X-Request-Id` answer field goes when it is not the request's id: the client keeps the
+ * gateway's, the one in its log line and in what the service received (as Envoy's `always_set_request_id_in_response`
+ * keeps its own), and learns the service's too.
+ */
+const UPSTREAM_REQUEST_ID = 'x-upstream-request-id'
+
+/**
+ * What the client receives of a service's response headers: no hop-by-hop fields, none of the gateway's cookies set,
+ * and the service's own request id under another name (above), so the client's `X-Request-Id` stays `requestId`.
+ */
+export function clientResponseHeaders(incoming: IncomingHttpHeaders, requestId: string): IncomingHttpHeaders {
   const listed = connectionOptions(incoming.connection)
   const headers: IncomingHttpHeaders = {}
   for (const name of Object.keys(incoming)) {
     if (!HOP_BY_HOP.has(name) && !listed?.has(name)) headers[name] = incoming[name]
+  }
+  const serviceId = headers['x-request-id']
+  if (serviceId !== undefined) {
+    delete headers['x-request-id']
+    if (serviceId !== requestId) headers[UPSTREAM_REQUEST_ID] = serviceId
   }
   if (headers['set-cookie']) {
     const kept = withoutGatewaySetCookies(headers['set-cookie'])
@@ -149,12 +164,12 @@ export function clientResponseHeaders(incoming: IncomingHttpHeaders): IncomingHt
  * Trailer fields a client must not take from a service's trailers (RFC 9110 §6.5.1): framing, routing,
  * authentication and cookies, response control, how to read the content, and CORS. A client that merged them into
  * the header section would act on fields the gateway never checked or rewrote there (its cookies, `Location`, the
- * service's `Access-Control-*` it replaces); checksums, `Server-Timing`, gRPC's status and the like pass.
+ * service's `Access-Control-*` it replaces, the request's id); checksums, `Server-Timing`, gRPC's status and the like pass.
  */
 const NEVER_TRAILERS = new Set([
   ...HOP_BY_HOP, 'content-length', 'host', 'authorization', 'www-authenticate', 'proxy-authenticate', 'set-cookie',
   'cache-control', 'expires', 'age', 'date', 'vary', 'location', 'content-location', 'refresh', 'retry-after',
-  'content-type', 'content-encoding', 'content-range',
+  'content-type', 'content-encoding', 'content-range', 'x-request-id',
 ])
 
 /** What the client receives of a service's trailers: those that may be trailers at all, as they came. */

@@ -209,7 +209,7 @@ export class WebSocketTunnels {
       return
     }
     const opened = performance.now()
-    // As every answer does: the request's id, unless the service's own answer has one (README, Logs).
+    // As every answer does: the request's id (a service's own is X-Upstream-Request-Id among its fields).
     client.write(switchingProtocols(answer.response.statusMessage, { 'x-request-id': request.id, ...answerHeaders }))
     const toClient = carry(service, client, answer.head)
     const toService = carry(client, service, upgrade.head)

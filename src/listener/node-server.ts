@@ -48,6 +48,14 @@ function inTurn(request: IncomingMessage, response: ServerResponse, handle: Requ
 }
 
 /**
+ * Whether requests pipelined behind this one wait on its connection. While shutdown drains, the answer that says
+ * `Connection: close` is the last one: the requests already received behind it would go unanswered.
+ */
+export function requestsWaitBehind(request: IncomingMessage): boolean {
+  return waiting.has(request.socket)
+}
+
+/**
  * Node resumes a connection on its own (each answer written, a finished request's unread body drained): while
  * requests wait on it, it is paused again at once, before anything is read.
  */

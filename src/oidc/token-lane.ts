@@ -17,7 +17,7 @@ import { serveProvider, writeKeycloakError } from './routes.ts'
  */
 const TOKEN_PATH = new RegExp(`^/realms/([A-Za-z0-9._-]+)${KEYCLOAK_ROUTES.token}$`)
 
-export type TokenLaneOptions = Pick<LeanProxyOptions, 'log' | 'requestLog' | 'closing' | 'parseCookie'>
+export type TokenLaneOptions = Pick<LeanProxyOptions, 'log' | 'requestLog' | 'closesConnection' | 'parseCookie'>
 
 /** Takes a request (true) or leaves it to Fastify (false); undefined when no realm is configured. */
 export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingMessage, response: ServerResponse) => boolean) | undefined {
@@ -31,7 +31,7 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
     const request = new LaneRequest(raw, trust, options.parseCookie)
     if (!passesRequestChecks(request)) return false
     response.setHeader('x-request-id', request.id)
-    if (options.closing()) response.setHeader('connection', 'close')
+    if (options.closesConnection(raw)) response.setHeader('connection', 'close')
     request.gatehouse.place = app.places.realm(realm.name)
     response.on('finish', () => logAnswered(app, options, request, response))
     const log = { error: (fields: object, message: string) => options.log.error({ reqId: request.id, ...fields }, message) }

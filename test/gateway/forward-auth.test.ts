@@ -18,6 +18,7 @@ import { createOrgAndTeam, grant } from '../helpers/access.ts'
 import { deniedPathSpellings, otherPathsBesideDenied } from '../helpers/path-spellings.ts'
 import { login, withCsrf } from '../helpers/session.ts'
 import { startRecordingUpstream } from '../helpers/upstream.ts'
+import { exchange } from '../helpers/raw-client.ts'
 
 const AUTH_REQUEST = '/api/gateway/v1/authz/auth-request/'
 const FORWARD_AUTH = '/api/gateway/v1/authz/forward-auth/'
@@ -101,7 +102,7 @@ describe('forward authentication', () => {
           // A public service with a closed one under it.
           { name: 'outer', prefix: '/outer/', upstream: 'builtin:demo', public_paths: ['/outer/*'] },
           { name: 'inner', prefix: '/outer/inner/', upstream: 'builtin:demo' },
-          { name: 'controller', prefix: '/api/controller/', upstream: 'builtin:demo', accepts: ['basic'], access: [{ deny: { paths: ['/api/controller/v2/hosts/*'] } }, { allow: { users: ['admin'] } }] },
+          { name: 'controller', prefix: '/api/controller/', upstream: 'builtin:demo', accepts: ['basic'], access: [{ deny: { paths: ['/api/controller/v2/hosts/*'] } }, { deny: { paths: ['/api/controller/v2/café/*'] } }, { allow: { users: ['admin'] } }] },
           { name: 'sso', prefix: '/sso/', upstream: 'builtin:demo', accepts: ['oidc'], oidc: { realm: REALM, client_id: 'end-users' } },
         ],
       },
@@ -263,6 +264,23 @@ describe('forward authentication', () => {
       }
       for (const target of otherPathsBesideDenied('/api/controller/')) {
         for (const response of await Promise.all(ask(target))) assert.equal(response.status, 200, target)
+      }
+    })
+
+    it('refuse an original target with characters no request line may hold, as the built-in proxy does', async () => {
+      // nginx's $request_uri holds the bytes a client sent, UTF-8 too; Node reads a field's bytes as Latin-1, so
+      // `/café/` was judged as `/cafÃ©/`, a path no rule on `/café/*` names, and passed to the service as `/café/`.
+      const encoded = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/api/controller/v2/caf%C3%A9/1/' } })
+      assert.equal((await json(encoded)).code, 'access_denied')
+      // Sent as bytes, UTF-8 as a client's, since fetch would encode the path or refuse the field.
+      const sent = (target: string, fields = '') => exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${adminAuth.authorization}\r\n${fields}Connection: close\r\n\r\n`)
+      for (const target of ['/api/controller/v2/café/1/', '/api/controller/v2/ok/ x', '/api/controller/v2/ok/\tx']) {
+        for (const [path, header] of [[AUTH_REQUEST, 'x-original-uri'], [FORWARD_AUTH, 'x-forwarded-uri']] as const) {
+          const answer = await sent(path, `${header}: ${target}\r\n`)
+          assert.match(answer, /^HTTP\/1\.1 400 /, `${path} ${JSON.stringify(target)}`)
+          assert.match(answer, /"code":"invalid_original_request"/, `${path} ${JSON.stringify(target)}`)
+        }
+        assert.match(await sent(target), /^HTTP\/1\.1 400 /, `built-in ${JSON.stringify(target)}`)
       }
     })
 

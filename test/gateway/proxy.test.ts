@@ -28,6 +28,8 @@ async function recordingUpstream(): Promise<{ url: string; seen: Seen[]; server:
       return res.end()
     }
     if (req.url!.endsWith('/slow')) return setTimeout(() => res.end('late'), 2000)
+    if (req.url!.endsWith('/own-id')) res.setHeader('x-request-id', 'service-7')
+    if (req.url!.endsWith('/echoed-id')) res.setHeader('x-request-id', req.headers['x-request-id']!)
     if (req.url!.endsWith('/hints')) res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' })
     if (req.url!.endsWith('/processing')) res.writeProcessing()
     // Unasked: the gateway never forwards `Expect`. Some servers send it before every answer to a body.
@@ -217,6 +219,20 @@ describe('the proxy', () => {
     const client = await rawClient(gw.url, '127.0.0.1', 'GET /rec/open/trailers HTTP/1.0\r\nHost: gw\r\n\r\n')
     await client.closed
     assert.match(client.received(), /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nbody$/)
+  })
+
+  it('answers with the gateway\'s request id, and a service\'s own, when it has another, as X-Upstream-Request-Id', async () => {
+    // The lean path, and the general one (a percent-encoded path).
+    for (const path of ['/rec/open/own-id', '/rec/open/%61/own-id']) {
+      const response = await gw.fetch(path)
+      assert.equal(response.status, 200, path)
+      const id = response.headers.get('x-request-id')
+      assert.equal(upstream.seen.find((seen) => seen.url === `/base${path.slice('/rec'.length)}`)?.headers['x-request-id'], id, path)
+      assert.equal(response.headers.get('x-upstream-request-id'), 'service-7', path)
+    }
+    const echoed = await gw.fetch('/rec/open/echoed-id')
+    assert.equal(echoed.headers.get('x-request-id'), last().headers['x-request-id'])
+    assert.equal(echoed.headers.get('x-upstream-request-id'), null, 'the same id is not repeated')
   })
 
   it('drops a request\'s trailers: the body reaches the service whole, its trailers do not', async () => {
