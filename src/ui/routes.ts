@@ -96,6 +96,9 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
         reply.code(404)
       }
       reply.header('cache-control', 'no-store')
+      // The pages' changes echo the csrftoken cookie, which lasts as long as the browser: one that kept the session
+      // cookie (it has a Max-Age) over a restart would otherwise be refused every change, Log out among them.
+      app.csrf.ensureToken(request, reply)
       return sendAsset(request, reply, shell, false)
     }
     ui.get(UI_PATH, page(app.places.ui))

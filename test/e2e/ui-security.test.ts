@@ -157,6 +157,20 @@ describe('the web interface against attacks from other sites and other people', 
     assert.doesNotMatch(await page.locator('body').innerText(), /vic/, 'and shows nothing of the account')
   }))
 
+  it('logs out a browser that kept its session over a restart but not the csrftoken, which lasts only as long as the browser', () => inBrowser(async ({ page, context }) => {
+    await logIn(page, gw.url, 'vic', 'vic-password-long', '/ui/account')
+    const session = await cookieValue(context, 'gateway_sessionid')
+    assert.ok(session)
+    const csrf = (await context.cookies(gw.url)).find((c) => c.name === 'csrftoken')
+    assert.equal(csrf?.expires, -1, 'the csrftoken is a cookie of the browser\'s session')
+    // What a browser restart leaves: the session cookie (it has a Max-Age), without the csrftoken.
+    await context.clearCookies({ name: 'csrftoken' })
+    await page.goto(`${gw.url}/ui/account`)
+    await pageDrawn(page)
+    await Promise.all([page.waitForURL((url) => url.pathname === LOGIN), page.getByRole('button', { name: 'Log out' }).click()])
+    assert.equal(await apiStatus(session), 401, 'the session ended on the server')
+  }))
+
   it('tells the browser which password each password field takes', () => inBrowser(async ({ page, problems }) => {
     const fieldsOf = async (what: string) => {
       await page.locator('input[type=password]').first().waitFor()
