@@ -835,9 +835,11 @@ function withoutBasicChallenge(value: string | string[]): string[] {
 
 /**
  * Requests Node's HTTP parser refuses before any route sees them (headers or cookies too large, malformed
- * request lines, slow clients) get the same JSON shape as every other error.
+ * request lines, slow clients) get the same answer as every other error: JSON, or the error page for a browser
+ * navigating, as far as the bytes read say so (`rawPacket`, the chunk the parser was given: for a browser whose
+ * cookies grew too large, the request line and its Accept come in the same read).
  */
-export function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+export function answerClientError(error: Error & { code?: string; rawPacket?: unknown }, socket: Socket): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   // The response still being written on this connection (Node's own default handler looks at the same field).
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
@@ -855,15 +857,31 @@ export function answerClientError(error: Error & { code?: string }, socket: Sock
     socket.destroy()
     return
   }
-  const [status, body] =
-    error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, errorBody(new RequestTimeout())]
-      : error.code === 'HPE_HEADER_OVERFLOW' ? [431, errorBody(new HeadersTooLarge())]
-        : [400, errorBody(new BadRequest('The request is not valid HTTP.'))]
-  const json = JSON.stringify(body)
+  const refusal = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? new RequestTimeout()
+    : error.code === 'HPE_HEADER_OVERFLOW' ? new HeadersTooLarge()
+      : new BadRequest('The request is not valid HTTP.')
+  const navigation = browserNavigation(error.rawPacket)
+  const body = navigation ? errorPage(refusal, navigation.path) : JSON.stringify(errorBody(refusal))
+  const headers = navigation
+    ? [...Object.entries(UNFRAMED_PAGE_HEADERS).map(([name, value]) => `${name}: ${value}`), 'Content-Type: text/html; charset=utf-8']
+    : ['Content-Type: application/json; charset=utf-8']
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(json)}\r\nConnection: close\r\n\r\n${json}`)
+    socket.write(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\n${headers.join('\r\n')}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroy()
+}
+
+const REQUEST_LINE = /^[A-Z]{1,16} (\/[^ ?#]{0,2048})[^ ]* HTTP\/1\.[01]\r\n/
+const ACCEPT_LINE = /\r\naccept[ \t]*:([^\r\n]*)/i
+
+/** The path of a request a browser is navigating, from the bytes the parser refused it in; undefined for any other. */
+function browserNavigation(raw: unknown): { path: string } | undefined {
+  if (!Buffer.isBuffer(raw)) return undefined
+  const text = raw.toString('latin1', 0, Math.min(raw.length, 65_536))
+  const path = REQUEST_LINE.exec(text)?.[1]
+  const head = text.split('\r\n\r\n', 1)[0]!
+  const accept = ACCEPT_LINE.exec(head)?.[1]?.trim()
+  return path !== undefined && accept !== undefined && wantsHtml({ headers: { accept } }) ? { path } : undefined
 }
 
 function closeAfter(response: ServerResponse, socket: Socket): void {

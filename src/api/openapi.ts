@@ -60,6 +60,7 @@ export async function registerOpenApi(server: FastifyInstance): Promise<void> {
     const { connection: _connection, 'keep-alive': _keepAlive, 'transfer-encoding': _encoding, date: _date, ...headers } = answer.headers
     // frame-ancestors says it to browsers that read CSP; X-Frame-Options to those that do not.
     reply.code(answer.statusCode).headers(headers).header('x-frame-options', 'DENY')
+      .header('x-content-type-options', 'nosniff').header('referrer-policy', 'same-origin')
     return answer.rawPayload.length ? reply.send(answer.rawPayload) : reply.send()
   }
   server.get(REFERENCE_PATH, { schema: { hide: true } }, serveReference)

@@ -122,7 +122,7 @@ export function sendIframePage(realm: Realm, path: string, query: URLSearchParam
   // Keycloak answers a `version` other than its own 404, and caches none when there is no version.
   if (query.has('version')) return reply.code(404).header('cache-control', 'no-store').send()
   return reply.header('content-security-policy', found.csp).header('cache-control', 'no-cache')
-    .header('referrer-policy', 'no-referrer').type('text/html; charset=utf-8').send(found.html)
+    .header('referrer-policy', 'no-referrer').header('x-content-type-options', 'nosniff').type('text/html; charset=utf-8').send(found.html)
 }
 
 /** 204 when the client exists and the origin is one of its web origins (or the realm's own), 403 otherwise. */

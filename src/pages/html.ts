@@ -54,6 +54,8 @@ export function unframedPageHeaders(inlineScripts: readonly string[] = []): Read
     'x-frame-options': 'DENY',
     'content-security-policy': `default-src 'none'; script-src ${scripts.join(' ') || "'none'"}; style-src ${PAGE_STYLE_SOURCE}; base-uri 'none'; frame-ancestors 'none'`,
     'x-content-type-options': 'nosniff',
+    // The page's address (a login's parameters, a path someone typed) goes to no other site with a link or redirect.
+    'referrer-policy': 'same-origin',
   }
 }
 

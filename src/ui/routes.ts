@@ -5,7 +5,7 @@ import { extname, join, relative, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
 import type { App } from '../app.ts'
-import { Forbidden, NotFound } from '../errors.ts'
+import { Forbidden, MethodNotAllowed, NotFound } from '../errors.ts'
 import { answerRefusal } from '../gateway/authorize.ts'
 import type { Place } from '../gateway/places.ts'
 import { splitTarget } from '../http/request-target.ts'
@@ -14,6 +14,8 @@ import { isPageAddress } from './static/js/addresses.js'
 /** Where the web interface's pages are served. */
 export const UI_PATH = '/ui/'
 const ASSETS_PATH = '/ui/assets/'
+/** What the pages and their files answer. */
+const PAGE_METHODS = ['GET', 'HEAD', 'OPTIONS']
 const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url))
 
 /**
@@ -94,11 +96,24 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
         reply.code(404)
       }
       reply.header('cache-control', 'no-store')
+      // The pages' changes echo the csrftoken cookie, which lasts as long as the browser: one that kept the session
+      // cookie (it has a Max-Age) over a restart would otherwise be refused every change, Log out among them.
+      app.csrf.ensureToken(request, reply)
       return sendAsset(request, reply, shell, false)
     }
     ui.get(UI_PATH, page(app.places.ui))
     ui.get(`${UI_PATH}*`, page(app.places.ui))
     ui.get(`${UI_PATH}admin/*`, page(app.places.uiAdmin))
+
+    // The pages and their files take nothing: another method is told which ones they answer, not that nothing is there,
+    // before any body is read (a form posted here, of any type, is not parsed).
+    const otherMethod = async (request: FastifyRequest, reply: FastifyReply) => {
+      if (request.method === 'OPTIONS') return reply.code(204).header('allow', PAGE_METHODS.join(', ')).send()
+      throw new MethodNotAllowed(request.method, PAGE_METHODS)
+    }
+    for (const url of ['/ui', UI_PATH, `${UI_PATH}*`]) {
+      ui.route({ method: ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url, onRequest: otherMethod, handler: otherMethod })
+    }
   })
 }
 

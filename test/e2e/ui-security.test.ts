@@ -54,7 +54,7 @@ describe('the web interface against attacks from other sites and other people', 
     assert.doesNotMatch(await page.title(), /injected/, `${what}: no handler ran`)
   }
 
-  it('lets no other site frame any HTML page, and runs no script a page does not name', async () => {
+  it('lets no other site frame any HTML page, runs no script a page does not name, and tells no other site its address', async () => {
     const admin = await login(gw, 'admin', ADMIN_PASSWORD)
     const user = await login(gw, 'vic', 'vic-password-long')
     const realmLogin = await gw.fetch('/realm-app/page', { headers: HTML })
@@ -80,6 +80,9 @@ describe('the web interface against attacks from other sites and other people', 
       const csp = response.headers.get('content-security-policy') ?? ''
       assert.match(csp, /frame-ancestors 'none'/, `${what}: ${csp}`)
       assert.equal(response.headers.get('x-frame-options'), 'DENY', what)
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff', what)
+      // The page's address (a login's parameters, a path someone typed) is for this site only, never another's.
+      assert.match(response.headers.get('referrer-policy') ?? '', /^(same-origin|no-referrer)$/, what)
       const scripts = /script-src ([^;]*)/.exec(csp)?.[1] ?? /default-src ([^;]*)/.exec(csp)?.[1]
       assert.ok(scripts, `${what}: a policy for scripts in ${csp}`)
       for (const source of scripts.trim().split(/\s+/)) assert.match(source, /^'(none|self|sha256-[A-Za-z0-9+/=]+)'$/, `${what}: script source ${source}`)
@@ -152,6 +155,20 @@ describe('the web interface against attacks from other sites and other people', 
     await page.waitForLoadState('load')
     assert.equal(new URL(page.url()).pathname, LOGIN, 'going back asks for the login again')
     assert.doesNotMatch(await page.locator('body').innerText(), /vic/, 'and shows nothing of the account')
+  }))
+
+  it('logs out a browser that kept its session over a restart but not the csrftoken, which lasts only as long as the browser', () => inBrowser(async ({ page, context }) => {
+    await logIn(page, gw.url, 'vic', 'vic-password-long', '/ui/account')
+    const session = await cookieValue(context, 'gateway_sessionid')
+    assert.ok(session)
+    const csrf = (await context.cookies(gw.url)).find((c) => c.name === 'csrftoken')
+    assert.equal(csrf?.expires, -1, 'the csrftoken is a cookie of the browser\'s session')
+    // What a browser restart leaves: the session cookie (it has a Max-Age), without the csrftoken.
+    await context.clearCookies({ name: 'csrftoken' })
+    await page.goto(`${gw.url}/ui/account`)
+    await pageDrawn(page)
+    await Promise.all([page.waitForURL((url) => url.pathname === LOGIN), page.getByRole('button', { name: 'Log out' }).click()])
+    assert.equal(await apiStatus(session), 401, 'the session ended on the server')
   }))
 
   it('tells the browser which password each password field takes', () => inBrowser(async ({ page, problems }) => {

@@ -241,6 +241,7 @@ describe('the realm for browser applications', () => {
       assert.match(response.headers.get('content-type')!, /^text\/html/)
       assert.match(response.headers.get('content-security-policy')!, /script-src 'sha256-/)
       assert.equal(response.headers.get('x-frame-options'), null, 'other sites frame it')
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff', page)
       assert.match(await response.text(), /<script type="module">/)
     }
     assert.equal((await gw.fetch(`/realms/${REALM}/protocol/openid-connect/login-status-iframe.html?version=other`)).status, 404)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { demoConfigFile, loadConfigFile } from '../../src/config/load.ts'
 import { BROWSER_ACCEPT } from '../helpers/browser.ts'
-import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 describe('the error page a browser gets', () => {
   let gw: TestGateway
@@ -35,6 +35,25 @@ describe('the error page a browser gets', () => {
       assert.ok(link, path)
       assert.equal(new URL(link, gw.url + path).href, `${gw.url}/`, `${path}: the link leads to the start page`)
       assert.doesNotMatch(html, /\bat .+:\d+:\d+/, `${path}: no stack trace`)
+    }
+  })
+
+  it('says so as a page when a browser\'s cookies grew too large to read, and as JSON to programs', async () => {
+    // The services share the gateway's origin: their cookies alone can grow a browser's Cookie header past the limit.
+    const cookie = `grown=${'x'.repeat(20_000)}`
+    for (const path of ['/ui/account', '/api/controller/v2/hosts/']) {
+      const { status, type, headers, html } = await page(path, { cookie })
+      assert.equal(status, 431, path)
+      assert.match(type, /^text\/html/, path)
+      assert.match(html, /<title>431 Request Header Fields Too Large · Gatehouse<\/title>/, path)
+      assert.match(html, /<code>headers_too_large<\/code>/, path)
+      assert.equal(headers.get('x-frame-options'), 'DENY', path)
+      assert.match(headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, path)
+      const link = /<a href="([^"]*)">Go to the start page<\/a>/.exec(html)?.[1]
+      assert.equal(new URL(link!, gw.url + path).href, `${gw.url}/`, `${path}: the link leads to the start page`)
+      const program = await gw.fetch(path, { headers: { accept: 'application/json', cookie } })
+      assert.equal(program.status, 431, path)
+      assert.equal((await json(program)).code, 'headers_too_large', path)
     }
   })
 

@@ -96,6 +96,24 @@ describe('serving the web interface', () => {
     assert.equal((await page('/ui/admin/nowhere', user)).status, 403, 'administration is refused before it is looked up')
   })
 
+  it('answers 405 naming GET for any other method on a page or file, as a page to browsers and JSON to programs', async () => {
+    for (const path of ['/ui', '/ui/', '/ui/account', '/ui/admin/users', '/ui/nowhere', '/ui/assets/app.css']) {
+      for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
+        const program = await gw.fetch(path, { method, headers: { accept: 'application/json', cookie: admin.cookie, 'x-csrftoken': admin.csrf } })
+        assert.equal(program.status, 405, `${method} ${path}`)
+        assert.equal(program.headers.get('allow'), 'GET, HEAD, OPTIONS', `${method} ${path}`)
+        assert.equal((await json(program)).code, 'method_not_allowed', `${method} ${path}`)
+      }
+      const browser = await gw.fetch(path, { method: 'POST', headers: { accept: 'text/html', 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=b' })
+      assert.equal(browser.status, 405, path)
+      assert.match(browser.headers.get('content-type') ?? '', /^text\/html/, path)
+      assert.match(await browser.text(), /<code>method_not_allowed<\/code>/, path)
+      const options = await gw.fetch(path, { method: 'OPTIONS' })
+      assert.equal(options.status, 204, path)
+      assert.equal(options.headers.get('allow'), 'GET, HEAD, OPTIONS', path)
+    }
+  })
+
   it('serves scripts and the stylesheet with their types, revalidated by ETag, gzipped on request', async () => {
     const script = await gw.fetch('/ui/assets/js/app.js')
     assert.equal(script.status, 200)
