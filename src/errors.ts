@@ -767,6 +767,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, thrown: 
   const error = recordedError(request, thrown, request.log)
   reply.code(error.status)
   for (const [name, value] of errorHeaders(request, error)) reply.header(name, value)
+  for (const [name, value] of negotiatedHeaders(reply.getHeader('cache-control'), reply.getHeader('vary'))) reply.header(name, value)
   if (wantsHtml(request)) {
     return reply.headers(UNFRAMED_PAGE_HEADERS).type('text/html; charset=utf-8').send(errorPage(error, pathOf(request.url)))
   }
@@ -780,10 +781,21 @@ export function writeError(request: Pick<GatewayRequest, 'url' | 'headers' | 'ga
   const body = html ? errorPage(error, pathOf(request.url)) : JSON.stringify(errorBody(error))
   response.statusCode = error.status
   for (const [name, value] of errorHeaders(request, error)) response.setHeader(name, value)
+  for (const [name, value] of negotiatedHeaders(response.getHeader('cache-control'), response.getHeader('vary'))) response.setHeader(name, value)
   if (html) for (const [name, value] of Object.entries(UNFRAMED_PAGE_HEADERS)) response.setHeader(name, value)
   response.setHeader('content-type', html ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8')
   response.setHeader('content-length', Buffer.byteLength(body))
   response.end(body)
+}
+
+/**
+ * An error is a page or JSON by the request's Accept, and answers only this request: a shared cache (a CDN in front,
+ * which may keep a 404 or a 405 it was given no lifetime for, RFC 9111 §4.2.2) must neither hand a browser's page to
+ * an API client nor keep it at all. A lifetime a route set already is kept; an earlier Vary is extended.
+ */
+function negotiatedHeaders(cacheControl: unknown, vary: unknown): [string, string][] {
+  const varies = typeof vary === 'string' && vary !== '' ? (/\baccept\b(?!-)/i.test(vary) ? vary : `${vary}, Accept`) : 'Accept'
+  return cacheControl === undefined ? [['cache-control', 'no-store'], ['vary', varies]] : [['vary', varies]]
 }
 
 /** The path of a request target (request-target.ts's `splitTarget`, which imports this module). */

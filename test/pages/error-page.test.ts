@@ -69,4 +69,19 @@ describe('the error page a browser gets', () => {
       assert.equal(answered.get('x-content-type-options'), 'nosniff', path)
     }
   })
+
+  it('is kept by no cache, and says it varies by Accept, for browsers and programs alike', async () => {
+    // The router's 404, a refusal of the API, and the proxy's own 502 in front of a service: a shared cache may keep
+    // a 404 it was given no lifetime for, and hand a browser's page to a program asking the same URL.
+    const cases = [['/nowhere/', {}], ['/api/gateway/v1/settings/', { authorization: basic('gina', 'gina-password') }], ['/down/x', { authorization: basic('gina', 'gina-password') }]] as const
+    for (const [path, headers] of cases) {
+      for (const accept of [BROWSER_ACCEPT, 'application/json']) {
+        const response = await gw.fetch(path, { headers: { accept, ...headers } })
+        await response.arrayBuffer()
+        assert.ok(response.status >= 400, `${path}: ${response.status}`)
+        assert.equal(response.headers.get('cache-control'), 'no-store', `${path} (${accept})`)
+        assert.ok((response.headers.get('vary') ?? '').split(',').some((name) => name.trim().toLowerCase() === 'accept'), `${path} (${accept}): vary ${response.headers.get('vary')}`)
+      }
+    }
+  })
 })
