@@ -258,9 +258,16 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   stampRefreshTokensOnce(provider)
   deliverLogoutTokensLater(options.providerClass, provider, options.loggedOut)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words,
-  // and an application-initiated action's outcome with the code, as Keycloak does.
+  // and an application-initiated action's outcome with the code, as Keycloak does. A refusal in form_post is the same
+  // page as a success, answered 200 as Keycloak's form_post builder answers both (oidc-provider answers it with the
+  // refusal's 400), so that the browser shows it and posts it on to the client like any other.
   const responseModes = providerInternals(provider).responseModes
-  for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, kcActionResponse(ctx, inKeycloakWords(ctx, out))))
+  for (const [mode, send] of responseModes) {
+    responseModes.set(mode, (ctx, redirectUri, out) => {
+      if (mode === 'form_post') ctx.status = 200
+      return send(ctx, redirectUri, kcActionResponse(ctx, inKeycloakWords(ctx, out)))
+    })
+  }
   consumeOnce(options.providerClass, provider)
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }

@@ -312,6 +312,17 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
+  it('sends an error back to the client in form_post with the page a success gets, 200, as Keycloak\'s form_post builder', async () => {
+    const params = { client_id: 'spa', response_type: 'code', response_mode: 'form_post', scope: 'openid', state: 'st-5', redirect_uri: CLIENT_REDIRECT, prompt: 'none', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }
+    const { response } = await browse(gw, new CookieJar(), realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams(params)}`))
+    const page = await response.text()
+    assert.equal(response.status, 200, page)
+    const posted = authorizationResponse(CLIENT_REDIRECT, page)
+    assert.equal(posted.get('error'), 'login_required')
+    assert.equal(posted.get('state'), 'st-5')
+    assert.match(page, new RegExp(`<form method="post" action="${CLIENT_REDIRECT}">`))
+  })
+
   it('asks before logging out unless the request names the browser\'s own session, or it has none, as Keycloak', async () => {
     const submitsItself = (page: string) => /\.submit\(\)/.test(page)
     const logoutPage = async (jar: CookieJar, params: Record<string, string>) => {
