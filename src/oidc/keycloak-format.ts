@@ -500,10 +500,14 @@ const REALM_PAGE_POLICY = REALM_PAGE_HEADERS['content-security-policy']!
 export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): Promise<void> {
   ctx.type = 'html'
   const hint = ctx.oidc.params?.id_token_hint
-  const sessionUid = (ctx.oidc.session as unknown as { uid?: string } | undefined)?.uid
-  const automatic = typeof hint === 'string' && sessionUid !== undefined && decodeJwt(hint).sid === sessionUid
+  const session = ctx.oidc.session as unknown as { uid?: string; accountId?: string; state?: Record<string, unknown> } | undefined
+  const hintedSid = typeof hint === 'string' ? decodeJwt(hint).sid : undefined
+  const automatic = hintedSid !== undefined && session?.uid !== undefined && hintedSid === session.uid
     ? `<script>${SUBMIT_LOGOUT}</script>`
     : ''
+  // The hint names another session: that is the one the confirmation ends (provider.ts `endHintedSessionInstead`).
+  // Kept with the form's secret, in the browser's session that oidc-provider saves after this page.
+  if (typeof hintedSid === 'string' && hintedSid !== '' && !automatic && session?.accountId && session.state) session.state.hintedSession = hintedSid
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
 }
 

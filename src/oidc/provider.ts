@@ -42,14 +42,44 @@ let signingKeyClass: typeof ExternalSigningKey | undefined
 export function loadProviderClass(clock: () => number): Promise<typeof Provider> {
   setProviderClock(clock)
   useProviderClock()
-  providerClass ??= import('oidc-provider').then((module) => {
+  // @ts-expect-error: oidc-provider declares types for its entry point only.
+  providerClass ??= Promise.all([import('oidc-provider'), import('oidc-provider/lib/actions/end_session.js')]).then(([module, endSession]: [typeof import('oidc-provider'), { confirm: Middleware[] }]) => {
     signingKeyClass = module.ExternalSigningKey
+    // Before the first provider is built: each one takes the confirmation's steps as they are then.
+    endSession.confirm.splice(endSession.confirm.length - 1, 0, endHintedSessionInstead)
     return module.default
   }, (error: unknown) => {
     providerClass = undefined
     throw error
   })
   return providerClass
+}
+
+type Middleware = (ctx: KoaContextWithOIDC, next: () => Promise<void>) => Promise<void>
+
+/** Each realm's `ProviderOptions.endBrowserSession`, for the step all realms' logout confirmations share. */
+const browserSessionEnds = new WeakMap<Provider, (uid: string) => Promise<boolean>>()
+
+/**
+ * The confirmed logout of a browser whose request named another of the realm's sessions (its `id_token_hint`, which
+ * `logoutConfirmPage` noted): that session ends, with every client it signed in to and the gateway session linked to
+ * it, and the browser's own session stays, as Keycloak's LogoutEndpoint (`doBrowserLogout`) logs out the user session
+ * of a validated hint rather than the cookie's. oidc-provider would end the cookie's session, the one the person
+ * was not asked about. Runs after oidc-provider checked the form's anti-forgery secret; the browser is sent on as
+ * oidc-provider sends it (lib/actions/end_session.js): to the post-logout URI with the request's `state`, or to the
+ * page saying it is logged out.
+ */
+async function endHintedSessionInstead(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  const { session } = ctx.oidc
+  const state = session?.state as { hintedSession?: unknown; postLogoutRedirectUri?: unknown; state?: unknown } | undefined
+  const endBrowserSession = browserSessionEnds.get(ctx.oidc.provider)
+  if (typeof state?.hintedSession !== 'string' || !endBrowserSession) return next()
+  await endBrowserSession(state.hintedSession)
+  session!.state = undefined
+  const back = new URL(typeof state.postLogoutRedirectUri === 'string' ? state.postLogoutRedirectUri : ctx.oidc.urlFor('end_session_success'))
+  if (typeof state.postLogoutRedirectUri === 'string' && typeof state.state === 'string') back.searchParams.set('state', state.state)
+  ctx.status = 303
+  ctx.redirect(back.href)
 }
 
 export interface ProviderOptions {
@@ -251,6 +281,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const provider = new options.providerClass(issuer, configuration)
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
+  if (options.endBrowserSession) browserSessionEnds.set(provider, options.endBrowserSession)
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
   acrOfAuthorization(provider)

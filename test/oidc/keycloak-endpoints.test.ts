@@ -345,6 +345,28 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
+  it('ends the session the id_token_hint names once the person confirms, not the browser\'s own, as Keycloak\'s doBrowserLogout', async () => {
+    const jar = new CookieJar()
+    const own = await browserLogin(jar)
+    const otherJar = new CookieJar()
+    const other = await browserLogin(otherJar)
+    const asked = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams({ id_token_hint: other.id_token, post_logout_redirect_uri: CLIENT_REDIRECT, state: 'st-6' })}`))
+    const page = await asked.response.text()
+    assert.doesNotMatch(page, /\.submit\(\)/, 'another session\'s hint is confirmed by the person')
+    const action = /<form id="op.logoutForm" method="post" action="([^"]+)"/.exec(page)![1]!
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(page)![1]!
+    const back = await browse(gw, jar, action, { method: 'POST', headers: FORM, body: new URLSearchParams({ xsrf, logout: 'yes' }).toString() })
+    assert.equal(new URL(back.url).searchParams.get('state'), 'st-6')
+    const refresh = (refreshToken: string) => tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: refreshToken })
+    assert.equal((await refresh(other.refresh_token)).body.error, 'invalid_grant', 'the hinted session ended')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: otherJar.header() } })).status, 401, 'with its browser\'s gateway session')
+    assert.equal((await refresh(own.refresh_token)).status, 200, 'the browser\'s own session goes on')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: jar.header() } })).status, 200, 'and its gateway session')
+    // The browser is still signed in at the realm: a new sign-in needs no password.
+    const again = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', state: 's', prompt: 'none', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`))
+    assert.ok(new URL(again.url).searchParams.get('code'), again.url)
+  })
+
   it('asks a browser signed in at the gateway alone before a logout ends its session, so that a link from another site cannot', async () => {
     const gateway = await login(gw, 'alice', 'alice-password')
     const signedIn = async (cookie: string) => (await gw.fetch('/api/gateway/v1/me/', { headers: { cookie } })).status === 200
