@@ -63,10 +63,17 @@ export interface ProviderRequest {
   logout: boolean
   /**
    * Who the browser's gateway session signs in silently, judged as the realm's login step judges it
-   * (src/oidc/interactions.ts `silentGatewaySignIn`), with that session's key hash; undefined without a live one.
-   * Absent where no browser asks.
+   * (src/oidc/interactions.ts `silentGatewaySignIn`), with that session's key hash; undefined without a live one, or
+   * when `accepts` refuses it (before it counts as a sign-in started). Absent where no browser asks.
    */
-  signedInAtGateway?: (() => Promise<{ user: User; gatewaySession: string | undefined } | undefined>) | undefined
+  signedInAtGateway?: ((accepts?: (signedIn: GatewaySignIn) => boolean) => Promise<GatewaySignIn | undefined>) | undefined
+}
+
+/** A browser's live gateway session: its user, its key hash, and when it was signed in (epoch ms, the password's time). */
+export interface GatewaySignIn {
+  user: User
+  gatewaySession: string | undefined
+  signedInAt: number | undefined
 }
 
 export interface KeycloakError {

@@ -11,7 +11,7 @@ import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, type RoleScope, type TokenRoles, accessTokenAudience, ACCOUNT_ROLES, accountFinder, compileRoleScope, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
+import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
@@ -372,8 +372,10 @@ export type LoginAcr = typeof LOGIN_FORM | typeof SINGLE_SIGN_ON
  * gateway session the login opened or was made with, for the save of the realm session when the login comes back to
  * the realm (`gatewaySessionOfRequest`), and how they signed in (`acr`, `acrOfAuthorization`).
  */
-export function loginResult(accountId: string, gatewaySession: string | undefined, acr: LoginAcr): { login: { accountId: string; acr: LoginAcr; gatewaySession?: string } } {
-  return { login: gatewaySession === undefined ? { accountId, acr } : { accountId, acr, gatewaySession } }
+export function loginResult(accountId: string, gatewaySession: string | undefined, acr: LoginAcr, signedInAt?: number): { login: { accountId: string; acr: LoginAcr; gatewaySession?: string; ts?: number } } {
+  // oidc-provider's `ts`: the realm session's login time (its `auth_time`), when the password was typed before now.
+  const ts = signedInAt === undefined ? {} : { ts: gatewayAuthTime(signedInAt) }
+  return { login: gatewaySession === undefined ? { accountId, acr, ...ts } : { accountId, acr, gatewaySession, ...ts } }
 }
 
 /**
@@ -410,9 +412,12 @@ function grantAcr(ctx: KoaContextWithOIDC | undefined): string {
  * `handleBrowserAuthenticationRequest`: `login_required` without one, `interaction_required` for a required action).
  * A browser signs in once, so a browser without a realm session is signed in silently by its gateway session where the
  * realm's login step would take that session without its form (interactions.ts): a live gateway session of an active
- * account (`ProviderRequest.signedInAtGateway`, the step's own judgement), no fresh login asked for (`max_age`,
- * `prompt=login`), no subject or level named (`id_token_hint`, the `sub` or an essential `acr` claim), and the
- * client's access rules passed (refused as at the step, `access_denied`). An action the application asks for
+ * account (`ProviderRequest.signedInAtGateway`, the step's own judgement), no fresh login asked for (`prompt=login`),
+ * no level named (an essential `acr` claim), and the client's access rules passed (refused as at the step,
+ * `access_denied`). The subject an `id_token_hint` names and `max_age` are compared
+ * with the gateway session as Keycloak compares them with its SSO session (`OIDCLoginProtocol.requireReauthentication`,
+ * oidc-provider's login checks): another person's, or a password typed longer ago than `max_age`, is `login_required`.
+ * The realm session takes the gateway session's sign-in time as its own (its `auth_time`). An action the application asks for
  * (`kc_action`) needs the person: `interaction_required`, as for a realm session. Any other case is left to
  * oidc-provider, which answers `login_required`; none shows a page, and none makes a realm session.
  * It runs as oidc-provider's validation of the `prompt` parameter (`extraParams`), its last step before the browser
@@ -425,18 +430,40 @@ function silentSignIn(checkClientAccess: ((ctx: KoaContextWithOIDC, clientId: st
     const { oidc } = ctx
     const session = oidc.session
     if (oidc.route !== 'authorization' || !oidc.promptPending('none') || !session || session.accountId || !oidc.client) return
-    const claims = oidc.claims as { id_token?: { sub?: unknown; acr?: { essential?: unknown } } } | undefined
+    const claims = oidc.claims as { id_token?: { acr?: { essential?: unknown } } } | undefined
     // oidc-provider has turned `max_age=0` into `prompt=login` by now.
-    if (oidc.promptPending('login') || oidc.params?.max_age !== undefined || oidc.entities.IdTokenHint !== undefined || claims?.id_token?.sub !== undefined || claims?.id_token?.acr?.essential) return
-    const signedIn = await (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.signedInAtGateway?.()
+    if (oidc.promptPending('login') || claims?.id_token?.acr?.essential) return
+    const hinted = (oidc.entities.IdTokenHint as { payload?: { sub?: unknown } } | undefined)?.payload?.sub
+    // Judged before the session is signed in: a refusal oidc-provider's login checks made afterwards would save it.
+    const accepts = (signedIn: GatewaySignIn) => gatewaySessionAnswers(signedIn, hinted, oidc.params?.max_age)
+    const signedIn = await (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.signedInAtGateway?.(accepts)
     if (!signedIn) return
     checkClientAccess?.(ctx, oidc.client.clientId, signedIn.user)
     if (accountAction(oidc.params as Record<string, unknown>) !== undefined) throw new errors.InteractionRequired(KC_ACTION_DESCRIPTION)
     // A browser session that held no one (a logout form's) gets a new identifier for its first sign-in, as at a login
     // (oidc-provider's resume; its typings leave out `new`, which a session not yet saved carries).
     if (!(session as unknown as { new?: boolean }).new) session.resetIdentifier()
-    session.loginAccount({ accountId: String(signedIn.user.id), acr: SINGLE_SIGN_ON })
+    const loginTs = signedIn.signedInAt === undefined ? undefined : gatewayAuthTime(signedIn.signedInAt)
+    session.loginAccount({ accountId: String(signedIn.user.id), acr: SINGLE_SIGN_ON, ...(loginTs === undefined ? {} : { loginTs }) })
   }
+}
+
+/**
+ * Whether the gateway session answers an authorization that names a subject (`hintedSub`, an `id_token_hint`'s `sub`,
+ * which oidc-provider verified) or a `max_age`, as Keycloak's SSO session would (`OIDCLoginProtocol
+ * .requireReauthentication`, and oidc-provider's login checks): the same person, whose password was typed within
+ * `max_age`. A second short of `max_age` is the limit, so that oidc-provider's own check, made later in the request
+ * with a later clock reading, never refuses what this took.
+ */
+export function gatewaySessionAnswers({ user, signedInAt }: GatewaySignIn, hintedSub: unknown, maxAge: unknown): boolean {
+  if (hintedSub !== undefined && hintedSub !== String(user.id)) return false
+  if (maxAge === undefined) return true
+  return signedInAt !== undefined && epochTime() - gatewayAuthTime(signedInAt) < Number(maxAge)
+}
+
+/** A gateway session's sign-in time (epoch ms) as oidc-provider's login times are kept: whole seconds. */
+function gatewayAuthTime(signedInAt: number): number {
+  return Math.floor(signedInAt / 1000)
 }
 
 interface ProviderRequestContext {
