@@ -47,6 +47,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   } catch {
     return restartLogin(app, realm, request, reply)
   }
+  if (details.uid === uid && details.prompt.name === 'consent' && request.method === 'GET') return consentWithoutPage(app, realm, uid, provider, request, reply)
   if (details.uid !== uid || details.prompt.name !== 'login') return restartLogin(app, realm, request, reply)
   const clientId = String(details.params.client_id ?? '')
   const page = { action: `${realm.path}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
@@ -433,6 +434,20 @@ async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provide
     returnTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
   }
   reply.clearCookie(REALM_INTERACTION_COOKIE, { path: `${realm.path}${LOGIN_ACTIONS}${login.uid}`, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
+  return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
+}
+
+/**
+ * Keycloak asks for consent only for a client with "Consent required", which no realm client has (they are
+ * first-party, provider.ts `grantWithoutConsent`): `prompt=consent` (keycloak-js `login({ prompt: 'consent' })`) is
+ * answered with the code and no page, as Keycloak answers it for such a client. oidc-provider asks for the consent
+ * it requests as a step of its own once the person is signed in; it is given here, with the login this authorization
+ * may have just finished (its last submission), so that its code keeps that login's `acr`. The client's access
+ * rules are judged as the authorization resumes (provider.ts `loadExistingGrant`).
+ */
+async function consentWithoutPage(app: App, realm: Realm, uid: string, provider: Provider, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const returnTo = await provider.interactionResult(request.raw, reply.raw, { consent: {} }, { mergeWithLastSubmission: true })
+  reply.clearCookie(REALM_INTERACTION_COOKIE, { path: `${realm.path}${LOGIN_ACTIONS}${uid}`, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
   return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
 }
 

@@ -323,6 +323,32 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.match(page, new RegExp(`<form method="post" action="${CLIENT_REDIRECT}">`))
   })
 
+  it('answers prompt=consent (keycloak-js login({ prompt: \'consent\' })) with a code and no consent page, as Keycloak for a client without "Consent required"', async () => {
+    const verifier = randomBytes(32).toString('base64url')
+    const consent = realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid offline_access', state: 'st-7', prompt: 'consent', redirect_uri: CLIENT_REDIRECT, code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' })}`)
+    const redeem = async (url: string) => {
+      const back = new URL(url)
+      assert.equal(`${back.origin}${back.pathname}`, CLIENT_REDIRECT, url)
+      assert.equal(back.searchParams.get('state'), 'st-7')
+      return tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code: back.searchParams.get('code') ?? '', redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+    }
+    // Signed in at the realm already: straight back with a code.
+    const jar = new CookieJar()
+    await browserLogin(jar)
+    const again = await redeem((await browse(gw, jar, consent)).url)
+    assert.equal(again.status, 200)
+    // What oidc-provider grants only with prompt=consent, as Keycloak grants it in the browser flow.
+    assert.equal(decodeJwtPart(again.body.refresh_token, 1).typ, 'Offline')
+    // Not signed in: the login page, then back with a code of that login.
+    const fresh = new CookieJar()
+    const page = await browse(gw, fresh, consent)
+    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+    const done = await browse(gw, fresh, gw.url + action, { method: 'POST', headers: FORM, body: 'username=alice&password=alice-password' })
+    const tokens = await redeem(done.url)
+    assert.equal(tokens.status, 200)
+    assert.equal(decodeJwtPart(tokens.body.access_token, 1).acr, '1', 'the password typed for this authorization')
+  })
+
   it('asks before logging out unless the request names the browser\'s own session, or it has none, as Keycloak', async () => {
     const submitsItself = (page: string) => /\.submit\(\)/.test(page)
     const logoutPage = async (jar: CookieJar, params: Record<string, string>) => {
