@@ -118,6 +118,13 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       await endHintedSession(oidc, options)
       if (ctx.cookies.get(GATEWAY_SESSION_COOKIE)) await askBeforeEndingGatewaySession(ctx)
     }
+    // Keycloak's logout answers its errors with its error page (LogoutEndpoint, ErrorPage) whatever the client accepts,
+    // as the refusals made before oidc-provider sees the request are (routes.ts `logoutFailed`); oidc-provider answers
+    // a client that prefers JSON (curl's `*/*`) in JSON.
+    const refused = ctx.body as { error?: unknown; error_description?: unknown } | undefined
+    if (oidc && LOGOUT_ROUTES.has(oidc.route) && ctx.status >= 400 && !ctx.response.is('html') && typeof refused?.error === 'string') {
+      await renderErrorPage(ctx, { error: refused.error, ...(typeof refused.error_description === 'string' ? { error_description: refused.error_description } : {}) })
+    }
     if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
       ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY })
     } else {

@@ -110,12 +110,17 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       [`/logout?${new URLSearchParams({ client_id: 'spa', post_logout_redirect_uri: 'https://evil.example/' })}`, {}, 'Invalid redirect uri'],
       ['/logout/confirm', { method: 'POST', headers: FORM, body: 'xsrf=forged&logout=yes' }, 'Logout failed'],
     ]
-    for (const [path, init, message] of cases) {
-      const answer = await gw.fetch(`${ENDPOINTS}${path}`, { ...init, headers: { ...init.headers as Record<string, string>, accept: 'text/html' } })
-      const page = await answer.text()
-      assert.equal(answer.status, 400, path)
-      assert.match(page, /<title>Logout failed · Gatehouse<\/title>/, path)
-      assert.match(page, new RegExp(`<p>${message}</p>`), path)
+    // The page whatever the client accepts (curl's */*, a script's JSON), as Keycloak's ErrorPage.
+    for (const accept of ['text/html', '*/*', 'application/json']) {
+      for (const [path, init, message] of cases) {
+        const answer = await gw.fetch(`${ENDPOINTS}${path}`, { ...init, headers: { ...init.headers as Record<string, string>, accept } })
+        const page = await answer.text()
+        assert.equal(answer.status, 400, path)
+        assert.match(answer.headers.get('content-type')!, /^text\/html/, `${path} ${accept}`)
+        assert.equal(answer.headers.get('x-frame-options'), 'DENY')
+        assert.match(page, /<title>Logout failed · Gatehouse<\/title>/, path)
+        assert.match(page, new RegExp(`<p>${message}</p>`), path)
+      }
     }
   })
 
