@@ -1,14 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { hash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { decodeJwt } from 'jose'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, SignInsThrottled, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
-import { SESSION_STATE_COOKIE, simplePage } from './keycloak-format.ts'
+import { SESSION_STATE_COOKIE, simplePage, type GatewaySignIn } from './keycloak-format.ts'
 import epochTime, { providerNow } from './provider-clock.ts'
-import { LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
+import { gatewaySessionAnswers, LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
@@ -46,6 +47,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   } catch {
     return restartLogin(app, realm, request, reply)
   }
+  if (details.uid === uid && details.prompt.name === 'consent' && request.method === 'GET') return consentWithoutPage(app, realm, uid, provider, request, reply)
   if (details.uid !== uid || details.prompt.name !== 'login') return restartLogin(app, realm, request, reply)
   const clientId = String(details.params.client_id ?? '')
   const page = { action: `${realm.path}${LOGIN_ACTIONS}${uid}`, subtitle: `Log in to ${clientId} (realm ${realm.name})`, fields: { [RESTART_FIELD]: authorizationQuery(details.params) } }
@@ -66,8 +68,10 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
       }
       if (signedIn) return html(reply, 200, renderLoginPage({ ...page, username: signedIn.user.username, error: REAUTHENTICATE_MESSAGE }))
     }
-    const signedIn = reasons.length === 1 && reasons[0] === 'no_session' ? await gatewaySessionUser(app, realm, request) : undefined
-    if (signedIn) return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON)
+    const signedIn = reasons.includes('no_session') && reasons.every((reason) => GATEWAY_SESSION_ANSWERS.has(reason)) ? await gatewaySessionUser(app, realm, request) : undefined
+    if (signedIn && gatewaySessionAnswers(signedIn, hintedSubject(details.params), details.params.max_age)) {
+      return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, undefined, signedIn.signedInAt)
+    }
     const restarted = request.cookies[LOGIN_RESTARTED_COOKIE] !== undefined
     if (restarted) reply.clearCookie(LOGIN_RESTARTED_COOKIE, restartedCookieOptions(app, realm, request))
     // Keycloak fills in the username the client suggests (keycloak-js `login({ loginHint })`).
@@ -415,10 +419,10 @@ function sameSecret(given: string, expected: string): boolean {
  * oidc-provider's interaction cookie (the login's id, on this login's own path) is expired here: oidc-provider leaves
  * it for its 30 minutes, and no logout, on the realm's path or the gateway's, is sent it to clear it.
  */
-async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr, actionOutcome?: KcActionOutcome): Promise<FastifyReply> {
+async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr, actionOutcome?: KcActionOutcome, signedInAt?: number): Promise<FastifyReply> {
   const refusal = app.clientAccess(realm.name, login.clientId, user, request.ip)
   const result = refusal ? { error: 'access_denied', error_description: refusal }
-    : { ...loginResult(String(user.id), gatewaySession, acr), ...(actionOutcome ? { [KC_ACTION_RESULT]: actionOutcome } : {}) }
+    : { ...loginResult(String(user.id), gatewaySession, acr, signedInAt), ...(actionOutcome ? { [KC_ACTION_RESULT]: actionOutcome } : {}) }
   let returnTo: string
   if (actionOutcome?.status === 'success' && actionOutcome.action === UPDATE_PASSWORD) {
     // The new password ended the realm session the login was begun in: oidc-provider would refuse to resume the
@@ -434,14 +438,44 @@ async function finishLogin(app: App, realm: Realm, login: LoginUnderWay, provide
 }
 
 /**
+ * Keycloak asks for consent only for a client with "Consent required", which no realm client has (they are
+ * first-party, provider.ts `grantWithoutConsent`): `prompt=consent` (keycloak-js `login({ prompt: 'consent' })`) is
+ * answered with the code and no page, as Keycloak answers it for such a client. oidc-provider asks for the consent
+ * it requests as a step of its own once the person is signed in; it is given here, with the login this authorization
+ * may have just finished (its last submission), so that its code keeps that login's `acr`. The client's access
+ * rules are judged as the authorization resumes (provider.ts `loadExistingGrant`).
+ */
+async function consentWithoutPage(app: App, realm: Realm, uid: string, provider: Provider, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const returnTo = await provider.interactionResult(request.raw, reply.raw, { consent: {} }, { mergeWithLastSubmission: true })
+  reply.clearCookie(REALM_INTERACTION_COOKIE, { path: `${realm.path}${LOGIN_ACTIONS}${uid}`, httpOnly: true, sameSite: 'lax', secure: app.csrf.isSecure(request) })
+  return reply.header('cache-control', 'no-store').redirect(returnTo, 303)
+}
+
+/**
+ * Why oidc-provider asks a browser without a realm session to log in, where its gateway session may answer instead:
+ * no session, and a subject (`id_token_hint`) or a maximum age that `gatewaySessionAnswers` compares with it.
+ */
+const GATEWAY_SESSION_ANSWERS: ReadonlySet<string> = new Set(['no_session', 'id_token_hint', 'max_age'])
+
+/** The `sub` of the authorization's `id_token_hint`, which oidc-provider verified when the authorization began. */
+function hintedSubject(params: Record<string, unknown>): unknown {
+  if (typeof params.id_token_hint !== 'string') return undefined
+  try {
+    return decodeJwt(params.id_token_hint).sub
+  } catch {
+    return null
+  }
+}
+
+/**
  * The user of the browser's gateway session, with that session's key hash, if it has a live one (the realm's place is
  * public: a stale cookie is no session). The login step takes it, and so does a silent authorization
  * (`silentGatewaySignIn`).
  */
-export async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
+export async function gatewaySessionUser(app: App, realm: Realm, request: FastifyRequest): Promise<GatewaySignIn | undefined> {
   const decision = await app.authorize(request, app.places.realm(realm.name))
   const principal = decision.granted ? decision.principal : undefined
-  return principal && { user: principal.user, gatewaySession: principal.sessionId }
+  return principal && { user: principal.user, gatewaySession: principal.sessionId, signedInAt: principal.issuedAt }
 }
 
 /**
@@ -450,9 +484,9 @@ export async function gatewaySessionUser(app: App, realm: Realm, request: Fastif
  * client that drops the realm's cookie each time cannot have a gateway session make realm sessions without bound.
  * Past the limit the browser is not signed in silently (`login_required`); a login page would say why.
  */
-export async function silentGatewaySignIn(app: App, realm: Realm, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined } | undefined> {
+export async function silentGatewaySignIn(app: App, realm: Realm, request: FastifyRequest, accepts: (signedIn: GatewaySignIn) => boolean = () => true): Promise<GatewaySignIn | undefined> {
   const signedIn = await gatewaySessionUser(app, realm, request)
-  if (!signedIn) return undefined
+  if (!signedIn || !accepts(signedIn)) return undefined
   try {
     app.signInStarts.admit(request.ip)
   } catch (error) {

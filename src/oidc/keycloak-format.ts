@@ -63,10 +63,17 @@ export interface ProviderRequest {
   logout: boolean
   /**
    * Who the browser's gateway session signs in silently, judged as the realm's login step judges it
-   * (src/oidc/interactions.ts `silentGatewaySignIn`), with that session's key hash; undefined without a live one.
-   * Absent where no browser asks.
+   * (src/oidc/interactions.ts `silentGatewaySignIn`), with that session's key hash; undefined without a live one, or
+   * when `accepts` refuses it (before it counts as a sign-in started). Absent where no browser asks.
    */
-  signedInAtGateway?: (() => Promise<{ user: User; gatewaySession: string | undefined } | undefined>) | undefined
+  signedInAtGateway?: ((accepts?: (signedIn: GatewaySignIn) => boolean) => Promise<GatewaySignIn | undefined>) | undefined
+}
+
+/** A browser's live gateway session: its user, its key hash, and when it was signed in (epoch ms, the password's time). */
+export interface GatewaySignIn {
+  user: User
+  gatewaySession: string | undefined
+  signedInAt: number | undefined
 }
 
 export interface KeycloakError {
@@ -110,6 +117,13 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     if (oidc?.route === 'end_session' && ctx.status === 200 && !oidc.session?.accountId) {
       await endHintedSession(oidc, options)
       if (ctx.cookies.get(GATEWAY_SESSION_COOKIE)) await askBeforeEndingGatewaySession(ctx)
+    }
+    // Keycloak's logout answers its errors with its error page (LogoutEndpoint, ErrorPage) whatever the client accepts,
+    // as the refusals made before oidc-provider sees the request are (routes.ts `logoutFailed`); oidc-provider answers
+    // a client that prefers JSON (curl's `*/*`) in JSON.
+    const refused = ctx.body as { error?: unknown; error_description?: unknown } | undefined
+    if (oidc && LOGOUT_ROUTES.has(oidc.route) && ctx.status >= 400 && !ctx.response.is('html') && typeof refused?.error === 'string') {
+      await renderErrorPage(ctx, { error: refused.error, ...(typeof refused.error_description === 'string' ? { error_description: refused.error_description } : {}) })
     }
     if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
       ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY })
@@ -500,10 +514,14 @@ const REALM_PAGE_POLICY = REALM_PAGE_HEADERS['content-security-policy']!
 export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): Promise<void> {
   ctx.type = 'html'
   const hint = ctx.oidc.params?.id_token_hint
-  const sessionUid = (ctx.oidc.session as unknown as { uid?: string } | undefined)?.uid
-  const automatic = typeof hint === 'string' && sessionUid !== undefined && decodeJwt(hint).sid === sessionUid
+  const session = ctx.oidc.session as unknown as { uid?: string; accountId?: string; state?: Record<string, unknown> } | undefined
+  const hintedSid = typeof hint === 'string' ? decodeJwt(hint).sid : undefined
+  const automatic = hintedSid !== undefined && session?.uid !== undefined && hintedSid === session.uid
     ? `<script>${SUBMIT_LOGOUT}</script>`
     : ''
+  // The hint names another session: that is the one the confirmation ends (provider.ts `endHintedSessionInstead`).
+  // Kept with the form's secret, in the browser's session that oidc-provider saves after this page.
+  if (typeof hintedSid === 'string' && hintedSid !== '' && !automatic && session?.accountId && session.state) session.state.hintedSession = hintedSid
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
 }
 

@@ -11,7 +11,7 @@ import { refreshTokenShortcut, type RefreshTokenShortcut } from './refresh-token
 import { ApplicationClientAdapter, APPLICATION_SCOPES, type ApplicationClients, compareHashedSecrets, providerClientSecret } from './applications.ts'
 import { type Memberships, type RoleScope, type TokenRoles, accessTokenAudience, ACCOUNT_ROLES, accountFinder, compileRoleScope, DEFAULT_SCOPES, orderScopes, profileClaims, realmRoles, realmScopes, SCOPE_CLAIMS, ServiceAccounts } from './claims.ts'
 import type { RealmKeySet } from './keys.ts'
-import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type ProviderRequest } from './keycloak-format.ts'
+import { deviceCodePage, deviceConfirmPage, deviceDonePage, implicitFlowRefusal, keycloakPkceDescription, keycloakShapes, loggedOutPage, logoutConfirmPage, PROVIDER_REQUEST, renderErrorPage, tokenResponse, type GatewaySignIn, type ProviderRequest } from './keycloak-format.ts'
 import { LOGIN_STATUS_IFRAME } from './keycloak-pages.ts'
 import { rememberAdapterSessions } from './admin-url.ts'
 import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
@@ -42,14 +42,44 @@ let signingKeyClass: typeof ExternalSigningKey | undefined
 export function loadProviderClass(clock: () => number): Promise<typeof Provider> {
   setProviderClock(clock)
   useProviderClock()
-  providerClass ??= import('oidc-provider').then((module) => {
+  // @ts-expect-error: oidc-provider declares types for its entry point only.
+  providerClass ??= Promise.all([import('oidc-provider'), import('oidc-provider/lib/actions/end_session.js')]).then(([module, endSession]: [typeof import('oidc-provider'), { confirm: Middleware[] }]) => {
     signingKeyClass = module.ExternalSigningKey
+    // Before the first provider is built: each one takes the confirmation's steps as they are then.
+    endSession.confirm.splice(endSession.confirm.length - 1, 0, endHintedSessionInstead)
     return module.default
   }, (error: unknown) => {
     providerClass = undefined
     throw error
   })
   return providerClass
+}
+
+type Middleware = (ctx: KoaContextWithOIDC, next: () => Promise<void>) => Promise<void>
+
+/** Each realm's `ProviderOptions.endBrowserSession`, for the step all realms' logout confirmations share. */
+const browserSessionEnds = new WeakMap<Provider, (uid: string) => Promise<boolean>>()
+
+/**
+ * The confirmed logout of a browser whose request named another of the realm's sessions (its `id_token_hint`, which
+ * `logoutConfirmPage` noted): that session ends, with every client it signed in to and the gateway session linked to
+ * it, and the browser's own session stays, as Keycloak's LogoutEndpoint (`doBrowserLogout`) logs out the user session
+ * of a validated hint rather than the cookie's. oidc-provider would end the cookie's session, the one the person
+ * was not asked about. Runs after oidc-provider checked the form's anti-forgery secret; the browser is sent on as
+ * oidc-provider sends it (lib/actions/end_session.js): to the post-logout URI with the request's `state`, or to the
+ * page saying it is logged out.
+ */
+async function endHintedSessionInstead(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  const { session } = ctx.oidc
+  const state = session?.state as { hintedSession?: unknown; postLogoutRedirectUri?: unknown; state?: unknown } | undefined
+  const endBrowserSession = browserSessionEnds.get(ctx.oidc.provider)
+  if (typeof state?.hintedSession !== 'string' || !endBrowserSession) return next()
+  await endBrowserSession(state.hintedSession)
+  session!.state = undefined
+  const back = new URL(typeof state.postLogoutRedirectUri === 'string' ? state.postLogoutRedirectUri : ctx.oidc.urlFor('end_session_success'))
+  if (typeof state.postLogoutRedirectUri === 'string' && typeof state.state === 'string') back.searchParams.set('state', state.state)
+  ctx.status = 303
+  ctx.redirect(back.href)
 }
 
 export interface ProviderOptions {
@@ -251,6 +281,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const provider = new options.providerClass(issuer, configuration)
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
+  if (options.endBrowserSession) browserSessionEnds.set(provider, options.endBrowserSession)
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
   acrOfAuthorization(provider)
@@ -258,9 +289,16 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   stampRefreshTokensOnce(provider)
   deliverLogoutTokensLater(options.providerClass, provider, options.loggedOut)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words,
-  // and an application-initiated action's outcome with the code, as Keycloak does.
+  // and an application-initiated action's outcome with the code, as Keycloak does. A refusal in form_post is the same
+  // page as a success, answered 200 as Keycloak's form_post builder answers both (oidc-provider answers it with the
+  // refusal's 400), so that the browser shows it and posts it on to the client like any other.
   const responseModes = providerInternals(provider).responseModes
-  for (const [mode, send] of responseModes) responseModes.set(mode, (ctx, redirectUri, out) => send(ctx, redirectUri, kcActionResponse(ctx, inKeycloakWords(ctx, out))))
+  for (const [mode, send] of responseModes) {
+    responseModes.set(mode, (ctx, redirectUri, out) => {
+      if (mode === 'form_post') ctx.status = 200
+      return send(ctx, redirectUri, kcActionResponse(ctx, inKeycloakWords(ctx, out)))
+    })
+  }
   consumeOnce(options.providerClass, provider)
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
@@ -334,8 +372,10 @@ export type LoginAcr = typeof LOGIN_FORM | typeof SINGLE_SIGN_ON
  * gateway session the login opened or was made with, for the save of the realm session when the login comes back to
  * the realm (`gatewaySessionOfRequest`), and how they signed in (`acr`, `acrOfAuthorization`).
  */
-export function loginResult(accountId: string, gatewaySession: string | undefined, acr: LoginAcr): { login: { accountId: string; acr: LoginAcr; gatewaySession?: string } } {
-  return { login: gatewaySession === undefined ? { accountId, acr } : { accountId, acr, gatewaySession } }
+export function loginResult(accountId: string, gatewaySession: string | undefined, acr: LoginAcr, signedInAt?: number): { login: { accountId: string; acr: LoginAcr; gatewaySession?: string; ts?: number } } {
+  // oidc-provider's `ts`: the realm session's login time (its `auth_time`), when the password was typed before now.
+  const ts = signedInAt === undefined ? {} : { ts: gatewayAuthTime(signedInAt) }
+  return { login: gatewaySession === undefined ? { accountId, acr, ...ts } : { accountId, acr, gatewaySession, ...ts } }
 }
 
 /**
@@ -372,9 +412,12 @@ function grantAcr(ctx: KoaContextWithOIDC | undefined): string {
  * `handleBrowserAuthenticationRequest`: `login_required` without one, `interaction_required` for a required action).
  * A browser signs in once, so a browser without a realm session is signed in silently by its gateway session where the
  * realm's login step would take that session without its form (interactions.ts): a live gateway session of an active
- * account (`ProviderRequest.signedInAtGateway`, the step's own judgement), no fresh login asked for (`max_age`,
- * `prompt=login`), no subject or level named (`id_token_hint`, the `sub` or an essential `acr` claim), and the
- * client's access rules passed (refused as at the step, `access_denied`). An action the application asks for
+ * account (`ProviderRequest.signedInAtGateway`, the step's own judgement), no fresh login asked for (`prompt=login`),
+ * no level named (an essential `acr` claim), and the client's access rules passed (refused as at the step,
+ * `access_denied`). The subject an `id_token_hint` names and `max_age` are compared
+ * with the gateway session as Keycloak compares them with its SSO session (`OIDCLoginProtocol.requireReauthentication`,
+ * oidc-provider's login checks): another person's, or a password typed longer ago than `max_age`, is `login_required`.
+ * The realm session takes the gateway session's sign-in time as its own (its `auth_time`). An action the application asks for
  * (`kc_action`) needs the person: `interaction_required`, as for a realm session. Any other case is left to
  * oidc-provider, which answers `login_required`; none shows a page, and none makes a realm session.
  * It runs as oidc-provider's validation of the `prompt` parameter (`extraParams`), its last step before the browser
@@ -387,18 +430,40 @@ function silentSignIn(checkClientAccess: ((ctx: KoaContextWithOIDC, clientId: st
     const { oidc } = ctx
     const session = oidc.session
     if (oidc.route !== 'authorization' || !oidc.promptPending('none') || !session || session.accountId || !oidc.client) return
-    const claims = oidc.claims as { id_token?: { sub?: unknown; acr?: { essential?: unknown } } } | undefined
+    const claims = oidc.claims as { id_token?: { acr?: { essential?: unknown } } } | undefined
     // oidc-provider has turned `max_age=0` into `prompt=login` by now.
-    if (oidc.promptPending('login') || oidc.params?.max_age !== undefined || oidc.entities.IdTokenHint !== undefined || claims?.id_token?.sub !== undefined || claims?.id_token?.acr?.essential) return
-    const signedIn = await (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.signedInAtGateway?.()
+    if (oidc.promptPending('login') || claims?.id_token?.acr?.essential) return
+    const hinted = (oidc.entities.IdTokenHint as { payload?: { sub?: unknown } } | undefined)?.payload?.sub
+    // Judged before the session is signed in: a refusal oidc-provider's login checks made afterwards would save it.
+    const accepts = (signedIn: GatewaySignIn) => gatewaySessionAnswers(signedIn, hinted, oidc.params?.max_age)
+    const signedIn = await (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.signedInAtGateway?.(accepts)
     if (!signedIn) return
     checkClientAccess?.(ctx, oidc.client.clientId, signedIn.user)
     if (accountAction(oidc.params as Record<string, unknown>) !== undefined) throw new errors.InteractionRequired(KC_ACTION_DESCRIPTION)
     // A browser session that held no one (a logout form's) gets a new identifier for its first sign-in, as at a login
     // (oidc-provider's resume; its typings leave out `new`, which a session not yet saved carries).
     if (!(session as unknown as { new?: boolean }).new) session.resetIdentifier()
-    session.loginAccount({ accountId: String(signedIn.user.id), acr: SINGLE_SIGN_ON })
+    const loginTs = signedIn.signedInAt === undefined ? undefined : gatewayAuthTime(signedIn.signedInAt)
+    session.loginAccount({ accountId: String(signedIn.user.id), acr: SINGLE_SIGN_ON, ...(loginTs === undefined ? {} : { loginTs }) })
   }
+}
+
+/**
+ * Whether the gateway session answers an authorization that names a subject (`hintedSub`, an `id_token_hint`'s `sub`,
+ * which oidc-provider verified) or a `max_age`, as Keycloak's SSO session would (`OIDCLoginProtocol
+ * .requireReauthentication`, and oidc-provider's login checks): the same person, whose password was typed within
+ * `max_age`. A second short of `max_age` is the limit, so that oidc-provider's own check, made later in the request
+ * with a later clock reading, never refuses what this took.
+ */
+export function gatewaySessionAnswers({ user, signedInAt }: GatewaySignIn, hintedSub: unknown, maxAge: unknown): boolean {
+  if (hintedSub !== undefined && hintedSub !== String(user.id)) return false
+  if (maxAge === undefined) return true
+  return signedInAt !== undefined && epochTime() - gatewayAuthTime(signedInAt) < Number(maxAge)
+}
+
+/** A gateway session's sign-in time (epoch ms) as oidc-provider's login times are kept: whole seconds. */
+function gatewayAuthTime(signedInAt: number): number {
+  return Math.floor(signedInAt / 1000)
 }
 
 interface ProviderRequestContext {

@@ -126,7 +126,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     },
     recordFailure: (error) => recordedError(request, error, request.log),
     handOver: () => reply.hijack(),
-    signedInAtGateway: async () => (await loadInteractions()).silentGatewaySignIn(app, realm, request),
+    signedInAtGateway: async (accepts) => (await loadInteractions()).silentGatewaySignIn(app, realm, request, accepts),
   })
   return reply
 }

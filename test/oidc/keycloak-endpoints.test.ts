@@ -110,12 +110,17 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       [`/logout?${new URLSearchParams({ client_id: 'spa', post_logout_redirect_uri: 'https://evil.example/' })}`, {}, 'Invalid redirect uri'],
       ['/logout/confirm', { method: 'POST', headers: FORM, body: 'xsrf=forged&logout=yes' }, 'Logout failed'],
     ]
-    for (const [path, init, message] of cases) {
-      const answer = await gw.fetch(`${ENDPOINTS}${path}`, { ...init, headers: { ...init.headers as Record<string, string>, accept: 'text/html' } })
-      const page = await answer.text()
-      assert.equal(answer.status, 400, path)
-      assert.match(page, /<title>Logout failed · Gatehouse<\/title>/, path)
-      assert.match(page, new RegExp(`<p>${message}</p>`), path)
+    // The page whatever the client accepts (curl's */*, a script's JSON), as Keycloak's ErrorPage.
+    for (const accept of ['text/html', '*/*', 'application/json']) {
+      for (const [path, init, message] of cases) {
+        const answer = await gw.fetch(`${ENDPOINTS}${path}`, { ...init, headers: { ...init.headers as Record<string, string>, accept } })
+        const page = await answer.text()
+        assert.equal(answer.status, 400, path)
+        assert.match(answer.headers.get('content-type')!, /^text\/html/, `${path} ${accept}`)
+        assert.equal(answer.headers.get('x-frame-options'), 'DENY')
+        assert.match(page, /<title>Logout failed · Gatehouse<\/title>/, path)
+        assert.match(page, new RegExp(`<p>${message}</p>`), path)
+      }
     }
   })
 
@@ -312,6 +317,43 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
+  it('sends an error back to the client in form_post with the page a success gets, 200, as Keycloak\'s form_post builder', async () => {
+    const params = { client_id: 'spa', response_type: 'code', response_mode: 'form_post', scope: 'openid', state: 'st-5', redirect_uri: CLIENT_REDIRECT, prompt: 'none', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }
+    const { response } = await browse(gw, new CookieJar(), realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams(params)}`))
+    const page = await response.text()
+    assert.equal(response.status, 200, page)
+    const posted = authorizationResponse(CLIENT_REDIRECT, page)
+    assert.equal(posted.get('error'), 'login_required')
+    assert.equal(posted.get('state'), 'st-5')
+    assert.match(page, new RegExp(`<form method="post" action="${CLIENT_REDIRECT}">`))
+  })
+
+  it('answers prompt=consent (keycloak-js login({ prompt: \'consent\' })) with a code and no consent page, as Keycloak for a client without "Consent required"', async () => {
+    const verifier = randomBytes(32).toString('base64url')
+    const consent = realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid offline_access', state: 'st-7', prompt: 'consent', redirect_uri: CLIENT_REDIRECT, code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' })}`)
+    const redeem = async (url: string) => {
+      const back = new URL(url)
+      assert.equal(`${back.origin}${back.pathname}`, CLIENT_REDIRECT, url)
+      assert.equal(back.searchParams.get('state'), 'st-7')
+      return tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code: back.searchParams.get('code') ?? '', redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+    }
+    // Signed in at the realm already: straight back with a code.
+    const jar = new CookieJar()
+    await browserLogin(jar)
+    const again = await redeem((await browse(gw, jar, consent)).url)
+    assert.equal(again.status, 200)
+    // What oidc-provider grants only with prompt=consent, as Keycloak grants it in the browser flow.
+    assert.equal(decodeJwtPart(again.body.refresh_token, 1).typ, 'Offline')
+    // Not signed in: the login page, then back with a code of that login.
+    const fresh = new CookieJar()
+    const page = await browse(gw, fresh, consent)
+    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+    const done = await browse(gw, fresh, gw.url + action, { method: 'POST', headers: FORM, body: 'username=alice&password=alice-password' })
+    const tokens = await redeem(done.url)
+    assert.equal(tokens.status, 200)
+    assert.equal(decodeJwtPart(tokens.body.access_token, 1).acr, '1', 'the password typed for this authorization')
+  })
+
   it('asks before logging out unless the request names the browser\'s own session, or it has none, as Keycloak', async () => {
     const submitsItself = (page: string) => /\.submit\(\)/.test(page)
     const logoutPage = async (jar: CookieJar, params: Record<string, string>) => {
@@ -332,6 +374,28 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     for (const hint of [elsewhere.id_token, otherBrowser.id_token]) {
       assert.equal(submitsItself(await logoutPage(jar, { id_token_hint: hint })), false)
     }
+  })
+
+  it('ends the session the id_token_hint names once the person confirms, not the browser\'s own, as Keycloak\'s doBrowserLogout', async () => {
+    const jar = new CookieJar()
+    const own = await browserLogin(jar)
+    const otherJar = new CookieJar()
+    const other = await browserLogin(otherJar)
+    const asked = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/logout?${new URLSearchParams({ id_token_hint: other.id_token, post_logout_redirect_uri: CLIENT_REDIRECT, state: 'st-6' })}`))
+    const page = await asked.response.text()
+    assert.doesNotMatch(page, /\.submit\(\)/, 'another session\'s hint is confirmed by the person')
+    const action = /<form id="op.logoutForm" method="post" action="([^"]+)"/.exec(page)![1]!
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(page)![1]!
+    const back = await browse(gw, jar, action, { method: 'POST', headers: FORM, body: new URLSearchParams({ xsrf, logout: 'yes' }).toString() })
+    assert.equal(new URL(back.url).searchParams.get('state'), 'st-6')
+    const refresh = (refreshToken: string) => tokenRequest(gw, { client_id: 'spa', grant_type: 'refresh_token', refresh_token: refreshToken })
+    assert.equal((await refresh(other.refresh_token)).body.error, 'invalid_grant', 'the hinted session ended')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: otherJar.header() } })).status, 401, 'with its browser\'s gateway session')
+    assert.equal((await refresh(own.refresh_token)).status, 200, 'the browser\'s own session goes on')
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: jar.header() } })).status, 200, 'and its gateway session')
+    // The browser is still signed in at the realm: a new sign-in needs no password.
+    const again = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', state: 's', prompt: 'none', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`))
+    assert.ok(new URL(again.url).searchParams.get('code'), again.url)
   })
 
   it('asks a browser signed in at the gateway alone before a logout ends its session, so that a link from another site cannot', async () => {

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { Browser } from '../helpers/browser.ts'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, decodeJwtPart, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
+import { CLIENT_REDIRECT, decodeJwtPart, passwordLogin, realmUrl, realmWith, tokenRequest } from '../helpers/oidc.ts'
 
 const VERIFIER = 'silent-sign-in-verifier-0123456789-abcdefghijklmnop'
 const CHALLENGE = createHash('sha256').update(VERIFIER).digest('base64url')
@@ -127,8 +127,45 @@ describe('silent sign-in with the gateway session (prompt=none)', () => {
     const action = await silently(browser, { kc_action: 'UPDATE_PASSWORD' })
     assert.equal(action.get('error'), 'interaction_required')
     assert.equal(action.get('code'), null)
-    for (const maxAge of ['0', '3600']) assert.equal((await silently(browser, { max_age: maxAge })).get('error'), 'login_required')
+    assert.equal((await silently(browser, { max_age: '0' })).get('error'), 'login_required')
     assert.equal(browser.cookie(gw.url, 'gatehouse_oidc_session'), undefined, 'no realm session made for a refusal')
+  })
+
+  it('compares id_token_hint and max_age with the gateway session, as Keycloak with its SSO session', async () => {
+    const alice = (await gw.store.users.findByUsername('alice'))!
+    const aliceHint = (await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })).id_token
+    const bobHint = (await passwordLogin(gw, 'bob', 'bob-password', { scope: 'openid' })).id_token
+    for (const [extra, answer] of [
+      [{ id_token_hint: bobHint }, 'login_required'],
+      [{ id_token_hint: aliceHint }, 'code'],
+      [{ max_age: '3600' }, 'code'],
+    ] as const) {
+      const browser = await signedInAtGateway('alice')
+      const back = await silently(browser, extra)
+      assert.equal(back.get('code') ? 'code' : back.get('error'), answer, JSON.stringify(extra))
+      assert.equal(browser.cookie(gw.url, 'gatehouse_oidc_session') !== undefined, answer === 'code', 'a realm session for an answer only')
+    }
+    // Without prompt=none the login step takes the gateway session alike, and shows its page where silence refuses.
+    const loginStep = async (browser: Browser, extra: Record<string, string>) => {
+      const params = { client_id: 'end-users', redirect_uri: CLIENT_REDIRECT, response_type: 'code', scope: 'openid', state: 'st4te', code_challenge: CHALLENGE, code_challenge_method: 'S256', ...extra }
+      const answer = await browser.navigate(`${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams(params)}`, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      if (answer.stoppedAt) return new URL(answer.stoppedAt).searchParams.get('code') ? 'code' : 'error'
+      return /name="password"/.test(answer.body) ? 'login page' : `${answer.response.status}`
+    }
+    assert.equal(await loginStep(await signedInAtGateway('alice'), { id_token_hint: bobHint }), 'login page')
+    assert.equal(await loginStep(await signedInAtGateway('alice'), { id_token_hint: aliceHint, max_age: '3600' }), 'code')
+    // The password was typed two hours ago: older than max_age asks for, fresh enough for a day.
+    const browser = await signedInAtGateway('alice')
+    await gw.store.database.db.updateTable('sessions').set({ created_at: Date.now() - 2 * 3600_000 }).where('user_id', '=', alice.id).execute()
+    gw.app.sessions.forgetUser(alice.id)
+    assert.equal((await silently(browser, { max_age: '3600' })).get('error'), 'login_required')
+    assert.equal(await loginStep(browser, { max_age: '3600' }), 'login page')
+    assert.equal(browser.cookie(gw.url, 'gatehouse_oidc_session'), undefined)
+    const code = (await silently(browser, { max_age: '86400' })).get('code')!
+    const tokens = await redeem(code)
+    assert.equal(tokens.status, 200)
+    const authTime = decodeJwtPart(tokens.body.id_token, 1).auth_time
+    assert.ok(Math.abs(authTime - (Date.now() / 1000 - 7200)) < 60, `auth_time is when the password was typed: ${authTime}`)
   })
 
   it('refuses someone the client\'s access rules refuse with access_denied, and makes no realm session', async () => {
