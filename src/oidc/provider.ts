@@ -18,6 +18,7 @@ import { keycloakSid, refreshTokenType, type KeycloakTokens, type RefreshTokenRe
 import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './redirects.ts'
 import { idTokenClaims } from './id-token-claims.ts'
 import { providerSigningKeys } from './signing-keys.ts'
+import { timeOrderedTokenIds } from './token-ids.ts'
 import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
@@ -287,6 +288,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   acrOfAuthorization(provider)
   keepNoEmptySessions(provider)
   stampRefreshTokensOnce(provider)
+  timeOrderedTokenIds(provider)
   deliverLogoutTokensLater(options.providerClass, provider, options.loggedOut)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words,
   // and an application-initiated action's outcome with the code, as Keycloak does. A refusal in form_post is the same

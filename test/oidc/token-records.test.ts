@@ -60,6 +60,33 @@ for (const backend of gatewayBackends) {
       }
     })
 
+    it('keys the tokens it issues by the time they were issued, each followed by a whole random id', async () => {
+      const before = Date.now()
+      const login = await passwordLogin(gw, 'alice', 'alice-password')
+      const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: login.refresh_token })
+      const credentials = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'client_credentials' })
+      const after = Date.now()
+      assert.equal(refreshed.status, 200)
+      assert.equal(credentials.status, 200)
+      const jti = (token: string) => String(decodeJwtPart(token, 1).jti)
+      const issued: [string, string][] = [
+        ['RefreshToken', jti(login.refresh_token)], ['AccessToken', jti(login.access_token)],
+        ['RefreshToken', jti(refreshed.body.refresh_token)], ['AccessToken', jti(refreshed.body.access_token)],
+        ['ClientCredentials', jti(credentials.body.access_token)],
+      ]
+      for (const [model, id] of issued) {
+        // The time in fixed-width hex, then oidc-provider's own id: 43 characters, 256 random bits.
+        assert.match(id, /^[0-9a-f]{12}[A-Za-z0-9_-]{43}$/)
+        const madeAt = parseInt(id.slice(0, 12), 16)
+        // The provider's clock is the database's, which may stand a little apart from this process's.
+        assert.ok(madeAt >= before - 60_000 && madeAt <= after + 60_000, `${id} made at ${madeAt}, outside ${before}..${after}`)
+        assert.ok(await gw.store.oidc.find(model, id, Date.now()), `no ${model} record under ${id}`)
+      }
+      // Bytewise, as SQLite's keys compare: a token issued later sorts after the one it replaced.
+      assert.ok(Buffer.compare(Buffer.from(issued[2]![1].slice(0, 12)), Buffer.from(issued[0]![1].slice(0, 12))) >= 0)
+      assert.equal(new Set(issued.map(([, id]) => id.slice(12))).size, issued.length)
+    })
+
     it('redeems an authorization code that many requests bring at once for one of them only, and revokes what it gave', async () => {
       const form = (await codeRedemption(gw, 'alice', 'alice-password')).toString()
       const answers = await Promise.all(Array.from({ length: BURST }, () => postToken(gw, form)))
