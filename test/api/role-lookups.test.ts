@@ -134,4 +134,16 @@ describe('role assignments and role definitions as django-ansible-base\'s client
       assert.equal((await call(gw, 'GET', query)).status, 400, query)
     }
   })
+
+  it('names the parameter sent when a content_type isnull value is no boolean', async () => {
+    for (const list of ['role_user_assignments', 'role_team_assignments', 'role_definitions']) {
+      for (const parameter of ['content_type__model__isnull', 'not__content_type__api_slug__isnull', 'content_type__isnull']) {
+        const query = `${list}/?${parameter}=x`
+        const answer = await call(gw, 'GET', query)
+        assert.equal(answer.status, 400, query)
+        assert.deepEqual(Object.keys(answer.body.errors), [parameter], `${query}: ${JSON.stringify(answer.body)}`)
+        assert.match(String(answer.body.errors[parameter]), /true or false/)
+      }
+    }
+  })
 })
