@@ -49,11 +49,12 @@ const CONTENT_TYPE_FILTER = /^((?:or__|chain__)?)(not__)?content_type(__model|__
  * (`content_type__model=team`, as django-ansible-base documents finding an object's assignments: `?object_id=` alone
  * would list a team's and an organization's with the same id) or its `api_slug` (the platform's name again, as its web
  * interface asks for role definitions), a platform-wide role's being null. `stored` turns the platform's name into the
- * one the list keeps; `platformWide` is what it keeps for none (undefined: null, as kept). A value not read here (an
- * isnull that is no boolean) goes on to the list's `content_type__isnull` as sent, for the list to refuse.
+ * one the list keeps; `platformWide` is what it keeps for none (undefined: null, as kept). An isnull that is no
+ * boolean is refused here, under the parameter the client sent (`content_type__model__isnull`), not the one it would
+ * have become.
  */
 function platformContentTypes(stored: (name: string) => string, platformWide: string | undefined) {
-  return (query: unknown): unknown => {
+  return (query: unknown, context: z.RefinementCtx): unknown => {
     if (typeof query !== 'object' || query === null) return query
     const rewritten: Record<string, unknown> = {}
     const add = (key: string, value: unknown) => {
@@ -72,7 +73,8 @@ function platformContentTypes(stored: (name: string) => string, platformWide: st
         else if (lookup === 'isnull') {
           const lower = value.toLowerCase()
           const isNull = lower === 'true' || lower === '1' ? true : lower === 'false' || lower === '0' ? false : undefined
-          if (platformWide === undefined || isNull === undefined) add(filter(negated !== '', '__isnull'), value)
+          if (isNull === undefined) context.addIssue({ code: 'custom', path: [key], message: 'Enter true or false.' })
+          else if (platformWide === undefined) add(filter(negated !== '', '__isnull'), value)
           else add(filter((negated !== '') === isNull), platformWide)
         } else {
           const name = (given: string) => {

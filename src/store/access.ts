@@ -80,12 +80,25 @@ export const roleDefinitionFilterFields: FilterFields = Object.freeze({
   managed: { column: 'managed', type: 'boolean' },
   content_type: { column: 'content_type', type: 'text' },
 })
-/** `content_type` holds `organization`, `team` or `platform`; the API maps the platform's `shared.team` to it. */
+/**
+ * The name an assignment's holder is known by, as its related lookup names it: `user__username`, `team__name`.
+ * Each is a column of the joined list (listAssignments), under the lookup's own name.
+ */
+const HOLDER_NAME = { user: { table: 'users', column: 'username' }, team: { table: 'teams', column: 'name' } } as const
+const holderNameField = (actor: Actor) => `${actor}__${HOLDER_NAME[actor].column}` as const
+
+/**
+ * `content_type` holds `organization`, `team` or `platform`; the API maps the platform's `shared.team` to it. Of the
+ * related objects' fields, only the names the platform's clients filter and order by (its web interface's access tab,
+ * and its clients leaving out roles by name): every other related lookup is unbounded joins a client would choose.
+ */
 export function assignmentFilterFields(actor: Actor): FilterFields {
   return Object.freeze({
     id: { column: 'id', type: 'integer' },
     role_definition: { column: 'role_definition_id', type: 'integer' },
+    role_definition__name: { column: 'role_definition__name', type: 'text' },
     [actor]: { column: `${actor}_id`, type: 'integer' },
+    [holderNameField(actor)]: { column: holderNameField(actor), type: 'text' },
     object_id: { column: 'object_id', type: 'text', storedAsInteger: true },
     content_type: { column: 'object_type', type: 'text' },
     created: { column: 'created_at', type: 'time' },
@@ -308,7 +321,7 @@ export class AccessRepository {
   async listAssignments(actor: Actor, query: AssignmentQuery): Promise<{ count: number; results: RoleAssignment[] }> {
     const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
     const actorColumn = actor === 'user' ? 'user_id' as const : 'team_id' as const
-    let base = this.#db.selectFrom(table as 'role_user_assignments')
+    let base = namesRelated(query.filter, actor) ? this.#db.selectFrom(this.#withNames(actor).as(table as 'role_user_assignments')) : this.#db.selectFrom(table as 'role_user_assignments')
     if (query.actorId !== undefined) base = base.where(actorColumn as 'user_id', '=', query.actorId)
     if (query.roleDefinitionId !== undefined) base = base.where('role_definition_id', '=', query.roleDefinitionId)
     if (query.objectType !== undefined) base = base.where('object_type', '=', query.objectType)
@@ -323,6 +336,21 @@ export class AccessRepository {
     }
     const { count, rows } = await countAndPage(base, assignmentFilterFields(actor), query)
     return { count, results: rows.map((r) => toAssignment(actor, (r as Record<string, unknown>)[actorColumn] as number, r)) }
+  }
+
+  /**
+   * The assignments with the role's and the holder's names joined in under their lookups' names, to be read under
+   * the assignments' own table name, so every filter, the visibility and the order's tiebreaker name its columns as
+   * on the table alone. Both are foreign keys (deleted with their row), so the inner joins keep every assignment.
+   */
+  #withNames(actor: Actor) {
+    const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
+    const holder = HOLDER_NAME[actor]
+    return this.#db.selectFrom(table as 'role_user_assignments')
+      .innerJoin('role_definitions', 'role_definitions.id', `${table as 'role_user_assignments'}.role_definition_id`)
+      .innerJoin(holder.table as 'users', `${holder.table as 'users'}.id`, `${table as 'role_user_assignments'}.${(actor === 'user' ? 'user_id' : 'team_id') as 'user_id'}`)
+      .selectAll(table as 'role_user_assignments')
+      .select([sql.ref<string>('role_definitions.name').as('role_definition__name'), sql.ref<string>(`${holder.table}.${holder.column}`).as(holderNameField(actor))])
   }
 
   async unassign(actor: Actor, id: number): Promise<boolean> {
@@ -352,6 +380,12 @@ export class AccessRepository {
     await this.#db.deleteFrom('role_user_assignments').where('object_type', '=', objectType).where('object_id', 'in', ids).execute()
     await this.#db.deleteFrom('role_team_assignments').where('object_type', '=', objectType).where('object_id', 'in', ids).execute()
   }
+}
+
+/** Whether a filter names the role's or the holder's name: only then are they joined in (the grants' own lookups never do). */
+function namesRelated(filter: ListFilter | undefined, actor: Actor): boolean {
+  const related = new Set<string>(['role_definition__name', holderNameField(actor)])
+  return filter !== undefined && [...filter.all, ...filter.any, ...filter.order].some(({ field }) => related.has(field))
 }
 
 /** One page of a list with the API's filter applied, in its order (then id), and how many rows match in all. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant, roleId } from '../helpers/access.ts'
 import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 
 /**
  * The requests django-ansible-base documents for the platform's clients (docs/apps/rbac/for_clients.md): an object's
@@ -133,5 +134,92 @@ describe('role assignments and role definitions as django-ansible-base\'s client
     for (const query of ['users/?username_id=1', 'teams/?name_id=1', 'teams/?id_id=1']) {
       assert.equal((await call(gw, 'GET', query)).status, 400, query)
     }
+  })
+
+  it('refuses every other related lookup on assignments, naming the parameter sent', async () => {
+    for (const [list, parameter, value] of [
+      ['role_user_assignments', 'team__name', 'BetaTeam'],
+      ['role_team_assignments', 'user__username', 'carol'],
+      ['role_user_assignments', 'user__email', 'x'],
+      ['role_user_assignments', 'role_definition__description', 'x'],
+      ['role_user_assignments', 'role_definition__managed', 'true'],
+      ['role_team_assignments', 'team__organization', '1'],
+      ['role_user_assignments', 'role_definition__name__regex', 'x'],
+      ['role_definitions', 'role_definition__name', 'x'],
+      ['role_user_assignments', 'order_by', 'role_definition__description'],
+      ['role_user_assignments', 'order_by', '-user__email'],
+      ['role_user_assignments', 'role_definition__name__in', ''],
+    ]) {
+      const query = `${list}/?${parameter}=${value}`
+      const answer = await call(gw, 'GET', query)
+      assert.equal(answer.status, 400, query)
+      assert.equal(answer.body.code, 'invalid', query)
+      assert.ok(answer.body.errors[parameter], `${query}: ${JSON.stringify(answer.body)}`)
+    }
+  })
+
+  it('names the parameter sent when a content_type isnull value is no boolean', async () => {
+    for (const list of ['role_user_assignments', 'role_team_assignments', 'role_definitions']) {
+      for (const parameter of ['content_type__model__isnull', 'not__content_type__api_slug__isnull', 'content_type__isnull']) {
+        const query = `${list}/?${parameter}=x`
+        const answer = await call(gw, 'GET', query)
+        assert.equal(answer.status, 400, query)
+        assert.deepEqual(Object.keys(answer.body.errors), [parameter], `${query}: ${JSON.stringify(answer.body)}`)
+        assert.match(String(answer.body.errors[parameter]), /true or false/)
+      }
+    }
+  })
+})
+
+/**
+ * The related names the platform's clients filter and sort assignments by: its web interface's access tab orders by
+ * `role_definition__name` and filters by the holder's name, and its clients leave out roles by
+ * `not__role_definition__name__in`. A join, so on both backends.
+ */
+for (const backend of ['sqlite', 'postgres'] as const) describe(`role assignments by their role's and holder's names (${backend})`, () => {
+  let gw: TestGateway
+  let dropDatabase: (() => Promise<void>) | undefined
+
+  before(async () => {
+    const database = backend === 'postgres' ? await createTestDatabase() : undefined
+    dropDatabase = database?.drop
+    gw = await startGateway(database ? { databaseUrl: database.url } : {})
+    const beta = await createOrgAndTeam(gw, 'Beta', 'BetaTeam')
+    for (const name of ['carol', 'dave']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    for (const [user, role, object] of [['carol', 'Team Member', beta.team], ['carol', 'Organization Admin', beta.organization], ['dave', 'Team Admin', beta.team]] as const) {
+      assert.equal((await grant(gw, user, role, object)).status, 201)
+    }
+    for (const [role, object] of [['Organization Member', beta.organization], ['Team Member', beta.team]] as const) {
+      assert.equal((await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, role), team: beta.team, object_id: object })).status, 201)
+    }
+  })
+  after(async () => {
+    await gw.close()
+    await dropDatabase?.()
+  })
+
+  it('filters and orders assignments by the role\'s name and the user\'s or team\'s, as the platform\'s clients ask', async () => {
+    /** Who holds which role, in the order listed. */
+    const inOrder = async (query: string, headers?: Record<string, string>) => {
+      const answer = await call(gw, 'GET', query, undefined, headers)
+      assert.equal(answer.status, 200, `${query}: ${JSON.stringify(answer.body)}`)
+      return answer.body.results.map((a: any) => `${a.summary_fields.user?.username ?? a.summary_fields.team.name}: ${a.summary_fields.role_definition.name}`)
+    }
+    const both = 'user__username__in=carol,dave'
+    // The platform's web interface sorts an object's access tab by role name, either way.
+    assert.deepEqual(await inOrder(`role_user_assignments/?${both}&order_by=role_definition__name`), ['carol: Organization Admin', 'dave: Team Admin', 'carol: Team Member'])
+    assert.deepEqual(await inOrder(`role_user_assignments/?${both}&order_by=-role_definition__name`), ['carol: Team Member', 'dave: Team Admin', 'carol: Organization Admin'])
+    assert.deepEqual(await inOrder(`role_user_assignments/?${both}&order_by=-user__username,role_definition__name`), ['dave: Team Admin', 'carol: Organization Admin', 'carol: Team Member'])
+    assert.deepEqual(await inOrder('role_user_assignments/?user__username=carol&role_definition__name=Team%20Member'), ['carol: Team Member'])
+    assert.deepEqual(await inOrder(`role_user_assignments/?${both}&role_definition__name__in=Team%20Admin,Team%20Member&order_by=user__username`), ['carol: Team Member', 'dave: Team Admin'])
+    // The platform's clients leave out roles the other side manages with not__role_definition__name__in.
+    assert.deepEqual(await inOrder(`role_user_assignments/?${both}&not__role_definition__name__in=Team%20Admin,Organization%20Admin`), ['carol: Team Member'])
+    assert.deepEqual(await inOrder(`role_user_assignments/?${both}&role_definition__name__istartswith=team&order_by=id`), ['carol: Team Member', 'dave: Team Admin'])
+    assert.deepEqual(await inOrder(`role_definitions/${await roleId(gw, 'Team Admin')}/user_assignments/?user__username=dave`), ['dave: Team Admin'])
+    assert.deepEqual(await inOrder('role_team_assignments/?team__name=BetaTeam&order_by=-role_definition__name'), ['BetaTeam: Team Member', 'BetaTeam: Organization Member'])
+    assert.deepEqual(await inOrder('role_team_assignments/?team__name=BetaTeam&role_definition__name=Organization%20Member'), ['BetaTeam: Organization Member'])
+    // A caller still sees only the assignments on what it holds a role on: carol holds none platform-wide.
+    assert.deepEqual(await inOrder('role_user_assignments/?role_definition__name=Platform%20Auditor', { authorization: basic('carol', 'carol-password-long') }), [])
+    assert.deepEqual(await inOrder('role_user_assignments/?user__username=dave&order_by=role_definition__name', { authorization: basic('carol', 'carol-password-long') }), ['dave: Team Admin'])
   })
 })
