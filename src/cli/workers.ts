@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
-import { UsageError } from './common.ts'
+import { UsageError, withoutDatabase } from './common.ts'
 import { ClusterScrapes, type ClusterMessage } from '../metrics/cluster.ts'
 
 /**
@@ -137,17 +137,6 @@ export async function runWorkers(count: number, database: string | undefined): P
     process.exitCode = error instanceof WorkerFailed ? error.status : 1
     stopAll('SIGTERM')
   }
-}
-
-/** The arguments without `--database URL` and `--database=URL`. */
-export function withoutDatabase(args: string[]): string[] {
-  const kept: string[] = []
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--') return [...kept, ...args.slice(i)]
-    if (args[i] === '--database') i++
-    else if (!args[i]!.startsWith('--database=')) kept.push(args[i]!)
-  }
-  return kept
 }
 
 class WorkerFailed extends Error {
