@@ -39,6 +39,23 @@ export function announceReady(): void {
 }
 
 /**
+ * SIGHUP's default ends a process: one that came while serve starts (a certificate renewal's hook, a closed terminal)
+ * stopped the start without a word. Held from the start of serve until its own handler is wired; the function
+ * returned lets go of it and says whether one came meanwhile.
+ */
+export function holdHangUps(): () => boolean {
+  let held = false
+  const hold = () => {
+    held = true
+  }
+  process.on('SIGHUP', hold)
+  return () => {
+    process.off('SIGHUP', hold)
+    return held
+  }
+}
+
+/**
  * Wires serve's signal handling. A worker takes signals only from the primary: a Ctrl-C reaches every process of
  * the terminal's group, and the primary must know a stop from a crash to replace only crashed workers.
  */
