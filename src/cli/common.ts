@@ -104,12 +104,21 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
   try {
     const app = await createApp(config, store, appOptions)
     app.audit.start({ periodic: false, stdout: false })
+    let auditError: unknown
+    app.audit.onError = (error) => (auditError = error)
+    let result: T
     try {
       await app.bus.readClock()
-      return await body(app)
+      result = await body(app)
     } finally {
       await app.close()
     }
+    // The change is made and cannot be taken back; a script must not take an unrecorded one for a clean run.
+    if (app.audit.waiting > 0) {
+      const reason = (auditError as Error)?.message ?? String(auditError)
+      throw new Error(`done, but the audit trail could not record it: ${reason.split('\n', 1)[0]}`)
+    }
+    return result
   } finally {
     await store.close()
   }

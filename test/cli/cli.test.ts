@@ -237,6 +237,28 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('exits non-zero, saying so, when a change it made could not be written to the audit trail', async () => {
+    const database = await createTestDatabase()
+    const env = { GATEHOUSE_DATABASE_URL: database.url }
+    const client = new pg.Client({ connectionString: database.url })
+    try {
+      assert.equal((await runCli(['migrate'], { env })).code, 0)
+      await client.connect()
+      // The trail's table refuses every row, as a table of a full tablespace or a revoked grant would.
+      await client.query(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$;
+        CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()`)
+      const result = await runCli(['users', 'create', 'bob', '--password-stdin'], { input: 'bob-long-password-1', env })
+      assert.equal(result.code, 1, result.stdout + result.stderr)
+      assert.match(result.stdout, /^created user bob/, 'the change itself was made, and said')
+      assert.match(result.stderr, /^gatehouse: .*audit trail.*audit refused/)
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+      assert.equal((await runCli(['users', 'list'], { env })).code, 0, 'a command that changes nothing records nothing')
+    } finally {
+      await client.end()
+      await database.drop()
+    }
+  })
+
   it('names the database it cannot use, without its password, and why', async () => {
     for (const command of [['users', 'list'], ['migrate'], ['tokens', 'list']]) {
       const result = await runCli([...command, '--database', 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse'])
