@@ -55,6 +55,11 @@ export class AuditTrail {
     this.#options = options
   }
 
+  /** Entries recorded and not yet written: after close, those the database refused. */
+  get waiting(): number {
+    return this.#queue.length
+  }
+
   /** Called with every entry as it is recorded (metrics count them), dropped ones included. */
   onEntry(listener: (entry: NewAuditEntry) => void): void {
     this.#listeners.push(listener)

@@ -19,6 +19,8 @@ export function backupCommand(): Command {
       const database = await Database.open({ dataDir: config.storage.data_dir })
       try {
         await database.backupTo(target)
+      } catch (error) {
+        throw new BackupNotWritten(target, error)
       } finally {
         await database.close()
       }
@@ -31,4 +33,15 @@ function checkTarget(target: string): void {
   if (existsSync(target)) throw new UsageError(`${target} already exists; name a new file`)
   const dir = dirname(target)
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`the directory ${dir} does not exist`)
+}
+
+/**
+ * A copy that could not be made says so, with the system's reason (a full disk, a file system mounted read-only),
+ * not as the database being away: trying again shortly would fail the same way.
+ */
+class BackupNotWritten extends Error {
+  constructor(target: string, error: unknown) {
+    const reason = (error as Error)?.cause ?? error
+    super(`the backup to ${target} was not written: ${(reason as Error)?.message ?? String(reason)}`, { cause: error })
+  }
 }

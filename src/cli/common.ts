@@ -30,12 +30,41 @@ export function addStorageOptions(command: Command): Command {
  * A process's arguments are readable by every user of the machine (`ps`, /proc/PID/cmdline), its environment only
  * by its own user: a database password belongs in GATEHOUSE_DATABASE_URL or in the file as `${NAME}`. Said on the
  * command line only: the workers of `serve --workers` get the URL through their environment, so it is said once.
+ * The process then runs itself again (execve: the same pid, so a supervisor sees no change) with the URL moved to its
+ * environment, so the password stays readable for the moment of a start rather than for as long as it serves.
  */
 function warnOfPasswordInArguments(command: Command): void {
   const url = command.getOptionValue('database') as string | undefined
   if (command.getOptionValueSource('database') !== 'cli' || url === undefined || urlPasswords(url).length === 0) return
   process.stderr.write('gatehouse: warning: a password given in --database is readable by every user of this machine (ps); '
     + 'give it in GATEHOUSE_DATABASE_URL instead, or write storage.database in the configuration file with the password as ${NAME}\n')
+  runAgainWithDatabaseInEnvironment(url)
+}
+
+/**
+ * Replaces this process's image with the same command without `--database`, the URL in GATEHOUSE_DATABASE_URL
+ * (which the option sets too, with the same precedence over the file). Where Node cannot (execve is missing on
+ * Windows), the process runs on as it was: only its arguments show the password.
+ */
+function runAgainWithDatabaseInEnvironment(url: string): void {
+  if (typeof process.execve !== 'function' || process.platform === 'win32') return
+  const args = [process.argv0, ...process.execArgv, process.argv[1]!, ...withoutDatabase(process.argv.slice(2))]
+  try {
+    process.execve(process.execPath, args, { ...process.env, GATEHOUSE_DATABASE_URL: url })
+  } catch {
+    // The system refused the exec (a limit on processes, say): this process still serves what it was asked.
+  }
+}
+
+/** The arguments without `--database URL` and `--database=URL`. */
+export function withoutDatabase(args: string[]): string[] {
+  const kept: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--') return [...kept, ...args.slice(i)]
+    if (args[i] === '--database') i++
+    else if (!args[i]!.startsWith('--database=')) kept.push(args[i]!)
+  }
+  return kept
 }
 
 export function resolveConfig(options: StorageOptions): Config {
@@ -75,12 +104,21 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
   try {
     const app = await createApp(config, store, appOptions)
     app.audit.start({ periodic: false, stdout: false })
+    let auditError: unknown
+    app.audit.onError = (error) => (auditError = error)
+    let result: T
     try {
       await app.bus.readClock()
-      return await body(app)
+      result = await body(app)
     } finally {
       await app.close()
     }
+    // The change is made and cannot be taken back; a script must not take an unrecorded one for a clean run.
+    if (app.audit.waiting > 0) {
+      const reason = (auditError as Error)?.message ?? String(auditError)
+      throw new Error(`done, but the audit trail could not record it: ${reason.split('\n', 1)[0]}`)
+    }
+    return result
   } finally {
     await store.close()
   }

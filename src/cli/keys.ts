@@ -1,4 +1,5 @@
 import { Command } from 'commander'
+import { cliActor } from '../audit/actor.ts'
 import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
 
 /**
@@ -16,6 +17,8 @@ export function keysCommand(): Command {
       if (!options.identity) throw new UsageError('give --identity (the key that signs X-Gatehouse-Identity; realm keys rotate by signing_key_rotation_seconds)')
       await withApp(options, async (app) => {
         const { kid, signsFrom } = await app.identity.rotate()
+        // A rotation at once is what an operator does for a key that may have leaked: the trail says who and when.
+        app.audit.change(cliActor(), 'create', { type: 'identity_key', id: kid, name: kid }, undefined, { signs_from: new Date(signsFrom).toISOString() })
         process.stdout.write(`${kid}\n`)
         process.stderr.write(`published identity key ${kid}; it signs from ${new Date(signsFrom).toISOString()}\n`)
       })

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
-import { GatehouseError, UsernameTaken, ValidationFailed } from '../errors.ts'
+import { DatabaseUnavailable, GatehouseError, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { DataDirUnusable } from '../store/errors.ts'
 import { UsageError } from './common.ts'
@@ -52,7 +52,7 @@ function exitCodeFor(error: unknown): number {
     // A field whose message is the error's own (`username_taken`) would say it twice.
     const detailed = Object.entries(error.fields ?? {}).filter(([, v]) => v.join(' ') !== error.message)
     const fields = detailed.length ? ' ' + detailed.map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : ''
-    process.stderr.write(`gatehouse: ${error.message}${fields}\n`)
+    process.stderr.write(`gatehouse: ${error.message}${fields}${databaseReason(error)}\n`)
     // A value the command was given that Gatehouse refuses (a username, a password) is a usage mistake too; an
     // account that exists already has a status of its own, which a script creating it again may take for done.
     if (error instanceof UsernameTaken) return 3
@@ -60,4 +60,15 @@ function exitCodeFor(error: unknown): number {
   }
   process.stderr.write(`gatehouse: ${(error as Error)?.message ?? String(error)}\n`)
   return 1
+}
+
+/**
+ * What the database said, for an operator at a terminal: "try again shortly" is all a client of the API is told, but
+ * a database that refuses every write (a standby, a full disk) or a password it does not take will not change by
+ * waiting. Its words carry no secret: the server's and the driver's messages name no password.
+ */
+function databaseReason(error: GatehouseError): string {
+  if (!(error instanceof DatabaseUnavailable) || error.cause === undefined) return ''
+  const reason = (error.cause as Error)?.message ?? String(error.cause)
+  return reason ? ` (${reason.split('\n', 1)[0]})` : ''
 }

@@ -13,7 +13,7 @@ import { lowerThreadPoolPriority } from './pool-priority.ts'
 import { checkStartFiles, demoUpstreamsProblem, readableSecretsWarning } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { startGatehouse } from './start.ts'
-import { announceReady, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
+import { announceReady, holdHangUps, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
 
 interface ServeOptions extends StorageOptions {
   host?: string
@@ -61,6 +61,7 @@ async function serve(options: ServeOptions): Promise<void> {
   // allocates (the store, the app, the routes), which then reuse that memory instead of growing past it: about 2 MB
   // less resident at idle. A module loaded later is read from the cache as before.
   flushCompileCache()
+  const releaseHangUps = holdHangUps()
   const config = resolveConfig(options)
   const host = options.host ?? config.server.host
   const port = options.port === undefined ? config.server.port : Number(options.port)
@@ -69,7 +70,11 @@ async function serve(options: ServeOptions): Promise<void> {
   // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
   const { tls, problems } = checkStartFiles(config, { create: true })
   if (problems.length) throw new UsageError(problems.join('; '))
-  if ((options.workers ?? 1) > 1 && !isWorker()) return runWorkers(options.workers!, options.database)
+  // The workers it starts read the TLS files themselves: a hangup before them has nothing to reload.
+  if ((options.workers ?? 1) > 1 && !isWorker()) {
+    releaseHangUps()
+    return runWorkers(options.workers!, options.database)
+  }
   const terminal = process.stdout.isTTY === true
   const pretty = resolveLogFormat(options.logFormat, terminal) === 'pretty'
 
@@ -115,11 +120,15 @@ async function serve(options: ServeOptions): Promise<void> {
     process.exit(0)
   }
   // An administrator who edited the configuration file may expect SIGHUP to apply it: the log says it does not.
-  onSignals(stop, () => {
+  const hangUp = () => {
     if (!tls) return server.log.info('SIGHUP: no TLS files to reload; the rest of the configuration file is read only at start (restart to apply changes to it)')
     server.log.info('SIGHUP: re-reading the TLS files; the rest of the configuration file is read only at start (restart to apply changes to it)')
     listening.reloadTls('SIGHUP')
-  })
+  }
+  onSignals(stop, hangUp)
+  // One that came while starting may have meant certificates renewed after they were read; a worker's came from the
+  // terminal, and the primary passes that on.
+  if (releaseHangUps() && !isWorker()) hangUp()
 
   const facts = startupFacts(app, listening, tls)
   const firstLine = listeningLine(app, publicUrl)

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
-import { UsageError } from './common.ts'
+import { UsageError, withoutDatabase } from './common.ts'
 import { ClusterScrapes, type ClusterMessage } from '../metrics/cluster.ts'
 
 /**
@@ -36,6 +36,23 @@ export function printsSummary(): boolean {
 /** Tells the primary this worker is listening. */
 export function announceReady(): void {
   if (cluster.isWorker) process.send!({ type: 'ready' } satisfies Message)
+}
+
+/**
+ * SIGHUP's default ends a process: one that came while serve starts (a certificate renewal's hook, a closed terminal)
+ * stopped the start without a word. Held from the start of serve until its own handler is wired; the function
+ * returned lets go of it and says whether one came meanwhile.
+ */
+export function holdHangUps(): () => boolean {
+  let held = false
+  const hold = () => {
+    held = true
+  }
+  process.on('SIGHUP', hold)
+  return () => {
+    process.off('SIGHUP', hold)
+    return held
+  }
 }
 
 /**
@@ -137,17 +154,6 @@ export async function runWorkers(count: number, database: string | undefined): P
     process.exitCode = error instanceof WorkerFailed ? error.status : 1
     stopAll('SIGTERM')
   }
-}
-
-/** The arguments without `--database URL` and `--database=URL`. */
-export function withoutDatabase(args: string[]): string[] {
-  const kept: string[] = []
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--') return [...kept, ...args.slice(i)]
-    if (args[i] === '--database') i++
-    else if (!args[i]!.startsWith('--database=')) kept.push(args[i]!)
-  }
-  return kept
 }
 
 class WorkerFailed extends Error {

@@ -172,6 +172,18 @@ for (const backend of gatewayBackends) {
       assert.equal(made.source_address, null)
     })
 
+    it('records an identity key rotated with the CLI, named by its kid', async () => {
+      const storage = gw.app.store.database.dialect === 'postgres' ? ['--database', gw.app.config.storage.database!] : ['--data-dir', gw.dataDir]
+      const result = await runCli(['keys', 'rotate', '--identity', ...storage])
+      assert.equal(result.code, 0, result.stderr)
+      const kid = result.stdout.trim()
+      const [rotated] = await stream(`&content_type=identity_key&object_id=${encodeURIComponent(kid)}`)
+      assert.ok(rotated, 'the rotation is in the trail')
+      assert.equal(rotated.operation, 'create')
+      assert.equal(rotated.auth_method, 'cli')
+      assert.equal(typeof rotated.changes.added_fields.signs_from, 'string')
+    })
+
     it('shows realm logins as Keycloak admin events', async () => {
       assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password' })).status, 200)
       assert.equal((await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'wrong-password' })).status, 401)

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -155,6 +155,33 @@ describe('bin/gatehouse backup', () => {
       assert.equal(existsSync(join(dir, 'empty', 'gatehouse.sqlite')), false, 'no empty database was made where none was')
     } finally {
       await database.drop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('says the backup could not be written, and why, when the disk it goes to is full, and leaves no file there', async (t) => {
+    const dir = tempDir()
+    const full = join(dir, 'full')
+    mkdirSync(full)
+    try {
+      try {
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', full], { stdio: 'ignore' })
+      } catch {
+        t.skip('a small file system needs mount (root)')
+        return
+      }
+      try {
+        assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
+        const result = await runCli(['backup', join(full, 'b.sqlite'), '--data-dir', join(dir, 'data')])
+        assert.equal(result.code, 1, result.stderr)
+        assert.match(result.stderr, /^gatehouse: the backup to .*b\.sqlite was not written: .*full/)
+        assert.doesNotMatch(result.stderr, /try again shortly/)
+        assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+        assert.deepEqual(readdirSync(full), [])
+      } finally {
+        execFileSync('umount', [full])
+      }
+    } finally {
       rmSync(dir, { recursive: true, force: true })
     }
   })

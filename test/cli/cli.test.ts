@@ -10,7 +10,8 @@ import { openStore } from '../../src/store/store.ts'
 import { verifyPassword } from '../../src/directory/passwords.ts'
 import { demoConfigFile } from '../../src/config/load.ts'
 import { repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import { createTestDatabase, POSTGRES_ADMIN_URL } from '../helpers/postgres.ts'
+import pg from 'pg'
 
 /** What `config reference` prints, as far as the test walks it. */
 interface JsonSchema {
@@ -209,6 +210,53 @@ describe('bin/gatehouse', () => {
       assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
     }
     assert.doesNotMatch((await runCli(['users', 'list', '--data-dir', dir])).stdout, /latin-1|nul/)
+  })
+
+  it('says why a database that refuses writes (a read-only standby) cannot be used, in one line, not only to try again', async () => {
+    const database = await createTestDatabase()
+    const name = new URL(database.url).pathname.slice(1)
+    const setReadOnly = async (on: boolean) => {
+      const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL })
+      await admin.connect()
+      await admin.query(`ALTER DATABASE ${name} SET default_transaction_read_only = ${on ? 'on' : 'off'}`)
+      await admin.end()
+    }
+    const env = { GATEHOUSE_DATABASE_URL: database.url }
+    try {
+      assert.equal((await runCli(['users', 'create', 'bob', '--password-stdin'], { input: 'bob-long-password-1', env })).code, 0)
+      await setReadOnly(true)
+      for (const command of [['users', 'disable', 'bob'], ['serve', '--port', '0', '--log-format', 'json', '--log-level', 'warn']]) {
+        const result = await runCli(command, { env })
+        assert.equal(result.code, 1, command.join(' ') + result.stderr)
+        assert.match(result.stderr, /^gatehouse: .*read-only transaction/, command.join(' '))
+        assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+      }
+    } finally {
+      await setReadOnly(false)
+      await database.drop()
+    }
+  })
+
+  it('exits non-zero, saying so, when a change it made could not be written to the audit trail', async () => {
+    const database = await createTestDatabase()
+    const env = { GATEHOUSE_DATABASE_URL: database.url }
+    const client = new pg.Client({ connectionString: database.url })
+    try {
+      assert.equal((await runCli(['migrate'], { env })).code, 0)
+      await client.connect()
+      // The trail's table refuses every row, as a table of a full tablespace or a revoked grant would.
+      await client.query(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$;
+        CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION refuse_audit()`)
+      const result = await runCli(['users', 'create', 'bob', '--password-stdin'], { input: 'bob-long-password-1', env })
+      assert.equal(result.code, 1, result.stdout + result.stderr)
+      assert.match(result.stdout, /^created user bob/, 'the change itself was made, and said')
+      assert.match(result.stderr, /^gatehouse: .*audit trail.*audit refused/)
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+      assert.equal((await runCli(['users', 'list'], { env })).code, 0, 'a command that changes nothing records nothing')
+    } finally {
+      await client.end()
+      await database.drop()
+    }
   })
 
   it('names the database it cannot use, without its password, and why', async () => {

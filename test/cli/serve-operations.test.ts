@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict'
-import { rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { once } from 'node:events'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { selfSignedCertificate } from '../helpers/certificates.ts'
-import { runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { repoRoot, runCli, spawnGateway, tempDir, type GatewayProcess } from '../helpers/gateway.ts'
+import { holdLock } from '../helpers/sqlite-lock.ts'
 
 describe('serve: metrics and audit files', () => {
   it('stops with a one-line reason and exit 2 when the metrics token file or the audit file cannot be used', async () => {
@@ -61,7 +63,50 @@ describe('serve: ports it cannot listen on', () => {
   })
 })
 
+/** Whether a process has a handler of its own for SIGHUP (bit 0 of SigCgt), rather than the default, which ends it. */
+function catchesHangUp(pid: number): boolean {
+  try {
+    const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '0'
+    return (BigInt(`0x${mask}`) & 1n) === 1n
+  } catch {
+    return false
+  }
+}
+
 describe('serve: SIGHUP', () => {
+  it('is not ended by a SIGHUP while it starts (a certificate renewal\'s hook, a terminal closed), and answers it once it listens', async () => {
+    const dir = tempDir()
+    const data = join(dir, 'data')
+    const file = join(dir, 'gatehouse.yaml')
+    writeFileSync(file, 'storage:\n  timeouts:\n    query_seconds: 60\n')
+    assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+    // Another process holds the write lock: the start waits at its first write, long enough to be signalled there.
+    const lock = await holdLock(join(data, 'gatehouse.sqlite'), 15_000)
+    const child = spawn(join(repoRoot, 'bin/gatehouse'), ['serve', '--config', file, '--data-dir', data, '--port', '0'], {
+      env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'info', GATEHOUSE_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let output = ''
+    child.stdout!.on('data', (d) => (output += d))
+    child.stderr!.on('data', (d) => (output += d))
+    const exited = once(child, 'exit')
+    try {
+      for (let i = 0; i < 200 && !catchesHangUp(child.pid!); i++) await sleep(50)
+      assert.doesNotMatch(output, /listening on/, 'still starting')
+      child.kill('SIGHUP')
+      await lock.exited
+      for (let i = 0; i < 600 && !(/SIGHUP/.test(output) && /Gatehouse listening on/.test(output)) && child.exitCode === null && child.signalCode === null; i++) await sleep(50)
+      assert.equal(child.signalCode, null, `ended by the signal:\n${output}`)
+      assert.equal(child.exitCode, null, output)
+      assert.match(output, /Gatehouse listening on/)
+      assert.match(output, /"msg":"SIGHUP: no TLS files to reload/)
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      await exited
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('reads the configuration file only at start: a service added to it before SIGHUP is not served, and the log says to restart', async () => {
     const dir = tempDir()
     const file = join(dir, 'gatehouse.yaml')

@@ -182,6 +182,15 @@ describe('serve --workers with a password in --database', () => {
     }
   })
 
+  it('runs the primary without the password on its command line too, and still on the database it names', async () => {
+    const argv = readFileSync(`/proc/${gateway.process.pid}/cmdline`, 'utf8').split('\0')
+    assert.ok(!argv.some((arg) => arg.includes(password)), `the primary runs with ${argv.join(' ')}`)
+    assert.ok(!argv.includes('--database'))
+    const environment = readFileSync(`/proc/${gateway.process.pid}/environ`, 'utf8').split('\0')
+    assert.ok(environment.some((entry) => entry.startsWith('GATEHOUSE_DATABASE_URL=') && entry.includes(password)), 'the URL moved to its environment')
+    assert.equal(await statusOnNewConnection(`${gateway.url}/api/controller/v2/hosts/`, adminAuth), 200)
+  })
+
   it('warns once that a password on the command line is readable by other users', () => {
     const warnings = gateway.output().match(/a password given in --database/g) ?? []
     assert.equal(warnings.length, 1, gateway.output())
