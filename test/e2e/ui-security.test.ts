@@ -189,6 +189,9 @@ describe('the web interface against attacks from other sites and other people', 
       await page.goto(gw.url + path)
       assert.deepEqual(await fieldsOf(path), expected, path)
     }
+    // An administrator setting another account's password: the form names that account for the password manager.
+    const named = await page.locator('form[aria-labelledby=password-heading] input[autocomplete=username]').evaluateAll((inputs) => inputs.map((input) => (input as unknown as { value: string }).value))
+    assert.deepEqual(named, ['vic'], 'the Set password form names its account')
     assert.deepEqual(problems, [], 'the login pages\' own style is not refused')
   }))
 
