@@ -164,8 +164,9 @@ describe('serve --workers with a password in --database', () => {
     database = await createTestDatabase()
     const url = new URL(database.url)
     url.password = password
-    gateway = await spawnGateway(['--demo', '--database', url.toString(), '--workers', '2'], { GATEHOUSE_LOG_LEVEL: 'info' })
-    await until(() => gateway.output().match(/"msg":"worker listening"/g)?.length === 2, 15_000, 'both workers listen')
+    // The primary starts twice (it runs itself again without the password on its command line), then its workers.
+    gateway = await spawnGateway(['--demo', '--database', url.toString(), '--workers', '2'], { GATEHOUSE_LOG_LEVEL: 'info' }, { startMs: 60_000 })
+    await until(() => gateway.output().match(/"msg":"worker listening"/g)?.length === 2, 45_000, 'both workers listen')
   })
   after(async () => {
     await gateway?.stop()

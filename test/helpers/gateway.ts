@@ -109,7 +109,7 @@ export interface GatewayProcess {
 }
 
 /** `bin/gatehouse serve` as a separate process, for behaviour that must hold across processes. */
-export async function spawnGateway(args: string[], env: Record<string, string> = {}): Promise<GatewayProcess> {
+export async function spawnGateway(args: string[], env: Record<string, string> = {}, { startMs = 20_000 }: { startMs?: number } = {}): Promise<GatewayProcess> {
   const child = spawn(join(repoRoot, 'bin/gatehouse'), ['serve', '--port', '0', ...args], {
     env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: ADMIN_PASSWORD, GATEHOUSE_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -122,7 +122,7 @@ export async function spawnGateway(args: string[], env: Record<string, string> =
       // A gateway that comes up after the test gave up on it would keep the test file running for good.
       child.kill('SIGKILL')
       reject(new Error(`gateway did not start:\n${output}`))
-    }, 20_000)
+    }, startMs)
     child.stdout!.on('data', () => {
       const match = /Gatehouse listening on (\S+)/.exec(output)
       if (match) {
