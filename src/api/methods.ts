@@ -124,9 +124,10 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
   }
   const table = new PathTable<Answer>()
   const roots = new Set<string>()
+  const routerPaths = new Map([...paths.methods].map(([url, methods]) => [url, { segments: url.split('/'), methods }]))
   for (const [url, answer] of answers) {
     const root = rootOf(url)
-    const kept = keptAsRoutes(url, answer, root, paths, servicePrefixes)
+    const kept = keptAsRoutes(url, answer, root, routerPaths, servicePrefixes)
     const tabled = new Set([...answer.methods].filter((method) => !kept.has(method)))
     const inTable = tabled.size > 0 && table.add(url, { ...answer, methods: tabled })
     const routed = inTable ? kept : answer.methods
@@ -144,7 +145,8 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
     // Derived for every request Fastify routes: most are rid of at the first comparison.
     deriveConstraint(request: IncomingMessage) {
       const url = request.url!
-      if (!rootList.some((root) => url.startsWith(root))) return undefined
+      // The router decodes escapes before it matches (`/%61pi/` is `/api/`): such a target is looked up in full.
+      if (!rootList.some((root) => url.startsWith(root)) && !url.includes('%')) return undefined
       const answer = table.find(url)
       if (!answer?.methods.has(request.method!)) return undefined
       request[ANSWER] = answer
@@ -174,19 +176,20 @@ function rootOf(url: string): string {
 }
 
 /**
- * The methods of a path that keep a route of their own: those of another path of the API that may match the same
- * requests (the router prefers this path's route to it, but would find it before a wildcard), and every method when
- * a service's prefix lies between the root and the path (its wildcard route would come before the root's).
+ * The methods of a path that keep a route of their own: those another path of the API has that may match the same
+ * requests where the router prefers this path (it would find that path's route before a wildcard), and every method
+ * when a service's prefix lies between the root and the path (its wildcard route would come before the root's).
  */
-function keptAsRoutes(url: string, answer: Answer, root: string, paths: ApiPaths, servicePrefixes: readonly string[]): Set<string> {
+function keptAsRoutes(url: string, answer: Answer, root: string, routerPaths: ReadonlyMap<string, { segments: string[]; methods: ReadonlySet<string> }>, servicePrefixes: readonly string[]): Set<string> {
   const staticPart = url.split(':', 1)[0]!
   const param = staticPart !== url
   if (servicePrefixes.some((prefix) => prefix.length > root.length && prefix.startsWith(root) && (param ? staticPart.startsWith(prefix) || prefix.startsWith(staticPart) : url.startsWith(prefix)))) {
     return new Set(answer.methods)
   }
   const kept = new Set<string>()
-  for (const [other, methods] of paths.methods) {
-    if (other === url || !PathTable.mayOverlap(url, other)) continue
+  const segments = url.split('/')
+  for (const [other, { segments: otherSegments, methods }] of routerPaths) {
+    if (other === url || !PathTable.prefers(segments, otherSegments)) continue
     for (const method of methods) if (answer.methods.has(method)) kept.add(method)
   }
   return kept

@@ -63,12 +63,30 @@ export class PathTable<T> {
     return undefined
   }
 
-  /** Whether two declared paths (with whole-segment parameters) may match the same request. */
-  static mayOverlap(a: string, b: string): boolean {
-    const left = a.split('/')
-    const right = b.split('/')
-    if (/[*(]/.test(a) || /[*(]/.test(b)) return true
-    return left.length === right.length && left.every((segment, i) => segment === right[i] || segment.startsWith(':') || right[i]!.startsWith(':'))
+  /**
+   * Whether the router prefers declared path `a` to `b` for some request both match (segments as split at `/`): both
+   * match it when, segment by segment, they are the same or either is a parameter (which never matches an empty
+   * segment), and the first segment where one has a parameter and the other not decides. Same-ranked paths, and any
+   * path this table cannot hold, count as preferred: the caller keeps a route for them.
+   */
+  static prefers(a: readonly string[], b: readonly string[]): boolean {
+    if (a.length !== b.length) return false
+    if (a.some((segment) => /[*(]/.test(segment)) || b.some((segment) => /[*(]/.test(segment))) return true
+    let decided: boolean | undefined
+    for (let i = 0; i < a.length; i++) {
+      const left = a[i]!
+      const right = b[i]!
+      const leftParam = left.startsWith(':')
+      const rightParam = right.startsWith(':')
+      if (leftParam && rightParam) continue
+      if (leftParam || rightParam) {
+        if ((leftParam ? right : left) === '') return false
+        decided ??= rightParam
+        continue
+      }
+      if (left !== right) return false
+    }
+    return decided ?? true
   }
 }
 
