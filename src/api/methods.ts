@@ -105,9 +105,11 @@ export function answerAccess(request: FastifyRequest): Access | undefined {
  * `/admin/realms`) takes every method, under a router constraint that the router derives for each request from a
  * table of the paths (src/api/path-table.ts): it holds when the path the router would have found lacks the request's
  * method. Every route the router holds is more specific than these roots, so it is found first, as the answers'
- * own routes were found after the routes of the same path. Where that order would differ (a real route of another
- * path with the method that matches the same requests; a service whose prefix lies between a root and the path), the
- * path keeps routes of its own, as before.
+ * own routes were found after the routes of the same path. Where that order would differ (the router prefers this
+ * path to another that has the method and matches the same requests; a service's prefix lies between a root and the
+ * path), the path keeps routes of its own, as before. One answer did change: an id of more than 100 characters (the
+ * router's limit for a parameter) with a method its path lacks is 404, as for any path the API does not have, where
+ * Fastify answered 400 for the parameter's length, as it still does where a route of that method has a parameter.
  */
 export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPath: string, servicePrefixes: readonly string[]): void {
   const answers = new Map<string, Answer>()
@@ -124,10 +126,10 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
   }
   const table = new PathTable<Answer>()
   const roots = new Set<string>()
-  const routerPaths = new Map([...paths.methods].map(([url, methods]) => [url, { segments: url.split('/'), methods }]))
+  const declared = new Map([...paths.methods].map(([url, methods]) => [url, { segments: url.split('/'), methods }]))
   for (const [url, answer] of answers) {
     const root = rootOf(url)
-    const kept = keptAsRoutes(url, answer, root, routerPaths, servicePrefixes)
+    const kept = keptAsRoutes(url, answer, root, declared, servicePrefixes)
     const tabled = new Set([...answer.methods].filter((method) => !kept.has(method)))
     const inTable = tabled.size > 0 && table.add(url, { ...answer, methods: tabled })
     const routed = inTable ? kept : answer.methods
@@ -180,7 +182,7 @@ function rootOf(url: string): string {
  * requests where the router prefers this path (it would find that path's route before a wildcard), and every method
  * when a service's prefix lies between the root and the path (its wildcard route would come before the root's).
  */
-function keptAsRoutes(url: string, answer: Answer, root: string, routerPaths: ReadonlyMap<string, { segments: string[]; methods: ReadonlySet<string> }>, servicePrefixes: readonly string[]): Set<string> {
+function keptAsRoutes(url: string, answer: Answer, root: string, declared: ReadonlyMap<string, { segments: string[]; methods: ReadonlySet<string> }>, servicePrefixes: readonly string[]): Set<string> {
   const staticPart = url.split(':', 1)[0]!
   const param = staticPart !== url
   if (servicePrefixes.some((prefix) => prefix.length > root.length && prefix.startsWith(root) && (param ? staticPart.startsWith(prefix) || prefix.startsWith(staticPart) : url.startsWith(prefix)))) {
@@ -188,7 +190,7 @@ function keptAsRoutes(url: string, answer: Answer, root: string, routerPaths: Re
   }
   const kept = new Set<string>()
   const segments = url.split('/')
-  for (const [other, { segments: otherSegments, methods }] of routerPaths) {
+  for (const [other, { segments: otherSegments, methods }] of declared) {
     if (other === url || !PathTable.prefers(segments, otherSegments)) continue
     for (const method of methods) if (answer.methods.has(method)) kept.add(method)
   }
@@ -212,6 +214,7 @@ async function respond(request: FastifyRequest, reply: FastifyReply, answer: Ans
   if (request.method !== 'OPTIONS') throw new MethodNotAllowed(request.method, answer.allowed)
   return { renders: ['application/json'], parses: ['application/json', 'application/x-www-form-urlencoded'] }
 }
+
 /**
  * The paths the router holds a route under, as its onRoute hooks see it: the root of a prefixed scope (`/` under
  * `/api/gateway/v1`), seen as the prefix alone, is also held with the slash (Fastify's `prefixTrailingSlash: 'both'`,

@@ -14,22 +14,21 @@ function raw(gw: TestGateway, method: string, path: string, headers: Record<stri
   })
 }
 
-describe('the answers to the API paths\' other methods, routed without a route of their own', () => {
-  let gw: TestGateway
-  let upstream: RecordingUpstream
+/** A service whose prefix lies between the API's root /admin/realms and its paths below it, one above it, one beside. */
+function servicesAround(upstream: string) {
+  return [
+    { name: 'realm-tools', prefix: '/admin/realms/', upstream, accepts: ['basic'] },
+    { name: 'admin-site', prefix: '/admin/', upstream, accepts: ['basic'] },
+    { name: 'controller', prefix: '/api/controller/', upstream, accepts: ['basic'] },
+  ]
+}
 
+describe('the answers to the API paths\' other methods, routed without a route of their own', () => {
+  let upstream: RecordingUpstream
+  let gw: TestGateway
   before(async () => {
     upstream = await startRecordingUpstream()
-    // A service whose prefix lies between the API's root /admin/realms and its paths below it, and one above it.
-    gw = await startGateway({
-      config: {
-        services: [
-          { name: 'realm-tools', prefix: '/admin/realms/', upstream: upstream.url, accepts: ['basic'] },
-          { name: 'admin-site', prefix: '/admin/', upstream: upstream.url, accepts: ['basic'] },
-          { name: 'controller', prefix: '/api/controller/', upstream: upstream.url, accepts: ['basic'] },
-        ],
-      },
-    })
+    gw = await startGateway({ config: { services: servicesAround(upstream.url) } })
   })
   after(async () => {
     await gw?.close()
@@ -54,6 +53,10 @@ describe('the answers to the API paths\' other methods, routed without a route o
     assert.equal(item.headers.get('allow'), 'GET, PUT, PATCH, DELETE, HEAD, OPTIONS')
     const trace = await raw(gw, 'TRACE', '/api/gateway/v1/users/1/', adminAuth)
     assert.equal(trace.statusCode, 405)
+    // Longer than the router's limit for a parameter: no path of the API, whatever the method.
+    const long = 'x'.repeat(101)
+    assert.equal((await gw.fetch(`/api/gateway/v1/users/${long}/`, { headers: adminAuth })).status, 400)
+    assert.equal((await raw(gw, 'TRACE', `/api/gateway/v1/users/${long}/`, adminAuth)).statusCode, 404)
     const unknown = await gw.fetch('/api/gateway/v1/no-such-thing/', { method: 'PUT', headers: adminAuth })
     assert.equal(unknown.status, 404)
     assert.equal((await json(unknown)).code, 'not_found')
