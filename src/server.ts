@@ -88,7 +88,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
   const proxiedUrls = new Set(app.routes.map((route) => `${route.prefix}*`))
   const ownRoutes: string[] = []
   server.addHook('onRoute', (route) => {
-    if (!proxiedUrls.has(route.url)) ownRoutes.push(route.url)
+    if (!proxiedUrls.has(route.url)) ownRoutes.push(...route.config?.answersFor ?? [route.url])
   })
   let closing = false
   server.addHook('preClose', async () => {

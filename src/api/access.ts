@@ -7,6 +7,7 @@ import { CsrfTokenMissing, NotAuthenticated } from '../errors.ts'
 import { mediaType } from '../http/negotiation.ts'
 import type { Access } from '../gateway/places.ts'
 import type { Principal } from '../auth/principal.ts'
+import { answerAccess } from './methods.ts'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -23,7 +24,7 @@ declare module 'fastify' {
  * the form, as Django's CSRF middleware takes it before the view reads the form.
  */
 export function apiAccessCheck(app: App) {
-  const check = async (request: FastifyRequest) => app.authorize(request, app.places.gatewayApi[request.routeOptions.config.access ?? 'user'])
+  const check = async (request: FastifyRequest) => app.authorize(request, app.places.gatewayApi[accessOf(request)])
   return {
     async beforeBody(request: FastifyRequest): Promise<void> {
       const decision = await check(request)
@@ -42,9 +43,14 @@ export function apiAccessCheck(app: App) {
       }
       // The form's CSRF token is the request's, not a field of the object it writes (Django's middleware takes it
       // before the view reads the form); the login form, which is public, reads it itself.
-      if (request.routeOptions.config.access !== 'public' && form) delete form[CSRF_FORM_FIELD]
+      if (accessOf(request) !== 'public' && form) delete form[CSRF_FORM_FIELD]
     },
   }
+}
+
+/** The access a request's route declares (`user` when it declares none), or the path's that answers its method for it. */
+function accessOf(request: FastifyRequest): Access {
+  return answerAccess(request) ?? request.routeOptions.config.access ?? 'user'
 }
 
 /** The authenticated principal of a non-public route (the access check guarantees there is one). */

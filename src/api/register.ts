@@ -69,6 +69,6 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
       userAccessRoutes(versioned, app)
       applicationRoutes(versioned, app)
     }, { prefix: GATEWAY_API })
-    answerOtherMethods(api, paths, app.publishedPath)
+    answerOtherMethods(api, paths, app.publishedPath, app.routes.map((route) => route.prefix))
   })
 }

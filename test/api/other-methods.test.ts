@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict'
+import { type IncomingMessage, request } from 'node:http'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
+
+/** A request fetch will not send (TRACE) or whose answer it would change (HEAD keeps no body to read). */
+function raw(gw: TestGateway, method: string, path: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    request(`${gw.url}${path}`, { method, headers }, (response) => {
+      response.resume()
+      resolve(response)
+    }).on('error', reject).end()
+  })
+}
+
+/** A service whose prefix lies between the API's root /admin/realms and its paths below it, one above it, one beside. */
+function servicesAround(upstream: string) {
+  return [
+    { name: 'realm-tools', prefix: '/admin/realms/', upstream, accepts: ['basic'] },
+    { name: 'admin-site', prefix: '/admin/', upstream, accepts: ['basic'] },
+    { name: 'controller', prefix: '/api/controller/', upstream, accepts: ['basic'] },
+  ]
+}
+
+describe('the answers to the API paths\' other methods, routed without a route of their own', () => {
+  let upstream: RecordingUpstream
+  let gw: TestGateway
+  before(async () => {
+    upstream = await startRecordingUpstream()
+    gw = await startGateway({ config: { services: servicesAround(upstream.url) } })
+  })
+  after(async () => {
+    await gw?.close()
+    await upstream?.close()
+  })
+
+  it('answers HEAD on a path without GET with 405, and on a spelling without the slash with the redirect', async () => {
+    const head = await raw(gw, 'HEAD', '/api/gateway/v1/tokens/revoke/', adminAuth)
+    assert.equal(head.statusCode, 405)
+    assert.equal(head.headers.allow, 'POST, OPTIONS')
+    const unslashed = await raw(gw, 'HEAD', '/api/gateway/v1/users?x=1', adminAuth)
+    assert.equal(unslashed.statusCode, 301)
+    assert.equal(unslashed.headers.location, '/api/gateway/v1/users/?x=1')
+  })
+
+  it('matches a path as the router does: escapes decoded, a fixed segment before a parameter', async () => {
+    const escaped = await gw.fetch('/api/gateway/v1/%75sers/', { method: 'PUT', headers: adminAuth })
+    assert.equal(escaped.status, 405)
+    assert.equal(escaped.headers.get('allow'), 'GET, POST, HEAD, OPTIONS')
+    const item = await gw.fetch('/api/gateway/v1/users/1/', { method: 'POST', headers: adminAuth })
+    assert.equal(item.status, 405)
+    assert.equal(item.headers.get('allow'), 'GET, PUT, PATCH, DELETE, HEAD, OPTIONS')
+    const trace = await raw(gw, 'TRACE', '/api/gateway/v1/users/1/', adminAuth)
+    assert.equal(trace.statusCode, 405)
+    // Longer than the router's limit for a parameter: no path of the API, whatever the method.
+    const long = 'x'.repeat(101)
+    assert.equal((await gw.fetch(`/api/gateway/v1/users/${long}/`, { headers: adminAuth })).status, 400)
+    assert.equal((await raw(gw, 'TRACE', `/api/gateway/v1/users/${long}/`, adminAuth)).statusCode, 404)
+    const unknown = await gw.fetch('/api/gateway/v1/no-such-thing/', { method: 'PUT', headers: adminAuth })
+    assert.equal(unknown.status, 404)
+    assert.equal((await json(unknown)).code, 'not_found')
+  })
+
+  it('still answers the API\'s methods before a service whose prefix covers or lies below its root', async () => {
+    const before = upstream.seen.length
+    const events = await gw.fetch('/admin/realms/platform/events', { method: 'PUT', headers: adminAuth })
+    assert.equal(events.status, 405)
+    assert.equal(events.headers.get('allow'), 'GET, HEAD, OPTIONS')
+    const realms = await gw.fetch('/admin/realms', { method: 'DELETE', headers: adminAuth })
+    assert.equal(realms.status, 405)
+    assert.equal(upstream.seen.length, before)
+    // Paths the API does not have stay the services'.
+    const tool = await gw.fetch('/admin/realms/platform/tools/', { method: 'PUT', headers: adminAuth })
+    assert.equal(tool.status, 200)
+    const site = await gw.fetch('/admin/site/', { method: 'PUT', headers: adminAuth })
+    assert.equal(site.status, 200)
+    const proxied = await gw.fetch('/api/controller/v2/hosts/', { method: 'PUT', headers: adminAuth })
+    assert.equal(proxied.status, 200)
+    assert.deepEqual(upstream.seen.slice(before).map((seen) => seen.url), ['/admin/realms/platform/tools/', '/admin/site/', '/api/controller/v2/hosts/'])
+  })
+})
