@@ -2,29 +2,15 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { CLIENT_REDIRECT, CookieJar, realmUrl, testRealms } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, testRealms } from '../helpers/oidc.ts'
 
 /** What a TLS-terminating proxy in front adds to every request it forwards. */
 const FROM_TLS_PROXY = { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.7' }
 
 /** A browser's request through the proxy, following the gateway's redirects, every hop with the proxy's headers. */
-async function walk(gw: TestGateway, jar: CookieJar, url: string, init: { method?: string; form?: Record<string, string> } = {}): Promise<{ response: Response; url: string }> {
-  let current = url
-  let method = init.method ?? 'GET'
-  let body = init.form && new URLSearchParams(init.form).toString()
-  for (let hops = 0; hops < 10; hops++) {
-    const headers: Record<string, string> = { ...FROM_TLS_PROXY, accept: 'text/html', cookie: jar.header(), ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) }
-    const response = await fetch(current, { method, headers, body, redirect: 'manual' })
-    jar.store(response)
-    const location = response.headers.get('location')
-    if (response.status < 300 || response.status >= 400 || !location) return { response, url: current }
-    const next = new URL(location, current).href
-    if (!next.startsWith(gw.url)) return { response, url: next }
-    current = next
-    method = 'GET'
-    body = undefined
-  }
-  throw new Error('too many redirects')
+function walk(gw: TestGateway, jar: CookieJar, url: string, form?: Record<string, string>): Promise<{ response: Response; url: string }> {
+  const posted = form && { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() }
+  return browse(gw, jar, url, { ...posted, everyHop: FROM_TLS_PROXY })
 }
 
 /**
@@ -40,10 +26,10 @@ async function realmCookiesOfABrowser(gw: TestGateway): Promise<string[]> {
   const html = await page.response.text()
   const action = new URL(/<form method="post" action="([^"]+)"/.exec(html)![1]!.replaceAll('&amp;', '&'), page.url).href
   const hidden = Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!.replaceAll('&amp;', '&')]))
-  const signedIn = await walk(gw, jar, action, { method: 'POST', form: { ...hidden, username: 'alice', password: 'alice-password-long' } })
+  const signedIn = await walk(gw, jar, action, { ...hidden, username: 'alice', password: 'alice-password-long' })
   assert.ok(signedIn.url.startsWith(CLIENT_REDIRECT), `signed in: ${signedIn.url}`)
   assert.ok(new URL(signedIn.url).searchParams.get('code'))
-  const restarted = await walk(gw, jar, action, { method: 'POST', form: { ...hidden, username: 'alice', password: 'alice-password-long' } })
+  const restarted = await walk(gw, jar, action, { ...hidden, username: 'alice', password: 'alice-password-long' })
   assert.ok(restarted.url.startsWith(CLIENT_REDIRECT), `a used login page restarts the login: ${restarted.url}`)
   const signedOut = await walk(gw, jar, `${gw.url}/api/gateway/v1/logout/`)
   assert.equal(signedOut.response.status, 200)
