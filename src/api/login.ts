@@ -109,8 +109,9 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     const sessionId = principal?.sessionId
     if (sessionId) await app.sessions.end(sessionId)
     if (principal) app.audit.auth(actorOf(request), { operation: 'logout', object: { type: 'user', id: principal.user.id, name: principal.user.username } })
-    clearSessionCookie(reply, app.csrf.isSecure(request))
-    app.oidc.signOutBrowser(reply)
+    const secure = app.csrf.isSecure(request)
+    clearSessionCookie(reply, secure)
+    app.oidc.signOutBrowser(reply, secure)
     return reply.redirect(app.publishedPath + (wantsHtml(request) ? LOGIN_PATH : '/api/'), 302)
   }
   api.get('/logout/', { config: { access: 'open' } }, logout)

@@ -62,6 +62,11 @@ export interface ProviderRequest {
   /** A revocation made from Keycloak's logout-by-refresh-token: answered 204, as Keycloak does. */
   logout: boolean
   /**
+   * Whether the browser's request was https as the gateway judges it for its own cookies (src/auth/csrf.ts `isSecure`):
+   * the realm's cookies are Secure then, and only then.
+   */
+  secure: boolean
+  /**
    * Who the browser's gateway session signs in silently, judged as the realm's login step judges it
    * (src/oidc/interactions.ts `silentGatewaySignIn`), with that session's key hash; undefined without a live one, or
    * when `accepts` refuses it (before it counts as a sign-in started). Absent where no browser asks.

@@ -282,6 +282,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const provider = new options.providerClass(issuer, configuration)
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
+  secureAsTheGatewayJudges(provider)
   if (options.endBrowserSession) browserSessionEnds.set(provider, options.endBrowserSession)
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
@@ -616,6 +617,23 @@ async function keycloakJwt(token: IssuedToken, jwt: { header?: Record<string, un
   } else {
     delete payload.client_id
   }
+}
+
+/**
+ * Whether a request was https is the gateway's judgement, the one its own cookies follow (src/auth/csrf.ts `isSecure`:
+ * X-Forwarded-Proto from a trusted proxy, or an https public URL), not the forwarding header Gatehouse gives
+ * oidc-provider, which is the public URL's scheme for the URLs it builds (routes.ts): behind a TLS-terminating proxy
+ * without `server.public_url`, the realms' cookies were otherwise sent without Secure, and KEYCLOAK_SESSION as
+ * SameSite=Lax where keycloak-js's iframe needs SameSite=None. Koa's `secure` decides only whether cookies are (and
+ * may be) Secure; Koa documents `app.request` as the prototype to extend. A request that did not come through routes.ts
+ * has only its own protocol to go by.
+ */
+function secureAsTheGatewayJudges(provider: Provider): void {
+  Object.defineProperty(provider.request, 'secure', {
+    get(this: { req: { [PROVIDER_REQUEST]?: ProviderRequest }; protocol: string }): boolean {
+      return this.req[PROVIDER_REQUEST]?.secure ?? this.protocol === 'https'
+    },
+  })
 }
 
 /**

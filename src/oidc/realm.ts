@@ -599,13 +599,14 @@ export class OidcRealms implements AccessTokenIssuers {
 
   /**
    * Signs a browser out of every realm, as it signs out of the gateway: the realms' session cookies go (their
-   * paths are the realms', so only a response can remove them), and the login status iframe's with them.
+   * paths are the realms', so only a response can remove them), and the login status iframe's with them. `secure`
+   * as for the gateway's own cookies (src/auth/csrf.ts `isSecure`), as they were set.
    */
-  signOutBrowser(reply: FastifyReply): void {
+  signOutBrowser(reply: FastifyReply, secure: boolean): void {
     for (const realm of this.#realms.values()) {
       const path = `${realm.path}/`
-      reply.clearCookie(REALM_SESSION_COOKIE, { path, httpOnly: true, sameSite: 'lax' })
-      reply.clearCookie(SESSION_STATE_COOKIE, { path })
+      reply.clearCookie(REALM_SESSION_COOKIE, { path, httpOnly: true, sameSite: 'lax', secure })
+      reply.clearCookie(SESSION_STATE_COOKIE, { path, secure })
     }
   }
 

@@ -119,6 +119,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     raw: request.raw,
     response: reply.raw,
     ip: request.ip,
+    secure: app.csrf.isSecure(request),
     log: request.log,
     refuse: (status, description, error, headers = {}) => {
       for (const [name, value] of Object.entries(headers)) reply.header(name, value)
@@ -184,6 +185,8 @@ export interface ProviderExchange {
   readonly response: ServerResponse
   /** The client address as Gatehouse resolved it (X-Forwarded-For believed from trusted proxies only). */
   readonly ip: string
+  /** Whether the request was https, as the gateway judges it for its own cookies; by the public URL when not said (the token endpoint sets no cookie). */
+  readonly secure?: boolean
   readonly log: ProviderRequest['log']
   /** Answers in Keycloak's error shape before oidc-provider sees the request, with `headers` besides its own. */
   refuse(status: number, description: string, error?: string, headers?: Record<string, string>): void
@@ -255,7 +258,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, signedInAtGateway: exchange.signedInAtGateway }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -581,7 +584,7 @@ export function readRealmBody(app: App, raw: IncomingMessage, response: ServerRe
  * The request as oidc-provider sees it: the same connection and headers, the path relative to the realm (with
  * the full path as `originalUrl`, from which oidc-provider takes its mount path), and the body already read.
  * Its scheme and host are the public URL's, given as forwarding headers that oidc-provider (a proxied Koa app)
- * trusts, and the client address is the one Gatehouse resolved; whatever forwarding headers the client sent
+ * trusts, for the URLs it builds (whether its cookies are Secure is `ProviderRequest.secure`), and the client address is the one Gatehouse resolved; whatever forwarding headers the client sent
  * are dropped.
  */
 function replayRequest(raw: IncomingMessage, ip: string, target: Target, query: string, publicUrl: URL, mountPath: string, info: ProviderRequest): IncomingMessage {

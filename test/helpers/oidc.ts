@@ -75,12 +75,16 @@ export class CookieJar {
   }
 }
 
-/** Follows redirects by hand with the jar, until a response is not a redirect or leaves the gateway. */
-export async function browse(gw: TestGateway, jar: CookieJar, url: string, init: RequestInit = {}): Promise<{ response: Response; url: string }> {
+/**
+ * Follows redirects by hand with the jar, until a response is not a redirect or leaves the gateway. `everyHop`: headers
+ * sent on every request, as a proxy in front adds them.
+ */
+export async function browse(gw: TestGateway, jar: CookieJar, url: string, init: RequestInit & { everyHop?: Record<string, string> } = {}): Promise<{ response: Response; url: string }> {
+  const { everyHop, ...first } = init
   let current = url
-  let options: RequestInit = init
+  let options: RequestInit = first
   for (let hops = 0; hops < 10; hops++) {
-    const response = await fetch(current, { ...options, redirect: 'manual', headers: { ...(options.headers as Record<string, string>), cookie: jar.header(), accept: 'text/html' } })
+    const response = await fetch(current, { ...options, redirect: 'manual', headers: { ...everyHop, ...(options.headers as Record<string, string>), cookie: jar.header(), accept: 'text/html' } })
     jar.store(response)
     const location = response.headers.get('location')
     if (response.status < 300 || response.status >= 400 || !location) return { response, url: current }
