@@ -71,7 +71,8 @@ const BAD_LIST_QUERIES: [string, string][] = [
   ['no_such_field=1', 'no_such_field'], ['not__no_such_field=1', 'not__no_such_field'], ['or__no_such_field=1', 'or__no_such_field'],
   ['created__regex=.', 'created__regex'], ['created__iregex=.', 'created__iregex'], ['created__icontains=1', 'created__icontains'],
   ['created__gt=not-a-date', 'created__gt'], ['created__isnull=maybe', 'created__isnull'], ['created__in=', 'created__in'],
-  ['user__username=admin', 'user__username'], ['__=1', '__'],
+  // Related lookups: every list refuses these (the assignment lists take `user__username` and `role_definition__name`).
+  ['user__email=admin@example.com', 'user__email'], ['role_definition__managed=true', 'role_definition__managed'], ['__=1', '__'],
 ]
 
 /** Ids no detail endpoint has: not a number, not a whole one, out of range, or in another spelling. */
