@@ -1,7 +1,8 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
-import { InvalidCredentials, ManagedBySource, ValidationFailed } from '../errors.ts'
+import { InvalidCredentials, ManagedBySource, PermissionDenied, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
@@ -48,15 +49,7 @@ export function meRoutes(api: GatewayApi, app: App): void {
     const principal = principalOf(request)
     const input = request.body
     if (principal.user.source !== 'local') throw new ManagedBySource(`Your password belongs to your ${principal.user.source} account and is changed there.`)
-    try {
-      await app.accounts.checkPassword(principal.user.username, input.current_password, request.ip, undefined, undefined, clientGone(reply.raw))
-    } catch (error) {
-      if (error instanceof InvalidCredentials) {
-        throw new ValidationFailed({ current_password: ['This is not your current password.'] })
-      }
-      throw error
-    }
-    if (input.new_password === input.current_password) throw new ValidationFailed({ new_password: ['Choose a password different from the current one.'] })
+    await assertCurrentPassword(app, request, reply, input.current_password, input.new_password, 'new_password')
     let user
     try {
       user = await app.accounts.update(principal.user.id, { password: input.new_password, revokeTokens: input.revoke_tokens })
@@ -66,9 +59,63 @@ export function meRoutes(api: GatewayApi, app: App): void {
       throw error
     }
     app.audit.change(actorOf(request), 'update', auditedUser(user), passwordMark(input.current_password, 'old'), passwordMark(input.new_password, 'new'))
-    if (principal.method === 'session') await startSession(app, request, reply, user)
+    await keepBrowserSignedIn(app, request, reply, user)
     return reply.code(204).send()
   })
+}
+
+/**
+ * What a person changing their own password proves, wherever they change it (here and users/{id}/): the current
+ * password, checked as a login checks it (its failures count towards the account's lockout), so a stolen session or
+ * token cannot lock the owner out; and a new one that differs from it. `field` names the new password in the body.
+ */
+export async function assertCurrentPassword(app: App, request: FastifyRequest, reply: FastifyReply, current: string, next: string, field: string): Promise<void> {
+  try {
+    await app.accounts.checkPassword(principalOf(request).user.username, current, request.ip, undefined, undefined, clientGone(reply.raw))
+  } catch (error) {
+    if (error instanceof InvalidCredentials) throw new ValidationFailed({ current_password: ['This is not your current password.'] })
+    throw error
+  }
+  if (next === current) throw new ValidationFailed({ [field]: ['Choose a password different from the current one.'] })
+}
+
+/** A new password ends every session of the account; the browser that set it gets a fresh one at once. */
+export async function keepBrowserSignedIn(app: App, request: FastifyRequest, reply: FastifyReply, user: User): Promise<void> {
+  if (principalOf(request).method === 'session') await startSession(app, request, reply, user)
+}
+
+/**
+ * What a user who is not a superuser may change of their own record through users/{id}/, as the platform lets them
+ * (django-ansible-base's can_change_user answers yes for request.user == obj), under me/'s and me/password/'s rules:
+ * names and e-mail address of a local account, and its password with the current one. A value sent as the record
+ * already has it is no change (the collection's user module sends the whole record); the username is not theirs to
+ * change, nor the superuser flag, and a directory or single sign-on account's details belong to its source.
+ */
+export async function assertOwnChange(app: App, request: FastifyRequest, reply: FastifyReply, user: User, input: OwnChange): Promise<void> {
+  const changed = (['username', 'email', 'first_name', 'last_name'] as const).filter((field) => input[field] !== undefined && input[field] !== serializeUser(user)[field])
+  if (input.is_superuser === true) throw new PermissionDenied(NOT_YOUR_FLAG)
+  if (user.source !== 'local' && (changed.length || input.password !== undefined)) {
+    throw new ManagedBySource(`Your details come from your ${user.source} account and are changed there.`)
+  }
+  if (changed.includes('username')) throw new PermissionDenied('Your username is changed by an administrator.')
+  if (changed.includes('email') && input.email && input.email.toLowerCase() !== user.email.toLowerCase()) await assertEmailFree(app, user, input.email)
+  if (input.password !== undefined) {
+    if (input.current_password === undefined) throw new ValidationFailed({ current_password: ['Enter your current password to change it.'] })
+    await assertCurrentPassword(app, request, reply, input.current_password, input.password, 'password')
+  }
+}
+
+export const NOT_YOUR_FLAG = 'You cannot make yourself a superuser.'
+
+/** The fields of a change to a user's own record that assertOwnChange weighs. */
+export interface OwnChange {
+  username?: string
+  email?: string
+  first_name?: string
+  last_name?: string
+  is_superuser?: boolean
+  password?: string
+  current_password?: string
 }
 
 /**

@@ -5,12 +5,13 @@ import { actorOf } from '../audit/actor.ts'
 import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import type { WrittenTogether } from '../directory/accounts.ts'
-import { NotFound, SelfLockout, ValidationFailed } from '../errors.ts'
+import { NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
 import type { Organization } from '../store/access.ts'
 import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
+import { assertOwnChange, keepBrowserSignedIn, NOT_YOUR_FLAG } from './me.ts'
 import { describeList, listOf, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { auditGiven } from './roles.ts'
@@ -45,8 +46,11 @@ const SHOWN_READ_ONLY = ['source', 'external', 'is_system_auditor', 'is_platform
 const NEW_USER_SHOWS = { source: 'local', external: false, is_system_auditor: false, is_platform_auditor: false, groups: [] }
 const createUserFields = userInput.partial().required({ username: true })
 const createUser = createUserFields.extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
-/** `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md). */
-const updateUser = userInput.extend({ revoke_tokens: z.boolean() }).partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
+/**
+ * `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md).
+ * `current_password`: with a new password of one's own, as a user who is not a superuser must give it (me/password/).
+ */
+const updateUser = userInput.extend({ revoke_tokens: z.boolean(), current_password: z.string() }).partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
 const replaceUser = updateUser.required({ username: true })
 const listUsers = listQuery(userFilterFields)
 
@@ -156,7 +160,8 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
 
 /**
  * /users/: each caller sees themselves, the superusers and the members of the organizations they see, as the
- * platform's visible_users shows them (superusers and auditors: everyone); only superusers write.
+ * platform's visible_users shows them (superusers and auditors: everyone); each changes their own record, only
+ * superusers the others'.
  */
 export function userRoutes(api: GatewayApi, app: App): void {
   api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
@@ -167,7 +172,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
 
   describeList(api, '/users/', {
     name: 'User List',
-    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; only superusers create, change and delete.',
+    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own; only superusers create, change others and delete.',
     create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: listOf('string'), last_login: 'datetime' }, allowed: (principal) => principal.user.isSuperuser },
   })
 
@@ -187,20 +192,34 @@ export function userRoutes(api: GatewayApi, app: App): void {
   for (const [method, body] of [['PATCH', updateUser], ['PUT', replaceUser]] as const) api.route({
     method,
     url: '/users/:id/',
-    config: { access: 'superuser' },
     schema: { params: idParam, body },
-    handler: async (request) => {
+    // Any user changes their own record, as on the platform; only a superuser changes another's or makes anyone a
+    // superuser. Judged before the body is, as the superusers' routes judge the caller first (assertOwnChange judges
+    // the flag again as the body reads, whatever its media type).
+    preValidation: async (request) => {
+      const caller = principalOf(request).user
+      if (caller.isSuperuser) return
+      if (String((request.params as { id?: unknown }).id) !== String(caller.id)) throw new PermissionDenied()
+      if ((request.body as { is_superuser?: unknown } | null)?.is_superuser === true) throw new PermissionDenied(NOT_YOUR_FLAG)
+    },
+    handler: async (request, reply) => {
       const { id } = request.params
       const input = request.body
+      const caller = principalOf(request).user
+      const own = id === caller.id
       const target = await app.accounts.require(id)
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
+      if (!caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)
       if (input.password !== undefined && target.source !== 'local') {
         throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
       }
       if (input.revoke_tokens !== undefined && typeof input.password !== 'string') {
         throw new ValidationFailed({ revoke_tokens: ['Give it together with a new password.'] })
       }
-      if (id === principalOf(request).user.id && (input.is_active === false || input.is_superuser === false)) {
+      if (input.current_password !== undefined && (typeof input.password !== 'string' || !own)) {
+        throw new ValidationFailed({ current_password: ['Give it together with a new password of your own.'] })
+      }
+      if (own && (input.is_active === false || (input.is_superuser === false && caller.isSuperuser))) {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
       const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
@@ -209,6 +228,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       const passwordSet = user.passwordHash === target.passwordHash ? undefined : input.password
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })
       await auditGiven(app, request, 'user', memberships.given())
+      if (own && passwordSet !== undefined) await keepBrowserSignedIn(app, request, reply, user)
       return serializeUser(user)
     },
   })

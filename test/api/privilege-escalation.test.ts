@@ -44,7 +44,9 @@ describe('privilege escalation through the gateway API', () => {
       for (const body of [{ is_superuser: true }, { is_system_auditor: true }, { is_platform_auditor: true }, { username: 'admin' }]) {
         for (const method of ['PATCH', 'PUT']) {
           const own = await call(gw, method, `users/${me}/`, { username: who, ...body }, auth)
-          assert.ok([400, 403].includes(own.status), `${who} ${method} own ${JSON.stringify(body)}: ${own.status}`)
+          // Everyone changes their own record (as on the platform); an auditor sending the flag they hold changes nothing.
+          const holds = who === 'auditor' && ('is_system_auditor' in body || 'is_platform_auditor' in body)
+          assert.ok(holds ? own.status === 200 : [400, 403].includes(own.status), `${who} ${method} own ${JSON.stringify(body)}: ${own.status}`)
         }
       }
       for (const body of [{ password: 'a-new-password-long' }, { email: 'x@example.com' }, { is_active: false }]) {
