@@ -164,7 +164,7 @@ function passwordForm(user) {
     h('h2', { id: 'password-heading' }, 'Set password'),
     // Names the account the new password is for: without it, a password manager offers to save it as the signed-in
     // administrator's own.
-    h('input', { type: 'text', name: 'username', autocomplete: 'username', value: user.username, readonly: true, hidden: true }),
+    h('input', { type: 'text', name: 'username', autocomplete: 'username', 'aria-label': 'Username', value: user.username, readonly: true, hidden: true }),
     field({ label: 'New password', name: 'password', type: 'password', autocomplete: 'new-password', help: 'The user\'s sessions end and basic credentials with the old password stop working.' }),
     field({ label: 'Also revoke the user\'s personal tokens', name: 'revoke_tokens', type: 'checkbox', value: false }),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Set password'))))
