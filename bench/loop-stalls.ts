@@ -11,7 +11,8 @@ import { constants, PerformanceObserver } from 'node:perf_hooks'
 const STALL_MS = 5
 const file = process.env.LOOP_STALLS_FILE!
 
-interface Counts {
+/** What a gateway counted between two signals. */
+export interface LoopStalls {
   stalls: number
   stalledMs: number
   /** Of the stalled time: the thread running (JavaScript, or a pause of the collector), waiting for a CPU, asleep. */
@@ -26,7 +27,7 @@ interface Counts {
   majorMaxMs: number
 }
 
-const fresh = (): Counts => ({ stalls: 0, stalledMs: 0, runningMs: 0, queuedMs: 0, asleepMs: 0, withGc: 0, scavenges: 0, scavengeMaxMs: 0, majors: 0, majorMaxMs: 0 })
+const fresh = (): LoopStalls => ({ stalls: 0, stalledMs: 0, runningMs: 0, queuedMs: 0, asleepMs: 0, withGc: 0, scavenges: 0, scavengeMaxMs: 0, majors: 0, majorMaxMs: 0 })
 let counts = fresh()
 /** Since the last signal, each stall's and each collection's [start, end]: a collection is reported after it ended. */
 let stalled: [number, number][] = []

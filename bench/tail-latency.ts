@@ -3,7 +3,7 @@
  * proxy_pass and the bare Node proxy (bench/bare-proxy.ts), all in front of the same nginx upstream answering a tiny
  * JSON body, as `npm run bench` sets its proxy rows up. Each round measures every target in turn with wrk -t1 -c50
  * paced at TAIL_RATE requests/s (default 2,000, as the bench's paced column) and then flat out; each figure is the
- * median of its rounds. `credential` is basic (default), session, token or public.
+ * median of its rounds. `credential` is basic (default), token (a personal token) or public (a public path).
  * TAIL_BASELINE=<checkout> runs a second gateway from another checkout (the code before a change, say), measured in
  * the same rounds, alternating with this one; TAIL_NODE_OPTIONS and TAIL_BASELINE_NODE_OPTIONS are each gateway's
  * NODE_OPTIONS (Node flags to try). Prints one table of p50, p90, p99 and requests/s, and with TAIL_STALLS=1 one of
@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort, proxyServer, startNginx, tinyJsonServer } from '../test/helpers/nginx.ts'
 import { startChild, startGateway } from './gateway-child.ts'
+import type { LoopStalls } from './loop-stalls.ts'
 
 const root = new URL('../', import.meta.url).pathname
 const seconds = Number(process.argv[2] ?? 5)
@@ -51,27 +52,13 @@ function wrk(url: string, headers: Record<string, string>, duration: number, dir
   return { p50: percentile(50), p90: percentile(90), p99: percentile(99), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]) }
 }
 
-/** What bench/loop-stalls.ts counted. */
-interface Stalls {
-  stalls: number
-  stalledMs: number
-  runningMs: number
-  queuedMs: number
-  asleepMs: number
-  withGc: number
-  scavenges: number
-  scavengeMaxMs: number
-  majors: number
-  majorMaxMs: number
-}
-
 /** The gateway's counts since the last call (it writes them on SIGUSR2, and starts afresh). */
-async function stallsSince(gateway: { child: ChildProcess; stallsFile: string }): Promise<Stalls> {
+async function stallsSince(gateway: { child: ChildProcess; stallsFile: string }): Promise<LoopStalls> {
   rmSync(gateway.stallsFile, { force: true })
   gateway.child.kill('SIGUSR2')
   for (let waited = 0; waited < 10_000; waited += 50) {
     try {
-      return JSON.parse(readFileSync(gateway.stallsFile, 'utf8')) as Stalls
+      return JSON.parse(readFileSync(gateway.stallsFile, 'utf8')) as LoopStalls
     } catch {
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
@@ -94,15 +81,7 @@ async function credentialHeaders(gateway: string): Promise<Record<string, string
     const { token } = (await (await fetch(`${gateway}/api/gateway/v1/tokens/`, { method: 'POST', headers: basic })).json()) as { token: string }
     return { Authorization: `Bearer ${token}` }
   }
-  const page = await fetch(`${gateway}/api/gateway/v1/login/`)
-  const csrf = /csrftoken=([^;]+)/.exec(page.headers.get('set-cookie') ?? '')![1]!
-  const response = await fetch(`${gateway}/api/gateway/v1/login/`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrftoken': csrf, cookie: `csrftoken=${csrf}`, referer: `${gateway}/api/gateway/v1/login/` },
-    body: new URLSearchParams({ username: 'admin', password }),
-  })
-  return { Cookie: `gateway_sessionid=${/gateway_sessionid=([^;]+)/.exec(response.headers.getSetCookie().join('\n'))![1]}` }
+  throw new Error(`unknown credential ${credential}: basic, token or public`)
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-tail-'))
@@ -135,7 +114,7 @@ try {
     const gateway = url.replace(/\/$/, '')
     targets.push({ name: `Gatehouse, ${name}, ${credential}`, url: `${gateway}${credential === 'public' ? ping : hosts}`, headers: await credentialHeaders(gateway), gateway: { child, stallsFile } })
   }
-  const runs = targets.map(() => ({ paced: [] as Figures[], flat: [] as Figures[], stalls: [] as Stalls[] }))
+  const runs = targets.map(() => ({ paced: [] as Figures[], flat: [] as Figures[], stalls: [] as LoopStalls[] }))
   for (const target of targets) wrk(target.url, target.headers, 2, dir, false)
   for (let round = 0; round < rounds; round++) {
     // The gateways swap places every round, so that neither always follows the same target.
@@ -165,7 +144,7 @@ try {
     lines.push('', `| event loop, paced runs (medians per run of ${seconds} s) | turns over 5 ms | their ms | running | waiting for a CPU | asleep | with a collection | scavenges | longest scavenge ms | major collections | longest major ms |`, '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     targets.forEach(({ name, gateway }, i) => {
       if (!gateway) return
-      const of = (pick: (counts: Stalls) => number, digits = 0) => median(runs[i]!.stalls.map(pick)).toFixed(digits)
+      const of = (pick: (counts: LoopStalls) => number, digits = 0) => median(runs[i]!.stalls.map(pick)).toFixed(digits)
       lines.push(`| ${name} | ${of((c) => c.stalls)} | ${of((c) => c.stalledMs)} | ${of((c) => c.runningMs)} | ${of((c) => c.queuedMs)} | ${of((c) => c.asleepMs)} | ${of((c) => c.withGc)} | ${of((c) => c.scavenges)} | ${of((c) => c.scavengeMaxMs, 1)} | ${of((c) => c.majors)} | ${of((c) => c.majorMaxMs, 1)} |`)
     })
   }
