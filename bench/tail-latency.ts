@@ -150,6 +150,11 @@ try {
   }
   process.stdout.write(lines.join('\n') + '\n')
 } finally {
-  for (const child of children) child.kill('SIGTERM')
+  // Each process gone before its directory is: nginx writes its logs there until it exits.
+  await Promise.all(children.map((child) => new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve(undefined)
+    child.once('exit', resolve)
+    child.kill('SIGTERM')
+  })))
   rmSync(dir, { recursive: true, force: true })
 }
