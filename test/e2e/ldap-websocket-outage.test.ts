@@ -22,9 +22,11 @@ async function refused(gw: TestGateway, headers: Record<string, string>): Promis
   return { status: response.statusCode, code: JSON.parse(text).code }
 }
 
-/** The close code and reason the client is sent, within `ms`. */
-async function closedWithin(ws: WebSocket, ms: number): Promise<{ code: number; reason: string }> {
+/** The close code and reason the client is sent, within `ms` of `after` having been done. */
+async function closedAfter(ws: WebSocket, after: () => Promise<void>, ms: number): Promise<{ code: number; reason: string }> {
+  // Listened for first: the socket may close while `after` is still under way.
   const closed = once(ws, 'close').then(([code, reason]) => ({ code: code as number, reason: String(reason) }))
+  await after()
   const late = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still open after ${ms} ms`)), ms).unref())
   return Promise.race([closed, late])
 }
@@ -51,9 +53,8 @@ describe('a WebSocket opened with directory Basic credentials while the director
     const auth = { authorization: basic('alice', PASSWORDS.alice!) }
     const ws = await open(gw, auth)
     ws.on('error', () => undefined)
-    await directory.stop()
     try {
-      const { code, reason } = await closedWithin(ws, 20_000)
+      const { code, reason } = await closedAfter(ws, () => directory.stop(), 20_000)
       assert.deepEqual({ code, reason }, { code: 1013, reason: 'directory unavailable' })
       const again = await refused(gw, auth)
       assert.deepEqual(again, { status: 503, code: 'directory_unavailable' })
