@@ -53,7 +53,7 @@ export const LdapSchema = z.object({
   user_search: z.object({
     base: dn.describe('Where users are searched, e.g. ou=people,dc=example,dc=com.'),
     filter: filterTemplate(['username'], '(uid={username})').default('(uid={username})')
-      .describe('Filter finding one user; `{username}` is replaced by the typed username, escaped (RFC 4515).'),
+      .describe('Filter finding one user; `{username}` is replaced by the typed username, escaped (RFC 4515). It must also find the entry by the username its account gets (`attributes.username`): the account check searches so.'),
     scope,
   }).strict().describe('How to find a user\'s entry.'),
   attributes: z.object({

@@ -6,7 +6,7 @@ import type { ConnectionOptions } from 'node:tls'
 import type { BerReader, Client, Control, Entry } from 'ldapts'
 import { ConfigError } from '../config/load.ts'
 import { ldapts, type LdapConfig } from '../config/ldap.ts'
-import { AccountDisabled, AccountExpired, AccountSourceConflict, DirectoryUnavailable, GatehouseError, InvalidCredentials, PasswordChangeRequired, PasswordExpired, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, AccountSourceConflict, DirectoryUnavailable, DirectoryUsernameInvalid, GatehouseError, InvalidCredentials, PasswordChangeRequired, PasswordExpired, ValidationFailed } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { INVALID_USERNAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
@@ -20,6 +20,12 @@ export interface DirectoryLookup {
   user: DirectoryUser | undefined
   /** Whether the directory accepted the password; undefined when none was given or no user was found. */
   passwordValid: boolean | undefined
+  /**
+   * Whether the user filter finds the same entry by the username its account gets (`attributes.username`), as the
+   * account check and every look-up of that name search for it: true when the name asked for is that username in any
+   * letter case, and when no user was found.
+   */
+  foundByUsername: boolean
 }
 
 /**
@@ -72,10 +78,12 @@ export class LdapDirectory {
     return this.#withinDeadline(async (connections) => {
       const { client, server } = await this.#connect(connections)
       const entry = await this.#findUser(client, username)
-      if (!entry) return { server, user: undefined, passwordValid: undefined }
+      if (!entry) return { server, user: undefined, passwordValid: undefined, foundByUsername: true }
       const user = await this.#describe(client, entry)
+      // Before the bind as the user, whose rights may not reach the search.
+      const foundByUsername = user.username.toLowerCase() === username.toLowerCase() || await this.#findsAgain(client, user.username, entry)
       const passwordValid = password === undefined ? undefined : await this.#bindAs(client, entry.dn, password)
-      return { server, user, passwordValid }
+      return { server, user, passwordValid, foundByUsername }
     })
   }
 
@@ -189,6 +197,16 @@ export class LdapDirectory {
       if (error instanceof ldapts().SizeLimitExceededError) return undefined
       throw error
     }
+  }
+
+  /**
+   * Whether the user filter, given `username`, finds `entry` and no other. A username no account may have is left to
+   * be refused as such (`directory_username_invalid`, ldap-sync.ts).
+   */
+  async #findsAgain(client: Client, username: string, entry: Entry): Promise<boolean> {
+    if (!USERNAME_PATTERN.test(username)) return true
+    const again = await this.#findUser(client, username)
+    return again !== undefined && normalizeDn(again.dn) === normalizeDn(entry.dn)
   }
 
   async #describe(client: Client, entry: Entry): Promise<DirectoryUser> {
@@ -326,6 +344,8 @@ const GROUP_PAGE_SIZE = 200
 /** How long a finished lookup's turn waits for its connections to close. */
 const UNBIND_WAIT_MS = 1000
 
+const NOT_FOUND_BY_USERNAME = 'The directory entry\'s username (ldap.attributes.username) does not find the entry with ldap.user_search.filter, which Gatehouse searches with to check that the entry is still there.'
+
 const SSO_HOLDS_NAME = 'This username belongs to a single sign-on account; an administrator must rename or delete it before you can sign in from the directory.'
 
 export type AfterDirectoryLogin = (account: User, found: DirectoryUser) => Promise<unknown>
@@ -393,7 +413,7 @@ export class LdapPasswords implements PasswordSource {
     if (existing && existing.source !== 'ldap' && existing.source !== 'sso') return NOT_MINE
     // After the local account's turn: a local password may be all spaces, a directory one is never sent so.
     if (isBlank(password)) throw new InvalidCredentials()
-    const { user, passwordValid } = await this.#directory.lookup(username, password)
+    const { user, passwordValid, foundByUsername } = await this.#directory.lookup(username, password)
     if (!user) return NOT_MINE
     // The directory matches names without regard to case, so `ADMIN` finds the entry `admin`: when that name is a
     // local account's, the login is one as that account in another spelling, answered as under its own (the local
@@ -403,6 +423,9 @@ export class LdapPasswords implements PasswordSource {
       if (owner?.source === 'local') return NOT_MINE
     }
     if (!passwordValid) throw new InvalidCredentials()
+    // A user filter that finds the entry by the name typed (`(mail={username})`) but not by the account's username
+    // (`uid`): the account check would look for the entry as `(mail=alice)`, find nobody, and disable the account.
+    if (!foundByUsername) throw new DirectoryUsernameInvalid(NOT_FOUND_BY_USERNAME)
     if (existing && existing.source !== 'ldap') throw new AccountSourceConflict(SSO_HOLDS_NAME)
     const account = await syncDirectoryAccount(this.#store, this.#accounts, user)
     await this.#afterSync?.(account, user)

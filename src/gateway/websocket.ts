@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import type { CsrfPolicy } from '../auth/csrf.ts'
 import type { Principal } from '../auth/principal.ts'
-import { DatabaseUnavailable, InvalidUpgrade, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
+import { DatabaseUnavailable, DirectoryUnavailable, InvalidUpgrade, PasswordChecksBusy, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
 import { assignRequestId } from '../http/request-id.ts'
@@ -44,12 +44,15 @@ const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const KEPT_WHILE_WAITING = 64 * 1024
 /**
  * The close code and reason (RFC 6455 §7.4) both ends are sent when the gateway closes a socket itself: 1008 (policy
- * violation) when the credential no longer lets it in, 1013 (try again later) during a database outage, as its
- * reconnection is answered 503 until the database is back, 1001 (going away) for shutdown and a quiet socket.
+ * violation) when the credential no longer lets it in, 1013 (try again later) when it cannot be checked now (a
+ * database outage, a directory that does not answer, every password check busy), as its reconnection is answered 503
+ * meanwhile, 1001 (going away) for shutdown and a quiet socket.
  */
 const CLOSE_CODES: Readonly<Record<string, { code: number; reason: string }>> = {
   credential_revoked: { code: 1008, reason: 'credential revoked' },
   database_unavailable: { code: 1013, reason: 'database unavailable' },
+  directory_unavailable: { code: 1013, reason: 'directory unavailable' },
+  password_checks_busy: { code: 1013, reason: 'password checks busy' },
   shutdown: { code: 1001, reason: 'shutting down' },
   idle: { code: 1001, reason: 'idle timeout' },
 }
@@ -308,9 +311,8 @@ export class WebSocketTunnels {
         this.#again = false
         this.#checkedAt = performance.now()
         await Promise.all([...this.#open].map(async (tunnel) => {
-          // An outage is not a revocation, but past auth.max_stale_seconds a revocation could not be heard of: fail closed.
           const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error }))
-          if (!decision.granted) tunnel.close(decision.refusal instanceof DatabaseUnavailable ? 'database_unavailable' : 'credential_revoked')
+          if (!decision.granted) tunnel.close(closeReasonOf(decision.refusal))
           else if (decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
         }))
       } while (this.#again)
@@ -318,6 +320,20 @@ export class WebSocketTunnels {
       this.#checking = false
     }
   }
+}
+
+/**
+ * Why a socket whose request is refused now is closed. A check that cannot be made now is not a revocation, but the
+ * socket is not kept on trust either (past auth.max_stale_seconds a revocation could not be heard of; a directory
+ * that does not answer cannot say the password still holds): it is closed as one to try again later, as its
+ * reconnection is answered 503 until the check can be made, rather than as a revoked credential, which a client may
+ * take for a reason to stop trying.
+ */
+function closeReasonOf(refusal: unknown): string {
+  if (refusal instanceof DatabaseUnavailable) return 'database_unavailable'
+  if (refusal instanceof DirectoryUnavailable) return 'directory_unavailable'
+  if (refusal instanceof PasswordChecksBusy) return 'password_checks_busy'
+  return 'credential_revoked'
 }
 
 /**

@@ -96,7 +96,7 @@ describe('LDAP directory lookups', () => {
 
   it('answers no user for a name the directory does not have, and leaves unmapped flags undefined', async () => {
     const ldap = new LdapDirectory(ldapConfig({ superuser_groups: [], auditor_groups: [], named_groups: {} }))
-    assert.deepEqual(await ldap.lookup('nobody', 'whatever'), { server: directory.url, user: undefined, passwordValid: undefined })
+    assert.deepEqual(await ldap.lookup('nobody', 'whatever'), { server: directory.url, user: undefined, passwordValid: undefined, foundByUsername: true })
     const carol = await ldap.lookup('carol')
     assert.equal(carol.passwordValid, undefined)
     assert.equal(carol.user?.isSuperuser, undefined)
