@@ -23,6 +23,8 @@ import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
+// @ts-expect-error: oidc-provider declares types for its entry point only; this is the `interactionPolicy` it exports.
+import * as interactionPolicy from 'oidc-provider/lib/helpers/interaction_policy/index.js'
 import { accountAction, interactionPolicyWithActions, KC_ACTION_DESCRIPTION, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
 import epochTime, { setProviderClock, useProviderClock } from './provider-clock.ts'
 import { DEVICE_CODE_GRANT, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
@@ -271,7 +273,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       if (user) checkClientAccess!(ctx, ctx.oidc.client!.clientId, user)
       return grantWithoutConsent(ctx, resource, scopes)
     },
-    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: interactionPolicyWithActions() },
+    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: acceptingSelectAccount(interactionPolicyWithActions()) },
     // keycloak-js `login({ action })` (app-initiated-actions.ts). `prompt`'s entry is no parameter of its own: it is
     // the step that answers `prompt=none` from the gateway session (`silentSignIn`).
     extraParams: { [KC_ACTION_PARAMETER]: null, prompt: silentSignIn(checkClientAccess) },
@@ -359,6 +361,22 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
     // decides what each is sent: an admin URL stands in for it, and is sent only the admin call (admin-url.ts).
     ...(client.backchannel_logout_uri ?? client.admin_url ? { backchannel_logout_uri: client.backchannel_logout_uri ?? client.admin_url } : {}),
   }
+}
+
+/**
+ * `prompt=select_account` (OpenID Connect Core §3.1.2.1), which oidc-provider refuses as a value no prompt of its
+ * policy can be asked for by. Keycloak accepts it and, a browser holding one account's session only
+ * (keycloak/keycloak#42064), asks nothing for it: its cookie authenticator signs a browser with a session in without
+ * the form, since only `prompt=login` and `max_age` require it to log in again (OIDCLoginProtocol
+ * `requireReauthentication`). So here: a requestable prompt without a single check, which is never pending, and
+ * leaves the login to the login prompt's own checks (a browser without a session gets the form).
+ */
+function acceptingSelectAccount<Policy extends unknown[]>(policy: Policy): Policy {
+  const selectAccount = new interactionPolicy.Prompt({ name: 'select_account', requestable: true })
+  // A requestable prompt gets a check that its value was asked for: that one would show a page for it.
+  selectAccount.checks.clear()
+  policy.push(selectAccount)
+  return policy
 }
 
 /**
