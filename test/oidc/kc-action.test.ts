@@ -104,6 +104,16 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     }
   }
 
+  /** Asks for UPDATE_PASSWORD in a browser whose login is too old: the login page first, naming alice, then the page. */
+  async function reauthenticatedForUpdate(browser: Browser): Promise<void> {
+    const stale = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.equal(isUpdatePasswordPage(stale), false)
+    assert.match(stale.body, /Please re-authenticate to continue\./)
+    assert.equal(parseForm(stale.body).fields.username, 'alice')
+    const update = await browser.submit(stale, { password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(update))
+  }
+
   /** Signs alice in to the application with her password, as keycloak-js does without an action. */
   async function logInAtRealm(browser: Browser): Promise<void> {
     const signedIn = await browser.submit(await browser.navigate(keycloakJsLogin(gw, undefined).url), { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
@@ -399,14 +409,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.equal(answerOf(cancelled.stoppedAt).get('kc_action_status'), 'cancelled')
 
     // Past Keycloak's five minutes since the password: its realm session, and the gateway session its login opened.
-    await withClockAhead(600, async () => {
-      const stale = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
-      assert.equal(isUpdatePasswordPage(stale), false)
-      assert.match(stale.body, /Please re-authenticate to continue\./)
-      assert.equal(parseForm(stale.body).fields.username, 'alice')
-      const update = await browser.submit(stale, { password: OLD_PASSWORD }, { stopBefore: toApplication })
-      assert.ok(isUpdatePasswordPage(update))
-    })
+    await withClockAhead(600, () => reauthenticatedForUpdate(browser))
   })
 
   it('a current password the policy now refuses is answered for the policy, as a wrong guess as long is: the page tells no one whether it is right', async () => {
@@ -554,14 +557,7 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
       await browser.submit(profile, { 'cancel-aia': 'true' }, { stopBefore: toApplication })
     })
     // Some three minutes more: the action answered without the password made that login no more recent.
-    await withClockAhead(400, async () => {
-      const stale = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
-      assert.equal(isUpdatePasswordPage(stale), false)
-      assert.match(stale.body, /Please re-authenticate to continue\./)
-      assert.equal(parseForm(stale.body).fields.username, 'alice')
-      const update = await browser.submit(stale, { password: OLD_PASSWORD }, { stopBefore: toApplication })
-      assert.ok(isUpdatePasswordPage(update))
-    })
+    await withClockAhead(400, () => reauthenticatedForUpdate(browser))
 
     // Nor is a browser signed in only at the gateway that long ago.
     const gatewayOnly = await signedInAtGateway()
