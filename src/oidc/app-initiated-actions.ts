@@ -28,9 +28,9 @@ export interface KcActionOutcome {
 export const KC_ACTION_RESULT = 'kcAction'
 
 /**
- * Keycloak's "Maximum Age of Authentication" of its required actions (Constants.KC_ACTION_MAX_AGE): a browser
- * signed in at the realm longer ago than this is asked for its password again before it may perform an action (every
- * required action has it, the profile update too).
+ * Keycloak's "Maximum Age of Authentication" of its required actions (Constants.KC_ACTION_MAX_AGE): a browser whose
+ * person typed their password longer ago than this, at the realm or at the gateway, is asked for it again before it
+ * may perform an action (every required action has it, the profile update too).
  */
 export const KC_ACTION_MAX_AUTH_AGE_SECONDS = 300
 
@@ -73,9 +73,9 @@ export function interactionPolicyWithActions() {
     (ctx: KoaContextWithOIDC) => AUTHORIZATION_ROUTES.has(ctx.oidc.route) &&
       accountAction(ctx.oidc.params as Record<string, unknown>) !== undefined &&
       (ctx.oidc.result as Record<string, unknown> | undefined)?.[KC_ACTION_RESULT] === undefined,
-    // When the realm session was signed in, and whether by the password (acr "1") or by the gateway session (the
-    // login step asks for the password past the maximum age, or when it was not typed at the realm).
-    (ctx: KoaContextWithOIDC) => ({ auth_time: ctx.oidc.session?.authTime(), acr: ctx.oidc.session?.acr }),
+    // When the realm session's person typed their password, at the realm or at the gateway whose session signed it
+    // in: the login step asks for it again past the action's maximum age.
+    (ctx: KoaContextWithOIDC) => ({ auth_time: ctx.oidc.session?.authTime() }),
   ))
   return policy
 }

@@ -63,8 +63,8 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
   if (request.method !== 'POST') {
     if (action) {
       const signedIn = await signedInForAction(app, realm, details, request)
-      if (signedIn && (signedIn.recent || signedIn.user.source !== 'local')) {
-        return beginAction(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, action)
+      if (signedIn && (signedInWithin(signedIn.signedInAt, KC_ACTION_MAX_AUTH_AGE_SECONDS) || signedIn.user.source !== 'local')) {
+        return beginAction(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, action, signedIn.signedInAt)
       }
       if (signedIn) return html(reply, 200, renderLoginPage({ ...page, username: signedIn.user.username, error: REAUTHENTICATE_MESSAGE }))
     }
@@ -120,23 +120,29 @@ interface LoginUnderWay {
 }
 
 /**
- * Who is signed in already when an authorization asks for an action, and whether they typed their password
- * at the realm within the action's maximum age (Keycloak asks for it again past that): the realm session's user,
- * or, without one, the gateway session's, whose password's time the realm does not know. Undefined when the login must be
+ * Who is signed in already when an authorization asks for an action, and when they typed their password (epoch ms),
+ * which Keycloak compares with the action's maximum age (OIDCLoginProtocol `isReAuthRequiredForKcAction`, the user
+ * session's AUTH_TIME): the realm session's user and login time, or, without one, the gateway session's user and
+ * sign-in time, as `prompt=none` and `max_age` compare them (provider.ts `gatewaySessionAnswers`). A realm session
+ * the gateway session signed in took that session's sign-in time as its login time, and an action answered without
+ * the password keeps it (`beginAction`), so either is the time of the password. Undefined when the login must be
  * asked for anyway (none of them, or the client asked for a fresh one).
  */
-async function signedInForAction(app: App, realm: Realm, interaction: Interaction, request: FastifyRequest): Promise<{ user: User; gatewaySession: string | undefined; recent: boolean } | undefined> {
+async function signedInForAction(app: App, realm: Realm, interaction: Interaction, request: FastifyRequest): Promise<GatewaySignIn | undefined> {
   const others = interaction.prompt.reasons.filter((reason) => reason !== KC_ACTION_REASON)
   const gateway = others.length === 0 || (others.length === 1 && others[0] === 'no_session') ? await gatewaySessionUser(app, realm, request) : undefined
   if (others.length === 0) {
     const user = await app.accounts.get(Number(interaction.session?.accountId))
-    const { auth_time: authTime, acr } = interaction.prompt.details
+    const { auth_time: authTime } = interaction.prompt.details
     if (!user?.isActive) return undefined
-    // A realm session the gateway session signed in says nothing of when the password was typed.
-    const recent = acr === LOGIN_FORM && typeof authTime === 'number' && providerNow() / 1000 - authTime <= KC_ACTION_MAX_AUTH_AGE_SECONDS
-    return { user, gatewaySession: gateway?.user.id === user.id ? gateway.gatewaySession : undefined, recent }
+    return { user, gatewaySession: gateway?.user.id === user.id ? gateway.gatewaySession : undefined, signedInAt: typeof authTime === 'number' ? authTime * 1000 : undefined }
   }
-  return gateway && { ...gateway, recent: false }
+  return gateway
+}
+
+/** Whether a sign-in (epoch ms, in the database's clock) was within the last `seconds`; one of unknown time was not. */
+function signedInWithin(signedInAt: number | undefined, seconds: number): boolean {
+  return signedInAt !== undefined && providerNow() - signedInAt <= seconds * 1000
 }
 
 /** Keycloak's message (`reauthenticate`) on the login page before an action that needs a recent login. */
@@ -157,6 +163,11 @@ interface PendingUpdate {
   accountId: string
   acr: LoginAcr
   gatewaySession?: string | undefined
+  /**
+   * When the person typed their password (epoch ms), when it was before this login: the login it finishes keeps it,
+   * unless it sets a new password.
+   */
+  signedInAt?: number | undefined
   formSecret: string
   /**
    * When the form was shown (ms), in this process's view of the database's clock, which not-befores are taken in: never
@@ -179,12 +190,12 @@ function pendingUpdate(interaction: Interaction): PendingUpdate | undefined {
  * its source's to change, so, as Keycloak answers an action that does not apply to the user, the authorization goes on
  * at once with `kc_action_status=error`.
  */
-async function beginAction(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr, action: AccountAction): Promise<FastifyReply> {
+async function beginAction(app: App, realm: Realm, login: LoginUnderWay, provider: Provider, request: FastifyRequest, reply: FastifyReply, user: User, gatewaySession: string | undefined, acr: LoginAcr, action: AccountAction, signedInAt?: number): Promise<FastifyReply> {
   // Someone the client's access rules refuse gets the refusal (finishLogin), not a form first.
   if (user.source !== 'local' || app.clientAccess(realm.name, login.clientId, user, request.ip)) {
-    return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action, status: 'error' })
+    return finishLogin(app, realm, login, provider, request, reply, user, gatewaySession, acr, { action, status: 'error' }, signedInAt)
   }
-  const pending: PendingUpdate = { action, accountId: String(user.id), acr, gatewaySession, formSecret: randomBytes(32).toString('base64url'), shownAt: app.bus.clock.now() }
+  const pending: PendingUpdate = { action, accountId: String(user.id), acr, gatewaySession, signedInAt, formSecret: randomBytes(32).toString('base64url'), shownAt: app.bus.clock.now() }
   await saveResult(login.interaction, { [PENDING_UPDATE]: pending })
   return html(reply, 200, actionPage(realm, login, pending, user))
 }
@@ -304,7 +315,7 @@ async function judgeAction(app: App, realm: Realm, login: LoginUnderWay, provide
   if (app.bus.clock.now() - pending.shownAt > ACTION_FORM_MS) return expired(reply)
   if (!form) return html(reply, 200, actionPage(realm, login, pending, user))
   if (!sameSecret(form.get(FORM_SECRET_FIELD) ?? '', pending.formSecret)) return html(reply, 403, actionPage(realm, login, pending, user, [FORM_EXPIRED_MESSAGE[pending.action]]))
-  if (form.has(CANCEL_FIELD)) return finishLogin(app, realm, login, provider, request, reply, user, pending.gatewaySession, pending.acr, { action: pending.action, status: 'cancelled' })
+  if (form.has(CANCEL_FIELD)) return finishLogin(app, realm, login, provider, request, reply, user, pending.gatewaySession, pending.acr, { action: pending.action, status: 'cancelled' }, pending.signedInAt)
   const answer = { app, realm, login, provider, request, reply, pending, user, form }
   return pending.action === UPDATE_PROFILE ? updateProfile(answer) : updatePassword(answer)
 }
@@ -356,6 +367,7 @@ async function updatePassword({ app, realm, login, provider, request, reply, pen
   }
   app.audit.change({ userId: user.id, username: user.username, address: request.ip, method: 'oidc' }, 'update', auditedUser(updated), passwordMark('', 'old'), passwordMark(newPassword, 'new'))
   const gatewaySession = await openGatewaySession(app, request, reply, updated)
+  // Signed in afresh, with the new password: a login time from before it would be one the password change ended.
   return finishLogin(app, realm, login, provider, request, reply, updated, gatewaySession, pending.acr, { action: UPDATE_PASSWORD, status: 'success' })
 }
 
@@ -387,7 +399,7 @@ async function updateProfile({ app, realm, login, provider, request, reply, pend
   if (problems.length) return html(reply, 400, actionPage(realm, login, pending, user, problems, sent))
   const updated = await app.accounts.update(user.id, { email: sent.email, firstName: sent.firstName, lastName: sent.lastName })
   app.audit.change({ userId: user.id, username: user.username, address: request.ip, method: 'oidc' }, 'update', auditedUser(updated), serializeUser(user), serializeUser(updated))
-  return finishLogin(app, realm, login, provider, request, reply, updated, pending.gatewaySession, pending.acr, { action: UPDATE_PROFILE, status: 'success' })
+  return finishLogin(app, realm, login, provider, request, reply, updated, pending.gatewaySession, pending.acr, { action: UPDATE_PROFILE, status: 'success' }, pending.signedInAt)
 }
 
 /**

@@ -36,8 +36,11 @@ export interface KeycloakShapeOptions {
    * False when it is the live session of someone else than the realm session's `accountId`, which it leaves alone.
    */
   endGatewaySession(cookie: string, accountId: string | undefined): Promise<boolean>
-  /** Ends the realm browser session of this `uid` (its sign-ins' grants, the gateway session linked to it); false when none is live. */
-  endBrowserSession?: ((uid: string) => Promise<boolean>) | undefined
+  /**
+   * Ends the sign-in a `sid` of an account names: the realm browser session of that `uid` (its sign-ins' grants, the
+   * gateway session linked to it), or a password login; false when none is live.
+   */
+  endSignIn(sid: string, accountId: string | undefined): Promise<boolean>
   /** Keycloak's logout with a refresh token revoked this one (its grant with it): the session it was of ends (provider.ts). */
   loggedOutWithRefreshToken(token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void>
 }
@@ -520,13 +523,18 @@ export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): 
   ctx.type = 'html'
   const hint = ctx.oidc.params?.id_token_hint
   const session = ctx.oidc.session as unknown as { uid?: string; accountId?: string; state?: Record<string, unknown> } | undefined
-  const hintedSid = typeof hint === 'string' ? decodeJwt(hint).sid : undefined
+  const hinted = typeof hint === 'string' ? decodeJwt(hint) : undefined
+  const hintedSid = hinted?.sid
   const automatic = hintedSid !== undefined && session?.uid !== undefined && hintedSid === session.uid
     ? `<script>${SUBMIT_LOGOUT}</script>`
     : ''
-  // The hint names another session: that is the one the confirmation ends (provider.ts `endHintedSessionInstead`).
-  // Kept with the form's secret, in the browser's session that oidc-provider saves after this page.
-  if (typeof hintedSid === 'string' && hintedSid !== '' && !automatic && session?.accountId && session.state) session.state.hintedSession = hintedSid
+  // The hint names another session: that is the one the confirmation ends (provider.ts `endHintedSessionInstead`),
+  // with the account it is of, by which a password login's is found. Kept with the form's secret, in the browser's
+  // session that oidc-provider saves after this page.
+  if (typeof hintedSid === 'string' && hintedSid !== '' && !automatic && session?.accountId && session.state) {
+    session.state.hintedSession = hintedSid
+    session.state.hintedAccount = hinted?.sub
+  }
   ctx.body = simplePage('Log out', `<p>Do you want to log out?</p>${form}<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Log out</button>${automatic}`)
 }
 
@@ -537,9 +545,10 @@ export async function logoutConfirmPage(ctx: KoaContextWithOIDC, form: string): 
  * cookie, and would leave that one, and its refresh tokens, alive. oidc-provider has verified the hint's signature.
  */
 async function endHintedSession(oidc: KoaContextWithOIDC['oidc'], options: KeycloakShapeOptions): Promise<void> {
-  const hint = (oidc.entities as { IdTokenHint?: { payload?: { sid?: unknown } } }).IdTokenHint
+  const hint = (oidc.entities as { IdTokenHint?: { payload?: { sid?: unknown; sub?: unknown } } }).IdTokenHint
   const sid = hint?.payload?.sid
-  if (typeof sid === 'string' && sid !== '') await options.endBrowserSession?.(sid)
+  const sub = hint?.payload?.sub
+  if (typeof sid === 'string' && sid !== '') await options.endSignIn(sid, typeof sub === 'string' ? sub : undefined)
 }
 
 /**

@@ -23,8 +23,10 @@ import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
+// @ts-expect-error: oidc-provider declares types for its entry point only; this is the `interactionPolicy` it exports.
+import * as interactionPolicy from 'oidc-provider/lib/helpers/interaction_policy/index.js'
 import { accountAction, interactionPolicyWithActions, KC_ACTION_DESCRIPTION, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
-import epochTime, { setProviderClock, useProviderClock } from './provider-clock.ts'
+import epochTime, { providerNow, setProviderClock, useProviderClock } from './provider-clock.ts'
 import { DEVICE_CODE_GRANT, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
 
 /** How long a login under way (an interaction, an anonymous browser session) is kept: Keycloak's "Login timeout". */
@@ -58,8 +60,14 @@ export function loadProviderClass(clock: () => number): Promise<typeof Provider>
 
 type Middleware = (ctx: KoaContextWithOIDC, next: () => Promise<void>) => Promise<void>
 
-/** Each realm's `ProviderOptions.endBrowserSession`, for the step all realms' logout confirmations share. */
-const browserSessionEnds = new WeakMap<Provider, (uid: string) => Promise<boolean>>()
+/** Each realm's `endSignIn`, for the step all realms' logout confirmations share. */
+const signInEnds = new WeakMap<Provider, EndSignIn>()
+
+/**
+ * Ends the sign-in a Keycloak session id (`sid`) of an account names: a realm browser session, or a login no browser
+ * session holds (a password login); false when neither is live.
+ */
+type EndSignIn = (sid: string, accountId: string | undefined) => Promise<boolean>
 
 /**
  * The confirmed logout of a browser whose request named another of the realm's sessions (its `id_token_hint`, which
@@ -72,10 +80,10 @@ const browserSessionEnds = new WeakMap<Provider, (uid: string) => Promise<boolea
  */
 async function endHintedSessionInstead(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
   const { session } = ctx.oidc
-  const state = session?.state as { hintedSession?: unknown; postLogoutRedirectUri?: unknown; state?: unknown } | undefined
-  const endBrowserSession = browserSessionEnds.get(ctx.oidc.provider)
-  if (typeof state?.hintedSession !== 'string' || !endBrowserSession) return next()
-  await endBrowserSession(state.hintedSession)
+  const state = session?.state as { hintedSession?: unknown; hintedAccount?: unknown; postLogoutRedirectUri?: unknown; state?: unknown } | undefined
+  const endSignIn = signInEnds.get(ctx.oidc.provider)
+  if (typeof state?.hintedSession !== 'string' || !endSignIn) return next()
+  await endSignIn(state.hintedSession, typeof state.hintedAccount === 'string' ? state.hintedAccount : undefined)
   session!.state = undefined
   const back = new URL(typeof state.postLogoutRedirectUri === 'string' ? state.postLogoutRedirectUri : ctx.oidc.urlFor('end_session_success'))
   if (typeof state.postLogoutRedirectUri === 'string' && typeof state.state === 'string') back.searchParams.set('state', state.state)
@@ -271,7 +279,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       if (user) checkClientAccess!(ctx, ctx.oidc.client!.clientId, user)
       return grantWithoutConsent(ctx, resource, scopes)
     },
-    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: interactionPolicyWithActions() },
+    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: acceptingSelectAccount(interactionPolicyWithActions()) },
     // keycloak-js `login({ action })` (app-initiated-actions.ts). `prompt`'s entry is no parameter of its own: it is
     // the step that answers `prompt=none` from the gateway session (`silentSignIn`).
     extraParams: { [KC_ACTION_PARAMETER]: null, prompt: silentSignIn(checkClientAccess) },
@@ -283,7 +291,9 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   // Always behind Gatehouse, which passes the public URL's scheme and host as forwarding headers (routes.ts).
   provider.proxy = true
   secureAsTheGatewayJudges(provider)
-  if (options.endBrowserSession) browserSessionEnds.set(provider, options.endBrowserSession)
+  const endSignIn: EndSignIn = async (sid, accountId) =>
+    await options.endBrowserSession?.(sid) === true || (accountId !== undefined && await endPasswordLogin(options, sid, accountId))
+  signInEnds.set(provider, endSignIn)
   allowWildcardRedirects(provider, (clientId) => configured.has(clientId))
   spareIdTokenSignatures(provider)
   acrOfAuthorization(provider)
@@ -306,7 +316,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
-  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endBrowserSession: options.endBrowserSession, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token) }))
+  provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token) }))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
   provider.use(rememberAdapterSessions({ records: options.records, hasAdminUrl: (id) => configured.get(id)?.admin_url !== undefined, keptSeconds: Math.max(realm.sso_session_max_seconds, realm.offline_session_max_seconds) }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's
@@ -359,6 +369,22 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
     // decides what each is sent: an admin URL stands in for it, and is sent only the admin call (admin-url.ts).
     ...(client.backchannel_logout_uri ?? client.admin_url ? { backchannel_logout_uri: client.backchannel_logout_uri ?? client.admin_url } : {}),
   }
+}
+
+/**
+ * `prompt=select_account` (OpenID Connect Core §3.1.2.1), which oidc-provider refuses as a value no prompt of its
+ * policy can be asked for by. Keycloak accepts it and, a browser holding one account's session only
+ * (keycloak/keycloak#42064), asks nothing for it: its cookie authenticator signs a browser with a session in without
+ * the form, since only `prompt=login` and `max_age` require it to log in again (OIDCLoginProtocol
+ * `requireReauthentication`). So here: a requestable prompt without a single check, which is never pending, and
+ * leaves the login to the login prompt's own checks (a browser without a session gets the form).
+ */
+function acceptingSelectAccount<Policy extends unknown[]>(policy: Policy): Policy {
+  const selectAccount = new interactionPolicy.Prompt({ name: 'select_account', requestable: true })
+  // A requestable prompt gets a check that its value was asked for: that one would show a page for it.
+  selectAccount.checks.clear()
+  policy.push(selectAccount)
+  return policy
 }
 
 /**
@@ -694,6 +720,21 @@ function stampRefreshTokensOnce(provider: Provider): void {
 async function loggedOutWithRefreshToken(options: ProviderOptions, token: RefreshTokenRecord & { grantId?: string | undefined }): Promise<void> {
   if (token.sessionUid !== undefined && refreshTokenType(token.scope) === 'Refresh' && await options.endBrowserSession?.(token.sessionUid)) return
   options.loggedOut?.(token.clientId, token.accountId, keycloakSid(token), token.grantId)
+}
+
+/**
+ * Ends a login that no browser session holds (a password login: Keycloak's direct grant makes a user session of one
+ * client), named by its `sid` in an `id_token_hint`, as Keycloak's LogoutEndpoint ends the user session of a valid
+ * hint: its grant, and with it every refresh and access token issued under it, on every process; its client is told,
+ * with the `sid`, as for a logout with its refresh token. False when no live token of the account names it.
+ */
+async function endPasswordLogin(options: ProviderOptions, sid: string, accountId: string): Promise<boolean> {
+  const grants = await options.records.grantsOfSignIn(accountId, sid, providerNow())
+  if (!grants.length) return false
+  const ids = grants.map((grant) => grant.grantId)
+  await options.revoke(ids.map((id) => `grant:${id}`), (records) => records.endGrants(ids))
+  for (const { grantId, clientId } of grants) options.loggedOut?.(clientId, accountId, sid, grantId)
+  return true
 }
 
 /**

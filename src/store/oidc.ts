@@ -495,6 +495,25 @@ export class OidcRecordRepository {
     return grants
   }
 
+  /**
+   * The grants, with their client, of an account's sign-in that no browser session holds (a password login), which
+   * its tokens name with its Keycloak session id (`sid`). Found among the account's live refresh and access tokens,
+   * by their payload.
+   */
+  async grantsOfSignIn(accountId: string, sid: string, now: number): Promise<{ grantId: string; clientId: string }[]> {
+    const tokenSid = this.#dialect === 'postgres' ? sql<string>`payload::json ->> 'sid'` : sql<string>`cast(json_extract(payload, '$.sid') as text)`
+    const tokens = await this.#live(now).where('account_id', '=', accountId).where('model', 'in', ['RefreshToken', 'AccessToken'])
+      .where('grant_id', 'is not', null).where(tokenSid, '=', sid).execute()
+    const grants = new Map<string, string>()
+    for (const token of tokens) grants.set(token.grant_id!, String(JSON.parse(token.payload).clientId))
+    return [...grants].map(([grantId, clientId]) => ({ grantId, clientId }))
+  }
+
+  /** Deletes grants and everything issued under them (codes, refresh and access tokens), as a revocation of each does. */
+  async endGrants(grants: readonly string[]): Promise<void> {
+    await this.#endGrants(grants)
+  }
+
   /** Deletes grants and everything issued under them (codes, refresh and access tokens). */
   async #endGrants(grants: readonly string[]): Promise<void> {
     if (!grants.length) return

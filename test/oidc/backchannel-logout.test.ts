@@ -253,6 +253,24 @@ for (const backend of gatewayBackends) {
       assert.equal(receiver.count('/script'), seen + 2)
     })
 
+    it('tells the client of a password login that it ended, through a logout whose id_token_hint is its ID token', async () => {
+      const login = await passwordLogin(gw, 'alice', 'alice-password-long', { client_id: 'script', scope: 'openid' })
+      const sid = decodeJwtPart(login.id_token, 1).sid
+      assert.ok(sid)
+      const seen = receiver.count('/script')
+      const elsewhere = new Browser()
+      const page = await elsewhere.navigate(`${realmUrl(gw, '/protocol/openid-connect/logout')}?${new URLSearchParams({ id_token_hint: login.id_token })}`)
+      const done = await elsewhere.submit(page, {})
+      assert.match(done.body, /You are logged out\./)
+      const claims = await verifiedLogoutToken(await receiver.next('/script', seen), 'script')
+      assert.equal(claims.sub, String(aliceId))
+      assert.equal(claims.sid, sid, 'the sid of the login\'s tokens')
+      const refreshed = await tokenRequest(gw, { client_id: 'script', grant_type: 'refresh_token', refresh_token: login.refresh_token })
+      assert.equal(refreshed.body.error, 'invalid_grant')
+      await sleep(200)
+      assert.equal(receiver.count('/script'), seen + 1, 'told once')
+    })
+
     it('tells the client of each password login when the account\'s password changes', async () => {
       const first = await passwordLogin(gw, 'alice', 'alice-password-long', { client_id: 'script' })
       const second = await passwordLogin(gw, 'alice', 'alice-password-long', { client_id: 'script' })
@@ -298,7 +316,7 @@ for (const backend of gatewayBackends) {
       assert.equal(receiver.count('/app'), 4)
       assert.equal(receiver.count('/other-app'), 1)
       assert.equal(receiver.count('/hang'), 1)
-      assert.equal(receiver.count('/script'), 4)
+      assert.equal(receiver.count('/script'), 5)
       assert.equal(receiver.count('/intranet'), 1)
       assert.equal(receiver.count('/wiki'), 1)
     })

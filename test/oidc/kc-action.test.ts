@@ -92,6 +92,28 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     await gw.app.accounts.update(user!.id, { password })
   }
 
+  /** Runs `test` with the gateway's clock (the database's time as it knows it) `seconds` ahead. */
+  async function withClockAhead(seconds: number, test: () => Promise<void>): Promise<void> {
+    const clock = gw.app.bus.clock
+    const now = clock.now
+    clock.now = () => now.call(clock) + seconds * 1000
+    try {
+      await test()
+    } finally {
+      clock.now = now
+    }
+  }
+
+  /** Asks for UPDATE_PASSWORD in a browser whose login is too old: the login page first, naming alice, then the page. */
+  async function reauthenticatedForUpdate(browser: Browser): Promise<void> {
+    const stale = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.equal(isUpdatePasswordPage(stale), false)
+    assert.match(stale.body, /Please re-authenticate to continue\./)
+    assert.equal(parseForm(stale.body).fields.username, 'alice')
+    const update = await browser.submit(stale, { password: OLD_PASSWORD }, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(update))
+  }
+
   /** Signs alice in to the application with her password, as keycloak-js does without an action. */
   async function logInAtRealm(browser: Browser): Promise<void> {
     const signedIn = await browser.submit(await browser.navigate(keycloakJsLogin(gw, undefined).url), { username: 'alice', password: OLD_PASSWORD }, { stopBefore: toApplication })
@@ -386,17 +408,8 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     const cancelled = await browser.submit(recent, { 'cancel-aia': 'true' }, { stopBefore: toApplication })
     assert.equal(answerOf(cancelled.stoppedAt).get('kc_action_status'), 'cancelled')
 
-    // The realm session's login, moved back past Keycloak's five minutes.
-    const sessionId = browser.cookie(gw.url, 'gatehouse_oidc_session')!
-    const record = await gw.store.oidc.find('Session', sessionId, Date.now())
-    assert.ok(record)
-    await gw.store.oidc.saveSession({ id: sessionId, payload: { ...record.payload, loginTs: Number(record.payload.loginTs) - 600 }, uid: String(record.payload.uid), expiresAt: record.expiresAt ?? undefined })
-    const stale = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
-    assert.equal(isUpdatePasswordPage(stale), false)
-    assert.match(stale.body, /Please re-authenticate to continue\./)
-    assert.equal(parseForm(stale.body).fields.username, 'alice')
-    const update = await browser.submit(stale, { password: OLD_PASSWORD }, { stopBefore: toApplication })
-    assert.ok(isUpdatePasswordPage(update))
+    // Past Keycloak's five minutes since the password: its realm session, and the gateway session its login opened.
+    await withClockAhead(600, () => reauthenticatedForUpdate(browser))
   })
 
   it('a current password the policy now refuses is answered for the policy, as a wrong guess as long is: the page tells no one whether it is right', async () => {
@@ -521,23 +534,39 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     assert.ok(await passwordWorks(gw, password))
   })
 
-  it('a browser signed in at the gateway, however recently its realm session began, logs in again first', async () => {
+  it('a browser signed in at the gateway within five minutes gets the page at once, and so does the realm session its gateway session signed in; past five minutes it logs in again first', async () => {
     await setPassword(OLD_PASSWORD)
-    const browser = new Browser()
-    const gatewayLogin = await browser.navigate(`${gw.url}/api/gateway/v1/login/`)
-    await browser.submit(gatewayLogin, { username: 'alice', password: OLD_PASSWORD })
-    assert.ok(browser.cookie(gw.url, 'gateway_sessionid'))
-    const asked = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
-    assert.match(asked.body, /Please re-authenticate to continue\./)
-    // The gateway session signs the realm in at once, without the password (acr "0"): that realm session is no
-    // recent password either.
-    const signedIn = await browser.navigate(keycloakJsLogin(gw, undefined).url, { stopBefore: toApplication })
-    assert.ok(answerOf(signedIn.stoppedAt).get('code'))
-    const again = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
-    assert.equal(isUpdatePasswordPage(again), false)
-    assert.match(again.body, /Please re-authenticate to continue\./)
-    const update = await browser.submit(again, { password: OLD_PASSWORD }, { stopBefore: toApplication })
-    assert.ok(isUpdatePasswordPage(update))
+    /** A browser signed in at the gateway's own login page, never at the realm. */
+    const signedInAtGateway = async () => {
+      const browser = new Browser()
+      await browser.submit(await browser.navigate(`${gw.url}/api/gateway/v1/login/`), { username: 'alice', password: OLD_PASSWORD })
+      assert.ok(browser.cookie(gw.url, 'gateway_sessionid'))
+      return browser
+    }
+
+    const browser = await signedInAtGateway()
+    const recent = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+    assert.ok(isUpdatePasswordPage(recent), recent.body.slice(0, 300))
+    const cancelled = await browser.submit(recent, { 'cancel-aia': 'true' }, { stopBefore: toApplication })
+    assert.equal(answerOf(cancelled.stoppedAt).get('kc_action_status'), 'cancelled')
+    assert.ok(browser.cookie(gw.url, 'gatehouse_oidc_session'), 'the gateway session signed the realm in')
+    // That realm session's login is the gateway session's, some three minutes ago by now: the page at once again.
+    await withClockAhead(200, async () => {
+      const profile = await browser.navigate(keycloakJsLogin(gw, 'UPDATE_PROFILE').url, { stopBefore: toApplication })
+      assert.ok(isUpdateProfilePage(profile), profile.body.slice(0, 300))
+      await browser.submit(profile, { 'cancel-aia': 'true' }, { stopBefore: toApplication })
+    })
+    // Some three minutes more: the action answered without the password made that login no more recent.
+    await withClockAhead(400, () => reauthenticatedForUpdate(browser))
+
+    // Nor is a browser signed in only at the gateway that long ago.
+    const gatewayOnly = await signedInAtGateway()
+    await withClockAhead(400, async () => {
+      const asked = await gatewayOnly.navigate(keycloakJsLogin(gw, 'UPDATE_PASSWORD').url, { stopBefore: toApplication })
+      assert.equal(isUpdatePasswordPage(asked), false)
+      assert.match(asked.body, /Please re-authenticate to continue\./)
+    })
+    assert.equal(gatewayOnly.cookie(gw.url, 'gatehouse_oidc_session'), undefined, 'no realm session was made without the password')
   })
 
   it('with prompt=none, an action that needs the person is answered interaction_required (login_required without a realm session)', async () => {

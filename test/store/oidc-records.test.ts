@@ -323,6 +323,25 @@ for (const backend of storeBackends) {
       assert.equal(typeof (await codes.find('code'))!.consumed, 'number')
     })
 
+    it('finds the grants of a sign-in that no browser session holds by its tokens\' sid, among one account\'s live tokens only', async () => {
+      const later = Date.now() + 60_000
+      for (const [model, id, accountId, grantId, sid, expiresAt] of [
+        ['RefreshToken', 'sid-r1', '51', 'sid-g1', 'login-1', later],
+        ['AccessToken', 'sid-a1', '51', 'sid-g1', 'login-1', later],
+        ['RefreshToken', 'sid-r2', '51', 'sid-g2', 'login-2', later],
+        ['RefreshToken', 'sid-r3', '52', 'sid-g3', 'login-1', later],
+        ['RefreshToken', 'sid-r4', '51', 'sid-g4', 'login-1', Date.now() - 1000],
+      ] as const) {
+        await db.store.oidc.upsert({ model, id, payload: { accountId, clientId: 'script', sid }, grantId, expiresAt })
+      }
+      assert.deepEqual(await db.store.oidc.grantsOfSignIn('51', 'login-1', Date.now()), [{ grantId: 'sid-g1', clientId: 'script' }])
+      assert.deepEqual(await db.store.oidc.grantsOfSignIn('51', 'login-3', Date.now()), [])
+      await db.store.oidc.endGrants(['sid-g1'])
+      assert.equal(await db.store.oidc.find('RefreshToken', 'sid-r1', Date.now()), undefined)
+      assert.deepEqual(await db.store.oidc.grantsOfSignIn('51', 'login-1', Date.now()), [])
+      assert.ok(await db.store.oidc.find('RefreshToken', 'sid-r2', Date.now()), 'another sign-in of the account is left alone')
+    })
+
     it('deletes every record of one account, whatever its model, and nothing of anyone else', async () => {
       const later = Date.now() + 60_000
       for (const [model, id, accountId] of [['Session', 'acct-s', '41'], ['Grant', 'acct-g', '41'], ['RefreshToken', 'acct-r', '41'], ['AccessToken', 'acct-a', '41'], ['AuthorizationCode', 'acct-c', '41'], ['Grant', 'other-g', '42']] as const) {
