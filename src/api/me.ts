@@ -123,7 +123,7 @@ export interface OwnChange {
  * when one account matches: an address copied from another account would stop that account's login by it. Keycloak
  * refuses a duplicate address for the same reason; it is checked where a person sets their own, unverified.
  */
-async function assertEmailFree(app: App, user: User, email: string): Promise<void> {
+export async function assertEmailFree(app: App, user: User, email: string): Promise<void> {
   if (await emailTakenByAnother(app, user, email)) throw new ValidationFailed({ email: ['Another account signs in with this email address.'] })
 }
 
