@@ -185,8 +185,8 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
 
 /**
  * /users/: each caller sees themselves, the superusers and the members of the organizations they see, as the
- * platform's visible_users shows them (superusers and auditors: everyone); each changes their own record, only
- * superusers the others'.
+ * platform's visible_users shows them (superusers and auditors: everyone); each changes their own record, organization
+ * admins their members' (AccessModel.canChangeUser), superusers anyone's.
  */
 export function userRoutes(api: GatewayApi, app: App): void {
   api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
@@ -197,7 +197,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
 
   describeList(api, '/users/', {
     name: 'User List',
-    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own; only superusers create, change others and delete.',
+    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own, organization admins those of their members (and delete them); only superusers create, and change or delete anyone.',
     create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: listOf('string'), last_login: 'datetime' }, allowed: (principal) => principal.user.isSuperuser },
   })
 
