@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
-import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import { basic, type TestGateway } from '../helpers/gateway.ts'
+import { startGatewayOn } from '../helpers/postgres.ts'
 
 /**
  * The platform's web interface sorts an object's user access tab by the user's first and last name
@@ -12,22 +12,16 @@ import { createTestDatabase } from '../helpers/postgres.ts'
  */
 for (const backend of ['sqlite', 'postgres'] as const) describe(`user role assignments ordered by the user's names (${backend})`, () => {
   let gw: TestGateway
-  let dropDatabase: (() => Promise<void>) | undefined
 
   before(async () => {
-    const database = backend === 'postgres' ? await createTestDatabase() : undefined
-    dropDatabase = database?.drop
-    gw = await startGateway(database ? { databaseUrl: database.url } : {})
+    gw = await startGatewayOn(backend)
     const gamma = await createOrgAndTeam(gw, 'Gamma')
     for (const [username, firstName, lastName] of [['u1', 'Cleo', 'Adams'], ['u2', 'Anna', 'Brown'], ['u3', 'Bert', 'Clark']]) {
       await gw.app.accounts.create({ username: username!, password: `${username}-password-long`, firstName, lastName })
       assert.equal((await grant(gw, username!, 'Organization Member', gamma.organization)).status, 201)
     }
   })
-  after(async () => {
-    await gw.close()
-    await dropDatabase?.()
-  })
+  after(() => gw.close())
 
   const usernames = async (query: string, headers?: Record<string, string>) => {
     const answer = await call(gw, 'GET', `role_user_assignments/?${query}`, undefined, headers)
