@@ -218,6 +218,23 @@ export class AccessModel {
       || (team !== undefined && h.objectType === 'organization' && h.objectId === team.organizationId)))
   }
 
+  /**
+   * Whether `caller` may change or delete another user's record, as django-ansible-base's can_change_user decides
+   * (ansible_base/rbac/policies.py): superusers anyone; no one else a superuser, nor a user in no organization; an
+   * organization admin (`change_organization`) a user whose organizations are all theirs. Stricter than there: every
+   * role the user holds must be on those organizations or their teams, so taking over the account (a new password)
+   * gives the caller nothing they could not give themselves; a platform-wide role (Platform Auditor) never is.
+   * The caller's own record is not judged here (src/api/me.ts has its rules).
+   */
+  canChangeUser(caller: User, target: User): boolean {
+    if (caller.isSuperuser) return true
+    if (target.isSuperuser) return false
+    const access = this.of(target)
+    if (!access.organizations.length) return false
+    const theirs = (organizationId: number | undefined) => organizationId !== undefined && this.can(caller, 'shared.change_organization', 'organization', organizationId)
+    return access.held.every((h) => (h.objectType === 'organization' ? theirs(h.objectId) : h.objectType === 'team' && theirs(this.#teams.get(h.objectId)?.organizationId)))
+  }
+
   /** Whether the user holds `permission` anywhere (superusers always): what a form offering an action asks. */
   canSomewhere(user: User, permission: Permission): boolean {
     return user.isSuperuser || this.of(user).held.some((h) => h.role.permissions.includes(permission))

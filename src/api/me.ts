@@ -87,9 +87,12 @@ export async function keepBrowserSignedIn(app: App, request: FastifyRequest, rep
 /**
  * What a user who is not a superuser may change of their own record through users/{id}/, as the platform lets them
  * (django-ansible-base's can_change_user answers yes for request.user == obj), under me/'s and me/password/'s rules:
- * names and e-mail address of a local account, and its password with the current one. A value sent as the record
- * already has it is no change (the collection's user module sends the whole record); the username is not theirs to
- * change, nor the superuser flag, and a directory or single sign-on account's details belong to its source.
+ * names and e-mail address of a local account, and its password with the current one: given as `current_password`,
+ * or as the request's own basic credentials, which were just checked (the platform asks for neither, and the
+ * collection's user module sends none; a session or a token alone proves nothing of the password, and one stolen must
+ * not lock the owner out). A value sent as the record already has it is no change (the collection's user module sends
+ * the whole record); the username is not theirs to change, nor the superuser flag, and a directory or single sign-on
+ * account's details belong to its source.
  */
 export async function assertOwnChange(app: App, request: FastifyRequest, reply: FastifyReply, user: User, input: OwnChange): Promise<void> {
   const changed = (['username', 'email', 'first_name', 'last_name'] as const).filter((field) => input[field] !== undefined && input[field] !== serializeUser(user)[field])
@@ -99,7 +102,7 @@ export async function assertOwnChange(app: App, request: FastifyRequest, reply: 
   }
   if (changed.includes('username')) throw new PermissionDenied('Your username is changed by an administrator.')
   if (changed.includes('email') && input.email && input.email.toLowerCase() !== user.email.toLowerCase()) await assertEmailFree(app, user, input.email)
-  if (input.password !== undefined) {
+  if (input.password !== undefined && (input.current_password !== undefined || principalOf(request).method !== 'basic')) {
     if (input.current_password === undefined) throw new ValidationFailed({ current_password: ['Enter your current password to change it.'] })
     await assertCurrentPassword(app, request, reply, input.current_password, input.password, 'password')
   }
@@ -123,7 +126,7 @@ export interface OwnChange {
  * when one account matches: an address copied from another account would stop that account's login by it. Keycloak
  * refuses a duplicate address for the same reason; it is checked where a person sets their own, unverified.
  */
-async function assertEmailFree(app: App, user: User, email: string): Promise<void> {
+export async function assertEmailFree(app: App, user: User, email: string): Promise<void> {
   if (await emailTakenByAnother(app, user, email)) throw new ValidationFailed({ email: ['Another account signs in with this email address.'] })
 }
 

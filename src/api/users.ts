@@ -11,7 +11,7 @@ import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
-import { assertOwnChange, keepBrowserSignedIn, NOT_YOUR_FLAG } from './me.ts'
+import { assertEmailFree, assertOwnChange, keepBrowserSignedIn, NOT_YOUR_FLAG } from './me.ts'
 import { describeList, listOf, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
 import { auditGiven } from './roles.ts'
@@ -94,6 +94,31 @@ export async function visibleUser(app: App, request: FastifyRequest, id: number)
   return user
 }
 
+/**
+ * Another user's record the caller may change or delete: 404 for one they cannot see (or that does not exist), 403 for
+ * one they see but may not change (AccessModel.canChangeUser), as django-ansible-base's object permissions answer.
+ */
+async function changeableUser(app: App, request: FastifyRequest, id: number): Promise<User> {
+  const target = await visibleUser(app, request, id)
+  if (!app.access.canChangeUser(principalOf(request).user, target)) throw new PermissionDenied()
+  return target
+}
+
+/**
+ * What an organization admin may change of a member's record, judged again as the body reads: what a superuser may,
+ * but the superuser flag (django-ansible-base's validate_is_superuser); the username, which the services' access rules
+ * and the identity the gateway vouches for name a user by, only as it is; and not to an e-mail address another
+ * account signs in with (me/'s rule, for the same reason: it would stop that account's login by it).
+ */
+async function assertMemberChange(app: App, caller: User, target: User, input: { is_superuser?: boolean; username?: string; email?: string }): Promise<void> {
+  if (!app.access.canChangeUser(caller, target)) throw new PermissionDenied()
+  if (input.is_superuser === true) throw new PermissionDenied(ONLY_SUPERUSERS_FLAG)
+  if (input.username !== undefined && input.username !== target.username) throw new PermissionDenied('A username is changed by a superuser: access rules name users by it.')
+  if (input.email && input.email.toLowerCase() !== target.email.toLowerCase()) await assertEmailFree(app, target, input.email)
+}
+
+const ONLY_SUPERUSERS_FLAG = 'Only a superuser makes someone a superuser.'
+
 /** The audit trail's name for a user. */
 export function auditedUser(user: User) {
   return { type: 'user', id: user.id, name: user.username }
@@ -160,8 +185,8 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
 
 /**
  * /users/: each caller sees themselves, the superusers and the members of the organizations they see, as the
- * platform's visible_users shows them (superusers and auditors: everyone); each changes their own record, only
- * superusers the others'.
+ * platform's visible_users shows them (superusers and auditors: everyone); each changes their own record, organization
+ * admins their members' (AccessModel.canChangeUser), superusers anyone's.
  */
 export function userRoutes(api: GatewayApi, app: App): void {
   api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
@@ -172,7 +197,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
 
   describeList(api, '/users/', {
     name: 'User List',
-    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own; only superusers create, change others and delete.',
+    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own, organization admins those of their members (and delete them); only superusers create, and change or delete anyone.',
     create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: listOf('string'), last_login: 'datetime' }, allowed: (principal) => principal.user.isSuperuser },
   })
 
@@ -193,14 +218,18 @@ export function userRoutes(api: GatewayApi, app: App): void {
     method,
     url: '/users/:id/',
     schema: { params: idParam, body },
-    // Any user changes their own record, as on the platform; only a superuser changes another's or makes anyone a
-    // superuser. Judged before the body is, as the superusers' routes judge the caller first (assertOwnChange judges
-    // the flag again as the body reads, whatever its media type).
+    // Any user changes their own record, as on the platform, and an organization admin their members' (the
+    // superuser flag never): a user the caller cannot see is 404, one they see but may not change 403, as the platform's
+    // object permissions answer. Judged before the body is, as the superusers' routes judge the caller first (the
+    // handler judges the flag again as the body reads, whatever its media type).
     preValidation: async (request) => {
       const caller = principalOf(request).user
       if (caller.isSuperuser) return
-      if (String((request.params as { id?: unknown }).id) !== String(caller.id)) throw new PermissionDenied()
-      if ((request.body as { is_superuser?: unknown } | null)?.is_superuser === true) throw new PermissionDenied(NOT_YOUR_FLAG)
+      const params = idParam.safeParse(request.params)
+      if (!params.success) return
+      const own = params.data.id === caller.id
+      if (!own) await changeableUser(app, request, params.data.id)
+      if ((request.body as { is_superuser?: unknown } | null)?.is_superuser === true) throw new PermissionDenied(own ? NOT_YOUR_FLAG : ONLY_SUPERUSERS_FLAG)
     },
     handler: async (request, reply) => {
       const { id } = request.params
@@ -209,7 +238,8 @@ export function userRoutes(api: GatewayApi, app: App): void {
       const own = id === caller.id
       const target = await app.accounts.require(id)
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
-      if (!caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)
+      if (own && !caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)
+      else if (!caller.isSuperuser) await assertMemberChange(app, caller, target, input)
       if (input.password !== undefined && target.source !== 'local') {
         throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
       }
@@ -233,10 +263,13 @@ export function userRoutes(api: GatewayApi, app: App): void {
     },
   })
 
-  api.delete('/users/:id/', { config: { access: 'superuser' }, schema: { params: idParam } }, async (request, reply) => {
+  // Superusers delete anyone, organization admins their members, as the platform's can_change_user lets them.
+  api.delete('/users/:id/', { schema: { params: idParam } }, async (request, reply) => {
     const { id } = request.params
-    if (id === principalOf(request).user.id) throw new SelfLockout('You cannot delete your own account.')
-    const target = await app.accounts.require(id)
+    const caller = principalOf(request).user
+    const target = caller.isSuperuser ? await app.accounts.require(id) : await visibleUser(app, request, id)
+    if (id === caller.id) throw new SelfLockout('You cannot delete your own account.')
+    if (!app.access.canChangeUser(caller, target)) throw new PermissionDenied()
     await app.accounts.delete(id, { keepAnActiveSuperuser: true })
     app.audit.change(actorOf(request), 'delete', auditedUser(target), serializeUser(target))
     return reply.code(204).send()

@@ -81,11 +81,12 @@ export const roleDefinitionFilterFields: FilterFields = Object.freeze({
   content_type: { column: 'content_type', type: 'text' },
 })
 /**
- * The name an assignment's holder is known by, as its related lookup names it: `user__username`, `team__name`.
+ * The names an assignment's holder is known by, as their related lookups name them: `user__username`,
+ * `user__first_name`, `user__last_name` (the platform's web interface sorts an access tab by them), `team__name`.
  * Each is a column of the joined list (listAssignments), under the lookup's own name.
  */
-const HOLDER_NAME = { user: { table: 'users', column: 'username' }, team: { table: 'teams', column: 'name' } } as const
-const holderNameField = (actor: Actor) => `${actor}__${HOLDER_NAME[actor].column}` as const
+const HOLDER_NAMES = { user: { table: 'users', columns: ['username', 'first_name', 'last_name'] }, team: { table: 'teams', columns: ['name'] } } as const
+const holderNameFields = (actor: Actor): string[] => HOLDER_NAMES[actor].columns.map((column) => `${actor}__${column}`)
 
 /**
  * `content_type` holds `organization`, `team` or `platform`; the API maps the platform's `shared.team` to it. Of the
@@ -98,7 +99,7 @@ export function assignmentFilterFields(actor: Actor): FilterFields {
     role_definition: { column: 'role_definition_id', type: 'integer' },
     role_definition__name: { column: 'role_definition__name', type: 'text' },
     [actor]: { column: `${actor}_id`, type: 'integer' },
-    [holderNameField(actor)]: { column: holderNameField(actor), type: 'text' },
+    ...Object.fromEntries(holderNameFields(actor).map((field) => [field, { column: field, type: 'text' }])),
     object_id: { column: 'object_id', type: 'text', storedAsInteger: true },
     content_type: { column: 'object_type', type: 'text' },
     created: { column: 'created_at', type: 'time' },
@@ -345,12 +346,15 @@ export class AccessRepository {
    */
   #withNames(actor: Actor) {
     const table = actor === 'user' ? 'role_user_assignments' as const : 'role_team_assignments' as const
-    const holder = HOLDER_NAME[actor]
+    const holder = HOLDER_NAMES[actor]
     return this.#db.selectFrom(table as 'role_user_assignments')
       .innerJoin('role_definitions', 'role_definitions.id', `${table as 'role_user_assignments'}.role_definition_id`)
       .innerJoin(holder.table as 'users', `${holder.table as 'users'}.id`, `${table as 'role_user_assignments'}.${(actor === 'user' ? 'user_id' : 'team_id') as 'user_id'}`)
       .selectAll(table as 'role_user_assignments')
-      .select([sql.ref<string>('role_definitions.name').as('role_definition__name'), sql.ref<string>(`${holder.table}.${holder.column}`).as(holderNameField(actor))])
+      .select([
+        sql.ref<string>('role_definitions.name').as('role_definition__name'),
+        ...holder.columns.map((column) => sql.ref<string>(`${holder.table}.${column}`).as(`${actor}__${column}`)),
+      ])
   }
 
   async unassign(actor: Actor, id: number): Promise<boolean> {
@@ -384,7 +388,7 @@ export class AccessRepository {
 
 /** Whether a filter names the role's or the holder's name: only then are they joined in (the grants' own lookups never do). */
 function namesRelated(filter: ListFilter | undefined, actor: Actor): boolean {
-  const related = new Set<string>(['role_definition__name', holderNameField(actor)])
+  const related = new Set<string>(['role_definition__name', ...holderNameFields(actor)])
   return filter !== undefined && [...filter.all, ...filter.any, ...filter.order].some(({ field }) => related.has(field))
 }
 
