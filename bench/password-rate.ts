@@ -4,12 +4,14 @@
  * where the time goes. Each checkout named (default: this one) runs a gateway (`bin/gatehouse serve`, SQLite, a realm
  * signing RS256) with eight users; each round measures the argon2id rate on every core (bench/argon2-rate.ts), then
  * each gateway in turn under wrk (`connections`, the eight users in turn), each followed by the rate again. Per
- * gateway it prints the medians of the rounds: the grants a second against the mean of the rates around them, the
- * gateway's CPU time per grant (the process, its event loop, the threads that hash and sign: libuv's pool and the
- * hashing threads; V8's own threads: its background compilers and the garbage collector's helpers; the other threads:
- * SQLite's checkpointer), wrk's, and how much of the time the hashing threads were neither running nor waiting for a core
+ * gateway it prints the medians of the rounds: the grants a second (over wrk's own time for them) against the mean of
+ * the rates around them (each over the time its verifications took: bench/argon2-rate.ts), the gateway's CPU time per
+ * grant (the process, its event loop, the threads that hash and sign: libuv's pool and the hashing threads; V8's own
+ * threads: its background compilers and the garbage collector's helpers; the other threads: SQLite's checkpointer),
+ * wrk's, and how much of the time the hashing threads were neither running nor waiting for a core
  * (`/proc/<pid>/task/<tid>/schedstat`; with hashes on libuv's pool, as before those threads, its threads', the
- * signatures' time included): a hash slot idle while checks wait is a gap the rate does not have.
+ * signatures' time included), over the wall-clock time around wrk, its start and exit included: a hash slot idle while
+ * checks wait is a gap the rate does not have.
  */
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -94,7 +96,10 @@ function grantRound(gateway: { child: ChildProcess; url: string }, duration: num
   const ran = spawnSync('wrk', ['-t', '1', '-c', String(connections), '-d', `${duration}s`, '-s', script, `${gateway.url}/realms/platform/protocol/openid-connect/token`], { encoding: 'utf8' })
   const wallNs = Number(process.hrtime.bigint() - started)
   const after = threads(pid)
-  const requests = Number(/(\d+) requests in/.exec(ran.stdout)?.[1])
+  const [, count, time, unit] = /(\d+) requests in ([\d.]+)(ms|s|m)\b/.exec(ran.stdout) ?? []
+  const requests = Number(count)
+  // wrk's own time for them, without its start and exit, which the wall-clock time around it includes.
+  const wrkSeconds = Number(time) * ({ ms: 1e-3, s: 1, m: 60 } as Record<string, number>)[unit!]!
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(ran.stdout)?.[1] ?? 0)
   let loop = 0, pool = 0, v8 = 0, others = 0, loopWaitNs = 0
   const active = { 'libuv-worker': 0, [HASHING_THREAD_NAME]: 0 } as Record<string, number>
@@ -114,7 +119,7 @@ function grantRound(gateway: { child: ChildProcess; url: string }, duration: num
   const slots = availableParallelism()
   const hashingNs = active[HASHING_THREAD_NAME] || active['libuv-worker']!
   return {
-    rps: requests / (wallNs / 1e9),
+    rps: requests / wrkSeconds,
     process: (cpuMicros(`/proc/${pid}/stat`) - process0) / requests,
     loop: loop / requests,
     pool: pool / requests,
