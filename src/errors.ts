@@ -728,6 +728,8 @@ const fastifyErrors: Record<string, (message: string) => GatehouseError> = {
   FST_ERR_VALIDATION: (message) => new ValidationFailed(undefined, message),
   // The router could not decode the path's percent escapes (src/http/request-target.ts refuses the query's).
   FST_ERR_BAD_URL: (message) => new MalformedEscape(message),
+  // No id, name or realm is that long, so no such thing exists; Fastify's own message would repeat the whole path.
+  FST_ERR_MAX_PARAM_LENGTH: () => new NotFound('Not found: a part of the path is longer than any id or name.'),
 }
 
 /** Turns anything thrown into a GatehouseError; unknown errors become an opaque 500. */

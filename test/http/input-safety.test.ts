@@ -137,6 +137,19 @@ describe('text that is not Unicode', () => {
     assert.deepEqual((await organizations()).filter((name: string) => name.startsWith('caf')), ['café json', 'café form'])
   })
 
+  it('answers a path whose id is longer than the router takes 404, without repeating the path back', async () => {
+    const long = 'a'.repeat(5000)
+    for (const path of [`/api/gateway/v1/users/${long}/`, `/api/gateway/v1/teams/${long}/users/`]) {
+      const response = await gw.fetch(path, { headers: adminAuth })
+      const error = await json(response)
+      assert.deepEqual([response.status, error.code], [404, 'not_found'], path.slice(0, 40))
+      assert.ok(!String(error.detail).includes('aaaa'), error.detail)
+    }
+    const page = await gw.fetch(`/api/gateway/v1/users/${long}/`, { headers: { ...adminAuth, accept: 'text/html' } })
+    assert.equal(page.status, 404)
+    assert.ok((await page.text()).length < 2000)
+  })
+
   it('answers a body of a type it does not read 415, as Django REST framework does, and takes an empty one of any type', async () => {
     const post = (path: string, type: string, body?: string) => gw.fetch(path, { method: 'POST', headers: { ...adminAuth, 'content-type': type }, body })
     for (const type of ['text/plain', 'text/plain; charset=utf-8', 'application/xml', 'application/octet-stream']) {
