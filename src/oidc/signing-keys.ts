@@ -1,6 +1,7 @@
 import { createHmac, createPrivateKey, createPublicKey, createSecretKey, sign, type KeyObject, type webcrypto } from 'node:crypto'
 import type { JWK } from 'jose'
 import type { ExternalSigningKey } from 'oidc-provider'
+import { ieeeP1363FromDer } from './ecdsa-signature.ts'
 
 /** Signs a JWS's signing input; a promise when the signature is made on libuv's thread pool. */
 export type JwsSignature = (data: Uint8Array) => Buffer | Promise<Buffer>
@@ -18,8 +19,9 @@ export function jwsSignature(jwk: JWK, alg = jwk.alg): JwsSignature {
     return (data) => createHmac('sha512', secret).update(data).digest()
   }
   if (alg === 'ES256') {
-    const signingKey = { key: createPrivateKey({ key: jwk as never, format: 'jwk' }), dsaEncoding: 'ieee-p1363' as const }
-    return (data) => sign('sha256', data, signingKey)
+    // The KeyObject alone, not `{ key, dsaEncoding }`: ecdsa-signature.ts says why.
+    const signingKey = createPrivateKey({ key: jwk as never, format: 'jwk' })
+    return (data) => ieeeP1363FromDer(sign('sha256', data, signingKey), P256_BYTES)
   }
   if (alg === 'RS256') {
     const imported = crypto.subtle.importKey('jwk', jwk as webcrypto.JsonWebKey, RSASSA, false, ['sign'])
@@ -29,6 +31,9 @@ export function jwsSignature(jwk: JWK, alg = jwk.alg): JwsSignature {
   }
   throw new Error(`no signature for a key of ${alg}`)
 }
+
+/** The size of a P-256 signature's r and of its s. */
+const P256_BYTES = 32
 
 const RSASSA = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }
 

@@ -373,9 +373,9 @@ export class OidcRecordRepository {
    */
   async consume(model: string, id: string, at: number): Promise<boolean> {
     this.#changed(model)
-    const result = await this.#db.updateTable('oidc_records').set({ consumed_at: at })
-      .where('model', '=', model).where('id', '=', id).where('consumed_at', 'is', null).executeTakeFirst()
-    return Number(result.numUpdatedRows) > 0
+    const result = await this.#db.executeQuery(this.#statements.compiled('consume', [at, model, id], () => this.#db.updateTable('oidc_records').set({ consumed_at: at })
+      .where('model', '=', model).where('id', '=', id).where('consumed_at', 'is', null)))
+    return Number(result.numAffectedRows ?? 0) > 0
   }
 
   /**
