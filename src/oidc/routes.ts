@@ -276,6 +276,7 @@ interface Refusal {
   refused: { status: number; error: string; description: string }
 }
 const INVALID_CLIENT: Refusal = { refused: { status: 401, error: 'invalid_client', description: 'Invalid client or Invalid client credentials' } }
+const NUL_IN_CREDENTIALS: Refusal = { refused: { status: 400, error: 'invalid_request', description: NUL_MESSAGE } }
 const invalidGrant = (description: string): Refusal => ({ refused: { status: 400, error: 'invalid_grant', description } })
 
 /** A browser request answered before oidc-provider sees it, with Keycloak's error page. */
@@ -319,7 +320,7 @@ interface Target {
  *   introspection does); oidc-provider takes one mechanism only. When both name the same client and secret, the
  *   form's copy is dropped; when they differ, the request is refused.
  * - Client credentials in HTTP basic are read as Keycloak reads them, as UTF-8 (`basicCredentials`); bytes that are
- *   not UTF-8 are refused as wrong credentials. oidc-provider refuses characters outside printable ASCII in HTTP
+ *   not UTF-8 are refused as wrong credentials, and a NUL character as one in the form is. oidc-provider refuses characters outside printable ASCII in HTTP
  *   basic, which Keycloak takes: such credentials are handed over in the form instead, where it takes them.
  */
 async function adjustForKeycloak(realm: Realm, method: string, path: string, query: string, raw: IncomingMessage, body: Buffer | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
@@ -337,6 +338,8 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     const basic = raw.headers.authorization === undefined ? undefined : basicCredentials(raw.headers.authorization)
     if (basic === NOT_UTF8) return INVALID_CLIENT
+    // Refused as one in the form is (readyForProvider): the client id would reach the store, which takes no NUL.
+    if (basic && `${basic.clientId}${basic.secret}`.includes('\u0000')) return NUL_IN_CREDENTIALS
     if (form.has('client_secret') && basic) {
       if (!sameClientSecret(basic, form)) return INVALID_CLIENT
       form.delete('client_secret')

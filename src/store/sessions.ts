@@ -1,5 +1,6 @@
-import type { Kysely, Selectable } from 'kysely'
+import { type Kysely, type Selectable, sql } from 'kysely'
 import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
+import type { DialectName } from './migrations/helpers.ts'
 import type { SessionsTable, Tables } from './schema.ts'
 
 /** A login session as stored: the identifier itself is never stored, only its SHA-256 (`keyHash`). */
@@ -38,8 +39,11 @@ export const sessionFilterFields: FilterFields = Object.freeze({
 export class SessionRepository {
   readonly #db: Kysely<Tables>
 
-  constructor(db: Kysely<Tables>) {
+  readonly #dialect: DialectName
+
+  constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
+    this.#dialect = dialect
   }
 
   async create(input: NewSession): Promise<StoredSession> {
@@ -98,8 +102,14 @@ export class SessionRepository {
     return rows.map((r) => r.key_hash)
   }
 
-  /** Ends all but the `keep` newest sessions of a user. */
+  /**
+   * Ends all but the `keep` newest sessions of a user. Run in the transaction that starts a session: on PostgreSQL it
+   * first waits for any other such transaction of the same user (an advisory lock held to the end of the
+   * transaction), so that it counts the sessions those started; otherwise a burst of logins, each counting only the
+   * sessions committed before it, would leave more than `keep`. SQLite's writers are alone already.
+   */
   async deleteOldest(userId: number, keep: number): Promise<string[]> {
+    if (this.#dialect === 'postgres') await sql`select pg_advisory_xact_lock(hashtext(${`sessions:${userId}`}))`.execute(this.#db)
     const rows = await this.#db.selectFrom('sessions').select('id').where('user_id', '=', userId)
       .orderBy('created_at', 'desc').orderBy('id', 'desc').execute()
     const surplus = rows.slice(keep).map((r) => Number(r.id))

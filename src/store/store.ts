@@ -87,7 +87,7 @@ function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcReco
     settings: new SettingsRepository(db),
     events: new EventLog(db, dialect),
     signingKeys: new SigningKeyRepository(db, dialect),
-    sessions: new SessionRepository(db),
+    sessions: new SessionRepository(db, dialect),
     tokens: new TokenRepository(db),
     oidc,
     sso: new SsoRepository(db),
