@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, userId } from '../helpers/access.ts'
-import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { basic, json, spawnGateway, startGateway, tempDir, type GatewayProcess, type TestGateway } from '../helpers/gateway.ts'
 import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
-import { login, withCsrf, type LoggedIn } from '../helpers/session.ts'
+import { passwordLogin, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { at, login, withCsrf, type LoggedIn, type Target } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
 const ME = '/api/gateway/v1/me/'
@@ -126,6 +129,76 @@ describe('the periodic directory account check re-reads the groups of accounts h
       }
     } finally {
       await directory.setMembers(GROUPS.developers, [personDn('alice'), personDn('bob')])
+    }
+  })
+})
+
+describe('a superuser flag the directory takes away, with several processes on one database', () => {
+  const dir = tempDir()
+  let directory: TestDirectory
+  const gateways: GatewayProcess[] = []
+  before(async () => {
+    directory = await startDirectory()
+    const configFile = join(dir, 'gatehouse.json')
+    writeFileSync(configFile, JSON.stringify({ ldap: directory.config({ account_check: { interval_seconds: INTERVAL_SECONDS } }) }))
+    // One after the other: the first makes the database.
+    for (let i = 0; i < 2; i++) gateways.push(await spawnGateway(['--config', configFile, '--data-dir', dir]))
+  })
+  after(async () => {
+    await Promise.all(gateways.map((g) => g.stop()))
+    await directory?.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** is_superuser as each process sees it, for the session and the basic credential (each process caches both). */
+  async function flagsEverywhere(session: LoggedIn): Promise<boolean[]> {
+    const flags: boolean[] = []
+    for (const target of gateways.map((g): Target => at(g.url))) {
+      for (const headers of [withCsrf(session), { authorization: basic('alice', PASSWORDS.alice!) }]) {
+        const response = await target.fetch(ME, { headers })
+        assert.equal(response.status, 200)
+        flags.push((await json(response)).results[0].is_superuser)
+      }
+    }
+    return flags
+  }
+
+  it('is gone on every process at the next request, whichever process ran the check', async () => {
+    const session = await login(at(gateways[1]!.url), 'alice', PASSWORDS.alice!)
+    assert.deepEqual(await flagsEverywhere(session), [true, true, true, true])
+    await directory.setMembers(GROUPS.admins, [personDn('dave')])
+    const admin = at(gateways[0]!.url)
+    const aliceIsSuperuser = async () => (await call(admin, 'GET', `users/${await userId(admin, 'alice')}/`)).body.is_superuser as boolean
+    await until(async () => !(await aliceIsSuperuser()), 'the check clears alice\'s flag')
+    assert.deepEqual(await flagsEverywhere(session), [false, false, false, false])
+  })
+})
+
+describe('a realm refresh re-reads the refreshing user\'s groups, with no periodic check', () => {
+  let directory: TestDirectory
+  let gw: TestGateway
+  before(async () => {
+    directory = await startDirectory()
+    gw = await startGateway({ config: { ldap: directory.config({ account_check: { interval_seconds: 0 } }), realms: testRealms } })
+  })
+  after(async () => {
+    await gw?.close()
+    await directory?.close()
+  })
+
+  it('takes the superuser flag from the gateway session at the refresh, which goes on', async () => {
+    const session = await login(gw, 'alice', PASSWORDS.alice!)
+    const { refresh_token: refreshToken } = await passwordLogin(gw, 'alice', PASSWORDS.alice!)
+    const flag = async () => (await json(await gw.fetch(ME, { headers: withCsrf(session) }))).results[0].is_superuser
+    assert.equal(await flag(), true)
+    await directory.setMembers(GROUPS.admins, [personDn('dave')])
+    try {
+      assert.equal(await flag(), true, 'nothing asks the directory before the refresh')
+      const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: refreshToken })
+      assert.equal(refreshed.status, 200)
+      assert.equal(await flag(), false)
+    } finally {
+      await directory.setMembers(GROUPS.admins, [personDn('alice')])
     }
   })
 })
