@@ -55,7 +55,8 @@ export interface CheckOutcome {
  * password login. Asked periodically about every active directory account that holds something live, a page at a
  * time, and at each realm refresh about the refreshing user. Disabling ends the sessions in the same transaction and
  * makes tokens and grants refused (accounts.ts, app.ts), is written to the audit trail and reported to
- * `onDisabled`.
+ * `onDisabled`. An account whose entry is still there gets the roles its directory groups now give, when logins read
+ * groups (#regroup), so that a group a person left stops counting before their next password login.
  *
  * Fails safe for availability: a directory that does not answer disables nobody; the run stops there and the next
  * one starts again.
@@ -146,7 +147,8 @@ export class DirectoryAccountCheck {
 
   /**
    * At a realm refresh: false when the user's entry is gone (the account is then disabled). True for every other
-   * account, and whenever the directory does not answer: the refresh then goes on as it would without a directory.
+   * account, whose roles then follow its directory groups, and whenever the directory does not answer: the refresh
+   * then goes on as it would without a directory.
    */
   async confirm(user: User): Promise<boolean> {
     if (user.source !== 'ldap' || !user.isActive) return true
@@ -229,7 +231,8 @@ export class DirectoryAccountCheck {
       after = await this.#accounts.update(user.id, changes, { keepLastSuperuserFlag: true })
       const before = { is_superuser: current.isSuperuser, is_system_auditor: current.isSystemAuditor, groups: current.groups }
       const now = { is_superuser: after.isSuperuser, is_system_auditor: after.isSystemAuditor, groups: after.groups }
-      this.#audit.change(SYSTEM_ACTOR, 'update', { type: 'user', id: user.id, name: user.username }, before, now, DIRECTORY_GROUPS_CHANGED)
+      // The last active superuser's kept flag may have been the whole change: that refusal is audited as at a login.
+      if (JSON.stringify(before) !== JSON.stringify(now)) this.#audit.change(SYSTEM_ACTOR, 'update', { type: 'user', id: user.id, name: user.username }, before, now, DIRECTORY_GROUPS_CHANGED)
     }
     const membershipsChanged = await this.#options.afterSync?.(after, found)
     return changes !== undefined || membershipsChanged === true
