@@ -20,7 +20,7 @@ import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
 import { Accounts } from './directory/accounts.ts'
-import type { LdapDirectory } from './directory/ldap.ts'
+import type { AfterDirectoryLogin, LdapDirectory } from './directory/ldap.ts'
 import type { DirectoryAccountCheck } from './directory/ldap-check.ts'
 import { SIGN_IN_START_WINDOW_MS, SignInStarts } from './directory/sign-in-starts.ts'
 import { LocalPasswords } from './directory/local.ts'
@@ -139,10 +139,11 @@ export async function createApp(config: Config, store: Store, options: AppOption
     const [{ LdapDirectory, LdapPasswords, normalizeDn }, { DirectoryAccountCheck }] = await Promise.all([import('./directory/ldap.ts'), import('./directory/ldap-check.ts')])
     directory = new LdapDirectory(config.ldap)
     const mappings = config.ldap.memberships
-    const ldap = new LdapPasswords(directory, store, accounts, (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn))
+    const afterSync: AfterDirectoryLogin = (user, found) => memberships.apply('ldap', user, mappings, found.groupDns, normalizeDn)
+    const ldap = new LdapPasswords(directory, store, accounts, afterSync)
     const order = config.auth.password_sources
     accounts.addPasswordSource(ldap, order.includes('ldap') && order.indexOf('ldap') < order.indexOf('local') ? 0 : undefined)
-    directoryCheck = new DirectoryAccountCheck(directory, store, accounts, audit, { intervalSeconds: config.ldap.account_check.interval_seconds, pageSize: config.ldap.account_check.page_size })
+    directoryCheck = new DirectoryAccountCheck(directory, store, accounts, audit, { intervalSeconds: config.ldap.account_check.interval_seconds, pageSize: config.ldap.account_check.page_size, afterSync })
   }
 
   const basicCache = new CredentialCache(config.auth.basic_cache_seconds)

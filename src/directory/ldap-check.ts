@@ -5,16 +5,21 @@ import { DirectoryUnavailable, SelfLockout } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import type { Accounts } from './accounts.ts'
-import type { LdapDirectory } from './ldap.ts'
+import type { AfterDirectoryLogin, LdapDirectory } from './ldap.ts'
+import { roleChangesBetween, type DirectoryUser } from './ldap-sync.ts'
 
 /** The audit entry's code for an account disabled because its directory entry is gone. */
 export const DIRECTORY_ENTRY_GONE = 'directory_entry_gone'
+/** The audit entry's code for an account whose roles the check changed because its directory groups did. */
+export const DIRECTORY_GROUPS_CHANGED = 'directory_groups_changed'
 
 export interface AccountCheckOptions {
   /** Time between two runs; 0: none (a realm refresh still checks). */
   intervalSeconds: number
   /** Accounts read from the database, and then asked about, at a time. */
   pageSize: number
+  /** Run after the check read an account's groups, as after a login: memberships mapped from the directory's groups. */
+  afterSync?: AfterDirectoryLogin | undefined
 }
 
 /**
@@ -38,6 +43,8 @@ const LEASE_INTERVALS = 1.5
 export interface CheckOutcome {
   checked: number
   disabled: string[]
+  /** Accounts whose roles (flags, named groups, mapped memberships) now follow a change of their directory groups. */
+  regrouped: string[]
   unavailable: DirectoryUnavailable | undefined
   notFoundKept: number
 }
@@ -48,7 +55,8 @@ export interface CheckOutcome {
  * password login. Asked periodically about every active directory account that holds something live, a page at a
  * time, and at each realm refresh about the refreshing user. Disabling ends the sessions in the same transaction and
  * makes tokens and grants refused (accounts.ts, app.ts), is written to the audit trail and reported to
- * `onDisabled`.
+ * `onDisabled`. An account whose entry is still there gets the roles its directory groups now give, when logins read
+ * groups (#regroup), so that a group a person left stops counting before their next password login.
  *
  * Fails safe for availability: a directory that does not answer disables nobody; the run stops there and the next
  * one starts again.
@@ -139,7 +147,8 @@ export class DirectoryAccountCheck {
 
   /**
    * At a realm refresh: false when the user's entry is gone (the account is then disabled). True for every other
-   * account, and whenever the directory does not answer: the refresh then goes on as it would without a directory.
+   * account, whose roles then follow its directory groups, and whenever the directory does not answer: the refresh
+   * then goes on as it would without a directory.
    */
   async confirm(user: User): Promise<boolean> {
     if (user.source !== 'ldap' || !user.isActive) return true
@@ -148,12 +157,13 @@ export class DirectoryAccountCheck {
   }
 
   async #runPages(now: number): Promise<CheckOutcome> {
-    const total: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined, notFoundKept: 0 }
+    const total: CheckOutcome = { checked: 0, disabled: [], regrouped: [], unavailable: undefined, notFoundKept: 0 }
     for (let afterId = 0; ;) {
       const page = await this.#store.users.activeHoldersOfCredentials('ldap', afterId, this.#options.pageSize, now)
       const outcome = await this.#check(page)
       total.checked += outcome.checked
       total.disabled.push(...outcome.disabled)
+      total.regrouped.push(...outcome.regrouped)
       total.unavailable = outcome.unavailable
       total.notFoundKept += outcome.notFoundKept
       if (outcome.notFoundKept) for (const listener of this.#nobodyFoundListeners) listener(outcome.notFoundKept)
@@ -168,14 +178,16 @@ export class DirectoryAccountCheck {
    * than the one the account was made for (its name given to someone else since) is the account's entry gone.
    */
   async #check(users: User[]): Promise<CheckOutcome> {
-    const outcome: CheckOutcome = { checked: 0, disabled: [], unavailable: undefined, notFoundKept: 0 }
+    const outcome: CheckOutcome = { checked: 0, disabled: [], regrouped: [], unavailable: undefined, notFoundKept: 0 }
     const gone: User[] = []
+    const present: [User, DirectoryUser][] = []
     const entries = await this.#store.ldapEntries.entriesOf(users.map((user) => user.id))
     for (const user of users) {
       try {
-        const listed = await this.#directory.listedEntry(user.username)
+        const listed = await this.#listed(user.username)
         const recorded = entries.get(user.id)
-        if (listed === undefined || (listed && recorded && listed !== recorded)) gone.push(user)
+        if (listed === undefined || (listed.entryId && recorded && listed.entryId !== recorded)) gone.push(user)
+        else if (listed.user) present.push([user, listed.user])
       } catch (error) {
         if (!(error instanceof DirectoryUnavailable)) throw error
         outcome.unavailable = error
@@ -188,7 +200,42 @@ export class DirectoryAccountCheck {
       return outcome
     }
     for (const user of gone) if (await this.#disable(user)) outcome.disabled.push(user.username)
+    for (const [user, found] of present) if (await this.#regroup(user, found)) outcome.regrouped.push(user.username)
     return outcome
+  }
+
+  /**
+   * The entry listing the username, by its stable identifier, and, when logins read groups, the user as a login maps
+   * them (one more search, for the groups); undefined when no entry lists it.
+   */
+  async #listed(username: string): Promise<{ entryId: string; user?: DirectoryUser | undefined } | undefined> {
+    if (this.#directory.readsGroups) return this.#directory.listedUser(username)
+    const entryId = await this.#directory.listedEntry(username)
+    return entryId === undefined ? undefined : { entryId }
+  }
+
+  /**
+   * Gives the account the roles its directory groups give now, as its next login would (ldap-sync.ts): the flags and
+   * named groups (the last active superuser keeps the flag), then the mapped memberships. The update is the same
+   * change as a login's, so every process drops the account's cached sessions, tokens and credentials, and the next
+   * request is judged with the new roles. An entry found by another username (a filter that matches several
+   * attributes), and an account disabled or changed to another source meanwhile, are left alone.
+   */
+  async #regroup(user: User, found: DirectoryUser): Promise<boolean> {
+    if (found.username.toLowerCase() !== user.username.toLowerCase()) return false
+    const current = await this.#store.users.findById(user.id)
+    if (!current?.isActive || current.source !== 'ldap') return false
+    const changes = roleChangesBetween(current, found)
+    let after = current
+    if (changes) {
+      after = await this.#accounts.update(user.id, changes, { keepLastSuperuserFlag: true })
+      const before = { is_superuser: current.isSuperuser, is_system_auditor: current.isSystemAuditor, groups: current.groups }
+      const now = { is_superuser: after.isSuperuser, is_system_auditor: after.isSystemAuditor, groups: after.groups }
+      // The last active superuser's kept flag may have been the whole change: that refusal is audited as at a login.
+      if (JSON.stringify(before) !== JSON.stringify(now)) this.#audit.change(SYSTEM_ACTOR, 'update', { type: 'user', id: user.id, name: user.username }, before, now, DIRECTORY_GROUPS_CHANGED)
+    }
+    const membershipsChanged = await this.#options.afterSync?.(after, found)
+    return changes !== undefined || membershipsChanged === true
   }
 
   /** Disables the account unless it already is (another process was first) or it is the last active superuser. */

@@ -57,7 +57,7 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
     throw new AccountSourceConflict()
   }
   await checkSameEntry(store, existing, found)
-  const changes = changesBetween(existing, profile)
+  const changes = changesBetween(existing, profile, found)
   const account = changes ? await accounts.update(existing.id, changes, { keepLastSuperuserFlag: true }) : existing
   if (withheld) accounts.tellAddressWithheld(account, withheld)
   return account
@@ -104,13 +104,23 @@ function profileOf(found: DirectoryUser): UserChanges {
   }
 }
 
-function changesBetween(user: User, profile: UserChanges): UserChanges | undefined {
+function changesBetween(user: User, profile: UserChanges, found: DirectoryUser): UserChanges | undefined {
   const changes: UserChanges = {}
   if (profile.email !== user.email) changes.email = profile.email
   if (profile.firstName !== user.firstName) changes.firstName = profile.firstName
   if (profile.lastName !== user.lastName) changes.lastName = profile.lastName
-  if (profile.groups!.join('\n') !== user.groups.join('\n')) changes.groups = profile.groups
-  if (profile.isSuperuser !== undefined && profile.isSuperuser !== user.isSuperuser) changes.isSuperuser = profile.isSuperuser
-  if (profile.isSystemAuditor !== undefined && profile.isSystemAuditor !== user.isSystemAuditor) changes.isSystemAuditor = profile.isSystemAuditor
+  Object.assign(changes, roleChangesBetween(user, found))
+  return Object.keys(changes).length ? changes : undefined
+}
+
+/**
+ * What the directory's groups change in the account: named groups, and the superuser and auditor flags when their
+ * groups are configured. Undefined when nothing.
+ */
+export function roleChangesBetween(user: User, found: DirectoryUser): UserChanges | undefined {
+  const changes: UserChanges = {}
+  if (found.groups.join('\n') !== user.groups.join('\n')) changes.groups = found.groups
+  if (found.isSuperuser !== undefined && found.isSuperuser !== user.isSuperuser) changes.isSuperuser = found.isSuperuser
+  if (found.isSystemAuditor !== undefined && found.isSystemAuditor !== user.isSystemAuditor) changes.isSystemAuditor = found.isSystemAuditor
   return Object.keys(changes).length ? changes : undefined
 }

@@ -116,6 +116,34 @@ export class LdapDirectory {
     })
   }
 
+  /** Whether logins read the user's groups (`group_search`), so that the account check reads them too. */
+  get readsGroups(): boolean {
+    return this.#config.group_search !== undefined
+  }
+
+  /**
+   * As listedEntry, and also the user as a login maps them, groups and roles included (the account check, when the
+   * directory's groups are mapped: ldap-check.ts), in one conversation under the same turn and deadline as a login.
+   * `user` is undefined when two entries list the name, and when the user is in more groups than a login reads: the
+   * account is then left as it is, as a login would be refused.
+   */
+  async listedUser(username: string): Promise<{ entryId: string; user: DirectoryUser | undefined } | undefined> {
+    return this.#withinDeadline(async (connections) => {
+      const { client } = await this.#connect(connections)
+      const found = await this.#findEntries(client, username)
+      if (found === SEVERAL) return { entryId: '', user: undefined }
+      const [entry] = found
+      if (!entry) return undefined
+      const entryId = entryIdOf(entry, this.#config.attributes.uuid)
+      try {
+        return { entryId, user: await this.#describe(client, entry) }
+      } catch (error) {
+        if (error instanceof TooManyGroups) return { entryId, user: undefined }
+        throw error
+      }
+    })
+  }
+
   /**
    * Runs a conversation with the directory under the lookup deadline, once a turn is free, and closes every
    * connection it opened. A conversation that outlives its deadline may open no further connection, and its turn
@@ -182,8 +210,14 @@ export class LdapDirectory {
   }
 
   async #findUser(client: Client, username: string): Promise<Entry | undefined> {
-    const { base, filter, scope } = this.#config.user_search
+    const found = await this.#findEntries(client, username)
     // Two entries for one username is a directory mistake; picking one would let the wrong person in.
+    return found === SEVERAL ? undefined : found[0]
+  }
+
+  /** The entry the user filter finds for `username` (none or one), or SEVERAL. */
+  async #findEntries(client: Client, username: string): Promise<Entry[] | typeof SEVERAL> {
+    const { base, filter, scope } = this.#config.user_search
     try {
       const { searchEntries } = await client.search(base, {
         scope,
@@ -192,9 +226,9 @@ export class LdapDirectory {
         explicitBufferAttributes: [this.#config.attributes.uuid],
         sizeLimit: 2,
       })
-      return searchEntries.length === 1 ? searchEntries[0] : undefined
+      return searchEntries.length > 1 ? SEVERAL : searchEntries
     } catch (error) {
-      if (error instanceof ldapts().SizeLimitExceededError) return undefined
+      if (error instanceof ldapts().SizeLimitExceededError) return SEVERAL
       throw error
     }
   }
@@ -240,7 +274,7 @@ export class LdapDirectory {
       groupDns.push(...searchEntries.map((group) => group.dn))
       if (groupDns.length > MAX_GROUPS) {
         // A part of the groups could clear a role the rest would give: the login is refused instead.
-        throw new DirectoryUnavailable('The directory\'s answer was too large.', new Error(`${dn} is in more than ${MAX_GROUPS} groups found by ldap.group_search; a login reads at most that many`))
+        throw new TooManyGroups('The directory\'s answer was too large.', new Error(`${dn} is in more than ${MAX_GROUPS} groups found by ldap.group_search; a login reads at most that many`))
       }
     }
     return groupDns.sort()
@@ -336,6 +370,12 @@ export function activeDirectoryRefusal(diagnostic: string): GatehouseError | und
     default: return undefined
   }
 }
+
+/** Two or more entries found for one username. */
+const SEVERAL = Symbol('several entries')
+
+/** A user in more groups than a login reads (MAX_GROUPS): a login is refused, the account check leaves the account. */
+class TooManyGroups extends DirectoryUnavailable {}
 
 /** The most groups a login reads, and how many it asks for at a time. */
 const MAX_GROUPS = 1000
