@@ -34,6 +34,8 @@ describe('bin/gatehouse', () => {
     assert.match(listed.stdout, /erin\s+local\s+yes\s+yes\s+erin@example.com/)
 
     assert.equal((await runCli(['users', 'set-password', 'erin', '--password-stdin', '--data-dir', dir], { input: 'new-password\n' })).code, 0)
+    // Another superuser first: the last active one is not disabled (test/cli/users.test.ts).
+    assert.equal((await runCli(['users', 'create', 'root', '--superuser', '--data-dir', dir])).code, 0)
     assert.equal((await runCli(['users', 'disable', 'erin', '--data-dir', dir])).code, 0)
 
     const store = await openStore({ dataDir: dir })
