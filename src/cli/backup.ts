@@ -1,9 +1,11 @@
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { Worker } from 'node:worker_threads'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { sqliteFile } from '../store/database.ts'
+import { DatabaseUnusable } from '../store/errors.ts'
 
 /** The signals that end a backup run from a terminal, a supervisor or a closed session. */
 const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
@@ -20,6 +22,7 @@ export function backupCommand(): Command {
       const source = sqliteFile(config.storage.data_dir)
       // Opening a data directory without a database would make an empty one, and back that up.
       if (!existsSync(source)) throw new UsageError(`no database to back up in ${dirname(source)}`)
+      refuseNotADatabase(source)
       removeStalePartials(target)
       await backUp(source, target, config.storage.timeouts.query_seconds * 1000)
       process.stdout.write(`backed up sqlite:${source} to ${target}\n`)
@@ -31,6 +34,25 @@ function checkTarget(target: string): void {
   if (existsSync(target)) throw new UsageError(`${target} already exists; name a new file`)
   const dir = dirname(target)
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`the directory ${dir} does not exist`)
+}
+
+/** SQLite's result code for a file that is not a database. */
+const SQLITE_NOTADB = 26
+
+/**
+ * A file that is not a database (a wrong file restored as a backup) is named as every command names it, before any
+ * copy is begun. Read only and without waiting: a lock another process holds is the copy's to wait for.
+ */
+function refuseNotADatabase(source: string): void {
+  let sqlite: DatabaseSync | undefined
+  try {
+    sqlite = new DatabaseSync(source, { readOnly: true })
+    sqlite.prepare('select 1 from sqlite_master limit 1').get()
+  } catch (error) {
+    if ((error as { errcode?: number }).errcode === SQLITE_NOTADB) throw new DatabaseUnusable(`sqlite:${source}`, error)
+  } finally {
+    sqlite?.close()
+  }
 }
 
 /** Where a run writes its copy until it is complete: beside the target, named for the run's process. */
