@@ -1,8 +1,14 @@
-import { existsSync, statSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { Worker } from 'node:worker_threads'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
-import { Database, sqliteFile } from '../store/database.ts'
+import { sqliteFile } from '../store/database.ts'
+import { DatabaseUnusable } from '../store/errors.ts'
+
+/** The signals that end a backup run from a terminal, a supervisor or a closed session. */
+const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
 export function backupCommand(): Command {
   return addStorageOptions(new Command('backup')
@@ -16,15 +22,10 @@ export function backupCommand(): Command {
       const source = sqliteFile(config.storage.data_dir)
       // Opening a data directory without a database would make an empty one, and back that up.
       if (!existsSync(source)) throw new UsageError(`no database to back up in ${dirname(source)}`)
-      const database = await Database.open({ dataDir: config.storage.data_dir })
-      try {
-        await database.backupTo(target)
-      } catch (error) {
-        throw new BackupNotWritten(target, error)
-      } finally {
-        await database.close()
-      }
-      process.stdout.write(`backed up ${database.description} to ${target}\n`)
+      refuseNotADatabase(source)
+      removeStalePartials(target)
+      await backUp(source, target, config.storage.timeouts.query_seconds * 1000)
+      process.stdout.write(`backed up sqlite:${source} to ${target}\n`)
     })
 }
 
@@ -35,13 +36,116 @@ function checkTarget(target: string): void {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`the directory ${dir} does not exist`)
 }
 
+/** SQLite's result code for a file that is not a database. */
+const SQLITE_NOTADB = 26
+
+/**
+ * A file that is not a database (a wrong file restored as a backup) is named as every command names it, before any
+ * copy is begun. Read only and without waiting: a lock another process holds is the copy's to wait for.
+ */
+function refuseNotADatabase(source: string): void {
+  let sqlite: DatabaseSync | undefined
+  try {
+    sqlite = new DatabaseSync(source, { readOnly: true })
+    sqlite.prepare('select 1 from sqlite_master limit 1').get()
+  } catch (error) {
+    if ((error as { errcode?: number }).errcode === SQLITE_NOTADB) throw new DatabaseUnusable(`sqlite:${source}`, error)
+  } finally {
+    sqlite?.close()
+  }
+}
+
+/** Where a run writes its copy until it is complete: beside the target, named for the run's process. */
+function partialFile(target: string, pid = process.pid): string {
+  return `${target}.partial-${pid}`
+}
+
+/**
+ * A run killed outright (SIGKILL, the machine stopping) leaves its partial copy. One named for a process that is
+ * gone, or for this one (a container's process has the same id at every run), is removed; another run's, still
+ * going, is left alone.
+ */
+function removeStalePartials(target: string): void {
+  const prefix = `${basename(target)}.partial-`
+  for (const name of readdirSync(dirname(target))) {
+    const pid = name.startsWith(prefix) ? Number(name.slice(prefix.length)) : NaN
+    if (!Number.isInteger(pid) || pid <= 0 || (pid !== process.pid && isRunning(pid))) continue
+    const stale = join(dirname(target), name)
+    rmSync(stale, { force: true })
+    process.stderr.write(`gatehouse: removed ${stale}, left by a backup that did not finish (process ${pid} is gone)\n`)
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: another user's process, running.
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH'
+  }
+}
+
+/**
+ * A consistent copy of the whole database, taken while other processes go on reading and writing (`VACUUM INTO`
+ * reads one snapshot, as any reader in WAL mode does, and blocks no writer). It is written beside `target` under
+ * another name, flushed to disk, then linked, so `target` is only ever a complete copy. The copy runs on a thread of
+ * its own, so that a signal is answered while it runs: the partial copy is removed, then the signal ends the process
+ * as it would have (the copy cannot be stopped part way, and there is nothing left to finish).
+ */
+async function backUp(source: string, target: string, busyTimeoutMs: number): Promise<void> {
+  const partial = partialFile(target)
+  let made = false
+  const interrupted = (signal: NodeJS.Signals) => {
+    rmSync(partial, { force: true })
+    process.stderr.write(`gatehouse: backup interrupted by ${signal}: ${target} was not written; its partial copy ${partial} was removed\n`)
+    for (const name of INTERRUPTS) process.removeListener(name, interrupted)
+    process.kill(process.pid, signal)
+  }
+  for (const name of INTERRUPTS) process.on(name, interrupted)
+  try {
+    // Made first, empty (which VACUUM INTO accepts), so the copy is as private as the database.
+    closeSync(openSync(partial, 'wx', 0o600))
+    made = true
+    await copyDatabase(source, partial, busyTimeoutMs)
+    const written = openSync(partial, 'r')
+    try {
+      fsyncSync(written)
+    } finally {
+      closeSync(written)
+    }
+    // A link, not a rename: it fails rather than replace a file that appeared at `target` meanwhile.
+    linkSync(partial, target)
+  } catch (error) {
+    throw new BackupNotWritten(target, error, made ? partial : undefined)
+  } finally {
+    rmSync(partial, { force: true })
+    for (const name of INTERRUPTS) process.removeListener(name, interrupted)
+  }
+}
+
+/** Node's own SQLite, on a connection of the thread's own; it waits for another process's lock up to the query timeout. */
+const COPY = `const { workerData } = require('node:worker_threads')
+const { DatabaseSync } = require('node:sqlite')
+const db = new DatabaseSync(workerData.source, { timeout: workerData.busyTimeoutMs })
+try { db.prepare('VACUUM INTO ?').run(workerData.partial) } finally { db.close() }`
+
+async function copyDatabase(source: string, partial: string, busyTimeoutMs: number): Promise<void> {
+  const worker = new Worker(COPY, { eval: true, execArgv: [], workerData: { source, partial, busyTimeoutMs } })
+  await new Promise<void>((resolve, reject) => {
+    worker.once('error', reject)
+    worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`the copy stopped (status ${code})`))))
+  })
+}
+
 /**
  * A copy that could not be made says so, with the system's reason (a full disk, a file system mounted read-only),
  * not as the database being away: trying again shortly would fail the same way.
  */
 class BackupNotWritten extends Error {
-  constructor(target: string, error: unknown) {
+  constructor(target: string, error: unknown, partial: string | undefined) {
     const reason = (error as Error)?.cause ?? error
-    super(`the backup to ${target} was not written: ${(reason as Error)?.message ?? String(reason)}`, { cause: error })
+    const removed = partial ? `; its partial copy ${partial} was removed` : ''
+    super(`the backup to ${target} was not written: ${(reason as Error)?.message ?? String(reason)}${removed}`, { cause: error })
   }
 }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { Command } from 'commander'
-import { addStorageOptions, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
+import { addStorageOptions, hasTables, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
 import { Database, sqliteFile, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseUnusable } from '../store/errors.ts'
 import { migrationNames } from '../store/migrations/index.ts'
@@ -34,8 +34,8 @@ async function printStatus(location: DatabaseLocation): Promise<void> {
   if (!location.url && !existsSync(file)) return writeStatus(`sqlite:${file} (none yet)`, { applied: 0, pending: [...migrationNames], unknown: [] })
   const database = await Database.open(location)
   try {
-    const tables = await database.db.introspection.getTables({ withInternalKyselyTables: true })
-    const migrated = tables.some((table) => table.name === 'kysely_migration')
+    // One that does not answer fails on the status's query, saying why.
+    const migrated = await hasTables(database) !== false
     writeStatus(database.description, migrated ? await database.migrationStatus() : { applied: 0, pending: [...migrationNames], unknown: [] })
   } finally {
     await database.close()

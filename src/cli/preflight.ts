@@ -102,3 +102,21 @@ export function missingSecretWarnings(config: Config, env: NodeJS.ProcessEnv): s
   return named.filter(([, variable]) => !env[variable!]).map(([setting, variable]) =>
     `WARNING: ${setting}: the environment variable ${variable} is not set or empty here; serve would stop`)
 }
+
+/**
+ * Behind a proxy that terminates TLS, the address Gatehouse listens on is not the one clients reach: without
+ * `server.public_url`, the realms' issuer and discovery documents, and the redirects written from them, name that
+ * listening address (`http://127.0.0.1:8080`), which clients' token checks and browsers then refuse or cannot reach.
+ * Trusted proxies being listed is the sign that one is in front. Said, not refused: a proxy for the client address
+ * only (plain HTTP on one name) works as it is.
+ */
+export function proxiedWithoutPublicUrlWarning(config: Config, listeningUrl: string): { setting: string; issuer: string; message: string } | undefined {
+  if (!config.server.trusted_proxies.length || config.server.public_url !== undefined) return undefined
+  const issuer = `${listeningUrl}/realms/{realm}`
+  return {
+    setting: 'server.public_url',
+    issuer,
+    message: `server.trusted_proxies is set but server.public_url is not: realm issuers, discovery documents and redirects will name ${listeningUrl}, `
+      + 'the address Gatehouse listens on, not the one clients reach through the proxy; set server.public_url to that (e.g. https://gateway.example.com)',
+  }
+}

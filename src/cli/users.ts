@@ -5,7 +5,7 @@ import { addStorageOptions, printList, readStdin, UsageError, withApp, type Stor
 import type { App } from '../app.ts'
 import { auditedUser, emailAddress, passwordMark, serializeUser } from '../api/users.ts'
 import { cliActor } from '../audit/actor.ts'
-import { ValidationFailed } from '../errors.ts'
+import { SelfLockout, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 
 export function usersCommand(): Command {
@@ -66,7 +66,11 @@ export function usersCommand(): Command {
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => {
         const user = await findUser(app, name)
-        const after = await app.accounts.update(user.id, { isActive: false })
+        const after = await app.accounts.update(user.id, { isActive: false }, { keepAnActiveSuperuser: true }).catch((error: unknown) => {
+          if (!(error instanceof SelfLockout)) throw error
+          throw new SelfLockout(`${name} is the last active superuser: disabling it would leave no one to administer Gatehouse; `
+            + 'make another superuser first (gatehouse users create NAME --superuser)')
+        })
         app.audit.change(cliActor(), 'update', auditedUser(user), serializeUser(user), serializeUser(after))
         process.stdout.write(`disabled ${name}\n`)
       })

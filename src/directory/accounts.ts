@@ -91,8 +91,8 @@ export interface AdministrativeChange {
   /** Writes made in the change's transaction, after it (the API's memberships named with the change). */
   together?: WrittenTogether | undefined
   /**
-   * Refuse a change that would leave no active superuser (the API's users/ endpoints). The CLI does not ask it: it
-   * is how an operator recovers.
+   * Refuse a change that would leave no active superuser (the API's users/ endpoints, the CLI's `users disable`).
+   * Recovering stays open: the CLI creates a superuser, or sets a password, whatever the database holds.
    */
   keepAnActiveSuperuser?: boolean | undefined
   /**

@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs'
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
@@ -323,33 +323,6 @@ export class Database {
       applied: applied.size,
       pending: known.filter((name) => !applied.has(name)),
       unknown: [...applied].filter((name) => !known.includes(name)),
-    }
-  }
-
-  /**
-   * SQLite only: a consistent copy of the whole database, taken while other processes go on reading and writing
-   * (`VACUUM INTO` reads one snapshot, as any reader in WAL mode does, and blocks no writer). It is written beside
-   * `target` under another name, flushed to disk, then renamed, so `target` is only ever a complete copy.
-   */
-  async backupTo(target: string): Promise<void> {
-    if (!this.#sqlite) throw new Error('backupTo is for SQLite; PostgreSQL is backed up with pg_dump')
-    const partial = `${target}.partial-${process.pid}`
-    try {
-      // Made first, empty (which VACUUM INTO accepts), so the copy is as private as the database.
-      closeSync(openSync(partial, 'wx', PRIVATE_FILE))
-      this.#sqlite.raw.prepare('VACUUM INTO ?').run(partial)
-      const written = openSync(partial, 'r')
-      try {
-        fsyncSync(written)
-      } finally {
-        closeSync(written)
-      }
-      // A link, not a rename: it fails rather than replace a file that appeared at `target` meanwhile.
-      linkSync(partial, target)
-    } catch (error) {
-      throw this.#health.classify(error)
-    } finally {
-      rmSync(partial, { force: true })
     }
   }
 

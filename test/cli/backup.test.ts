@@ -4,8 +4,9 @@ import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
-import { ADMIN_PASSWORD, adminAuth, basic, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, basic, repoRoot, runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** A port free now, so the restored gateway answers at the same public URL: the tokens' issuer. */
@@ -79,6 +80,36 @@ function run(command: string, args: string[]): Promise<{ code: number; stderr: s
     child.stderr.on('data', (d) => (stderr += d))
     child.on('close', (code) => resolve({ code: code ?? -1, stderr }))
   })
+}
+
+/**
+ * Another process holding the database (a WAL one) so that no reader gets in: the backup's copy waits for it, up to
+ * the query timeout, which gives a test the time to interrupt it. Ended by `release`.
+ */
+async function holdDatabase(file: string): Promise<{ release(): Promise<void> }> {
+  const script = `const { DatabaseSync } = require('node:sqlite')
+const db = new DatabaseSync(${JSON.stringify(file)})
+db.exec('PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; DELETE FROM settings WHERE 0')
+console.log('held')
+setTimeout(() => {}, 120000)`
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = once(child, 'exit')
+  await once(child.stdout!, 'data')
+  return { release: async () => { child.kill('SIGKILL'); await exited } }
+}
+
+/** `backup FILE` started while the database is held, once its partial copy is there: its process and that file's name. */
+async function backupUnderWay(dir: string, target: string) {
+  const config = join(dir, 'slow.yaml')
+  writeFileSync(config, 'storage:\n  timeouts:\n    query_seconds: 60\n')
+  const child = spawn(join(repoRoot, 'bin/gatehouse'), ['backup', target, '--config', config, '--data-dir', join(dir, 'data')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr!.on('data', (d) => (stderr += d))
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+  const partial = `${target}.partial-${child.pid}`
+  for (let i = 0; i < 400 && !existsSync(partial) && child.exitCode === null; i++) await sleep(50)
+  assert.ok(existsSync(partial), `the partial copy is made first: ${stderr}`)
+  return { child, partial, exited, stderr: () => stderr }
 }
 
 describe('bin/gatehouse backup', () => {
@@ -159,6 +190,54 @@ describe('bin/gatehouse backup', () => {
     }
   })
 
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`removes its partial copy when ${signal} interrupts it, says so, and ends by that signal`, async () => {
+      const dir = tempDir()
+      try {
+        assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
+        const held = await holdDatabase(join(dir, 'data', 'gatehouse.sqlite'))
+        try {
+          const target = join(dir, 'b.sqlite')
+          const backup = await backupUnderWay(dir, target)
+          backup.child.kill(signal)
+          const [code, endedBy] = await backup.exited
+          assert.deepEqual([code, endedBy], [null, signal], backup.stderr())
+          assert.match(backup.stderr(), new RegExp(`^gatehouse: backup interrupted by ${signal}: .*b\\.sqlite was not written; its partial copy .*b\\.sqlite\\.partial-${backup.child.pid} was removed\n$`))
+          assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('b.sqlite')), [], 'no partial copy, no backup')
+        } finally {
+          await held.release()
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  }
+
+  it('removes the partial copy a killed backup left (SIGKILL) when it next runs, and says so', async () => {
+    const dir = tempDir()
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
+      const target = join(dir, 'b.sqlite')
+      const held = await holdDatabase(join(dir, 'data', 'gatehouse.sqlite'))
+      let killed
+      try {
+        killed = await backupUnderWay(dir, target)
+        killed.child.kill('SIGKILL')
+        await killed.exited
+      } finally {
+        await held.release()
+      }
+      assert.ok(existsSync(killed.partial), 'nothing runs after SIGKILL: the partial copy stays')
+      const next = await runCli(['backup', target, '--data-dir', join(dir, 'data')])
+      assert.equal(next.code, 0, next.stderr)
+      assert.match(next.stdout, /^backed up sqlite:/)
+      assert.equal(next.stderr, `gatehouse: removed ${killed.partial}, left by a backup that did not finish (process ${killed.child.pid} is gone)\n`)
+      assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('b.sqlite')), ['b.sqlite'])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('says the backup could not be written, and why, when the disk it goes to is full, and leaves no file there', async (t) => {
     const dir = tempDir()
     const full = join(dir, 'full')
@@ -174,7 +253,7 @@ describe('bin/gatehouse backup', () => {
         assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
         const result = await runCli(['backup', join(full, 'b.sqlite'), '--data-dir', join(dir, 'data')])
         assert.equal(result.code, 1, result.stderr)
-        assert.match(result.stderr, /^gatehouse: the backup to .*b\.sqlite was not written: .*full/)
+        assert.match(result.stderr, /^gatehouse: the backup to .*b\.sqlite was not written: .*full.*; its partial copy .*b\.sqlite\.partial-\d+ was removed$/m)
         assert.doesNotMatch(result.stderr, /try again shortly/)
         assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
         assert.deepEqual(readdirSync(full), [])

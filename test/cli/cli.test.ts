@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { Command } from 'commander'
@@ -21,9 +21,16 @@ interface JsonSchema {
   anyOf?: JsonSchema[]
 }
 
+/** A data directory with a migrated database, as `migrate` or a first `serve` leaves it: other commands make none. */
+async function migratedDir(): Promise<string> {
+  const dir = tempDir()
+  await (await openStore({ dataDir: dir })).close()
+  return dir
+}
+
 describe('bin/gatehouse', () => {
   it('creates, lists, re-passwords and disables users in the data directory', async () => {
-    const dir = tempDir()
+    const dir = await migratedDir()
     const created = await runCli(['users', 'create', 'erin', '--password-stdin', '--email', 'erin@example.com', '--superuser', '--data-dir', dir], { input: 'erin-password\n' })
     assert.equal(created.code, 0, created.stderr)
     assert.match(created.stdout, /created user erin/)
@@ -34,6 +41,8 @@ describe('bin/gatehouse', () => {
     assert.match(listed.stdout, /erin\s+local\s+yes\s+yes\s+erin@example.com/)
 
     assert.equal((await runCli(['users', 'set-password', 'erin', '--password-stdin', '--data-dir', dir], { input: 'new-password\n' })).code, 0)
+    // Another superuser first: the last active one is not disabled (test/cli/users.test.ts).
+    assert.equal((await runCli(['users', 'create', 'root', '--superuser', '--data-dir', dir])).code, 0)
     assert.equal((await runCli(['users', 'disable', 'erin', '--data-dir', dir])).code, 0)
 
     const store = await openStore({ dataDir: dir })
@@ -46,7 +55,7 @@ describe('bin/gatehouse', () => {
   })
 
   it('lists users and tokens as JSON for scripts, users in the shape of the API', async () => {
-    const dir = tempDir()
+    const dir = await migratedDir()
     assert.equal((await runCli(['users', 'create', 'ivan', '--email', 'ivan@example.com', '--data-dir', dir])).code, 0)
     const token = await runCli(['tokens', 'create', '--user', 'ivan', '--scope', 'read', '--description', 'ci job', '--data-dir', dir])
     assert.equal(token.code, 0, token.stderr)
@@ -64,7 +73,7 @@ describe('bin/gatehouse', () => {
   })
 
   it('prints what others chose (a token\'s description) without the characters that would act on the terminal', async () => {
-    const dir = tempDir()
+    const dir = await migratedDir()
     assert.equal((await runCli(['users', 'create', 'jane', '--data-dir', dir])).code, 0)
     // Anyone may describe their own token, through the API, as they like: escape sequences and bidirectional overrides.
     const description = 'ci\u001b]0;owned\u0007\u001b[2J \u202eexe.txt\u009b'
@@ -85,7 +94,7 @@ describe('bin/gatehouse', () => {
   })
 
   it('refuses an e-mail address the API would refuse, and creates no one', async () => {
-    const dir = tempDir()
+    const dir = await migratedDir()
     const refused = await runCli(['users', 'create', 'hana', '--email', 'not-an-address', '--data-dir', dir])
     assert.equal(refused.code, 2)
     assert.match(refused.stderr, /^gatehouse: .*email: Enter a valid email address\.\n$/)
@@ -93,7 +102,7 @@ describe('bin/gatehouse', () => {
   })
 
   it('prints a generated password when none is given', async () => {
-    const dir = tempDir()
+    const dir = await migratedDir()
     const created = await runCli(['users', 'create', 'frank', '--data-dir', dir])
     assert.equal(created.code, 0)
     const password = /password: (\S+)/.exec(created.stdout)?.[1]
@@ -126,7 +135,7 @@ describe('bin/gatehouse', () => {
   })
 
   it('exits non-zero with a one-line reason on bad arguments', async () => {
-    const dir = tempDir()
+    const dir = await migratedDir()
     const notADirectory = join(dir, 'file')
     writeFileSync(notADirectory, '')
     const cases: [string[], RegExp][] = [
@@ -181,7 +190,8 @@ describe('bin/gatehouse', () => {
     const dir = tempDir()
     chmodSync(dir, 0o755)
     const readOnlyDir = join(dir, 'read-only')
-    mkdirSync(readOnlyDir, { mode: 0o555 })
+    assert.equal((await runCli(['migrate', '--data-dir', readOnlyDir])).code, 0)
+    chmodSync(readOnlyDir, 0o555)
     const withFile = join(dir, 'with-file')
     assert.equal((await runCli(['migrate', '--data-dir', withFile])).code, 0)
     for (const name of readdirSync(withFile)) {
@@ -198,7 +208,7 @@ describe('bin/gatehouse', () => {
   })
 
   it('refuses a password on standard input that is not UTF-8 or holds NUL, and creates no one', async () => {
-    const dir = tempDir()
+    const dir = await migratedDir()
     const inputs: [string, Buffer, RegExp][] = [
       ['latin-1', Buffer.concat([Buffer.from('long-enough-pass'), Buffer.from([0xe9])]), /not UTF-8/],
       ['nul', Buffer.from('long-enough\u0000pass'), /Null characters are not allowed/],
@@ -223,6 +233,7 @@ describe('bin/gatehouse', () => {
     }
     const env = { GATEHOUSE_DATABASE_URL: database.url }
     try {
+      assert.equal((await runCli(['migrate'], { env })).code, 0)
       assert.equal((await runCli(['users', 'create', 'bob', '--password-stdin'], { input: 'bob-long-password-1', env })).code, 0)
       await setReadOnly(true)
       for (const command of [['users', 'disable', 'bob'], ['serve', '--port', '0', '--log-format', 'json', '--log-level', 'warn']]) {
@@ -312,7 +323,7 @@ describe('bin/gatehouse', () => {
   })
 
   it('says a username is taken once, in any letter case, with exit status 3', async () => {
-    const dir = tempDir()
+    const dir = await migratedDir()
     assert.equal((await runCli(['users', 'create', 'hana', '--data-dir', dir])).code, 0)
     for (const name of ['hana', 'HANA']) {
       const again = await runCli(['users', 'create', name, '--data-dir', dir])

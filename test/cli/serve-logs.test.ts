@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
@@ -148,6 +148,42 @@ describe('serve output', () => {
     } finally {
       await unset.stop()
     }
+  })
+
+  it('warns at start, once, that behind trusted proxies without public_url the realms\' issuer is the listening address', async () => {
+    const dir = tempDir()
+    const proxied = join(dir, 'proxied.yaml')
+    writeFileSync(proxied, 'server:\n  trusted_proxies: [127.0.0.1]\n')
+    const published = join(dir, 'published.yaml')
+    writeFileSync(published, 'server:\n  trusted_proxies: [127.0.0.1]\n  public_url: https://gateway.example.com\n')
+    const warnings = (output: string) => output.split('\n').filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line)).filter((line) => line.setting === 'server.public_url')
+
+    const gateway = await spawnGateway(['--config', proxied, '--data-dir', join(dir, 'data')])
+    try {
+      await gateway.stop()
+      const [warning, ...more] = warnings(gateway.output())
+      assert.equal(more.length, 0, gateway.output())
+      assert.equal(warning.level, 40, 'at warn')
+      assert.equal(warning.issuer, `${gateway.url}/realms/{realm}`, 'names the issuer tokens will carry')
+      assert.ok(warning.msg.includes('server.public_url'), warning.msg)
+      assert.equal(warning.msg.includes('\n'), false, 'one line')
+    } finally {
+      await gateway.stop()
+    }
+
+    const pretty = await spawnGateway(['--config', proxied, '--data-dir', join(dir, 'data'), '--log-format', 'pretty'])
+    await pretty.stop()
+    assert.match(pretty.output(), /WARN: .*server\.public_url/)
+
+    const quiet = await spawnGateway(['--config', published, '--data-dir', join(dir, 'data')])
+    await quiet.stop()
+    assert.deepEqual(warnings(quiet.output()), [], 'no warning once public_url is set')
+
+    const checked = await runCli(['config', 'check', proxied])
+    assert.equal(checked.code, 0, checked.stderr)
+    assert.match(checked.stderr, /^gatehouse: WARNING: server\.trusted_proxies is set but server\.public_url is not/m)
+    assert.equal((await runCli(['config', 'check', published])).stderr, '')
   })
 
   it('takes the log level from --log-level before GATEHOUSE_LOG_LEVEL', async () => {

@@ -112,8 +112,10 @@ for (const backend of gatewayBackends) {
 
 describe('the password policy on the command line', () => {
   let dir: string
-  before(() => {
+  before(async () => {
     dir = tempDir()
+    // Only serve and migrate make a database.
+    await (await openStore({ dataDir: dir })).close()
   })
   after(() => rmSync(dir, { recursive: true, force: true }))
 
