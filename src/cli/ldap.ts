@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import { auditedUser } from '../api/users.ts'
 import { cliActor } from '../audit/actor.ts'
-import { unverifiedDirectoryWarning } from '../config/ldap.ts'
+import { directoryWarnings } from '../config/ldap.ts'
 import { DirectoryUnavailable } from '../errors.ts'
 import type { DirectoryLookup } from '../directory/ldap.ts'
 import { addStorageOptions, printable, readStdin, resolveConfig, UsageError, withApp, type StorageOptions } from './common.ts'
@@ -53,8 +53,7 @@ async function testDirectory(options: TestOptions): Promise<void> {
   // Loaded by this command only: `serve` loads it when its configuration has a directory (src/app.ts).
   const { LdapDirectory } = await import('../directory/ldap.ts')
   const directory = new LdapDirectory(config.ldap)
-  const warning = unverifiedDirectoryWarning(config.ldap)
-  if (warning) process.stderr.write(`gatehouse: ${warning}\n`)
+  for (const warning of directoryWarnings(config.ldap)) process.stderr.write(`gatehouse: ${warning}\n`)
   let lookup: DirectoryLookup
   try {
     lookup = await directory.lookup(options.user, password)

@@ -3,7 +3,7 @@ import { flushCompileCache } from 'node:module'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { unknownNames } from '../access/rules.ts'
-import { unverifiedDirectoryWarning } from '../config/ldap.ts'
+import { directoryWarnings } from '../config/ldap.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
 import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
@@ -83,8 +83,7 @@ async function serve(options: ServeOptions): Promise<void> {
   const logStream = pretty ? (await import('../logging/pretty.ts')).prettyLogStream(process.stdout, terminal) : undefined
   // A worker runs with the primary's arguments, so it knows how many processes share the port (and the lockout).
   const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, seedDemo: options.demo === true && options.config === undefined, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
-  const directoryWarning = unverifiedDirectoryWarning(config.ldap)
-  if (directoryWarning) server.log.warn(directoryWarning)
+  for (const warning of directoryWarnings(config.ldap)) server.log.warn(warning)
   const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)
   if (secretsWarning) server.log.warn(secretsWarning)
   let listening

@@ -104,12 +104,28 @@ export const LdapSchema = z.object({
 export type LdapConfig = z.output<typeof LdapSchema>
 
 /**
- * What an operator must be told, wherever the directory is used, when its certificate is not verified: whoever
- * answers on the server's address then receives the service account's and every user's password.
+ * What an operator must be told, wherever the directory is used, when passwords could reach someone else: the
+ * certificate is not verified (whoever answers on the server's address receives the service account's and every
+ * user's password), or an `ldap://` server on another host is used without StartTLS (the binds cross the network in
+ * clear). A loopback address is left alone: nobody else reads that traffic.
  */
-export function unverifiedDirectoryWarning(ldap: LdapConfig | undefined): string | undefined {
-  if (!ldap || ldap.tls.reject_unauthorized) return undefined
-  return 'WARNING: ldap.tls.reject_unauthorized is false: the directory\'s certificate is not verified, so whoever answers at its address receives the service account\'s and users\' passwords. Use it only to diagnose; set ldap.tls.ca_file instead.'
+export function directoryWarnings(ldap: LdapConfig | undefined): string[] {
+  if (!ldap) return []
+  const warnings: string[] = []
+  if (!ldap.tls.reject_unauthorized) {
+    warnings.push('WARNING: ldap.tls.reject_unauthorized is false: the directory\'s certificate is not verified, so whoever answers at its address receives the service account\'s and users\' passwords. Use it only to diagnose; set ldap.tls.ca_file instead.')
+  }
+  if (!ldap.start_tls) {
+    for (const server of ldap.servers.filter((url) => url.startsWith('ldap:') && !isLoopback(url))) {
+      warnings.push(`WARNING: ${server} is used without ldap.start_tls: the service account's and users' passwords cross the network unencrypted. Set ldap.start_tls: true, or use an ldaps:// server.`)
+    }
+  }
+  return warnings
+}
+
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, '')
+  return host === 'localhost' || host === '::1' || /^127\./.test(host)
 }
 
 export const passwordSourceNames = ['local', 'ldap'] as const

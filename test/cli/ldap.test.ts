@@ -96,6 +96,29 @@ describe('gatehouse ldap test', () => {
     }
   })
 
+  it('warns when passwords would cross the network unencrypted: an ldap:// server on another host without start_tls', async () => {
+    const plain = join(directory.dir, 'plain.yaml')
+    writeFileSync(plain, stringify({ ldap: directory.config({ servers: ['ldap://directory.invalid:389', directory.url] }) }))
+    const warning = /WARNING: ldap:\/\/directory\.invalid:389 is used without ldap\.start_tls: the service account's and users' passwords cross the network unencrypted/
+    const lookup = await runCli(['ldap', 'test', '--config', plain, '--user', 'carol'])
+    assert.match(lookup.stderr, warning)
+    const check = await runCli(['config', 'check', plain])
+    assert.equal(check.code, 0, check.stderr)
+    assert.match(check.stderr, warning)
+    const gateway = await spawnGateway(['--config', plain, '--data-dir', tempDir()])
+    try {
+      assert.match(gateway.output(), warning)
+    } finally {
+      await gateway.stop()
+    }
+    // The same directory on this machine's loopback address is nobody else's to read.
+    const local = join(directory.dir, 'local.yaml')
+    writeFileSync(local, stringify({ ldap: directory.config({ servers: [directory.url] }) }))
+    const loopback = await runCli(['ldap', 'test', '--config', local, '--user', 'carol'])
+    assert.equal(loopback.code, 0, loopback.stderr)
+    assert.doesNotMatch(loopback.stderr, /WARNING/)
+  })
+
   it('explains why the directory could not be used', async () => {
     const badSecret = await runCli(['ldap', 'test', '--config', configFile, '--user', 'alice'], { env: { LDAP_BIND_PASSWORD: 'wrong' } })
     assert.equal(badSecret.code, 1)
