@@ -153,9 +153,9 @@ describe('bin/gatehouse access check for the gateway\'s own paths, and check-cli
     assert.match(refused.stdout, /built-in check: superusers only .*: deny/)
     assert.match(refused.stdout, /decision: deny \(the route is for superusers/)
     // A superuser passes both; the route is found by its parameters.
-    const superuser = await run('check', 'sue', 'DELETE', '/api/gateway/v1/users/5/')
+    const superuser = await run('check', 'sue', 'DELETE', '/api/gateway/v1/users/5/sessions/')
     assert.equal(superuser.code, 0, superuser.stdout)
-    assert.match(superuser.stdout, /route DELETE \/api\/gateway\/v1\/users\/:id\//)
+    assert.match(superuser.stdout, /route DELETE \/api\/gateway\/v1\/users\/:id\/sessions\/: superusers/)
     assert.match(superuser.stdout, /built-in check: .*: allow/)
     assert.match(superuser.stdout, /decision: allow by rule 1/)
     // A Platform Auditor may read a superusers' route, not change it; gateway.access still judges the read.
