@@ -89,7 +89,15 @@ export const NUL_MESSAGE = 'Null characters are not allowed.'
 const MAX_FIELDS_NAMED = 20
 
 /**
- * Adds `message` to each of the fields `names` in `fields`, the first MAX_FIELDS_NAMED by name, and counts the rest
+ * An empty set of problems by field name, with no prototype: a field named `constructor`, `toString` or `__proto__`
+ * (anyone may send one) is then a field like any other, not the method every object has.
+ */
+export function fieldProblems(): Record<string, string[]> {
+  return Object.create(null) as Record<string, string[]>
+}
+
+/**
+ * Adds `message` to each of the fields `names` in `fields` (made by `fieldProblems`), the first MAX_FIELDS_NAMED by name, and counts the rest
  * under `non_field_errors` ("And 1,234 more `others`.").
  */
 export function addSameProblem(fields: Record<string, string[]>, names: readonly string[], message: string, others: string): Record<string, string[]> {

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util'
 import type { FastifySchemaCompiler } from 'fastify'
 import { z } from 'zod'
-import { addSameProblem, NotFound, pkDoesNotExist, ValidationFailed } from '../errors.ts'
+import { addSameProblem, fieldProblems, NotFound, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 
 /**
  * The gateway API's input is declared as zod schemas on its routes (`schema: { params, querystring, body }`);
@@ -101,7 +101,7 @@ export function assertShownValues(input: Record<string, unknown>, shown: Record<
  * its schema words a wrong value; the checks that span fields (`custom`) say what they mean themselves.
  */
 export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 'querystring' = 'body'): Record<string, string[]> {
-  const fields: Record<string, string[]> = {}
+  const fields = fieldProblems()
   for (const issue of issues) {
     if (issue.path.length > 0 && issue.code !== 'custom' && 'input' in issue && issue.input === undefined) {
       ;(fields[issue.path.map(String).join('.')] ??= []).push(REQUIRED_MESSAGE)

@@ -10,7 +10,7 @@ const cidr = z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be an address r
 export const MetricsSchema = z.object({
   enabled: z.boolean().default(true).describe('Serve Prometheus metrics at /metrics.'),
   port: z.number().int().min(0).max(65535).optional()
-    .describe('Serve /metrics on a listener of its own at this port (on `host`) instead of the main port, so the gateway\'s public port never answers it. 0 picks a free port. Its connections are under `server.max_connections` and `server.max_connections_per_address` as well.'),
+    .describe('Serve /metrics on a listener of its own at this port (on `host`) instead of the main port, so the gateway\'s public port never answers it. 0 picks a free port. Its connections are under `server.max_connections`, `server.max_connections_per_address` and `server.timeouts` as well.'),
   host: z.string().min(1).default('127.0.0.1').describe('Address of the separate metrics listener (with `port`).'),
   bearer_token_file: z.string().min(1).optional()
     .describe('A file holding a token every scrape must send as `Authorization: Bearer <token>` (Prometheus\'s `authorization.credentials_file`). Read once at start.'),

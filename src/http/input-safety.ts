@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify'
-import { addSameProblem, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
+import { addSameProblem, fieldProblems, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
 
 const NUL = '\u0000'
 /** Deeper than any input Gatehouse accepts; below it nothing is looked at (the schemas refuse such input anyway). */
@@ -14,7 +14,7 @@ const MAX_DEPTH = 16
  */
 export async function refuseNulCharacters(request: FastifyRequest): Promise<void> {
   const fields = nulFields(request.query, request.body)
-  if (fields.length) throw new ValidationFailed(addSameProblem({}, fields, NUL_MESSAGE, SAME_PROBLEM))
+  if (fields.length) throw new ValidationFailed(addSameProblem(fieldProblems(), fields, NUL_MESSAGE, SAME_PROBLEM))
 }
 
 /**
@@ -25,7 +25,7 @@ export async function refuseNulCharacters(request: FastifyRequest): Promise<void
 export async function refuseLoneSurrogates(request: FastifyRequest): Promise<void> {
   const found = new Set<string>()
   collect(request.body, '', 0, found, (text) => !text.isWellFormed())
-  if (found.size) throw new ValidationFailed(addSameProblem({}, [...found], LONE_SURROGATE_MESSAGE, SAME_PROBLEM))
+  if (found.size) throw new ValidationFailed(addSameProblem(fieldProblems(), [...found], LONE_SURROGATE_MESSAGE, SAME_PROBLEM))
 }
 const SAME_PROBLEM = 'fields with the same problem'
 const LONE_SURROGATE_MESSAGE = 'Text must be valid Unicode: lone surrogates (\\ud800 to \\udfff) are not allowed.'

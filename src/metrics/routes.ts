@@ -6,12 +6,13 @@ import { errorBody, normalizeError } from '../errors.ts'
 import { createServer } from '../http/node-http.ts'
 import { underSameCaps } from '../listener/address-shares.ts'
 import { explainListenError } from '../listener/listen-errors.ts'
+import { serverTimeouts } from '../listener/timeouts.ts'
 import { forwardedByUntrusted, metricsAccess } from './access.ts'
 
 /**
  * Serves /metrics in Prometheus's text format: on the main port by default, or, with `metrics.port`, only on a
- * listener of its own that opens and closes with the server, under the gateway port's connection caps (a scraper
- * has no claim on more connections than any other client). Either way the access rules of src/metrics/access.ts
+ * listener of its own that opens and closes with the server, under the gateway port's connection caps and time
+ * limits (`server.timeouts`: a scraper has no claim on more connections, or on longer, than any other client). Either way the access rules of src/metrics/access.ts
  * apply; on the main port the client address is the trusted one (`request.ip`, which honours `server.trusted_proxies`), so a
  * reverse proxy in front cannot make every client look local, and on both a scrape forwarded by a proxy not trusted is refused.
  */
@@ -31,7 +32,9 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
   let listener: Server | undefined
   // onReady, not onListen: listen() waits for it, so the URL is known when serve prints where it listens.
   server.addHook('onReady', async () => {
-    listener = createServer((request, response) => {
+    // Node's own limits (60 s for the headers, checked every 30 s) let a client that never finishes its request hold
+    // one of the connections the two ports share for up to 90 s.
+    listener = createServer(serverTimeouts(app.config.server, undefined).http!, (request, response) => {
       const answer = (status: number, type: string, body: string, headers: Record<string, string | string[]> = {}) => {
         response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...headers }).end(body)
       }

@@ -1,6 +1,6 @@
 import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
-import { defaultSettings, settingsSchema, type Settings } from './definitions.ts'
+import { defaultSettings, settingNames, settingsSchema, type Settings } from './definitions.ts'
 import { SETTINGS_TOPIC } from '../store/topics.ts'
 
 
@@ -48,11 +48,7 @@ export class RuntimeSettings {
   }
 
   async reload(): Promise<void> {
-    const stored = await this.#store.settings.all()
-    const known = Object.fromEntries(Object.entries(stored).filter(([key]) => key in settingsSchema.shape))
-    // At start and after each change: too rarely for zod's compiled fast path to pay for its making (src/config/load.ts).
-    const parsed = settingsSchema.safeParse(known, { jitless: true })
-    const loaded = parsed.success ? parsed.data : defaultSettings
+    const loaded = readable(await this.#store.settings.all(), this.#current)
     // The same settings read again change nothing, and tell no one (the listeners drop caches).
     if (JSON.stringify(loaded) === JSON.stringify(this.#current)) return
     this.#current = Object.freeze(loaded)
@@ -80,4 +76,20 @@ export class RuntimeSettings {
     }
     return this.#current
   }
+}
+
+/**
+ * The stored settings this version can read, each on its own: a value it cannot (another version's, with a wider
+ * range) keeps what the process has, rather than taking every other setting back to its default with it (basic auth
+ * switched off would be on again). Names it does not know are left out.
+ */
+function readable(stored: Record<string, unknown>, current: Settings): Settings {
+  const loaded: Record<string, unknown> = { ...defaultSettings }
+  for (const name of settingNames) {
+    if (!(name in stored)) continue
+    // At start and after each change: too rarely for zod's compiled fast path to pay for its making (src/config/load.ts).
+    const parsed = settingsSchema.shape[name].safeParse(stored[name], { jitless: true })
+    loaded[name] = parsed.success ? parsed.data : current[name]
+  }
+  return loaded as Settings
 }
