@@ -65,6 +65,12 @@ export interface ProviderRequest {
   /** A revocation made from Keycloak's logout-by-refresh-token: answered 204, as Keycloak does. */
   logout: boolean
   /**
+   * What Gatehouse revokes itself besides the token oidc-provider looked up: a personal token named at the platform's
+   * `/o/revoke_token/` (src/oidc/routes.ts). Run only once oidc-provider authenticated the client and answered 200,
+   * and before that answer is sent, so that the token is refused from the moment the client reads it.
+   */
+  revokeAlso?: (() => Promise<void>) | undefined
+  /**
    * Whether the browser's request was https as the gateway judges it for its own cookies (src/auth/csrf.ts `isSecure`):
    * the realm's cookies are Secure then, and only then.
    */
@@ -165,6 +171,8 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       if (revoked) await options.loggedOutWithRefreshToken(revoked)
       ctx.status = 204
       ctx.body = null
+    } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.revokeAlso) {
+      await revokeAlso(ctx, providerRequestOf(ctx)!)
     } else if (oidc.route === 'introspection' && isClientAuthenticationFailure(ctx.status, body)) {
       // Keycloak's TokenIntrospectionEndpoint answers any failed client authentication so (`authorizeClient`).
       ctx.status = 401
@@ -237,6 +245,26 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
 
 /** oidc-provider's answer to a client that sent no credentials, or wrong ones. */
 const NO_CLIENT_AUTHENTICATION = 'no client authentication mechanism provided'
+function providerRequestOf(ctx: KoaContextWithOIDC): ProviderRequest | undefined {
+  return (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]
+}
+
+/**
+ * Runs the request's `revokeAlso` in place of the 200 until it has done: a failure (the database not answering) is
+ * answered as the token endpoint answers one (`tokenEndpointFailure`), never a 200 that would say it was revoked.
+ */
+async function revokeAlso(ctx: KoaContextWithOIDC, request: ProviderRequest): Promise<void> {
+  try {
+    await request.revokeAlso!()
+  } catch (error) {
+    if (!(error instanceof DatabaseUnavailable)) request.log.error({ err: error }, 'Revoking a personal token failed')
+    const failure = tokenEndpointFailure(error)
+    ctx.status = failure.status
+    for (const [name, value] of Object.entries(failure.headers ?? {})) ctx.set(name, value)
+    ctx.body = { error: failure.error, error_description: failure.error_description }
+  }
+}
+
 function isClientAuthenticationFailure(status: number, body: Record<string, unknown> | undefined): boolean {
   return (status === 401 && body?.error === 'invalid_client') || (status === 400 && body?.error_description === NO_CLIENT_AUTHENTICATION)
 }
