@@ -243,15 +243,13 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
   }
 }
 
-/** oidc-provider's answer to a client that sent no credentials, or wrong ones. */
-const NO_CLIENT_AUTHENTICATION = 'no client authentication mechanism provided'
 function providerRequestOf(ctx: KoaContextWithOIDC): ProviderRequest | undefined {
   return (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]
 }
 
 /**
- * Runs the request's `revokeAlso` in place of the 200 until it has done: a failure (the database not answering) is
- * answered as the token endpoint answers one (`tokenEndpointFailure`), never a 200 that would say it was revoked.
+ * Holds the revocation's 200 until the request's `revokeAlso` has done; a failure of it (the database not answering)
+ * is answered as the token endpoint answers one (`tokenEndpointFailure`), never with a 200 that says it was revoked.
  */
 async function revokeAlso(ctx: KoaContextWithOIDC, request: ProviderRequest): Promise<void> {
   try {
@@ -265,6 +263,8 @@ async function revokeAlso(ctx: KoaContextWithOIDC, request: ProviderRequest): Pr
   }
 }
 
+/** oidc-provider's answer to a client that sent no credentials, or wrong ones. */
+const NO_CLIENT_AUTHENTICATION = 'no client authentication mechanism provided'
 function isClientAuthenticationFailure(status: number, body: Record<string, unknown> | undefined): boolean {
   return (status === 401 && body?.error === 'invalid_client') || (status === 400 && body?.error_description === NO_CLIENT_AUTHENTICATION)
 }

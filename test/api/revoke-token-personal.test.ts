@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { generateToken } from '../../src/auth/token-format.ts'
+import { DatabaseUnavailable } from '../../src/errors.ts'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
@@ -105,6 +106,23 @@ for (const backend of ['SQLite', 'PostgreSQL'] as const) {
       assert.equal(anonymous.status, 400)
       assert.equal(typeof (await json(anonymous)).error, 'string')
       assert.equal(await me(gw, token), 200)
+    })
+
+    it('never answers 200 when the revocation could not be written: 503 with Retry-After, and a retry revokes it', async () => {
+      const { token } = await personalToken(adminAuth.authorization)
+      const tokens = gw.app.tokens
+      const revokeByValue = tokens.revokeByValue
+      tokens.revokeByValue = async () => { throw new DatabaseUnavailable() }
+      try {
+        const response = await revoke({ token, client_id: client.client_id, client_secret: client.client_secret })
+        assert.equal(response.status, 503)
+        assert.equal(response.headers.get('retry-after'), '5')
+        assert.equal((await json(response)).error, 'temporarily_unavailable')
+      } finally {
+        tokens.revokeByValue = revokeByValue
+      }
+      assert.equal((await revoke({ token, client_id: client.client_id, client_secret: client.client_secret })).status, 200)
+      assert.equal(await me(gw, token), 401)
     })
 
     it('answers a value no token has 200, as RFC 7009 asks', async () => {
