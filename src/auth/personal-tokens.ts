@@ -172,6 +172,19 @@ export class PersonalTokens {
   }
 
   /**
+   * Revokes the token a value names, whoever owns it (the platform's `/o/revoke_token/`), as `revoke` does; the
+   * revoked record, or undefined when no token has that value.
+   */
+  async revokeByValue(value: string): Promise<TokenRecord | undefined> {
+    return this.#bus.change(async (tx, announce) => {
+      const record = await tx.tokens.findByHash(hashToken(value))
+      if (!record || !(await tx.tokens.delete(record.id))) return undefined
+      announce(TOKEN_TOPIC, String(record.id))
+      return record
+    })
+  }
+
+  /**
    * Deletes a user's tokens and, in the same transaction, moves the account's `tokensNotBefore` to now (the
    * database's time), as a new password with `revokeTokens` does: a token a login created meanwhile, written after
    * the delete, is refused too.

@@ -65,6 +65,12 @@ export interface ProviderRequest {
   /** A revocation made from Keycloak's logout-by-refresh-token: answered 204, as Keycloak does. */
   logout: boolean
   /**
+   * What Gatehouse revokes itself besides the token oidc-provider looked up: a personal token named at the platform's
+   * `/o/revoke_token/` (src/oidc/routes.ts). Run only once oidc-provider authenticated the client and answered 200,
+   * and before that answer is sent, so that the token is refused from the moment the client reads it.
+   */
+  revokeAlso?: (() => Promise<void>) | undefined
+  /**
    * Whether the browser's request was https as the gateway judges it for its own cookies (src/auth/csrf.ts `isSecure`):
    * the realm's cookies are Secure then, and only then.
    */
@@ -165,6 +171,8 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       if (revoked) await options.loggedOutWithRefreshToken(revoked)
       ctx.status = 204
       ctx.body = null
+    } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.revokeAlso) {
+      await revokeAlso(ctx, providerRequestOf(ctx)!)
     } else if (oidc.route === 'introspection' && isClientAuthenticationFailure(ctx.status, body)) {
       // Keycloak's TokenIntrospectionEndpoint answers any failed client authentication so (`authorizeClient`).
       ctx.status = 401
@@ -232,6 +240,26 @@ async function describeIntrospected(body: Record<string, unknown>, oidc: KoaCont
   if (body.token_type === 'Bearer' && body.aud === undefined && typeof body.client_id === 'string') {
     const aud = accessTokenAudience(body.client_id, options.client(body.client_id), body.resource_access)
     if (aud !== undefined) body.aud = aud
+  }
+}
+
+function providerRequestOf(ctx: KoaContextWithOIDC): ProviderRequest | undefined {
+  return (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]
+}
+
+/**
+ * Holds the revocation's 200 until the request's `revokeAlso` has done; a failure of it (the database not answering)
+ * is answered as the token endpoint answers one (`tokenEndpointFailure`), never with a 200 that says it was revoked.
+ */
+async function revokeAlso(ctx: KoaContextWithOIDC, request: ProviderRequest): Promise<void> {
+  try {
+    await request.revokeAlso!()
+  } catch (error) {
+    if (!(error instanceof DatabaseUnavailable)) request.log.error({ err: error }, 'Revoking a personal token failed')
+    const failure = tokenEndpointFailure(error)
+    ctx.status = failure.status
+    for (const [name, value] of Object.entries(failure.headers ?? {})) ctx.set(name, value)
+    ctx.body = { error: failure.error, error_description: failure.error_description }
   }
 }
 

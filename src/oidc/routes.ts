@@ -9,6 +9,8 @@ import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
 import { splitTarget } from '../http/request-target.ts'
+import { auditedToken, auditedTokenFields } from '../api/tokens.ts'
+import { TOKEN_PREFIX, tokenShapeProblem } from '../auth/token-format.ts'
 import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
@@ -66,7 +68,7 @@ export async function registerOidcRoutes(server: FastifyInstance, app: App): Pro
       ['/o/revoke_token/', KEYCLOAK_ROUTES.revocation],
       ['/o/authorize/', KEYCLOAK_ROUTES.authorization],
     ] as const) {
-      scope.route({ method: METHODS, url, handler: (request, reply) => serveRealm(app, realm, endpoint, request, reply) })
+      scope.route({ method: METHODS, url, handler: (request, reply) => serveRealm(app, realm, endpoint, request, reply, true) })
     }
   })
 }
@@ -78,8 +80,8 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
   return serveRealm(app, realm, match[2] ?? '/', request, reply)
 }
 
-/** One request to a realm's endpoint `rest` (the path below `/realms/<realm>`). */
-async function serveRealm(app: App, realm: Realm, rest: string, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+/** One request to a realm's endpoint `rest` (the path below `/realms/<realm>`), or to the platform's `/o/` path for it. */
+async function serveRealm(app: App, realm: Realm, rest: string, request: FastifyRequest, reply: FastifyReply, platform = false): Promise<FastifyReply> {
   const { query } = splitTarget(request.url)
   request.gatehouse.place = app.places.realm(realm.name)
   if (nulFields(request.query).length) return nulRefused(reply)
@@ -120,6 +122,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     response: reply.raw,
     ip: request.ip,
     secure: app.csrf.isSecure(request),
+    platform,
     log: request.log,
     refuse: (status, description, error, headers = {}) => {
       for (const [name, value] of Object.entries(headers)) reply.header(name, value)
@@ -187,6 +190,8 @@ export interface ProviderExchange {
   readonly ip: string
   /** Whether the request was https, as the gateway judges it for its own cookies; by the public URL when not said (the token endpoint sets no cookie). */
   readonly secure?: boolean
+  /** Whether it came by the platform's `/o/` paths (django-oauth-toolkit's endpoints) rather than the realm's. */
+  readonly platform?: boolean
   readonly log: ProviderRequest['log']
   /** Answers in Keycloak's error shape before oidc-provider sees the request, with `headers` besides its own. */
   refuse(status: number, description: string, error?: string, headers?: Record<string, string>): void
@@ -245,7 +250,8 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
     }
     if (body.includes(0) || (isForm(raw) && nulFields([...new URLSearchParams(body.toString('utf8'))]).length)) return void exchange.refuse(400, NUL_MESSAGE, 'invalid_request')
   }
-  const target = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
+  const adjusted = await adjustForKeycloak(realm, raw.method!, rest, query, raw, body)
+  const target = exchange.platform && rest === KEYCLOAK_ROUTES.revocation && 'path' in adjusted && isForm(raw) ? withPersonalToken(app, adjusted, exchange.ip) : adjusted
   if ('refused' in target) return void exchange.refuse(target.refused.status, target.refused.description, target.refused.error)
   if ('page' in target) {
     exchange.handOver()
@@ -258,7 +264,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, revokeAlso: target.revokeAlso, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -294,6 +300,8 @@ interface Target {
   body: Buffer | undefined
   /** Answer a successful revocation 204, as Keycloak's logout does. */
   logout?: boolean
+  /** Revokes a personal token once the revocation succeeded (`withPersonalToken`). */
+  revokeAlso?: () => Promise<void>
   /** Replaces the Authorization header; null drops it. */
   authorization?: string | null
   /** Replaces the query string (with its `?`). */
@@ -451,6 +459,33 @@ async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: UR
   revocation.append('token', token.jti)
   revocation.append('token_type_hint', 'refresh_token')
   return { path: KEYCLOAK_ROUTES.revocation, body: Buffer.from(revocation.toString()), logout: true }
+}
+
+/**
+ * The platform's `/o/revoke_token/` revokes any access token by its value once the client has authenticated
+ * (django-oauth-toolkit's `OAuth2Validator.revoke_token` looks the value up among all access and refresh tokens,
+ * whatever their application), and the platform's personal tokens are access tokens without an application. A
+ * personal token's value is handed to oidc-provider as a value no token of its has, so that it authenticates the
+ * client and answers as for any unknown token; its 200 then waits until the personal token is revoked as
+ * `DELETE tokens/{id}/` revokes it (every process drops it) and audited as that deletion is, by the client's
+ * address, with no user: the client proved who it is, and the value proves nothing about who holds it.
+ * The realm's own revocation endpoint knows no personal tokens, as Keycloak's.
+ */
+function withPersonalToken(app: App, target: Target, address: string): Target {
+  const form = new URLSearchParams(target.body?.toString('utf8') ?? '')
+  const values = form.getAll('token')
+  if (values.length !== 1 || !values[0]!.startsWith(TOKEN_PREFIX)) return target
+  const value = values[0]!
+  form.set('token', 'unknown')
+  const revised = { ...target, body: Buffer.from(form.toString()) }
+  if (tokenShapeProblem(value)) return revised
+  return {
+    ...revised,
+    revokeAlso: async () => {
+      const record = await app.tokens.revokeByValue(value)
+      if (record) app.audit.change({ userId: null, username: null, address, method: null }, 'delete', auditedToken(record), auditedTokenFields(record))
+    },
+  }
 }
 
 /** Whether HTTP basic and the form carry the same client secret (and, when the form names one, the same client). */
