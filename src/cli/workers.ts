@@ -92,10 +92,16 @@ export async function runWorkers(count: number, database: string | undefined): P
   const exitWhenAllGone = () => {
     if (workers.size === 0) process.exit(process.exitCode ?? 0)
   }
+  // A worker that has just died is still in `workers` until its exit is handled, with its channel already closed:
+  // a message sent to it then is an 'error' event on the worker, which, unheard, would end the primary and every
+  // other worker with it. Its exit handler replaces it; the signal was for a process that is gone anyway.
+  const tell = (worker: Worker, message: Message) => {
+    if (worker.isConnected()) worker.send(message, undefined, () => {})
+  }
   const stopAll = (signal: NodeJS.Signals) => {
     stopping = true
     for (const worker of workers) {
-      worker.send({ type: 'signal', signal } satisfies Message)
+      tell(worker, { type: 'signal', signal })
       // One still starting may not listen for the primary yet; until it does, the signal's default ends it.
       if (!ready.has(worker)) worker.process.kill('SIGTERM')
     }
@@ -106,6 +112,7 @@ export async function runWorkers(count: number, database: string | undefined): P
     return new Promise((resolve, reject) => {
       const worker = cluster.fork(env)
       workers.add(worker)
+      worker.on('error', () => {})
       worker.on('message', (message: Message | ClusterMessage) => {
         scrapes.onMessage(worker, message as ClusterMessage)
         if (message.type !== 'ready') return
@@ -145,7 +152,7 @@ export async function runWorkers(count: number, database: string | undefined): P
   process.on('SIGINT', stopAll)
   process.on('SIGTERM', stopAll)
   process.on('SIGHUP', () => {
-    for (const worker of workers) worker.send({ type: 'signal', signal: 'SIGHUP' } satisfies Message)
+    for (const worker of workers) tell(worker, { type: 'signal', signal: 'SIGHUP' })
   })
   try {
     await start()

@@ -120,6 +120,21 @@ describe('serve --workers', () => {
     assert.equal(await statusOnNewConnection(`${gateway.url}/api/controller/v2/hosts/`, adminAuth), 200, gateway.output())
   })
 
+  it('keeps running when a SIGHUP arrives as a worker dies, and replaces the worker', async () => {
+    for (let round = 0; round < 8; round++) {
+      const listening = gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0
+      const [victim] = workerPids(gateway.process.pid!)
+      process.kill(victim!, 'SIGKILL')
+      // The primary hears of the death (its channel closes, then the exit) around the signal it must pass on.
+      await new Promise((resolve) => setTimeout(resolve, round % 10))
+      process.kill(gateway.process.pid!, 'SIGHUP')
+      await until(() => !alive(gateway.process.pid!) || (gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0) > listening, 15_000, 'a new worker listens')
+      assert.ok(alive(gateway.process.pid!), gateway.output().slice(-2000))
+    }
+    assert.equal(workerPids(gateway.process.pid!).length, 2)
+    assert.equal(await statusOnNewConnection(`${gateway.url}/api/controller/v2/hosts/`, adminAuth), 200)
+  })
+
   it('stops every worker on SIGTERM', async () => {
     const workers = workerPids(gateway.process.pid!)
     await gateway.stop()
