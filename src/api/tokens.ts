@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { auditedToken, auditedTokenFields } from '../audit/tokens.ts'
 import type { Principal } from '../auth/principal.ts'
 import { InvalidCredentials, NotFound, NotTokenOwner, PermissionDenied, pkDoesNotExist, ValidationFailed } from '../errors.ts'
 import { ForeignKeyViolation } from '../store/errors.ts'
@@ -178,14 +179,6 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
 }
 
 /** A token in the audit trail: its id and description, never its value. */
-export function auditedToken(record: TokenRecord) {
-  return { type: 'token', id: record.id, name: record.description || null }
-}
-
-export function auditedTokenFields(record: TokenRecord) {
-  return { user: record.userId, scope: record.scope, description: record.description, expires: new Date(record.expires).toISOString() }
-}
-
 function mayManage(principal: Principal, ownerId: number): boolean {
   return principal.user.isSuperuser || principal.user.id === ownerId
 }

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander'
-import { auditedToken, auditedTokenFields, TOKEN_DESCRIPTION_MAX } from '../api/tokens.ts'
+import { TOKEN_DESCRIPTION_MAX } from '../api/tokens.ts'
+import { auditedToken, auditedTokenFields } from '../audit/tokens.ts'
 import { cliActor } from '../audit/actor.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import { addStorageOptions, printList, UsageError, withApp, type StorageOptions } from './common.ts'
