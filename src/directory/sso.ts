@@ -215,6 +215,7 @@ export class SsoRelyingParty {
         [oidc.customFetch]: fetchWithinBound,
         ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
       })
+      checkAuthorizationEndpoint(discovered.serverMetadata().authorization_endpoint, this.config)
       discovered.timeout = this.config.timeout_seconds
       // Without it openid-client trusts the token endpoint's ID token unsigned (OIDC Core 3.1.3.7 allows that
       // over TLS): `alg: none`, or any key, would do. Checked against the provider's JWKS, so only its keys sign.
@@ -255,6 +256,19 @@ export class SsoRelyingParty {
 }
 
 class AnswerTooLarge extends Error {}
+
+/**
+ * Where the browser is sent to sign in: openid-client reads the discovery document's `authorization_endpoint` only
+ * when it builds the first authorization request, and threw a TypeError (a 500) for a missing or non-URL one. Checked
+ * with discovery instead, so a provider's broken document is refused as an invalid answer, and not kept for an hour.
+ * Not checked: that the URL is on the issuer's host (providers put it elsewhere, as Azure AD B2C does).
+ */
+function checkAuthorizationEndpoint(endpoint: unknown, config: SsoProviderConfig): void {
+  const url = typeof endpoint === 'string' && URL.canParse(endpoint) ? new URL(endpoint) : undefined
+  if (url?.protocol === 'https:' || (url?.protocol === 'http:' && config.allow_insecure_http)) return
+  const wanted = config.allow_insecure_http ? 'an absolute http or https URL' : 'an absolute https URL'
+  throw new SsoResponseInvalid(`The discovery document of ${config.label} names no usable authorization endpoint (${wanted}).`)
+}
 
 /**
  * fetch, with the body read whole (at most MAX_ANSWER_BYTES) before the answer is handed on, so the request's

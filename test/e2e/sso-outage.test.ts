@@ -116,3 +116,44 @@ describe('single sign-on through a provider that hangs at the token exchange', (
     assert.ok(elapsed >= TIMEOUT_SECONDS * 1000 - 100 && elapsed < TIMEOUT_SECONDS * 1000 + 1500, `took ${elapsed} ms`)
   })
 })
+
+describe('single sign-on through a provider whose discovery names no usable authorization endpoint', () => {
+  let provider: Awaited<ReturnType<typeof startMisbehavingProvider>>
+  let gw: TestGateway
+  let authorizationEndpoint: unknown
+
+  before(async () => {
+    provider = await startMisbehavingProvider((response) => {
+      const issuer = provider.issuer
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+        issuer,
+        authorization_endpoint: authorizationEndpoint,
+        token_endpoint: `${issuer}/token`,
+        jwks_uri: `${issuer}/jwks`,
+        response_types_supported: ['code'],
+      }))
+    })
+    gw = await startGateway({ config: { sso: [{ name: 'broken', label: 'Broken', issuer: provider.issuer, client_id: 'x', allow_insecure_http: true, timeout_seconds: TIMEOUT_SECONDS }] } })
+  })
+  after(async () => {
+    await gw?.close()
+    await provider?.close()
+  })
+
+  it('answers 502 sso_response_invalid, stores nothing, and tries discovery again at the next sign-in', async () => {
+    for (const value of [undefined, 42, 'authorize', 'javascript:alert(1)', 'ftp://127.0.0.1/authorize']) {
+      authorizationEndpoint = value
+      const response = await gw.fetch(`${SSO}broken/`, { headers: { accept: 'application/json' } })
+      assert.equal(response.status, 502, `authorization_endpoint ${JSON.stringify(value)}`)
+      assert.equal((await json(response)).code, 'sso_response_invalid', `authorization_endpoint ${JSON.stringify(value)}`)
+      assert.deepEqual(response.headers.getSetCookie(), [], 'no sign-in is started')
+    }
+    const page = await gw.fetch(`${SSO}broken/`, { headers: { accept: 'text/html' } })
+    assert.equal(page.status, 502)
+    assert.match(await page.text(), /names no usable authorization endpoint/, 'a browser gets the login page with the reason')
+    authorizationEndpoint = `${provider.issuer}/authorize`
+    const fixed = await gw.fetch(`${SSO}broken/`, { redirect: 'manual' })
+    assert.equal(fixed.status, 302, 'the corrected discovery document is read at once, not an hour later')
+    assert.equal(new URL(fixed.headers.get('location')!).origin + new URL(fixed.headers.get('location')!).pathname, `${provider.issuer}/authorize`)
+  })
+})
