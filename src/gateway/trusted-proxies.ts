@@ -11,7 +11,7 @@ export type ProxyTrust = (address: string | undefined) => boolean
  */
 export function compileTrustedProxies(entries: readonly string[]): ProxyTrust {
   if (!entries.length) return () => false
-  const ranges = entries.map((entry) => entry.includes('/') ? ipaddr.parseCIDR(entry) : wholeAddress(entry))
+  const ranges = entries.map((entry) => entry.includes('/') ? range(entry) : wholeAddress(entry))
   const judge = (address: string): boolean => {
     if (!ipaddr.isValid(address)) return false
     const peer = ipaddr.process(address)
@@ -34,6 +34,16 @@ export function compileTrustedProxies(entries: readonly string[]): ProxyTrust {
 }
 
 const REMEMBERED_PEERS = 4096
+
+/**
+ * A CIDR; an IPv4-mapped one (`::ffff:10.0.0.0/104`) as the IPv4 range it maps, since peers are judged as their IPv4
+ * address: written as it is, it matched none of them, and the proxies it names were not believed.
+ */
+function range(entry: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
+  const [address, bits] = ipaddr.parseCIDR(entry)
+  if (address.kind() === 'ipv6' && bits >= 96 && (address as ipaddr.IPv6).isIPv4MappedAddress()) return [(address as ipaddr.IPv6).toIPv4Address(), bits - 96]
+  return [address, bits]
+}
 
 function wholeAddress(entry: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
   const address = ipaddr.process(entry)

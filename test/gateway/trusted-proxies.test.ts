@@ -16,6 +16,16 @@ describe('trusted proxies', () => {
     assert.equal(compileTrustedProxies([])('10.1.0.1'), false)
   })
 
+  it('judges an IPv4-mapped CIDR as the IPv4 range it maps, as it judges an IPv4-mapped address', () => {
+    const trusts = compileTrustedProxies(['::ffff:10.1.0.0/112', '::FFFF:192.0.2.7'])
+    assert.equal(trusts('10.1.200.3'), true)
+    assert.equal(trusts('::ffff:10.1.0.9'), true)
+    assert.equal(trusts('192.0.2.7'), true)
+    assert.equal(trusts('10.2.0.1'), false)
+    assert.equal(trusts('::ffff:10.2.0.1'), false)
+    assert.equal(trusts('::1'), false)
+  })
+
   it('gives the same answers when asked again, and after more distinct peers than it remembers', () => {
     const trusts = compileTrustedProxies(['10.1.0.0/16'])
     assert.equal(trusts('10.1.0.1'), true)
