@@ -215,7 +215,7 @@ export class SsoRelyingParty {
         [oidc.customFetch]: fetchWithinBound,
         ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
       })
-      checkAuthorizationEndpoint(discovered.serverMetadata().authorization_endpoint, this.config)
+      checkEndpoints(discovered.serverMetadata(), this.config)
       discovered.timeout = this.config.timeout_seconds
       // Without it openid-client trusts the token endpoint's ID token unsigned (OIDC Core 3.1.3.7 allows that
       // over TLS): `alg: none`, or any key, would do. Checked against the provider's JWKS, so only its keys sign.
@@ -258,16 +258,26 @@ export class SsoRelyingParty {
 class AnswerTooLarge extends Error {}
 
 /**
- * Where the browser is sent to sign in: openid-client reads the discovery document's `authorization_endpoint` only
- * when it builds the first authorization request, and threw a TypeError (a 500) for a missing or non-URL one. Checked
- * with discovery instead, so a provider's broken document is refused as an invalid answer, and not kept for an hour.
- * Not checked: that the URL is on the issuer's host (providers put it elsewhere, as Azure AD B2C does).
+ * What a sign-in needs of the discovery document: where the browser is sent (`authorization_endpoint`, an https URL,
+ * or http with `allow_insecure_http`), and where the code is exchanged and the ID token's keys are fetched
+ * (`token_endpoint`, `jwks_uri`; openid-client enforces their scheme when it fetches them). openid-client reads each
+ * only when it first uses it: a missing or non-URL authorization endpoint threw a TypeError (a 500), and a missing
+ * token endpoint or key set failed only after the person had signed in at the provider, every time for an hour, as the
+ * document was kept. Checked with discovery instead, the document is refused as an invalid answer, before anyone is
+ * sent there, and read again at the next sign-in. Not checked: that the URLs are on the issuer's host (providers put
+ * them elsewhere, as Azure AD B2C does).
  */
-function checkAuthorizationEndpoint(endpoint: unknown, config: SsoProviderConfig): void {
-  const url = typeof endpoint === 'string' && URL.canParse(endpoint) ? new URL(endpoint) : undefined
-  if (url?.protocol === 'https:' || (url?.protocol === 'http:' && config.allow_insecure_http)) return
-  const wanted = config.allow_insecure_http ? 'an absolute http or https URL' : 'an absolute https URL'
-  throw new SsoResponseInvalid(`The discovery document of ${config.label} names no usable authorization endpoint (${wanted}).`)
+function checkEndpoints(metadata: OpenidClient.ServerMetadata, config: SsoProviderConfig): void {
+  const urlOf = (value: unknown) => typeof value === 'string' && URL.canParse(value) ? new URL(value) : undefined
+  const authorization = urlOf(metadata.authorization_endpoint)
+  const missing = [
+    ...(authorization?.protocol === 'https:' || (authorization?.protocol === 'http:' && config.allow_insecure_http) ? [] : ['authorization_endpoint']),
+    ...(['token_endpoint', 'jwks_uri'] as const).filter((name) => !urlOf(metadata[name])),
+  ]
+  if (missing.length) {
+    const scheme = config.allow_insecure_http ? 'http or https' : 'https'
+    throw new SsoResponseInvalid(`The discovery document of ${config.label} has no usable ${missing.join(', ')} (an absolute ${scheme} URL each).`)
+  }
 }
 
 /**

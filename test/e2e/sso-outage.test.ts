@@ -117,20 +117,21 @@ describe('single sign-on through a provider that hangs at the token exchange', (
   })
 })
 
-describe('single sign-on through a provider whose discovery names no usable authorization endpoint', () => {
+describe('single sign-on through a provider whose discovery document lacks what a sign-in needs', () => {
   let provider: Awaited<ReturnType<typeof startMisbehavingProvider>>
   let gw: TestGateway
-  let authorizationEndpoint: unknown
+  let spoiled: Record<string, unknown> = {}
 
   before(async () => {
     provider = await startMisbehavingProvider((response) => {
       const issuer = provider.issuer
       response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
         issuer,
-        authorization_endpoint: authorizationEndpoint,
+        authorization_endpoint: `${issuer}/authorize`,
         token_endpoint: `${issuer}/token`,
         jwks_uri: `${issuer}/jwks`,
         response_types_supported: ['code'],
+        ...spoiled,
       }))
     })
     gw = await startGateway({ config: { sso: [{ name: 'broken', label: 'Broken', issuer: provider.issuer, client_id: 'x', allow_insecure_http: true, timeout_seconds: TIMEOUT_SECONDS }] } })
@@ -140,20 +141,27 @@ describe('single sign-on through a provider whose discovery names no usable auth
     await provider?.close()
   })
 
-  it('answers 502 sso_response_invalid, stores nothing, and tries discovery again at the next sign-in', async () => {
-    for (const value of [undefined, 42, 'authorize', 'javascript:alert(1)', 'ftp://127.0.0.1/authorize']) {
-      authorizationEndpoint = value
-      const response = await gw.fetch(`${SSO}broken/`, { headers: { accept: 'application/json' } })
-      assert.equal(response.status, 502, `authorization_endpoint ${JSON.stringify(value)}`)
-      assert.equal((await json(response)).code, 'sso_response_invalid', `authorization_endpoint ${JSON.stringify(value)}`)
+  it('answers 502 sso_response_invalid before sending anyone to the provider, and reads the document again at the next sign-in', async () => {
+    const documents = [
+      { authorization_endpoint: undefined }, { authorization_endpoint: 42 }, { authorization_endpoint: 'authorize' },
+      { authorization_endpoint: 'javascript:alert(1)' }, { authorization_endpoint: 'ftp://127.0.0.1/authorize' },
+      { token_endpoint: undefined }, { token_endpoint: 42 }, { jwks_uri: undefined }, { jwks_uri: 'keys' },
+    ]
+    for (const document of documents) {
+      spoiled = document
+      const spoilt = Object.entries(document).map(([name, value]) => `${name} ${String(value)}`).join()
+      const response = await gw.fetch(`${SSO}broken/`, { headers: { accept: 'application/json' }, redirect: 'manual' })
+      assert.equal(response.status, 502, spoilt)
+      assert.equal((await json(response)).code, 'sso_response_invalid', spoilt)
       assert.deepEqual(response.headers.getSetCookie(), [], 'no sign-in is started')
     }
     const page = await gw.fetch(`${SSO}broken/`, { headers: { accept: 'text/html' } })
     assert.equal(page.status, 502)
-    assert.match(await page.text(), /names no usable authorization endpoint/, 'a browser gets the login page with the reason')
-    authorizationEndpoint = `${provider.issuer}/authorize`
+    assert.match(await page.text(), /has no usable jwks_uri/, 'a browser gets the login page with the reason')
+    spoiled = {}
     const fixed = await gw.fetch(`${SSO}broken/`, { redirect: 'manual' })
-    assert.equal(fixed.status, 302, 'the corrected discovery document is read at once, not an hour later')
-    assert.equal(new URL(fixed.headers.get('location')!).origin + new URL(fixed.headers.get('location')!).pathname, `${provider.issuer}/authorize`)
+    assert.equal(fixed.status, 302, 'the corrected document is read at once, not an hour later')
+    const location = new URL(fixed.headers.get('location')!)
+    assert.equal(location.origin + location.pathname, `${provider.issuer}/authorize`)
   })
 })
