@@ -21,6 +21,19 @@ async function startMisbehavingProvider(answer: (response: ServerResponse) => vo
   }
 }
 
+/** What a provider's discovery answers: every endpoint a sign-in uses. */
+function discoveryDocument(issuer: string): Record<string, unknown> {
+  return {
+    issuer,
+    authorization_endpoint: `${issuer}/auth`,
+    token_endpoint: `${issuer}/token`,
+    jwks_uri: `${issuer}/jwks`,
+    response_types_supported: ['code'],
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: ['RS256'],
+  }
+}
+
 describe('single sign-on through a provider that hangs or floods', () => {
   let silent: Awaited<ReturnType<typeof startMisbehavingProvider>>
   let endless: Awaited<ReturnType<typeof startMisbehavingProvider>>
@@ -82,15 +95,7 @@ describe('single sign-on through a provider that hangs at the token exchange', (
     // Discovery answered, the sign-in code never exchanged: the token endpoint takes the request and says nothing.
     provider = createServer((request, response) => {
       if (request.url === '/.well-known/openid-configuration') {
-        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
-          issuer,
-          authorization_endpoint: `${issuer}/auth`,
-          token_endpoint: `${issuer}/token`,
-          jwks_uri: `${issuer}/jwks`,
-          response_types_supported: ['code'],
-          subject_types_supported: ['public'],
-          id_token_signing_alg_values_supported: ['RS256'],
-        }))
+        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(discoveryDocument(issuer)))
       } else if (request.url !== '/token') response.writeHead(404).end()
     })
     await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve))
@@ -124,15 +129,7 @@ describe('single sign-on through a provider whose discovery document lacks what 
 
   before(async () => {
     provider = await startMisbehavingProvider((response) => {
-      const issuer = provider.issuer
-      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
-        issuer,
-        authorization_endpoint: `${issuer}/authorize`,
-        token_endpoint: `${issuer}/token`,
-        jwks_uri: `${issuer}/jwks`,
-        response_types_supported: ['code'],
-        ...spoiled,
-      }))
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...discoveryDocument(provider.issuer), ...spoiled }))
     })
     gw = await startGateway({ config: { sso: [{ name: 'broken', label: 'Broken', issuer: provider.issuer, client_id: 'x', allow_insecure_http: true, timeout_seconds: TIMEOUT_SECONDS }] } })
   })
@@ -144,7 +141,7 @@ describe('single sign-on through a provider whose discovery document lacks what 
   it('answers 502 sso_response_invalid before sending anyone to the provider, and reads the document again at the next sign-in', async () => {
     const documents = [
       { authorization_endpoint: undefined }, { authorization_endpoint: 42 }, { authorization_endpoint: 'authorize' },
-      { authorization_endpoint: 'javascript:alert(1)' }, { authorization_endpoint: 'ftp://127.0.0.1/authorize' },
+      { authorization_endpoint: 'javascript:alert(1)' }, { authorization_endpoint: 'ftp://127.0.0.1/auth' },
       { token_endpoint: undefined }, { token_endpoint: 42 }, { jwks_uri: undefined }, { jwks_uri: 'keys' },
     ]
     for (const document of documents) {
@@ -162,6 +159,6 @@ describe('single sign-on through a provider whose discovery document lacks what 
     const fixed = await gw.fetch(`${SSO}broken/`, { redirect: 'manual' })
     assert.equal(fixed.status, 302, 'the corrected document is read at once, not an hour later')
     const location = new URL(fixed.headers.get('location')!)
-    assert.equal(location.origin + location.pathname, `${provider.issuer}/authorize`)
+    assert.equal(location.origin + location.pathname, `${provider.issuer}/auth`)
   })
 })
