@@ -4,7 +4,7 @@ import type { App } from '../app.ts'
 import { signingIn } from '../audit/actor.ts'
 import { groupsClaim, syncSsoAccount } from '../directory/sso-sync.ts'
 import { checkAnswerIsOurs, flowCookie, FLOW_KEY, flowKeyHash, flowSecrets, newFlowKey, SSO_PATH, ssoCallbackPath, SsoRelyingParty } from '../directory/sso.ts'
-import { AccountDisabled, GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoProviderUnknown } from '../errors.ts'
+import { GatehouseError, SsoLoginExpired, SsoLoginUnknown, SsoProviderUnknown } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
@@ -80,7 +80,6 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       const identity = await party.finish(redirectUri(party), query, secrets, pending.created)
       const user = await syncSsoAccount(app.store, app.accounts, party.config, identity, app.directory)
       await app.memberships.apply('sso', user, party.config.memberships, groupsClaim(identity.claims[party.config.claims.groups]))
-      if (!user.isActive) throw new AccountDisabled()
       app.audit.auth(signingIn(user, request.ip, 'sso'), { operation: 'login', object: { type: 'user', id: user.id, name: user.username } })
       await startSession(app, request, reply, user)
       request.log.info({ sso: party.name, user: user.username }, 'single sign-on succeeded')

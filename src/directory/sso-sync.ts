@@ -1,5 +1,5 @@
 import type { SsoProviderConfig } from '../config/sso.ts'
-import { AccountSourceConflict, SsoIdentityConflict, SsoLoginInProgress, SsoUsernameInvalid, UsernameTaken } from '../errors.ts'
+import { AccountDisabled, AccountSourceConflict, SsoIdentityConflict, SsoLoginInProgress, SsoUsernameInvalid, UsernameTaken } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
@@ -28,14 +28,17 @@ interface SsoProfile extends UserChanges {
  * directory, and refused when the directory has it, or cannot say (fail closed). django-ansible-base gives such a
  * second comer a name with a suffix instead; see docs/sso.md for why Gatehouse refuses. Profile, groups and the
  * mapped flags follow the claims on every sign-in (but the last active superuser keeps the flag:
- * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision. An
- * unchanged account is not written.
+ * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision, and a
+ * disabled account is refused before anything of it changes. An unchanged account is not written.
  */
 export async function syncSsoAccount(store: Store, accounts: Accounts, provider: SsoProviderConfig, identity: UpstreamIdentity, directory?: DirectoryNames): Promise<User> {
   const profile = profileOf(provider, identity.claims)
   const linked = await store.sso.findIdentity(identity.issuer, identity.subject)
   if (linked) {
     const user = await accounts.require(linked.userId)
+    // Before anything follows the claims: an administrator disabled the account, and a refused sign-in changes nothing
+    // of it (its person's upstream groups may be what it was disabled for, and would make it a superuser again).
+    if (!user.isActive) throw new AccountDisabled()
     if (profile.username !== user.username) await checkNotInDirectory(directory, profile.username)
     const updated = await updateLinkedAccount(store, accounts, user, profile)
     await store.sso.recordLogin(linked.id, provider.name)

@@ -279,16 +279,26 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
     assert.equal(await status('/named-sso/'), 200)
   })
 
-  it('refuses a disabled account', async () => {
+  it('refuses a disabled account, and leaves it as it was whatever the provider now says of its person', async () => {
     await signIn('Corp ID', 'erin', corp)
-    const erin = await userNamed('erin')
-    await gw.app.accounts.update(erin.id, { isActive: false })
+    await gw.app.accounts.update((await userNamed('erin')).id, { isActive: false })
+    const disabled = await userNamed('erin')
     const before = await snapshot()
-    const browser = new Browser()
-    const callback = await signInUpstream(browser, await openProviderLogin(browser, 'Corp ID'), 'erin', corp.users.get('erin')!.password)
-    assert.deepEqual(await refusedCallback(browser, callback), { status: 401, code: 'account_disabled' })
+    const upstream = corp.users.get('erin')!
+    const claims = upstream.claims
+    // What an administrator disabled the account for may be what its person still has upstream: the superuser group.
+    upstream.claims = { ...claims, email: 'erin@elsewhere.example', given_name: 'Changed', groups: ['gatehouse-admins', 'devs'] }
+    try {
+      const browser = new Browser()
+      const callback = await signInUpstream(browser, await openProviderLogin(browser, 'Corp ID'), 'erin', upstream.password)
+      assert.deepEqual(await refusedCallback(browser, callback), { status: 401, code: 'account_disabled' })
+    } finally {
+      upstream.claims = claims
+    }
     assert.deepEqual(await snapshot(), before)
-    assert.equal((await userNamed('erin')).is_active, false, 'single sign-on does not re-enable it')
+    const after = await userNamed('erin')
+    assert.equal(after.is_active, false, 'single sign-on does not re-enable it')
+    assert.deepEqual(after, disabled, 'nor change its profile, groups or flags')
   })
 
   it('goes only to a same-site next', async () => {
