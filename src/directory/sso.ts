@@ -260,7 +260,8 @@ class AnswerTooLarge extends Error {}
 /**
  * What a sign-in needs of the discovery document: where the browser is sent (`authorization_endpoint`, an https URL,
  * or http with `allow_insecure_http`), and where the code is exchanged and the ID token's keys are fetched
- * (`token_endpoint`, `jwks_uri`; openid-client enforces their scheme when it fetches them). openid-client reads each
+ * (`token_endpoint`, `jwks_uri`; openid-client enforces their scheme when it fetches them): OpenID Connect Discovery
+ * 1.0 §3 makes the three REQUIRED for a provider of the code flow. openid-client reads each
  * only when it first uses it: a missing or non-URL authorization endpoint threw a TypeError (a 500), and a missing
  * token endpoint or key set failed only after the person had signed in at the provider, every time for an hour, as the
  * document was kept. Checked with discovery instead, the document is refused as an invalid answer, before anyone is
