@@ -1,4 +1,5 @@
 import type { ExpressionBuilder, Kysely, Selectable } from 'kysely'
+import { CompiledStatements } from './compiled-statements.ts'
 import { databaseNow } from './database-clock.ts'
 import { anyOf, type FilterFields, filtered, type ListFilter, NO_FILTER, oneOf, ordered } from './list-filter.ts'
 import { sql } from './kysely.ts'
@@ -89,6 +90,8 @@ export const userFilterFields: FilterFields = Object.freeze({
 export class UserRepository {
   readonly #db: Kysely<Tables>
   readonly #dialect: DialectName
+  /** The password grant's and the login's statements (the account by its name, the last login), compiled once. */
+  readonly #statements = new CompiledStatements()
 
   constructor(db: Kysely<Tables>, dialect: DialectName) {
     this.#db = db
@@ -120,7 +123,8 @@ export class UserRepository {
   }
 
   async findByUsername(username: string): Promise<User | undefined> {
-    const row = await this.#db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst()
+    const { rows: [row] } = await this.#db.executeQuery(this.#statements.compiled('findByUsername', [username],
+      () => this.#db.selectFrom('users').selectAll().where('username', '=', username)))
     return row && toUser(row)
   }
 
@@ -249,8 +253,9 @@ export class UserRepository {
    * is no longer `passwordHash` (the one the login verified).
    */
   async recordLogin(id: number, passwordHash: string | null, at = Date.now()): Promise<User | undefined> {
-    const row = await this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).where(hashIs(passwordHash))
-      .returningAll().executeTakeFirst()
+    const shape = passwordHash === null ? 'recordLogin:no-hash' : 'recordLogin'
+    const { rows: [row] } = await this.#db.executeQuery(this.#statements.compiled(shape, passwordHash === null ? [at, id] : [at, id, passwordHash],
+      () => this.#db.updateTable('users').set({ last_login: at }).where('id', '=', id).where(hashIs(passwordHash)).returningAll()))
     return row && toUser(row)
   }
 
