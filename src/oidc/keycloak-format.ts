@@ -81,6 +81,8 @@ export interface ProviderRequest {
    * when `accepts` refuses it (before it counts as a sign-in started). Absent where no browser asks.
    */
   signedInAtGateway?: ((accepts?: (signedIn: GatewaySignIn) => boolean) => Promise<GatewaySignIn | undefined>) | undefined
+  /** The account of the browser's live gateway session, if it has one; counts no sign-in. Absent where no browser asks. */
+  gatewayAccount?: (() => Promise<number | undefined>) | undefined
 }
 
 /** A browser's live gateway session: its user, its key hash, and when it was signed in (epoch ms, the password's time). */
