@@ -142,7 +142,8 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       await renderErrorPage(ctx, { error: refused.error, ...(typeof refused.error_description === 'string' ? { error_description: refused.error_description } : {}) })
     }
     if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
-      ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY })
+      // No page is kept by a cache, as Keycloak sends its pages (its forms' secrets, the code a device shows).
+      ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY, 'cache-control': 'no-store' })
     } else {
       ctx.remove('content-security-policy')
     }
