@@ -580,6 +580,9 @@ for (const backend of gatewayBackends) {
         assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
         return JSON.parse(Buffer.from(tokens.body.id_token.split('.')[1], 'base64url').toString()).preferred_username
       }
+      // An application's request for a new password asks Vera for hers, not Uma for hers.
+      const action = await authorize(browser, { kc_action: 'UPDATE_PASSWORD' })
+      assert.match(action.body, /New password for vera/, action.body.slice(0, 300))
       // An application's silent check gets no code of Uma's.
       const silent = await authorize(browser, { prompt: 'none' })
       assert.ok(silent.stoppedAt, silent.body.slice(0, 300))
