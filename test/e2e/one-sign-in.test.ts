@@ -592,6 +592,9 @@ for (const backend of gatewayBackends) {
       if (!page.stoppedAt) page = await browser.submit(page, {}, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
       assert.equal(await signedInAs(page.stoppedAt), 'vera', page.body.slice(0, 300))
       assert.equal((await refresh(first.refreshToken)).status, 400, 'Uma\'s realm session ended')
+      const me = await browser.request(`${gw.url}/api/gateway/v1/me/`, { headers: { accept: 'application/json' } })
+      assert.equal(me.status, 200, 'Vera\'s gateway session goes on')
+      assert.equal((await json(me)).results[0].username, 'vera')
     })
 
     it('passes the realm session on to the gateway session that replaces the browser\'s, and ends it with that one', async () => {
