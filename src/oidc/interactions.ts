@@ -9,7 +9,7 @@ import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { SESSION_STATE_COOKIE, simplePage, type GatewaySignIn } from './keycloak-format.ts'
 import epochTime, { providerNow } from './provider-clock.ts'
-import { gatewaySessionAnswers, LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
+import { GATEWAY_HAS_ANOTHER_PERSON, gatewaySessionAnswers, LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
 import { resolveLoginName } from './login-name.ts'
 import type { StoreAdapter } from './adapter.ts'
@@ -68,7 +68,7 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
       }
       if (signedIn) return html(reply, 200, renderLoginPage({ ...page, username: signedIn.user.username, error: REAUTHENTICATE_MESSAGE }))
     }
-    const signedIn = reasons.includes('no_session') && reasons.every((reason) => GATEWAY_SESSION_ANSWERS.has(reason)) ? await gatewaySessionUser(app, realm, request) : undefined
+    const signedIn = reasons.some((reason) => GATEWAY_SIGNS_IN.has(reason)) && reasons.every((reason) => GATEWAY_SESSION_ANSWERS.has(reason)) ? await gatewaySessionUser(app, realm, request) : undefined
     if (signedIn && gatewaySessionAnswers(signedIn, hintedSubject(details.params), details.params.max_age)) {
       return finishLogin(app, realm, login, provider, request, reply, signedIn.user, signedIn.gatewaySession, SINGLE_SIGN_ON, undefined, signedIn.signedInAt)
     }
@@ -122,15 +122,15 @@ interface LoginUnderWay {
 /**
  * Who is signed in already when an authorization asks for an action, and when they typed their password (epoch ms),
  * which Keycloak compares with the action's maximum age (OIDCLoginProtocol `isReAuthRequiredForKcAction`, the user
- * session's AUTH_TIME): the realm session's user and login time, or, without one, the gateway session's user and
- * sign-in time, as `prompt=none` and `max_age` compare them (provider.ts `gatewaySessionAnswers`). A realm session
- * the gateway session signed in took that session's sign-in time as its login time, and an action answered without
- * the password keeps it (`beginAction`), so either is the time of the password. Undefined when the login must be
+ * session's AUTH_TIME): the realm session's user and login time, or, without one or with one of another person, the
+ * gateway session's user and sign-in time, as `prompt=none` and `max_age` compare them (provider.ts
+ * `gatewaySessionAnswers`). A realm session the gateway session signed in took that session's sign-in time as its login
+ * time, and an action answered without the password keeps it (`beginAction`), so either is the time of the password. Undefined when the login must be
  * asked for anyway (none of them, or the client asked for a fresh one).
  */
 async function signedInForAction(app: App, realm: Realm, interaction: Interaction, request: FastifyRequest): Promise<GatewaySignIn | undefined> {
   const others = interaction.prompt.reasons.filter((reason) => reason !== KC_ACTION_REASON)
-  const gateway = others.length === 0 || (others.length === 1 && others[0] === 'no_session') ? await gatewaySessionUser(app, realm, request) : undefined
+  const gateway = others.length === 0 || (others.length === 1 && GATEWAY_SIGNS_IN.has(others[0]!)) ? await gatewaySessionUser(app, realm, request) : undefined
   if (others.length === 0) {
     const user = await app.accounts.get(Number(interaction.session?.accountId))
     const { auth_time: authTime } = interaction.prompt.details
@@ -464,10 +464,12 @@ async function consentWithoutPage(app: App, realm: Realm, uid: string, provider:
 }
 
 /**
- * Why oidc-provider asks a browser without a realm session to log in, where its gateway session may answer instead:
- * no session, and a subject (`id_token_hint`) or a maximum age that `gatewaySessionAnswers` compares with it.
+ * Why oidc-provider asks a browser to log in where its gateway session signs it in instead: it has no realm session,
+ * or one of another person than its gateway session's (provider.ts `GATEWAY_HAS_ANOTHER_PERSON`).
  */
-const GATEWAY_SESSION_ANSWERS: ReadonlySet<string> = new Set(['no_session', 'id_token_hint', 'max_age'])
+const GATEWAY_SIGNS_IN: ReadonlySet<string> = new Set(['no_session', GATEWAY_HAS_ANOTHER_PERSON])
+/** Those, and a subject (`id_token_hint`) or a maximum age that `gatewaySessionAnswers` compares with the gateway session. */
+const GATEWAY_SESSION_ANSWERS: ReadonlySet<string> = new Set([...GATEWAY_SIGNS_IN, 'id_token_hint', 'max_age'])
 
 /** The `sub` of the authorization's `id_token_hint`, which oidc-provider verified when the authorization began. */
 function hintedSubject(params: Record<string, unknown>): unknown {

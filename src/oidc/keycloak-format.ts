@@ -81,6 +81,8 @@ export interface ProviderRequest {
    * when `accepts` refuses it (before it counts as a sign-in started). Absent where no browser asks.
    */
   signedInAtGateway?: ((accepts?: (signedIn: GatewaySignIn) => boolean) => Promise<GatewaySignIn | undefined>) | undefined
+  /** The account of the browser's live gateway session, if it has one; counts no sign-in. Absent where no browser asks. */
+  gatewayAccount?: (() => Promise<number | undefined>) | undefined
 }
 
 /** A browser's live gateway session: its user, its key hash, and when it was signed in (epoch ms, the password's time). */
@@ -140,7 +142,8 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       await renderErrorPage(ctx, { error: refused.error, ...(typeof refused.error_description === 'string' ? { error_description: refused.error_description } : {}) })
     }
     if (ctx.response.is('html') && !isFormPostResponse(ctx, oidc)) {
-      ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY })
+      // No page is kept by a cache, as Keycloak sends its pages (its forms' secrets, the code a device shows).
+      ctx.set({ ...REALM_PAGE_HEADERS, 'content-security-policy': ctx.response.get('content-security-policy') || REALM_PAGE_POLICY, 'cache-control': 'no-store' })
     } else {
       ctx.remove('content-security-policy')
     }

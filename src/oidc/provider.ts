@@ -279,7 +279,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       if (user) checkClientAccess!(ctx, ctx.oidc.client!.clientId, user)
       return grantWithoutConsent(ctx, resource, scopes)
     },
-    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: acceptingSelectAccount(interactionPolicyWithActions()) },
+    interactions: { url: (_ctx, interaction) => `${realmPath}${LOGIN_ACTIONS}${interaction.uid}`, policy: acceptingSelectAccount(askingWhenTheGatewayHasAnotherPerson(interactionPolicyWithActions())) },
     // keycloak-js `login({ action })` (app-initiated-actions.ts). `prompt`'s entry is no parameter of its own: it is
     // the step that answers `prompt=none` from the gateway session (`silentSignIn`).
     extraParams: { [KC_ACTION_PARAMETER]: null, prompt: silentSignIn(checkClientAccess) },
@@ -379,6 +379,34 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
  * `requireReauthentication`). So here: a requestable prompt without a single check, which is never pending, and
  * leaves the login to the login prompt's own checks (a browser without a session gets the form).
  */
+/**
+ * The login prompt's reason when the browser's live gateway session is another person's than its realm session: the
+ * realm session's person left the browser, their gateway session expired (which ends nothing at the realm), and
+ * someone else logged in at the gateway's login page, which does not see the realm's cookie to end it.
+ */
+export const GATEWAY_HAS_ANOTHER_PERSON = 'gateway_session_of_another_person'
+
+/**
+ * A browser signs in once, as the person of its gateway session: a realm session of someone else is not taken for
+ * an authorization. The login step answers the prompt with the gateway session (interactions.ts), and oidc-provider
+ * signs the realm session's person out before it signs the gateway's in, as when someone else logs in at the realm's
+ * login page; `prompt=none` is answered `login_required`.
+ */
+function askingWhenTheGatewayHasAnotherPerson(policy: ReturnType<typeof interactionPolicy.base>): ReturnType<typeof interactionPolicy.base> {
+  policy.get('login').checks.add(new interactionPolicy.Check(
+    GATEWAY_HAS_ANOTHER_PERSON,
+    'The browser is signed in at the gateway as another user',
+    'login_required',
+    async (ctx: KoaContextWithOIDC) => {
+      const accountId = ctx.oidc.session?.accountId
+      if (!accountId) return false
+      const gatewayAccount = await (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.gatewayAccount?.()
+      return gatewayAccount !== undefined && String(gatewayAccount) !== accountId
+    },
+  ))
+  return policy
+}
+
 function acceptingSelectAccount<Policy extends unknown[]>(policy: Policy): Policy {
   const selectAccount = new interactionPolicy.Prompt({ name: 'select_account', requestable: true })
   // A requestable prompt gets a check that its value was asked for: that one would show a page for it.

@@ -131,6 +131,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     recordFailure: (error) => recordedError(request, error, request.log),
     handOver: () => reply.hijack(),
     signedInAtGateway: async (accepts) => (await loadInteractions()).silentGatewaySignIn(app, realm, request, accepts),
+    gatewayAccount: async () => (await (await loadInteractions()).gatewaySessionUser(app, realm, request))?.user.id,
   })
   return reply
 }
@@ -201,6 +202,8 @@ export interface ProviderExchange {
   handOver(): void
   /** The browser's gateway session, for a silent authorization (`ProviderRequest.signedInAtGateway`). */
   signedInAtGateway?: ProviderRequest['signedInAtGateway']
+  /** The account of the browser's gateway session (`ProviderRequest.gatewayAccount`). */
+  gatewayAccount?: ProviderRequest['gatewayAccount']
 }
 
 /**
@@ -264,7 +267,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, revokeAlso: target.revokeAlso, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, revokeAlso: target.revokeAlso, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }

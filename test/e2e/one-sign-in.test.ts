@@ -262,7 +262,7 @@ for (const backend of gatewayBackends) {
     const userIds = new Map<string, number>()
     before(async () => {
       gw = await backend.start({ config: { realms: testRealms, services: demo.services } })
-      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia', 'quinn', 'rita', 'sam', 'tara']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
+      for (const username of ['dave', 'erin', 'frank', 'grace', 'henry', 'ivy', 'judy', 'kate', 'leo', 'mia', 'nina', 'oscar', 'pia', 'quinn', 'rita', 'sam', 'tara', 'uma', 'vera']) userIds.set(username, (await gw.app.accounts.create({ username, password: `${username}-password` })).id)
     })
     after(() => gw.close())
 
@@ -561,6 +561,40 @@ for (const backend of gatewayBackends) {
       const ended = await gw.fetch('/api/gateway/v1/me/sessions/end_others/', { method: 'POST', headers: { authorization: basic('leo', 'leo-password') } })
       assert.equal((await json(ended)).ended, 1)
       assert.ok(await asksForPassword(browser))
+    })
+
+    it('signs the browser in at the realm as whoever logged in at the gateway after the previous person\'s gateway session expired, never as that person', async () => {
+      const first = await realmSignIn('uma')
+      const browser = first.browser
+      // Uma leaves the computer signed in: her gateway session expires, and the browser drops its cookie; her realm
+      // session, which lasts longer, stays in the browser.
+      await gw.store.database.db.updateTable('sessions').set({ expires_at: Date.now() - 1000 }).where('user_id', '=', userIds.get('uma')!).execute()
+      gw.app.sessions.forgetUser(userIds.get('uma')!)
+      browser.forget(gw.url, 'gateway_sessionid')
+      // Vera logs in at the gateway's login page in the same browser.
+      await browser.submit(await browser.navigate(`${gw.url}/api/gateway/v1/login/`), { username: 'vera', password: 'vera-password' })
+      const signedInAs = async (redirect: string | undefined) => {
+        const code = redirect && new URL(redirect).searchParams.get('code')
+        if (!code) return undefined
+        const tokens = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: VERIFIER })
+        assert.equal(tokens.status, 200, JSON.stringify(tokens.body))
+        return JSON.parse(Buffer.from(tokens.body.id_token.split('.')[1], 'base64url').toString()).preferred_username
+      }
+      // An application's request for a new password asks Vera for hers, not Uma for hers.
+      const action = await authorize(browser, { kc_action: 'UPDATE_PASSWORD' })
+      assert.match(action.body, /New password for vera/, action.body.slice(0, 300))
+      // An application's silent check gets no code of Uma's.
+      const silent = await authorize(browser, { prompt: 'none' })
+      assert.ok(silent.stoppedAt, silent.body.slice(0, 300))
+      assert.notEqual(await signedInAs(silent.stoppedAt), 'uma', 'a silent check in Vera\'s browser signed in as Uma')
+      // Its login signs in Vera, without her password: the realm signs Uma out first.
+      let page = await authorize(browser)
+      if (!page.stoppedAt) page = await browser.submit(page, {}, { stopBefore: (url) => url.startsWith(CLIENT_REDIRECT) })
+      assert.equal(await signedInAs(page.stoppedAt), 'vera', page.body.slice(0, 300))
+      assert.equal((await refresh(first.refreshToken)).status, 400, 'Uma\'s realm session ended')
+      const me = await browser.request(`${gw.url}/api/gateway/v1/me/`, { headers: { accept: 'application/json' } })
+      assert.equal(me.status, 200, 'Vera\'s gateway session goes on')
+      assert.equal((await json(me)).results[0].username, 'vera')
     })
 
     it('passes the realm session on to the gateway session that replaces the browser\'s, and ends it with that one', async () => {

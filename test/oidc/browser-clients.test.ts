@@ -172,6 +172,13 @@ describe('the realm for browser applications', () => {
     }
   })
 
+  it('keeps none of the realm\'s own pages in a cache, as Keycloak sends its pages: login, logout, device code, errors', async () => {
+    for (const [name, page] of await realmPages()) {
+      assert.match(page.headers.get('cache-control') ?? '', /\bno-store\b/, name)
+      await page.arrayBuffer()
+    }
+  })
+
   const records = async () => Number((await gw.store.database.db.selectFrom('oidc_records').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n)
 
   it('keeps no realm session for a browser whose session cookie names none (made up, or its session gone) when nothing is kept in it', async () => {
