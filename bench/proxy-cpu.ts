@@ -91,7 +91,10 @@ async function main(): Promise<void> {
       const site = (decisions: Decisions | 'proxy_pass') => nginxInFront(nginx, join(dir, `nginx-${g}`), decisions, url, upstream.match).then((site) => {
         children.push(site.child)
         return site
-      }, () => undefined)
+      }, (error: Error) => {
+        process.stderr.write(`nginx (${decisions}) not measured: ${error.message}\n`)
+        return undefined
+      })
       const asked = await site('asked')
       const inFront = [
         { name: 'proxy_pass (no authentication)', site: await site('proxy_pass') },
