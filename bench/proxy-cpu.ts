@@ -7,13 +7,14 @@
  * around each round; and, where nginx is installed, the nginx worker's CPU time per request for each credential type
  * with a plain `proxy_pass` (no authentication, the credential's header alone), with the 1 s decision cache in files,
  * and with the Lua module's decisions in memory (where `libnginx-mod-http-lua` is installed), as that checkout's
- * docs/forward-auth.md configures them (rows `nginx worker, ...`; Gatehouse is asked about once a second): CPU time is what a busy machine changes least, where requests/s (`npm run bench`) needs a quiet
- * one. A server (`bin/gatehouse serve`, SQLite, as bench/bench.ts configures it) runs as a child, an upstream
+ * docs/forward-auth.md configures them (rows `nginx worker, ...`; Gatehouse is asked about once a second). CPU time
+ * is what a busy machine changes least, where requests/s (`npm run bench`) needs a quiet one. A server (`bin/gatehouse serve`, SQLite, as bench/bench.ts configures it) runs as a child, an upstream
  * answering a tiny JSON body as another; this process sends `requests` requests per row and round over eight
  * keep-alive connections, the rows in turn in each round, and prints each row's median. `row` measures only the rows
  * whose name contains it. PROXY_CPU_PROFILE=<dir> runs the server with `--cpu-prof` there; PROXY_CPU_BASELINE=<dir>
  * runs a second server from another checkout (the code before a change, say) and measures each row on both in turn,
- * printing the rounds' ratio too (its nginx rows run its own docs/forward-auth.md); PROXY_CPU_PAUSE_MS leaves the servers idle that long before each measurement.
+ * printing the rounds' ratio too (its nginx rows run its own docs/forward-auth.md); PROXY_CPU_PAUSE_MS leaves the
+ * servers idle that long before each measurement.
  */
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -164,9 +165,14 @@ async function nginxInFront(nginx: typeof import('../test/helpers/nginx.ts'), di
     ? { http: nginx.proxyServer(port, Number(new URL(service).port)), main: '' }
     : nginx.forwardAuthConfiguration({ port, gateway: new URL(gateway).host, service: new URL(service).host }, decisions, join(dir, `${name}-cache`))
   const child = await nginx.startNginx(dir, name, `keepalive_requests 1000000;\n${http}`, main)
-  const worker = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0])
-  if (!worker) throw new Error(`nginx ${name} has no worker`)
-  return { child, url: `http://127.0.0.1:${port}`, worker }
+  // The master listens before it starts the worker: a connection can succeed before there is one.
+  for (let tries = 0; tries < 100; tries++) {
+    const worker = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0])
+    if (worker) return { child, url: `http://127.0.0.1:${port}`, worker }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  child.kill()
+  throw new Error(`nginx ${name} started no worker`)
 }
 
 /** The four credentials, as bench/bench.ts gets them: the admin's password, a session, a personal token, an access token. */
