@@ -4,20 +4,23 @@
  * endpoint (`/api/gateway/v1/authz/auth-request/`, asked directly as nginx asks it) and behind nginx `auth_request`
  * as docs/forward-auth.md configures it without a cache (where nginx is installed), and the floor under a decision
  * (node:http answering the forward-auth question with the allowed answer's fields, deciding nothing), read from /proc
- * around each round: CPU time is what a busy machine changes least, where requests/s (`npm run bench`) needs a quiet
- * one. A server (`bin/gatehouse serve`, SQLite, as bench/bench.ts configures it) runs as a child, an upstream
+ * around each round; and, where nginx is installed, the nginx worker's CPU time per request for each credential type
+ * with a plain `proxy_pass` (no authentication, the credential's header alone), with the 1 s decision cache in files,
+ * and with the Lua module's decisions in memory (where `libnginx-mod-http-lua` is installed), as that checkout's
+ * docs/forward-auth.md configures them (rows `nginx worker, ...`; Gatehouse is asked about once a second). CPU time
+ * is what a busy machine changes least, where requests/s (`npm run bench`) needs a quiet one. A server (`bin/gatehouse serve`, SQLite, as bench/bench.ts configures it) runs as a child, an upstream
  * answering a tiny JSON body as another; this process sends `requests` requests per row and round over eight
  * keep-alive connections, the rows in turn in each round, and prints each row's median. `row` measures only the rows
  * whose name contains it. PROXY_CPU_PROFILE=<dir> runs the server with `--cpu-prof` there; PROXY_CPU_BASELINE=<dir>
  * runs a second server from another checkout (the code before a change, say) and measures each row on both in turn,
- * printing the rounds' ratio too; PROXY_CPU_PAUSE_MS leaves the servers idle that long before each measurement.
+ * printing the rounds' ratio too (its nginx rows run its own docs/forward-auth.md); PROXY_CPU_PAUSE_MS leaves the
+ * servers idle that long before each measurement.
  */
 import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Agent, createServer, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { forwardAuthConfiguration, freePort, startNginx } from '../test/helpers/nginx.ts'
 import { cpuMicros, startChild } from './gateway-child.ts'
 
 const root = new URL('../', import.meta.url).pathname
@@ -84,16 +87,29 @@ async function main(): Promise<void> {
       }, /Gatehouse listening on (\S+)/))
       const url = gateway.match.replace(/\/$/, '')
       const credentials = await signIn(url)
-      // nginx asking as docs/forward-auth.md configures it, without its decision cache, where nginx is installed.
-      const nginx = await nginxAskingGatehouse(join(dir, `nginx-${g}`), url, upstream.match).then((site) => site, () => undefined)
-      if (nginx) children.push(nginx.child)
+      // nginx as the checkout's docs/forward-auth.md configures it, where nginx (and for `memory`, its Lua module) is installed.
+      const nginx = await import(join(gatewayRoot, 'test/helpers/nginx.ts')) as typeof import('../test/helpers/nginx.ts')
+      const site = (decisions: Decisions | 'proxy_pass') => nginxInFront(nginx, join(dir, `nginx-${g}`), decisions, url, upstream.match).then((site) => {
+        children.push(site.child)
+        return site
+      }, (error: Error) => {
+        process.stderr.write(`nginx (${decisions}) not measured: ${error.message}\n`)
+        return undefined
+      })
+      const asked = await site('asked')
+      const inFront = [
+        { name: 'proxy_pass (no authentication)', site: await site('proxy_pass') },
+        { name: '1 s file cache', site: await site('file cache') },
+        { name: 'Lua decision cache', site: nginx.luaModules() === undefined ? undefined : await site('memory') },
+      ]
       // What nginx sends with each question (docs/forward-auth.md's `location = /_gatehouse`), beside the client's own.
       const asNginxAsks = { 'x-original-uri': hosts, 'x-original-method': 'GET', 'x-forwarded-host': 'gatehouse.example', 'x-forwarded-proto': 'https', 'x-forwarded-for': '192.0.2.7' }
       const rows: Row[] = [
         ...credentials.flatMap(([name, headers]) => [
           { name: `proxy, ${name}`, url, path: hosts, headers },
           { name: `forward-auth, ${name}`, url, path: '/api/gateway/v1/authz/auth-request/', headers: { ...headers, ...asNginxAsks } },
-          ...(nginx ? [{ name: `nginx auth_request, ${name}`, url: nginx.url, path: hosts, headers }] : []),
+          ...(asked ? [{ name: `nginx auth_request, ${name}`, url: asked.url, path: hosts, headers }] : []),
+          ...inFront.flatMap((front) => front.site ? [{ name: `nginx worker, ${front.name}, ${name}`, url: front.site.url, path: hosts, headers, pid: front.site.worker }] : []),
         ]),
         { name: 'forward-auth floor (node:http answering, no decision)', url: upstream.match.replace(/\/$/, ''), path: FLOOR_PATH, headers: { ...credentials[0]![1], ...asNginxAsks }, pid: upstream.child.pid! },
       ].filter((row) => !only || row.name.includes(only))
@@ -113,7 +129,7 @@ async function main(): Promise<void> {
       }
     }
     const columns = gateways.length > 1 ? ' | baseline | the rounds\' ratio, median' : ''
-    process.stdout.write(`| ${requests} requests a round, ${connections} connections, median of ${rounds} rounds | Gatehouse CPU µs per request${columns} |\n|---|---:${gateways.length > 1 ? '|---:|---:' : ''}|\n`)
+    process.stdout.write(`| ${requests} requests a round, ${connections} connections, median of ${rounds} rounds | CPU µs per request (Gatehouse's; the nginx worker's in its rows)${columns} |\n|---|---:${gateways.length > 1 ? '|---:|---:' : ''}|\n`)
     for (const [i, row] of gateways[0]!.rows.entries()) {
       const [mine, baseline] = gateways.map(({ perRequest }) => perRequest[i]!)
       const compared = baseline ? ` | ${median(baseline).toFixed(1)} | ${median(mine!.map((value, round) => value / baseline[round]!)).toFixed(2)}` : ''
@@ -135,10 +151,28 @@ interface Row {
   readonly pid?: number
 }
 
-async function nginxAskingGatehouse(dir: string, gateway: string, service: string): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort()
-  const { http } = forwardAuthConfiguration({ port, gateway: new URL(gateway).host, service: new URL(service).host }, 'asked', join(dir, 'authz-cache'))
-  return { child: await startNginx(dir, 'auth-request', `keepalive_requests 1000000;\n${http}`), url: `http://127.0.0.1:${port}` }
+type Decisions = import('../test/helpers/nginx.ts').Decisions
+
+/**
+ * nginx in front of the service, one worker: asking Gatehouse as `nginx` (a checkout's test/helpers/nginx.ts, which
+ * reads that checkout's docs/forward-auth.md) configures it, keeping its decisions as told, or a plain `proxy_pass`.
+ * `worker`: the process that serves the requests (nginx's master only starts it).
+ */
+async function nginxInFront(nginx: typeof import('../test/helpers/nginx.ts'), dir: string, decisions: Decisions | 'proxy_pass', gateway: string, service: string): Promise<{ child: ChildProcess; url: string; worker: number }> {
+  const port = await nginx.freePort()
+  const name = decisions.replace(/\W/g, '-')
+  const { http, main } = decisions === 'proxy_pass'
+    ? { http: nginx.proxyServer(port, Number(new URL(service).port)), main: '' }
+    : nginx.forwardAuthConfiguration({ port, gateway: new URL(gateway).host, service: new URL(service).host }, decisions, join(dir, `${name}-cache`))
+  const child = await nginx.startNginx(dir, name, `keepalive_requests 1000000;\n${http}`, main)
+  // The master listens before it starts the worker: a connection can succeed before there is one.
+  for (let tries = 0; tries < 100; tries++) {
+    const worker = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(' ')[0])
+    if (worker) return { child, url: `http://127.0.0.1:${port}`, worker }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  child.kill()
+  throw new Error(`nginx ${name} started no worker`)
 }
 
 /** The four credentials, as bench/bench.ts gets them: the admin's password, a session, a personal token, an access token. */
