@@ -377,7 +377,7 @@ try {
     { name: 'Gatehouse, basic, ten access rules', target: { url: `${gateway}/api/ruled/v2/hosts/`, options: { headers: basicAuth }, process: restarted.child } },
   ]
   const notes: Row[] = []
-  const forwardAuth = await fetch(`${gateway}/api/gateway/v1/authz/auth-request/`, { headers: { 'x-original-uri': hosts } })
+  const forwardAuth = await fetch(`${gateway}/api/gateway/v1/authz/auth-request/`, { headers: { 'x-original-method': 'GET', 'x-original-uri': hosts } })
   if (forwardAuth.status === 404) {
     notes.push({ name: 'nginx auth_request to Gatehouse', note: 'not measured: this Gatehouse has no forward-auth endpoint' })
   } else {

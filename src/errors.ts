@@ -30,7 +30,7 @@ export type ErrorCode =
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'upstream_handshake_invalid'
-  | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'invalid_original_request' | 'untrusted_proxy'
+  | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'missing_original_method' | 'invalid_original_request' | 'untrusted_proxy'
 
 export interface ErrorOptions {
   /** Per-field messages for validation failures, keyed by the field's name or dotted path. */
@@ -209,6 +209,12 @@ export class InvalidUpgrade extends BadRequest {
 export class MissingOriginalUri extends BadRequest {
   static override readonly code: ErrorCode = 'missing_original_uri'
   static override readonly defaultMessage: string = 'The asking proxy must send the original request\'s target.'
+}
+
+/** A forward-authentication request that does not say the original method: judged as a GET it would let any write pass. */
+export class MissingOriginalMethod extends BadRequest {
+  static override readonly code: ErrorCode = 'missing_original_method'
+  static override readonly defaultMessage: string = 'The asking proxy must send the original request\'s method.'
 }
 
 export class InvalidOriginalRequest extends BadRequest {

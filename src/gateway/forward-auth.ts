@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import type { App } from '../app.ts'
 import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
-import { GatehouseError, InvalidOriginalRequest, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
+import { GatehouseError, InvalidOriginalRequest, MissingOriginalMethod, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget } from '../http/request-target.ts'
@@ -44,9 +44,9 @@ export type Flavour = 'auth-request' | 'forward-auth' | 'ext-authz'
 /** Where each proxy puts the original method and target. */
 const describers: Record<Flavour, (request: GatewayRequest) => Original> = {
   /** nginx: `proxy_set_header X-Original-URI $request_uri; X-Original-Method $request_method;`. */
-  'auth-request': (request) => ({ method: header(request, 'x-original-method') ?? 'GET', url: required(request, 'x-original-uri') }),
+  'auth-request': (request) => described(request, 'x-original-method', 'x-original-uri'),
   /** Traefik and Caddy send the X-Forwarded-* set: the target in X-Forwarded-Uri. */
-  'forward-auth': (request) => ({ method: header(request, 'x-forwarded-method') ?? 'GET', url: required(request, 'x-forwarded-uri') }),
+  'forward-auth': (request) => described(request, 'x-forwarded-method', 'x-forwarded-uri'),
   /** Envoy appends the original path to the configured prefix and keeps the method. */
   'ext-authz': (request) => ({ method: request.method, url: request.url.slice(EXT_AUTHZ.length) || '/' }),
 }
@@ -181,8 +181,14 @@ function header(request: GatewayRequest, name: string): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined
 }
 
-function required(request: GatewayRequest, name: string): string {
-  const value = header(request, name)
-  if (value === undefined) throw new MissingOriginalUri(`The asking proxy must send the original request's target in ${name}.`)
-  return value
+/**
+ * The original request as a proxy's headers name it. Both are required: a question without the method, judged as a
+ * GET, would let every write pass as a read, and nginx hands on a client's own header where its configuration sets none.
+ */
+function described(request: GatewayRequest, methodHeader: string, targetHeader: string): Original {
+  const url = header(request, targetHeader)
+  if (url === undefined) throw new MissingOriginalUri(`The asking proxy must send the original request's target in ${targetHeader}.`)
+  const method = header(request, methodHeader)
+  if (method === undefined) throw new MissingOriginalMethod(`The asking proxy must send the original request's method in ${methodHeader}.`)
+  return { method, url }
 }

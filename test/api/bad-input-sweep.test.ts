@@ -389,8 +389,8 @@ for (const backend of ['sqlite', 'postgres'] as const) {
       const probes: Probe[] = []
       for (const [who, headers] of [['superuser', adminAuth], ['anonymous', {}]] as const) {
         for (const uri of uris) {
-          probes.push({ label: `${who}, X-Original-URI ${uri.slice(0, 20)}`, method: 'GET', path: `${V1}/authz/auth-request/`, headers: { ...headers, 'x-original-uri': uri } })
-          probes.push({ label: `${who}, X-Forwarded-Uri ${uri.slice(0, 20)}`, method: 'GET', path: `${V1}/authz/forward-auth/`, headers: { ...headers, 'x-forwarded-uri': uri, 'x-forwarded-host': '%00' } })
+          probes.push({ label: `${who}, X-Original-URI ${uri.slice(0, 20)}`, method: 'GET', path: `${V1}/authz/auth-request/`, headers: { ...headers, 'x-original-method': 'GET', 'x-original-uri': uri } })
+          probes.push({ label: `${who}, X-Forwarded-Uri ${uri.slice(0, 20)}`, method: 'GET', path: `${V1}/authz/forward-auth/`, headers: { ...headers, 'x-forwarded-method': 'GET', 'x-forwarded-uri': uri, 'x-forwarded-host': '%00' } })
         }
         for (const method of methods) {
           probes.push({ label: `${who}, X-Original-Method ${method.slice(0, 20)}`, method: 'GET', path: `${V1}/authz/auth-request/`, headers: { ...headers, 'x-original-uri': '/api/controller/', 'x-original-method': method } })
@@ -400,7 +400,8 @@ for (const backend of ['sqlite', 'postgres'] as const) {
           probes.push({ label: `${who}, ext-authz ${path.slice(0, 20)}`, method: 'POST', path: `${V1}/authz/ext-authz/${path}`, headers: { ...headers, 'content-type': 'application/json' }, body: '{"a": ' })
         }
         probes.push({ label: `${who}, no URI`, method: 'GET', path: `${V1}/authz/auth-request/`, headers })
-        probes.push({ label: `${who}, a bearer token that is not one`, method: 'GET', path: `${V1}/authz/forward-auth/`, headers: { authorization: `Bearer ${LONG}`, 'x-forwarded-uri': '/api/controller/' } })
+        probes.push({ label: `${who}, no method`, method: 'GET', path: `${V1}/authz/forward-auth/`, headers: { ...headers, 'x-forwarded-uri': '/api/controller/' } })
+        probes.push({ label: `${who}, a bearer token that is not one`, method: 'GET', path: `${V1}/authz/forward-auth/`, headers: { authorization: `Bearer ${LONG}`, 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/api/controller/' } })
       }
       await sweep(probes, 'gateway', () => false)
     })

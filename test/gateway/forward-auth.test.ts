@@ -127,13 +127,13 @@ describe('forward authentication', () => {
 
     it('carry the request\'s id and no-store on every answer: allowed, refused, a login, a bad question, one with a body', async () => {
       const cases: [string, Record<string, string>, RequestInit?][] = [
-        [AUTH_REQUEST, { ...adminAuth, 'x-original-uri': '/app/v1/hosts/' }],
-        [AUTH_REQUEST, { 'x-original-uri': '/app/open/' }],
-        [AUTH_REQUEST, { 'x-original-uri': '/app/v1/hosts/' }],
-        [FORWARD_AUTH, { ...BROWSER, 'x-forwarded-uri': '/web/page' }],
-        [AUTH_REQUEST, { ...BROWSER, 'x-original-uri': '/web/page' }],
+        [AUTH_REQUEST, { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' }],
+        [AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': '/app/open/' }],
+        [AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' }],
+        [FORWARD_AUTH, { ...BROWSER, 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/web/page' }],
+        [AUTH_REQUEST, { ...BROWSER, 'x-original-method': 'GET', 'x-original-uri': '/web/page' }],
         [AUTH_REQUEST, adminAuth],
-        [AUTH_REQUEST, { ...adminAuth, 'x-original-uri': '/nowhere/' }],
+        [AUTH_REQUEST, { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/nowhere/' }],
         [EXT_AUTHZ + '/app/v1/jobs/', { ...adminAuth, 'content-type': 'application/json' }, { method: 'POST', body: '{}' }],
       ]
       for (const [i, [path, headers, init]] of cases.entries()) {
@@ -143,7 +143,7 @@ describe('forward authentication', () => {
         assert.equal(response.headers.get('x-request-id'), id, `${path} ${JSON.stringify(headers)}: ${response.status}`)
         assert.equal(response.headers.get('cache-control'), 'no-store', `${path} ${JSON.stringify(headers)}: ${response.status}`)
       }
-      const allowed = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/v1/hosts/' } })
+      const allowed = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' } })
       assert.match(allowed.headers.get('x-request-id')!, /^[0-9a-f-]{36}$/)
       assert.equal(allowed.headers.get('content-length'), '0')
       assert.equal(await allowed.text(), '')
@@ -152,7 +152,7 @@ describe('forward authentication', () => {
     it('answer X-Gatehouse-Teams as the built-in proxy sends it', async () => {
       const { team } = await createOrgAndTeam(gw, 'Infrastructure', 'Operations')
       assert.equal((await grant(gw, 'admin', 'Team Member', team)).status, 201)
-      const response = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/v1/hosts/' } })
+      const response = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' } })
       assert.equal(response.status, 200)
       assert.equal(response.headers.get('x-gatehouse-teams'), 'Operations')
       const seen = await json(await gw.fetch('/app/v1/hosts/', { headers: adminAuth }))
@@ -182,7 +182,7 @@ describe('forward authentication', () => {
       const redirected = await gw.fetch(FORWARD_AUTH, { headers: { ...BROWSER, 'x-forwarded-uri': '/web/page', 'x-forwarded-method': 'GET' } })
       assert.equal(redirected.status, 302)
       assert.match(redirected.headers.get('location')!, /\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/)
-      const forNginx = await gw.fetch(AUTH_REQUEST, { headers: { ...BROWSER, 'x-original-uri': '/web/page' } })
+      const forNginx = await gw.fetch(AUTH_REQUEST, { headers: { ...BROWSER, 'x-original-method': 'GET', 'x-original-uri': '/web/page' } })
       assert.equal(forNginx.status, 401)
       assert.match(forNginx.headers.get('x-gatehouse-login')!, /\/api\/gateway\/v1\/login\/\?next=%2Fweb%2Fpage/)
     })
@@ -193,11 +193,20 @@ describe('forward authentication', () => {
         assert.equal(response.status, 400)
         assert.equal((await json(response)).code, 'missing_original_uri')
       }
-      const relative = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': 'app/x' } })
+      const unmethodical = [[AUTH_REQUEST, { 'x-original-uri': '/app/x' }], [FORWARD_AUTH, { 'x-forwarded-uri': '/app/x' }], [FORWARD_AUTH, { 'x-forwarded-uri': '/app/x', 'x-forwarded-method': '' }]] as const
+      for (const [path, headers] of unmethodical) {
+        // Judged as a GET, a question without the method would let a read token's POST through.
+        const response = await gw.fetch(path, { headers: { ...adminAuth, ...headers } })
+        assert.equal(response.status, 400)
+        const body = await json(response)
+        assert.equal(body.code, 'missing_original_method')
+        assert.match(body.detail ?? body.message ?? JSON.stringify(body), /x-(original|forwarded)-method/i)
+      }
+      const relative = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': 'app/x' } })
       assert.equal((await json(relative)).code, 'invalid_original_request')
-      const unsafe = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/%2e%2e/web/' } })
+      const unsafe = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/%2e%2e/web/' } })
       assert.equal(unsafe.status, 400)
-      const nowhere = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/nowhere/' } })
+      const nowhere = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/nowhere/' } })
       assert.equal(nowhere.status, 404)
     })
 
@@ -221,14 +230,14 @@ describe('forward authentication', () => {
       for (const target of ['/outer/%69nner/secret', '/outer/inn%65r/secret']) {
         const direct = await gw.fetch(target)
         assert.equal(direct.status, 404, target)
-        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
           const response = await gw.fetch(path, { headers })
           assert.equal(response.status, 404, `${path} ${target}`)
           assert.equal((await json(response)).code, 'not_found')
         }
       }
-      assert.equal((await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/inner/secret' } })).status, 401)
-      assert.equal((await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/%6fpen' } })).status, 200)
+      assert.equal((await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-method': 'GET', 'x-original-uri': '/outer/inner/secret' } })).status, 401)
+      assert.equal((await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-method': 'GET', 'x-original-uri': '/outer/%6fpen' } })).status, 200)
       assert.equal((await gw.fetch('/outer/page', { method: 'PROPFIND' })).status, 404)
       for (const method of ['PROPFIND', 'TRACE', 'MKCOL']) {
         const response = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': '/outer/page', 'x-original-method': method } })
@@ -238,24 +247,24 @@ describe('forward authentication', () => {
 
     it('judge a path with empty segments as its merged form, the path a service acts on', async () => {
       for (const target of ['/outer//inner/secret', '//outer/inner/secret', '/outer/inner//secret?next=//x']) {
-        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': target }], [FORWARD_AUTH, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': target }], [EXT_AUTHZ + target, {}]] as const) {
           const response = await gw.fetch(path, { headers })
           assert.equal(response.status, 401, `${path} ${target}: the private service under the public one decides`)
         }
       }
-      const allowed = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/outer//inner//secret' } })
+      const allowed = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/outer//inner//secret' } })
       assert.equal(allowed.status, 200)
       assert.equal(decodeJwt(allowed.headers.get('x-gatehouse-identity')!).aud, 'inner')
       for (const target of ['/outer/inner;x/secret', '/outer/x#/inner/secret']) {
-        const refused = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-uri': target } })
+        const refused = await gw.fetch(AUTH_REQUEST, { headers: { 'x-original-method': 'GET', 'x-original-uri': target } })
         assert.equal((await json(refused)).code, 'unsafe_path', `${target}: a servlet container would act on the private service's path`)
       }
     })
 
     it('judge every other spelling of a path a rule denies as the built-in proxy does', async () => {
       const ask = (target: string) => [
-        gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': target } }),
-        gw.fetch(FORWARD_AUTH, { headers: { ...adminAuth, 'x-forwarded-uri': target } }),
+        gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': target } }),
+        gw.fetch(FORWARD_AUTH, { headers: { ...adminAuth, 'x-forwarded-method': 'GET', 'x-forwarded-uri': target } }),
       ]
       for (const { target, code } of deniedPathSpellings('/api/controller/')) {
         for (const response of await Promise.all(ask(target))) {
@@ -270,13 +279,13 @@ describe('forward authentication', () => {
     it('refuse an original target with characters no request line may hold, as the built-in proxy does', async () => {
       // nginx's $request_uri holds the bytes a client sent, UTF-8 too; Node reads a field's bytes as Latin-1, so
       // `/café/` was judged as `/cafÃ©/`, a path no rule on `/café/*` names, and passed to the service as `/café/`.
-      const encoded = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/api/controller/v2/caf%C3%A9/1/' } })
+      const encoded = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/api/controller/v2/caf%C3%A9/1/' } })
       assert.equal((await json(encoded)).code, 'access_denied')
       // Sent as bytes, UTF-8 as a client's, since fetch would encode the path or refuse the field.
       const sent = (target: string, fields = '') => exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${adminAuth.authorization}\r\n${fields}Connection: close\r\n\r\n`)
       for (const target of ['/api/controller/v2/café/1/', '/api/controller/v2/ok/ x', '/api/controller/v2/ok/\tx']) {
-        for (const [path, header] of [[AUTH_REQUEST, 'x-original-uri'], [FORWARD_AUTH, 'x-forwarded-uri']] as const) {
-          const answer = await sent(path, `${header}: ${target}\r\n`)
+        for (const [path, header, methodHeader] of [[AUTH_REQUEST, 'x-original-uri', 'x-original-method'], [FORWARD_AUTH, 'x-forwarded-uri', 'x-forwarded-method']] as const) {
+          const answer = await sent(path, `${methodHeader}: GET\r\n${header}: ${target}\r\n`)
           assert.match(answer, /^HTTP\/1\.1 400 /, `${path} ${JSON.stringify(target)}`)
           assert.match(answer, /"code":"invalid_original_request"/, `${path} ${JSON.stringify(target)}`)
         }
@@ -285,14 +294,14 @@ describe('forward authentication', () => {
     })
 
     it('judge an original target in absolute form by its path, as Caddy passes on what the client sent', async () => {
-      for (const [path, headers] of [[AUTH_REQUEST, 'x-original-uri'], [FORWARD_AUTH, 'x-forwarded-uri']] as const) {
-        const refused = await gw.fetch(path, { headers: { [headers]: 'http://public.example/outer//inner/secret' } })
+      for (const [path, headers, methodHeader] of [[AUTH_REQUEST, 'x-original-uri', 'x-original-method'], [FORWARD_AUTH, 'x-forwarded-uri', 'x-forwarded-method']] as const) {
+        const refused = await gw.fetch(path, { headers: { [methodHeader]: 'GET', [headers]: 'http://public.example/outer//inner/secret' } })
         assert.equal(refused.status, 401, `${path}: the private service under the public one decides`)
-        const allowed = await gw.fetch(path, { headers: { ...adminAuth, [headers]: 'HTTPS://public.example:8443/outer/inner/secret?x=1' } })
+        const allowed = await gw.fetch(path, { headers: { ...adminAuth, [methodHeader]: 'GET', [headers]: 'HTTPS://public.example:8443/outer/inner/secret?x=1' } })
         assert.equal(allowed.status, 200, path)
         assert.equal(decodeJwt(allowed.headers.get('x-gatehouse-identity')!).aud, 'inner')
         for (const [target, code] of [['http://public.example/outer/inner/../x', 'unsafe_path'], ['http://u@public.example/outer/x', 'invalid_original_request'], ['ftp://public.example/outer/x', 'invalid_original_request']]) {
-          const response = await gw.fetch(path, { headers: { ...adminAuth, [headers]: target! } })
+          const response = await gw.fetch(path, { headers: { ...adminAuth, [methodHeader]: 'GET', [headers]: target! } })
           assert.equal(response.status, 400, `${path} ${target}`)
           assert.equal((await json(response)).code, code, `${path} ${target}`)
         }
@@ -305,7 +314,7 @@ describe('forward authentication', () => {
       // What proxies pass on of a handshake: Upgrade and Connection are hop-by-hop, nginx drops them.
       const handshake = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
       for (const credential of [{ cookie: session.cookie }, basic]) {
-        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-uri': '/app/ws/' }], [FORWARD_AUTH, { 'x-forwarded-uri': '/app/ws/' }], [`${EXT_AUTHZ}/app/ws/`, {}]] as const) {
+        for (const [path, headers] of [[AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': '/app/ws/' }], [FORWARD_AUTH, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/app/ws/' }], [`${EXT_AUTHZ}/app/ws/`, {}]] as const) {
           const crossSite = await gw.fetch(path, { headers: { ...credential, ...handshake, ...headers, origin: 'https://evil.example' } })
           assert.equal(crossSite.status, 403, path)
           assert.equal((await json(crossSite)).code, 'csrf_origin_mismatch', path)
@@ -314,7 +323,7 @@ describe('forward authentication', () => {
         }
       }
       const { token } = await createToken(gw, adminAuth)
-      const withToken = await gw.fetch(AUTH_REQUEST, { headers: { ...bearer(token), ...handshake, 'x-original-uri': '/app/ws/', origin: 'https://evil.example' } })
+      const withToken = await gw.fetch(AUTH_REQUEST, { headers: { ...bearer(token), ...handshake, 'x-original-method': 'GET', 'x-original-uri': '/app/ws/', origin: 'https://evil.example' } })
       assert.equal(withToken.status, 200, 'a bearer token is no ambient credential')
     })
 
@@ -330,7 +339,7 @@ describe('forward authentication', () => {
     })
 
     it('answer only the configured proxies: another address gets 403', async () => {
-      const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-uri': '/app/x' } })
+      const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)
       assert.equal(response.json().code, 'untrusted_proxy')
       assert.equal(response.headers['x-gatehouse-user'], undefined)
