@@ -63,7 +63,7 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   if (!existing.isActive) throw new AccountDisabled()
   await checkSameEntry(store, existing, found)
   const changes = changesBetween(existing, profile, found)
-  const account = changes ? await accounts.update(existing.id, changes, { keepLastSuperuserFlag: true }) : existing
+  const account = changes ? await accounts.update(existing.id, changes, { keepLastSuperuserFlag: true, onlyWhileActive: true }) : existing
   if (withheld) accounts.tellAddressWithheld(account, withheld)
   return account
 }

@@ -2,6 +2,9 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, it } from 'node:test'
 import { call, createOrgAndTeam, userId } from '../helpers/access.ts'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { syncDirectoryAccount } from '../../src/directory/ldap-sync.ts'
+import { AccountDisabled } from '../../src/errors.ts'
+import type { Store } from '../../src/store/store.ts'
 import { GROUPS, PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
 import { csrfToken, LOGIN } from '../helpers/session.ts'
 import { browse, CLIENT_REDIRECT, CookieJar, realmUrl, testRealms, tokenRequest } from '../helpers/oidc.ts'
@@ -92,6 +95,27 @@ describe('a disabled directory account that signs in', () => {
     const refused = await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'alice', password: PASSWORDS.alice! }).toString() })
     assert.match(await refused.response.text(), /Account is disabled|account is disabled/)
     assert.equal(refused.url.startsWith(CLIENT_REDIRECT), false, 'no code for the application')
+    assert.deepEqual(await state(), before_)
+  })
+
+  it('is not changed by a sign-in that read it while still active, when the disable lands meanwhile', async () => {
+    // The sign-in's read of the account is from before the administrator's disable (it then waited on the directory).
+    const users = new Proxy(gw.store.users, {
+      get(target, name) {
+        if (name === 'findCaseVariant') return async (...args: Parameters<typeof target.findCaseVariant>) => ({ ...(await target.findCaseVariant(...args))!, isActive: true })
+        const value = Reflect.get(target, name)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+    const readBeforeDisable = new Proxy(gw.store, {
+      get(target, name) {
+        if (name === 'users') return users
+        const value = Reflect.get(target, name)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    }) as Store
+    const found = { dn: ALICE, entryId: '', username: 'alice', email: 'alice@example.test', firstName: 'Alicia', lastName: 'Anderson', groupDns: [GROUPS.admins, GROUPS.auditors], isSuperuser: true, isSystemAuditor: true, groups: [] }
+    await assert.rejects(syncDirectoryAccount(readBeforeDisable, gw.app.accounts, found), AccountDisabled)
     assert.deepEqual(await state(), before_)
   })
 
