@@ -1,7 +1,7 @@
-import { BlockList } from 'node:net'
-import { parseCidr, type AccessRule, type RuleMatch, type ScopedRole } from '../config/access.ts'
+import { type AccessRule, type RuleMatch, type ScopedRole } from '../config/access.ts'
 import type { Config } from '../config/schema.ts'
 import type { Principal } from '../auth/principal.ts'
+import { compileAddressRanges } from '../http/address-ranges.ts'
 import { publicPathMatcher } from '../gateway/routes.ts'
 import { roleKey, teamKey, type KnownNames, type UserAccess } from './model.ts'
 
@@ -183,12 +183,8 @@ function conditionsOf(match: RuleMatch): Condition[] {
     conditions.push((r) => scopes.some((scope) => r.principal.scopes?.has(scope) ?? r.principal.scope === scope))
   }
   if (match.networks) {
-    const blocks = new BlockList()
-    for (const network of match.networks) {
-      const { address, prefix, family } = parseCidr(network)!
-      blocks.addSubnet(address, prefix, family)
-    }
-    conditions.push((r) => r.address !== undefined && inBlocks(blocks, r.address))
+    const inNetworks = compileAddressRanges(match.networks)
+    conditions.push((r) => r.address !== undefined && inNetworks(r.address))
   }
   return conditions
 }
@@ -198,13 +194,6 @@ function anyOf(wanted: readonly string[], held: (request: AccessRequest) => Read
     const set = held(r)
     return set.size > 0 && wanted.some((name) => set.has(name))
   }
-}
-
-/** An IPv4 client on a dual-stack socket shows as `::ffff:a.b.c.d`; IPv4 blocks must match it. */
-function inBlocks(blocks: BlockList, address: string): boolean {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1]
-  if (mapped) return blocks.check(mapped, 'ipv4')
-  return blocks.check(address, address.includes(':') ? 'ipv6' : 'ipv4')
 }
 
 function userKey(source: string, username: string): string {

@@ -1,6 +1,6 @@
-import { isIP } from 'node:net'
 import { z } from 'zod'
 import { MANAGED_ROLES } from '../access/permissions.ts'
+import { isAddressRange } from '../http/address-ranges.ts'
 
 /**
  * A service's `access` rules (docs/access.md): who may use it, in order, first match wins. Only checked here;
@@ -23,18 +23,11 @@ const names = z.array(z.string().min(1).max(512)).min(1)
 const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,200}$/, 'must be a scope token (printable characters, no spaces)')
 const rulePath = z.string().regex(/^\/[^?#\s*]*\*?$/, 'must be an absolute path, optionally ending in "*" to match everything under it')
 
-/** An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address. */
-export const cidr = z.string().refine((value) => parseCidr(value) !== undefined, 'must be an IP address or a CIDR block, e.g. 10.0.0.0/8')
-
-export function parseCidr(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const [address = '', prefixText, extra] = value.split('/')
-  const version = isIP(address)
-  if (!version || extra !== undefined) return undefined
-  const max = version === 4 ? 32 : 128
-  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN
-  if (!(prefix >= 0 && prefix <= max)) return undefined
-  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' }
-}
+/**
+ * An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address; an IPv4-mapped one is the IPv4 block it maps
+ * (src/http/address-ranges.ts). `server.trusted_proxies` and `metrics.allow_from` take the same.
+ */
+export const cidr = z.string().refine(isAddressRange, 'must be an IP address or a CIDR block, e.g. 10.0.0.0/8')
 
 /**
  * A role held on one organization, or on one team of it (`team` named): the qualified teams' shape, with the role.

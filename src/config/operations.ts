@@ -1,11 +1,10 @@
 import { z } from 'zod'
+import { cidr } from './access.ts'
 
 /**
  * Options for watching and auditing Gatehouse: the Prometheus metrics endpoint (docs/metrics.md) and the audit
  * trail (docs/audit.md). Defaults are defined here next to their descriptions, like every other option.
  */
-
-const cidr = z.string().regex(/^[0-9a-fA-F:.]+\/\d{1,3}$/, 'must be an address range such as 10.0.0.0/8 or ::1/128')
 
 export const MetricsSchema = z.object({
   enabled: z.boolean().default(true).describe('Serve Prometheus metrics at /metrics.'),
@@ -15,7 +14,7 @@ export const MetricsSchema = z.object({
   bearer_token_file: z.string().min(1).optional()
     .describe('A file holding a token every scrape must send as `Authorization: Bearer <token>` (Prometheus\'s `authorization.credentials_file`). Read once at start.'),
   allow_from: z.array(cidr).default(['127.0.0.0/8', '::1/128'])
-    .describe('Client address ranges allowed to scrape (the trusted client address: behind a reverse proxy listed in `server.trusted_proxies`, the forwarded one). Default: this machine only, so a fresh install publishes nothing; widen it, or set a bearer token, for a remote Prometheus.'),
+    .describe('Client addresses or CIDRs allowed to scrape, read as `server.trusted_proxies` is (an IPv4-mapped CIDR such as `::ffff:10.0.0.0/104` is the IPv4 range it maps); matched against the trusted client address: behind a reverse proxy listed in `server.trusted_proxies`, the forwarded one. Default: this machine only, so a fresh install publishes nothing; widen it, or set a bearer token, for a remote Prometheus.'),
 }).strict()
 
 export const AuditSchema = z.object({

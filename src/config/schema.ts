@@ -1,6 +1,5 @@
-import ipaddr from 'ipaddr.js'
 import { z } from 'zod'
-import { AccessRulesSchema } from './access.ts'
+import { AccessRulesSchema, cidr } from './access.ts'
 import { CorsSchema } from './cors.ts'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { AuditSchema, auditDefaults, MetricsSchema, metricsDefaults } from './operations.ts'
@@ -90,7 +89,7 @@ export const ConfigSchema = z.object({
     port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0 picks a free one).'),
     public_url: z.url({ protocol: /^https?$/ }).optional()
       .describe('The URL clients use to reach Gatehouse (issuer of tokens, redirects, services\' redirects to their own address, Secure cookies when https). A path in it is where a proxy in front publishes Gatehouse, taking the path off before forwarding: every path Gatehouse writes for a client starts with it (docs/edge.md). Default: http://<host>:<port>; then a service\'s redirect to its own address names the Host the client sent only when that is the listening address or one of `trusted_origins`, and is path-absolute otherwise (docs/proxy.md).'),
-    trusted_proxies: z.array(z.string().refine(isAddressOrCidr, 'must be an IP address or a CIDR such as 10.0.0.0/8')).default([])
+    trusted_proxies: z.array(cidr).default([])
       .describe('Addresses or CIDRs of the reverse proxies in front of Gatehouse. Only a peer in this list is believed about the client (X-Forwarded-For/-Proto/-Host for the client address, scheme and host; its other forwarding headers reach services); from any other peer those headers are ignored and removed (docs/edge.md).'),
     trust_proxy: z.never({ error: 'replaced by server.trusted_proxies: list the addresses or CIDRs of the reverse proxies in front of Gatehouse (e.g. [10.0.0.5] or [10.0.0.0/8])' }).optional()
       .describe('Removed: see `trusted_proxies`.'),
@@ -218,11 +217,6 @@ export const ConfigSchema = z.object({
 export type Config = z.output<typeof ConfigSchema>
 
 /** An IPv4 address in its usual four-part form (not `10.1`, which parsers read differently), an IPv6 one, or a CIDR of either. */
-function isAddressOrCidr(entry: string): boolean {
-  const [address = '', bits, ...rest] = entry.split('/')
-  const valid = ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address)
-  return valid && rest.length === 0 && (bits === undefined || ipaddr.isValidCIDR(entry))
-}
 export type ServiceConfig = z.output<typeof ServiceSchema>
 export type AuthMethod = z.output<typeof AuthMethodSchema>
 export type TlsConfig = z.output<typeof TlsSchema>

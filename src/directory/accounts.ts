@@ -101,6 +101,12 @@ export interface AdministrativeChange {
    * not lock every administrator out, where the API would refuse the same change; the login itself succeeds.
    */
   keepLastSuperuserFlag?: boolean | undefined
+  /**
+   * A directory or SSO sign-in's, or the account check's: refuse (AccountDisabled) to change an account disabled since
+   * the caller read it active. Its roles follow its groups only while it is active; read again in the change's
+   * transaction, so a disable that lands while a sign-in talks to the directory is not undone by the sign-in.
+   */
+  onlyWhileActive?: boolean | undefined
 }
 
 /**
@@ -306,6 +312,7 @@ export class Accounts {
         const mayKeepSuperuser = options.keepLastSuperuserFlag === true && rest.isSuperuser === false
         if (mayRemoveSuperuser || mayKeepSuperuser) await tx.users.lockActiveSuperusers()
         const before = await tx.users.findById(id)
+        if (options.onlyWhileActive && before && !before.isActive) throw new AccountDisabled()
         if (keepsPassword && before && before.passwordHash !== current.passwordHash) {
           throw new ValidationFailed({ password: ['The password was changed meanwhile: send the request again.'] })
         }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { SYSTEM_ACTOR } from '../audit/actor.ts'
 import type { AuditTrail } from '../audit/trail.ts'
-import { DirectoryUnavailable, SelfLockout } from '../errors.ts'
+import { AccountDisabled, DirectoryUnavailable, SelfLockout } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import type { Accounts } from './accounts.ts'
@@ -228,7 +228,13 @@ export class DirectoryAccountCheck {
     const changes = roleChangesBetween(current, found)
     let after = current
     if (changes) {
-      after = await this.#accounts.update(user.id, changes, { keepLastSuperuserFlag: true })
+      try {
+        after = await this.#accounts.update(user.id, changes, { keepLastSuperuserFlag: true, onlyWhileActive: true })
+      } catch (error) {
+        // Disabled since it was read: left alone, as a disabled account is.
+        if (error instanceof AccountDisabled) return false
+        throw error
+      }
       const before = { is_superuser: current.isSuperuser, is_system_auditor: current.isSystemAuditor, groups: current.groups }
       const now = { is_superuser: after.isSuperuser, is_system_auditor: after.isSystemAuditor, groups: after.groups }
       // The last active superuser's kept flag may have been the whole change: that refusal is audited as at a login.

@@ -1,4 +1,4 @@
-import { AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '../errors.ts'
+import { AccountDisabled, AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
 import { USERNAME_PATTERN, type Accounts, type AddressWithheld } from './accounts.ts'
@@ -27,7 +27,8 @@ export interface DirectoryUser {
  * Creates or updates the account of a user the directory just vouched for: an external account with source
  * `ldap` and no local password. The profile, the mapped groups and, when their groups are configured, the
  * superuser and auditor flags follow the directory (but the last active superuser keeps the flag:
- * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision. An
+ * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision, and a
+ * disabled account is refused before anything of it changes (the entry it was made for is not even recorded). An
  * unchanged account is not written, so a login tells other processes nothing. The account is found by name without
  * regard to case, as the directory matches names: an LDAP account spelled in another case is this person's, and
  * keeps its spelling; a local or single sign-on one is a conflict (a second account differing only in case would
@@ -56,9 +57,13 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   if (existing.source !== 'ldap') {
     throw new AccountSourceConflict()
   }
+  // Before anything follows the directory: an administrator disabled the account, and a refused sign-in changes
+  // nothing of it (its person's superuser group may be what it was disabled over, and would make it a superuser again;
+  // `afterSync` would map its memberships). Every door (basic, gateway and realm logins, the password grant) comes here.
+  if (!existing.isActive) throw new AccountDisabled()
   await checkSameEntry(store, existing, found)
   const changes = changesBetween(existing, profile, found)
-  const account = changes ? await accounts.update(existing.id, changes, { keepLastSuperuserFlag: true }) : existing
+  const account = changes ? await accounts.update(existing.id, changes, { keepLastSuperuserFlag: true, onlyWhileActive: true }) : existing
   if (withheld) accounts.tellAddressWithheld(account, withheld)
   return account
 }

@@ -69,7 +69,7 @@ async function updateLinkedAccount(store: Store, accounts: Accounts, user: User,
   const changes = changesBetween(user, profile)
   if (!changes) return user
   try {
-    return await accounts.update(user.id, changes, { keepLastSuperuserFlag: true })
+    return await accounts.update(user.id, changes, { keepLastSuperuserFlag: true, onlyWhileActive: true })
   } catch (error) {
     const taken = error instanceof UsernameTaken && changes.username ? await store.users.findCaseVariant(changes.username, user.id) : undefined
     throw taken ? conflictWith(taken) : error

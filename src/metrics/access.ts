@@ -1,9 +1,9 @@
-import ipaddr from 'ipaddr.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { z } from 'zod'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
+import { compileAddressRanges } from '../http/address-ranges.ts'
 import type { MetricsSchema } from '../config/operations.ts'
 import { NotAuthenticated, PermissionDenied } from '../errors.ts'
 
@@ -22,11 +22,11 @@ export class MetricsTokenUnusable extends Error {}
  * own, which would let every client of a proxy beside the gateway scrape. It is refused (`untrustedForward`).
  */
 export function metricsAccess(options: MetricsOptions): (address: string | undefined, authorization: string | undefined, untrustedForward?: boolean) => void {
-  const ranges = options.allow_from.map((cidr) => ipaddr.parseCIDR(cidr))
+  const allowed = compileAddressRanges(options.allow_from)
   const expected = options.bearer_token_file === undefined ? undefined : digest(readToken(options.bearer_token_file))
   return (address, authorization, untrustedForward = false) => {
     if (untrustedForward) throw new PermissionDenied('Metrics are not served through a proxy that server.trusted_proxies does not list.')
-    if (!address || !allowed(address, ranges)) throw new PermissionDenied('Metrics are not served to this address (metrics.allow_from).')
+    if (!address || !allowed(address)) throw new PermissionDenied('Metrics are not served to this address (metrics.allow_from).')
     if (expected === undefined) return
     const match = /^Bearer ([^\s]+)$/i.exec(authorization ?? '')
     if (!match || !timingSafeEqual(digest(match[1]!), expected)) {
@@ -57,10 +57,4 @@ export function forwardedByUntrusted(headers: IncomingHttpHeaders, peer: string 
 /** Hashing both sides first makes the comparison constant-time whatever the lengths. */
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest()
-}
-
-function allowed(address: string, ranges: [ipaddr.IPv4 | ipaddr.IPv6, number][]): boolean {
-  if (!ipaddr.isValid(address)) return false
-  const parsed = ipaddr.process(address)
-  return ranges.some(([range, bits]) => range.kind() === parsed.kind() && parsed.match(range, bits))
 }

@@ -59,6 +59,13 @@ describe('access rules', () => {
     assert.equal(rules.decide(request(alice, { address: '192.168.1.1' })).allowed, false)
   })
 
+  it('matches an IPv4-mapped network as the IPv4 network it maps, as trusted_proxies and metrics.allow_from read it', () => {
+    const rules = new ServiceRules('svc', [{ allow: { networks: ['::ffff:10.0.0.0/104', '::ffff:192.0.2.7'] } }])
+    const alice = { user: user('alice'), method: 'session' as const }
+    for (const address of ['10.1.2.3', '::ffff:10.1.2.3', '192.0.2.7', '::ffff:192.0.2.7']) assert.equal(rules.decide(request(alice, { address })).allowed, true, address)
+    for (const address of ['11.0.0.1', '::ffff:11.0.0.1', '192.0.2.8', '::1', 'not an address']) assert.equal(rules.decide(request(alice, { address })).allowed, false, address)
+  })
+
   it('matches how the caller signed in and the scopes their token carries', () => {
     const rules = new ServiceRules('svc', [{ allow: { auth_methods: ['token', 'oidc'], scopes: ['write', 'api:write'] } }])
     assert.equal(rules.decide(request({ user: user('a'), method: 'basic' })).allowed, false)

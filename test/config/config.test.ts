@@ -144,6 +144,11 @@ describe('configuration', () => {
     assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64 })
   })
 
+  it('refuses metrics.allow_from entries that are no address or CIDR at load, as it refuses trusted_proxies entries', () => {
+    assert.deepEqual(problemsOf({ metrics: { allow_from: ['10.0.0.0/8', '127.0.0.1', '::ffff:10.0.0.0/104', '10.0.0.0/40', '::/200', '10.1/8'] } }).map((p) => p.split(':')[0]),
+      ['metrics.allow_from.3', 'metrics.allow_from.4', 'metrics.allow_from.5'])
+  })
+
   it('refuses trust_proxy with a message naming trusted_proxies, and entries that are no address or CIDR', () => {
     const [problem] = problemsOf({ server: { trust_proxy: true } })
     assert.match(problem!, /^server\.trust_proxy: replaced by server\.trusted_proxies/)

@@ -101,6 +101,19 @@ describe('metrics', () => {
       }
     })
 
+    it('reads allow_from as trusted_proxies reads its entries: an IPv4-mapped CIDR as the IPv4 range it maps, one address as itself', async () => {
+      const gw = await startGateway({ config: { metrics: { allow_from: ['::ffff:127.0.0.0/120', '127.0.1.7'] } } })
+      try {
+        assert.equal((await requestFrom('127.0.0.9', gw.url + '/metrics')).status, 200, 'in the mapped range')
+        assert.equal((await requestFrom('127.0.1.7', gw.url + '/metrics')).status, 200, 'the one address')
+        const refused = await requestFrom('127.0.1.8', gw.url + '/metrics')
+        assert.equal(refused.status, 403)
+        assert.equal(refused.json().code, 'permission_denied')
+      } finally {
+        await gw.close()
+      }
+    })
+
     it('refuses a scrape forwarded by a proxy server.trusted_proxies does not list: behind it, every client would look local', async () => {
       const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.2'] } } })
       try {

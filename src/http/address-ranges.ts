@@ -1,0 +1,60 @@
+import ipaddr from 'ipaddr.js'
+import { BlockList, isIP } from 'node:net'
+
+/**
+ * Address ranges as the configuration names them (`server.trusted_proxies`, `metrics.allow_from`, the access rules'
+ * `networks`): one address or a CIDR, read one way for all three. Peers are judged as their IPv4 address when a
+ * dual-stack listener reports them IPv4-mapped (`::ffff:10.0.0.5`), so an IPv4-mapped entry, address or CIDR
+ * (`::ffff:10.0.0.0/104`), is the IPv4 range it maps: written as it is, it would match no peer, and the entry would
+ * silently trust, allow or match no one.
+ */
+export interface AddressRange {
+  readonly address: ipaddr.IPv4 | ipaddr.IPv6
+  readonly bits: number
+}
+
+/**
+ * The range an entry names; undefined for anything else. The address is a dotted quad or an IPv6 address as
+ * node:net reads them (not ipaddr's looser `10.1` or `0x0a.0.0.1`), the prefix 0 to 32 or 128 in decimal digits.
+ */
+export function parseAddressRange(entry: string): AddressRange | undefined {
+  const [text = '', prefixText, extra] = entry.split('/')
+  const version = isIP(text)
+  if (!version || extra !== undefined) return undefined
+  const max = version === 4 ? 32 : 128
+  const bits = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN
+  if (!(bits >= 0 && bits <= max)) return undefined
+  const address = ipaddr.parse(text)
+  if (address instanceof ipaddr.IPv6 && address.isIPv4MappedAddress() && bits >= 96) return { address: address.toIPv4Address(), bits: bits - 96 }
+  return { address, bits }
+}
+
+/** Whether an entry names an address range (for the configuration's checks). */
+export function isAddressRange(entry: string): boolean {
+  return parseAddressRange(entry) !== undefined
+}
+
+/**
+ * Compiles entries, each already checked by `isAddressRange`, into a judge of peer addresses: an IPv4-mapped peer is
+ * judged as its IPv4 address (node:net's BlockList does so); anything that is not an address is in no range. The
+ * BlockList, rather than ipaddr's parse and match, because access rules ask it at every request: it takes a tenth
+ * of the time (about 0.5 against 5 microseconds a judgment, measured side by side).
+ */
+export function compileAddressRanges(entries: readonly string[]): (address: string) => boolean {
+  const blocks = new BlockList()
+  for (const entry of entries) {
+    const range = parseAddressRange(entry)
+    if (!range) throw new TypeError(`not an address range: ${entry}`)
+    blocks.addSubnet(range.address.toString(), range.bits, range.address.kind())
+  }
+  return (address) => {
+    const version = isIP(address)
+    if (!version) return false
+    try {
+      return blocks.check(address, version === 4 ? 'ipv4' : 'ipv6')
+    } catch {
+      // An address node:net names but its BlockList refuses (an IPv6 zone, `fe80::1%eth0`): in no range.
+      return false
+    }
+  }
+}
