@@ -71,6 +71,8 @@ describe('the settings API reading switches and counts as Django REST framework\
       ['session_cookie_age', '"1e3"', 'A valid integer is required.'],
       ['session_cookie_age', '""', 'A valid integer is required.'],
       ['session_cookie_age', '"1__200"', 'A valid integer is required.'],
+      // Python's int() reads digits of any script; only ASCII ones are taken here (docs/api.md).
+      ['session_cookie_age', '"\u0661\u0662\u0660\u0660"', 'A valid integer is required.'],
       ['session_cookie_age', 'true', 'A valid integer is required.'],
       ['session_cookie_age', '"true"', 'A valid integer is required.'],
       ['session_cookie_age', '[1200]', 'A valid integer is required.'],
