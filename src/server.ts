@@ -130,6 +130,11 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     if (!(error instanceof DatabaseUnavailable)) server.log.error({ err: error }, 'audit trail: entries could not be written')
   }
   app.audit.start()
+  app.settings.onUnreadable((found) => {
+    for (const { name, reason, using } of found) {
+      server.log.warn({ setting: name, reason }, `stored setting ${name} cannot be read by this version: ${using === 'default' ? 'its default is used' : 'the value this process had is kept'}`)
+    }
+  })
   app.accounts.onLastSuperuserKept((user) => {
     server.log.warn({ user: user.username, source: user.source }, 'a login would have left no active superuser: the account keeps its superuser flag until another superuser is active')
   })

@@ -2,13 +2,12 @@ import { Command, Option } from 'commander'
 import { isUtf8 } from 'node:buffer'
 import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { DatabaseSync } from 'node:sqlite'
 import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { NUL_MESSAGE } from '../errors.ts'
-import { Database, redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
-import { DataDirUnusable } from '../store/errors.ts'
+import { redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
+import { DatabaseNotMigrated, DataDirUnusable } from '../store/errors.ts'
 import { openStore, type Store } from '../store/store.ts'
 
 /** A mistake in how a command was called: reported in one line, exit status 2. */
@@ -100,61 +99,30 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
  * Only `serve` and `migrate` make a database. Any other command given a mistyped `--data-dir` (or a database URL
  * nothing has migrated) would make an empty one and answer from it (`users list` printing `[]`), or write an account
  * where no gateway reads it: it is refused instead, naming where it looked and how to make one there. A database that
- * has the tables but not yet this version's newest migrations is still upgraded, as `serve` would.
+ * has the tables but not yet this version's newest migrations is still upgraded, as `serve` would. Whether it has
+ * tables is asked on the store's own connection, before anything is written (`existing`): one open per command.
  */
-async function requireDatabase(location: DatabaseLocation): Promise<void> {
-  if (!location.url) {
-    const dir = resolve(location.dataDir)
-    if (!existsSync(dir)) {
-      throw new DataDirUnusable(dir, `it does not exist; create it and its database with: gatehouse migrate --data-dir ${dir} (serve creates them too)`, undefined)
+async function openExistingStore(location: DatabaseLocation): Promise<Store> {
+  if (!location.url) requireDatabaseFile(resolve(location.dataDir))
+  try {
+    return await openStore(location, { existing: true })
+  } catch (error) {
+    if (error instanceof DatabaseNotMigrated) {
+      throw new UsageError(`the database ${error.description} has no Gatehouse tables; create them with: gatehouse migrate (serve creates them too)`)
     }
-    // Opening the store says what else is wrong with it (a file, not a directory; one it may not write).
-    if (!statSync(dir).isDirectory()) return
-    const file = sqliteFile(dir)
-    if (!existsSync(file)) {
-      throw new DataDirUnusable(dir, `it holds no database (gatehouse.sqlite); create one with: gatehouse migrate --data-dir ${dir} (serve creates one too)`, undefined)
-    }
-    if (sqliteHasTables(file) === false) throw noTables(`sqlite:${file}`)
-    return
-  }
-  const database = await Database.open(location)
-  try {
-    if (await hasTables(database) === false) throw noTables(database.description)
-  } finally {
-    await database.close()
+    throw error
   }
 }
 
-function noTables(description: string): UsageError {
-  return new UsageError(`the database ${description} has no Gatehouse tables; create them with: gatehouse migrate (serve creates them too)`)
-}
-
-/**
- * Read only, so the file stays as it is (opening it as the store does would turn on WAL). Undefined when it cannot
- * be read as a database: opening it for the command names the reason.
- */
-function sqliteHasTables(file: string): boolean | undefined {
-  let sqlite: DatabaseSync | undefined
-  try {
-    sqlite = new DatabaseSync(file, { readOnly: true })
-    return sqlite.prepare("select 1 from sqlite_master where type = 'table' and name = 'kysely_migration'").get() !== undefined
-  } catch {
-    return undefined
-  } finally {
-    sqlite?.close()
+/** The data directory and its database file are there; looked at without opening anything, which would make them. */
+function requireDatabaseFile(dir: string): void {
+  if (!existsSync(dir)) {
+    throw new DataDirUnusable(dir, `it does not exist; create it and its database with: gatehouse migrate --data-dir ${dir} (serve creates them too)`, undefined)
   }
-}
-
-/**
- * Whether anything migrated the database (Kysely's record of the migrations is there). Undefined when the database
- * cannot say (it does not answer): opening it for the command reports that in its own words.
- */
-export async function hasTables(database: Database): Promise<boolean | undefined> {
-  try {
-    const tables = await database.db.introspection.getTables({ withInternalKyselyTables: true })
-    return tables.some((table) => table.name === 'kysely_migration')
-  } catch {
-    return undefined
+  // Opening the store says what else is wrong with it (a file, not a directory; one it may not write).
+  if (!statSync(dir).isDirectory()) return
+  if (!existsSync(sqliteFile(dir))) {
+    throw new DataDirUnusable(dir, `it holds no database (gatehouse.sqlite); create one with: gatehouse migrate --data-dir ${dir} (serve creates one too)`, undefined)
   }
 }
 
@@ -166,8 +134,7 @@ export async function hasTables(database: Database): Promise<boolean | undefined
  */
 export async function withApp<T>(options: StorageOptions, body: (app: App) => Promise<T>, appOptions: AppOptions = {}): Promise<T> {
   const config = resolveConfig(options)
-  await requireDatabase(storageLocation(config))
-  const store = await openConfiguredStore(config)
+  const store = await openExistingStore(storageLocation(config))
   try {
     const app = await createApp(config, store, appOptions)
     app.audit.start({ periodic: false, stdout: false })

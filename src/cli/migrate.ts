@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { Command } from 'commander'
-import { addStorageOptions, hasTables, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
+import { addStorageOptions, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
 import { Database, sqliteFile, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseUnusable } from '../store/errors.ts'
 import { migrationNames } from '../store/migrations/index.ts'
@@ -35,7 +35,7 @@ async function printStatus(location: DatabaseLocation): Promise<void> {
   const database = await Database.open(location)
   try {
     // One that does not answer fails on the status's query, saying why.
-    const migrated = await hasTables(database) !== false
+    const migrated = await database.hasTables() !== false
     writeStatus(database.description, migrated ? await database.migrationStatus() : { applied: 0, pending: [...migrationNames], unknown: [] })
   } finally {
     await database.close()

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { App } from '../app.ts'
+import { MethodNotAllowed } from '../errors.ts'
 import { Readiness } from './readiness.ts'
 
 /**
@@ -7,6 +8,8 @@ import { Readiness } from './readiness.ts'
  * `/healthz` says the process is alive and answers from memory; `/readyz` says whether it should get traffic
  * (src/health/readiness.ts), 200 or 503, and 503 from the moment shutdown starts draining (a probe on a
  * kept-alive connection still reaches it then). Neither reveals an address, a version or an error message.
+ * Their other methods are answered as the API answers its paths' (src/api/methods.ts): `OPTIONS` with `Allow`, the
+ * rest 405 naming the methods they have, rather than 404 as if there were no such path.
  */
 export function registerHealthRoutes(server: FastifyInstance, app: App): void {
   const readiness = new Readiness(app, app.config.server.readiness_timeout_ms)
@@ -33,4 +36,21 @@ export function registerHealthRoutes(server: FastifyInstance, app: App): void {
     reply.code(503)
     return { code: 'not_ready', detail: `Not ready: ${failing.join(', ')}.`, ...body }
   })
+
+  for (const url of ['/healthz', '/readyz']) {
+    server.options(url, async (_request, reply) => {
+      reply.header('cache-control', 'no-store').header('allow', PROBE_METHODS.join(', '))
+      // They read no request body.
+      return { renders: ['application/json'], parses: [] }
+    })
+    server.route({
+      method: ['POST', 'PUT', 'PATCH', 'DELETE'],
+      url,
+      handler: async (request) => {
+        throw new MethodNotAllowed(request.method, PROBE_METHODS)
+      },
+    })
+  }
 }
+
+const PROBE_METHODS = ['GET', 'HEAD', 'OPTIONS']

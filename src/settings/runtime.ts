@@ -13,6 +13,8 @@ import { SETTINGS_TOPIC } from '../store/topics.ts'
  */
 export class RuntimeSettings {
   #current: Settings = defaultSettings
+  #unreadable: readonly UnreadableSetting[] = []
+  readonly #unreadableListeners: ((found: readonly UnreadableSetting[]) => void)[] = []
   readonly #store: Store
   readonly #bus: EventBus
   readonly #listeners: ((settings: Settings) => void)[] = []
@@ -47,8 +49,21 @@ export class RuntimeSettings {
     this.#listeners.push(listener)
   }
 
+  /**
+   * Tells `listener` of the stored settings this version cannot read: at once of those found so far (at start, before
+   * anything could listen), then of each that a reload finds newly so. One that stays unreadable is told of once.
+   */
+  onUnreadable(listener: (found: readonly UnreadableSetting[]) => void): void {
+    this.#unreadableListeners.push(listener)
+    if (this.#unreadable.length) listener(this.#unreadable)
+  }
+
   async reload(): Promise<void> {
-    const loaded = readable(await this.#store.settings.all(), this.#current)
+    const { loaded, unreadable } = readable(await this.#store.settings.all(), this.#current)
+    const known = new Set(this.#unreadable.map(problemKey))
+    const found = unreadable.filter((problem) => !known.has(problemKey(problem)))
+    this.#unreadable = unreadable
+    if (found.length) for (const listener of this.#unreadableListeners) listener(found)
     // The same settings read again change nothing, and tell no one (the listeners drop caches).
     if (JSON.stringify(loaded) === JSON.stringify(this.#current)) return
     this.#current = Object.freeze(loaded)
@@ -78,18 +93,36 @@ export class RuntimeSettings {
   }
 }
 
+/** A stored setting this version cannot read: its name, why (never its value), and what is used in its place. */
+export interface UnreadableSetting {
+  readonly name: keyof Settings
+  readonly reason: string
+  /** The default, or (a later read) the value the process had before, when that was another. */
+  readonly using: 'default' | 'previous'
+}
+
+const problemKey = (problem: UnreadableSetting): string => `${problem.name}\n${problem.reason}`
+
 /**
  * The stored settings this version can read, each on its own: a value it cannot (another version's, with a wider
  * range) keeps what the process has, rather than taking every other setting back to its default with it (basic auth
  * switched off would be on again). Names it does not know are left out.
  */
-function readable(stored: Record<string, unknown>, current: Settings): Settings {
+function readable(stored: Record<string, unknown>, current: Settings): { loaded: Settings; unreadable: UnreadableSetting[] } {
   const loaded: Record<string, unknown> = { ...defaultSettings }
+  const unreadable: UnreadableSetting[] = []
   for (const name of settingNames) {
     if (!(name in stored)) continue
     // At start and after each change: too rarely for zod's compiled fast path to pay for its making (src/config/load.ts).
     const parsed = settingsSchema.shape[name].safeParse(stored[name], { jitless: true })
-    loaded[name] = parsed.success ? parsed.data : current[name]
+    if (parsed.success) {
+      loaded[name] = parsed.data
+    } else {
+      loaded[name] = current[name]
+      // zod's own words name the type or the bound it expected, never the value it got.
+      const reason = parsed.error.issues.map((issue) => issue.message).join('; ')
+      unreadable.push({ name, reason, using: current[name] === defaultSettings[name] ? 'default' : 'previous' })
+    }
   }
-  return loaded as Settings
+  return { loaded: loaded as Settings, unreadable }
 }

@@ -4,7 +4,7 @@ import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, Tr
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
 import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
-import { DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
+import { DatabaseNotMigrated, DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
 import type { DialectName } from './migrations/helpers.ts'
@@ -16,7 +16,7 @@ import { DatabaseFileGone, NodeSqliteDatabase } from './sqlite-driver.ts'
  * this process may not read and write is named with the reason before SQLite opens it: SQLite would say only
  * "unable to open database file", or open a read-only file and refuse the first write.
  */
-async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number): Promise<NodeSqliteDatabase> {
+async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number, existing: boolean): Promise<NodeSqliteDatabase> {
   try {
     // The database holds the realms' private signing keys and every password hash: only its owner may read what
     // is made here (SQLite gives the -wal and -shm files the database file's mode). What exists is left as it is.
@@ -34,12 +34,15 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number):
   let sqlite: NodeSqliteDatabase | undefined
   try {
     sqlite = new NodeSqliteDatabase(file, busyTimeoutMs)
+    // Asked before WAL mode is turned on, which would write to a file that is to be left as it is.
+    if (existing && !hasMigrationTable(sqlite.raw)) throw new DatabaseNotMigrated(`sqlite:${file}`)
     // Opening waits for another process's migrations as long as migrating does.
     await sqlite.useWal(MIGRATION_WAIT_MS)
     return sqlite
   } catch (error) {
-    // A file that is not a database (a wrong file restored as a backup) fails here, in words that do not say which file.
     sqlite?.close()
+    if (error instanceof DatabaseNotMigrated) throw error
+    // A file that is not a database (a wrong file restored as a backup) fails here, in words that do not say which file.
     throw new DatabaseUnusable(`sqlite:${file}`, error)
   }
 }
@@ -170,7 +173,11 @@ export class Database {
     this.db = new Kysely<Tables>({ dialect: new GuardedDialect(inner, this.#health, sqlite) })
   }
 
-  static async open(location: DatabaseLocation): Promise<Database> {
+  /**
+   * With `existing`, a database nothing has migrated is refused (DatabaseNotMigrated) on the connection just opened,
+   * and left as it was: for the commands that work on what is there, which must not make an empty one and answer from it.
+   */
+  static async open(location: DatabaseLocation, { existing = false }: { existing?: boolean } = {}): Promise<Database> {
     const url = location.url
     const timeouts = location.timeouts ?? defaultTimeouts
     if (url && /^postgres(ql)?:\/\//.test(url)) {
@@ -190,12 +197,17 @@ export class Database {
       // Nor may a checked-out one: its query in flight fails on its own, but pg also emits 'error' on the
       // client, where the pool listens only while the client is idle.
       pool.on('connect', (client) => client.on('error', () => {}))
-      return new Database('postgres', redactUrl(url), new PostgresDialect({ pool: discardingBrokenClients(pool) }), undefined, config, pool)
+      const database = new Database('postgres', redactUrl(url), new PostgresDialect({ pool: discardingBrokenClients(pool) }), undefined, config, pool)
+      if (existing && await database.hasTables() === false) {
+        await database.close()
+        throw new DatabaseNotMigrated(database.description)
+      }
+      return database
     }
     if (url) throw new Error(`unsupported database URL scheme (expected postgres://): ${redactUrl(url)}`)
     const dir = resolve(location.dataDir)
     const file = sqliteFile(dir)
-    const sqlite = await openSqliteFile(dir, file, timeouts.queryMs)
+    const sqlite = await openSqliteFile(dir, file, timeouts.queryMs, existing)
     return new Database('sqlite', `sqlite:${file}`, new SqliteDialect({ database: sqlite }), sqlite)
   }
 
@@ -326,6 +338,19 @@ export class Database {
     }
   }
 
+  /**
+   * Whether anything migrated the database (Kysely's record of the migrations is there). Undefined when the database
+   * cannot say (it does not answer): what is done with it next reports that in its own words.
+   */
+  async hasTables(): Promise<boolean | undefined> {
+    try {
+      const tables = await this.db.introspection.getTables({ withInternalKyselyTables: true })
+      return tables.some((table) => table.name === 'kysely_migration')
+    } catch {
+      return undefined
+    }
+  }
+
   async ping(): Promise<boolean> {
     try {
       await this.db.selectFrom('settings').select('key').limit(1).execute()
@@ -370,6 +395,11 @@ const PG_CLIENT_FAILURE = /^(Connection terminated|timeout exceeded when trying 
 const PG_UNAVAILABLE = /^(08|53|58|57P0[123]|57014|25006)/
 /** SQLite result codes (the primary code, the low byte) for a database locked by another process too long, or unreadable. */
 const SQLITE_UNAVAILABLE = new Set([5 /* BUSY */, 6 /* LOCKED */, 10 /* IOERR */, 13 /* FULL */, 14 /* CANTOPEN */, 15 /* PROTOCOL */])
+
+/** Whether anything migrated a SQLite database; throws for a file that is not one. */
+function hasMigrationTable(raw: DatabaseSync): boolean {
+  return raw.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kysely_migration'").get() !== undefined
+}
 
 /** Whether a SQLite database has applied every one of this version's migrations (a newer version's may be there too). */
 function hasEveryMigration(raw: DatabaseSync): boolean {

@@ -30,6 +30,20 @@ export class DatabaseUnusable extends Error {
   }
 }
 
+/**
+ * The database was opened for a command that works on what is there (`openStore(..., { existing: true })`) and nothing
+ * has migrated it: it holds no Gatehouse tables, and none were made.
+ */
+export class DatabaseNotMigrated extends Error {
+  readonly description: string
+
+  constructor(description: string) {
+    super(`the database ${description} has no Gatehouse tables`)
+    this.description = description
+    this.name = 'DatabaseNotMigrated'
+  }
+}
+
 /** The SQLite data directory cannot be made or its database file opened: a mistake in where it points, said in one line. */
 export class DataDirUnusable extends Error {
   constructor(dir: string, reason: string, cause: unknown) {

@@ -50,8 +50,8 @@ export interface Store extends Repositories {
   close(): Promise<void>
 }
 
-export async function openStore(location: DatabaseLocation, options: { migrate?: boolean } = {}): Promise<Store> {
-  const database = await Database.open(location)
+export async function openStore(location: DatabaseLocation, options: { migrate?: boolean; existing?: boolean } = {}): Promise<Store> {
+  const database = await Database.open(location, { existing: options.existing })
   try {
     if (options.migrate !== false) await database.migrate()
   } catch (error) {

@@ -139,7 +139,7 @@ for (const backend of gatewayBackends) {
         [{ login_failures_per_address: 1.5 }, 'login_failures_per_address'],
         [{ login_address_window_seconds: 5 }, 'login_address_window_seconds'],
         [{ login_address_window_seconds: 86401 }, 'login_address_window_seconds'],
-        [{ login_lockout_spares_clean_addresses: 'no' }, 'login_lockout_spares_clean_addresses'],
+        [{ login_lockout_spares_clean_addresses: 'maybe' }, 'login_lockout_spares_clean_addresses'],
       ] as const) {
         const response = await gw.fetch('/api/gateway/v1/settings/', { method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body) })
         assert.equal(response.status, 400, JSON.stringify(body))

@@ -97,8 +97,8 @@ for (const backend of gatewayBackends) {
       for (const [body, field] of [
         [{ local_password_min_length: -1 }, 'local_password_min_length'],
         [{ local_password_min_length: 257 }, 'local_password_min_length'],
-        [{ local_password_min_length: '12' }, 'local_password_min_length'],
-        [{ local_password_refuse_common: 'yes' }, 'local_password_refuse_common'],
+        [{ local_password_min_length: '12a' }, 'local_password_min_length'],
+        [{ local_password_refuse_common: 'maybe' }, 'local_password_refuse_common'],
       ] as const) {
         const response = await send('PATCH', '/api/gateway/v1/settings/', body)
         assert.equal(response.status, 400, JSON.stringify(body))

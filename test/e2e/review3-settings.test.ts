@@ -44,4 +44,33 @@ describe('run-time settings this version cannot read', () => {
     const still = await gw.fetch('/api/gateway/v1/me/', { headers: adminAuth })
     assert.equal(still.status, 401)
   })
+
+  it('warns once at start of each stored setting it cannot read, naming it and saying the default is used, never its value', async () => {
+    const ownDir = tempDir()
+    const logLines: Record<string, unknown>[] = []
+    let warned: TestGateway | undefined
+    try {
+      warned = await startGateway({ dataDir: ownDir })
+      await warned.store.settings.put({ sessions_per_user_limit: 1_234_567, login_lockout_seconds: 120 })
+      await warned.close()
+      warned = await startGateway({ dataDir: ownDir, logLines, logLevel: 'warn' })
+      const unreadable = () => logLines.filter((line) => line.setting !== undefined)
+      assert.deepEqual(unreadable().map((line) => [line.level, line.setting]), [[40, 'sessions_per_user_limit']])
+      assert.match(String(unreadable()[0]!.msg), /default/)
+      assert.doesNotMatch(JSON.stringify(logLines), /1234567/, 'the value is never logged')
+      assert.equal(warned.app.settings.current.login_lockout_seconds, 120, 'the readable one is in force')
+
+      // Read again with nothing new: nothing said again.
+      await warned.app.settings.reload()
+      assert.equal(unreadable().length, 1)
+      // Another version stores a value of a type this one does not take: said when it is read.
+      await warned.store.settings.put({ local_password_refuse_common: 'sometimes' })
+      await warned.app.settings.reload()
+      assert.deepEqual(unreadable().map((line) => line.setting), ['sessions_per_user_limit', 'local_password_refuse_common'])
+      assert.doesNotMatch(JSON.stringify(logLines), /sometimes|1234567/)
+    } finally {
+      await warned?.close()
+      rmSync(ownDir, { recursive: true, force: true })
+    }
+  })
 })

@@ -63,6 +63,22 @@ describe('health and readiness endpoints', () => {
     assert.equal((await gw.fetch('/healthz', { method: 'HEAD' })).status, 200)
   })
 
+  it('answers OPTIONS on both probes as the API\'s paths do, and other methods with 405 naming the ones they have', async () => {
+    for (const path of ['/healthz', '/readyz']) {
+      const options = await gw.fetch(path, { method: 'OPTIONS' })
+      assert.equal(options.status, 200, path)
+      assert.equal(options.headers.get('allow'), 'GET, HEAD, OPTIONS', path)
+      assert.equal(options.headers.get('cache-control'), 'no-store', path)
+      assert.deepEqual((await json(options)).renders, ['application/json'], path)
+      for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
+        const other = await gw.fetch(path, { method })
+        assert.equal(other.status, 405, `${method} ${path}`)
+        assert.equal(other.headers.get('allow'), 'GET, HEAD, OPTIONS', `${method} ${path}`)
+        assert.equal((await json(other)).code, 'method_not_allowed', `${method} ${path}`)
+      }
+    }
+  })
+
   it('reports each readiness check, and an upstream that is down without becoming unready', async () => {
     const response = await gw.fetch('/readyz')
     assert.equal(response.status, 200)
