@@ -120,14 +120,15 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   // Open, so that "no session" (none, ended or expired) is a 404 rather than a demand for credentials.
   api.get('/session/', { config: { access: 'open' } }, async (request) => {
     const session = await currentSession(app, request)
-    return sessionTimes(session.expiresAt)
+    // Whose session it is, so that a page drawn for one person notices another has logged in since in this browser.
+    return { user: session.userId, ...sessionTimes(session.expiresAt) }
   })
 
   api.post('/session/', async (request, reply) => {
     const now = Date.now()
     const session = await app.sessions.extend((await currentSession(app, request)).keyHash, now)
     setSessionCookie(reply, request.cookies[SESSION_COOKIE]!, Math.round((session.expiresAt - now) / 1000), app.csrf.isSecure(request))
-    return sessionTimes(session.expiresAt, now)
+    return { user: session.userId, ...sessionTimes(session.expiresAt, now) }
   })
 }
 

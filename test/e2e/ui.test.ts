@@ -419,6 +419,25 @@ describe('the web interface in Chromium', () => {
     assert.ok(failedResponses.length > 0 && failedResponses.every((r) => /^(401|404) GET \/api\/gateway\/v1\//.test(r)), failedResponses.join())
   }))
 
+  it('shows a tab left open the person who logged in since in another tab, not the one it was drawn for', () => inBrowser('desktop', async ({ page, context, problems }) => {
+    await logIn(page, gw.url, 'carol', 'carol-password', '/ui/account')
+    await pageDrawn(page)
+    assert.equal(await page.locator('#who .username').innerText(), 'carol')
+    // Someone else logs in at the gateway in another tab of the same browser: the cookie is now theirs.
+    const other = await context.newPage()
+    await other.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/account`)
+    await other.fill('#username', 'admin')
+    await other.fill('#password', ADMIN_PASSWORD)
+    await Promise.all([other.waitForURL(`${gw.url}/ui/account`), other.click('button[type=submit]')])
+    await other.close()
+    // Back on the first tab, which still shows carol's details in its form: the page asks the server whose session it is.
+    await Promise.all([page.waitForEvent('load'), page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")])
+    await pageDrawn(page)
+    assert.equal(await page.locator('#who .username').innerText(), 'admin')
+    assert.doesNotMatch(await page.content(), /carol@example\.com/, 'nothing of carol\'s account stays on screen')
+    assert.deepEqual(problems, [])
+  }))
+
   it('lists my sessions and ends all the others', () => {
     return inBrowser('desktop', async (first) => inBrowser('phone', async (second) => {
       await logIn(first.page, gw.url, 'carol', 'carol-password', '/ui/sessions')

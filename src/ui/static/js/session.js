@@ -9,8 +9,9 @@ const SYNC_SECONDS = 60
 /**
  * The session's remaining time, in the header, and a warning with a button to stay logged in before it ends.
  * The end comes from GET session/ (`expires_in_seconds`, so the two clocks need not agree); reading it does
- * not extend the session, only POST session/ does. Once the server says the session is gone, `onEnded` runs.
- * @param {{clock: HTMLElement, banner: HTMLElement, onEnded: () => void}} places
+ * not extend the session, only POST session/ does. Once the server says the session is gone, `onEnded` runs; once it
+ * says the session is another person's (someone logged in since in another tab), `onOtherUser` runs.
+ * @param {{clock: HTMLElement, banner: HTMLElement, userId: number, onEnded: () => void, onOtherUser: () => void}} places
  */
 export function startSessionClock(places) {
   /** Local time (ms) at which the session ends; 0 until known. */
@@ -26,6 +27,7 @@ export function startSessionClock(places) {
   const sync = async () => {
     try {
       const session = await api('session/')
+      if (session.user !== places.userId) return places.onOtherUser()
       endsAt = Date.now() + Number(session.expires_in_seconds) * 1000
       ended = false
     } catch (error) {
@@ -39,6 +41,7 @@ export function startSessionClock(places) {
   const extend = async (/** @type {HTMLButtonElement} */ button) => {
     try {
       const session = await whileBusy(button, () => api('session/', { method: 'POST' }))
+      if (session.user !== places.userId) return places.onOtherUser()
       endsAt = Date.now() + Number(session.expires_in_seconds) * 1000
     } catch (error) {
       replace(warningText, `Could not extend the session: ${messageOf(error)}`)
