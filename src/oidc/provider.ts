@@ -25,7 +25,7 @@ import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.t
 import { SESSION_COOKIE } from '../auth/session.ts'
 // @ts-expect-error: oidc-provider declares types for its entry point only; this is the `interactionPolicy` it exports.
 import * as interactionPolicy from 'oidc-provider/lib/helpers/interaction_policy/index.js'
-// @ts-expect-error: as above; the helper that names a model's events (`RefreshToken`: `refresh_token`).
+// @ts-expect-error: as above; the function oidc-provider names a model's events with (`RefreshToken`: `refresh_token`).
 import snakeCase from 'oidc-provider/lib/helpers/_/snake_case.js'
 import { accountAction, interactionPolicyWithActions, KC_ACTION_DESCRIPTION, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
 import epochTime, { providerNow, setProviderClock, useProviderClock } from './provider-clock.ts'
