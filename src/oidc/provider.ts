@@ -25,6 +25,8 @@ import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.t
 import { SESSION_COOKIE } from '../auth/session.ts'
 // @ts-expect-error: oidc-provider declares types for its entry point only; this is the `interactionPolicy` it exports.
 import * as interactionPolicy from 'oidc-provider/lib/helpers/interaction_policy/index.js'
+// @ts-expect-error: as above; the function oidc-provider names a model's events with (`RefreshToken`: `refresh_token`).
+import snakeCase from 'oidc-provider/lib/helpers/_/snake_case.js'
 import { accountAction, interactionPolicyWithActions, KC_ACTION_DESCRIPTION, KC_ACTION_PARAMETER, kcActionResponse } from './app-initiated-actions.ts'
 import epochTime, { providerNow, setProviderClock, useProviderClock } from './provider-clock.ts'
 import { DEVICE_CODE_GRANT, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
@@ -299,6 +301,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   acrOfAuthorization(provider)
   keepNoEmptySessions(provider)
   stampRefreshTokensOnce(provider)
+  eventNamesOnce(provider)
   timeOrderedTokenIds(provider)
   deliverLogoutTokensLater(options.providerClass, provider, options.loggedOut)
   // Every response mode (query, fragment, form_post, ...) sends the refusal back to the client in Keycloak's words,
@@ -736,6 +739,21 @@ function stampRefreshTokensOnce(provider: Provider): void {
       if (this.exp === undefined && typeof this.expiration === 'number') this.exp = this.iat + this.expiration
     }
     return save.call(this)
+  }
+}
+
+/**
+ * oidc-provider names a model's events (`refresh_token.saved`, `access_token.issued`, ...) by converting its kind
+ * to snake case with two regular expressions at every event, and a refresh emits three or four: each kind's
+ * name is converted once here, and the events are the same.
+ */
+function eventNamesOnce(provider: Provider): void {
+  const BaseModel = Object.getPrototypeOf(provider.BaseToken) as { prototype: { kind: string; emit(eventName: string): void } }
+  const prefixes = new Map<string, string>()
+  BaseModel.prototype.emit = function (this: { kind: string }, eventName: string) {
+    let prefix = prefixes.get(this.kind)
+    if (prefix === undefined) prefixes.set(this.kind, (prefix = snakeCase(this.kind) as string))
+    provider.emit(`${prefix}.${eventName}`, this)
   }
 }
 

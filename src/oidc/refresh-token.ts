@@ -98,7 +98,7 @@ export async function plainGrant(options: Pick<RefreshTokenOptions, 'provider' |
   const members = plainForm(form, request.headers, grant.members, grant.encoded)
   const credentials = members && clientCredentialsOf(members, request.headers)
   if (!members || !credentials || members.get('grant_type') !== grant.grantType || !members.get(grant.required) || !options.configured(credentials.clientId)) return undefined
-  const helpers = await providerGrantHelpers()
+  const helpers = grantHelpers ?? await providerGrantHelpers()
   const client = await authenticatedClient(options.provider, credentials.clientId, credentials.secret, grant.grantType).catch(leftToProvider)
   if (!client) return undefined
   return { ctx: providerContext(options.provider, request, response, helpers, members, client, grant.grantType), helpers }
@@ -176,30 +176,22 @@ async function refresh(options: RefreshTokenOptions, helpers: GrantHelpers, ctx:
   return options.answer(body, ctx.oidc)
 }
 
+/**
+ * The members of the refresh token that replaces a consumed one, in the order oidc-provider's refresh grant gives
+ * them (the saved record's members follow it): the old token's, with `client` and one more rotation. Those the old
+ * token has not are left out rather than given as undefined: the model copies each member given, one property
+ * definition at a time, at its construction and again at its save, which writes none that is undefined.
+ */
+const ROTATED_MEMBERS = ['accountId', 'acr', 'amr', 'authTime', 'claims', 'client', 'expiresWithSession', 'iiat', 'grantId', 'gty', 'nonce', 'resource', 'rotations', 'scope', 'sessionUid', 'sid', 'rar', 'x5t#S256', 'jkt', 'attestationJkt'] as const
+
 /** The refresh token that replaces the consumed one (`rotateRefreshToken: true`), yet to be saved: the same grant, one more rotation. */
 function rotatedToken(provider: Provider, ctx: KoaContextWithOIDC, refreshToken: any): any {
-  const rotated = new provider.RefreshToken({
-    accountId: refreshToken.accountId,
-    acr: refreshToken.acr,
-    amr: refreshToken.amr,
-    authTime: refreshToken.authTime,
-    claims: refreshToken.claims,
-    client: ctx.oidc.client,
-    expiresWithSession: refreshToken.expiresWithSession,
-    iiat: refreshToken.iiat,
-    grantId: refreshToken.grantId,
-    gty: refreshToken.gty,
-    nonce: refreshToken.nonce,
-    resource: refreshToken.resource,
-    rotations: typeof refreshToken.rotations === 'number' ? refreshToken.rotations + 1 : 1,
-    scope: refreshToken.scope,
-    sessionUid: refreshToken.sessionUid,
-    sid: refreshToken.sid,
-    rar: refreshToken.rar,
-    'x5t#S256': refreshToken['x5t#S256'],
-    jkt: refreshToken.jkt,
-    attestationJkt: refreshToken.attestationJkt,
-  } as never) as any
+  const members: Record<string, unknown> = {}
+  for (const name of ROTATED_MEMBERS) {
+    const value = name === 'client' ? ctx.oidc.client : name === 'rotations' ? (typeof refreshToken.rotations === 'number' ? refreshToken.rotations + 1 : 1) : refreshToken[name]
+    if (value !== undefined) members[name] = value
+  }
+  const rotated = new provider.RefreshToken(members as never) as any
   if (rotated.gty && !rotated.gty.endsWith(GRANT_TYPE)) rotated.gty = `${rotated.gty} ${GRANT_TYPE}`
   ctx.oidc.entity('RefreshToken', rotated)
   return rotated

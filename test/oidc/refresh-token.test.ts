@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { json, type TestGateway } from '../helpers/gateway.ts'
-import { assertSameTokenAnswers, decodeJwtPart, GUARDED, password, postToken, realmWith, REALM, SERVICE_SECRET, shared, startForShortcuts, TO_PROVIDER, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
+import { assertSameTokenAnswers, decodeJwtPart, GUARDED, password, postToken, realmWith, REALM, SERVICE_SECRET, shared, startForShortcuts, TO_PROVIDER, watchProviderEvent, watchProviderGrants, without, type TokenAnswer } from '../helpers/oidc.ts'
 import { USER_TOPIC } from '../../src/store/topics.ts'
 
 /**
@@ -76,6 +76,20 @@ for (const backend of gatewayBackends) {
       const again = await bothPaths([sessions[0]!.refresh_token, sessions[1]!.refresh_token])
       await assertSameAnswers(again.shortcut, again.provider)
       assert.equal(again.shortcut.status, 200)
+    })
+
+    it('emits the events of oidc-provider\'s token models that its own refresh emits', async () => {
+      const names = ['refresh_token.consumed', 'refresh_token.saved', 'access_token.saved', 'access_token.issued']
+      const events = names.map((name) => watchProviderEvent(gw, name))
+      const counts = () => events.map((event) => event.count)
+      const sessions = [await login('erin'), await login('erin')]
+      const before = counts()
+      assert.equal((await postToken(gw, refreshForm('end-users', sessions[0]!.refresh_token))).status, 200)
+      const shortcut = counts().map((count, i) => count - before[i]!)
+      assert.equal((await postToken(gw, refreshForm('end-users', sessions[1]!.refresh_token) + TO_PROVIDER)).status, 200)
+      const provider = counts().map((count, i) => count - before[i]! - shortcut[i]!)
+      assert.deepEqual(Object.fromEntries(names.map((name, i) => [name, shortcut[i]])), Object.fromEntries(names.map((name, i) => [name, provider[i]])))
+      assert.ok(shortcut.some((count) => count > 0), 'no token model event was seen')
     })
 
     it('answers with an ID token when the grant has openid, and for offline tokens, as oidc-provider does', async () => {
