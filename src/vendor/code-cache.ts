@@ -11,12 +11,12 @@
  * and `serve` saves a new one. The caches live in Node's compile cache directory, named after the bundle's content,
  * and only while that directory is set (bin/gatehouse sets it): otherwise Node loads the bundles itself.
  */
+import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { getCompileCacheDir } from 'node:module'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { constants, Script } from 'node:vm'
-import { crc32 } from 'node:zlib'
 
 /** Where the caches go: beside Node's compile cache, when it is on; undefined when it is off. */
 export function codeCacheDirectory(): string | undefined {
@@ -45,10 +45,9 @@ export function bundleRunner(): string {
  * its content when there is one.
  */
 export function runBundle(module: NodeJS.Module, require: NodeJS.Require, filename: string): void {
-  const bytes = readFileSync(filename)
-  const source = bytes.toString('utf8')
+  const source = readFileSync(filename, 'utf8')
   const directory = codeCacheDirectory()
-  const file = directory && join(directory, `${basename(filename)}-${contentName(bytes)}.v8`)
+  const file = directory && join(directory, `${basename(filename)}-${createHash('sha256').update(source).digest('hex').slice(0, 32)}.v8`)
   let cachedData: Buffer | undefined
   try {
     if (file) cachedData = readFileSync(file)
@@ -67,17 +66,6 @@ export function runBundle(module: NodeJS.Module, require: NodeJS.Require, filena
 }
 
 /**
- * A bundle's content as its cache is named: its CRC-32 and its length, as Node's compile cache tells its own entries'
- * sources apart (V8 itself checks only a source's length). A SHA-256 of the text cost 10-15 ms of a start's CPU for
- * 2.7 MB of bundles; the CRC over the bytes read, well under one. The caches are trusted as Node's own entries in
- * the same directory are: a name that matched another content by chance would be a bundle rebuilt to the same length
- * and CRC, which V8 would then run with code compiled from the bundle before.
- */
-function contentName(bytes: Buffer): string {
-  return `${(crc32(bytes) >>> 0).toString(16).padStart(8, '0')}-${bytes.length}`
-}
-
-/**
  * Writes the cache of each bundle compiled without one, as its code is now: with every function run so far. Called by
  * `serve` once it listens. A cache that cannot be written is left unwritten (the next start compiles as Node would),
  * and another bundle's caches of the same name go.
@@ -86,7 +74,7 @@ export function saveCodeCaches(): void {
   for (const { script, file } of unsaved.splice(0)) {
     try {
       mkdirSync(dirname(file), { recursive: true })
-      const prefix = basename(file).replace(/-[0-9a-f]{8}-\d+\.v8$/, '-')
+      const prefix = basename(file).replace(/-[0-9a-f]+\.v8$/, '-')
       for (const old of readdirSync(dirname(file))) if (old.startsWith(prefix) && join(dirname(file), old) !== file) rmSync(join(dirname(file), old), { force: true })
       const partial = `${file}.${process.pid}`
       writeFileSync(partial, script.createCachedData())

@@ -62,7 +62,7 @@ describe('code caches of the dependencies\' bundles', () => {
     const everything = '(async () => { let stack; try { exported.fail() } catch (error) { stack = error.stack } return [exported.self, exported.file, exported.dir, exported.path, exported.double(21), /example\\.bundle\\.cjs:3:/.test(stack), await exported.load()] })()'
     assert.deepEqual(JSON.parse(run(bundle, everything)), [true, bundle, dir, 'example.bundle.cjs', 42, true, 'function'])
     const [saved] = cacheFiles()
-    assert.match(saved ?? '', /^example\.bundle\.cjs-[0-9a-f]{8}-\d+\.v8$/)
+    assert.match(saved ?? '', /^example\.bundle\.cjs-[0-9a-f]{32}\.v8$/)
     const cacheFile = join(cacheDirectory(), saved!)
     const written = readFileSync(cacheFile)
 
@@ -80,13 +80,6 @@ describe('code caches of the dependencies\' bundles', () => {
     assert.equal(run(bundle, 'exported.double(3)'), '9')
     assert.equal(cacheFiles().length, 1)
     assert.notEqual(cacheFiles()[0], saved)
-
-    // Rebuilt to the same length (which is all V8 checks of a cache's source): its own cache, not the last one's code.
-    const [sameLength] = cacheFiles()
-    writeFileSync(bundle, 'exports.double = (n) => n * 4\n')
-    assert.equal(run(bundle, 'exported.double(3)'), '12')
-    assert.equal(cacheFiles().length, 1)
-    assert.notEqual(cacheFiles()[0], sameLength)
   })
 
   it('lets a gateway restart on the caches its first start saved, and serve as before', async () => {
