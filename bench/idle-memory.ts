@@ -53,11 +53,17 @@ function cpuMilliseconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
-/** One start of `root`'s bin/gatehouse: the time to its `listening` line, and its VmRSS a second later. */
-async function measureStart(root: string, config: string, dataDir: string): Promise<Start> {
+/**
+ * One start of `root`'s bin/gatehouse: the time to its `listening` line, and its VmRSS a second later. Each checkout
+ * keeps its compile caches in a directory of its own, as an installation does: in one directory, the user's, two
+ * checkouts whose bundles differ (or whose caches are named differently) replace each other's caches of the
+ * dependencies' bundles at every start (src/vendor/code-cache.ts keeps one per bundle name), and so would any other
+ * gateway started on the machine meanwhile, so that every start compiled them anew.
+ */
+async function measureStart(root: string, config: string, dataDir: string, compileCache: string): Promise<Start> {
   const began = performance.now()
   const child = spawn(join(root, 'bin/gatehouse'), ['serve', '--config', config, '--data-dir', dataDir], {
-    env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: 'bench-password', GATEHOUSE_LOG_LEVEL: 'warn' },
+    env: { ...process.env, GATEHOUSE_ADMIN_PASSWORD: 'bench-password', GATEHOUSE_LOG_LEVEL: 'warn', NODE_COMPILE_CACHE: compileCache },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const exited = new Promise((resolve) => child.once('exit', resolve))
@@ -91,9 +97,9 @@ try {
   const results = roots.map(() => [] as Start[])
   // A first start of each creates its database (and warms the compile cache, and saves the bundles' code caches,
   // src/vendor/code-cache.ts); only restarts are counted.
-  for (const [i, root] of roots.entries()) await measureStart(root, config, join(dir, `data-${i}`))
+  for (const [i, root] of roots.entries()) await measureStart(root, config, join(dir, `data-${i}`), join(dir, `compile-cache-${i}`))
   for (let round = 0; round < starts; round++) {
-    for (const [i, root] of roots.entries()) results[i]!.push(await measureStart(root, config, join(dir, `data-${i}`)))
+    for (const [i, root] of roots.entries()) results[i]!.push(await measureStart(root, config, join(dir, `data-${i}`), join(dir, `compile-cache-${i}`)))
   }
   for (const [i, root] of roots.entries()) {
     const rss = results[i]!.map((start) => start.megabytes)

@@ -1,7 +1,6 @@
 import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { parse } from 'yaml'
-import { settingsFromEnvironment } from '../config/load.ts'
+import { configFileAsWritten, settingsFromEnvironment } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
 import { readTlsFiles, TlsFilesUnusable, type TlsCredentials } from '../listener/tls.ts'
 import { metricsAccess, MetricsTokenUnusable } from '../metrics/access.ts'
@@ -81,12 +80,7 @@ export function readableSecretsWarning(file: string, config: Config): string | u
  * `--database`'s or `GATEHOUSE_DATABASE_URL`'s, and once substituted no longer says where its password came from.
  */
 function databasePasswordWritten(file: string): boolean {
-  let database: unknown
-  try {
-    database = (parse(readFileSync(file, 'utf8')) as { storage?: { database?: unknown } } | null)?.storage?.database
-  } catch {
-    return false
-  }
+  const database = (configFileAsWritten(file) as { storage?: { database?: unknown } } | undefined)?.storage?.database
   return typeof database === 'string' && urlPasswords(database).some((password) => !password.includes('${'))
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { ConfigError, demoConfigFile, loadConfigFile, settingsFromEnvironment, validateConfig } from '../../src/config/load.ts'
+import { configFileAsWritten, ConfigError, demoConfigFile, loadConfigFile, settingsFromEnvironment, validateConfig } from '../../src/config/load.ts'
 import { tempDir } from '../helpers/gateway.ts'
 
 function problemsOf(input: unknown): string[] {
@@ -257,6 +257,19 @@ describe('configuration', () => {
         'sso:', '  - { client_secret: "${SSO_SECRET:-written-default}" }', '  - { client_secret: "prefix-${SSO_SECRET}" }', '  - { client_secret: "${A}${B}" }', '  - { client_secret: "$${C}" }',
       )
       assert.deepEqual([...settingsFromEnvironment(file)].sort(), ['ldap.bind_password', 'sso.2.client_secret'])
+    })
+
+    it('reads a file changed since it was last loaded as it is now, not as it was', () => {
+      const file = configFile('server:', '  port: 9090', 'storage:', '  database: ${DATABASE_URL}')
+      assert.equal(loadConfigFile(file, { DATABASE_URL: 'postgres://u:p@db/gatehouse' }).server.port, 9090)
+      assert.deepEqual([...settingsFromEnvironment(file)], ['storage.database'])
+      writeFileSync(file, 'server:\n  port: 9091\nstorage:\n  database: postgres://u:written@db/gatehouse\n')
+      assert.deepEqual([...settingsFromEnvironment(file)], [])
+      assert.deepEqual(configFileAsWritten(file), { server: { port: 9091 }, storage: { database: 'postgres://u:written@db/gatehouse' } })
+      assert.equal(loadConfigFile(file, {}).server.port, 9091)
+      writeFileSync(file, 'server: [\n')
+      assert.equal(configFileAsWritten(file), undefined)
+      assert.deepEqual([...settingsFromEnvironment(file)], [])
     })
   })
 })
