@@ -126,7 +126,14 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
   }
   const table = new PathTable<Answer>()
   const roots = new Set<string>()
-  const declared = new Map([...paths.methods].map(([url, methods]) => [url, { segments: url.split('/'), methods }]))
+  // By segment count: the router can prefer another path only over one of as many segments (PathTable.prefers).
+  const declared = new Map<number, Declared[]>()
+  for (const [url, methods] of paths.methods) {
+    const segments = url.split('/')
+    const alike = declared.get(segments.length)
+    if (alike) alike.push({ url, segments, methods })
+    else declared.set(segments.length, [{ url, segments, methods }])
+  }
   for (const [url, answer] of answers) {
     const root = rootOf(url)
     const kept = keptAsRoutes(url, answer, root, declared, servicePrefixes)
@@ -177,12 +184,19 @@ function rootOf(url: string): string {
   return segments.slice(0, segments[1] === 'admin' ? 3 : 2).join('/')
 }
 
+/** A path the API declares, split at `/`, with the methods it has. */
+interface Declared {
+  readonly url: string
+  readonly segments: readonly string[]
+  readonly methods: ReadonlySet<string>
+}
+
 /**
  * The methods of a path that keep a route of their own: those another path of the API has that may match the same
  * requests where the router prefers this path (it would find that path's route before a wildcard), and every method
  * when a service's prefix lies between the root and the path (its wildcard route would come before the root's).
  */
-function keptAsRoutes(url: string, answer: Answer, root: string, declared: ReadonlyMap<string, { segments: string[]; methods: ReadonlySet<string> }>, servicePrefixes: readonly string[]): Set<string> {
+function keptAsRoutes(url: string, answer: Answer, root: string, declared: ReadonlyMap<number, readonly Declared[]>, servicePrefixes: readonly string[]): Set<string> {
   const staticPart = url.split(':', 1)[0]!
   const param = staticPart !== url
   if (servicePrefixes.some((prefix) => prefix.length > root.length && prefix.startsWith(root) && (param ? staticPart.startsWith(prefix) || prefix.startsWith(staticPart) : url.startsWith(prefix)))) {
@@ -190,9 +204,9 @@ function keptAsRoutes(url: string, answer: Answer, root: string, declared: Reado
   }
   const kept = new Set<string>()
   const segments = url.split('/')
-  for (const [other, { segments: otherSegments, methods }] of declared) {
-    if (other === url || !PathTable.prefers(segments, otherSegments)) continue
-    for (const method of methods) if (answer.methods.has(method)) kept.add(method)
+  for (const other of declared.get(segments.length) ?? []) {
+    if (other.url === url || !PathTable.prefers(segments, other.segments)) continue
+    for (const method of other.methods) if (answer.methods.has(method)) kept.add(method)
   }
   return kept
 }

@@ -54,13 +54,9 @@ interface Asset {
  * is to serve files and to send people without a session to the login page.
  */
 export async function registerUi(server: FastifyInstance, app: App): Promise<void> {
-  const assets = loadAssets(STATIC_DIR)
-  const template = assets.get('index.html')!
-  assets.delete('index.html')
-  // The browser fetches every module at once instead of discovering the imports one level at a time.
-  const preloads = [...assets.keys()].filter((name) => name.endsWith('.js')).map((name) => `<link rel="modulepreload" href="${ASSETS_PATH}${name}">`)
-  const html = template.body.toString('utf8').replace('<!-- modulepreload -->', preloads.join('\n'))
-  const shell = asset(Buffer.from(underPublishedPath(html, app.publishedPath)), template.contentType)
+  // Read and hashed at the first page or file asked for, not at every start of a gateway that may never serve one.
+  let files: UiFiles | undefined
+  const uiFiles = () => (files ??= loadUiFiles(STATIC_DIR, app.publishedPath))
 
   await server.register(async (ui) => {
     ui.addHook('onRequest', async (request) => {
@@ -79,7 +75,7 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
 
     ui.get(`${ASSETS_PATH}*`, async (request, reply) => {
       const name = splitTarget(request.url).path.slice(ASSETS_PATH.length)
-      const asset = assets.get(name)
+      const asset = uiFiles().assets.get(name)
       if (!asset) throw new NotFound('No such file.')
       return sendAsset(request, reply, asset)
     })
@@ -99,7 +95,7 @@ export async function registerUi(server: FastifyInstance, app: App): Promise<voi
       // The pages' changes echo the csrftoken cookie, which lasts as long as the browser: one that kept the session
       // cookie (it has a Max-Age) over a restart would otherwise be refused every change, Log out among them.
       app.csrf.ensureToken(request, reply)
-      return sendAsset(request, reply, shell, false)
+      return sendAsset(request, reply, uiFiles().shell, false)
     }
     ui.get(UI_PATH, page(app.places.ui))
     ui.get(`${UI_PATH}*`, page(app.places.ui))
@@ -158,7 +154,24 @@ function acceptsGzip(header: string | undefined): boolean {
   return any
 }
 
-/** Reads every file once at start; requests are then served from memory by exact name. */
+interface UiFiles {
+  /** The scripts, styles and images, by their path under the assets' address. */
+  readonly assets: ReadonlyMap<string, Asset>
+  /** index.html, naming every script to preload, with its addresses under the published path. */
+  readonly shell: Asset
+}
+
+function loadUiFiles(dir: string, publishedPath: string): UiFiles {
+  const assets = loadAssets(dir)
+  const template = assets.get('index.html')!
+  assets.delete('index.html')
+  // The browser fetches every module at once instead of discovering the imports one level at a time.
+  const preloads = [...assets.keys()].filter((name) => name.endsWith('.js')).map((name) => `<link rel="modulepreload" href="${ASSETS_PATH}${name}">`)
+  const html = template.body.toString('utf8').replace('<!-- modulepreload -->', preloads.join('\n'))
+  return { assets, shell: asset(Buffer.from(underPublishedPath(html, publishedPath)), template.contentType) }
+}
+
+/** Reads every file once; requests are then served from memory by exact name. */
 function loadAssets(dir: string): Map<string, Asset> {
   const assets = new Map<string, Asset>()
   for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
