@@ -375,14 +375,6 @@ function clientMetadata(client: RealmClientConfig, issuer: string): ClientMetada
 }
 
 /**
- * `prompt=select_account` (OpenID Connect Core §3.1.2.1), which oidc-provider refuses as a value no prompt of its
- * policy can be asked for by. Keycloak accepts it and, a browser holding one account's session only
- * (keycloak/keycloak#42064), asks nothing for it: its cookie authenticator signs a browser with a session in without
- * the form, since only `prompt=login` and `max_age` require it to log in again (OIDCLoginProtocol
- * `requireReauthentication`). So here: a requestable prompt without a single check, which is never pending, and
- * leaves the login to the login prompt's own checks (a browser without a session gets the form).
- */
-/**
  * The login prompt's reason when the browser's live gateway session is another person's than its realm session: the
  * realm session's person left the browser, their gateway session expired (which ends nothing at the realm), and
  * someone else logged in at the gateway's login page, which does not see the realm's cookie to end it.
@@ -410,6 +402,14 @@ function askingWhenTheGatewayHasAnotherPerson(policy: ReturnType<typeof interact
   return policy
 }
 
+/**
+ * `prompt=select_account` (OpenID Connect Core §3.1.2.1), which oidc-provider refuses as a value no prompt of its
+ * policy can be asked for by. Keycloak accepts it and, a browser holding one account's session only
+ * (keycloak/keycloak#42064), asks nothing for it: its cookie authenticator signs a browser with a session in without
+ * the form, since only `prompt=login` and `max_age` require it to log in again (OIDCLoginProtocol
+ * `requireReauthentication`). So here: a requestable prompt without a single check, which is never pending, and
+ * leaves the login to the login prompt's own checks (a browser without a session gets the form).
+ */
 function acceptingSelectAccount<Policy extends unknown[]>(policy: Policy): Policy {
   const selectAccount = new interactionPolicy.Prompt({ name: 'select_account', requestable: true })
   // A requestable prompt gets a check that its value was asked for: that one would show a page for it.
