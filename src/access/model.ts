@@ -73,6 +73,7 @@ const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
  */
 export class AccessModel {
   readonly #store: Store
+  readonly #namedInRules: ReadonlySet<string>
   #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
   #byUser = new Map<number, UserAccess>()
   /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
@@ -84,8 +85,10 @@ export class AccessModel {
   #again = false
   readonly #listeners: (() => void)[] = []
 
-  constructor(store: Store, bus: EventBus) {
+  /** `namedInRules`: the usernames access rules name (src/access/rules.ts usernamesInRules). */
+  constructor(store: Store, bus: EventBus, namedInRules: ReadonlySet<string>) {
     this.#store = store
+    this.#namedInRules = namedInRules
     bus.on(ACCESS_TOPIC, () => this.reload())
     bus.onMissed(() => this.reload())
   }
@@ -225,12 +228,13 @@ export class AccessModel {
    * role the user holds must be on those organizations or their teams, and the caller must hold each of its
    * permissions there too (as AccessAdmin asks of whoever gives a role), so taking over the account (a new password)
    * gives the caller nothing they could not give themselves: a custom role with `change_organization` alone does not
-   * reach an Organization Admin. A platform-wide role (Platform Auditor) never is.
+   * reach an Organization Admin. A platform-wide role (Platform Auditor) never is, nor a user an access rule names
+   * by username: what the rule lets them reach, no role the caller holds gave them.
    * The caller's own record is not judged here (src/api/me.ts has its rules).
    */
   canChangeUser(caller: User, target: User): boolean {
     if (caller.isSuperuser) return true
-    if (target.isSuperuser) return false
+    if (target.isSuperuser || this.#namedInRules.has(target.username)) return false
     const access = this.of(target)
     if (!access.organizations.length) return false
     const theirs = (organizationId: number | undefined) => organizationId !== undefined && this.can(caller, 'shared.change_organization', 'organization', organizationId)
