@@ -1,7 +1,7 @@
 import { AccessAdmin, keepAuditorRoleWithFlag } from './access/admin.ts'
 import { MembershipMappings } from './access/mappings.ts'
 import { AccessModel, keycloakMemberships } from './access/model.ts'
-import { compileGatewayRules, compileServiceRules, configuredNames, type ServiceRules } from './access/rules.ts'
+import { compileGatewayRules, compileServiceRules, configuredNames, usernamesInRules, type ServiceRules } from './access/rules.ts'
 import { compileClientAccess, compileClientRoles, type ClientAccessCheck, type ClientRolesOf } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
@@ -126,7 +126,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     minLength: settings.current.local_password_min_length,
     refuseCommon: settings.current.local_password_refuse_common,
   }))
-  const access = new AccessModel(store, bus)
+  const access = new AccessModel(store, bus, usernamesInRules(config))
   await access.reload()
   const accessAdmin = new AccessAdmin(store, bus, access, configuredNames(config))
   const audit = new AuditTrail(store, config.audit)

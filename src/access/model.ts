@@ -73,6 +73,7 @@ const NOBODY: UserAccess = freezeAccess([], [], [], [], [], [])
  */
 export class AccessModel {
   readonly #store: Store
+  readonly #namedInRules: ReadonlySet<string>
   #records: AccessRecords = { organizations: [], teams: [], roleDefinitions: [], assignments: [] }
   #byUser = new Map<number, UserAccess>()
   /** Every role a member of the team holds through it: its own, and those of the teams it is a member of. */
@@ -84,8 +85,10 @@ export class AccessModel {
   #again = false
   readonly #listeners: (() => void)[] = []
 
-  constructor(store: Store, bus: EventBus) {
+  /** `namedInRules`: the usernames access rules name (src/access/rules.ts usernamesInRules). */
+  constructor(store: Store, bus: EventBus, namedInRules: ReadonlySet<string>) {
     this.#store = store
+    this.#namedInRules = namedInRules
     bus.on(ACCESS_TOPIC, () => this.reload())
     bus.onMissed(() => this.reload())
   }
@@ -222,17 +225,21 @@ export class AccessModel {
    * Whether `caller` may change or delete another user's record, as django-ansible-base's can_change_user decides
    * (ansible_base/rbac/policies.py): superusers anyone; no one else a superuser, nor a user in no organization; an
    * organization admin (`change_organization`) a user whose organizations are all theirs. Stricter than there: every
-   * role the user holds must be on those organizations or their teams, so taking over the account (a new password)
-   * gives the caller nothing they could not give themselves; a platform-wide role (Platform Auditor) never is.
+   * role the user holds must be on those organizations or their teams, and the caller must hold each of its
+   * permissions there too (as AccessAdmin asks of whoever gives a role), so taking over the account (a new password)
+   * gives the caller nothing they could not give themselves: a custom role with `change_organization` alone does not
+   * reach an Organization Admin. A platform-wide role (Platform Auditor) never is, nor a user an access rule names
+   * by username: what the rule lets them reach, no role the caller holds gave them.
    * The caller's own record is not judged here (src/api/me.ts has its rules).
    */
   canChangeUser(caller: User, target: User): boolean {
     if (caller.isSuperuser) return true
-    if (target.isSuperuser) return false
+    if (target.isSuperuser || this.#namedInRules.has(target.username)) return false
     const access = this.of(target)
     if (!access.organizations.length) return false
     const theirs = (organizationId: number | undefined) => organizationId !== undefined && this.can(caller, 'shared.change_organization', 'organization', organizationId)
-    return access.held.every((h) => (h.objectType === 'organization' ? theirs(h.objectId) : h.objectType === 'team' && theirs(this.#teams.get(h.objectId)?.organizationId)))
+    const onTheirs = (h: HeldRole) => (h.objectType === 'organization' ? theirs(h.objectId) : h.objectType === 'team' && theirs(this.#teams.get(h.objectId)?.organizationId))
+    return access.held.every((h) => onTheirs(h) && h.role.permissions.every((p) => this.can(caller, p as Permission, h.objectType as 'organization' | 'team', h.objectId)))
   }
 
   /** Whether the user holds `permission` anywhere (superusers always): what a form offering an action asks. */

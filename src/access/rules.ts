@@ -98,7 +98,19 @@ export function configuredNames(config: Config): ConfiguredName[] {
       names.push({ path: `${path}.memberships.${i}.${field}`, by: 'mapping', organization: mapping.organization, team: mapping.team })
     })
   }
-  const ruleSources = [
+  for (const [path, rules] of ruleSources(config)) rules?.forEach((rule, j) => {
+    const at = `${path}.${j}.${rule.allow ? 'allow' : 'deny'}`
+    const match = (rule.allow ?? rule.deny)!
+    for (const team of match.teams ?? []) names.push(typeof team === 'string' ? { path: `${at}.teams`, by: 'rule', team } : { path: `${at}.teams`, by: 'rule', ...team })
+    for (const organization of match.organizations ?? []) names.push({ path: `${at}.organizations`, by: 'rule', organization })
+    for (const role of match.roles ?? []) names.push(typeof role === 'string' ? { path: `${at}.roles`, by: 'rule', role } : { path: `${at}.roles`, by: 'rule', ...role })
+  })
+  return names
+}
+
+/** Every list of access rules in the configuration, with where it is: the gateway's, each service's, each realm client's and its roles'. */
+function ruleSources(config: Config): (readonly [string, readonly AccessRule[] | undefined])[] {
+  return [
     ['gateway.access', config.gateway.access] as const,
     ...config.services.map((service, i) => [`services.${i}.access`, service.access] as const),
     ...config.realms.flatMap((realm, i) => realm.clients.flatMap((client, j) => [
@@ -106,13 +118,14 @@ export function configuredNames(config: Config): ConfiguredName[] {
       ...Object.entries(client.roles ?? {}).map(([role, rules]) => [`realms.${i}.clients.${j}.roles.${role}`, rules] as const),
     ])),
   ]
-  for (const [path, rules] of ruleSources) rules?.forEach((rule, j) => {
-    const at = `${path}.${j}.${rule.allow ? 'allow' : 'deny'}`
-    const match = (rule.allow ?? rule.deny)!
-    for (const team of match.teams ?? []) names.push(typeof team === 'string' ? { path: `${at}.teams`, by: 'rule', team } : { path: `${at}.teams`, by: 'rule', ...team })
-    for (const organization of match.organizations ?? []) names.push({ path: `${at}.organizations`, by: 'rule', organization })
-    for (const role of match.roles ?? []) names.push(typeof role === 'string' ? { path: `${at}.roles`, by: 'rule', role } : { path: `${at}.roles`, by: 'rule', ...role })
-  })
+}
+
+/** The usernames access rules name (`users`), of any source: what an account of that name reaches, no role gave it. */
+export function usernamesInRules(config: Config): ReadonlySet<string> {
+  const names = new Set<string>()
+  for (const [, rules] of ruleSources(config)) {
+    for (const rule of rules ?? []) for (const user of (rule.allow ?? rule.deny)!.users ?? []) names.add(typeof user === 'string' ? user : user.username)
+  }
   return names
 }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { call, createOrgAndTeam, grant, userId } from '../helpers/access.ts'
+import { call, createOrgAndTeam, demoWithRuledServices, grant, userId } from '../helpers/access.ts'
 import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 
 /**
@@ -19,7 +19,7 @@ describe('organization admins and the records of their members', () => {
   const as = (name: string) => ({ authorization: basic(name, password(name)) })
 
   before(async () => {
-    gw = await startGateway()
+    gw = await startGateway({ config: demoWithRuledServices({ payroll: [{ allow: { users: ['named'] } }] }) })
     for (const name of ['orgadmin', 'mia', 'max', 'plain', 'loner', 'both', 'watcher', 'betateam', 'alphaadmin2', 'gone']) {
       ids[name] = (await gw.app.accounts.create({ username: name, password: password(name) })).id
     }
@@ -89,6 +89,38 @@ describe('organization admins and the records of their members', () => {
       assert.deepEqual([now.first_name, now.is_active, now.modified], [before.get(name).first_name, true, before.get(name).modified], name)
     }
     assert.equal((await call(gw, 'GET', 'me/', undefined, as('loner'))).status, 200)
+  })
+
+  it('takes over no account holding a permission the caller lacks, as a custom role giving change_organization alone', async () => {
+    const custom = await call(gw, 'POST', 'role_definitions/', { name: 'Alpha Editor', content_type: 'shared.organization', permissions: ['shared.view_organization', 'shared.change_organization'] })
+    assert.equal(custom.status, 201, JSON.stringify(custom.body))
+    for (const name of ['editor', 'realadmin']) ids[name] = (await gw.app.accounts.create({ username: name, password: password(name) })).id
+    assert.equal((await grant(gw, 'editor', 'Alpha Editor', alpha.organization)).status, 201)
+    assert.equal((await grant(gw, 'realadmin', 'Organization Admin', alpha.organization)).status, 201)
+    // A new password for Alpha's real admin would give the editor delete_organization, add_team and every team.
+    for (const body of [{ password: 'taken-over-password' }, { is_active: false }]) {
+      const refused = await call(gw, 'PATCH', `users/${ids.realadmin}/`, body, as('editor'))
+      assert.equal(refused.status, 403, `${JSON.stringify(body)}: ${refused.status}`)
+      assert.equal(refused.body.code, 'permission_denied')
+    }
+    assert.equal((await call(gw, 'DELETE', `users/${ids.realadmin}/`, undefined, as('editor'))).status, 403)
+    assert.equal((await call(gw, 'GET', 'me/', undefined, as('realadmin'))).status, 200)
+    // An admin holding all the role gives changes them, as before.
+    assert.equal((await call(gw, 'PATCH', `users/${ids.realadmin}/`, { first_name: 'Real' }, as('orgadmin'))).status, 200)
+  })
+
+  it('takes over no member an access rule names by username, whose services the caller may not reach', async () => {
+    ids.named = (await gw.app.accounts.create({ username: 'named', password: password('named') })).id
+    assert.equal((await grant(gw, 'named', 'Organization Member', alpha.organization)).status, 201)
+    assert.equal((await gw.fetch('/api/payroll/', { headers: as('named') })).status, 200)
+    assert.equal((await gw.fetch('/api/payroll/', { headers: as('orgadmin') })).status, 403)
+    for (const body of [{ password: 'taken-over-password' }, { first_name: 'Mallory' }]) {
+      const refused = await call(gw, 'PATCH', `users/${ids.named}/`, body, as('orgadmin'))
+      assert.equal(refused.status, 403, `${JSON.stringify(body)}: ${refused.status}`)
+      assert.equal(refused.body.code, 'permission_denied')
+    }
+    assert.equal((await call(gw, 'DELETE', `users/${ids.named}/`, undefined, as('orgadmin'))).status, 403)
+    assert.equal((await gw.fetch('/api/payroll/', { headers: as('named') })).status, 200)
   })
 
   it('answers 404 for a user the caller cannot see and 403 for one they see but may not change, as the platform does', async () => {
