@@ -90,6 +90,8 @@ const SOUND_BUT_ODD: Record<string, string> = {
   // Several links in one field, as Rails and most servers send their hints (RFC 8288 §3: a comma-separated list).
   'hints-listed': 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style, </b.js>; rel=preload; as=script\r\n\r\n' +
     'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+  // Connection in two fields is one list (RFC 9110 §5.3): the fields either names are the upstream's hop's only.
+  'connection-fields': 'HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: x-hop\r\nX-Hop: upstream only\r\nContent-Length: 2\r\n\r\nok',
   // A hint Node cannot send is left out, as nginx leaves out every hint; the answer itself goes through.
   'hints-unsendable': 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
 }
@@ -129,6 +131,14 @@ describe('what the client gets of an odd but sound upstream answer', () => {
       assert.match(response, /^HTTP\/1\.1 304 Not Modified\r\n/, `${prefix}: ${JSON.stringify(response)}`)
       assert.match(response, /\r\netag: "v1"\r\n/i, prefix)
       assert.ok(response.endsWith('\r\n\r\n'), `${prefix}: no body`)
+    }
+  })
+
+  it('drops the fields an upstream\'s Connection names, when it sends Connection in more than one field', async () => {
+    for (const prefix of ['lean', 'general']) {
+      const response = await exchange(gw.url, `GET /${prefix}/connection-fields HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.match(response, /^HTTP\/1\.1 200 OK\r\n/, prefix)
+      assert.doesNotMatch(response, /\r\nx-hop:/i, `${prefix}: ${JSON.stringify(response)}`)
     }
   })
 
