@@ -26,6 +26,21 @@ const CUT = {
   'cut-chunked': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n',
 }
 
+/** The gateway, once `upstream` listens, with a service in front of it on each path: the lean one and the general. */
+async function gatewayInFrontOf(upstream: Server): Promise<TestGateway> {
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
+  return startGateway({
+    config: {
+      services: [
+        { name: 'lean', prefix: '/lean/', upstream: url, public_paths: ['/lean/*'] },
+        // A service with CORS takes the general path.
+        { name: 'general', prefix: '/general/', upstream: url, public_paths: ['/general/*'], cors: { allowed_origins: ['https://app.example'] } },
+      ],
+    },
+  })
+}
+
 describe('what the client gets of a misbehaving upstream', () => {
   let gw: TestGateway
   let upstream: Server
@@ -40,17 +55,7 @@ describe('what the client gets of a misbehaving upstream', () => {
         setTimeout(() => socket.destroy(), 50)
       })
     })
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
-    gw = await startGateway({
-      config: {
-        services: [
-          { name: 'lean', prefix: '/lean/', upstream: url, public_paths: ['/lean/*'] },
-          // A service with CORS takes the general path.
-          { name: 'general', prefix: '/general/', upstream: url, public_paths: ['/general/*'], cors: { allowed_origins: ['https://app.example'] } },
-        ],
-      },
-    })
+    gw = await gatewayInFrontOf(upstream)
   })
   after(async () => {
     await gw.close()
@@ -109,16 +114,7 @@ describe('what the client gets of an odd but sound upstream answer', () => {
         socket.write(SOUND_BUT_ODD[name] ?? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
       })
     })
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
-    gw = await startGateway({
-      config: {
-        services: [
-          { name: 'lean', prefix: '/lean/', upstream: url, public_paths: ['/lean/*'] },
-          { name: 'general', prefix: '/general/', upstream: url, public_paths: ['/general/*'], cors: { allowed_origins: ['https://app.example'] } },
-        ],
-      },
-    })
+    gw = await gatewayInFrontOf(upstream)
   })
   after(async () => {
     await gw.close()
