@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
-import { discardUnaskedContinue } from './unasked-continue.ts'
+import { readSoundAnswers } from './upstream-response-parser.ts'
 import { clientResponseTrailers } from './upstream-headers.ts'
 
 /** What a forwarded request's exchange needs of the path that forwards it (the lean path, or Fastify's route). */
@@ -35,7 +35,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   #flushedAtLastLook = 0
 
   constructor(ends: ExchangeEnds) {
-    discardUnaskedContinue()
+    readSoundAnswers()
     this.#ends = ends
     ends.response.on('close', this.#clientGone)
   }
@@ -78,7 +78,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       // An informational answer before the final one. It used to be written as the final answer, which left the client
       // with nothing. RFC 9110 §15.2 has a proxy pass 1xx on, except to HTTP/1.0 clients; Node can send 103 Early
       // Hints (their Link fields) and no other, so the rest are dropped, as nginx drops them all.
-      if (statusCode === 103 && headers.link && client.httpVersion !== '1.0') response.writeEarlyHints({ link: headers.link })
+      if (statusCode === 103 && headers.link && client.httpVersion !== '1.0') writeEarlyHints(response, headers.link)
       return
     }
     // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
@@ -117,5 +117,20 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     if (this.#ends.response.destroyed) return
     this.#ends.failed(error)
+  }
+}
+
+/**
+ * A Link field is a list of links (RFC 8288 §3), and servers send several in one field; Node's `writeEarlyHints`
+ * takes one link to a string, so the list is split before each `<` that starts a link. A hint Node still refuses
+ * (a link it does not read as one) is left out, as every other 1xx is: the final answer follows anyway, and a 502
+ * for an answer the service got right was what a refused hint gave.
+ */
+function writeEarlyHints(response: ServerResponse, link: string | string[]): void {
+  const links = [link].flat().flatMap((field) => field.split(/,\s*(?=<)/))
+  try {
+    response.writeEarlyHints({ link: links })
+  } catch {
+    // Nothing was written: Node checks every link before it writes any.
   }
 }

@@ -183,11 +183,12 @@ export function clientResponseTrailers(incoming: IncomingHttpHeaders): IncomingH
 
 /**
  * The field names a Connection header lists (RFC 9110 §7.6.1), lower-cased; undefined when there are none, or
- * only `keep-alive` (hop-by-hop anyway), which is what nearly every upstream response says.
+ * only `keep-alive` (hop-by-hop anyway), which is what nearly every upstream response says. Several Connection
+ * fields are one list (RFC 9110 §5.3): undici hands them over as an array, whose names were let through.
  */
 function connectionOptions(connection: string | string[] | undefined): Set<string> | undefined {
-  if (typeof connection !== 'string') return undefined
-  const options = connection.toLowerCase()
+  if (connection === undefined) return undefined
+  const options = (typeof connection === 'string' ? connection : connection.join(',')).toLowerCase()
   if (options === 'keep-alive') return undefined
   return new Set(options.split(',').map((name) => name.trim()))
 }

@@ -26,6 +26,21 @@ const CUT = {
   'cut-chunked': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n',
 }
 
+/** The gateway, once `upstream` listens, with a service in front of it on each path: the lean one and the general. */
+async function gatewayInFrontOf(upstream: Server): Promise<TestGateway> {
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
+  return startGateway({
+    config: {
+      services: [
+        { name: 'lean', prefix: '/lean/', upstream: url, public_paths: ['/lean/*'] },
+        // A service with CORS takes the general path.
+        { name: 'general', prefix: '/general/', upstream: url, public_paths: ['/general/*'], cors: { allowed_origins: ['https://app.example'] } },
+      ],
+    },
+  })
+}
+
 describe('what the client gets of a misbehaving upstream', () => {
   let gw: TestGateway
   let upstream: Server
@@ -40,17 +55,7 @@ describe('what the client gets of a misbehaving upstream', () => {
         setTimeout(() => socket.destroy(), 50)
       })
     })
-    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
-    gw = await startGateway({
-      config: {
-        services: [
-          { name: 'lean', prefix: '/lean/', upstream: url, public_paths: ['/lean/*'] },
-          // A service with CORS takes the general path.
-          { name: 'general', prefix: '/general/', upstream: url, public_paths: ['/general/*'], cors: { allowed_origins: ['https://app.example'] } },
-        ],
-      },
-    })
+    gw = await gatewayInFrontOf(upstream)
   })
   after(async () => {
     await gw.close()
@@ -80,6 +85,68 @@ describe('what the client gets of a misbehaving upstream', () => {
     const after = await gw.fetch('/lean/fine')
     assert.equal(after.status, 200, 'the gateway serves on')
     assert.equal(await after.text(), 'ok')
+  })
+})
+
+/** Sound answers a strict reading could take for broken ones, by the last segment of the path asked for. */
+const SOUND_BUT_ODD: Record<string, string> = {
+  // RFC 9110 §8.6: a 304 may carry the length the 200 would have had, and has no body (ASP.NET MVC sends one).
+  'not-modified-with-length': 'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 42\r\n\r\n',
+  // Several links in one field, as Rails and most servers send their hints (RFC 8288 §3: a comma-separated list).
+  'hints-listed': 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style, </b.js>; rel=preload; as=script\r\n\r\n' +
+    'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+  // Connection in two fields is one list (RFC 9110 §5.3): the fields either names are the upstream's hop's only.
+  'connection-fields': 'HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: x-hop\r\nX-Hop: upstream only\r\nContent-Length: 2\r\n\r\nok',
+  // A hint Node cannot send is left out, as nginx leaves out every hint; the answer itself goes through.
+  'hints-unsendable': 'HTTP/1.1 103 Early Hints\r\nLink: not a link\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+}
+
+describe('what the client gets of an odd but sound upstream answer', () => {
+  let gw: TestGateway
+  let upstream: Server
+
+  before(async () => {
+    // Answers every request on a connection, as a keep-alive server does.
+    upstream = createServer((socket) => {
+      socket.on('error', () => {})
+      socket.on('data', (data) => {
+        const name = /^\S+ \/\w+\/([\w-]+)/.exec(String(data))?.[1] ?? ''
+        socket.write(SOUND_BUT_ODD[name] ?? 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+      })
+    })
+    gw = await gatewayInFrontOf(upstream)
+  })
+  after(async () => {
+    await gw.close()
+    upstream.close()
+  })
+
+  it('passes on a 304 that carries a Content-Length, on either path', async () => {
+    for (const prefix of ['lean', 'general']) {
+      const response = await exchange(gw.url, `GET /${prefix}/not-modified-with-length HTTP/1.1\r\nHost: gw\r\nIf-None-Match: "v1"\r\nConnection: close\r\n\r\n`)
+      assert.match(response, /^HTTP\/1\.1 304 Not Modified\r\n/, `${prefix}: ${JSON.stringify(response)}`)
+      assert.match(response, /\r\netag: "v1"\r\n/i, prefix)
+      assert.ok(response.endsWith('\r\n\r\n'), `${prefix}: no body`)
+    }
+  })
+
+  it('drops the fields an upstream\'s Connection names, when it sends Connection in more than one field', async () => {
+    for (const prefix of ['lean', 'general']) {
+      const response = await exchange(gw.url, `GET /${prefix}/connection-fields HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.match(response, /^HTTP\/1\.1 200 OK\r\n/, prefix)
+      assert.doesNotMatch(response, /\r\nx-hop:/i, `${prefix}: ${JSON.stringify(response)}`)
+    }
+  })
+
+  it('passes on early hints that list several links, and the answer after hints it cannot send', async () => {
+    for (const prefix of ['lean', 'general']) {
+      const listed = await exchange(gw.url, `GET /${prefix}/hints-listed HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual([...listed.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['103', '200'], `${prefix}: ${JSON.stringify(listed)}`)
+      assert.match(listed, /^HTTP\/1\.1 103 Early Hints\r\nlink: <\/a\.css>; rel=preload; as=style, <\/b\.js>; rel=preload; as=script\r\n\r\n/i, prefix)
+      const unsendable = await exchange(gw.url, `GET /${prefix}/hints-unsendable HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.match(unsendable, /^HTTP\/1\.1 200 OK\r\n/, `${prefix}: ${JSON.stringify(unsendable)}`)
+      assert.ok(unsendable.endsWith('\r\n\r\nok'), prefix)
+    }
   })
 })
 
