@@ -92,6 +92,13 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(decodeJwtPart(body.access_token, 1).client_id, 'reports')
   })
 
+  it('gives a service account the default scopes with those it asks for, as Keycloak does', async () => {
+    const { status, body } = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET, scope: 'openid' })
+    assert.equal(status, 200)
+    assert.equal(body.scope, 'openid profile email')
+    assert.equal(decodeJwtPart(body.access_token, 1).scope, 'openid profile email')
+  })
+
   describe('bad requests get Keycloak\'s error and change nothing', () => {
     const cases: [string, () => Promise<{ status: number; headers: Headers; body: any }>, number, string, string][] = []
     const form = (fields: [string, string][]) => new URLSearchParams(fields)
@@ -121,6 +128,7 @@ describe('the token endpoint speaks Keycloak', () => {
     add('a form client_id that is not the basic one', () => tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'end-users', client_secret: SERVICE_SECRET }, basicReports(SERVICE_SECRET)), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
     add('a disabled account', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'dora', password: 'dora-password' }), 400, 'invalid_grant', 'Account disabled')
     add('an unknown scope', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid admin:all' }), 400, 'invalid_scope', 'Invalid scopes: openid admin:all')
+    add('an unknown scope for a service account', () => tokenRequest(gw, { grant_type: 'client_credentials', scope: 'openid admin:all' }, basicReports(SERVICE_SECRET)), 400, 'invalid_scope', 'Invalid scopes: openid admin:all')
     add('client credentials for a public client', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'client_credentials' }), 400, 'unauthorized_client', 'Client not enabled to retrieve service account')
     add('the password grant for a client without direct access', () => tokenRequest(gw, { client_id: 'browser-only', grant_type: 'password', username: 'alice', password: 'alice-password' }), 400, 'unauthorized_client', 'Client not allowed for direct access grants')
     add('an unknown refresh token', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: 'made-up' }), 400, 'invalid_grant', 'Invalid refresh token')
