@@ -461,6 +461,11 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   if (description === 'no client authentication mechanism provided') return { status: 401, error: 'invalid_client', error_description: 'Missing client_id parameter' }
   if (error === 'invalid_client') return { status: 401, error, error_description: 'Invalid client or Invalid client credentials' }
   if (description === 'requested grant type is not allowed for this client') {
+    // Keycloak's ClientCredentialsGrantType answers 401, and names a public client's reason; the other grants 400.
+    if (grantType === 'client_credentials') {
+      const publicClient = ctx.oidc.client?.clientAuthMethod === 'none'
+      return { status: 401, error: 'unauthorized_client', error_description: publicClient ? 'Public client not allowed to retrieve service account' : GRANT_NOT_ALLOWED.client_credentials! }
+    }
     return bad(GRANT_NOT_ALLOWED[String(grantType)] ?? 'Client not allowed for this grant type', 'unauthorized_client')
   }
   const missing = /^missing required parameters? (.+)$/.exec(description)

@@ -188,7 +188,7 @@ export function passwordGrantShortcut(options: PasswordGrantShortcutOptions): Pa
 }
 
 /** Keycloak's default scopes plus what was asked for; an unknown scope is refused, not ignored. */
-function grantedScope(requested: string | undefined, supported: readonly string[]): string {
+export function grantedScope(requested: string | undefined, supported: readonly string[]): string {
   const asked = (requested ?? '').split(' ').filter(Boolean)
   const unknown = asked.filter((s) => !supported.includes(s))
   if (unknown.length) throw new errors.InvalidScope('Invalid scopes', unknown.join(' '))

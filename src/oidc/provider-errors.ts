@@ -13,7 +13,7 @@ export const errors: typeof ProviderErrors = errorClasses
 /** How oidc-provider sends an authorization response or error back to the client, by response mode. */
 type ResponseModeHandler = (ctx: KoaContextWithOIDC, redirectUri: string, out: Record<string, unknown>) => unknown
 
-/** The part of a provider's internals Gatehouse adjusts: its response modes, registered when it is built. */
-export function providerInternals(provider: Provider): { responseModes: Map<string, ResponseModeHandler> } {
+/** The part of a provider's internals Gatehouse adjusts: its response modes and grant handlers, registered when it is built. */
+export function providerInternals(provider: Provider): { responseModes: Map<string, ResponseModeHandler>; grantTypeHandlers: Map<string, (ctx: KoaContextWithOIDC) => Promise<void>> } {
   return weakCache(provider)
 }

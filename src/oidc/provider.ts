@@ -20,7 +20,7 @@ import { idTokenClaims } from './id-token-claims.ts'
 import { providerSigningKeys } from './signing-keys.ts'
 import { timeOrderedTokenIds } from './token-ids.ts'
 import type { LoginName } from './login-name.ts'
-import { accessDenied, buildResourceServerInfo, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
+import { accessDenied, buildResourceServerInfo, grantedScope, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
 // @ts-expect-error: oidc-provider declares types for its entry point only; this is the `interactionPolicy` it exports.
@@ -319,6 +319,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
+  serviceAccountScopes(provider, scopes)
   provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token) }))
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
   provider.use(rememberAdapterSessions({ records: options.records, hasAdminUrl: (id) => configured.get(id)?.admin_url !== undefined, keptSeconds: Math.max(realm.sso_session_max_seconds, realm.offline_session_max_seconds) }))
@@ -657,6 +658,23 @@ async function keycloakTokenClaims(token: IssuedToken, ctx: KoaContextWithOIDC |
     ...profile,
     ...(token.kind === 'ClientCredentials' ? { client_id: token.clientId } : {}),
   }
+}
+
+/**
+ * The `client_credentials` grant's scope as Keycloak gives it (OAuth2GrantTypeBase `getRequestedScopes`): an unknown
+ * scope asked for is refused (400 `invalid_scope`), not dropped, and the default scopes come with those asked for
+ * (`openid` gives `openid profile email`), as for the password grant. oidc-provider's handler keeps only the asked
+ * scopes its resource server knows; it gets them with the defaults. A request without scope is the shortcut's
+ * (client-credentials.ts), whose token has the default scopes.
+ */
+function serviceAccountScopes(provider: Provider, supported: readonly string[]): void {
+  const handlers = providerInternals(provider).grantTypeHandlers
+  const handler = handlers.get('client_credentials')!
+  handlers.set('client_credentials', (ctx) => {
+    const params = ctx.oidc.params as { scope?: string }
+    if (params.scope) params.scope = grantedScope(params.scope, supported)
+    return handler(ctx)
+  })
 }
 
 /** `formats.customizers.jwt`: Keycloak's header and audience, and the service account's own `sub`. */

@@ -351,6 +351,12 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     if (basic === NOT_UTF8) return INVALID_CLIENT
     // Refused as one in the form is (readyForProvider): the client id would reach the store, which takes no NUL.
     if (basic && `${basic.clientId}${basic.secret}`.includes('\u0000')) return NUL_IN_CREDENTIALS
+    const publicClient = path !== KEYCLOAK_ROUTES.userinfo && publicClientId(realm, basic, form)
+    if (publicClient) {
+      form.delete('client_secret')
+      form.set('client_id', publicClient)
+      return keycloakForm(realm, path, raw, form, basic !== undefined)
+    }
     if (form.has('client_secret') && basic) {
       if (!sameClientSecret(basic, form)) return INVALID_CLIENT
       form.delete('client_secret')
@@ -361,30 +367,51 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
       form.set('client_id', basic.clientId)
       form.set('client_secret', basic.secret)
     }
-    if (path === KEYCLOAK_ROUTES.end_session) {
-      const logout = await logoutByRefreshToken(realm, raw, form)
-      return basicInForm && 'path' in logout ? { ...logout, authorization: null } : logout
-    }
-    if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
-    const deviceCodes = form.getAll('device_code')
-    if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
-      return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
-    }
-    if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
-      form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
-    }
-    if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1 && JWT_SHAPE.test(form.get('access_token')!)) {
-      form.set('access_token', (await accessTokenId(realm, form.get('access_token')!)) ?? 'unknown')
-    }
-    if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
-      const token = form.get('token')!
-      if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
-    }
-    const authorization = basicInForm ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
-    return { path, body: Buffer.from(form.toString()), ...(authorization !== undefined ? { authorization } : {}) }
+    return keycloakForm(realm, path, raw, form, basicInForm)
   }
   const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return authorization ? { path, body, authorization } : { path, body }
+}
+
+/**
+ * A configured public client named by HTTP basic or the form (the same one when both name one), that sends a secret:
+ * Keycloak checks none for a public client (ClientIdAndSecretAuthenticator), and so ignores it; oidc-provider would
+ * refuse it as an authentication method the client does not have. Undefined otherwise.
+ */
+function publicClientId(realm: Realm, basic: ClientCredentials | undefined, form: URLSearchParams): string | undefined {
+  const formClientIds = form.getAll('client_id')
+  const clientId = basic?.clientId ?? formClientIds[0]
+  if (clientId === undefined || formClientIds.length > 1 || (basic && formClientIds.length && formClientIds[0] !== clientId)) return undefined
+  if (!basic && form.getAll('client_secret').length !== 1) return undefined
+  return realm.client(clientId)?.public_client === true ? clientId : undefined
+}
+
+/**
+ * The rest of a form POST's adjustments, once the client's credentials are in the form (`basicInForm`: they were
+ * moved there from HTTP basic, which oidc-provider is then not given).
+ */
+async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, form: URLSearchParams, basicInForm: boolean): Promise<Target | Refusal | PageRefusal | Redirect> {
+  if (path === KEYCLOAK_ROUTES.end_session) {
+    const logout = await logoutByRefreshToken(realm, raw, form)
+    return basicInForm && 'path' in logout ? { ...logout, authorization: null } : logout
+  }
+  if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
+  const deviceCodes = form.getAll('device_code')
+  if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
+    return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
+  }
+  if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
+    form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
+  }
+  if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1 && JWT_SHAPE.test(form.get('access_token')!)) {
+    form.set('access_token', (await accessTokenId(realm, form.get('access_token')!)) ?? 'unknown')
+  }
+  if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
+    const token = form.get('token')!
+    if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
+  }
+  const authorization = basicInForm ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
+  return { path, body: Buffer.from(form.toString()), ...(authorization !== undefined ? { authorization } : {}) }
 }
 
 /**

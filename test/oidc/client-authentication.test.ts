@@ -161,3 +161,37 @@ describe('client secrets outside ASCII in HTTP basic', () => {
     }
   })
 })
+
+/** Keycloak's ClientIdAndSecretAuthenticator checks no secret of a public client: one sent along is ignored. */
+describe('a public client that sends a client secret anyway', () => {
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([]) } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  const basic = (clientId: string, secret: string) => ({ authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}` })
+  const login = { grant_type: 'password', username: 'alice', password: 'alice-password' }
+
+  it('is served as without it, the secret in the form or in HTTP basic, at the token endpoint and at logout', async () => {
+    const inForm = await tokenRequest(gw, { ...login, client_id: 'end-users', client_secret: 'anything' })
+    assert.equal(inForm.status, 200, JSON.stringify(inForm.body))
+    assert.equal(decodeJwtPart(inForm.body.access_token, 1).azp, 'end-users')
+    const inBasic = await tokenRequest(gw, login, basic('end-users', 'anything'))
+    assert.equal(inBasic.status, 200, JSON.stringify(inBasic.body))
+    assert.equal(decodeJwtPart(inBasic.body.access_token, 1).azp, 'end-users')
+    const refreshed = await tokenRequest(gw, { grant_type: 'refresh_token', refresh_token: inBasic.body.refresh_token }, basic('end-users', 'other'))
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
+    const logout = await gw.fetch(realmUrl(gw, '/protocol/openid-connect/logout').slice(gw.url.length), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: 'end-users', client_secret: 'anything', refresh_token: refreshed.body.refresh_token }) })
+    assert.equal(logout.status, 204)
+    const after = await tokenRequest(gw, { grant_type: 'refresh_token', client_id: 'end-users', refresh_token: refreshed.body.refresh_token })
+    assert.equal(after.status, 400)
+  })
+
+  it('still names one client: a form client_id other than HTTP basic\'s is refused', async () => {
+    const { status } = await tokenRequest(gw, { ...login, client_id: 'reports' }, basic('end-users', 'anything'))
+    assert.equal(status >= 400 && status < 500, true)
+  })
+})

@@ -84,8 +84,10 @@ for (const backend of gatewayBackends) {
       const wrongSecret = await post(gw, 'client_id=reports&client_secret=wrong&grant_type=client_credentials')
       assert.equal(wrongSecret.status, 401)
       assert.deepEqual(wrongSecret.body, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' })
+      // A public client's secret is ignored, as Keycloak ignores it; the grant is still not the public client's.
       const notServiceAccount = await post(gw, 'client_id=end-users&client_secret=x&grant_type=client_credentials')
       assert.equal(notServiceAccount.status, 401)
+      assert.equal(notServiceAccount.body.error_description, 'Public client not allowed to retrieve service account')
       const withScope = await post(gw, `${FORM}&scope=profile`)
       assert.equal(withScope.status, 200)
       const withResource = await post(gw, `${FORM}&resource=${encodeURIComponent(`urn:gatehouse:realm:${REALM}`)}`)

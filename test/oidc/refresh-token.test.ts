@@ -187,7 +187,7 @@ for (const backend of gatewayBackends) {
       assert.equal((await postToken(gw, refreshForm('reports', frank.refresh_token))).status, 200, 'a refused refresh consumed the token')
     })
 
-    it('refuses a confidential client\'s refresh without its secret, a public client\'s with one, and HTTP basic naming another client than the form, as oidc-provider does, changing nothing', async () => {
+    it('refuses a confidential client\'s refresh without its secret, and HTTP basic naming another client than the form, as oidc-provider does, changing nothing', async () => {
       const basic = (credentials: string) => ({ authorization: `Basic ${Buffer.from(credentials).toString('base64')}` })
       const [frank, erin] = [await login('frank', 'reports'), await login('erin')]
       const refusals: [string, Record<string, string>, number][] = [
@@ -195,9 +195,7 @@ for (const backend of gatewayBackends) {
         [`client_id=reports&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, {}, 401],
         [`client_id=reports&client_secret=&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, {}, 401],
         [`grant_type=refresh_token&refresh_token=${frank.refresh_token}`, basic('reports:'), 400],
-        // A public client has no secret to send.
-        [`client_id=end-users&client_secret=x&grant_type=refresh_token&refresh_token=${erin.refresh_token}`, {}, 401],
-        [`grant_type=refresh_token&refresh_token=${erin.refresh_token}`, basic('end-users:x'), 401],
+        // A public client's secret is ignored, as Keycloak ignores it (client-authentication.test.ts), not refused.
         // Two clients named at once.
         [`client_id=end-users&grant_type=refresh_token&refresh_token=${frank.refresh_token}`, basic(`reports:${SERVICE_SECRET}`), 400],
       ]

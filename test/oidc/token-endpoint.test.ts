@@ -7,12 +7,14 @@ import { createTestDatabase } from '../helpers/postgres.ts'
 import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
 import { browse, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, submitForm, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 
+const NO_SERVICE_ACCOUNT_SECRET = 'no-service-account-secret-0123'
+
 /** Keycloak's token endpoint, as curl and scripts see it: members, order, headers, and error wording. */
 describe('the token endpoint speaks Keycloak', () => {
   let gw: TestGateway
 
   before(async () => {
-    gw = await startGateway({ config: { realms: testRealms } })
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'no-service-account', public_client: false, secret: NO_SERVICE_ACCOUNT_SECRET }]) } })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password', email: 'alice@example.com', isSuperuser: true })
     await gw.app.accounts.create({ username: 'dora', password: 'dora-password', isActive: false })
   })
@@ -92,6 +94,13 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(decodeJwtPart(body.access_token, 1).client_id, 'reports')
   })
 
+  it('gives a service account the default scopes with those it asks for, as Keycloak does', async () => {
+    const { status, body } = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'reports', client_secret: SERVICE_SECRET, scope: 'openid' })
+    assert.equal(status, 200)
+    assert.equal(body.scope, 'openid profile email')
+    assert.equal(decodeJwtPart(body.access_token, 1).scope, 'openid profile email')
+  })
+
   describe('bad requests get Keycloak\'s error and change nothing', () => {
     const cases: [string, () => Promise<{ status: number; headers: Headers; body: any }>, number, string, string][] = []
     const form = (fields: [string, string][]) => new URLSearchParams(fields)
@@ -121,7 +130,10 @@ describe('the token endpoint speaks Keycloak', () => {
     add('a form client_id that is not the basic one', () => tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'end-users', client_secret: SERVICE_SECRET }, basicReports(SERVICE_SECRET)), 401, 'invalid_client', 'Invalid client or Invalid client credentials')
     add('a disabled account', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'dora', password: 'dora-password' }), 400, 'invalid_grant', 'Account disabled')
     add('an unknown scope', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid admin:all' }), 400, 'invalid_scope', 'Invalid scopes: openid admin:all')
-    add('client credentials for a public client', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'client_credentials' }), 400, 'unauthorized_client', 'Client not enabled to retrieve service account')
+    add('an unknown scope for a service account', () => tokenRequest(gw, { grant_type: 'client_credentials', scope: 'openid admin:all' }, basicReports(SERVICE_SECRET)), 400, 'invalid_scope', 'Invalid scopes: openid admin:all')
+    // Keycloak's ClientCredentialsGrantType answers these 401, unlike the other grants' unauthorized_client.
+    add('client credentials for a public client', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'client_credentials' }), 401, 'unauthorized_client', 'Public client not allowed to retrieve service account')
+    add('client credentials for a client without a service account', () => tokenRequest(gw, { client_id: 'no-service-account', client_secret: NO_SERVICE_ACCOUNT_SECRET, grant_type: 'client_credentials' }), 401, 'unauthorized_client', 'Client not enabled to retrieve service account')
     add('the password grant for a client without direct access', () => tokenRequest(gw, { client_id: 'browser-only', grant_type: 'password', username: 'alice', password: 'alice-password' }), 400, 'unauthorized_client', 'Client not allowed for direct access grants')
     add('an unknown refresh token', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: 'made-up' }), 400, 'invalid_grant', 'Invalid refresh token')
     add('no refresh token', () => tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token' }), 400, 'invalid_request', 'Missing parameter: refresh_token')
