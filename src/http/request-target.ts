@@ -4,10 +4,13 @@ import { MalformedEscape, UnsafePath } from '../errors.ts'
 // Percent-encoded slash, backslash or NUL; a literal backslash; a `.`/`..` segment, literal or encoded; a segment's
 // parameters (`;`, literal or encoded); or a fragment (`#`). Encoded also means encoded again (`%252e`, `%25252f`):
 // a service or framework that decodes once more than it should would otherwise see the separator or the dot segment
-// that Gatehouse never did. Servlet containers drop a segment's parameters before they route (`/svc/admin;x/` is
+// that Gatehouse never did. Any other escape encoded again (`%2561` for `%61`, an `a`) is refused for the same
+// reason: a server decoding twice would route `/svc/%2561dmin` as `/svc/admin`, past a rule the gateway judged on
+// `/svc/%61dmin` (Spring Security's firewall refuses every `%25`; a `%25` that escapes no escape, `100%25/`, is
+// kept). Servlet containers drop a segment's parameters before they route (`/svc/admin;x/` is
 // `/svc/admin/` there, and `..;x` a dot segment), as Spring Security's firewall knows in refusing them; and a server
 // that parses a `#` takes what follows for a fragment, not for the path the rules judged.
-const UNSAFE = /%(25)*(2f|5c|00|3b)|[\\;#]|(^|\/)(\.|%(25)*2e){1,2}(\/|$)/i
+const UNSAFE = /%25[0-9a-f]{2}|%(2f|5c|00|3b)|[\\;#]|(^|\/)(\.|%2e){1,2}(\/|$)/i
 
 /**
  * Refuses request targets that could reach another service or escape a prefix once some server along the

@@ -69,6 +69,19 @@ describe('request targets and framing at the edge', () => {
     assert.equal((await gw.fetch('/rec/open/100%25/done')).status, 200)
   })
 
+  it('refuses an escaped escape in the path, which a server decoding twice reads as another path than the rules judged', async () => {
+    const before = upstream.seen.length
+    for (const target of ['/rec/open/%2561dmin', '/rec/open/%2541', '/rec/open/x%2520y', '/rec/%256Fpen/x', '/rec/open/%252541']) {
+      const response = await exchange(gw.url, `GET ${target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'], target)
+      assert.match(response, /"code":"unsafe_path"/, target)
+    }
+    assert.equal(upstream.seen.length, before, 'nothing reached the upstream')
+    for (const target of ['/rec/open/100%25/done', '/rec/open/100%25', '/rec/open/%25zz', '/rec/open/x?q=%2541']) {
+      assert.equal((await gw.fetch(target)).status, 200, target)
+    }
+  })
+
   it('refuses dot segments with path parameters, which servlet containers resolve once they drop the parameters', async () => {
     const before = upstream.seen.length
     for (const target of ['/rec/open/..;/secret', '/rec/open/..;x=1/secret', '/rec/open/.;/x', '/rec/open/%2e%2e;/secret', '/rec/open/..%3b/secret', '/rec/open/..%253B/x', '/rec/open/..;']) {
