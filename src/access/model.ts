@@ -286,7 +286,7 @@ export class AccessModel {
       const uniqueOrganizations = [...new Map(organizations.map((o) => [o.id, o])).values()]
       const groups = [
         ...uniqueOrganizations.map((o) => groupPath(o.name)),
-        ...uniqueTeams.map((t) => groupPath(this.#organizations.get(t.organizationId)?.name ?? '', t.name)),
+        ...uniqueTeams.flatMap((t) => teamGroupPath(this.#organizations.get(t.organizationId)?.name ?? '', t.name)),
       ].sort()
       const teamKeys = uniqueTeams.map((t) => teamKey(this.#organizations.get(t.organizationId)?.name ?? '', t.name))
       byUser.set(userId, freezeAccess(uniqueTeams, teamKeys, uniqueOrganizations, held, groups, held.flatMap((h) => this.#roleKeyOf(h))))
@@ -305,6 +305,15 @@ export class AccessModel {
  */
 function groupPath(...names: string[]): string {
   return names.map((name) => `/${name.replaceAll('/', '~/')}`).join('')
+}
+
+/**
+ * A team's group path, or none when its organization's name ends in `~`: its `~` and the separator would read as an
+ * escaped slash, the path of another organization (`Target~` and Ops give `/Target~/Ops`, the organization
+ * `Target/Ops`). The API refuses such names (src/api/organizations.ts); one made otherwise gives its teams no path.
+ */
+function teamGroupPath(organization: string, team: string): string[] {
+  return organization.endsWith('~') ? [] : [groupPath(organization, team)]
 }
 
 /** The teams these roles make their holder a member of: those they hold a role with member_team on. */

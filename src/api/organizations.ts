@@ -12,11 +12,17 @@ import { paged } from './pagination.ts'
 import { assertShownValues, bodyId, idParam, shownReadOnly } from './validation.ts'
 
 const name = z.string().trim().min(1, 'This field may not be blank.').max(512)
+/**
+ * An organization's name may not end in `~`: realm tokens carry Keycloak group paths, which escape only the slash
+ * (`~/`), so the team Ops of an organization `Target~` would have the path `/Target~/Ops` of an organization named
+ * `Target/Ops` (src/access/model.ts). A team's name ends its path, and may.
+ */
+const organizationName = name.refine((text) => !text.endsWith('~'), 'An organization name may not end with "~".')
 const description = z.string().trim().max(10_000)
-const createOrganizationFields = z.object({ name, description: description.optional() })
+const createOrganizationFields = z.object({ name: organizationName, description: description.optional() })
 const createOrganization = createOrganizationFields.extend(shownReadOnly(['managed'] as const)).strict()
 /** `managed`: shown, as the platform shows it, and always false: no organization is made by the system. */
-const updateOrganization = z.object({ name, description }).partial().extend(shownReadOnly(['managed'] as const)).strict()
+const updateOrganization = z.object({ name: organizationName, description }).partial().extend(shownReadOnly(['managed'] as const)).strict()
 const replaceOrganization = updateOrganization.required({ name: true })
 const createTeam = z.object({ name, description: description.optional(), organization: bodyId }).strict()
 const updateTeam = z.object({ name, description, organization: bodyId }).partial().strict()

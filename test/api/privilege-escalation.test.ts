@@ -335,4 +335,38 @@ describe('privilege escalation through the gateway API', () => {
     assert.deepEqual(groups, ['/Target/Ops~/Inner', '/Target~/Ops'])
     assert.ok(!groups.includes('/Target/Ops'), 'not the path of Target\'s team Ops')
   })
+
+  it('keeps an organization from being named so that its team\'s group path is another organization\'s', async () => {
+    // Keycloak escapes only the slash: `/Target~/Ops` reads as the organization `Target/Ops` and as the team Ops of an
+    // organization named `Target~` alike, so no organization name may end in `~`.
+    const own = await createOrgAndTeam(gw, 'Tilde')
+    await gw.app.accounts.create({ username: 'tildeadmin', password: 'tildeadmin-password-long' })
+    await grant(gw, 'tildeadmin', 'Organization Admin', own.organization)
+    for (const name of ['Target~', 'Target~  ', '~']) {
+      const renamed = await call(gw, 'PATCH', `organizations/${own.organization}/`, { name }, as('tildeadmin'))
+      assert.equal(renamed.status, 400, name)
+      assert.ok(Array.isArray(renamed.body.name), JSON.stringify(renamed.body))
+      assert.equal((await call(gw, 'POST', 'organizations/', { name })).status, 400, name)
+      assert.equal((await call(gw, 'PUT', `organizations/${own.organization}/`, { name })).status, 400, name)
+    }
+    assert.equal((await call(gw, 'GET', `organizations/${own.organization}/`)).body.name, 'Tilde')
+    const team = await call(gw, 'POST', 'teams/', { name: 'Ops~', organization: own.organization })
+    assert.equal(team.status, 201, 'a team name ends a path, so it may end in ~')
+    assert.equal((await call(gw, 'POST', 'organizations/', { name: 'A~B' })).status, 201)
+
+    // One that exists already (made before this check, or not through the API) gives its teams no path at all.
+    const adminUser = (await gw.app.accounts.get(ids.admin))!
+    const legacy = await gw.app.accessAdmin.createOrganization(adminUser, { name: 'Legacy~' })
+    const legacyTeam = await gw.app.accessAdmin.createTeam(adminUser, { name: 'Ops', organizationId: legacy.id })
+    await gw.app.accounts.create({ username: 'tildemember', password: 'tildemember-password-long' })
+    await grant(gw, 'tildemember', 'Team Member', legacyTeam.id)
+    await grant(gw, 'tildemember', 'Organization Member', legacy.id)
+    const answer = await gw.fetch('/realms/platform/protocol/openid-connect/token', {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'tildemember', password: 'tildemember-password-long' }),
+    })
+    assert.equal(answer.status, 200)
+    const { groups } = decodeJwt((await json(answer)).access_token) as { groups: string[] }
+    assert.deepEqual(groups, ['/Legacy~'])
+  })
 })
