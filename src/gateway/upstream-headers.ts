@@ -54,8 +54,9 @@ const OTHER_PROXIES_IDENTITY = [
 ]
 
 /**
- * Whether a field name (lower-case, `_` read as `-`) is one of `names`: exact names, and prefixes ending in `*`.
- * Compiled once per service, with the configured names besides the other proxies' identity fields.
+ * Whether a field name (lower-case, spelled with dashes: one with `_` never passes on) is one of `names`: exact names,
+ * and prefixes ending in `*`, a configured `_` read as `-`. Compiled once per service, with the configured names
+ * besides the other proxies' identity fields.
  */
 export type RemovedFields = (canonical: string) => boolean
 
@@ -68,14 +69,15 @@ export function removedFields(configured: readonly string[]): RemovedFields {
 }
 
 /**
- * Whether a client's field reaches the service. Names are judged with `_` read as `-`: CGI-style frameworks (WSGI,
- * PHP, Rack) turn both into `_`, so `X_Gatehouse_User` would read as `X-Gatehouse-User` there.
+ * Whether a client's field reaches the service. None whose name holds `_`, from any client, as nginx drops them
+ * (`underscores_in_headers off`, its default): CGI-style servers (WSGI, PHP, Rack, uWSGI) turn `-` and `_` alike into
+ * `_`, so `X_Gatehouse_User`, `X_CSRFToken` or `X_Request_Id` would read there as the field the gateway sets or
+ * removes, and a name list would have to foresee every field a service believes.
  */
 function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedFields): boolean {
-  const canonical = name.includes('_') ? name.replaceAll('_', '-') : name
-  if (ALWAYS_DROPPED.has(canonical) || canonical.startsWith(IDENTITY_PREFIX) || removed(canonical)) return false
+  if (name.includes('_') || ALWAYS_DROPPED.has(name) || name.startsWith(IDENTITY_PREFIX) || removed(name)) return false
   if (fromTrustedProxy) return true
-  return !FROM_TRUSTED_PROXIES_ONLY.has(canonical) && !canonical.startsWith(FORWARDED_PREFIX)
+  return !FROM_TRUSTED_PROXIES_ONLY.has(name) && !name.startsWith(FORWARDED_PREFIX)
 }
 
 /**
