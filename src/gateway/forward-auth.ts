@@ -7,7 +7,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget } from '../http/request-target.ts'
 import { PROXIED_METHODS } from './routes.ts'
-import { teamsHeader } from './upstream-headers.ts'
+import { teamsHeader, underscoredIdentityField } from './upstream-headers.ts'
 import { checkHandshakeOrigin } from './websocket.ts'
 
 /**
@@ -119,6 +119,8 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   const routed = decodedPath(path)
   const route = PROXIED_METHODS.has(original.method) ? app.routes.find((candidate) => routed.startsWith(candidate.prefix)) : undefined
   if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
+  const smuggled = underscoredIdentityField(request.headers, route.removedFields)
+  if (smuggled) throw new InvalidOriginalRequest(`The request carries ${smuggled.slice(0, 100)}, which a service may read as an identity field: Gatehouse vouches for no request carrying one.`)
   const asked = viewAs(original)
   // The original is the request the proxy in front received, as the client addressed it: the page a login comes back to.
   const decision = await app.authorize(asked, route, original.url)

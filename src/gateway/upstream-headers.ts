@@ -81,6 +81,21 @@ function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedField
 }
 
 /**
+ * The first field of a request with `_` in its name that a CGI-style server would read as an identity field: the
+ * gateway's own (`X_Gatehouse_User`), `Authorization`, or one of `removed` (another proxy's identity, a configured
+ * name). Where another proxy forwards the request (forward authentication), Gatehouse cannot drop the field as its own
+ * proxy does: it refuses to vouch for a request carrying one. Other fields with `_` are not looked at.
+ */
+export function underscoredIdentityField(headers: IncomingHttpHeaders, removed: RemovedFields): string | undefined {
+  for (const name of Object.keys(headers)) {
+    if (!name.includes('_')) continue
+    const canonical = name.replaceAll('_', '-')
+    if (canonical.startsWith(IDENTITY_PREFIX) || canonical === 'authorization' || removed(canonical)) return name
+  }
+  return undefined
+}
+
+/**
  * What a service receives: the client's headers that pass on (above), without the fields a Connection header
  * lists, those the service's `removed` names and the gateway's own cookies, plus X-Forwarded-* and the verified
  * identity (with the caller's teams, `access`), and the request's id. Built in one pass into a new object.

@@ -338,6 +338,25 @@ describe('forward authentication', () => {
       }
     })
 
+    it('refuse a question carrying an identity field spelled with underscores, which the service would read as the answer\'s', async () => {
+      const questions: [string, Record<string, string>][] = [
+        [AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' }],
+        [FORWARD_AUTH, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/app/v1/hosts/' }],
+        [`${EXT_AUTHZ}/app/v1/hosts/`, {}],
+      ]
+      const smuggled = { ...FORGED_SPELLINGS, Remote_User: 'admin', X_Forwarded_User: 'admin', x_auth_request_email: 'admin@example.com' }
+      for (const [path, question] of questions) {
+        for (const [name, value] of Object.entries(smuggled).filter(([name]) => name.includes('_'))) {
+          const response = await gw.fetch(path, { headers: { ...adminAuth, ...question, [name]: value } })
+          assert.equal(response.status, 400, `${path} ${name}`)
+          assert.equal((await json(response)).code, 'invalid_original_request')
+          assert.equal(response.headers.get('x-gatehouse-identity'), null)
+        }
+        const other = await gw.fetch(path, { headers: { ...adminAuth, ...question, Api_Key: 'k' } })
+        assert.equal(other.status, 200, `${path}: other fields with underscores are the proxy's to drop`)
+      }
+    })
+
     it('answer only the configured proxies: another address gets 403', async () => {
       const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)
