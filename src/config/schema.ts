@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { AccessRulesSchema, cidr } from './access.ts'
 import { CorsSchema } from './cors.ts'
+import { ForwardAuthSchema } from './forward-auth.ts'
 import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { AuditSchema, auditDefaults, MetricsSchema, metricsDefaults } from './operations.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
@@ -163,6 +164,7 @@ export const ConfigSchema = z.object({
   }).strict().default({ accepts: ['basic', 'session', 'token', 'oidc'], public_paths: GATEWAY_PUBLIC_PATHS, oidc: { audiences: ['gateway'] } })
     .describe('The gateway\'s own API (/api/gateway/) and web interface.'),
   services: z.array(ServiceSchema).default([]).describe('The services behind the gateway.'),
+  forward_auth: ForwardAuthSchema.optional().describe('What a proxy that asks Gatehouse for each request\'s decision must show (docs/forward-auth.md).'),
   ldap: LdapSchema.optional().describe('Accounts from an LDAP directory (docs/ldap.md). Off when absent.'),
   realms: z.array(RealmSchema).default([]).describe('OpenID Connect realms (Keycloak-compatible), see docs/oidc.md.'),
   sso: SsoProvidersSchema,

@@ -1,3 +1,4 @@
+import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { App } from '../app.ts'
 import type { UserAccess } from '../access/model.ts'
@@ -7,7 +8,7 @@ import type { GatewayRequest } from '../http/gateway-request.ts'
 import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget } from '../http/request-target.ts'
 import { PROXIED_METHODS } from './routes.ts'
-import { teamsHeader } from './upstream-headers.ts'
+import { teamsHeader, underscoredIdentityField } from './upstream-headers.ts'
 import { checkHandshakeOrigin } from './websocket.ts'
 
 /**
@@ -100,6 +101,7 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   if (!app.trustsProxy(request.raw.socket.remoteAddress)) {
     throw new UntrustedProxy()
   }
+  if (!holdsSecret(app, request)) throw new UntrustedProxy(`Forward authentication answers only a proxy that sends forward_auth.secret in ${SECRET_HEADER}.`)
   // The original path as the built-in proxy routes it, its slashes merged (src/http/request-target.ts): the proxy in
   // front may forward it unmerged, and a service that merges them acts on the path judged here.
   // A target in absolute form is judged by its path: Caddy's `{http.request.uri}` is the target as the client sent it,
@@ -119,6 +121,8 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   const routed = decodedPath(path)
   const route = PROXIED_METHODS.has(original.method) ? app.routes.find((candidate) => routed.startsWith(candidate.prefix)) : undefined
   if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
+  const smuggled = underscoredIdentityField(request.headers, route.removedFields)
+  if (smuggled) throw new InvalidOriginalRequest(`The request carries ${smuggled.slice(0, 100)}, which a service may read as an identity field: Gatehouse vouches for no request carrying one.`)
   const asked = viewAs(original)
   // The original is the request the proxy in front received, as the client addressed it: the page a login comes back to.
   const decision = await app.authorize(asked, route, original.url)
@@ -143,6 +147,29 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   // As the built-in proxy: the identity token signed earlier comes without a promise to wait on.
   const identity = app.identity.reusableToken(principal, route.name) ?? await app.identity.tokenFor(principal, route.name, access)
   return { granted: true, headers: identityHeaders(principal, identity, access) }
+}
+
+/** Where the asking proxy sends `forward_auth.secret`. The built-in proxy never passes an `X-Gatehouse-*` field on. */
+export const SECRET_HEADER = 'x-gatehouse-forward-auth-secret'
+
+/** The configured secret's digest, made once for each configuration. */
+const secretDigests = new WeakMap<object, Buffer>()
+
+/**
+ * Whether the question carries `forward_auth.secret`, when one is set. A client that reaches these endpoints through
+ * the proxy's route to Gatehouse's own paths comes from the proxy's address too, and would be handed its own identity
+ * token, which its service believes for any method. Compared as SHA-256 digests, in constant time whatever the length.
+ */
+function holdsSecret(app: App, request: GatewayRequest): boolean {
+  const settings = app.config.forward_auth
+  if (settings?.secret === undefined) return true
+  let expected = secretDigests.get(settings)
+  if (expected === undefined) {
+    expected = hash('sha256', settings.secret, 'buffer')
+    secretDigests.set(settings, expected)
+  }
+  const given = request.headers[SECRET_HEADER]
+  return typeof given === 'string' && timingSafeEqual(hash('sha256', given, 'buffer'), expected)
 }
 
 /** What the built-in proxy sends the service (src/gateway/upstream-headers.ts): X-Gatehouse-Teams too, when there are teams. */

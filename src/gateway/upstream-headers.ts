@@ -54,8 +54,9 @@ const OTHER_PROXIES_IDENTITY = [
 ]
 
 /**
- * Whether a field name (lower-case, `_` read as `-`) is one of `names`: exact names, and prefixes ending in `*`.
- * Compiled once per service, with the configured names besides the other proxies' identity fields.
+ * Whether a field name (lower-case, spelled with dashes: one with `_` never passes on) is one of `names`: exact names,
+ * and prefixes ending in `*`, a configured `_` read as `-`. Compiled once per service, with the configured names
+ * besides the other proxies' identity fields.
  */
 export type RemovedFields = (canonical: string) => boolean
 
@@ -68,14 +69,30 @@ export function removedFields(configured: readonly string[]): RemovedFields {
 }
 
 /**
- * Whether a client's field reaches the service. Names are judged with `_` read as `-`: CGI-style frameworks (WSGI,
- * PHP, Rack) turn both into `_`, so `X_Gatehouse_User` would read as `X-Gatehouse-User` there.
+ * Whether a client's field reaches the service. None whose name holds `_`, from any client, as nginx drops them
+ * (`underscores_in_headers off`, its default): CGI-style servers (WSGI, PHP, Rack, uWSGI) turn `-` and `_` alike into
+ * `_`, so `X_Gatehouse_User`, `X_CSRFToken` or `X_Request_Id` would read there as the field the gateway sets or
+ * removes, and a name list would have to foresee every field a service believes.
  */
 function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedFields): boolean {
-  const canonical = name.includes('_') ? name.replaceAll('_', '-') : name
-  if (ALWAYS_DROPPED.has(canonical) || canonical.startsWith(IDENTITY_PREFIX) || removed(canonical)) return false
+  if (name.includes('_') || ALWAYS_DROPPED.has(name) || name.startsWith(IDENTITY_PREFIX) || removed(name)) return false
   if (fromTrustedProxy) return true
-  return !FROM_TRUSTED_PROXIES_ONLY.has(canonical) && !canonical.startsWith(FORWARDED_PREFIX)
+  return !FROM_TRUSTED_PROXIES_ONLY.has(name) && !name.startsWith(FORWARDED_PREFIX)
+}
+
+/**
+ * The first field of a request with `_` in its name that a CGI-style server would read as an identity field: the
+ * gateway's own (`X_Gatehouse_User`), `Authorization`, or one of `removed` (another proxy's identity, a configured
+ * name). Where another proxy forwards the request (forward authentication), Gatehouse cannot drop the field as its own
+ * proxy does: it refuses to vouch for a request carrying one. Other fields with `_` are not looked at.
+ */
+export function underscoredIdentityField(headers: IncomingHttpHeaders, removed: RemovedFields): string | undefined {
+  for (const name of Object.keys(headers)) {
+    if (!name.includes('_')) continue
+    const canonical = name.replaceAll('_', '-')
+    if (canonical.startsWith(IDENTITY_PREFIX) || canonical === 'authorization' || removed(canonical)) return name
+  }
+  return undefined
 }
 
 /**

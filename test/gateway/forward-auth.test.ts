@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
 import { request, type IncomingMessage } from 'node:http'
 import { once } from 'node:events'
-import { rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeJwt } from 'jose'
@@ -83,6 +83,28 @@ async function untilRefused(url: string, headers: Record<string, string>, ms: nu
     assert.equal(status, 200)
     if (Date.now() - started > ms) assert.fail(`still allowed after ${ms} ms`)
     await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/**
+ * The questions a client could ask the proxy's public address, each endpoint in the spellings a path may take: were
+ * one answered, the client would hold the identity token the service believes, for any method.
+ */
+const ASKED_FROM_OUTSIDE: [string, Record<string, string>][] = [
+  [AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' }],
+  ['/api/gateway//v1/authz/auth-request/', { 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' }],
+  ['/api/gateway/v1/authz/%61uth-request/', { 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' }],
+  [FORWARD_AUTH, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/app/v1/hosts/' }],
+  ['/api/gateway/v1/AUTHZ/forward-auth/', { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/app/v1/hosts/' }],
+  [`${EXT_AUTHZ}/app/v1/hosts/`, {}],
+]
+
+/** Asks the proxy at `base` each of those with the admin's credentials: none may be answered with the identity. */
+async function askFromOutside(base: string): Promise<void> {
+  for (const [path, question] of ASKED_FROM_OUTSIDE) {
+    const response = await fetch(`${base}${path}`, { headers: { ...adminAuth, ...question }, redirect: 'manual' })
+    assert.ok([403, 404].includes(response.status), `${path}: ${response.status}`)
+    assert.equal(response.headers.get('x-gatehouse-identity'), null, path)
   }
 }
 
@@ -338,6 +360,25 @@ describe('forward authentication', () => {
       }
     })
 
+    it('refuse a question carrying an identity field spelled with underscores, which the service would read as the answer\'s', async () => {
+      const questions: [string, Record<string, string>][] = [
+        [AUTH_REQUEST, { 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' }],
+        [FORWARD_AUTH, { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/app/v1/hosts/' }],
+        [`${EXT_AUTHZ}/app/v1/hosts/`, {}],
+      ]
+      const smuggled = { ...FORGED_SPELLINGS, Remote_User: 'admin', X_Forwarded_User: 'admin', x_auth_request_email: 'admin@example.com' }
+      for (const [path, question] of questions) {
+        for (const [name, value] of Object.entries(smuggled).filter(([name]) => name.includes('_'))) {
+          const response = await gw.fetch(path, { headers: { ...adminAuth, ...question, [name]: value } })
+          assert.equal(response.status, 400, `${path} ${name}`)
+          assert.equal((await json(response)).code, 'invalid_original_request')
+          assert.equal(response.headers.get('x-gatehouse-identity'), null)
+        }
+        const other = await gw.fetch(path, { headers: { ...adminAuth, ...question, Api_Key: 'k' } })
+        assert.equal(other.status, 200, `${path}: other fields with underscores are the proxy's to drop`)
+      }
+    })
+
     it('answer only the configured proxies: another address gets 403', async () => {
       const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/x' } })
       assert.equal(response.status, 403)
@@ -449,6 +490,11 @@ describe('forward authentication', () => {
           const page = await fetch(`${nginx}${path}`, { headers: BROWSER, redirect: 'manual' })
           assert.ok(page.headers.get('x-request-id'), `${path} answered by Gatehouse, not refused by nginx (${page.status})`)
         }
+      })
+
+      it('keeps the endpoints that answer with the identity internal: a client asking the public address gets 404', async () => {
+        await askFromOutside(nginx)
+        assert.equal((await fetch(`${nginx}/api/gateway/v1/users/`, { headers: adminAuth })).status, 200, 'the rest of the API is served')
       })
 
       it('judges the original method: a read-only token may read but not POST', async () => {
@@ -697,6 +743,11 @@ describe('forward authentication', () => {
       }
     })
 
+    it('keeps the endpoints that answer with the identity internal: a client asking the public address gets 404', async () => {
+      await askFromOutside(caddy)
+      assert.equal((await fetch(`${caddy}/api/gateway/v1/users/`, { headers: adminAuth })).status, 200, 'the rest of the API is served')
+    })
+
     it('lets an allowed request through with the identity, verified by the service', async () => {
       const response = await fetch(`${caddy}/app/v1/hosts/`, { headers: adminAuth })
       assert.equal(response.status, 200)
@@ -747,5 +798,78 @@ describe('forward authentication', () => {
       assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${created.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
       assert.equal((await fetch(`${caddy}/app/v1/hosts/`, { headers: bearer(created.token) })).status, 401)
     })
+  })
+})
+
+describe('forward authentication with forward_auth.secret', () => {
+  const SECRET = 'a-secret-only-the-proxy-in-front-holds-0123456789'
+  let gw: TestGateway
+
+  before(async () => {
+    gw = await startGateway({
+      config: {
+        server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.1'] },
+        forward_auth: { secret: SECRET },
+        services: [{ name: 'app', prefix: '/app/', upstream: 'builtin:demo' }],
+      },
+    })
+  })
+  after(() => gw.close())
+
+  const questions: [string, RequestInit][] = [
+    [AUTH_REQUEST, { headers: { 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' } }],
+    [FORWARD_AUTH, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/app/v1/hosts/' } }],
+    [`${EXT_AUTHZ}/app/v1/hosts/`, {}],
+    // With a body: answered by the routes, not the lean path.
+    [`${EXT_AUTHZ}/app/v1/jobs/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }],
+  ]
+
+  it('answers a trusted proxy\'s question only when it carries the secret: a client of the proxy\'s general route gets 403', async () => {
+    for (const [path, init] of questions) {
+      for (const secret of [undefined, '', 'wrong', SECRET.slice(0, -1) + 'X', SECRET + 'X', SECRET.toUpperCase()]) {
+        const headers = { ...adminAuth, ...init.headers as Record<string, string>, ...(secret === undefined ? {} : { 'x-gatehouse-forward-auth-secret': secret }) }
+        const response = await gw.fetch(path, { ...init, headers })
+        assert.equal(response.status, 403, `${path} ${secret}`)
+        assert.equal((await json(response)).code, 'untrusted_proxy')
+        assert.equal(response.headers.get('x-gatehouse-identity'), null)
+      }
+      const response = await gw.fetch(path, { ...init, headers: { ...adminAuth, ...init.headers as Record<string, string>, 'x-gatehouse-forward-auth-secret': SECRET } })
+      assert.equal(response.status, 200, path)
+      assert.equal(decodeJwt(response.headers.get('x-gatehouse-identity')!).aud, 'app')
+    }
+  })
+
+  it('lets requests through the documented nginx and Caddy configurations sending it as the page says', async () => {
+    const app = gw.app.routes.find((route) => route.name === 'app')!.upstream.origin
+    const dir = tempDir()
+    const [nginxPort, caddyPort] = [await freePort(), await freePort()]
+    const nginxLine = /`(proxy_set_header X-Gatehouse-Forward-Auth-Secret [^`]+)`/.exec(readFileSync('docs/forward-auth.md', 'utf8'))![1]!
+    const caddyLine = /`(header_up X-Gatehouse-Forward-Auth-Secret [^`]+)`/.exec(readFileSync('docs/forward-auth.md', 'utf8'))![1]!
+    const { http } = nginxSite(nginxPort, gw.url, app, dir, 'asked')
+    const location = 'location = /_gatehouse {\n'
+    process.env.FORWARD_AUTH_SECRET = SECRET
+    const proxies = [
+      await startNginx(dir, 'nginx-secret', replaced(http, [[location, `${location}    ${nginxLine.replace('<secret>', SECRET)}\n`]])),
+      await startCaddy(join(dir, 'caddy-secret'), caddyPort, replaced(caddySite(caddyPort, gw.url.replace('http://', ''), app.replace('http://', '')), [['uri /api/gateway/v1/authz/forward-auth/', `uri /api/gateway/v1/authz/forward-auth/\n        ${caddyLine}`]])),
+    ]
+    try {
+      for (const port of [nginxPort, caddyPort]) {
+        const response = await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: adminAuth })
+        assert.equal(response.status, 200, `${port}`)
+        const seen = await json(response)
+        assert.equal(seen.identity.username, 'admin')
+        assert.equal(seen.headers['x-gatehouse-forward-auth-secret'], undefined, 'the secret never reaches the service')
+      }
+    } finally {
+      delete process.env.FORWARD_AUTH_SECRET
+      for (const proxy of proxies) proxy.kill('SIGTERM')
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('still answers only the trusted proxies, secret or not', async () => {
+    const response = await requestFrom('127.0.0.2', gw.url + AUTH_REQUEST, { headers: { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/x', 'x-gatehouse-forward-auth-secret': SECRET } })
+    assert.equal(response.status, 403)
+    assert.equal(response.json().code, 'untrusted_proxy')
   })
 })

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { requestFrom } from '../helpers/from-address.ts'
 import { ADMIN_PASSWORD, adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { LOGIN } from '../helpers/session.ts'
+import { LOGIN, login, withCsrf } from '../helpers/session.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const FORWARDING_HEADERS = {
@@ -70,6 +70,23 @@ describe('the headers between clients and services', () => {
     assert.equal(names.filter((name) => name === 'x-forwarded-for').length, 1)
     assert.equal(names.includes('x-gatehouse-anything'), false)
     assert.equal(last().headers['x-forwarded-for'], '127.0.0.1')
+  })
+
+  it('drops every field with an underscore in its name, as nginx does: a CGI-style server reads X_CSRFToken as X-CSRFToken', async () => {
+    const session = await login(gw, 'admin', ADMIN_PASSWORD)
+    for (const address of ['127.0.0.1', '127.0.0.2']) {
+      const response = await requestFrom(address, `${gw.url}/rec/x`, {
+        method: 'POST',
+        headers: { ...withCsrf(session), 'content-type': 'application/json', X_CSRFToken: session.csrf, x_request_id: 'forged', X_Real_IP: '203.0.113.7', Api_Key: 'k', 'X-Api-Key': 'kept' },
+        body: '{}',
+      })
+      assert.equal(response.status, 200, response.body)
+      const names = last().rawHeaders.filter((_, i) => i % 2 === 0)
+      assert.deepEqual(names.filter((name) => name.includes('_')), [], `from ${address}`)
+      assert.equal(last().headers['x-csrftoken'], undefined)
+      assert.equal(last().headers['x-request-id'], response.headers['x-request-id'])
+      assert.equal(last().headers['x-api-key'], 'kept', 'fields spelled with dashes pass')
+    }
   })
 
   it('removes the identity headers other authenticating proxies set, from every client, trusted proxies too', async () => {

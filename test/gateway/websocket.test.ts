@@ -284,6 +284,19 @@ describe('WebSockets through the gateway', () => {
     }
   })
 
+  it('opens the socket at the service without any field spelled with an underscore (X_Gatehouse_User, X_CSRFToken)', async () => {
+    const socket = new WebSocket(`${ws}/rewritten/events/`, { headers: { X_Gatehouse_User: 'admin', X_CSRFToken: 'forged', X_Request_Id: 'forged', Api_Key: 'k', 'X-Api-Key': 'kept' } })
+    try {
+      await once(socket, 'upgrade')
+      const handshake = cookieSetting.handshakes.at(-1)!
+      const names = handshake.split('\r\n').slice(1).map((line) => line.slice(0, line.indexOf(':')))
+      assert.deepEqual(names.filter((name) => name.includes('_')), [])
+      assert.match(handshake, /x-api-key: kept/i, 'fields spelled with dashes pass')
+    } finally {
+      socket.terminate()
+    }
+  })
+
   it('opens a socket asked for with an absolute-form target at the target\'s path, its host in place of Host', async () => {
     const handshake = ['GET http://public.example/rewritten//events/ HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', '', '']
     const client = await rawClient(gw.url, '127.0.0.1', handshake.join('\r\n'))
