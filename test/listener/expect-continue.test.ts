@@ -67,6 +67,7 @@ describe('Expect: 100-continue', () => {
             unauthenticated: '401',
             access: [{ deny: { paths: ['/rec/forbidden/*'] } }, { allow: { users: ['admin'] } }],
           },
+          { name: 'live', prefix: '/live/', upstream: 'builtin:demo', accepts: ['basic'] },
         ],
       },
     })
@@ -159,6 +160,16 @@ describe('Expect: 100-continue', () => {
     client.socket.destroy()
     assert.deepEqual(statuses(answer), ['100', '200'], answer)
     assert.match(answer, /"access_token":"/)
+  })
+
+  it('leaves a WebSocket upgrade as it was: switched, without a 100, with or without Expect', async () => {
+    for (const expect of ['', 'Expect: 100-continue\r\n']) {
+      const client = await rawClient(gw.url, '127.0.0.1', `GET /live/events HTTP/1.1\r\nHost: gw\r\nAuthorization: ${adminAuth.authorization}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${expect}\r\n`)
+      const answer = await eventually(client.received, (text) => text.includes('\r\n\r\n'), 10_000)
+      client.socket.destroy()
+      assert.deepEqual(statuses(answer), ['101'], answer)
+      assert.match(answer, /\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/i)
+    }
   })
 
   it('still answers an expectation other than 100-continue with 417', async () => {
