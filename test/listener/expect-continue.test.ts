@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { ADMIN_PASSWORD, adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { promisify } from 'node:util'
+import { ADMIN_PASSWORD, adminAuth, basic, startGateway, tempDir, type TestGateway } from '../helpers/gateway.ts'
 import { eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
@@ -160,6 +164,21 @@ describe('Expect: 100-continue', () => {
     client.socket.destroy()
     assert.deepEqual(statuses(answer), ['100', '200'], answer)
     assert.match(answer, /"access_token":"/)
+  })
+
+  it('lets curl upload no byte of a body it refuses, and the whole of one it allows', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'upload')
+    // Over 1 MiB: curl then sends Expect: 100-continue of its own accord.
+    writeFileSync(file, Buffer.alloc(3 * 1024 * 1024, 120))
+    const curl = async (...args: string[]): Promise<string> => (await promisify(execFile)('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_upload}', '--data-binary', `@${file}`, ...args, `${gw.url}/rec/upload`])).stdout
+    try {
+      assert.equal(await curl('-u', 'admin:not-the-password'), '401 0')
+      assert.equal(await curl('-u', `admin:${ADMIN_PASSWORD}`), `200 ${3 * 1024 * 1024}`)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    assert.equal(upstream.seen.at(-1)!.bytes, 3 * 1024 * 1024)
   })
 
   it('leaves a WebSocket upgrade as it was: switched, without a 100, with or without Expect', async () => {
