@@ -71,6 +71,8 @@ describe('Expect: 100-continue', () => {
             unauthenticated: '401',
             access: [{ deny: { paths: ['/rec/forbidden/*'] } }, { allow: { users: ['admin'] } }],
           },
+          // Bodies streamed to the service as they come, none read first.
+          { name: 'streamed', prefix: '/streamed/', upstream: upstream.url, accepts: ['basic'], unauthenticated: '401', pool: { body_buffer_kb: 0 } },
           { name: 'live', prefix: '/live/', upstream: 'builtin:demo', accepts: ['basic'] },
         ],
       },
@@ -84,7 +86,7 @@ describe('Expect: 100-continue', () => {
   const upload = (path: string, headers: string, length: number): string =>
     `POST ${path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/octet-stream\r\nContent-Length: ${length}\r\n${headers}`
 
-  for (const [path, what] of [['/rec/upload', 'the lean path'], ['/rec/%75pload', 'the general path (a percent-escaped path)']] as const) {
+  for (const [path, what] of [['/rec/upload', 'the lean path'], ['/rec/%75pload', 'the general path (a percent-escaped path)'], ['/streamed/upload', 'a body streamed as it comes']] as const) {
     it(`refuses a proxied request without credentials with 401 and no 100, and closes its connection (${what})`, async () => {
       const seen = upstream.seen.length
       const client = await askToSend(gw, upload(path, '', 5000))
