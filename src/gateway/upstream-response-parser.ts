@@ -8,8 +8,8 @@ import { createRequire } from 'node:module'
  *   send one before every answer to a request with a body, asked or not; RFC 9110 §15.2.1 has a client discard a
  *   100 it did not ask for, and nginx does. It is handed on as the other informational answers are (as `102`, which
  *   src/gateway/upstream-exchange.ts drops like every 1xx but `103`), and the final answer that follows is read as
- *   usual. A client's own `Expect: 100-continue` is answered by Node before the request reaches the gateway, so a
- *   service's 100 is never the client's to receive.
+ *   usual. A client's own `Expect: 100-continue` is answered by the gateway itself, as it starts to read the body
+ *   (src/listener/node-server.ts), and never passed on, so a service's 100 is never the client's to receive.
  * - A `304` (or `204`) with a `Content-Length`: RFC 9110 §8.6 lets a 304 carry the length the 200 would have had,
  *   and ASP.NET MVC sends it. Such an answer has no body (llhttp reads none), but undici compares the length with
  *   the body's zero bytes and fails the request, after the client's response had begun: the client got nothing. The

@@ -63,6 +63,26 @@ function keepPaused(this: Socket): void {
   this.pause()
 }
 
+/**
+ * Sends `100 Continue` to a client that asked for it (`Expect: 100-continue`, RFC 9110 §10.1.1) when something
+ * starts reading its request's body: the proxy once the request is allowed (src/gateway/request-buffer.ts), the API
+ * once its access check before the body passed (src/api/register.ts), a realm's endpoint as it reads its form. A
+ * request refused before that (no or wrong credentials, forbidden, a body declared too large) is answered without
+ * one, as nginx answers: the client does not send a body only to have it dropped. Node then closes the connection
+ * after the answer, since a client told nothing may yet send the body or may not, and whatever follows cannot be
+ * read as the next request. Node's own 100, without this, went out before the request reached the gateway.
+ * A listener for `data` or `readable` marks the start of reading, whichever way the body is read (flowing, piped,
+ * iterated); after the final answer has begun, Node's own draining of an unread body invites nothing.
+ */
+function inviteBodyWhenRead(request: IncomingMessage, response: ServerResponse): void {
+  const onListener = (event: string | symbol): void => {
+    if (event !== 'data' && event !== 'readable') return
+    request.off('newListener', onListener)
+    if (!response.headersSent) response.writeContinue()
+  }
+  request.on('newListener', onListener)
+}
+
 /** How long a CONNECT's refusal may take to be written before its socket is destroyed anyway. */
 const CONNECT_ANSWER_MS = 5_000
 
@@ -106,6 +126,12 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   server.requestTimeout = options.requestTimeout
   server.setTimeout(options.connectionTimeout)
   if (options.maxRequestsPerSocket) server.maxRequestsPerSocket = options.maxRequestsPerSocket
+  // A client that asked to be told before it sends its body is told once the body is read, not before the request is
+  // judged (inviteBodyWhenRead). Requests without Expect never come here: nothing is added to theirs.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    inviteBodyWhenRead(request, response)
+    handler(request, response)
+  })
   // An Expect other than 100-continue: Node's own 417 has no body. The request's body is not read, so the
   // connection closes after the answer.
   server.on('checkExpectation', (_request, response) => {
