@@ -52,6 +52,20 @@ async function refuseUnknownTokenTypeHint(ctx: KoaContextWithOIDC, next: () => P
   ctx.body = { error: 'invalid_request', error_description: 'Unsupported token type.' }
 }
 
+/** oidc-provider's refusal of `prompt=none` with another value, which routes.ts leaves only for `none login`. */
+const NONE_NOT_ALONE = 'prompt none must only be used alone'
+
+/**
+ * Keycloak answers `prompt=none login` as any passive login that would need its form (AuthorizationEndpointBase
+ * `handleBrowserAuthenticationRequest`: `login` makes its cookie authenticator step aside): `login_required`, without
+ * a description, as its `sendError` words it.
+ */
+function passiveLoginRequired<Out extends { error?: string; error_description?: string }>(out: Out): Out {
+  if (out.error !== 'invalid_request' || out.error_description !== NONE_NOT_ALONE) return out
+  const { error_description: _, ...rest } = out
+  return { ...rest, error: 'login_required' } as Out
+}
+
 /** How long a login under way (an interaction, an anonymous browser session) is kept: Keycloak's "Login timeout". */
 const LOGIN_UNDER_WAY_SECONDS = 1800
 
@@ -333,7 +347,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   for (const [mode, send] of responseModes) {
     responseModes.set(mode, (ctx, redirectUri, out) => {
       if (mode === 'form_post') ctx.status = 200
-      return send(ctx, redirectUri, kcActionResponse(ctx, inKeycloakWords(ctx, out)))
+      return send(ctx, redirectUri, kcActionResponse(ctx, passiveLoginRequired(inKeycloakWords(ctx, out))))
     })
   }
   consumeOnce(options.providerClass, provider)
