@@ -232,8 +232,24 @@ export async function serveProvider(app: App, realm: Realm, rest: string, query:
   }
   if (!ready) return
   exchange.handOver()
+  if (exchange.platform && rest === KEYCLOAK_ROUTES.token) answerGrantsCreated(exchange.response)
   if (ready.answer) return writeTokenAnswer(exchange.response, ready.answer)
   ready.handler(ready.request(), exchange.response)
+}
+
+/**
+ * django-ansible-base's TokenView answers a POST's granted tokens 201 where django-oauth-toolkit answers 200
+ * (`create_token_response`), so the platform's `/o/token/` does too; awxkit takes any 2xx (`resp.ok`). A shortcut
+ * and oidc-provider (through Koa, which leaves the head to Node's implicit `writeHead`) both write the status
+ * through `writeHead`, so it is changed there; refusals keep theirs.
+ */
+function answerGrantsCreated(response: ServerResponse): void {
+  const writeHead = response.writeHead.bind(response) as (status: number, ...rest: unknown[]) => ServerResponse
+  response.writeHead = ((status: number, ...rest: unknown[]) => {
+    if (status !== 200) return writeHead(status, ...rest)
+    response.statusMessage = 'Created'
+    return writeHead(201, ...rest)
+  }) as ServerResponse['writeHead']
 }
 
 /** A request ready for oidc-provider's `handler`, or already answered by a shortcut (`answer`, yet to be written). */
