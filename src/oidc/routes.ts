@@ -152,7 +152,8 @@ function registrationNotAllowed(request: FastifyRequest, reply: FastifyReply): F
  * the same GET (`asGet`), which this answers.
  */
 function asksToRegister(query: string): boolean {
-  return query.includes('prompt=create') && new URLSearchParams(query).getAll('prompt').join() === 'create'
+  const prompts = new URLSearchParams(query).getAll('prompt')
+  return prompts.length === 1 && prompts[0] === 'create'
 }
 
 /**

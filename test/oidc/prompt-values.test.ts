@@ -102,11 +102,14 @@ describe('prompt values', () => {
   })
 
   it('answers prompt=create with Keycloak\'s "Registration not allowed" page, as its registrations endpoint, since accounts are not self-made', async () => {
-    const { response, url } = await browse(gw, new CookieJar(), authorizationUrl('create', 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'))
-    assert.ok(!url.startsWith(CLIENT_REDIRECT), url)
-    assert.equal(response.status, 400)
-    assert.match(response.headers.get('content-type') ?? '', /^text\/html/)
-    assert.equal(response.headers.get('x-frame-options'), 'DENY')
-    assert.match(await response.text(), /<p>Registration not allowed<\/p>/)
+    const plain = authorizationUrl('create', 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM')
+    for (const url of [plain, plain.replace('prompt=create', 'prompt=%63reate')]) {
+      const { response, url: reached } = await browse(gw, new CookieJar(), url)
+      assert.ok(!reached.startsWith(CLIENT_REDIRECT), reached)
+      assert.equal(response.status, 400)
+      assert.match(response.headers.get('content-type') ?? '', /^text\/html/)
+      assert.equal(response.headers.get('x-frame-options'), 'DENY')
+      assert.match(await response.text(), /<p>Registration not allowed<\/p>/)
+    }
   })
 })
