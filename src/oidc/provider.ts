@@ -31,6 +31,41 @@ import { accountAction, interactionPolicyWithActions, KC_ACTION_DESCRIPTION, KC_
 import epochTime, { providerNow, setProviderClock, useProviderClock } from './provider-clock.ts'
 import { DEVICE_CODE_GRANT, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, REALM_SESSION_COOKIE, realmResource } from './provider-paths.ts'
 
+/**
+ * The `token_type_hint` values Keycloak's introspection takes: the ids of its introspection providers
+ * (AccessTokenIntrospectionProviderFactory, RefreshTokenIntrospectionProviderFactory, and authorization services'
+ * RPTIntrospectionProviderFactory). Gatehouse finds the token whatever its hint says, as without one.
+ */
+const INTROSPECTION_HINTS = new Set(['access_token', 'refresh_token', 'requesting_party_token'])
+
+/**
+ * Keycloak's TokenIntrospectionEndpoint answers any other hint (an empty one too) 400 "Unsupported token type.", but
+ * only once the client is authenticated and the token present: so an introspection oidc-provider answered 200 is
+ * turned into that refusal, and its own refusals stand. Introspection changes nothing, so nothing is undone.
+ */
+async function refuseUnknownTokenTypeHint(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  await next()
+  if (ctx.oidc?.route !== 'introspection' || ctx.status !== 200) return
+  const hint = (ctx.oidc.body as Record<string, unknown> | undefined)?.token_type_hint
+  if (hint === undefined || INTROSPECTION_HINTS.has(hint as string)) return
+  ctx.status = 400
+  ctx.body = { error: 'invalid_request', error_description: 'Unsupported token type.' }
+}
+
+/** oidc-provider's refusal of `prompt=none` with another value, which routes.ts leaves only for `none login`. */
+const NONE_NOT_ALONE = 'prompt none must only be used alone'
+
+/**
+ * Keycloak answers `prompt=none login` as any passive login that would need its form (AuthorizationEndpointBase
+ * `handleBrowserAuthenticationRequest`: `login` makes its cookie authenticator step aside): `login_required`, without
+ * a description, as its `sendError` words it.
+ */
+function passiveLoginRequired<Out extends { error?: string; error_description?: string }>(out: Out): Out {
+  if (out.error !== 'invalid_request' || out.error_description !== NONE_NOT_ALONE) return out
+  const { error_description: _, ...rest } = out
+  return { ...rest, error: 'login_required' } as Out
+}
+
 /** How long a login under way (an interaction, an anonymous browser session) is kept: Keycloak's "Login timeout". */
 const LOGIN_UNDER_WAY_SECONDS = 1800
 
@@ -312,7 +347,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   for (const [mode, send] of responseModes) {
     responseModes.set(mode, (ctx, redirectUri, out) => {
       if (mode === 'form_post') ctx.status = 200
-      return send(ctx, redirectUri, kcActionResponse(ctx, inKeycloakWords(ctx, out)))
+      return send(ctx, redirectUri, kcActionResponse(ctx, passiveLoginRequired(inKeycloakWords(ctx, out))))
     })
   }
   consumeOnce(options.providerClass, provider)
@@ -321,6 +356,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
   serviceAccountScopes(provider, scopes)
   provider.use(keycloakShapes({ realm: realm.name, grantTypes: GRANT_TYPES, client: (id) => clients.get(id), requiresPkce, username: async (id) => (await options.accounts.get(Number(id)))?.username, tokens: options.tokens, cookiePath: `${realmPath}/`, checkSessionIframe: LOGIN_STATUS_IFRAME, endGatewaySession: options.endGatewaySession, endSignIn, loggedOutWithRefreshToken: (token) => loggedOutWithRefreshToken(options, token) }))
+  provider.use(refuseUnknownTokenTypeHint)
   // keycloak-connect's session id, sent with its code, for the admin call that ends that session (admin-url.ts).
   provider.use(rememberAdapterSessions({ records: options.records, hasAdminUrl: (id) => configured.get(id)?.admin_url !== undefined, keptSeconds: Math.max(realm.sso_session_max_seconds, realm.offline_session_max_seconds) }))
   // Token errors carry their reason in `error_detail`, which oidc-provider keeps out of the response; Keycloak's

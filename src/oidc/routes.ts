@@ -95,7 +95,7 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     return sendIframePage(realm, rest, new URLSearchParams(query), reply)
   }
   if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
-  if (rest === REGISTRATIONS_PATH) return registrationNotAllowed(request, reply)
+  if (rest === REGISTRATIONS_PATH || (rest === KEYCLOAK_ROUTES.authorization && asksToRegister(query))) return registrationNotAllowed(request, reply)
   if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
   const allowed = ENDPOINT_METHODS.get(rest)
   if (allowed && !allowed.includes(request.method)) return methodNotAllowed(reply, allowed)
@@ -147,6 +147,16 @@ function registrationNotAllowed(request: FastifyRequest, reply: FastifyReply): F
 }
 
 /**
+ * An authorization request with `prompt=create` (Initiating User Registration via OpenID Connect), which Keycloak's
+ * AuthorizationEndpoint sends to its registration: that value alone, compared whole. A form POST of it is sent on as
+ * the same GET (`asGet`), which this answers.
+ */
+function asksToRegister(query: string): boolean {
+  const prompts = new URLSearchParams(query).getAll('prompt')
+  return prompts.length === 1 && prompts[0] === 'create'
+}
+
+/**
  * A request Fastify refuses before a realm's handler sees it (a `Content-Type` that is no media type) gets Keycloak's
  * error shape, as JAX-RS words it (`HTTP 415 Unsupported Media Type`); anything else goes to the gateway's own handler.
  */
@@ -180,6 +190,7 @@ function startsSignIn(rest: string, method: string, query: string): boolean {
   // A form POST is sent on as the same request by GET (`asGet`), which is the one counted.
   if (method === 'POST') return false
   const params = new URLSearchParams(query)
+  keycloakPrompt(params)
   return params.get('prompt') !== 'none' || params.has('request_uri') || params.has('request')
 }
 
@@ -222,8 +233,24 @@ export async function serveProvider(app: App, realm: Realm, rest: string, query:
   }
   if (!ready) return
   exchange.handOver()
+  if (exchange.platform && rest === KEYCLOAK_ROUTES.token) answerGrantsCreated(exchange.response)
   if (ready.answer) return writeTokenAnswer(exchange.response, ready.answer)
   ready.handler(ready.request(), exchange.response)
+}
+
+/**
+ * django-ansible-base's TokenView answers a POST's granted tokens 201 where django-oauth-toolkit answers 200
+ * (`create_token_response`), so the platform's `/o/token/` does too; awxkit takes any 2xx (`resp.ok`). A shortcut
+ * and oidc-provider (through Koa, which leaves the head to Node's implicit `writeHead`) both write the status
+ * through `writeHead`, so it is changed there; refusals keep theirs.
+ */
+function answerGrantsCreated(response: ServerResponse): void {
+  const writeHead = response.writeHead.bind(response) as (status: number, ...rest: unknown[]) => ServerResponse
+  response.writeHead = ((status: number, ...rest: unknown[]) => {
+    if (status !== 200) return writeHead(status, ...rest)
+    response.statusMessage = 'Created'
+    return writeHead(201, ...rest)
+  }) as ServerResponse['writeHead']
 }
 
 /** A request ready for oidc-provider's `handler`, or already answered by a shortcut (`answer`, yet to be written). */
@@ -341,7 +368,8 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
   }
   if (path === KEYCLOAK_ROUTES.authorization && method === 'GET') {
     const params = new URLSearchParams(query)
-    if (withDefaultScopes(params)) return { path, body, query: `?${params}` }
+    const promptChanged = keycloakPrompt(params)
+    if (withDefaultScopes(params) || promptChanged) return { path, body, query: `?${params}` }
   }
   if (method === 'POST' && body && isForm(raw)) {
     const form = new URLSearchParams(body.toString('utf8'))
@@ -396,6 +424,7 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
     return basicInForm && 'path' in logout ? { ...logout, authorization: null } : logout
   }
   if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
+  if (path === KEYCLOAK_ROUTES.pushed_authorization_request) keycloakPrompt(form)
   const deviceCodes = form.getAll('device_code')
   if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
     return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
@@ -465,6 +494,31 @@ function withDefaultScopes(params: URLSearchParams): boolean {
   const scope = orderScopes([...DEFAULT_SCOPES, ...asked])
   if (scope === asked.join(' ')) return false
   params.set('scope', scope)
+  return true
+}
+
+/** The `prompt` values that change a login, at Keycloak's as at oidc-provider's (provider.ts `acceptingSelectAccount`). */
+const PROMPT_VALUES: ReadonlySet<string> = new Set(['none', 'login', 'consent', 'select_account'])
+/** The values that still mean something in a passive login (`prompt=none`): `login` makes it need the form. */
+const PASSIVE_PROMPT_VALUES: ReadonlySet<string> = new Set(['none', 'login'])
+
+/**
+ * `prompt` as Keycloak's AuthorizationEndpoint reads it: it checks no value, and acts on `none` and `login` alone
+ * (TokenUtil `hasPrompt`; `consent` asks nothing of first-party clients, `select_account` nothing of a browser that
+ * holds one session), where oidc-provider refuses any value it has no prompt for, and `none` with any other.
+ * So the values Keycloak ignores are left out, and with `none` all but `login`; `none login`, which Keycloak answers
+ * `login_required` (a passive login that needs the form), is left to oidc-provider's refusal, which provider.ts
+ * words so. Whether the parameters changed; a repeated `prompt` is left to oidc-provider's refusal.
+ */
+function keycloakPrompt(params: URLSearchParams): boolean {
+  const prompts = params.getAll('prompt')
+  if (prompts.length !== 1) return false
+  const asked = prompts[0]!.split(' ')
+  const known = asked.filter((value) => PROMPT_VALUES.has(value))
+  const kept = known.includes('none') ? known.filter((value) => PASSIVE_PROMPT_VALUES.has(value)) : known
+  if (kept.length === asked.length) return false
+  if (kept.length) params.set('prompt', kept.join(' '))
+  else params.delete('prompt')
   return true
 }
 

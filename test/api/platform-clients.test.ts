@@ -449,7 +449,7 @@ describe('the platform\'s clients', () => {
       const shown = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))
       assert.equal('client_secret' in shown, false)
       const { status, token, body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
-      assert.equal(status, 200, JSON.stringify(body))
+      assert.equal(status, 201, JSON.stringify(body))
       const me = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })
       assert.equal(me.status, 200)
       assert.equal((await json(me)).results[0].username, 'admin')
@@ -463,7 +463,7 @@ describe('the platform\'s clients', () => {
       const listed = await json(await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } }))
       assert.equal(listed.client_secret, '$encrypted$')
       const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: application.client_secret, scope: 'read' })
-      assert.equal(status, 200)
+      assert.equal(status, 201)
       assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })).status, 200)
       const refused = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
       assert.equal(refused.status, 403, 'a read token only reads')
@@ -493,7 +493,7 @@ describe('the platform\'s clients', () => {
         assert.equal(updated.client_secret, '$encrypted$')
         assert.equal((await tokenWith(application.client_id, body.client_secret)).status, 401, method)
       }
-      assert.equal((await tokenWith(application.client_id, application.client_secret)).status, 200, 'the secret made at creation still works')
+      assert.equal((await tokenWith(application.client_id, application.client_secret)).status, 201, 'the secret made at creation still works')
       const misspelt = await gw.fetch('/api/gateway/v1/applications/', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'misspelt', client_type: 'public', authorization_grant_type: 'password', ...chosen, client_secrets: 'x' }) })
       assert.equal(misspelt.status, 400)
       assert.deepEqual((await json(misspelt)).errors, { client_secrets: ['Unknown field.'] }, 'other unknown fields are still refused')
@@ -501,7 +501,7 @@ describe('the platform\'s clients', () => {
 
     it('stops issuing tokens to an application once it is deleted, at once', async () => {
       const application = await createApplication({ name: 'short-lived', client_type: 'public', authorization_grant_type: 'password' })
-      assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 200)
+      assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 201)
       const deleted = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'DELETE', headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` } })
       assert.equal(deleted.status, 204)
       assert.equal((await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })).status, 401)

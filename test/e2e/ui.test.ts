@@ -220,7 +220,7 @@ describe('the web interface in Chromium', () => {
     const clientId = await page.locator('#new-client-id').innerText()
     const grant = () => fetch(`${gw.url}/o/token/`, { method: 'POST', body: new URLSearchParams({ grant_type: 'password', client_id: clientId, username: 'admin', password: ADMIN_PASSWORD, scope: 'write' }) })
     const issued = await grant()
-    assert.equal(issued.status, 200)
+    assert.equal(issued.status, 201)
     const { access_token: accessToken } = await issued.json() as { access_token: string }
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${accessToken}` } })).status, 200)
     await page.getByRole('button', { name: 'Delete application command line' }).click()

@@ -178,7 +178,7 @@ function socketsAcrossProcesses(name: string, start: () => Promise<Processes>): 
       assert.equal(created.status, 201, JSON.stringify(created.body))
       // Issued where it is used: each process here has an address, and so a realm issuer, of its own.
       const { status, token } = await awxkitOauth2Token(processes.opened, { username: user.username, password: user.password, clientId: created.body.client_id, clientSecret: created.body.client_secret })
-      assert.equal(status, 200)
+      assert.equal(status, 201)
       assert.ok(token)
       const sockets = await openTwo(processes.opened, DEMO_APP, { authorization: `Bearer ${token}` }, user.username)
       const ms = await closedAfter(processes, user.username, sockets, async () => {

@@ -604,6 +604,19 @@ for (const backend of gatewayBackends) describe(`application-initiated actions (
     }
   })
 
+  it('with prompt=none, an action the realm does not have is no interaction: a signed-in browser gets its code at once with kc_action_status=error', async () => {
+    await setPassword(OLD_PASSWORD)
+    const browser = new Browser()
+    await logInAtRealm(browser)
+    for (const action of ['delete_account', 'CONFIGURE_TOTP']) {
+      const answer = answerOf((await browser.navigate(keycloakJsLogin(gw, action, { prompt: 'none' }).url, { stopBefore: toApplication })).stoppedAt)
+      assert.equal(answer.get('error'), null, action)
+      assert.ok(answer.get('code'), action)
+      assert.equal(answer.get('kc_action_status'), 'error', action)
+      assert.equal(answer.get('kc_action'), null, action)
+    }
+  })
+
   it('an account whose password and profile are kept elsewhere goes back with kc_action_status=error, changing nothing', async () => {
     const browser = await signedInBrowser()
     const user = await gw.store.users.findByUsername('alice')

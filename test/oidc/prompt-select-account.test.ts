@@ -72,13 +72,4 @@ describe('prompt=select_account', () => {
     assert.match(jar.header(), /gateway_sessionid=/)
     assert.equal((await authorize(jar, 'select_account')).formShown, false)
   })
-
-  it('an unknown prompt value is still refused', async () => {
-    const { url } = await browse(gw, new CookieJar(), realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({
-      client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, prompt: 'choose_wisely',
-      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
-    })}`))
-    assert.ok(url.startsWith(CLIENT_REDIRECT), url)
-    assert.equal(new URL(url).searchParams.get('error'), 'invalid_request')
-  })
 })
