@@ -84,6 +84,7 @@ export class SessionManager {
     const sessionId = randomBytes(32).toString('base64url')
     const limit = this.#settings.current.sessions_per_user_limit
     const stored = await this.#bus.change(async (tx, announce) => {
+      if (limit > 0) await tx.sessions.serializeForUser(userId)
       const previous = replaces && await tx.sessions.deleteByKeyHash(replaces.keyHash)
       if (previous) announce(SESSION_TOPIC, previous.keyHash)
       if (previous && (previous.userId === userId || replaces?.realmSwitchesUser)) await tx.oidc.relinkSessions(previous.keyHash, SessionManager.hashOf(sessionId))
