@@ -114,12 +114,14 @@ export class SessionRepository {
   }
 
   /**
-   * Ends all but the `keep` newest sessions of a user. Run in the transaction that starts a session, after
-   * `serializeForUser`: it then counts the sessions that every earlier start of the same user committed; otherwise a
-   * burst of logins, each counting only the sessions committed before it, would leave more than `keep`.
+   * Ends all but the `keep` newest sessions of a user that are live at `now`. Expired ones take no place: one started
+   * later but left to expire would otherwise end an older one still in use, and they are left to `deleteExpired`.
+   * Run in the transaction that starts a session, after `serializeForUser`: it then counts the sessions that every
+   * earlier start of the same user committed; otherwise a burst of logins, each counting only the sessions committed
+   * before it, would leave more than `keep`.
    */
-  async deleteOldest(userId: number, keep: number): Promise<string[]> {
-    const rows = await this.#db.selectFrom('sessions').select('id').where('user_id', '=', userId)
+  async deleteOldest(userId: number, keep: number, now: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('sessions').select('id').where('user_id', '=', userId).where('expires_at', '>', now)
       .orderBy('created_at', 'desc').orderBy('id', 'desc').execute()
     const surplus = rows.slice(keep).map((r) => Number(r.id))
     if (!surplus.length) return []
