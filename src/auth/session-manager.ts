@@ -104,9 +104,9 @@ export class SessionManager {
       }
       return stored
     })
-    const session = toActive(stored)
-    this.#cache.set(session.keyHash, session, now)
-    return { sessionId, session }
+    // Not cached here: another request may have ended it since the commit (a login over the per-user limit, an
+    // administrator), and that end's news has then been applied already. Its first use reads it.
+    return { sessionId, session: toActive(stored) }
   }
 
   /**
@@ -144,9 +144,8 @@ export class SessionManager {
       return stored
     })
     if (!stored) throw new SessionExpired()
-    const session = toActive(stored)
-    this.#cache.set(session.keyHash, session, now)
-    return session
+    // Not cached again, as in `start`: an end committed meanwhile would not be undone in this process.
+    return toActive(stored)
   }
 
   /** Ends a session, and the realm sessions of the same browser linked to it. */
