@@ -83,7 +83,8 @@ export class SessionManager {
     await this.#removeExpired(now)
     const sessionId = randomBytes(32).toString('base64url')
     const limit = this.#settings.current.sessions_per_user_limit
-    const stored = await this.#bus.change(async (tx, announce) => {
+    const { result: stored, stamp } = await this.#change(async (tx, announce) => {
+      if (limit > 0) await tx.sessions.serializeForUser(userId)
       const previous = replaces && await tx.sessions.deleteByKeyHash(replaces.keyHash)
       if (previous) announce(SESSION_TOPIC, previous.keyHash)
       if (previous && (previous.userId === userId || replaces?.realmSwitchesUser)) await tx.oidc.relinkSessions(previous.keyHash, SessionManager.hashOf(sessionId))
@@ -97,14 +98,14 @@ export class SessionManager {
         userAgent: origin.userAgent.slice(0, 256),
       })
       if (limit > 0) {
-        const ended = await tx.sessions.deleteOldest(userId, limit)
+        const ended = await tx.sessions.deleteOldest(userId, limit, now)
         for (const keyHash of ended) announce(SESSION_TOPIC, keyHash)
         await endLinkedRealmSessions(tx, ended, announce)
       }
       return stored
     })
     const session = toActive(stored)
-    this.#cache.set(session.keyHash, session, now)
+    this.#cache.set(session.keyHash, session, now, stamp)
     return { sessionId, session }
   }
 
@@ -137,14 +138,14 @@ export class SessionManager {
 
   /** Moves the session's end to `session_cookie_age` from now; other processes re-read it. */
   async extend(keyHash: string, now = Date.now()): Promise<ActiveSession> {
-    const stored = await this.#bus.change(async (tx, announce) => {
+    const { result: stored, stamp } = await this.#change(async (tx, announce) => {
       const stored = await tx.sessions.extend(keyHash, now + this.#settings.current.session_cookie_age * 1000, now)
       if (stored) announce(SESSION_TOPIC, keyHash)
       return stored
     })
     if (!stored) throw new SessionExpired()
     const session = toActive(stored)
-    this.#cache.set(session.keyHash, session, now)
+    this.#cache.set(session.keyHash, session, now, stamp)
     return session
   }
 
@@ -181,6 +182,26 @@ export class SessionManager {
   /** Drops what this process remembers of a user's sessions (the account changed somewhere). */
   forgetUser(userId: number): void {
     this.#cache.forgetUser(userId)
+  }
+
+  /**
+   * A change that writes a session, with the cache stamp under which the session it wrote may be cached (`set`): the
+   * stamp from before it, moved by the change's own session news alone. Another request may end the session between
+   * the commit and the caching (a login over the per-user limit, an administrator); its news is then applied here
+   * first, and the session, cached after it, would be served for `maxStaleMs` though ended. Any news but the change's
+   * own, its own applied twice, or what else drops entries, leaves the session to be read at its first use.
+   */
+  async #change<T>(work: (tx: Repositories, announce: Announce) => Promise<T>): Promise<{ result: T; stamp: number }> {
+    const before = this.#cache.stamp()
+    let ownNews = 0
+    const result = await this.#bus.change((tx, announce) => {
+      ownNews = 0
+      return work(tx, (topic, key) => {
+        if (topic === SESSION_TOPIC) ownNews++
+        announce(topic, key)
+      })
+    })
+    return { result, stamp: before + ownNews }
   }
 
   async #load(keyHash: string, now: number): Promise<ActiveSession> {

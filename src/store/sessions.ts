@@ -103,14 +103,25 @@ export class SessionRepository {
   }
 
   /**
-   * Ends all but the `keep` newest sessions of a user. Run in the transaction that starts a session: on PostgreSQL it
-   * first waits for any other such transaction of the same user (an advisory lock held to the end of the
-   * transaction), so that it counts the sessions those started; otherwise a burst of logins, each counting only the
-   * sessions committed before it, would leave more than `keep`. SQLite's writers are alone already.
+   * On PostgreSQL, waits for every other transaction that called this for the same user to end, and holds them off
+   * until this one ends (an advisory lock). A transaction that starts a session under `sessions_per_user_limit` calls
+   * it first, before it ends any session: were it to end the browser's previous session before waiting, the one it
+   * waits for could be ending that same session as surplus, each waiting for the other (a deadlock, answered 500).
+   * SQLite's writers are alone already.
    */
-  async deleteOldest(userId: number, keep: number): Promise<string[]> {
+  async serializeForUser(userId: number): Promise<void> {
     if (this.#dialect === 'postgres') await sql`select pg_advisory_xact_lock(hashtext(${`sessions:${userId}`}))`.execute(this.#db)
-    const rows = await this.#db.selectFrom('sessions').select('id').where('user_id', '=', userId)
+  }
+
+  /**
+   * Ends all but the `keep` newest sessions of a user that are live at `now`. Expired ones take no place: one started
+   * later but left to expire would otherwise end an older one still in use, and they are left to `deleteExpired`.
+   * Run in the transaction that starts a session, after `serializeForUser`: it then counts the sessions that every
+   * earlier start of the same user committed; otherwise a burst of logins, each counting only the sessions committed
+   * before it, would leave more than `keep`.
+   */
+  async deleteOldest(userId: number, keep: number, now: number): Promise<string[]> {
+    const rows = await this.#db.selectFrom('sessions').select('id').where('user_id', '=', userId).where('expires_at', '>', now)
       .orderBy('created_at', 'desc').orderBy('id', 'desc').execute()
     const surplus = rows.slice(keep).map((r) => Number(r.id))
     if (!surplus.length) return []

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ADMIN_PASSWORD, json } from '../helpers/gateway.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
+import { csrfToken, LOGIN, login, setCookie, withCsrf } from '../helpers/session.ts'
 
 /**
  * sessions_per_user_limit holds however many logins of one user arrive at once: each login's transaction sees the
@@ -29,6 +30,48 @@ for (const backend of gatewayBackends) {
         const admin = await gw.app.store.users.findByUsername('admin')
         const { count } = await gw.app.store.sessions.list({ offset: 0, limit: 100, now: Date.now(), userId: admin!.id })
         assert.equal(count, 1)
+      } finally {
+        await gw.close()
+      }
+    })
+
+    it('lets no session the burst ended work on, not even in the process that started it', async () => {
+      const gw = await backend.start()
+      try {
+        await gw.app.settings.update({ sessions_per_user_limit: 1 })
+        const csrf = await csrfToken(gw)
+        const login = () => gw.fetch(LOGIN, {
+          method: 'POST',
+          headers: { cookie: `csrftoken=${csrf}`, 'x-csrftoken': csrf, 'content-type': 'application/json', accept: 'application/json', referer: `${gw.url}/` },
+          body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }),
+        })
+        // Several bursts: an ended session stays usable only when its end lands between its start and its caching.
+        for (let burst = 0; burst < 4; burst++) {
+          const answers = await Promise.all(Array.from({ length: 16 }, login))
+          const sessionIds = answers.map((answer) => setCookie(answer, 'gateway_sessionid')!.value)
+          const statuses = await Promise.all(sessionIds.map(async (id) => (await gw.fetch('/api/gateway/v1/session/', { headers: { cookie: `gateway_sessionid=${id}` } })).status))
+          assert.equal(statuses.filter((status) => status === 200).length, 1, `burst ${burst}: ${statuses.join(' ')}`)
+        }
+      } finally {
+        await gw.close()
+      }
+    })
+
+    it('holds when each login of the burst replaces a session its browser already had, every login answered', async () => {
+      const gw = await backend.start()
+      try {
+        const browsers = []
+        for (let i = 0; i < 12; i++) browsers.push(await login(gw, 'admin', ADMIN_PASSWORD))
+        await gw.app.settings.update({ sessions_per_user_limit: 2 })
+        const answers = await Promise.all(browsers.map((browser) => gw.fetch(LOGIN, {
+          method: 'POST',
+          headers: withCsrf(browser, { 'content-type': 'application/x-www-form-urlencoded', referer: gw.url + LOGIN }),
+          body: new URLSearchParams({ username: 'admin', password: ADMIN_PASSWORD }).toString(),
+        })))
+        for (const answer of answers) assert.equal(answer.status, 302, await answer.text())
+        const admin = await gw.app.store.users.findByUsername('admin')
+        const { count } = await gw.app.store.sessions.list({ offset: 0, limit: 100, now: Date.now(), userId: admin!.id })
+        assert.ok(count <= 2, `${count} live sessions`)
       } finally {
         await gw.close()
       }

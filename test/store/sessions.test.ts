@@ -66,11 +66,24 @@ for (const backend of storeBackends) {
       const middle = await session(dave, T + 1, T + 10_000)
       const newest = await session(dave, T + 2, T + 10_000)
       const other = await session(bob, T, T + 10_000)
-      assert.deepEqual(await store.sessions.deleteOldest(dave, 2), [old.keyHash])
+      assert.deepEqual(await store.sessions.deleteOldest(dave, 2, T), [old.keyHash])
       assert.ok(await store.sessions.findByKeyHash(middle.keyHash))
       assert.ok(await store.sessions.findByKeyHash(newest.keyHash))
       assert.ok(await store.sessions.findByKeyHash(other.keyHash))
-      assert.deepEqual(await store.sessions.deleteOldest(dave, 2), [])
+      assert.deepEqual(await store.sessions.deleteOldest(dave, 2, T), [])
+    })
+
+    it('counts only live sessions towards those kept: an expired newer one takes no live one\'s place', async () => {
+      const henry = (await store.users.create({ username: 'henry' })).id
+      // Started first and extended since: live. Started later and left: expired.
+      const extended = await session(henry, T, T + 10_000)
+      const expired = await session(henry, T + 1, T + 100)
+      const newest = await session(henry, T + 2, T + 10_000)
+      assert.deepEqual(await store.sessions.deleteOldest(henry, 2, T + 1000), [])
+      assert.ok(await store.sessions.findByKeyHash(extended.keyHash))
+      assert.ok(await store.sessions.findByKeyHash(newest.keyHash))
+      assert.equal((await store.sessions.list({ offset: 0, limit: 10, now: T + 1000, userId: henry })).count, 2)
+      assert.ok(await store.sessions.findByKeyHash(expired.keyHash), 'an expired session is left to the removal of expired ones')
     })
 
     it('ends sessions by hash, by id and by user, reporting what it ended', async () => {
