@@ -28,6 +28,8 @@ interface ApiPaths {
   readonly allow: Map<string, string>
   /** The methods each path has, as the router holds them. */
   readonly methods: Map<string, Set<string>>
+  /** What the router constraint (below) reads: the table of the answers and the roots it holds paths under. */
+  readonly tabled: { table: PathTable<Answer>; roots: readonly string[] }
 }
 
 declare module 'fastify' {
@@ -46,10 +48,14 @@ export function answersForApi(config: unknown): boolean {
 
 /**
  * Collects each path of the API, with who may learn its methods, as routes are added to `api` or its child scopes;
- * every answer to OPTIONS (the lists' metadata too) carries the path's `Allow`.
+ * every answer to OPTIONS (the lists' metadata too) carries the path's `Allow`. Called before the API's routes are
+ * added: it adds the router constraint of the answers (filled by answerOtherMethods) now, since find-my-way inserts
+ * every route it already holds again when a constraint strategy is added. A strategy no route uses costs a request
+ * nothing (the router derives only those in use).
  */
 export function collectPaths(api: GatewayApi): ApiPaths {
-  const paths: ApiPaths = { access: new Map(), allow: new Map(), methods: new Map() }
+  const paths: ApiPaths = { access: new Map(), allow: new Map(), methods: new Map(), tabled: { table: new PathTable(), roots: [] } }
+  api.addConstraintStrategy(answersConstraint(paths.tabled))
   api.addHook('onRoute', (route) => {
     if (answersForApi(route.config)) return
     const access = (route.config as { access?: Access } | undefined)?.access ?? 'user'
@@ -124,7 +130,7 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
       answers.set(unslashed, { access: 'open', methods: withHead(ANSWERED_METHODS), allowed: undefined })
     }
   }
-  const table = new PathTable<Answer>()
+  const { table } = paths.tabled
   const roots = new Set<string>()
   // By segment count: the router can prefer another path only over one of as many segments (PathTable.prefers).
   const declared = new Map<number, Declared[]>()
@@ -143,26 +149,8 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
     if (routed.size) answerWithRoute(api, url, { ...answer, methods: routed }, publishedPath)
     if (inTable) roots.add(root)
   }
-  if (!roots.size) return
-  const rootList = [...roots]
-  api.addConstraintStrategy({
-    name: ANSWERS,
-    storage() {
-      let handler: AnswerHandler | null = null
-      return { get: (value: unknown) => (value === true ? handler : null), set: (_value: unknown, store: AnswerHandler) => { handler = store } }
-    },
-    // Derived for every request Fastify routes: most are rid of at the first comparison.
-    deriveConstraint(request: IncomingMessage) {
-      const url = request.url!
-      // The router decodes escapes before it matches (`/%61pi/` is `/api/`): such a target is looked up in full.
-      if (!rootList.some((root) => url.startsWith(root)) && !url.includes('%')) return undefined
-      const answer = table.find(url)
-      if (!answer?.methods.has(request.method!)) return undefined
-      request[ANSWER] = answer
-      return true
-    },
-  } satisfies ConstraintStrategy)
-  for (const root of rootList) {
+  paths.tabled.roots = [...roots]
+  for (const root of roots) {
     api.route({
       method: [...ANSWERED_METHODS],
       url: `${root}*`,
@@ -171,6 +159,30 @@ export function answerOtherMethods(api: GatewayApi, paths: ApiPaths, publishedPa
       schema: { hide: true },
       handler: async (request: FastifyRequest, reply: FastifyReply) => respond(request, reply, request.raw[ANSWER]!, publishedPath),
     })
+  }
+}
+
+/**
+ * The router constraint that the roots' wildcard routes (above) are added under: it holds when the path the router
+ * would have found lacks the request's method. Derived for every request Fastify routes once such a route exists.
+ */
+function answersConstraint(tabled: ApiPaths['tabled']): ConstraintStrategy {
+  return {
+    name: ANSWERS,
+    storage() {
+      let handler: AnswerHandler | null = null
+      return { get: (value: unknown) => (value === true ? handler : null), set: (_value: unknown, store: AnswerHandler) => { handler = store } }
+    },
+    // Most requests are rid of at the first comparison.
+    deriveConstraint(request: IncomingMessage) {
+      const url = request.url!
+      // The router decodes escapes before it matches (`/%61pi/` is `/api/`): such a target is looked up in full.
+      if (!tabled.roots.some((root) => url.startsWith(root)) && !url.includes('%')) return undefined
+      const answer = tabled.table.find(url)
+      if (!answer?.methods.has(request.method!)) return undefined
+      request[ANSWER] = answer
+      return true
+    },
   }
 }
 

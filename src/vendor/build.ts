@@ -11,9 +11,10 @@
  * bundle itself) and a CommonJS shim. Building never fails an install: on any error it says so, and the gateway
  * loads the packages as installed.
  */
+import type { PluginBuild } from 'esbuild'
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { join, relative } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildGatehouseBundle } from './gatehouse-bundle.ts'
 import { MANIFEST, vendorDirectory, type Manifest, type VendoredPackage } from './manifest.ts'
@@ -86,6 +87,40 @@ function packagesIn(inputs: string[]): Record<string, string> {
   return contents
 }
 
+/**
+ * Modules that only re-export what they require, whose requires wait for the first read of an export: zod's `locales`
+ * requires each of its 60-odd translations when zod loads (half of its bundle), where Gatehouse uses the English one
+ * alone, which zod loads by itself.
+ */
+const LAZY_RE_EXPORTS = [/\/node_modules\/zod\/v4\/locales\/index\.cjs$/]
+
+/**
+ * Turns each `var name = require("file");` of a re-exporting module into a require run when `name` is first read, as
+ * TypeScript writes such modules (`get: function () { return __importDefault(name).default; }`, which already waits
+ * for the read). zod then seals the module's exports, reading every getter to make each a plain value
+ * (`// seal-cjs-exports`); here they are frozen as they are, getters that read the same values. A module that uses such
+ * a name any other way, or whose seal is not the one known, is left as it is.
+ */
+const lazyReExports = {
+  name: 'lazy-re-exports',
+  setup(build: PluginBuild) {
+    build.onLoad({ filter: /\.c?js$/ }, (args) => {
+      if (!LAZY_RE_EXPORTS.some((pattern) => pattern.test(args.path))) return undefined
+      const text = readFileSync(args.path, 'utf8')
+      const seal = text.indexOf('\n// seal-cjs-exports\n')
+      if (seal !== -1 && !/^\(function \(\) \{[^]*Object\.freeze\(exports\);\n\}\)\(\);\s*$/.test(text.slice(seal + 21))) return undefined
+      const source = seal === -1 ? text : `${text.slice(0, seal)}\nObject.freeze(exports);\n`
+      const required = [...source.matchAll(/^var (\w+) = require\(("[^"]+")\);$/gm)]
+      let lazy = source
+      for (const [statement, name, file] of required) {
+        lazy = lazy.replace(statement, `var ${name} = () => require(${file});`).replaceAll(`__importDefault(${name})`, `__importDefault(${name}())`)
+      }
+      const readOtherwise = required.some(([, name]) => new RegExp(`\\b${name}\\b(?!\\(\\)| = \\(\\) => require)`).test(lazy))
+      return required.length === 0 || readOtherwise ? undefined : { contents: lazy, loader: 'js' as const, resolveDir: dirname(args.path) }
+    })
+  },
+}
+
 /** A file name for a specifier: `zod/v4/core` becomes `zod__v4__core`. */
 function fileStem(specifier: string): string {
   return specifier.replace(/^@/, '').replaceAll('/', '__')
@@ -143,6 +178,7 @@ export async function buildVendor(directory = vendorDirectory(projectRoot)): Pro
       minifyWhitespace: true,
       metafile: true,
       absWorkingDir: projectRoot,
+      plugins: [lazyReExports],
     })
     const bundle = createRequire(join(directory, bundleFile))(`./${bundleFile}`) as Record<string, Record<string, unknown>>
     const files: VendoredPackage['specifiers'] = {}

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { type IncomingMessage, request } from 'node:http'
+import { createRequire } from 'node:module'
 import { after, before, describe, it } from 'node:test'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
@@ -78,5 +79,32 @@ describe('the answers to the API paths\' other methods, routed without a route o
     const proxied = await gw.fetch('/api/controller/v2/hosts/', { method: 'PUT', headers: adminAuth })
     assert.equal(proxied.status, 200)
     assert.deepEqual(upstream.seen.slice(before).map((seen) => seen.url), ['/admin/realms/platform/tools/', '/admin/site/', '/api/controller/v2/hosts/'])
+  })
+})
+
+describe('the router constraint of the answers', () => {
+  it('is added before the API\'s routes, so that the router inserts each route once', async () => {
+    // find-my-way inserts every route it holds again when a constraint strategy is added (Router#_rebuild): added
+    // after the API's routes, that was a second insertion of each, some 10-25 ms of every start.
+    type Router = { routes: unknown[] }
+    const { prototype: router } = createRequire(import.meta.resolve('fastify/package.json'))('find-my-way') as { prototype: Record<string, (this: Router, ...args: unknown[]) => unknown> }
+    const insert = router._on!
+    const insertions = new Map<Router, number>()
+    router._on = function (...args) {
+      insertions.set(this, (insertions.get(this) ?? 0) + 1)
+      return insert.apply(this, args)
+    }
+    let gw: TestGateway | undefined
+    try {
+      gw = await startGateway()
+      const [held, inserted] = [...insertions].map(([instance, count]) => [instance.routes.length, count]).sort(([a], [b]) => b! - a!)[0] ?? [0, 0]
+      assert.ok(held! > 300, `the router seen holding the API's routes (${held})`)
+      // The few routes added before the API's scope (its document's) are inserted again, not the API's own.
+      assert.ok(inserted! - held! < 20, `${inserted} insertions for ${held} routes`)
+      assert.equal((await gw.fetch('/api/gateway/v1/users/1/', { method: 'POST', headers: adminAuth })).status, 405)
+    } finally {
+      router._on = insert
+      await gw?.close()
+    }
   })
 })

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
@@ -45,6 +46,45 @@ describe('vendor: the dependencies bundled at install', () => {
       const core = await import(pathToFileURL(join(directory, manifest.packages.zod!.specifiers['zod/v4/core']!.import)).href) as typeof import('zod/v4/core')
       assert.ok(zod.string() instanceof core.$ZodType)
       assert.equal(zod.globalRegistry, core.globalRegistry)
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+
+  it('runs zod\'s translations of its messages only when one is asked for, and gives each as installed', async () => {
+    // Half of zod's bundle is its 60-odd translations, which zod's `locales` required when it loaded, each module's
+    // top level run at every start; Gatehouse uses the English one alone, which zod loads by itself.
+    const directory = tempDir()
+    try {
+      const manifest = await buildVendor(directory)
+      const shim = join(directory, manifest.packages.zod!.specifiers.zod!.require)
+      const coverage = join(directory, 'coverage')
+      const probe = [
+        `const z = require(${JSON.stringify(shim)})`,
+        'z.object({ name: z.string() }).safeParse({ name: 1 })',
+      ].join('\n')
+      execFileSync(process.execPath, ['-e', probe], { env: { ...process.env, NODE_V8_COVERAGE: coverage } })
+      const runs = new Map<string, number>()
+      for (const file of readdirSync(coverage)) {
+        const { result } = JSON.parse(readFileSync(join(coverage, file), 'utf8')) as { result: { url: string; functions: { functionName: string; ranges: { count: number }[] }[] }[] }
+        for (const script of result.filter((entry) => entry.url.includes('zod.bundle.cjs'))) {
+          for (const fn of script.functions) runs.set(fn.functionName, fn.ranges[0]!.count)
+        }
+      }
+      assert.equal(runs.get('node_modules/zod/v4/locales/en.cjs'), 1, 'the English messages, which zod configures itself')
+      const translations = [...runs].filter(([name]) => /^node_modules\/zod\/v4\/locales\/(?!en\.cjs|index\.cjs)/.test(name))
+      assert.ok(translations.length > 30, `the translations seen in the bundle (${translations.length})`)
+      assert.deepEqual(translations.filter(([, count]) => count > 0), [])
+
+      const bundled = require(shim) as typeof import('zod')
+      const installed = require('zod') as typeof import('zod')
+      assert.deepEqual(Object.keys(bundled.locales).sort(), Object.keys(installed.locales).sort())
+      assert.equal(Object.isFrozen(bundled.locales), Object.isFrozen(installed.locales))
+      assert.equal(bundled.locales.de, bundled.locales.de)
+      for (const name of ['de', 'fr', 'ja', 'ptBR'] as const) {
+        const issue = { code: 'too_small', origin: 'string', minimum: 3, inclusive: true, input: 'ab' } as const
+        assert.equal(bundled.locales[name]().localeError!(issue as never), installed.locales[name]().localeError!(issue as never), name)
+      }
     } finally {
       rmSync(directory, { recursive: true, force: true })
     }
