@@ -6,6 +6,7 @@ import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import type { WrittenTogether } from '../directory/accounts.ts'
 import { NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
+import { asBoolean, toggle } from '../settings/definitions.ts'
 import type { Organization } from '../store/access.ts'
 import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
@@ -24,6 +25,8 @@ export const emailAddress = z.union([z.email('Enter a valid email address.'), z.
 /**
  * Text fields are trimmed of leading and trailing whitespace, as Django REST framework's CharField does by default
  * (`trim_whitespace`) for the platform's serializers' fields; a password never is: its spaces are part of it.
+ * Switches take what BooleanField takes (`"yes"`, `"0"`, `1`, `"True"`), as the settings API's do: every check
+ * below judges the value as read, never the spelling sent.
  */
 const userFields = {
   username: z.string().trim(),
@@ -31,8 +34,8 @@ const userFields = {
   email: z.string().trim().pipe(emailAddress),
   first_name: z.string().trim().max(150),
   last_name: z.string().trim().max(150),
-  is_superuser: z.boolean(),
-  is_active: z.boolean(),
+  is_superuser: toggle(),
+  is_active: toggle(),
   /**
    * Organizations the user becomes a member of, by name or id: the ansible.platform collection's user module sends
    * them with every create and update. Memberships held and not named stay.
@@ -42,15 +45,20 @@ const userFields = {
 const userInput = z.object(userFields)
 /** What a user shows but the API does not write: where the account comes from and what that source says. */
 const SHOWN_READ_ONLY = ['source', 'external', 'is_system_auditor', 'is_platform_auditor', 'groups'] as const
+/** The read-only switches, sent back in any spelling BooleanField reads: compared with the value shown as read. */
+const shownFields = {
+  ...shownReadOnly(SHOWN_READ_ONLY),
+  ...Object.fromEntries((['external', 'is_system_auditor', 'is_platform_auditor'] as const).map((field) => [field, z.preprocess(asBoolean, z.unknown()).optional()])),
+}
 /** What every account the API creates shows of them: a local one, no auditor, in no directory group. */
 const NEW_USER_SHOWS = { source: 'local', external: false, is_system_auditor: false, is_platform_auditor: false, groups: [] }
 const createUserFields = userInput.partial().required({ username: true })
-const createUser = createUserFields.extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
+const createUser = createUserFields.extend(shownFields).strict()
 /**
  * `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md).
  * `current_password`: with a new password of one's own, as a user who is not a superuser must give it (me/password/).
  */
-const updateUser = userInput.extend({ revoke_tokens: z.boolean(), current_password: z.string() }).partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
+const updateUser = userInput.extend({ revoke_tokens: toggle(), current_password: z.string() }).partial().extend(shownFields).strict()
 const replaceUser = updateUser.required({ username: true })
 const listUsers = listQuery(userFilterFields)
 
@@ -229,7 +237,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       if (!params.success) return
       const own = params.data.id === caller.id
       if (!own) await changeableUser(app, request, params.data.id)
-      if ((request.body as { is_superuser?: unknown } | null)?.is_superuser === true) throw new PermissionDenied(own ? NOT_YOUR_FLAG : ONLY_SUPERUSERS_FLAG)
+      if (asBoolean((request.body as { is_superuser?: unknown } | null)?.is_superuser) === true) throw new PermissionDenied(own ? NOT_YOUR_FLAG : ONLY_SUPERUSERS_FLAG)
     },
     handler: async (request, reply) => {
       const { id } = request.params
