@@ -5,7 +5,7 @@ import { actorOf } from '../audit/actor.ts'
 import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import type { WrittenTogether } from '../directory/accounts.ts'
-import { NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
+import { ManagedBySource, NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
 import { asBoolean, toggle } from '../settings/definitions.ts'
 import type { Organization } from '../store/access.ts'
 import { type User, userFilterFields } from '../store/users.ts'
@@ -126,6 +126,45 @@ async function assertMemberChange(app: App, caller: User, target: User, input: {
 }
 
 const ONLY_SUPERUSERS_FLAG = 'Only a superuser makes someone a superuser.'
+
+/** What a directory or single sign-on account's source sets again at every sign-in (ldap-sync.ts, sso-sync.ts). */
+const SOURCE_OWNED = ['first_name', 'last_name', 'email'] as const
+const SOURCE_NAMES = { ldap: 'the LDAP directory', sso: 'its single sign-on provider' } as const
+
+/**
+ * What the source of a directory or single sign-on account owns, refused to every caller (403 managed_by_source), as
+ * the platform's controller refuses a change of what LDAP maps (`_validate_ldap_managed_field`, 400 there): its names and
+ * e-mail address, which the next sign-in would set back; and its coming back once disabled. An organization admin may
+ * disable such a member, never enable one; a superuser enables a directory account only while the directory lists the
+ * entry it was made for (what the account check asks, ldap-check.ts), so that its tokens, refused while it is
+ * disabled, never work again for someone the directory no longer has. A superuser may still rename the account (the
+ * remedy for a name the directory gave to someone else, docs/ldap.md).
+ */
+async function assertSourceAgrees(app: App, caller: User, target: User, input: { is_active?: boolean; first_name?: string; last_name?: string; email?: string }): Promise<void> {
+  if (target.source === 'local') return
+  const owner = SOURCE_NAMES[target.source]
+  const shown = serializeUser(target)
+  const changed = SOURCE_OWNED.filter((field) => input[field] !== undefined && input[field] !== shown[field])
+  if (changed.length) throw new ManagedBySource(`This account comes from ${owner}, which sets its ${changed.join(', ')}: change them there.`)
+  // Read afresh: an account the check disabled a moment ago, on another process, is not enabled past this.
+  if (input.is_active !== true || (await app.store.users.findById(target.id))?.isActive !== false) return
+  if (!caller.isSuperuser) throw new ManagedBySource(`This account comes from ${owner}: only a superuser enables it again.`)
+  if (target.source === 'ldap' && !(await directoryLists(app, target))) {
+    throw new ManagedBySource('The LDAP directory no longer lists the entry this account was made for: it stays disabled.')
+  }
+}
+
+/**
+ * Whether the directory lists the entry the account was made for, as the account check judges it: an entry of that
+ * name with another stable identifier is someone else. No directory configured lists nothing; one that does not answer
+ * is 503 directory_unavailable.
+ */
+async function directoryLists(app: App, user: User): Promise<boolean> {
+  const listed = await app.directory?.listedEntry(user.username)
+  if (listed === undefined) return false
+  const recorded = (await app.store.ldapEntries.entriesOf([user.id])).get(user.id)
+  return !listed || !recorded || listed === recorded
+}
 
 /** The audit trail's name for a user. */
 export function auditedUser(user: User) {
@@ -248,6 +287,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
       if (own && !caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)
       else if (!caller.isSuperuser) await assertMemberChange(app, caller, target, input)
+      await assertSourceAgrees(app, caller, target, input)
       if (input.password !== undefined && target.source !== 'local') {
         throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
       }
