@@ -4,6 +4,8 @@ import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
+import { usernamesInRules } from '../access/rules.ts'
+import type { Principal } from '../auth/principal.ts'
 import type { WrittenTogether } from '../directory/accounts.ts'
 import { ManagedBySource, NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
 import { asBoolean, toggle } from '../settings/definitions.ts'
@@ -127,6 +129,29 @@ async function assertMemberChange(app: App, caller: User, target: User, input: {
 
 const ONLY_SUPERUSERS_FLAG = 'Only a superuser makes someone a superuser.'
 
+/**
+ * Who creates users: superusers, and whoever holds change_organization on some organization, as django-ansible-base's
+ * AnsibleBaseUserPermissions.has_create_permission answers.
+ */
+function mayCreateUsers(app: App, principal: Principal): boolean {
+  return principal.user.isSuperuser || app.access.canSomewhere(principal.user, 'shared.change_organization')
+}
+
+const NOT_A_CREATOR = 'Superusers and organization admins create users.'
+
+/**
+ * What an organization admin may create: never a superuser (validate_is_superuser), and no account of a name an
+ * access rule names, whose services that rule, not any role the admin holds, gives (AccessModel.canChangeUser
+ * keeps such a user out of their reach for the same reason).
+ */
+function assertMemberCreation(caller: User, namedInRules: ReadonlySet<string>, input: { is_superuser?: unknown; username?: unknown }): void {
+  if (caller.isSuperuser) return
+  if (asBoolean(input.is_superuser) === true) throw new PermissionDenied(ONLY_SUPERUSERS_FLAG)
+  if (typeof input.username === 'string' && namedInRules.has(input.username.trim())) {
+    throw new PermissionDenied('An access rule names this username: a superuser creates its account.')
+  }
+}
+
 /** What a directory or single sign-on account's source sets again at every sign-in (ldap-sync.ts, sso-sync.ts). */
 const SOURCE_OWNED = ['first_name', 'last_name', 'email'] as const
 const SOURCE_NAMES = { ldap: 'the LDAP directory', sso: 'its single sign-on provider' } as const
@@ -236,6 +261,7 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
  * admins their members' (AccessModel.canChangeUser), superusers anyone's.
  */
 export function userRoutes(api: GatewayApi, app: App): void {
+  const namedInRules = usernamesInRules(app.config)
   api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
     const { page, filter } = request.query
     const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter, visibleIds: visibilityOf(app, request)?.users })
@@ -244,12 +270,26 @@ export function userRoutes(api: GatewayApi, app: App): void {
 
   describeList(api, '/users/', {
     name: 'User List',
-    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own, organization admins those of their members (and delete them); only superusers create, and change or delete anyone.',
-    create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: listOf('string'), last_login: 'datetime' }, allowed: (principal) => principal.user.isSuperuser },
+    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own, organization admins those of their members (and delete them); superusers and organization admins create (a superuser only by a superuser); only superusers change or delete anyone.',
+    create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: listOf('string'), last_login: 'datetime' }, allowed: (principal) => mayCreateUsers(app, principal) },
   })
 
-  api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {
+  api.post('/users/', {
+    schema: { body: createUser },
+    // The caller before the body is read, as a superusers' route judges them (a session whose CSRF token is in its form
+    // is known once the form is read); then the flag and the name as the body reads, whatever its media type.
+    preParsing: async (request, _reply, payload) => {
+      const principal = request.gatehouse.principal
+      if (principal && !mayCreateUsers(app, principal)) throw new PermissionDenied(NOT_A_CREATOR)
+      return payload
+    },
+    preValidation: async (request) => {
+      if (!mayCreateUsers(app, principalOf(request))) throw new PermissionDenied(NOT_A_CREATOR)
+      assertMemberCreation(principalOf(request).user, namedInRules, (request.body ?? {}) as Record<string, unknown>)
+    },
+  }, async (request, reply) => {
     const input = request.body
+    assertMemberCreation(principalOf(request).user, namedInRules, input)
     assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
     const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
     const user = await app.accounts.create({ ...accountFields(input), username: input.username }, { together: memberships.together })
