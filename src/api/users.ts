@@ -142,7 +142,8 @@ const NOT_A_CREATOR = 'Superusers and organization admins create users.'
 /**
  * What an organization admin may create: never a superuser (validate_is_superuser), and no account of a name an
  * access rule names, whose services that rule, not any role the admin holds, gives (AccessModel.canChangeUser
- * keeps such a user out of their reach for the same reason).
+ * keeps such a user out of their reach for the same reason). The name a person in the LDAP directory has is
+ * judged when the handler runs (assertNameNotInDirectory).
  */
 function assertMemberCreation(caller: User, namedInRules: ReadonlySet<string>, input: { is_superuser?: unknown; username?: unknown }): void {
   if (caller.isSuperuser) return
@@ -150,6 +151,17 @@ function assertMemberCreation(caller: User, namedInRules: ReadonlySet<string>, i
   if (typeof input.username === 'string' && namedInRules.has(input.username.trim())) {
     throw new PermissionDenied('An access rule names this username: a superuser creates its account.')
   }
+}
+
+/**
+ * An organization admin creates no local account of a name a person in the directory has, signed in yet or not: the
+ * services would be told that name, and the person's own first sign-in would meet the account instead
+ * (account_source_conflict). A single sign-on's new name is looked up so too (docs/sso.md). A directory that does not
+ * answer is 503 directory_unavailable, and nothing is created.
+ */
+async function assertNameNotInDirectory(app: App, caller: User, username: string): Promise<void> {
+  if (caller.isSuperuser || !app.directory) return
+  if (await app.directory.has(username)) throw new PermissionDenied('A person in the LDAP directory has this username: a superuser creates its account.')
 }
 
 /** What a directory or single sign-on account's source sets again at every sign-in (ldap-sync.ts, sso-sync.ts). */
@@ -290,6 +302,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
   }, async (request, reply) => {
     const input = request.body
     assertMemberCreation(principalOf(request).user, namedInRules, input)
+    await assertNameNotInDirectory(app, principalOf(request).user, input.username)
     assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
     const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
     const user = await app.accounts.create({ ...accountFields(input), username: input.username }, { together: memberships.together })

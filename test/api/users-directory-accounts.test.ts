@@ -102,6 +102,15 @@ describe('directory accounts through the users API', () => {
     assert.equal(await me(), 200)
   })
 
+  it('lets an organization admin create no local account of a name a person in the directory has', async () => {
+    const refused = await call(gw, 'POST', 'users/', { username: 'bob', password: 'a-local-bob-password' }, orgadmin)
+    assert.deepEqual([refused.status, refused.body.code], [403, 'permission_denied'])
+    assert.equal((await call(gw, 'GET', 'users/?username=bob')).body.count, 0)
+    assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: asDirectory('bob') })).status, 200, 'bob signs in from the directory')
+    const created = await call(gw, 'POST', 'users/', { username: 'nobody-in-the-directory', password: 'a-local-password-long' }, orgadmin)
+    assert.equal(created.status, 201, JSON.stringify(created.body))
+  })
+
   it('enables no account whose name the directory now gives to another entry', async () => {
     const disabled = await call(gw, 'PATCH', `users/${ids.carol}/`, { is_active: false })
     assert.equal(disabled.status, 200)
