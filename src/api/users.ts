@@ -288,8 +288,8 @@ export function userRoutes(api: GatewayApi, app: App): void {
 
   api.post('/users/', {
     schema: { body: createUser },
-    // The caller before the body is read, as a superusers' route judges them (a session whose CSRF token is in its form
-    // is known once the form is read); then the flag and the name as the body reads, whatever its media type.
+    // The caller before the body is read, as a superusers' route judges them (a browser form carrying its own CSRF token
+    // names its caller once it is read); then the flag and the name as the body reads, whatever its media type.
     preParsing: async (request, _reply, payload) => {
       const principal = request.gatehouse.principal
       if (principal && !mayCreateUsers(app, principal)) throw new PermissionDenied(NOT_A_CREATOR)
