@@ -4,8 +4,11 @@ import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
+import { usernamesInRules } from '../access/rules.ts'
+import type { Principal } from '../auth/principal.ts'
 import type { WrittenTogether } from '../directory/accounts.ts'
-import { NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
+import { ManagedBySource, NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
+import { asBoolean, toggle } from '../settings/definitions.ts'
 import type { Organization } from '../store/access.ts'
 import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
@@ -24,6 +27,8 @@ export const emailAddress = z.union([z.email('Enter a valid email address.'), z.
 /**
  * Text fields are trimmed of leading and trailing whitespace, as Django REST framework's CharField does by default
  * (`trim_whitespace`) for the platform's serializers' fields; a password never is: its spaces are part of it.
+ * Switches take what BooleanField takes (`"yes"`, `"0"`, `1`, `"True"`), as the settings API's do: every check
+ * below judges the value as read, never the spelling sent.
  */
 const userFields = {
   username: z.string().trim(),
@@ -31,8 +36,8 @@ const userFields = {
   email: z.string().trim().pipe(emailAddress),
   first_name: z.string().trim().max(150),
   last_name: z.string().trim().max(150),
-  is_superuser: z.boolean(),
-  is_active: z.boolean(),
+  is_superuser: toggle(),
+  is_active: toggle(),
   /**
    * Organizations the user becomes a member of, by name or id: the ansible.platform collection's user module sends
    * them with every create and update. Memberships held and not named stay.
@@ -42,15 +47,20 @@ const userFields = {
 const userInput = z.object(userFields)
 /** What a user shows but the API does not write: where the account comes from and what that source says. */
 const SHOWN_READ_ONLY = ['source', 'external', 'is_system_auditor', 'is_platform_auditor', 'groups'] as const
+/** The read-only switches, sent back in any spelling BooleanField reads: compared with the value shown as read. */
+const shownFields = {
+  ...shownReadOnly(SHOWN_READ_ONLY),
+  ...Object.fromEntries((['external', 'is_system_auditor', 'is_platform_auditor'] as const).map((field) => [field, z.preprocess(asBoolean, z.unknown()).optional()])),
+}
 /** What every account the API creates shows of them: a local one, no auditor, in no directory group. */
 const NEW_USER_SHOWS = { source: 'local', external: false, is_system_auditor: false, is_platform_auditor: false, groups: [] }
 const createUserFields = userInput.partial().required({ username: true })
-const createUser = createUserFields.extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
+const createUser = createUserFields.extend(shownFields).strict()
 /**
  * `revoke_tokens`: with a new password, revoke the user's personal tokens too (docs/passwords.md).
  * `current_password`: with a new password of one's own, as a user who is not a superuser must give it (me/password/).
  */
-const updateUser = userInput.extend({ revoke_tokens: z.boolean(), current_password: z.string() }).partial().extend(shownReadOnly(SHOWN_READ_ONLY)).strict()
+const updateUser = userInput.extend({ revoke_tokens: toggle(), current_password: z.string() }).partial().extend(shownFields).strict()
 const replaceUser = updateUser.required({ username: true })
 const listUsers = listQuery(userFilterFields)
 
@@ -118,6 +128,80 @@ async function assertMemberChange(app: App, caller: User, target: User, input: {
 }
 
 const ONLY_SUPERUSERS_FLAG = 'Only a superuser makes someone a superuser.'
+
+/**
+ * Who creates users: superusers, and whoever holds change_organization on some organization, as django-ansible-base's
+ * AnsibleBaseUserPermissions.has_create_permission answers.
+ */
+function mayCreateUsers(app: App, principal: Principal): boolean {
+  return principal.user.isSuperuser || app.access.canSomewhere(principal.user, 'shared.change_organization')
+}
+
+const NOT_A_CREATOR = 'Superusers and organization admins create users.'
+
+/**
+ * What an organization admin may create: never a superuser (validate_is_superuser), and no account of a name an
+ * access rule names, whose services that rule, not any role the admin holds, gives (AccessModel.canChangeUser
+ * keeps such a user out of their reach for the same reason). The name a person in the LDAP directory has is
+ * judged when the handler runs (assertNameNotInDirectory).
+ */
+function assertMemberCreation(caller: User, namedInRules: ReadonlySet<string>, input: { is_superuser?: unknown; username?: unknown }): void {
+  if (caller.isSuperuser) return
+  if (asBoolean(input.is_superuser) === true) throw new PermissionDenied(ONLY_SUPERUSERS_FLAG)
+  if (typeof input.username === 'string' && namedInRules.has(input.username.trim())) {
+    throw new PermissionDenied('An access rule names this username: a superuser creates its account.')
+  }
+}
+
+/**
+ * An organization admin creates no local account of a name a person in the directory has, signed in yet or not: the
+ * services would be told that name, and the person's own first sign-in would meet the account instead
+ * (account_source_conflict). A single sign-on's new name is looked up so too (docs/sso.md). A directory that does not
+ * answer is 503 directory_unavailable, and nothing is created.
+ */
+async function assertNameNotInDirectory(app: App, caller: User, username: string): Promise<void> {
+  if (caller.isSuperuser || !app.directory) return
+  if (await app.directory.has(username)) throw new PermissionDenied('A person in the LDAP directory has this username: a superuser creates its account.')
+}
+
+/** What a directory or single sign-on account's source sets again at every sign-in (ldap-sync.ts, sso-sync.ts). */
+const SOURCE_OWNED = ['first_name', 'last_name', 'email'] as const
+const SOURCE_NAMES = { ldap: 'the LDAP directory', sso: 'its single sign-on provider' } as const
+
+/**
+ * What the source of a directory or single sign-on account owns, refused to every caller (403 managed_by_source), as
+ * the platform's controller refuses a change of what LDAP maps (`_validate_ldap_managed_field`, 400 there): its names and
+ * e-mail address, which the next sign-in would set back; and its coming back once disabled. An organization admin may
+ * disable such a member, never enable one; a superuser enables a directory account only while the directory lists the
+ * entry it was made for (what the account check asks, ldap-check.ts), so that its tokens, refused while it is
+ * disabled, never work again for someone the directory no longer has. A superuser may still rename the account (the
+ * remedy for a name the directory gave to someone else, docs/ldap.md).
+ */
+async function assertSourceAgrees(app: App, caller: User, target: User, input: { is_active?: boolean; first_name?: string; last_name?: string; email?: string }): Promise<void> {
+  if (target.source === 'local') return
+  const owner = SOURCE_NAMES[target.source]
+  const shown = serializeUser(target)
+  const changed = SOURCE_OWNED.filter((field) => input[field] !== undefined && input[field] !== shown[field])
+  if (changed.length) throw new ManagedBySource(`This account comes from ${owner}, which sets its ${changed.join(', ')}: change them there.`)
+  // Read afresh: an account the check disabled a moment ago, on another process, is not enabled past this.
+  if (input.is_active !== true || (await app.store.users.findById(target.id))?.isActive !== false) return
+  if (!caller.isSuperuser) throw new ManagedBySource(`This account comes from ${owner}: only a superuser enables it again.`)
+  if (target.source === 'ldap' && !(await directoryLists(app, target))) {
+    throw new ManagedBySource('The LDAP directory no longer lists the entry this account was made for: it stays disabled.')
+  }
+}
+
+/**
+ * Whether the directory lists the entry the account was made for, as the account check judges it: an entry of that
+ * name with another stable identifier is someone else. No directory configured lists nothing; one that does not answer
+ * is 503 directory_unavailable.
+ */
+async function directoryLists(app: App, user: User): Promise<boolean> {
+  const listed = await app.directory?.listedEntry(user.username)
+  if (listed === undefined) return false
+  const recorded = (await app.store.ldapEntries.entriesOf([user.id])).get(user.id)
+  return !listed || !recorded || listed === recorded
+}
 
 /** The audit trail's name for a user. */
 export function auditedUser(user: User) {
@@ -189,6 +273,7 @@ function accountFields(input: Partial<z.output<typeof userInput>>) {
  * admins their members' (AccessModel.canChangeUser), superusers anyone's.
  */
 export function userRoutes(api: GatewayApi, app: App): void {
+  const namedInRules = usernamesInRules(app.config)
   api.get('/users/', { schema: { querystring: listUsers } }, async (request) => {
     const { page, filter } = request.query
     const { count, users } = await app.store.users.list({ offset: page.offset, limit: page.pageSize, filter, visibleIds: visibilityOf(app, request)?.users })
@@ -197,12 +282,27 @@ export function userRoutes(api: GatewayApi, app: App): void {
 
   describeList(api, '/users/', {
     name: 'User List',
-    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own, organization admins those of their members (and delete them); only superusers create, and change or delete anyone.',
-    create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: listOf('string'), last_login: 'datetime' }, allowed: (principal) => principal.user.isSuperuser },
+    description: 'Accounts: each caller sees themselves, superusers and the members of the organizations they see; each changes their own, organization admins those of their members (and delete them); superusers and organization admins create (a superuser only by a superuser); only superusers change or delete anyone.',
+    create: { body: createUserFields.strict(), readOnly: { ...SERVER_FIELDS, source: 'choice', external: 'boolean', is_system_auditor: 'boolean', is_platform_auditor: 'boolean', groups: listOf('string'), last_login: 'datetime' }, allowed: (principal) => mayCreateUsers(app, principal) },
   })
 
-  api.post('/users/', { config: { access: 'superuser' }, schema: { body: createUser } }, async (request, reply) => {
+  api.post('/users/', {
+    schema: { body: createUser },
+    // The caller before the body is read, as a superusers' route judges them (a browser form carrying its own CSRF token
+    // names its caller once it is read); then the flag and the name as the body reads, whatever its media type.
+    preParsing: async (request, _reply, payload) => {
+      const principal = request.gatehouse.principal
+      if (principal && !mayCreateUsers(app, principal)) throw new PermissionDenied(NOT_A_CREATOR)
+      return payload
+    },
+    preValidation: async (request) => {
+      if (!mayCreateUsers(app, principalOf(request))) throw new PermissionDenied(NOT_A_CREATOR)
+      assertMemberCreation(principalOf(request).user, namedInRules, (request.body ?? {}) as Record<string, unknown>)
+    },
+  }, async (request, reply) => {
     const input = request.body
+    assertMemberCreation(principalOf(request).user, namedInRules, input)
+    await assertNameNotInDirectory(app, principalOf(request).user, input.username)
     assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
     const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
     const user = await app.accounts.create({ ...accountFields(input), username: input.username }, { together: memberships.together })
@@ -229,7 +329,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       if (!params.success) return
       const own = params.data.id === caller.id
       if (!own) await changeableUser(app, request, params.data.id)
-      if ((request.body as { is_superuser?: unknown } | null)?.is_superuser === true) throw new PermissionDenied(own ? NOT_YOUR_FLAG : ONLY_SUPERUSERS_FLAG)
+      if (asBoolean((request.body as { is_superuser?: unknown } | null)?.is_superuser) === true) throw new PermissionDenied(own ? NOT_YOUR_FLAG : ONLY_SUPERUSERS_FLAG)
     },
     handler: async (request, reply) => {
       const { id } = request.params
@@ -240,6 +340,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
       if (own && !caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)
       else if (!caller.isSuperuser) await assertMemberChange(app, caller, target, input)
+      await assertSourceAgrees(app, caller, target, input)
       if (input.password !== undefined && target.source !== 'local') {
         throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
       }

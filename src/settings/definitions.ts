@@ -11,14 +11,15 @@ import { z } from 'zod'
  * Neither words its own complaints: the API words them as those fields do (src/api/validation.ts), as it words every
  * other field: `Ensure this value is greater than or equal to 60.`, `Must be a valid boolean.`
  */
-const toggle = () => z.preprocess(asBoolean, z.boolean())
+export const toggle = () => z.preprocess(asBoolean, z.boolean())
 const count = (min: number, max: number) => z.preprocess(asInteger, z.number().int().min(min).max(max))
 
 /** BooleanField's TRUE_VALUES and FALSE_VALUES that are text, compared lowercased; its numbers are 1 and 0 (1.0, 0.0). */
 const TRUE_WORDS = new Set(['t', 'y', 'yes', 'true', 'on', '1'])
 const FALSE_WORDS = new Set(['f', 'n', 'no', 'false', 'off', '0'])
 
-function asBoolean(input: unknown): unknown {
+/** A spelling of true or false as BooleanField reads it, as that boolean; anything else as it is, for a schema to refuse. */
+export function asBoolean(input: unknown): unknown {
   if (input === 1) return true
   if (input === 0) return false
   if (typeof input !== 'string') return input

@@ -142,7 +142,7 @@ describe('the gateway API', () => {
         [{ username: 'bad name!' }, 'username'],
         [{ username: 'x'.repeat(151) }, 'username'],
         [{ username: 'ok', email: 'not-an-email' }, 'email'],
-        [{ username: 'ok', is_superuser: 'yes' }, 'is_superuser'],
+        [{ username: 'ok', is_superuser: 'maybe' }, 'is_superuser'],
         [{ username: 'ok', password: '' }, 'password'],
         [{ username: 'ok', shoe_size: 42 }, 'shoe_size'],
         [{}, 'username'],
@@ -169,7 +169,7 @@ describe('the gateway API', () => {
 
     it('words what is wrong with a field as Django REST framework does', async () => {
       const cases: [string, string, unknown, string, string][] = [
-        ['POST', 'users/', { username: 'worded', is_superuser: 'yes' }, 'is_superuser', 'Must be a valid boolean.'],
+        ['POST', 'users/', { username: 'worded', is_superuser: 'maybe' }, 'is_superuser', 'Must be a valid boolean.'],
         ['POST', 'users/', { username: 5 }, 'username', 'Not a valid string.'],
         // ASCII only (the platform takes letters of any script): the name travels unencoded in X-Gatehouse-User.
         ['POST', 'users/', { username: 'josé' }, 'username', 'Enter a valid username: 1-150 ASCII letters, digits and @ . + - _ only.'],

@@ -147,9 +147,9 @@ describe('bin/gatehouse access check for the gateway\'s own paths, and check-cli
 
   it('judges a gateway API route by the access it declares, then by gateway.access, and names the route', async () => {
     // A superusers' route: refused to rita, whom gateway.access would let in elsewhere.
-    const refused = await run('check', 'rita', 'POST', '/api/gateway/v1/users/')
+    const refused = await run('check', 'rita', 'POST', '/api/gateway/v1/applications/')
     assert.equal(refused.code, 1, refused.stderr)
-    assert.match(refused.stdout, /route POST \/api\/gateway\/v1\/users\/: superusers/)
+    assert.match(refused.stdout, /route POST \/api\/gateway\/v1\/applications\/: superusers/)
     assert.match(refused.stdout, /built-in check: superusers only .*: deny/)
     assert.match(refused.stdout, /decision: deny \(the route is for superusers/)
     // A superuser passes both; the route is found by its parameters.
