@@ -161,7 +161,8 @@ describe('serve --workers on a database that is away while workers are replaced'
   it('keeps trying to replace workers that die until the database is back, and serves the port again', async () => {
     cluster.stop()
     for (const pid of workerPids(gateway.process.pid!)) process.kill(pid, 'SIGKILL')
-    await until(() => (gateway.output().match(/cannot be used/g)?.length ?? 0) >= 2, 10_000, 'the replacements fail for want of the database')
+    // Each replacement loads the whole gateway before it finds the database away: seconds each on a busy machine.
+    await until(() => (gateway.output().match(/cannot be used/g)?.length ?? 0) >= 2, 30_000, () => `the replacements fail for want of the database:\n${gateway.output().slice(-3000)}`)
     assert.equal(await statusOrRefused(`${gateway.url}/healthz`, {}), 0, 'no worker serves the port meanwhile')
     cluster.start()
     await until(async () => await statusOrRefused(`${gateway.url}/api/controller/v2/hosts/`, adminAuth) === 200, 30_000, () => `the port is served again:\n${gateway.output().slice(-3000)}`)
