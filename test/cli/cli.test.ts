@@ -473,6 +473,18 @@ describe('bin/gatehouse', () => {
     assert.match(demo.stderr, /use builtin:demo upstreams, which run only with --demo\n$/)
   })
 
+  it('refuses a metrics token file larger than any token, and reads no more of it than that', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'tokens.yaml')
+    writeFileSync(join(dir, 'huge-token'), 'x'.repeat(1 << 20))
+    for (const tokenFile of [join(dir, 'huge-token'), '/dev/zero']) {
+      writeFileSync(file, `metrics:\n  bearer_token_file: ${tokenFile}\n`)
+      const checked = await runCli(['config', 'check', file])
+      assert.equal(checked.code, 2, checked.stderr)
+      assert.match(checked.stderr, /: metrics\.bearer_token_file \S+: the token file is larger than 64 KiB\n$/)
+    }
+  })
+
   it('checks the files a configuration names as serve would at start, reporting every one it cannot use', async () => {
     const dir = tempDir()
     const file = join(dir, 'files.yaml')
