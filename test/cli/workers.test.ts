@@ -120,6 +120,19 @@ describe('serve --workers', () => {
     assert.equal(await statusOnNewConnection(`${gateway.url}/api/controller/v2/hosts/`, adminAuth), 200, gateway.output())
   })
 
+  it('passes a SIGHUP that came while a worker was starting on to it once it listens (certificates renewed meanwhile)', async () => {
+    const before = workerPids(gateway.process.pid!)
+    const listening = gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0
+    process.kill(before[0]!, 'SIGKILL')
+    let starting: number | undefined
+    await until(() => (starting = workerPids(gateway.process.pid!).find((pid) => !before.includes(pid))) !== undefined, 15_000, 'a replacement starts')
+    process.kill(gateway.process.pid!, 'SIGHUP')
+    await until(() => (gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0) > listening, 15_000, 'the replacement listens')
+    const hangUpOf = (pid: number) => new RegExp(`"pid":${pid},[^\n]*"msg":"SIGHUP: `).test(gateway.output())
+    assert.ok(hangUpOf(before[1]!), 'the worker that was serving heard it')
+    await until(() => hangUpOf(starting!), 5000, () => `the replacement ${starting} hears it:\n${gateway.output().slice(-3000)}`)
+  })
+
   it('keeps running when SIGHUPs keep coming while a worker dies, and replaces the worker', async () => {
     for (let round = 0; round < 3; round++) {
       const listening = gateway.output().match(/"msg":"worker listening"/g)?.length ?? 0
