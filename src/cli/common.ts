@@ -5,6 +5,7 @@ import { resolve } from 'node:path'
 import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
+import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { NUL_MESSAGE } from '../errors.ts'
 import { redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseNotMigrated, DataDirUnusable } from '../store/errors.ts'
@@ -159,13 +160,24 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
 }
 
 /**
+ * The most bytes a password's UTF-8 may take (three for each UTF-16 unit), with a CRLF: more is refused as it comes,
+ * so a stream that never ends (a wrong file, `/dev/zero`) is not read into memory until the process runs out of it.
+ */
+const MAX_PASSWORD_BYTES = MAX_PASSWORD_LENGTH * 3 + 2
+
+/**
  * The password on standard input, without its final line break. Bytes that are not UTF-8 would turn into U+FFFD
  * and a NUL would make a password no login could send (every request with one is refused): both are refused here.
  */
 export async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input (e.g. echo "$PW" | gatehouse ...)')
   const chunks: Buffer[] = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  let size = 0
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk as Buffer)
+    size += (chunk as Buffer).length
+    if (size > MAX_PASSWORD_BYTES) throw new UsageError(`the password on standard input: Ensure this field has no more than ${MAX_PASSWORD_LENGTH} characters.`)
+  }
   const bytes = Buffer.concat(chunks)
   if (!isUtf8(bytes)) throw new UsageError('the password on standard input is not UTF-8')
   const text = bytes.toString('utf8').replace(/\r?\n$/, '')

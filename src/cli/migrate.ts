@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, storageLocation, type StorageOptions } from './common.ts'
 import { Database, sqliteFile, type DatabaseLocation } from '../store/database.ts'
+import { DatabaseUnavailable } from '../errors.ts'
 import { DatabaseUnusable } from '../store/errors.ts'
 import { migrationNames } from '../store/migrations/index.ts'
 
@@ -34,12 +35,20 @@ async function printStatus(location: DatabaseLocation): Promise<void> {
   if (!location.url && !existsSync(file)) return writeStatus(`sqlite:${file} (none yet)`, { applied: 0, pending: [...migrationNames], unknown: [] })
   const database = await Database.open(location)
   try {
-    // One that does not answer fails on the status's query, saying why.
-    const migrated = await database.hasTables() !== false
-    writeStatus(database.description, migrated ? await database.migrationStatus() : { applied: 0, pending: [...migrationNames], unknown: [] })
+    // One that does not answer fails on the status's query, saying why, in migrate's own words.
+    const status = await readStatus(database).catch((error: unknown) => {
+      // The query's own failure (a refused connection, a database that does not exist), not the API's "try again".
+      throw new DatabaseUnusable(database.description, error instanceof DatabaseUnavailable && error.cause !== undefined ? error.cause : error)
+    })
+    writeStatus(database.description, status)
   } finally {
     await database.close()
   }
+}
+
+async function readStatus(database: Database): Promise<{ applied: number; pending: string[]; unknown: string[] }> {
+  const migrated = await database.hasTables() !== false
+  return migrated ? await database.migrationStatus() : { applied: 0, pending: [...migrationNames], unknown: [] }
 }
 
 function writeStatus(description: string, status: { applied: number; pending: string[]; unknown: string[] }): void {

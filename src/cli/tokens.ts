@@ -85,8 +85,10 @@ export function tokensCommand(): Command {
           app.audit.change(cliActor(), 'delete', { type: 'token', name: `tokens of user ${owner.id}` }, { user: owner.id, revoked })
           process.stdout.write(`revoked ${revoked} token(s) of ${owner.username}\n`)
         } else {
-          if (!(await app.tokens.revoke(options.id!))) throw new UsageError(`no such token: ${options.id}`)
-          app.audit.change(cliActor(), 'delete', { type: 'token', id: options.id! }, { id: options.id! })
+          // Read first, so the trail keeps whose token it was, as the API's revocation does.
+          const record = await app.store.tokens.findById(options.id!)
+          if (!record || !(await app.tokens.revoke(record.id))) throw new UsageError(`no such token: ${options.id}`)
+          app.audit.change(cliActor(), 'delete', auditedToken(record), auditedTokenFields(record))
           process.stdout.write(`revoked token ${options.id}\n`)
         }
       })

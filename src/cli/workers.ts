@@ -86,6 +86,8 @@ export async function runWorkers(count: number, database: string | undefined): P
   const env = database === undefined ? {} : { GATEHOUSE_DATABASE_URL: database }
   const workers = new Set<Worker>()
   const ready = new WeakSet<Worker>()
+  /** Starting workers a SIGHUP came for: one may have read the TLS files before they were renewed. */
+  const hungUpWhileStarting = new WeakSet<Worker>()
   let stopping = false
   const scrapes = new ClusterScrapes(() => [...workers].filter((worker) => ready.has(worker)))
 
@@ -117,6 +119,7 @@ export async function runWorkers(count: number, database: string | undefined): P
         scrapes.onMessage(worker, message as ClusterMessage)
         if (message.type !== 'ready') return
         ready.add(worker)
+        if (hungUpWhileStarting.has(worker)) tell(worker, { type: 'signal', signal: 'SIGHUP' })
         resolve(worker)
       })
       worker.on('exit', (code, signal) => {
@@ -151,8 +154,12 @@ export async function runWorkers(count: number, database: string | undefined): P
 
   process.on('SIGINT', stopAll)
   process.on('SIGTERM', stopAll)
+  // A worker hears the primary once it is ready: one still starting is told then.
   process.on('SIGHUP', () => {
-    for (const worker of workers) tell(worker, { type: 'signal', signal: 'SIGHUP' })
+    for (const worker of workers) {
+      if (ready.has(worker)) tell(worker, { type: 'signal', signal: 'SIGHUP' })
+      else hungUpWhileStarting.add(worker)
+    }
   })
   try {
     await start()

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { closeSync, openSync, readSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { z } from 'zod'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
@@ -35,15 +35,35 @@ export function metricsAccess(options: MetricsOptions): (address: string | undef
   }
 }
 
+/** Far more than any bearer token (a Kubernetes service account's is 1-2 kB). */
+const MAX_TOKEN_FILE_BYTES = 64 * 1024
+
 function readToken(file: string): string {
-  let token: string
+  let token: string | undefined
   try {
-    token = readFileSync(file, 'utf8').trim()
+    token = readAtMost(file, MAX_TOKEN_FILE_BYTES)?.trim()
   } catch (error) {
     throw new MetricsTokenUnusable(`metrics.bearer_token_file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`)
   }
+  if (token === undefined) throw new MetricsTokenUnusable(`metrics.bearer_token_file ${file}: the token file is larger than ${MAX_TOKEN_FILE_BYTES / 1024} KiB`)
   if (token.length < 16 || /\s/.test(token)) throw new MetricsTokenUnusable(`metrics.bearer_token_file ${file}: the token must be one word of at least 16 characters`)
   return token
+}
+
+/**
+ * A file's text, or undefined when it holds more than `limit` bytes: read only that far, so a wrong path (a device
+ * that never ends, a large file) is refused at once rather than read into memory.
+ */
+function readAtMost(file: string, limit: number): string | undefined {
+  const fd = openSync(file, 'r')
+  try {
+    const buffer = Buffer.alloc(limit + 1)
+    let length = 0
+    for (let read; length < buffer.length && (read = readSync(fd, buffer, length, buffer.length - length, null)) > 0;) length += read
+    return length > limit ? undefined : buffer.toString('utf8', 0, length)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 /** The fields a proxy names its client in. */

@@ -222,6 +222,28 @@ describe('bin/gatehouse', () => {
     assert.doesNotMatch((await runCli(['users', 'list', '--data-dir', dir])).stdout, /latin-1|nul/)
   })
 
+  it('stops reading a password on standard input once it is longer than any password may be, and creates no one', async () => {
+    const dir = await migratedDir()
+    const child = spawn(join(repoRoot, 'bin/gatehouse'), ['users', 'create', 'endless', '--password-stdin', '--data-dir', dir], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    const exited = once(child, 'close')
+    // 64 MiB, far more than a pipe holds: a reader that keeps reading takes it all, one that stops refuses the rest.
+    const chunk = Buffer.alloc(1 << 20, 'a')
+    let written = 0
+    child.stdin.on('error', () => {})
+    while (written < 64 && child.exitCode === null && child.stdin.writable) {
+      if (!child.stdin.write(chunk)) await Promise.race([once(child.stdin, 'drain').catch(() => undefined), exited])
+      written++
+    }
+    child.stdin.end()
+    const [code] = await exited
+    assert.equal(code, 2, stderr)
+    assert.match(stderr, /no more than 1024 characters/)
+    assert.ok(written < 64, `it read all ${written} MiB`)
+    assert.doesNotMatch((await runCli(['users', 'list', '--data-dir', dir])).stdout, /endless/)
+  })
+
   it('says why a database that refuses writes (a read-only standby) cannot be used, in one line, not only to try again', async () => {
     const database = await createTestDatabase()
     const name = new URL(database.url).pathname.slice(1)
@@ -449,6 +471,18 @@ describe('bin/gatehouse', () => {
     const demo = await runCli(['config', 'check', demoConfigFile])
     assert.equal(demo.code, 2, demo.stderr)
     assert.match(demo.stderr, /use builtin:demo upstreams, which run only with --demo\n$/)
+  })
+
+  it('refuses a metrics token file larger than any token, and reads no more of it than that', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'tokens.yaml')
+    writeFileSync(join(dir, 'huge-token'), 'x'.repeat(1 << 20))
+    for (const tokenFile of [join(dir, 'huge-token'), '/dev/zero']) {
+      writeFileSync(file, `metrics:\n  bearer_token_file: ${tokenFile}\n`)
+      const checked = await runCli(['config', 'check', file])
+      assert.equal(checked.code, 2, checked.stderr)
+      assert.match(checked.stderr, /: metrics\.bearer_token_file \S+: the token file is larger than 64 KiB\n$/)
+    }
   })
 
   it('checks the files a configuration names as serve would at start, reporting every one it cannot use', async () => {

@@ -7,7 +7,7 @@ import { migrationNames } from '../../src/store/migrations/index.ts'
 import { openStore } from '../../src/store/store.ts'
 import { sql } from '../../src/store/kysely.ts'
 import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
-import { createTestDatabase } from '../helpers/postgres.ts'
+import { createTestDatabase, POSTGRES_ADMIN_URL } from '../helpers/postgres.ts'
 
 const FUTURE = '999_from_a_later_version'
 
@@ -57,6 +57,19 @@ describe('bin/gatehouse migrate --status', () => {
       assert.match(after.stdout, /^pending: none$/m)
     } finally {
       await database.drop()
+    }
+  })
+  it('names the database it cannot read the status of, and why, as migrate itself does', async () => {
+    const missing = new URL(POSTGRES_ADMIN_URL)
+    missing.pathname = '/gatehouse_no_such_database'
+    const unreachable = new URL(POSTGRES_ADMIN_URL)
+    unreachable.port = '1'
+    for (const url of [missing, unreachable]) {
+      const status = await runCli(['migrate', '--status'], { env: { GATEHOUSE_DATABASE_URL: url.toString() } })
+      const migrate = await runCli(['migrate'], { env: { GATEHOUSE_DATABASE_URL: url.toString() } })
+      assert.equal(status.code, 1, status.stderr)
+      assert.match(status.stderr, /^gatehouse: the database postgres:\/\/\S+ cannot be used: /)
+      assert.equal(status.stderr, migrate.stderr)
     }
   })
 })

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer } from '../helpers/tokens.ts'
 
 describe('gatehouse tokens', () => {
@@ -56,6 +56,29 @@ describe('gatehouse tokens', () => {
 
     assert.equal((await cli('revoke', '--all')).code, 0)
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: bearer(admins) })).status, 401)
+  })
+
+  it('records a token revoked by id as the API records one: its name, owner, scope and expiry', async () => {
+    const revokedEntry = async (id: number) => {
+      const stream = await json(await gw.fetch(`/api/gateway/v1/activitystream/?operation=delete&content_type=token&object_id=${id}`, { headers: adminAuth }))
+      assert.equal(stream.count, 1)
+      const [entry] = stream.results
+      return { name: entry.summary_fields.content_object.name, changes: entry.changes }
+    }
+    const created = async () => {
+      const { stderr } = await cli('create', '--user', 'alice', '--scope', 'read', '--description', 'nightly report')
+      return Number(/created token (\d+)/.exec(stderr)![1])
+    }
+    const throughApi = await created()
+    assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${throughApi}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+    const throughCli = await created()
+    assert.equal((await cli('revoke', '--id', String(throughCli))).code, 0)
+    await gw.app.audit.flush()
+    const api = await revokedEntry(throughApi)
+    const fromCli = await revokedEntry(throughCli)
+    assert.equal(fromCli.name, 'nightly report')
+    assert.deepEqual(Object.keys(fromCli.changes.removed_fields).sort(), ['description', 'expires', 'scope', 'user'])
+    assert.deepEqual({ ...fromCli.changes.removed_fields, expires: undefined }, { ...api.changes.removed_fields, expires: undefined })
   })
 
   it('reports mistakes in one line and changes nothing', async () => {
