@@ -139,9 +139,14 @@ export async function spawnGateway(args: string[], env: Record<string, string> =
     url,
     process: child,
     output: () => output,
+    // A process that a failed test left draining (or stuck) is killed after a while, so the test file can end.
     stop: () => new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve()
-      child.once('exit', () => resolve())
+      const kill = setTimeout(() => child.kill('SIGKILL'), 15_000)
+      child.once('exit', () => {
+        clearTimeout(kill)
+        resolve()
+      })
       child.kill('SIGTERM')
     }),
   }
