@@ -171,9 +171,10 @@ describe('Expect: 100-continue', () => {
   it('lets curl upload no byte of a body it refuses, and the whole of one it allows', async () => {
     const dir = tempDir()
     const file = join(dir, 'upload')
-    // Over 1 MiB: curl then sends Expect: 100-continue of its own accord.
+    // Over 1 MiB: curl then sends Expect: 100-continue of its own accord. It waits a second for an answer before it
+    // sends the body anyway: 30 here, so that a busy machine's slow answer is not taken for none.
     writeFileSync(file, Buffer.alloc(3 * 1024 * 1024, 120))
-    const curl = async (...args: string[]): Promise<string> => (await promisify(execFile)('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_upload}', '--data-binary', `@${file}`, ...args, `${gw.url}/rec/upload`])).stdout
+    const curl = async (...args: string[]): Promise<string> => (await promisify(execFile)('curl', ['-sS', '--expect100-timeout', '30', '-o', '/dev/null', '-w', '%{http_code} %{size_upload}', '--data-binary', `@${file}`, ...args, `${gw.url}/rec/upload`])).stdout
     try {
       assert.equal(await curl('-u', 'admin:not-the-password'), '401 0')
       assert.equal(await curl('-u', `admin:${ADMIN_PASSWORD}`), `200 ${3 * 1024 * 1024}`)
