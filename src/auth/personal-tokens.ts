@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AccountDisabled, ExternalUsersCannotCreateTokens, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, ExternalUsersCannotCreateTokens, InvalidCredentials, ValidationFailed } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
-import type { Store } from '../store/store.ts'
+import type { Repositories, Store } from '../store/store.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import { DATABASE_NOW, type User } from '../store/users.ts'
@@ -98,13 +98,16 @@ export class PersonalTokens {
     if (!user.isActive) throw new AccountDisabled()
     const expires = Math.min(this.#expiryOf(request, now), request.notAfter ?? Infinity)
     const value = generateToken()
-    const record = await this.#store.tokens.create({
-      userId: user.id,
-      tokenHash: hashToken(value),
-      scope: request.scope ?? 'write',
-      description: request.description ?? '',
-      expires,
-    }, now)
+    const record = await this.#store.transaction(async (tx) => {
+      await refuseIfEndedSince(tx, user)
+      return tx.tokens.create({
+        userId: user.id,
+        tokenHash: hashToken(value),
+        scope: request.scope ?? 'write',
+        description: request.description ?? '',
+        expires,
+      }, now)
+    })
     return { record, value }
   }
 
@@ -257,4 +260,17 @@ export class PersonalTokens {
     this.#lastUsed.clear()
     this.#unsaved.clear()
   }
+}
+
+/**
+ * `user` is the account as the credential asking for a token was judged against, read before the token is written. A
+ * change committed since that ended the account's credentials (a new password, a disable: each moves a not-before)
+ * would be outlived by a token made now, so none is: the request is answered as its credential's next one will be.
+ * An account deleted meanwhile is left to the token's foreign key.
+ */
+async function refuseIfEndedSince(tx: Repositories, user: User): Promise<void> {
+  const current = await tx.users.findById(user.id)
+  if (!current) return
+  if (!current.isActive) throw new AccountDisabled()
+  if (current.notBefore !== user.notBefore || current.tokensNotBefore !== user.tokensNotBefore) throw new InvalidCredentials()
 }
