@@ -747,6 +747,11 @@ export class TransactionConflict extends GatehouseError {
   constructor(cause?: unknown) {
     super(undefined, { cause, headers: { 'retry-after': String(TransactionConflict.retryAfterSeconds) } })
   }
+
+  /** The status oidc-provider answers with for an error it did not raise itself (a realm's record written in a transaction). */
+  get statusCode(): number {
+    return this.status
+  }
 }
 
 /** Fastify's own client errors, by their code, so they get stable Gatehouse codes too. */
