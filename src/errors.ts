@@ -28,7 +28,7 @@ export type ErrorCode =
   | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
-  | 'database_unavailable' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
+  | 'database_unavailable' | 'transaction_conflict' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
   | 'upstream_handshake_invalid'
   | 'invalid_upgrade' | 'websocket_version_unsupported' | 'cors_not_allowed' | 'missing_original_uri' | 'missing_original_method' | 'invalid_original_request' | 'untrusted_proxy'
 
@@ -728,6 +728,27 @@ export class DatabaseUnavailable extends GatehouseError {
   }
 
   /** The status oidc-provider answers with for an error it did not raise itself. */
+  get statusCode(): number {
+    return this.status
+  }
+}
+
+/**
+ * 503: PostgreSQL ended a transaction as a deadlock (40P01) or a serialization failure (40001) on every attempt the
+ * store made (src/store/database.ts). The database answered, so it is no outage; the same request a moment later
+ * most likely succeeds, as nothing of it was written.
+ */
+export class TransactionConflict extends GatehouseError {
+  static override readonly status: number = 503
+  static override readonly code: ErrorCode = 'transaction_conflict'
+  static override readonly defaultMessage: string = 'The change collided with another one made at the same time; try again.'
+  static readonly retryAfterSeconds = 1
+
+  constructor(cause?: unknown) {
+    super(undefined, { cause, headers: { 'retry-after': String(TransactionConflict.retryAfterSeconds) } })
+  }
+
+  /** The status oidc-provider answers with for an error it did not raise itself (a realm's record written in a transaction). */
   get statusCode(): number {
     return this.status
   }

@@ -6,9 +6,12 @@ import type { DestinationStream, Logger } from 'pino'
 import type { App } from './app.ts'
 import { registerOpenApi } from './api/openapi.ts'
 import { registerGatewayApi } from './api/register.ts'
+import { CSRF_COOKIE } from './auth/csrf.ts'
+import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
+import { cookieParser } from './http/cookie-header.ts'
 import { refuseBadHost } from './http/host-header.ts'
 import { requestIdOf } from './http/request-id.ts'
 import { assertSafePath, assertWellFormedEscapes, splitTarget } from './http/request-target.ts'
@@ -51,6 +54,9 @@ const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers[
  * taken before Fastify sees them (src/gateway/lean-proxy.ts), and so are the realms' token requests
  * (src/oidc/token-lane.ts); both run the same checks as the hooks below.
  */
+/** The gateway's credentials, read as Django reads them when a browser sends one twice: the last value (cookie-header.ts). */
+const parseCookie = cookieParser(new Set([SESSION_COOKIE, CSRF_COOKIE]))
+
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   // Set once every route is known: proxied requests are offered to it before Fastify routes them.
   let lean: LeanProxy | undefined
@@ -81,8 +87,10 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     counted: app.metrics.connectionRefused,
     warned: (cap, address) => server.log.warn({ address, limit: `server.${cap}` }, `connection refused: server.${cap} (${app.config.server[cap]}) reached`),
   }))
-  // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie.
+  // Parses cookies for every route (the session cookie authenticates services too) and writes Set-Cookie. The
+  // plugin reads each request's cookies with server.parseCookie: the gateway's parser, as the lean path's is.
   await server.register(cookie)
+  server.parseCookie = parseCookie
   server.decorateRequest('gatehouse', null as never)
   // The paths of the gateway's own routes, which the lean proxy path must leave to Fastify's router.
   const proxiedUrls = new Set(app.routes.map((route) => `${route.prefix}*`))
@@ -175,7 +183,7 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     log: server.log as Logger,
     requestLog: logsRequests ? requestLog : undefined,
     closesConnection: (raw: IncomingMessage) => closing && !requestsWaitBehind(raw),
-    parseCookie: (header: string) => server.parseCookie(header) as Record<string, string>,
+    parseCookie,
   }
   const proxyLane = leanProxy(app, { upstreams, ownsPath: ownedPaths(ownRoutes), ...laneOptions })
   // The realms' token endpoints are taken before Fastify too (src/oidc/token-lane.ts).

@@ -1,11 +1,12 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import type { AuthMethod } from '../config/schema.ts'
 import type { Accounts } from '../directory/accounts.ts'
-import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, InvalidToken, MalformedCredentials, withChallenges } from '../errors.ts'
+import { AccountDisabled, CredentialsNotAccepted, DatabaseUnavailable, GatehouseError, InvalidToken, MalformedCredentials, withChallenges } from '../errors.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import { issuedBefore } from '../store/users.ts'
 import { NOT_MINE, type Authenticator, type NotMine } from './authenticator.ts'
 import type { Credential, Principal } from './principal.ts'
+import { SESSION_COOKIE } from './session.ts'
 import { TOKEN_PREFIX } from './token-format.ts'
 import { withBearerError } from './token.ts'
 import { challengesFor } from '../http/challenges.ts'
@@ -42,7 +43,7 @@ export class AuthPipeline {
     try {
       return await this.#run(request, accepts)
     } catch (error) {
-      throw withChallenges(error, challengesFor(accepts))
+      throw withChallenges(clearedAsSet(error, request), challengesFor(accepts))
     }
   }
 
@@ -100,6 +101,19 @@ export class AuthPipeline {
     throw refusal
   }
 }
+
+/**
+ * A refused session cookie is deleted from the browser (src/auth/session.ts) by a cookie with the attributes of the
+ * one login set, which is Secure on HTTPS (TLS here, or a trusted proxy saying https): the deleting one is too.
+ */
+function clearedAsSet(error: unknown, request: GatewayRequest): unknown {
+  if (request.protocol !== 'https' || !(error instanceof GatehouseError)) return error
+  const clearing = error.headers['set-cookie']
+  if (typeof clearing === 'string' && clearing.startsWith(`${SESSION_COOKIE}=;`) && !SECURE.test(clearing)) error.headers['set-cookie'] = `${clearing}; Secure`
+  return error
+}
+
+const SECURE = /;\s*Secure\s*(;|$)/i
 
 /**
  * Node keeps the first of several Authorization fields and drops the others, while a proxy in front may act on

@@ -1,9 +1,10 @@
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
-import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionSettings } from 'kysely'
+import { setTimeout as delay } from 'node:timers/promises'
+import type { DatabaseConnection, Dialect, Driver, PostgresPool, QueryResult, TransactionBuilder, TransactionSettings } from 'kysely'
 import type { DatabaseSync } from 'node:sqlite'
 import type pg from 'pg'
-import { DatabaseUnavailable, NUL_MESSAGE, ValidationFailed } from '../errors.ts'
+import { DatabaseUnavailable, NUL_MESSAGE, TransactionConflict, ValidationFailed } from '../errors.ts'
 import { DatabaseNotMigrated, DatabaseUnusable, DataDirUnusable, ForeignKeyViolation, UniqueViolation } from './errors.ts'
 import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from './kysely.ts'
 import type { Tables } from './schema.ts'
@@ -170,7 +171,8 @@ export class Database {
     this.#sqlite = sqlite
     this.#pgConfig = pgConfig
     this.#pool = pool
-    this.db = new Kysely<Tables>({ dialect: new GuardedDialect(inner, this.#health, sqlite) })
+    const config = { dialect: new GuardedDialect(inner, this.#health, sqlite) }
+    this.db = dialect === 'postgres' ? new ConflictRetryingKysely(config) : new Kysely<Tables>(config)
   }
 
   /**
@@ -382,6 +384,55 @@ function isForeignKeyViolation(error: unknown): boolean {
   return e?.code === '23503' || /FOREIGN KEY constraint failed/.test(String(e?.message))
 }
 
+/**
+ * PostgreSQL's "not now, try the whole transaction again": 40P01 deadlock_detected (two transactions took row or
+ * advisory locks in opposite orders, and the server ended one of them) and 40001 serialization_failure. SQLite has
+ * neither: its writers take turns on one lock, waited for (whenUnlocked).
+ */
+const PG_CONFLICT = new Set(['40P01', '40001'])
+
+function isConflict(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code
+  return typeof code === 'string' && PG_CONFLICT.has(code)
+}
+
+/** How many times a transaction is run in all before its conflict is answered (TransactionConflict, 503). */
+const CONFLICT_ATTEMPTS = 3
+/** The wait before attempt n + 1 is up to n times this, at random: the two that collided should not meet again. */
+const CONFLICT_BACKOFF_MS = 25
+
+/**
+ * Kysely whose transactions, when PostgreSQL ends one as a deadlock or a serialization failure, are run again as a
+ * whole (the callback from its start, on a new transaction), up to CONFLICT_ATTEMPTS in all. That is safe because a
+ * transaction's callback, by the store's contract (Store.transaction), works through its transaction only: what
+ * an attempt did is rolled back with it, and nothing outside was done twice. A conflict on every attempt is thrown
+ * as TransactionConflict. Only transactions are run again: a statement on its own that loses a deadlock is answered
+ * TransactionConflict at once, as its caller may have acted on the statements before it.
+ */
+class ConflictRetryingKysely extends Kysely<Tables> {
+  override transaction(): TransactionBuilder<Tables> {
+    return retryingConflicts(super.transaction())
+  }
+}
+
+function retryingConflicts(builder: TransactionBuilder<Tables>): TransactionBuilder<Tables> {
+  const retrying: Pick<TransactionBuilder<Tables>, 'execute' | 'setAccessMode' | 'setIsolationLevel'> = {
+    setAccessMode: (mode) => retryingConflicts(builder.setAccessMode(mode)),
+    setIsolationLevel: (level) => retryingConflicts(builder.setIsolationLevel(level)),
+    async execute(work) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await builder.execute(work)
+        } catch (error) {
+          if (!(error instanceof TransactionConflict) || attempt === CONFLICT_ATTEMPTS) throw error
+          await delay(Math.random() * CONFLICT_BACKOFF_MS * attempt)
+        }
+      }
+    },
+  }
+  return retrying as TransactionBuilder<Tables>
+}
+
 /** Socket errors that mean the server is not there. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
 /** node-postgres's own messages for a connection that timed out, broke or was never made. */
@@ -457,12 +508,14 @@ class Health {
 
   /**
    * The error a caller should see: DatabaseUnavailable when it means the database did not answer, UniqueViolation for
-   * a duplicate, ForeignKeyViolation for a row named that is gone.
+   * a duplicate, ForeignKeyViolation for a row named that is gone, TransactionConflict for a deadlock or a
+   * serialization failure (which ConflictRetryingKysely runs the transaction again for).
    */
   classify(error: unknown): unknown {
-    if (error instanceof DatabaseUnavailable || error instanceof UniqueViolation || error instanceof ForeignKeyViolation) return error
+    if (error instanceof DatabaseUnavailable || error instanceof UniqueViolation || error instanceof ForeignKeyViolation || error instanceof TransactionConflict) return error
     if (!meansUnavailable(error)) {
       this.answered()
+      if (isConflict(error)) return new TransactionConflict(error)
       return isUniqueViolation(error) ? new UniqueViolation(error) : isForeignKeyViolation(error) ? new ForeignKeyViolation(error) : error
     }
     const now = Date.now()
