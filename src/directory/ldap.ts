@@ -11,6 +11,7 @@ import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { INVALID_USERNAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
 import { boundedConnections } from './ldap-socket.ts'
+import { countAlsoAs } from './lockout.ts'
 import { syncDirectoryAccount, type DirectoryUser } from './ldap-sync.ts'
 import { NOT_MINE, type NotMine, type PasswordSource } from './password-source.ts'
 
@@ -68,9 +69,10 @@ export class LdapDirectory {
    * Finds `username` and, when `password` is given, checks it with a bind as the user. An empty password
    * is refused here, before any connection: LDAP treats a simple bind without a password as an anonymous
    * bind that many servers accept (RFC 4513 section 5.1.2). So is one of only white space, which some servers
-   * and proxies trim to an empty one, or one with nothing before a NUL (isBlank).
+   * and proxies trim to an empty one, or one with nothing before a NUL (isBlank). `beforeBind` is told the user
+   * found before the password is tried, and may refuse the check by throwing.
    */
-  async lookup(username: string, password?: string): Promise<DirectoryLookup> {
+  async lookup(username: string, password?: string, beforeBind?: (user: DirectoryUser) => Promise<void>): Promise<DirectoryLookup> {
     if (!USERNAME_PATTERN.test(username)) {
       throw new ValidationFailed({ username: [INVALID_USERNAME] })
     }
@@ -82,6 +84,7 @@ export class LdapDirectory {
       const user = await this.#describe(client, entry)
       // Before the bind as the user, whose rights may not reach the search.
       const foundByUsername = user.username.toLowerCase() === username.toLowerCase() || await this.#findsAgain(client, user.username, entry)
+      if (password !== undefined) await beforeBind?.(user)
       const passwordValid = password === undefined ? undefined : await this.#bindAs(client, entry.dn, password)
       return { server, user, passwordValid, foundByUsername }
     })
@@ -453,7 +456,8 @@ export class LdapPasswords implements PasswordSource {
     if (existing && existing.source !== 'ldap' && existing.source !== 'sso') return NOT_MINE
     // After the local account's turn: a local password may be all spaces, a directory one is never sent so.
     if (isBlank(password)) throw new InvalidCredentials()
-    const { user, passwordValid, foundByUsername } = await this.#directory.lookup(username, password)
+    // A name the user filter finds the entry by (`alice@example.test` for `alice`) shares the account's failed logins.
+    const { user, passwordValid, foundByUsername } = await this.#directory.lookup(username, password, countAgainstAccount)
     if (!user) return NOT_MINE
     // The directory matches names without regard to case, so `ADMIN` finds the entry `admin`: when that name is a
     // local account's, the login is one as that account in another spelling, answered as under its own (the local
@@ -471,6 +475,11 @@ export class LdapPasswords implements PasswordSource {
     await this.#afterSync?.(account, user)
     return account
   }
+}
+
+/** The lockout's count of the account an entry gets, for a check of any name that finds the entry. */
+async function countAgainstAccount(user: DirectoryUser): Promise<void> {
+  if (USERNAME_PATTERN.test(user.username)) await countAlsoAs(user.username)
 }
 
 /** Puts values into a filter template, escaped (RFC 4515 section 3), so they can only ever be values. */

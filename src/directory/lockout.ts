@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import ipaddr from 'ipaddr.js'
 import { AccountLocked, InvalidCredentials, LoginThrottled, PasswordCheckAbandoned } from '../errors.ts'
 import type { AddressFailures, LoginFailures } from '../store/login-failures.ts'
@@ -20,6 +21,20 @@ const PRUNE_INTERVAL_MS = 3600_000
 /** Checks that may wait for one username's, or one address's, checks in flight; more are refused at once. */
 const MAX_WAITING_PER_KEY = 128
 
+/** Whose account the name of the check in progress (in this async context) belongs to, as its source tells it. */
+const checkInProgress = new AsyncLocalStorage<(username: string) => Promise<void>>()
+
+/**
+ * Tells the lockout guarding the password check in progress that the name being checked belongs to the account
+ * `username`, before its password is verified: a directory entry found by its mail address for one. The check is
+ * then refused (AccountLocked) while that account is locked, and a wrong password counts against it as well as
+ * against the name typed, so that every name of one account shares its count. Nothing happens outside a guarded
+ * check, nor when `username` is the name typed.
+ */
+export function countAlsoAs(username: string): Promise<void> {
+  return checkInProgress.getStore()?.(username) ?? Promise.resolve()
+}
+
 /**
  * Brute-force protection for password checks, after Keycloak's brute-force detection, plus throttling by client
  * address (docs/lockout.md).
@@ -29,7 +44,8 @@ const MAX_WAITING_PER_KEY = 128
  * The count survives the end of a lock: each further wrong password locks the username again at once, so a guesser
  * gets one try per lockout period, until a success, an administrator's clear, or 12 hours without a failure.
  * Usernames are counted whether or not an account has them (no user enumeration) and without regard to case (a
- * directory matches names that way).
+ * directory matches names that way). A name that its source finds to be another of an account's names (a mail
+ * address, see `countAlsoAs`) counts under both, as Keycloak's detector counts per user, not per name typed.
  *
  * By address: after `failuresPerAddress` wrong passwords from one client address (an IPv6 client by its /64, which
  * one host usually has whole) within `addressWindowSeconds`, every check from it is refused until that window ends,
@@ -90,18 +106,51 @@ export class Lockout {
       this.#forgetIdle(counted)
     }
     let failed = false
+    const account: AccountCheck = { fromAddress: addressKey !== undefined, place: admission.place }
+    const verifyCountingAccount = usernameKey ? () => checkInProgress.run((name) => this.#countAlsoAs(name, usernameKey, policy, account), verify) : verify
     try {
-      return await this.#check(usernameKey, addressKey, policy, admission, verify, () => {
+      return await this.#check(usernameKey, addressKey, policy, admission, account, verifyCountingAccount, () => {
         failed = true
       })
     } finally {
       // Only now, with the failure (if any) recorded: a check that reads the records after this sees it.
-      for (const { traffic } of counted) {
+      const settled = account.counted ? [...counted, account.counted] : counted
+      for (const { traffic } of settled) {
         traffic.inFlight--
         if (failed) traffic.failuresSettled++
         traffic.waiters.shift()?.()
       }
-      this.#forgetIdle(counted)
+      this.#forgetIdle(settled)
+    }
+  }
+
+  /**
+   * Counts the check in progress also against the account `username` (countAlsoAs), or refuses it as that account's
+   * lock says. A check of one name is admitted before its account is known, so it does not wait here for the
+   * account's checks in flight: one that would take the account's count past the limit is refused at once
+   * (AccountLocked, to retry in a second), as a check is when too many wait.
+   */
+  async #countAlsoAs(username: string, usernameKey: string, policy: LockoutPolicy, account: AccountCheck): Promise<void> {
+    const accountKey = username.toLowerCase()
+    if (accountKey === usernameKey || account.counted) return
+    const joined = this.#join(`user:${accountKey}`)
+    try {
+      let record: LoginFailures | undefined
+      let settledBefore: number
+      do {
+        settledBefore = joined.traffic.failuresSettled
+        record = await this.#store.loginFailures.find(accountKey)
+      } while (joined.traffic.failuresSettled !== settledBefore)
+      const { locked, usernameBudget } = usernameAdmission(record, account.place, account.fromAddress, policy)
+      if (joined.traffic.inFlight >= shareOfBudget(usernameBudget, this.#processes())) throw new AccountLocked(1)
+      joined.traffic.inFlight++
+      account.counted = joined
+      account.key = accountKey
+      account.record = record
+      account.locked = locked
+    } finally {
+      joined.traffic.pending--
+      this.#forgetIdle([joined])
     }
   }
 
@@ -140,7 +189,7 @@ export class Lockout {
     return { key, traffic }
   }
 
-  #forgetIdle(counted: Counted[]): void {
+  #forgetIdle(counted: { key: string; traffic: KeyTraffic }[]): void {
     for (const { key, traffic } of counted) {
       if (traffic.inFlight === 0 && traffic.pending === 0 && this.#traffic.get(key) === traffic) this.#traffic.delete(key)
     }
@@ -201,7 +250,6 @@ export class Lockout {
   /** Refuses a check as the records say, or answers what it may run with: the budgets are in `Admission`. */
   #admission(record: LoginFailures | undefined, place: AddressFailures | undefined, fromAddress: boolean, policy: LockoutPolicy): Admission {
     const now = Date.now()
-    const memoryMs = failureMemoryMs(policy)
     let addressBudget = Infinity
     if (policy.failuresPerAddress > 0) {
       const windowEnd = place ? place.windowStart + policy.addressWindowSeconds * 1000 : 0
@@ -209,44 +257,39 @@ export class Lockout {
       if (failures >= policy.failuresPerAddress) throw new LoginThrottled(Math.ceil((windowEnd - now) / 1000))
       addressBudget = policy.failuresPerAddress - failures
     }
-    const locked = !!record?.lockedUntil && record.lockedUntil > now
-    const spared = locked && policy.lockSparesCleanAddresses && fromAddress && !failedSince(place, now - memoryMs)
-    if (locked && !spared) throw new AccountLocked(Math.ceil((record!.lockedUntil! - now) / 1000))
-    // As recordFailure counts: failures older than the memory are forgotten by the next one.
-    const failures = record && record.lastFailureAt >= now - memoryMs ? record.failures : 0
-    // A spared check, and the one retry per lockout period after the limit, each lock again if wrong: one at a time.
-    const usernameBudget = locked || failures >= policy.failuresBeforeLockout ? 1 : policy.failuresBeforeLockout - failures
-    return { record, locked, usernameBudget, addressBudget }
+    return { record, place, ...usernameAdmission(record, place, fromAddress, policy), addressBudget }
   }
 
-  async #check<T>(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, admission: Admission, verify: () => Promise<T>, onFailure: () => void): Promise<T> {
+  async #check<T>(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, admission: Admission, account: AccountCheck, verify: () => Promise<T>, onFailure: () => void): Promise<T> {
     let result: T
     try {
       result = await verify()
     } catch (error) {
       if (isWrongPassword(error)) {
         onFailure()
-        await this.#recordFailure(usernameKey, addressKey, policy, failureMemoryMs(policy))
+        const usernameKeys = [usernameKey, account.key].filter((key) => key !== undefined)
+        await this.#recordFailure(usernameKeys, addressKey, policy, failureMemoryMs(policy))
       }
       throw error
     }
     // A lock set by someone else's guesses stays for them; only a success the lock did not stand in front of ends it.
-    if (admission.record && !admission.locked) await this.#store.loginFailures.clear(usernameKey!)
+    const cleared = [admission.record && !admission.locked && usernameKey, account.record && !account.locked && account.key]
+    await Promise.all(cleared.filter((key) => typeof key === 'string').map((key) => this.#store.loginFailures.clear(key)))
     return result
   }
 
-  async #recordFailure(usernameKey: string | undefined, addressKey: string | undefined, policy: LockoutPolicy, memoryMs: number): Promise<void> {
+  async #recordFailure(usernameKeys: string[], addressKey: string | undefined, policy: LockoutPolicy, memoryMs: number): Promise<void> {
     const now = Date.now()
     const lockMs = policy.lockoutSeconds * 1000
     const repository = this.#store.loginFailures
     await Promise.all([
-      usernameKey && (async () => {
+      ...usernameKeys.map(async (usernameKey) => {
         const record = await repository.recordFailure(usernameKey, now, now - memoryMs)
         if (record.failures >= policy.failuresBeforeLockout) {
           await repository.lock(usernameKey, now + lockMs)
           for (const listener of this.#lockListeners) listener(usernameKey, now + lockMs)
         }
-      })(),
+      }),
       addressKey && repository.recordAddressFailure(addressKey, now, now - policy.addressWindowSeconds * 1000),
     ])
     this.#pruneStale(now, memoryMs)
@@ -286,11 +329,39 @@ interface KeyTraffic {
 
 interface Admission {
   record: LoginFailures | undefined
+  place: AddressFailures | undefined
   locked: boolean
   /** Wrong passwords that may still come before the username locks: how many of its checks may be in flight. */
   usernameBudget: number
   /** The same for the address (Infinity when only the username lock uses the address, for sparing). */
   addressBudget: number
+}
+
+/** The account a check's name belongs to, once its source has said so (countAlsoAs), and how it stood then. */
+interface AccountCheck {
+  readonly fromAddress: boolean
+  readonly place: AddressFailures | undefined
+  key?: string
+  counted?: { key: string; traffic: KeyTraffic }
+  record?: LoginFailures | undefined
+  locked?: boolean
+}
+
+/**
+ * Refuses a check while the username's record holds a lock that does not spare the check's address, or answers
+ * whether it is locked (and spared) and how many of its checks may be in flight.
+ */
+function usernameAdmission(record: LoginFailures | undefined, place: AddressFailures | undefined, fromAddress: boolean, policy: LockoutPolicy): { locked: boolean; usernameBudget: number } {
+  const now = Date.now()
+  const memoryMs = failureMemoryMs(policy)
+  const locked = !!record?.lockedUntil && record.lockedUntil > now
+  const spared = locked && policy.lockSparesCleanAddresses && fromAddress && !failedSince(place, now - memoryMs)
+  if (locked && !spared) throw new AccountLocked(Math.ceil((record!.lockedUntil! - now) / 1000))
+  // As recordFailure counts: failures older than the memory are forgotten by the next one.
+  const failures = record && record.lastFailureAt >= now - memoryMs ? record.failures : 0
+  // A spared check, and the one retry per lockout period after the limit, each lock again if wrong: one at a time.
+  const usernameBudget = locked || failures >= policy.failuresBeforeLockout ? 1 : policy.failuresBeforeLockout - failures
+  return { locked, usernameBudget }
 }
 
 /**
