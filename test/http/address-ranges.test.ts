@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { compileAddressRanges, isAddressRange, parseAddressRange } from '../../src/http/address-ranges.ts'
+import { isIPv6 } from 'node:net'
+import { compileAddressRanges, isAddressRange, isIPv6Text, parseAddressRange } from '../../src/http/address-ranges.ts'
 
 describe('address ranges in the configuration', () => {
   it('takes one address or a CIDR, IPv4 or IPv6, and nothing looser', () => {
@@ -19,5 +20,32 @@ describe('address ranges in the configuration', () => {
     const judge = compileAddressRanges(['::ffff:10.0.0.0/104', '192.0.2.0/24', '2001:db8::/32'])
     for (const address of ['10.9.9.9', '::ffff:10.9.9.9', '::ffff:192.0.2.200', '2001:db8::1']) assert.equal(judge(address), true, address)
     for (const address of ['11.0.0.1', '::ffff:11.0.0.1', '2001:db9::1', '::1', 'fe80::1%eth0', 'not an address', '']) assert.equal(judge(address), false, address)
+  })
+
+  it('reads IPv6 text exactly as node:net does, zone ids and dotted quads included', () => {
+    const samples = [
+      '::', '::1', '1::', '::1.2.3.4', '1::1.2.3.4', '::ffff:10.0.0.5', '::FFFF:192.0.2.7', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:1.2.3.4',
+      '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1::3:4:5:6:7:8', '1:2:3:4:5::1.2.3.4', '::2:3:4:5:6:1.2.3.4', '0000:0:0:0:0:0:0:1',
+      'fe80::1%eth0', 'fe80::1%25', 'fe80::1%a.b-c:d', 'fe80::1%', 'fe80::1%eth_0', 'fe80::1%eth0%1', '::1%1/64',
+      ':::', '1:::2', '1::2::3', ':1::2', '1::2:', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', '1:2:3:4:5:6:7:8::', '::1:2:3:4:5:6:7:8',
+      '1:2:3:4:5:6:7:1.2.3.4', '1::2:3:4:5:6:1.2.3.4', '1.2.3.4::', '1.2.3.4::1', '::1.2.3', '::1.2.3.04', '::256.0.0.1', '::01.2.3.4',
+      '00000::1', 'g::1', '::1 ', ' ::1', '', ':', '1', '10.0.0.1', '::ffff:1.2.3.4:5', '[::1]', '::-1',
+    ]
+    for (const text of samples) assert.equal(isIPv6Text(text), isIPv6(text), text)
+    let seed = 7
+    const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n
+    const pieces = ['1', 'f', 'ab', 'FFFF', '0000', '12345', ':', ':', '::', '.', '1.2.3.4', '255', '%', 'e', 'g', '-', '_', '0']
+    for (let i = 0; i < 50_000; i++) {
+      let text = ''
+      for (let n = 1 + random(12); n > 0; n--) text += pieces[random(pieces.length)]
+      assert.equal(isIPv6Text(text), isIPv6(text), text)
+    }
+  })
+
+  it('holds a CIDR prefix to its bounds, and takes zone ids as node:net does', () => {
+    for (const entry of ['::/0', '::1/128', '10.0.0.0/0', '10.0.0.0/32', '::ffff:10.0.0.0/96', 'fe80::1%eth0', 'fe80::/10']) assert.equal(isAddressRange(entry), true, entry)
+    for (const entry of ['::1/129', '10.0.0.0/33', '::1/-1', '::1/1e2', '::1/0128', 'fe80::1%', 'fe80::1%eth_0', '::1/', '1:2:3:4:5:6:7:8:9/64']) assert.equal(isAddressRange(entry), false, entry)
+    assert.equal(parseAddressRange('::ffff:10.0.0.0/95')?.address.kind(), 'ipv6')
+    assert.equal(parseAddressRange('::ffff:10.0.0.0/96')?.bits, 0)
   })
 })
