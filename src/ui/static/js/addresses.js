@@ -6,6 +6,7 @@ export const PAGE_ADDRESSES = Object.freeze({
   myTokens: /^\/ui\/tokens$/,
   mySessions: /^\/ui\/sessions$/,
   access: /^\/ui\/access$/,
+  member: /^\/ui\/access\/users\/(new|[1-9][0-9]*)$/,
   users: /^\/ui\/admin\/users$/,
   user: /^\/ui\/admin\/users\/(new|[1-9][0-9]*)$/,
   allTokens: /^\/ui\/admin\/tokens$/,

@@ -25,6 +25,8 @@ const ROUTES = [
   { path: PAGE_ADDRESSES.myTokens, title: 'My tokens', page: myTokensPage, nav: '/ui/tokens' },
   { path: PAGE_ADDRESSES.mySessions, title: 'My sessions', page: mySessionsPage, nav: '/ui/sessions' },
   { path: PAGE_ADDRESSES.access, title: 'Organizations and teams', page: accessPage, nav: '/ui/access' },
+  // A user as their organization's admin sees them: the API decides whom the caller may see, create or change.
+  { path: PAGE_ADDRESSES.member, title: 'User', page: userPage, nav: '/ui/access' },
   { path: PAGE_ADDRESSES.users, title: 'Users', page: usersPage, admin: true, nav: '/ui/admin/users' },
   { path: PAGE_ADDRESSES.user, title: 'User', page: userPage, admin: true, nav: '/ui/admin/users' },
   { path: PAGE_ADDRESSES.allTokens, title: 'All tokens', page: allTokensPage, admin: true, nav: '/ui/admin/tokens' },

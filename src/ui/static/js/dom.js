@@ -60,7 +60,7 @@ let fieldCounter = 0
 /**
  * A labelled form control with room for a help text and for the server's messages about it.
  * @param {{label: string, name: string, type?: string, value?: unknown, help?: string, options?: [string, string][],
- *   required?: boolean, autocomplete?: string, placeholder?: string, readonly?: boolean, min?: number, inputmode?: string}} spec
+ *   required?: boolean, autocomplete?: string, placeholder?: string, readonly?: boolean, disabled?: boolean, min?: number, inputmode?: string}} spec
  */
 export function field(spec) {
   const id = `f-${spec.name}-${++fieldCounter}`
@@ -71,7 +71,7 @@ export function field(spec) {
   if (type === 'select') {
     control = h('select', common, (spec.options || []).map(([value, text]) => h('option', { value, selected: String(spec.value ?? '') === value }, text)))
   } else if (type === 'checkbox') {
-    control = h('input', { ...common, type, checked: Boolean(spec.value) })
+    control = h('input', { ...common, type, checked: Boolean(spec.value), disabled: spec.disabled })
   } else {
     control = h('input', {
       ...common,

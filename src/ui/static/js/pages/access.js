@@ -1,4 +1,4 @@
-import { api } from '../api.js'
+import { api, published } from '../api.js'
 import { confirmAction, field, h, onSubmit, toast } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact } from './account.js'
@@ -8,6 +8,15 @@ import { fact } from './account.js'
  * reach; and the page where administrators (superusers, and organization and team admins for their own) manage
  * organizations, teams and who holds which role. The API decides who may change what; a refusal shows its message.
  */
+
+/**
+ * Where a user's page is for the signed-in user: under Administration for a superuser, under Access for an
+ * organization admin (the server keeps /ui/admin/ to superusers).
+ * @param {import('../app.js').User} me
+ */
+export function usersHome(me) {
+  return me.is_superuser ? '/ui/admin/users' : '/ui/access/users'
+}
 
 /**
  * What a user is in access control's terms, and which services their rules let them reach.
@@ -40,11 +49,14 @@ export async function accessSummary(userId, headingText) {
  * @param {import('../app.js').PageContext} context
  */
 export async function accessPage(context) {
-  const [organizations, teams, roles] = await Promise.all([
+  const [organizations, teams, roles, users] = await Promise.all([
     api('organizations/', { query: { page_size: 200 } }),
     api('teams/', { query: { page_size: 200 } }),
     api('role_definitions/', { query: { page_size: 200 } }),
+    // The API lists a POST among the actions for whoever it lets create users: superusers and organization admins.
+    api('users/', { method: 'OPTIONS' }),
   ])
+  const home = usersHome(context.me)
   const organizationName = new Map(organizations.results.map((/** @type {any} */ o) => [o.id, o.name]))
 
   const organizationTable = pagedTable({
@@ -73,7 +85,7 @@ export async function accessPage(context) {
     empty: 'Nobody holds a role yet.',
     load: (page) => api('role_user_assignments/', { query: { page } }),
     columns: [
-      { label: 'User', cell: (a) => a.summary_fields.user?.username ?? `#${a.user}` },
+      { label: 'User', cell: (a) => (a.summary_fields.user ? h('a', { href: published(`${home}/${a.user}`) }, a.summary_fields.user.username) : `#${a.user}`) },
       { label: 'Role', cell: (a) => a.summary_fields.role_definition?.name ?? `#${a.role_definition}` },
       { label: 'On', cell: (a) => (a.content_type ? `${a.content_type === 'shared.team' ? 'Team' : 'Organization'} ${a.summary_fields.content_object?.name ?? a.object_id}` : 'The whole platform') },
       { label: 'Actions', class: 'actions-cell', cell: (a) => deleteButton(`role_user_assignments/${a.id}/`, 'Revoke this role?', assignmentTable, 'Revoke', `Revoke role ${a.summary_fields.role_definition?.name ?? a.role_definition} of ${a.summary_fields.user?.username ?? a.user}`) },
@@ -124,6 +136,7 @@ export async function accessPage(context) {
   })
 
   return h('div', { class: 'stack' },
+    users?.actions?.POST ? h('div', { class: 'toolbar' }, h('a', { class: 'button', href: published(`${home}/new`) }, 'Create user')) : null,
     h('section', { class: 'stack', 'aria-labelledby': 'organizations-heading' }, h('h2', { id: 'organizations-heading' }, 'Organizations'), organizationForm, organizationTable.element),
     h('section', { class: 'stack', 'aria-labelledby': 'teams-heading' }, h('h2', { id: 'teams-heading' }, 'Teams'), teamForm, teamTable.element),
     h('section', { class: 'stack', 'aria-labelledby': 'roles-heading' }, h('h2', { id: 'roles-heading' }, 'Who holds which role'), grantForm, assignmentTable.element))

@@ -2,7 +2,7 @@ import { api, published } from '../api.js'
 import { clearErrors, confirmAction, field, h, messageOf, showErrors, time, toast, whileBusy } from '../dom.js'
 import { changeThenReload, pagedTable } from '../table.js'
 import { fact, sourceName } from './account.js'
-import { accessSummary } from './access.js'
+import { accessSummary, usersHome } from './access.js'
 import { sessionsTable } from './sessions.js'
 import { revokedMessage, tokensTable } from './tokens.js'
 
@@ -46,29 +46,35 @@ export async function usersPage(context) {
 }
 
 /**
- * One user (superusers): edit, disable, make superuser, set the password, delete; the user's tokens and sessions.
- * `new` creates one.
+ * One user: edit, disable, make superuser, set the password, delete; the user's tokens and sessions. `new` creates
+ * one. An organization admin gets the form and the user's access alone: the API lets them change their members'
+ * records and create users, nothing more of what this page shows a superuser.
  * @param {import('../app.js').PageContext} context
  */
 export async function userPage(context) {
   const id = context.params[0]
   if (id === 'new') {
     context.setTitle('New user')
-    return userForm(context, null)
+    const organizations = await api('organizations/', { query: { page_size: 200 } })
+    return userForm(context, null, organizations.results)
   }
   const user = await api(`users/${id}/`)
   context.setTitle(`User ${user.username}`)
+  const facts = h('dl', { class: 'facts' },
+    fact('Source', sourceName(user.source)),
+    fact('Created', time(user.created)),
+    fact('Last login', time(user.last_login, 'Never')))
+  if (!context.me.is_superuser) {
+    return h('div', { class: 'stack' }, facts, userForm(context, user, []), await accessSummary(user.id, 'Teams, organizations and services'))
+  }
   const isMe = user.id === context.me.id
   const tokens = tokensTable({ load: (page) => api(`users/${user.id}/tokens/`, { query: { page } }), showOwner: false, empty: 'No tokens.' })
   const sessions = sessionsTable({ load: (page) => api(`users/${user.id}/sessions/`, { query: { page } }), endUrl: (s) => `sessions/${s.id}/`, showUser: false, empty: 'No sessions.' })
   await Promise.all([tokens.reload(), sessions.reload()])
 
   return h('div', { class: 'stack' },
-    h('dl', { class: 'facts' },
-      fact('Source', sourceName(user.source)),
-      fact('Created', time(user.created)),
-      fact('Last login', time(user.last_login, 'Never'))),
-    userForm(context, user),
+    facts,
+    userForm(context, user, []),
     await accessSummary(user.id, 'Teams, organizations and services'),
     user.source === 'local' ? passwordForm(user) : h('p', { class: 'muted' }, `The password of this account is managed by its ${sourceName(user.source).toLowerCase()}.`),
     h('section', { 'aria-labelledby': 'user-tokens-heading' }, h('h2', { id: 'user-tokens-heading' }, 'Tokens'), tokens.element,
@@ -115,47 +121,81 @@ export async function userPage(context) {
       }, 'Delete user'))))
 }
 
+/** Who sets a directory or single sign-on account's names and e-mail address again at every sign-in. */
+const SOURCE_OWNERS = { ldap: 'the LDAP directory', sso: 'the single sign-on provider' }
+
 /**
+ * The account's fields, as the users API lets the signed-in user change them (docs/access.md): a directory or single
+ * sign-on account's names and e-mail address are its source's, shown read-only and never sent; such an account, once
+ * disabled, is enabled again by a superuser alone; only a superuser renames an account or makes a superuser. A
+ * refusal is the form's error, and the form is drawn again from what the API saved.
  * @param {import('../app.js').PageContext} context
  * @param {any} user the user to edit, or null to create one
+ * @param {{id: number, name: string}[]} organizations those a new user may be made a member of (the API judges)
+ * @returns {HTMLFormElement}
  */
-function userForm(context, user) {
+function userForm(context, user, organizations) {
   const creating = user === null
-  const external = !creating && user.source !== 'local'
+  const superuser = context.me.is_superuser
+  const owner = creating ? undefined : /** @type {Record<string, string>} */ (SOURCE_OWNERS)[user.source]
+  const ownedNote = owner ? h('p', { class: 'help', id: `source-owned-${user.id}`, dataset: { note: 'source-owned' } }, `The names and email of this account come from ${owner}, which sets them again at every sign-in: change them there.`) : null
+  const owned = (/** @type {HTMLElement} */ wrapper) => {
+    if (!ownedNote) return wrapper
+    wrapper.querySelector('input')?.setAttribute('aria-describedby', ownedNote.id)
+    return wrapper
+  }
   const form = /** @type {HTMLFormElement} */ (h('form', { novalidate: true, class: 'form-grid panel', 'aria-label': creating ? 'New user' : 'Account' },
-    field({ label: 'Username', name: 'username', value: user?.username, required: true, autocomplete: 'off' }),
+    field({ label: 'Username', name: 'username', value: user?.username, required: true, autocomplete: 'off', readonly: !creating && !superuser, help: !creating && !superuser ? 'Access rules name users by it: a superuser renames an account.' : undefined }),
     creating ? field({ label: 'Password', name: 'password', type: 'password', autocomplete: 'new-password', help: 'Leave empty for an account that cannot log in with a password.' }) : null,
-    field({ label: 'First name', name: 'first_name', value: user?.first_name, autocomplete: 'off' }),
-    field({ label: 'Last name', name: 'last_name', value: user?.last_name, autocomplete: 'off' }),
-    field({ label: 'Email', name: 'email', type: 'email', value: user?.email, autocomplete: 'off' }),
-    field({ label: 'Active (may log in and use tokens)', name: 'is_active', type: 'checkbox', value: creating ? true : user.is_active, help: external ? undefined : 'Turn off to disable the account: its sessions end and its credentials stop working.' }),
-    field({ label: 'Superuser (may administer the gateway)', name: 'is_superuser', type: 'checkbox', value: user?.is_superuser }),
+    ownedNote,
+    owned(field({ label: 'First name', name: 'first_name', value: user?.first_name, autocomplete: 'off', readonly: Boolean(owner) })),
+    owned(field({ label: 'Last name', name: 'last_name', value: user?.last_name, autocomplete: 'off', readonly: Boolean(owner) })),
+    owned(field({ label: 'Email', name: 'email', type: 'email', value: user?.email, autocomplete: 'off', readonly: Boolean(owner) })),
+    field({ label: 'Active (may log in and use tokens)', name: 'is_active', type: 'checkbox', value: creating ? true : user.is_active, disabled: Boolean(owner) && !superuser && !user.is_active, help: activeHelp(user, owner, superuser) }),
+    superuser ? field({ label: 'Superuser (may administer the gateway)', name: 'is_superuser', type: 'checkbox', value: user?.is_superuser }) : null,
+    creating && organizations.length ? field({ label: 'Organization', name: 'organization', type: 'select', options: [['', 'None'], ...organizations.map((o) => /** @type {[string, string]} */ ([String(o.id), o.name]))], help: 'Makes the new user a member of it (an organization you administer).' }) : null,
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, creating ? 'Create user' : 'Save'))))
   form.addEventListener('submit', async (event) => {
     event.preventDefault()
     clearErrors(form)
     const data = new FormData(form)
+    const active = /** @type {HTMLInputElement} */ (form.querySelector('[data-field=is_active] input'))
     /** @type {Record<string, unknown>} */
-    const body = {
-      username: String(data.get('username') || '').trim(),
-      first_name: String(data.get('first_name') || ''),
-      last_name: String(data.get('last_name') || ''),
-      email: String(data.get('email') || '').trim(),
-      is_active: data.has('is_active'),
-      is_superuser: data.has('is_superuser'),
-    }
+    const body = { is_active: active.checked }
+    if (creating || superuser) body.username = String(data.get('username') || '').trim()
+    if (!owner) Object.assign(body, { first_name: String(data.get('first_name') || ''), last_name: String(data.get('last_name') || ''), email: String(data.get('email') || '').trim() })
+    if (superuser) body.is_superuser = data.has('is_superuser')
     if (creating && data.get('password')) body.password = String(data.get('password'))
+    if (creating && data.get('organization')) body.organizations = [Number(data.get('organization'))]
     const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type=submit]'))
     try {
       const saved = await whileBusy(button, () => api(creating ? 'users/' : `users/${user.id}/`, { method: creating ? 'POST' : 'PATCH', body }))
       toast(creating ? `User ${saved.username} created.` : 'Saved.')
-      if (creating) context.navigate(`/ui/admin/users/${saved.id}`)
-      else context.setTitle(`User ${saved.username}`)
+      if (creating) return context.navigate(`${usersHome(context.me)}/${saved.id}`)
+      context.setTitle(`User ${saved.username}`)
+      // What the switches allow now follows the saved account (a member disabled here is enabled by a superuser alone).
+      const redrawn = userForm(context, saved, organizations)
+      const save = /** @type {HTMLButtonElement} */ (redrawn.querySelector('button[type=submit]'))
+      form.replaceWith(redrawn)
+      save.focus()
     } catch (error) {
       showErrors(form, error)
     }
   })
   return form
+}
+
+/**
+ * What the Active switch does for this account and this signed-in user.
+ * @param {any} user null for a new one
+ * @param {string | undefined} owner the account's source, for a directory or single sign-on account
+ * @param {boolean} superuser
+ */
+function activeHelp(user, owner, superuser) {
+  if (!owner) return 'Turn off to disable the account: its sessions end and its credentials stop working.'
+  if (!superuser) return user.is_active ? `Turn off to disable the account: only a superuser enables an account from ${owner} again.` : `Only a superuser enables an account from ${owner} again.`
+  if (user.source === 'ldap' && !user.is_active) return 'It is enabled again only while the LDAP directory lists the account.'
+  return undefined
 }
 
 /** @param {any} user */
