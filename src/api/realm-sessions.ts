@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { pushRevocationRecorded } from '../audit/realms.ts'
 import { NotFound } from '../errors.ts'
 import type { Realm } from '../oidc/realm.ts'
 import type { GatewayApi } from './gateway-api.ts'
@@ -33,5 +34,5 @@ export function realmSessionRoutes(api: GatewayApi, app: App): void {
     return result
   })
 
-  api.post('/admin/realms/:realm/push-revocation', { config: superuser, schema: { params: realmParam } }, async (request) => realmOf(request.params.realm).pushRevocation())
+  api.post('/admin/realms/:realm/push-revocation', { config: superuser, schema: { params: realmParam } }, async (request) => pushRevocationRecorded(app.audit, actorOf(request), realmOf(request.params.realm)))
 }

@@ -83,6 +83,14 @@ export class AuditTrail {
     this.#add({ ...entryOf(actor, operation, object, changesBetween(before, after)), code }, true)
   }
 
+  /**
+   * Records an action on a realm that changes none of its fields (Keycloak's admin event of type ACTION, which the
+   * platform's operations do not have): an `update` of the realm, carrying its `realm`, `fields` what it did.
+   */
+  realmAction(actor: Actor, realm: string, fields: Fields): void {
+    this.#add({ ...entryOf(actor, 'update', { type: 'realm', id: realm, name: realm }, changesBetween(undefined, fields)), realm }, true)
+  }
+
   /** Records an authentication event; under a flood these are the entries that may be dropped. */
   auth(actor: Actor, event: AuthEvent): void {
     this.#add({ ...entryOf(actor, event.operation, event.object, null), code: event.code ?? null, realm: event.realm ?? null }, false)

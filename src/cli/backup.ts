@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { Worker } from 'node:worker_threads'
@@ -67,12 +67,23 @@ function partialFile(target: string, pid = process.pid): string {
  */
 function removeStalePartials(target: string): void {
   const prefix = `${basename(target)}.partial-`
+  const stale: { path: string; pid: number }[] = []
   for (const name of readdirSync(dirname(target))) {
     const pid = name.startsWith(prefix) ? Number(name.slice(prefix.length)) : NaN
     if (!Number.isInteger(pid) || pid <= 0 || (pid !== process.pid && isRunning(pid))) continue
-    const stale = join(dirname(target), name)
-    rmSync(stale, { force: true })
-    process.stderr.write(`gatehouse: removed ${stale}, left by a backup that did not finish (process ${pid} is gone)\n`)
+    stale.push({ path: join(dirname(target), name), pid })
+  }
+  // A backup only ever leaves a file: anything else of that name is someone's, and all are checked before any removal.
+  for (const { path } of stale) {
+    const stats = lstatSync(path, { throwIfNoEntry: false })
+    if (stats && !stats.isFile()) {
+      throw new UsageError(`${path} is in the way: a ${stats.isDirectory() ? 'directory' : 'special file or link'}, named as the partial copy `
+        + 'of a backup to this file is; move or remove it, or back up to another file name')
+    }
+  }
+  for (const { path, pid } of stale) {
+    rmSync(path, { force: true })
+    process.stderr.write(`gatehouse: removed ${path}, left by a backup that did not finish (process ${pid} is gone)\n`)
   }
 }
 

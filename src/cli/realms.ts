@@ -1,5 +1,6 @@
 import { Command } from 'commander'
 import { cliActor } from '../audit/actor.ts'
+import { pushRevocationRecorded } from '../audit/realms.ts'
 import type { App } from '../app.ts'
 import type { Realm } from '../oidc/realm.ts'
 import { addStorageOptions, UsageError, withApp, type StorageOptions } from './common.ts'
@@ -28,7 +29,7 @@ export function realmsCommand(): Command {
     .description('tell the clients\' admin URLs the realm\'s not-before again')
     .argument('<realm>', 'the realm\'s name'))
     .action(async (name: string, options: StorageOptions) => {
-      await withApp(options, async (app) => report(await realmNamed(app, name).pushRevocation()))
+      await withApp(options, async (app) => report(await pushRevocationRecorded(app.audit, cliActor(), realmNamed(app, name))))
     }))
 
   return realms

@@ -82,7 +82,9 @@ export function usersCommand(): Command {
     .action(async (name: string, options: StorageOptions) => {
       await withApp(options, async (app) => {
         const cleared = await app.accounts.lockout.clear(name)
-        if (cleared) app.audit.change(cliActor(), 'update', { type: 'user', name }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
+        // A username is locked whether or not an account has it; one that has it is recorded as every user entry is.
+        const user = cleared ? await app.store.users.findByUsername(name) : undefined
+        if (cleared) app.audit.change(cliActor(), 'update', user ? auditedUser(user) : { type: 'user', name }, { failed_logins: 'some' }, { failed_logins: 'cleared' })
         process.stdout.write(cleared ? `unlocked ${name}\n` : `${name} had no failed logins\n`)
       })
     }))

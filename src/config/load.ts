@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { closeSync, openSync, readSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml'
 import { z } from 'zod'
@@ -54,14 +54,11 @@ export function configFileAsWritten(file: string): unknown {
  */
 let lastParsed: { file: string; text: string; value: unknown } | undefined
 
+/** A configuration is a few kilobytes; more than this is a file named by mistake (/dev/zero, a log, an image). */
+const MAX_CONFIG_BYTES = 1024 * 1024
+
 function parseConfigFile(file: string): unknown {
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (error) {
-    // Node's message names the file again (", open '...'"): it already starts the line.
-    throw new ConfigError(file, [`cannot read: ${(error as Error).message.replace(/, open '.*'$/, '')}`])
-  }
+  const text = readConfigText(file)
   if (lastParsed?.file === file && lastParsed.text === text) return lastParsed.value
   const lines = new LineCounter()
   const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines })
@@ -75,6 +72,34 @@ function parseConfigFile(file: string): unknown {
   }
   lastParsed = { file, text, value }
   return value
+}
+
+/**
+ * The file's text, read up to one byte past the limit and no further: its size as `stat` gives it cannot be trusted,
+ * for a device (/dev/zero) has none and a pipe (`--config <(...)`) none yet.
+ */
+function readConfigText(file: string): string {
+  const chunks: Buffer[] = []
+  let total = 0
+  let fd: number | undefined
+  try {
+    fd = openSync(file, 'r')
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, MAX_CONFIG_BYTES + 1 - total))
+      const read = readSync(fd, chunk, 0, chunk.length, null)
+      if (read === 0) break
+      chunks.push(chunk.subarray(0, read))
+      total += read
+      if (total > MAX_CONFIG_BYTES) throw new ConfigError(file, [`larger than 1 MiB, the limit of a configuration file: is it the file meant?`])
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) throw error
+    // Node's message names the file again (", open '...'"): it already starts the line.
+    throw new ConfigError(file, [`cannot read: ${(error as Error).message.replace(/, open '.*'$/, '')}`])
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
+  return Buffer.concat(chunks, total).toString('utf8')
 }
 
 function unresolvedAlias(document: Document, lines: LineCounter): string | undefined {

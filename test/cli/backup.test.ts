@@ -213,6 +213,30 @@ describe('bin/gatehouse backup', () => {
     })
   }
 
+  it('refuses, with exit 2 and changing nothing, when a directory has the name of a partial copy beside the target', async () => {
+    const dir = tempDir()
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
+      const gonePid = async () => {
+        const child = spawn('true')
+        await once(child, 'exit')
+        return child.pid!
+      }
+      const staleFile = join(dir, `b.sqlite.partial-${await gonePid()}`)
+      writeFileSync(staleFile, 'left by a killed backup')
+      const inTheWay = join(dir, `b.sqlite.partial-${await gonePid()}`)
+      mkdirSync(inTheWay)
+      const refused = await runCli(['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'data')])
+      assert.equal(refused.code, 2, refused.stderr)
+      assert.equal(refused.stderr.trim().split('\n').length, 1, refused.stderr)
+      assert.ok(refused.stderr.startsWith(`gatehouse: ${inTheWay} is in the way: `), refused.stderr)
+      assert.doesNotMatch(refused.stderr, /EISDIR/)
+      assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('b.sqlite')).sort(), [staleFile, inTheWay].map((path) => path.slice(dir.length + 1)).sort())
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('removes the partial copy a killed backup left (SIGKILL) when it next runs, and says so', async () => {
     const dir = tempDir()
     try {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { demoConfigFile } from '../../src/config/load.ts'
-import { ADMIN_PASSWORD, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, adminAuth, json, runCli, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { passwordLogin, REALM, tokenRequest } from '../helpers/oidc.ts'
 
 describe('gatehouse realms', () => {
@@ -38,6 +38,21 @@ describe('gatehouse realms', () => {
     const pushed = await cli('push-revocation', REALM)
     assert.equal(pushed.code, 0, pushed.stderr)
     assert.deepEqual(JSON.parse(pushed.stdout), {})
+  })
+
+  it('records push-revocation, from the CLI and through the API, with who pushed, the realm and its not-before', async () => {
+    assert.equal((await cli('logout-all', REALM)).code, 0, 'the realm has a not-before to push')
+    const [{ notBefore }] = (await json(await gw.fetch('/admin/realms', { headers: adminAuth }))).filter((r: { realm: string }) => r.realm === REALM)
+    assert.ok(notBefore > 0)
+    const fromCli = await cli('push-revocation', REALM)
+    assert.equal(fromCli.code, 0, fromCli.stderr)
+    assert.equal((await gw.fetch(`/admin/realms/${REALM}/push-revocation`, { method: 'POST', headers: adminAuth })).status, 200)
+    await gw.app.audit.flush()
+    const stream = await json(await gw.fetch(`/api/gateway/v1/activitystream/?content_type=realm&object_id=${REALM}&order_by=id`, { headers: adminAuth }))
+    const admin = await gw.app.store.users.findByUsername('admin')
+    // The last two: the test before pushes too.
+    assert.deepEqual(stream.results.slice(-2).map((entry: any) => [entry.operation, entry.auth_method, entry.created_by, entry.realm, entry.changes.added_fields.not_before]),
+      [['update', 'cli', null, REALM, notBefore], ['update', 'basic', admin!.id, REALM, notBefore]])
   })
 
   it('refuses a realm the configuration does not have', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { rmSync } from 'node:fs'
 import { describe, it } from 'node:test'
-import { runCli, tempDir } from '../helpers/gateway.ts'
+import { adminAuth, basic, json, runCli, startGateway, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** `users list --json` as the API shows the accounts: who is an active superuser. */
@@ -50,6 +50,30 @@ describe('bin/gatehouse users disable', () => {
       await assertKeepsTheLastSuperuser(['--database', database.url])
     } finally {
       await database.drop()
+    }
+  })
+})
+
+describe('gatehouse users unlock', () => {
+  it('records the account unlocked by its id and name, and a username without an account by its name alone', async () => {
+    const gw = await startGateway()
+    try {
+      const alice = await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+      for (const name of ['alice', 'ghost']) {
+        const refused = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic(name, 'wrong-password') } })
+        assert.equal(refused.status, 401)
+        const unlocked = await runCli(['users', 'unlock', name, '--data-dir', gw.dataDir])
+        assert.equal(unlocked.code, 0, unlocked.stderr)
+      }
+      await gw.app.audit.flush()
+      const stream = await json(await gw.fetch('/api/gateway/v1/activitystream/?operation=update&content_type=user&order_by=id', { headers: adminAuth }))
+      const unlocks = stream.results.filter((entry: any) => entry.auth_method === 'cli')
+      assert.deepEqual(unlocks.map((entry: any) => [entry.object_id, entry.summary_fields.content_object.name, entry.changes.changed_fields.failed_logins]), [
+        [String(alice.id), 'alice', ['some', 'cleared']],
+        [null, 'ghost', ['some', 'cleared']],
+      ])
+    } finally {
+      await gw.close()
     }
   })
 })
