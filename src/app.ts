@@ -162,7 +162,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => identity.forgetUser(userId))
   access.onReload(() => identity.forgetAll())
 
-  const auth = new AuthPipeline(bus, accounts)
+  const auth = new AuthPipeline(bus, accounts, () => identity.stamp())
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)

@@ -27,10 +27,13 @@ export class AuthPipeline {
   readonly #authenticators: Authenticator[] = []
   readonly #bus: EventBus
   readonly #accounts: Accounts
+  readonly #identityStamp: (() => number) | undefined
 
-  constructor(bus: EventBus, accounts: Accounts) {
+  /** `identityStamp`: taken before each account read and carried on the principal (Principal `identityStamp`). */
+  constructor(bus: EventBus, accounts: Accounts, identityStamp?: () => number) {
     this.#bus = bus
     this.#accounts = accounts
+    this.#identityStamp = identityStamp
   }
 
   /** Adds an authenticator; those that read the Authorization header go before the session cookie. */
@@ -89,12 +92,13 @@ export class AuthPipeline {
    * credential was not issued before the account's not-before.
    */
   async #activeAccount(authenticator: Authenticator, credential: Credential): Promise<Principal> {
+    const identityStamp = this.#identityStamp?.()
     const user = await this.#accounts.get(credential.userId)
     if (user?.isActive) {
       if (credential.issuedAt !== undefined && issuedBefore(user, credential.issuedAt, credential.method === 'token' ? 'tokens' : 'sessions')) {
         throw await authenticator.issuedBeforeAccount?.(credential) ?? new InvalidToken('The credential was issued before its account\'s not-before.')
       }
-      return { ...credential, user }
+      return { ...credential, user, identityStamp }
     }
     const refusal = new AccountDisabled()
     await authenticator.accountRefused?.(credential, refusal)

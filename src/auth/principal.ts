@@ -25,4 +25,9 @@ export interface Credential {
 /** Who a request is from: a credential that checked out, of an account that is active (src/auth/pipeline.ts). */
 export interface Principal extends Credential {
   readonly user: User
+  /**
+   * The identity signer's cache stamp, taken before `user` was read (src/gateway/identity.ts `stamp`): a token signed
+   * from an account that changed while it was read is used for this request and not kept for the next ones.
+   */
+  readonly identityStamp?: number
 }

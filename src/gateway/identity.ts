@@ -118,12 +118,23 @@ export class IdentitySigner {
     return signed && signed.kid === this.#keys.fresh(now)?.activeKid ? signed.jwt : undefined
   }
 
-  /** `access`: the user's teams, organizations and roles (src/access/model.ts), carried as claims of those names. */
-  async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, access?: UserAccess, now = Date.now()): Promise<string> {
+  /**
+   * Taken before the account a token will be signed from is read (src/auth/pipeline.ts): a change to it committed
+   * after this moves the stamp, and the token signed from the row before is then not kept.
+   */
+  stamp(): number {
+    return this.#cache.stamp()
+  }
+
+  /**
+   * `access`: the user's teams, organizations and roles (src/access/model.ts), carried as claims of those names.
+   * `principal.identityStamp`: the `stamp` taken before its account was read; without one, the stamp now.
+   */
+  async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope' | 'identityStamp'>, audience: string, access?: UserAccess, now = Date.now()): Promise<string> {
     const cacheKey = cacheKeyOf(principal, audience)
-    // Signed from the account as it is now: if it changes while the keys are read or the token signed, this token
-    // is used once and not kept.
-    const stamp = this.#cache.stamp()
+    // Signed from the account as the request read it: if it changed since that read began, or changes while the keys
+    // are read or the token signed, this token is used once and not kept.
+    const stamp = principal.identityStamp ?? this.#cache.stamp()
     const signingKey = await this.#signingKeyAt(now)
     // Once the next key signs, every process signs with it: a token of the key before is not reused.
     const cached = this.#cache.get(cacheKey, now)

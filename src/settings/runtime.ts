@@ -20,6 +20,8 @@ export class RuntimeSettings {
   readonly #listeners: ((settings: Settings) => void)[] = []
   readonly #maxStaleMs: number | undefined
   #refresher: NodeJS.Timeout | undefined
+  #loading: Promise<void> | undefined
+  #again = false
 
   constructor(store: Store, bus: EventBus, options: { maxStaleMs?: number } = {}) {
     this.#store = store
@@ -58,7 +60,28 @@ export class RuntimeSettings {
     if (this.#unreadable.length) listener(this.#unreadable)
   }
 
-  async reload(): Promise<void> {
+  /**
+   * Reads the settings again; a reload asked for while one runs gets one more after it (as src/access/model.ts does).
+   * Two at once could end in either order, and one that read before a change and ended after it would put the
+   * settings before it back until the next periodic reload.
+   */
+  reload(): Promise<void> {
+    if (this.#loading) {
+      this.#again = true
+      return this.#loading
+    }
+    this.#loading = (async () => {
+      do {
+        this.#again = false
+        await this.#readOnce()
+      } while (this.#again)
+    })().finally(() => {
+      this.#loading = undefined
+    })
+    return this.#loading
+  }
+
+  async #readOnce(): Promise<void> {
     const { loaded, unreadable } = readable(await this.#store.settings.all(), this.#current)
     const known = new Set(this.#unreadable.map(problemKey))
     const found = unreadable.filter((problem) => !known.has(problemKey(problem)))
