@@ -6,7 +6,7 @@ import { adminAuth, basic, json, type TestGateway } from '../helpers/gateway.ts'
 import { passwordLogin, realmUrl, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 import { login } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
-import { hashToken } from '../../src/auth/token-format.ts'
+import { generateToken, hashToken } from '../../src/auth/token-format.ts'
 import { USER_TOPIC } from '../../src/store/topics.ts'
 
 /**
@@ -90,7 +90,10 @@ for (const backend of gatewayBackends) {
       // A login that read the account while it was active and writes its session and token after the disable ended
       // the others: the writes the disable could not see.
       const racingSession = await gw.app.sessions.start(dave.id, { ip: '127.0.0.1', userAgent: 'test' })
-      const racingToken = await gw.app.tokens.issue(dave, {})
+      // The token's issue reads the account again in its write's transaction, and refuses (token-issue-races.test.ts)...
+      await assert.rejects(gw.app.tokens.issue(dave, {}), (error: Error) => error.constructor.name === 'AccountDisabled')
+      // ...and a personal token is not ended by a disable: one written during it works once the account is back.
+      const racingToken = await writtenToken(dave.id)
       await sleep(2)
       assert.equal((await api(`users/${dave.id}/`, 'PATCH', { is_active: true })).status, 200)
       const enabled = (await gw.store.users.findById(dave.id))!
@@ -128,8 +131,11 @@ for (const backend of gatewayBackends) {
       assert.equal((await json(revoked)).revoked, 1)
       assert.ok((await gw.store.users.findById(frank.id))!.tokensNotBefore >= started)
       assert.equal((await me(bearer(kept.token))).status, 401)
-      // A token a login created a moment before the revoke, whose row was written after the revoke's delete.
-      const racing = await gw.app.tokens.issue(frank, {}, started - 1)
+      // A token a login created a moment before the revoke, whose row was written after the revoke's delete: its issue
+      // reads the account again as it writes, and refuses; a row that came past that (written as it read) is refused
+      // by the not-before.
+      await assert.rejects(gw.app.tokens.issue(frank, {}, started - 1), (error: Error) => error.constructor.name === 'InvalidCredentials')
+      const racing = await writtenToken(frank.id, started - 1)
       const byRacing = await me(bearer(racing.value))
       assert.equal(byRacing.status, 401)
       assert.equal((await json(byRacing)).code, 'invalid_token')
@@ -144,22 +150,16 @@ for (const backend of gatewayBackends) {
       const kept = await createToken(gw, auth)
       // The account is now held in memory with the not-before it had before the revoke.
       assert.equal((await me(bearer(kept.token))).status, 200)
-      // A creation checked and stamped before the revoke, whose row is written after the revoke's delete committed.
-      const { release, entered, restore } = holdTokenWrites()
-      let racing: Promise<{ token: string }>
-      try {
-        racing = createToken(gw, auth)
-        await entered
-        const revoked = await api('tokens/revoke/', 'POST', { all: true })
-        assert.equal(revoked.status, 200)
-        assert.ok((await json(revoked)).revoked >= 1)
-      } finally {
-        release()
-        restore()
-      }
-      const written = await racing
-      assert.ok(await gw.store.tokens.findByHash(hashToken(written.token)), 'the racing token\'s row outlived the delete')
-      const byRacing = await me(bearer(written.token))
+      const before = (await gw.store.users.findById(gail.id))!
+      const started = Date.now()
+      const revoked = await api('tokens/revoke/', 'POST', { all: true })
+      assert.equal(revoked.status, 200)
+      assert.ok((await json(revoked)).revoked >= 1)
+      // A creation checked before the revoke and written after it is refused as it writes; a row that came past that
+      // (written as the check read) is refused by the not-before.
+      await assert.rejects(gw.app.tokens.issue(before, {}, started - 1), (error: Error) => error.constructor.name === 'InvalidCredentials')
+      const racing = await writtenToken(gail.id, started - 1)
+      const byRacing = await me(bearer(racing.value))
       assert.equal(byRacing.status, 401)
       assert.equal((await json(byRacing)).code, 'invalid_token')
       assert.equal((await me(bearer(kept.token))).status, 401)
@@ -170,24 +170,11 @@ for (const backend of gatewayBackends) {
       assert.equal((await me(bearer((await createToken(gw, auth)).token))).status, 200)
     })
 
-    /** Holds the next personal token's row until `release`; `entered` resolves once a creation waits on it. */
-    function holdTokenWrites(): { release: () => void; entered: Promise<void>; restore: () => void } {
-      const tokens = gw.store.tokens
-      const create = tokens.create
-      let release!: () => void
-      const held = new Promise<void>((resolve) => {
-        release = resolve
-      })
-      let enter!: () => void
-      const entered = new Promise<void>((resolve) => {
-        enter = resolve
-      })
-      tokens.create = async (...args) => {
-        enter()
-        await held
-        return create.apply(tokens, args)
-      }
-      return { release, entered, restore: () => { tokens.create = create } }
+    /** A personal token's row as a creation at `now` writes it, past the issue's own check. */
+    async function writtenToken(userId: number, now = Date.now()): Promise<{ value: string }> {
+      const value = generateToken()
+      await gw.store.tokens.create({ userId, tokenHash: hashToken(value), scope: 'write', description: '', expires: now + 3_600_000 }, now)
+      return { value }
     }
   })
 }
