@@ -48,15 +48,15 @@ type CompilersFactory = NonNullable<NonNullable<FastifyServerOptions['schemaCont
 const SECRET_FIELDS = ['password', 'token', 'secret', 'client_secret', 'access_token', 'refresh_token', 'id_token', 'device_code', 'bind_password', 'current_password', 'new_password', 'authorization', 'cookie']
 const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrftoken"]', 'headers["x-csrftoken"]', ...SECRET_FIELDS, ...SECRET_FIELDS.map((field) => `*.${field}`)]
 
+/** The gateway's credentials, read as Django reads them when a browser sends one twice: the last value (cookie-header.ts). */
+const parseCookie = cookieParser(new Set([SESSION_COOKIE, CSRF_COOKIE]))
+
 /**
  * The HTTP side: the gateway's own API under /api/gateway/, then every service's prefix, each in its own
  * encapsulated scope. Every request gets one typed context and one log line when it ends. Most proxied requests are
  * taken before Fastify sees them (src/gateway/lean-proxy.ts), and so are the realms' token requests
  * (src/oidc/token-lane.ts); both run the same checks as the hooks below.
  */
-/** The gateway's credentials, read as Django reads them when a browser sends one twice: the last value (cookie-header.ts). */
-const parseCookie = cookieParser(new Set([SESSION_COOKIE, CSRF_COOKIE]))
-
 export async function buildServer(app: App, options: ServerOptions = {}): Promise<FastifyInstance> {
   // Set once every route is known: proxied requests are offered to it before Fastify routes them.
   let lean: LeanProxy | undefined
