@@ -4,6 +4,7 @@ import type { AccessRecords, ObjectType, Organization, RoleAssignment, RoleDefin
 import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { PLATFORM_AUDITOR, type Permission } from './permissions.ts'
+import { oneReloadAtATime } from '../store/one-reload-at-a-time.ts'
 
 
 /** A role a user holds on one object, directly or through a team. */
@@ -81,8 +82,7 @@ export class AccessModel {
   #teams = new Map<number, Team>()
   #organizations = new Map<number, Organization>()
   #roles = new Map<number, RoleDefinition>()
-  #loading: Promise<void> | undefined
-  #again = false
+  readonly #reload = oneReloadAtATime(async () => this.#apply(await this.#store.access.loadAll()))
   readonly #listeners: (() => void)[] = []
 
   /** `namedInRules`: the usernames access rules name (src/access/rules.ts usernamesInRules). */
@@ -100,19 +100,7 @@ export class AccessModel {
 
   /** Reads the snapshot again; a reload asked for while one runs gets one more after it, so none misses a change. */
   reload(): Promise<void> {
-    if (this.#loading) {
-      this.#again = true
-      return this.#loading
-    }
-    this.#loading = (async () => {
-      do {
-        this.#again = false
-        this.#apply(await this.#store.access.loadAll())
-      } while (this.#again)
-    })().finally(() => {
-      this.#loading = undefined
-    })
-    return this.#loading
+    return this.#reload()
   }
 
   get organizations(): readonly Organization[] {

@@ -2,6 +2,7 @@ import type { EventBus } from '../store/event-bus.ts'
 import type { Store } from '../store/store.ts'
 import { defaultSettings, settingNames, settingsSchema, type Settings } from './definitions.ts'
 import { SETTINGS_TOPIC } from '../store/topics.ts'
+import { oneReloadAtATime } from '../store/one-reload-at-a-time.ts'
 
 
 /**
@@ -20,8 +21,7 @@ export class RuntimeSettings {
   readonly #listeners: ((settings: Settings) => void)[] = []
   readonly #maxStaleMs: number | undefined
   #refresher: NodeJS.Timeout | undefined
-  #loading: Promise<void> | undefined
-  #again = false
+  readonly #reload = oneReloadAtATime(async () => this.#readOnce())
 
   constructor(store: Store, bus: EventBus, options: { maxStaleMs?: number } = {}) {
     this.#store = store
@@ -66,19 +66,7 @@ export class RuntimeSettings {
    * settings before it back until the next periodic reload.
    */
   reload(): Promise<void> {
-    if (this.#loading) {
-      this.#again = true
-      return this.#loading
-    }
-    this.#loading = (async () => {
-      do {
-        this.#again = false
-        await this.#readOnce()
-      } while (this.#again)
-    })().finally(() => {
-      this.#loading = undefined
-    })
-    return this.#loading
+    return this.#reload()
   }
 
   async #readOnce(): Promise<void> {
