@@ -4,6 +4,7 @@ import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { InvalidCredentials, ManagedBySource, PermissionDenied, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
+import { toggle } from '../settings/definitions.ts'
 import { principalOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { auditedUser, passwordMark, serializeUser } from './users.ts'
@@ -19,7 +20,7 @@ const profileChanges = z.object({
 const passwordChange = z.object({
   current_password: z.string().min(1, 'Enter your current password.'),
   new_password: z.string().min(1, 'Enter a new password.'),
-  revoke_tokens: z.boolean().optional(),
+  revoke_tokens: toggle().optional(),
 }).strict()
 
 /**
