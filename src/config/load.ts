@@ -1,8 +1,8 @@
-import { closeSync, openSync, readSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { LineCounter, parseDocument, visit, type Document, type YAMLError } from 'yaml'
 import { z } from 'zod'
 import { substituteEnvironment, type Substituted } from './environment.ts'
+import { readAtMost } from './read-at-most.ts'
 import { ConfigSchema, type Config } from './schema.ts'
 
 export const demoConfigFile = fileURLToPath(new URL('./demo.yaml', import.meta.url))
@@ -74,32 +74,17 @@ function parseConfigFile(file: string): unknown {
   return value
 }
 
-/**
- * The file's text, read up to one byte past the limit and no further: its size as `stat` gives it cannot be trusted,
- * for a device (/dev/zero) has none and a pipe (`--config <(...)`) none yet.
- */
+/** The file's text: a file over the limit is refused, read no further than it (read-at-most.ts). */
 function readConfigText(file: string): string {
-  const chunks: Buffer[] = []
-  let total = 0
-  let fd: number | undefined
+  let text: string | undefined
   try {
-    fd = openSync(file, 'r')
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, MAX_CONFIG_BYTES + 1 - total))
-      const read = readSync(fd, chunk, 0, chunk.length, null)
-      if (read === 0) break
-      chunks.push(chunk.subarray(0, read))
-      total += read
-      if (total > MAX_CONFIG_BYTES) throw new ConfigError(file, [`larger than 1 MiB, the limit of a configuration file: is it the file meant?`])
-    }
+    text = readAtMost(file, MAX_CONFIG_BYTES)
   } catch (error) {
-    if (error instanceof ConfigError) throw error
     // Node's message names the file again (", open '...'"): it already starts the line.
     throw new ConfigError(file, [`cannot read: ${(error as Error).message.replace(/, open '.*'$/, '')}`])
-  } finally {
-    if (fd !== undefined) closeSync(fd)
   }
-  return Buffer.concat(chunks, total).toString('utf8')
+  if (text === undefined) throw new ConfigError(file, ['larger than 1 MiB, the limit of a configuration file: is it the file meant?'])
+  return text
 }
 
 function unresolvedAlias(document: Document, lines: LineCounter): string | undefined {

@@ -1,10 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { closeSync, openSync, readSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { z } from 'zod'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 import { compileAddressRanges } from '../http/address-ranges.ts'
 import type { MetricsSchema } from '../config/operations.ts'
+import { readAtMost } from '../config/read-at-most.ts'
 import { NotAuthenticated, PermissionDenied } from '../errors.ts'
 
 type MetricsOptions = z.output<typeof MetricsSchema>
@@ -48,22 +48,6 @@ function readToken(file: string): string {
   if (token === undefined) throw new MetricsTokenUnusable(`metrics.bearer_token_file ${file}: the token file is larger than ${MAX_TOKEN_FILE_BYTES / 1024} KiB`)
   if (token.length < 16 || /\s/.test(token)) throw new MetricsTokenUnusable(`metrics.bearer_token_file ${file}: the token must be one word of at least 16 characters`)
   return token
-}
-
-/**
- * A file's text, or undefined when it holds more than `limit` bytes: read only that far, so a wrong path (a device
- * that never ends, a large file) is refused at once rather than read into memory.
- */
-function readAtMost(file: string, limit: number): string | undefined {
-  const fd = openSync(file, 'r')
-  try {
-    const buffer = Buffer.alloc(limit + 1)
-    let length = 0
-    for (let read; length < buffer.length && (read = readSync(fd, buffer, length, buffer.length - length, null)) > 0;) length += read
-    return length > limit ? undefined : buffer.toString('utf8', 0, length)
-  } finally {
-    closeSync(fd)
-  }
 }
 
 /** The fields a proxy names its client in. */

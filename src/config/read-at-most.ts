@@ -1,0 +1,18 @@
+import { closeSync, openSync, readSync } from 'node:fs'
+
+/**
+ * A file's text, or undefined when it holds more than `limit` bytes: read only that far (its size as `stat` gives it
+ * cannot be trusted: a device such as /dev/zero has none, a pipe such as `--config <(...)` none yet), so a wrong path
+ * is refused at once rather than read into memory. Errors opening or reading it are thrown as Node gives them.
+ */
+export function readAtMost(file: string, limit: number): string | undefined {
+  const fd = openSync(file, 'r')
+  try {
+    const buffer = Buffer.allocUnsafe(limit + 1)
+    let length = 0
+    for (let read; length < buffer.length && (read = readSync(fd, buffer, length, buffer.length - length, null)) > 0;) length += read
+    return length > limit ? undefined : buffer.toString('utf8', 0, length)
+  } finally {
+    closeSync(fd)
+  }
+}
