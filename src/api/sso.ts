@@ -58,7 +58,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
         await app.store.sso.deleteExpiredLogins(now)
       }
       await app.store.sso.createLogin({ keyHash: flowKeyHash(key), provider: party.name, next: next ?? '', created: now, expiresAt: now + FLOW_SECONDS * 1000 })
-      const cookie = flowCookie(app.csrf.isSecure(request))
+      const cookie = flowCookie(app.csrf.isSecure(request), app.publishedPath)
       reply.setCookie(cookie.name, key, { ...cookie.options, maxAge: FLOW_SECONDS })
       return reply.redirect(authorizationUrl.href, 302)
     } catch (error) {
@@ -70,7 +70,7 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
     const party = partyOf(request.params.provider)
     let pending: PendingSsoLogin | undefined
     try {
-      const cookie = flowCookie(app.csrf.isSecure(request))
+      const cookie = flowCookie(app.csrf.isSecure(request), app.publishedPath)
       const key = readFlowKey(request, cookie.name)
       const secrets = flowSecrets(key)
       const query = new URLSearchParams(splitTarget(request.url).query)

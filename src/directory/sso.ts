@@ -16,10 +16,12 @@ export const SSO_PATH = '/api/gateway/v1/login/sso/'
 
 /**
  * The sign-in cookie's name and path on a connection that is (or is not) HTTPS. Only this name is read: taking the
- * unprefixed one over HTTPS too would let a planted cookie in again.
+ * unprefixed one over HTTPS too would let a planted cookie in again. Over HTTP the path is the sign-in endpoints' as
+ * the browser addresses them, under the path a proxy publishes the gateway at (`publishedPath`, docs/edge.md), or the
+ * browser would not send the cookie back to the callback.
  */
-export function flowCookie(secure: boolean): { name: string; options: { path: string; httpOnly: true; sameSite: 'lax'; secure: boolean } } {
-  return { name: secure ? SECURE_FLOW_COOKIE : FLOW_COOKIE, options: { path: secure ? '/' : SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
+export function flowCookie(secure: boolean, publishedPath: string): { name: string; options: { path: string; httpOnly: true; sameSite: 'lax'; secure: boolean } } {
+  return { name: secure ? SECURE_FLOW_COOKIE : FLOW_COOKIE, options: { path: secure ? '/' : publishedPath + SSO_PATH, httpOnly: true, sameSite: 'lax', secure } }
 }
 
 /** Where the "Sign in with <label>" button goes. */

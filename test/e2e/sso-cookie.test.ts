@@ -20,6 +20,8 @@ describe('the single sign-on cookie', () => {
   let idp: UpstreamIdp
   let https: TestGateway
   let http: TestGateway
+  /** Plain HTTP, published by a proxy under /edge/ that takes the path off (docs/edge.md). */
+  let underPath: TestGateway
 
   before(async () => {
     idp = await startUpstreamIdp({
@@ -29,11 +31,13 @@ describe('the single sign-on cookie', () => {
     const sso = [idp.ssoConfig({ name: 'corp', label: 'Corp ID', client_id: 'gatehouse', client_secret: 'corp-secret' })]
     https = await startGateway({ tls: certificate, config: { sso } })
     http = await startGateway({ config: { sso } })
+    underPath = await startGateway({ config: { sso, server: { host: '127.0.0.1', port: 0, public_url: 'http://gateway.example/edge/', trusted_proxies: ['127.0.0.1'] } } })
     idp.addClient({ client_id: 'gatehouse', client_secret: 'corp-secret', redirect_uris: [https.url + CALLBACK, http.url + CALLBACK] })
   })
   after(async () => {
     await https?.close()
     await http?.close()
+    await underPath?.close()
     await idp?.close()
     await trusting.close()
     rmSync(certDir, { recursive: true, force: true })
@@ -66,6 +70,18 @@ describe('the single sign-on cookie', () => {
     const [cookie, ...more] = await startCookie(http)
     assert.deepEqual(more, [])
     assert.match(cookie!, /^gateway_sso=[A-Za-z0-9_-]{43}; Max-Age=600; Path=\/api\/gateway\/v1\/login\/sso\/; HttpOnly; SameSite=Lax$/)
+  })
+
+  it('over plain HTTP under a published path, is sent back to the callback as the browser addresses it', async () => {
+    const response = await underPath.fetch(`${SSO}corp/`)
+    assert.equal(response.status, 302)
+    const callback = new URL(new URL(response.headers.get('location')!).searchParams.get('redirect_uri')!)
+    assert.equal(callback.pathname, `/edge${CALLBACK}`)
+    const [cookie, ...more] = response.headers.getSetCookie()
+    assert.deepEqual(more, [])
+    const path = /; Path=([^;]+)/.exec(cookie!)?.[1]
+    assert.equal(path, `/edge${SSO}`)
+    assert.ok(callback.pathname.startsWith(path!), 'the browser sends the cookie with the provider\'s redirect back (RFC 6265 5.1.4)')
   })
 
   for (const mode of ['https', 'http'] as const) {
