@@ -166,9 +166,7 @@ async function requireFormOrJson(request: FastifyRequest): Promise<void> {
  */
 function sendFormAgain(app: App, request: FastifyRequest, reply: FastifyReply, refusal: GatehouseError, message: string): FastifyReply {
   request.gatehouse.code = refusal.code
-  // Not the refusal's other headers: a basic challenge would make the browser ask for a password in its own dialog.
-  const retryAfter = refusal.headers['retry-after']
-  if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
+  keepRetryAfter(reply, refusal)
   const form = (request.body ?? {}) as Record<string, unknown>
   const text = (value: unknown) => (typeof value === 'string' ? value : undefined)
   return sendLoginPage(app, reply, refusal.status, {
@@ -177,6 +175,15 @@ function sendFormAgain(app: App, request: FastifyRequest, reply: FastifyReply, r
     username: text(form.username)?.slice(0, 150) ?? '',
     error: message,
   })
+}
+
+/**
+ * The refusal's `Retry-After` on the login page shown in its place, so the page says when to try again as the error
+ * would. Not the refusal's other headers: a basic challenge would make the browser ask for a password in its own dialog.
+ */
+export function keepRetryAfter(reply: FastifyReply, refusal: GatehouseError): void {
+  const retryAfter = refusal.headers['retry-after']
+  if (retryAfter !== undefined) reply.header('retry-after', retryAfter)
 }
 
 /** A person's login form in a browser, which gets pages rather than errors it cannot act on. */

@@ -9,7 +9,7 @@ import { splitTarget } from '../http/request-target.ts'
 import { sameOriginTarget } from '../gateway/redirect-target.ts'
 import type { PendingSsoLogin } from '../store/sso.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
-import { defaultNext, nextQuery, sendLoginPage } from './login.ts'
+import { defaultNext, keepRetryAfter, nextQuery, sendLoginPage } from './login.ts'
 import { wantsHtml } from '../http/negotiation.ts'
 import { startSession } from '../auth/session-start.ts'
 
@@ -105,6 +105,7 @@ function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: S
     ...(cause ? { cause: { message: cause.message, code: cause.code, error: cause.error, error_description: cause.error_description } } : {}),
   }, 'single sign-on refused')
   if (!wantsHtml(request)) throw error
+  keepRetryAfter(reply, error)
   return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.ensureToken(request, reply), next, error: error.message })
 }
 

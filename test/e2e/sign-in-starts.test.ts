@@ -59,6 +59,8 @@ describe('sign-ins started by anonymous requests', () => {
     const ssoPage = await requestFrom(flooder, `${gw.url}/api/gateway/v1/login/sso/corp/`, { headers: { accept: 'text/html' } })
     assert.equal(ssoPage.status, 429)
     assert.match(ssoPage.body, /role="alert"/)
+    assert.equal(ssoPage.headers['retry-after'], sso.headers['retry-after'], 'the page says when to try again, as the error does')
+    assert.ok(Number(ssoPage.headers['retry-after']) > 0)
     assert.equal(await records(), before, 'the refused starts wrote nothing')
 
     // A silent check (keycloak-js's check-sso) starts no sign-in: it still gets its answer.
