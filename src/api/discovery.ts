@@ -1,5 +1,6 @@
 import type { App } from '../app.ts'
 import { ssoStartPath } from '../directory/sso.ts'
+import { LOGIN_PATH } from '../gateway/policy.ts'
 import { version } from '../version.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 
@@ -43,12 +44,13 @@ export function discoveryRoutes(api: GatewayApi, app: App): void {
     return { status: 'good', version, pong: new Date().toISOString(), db_connected: await pinging }
   })
 
+  // The login addresses as a client reaches them, under the path a proxy publishes the gateway at (docs/edge.md).
   api.get('/ui_auth/', { config: { access: 'public' } }, async () => ({
     show_login_form: true,
-    login_url: `${GATEWAY_API}/login/`,
+    login_url: app.publishedPath + LOGIN_PATH,
     basic_auth_enabled: app.settings.current.gateway_basic_auth_enabled,
     passwords: [{ name: 'Local', type: 'local' }, ...(app.config.ldap ? [{ name: 'LDAP', type: 'ldap' }] : [])],
-    ssos: app.config.sso.map((provider) => ({ name: provider.name, label: provider.label, type: 'oidc', login_url: ssoStartPath(provider.name) })),
+    ssos: app.config.sso.map((provider) => ({ name: provider.name, label: provider.label, type: 'oidc', login_url: app.publishedPath + ssoStartPath(provider.name) })),
   }))
 
   // Public on purpose: services fetch it to verify X-Gatehouse-Identity.

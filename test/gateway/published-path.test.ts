@@ -73,6 +73,13 @@ for (const published of ['/edge', '']) {
       assert.equal(new URL(described.login_url, ORIGIN + published + LOGIN).pathname, `${published}${LOGIN}`)
     })
 
+    it('lists the login and each single sign-on start under the published path in ui_auth/, as a client addresses them', async () => {
+      const uiAuth = await json(await gw.fetch('/api/gateway/v1/ui_auth/'))
+      const base = ORIGIN + published + '/api/gateway/v1/ui_auth/'
+      assert.equal(new URL(uiAuth.login_url, base).pathname, `${published}${LOGIN}`)
+      assert.deepEqual(uiAuth.ssos.map((sso: { login_url: string }) => new URL(sso.login_url, base).pathname), [`${published}/api/gateway/v1/login/sso/corp/`])
+    })
+
     it('sends a browser on after logging in: to its next page, or to the web interface', async () => {
       const form = async (next?: string) => {
         const first = await gw.fetch(LOGIN)
