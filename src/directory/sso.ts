@@ -1,7 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type * as OpenidClient from 'openid-client'
 import { ConfigError } from '../config/load.ts'
-import type { SsoProviderConfig } from '../config/sso.ts'
+import { isLoopbackHost, type SsoProviderConfig } from '../config/sso.ts'
 import { GatehouseError, SsoAccessDenied, SsoCallbackInvalid, SsoCodeMissing, SsoCodeRejected, SsoNonceMismatch, SsoProviderError, SsoProviderUnavailable, SsoResponseInvalid, SsoStateMismatch } from '../errors.ts'
 
 /** The browser's one-time key of its sign-in under way, over plain HTTP: sent only to the sign-in endpoints. */
@@ -260,26 +260,29 @@ export class SsoRelyingParty {
 class AnswerTooLarge extends Error {}
 
 /**
- * What a sign-in needs of the discovery document: where the browser is sent (`authorization_endpoint`, an https URL,
- * or http with `allow_insecure_http`), and where the code is exchanged and the ID token's keys are fetched
- * (`token_endpoint`, `jwks_uri`; openid-client enforces their scheme when it fetches them): OpenID Connect Discovery
- * 1.0 §3 makes the three REQUIRED for a provider of the code flow. openid-client reads each
- * only when it first uses it: a missing or non-URL authorization endpoint threw a TypeError (a 500), and a missing
- * token endpoint or key set failed only after the person had signed in at the provider, every time for an hour, as the
- * document was kept. Checked with discovery instead, the document is refused as an invalid answer, before anyone is
- * sent there, and read again at the next sign-in. Not checked: that the URLs are on the issuer's host (providers put
- * them elsewhere, as Azure AD B2C does).
+ * What a sign-in needs of the discovery document: where the browser is sent (`authorization_endpoint`), and where the
+ * code is exchanged and the ID token's keys are fetched (`token_endpoint`, `jwks_uri`): OpenID Connect Discovery 1.0 §3
+ * makes the three REQUIRED for a provider of the code flow. openid-client reads each only when it first uses it: a
+ * missing or non-URL authorization endpoint threw a TypeError (a 500), and a missing token endpoint or key set failed
+ * only after the person had signed in at the provider, every time for an hour, as the document was kept. Checked with
+ * discovery instead, the document is refused as an invalid answer, before anyone is sent there, and read again at the
+ * next sign-in. Each of them, and the UserInfo endpoint when there is one, is https, or http on a loopback host with
+ * `allow_insecure_http`, as the issuer must be (src/config/sso.ts): openid-client's `allowInsecureRequests` would take
+ * http on any host, and send the client secret, the code and the tokens across the network in clear. Not checked: that
+ * the URLs are on the issuer's host (providers put them elsewhere, as Azure AD B2C does).
  */
 function checkEndpoints(metadata: OpenidClient.ServerMetadata, config: SsoProviderConfig): void {
-  const urlOf = (value: unknown) => typeof value === 'string' && URL.canParse(value) ? new URL(value) : undefined
-  const authorization = urlOf(metadata.authorization_endpoint)
-  const missing = [
-    ...(authorization?.protocol === 'https:' || (authorization?.protocol === 'http:' && config.allow_insecure_http) ? [] : ['authorization_endpoint']),
-    ...(['token_endpoint', 'jwks_uri'] as const).filter((name) => !urlOf(metadata[name])),
+  const usable = (value: unknown) => {
+    const url = typeof value === 'string' ? URL.parse(value) : null
+    return url?.protocol === 'https:' || (url?.protocol === 'http:' && config.allow_insecure_http && isLoopbackHost(url.hostname))
+  }
+  const unusable = [
+    ...(['authorization_endpoint', 'token_endpoint', 'jwks_uri'] as const).filter((name) => !usable(metadata[name])),
+    ...(metadata.userinfo_endpoint !== undefined && !usable(metadata.userinfo_endpoint) ? ['userinfo_endpoint'] : []),
   ]
-  if (missing.length) {
-    const scheme = config.allow_insecure_http ? 'http or https' : 'https'
-    throw new SsoResponseInvalid(`The discovery document of ${config.label} has no usable ${missing.join(', ')} (an absolute ${scheme} URL each).`)
+  if (unusable.length) {
+    const http = config.allow_insecure_http ? ', or http on a loopback host' : ''
+    throw new SsoResponseInvalid(`The discovery document of ${config.label} has no usable ${unusable.join(', ')} (each an absolute https URL${http}).`)
   }
 }
 

@@ -142,6 +142,10 @@ describe('single sign-on through a provider whose discovery document lacks what 
     const documents = [
       { authorization_endpoint: undefined }, { authorization_endpoint: 42 }, { authorization_endpoint: 'authorize' },
       { authorization_endpoint: 'javascript:alert(1)' }, { authorization_endpoint: 'ftp://127.0.0.1/auth' },
+      // allow_insecure_http lets the loopback issuer name http endpoints on loopback hosts only: the client secret, the
+      // code and the tokens would otherwise cross the network in clear.
+      { authorization_endpoint: 'http://idp.example/auth' }, { token_endpoint: 'http://192.0.2.1/token' },
+      { jwks_uri: 'http://localhost.example.com/keys' }, { userinfo_endpoint: 'http://[2001:db8::1]/me' },
       { token_endpoint: undefined }, { token_endpoint: 42 }, { jwks_uri: undefined }, { jwks_uri: 'keys' },
     ]
     for (const document of documents) {
