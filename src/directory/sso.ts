@@ -278,7 +278,8 @@ function checkEndpoints(metadata: OpenidClient.ServerMetadata, config: SsoProvid
   }
   const unusable = [
     ...(['authorization_endpoint', 'token_endpoint', 'jwks_uri'] as const).filter((name) => !usable(metadata[name])),
-    ...(metadata.userinfo_endpoint !== undefined && !usable(metadata.userinfo_endpoint) ? ['userinfo_endpoint'] : []),
+    // Without one (none, or an empty value) the sign-in asks for no UserInfo (#fetchUserInfo).
+    ...(metadata.userinfo_endpoint && !usable(metadata.userinfo_endpoint) ? ['userinfo_endpoint'] : []),
   ]
   if (unusable.length) {
     const http = config.allow_insecure_http ? ', or http on a loopback host' : ''
