@@ -311,7 +311,9 @@ export class Accounts {
         const mayRemoveSuperuser = options.keepAnActiveSuperuser === true && (rest.isSuperuser === false || rest.isActive === false)
         const mayKeepSuperuser = options.keepLastSuperuserFlag === true && rest.isSuperuser === false
         if (mayRemoveSuperuser || mayKeepSuperuser) await tx.users.lockActiveSuperusers()
-        const before = await tx.users.findById(id)
+        // Locked, as a personal token's issue locks it: a token written meanwhile is committed before the listeners
+        // delete the account's tokens, or its issue waits and sees this change.
+        const before = await tx.users.findByIdForUpdate(id)
         if (options.onlyWhileActive && before && !before.isActive) throw new AccountDisabled()
         if (keepsPassword && before && before.passwordHash !== current.passwordHash) {
           throw new ValidationFailed({ password: ['The password was changed meanwhile: send the request again.'] })
