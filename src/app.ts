@@ -162,7 +162,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
   accounts.onForget((userId) => identity.forgetUser(userId))
   access.onReload(() => identity.forgetAll())
 
-  const auth = new AuthPipeline(bus, accounts, () => identity.stamp())
+  const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
+  const auth = new AuthPipeline(bus, accounts, (request) => csrf.isSecure(request), () => identity.stamp())
   auth.add(new BasicAuthenticator(accounts, settings, basicCache))
 
   const sessions = new SessionManager(store, bus, settings)
@@ -180,7 +181,6 @@ export async function createApp(config: Config, store: Store, options: AppOption
     if (change.revokeTokens) await tx.tokens.deleteByUser(user.id)
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
-  const csrf = new CsrfPolicy(config.server.trusted_origins, () => identity.issuer)
   auth.add(new SessionAuthenticator(sessions, csrf))
   const tokens = new PersonalTokens(store, bus, settings)
   accounts.onForget((userId) => tokens.forgetUser(userId))

@@ -25,7 +25,7 @@ export type ErrorCode =
   | 'csrf_origin_mismatch' | 'csrf_referer_missing' | 'csrf_referer_malformed' | 'csrf_referer_insecure'
   | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
   | 'not_found' | 'no_session' | 'sso_provider_unknown' | 'method_not_allowed'
-  | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'payload_too_large'
+  | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'account_changed' | 'payload_too_large'
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'transaction_conflict' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
@@ -519,6 +519,12 @@ export class Conflict extends GatehouseError {
 export class SsoLoginInProgress extends Conflict {
   static override readonly code: ErrorCode = 'sso_login_in_progress'
   static override readonly defaultMessage: string = 'Another sign-in of the same person is under way; try again.'
+}
+
+/** An account changed between the reading a decision was made on and the write that carried it out. */
+export class AccountChanged extends Conflict {
+  static override readonly code: ErrorCode = 'account_changed'
+  static override readonly defaultMessage: string = 'The account changed while this request was being judged; read it again and send the request again.'
 }
 
 export class PayloadTooLarge extends GatehouseError {

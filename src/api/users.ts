@@ -175,20 +175,24 @@ const SOURCE_NAMES = { ldap: 'the LDAP directory', sso: 'its single sign-on prov
  * disable such a member, never enable one; a superuser enables a directory account only while the directory lists the
  * entry it was made for (what the account check asks, ldap-check.ts), so that its tokens, refused while it is
  * disabled, never work again for someone the directory no longer has. A superuser may still rename the account (the
- * remedy for a name the directory gave to someone else, docs/ldap.md).
+ * remedy for a name the directory gave to someone else, docs/ldap.md). Returns the directory account as read when the
+ * directory was asked, for the write to be made only while it is still so (409 account_changed otherwise).
  */
-async function assertSourceAgrees(app: App, caller: User, target: User, input: { is_active?: boolean; first_name?: string; last_name?: string; email?: string }): Promise<void> {
-  if (target.source === 'local') return
+async function assertSourceAgrees(app: App, caller: User, target: User, input: { is_active?: boolean; first_name?: string; last_name?: string; email?: string }): Promise<User | undefined> {
+  if (target.source === 'local') return undefined
   const owner = SOURCE_NAMES[target.source]
   const shown = serializeUser(target)
   const changed = SOURCE_OWNED.filter((field) => input[field] !== undefined && input[field] !== shown[field])
   if (changed.length) throw new ManagedBySource(`This account comes from ${owner}, which sets its ${changed.join(', ')}: change them there.`)
   // Read afresh: an account the check disabled a moment ago, on another process, is not enabled past this.
-  if (input.is_active !== true || (await app.store.users.findById(target.id))?.isActive !== false) return
+  const current = input.is_active === true ? await app.store.users.findById(target.id) : undefined
+  if (current?.isActive !== false) return undefined
   if (!caller.isSuperuser) throw new ManagedBySource(`This account comes from ${owner}: only a superuser enables it again.`)
-  if (target.source === 'ldap' && !(await directoryLists(app, target))) {
+  if (target.source !== 'ldap') return undefined
+  if (!(await directoryLists(app, target))) {
     throw new ManagedBySource('The LDAP directory no longer lists the entry this account was made for: it stays disabled.')
   }
+  return current
 }
 
 /**
@@ -340,7 +344,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
       if (own && !caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)
       else if (!caller.isSuperuser) await assertMemberChange(app, caller, target, input)
-      await assertSourceAgrees(app, caller, target, input)
+      const enabledAsRead = await assertSourceAgrees(app, caller, target, input)
       if (input.password !== undefined && target.source !== 'local') {
         throw new ValidationFailed({ password: [`The password of a ${target.source} account is managed by its source.`] })
       }
@@ -354,7 +358,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
       const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
-      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together })
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together, asRead: enabledAsRead })
       // A password equal to the one the account has is kept, not set (src/directory/accounts.ts): no change to record.
       const passwordSet = user.passwordHash === target.passwordHash ? undefined : input.password
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })

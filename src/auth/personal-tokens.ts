@@ -195,9 +195,9 @@ export class PersonalTokens {
   async revokeUser(userId: number): Promise<number> {
     return this.#bus.change(async (tx, announce) => {
       announce(TOKEN_TOPIC, `user:${userId}`)
-      const revoked = await tx.tokens.deleteByUser(userId)
+      // The account's row first: an issue holding it commits its token before the delete looks (refuseIfEndedSince).
       if (await tx.users.update(userId, { tokensNotBefore: DATABASE_NOW })) announce(USER_TOPIC, String(userId))
-      return revoked
+      return tx.tokens.deleteByUser(userId)
     })
   }
 
@@ -205,10 +205,9 @@ export class PersonalTokens {
   async revokeAll(): Promise<number> {
     return this.#bus.change(async (tx, announce) => {
       announce(TOKEN_TOPIC, 'all')
-      const revoked = await tx.tokens.deleteAll()
       await tx.users.moveEveryTokensNotBefore()
       announce(USER_TOPIC, 'all')
-      return revoked
+      return tx.tokens.deleteAll()
     })
   }
 
@@ -269,7 +268,9 @@ export class PersonalTokens {
  * An account deleted meanwhile is left to the token's foreign key.
  */
 async function refuseIfEndedSince(tx: Repositories, user: User): Promise<void> {
-  const current = await tx.users.findById(user.id)
+  // Locked until the token is committed: a revocation of the account's tokens either waits and then deletes this
+  // token with the others, or commits first and is seen here.
+  const current = await tx.users.findByIdForUpdate(user.id)
   if (!current) return
   if (!current.isActive) throw new AccountDisabled()
   if (current.notBefore !== user.notBefore || current.tokensNotBefore !== user.tokensNotBefore) throw new InvalidCredentials()

@@ -28,11 +28,16 @@ export class AuthPipeline {
   readonly #bus: EventBus
   readonly #accounts: Accounts
   readonly #identityStamp: (() => number) | undefined
+  readonly #cookiesSecure: (request: GatewayRequest) => boolean
 
-  /** `identityStamp`: taken before each account read and carried on the principal (Principal `identityStamp`). */
-  constructor(bus: EventBus, accounts: Accounts, identityStamp?: () => number) {
+  /**
+   * `cookiesSecure`: whether the login set its cookies Secure for this request (CsrfPolicy `isSecure`), so a clearing
+   * cookie is too. `identityStamp`: taken before each account read and carried on the principal (Principal `identityStamp`).
+   */
+  constructor(bus: EventBus, accounts: Accounts, cookiesSecure: (request: GatewayRequest) => boolean, identityStamp?: () => number) {
     this.#bus = bus
     this.#accounts = accounts
+    this.#cookiesSecure = cookiesSecure
     this.#identityStamp = identityStamp
   }
 
@@ -46,7 +51,7 @@ export class AuthPipeline {
     try {
       return await this.#run(request, accepts)
     } catch (error) {
-      throw withChallenges(clearedAsSet(error, request), challengesFor(accepts))
+      throw withChallenges(this.#cookiesSecure(request) ? clearedSecure(error) : error, challengesFor(accepts))
     }
   }
 
@@ -108,10 +113,11 @@ export class AuthPipeline {
 
 /**
  * A refused session cookie is deleted from the browser (src/auth/session.ts) by a cookie with the attributes of the
- * one login set, which is Secure on HTTPS (TLS here, or a trusted proxy saying https): the deleting one is too.
+ * one login set, which is Secure on HTTPS as the client sees it (TLS here, a trusted proxy saying https, or an https
+ * public URL): the deleting one is too.
  */
-function clearedAsSet(error: unknown, request: GatewayRequest): unknown {
-  if (request.protocol !== 'https' || !(error instanceof GatehouseError)) return error
+function clearedSecure(error: unknown): unknown {
+  if (!(error instanceof GatehouseError)) return error
   const clearing = error.headers['set-cookie']
   if (typeof clearing === 'string' && clearing.startsWith(`${SESSION_COOKIE}=;`) && !SECURE.test(clearing)) error.headers['set-cookie'] = `${clearing}; Secure`
   return error

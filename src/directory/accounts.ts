@@ -1,6 +1,6 @@
 import type { Lockout } from './lockout.ts'
 import { burnVerificationTime, hashPassword, verifyPassword } from './passwords.ts'
-import { AccountDisabled, DirectoryUnavailable, GatehouseError, InvalidCredentials, NotFound, SelfLockout, UsernameTaken, ValidationFailed } from '../errors.ts'
+import { AccountChanged, AccountDisabled, DirectoryUnavailable, GatehouseError, InvalidCredentials, NotFound, SelfLockout, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { UniqueViolation } from '../store/errors.ts'
 import type { Announce, EventBus } from '../store/event-bus.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
@@ -107,6 +107,12 @@ export interface AdministrativeChange {
    * transaction, so a disable that lands while a sign-in talks to the directory is not undone by the sign-in.
    */
   onlyWhileActive?: boolean | undefined
+  /**
+   * The account as the caller read it to decide the change (a superuser's enabling of a directory account, judged on
+   * what the directory said then): refuse (AccountChanged, 409) once the account, read again locked in the change's
+   * transaction, has changed since, so that a disable that landed meanwhile is not undone by a decision made before it.
+   */
+  asRead?: User | undefined
 }
 
 /**
@@ -311,8 +317,11 @@ export class Accounts {
         const mayRemoveSuperuser = options.keepAnActiveSuperuser === true && (rest.isSuperuser === false || rest.isActive === false)
         const mayKeepSuperuser = options.keepLastSuperuserFlag === true && rest.isSuperuser === false
         if (mayRemoveSuperuser || mayKeepSuperuser) await tx.users.lockActiveSuperusers()
-        const before = await tx.users.findById(id)
+        // Locked, as a personal token's issue locks it: a token written meanwhile is committed before the listeners
+        // delete the account's tokens, or its issue waits and sees this change.
+        const before = await tx.users.findByIdForUpdate(id)
         if (options.onlyWhileActive && before && !before.isActive) throw new AccountDisabled()
+        if (options.asRead && before && changedSince(options.asRead, before)) throw new AccountChanged()
         if (keepsPassword && before && before.passwordHash !== current.passwordHash) {
           throw new ValidationFailed({ password: ['The password was changed meanwhile: send the request again.'] })
         }
@@ -419,6 +428,14 @@ export class Accounts {
     this.#byId.forget(id)
     for (const listener of this.#forgetListeners) listener(id)
   }
+}
+
+/**
+ * Whether the account is no longer as read: every change sets `modified` (by the writing process's clock), and an
+ * enable or a disable moves `notBefore` too (by the database's), so a disable and an enable since are seen either way.
+ */
+function changedSince(read: User, current: User): boolean {
+  return current.modified !== read.modified || current.notBefore !== read.notBefore || current.isActive !== read.isActive
 }
 
 /**

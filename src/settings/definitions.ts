@@ -14,7 +14,8 @@ import { z } from 'zod'
 export const toggle = () => z.preprocess(asBoolean, z.boolean())
 const count = (min: number, max: number) => z.preprocess(asInteger, z.number().int().min(min).max(max))
 
-/** BooleanField's TRUE_VALUES and FALSE_VALUES that are text, compared lowercased; its numbers are 1 and 0 (1.0, 0.0). */
+/** BooleanField's TRUE_VALUES and FALSE_VALUES that are text, compared lowercased as Django REST framework 3.15 does
+ * (earlier versions listed a few case variants only); its numbers are 1 and 0 (1.0, 0.0). */
 const TRUE_WORDS = new Set(['t', 'y', 'yes', 'true', 'on', '1'])
 const FALSE_WORDS = new Set(['f', 'n', 'no', 'false', 'off', '0'])
 

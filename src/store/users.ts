@@ -122,6 +122,17 @@ export class UserRepository {
     return row && toUser(row)
   }
 
+  /**
+   * The account, its row locked until the transaction ends (PostgreSQL's `FOR UPDATE`): a change of the account
+   * waits for the transaction that read it, or this read waits for the change and sees it. On SQLite a transaction
+   * that writes holds the database's write lock from its start, which orders them already.
+   */
+  async findByIdForUpdate(id: number): Promise<User | undefined> {
+    const read = this.#db.selectFrom('users').selectAll().where('id', '=', id)
+    const row = await (this.#dialect === 'postgres' ? read.forUpdate() : read).executeTakeFirst()
+    return row && toUser(row)
+  }
+
   async findByUsername(username: string): Promise<User | undefined> {
     const { rows: [row] } = await this.#db.executeQuery(this.#statements.compiled('findByUsername', [username],
       () => this.#db.selectFrom('users').selectAll().where('username', '=', username)))

@@ -21,7 +21,7 @@ describe('the settings API reading switches and counts as Django REST framework\
       ['true', true], ['false', false], ['"true"', true], ['"false"', false], ['"True"', true], ['"False"', false],
       ['"TRUE"', true], ['"FALSE"', false], ['"1"', true], ['"0"', false], ['1', true], ['0', false],
       ['"yes"', true], ['"no"', false], ['"on"', true], ['"off"', false], ['"Y"', true], ['"N"', false],
-      ['"t"', true], ['"f"', false], ['1.0', true], ['0.0', false],
+      ['"t"', true], ['"f"', false], ['1.0', true], ['0.0', false], ['"yEs"', true], ['"oFF"', false],
     ]
     for (const [value, expected] of cases) {
       // From the opposite value, so that each case is seen to change the setting.

@@ -6,11 +6,12 @@ import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
 /**
  * The platform's user serializer reads is_superuser and is_active with Django REST framework's BooleanField
  * (TRUE_VALUES, FALSE_VALUES in rest_framework/fields.py): the platform's clients and forms send "yes", "1", 1 or
- * "True" as well as true. Only a superuser makes anyone a superuser, judged on the value as read: a spelling of true
- * is true to the guard as much as to the account.
+ * "True" as well as true, in any letter case since Django REST framework 3.15 ("yEs": it lowers text before it
+ * looks). Only a superuser makes anyone a superuser, judged on the value as read: a spelling of true is true to the
+ * guard as much as to the account.
  */
-const TRUE_SPELLINGS: unknown[] = [true, 1, '1', 't', 'T', 'y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON']
-const FALSE_SPELLINGS: unknown[] = [false, 0, '0', 'f', 'F', 'n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF']
+const TRUE_SPELLINGS: unknown[] = [true, 1, '1', 't', 'T', 'y', 'Y', 'yes', 'Yes', 'YES', 'true', 'True', 'TRUE', 'on', 'On', 'ON', 'yEs', 'tRUE', 'oN']
+const FALSE_SPELLINGS: unknown[] = [false, 0, '0', 'f', 'F', 'n', 'N', 'no', 'No', 'NO', 'false', 'False', 'FALSE', 'off', 'Off', 'OFF', 'nO', 'fALSE', 'oFf']
 
 describe('the users API reads booleans as the platform does', () => {
   let gw: TestGateway

@@ -120,6 +120,21 @@ describe('directory accounts through the users API', () => {
     assert.deepEqual([refused.status, refused.body.code], [403, 'managed_by_source'])
     assert.equal((await shown('carol')).is_active, false)
   })
+
+  it('lets a superuser change a directory account\'s is_superuser, which its next sign-in sets from superuser_groups again', async () => {
+    // As the platform's users API takes it from a superuser (CommonUserSerializer), and its authenticator's
+    // is_superuser map applies again at the next login; here superuser_groups both sets and clears (docs/ldap.md).
+    for (const [name, inAdmins] of [['alice', true], ['bob', false]] as const) {
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: asDirectory(name) })).status, 200)
+      const id = await userId(gw, name)
+      assert.equal((await call(gw, 'GET', `users/${id}/`)).body.is_superuser, inAdmins, name)
+      const changed = await call(gw, 'PATCH', `users/${id}/`, { is_superuser: !inAdmins })
+      assert.equal(changed.status, 200, JSON.stringify(changed.body))
+      assert.equal(changed.body.is_superuser, !inAdmins, name)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: asDirectory(name) })).status, 200)
+      assert.equal((await call(gw, 'GET', `users/${id}/`)).body.is_superuser, inAdmins, `${name} after signing in again`)
+    }
+  })
 })
 
 /** A single sign-on account's names and e-mail address are its provider's claims, set again at every sign-in (src/directory/sso-sync.ts). */
