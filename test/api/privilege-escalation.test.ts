@@ -369,4 +369,15 @@ describe('privilege escalation through the gateway API', () => {
     const { groups } = decodeJwt((await json(answer)).access_token) as { groups: string[] }
     assert.deepEqual(groups, ['/Legacy~'])
   })
+
+  it('takes a role back only for those who may give it: no member drops their own, no team admin their team\'s organization role', async () => {
+    const own = (await call(gw, 'GET', `role_user_assignments/?user=${ids.member}&object_id=${a.team}&content_type__model=team`)).body.results[0]
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${own.id}/`, undefined, as('member'))).status, 403)
+    const teamHeld = await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Organization Member'), team: a.team, object_id: a.organization })
+    assert.equal(teamHeld.status, 201, JSON.stringify(teamHeld.body))
+    assert.equal((await call(gw, 'DELETE', `role_team_assignments/${teamHeld.body.id}/`, undefined, as('teamadmin'))).status, 403)
+    assert.equal((await call(gw, 'GET', `role_user_assignments/${own.id}/`)).status, 200)
+    assert.equal((await call(gw, 'GET', `role_team_assignments/${teamHeld.body.id}/`)).status, 200)
+    assert.equal((await call(gw, 'DELETE', `role_team_assignments/${teamHeld.body.id}/`)).status, 204)
+  })
 })
