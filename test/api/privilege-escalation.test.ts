@@ -380,4 +380,20 @@ describe('privilege escalation through the gateway API', () => {
     assert.equal((await call(gw, 'GET', `role_team_assignments/${teamHeld.body.id}/`)).status, 200)
     assert.equal((await call(gw, 'DELETE', `role_team_assignments/${teamHeld.body.id}/`)).status, 204)
   })
+
+  it('keeps an organization admin from deleting, with their organization, the OAuth2 applications only superusers manage', async () => {
+    const doomed = await createOrgAndTeam(gw, 'Doomed')
+    await grant(gw, 'orgadmin', 'Organization Admin', doomed.organization)
+    const application = await call(gw, 'POST', 'applications/', { name: 'Doomed app', client_type: 'confidential', authorization_grant_type: 'password', organization: doomed.organization })
+    assert.equal(application.status, 201, JSON.stringify(application.body))
+    assert.equal((await call(gw, 'DELETE', `applications/${application.body.id}/`, undefined, as('orgadmin'))).status, 403)
+    const refused = await call(gw, 'DELETE', `organizations/${doomed.organization}/`, undefined, as('orgadmin'))
+    assert.equal(refused.status, 403, JSON.stringify(refused.body))
+    assert.equal(refused.body.code, 'permission_denied')
+    assert.equal((await call(gw, 'GET', `organizations/${doomed.organization}/`)).status, 200)
+    assert.equal((await call(gw, 'GET', `applications/${application.body.id}/`)).status, 200)
+    // Once a superuser has taken the application away, the organization is its admins' to delete again.
+    assert.equal((await call(gw, 'DELETE', `applications/${application.body.id}/`)).status, 204)
+    assert.equal((await call(gw, 'DELETE', `organizations/${doomed.organization}/`, undefined, as('orgadmin'))).status, 204)
+  })
 })
