@@ -403,4 +403,19 @@ describe('privilege escalation through the gateway API', () => {
     assert.equal((await call(gw, 'DELETE', `applications/${application.body.id}/`)).status, 204)
     assert.equal((await call(gw, 'DELETE', `organizations/${doomed.organization}/`, undefined, as('orgadmin'))).status, 204)
   })
+
+  it('refuses creating organizations and writing role definitions to all but superusers before the body is read, as the platform\'s permission classes do', async () => {
+    const custom = await call(gw, 'POST', 'role_definitions/', { name: 'Body first', content_type: 'shared.team', permissions: ['shared.view_team'] })
+    assert.equal(custom.status, 201, JSON.stringify(custom.body))
+    for (const [who, auth] of Object.entries(everyone())) {
+      for (const [method, path] of [['POST', 'organizations/'], ['POST', 'role_definitions/'], ['PATCH', `role_definitions/${custom.body.id}/`], ['PUT', `role_definitions/${custom.body.id}/`]]) {
+        for (const body of [{}, { no_such_field: 1 }]) {
+          const answer = await call(gw, method!, path!, body, auth)
+          assert.equal(answer.status, 403, `${who} ${method} ${path} ${JSON.stringify(body)}: ${JSON.stringify(answer.body)}`)
+          assert.equal(answer.body.code, 'permission_denied')
+        }
+      }
+    }
+    assert.equal((await call(gw, 'GET', `role_definitions/${custom.body.id}/`)).body.name, 'Body first')
+  })
 })
