@@ -82,8 +82,11 @@ export class AccessAdmin {
     const teams = this.#model.teams.filter((t) => t.organizationId === id)
     this.#requireUnnamed(actor, this.#configured.namesOrganization(organization.name) || teams.some((t) => this.#configured.namesTeam(organization.name, t.name)))
     await this.#change('organization', async (tx, announce) => {
-      // Its applications go with it (a cascade), and the tokens they issued with them.
+      // Its applications go with it (a cascade), and the tokens they issued with them. Only superusers manage
+      // applications (src/api/applications.ts), so only they delete an organization that has any: its admins would
+      // otherwise delete, and end the tokens of, clients they may not touch one by one.
       const applications = await tx.applications.clientIdsInOrganization(id)
+      if (applications.length && !actor.isSuperuser) throw new PermissionDenied(HAS_APPLICATIONS)
       if (!(await tx.access.deleteOrganization(id))) notFound('organization')
       await endApplicationTokens(tx, announce, applications)
     })
@@ -464,6 +467,8 @@ function duplicateName(what: string): ValidationFailed {
 function requireSuperuser(actor: User, why?: string): void {
   if (!actor.isSuperuser) throw new PermissionDenied(why)
 }
+
+const HAS_APPLICATIONS = 'This organization has OAuth2 applications, which only superusers manage; a superuser must delete them (or the organization) first.'
 
 const NAME_IN_CONFIGURATION = 'Access rules or membership mappings in the configuration use this name; only those who may create one of that name may rename to it.'
 

@@ -89,7 +89,8 @@ export function organizationRoutes(api: GatewayApi, app: App): void {
     const { count, results } = await app.store.access.listOrganizations({ offset: page.offset, limit: page.pageSize, filter, ids: visibilityOf(app, request)?.organizations })
     return paged(request, page, count, results.map(serializeOrganization))
   })
-  api.post('/organizations/', { schema: { body: createOrganization } }, async (request, reply) => {
+  // Superusers only (AccessAdmin.createOrganization), declared on the route so anyone else is refused before the body is read.
+  api.post('/organizations/', { config: { access: 'superuser' }, schema: { body: createOrganization } }, async (request, reply) => {
     assertShownValues(request.body, { managed: false }, ['managed'])
     const { name, description } = request.body
     const organization = await app.accessAdmin.createOrganization(principalOf(request).user, { name, description })

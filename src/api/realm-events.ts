@@ -3,7 +3,7 @@ import type { App } from '../app.ts'
 import { NotFound } from '../errors.ts'
 import type { AuditEntry } from '../store/audit.ts'
 import type { Condition } from '../store/list-filter.ts'
-import { assertMayAudit } from './activitystream.ts'
+import { AUDITORS } from './activitystream.ts'
 import type { GatewayApi } from './gateway-api.ts'
 
 /** Keycloak's event types for the audit operations a realm has. */
@@ -58,8 +58,7 @@ function isRealDay(value: string): boolean {
  */
 export function realmEventRoutes(api: GatewayApi, app: App): void {
   const realms = new Set(app.config.realms.map((realm) => realm.name))
-  api.get('/admin/realms/:realm/events', { schema: { params: z.object({ realm: z.string() }), querystring: query } }, async (request) => {
-    assertMayAudit(request)
+  api.get('/admin/realms/:realm/events', { config: AUDITORS, schema: { params: z.object({ realm: z.string() }), querystring: query } }, async (request) => {
     const { realm } = request.params
     if (!realms.has(realm)) throw new NotFound('Realm not found.')
     const input = request.query

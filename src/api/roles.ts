@@ -162,7 +162,9 @@ export function roleRoutes(api: GatewayApi, app: App): void {
     const { count, results } = await app.store.access.listRoleDefinitions({ offset: page.offset, limit: page.pageSize, filter })
     return paged(request, page, count, results.map(serializeRoleDefinition))
   })
-  api.post('/role_definitions/', { schema: { body: createRole } }, async (request, reply) => {
+  // Only superusers write role definitions (AccessAdmin), declared on the routes so anyone else is refused before the body is read.
+  const superuser = { access: 'superuser' } as const
+  api.post('/role_definitions/', { config: superuser, schema: { body: createRole } }, async (request, reply) => {
     const input = request.body
     assertShownValues(input, { managed: false }, ['managed'])
     const role = await app.accessAdmin.createRoleDefinition(principalOf(request).user, { name: input.name, description: input.description, contentType: input.content_type, permissions: input.permissions })
@@ -178,6 +180,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
   for (const [method, body] of [['PATCH', updateRole], ['PUT', replaceRole]] as const) api.route({
     method,
     url: '/role_definitions/:id/',
+    config: superuser,
     schema: { params: idParam, body },
     handler: async (request) => {
       const before = await app.store.access.findRoleDefinition(request.params.id)
@@ -188,7 +191,7 @@ export function roleRoutes(api: GatewayApi, app: App): void {
       return serializeRoleDefinition(after)
     },
   })
-  api.delete('/role_definitions/:id/', { schema: { params: idParam } }, async (request, reply) => {
+  api.delete('/role_definitions/:id/', { config: superuser, schema: { params: idParam } }, async (request, reply) => {
     const before = await app.store.access.findRoleDefinition(request.params.id)
     await app.accessAdmin.deleteRoleDefinition(principalOf(request).user, request.params.id)
     app.audit.change(actorOf(request), 'delete', { type: 'role_definition', id: request.params.id, name: before?.name }, before && serializeRoleDefinition(before))

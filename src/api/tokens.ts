@@ -148,14 +148,21 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
 
   api.get('/tokens/:id/', { schema: { params: idParam } }, async (request) => serialize(await visibleToken(request, true)))
 
-  api.patch('/tokens/:id/', { schema: { params: idParam, body: updateToken } }, async (request) => {
-    const record = await visibleToken(request)
-    const input = request.body
-    assertShownValues(input, await serialize(record), SHOWN_READ_ONLY)
-    const updated = await app.tokens.update(record, { description: input.description === null ? '' : input.description, scope: input.scope })
-    if (!updated) throw new NotFound('No such token.')
-    app.audit.change(actorOf(request), 'update', auditedToken(updated), auditedTokenFields(record), auditedTokenFields(updated))
-    return serialize(updated)
+  // PUT as well as PATCH, as the platform's token view (a ModelViewSet) takes both; no field of a token is required
+  // there (its scope has a default, the rest are read-only or optional), so a PUT changes what it names, as PATCH does.
+  for (const method of ['PATCH', 'PUT'] as const) api.route({
+    method,
+    url: '/tokens/:id/',
+    schema: { params: idParam, body: updateToken },
+    handler: async (request) => {
+      const record = await visibleToken(request)
+      const input = request.body
+      assertShownValues(input, await serialize(record), SHOWN_READ_ONLY)
+      const updated = await app.tokens.update(record, { description: input.description === null ? '' : input.description, scope: input.scope })
+      if (!updated) throw new NotFound('No such token.')
+      app.audit.change(actorOf(request), 'update', auditedToken(updated), auditedTokenFields(record), auditedTokenFields(updated))
+      return serialize(updated)
+    },
   })
 
   api.delete('/tokens/:id/', { schema: { params: idParam } }, async (request, reply) => {

@@ -264,6 +264,13 @@ describe('privilege escalation through the gateway API', () => {
       }
       const events = await gw.fetch('/admin/realms/platform/events', { headers: auth })
       assert.equal(events.status, who === 'auditor' ? 200 : 403, `${who} realm events`)
+      // Refused before the query is read, as settings and sessions are: no list's fields are told to those who may not read it.
+      if (who !== 'auditor') {
+        for (const path of ['activitystream/?no_such_field=1', 'activitystream/?page=0', 'activitystream/1/']) {
+          assert.equal((await call(gw, 'GET', path, undefined, auth)).status, 403, `${who} GET ${path}`)
+        }
+        assert.equal((await gw.fetch('/admin/realms/platform/events?first=x', { headers: auth })).status, 403, `${who} realm events with a bad query`)
+      }
       for (const method of ['PATCH', 'PUT']) {
         const changed = await call(gw, method, 'settings/oauth2/', { allow_external_users_to_create_oauth2_tokens: true }, auth)
         assert.equal(changed.status, 403, `${who} ${method} settings`)
@@ -368,5 +375,47 @@ describe('privilege escalation through the gateway API', () => {
     assert.equal(answer.status, 200)
     const { groups } = decodeJwt((await json(answer)).access_token) as { groups: string[] }
     assert.deepEqual(groups, ['/Legacy~'])
+  })
+
+  it('takes a role back only for those who may give it: no member drops their own, no team admin their team\'s organization role', async () => {
+    const own = (await call(gw, 'GET', `role_user_assignments/?user=${ids.member}&object_id=${a.team}&content_type__model=team`)).body.results[0]
+    assert.equal((await call(gw, 'DELETE', `role_user_assignments/${own.id}/`, undefined, as('member'))).status, 403)
+    const teamHeld = await call(gw, 'POST', 'role_team_assignments/', { role_definition: await roleId(gw, 'Organization Member'), team: a.team, object_id: a.organization })
+    assert.equal(teamHeld.status, 201, JSON.stringify(teamHeld.body))
+    assert.equal((await call(gw, 'DELETE', `role_team_assignments/${teamHeld.body.id}/`, undefined, as('teamadmin'))).status, 403)
+    assert.equal((await call(gw, 'GET', `role_user_assignments/${own.id}/`)).status, 200)
+    assert.equal((await call(gw, 'GET', `role_team_assignments/${teamHeld.body.id}/`)).status, 200)
+    assert.equal((await call(gw, 'DELETE', `role_team_assignments/${teamHeld.body.id}/`)).status, 204)
+  })
+
+  it('keeps an organization admin from deleting, with their organization, the OAuth2 applications only superusers manage', async () => {
+    const doomed = await createOrgAndTeam(gw, 'Doomed')
+    await grant(gw, 'orgadmin', 'Organization Admin', doomed.organization)
+    const application = await call(gw, 'POST', 'applications/', { name: 'Doomed app', client_type: 'confidential', authorization_grant_type: 'password', organization: doomed.organization })
+    assert.equal(application.status, 201, JSON.stringify(application.body))
+    assert.equal((await call(gw, 'DELETE', `applications/${application.body.id}/`, undefined, as('orgadmin'))).status, 403)
+    const refused = await call(gw, 'DELETE', `organizations/${doomed.organization}/`, undefined, as('orgadmin'))
+    assert.equal(refused.status, 403, JSON.stringify(refused.body))
+    assert.equal(refused.body.code, 'permission_denied')
+    assert.equal((await call(gw, 'GET', `organizations/${doomed.organization}/`)).status, 200)
+    assert.equal((await call(gw, 'GET', `applications/${application.body.id}/`)).status, 200)
+    // Once a superuser has taken the application away, the organization is its admins' to delete again.
+    assert.equal((await call(gw, 'DELETE', `applications/${application.body.id}/`)).status, 204)
+    assert.equal((await call(gw, 'DELETE', `organizations/${doomed.organization}/`, undefined, as('orgadmin'))).status, 204)
+  })
+
+  it('refuses creating organizations and writing role definitions to all but superusers before the body is read, as the platform\'s permission classes do', async () => {
+    const custom = await call(gw, 'POST', 'role_definitions/', { name: 'Body first', content_type: 'shared.team', permissions: ['shared.view_team'] })
+    assert.equal(custom.status, 201, JSON.stringify(custom.body))
+    for (const [who, auth] of Object.entries(everyone())) {
+      for (const [method, path] of [['POST', 'organizations/'], ['POST', 'role_definitions/'], ['PATCH', `role_definitions/${custom.body.id}/`], ['PUT', `role_definitions/${custom.body.id}/`]]) {
+        for (const body of [{}, { no_such_field: 1 }]) {
+          const answer = await call(gw, method!, path!, body, auth)
+          assert.equal(answer.status, 403, `${who} ${method} ${path} ${JSON.stringify(body)}: ${JSON.stringify(answer.body)}`)
+          assert.equal(answer.body.code, 'permission_denied')
+        }
+      }
+    }
+    assert.equal((await call(gw, 'GET', `role_definitions/${custom.body.id}/`)).body.name, 'Body first')
   })
 })

@@ -213,6 +213,20 @@ describe('tokens API', () => {
     assert.equal((await gw.app.store.tokens.findById(id))!.scope, 'read')
   })
 
+  it('takes PUT as the platform\'s token view does (a ModelViewSet), with PATCH\'s rules: the object sent back as read', async () => {
+    const token = await createToken(gw, alice, { description: 'ci' })
+    const shown = await json(await send('GET', `/api/gateway/v1/tokens/${token.id}/`, alice))
+    const put = await send('PUT', `/api/gateway/v1/tokens/${token.id}/`, alice, { ...shown, description: 'deploys', scope: 'read' })
+    const replaced = await json(put)
+    assert.equal(put.status, 200, JSON.stringify(replaced))
+    assert.deepEqual([replaced.description, replaced.scope, replaced.token], ['deploys', 'read', '$encrypted$'])
+    await refused(await send('PUT', `/api/gateway/v1/tokens/${token.id}/`, alice, { scope: 'write' }), 400, 'invalid')
+    await refused(await send('PUT', `/api/gateway/v1/tokens/${token.id}/`, alice, { user: bobId }), 400, 'invalid')
+    await refused(await send('PUT', `/api/gateway/v1/tokens/${token.id}/`, bob, { description: 'mine now' }), 404, 'not_found')
+    const stored = (await gw.app.store.tokens.findById(token.id))!
+    assert.deepEqual([stored.description, stored.scope, stored.userId], ['deploys', 'read', aliceId])
+  })
+
   it('lets the owner and superusers delete a token', async () => {
     const mine = await createToken(gw, alice)
     assert.equal((await send('DELETE', `/api/gateway/v1/tokens/${mine.id}/`, alice)).status, 204)
