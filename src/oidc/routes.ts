@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isUtf8 } from 'node:buffer'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
-import { BodyBuffersFull, NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
+import { BodyBuffersFull, DatabaseUnavailable, NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
@@ -624,7 +624,12 @@ async function realmInfo(realm: Realm): Promise<Record<string, unknown>> {
     public_key: spki.toString('base64'),
     'token-service': `${realm.issuer}/protocol/openid-connect`,
     'account-service': `${realm.issuer}/account`,
-    'tokens-not-before': 0,
+    // Keycloak's PublicRealmResource: the realm's not-before (0 before any `logout-all`); left out while the database,
+    // which keeps it, does not answer and this process has not read it yet, so that the public key is still served.
+    ...await realm.knownNotBefore().then((notBefore) => ({ 'tokens-not-before': notBefore }), (error: unknown) => {
+      if (error instanceof DatabaseUnavailable) return {}
+      throw error
+    }),
   }
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createPublicKey } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { jwtVerify } from 'jose'
-import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
 import { browse, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, submitForm, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
@@ -389,5 +389,21 @@ describe('a device code at another realm\'s token endpoint', () => {
     const jar = new CookieJar()
     const entered = await submit(jar, await browse(gw, jar, `${gw.url}/realms/elsewhere/device`), { user_code: userCode })
     assert.match(await entered.response.clone().text(), /That code is not valid or has expired/)
+  })
+})
+
+describe('the realm description after a logout-all', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway()
+  })
+  after(() => gw.close())
+
+  it('names the realm\'s not-before in tokens-not-before, as Keycloak\'s PublicRealmResource does', async () => {
+    assert.equal((await json(await gw.fetch(`/realms/${REALM}`)))['tokens-not-before'], 0)
+    assert.equal((await gw.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
+    const notBefore = await gw.app.oidc.get(REALM)!.notBefore()
+    assert.ok(notBefore > 0)
+    assert.equal((await json(await gw.fetch(`/realms/${REALM}`)))['tokens-not-before'], notBefore)
   })
 })
