@@ -32,6 +32,8 @@ const ACCOUNT_PATH = '/account'
 /** keycloak-js `register()` sends the browser here (Keycloak's AuthorizationEndpoint `registrations`). */
 const REGISTRATIONS_PATH = '/protocol/openid-connect/registrations'
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+/** What oidc-provider is handed in place of a token that is none of the realm's: no record has this id. */
+const UNKNOWN_TOKEN = 'unknown'
 
 /** The login step and the gateway's callback: loaded with the first browser login, which needs the realm's provider too. */
 let interactions: Promise<typeof import('./interactions.ts')> | undefined
@@ -432,12 +434,14 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
   if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
     form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
   }
-  if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1 && JWT_SHAPE.test(form.get('access_token')!)) {
-    form.set('access_token', (await accessTokenId(realm, form.get('access_token')!)) ?? 'unknown')
+  if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1) {
+    form.set('access_token', await accessTokenRecordId(realm, form.get('access_token')!))
   }
   if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
     const token = form.get('token')!
-    if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
+    // A personal token is left for the platform's revocation (`withPersonalToken`); no provider record has its value.
+    if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? UNKNOWN_TOKEN)
+    else if (!token.startsWith(TOKEN_PREFIX)) form.set('token', UNKNOWN_TOKEN)
   }
   const authorization = basicInForm ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return { path, body: Buffer.from(form.toString()), ...(authorization !== undefined ? { authorization } : {}) }
@@ -481,10 +485,19 @@ function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect | Pa
   return { redirect }
 }
 
-/** The Authorization header oidc-provider's userinfo gets for a bearer JWT: its `jti`, or a value no token has. */
+/** The Authorization header oidc-provider's userinfo gets for a bearer token: its JWT's `jti`, or a value no token has. */
 async function userinfoAuthorization(realm: Realm, raw: IncomingMessage): Promise<string | undefined> {
   const bearer = /^bearer +(\S+)$/i.exec(raw.headers.authorization ?? '')?.[1]
-  return bearer && JWT_SHAPE.test(bearer) ? `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` : undefined
+  return bearer ? `Bearer ${await accessTokenRecordId(realm, bearer)}` : undefined
+}
+
+/**
+ * The record id of an access token the realm signed, for oidc-provider to look up; `UNKNOWN_TOKEN` for anything else.
+ * Every token the realm issues is a JWT, so a value that is none is refused, as Keycloak refuses it: the record's id is
+ * the token's `jti`, which every service the token reaches reads (and may log), and is no credential.
+ */
+async function accessTokenRecordId(realm: Realm, value: string): Promise<string> {
+  return JWT_SHAPE.test(value) ? (await accessTokenId(realm, value)) ?? UNKNOWN_TOKEN : UNKNOWN_TOKEN
 }
 
 /** Adds Keycloak's default client scopes to the parameters' `scope`; false when there was nothing to add to (or it is repeated). */
@@ -524,8 +537,8 @@ function keycloakPrompt(params: URLSearchParams): boolean {
 
 /** The refresh token record id inside a refresh token JWT; a value no record has when the JWT is not the realm's. */
 async function refreshTokenId(realm: Realm, value: string): Promise<string> {
-  if (!JWT_SHAPE.test(value)) return 'unknown'
-  return (await realm.refreshToken(value))?.jti ?? 'unknown'
+  if (!JWT_SHAPE.test(value)) return UNKNOWN_TOKEN
+  return (await realm.refreshToken(value))?.jti ?? UNKNOWN_TOKEN
 }
 
 /** Keycloak's logout with a refresh token, as a revocation of the token's record (which ends its grant). */
@@ -560,7 +573,7 @@ function withPersonalToken(app: App, target: Target, address: string): Target {
   const values = form.getAll('token')
   if (values.length !== 1 || !values[0]!.startsWith(TOKEN_PREFIX)) return target
   const value = values[0]!
-  form.set('token', 'unknown')
+  form.set('token', UNKNOWN_TOKEN)
   const revised = { ...target, body: Buffer.from(form.toString()) }
   if (tokenShapeProblem(value)) return revised
   return {

@@ -208,6 +208,25 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
+  it('takes a token\'s jti for no token: userinfo, introspection and revocation refuse it as Keycloak refuses a value that is no JWT', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const accessId = decodeJwtPart(tokens.access_token, 1).jti as string
+    const refreshId = decodeJwtPart(tokens.refresh_token, 1).jti as string
+    const header = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${accessId}` } })
+    assert.equal(header.status, 401)
+    assert.deepEqual(await json(header), { error: 'invalid_token', error_description: 'Token verification failed' })
+    const form = await post('/userinfo', { access_token: accessId })
+    assert.equal(form.status, 401)
+    for (const id of [accessId, refreshId]) {
+      assert.deepEqual(await json(await post('/token/introspect', { client_id: 'end-users', token: id })), { active: false })
+      assert.deepEqual(await introspect(id), { active: false })
+      assert.equal((await post('/revoke', { client_id: 'end-users', token: id })).status, 200)
+    }
+    // Nothing was revoked: the session and its tokens go on.
+    assert.equal((await introspect(tokens.refresh_token)).active, true)
+    assert.equal((await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status, 200)
+  })
+
   it('introspects refresh and offline tokens with the claims of Keycloak\'s, and access tokens with their jti', async () => {
     for (const scope of ['openid', 'openid offline_access']) {
       const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope })
