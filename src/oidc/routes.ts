@@ -92,13 +92,15 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     return (await loadInteractions()).loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
   }
   if (rest === GATEWAY_CALLBACK && request.method === 'GET') return (await loadInteractions()).gatewayCallback(app, realm, request, reply)
-  if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) {
+  // Keycloak's GET resources: the pages keycloak-js frames, and the realm description.
+  if ((isIframePath(rest) || rest === '/') && request.method !== 'GET' && request.method !== 'HEAD') return methodNotAllowed(reply, ['GET', 'HEAD'])
+  if (isIframePath(rest)) {
     if (rest === LOGIN_STATUS_IFRAME) await (await loadInteractions()).markGatewaySignIn(app, realm, request, reply)
     return sendIframePage(realm, rest, new URLSearchParams(query), reply)
   }
   if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
   if (rest === REGISTRATIONS_PATH || (rest === KEYCLOAK_ROUTES.authorization && asksToRegister(query))) return registrationNotAllowed(request, reply)
-  if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
+  if (rest === '/') return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
   const allowed = ENDPOINT_METHODS.get(rest)
   if (allowed && !allowed.includes(request.method)) return methodNotAllowed(reply, allowed)
   // A CORS preflight is oidc-provider's to answer; an OPTIONS without an Origin is none, and Keycloak's endpoints

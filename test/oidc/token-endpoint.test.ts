@@ -238,6 +238,13 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(typeof (await json(wrongMethod)).error, 'string')
     const certs = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`, { method: 'DELETE' })
     assert.equal(certs.status, 405)
+    // The pages keycloak-js frames and the realm description are Keycloak's GET resources too.
+    for (const path of ['/protocol/openid-connect/login-status-iframe.html', '/protocol/openid-connect/login-status-iframe.html/init', '/protocol/openid-connect/3p-cookies/step1.html', '']) {
+      const posted = await gw.fetch(`/realms/${REALM}${path}`, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users' }) })
+      assert.equal(posted.status, 405, path)
+      assert.equal(posted.headers.get('allow'), 'GET, HEAD', path)
+      assert.equal((await json(posted)).error, 'HTTP 405 Method Not Allowed', path)
+    }
   })
 
   it('answers the platform\'s OAuth2 endpoints with the wrong method 405, as django-oauth-toolkit\'s views do', async () => {
