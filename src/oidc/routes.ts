@@ -313,9 +313,11 @@ function publicUrl(href: string): URL {
 
 /** A request answered before oidc-provider sees it, as Keycloak answers it. */
 interface Refusal {
-  refused: { status: number; error: string; description: string }
+  refused: { status: number; error?: string; description: string }
 }
 const INVALID_CLIENT: Refusal = { refused: { status: 401, error: 'invalid_client', description: 'Invalid client or Invalid client credentials' } }
+/** JAX-RS's answer to a body its method does not consume, in the shape of the realm's other such answers (`answerUnreadable`). */
+const UNSUPPORTED_MEDIA_TYPE: Refusal = { refused: { status: 415, description: 'HTTP 415 Unsupported Media Type' } }
 const NUL_IN_CREDENTIALS: Refusal = { refused: { status: 400, error: 'invalid_request', description: NUL_MESSAGE } }
 const invalidGrant = (description: string): Refusal => ({ refused: { status: 400, error: 'invalid_grant', description } })
 
@@ -375,8 +377,10 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     const promptChanged = keycloakPrompt(params)
     if (withDefaultScopes(params) || promptChanged) return { path, body, query: `?${params}` }
   }
-  if (method === 'POST' && body && isForm(raw)) {
-    const form = new URLSearchParams(body.toString('utf8'))
+  // Keycloak takes these two by POST as forms only (`@Consumes` form: an empty one too), and answers anything else 415.
+  if (method === 'POST' && (path === KEYCLOAK_ROUTES.end_session || path === KEYCLOAK_ROUTES.authorization) && !isForm(raw)) return UNSUPPORTED_MEDIA_TYPE
+  if (method === 'POST' && isForm(raw) && (body || path === KEYCLOAK_ROUTES.end_session || path === KEYCLOAK_ROUTES.authorization)) {
+    const form = new URLSearchParams(body?.toString('utf8') ?? '')
     if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return logoutRefusal(form) ?? asGet(realm, path, form)
     if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     const basic = raw.headers.authorization === undefined ? undefined : basicCredentials(raw.headers.authorization)
@@ -482,7 +486,8 @@ const CLIENT_CREDENTIALS = ['client_secret', 'client_assertion', 'client_asserti
  */
 function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect | PageRefusal {
   for (const name of CLIENT_CREDENTIALS) form.delete(name)
-  const redirect = `${realm.issuer}${path}?${form}`
+  const query = form.toString()
+  const redirect = `${realm.issuer}${path}${query ? `?${query}` : ''}`
   if (redirect.length > MAX_REDIRECT_LENGTH) return { page: { status: 400, title: 'Invalid Request', message: 'The request is too long to be sent on.' } }
   return { redirect }
 }

@@ -70,6 +70,17 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.match(await response.text(), /name="password"/)
   })
 
+  it('answers a POST to the logout or authorization endpoint that is no form 415, as Keycloak\'s form-only POST methods, and an empty form as one without parameters', async () => {
+    for (const endpoint of ['/logout', '/auth']) {
+      const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"client_id":"spa"}' })
+      assert.equal(answer.status, 415, endpoint)
+      assert.deepEqual(await json(answer), { error: 'HTTP 415 Unsupported Media Type' }, endpoint)
+    }
+    const emptyLogout = await gw.fetch(`${ENDPOINTS}/logout`, { method: 'POST', headers: FORM })
+    assert.equal(emptyLogout.status, 303)
+    assert.equal(emptyLogout.headers.get('location'), realmUrl(gw, '/protocol/openid-connect/logout'))
+  })
+
   it('never puts a client secret sent to the logout or authorization endpoint into a URL', async () => {
     for (const endpoint of ['/logout', '/auth']) {
       const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: new URLSearchParams({ client_id: 'reports', client_secret: 'reports-secret-0123456789', state: 's' }).toString() })
