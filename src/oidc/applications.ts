@@ -35,10 +35,11 @@ const HASHED = 'sha256:'
 /**
  * A configured client's secret as oidc-provider is given it. It takes only printable ASCII in a secret (its
  * `noVSCHAR`); Keycloak takes any text. A secret with other characters is given as its hash, compared as an
- * application's is (`compareHashedSecrets`), so that it works as in Keycloak.
+ * application's is (`compareHashedSecrets`), so that it works as in Keycloak; so is one that starts as such a hash
+ * does, which would otherwise be compared as the hash it looks like rather than as the text it is.
  */
 export function providerClientSecret(secret: string): string {
-  return /^[\x20-\x7E]*$/.test(secret) ? secret : HASHED + hashClientSecret(secret)
+  return /^[\x20-\x7E]*$/.test(secret) && !secret.startsWith(HASHED) ? secret : HASHED + hashClientSecret(secret)
 }
 
 /** The client metadata oidc-provider validates for an application. */

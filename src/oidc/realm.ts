@@ -139,7 +139,7 @@ export class Realm {
   /** When each device code last polled the token endpoint (RFC 8628 §3.5), in this process. */
   readonly #devicePolls = new Map<string, number>()
   #provider: BuiltProvider & { issuer: string; keys: RealmKeySet; refreshKeys: RealmKeySet } | undefined
-  /** The realm's not-before as this process last read it (`knownNotBefore`); undefined once a `logout-all` is heard of. */
+  /** The realm's not-before as this process last read it (`knownNotBefore()`); undefined once a `logout-all` is heard of. */
   #knownNotBefore: Promise<number> | undefined
 
   /** Set on the realm that serves the platform's OAuth2 applications, before its provider is first built. */
@@ -270,9 +270,10 @@ export class Realm {
   /**
    * The realm's not-before, read once and kept until a `logout-all` is heard of (`notBeforeChanged`): every token of
    * the realm issued in an earlier second is refused, as Keycloak's TokenManager refuses it, also those that no grant
-   * holds (a service account's), which the `logout-all` leaves in the database, and on a process started since.
+   * holds (a service account's), which the `logout-all` leaves in the database, and on a process started since. The
+   * realm description shows it too (Keycloak's `tokens-not-before`).
    */
-  #notBeforeKnown(): Promise<number> {
+  knownNotBefore(): Promise<number> {
     this.#knownNotBefore ??= this.notBefore().catch((error: unknown) => {
       this.#knownNotBefore = undefined
       throw error
@@ -338,7 +339,7 @@ export class Realm {
     if (typeof payload.azp !== 'string' || typeof payload.sub !== 'string' || !/^[1-9][0-9]{0,14}$/.test(payload.sub)) {
       throw new AccessTokenRefused('The access token lacks azp or a user subject.')
     }
-    if (payload.iat! < await this.#notBeforeKnown()) throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
+    if (payload.iat! < await this.knownNotBefore()) throw new AccessTokenRefused('The access token was revoked or its session ended.', Number(payload.sub))
     const oidc = this.#deps.store.oidc
     // Records expire by the clock the adapter wrote their expiry with, the database's as this process knows it (adapter.ts).
     const record = await oidc.findWithGrant('AccessToken', payload.jti!, now) ?? await oidc.find('ClientCredentials', payload.jti!, now)
@@ -435,7 +436,7 @@ export class Realm {
         clientAccess: this.#deps.clientAccess,
         clientRoles: this.#deps.clientRoles,
         applications: this.applications,
-        notBefore: () => this.#notBeforeKnown(),
+        notBefore: () => this.knownNotBefore(),
         tokensIssued: (grantType) => this.#deps.tokensIssued?.(this.config.name, grantType),
         loggedOut: (clientId, accountId, sid, grantId) => this.logOutClients([{ accountId, sid, signIns: [{ clientId, grantId }] }]),
         endBrowserSession: async (uid) => {

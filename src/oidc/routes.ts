@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isUtf8 } from 'node:buffer'
 import { compactVerify } from 'jose'
 import type { App } from '../app.ts'
-import { BodyBuffersFull, NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
+import { BodyBuffersFull, DatabaseUnavailable, NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
@@ -32,6 +32,8 @@ const ACCOUNT_PATH = '/account'
 /** keycloak-js `register()` sends the browser here (Keycloak's AuthorizationEndpoint `registrations`). */
 const REGISTRATIONS_PATH = '/protocol/openid-connect/registrations'
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+/** What oidc-provider is handed in place of a token that is none of the realm's: no record has this id. */
+const UNKNOWN_TOKEN = 'unknown'
 
 /** The login step and the gateway's callback: loaded with the first browser login, which needs the realm's provider too. */
 let interactions: Promise<typeof import('./interactions.ts')> | undefined
@@ -90,13 +92,15 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     return (await loadInteractions()).loginStep(app, realm, rest.slice(LOGIN_ACTIONS.length), request, reply)
   }
   if (rest === GATEWAY_CALLBACK && request.method === 'GET') return (await loadInteractions()).gatewayCallback(app, realm, request, reply)
-  if (isIframePath(rest) && (request.method === 'GET' || request.method === 'HEAD')) {
+  // Keycloak's GET resources: the pages keycloak-js frames, and the realm description.
+  if ((isIframePath(rest) || rest === '/') && request.method !== 'GET' && request.method !== 'HEAD') return methodNotAllowed(reply, ['GET', 'HEAD'])
+  if (isIframePath(rest)) {
     if (rest === LOGIN_STATUS_IFRAME) await (await loadInteractions()).markGatewaySignIn(app, realm, request, reply)
     return sendIframePage(realm, rest, new URLSearchParams(query), reply)
   }
   if (rest === ACCOUNT_PATH) return accountEndpoint(app, realm, request, reply)
   if (rest === REGISTRATIONS_PATH || (rest === KEYCLOAK_ROUTES.authorization && asksToRegister(query))) return registrationNotAllowed(request, reply)
-  if (rest === '/' && (request.method === 'GET' || request.method === 'HEAD')) return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
+  if (rest === '/') return reply.header('cache-control', 'no-store').send(await realmInfo(realm))
   const allowed = ENDPOINT_METHODS.get(rest)
   if (allowed && !allowed.includes(request.method)) return methodNotAllowed(reply, allowed)
   // A CORS preflight is oidc-provider's to answer; an OPTIONS without an Origin is none, and Keycloak's endpoints
@@ -309,9 +313,11 @@ function publicUrl(href: string): URL {
 
 /** A request answered before oidc-provider sees it, as Keycloak answers it. */
 interface Refusal {
-  refused: { status: number; error: string; description: string }
+  refused: { status: number; error?: string; description: string }
 }
 const INVALID_CLIENT: Refusal = { refused: { status: 401, error: 'invalid_client', description: 'Invalid client or Invalid client credentials' } }
+/** JAX-RS's answer to a body its method does not consume, in the shape of the realm's other such answers (`answerUnreadable`). */
+const UNSUPPORTED_MEDIA_TYPE: Refusal = { refused: { status: 415, description: 'HTTP 415 Unsupported Media Type' } }
 const NUL_IN_CREDENTIALS: Refusal = { refused: { status: 400, error: 'invalid_request', description: NUL_MESSAGE } }
 const invalidGrant = (description: string): Refusal => ({ refused: { status: 400, error: 'invalid_grant', description } })
 
@@ -371,8 +377,10 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     const promptChanged = keycloakPrompt(params)
     if (withDefaultScopes(params) || promptChanged) return { path, body, query: `?${params}` }
   }
-  if (method === 'POST' && body && isForm(raw)) {
-    const form = new URLSearchParams(body.toString('utf8'))
+  // Keycloak takes these two by POST as forms only (`@Consumes` form: an empty one too), and answers anything else 415.
+  if (method === 'POST' && (path === KEYCLOAK_ROUTES.end_session || path === KEYCLOAK_ROUTES.authorization) && !isForm(raw)) return UNSUPPORTED_MEDIA_TYPE
+  if (method === 'POST' && isForm(raw) && (body || path === KEYCLOAK_ROUTES.end_session || path === KEYCLOAK_ROUTES.authorization)) {
+    const form = new URLSearchParams(body?.toString('utf8') ?? '')
     if (path === KEYCLOAK_ROUTES.end_session && !form.has('refresh_token')) return logoutRefusal(form) ?? asGet(realm, path, form)
     if (path === KEYCLOAK_ROUTES.authorization) return asGet(realm, path, form)
     const basic = raw.headers.authorization === undefined ? undefined : basicCredentials(raw.headers.authorization)
@@ -432,12 +440,14 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
   if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
     form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
   }
-  if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1 && JWT_SHAPE.test(form.get('access_token')!)) {
-    form.set('access_token', (await accessTokenId(realm, form.get('access_token')!)) ?? 'unknown')
+  if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1) {
+    form.set('access_token', await accessTokenRecordId(realm, form.get('access_token')!))
   }
   if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
     const token = form.get('token')!
-    if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? 'unknown')
+    // A personal token is left for the platform's revocation (`withPersonalToken`); no provider record has its value.
+    if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? UNKNOWN_TOKEN)
+    else if (!token.startsWith(TOKEN_PREFIX)) form.set('token', UNKNOWN_TOKEN)
   }
   const authorization = basicInForm ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return { path, body: Buffer.from(form.toString()), ...(authorization !== undefined ? { authorization } : {}) }
@@ -476,15 +486,25 @@ const CLIENT_CREDENTIALS = ['client_secret', 'client_assertion', 'client_asserti
  */
 function asGet(realm: Realm, path: string, form: URLSearchParams): Redirect | PageRefusal {
   for (const name of CLIENT_CREDENTIALS) form.delete(name)
-  const redirect = `${realm.issuer}${path}?${form}`
+  const query = form.toString()
+  const redirect = `${realm.issuer}${path}${query ? `?${query}` : ''}`
   if (redirect.length > MAX_REDIRECT_LENGTH) return { page: { status: 400, title: 'Invalid Request', message: 'The request is too long to be sent on.' } }
   return { redirect }
 }
 
-/** The Authorization header oidc-provider's userinfo gets for a bearer JWT: its `jti`, or a value no token has. */
+/** The Authorization header oidc-provider's userinfo gets for a bearer token: its JWT's `jti`, or a value no token has. */
 async function userinfoAuthorization(realm: Realm, raw: IncomingMessage): Promise<string | undefined> {
   const bearer = /^bearer +(\S+)$/i.exec(raw.headers.authorization ?? '')?.[1]
-  return bearer && JWT_SHAPE.test(bearer) ? `Bearer ${(await accessTokenId(realm, bearer)) ?? 'unknown'}` : undefined
+  return bearer ? `Bearer ${await accessTokenRecordId(realm, bearer)}` : undefined
+}
+
+/**
+ * The record id of an access token the realm signed, for oidc-provider to look up; `UNKNOWN_TOKEN` for anything else.
+ * Every token the realm issues is a JWT, so a value that is none is refused, as Keycloak refuses it: the record's id is
+ * the token's `jti`, which every service the token reaches reads (and may log), and is no credential.
+ */
+async function accessTokenRecordId(realm: Realm, value: string): Promise<string> {
+  return JWT_SHAPE.test(value) ? (await accessTokenId(realm, value)) ?? UNKNOWN_TOKEN : UNKNOWN_TOKEN
 }
 
 /** Adds Keycloak's default client scopes to the parameters' `scope`; false when there was nothing to add to (or it is repeated). */
@@ -524,8 +544,8 @@ function keycloakPrompt(params: URLSearchParams): boolean {
 
 /** The refresh token record id inside a refresh token JWT; a value no record has when the JWT is not the realm's. */
 async function refreshTokenId(realm: Realm, value: string): Promise<string> {
-  if (!JWT_SHAPE.test(value)) return 'unknown'
-  return (await realm.refreshToken(value))?.jti ?? 'unknown'
+  if (!JWT_SHAPE.test(value)) return UNKNOWN_TOKEN
+  return (await realm.refreshToken(value))?.jti ?? UNKNOWN_TOKEN
 }
 
 /** Keycloak's logout with a refresh token, as a revocation of the token's record (which ends its grant). */
@@ -560,7 +580,7 @@ function withPersonalToken(app: App, target: Target, address: string): Target {
   const values = form.getAll('token')
   if (values.length !== 1 || !values[0]!.startsWith(TOKEN_PREFIX)) return target
   const value = values[0]!
-  form.set('token', 'unknown')
+  form.set('token', UNKNOWN_TOKEN)
   const revised = { ...target, body: Buffer.from(form.toString()) }
   if (tokenShapeProblem(value)) return revised
   return {
@@ -624,7 +644,12 @@ async function realmInfo(realm: Realm): Promise<Record<string, unknown>> {
     public_key: spki.toString('base64'),
     'token-service': `${realm.issuer}/protocol/openid-connect`,
     'account-service': `${realm.issuer}/account`,
-    'tokens-not-before': 0,
+    // Keycloak's PublicRealmResource: the realm's not-before (0 before any `logout-all`); left out while the database,
+    // which keeps it, does not answer and this process has not read it yet, so that the public key is still served.
+    ...await realm.knownNotBefore().then((notBefore) => ({ 'tokens-not-before': notBefore }), (error: unknown) => {
+      if (error instanceof DatabaseUnavailable) return {}
+      throw error
+    }),
   }
 }
 

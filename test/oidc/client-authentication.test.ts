@@ -195,3 +195,21 @@ describe('a public client that sends a client secret anyway', () => {
     assert.equal(status >= 400 && status < 500, true)
   })
 })
+
+/** A configured secret is the text it is written as, whatever it looks like. */
+describe('a client secret written like a stored hash', () => {
+  const SECRET = `sha256:${'0123456789abcdef'.repeat(4)}`
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'hash-like', public_client: false, secret: SECRET, service_accounts: true }]) } })
+  })
+  after(() => gw.close())
+
+  it('authenticates the client with that text, in HTTP basic and in the form, and with nothing else', async () => {
+    const basic = { authorization: `Basic ${Buffer.from(`hash-like:${encodeURIComponent(SECRET)}`).toString('base64')}` }
+    assert.equal((await tokenRequest(gw, { grant_type: 'client_credentials' }, basic)).status, 200)
+    assert.equal((await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'hash-like', client_secret: SECRET })).status, 200)
+    const wrong = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: 'hash-like', client_secret: `${SECRET}0` })
+    assert.equal(wrong.status, 401)
+  })
+})

@@ -70,6 +70,17 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.match(await response.text(), /name="password"/)
   })
 
+  it('answers a POST to the logout or authorization endpoint that is no form 415, as Keycloak\'s form-only POST methods, and an empty form as one without parameters', async () => {
+    for (const endpoint of ['/logout', '/auth']) {
+      const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"client_id":"spa"}' })
+      assert.equal(answer.status, 415, endpoint)
+      assert.deepEqual(await json(answer), { error: 'HTTP 415 Unsupported Media Type' }, endpoint)
+    }
+    const emptyLogout = await gw.fetch(`${ENDPOINTS}/logout`, { method: 'POST', headers: FORM })
+    assert.equal(emptyLogout.status, 303)
+    assert.equal(emptyLogout.headers.get('location'), realmUrl(gw, '/protocol/openid-connect/logout'))
+  })
+
   it('never puts a client secret sent to the logout or authorization endpoint into a URL', async () => {
     for (const endpoint of ['/logout', '/auth']) {
       const answer = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'POST', headers: FORM, body: new URLSearchParams({ client_id: 'reports', client_secret: 'reports-secret-0123456789', state: 's' }).toString() })
@@ -206,6 +217,25 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
       assert.deepEqual(await json(bad), { error: 'invalid_token', error_description: 'Token verification failed' })
       assert.equal(bad.headers.get('www-authenticate'), `Bearer realm="${REALM}", error="invalid_token", error_description="Token verification failed"`)
     }
+  })
+
+  it('takes a token\'s jti for no token: userinfo, introspection and revocation refuse it as Keycloak refuses a value that is no JWT', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const accessId = decodeJwtPart(tokens.access_token, 1).jti as string
+    const refreshId = decodeJwtPart(tokens.refresh_token, 1).jti as string
+    const header = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${accessId}` } })
+    assert.equal(header.status, 401)
+    assert.deepEqual(await json(header), { error: 'invalid_token', error_description: 'Token verification failed' })
+    const form = await post('/userinfo', { access_token: accessId })
+    assert.equal(form.status, 401)
+    for (const id of [accessId, refreshId]) {
+      assert.deepEqual(await json(await post('/token/introspect', { client_id: 'end-users', token: id })), { active: false })
+      assert.deepEqual(await introspect(id), { active: false })
+      assert.equal((await post('/revoke', { client_id: 'end-users', token: id })).status, 200)
+    }
+    // Nothing was revoked: the session and its tokens go on.
+    assert.equal((await introspect(tokens.refresh_token)).active, true)
+    assert.equal((await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status, 200)
   })
 
   it('introspects refresh and offline tokens with the claims of Keycloak\'s, and access tokens with their jti', async () => {

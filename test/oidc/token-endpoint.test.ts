@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createPublicKey } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { jwtVerify } from 'jose'
-import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
 import { browse, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, submitForm, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
@@ -238,6 +238,13 @@ describe('the token endpoint speaks Keycloak', () => {
     assert.equal(typeof (await json(wrongMethod)).error, 'string')
     const certs = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/certs`, { method: 'DELETE' })
     assert.equal(certs.status, 405)
+    // The pages keycloak-js frames and the realm description are Keycloak's GET resources too.
+    for (const path of ['/protocol/openid-connect/login-status-iframe.html', '/protocol/openid-connect/login-status-iframe.html/init', '/protocol/openid-connect/3p-cookies/step1.html', '']) {
+      const posted = await gw.fetch(`/realms/${REALM}${path}`, { method: 'POST', body: new URLSearchParams({ client_id: 'end-users' }) })
+      assert.equal(posted.status, 405, path)
+      assert.equal(posted.headers.get('allow'), 'GET, HEAD', path)
+      assert.equal((await json(posted)).error, 'HTTP 405 Method Not Allowed', path)
+    }
   })
 
   it('answers the platform\'s OAuth2 endpoints with the wrong method 405, as django-oauth-toolkit\'s views do', async () => {
@@ -389,5 +396,21 @@ describe('a device code at another realm\'s token endpoint', () => {
     const jar = new CookieJar()
     const entered = await submit(jar, await browse(gw, jar, `${gw.url}/realms/elsewhere/device`), { user_code: userCode })
     assert.match(await entered.response.clone().text(), /That code is not valid or has expired/)
+  })
+})
+
+describe('the realm description after a logout-all', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway()
+  })
+  after(() => gw.close())
+
+  it('names the realm\'s not-before in tokens-not-before, as Keycloak\'s PublicRealmResource does', async () => {
+    assert.equal((await json(await gw.fetch(`/realms/${REALM}`)))['tokens-not-before'], 0)
+    assert.equal((await gw.fetch(`/admin/realms/${REALM}/logout-all`, { method: 'POST', headers: adminAuth })).status, 200)
+    const notBefore = await gw.app.oidc.get(REALM)!.notBefore()
+    assert.ok(notBefore > 0)
+    assert.equal((await json(await gw.fetch(`/realms/${REALM}`)))['tokens-not-before'], notBefore)
   })
 })
