@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { answerClientError } from '../errors.ts'
 import { createServer } from '../http/node-http.ts'
 import { normaliseTarget } from '../http/request-target.ts'
 
@@ -26,6 +27,8 @@ export function createHttpsRedirect(target: RedirectTarget): Server {
   const timeouts = { headersTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS, connectionsCheckingInterval: 1000 }
   const server = createServer(timeouts, (request, response) => redirect(request, response, target))
   server.keepAliveTimeout = 1000
+  // A request that times out or is not valid HTTP gets the gateway's JSON answer, as on its HTTPS port: Node's own has no body.
+  server.on('clientError', answerClientError)
   return server
 }
 

@@ -20,6 +20,14 @@ describe('the plain-HTTP redirect port', () => {
     await client.closed
     const seconds = (performance.now() - started) / 1000
     assert.match(client.received(), /^HTTP\/1\.1 408 /)
+    assert.match(client.received(), /\r\n\r\n\{"code":"request_timeout","detail":"[^"]+"\}$/)
     assert.ok(seconds >= 9 && seconds < 13, `closed after ${seconds.toFixed(1)} s`)
+  })
+
+  it('answers a request that is not valid HTTP with the gateway\'s JSON 400, as its HTTPS port does', async () => {
+    const client = await rawClient(url, '127.0.0.1', 'GET / HTTP/1.1\r\nHost: gateway.example\r\nBad Header Line\r\n\r\n')
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 400 /)
+    assert.match(client.received(), /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
   })
 })
