@@ -97,9 +97,12 @@ export function responseRewrite(route: Route, base: PublicBase): ResponseRewrite
     return undefined
   }
 
-  /** Every Path attribute: a browser takes the last one (RFC 6265 §5.3), so none may stay unmapped. */
+  /**
+   * Every Path attribute: a browser takes the last one (RFC 6265 §5.3), so none may stay unmapped, also one written
+   * with spaces around its `=`, which a browser trims (§5.2).
+   */
   function cookie(value: string): string {
-    return value.replace(/(;\s*path=)([^;]*)/gi, (whole, attribute: string, path: string) => {
+    return value.replace(/(;\s*path\s*=)([^;]*)/gi, (whole, attribute: string, path: string) => {
       const mapped = publicPath(path.trim())
       return mapped === undefined ? whole : attribute + mapped
     })

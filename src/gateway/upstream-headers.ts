@@ -25,12 +25,21 @@ const IDENTITY_PREFIX = 'x-gatehouse-'
 /**
  * Fields that say who the client is or which URL it asked for, which frameworks believe for the client address and
  * for URL rewriting: passed on only from a trusted proxy (`server.trusted_proxies`), which is where they come from.
+ * `X-Original-URI` is what nginx's auth_request examples name the URL in, `X-Original-Host` what Azure's and IIS's
+ * proxies (and ASP.NET's forwarded-headers middleware) name the host in.
  */
 const FROM_TRUSTED_PROXIES_ONLY = new Set([
   'forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip',
-  'x-original-url', 'x-rewrite-url', 'x-original-forwarded-for',
+  'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-original-host', 'x-original-forwarded-for',
 ])
+/**
+ * `X-Forwarded-*`, and Envoy's `X-Envoy-*`: an Envoy in front of a service (a sidecar, the platform's gateway) takes
+ * the client address, the original path, and its retries and timeouts (`x-envoy-retry-on`, `-max-retries`,
+ * `-upstream-rq-timeout-ms`) from a request it counts as internal, as one from the gateway's private address is; it
+ * strips them only from external requests.
+ */
 const FORWARDED_PREFIX = 'x-forwarded-'
+const ENVOY_PREFIX = 'x-envoy-'
 
 /**
  * The fields other authenticating proxies set to tell a service who is calling: a service that was behind one of
@@ -77,7 +86,7 @@ export function removedFields(configured: readonly string[]): RemovedFields {
 function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedFields): boolean {
   if (name.includes('_') || ALWAYS_DROPPED.has(name) || name.startsWith(IDENTITY_PREFIX) || removed(name)) return false
   if (fromTrustedProxy) return true
-  return !FROM_TRUSTED_PROXIES_ONLY.has(name) && !name.startsWith(FORWARDED_PREFIX)
+  return !FROM_TRUSTED_PROXIES_ONLY.has(name) && !name.startsWith(FORWARDED_PREFIX) && !name.startsWith(ENVOY_PREFIX)
 }
 
 /**

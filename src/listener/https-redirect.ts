@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { answerClientError } from '../errors.ts'
 import { createServer } from '../http/node-http.ts'
 import { normaliseTarget } from '../http/request-target.ts'
 
@@ -20,11 +21,14 @@ const TIMEOUT_MS = 10_000
 const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
 
 export function createHttpsRedirect(target: RedirectTarget): Server {
-  const server = createServer((request, response) => redirect(request, response, target))
   // Nothing here waits on anything but the client, and no client needs long to send a request line and headers.
-  server.headersTimeout = TIMEOUT_MS
-  server.requestTimeout = TIMEOUT_MS
+  // Node checks these deadlines on a timer, every 30 s unless told otherwise, which let a client that never finished
+  // its headers hold its connection three times as long; once a second, as on the gateway's port.
+  const timeouts = { headersTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS, connectionsCheckingInterval: 1000 }
+  const server = createServer(timeouts, (request, response) => redirect(request, response, target))
   server.keepAliveTimeout = 1000
+  // A request that times out or is not valid HTTP gets the gateway's JSON answer, as on its HTTPS port: Node's own has no body.
+  server.on('clientError', answerClientError)
   return server
 }
 

@@ -83,6 +83,17 @@ function inviteBodyWhenRead(request: IncomingMessage, response: ServerResponse):
   request.on('newListener', onListener)
 }
 
+/**
+ * HTTP/1.0 has no transfer codings: RFC 9112 §6.1 has a server take such a request's framing as faulty. Node decodes
+ * its body as chunked, where a proxy in front that reads HTTP/1.0 as HTTP/1.0 takes the body to be empty and the
+ * chunks for the next request (request smuggling); nginx refuses such requests with 400 since 1.21.1. The body is
+ * never read: the connection closes after the answer.
+ */
+function refuseFaultyFraming(response: ServerResponse, id: string): void {
+  const json = JSON.stringify(errorBody(new BadRequest('An HTTP/1.0 request cannot have a Transfer-Encoding.')))
+  response.writeHead(400, { 'x-request-id': id, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json), connection: 'close' }).end(json)
+}
+
 /** How long a CONNECT's refusal may take to be written before its socket is destroyed anyway. */
 const CONNECT_ANSWER_MS = 5_000
 
@@ -111,6 +122,7 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   const handle: RequestListener = (request, response) => {
     normaliseTarget(request)
     const id = assignRequestId(request, trustsProxy)
+    if (request.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) return refuseFaultyFraming(response, id)
     // A lane that takes the request answers with the id itself: the forward-auth answer writes all its header fields
     // in one writeHead, which costs less when none was set before it.
     if (take()?.(request, response)) return

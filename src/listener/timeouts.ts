@@ -10,13 +10,15 @@ import type { TlsCredentials } from './tls.ts'
 export function serverTimeouts(server: Config['server'], https: TlsCredentials['options'] | undefined): {
   requestTimeout: number
   http?: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number }
-  https?: TlsCredentials['options'] & { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number }
+  https?: TlsCredentials['options'] & { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number; handshakeTimeout: number }
 } {
   const node = {
     headersTimeout: server.timeouts.headers_seconds * 1000,
     requestTimeout: server.timeouts.request_seconds * 1000,
     connectionsCheckingInterval: 1000,
   }
-  // Fastify sets the server's requestTimeout from its own option (0, none, unless given).
-  return { requestTimeout: node.requestTimeout, ...(https ? { https: { ...https, ...node } } : { http: node }) }
+  // Fastify sets the server's requestTimeout from its own option (0, none, unless given). Over TLS the deadlines start
+  // once the handshake is done: until then Node's own handshakeTimeout (120 s) held a client that never finished one,
+  // so the handshake gets the time the headers get.
+  return { requestTimeout: node.requestTimeout, ...(https ? { https: { ...https, ...node, handshakeTimeout: node.headersTimeout } } : { http: node }) }
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { App } from '../app.ts'
-import { errorBody, normalizeError } from '../errors.ts'
+import { answerClientError, errorBody, normalizeError } from '../errors.ts'
 import { createServer } from '../http/node-http.ts'
 import { underSameCaps } from '../listener/address-shares.ts'
 import { explainListenError } from '../listener/listen-errors.ts'
@@ -50,6 +50,8 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
       }
       app.metrics.scrape().then(({ contentType, text }) => answer(200, contentType, text), () => answer(500, 'application/json; charset=utf-8', '{"code":"internal_error","detail":"Internal server error."}'))
     })
+    // A request that times out or is not valid HTTP gets the gateway's JSON answer, as on its port: Node's own has no body.
+    listener.on('clientError', answerClientError)
     underSameCaps(listener, server.server)
     await new Promise<void>((resolve, reject) => {
       listener!.once('error', (error) => reject(explainListenError(error, { host: 'metrics.host', port: 'metrics.port' }, options.host, options.port!)))

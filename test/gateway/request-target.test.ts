@@ -235,6 +235,18 @@ describe('request targets and framing at the edge', () => {
     assert.equal(reset, true, 'a socket Node no longer tracks would hold the gateway open at shutdown')
   })
 
+  it('refuses an HTTP/1.0 request with Transfer-Encoding, whose framing RFC 9112 §6.1 has a server take as faulty, and closes the connection', async () => {
+    const before = upstream.seen.length
+    // HTTP/1.0 has no chunked coding: a proxy in front that reads this body as empty forwards the chunk data as a
+    // request of its own, which the gateway would read as this body, and the "0" chunk's request as the next one.
+    const smuggled = 'GET /rec/open/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n'
+    const response = await exchange(gw.url, `POST /rec/open/x HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\nGET /rec/open/next HTTP/1.1\r\nHost: gw\r\n\r\n`)
+    assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])
+    assert.match(response, /\r\nconnection: close\r\n/i)
+    assert.match(response, /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
+    assert.equal(upstream.seen.length, before, 'nothing reaches the service')
+  })
+
   it('answers a malformed request on an idle connection with 400 and closes it', async () => {
     const response = await exchange(gw.url, `GET /rec/open/x HTTP/1.1\r\nHost: gw\r\nBad Header Line\r\n\r\n`)
     assert.deepEqual(statusLines(response), ['HTTP/1.1 400 Bad Request'])

@@ -132,6 +132,11 @@ describe('upstream addresses in responses', () => {
     assert.deepEqual(response.headers.getSetCookie(), ['sid=1; Path=/app/a; Secure; path=/app/b'])
   })
 
+  it('reads a Path with spaces around its "=" as a browser does (RFC 6265 §5.2 trims them), and moves it too', async () => {
+    const response = await answer('/app/x', { cookie: ['sid=1; Path=/base/a; Path =/base/b', 'a=2; path\t= /base/c'] })
+    assert.deepEqual(response.headers.getSetCookie(), ['sid=1; Path=/app/a; Path =/app/b', 'a=2; path\t=/app/c'])
+  })
+
   it('without a base path or strip_prefix, only the upstream\'s origin is replaced', async () => {
     assert.equal((await answer('/plain/x', { location: `${upstream.url}/plain/y?z=1` })).headers.get('location'), `${gw.url}/plain/y?z=1`)
     assert.equal((await answer('/plain/x', { location: `${upstream.url}` })).headers.get('location'), `${gw.url}/`)

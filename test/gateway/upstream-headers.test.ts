@@ -16,6 +16,14 @@ const FORWARDING_HEADERS = {
   'true-client-ip': '203.0.113.7',
   'x-original-url': '/admin/delete',
   'x-rewrite-url': '/admin/delete',
+  'x-original-uri': '/admin/delete',
+  'x-original-host': 'evil.example',
+  // Envoy in front of a service takes these from a peer it counts as internal, as the gateway is.
+  'x-envoy-external-address': '203.0.113.7',
+  'x-envoy-original-path': '/admin/delete',
+  'x-envoy-retry-on': '5xx',
+  'x-envoy-max-retries': '100',
+  'x-envoy-upstream-rq-timeout-ms': '0',
 }
 
 /** The documented form login, from a chosen local address. */

@@ -28,8 +28,15 @@ describe('the separate metrics listener (metrics.port)', () => {
       // Generous for a loaded machine, and still far below Node's own defaults (60 s, checked every 30 s).
       assert.ok(await closedWithin(gateway, 15_000), 'the gateway\'s port closed its slow client')
       assert.ok(await closedWithin(metrics, 15_000), 'the metrics listener closed its slow client too')
+      for (const client of [gateway, metrics]) assert.match(client.received(), /^HTTP\/1\.1 408 [^]*\r\n\r\n\{"code":"request_timeout","detail":"[^"]+"\}$/)
     } finally {
       for (const client of clients) client.socket.destroy()
     }
+  })
+
+  it('answers a request that is not valid HTTP with the gateway\'s JSON 400, as the gateway\'s port does', async () => {
+    const client = await rawClient(gw.app.metrics.listenerUrl!, '127.0.0.1', 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Line\r\n\r\n')
+    await client.closed
+    assert.match(client.received(), /^HTTP\/1\.1 400 [^]*\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
   })
 })
