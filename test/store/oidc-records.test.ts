@@ -645,10 +645,7 @@ for (const backend of unmigratedBackends) {
         ] as never).execute()
         await store.database.migrate()
 
-        const definitions = dialect === 'postgres'
-          ? (await sql<{ name: string; definition: string }>`SELECT indexname AS name, indexdef AS definition FROM pg_indexes WHERE tablename = 'oidc_records'`.execute(db)).rows
-          : (await sql<{ name: string; definition: string }>`SELECT name, sql AS definition FROM sqlite_master WHERE type = 'index' AND tbl_name = 'oidc_records'`.execute(db)).rows
-        const definition = (name: string) => definitions.find((index) => index.name === name)?.definition ?? ''
+        const definition = await indexDefinitions(store)
         assert.match(definition('oidc_records_uid'), /where \(?"?uid"? is not null\)?$/i)
         assert.match(definition('oidc_records_user_code'), /where \(?"?user_code"? is not null\)?$/i)
 
@@ -685,10 +682,7 @@ for (const backend of unmigratedBackends) {
         ]).execute()
         await store.database.migrate()
 
-        const definitions = dialect === 'postgres'
-          ? (await sql<{ name: string; definition: string }>`SELECT indexname AS name, indexdef AS definition FROM pg_indexes WHERE tablename = 'oidc_records'`.execute(db)).rows
-          : (await sql<{ name: string; definition: string }>`SELECT name, sql AS definition FROM sqlite_master WHERE type = 'index' AND tbl_name = 'oidc_records'`.execute(db)).rows
-        const definition = (name: string) => definitions.find((index) => index.name === name)?.definition ?? ''
+        const definition = await indexDefinitions(store)
         assert.match(definition('oidc_records_grant_id'), /where \(?"?grant_id"? is not null\)?$/i)
         assert.match(definition('oidc_records_account_id'), /where \(?"?account_id"? is not null\)?$/i)
 
@@ -713,6 +707,15 @@ for (const backend of unmigratedBackends) {
       }
     })
   })
+}
+
+/** The SQL that defines each index of the OIDC records' table, by name ('' for an index that does not exist). */
+async function indexDefinitions(store: Store): Promise<(name: string) => string> {
+  const { db, dialect } = store.database
+  const definitions = dialect === 'postgres'
+    ? (await sql<{ name: string; definition: string }>`SELECT indexname AS name, indexdef AS definition FROM pg_indexes WHERE tablename = 'oidc_records'`.execute(db)).rows
+    : (await sql<{ name: string; definition: string }>`SELECT name, sql AS definition FROM sqlite_master WHERE type = 'index' AND tbl_name = 'oidc_records'`.execute(db)).rows
+  return (name) => definitions.find((index) => index.name === name)?.definition ?? ''
 }
 
 /** How the database runs a lookup by `column` as the repository makes it (a model's live records). */
