@@ -331,7 +331,7 @@ export class OidcRecordRepository {
     const changesBefore = this.#readAlong.changes
     const { rows } = await this.#db.executeQuery(this.#statements.compiled('findWithGrant', [now, model, id, now, GRANT_MODEL, model, id], () =>
       this.#live(now).where('model', '=', model).where('id', '=', id)
-        .unionAll(this.#db.selectFrom('oidc_records as g').selectAll('g')
+        .unionAll(this.#db.selectFrom('oidc_records as g').select(RECORD_COLUMNS.map((column) => `g.${column}` as const))
           .where((eb) => eb.or([eb('g.expires_at', 'is', null), eb('g.expires_at', '>', now)]))
           .where('g.model', '=', GRANT_MODEL)
           .where('g.id', '=', (eb) => eb.selectFrom('oidc_records as t').select('t.grant_id').where('t.model', '=', model).where('t.id', '=', id)))))
@@ -539,7 +539,7 @@ export class OidcRecordRepository {
   }
 
   #live(now: number) {
-    return this.#db.selectFrom('oidc_records').selectAll()
+    return this.#db.selectFrom('oidc_records').select(RECORD_COLUMNS)
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
       .where('ended_at', 'is', null)
   }
@@ -599,6 +599,12 @@ interface OidcRow {
   expires_at: number | null
   consumed_at: number | null
 }
+
+/**
+ * The columns a record is read with (`OidcRow`): not the lookup keys and links only the store's own statements use
+ * (uid, user code, account, gateway session, end), which a read would otherwise copy into every row it returns.
+ */
+const RECORD_COLUMNS = ['model', 'id', 'payload', 'grant_id', 'expires_at', 'consumed_at'] as const
 
 function toRecord(row: OidcRow): OidcRecord {
   return {

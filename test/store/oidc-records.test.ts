@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import type { Compilable } from 'kysely'
 import { Migrator, sql } from '../../src/store/kysely.ts'
 import { ValidationFailed } from '../../src/errors.ts'
 import { StoreAdapter } from '../../src/oidc/adapter.ts'
@@ -644,10 +645,7 @@ for (const backend of unmigratedBackends) {
         ] as never).execute()
         await store.database.migrate()
 
-        const definitions = dialect === 'postgres'
-          ? (await sql<{ name: string; definition: string }>`SELECT indexname AS name, indexdef AS definition FROM pg_indexes WHERE tablename = 'oidc_records'`.execute(db)).rows
-          : (await sql<{ name: string; definition: string }>`SELECT name, sql AS definition FROM sqlite_master WHERE type = 'index' AND tbl_name = 'oidc_records'`.execute(db)).rows
-        const definition = (name: string) => definitions.find((index) => index.name === name)?.definition ?? ''
+        const definition = await indexDefinitions(store)
         assert.match(definition('oidc_records_uid'), /where \(?"?uid"? is not null\)?$/i)
         assert.match(definition('oidc_records_user_code'), /where \(?"?user_code"? is not null\)?$/i)
 
@@ -666,15 +664,70 @@ for (const backend of unmigratedBackends) {
   })
 }
 
-/**
- * How the database runs a lookup by `column` as the repository makes it (a model's live records), with sequential
- * scans ruled out on PostgreSQL, which would rather read a table this small whole.
- */
-async function queryPlan(store: Store, column: 'uid' | 'user_code'): Promise<string> {
+for (const backend of unmigratedBackends) {
+  describe(`OIDC records' grant and account indexes, on ${backend.name}`, () => {
+    it('leave out the records without one (a client_credentials token) when the database is upgraded, and still serve every lookup by grant and by account', async () => {
+      const { store, cleanup } = await backend.open()
+      try {
+        const { db, dialect } = store.database
+        const migrator = new Migrator({ db, provider: migrationProvider(dialect) })
+        assert.equal((await migrator.migrateTo('024_ldap_entries')).error, undefined)
+        const later = Date.now() + 60_000
+        // As version 024 wrote them: a grant with its tokens, and a client_credentials token with neither.
+        await db.insertInto('oidc_records').values([
+          { model: 'Grant', id: 'g1', payload: JSON.stringify({ accountId: '1', clientId: 'c' }), account_id: '1', expires_at: later },
+          { model: 'RefreshToken', id: 'r1', payload: JSON.stringify({ accountId: '1', clientId: 'c', sid: 'login-1' }), grant_id: 'g1', account_id: '1', expires_at: later },
+          { model: 'AccessToken', id: 'a1', payload: JSON.stringify({ accountId: '1', clientId: 'c', sid: 'login-1' }), grant_id: 'g1', account_id: '1', expires_at: later },
+          { model: 'ClientCredentials', id: 'cc1', payload: JSON.stringify({ clientId: 'service' }), expires_at: later },
+        ]).execute()
+        await store.database.migrate()
+
+        const definition = await indexDefinitions(store)
+        assert.match(definition('oidc_records_grant_id'), /where \(?"?grant_id"? is not null\)?$/i)
+        assert.match(definition('oidc_records_account_id'), /where \(?"?account_id"? is not null\)?$/i)
+
+        const records = () => db.selectFrom('oidc_records').select('id')
+        const lookups = {
+          'a grant\'s records (endGrants)': [records().where((eb) => eb.or([eb('grant_id', 'in', ['g1', 'g2']), eb.and([eb('model', '=', 'Grant'), eb('id', 'in', ['g1', 'g2'])])])), 'oidc_records_grant_id'],
+          'a model\'s records of a grant (destroyByGrantId)': [records().where('model', '=', 'AccessToken').where('grant_id', '=', 'g1'), 'oidc_records_grant_id'],
+          'an account\'s records (destroyByAccount)': [records().where('account_id', '=', '1').where('model', 'in', ['Grant', 'AccessToken', 'RefreshToken']), 'oidc_records_account_id'],
+        } as const
+        for (const [lookup, [query, index]] of Object.entries(lookups)) {
+          assert.match(await queryPlan(store, query), new RegExp(index), `${lookup} does not use ${index}`)
+        }
+        assert.deepEqual(await store.oidc.grantsOfSignIn('1', 'login-1', Date.now()), [{ grantId: 'g1', clientId: 'c' }])
+        await store.oidc.destroyByGrantId('AccessToken', 'g1')
+        assert.equal(await store.oidc.find('AccessToken', 'a1', Date.now()), undefined)
+        assert.equal(await store.oidc.destroyByAccount('1'), 2)
+        assert.equal(await store.oidc.find('RefreshToken', 'r1', Date.now()), undefined)
+        assert.ok(await store.oidc.find('ClientCredentials', 'cc1', Date.now()))
+      } finally {
+        await store.close()
+        await cleanup()
+      }
+    })
+  })
+}
+
+/** The SQL that defines each index of the OIDC records' table, by name ('' for an index that does not exist). */
+async function indexDefinitions(store: Store): Promise<(name: string) => string> {
   const { db, dialect } = store.database
-  const query = db.selectFrom('oidc_records').selectAll()
+  const definitions = dialect === 'postgres'
+    ? (await sql<{ name: string; definition: string }>`SELECT indexname AS name, indexdef AS definition FROM pg_indexes WHERE tablename = 'oidc_records'`.execute(db)).rows
+    : (await sql<{ name: string; definition: string }>`SELECT name, sql AS definition FROM sqlite_master WHERE type = 'index' AND tbl_name = 'oidc_records'`.execute(db)).rows
+  return (name) => definitions.find((index) => index.name === name)?.definition ?? ''
+}
+
+/** How the database runs a lookup by `column` as the repository makes it (a model's live records). */
+async function queryPlan(store: Store, column: 'uid' | 'user_code'): Promise<string>
+/** How the database runs `query`. */
+async function queryPlan(store: Store, query: Compilable): Promise<string>
+/** With sequential scans ruled out on PostgreSQL, which would rather read a table this small whole. */
+async function queryPlan(store: Store, lookup: 'uid' | 'user_code' | Compilable): Promise<string> {
+  const { db, dialect } = store.database
+  const query = typeof lookup !== 'string' ? lookup.compile() : db.selectFrom('oidc_records').selectAll()
     .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', Date.now())]))
-    .where('model', '=', 'Session').where(column, '=', 'u1').compile()
+    .where('model', '=', 'Session').where(lookup, '=', 'u1').compile()
   return db.connection().execute(async (connection) => {
     if (dialect === 'postgres') await sql`SET enable_seqscan = off`.execute(connection)
     try {
