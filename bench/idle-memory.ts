@@ -107,6 +107,14 @@ try {
     const cpuMs = results[i]!.map((start) => start.cpuMs)
     process.stdout.write(`${root}: start to listening ${median(ms).toFixed(0)} ms (CPU ${median(cpuMs).toFixed(0)} ms), idle VmRSS ${median(rss).toFixed(1)} MB (median of ${starts}; ${rss.map((value) => value.toFixed(1)).join(' ')})\n`)
   }
+  // Starts of the same round ran within seconds of each other: their differences scatter less than the medians do
+  // when the machine's load moves from round to round.
+  for (const [i, root] of roots.entries()) {
+    if (i === 0) continue
+    const cpuMs = results[0]!.map((start, round) => start.cpuMs - results[i]![round]!.cpuMs)
+    const ms = results[0]!.map((start, round) => start.ms - results[i]![round]!.ms)
+    process.stdout.write(`${roots[0]} against ${root}, median of each round's difference: CPU ${median(cpuMs).toFixed(0)} ms, to listening ${median(ms).toFixed(0)} ms (CPU ${cpuMs.join(' ')})\n`)
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }

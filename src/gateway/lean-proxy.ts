@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module'
+import { createRequire, Module } from 'node:module'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Dispatcher, Pool as UndiciPool } from 'undici'
@@ -17,11 +17,37 @@ import { UpstreamExchange } from './upstream-exchange.ts'
 import { poolClient } from './upstream-pool.ts'
 
 
+const require = createRequire(import.meta.url)
+
+/**
+ * undici's client requires its HTTP/2 half (client-h2.js, and with it node:http2: about 16 ms of every start) when it
+ * loads, though it calls it only for a connection whose TLS handshake chose `h2`, which these pools, made without
+ * `allowH2`, never offer. Until such a call, the module cache holds a stand-in under its file name (Node's documented
+ * `require.cache`), which requires the real module when first called and hands every call on to it.
+ */
+function deferHttp2Client(): void {
+  const file = require.resolve('undici/lib/dispatcher/client-h2.js')
+  if (require.cache[file]) return
+  const standIn = new Module(file)
+  standIn.filename = file
+  standIn.loaded = true
+  let connectH2: ((...args: unknown[]) => unknown) | undefined
+  standIn.exports = (...args: unknown[]): unknown => {
+    if (!connectH2) {
+      if (require.cache[file] === standIn) delete require.cache[file]
+      connectH2 = require(file) as (...args: unknown[]) => unknown
+    }
+    return connectH2(...args)
+  }
+  require.cache[file] = standIn
+}
+
+deferHttp2Client()
 /**
  * undici's connection pool on its own: undici's index also loads fetch, WebSockets, caches and mocks, which nothing
  * here uses, and that took a tenth of the time to start.
  */
-const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool
+const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
 /**
  * The proxied request path without Fastify: a request for a service's prefix is taken off Node's HTTP server before
  * Fastify routes it, and judged and forwarded here with the same steps the general path runs (src/server.ts hooks,

@@ -121,6 +121,36 @@ const lazyReExports = {
   },
 }
 
+/**
+ * Node's modules that a bundled file requires at its top level for what Gatehouse never asks of it: Fastify's
+ * lib/server.js requires node:https and node:http2 to make a server itself, where Gatehouse hands it its own (a
+ * `serverFactory`, src/server.ts). node:http2 alone costs about 16 ms of CPU at every start.
+ */
+const LAZY_BUILTINS = [{ file: /\/node_modules\/fastify\/lib\/server\.js$/, modules: ['node:https', 'node:http2'] }]
+
+/**
+ * Turns each `const name = require('node:...')` of those files into an object that requires the module at the first
+ * read of one of its properties, which is all these files do with it. A file where one of the statements is not
+ * found as written is left as it is.
+ */
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(build: PluginBuild) {
+    build.onLoad({ filter: new RegExp(LAZY_BUILTINS.map(({ file }) => file.source).join('|')) }, (args) => {
+      const lazy = LAZY_BUILTINS.find(({ file }) => file.test(args.path))
+      if (!lazy) return undefined
+      let source = readFileSync(args.path, 'utf8')
+      for (const name of lazy.modules) {
+        const statement = new RegExp(`^const (\\w+) = require\\('${name}'\\)$`, 'm')
+        if (!statement.test(source)) return undefined
+        source = source.replace(statement, (_, variable: string) =>
+          `let ${variable}Loaded\nconst ${variable} = new Proxy({}, { get: (_, key) => (${variable}Loaded ??= require('${name}'))[key] })`)
+      }
+      return { contents: source, loader: 'js' as const, resolveDir: dirname(args.path) }
+    })
+  },
+}
+
 /** A file name for a specifier: `zod/v4/core` becomes `zod__v4__core`. */
 function fileStem(specifier: string): string {
   return specifier.replace(/^@/, '').replaceAll('/', '__')
@@ -178,7 +208,7 @@ export async function buildVendor(directory = vendorDirectory(projectRoot)): Pro
       minifyWhitespace: true,
       metafile: true,
       absWorkingDir: projectRoot,
-      plugins: [lazyReExports],
+      plugins: [lazyReExports, lazyBuiltins],
     })
     const bundle = createRequire(join(directory, bundleFile))(`./${bundleFile}`) as Record<string, Record<string, unknown>>
     const files: VendoredPackage['specifiers'] = {}

@@ -137,6 +137,9 @@ export async function buildGatehouseBundle(root: string, directory = gatehouseBu
     if (output.endsWith('.map')) absoluteSources(join(root, output))
     else outputs[relative(directory, join(root, output))] = Object.keys(inputs)
   }
+  // Under node_modules, the bundle's `.js` files have no package to say they are ES modules: Node would parse each one
+  // it loads twice, first to find out (about 25 ms of a start's CPU).
+  writeFileSync(join(directory, 'package.json'), '{ "type": "module" }\n')
   const manifest: GatehouseBundleManifest = { root, entry: 'main.js', sources, outputs }
   writeFileSync(join(directory, MANIFEST), JSON.stringify(manifest, null, 2) + '\n')
   return manifest
