@@ -533,9 +533,55 @@ function entryIdOf(entry: Entry, attribute: string): string {
   return hex.length <= MAX_ENTRY_ID ? hex : createHash('sha256').update(bytes).digest('hex')
 }
 
-/** DNs compare case-insensitively and without the spaces some tools put after commas (RFC 4514). */
+/**
+ * DNs compare case-insensitively, without the unescaped spaces some tools put around `,` `=` `+`, and by what their
+ * values say rather than how they escape it (RFC 4514 section 2.4): OpenLDAP answers `cn=ops\\2C admins` for the
+ * group a configuration names `cn=ops\\, admins`. An escaped character is part of the value, so `cn=a\\, b` (the value
+ * `a, b`) and `cn=a\\,b` (`a,b`) stay two groups, as do `cn=a\\ ` and `cn=a`. The result is for comparing only: every
+ * character but ASCII letters, digits, `-`, `.` and `_` is written as its UTF-8 bytes in hexadecimal.
+ */
 export function normalizeDn(dn: string): string {
-  return dn.trim().replace(/\s*([,=+])\s*/g, '$1').toLowerCase()
+  let out = ''
+  /** The bytes of the type or value being read, each with whether it was escaped. */
+  let units: { byte: number; escaped: boolean }[] = []
+  const flush = (separator: string) => {
+    let first = 0
+    let end = units.length
+    while (first < end && isLooseSpace(units[first]!)) first++
+    while (end > first && isLooseSpace(units[end - 1]!)) end--
+    const text = Buffer.from(units.slice(first, end).map((unit) => unit.byte)).toString('utf8').toLowerCase()
+    for (const byte of Buffer.from(text, 'utf8')) out += PLAIN_DN_BYTE.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `\\${byte.toString(16).padStart(2, '0')}`
+    out += separator
+    units = []
+  }
+  let inValue = false
+  const chars = [...dn]
+  for (let i = 0; i < chars.length; i++) {
+    const char = chars[i]!
+    if (char === '\\' && i + 1 < chars.length) {
+      const hex = /^[0-9a-fA-F]{2}$/.test(`${chars[i + 1]}${chars[i + 2] ?? ''}`) ? `${chars[i + 1]}${chars[i + 2]}` : undefined
+      if (hex) units.push({ byte: parseInt(hex, 16), escaped: true })
+      else for (const byte of Buffer.from(chars[i + 1]!, 'utf8')) units.push({ byte, escaped: true })
+      i += hex ? 2 : 1
+    } else if (char === '=' && !inValue) {
+      flush('=')
+      inValue = true
+    } else if ((char === ',' || char === '+') && inValue) {
+      flush(char)
+      inValue = false
+    } else {
+      for (const byte of Buffer.from(char, 'utf8')) units.push({ byte, escaped: false })
+    }
+  }
+  flush('')
+  return out
+}
+
+const PLAIN_DN_BYTE = /^[a-z0-9._-]$/
+
+/** An unescaped space, which is no part of a type or value at its start or end (RFC 4514 section 3: a leading or trailing space of a value is escaped). */
+function isLooseSpace(unit: { byte: number; escaped: boolean }): boolean {
+  return !unit.escaped && unit.byte === 0x20
 }
 
 function hostOf(server: string): string {
