@@ -60,6 +60,13 @@ export class EventLog {
     return rows.map((r) => ({ id: Number(r.id), topic: r.topic, key: r.key, createdAt: Number(r.created_at) }))
   }
 
+  /** Those of `ids` the log holds, in order. */
+  async withIds(ids: number[]): Promise<StoredEvent[]> {
+    if (!ids.length) return []
+    const rows = await this.#db.selectFrom('events').select(['id', 'topic', 'key', 'created_at']).where('id', 'in', ids).orderBy('id').execute()
+    return rows.map((r) => ({ id: Number(r.id), topic: r.topic, key: r.key, createdAt: Number(r.created_at) }))
+  }
+
   /** The oldest event still in the log (0 when it is empty): a reader behind it lost news to a prune. */
   async oldestId(): Promise<number> {
     const row = await this.#db.selectFrom('events').select((eb) => eb.fn.min('id').as('id')).executeTakeFirst()
