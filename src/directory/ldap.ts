@@ -250,7 +250,8 @@ export class LdapDirectory {
     const { attributes } = this.#config
     const username = onlyValue(entry, attributes.username)
     const groupDns = await this.#findGroups(client, entry.dn, username)
-    const member = (dns: Set<string>) => groupDns.some((dn) => dns.has(normalizeDn(dn)))
+    const normalized = groupDns.map(normalizeDn)
+    const member = (dns: Set<string>) => normalized.some((dn) => dns.has(dn))
     return {
       dn: entry.dn,
       entryId: entryIdOf(entry, attributes.uuid),
@@ -542,46 +543,75 @@ function entryIdOf(entry: Entry, attribute: string): string {
  */
 export function normalizeDn(dn: string): string {
   let out = ''
-  /** The bytes of the type or value being read, each with whether it was escaped. */
-  let units: { byte: number; escaped: boolean }[] = []
-  const flush = (separator: string) => {
-    let first = 0
-    let end = units.length
-    while (first < end && isLooseSpace(units[first]!)) first++
-    while (end > first && isLooseSpace(units[end - 1]!)) end--
-    const text = Buffer.from(units.slice(first, end).map((unit) => unit.byte)).toString('utf8').toLowerCase()
-    for (const byte of Buffer.from(text, 'utf8')) out += PLAIN_DN_BYTE.test(String.fromCharCode(byte)) ? String.fromCharCode(byte) : `\\${byte.toString(16).padStart(2, '0')}`
-    out += separator
-    units = []
-  }
+  /** The type or value being read, as written out. */
+  let part = ''
+  /** Unescaped spaces read after it: inside it if more of it follows, else no part of it. */
+  let looseSpaces = 0
   let inValue = false
-  const chars = [...dn]
-  for (let i = 0; i < chars.length; i++) {
-    const char = chars[i]!
-    if (char === '\\' && i + 1 < chars.length) {
-      const hex = /^[0-9a-fA-F]{2}$/.test(`${chars[i + 1]}${chars[i + 2] ?? ''}`) ? `${chars[i + 1]}${chars[i + 2]}` : undefined
-      if (hex) units.push({ byte: parseInt(hex, 16), escaped: true })
-      else for (const byte of Buffer.from(chars[i + 1]!, 'utf8')) units.push({ byte, escaped: true })
-      i += hex ? 2 : 1
-    } else if (char === '=' && !inValue) {
-      flush('=')
+  const add = (text: string) => {
+    if (part && looseSpaces) part += '\\20'.repeat(looseSpaces)
+    looseSpaces = 0
+    part += text
+  }
+  const end = (separator: string) => {
+    out += part + separator
+    part = ''
+    looseSpaces = 0
+  }
+  for (let i = 0; i < dn.length; i++) {
+    const code = dn.charCodeAt(i)
+    if (code === BACKSLASH && i + 1 < dn.length) {
+      const pair = dn.slice(i + 1, i + 3)
+      if (/^[0-9a-fA-F]{2}$/.test(pair)) {
+        add(comparedByte(parseInt(pair, 16)))
+        i += 2
+      } else {
+        const char = String.fromCodePoint(dn.codePointAt(i + 1)!)
+        add(comparedChar(char))
+        i += char.length
+      }
+    } else if (code === SPACE) {
+      looseSpaces++
+    } else if (code === EQUALS && !inValue) {
+      end('=')
       inValue = true
-    } else if ((char === ',' || char === '+') && inValue) {
-      flush(char)
+    } else if ((code === COMMA || code === PLUS) && inValue) {
+      end(dn[i]!)
       inValue = false
     } else {
-      for (const byte of Buffer.from(char, 'utf8')) units.push({ byte, escaped: false })
+      const char = String.fromCodePoint(dn.codePointAt(i)!)
+      add(comparedChar(char))
+      i += char.length - 1
     }
   }
-  flush('')
+  end('')
   return out
 }
 
-const PLAIN_DN_BYTE = /^[a-z0-9._-]$/
+const BACKSLASH = 0x5c
+const SPACE = 0x20
+const EQUALS = 0x3d
+const COMMA = 0x2c
+const PLUS = 0x2b
 
-/** An unescaped space, which is no part of a type or value at its start or end (RFC 4514 section 3: a leading or trailing space of a value is escaped). */
-function isLooseSpace(unit: { byte: number; escaped: boolean }): boolean {
-  return !unit.escaped && unit.byte === 0x20
+/** A character of a DN as normalizeDn writes it: in lower case, itself when plain, else its UTF-8 bytes in hexadecimal. */
+function comparedChar(char: string): string {
+  const lower = char.toLowerCase()
+  if (lower.length === 1 && isPlainDnCode(lower.charCodeAt(0))) return lower
+  let text = ''
+  for (const byte of Buffer.from(lower, 'utf8')) text += comparedByte(byte)
+  return text
+}
+
+/** A byte of a DN's value (from a `\\XX` escape) as normalizeDn writes it. */
+function comparedByte(byte: number): string {
+  const lower = byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte
+  return isPlainDnCode(lower) ? String.fromCharCode(lower) : `\\${lower.toString(16).padStart(2, '0')}`
+}
+
+/** ASCII lower-case letters, digits, `-`, `.` and `_`. */
+function isPlainDnCode(code: number): boolean {
+  return (code >= 0x61 && code <= 0x7a) || (code >= 0x30 && code <= 0x39) || code === 0x2d || code === 0x2e || code === 0x5f
 }
 
 function hostOf(server: string): string {
