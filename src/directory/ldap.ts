@@ -250,7 +250,8 @@ export class LdapDirectory {
     const { attributes } = this.#config
     const username = onlyValue(entry, attributes.username)
     const groupDns = await this.#findGroups(client, entry.dn, username)
-    const member = (dns: Set<string>) => groupDns.some((dn) => dns.has(normalizeDn(dn)))
+    const normalized = groupDns.map(normalizeDn)
+    const member = (dns: Set<string>) => normalized.some((dn) => dns.has(dn))
     return {
       dn: entry.dn,
       entryId: entryIdOf(entry, attributes.uuid),
@@ -533,9 +534,84 @@ function entryIdOf(entry: Entry, attribute: string): string {
   return hex.length <= MAX_ENTRY_ID ? hex : createHash('sha256').update(bytes).digest('hex')
 }
 
-/** DNs compare case-insensitively and without the spaces some tools put after commas (RFC 4514). */
+/**
+ * DNs compare case-insensitively, without the unescaped spaces some tools put around `,` `=` `+`, and by what their
+ * values say rather than how they escape it (RFC 4514 section 2.4): OpenLDAP answers `cn=ops\\2C admins` for the
+ * group a configuration names `cn=ops\\, admins`. An escaped character is part of the value, so `cn=a\\, b` (the value
+ * `a, b`) and `cn=a\\,b` (`a,b`) stay two groups, as do `cn=a\\ ` and `cn=a`. The result is for comparing only: every
+ * character but ASCII letters, digits, `-`, `.` and `_` is written as its UTF-8 bytes in hexadecimal.
+ */
 export function normalizeDn(dn: string): string {
-  return dn.trim().replace(/\s*([,=+])\s*/g, '$1').toLowerCase()
+  let out = ''
+  /** The type or value being read, as written out. */
+  let part = ''
+  /** Unescaped spaces read after it: inside it if more of it follows, else no part of it. */
+  let looseSpaces = 0
+  let inValue = false
+  const add = (text: string) => {
+    if (part && looseSpaces) part += '\\20'.repeat(looseSpaces)
+    looseSpaces = 0
+    part += text
+  }
+  const end = (separator: string) => {
+    out += part + separator
+    part = ''
+    looseSpaces = 0
+  }
+  for (let i = 0; i < dn.length; i++) {
+    const code = dn.charCodeAt(i)
+    if (code === BACKSLASH && i + 1 < dn.length) {
+      const pair = dn.slice(i + 1, i + 3)
+      if (/^[0-9a-fA-F]{2}$/.test(pair)) {
+        add(comparedByte(parseInt(pair, 16)))
+        i += 2
+      } else {
+        const char = String.fromCodePoint(dn.codePointAt(i + 1)!)
+        add(comparedChar(char))
+        i += char.length
+      }
+    } else if (code === SPACE) {
+      looseSpaces++
+    } else if (code === EQUALS && !inValue) {
+      end('=')
+      inValue = true
+    } else if ((code === COMMA || code === PLUS) && inValue) {
+      end(dn[i]!)
+      inValue = false
+    } else {
+      const char = String.fromCodePoint(dn.codePointAt(i)!)
+      add(comparedChar(char))
+      i += char.length - 1
+    }
+  }
+  end('')
+  return out
+}
+
+const BACKSLASH = 0x5c
+const SPACE = 0x20
+const EQUALS = 0x3d
+const COMMA = 0x2c
+const PLUS = 0x2b
+
+/** A character of a DN as normalizeDn writes it: in lower case, itself when plain, else its UTF-8 bytes in hexadecimal. */
+function comparedChar(char: string): string {
+  const lower = char.toLowerCase()
+  if (lower.length === 1 && isPlainDnCode(lower.charCodeAt(0))) return lower
+  let text = ''
+  for (const byte of Buffer.from(lower, 'utf8')) text += comparedByte(byte)
+  return text
+}
+
+/** A byte of a DN's value (from a `\\XX` escape) as normalizeDn writes it. */
+function comparedByte(byte: number): string {
+  const lower = byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte
+  return isPlainDnCode(lower) ? String.fromCharCode(lower) : `\\${lower.toString(16).padStart(2, '0')}`
+}
+
+/** ASCII lower-case letters, digits, `-`, `.` and `_`. */
+function isPlainDnCode(code: number): boolean {
+  return (code >= 0x61 && code <= 0x7a) || (code >= 0x30 && code <= 0x39) || code === 0x2d || code === 0x2e || code === 0x5f
 }
 
 function hostOf(server: string): string {

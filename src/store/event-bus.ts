@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type pg from 'pg'
 import { DatabaseClock } from './database-clock.ts'
-import { EVENT_CHANNEL } from './events.ts'
+import { EVENT_CHANNEL, type StoredEvent } from './events.ts'
 import type { Repositories, Store } from './store.ts'
 import type { Topic } from './topics.ts'
 
@@ -13,6 +13,14 @@ export type Announce = (topic: Topic, key: string) => void
 
 /** Identity values can commit out of order on PostgreSQL; re-reading a short window behind the newest catches late ones. */
 const LOOK_BACK = 50
+/**
+ * How long an id read past without its event is looked for again (PostgreSQL). A transaction takes its events' ids
+ * before its commit, so one that commits late (a slow commit, much news) lands behind ids other processes have read,
+ * maybe further back than LOOK_BACK; an id no commit will ever use (a rolled-back transaction's) is given up then.
+ */
+const HOLE_WAIT_MS = 300_000
+/** The most such ids looked for; the oldest are given up first. */
+const MAX_HOLES = 10_000
 /** The most events read at once; a full batch is followed by another read at once. */
 const BATCH = 1000
 /** A process that has not said it is alive for this long is no longer waited for. */
@@ -80,6 +88,8 @@ export class EventBus {
   readonly #missedListeners: (() => void | Promise<void>)[] = []
   readonly #appliedListeners: (() => void)[] = []
   readonly #seen = new Set<number>()
+  /** PostgreSQL: ids read past that no committed event held, and when each was first found missing (HOLE_WAIT_MS). */
+  readonly #holes = new Map<number, number>()
   readonly #processId = randomUUID()
   #lastId = 0
   #dataVersion: number | undefined
@@ -300,6 +310,7 @@ export class EventBus {
   async #readFromNow(): Promise<void> {
     this.#lastId = await this.#store.events.latestId()
     this.#seen.clear()
+    this.#holes.clear()
     for (const event of await this.#store.events.after(Math.max(0, this.#lastId - LOOK_BACK), BATCH)) {
       if (event.id <= this.#lastId) this.#seen.add(event.id)
     }
@@ -323,7 +334,8 @@ export class EventBus {
     // it is news lost only when no event older than it is left: a prune took what this process had not read.
     const next = events.find((event) => event.id > before)
     if (next && next.id > before + 1 && (await this.#store.events.oldestId()) > before + 1) await this.#missed()
-    for (const event of events) {
+    const late = await this.#store.events.withIds([...this.#holes.keys()])
+    for (const event of [...late, ...events]) {
       if (!this.#seen.has(event.id)) {
         // A listener that fails (its own read failed) stops the read here; the next one starts again from this event.
         await this.#dispatch(event.topic, event.key)
@@ -334,9 +346,24 @@ export class EventBus {
       this.#lastId = Math.max(this.#lastId, event.id)
     }
     for (const id of this.#seen) if (id < this.#lastId - LOOK_BACK) this.#seen.delete(id)
+    if (this.#postgres) this.#noteHoles(before, [...late, ...events], startedAt)
     if (events.length === BATCH) this.#again = true
     else if (this.#started) this.#readAt = Math.max(this.#readAt ?? 0, startedAt)
     if (this.#registered && this.#postgres && this.#lastId !== before) await this.#store.events.heartbeat(this.#processId, this.#lastId)
+  }
+
+  /**
+   * Keeps the ids after `before`, up to what is now read, that no event read held, to be looked for at the next reads
+   * as long as HOLE_WAIT_MS: the events of a transaction still to commit. Forgets those found, and those given up.
+   */
+  #noteHoles(before: number, read: StoredEvent[], now: number): void {
+    for (const event of read) this.#holes.delete(event.id)
+    const held = new Set(read.map((event) => event.id))
+    for (let id = Math.max(before + 1, this.#lastId - MAX_HOLES); id < this.#lastId; id++) if (!held.has(id) && !this.#holes.has(id)) this.#holes.set(id, now)
+    for (const [id, since] of this.#holes) {
+      if (now - since <= HOLE_WAIT_MS && this.#holes.size <= MAX_HOLES) break
+      this.#holes.delete(id)
+    }
   }
 
   /**

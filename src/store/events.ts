@@ -57,7 +57,14 @@ export class EventLog {
 
   async after(id: number, limit = 1000): Promise<StoredEvent[]> {
     const rows = await this.#db.selectFrom('events').select(['id', 'topic', 'key', 'created_at']).where('id', '>', id).orderBy('id').limit(limit).execute()
-    return rows.map((r) => ({ id: Number(r.id), topic: r.topic, key: r.key, createdAt: Number(r.created_at) }))
+    return rows.map(storedEvent)
+  }
+
+  /** Those of `ids` the log holds, in order. */
+  async withIds(ids: number[]): Promise<StoredEvent[]> {
+    if (!ids.length) return []
+    const rows = await this.#db.selectFrom('events').select(['id', 'topic', 'key', 'created_at']).where('id', 'in', ids).orderBy('id').execute()
+    return rows.map(storedEvent)
   }
 
   /** The oldest event still in the log (0 when it is empty): a reader behind it lost news to a prune. */
@@ -115,4 +122,8 @@ export class EventLog {
     const latest = await this.latestId()
     await this.#db.deleteFrom('events').where('created_at', '<', this.#since(maxAgeMs)).where('id', '<', latest).execute()
   }
+}
+
+function storedEvent(row: { id: number | string | bigint; topic: string; key: string; created_at: number | string | bigint }): StoredEvent {
+  return { id: Number(row.id), topic: row.topic, key: row.key, createdAt: Number(row.created_at) }
 }

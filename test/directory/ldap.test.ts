@@ -179,6 +179,11 @@ describe('LDAP directory lookups', () => {
 
   it('compares group DNs without regard to case or spaces after commas', () => {
     assert.equal(normalizeDn('CN=Admins, OU=Groups,dc=Example,dc=Test'), normalizeDn(GROUPS.admins.replace('gatehouse-', '')))
+    // An escaped comma or space is part of the value: `a, b` and `a,b` are two names; `\\2C` is the same comma as `\\,`.
+    assert.notEqual(normalizeDn('cn=a\\, b,dc=t'), normalizeDn('cn=a\\,b,dc=t'))
+    assert.notEqual(normalizeDn('cn=a\\ ,dc=t'), normalizeDn('cn=a\\,dc=t'))
+    assert.equal(normalizeDn('cn=a\\2C b, dc=t'), normalizeDn('CN=A\\, B,DC=T'))
+    assert.equal(normalizeDn('cn=caf\\C3\\A9,dc=t'), normalizeDn('cn=CAFÉ,dc=t'))
   })
 
   it('tries the next server when one cannot be reached', async () => {
@@ -399,6 +404,43 @@ describe('LDAP directory answers that could be large', () => {
       }
     })
   }
+})
+
+/** Two groups whose names differ only by a space after an escaped comma: `ops, admins` and `ops,admins`. */
+const COMMA_GROUPS = `dn: cn=ops\\, admins,ou=groups,${SUFFIX}
+objectClass: groupOfNames
+cn: ops, admins
+member: uid=carol,ou=people,${SUFFIX}
+
+dn: cn=ops\\,admins,ou=groups,${SUFFIX}
+objectClass: groupOfNames
+cn: ops,admins
+member: uid=bob,ou=people,${SUFFIX}
+`
+
+describe('LDAP group DNs with escaped characters', () => {
+  let commas: TestDirectory
+  before(async () => {
+    commas = await startDirectory({ moreEntries: COMMA_GROUPS })
+  })
+  after(() => commas?.close())
+
+  it('gives a mapped group\'s roles to its members only, not to those of a group whose name differs by an escaped comma\'s space', async () => {
+    const ldap = new LdapDirectory(validateConfig({
+      ldap: commas.config({
+        superuser_groups: [`cn=ops\\, admins,ou=groups,${SUFFIX}`],
+        // The same group, its comma escaped in hexadecimal and its attribute type in capitals.
+        named_groups: { ops: [`CN=ops\\2C admins, ou=groups,${SUFFIX}`] },
+      }),
+    }).ldap!)
+    const bob = await ldap.lookup('bob', PASSWORDS.bob)
+    assert.equal(bob.passwordValid, true)
+    assert.equal(bob.user?.isSuperuser, false, `bob is in ${bob.user?.groupDns.join(' | ')}`)
+    assert.deepEqual(bob.user?.groups, [])
+    const carol = await ldap.lookup('carol', PASSWORDS.carol)
+    assert.equal(carol.user?.isSuperuser, true, `carol is in ${carol.user?.groupDns.join(' | ')}`)
+    assert.deepEqual(carol.user?.groups, ['ops'])
+  })
 })
 
 describe('LDAP password policy answers', () => {

@@ -157,6 +157,32 @@ for (const backend of storeBackends) {
       assert.equal(missed(), 1, 'and noticed once')
     }))
 
+    it('applies news of a transaction that commits after many later ids were read, as a revocation must not be lost', { skip: backend.name === 'SQLite' && 'one writer at a time: a transaction commits before the next takes an id' }, () => withReader(backend, 'token', async ({ opened, bus, applied, missed }) => {
+      await bus.start(60_000)
+      await bus.sync()
+      // A change whose news took its id first and commits last (a slow commit, a transaction with much news), while
+      // more than a short window of later events are committed and read.
+      let commit!: () => void
+      const committing = new Promise<void>((resolve) => (commit = resolve))
+      let holding!: () => void
+      const held = new Promise<void>((resolve) => (holding = resolve))
+      const late = opened.store.transaction(async (tx) => {
+        await tx.events.append('token', 'late')
+        holding()
+        await committing
+      })
+      await held
+      const later = Array.from({ length: 120 }, (_, i) => String(i))
+      for (const key of later) await opened.store.events.append('token', key)
+      await bus.sync()
+      assert.deepEqual(applied, later)
+      commit()
+      await late
+      await bus.sync()
+      assert.deepEqual(applied, [...later, 'late'], 'the late news is applied')
+      assert.equal(missed(), 0)
+    }))
+
     it('flushes, and reads on, when the log goes back in time (a backup restored, a failover that lost commits)', () => withReader(backend, 'token', async ({ opened, bus, applied, missed }) => {
       const log = opened.store.events
       const kept = await log.append('token', '1')
