@@ -6,7 +6,7 @@ import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import { usernamesInRules } from '../access/rules.ts'
 import type { Principal } from '../auth/principal.ts'
-import type { WrittenTogether } from '../directory/accounts.ts'
+import { refuseServiceAccountName, type WrittenTogether } from '../directory/accounts.ts'
 import { ManagedBySource, NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
 import { asBoolean, toggle } from '../settings/definitions.ts'
 import type { Organization } from '../store/access.ts'
@@ -302,6 +302,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
   }, async (request, reply) => {
     const input = request.body
     assertMemberCreation(principalOf(request).user, namedInRules, input)
+    refuseServiceAccountName(input.username)
     await assertNameNotInDirectory(app, principalOf(request).user, input.username)
     assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
     const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
@@ -338,6 +339,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       const own = id === caller.id
       const target = await app.accounts.require(id)
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
+      refuseServiceAccountName(input.username, target.username)
       if (own && !caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)
       else if (!caller.isSuperuser) await assertMemberChange(app, caller, target, input)
       await assertSourceAgrees(app, caller, target, input)

@@ -139,6 +139,17 @@ describe('single sign-on accounts', () => {
     assert.equal(await store.users.count(), before)
   })
 
+  it('refuses a name kept for a client\'s service account, new or renamed to, in any letter case, and changes nothing', async () => {
+    const before = await store.users.count()
+    for (const name of ['service-account-reports', 'Service-Account-Reports']) {
+      assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-svc', { preferred_username: name }))), 'sso_username_invalid')
+    }
+    assert.equal(await store.users.count(), before)
+    const linked = await syncSsoAccount(store, app.accounts, provider(), identity('s-svc', { preferred_username: 'reporter' }))
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-svc', { preferred_username: 'service-account-reports' }))), 'sso_username_invalid')
+    assert.equal((await store.users.findById(linked.id))!.username, 'reporter')
+  })
+
   it('refuses a rename onto a name another account has, keeping both accounts as they were', async () => {
     const victor = await syncSsoAccount(store, app.accounts, provider(), identity('s-3', { preferred_username: 'victor' }))
     const local = await app.accounts.create({ username: 'walter', password: 'long-enough-password' })
