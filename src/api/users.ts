@@ -7,6 +7,7 @@ import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import { usernamesInRules } from '../access/rules.ts'
 import type { Principal } from '../auth/principal.ts'
 import { refuseServiceAccountName, type WrittenTogether } from '../directory/accounts.ts'
+import { BIDI_FORMATTING_REFUSED, withoutBidiFormatting } from '../directory/upstream-profile.ts'
 import { ManagedBySource, NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
 import { asBoolean, toggle } from '../settings/definitions.ts'
 import type { Organization } from '../store/access.ts'
@@ -34,8 +35,8 @@ const userFields = {
   username: z.string().trim(),
   password: z.string(),
   email: z.string().trim().pipe(emailAddress),
-  first_name: z.string().trim().max(150),
-  last_name: z.string().trim().max(150),
+  first_name: z.string().trim().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
+  last_name: z.string().trim().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
   is_superuser: toggle(),
   is_active: toggle(),
   /**

@@ -139,6 +139,16 @@ describe('single sign-on accounts', () => {
     assert.equal(await store.users.count(), before)
   })
 
+  it('removes bidirectional formatting characters from the names a provider sends, which could make text read backwards', async () => {
+    const marks = '\u202A\u202B\u202C\u202D\u202E\u2066\u2067\u2068\u2069\u200E\u200F'
+    const user = await syncSsoAccount(store, app.accounts, provider(), identity('s-bidi', {
+      preferred_username: 'bidi', given_name: `Mal${marks}lory`, family_name: '\u202Egnp.exe', email: 'm\u202Eal@corp.example',
+    }))
+    assert.equal(user.firstName, 'Mallory')
+    assert.equal(user.lastName, 'gnp.exe')
+    assert.equal(user.email, '', 'an address with such a character is none')
+  })
+
   it('refuses a name kept for a client\'s service account, new or renamed to, in any letter case, and changes nothing', async () => {
     const before = await store.users.count()
     for (const name of ['service-account-reports', 'Service-Account-Reports']) {
