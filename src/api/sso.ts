@@ -119,6 +119,8 @@ function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: S
     ...(cause ? { cause: { message: cause.message, code: cause.code, error: cause.error, error_description: cause.error_description } } : {}),
   }, 'single sign-on refused')
   if (!wantsHtml(request)) throw error
+  // The request's log line names the code the JSON answer would carry, as for every other refusal shown as a page.
+  request.gatehouse.code = error.code
   keepRetryAfter(reply, error)
   return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.ensureToken(request, reply), next, error: error.message })
 }

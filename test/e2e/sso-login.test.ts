@@ -365,6 +365,18 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       await gw.app.accounts.delete((await userNamed('frank')).id)
     })
 
+    it('logs a refusal shown as the login page with the code its JSON answer carries', async () => {
+      const browser = new Browser()
+      const page = await browser.navigate(`${gw.url}${callbackOf('corp')}?state=${'x'.repeat(43)}&code=c`)
+      assert.match(page.body, /action="\/api\/gateway\/v1\/login\/"/, 'on the login page')
+      const json = await refusedCallback(new Browser(), `${gw.url}${callbackOf('corp')}?state=${'x'.repeat(43)}&code=c`)
+      assert.equal(json.code, 'sso_login_unknown', 'no sign-in under way in this browser')
+      assert.equal(page.response.status, json.status)
+      const line = logLines.find((entry) => entry.msg === 'request' && entry.reqId === page.response.headers.get('x-request-id'))
+      assert.equal(line?.status, json.status, JSON.stringify(line))
+      assert.equal(line?.code, json.code)
+    })
+
     it('refuses an ID token issued with another nonce', async () => {
       const browser = new Browser()
       const loginPage = await browser.navigate(gw.url + LOGIN)
