@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
-import { after, before, describe, it } from 'node:test'
-import { createApp, type App } from '../../src/app.ts'
+import { before, describe, it } from 'node:test'
+import type { App } from '../../src/app.ts'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { SsoProviderConfig } from '../../src/config/sso.ts'
 import { syncSsoAccount } from '../../src/directory/sso-sync.ts'
 import { flowSecrets, newFlowKey, SsoRelyingParty, type UpstreamIdentity } from '../../src/directory/sso.ts'
 import { DirectoryUnavailable, GatehouseError } from '../../src/errors.ts'
-import { openStore, type Store } from '../../src/store/store.ts'
-import { tempDir } from '../helpers/gateway.ts'
+import type { Store } from '../../src/store/store.ts'
+import { appOnTempStore } from '../helpers/app.ts'
 
 const base = { name: 'corp', label: 'Corp', issuer: 'https://id.example.com/realms/corp', client_id: 'gatehouse', client_secret: 's' }
 
@@ -78,19 +77,10 @@ describe('single sign-on flow secrets', () => {
 })
 
 describe('single sign-on accounts', () => {
-  let dir: string
+  const made = appOnTempStore()
   let store: Store
   let app: App
-  before(async () => {
-    dir = tempDir()
-    store = await openStore({ dataDir: dir })
-    app = await createApp(validateConfig({}), store)
-  })
-  after(async () => {
-    await app.close()
-    await store.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
+  before(() => ({ store, app } = made))
 
   const provider = (extra: Record<string, unknown> = {}): SsoProviderConfig => validateConfig({ sso: [{ ...base, ...extra }] }).sso[0]!
   const identity = (subject: string, claims: Record<string, unknown>): UpstreamIdentity => ({ issuer: base.issuer, subject, claims: { sub: subject, ...claims } })
