@@ -24,6 +24,13 @@ export function apiRootRoutes(api: GatewayApi, app: App): void {
   })
 }
 
+/**
+ * The rest of the platform's ui_auth (django-ansible-base's `generate_ui_auth_data`), at its defaults: Gatehouse has no
+ * page to send the login to instead (`LOGIN_REDIRECT_OVERRIDE`), no text or logo for the login page (`custom_login_info`,
+ * `custom_logo`), and is no managed cloud installation. The platform's web interface reads every one of them.
+ */
+const PLATFORM_UI_AUTH_DEFAULTS = Object.freeze({ login_redirect_override: '', custom_login_info: '', custom_logo: '', managed_cloud_install: false })
+
 /** The versioned API's public endpoints: its index, health, which login methods exist, and the JWKS. */
 export function discoveryRoutes(api: GatewayApi, app: App): void {
   const index = Object.freeze(Object.fromEntries(
@@ -51,6 +58,7 @@ export function discoveryRoutes(api: GatewayApi, app: App): void {
     basic_auth_enabled: app.settings.current.gateway_basic_auth_enabled,
     passwords: [{ name: 'Local', type: 'local' }, ...(app.config.ldap ? [{ name: 'LDAP', type: 'ldap' }] : [])],
     ssos: app.config.sso.map((provider) => ({ name: provider.name, label: provider.label, type: 'oidc', login_url: app.publishedPath + ssoStartPath(provider.name) })),
+    ...PLATFORM_UI_AUTH_DEFAULTS,
   }))
 
   // Public on purpose: services fetch it to verify X-Gatehouse-Identity.

@@ -3,6 +3,7 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { InvalidCredentials, ManagedBySource, PermissionDenied, ValidationFailed } from '../errors.ts'
+import { BIDI_FORMATTING_REFUSED, withoutBidiFormatting } from '../directory/upstream-profile.ts'
 import type { User } from '../store/users.ts'
 import { toggle } from '../settings/definitions.ts'
 import { principalOf } from './access.ts'
@@ -13,8 +14,8 @@ import { clientGone } from '../http/client-gone.ts'
 
 const profileChanges = z.object({
   email: z.union([z.email('Enter a valid email address.'), z.literal('')]),
-  first_name: z.string().max(150),
-  last_name: z.string().max(150),
+  first_name: z.string().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
+  last_name: z.string().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
 }).partial().strict()
 
 const passwordChange = z.object({

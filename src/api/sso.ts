@@ -68,10 +68,11 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
 
   api.get(`${ssoPath}:provider/callback/`, { config: { access: 'open' }, exposeHeadRoute: false, schema: { params: providerParam } }, async (request, reply) => {
     const party = partyOf(request.params.provider)
+    let key: string | undefined
     let pending: PendingSsoLogin | undefined
     try {
       const cookie = flowCookie(app.csrf.isSecure(request), app.publishedPath)
-      const key = readFlowKey(request, cookie.name)
+      key = readFlowKey(request, cookie.name)
       const secrets = flowSecrets(key)
       const query = new URLSearchParams(splitTarget(request.url).query)
       checkAnswerIsOurs(query, secrets)
@@ -86,9 +87,22 @@ export function ssoRoutes(api: GatewayApi, app: App): void {
       // Checked again: the stored target may predate a stricter check, and a redirect is where it matters.
       return reply.redirect(sameOriginTarget(app.publicUrl, pending.next) ?? defaultNext(app, request), 302)
     } catch (error) {
-      return refuse(app, request, reply, party, error, pending?.next || undefined)
+      const next = pending ? pending.next : await nextOfRefused(app, request, party, key, error)
+      return refuse(app, request, reply, party, error, next || undefined)
     }
   })
+}
+
+/**
+ * Where a browser refused before its sign-in was taken (a wrong `state`, say) was going, for the login page it gets:
+ * its own sign-in's, found by its own cookie and left in place, so its genuine answer still signs in. Read only for a
+ * page; the target is checked again as the login page checks one.
+ */
+async function nextOfRefused(app: App, request: FastifyRequest, party: SsoRelyingParty, key: string | undefined, error: unknown): Promise<string | undefined> {
+  if (key === undefined || !(error instanceof GatehouseError) || !wantsHtml(request)) return undefined
+  const pending = await app.store.sso.findLogin(flowKeyHash(key)).catch(() => undefined)
+  if (!pending || pending.provider !== party.name || pending.expiresAt <= Date.now()) return undefined
+  return sameOriginTarget(app.publicUrl, pending.next)
 }
 
 /**
@@ -105,6 +119,8 @@ function refuse(app: App, request: FastifyRequest, reply: FastifyReply, party: S
     ...(cause ? { cause: { message: cause.message, code: cause.code, error: cause.error, error_description: cause.error_description } } : {}),
   }, 'single sign-on refused')
   if (!wantsHtml(request)) throw error
+  // The request's log line names the code the JSON answer would carry, as for every other refusal shown as a page.
+  request.gatehouse.code = error.code
   keepRetryAfter(reply, error)
   return sendLoginPage(app, reply, error.status, { csrfToken: app.csrf.ensureToken(request, reply), next, error: error.message })
 }

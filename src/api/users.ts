@@ -6,7 +6,8 @@ import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import { usernamesInRules } from '../access/rules.ts'
 import type { Principal } from '../auth/principal.ts'
-import type { WrittenTogether } from '../directory/accounts.ts'
+import { refuseServiceAccountName, type WrittenTogether } from '../directory/accounts.ts'
+import { BIDI_FORMATTING_REFUSED, withoutBidiFormatting } from '../directory/upstream-profile.ts'
 import { ManagedBySource, NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
 import { asBoolean, toggle } from '../settings/definitions.ts'
 import type { Organization } from '../store/access.ts'
@@ -34,8 +35,8 @@ const userFields = {
   username: z.string().trim(),
   password: z.string(),
   email: z.string().trim().pipe(emailAddress),
-  first_name: z.string().trim().max(150),
-  last_name: z.string().trim().max(150),
+  first_name: z.string().trim().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
+  last_name: z.string().trim().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
   is_superuser: toggle(),
   is_active: toggle(),
   /**
@@ -306,6 +307,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
   }, async (request, reply) => {
     const input = request.body
     assertMemberCreation(principalOf(request).user, namedInRules, input)
+    refuseServiceAccountName(input.username)
     await assertNameNotInDirectory(app, principalOf(request).user, input.username)
     assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
     const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
@@ -342,6 +344,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       const own = id === caller.id
       const target = await app.accounts.require(id)
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
+      refuseServiceAccountName(input.username, target.username)
       if (own && !caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)
       else if (!caller.isSuperuser) await assertMemberChange(app, caller, target, input)
       const enabledAsRead = await assertSourceAgrees(app, caller, target, input)

@@ -28,6 +28,23 @@ function usernameProblem(username: string): string | undefined {
   if (username.length > 150) return 'Ensure this field has no more than 150 characters.'
   return USERNAME_PATTERN.test(username) ? undefined : INVALID_USERNAME
 }
+/**
+ * Keycloak names a client's service account `service-account-<clientId>`, and the realm's client_credentials grant acts
+ * as the account of that name (ServiceAccounts in src/oidc/claims.ts): any other account holding such a name would
+ * make that client's grant fail. So only the realm makes accounts with the prefix; an administrator, single sign-on
+ * and the directory cannot (docs/sso.md). Any letter case: a realm login ignores it.
+ */
+const SERVICE_ACCOUNT_PREFIX = 'service-account-'
+export const SERVICE_ACCOUNT_NAME = 'Usernames starting with "service-account-" are kept for the service accounts of OpenID Connect clients.'
+
+export function isServiceAccountName(username: string): boolean {
+  return username.toLowerCase().startsWith(SERVICE_ACCOUNT_PREFIX)
+}
+
+/** Refuses (as Django REST framework words a field's problem) a new name that only a client's service account may have. */
+export function refuseServiceAccountName(username: string | undefined, current?: string): void {
+  if (username !== undefined && username !== current && isServiceAccountName(username)) throw new ValidationFailed({ username: [SERVICE_ACCOUNT_NAME] })
+}
 /** Argon2 input beyond this is refused before hashing: nobody types it, and it only costs CPU. */
 export const MAX_PASSWORD_LENGTH = 1024
 

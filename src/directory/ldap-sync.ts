@@ -1,7 +1,7 @@
 import { AccountDisabled, AccountSourceConflict, DirectoryUsernameInvalid, UsernameTaken } from '../errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
-import { USERNAME_PATTERN, type Accounts, type AddressWithheld } from './accounts.ts'
+import { isServiceAccountName, SERVICE_ACCOUNT_NAME, USERNAME_PATTERN, type Accounts, type AddressWithheld } from './accounts.ts'
 import { profileEmail, profileName } from './upstream-profile.ts'
 
 /** A directory user as Gatehouse maps it: the account's fields, and the roles its groups give. */
@@ -38,6 +38,7 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   if (!USERNAME_PATTERN.test(found.username)) {
     throw new DirectoryUsernameInvalid()
   }
+  if (isServiceAccountName(found.username)) throw new DirectoryUsernameInvalid(SERVICE_ACCOUNT_NAME)
   const profile = profileOf(found)
   const withheld = await withholdTakenAddress(store, found.username, profile)
   let existing = await store.users.findCaseVariant(found.username)

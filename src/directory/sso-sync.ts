@@ -3,7 +3,7 @@ import { AccountDisabled, AccountSourceConflict, SsoIdentityConflict, SsoLoginIn
 import { UniqueViolation } from '../store/errors.ts'
 import type { Store } from '../store/store.ts'
 import type { User, UserChanges } from '../store/users.ts'
-import { USERNAME_PATTERN, type Accounts } from './accounts.ts'
+import { isServiceAccountName, SERVICE_ACCOUNT_NAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
 import type { UpstreamIdentity } from './sso.ts'
 import { profileEmail, profileName } from './upstream-profile.ts'
 
@@ -96,6 +96,7 @@ function profileOf(provider: SsoProviderConfig, claims: Readonly<Record<string, 
   if (typeof username !== 'string' || !USERNAME_PATTERN.test(username)) {
     throw new SsoUsernameInvalid(`The provider sent no usable username in the claim "${names.username}" (1-150 ASCII letters, digits and @ . + - _).`)
   }
+  if (isServiceAccountName(username)) throw new SsoUsernameInvalid(`The provider sent the username "${username}": ${SERVICE_ACCOUNT_NAME}`)
   const upstreamGroups = new Set(groupsClaim(claims[names.groups]))
   const inAny = (values: readonly string[]) => values.some((value) => upstreamGroups.has(value))
   return {

@@ -9,9 +9,24 @@
 const MAX_NAME = 150
 const MAX_EMAIL = 254
 
-/** Control characters (C0, DEL, C1) never belong in a name or an address. */
-const CONTROLS = /\p{Cc}/gu
-const EMAIL = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+$/u
+/**
+ * Control characters (C0, DEL, C1) never belong in a name or an address, nor do the bidirectional formatting
+ * characters (Unicode TR 9: the embeddings and overrides U+202A-U+202E, the isolates U+2066-U+2069, the marks
+ * U+200E and U+200F), which make the text after them read otherwise than it is stored ("Trojan Source",
+ * CVE-2021-42574): a name shown in an audit trail or a list could pass for another. Text in right-to-left scripts
+ * needs none of them.
+ */
+const BIDI_FORMATTING_CLASS = String.raw`\u200E\u200F\u202A-\u202E\u2066-\u2069`
+const BIDI_FORMATTING = new RegExp(`[${BIDI_FORMATTING_CLASS}]`, 'u')
+const CONTROLS = new RegExp(String.raw`[\p{Cc}${BIDI_FORMATTING_CLASS}]`, 'gu')
+const NOT_IN_ADDRESS = String.raw`[^\s@\p{Cc}${BIDI_FORMATTING_CLASS}]+`
+const EMAIL = new RegExp(`^${NOT_IN_ADDRESS}@${NOT_IN_ADDRESS}$`, 'u')
+export const BIDI_FORMATTING_REFUSED = 'Remove the bidirectional formatting characters (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069).'
+
+/** Whether a name an administrator gives is free of bidirectional formatting characters (refused rather than removed). */
+export function withoutBidiFormatting(value: string): boolean {
+  return !BIDI_FORMATTING.test(value)
+}
 
 /**
  * A first or last name without its control characters, a lone surrogate (JSON may carry one) made U+FFFD, cut to the

@@ -73,6 +73,12 @@ export class SsoRepository {
     return row && toLogin(row)
   }
 
+  /** The sign-in under way with this key, left in place: where a refused callback's browser was going. */
+  async findLogin(keyHash: string): Promise<PendingSsoLogin | undefined> {
+    const row = await this.#db.selectFrom('sso_logins').selectAll().where('key_hash', '=', keyHash).executeTakeFirst()
+    return row && toLogin(row)
+  }
+
   /** Removes sign-ins that expired at or before `now`; returns how many. */
   async deleteExpiredLogins(now: number): Promise<number> {
     const result = await this.#db.deleteFrom('sso_logins').where('expires_at', '<=', now).executeTakeFirst()

@@ -41,6 +41,14 @@ describe('the gateway API', () => {
       assert.ok(Array.isArray(body.ssos))
     })
 
+    it('answers ui_auth/ with every field the platform\'s ui_auth has, at the platform\'s defaults where Gatehouse has no such setting', async () => {
+      const body = await json(await gw.fetch('/api/gateway/v1/ui_auth/'))
+      assert.deepEqual(
+        { login_redirect_override: body.login_redirect_override, custom_login_info: body.custom_login_info, custom_logo: body.custom_logo, managed_cloud_install: body.managed_cloud_install },
+        { login_redirect_override: '', custom_login_info: '', custom_logo: '', managed_cloud_install: false },
+      )
+    })
+
     it('publishes the identity JWKS with public keys only', async () => {
       const body = await json(await gw.fetch('/api/gateway/v1/jwks/'))
       assert.equal(body.keys.length, 1)

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
-import { after, before, describe, it } from 'node:test'
-import { createApp, type App } from '../../src/app.ts'
+import { before, describe, it } from 'node:test'
+import type { App } from '../../src/app.ts'
 import { ConfigError, validateConfig } from '../../src/config/load.ts'
 import type { SsoProviderConfig } from '../../src/config/sso.ts'
 import { syncSsoAccount } from '../../src/directory/sso-sync.ts'
 import { flowSecrets, newFlowKey, SsoRelyingParty, type UpstreamIdentity } from '../../src/directory/sso.ts'
 import { DirectoryUnavailable, GatehouseError } from '../../src/errors.ts'
-import { openStore, type Store } from '../../src/store/store.ts'
-import { tempDir } from '../helpers/gateway.ts'
+import type { Store } from '../../src/store/store.ts'
+import { appOnTempStore } from '../helpers/app.ts'
 
 const base = { name: 'corp', label: 'Corp', issuer: 'https://id.example.com/realms/corp', client_id: 'gatehouse', client_secret: 's' }
 
@@ -78,19 +77,10 @@ describe('single sign-on flow secrets', () => {
 })
 
 describe('single sign-on accounts', () => {
-  let dir: string
+  const made = appOnTempStore()
   let store: Store
   let app: App
-  before(async () => {
-    dir = tempDir()
-    store = await openStore({ dataDir: dir })
-    app = await createApp(validateConfig({}), store)
-  })
-  after(async () => {
-    await app.close()
-    await store.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
+  before(() => ({ store, app } = made))
 
   const provider = (extra: Record<string, unknown> = {}): SsoProviderConfig => validateConfig({ sso: [{ ...base, ...extra }] }).sso[0]!
   const identity = (subject: string, claims: Record<string, unknown>): UpstreamIdentity => ({ issuer: base.issuer, subject, claims: { sub: subject, ...claims } })
@@ -137,6 +127,27 @@ describe('single sign-on accounts', () => {
     assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-2', {}))), 'sso_username_invalid')
     assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-2', { preferred_username: 'a b(c)*' }))), 'sso_username_invalid')
     assert.equal(await store.users.count(), before)
+  })
+
+  it('removes bidirectional formatting characters from the names a provider sends, which could make text read backwards', async () => {
+    const marks = '\u202A\u202B\u202C\u202D\u202E\u2066\u2067\u2068\u2069\u200E\u200F'
+    const user = await syncSsoAccount(store, app.accounts, provider(), identity('s-bidi', {
+      preferred_username: 'bidi', given_name: `Mal${marks}lory`, family_name: '\u202Egnp.exe', email: 'm\u202Eal@corp.example',
+    }))
+    assert.equal(user.firstName, 'Mallory')
+    assert.equal(user.lastName, 'gnp.exe')
+    assert.equal(user.email, '', 'an address with such a character is none')
+  })
+
+  it('refuses a name kept for a client\'s service account, new or renamed to, in any letter case, and changes nothing', async () => {
+    const before = await store.users.count()
+    for (const name of ['service-account-reports', 'Service-Account-Reports']) {
+      assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-svc', { preferred_username: name }))), 'sso_username_invalid')
+    }
+    assert.equal(await store.users.count(), before)
+    const linked = await syncSsoAccount(store, app.accounts, provider(), identity('s-svc', { preferred_username: 'reporter' }))
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-svc', { preferred_username: 'service-account-reports' }))), 'sso_username_invalid')
+    assert.equal((await store.users.findById(linked.id))!.username, 'reporter')
   })
 
   it('refuses a rename onto a name another account has, keeping both accounts as they were', async () => {

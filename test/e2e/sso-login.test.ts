@@ -26,6 +26,7 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
   let corp: UpstreamIdp
   let partner: UpstreamIdp
   let gw: TestGateway
+  const logLines: Record<string, unknown>[] = []
 
   before(async () => {
     corp = await startUpstreamIdp({
@@ -46,6 +47,7 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       'other-alice': person('partner-alice', 'alice'),
     })
     gw = await startGateway({
+      logLines,
       config: {
         services: [
           ...demo.services,
@@ -344,6 +346,35 @@ describe('single sign-on through an upstream OpenID Connect provider', () => {
       assert.equal(genuine.response.status, 200, 'the genuine answer still signs in')
       assert.equal(genuine.url, `${gw.url}/ui/`)
       await gw.app.accounts.delete((await userNamed('frank')).id)
+    })
+
+    it('shows a browser refused before its sign-in is read the login page with its own next', async () => {
+      const next = '/api/controller/v2/'
+      const browser = new Browser()
+      const callback = new URL(await signInUpstream(browser, await openProviderLogin(browser, 'Corp ID', next), 'frank', corp.users.get('frank')!.password))
+      const forged = new URL(callback)
+      forged.searchParams.set('state', 'x'.repeat(43))
+      const page = await browser.navigate(forged.href)
+      assert.equal(page.response.status, 403)
+      assert.match(page.body, /action="\/api\/gateway\/v1\/login\/"/, 'on the login page')
+      assert.ok(linksTo(page.body, /Sign in with Corp ID/)[0]!.endsWith(`?next=${encodeURIComponent(next)}`), 'ready to go on where it was going')
+      assert.match(page.body, new RegExp(`name="next" value="${next.replaceAll('/', '\\/')}"`), 'the password form too')
+
+      const genuine = await browser.navigate(callback.href)
+      assert.equal(genuine.url, `${gw.url}${next}`, 'the genuine answer still signs in, to its next')
+      await gw.app.accounts.delete((await userNamed('frank')).id)
+    })
+
+    it('logs a refusal shown as the login page with the code its JSON answer carries', async () => {
+      const browser = new Browser()
+      const page = await browser.navigate(`${gw.url}${callbackOf('corp')}?state=${'x'.repeat(43)}&code=c`)
+      assert.match(page.body, /action="\/api\/gateway\/v1\/login\/"/, 'on the login page')
+      const json = await refusedCallback(new Browser(), `${gw.url}${callbackOf('corp')}?state=${'x'.repeat(43)}&code=c`)
+      assert.equal(json.code, 'sso_login_unknown', 'no sign-in under way in this browser')
+      assert.equal(page.response.status, json.status)
+      const line = logLines.find((entry) => entry.msg === 'request' && entry.reqId === page.response.headers.get('x-request-id'))
+      assert.equal(line?.status, json.status, JSON.stringify(line))
+      assert.equal(line?.code, json.code)
     })
 
     it('refuses an ID token issued with another nonce', async () => {
