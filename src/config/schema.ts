@@ -6,6 +6,7 @@ import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { AuditSchema, auditDefaults, MetricsSchema, metricsDefaults } from './operations.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
+import { BARE_URL_MESSAGE, isBareUrl } from './urls.ts'
 
 /**
  * The configuration file's schema. Each option's default is defined here, next to its description;
@@ -84,23 +85,11 @@ export const TlsSchema = z.object({
  */
 const GATEWAY_PUBLIC_PATHS = ['/api/', '/api/gateway/', '/api/gateway/v1/', '/api/gateway/v1/login/', '/api/gateway/v1/ui_auth/', '/api/gateway/v1/ping/']
 
-/**
- * The public URL begins the realms' issuers and every path the gateway writes for a client, and is shown at start:
- * a user or password in it would be published in every discovery document, and a query or fragment would end the
- * URLs written after it (an issuer has neither: OpenID Connect Discovery 1.0, section 3). An unparsable value is
- * the URL check's to report.
- */
-function isBareUrl(value: string): boolean {
-  if (!URL.canParse(value)) return true
-  const url = new URL(value)
-  return !url.username && !url.password && !value.includes('?') && !value.includes('#')
-}
-
 export const ConfigSchema = z.object({
   server: z.object({
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on.'),
     port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0 picks a free one).'),
-    public_url: z.url({ protocol: /^https?$/ }).refine(isBareUrl, 'must be scheme://host[:port][/path], without a user, password, query or fragment').optional()
+    public_url: z.url({ protocol: /^https?$/ }).refine(isBareUrl, BARE_URL_MESSAGE).optional()
       .describe('The URL clients use to reach Gatehouse (issuer of tokens, redirects, services\' redirects to their own address, Secure cookies when https). A path in it is where a proxy in front publishes Gatehouse, taking the path off before forwarding: every path Gatehouse writes for a client starts with it (docs/edge.md). Default: http://<host>:<port>; then a service\'s redirect to its own address names the Host the client sent only when that is the listening address or one of `trusted_origins`, and is path-absolute otherwise (docs/proxy.md).'),
     trusted_proxies: z.array(cidr).default([])
       .describe('Addresses or CIDRs of the reverse proxies in front of Gatehouse. Only a peer in this list is believed about the client (X-Forwarded-For/-Proto/-Host for the client address, scheme and host; its other forwarding headers reach services); from any other peer those headers are ignored and removed (docs/edge.md).'),

@@ -145,6 +145,15 @@ describe('configuration', () => {
     assert.equal(validateConfig({ server: { public_url: 'https://gateway.example.com:8443/edge/' } }).server.public_url, 'https://gateway.example.com:8443/edge/')
   })
 
+  it('refuses an SSO issuer with a user, a password, a query or a fragment, which no issuer has', () => {
+    const provider = { name: 'corp', label: 'Corp', client_id: 'gatehouse' }
+    for (const issuer of ['https://ops:hunter2-9f1c@idp.example.com', 'https://idp.example.com/realms/corp?x=1', 'https://idp.example.com/#top']) {
+      const problems = problemsOf({ sso: [{ ...provider, issuer }] })
+      assert.deepEqual(problems, ['sso.0.issuer: must be scheme://host[:port][/path], without a user, password, query or fragment'], issuer)
+    }
+    assert.equal(validateConfig({ sso: [{ ...provider, issuer: 'https://idp.example.com/realms/corp' }] }).sso[0]!.issuer, 'https://idp.example.com/realms/corp')
+  })
+
   it('fills the edge defaults: no trusted proxies, client timeouts, a connection cap and shared upstream pools', () => {
     const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000' }] })
     assert.deepEqual(config.server.trusted_proxies, [])
