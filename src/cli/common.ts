@@ -27,7 +27,24 @@ export function addStorageOptions(command: Command): Command {
     .addOption(new Option('--config <file>', 'configuration file (YAML)').env('GATEHOUSE_CONFIG'))
     .addOption(new Option('--data-dir <dir>', 'directory of the embedded SQLite database (default: ./data)').env('GATEHOUSE_DATA_DIR'))
     .addOption(new Option('--database <url>', 'PostgreSQL URL, postgres://... (instead of SQLite)').env('GATEHOUSE_DATABASE_URL'))
+    .hook('preAction', refuseEmptyStorage)
     .hook('preAction', warnOfPasswordInArguments)
+}
+
+/** Each storage option with the environment variable that may give it instead. */
+const STORAGE_SOURCES = [['dataDir', '--data-dir', 'GATEHOUSE_DATA_DIR'], ['database', '--database', 'GATEHOUSE_DATABASE_URL']] as const
+
+/**
+ * An empty `--data-dir` or `--database`, or the variable for one set but empty (`GATEHOUSE_DATABASE_URL=` left in a
+ * compose file), is refused naming where it came from: the value would otherwise be reported as the configuration's
+ * `storage.data_dir`, or as a `--database` the command was never given. `config` commands read no database.
+ */
+function refuseEmptyStorage(command: Command): void {
+  if (command.parent?.name() === 'config') return
+  for (const [key, option, variable] of STORAGE_SOURCES) {
+    if (command.getOptionValue(key) !== '') continue
+    throw new UsageError(`${command.getOptionValueSource(key) === 'env' ? variable : option} is empty; give a value, or leave it out`)
+  }
 }
 
 /**

@@ -63,6 +63,7 @@ export function readableSecretsWarning(file: string, config: Config): string | u
     ...(config.ldap?.bind_password === undefined ? [] : ['ldap.bind_password']),
     ...config.sso.flatMap((provider, i) => (provider.client_secret === undefined ? [] : [`sso.${i}.client_secret`])),
     ...config.realms.flatMap((realm, i) => realm.clients.flatMap((client, j) => (client.secret === undefined ? [] : [`realms.${i}.clients.${j}.secret`]))),
+    ...(config.forward_auth?.secret === undefined ? [] : ['forward_auth.secret']),
     ...(databasePasswordWritten(file) ? ['storage.database'] : []),
   ]
   const mode = statSync(file).mode & 0o777

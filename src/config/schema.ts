@@ -6,6 +6,7 @@ import { LdapSchema, PasswordSourcesSchema } from './ldap.ts'
 import { AuditSchema, auditDefaults, MetricsSchema, metricsDefaults } from './operations.ts'
 import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
+import { BARE_URL_MESSAGE, isBareUrl } from './urls.ts'
 
 /**
  * The configuration file's schema. Each option's default is defined here, next to its description;
@@ -88,7 +89,7 @@ export const ConfigSchema = z.object({
   server: z.object({
     host: z.string().min(1).default('127.0.0.1').describe('Address to listen on.'),
     port: z.number().int().min(0).max(65535).default(8080).describe('Port to listen on (0 picks a free one).'),
-    public_url: z.url({ protocol: /^https?$/ }).optional()
+    public_url: z.url({ protocol: /^https?$/ }).refine(isBareUrl, BARE_URL_MESSAGE).optional()
       .describe('The URL clients use to reach Gatehouse (issuer of tokens, redirects, services\' redirects to their own address, Secure cookies when https). A path in it is where a proxy in front publishes Gatehouse, taking the path off before forwarding: every path Gatehouse writes for a client starts with it (docs/edge.md). Default: http://<host>:<port>; then a service\'s redirect to its own address names the Host the client sent only when that is the listening address or one of `trusted_origins`, and is path-absolute otherwise (docs/proxy.md).'),
     trusted_proxies: z.array(cidr).default([])
       .describe('Addresses or CIDRs of the reverse proxies in front of Gatehouse. Only a peer in this list is believed about the client (X-Forwarded-For/-Proto/-Host for the client address, scheme and host; its other forwarding headers reach services); from any other peer those headers are ignored and removed (docs/edge.md).'),

@@ -1,6 +1,7 @@
 import { isIPv4 } from 'node:net'
 import { z } from 'zod'
 import { membershipMappingsSchema } from './access.ts'
+import { BARE_URL_MESSAGE, isBareUrl } from './urls.ts'
 
 /**
  * The `sso` section: upstream OpenID Connect providers people sign in with (docs/sso.md). Only checked
@@ -18,7 +19,7 @@ export const SsoProviderSchema = z.object({
     .describe('Short name of the provider, used in its URLs (`/api/gateway/v1/login/sso/<name>/`) and in `ui_auth`.'),
   label: z.string().trim().min(1).max(100)
     .describe('Shown on the login page as "Sign in with <label>".'),
-  issuer: z.url({ protocol: /^https?$/ }).max(400)
+  issuer: z.url({ protocol: /^https?$/ }).max(400).refine(isBareUrl, BARE_URL_MESSAGE)
     .describe('The provider\'s issuer identifier; its discovery document is `<issuer>/.well-known/openid-configuration`, and the `iss` of its ID tokens must equal it.'),
   client_id: z.string().min(1).max(255)
     .describe('The client identifier Gatehouse was registered with at the provider.'),

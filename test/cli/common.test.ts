@@ -4,7 +4,7 @@ import { after, afterEach, describe, it } from 'node:test'
 import { withApp } from '../../src/cli/common.ts'
 import { Database } from '../../src/store/database.ts'
 import { openStore } from '../../src/store/store.ts'
-import { tempDir } from '../helpers/gateway.ts'
+import { runCli, tempDir } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 
 /** Counts the connections to a database that are opened (Database.open) while `work` runs. */
@@ -50,5 +50,21 @@ describe('a command\'s database', () => {
     const opens = await opensDuring(() => withApp({ dataDir }, async (app) => (settings = await app.store.settings.all())))
     assert.equal(typeof settings, 'object', 'the command ran')
     assert.equal(opens, 1)
+  })
+})
+
+describe('an empty storage option', () => {
+  it('is refused naming the variable or option it came from, as neither the configuration nor --database', async () => {
+    const cases: { args: string[]; env?: Record<string, string>; named: string }[] = [
+      { args: ['users', 'list'], env: { GATEHOUSE_DATABASE_URL: '' }, named: 'GATEHOUSE_DATABASE_URL' },
+      { args: ['users', 'list'], env: { GATEHOUSE_DATA_DIR: '' }, named: 'GATEHOUSE_DATA_DIR' },
+      { args: ['users', 'list', '--data-dir', ''], named: '--data-dir' },
+      { args: ['migrate', '--database', ''], named: '--database' },
+    ]
+    for (const { args, env, named } of cases) {
+      const ran = await runCli(args, { env })
+      assert.equal(ran.code, 2, ran.stderr)
+      assert.equal(ran.stderr, `gatehouse: ${named} is empty; give a value, or leave it out\n`, named)
+    }
   })
 })

@@ -87,6 +87,17 @@ describe('environment variables in the configuration file', () => {
     }
   })
 
+  it('warns of a readable file that holds the forward-auth secret, as of the other secrets written in it', async () => {
+    const secret = `forward-auth-${DEFAULT_SECRET}`
+    const checked = await runCli(['config', 'check', configFile(['forward_auth:', `  secret: ${secret}`], 0o644)])
+    assert.equal(checked.code, 0, checked.stderr)
+    assert.match(checked.stderr, /^gatehouse: WARNING: .*gatehouse\.yaml holds secrets \(forward_auth\.secret\) and other users of this machine may read it \(mode 644\)/)
+    assert.doesNotMatch(checked.stdout + checked.stderr, new RegExp(secret))
+    const fromEnvironment = await runCli(['config', 'check', configFile(['forward_auth:', '  secret: ${FORWARD_AUTH_SECRET}'], 0o644)], { env: { FORWARD_AUTH_SECRET: secret } })
+    assert.equal(fromEnvironment.code, 0, fromEnvironment.stderr)
+    assert.equal(fromEnvironment.stderr, '')
+  })
+
   it('warns of a readable file whose database URL holds a password, unless the environment gives the password', async () => {
     const written = configFile(['storage:', `  database: postgres://gatehouse:${DEFAULT_SECRET}@db.internal/gatehouse`], 0o644)
     const inQuery = configFile(['storage:', `  database: postgres://gatehouse@db.internal/gatehouse?sslmode=require&password=${DEFAULT_SECRET}`], 0o644)

@@ -136,6 +136,24 @@ describe('configuration', () => {
       ['server.tls.key_file', 'server.shutdown_grace_seconds', 'server.readiness_timeout_ms'])
   })
 
+  it('refuses a public URL with a user, a password, a query or a fragment, which the issuer and every written path would carry', () => {
+    for (const url of ['https://ops:hunter2-9f1c@gateway.example.com', 'https://ops@gateway.example.com', 'https://gateway.example.com/edge?x=1', 'https://gateway.example.com/#top']) {
+      const problems = problemsOf({ server: { public_url: url } })
+      assert.deepEqual(problems, ['server.public_url: must be scheme://host[:port][/path], without a user, password, query or fragment'], url)
+      assert.doesNotMatch(problems.join('\n'), /hunter2/)
+    }
+    assert.equal(validateConfig({ server: { public_url: 'https://gateway.example.com:8443/edge/' } }).server.public_url, 'https://gateway.example.com:8443/edge/')
+  })
+
+  it('refuses an SSO issuer with a user, a password, a query or a fragment, which no issuer has', () => {
+    const provider = { name: 'corp', label: 'Corp', client_id: 'gatehouse' }
+    for (const issuer of ['https://ops:hunter2-9f1c@idp.example.com', 'https://idp.example.com/realms/corp?x=1', 'https://idp.example.com/#top']) {
+      const problems = problemsOf({ sso: [{ ...provider, issuer }] })
+      assert.deepEqual(problems, ['sso.0.issuer: must be scheme://host[:port][/path], without a user, password, query or fragment'], issuer)
+    }
+    assert.equal(validateConfig({ sso: [{ ...provider, issuer: 'https://idp.example.com/realms/corp' }] }).sso[0]!.issuer, 'https://idp.example.com/realms/corp')
+  })
+
   it('fills the edge defaults: no trusted proxies, client timeouts, a connection cap and shared upstream pools', () => {
     const config = validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000' }] })
     assert.deepEqual(config.server.trusted_proxies, [])
