@@ -157,7 +157,24 @@ function describeIssue(issue: z.core.$ZodIssue, substituted: ReadonlySet<string>
     ? likelyMeant(issue.keys, keysAt(ConfigSchema, issue.path))
     // `port: ${PORT}` reads as a number, but substitution happens after parsing, in text.
     : issue.code === 'invalid_type' && substituted.has(path) ? ' (${NAME} gives text: write numbers and true or false in the file)' : ''
-  return `${path}: ${issue.message}${hint}`
+  const message = issue.code === 'unrecognized_keys' ? unrecognizedKeys(issue.keys) : issue.message
+  return `${path}: ${message}${hint}`
+}
+
+const NAMED_UNKNOWN_KEYS = 5
+/** What a key of a configuration file looks like; anything else is not echoed. */
+const KEY_LIKE = /^[^\s:]{1,64}$/
+
+/**
+ * Unknown keys are named, a few at most and only those that read as keys: a file named by mistake (`config check
+ * /etc/shadow`, where each line ending in a colon parses as a key) must not be printed back, hashes and all.
+ */
+function unrecognizedKeys(keys: string[]): string {
+  const named = keys.filter((key) => KEY_LIKE.test(key))
+  if (named.length < keys.length) return `${keys.length} unrecognized key${keys.length === 1 ? '' : 's'}; is this a Gatehouse configuration file?`
+  const shown = named.slice(0, NAMED_UNKNOWN_KEYS).map((key) => `"${key}"`).join(', ')
+  const rest = named.length > NAMED_UNKNOWN_KEYS ? ` and ${named.length - NAMED_UNKNOWN_KEYS} more` : ''
+  return `Unrecognized key${keys.length === 1 ? '' : 's'}: ${shown}${rest}`
 }
 
 /** A misspelt key (`sevices:`) gets the known key nearest to it, when one is near enough to be what was meant. */

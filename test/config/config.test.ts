@@ -120,6 +120,17 @@ describe('configuration', () => {
     assert.deepEqual(problemsOf({ server: { trusted_proxies: [], frobnicate: 1 } }), ['server: Unrecognized key: "frobnicate"'])
   })
 
+  it('names at most a few unknown keys, and only those that read as keys, so a wrong file named by mistake is not echoed', () => {
+    // `config check /etc/shadow`: each line ending in a colon parses as a key holding a password hash.
+    const shadow = Object.fromEntries(['root:$y$j9T$abcdefghijklmnop$0123456789:19000:0:99999:7::', 'daemon:*:19000:0:99999:7::', 'bin:*:19000:0:99999:7::'].map((line) => [line, null]))
+    const [problem, ...more] = problemsOf(shadow)
+    assert.equal(more.length, 0)
+    assert.doesNotMatch(problem!, /\$y\$|root|daemon/)
+    assert.match(problem!, /^\(top level\): 3 unrecognized keys/)
+    const many = Object.fromEntries(['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf'].map((key) => [key, 1]))
+    assert.deepEqual(problemsOf(many), ['(top level): Unrecognized keys: "alpha", "bravo", "charlie", "delta", "echo" and 2 more'])
+  })
+
   it('fills the TLS, shutdown and readiness defaults', () => {
     const config = validateConfig({ server: { tls: { cert_file: 'tls.crt', key_file: 'tls.key' } } })
     assert.deepEqual(config.server.tls, { cert_file: 'tls.crt', key_file: 'tls.key', watch: true, hsts_max_age_seconds: 31536000, hsts_include_subdomains: false })
