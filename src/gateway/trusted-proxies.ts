@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import { compileAddressRanges } from '../http/address-ranges.ts'
 
 /** Whether a peer address is one of the configured reverse proxies, whose forwarding headers are believed. */
@@ -31,3 +32,19 @@ export function compileTrustedProxies(entries: readonly string[]): ProxyTrust {
 
 const REMEMBERED_PEERS = 4096
 
+
+/**
+ * Leaves X-Forwarded-Proto only when it names a scheme the gateway serves: its last value (the nearest proxy's, as
+ * Fastify and the lean path read it), in lower case, if that is `http` or `https`; otherwise the field is dropped, and
+ * a trusted proxy's request is read by its connection's own scheme, as when the proxy sends none. Any other string
+ * would become the request's protocol: the scheme of the redirects and origins the gateway writes, and the one the
+ * services are told. Done once, on the request's headers, before either path reads them.
+ */
+export function keepKnownForwardedProto(headers: IncomingHttpHeaders): void {
+  // Node joins a repeated X-Forwarded-Proto into one string; the type allows a list.
+  const value = headers['x-forwarded-proto']?.toString()
+  if (value === undefined) return
+  const scheme = value.slice(value.lastIndexOf(',') + 1).trim().toLowerCase()
+  if (scheme === 'http' || scheme === 'https') headers['x-forwarded-proto'] = scheme
+  else delete headers['x-forwarded-proto']
+}

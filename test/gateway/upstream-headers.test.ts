@@ -154,6 +154,17 @@ describe('the headers between clients and services', () => {
     assert.equal(last().headers['x-forwarded-proto'], 'https')
   })
 
+  it('believes a trusted proxy\'s X-Forwarded-Proto only when it says http or https, in any case, and otherwise reads the connection', async () => {
+    const cases: [string, string][] = [['HTTPS', 'https'], ['Http', 'http'], ['http, https', 'https'], ['javascript', 'http'], ['https, gopher', 'http'], ['', 'http'], ['https x', 'http']]
+    for (const path of ['/rec/x', '/rec/%78']) {
+      for (const [sent, believed] of cases) {
+        const response = await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-proto': sent } })
+        assert.equal(response.status, 200)
+        assert.equal(last().headers['x-forwarded-proto'], believed, `${path} ${JSON.stringify(sent)}`)
+      }
+    }
+  })
+
   it('takes the client address from a trusted proxy only, for sessions and lockout alike', async () => {
     await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '198.51.100.1, 203.0.113.9' })
     await loginFrom(gw, '127.0.0.1', { 'x-forwarded-for': '203.0.113.10', 'x-real-ip': '203.0.113.10' })
