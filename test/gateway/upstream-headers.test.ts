@@ -176,6 +176,21 @@ describe('the headers between clients and services', () => {
     assert.equal(addresses.includes('198.51.100.1'), false)
   })
 
+  it('reads a trusted proxy\'s X-Forwarded-For entries written with a port as their address, for services and sessions alike', async () => {
+    for (const path of ['/rec/x', '/rec/%78']) {
+      await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-for': '198.51.100.4:1234, [2001:db8::7]:5678, 10.1.2.3:443' } })
+      assert.equal(last().headers['x-forwarded-for'], '198.51.100.4, 2001:db8::7, 10.1.2.3, 127.0.0.2', path)
+      await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-for': '[2001:db8::8], 2001:db8::9, not:an:address:80' } })
+      assert.equal(last().headers['x-forwarded-for'], '2001:db8::8, 2001:db8::9, not:an:address:80, 127.0.0.2', path)
+    }
+    await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '203.0.113.21:40000, 10.0.0.9:8443' })
+    await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '[2001:db8::21]:40000' })
+    const sessions = await requestFrom('127.0.0.1', `${gw.url}/api/gateway/v1/sessions/`, { headers: adminAuth })
+    const addresses = sessions.json().results.map((session: { ip: string }) => session.ip)
+    assert.ok(addresses.includes('203.0.113.21'), addresses.join())
+    assert.ok(addresses.includes('2001:db8::21'), addresses.join())
+  })
+
   it('never forwards the gateway\'s own cookies, and never lets a service set them', async () => {
     const response = await requestFrom('127.0.0.1', `${gw.url}/rec/set-cookies`, {
       headers: { cookie: 'gateway_sessionid=abc; theme=dark; csrftoken=xyz; gatehouse_oidc_session=s; gatehouse_oidc_session.sig=t; gatehouse_login_restarted=1; KEYCLOAK_SESSION=k; gateway_sso=f; __Host-gateway_sso=h' },
