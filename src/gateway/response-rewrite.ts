@@ -121,18 +121,29 @@ export function responseRewrite(route: Route, base: PublicBase): ResponseRewrite
   }
 
   return (headers, request) => {
-    for (const name of ['location', 'content-location'] as const) {
-      const value = headers[name]
-      if (typeof value !== 'string') continue
-      const rewritten = location(value, request)
+    for (const name of ['location', 'content-location', 'refresh'] as const) {
+      const value = singleValue(headers, name)
+      if (value === undefined) continue
+      const rewritten = name === 'refresh' ? refresh(value, request) : location(value, request)
       if (rewritten !== undefined) headers[name] = rewritten
-    }
-    if (typeof headers.refresh === 'string') {
-      const rewritten = refresh(headers.refresh, request)
-      if (rewritten !== undefined) headers.refresh = rewritten
     }
     const cookies = headers['set-cookie']
     if (mapsPaths && cookies) headers['set-cookie'] = cookies.map(cookie)
     return headers
   }
+}
+
+/**
+ * The one value of a header that takes one (RFC 9110 §10.2.2, §8.7; Refresh as HTML reads it): of a service's
+ * duplicates the first, the others dropped, as nginx keeps the first `Location` or `Refresh` line of an upstream and
+ * ignores the rest. Every one of them would otherwise pass unrewritten, with the service's own address.
+ */
+function singleValue(headers: IncomingHttpHeaders, name: 'location' | 'content-location' | 'refresh'): string | undefined {
+  const value: string | string[] | undefined = headers[name]
+  if (!Array.isArray(value)) return value
+  if (value.length === 0) {
+    delete headers[name]
+    return undefined
+  }
+  return (headers[name] = value[0]!)
 }

@@ -6,7 +6,7 @@ import { BadRequest, errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
 import { assignRequestId } from '../http/request-id.ts'
 import { normaliseTarget } from '../http/request-target.ts'
-import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
+import { normaliseForwardingHeaders, type ProxyTrust } from '../gateway/trusted-proxies.ts'
 
 /** Each connection's pipelined requests that wait for their turn, and whether it stopped reading for them. */
 const waiting = new WeakMap<Socket, { count: number; paused: boolean }>()
@@ -121,6 +121,7 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
   }
   const handle: RequestListener = (request, response) => {
     normaliseTarget(request)
+    normaliseForwardingHeaders(request.headers)
     const id = assignRequestId(request, trustsProxy)
     if (request.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) return refuseFaultyFraming(response, id)
     // A lane that takes the request answers with the id itself: the forward-auth answer writes all its header fields

@@ -9,9 +9,11 @@ async function redirectingUpstream(): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     const query = new URL(req.url!, 'http://upstream.invalid').searchParams
     const headers: Record<string, string | string[]> = {}
-    if (query.has('location')) headers.location = query.get('location')!
-    if (query.has('content-location')) headers['content-location'] = query.get('content-location')!
-    if (query.has('refresh')) headers.refresh = query.get('refresh')!
+    // A name asked for twice is sent twice, as two header lines.
+    for (const name of ['location', 'content-location', 'refresh']) {
+      const values = query.getAll(name)
+      if (values.length) headers[name] = values.length === 1 ? values[0]! : values
+    }
     // A Refresh too long to ask for in a query: a URL with this many spaces inside it.
     if (query.has('spaced-refresh')) headers.refresh = `0; url=/base/a${' '.repeat(Number(query.get('spaced-refresh')))}b`
     if (query.has('cookie')) headers['set-cookie'] = query.getAll('cookie')
@@ -27,6 +29,18 @@ function headersWithHost(url: string, host: string): Promise<IncomingHttpHeaders
     request(url, { headers: { host } }, (response) => {
       response.resume()
       resolve(response.headers)
+    }).on('error', reject).end()
+  })
+}
+
+/** The answer's header lines as sent, duplicates kept, names in lower case. */
+function headerLines(url: string): Promise<[string, string][]> {
+  return new Promise((resolve, reject) => {
+    request(url, (response) => {
+      response.resume()
+      const lines: [string, string][] = []
+      for (let i = 0; i < response.rawHeaders.length; i += 2) lines.push([response.rawHeaders[i]!.toLowerCase(), response.rawHeaders[i + 1]!])
+      resolve(lines)
     }).on('error', reject).end()
   })
 }
@@ -99,6 +113,24 @@ describe('upstream addresses in responses', () => {
     const used = process.cpuUsage(before)
     const cpuMs = (used.user + used.system) / 1000
     assert.ok(cpuMs < 500, `${Math.round(cpuMs)} ms of CPU for three answers`)
+  })
+
+  it('passes the first of a redirect header a service sends twice, rewritten, and drops the others, as nginx does', async () => {
+    const search = new URLSearchParams()
+    for (const name of ['location', 'content-location']) {
+      search.append(name, `${upstream.url}/base/first`)
+      search.append(name, `${upstream.url}/base/second`)
+    }
+    search.append('refresh', `0; url=${upstream.url}/base/first`)
+    search.append('refresh', `0; url=${upstream.url}/base/second`)
+    for (const path of BOTH_PATHS) {
+      const lines = await headerLines(`${gw.url}${path}?${search}`)
+      const values = (name: string) => lines.filter(([line]) => line === name).map(([, value]) => value)
+      assert.deepEqual(values('location'), [`${gw.url}/app/first`], path)
+      assert.deepEqual(values('content-location'), [`${gw.url}/app/first`], path)
+      assert.deepEqual(values('refresh'), [`0; url=${gw.url}/app/first`], path)
+      assert.ok(!lines.some(([, value]) => value.includes(upstream.url)), `${path}: ${JSON.stringify(lines)}`)
+    }
   })
 
   it('maps a path-absolute redirect under the upstream\'s base path to the prefix, and leaves others alone', async () => {

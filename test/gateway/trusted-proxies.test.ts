@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { compileTrustedProxies } from '../../src/gateway/trusted-proxies.ts'
+import { compileTrustedProxies, normaliseForwardingHeaders } from '../../src/gateway/trusted-proxies.ts'
 
 describe('trusted proxies', () => {
   it('judges addresses and CIDRs, IPv4-mapped peers as their IPv4 address, and nothing else', () => {
@@ -34,5 +34,18 @@ describe('trusted proxies', () => {
     assert.equal(trusts('10.1.0.1'), true)
     assert.equal(trusts('10.9.0.1'), false)
     assert.equal(trusts('10.1.0.1'), true)
+  })
+
+  it('keeps X-Forwarded-Proto only as http or https, and reads X-Forwarded-For entries with a port as their address', () => {
+    const normalised = (headers: Record<string, string>) => {
+      normaliseForwardingHeaders(headers)
+      return headers
+    }
+    assert.deepEqual(normalised({ 'x-forwarded-proto': ' HTTPS ' }), { 'x-forwarded-proto': 'https' })
+    assert.deepEqual(normalised({ 'x-forwarded-proto': 'https, http' }), { 'x-forwarded-proto': 'http' })
+    for (const scheme of ['javascript', 'https, ws', 'htt', '']) assert.deepEqual(normalised({ 'x-forwarded-proto': scheme }), {}, scheme)
+    assert.deepEqual(normalised({ 'x-forwarded-for': '192.0.2.1:80,[2001:db8::1]:443 , [::1], 2001:db8::2' }), { 'x-forwarded-for': '192.0.2.1, 2001:db8::1, ::1, 2001:db8::2' })
+    for (const kept of ['192.0.2.1, 192.0.2.2', '192.0.2.1:123456', '1.2.3:80', 'unknown', '2001:db8::1:80']) assert.deepEqual(normalised({ 'x-forwarded-for': kept }), { 'x-forwarded-for': kept }, kept)
+    assert.deepEqual(normalised({ host: 'a' }), { host: 'a' })
   })
 })

@@ -154,6 +154,17 @@ describe('the headers between clients and services', () => {
     assert.equal(last().headers['x-forwarded-proto'], 'https')
   })
 
+  it('believes a trusted proxy\'s X-Forwarded-Proto only when it says http or https, in any case, and otherwise reads the connection', async () => {
+    const cases: [string, string][] = [['HTTPS', 'https'], ['Http', 'http'], ['http, https', 'https'], ['javascript', 'http'], ['https, gopher', 'http'], ['', 'http'], ['https x', 'http']]
+    for (const path of ['/rec/x', '/rec/%78']) {
+      for (const [sent, believed] of cases) {
+        const response = await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-proto': sent } })
+        assert.equal(response.status, 200)
+        assert.equal(last().headers['x-forwarded-proto'], believed, `${path} ${JSON.stringify(sent)}`)
+      }
+    }
+  })
+
   it('takes the client address from a trusted proxy only, for sessions and lockout alike', async () => {
     await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '198.51.100.1, 203.0.113.9' })
     await loginFrom(gw, '127.0.0.1', { 'x-forwarded-for': '203.0.113.10', 'x-real-ip': '203.0.113.10' })
@@ -163,6 +174,21 @@ describe('the headers between clients and services', () => {
     assert.ok(addresses.includes('127.0.0.1'), addresses.join())
     assert.equal(addresses.includes('203.0.113.10'), false)
     assert.equal(addresses.includes('198.51.100.1'), false)
+  })
+
+  it('reads a trusted proxy\'s X-Forwarded-For entries written with a port as their address, for services and sessions alike', async () => {
+    for (const path of ['/rec/x', '/rec/%78']) {
+      await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-for': '198.51.100.4:1234, [2001:db8::7]:5678, 10.1.2.3:443' } })
+      assert.equal(last().headers['x-forwarded-for'], '198.51.100.4, 2001:db8::7, 10.1.2.3, 127.0.0.2', path)
+      await requestFrom('127.0.0.2', `${gw.url}${path}`, { headers: { 'x-forwarded-for': '[2001:db8::8], 2001:db8::9, not:an:address:80' } })
+      assert.equal(last().headers['x-forwarded-for'], '2001:db8::8, 2001:db8::9, not:an:address:80, 127.0.0.2', path)
+    }
+    await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '203.0.113.21:40000, 10.0.0.9:8443' })
+    await loginFrom(gw, '127.0.0.2', { 'x-forwarded-for': '[2001:db8::21]:40000' })
+    const sessions = await requestFrom('127.0.0.1', `${gw.url}/api/gateway/v1/sessions/`, { headers: adminAuth })
+    const addresses = sessions.json().results.map((session: { ip: string }) => session.ip)
+    assert.ok(addresses.includes('203.0.113.21'), addresses.join())
+    assert.ok(addresses.includes('2001:db8::21'), addresses.join())
   })
 
   it('never forwards the gateway\'s own cookies, and never lets a service set them', async () => {

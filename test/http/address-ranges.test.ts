@@ -22,6 +22,20 @@ describe('address ranges in the configuration', () => {
     for (const address of ['11.0.0.1', '::ffff:11.0.0.1', '2001:db9::1', '::1', 'fe80::1%eth0', 'not an address', '']) assert.equal(judge(address), false, address)
   })
 
+  it('matches an IPv4 peer only by IPv4 entries and IPv4-mapped ones, never by a wider IPv6 range holding the mapped block', () => {
+    for (const entry of ['::/0', '::/1', '::ffff:0:0/95', '::/64']) {
+      const judge = compileAddressRanges([entry])
+      for (const address of ['10.0.0.1', '127.0.0.1', '::ffff:10.0.0.1', '::FFFF:127.0.0.1', '0:0:0:0:0:ffff:a00:1']) assert.equal(judge(address), false, `${entry} ${address}`)
+    }
+    assert.equal(compileAddressRanges(['::/0'])('2001:db8::1'), true)
+    assert.equal(compileAddressRanges(['::/1'])('::1'), true)
+    const mapped = compileAddressRanges(['::ffff:0.0.0.0/96', '::/0'])
+    for (const address of ['10.0.0.1', '::ffff:10.0.0.1', '0:0:0:0:0:ffff:a00:1', '2001:db8::1']) assert.equal(mapped(address), true, address)
+    const v4 = compileAddressRanges(['10.0.0.0/8'])
+    for (const address of ['10.0.0.1', '::ffff:10.0.0.1', '0:0:0:0:0:ffff:a00:1']) assert.equal(v4(address), true, address)
+    assert.equal(v4('::10.0.0.1'), false, 'an IPv4-compatible address is IPv6')
+  })
+
   it('reads IPv6 text exactly as node:net does, zone ids and dotted quads included', () => {
     const samples = [
       '::', '::1', '1::', '::1.2.3.4', '1::1.2.3.4', '::ffff:10.0.0.5', '::FFFF:192.0.2.7', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:1.2.3.4',

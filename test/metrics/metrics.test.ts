@@ -114,6 +114,17 @@ describe('metrics', () => {
       }
     })
 
+    it('refuses an IPv4 client when allow_from lists only IPv6 ranges, however wide', async () => {
+      const gw = await startGateway({ config: { metrics: { allow_from: ['::/0'] } } })
+      try {
+        const refused = await requestFrom('127.0.0.1', gw.url + '/metrics')
+        assert.equal(refused.status, 403)
+        assert.equal(refused.json().code, 'permission_denied')
+      } finally {
+        await gw.close()
+      }
+    })
+
     it('refuses a scrape forwarded by a proxy server.trusted_proxies does not list: behind it, every client would look local', async () => {
       const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.2'] } } })
       try {
