@@ -437,6 +437,8 @@ const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
 const CODE_ERRORS: Record<string, string> = {
   'authorization code redirect_uri mismatch': 'Incorrect redirect_uri',
+  // A code, or its grant, issued to another client of the realm (grant_source.js); Keycloak's words for it.
+  'client mismatch': 'Auth error: Found different client_id in clientSession',
   'code_verifier must be provided': 'PKCE code verifier not specified',
   'code_verifier does not match code_challenge': 'PKCE verification failed: Code mismatch',
 }

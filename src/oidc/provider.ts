@@ -876,17 +876,17 @@ interface IdTokenInstance {
 }
 
 /**
- * Codes, and the refresh tokens of clients with reuse detection, work once, however many requests bring one at the
- * same moment. oidc-provider's grants read whether it was used, and later mark it used: requests that all read it
+ * Device codes, and the refresh tokens of clients with reuse detection, work once, however many requests bring one at
+ * the same moment. oidc-provider's grants read whether it was used, and later mark it used: requests that all read it
  * before the first marked it would all get tokens, and none would count as its reuse. The adapter marks it only if
  * it is not marked yet (`StoreAdapter.consumeFirst`); a request that finds it marked meanwhile is answered as
  * oidc-provider answers one used again (lib/actions/grants/refresh_token.js, lib/helpers/grant_source.js
  * `consumeGrantSource`): its grant is revoked (and the refresh token destroyed), and the request refused.
+ * Authorization codes need none of it: the adapter marks one as the request finds it (`StoreAdapter` `#claimCode`).
  */
 function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
   for (const [Model, reused, destroy] of [
     [provider.RefreshToken, 'refresh token already used', true],
-    [provider.AuthorizationCode, 'authorization code already consumed', false],
     [provider.DeviceCode, 'device code already consumed', false],
   ] as const) {
     ;(Model as unknown as { prototype: { consume(this: ConsumableToken): Promise<void> } }).prototype.consume = async function (this: ConsumableToken) {
