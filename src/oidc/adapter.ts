@@ -104,11 +104,26 @@ export class StoreAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
+    if (this.#model === 'AuthorizationCode') return this.#claimCode(id)
     if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, id, providerNow()))
     // Its grant comes along: a refresh reads it next.
     const record = await this.#deps.records.findWithGrant(this.#model, id, providerNow())
     if (record) this.#refreshTokenClients.set(id, String(record.payload.clientId))
     return asPayload(record)
+  }
+
+  /**
+   * A code is used up by the first request that finds it, whatever that request's outcome: as Keycloak removes a code
+   * from its store before it checks the redirect URI, the client or PKCE (OAuth2CodeParser `parseCode`), so a
+   * redemption refused for any of them leaves no code to try again. Only the request that marked it finds it unused;
+   * any other, at the same moment or after, finds it consumed, which oidc-provider answers as a code used again
+   * (it revokes the code's grant). A code of another realm is not found, and so not used up.
+   */
+  async #claimCode(id: string): Promise<AdapterPayload | undefined> {
+    const payload = this.#ownRealms(await this.#deps.records.find(this.#model, id, providerNow()))
+    if (!payload || payload.consumed !== undefined) return payload
+    if (await this.#deps.records.consume(this.#model, id, providerNow())) return payload
+    return { ...payload, consumed: Math.floor(providerNow() / 1000) }
   }
 
   /**
@@ -133,12 +148,13 @@ export class StoreAdapter implements Adapter {
   }
 
   async consume(id: string): Promise<void> {
-    await this.consumeFirst(id)
+    // A code was marked when it was found (#claimCode).
+    if (this.#model !== 'AuthorizationCode') await this.consumeFirst(id)
   }
 
   /**
    * `consume`, false when the record was not there to mark, or another request marked it since it was read: for a
-   * code, or a refresh token with reuse detection, that request used it first and this one is its reuse
+   * device code, or a refresh token with reuse detection, that request used it first and this one is its reuse
    * (provider.ts `consumeOnce`).
    */
   async consumeFirst(id: string): Promise<boolean> {

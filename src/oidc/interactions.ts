@@ -12,7 +12,6 @@ import epochTime, { providerNow } from './provider-clock.ts'
 import { GATEWAY_HAS_ANOTHER_PERSON, gatewaySessionAnswers, LOGIN_FORM, type LoginAcr, loginResult, SINGLE_SIGN_ON } from './provider.ts'
 import { GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS, LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_SESSION_COOKIE } from './provider-paths.ts'
 import { resolveLoginName } from './login-name.ts'
-import type { StoreAdapter } from './adapter.ts'
 import type { Realm } from './realm.ts'
 import { readRealmBody } from './routes.ts'
 import { UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
@@ -545,7 +544,7 @@ async function openGatewaySession(app: App, request: FastifyRequest, reply: Fast
  * Where a browser that the gateway sent to its realm's login (for a service that takes realm tokens: `loginUrlFor`
  * in realm.ts) comes back with a code. The gateway is its own client here and needs no tokens, only who logged
  * in: the code is taken only from the browser whose realm session it was issued to (otherwise anyone could plant
- * their own code in someone else's browser, login CSRF), and consumed so that it serves once. The browser then
+ * their own code in someone else's browser, login CSRF), and used up by being looked up, so that it serves once. The browser then
  * gets a gateway session and goes back to the page it asked for.
  */
 export async function gatewayCallback(app: App, realm: Realm, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
@@ -563,8 +562,8 @@ export async function gatewayCallback(app: App, realm: Realm, request: FastifyRe
   const consumed = (code as { consumed?: unknown } | undefined)?.consumed !== undefined
   const fromThisBrowser = code && session && !code.isExpired && !consumed && code.sessionUid === session.uid &&
     code.accountId === session.accountId && code.redirectUri === realm.issuer + GATEWAY_CALLBACK && freshLogin(code)
-  // Marked used only if no other request with it did meanwhile: of callbacks that bring one code at once, one goes on.
-  if (!fromThisBrowser || !(await (code.adapter as unknown as StoreAdapter).consumeFirst(code.jti))) return expired(reply)
+  // Finding the code used it up (adapter.ts `#claimCode`): of callbacks that bring one code at once, one finds it unused.
+  if (!fromThisBrowser) return expired(reply)
   const user = await app.accounts.get(Number(code.accountId))
   // The status every door answers a disabled account with (account_disabled).
   if (!user?.isActive) return html(reply, AccountDisabled.status, simplePage('Login failed', '<p>Your account is disabled.</p>'))

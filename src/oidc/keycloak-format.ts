@@ -9,6 +9,7 @@ import { LOCKED } from './password-grant.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { escapeHtml, unframedPageHeaders } from '../pages/html.ts'
 import { DatabaseUnavailable, PasswordChecksBusy } from '../errors.ts'
+import { TooManyUserCodeGuesses } from './user-code-guesses.ts'
 
 /**
  * Keycloak's wire format on top of oidc-provider's: the extra token response members, the order Keycloak
@@ -437,6 +438,8 @@ const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
 
 const CODE_ERRORS: Record<string, string> = {
   'authorization code redirect_uri mismatch': 'Incorrect redirect_uri',
+  // A code, or its grant, issued to another client of the realm (grant_source.js); Keycloak's words for it.
+  'client mismatch': 'Auth error: Found different client_id in clientSession',
   'code_verifier must be provided': 'PKCE code verifier not specified',
   'code_verifier does not match code_challenge': 'PKCE verification failed: Code mismatch',
 }
@@ -606,7 +609,10 @@ async function askBeforeEndingGatewaySession(ctx: KoaContextWithOIDC): Promise<v
 /** RFC 8628 §3.3: where the user types the code their device shows (oidc-provider's `userCodeInputSource`). */
 export async function deviceCodePage(ctx: KoaContextWithOIDC, form: string, _out: unknown, error?: Error & { userCode?: string }): Promise<void> {
   ctx.type = 'html'
-  const problem = !error ? '' : error.userCode || error.name === 'NoCodeError'
+  if (error instanceof TooManyUserCodeGuesses) ctx.set('retry-after', String(error.retryAfterSeconds))
+  const problem = !error ? '' : error instanceof TooManyUserCodeGuesses
+    ? '<p role="alert">Too many wrong codes were entered. Wait a few minutes, then enter the code your device shows.</p>'
+    : error.userCode || error.name === 'NoCodeError'
     ? '<p role="alert">That code is not valid or has expired. Check the code on your device and try again.</p>'
     : '<p role="alert">The device login could not be completed. Start again on your device.</p>'
   // oidc-provider's input selects its text with an inline `onfocus` handler, which the realm pages' policy (no inline

@@ -19,6 +19,7 @@ import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './
 import { idTokenClaims } from './id-token-claims.ts'
 import { providerSigningKeys } from './signing-keys.ts'
 import { timeOrderedTokenIds } from './token-ids.ts'
+import { TooManyUserCodeGuesses, UserCodeGuesses } from './user-code-guesses.ts'
 import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, grantedScope, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
 import type { ClientAccessCheck, ClientRolesOf } from '../access/client-access.ts'
@@ -351,6 +352,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     })
   }
   consumeOnce(options.providerClass, provider)
+  boundUserCodeGuesses(options.providerClass, provider)
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
   provider.registerGrantType(PASSWORD_GRANT, passwordGrant(passwordGrantOptions), PASSWORD_GRANT_PARAMETERS)
@@ -876,17 +878,17 @@ interface IdTokenInstance {
 }
 
 /**
- * Codes, and the refresh tokens of clients with reuse detection, work once, however many requests bring one at the
- * same moment. oidc-provider's grants read whether it was used, and later mark it used: requests that all read it
+ * Device codes, and the refresh tokens of clients with reuse detection, work once, however many requests bring one at
+ * the same moment. oidc-provider's grants read whether it was used, and later mark it used: requests that all read it
  * before the first marked it would all get tokens, and none would count as its reuse. The adapter marks it only if
  * it is not marked yet (`StoreAdapter.consumeFirst`); a request that finds it marked meanwhile is answered as
  * oidc-provider answers one used again (lib/actions/grants/refresh_token.js, lib/helpers/grant_source.js
  * `consumeGrantSource`): its grant is revoked (and the refresh token destroyed), and the request refused.
+ * Authorization codes need none of it: the adapter marks one as the request finds it (`StoreAdapter` `#claimCode`).
  */
 function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
   for (const [Model, reused, destroy] of [
     [provider.RefreshToken, 'refresh token already used', true],
-    [provider.AuthorizationCode, 'authorization code already consumed', false],
     [provider.DeviceCode, 'device code already consumed', false],
   ] as const) {
     ;(Model as unknown as { prototype: { consume(this: ConsumableToken): Promise<void> } }).prototype.consume = async function (this: ConsumableToken) {
@@ -897,6 +899,27 @@ function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
       }
       this.emit('consumed')
     }
+  }
+}
+
+/**
+ * Only the device page looks a typed user code up (`DeviceCode.findByUserCode`): there each wrong
+ * code is counted against the browser's session and address, and once either has too many the lookup is refused
+ * before it is made (user-code-guesses.ts), which the page answers 429 with Retry-After.
+ */
+function boundUserCodeGuesses(providerClass: typeof Provider, provider: Provider): void {
+  const guesses = new UserCodeGuesses()
+  const DeviceCode = provider.DeviceCode as unknown as { findByUserCode(userCode: string, options?: object): Promise<unknown> }
+  const findByUserCode = DeviceCode.findByUserCode
+  DeviceCode.findByUserCode = async function (userCode, findOptions) {
+    const ctx = (providerClass as unknown as { ctx?: KoaContextWithOIDC }).ctx
+    const session = (ctx?.oidc?.session as { jti?: string } | undefined)?.jti
+    const address = ctx?.ip ?? ''
+    const wait = guesses.retryAfterSeconds(session, address)
+    if (wait > 0) throw new TooManyUserCodeGuesses(wait)
+    const code = await findByUserCode.call(this, userCode, findOptions)
+    if (code === undefined) guesses.miss(session, address)
+    return code
   }
 }
 

@@ -182,10 +182,18 @@ describe('one sign-in for the browser', () => {
     const landed = await victim.navigate(planted.stoppedAt)
     assert.equal(landed.response.status, 400)
     assert.equal(victim.cookie(gw.url, 'gateway_sessionid'), undefined)
-    // The attacker's own browser may use it once.
-    const own = await attacker.navigate(planted.stoppedAt)
+    // Presented once, it is used up, as at the token endpoint: not even the browser that logged in may use it now.
+    assert.equal((await attacker.navigate(planted.stoppedAt)).response.status, 400)
+  })
+
+  it('lets the browser that logged in use its code once', async () => {
+    const browser = new Browser()
+    const login = await browser.navigate(`${gw.url}/demo-app/x`)
+    const landing = await browser.submit(login, { username: 'admin', password: ADMIN_PASSWORD }, { stopBefore: (url) => url.includes('/gatehouse/callback') })
+    assert.ok(landing.stoppedAt)
+    const own = await browser.navigate(landing.stoppedAt)
     assert.equal(JSON.parse(own.body).identity.username, 'admin')
-    assert.equal((await attacker.navigate(planted.stoppedAt)).response.status, 400, 'a code serves once')
+    assert.equal((await browser.navigate(landing.stoppedAt)).response.status, 400, 'a code serves once')
   })
 
   it('sends a browser back from the realm only to a page of this site, whatever state the link to the realm carried', async () => {

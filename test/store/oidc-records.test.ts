@@ -317,11 +317,22 @@ for (const backend of storeBackends) {
       await refreshTokens.upsert('r-raced', { clientId: 'rotating' }, 300)
       await refreshTokens.find('r-raced')
       assert.deepEqual(await Promise.all([refreshTokens.consumeFirst('r-raced'), refreshTokens.consumeFirst('r-raced')]).then((firsts) => firsts.sort()), [false, true])
-      // Other models (codes) are always single-use.
+    })
+
+    it('uses a code up as it is first found: of finds at once, one finds it unused', async () => {
+      const deps = { records: db.store.oidc, revoke: async () => {}, realm: 'platform', detectsRefreshTokenReuse: () => false }
       const codes = new StoreAdapter('AuthorizationCode', deps)
       await codes.upsert('code', { clientId: 'keeping' }, 60)
-      await codes.consume('code')
+      assert.equal((await codes.find('code'))!.consumed, undefined)
       assert.equal(typeof (await codes.find('code'))!.consumed, 'number')
+      await codes.upsert('code-raced', { clientId: 'keeping' }, 60)
+      const found = await Promise.all([codes.find('code-raced'), codes.find('code-raced')])
+      assert.deepEqual(found.map((payload) => typeof payload!.consumed).sort(), ['number', 'undefined'])
+      // Another realm does not find it, so does not use it up.
+      const elsewhere = new StoreAdapter('AuthorizationCode', { ...deps, realm: 'elsewhere' })
+      await codes.upsert('code-kept', { clientId: 'keeping' }, 60)
+      assert.equal(await elsewhere.find('code-kept'), undefined)
+      assert.equal((await codes.find('code-kept'))!.consumed, undefined)
     })
 
     it('finds the grants of a sign-in that no browser session holds by its tokens\' sid, among one account\'s live tokens only', async () => {

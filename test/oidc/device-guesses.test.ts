@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { browse, CookieJar, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
+
+const WRONG_GUESSES_PER_SESSION = 10
+const WRONG_GUESSES_PER_ADDRESS = 50
+
+/** RFC 8628 §5.1: the device page bounds how many wrong user codes one browser may try. */
+describe('user codes guessed at the device page', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
+  })
+  after(() => gw.close())
+
+  it('are answered 429 with Retry-After once one browser got too many wrong, and the right code waits too', async () => {
+    const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    const { user_code: userCode } = await started.json() as { user_code: string }
+    const jar = new CookieJar()
+    let page = await browse(gw, jar, realmUrl(gw, '/device'))
+    for (let i = 0; i < WRONG_GUESSES_PER_SESSION; i++) {
+      page = await submitForm(gw, jar, page, { user_code: 'BCDF-GHJK' })
+      assert.equal(page.response.status, 200)
+    }
+    const refused = await submitForm(gw, jar, page, { user_code: userCode })
+    assert.equal(refused.response.status, 429)
+    assert.ok(Number(refused.response.headers.get('retry-after')) > 0)
+    assert.match(await refused.response.text(), /Too many/)
+    // Another browser is not locked out by this one's guesses.
+    const other = new CookieJar()
+    const confirm = await submitForm(gw, other, await browse(gw, other, realmUrl(gw, '/device')), { user_code: userCode })
+    assert.equal(confirm.response.status, 200)
+    assert.match(await confirm.response.text(), /Confirm device login/)
+  })
+})
+
+describe('user codes guessed at the device page from one address', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
+  })
+  after(() => gw.close())
+
+  /** One wrong guess from a browser of its own, as a guesser dropping its cookie after each would make. */
+  async function guessInNewBrowser(userCode: string): Promise<Response> {
+    const jar = new CookieJar()
+    return (await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode })).response
+  }
+
+  it('are answered 429 once the address got too many wrong, whatever new session each came with', async () => {
+    for (let i = 0; i < WRONG_GUESSES_PER_ADDRESS; i++) assert.equal((await guessInNewBrowser('BCDF-GHJK')).status, 200)
+    const refused = await guessInNewBrowser('BCDF-GHJK')
+    assert.equal(refused.status, 429)
+    assert.ok(Number(refused.headers.get('retry-after')) > 0)
+  })
+})
