@@ -106,8 +106,11 @@ export async function buildGatehouseBundle(root: string, directory = gatehouseBu
     outdir: directory,
     entryNames: '[name]',
     chunkNames: 'chunks/[name]-[hash]',
-    // Names stay as written: errors and Fastify's plugins and hooks are told apart by them.
-    keepNames: true,
+    // Not keepNames: it wraps every function and class made inside another in a call that sets its `name`, which
+    // the proxied path paid for each request's closures (docs/performance.md). Names stay as written without it,
+    // but for a top-level function that shares its name with another module's (`refuse2`: stack traces only;
+    // errors carry their `name` as a field, and nothing looks a function or class up by its name).
+    keepNames: false,
     sourcemap: 'linked',
     metafile: true,
     logLevel: 'error',

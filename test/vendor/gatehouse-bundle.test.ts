@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
@@ -30,6 +30,10 @@ describe('the bundle of Gatehouse\'s own modules', () => {
       // Declared an ES module, not found to be one by parsing it first (which the flag turns off).
       assert.equal(execFileSync(node, ['--no-experimental-detect-module', join(directory, 'main.js'), '--version'], { encoding: 'utf8' }).trim(), version)
       assert.equal(gatehouseBundleEntry(repoRoot, directory), pathToFileURL(realpathSync(join(directory, 'main.js'))).href)
+      // No name-setting wrappers around the closures each request makes (esbuild's keepNames: docs/performance.md).
+      const files = readdirSync(directory, { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.js'))
+      assert.ok(files.length > 10)
+      for (const file of files) assert.doesNotMatch(readFileSync(join(directory, file), 'utf8'), /\b__name\(/, file)
     } finally {
       rmSync(directory, { recursive: true, force: true })
     }
