@@ -98,7 +98,7 @@ export class SessionManager {
         userAgent: origin.userAgent.slice(0, 256),
       })
       if (limit > 0) {
-        const ended = await tx.sessions.deleteOldest(userId, limit, now)
+        const ended = await tx.sessions.deleteOldest(userId, limit, now, stored.id)
         for (const keyHash of ended) announce(SESSION_TOPIC, keyHash)
         await endLinkedRealmSessions(tx, ended, announce)
       }

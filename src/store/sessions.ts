@@ -118,12 +118,16 @@ export class SessionRepository {
    * later but left to expire would otherwise end an older one still in use, and they are left to `deleteExpired`.
    * Run in the transaction that starts a session, after `serializeForUser`: it then counts the sessions that every
    * earlier start of the same user committed; otherwise a burst of logins, each counting only the sessions committed
-   * before it, would leave more than `keep`.
+   * before it, would leave more than `keep`. `started`, the session that start just made, is always one of those kept:
+   * its `created_at` is when its login began, so a login that began earlier but committed after another would
+   * otherwise end its own session in the transaction that made it, and answer with a session already ended.
    */
-  async deleteOldest(userId: number, keep: number, now: number): Promise<string[]> {
+  async deleteOldest(userId: number, keep: number, now: number, started?: number): Promise<string[]> {
     const rows = await this.#db.selectFrom('sessions').select('id').where('user_id', '=', userId).where('expires_at', '>', now)
       .orderBy('created_at', 'desc').orderBy('id', 'desc').execute()
-    const surplus = rows.slice(keep).map((r) => Number(r.id))
+    const others = rows.filter((r) => Number(r.id) !== started)
+    const placesLeft = others.length < rows.length ? keep - 1 : keep
+    const surplus = others.slice(placesLeft).map((r) => Number(r.id))
     if (!surplus.length) return []
     const deleted = await this.#db.deleteFrom('sessions').where('id', 'in', surplus).returning('key_hash').execute()
     return deleted.map((r) => r.key_hash)

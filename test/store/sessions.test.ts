@@ -73,6 +73,17 @@ for (const backend of storeBackends) {
       assert.deepEqual(await store.sessions.deleteOldest(dave, 2, T), [])
     })
 
+    it('keeps the session a start just made, though a session started after it is already there', async () => {
+      const irene = (await store.users.create({ username: 'irene' })).id
+      const older = await session(irene, T, T + 10_000)
+      const later = await session(irene, T + 2, T + 10_000)
+      // Its login began before the other's and committed after it: its created_at is the oldest but one.
+      const started = await session(irene, T + 1, T + 10_000)
+      assert.deepEqual((await store.sessions.deleteOldest(irene, 1, T, started.id)).sort(), [later.keyHash, older.keyHash].sort())
+      assert.ok(await store.sessions.findByKeyHash(started.keyHash))
+      assert.equal((await store.sessions.list({ offset: 0, limit: 10, now: T, userId: irene })).count, 1)
+    })
+
     it('counts only live sessions towards those kept: an expired newer one takes no live one\'s place', async () => {
       const henry = (await store.users.create({ username: 'henry' })).id
       // Started first and extended since: live. Started later and left: expired.
