@@ -3,20 +3,16 @@ import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { InvalidCredentials, ManagedBySource, PermissionDenied, ValidationFailed } from '../errors.ts'
-import { BIDI_FORMATTING_REFUSED, withoutBidiFormatting } from '../directory/upstream-profile.ts'
 import type { User } from '../store/users.ts'
 import { toggle } from '../settings/definitions.ts'
 import { principalOf } from './access.ts'
+import { profileFields } from './profile-fields.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { auditedUser, passwordMark, serializeUser } from './users.ts'
 import { startSession } from '../auth/session-start.ts'
 import { clientGone } from '../http/client-gone.ts'
 
-const profileChanges = z.object({
-  email: z.union([z.email('Enter a valid email address.'), z.literal('')]),
-  first_name: z.string().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
-  last_name: z.string().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
-}).partial().strict()
+const profileChanges = z.object(profileFields).partial().strict()
 
 const passwordChange = z.object({
   current_password: z.string().min(1, 'Enter your current password.'),
@@ -123,13 +119,15 @@ export interface OwnChange {
   current_password?: string
 }
 
+export const EMAIL_TAKEN = 'Another account signs in with this email address.'
+
 /**
  * A realm login may name an account by its e-mail address, in any case (src/oidc/login-name.ts), and takes it only
  * when one account matches: an address copied from another account would stop that account's login by it. Keycloak
  * refuses a duplicate address for the same reason; it is checked where a person sets their own, unverified.
  */
 export async function assertEmailFree(app: App, user: User, email: string): Promise<void> {
-  if (await emailTakenByAnother(app, user, email)) throw new ValidationFailed({ email: ['Another account signs in with this email address.'] })
+  if (await emailTakenByAnother(app, user, email)) throw new ValidationFailed({ email: [EMAIL_TAKEN] })
 }
 
 /** Whether another account than `user` signs in with this address: its address or its username, in any case. */

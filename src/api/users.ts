@@ -7,7 +7,6 @@ import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import { usernamesInRules } from '../access/rules.ts'
 import type { Principal } from '../auth/principal.ts'
 import { refuseServiceAccountName, type WrittenTogether } from '../directory/accounts.ts'
-import { BIDI_FORMATTING_REFUSED, withoutBidiFormatting } from '../directory/upstream-profile.ts'
 import { ManagedBySource, NotFound, PermissionDenied, SelfLockout, ValidationFailed } from '../errors.ts'
 import { asBoolean, toggle } from '../settings/definitions.ts'
 import type { Organization } from '../store/access.ts'
@@ -15,15 +14,13 @@ import { type User, userFilterFields } from '../store/users.ts'
 import { principalOf, visibilityOf } from './access.ts'
 import type { GatewayApi } from './gateway-api.ts'
 import { listQuery } from './list-query.ts'
-import { assertEmailFree, assertOwnChange, keepBrowserSignedIn, NOT_YOUR_FLAG } from './me.ts'
+import { assertEmailFree, assertOwnChange, EMAIL_TAKEN, keepBrowserSignedIn, NOT_YOUR_FLAG } from './me.ts'
 import { describeList, listOf, SERVER_FIELDS } from './metadata.ts'
 import { paged } from './pagination.ts'
+import { profileFields } from './profile-fields.ts'
 import { auditGiven } from './roles.ts'
 import { userUrl } from './summaries.ts'
 import { assertShownValues, idParam, shownReadOnly } from './validation.ts'
-
-/** What the API and the CLI take as a user's e-mail address, or none (''). */
-export const emailAddress = z.union([z.email('Enter a valid email address.'), z.literal('')])
 
 /**
  * Text fields are trimmed of leading and trailing whitespace, as Django REST framework's CharField does by default
@@ -34,9 +31,7 @@ export const emailAddress = z.union([z.email('Enter a valid email address.'), z.
 const userFields = {
   username: z.string().trim(),
   password: z.string(),
-  email: z.string().trim().pipe(emailAddress),
-  first_name: z.string().trim().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
-  last_name: z.string().trim().max(150).refine(withoutBidiFormatting, BIDI_FORMATTING_REFUSED),
+  ...profileFields,
   is_superuser: toggle(),
   is_active: toggle(),
   /**
@@ -139,6 +134,21 @@ function mayCreateUsers(app: App, principal: Principal): boolean {
 }
 
 const NOT_A_CREATOR = 'Superusers and organization admins create users.'
+
+/**
+ * An organization admin's new account takes no name another account signs in with: no e-mail address another account
+ * has (me/'s rule, as for a member's change), and no username that is another account's address, which a realm
+ * login by that address would then mean instead (src/oidc/login-name.ts: a username goes before an address). Either
+ * would stop that account's login by its address, a superuser's too.
+ */
+async function assertSignInNamesFree(app: App, input: { username: string; email?: string | undefined }): Promise<void> {
+  if (input.email && (await app.store.users.findUsernamesLike(input.email, true)).length) {
+    throw new ValidationFailed({ email: [EMAIL_TAKEN] })
+  }
+  if (input.username.includes('@') && (await app.store.users.findUsernamesLike(input.username, true)).length) {
+    throw new ValidationFailed({ username: ['Another account signs in with this name as its email address.'] })
+  }
+}
 
 /**
  * What an organization admin may create: never a superuser (validate_is_superuser), and no account of a name an
@@ -309,6 +319,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
     assertMemberCreation(principalOf(request).user, namedInRules, input)
     refuseServiceAccountName(input.username)
     await assertNameNotInDirectory(app, principalOf(request).user, input.username)
+    if (!principalOf(request).user.isSuperuser) await assertSignInNamesFree(app, input)
     assertShownValues(input, NEW_USER_SHOWS, SHOWN_READ_ONLY)
     const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
     const user = await app.accounts.create({ ...accountFields(input), username: input.username }, { together: memberships.together })
@@ -361,7 +372,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
       const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
-      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together, asRead: enabledAsRead })
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together, asRead: enabledAsRead, policyBeforeSamePassword: !own && !caller.isSuperuser })
       // A password equal to the one the account has is kept, not set (src/directory/accounts.ts): no change to record.
       const passwordSet = user.passwordHash === target.passwordHash ? undefined : input.password
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })

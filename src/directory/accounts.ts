@@ -130,6 +130,11 @@ export interface AdministrativeChange {
    * transaction, has changed since, so that a disable that landed meanwhile is not undone by a decision made before it.
    */
   asRead?: User | undefined
+  /**
+   * An organization admin's change of a member: a new password the policy refuses is refused even when it is the one
+   * the account has, which would otherwise be kept as no change (see `update`).
+   */
+  policyBeforeSamePassword?: boolean | undefined
 }
 
 /**
@@ -319,9 +324,14 @@ export class Accounts {
     // The password the account has already is no change: the ansible.platform collection's user module sends it
     // with every run, as it cannot see it. Nothing ends (whoever knew it still does), and the policy, which applies
     // to a password being set, is not asked again. Asked to revoke the tokens, it is set as a new one.
+    // An organization admin's change of a member asks the policy first: compared first, a password the policy refuses
+    // would be answered "kept" when it is the account's and "refused" otherwise, a test of guesses that no lockout
+    // counts. One the policy accepts is no such test: unless it is the account's, it becomes the new one.
+    const policyFirst = options.policyBeforeSamePassword === true && typeof changes.password === 'string'
+    if (policyFirst) await this.#checkNewPassword(changes.password as string, changes.username ?? current.username, problems)
     const keepsPassword = typeof changes.password === 'string' && changes.revokeTokens !== true && current.passwordHash !== null
-      && await verifyPassword(current.passwordHash, changes.password)
-    if (typeof changes.password === 'string' && !keepsPassword) await this.#checkNewPassword(changes.password, changes.username ?? current.username, problems)
+      && !problems.password && await verifyPassword(current.passwordHash, changes.password)
+    if (typeof changes.password === 'string' && !keepsPassword && !policyFirst) await this.#checkNewPassword(changes.password, changes.username ?? current.username, problems)
     if (Object.keys(problems).length) throw new ValidationFailed(problems)
     if (changes.username !== undefined && changes.username !== current.username) await this.#refuseCaseVariant(changes.username, id)
     const { password, revokeTokens, ...rest } = changes

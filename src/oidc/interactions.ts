@@ -22,7 +22,8 @@ import { type AccountAction, accountAction, KC_ACTION_MAX_AUTH_AGE_SECONDS, KC_A
 import { CANCEL_FIELD, CONFIRM_PASSWORD_FIELD, FORM_SECRET_FIELD, NEW_PASSWORD_FIELD, renderUpdatePasswordPage } from '../pages/update-password-page.ts'
 import { EMAIL_FIELD, FIRST_NAME_FIELD, LAST_NAME_FIELD, PROFILE_FIELD_LENGTHS, type ProfileValues, renderUpdateProfilePage } from '../pages/update-profile-page.ts'
 import { verifyPassword } from '../directory/passwords.ts'
-import { auditedUser, emailAddress, passwordMark, serializeUser } from '../api/users.ts'
+import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
+import { emailAddress } from '../api/profile-fields.ts'
 import { emailTakenByAnother } from '../api/me.ts'
 
 /** The form field carrying the authorization request a login page was shown for, to start it again (`restartLogin`). */

@@ -31,6 +31,19 @@ describe('the caller\'s own account at me/', () => {
     assert.equal(erin.email, 'erin@new.example')
   })
 
+  it('trims the fields as users/ does, so that both ways store the same details for the same input', async () => {
+    const auth = { authorization: basic('erin', 'erin-password') }
+    const before = await json(await gw.fetch('/api/gateway/v1/me/', { headers: auth }))
+    const changed = await send('PATCH', '/api/gateway/v1/me/', { first_name: '  Erin  ', last_name: '\tExample\n', email: ' erin@trimmed.example ' }, auth)
+    assert.equal(changed.status, 200)
+    const body = await json(changed)
+    assert.deepEqual([body.first_name, body.last_name, body.email], ['Erin', 'Example', 'erin@trimmed.example'])
+    const stored = (await gw.store.users.findByUsername('erin'))!
+    assert.deepEqual([stored.firstName, stored.lastName, stored.email], ['Erin', 'Example', 'erin@trimmed.example'])
+    const restored = await send('PATCH', '/api/gateway/v1/me/', { first_name: before.results[0].first_name, last_name: before.results[0].last_name, email: before.results[0].email }, auth)
+    assert.equal(restored.status, 200)
+  })
+
   it('refuses an e-mail address another account signs in with, which would stop their realm login by it', async () => {
     await gw.app.accounts.create({ username: 'frank', password: 'frank-password', email: 'frank@example.com' })
     await gw.app.accounts.create({ username: 'gina@example.com', password: 'gina-password' })

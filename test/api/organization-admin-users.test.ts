@@ -75,6 +75,33 @@ describe('organization admins and the records of their members', () => {
     assert.deepEqual([mia.body.username, mia.body.is_superuser, mia.body.email], ['mia', false, 'mia@example.com'])
   })
 
+  it('cannot tell whether a password is a member\'s: one the policy refuses is refused, the member\'s own too', async () => {
+    const setPolicy = async (policy: Record<string, unknown>) => assert.equal((await call(gw, 'PATCH', 'settings/password/', policy)).status, 200)
+    // A password set under a looser policy than today's, which its owner may keep using.
+    await setPolicy({ local_password_min_length: 0, local_password_refuse_common: false })
+    try {
+      assert.equal((await call(gw, 'PATCH', `users/${ids.plain}/`, { password: 'sunshine' })).status, 200)
+    } finally {
+      await setPolicy({ local_password_min_length: 12, local_password_refuse_common: true })
+    }
+    const answers = []
+    for (const guess of ['letmein', 'sunshine']) {
+      const answer = await call(gw, 'PATCH', `users/${ids.plain}/`, { password: guess }, as('orgadmin'))
+      answers.push([answer.status, Object.keys(answer.body.errors ?? {})])
+    }
+    assert.deepEqual(answers, [[400, ['password']], [400, ['password']]])
+    assert.equal((await call(gw, 'GET', 'me/', undefined, { authorization: basic('plain', 'sunshine') })).status, 200, 'the password stays')
+    // A superuser (as the collection's user module sends the whole record, password included, on every run) and the
+    // member themselves still keep it as no change.
+    assert.equal((await call(gw, 'PATCH', `users/${ids.plain}/`, { password: 'sunshine' })).status, 200)
+    assert.equal((await call(gw, 'PATCH', `users/${ids.plain}/`, { password: 'sunshine' }, { authorization: basic('plain', 'sunshine') })).status, 200)
+    // One the policy takes that is the member's is no change for their admin either.
+    assert.equal((await call(gw, 'PATCH', `users/${ids.plain}/`, { password: password('plain') })).status, 200)
+    const kept = await call(gw, 'PATCH', `users/${ids.plain}/`, { password: password('plain') }, as('orgadmin'))
+    assert.equal(kept.status, 200, JSON.stringify(kept.body))
+    assert.equal((await call(gw, 'GET', 'me/', undefined, as('plain'))).status, 200)
+  })
+
   it('changes no superuser, no user outside their organizations, and no one holding a role beyond them', async () => {
     const before = new Map<string, any>()
     for (const name of ['admin', 'loner', 'both', 'watcher', 'betateam']) before.set(name, (await call(gw, 'GET', `users/${ids[name]}/`)).body)

@@ -62,6 +62,32 @@ describe('organization admins creating users', () => {
     assert.equal(await exists('reserved-name'), false)
   })
 
+  it('takes no name another account signs in with: its e-mail address, or that address as a username', async () => {
+    const login = (username: string, secret: string) => gw.fetch('/realms/platform/protocol/openid-connect/token', {
+      method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password: secret }),
+    })
+    const holder = await call(gw, 'POST', 'users/', { username: 'address-holder', password: password('address-holder'), email: 'Holder@Corp.Example' })
+    assert.equal(holder.status, 201, JSON.stringify(holder.body))
+    assert.equal((await login('holder@corp.example', password('address-holder'))).status, 200)
+
+    for (const [body, field] of [
+      [{ username: 'holder@corp.example', password: password('squatter') }, 'username'],
+      [{ username: 'HOLDER@corp.example', password: password('squatter') }, 'username'],
+      [{ username: 'squatter', password: password('squatter'), email: 'holder@CORP.example' }, 'email'],
+      [{ username: 'squatter', password: password('squatter'), email: ' holder@corp.example ' }, 'email'],
+    ] as const) {
+      const created = await call(gw, 'POST', 'users/', body, as('orgadmin'))
+      assert.deepEqual([created.status, created.body.code, Object.keys(created.body.errors ?? {})], [400, 'invalid', [field]], JSON.stringify({ body, answer: created.body }))
+    }
+    assert.equal(await exists('squatter'), false)
+    assert.equal((await call(gw, 'GET', 'users/?username__iexact=holder@corp.example')).body.count, 0)
+    assert.equal((await login('holder@corp.example', password('address-holder'))).status, 200, 'the holder still signs in by address')
+
+    // A superuser's word is the last: as on a change of address, they may give one another account has.
+    const bySuperuser = await call(gw, 'POST', 'users/', { username: 'second-holder', password: password('second-holder'), email: 'holder@corp.example' })
+    assert.equal(bySuperuser.status, 201, JSON.stringify(bySuperuser.body))
+  })
+
   it('leaves creating users to superusers and organization admins: members, team admins and auditors are refused', async () => {
     for (const name of ['plain', 'teamadmin', 'auditor']) {
       const refused = await call(gw, 'POST', 'users/', { username: `by-${name}`, password: password('by-someone') }, as(name))
