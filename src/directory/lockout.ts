@@ -93,7 +93,7 @@ export class Lockout {
   async guard<T>(username: string, address: string | undefined, verify: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const policy = this.#policy()
     const usernameKey = policy.failuresBeforeLockout > 0 ? username.toLowerCase() : undefined
-    const addressKey = address !== undefined && (policy.failuresPerAddress > 0 || (usernameKey && policy.lockSparesCleanAddresses)) ? countedAddress(address) : undefined
+    const addressKey = address !== undefined && (policy.failuresPerAddress > 0 || (usernameKey && policy.lockSparesCleanAddresses)) ? countedAddress(address) ?? uncountableAddress(address) : undefined
     if (!usernameKey && !addressKey) return verify()
     const counted: Counted[] = []
     if (usernameKey) counted.push({ ...this.#join(`user:${usernameKey}`), budget: (admission) => admission.usernameBudget, overflow: () => new AccountLocked(1) })
@@ -388,6 +388,15 @@ export function countedAddress(ip: string): string | undefined {
   if (address.kind() === 'ipv4') return address.toString()
   const parts = (address as ipaddr.IPv6).parts
   return `${new ipaddr.IPv6([...parts.slice(0, 4), 0, 0, 0, 0]).toString()}/64`
+}
+
+/**
+ * The key of a client address that is no IP address (a trusted proxy naming the client `unknown` in its forwarding
+ * header, or a form none of the gateway's readers took apart): counted as written, as long as the table's key allows,
+ * so that such a client shares a budget with every other one so named rather than having none.
+ */
+function uncountableAddress(address: string): string {
+  return address.slice(0, 64)
 }
 
 /** `countedAddress` for addresses already known to be valid, with IPv4 ones taken as they are, without parsing: the common case stays a string lookup. */

@@ -11,8 +11,8 @@ import type { Principal } from '../auth/principal.ts'
 import { DatabaseUnavailable, DirectoryUnavailable, InvalidUpgrade, PasswordChecksBusy, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { lingeringClose } from '../http/lingering-close.ts'
-import { assignRequestId } from '../http/request-id.ts'
-import { normaliseTarget, splitTarget } from '../http/request-target.ts'
+import { enterRequest } from '../http/request-entry.ts'
+import { splitTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
 import type { Route } from './routes.ts'
@@ -146,8 +146,7 @@ export class WebSocketTunnels {
     const app = this.#app
     if (this.#closing || socket.destroyed) return void socket.destroy()
     // As for every other request (src/listener/node-server.ts).
-    normaliseTarget(request)
-    const id = assignRequestId(request, app.trustsProxy)
+    const id = enterRequest(request, app.trustsProxy)
     this.#upgrades.set(request, { socket, head })
     this.#connections.set(socket, () => {
       const ended = once(socket, 'close').then(() => undefined)

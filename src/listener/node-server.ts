@@ -4,9 +4,8 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { BadRequest, errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
-import { assignRequestId } from '../http/request-id.ts'
-import { normaliseTarget } from '../http/request-target.ts'
-import { normaliseForwardingHeaders, type ProxyTrust } from '../gateway/trusted-proxies.ts'
+import { enterRequest } from '../http/request-entry.ts'
+import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 
 /** Each connection's pipelined requests that wait for their turn, and whether it stopped reading for them. */
 const waiting = new WeakMap<Socket, { count: number; paused: boolean }>()
@@ -120,9 +119,7 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     handle(request, response)
   }
   const handle: RequestListener = (request, response) => {
-    normaliseTarget(request)
-    normaliseForwardingHeaders(request.headers)
-    const id = assignRequestId(request, trustsProxy)
+    const id = enterRequest(request, trustsProxy)
     if (request.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) return refuseFaultyFraming(response, id)
     // A lane that takes the request answers with the id itself: the forward-auth answer writes all its header fields
     // in one writeHead, which costs less when none was set before it.

@@ -4,7 +4,8 @@ import { once } from 'node:events'
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import WebSocket, { WebSocketServer } from 'ws'
-import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { adminAuth, basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { requestFrom } from '../helpers/from-address.ts'
 import { closeAtServer, eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
@@ -409,5 +410,80 @@ describe('WebSockets under the per-address connection cap', () => {
       await gw.close()
       service.close()
     }
+  })
+})
+
+/**
+ * An upgrade is read as any other request from a trusted proxy (src/http/request-entry.ts): the client address its
+ * X-Forwarded-For names with a port is that address (Azure's Application Gateway writes `ip:port`), and
+ * X-Forwarded-Proto is `http` or `https` in lower case. Read raw, `203.0.113.7:5678` was no address at all: no
+ * `networks` rule matched it, and the lockout counted nothing against it.
+ */
+describe('WebSockets behind a trusted proxy', () => {
+  let gw: TestGateway
+  let service: Awaited<ReturnType<typeof scriptedService>>
+  const PROXY = '127.0.0.42'
+
+  before(async () => {
+    service = await scriptedService()
+    gw = await startGateway({
+      config: {
+        server: { host: '127.0.0.1', port: 0, trusted_proxies: [PROXY] },
+        services: [{
+          name: 'fenced', prefix: '/fenced/', upstream: service.url, accepts: ['basic', 'token'],
+          access: [{ deny: { networks: ['203.0.113.0/24'] } }, { allow: { superuser: true } }],
+        }],
+      },
+    })
+  })
+  after(async () => {
+    await gw.close()
+    service.server.close()
+  })
+
+  it('refuses an upgrade from a network the rules deny, written with a port, before any contact with the service', async () => {
+    const { token } = await createToken(gw, adminAuth)
+    const reached = service.handshakes.length
+    for (const forwardedFor of ['203.0.113.7:5678', '203.0.113.7', '198.51.100.1, 203.0.113.7:80']) {
+      const client = await rawClient(gw.url, PROXY, upgradeRequest('/fenced/ok', [`Authorization: Bearer ${token}`, `X-Forwarded-For: ${forwardedFor}`]))
+      await Promise.race([client.closed, sleep(3000)])
+      client.socket.destroy()
+      assert.match(client.received(), /^HTTP\/1\.1 403 [^]*"code":"access_denied"/, forwardedFor)
+    }
+    assert.equal(service.handshakes.length, reached, 'nothing reached the service')
+  })
+
+  it('tells the service the client\'s address without its port and the scheme in lower case, as for any request', async () => {
+    const { token } = await createToken(gw, adminAuth)
+    const client = await rawClient(gw.url, PROXY, upgradeRequest('/fenced/ok', [`Authorization: Bearer ${token}`, 'X-Forwarded-For: 198.51.100.9:4433', 'X-Forwarded-Proto: HTTPS']))
+    await eventually(client.received, (text) => text.includes('\r\n\r\n'), 2000)
+    client.socket.destroy()
+    assert.match(client.received(), /^HTTP\/1\.1 101 /)
+    const seen = service.handshakes.at(-1)!
+    assert.match(seen, /\r\nx-forwarded-for: 198\.51\.100\.9, 127\.0\.0\.42\r\n/i)
+    assert.match(seen, /\r\nx-forwarded-proto: https\r\n/i)
+  })
+
+  it('counts failed passwords against the forwarded address, written with a port, and throttles it', async () => {
+    await gw.app.settings.update({ login_failures_per_address: 3, login_address_window_seconds: 300, login_failures_before_lockout: 100 })
+    const codes: string[] = []
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const wrong = `Basic ${Buffer.from(`spray-${attempt}:Summer2024!`).toString('base64')}`
+      const client = await rawClient(gw.url, PROXY, upgradeRequest('/fenced/ok', [`Authorization: ${wrong}`, `X-Forwarded-For: 192.0.2.77:${5000 + attempt}`]))
+      await Promise.race([client.closed, sleep(5000)])
+      client.socket.destroy()
+      codes.push(/"code":"([a-z_]+)"/.exec(client.received())?.[1] ?? client.received().slice(0, 40))
+    }
+    assert.deepEqual(codes, ['invalid_credentials', 'invalid_credentials', 'invalid_credentials', 'login_throttled', 'login_throttled'])
+  })
+
+  it('counts failed passwords from a client the proxy names by no address (`unknown`) under that name, rather than not at all', async () => {
+    await gw.app.settings.update({ login_failures_per_address: 3, login_address_window_seconds: 300, login_failures_before_lockout: 100 })
+    const codes: string[] = []
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const answer = await requestFrom(PROXY, `${gw.url}/api/gateway/v1/me/`, { headers: { authorization: basic(`unknown-${attempt}`, 'Summer2024!'), 'x-forwarded-for': 'unknown' } })
+      codes.push(answer.json().code)
+    }
+    assert.deepEqual(codes, ['invalid_credentials', 'invalid_credentials', 'invalid_credentials', 'login_throttled', 'login_throttled'])
   })
 })
