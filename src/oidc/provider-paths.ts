@@ -37,6 +37,26 @@ export const ENDPOINT_METHODS: ReadonlyMap<string, readonly string[]> = new Map(
   [KEYCLOAK_ROUTES.code_verification, ['GET', 'HEAD', 'POST']],
 ])
 
+const ENDPOINT_PATHS = [...ENDPOINT_METHODS.keys()]
+
+/**
+ * The spelling of a realm path (below `/realms/<realm>`) that the gateway judges and oidc-provider serves, or
+ * undefined for none. oidc-provider's router takes its paths in any case and with a trailing slash
+ * (lib/helpers/router.js), where the gateway's checks (throttles, allowed methods, tokens swapped for their ids) are
+ * made on the exact spelling: another one would reach oidc-provider unchecked. So an endpoint's path with a trailing
+ * slash is that path, and one in another case (`/protocol/openid-connect/TOKEN`, `.../AUTH/<uid>`) is no path, as
+ * Keycloak's own paths are matched in their case only.
+ */
+export function canonicalRealmPath(rest: string): string | undefined {
+  const path = rest.length > 1 && rest.endsWith('/') && ENDPOINT_METHODS.has(rest.slice(0, -1)) ? rest.slice(0, -1) : rest
+  const lower = path.toLowerCase()
+  if (lower === path) return path
+  for (const endpoint of ENDPOINT_PATHS) {
+    if ((lower === endpoint || lower.startsWith(`${endpoint}/`)) && path !== endpoint && !path.startsWith(`${endpoint}/`)) return undefined
+  }
+  return path
+}
+
 /** Where the login step of the authorization code flow happens (src/oidc/interactions.ts). */
 export const LOGIN_ACTIONS = '/login-actions/'
 /** The realm's browser session (oidc-provider's Session), only ever sent to the realm's own paths. */

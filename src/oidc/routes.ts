@@ -17,7 +17,7 @@ import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { isIframePath, LOGIN_STATUS_IFRAME, sendIframePage } from './keycloak-pages.ts'
 import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
 import epochTime from './provider-clock.ts'
-import { DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
+import { canonicalRealmPath, DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
 import type { Realm } from './realm.ts'
 
 const METHODS: HTTPMethods[] = ['GET', 'HEAD', 'POST', 'OPTIONS', 'PUT', 'PATCH', 'DELETE']
@@ -79,7 +79,9 @@ async function handle(app: App, request: FastifyRequest, reply: FastifyReply): P
   const match = REALM_PATH.exec(splitTarget(request.url).path)
   const realm = match ? app.oidc.get(match[1]!) : undefined
   if (!match || !realm) return keycloakError(reply, 404, 'Realm does not exist')
-  return serveRealm(app, realm, match[2] ?? '/', request, reply)
+  const rest = canonicalRealmPath(match[2] ?? '/')
+  if (rest === undefined) return reply.code(404).header('cache-control', 'no-store').send(NO_SUCH_ENDPOINT)
+  return serveRealm(app, realm, rest, request, reply)
 }
 
 /** One request to a realm's endpoint `rest` (the path below `/realms/<realm>`), or to the platform's `/o/` path for it. */

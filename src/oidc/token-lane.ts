@@ -12,10 +12,16 @@ import { serveProvider, writeKeycloakError } from './routes.ts'
  * `/realms/<realm>/protocol/openid-connect/token` is taken off Node's HTTP server before Fastify routes it
  * (src/listener/node-server.ts offers every request, as to the proxy's lean path), and served by the same steps as
  * on Fastify's route (routes.ts `serveProvider`), after the same checks as the server's hooks (Host, request
- * target), with the same log line and metrics. Anything else, a query string or percent escapes included, a
- * request failing a check, and a realm that does not exist, is left to Fastify, which answers it as always.
+ * target), with the same log line and metrics. Anything else, a query string or percent escapes included, a body
+ * that is no form, a request failing a check, and a realm that does not exist, is left to Fastify, which answers it
+ * as always.
  */
 const TOKEN_PATH = new RegExp(`^/realms/([A-Za-z0-9._-]+)${KEYCLOAK_ROUTES.token}$`)
+/**
+ * The body clients send a grant in. Any other (or none) is left to Fastify, whose parsing of the field answers one that
+ * is no media type at all with 415, as on every other realm endpoint (docs/oidc.md); a grant never comes in one.
+ */
+const FORM_CONTENT_TYPE = /^\s*application\/x-www-form-urlencoded\s*(?:;|$)/i
 
 export type TokenLaneOptions = Pick<LeanProxyOptions, 'log' | 'requestLog' | 'closesConnection' | 'parseCookie'>
 
@@ -24,7 +30,7 @@ export function tokenLane(app: App, options: TokenLaneOptions): ((raw: IncomingM
   if (!app.oidc.configured) return undefined
   const trust = app.config.server.trusted_proxies.length ? app.trustsProxy : undefined
   return (raw, response) => {
-    if (raw.method !== 'POST') return false
+    if (raw.method !== 'POST' || !FORM_CONTENT_TYPE.test(raw.headers['content-type'] ?? '')) return false
     const realmName = TOKEN_PATH.exec(raw.url!)?.[1]
     const realm = realmName === undefined ? undefined : app.oidc.get(realmName)
     if (!realm) return false

@@ -61,11 +61,14 @@ describe('the token endpoint off Fastify', () => {
       [form, 'client_id=end-users&token=a%00b'],
       [{ ...form, host: ['127.0.0.1', '127.0.0.1'] }, 'client_id=end-users&token=x'],
       [{ ...form, host: 'not a host' }, 'client_id=end-users&token=x'],
+      // A field that is no media type: 415, as on every other realm endpoint.
+      [{ 'content-type': '%%%/;;;' }, 'client_id=end-users&token=x'],
     ]
     for (const [headers, body] of cases) {
       const token = await rawRequest(gw, TOKEN_PATH, headers, body)
       const introspection = await rawRequest(gw, INTROSPECTION_PATH, headers, body)
       assert.ok(token.status >= 400 || token.body === 'reset', `${token.status} ${token.body}`)
+      if (!String(headers['content-type']).startsWith('application/x-www-form-urlencoded')) assert.equal(token.status, 415, token.body)
       // Each answer carries its own request's id: they are alike in having one.
       assert.deepEqual(withIdPresence(token), withIdPresence(introspection))
     }
