@@ -78,27 +78,34 @@ export function removedFields(configured: readonly string[]): RemovedFields {
 }
 
 /**
- * Whether a client's field reaches the service. None whose name holds `_`, from any client, as nginx drops them
- * (`underscores_in_headers off`, its default): CGI-style servers (WSGI, PHP, Rack, uWSGI) turn `-` and `_` alike into
- * `_`, so `X_Gatehouse_User`, `X_CSRFToken` or `X_Request_Id` would read there as the field the gateway sets or
- * removes, and a name list would have to foresee every field a service believes.
+ * A character of a field name besides letters (lower case, as Node gives them), digits and `-`: the only ones nginx
+ * passes on (`ignore_invalid_headers on` and `underscores_in_headers off`, its defaults).
+ */
+const NOT_A_PLAIN_NAME = /[^a-z0-9-]/
+
+/**
+ * Whether a client's field reaches the service. None whose name holds anything but letters, digits and `-` (`_`, `.`,
+ * `~`...), from any client, as nginx drops them: CGI-style servers (WSGI, PHP, Rack, uWSGI) turn `-` and `_` alike
+ * into `_`, and PHP `.` too, so `X_Gatehouse_User`, `X.Gatehouse.User`, `X_CSRFToken` or `X_Request_Id` would read
+ * there as the field the gateway sets or removes, and a name list would have to foresee every field a service believes.
  */
 function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedFields): boolean {
-  if (name.includes('_') || ALWAYS_DROPPED.has(name) || name.startsWith(IDENTITY_PREFIX) || removed(name)) return false
+  if (NOT_A_PLAIN_NAME.test(name) || ALWAYS_DROPPED.has(name) || name.startsWith(IDENTITY_PREFIX) || removed(name)) return false
   if (fromTrustedProxy) return true
   return !FROM_TRUSTED_PROXIES_ONLY.has(name) && !name.startsWith(FORWARDED_PREFIX) && !name.startsWith(ENVOY_PREFIX)
 }
 
 /**
- * The first field of a request with `_` in its name that a CGI-style server would read as an identity field: the
- * gateway's own (`X_Gatehouse_User`), `Authorization`, or one of `removed` (another proxy's identity, a configured
- * name). Where another proxy forwards the request (forward authentication), Gatehouse cannot drop the field as its own
- * proxy does: it refuses to vouch for a request carrying one. Other fields with `_` are not looked at.
+ * The first field of a request whose name holds a character nginx would drop it for (`_`, `.`...) that a CGI-style
+ * server would read as an identity field: the gateway's own (`X_Gatehouse_User`, `X.Gatehouse.User`),
+ * `Authorization`, or one of `removed` (another proxy's identity, a configured name). Where another proxy forwards
+ * the request (forward authentication), Gatehouse cannot drop the field as its own proxy does: it refuses to vouch
+ * for a request carrying one. Other such fields are not looked at.
  */
 export function underscoredIdentityField(headers: IncomingHttpHeaders, removed: RemovedFields): string | undefined {
   for (const name of Object.keys(headers)) {
-    if (!name.includes('_')) continue
-    const canonical = name.replaceAll('_', '-')
+    if (!NOT_A_PLAIN_NAME.test(name)) continue
+    const canonical = name.replace(/[^a-z0-9-]/g, '-')
     if (canonical.startsWith(IDENTITY_PREFIX) || canonical === 'authorization' || removed(canonical)) return name
   }
   return undefined
