@@ -1,5 +1,6 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs'
 import type { AuditSchema } from '../config/operations.ts'
+import { DatabaseUnavailable } from '../errors.ts'
 import type { NewAuditEntry } from '../store/audit.ts'
 import type { Store } from '../store/store.ts'
 import type { z } from 'zod'
@@ -158,6 +159,12 @@ export class AuditTrail {
     return new Promise((resolve) => this.#lines!.write(text, () => resolve()))
   }
 
+  /** The database is away: the entries wait for the next flush, within the queue's bound. */
+  #keepForNextFlush(entries: NewAuditEntry[], error: unknown): void {
+    this.#queue.unshift(...entries.slice(0, Math.max(0, this.#options.queue_limit - this.#queue.length)))
+    this.onError(error)
+  }
+
   async #write(): Promise<void> {
     if (this.#dropped) {
       this.#queue.push({ ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }), code: 'queue_full' })
@@ -168,10 +175,19 @@ export class AuditTrail {
       try {
         await this.#store.audit.insertMany(batch)
       } catch (error) {
-        // The database is away: keep the batch for the next flush, within the queue's bound.
-        this.#queue.unshift(...batch.slice(0, Math.max(0, this.#options.queue_limit - this.#queue.length)))
-        this.onError(error)
-        return
+        if (error instanceof DatabaseUnavailable) return this.#keepForNextFlush(batch, error)
+        // Refused for what it holds, not for the database being away: tried again as it is, it would hold every
+        // entry behind it for good. Row by row, only a row the database refuses is left out of the table, reported
+        // (and counted as dropped); the lines below still carry it.
+        for (const [index, entry] of batch.entries()) {
+          try {
+            await this.#store.audit.insertMany([entry])
+          } catch (rowError) {
+            if (rowError instanceof DatabaseUnavailable) return this.#keepForNextFlush(batch.slice(index), rowError)
+            this.onError(rowError)
+            this.droppedTotal++
+          }
+        }
       }
       if (this.#lines) await this.#writeLines(batch)
       this.#insertedSincePrune += batch.length

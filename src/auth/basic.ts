@@ -63,5 +63,8 @@ export function parseBasic(header: string): { username: string; password: string
   const decoded = utf8OrLatin1(Buffer.from(match[1]!, 'base64'))
   const colon = decoded.indexOf(':')
   if (colon < 0) throw new MalformedCredentials('Invalid basic header. No credentials provided.')
+  // No username or password holds one, and the database refuses text with it wherever it would be written (the
+  // audit trail's record of a failed login among them): refused here, as the realms refuse it in a form.
+  if (decoded.includes('\0')) throw new MalformedCredentials('Invalid basic header. Credentials contain a NUL character.')
   return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) }
 }

@@ -36,6 +36,33 @@ describe('audit trail bounds', () => {
     }
   })
 
+  it('leaves out of the table only an entry the database refuses for what it holds, and goes on writing the others', async () => {
+    const dir = tempDir()
+    const store = await openStore({ dataDir: dir })
+    const trail = new AuditTrail(store, { ...auditDefaults })
+    const errors: unknown[] = []
+    trail.onError = (error) => errors.push(error)
+    try {
+      trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: 'before' }, code: 'invalid_credentials' })
+      // Text with NUL, which every query refuses (src/store/database.ts): no path records one now, but any entry may
+      // be one the database will not take.
+      trail.auth({ ...guesser, username: 'nul\u0000name' }, { operation: 'login_error', object: { type: 'user', name: 'nul\u0000name' }, code: 'invalid_credentials' })
+      trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: 'after' }, code: 'invalid_credentials' })
+      await trail.flush()
+      trail.change(SYSTEM_ACTOR, 'update', { type: 'settings' }, { session_cookie_age: 900 }, { session_cookie_age: 600 })
+      await trail.flush()
+      const { entries } = await store.audit.list({ filter: newestFirst, offset: 0, limit: 100 })
+      assert.deepEqual(entries.map((entry) => entry.operation), ['update', 'login_error', 'login_error'])
+      assert.deepEqual(entries.slice(1).map((entry) => entry.objectName), ['after', 'before'])
+      assert.equal(trail.droppedTotal, 1)
+      assert.equal(errors.length, 1)
+    } finally {
+      await trail.close()
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it('deletes entries past the retention', async () => {
     const dir = tempDir()
     const store = await openStore({ dataDir: dir })

@@ -69,6 +69,19 @@ describe('basic authorization', () => {
     }
   })
 
+  it('refuses credentials holding NUL as malformed, and the audit trail goes on recording what follows', async () => {
+    for (const pair of ['x\u0000y:pw', 'admin:pass\u0000word', '\u0000:\u0000']) {
+      const response = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Basic ${Buffer.from(pair).toString('base64')}` } })
+      assert.equal(response.status, 401, JSON.stringify(pair))
+      assert.equal((await json(response)).code, 'malformed_credentials')
+    }
+    const wrong = await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('after-nul', 'wrong-password') } })
+    assert.equal(wrong.status, 401)
+    await gw.app.audit.flush()
+    const recorded = await json(await gw.fetch('/api/gateway/v1/activitystream/?order_by=-id&page_size=5', { headers: adminAuth }))
+    assert.ok(recorded.results.some((entry: { object_name?: string; summary_fields?: unknown }) => JSON.stringify(entry).includes('after-nul')), JSON.stringify(recorded.results))
+  })
+
   it('reads credentials that are not UTF-8 as ISO-8859-1, as the platform does, never as a replacement character', async () => {
     const latin1 = (pair: string) => ({ authorization: `Basic ${Buffer.from(pair, 'latin1').toString('base64')}` })
     await gw.app.accounts.create({ username: 'dora', password: 'dora-pass\uFFFDword' })
