@@ -467,6 +467,15 @@ describe('the platform\'s clients', () => {
       assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } })).status, 200)
       const refused = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
       assert.equal(refused.status, 403, 'a read token only reads')
+      // At a service that takes the realm's tokens as well: it reads and writes nothing there either.
+      const read = await gw.fetch('/demo-app/reports/', { headers: { authorization: `Bearer ${token}` } })
+      assert.deepEqual([read.status, (await json(read)).identity?.auth_method], [200, 'oidc'])
+      for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
+        const write = await gw.fetch('/demo-app/reports/', { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+        assert.deepEqual([write.status, (await json(write)).code], [403, 'insufficient_scope'], method)
+      }
+      const writer = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: application.client_secret, scope: 'write' })
+      assert.equal((await gw.fetch('/demo-app/reports/', { method: 'POST', headers: { authorization: `Bearer ${writer.token}`, 'content-type': 'application/json' }, body: '{}' })).status, 200)
       const wrongSecret = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: 'x'.repeat(64) })
       assert.equal(wrongSecret.status, 401)
       const hashAsSecret = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: `sha256:${'0'.repeat(64)}` })
