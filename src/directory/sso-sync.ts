@@ -45,7 +45,7 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
     return updated
   }
   const taken = await store.users.findCaseVariant(profile.username)
-  if (taken) throw conflictWith(taken)
+  if (taken) throw await newcomerConflict(store, identity, taken)
   await checkNotInDirectory(directory, profile.username)
   let created: User
   try {
@@ -53,7 +53,7 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
   } catch (error) {
     // Another sign-in created the name first; it is linked to someone else, or about to be.
     const now = error instanceof UsernameTaken ? await store.users.findCaseVariant(profile.username) : undefined
-    throw now ? conflictWith(now) : error
+    throw now ? await newcomerConflict(store, identity, now) : error
   }
   try {
     await store.sso.link({ issuer: identity.issuer, subject: identity.subject, userId: created.id, provider: provider.name })
@@ -81,6 +81,20 @@ async function checkNotInDirectory(directory: DirectoryNames | undefined, userna
   if (directory && await directory.has(username)) {
     throw new AccountSourceConflict('This username belongs to a person in the LDAP directory, which single sign-on cannot take over.')
   }
+}
+
+/**
+ * Refuses the first sign-in of an identity whose username an account has: another identity's, or another source's.
+ * A single sign-on account linked to no identity yet, or linked since to this one, is this person's own first
+ * sign-in made at the same moment (two tabs, two devices), between its account's creation and its link: that is
+ * `SsoLoginInProgress` (try again, and the sign-in finds the account linked), not somebody else's name.
+ */
+async function newcomerConflict(store: Store, identity: UpstreamIdentity, account: User): Promise<Error> {
+  if (account.source === 'sso') {
+    const linked = await store.sso.findIdentity(identity.issuer, identity.subject)
+    if (linked?.userId === account.id || (!linked && !(await store.sso.isLinked(account.id)))) return new SsoLoginInProgress()
+  }
+  return conflictWith(account)
 }
 
 /** Refuses a sign-in whose username belongs to an account this upstream identity is not linked to. */

@@ -37,6 +37,11 @@ export class SsoRepository {
     return row && toIdentity(row)
   }
 
+  /** Whether any upstream identity is linked to the account. */
+  async isLinked(userId: number): Promise<boolean> {
+    return (await this.#db.selectFrom('sso_identities').select('id').where('user_id', '=', userId).limit(1).executeTakeFirst()) !== undefined
+  }
+
   /** Links an upstream identity to an account; a second link of the same identity is a unique violation. */
   async link(input: { issuer: string; subject: string; userId: number; provider: string }, now = Date.now()): Promise<SsoIdentity> {
     const row = await this.#db.insertInto('sso_identities').values({

@@ -150,6 +150,16 @@ describe('single sign-on accounts', () => {
     assert.equal((await store.users.findById(linked.id))!.username, 'reporter')
   })
 
+  it('answers a first sign-in that meets its own account made a moment ago (not linked yet) as one in progress, not as another person\'s name', async () => {
+    // Another sign-in of the same person, between its account's creation and its link.
+    const halfway = await app.accounts.create({ username: 'zelda', source: 'sso', external: true })
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-race', { preferred_username: 'zelda' }))), 'sso_login_in_progress')
+    await store.sso.link({ issuer: base.issuer, subject: 's-race', userId: halfway.id, provider: base.name })
+    assert.equal((await syncSsoAccount(store, app.accounts, provider(), identity('s-race', { preferred_username: 'zelda' }))).id, halfway.id, 'tried again, it signs in')
+    // An account of that name linked to another identity is someone else's.
+    assert.equal(await codeOf(syncSsoAccount(store, app.accounts, provider(), identity('s-other', { preferred_username: 'ZELDA' }))), 'sso_identity_conflict')
+  })
+
   it('refuses a rename onto a name another account has, keeping both accounts as they were', async () => {
     const victor = await syncSsoAccount(store, app.accounts, provider(), identity('s-3', { preferred_username: 'victor' }))
     const local = await app.accounts.create({ username: 'walter', password: 'long-enough-password' })
