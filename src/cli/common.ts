@@ -165,8 +165,9 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
     } finally {
       await app.close()
     }
-    // The change is made and cannot be taken back; a script must not take an unrecorded one for a clean run.
-    if (app.audit.waiting > 0) {
+    // The change is made and cannot be taken back; a script must not take an unrecorded one for a clean run: one still
+    // waiting (the database away), or one the database refused and the trail left out.
+    if (app.audit.waiting > 0 || auditError !== undefined) {
       const reason = (auditError as Error)?.message ?? String(auditError)
       throw new Error(`done, but the audit trail could not record it: ${reason.split('\n', 1)[0]}`)
     }
