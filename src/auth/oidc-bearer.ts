@@ -91,10 +91,9 @@ export class OidcBearerAuthenticator implements Authenticator {
     // At a service, a token is held to the platform's `read` and `write` only when it was asked for with one of them (an
     // OAuth2 application's, from `/o/token/`), as a personal token is: a `read` token writes nowhere, and the service is
     // told the scope. A token of the realm's own scopes alone (a browser application's) is the whole account's there.
-    if (!policy.scoped && !verified.scopes.has('write') && !verified.scopes.has('read')) {
-      return { userId: verified.userId, method: 'oidc', scopes: verified.scopes, expiresAt: verified.expiresAt, issuedAt }
-    }
-    return { userId: verified.userId, method: 'oidc', scope: verified.scopes.has('write') ? 'write' : 'read', scopes: verified.scopes, expiresAt: verified.expiresAt, issuedAt }
+    const { scopes } = verified
+    if (!policy.scoped && !scopes.has('write') && !scopes.has('read')) return { userId: verified.userId, method: 'oidc', scopes, expiresAt: verified.expiresAt, issuedAt }
+    return { userId: verified.userId, method: 'oidc', scope: scopes.has('write') ? 'write' : 'read', scopes, expiresAt: verified.expiresAt, issuedAt }
   }
 
   async issuedBeforeAccount(): Promise<Unauthenticated> {

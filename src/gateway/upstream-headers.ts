@@ -82,6 +82,7 @@ export function removedFields(configured: readonly string[]): RemovedFields {
  * passes on (`ignore_invalid_headers on` and `underscores_in_headers off`, its defaults).
  */
 const NOT_A_PLAIN_NAME = /[^a-z0-9-]/
+const NOT_PLAIN_CHARACTERS = /[^a-z0-9-]/g
 
 /**
  * Whether a client's field reaches the service. None whose name holds anything but letters, digits and `-` (`_`, `.`,
@@ -105,7 +106,7 @@ function passesOn(name: string, fromTrustedProxy: boolean, removed: RemovedField
 export function underscoredIdentityField(headers: IncomingHttpHeaders, removed: RemovedFields): string | undefined {
   for (const name of Object.keys(headers)) {
     if (!NOT_A_PLAIN_NAME.test(name)) continue
-    const canonical = name.replace(/[^a-z0-9-]/g, '-')
+    const canonical = name.replace(NOT_PLAIN_CHARACTERS, '-')
     if (canonical.startsWith(IDENTITY_PREFIX) || canonical === 'authorization' || removed(canonical)) return name
   }
   return undefined
