@@ -675,8 +675,8 @@ function isForm(raw: IncomingMessage): boolean {
 }
 
 /**
- * A realm's request body, whole: `too_large` past REALM_BODY_LIMIT (the request is then destroyed, unless its length
- * said so before a byte was read), `budget_full` when holding it would take the bodies the gateway reads for itself
+ * A realm's request body, whole: `too_large` past REALM_BODY_LIMIT (a chunked one once it passes the limit, and its
+ * connection is then closed after the answer: the rest of it is not read, and reading on would wait on the client), `budget_full` when holding it would take the bodies the gateway reads for itself
  * past `server.api_body_buffers_mb` (`App.ownBodies`, which the gateway API's take from too: src/api/body-parsers.ts), as many
  * anonymous clients posting large forms at once would otherwise have the gateway hold all of them. A body of declared
  * length takes its length before a byte is read; a chunked one each chunk as it comes; all of it is given back when
@@ -697,7 +697,7 @@ export function readRealmBody(app: App, raw: IncomingMessage, response: ServerRe
       size += chunk.length
       if (size > REALM_BODY_LIMIT) {
         stop()
-        raw.destroy()
+        response.shouldKeepAlive = false
         return resolve('too_large')
       }
       if (declared === undefined) {

@@ -62,3 +62,40 @@ describe('the memory the realms\' request bodies hold, with the gateway API\'s',
     assert.equal(large.status, 401, 'read and judged, as the budget is free again')
   })
 })
+
+describe('a realm body sent chunked past the limit', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway({ config: { realms: testRealms } })
+  })
+  after(() => gw.close())
+
+  /** Sends the head and then a chunk of `size` bytes every few milliseconds, as a client streaming a form would; returns what came back once the server closed or `ms` passed. */
+  async function streamPastLimit(path: string, ms = 5000): Promise<{ text: string; closed: boolean }> {
+    const client = await rawClient(gw.url, '127.0.0.1', `POST ${path} HTTP/1.1\r\nHost: gw\r\nContent-Type: ${FORM}\r\nTransfer-Encoding: chunked\r\n\r\n`)
+    const chunk = 'x'.repeat(4096)
+    const writer = setInterval(() => {
+      if (!client.socket.writable) return clearInterval(writer)
+      client.socket.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`)
+    }, 5)
+    try {
+      await Promise.race([client.closed, new Promise((done) => setTimeout(done, ms))])
+      return { text: client.received(), closed: client.socket.closed }
+    } finally {
+      clearInterval(writer)
+      client.socket.destroy()
+    }
+  }
+
+  it('gets the token endpoint\'s refusal, and the connection closed, while the client still sends', async () => {
+    const { text, closed } = await streamPastLimit(TOKEN_PATH)
+    assert.match(text, /^HTTP\/1\.1 400 [^]*connection: close\r\n[^]*"error_description":"Request body too large"/i)
+    assert.ok(closed, 'the connection is closed, not read on for good')
+  })
+
+  it('gets the login page\'s 413, and the connection closed, while the client still sends', async () => {
+    const { text, closed } = await streamPastLimit(`/realms/${REALM}/login-actions/authenticate`)
+    assert.match(text, /^HTTP\/1\.1 413 [^]*connection: close\r\n[^]*"code":"payload_too_large"/i)
+    assert.ok(closed, 'the connection is closed, not read on for good')
+  })
+})
