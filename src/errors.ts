@@ -5,7 +5,7 @@ import { errorPage } from './pages/error-page.ts'
 import { UNFRAMED_PAGE_HEADERS } from './pages/html.ts'
 import type { RequestContext } from './context.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
-import { lingeringClose } from './http/lingering-close.ts'
+import { closeLingeringAfter } from './http/lingering-close.ts'
 import { wantsHtml } from './http/negotiation.ts'
 import { STATUS_CODES } from './http/node-http.ts'
 
@@ -903,7 +903,7 @@ export function answerClientError(error: Error & { code?: string; rawPacket?: un
     // answer written now would take the place of the earlier one's (RFC 9112 §9.3.2): that one is sent whole, then
     // the connection closed. One that timed out behind it only closes the connection.
     if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.destroy()
-    else closeAfter(inFlight, socket)
+    else closeLingeringAfter(inFlight)
     return
   }
   if (inFlight?.headersSent) {
@@ -939,7 +939,4 @@ function browserNavigation(raw: unknown): { path: string } | undefined {
   return path !== undefined && accept !== undefined && wantsHtml({ headers: { accept } }) ? { path } : undefined
 }
 
-function closeAfter(response: ServerResponse, socket: Socket): void {
-  response.shouldKeepAlive = false
-  response.once('close', () => lingeringClose(socket))
-}
+

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 
 /** How long a connection being closed still reads what its client sends, waiting for it to close too. */
@@ -13,4 +14,16 @@ export function lingeringClose(socket: Duplex): void {
   socket.end()
   socket.resume()
   setTimeout(() => socket.destroy(), LINGER_MS).unref()
+}
+
+/**
+ * Has `response` be its connection's last, closed by `lingeringClose` once it is written: for an answer given while
+ * the client may still be sending (a body refused part-way, a request pipelined behind a refused one). Node closes a
+ * connection that is not kept alive with the socket's `destroySoon` as soon as the answer is written, which resets it
+ * when the client's bytes are still arriving; that one step is replaced, on this socket only.
+ */
+export function closeLingeringAfter(response: ServerResponse): void {
+  response.shouldKeepAlive = false
+  const socket = response.socket as (Duplex & { destroySoon?: () => void }) | null
+  if (socket) socket.destroySoon = () => lingeringClose(socket)
 }

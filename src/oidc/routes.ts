@@ -8,6 +8,7 @@ import { BodyBuffersFull, DatabaseUnavailable, NUL_MESSAGE, recordedError, SignI
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
+import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { auditedToken, auditedTokenFields } from '../audit/tokens.ts'
 import { TOKEN_PREFIX, tokenShapeProblem } from '../auth/token-format.ts'
@@ -697,7 +698,7 @@ export function readRealmBody(app: App, raw: IncomingMessage, response: ServerRe
       size += chunk.length
       if (size > REALM_BODY_LIMIT) {
         stop()
-        response.shouldKeepAlive = false
+        closeLingeringAfter(response)
         return resolve('too_large')
       }
       if (declared === undefined) {
