@@ -6,16 +6,22 @@ import { providerNow } from './provider-clock.ts'
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
 const ACCESS_TOKEN_MODELS = new Set(['AccessToken', 'ClientCredentials'])
 /**
- * Records only the realm that made them finds. The realms share one store, and oidc-provider checks a code's
+ * Records only the realm that made them finds, each naming its realm in its payload. The realms share one store, and oidc-provider checks a code's
  * client, grant and redirect URI, all of which another realm with a client of the same id can match, before it
  * consumes the code; the realm's resource indicator, which would tell, is read only after. A code brought to
  * another realm's token endpoint is therefore not found there, and stays good at its own, as in Keycloak. So with a
  * device code, polled at another realm's token endpoint or its user code typed at another realm's device page; with a
  * login under way (an interaction), whose login page's URL taken to another realm would check the password and the
  * access rules of that realm for a login the first finishes; and with a pushed authorization request, whose
- * `request_uri` another realm refuses as one it never issued (`invalid_request_uri`) without using it up.
+ * `request_uri` another realm refuses as one it never issued (`invalid_request_uri`) without using it up. Tokens and
+ * grants too: a client presents a JWT, which only its own realm's key verifies, and each realm's endpoints swap it for
+ * its record's id (routes.ts) before oidc-provider looks the record up; bound, a record's id that reached another
+ * realm's provider by any other way (a path the swap missed) finds nothing there, as Keycloak's tokens are its realm's.
  */
-const REALM_BOUND_MODELS = new Set(['AuthorizationCode', 'DeviceCode', 'Interaction', 'PushedAuthorizationRequest'])
+const REALM_BOUND_MODELS = new Set([
+  'AuthorizationCode', 'DeviceCode', 'Interaction', 'PushedAuthorizationRequest',
+  'AccessToken', 'ClientCredentials', 'RefreshToken', 'Grant',
+])
 /** The member of a realm-bound record's payload naming its realm (and of a realm browser session's); oidc-provider never sees it. */
 export const REALM_MEMBER = 'gatehouseRealm'
 
@@ -107,9 +113,9 @@ export class StoreAdapter implements Adapter {
     if (this.#model === 'AuthorizationCode') return this.#claimCode(id)
     if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, id, providerNow()))
     // Its grant comes along: a refresh reads it next.
-    const record = await this.#deps.records.findWithGrant(this.#model, id, providerNow())
-    if (record) this.#refreshTokenClients.set(id, String(record.payload.clientId))
-    return asPayload(record)
+    const payload = this.#ownRealms(await this.#deps.records.findWithGrant(this.#model, id, providerNow()))
+    if (payload) this.#refreshTokenClients.set(id, String(payload.clientId))
+    return payload
   }
 
   /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { basic, startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { browse, CLIENT_REDIRECT, CookieJar, REALM, SERVICE_SECRET, testRealms } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, CookieJar, decodeJwtPart, passwordLogin, REALM, SERVICE_SECRET, testRealms, tokenRequest } from '../helpers/oidc.ts'
 
 /**
  * A login under way and a pushed authorization request belong to the realm that started them. The realms share one
@@ -65,5 +65,54 @@ describe('a login under way and a pushed request at another realm', () => {
     const own = await use(REALM, requestUri)
     assert.equal(own.response.status, 200)
     assert.match((await formAction(own))!, new RegExp(`^/realms/${REALM}/login-actions/`))
+  })
+})
+
+/**
+ * Tokens and grants belong to their realm too. A client presents a JWT, which another realm's key does not verify;
+ * should a record's id reach another realm's provider by any other way, the record is not found there.
+ */
+describe('tokens and grants at another realm', () => {
+  let gw: TestGateway
+  let userId: string
+  const OTHER = 'elsewhere'
+  before(async () => {
+    gw = await startGateway({ config: { realms: [testRealms[0], { ...testRealms[0], name: OTHER }] } })
+    userId = String((await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })).id)
+  })
+  after(() => gw.close())
+
+  it('finds a realm\'s access token, refresh token, grant and service token only in that realm\'s provider', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const service = await tokenRequest(gw, { client_id: 'reports', client_secret: SERVICE_SECRET, grant_type: 'client_credentials' })
+    assert.equal(service.status, 200)
+    const access = decodeJwtPart(tokens.access_token, 1)
+    const refresh = decodeJwtPart(tokens.refresh_token, 1)
+    const serviceJti = decodeJwtPart(service.body.access_token, 1).jti
+    const records = async (realm: string) => {
+      const { instance } = await gw.app.oidc.get(realm)!.provider()
+      const accessToken = await instance.AccessToken.find(access.jti)
+      return {
+        accessToken: accessToken?.accountId,
+        refreshToken: (await instance.RefreshToken.find(refresh.jti))?.accountId,
+        grant: accessToken?.grantId === undefined ? undefined : (await instance.Grant.find(accessToken.grantId))?.accountId,
+        clientCredentials: (await instance.ClientCredentials.find(serviceJti))?.clientId,
+      }
+    }
+    assert.deepEqual(await records(REALM), { accessToken: userId, refreshToken: userId, grant: userId, clientCredentials: 'reports' })
+    assert.deepEqual(await records(OTHER), { accessToken: undefined, refreshToken: undefined, grant: undefined, clientCredentials: undefined })
+    // Nor does the other realm's check of access tokens take one (its key refuses it before its record is read).
+    assert.equal(await gw.app.oidc.get(OTHER)!.accessToken(tokens.access_token), undefined)
+    assert.ok(await gw.app.oidc.get(REALM)!.accessToken(tokens.access_token))
+
+    // And the token works at its own realm as before: refreshed, and its new access token read at userinfo.
+    const refreshed = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body))
+    const info = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/userinfo`, { headers: { authorization: `Bearer ${refreshed.body.access_token}` } })
+    assert.equal(info.status, 200)
+    const elsewhere = await gw.fetch(`/realms/${OTHER}/protocol/openid-connect/token`, {
+      method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'refresh_token', refresh_token: refreshed.body.refresh_token }),
+    })
+    assert.equal(elsewhere.status, 400)
   })
 })
