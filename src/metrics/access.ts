@@ -17,15 +17,15 @@ export class MetricsTokenUnusable extends Error {}
  * sends the token as a bearer credential (compared in constant time). Decided once per scrape, from what was
  * compiled at start. Refusals are 403 (address) and 401 (token), never the metrics.
  *
- * A scrape that names a client of its own (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) from a peer that is not a
- * trusted proxy came through a proxy Gatehouse does not believe: its address is the proxy's, often this machine's
- * own, which would let every client of a proxy beside the gateway scrape. It is refused (`untrustedForward`).
+ * A scrape that names a client of its own (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) other than the one whose
+ * address is judged came through a proxy: the address judged is then the proxy's, often this machine's own, which
+ * would let every client of that proxy scrape. It is refused (`untrustedForward`, `namesUnjudgedClient`).
  */
 export function metricsAccess(options: MetricsOptions): (address: string | undefined, authorization: string | undefined, untrustedForward?: boolean) => void {
   const allowed = compileAddressRanges(options.allow_from)
   const expected = options.bearer_token_file === undefined ? undefined : digest(readToken(options.bearer_token_file))
   return (address, authorization, untrustedForward = false) => {
-    if (untrustedForward) throw new PermissionDenied('Metrics are not served through a proxy that server.trusted_proxies does not list.')
+    if (untrustedForward) throw new PermissionDenied('Metrics are served through a proxy only to the client that a proxy in server.trusted_proxies names in X-Forwarded-For, on the main port.')
     if (!address || !allowed(address)) throw new PermissionDenied('Metrics are not served to this address (metrics.allow_from).')
     if (expected === undefined) return
     const match = /^Bearer ([^\s]+)$/i.exec(authorization ?? '')
@@ -53,9 +53,15 @@ function readToken(file: string): string {
 /** The fields a proxy names its client in. */
 const CLIENT_FIELDS = ['x-forwarded-for', 'forwarded', 'x-real-ip'] as const
 
-/** Whether a request names a client of its own though its peer (`peer`) is not a proxy Gatehouse trusts. */
-export function forwardedByUntrusted(headers: IncomingHttpHeaders, peer: string | undefined, trustsProxy: ProxyTrust): boolean {
-  return CLIENT_FIELDS.some((name) => headers[name] !== undefined) && !trustsProxy(peer)
+/**
+ * Whether a request names a client of its own that the address judged is not: its peer (`peer`) is not a proxy
+ * Gatehouse trusts, or the listener judges the peer's own address (`readsForwardedFor` false: the metrics port), or
+ * the trusted proxy named its client only in `Forwarded` or `X-Real-IP`, which the gateway does not read for the
+ * client's address (src/gateway/trusted-proxies.ts), so that the address judged is still the proxy's own.
+ */
+export function namesUnjudgedClient(headers: IncomingHttpHeaders, peer: string | undefined, trustsProxy: ProxyTrust, readsForwardedFor: boolean): boolean {
+  if (!CLIENT_FIELDS.some((name) => headers[name] !== undefined)) return false
+  return !readsForwardedFor || !trustsProxy(peer) || headers['x-forwarded-for'] === undefined
 }
 
 /** Hashing both sides first makes the comparison constant-time whatever the lengths. */

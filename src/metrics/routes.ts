@@ -7,14 +7,15 @@ import { createServer } from '../http/node-http.ts'
 import { underSameCaps } from '../listener/address-shares.ts'
 import { explainListenError } from '../listener/listen-errors.ts'
 import { serverTimeouts } from '../listener/timeouts.ts'
-import { forwardedByUntrusted, metricsAccess } from './access.ts'
+import { metricsAccess, namesUnjudgedClient } from './access.ts'
 
 /**
  * Serves /metrics in Prometheus's text format: on the main port by default, or, with `metrics.port`, only on a
  * listener of its own that opens and closes with the server, under the gateway port's connection caps and time
  * limits (`server.timeouts`: a scraper has no claim on more connections, or on longer, than any other client). Either way the access rules of src/metrics/access.ts
  * apply; on the main port the client address is the trusted one (`request.ip`, which honours `server.trusted_proxies`), so a
- * reverse proxy in front cannot make every client look local, and on both a scrape forwarded by a proxy not trusted is refused.
+ * reverse proxy in front cannot make every client look local, and on both a scrape that names a client other than the
+ * one judged is refused.
  */
 export function registerMetrics(server: FastifyInstance, app: App): void {
   const options = app.config.metrics
@@ -22,7 +23,7 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
   const check = metricsAccess(options)
   if (options.port === undefined) {
     server.get('/metrics', async (request, reply) => {
-      check(request.ip, request.headers.authorization, forwardedByUntrusted(request.headers, request.socket.remoteAddress, app.trustsProxy))
+      check(request.ip, request.headers.authorization, namesUnjudgedClient(request.headers, request.socket.remoteAddress, app.trustsProxy, true))
       const { contentType, text } = await app.metrics.scrape()
       reply.header('cache-control', 'no-store').type(contentType)
       return text
@@ -43,7 +44,7 @@ export function registerMetrics(server: FastifyInstance, app: App): void {
         return answer(404, 'application/json; charset=utf-8', JSON.stringify({ code: 'not_found', detail: 'Only GET /metrics is served here.' }))
       }
       try {
-        check(request.socket.remoteAddress, request.headers.authorization, forwardedByUntrusted(request.headers, request.socket.remoteAddress, app.trustsProxy))
+        check(request.socket.remoteAddress, request.headers.authorization, namesUnjudgedClient(request.headers, request.socket.remoteAddress, app.trustsProxy, false))
       } catch (error) {
         const refused = normalizeError(error)
         return answer(refused.status, 'application/json; charset=utf-8', JSON.stringify(errorBody(refused)), refused.headers)

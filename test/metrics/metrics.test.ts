@@ -137,6 +137,12 @@ describe('metrics', () => {
         assert.equal((await requestFrom('127.0.0.1', gw.url + '/metrics')).status, 200, 'a scrape that names no other client')
         assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers: { 'x-forwarded-for': '127.0.0.1' } })).status, 200, 'a trusted proxy forwarding a local client')
         assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers: { 'x-forwarded-for': '203.0.113.9' } })).status, 403, 'a trusted proxy forwarding another')
+        // A trusted proxy naming its client only in fields the gateway does not read for the address: the address
+        // judged would be the proxy's own, so every one of its clients would scrape.
+        for (const headers of [{ 'x-real-ip': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }]) {
+          assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers })).status, 403, `a trusted proxy naming its client in ${Object.keys(headers)[0]}`)
+        }
+        assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers: { 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' } })).status, 200, 'X-Forwarded-For read, whatever else is sent')
       } finally {
         await gw.close()
       }
@@ -160,7 +166,7 @@ describe('metrics', () => {
     })
 
     it('serves only on its own listener when metrics.port is set', async () => {
-      const gw = await startGateway({ config: { metrics: { port: 0 } } })
+      const gw = await startGateway({ config: { server: { host: '127.0.0.1', port: 0, trusted_proxies: ['127.0.0.1'] }, metrics: { port: 0 } } })
       try {
         assert.equal((await gw.fetch('/metrics', { headers: { accept: 'application/json' } })).status, 404)
         const url = gw.app.metrics.listenerUrl
@@ -168,6 +174,8 @@ describe('metrics', () => {
         const samples = await scrape(url)
         assert.ok(samples.has('gatehouse_requests_total'))
         assert.equal((await fetch(url.replace('/metrics', '/api/gateway/v1/ping/'))).status, 404)
+        // It judges the peer's address, so a client named by a proxy, even a trusted one, is not the one judged.
+        assert.equal((await fetch(url, { headers: { 'x-forwarded-for': '203.0.113.9' } })).status, 403)
       } finally {
         await gw.close()
       }
