@@ -139,7 +139,7 @@ describe('metrics', () => {
         assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers: { 'x-forwarded-for': '203.0.113.9' } })).status, 403, 'a trusted proxy forwarding another')
         // A trusted proxy naming its client only in fields the gateway does not read for the address: the address
         // judged would be the proxy's own, so every one of its clients would scrape.
-        for (const headers of [{ 'x-real-ip': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }]) {
+        for (const headers of [{ 'x-real-ip': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }] as Record<string, string>[]) {
           assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers })).status, 403, `a trusted proxy naming its client in ${Object.keys(headers)[0]}`)
         }
         assert.equal((await requestFrom('127.0.0.2', gw.url + '/metrics', { headers: { 'x-forwarded-for': '127.0.0.1', 'x-real-ip': '127.0.0.1' } })).status, 200, 'X-Forwarded-For read, whatever else is sent')
