@@ -39,32 +39,47 @@ export function answerCollections(collect: () => Promise<Metrics>): void {
   })
 }
 
+/** In a worker: the scrapes waiting for the primary's answer, by id; one listener answers them all. */
+const awaitingAnswers = new Map<string, (message: Extract<ClusterMessage, { type: 'metrics-answer' }>) => void>()
+
+function onAnswer(message: ClusterMessage): void {
+  if (message?.type === 'metrics-answer') awaitingAnswers.get(message.id)?.(message)
+}
+
 /** In a worker: the metrics of every worker, summed by the primary. */
 export function scrapeEveryWorker(): Promise<{ contentType: string; text: string }> {
   const id = randomUUID()
+  if (!awaitingAnswers.size) process.on('message', onAnswer)
   return new Promise((resolve, reject) => {
     const done = (outcome: () => void) => {
       clearTimeout(timer)
-      process.off('message', onMessage)
+      awaitingAnswers.delete(id)
+      if (!awaitingAnswers.size) process.off('message', onAnswer)
       outcome()
     }
-    const onMessage = (message: ClusterMessage) => {
-      if (message?.type !== 'metrics-answer' || message.id !== id) return
-      done(() => ('error' in message ? reject(new Error('the primary could not collect the workers\' metrics')) : resolve(message)))
-    }
     const timer = setTimeout(() => done(() => reject(new Error('the primary did not answer with the workers\' metrics'))), ANSWER_MS)
-    process.on('message', onMessage)
+    awaitingAnswers.set(id, (message) => done(() => ('error' in message ? reject(new Error('the primary could not collect the workers\' metrics')) : resolve(message))))
     process.send!({ type: 'metrics-request', id } satisfies ClusterMessage)
   })
 }
 
+/** The kinds of metric that count up: what a worker that is gone keeps adding to the sums. */
+const COUNTING = new Set(['counter', 'histogram'])
+
 /**
- * In the primary: collects every worker's metrics for the worker that asks, waiting at most COLLECT_MS for each (a
- * worker that is starting, stopping or stuck is left out of that scrape).
+ * In the primary: collects every worker's metrics for the workers that ask, and sums them. The whole must never go
+ * down while the gateway runs, or Prometheus takes it for a counter reset and counts everything again in its rates:
+ * - a worker that does not answer within COLLECT_MS (starting, stopping, stuck) is counted at its last answer;
+ * - a worker that is gone keeps its last answer's counters and histograms in the sums (its gauges go with it);
+ * - scrapes asked while one collection is under way are answered with it, so that many at once cost one collection.
  */
 export class ClusterScrapes {
   readonly #workers: () => Iterable<Worker>
-  readonly #collecting = new Map<string, { waiting: Set<Worker>; parts: Metrics[]; finish: () => void }>()
+  /** Each worker's latest answer. */
+  readonly #lastParts = new Map<Worker, Metrics>()
+  /** The counters and histograms of the workers that are gone, summed into one part. */
+  #departed: Metrics = []
+  #collection: { id: string; waiting: Set<Worker>; requesters: { worker: Worker; id: string }[]; finish: () => void } | undefined
 
   constructor(workers: () => Iterable<Worker>) {
     this.#workers = workers
@@ -72,37 +87,58 @@ export class ClusterScrapes {
 
   /** Every message a worker sends passes here; those not about metrics are left alone. */
   onMessage(from: Worker, message: ClusterMessage): void {
-    if (message?.type === 'metrics-request') void this.#collect(from, message.id)
+    if (message?.type === 'metrics-request') this.#ask(from, message.id)
     else if (message?.type === 'metrics-part') {
-      const collection = this.#collecting.get(message.id)
-      if (!collection || !collection.waiting.delete(from)) return
-      collection.parts.push(message.metrics)
+      const collection = this.#collection
+      if (!collection || collection.id !== message.id || !collection.waiting.delete(from)) return
+      this.#lastParts.set(from, message.metrics)
       if (!collection.waiting.size) collection.finish()
     }
   }
 
-  async #collect(requester: Worker, id: string): Promise<void> {
+  /** A worker exited: what it counted stays counted. */
+  async departed(worker: Worker): Promise<void> {
+    const last = this.#lastParts.get(worker)
+    this.#lastParts.delete(worker)
+    if (!last) return
+    const counts = last.filter((metric) => COUNTING.has(String(metric.type)))
+    const { AggregatorRegistry } = await import('prom-client')
+    this.#departed = await AggregatorRegistry.aggregate([this.#departed, counts]).getMetricsAsJSON()
+  }
+
+  #ask(requester: Worker, id: string): void {
+    if (this.#collection) {
+      this.#collection.requesters.push({ worker: requester, id })
+      return
+    }
+    const collectionId = randomUUID()
     const waiting = new Set([...this.#workers()].filter((worker) => worker.isConnected()))
-    const parts: Metrics[] = []
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => finish(), COLLECT_MS)
-      const finish = () => {
-        clearTimeout(timer)
-        this.#collecting.delete(id)
-        resolve()
-      }
-      this.#collecting.set(id, { waiting, parts, finish })
-      for (const worker of waiting) worker.send({ type: 'metrics-collect', id } satisfies ClusterMessage)
-      if (!waiting.size) finish()
-    })
-    let answer: ClusterMessage
+    const collection = { id: collectionId, waiting, requesters: [{ worker: requester, id }], finish: () => {} }
+    this.#collection = collection
+    const timer = setTimeout(() => collection.finish(), COLLECT_MS)
+    collection.finish = () => {
+      clearTimeout(timer)
+      if (this.#collection === collection) this.#collection = undefined
+      void this.#answer(collection.requesters)
+    }
+    for (const worker of waiting) worker.send({ type: 'metrics-collect', id: collectionId } satisfies ClusterMessage, undefined, () => {})
+    if (!waiting.size) collection.finish()
+  }
+
+  async #answer(requesters: { worker: Worker; id: string }[]): Promise<void> {
+    let answer: { contentType: string; text: string } | undefined
     try {
       const { AggregatorRegistry } = await import('prom-client')
-      const registry = AggregatorRegistry.aggregate(parts)
-      answer = { type: 'metrics-answer', id, contentType: registry.contentType, text: await registry.metrics() }
+      const live = new Set(this.#workers())
+      const parts = [...this.#lastParts].filter(([worker]) => live.has(worker)).map(([, part]) => part)
+      const registry = AggregatorRegistry.aggregate([...parts, this.#departed])
+      answer = { contentType: registry.contentType, text: await registry.metrics() }
     } catch {
-      answer = { type: 'metrics-answer', id, error: true }
+      answer = undefined
     }
-    if (requester.isConnected()) requester.send(answer)
+    for (const { worker, id } of requesters) {
+      if (!worker.isConnected()) continue
+      worker.send((answer ? { type: 'metrics-answer', id, ...answer } : { type: 'metrics-answer', id, error: true }) satisfies ClusterMessage, undefined, () => {})
+    }
   }
 }

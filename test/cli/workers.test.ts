@@ -51,6 +51,22 @@ function textOnNewConnection(url: string): Promise<string> {
   })
 }
 
+/** The body of a GET on a connection of its own, or undefined when no answer came within `ms` (its worker is stopped). */
+function textWithin(url: string, ms: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const request = get(url, { agent: false, timeout: ms }, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk) => (body += chunk))
+      response.on('end', () => resolve(body))
+    })
+    request.on('timeout', () => request.destroy())
+    request.on('error', () => resolve(undefined))
+  })
+}
+
+const probesCounted = (text: string) => sampleValue(parseScrape(text), 'gatehouse_requests_total', { service: 'none', method: 'read', status: '2xx', auth: 'none' })
+
 /** The status, or 0 when nothing accepts the connection. */
 function statusOrRefused(url: string, headers: Record<string, string>): Promise<number> {
   return statusOnNewConnection(url, headers).catch(() => 0)
@@ -110,10 +126,42 @@ describe('serve --workers', () => {
     }
   })
 
-  it('replaces a worker that dies', async () => {
+  it('answers many scrapes at once with one collection: each worker listens once, not once per scrape', async () => {
+    const answers = await Promise.all(Array.from({ length: 24 }, () => textWithin(`${gateway.url}/metrics`, 5000)))
+    for (const text of answers) assert.ok(sampleValue(parseScrape(text!), 'nodejs_heap_size_used_bytes') > 0)
+    assert.doesNotMatch(gateway.output(), /MaxListenersExceededWarning/)
+  })
+
+  it('keeps the summed counters from going down while a worker is stuck: it is counted at its last answer', async () => {
+    for (let i = 0; i < 6; i++) assert.equal(await statusOnNewConnection(`${gateway.url}/healthz`, {}), 200)
+    // Asked once, the primary has both workers' answers.
+    const before = probesCounted((await textWithin(`${gateway.url}/metrics`, 5000))!)
+    const [stuck] = workerPids(gateway.process.pid!)
+    process.kill(stuck!, 'SIGSTOP')
+    try {
+      // Connections go to the workers in turn: those the stopped one gets are not answered; the other answers
+      // after waiting its two seconds for the stopped one.
+      const answered: number[] = []
+      for (let attempt = 0; attempt < 8 && answered.length < 2; attempt++) {
+        const text = await textWithin(`${gateway.url}/metrics`, 4000)
+        if (text !== undefined) answered.push(probesCounted(text))
+      }
+      assert.equal(answered.length, 2, 'the worker that runs answers')
+      for (const count of answered) assert.ok(count >= before, `${count} after ${before}`)
+    } finally {
+      process.kill(stuck!, 'SIGCONT')
+    }
+  })
+
+  it('replaces a worker that dies, and keeps what it counted in the sums', async () => {
+    const before = probesCounted((await textWithin(`${gateway.url}/metrics`, 5000))!)
     const [victim] = workerPids(gateway.process.pid!)
     process.kill(victim!, 'SIGKILL')
     await until(() => gateway.output().match(/"msg":"worker listening"/g)?.length === 3, 15_000, 'a new worker listens')
+    for (let i = 0; i < 2; i++) {
+      const after = probesCounted((await textWithin(`${gateway.url}/metrics`, 5000))!)
+      assert.ok(after >= before, `${after} after ${before}: the dead worker's count went with it`)
+    }
     assert.equal(workerPids(gateway.process.pid!).length, 2)
     assert.ok(!workerPids(gateway.process.pid!).includes(victim!))
     await until(() => /worker \d+ exited \(SIGKILL\); starting another/.test(gateway.output()), 1000, 'the primary says so')
