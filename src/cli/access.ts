@@ -5,6 +5,7 @@ import type { App } from '../app.ts'
 import { authMethods, type AuthMethod } from '../config/schema.ts'
 import { findApiRoute, gatewayApiRoutes } from '../api/route-table.ts'
 import { ALLOW, superuserOnly, type Access, type Place } from '../gateway/places.ts'
+import { scopeRefusal } from '../gateway/policy.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { GatehouseError } from '../errors.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, splitTarget } from '../http/request-target.ts'
@@ -36,6 +37,16 @@ export function accessCommand(): Command {
     .addOption(new Option('--address <ip>', 'the client address').argParser(parseAddress).default('127.0.0.1')))
     .action((user: string, client: string, options: StorageOptions & { address: string }) => withApp(options, (app) => checkClient(app, user, client, options.address))))
   return access
+}
+
+/**
+ * The `read` or `write` scope a token of these scopes is held to, as the gateway holds a personal token or an OAuth2
+ * application's (src/auth/oidc-bearer.ts): read alone is read-only; a realm token with neither is not held to one.
+ */
+function tokenScope(method: AuthMethod, scopes: ReadonlySet<string> | undefined): { scope?: 'read' | 'write' } {
+  if ((method !== 'token' && method !== 'oidc') || !scopes) return {}
+  if (scopes.has('write')) return { scope: 'write' }
+  return scopes.has('read') ? { scope: 'read' } : {}
 }
 
 /** Rules match `networks` against the address: one that is not an IP address would match none of them, unnoticed. */
@@ -131,6 +142,11 @@ async function check(app: App, username: string, method: string, target: string,
     `  roles: ${list(access.roles)}`,
   ]
   const rules: ServiceRules | undefined = route ? app.serviceRules.get(route.name) : compileGatewayRules(app.config)
+  const place = route ?? own?.place
+  const scopes = options.scope ? new Set(options.scope) : undefined
+  const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}), ...tokenScope(options.authMethod, scopes) }
+  // Checked before the rules, as at the gateway (src/gateway/authorize.ts): a read token may only read.
+  const scopeProblem = scopeRefusal(principal, method)
   let allowed = true
   // The route's own check comes first, as at the gateway: superusers only (a Platform Auditor may read).
   const superusersOnly = own?.place.who === 'superuser'
@@ -142,9 +158,15 @@ async function check(app: App, username: string, method: string, target: string,
   } else if (route?.isPublic(path) || own?.place.isPublic(path)) {
     // Also for a disabled account: the gateway takes its credential on a public path as none, and lets it in.
     lines.push('decision: allow (a public path: no rules apply)')
+  } else if (place && !place.accepts.includes(options.authMethod)) {
+    allowed = false
+    lines.push(`decision: deny (${route ? 'the service' : 'this place'} does not accept ${options.authMethod} credentials; it accepts: ${place.accepts.join(', ')})`)
   } else if (!user.isActive) {
     allowed = false
     lines.push('decision: deny (the account is disabled)')
+  } else if (scopeProblem) {
+    allowed = false
+    lines.push(`decision: deny (${scopeProblem.message})`)
   } else if (builtIn !== ALLOW) {
     allowed = false
     lines.push(`decision: deny (the route is for superusers: ${builtIn.message})`)
@@ -153,8 +175,6 @@ async function check(app: App, username: string, method: string, target: string,
   } else if (!rules) {
     lines.push(`decision: allow (${route ? 'the service has' : 'the gateway has'} no access rules: every signed-in caller)`)
   } else {
-    const scopes = options.scope ? new Set(options.scope) : undefined
-    const principal = { userId: user.id, user, method: options.authMethod, ...(scopes ? { scopes } : {}) }
     const decision = rules.decide({ principal, access, method, path: decoded, address: options.address })
     allowed = decision.allowed
     lines.push(`decision: ${decision.allowed ? 'allow' : 'deny'}${decision.rule === undefined ? ' (no rule matched)' : ` by rule ${decision.rule}: ${decision.description}`}`)

@@ -7,7 +7,7 @@ import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.t
 import type { Config } from '../config/schema.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { NUL_MESSAGE } from '../errors.ts'
-import { redactUrl, sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
+import { sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
 import { DatabaseNotMigrated, DataDirUnusable } from '../store/errors.ts'
 import { openStore, type Store } from '../store/store.ts'
 
@@ -32,18 +32,31 @@ export function addStorageOptions(command: Command): Command {
 }
 
 /** Each storage option with the environment variable that may give it instead. */
-const STORAGE_SOURCES = [['dataDir', '--data-dir', 'GATEHOUSE_DATA_DIR'], ['database', '--database', 'GATEHOUSE_DATABASE_URL']] as const
+const STORAGE_SOURCES = [
+  ['config', '--config', 'GATEHOUSE_CONFIG'], ['dataDir', '--data-dir', 'GATEHOUSE_DATA_DIR'], ['database', '--database', 'GATEHOUSE_DATABASE_URL'],
+] as const
+
+/** Where a storage option's value came from, as the refusals name it: the option, or the variable that gave it. */
+function sourceOf(command: Command, [key, option, variable]: (typeof STORAGE_SOURCES)[number]): string {
+  return command.getOptionValueSource(key) === 'env' ? variable : option
+}
 
 /**
- * An empty `--data-dir` or `--database`, or the variable for one set but empty (`GATEHOUSE_DATABASE_URL=` left in a
- * compose file), is refused naming where it came from: the value would otherwise be reported as the configuration's
- * `storage.data_dir`, or as a `--database` the command was never given. `config` commands read no database.
+ * An empty `--config`, `--data-dir` or `--database`, or the variable for one set but empty (`GATEHOUSE_DATABASE_URL=`
+ * left in a compose file), is refused naming where it came from: an empty file name would otherwise run on the
+ * built-in defaults, an empty directory be reported as the configuration's `storage.data_dir`, an empty URL as a
+ * `--database` the command was never given. A data directory and a database URL given together are refused too: the
+ * URL would win, and a command meant for the SQLite file (`users disable`, say) change PostgreSQL's accounts instead.
+ * `config` commands read no database.
  */
 function refuseEmptyStorage(command: Command): void {
   if (command.parent?.name() === 'config') return
-  for (const [key, option, variable] of STORAGE_SOURCES) {
-    if (command.getOptionValue(key) !== '') continue
-    throw new UsageError(`${command.getOptionValueSource(key) === 'env' ? variable : option} is empty; give a value, or leave it out`)
+  for (const source of STORAGE_SOURCES) {
+    if (command.getOptionValue(source[0]) === '') throw new UsageError(`${sourceOf(command, source)} is empty; give a value, or leave it out`)
+  }
+  const [, dataDir, database] = STORAGE_SOURCES
+  if (command.getOptionValue('dataDir') !== undefined && command.getOptionValue('database') !== undefined) {
+    throw new UsageError(`${sourceOf(command, dataDir)} names the SQLite database and ${sourceOf(command, database)} a PostgreSQL one; give one of them`)
   }
 }
 
@@ -89,9 +102,13 @@ export function withoutDatabase(args: string[]): string[] {
 }
 
 export function resolveConfig(options: StorageOptions): Config {
-  const base = options.config ? loadConfigFile(options.config) : options.demo ? loadConfigFile(demoConfigFile) : validateConfig({})
+  const base = options.config !== undefined ? loadConfigFile(options.config) : options.demo ? loadConfigFile(demoConfigFile) : validateConfig({})
   if (options.database !== undefined && !/^postgres(ql)?:\/\//.test(options.database)) {
-    throw new UsageError(`--database must be a postgres:// URL, got "${redactUrl(options.database)}"`)
+    // Not echoed: a value that is not a URL cannot be told where its password is, to hide it.
+    throw new UsageError('--database (or GATEHOUSE_DATABASE_URL) must be a postgres:// URL')
+  }
+  if (options.dataDir !== undefined && options.database === undefined && base.storage.database !== undefined) {
+    throw new UsageError('--data-dir (or GATEHOUSE_DATA_DIR) names the SQLite database, and the configuration file\'s storage.database a PostgreSQL one; give one of them')
   }
   return validateConfig({
     ...structuredClone(base),
@@ -126,7 +143,8 @@ async function openExistingStore(location: DatabaseLocation): Promise<Store> {
     return await openStore(location, { existing: true })
   } catch (error) {
     if (error instanceof DatabaseNotMigrated) {
-      throw new UsageError(`the database ${error.description} has no Gatehouse tables; create them with: gatehouse migrate (serve creates them too)`)
+      const where = location.url ? '' : ` --data-dir ${resolve(location.dataDir)}`
+      throw new UsageError(`the database ${error.description} has no Gatehouse tables; create them with: gatehouse migrate${where} (serve creates them too)`)
     }
     throw error
   }

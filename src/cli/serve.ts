@@ -92,6 +92,8 @@ async function serve(options: ServeOptions): Promise<void> {
   } catch (error) {
     await server.close()
     await closeAll()
+    // The superuser this start created stays: its generated password is said now, or no one could ever sign in as it.
+    if (admin?.generatedPassword) process.stderr.write(`gatehouse: ${adminHint(admin)}\n`)
     // What listen() explains names the setting already.
     throw error instanceof ListenFailed ? error : cannotListen(host, port, error)
   }

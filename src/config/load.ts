@@ -70,8 +70,28 @@ function parseConfigFile(file: string): unknown {
     // The parser's own words repeat the alias, which is the value as written: a password that starts with "*", unquoted.
     throw new ConfigError(file, [unresolvedAlias(document, lines) ?? `YAML: ${(error as Error).message}`])
   }
+  const endless = selfContainingPath(value)
+  if (endless !== undefined) {
+    throw new ConfigError(file, [`${endless || '(top level)'}: an alias inside the anchor it names (*name within &name) makes the value endless; write it out`])
+  }
   lastParsed = { file, text, value }
   return value
+}
+
+/**
+ * The path of a mapping or list that holds itself, which YAML allows (`services: &x [*x]`) and no setting can be;
+ * undefined when none does. Everything after reads the value to its leaves, and would recurse for good.
+ */
+function selfContainingPath(value: unknown, path: string[] = [], ancestors = new Set<object>()): string | undefined {
+  if (!value || typeof value !== 'object') return undefined
+  if (ancestors.has(value)) return path.join('.')
+  ancestors.add(value)
+  for (const [key, item] of Object.entries(value)) {
+    const found = selfContainingPath(item, [...path, key], ancestors)
+    if (found !== undefined) return found
+  }
+  ancestors.delete(value)
+  return undefined
 }
 
 /** The file's text: a file over the limit is refused, read no further than it (read-at-most.ts). */

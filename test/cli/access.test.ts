@@ -70,6 +70,21 @@ describe('bin/gatehouse access check', () => {
     assert.doesNotMatch(own.stdout, /session/)
   })
 
+  it('refuses what the gateway refuses before the rules: a credential type the place does not accept, a read token\'s writes', async () => {
+    const readToken = await check('otto', 'DELETE', '/api/controller/v2/hosts/1/', '--auth-method', 'token', '--scope', 'read')
+    assert.equal(readToken.code, 1, readToken.stdout)
+    assert.match(readToken.stdout, /decision: deny \(This token is read-only: it allows GET, HEAD and OPTIONS only\.\)/)
+    const ownApi = await check('otto', 'POST', '/api/gateway/v1/tokens/', '--auth-method', 'token', '--scope', 'read')
+    assert.equal(ownApi.code, 1, ownApi.stdout)
+    assert.equal((await check('otto', 'GET', '/api/controller/v2/hosts/1/', '--auth-method', 'token', '--scope', 'read')).code, 0)
+    assert.equal((await check('otto', 'DELETE', '/api/controller/v2/hosts/1/', '--auth-method', 'token', '--scope', 'write')).code, 0)
+    // An OIDC token is held to read when it carries read and not write (an OAuth2 application's), and not otherwise.
+    assert.equal((await check('otto', 'GET', '/demo-app/x', '--auth-method', 'oidc', '--scope', 'openid', 'profile')).code, 0)
+    const notAccepted = await check('otto', 'GET', '/demo-app/x', '--auth-method', 'token')
+    assert.equal(notAccepted.code, 1, notAccepted.stdout)
+    assert.match(notAccepted.stdout, /decision: deny \(the service does not accept token credentials; it accepts: oidc, basic\)/)
+  })
+
   it('says a disabled account is refused wherever its rules would let it in, and lets it reach public paths', async () => {
     const refused = await check('dora', 'GET', '/api/eda/v1/activations/')
     assert.equal(refused.code, 1)

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, afterEach, describe, it } from 'node:test'
 import { withApp } from '../../src/cli/common.ts'
 import { Database } from '../../src/store/database.ts'
@@ -60,11 +61,49 @@ describe('an empty storage option', () => {
       { args: ['users', 'list'], env: { GATEHOUSE_DATA_DIR: '' }, named: 'GATEHOUSE_DATA_DIR' },
       { args: ['users', 'list', '--data-dir', ''], named: '--data-dir' },
       { args: ['migrate', '--database', ''], named: '--database' },
+      // An empty configuration file name ran on the built-in defaults, or failed part-way through serve's start.
+      { args: ['users', 'list'], env: { GATEHOUSE_CONFIG: '' }, named: 'GATEHOUSE_CONFIG' },
+      { args: ['serve', '--config', ''], named: '--config' },
     ]
     for (const { args, env, named } of cases) {
       const ran = await runCli(args, { env })
       assert.equal(ran.code, 2, ran.stderr)
       assert.equal(ran.stderr, `gatehouse: ${named} is empty; give a value, or leave it out\n`, named)
     }
+  })
+})
+
+describe('a data directory and a database URL given together', () => {
+  const dirs: string[] = []
+  after(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+  })
+  it('is refused naming both, rather than the URL silently winning over the directory', async () => {
+    const url = 'postgres://postgres@127.0.0.1:1/none'
+    const cases: { args: string[]; env?: Record<string, string>; says: string }[] = [
+      { args: ['users', 'list', '--data-dir', 'd1'], env: { GATEHOUSE_DATABASE_URL: url }, says: '--data-dir names the SQLite database and GATEHOUSE_DATABASE_URL a PostgreSQL one; give one of them' },
+      { args: ['backup', 'b.sqlite', '--data-dir', 'd1', '--database', url], says: '--data-dir names the SQLite database and --database a PostgreSQL one; give one of them' },
+    ]
+    for (const { args, env, says } of cases) {
+      const ran = await runCli(args, { env })
+      assert.equal(ran.code, 2, ran.stderr)
+      assert.equal(ran.stderr, `gatehouse: ${says}\n`)
+    }
+    const dir = tempDir()
+    dirs.push(dir)
+    const file = join(dir, 'gatehouse.yaml')
+    writeFileSync(file, `storage:\n  database: ${url}\n`)
+    const fromFile = await runCli(['users', 'list', '--config', file, '--data-dir', dir])
+    assert.equal(fromFile.code, 2, fromFile.stderr)
+    assert.match(fromFile.stderr, /storage\.database a PostgreSQL one; give one of them/)
+  })
+
+  it('names --data-dir in the hint to create the tables of a SQLite file that has none', async () => {
+    const dir = tempDir()
+    dirs.push(dir)
+    writeFileSync(join(dir, 'gatehouse.sqlite'), '')
+    const ran = await runCli(['users', 'list', '--data-dir', dir])
+    assert.equal(ran.code, 2, ran.stderr)
+    assert.match(ran.stderr, new RegExp(`create them with: gatehouse migrate --data-dir ${dir} \\(serve creates them too\\)`))
   })
 })

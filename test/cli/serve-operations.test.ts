@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { withApp } from '../../src/cli/common.ts'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
@@ -56,6 +57,28 @@ describe('serve: ports it cannot listen on', () => {
         assert.match(result.stderr, reason)
         assert.equal(result.stdout, '', 'nothing says it listens')
       }
+    } finally {
+      taken.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('serve: a first start that cannot listen', () => {
+  it('says the password it generated for the superuser it created, which no later start would say', async () => {
+    const dir = tempDir()
+    const taken: Server = createServer().listen(0, '127.0.0.1')
+    try {
+      await once(taken, 'listening')
+      const port = (taken.address() as AddressInfo).port
+      const dataDir = join(dir, 'data')
+      const result = await runCli(['serve', '--data-dir', dataDir, '--port', String(port)], { env: { GATEHOUSE_ADMIN_PASSWORD: '' } })
+      assert.equal(result.code, 1, result.stderr)
+      const password = /^gatehouse: created superuser "admin" with password: (\S+) \(shown once; set GATEHOUSE_ADMIN_PASSWORD to choose it\)$/m.exec(result.stderr)?.[1]
+      assert.ok(password, result.stderr)
+      assert.match(result.stderr, /cannot listen on 127\.0\.0\.1:\d+: address already in use/)
+      const signedIn = await withApp({ dataDir }, (app) => app.accounts.checkPassword('admin', password, undefined))
+      assert.equal(signedIn.username, 'admin')
     } finally {
       taken.close()
       rmSync(dir, { recursive: true, force: true })
