@@ -58,6 +58,12 @@ const CLOSE_CODES: Readonly<Record<string, { code: number; reason: string }>> = 
 }
 /** How long the gateway waits for each direction's frame in flight to end, to put its close frame after it, before it cuts both connections. */
 const BOUNDARY_WAIT_MS = 1000
+/**
+ * How long a tunnel one side has ended (a TCP half-close, relayed to the other) waits for the other side to end too
+ * before both connections are cut: a service that never ends its side (Node's own `upgrade` sockets allow half-open)
+ * would otherwise hold the client's connection, and its place under the connection caps, until the idle timeout.
+ */
+const HALF_CLOSED_MS = 2000
 
 interface Upgrade {
   readonly socket: Duplex
@@ -504,7 +510,14 @@ function carry(from: Duplex, to: Duplex, first: Buffer): Carried {
     if (frames.atBoundary) finish()
   }
   const drain = () => from.resume()
-  const end = () => to.end()
+  const end = () => {
+    to.end()
+    const cut = setTimeout(() => {
+      from.destroy()
+      to.destroy()
+    }, HALF_CLOSED_MS).unref()
+    to.once('close', () => clearTimeout(cut))
+  }
   // What the side sends after the close frame is read and dropped (its answering close frame, say) by lingeringClose.
   const finish = () => {
     from.off('data', data).off('end', end)

@@ -96,14 +96,43 @@ async function scriptedService(): Promise<{ url: string; server: Server; handsha
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, handshakes, open: () => sockets.size, flooded: () => floodedBytes }
 }
 
+/** A service that answers every handshake and never ends its side of a connection, whatever the other side does. */
+async function stubbornService(): Promise<{ url: string; open: () => number; ended: () => number; close: () => void }> {
+  const sockets = new Set<Socket>()
+  let ended = 0
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+    socket.once('end', () => ended++)
+    socket.on('error', () => socket.destroy())
+    socket.once('data', (data) => {
+      const accept = acceptFor(/sec-websocket-key: (\S+)/i.exec(String(data))?.[1] ?? '')
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    open: () => sockets.size,
+    ended: () => ended,
+    // Its own ends, which it never closes: closed here when the test is done.
+    close: () => {
+      for (const socket of sockets) socket.destroy()
+      server.close()
+    },
+  }
+}
+
 describe('WebSockets with hostile clients and misbehaving services', () => {
   let gw: TestGateway
   let service: Awaited<ReturnType<typeof scriptedService>>
+  let stubborn: Awaited<ReturnType<typeof stubbornService>>
   let negotiating: WebSocketServer
   const logLines: Record<string, unknown>[] = []
 
   before(async () => {
     service = await scriptedService()
+    stubborn = await stubbornService()
     negotiating = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: true, handleProtocols: (offered) => [...offered].at(-1) ?? false })
     await once(negotiating, 'listening')
     negotiating.on('connection', (socket) => socket.send(socket.protocol))
@@ -117,6 +146,7 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
           },
           { name: 'patient', prefix: '/patient/', upstream: service.url, public_paths: ['/patient/*'], timeouts: { response_seconds: 60 } },
           { name: 'negotiating', prefix: '/negotiating/', upstream: `http://127.0.0.1:${(negotiating.address() as AddressInfo).port}`, public_paths: ['/negotiating/*'] },
+          { name: 'stubborn', prefix: '/stubborn/', upstream: stubborn.url, public_paths: ['/stubborn/*'] },
         ],
       },
     })
@@ -124,7 +154,28 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
   after(async () => {
     await gw.close()
     service.server.close()
+    stubborn.close()
     negotiating.close()
+  })
+
+  it('closes both connections within seconds when the client ends its side and the service never ends its own', async () => {
+    const clients: RawClient[] = []
+    try {
+      for (let i = 0; i < 5; i++) clients.push(await rawClient(gw.url, '127.0.0.60', upgradeRequest('/stubborn/events')))
+      for (const client of clients) assert.match(await eventually(() => client.received(), (text) => text.includes('\r\n\r\n'), 3000), /^HTTP\/1\.1 101 /)
+      assert.equal(stubborn.open(), 5)
+      const started = performance.now()
+      for (const client of clients) client.socket.end()
+      // The gateway closes its end of each client's connection (the client's closed stands for it: the client ended
+      // its own side, and waits for the gateway's) and of each service connection with it.
+      await Promise.race([Promise.all(clients.map((client) => client.closed)), sleep(6000)])
+      const ms = performance.now() - started
+      assert.ok(clients.every((client) => client.socket.closed), 'the clients\' connections are closed')
+      assert.ok(ms < 4000, `closed after ${Math.round(ms)} ms, not at the idle timeout`)
+      assert.equal(await eventually(() => stubborn.ended(), (count) => count === 5, 2000), 5, 'the service\'s connections are ended')
+    } finally {
+      for (const client of clients) client.socket.destroy()
+    }
   })
 
   it('refuses a 101 from the service that is not the handshake the client asked for with 502 upstream_handshake_invalid, and closes the service\'s connection', async () => {
