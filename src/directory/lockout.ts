@@ -290,7 +290,9 @@ export class Lockout {
           for (const listener of this.#lockListeners) listener(usernameKey, now + lockMs)
         }
       }),
-      addressKey && repository.recordAddressFailure(addressKey, now, now - policy.addressWindowSeconds * 1000),
+      // With the address limit off, only the failure's time is kept (for the clean-address rule): each starts a window of
+      // its own, so that failures counted meanwhile do not throttle the address the moment the limit is set again.
+      addressKey && repository.recordAddressFailure(addressKey, now, policy.failuresPerAddress > 0 ? now - policy.addressWindowSeconds * 1000 : now),
     ])
     this.#pruneStale(now, memoryMs)
   }

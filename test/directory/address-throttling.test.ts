@@ -133,6 +133,18 @@ for (const backend of gatewayBackends) {
       assert.equal((await basicFrom('127.0.0.11', 'pam', 'pam-password-1')).status, 200)
     })
 
+    it('does not throttle an address for what it failed while the limit was off, once the limit is set again', async () => {
+      // The username lock keeps counting addresses (for its clean-address rule); the address limit must not.
+      await gw.app.settings.update({ login_failures_per_address: 0 })
+      for (let i = 0; i < 8; i++) assert.equal(codeOf(await basicFrom('127.0.0.12', `off-${i}`, 'wrong')), 'invalid_credentials')
+      await gw.app.settings.update({ login_failures_per_address: 5 })
+      await Promise.all([gw, other].map((process) => process.app.bus.sync()))
+      assert.equal((await basicFrom('127.0.0.12', 'pam', 'pam-password-1')).status, 200)
+      // And counts from there on, as for any address.
+      for (let i = 0; i < 5; i++) await basicFrom('127.0.0.12', `on-${i}`, 'wrong')
+      assert.equal((await basicFrom('127.0.0.12', 'pam', 'pam-password-1')).status, 429)
+    })
+
     it('refuses throttling settings out of range or of the wrong type, and saves nothing', async () => {
       for (const [body, field] of [
         [{ login_failures_per_address: -1 }, 'login_failures_per_address'],
