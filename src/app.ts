@@ -57,7 +57,7 @@ export interface App {
   readonly routes: readonly Route[]
   /**
    * The memory that the request bodies the gateway reads whole for itself (its API's and its realms') hold at once:
-   * `server.api_body_buffers_mb` (src/api/body-parsers.ts, src/oidc/routes.ts `readRealmBody`).
+   * `server.api_body_buffers_mb`, an eighth of it per client address (src/api/body-parsers.ts, src/oidc/routes.ts `readRealmBody`).
    */
   readonly ownBodies: BodyBudget
   /** Organizations, teams and roles, in memory (src/access/model.ts). */
@@ -247,7 +247,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
     directoryCheck,
     signInStarts: new SignInStarts({ perAddress: config.auth.sign_in_starts_per_address, total: config.auth.sign_in_starts_total, windowMs: SIGN_IN_START_WINDOW_MS }),
     routes,
-    ownBodies: new BodyBudget(config.server.api_body_buffers_mb * 1024 * 1024),
+    ownBodies: ownBodiesBudget(config),
     places: compilePlaces(config, routes, gatewayEntry),
     trustsProxy: compileTrustedProxies(config.server.trusted_proxies),
     oidc,
@@ -276,6 +276,16 @@ export async function createApp(config: Config, store: Store, options: AppOption
 }
 
 /** Every login's outcome and every lockout goes to the audit trail, whichever way the password came in. */
+/**
+ * `server.api_body_buffers_mb`, of which one client address holds at most an eighth (or one body of the largest size
+ * the API takes, when that is more): the bodies of a few addresses' clients, sent slowly or held unfinished, cannot
+ * take it all from everyone else (the public login, the token endpoint).
+ */
+function ownBodiesBudget(config: Config): BodyBudget {
+  const bytes = config.server.api_body_buffers_mb * 1024 * 1024
+  return new BodyBudget(bytes, { perClient: Math.max(Math.floor(bytes / 8), config.server.api_body_limit_bytes) })
+}
+
 function auditSignIns(audit: AuditTrail, accounts: Accounts, lockout: Lockout): void {
   accounts.onLoginAttempt(({ username, address, via, user, code }) => {
     const actor = { userId: user?.id ?? null, username, address: address ?? null, method: via.method }

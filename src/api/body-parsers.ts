@@ -2,8 +2,11 @@ import type { FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { parse as parseForm } from 'node:querystring'
 import { pipeline, Transform } from 'node:stream'
-import { BodyBuffersFull, InvalidJson, MalformedEscape, UnsupportedMediaType } from '../errors.ts'
-import { BodyBudget, hasRequestBody } from '../gateway/request-buffer.ts'
+import type { App } from '../app.ts'
+import { BodyBuffersFull, InvalidJson, MalformedEscape, RequestTimeout, UnsupportedMediaType } from '../errors.ts'
+import { hasRequestBody } from '../gateway/request-buffer.ts'
+import { anonymousBodyMs } from '../http/anonymous-bodies.ts'
+import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { mediaType } from '../http/negotiation.ts'
 import { wellFormedEscapes } from '../http/request-target.ts'
 import type { GatewayApi } from './gateway-api.ts'
@@ -51,41 +54,47 @@ function charsetRefusal(request: FastifyRequest, what: string): UnsupportedMedia
 
 /**
  * Every request body the gateway API reads is held whole until it is parsed, so all of them together are held within
- * one budget (`server.api_body_buffers_mb`), as proxied bodies are within theirs (src/gateway/request-buffer.ts): a
- * body that would take it past that is refused with 503 and Retry-After rather than read. A body of declared length
- * takes its length before a byte is read; a chunked one takes each chunk as it comes. What a request took is given
- * back when its response closes. A body declared over its route's limit takes nothing: Fastify refuses it unread
- * with 413.
+ * one budget (`server.api_body_buffers_mb`, an eighth of it per client address), as proxied bodies are within theirs
+ * (src/gateway/request-buffer.ts): a body that would take it past that is refused with 503 and Retry-After. Each chunk
+ * takes its bytes as it comes, so a client that says a length and sends little holds little; what a request took is
+ * given back when its response closes. A body declared over its route's limit takes nothing: Fastify refuses it
+ * unread with 413. The body of a route anyone may call (the public login) must arrive within a few seconds
+ * (src/http/anonymous-bodies.ts, as a realm's), or is refused with 408.
  * Runs after authorization (src/api/access.ts), so only a caller who may use the route can hold any of the budget.
  */
-export function holdBodiesWithin(api: GatewayApi, budget: BodyBudget): void {
+export function holdBodiesWithin(api: GatewayApi, app: App): void {
+  const budget = app.ownBodies
   api.addHook('preParsing', async (request, reply, payload) => {
     // A GET's or a HEAD's body is never read here (Fastify parses none), so it holds nothing.
     if (request.method === 'GET' || request.method === 'HEAD' || !hasRequestBody(request.raw)) return payload
-    const limit = request.routeOptions.bodyLimit
-    if (request.headers['transfer-encoding'] === undefined) {
-      const declared = Number(request.headers['content-length'])
-      if (!(declared <= limit)) return payload
-      if (!budget.take(declared)) throw new BodyBuffersFull()
-      reply.raw.once('close', () => budget.give(declared))
-      return payload
-    }
+    if (request.headers['transfer-encoding'] === undefined && !(Number(request.headers['content-length']) <= request.routeOptions.bodyLimit)) return payload
+    const client = request.ip
     let held = 0
     let answered = false
     reply.raw.once('close', () => {
       answered = true
-      budget.give(held)
+      budget.give(held, client)
     })
     const counted = new Transform({
       transform(chunk: Buffer, _encoding, next) {
         // What still comes after the answer (of a body refused as too large) is dropped, not held.
         if (answered) return next(null, chunk)
-        if (!budget.take(chunk.length)) return next(new BodyBuffersFull())
+        if (!budget.take(chunk.length, client)) {
+          closeLingeringAfter(reply.raw)
+          return next(new BodyBuffersFull())
+        }
         held += chunk.length
         next(null, chunk)
       },
     })
+    const access = (request.routeOptions.config as { access?: string } | undefined)?.access
+    const deadline = access === 'public' || access === 'open'
+      ? setTimeout(() => {
+        closeLingeringAfter(reply.raw)
+        counted.destroy(new RequestTimeout('The request body took too long to arrive.'))
+      }, anonymousBodyMs(app.config.server.timeouts.request_seconds))
+      : undefined
     // A client that goes away mid-body ends the counted stream too, so its reader is not left waiting.
-    return pipeline(payload, counted, () => {})
+    return pipeline(payload, counted, () => clearTimeout(deadline))
   })
 }

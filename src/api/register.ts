@@ -43,7 +43,7 @@ export async function registerGatewayApi(server: FastifyInstance, app: App): Pro
     })
     const accessCheck = apiAccessCheck(app)
     api.addHook('preParsing', accessCheck.beforeBody)
-    holdBodiesWithin(api, app.ownBodies)
+    holdBodiesWithin(api, app)
     api.addHook('preValidation', accessCheck.afterBody)
     api.addHook('preValidation', refuseNulCharacters)
     api.addHook('preValidation', refuseLoneSurrogates)

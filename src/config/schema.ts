@@ -114,7 +114,7 @@ export const ConfigSchema = z.object({
     body_buffers_mb: z.number().int().min(0).max(64 * 1024).default(64)
       .describe('Memory for the proxied request bodies read before forwarding (`services[].pool.body_buffer_kb`), all services together: a body that would take it past this is streamed as it comes.'),
     api_body_buffers_mb: z.number().int().min(1).max(64 * 1024).default(64)
-      .describe('Memory for the request bodies the gateway\'s own API reads, all requests together (each is read whole before it is parsed): a body that would take it past this is refused, unread, with 503 body_buffers_full and Retry-After: 1. Bounds what many clients sending large bodies at once (to the public login, say) make the gateway hold. At least `api_body_limit_bytes`.'),
+      .describe('Memory for the request bodies the gateway\'s own API reads, all requests together (each is read whole before it is parsed): a body that would take it past this, or one client address\'s bodies past an eighth of it (or past one body of `api_body_limit_bytes`, when more), is refused with 503 body_buffers_full and Retry-After: 1. Bounds what many clients sending large bodies at once (to the public login, say) make the gateway hold. At least `api_body_limit_bytes`.'),
     tls: TlsSchema.optional().describe('Serve HTTPS with these files. Absent: plain HTTP.'),
     shutdown_grace_seconds: z.number().min(0).max(3600).default(25)
       .describe('On SIGTERM or SIGINT, how long requests in flight may take to finish before their connections are cut. Below Kubernetes\' default 30-second termination grace, so Gatehouse exits before it is killed.'),

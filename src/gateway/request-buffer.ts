@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
+import { clientKey } from '../directory/lockout.ts'
 import { BadRequest } from '../errors.ts'
 
 /**
@@ -15,24 +16,42 @@ import { BadRequest } from '../errors.ts'
 /** What is forwarded as a request's body: nothing, the whole of it, or what has been read followed by the rest. */
 export type ForwardedBody = null | Buffer | Readable
 
-/** The bytes of request bodies held in memory at once, for all services together. */
+/**
+ * The bytes of request bodies held in memory at once: for all services together, or for the gateway's own API and
+ * realms. With `perClient`, no one client address (an IPv6 one by its /64, as the connection caps count) holds more
+ * than that much of it, so that clients of a few addresses cannot take it all from everyone else.
+ */
 export class BodyBudget {
   readonly #bytes: number
+  readonly #perClient: number | undefined
   #held = 0
+  readonly #heldByClient = new Map<string, number>()
 
-  constructor(bytes: number) {
+  constructor(bytes: number, options: { perClient?: number } = {}) {
     this.#bytes = bytes
+    this.#perClient = options.perClient
   }
 
-  /** Takes `size` bytes of the budget; false, taking nothing, when they are not there. */
-  take(size: number): boolean {
+  /** Takes `size` bytes of the budget (of `client`'s share too); false, taking nothing, when they are not there. */
+  take(size: number, client?: string): boolean {
     if (this.#held + size > this.#bytes) return false
+    if (this.#perClient !== undefined && client !== undefined) {
+      const key = clientKey(client)
+      const mine = this.#heldByClient.get(key) ?? 0
+      if (mine + size > this.#perClient) return false
+      this.#heldByClient.set(key, mine + size)
+    }
     this.#held += size
     return true
   }
 
-  give(size: number): void {
+  give(size: number, client?: string): void {
     this.#held -= size
+    if (this.#perClient === undefined || client === undefined || size === 0) return
+    const key = clientKey(client)
+    const left = (this.#heldByClient.get(key) ?? 0) - size
+    if (left > 0) this.#heldByClient.set(key, left)
+    else this.#heldByClient.delete(key)
   }
 }
 

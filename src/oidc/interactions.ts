@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { decodeJwt } from 'jose'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, SignInsThrottled, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, RequestTimeout, SignInsThrottled, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { SESSION_STATE_COOKIE, simplePage, type GatewaySignIn } from './keycloak-format.ts'
@@ -631,8 +631,9 @@ function html(reply: FastifyReply, status: number, body: string): FastifyReply {
  */
 async function readForm(app: App, request: FastifyRequest, reply: FastifyReply): Promise<URLSearchParams> {
   if (!/^application\/x-www-form-urlencoded\b/i.test(request.headers['content-type'] ?? '')) return new URLSearchParams()
-  const body = await readRealmBody(app, request.raw, reply.raw)
+  const body = await readRealmBody(app, request.raw, reply.raw, request.ip)
   if (body === 'too_large') throw new PayloadTooLarge()
+  if (body === 'too_slow') throw new RequestTimeout('The form took too long to arrive.')
   if (body === 'budget_full') throw new BodyBuffersFull()
   return new URLSearchParams(body.toString('utf8'))
 }

@@ -8,6 +8,7 @@ import { BodyBuffersFull, DatabaseUnavailable, NUL_MESSAGE, recordedError, SignI
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
 import { nulFields } from '../http/input-safety.ts'
 import { formBytes, formInUtf8, formValuesAreUtf8 } from '../http/legacy-text.ts'
+import { anonymousBodyMs } from '../http/anonymous-bodies.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { auditedToken, auditedTokenFields } from '../audit/tokens.ts'
@@ -272,8 +273,9 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { raw } = exchange
   let body: Buffer | undefined
   if (hasBody(raw)) {
-    const read = await readRealmBody(app, raw, exchange.response)
+    const read = await readRealmBody(app, raw, exchange.response, exchange.ip)
     if (read === 'too_large') return void exchange.refuse(400, 'Request body too large', 'invalid_request', { connection: 'close' })
+    if (read === 'too_slow') return void exchange.refuse(408, 'Request body not received in time', 'invalid_request', { connection: 'close' })
     if (read === 'budget_full') {
       const full = new BodyBuffersFull()
       return void exchange.refuse(full.status, full.message, full.code, { 'retry-after': String(BodyBuffersFull.retryAfterSeconds), connection: 'close' })
@@ -676,39 +678,35 @@ function isForm(raw: IncomingMessage): boolean {
 }
 
 /**
- * A realm's request body, whole: `too_large` past REALM_BODY_LIMIT (a chunked one once it passes the limit, and its
- * connection is then closed after the answer: the rest of it is not read, and reading on would wait on the client), `budget_full` when holding it would take the bodies the gateway reads for itself
- * past `server.api_body_buffers_mb` (`App.ownBodies`, which the gateway API's take from too: src/api/body-parsers.ts), as many
- * anonymous clients posting large forms at once would otherwise have the gateway hold all of them. A body of declared
- * length takes its length before a byte is read; a chunked one each chunk as it comes; all of it is given back when
- * `response` closes. Read with plain stream events: an async iterator per request cost more than the read itself on
- * the token endpoint.
+ * A realm's request body, whole: `too_large` past REALM_BODY_LIMIT (refused unread when its length says so; a chunked
+ * one once it passes the limit), `too_slow` when it has not all arrived within `anonymousBodyMs` (src/http/anonymous-bodies.ts), `budget_full` when
+ * holding it would take the bodies the gateway reads for itself past `server.api_body_buffers_mb`, or `client`'s
+ * share of it (`App.ownBodies`, which the gateway API's take from too: src/api/body-parsers.ts), as many anonymous
+ * clients posting large forms at once would otherwise have the gateway hold all of them. Each chunk takes its bytes as
+ * it comes, so a client that says a length and sends little holds little; all of it is given back when `response`
+ * closes. A body refused part-way has its connection closed after the answer: the rest is not read, and reading on
+ * would wait on the client. Read with plain stream events: an async iterator per request cost more than the read
+ * itself on the token endpoint.
  */
-export function readRealmBody(app: App, raw: IncomingMessage, response: ServerResponse): Promise<Buffer | 'too_large' | 'budget_full'> {
+export function readRealmBody(app: App, raw: IncomingMessage, response: ServerResponse, client: string): Promise<Buffer | 'too_large' | 'too_slow' | 'budget_full'> {
   const budget = app.ownBodies
   const declared = raw.headers['transfer-encoding'] === undefined ? Number(raw.headers['content-length'] ?? 0) : undefined
   if (declared !== undefined && !(declared <= REALM_BODY_LIMIT)) return Promise.resolve('too_large')
-  if (declared !== undefined && !budget.take(declared)) return Promise.resolve('budget_full')
-  let held = declared ?? 0
-  response.once('close', () => budget.give(held))
+  let held = 0
+  response.once('close', () => budget.give(held, client))
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
+    const refuse = (reason: 'too_large' | 'too_slow' | 'budget_full') => {
+      stop()
+      closeLingeringAfter(response)
+      resolve(reason)
+    }
     const onData = (chunk: Buffer) => {
       size += chunk.length
-      if (size > REALM_BODY_LIMIT) {
-        stop()
-        closeLingeringAfter(response)
-        return resolve('too_large')
-      }
-      if (declared === undefined) {
-        if (!budget.take(chunk.length)) {
-          stop()
-          raw.pause()
-          return resolve('budget_full')
-        }
-        held += chunk.length
-      }
+      if (size > REALM_BODY_LIMIT) return refuse('too_large')
+      if (!budget.take(chunk.length, client)) return refuse('budget_full')
+      held += chunk.length
       chunks.push(chunk)
     }
     const onEnd = () => {
@@ -719,7 +717,9 @@ export function readRealmBody(app: App, raw: IncomingMessage, response: ServerRe
       stop()
       reject(error)
     }
+    const deadline = setTimeout(() => refuse('too_slow'), anonymousBodyMs(app.config.server.timeouts.request_seconds))
     const stop = () => {
+      clearTimeout(deadline)
       raw.off('data', onData)
       raw.off('end', onEnd)
       raw.off('error', onError)

@@ -17,15 +17,22 @@ describe('the memory the gateway API\'s request bodies hold', () => {
   after(() => gw.close())
   const postUser = (size: number) => gw.fetch(USERS, { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'x'.repeat(size) }) })
 
-  it('refuses a body that would take the bodies held past server.api_body_buffers_mb with 503 and Retry-After, unread, and has the budget back once clients go away', async () => {
+  it('refuses a body that would take the bodies held past server.api_body_buffers_mb with 503 and Retry-After, and has the budget back once clients go away', async () => {
     const size = 700 * 1024
-    const first = await rawClient(gw.url, '127.0.0.40', Buffer.concat([Buffer.from(post(USERS, size)), randomBytes(100 * 1024)]))
-    // Once the first request is authorized, its body holds the budget: the next one is refused.
-    let second = await postUser(size)
-    for (const deadline = Date.now() + 10_000; second.status !== 503 && Date.now() < deadline;) second = await postUser(size)
-    assert.equal(second.status, 503)
-    assert.equal(second.headers.get('retry-after'), '1')
-    assert.equal((await json(second)).code, 'body_buffers_full')
+    // The first sends most of its body and holds the rest back: what it sent is held.
+    const first = await rawClient(gw.url, '127.0.0.40', Buffer.concat([Buffer.from(post(USERS, size)), randomBytes(650 * 1024)]))
+    // Once the first request is authorized and its bytes read, the next one is refused as its body passes the budget.
+    const next = async () => {
+      const client = await rawClient(gw.url, '127.0.0.43', Buffer.concat([Buffer.from(post(USERS, size)), randomBytes(size)]))
+      const answer = await eventually(() => client.received(), (text) => text.includes('\r\n\r\n'), 10_000)
+      client.socket.destroy()
+      return answer
+    }
+    let second = await next()
+    for (const deadline = Date.now() + 10_000; !second.startsWith('HTTP/1.1 503 ') && Date.now() < deadline;) second = await next()
+    assert.match(second, /^HTTP\/1\.1 503 /)
+    assert.match(second, /\r\nretry-after: 1\r\n/i)
+    assert.match(second, /body_buffers_full/)
     // A read's body is never read, and holds nothing.
     const read = await rawClient(gw.url, '127.0.0.42', `GET ${USERS} HTTP/1.1\r\nHost: gw\r\nAuthorization: ${adminAuth.authorization}\r\nContent-Length: ${size}\r\n\r\n`)
     assert.match(await eventually(() => read.received(), (text) => text.includes('\r\n\r\n'), 10_000), /^HTTP\/1\.1 200 /)
@@ -41,6 +48,19 @@ describe('the memory the gateway API\'s request bodies hold', () => {
     const taken = await postUser(size)
     assert.equal(taken.status, 400, 'read and judged, as the budget is free again')
     assert.equal((await json(taken)).code, 'invalid')
+  })
+
+  it('holds only what a body sent: one that says a large length and sends little takes nothing from the others', async () => {
+    const size = 900 * 1024
+    const drips = await Promise.all(Array.from({ length: 4 }, () => rawClient(gw.url, '127.0.0.44', Buffer.from(post(USERS, size) + '{"user'))))
+    try {
+      // Each said nearly the whole budget; together, four times it. A body as large is read and judged meanwhile.
+      const taken = await postUser(size)
+      assert.equal(taken.status, 400, 'read and judged')
+      assert.equal((await json(taken)).code, 'invalid')
+    } finally {
+      for (const drip of drips) drip.socket.destroy()
+    }
   })
 })
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { REALM, TOKEN_PATH, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { requestFrom } from '../helpers/from-address.ts'
 import { closeAtServer, eventually, rawClient, type RawClient } from '../helpers/raw-client.ts'
 
 const FORM = 'application/x-www-form-urlencoded'
@@ -26,10 +27,10 @@ describe('the memory the realms\' request bodies hold, with the gateway API\'s',
   })
 
   it('holds a flood of large anonymous bodies within server.api_body_buffers_mb, refusing the rest with 503 and Retry-After, and has the budget back once they go away', async () => {
-    // Bodies of the largest size read, sent in part and held open: 64 of them take the whole budget (1 MiB), and
-    // those past it are refused.
+    // Bodies of the largest size read, sent but for their last byte and held open: 64 of them take the whole budget
+    // (1 MiB), and those past it are refused.
     const flood: RawClient[] = []
-    const head = `POST ${TOKEN_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: ${FORM}\r\nContent-Length: ${LIMIT}\r\n\r\ngrant_type=password&`
+    const head = `POST ${TOKEN_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: ${FORM}\r\nContent-Length: ${LIMIT}\r\n\r\ngrant_type=password&password=${'x'.repeat(LIMIT - 1 - 29)}`
     try {
       for (let i = 0; i < 72; i++) flood.push(await rawClient(gw.url, '127.0.0.1', head))
       const refusals = () => flood.filter((client) => client.received().startsWith('HTTP/1.1 503 ')).length
@@ -60,6 +61,53 @@ describe('the memory the realms\' request bodies hold, with the gateway API\'s',
     assert.equal(answer.status, 200, JSON.stringify(answer.body))
     const large = await tokenRequest(gw, { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'x'.repeat(LIMIT - 200) })
     assert.equal(large.status, 401, 'read and judged, as the budget is free again')
+  })
+})
+
+describe('the realms\' share of the body budget, by client, and by time', () => {
+  let gw: TestGateway
+  before(async () => {
+    // An eighth of 8 MiB per client address: 64 of the largest bodies.
+    gw = await startGateway({ config: { realms: testRealms, server: { host: '127.0.0.1', port: 0, api_body_buffers_mb: 8, api_body_limit_bytes: 64 * 1024 } } })
+    await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
+  })
+  after(() => gw.close())
+
+  const passwordGrantFrom = (address: string) => requestFrom(address, gw.url + TOKEN_PATH, {
+    method: 'POST', headers: { 'content-type': FORM }, body: 'client_id=end-users&grant_type=password&username=alice&password=alice-password',
+  })
+  const heldBody = (address: string) => rawClient(gw.url, address, `POST ${TOKEN_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: ${FORM}\r\nContent-Length: ${LIMIT}\r\n\r\ngrant_type=password&password=${'x'.repeat(LIMIT - 1 - 29)}`)
+
+  it('lets no one client address hold more than its share, and serves the others meanwhile', async () => {
+    const flood: RawClient[] = []
+    try {
+      for (let i = 0; i < 70; i++) flood.push(await heldBody('127.0.0.50'))
+      const refusals = () => flood.filter((client) => client.received().startsWith('HTTP/1.1 503 ')).length
+      assert.equal(await eventually(refusals, (count) => count >= 6, 20_000), 6, 'the bodies past its share are refused')
+      // The same address is refused a new body; another address is served.
+      assert.equal((await passwordGrantFrom('127.0.0.50')).status, 503)
+      assert.equal((await passwordGrantFrom('127.0.0.51')).status, 200)
+    } finally {
+      for (const client of flood) client.socket.destroy()
+    }
+  })
+
+  it('refuses a body still arriving after ten seconds, at a realm with 408 and at the public login, and gives its share back', async () => {
+    const realm = await rawClient(gw.url, '127.0.0.52', `POST ${TOKEN_PATH} HTTP/1.1\r\nHost: gw\r\nContent-Type: ${FORM}\r\nContent-Length: 100\r\n\r\ngrant_type=pass`)
+    const login = await rawClient(gw.url, '127.0.0.52', `POST /api/gateway/v1/login/ HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user`)
+    try {
+      const started = Date.now()
+      const [realmAnswer, loginAnswer] = await Promise.all([realm, login].map((client) => eventually(() => client.received(), (text) => text.includes('\r\n\r\n'), 15_000)))
+      const waited = Date.now() - started
+      assert.ok(waited >= 9000 && waited < 13_000, `answered after ${waited} ms`)
+      assert.match(realmAnswer!, /^HTTP\/1\.1 408 [^]*"error_description":"Request body not received in time"/)
+      assert.match(loginAnswer!, /^HTTP\/1\.1 408 [^]*"code":"request_timeout"/)
+      for (const answer of [realmAnswer!, loginAnswer!]) assert.match(answer, /\r\nconnection: close\r\n/i)
+    } finally {
+      realm.socket.destroy()
+      login.socket.destroy()
+    }
+    assert.equal((await passwordGrantFrom('127.0.0.52')).status, 200)
   })
 })
 
