@@ -4,7 +4,7 @@ import { directoryWarnings } from '../config/ldap.ts'
 import { ConfigError, demoConfigFile, loadConfigFile } from '../config/load.ts'
 import { ConfigSchema } from '../config/schema.ts'
 import { addStorageOptions, UsageError, type StorageOptions } from './common.ts'
-import { checkStartFiles, demoUpstreamsProblem, missingSecretWarnings, proxiedWithoutPublicUrlWarning, readableSecretsWarning } from './preflight.ts'
+import { checkStartFiles, demoUpstreamsProblem, missingSecretWarnings, publicUrlWarning, readableSecretsWarning } from './preflight.ts'
 
 export function configCommand(): Command {
   const config = new Command('config').description('check or describe configuration files')
@@ -18,7 +18,7 @@ export function configCommand(): Command {
       const { problems } = checkStartFiles(loaded, { create: false })
       if (demoProblem || problems.length) throw new ConfigError(file, [...(demoProblem ? [demoProblem] : []), ...problems])
       const { host, port, tls } = loaded.server
-      const proxyWarning = proxiedWithoutPublicUrlWarning(loaded, `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`)
+      const proxyWarning = publicUrlWarning(loaded, `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`)
       const warnings = [readableSecretsWarning(file, loaded), ...missingSecretWarnings(loaded, process.env), ...directoryWarnings(loaded.ldap), proxyWarning && `WARNING: ${proxyWarning.message}`].filter(Boolean)
       for (const warning of warnings) process.stderr.write(`gatehouse: ${warning}\n`)
       process.stdout.write(`${file}: OK (${loaded.services.length} service${loaded.services.length === 1 ? '' : 's'}: ${loaded.services.map((s) => s.name).join(', ') || 'none'})\n`)

@@ -102,16 +102,30 @@ export function missingSecretWarnings(config: Config, env: NodeJS.ProcessEnv): s
  * Behind a proxy that terminates TLS, the address Gatehouse listens on is not the one clients reach: without
  * `server.public_url`, the realms' issuer and discovery documents, and the redirects written from them, name that
  * listening address (`http://127.0.0.1:8080`), which clients' token checks and browsers then refuse or cannot reach.
- * Trusted proxies being listed is the sign that one is in front. Said, not refused: a proxy for the client address
- * only (plain HTTP on one name) works as it is.
+ * Trusted proxies being listed is the sign that one is in front. So with several processes on one PostgreSQL
+ * database, each naming its own address. Said, not refused: a proxy for the client address only (plain HTTP on one
+ * name) works as it is, and so does one process on PostgreSQL.
  */
-export function proxiedWithoutPublicUrlWarning(config: Config, listeningUrl: string): { setting: string; issuer: string; message: string } | undefined {
-  if (!config.server.trusted_proxies.length || config.server.public_url !== undefined) return undefined
+export function publicUrlWarning(config: Config, listeningUrl: string): { setting: string; issuer: string; message: string } | undefined {
+  if (config.server.public_url !== undefined) return undefined
   const issuer = `${listeningUrl}/realms/{realm}`
-  return {
-    setting: 'server.public_url',
-    issuer,
-    message: `server.trusted_proxies is set but server.public_url is not: realm issuers, discovery documents and redirects will name ${listeningUrl}, `
-      + 'the address Gatehouse listens on, not the one clients reach through the proxy; set server.public_url to that (e.g. https://gateway.example.com)',
+  if (config.server.trusted_proxies.length) {
+    return {
+      setting: 'server.public_url',
+      issuer,
+      message: `server.trusted_proxies is set but server.public_url is not: realm issuers, discovery documents and redirects will name ${listeningUrl}, `
+        + 'the address Gatehouse listens on, not the one clients reach through the proxy; set server.public_url to that (e.g. https://gateway.example.com)',
+    }
   }
+  // Processes on one PostgreSQL database are one gateway to their clients: a realm token one of them issues under its
+  // own address is refused by the others as another issuer's (the workers of one `serve --workers` share an address).
+  if (config.storage.database !== undefined && config.realms.length) {
+    return {
+      setting: 'server.public_url',
+      issuer,
+      message: `storage.database is set but server.public_url is not: each gateway process on that database names its realms' issuer by its own address (this one ${listeningUrl}), `
+        + 'and refuses the realm tokens the others issue; set server.public_url to the one address clients use (e.g. https://gateway.example.com)',
+    }
+  }
+  return undefined
 }

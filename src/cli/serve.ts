@@ -10,7 +10,7 @@ import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type Log
 import { saveCodeCaches } from '../vendor/code-cache.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
-import { checkStartFiles, demoUpstreamsProblem, proxiedWithoutPublicUrlWarning, readableSecretsWarning } from './preflight.ts'
+import { checkStartFiles, demoUpstreamsProblem, publicUrlWarning, readableSecretsWarning } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
 import { startGatehouse } from './start.ts'
 import { announceReady, holdHangUps, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
@@ -102,7 +102,7 @@ async function serve(options: ServeOptions): Promise<void> {
     app.publicUrl = publicUrl
   }
   // With --workers, the worker that prints the summary says it for all of them.
-  const proxyWarning = printsSummary() ? proxiedWithoutPublicUrlWarning(config, publicUrl) : undefined
+  const proxyWarning = printsSummary() ? publicUrlWarning(config, publicUrl) : undefined
   if (proxyWarning) server.log.warn({ setting: proxyWarning.setting, issuer: proxyWarning.issuer }, proxyWarning.message)
 
   // Before it says it listens: whoever stops it on that line gets a graceful stop, not the signal's default.

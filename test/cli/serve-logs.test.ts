@@ -184,6 +184,15 @@ describe('serve output', () => {
     assert.equal(checked.code, 0, checked.stderr)
     assert.match(checked.stderr, /^gatehouse: WARNING: server\.trusted_proxies is set but server\.public_url is not/m)
     assert.equal((await runCli(['config', 'check', published])).stderr, '')
+
+    // Several processes on one PostgreSQL database are one gateway: without public_url each names its own issuer.
+    const shared = join(dir, 'shared.yaml')
+    writeFileSync(shared, 'storage:\n  database: postgres://gatehouse@127.0.0.1:1/gatehouse\nrealms:\n  - name: platform\n    clients:\n      - { client_id: cli, public_client: true }\n')
+    const sharedCheck = await runCli(['config', 'check', shared])
+    assert.equal(sharedCheck.code, 0, sharedCheck.stderr)
+    assert.match(sharedCheck.stderr, /^gatehouse: WARNING: storage\.database is set but server\.public_url is not: each gateway process on that database names its realms' issuer by its own address/m)
+    writeFileSync(shared, 'storage:\n  database: postgres://gatehouse@127.0.0.1:1/gatehouse\nserver:\n  public_url: https://gateway.example.com\nrealms:\n  - name: platform\n    clients:\n      - { client_id: cli, public_client: true }\n')
+    assert.equal((await runCli(['config', 'check', shared])).stderr, '')
   })
 
   it('takes the log level from --log-level before GATEHOUSE_LOG_LEVEL', async () => {
