@@ -65,7 +65,7 @@ describe('bin/gatehouse where there is no database', () => {
 
         const noTables = await runCli([...args, '--data-dir', blank], { input: input ?? '' })
         assert.equal(noTables.code, 2, `${args.join(' ')}: ${noTables.stderr}`)
-        assert.match(noTables.stderr, /^gatehouse: the database sqlite:.*blank\/gatehouse\.sqlite has no Gatehouse tables; create them with: gatehouse migrate \(serve creates them too\)\n$/, args.join(' '))
+        assert.match(noTables.stderr, /^gatehouse: the database sqlite:.*blank\/gatehouse\.sqlite has no Gatehouse tables; create them with: gatehouse migrate --data-dir .*blank \(serve creates them too\)\n$/, args.join(' '))
         assert.equal(statSync(join(blank, 'gatehouse.sqlite')).size, 0, `${args.join(' ')} created no table`)
       }
 
