@@ -275,7 +275,6 @@ export async function createApp(config: Config, store: Store, options: AppOption
   return app
 }
 
-/** Every login's outcome and every lockout goes to the audit trail, whichever way the password came in. */
 /**
  * `server.api_body_buffers_mb`, of which one client address holds at most an eighth (or one body of the largest size
  * the API takes, when that is more): the bodies of a few addresses' clients, sent slowly or held unfinished, cannot
@@ -286,6 +285,7 @@ function ownBodiesBudget(config: Config): BodyBudget {
   return new BodyBudget(bytes, { perClient: Math.max(Math.floor(bytes / 8), config.server.api_body_limit_bytes) })
 }
 
+/** Every login's outcome and every lockout goes to the audit trail, whichever way the password came in. */
 function auditSignIns(audit: AuditTrail, accounts: Accounts, lockout: Lockout): void {
   accounts.onLoginAttempt(({ username, address, via, user, code }) => {
     const actor = { userId: user?.id ?? null, username, address: address ?? null, method: via.method }

@@ -124,7 +124,7 @@ export async function runWorkers(count: number, database: string | undefined): P
       })
       worker.on('exit', (code, signal) => {
         workers.delete(worker)
-        void scrapes.departed(worker)
+        scrapes.departed(worker)
         if (!ready.has(worker)) {
           reject(new WorkerFailed(code ?? 1))
         } else if (!stopping) {

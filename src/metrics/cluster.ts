@@ -77,8 +77,9 @@ export class ClusterScrapes {
   readonly #workers: () => Iterable<Worker>
   /** Each worker's latest answer. */
   readonly #lastParts = new Map<Worker, Metrics>()
-  /** The counters and histograms of the workers that are gone, summed into one part. */
-  #departed: Metrics = []
+  /** The counters and histograms of the workers that are gone: summed into one part as scrapes come. */
+  #departed: Metrics[] = []
+  #folding = false
   #collection: { id: string; waiting: Set<Worker>; requesters: { worker: Worker; id: string }[]; finish: () => void } | undefined
 
   constructor(workers: () => Iterable<Worker>) {
@@ -96,14 +97,11 @@ export class ClusterScrapes {
     }
   }
 
-  /** A worker exited: what it counted stays counted. */
-  async departed(worker: Worker): Promise<void> {
+  /** A worker exited: what it counted stays counted, from the next scrape on. */
+  departed(worker: Worker): void {
     const last = this.#lastParts.get(worker)
     this.#lastParts.delete(worker)
-    if (!last) return
-    const counts = last.filter((metric) => COUNTING.has(String(metric.type)))
-    const { AggregatorRegistry } = await import('prom-client')
-    this.#departed = await AggregatorRegistry.aggregate([this.#departed, counts]).getMetricsAsJSON()
+    if (last) this.#departed.push(last.filter((metric) => COUNTING.has(String(metric.type))))
   }
 
   #ask(requester: Worker, id: string): void {
@@ -131,7 +129,18 @@ export class ClusterScrapes {
       const { AggregatorRegistry } = await import('prom-client')
       const live = new Set(this.#workers())
       const parts = [...this.#lastParts].filter(([worker]) => live.has(worker)).map(([, part]) => part)
-      const registry = AggregatorRegistry.aggregate([...parts, this.#departed])
+      // Those gone are folded into one part now and then, however many went; each stays counted while it is folded.
+      if (this.#departed.length > 8 && !this.#folding) {
+        this.#folding = true
+        try {
+          const gone = [...this.#departed]
+          const folded = await AggregatorRegistry.aggregate(gone).getMetricsAsJSON()
+          this.#departed = [folded, ...this.#departed.filter((part) => !gone.includes(part))]
+        } finally {
+          this.#folding = false
+        }
+      }
+      const registry = AggregatorRegistry.aggregate([...parts, ...this.#departed])
       answer = { contentType: registry.contentType, text: await registry.metrics() }
     } catch {
       answer = undefined
