@@ -938,5 +938,3 @@ function browserNavigation(raw: unknown): { path: string } | undefined {
   const accept = ACCEPT_LINE.exec(head)?.[1]?.trim()
   return path !== undefined && accept !== undefined && wantsHtml({ headers: { accept } }) ? { path } : undefined
 }
-
-
