@@ -98,8 +98,13 @@ export class PersonalTokens {
     if (!user.isActive) throw new AccountDisabled()
     const expires = Math.min(this.#expiryOf(request, now), request.notAfter ?? Infinity)
     const value = generateToken()
+    const limit = this.#settings.current.oauth2_tokens_per_user_limit
     const record = await this.#store.transaction(async (tx) => {
+      // After the account's row is locked: the issues of one user count one after another.
       await refuseIfEndedSince(tx, user)
+      if (limit > 0 && (await tx.tokens.countOf(user.id)) >= limit) {
+        throw new ValidationFailed({ non_field_errors: [`This user has ${limit} tokens, expired ones included, the most one user may have (oauth2_tokens_per_user_limit); delete some first.`] })
+      }
       return tx.tokens.create({
         userId: user.id,
         tokenHash: hashToken(value),

@@ -55,6 +55,8 @@ export const settingsSchema = z.object({
     .describe('Allow external users (LDAP, single sign-on) to create OAuth2 tokens.'),
   oauth2_access_token_expire_seconds: count(60, 10 * 365 * 24 * 3600).default(31536000)
     .describe('Default and maximum lifetime of a personal OAuth2 token, in seconds (default: one year).'),
+  oauth2_tokens_per_user_limit: count(0, 1_000_000).default(1000)
+    .describe('Most personal OAuth2 tokens one user may have, expired ones included (they stay until deleted); creating one more is refused (0 = no limit).'),
   login_failures_before_lockout: count(0, 1000).default(10)
     .describe('Failed password checks in a row for one username before further checks are refused for a while (0 = no lockout).'),
   login_lockout_seconds: count(1, 24 * 3600).default(60)
@@ -81,7 +83,7 @@ export const settingCategories = {
     settings: ['gateway_basic_auth_enabled', 'login_failures_before_lockout', 'login_lockout_seconds', 'login_failures_per_address', 'login_address_window_seconds', 'login_lockout_spares_clean_addresses'],
   },
   session: { name: 'Sessions', settings: ['session_cookie_age', 'sessions_per_user_limit'] },
-  oauth2: { name: 'OAuth 2', settings: ['allow_external_users_to_create_oauth2_tokens', 'oauth2_access_token_expire_seconds'] },
+  oauth2: { name: 'OAuth 2', settings: ['allow_external_users_to_create_oauth2_tokens', 'oauth2_access_token_expire_seconds', 'oauth2_tokens_per_user_limit'] },
   password: { name: 'Password policy', settings: ['local_password_min_length', 'local_password_refuse_common'] },
 } as const satisfies Record<string, { name: string; settings: readonly (keyof Settings)[] }>
 export const settingNames = Object.keys(settingsSchema.shape) as (keyof Settings)[]

@@ -66,6 +66,12 @@ export class TokenRepository {
     return toToken(row)
   }
 
+  /** How many tokens a user has, expired ones included (they stay until deleted). */
+  async countOf(userId: number): Promise<number> {
+    const { n } = await this.#db.selectFrom('tokens').select((eb) => eb.fn.countAll<number>().as('n')).where('user_id', '=', userId).executeTakeFirstOrThrow()
+    return Number(n)
+  }
+
   async findByHash(tokenHash: string): Promise<TokenRecord | undefined> {
     const row = await this.#db.selectFrom('tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst()
     return row && toToken(row)

@@ -318,3 +318,37 @@ describe('tokens API', () => {
     })
   })
 })
+
+describe('the tokens one user may have', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway()
+  })
+  after(() => gw.close())
+
+  it('refuses a token past oauth2_tokens_per_user_limit, counting expired ones, until the user deletes some', async () => {
+    const carol = { authorization: basic('carol', 'carol-password') }
+    await gw.app.accounts.create({ username: 'carol', password: 'carol-password' })
+    await gw.app.settings.update({ oauth2_tokens_per_user_limit: 2 })
+    try {
+      const first = await createToken(gw, carol, { expires_in: 60 })
+      await createToken(gw, carol)
+      const before = (await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count
+      const refusal = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: carol })
+      const over = await json(refusal)
+      assert.equal(refusal.status, 400, JSON.stringify(over))
+      assert.equal(over.code, 'invalid')
+      assert.match(over.errors.non_field_errors[0], /the most one user may have \(oauth2_tokens_per_user_limit\)/)
+      assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before, 'nothing created')
+      // Another user's count is their own.
+      await gw.app.accounts.create({ username: 'dave', password: 'dave-password' })
+      await createToken(gw, { authorization: basic('dave', 'dave-password') })
+      assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${first.id}/`, { method: 'DELETE', headers: carol })).status, 204)
+      await createToken(gw, carol)
+      await gw.app.settings.update({ oauth2_tokens_per_user_limit: 0 })
+      await createToken(gw, carol)
+    } finally {
+      await gw.app.settings.update({ oauth2_tokens_per_user_limit: 1000 })
+    }
+  })
+})
