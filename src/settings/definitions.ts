@@ -55,7 +55,7 @@ export const settingsSchema = z.object({
     .describe('Allow external users (LDAP, single sign-on) to create OAuth2 tokens.'),
   oauth2_access_token_expire_seconds: count(60, 10 * 365 * 24 * 3600).default(31536000)
     .describe('Default and maximum lifetime of a personal OAuth2 token, in seconds (default: one year).'),
-  oauth2_tokens_per_user_limit: count(0, 1_000_000).default(1000)
+  oauth2_tokens_per_user_limit: count(0, 1_000_000).default(10_000)
     .describe('Most personal OAuth2 tokens one user may have, expired ones included (they stay until deleted); creating one more is refused (0 = no limit).'),
   login_failures_before_lockout: count(0, 1000).default(10)
     .describe('Failed password checks in a row for one username before further checks are refused for a while (0 = no lockout).'),

@@ -348,7 +348,7 @@ describe('the tokens one user may have', () => {
       await gw.app.settings.update({ oauth2_tokens_per_user_limit: 0 })
       await createToken(gw, carol)
     } finally {
-      await gw.app.settings.update({ oauth2_tokens_per_user_limit: 1000 })
+      await gw.app.settings.update({ oauth2_tokens_per_user_limit: 10_000 })
     }
   })
 })
