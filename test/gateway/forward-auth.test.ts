@@ -626,6 +626,15 @@ describe('forward authentication', () => {
         }
       })
 
+      if (keptFor) it('keys a kept decision so that no request takes another\'s: text moved between the cookie and the URL makes another key', async () => {
+        const host = new URL(nginx).host
+        // Joined with a character a client may send, the two keys would be one: `|a|GET|<host>|/app/v1/hosts/?x=|GET|<host>|/outer/open|127.0.0.1`.
+        const refused = `${nginx}/app/v1/hosts/?x=|GET|${host}|/outer/open`
+        assert.equal((await fetch(refused, { headers: { cookie: 'a' } })).status, 401)
+        assert.equal((await fetch(`${nginx}/outer/open`, { headers: { cookie: `a|GET|${host}|/app/v1/hosts/?x=` } })).status, 200, 'a public path, allowed and kept')
+        assert.equal((await fetch(refused, { headers: { cookie: 'a' } })).status, 401, 'not the public path\'s decision')
+      })
+
       if (decisions === 'memory') it('asks Gatehouse once for reads that find no decision while it is being asked', async () => {
         const { token } = await createToken(gw, adminAuth)
         let asked = 0
