@@ -94,6 +94,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
     const { record, value } = await app.tokens.issue(principal.user, {
       scope: principal.scope === 'read' ? 'read' : input.scope,
       notAfter: principal.expiresAt,
+      parentTokenId: principal.method === 'token' ? principal.tokenId : undefined,
       description: input.description ?? undefined,
       expires: input.expires === undefined ? undefined : Date.parse(input.expires),
       expiresIn: input.expires_in,

@@ -32,6 +32,8 @@ export interface TokenRequest {
   expiresIn?: number | undefined
   /** The latest expiry whatever was asked, epoch ms: a token created with a token never outlives it. */
   notAfter?: number | undefined
+  /** The personal token the request creating it came with: revoked or narrowed, it takes this one along. */
+  parentTokenId?: number | undefined
 }
 
 export interface PersonalTokensOptions {
@@ -111,6 +113,7 @@ export class PersonalTokens {
         scope: request.scope ?? 'write',
         description: request.description ?? '',
         expires,
+        parentTokenId: request.parentTokenId,
       }, now)
     })
     return { record, value }
@@ -166,15 +169,22 @@ export class PersonalTokens {
     }
     const narrowed = changes.scope === 'read' && record.scope === 'write'
     return this.#bus.change(async (tx, announce) => {
-      if (narrowed) announce(TOKEN_TOPIC, String(record.id))
+      if (narrowed) {
+        // The tokens it created are narrowed with it: none outranks the token it came from.
+        const descendants = await tx.tokens.descendantsOf(record.id)
+        await tx.tokens.narrow(descendants)
+        for (const id of [record.id, ...descendants]) announce(TOKEN_TOPIC, String(id))
+      }
       return tx.tokens.update(record.id, { description: changes.description, scope: narrowed ? 'read' : undefined })
     })
   }
 
+  /** Deletes a token, and the tokens created with it (the database deletes them with it): none outlives it. */
   async revoke(id: number): Promise<boolean> {
     return this.#bus.change(async (tx, announce) => {
+      const descendants = await tx.tokens.descendantsOf(id)
       const deleted = await tx.tokens.delete(id)
-      if (deleted) announce(TOKEN_TOPIC, String(id))
+      if (deleted) for (const revoked of [id, ...descendants]) announce(TOKEN_TOPIC, String(revoked))
       return deleted
     })
   }
@@ -186,8 +196,10 @@ export class PersonalTokens {
   async revokeByValue(value: string): Promise<TokenRecord | undefined> {
     return this.#bus.change(async (tx, announce) => {
       const record = await tx.tokens.findByHash(hashToken(value))
-      if (!record || !(await tx.tokens.delete(record.id))) return undefined
-      announce(TOKEN_TOPIC, String(record.id))
+      if (!record) return undefined
+      const descendants = await tx.tokens.descendantsOf(record.id)
+      if (!(await tx.tokens.delete(record.id))) return undefined
+      for (const revoked of [record.id, ...descendants]) announce(TOKEN_TOPIC, String(revoked))
       return record
     })
   }

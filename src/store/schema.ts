@@ -121,6 +121,8 @@ export interface TokensTable {
   modified_at: number
   expires_at: number
   last_used_at: number | null
+  /** The token this one was created with (migration 026). */
+  parent_token_id: number | null
 }
 
 export interface OidcRecordsTable {

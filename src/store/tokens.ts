@@ -23,6 +23,8 @@ export interface NewToken {
   scope: TokenScope
   description: string
   expires: number
+  /** The token it is created with, if one: revoking or narrowing that one does the same to this. */
+  parentTokenId?: number | undefined
 }
 
 export interface TokenQuery {
@@ -62,8 +64,25 @@ export class TokenRepository {
       modified_at: now,
       expires_at: input.expires,
       last_used_at: null,
+      parent_token_id: input.parentTokenId ?? null,
     }).returningAll().executeTakeFirstOrThrow()
     return toToken(row)
+  }
+
+  /** The tokens created with this one, and with those, and so on. */
+  async descendantsOf(id: number): Promise<number[]> {
+    const found: number[] = []
+    for (let generation = [id]; generation.length;) {
+      const rows = await this.#db.selectFrom('tokens').select('id').where('parent_token_id', 'in', generation).execute()
+      generation = rows.map((row) => Number(row.id))
+      found.push(...generation)
+    }
+    return found
+  }
+
+  /** Narrows these tokens to `read`. */
+  async narrow(ids: readonly number[], now = Date.now()): Promise<void> {
+    if (ids.length) await this.#db.updateTable('tokens').set({ scope: 'read', modified_at: now }).where('id', 'in', ids).where('scope', '=', 'write').execute()
   }
 
   /** How many tokens a user has, expired ones included (they stay until deleted). */

@@ -352,3 +352,52 @@ describe('the tokens one user may have', () => {
     }
   })
 })
+
+describe('tokens created with a token', () => {
+  let gw: TestGateway
+  const erin = { authorization: basic('erin', 'erin-password') }
+  let client: { client_id: string; client_secret: string }
+  before(async () => {
+    gw = await startGateway()
+    await gw.app.accounts.create({ username: 'erin', password: 'erin-password' })
+    const created = await gw.fetch('/api/gateway/v1/applications/', {
+      method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'revoker', client_type: 'confidential', authorization_grant_type: 'password' }),
+    })
+    client = await json(created)
+  })
+  after(() => gw.close())
+
+  const me = async (token: string) => (await gw.fetch('/api/gateway/v1/me/', { headers: bearer(token) })).status
+  const scopeOf = async (id: number) => (await json(await gw.fetch(`/api/gateway/v1/tokens/${id}/`, { headers: erin }))).scope
+
+  it('are narrowed with the token they came from, and its children\'s children too', async () => {
+    const parent = await createToken(gw, erin)
+    const child = await createToken(gw, bearer(parent.token))
+    const grandchild = await createToken(gw, bearer(child.token))
+    assert.equal(await scopeOf(grandchild.id), 'write')
+    const narrowed = await gw.fetch(`/api/gateway/v1/tokens/${parent.id}/`, { method: 'PATCH', headers: { ...erin, 'content-type': 'application/json' }, body: JSON.stringify({ scope: 'read' }) })
+    assert.equal(narrowed.status, 200)
+    assert.deepEqual([await scopeOf(child.id), await scopeOf(grandchild.id)], ['read', 'read'])
+    // Held to read at once, though each was used (and cached) before.
+    const write = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: bearer(grandchild.token) })
+    assert.equal(write.status, 403)
+  })
+
+  it('end with the token they came from, revoked by id or by value, and only they', async () => {
+    for (const revoke of ['delete', 'revoke_token'] as const) {
+      const parent = await createToken(gw, erin)
+      const child = await createToken(gw, bearer(parent.token))
+      const grandchild = await createToken(gw, bearer(child.token))
+      const unrelated = await createToken(gw, erin)
+      assert.deepEqual(await Promise.all([child, grandchild, unrelated].map((t) => me(t.token))), [200, 200, 200])
+      const revoked = revoke === 'delete'
+        ? await gw.fetch(`/api/gateway/v1/tokens/${parent.id}/`, { method: 'DELETE', headers: erin })
+        : await gw.fetch('/o/revoke_token/', { method: 'POST', headers: { authorization: basic(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: parent.token }) })
+      assert.ok(revoked.status === 204 || revoked.status === 200, `${revoke}: ${revoked.status}`)
+      assert.deepEqual(await Promise.all([parent, child, grandchild].map((t) => me(t.token))), [401, 401, 401], revoke)
+      assert.equal(await me(unrelated.token), 200, 'a token not made with it stays')
+      assert.equal(await gw.app.store.tokens.findById(grandchild.id), undefined, 'deleted, not only refused')
+    }
+  })
+})

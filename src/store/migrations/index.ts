@@ -31,6 +31,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '023_application_name_length': async () => (await import('./023_application_name_length.ts')).applicationNameLength,
   '024_ldap_entries': async () => (await import('./024_ldap_entries.ts')).ldapEntries,
   '025_oidc_null_key_indexes': async () => (await import('./025_oidc_null_key_indexes.ts')).oidcNullKeyIndexes,
+  '026_token_parents': async () => (await import('./026_token_parents.ts')).tokenParents,
 }
 
 /** The names of this version's migrations, in order. */
