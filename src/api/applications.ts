@@ -212,13 +212,20 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       const organizationId = await existingOrganization(input.organization)
       await uniqueInOrganization(input.name ?? current.name, organizationId === undefined ? current.organizationId : organizationId, current.id)
       const userId = await existingUser(input.user)
-      const updated = await checkedWrite({ organizationId, userId }, () => app.store.applications.update(current.id, {
-        name: input.name,
-        description: input.description,
-        authorizationGrantType: input.authorization_grant_type,
-        redirectUris: input.redirect_uris === undefined ? undefined : uris,
-        organizationId,
-        userId,
+      // Another grant type ends the tokens the old one gave, in the same transaction: a refresh token of a password
+      // application switched to the authorization-code grant would otherwise go on giving what that grant now refuses.
+      const grantChanged = grant !== current.authorizationGrantType
+      const updated = await checkedWrite({ organizationId, userId }, () => app.bus.change(async (tx, announce) => {
+        const written = await tx.applications.update(current.id, {
+          name: input.name,
+          description: input.description,
+          authorizationGrantType: input.authorization_grant_type,
+          redirectUris: input.redirect_uris === undefined ? undefined : uris,
+          organizationId,
+          userId,
+        })
+        if (written && grantChanged) await endApplicationTokens(tx, announce, [current.clientId])
+        return written
       }))
       if (!updated) throw new NotFound('No such application.')
       app.audit.change(actorOf(request), 'update', audited(updated), await serialize(current), await serialize(updated))

@@ -539,6 +539,34 @@ describe('the platform\'s clients', () => {
       assert.equal(await me(keptToken.token!), 200, 'another application\'s token')
     })
 
+    it('rotates an application\'s refresh tokens, as django-oauth-toolkit does: an earlier one is refused, and its reuse ends the sign-in', async () => {
+      const application = await createApplication({ name: 'rotating', client_type: 'public', authorization_grant_type: 'password' })
+      const refresh = async (token: string) => json(await gw.fetch('/o/token/', { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', client_id: application.client_id, refresh_token: token }) }))
+      const { body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+      const first = await refresh(body.refresh_token)
+      assert.ok(first.access_token, JSON.stringify(first))
+      assert.notEqual(first.refresh_token, body.refresh_token)
+      const again = await refresh(body.refresh_token)
+      assert.equal(again.error, 'invalid_grant', 'the used refresh token')
+      assert.equal((await refresh(first.refresh_token)).error, 'invalid_grant', 'its reuse ended the sign-in, the newest refresh token with it')
+    })
+
+    it('ends an application\'s tokens when its grant type changes, as the new grant would not give them', async () => {
+      const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
+      const me = (token: string) => gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${token}` } }).then((response) => response.status)
+      const application = await createApplication({ name: 'switching', client_type: 'public', authorization_grant_type: 'password' })
+      const { token, body } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+      assert.equal(await me(token!), 200)
+      // A change that keeps the grant type keeps the tokens.
+      assert.equal((await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ description: 'still password' }) })).status, 200)
+      assert.equal(await me(token!), 200)
+      const switched = await gw.fetch(`/api/gateway/v1/applications/${application.id}/`, { method: 'PATCH', headers: admin, body: JSON.stringify({ authorization_grant_type: 'authorization-code', redirect_uris: 'https://app.example.com/callback' }) })
+      assert.equal(switched.status, 200)
+      assert.equal(await me(token!), 401, 'the access token')
+      const refreshed = await json(await gw.fetch('/o/token/', { method: 'POST', body: new URLSearchParams({ grant_type: 'refresh_token', client_id: application.client_id, refresh_token: body.refresh_token }) }))
+      assert.equal(refreshed.error, 'invalid_grant', 'the refresh token')
+    })
+
     it('refuses bad applications by field, creating nothing', async () => {
       const admin = { authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}`, 'content-type': 'application/json' }
       const count = async () => (await json(await gw.fetch('/api/gateway/v1/applications/', { headers: admin }))).count
