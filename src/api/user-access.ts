@@ -40,8 +40,15 @@ export function userAccessRoutes(api: GatewayApi, app: App): void {
     const visible = visibilityOf(app, request)
     // The caller's address says where the caller is, not where another user would come from: their services are
     // judged as from an address no `networks` condition names.
-    const address = user.id === principalOf(request).user.id ? request.ip : undefined
-    const services = app.config.services.map((service) => {
+    const self = user.id === principalOf(request).user.id
+    const address = self ? request.ip : undefined
+    const teams = access.teams.filter((team) => visible?.teams.has(team.id) ?? true)
+    const organizations = access.organizations.filter((o) => visible?.organizations.has(o.id) ?? true)
+    const held = access.held.filter((h) => seesRoleOn(visible, h))
+    // Which services a user reaches, and by which rule, tells the memberships that decide it: to a caller who does
+    // not see all of them (an organization admin looking at a member of another organization too), none is judged.
+    const seesAll = self || (teams.length === access.teams.length && organizations.length === access.organizations.length && held.length === access.held.length)
+    const services = !seesAll ? null : app.config.services.map((service) => {
       const rules = app.serviceRules.get(service.name)
       const decision = rules?.decide({ principal: { userId: user.id, user, method: 'session' }, access, method: 'GET', path: service.prefix, address })
       return {
@@ -54,9 +61,9 @@ export function userAccessRoutes(api: GatewayApi, app: App): void {
     })
     return {
       user: user.id,
-      teams: access.teams.filter((team) => visible?.teams.has(team.id) ?? true).map((team) => ({ id: team.id, name: team.name, organization: team.organizationId })),
-      organizations: access.organizations.filter((o) => visible?.organizations.has(o.id) ?? true).map((o) => ({ id: o.id, name: o.name })),
-      roles: [...new Set(access.held.filter((held) => seesRoleOn(visible, held)).map((held) => held.role.name))].sort(),
+      teams: teams.map((team) => ({ id: team.id, name: team.name, organization: team.organizationId })),
+      organizations: organizations.map((o) => ({ id: o.id, name: o.name })),
+      roles: [...new Set(held.map((h) => h.role.name))].sort(),
       services,
     }
   })

@@ -21,12 +21,13 @@ describe('a user\'s access as the API shows it', () => {
         outside: [{ deny: { networks: ['127.0.0.0/8', '::1'] } }, { allow: { methods: ['GET'] } }],
       }),
     })
-    for (const name of ['labmember', 'opsadmin']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
+    for (const name of ['labmember', 'opsadmin', 'opsmember']) await gw.app.accounts.create({ username: name, password: `${name}-password-long` })
     const research = await createOrgAndTeam(gw, 'Research', 'Lab')
     const ops = await createOrgAndTeam(gw, 'Ops', 'Oncall')
     assert.equal((await grant(gw, 'labmember', 'Team Member', research.team)).status, 201)
     assert.equal((await grant(gw, 'labmember', 'Organization Member', ops.organization)).status, 201)
     assert.equal((await grant(gw, 'opsadmin', 'Organization Admin', ops.organization)).status, 201)
+    assert.equal((await grant(gw, 'opsmember', 'Organization Member', ops.organization)).status, 201)
   })
   after(() => gw.close())
 
@@ -41,7 +42,14 @@ describe('a user\'s access as the API shows it', () => {
   it('judges another user\'s services without the caller\'s address, and the caller\'s own from where they are', async () => {
     const services = (body: any) => Object.fromEntries(body.services.map((s: any) => [s.service, s.allowed]))
     assert.deepEqual([services(await access('labmember', 'labmember')).inside, services(await access('labmember', 'labmember')).outside], [true, false])
-    const seenByOpsAdmin = services(await access('labmember', 'opsadmin'))
+    const seenByOpsAdmin = services(await access('opsmember', 'opsadmin'))
     assert.deepEqual([seenByOpsAdmin.inside, seenByOpsAdmin.outside], [false, true], 'as from an address no rule names')
+  })
+
+  it('judges no services for a caller who does not see all of the user\'s memberships: the rules would tell the hidden ones', async () => {
+    assert.equal((await access('labmember', 'opsadmin')).services, null)
+    assert.ok(Array.isArray((await access('opsmember', 'opsadmin')).services))
+    const bySuperuser = await call(gw, 'GET', `users/${await userId(gw, 'labmember')}/access/`)
+    assert.ok(Array.isArray(bySuperuser.body.services), 'a superuser sees everything')
   })
 })
