@@ -97,9 +97,10 @@ describe('the realms\' share of the body budget, by client, and by time', () => 
     const login = await rawClient(gw.url, '127.0.0.52', `POST /api/gateway/v1/login/ HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user`)
     try {
       const started = Date.now()
-      const [realmAnswer, loginAnswer] = await Promise.all([realm, login].map((client) => eventually(() => client.received(), (text) => text.includes('\r\n\r\n'), 15_000)))
+      const [realmAnswer, loginAnswer] = await Promise.all([realm, login].map((client) => eventually(() => client.received(), (text) => text.includes('\r\n\r\n'), 20_000)))
       const waited = Date.now() - started
-      assert.ok(waited >= 9000 && waited < 13_000, `answered after ${waited} ms`)
+      // Ten seconds, and a loaded machine's lateness beside them; far from the 300 s a request may otherwise take.
+      assert.ok(waited >= 9000 && waited < 16_000, `answered after ${waited} ms`)
       assert.match(realmAnswer!, /^HTTP\/1\.1 408 [^]*"error_description":"Request body not received in time"/)
       assert.match(loginAnswer!, /^HTTP\/1\.1 408 [^]*"code":"request_timeout"/)
       for (const answer of [realmAnswer!, loginAnswer!]) assert.match(answer, /\r\nconnection: close\r\n/i)
