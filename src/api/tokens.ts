@@ -95,6 +95,7 @@ export function tokenRoutes(api: GatewayApi, app: App): void {
       scope: principal.scope === 'read' ? 'read' : input.scope,
       notAfter: principal.expiresAt,
       parentTokenId: principal.method === 'token' ? principal.tokenId : undefined,
+      parentAccessToken: principal.method === 'oidc' ? principal.accessToken : undefined,
       description: input.description ?? undefined,
       expires: input.expires === undefined ? undefined : Date.parse(input.expires),
       expiresIn: input.expires_in,

@@ -92,8 +92,8 @@ export class OidcBearerAuthenticator implements Authenticator {
     // OAuth2 application's, from `/o/token/`), as a personal token is: a `read` token writes nowhere, and the service is
     // told the scope. A token of the realm's own scopes alone (a browser application's) is the whole account's there.
     const { scopes } = verified
-    if (!policy.scoped && !scopes.has('write') && !scopes.has('read')) return { userId: verified.userId, method: 'oidc', scopes, expiresAt: verified.expiresAt, issuedAt }
-    return { userId: verified.userId, method: 'oidc', scope: scopes.has('write') ? 'write' : 'read', scopes, expiresAt: verified.expiresAt, issuedAt }
+    if (!policy.scoped && !scopes.has('write') && !scopes.has('read')) return { userId: verified.userId, method: 'oidc', scopes, expiresAt: verified.expiresAt, issuedAt, accessToken: verified }
+    return { userId: verified.userId, method: 'oidc', scope: scopes.has('write') ? 'write' : 'read', scopes, expiresAt: verified.expiresAt, issuedAt, accessToken: verified }
   }
 
   async issuedBeforeAccount(): Promise<Unauthenticated> {

@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AccountDisabled, ExternalUsersCannotCreateTokens, InvalidCredentials, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, ExternalUsersCannotCreateTokens, InvalidCredentials, InvalidToken, ValidationFailed } from '../errors.ts'
 import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { EventBus } from '../store/event-bus.ts'
 import type { Repositories, Store } from '../store/store.ts'
 import { BoundedCache, type CacheStats } from '../store/cache.ts'
-import type { TokenRecord, TokenScope } from '../store/tokens.ts'
+import type { AccessTokenOrigin, EndedAccessTokens, TokenRecord, TokenScope } from '../store/tokens.ts'
 import { DATABASE_NOW, type User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
-import { TOKEN_TOPIC, USER_TOPIC } from '../store/topics.ts'
+import { realmRevocation, REVOKE_TOPIC, TOKEN_TOPIC, USER_TOPIC } from '../store/topics.ts'
 
 const CLOSE_FLUSH_ATTEMPTS = 3
 const CLOSE_FLUSH_RETRY_MS = 200
@@ -34,6 +34,8 @@ export interface TokenRequest {
   notAfter?: number | undefined
   /** The personal token the request creating it came with: revoked or narrowed, it takes this one along. */
   parentTokenId?: number | undefined
+  /** The OIDC access token the request creating it came with: revoked, or its grant or realm ended, it takes this one along. */
+  parentAccessToken?: AccessTokenOrigin | undefined
 }
 
 export interface PersonalTokensOptions {
@@ -79,6 +81,15 @@ export class PersonalTokens {
     bus.on(TOKEN_TOPIC, (key) => {
       if (key === 'all') this.#forgetLastUse()
     })
+    // Wherever an OIDC access token, its grant or its realm's earlier tokens end (a logout, the revocation endpoint, an
+    // application deleted, a `logout-all`), the personal tokens created with them end in the same transaction.
+    bus.cascade(REVOKE_TOPIC, async (tx, keys, announce) => {
+      const created = await tx.tokens.createdWithEnded(endedAccessTokens(keys))
+      if (!created.length) return
+      const descendants = await tx.tokens.descendantsOf(created)
+      await tx.tokens.deleteMany(created)
+      for (const id of [...created, ...descendants]) announce(TOKEN_TOPIC, String(id))
+    })
   }
 
   /**
@@ -104,6 +115,9 @@ export class PersonalTokens {
     const record = await this.#store.transaction(async (tx) => {
       // After the account's row is locked: the issues of one user count one after another.
       await refuseIfEndedSince(tx, user)
+      if (request.parentAccessToken && !(await tx.oidc.holdAccessToken(request.parentAccessToken.jti, request.parentAccessToken.grantId, now))) {
+        throw new InvalidToken('The access token was revoked or its session ended.')
+      }
       if (limit > 0 && (await tx.tokens.countOf(user.id)) >= limit) {
         throw new ValidationFailed({ non_field_errors: [`This user has ${limit} tokens, expired ones included, the most one user may have (oauth2_tokens_per_user_limit); delete some first.`] })
       }
@@ -114,6 +128,7 @@ export class PersonalTokens {
         description: request.description ?? '',
         expires,
         parentTokenId: request.parentTokenId,
+        parentAccessToken: request.parentAccessToken,
       }, now)
     })
     return { record, value }
@@ -284,6 +299,18 @@ export class PersonalTokens {
  * would be outlived by a token made now, so none is: the request is answered as its credential's next one will be.
  * An account deleted meanwhile is left to the token's foreign key.
  */
+/** What REVOKE_TOPIC's keys name (src/store/topics.ts): access tokens by `jti`, grants, realms' not-befores. */
+function endedAccessTokens(keys: readonly string[]): EndedAccessTokens {
+  const ended: EndedAccessTokens = { jtis: [], grants: [], realms: [] }
+  for (const key of keys) {
+    const realmWide = realmRevocation(key)
+    if (realmWide) ended.realms.push(realmWide)
+    else if (key.startsWith('jti:')) ended.jtis.push(key.slice(4))
+    else if (key.startsWith('grant:')) ended.grants.push(key.slice(6))
+  }
+  return ended
+}
+
 async function refuseIfEndedSince(tx: Repositories, user: User): Promise<void> {
   // Locked until the token is committed: a revocation of the account's tokens either waits and then deletes this
   // token with the others, or commits first and is seen here.

@@ -1,4 +1,5 @@
 import type { AuthMethod } from '../config/schema.ts'
+import type { AccessTokenOrigin } from '../store/tokens.ts'
 import type { User } from '../store/users.ts'
 
 /** What an authenticator vouches for once a credential checked out: whose it is, before their account is looked at. */
@@ -20,6 +21,8 @@ export interface Credential {
    * one issued before the account's not-before is refused. Absent for basic credentials, checked as they come.
    */
   readonly issuedAt?: number
+  /** The OIDC access token itself when the method is `oidc`: a personal token created with it ends with it. */
+  readonly accessToken?: AccessTokenOrigin
 }
 
 /** Who a request is from: a credential that checked out, of an account that is active (src/auth/pipeline.ts). */

@@ -11,6 +11,9 @@ type Listener = (key: string) => void | Promise<void>
 /** Records, inside a change's transaction, the news every process must hear of it. */
 export type Announce = (topic: Topic, key: string) => void
 
+/** What must change along with news under a topic, in the same transaction: given the keys announced (EventBus `cascade`). */
+export type Cascade = (tx: Repositories, keys: readonly string[], announce: Announce) => Promise<void>
+
 /** Identity values can commit out of order on PostgreSQL; re-reading a short window behind the newest catches late ones. */
 const LOOK_BACK = 50
 /**
@@ -84,6 +87,7 @@ export class EventBus {
   readonly clock: DatabaseClock
   readonly #store: Store
   readonly #listeners = new Map<string, Listener[]>()
+  readonly #cascades = new Map<Topic, Cascade[]>()
   readonly #readListeners: ((lagMs: number) => void)[] = []
   readonly #missedListeners: (() => void | Promise<void>)[] = []
   readonly #appliedListeners: (() => void)[] = []
@@ -163,6 +167,15 @@ export class EventBus {
   }
 
   /**
+   * Has `cascade` run inside every change that announces news under `topic`, after the change's own work, with the
+   * keys it announced there: whatever must end with what the news names ends in the same transaction, wherever the
+   * change was made, and what it announces is written along. It sees the change's own news, not other cascades'.
+   */
+  cascade(topic: Topic, cascade: Cascade): void {
+    this.#cascades.set(topic, [...this.#cascades.get(topic) ?? [], cascade])
+  }
+
+  /**
    * Applies a change and writes the news of it in one transaction: `work` writes through `tx` (and nothing else:
    * see Store.transaction) and calls `announce` for each event. Once committed, this process's listeners run
    * before this returns, and other processes have read the news (PostgreSQL: confirmed, within ACK_WAIT_MS) or
@@ -174,7 +187,9 @@ export class EventBus {
     let stampedAt = 0
     const result = await this.#store.transaction(async (tx) => {
       news.length = 0
-      const result = await work(tx, (topic, key) => void news.push({ topic, key }))
+      const announce: Announce = (topic, key) => void news.push({ topic, key })
+      const result = await work(tx, announce)
+      if (this.#cascades.size && news.length) await this.#cascade(tx, [...news], announce)
       ids.length = 0
       for (const { topic, key } of news) {
         const { id, createdAt } = await tx.events.appendStamped(topic, key)
@@ -197,6 +212,13 @@ export class EventBus {
     }
     if (this.#postgres) await this.#waitForReaders(Math.max(...ids))
     return result
+  }
+
+  async #cascade(tx: Repositories, news: readonly { topic: string; key: string }[], announce: Announce): Promise<void> {
+    for (const [topic, cascades] of this.#cascades) {
+      const keys = news.filter((item) => item.topic === topic).map((item) => item.key)
+      if (keys.length) for (const cascade of cascades) await cascade(tx, keys, announce)
+    }
   }
 
   /** A change that is nothing but news (`change` with no writes of its own). */

@@ -314,6 +314,21 @@ export class OidcRecordRepository {
       })).where('oidc_records.ended_at', 'is', null))))
   }
 
+  /**
+   * Whether an access token's record (a user's `AccessToken`, a service account's `ClientCredentials`) and, when it has
+   * one, its grant are live, holding them (PostgreSQL: locked for share) until the transaction ends: a revocation that
+   * would delete them waits for it and then sees what the transaction created with the token, or committed first and
+   * is seen here.
+   */
+  async holdAccessToken(jti: string, grantId: string | null, now: number): Promise<boolean> {
+    const read = this.#live(now).where((eb) => eb.or([
+      eb.and([eb('model', 'in', ['AccessToken', 'ClientCredentials']), eb('id', '=', jti)]),
+      ...grantId === null ? [] : [eb.and([eb('model', '=', GRANT_MODEL), eb('id', '=', grantId)])],
+    ]))
+    const rows = await (this.#dialect === 'postgres' ? read.forShare() : read).execute()
+    return rows.some((row) => row.model !== GRANT_MODEL) && (grantId === null || rows.some((row) => row.model === GRANT_MODEL))
+  }
+
   async find(model: string, id: string, now: number): Promise<OidcRecord | undefined> {
     const along = this.#readAlong.take(model, id)
     if (along !== undefined && (along === null || along.expiresAt === null || along.expiresAt > now)) return along ?? undefined

@@ -123,6 +123,11 @@ export interface TokensTable {
   last_used_at: number | null
   /** The token this one was created with (migration 026). */
   parent_token_id: number | null
+  /** The OIDC access token this one was created with: its `jti`, grant, realm and `iat` (migration 027). */
+  parent_access_token: string | null
+  parent_grant_id: string | null
+  parent_realm: string | null
+  parent_issued_at: number | null
 }
 
 export interface OidcRecordsTable {

@@ -17,6 +17,15 @@ export interface TokenRecord {
   lastUsed: number | null
 }
 
+/** Which OIDC access token a credential is, and what ends it: its own revocation, its grant's, its realm's not-before. */
+export interface AccessTokenOrigin {
+  readonly realm: string
+  readonly jti: string
+  readonly grantId: string | null
+  /** Its `iat`, whole seconds. */
+  readonly issuedAt: number
+}
+
 export interface NewToken {
   userId: number
   tokenHash: string
@@ -25,6 +34,15 @@ export interface NewToken {
   expires: number
   /** The token it is created with, if one: revoking or narrowing that one does the same to this. */
   parentTokenId?: number | undefined
+  /** The OIDC access token it is created with, if one: that token's revocation, its grant's or its realm's ends this. */
+  parentAccessToken?: AccessTokenOrigin | undefined
+}
+
+/** What ended OIDC access tokens (REVOKE_TOPIC's keys): tokens by `jti`, grants, and realms' not-befores (seconds). */
+export interface EndedAccessTokens {
+  jtis: string[]
+  grants: string[]
+  realms: { realm: string; notBefore: number }[]
 }
 
 export interface TokenQuery {
@@ -46,6 +64,9 @@ export const tokenFilterFields: FilterFields = Object.freeze({
   last_used: { column: 'last_used_at', type: 'time' },
 })
 
+/** Values per `in (...)` list: well within SQLite's 32,766 parameters and PostgreSQL's 65,535. */
+const IN_BATCH = 500
+
 /** Personal OAuth 2 tokens. Lookups go by the token's hash; this layer never sees a token's value. */
 export class TokenRepository {
   readonly #db: Kysely<Tables>
@@ -65,19 +86,54 @@ export class TokenRepository {
       expires_at: input.expires,
       last_used_at: null,
       parent_token_id: input.parentTokenId ?? null,
+      parent_access_token: input.parentAccessToken?.jti ?? null,
+      parent_grant_id: input.parentAccessToken?.grantId ?? null,
+      parent_realm: input.parentAccessToken?.realm ?? null,
+      parent_issued_at: input.parentAccessToken?.issuedAt ?? null,
     }).returningAll().executeTakeFirstOrThrow()
     return toToken(row)
   }
 
-  /** The tokens created with this one, and with those, and so on. */
-  async descendantsOf(id: number): Promise<number[]> {
+  /** The tokens created with these, and with those, and so on. */
+  async descendantsOf(ids: number | readonly number[]): Promise<number[]> {
     const found: number[] = []
-    for (let generation = [id]; generation.length;) {
-      const rows = await this.#db.selectFrom('tokens').select('id').where('parent_token_id', 'in', generation).execute()
-      generation = rows.map((row) => Number(row.id))
-      found.push(...generation)
+    for (let generation = typeof ids === 'number' ? [ids] : [...ids]; generation.length;) {
+      const next: number[] = []
+      for (let i = 0; i < generation.length; i += IN_BATCH) {
+        const rows = await this.#db.selectFrom('tokens').select('id').where('parent_token_id', 'in', generation.slice(i, i + IN_BATCH)).execute()
+        for (const row of rows) next.push(Number(row.id))
+      }
+      found.push(...next)
+      generation = next
     }
     return found
+  }
+
+  /** The tokens created with OIDC access tokens that have ended (not those created with these tokens in turn). */
+  async createdWithEnded(ended: EndedAccessTokens): Promise<number[]> {
+    const found = new Set<number>()
+    // In batches, as a client's deletion can end thousands of grants at once: each stays within the bound on parameters.
+    for (const [column, values] of [['parent_access_token', ended.jtis], ['parent_grant_id', ended.grants]] as const) {
+      for (let i = 0; i < values.length; i += IN_BATCH) {
+        const rows = await this.#db.selectFrom('tokens').select('id').where(column, 'in', values.slice(i, i + IN_BATCH)).execute()
+        for (const row of rows) found.add(Number(row.id))
+      }
+    }
+    for (const { realm, notBefore } of ended.realms) {
+      const rows = await this.#db.selectFrom('tokens').select('id').where('parent_realm', '=', realm).where('parent_issued_at', '<', notBefore).execute()
+      for (const row of rows) found.add(Number(row.id))
+    }
+    return [...found]
+  }
+
+  /** Deletes these tokens (and, in the database, those created with them); how many there were. */
+  async deleteMany(ids: readonly number[]): Promise<number> {
+    let deleted = 0
+    for (let i = 0; i < ids.length; i += IN_BATCH) {
+      const result = await this.#db.deleteFrom('tokens').where('id', 'in', ids.slice(i, i + IN_BATCH)).executeTakeFirst()
+      deleted += Number(result.numDeletedRows)
+    }
+    return deleted
   }
 
   /** Narrows these tokens to `read`. */

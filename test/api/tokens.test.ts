@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { NOT_MINE } from '../../src/auth/authenticator.ts'
 import { InvalidCredentials } from '../../src/errors.ts'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { createTestDatabase } from '../helpers/postgres.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
 describe('tokens API', () => {
@@ -399,5 +400,107 @@ describe('tokens created with a token', () => {
       assert.equal(await me(unrelated.token), 200, 'a token not made with it stays')
       assert.equal(await gw.app.store.tokens.findById(grandchild.id), undefined, 'deleted, not only refused')
     }
+  })
+
+  /** An application of the realm signing erin in with the password grant: an OIDC access token, its refresh token and realm. */
+  async function signIn(app = client): Promise<{ access: string; refresh: string; realm: string }> {
+    const answer = await gw.fetch('/o/token/', {
+      method: 'POST',
+      headers: { authorization: basic(app.client_id, app.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'password', username: 'erin', password: 'erin-password', scope: 'write' }),
+    })
+    const tokens = await json(answer)
+    assert.equal(answer.status, 201, JSON.stringify(tokens))
+    const issuer = JSON.parse(Buffer.from(tokens.access_token.split('.')[1], 'base64url').toString()).iss as string
+    return { access: tokens.access_token, refresh: tokens.refresh_token, realm: decodeURIComponent(issuer.split('/realms/')[1]!) }
+  }
+
+  it('end with the OIDC access token they came from: its revocation, its grant\'s, its application\'s, its realm\'s logout-all', async () => {
+    const revokeAtPlatform = (token: string, app = client) => gw.fetch('/o/revoke_token/', {
+      method: 'POST', headers: { authorization: basic(app.client_id, app.client_secret), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token }),
+    })
+    const ends: Record<string, (signedIn: { access: string; refresh: string; realm: string }, app: typeof client) => Promise<Response>> = {
+      'the access token revoked': ({ access }, app) => revokeAtPlatform(access, app),
+      'its refresh token revoked (the grant)': ({ refresh }, app) => revokeAtPlatform(refresh, app),
+      'its application deleted': async (_, app) => gw.fetch(`/api/gateway/v1/applications/${(app as typeof client & { id: number }).id}/`, { method: 'DELETE', headers: adminAuth }),
+      'its realm\'s logout-all': ({ realm }) => gw.fetch(`/admin/realms/${encodeURIComponent(realm)}/logout-all`, { method: 'POST', headers: adminAuth }),
+    }
+    for (const [how, end] of Object.entries(ends)) {
+      const created = await gw.fetch('/api/gateway/v1/applications/', {
+        method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: `ended ${how}`, client_type: 'confidential', authorization_grant_type: 'password' }),
+      })
+      const app = await json(created)
+      const signedIn = await signIn(app)
+      const child = await createToken(gw, bearer(signedIn.access))
+      const grandchild = await createToken(gw, bearer(child.token))
+      const unrelated = await createToken(gw, erin)
+      assert.deepEqual(await Promise.all([child, grandchild, unrelated].map((t) => me(t.token))), [200, 200, 200], how)
+      const ended = await end(signedIn, app)
+      assert.ok(ended.status >= 200 && ended.status < 300, `${how}: ${ended.status}`)
+      assert.deepEqual(await Promise.all([child, grandchild].map((t) => me(t.token))), [401, 401], how)
+      assert.equal(await me(unrelated.token), 200, `${how}: a token not made with it stays`)
+      assert.equal(await gw.app.store.tokens.findById(child.id), undefined, `${how}: deleted, not only refused`)
+    }
+  })
+
+  it('are refused while the OIDC access token is being revoked, rather than outliving it', async () => {
+    const signedIn = await signIn()
+    const created = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: bearer(signedIn.access) })
+    assert.equal(created.status, 201)
+    // The request was let in before the revocation; the token is created after it committed: refused, not kept.
+    const { jti } = JSON.parse(Buffer.from(signedIn.access.split('.')[1]!, 'base64url').toString())
+    await gw.app.store.oidc.destroy('AccessToken', jti)
+    const before = (await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count
+    const late = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: bearer(signedIn.access) })
+    assert.equal(late.status, 401)
+    assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before, 'nothing created')
+  })
+})
+
+describe('tokens created with an OIDC access token, on PostgreSQL with two processes', () => {
+  let first: TestGateway
+  let second: TestGateway
+  let drop: (() => Promise<void>) | undefined
+  let client: { id: number; client_id: string; client_secret: string }
+  const erin = { authorization: basic('erin', 'erin-password') }
+  before(async () => {
+    const database = await createTestDatabase()
+    drop = database.drop
+    first = await startGateway({ databaseUrl: database.url })
+    second = await startGateway({ dataDir: first.dataDir, databaseUrl: database.url })
+    second.app.publicUrl = first.url
+    await first.app.accounts.create({ username: 'erin', password: 'erin-password' })
+    client = await json(await first.fetch('/api/gateway/v1/applications/', {
+      method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'two processes', client_type: 'confidential', authorization_grant_type: 'password' }),
+    }))
+  })
+  after(async () => {
+    await second?.close()
+    await first?.close()
+    await drop?.()
+  })
+
+  it('end in every process when the grant ends in one, each checked and cached before', async () => {
+    const issued = await json(await first.fetch('/o/token/', {
+      method: 'POST',
+      headers: { authorization: basic(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'password', username: 'erin', password: 'erin-password', scope: 'write' }),
+    }))
+    const child = await createToken(first, bearer(issued.access_token))
+    const unrelated = await createToken(first, erin)
+    const me = async (gw: TestGateway, token: string) => (await gw.fetch('/api/gateway/v1/me/', { headers: bearer(token) })).status
+    assert.deepEqual([await me(first, child.token), await me(second, child.token)], [200, 200])
+    const revoked = await second.fetch('/o/revoke_token/', {
+      method: 'POST', headers: { authorization: basic(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: issued.refresh_token }),
+    })
+    assert.equal(revoked.status, 200)
+    assert.deepEqual([await me(first, child.token), await me(second, child.token)], [401, 401])
+    assert.deepEqual([await me(first, unrelated.token), await me(second, unrelated.token)], [200, 200])
+    // The access token itself is refused in the process that did not end it, so nothing more is made with it there.
+    const late = await first.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: bearer(issued.access_token) })
+    assert.equal(late.status, 401)
   })
 })

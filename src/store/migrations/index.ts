@@ -32,6 +32,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '024_ldap_entries': async () => (await import('./024_ldap_entries.ts')).ldapEntries,
   '025_oidc_null_key_indexes': async () => (await import('./025_oidc_null_key_indexes.ts')).oidcNullKeyIndexes,
   '026_token_parents': async () => (await import('./026_token_parents.ts')).tokenParents,
+  '027_token_access_token_parents': async () => (await import('./027_token_access_token_parents.ts')).tokenAccessTokenParents,
 }
 
 /** The names of this version's migrations, in order. */
