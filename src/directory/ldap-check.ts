@@ -6,12 +6,28 @@ import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import type { Accounts } from './accounts.ts'
 import type { AfterDirectoryLogin, LdapDirectory } from './ldap.ts'
+import { DirectoryUnreachable } from './ldap.ts'
 import { roleChangesBetween, type DirectoryUser } from './ldap-sync.ts'
 
 /** The audit entry's code for an account disabled because its directory entry is gone. */
-export const DIRECTORY_ENTRY_GONE = 'directory_entry_gone'
+export const DIRECTORY_ENTRY_GONE = 'directory_entry_gone' as const
 /** The audit entry's code for an account whose roles the check changed because its directory groups did. */
 export const DIRECTORY_GROUPS_CHANGED = 'directory_groups_changed'
+/** The audit entry's code for an account disabled because its entry could not be read, run after run, while others could. */
+export const DIRECTORY_ENTRY_UNREADABLE = 'directory_entry_unreadable' as const
+
+/**
+ * Lookups that may fail one after another before a run asks the directory whether it answers at all (a search of its
+ * own), and stops if it does not. A lookup failing alone (an entry whose answer is too large or too slow) is one
+ * account's, and the run goes on past it.
+ */
+export const FAILED_LOOKUPS_IN_A_ROW = 5
+/**
+ * Runs in a row in which an account's lookup failed while the directory answered about others, after which the account
+ * is disabled: the check cannot tell whether its entry is gone or its groups changed, and a person who can edit their
+ * own entry could otherwise keep what the directory took from them by making it unreadable.
+ */
+export const UNREADABLE_RUNS = 3
 
 export interface AccountCheckOptions {
   /** Time between two runs; 0: none (a realm refresh still checks). */
@@ -47,6 +63,14 @@ export interface CheckOutcome {
   regrouped: string[]
   unavailable: DirectoryUnavailable | undefined
   notFoundKept: number
+  /** Accounts whose lookup failed while the directory answered about others: passed over this run. */
+  unreadable: string[]
+}
+
+/** An account whose lookup failed, and why. */
+export interface FailedLookup {
+  user: User
+  error: DirectoryUnavailable
 }
 
 /**
@@ -73,10 +97,15 @@ export class DirectoryAccountCheck {
   readonly #accounts: Accounts
   readonly #audit: AuditTrail
   readonly #options: AccountCheckOptions
-  readonly #disabledListeners: ((user: User) => void)[] = []
+  readonly #disabledListeners: ((user: User, code: typeof DIRECTORY_ENTRY_GONE | typeof DIRECTORY_ENTRY_UNREADABLE) => void)[] = []
   readonly #unavailableListeners: ((error: DirectoryUnavailable) => void)[] = []
   readonly #nobodyFoundListeners: ((accounts: number) => void)[] = []
   readonly #takeOverListeners: (() => void)[] = []
+  readonly #failedLookupListeners: ((failed: FailedLookup, runsInARow: number) => void)[] = []
+  /** Accounts by id whose lookup failed alone, and in how many runs in a row (UNREADABLE_RUNS). */
+  readonly #unreadableRuns = new Map<number, number>()
+  /** Where the next run starts: after the accounts a run stopped at, so that they cannot keep the others from being checked. */
+  #resumeAfterId = 0
   /** This process, as the lease names its holder. */
   readonly #holder = randomUUID()
   #holdsLease = false
@@ -91,8 +120,8 @@ export class DirectoryAccountCheck {
     this.#options = options
   }
 
-  /** Told each account disabled because its entry is gone (the log listens). */
-  onDisabled(listener: (user: User) => void): void {
+  /** Told each account disabled because its entry is gone, or could not be read run after run (the log listens). */
+  onDisabled(listener: (user: User, code: typeof DIRECTORY_ENTRY_GONE | typeof DIRECTORY_ENTRY_UNREADABLE) => void): void {
     this.#disabledListeners.push(listener)
   }
 
@@ -104,6 +133,11 @@ export class DirectoryAccountCheck {
   /** Told when the directory found none of a page's accounts, and so disabled nobody in it (the log listens). */
   onNobodyFound(listener: (accounts: number) => void): void {
     this.#nobodyFoundListeners.push(listener)
+  }
+
+  /** Told of each account whose lookup failed while the directory answered about others, with the runs in a row it did (the log listens). */
+  onFailedLookup(listener: (failed: FailedLookup, runsInARow: number) => void): void {
+    this.#failedLookupListeners.push(listener)
   }
 
   /** Told when the periodic run becomes this process's job: at its first run, or when the process that had it is gone. */
@@ -157,10 +191,12 @@ export class DirectoryAccountCheck {
   }
 
   async #runPages(now: number): Promise<CheckOutcome> {
-    const total: CheckOutcome = { checked: 0, disabled: [], regrouped: [], unavailable: undefined, notFoundKept: 0 }
-    for (let afterId = 0; ;) {
+    const total: CheckOutcome = { checked: 0, disabled: [], regrouped: [], unavailable: undefined, notFoundKept: 0, unreadable: [] }
+    const failed: FailedLookup[] = []
+    const answered: number[] = []
+    for (let afterId = this.#resumeAfterId; ;) {
       const page = await this.#store.users.activeHoldersOfCredentials('ldap', afterId, this.#options.pageSize, now)
-      const outcome = await this.#check(page)
+      const outcome = await this.#check(page, failed, answered)
       total.checked += outcome.checked
       total.disabled.push(...outcome.disabled)
       total.regrouped.push(...outcome.regrouped)
@@ -168,21 +204,48 @@ export class DirectoryAccountCheck {
       total.notFoundKept += outcome.notFoundKept
       if (outcome.notFoundKept) for (const listener of this.#nobodyFoundListeners) listener(outcome.notFoundKept)
       if (outcome.unavailable) for (const listener of this.#unavailableListeners) listener(outcome.unavailable)
-      if (outcome.unavailable || page.length < this.#options.pageSize) return total
+      if (outcome.unavailable || page.length < this.#options.pageSize) {
+        // Stopped at lookups failing in a row: the next run starts after them. A directory that cannot be reached at all
+        // is asked about the same account again. A whole run: the next starts from the first account.
+        this.#resumeAfterId = outcome.resumeAfterId ?? (outcome.unavailable ? afterId : 0)
+        break
+      }
       afterId = page.at(-1)!.id
     }
+    for (const id of answered) this.#unreadableRuns.delete(id)
+    if (!failed.length) return total
+    // Every lookup of the run failed: they are these entries' only if the directory answers a search of its own.
+    if (!answered.length && !total.unavailable && !(await this.#directory.answers())) {
+      total.unavailable = failed.at(-1)!.error
+      for (const listener of this.#unavailableListeners) listener(total.unavailable)
+      return total
+    }
+    for (const lookup of failed) {
+      const runs = (this.#unreadableRuns.get(lookup.user.id) ?? 0) + 1
+      this.#unreadableRuns.set(lookup.user.id, runs)
+      total.unreadable.push(lookup.user.username)
+      for (const listener of this.#failedLookupListeners) listener(lookup, runs)
+      if (runs >= UNREADABLE_RUNS && await this.#disable(lookup.user, DIRECTORY_ENTRY_UNREADABLE)) {
+        this.#unreadableRuns.delete(lookup.user.id)
+        total.disabled.push(lookup.user.username)
+      }
+    }
+    return total
   }
 
   /**
    * Asks about every account first, so that a page the directory finds nobody of disables nobody. An entry other
-   * than the one the account was made for (its name given to someone else since) is the account's entry gone.
+   * than the one the account was made for (its name given to someone else since) is the account's entry gone. A lookup
+   * that fails is passed over (`failed`), unless the directory cannot be reached at all, or FAILED_LOOKUPS_IN_A_ROW
+   * fail one after another and it answers no search of its own either: the run then stops, the directory being down.
    */
-  async #check(users: User[]): Promise<CheckOutcome> {
-    const outcome: CheckOutcome = { checked: 0, disabled: [], regrouped: [], unavailable: undefined, notFoundKept: 0 }
+  async #check(users: User[], failed: FailedLookup[] = [], answered: number[] = []): Promise<CheckOutcome & { resumeAfterId?: number }> {
+    const outcome: CheckOutcome & { resumeAfterId?: number } = { checked: 0, disabled: [], regrouped: [], unavailable: undefined, notFoundKept: 0, unreadable: [] }
     const gone: User[] = []
     const present: [User, DirectoryUser][] = []
     const entries = await this.#store.ldapEntries.entriesOf(users.map((user) => user.id))
-    for (const user of users) {
+    let inARow: FailedLookup[] = []
+    for (const [index, user] of users.entries()) {
       try {
         const listed = await this.#listed(user.username)
         const recorded = entries.get(user.id)
@@ -190,11 +253,32 @@ export class DirectoryAccountCheck {
         else if (listed.user) present.push([user, listed.user])
       } catch (error) {
         if (!(error instanceof DirectoryUnavailable)) throw error
-        outcome.unavailable = error
-        break
+        if (error instanceof DirectoryUnreachable) {
+          outcome.unavailable = error
+          outcome.resumeAfterId = index > 0 ? users[index - 1]!.id : undefined
+          break
+        }
+        inARow.push({ user, error })
+        if (inARow.length >= FAILED_LOOKUPS_IN_A_ROW) {
+          // So many in a row look like the directory down; if it answers a search of its own, they are these entries'.
+          if (await this.#directory.answers()) {
+            failed.push(...inARow)
+            inARow = []
+            continue
+          }
+          outcome.unavailable = error
+          outcome.resumeAfterId = index >= inARow.length ? users[index - inARow.length]!.id : undefined
+          break
+        }
+        continue
       }
+      failed.push(...inARow)
+      inARow = []
+      answered.push(user.id)
       outcome.checked++
     }
+    // Failures at the page's end with nothing answered after them: the next page (or run) tells whether the directory answers.
+    if (!outcome.unavailable) failed.push(...inARow)
     if (outcome.checked >= NOBODY_FOUND_MINIMUM && gone.length === outcome.checked) {
       outcome.notFoundKept = gone.length
       return outcome
@@ -245,7 +329,7 @@ export class DirectoryAccountCheck {
   }
 
   /** Disables the account unless it already is (another process was first) or it is the last active superuser. */
-  async #disable(user: User): Promise<boolean> {
+  async #disable(user: User, code: typeof DIRECTORY_ENTRY_GONE | typeof DIRECTORY_ENTRY_UNREADABLE = DIRECTORY_ENTRY_GONE): Promise<boolean> {
     const current = await this.#store.users.findById(user.id)
     if (!current?.isActive || current.source !== 'ldap') return false
     let after: User
@@ -257,8 +341,8 @@ export class DirectoryAccountCheck {
       this.#audit.refusedChange(SYSTEM_ACTOR, 'update', { type: 'user', id: user.id, name: user.username }, 'self_lockout', { is_active: true }, { is_active: false })
       return false
     }
-    this.#audit.change(SYSTEM_ACTOR, 'update', { type: 'user', id: user.id, name: user.username }, { is_active: true }, { is_active: after.isActive }, DIRECTORY_ENTRY_GONE)
-    for (const listener of this.#disabledListeners) listener(after)
+    this.#audit.change(SYSTEM_ACTOR, 'update', { type: 'user', id: user.id, name: user.username }, { is_active: true }, { is_active: after.isActive }, code)
+    for (const listener of this.#disabledListeners) listener(after, code)
     return true
   }
 }

@@ -119,6 +119,24 @@ export class LdapDirectory {
     })
   }
 
+  /**
+   * Whether the directory answers a search at all (the user search's base entry, no attributes), under the lookup
+   * deadline: tells a directory that is down from entries whose own lookups fail (the account check, ldap-check.ts).
+   */
+  async answers(): Promise<boolean> {
+    const { user_search: { base } } = this.#config
+    try {
+      await this.#withinDeadline(async (connections) => {
+        const { client } = await this.#connect(connections)
+        await client.search(base, { scope: 'base', filter: '(objectClass=*)', attributes: ['1.1'], sizeLimit: 1 })
+      })
+      return true
+    } catch (error) {
+      if (error instanceof DirectoryUnavailable) return false
+      throw error
+    }
+  }
+
   /** Whether logins read the user's groups (`group_search`), so that the account check reads them too. */
   get readsGroups(): boolean {
     return this.#config.group_search !== undefined
@@ -204,12 +222,12 @@ export class LdapDirectory {
         connections.clients.delete(client)
         client.unbind().catch(() => {})
         if (error instanceof ldapts().InvalidCredentialsError) {
-          throw new DirectoryUnavailable('The directory refused the service account.', new Error(`${server}: the service account bind (ldap.bind_dn) was refused: wrong DN or password`))
+          throw new DirectoryUnreachable('The directory refused the service account.', new Error(`${server}: the service account bind (ldap.bind_dn) was refused: wrong DN or password`))
         }
         failures.push(`${server}: ${(error as Error).message.split('\n')[0]}`)
       }
     }
-    throw new DirectoryUnavailable('The directory could not be reached.', new Error(failures.join('; ')))
+    throw new DirectoryUnreachable('The directory could not be reached.', new Error(failures.join('; ')))
   }
 
   async #findUser(client: Client, username: string): Promise<Entry | undefined> {
@@ -377,6 +395,12 @@ export function activeDirectoryRefusal(diagnostic: string): GatehouseError | und
 
 /** Two or more entries found for one username. */
 const SEVERAL = Symbol('several entries')
+
+/**
+ * No server could be reached, or the service account was refused: nothing can be asked of the directory, whoever it
+ * is about. A lookup that failed otherwise (its answer too large, too slow, an error) may be about one entry alone.
+ */
+export class DirectoryUnreachable extends DirectoryUnavailable {}
 
 /** A user in more groups than a login reads (MAX_GROUPS): a login is refused, the account check leaves the account. */
 class TooManyGroups extends DirectoryUnavailable {}

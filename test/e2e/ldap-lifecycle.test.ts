@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { PASSWORDS, startDirectory, SUFFIX, type TestDirectory } from '../helpers/ldap.ts'
 import { passwordLogin, testRealms, tokenRequest } from '../helpers/oidc.ts'
+import { UNREADABLE_RUNS } from '../../src/directory/ldap-check.ts'
 import { login } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
 
@@ -177,7 +178,8 @@ describe('a directory that gives a deleted person\'s username to a new entry', (
   })
 })
 
-describe('a periodic check in which the directory finds none of the accounts', () => {
+/** A directory, and a gateway whose account check runs only when a test runs it, for the suite it is called in. */
+function checkedByHand(): { logLines: Record<string, unknown>[]; readonly directory: TestDirectory; readonly gw: TestGateway } {
   const logLines: Record<string, unknown>[] = []
   let directory: TestDirectory
   let gw: TestGateway
@@ -189,8 +191,14 @@ describe('a periodic check in which the directory finds none of the accounts', (
     await gw?.close()
     await directory?.close()
   })
+  return { logLines, get directory() { return directory }, get gw() { return gw } }
+}
+
+describe('a periodic check in which the directory finds none of the accounts', () => {
+  const fixture = checkedByHand()
 
   it('disables nobody and warns, as a user search that finds nobody would look the same; once it finds some, the rest are disabled', async () => {
+    const { gw, directory, logLines } = fixture
     const people = ['alice', 'bob', 'carol']
     const sessions = await Promise.all(people.map((name) => login(gw, name, PASSWORDS[name]!)))
     for (const name of people) await directory.replaceAttribute(personDn(name), 'employeeType', ['former'])
@@ -207,5 +215,54 @@ describe('a periodic check in which the directory finds none of the accounts', (
     assert.equal(outcome.notFoundKept, 0)
     assert.deepEqual(outcome.disabled.sort(), ['alice', 'bob'])
     assert.equal((await gw.store.users.findByUsername('carol'))!.isActive, true)
+  })
+})
+
+describe('an account whose directory entry cannot be read', () => {
+  const fixture = checkedByHand()
+
+  it('is passed over while the others are checked, and disabled once it stays unreadable for UNREADABLE_RUNS checks', async () => {
+    const { gw, directory, logLines } = fixture
+    // carol's account comes first in the check's order, dave's after hers.
+    const carol = await login(gw, 'carol', PASSWORDS.carol!)
+    const dave = await login(gw, 'dave', PASSWORDS.dave!)
+    const me = async (cookie: string) => (await gw.fetch(ME, { headers: { cookie } })).status
+    // An answer larger than the gateway reads from the directory: as a person who may edit their own name could make it.
+    await directory.replaceAttribute(personDn('carol'), 'givenName', ['C'.repeat(1_200_000)])
+    await directory.deleteEntry(personDn('dave'))
+    const first = await gw.app.directoryCheck!.run()
+    assert.equal(first.unavailable, undefined, 'the directory answered about the others')
+    assert.deepEqual(first.disabled, ['dave'], 'the account after the unreadable one is still checked')
+    assert.deepEqual(first.unreadable, ['carol'])
+    assert.equal(await me(dave.cookie), 401)
+    assert.equal(await me(carol.cookie), 200, 'not disabled for one unreadable answer')
+    const warning = logLines.find((line) => line.user === 'carol' && line.level === 40 && /could not be read/.test(String(line.msg)))
+    assert.ok(warning, 'a warning names the account')
+    assert.match(String(warning.cause), /more than 1048576/, 'and says why')
+    for (let run = 2; run < UNREADABLE_RUNS; run++) {
+      const again = await gw.app.directoryCheck!.run()
+      assert.deepEqual([again.disabled, again.unreadable], [[], ['carol']], `run ${run}`)
+    }
+    assert.equal(await me(carol.cookie), 200)
+    const last = await gw.app.directoryCheck!.run()
+    assert.deepEqual(last.disabled, ['carol'])
+    assert.equal(await me(carol.cookie), 401)
+    const entries = await auditEntriesFor(gw, 'carol')
+    assert.equal(entries[0]?.code, 'directory_entry_unreadable')
+    assert.ok(logLines.some((line) => line.user === 'carol' && /account disabled/.test(String(line.msg))))
+  })
+
+  it('takes a run whose every lookup fails for the directory being down, and disables nobody', async () => {
+    const { gw, directory } = fixture
+    const alice = await login(gw, 'alice', PASSWORDS.alice!)
+    directory.pause()
+    try {
+      const outcome = await gw.app.directoryCheck!.run()
+      assert.ok(outcome.unavailable, 'the run says the directory did not answer')
+      assert.deepEqual([outcome.disabled, outcome.unreadable], [[], []])
+    } finally {
+      directory.resume()
+    }
+    assert.equal((await gw.fetch(ME, { headers: { cookie: alice.cookie } })).status, 200)
   })
 })
