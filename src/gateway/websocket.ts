@@ -7,6 +7,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { App } from '../app.ts'
 import type { CsrfPolicy } from '../auth/csrf.ts'
+import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
 import { DatabaseUnavailable, DirectoryUnavailable, InvalidUpgrade, PasswordChecksBusy, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
@@ -50,6 +51,7 @@ const KEPT_WHILE_WAITING = 64 * 1024
  */
 const CLOSE_CODES: Readonly<Record<string, { code: number; reason: string }>> = {
   credential_revoked: { code: 1008, reason: 'credential revoked' },
+  access_narrowed: { code: 1008, reason: 'access narrowed' },
   database_unavailable: { code: 1013, reason: 'database unavailable' },
   directory_unavailable: { code: 1013, reason: 'directory unavailable' },
   password_checks_busy: { code: 1013, reason: 'password checks busy' },
@@ -74,6 +76,10 @@ interface Tunnel {
   readonly request: FastifyRequest
   readonly route: Route
   readonly userId: number
+  /** What the service was told at the upgrade that the caller may do (`authorityOf`). */
+  readonly authority: ReadonlySet<string>
+  /** The account, access and scope the last check found the same authority in: when none changed, nothing is built again. */
+  checked: { user: Principal['user']; access: UserAccess; scope: Principal['scope'] }
   close(reason: string): void
 }
 
@@ -224,7 +230,10 @@ export class WebSocketTunnels {
     this.#answered(request, { statusCode: 101, elapsedTime: reply.elapsedTime })
     let closedBy: string | undefined
     let closingSince: number | undefined
-    const tunnel: Tunnel | undefined = principal ? { request, route, userId: principal.user.id, close } : undefined
+    const access = principal && this.#app.access.of(principal.user)
+    const tunnel: Tunnel | undefined = principal && access
+      ? { request, route, userId: principal.user.id, authority: authorityOf(principal, access), checked: { user: principal.user, access, scope: principal.scope }, close }
+      : undefined
     const { promise: logged, resolve: markLogged } = Promise.withResolvers<void>()
     if (this.#connections.has(client)) {
       this.#connections.set(client, (reason) => {
@@ -307,7 +316,18 @@ export class WebSocketTunnels {
     })
   }
 
-  /** Decides on every open socket's request again; one that is no longer let in, or only as someone else, is closed. */
+  /** Whether the caller of a socket that is still let in has lost any authority the service was told of at the upgrade. */
+  #narrowed(tunnel: Tunnel, principal: Principal): boolean {
+    const access = this.#app.access.of(principal.user)
+    const { checked } = tunnel
+    if (checked.user === principal.user && checked.access === access && checked.scope === principal.scope) return false
+    const now = authorityOf(principal, access)
+    for (const held of tunnel.authority) if (!now.has(held)) return true
+    tunnel.checked = { user: principal.user, access, scope: principal.scope }
+    return false
+  }
+
+  /** Decides on every open socket's request again; one that is no longer let in, only as someone else, or with less than the service was told of, is closed. */
   async #recheck(): Promise<void> {
     if (this.#checking) return
     this.#checking = true
@@ -319,12 +339,31 @@ export class WebSocketTunnels {
           const decision = await this.#app.authorize(tunnel.request, tunnel.route).catch((error: unknown) => ({ granted: false as const, refusal: error }))
           if (!decision.granted) tunnel.close(closeReasonOf(decision.refusal))
           else if (decision.principal?.user.id !== tunnel.userId) tunnel.close('credential_revoked')
+          else if (this.#narrowed(tunnel, decision.principal)) tunnel.close('access_narrowed')
         }))
       } while (this.#again)
     } finally {
       this.#checking = false
     }
   }
+}
+
+/**
+ * What the service is told the caller may do, as words: a scope that writes, each flag, and each team, organization,
+ * role and group the identity token and X-Gatehouse-Teams name (src/gateway/identity.ts). The service learns them at
+ * the upgrade only, and cannot hear of a change: a socket whose caller has lost any of them since is closed
+ * (`access_narrowed`), so that its reconnection is judged, and told, anew. Gaining one closes nothing.
+ */
+function authorityOf(principal: Principal, access: UserAccess): Set<string> {
+  const authority = new Set<string>()
+  if (principal.scope !== 'read') authority.add('write')
+  if (principal.user.isSuperuser) authority.add('superuser')
+  if (principal.user.isSystemAuditor) authority.add('auditor')
+  for (const team of access.teams) authority.add(`team:${team.id}`)
+  for (const organization of access.organizations) authority.add(`organization:${organization.id}`)
+  for (const role of access.roles) authority.add(`role:${role}`)
+  for (const group of principal.user.groups) authority.add(`group:${group}`)
+  return authority
 }
 
 /**

@@ -68,7 +68,7 @@ export class GatewayMetrics {
   readonly #busLag = new HistogramFamily('gatehouse_event_bus_lag_seconds', 'How long after another process committed a change this process read its news.', [], LAG_BUCKETS)
   readonly #passwordChecksRefused = new CounterFamily('gatehouse_password_checks_refused_total', 'Password checks refused at once because every core was checking one and auth.password_checks_waiting more waited.', [])
   readonly #connectionsRefused = new CounterFamily('gatehouse_connections_refused_total', 'Connections closed as they arrived because server.max_connections or server.max_connections_per_address was reached, by that cap.', ['reason'])
-  readonly #websocketsClosed = new CounterFamily('gatehouse_websockets_closed_total', 'WebSockets closed after they opened, by service and by what closed them (client, service, idle, credential_revoked, database_unavailable, directory_unavailable, password_checks_busy, shutdown), and upgrades whose client left before the service answered (client_before_answer).', ['service', 'reason'])
+  readonly #websocketsClosed = new CounterFamily('gatehouse_websockets_closed_total', 'WebSockets closed after they opened, by service and by what closed them (client, service, idle, credential_revoked, access_narrowed, database_unavailable, directory_unavailable, password_checks_busy, shutdown), and upgrades whose client left before the service answered (client_before_answer).', ['service', 'reason'])
   readonly #queryDuration = new HistogramFamily('gatehouse_db_query_duration_seconds', 'Database query time, failed queries included.', [], FAST_BUCKETS)
 
   /** `places`: the names requests are counted under besides `none` (src/gateway/places.ts: services, `gateway`, `ui`, `realms/<name>`). */

@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import WebSocket, { WebSocketServer } from 'ws'
-import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { call, createOrgAndTeam, grant } from '../helpers/access.ts'
+import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { eventually, rawClient } from '../helpers/raw-client.ts'
 import { login } from '../helpers/session.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
@@ -119,6 +120,8 @@ describe('WebSockets through the gateway', () => {
           { name: 'eda', prefix: '/api/eda/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/api/eda/open/'] },
           { name: 'counted', prefix: '/counted/', upstream: counting.url, accepts: ['basic', 'token'], public_paths: ['/counted/open/'] },
           { name: 'quiet', prefix: '/quiet/', upstream: echoing.url, public_paths: ['/quiet/*'], timeouts: { websocket_idle_seconds: 1 } },
+          // As docs/tokens.md suggests for sockets whose messages change things: read tokens open none.
+          { name: 'streams', prefix: '/api/streams/', upstream: 'builtin:demo', accepts: ['token'], access: [{ deny: { paths: ['/api/streams/ws/*'], scopes: ['read'] } }, { allow: {} }] },
         ],
       },
     })
@@ -192,6 +195,56 @@ describe('WebSockets through the gateway', () => {
     await new Promise((resolve) => setTimeout(resolve, 1100))
     assert.equal(byToken.readyState, WebSocket.OPEN, 'a socket whose credential is still good stays open')
     byToken.close()
+  })
+
+  it('closes an open socket within a second of its caller losing what the service was told of: write scope, a flag, a team; gaining one closes nothing', async () => {
+    const created = await call(gw, 'POST', 'users/', { username: 'wanda', password: 'wanda-password-1', is_superuser: true })
+    assert.equal(created.status, 201)
+    const wanda = { authorization: basic('wanda', 'wanda-password-1') }
+    const closedWith = async (socket: WebSocket, change: () => Promise<void>) => {
+      const closed = once(socket, 'close')
+      await change()
+      await closesWithin(socket, 1500)
+      const [code, reason] = await closed
+      return { code, reason: String(reason) }
+    }
+    const narrowed = { code: 1008, reason: 'access narrowed' }
+    // A token narrowed to read: the service was told `scope: write`.
+    const token = await createToken(gw, wanda)
+    const { ws: byToken } = await open(`${ws}/api/eda/v1/events/`, bearer(token.token))
+    assert.deepEqual(await closedWith(byToken, async () => {
+      assert.equal((await call(gw, 'PATCH', `tokens/${token.id}/`, { scope: 'read' }, wanda)).status, 200)
+    }), narrowed)
+    // Becoming a member of a team closes nothing; leaving it closes the socket the service was told the team on.
+    const { team } = await createOrgAndTeam(gw, 'Sockets', 'Streamers')
+    const { ws: byBasic } = await open(`${ws}/api/eda/v1/events/`, wanda)
+    const member = await grant(gw, 'wanda', 'Team Member', team)
+    assert.equal(member.status, 201)
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    assert.equal(byBasic.readyState, WebSocket.OPEN, 'a team gained closes nothing')
+    byBasic.close()
+    const { ws: asMember, first: told } = await open(`${ws}/api/eda/v1/events/`, wanda)
+    assert.deepEqual(told.identity.teams?.map((t: { name: string }) => t.name), ['Streamers'])
+    assert.deepEqual(await closedWith(asMember, async () => {
+      assert.equal((await call(gw, 'DELETE', `role_user_assignments/${member.body.id}/`)).status, 204)
+    }), narrowed)
+    // The superuser flag taken away.
+    const { ws: asSuperuser } = await open(`${ws}/api/eda/v1/events/`, wanda)
+    assert.deepEqual(await closedWith(asSuperuser, async () => {
+      assert.equal((await call(gw, 'PATCH', `users/${created.body.id}/`, { is_superuser: false })).status, 200)
+    }), narrowed)
+  })
+
+  it('lets a read token open a socket, as a GET, unless an access rule keeps read tokens off the service\'s sockets', async () => {
+    const read = await createToken(gw, adminAuth, { scope: 'read' })
+    const write = await createToken(gw, adminAuth)
+    const { ws: asRead } = await open(`${ws}/api/eda/v1/events/`, bearer(read.token))
+    asRead.close()
+    const refusedRead = await refused(`${ws}/api/streams/ws/jobs/`, bearer(read.token))
+    assert.deepEqual([refusedRead.status, refusedRead.body.code], [403, 'access_denied'])
+    const { ws: asWrite } = await open(`${ws}/api/streams/ws/jobs/`, bearer(write.token))
+    asWrite.close()
+    assert.equal((await gw.fetch('/api/streams/v1/jobs/', { headers: bearer(read.token) })).status, 200, 'the rest of the service still reads')
   })
 
   it('refuses a session-authenticated upgrade from another site\'s page (cross-site WebSocket hijacking)', async () => {
