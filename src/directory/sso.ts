@@ -76,6 +76,15 @@ const DISCOVERY_TTL_MS = 60 * 60 * 1000
 const MAX_ANSWER_BYTES = 1 << 20
 /** OIDC Core section 2: `sub` is at most 255 ASCII characters. */
 const MAX_SUBJECT = 255
+/**
+ * A subject: 1 to 255 printable ASCII characters (OpenID Connect Core 2: `sub` is "locally unique ... ASCII", at most 255).
+ * Anything else is refused before it is looked up: a lone UTF-16 surrogate is stored as U+FFFD, so two different
+ * subjects with one would find one account.
+ */
+const SUBJECT = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/
+/** How long after a fetch of the provider's keys another sign-in's fetch gets a copy of its answer (a failed one's: KEYS_FAILED_GAP_MS). */
+const KEYS_GAP_MS = 60_000
+const KEYS_FAILED_GAP_MS = 5_000
 /** How far the provider's clock may be from this one: openid-client's own tolerance for `exp`. */
 const CLOCK_TOLERANCE_SECONDS = 30
 
@@ -95,6 +104,7 @@ export class SsoRelyingParty {
   readonly config: SsoProviderConfig
   readonly #clientAuth: (oidc: Oidc) => OpenidClient.ClientAuth
   #discovery: { configuration: Promise<OpenidClient.Configuration>; at: number } | undefined
+  readonly #keys = new ProviderKeys()
 
   /** Reads the client secret's environment variable now, so a mistake stops the start. */
   constructor(config: SsoProviderConfig, env: NodeJS.ProcessEnv = process.env) {
@@ -139,6 +149,7 @@ export class SsoRelyingParty {
     const tokens = await this.#exchangeCode(oidc, configuration, redirectUri, query, secrets)
     const idToken = tokens.claims()!
     if (idToken.sub.length > MAX_SUBJECT) throw new SsoResponseInvalid(`${this.config.label} sent a subject longer than 255 characters.`)
+    if (!SUBJECT.test(idToken.sub)) throw new SsoResponseInvalid(`${this.config.label} sent a subject (sub) that is not printable ASCII.`)
     this.#checkIssuedDuringSignIn(idToken.iat, startedAt)
     this.#checkAuthorizedParty(idToken.azp)
     const userinfo = await this.#fetchUserInfo(oidc, configuration, tokens.access_token, idToken.sub)
@@ -214,10 +225,11 @@ export class SsoRelyingParty {
       const discovered = await oidc.discovery(new URL(this.config.issuer), this.config.client_id, undefined, this.#clientAuth(oidc), {
         timeout: this.config.timeout_seconds,
         // Kept by the configuration for every later request to the provider, the keys' included.
-        [oidc.customFetch]: fetchWithinBound,
+        [oidc.customFetch]: (url: string, options: OpenidClient.CustomFetchOptions) => this.#keys.serves(url) ? this.#keys.fetch(url, options) : fetchWithinBound(url, options),
         ...(this.config.allow_insecure_http ? { execute: [oidc.allowInsecureRequests] } : {}),
       })
       checkEndpoints(discovered.serverMetadata(), this.config)
+      this.#keys.url = discovered.serverMetadata().jwks_uri
       discovered.timeout = this.config.timeout_seconds
       // Without it openid-client trusts the token endpoint's ID token unsigned (OIDC Core 3.1.3.7 allows that
       // over TLS): `alg: none`, or any key, would do. Checked against the provider's JWKS, so only its keys sign.
@@ -258,6 +270,55 @@ export class SsoRelyingParty {
 }
 
 class AnswerTooLarge extends Error {}
+
+/** A fetch of the keys: its answer, once it came when it settled, and whether it failed (or was not a 200). */
+interface KeysFetch {
+  url: string
+  answer: Promise<KeptAnswer>
+  settledAt?: number
+  failed?: boolean
+}
+
+/** An answer read whole, to be given to several requests as a new Response each. */
+interface KeptAnswer {
+  status: number
+  statusText: string
+  headers: [string, string][]
+  body: ArrayBuffer
+}
+
+/**
+ * The provider's keys (`jwks_uri`), fetched by one request at a time, and at most once a minute (after a failure,
+ * every five seconds). openid-client fetches them again for each ID token naming a key it lacks, and, as each of its
+ * requests has a deadline of its own, concurrent callbacks would each fetch: a flood of unknown `kid`s, or the first
+ * sign-ins after a start, would each cost the provider a request. Those asking meanwhile get a copy of the last answer.
+ */
+class ProviderKeys {
+  /** The keys' address, from discovery. */
+  url: string | undefined
+  #last: KeysFetch | undefined
+
+  serves(url: string): boolean {
+    return url === this.url
+  }
+
+  async fetch(url: string, options: OpenidClient.CustomFetchOptions): Promise<Response> {
+    const last = this.#last
+    const gap = last?.failed ? KEYS_FAILED_GAP_MS : KEYS_GAP_MS
+    if (!last || last.url !== url || (last.settledAt !== undefined && Date.now() - last.settledAt >= gap)) {
+      const fetching: KeysFetch = { url, answer: fetchWithinBound(url, options).then(kept) }
+      fetching.answer.then((answer) => void (fetching.failed = answer.status !== 200), () => void (fetching.failed = true))
+        .finally(() => void (fetching.settledAt = Date.now()))
+      this.#last = fetching
+    }
+    const answer = await this.#last!.answer
+    return new Response(answer.body.slice(0), { status: answer.status, statusText: answer.statusText, headers: answer.headers })
+  }
+}
+
+async function kept(response: Response): Promise<KeptAnswer> {
+  return { status: response.status, statusText: response.statusText, headers: [...response.headers], body: await response.arrayBuffer() }
+}
 
 /**
  * What a sign-in needs of the discovery document: where the browser is sent (`authorization_endpoint`), and where the

@@ -100,6 +100,19 @@ describe('single sign-on through a provider that forges its answers', () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, iat: undefined }))
   })
 
+  it('refuses a subject that is not printable ASCII, before it finds any account by it', async () => {
+    // Two lone surrogates would both be stored as U+FFFD: the second person would find the first one's account.
+    for (const [i, sub] of ['x\ud800', 'x\udbff', 'nul\u0000', ' padded ', 'tab\there', 'caf\u00e9'].entries()) {
+      // UserInfo about the same subject, and a name nobody has: nothing else would refuse the sign-in.
+      idp.userinfo = () => ({ sub, preferred_username: `subject-${i}` })
+      try {
+        await assertRefused(({ claims, sign }) => sign({ ...claims, sub, preferred_username: `subject-${i}` }))
+      } finally {
+        idp.userinfo = honestUserinfo
+      }
+    }
+  })
+
   it('refuses an ID token issued in the future, or before this sign-in started', async () => {
     await assertRefused(({ claims, sign }) => sign({ ...claims, iat: nowSeconds() + 3600, exp: nowSeconds() + 7200 }))
     await assertRefused(({ claims, sign }) => sign({ ...claims, iat: nowSeconds() - 3600 }))
@@ -178,5 +191,41 @@ describe('single sign-on through a provider that forges its answers', () => {
     const before = fetches()
     for (let i = 0; i < 8; i++) await assertRefused(({ claims, sign }) => sign(claims, randomBytes(8).toString('hex')))
     assert.ok(fetches() - before <= 1, `${fetches() - before} fetches of the keys`)
+  })
+})
+
+describe('single sign-on: the provider\'s keys, fetched by concurrent callbacks', () => {
+  let idp: ForgingIdp
+  let gw: TestGateway
+  before(async () => {
+    idp = await startForgingIdp({ sub: 'sub-many', username: 'many' })
+    gw = await startGateway({ config: { sso: [idp.ssoConfig({ name: 'forged', label: 'Forged', client_id: CLIENT_ID, timeout_seconds: TIMEOUT_SECONDS })] } })
+  })
+  after(async () => {
+    await gw?.close()
+    await idp?.close()
+  })
+
+  it('fetches them once for sign-ins that finish at the same moment, the first after a start, and for as many naming unknown keys', async () => {
+    const callbacks = async (count: number) => Promise.all(Array.from({ length: count }, async () => {
+      const browser = new Browser()
+      const start = await browser.navigate(`${gw.url}${SSO}forged/`, { stopBefore: (url) => url.startsWith(gw.url + CALLBACK) })
+      assert.ok(start.stoppedAt)
+      return { browser, callback: start.stoppedAt }
+    }))
+    const finish = (started: { browser: Browser; callback: string }[]) => Promise.all(started.map(({ browser, callback }) => browser.request(callback, { headers: { accept: 'application/json' } }).then((r) => r.status)))
+    const fetches = () => idp.requests.get('/jwks') ?? 0
+    // No keys held yet: each of these would fetch them.
+    const honest = await finish(await callbacks(10))
+    assert.deepEqual(new Set(honest), new Set([302]))
+    assert.equal(fetches(), 1)
+    const forgedStarts = await callbacks(10)
+    idp.idToken = ({ claims, sign }) => sign(claims, randomBytes(8).toString('hex'))
+    try {
+      assert.deepEqual(new Set(await finish(forgedStarts)), new Set([502]))
+    } finally {
+      idp.idToken = honestIdToken
+    }
+    assert.equal(fetches(), 1, 'within a minute of the last fetch, unknown keys are not fetched again')
   })
 })
