@@ -148,6 +148,15 @@ const UNBOUNDED = { query_timeout: undefined, statement_timeout: undefined, idle
 const MIGRATION_CONNECT_MS = 10_000
 /** How long a process starting next to another waits for the other's SQLite migrations. */
 const MIGRATION_WAIT_MS = 60_000
+/**
+ * PostgreSQL: how long one of a migration's statements waits for a lock (another session's long transaction on a
+ * table it changes, a `pg_dump`), before the migration rolls back and tries again, until MIGRATION_WAIT_MS have
+ * passed. A waiting ALTER TABLE holds up every request that reads the table behind it: a short wait bounds that, and
+ * a migration cut short by a signal leaves no statement waiting on the server for longer.
+ */
+const MIGRATION_LOCK_WAIT_MS = 1_000
+/** PostgreSQL's SQLSTATE for a lock not obtained within lock_timeout. */
+const LOCK_NOT_AVAILABLE = '55P03'
 /** Characters PostgreSQL cannot store in text (SQLite can): refused for both, so both behave alike. */
 const NUL = '\u0000'
 
@@ -259,7 +268,7 @@ export class Database {
 
   async #migrate(): Promise<string[]> {
     const pg = this.#pgConfig && await loadPostgres()
-    const pool = pg && new pg.Pool({ ...this.#pgConfig, ...UNBOUNDED, connectionTimeoutMillis: MIGRATION_CONNECT_MS, max: 1 })
+    const pool = pg && new pg.Pool({ ...this.#pgConfig, ...UNBOUNDED, lock_timeout: MIGRATION_LOCK_WAIT_MS, connectionTimeoutMillis: MIGRATION_CONNECT_MS, max: 1 })
     pool?.on('error', () => {})
     const db = pool ? new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) }) : this.db
     try {
@@ -267,9 +276,18 @@ export class Database {
       // later one (012) before an earlier one (010) is added; each creates its own tables, so order does not matter.
       // Names compared as plain strings (they are all NNN_words), not with Kysely's default localeCompare, which
       // makes every start load ICU's collation data for nothing.
-      const { error, results } = await new Migrator({ db, provider: migrationProvider(this.dialect), allowUnorderedMigrations: true, nameComparator: compareNames }).migrateToLatest()
-      if (error) throw error
-      return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+      const migrator = new Migrator({ db, provider: migrationProvider(this.dialect), allowUnorderedMigrations: true, nameComparator: compareNames })
+      const deadline = Date.now() + MIGRATION_WAIT_MS
+      for (let attempt = 1; ; attempt++) {
+        // On PostgreSQL every pending migration runs in one transaction: one that waited too long rolled them all back.
+        const { error, results } = await migrator.migrateToLatest()
+        if (!error) return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+        if ((error as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw error
+        if (Date.now() >= deadline) {
+          throw new Error(`a table the migrations change stayed locked by another session (a long transaction, a pg_dump) for ${MIGRATION_WAIT_MS / 1000} s; nothing was changed, try again once it ends`, { cause: error })
+        }
+        await delay(Math.min(200 * attempt, 2_000))
+      }
     } finally {
       if (db !== this.db) await db.destroy()
     }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { migrationNames } from '../../src/store/migrations/index.ts'
 import { openStore } from '../../src/store/store.ts'
@@ -100,6 +101,39 @@ describe('bin/gatehouse migrate on PostgreSQL', () => {
       assert.equal(results.filter((r) => /applied: 001_core/.test(r.stdout)).length, 1, 'one process applied them; the others found them applied')
       assert.equal(results.filter((r) => /^up to date/.test(r.stdout)).length, 3)
     } finally {
+      await database.drop()
+    }
+  })
+
+  it('waits for a table another session holds without holding up its readers meanwhile, and migrates once it is free', async () => {
+    const database = await createTestDatabase()
+    const holder = new pg.Client({ connectionString: database.url })
+    const reader = new pg.Client({ connectionString: database.url, statement_timeout: 3_000 })
+    try {
+      assert.equal((await runCli(['migrate', '--database', database.url])).code, 0)
+      await holder.connect()
+      await reader.connect()
+      // Migration 027 undone, so that it is pending again: it alters `tokens`.
+      await holder.query('alter table tokens drop column parent_access_token, drop column parent_grant_id, drop column parent_realm, drop column parent_issued_at')
+      await holder.query(`delete from kysely_migration where name = '027_token_access_token_parents'`)
+      // A long transaction reading the table (a pg_dump): the migration's ALTER TABLE must wait for it.
+      await holder.query('begin')
+      await holder.query('lock table tokens in access share mode')
+      const migrating = runCli(['migrate', '--database', database.url])
+      await sleep(1_500)
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now()
+        await reader.query('select count(*) from tokens')
+        assert.ok(performance.now() - started < 1_500, `a read of the table waited ${Math.round(performance.now() - started)} ms behind the migration`)
+        await sleep(300)
+      }
+      await holder.query('commit')
+      const migrated = await migrating
+      assert.equal(migrated.code, 0, migrated.stderr)
+      assert.match(migrated.stdout, /027_token_access_token_parents/)
+    } finally {
+      await holder.end()
+      await reader.end()
       await database.drop()
     }
   })
