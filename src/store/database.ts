@@ -25,7 +25,7 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number, 
   } catch (error) {
     throw new DataDirUnusable(dir, whyNotMade(error) ?? (error as Error).message, error)
   }
-  const problem = accessProblem(dir, file)
+  const problem = accessProblem(dir, file) ?? othersMayWrite(dir, file)
   if (problem) throw new DataDirUnusable(dir, problem, undefined)
   try {
     if (!existsSync(file)) closeSync(openSync(file, 'a', PRIVATE_FILE))
@@ -71,6 +71,22 @@ function whyNotMade(error: unknown): string | undefined {
   if (code === 'ENOENT') return 'no directory can be made there'
   if (code === 'ENOTDIR') return 'a part of its path is a file, not a directory'
   if (code === 'EACCES') return 'permission denied'
+  return undefined
+}
+
+/**
+ * Whoever may write to the data directory may put their own database in it, or a link where the database file goes,
+ * with their own accounts and signing keys; whoever may write to the file, change what it holds. As PostgreSQL
+ * refuses such a data directory, so does Gatehouse: it must be the running user's, and neither it nor the database
+ * file writable by its group or other users. (A link the owner put there is theirs to put, and is followed.)
+ */
+function othersMayWrite(dir: string, file: string): string | undefined {
+  const uid = process.geteuid?.()
+  const stats = statSync(dir)
+  if (uid !== undefined && stats.uid !== uid) return `it belongs to user ${stats.uid}, not to the user running Gatehouse (${uid}); chown it to that user`
+  if (stats.mode & 0o022) return `other users may write to it (mode ${(stats.mode & 0o777).toString(8)}); chmod go-w it (0700)`
+  const fileStats = statSync(file, { throwIfNoEntry: false })
+  if (fileStats && fileStats.mode & 0o022) return `other users may write to ${basename(file)} (mode ${(fileStats.mode & 0o777).toString(8)}); chmod go-w it (0600)`
   return undefined
 }
 

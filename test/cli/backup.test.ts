@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
@@ -169,8 +169,11 @@ describe('bin/gatehouse backup', () => {
       assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'data')])).code, 0)
       const existing = join(dir, 'existing.sqlite')
       writeFileSync(existing, 'keep me')
+      const dangling = join(dir, 'dangling.sqlite')
+      symlinkSync(join(dir, 'nowhere'), dangling)
       const cases: [string[], RegExp][] = [
         [['backup', existing, '--data-dir', join(dir, 'data')], /^gatehouse: .*existing\.sqlite already exists/],
+        [['backup', dangling, '--data-dir', join(dir, 'data')], /^gatehouse: .*dangling\.sqlite already exists/],
         [['backup', join(dir, 'no-such-dir', 'b.sqlite'), '--data-dir', join(dir, 'data')], /^gatehouse: .*no-such-dir.* does not exist/],
         [['backup', join(dir, 'b.sqlite'), '--data-dir', join(dir, 'empty')], /^gatehouse: no database to back up in .*empty/],
         [['backup', join(dir, 'b.sqlite'), '--database', database.url], /^gatehouse: backup copies the SQLite database; back up PostgreSQL with pg_dump/],

@@ -207,6 +207,26 @@ describe('bin/gatehouse', () => {
     assert.equal(readOnlyFile.stderr, `gatehouse: the data directory ${withFile} cannot be used: permission denied on gatehouse.sqlite (it must be readable and writable)\n`)
   })
 
+  it('refuses a data directory, or a database file, that other users may write to or that another user owns', async () => {
+    const dir = tempDir()
+    const cases: [string, (data: string) => void, RegExp][] = [
+      ['world-writable', (data) => chmodSync(data, 0o777), /other users may write to it \(mode 777\); chmod go-w it/],
+      ['group-writable', (data) => chmodSync(data, 0o770), /other users may write to it \(mode 770\)/],
+      ['writable file', (data) => chmodSync(join(data, 'gatehouse.sqlite'), 0o666), /other users may write to gatehouse\.sqlite \(mode 666\)/],
+    ]
+    if (process.geteuid?.() === 0) cases.push(['owned by another user', (data) => chownSync(data, 65534, 65534), /it belongs to user 65534, not to the user running Gatehouse \(0\)/])
+    for (const [name, spoil, reason] of cases) {
+      const data = join(dir, name.replaceAll(' ', '-'))
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      spoil(data)
+      for (const command of [['users', 'list'], ['serve', '--port', '0']]) {
+        const result = await runCli([...command, '--data-dir', data])
+        assert.equal(result.code, 2, `${name}: ${command[0]}: ${result.stderr}`)
+        assert.match(result.stderr, new RegExp(`^gatehouse: the data directory ${data} cannot be used: ${reason.source}`), name)
+      }
+    }
+  })
+
   it('refuses a password on standard input that is not UTF-8 or holds NUL, and creates no one', async () => {
     const dir = await migratedDir()
     const inputs: [string, Buffer, RegExp][] = [
