@@ -2,6 +2,7 @@ import { Command } from 'commander'
 import { version } from '../version.ts'
 import { accessCommand } from './access.ts'
 import { backupCommand } from './backup.ts'
+import { restoreCommand } from './restore.ts'
 import { configCommand } from './config.ts'
 import { keysCommand } from './keys.ts'
 import { realmsCommand } from './realms.ts'
@@ -22,6 +23,7 @@ export function gatehouseProgram(): Command {
     .addCommand(tokensCommand())
     .addCommand(migrateCommand())
     .addCommand(backupCommand())
+    .addCommand(restoreCommand())
     .addCommand(configCommand())
     .addCommand(ldapCommand())
     .addCommand(accessCommand())

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
@@ -127,9 +127,15 @@ describe('bin/gatehouse backup', () => {
           assert.equal(statSync(backupFile).mode & 0o777, 0o600, 'readable by its owner only, as the database')
         },
         async restore() {
-          mkdirSync(join(dir, 'restored'))
-          copyFileSync(backupFile, join(dir, 'restored', 'gatehouse.sqlite'))
-          return ['--data-dir', join(dir, 'restored')]
+          // In place of the database it was taken of, whose WAL holds the writes made after the copy.
+          const restored = await runCli(['restore', backupFile, '--data-dir', join(dir, 'data')])
+          assert.equal(restored.code, 0, restored.stderr)
+          assert.match(restored.stdout, /^restored .*gatehouse-backup\.sqlite to sqlite:.*gatehouse\.sqlite\n$/)
+          const kept = readdirSync(join(dir, 'data')).filter((name) => name.includes('.before-restore-'))
+          assert.ok(kept.some((name) => name.endsWith('-wal')) && kept.length >= 2, `the replaced database is kept aside with its WAL: ${kept}`)
+          assert.deepEqual(readdirSync(join(dir, 'data')).filter((name) => /^gatehouse\.sqlite-(wal|shm)$/.test(name)), [], 'no WAL of the old database is laid over the restored one')
+          assert.equal(statSync(join(dir, 'data', 'gatehouse.sqlite')).mode & 0o777, 0o600)
+          return ['--data-dir', join(dir, 'data')]
         },
       })
     } finally {
@@ -287,6 +293,68 @@ describe('bin/gatehouse backup', () => {
       } finally {
         execFileSync('umount', [full])
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('bin/gatehouse restore', () => {
+  it('waits for every process serving the database to stop, and puts back a backup that then serves without the later writes', async () => {
+    const dir = tempDir()
+    const data = join(dir, 'data')
+    const backupFile = join(dir, 'backup.sqlite')
+    let gateway = await spawnGateway(['--demo', '--data-dir', data])
+    try {
+      assert.equal((await runCli(['backup', backupFile, '--data-dir', data])).code, 0)
+      const later = await runCli(['users', 'create', 'after-backup', '--data-dir', data])
+      assert.equal(later.code, 0, later.stderr)
+      const refused = await runCli(['restore', backupFile, '--data-dir', data])
+      assert.equal(refused.code, 2)
+      assert.match(refused.stderr, /^gatehouse: 1 gateway process is serving sqlite:.*; stop it first/)
+      assert.equal(readdirSync(data).some((name) => name.includes('before-restore')), false, 'nothing was moved')
+      await gateway.stop()
+      const restored = await runCli(['restore', backupFile, '--data-dir', data])
+      assert.equal(restored.code, 0, restored.stderr)
+      assert.match(restored.stderr, /the database it replaced is kept as .*gatehouse\.sqlite\.before-restore-/)
+      gateway = await spawnGateway(['--demo', '--data-dir', data])
+      const users = await fetch(gateway.url + '/api/gateway/v1/users/?username=after-backup', { headers: adminAuth })
+      assert.equal((await users.json() as { count: number }).count, 0, 'the account made after the backup is gone')
+    } finally {
+      await gateway.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses, in one line with exit 2 and changing nothing, what is no backup of Gatehouse, and PostgreSQL', async () => {
+    const dir = tempDir()
+    const data = join(dir, 'data')
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      const before = readdirSync(data).sort()
+      const text = join(dir, 'text.sqlite')
+      writeFileSync(text, 'not a database at all, but long enough to look like one '.repeat(100))
+      const foreign = join(dir, 'foreign.sqlite')
+      execFileSync(process.execPath, ['-e', `new (require('node:sqlite').DatabaseSync)(${JSON.stringify(foreign)}).exec('create table t (x)')`])
+      const truncated = join(dir, 'truncated.sqlite')
+      assert.equal((await runCli(['backup', join(dir, 'whole.sqlite'), '--data-dir', data])).code, 0)
+      const whole = readFileSync(join(dir, 'whole.sqlite'))
+      writeFileSync(truncated, whole.subarray(0, Math.floor(whole.length / 2)))
+      const cases: [string[], RegExp][] = [
+        [['restore', join(dir, 'missing.sqlite'), '--data-dir', data], /missing\.sqlite does not exist/],
+        [['restore', dir, '--data-dir', data], /is not a regular file/],
+        [['restore', text, '--data-dir', data], /text\.sqlite is not a SQLite database Gatehouse can restore/],
+        [['restore', foreign, '--data-dir', data], /foreign\.sqlite is a SQLite database, but not one of Gatehouse/],
+        [['restore', truncated, '--data-dir', data], /truncated\.sqlite (is damaged|is not a SQLite database Gatehouse can restore)/],
+        [['restore', join(dir, 'whole.sqlite'), '--database', 'postgres://postgres@127.0.0.1:5432/test'], /restore PostgreSQL with pg_restore/],
+      ]
+      for (const [args, reason] of cases) {
+        const result = await runCli(args)
+        assert.equal(result.code, 2, args.join(' ') + result.stderr)
+        assert.match(result.stderr, reason)
+        assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
+      }
+      assert.deepEqual(readdirSync(data).sort(), before, 'nothing in the data directory changed')
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
