@@ -9,7 +9,6 @@ import { registerGatewayApi } from './api/register.ts'
 import { CSRF_COOKIE } from './auth/csrf.ts'
 import { SESSION_COOKIE } from './auth/session.ts'
 import { newRequestContext } from './context.ts'
-import { DIRECTORY_ENTRY_UNREADABLE, UNREADABLE_RUNS } from './directory/ldap-check.ts'
 import { hashingThreads, onRefusedHash } from './directory/passwords.ts'
 import { DatabaseUnavailable, NotFound, answerClientError, sendError } from './errors.ts'
 import { cookieParser } from './http/cookie-header.ts'
@@ -154,15 +153,16 @@ export async function buildServer(app: App, options: ServerOptions = {}): Promis
     server.log.warn({ source, user: user.username, organization: mapping.organization, team: mapping.team, role: mapping.role }, 'membership mapping skipped at sign-in: its organization or team was deleted meanwhile, so the role was not given')
   })
   app.directoryCheck?.onDisabled((user, code) => {
-    server.log.warn({ user: user.username, source: user.source }, code === DIRECTORY_ENTRY_UNREADABLE
-      ? `directory entry unreadable in ${UNREADABLE_RUNS} account checks in a row while the directory answered about others: account disabled, its sessions ended and its tokens refused; a superuser enables it again once the entry can be read`
+    // Compared by value: the check's module loads only where LDAP is configured.
+    server.log.warn({ user: user.username, source: user.source }, code === 'directory_entry_unreadable'
+      ? 'directory entry unreadable in account checks run after run while the directory answered about others: account disabled, its sessions ended and its tokens refused; a superuser enables it again once the entry can be read'
       : 'directory entry gone or no longer matching the user filter: account disabled, its sessions ended and its tokens refused')
   })
   app.directoryCheck?.onUnavailable((error) => {
     server.log.warn({ error: error.message, cause: causeOf(error) }, 'directory account check: the directory did not answer, so no account was disabled; the next check tries again, after the accounts it stopped at')
   })
-  app.directoryCheck?.onFailedLookup(({ user, error }, runs) => {
-    server.log.warn({ user: user.username, error: error.message, cause: causeOf(error), runs_in_a_row: runs }, `directory account check: this account's entry could not be read while the directory answered about others, so it was passed over; after ${UNREADABLE_RUNS} checks in a row it is disabled`)
+  app.directoryCheck?.onFailedLookup(({ user, error }, runs, disabledAfter) => {
+    server.log.warn({ user: user.username, error: error.message, cause: causeOf(error), runs_in_a_row: runs }, `directory account check: this account's entry could not be read while the directory answered about others, so it was passed over; after ${disabledAfter} checks in a row it is disabled`)
   })
   app.directoryCheck?.onNobodyFound((accounts) => {
     server.log.warn({ accounts }, 'directory account check: the directory found none of these accounts, which looks like a user search that finds nobody, so none was disabled; check ldap.user_search with `gatehouse ldap test`, and disable people who really left by hand')

@@ -101,7 +101,7 @@ export class DirectoryAccountCheck {
   readonly #unavailableListeners: ((error: DirectoryUnavailable) => void)[] = []
   readonly #nobodyFoundListeners: ((accounts: number) => void)[] = []
   readonly #takeOverListeners: (() => void)[] = []
-  readonly #failedLookupListeners: ((failed: FailedLookup, runsInARow: number) => void)[] = []
+  readonly #failedLookupListeners: ((failed: FailedLookup, runsInARow: number, disabledAfter: number) => void)[] = []
   /** Accounts by id whose lookup failed alone, and in how many runs in a row (UNREADABLE_RUNS). */
   readonly #unreadableRuns = new Map<number, number>()
   /** Where the next run starts: after the accounts a run stopped at, so that they cannot keep the others from being checked. */
@@ -136,7 +136,7 @@ export class DirectoryAccountCheck {
   }
 
   /** Told of each account whose lookup failed while the directory answered about others, with the runs in a row it did (the log listens). */
-  onFailedLookup(listener: (failed: FailedLookup, runsInARow: number) => void): void {
+  onFailedLookup(listener: (failed: FailedLookup, runsInARow: number, disabledAfter: number) => void): void {
     this.#failedLookupListeners.push(listener)
   }
 
@@ -224,7 +224,7 @@ export class DirectoryAccountCheck {
       const runs = (this.#unreadableRuns.get(lookup.user.id) ?? 0) + 1
       this.#unreadableRuns.set(lookup.user.id, runs)
       total.unreadable.push(lookup.user.username)
-      for (const listener of this.#failedLookupListeners) listener(lookup, runs)
+      for (const listener of this.#failedLookupListeners) listener(lookup, runs, UNREADABLE_RUNS)
       if (runs >= UNREADABLE_RUNS && await this.#disable(lookup.user, DIRECTORY_ENTRY_UNREADABLE)) {
         this.#unreadableRuns.delete(lookup.user.id)
         total.disabled.push(lookup.user.username)
