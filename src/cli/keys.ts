@@ -20,7 +20,7 @@ export function keysCommand(): Command {
         // A rotation at once is what an operator does for a key that may have leaked: the trail says who and when.
         app.audit.change(cliActor(), 'create', { type: 'identity_key', id: kid, name: kid }, undefined, { signs_from: new Date(signsFrom).toISOString() })
         process.stdout.write(`${kid}\n`)
-        process.stderr.write(`published identity key ${kid}; it signs from ${new Date(signsFrom).toISOString()}\n`)
+        process.stderr.write(`published identity key ${kid}; it signs from ${new Date(signsFrom).toISOString()} by this configuration (each gateway process counts from now by its own settings)\n`)
       })
     }))
 

@@ -86,16 +86,16 @@ export class RotatingKeys {
   async load(now = Date.now()): Promise<{ keys: RealmKeySet; changed: boolean }> {
     let changed = false
     let keys = await this.#live(now)
-    let { signing, next } = byRole(keys, now)
+    let { signing, next } = this.#byRole(keys, now)
     // The first key signs at once: no verifier can have cached a JWKS without it. A rotation publishes ahead.
     // With no key signing but one published to sign later, that one signs (below): no key is added for it.
-    const newKeySigns = !signing[0] ? (next[0] ? undefined : now) : !next[0] && signing[0].created + this.#rotationMs <= now ? now + this.#aheadMs : undefined
+    const newKeySigns = !signing[0] ? (next[0] ? undefined : now) : !next[0] && this.#signsFrom(signing[0]) + this.#rotationMs <= now ? now + this.#aheadMs : undefined
     if (newKeySigns !== undefined) {
-      if (signing[0]) await this.#add(newKeySigns)
+      if (signing[0]) await this.#add(now)
       else await this.#store.signingKeys.addFirst(await this.#newKey(newKeySigns))
       changed = true
       keys = await this.#live(now)
-      ;({ signing, next } = byRole(keys, now))
+      ;({ signing, next } = this.#byRole(keys, now))
     }
     // Another process made the first key with its clock ahead of ours: the key is still "next" on our clock, but it
     // is already published and already signs there, so it signs here too.
@@ -121,25 +121,43 @@ export class RotatingKeys {
         activeKid: active!.kid,
         privateJwks: Object.freeze(ordered.map((k) => k.privateJwk as JWK)),
         publicJwks: Object.freeze(ordered.map((k) => k.publicJwk as JWK)),
-        reloadAt: Math.min(upcoming ? upcoming.created : active!.created + this.#rotationMs, ...published.map((k) => k.retireAt ?? Infinity)),
-        signsUntil: upcoming ? upcoming.created : active!.created + this.#rotationMs,
+        reloadAt: Math.min(upcoming ? this.#signsFrom(upcoming) : this.#signsFrom(active!) + this.#rotationMs, ...published.map((k) => k.retireAt ?? Infinity)),
+        signsUntil: upcoming ? this.#signsFrom(upcoming) : this.#signsFrom(active!) + this.#rotationMs,
       }),
     }
   }
 
   /**
    * Publishes the next key now, to sign from `publishAheadSeconds` later (at once without): a rotation before it is
-   * due. Answers the new key's id and when it signs; the caller tells the other processes.
+   * due. Answers the new key's id and when it signs by these options; the caller tells the other processes, each of
+   * which counts that time from the publication by its own options.
    */
   async rotate(now = Date.now()): Promise<{ kid: string; signsFrom: number }> {
-    const key = await this.#add(now + this.#aheadMs)
-    return { kid: key.kid, signsFrom: key.created }
+    const key = await this.#add(now)
+    return { kid: key.kid, signsFrom: this.#signsFrom(key) }
   }
 
-  async #add(created: number): Promise<SigningKey> {
-    const key = await this.#newKey(created)
+  /** Publishes a key now; it signs `publishAheadSeconds` later (its `created`, for versions that read only that). */
+  async #add(published: number): Promise<SigningKey> {
+    const key = { ...await this.#newKey(published + this.#aheadMs), published }
     await this.#store.signingKeys.add(key)
     return key
+  }
+
+  /**
+   * When a key signs by this process's options: a key published ahead, `publishAheadSeconds` after it was published,
+   * however long the process that published it waited (a `keys rotate` run with another configuration than the
+   * servers', say), since how long services keep a JWKS is this process's to know (it sends its max-age); a first
+   * key, at once.
+   */
+  #signsFrom(key: SigningKey): number {
+    return key.published == null ? key.created : key.published + this.#aheadMs
+  }
+
+  /** The keys in use, newest first: those signing by now, and those published to sign later. */
+  #byRole(keys: SigningKey[], now: number): { signing: SigningKey[]; next: SigningKey[] } {
+    const candidates = keys.filter((k) => k.retireAt === null).sort((a, b) => this.#signsFrom(b) - this.#signsFrom(a) || (a.kid < b.kid ? 1 : -1))
+    return { signing: candidates.filter((k) => this.#signsFrom(k) <= now), next: candidates.filter((k) => this.#signsFrom(k) > now) }
   }
 
   #newKey(created: number): Promise<SigningKey> {
@@ -281,10 +299,6 @@ export class LoadedKeys {
 }
 
 /** The keys not retired that sign now, newest first, and those published to sign later, newest first. */
-function byRole(keys: SigningKey[], now: number): { signing: SigningKey[]; next: SigningKey[] } {
-  const candidates = keys.filter((k) => k.retireAt === null).sort((a, b) => b.created - a.created || (a.kid < b.kid ? 1 : -1))
-  return { signing: candidates.filter((k) => k.created <= now), next: candidates.filter((k) => k.created > now) }
-}
 
 async function newSigningKey(purpose: string, alg: RealmKeyAlg, certificateSubject: string | undefined, now: number): Promise<SigningKey> {
   const kid = randomUUID()

@@ -98,6 +98,8 @@ export interface SigningKeysTable {
   private_jwk: string
   public_jwk: string
   created_at: number
+  /** When a key published ahead of signing was published (migration 028); null for one that signed at once. */
+  published_at: number | null
   retire_at: number | null
 }
 

@@ -8,7 +8,10 @@ export interface SigningKey {
   alg: string
   privateJwk: Record<string, unknown>
   publicJwk: Record<string, unknown>
+  /** When it signs (or signed) from, by the options of the process that made it. */
   created: number
+  /** When it was published, for a key published ahead of signing (migration 028): each process counts from it. */
+  published?: number | null
   retireAt: number | null
 }
 
@@ -31,6 +34,7 @@ export class SigningKeyRepository {
       privateJwk: JSON.parse(r.private_jwk),
       publicJwk: JSON.parse(r.public_jwk),
       created: Number(r.created_at),
+      published: r.published_at == null ? null : Number(r.published_at),
       retireAt: r.retire_at === null ? null : Number(r.retire_at),
     }))
   }
@@ -43,6 +47,7 @@ export class SigningKeyRepository {
       private_jwk: JSON.stringify(key.privateJwk),
       public_jwk: JSON.stringify(key.publicJwk),
       created_at: key.created,
+      published_at: key.published ?? null,
       retire_at: key.retireAt,
     }).execute()
   }

@@ -64,6 +64,24 @@ for (const backend of storeBackends) {
       assert.equal((await keys.load(signsFrom)).keys.activeKid, kid)
     })
 
+    it('signs with a key another configuration published (a keys rotate run with its own) after this process\'s own time ahead', async () => {
+      const server = keysOf('ahead-other-config')
+      const command = new RotatingKeys(opened.store, { purpose: 'ahead-other-config', alg: 'ES256', rotationSeconds: 30 * DAY, graceSeconds: GRACE, publishAheadSeconds: 2 })
+      const t0 = Date.now()
+      const old = (await server.load(t0)).keys.activeKid
+      const { kid, signsFrom } = await command.rotate(t0 + 1000)
+      assert.equal(signsFrom, t0 + 1000 + 2000, 'by the command\'s own options')
+      // The server sends its own max-age with its JWKS: services may keep the one without the key that long.
+      assert.equal((await server.load(signsFrom)).keys.activeKid, old)
+      assert.equal((await server.load(t0 + 1000 + AHEAD * 1000 - 1)).keys.activeKid, old)
+      assert.equal((await server.load(t0 + 1000 + AHEAD * 1000)).keys.activeKid, kid)
+      // And the other way round: a command with a longer time ahead does not hold back a server with a shorter one.
+      const patient = new RotatingKeys(opened.store, { purpose: 'ahead-other-config', alg: 'ES256', rotationSeconds: 30 * DAY, graceSeconds: GRACE, publishAheadSeconds: 3600 })
+      const t1 = t0 + 2000 * 1000
+      const later = await patient.rotate(t1)
+      assert.equal((await server.load(t1 + AHEAD * 1000)).keys.activeKid, later.kid)
+    })
+
     it('starts two processes at once on one first key, whichever clock is ahead', async () => {
       const other = await opened.reopen()
       try {

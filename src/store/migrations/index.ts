@@ -33,6 +33,7 @@ const migrations: Record<string, () => Promise<GatehouseMigration>> = {
   '025_oidc_null_key_indexes': async () => (await import('./025_oidc_null_key_indexes.ts')).oidcNullKeyIndexes,
   '026_token_parents': async () => (await import('./026_token_parents.ts')).tokenParents,
   '027_token_access_token_parents': async () => (await import('./027_token_access_token_parents.ts')).tokenAccessTokenParents,
+  '028_signing_key_publication': async () => (await import('./028_signing_key_publication.ts')).signingKeyPublication,
 }
 
 /** The names of this version's migrations, in order. */
