@@ -22,6 +22,9 @@ export function migrateCommand(): Command {
           throw new DatabaseUnusable(database.description, error)
         })
         process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : `up to date (${database.description})\n`)
+        // Said as serve says it: this version serves such a database, but an operator about to roll back should know.
+        const { unknown } = await database.migrationStatus()
+        if (unknown.length) process.stderr.write(`gatehouse: warning: the database also has migrations of a newer version: ${unknown.join(', ')}\n`)
       } finally {
         await database.close()
       }

@@ -150,6 +150,7 @@ describe('a version older than the database', () => {
     const migrated = await runCli(['migrate', ...storageArgs])
     assert.equal(migrated.code, 0, migrated.stderr)
     assert.match(migrated.stdout, /^up to date/)
+    assert.equal(migrated.stderr, `gatehouse: warning: the database also has migrations of a newer version: ${FUTURE}\n`)
     const gateway = await spawnGateway(storageArgs)
     try {
       const ready = await fetch(gateway.url + '/readyz')
