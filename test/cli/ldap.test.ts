@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { stringify } from 'yaml'
 import { openStore } from '../../src/store/store.ts'
 import { runCli, spawnGateway, tempDir } from '../helpers/gateway.ts'
@@ -107,6 +108,8 @@ describe('gatehouse ldap test', () => {
     assert.match(check.stderr, warning)
     const gateway = await spawnGateway(['--config', plain, '--data-dir', tempDir()])
     try {
+      // Standard error and standard output are two pipes: the warning may arrive after the line that says it listens.
+      for (let waited = 0; !warning.test(gateway.output()) && waited < 5_000; waited += 50) await sleep(50)
       assert.match(gateway.output(), warning)
     } finally {
       await gateway.stop()
