@@ -23,7 +23,7 @@ export const DIRECTORY_ENTRY_UNREADABLE = 'directory_entry_unreadable' as const
  */
 export const FAILED_LOOKUPS_IN_A_ROW = 5
 /**
- * Runs in a row in which an account's lookup failed while the directory answered about others, after which the account
+ * Runs in a row in which an account's lookup failed while the directory answered about most others, after which the account
  * is disabled: the check cannot tell whether its entry is gone or its groups changed, and a person who can edit their
  * own entry could otherwise keep what the directory took from them by making it unreadable.
  */
@@ -214,10 +214,14 @@ export class DirectoryAccountCheck {
     }
     for (const id of answered) this.#unreadableRuns.delete(id)
     if (!failed.length) return total
-    // Every lookup of the run failed: they are these entries' only if the directory answers a search of its own.
-    if (!answered.length && !total.unavailable && !(await this.#directory.answers())) {
-      total.unavailable = failed.at(-1)!.error
-      for (const listener of this.#unavailableListeners) listener(total.unavailable)
+    // Failures count against their entries only where the directory plainly works: most of the run's lookups
+    // answered. A directory that answers a search of its own but fails most lookups (overloaded, an index dropped,
+    // limits hit) is degraded, not showing these entries unreadable: such a run passes them over and counts nothing.
+    if (answered.length <= failed.length) {
+      if (!answered.length && !total.unavailable) {
+        total.unavailable = failed.at(-1)!.error
+        for (const listener of this.#unavailableListeners) listener(total.unavailable)
+      }
       return total
     }
     for (const lookup of failed) {

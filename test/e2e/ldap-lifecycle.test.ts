@@ -223,9 +223,10 @@ describe('an account whose directory entry cannot be read', () => {
 
   it('is passed over while the others are checked, and disabled once it stays unreadable for UNREADABLE_RUNS checks', async () => {
     const { gw, directory, logLines } = fixture
-    // carol's account comes first in the check's order, dave's after hers.
+    // carol's account comes first in the check's order, dave's after hers; alice and bob are answered about.
     const carol = await login(gw, 'carol', PASSWORDS.carol!)
     const dave = await login(gw, 'dave', PASSWORDS.dave!)
+    for (const name of ['alice', 'bob']) await login(gw, name, PASSWORDS[name]!)
     const me = async (cookie: string) => (await gw.fetch(ME, { headers: { cookie } })).status
     // An answer larger than the gateway reads from the directory: as a person who may edit their own name could make it.
     await directory.replaceAttribute(personDn('carol'), 'givenName', ['C'.repeat(1_200_000)])
@@ -264,5 +265,22 @@ describe('an account whose directory entry cannot be read', () => {
       directory.resume()
     }
     assert.equal((await gw.fetch(ME, { headers: { cookie: alice.cookie } })).status, 200)
+  })
+})
+
+describe('a directory that answers a search of its own but fails most lookups', () => {
+  const fixture = checkedByHand()
+
+  it('is taken for degraded, not for entries unreadable: run after run, nobody is disabled', async () => {
+    const { gw, directory } = fixture
+    const people = ['alice', 'bob', 'carol']
+    const sessions = await Promise.all(people.map((name) => login(gw, name, PASSWORDS[name]!)))
+    // Every entry's answer too large for the gateway, while the user search's base entry still answers.
+    for (const name of people) await directory.replaceAttribute(personDn(name), 'givenName', ['G'.repeat(1_200_000)])
+    for (let run = 1; run <= UNREADABLE_RUNS + 1; run++) {
+      const outcome = await gw.app.directoryCheck!.run()
+      assert.deepEqual(outcome.disabled, [], `run ${run}`)
+    }
+    for (const session of sessions) assert.equal((await gw.fetch(ME, { headers: { cookie: session.cookie } })).status, 200)
   })
 })
