@@ -1,9 +1,10 @@
-import { chmodSync, closeSync, constants, copyFileSync, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs'
+import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
-import { sqliteFile } from '../store/database.ts'
+import { dataDirProblem, sqliteFile } from '../store/database.ts'
+import { migrationNames } from '../store/migrations/index.ts'
 
 /**
  * How recently a process must have said it was alive (every second, src/store/event-bus.ts) to count as serving: a
@@ -20,8 +21,12 @@ export function restoreCommand(): Command {
       if (config.storage.database) throw new UsageError('restore puts back a SQLite backup; restore PostgreSQL with pg_restore (README: Backups)')
       const backup = resolve(file)
       const target = sqliteFile(config.storage.data_dir)
+      const dir = dirname(target)
+      const problem = existsSync(dir) ? dataDirProblem(dir, target) : undefined
+      if (problem) throw new UsageError(`the data directory ${dir} cannot be used: ${problem}`)
       checkBackup(backup)
       if (existsSync(target)) refuseWhileServed(target)
+      else if (existsSync(`${target}-wal`)) throw new UsageError(`${target}-wal is there without its database: it may hold its last writes; move it away by hand if it is not needed`)
       const keptAs = restore(backup, target)
       process.stdout.write(`restored ${backup} to sqlite:${target}\n`)
       if (keptAs) process.stderr.write(`the database it replaced is kept as ${keptAs}; delete it once the restored one serves as it should\n`)
@@ -30,7 +35,7 @@ export function restoreCommand(): Command {
 
 /** A backup is a whole SQLite database of Gatehouse's: anything else would stop every command after it is in place. */
 function checkBackup(backup: string): void {
-  const stats = lstatSync(backup, { throwIfNoEntry: false })
+  const stats = statSync(backup, { throwIfNoEntry: false })
   if (!stats?.isFile()) throw new UsageError(`${backup} ${stats ? 'is not a regular file' : 'does not exist'}`)
   let sqlite: DatabaseSync | undefined
   try {
@@ -40,6 +45,9 @@ function checkBackup(backup: string): void {
     if (!sqlite.prepare(`select 1 from sqlite_master where type = 'table' and name = 'kysely_migration'`).get()) {
       throw new UsageError(`${backup} is a SQLite database, but not one of Gatehouse (it has no migrations table)`)
     }
+    const known = new Set<string>(migrationNames)
+    const newer = (sqlite.prepare('select name from kysely_migration').all() as { name: string }[]).map((row) => row.name).filter((name) => !known.has(name))
+    if (newer.length) process.stderr.write(`gatehouse: warning: the backup has migrations of a newer version: ${newer.join(', ')}\n`)
   } catch (error) {
     if (error instanceof UsageError) throw error
     throw new UsageError(`${backup} is not a SQLite database Gatehouse can restore (${(error as Error).message.split('\n')[0]})`)
@@ -51,7 +59,7 @@ function checkBackup(backup: string): void {
 /**
  * A process serving the database would go on writing into its WAL, laid over the restored file (or into the file it
  * has open, which no later start finds): the restore waits for every process to stop. Each says it is alive every
- * second, in the database itself.
+ * second, in the database itself. Asked before the copy and again just before the database is replaced.
  */
 function refuseWhileServed(target: string): void {
   let sqlite: DatabaseSync | undefined
@@ -60,8 +68,12 @@ function refuseWhileServed(target: string): void {
     sqlite = new DatabaseSync(target, { readOnly: true })
     const row = sqlite.prepare('select count(*) as n from gateway_processes where heartbeat_at > ?').get(Date.now() - ALIVE_MS) as { n: number } | undefined
     serving = Number(row?.n ?? 0)
-  } catch {
-    // A database too damaged to say, or without Gatehouse's tables: nothing serves it, which is why it is restored.
+  } catch (error) {
+    // A database without Gatehouse's tables, or too damaged to say, has nobody serving it: that is why it is restored.
+    // One this user may not read is another matter: nothing can be said of who serves it.
+    if ((error as { errcode?: number }).errcode !== SQLITE_ERROR && (error as { errcode?: number }).errcode !== SQLITE_CORRUPT && (error as { errcode?: number }).errcode !== SQLITE_NOTADB) {
+      throw new UsageError(`sqlite:${target} cannot be read to see whether a process serves it (${(error as Error).message.split('\n')[0]})`)
+    }
   } finally {
     sqlite?.close()
   }
@@ -70,34 +82,83 @@ function refuseWhileServed(target: string): void {
   }
 }
 
+/** SQLite's result codes for a missing table, a damaged file and a file that is not a database. */
+const SQLITE_ERROR = 1
+const SQLITE_CORRUPT = 11
+const SQLITE_NOTADB = 26
+
 /**
- * Copies the backup beside the database, flushed, then moves the database and its WAL aside and the copy into its
- * place: at every moment the data directory holds either the old database whole or the restored one, and the old
- * one is kept (answered) rather than deleted.
+ * Copies the backup beside the database through SQLite (a backup's own WAL, if one is beside it, included), flushed;
+ * folds the old database's WAL into it, keeps it under another name (a hard link) and renames the copy over it. At
+ * every moment `gatehouse.sqlite` is one of the two whole databases, and the old one is kept, never deleted.
  */
 function restore(backup: string, target: string): string | undefined {
-  mkdirSync(dirname(target), { recursive: true, mode: 0o700 })
+  const dir = dirname(target)
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 })
   const copy = `${target}.restoring-${process.pid}`
   rmSync(copy, { force: true })
-  copyFileSync(backup, copy, constants.COPYFILE_EXCL)
-  chmodSync(copy, 0o600)
-  const fd = openSync(copy, 'r+')
+  try {
+    const source = new DatabaseSync(backup, { readOnly: true })
+    try {
+      source.prepare('VACUUM INTO ?').run(copy)
+    } finally {
+      source.close()
+    }
+    chmodSync(copy, 0o600)
+    // Run by root for a data directory of the service's user, the database must stay that user's.
+    const owner = statSync(dir)
+    if (process.geteuid?.() === 0) chownSync(copy, owner.uid, owner.gid)
+    flush(copy)
+  } catch (error) {
+    rmSync(copy, { force: true })
+    throw new UsageError(`the backup could not be copied into ${dir} (${(error as Error).message.split('\n')[0]}); nothing was changed`)
+  }
+  let keptAs: string | undefined
+  if (existsSync(target)) try {
+    // Asked again after the copy, which may have taken long; a process starting after this leaves writes in the WAL,
+    // which foldWal refuses.
+    refuseWhileServed(target)
+    foldWal(target)
+    keptAs = `${target}.before-restore-${new Date().toISOString().replaceAll(':', '-')}`
+    linkSync(target, keptAs)
+    for (const suffix of ['-wal', '-shm']) if (existsSync(target + suffix)) renameSync(target + suffix, keptAs + suffix)
+  } catch (error) {
+    rmSync(copy, { force: true })
+    throw error
+  }
+  renameSync(copy, target)
+  flush(dir)
+  return keptAs
+}
+
+/** Checkpoints the old database's WAL into it and removes the WAL files, so that the file alone is the whole database. */
+function foldWal(target: string): void {
+  try {
+    const old = new DatabaseSync(target)
+    try {
+      old.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+    } finally {
+      old.close()
+    }
+  } catch (error) {
+    const code = (error as { errcode?: number }).errcode
+    // A database too damaged to checkpoint is kept aside as it is, its WAL files with it (restore).
+    if (code === SQLITE_CORRUPT || code === SQLITE_NOTADB) return
+    throw new UsageError(`sqlite:${target} could not be checkpointed before it is replaced (${(error as Error).message.split('\n')[0]}); nothing was changed`)
+  }
+  const wal = statSync(`${target}-wal`, { throwIfNoEntry: false })
+  if (wal && wal.size > 0) {
+    throw new UsageError(`sqlite:${target} still has writes in its WAL after a checkpoint: a process has it open; stop it first. Nothing was changed`)
+  }
+  rmSync(`${target}-wal`, { force: true })
+  rmSync(`${target}-shm`, { force: true })
+}
+
+function flush(path: string): void {
+  const fd = openSync(path, 'r')
   try {
     fsyncSync(fd)
   } finally {
     closeSync(fd)
   }
-  let keptAs: string | undefined
-  if (existsSync(target)) {
-    keptAs = `${target}.before-restore-${new Date().toISOString().replaceAll(':', '-')}`
-    renameSync(target, keptAs)
-  }
-  // The old WAL belongs to the old database: laid over the restored one, it would bring back what the restore undoes.
-  for (const suffix of ['-wal', '-shm']) {
-    if (!existsSync(target + suffix)) continue
-    if (keptAs) renameSync(target + suffix, keptAs + suffix)
-    else rmSync(target + suffix)
-  }
-  renameSync(copy, target)
-  return keptAs
 }

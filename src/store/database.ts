@@ -25,7 +25,7 @@ async function openSqliteFile(dir: string, file: string, busyTimeoutMs: number, 
   } catch (error) {
     throw new DataDirUnusable(dir, whyNotMade(error) ?? (error as Error).message, error)
   }
-  const problem = accessProblem(dir, file) ?? othersMayWrite(dir, file)
+  const problem = dataDirProblem(dir, file)
   if (problem) throw new DataDirUnusable(dir, problem, undefined)
   try {
     if (!existsSync(file)) closeSync(openSync(file, 'a', PRIVATE_FILE))
@@ -83,11 +83,16 @@ function whyNotMade(error: unknown): string | undefined {
 function othersMayWrite(dir: string, file: string): string | undefined {
   const uid = process.geteuid?.()
   const stats = statSync(dir)
-  if (uid !== undefined && stats.uid !== uid) return `it belongs to user ${stats.uid}, not to the user running Gatehouse (${uid}); chown it to that user`
+  if (uid !== undefined && stats.uid !== uid) return `it belongs to user ${stats.uid}, not to the user running Gatehouse (${uid}); run Gatehouse as its owner`
   if (stats.mode & 0o022) return `other users may write to it (mode ${(stats.mode & 0o777).toString(8)}); chmod go-w it (0700)`
   const fileStats = statSync(file, { throwIfNoEntry: false })
   if (fileStats && fileStats.mode & 0o022) return `other users may write to ${basename(file)} (mode ${(fileStats.mode & 0o777).toString(8)}); chmod go-w it (0600)`
   return undefined
+}
+
+/** Why an existing data directory, or its database file, may not be used (permissions, ownership), if it may not. */
+export function dataDirProblem(dir: string, file: string): string | undefined {
+  return accessProblem(dir, file) ?? othersMayWrite(dir, file)
 }
 
 function accessProblem(dir: string, file: string): string | undefined {

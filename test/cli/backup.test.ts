@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { execFileSync, spawn } from 'node:child_process'
+import { DatabaseSync } from 'node:sqlite'
 import { once } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -132,7 +133,7 @@ describe('bin/gatehouse backup', () => {
           assert.equal(restored.code, 0, restored.stderr)
           assert.match(restored.stdout, /^restored .*gatehouse-backup\.sqlite to sqlite:.*gatehouse\.sqlite\n$/)
           const kept = readdirSync(join(dir, 'data')).filter((name) => name.includes('.before-restore-'))
-          assert.ok(kept.some((name) => name.endsWith('-wal')) && kept.length >= 2, `the replaced database is kept aside with its WAL: ${kept}`)
+          assert.equal(kept.length, 1, `the replaced database is kept aside whole, its WAL folded into it: ${kept}`)
           assert.deepEqual(readdirSync(join(dir, 'data')).filter((name) => /^gatehouse\.sqlite-(wal|shm)$/.test(name)), [], 'no WAL of the old database is laid over the restored one')
           assert.equal(statSync(join(dir, 'data', 'gatehouse.sqlite')).mode & 0o777, 0o600)
           return ['--data-dir', join(dir, 'data')]
@@ -317,11 +318,39 @@ describe('bin/gatehouse restore', () => {
       const restored = await runCli(['restore', backupFile, '--data-dir', data])
       assert.equal(restored.code, 0, restored.stderr)
       assert.match(restored.stderr, /the database it replaced is kept as .*gatehouse\.sqlite\.before-restore-/)
+      // The writes made after the backup, which were in the old database's WAL when its server stopped, are kept too.
+      const [keptName] = readdirSync(data).filter((name) => name.includes('.before-restore-'))
+      const kept = new DatabaseSync(join(data, keptName!), { readOnly: true })
+      try {
+        assert.ok(kept.prepare(`select 1 from users where username = 'after-backup'`).get(), 'the replaced database keeps what was written after the backup')
+      } finally {
+        kept.close()
+      }
       gateway = await spawnGateway(['--demo', '--data-dir', data])
       const users = await fetch(gateway.url + '/api/gateway/v1/users/?username=after-backup', { headers: adminAuth })
       assert.equal((await users.json() as { count: number }).count, 0, 'the account made after the backup is gone')
     } finally {
       await gateway.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('restores a copy taken with its WAL beside it (a stopped server\'s files copied by hand), writes in the WAL included', async () => {
+    const dir = tempDir()
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', join(dir, 'source')])).code, 0)
+      // A connection that stays open keeps its writes in the WAL while the files are copied.
+      const open = new DatabaseSync(join(dir, 'source', 'gatehouse.sqlite'))
+      open.exec('PRAGMA wal_autocheckpoint = 0')
+      open.prepare(`insert into users (username, password_hash, email, first_name, last_name, is_superuser, is_system_auditor, is_active, created_at, modified_at) values ('only-in-wal', '', '', '', '', 0, 0, 1, 0, 0)`).run()
+      mkdirSync(join(dir, 'copied'))
+      for (const suffix of ['', '-wal']) copyFileSync(join(dir, 'source', `gatehouse.sqlite${suffix}`), join(dir, 'copied', `gatehouse.sqlite${suffix}`))
+      open.close()
+      const restored = await runCli(['restore', join(dir, 'copied', 'gatehouse.sqlite'), '--data-dir', join(dir, 'data')])
+      assert.equal(restored.code, 0, restored.stderr)
+      const listed = await runCli(['users', 'list', '--data-dir', join(dir, 'data')])
+      assert.match(listed.stdout, /only-in-wal/)
+    } finally {
       rmSync(dir, { recursive: true, force: true })
     }
   })
