@@ -99,17 +99,19 @@ export class RotatingKeys {
     }
     // Another process made the first key with its clock ahead of ours: the key is still "next" on our clock, but it
     // is already published and already signs there, so it signs here too.
-    if (!signing[0] && next[0]) signing = [next.shift()!]
+    // The oldest of them: one a process with a shorter time ahead may sign with already, never one published after it.
+    if (!signing[0] && next[0]) signing = [next.pop()!]
     const [active, ...superseded] = signing
     for (const key of superseded) {
       await this.#store.signingKeys.retire(key.kid, now + this.#graceMs)
       key.retireAt = now + this.#graceMs
       changed = true
     }
-    // Two processes published a next key at once: the newest wins; the other never signed anything.
+    // Two processes published a next key at once: the newest wins. The other stays published as long as a replaced key,
+    // as a process whose time ahead is shorter may have signed with it.
     const [upcoming, ...outrun] = next
     for (const key of outrun) {
-      await this.#store.signingKeys.retire(key.kid, now)
+      await this.#store.signingKeys.retire(key.kid, now + this.#graceMs)
       changed = true
     }
     const published = keys.filter((k) => !outrun.includes(k))
