@@ -144,8 +144,9 @@ for (const backend of storeBackends) {
         await a.rotate(due + 1)
         const [fromA, fromB] = await Promise.all([a.load(due + 2), b.load(due + 2)])
         assert.deepEqual(fromA.keys.publicJwks.map((k) => k.kid), fromB.keys.publicJwks.map((k) => k.kid))
-        // The active key, the newest next one, and the one it outran, published as long as a replaced key.
-        assert.equal(fromA.keys.publicJwks.length, 3)
+        // The active key, the newest next one, and those it outran (one or two, as the processes' publications met),
+        // published as long as a replaced key.
+        assert.ok([3, 4].includes(fromA.keys.publicJwks.length), String(fromA.keys.publicJwks.length))
         // When the newest next key signs (the outrun one's end of publication may come first: GRACE < AHEAD).
         const switchAt = due + 1 + AHEAD * 1000
         const [thenA, thenB] = await Promise.all([a.load(switchAt), b.load(switchAt)])
