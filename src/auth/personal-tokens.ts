@@ -9,6 +9,8 @@ import { DATABASE_NOW, type User } from '../store/users.ts'
 import { generateToken, hashToken } from './token-format.ts'
 import { realmRevocation, REVOKE_TOPIC, TOKEN_TOPIC, USER_TOPIC } from '../store/topics.ts'
 
+/** The most ended tokens one change tells every process of one by one; past it, by owner. */
+const MAX_TOKEN_EVENTS = 100
 const CLOSE_FLUSH_ATTEMPTS = 3
 const CLOSE_FLUSH_RETRY_MS = 200
 
@@ -86,9 +88,16 @@ export class PersonalTokens {
     bus.cascade(REVOKE_TOPIC, async (tx, keys, announce) => {
       const created = await tx.tokens.createdWithEnded(endedAccessTokens(keys))
       if (!created.length) return
-      const descendants = await tx.tokens.descendantsOf(created)
-      await tx.tokens.deleteMany(created)
-      for (const id of [...created, ...descendants]) announce(TOKEN_TOPIC, String(id))
+      const ids = created.map((token) => token.id)
+      const descendants = await tx.tokens.descendantsOf(ids)
+      await tx.tokens.deleteMany(ids)
+      // Each token by its id while they are few; past that each owner's (their tokens' creators are their owners), or all:
+      // a `logout-all` ending thousands must not write thousands of events for every process to read.
+      const ended = [...ids, ...descendants]
+      const owners = new Set(created.map((token) => token.userId))
+      if (ended.length <= MAX_TOKEN_EVENTS) for (const id of ended) announce(TOKEN_TOPIC, String(id))
+      else if (owners.size <= MAX_TOKEN_EVENTS) for (const owner of owners) announce(TOKEN_TOPIC, `user:${owner}`)
+      else announce(TOKEN_TOPIC, 'all')
     })
   }
 
@@ -115,7 +124,7 @@ export class PersonalTokens {
     const record = await this.#store.transaction(async (tx) => {
       // After the account's row is locked: the issues of one user count one after another.
       await refuseIfEndedSince(tx, user)
-      if (request.parentAccessToken && !(await tx.oidc.holdAccessToken(request.parentAccessToken.jti, request.parentAccessToken.grantId, now))) {
+      if (request.parentAccessToken && !(await tx.oidc.holdAccessToken(request.parentAccessToken, now))) {
         throw new InvalidToken('The access token was revoked or its session ended.')
       }
       if (limit > 0 && (await tx.tokens.countOf(user.id)) >= limit) {

@@ -13,7 +13,7 @@
  * (backchannel-logout.ts).
  */
 import type { KoaContextWithOIDC } from 'oidc-provider'
-import type { OidcRecordRepository } from '../store/oidc.ts'
+import { REALM_NOT_BEFORE_MODEL, type OidcRecordRepository } from '../store/oidc.ts'
 import { providerNow } from './provider-clock.ts'
 
 /**
@@ -25,8 +25,6 @@ export const ADAPTER_SESSION_MODEL = 'AdapterSession'
 /** An adapter session id as keycloak-connect's (an Express session id) or a servlet's: printable, bounded. */
 const ADAPTER_SESSION_STATE = /^[\x21-\x7E]{1,255}$/
 
-/** The record of a realm's not-before (Keycloak's realm `notBefore`), keyed by the realm's name. */
-export const REALM_NOT_BEFORE_MODEL = 'RealmNotBefore'
 
 /** Where an admin call goes: its endpoint under the admin URL's path (Keycloak's `UriBuilder.path`), its query kept. */
 export function adminCallUrl(adminUrl: string, endpoint: 'k_logout' | 'k_push_not_before'): string {

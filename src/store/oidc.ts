@@ -31,6 +31,8 @@ export interface SessionInput extends Omit<OidcRecordInput, 'model' | 'grantId' 
   gatewaySession?: string | undefined
 }
 
+/** The record of a realm's not-before (Keycloak's realm `notBefore`), keyed by the realm's name. */
+export const REALM_NOT_BEFORE_MODEL = 'RealmNotBefore'
 const GRANT_MODEL = 'Grant'
 const SESSION_MODEL = 'Session'
 
@@ -316,17 +318,20 @@ export class OidcRecordRepository {
 
   /**
    * Whether an access token's record (a user's `AccessToken`, a service account's `ClientCredentials`) and, when it has
-   * one, its grant are live, holding them (PostgreSQL: locked for share) until the transaction ends: a revocation that
-   * would delete them waits for it and then sees what the transaction created with the token, or committed first and
-   * is seen here.
+   * one, its grant are live, and it was issued after its realm's not-before, holding those records (PostgreSQL: locked
+   * for share) until the transaction ends: a revocation or `logout-all` that would change them waits for it and then
+   * sees what the transaction created with the token, or committed first and is seen here.
    */
-  async holdAccessToken(jti: string, grantId: string | null, now: number): Promise<boolean> {
+  async holdAccessToken(token: { jti: string; grantId: string | null; realm: string; issuedAt: number }, now: number): Promise<boolean> {
     const read = this.#live(now).where((eb) => eb.or([
-      eb.and([eb('model', 'in', ['AccessToken', 'ClientCredentials']), eb('id', '=', jti)]),
-      ...grantId === null ? [] : [eb.and([eb('model', '=', GRANT_MODEL), eb('id', '=', grantId)])],
+      eb.and([eb('model', 'in', ['AccessToken', 'ClientCredentials']), eb('id', '=', token.jti)]),
+      eb.and([eb('model', '=', REALM_NOT_BEFORE_MODEL), eb('id', '=', token.realm)]),
+      ...token.grantId === null ? [] : [eb.and([eb('model', '=', GRANT_MODEL), eb('id', '=', token.grantId)])],
     ]))
     const rows = await (this.#dialect === 'postgres' ? read.forShare() : read).execute()
-    return rows.some((row) => row.model !== GRANT_MODEL) && (grantId === null || rows.some((row) => row.model === GRANT_MODEL))
+    const notBefore = rows.find((row) => row.model === REALM_NOT_BEFORE_MODEL)
+    if (notBefore && Number(JSON.parse(notBefore.payload).notBefore ?? 0) > token.issuedAt) return false
+    return rows.some((row) => row.model === 'AccessToken' || row.model === 'ClientCredentials') && (token.grantId === null || rows.some((row) => row.model === GRANT_MODEL))
   }
 
   async find(model: string, id: string, now: number): Promise<OidcRecord | undefined> {

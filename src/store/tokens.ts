@@ -109,21 +109,21 @@ export class TokenRepository {
     return found
   }
 
-  /** The tokens created with OIDC access tokens that have ended (not those created with these tokens in turn). */
-  async createdWithEnded(ended: EndedAccessTokens): Promise<number[]> {
-    const found = new Set<number>()
+  /** The tokens created with OIDC access tokens that have ended (not those created with these tokens in turn), and whose they are. */
+  async createdWithEnded(ended: EndedAccessTokens): Promise<{ id: number; userId: number }[]> {
+    const found = new Map<number, number>()
     // In batches, as a client's deletion can end thousands of grants at once: each stays within the bound on parameters.
     for (const [column, values] of [['parent_access_token', ended.jtis], ['parent_grant_id', ended.grants]] as const) {
       for (let i = 0; i < values.length; i += IN_BATCH) {
-        const rows = await this.#db.selectFrom('tokens').select('id').where(column, 'in', values.slice(i, i + IN_BATCH)).execute()
-        for (const row of rows) found.add(Number(row.id))
+        const rows = await this.#db.selectFrom('tokens').select(['id', 'user_id']).where(column, 'in', values.slice(i, i + IN_BATCH)).execute()
+        for (const row of rows) found.set(Number(row.id), Number(row.user_id))
       }
     }
     for (const { realm, notBefore } of ended.realms) {
-      const rows = await this.#db.selectFrom('tokens').select('id').where('parent_realm', '=', realm).where('parent_issued_at', '<', notBefore).execute()
-      for (const row of rows) found.add(Number(row.id))
+      const rows = await this.#db.selectFrom('tokens').select(['id', 'user_id']).where('parent_realm', '=', realm).where('parent_issued_at', '<', notBefore).execute()
+      for (const row of rows) found.set(Number(row.id), Number(row.user_id))
     }
-    return [...found]
+    return [...found].map(([id, userId]) => ({ id, userId }))
   }
 
   /** Deletes these tokens (and, in the database, those created with them); how many there were. */

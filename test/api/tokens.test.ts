@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { NOT_MINE } from '../../src/auth/authenticator.ts'
 import { InvalidCredentials } from '../../src/errors.ts'
+import { setRealmNotBefore } from '../../src/oidc/admin-url.ts'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
@@ -444,6 +445,21 @@ describe('tokens created with a token', () => {
     }
   })
 
+  it('end by the hundred with one event for their owner, not one each', async () => {
+    const signedIn = await signIn()
+    const children = await Promise.all(Array.from({ length: 150 }, () => createToken(gw, bearer(signedIn.access))))
+    // Used, and so held in memory, before they end: the owner's event must reach them there too.
+    assert.deepEqual(new Set(await Promise.all(children.slice(0, 5).map((t) => me(t.token)))), new Set([200]))
+    const before = await gw.app.store.events.latestId()
+    const ended = await gw.fetch('/o/revoke_token/', {
+      method: 'POST', headers: { authorization: basic(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: signedIn.refresh }),
+    })
+    assert.equal(ended.status, 200)
+    assert.ok(await gw.app.store.events.latestId() - before <= 3, `${await gw.app.store.events.latestId() - before} events`)
+    assert.deepEqual(new Set(await Promise.all(children.slice(0, 5).map((t) => me(t.token)))), new Set([401]))
+    assert.equal(await gw.app.store.tokens.findById(children.at(-1)!.id), undefined)
+  })
+
   it('are refused while the OIDC access token is being revoked, rather than outliving it', async () => {
     const signedIn = await signIn()
     const created = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: bearer(signedIn.access) })
@@ -454,6 +470,13 @@ describe('tokens created with a token', () => {
     const before = (await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count
     const late = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: bearer(signedIn.access) })
     assert.equal(late.status, 401)
+    assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before, 'nothing created')
+    // So with its realm's not-before moved past it (a logout-all) while the request was on its way.
+    const other = await signIn()
+    const { iat } = JSON.parse(Buffer.from(other.access.split('.')[1]!, 'base64url').toString())
+    await setRealmNotBefore(gw.app.store.oidc, other.realm, iat + 1)
+    const afterLogoutAll = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: bearer(other.access) })
+    assert.equal(afterLogoutAll.status, 401)
     assert.equal((await gw.app.store.tokens.list({ offset: 0, limit: 1 })).count, before, 'nothing created')
   })
 })
