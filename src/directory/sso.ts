@@ -82,8 +82,7 @@ const MAX_SUBJECT = 255
  * subjects with one would find one account.
  */
 const SUBJECT = /^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$/
-/** How long after a fetch of the provider's keys another sign-in's fetch gets a copy of its answer (a failed one's: KEYS_FAILED_GAP_MS). */
-const KEYS_GAP_MS = 60_000
+/** How long after a failed fetch of the provider's keys other sign-ins get its failure rather than fetching again. */
 const KEYS_FAILED_GAP_MS = 5_000
 /** How far the provider's clock may be from this one: openid-client's own tolerance for `exp`. */
 const CLOCK_TOLERANCE_SECONDS = 30
@@ -288,10 +287,10 @@ interface KeptAnswer {
 }
 
 /**
- * The provider's keys (`jwks_uri`), fetched by one request at a time, and at most once a minute (after a failure,
- * every five seconds). openid-client fetches them again for each ID token naming a key it lacks, and, as each of its
- * requests has a deadline of its own, concurrent callbacks would each fetch: a flood of unknown `kid`s, or the first
- * sign-ins after a start, would each cost the provider a request. Those asking meanwhile get a copy of the last answer.
+ * The provider's keys (`jwks_uri`), fetched by one request at a time (after a failure, at most every five seconds).
+ * openid-client fetches them again for an ID token naming a key it lacks once its copy is a minute old, and, as each
+ * of its requests has a deadline of its own, concurrent callbacks would each fetch: the first sign-ins after a start,
+ * or a flood of unknown `kid`s, would each cost the provider a request. Those asking meanwhile share the one answer.
  */
 class ProviderKeys {
   /** The keys' address, from discovery. */
@@ -304,8 +303,10 @@ class ProviderKeys {
 
   async fetch(url: string, options: OpenidClient.CustomFetchOptions): Promise<Response> {
     const last = this.#last
-    const gap = last?.failed ? KEYS_FAILED_GAP_MS : KEYS_GAP_MS
-    if (!last || last.url !== url || (last.settledAt !== undefined && Date.now() - last.settledAt >= gap)) {
+    // A fetch under way is shared; a failed one for a few seconds. A good answer is openid-client's to keep: it asks
+    // again only once its copy is a minute old, which a copy of an older answer would reset.
+    const shared = last?.url === url && (last.settledAt === undefined || (last.failed === true && Date.now() - last.settledAt < KEYS_FAILED_GAP_MS))
+    if (!shared) {
       const fetching: KeysFetch = { url, answer: fetchWithinBound(url, options).then(kept) }
       fetching.answer.then((answer) => void (fetching.failed = answer.status !== 200), () => void (fetching.failed = true))
         .finally(() => void (fetching.settledAt = Date.now()))
