@@ -105,6 +105,11 @@ export function loginRoutes(api: GatewayApi, app: App): void {
   // A POST with the session cookie needs the CSRF token like any other; a GET, as in the platform, does not.
   // GET is open, so that a browser with no session or an ended one is still redirected, not refused.
   const logout = async (request: FastifyRequest, reply: FastifyReply) => {
+    // A GET another site's page led the browser to (a link, a redirect, an image of a sibling subdomain's page) ends
+    // nothing: browsers name where a request comes from in Sec-Fetch-Site, and clients that are not browsers send none.
+    if (request.method === 'GET' && !fromThisSite(request.headers['sec-fetch-site'])) {
+      return reply.redirect(app.publishedPath + (wantsHtml(request) ? LOGIN_PATH : '/api/'), 302)
+    }
     const principal = request.gatehouse.principal
     const sessionId = principal?.sessionId
     if (sessionId) await app.sessions.end(sessionId)
@@ -213,4 +218,9 @@ export function sendLoginPage(app: App, reply: FastifyReply, status: number, opt
     .header('x-frame-options', 'DENY')
     .header('referrer-policy', 'same-origin')
     .send(renderLoginPage({ action: app.publishedPath + LOGIN_PATH, ...options, sso }))
+}
+
+/** Sec-Fetch-Site of a request this site made or the person typed (or none: not a browser, or an older one). */
+function fromThisSite(site: string | string[] | undefined): boolean {
+  return site === undefined || site === 'same-origin' || site === 'none'
 }

@@ -274,6 +274,22 @@ describe('login, logout and session endpoints', () => {
     assert.equal(again.status, 302)
   })
 
+  it('ends nothing on a GET another site led the browser to (Sec-Fetch-Site), and ends the session on this site\'s own', async () => {
+    const session = await login(gw, 'alice', 'alice-password')
+    for (const site of ['cross-site', 'same-site']) {
+      const response = await gw.fetch('/api/gateway/v1/logout/', { headers: { cookie: session.cookie, 'sec-fetch-site': site, accept: 'text/html' } })
+      assert.equal(response.status, 302, site)
+      assert.equal(setCookie(response, 'gateway_sessionid'), undefined, `${site}: the cookie is left`)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: session.cookie } })).status, 200, `${site}: the session goes on`)
+    }
+    for (const site of ['same-origin', 'none']) {
+      const own = await login(gw, 'alice', 'alice-password')
+      const response = await gw.fetch('/api/gateway/v1/logout/', { headers: { cookie: own.cookie, 'sec-fetch-site': site } })
+      assert.equal(response.status, 302)
+      assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { cookie: own.cookie } })).status, 401, `${site}: ended`)
+    }
+  })
+
   it('sends a browser back to the login page after logout', async () => {
     const session = await login(gw, 'alice', 'alice-password')
     const response = await gw.fetch('/api/gateway/v1/logout/', {
