@@ -84,9 +84,9 @@ function othersMayWrite(dir: string, file: string): string | undefined {
   const uid = process.geteuid?.()
   const stats = statSync(dir)
   if (uid !== undefined && stats.uid !== uid) return `it belongs to user ${stats.uid}, not to the user running Gatehouse (${uid}); run Gatehouse as its owner`
-  if (stats.mode & 0o022) return `other users may write to it (mode ${(stats.mode & 0o777).toString(8)}); chmod go-w it (0700)`
+  if (stats.mode & 0o022) return `other users may write to it (mode ${(stats.mode & 0o7777).toString(8)}); chmod go-w it (0700)`
   const fileStats = statSync(file, { throwIfNoEntry: false })
-  if (fileStats && fileStats.mode & 0o022) return `other users may write to ${basename(file)} (mode ${(fileStats.mode & 0o777).toString(8)}); chmod go-w it (0600)`
+  if (fileStats && fileStats.mode & 0o022) return `other users may write to ${basename(file)} (mode ${(fileStats.mode & 0o7777).toString(8)}); chmod go-w it (0600)`
   return undefined
 }
 
