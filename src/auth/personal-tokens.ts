@@ -302,12 +302,6 @@ export class PersonalTokens {
   }
 }
 
-/**
- * `user` is the account as the credential asking for a token was judged against, read before the token is written. A
- * change committed since that ended the account's credentials (a new password, a disable: each moves a not-before)
- * would be outlived by a token made now, so none is: the request is answered as its credential's next one will be.
- * An account deleted meanwhile is left to the token's foreign key.
- */
 /** What REVOKE_TOPIC's keys name (src/store/topics.ts): access tokens by `jti`, grants, realms' not-befores. */
 function endedAccessTokens(keys: readonly string[]): EndedAccessTokens {
   const ended: EndedAccessTokens = { jtis: [], grants: [], realms: [] }
@@ -320,6 +314,12 @@ function endedAccessTokens(keys: readonly string[]): EndedAccessTokens {
   return ended
 }
 
+/**
+ * `user` is the account as the credential asking for a token was judged against, read before the token is written. A
+ * change committed since that ended the account's credentials (a new password, a disable: each moves a not-before)
+ * would be outlived by a token made now, so none is: the request is answered as its credential's next one will be.
+ * An account deleted meanwhile is left to the token's foreign key.
+ */
 async function refuseIfEndedSince(tx: Repositories, user: User): Promise<void> {
   // Locked until the token is committed: a revocation of the account's tokens either waits and then deletes this
   // token with the others, or commits first and is seen here.

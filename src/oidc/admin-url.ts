@@ -25,7 +25,6 @@ export const ADAPTER_SESSION_MODEL = 'AdapterSession'
 /** An adapter session id as keycloak-connect's (an Express session id) or a servlet's: printable, bounded. */
 const ADAPTER_SESSION_STATE = /^[\x21-\x7E]{1,255}$/
 
-
 /** Where an admin call goes: its endpoint under the admin URL's path (Keycloak's `UriBuilder.path`), its query kept. */
 export function adminCallUrl(adminUrl: string, endpoint: 'k_logout' | 'k_push_not_before'): string {
   const url = new URL(adminUrl)

@@ -89,10 +89,10 @@ export class RotatingKeys {
     let { signing, next } = this.#byRole(keys, now)
     // The first key signs at once: no verifier can have cached a JWKS without it. A rotation publishes ahead.
     // With no key signing but one published to sign later, that one signs (below): no key is added for it.
-    const newKeySigns = !signing[0] ? (next[0] ? undefined : now) : !next[0] && this.#signsFrom(signing[0]) + this.#rotationMs <= now ? now + this.#aheadMs : undefined
-    if (newKeySigns !== undefined) {
-      if (signing[0]) await this.#add(now)
-      else await this.#store.signingKeys.addFirst(await this.#newKey(newKeySigns))
+    const rotationDue = signing[0] !== undefined && !next[0] && this.#signsFrom(signing[0]) + this.#rotationMs <= now
+    if (rotationDue || (!signing[0] && !next[0])) {
+      if (rotationDue) await this.#add(now)
+      else await this.#store.signingKeys.addFirst(await this.#newKey(now))
       changed = true
       keys = await this.#live(now)
       ;({ signing, next } = this.#byRole(keys, now))
@@ -299,8 +299,6 @@ export class LoadedKeys {
     return set
   }
 }
-
-/** The keys not retired that sign now, newest first, and those published to sign later, newest first. */
 
 async function newSigningKey(purpose: string, alg: RealmKeyAlg, certificateSubject: string | undefined, now: number): Promise<SigningKey> {
   const kid = randomUUID()
