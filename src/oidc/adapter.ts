@@ -134,12 +134,13 @@ export class StoreAdapter implements Adapter {
 
   /**
    * A realm-bound record of this realm, without the member that says so; one of another realm is not found. A realm
-   * browser session is found without its member too (it names its realm for its end to be told, not to be bound). A
-   * record of another model is found as it is.
+   * browser session too: its cookie brought to another realm's endpoints (its path keeps browsers from it, a copied
+   * value does not) is no session there, as a Keycloak user session is its realm's, so that realm asks for its own
+   * sign-in. A record of another model is found as it is.
    */
   #ownRealms(record: Parameters<typeof asPayload>[0]): AdapterPayload | undefined {
     if (!record || !(REALM_BOUND_MODELS.has(this.#model) || this.#model === 'Session')) return asPayload(record)
-    if (REALM_BOUND_MODELS.has(this.#model) && !isRealmsRecord(record.payload, this.#deps.realm)) return undefined
+    if (!isRealmsRecord(record.payload, this.#deps.realm)) return undefined
     const { [REALM_MEMBER]: _realm, ...payload } = record.payload
     return asPayload({ ...record, payload })
   }

@@ -5,7 +5,7 @@ import { jwtVerify } from 'jose'
 import { adminAuth, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { createTestDatabase } from '../helpers/postgres.ts'
 import { asAnEarlierVersion } from '../helpers/username-pairs.ts'
-import { browse, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, submitForm, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
+import { browse, CLIENT_REDIRECT, codeRedemption, CookieJar, decodeJwtPart, REALM, realmUrl, realmWith, SERVICE_SECRET, submitForm, testRealms, TOKEN_PATH, tokenRequest } from '../helpers/oidc.ts'
 
 const NO_SERVICE_ACCOUNT_SECRET = 'no-service-account-secret-0123'
 
@@ -349,6 +349,23 @@ describe('an authorization code at another realm\'s token endpoint', () => {
     const redeemed = await tokenRequest(gw, form)
     assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body))
     assert.equal(decodeJwtPart(redeemed.body.access_token, 1).iss, realmUrl(gw))
+  })
+
+  it('does not take the realm browser session of another realm, whose cookie is copied to it', async () => {
+    const jar = new CookieJar()
+    const authorize = (realm: string, extra: Record<string, string> = {}) => `/realms/${realm}/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'end-users', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', ...extra })}`
+    const page = await browse(gw, jar, gw.url + authorize(REALM))
+    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+    await browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=alice-password' })
+    // The realm session's cookie alone, without the gateway's: only that session could sign the browser in silently.
+    const realmSession = jar.header().split('; ').filter((pair) => pair.startsWith('gatehouse_oidc_session')).join('; ')
+    assert.match(realmSession, /^gatehouse_oidc_session=/)
+    const silently = (realm: string) => gw.fetch(authorize(realm, { prompt: 'none' }), { redirect: 'manual', headers: { cookie: realmSession } })
+    const own = new URL((await silently(REALM)).headers.get('location')!)
+    assert.ok(own.searchParams.get('code'), own.href)
+    const elsewhere = new URL((await silently('elsewhere')).headers.get('location')!)
+    assert.equal(elsewhere.searchParams.get('code'), null)
+    assert.equal(elsewhere.searchParams.get('error'), 'login_required')
   })
 })
 
