@@ -13,12 +13,14 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
  * What a client sends that a service never receives: hop-by-hop fields; the credentials the gateway consumed;
  * `Expect`, which the gateway has already answered (Node sends `100 Continue` itself, and the upstream client refuses
  * the field); the method overrides, which frameworks take for the method (a POST let through as a POST would reach
- * the service as the DELETE the access rules refuse); and the fields the gateway sets itself, so a client's value
- * never stands beside or instead of its own.
+ * the service as the DELETE the access rules refuse), and the URL overrides, which they take for the path asked for
+ * (IIS's, Zend's and older Symfony's `X-Original-URL`, `X-Rewrite-URL`: a path let through would reach the service as
+ * the one refused; a proxy in front passes its client's own on, so not even a trusted one's are believed); and the
+ * fields the gateway sets itself, so a client's value never stands beside or instead of its own.
  */
 const ALWAYS_DROPPED = new Set([
   ...HOP_BY_HOP, 'authorization', 'expect', 'x-http-method-override', 'x-http-method', 'x-method-override',
-  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+  'x-original-url', 'x-rewrite-url', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ])
 const IDENTITY_PREFIX = 'x-gatehouse-'
 
@@ -30,7 +32,7 @@ const IDENTITY_PREFIX = 'x-gatehouse-'
  */
 const FROM_TRUSTED_PROXIES_ONLY = new Set([
   'forwarded', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'x-cluster-client-ip', 'cf-connecting-ip', 'fastly-client-ip',
-  'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-original-host', 'x-original-forwarded-for',
+  'x-original-uri', 'x-original-host', 'x-original-forwarded-for',
 ])
 /**
  * `X-Forwarded-*`, and Envoy's `X-Envoy-*`: an Envoy in front of a service (a sidecar, the platform's gateway) takes

@@ -14,8 +14,6 @@ const FORWARDING_HEADERS = {
   'x-forwarded-ssl': 'on',
   'x-client-ip': '203.0.113.7',
   'true-client-ip': '203.0.113.7',
-  'x-original-url': '/admin/delete',
-  'x-rewrite-url': '/admin/delete',
   'x-original-uri': '/admin/delete',
   'x-original-host': 'evil.example',
   // Envoy in front of a service takes these from a peer it counts as internal, as the gateway is.
@@ -157,6 +155,15 @@ describe('the headers between clients and services', () => {
     assert.equal(last().headers['x-forwarded-for'], '203.0.113.7, 127.0.0.2')
     assert.equal(last().headers['x-forwarded-host'], 'public.example')
     assert.equal(last().headers['x-forwarded-proto'], 'https')
+  })
+
+  it('removes the URL overrides frameworks route by, from trusted proxies too, which pass on their clients\' own', async () => {
+    for (const from of ['127.0.0.1', '127.0.0.2']) {
+      await requestFrom(from, `${gw.url}/rec/x`, { headers: { 'x-original-url': '/rec/admin/delete', 'X-Rewrite-URL': '/rec/admin/delete', x_original_url: '/rec/admin' } })
+      assert.equal(last().url, '/rec/x')
+      const names = last().rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase().replaceAll('_', '-'))
+      assert.deepEqual(names.filter((name) => name.includes('rewrite') || name.includes('original-url')), [], from)
+    }
   })
 
   it('believes a trusted proxy\'s X-Forwarded-Proto only when it says http or https, in any case, and otherwise reads the connection', async () => {
