@@ -1,3 +1,4 @@
+import type { PendingOverride } from './access/method-override.ts'
 import type { BearerValue } from './auth/bearer.ts'
 import type { Principal } from './auth/principal.ts'
 import type { AuthMethod } from './config/schema.ts'
@@ -13,6 +14,11 @@ export interface RequestContext {
   accessRule?: string | undefined
   /** The authenticator that claimed the request's credential, whether the credential checked out or not. */
   authenticator: AuthMethod | undefined
+  /**
+   * A POST to a service whose rules name methods, with a body that may be a form naming another method: judged once
+   * the body is read (src/access/method-override.ts).
+   */
+  methodOverride?: PendingOverride | undefined
   /** What `authorize` decided; none where no place decides. */
   decision: 'granted' | 'refused' | undefined
   /** The stable code of the error the request was answered with, if any. */

@@ -25,7 +25,7 @@ export type ErrorCode =
   | 'csrf_origin_mismatch' | 'csrf_referer_missing' | 'csrf_referer_malformed' | 'csrf_referer_insecure'
   | 'csrf_referer_mismatch' | 'csrf_cookie_missing' | 'csrf_cookie_malformed' | 'csrf_token_missing' | 'csrf_token_incorrect'
   | 'not_found' | 'no_session' | 'sso_provider_unknown' | 'method_not_allowed'
-  | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'account_changed' | 'payload_too_large'
+  | 'request_timeout' | 'conflict' | 'username_taken' | 'sso_login_in_progress' | 'account_changed' | 'payload_too_large' | 'method_override_unread'
   | 'unsupported_media_type' | 'login_throttled' | 'sign_ins_throttled' | 'headers_too_large' | 'expectation_failed'
   | 'internal_error' | 'upstream_unavailable' | 'sso_provider_error' | 'sso_response_invalid'
   | 'database_unavailable' | 'transaction_conflict' | 'directory_unavailable' | 'password_checks_busy' | 'body_buffers_full' | 'password_check_failed' | 'password_check_abandoned' | 'sso_provider_unavailable' | 'upstream_busy' | 'upstream_timeout'
@@ -531,6 +531,16 @@ export class PayloadTooLarge extends GatehouseError {
   static override readonly status: number = 413
   static override readonly code: ErrorCode = 'payload_too_large'
   static override readonly defaultMessage: string = 'The request body is too large.'
+}
+
+/**
+ * A POST form body to a service whose access rules name methods, too large for the gateway to read for the method
+ * it may name (src/access/method-override.ts), while the rules refuse one such method.
+ */
+export class MethodOverrideUnread extends GatehouseError {
+  static override readonly status: number = 413
+  static override readonly code: ErrorCode = 'method_override_unread'
+  static override readonly defaultMessage: string = 'The request body is too large for the gateway to tell which method it names.'
 }
 
 export class UnsupportedMediaType extends GatehouseError {

@@ -41,11 +41,20 @@ export class ServiceRules {
   /** What the rules guard, in the refusal's words: a `service`, or a realm `client`. */
   readonly #kind: string
   readonly #rules: CompiledRule[]
+  /**
+   * The parameter whose method a POST is judged as too (src/access/method-override.ts): the service's, where its
+   * rules name methods; undefined where they name none, and so judge every method alike.
+   */
+  readonly methodOverride: string | undefined
+  /** The methods the rules name (upper case), each of which a form body not read whole is judged as. */
+  readonly namedMethods: ReadonlySet<string>
 
-  constructor(service: string, rules: readonly AccessRule[], kind: 'service' | 'client' = 'service') {
+  constructor(service: string, rules: readonly AccessRule[], kind: 'service' | 'client' = 'service', methodOverride: string | false = false) {
     this.service = service
     this.#kind = kind
     this.#rules = rules.map(compileRule)
+    this.namedMethods = new Set(rules.flatMap((rule) => (rule.allow ?? rule.deny)!.methods ?? []))
+    this.methodOverride = methodOverride === false || this.namedMethods.size === 0 ? undefined : methodOverride
   }
 
   decide(request: AccessRequest): AccessDecision {
@@ -66,7 +75,7 @@ export class ServiceRules {
 
 /** Every service's rules by service name; services without `access` are absent (every signed-in caller passes). */
 export function compileServiceRules(config: Config): ReadonlyMap<string, ServiceRules> {
-  return new Map(config.services.filter((s) => s.access).map((s) => [s.name, new ServiceRules(s.name, s.access!)]))
+  return new Map(config.services.filter((s) => s.access).map((s) => [s.name, new ServiceRules(s.name, s.access!, 'service', s.method_override_parameter)]))
 }
 
 /** The gateway's own rules (`gateway.access`): its API and web interface; undefined when none are configured. */

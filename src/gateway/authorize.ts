@@ -73,6 +73,15 @@ async function decide(auth: AuthPipeline, csrf: Pick<CsrfPolicy, 'checkOrigin'>,
 }
 
 /**
+ * A refusal that came of the request's body, read after `authorize` let it in (a form naming a method the service's
+ * rules refuse, src/access/method-override.ts): the request log says it was refused after all.
+ */
+export function refusedAfterBody<E extends Error>(request: GatewayRequest, refusal: E): E {
+  request.gatehouse.decision = 'refused'
+  return refusal
+}
+
+/**
  * A request without a usable credential: a browser goes to log in (as the platform the first document describes
  * sends failed credentials too), an API client keeps the 401 that says what was wrong. Anything else that went
  * wrong while authenticating (a CSRF failure, a database outage) is the refusal itself.

@@ -1,12 +1,14 @@
 import { hash, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify'
 import type { App } from '../app.ts'
+import { bodyOverrideRefusal } from '../access/method-override.ts'
 import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
 import { GatehouseError, InvalidOriginalRequest, MissingOriginalMethod, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget } from '../http/request-target.ts'
+import { refusedAfterBody } from './authorize.ts'
 import { PROXIED_METHODS } from './routes.ts'
 import { teamsHeader, underscoredIdentityField } from './upstream-headers.ts'
 import { checkHandshakeOrigin } from './websocket.ts'
@@ -135,6 +137,9 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
       throw error
     }
   }
+  // The body never comes here: a form's method, where the service's rules name methods, is judged as every one it may name.
+  const overridden = decision.granted ? bodyOverrideRefusal(asked.gatehouse.methodOverride, asked.headers, 'unseen') : undefined
+  if (overridden) return { granted: false, refusal: refusedAfterBody(asked, overridden), headers: {} }
   if (!decision.granted) {
     // nginx's auth_request passes on only 2xx, 401 and 403: its login redirect travels as a 401 with the address.
     if (decision.loginUrl && flavour === 'auth-request') return { granted: false, refusal: decision.refusal, headers: { [LOGIN_HEADER]: decision.loginUrl } }

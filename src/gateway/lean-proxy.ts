@@ -6,7 +6,8 @@ import type { App } from '../app.ts'
 import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
 import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
 import { splitTarget } from '../http/request-target.ts'
-import type { Decision } from './authorize.ts'
+import { bodyOverrideRefusal } from '../access/method-override.ts'
+import { refusedAfterBody, type Decision } from './authorize.ts'
 import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type ForwardAuthAnswer } from './forward-auth.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
@@ -226,6 +227,11 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   const reading = route.requestBuffer.read(raw, response)
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return
+  const overridden = bodyOverrideRefusal(request.gatehouse.methodOverride, request.headers, body)
+  if (overridden) {
+    writeError(request, response, refusedAfterBody(request, overridden), errorLog(options, request))
+    return
+  }
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => response.on('close', release))
   if (waiting) await waiting
   // The gateway's own time runs until here, a wait for the body and for a free upstream connection included.

@@ -5,7 +5,8 @@ import type { App } from '../app.ts'
 import { NotFound, writeError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
-import { answerRefusal } from './authorize.ts'
+import { bodyOverrideRefusal } from '../access/method-override.ts'
+import { answerRefusal, refusedAfterBody } from './authorize.ts'
 import { upstreamFailure } from './lean-proxy.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
@@ -76,6 +77,8 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const reading = route.requestBuffer.read(raw, reply.raw)
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return
+  const overridden = bodyOverrideRefusal(request.gatehouse.methodOverride, request.headers, body)
+  if (overridden) throw refusedAfterBody(request, overridden)
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
   if (waiting) await waiting
   // The gateway's own time runs until here, a wait for a free upstream connection included.
