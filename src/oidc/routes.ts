@@ -396,7 +396,7 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     if (publicClient) {
       form.delete('client_secret')
       form.set('client_id', publicClient)
-      return keycloakForm(realm, path, raw, form, basic !== undefined)
+      return keycloakForm(realm, path, raw, form, basic !== undefined, publicClient)
     }
     if (form.has('client_secret') && basic) {
       if (!sameClientSecret(basic, form)) return INVALID_CLIENT
@@ -408,7 +408,7 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
       form.set('client_id', basic.clientId)
       form.set('client_secret', basic.secret)
     }
-    return keycloakForm(realm, path, raw, form, basicInForm)
+    return keycloakForm(realm, path, raw, form, basicInForm, basic?.clientId ?? form.get('client_id') ?? undefined)
   }
   const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return authorization ? { path, body, authorization } : { path, body }
@@ -429,9 +429,9 @@ function publicClientId(realm: Realm, basic: ClientCredentials | undefined, form
 
 /**
  * The rest of a form POST's adjustments, once the client's credentials are in the form (`basicInForm`: they were
- * moved there from HTTP basic, which oidc-provider is then not given).
+ * moved there from HTTP basic, which oidc-provider is then not given); `clientId` is the client the request names.
  */
-async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, form: URLSearchParams, basicInForm: boolean): Promise<Target | Refusal | PageRefusal | Redirect> {
+async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, form: URLSearchParams, basicInForm: boolean, clientId: string | undefined): Promise<Target | Refusal | PageRefusal | Redirect> {
   if (path === KEYCLOAK_ROUTES.end_session) {
     const logout = await logoutByRefreshToken(realm, raw, form)
     return basicInForm && 'path' in logout ? { ...logout, authorization: null } : logout
@@ -439,7 +439,7 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
   if (path === KEYCLOAK_ROUTES.device_authorization) withDefaultScopes(form)
   if (path === KEYCLOAK_ROUTES.pushed_authorization_request) keycloakPrompt(form)
   const deviceCodes = form.getAll('device_code')
-  if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && await realm.pollsTooSoon(deviceCodes[0]!, DEVICE_POLLING_SECONDS)) {
+  if (path === KEYCLOAK_ROUTES.token && form.get('grant_type') === DEVICE_CODE_GRANT && deviceCodes.length === 1 && clientId !== undefined && await realm.pollsTooSoon(deviceCodes[0]!, clientId, DEVICE_POLLING_SECONDS)) {
     return { refused: { status: 400, error: 'slow_down', description: 'Slow down' } }
   }
   if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {

@@ -374,7 +374,7 @@ describe('a device code at another realm\'s token endpoint', () => {
   const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'
   before(async () => {
     // Two realms with the same device client: only the realm that issued a device code may be polled with it.
-    const [realm] = realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }])
+    const [realm] = realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }, { client_id: 'radio', public_client: true, device_authorization_grant: true }])
     gw = await startGateway({ config: { realms: [realm, { ...realm, name: 'elsewhere' }] } })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
   })
@@ -405,6 +405,21 @@ describe('a device code at another realm\'s token endpoint', () => {
     const body = await json(redeemed)
     assert.equal(redeemed.status, 200, JSON.stringify(body))
     assert.equal(decodeJwtPart(body.access_token, 1).iss, realmUrl(gw))
+  })
+
+  it('is not counted as polled by another client, which neither gets slow_down nor slows the code\'s own client', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    const { device_code: deviceCode } = await started.json() as { device_code: string }
+    const poll = (clientId: string) => gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: clientId, grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+    for (let i = 0; i < 2; i++) {
+      const other = await poll('radio')
+      assert.equal(other.status, 400)
+      assert.notEqual((await json(other)).error, 'slow_down')
+    }
+    const own = await poll('tv')
+    assert.deepEqual([own.status, (await json(own)).error], [400, 'authorization_pending'])
+    const again = await poll('tv')
+    assert.deepEqual([again.status, (await json(again)).error], [400, 'slow_down'])
   })
 
   it('is not found by its user code at another realm\'s device page', async () => {
