@@ -84,6 +84,10 @@ export async function registerForwardAuth(server: FastifyInstance, app: App): Pr
     for (const flavour of Object.keys(describers) as Flavour[]) {
       const handler = async (request: FastifyRequest, reply: FastifyReply) => {
         reply.header('cache-control', FORWARD_AUTH_CACHE_CONTROL)
+        // Fastify's router matches the path decoded: `/api/gateway/v1/%61uthz/...` would be answered too, a spelling
+        // a proxy keeping the endpoints internal by a raw-path rule would let a client through with. The proxies'
+        // own questions name these paths as written.
+        if (forwardAuthFlavour(splitTarget(request.url).path) !== flavour) throw new NotFound(`No forward-auth endpoint at ${splitTarget(request.url).path.slice(0, 200)}.`)
         const answer = await judgeForwardAuth(app, flavour, request, (original) => asOriginal(request, original))
         if (answer.granted) return reply.headers(answer.headers).code(200).send()
         if ('redirect' in answer) return reply.redirect(answer.redirect, 302)

@@ -147,6 +147,16 @@ describe('forward authentication', () => {
       assert.equal(response.headers.get('cache-control'), 'no-store')
     })
 
+    it('answer only at their paths as written: a spelling Fastify\'s router would decode to them is no endpoint', async () => {
+      for (const path of ['/api/gateway/v1/%61uthz/auth-request/', '/api/gateway/v1/authz/auth%2Drequest/', '/api/gateway/v1/authz/%66orward-auth/', '/api/gateway/v1/%61uthz/ext-authz/app/v1/hosts/', '/api/gateway/v1/authz/ext%2Dauthz/app/v1/hosts/']) {
+        const response = await gw.fetch(path, { headers: { ...adminAuth, 'x-original-uri': '/app/v1/hosts/', 'x-original-method': 'GET', 'x-forwarded-uri': '/app/v1/hosts/', 'x-forwarded-method': 'GET' } })
+        assert.equal(response.status, 404, path)
+        assert.equal(response.headers.get('x-gatehouse-identity'), null, path)
+      }
+      // A percent-encoded original path after Envoy's prefix is the original's own, judged as such.
+      assert.equal((await gw.fetch(`${EXT_AUTHZ}/app/v1/%68osts/`, { headers: adminAuth })).status, 200)
+    })
+
     it('carry the request\'s id and no-store on every answer: allowed, refused, a login, a bad question, one with a body', async () => {
       const cases: [string, Record<string, string>, RequestInit?][] = [
         [AUTH_REQUEST, { ...adminAuth, 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' }],
