@@ -1,6 +1,7 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider'
 import { BoundedCache } from '../store/cache.ts'
 import { sessionGrants, type OidcRecordRepository } from '../store/oidc.ts'
+import { CLIENT_ASSERTION_CLOCK_SKEW_SECONDS, CLIENT_ASSERTION_MAX_SECONDS } from './client-assertions.ts'
 import { providerNow } from './provider-clock.ts'
 
 /** Records whose value a client presents as an access token (opaque or, here, the `jti` of a JWT). */
@@ -22,6 +23,13 @@ const REALM_BOUND_MODELS = new Set([
   'AuthorizationCode', 'DeviceCode', 'Interaction', 'PushedAuthorizationRequest',
   'AccessToken', 'ClientCredentials', 'RefreshToken', 'Grant',
 ])
+/**
+ * The longest a client assertion's `jti` is kept: an assertion authenticates only within its most seconds of its
+ * `iat`, which may lie the clock skew ahead (or, without one, before an `exp` at most that far ahead), and
+ * oidc-provider's clock tolerance on top.
+ */
+const REPLAY_RECORD_MAX_SECONDS = CLIENT_ASSERTION_MAX_SECONDS + CLIENT_ASSERTION_CLOCK_SKEW_SECONDS + 5
+
 /** The member of a realm-bound record's payload naming its realm (and of a realm browser session's); oidc-provider never sees it. */
 export const REALM_MEMBER = 'gatehouseRealm'
 
@@ -73,6 +81,16 @@ export class StoreAdapter implements Adapter {
   constructor(model: string, deps: AdapterDependencies) {
     this.#model = model
     this.#deps = deps
+  }
+
+  /**
+   * A client assertion's `jti` written unless it is there (provider.ts `replayOnce`): true when this call wrote it. Kept
+   * until the assertion's `exp`, which the client chooses, but no longer than an assertion may still authenticate
+   * after it was issued (client-assertions.ts): keeping it longer would only fill the table.
+   */
+  async insertOnce(id: string, payload: AdapterPayload, expiresIn: number): Promise<boolean> {
+    const expiresAt = providerNow() + Math.min(expiresIn, REPLAY_RECORD_MAX_SECONDS) * 1000
+    return this.#deps.records.insertOnce({ model: this.#model, id, payload: payload as Record<string, unknown>, expiresAt }, providerNow())
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {

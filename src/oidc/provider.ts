@@ -1,4 +1,5 @@
-import type { default as Provider, ClientMetadata, Configuration, ExternalSigningKey, KoaContextWithOIDC } from 'oidc-provider'
+import { hash } from 'node:crypto'
+import type { default as Provider, AdapterPayload, ClientMetadata, Configuration, ExternalSigningKey, KoaContextWithOIDC } from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
@@ -19,6 +20,7 @@ import { allowWildcardRedirects, clientRedirectUris, webOriginAllowed } from './
 import { idTokenClaims } from './id-token-claims.ts'
 import { providerSigningKeys } from './signing-keys.ts'
 import { timeOrderedTokenIds } from './token-ids.ts'
+import { clientAssertionTimeProblem } from './client-assertions.ts'
 import { TooManyUserCodeGuesses, UserCodeGuesses } from './user-code-guesses.ts'
 import type { LoginName } from './login-name.ts'
 import { accessDenied, buildResourceServerInfo, grantedScope, invalidGrant, PASSWORD_GRANT, PASSWORD_GRANT_PARAMETERS, passwordGrant, passwordGrantShortcut, type PasswordGrantShortcut } from './password-grant.ts'
@@ -231,6 +233,10 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     scopes,
     responseTypes: ['code'],
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'none'],
+    assertJwtClientAuthClaimsAndHeader: (_ctx, claims) => {
+      const problem = clientAssertionTimeProblem(claims, epochTime())
+      if (problem) throw new errors.InvalidClientAuth(problem)
+    },
     clientBasedCORS: (_ctx, origin, client) => webOriginAllowed(clients.get(client.clientId), origin),
     // Keycloak's ID tokens carry the profile and email claims of the default scopes, in every flow.
     conformIdTokenClaims: false,
@@ -352,6 +358,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     })
   }
   consumeOnce(options.providerClass, provider)
+  replayOnce(provider)
   boundUserCodeGuesses(options.providerClass, provider)
   compareHashedSecrets(provider)
   const passwordGrantOptions = { realm: realm.name, accounts: options.accounts, clientAccess: options.clientAccess, loginName: options.loginName, findAccount, scopes, resource, resourceServer }
@@ -903,6 +910,21 @@ function consumeOnce(providerClass: typeof Provider, provider: Provider): void {
 }
 
 /**
+ * A client assertion's `jti` authenticates once, however many requests bring it at the same moment: oidc-provider's
+ * ReplayDetection looks the `jti` up, and later saves it, so requests that all looked before the first saved would all
+ * be let in. Here the record is written only where none is (`StoreAdapter.insertOnce`), in one statement, as Keycloak
+ * puts it in its single-use store only if absent (AbstractBaseJWTValidator `validateTokenReuse`). Its id is
+ * oidc-provider's (lib/models/replay_detection.js).
+ */
+function replayOnce(provider: Provider): void {
+  const ReplayDetection = (provider as unknown as { ReplayDetection: { adapter: StoreAdapter; unique(iss: string, jti: string, exp: number): Promise<boolean> } }).ReplayDetection
+  ReplayDetection.unique = async function (iss, jti, exp) {
+    const id = hash('sha256', `${iss}${jti}`, 'base64url')
+    return this.adapter.insertOnce(id, { kind: 'ReplayDetection', jti: id, iss } as AdapterPayload, exp - epochTime())
+  }
+}
+
+/**
  * Only the device page looks a typed user code up (`DeviceCode.findByUserCode`): there each wrong
  * code is counted against the browser's session and address, and once either has too many the lookup is refused
  * before it is made (user-code-guesses.ts), which the page answers 429 with Retry-After.
@@ -972,3 +994,4 @@ async function grantWithoutConsent(ctx: KoaContextWithOIDC, resource: string, su
   await grant.save()
   return grant
 }
+

@@ -388,6 +388,20 @@ export class OidcRecordRepository {
   }
 
   /**
+   * Writes a record only where none of its key is live (none, or one expired that the sweep has not yet deleted): true
+   * when this call wrote it. In one statement, so that of requests writing the same key at once, one only gets true
+   * (a client assertion's `jti`, which authenticates once).
+   */
+  async insertOnce(input: { model: string; id: string; payload: Record<string, unknown>; expiresAt: number }, now: number): Promise<boolean> {
+    const result = await this.#db.insertInto('oidc_records')
+      .values({ model: input.model, id: input.id, payload: JSON.stringify(input.payload), grant_id: null, uid: null, user_code: null, account_id: null, expires_at: input.expiresAt, consumed_at: null })
+      .onConflict((oc) => oc.columns(['model', 'id']).doUpdateSet((eb) => ({ payload: eb.ref('excluded.payload'), expires_at: eb.ref('excluded.expires_at') }))
+        .where('oidc_records.expires_at', '<=', now))
+      .executeTakeFirst()
+    return Number(result.numInsertedOrUpdatedRows ?? 0) > 0
+  }
+
+  /**
    * Marks a record used (a code, a rotated refresh token); true when this call did, false when it does not exist or
    * was used already. In one statement, so that of requests that read the record unused at the same time, one only
    * gets true.

@@ -61,6 +61,30 @@ describe('confidential clients that authenticate with a signed JWT', () => {
       assert.deepEqual(response.body, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' })
     }
   })
+
+  it('takes a JWT only within a minute of its iat, or with an exp at most a minute ahead without one, as Keycloak by default', async () => {
+    const now = Math.floor(Date.now() / 1000)
+    const signed = (claims: { iat?: number; exp: number }) => {
+      const jwt = new SignJWT({ jti: randomUUID() }).setIssuer('signed-key').setSubject('signed-key').setAudience(realmUrl(gw, '/protocol/openid-connect/token')).setExpirationTime(claims.exp)
+      if (claims.iat !== undefined) jwt.setIssuedAt(claims.iat)
+      return jwt.setProtectedHeader({ alg: 'RS256', kid: 'client-key-1' }).sign(clientKey)
+    }
+    const cases: [string, { iat?: number; exp: number }, number][] = [
+      ['issued now, a year to run', { iat: now, exp: now + 365 * 86400 }, 200],
+      ['no iat, 50 s to run', { exp: now + 50 }, 200],
+      ['no iat, a year to run', { exp: now + 365 * 86400 }, 401],
+      ['issued two minutes ago, a year to run', { iat: now - 120, exp: now + 365 * 86400 }, 401],
+      ['issued a minute ahead', { iat: now + 60, exp: now + 120 }, 401],
+    ]
+    for (const [name, claims, status] of cases) assert.equal((await withAssertion(await signed(claims))).status, status, name)
+  })
+
+  it('takes one JWT once when requests bring it at the same moment', async () => {
+    const jwt = await assertion('signed-key').setProtectedHeader({ alg: 'RS256', kid: 'client-key-1' }).sign(clientKey)
+    const statuses = (await Promise.all(Array.from({ length: 8 }, () => withAssertion(jwt)))).map((response) => response.status)
+    assert.deepEqual(statuses.filter((status) => status === 200).length, 1, String(statuses))
+    assert.deepEqual(statuses.filter((status) => status === 401).length, 7, String(statuses))
+  })
 })
 
 /**

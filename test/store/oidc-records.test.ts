@@ -45,6 +45,17 @@ for (const backend of storeBackends) {
       assert.equal((await db.store.oidc.findByUserCode('DeviceCode', 'ABCD', Date.now()))!.id, 'd1')
     })
 
+    it('writes a record once where none of its key is live: of writes at once, one only; an expired one counts as none', async () => {
+      const now = Date.now()
+      const writes = await Promise.all(Array.from({ length: 6 }, () => db.store.oidc.insertOnce({ model: 'ReplayDetection', id: 'jti-1', payload: { iss: 'c' }, expiresAt: now + 60_000 }, now)))
+      assert.deepEqual(writes.filter(Boolean).length, 1)
+      assert.equal(await db.store.oidc.insertOnce({ model: 'ReplayDetection', id: 'jti-1', payload: { iss: 'c' }, expiresAt: now + 60_000 }, now + 1_000), false)
+      // Past its expiry (not yet swept), the key is free again, as a single-use store's entry expires.
+      assert.equal(await db.store.oidc.insertOnce({ model: 'ReplayDetection', id: 'jti-1', payload: { iss: 'c' }, expiresAt: now + 180_000 }, now + 61_000), true)
+      assert.equal(await db.store.oidc.insertOnce({ model: 'ReplayDetection', id: 'jti-1', payload: { iss: 'c' }, expiresAt: now + 180_000 }, now + 62_000), false)
+      assert.equal((await db.store.oidc.find('ReplayDetection', 'jti-1', now + 62_000))!.payload.iss, 'c')
+    })
+
     let gatewaySessions = 0
     /** A gateway session (its key hash) of a new user. */
     const gatewaySession = async () => {
