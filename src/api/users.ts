@@ -61,8 +61,30 @@ const replaceUser = updateUser.required({ username: true })
 const listUsers = listQuery(userFilterFields)
 
 /**
+ * What `password` shows, as the platform's user serializer shows it: `$encrypted$` for an account with a password of
+ * its own, `Password Disabled` for one signing in elsewhere or without one. The collection's user module compares it
+ * (`update_secrets: false` sends no password to a user showing `$encrypted$`); sent back, either changes nothing.
+ */
+export const SHOWN_PASSWORD = '$encrypted$'
+const NO_PASSWORD = 'Password Disabled'
+
+function shownPassword(user: User): string {
+  return user.source === 'local' && user.passwordHash ? SHOWN_PASSWORD : NO_PASSWORD
+}
+
+/**
+ * The body without a `password` that only repeats what the account shows (`shown`: none for an account yet to be
+ * made), as the platform (and AWX's `_update_password`) takes `$encrypted$` for no new password.
+ */
+function withoutShownPassword<T extends { password?: string | undefined }>(input: T, shown?: string): T {
+  if (input.password !== SHOWN_PASSWORD && (shown === undefined || input.password !== shown)) return input
+  const { password: _shown, ...rest } = input
+  return rest as T
+}
+
+/**
  * A user as the API shows it, in the platform's shape (`url`, `related`, `summary_fields`, `created_by`,
- * `modified_by`); the password (hash) never leaves the server. Who created or last changed an account is not
+ * `modified_by`); the password (hash) never leaves the server, `password` says only whether there is one. Who created or last changed an account is not
  * recorded, so those are null and `summary_fields` names nothing, as the platform shows a user created by no one.
  */
 export function serializeUser(user: User) {
@@ -79,6 +101,7 @@ export function serializeUser(user: User) {
     email: user.email,
     first_name: user.firstName,
     last_name: user.lastName,
+    password: shownPassword(user),
     is_superuser: user.isSuperuser,
     is_active: user.isActive,
     source: user.source,
@@ -315,7 +338,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       assertMemberCreation(principalOf(request).user, namedInRules, (request.body ?? {}) as Record<string, unknown>)
     },
   }, async (request, reply) => {
-    const input = request.body
+    const input = withoutShownPassword(request.body)
     assertMemberCreation(principalOf(request).user, namedInRules, input)
     refuseServiceAccountName(input.username)
     await assertNameNotInDirectory(app, principalOf(request).user, input.username)
@@ -350,10 +373,10 @@ export function userRoutes(api: GatewayApi, app: App): void {
     },
     handler: async (request, reply) => {
       const { id } = request.params
-      const input = request.body
       const caller = principalOf(request).user
       const own = id === caller.id
       const target = await app.accounts.require(id)
+      const input = withoutShownPassword(request.body, shownPassword(target))
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
       refuseServiceAccountName(input.username, target.username)
       if (own && !caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)

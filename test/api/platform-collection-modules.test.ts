@@ -40,12 +40,12 @@ describe('the collection\'s access and application modules', () => {
      * process_organizations: the Organization Member role and each organization by name or id, and a POST to
      * role_user_assignments for each, whatever the user held before.
      */
-    const run = async (client: CollectionClient, params: { username: string; first_name?: string; password?: string; organizations?: string[] }): Promise<any> => {
-      const { username, organizations, ...fields } = params
+    const run = async (client: CollectionClient, params: { username: string; first_name?: string; password?: string; organizations?: string[]; update_secrets?: boolean }): Promise<any> => {
+      const { username, organizations, update_secrets: updateSecrets, ...fields } = params
       const existing = await client.getOne('users', { nameOrId: username, nameField: 'username' })
       const wanted: Record<string, unknown> = { username: existing?.username ?? username, ...fields }
       if (organizations !== undefined) wanted.organizations = organizations
-      const user = await client.createOrUpdateIfNeeded('users', existing, wanted)
+      const user = await client.createOrUpdateIfNeeded('users', existing, wanted, { updateSecrets })
       if (!organizations?.length) return user
       const member = await client.getOne('role_definitions', { nameOrId: 'Organization Member' })
       for (const name of organizations) {
@@ -117,7 +117,7 @@ describe('the collection\'s access and application modules', () => {
 
       const again = await run(client, { username: 'runner', first_name: 'Run', password })
       assert.equal(again.status, 200, 'objects_could_be_different finds the write-only password different: the module PATCHes it')
-      assert.equal(again.changed, false, 'and reports no change, as the answer shows no password')
+      assert.equal(again.changed, false, 'and reports no change, as the answer shows the password as before, $encrypted$')
       assert.equal(await signedIn(), 200, 'the same password ends nothing')
       await gw.app.audit.flush()
       const [recorded] = (await client.send('GET', 'activitystream', {}, { operation: 'update', object_name: 'runner', order_by: '-id' })).json.results
@@ -134,6 +134,33 @@ describe('the collection\'s access and application modules', () => {
       assert.equal(await signedIn(), 200)
       assert.equal((await run(client, { username: 'runner', password: 'another-long-password' })).status, 200)
       assert.equal(await signedIn(), 401, 'a new password ends the session')
+    })
+
+    it('shows the password as the platform does, so that update_secrets: false leaves a password its user changed alone', async () => {
+      const client = await admin()
+      const password = 'a-playbook-password'
+      assert.equal((await run(client, { username: 'keeper', first_name: 'Keep', password })).item.password, '$encrypted$')
+      assert.equal((await run(client, { username: 'nopassword', first_name: 'None' })).item.password, 'Password Disabled')
+      const own = new AwxkitSession(gw.url)
+      assert.equal((await own.loadSession('/api/gateway/v1/', 'keeper', password)).status, 200)
+      const changedOwn = await own.request('POST', '/api/gateway/v1/me/password/', { json: { current_password: password, new_password: 'keepers-own-password' } })
+      assert.equal(changedOwn.status, 204)
+
+      const kept = await run(client, { username: 'keeper', first_name: 'Keep', password, update_secrets: false })
+      assert.deepEqual([kept.status, kept.changed], [0, false], 'fields_could_be_same takes $encrypted$ for any password: nothing is sent')
+      const signIn = async (secret: string) => (await new AwxkitSession(gw.url).loadSession('/api/gateway/v1/', 'keeper', secret)).status
+      assert.equal(await signIn('keepers-own-password'), 200)
+      // A body read and sent back, password and all, changes no password.
+      const read = (await client.send('GET', kept.item.url)).json
+      const sentBack = await client.send('PATCH', read.url, { ...read, first_name: 'Kept' })
+      assert.equal(sentBack.status, 200, JSON.stringify(sentBack.json))
+      assert.equal(await signIn('keepers-own-password'), 200)
+      assert.equal((await client.send('PATCH', 'users/' + (await run(client, { username: 'nopassword' })).item.id + '/', { password: 'Password Disabled' })).status, 200)
+
+      // update_secrets: true, the module's default, always sends it: the playbook's password is the user's again.
+      const reset = await run(client, { username: 'keeper', first_name: 'Kept', password })
+      assert.equal(reset.status, 200)
+      assert.equal(await signIn(password), 200)
     })
 
     it('finds a user whose username is a number beyond 32 bits, which get_one looks up as an id too', async () => {

@@ -95,16 +95,17 @@ export class CollectionClient {
    * create_or_update_if_needed: POST when nothing was found; otherwise PATCH the item's `url` with every field the
    * module sets, but only when objects_could_be_different finds one that differs. `changed` is what the module reports.
    */
-  async createOrUpdateIfNeeded(endpoint: string, existing: any, wanted: Record<string, unknown>): Promise<{ changed: boolean; item: any; status: number }> {
+  async createOrUpdateIfNeeded(endpoint: string, existing: any, wanted: Record<string, unknown>, options: { updateSecrets?: boolean } = {}): Promise<{ changed: boolean; item: any; status: number }> {
     if (!existing) {
       const created = await this.send('POST', endpoint, wanted)
       if (created.status !== 200 && created.status !== 201) throw new Error(`Unable to create ${endpoint}: ${created.status} ${JSON.stringify(created.json)}`)
       return { changed: true, item: created.json, status: created.status }
     }
-    if (!objectsCouldBeDifferent(existing, wanted)) return { changed: false, item: existing, status: 0 }
+    const updateSecrets = options.updateSecrets ?? true
+    if (!objectsCouldBeDifferent(existing, wanted, undefined, updateSecrets)) return { changed: false, item: existing, status: 0 }
     const patched = await this.send('PATCH', existing.url, wanted)
     if (patched.status !== 200) throw new Error(`Unable to update ${existing.url}: ${patched.status} ${JSON.stringify(patched.json)}`)
-    return { changed: objectsCouldBeDifferent(existing, patched.json, Object.keys(wanted)), item: patched.json, status: patched.status }
+    return { changed: objectsCouldBeDifferent(existing, patched.json, Object.keys(wanted), updateSecrets), item: patched.json, status: patched.status }
   }
 }
 
@@ -124,9 +125,23 @@ export class CheckModeExit extends Error {
   }
 }
 
-/** objects_could_be_different: Python's `==` on each field the module sets (lists in order), `$encrypted$` aside. */
-export function objectsCouldBeDifferent(old: Record<string, unknown>, wanted: Record<string, unknown>, fields = Object.keys(wanted).filter((f) => !['modified', 'related', 'summary_fields'].includes(f))): boolean {
-  return fields.some((field) => old[field] !== '$encrypted$' && JSON.stringify(old[field] ?? null) !== JSON.stringify(wanted[field] ?? null))
+/**
+ * objects_could_be_different: Python's `==` on each field the module sets (lists in order); a field that differs
+ * counts with the module's `update_secrets` (its default, true), and otherwise only where fields_could_be_same finds
+ * it known to differ, `$encrypted$` standing for any value.
+ */
+export function objectsCouldBeDifferent(old: Record<string, unknown>, wanted: Record<string, unknown>, fields = Object.keys(wanted).filter((f) => !['modified', 'related', 'summary_fields'].includes(f)), updateSecrets = true): boolean {
+  return fields.some((field) => JSON.stringify(old[field] ?? null) !== JSON.stringify(wanted[field] ?? null) && (updateSecrets || !fieldsCouldBeSame(old[field] ?? null, wanted[field] ?? null)))
+}
+
+/** fields_could_be_same: `$encrypted$` in the old value matches anything; objects key by key. */
+function fieldsCouldBeSame(old: unknown, wanted: unknown): boolean {
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+  if (isObject(old) && isObject(wanted)) {
+    const keys = Object.keys(wanted)
+    return JSON.stringify(Object.keys(old).sort()) === JSON.stringify([...keys].sort()) && keys.every((key) => fieldsCouldBeSame(old[key], wanted[key]))
+  }
+  return old === '$encrypted$' || JSON.stringify(old) === JSON.stringify(wanted)
 }
 
 /**
