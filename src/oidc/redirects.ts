@@ -44,9 +44,12 @@ function matchesPatterns(candidate: string, patterns: readonly string[]): boolea
   const wildcards = patterns.filter((p) => p.endsWith('*'))
   if (!wildcards.length) return false
   // Compared in the form a browser will follow: host lower-cased, dot segments resolved, so `..` cannot climb
-  // out of a pattern's path. Credentials and fragments never match.
+  // out of a pattern's path. Credentials never match. A fragment is left out, as Keycloak's RedirectUtils matches a
+  // wildcard on the URI without it: keycloak-js sends the page's own address, `https://app/#/route` in an
+  // application routing by fragment, and the fragment cannot take the browser to another host or path.
   const url = URL.parse(candidate)
-  if (!url || url.username || url.password || url.hash || !/^https?:$/.test(url.protocol)) return false
+  if (!url || url.username || url.password || !/^https?:$/.test(url.protocol)) return false
+  url.hash = ''
   // And in the form a server that decodes the path before resolving it serves (`/app/..%2fadmin` is its /admin).
   const decoded = decodedForm(url)
   if (decoded === undefined) return false

@@ -96,6 +96,26 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
     })
   })
 
+  it('logs in and out from a page routed by its fragment, whose address keycloak-js sends as its redirect URI', async () => {
+    const { page, context, problems } = await openPage(browser)
+    try {
+      await page.goto(`${appUrl}/#/dashboard`)
+      await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+      await page.fill('#username', 'alice@example.com')
+      await page.fill('#password', 'alice-password')
+      await page.click('button[type=submit]')
+      await backAtApp(page)
+      assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
+      await page.evaluate(`location.hash = '#/settings'`)
+      await page.evaluate('void keycloak.logout()')
+      // Back at the app, signed out: its login-required init sends the browser to the login page again.
+      await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
+      assert.deepEqual(problems, [])
+    } finally {
+      await context.close()
+    }
+  })
+
   it('check-sso signs a browser signed in only at the gateway in silently, in its iframe; signed out there, the app stays anonymous', async () => {
     const { page, context, problems } = await openPage(browser)
     try {

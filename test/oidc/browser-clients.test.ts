@@ -87,6 +87,21 @@ describe('the realm for browser applications', () => {
     assert.equal(redirectMatches(`${APP}/app/%2e%2e/admin`, patterns), false)
     assert.equal(redirectMatches(`https://user@app.example.com/app/x`, patterns), false)
     assert.equal(redirectMatches(`${APP}/application`, patterns), false)
+    // A fragment (an application routing by it) is no part of where the browser goes.
+    assert.equal(redirectMatches(`${APP}/app/#/dashboard`, patterns), true)
+    assert.equal(redirectMatches(`${APP}/app#/dashboard`, patterns), true)
+    assert.equal(redirectMatches(`${APP}/#/app/x`, patterns), false)
+    assert.equal(redirectMatches(`${APP}/app/../admin#/app/`, patterns), false)
+    assert.equal(redirectMatches(`https://user@app.example.com/app/#/x`, patterns), false)
+    assert.equal(redirectMatches(`${APP}/cb#x`, [`${APP}/cb`]), false, 'an exact URI is matched exactly, as in Keycloak')
+  })
+
+  it('signs in and out an application whose address has a fragment, as keycloak-js sends it from a page routed by one', async () => {
+    const from = `${APP}/app/#/dashboard`
+    const started = await authorize('under-path', from)
+    assert.equal(started.status, 303)
+    const logout = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/logout?${new URLSearchParams({ client_id: 'under-path', post_logout_redirect_uri: `${APP}/app/#/settings` })}`, { headers: { accept: 'text/html' } })
+    assert.equal(logout.status, 200)
   })
 
   it('keeps a wildcard to its path when the path is percent-encoded, at login and at logout', async () => {
