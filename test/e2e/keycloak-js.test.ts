@@ -25,8 +25,8 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
   after(() => setup?.close())
 
   /** Opens the app: keycloak-js sends the browser to the realm's login page, which is filled in; back on the app, init() resolves. */
-  async function logIn({ page }: WatchedPage): Promise<void> {
-    await page.goto(appUrl)
+  async function logIn({ page }: Pick<WatchedPage, 'page'>, from = appUrl): Promise<void> {
+    await page.goto(from)
     await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
     await page.fill('#username', 'alice@example.com')
     await page.fill('#password', 'alice-password')
@@ -99,12 +99,7 @@ describe('keycloak-js 26 in Chromium against the realm', () => {
   it('logs in and out from a page routed by its fragment, whose address keycloak-js sends as its redirect URI', async () => {
     const { page, context, problems } = await openPage(browser)
     try {
-      await page.goto(`${appUrl}/#/dashboard`)
-      await page.waitForURL((url) => url.pathname.startsWith(`/realms/${REALM}/login-actions/`))
-      await page.fill('#username', 'alice@example.com')
-      await page.fill('#password', 'alice-password')
-      await page.click('button[type=submit]')
-      await backAtApp(page)
+      await logIn({ page }, `${appUrl}/#/dashboard`)
       assert.deepEqual(await page.evaluate('window.initResult'), { authenticated: true })
       await page.evaluate(`location.hash = '#/settings'`)
       await page.evaluate('void keycloak.logout()')
