@@ -61,12 +61,17 @@ const NONE_NOT_ALONE = 'prompt none must only be used alone'
 /**
  * Keycloak answers `prompt=none login` as any passive login that would need its form (AuthorizationEndpointBase
  * `handleBrowserAuthenticationRequest`: `login` makes its cookie authenticator step aside): `login_required`, without
- * a description, as its `sendError` words it.
+ * a description, as its `sendError` words it. So it words every passive login it cannot finish (`login_required`,
+ * `interaction_required`, `consent_required`): keycloak-connect's check-sso takes `error` out of the application's
+ * address, and a description would stay in it.
  */
+const PASSIVE_REFUSALS = new Set(['login_required', 'interaction_required', 'consent_required'])
+
 function passiveLoginRequired<Out extends { error?: string; error_description?: string }>(out: Out): Out {
-  if (out.error !== 'invalid_request' || out.error_description !== NONE_NOT_ALONE) return out
+  const noneNotAlone = out.error === 'invalid_request' && out.error_description === NONE_NOT_ALONE
+  if (!noneNotAlone && !(out.error !== undefined && PASSIVE_REFUSALS.has(out.error))) return out
   const { error_description: _, ...rest } = out
-  return { ...rest, error: 'login_required' } as Out
+  return (noneNotAlone ? { ...rest, error: 'login_required' } : rest) as Out
 }
 
 /** How long a login under way (an interaction, an anonymous browser session) is kept: Keycloak's "Login timeout". */
