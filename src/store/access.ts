@@ -157,7 +157,7 @@ export class AccessRepository {
 
   async listOrganizations(query: VisibleQuery): Promise<{ count: number; results: Organization[] }> {
     let base = this.#db.selectFrom('organizations')
-    if (query.ids !== undefined) base = base.where(oneOf('id', query.ids))
+    if (query.ids !== undefined) base = base.where(oneOf(this.#dialect, 'id', query.ids))
     const { count, rows } = await countAndPage(base, organizationFilterFields, query)
     return { count, results: rows.map(toOrganization) }
   }
@@ -206,7 +206,7 @@ export class AccessRepository {
 
   async listTeams(query: VisibleQuery & { organizationId?: number | undefined }): Promise<{ count: number; results: Team[] }> {
     let base = this.#db.selectFrom('teams')
-    if (query.ids !== undefined) base = base.where(oneOf('id', query.ids))
+    if (query.ids !== undefined) base = base.where(oneOf(this.#dialect, 'id', query.ids))
     if (query.organizationId !== undefined) base = base.where('organization_id', '=', query.organizationId)
     const { count, rows } = await countAndPage(base, teamFilterFields, query)
     return { count, results: rows.map(toTeam) }
@@ -330,8 +330,8 @@ export class AccessRepository {
     if (query.onObjects !== undefined) {
       const { organizations, teams, platform } = query.onObjects
       base = base.where(anyOf([
-        sql<boolean>`(object_type = 'organization' AND ${oneOf('object_id', organizations)})`,
-        sql<boolean>`(object_type = 'team' AND ${oneOf('object_id', teams)})`,
+        sql<boolean>`(object_type = 'organization' AND ${oneOf(this.#dialect, 'object_id', organizations)})`,
+        sql<boolean>`(object_type = 'team' AND ${oneOf(this.#dialect, 'object_id', teams)})`,
         ...(platform ? [sql<boolean>`object_type = 'platform'`] : []),
       ]))
     }

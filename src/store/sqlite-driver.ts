@@ -4,6 +4,10 @@ import { setTimeout } from 'node:timers/promises'
 import type { SqliteDatabase, SqliteStatement } from 'kysely'
 import { SqliteCheckpointer } from './sqlite-checkpointer.ts'
 
+
+/** The longest statement text kept prepared: the gateway's own are far shorter. */
+const MAX_CACHED_SQL_LENGTH = 16 * 1024
+
 /** How often opening tries again to switch a new file to WAL while another process holds its lock. */
 const WAL_RETRY_MS = 50
 /**
@@ -161,7 +165,8 @@ export class NodeSqliteDatabase implements SqliteDatabase {
       const statement = this.raw.prepare(sql)
       cached = { statement, reader: statement.columns().length > 0 }
       if (this.#statements.size > 500) this.#statements.clear()
-      this.#statements.set(sql, cached)
+      // A statement this long holds megabytes prepared, and is no statement run again and again: not kept.
+      if (sql.length <= MAX_CACHED_SQL_LENGTH) this.#statements.set(sql, cached)
     }
     const prepared = cached.statement
     return {

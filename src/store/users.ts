@@ -213,7 +213,7 @@ export class UserRepository {
     let base = filtered(this.#db.selectFrom('users'), userFilterFields, filter)
     if (query.username !== undefined) base = base.where('username', '=', query.username)
     if (query.source !== undefined) base = base.where('source', '=', query.source)
-    if (query.visibleIds !== undefined) base = base.where(anyOf([oneOf('id', query.visibleIds), sql<boolean>`is_superuser = ${true}`]))
+    if (query.visibleIds !== undefined) base = base.where(anyOf([oneOf(this.#dialect, 'id', query.visibleIds), sql<boolean>`is_superuser = ${true}`]))
     const { holding } = query
     if (holding !== undefined) {
       base = base.where('id', 'in', this.#db.selectFrom('role_user_assignments').select('user_id')
