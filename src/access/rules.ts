@@ -46,15 +46,18 @@ export class ServiceRules {
    * rules name methods; undefined where they name none, and so judge every method alike.
    */
   readonly methodOverride: string | undefined
-  /** The methods the rules name (upper case), each of which a form body not read whole is judged as. */
+  /** Whether JSON bodies are read for it too (`method_override_json`). */
+  readonly methodOverrideJson: boolean
+  /** The methods the rules name (upper case), each of which a body not read whole is judged as. */
   readonly namedMethods: ReadonlySet<string>
 
-  constructor(service: string, rules: readonly AccessRule[], kind: 'service' | 'client' = 'service', methodOverride: string | false = false) {
+  constructor(service: string, rules: readonly AccessRule[], kind: 'service' | 'client' = 'service', methodOverride: { parameter: string | false; json: boolean } = { parameter: false, json: false }) {
     this.service = service
     this.#kind = kind
     this.#rules = rules.map(compileRule)
     this.namedMethods = new Set(rules.flatMap((rule) => (rule.allow ?? rule.deny)!.methods ?? []))
-    this.methodOverride = methodOverride === false || this.namedMethods.size === 0 ? undefined : methodOverride
+    this.methodOverride = methodOverride.parameter === false || this.namedMethods.size === 0 ? undefined : methodOverride.parameter
+    this.methodOverrideJson = methodOverride.json
   }
 
   decide(request: AccessRequest): AccessDecision {
@@ -75,7 +78,7 @@ export class ServiceRules {
 
 /** Every service's rules by service name; services without `access` are absent (every signed-in caller passes). */
 export function compileServiceRules(config: Config): ReadonlyMap<string, ServiceRules> {
-  return new Map(config.services.filter((s) => s.access).map((s) => [s.name, new ServiceRules(s.name, s.access!, 'service', s.method_override_parameter)]))
+  return new Map(config.services.filter((s) => s.access).map((s) => [s.name, new ServiceRules(s.name, s.access!, 'service', { parameter: s.method_override_parameter, json: s.method_override_json })]))
 }
 
 /** The gateway's own rules (`gateway.access`): its API and web interface; undefined when none are configured. */

@@ -2,7 +2,7 @@ import { AccessDenied } from '../errors.ts'
 import { ALLOW, type EntryRule } from '../gateway/places.ts'
 import { decodedPath, splitTarget } from '../http/request-target.ts'
 import type { AccessModel } from './model.ts'
-import { mayBeForm, namedInForm, unreadBodyMethods } from './method-override.ts'
+import { mayName, namedInForm, unreadBodyMethods } from './method-override.ts'
 import type { AccessDecision, ServiceRules } from './rules.ts'
 
 /**
@@ -35,8 +35,8 @@ export function accessEntryRule(rules: ServiceRules, model: AccessModel): EntryR
         const refusal = judge(method)
         if (refusal) return refusal
       }
-      if (mayBeForm(request.headers['content-type'])) {
-        request.gatehouse.methodOverride = { parameter, unreadMethods: unreadBodyMethods(rules.namedMethods), judge }
+      if (mayName(request.headers['content-type'], rules.methodOverrideJson)) {
+        request.gatehouse.methodOverride = { parameter, json: rules.methodOverrideJson, unreadMethods: unreadBodyMethods(rules.namedMethods), judge }
       }
       return ALLOW
     },

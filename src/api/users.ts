@@ -73,11 +73,12 @@ function shownPassword(user: User): string {
 }
 
 /**
- * The body without a `password` that only repeats what the account shows (`shown`: none for an account yet to be
- * made), as the platform (and AWX's `_update_password`) takes `$encrypted$` for no new password.
+ * The body without a `password` that only repeats what an account shows, either of the two: as the platform (and
+ * AWX's `_update_password`) takes `$encrypted$` for no new password. A body read while the account had none and sent
+ * back once it has one would otherwise give it a password anyone can read here.
  */
-function withoutShownPassword<T extends { password?: string | undefined }>(input: T, shown?: string): T {
-  if (input.password !== SHOWN_PASSWORD && (shown === undefined || input.password !== shown)) return input
+function withoutShownPassword<T extends { password?: string | undefined }>(input: T): T {
+  if (input.password !== SHOWN_PASSWORD && input.password !== NO_PASSWORD) return input
   const { password: _shown, ...rest } = input
   return rest as T
 }
@@ -376,7 +377,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
       const caller = principalOf(request).user
       const own = id === caller.id
       const target = await app.accounts.require(id)
-      const input = withoutShownPassword(request.body, shownPassword(target))
+      const input = withoutShownPassword(request.body)
       assertShownValues(input, serializeUser(target), SHOWN_READ_ONLY)
       refuseServiceAccountName(input.username, target.username)
       if (own && !caller.isSuperuser) await assertOwnChange(app, request, reply, target, input)

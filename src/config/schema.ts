@@ -42,7 +42,9 @@ export const ServiceSchema = z.object({
   remove_request_headers: removedHeaders.default([])
     .describe('Request header fields this service never receives from a client, besides the identity headers of other authenticating proxies that no service receives (docs/edge.md): names, or prefixes ending in `*`, in any case, `_` read as `-`. Add those the service believes for who is calling.'),
   method_override_parameter: z.union([z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a form field name: letters, digits, _ . -'), z.literal(false)]).default('_method')
-    .describe('Where the service\'s rules name methods, a POST naming another method in this query or form-body parameter (Rails\' and Laravel\'s `_method`) is judged as that method too, and a form body larger than `pool.body_buffer_kb` as every method (docs/access.md). `false` for a service whose framework takes no method from a parameter.'),
+    .describe('Where the service\'s rules name methods, a POST naming another method in this query or form-body parameter (Rails\', Symfony\'s and Laravel\'s `_method`) is judged as that method too, and a form body that cannot be read as every method (docs/access.md). `false` for a service whose framework takes no method from a parameter.'),
+  method_override_json: z.boolean().default(false)
+    .describe('With `method_override_parameter`: JSON bodies are read for it too, as Laravel reads `_method` from them (docs/access.md).'),
   cors: CorsSchema.optional()
     .describe('Let pages of other origins call this service from a browser: the gateway answers the preflights and adds the CORS headers (docs/proxy.md).'),
   timeouts: z.object({

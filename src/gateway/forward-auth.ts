@@ -7,7 +7,7 @@ import type { Principal } from '../auth/principal.ts'
 import { GatehouseError, InvalidOriginalRequest, MissingOriginalMethod, MissingOriginalUri, NotFound, sendError, UntrustedProxy } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { isHost } from '../http/host-header.ts'
-import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget } from '../http/request-target.ts'
+import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget, targetAsSent } from '../http/request-target.ts'
 import { refusedAfterBody } from './authorize.ts'
 import { PROXIED_METHODS } from './routes.ts'
 import { teamsHeader, underscoredIdentityField } from './upstream-headers.ts'
@@ -84,10 +84,6 @@ export async function registerForwardAuth(server: FastifyInstance, app: App): Pr
     for (const flavour of Object.keys(describers) as Flavour[]) {
       const handler = async (request: FastifyRequest, reply: FastifyReply) => {
         reply.header('cache-control', FORWARD_AUTH_CACHE_CONTROL)
-        // Fastify's router matches the path decoded: `/api/gateway/v1/%61uthz/...` would be answered too, a spelling
-        // a proxy keeping the endpoints internal by a raw-path rule would let a client through with. The proxies'
-        // own questions name these paths as written.
-        if (forwardAuthFlavour(splitTarget(request.url).path) !== flavour) throw new NotFound(`No forward-auth endpoint at ${splitTarget(request.url).path.slice(0, 200)}.`)
         const answer = await judgeForwardAuth(app, flavour, request, (original) => asOriginal(request, original))
         if (answer.granted) return reply.headers(answer.headers).code(200).send()
         if ('redirect' in answer) return reply.redirect(answer.redirect, 302)
@@ -104,6 +100,11 @@ export async function registerForwardAuth(server: FastifyInstance, app: App): Pr
  * (its own headers, the original's method and target). Malformed questions throw their 4xx.
  */
 export async function judgeForwardAuth(app: App, flavour: Flavour, request: GatewayRequest, viewAs: (original: Original) => GatewayRequest): Promise<ForwardAuthAnswer> {
+  // The gateway merges a target's slashes before routing, and Fastify's router decodes it: `//api/gateway/...` or
+  // `/api/gateway/v1/%61uthz/...` would be answered too, spellings a proxy keeping the endpoints internal by a rule
+  // on the path as written would let a client through with. The proxies' own questions name these paths as written.
+  const asSent = splitTarget(targetAsSent(request.raw) ?? request.url).path
+  if (forwardAuthFlavour(asSent) !== flavour) throw new NotFound(`No forward-auth endpoint at ${asSent.slice(0, 200)}.`)
   if (!app.trustsProxy(request.raw.socket.remoteAddress)) {
     throw new UntrustedProxy()
   }

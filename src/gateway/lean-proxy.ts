@@ -6,7 +6,7 @@ import type { App } from '../app.ts'
 import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
 import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
 import { splitTarget } from '../http/request-target.ts'
-import { bodyOverrideRefusal } from '../access/method-override.ts'
+import { bodyOverrideRefusal, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
 import { refusedAfterBody, type Decision } from './authorize.ts'
 import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type ForwardAuthAnswer } from './forward-auth.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
@@ -224,7 +224,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   // Gone while it was judged (its credentials verified off the event loop): its response has closed already, so
   // nothing would give back an upstream connection taken for it, or end a wait for a body that never comes.
   if (response.destroyed) return
-  const reading = route.requestBuffer.read(raw, response)
+  const reading = route.requestBuffer.read(raw, response, request.gatehouse.methodOverride ? OVERRIDE_READ_BYTES : 0)
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return
   const overridden = bodyOverrideRefusal(request.gatehouse.methodOverride, request.headers, body)

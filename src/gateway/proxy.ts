@@ -5,7 +5,7 @@ import type { App } from '../app.ts'
 import { NotFound, writeError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
-import { bodyOverrideRefusal } from '../access/method-override.ts'
+import { bodyOverrideRefusal, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
 import { answerRefusal, refusedAfterBody } from './authorize.ts'
 import { upstreamFailure } from './lean-proxy.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
@@ -74,7 +74,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const raw = request.raw
   // Gone while it was judged: as on the lean path (src/gateway/lean-proxy.ts), nothing is taken for it.
   if (reply.raw.destroyed) return
-  const reading = route.requestBuffer.read(raw, reply.raw)
+  const reading = route.requestBuffer.read(raw, reply.raw, request.gatehouse.methodOverride ? OVERRIDE_READ_BYTES : 0)
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return
   const overridden = bodyOverrideRefusal(request.gatehouse.methodOverride, request.headers, body)

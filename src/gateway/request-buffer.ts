@@ -68,16 +68,17 @@ export class RequestBuffer {
   /**
    * The body of `raw` to forward, once the whole of it or the first `limitBytes` of it has arrived; undefined when the
    * client went away (or its request timed out) first, and there is nothing to answer. The bytes held count
-   * against the budget until `response` closes.
+   * against the budget until `response` closes. `atLeastBytes`: read this much before streaming, when the limit is
+   * lower (a body the access rules must read, src/access/method-override.ts).
    */
-  read(raw: IncomingMessage, response: ServerResponse): Promise<ForwardedBody | undefined> | ForwardedBody {
+  read(raw: IncomingMessage, response: ServerResponse, atLeastBytes = 0): Promise<ForwardedBody | undefined> | ForwardedBody {
     if (!hasRequestBody(raw)) return null
     // Node decodes `chunked` only: a body also coded otherwise (`gzip, chunked`) would reach the service still coded,
     // with nothing saying so (RFC 9112 §6.1 lets a server refuse a coding it does not understand).
     const coding = raw.headers['transfer-encoding']
     if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') throw new BadRequest('The only transfer coding understood is chunked.')
-    if (this.#limit === 0) return raw
-    const limit = this.#limit
+    const limit = Math.max(this.#limit, atLeastBytes)
+    if (limit === 0) return raw
     const budget = this.#budget
     // A body known to fit is waited for whole; of any other, the first `limit` bytes are.
     const declared = coding === undefined ? Number(raw.headers['content-length']) : Number.NaN

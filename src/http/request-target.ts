@@ -67,12 +67,24 @@ export function originForm(target: string): { readonly target: string; readonly 
  * lanes, Fastify's router, WebSocket upgrades).
  */
 export function normaliseTarget(request: IncomingMessage): void {
-  const absolute = originForm(request.url!)
+  const sent = request.url!
+  const absolute = originForm(sent)
   if (absolute) {
     request.url = absolute.target
     request.headers.host = absolute.authority
   }
   request.url = mergeSlashes(request.url!)
+  if (request.url !== sent) (request as { [TARGET_AS_SENT]?: string })[TARGET_AS_SENT] = sent
+}
+
+const TARGET_AS_SENT = Symbol('the request target as sent')
+
+/**
+ * The request target as the client sent it, where `normaliseTarget` changed it (undefined where it did not): for the
+ * few paths answered only as written.
+ */
+export function targetAsSent(request: object): string | undefined {
+  return (request as { [TARGET_AS_SENT]?: string })[TARGET_AS_SENT]
 }
 
 /**

@@ -408,7 +408,7 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
       form.set('client_id', basic.clientId)
       form.set('client_secret', basic.secret)
     }
-    return keycloakForm(realm, path, raw, form, basicInForm, basic?.clientId ?? form.get('client_id') ?? undefined)
+    return keycloakForm(realm, path, raw, form, basicInForm, basic?.clientId ?? form.get('client_id') ?? assertedClientId(form))
   }
   const authorization = path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
   return authorization ? { path, body, authorization } : { path, body }
@@ -425,6 +425,22 @@ function publicClientId(realm: Realm, basic: ClientCredentials | undefined, form
   if (clientId === undefined || formClientIds.length > 1 || (basic && formClientIds.length && formClientIds[0] !== clientId)) return undefined
   if (!basic && form.getAll('client_secret').length !== 1) return undefined
   return realm.client(clientId)?.public_client === true ? clientId : undefined
+}
+
+/**
+ * The client a JWT client assertion names (its `sub`, which RFC 7523 makes the client id), read without checking it:
+ * the client authenticating so may leave `client_id` out. Only to tell whose request it is before oidc-provider checks
+ * the assertion; undefined when it names none.
+ */
+function assertedClientId(form: URLSearchParams): string | undefined {
+  const assertion = form.getAll('client_assertion')
+  if (assertion.length !== 1) return undefined
+  try {
+    const sub = (JSON.parse(Buffer.from(assertion[0]!.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: unknown }).sub
+    return typeof sub === 'string' ? sub : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /**

@@ -147,8 +147,9 @@ describe('forward authentication', () => {
       assert.equal(response.headers.get('cache-control'), 'no-store')
     })
 
-    it('answer only at their paths as written: a spelling Fastify\'s router would decode to them is no endpoint', async () => {
-      for (const path of ['/api/gateway/v1/%61uthz/auth-request/', '/api/gateway/v1/authz/auth%2Drequest/', '/api/gateway/v1/authz/%66orward-auth/', '/api/gateway/v1/%61uthz/ext-authz/app/v1/hosts/', '/api/gateway/v1/authz/ext%2Dauthz/app/v1/hosts/']) {
+    it('answer only at their paths as written: a spelling Fastify\'s router would decode or merge to them is no endpoint', async () => {
+      for (const path of ['/api/gateway/v1/%61uthz/auth-request/', '/api/gateway/v1/authz/auth%2Drequest/', '/api/gateway/v1/authz/%66orward-auth/', '/api/gateway/v1/%61uthz/ext-authz/app/v1/hosts/', '/api/gateway/v1/authz/ext%2Dauthz/app/v1/hosts/',
+        '//api/gateway/v1/authz/auth-request/', '/api//gateway/v1/authz/auth-request/', '/api/gateway/v1/authz//auth-request/', '/api/gateway/v1/authz/auth-request//', '//api/gateway/v1/authz/ext-authz/app/v1/hosts/']) {
         const response = await gw.fetch(path, { headers: { ...adminAuth, 'x-original-uri': '/app/v1/hosts/', 'x-original-method': 'GET', 'x-forwarded-uri': '/app/v1/hosts/', 'x-forwarded-method': 'GET' } })
         assert.equal(response.status, 404, path)
         assert.equal(response.headers.get('x-gatehouse-identity'), null, path)

@@ -22,7 +22,7 @@ describe('confidential clients that authenticate with a signed JWT', () => {
     gw = await startGateway({
       config: {
         realms: realmWith([
-            { client_id: 'signed-secret', public_client: false, client_authenticator: 'client-secret-jwt', secret: SIGNING_SECRET, service_accounts: true },
+            { client_id: 'signed-secret', public_client: false, client_authenticator: 'client-secret-jwt', secret: SIGNING_SECRET, service_accounts: true, device_authorization_grant: true },
             { client_id: 'signed-key', public_client: false, client_authenticator: 'client-jwt', jwks: { keys: [publicJwk] }, service_accounts: true },
         ]),
       },
@@ -77,6 +77,16 @@ describe('confidential clients that authenticate with a signed JWT', () => {
       ['issued a minute ahead', { iat: now + 60, exp: now + 120 }, 401],
     ]
     for (const [name, claims, status] of cases) assert.equal((await withAssertion(await signed(claims))).status, status, name)
+  })
+
+  it('counts a device code\'s polls by the client its JWT names, when the form names none (RFC 7523)', async () => {
+    const signed = () => assertion('signed-secret').setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(SIGNING_SECRET))
+    const started = await fetch(realmUrl(gw, '/protocol/openid-connect/auth/device'), { method: 'POST', body: new URLSearchParams({ client_assertion_type: ASSERTION_TYPE, client_assertion: await signed() }) })
+    assert.equal(started.status, 200)
+    const { device_code: deviceCode } = await started.json() as { device_code: string }
+    const poll = async () => (await tokenRequest(gw, { grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: deviceCode, client_assertion_type: ASSERTION_TYPE, client_assertion: await signed() })).body.error
+    assert.equal(await poll(), 'authorization_pending')
+    assert.equal(await poll(), 'slow_down')
   })
 
   it('takes one JWT once when requests bring it at the same moment', async () => {
