@@ -44,12 +44,31 @@ export function bodyOverrideRefusal(pending: PendingOverride | undefined, header
     }
     return undefined
   }
-  const refused = pending.unreadMethods.find((method) => pending.judge(method) !== undefined)
+  const refused = firstRefused(pending)
   if (refused === undefined) return undefined
   const may = `may name another method in ${pending.parameter}, which the service takes for its own, and the access rules refuse ${refused}`
   if (body === 'unseen') return new AccessDenied(`The request's body, which forward authentication does not see, ${may}.`)
-  if (Buffer.isBuffer(body)) return new AccessDenied(`The request's body cannot be read as every framework reads it (a multipart body mentioning ${pending.parameter} elsewhere than as a field's name, a coded body), so it ${may}.`)
+  if (Buffer.isBuffer(body)) return new AccessDenied(`The request's body cannot be read as every framework reads it (${pending.parameter} spelled otherwise, a value that is no method name, a multipart body whose parts frameworks could split otherwise, a coded body), so it ${may}.`)
   return new MethodOverrideUnread(`The request's body, larger than the gateway reads for the method it may name (${OVERRIDE_READ_BYTES / 1024 / 1024} MiB, or services[].pool.body_buffer_kb when larger), ${may}.`)
+}
+
+/** The refusal of a POST whose query names a method the rules refuse, or names the parameter in a spelling `nameOf` leaves unsettled. */
+export function queryOverrideRefusal(pending: PendingOverride, query: string): GatehouseError | undefined {
+  const named = namedInForm(query, pending.parameter)
+  if (named) {
+    for (const method of named) {
+      const refusal = pending.judge(method)
+      if (refusal) return refusal
+    }
+    return undefined
+  }
+  const refused = firstRefused(pending)
+  return refused === undefined ? undefined : new AccessDenied(`The request's query names ${pending.parameter} in a spelling some framework may read as it, or with a value that is no method name, so it may name another method, which the service takes for its own, and the access rules refuse ${refused}.`)
+}
+
+/** The first method a request naming one that cannot be read may name, that the rules refuse. */
+function firstRefused(pending: PendingOverride): string | undefined {
+  return pending.unreadMethods.find((method) => pending.judge(method) !== undefined)
 }
 
 /** How much of a body that may name a method is read before it is forwarded, at least (`pool.body_buffer_kb` when larger). */
@@ -100,8 +119,8 @@ export function mayCarryOverride(headers: IncomingHttpHeaders, json: boolean): b
 /**
  * The methods a POST's body names: every one any framework reading it would find, since they differ in which they
  * take; an empty list when it names none, undefined when it cannot be told (a body streamed on before all of it
- * arrived, one coded (gzip, which a server in front of the service may undo), or a multipart body whose parts
- * cannot be told apart with certainty).
+ * arrived, one coded (gzip, which a server in front of the service may undo), or one naming the parameter in a way
+ * these readings do not settle, below).
  */
 export function namedInBody(headers: IncomingHttpHeaders, body: Buffer | Readable | null, parameter: string, json: boolean): string[] | undefined {
   const kinds = kindsOf(headers['content-type'])
@@ -111,32 +130,69 @@ export function namedInBody(headers: IncomingHttpHeaders, body: Buffer | Readabl
   if (!Buffer.isBuffer(body) || (coding && coding !== 'identity')) return undefined
   const named: string[] = []
   const text = body.toString('latin1')
-  if (kinds.form) named.push(...namedInForm(text, parameter))
+  // A multipart body is read as a form too: Rack reads one whose boundary it cannot use as urlencoded.
+  if (kinds.form || kinds.multipart) {
+    const inForm = namedInForm(text, parameter)
+    if (!inForm) return undefined
+    named.push(...inForm)
+  }
   if (kinds.multipart) {
     const parts = namedInMultipart(text, headers['content-type']!, parameter)
     if (!parts) return undefined
     named.push(...parts)
   }
-  if (json && kinds.json) named.push(...namedInJson(body, parameter))
+  if (json && kinds.json) {
+    const inJson = namedInJson(body, parameter)
+    if (!inJson) return undefined
+    named.push(...inJson)
+  }
   return named
 }
 
 /**
- * The methods `parameter` names in a query (with its `?`) or an urlencoded body: every occurrence. Pairs are split
- * at `;` as well as `&`, as Rack splits a query; a key matches once decoded (`%5Fmethod`) and read as PHP reads a
- * name (`.method`, ` method`, `_method%00x` are its `_method`).
+ * The frameworks read a parameter's name each their own way (PHP makes `.method` and ` method` its `_method` and cuts a
+ * name at NUL; Rack 2 drops brackets around one, `[_method]`, and undoes backslash escapes in a multipart part's), and
+ * more ways than these may come. So a name is the parameter only as written; one that is the parameter but for
+ * characters other than letters and digits (in any letter case) is a spelling some framework may read as it, and
+ * leaves the request unreadable, as does a value that is not a plain method name: such requests are judged as every
+ * method. An ordinary form never names a field so (`payment_method` and `method` are other names: no framework drops
+ * letters, nor reads a name without its `_` as one with it).
  */
-export function namedInForm(text: string, parameter: string): string[] {
+function nameOf(name: string, parameter: string): 'parameter' | 'spelling' | undefined {
+  if (name === parameter || !/[^A-Za-z0-9]/.test(name)) return name === parameter ? 'parameter' : undefined
+  const spelled = lettersAndDigits(parameter)
+  return lettersAndDigits(name) === spelled || lettersAndDigits(name.split('\0', 1)[0]!) === spelled ? 'spelling' : undefined
+}
+
+function lettersAndDigits(name: string): string {
+  return name.replace(/[^A-Za-z0-9]/g, '').toLowerCase()
+}
+
+/** The method a framework makes of the value: undefined for one that is no plain method name (` DELETE`, `DELETE\r\n--x`). */
+function asMethod(value: string): string | undefined {
+  return /^[A-Za-z]{1,20}$/.test(value) ? value.toUpperCase() : undefined
+}
+
+/**
+ * The methods `parameter` names in a query (with its `?`) or an urlencoded body: every occurrence; undefined when a
+ * name spells it otherwise or a value is no method name (`nameOf`). Pairs are split at `;` as well as `&`, as Rack
+ * splits a query, and names are read decoded (`%5Fmethod`).
+ */
+function namedInForm(text: string, parameter: string): string[] | undefined {
   const methods: string[] = []
   for (const pair of text.replace(/^\?/, '').split(/[&;]/)) {
     const eq = pair.indexOf('=')
-    if (asPhpName(formDecoded(eq < 0 ? pair : pair.slice(0, eq))) === parameter) methods.push(asMethod(eq < 0 ? '' : formDecoded(pair.slice(eq + 1))))
+    const name = nameOf(formDecoded(eq < 0 ? pair : pair.slice(0, eq)), parameter)
+    if (name === undefined) continue
+    const method = name === 'parameter' ? asMethod(formDecoded(eq < 0 ? '' : pair.slice(eq + 1))) : undefined
+    if (method === undefined) return undefined
+    methods.push(method)
   }
   return methods
 }
 
-/** The top-level `parameter` of a JSON object body, as Laravel reads its input from one; nothing from any other body. */
-function namedInJson(body: Buffer, parameter: string): string[] {
+/** The top-level `parameter` of a JSON object body, as Laravel reads its input from one; undefined as `namedInForm`. */
+function namedInJson(body: Buffer, parameter: string): string[] | undefined {
   let parsed: unknown
   try {
     parsed = JSON.parse(body.toString('utf8'))
@@ -144,42 +200,58 @@ function namedInJson(body: Buffer, parameter: string): string[] {
     return []
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return []
-  const value = (parsed as Record<string, unknown>)[parameter]
-  return typeof value === 'string' ? [asMethod(value)] : []
+  const methods: string[] = []
+  for (const [key, value] of Object.entries(parsed)) {
+    const name = nameOf(key, parameter)
+    if (name === undefined) continue
+    // A value that is no string is no method to any framework (Symfony ignores it).
+    if (name === 'parameter' && typeof value !== 'string') continue
+    const method = name === 'parameter' ? asMethod(value as string) : undefined
+    if (method === undefined) return undefined
+    methods.push(method)
+  }
+  return methods
 }
 
 /**
- * The values of the multipart body's parts named `parameter`, a name read as Rack (backslash escapes undone) and PHP
- * read it. Parsers differ at the edges (quoting, folded headers, a boundary that appears in a part), so unless every
- * mention of the name in the body, in any spelling either would read as it, is one of the parts read here, the body
- * counts as unreadable.
+ * The values of the multipart body's parts named `parameter`; undefined when the body cannot be read with certainty:
+ * frameworks find the boundary in the field differently (PHP and Rack take the first `boundary` anywhere in it, even
+ * in `xboundary`), and split and quote parts differently, so every `name` given anywhere in the body that is the
+ * parameter in some spelling must be a part read here, under the one boundary the field can name.
  */
 function namedInMultipart(text: string, contentType: string, parameter: string): string[] | undefined {
-  const mentions = text.match(mentionPattern(parameter))?.length ?? 0
+  const mentions = [...text.matchAll(/\bname\s*\*?=\s*(?:"((?:[^"\\\r\n]|\\.)*)"|'([^'\r\n]*)'|([^;\s"']+))/gi)]
+    .filter((match) => nameOf((match[1] ?? match[2] ?? match[3]!).replace(/\\(.)/g, '$1'), parameter) !== undefined).length
   if (mentions === 0) return []
-  const boundary = /;\s*boundary\s*=\s*(?:"([^"]+)"|([^;,\s]+))/i.exec(contentType)
-  if (!boundary) return undefined
+  const boundary = boundaryOf(contentType)
+  if (boundary === undefined) return undefined
   const methods: string[] = []
-  for (const part of text.split(`--${boundary[1] ?? boundary[2]}`).slice(1)) {
+  for (const part of text.split(`--${boundary}`).slice(1)) {
     const headEnd = part.indexOf('\r\n\r\n')
     if (headEnd < 0) continue
     const disposition = /^content-disposition:([^\r\n]*)/im.exec(part.slice(0, headEnd))?.[1]
-    const name = disposition && /(?:^|;)\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s"]+))/i.exec(disposition)
-    if (name && asPhpName((name[1] ?? name[2]!).replace(/\\(.)/g, '$1')) === parameter) methods.push(asMethod(part.slice(headEnd + 4).replace(/\r\n$/, '')))
+    const name = disposition && /(?:^|;)\s*name="([^"\\\r\n]*)"/i.exec(disposition)
+    if (!name || name[1] !== parameter) continue
+    const method = asMethod(part.slice(headEnd + 4).replace(/\r\n$/, ''))
+    if (method === undefined) return undefined
+    methods.push(method)
   }
   return methods.length === mentions ? methods : undefined
 }
 
-/** Every spelling of `parameter` that Rack or PHP could read as it: a backslash before any character, `.`, ` ` or `[` for `_`. */
-function mentionPattern(parameter: string): RegExp {
-  return new RegExp([...parameter].map((c) => `\\\\?${c === '_' ? '[_. []' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`).join(''), 'g')
-}
-
-/** A name as PHP makes a variable of it: leading spaces dropped, cut at NUL, `.`, ` ` and `[` read as `_`. */
-function asPhpName(name: string): string {
-  const cut = name.replace(/^ +/, '')
-  const nul = cut.indexOf('\0')
-  return (nul < 0 ? cut : cut.slice(0, nul)).replace(/[. []/g, '_')
+/**
+ * The multipart boundary the field names, where PHP (the value after the first `boundary` anywhere in it, `xboundary`
+ * too, and its `=`), Rack 2 (after the first `boundary=`) and a reading by its parameters all find the same one;
+ * undefined otherwise.
+ */
+function boundaryOf(contentType: string): string | undefined {
+  const byParameter = /;\s*boundary=(?:"([^"\\\s]+)"|([^;,\s"]+))\s*(?:[;,]|$)/i.exec(contentType)
+  const first = contentType.toLowerCase().indexOf('boundary')
+  const afterEquals = contentType.slice(contentType.indexOf('=', first) + 1).trim()
+  const byPhp = first < 0 ? undefined : /^(?:"([^"]*)"|([^;,\s]*))/.exec(afterEquals)
+  const byRack = /^multipart\/.*?boundary="?([^";,]+)"?/i.exec(contentType.trim())
+  const found = byParameter?.[1] ?? byParameter?.[2]
+  return found !== undefined && (byPhp?.[1] ?? byPhp?.[2]) === found && byRack?.[1] === found ? found : undefined
 }
 
 /** A form's percent-encoding undone where it is well formed (`+` is a space); a malformed escape stays as written. */
@@ -191,9 +263,4 @@ function formDecoded(text: string): string {
   } catch {
     return spaced.replace(/%[0-9a-fA-F]{2}/g, (escape) => String.fromCharCode(parseInt(escape.slice(1), 16)))
   }
-}
-
-/** The method a framework makes of the parameter's value: upper case, as Rack and Symfony take it. */
-function asMethod(value: string): string {
-  return value.trim().toUpperCase()
 }

@@ -2,7 +2,7 @@ import { AccessDenied } from '../errors.ts'
 import { ALLOW, type EntryRule } from '../gateway/places.ts'
 import { decodedPath, splitTarget } from '../http/request-target.ts'
 import type { AccessModel } from './model.ts'
-import { mayName, namedInForm, unreadBodyMethods } from './method-override.ts'
+import { mayName, queryOverrideRefusal, unreadBodyMethods } from './method-override.ts'
 import type { AccessDecision, ServiceRules } from './rules.ts'
 
 /**
@@ -31,13 +31,10 @@ export function accessEntryRule(rules: ServiceRules, model: AccessModel): EntryR
         request.gatehouse.accessRule = ruleOf(overridden)
         return new AccessDenied(`${rules.explain(overridden)} The request names the method ${method.slice(0, 20)} in ${parameter}, which the service takes for its own.`)
       }
-      for (const method of namedInForm(query, parameter)) {
-        const refusal = judge(method)
-        if (refusal) return refusal
-      }
-      if (mayName(request.headers['content-type'], rules.methodOverrideJson)) {
-        request.gatehouse.methodOverride = { parameter, json: rules.methodOverrideJson, unreadMethods: unreadBodyMethods(rules.namedMethods), judge }
-      }
+      const pending = { parameter, json: rules.methodOverrideJson, unreadMethods: unreadBodyMethods(rules.namedMethods), judge }
+      const inQuery = queryOverrideRefusal(pending, query)
+      if (inQuery) return inQuery
+      if (mayName(request.headers['content-type'], rules.methodOverrideJson)) request.gatehouse.methodOverride = pending
       return ALLOW
     },
   }

@@ -80,9 +80,10 @@ export class RequestBuffer {
     const limit = Math.max(this.#limit, atLeastBytes)
     if (limit === 0) return raw
     const budget = this.#budget
-    // A body known to fit is waited for whole; of any other, the first `limit` bytes are.
+    // A body known to fit is waited for whole, and so is one of no declared length until it passes the limit; of any
+    // other, the first `limit` bytes are.
     const declared = coding === undefined ? Number(raw.headers['content-length']) : Number.NaN
-    const streamFrom = declared <= limit ? limit + 1 : limit
+    const streamFrom = Number.isNaN(declared) || declared <= limit ? limit + 1 : limit
     return new Promise((resolve) => {
       const chunks: Buffer[] = []
       let size = 0
