@@ -37,13 +37,7 @@ export function bodyOverrideRefusal(pending: PendingOverride | undefined, header
   if (!pending) return undefined
   if (body === 'unseen' && !mayCarryOverride(headers, pending.json)) return undefined
   const named = body === 'unseen' ? undefined : namedInBody(headers, body, pending.parameter, pending.json)
-  if (named) {
-    for (const method of named) {
-      const refusal = pending.judge(method)
-      if (refusal) return refusal
-    }
-    return undefined
-  }
+  if (named) return firstRefusal(pending, named)
   const refused = firstRefused(pending)
   if (refused === undefined) return undefined
   const may = `may name another method in ${pending.parameter}, which the service takes for its own, and the access rules refuse ${refused}`
@@ -55,15 +49,18 @@ export function bodyOverrideRefusal(pending: PendingOverride | undefined, header
 /** The refusal of a POST whose query names a method the rules refuse, or names the parameter in a spelling `nameOf` leaves unsettled. */
 export function queryOverrideRefusal(pending: PendingOverride, query: string): GatehouseError | undefined {
   const named = namedInForm(query, pending.parameter)
-  if (named) {
-    for (const method of named) {
-      const refusal = pending.judge(method)
-      if (refusal) return refusal
-    }
-    return undefined
-  }
+  if (named) return firstRefusal(pending, named)
   const refused = firstRefused(pending)
   return refused === undefined ? undefined : new AccessDenied(`The request's query names ${pending.parameter} in a spelling some framework may read as it, or with a value that is no method name, so it may name another method, which the service takes for its own, and the access rules refuse ${refused}.`)
+}
+
+/** The rules' refusal of the first of the methods named that they refuse. */
+function firstRefusal(pending: PendingOverride, named: readonly string[]): GatehouseError | undefined {
+  for (const method of named) {
+    const refusal = pending.judge(method)
+    if (refusal) return refusal
+  }
+  return undefined
 }
 
 /** The first method a request naming one that cannot be read may name, that the rules refuse. */
