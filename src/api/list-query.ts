@@ -18,6 +18,14 @@ import { isAnsibleIdField, NO_RESOURCE_REGISTRY } from './validation.ts'
 const RESERVED = new Set(['page', 'page_size', 'order', 'order_by', 'search', 'format', 'count_disabled', 'no_truncate'])
 const MAX_CONDITIONS = 32
 const MAX_IN_VALUES = 100
+/**
+ * The work one list query may ask of the database, which on SQLite runs on the gateway's one thread (and every other
+ * request waits for it): each filter, each search term for each field it searches, and each order field count one.
+ * A list's own filters, search and order come far below it; 32 of each at once kept a thread busy for seconds.
+ */
+const MAX_QUERY_WORK = 48
+/** The longest text a matching lookup (`icontains`, `startswith`, ...) or a search term may give: each is compared with every row. */
+const MAX_MATCH_LENGTH = 256
 const TEXT_LOOKUPS: ReadonlySet<Lookup> = new Set(['iexact', 'contains', 'icontains', 'startswith', 'istartswith', 'endswith', 'iendswith'])
 
 export interface ListQuery {
@@ -43,9 +51,14 @@ export function listQuery(fields: FilterFields): z.ZodType<ListQuery> {
     if (all.length + any.length > MAX_CONDITIONS) fail('non_field_errors', `Give at most ${MAX_CONDITIONS} filters.`)
     const order = parseOrder(fields, values(query.order_by ?? query.order))
     if (typeof order === 'string') fail(query.order_by === undefined ? 'order' : 'order_by', order)
-    const search = values(query.search).flatMap((term) => term.split(/[\s,]+/)).filter(Boolean)
-    if (search.length && !Object.values(fields).some((field) => field.searched)) fail('search', 'This list cannot be searched.')
+    // The same term twice finds nothing more.
+    const search = [...new Set(values(query.search).flatMap((term) => term.split(/[\s,]+/)).filter(Boolean))]
+    const searched = Object.values(fields).filter((field) => field.searched).length
+    if (search.length && !searched) fail('search', 'This list cannot be searched.')
     else if (search.length > MAX_CONDITIONS) fail('search', `Give at most ${MAX_CONDITIONS} search terms.`)
+    else if (search.some((term) => term.length > MAX_MATCH_LENGTH)) fail('search', `Give search terms of at most ${MAX_MATCH_LENGTH} characters.`)
+    const work = all.length + any.length + search.length * searched + (typeof order === 'string' ? 0 : order.length)
+    if (work > MAX_QUERY_WORK) fail('non_field_errors', `This list query asks too much at once: give fewer filters, search terms (each counts once for each of the ${searched} fields it searches) or order fields, at most ${MAX_QUERY_WORK} together.`)
     return { page: pageOf(query), filter: { all, any, search, order: typeof order === 'string' ? [] : order } }
   })
 }
@@ -85,6 +98,7 @@ function parseCondition(fields: FilterFields, key: string, raw: string): { or: b
     return { or, condition: { field: name, lookup, value: parsed as FilterValue[], negate } }
   }
   if ((lookup === 'gt' || lookup === 'gte' || lookup === 'lt' || lookup === 'lte') && field.type === 'boolean') return `${name} cannot be compared with ${lookup}.`
+  if (TEXT_LOOKUPS.has(lookup) && lookup !== 'iexact' && raw.length > MAX_MATCH_LENGTH) return `Give at most ${MAX_MATCH_LENGTH} characters to match with ${lookup}.`
   const value = TEXT_LOOKUPS.has(lookup) ? raw : readValue(field.type, raw)
   if (typeof value === 'object' && value !== null) return value.error
   return { or, condition: { field: name, lookup, value, negate } }
@@ -169,13 +183,15 @@ function readBoolean(raw: string): boolean | undefined {
 
 function parseOrder(fields: FilterFields, raw: string[]): ListFilter['order'] | string {
   const order: { field: string; descending: boolean }[] = []
-  for (const item of raw.flatMap((value) => value.split(',')).map((item) => item.trim()).filter(Boolean)) {
+  const items = raw.flatMap((value) => value.split(',')).map((item) => item.trim()).filter(Boolean)
+  if (items.length > MAX_CONDITIONS) return `Order by at most ${MAX_CONDITIONS} fields.`
+  for (const item of items) {
     const descending = item.startsWith('-')
     const given = descending ? item.slice(1) : item
     const name = fieldNamed(fields, given)
     if (name === undefined) return `Cannot order by "${given.slice(0, 64)}". This list can be ordered by: ${Object.keys(fields).join(', ')}.`
-    order.push({ field: name, descending })
+    // A field ordered by again orders nothing more: the first says how.
+    if (!order.some((earlier) => earlier.field === name)) order.push({ field: name, descending })
   }
-  if (order.length > MAX_CONDITIONS) return `Order by at most ${MAX_CONDITIONS} fields.`
   return order
 }
