@@ -6,16 +6,16 @@ import { AccessDenied, MethodOverrideUnread, type GatehouseError } from '../erro
  * The method a POST names in a parameter, which web frameworks take for the request's own: Rails (Rack's
  * MethodOverride) reads `_method` from a form body, Symfony and Laravel from a form body or the query, and Laravel
  * from a JSON body too. A service built on one receives a POST its access rules let in, and acts on it as the DELETE
- * they refuse. So a service whose rules name methods judges such a POST as each method it names as well, read the way
- * the most lenient of those frameworks reads it, and a body it cannot read whole as every method a framework would
- * take from one. The override fields (`X-HTTP-Method-Override`) are never forwarded at all
+ * they refuse. So a service whose rules name methods judges such a POST as each method it names as well, and one it
+ * cannot read with certainty (a spelling some framework may read as the parameter, a body not read whole) as every
+ * method a framework would take from it. The override fields (`X-HTTP-Method-Override`) are never forwarded at all
  * (src/gateway/upstream-headers.ts); a parameter cannot be taken out of a body.
  */
 
 /** The methods a body that was not read may name: those frameworks take besides the rules' own. */
 const UNREAD_BODY_METHODS = ['GET', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
-/** What judges the methods a form body names, once its body is read (proxy.ts, lean-proxy.ts, forward-auth.ts). */
+/** What judges the methods a body names, once it is read (proxy.ts, lean-proxy.ts, forward-auth.ts). */
 export interface PendingOverride {
   /** The parameter's name, `_method` unless the service names another. */
   readonly parameter: string
