@@ -40,5 +40,5 @@ declare module 'fastify' {
 }
 
 export function newRequestContext(): RequestContext {
-  return { place: undefined, principal: undefined, authenticator: undefined, decision: undefined, code: undefined, forwardedAtMs: undefined, upstreamMs: undefined, bearer: undefined }
+  return { place: undefined, principal: undefined, authenticator: undefined, methodOverride: undefined, decision: undefined, code: undefined, forwardedAtMs: undefined, upstreamMs: undefined, bearer: undefined }
 }

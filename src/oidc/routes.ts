@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 
 import { createPublicKey, hash, timingSafeEqual, type JsonWebKey } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isUtf8 } from 'node:buffer'
-import { compactVerify } from 'jose'
+import { compactVerify, decodeJwt } from 'jose'
 import type { App } from '../app.ts'
 import { BodyBuffersFull, DatabaseUnavailable, NUL_MESSAGE, recordedError, SignInsThrottled, type GatehouseError } from '../errors.ts'
 import { escapeHtml, UNFRAMED_PAGE_HEADERS } from '../pages/html.ts'
@@ -436,7 +436,7 @@ function assertedClientId(form: URLSearchParams): string | undefined {
   const assertion = form.getAll('client_assertion')
   if (assertion.length !== 1) return undefined
   try {
-    const sub = (JSON.parse(Buffer.from(assertion[0]!.split('.')[1] ?? '', 'base64url').toString('utf8')) as { sub?: unknown }).sub
+    const { sub } = decodeJwt(assertion[0]!)
     return typeof sub === 'string' ? sub : undefined
   } catch {
     return undefined
