@@ -75,6 +75,23 @@ function onConnectionOfItsOwn(url: string, headers: Record<string, string>): Pro
   })
 }
 
+/**
+ * A POST with no media type, as `curl -X POST --data-binary` with `-H 'Content-Type:'` sends one, which Rack reads as
+ * a form: with its length, chunked, or without a body. Answers the status the client got.
+ */
+function postWithoutMediaType(url: string, headers: Record<string, string>, body: 'length' | 'chunked' | 'none'): Promise<number> {
+  const form = '_method=DELETE'
+  return new Promise((resolve, reject) => {
+    const length = { length: { 'content-length': String(form.length) }, chunked: {}, none: { 'content-length': '0' } }[body]
+    const outgoing = request(url, { method: 'POST', headers: { ...headers, ...length }, agent: false }, (response) => {
+      response.resume()
+      response.on('end', () => resolve(response.statusCode!))
+    })
+    outgoing.on('error', reject)
+    outgoing.end(body === 'none' ? undefined : form)
+  })
+}
+
 async function untilRefused(url: string, headers: Record<string, string>, ms: number): Promise<number> {
   const started = Date.now()
   for (;;) {
@@ -126,6 +143,8 @@ describe('forward authentication', () => {
           { name: 'inner', prefix: '/outer/inner/', upstream: 'builtin:demo' },
           { name: 'controller', prefix: '/api/controller/', upstream: 'builtin:demo', accepts: ['basic'], access: [{ deny: { paths: ['/api/controller/v2/hosts/*'] } }, { deny: { paths: ['/api/controller/v2/café/*'] } }, { allow: { users: ['admin'] } }] },
           { name: 'sso', prefix: '/sso/', upstream: 'builtin:demo', accepts: ['oidc'], oidc: { realm: REALM, client_id: 'end-users' } },
+          // As a Rails service's rules might read: a POST's form may name another method in _method.
+          { name: 'rails', prefix: '/rails/', upstream: 'builtin:demo', accepts: ['basic'], access: [{ allow: { methods: ['GET', 'POST'] } }] },
         ],
       },
     })
@@ -518,6 +537,15 @@ describe('forward authentication', () => {
         assert.equal(write.status, 403)
       })
 
+      it('judges a POST without a media type as every method its body could name, when it has one: chunked or not', async () => {
+        const url = `${nginx}/rails/items/1`
+        assert.equal(await postWithoutMediaType(url, adminAuth, 'length'), 403)
+        assert.equal(await postWithoutMediaType(url, adminAuth, 'chunked'), 403)
+        assert.equal(await postWithoutMediaType(url, adminAuth, 'none'), 200)
+        // A client's own field can only add to what is judged.
+        assert.equal(await postWithoutMediaType(url, { ...adminAuth, 'x-original-content-length': '0', 'x-original-transfer-encoding': '' }, 'length'), 403)
+      })
+
       it('does not let a client name itself or its teams', async () => {
         const seen = await json(await fetch(`${nginx}/app/open/`, { headers: { 'x-gatehouse-user': 'mallory', 'x-gatehouse-user-id': '1', 'x-gatehouse-teams': 'Forged' } }))
         assert.equal(seen.identity, null)
@@ -813,6 +841,12 @@ describe('forward authentication', () => {
         throw new Error('the upgrade was let through')
       })])
       assert.equal(response.statusCode, 403)
+    })
+
+    it('judges a POST without a media type as every method its body could name, when its length says it has one', async () => {
+      const url = `${caddy}/rails/items/1`
+      assert.equal(await postWithoutMediaType(url, adminAuth, 'length'), 403)
+      assert.equal(await postWithoutMediaType(url, adminAuth, 'none'), 200)
     })
 
     it('refuses a revoked token on the next request', async () => {
