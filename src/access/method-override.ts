@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import { AccessDenied, MethodOverrideUnread, type GatehouseError } from '../errors.ts'
 
 /**
@@ -36,6 +36,8 @@ export interface PendingOverride {
 export function bodyOverrideRefusal(pending: PendingOverride | undefined, headers: IncomingHttpHeaders, body: Buffer | Readable | null | 'unseen'): GatehouseError | undefined {
   if (!pending) return undefined
   if (body === 'unseen' && !mayCarryOverride(headers, pending.json)) return undefined
+  // Judged as it streams on (`bodyScan`).
+  if (body instanceof Readable && scannedWhenStreamed(pending, headers)) return undefined
   const named = body === 'unseen' ? undefined : namedInBody(headers, body, pending.parameter, pending.json)
   if (named) return firstRefusal(pending, named)
   const refused = firstRefused(pending)
@@ -70,6 +72,58 @@ function firstRefused(pending: PendingOverride): string | undefined {
 
 /** How much of a body that may name a method is read before it is forwarded, at least (`pool.body_buffer_kb` when larger). */
 export const OVERRIDE_READ_BYTES = 1024 * 1024
+
+/** Thrown by a streamed body's scan (`bodyScan`): the proxies answer its `refusal` (lean-proxy.ts `failureAnswer`). */
+export class MethodMayBeNamed extends Error {
+  readonly refusal: GatehouseError
+
+  constructor(refusal: GatehouseError) {
+    super(refusal.message)
+    this.refusal = refusal
+  }
+}
+
+/**
+ * A form body larger than is read whole (an upload) is streamed on to the service, and its bytes are looked at as they
+ * pass: the check each chunk goes through (it throws `MethodMayBeNamed`), or undefined where none is needed (the rules
+ * refuse none of the methods it could name) or it could not tell (a coded body; JSON, whose escapes hide letters), and
+ * the body is refused unread (`bodyOverrideRefusal`). A name any framework may read as the parameter holds its letters
+ * and digits in order, whatever else is between them (`nameOf`), and a form's percent-escapes are undone first: bytes
+ * that never hold them, in any letter case, name no method, as an image or an archive seldom does. Bytes that do are
+ * refused (413 `method_override_unread`); the request's last chunk is held back until all of it has passed (request-
+ * buffer.ts `followedByRest`), so the service never receives such a request whole, and acts on none of it.
+ */
+export function bodyScan(pending: PendingOverride | undefined, headers: IncomingHttpHeaders): ((chunk: Buffer) => void) | undefined {
+  if (!pending || !scannedWhenStreamed(pending, headers)) return undefined
+  const refused = firstRefused(pending)
+  if (refused === undefined) return undefined
+  const letters = lettersAndDigits(pending.parameter)
+  // The last letters and digits seen, fewer than the parameter has, and an escape the chunk's end cut.
+  let tail = ''
+  let escape = ''
+  return (chunk) => {
+    const text = escape + chunk.toString('latin1')
+    const cut = /%[0-9A-Fa-f]?$/.exec(text)
+    escape = cut?.[0] ?? ''
+    const seen = tail + lettersAndDigits(percentDecoded(cut ? text.slice(0, cut.index) : text))
+    // The cut escape is looked at as written too, in case no hex digit completes it.
+    if ((seen + lettersAndDigits(escape)).includes(letters)) {
+      throw new MethodMayBeNamed(new MethodOverrideUnread(`The request's body, larger than the gateway reads whole for the method it may name (${OVERRIDE_READ_BYTES / 1024 / 1024} MiB, or services[].pool.body_buffer_kb when larger), holds the letters of ${pending.parameter}, so it may name another method, which the service takes for its own, and the access rules refuse ${refused}.`))
+    }
+    tail = seen.slice(seen.length - (letters.length - 1))
+  }
+}
+
+/** Whether a body streamed on before all of it was read is judged by `bodyScan`, rather than refused unread. */
+function scannedWhenStreamed(pending: PendingOverride, headers: IncomingHttpHeaders): boolean {
+  const kinds = kindsOf(headers['content-type'])
+  const coding = headers['content-encoding']?.trim().toLowerCase()
+  return (kinds.form || kinds.multipart) && !(pending.json && kinds.json) && (!coding || coding === 'identity') && lettersAndDigits(pending.parameter) !== ''
+}
+
+function percentDecoded(text: string): string {
+  return text.includes('%') ? text.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))) : text
+}
 
 /** The methods to judge for a body that was not read whole. */
 export function unreadBodyMethods(namedByRules: Iterable<string>): readonly string[] {

@@ -4,15 +4,16 @@ import type { Logger } from 'pino'
 import type { Dispatcher, Pool as UndiciPool } from 'undici'
 import type { App } from '../app.ts'
 import { UpstreamTimeout, UpstreamUnavailable, writeError, type GatehouseError } from '../errors.ts'
+import type { GatewayRequest } from '../http/gateway-request.ts'
 import { LaneRequest, logAnswered, passesRequestChecks } from '../http/lane-request.ts'
 import { splitTarget } from '../http/request-target.ts'
-import { bodyOverrideRefusal, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
+import { bodyOverrideRefusal, bodyScan, MethodMayBeNamed, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
 import { refusedAfterBody, type Decision } from './authorize.ts'
 import { FORWARD_AUTH_CACHE_CONTROL, forwardAuthFlavour, judgeForwardAuth, type Flavour, type ForwardAuthAnswer } from './forward-auth.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
-import { hasRequestBody } from './request-buffer.ts'
+import { dropRestOfBody, hasRequestBody } from './request-buffer.ts'
 import { UpstreamExchange } from './upstream-exchange.ts'
 // Before any upstream connection: undici's parser then reads an unasked `100 Continue` as the interim answer it is.
 import { poolClient } from './upstream-pool.ts'
@@ -66,6 +67,16 @@ const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /** An upstream that failed to answer, as the client is told: 504 when it was too slow, 502 otherwise. */
+/**
+ * What a forwarded request that failed is answered: the refusal of a body its scan found may name a method (the rest
+ * of which is dropped), or the upstream's failure.
+ */
+export function failureAnswer(request: GatewayRequest, raw: IncomingMessage, response: ServerResponse, route: Route, error: Error): GatehouseError {
+  if (!(error instanceof MethodMayBeNamed)) return upstreamFailure(route, error)
+  dropRestOfBody(raw, response)
+  return refusedAfterBody(request, error.refusal)
+}
+
 export function upstreamFailure(route: Route, error: Error): GatehouseError {
   const cause = (error as { cause?: { code?: string } }).cause
   const code = cause?.code ?? (error as { code?: string }).code ?? ''
@@ -224,11 +235,12 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
   // Gone while it was judged (its credentials verified off the event loop): its response has closed already, so
   // nothing would give back an upstream connection taken for it, or end a wait for a body that never comes.
   if (response.destroyed) return
-  const reading = route.requestBuffer.read(raw, response, request.gatehouse.methodOverride ? OVERRIDE_READ_BYTES : 0)
+  const reading = route.requestBuffer.read(raw, response, request.gatehouse.methodOverride ? OVERRIDE_READ_BYTES : 0, bodyScan(request.gatehouse.methodOverride, request.headers))
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return
   const overridden = bodyOverrideRefusal(request.gatehouse.methodOverride, request.headers, body)
   if (overridden) {
+    dropRestOfBody(raw, response)
     writeError(request, response, refusedAfterBody(request, overridden), errorLog(options, request))
     return
   }
@@ -247,8 +259,8 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
         return lane.rewrite(clientResponseHeaders(upstream, request.id), request)
       },
       failed: (error) => {
-        options.log.warn({ reqId: request.id, err: error }, 'response errored')
-        fail(options, request, response, upstreamFailure(route, error))
+        if (!(error instanceof MethodMayBeNamed)) options.log.warn({ reqId: request.id, err: error }, 'response errored')
+        fail(options, request, response, failureAnswer(request, raw, response, route, error))
       },
     }),
   )

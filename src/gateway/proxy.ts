@@ -5,9 +5,10 @@ import type { App } from '../app.ts'
 import { NotFound, writeError } from '../errors.ts'
 import { splitTarget } from '../http/request-target.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
-import { bodyOverrideRefusal, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
+import { bodyOverrideRefusal, bodyScan, MethodMayBeNamed, OVERRIDE_READ_BYTES } from '../access/method-override.ts'
 import { answerRefusal, refusedAfterBody } from './authorize.ts'
-import { upstreamFailure } from './lean-proxy.ts'
+import { failureAnswer } from './lean-proxy.ts'
+import { dropRestOfBody } from './request-buffer.ts'
 import { publicBase, responseRewrite, type ResponseRewrite } from './response-rewrite.ts'
 import { PROXIED_METHODS, type Route } from './routes.ts'
 import { clientResponseHeaders, upstreamRequestHeaders } from './upstream-headers.ts'
@@ -74,11 +75,14 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const raw = request.raw
   // Gone while it was judged: as on the lean path (src/gateway/lean-proxy.ts), nothing is taken for it.
   if (reply.raw.destroyed) return
-  const reading = route.requestBuffer.read(raw, reply.raw, request.gatehouse.methodOverride ? OVERRIDE_READ_BYTES : 0)
+  const reading = route.requestBuffer.read(raw, reply.raw, request.gatehouse.methodOverride ? OVERRIDE_READ_BYTES : 0, bodyScan(request.gatehouse.methodOverride, request.headers))
   const body = reading instanceof Promise ? await reading : reading
   if (body === undefined) return
   const overridden = bodyOverrideRefusal(request.gatehouse.methodOverride, request.headers, body)
-  if (overridden) throw refusedAfterBody(request, overridden)
+  if (overridden) {
+    dropRestOfBody(raw, reply.raw)
+    throw refusedAfterBody(request, overridden)
+  }
   const waiting = route.pool.admit(poolClient(request), route.name, (release) => reply.raw.once('close', release))
   if (waiting) await waiting
   // The gateway's own time runs until here, a wait for a free upstream connection included.
@@ -94,7 +98,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(name, value)
   const failed = (error: Error) => {
     if (response.headersSent) response.destroy()
-    else writeError(request, response, upstreamFailure(route, error), request.log)
+    else writeError(request, response, failureAnswer(request, raw, response, route, error), request.log)
   }
   try {
     upstream.dispatch(
@@ -108,7 +112,7 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
           return clientHeaders(upstreamHeaders)
         },
         failed: (error) => {
-          request.log.warn({ err: error }, 'response errored')
+          if (!(error instanceof MethodMayBeNamed)) request.log.warn({ err: error }, 'response errored')
           failed(error)
         },
       }),

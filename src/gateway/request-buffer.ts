@@ -69,9 +69,10 @@ export class RequestBuffer {
    * The body of `raw` to forward, once the whole of it or the first `limitBytes` of it has arrived; undefined when the
    * client went away (or its request timed out) first, and there is nothing to answer. The bytes held count
    * against the budget until `response` closes. `atLeastBytes`: read this much before streaming, when the limit is
-   * lower (a body the access rules must read, src/access/method-override.ts).
+   * lower (a body the access rules must read, src/access/method-override.ts); `scan`: what each chunk of a body
+   * streamed on goes through then (`followedByRest`).
    */
-  read(raw: IncomingMessage, response: ServerResponse, atLeastBytes = 0): Promise<ForwardedBody | undefined> | ForwardedBody {
+  read(raw: IncomingMessage, response: ServerResponse, atLeastBytes = 0, scan?: (chunk: Buffer) => void): Promise<ForwardedBody | undefined> | ForwardedBody {
     if (!hasRequestBody(raw)) return null
     // Node decodes `chunked` only: a body also coded otherwise (`gzip, chunked`) would reach the service still coded,
     // with nothing saying so (RFC 9112 §6.1 lets a server refuse a coding it does not understand).
@@ -95,14 +96,14 @@ export class RequestBuffer {
         if (!budget.take(chunk.length)) {
           // Nothing more may be held: what has arrived goes first, the rest as it comes.
           raw.pause()
-          settle(followedByRest([...chunks, chunk], raw))
+          settle(followedByRest([...chunks, chunk], raw, scan))
           return
         }
         chunks.push(chunk)
         size += chunk.length
         if (size >= streamFrom) {
           raw.pause()
-          settle(followedByRest(chunks, raw))
+          settle(followedByRest(chunks, raw, scan))
         }
       }
       const onEnd = (): void => settle(Buffer.concat(chunks, size))
@@ -115,6 +116,18 @@ export class RequestBuffer {
 }
 
 /**
+ * A request refused after part of its body was read (its bytes may name a method the rules refuse): the rest is read
+ * and dropped, so that the client, still sending, gets the answer, and the connection closes after it. Node drops the
+ * body of a request nobody read, but not of one read in part; unread, it held the client and its connection until
+ * `server.timeouts.request_seconds`, which bounds this wait too.
+ */
+export function dropRestOfBody(raw: IncomingMessage, response: ServerResponse): void {
+  if (raw.complete) return
+  if (!response.headersSent) response.setHeader('connection', 'close')
+  raw.resume()
+}
+
+/**
  * Whether a request has a body to forward (or to drain), whatever its method: a GET's or a HEAD's too, which search
  * APIs (Elasticsearch, OpenSearch) read their queries from and nginx and Envoy pass on. They were dropped, and the
  * service answered a query it never received.
@@ -123,9 +136,30 @@ export function hasRequestBody(raw: IncomingMessage): boolean {
   return raw.headers['transfer-encoding'] !== undefined || (raw.headers['content-length'] ?? '0') !== '0'
 }
 
-function followedByRest(read: readonly Buffer[], rest: IncomingMessage): Readable {
+/**
+ * What has been read, then the rest as it comes. With `scan`, every chunk goes through it first, and the last is held
+ * back until the request has ended: a scan that throws fails the body, and so the upstream request, before the
+ * service has all of it. The client's request is then left as it stands, not destroyed, so that it can be answered.
+ */
+function followedByRest(read: readonly Buffer[], rest: IncomingMessage, scan?: (chunk: Buffer) => void): Readable {
+  if (!scan) {
+    return Readable.from((async function* () {
+      yield* read
+      for await (const chunk of rest) yield chunk as Buffer
+    })(), { objectMode: false })
+  }
   return Readable.from((async function* () {
-    yield* read
-    for await (const chunk of rest) yield chunk as Buffer
+    let held: Buffer | undefined
+    for await (const chunk of chained(read, rest.iterator({ destroyOnReturn: false }))) {
+      scan(chunk)
+      if (held) yield held
+      held = chunk
+    }
+    if (held) yield held
   })(), { objectMode: false })
+}
+
+async function* chained(read: readonly Buffer[], rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  yield* read
+  yield* rest
 }

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { request } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
@@ -129,7 +131,8 @@ describe('a method named in a POST\'s _method parameter', () => {
       // Read whole up to a mebibyte, whatever body_buffer_kb (1 KiB here) says.
       const read = await post(`/${service}/items/1`, FORM, `title=${'x'.repeat(200_000)}&_method=DELETE`)
       assert.deepEqual([read.status, read.code], [403, 'access_denied'])
-      const large = await post(`/${service}/items/1`, FORM, `title=${'x'.repeat(1024 * 1024 + 1)}`)
+      // Beyond that it streams on, refused where its bytes hold the parameter's letters, before the service has it all.
+      const large = await post(`/${service}/items/1`, FORM, `title=${'x'.repeat(1024 * 1024 + 1)}&_method=DELETE`)
       assert.deepEqual([large.status, large.code, large.reached], [413, 'method_override_unread', false])
       assert.match(large.detail!, /body_buffer_kb/)
       // A multipart body that mentions the name elsewhere than as a part's name, where another parser could find a
@@ -154,6 +157,65 @@ describe('a method named in a POST\'s _method parameter', () => {
       const json = await post(`/${service}/items/1`, { 'content-type': 'application/json' }, JSON.stringify({ title: 'x'.repeat(2048) }))
       assert.deepEqual([json.status, json.reached], [200, true])
     })
+  }
+
+  for (const service of ['lean', 'general']) {
+    it(`${service}: streams a form larger than it reads whole to the service, refused unfinished where its bytes hold the parameter's letters`, async () => {
+      // Three mebibytes of every byte value in turn: letters, but never m, e, t, h, o, d in a row.
+      const file = Buffer.from(Array.from({ length: 3 * 1024 * 1024 }, (_, i) => i % 256)).toString('latin1')
+      const upload = multipart([['title', 'holiday'], ['photo', file]])
+      const allowed = await post(`/${service}/items/1`, MULTIPART, upload)
+      assert.deepEqual([allowed.status, allowed.reached], [200, true])
+      assert.equal(upstream.seen.at(-1)!.bytes, Buffer.byteLength(upload), 'every byte reached the service')
+      const urlencoded = `title=${'x'.repeat(2 * 1024 * 1024)}&a=1`
+      assert.deepEqual(Object.values(await post(`/${service}/items/1`, FORM, urlencoded)).slice(0, 1).concat(upstream.seen.at(-1)!.bytes), [200, urlencoded.length])
+      // Its letters anywhere, in any case and spelling, escaped or not, at the start, in the middle or in the last bytes.
+      for (const [headers, body] of [
+        [MULTIPART, multipart([['photo', file], ['_method', 'DELETE']])],
+        [MULTIPART, multipart([['_method', 'DELETE'], ['photo', file]])],
+        [MULTIPART, multipart([['photo', file.slice(0, 2 * 1024 * 1024)], ['x', 'user-METHOD'], ['more', file]])],
+        [FORM, `${urlencoded}&_m%65th%6Fd=DELETE`],
+        [FORM, `${urlencoded}&_m\\e-t.h%00od=DELETE`],
+        [{}, `${urlencoded}&_method=DELETE`],
+      ] as const) {
+        const refused = await post(`/${service}/items/1`, headers, body)
+        assert.deepEqual([refused.status, refused.code, refused.reached], [413, 'method_override_unread', false], body.slice(-40))
+        assert.match(refused.detail!, /holds the letters of _method/)
+      }
+      // Where the rules refuse no method it could name, nothing is looked for.
+      assert.deepEqual(Object.values(await post('/nomethods/items/1', FORM, `${urlencoded}&_method=DELETE`)).slice(0, 1), [200])
+    })
+
+    it(`${service}: finds the parameter's letters, and an escape, cut between the chunks of a streamed form`, async () => {
+      const head = `title=${'x'.repeat(1024 * 1024 + 10)}`
+      for (const pieces of [[head, '&_me', 'thod=DELETE'], [head, '&_m%6', '5thod=DELETE'], [head, '&_meth', 'o%6', '4=DELETE'], [head + '&_metho', '%d']]) {
+        const refused = await postInPieces(`/${service}/items/1`, FORM, pieces)
+        assert.deepEqual([refused.status, refused.code, refused.reached], [413, 'method_override_unread', false], pieces.slice(1).join('|'))
+      }
+      const allowed = await postInPieces(`/${service}/items/1`, FORM, [head, '&a=%6', '5&b=met', 'ha&d=1'])
+      assert.deepEqual([allowed.status, allowed.reached], [200, true])
+    })
+  }
+
+  /** A chunked POST written in `pieces`, a pause between them, so that each reaches the gateway as a chunk of its own. */
+  async function postInPieces(path: string, headers: Record<string, string>, pieces: string[]): Promise<{ status: number; code: string | undefined; reached: boolean }> {
+    const before = upstream.seen.length
+    const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const outgoing = request(`${gw.url}${path}`, { method: 'POST', headers: { ...adminAuth, ...headers } }, (response) => {
+        let text = ''
+        response.on('data', (chunk) => (text += chunk))
+        response.on('end', () => resolve({ status: response.statusCode!, body: text }))
+      })
+      outgoing.on('error', reject)
+      void (async () => {
+        for (const piece of pieces) {
+          outgoing.write(piece)
+          await sleep(60)
+        }
+        outgoing.end()
+      })()
+    })
+    return { status, code: status === 200 ? undefined : JSON.parse(body).code, reached: upstream.seen.length > before }
   }
 
   it('reads a JSON body only for a service that says its framework takes the method from one (Laravel)', async () => {
