@@ -67,14 +67,9 @@ const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
 /** An upstream that failed to answer, as the client is told: 504 when it was too slow, 502 otherwise. */
-/**
- * What a forwarded request that failed is answered: the refusal of a body its scan found may name a method (the rest
- * of which is dropped), or the upstream's failure.
- */
-export function failureAnswer(request: GatewayRequest, raw: IncomingMessage, response: ServerResponse, route: Route, error: Error): GatehouseError {
-  if (!(error instanceof MethodMayBeNamed)) return upstreamFailure(route, error)
-  dropRestOfBody(raw, response)
-  return refusedAfterBody(request, error.refusal)
+/** What a forwarded request that failed is answered: the refusal of a body its scan found may name a method, or the upstream's failure. */
+export function failureAnswer(request: GatewayRequest, route: Route, error: Error): GatehouseError {
+  return error instanceof MethodMayBeNamed ? refusedAfterBody(request, error.refusal) : upstreamFailure(route, error)
 }
 
 export function upstreamFailure(route: Route, error: Error): GatehouseError {
@@ -260,7 +255,7 @@ async function serve(app: App, options: LeanProxyOptions, lane: Lane, request: L
       },
       failed: (error) => {
         if (!(error instanceof MethodMayBeNamed)) options.log.warn({ reqId: request.id, err: error }, 'response errored')
-        fail(options, request, response, failureAnswer(request, raw, response, route, error))
+        fail(options, request, response, failureAnswer(request, route, error))
       },
     }),
   )
@@ -278,8 +273,10 @@ function refuse(options: LeanProxyOptions, request: LaneRequest, response: Serve
 }
 
 function fail(options: LeanProxyOptions, request: LaneRequest, response: ServerResponse, error: unknown): void {
-  if (response.headersSent) response.destroy()
-  else writeError(request, response, error, errorLog(options, request))
+  if (response.headersSent) return void response.destroy()
+  // The client may still be sending a body no one reads now: the connection cannot serve another request.
+  dropRestOfBody(request.raw, response)
+  writeError(request, response, error, errorLog(options, request))
 }
 
 function errorLog(options: LeanProxyOptions, request: LaneRequest): { error(fields: object, message: string): void } {

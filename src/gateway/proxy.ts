@@ -97,8 +97,10 @@ async function forward(app: App, route: Route, upstream: Dispatcher, basePath: s
   const response = reply.raw
   for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) response.setHeader(name, value)
   const failed = (error: Error) => {
-    if (response.headersSent) response.destroy()
-    else writeError(request, response, failureAnswer(request, raw, response, route, error), request.log)
+    if (response.headersSent) return void response.destroy()
+    // As on the lean path: a body still arriving that no one reads now.
+    dropRestOfBody(raw, response)
+    writeError(request, response, failureAnswer(request, route, error), request.log)
   }
   try {
     upstream.dispatch(

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { clientKey } from '../directory/lockout.ts'
 import { BadRequest } from '../errors.ts'
+import { closeLingeringAfter } from '../http/lingering-close.ts'
 
 /**
  * Request bodies read before their request takes one of the service's upstream connections, as nginx does by default
@@ -116,15 +117,16 @@ export class RequestBuffer {
 }
 
 /**
- * A request refused after part of its body was read (its bytes may name a method the rules refuse): the rest is read
- * and dropped, so that the client, still sending, gets the answer, and the connection closes after it. Node drops the
- * body of a request nobody read, but not of one read in part; unread, it held the client and its connection until
- * `server.timeouts.request_seconds`, which bounds this wait too.
+ * A request answered before its body arrived whole (refused part-way, its bytes naming a method the rules refuse; its
+ * upstream failed): what more comes is dropped, and the connection closes after the answer, lingering a few seconds
+ * for the client's close (src/http/lingering-close.ts). Node drops the body of a request nobody read, but not of one
+ * read in part: the client, still sending, was held with its connection until the keep-alive timeout or
+ * `server.timeouts.request_seconds`.
  */
 export function dropRestOfBody(raw: IncomingMessage, response: ServerResponse): void {
   if (raw.complete) return
-  if (!response.headersSent) response.setHeader('connection', 'close')
   raw.resume()
+  if (!response.headersSent) closeLingeringAfter(response)
 }
 
 /**

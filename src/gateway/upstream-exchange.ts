@@ -26,9 +26,15 @@ export interface ExchangeEnds {
  * bounded by the same time, and without it a client that reads nothing would hold its connection and the
  * service's for good.
  */
+/** Interim (1xx) answers a service may send before its final one, and of them the early hints passed on. */
+const MOST_INTERIM_ANSWERS = 32
+const MOST_EARLY_HINTS = 4
+
 export class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly #ends: ExchangeEnds
   #controller: Dispatcher.DispatchController | undefined
+  #interimAnswers = 0
+  #firstInterimAt = 0
   #unread: NodeJS.Timeout | undefined
   /** The body's bytes handed to the client's response, and how many of them had left its buffers at the last look. */
   #written = 0
@@ -78,7 +84,15 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       // An informational answer before the final one. It used to be written as the final answer, which left the client
       // with nothing. RFC 9110 §15.2 has a proxy pass 1xx on, except to HTTP/1.0 clients; Node can send 103 Early
       // Hints (their Link fields) and no other, so the rest are dropped, as nginx drops them all.
-      if (statusCode === 103 && headers.link && client.httpVersion !== '1.0') writeEarlyHints(response, headers.link)
+      // undici waits response_seconds afresh after each: a service sending them without end held the client and an
+      // upstream connection for good, and hints written past the client's back-pressure grew memory by gigabytes. So
+      // the final answer must follow the first within response_seconds and 32 of them, and a few hints are passed on,
+      // each only once the client has taken what it was sent.
+      const now = performance.now()
+      if (++this.#interimAnswers === 1) this.#firstInterimAt = now
+      if (now - this.#firstInterimAt > this.#ends.readMs) return controller.abort(interimFlood('UND_ERR_HEADERS_TIMEOUT', `The service sent interim answers for longer than ${this.#ends.readMs} ms without a final one.`))
+      if (this.#interimAnswers > MOST_INTERIM_ANSWERS) return controller.abort(interimFlood('UPSTREAM_INTERIM_ANSWERS', `The service sent more than ${MOST_INTERIM_ANSWERS} interim answers.`))
+      if (statusCode === 103 && headers.link && client.httpVersion !== '1.0' && this.#interimAnswers <= MOST_EARLY_HINTS && response.writableLength === 0) writeEarlyHints(response, headers.link)
       return
     }
     // An HTTP/1 connection cannot be reused until its request body has been read: the upstream answered before.
@@ -118,6 +132,11 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (this.#ends.response.destroyed) return
     this.#ends.failed(error)
   }
+}
+
+/** The failure of a service that kept sending interim answers: a timeout's code is answered 504, another 502 (lean-proxy.ts). */
+function interimFlood(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code })
 }
 
 /**

@@ -205,7 +205,17 @@ export class WebSocketTunnels {
       // client's bytes are read only to be dropped, so that a client that leaves (its end closed) is seen to, and takes
       // the answer and the service's connection with it: a service streaming its refusal would otherwise hold both.
       upgrade.socket.on('end', () => upgrade.socket.destroy()).resume()
-      reply.code(answer.response.statusCode ?? 502).headers(answerHeaders).send(answer.response)
+      // Bounded as an ordinary answer is: a service that pauses, or a client that takes nothing, for the service's
+      // response_seconds ends both (Node's server bounds no upgraded connection, and nothing else did here).
+      const relayed = answer.response
+      const cut = () => {
+        relayed.destroy()
+        upgrade.socket.destroy()
+      }
+      const client = upgrade.socket as Socket
+      relayed.socket.setTimeout(route.timeouts.responseMs, cut)
+      client.setTimeout(route.timeouts.responseMs, cut)
+      reply.code(relayed.statusCode ?? 502).headers(answerHeaders).send(relayed)
       return
     }
     const service = answer.socket

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
-import { createServer, type AddressInfo, type Server } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, type TestGateway } from '../helpers/gateway.ts'
-import { exchange } from '../helpers/raw-client.ts'
+import { eventually, exchange, rawClient } from '../helpers/raw-client.ts'
 import type { Dispatcher } from 'undici'
 import { UpstreamExchange, type ExchangeEnds } from '../../src/gateway/upstream-exchange.ts'
 
@@ -27,15 +27,15 @@ const CUT = {
 }
 
 /** The gateway, once `upstream` listens, with a service in front of it on each path: the lean one and the general. */
-async function gatewayInFrontOf(upstream: Server): Promise<TestGateway> {
+async function gatewayInFrontOf(upstream: Server, service: Record<string, unknown> = {}): Promise<TestGateway> {
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
   const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
   return startGateway({
     config: {
       services: [
-        { name: 'lean', prefix: '/lean/', upstream: url, public_paths: ['/lean/*'] },
+        { name: 'lean', prefix: '/lean/', upstream: url, public_paths: ['/lean/*'], ...service },
         // A service with CORS takes the general path.
-        { name: 'general', prefix: '/general/', upstream: url, public_paths: ['/general/*'], cors: { allowed_origins: ['https://app.example'] } },
+        { name: 'general', prefix: '/general/', upstream: url, public_paths: ['/general/*'], cors: { allowed_origins: ['https://app.example'] }, ...service },
       ],
     },
   })
@@ -146,6 +146,75 @@ describe('what the client gets of an odd but sound upstream answer', () => {
       const unsendable = await exchange(gw.url, `GET /${prefix}/hints-unsendable HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n`)
       assert.match(unsendable, /^HTTP\/1\.1 200 OK\r\n/, `${prefix}: ${JSON.stringify(unsendable)}`)
       assert.ok(unsendable.endsWith('\r\n\r\nok'), prefix)
+    }
+  })
+})
+
+const HINT = 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload; as=style\r\n\r\n'
+const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'
+
+describe('the bound on what a service may send before its answer, and on what a client sends after it', () => {
+  let gw: TestGateway
+  let upstream: Server
+  const sockets = new Set<Socket>()
+
+  before(async () => {
+    upstream = createServer((socket) => {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      // Each request on a connection, as a keep-alive server answers them; a request's body is not read.
+      socket.on('data', (data) => {
+        const name = /^[A-Z]+ \/\w+\/([\w-]+) HTTP/.exec(String(data))?.[1] ?? ''
+        if (name === 'few-hints') socket.write(HINT.repeat(6) + OK)
+        else if (name === 'hint-flood') socket.write(HINT.repeat(100) + OK)
+        else if (name === 'endless-interim') {
+          const timer = setInterval(() => socket.write('HTTP/1.1 102 Processing\r\n\r\n'), 200)
+          socket.on('close', () => clearInterval(timer))
+        }
+        // `no-answer` reads nothing more of the request and answers nothing.
+        else if (name === 'no-answer') socket.pause()
+      })
+    })
+    gw = await gatewayInFrontOf(upstream, { timeouts: { response_seconds: 1 } })
+  })
+  after(async () => {
+    for (const socket of sockets) socket.destroy()
+    await gw.close()
+    upstream.close()
+  })
+
+  it('passes on a few early hints, and answers 502 to a service that sends more than 32 interim answers', async () => {
+    for (const prefix of ['lean', 'general']) {
+      const few = await exchange(gw.url, `GET /${prefix}/few-hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual([...few.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['103', '103', '103', '103', '200'], prefix)
+      const flood = await exchange(gw.url, `GET /${prefix}/hint-flood HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`)
+      assert.deepEqual([...flood.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['103', '103', '103', '103', '502'], prefix)
+      assert.equal(JSON.parse(flood.split('\r\n\r\n').at(-1)!).code, 'upstream_unavailable')
+    }
+  })
+
+  it('answers 504 to a service that sends interim answers without end, within response_seconds of the first', async () => {
+    for (const prefix of ['lean', 'general']) {
+      const started = Date.now()
+      const answer = await exchange(gw.url, `GET /${prefix}/endless-interim HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 5000)
+      assert.match(answer, /^HTTP\/1\.1 504 /, prefix)
+      assert.ok(Date.now() - started < 2500, `${prefix}: ${Date.now() - started} ms`)
+    }
+  })
+
+  it('closes the connection after a failure answered while the client is still sending its body', async () => {
+    for (const prefix of ['lean', 'general']) {
+      const client = await rawClient(gw.url, '127.0.0.1', `POST /${prefix}/no-answer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n${'x'.repeat(4 * 1024 * 1024)}`)
+      try {
+        const received = await eventually(client.received, (text) => text.includes('\r\n\r\n'), 5000)
+        assert.match(received, /^HTTP\/1\.1 504 /, prefix)
+        assert.match(received, /\r\nconnection: close\r\n/i, prefix)
+        const answeredAt = Date.now()
+        await Promise.race([client.closed, new Promise((resolve) => setTimeout(resolve, 6000))])
+        assert.ok(Date.now() - answeredAt < 5000, `${prefix}: the connection is closed within a few seconds, not held`)
+      } finally {
+        client.socket.destroy()
+      }
     }
   })
 })

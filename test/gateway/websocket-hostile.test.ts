@@ -273,6 +273,19 @@ describe('WebSockets with hostile clients and misbehaving services', () => {
     assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0)
   })
 
+  it('cuts a relayed answer to an upgrade that stalls for timeouts.response_seconds: the client\'s connection and the service\'s', async () => {
+    const client = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/streaming'))
+    try {
+      await eventually(client.received, (text) => text.includes('stream'), 2000)
+      const started = Date.now()
+      await Promise.race([client.closed, new Promise((resolve) => setTimeout(resolve, 4000))])
+      assert.ok(Date.now() - started < 3500, 'the client\'s connection is closed within about a second of the service\'s pause')
+      assert.equal(await eventually(service.open, (count) => count === 0, 2000), 0, 'and the service\'s')
+    } finally {
+      client.socket.destroy()
+    }
+  })
+
   it('never passes the X-Gatehouse-* fields a client sends with an upgrade, anonymous or signed in', async () => {
     const forged = ['X-Gatehouse-User: admin', 'X-Gatehouse-User-Id: 1', 'X-Gatehouse-Auth-Method: session', 'X-Gatehouse-Identity: forged', 'X-Gatehouse-Teams: Automation']
     const anonymous = await rawClient(gw.url, '127.0.0.1', upgradeRequest('/scripted/open/ok', forged))
