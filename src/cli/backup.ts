@@ -1,14 +1,11 @@
-import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
-import { basename, dirname, join, resolve } from 'node:path'
+import { existsSync, linkSync, lstatSync, rmSync, statSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { Worker } from 'node:worker_threads'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { copyBeside, copyDatabase, CopyNotMade, removeStaleCopies } from './database-copy.ts'
 import { sqliteFile } from '../store/database.ts'
 import { DatabaseUnusable } from '../store/errors.ts'
-
-/** The signals that end a backup run from a terminal, a supervisor or a closed session. */
-const INTERRUPTS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 
 export function backupCommand(): Command {
   return addStorageOptions(new Command('backup')
@@ -23,7 +20,7 @@ export function backupCommand(): Command {
       // Opening a data directory without a database would make an empty one, and back that up.
       if (!existsSync(source)) throw new UsageError(`no database to back up in ${dirname(source)}`)
       refuseNotADatabase(source)
-      removeStalePartials(target)
+      removeStaleCopies(target, 'partial', (path, pid) => process.stderr.write(`gatehouse: removed ${path}, left by a backup that did not finish (process ${pid} is gone)\n`))
       await backUp(source, target, config.storage.timeouts.query_seconds * 1000)
       process.stdout.write(`backed up sqlite:${source} to ${target}\n`)
     })
@@ -56,98 +53,24 @@ function refuseNotADatabase(source: string): void {
   }
 }
 
-/** Where a run writes its copy until it is complete: beside the target, named for the run's process. */
-function partialFile(target: string, pid = process.pid): string {
-  return `${target}.partial-${pid}`
-}
-
 /**
- * A run killed outright (SIGKILL, the machine stopping) leaves its partial copy. One named for a process that is
- * gone, or for this one (a container's process has the same id at every run), is removed; another run's, still
- * going, is left alone.
- */
-function removeStalePartials(target: string): void {
-  const prefix = `${basename(target)}.partial-`
-  const stale: { path: string; pid: number }[] = []
-  for (const name of readdirSync(dirname(target))) {
-    const pid = name.startsWith(prefix) ? Number(name.slice(prefix.length)) : NaN
-    if (!Number.isInteger(pid) || pid <= 0 || (pid !== process.pid && isRunning(pid))) continue
-    stale.push({ path: join(dirname(target), name), pid })
-  }
-  // A backup only ever leaves a file: anything else of that name is someone's, and all are checked before any removal.
-  for (const { path } of stale) {
-    const stats = lstatSync(path, { throwIfNoEntry: false })
-    if (stats && !stats.isFile()) {
-      throw new UsageError(`${path} is in the way: a ${stats.isDirectory() ? 'directory' : 'special file or link'}, named as the partial copy `
-        + 'of a backup to this file is; move or remove it, or back up to another file name')
-    }
-  }
-  for (const { path, pid } of stale) {
-    rmSync(path, { force: true })
-    process.stderr.write(`gatehouse: removed ${path}, left by a backup that did not finish (process ${pid} is gone)\n`)
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: another user's process, running.
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH'
-  }
-}
-
-/**
- * A consistent copy of the whole database, taken while other processes go on reading and writing (`VACUUM INTO`
- * reads one snapshot, as any reader in WAL mode does, and blocks no writer). It is written beside `target` under
- * another name, flushed to disk, then linked, so `target` is only ever a complete copy. The copy runs on a thread of
- * its own, so that a signal is answered while it runs: the partial copy is removed, then the signal ends the process
- * as it would have (the copy cannot be stopped part way, and there is nothing left to finish).
+ * A consistent copy of the whole database, taken while other processes go on reading and writing, written beside
+ * `target` under another name (database-copy.ts), then linked, so `target` is only ever a complete copy.
  */
 async function backUp(source: string, target: string, busyTimeoutMs: number): Promise<void> {
-  const partial = partialFile(target)
-  let made = false
-  const interrupted = (signal: NodeJS.Signals) => {
-    rmSync(partial, { force: true })
-    process.stderr.write(`gatehouse: backup interrupted by ${signal}: ${target} was not written; its partial copy ${partial} was removed\n`)
-    for (const name of INTERRUPTS) process.removeListener(name, interrupted)
-    process.kill(process.pid, signal)
-  }
-  for (const name of INTERRUPTS) process.on(name, interrupted)
+  const partial = copyBeside(target, 'partial')
   try {
-    // Made first, empty (which VACUUM INTO accepts), so the copy is as private as the database.
-    closeSync(openSync(partial, 'wx', 0o600))
-    made = true
-    await copyDatabase(source, partial, busyTimeoutMs)
-    const written = openSync(partial, 'r')
-    try {
-      fsyncSync(written)
-    } finally {
-      closeSync(written)
-    }
+    await copyDatabase(source, partial, {
+      busyTimeoutMs,
+      interrupted: (signal) => process.stderr.write(`gatehouse: backup interrupted by ${signal}: ${target} was not written; its partial copy ${partial} was removed\n`),
+    })
     // A link, not a rename: it fails rather than replace a file that appeared at `target` meanwhile.
     linkSync(partial, target)
   } catch (error) {
-    throw new BackupNotWritten(target, error, made ? partial : undefined)
+    throw new BackupNotWritten(target, error, error instanceof CopyNotMade ? undefined : partial)
   } finally {
     rmSync(partial, { force: true })
-    for (const name of INTERRUPTS) process.removeListener(name, interrupted)
   }
-}
-
-/** Node's own SQLite, on a connection of the thread's own; it waits for another process's lock up to the query timeout. */
-const COPY = `const { workerData } = require('node:worker_threads')
-const { DatabaseSync } = require('node:sqlite')
-const db = new DatabaseSync(workerData.source, { timeout: workerData.busyTimeoutMs })
-try { db.prepare('VACUUM INTO ?').run(workerData.partial) } finally { db.close() }`
-
-async function copyDatabase(source: string, partial: string, busyTimeoutMs: number): Promise<void> {
-  const worker = new Worker(COPY, { eval: true, execArgv: [], workerData: { source, partial, busyTimeoutMs } })
-  await new Promise<void>((resolve, reject) => {
-    worker.once('error', reject)
-    worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`the copy stopped (status ${code})`))))
-  })
 }
 
 /**

@@ -1,8 +1,9 @@
-import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
+import { chownSync, closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { Command } from 'commander'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
+import { copyBeside, copyDatabase, CopyNotMade, removeStaleCopies } from './database-copy.ts'
 import { dataDirProblem, sqliteFile } from '../store/database.ts'
 import { migrationNames } from '../store/migrations/index.ts'
 
@@ -27,7 +28,8 @@ export function restoreCommand(): Command {
       checkBackup(backup)
       if (existsSync(target)) refuseWhileServed(target)
       else if (existsSync(`${target}-wal`)) throw new UsageError(`${target}-wal is there without its database: it may hold its last writes; move it away by hand if it is not needed`)
-      const keptAs = restore(backup, target)
+      if (existsSync(dir)) removeStaleCopies(target, 'restoring', (path, pid) => process.stderr.write(`gatehouse: removed ${path}, left by a restore that did not finish (process ${pid} is gone)\n`))
+      const keptAs = await restore(backup, target, config.storage.timeouts.query_seconds * 1000)
       process.stdout.write(`restored ${backup} to sqlite:${target}\n`)
       if (keptAs) process.stderr.write(`the database it replaced is kept as ${keptAs}; delete it once the restored one serves as it should\n`)
     })
@@ -88,30 +90,28 @@ const SQLITE_CORRUPT = 11
 const SQLITE_NOTADB = 26
 
 /**
- * Copies the backup beside the database through SQLite (a backup's own WAL, if one is beside it, included), flushed;
- * folds the old database's WAL into it, keeps it under another name (a hard link) and renames the copy over it. At
- * every moment `gatehouse.sqlite` is one of the two whole databases, and the old one is kept, never deleted.
+ * Copies the backup beside the database through SQLite (a backup's own WAL, if one is beside it, included), private
+ * and flushed (database-copy.ts: an interrupted restore removes it); folds the old database's WAL into it, keeps it
+ * under another name (a hard link) and renames the copy over it. At every moment `gatehouse.sqlite` is one of the two
+ * whole databases, and the old one is kept, never deleted.
  */
-function restore(backup: string, target: string): string | undefined {
+async function restore(backup: string, target: string, busyTimeoutMs: number): Promise<string | undefined> {
   const dir = dirname(target)
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 })
-  const copy = `${target}.restoring-${process.pid}`
-  rmSync(copy, { force: true })
+  const copy = copyBeside(target, 'restoring')
   try {
-    const source = new DatabaseSync(backup, { readOnly: true })
-    try {
-      source.prepare('VACUUM INTO ?').run(copy)
-    } finally {
-      source.close()
-    }
-    chmodSync(copy, 0o600)
+    await copyDatabase(backup, copy, {
+      busyTimeoutMs,
+      readOnly: true,
+      interrupted: (signal) => process.stderr.write(`gatehouse: restore interrupted by ${signal}: nothing was changed; its copy of the backup ${copy} was removed\n`),
+    })
     // Run by root for a data directory of the service's user, the database must stay that user's.
     const owner = statSync(dir)
     if (process.geteuid?.() === 0) chownSync(copy, owner.uid, owner.gid)
-    flush(copy)
   } catch (error) {
-    rmSync(copy, { force: true })
-    throw new UsageError(`the backup could not be copied into ${dir} (${(error as Error).message.split('\n')[0]}); nothing was changed`)
+    if (!(error instanceof CopyNotMade)) rmSync(copy, { force: true })
+    const reason = (error as Error).cause ?? error
+    throw new UsageError(`the backup could not be copied into ${dir} (${(reason as Error).message.split('\n')[0]}); nothing was changed`)
   }
   let keptAs: string | undefined
   if (existsSync(target)) try {

@@ -209,6 +209,9 @@ describe('bin/gatehouse backup', () => {
         try {
           const target = join(dir, 'b.sqlite')
           const backup = await backupUnderWay(dir, target)
+          assert.equal(statSync(backup.partial).mode & 0o777, 0o600, 'readable by its owner only from the start, as restore\'s copy of a backup (the same code)')
+          // Its journal too, which SQLite writes beside the copy while it makes it.
+          writeFileSync(`${backup.partial}-journal`, 'journal')
           backup.child.kill(signal)
           const [code, endedBy] = await backup.exited
           assert.deepEqual([code, endedBy], [null, signal], backup.stderr())
@@ -262,10 +265,12 @@ describe('bin/gatehouse backup', () => {
         await held.release()
       }
       assert.ok(existsSync(killed.partial), 'nothing runs after SIGKILL: the partial copy stays')
+      // SQLite's journal of the copy, as a run killed while it wrote leaves it.
+      writeFileSync(`${killed.partial}-journal`, 'journal')
       const next = await runCli(['backup', target, '--data-dir', join(dir, 'data')])
       assert.equal(next.code, 0, next.stderr)
       assert.match(next.stdout, /^backed up sqlite:/)
-      assert.equal(next.stderr, `gatehouse: removed ${killed.partial}, left by a backup that did not finish (process ${killed.child.pid} is gone)\n`)
+      assert.deepEqual(next.stderr.split('\n').sort(), ['', ...[killed.partial, `${killed.partial}-journal`].map((path) => `gatehouse: removed ${path}, left by a backup that did not finish (process ${killed.child.pid} is gone)`)].sort())
       assert.deepEqual(readdirSync(dir).filter((name) => name.startsWith('b.sqlite')), ['b.sqlite'])
     } finally {
       rmSync(dir, { recursive: true, force: true })
@@ -301,6 +306,30 @@ describe('bin/gatehouse backup', () => {
 })
 
 describe('bin/gatehouse restore', () => {
+  it('removes the copy a killed restore (SIGKILL) left, and its journal, when it next runs, and says so', async () => {
+    const dir = tempDir()
+    const data = join(dir, 'data')
+    const backupFile = join(dir, 'backup.sqlite')
+    try {
+      assert.equal((await runCli(['migrate', '--data-dir', data])).code, 0)
+      assert.equal((await runCli(['backup', backupFile, '--data-dir', data])).code, 0)
+      const gone = spawn('true')
+      await once(gone, 'exit')
+      const copy = join(data, `gatehouse.sqlite.restoring-${gone.pid}`)
+      copyFileSync(backupFile, copy)
+      writeFileSync(`${copy}-journal`, 'journal')
+      const next = await runCli(['restore', backupFile, '--data-dir', data])
+      assert.equal(next.code, 0, next.stderr)
+      for (const path of [copy, `${copy}-journal`]) {
+        assert.ok(next.stderr.includes(`gatehouse: removed ${path}, left by a restore that did not finish (process ${gone.pid} is gone)\n`), next.stderr)
+      }
+      assert.deepEqual(readdirSync(data).filter((name) => name.includes('.restoring-')), [])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+
   it('waits for every process serving the database to stop, and puts back a backup that then serves without the later writes', async () => {
     const dir = tempDir()
     const data = join(dir, 'data')
