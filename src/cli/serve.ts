@@ -6,7 +6,7 @@ import { unknownNames } from '../access/rules.ts'
 import { directoryWarnings } from '../config/ldap.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
-import { logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
+import { logEnded, logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
 import { saveCodeCaches } from '../vendor/code-cache.ts'
 import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } from './common.ts'
 import { lowerThreadPoolPriority } from './pool-priority.ts'
@@ -121,6 +121,7 @@ async function serve(options: ServeOptions): Promise<void> {
     if (cut) server.log.warn({ connections: cut }, 'requests still in flight were cut')
     await closeAll()
     server.log.info('stopped')
+    await logEnded(server.log)
     process.exit(0)
   }
   // An administrator who edited the configuration file may expect SIGHUP to apply it: the log says it does not.

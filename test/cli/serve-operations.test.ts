@@ -96,6 +96,33 @@ function catchesHangUp(pid: number): boolean {
   }
 }
 
+describe('serve: output no one reads', () => {
+  it('stops on SIGTERM once the pipe it logs to is closed (a `| head`, a log shipper that died), rather than hang', async () => {
+    const dir = tempDir()
+    const child = spawn(join(repoRoot, 'bin/gatehouse'), ['serve', '--demo', '--data-dir', join(dir, 'data'), '--port', '0'], {
+      env: { ...process.env, GATEHOUSE_LOG_LEVEL: 'info', GATEHOUSE_LOG_FORMAT: 'json', GATEHOUSE_ADMIN_PASSWORD: 'a-long-enough-admin-passphrase' },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+    try {
+      let output = ''
+      for await (const chunk of child.stdout!) {
+        output += chunk
+        if (output.includes('"msg":"started"')) break
+      }
+      // The loop's end closed the pipe: every line from here on fails to be written.
+      assert.ok(child.stdout!.destroyed)
+      child.kill('SIGTERM')
+      const ended = await Promise.race([exited, sleep(8000).then(() => undefined)])
+      assert.deepEqual(ended, [0, null], 'exited, with status 0')
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      await exited
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('serve: SIGHUP', () => {
   it('is not ended by a SIGHUP while it starts (a certificate renewal\'s hook, a terminal closed), and answers it once it listens', async () => {
     const dir = tempDir()
