@@ -204,6 +204,8 @@ const MAX_PASSWORD_BYTES = MAX_PASSWORD_LENGTH * 3 + 2
 /**
  * The password on standard input, without its final line break. Bytes that are not UTF-8 would turn into U+FFFD
  * and a NUL would make a password no login could send (every request with one is refused): both are refused here.
+ * So are a second line (`printf 'pw\n\n'`, two lines piped by mistake), another control character than a tab, and a
+ * byte-order mark in front (an editor's): kept, they made a password no one typing it at a login could give.
  */
 export async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input (e.g. echo "$PW" | gatehouse ...)')
@@ -218,6 +220,9 @@ export async function readStdin(): Promise<string> {
   if (!isUtf8(bytes)) throw new UsageError('the password on standard input is not UTF-8')
   const text = bytes.toString('utf8').replace(/\r?\n$/, '')
   if (text.includes('\u0000')) throw new UsageError(`the password on standard input: ${NUL_MESSAGE}`)
+  if (/[\r\n]/.test(text)) throw new UsageError('the password on standard input is more than one line: give it alone, on one line')
+  if (/[\u0001-\u0008\u000b-\u001f\u007f]/.test(text)) throw new UsageError('the password on standard input holds a control character, which no login form can send')
+  if (text.startsWith('\ufeff')) throw new UsageError('the password on standard input starts with a byte-order mark (U+FEFF): save the file without one')
   return text
 }
 

@@ -227,11 +227,16 @@ describe('bin/gatehouse', () => {
     }
   })
 
-  it('refuses a password on standard input that is not UTF-8 or holds NUL, and creates no one', async () => {
+  it('refuses a password on standard input that is not UTF-8, holds NUL, a second line or a control character, or starts with a byte-order mark, and creates no one', async () => {
     const dir = await migratedDir()
     const inputs: [string, Buffer, RegExp][] = [
       ['latin-1', Buffer.concat([Buffer.from('long-enough-pass'), Buffer.from([0xe9])]), /not UTF-8/],
       ['nul', Buffer.from('long-enough\u0000pass'), /Null characters are not allowed/],
+      ['blank-line', Buffer.from('long-enough-pass\n\n'), /more than one line/],
+      ['two-lines', Buffer.from('long-enough-pass\nsecond-line'), /more than one line/],
+      ['carriage-return', Buffer.from('long-enough-pass\r'), /more than one line/],
+      ['escape', Buffer.from('long-enough\u001b[31mpass'), /control character/],
+      ['bom', Buffer.from('\ufefflong-enough-pass\n'), /byte-order mark/],
     ]
     for (const [name, input, reason] of inputs) {
       const result = await runCli(['users', 'create', name, '--password-stdin', '--data-dir', dir], { input })
@@ -239,7 +244,7 @@ describe('bin/gatehouse', () => {
       assert.match(result.stderr, reason, name)
       assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr)
     }
-    assert.doesNotMatch((await runCli(['users', 'list', '--data-dir', dir])).stdout, /latin-1|nul/)
+    assert.doesNotMatch((await runCli(['users', 'list', '--data-dir', dir])).stdout, /latin-1|nul|blank-line|two-lines|carriage-return|escape|bom/)
   })
 
   it('stops reading a password on standard input once it is longer than any password may be, and creates no one', async () => {
