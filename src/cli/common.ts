@@ -4,7 +4,7 @@ import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { createApp, type App, type AppOptions } from '../app.ts'
 import { demoConfigFile, loadConfigFile, validateConfig } from '../config/load.ts'
-import type { Config } from '../config/schema.ts'
+import { isPostgresUrl, type Config } from '../config/schema.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
 import { NUL_MESSAGE } from '../errors.ts'
 import { sqliteFile, urlPasswords, type DatabaseLocation } from '../store/database.ts'
@@ -103,7 +103,7 @@ export function withoutDatabase(args: string[]): string[] {
 
 export function resolveConfig(options: StorageOptions): Config {
   const base = options.config !== undefined ? loadConfigFile(options.config) : options.demo ? loadConfigFile(demoConfigFile) : validateConfig({})
-  if (options.database !== undefined && !/^postgres(ql)?:\/\//.test(options.database)) {
+  if (options.database !== undefined && !isPostgresUrl(options.database)) {
     // Not echoed: a value that is not a URL cannot be told where its password is, to hide it.
     throw new UsageError('--database (or GATEHOUSE_DATABASE_URL) must be a postgres:// URL')
   }

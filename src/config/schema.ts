@@ -8,6 +8,11 @@ import { GatewayOidcSchema, RealmSchema, ServiceOidcSchema } from './realms.ts'
 import { SsoProvidersSchema } from './sso.ts'
 import { BARE_URL_MESSAGE, isBareUrl } from './urls.ts'
 
+/** A PostgreSQL URL that parses: one that does not (`postgres://u:pw@[bad/x`) passed `config check` and stopped every command after it. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//.test(url) && URL.canParse(url)
+}
+
 /**
  * The configuration file's schema. Each option's default is defined here, next to its description;
  * `bin/gatehouse config reference` prints this as the reference. Run-time settings that administrators
@@ -128,7 +133,7 @@ export const ConfigSchema = z.object({
     .describe('Where and how Gatehouse listens.'),
   storage: z.object({
     data_dir: z.string().min(1).default('./data').describe('Directory for the embedded SQLite database.'),
-    database: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()
+    database: z.string().refine(isPostgresUrl, 'must be a postgres:// URL').optional()
       .describe('PostgreSQL URL; when set, used instead of SQLite (also GATEHOUSE_DATABASE_URL).'),
     timeouts: z.object({
       connect_seconds: z.number().positive().max(60).default(1)

@@ -376,13 +376,22 @@ describe('bin/gatehouse', () => {
   })
 
   it('does not repeat a database URL that is not one, which may hold a password it cannot find to hide', async () => {
-    for (const url of ['u:s3cretpw@h/db', 'postgres//u:s3cretpw@h', '//u:s3cretpw@h']) {
+    for (const url of ['u:s3cretpw@h/db', 'postgres//u:s3cretpw@h', '//u:s3cretpw@h', 'postgres://u:s3cretpw@[bad/x']) {
       for (const [args, env] of [[['--database', url], {}], [[], { GATEHOUSE_DATABASE_URL: url }]] as const) {
         const result = await runCli(['users', 'list', ...args], { env })
         assert.equal(result.code, 2, url)
-        assert.equal(result.stderr, 'gatehouse: --database (or GATEHOUSE_DATABASE_URL) must be a postgres:// URL\n', url)
+        // (A password on the command line is warned of first, when the value looks like a URL.)
+        assert.ok(result.stderr.endsWith('gatehouse: --database (or GATEHOUSE_DATABASE_URL) must be a postgres:// URL\n'), result.stderr)
+        assert.doesNotMatch(result.stderr, /s3cretpw/, url)
       }
     }
+    // In the configuration file, `config check` says so, as every command then would.
+    const file = join(tempDir(), 'gatehouse.yaml')
+    writeFileSync(file, 'storage:\n  database: "postgres://u:s3cretpw@[bad/x"\n')
+    const checked = await runCli(['config', 'check', file])
+    assert.equal(checked.code, 2, checked.stderr)
+    assert.match(checked.stderr, /storage\.database: must be a postgres:\/\/ URL/)
+    assert.doesNotMatch(checked.stderr + checked.stdout, /s3cretpw/)
   })
 
   it('masks a database password however the URL spells it: without a username, or holding a slash', async () => {
