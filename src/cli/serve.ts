@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { unknownNames } from '../access/rules.ts'
 import { directoryWarnings } from '../config/ldap.ts'
-import { ListenFailed } from '../listener/listen-errors.ts'
+import { checkHost, ListenFailed } from '../listener/listen-errors.ts'
 import { listen } from '../listener/listener.ts'
 import { logEnded, logFormats, logLevels, resolveLogFormat, type LogFormatChoice, type LogLevel } from '../logging/format.ts'
 import { saveCodeCaches } from '../vendor/code-cache.ts'
@@ -70,6 +70,7 @@ async function serve(options: ServeOptions): Promise<void> {
   // Before anything is opened or migrated: a missing or unusable certificate stops here, in one line.
   const { tls, problems } = checkStartFiles(config, { create: true })
   if (problems.length) throw new UsageError(problems.join('; '))
+  await checkHost(host, port)
   // The workers it starts read the TLS files themselves: a hangup before them has nothing to reload.
   if ((options.workers ?? 1) > 1 && !isWorker()) {
     releaseHangUps()

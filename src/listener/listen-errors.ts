@@ -1,3 +1,4 @@
+import { createServer } from 'node:net'
 /** Why a port cannot be listened on, in an operator's words; other failures keep their own message. */
 const PORT_PROBLEMS: Record<string, string> = {
   EADDRINUSE: 'address already in use',
@@ -35,4 +36,25 @@ export function explainListenError(error: unknown, settings: ListenSettings, hos
   const [setting, problem] = PORT_PROBLEMS[code] ? [settings.port, PORT_PROBLEMS[code]] : [settings.host, HOST_PROBLEMS[code]]
   if (!problem) return error
   return new ListenFailed(`cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${problem} (${setting}, ${code})`, code === 'EADDRINUSE')
+}
+
+/**
+ * Refuses a `host` this machine cannot listen on (an address not its own, a name resolving to none), asked before
+ * anything is opened: found only when it listened, the start had made and migrated the database and created the
+ * superuser first, for a mistake in how it was called. Any port will do for the question: the one asked for may be
+ * held now and free by the time it is listened on.
+ */
+export async function checkHost(host: string, port: number): Promise<void> {
+  const probe = createServer()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject)
+      probe.listen({ host, port: 0 }, resolve)
+    })
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code ?? ''
+    if (HOST_PROBLEMS[code]) throw explainListenError(error, { host: 'server.host', port: 'server.port' }, host, port)
+  } finally {
+    probe.close()
+  }
 }

@@ -397,8 +397,14 @@ describe('bin/gatehouse', () => {
   it('masks a database password however the URL spells it: without a username, or holding a slash', async () => {
     for (const url of ['postgres://:secret@127.0.0.1:1/gatehouse', 'postgres://gatehouse:se/cret@127.0.0.1:1/gatehouse', 'postgres://gatehouse:se@cr/et@127.0.0.1:1/gatehouse']) {
       const result = await runCli(['users', 'list', '--database', url])
-      assert.equal(result.code, 1, url)
       assert.doesNotMatch(result.stderr, /se\/?c?r?e?t|cr\/et/, url)
+      // A slash in the password ends the host for every URL parser, PostgreSQL's client's too: no URL, refused as one.
+      if (url.includes('se/cret')) {
+        assert.equal(result.code, 2, url)
+        assert.match(result.stderr, /^gatehouse: --database \(or GATEHOUSE_DATABASE_URL\) must be a postgres:\/\/ URL$/m, url)
+        continue
+      }
+      assert.equal(result.code, 1, url)
       assert.match(result.stderr, /^gatehouse: the database postgres:\/\/(gatehouse)?:\*\*\*@127\.0\.0\.1:1\/gatehouse cannot be used: /m, url)
     }
   })

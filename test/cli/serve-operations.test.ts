@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { withApp } from '../../src/cli/common.ts'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
@@ -56,6 +56,9 @@ describe('serve: ports it cannot listen on', () => {
         assert.equal(result.code, status, yaml + args.join(' ') + result.stderr)
         assert.match(result.stderr, reason)
         assert.equal(result.stdout, '', 'nothing says it listens')
+        // An address not of this machine is found before anything is made: no database, no superuser.
+        if (status === 2) assert.equal(existsSync(join(dir, 'data')), false, 'no data directory was made')
+        rmSync(join(dir, 'data'), { recursive: true, force: true })
       }
     } finally {
       taken.close()
