@@ -11,7 +11,7 @@ import type { UserAccess } from '../access/model.ts'
 import type { Principal } from '../auth/principal.ts'
 import { DatabaseUnavailable, DirectoryUnavailable, InvalidUpgrade, PasswordChecksBusy, UpstreamHandshakeInvalid, UpstreamTimeout, UpstreamUnavailable, WebSocketVersionUnsupported } from '../errors.ts'
 import type { GatewayRequest } from '../http/gateway-request.ts'
-import { lingeringClose } from '../http/lingering-close.ts'
+import { answeredLast, lingeringClose } from '../http/lingering-close.ts'
 import { enterRequest } from '../http/request-entry.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
@@ -157,6 +157,8 @@ export class WebSocketTunnels {
   #route(server: FastifyInstance, request: IncomingMessage, socket: Duplex, head: Buffer): void {
     const app = this.#app
     if (this.#closing || socket.destroyed) return void socket.destroy()
+    // Sent behind the connection's last answer (src/http/lingering-close.ts): never taken; the connection closes.
+    if (answeredLast(socket)) return
     // As for every other request (src/listener/node-server.ts).
     const id = enterRequest(request, app.trustsProxy)
     this.#upgrades.set(request, { socket, head })

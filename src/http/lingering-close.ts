@@ -25,5 +25,19 @@ export function lingeringClose(socket: Duplex): void {
 export function closeLingeringAfter(response: ServerResponse): void {
   response.shouldKeepAlive = false
   const socket = response.socket as (Duplex & { destroySoon?: () => void }) | null
-  if (socket) socket.destroySoon = () => lingeringClose(socket)
+  if (!socket) return
+  lastAnswered.add(socket)
+  socket.destroySoon = () => lingeringClose(socket)
+}
+
+/**
+ * Connections whose last answer is given (`closeLingeringAfter`). What the client sends on them is read to be
+ * dropped, and Node's parser still makes requests of it: one pipelined behind a body refused part-way was judged,
+ * forwarded and acted on by the service, and its answer lost with the connection, unlogged. No request parsed on such
+ * a connection is taken (src/listener/node-server.ts, src/gateway/websocket.ts).
+ */
+const lastAnswered = new WeakSet<object>()
+
+export function answeredLast(socket: object | null): boolean {
+  return socket !== null && lastAnswered.has(socket)
 }

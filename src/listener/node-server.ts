@@ -4,6 +4,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { BadRequest, errorBody, ExpectationFailed } from '../errors.ts'
 import { createServer as createHttpServer } from '../http/node-http.ts'
+import { answeredLast } from '../http/lingering-close.ts'
 import { enterRequest } from '../http/request-entry.ts'
 import type { ProxyTrust } from '../gateway/trusted-proxies.ts'
 
@@ -119,6 +120,8 @@ export function nodeServer(fastifyHandler: RequestListener, options: FactoryOpti
     handle(request, response)
   }
   const handle: RequestListener = (request, response) => {
+    // Behind the connection's last answer: never taken, never answered; the connection closes.
+    if (answeredLast(request.socket)) return
     const id = enterRequest(request, trustsProxy)
     if (request.httpVersionMinor === 0 && request.headers['transfer-encoding'] !== undefined) return refuseFaultyFraming(response, id)
     // A lane that takes the request answers with the id itself: the forward-auth answer writes all its header fields

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { requestFrom } from '../helpers/from-address.ts'
 import { adminAuth, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { exchange } from '../helpers/raw-client.ts'
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/upstream.ts'
 
 const AUTH_REQUEST = '/api/gateway/v1/authz/auth-request/'
@@ -197,6 +198,18 @@ describe('a method named in a POST\'s _method parameter', () => {
     })
   }
 
+  it('takes no request pipelined behind a streamed form it refused: the connection\'s last answer is the refusal', async () => {
+    const authorization = `Authorization: ${adminAuth.authorization}`
+    for (const service of ['lean', 'general']) {
+      const form = `title=${'x'.repeat(2 * 1024 * 1024)}&_method=DELETE`
+      const first = `POST /${service}/items/1 HTTP/1.1\r\nHost: gw\r\n${authorization}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\n\r\n${form}`
+      const second = `POST /${service}/pipelined HTTP/1.1\r\nHost: gw\r\n${authorization}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b`
+      const received = await exchange(gw.url, first + second, 8000)
+      assert.deepEqual([...received.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((match) => match[1]), ['413'], service)
+      assert.equal(upstream.seen.some((seen) => seen.url.includes('/pipelined')), false, `${service}: the service never got the request behind it`)
+    }
+  })
+
   /** A chunked POST written in `pieces`, a pause between them, so that each reaches the gateway as a chunk of its own. */
   async function postInPieces(path: string, headers: Record<string, string>, pieces: string[]): Promise<{ status: number; code: string | undefined; reached: boolean }> {
     const before = upstream.seen.length
@@ -257,6 +270,10 @@ describe('a method named in a POST\'s _method parameter', () => {
     // nginx and Caddy ask without them, and send the original's as docs/forward-auth.md configures them: empty for none.
     for (const [length, coding, status] of [['3', '', 403], ['', 'chunked', 403], ['1e3', '', 403], ['0', '', 200], ['', '', 200], ['00', ' ', 200]] as const) {
       assert.equal((await ask('/lean/items/1', { 'x-original-content-length': length, 'x-original-transfer-encoding': coding })).status, status, `${length}/${coding}`)
+    }
+    // Over HTTP/2 and HTTP/3 a body comes in frames, with neither: one without a length may have one.
+    for (const [length, protocol, status] of [['', 'HTTP/2.0', 403], ['', 'HTTP/3.0', 403], ['0', 'HTTP/2.0', 200], ['', 'HTTP/1.1', 200]] as const) {
+      assert.equal((await ask('/lean/items/1', { 'x-original-content-length': length, 'x-original-transfer-encoding': '', 'x-original-protocol': protocol })).status, status, `${length}/${protocol}`)
     }
     for (const type of ['multipart/mixed; boundary=B', 'application/x-www-form-urlencoded,text/plain']) assert.equal((await ask('/lean/items/1', { 'content-type': type })).status, 403, type)
     for (const uri of ['/lean/items/1?.method=DELETE', '/lean/items/1?_method%00=DELETE']) assert.equal((await ask(uri, { 'content-type': 'application/json' })).status, 403, uri)
