@@ -161,20 +161,25 @@ export function mayName(contentType: string | undefined, json: boolean): boolean
  * question never carries: a form, multipart (or with `method_override_json`, JSON) media type; or none, with a length
  * or a transfer coding saying there is a body (a POST with neither has none, and is what `curl -X POST` sends). The
  * question's own fields say so where the proxy keeps them (Envoy); nginx and Caddy ask without them, and send the
- * original's in `X-Original-Content-Length` and `X-Original-Transfer-Encoding` as docs/forward-auth.md configures
- * them. A value there that is no plain 0 counts as a body: a client's own, which an older configuration passes on,
+ * original's in `X-Original-Content-Length`, `X-Original-Transfer-Encoding` and `X-Original-Protocol` as
+ * docs/forward-auth.md configures them. A value there that is no plain 0 counts as a body: a client's own, which an older configuration passes on,
  * can only add to what is judged.
  */
 export function mayCarryOverride(headers: IncomingHttpHeaders, json: boolean): boolean {
   if (headers['content-type']?.trim()) return mayName(headers['content-type'], json)
   return Number(headers['content-length'] ?? 0) > 0 || headers['transfer-encoding'] !== undefined ||
-    saysBody(headers['x-original-content-length'], headers['x-original-transfer-encoding'])
+    saysBody(headers['x-original-content-length'], headers['x-original-transfer-encoding'], headers['x-original-protocol'])
 }
 
-/** Whether a length and a transfer coding a proxy passes on (empty where the original had none) say there is a body. */
-function saysBody(length: string | string[] | undefined, coding: string | string[] | undefined): boolean {
+/**
+ * Whether the length, transfer coding and protocol a proxy passes on (empty where the original had none) say there
+ * may be a body. HTTP/2 and HTTP/3 carry a body in frames, with neither a length nor a coding: a POST over them
+ * without a length may have one.
+ */
+function saysBody(length: string | string[] | undefined, coding: string | string[] | undefined, protocol: string | string[] | undefined): boolean {
   const given = (field: string | string[] | undefined) => [field ?? ''].flat().join(',').trim()
-  return !/^0*$/.test(given(length)) || given(coding) !== ''
+  if (given(length) !== '') return !/^0+$/.test(given(length))
+  return given(coding) !== '' || /^HTTP\/[23]/i.test(given(protocol))
 }
 
 /**
