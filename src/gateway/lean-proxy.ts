@@ -66,12 +66,12 @@ const Pool = require('undici/lib/dispatcher/pool.js') as typeof UndiciPool
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
-/** An upstream that failed to answer, as the client is told: 504 when it was too slow, 502 otherwise. */
 /** What a forwarded request that failed is answered: the refusal of a body its scan found may name a method, or the upstream's failure. */
 export function failureAnswer(request: GatewayRequest, route: Route, error: Error): GatehouseError {
   return error instanceof MethodMayBeNamed ? refusedAfterBody(request, error.refusal) : upstreamFailure(route, error)
 }
 
+/** An upstream that failed to answer, as the client is told: 504 when it was too slow, 502 otherwise. */
 export function upstreamFailure(route: Route, error: Error): GatehouseError {
   const cause = (error as { cause?: { code?: string } }).cause
   const code = cause?.code ?? (error as { code?: string }).code ?? ''
