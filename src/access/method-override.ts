@@ -162,8 +162,8 @@ export function mayName(contentType: string | undefined, json: boolean): boolean
  * or a transfer coding saying there is a body (a POST with neither has none, and is what `curl -X POST` sends). The
  * question's own fields say so where the proxy keeps them (Envoy); nginx and Caddy ask without them, and send the
  * original's in `X-Original-Content-Length`, `X-Original-Transfer-Encoding` and `X-Original-Protocol` as
- * docs/forward-auth.md configures them. A value there that is no plain 0 counts as a body: a client's own, which an older configuration passes on,
- * can only add to what is judged.
+ * docs/forward-auth.md configures them. A value there that is no plain 0 counts as a body: a client's own, which an
+ * older configuration passes on, can only add to what is judged.
  */
 export function mayCarryOverride(headers: IncomingHttpHeaders, json: boolean): boolean {
   if (headers['content-type']?.trim()) return mayName(headers['content-type'], json)

@@ -19,6 +19,10 @@ export interface ExchangeEnds {
   failed(error: Error): void
 }
 
+/** Interim (1xx) answers a service may send before its final one, and of them the early hints passed on. */
+const MOST_INTERIM_ANSWERS = 32
+const MOST_EARLY_HINTS = 4
+
 /**
  * One forwarded request, as undici's dispatcher reports it: the upstream's status and headers go straight to the
  * client's response, the body after them with back-pressure both ways, then its trailers; a client that goes away
@@ -26,10 +30,6 @@ export interface ExchangeEnds {
  * bounded by the same time, and without it a client that reads nothing would hold its connection and the
  * service's for good.
  */
-/** Interim (1xx) answers a service may send before its final one, and of them the early hints passed on. */
-const MOST_INTERIM_ANSWERS = 32
-const MOST_EARLY_HINTS = 4
-
 export class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly #ends: ExchangeEnds
   #controller: Dispatcher.DispatchController | undefined

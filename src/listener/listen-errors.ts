@@ -1,4 +1,5 @@
 import { createServer } from 'node:net'
+
 /** Why a port cannot be listened on, in an operator's words; other failures keep their own message. */
 const PORT_PROBLEMS: Record<string, string> = {
   EADDRINUSE: 'address already in use',

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+
 /**
  * Which log format `serve` writes. JSON lines remain the default wherever a program reads the output (a pipe,
  * a file, a container's log collector); a person at a terminal gets readable lines (src/logging/pretty.ts).
