@@ -181,6 +181,11 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       // Keycloak's TokenIntrospectionEndpoint answers any failed client authentication so (`authorizeClient`).
       ctx.status = 401
       ctx.body = { error: 'invalid_request', error_description: 'Authentication failed.' }
+    } else if (oidc.route === 'revocation' && ctx.status === 400 && body?.error_description === NO_CLIENT_AUTHENTICATION) {
+      // Keycloak's revocation, and its logout with a refresh token, authenticate the client as its token endpoint
+      // does (`AuthorizeClientUtil.authorizeClient`), so a request naming no client is answered alike.
+      ctx.status = 401
+      ctx.body = { error: 'invalid_client', error_description: 'Missing client_id parameter' }
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
     } else if ((oidc.route === 'introspection' || oidc.route === 'revocation') && ctx.status === 400 && typeof body?.error_description === 'string') {

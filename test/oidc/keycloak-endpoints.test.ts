@@ -190,6 +190,17 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     }
   })
 
+  it('answers a revocation, and a logout with a refresh token, that name no client as Keycloak\'s token endpoint does, and ends nothing', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password')
+    for (const [endpoint, form] of [['/revoke', { token: tokens.refresh_token }], ['/revoke', { token: tokens.access_token }], ['/logout', { refresh_token: tokens.refresh_token }]] as const) {
+      const refused = await post(endpoint, form)
+      assert.equal(refused.status, 401, endpoint)
+      assert.deepEqual(await json(refused), { error: 'invalid_client', error_description: 'Missing client_id parameter' }, endpoint)
+    }
+    assert.equal((await introspect(tokens.refresh_token)).active, true)
+    assert.equal((await introspect(tokens.access_token)).active, true)
+  })
+
   it('answers a missing or repeated token at introspection and revocation in Keycloak\'s words', async () => {
     const client = { client_id: 'reports', client_secret: SERVICE_SECRET }
     const cases: [string, URLSearchParams, string][] = [
