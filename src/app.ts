@@ -158,6 +158,8 @@ export async function createApp(config: Config, store: Store, options: AppOption
     jwksMaxAgeSeconds: config.auth.identity_jwks_max_age_seconds,
     maxStaleSeconds: config.auth.max_stale_seconds,
   })
+  // The keys' times are the database's (identity.ts): read it before the first keys are.
+  await bus.readClock()
   await identity.load()
   accounts.onForget((userId) => identity.forgetUser(userId))
   access.onReload(() => identity.forgetAll())

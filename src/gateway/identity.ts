@@ -47,7 +47,9 @@ export class IdentitySigner {
   /**
    * The next key is published before it signs: long enough for every service to refetch a JWKS it cached
    * (`jwksMaxAgeSeconds`) after every process has heard of the key (`maxStaleSeconds`). A replaced key stays
-   * published until the last token it signed has expired.
+   * published until the last token it signed has expired. Times are the database's, the same for every process
+   * whatever its machine's clock says, as the realms' tokens are stamped: a process running ahead would otherwise
+   * delete a replaced key early, or sign with the next before the others have published it long enough.
    */
   constructor(store: Store, bus: EventBus, issuer: string, times: IdentityKeyTimes) {
     this.#bus = bus
@@ -78,12 +80,12 @@ export class IdentitySigner {
   }
 
   /** Reads the shared keys, creating the first on first start and rotating when due. */
-  async load(now = Date.now()): Promise<void> {
+  async load(now = this.#bus.clock.now()): Promise<void> {
     await this.#keys.get(now)
   }
 
   /** Reads the keys again now: another process may have changed them before this one heard of changes. */
-  async reload(now = Date.now()): Promise<void> {
+  async reload(now = this.#bus.clock.now()): Promise<void> {
     this.#keys.reload()
     await this.#keys.get(now)
   }
@@ -92,7 +94,7 @@ export class IdentitySigner {
    * The published keys: the signing key, the next one once published, and replaced ones whose tokens may live. While
    * the keys cannot be read again, those in memory: services go on verifying the tokens they signed.
    */
-  async jwks(now = Date.now()): Promise<{ keys: JWK[] }> {
+  async jwks(now = this.#bus.clock.now()): Promise<{ keys: JWK[] }> {
     return { keys: [...(await this.#keys.known(now)).publicJwks] }
   }
 
@@ -102,7 +104,7 @@ export class IdentitySigner {
   }
 
   /** Publishes the next key now, signing once every service can have seen it; every process hears of it. */
-  async rotate(now = Date.now()): Promise<{ kid: string; signsFrom: number }> {
+  async rotate(now = this.#bus.clock.now()): Promise<{ kid: string; signsFrom: number }> {
     const next = await this.#rotating.rotate(now)
     this.#keys.reload()
     await this.#bus.publish(IDENTITY_KEYS_TOPIC, PURPOSE)
@@ -113,7 +115,7 @@ export class IdentitySigner {
    * The token signed earlier for this user, method, scope and audience while it may still be reused; undefined when
    * one must be signed (`tokenFor`). Synchronous, so the request path pays for no promise when it is there.
    */
-  reusableToken(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, now = Date.now()): string | undefined {
+  reusableToken(principal: Pick<Principal, 'user' | 'method' | 'scope'>, audience: string, now = this.#bus.clock.now()): string | undefined {
     const signed = this.#cache.get(cacheKeyOf(principal, audience), now)
     return signed && signed.kid === this.#keys.fresh(now)?.activeKid ? signed.jwt : undefined
   }
@@ -130,7 +132,7 @@ export class IdentitySigner {
    * `access`: the user's teams, organizations and roles (src/access/model.ts), carried as claims of those names.
    * `principal.identityStamp`: the `stamp` taken before its account was read; without one, the stamp now.
    */
-  async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope' | 'identityStamp'>, audience: string, access?: UserAccess, now = Date.now()): Promise<string> {
+  async tokenFor(principal: Pick<Principal, 'user' | 'method' | 'scope' | 'identityStamp'>, audience: string, access?: UserAccess, now = this.#bus.clock.now()): Promise<string> {
     const cacheKey = cacheKeyOf(principal, audience)
     // Signed from the account as the request read it: if it changed since that read began, or changes while the keys
     // are read or the token signed, this token is used once and not kept.
@@ -166,7 +168,7 @@ export class IdentitySigner {
     return jwt
   }
 
-  /** The key that signs now, read again (rotating when due) once the keys may have changed. */
+  /** The key that signs at `now` (the database's time), read again (rotating when due) once the keys may have changed. */
   async #signingKeyAt(now: number): Promise<{ kid: string; key: CryptoKey }> {
     const set = this.#keys.fresh(now) ?? await this.#keys.get(now)
     if (this.#signingKey?.set !== set) {

@@ -149,6 +149,8 @@ export class Realm {
     this.config = config
     this.#deps = deps
     const changed = () => deps.bus.publish(KEYS_TOPIC, config.name)
+    // The keys' times (when one is due, replaced, deleted for every process) are the database's, as the tokens' iat
+    // and exp are: a process whose clock runs ahead would otherwise delete a replaced key its tokens still need.
     this.#keys = new LoadedKeys(new RealmKeys(deps.store, config.name, config.signing_key_rotation_seconds, config.access_token_seconds + KEY_GRACE_SECONDS, config.default_signature_algorithm), changed)
     // A refresh token lives at most as long as its session; its key stays until then.
     const longestSession = Math.max(config.sso_session_max_seconds, config.offline_session_max_seconds)
@@ -182,7 +184,7 @@ export class Realm {
    * The realm's published keys, to verify its tokens with; read again (rotating when due) once they may have changed,
    * and those in memory while they cannot be.
    */
-  keySet(now = Date.now()): Promise<RealmKeySet> {
+  keySet(now = this.#deps.bus.clock.now()): Promise<RealmKeySet> {
     return this.#keys.known(now)
   }
 
@@ -406,12 +408,12 @@ export class Realm {
 
   /** The claims of one of this realm's refresh tokens (undefined when it is not one); see keycloak-tokens.ts. */
   async refreshToken(jwt: string): Promise<RefreshTokenClaims | undefined> {
-    return verifyRefreshToken(jwt, this.issuer, await this.#refreshKeys.known(Date.now()))
+    return verifyRefreshToken(jwt, this.issuer, await this.#refreshKeys.known(this.#deps.bus.clock.now()))
   }
 
   /** The oidc-provider instance and its Node request handler, rebuilt when the keys or the public URL change. */
   async provider(): Promise<BuiltProvider> {
-    const now = Date.now()
+    const now = this.#deps.bus.clock.now()
     const built = this.#provider
     // Every request to the realm asks: the common answer costs no waiting on keys or on the module.
     if (built && built.keys === this.#keys.fresh(now) && built.refreshKeys === this.#refreshKeys.fresh(now) && built.issuer === this.issuer) return built

@@ -34,6 +34,8 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
   let drop: () => Promise<void>
   let databaseUrl: string
   let dir: string | undefined
+  let spawn: (port: number, env?: Record<string, string>) => Promise<GatewayProcess>
+  let ports: number[]
 
   before(async () => {
     const database = await createTestDatabase()
@@ -41,9 +43,9 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
     databaseUrl = database.url
     // One public URL, as behind a load balancer: a realm's tokens name it as their issuer, whichever process issued them.
     const configDir = dir = tempDir()
-    const ports = [await freePort(), await freePort(), await freePort()]
+    ports = [await freePort(), await freePort(), await freePort()]
     writeFileSync(join(configDir, 'gatehouse.yaml'), readFileSync(demoConfigFile, 'utf8').replace(/^server:\n/m, `server:\n  public_url: http://127.0.0.1:${ports[0]}\n`))
-    const spawn = (port: number, env?: Record<string, string>) => spawnAtPort(join(configDir, 'gatehouse.yaml'), database.url, port, env)
+    spawn = (port: number, env?: Record<string, string>) => spawnAtPort(join(configDir, 'gatehouse.yaml'), database.url, port, env)
     right = await spawn(ports[0]!)
     behind = await spawn(ports[1]!, skewedClock(SKEW_MS))
     ahead = await spawn(ports[2]!, skewedClock(-SKEW_MS))
@@ -195,5 +197,29 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
       const refreshed = await tokenRequest(gateway, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token })
       assert.equal(refreshed.status, 200, `${name(gateway)}: ${JSON.stringify(await json(refreshed))}`)
     }
+  })
+
+  it('a realm key replaced on one process stays published on the process whose clock runs ahead until its tokens expire by the database\'s clock', async () => {
+    const { password } = await createUser('kira')
+    const signed = await passwordGrant(right, 'kira', password)
+    const oldKid = decodeJwtPart(signed.access_token, 0).kid as string
+    // Thirty days on, the key is due to be replaced. Only a process that reads the keys again sees that: `right`, restarted.
+    await db.query('UPDATE signing_keys SET created_at = created_at - $1 WHERE kid = $2', [30 * 86400_000, oldKid])
+    await right.stop()
+    right = await spawn(ports[0]!)
+    const newKid = decodeJwtPart((await passwordGrant(right, 'kira', password)).access_token, 0).kid as string
+    assert.notEqual(newKid, oldKid)
+    // As if it had been replaced five minutes ago: its last tokens expire within the minute, by the database's clock,
+    // less than `ahead` runs ahead of it.
+    await db.query('UPDATE signing_keys SET retire_at = floor(extract(epoch from clock_timestamp()) * 1000)::bigint + 60000 WHERE kid = $1', [oldKid])
+    // `ahead` heard of the new key, and reads the keys again at its next request.
+    const certs = async () => ((await json(await call(ahead, '/realms/platform/protocol/openid-connect/certs'))).keys as { kid: string }[]).map((key) => key.kid)
+    let published = await certs()
+    for (const until = Date.now() + 10_000; !published.includes(newKid) && Date.now() < until; published = await certs()) await sleep(100)
+    assert.ok(published.includes(newKid), `ahead publishes ${published}`)
+    assert.ok(published.includes(oldKid), `ahead publishes ${published}, without the replaced key ${oldKid}`)
+    assert.equal((await db.query('SELECT 1 FROM signing_keys WHERE kid = $1', [oldKid])).rowCount, 1)
+    const proxied = await call(ahead, '/demo-app/x', { headers: { authorization: `Bearer ${signed.access_token}` } })
+    assert.equal(proxied.status, 200, `${proxied.headers.get('www-authenticate')}`)
   })
 })
