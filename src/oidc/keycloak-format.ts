@@ -10,6 +10,7 @@ import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens,
 import { escapeHtml, unframedPageHeaders } from '../pages/html.ts'
 import { DatabaseUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { TooManyUserCodeGuesses } from './user-code-guesses.ts'
+import { LOGIN_PATH } from '../gateway/policy.ts'
 
 /**
  * Keycloak's wire format on top of oidc-provider's: the extra token response members, the order Keycloak
@@ -84,6 +85,11 @@ export interface ProviderRequest {
   signedInAtGateway?: ((accepts?: (signedIn: GatewaySignIn) => boolean) => Promise<GatewaySignIn | undefined>) | undefined
   /** The account of the browser's live gateway session, if it has one; counts no sign-in. Absent where no browser asks. */
   gatewayAccount?: (() => Promise<number | undefined>) | undefined
+  /**
+   * The account of the browser's live gateway session, without the CSRF check an unsafe request needs to act as it:
+   * only to count what the browser does against its account (the device page's wrong codes). Absent where no browser asks.
+   */
+  sessionAccount?: (() => Promise<number | undefined>) | undefined
 }
 
 /** A browser's live gateway session: its user, its key hash, and when it was signed in (epoch ms, the password's time). */
@@ -616,7 +622,9 @@ export async function deviceCodePage(ctx: KoaContextWithOIDC, form: string, _out
   ctx.type = 'html'
   if (error instanceof TooManyUserCodeGuesses) ctx.set('retry-after', String(error.retryAfterSeconds))
   const problem = !error ? '' : error instanceof TooManyUserCodeGuesses
-    ? '<p role="alert">Too many wrong codes were entered. Wait a few minutes, then enter the code your device shows.</p>'
+    ? error.byAddress
+      ? `<p role="alert">Too many wrong codes were entered from your network. <a href="${escapeHtml(gatewayLoginBack(ctx))}">Sign in</a>, then enter the code your device shows, or wait a few minutes.</p>`
+      : '<p role="alert">Too many wrong codes were entered. Wait a few minutes, then enter the code your device shows.</p>'
     : error.userCode || error.name === 'NoCodeError'
     ? '<p role="alert">That code is not valid or has expired. Check the code on your device and try again.</p>'
     : '<p role="alert">The device login could not be completed. Start again on your device.</p>'
@@ -624,6 +632,16 @@ export async function deviceCodePage(ctx: KoaContextWithOIDC, form: string, _out
   // script but the pages' own, by hash) blocks with a console error; the field works the same without it.
   const input = form.replace(/\sonfocus="[^"]*"/, '')
   ctx.body = simplePage('Device login', `<p>Enter the code your device shows.</p>${problem}${input}<button type="submit" form="op.deviceInputForm">Continue</button>`)
+}
+
+/**
+ * The gateway's login page, coming back to the device page: a browser signed in there counts its wrong codes against
+ * its account, not its address (user-code-guesses.ts). The realm's issuer is `<public URL>/realms/<name>`.
+ */
+function gatewayLoginBack(ctx: KoaContextWithOIDC): string {
+  const devicePage = new URL(ctx.oidc.urlFor('code_verification'))
+  const gateway = ctx.oidc.issuer.slice(0, ctx.oidc.issuer.lastIndexOf('/realms/'))
+  return `${gateway}${LOGIN_PATH}?${new URLSearchParams({ next: devicePage.pathname })}`
 }
 
 /** Before logging in: the user checks that the code and the application are the ones on their device. */

@@ -930,9 +930,10 @@ function replayOnce(provider: Provider): void {
 }
 
 /**
- * Only the device page looks a typed user code up (`DeviceCode.findByUserCode`): there each wrong
- * code is counted against the browser's session and address, and once either has too many the lookup is refused
- * before it is made (user-code-guesses.ts), which the page answers 429 with Retry-After.
+ * Only the device page looks a typed user code up (`DeviceCode.findByUserCode`): there each wrong code is counted
+ * against the browser's session, and its address or, once it is signed in at the realm or the gateway, its account;
+ * once one has too many the lookup is refused before it is made (user-code-guesses.ts), which the page answers 429
+ * with Retry-After.
  */
 function boundUserCodeGuesses(providerClass: typeof Provider, provider: Provider): void {
   const guesses = new UserCodeGuesses()
@@ -940,12 +941,13 @@ function boundUserCodeGuesses(providerClass: typeof Provider, provider: Provider
   const findByUserCode = DeviceCode.findByUserCode
   DeviceCode.findByUserCode = async function (userCode, findOptions) {
     const ctx = (providerClass as unknown as { ctx?: KoaContextWithOIDC }).ctx
-    const session = (ctx?.oidc?.session as { jti?: string } | undefined)?.jti
-    const address = ctx?.ip ?? ''
-    const wait = guesses.retryAfterSeconds(session, address)
-    if (wait > 0) throw new TooManyUserCodeGuesses(wait)
+    const session = ctx?.oidc?.session as { jti?: string; accountId?: string } | undefined
+    const gatewayAccount = session?.accountId === undefined ? await (ctx?.req as { [PROVIDER_REQUEST]?: ProviderRequest } | undefined)?.[PROVIDER_REQUEST]?.sessionAccount?.() : undefined
+    const guesser = { session: session?.jti, address: ctx?.ip ?? '', account: session?.accountId ?? (gatewayAccount === undefined ? undefined : String(gatewayAccount)) }
+    const { retryAfterSeconds, byAddress } = guesses.refusal(guesser)
+    if (retryAfterSeconds > 0) throw new TooManyUserCodeGuesses(retryAfterSeconds, byAddress)
     const code = await findByUserCode.call(this, userCode, findOptions)
-    if (code === undefined) guesses.miss(session, address)
+    if (code === undefined) guesses.miss(guesser)
     return code
   }
 }

@@ -13,6 +13,7 @@ import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { splitTarget } from '../http/request-target.ts'
 import { auditedToken, auditedTokenFields } from '../audit/tokens.ts'
 import { TOKEN_PREFIX, tokenShapeProblem } from '../auth/token-format.ts'
+import { SESSION_COOKIE } from '../auth/session.ts'
 import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
@@ -140,6 +141,10 @@ async function serveRealm(app: App, realm: Realm, rest: string, request: Fastify
     handOver: () => reply.hijack(),
     signedInAtGateway: async (accepts) => (await loadInteractions()).silentGatewaySignIn(app, realm, request, accepts),
     gatewayAccount: async () => (await (await loadInteractions()).gatewaySessionUser(app, realm, request))?.user.id,
+    sessionAccount: async () => {
+      const sessionId = request.cookies?.[SESSION_COOKIE]
+      return sessionId ? app.sessions.resolve(sessionId).then((session) => session.userId, () => undefined) : undefined
+    },
   })
   return reply
 }
@@ -223,6 +228,8 @@ export interface ProviderExchange {
   signedInAtGateway?: ProviderRequest['signedInAtGateway']
   /** The account of the browser's gateway session (`ProviderRequest.gatewayAccount`). */
   gatewayAccount?: ProviderRequest['gatewayAccount']
+  /** The account of the browser's gateway session, for counting (`ProviderRequest.sessionAccount`). */
+  sessionAccount?: ProviderRequest['sessionAccount']
 }
 
 /**
@@ -303,7 +310,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, revokeAlso: target.revokeAlso, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, revokeAlso: target.revokeAlso, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { ADMIN_PASSWORD, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { browse, CookieJar, realmUrl, realmWith, submitForm } from '../helpers/oidc.ts'
 
 const WRONG_GUESSES_PER_SESSION = 10
@@ -53,5 +53,21 @@ describe('user codes guessed at the device page from one address', () => {
     const refused = await guessInNewBrowser('BCDF-GHJK')
     assert.equal(refused.status, 429)
     assert.ok(Number(refused.headers.get('retry-after')) > 0)
+  })
+
+  it('lets a browser of that address that signs in enter its code, counted against its account', async () => {
+    const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    const { user_code: userCode } = await started.json() as { user_code: string }
+    const jar = new CookieJar()
+    const refused = await submitForm(gw, jar, await browse(gw, jar, realmUrl(gw, '/device')), { user_code: userCode })
+    assert.equal(refused.response.status, 429, 'the address is still held back (the test before)')
+    const link = /<a href="([^"]+)">Sign in<\/a>/.exec(await refused.response.text())?.[1]?.replaceAll('&amp;', '&')
+    assert.equal(link, `${gw.url}/api/gateway/v1/login/?next=%2Frealms%2Fplatform%2Fdevice`)
+    const loginPage = await browse(gw, jar, link!)
+    const signedIn = await submitForm(gw, jar, loginPage, { username: 'admin', password: ADMIN_PASSWORD })
+    assert.equal(signedIn.url, realmUrl(gw, '/device'))
+    const confirm = await submitForm(gw, jar, signedIn, { user_code: userCode })
+    assert.equal(confirm.response.status, 200)
+    assert.match(await confirm.response.text(), /Confirm device login/)
   })
 })

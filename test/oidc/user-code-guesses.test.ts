@@ -1,17 +1,31 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { GUESS_WINDOW_MS, UserCodeGuesses, WRONG_GUESSES_PER_SESSION } from '../../src/oidc/user-code-guesses.ts'
+import { GUESS_WINDOW_MS, UserCodeGuesses, WRONG_GUESSES_PER_ACCOUNT, WRONG_GUESSES_PER_ADDRESS, WRONG_GUESSES_PER_SESSION, type Guesser } from '../../src/oidc/user-code-guesses.ts'
+
+const browser = (session: string, account?: string): Guesser => ({ session, address: '192.0.2.1', account })
 
 describe('the bound on wrong user codes', () => {
   it('holds a session back until the window of its first wrong code ends, then lets it guess again', () => {
     const guesses = new UserCodeGuesses()
     const start = 1_000_000
     for (let i = 0; i < WRONG_GUESSES_PER_SESSION; i++) {
-      assert.equal(guesses.retryAfterSeconds('s1', '192.0.2.1', start + i), 0)
-      guesses.miss('s1', '192.0.2.1', start + i)
+      assert.equal(guesses.refusal(browser('s1'), start + i).retryAfterSeconds, 0)
+      guesses.miss(browser('s1'), start + i)
     }
-    assert.equal(guesses.retryAfterSeconds('s1', '192.0.2.1', start + 1000), GUESS_WINDOW_MS / 1000 - 1)
-    assert.equal(guesses.retryAfterSeconds('s2', '192.0.2.1', start + 1000), 0)
-    assert.equal(guesses.retryAfterSeconds('s1', '192.0.2.1', start + GUESS_WINDOW_MS), 0)
+    assert.deepEqual(guesses.refusal(browser('s1'), start + 1000), { retryAfterSeconds: GUESS_WINDOW_MS / 1000 - 1, byAddress: false })
+    assert.equal(guesses.refusal(browser('s2'), start + 1000).retryAfterSeconds, 0)
+    assert.equal(guesses.refusal(browser('s1'), start + GUESS_WINDOW_MS).retryAfterSeconds, 0)
+  })
+
+  it('holds an address back, but not a browser of it signed in, whose guesses count against its account', () => {
+    const guesses = new UserCodeGuesses()
+    const start = 1_000_000
+    for (let i = 0; i < WRONG_GUESSES_PER_ADDRESS; i++) guesses.miss(browser(`guesser-${i}`), start)
+    assert.deepEqual(guesses.refusal(browser('fresh'), start), { retryAfterSeconds: GUESS_WINDOW_MS / 1000, byAddress: true })
+    assert.equal(guesses.refusal(browser('fresh', '7'), start).retryAfterSeconds, 0)
+    // An account's guesses are bounded too, whatever sessions it comes with.
+    for (let i = 0; i < WRONG_GUESSES_PER_ACCOUNT; i++) guesses.miss(browser(`signed-in-${i}`, '7'), start)
+    assert.deepEqual(guesses.refusal(browser('another', '7'), start), { retryAfterSeconds: GUESS_WINDOW_MS / 1000, byAddress: false })
+    assert.equal(guesses.refusal(browser('another', '8'), start).retryAfterSeconds, 0)
   })
 })
