@@ -130,6 +130,46 @@ describe('privilege escalation through the gateway API', () => {
     assert.equal((await call(gw, 'GET', `role_user_assignments/${bAdmin.id}/`)).status, 200)
   })
 
+  it('refuses the superuser flag however it is spelt, and ids of other types than numbers, and changes nothing', async () => {
+    const member = `users/${ids.member}/`
+    // Repeated form keys (the last one is the one Django reads), spaces and NULs around a truth.
+    for (const body of ['is_superuser=false&is_superuser=true', 'is_superuser=true&is_superuser=false', 'is_superuser=%20true', 'is_superuser=TRUE%00']) {
+      const response = await gw.fetch(`/api/gateway/v1/${member}`, { method: 'PATCH', headers: { ...as('orgadmin'), 'content-type': 'application/x-www-form-urlencoded' }, body })
+      assert.ok([400, 403].includes(response.status), `${body}: ${response.status}`)
+    }
+    for (const value of [true, 'true', 'True', 'TRUE', 1, '1', 'yes', 'on', 't', [true], {}]) {
+      const response = await call(gw, 'PATCH', member, { is_superuser: value }, as('orgadmin'))
+      assert.ok([400, 403].includes(response.status), `${JSON.stringify(value)}: ${response.status}`)
+    }
+    assert.equal((await call(gw, 'GET', member)).body.is_superuser, false)
+    // Beta's organization, and the Organization Admin role, named by values that are not plain ids.
+    const assignments = async () => (await call(gw, 'GET', 'role_user_assignments/?page_size=200')).body.count as number
+    const before = await assignments()
+    const role = await roleId(gw, 'Organization Admin')
+    const spellings = (id: number) => [`${id}e0`, ` ${id}`, `0x${id.toString(16)}`, `${id};${a.organization}`, `${id}.0`, [id], { id }, true, -id, 1.5]
+    for (const objectId of spellings(b.organization)) {
+      const given = await call(gw, 'POST', 'role_user_assignments/', { role_definition: role, user: ids.orgadmin, object_id: objectId }, as('orgadmin'))
+      assert.ok([400, 403, 404].includes(given.status), `object_id ${JSON.stringify(objectId)}: ${given.status}`)
+    }
+    for (const roleDefinition of spellings(role)) {
+      const given = await call(gw, 'POST', 'role_user_assignments/', { role_definition: roleDefinition, user: ids.orgadmin, object_id: b.organization }, as('orgadmin'))
+      assert.ok([400, 403, 404].includes(given.status), `role_definition ${JSON.stringify(roleDefinition)}: ${given.status}`)
+    }
+    assert.equal(await assignments(), before)
+  })
+
+  it('shows no one another user\'s tokens through the list\'s filters', async () => {
+    await createToken(gw, as('victim'), { description: 'the victim\'s' })
+    await createToken(gw, as('orgadmin'), { description: 'their own' })
+    // The filter finds the victim's token for a superuser: the lists below are empty of it because it is hidden.
+    assert.ok((await call(gw, 'GET', `tokens/?user=${ids.victim}`)).body.results.some((token: { description: string }) => token.description === 'the victim\'s'))
+    for (const query of [`user=${ids.victim}`, `or__user=${ids.victim}`, `not__user=${ids.plain}`, `chain__user=${ids.victim}`, 'search=victim', `or__id__gt=0`, 'description__icontains=victim']) {
+      const listed = await call(gw, 'GET', `tokens/?${query}`, undefined, as('orgadmin'))
+      assert.equal(listed.status, 200, query)
+      assert.ok(listed.body.results.every((token: { user: number }) => token.user === ids.orgadmin), `${query}: ${JSON.stringify(listed.body.results)}`)
+    }
+  })
+
   it('no one but a superuser makes or changes role definitions', async () => {
     const managed = await roleId(gw, 'Team Member')
     for (const [who, auth] of Object.entries(everyone())) {

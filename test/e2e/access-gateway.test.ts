@@ -48,6 +48,22 @@ describe('the gateway\'s own access rules', () => {
     assert.match(body.detail, /Rule 3 .*deny auth_methods=basic/)
   })
 
+  it('takes no forwarding header of a client outside the trusted proxies for being in the office network', async () => {
+    for (const headers of [{ 'x-forwarded-for': '10.1.2.3' }, { 'x-real-ip': '10.1.2.3' }, { forwarded: 'for=10.1.2.3' }, { 'x-forwarded-for': '10.1.2.3, 127.0.0.1' }]) {
+      const response = await gw.fetch('/api/gateway/v1/me/', { headers: { ...as('operator'), ...headers } })
+      assert.equal(response.status, 403, JSON.stringify(headers))
+      assert.equal((await json(response)).code, 'access_denied')
+    }
+  })
+
+  it('refuses an outsider the gateway API\'s paths however they are spelt', async () => {
+    for (const path of ['/api/gateway/v1/%75sers/', '/api/gateway/v1//users/', '/api/gateway/v1/USERS/', '/api/gateway/v1/users']) {
+      const response = await gw.fetch(path, { headers: as('outsider'), redirect: 'manual' })
+      assert.ok([301, 400, 403, 404].includes(response.status), `${path}: ${response.status}`)
+      if (response.status === 301) assert.equal(new URL(response.headers.get('location')!, gw.url).pathname, '/api/gateway/v1/users/')
+    }
+  })
+
   it('refuses everyone else the gateway API and the web interface with 403, though they may still sign in', async () => {
     const { cookie } = await login(gw, 'outsider', password('outsider'))
     const me = await gw.fetch('/api/gateway/v1/me/', { headers: { cookie } })
