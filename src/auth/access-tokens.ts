@@ -12,6 +12,11 @@ export interface VerifiedAccessToken {
   /** `aud` and `azp` together: what audience checks compare with. */
   audiences: readonly string[]
   clientId: string
+  /**
+   * Issued to one of the platform's OAuth2 applications (`/api/gateway/v1/applications/`), not to a configured client:
+   * the platform's own kind of token, which it takes wherever it takes personal tokens.
+   */
+  application: boolean
   scopes: ReadonlySet<string>
   expiresAt: number
   /** Its `iat` (whole seconds), for the account's not-before. */
@@ -35,6 +40,11 @@ export interface BearerPolicy {
   audiences: ReadonlySet<string>
   /** The token's scope limits it to reading unless it has `write` (the gateway's own API, as personal tokens). */
   scoped: boolean
+  /**
+   * Only the tokens of the platform's OAuth2 applications: a service that takes personal tokens (`token`) but not
+   * `oidc` takes these too, as the platform has one kind of token for both (django-ansible-base's OAuth2 tokens).
+   */
+  applicationsOnly?: boolean
 }
 
 export interface AccessTokenVerifier {

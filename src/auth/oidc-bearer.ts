@@ -77,6 +77,10 @@ export class OidcBearerAuthenticator implements Authenticator {
     // Other bearer values (personal tokens) belong to another authenticator.
     const bearer = bearerValue(request, context)
     if (!bearer?.jwt) return NOT_MINE
+    const policy = this.#realms.policyFor(context.place?.service)
+    // A place that takes personal tokens but not `oidc` asks here only for the OAuth2 applications' tokens (the
+    // pipeline); without applications it takes no JWT at all, and the personal tokens' refusal stands.
+    if (!policy.applicationsOnly && context.place && !context.place.accepts.includes('oidc')) return NOT_MINE
     const token = bearer.value
     const now = this.#clock.now()
     const key = hash('sha256', token, 'base64url')
@@ -85,7 +89,6 @@ export class OidcBearerAuthenticator implements Authenticator {
       this.#verified.forget(key)
       throw invalidToken('The access token was revoked or its session ended.')
     }
-    const policy = this.#realms.policyFor(context.place?.service)
     checkPolicy(verified, policy)
     const issuedAt = lastMillisecondOf(verified.issuedAt)
     // At a service, a token is held to the platform's `read` and `write` only when it was asked for with one of them (an
@@ -131,5 +134,6 @@ export class OidcBearerAuthenticator implements Authenticator {
 /** A token is for a place when it comes from a realm the place accepts and names one of the place's audiences. */
 function checkPolicy(token: VerifiedAccessToken, policy: BearerPolicy): void {
   if (!policy.realms.has(token.realm)) throw invalidToken('This service does not accept tokens of that realm.')
+  if (policy.applicationsOnly && !token.application) throw invalidToken('This service takes the platform\'s tokens (personal tokens and those of its OAuth2 applications), not other OpenID Connect access tokens.')
   if (!token.audiences.some((a) => policy.audiences.has(a))) throw invalidToken('The access token is not meant for this service (aud, azp).')
 }

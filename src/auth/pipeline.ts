@@ -16,7 +16,9 @@ import { challengesFor } from '../http/challenges.ts'
  * ambient session cookie last), and stops at the first that claims the request. A place that accepts `oidc`
  * also takes the browser's gateway session: a browser cannot send a bearer token, and its sign-in at the realm
  * and at the gateway is one (src/oidc/interactions.ts), so the realm login such a place sends it to brings it
- * back with that session.
+ * back with that session. A place that accepts `token` also asks the OIDC authenticator, which takes there only the
+ * tokens of the platform's OAuth2 applications (its policy's `applicationsOnly`), as the platform takes them with
+ * personal tokens.
  * Returns undefined when the request carries no credential: the caller decides between anonymous access,
  * 401 and a redirect, in one place (src/gateway/authorize.ts).
  * A credential is accepted only while this process can learn of revocations: once it has not been able to
@@ -63,7 +65,7 @@ export class AuthPipeline {
       throw new MalformedCredentials('The request has more than one Authorization header.')
     }
     for (const authenticator of this.#authenticators) {
-      if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc'))) continue
+      if (!accepts.includes(authenticator.id) && !(authenticator.id === 'session' && accepts.includes('oidc')) && !(authenticator.id === 'oidc' && accepts.includes('token'))) continue
       // It would say NOT_MINE, but only after an await: a session cookie's request would pay one per header reader.
       if (authenticator.reads === 'authorization' && !header) continue
       // Awaited here, not in a helper of its own: a request passes several authenticators, and each await costs.

@@ -35,7 +35,7 @@ export const ServiceSchema = z.object({
   upstream: z.string().regex(/^(https?:\/\/[^\s/?#]+(\/[^\s?#]*)?|builtin:demo)$/, 'must be an http(s) URL, or builtin:demo')
     .describe('Where requests go: `http(s)://host:port[/base]`. `builtin:demo` starts the demo upstream (with --demo).'),
   accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token'])
-    .describe('Credential types this service accepts: basic, session, token, oidc.'),
+    .describe('Credential types this service accepts: basic, session, token (personal tokens, and the access tokens of the OAuth2 applications, as the platform takes both), oidc.'),
   public_paths: z.array(publicPath).default([])
     .describe('Paths served without authentication: exact, or a prefix ending in `*`.'),
   unauthenticated: z.enum(['auto', 'redirect', '401']).default('auto')

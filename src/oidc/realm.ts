@@ -361,6 +361,8 @@ export class Realm {
       grantId: record.grantId,
       audiences: [...(Array.isArray(payload.aud) ? payload.aud : payload.aud ? [payload.aud] : []), payload.azp],
       clientId: payload.azp,
+      // The client is the realm's (#hasClient): one not configured is an application.
+      application: !this.#clients.has(payload.azp),
       scopes: new Set(typeof payload.scope === 'string' ? payload.scope.split(' ') : []),
       expiresAt: payload.exp! * 1000,
       issuedAt: payload.iat!,
@@ -537,6 +539,13 @@ export class OidcRealms implements AccessTokenIssuers {
         .filter(([service, policy]) => service !== 'gateway' && policy.realms.has(realmName))
         .map(([, policy]) => [...policy.audiences][0]!)])]
       this.applicationsRealm.applications = { repository: deps.store.applications, audiences }
+      // A service that takes personal tokens takes the applications' tokens too, as the platform's services do: they
+      // are meant for the gateway (its audiences), and the platform's services take what the gateway takes.
+      for (const service of config.services) {
+        if (service.accepts.includes('token') && !service.accepts.includes('oidc')) {
+          this.#policies.set(service.name, { realms: new Set([realmName]), audiences: new Set(gateway.audiences), scoped: false, applicationsOnly: true })
+        }
+      }
     }
   }
 

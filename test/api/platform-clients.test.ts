@@ -455,6 +455,28 @@ describe('the platform\'s clients', () => {
       assert.equal((await json(me)).results[0].username, 'admin')
       const write = await gw.fetch('/api/gateway/v1/tokens/', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
       assert.equal(write.status, 201, 'scope write lets the token change things')
+      // `awx login` prints it for CONTROLLER_OAUTH_TOKEN: the controller, which takes personal tokens and not the
+      // realm's (accepts: basic, session, token), takes it as the platform's does, reading and writing.
+      for (const method of ['GET', 'POST']) {
+        const controller = await gw.fetch('/api/controller/v2/users/', { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(method === 'POST' ? { body: '{}' } : {}) })
+        const echoed = await json(controller)
+        assert.equal(controller.status, 200, JSON.stringify(echoed))
+        assert.deepEqual([echoed.service, echoed.identity?.username, echoed.identity?.auth_method, echoed.identity?.verified], ['controller', 'admin', 'oidc', true])
+      }
+    })
+
+    it('keeps the controller to the platform\'s tokens: a token of a client of the realm is refused there', async () => {
+      const realmToken = await gw.fetch('/realms/platform/protocol/openid-connect/token', { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD }) })
+      const { access_token: accessToken } = await json(realmToken)
+      assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${accessToken}` } })).status, 200, 'a service that takes the realm\'s tokens takes it')
+      const refused = await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${accessToken}` } })
+      assert.equal(refused.status, 401)
+      const body = await json(refused)
+      assert.equal(body.code, 'invalid_token')
+      assert.match(body.detail, /platform's tokens/)
+      // Not a JWT, nor a personal token: the personal tokens' refusal, as before.
+      const opaque = await json(await gw.fetch('/api/controller/v2/users/', { headers: { authorization: 'Bearer abcdef' } }))
+      assert.match(opaque.detail, /gatehouse_pat_/)
     })
 
     it('get_oauth2_token() with the client id and secret of a confidential application returns a working token', async () => {
@@ -474,6 +496,10 @@ describe('the platform\'s clients', () => {
         const write = await gw.fetch('/demo-app/reports/', { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
         assert.deepEqual([write.status, (await json(write)).code], [403, 'insufficient_scope'], method)
       }
+      // So at the controller, which takes the applications' tokens as personal ones.
+      assert.equal((await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${token}` } })).status, 200)
+      const controllerWrite = await gw.fetch('/api/controller/v2/users/', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+      assert.deepEqual([controllerWrite.status, (await json(controllerWrite)).code], [403, 'insufficient_scope'])
       const writer = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: application.client_secret, scope: 'write' })
       assert.equal((await gw.fetch('/demo-app/reports/', { method: 'POST', headers: { authorization: `Bearer ${writer.token}`, 'content-type': 'application/json' }, body: '{}' })).status, 200)
       const wrongSecret = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, clientSecret: 'x'.repeat(64) })
