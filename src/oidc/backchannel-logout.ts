@@ -7,14 +7,24 @@
  * Deliveries never hold up what ended the session (a logout page, an administrator's request, a password change):
  * they are queued and sent afterwards, a few at a time, each given up after a few seconds, without following
  * redirects. The outcome is counted and failures reported (never with the token, which ends a session).
+ *
+ * Each receiver (the origin of its address) has a queue of its own, and the receivers take turns: one that hangs, or
+ * whose queue a user filled (a password login's every session is told of, and a user may have many), holds back its
+ * own deliveries only, not those of other clients. A receiver has a few deliveries under way at most, one while its
+ * last failed for want of an answer; an administrator's call to every client of a realm, which waits for the
+ * outcomes, goes to the front of its receiver's queue.
  */
 
 /** How long one delivery may take before it is given up (the receiver hangs, or answers slowly). */
 export const DELIVERY_TIMEOUT_MS = 5000
 /** Deliveries under way at once, per process. */
-const CONCURRENT_DELIVERIES = 8
-/** Deliveries waiting their turn; beyond this, new ones are dropped (counted and reported). */
-const MAX_WAITING = 1000
+export const CONCURRENT_DELIVERIES = 16
+/** Deliveries under way at once to one receiver: while its last went unanswered, one. */
+export const DELIVERIES_PER_RECEIVER = 4
+/** Deliveries waiting their turn at one receiver; beyond this, new ones for it are dropped (counted and reported). */
+export const MAX_WAITING_PER_RECEIVER = 1000
+/** Deliveries waiting in all; beyond this, new ones are dropped. */
+const MAX_WAITING = 10_000
 
 /** Why a delivery left waiting at a stop was dropped. */
 const STOPPED = 'the process stopped before its turn came'
@@ -34,6 +44,8 @@ export interface LogoutDelivery {
    * its admin calls to a client's admin URL (ResourceAdminManager, HttpClientProvider `postText`).
    */
   format: 'logout_token' | 'admin'
+  /** Someone waits for the outcome (an administrator's call to every client): it goes to the front of its receiver's queue. */
+  urgent?: boolean
 }
 
 export interface DeliveryFailure {
@@ -52,8 +64,23 @@ interface Queued {
   done: (outcome: DeliveryOutcome) => void
 }
 
+/** One receiver's deliveries: waiting, and under way. */
+interface Receiver {
+  readonly origin: string
+  readonly waiting: Queued[]
+  running: number
+  /** Its last delivery got no answer (it timed out, or the receiver could not be reached). */
+  failing: boolean
+  /** Whether it is in the turn order, which holds the receivers with deliveries waiting. */
+  queued: boolean
+}
+
 export class BackchannelLogouts {
-  readonly #waiting: Queued[] = []
+  /** Receivers with deliveries waiting or under way, by origin. */
+  readonly #receivers = new Map<string, Receiver>()
+  /** The receivers with deliveries waiting, in the order they take turns. */
+  readonly #turns: Receiver[] = []
+  #waiting = 0
   #running = 0
   readonly #idle = new Set<() => void>()
   readonly #counted: (realm: string, outcome: DeliveryOutcome) => void
@@ -77,20 +104,30 @@ export class BackchannelLogouts {
   send(delivery: LogoutDelivery): Promise<DeliveryOutcome> {
     return new Promise((done) => {
       const queued = { delivery, done }
+      const receiver = this.#receiver(delivery.uri)
       if (this.#stopped) {
         this.#finish(queued, 'dropped', STOPPED)
-      } else if (this.#waiting.length >= MAX_WAITING) {
+      } else if (receiver.waiting.length >= MAX_WAITING_PER_RECEIVER) {
+        this.#finish(queued, 'dropped', `more than ${MAX_WAITING_PER_RECEIVER} logout tokens waiting to be sent to ${receiver.origin}`)
+      } else if (this.#waiting >= MAX_WAITING) {
         this.#finish(queued, 'dropped', `more than ${MAX_WAITING} logout tokens waiting to be sent`)
       } else {
-        this.#waiting.push(queued)
+        if (delivery.urgent) receiver.waiting.unshift(queued)
+        else receiver.waiting.push(queued)
+        this.#waiting++
+        if (!receiver.queued) {
+          receiver.queued = true
+          this.#turns.push(receiver)
+        }
         this.#next()
       }
+      this.#forgetIfDone(receiver)
     })
   }
 
   /** Resolves once nothing is waiting or under way. */
   settled(): Promise<void> {
-    if (!this.#running && !this.#waiting.length) return Promise.resolve()
+    if (!this.#running && !this.#waiting) return Promise.resolve()
     return new Promise((resolve) => this.#idle.add(resolve))
   }
 
@@ -104,38 +141,76 @@ export class BackchannelLogouts {
     await Promise.race([this.settled(), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))])
     clearTimeout(timer)
     this.#stopped = true
-    for (const queued of this.#waiting.splice(0)) this.#finish(queued, 'dropped', STOPPED)
+    for (const receiver of this.#turns.splice(0)) {
+      receiver.queued = false
+      for (const queued of receiver.waiting.splice(0)) {
+        this.#waiting--
+        this.#finish(queued, 'dropped', STOPPED)
+      }
+      this.#forgetIfDone(receiver)
+    }
     await this.settled()
   }
 
+  #receiver(uri: string): Receiver {
+    const origin = new URL(uri).origin
+    let receiver = this.#receivers.get(origin)
+    if (!receiver) this.#receivers.set(origin, receiver = { origin, waiting: [], running: 0, failing: false, queued: false })
+    return receiver
+  }
+
+  #forgetIfDone(receiver: Receiver): void {
+    if (!receiver.running && !receiver.waiting.length) this.#receivers.delete(receiver.origin)
+  }
+
+  /** Starts deliveries while there are free places: each receiver in its turn, one delivery a turn, as far as its own bound allows. */
   #next(): void {
-    while (this.#running < CONCURRENT_DELIVERIES && this.#waiting.length) {
-      const queued = this.#waiting.shift()!
-      this.#running++
-      void this.#deliver(queued).finally(() => {
-        this.#running--
-        this.#next()
-        if (!this.#running && !this.#waiting.length) {
-          for (const resolve of this.#idle) resolve()
-          this.#idle.clear()
-        }
-      })
+    let passed = 0
+    while (this.#running < CONCURRENT_DELIVERIES && passed < this.#turns.length) {
+      const receiver = this.#turns.shift()!
+      if (receiver.running >= (receiver.failing ? 1 : DELIVERIES_PER_RECEIVER)) {
+        this.#turns.push(receiver)
+        passed++
+        continue
+      }
+      passed = 0
+      const queued = receiver.waiting.shift()!
+      this.#waiting--
+      if (receiver.waiting.length) this.#turns.push(receiver)
+      else receiver.queued = false
+      this.#start(receiver, queued)
     }
   }
 
-  async #deliver(queued: Queued): Promise<void> {
+  #start(receiver: Receiver, queued: Queued): void {
+    this.#running++
+    receiver.running++
+    void this.#deliver(queued).then((outcome) => {
+      receiver.failing = outcome === 'timeout' || outcome === 'unreachable'
+    }).finally(() => {
+      this.#running--
+      receiver.running--
+      this.#forgetIfDone(receiver)
+      this.#next()
+      if (!this.#running && !this.#waiting) {
+        for (const resolve of this.#idle) resolve()
+        this.#idle.clear()
+      }
+    })
+  }
+
+  async #deliver(queued: Queued): Promise<DeliveryOutcome> {
     const { delivery } = queued
     let token: string | undefined
     try {
       token = await delivery.sign()
     } catch (error) {
       // The realm's keys could not be read (the database is down past the active key's turn).
-      this.#finish(queued, 'unsigned', describe(error))
-      return
+      return this.#finish(queued, 'unsigned', describe(error))
     }
     if (token === undefined) {
       queued.done('delivered')
-      return
+      return 'delivered'
     }
     const admin = delivery.format === 'admin'
     let response: Response
@@ -152,18 +227,18 @@ export class BackchannelLogouts {
       await response.body?.cancel().catch(() => {})
     } catch (error) {
       const timedOut = error instanceof DOMException && error.name === 'TimeoutError'
-      this.#finish(queued, timedOut ? 'timeout' : 'unreachable', timedOut ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : describe(error))
-      return
+      return this.#finish(queued, timedOut ? 'timeout' : 'unreachable', timedOut ? `no answer within ${DELIVERY_TIMEOUT_MS / 1000} s` : describe(error))
     }
     // §2.8: 200 on success; some frameworks answer 204, which OPs are told to be prepared for.
-    if (response.status === 200 || response.status === 204) this.#finish(queued, 'delivered', '')
-    else this.#finish(queued, 'rejected', `answered ${response.status}`)
+    if (response.status === 200 || response.status === 204) return this.#finish(queued, 'delivered', '')
+    return this.#finish(queued, 'rejected', `answered ${response.status}`)
   }
 
-  #finish({ delivery, done }: Queued, outcome: DeliveryOutcome, detail: string): void {
+  #finish({ delivery, done }: Queued, outcome: DeliveryOutcome, detail: string): DeliveryOutcome {
     done(outcome)
     this.#counted(delivery.realm, outcome)
     if (outcome !== 'delivered') this.#failed({ realm: delivery.realm, clientId: delivery.clientId, uri: withoutQuery(delivery.uri), outcome, detail })
+    return outcome
   }
 }
 

@@ -299,7 +299,7 @@ export class Realm {
   async #callAdminUrls(endpoint: 'k_logout' | 'k_push_not_before', action: { action: string; notBefore: number }): Promise<GlobalRequestResult> {
     const clients = [...this.#clients.values()].filter((client) => client.admin_url !== undefined)
     const outcomes = await Promise.all(clients.map((client) => this.#deps.backchannelLogouts.send({
-      realm: this.name, clientId: client.client_id, uri: adminCallUrl(client.admin_url!, endpoint), format: 'admin',
+      realm: this.name, clientId: client.client_id, uri: adminCallUrl(client.admin_url!, endpoint), format: 'admin', urgent: true,
       sign: async () => (await this.provider()).tokens.adminAction(client.client_id, action),
     })))
     // Keycloak lists each admin URL, and leaves out a list that would be empty; here without its query, which may carry

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { BackchannelLogouts, type DeliveryFailure, type DeliveryOutcome } from '../../src/oidc/backchannel-logout.ts'
+import { BackchannelLogouts, DELIVERIES_PER_RECEIVER, MAX_WAITING_PER_RECEIVER, type DeliveryFailure, type DeliveryOutcome } from '../../src/oidc/backchannel-logout.ts'
 
 /** Receivers on 127.0.0.1: `/ok` answers 200, `/error` 500, `/moved` redirects to `/ok`, `/held` waits to be released. */
 class Receivers {
@@ -42,6 +42,15 @@ class Receivers {
     for (const res of this.held.splice(0)) res.writeHead(200).end()
   }
 
+  releaseOne(): void {
+    this.held.shift()?.writeHead(200).end()
+  }
+
+  /** Cuts the connections of the held deliveries without an answer, as a receiver that crashed. */
+  cut(): void {
+    for (const res of this.held.splice(0)) res.socket?.destroy()
+  }
+
   async stop(): Promise<void> {
     this.#server.closeAllConnections()
     this.#server.close()
@@ -58,8 +67,9 @@ async function until(condition: () => boolean, what: string, deadlineMs = 30_000
 
 describe('back-channel logout deliveries', () => {
   const receivers = new Receivers()
-  before(() => receivers.start())
-  after(() => receivers.stop())
+  const other = new Receivers()
+  before(() => Promise.all([receivers.start(), other.start()]))
+  after(() => Promise.all([receivers.stop(), other.stop()]))
 
   function queue(): { logouts: BackchannelLogouts; counted: Map<DeliveryOutcome, number>; failures: DeliveryFailure[] } {
     const counted = new Map<DeliveryOutcome, number>()
@@ -77,19 +87,53 @@ describe('back-channel logout deliveries', () => {
     void logouts.settled().then(() => (settled = true))
     while (!settled) {
       receivers.release()
+      other.release()
       await sleep(20)
     }
   }
   const delivery = (path: string, token = 'a.b.c') => ({ realm: 'platform', clientId: 'app', uri: `${receivers.url}${path}`, sign: async () => token, format: 'logout_token' as const })
 
-  it('sends a few at a time, however many sessions end at once', async () => {
+  it('sends a few at a time to a receiver, however many sessions end at once', async () => {
     const { logouts, counted } = queue()
     receivers.mostOpen = 0
     for (let i = 0; i < 20; i++) logouts.send(delivery('/held'))
-    await until(() => receivers.held.length === 8, 'eight deliveries under way')
+    await until(() => receivers.held.length === DELIVERIES_PER_RECEIVER, 'a receiver\'s deliveries under way')
     await releasedUntilSettled(logouts)
-    assert.equal(receivers.mostOpen, 8)
+    assert.equal(receivers.mostOpen, DELIVERIES_PER_RECEIVER)
     assert.equal(counted.get('delivered'), 20)
+  })
+
+  it('holds back only a hanging receiver\'s own deliveries, however many wait for it, and sends an administrator\'s call to it next', async () => {
+    const { logouts, counted } = queue()
+    const before = receivers.paths.length
+    for (let i = 0; i < 200; i++) logouts.send(delivery('/held'))
+    await until(() => receivers.held.length === DELIVERIES_PER_RECEIVER, 'the hanging receiver\'s deliveries under way')
+    // Another client's receiver is told at once.
+    const otherClient = logouts.send({ ...delivery('/ok'), uri: `${other.url}/ok` })
+    assert.equal(await Promise.race([otherClient, sleep(2000, 'still waiting')]), 'delivered')
+    // An administrator's call waits for no one queued before it at its receiver.
+    const urgent = logouts.send({ ...delivery('/held?urgent'), urgent: true })
+    receivers.releaseOne()
+    await until(() => receivers.paths.length - before === DELIVERIES_PER_RECEIVER + 1, 'the next delivery started')
+    assert.equal(receivers.paths.at(-1), '/held?urgent')
+    await releasedUntilSettled(logouts)
+    assert.equal(await urgent, 'delivered')
+    assert.equal(counted.get('delivered'), 202)
+  })
+
+  it('sends one at a time to a receiver whose last delivery got no answer, and a few again once it answers', async () => {
+    const { logouts, counted } = queue()
+    for (let i = 0; i < DELIVERIES_PER_RECEIVER + 6; i++) logouts.send(delivery('/held'))
+    await until(() => receivers.held.length === DELIVERIES_PER_RECEIVER, 'the first deliveries under way')
+    receivers.cut()
+    await until(() => counted.get('unreachable') === DELIVERIES_PER_RECEIVER, 'the cut deliveries failed')
+    await until(() => receivers.held.length === 1, 'one delivery under way')
+    await sleep(300)
+    assert.equal(receivers.held.length, 1, 'only one, while the receiver did not answer')
+    receivers.releaseOne()
+    await until(() => receivers.held.length === DELIVERIES_PER_RECEIVER, 'a few under way again')
+    await releasedUntilSettled(logouts)
+    assert.equal(counted.get('delivered'), 6)
   })
 
   it('tells whoever waits for a delivery what it came to: delivered, rejected, or dropped once the queue stopped', async () => {
@@ -150,8 +194,8 @@ describe('back-channel logout deliveries', () => {
 
   it('a stop sends for a while, then drops what still waits and what comes after, and waits only for the deliveries under way', async () => {
     const { logouts, counted, failures } = queue()
-    for (let i = 0; i < 8 + 5; i++) logouts.send(delivery('/held'))
-    await until(() => receivers.held.length >= 8, 'eight deliveries under way')
+    for (let i = 0; i < DELIVERIES_PER_RECEIVER + 5; i++) logouts.send(delivery('/held'))
+    await until(() => receivers.held.length >= DELIVERIES_PER_RECEIVER, 'the deliveries under way')
     let stopped = false
     const stopping = logouts.stop(100).then(() => (stopped = true))
     await until(() => counted.get('dropped') === 5, 'the waiting deliveries dropped')
@@ -160,17 +204,19 @@ describe('back-channel logout deliveries', () => {
     assert.equal(stopped, false, 'the deliveries under way are waited for')
     receivers.release()
     await stopping
-    assert.equal(counted.get('delivered'), 8)
+    assert.equal(counted.get('delivered'), DELIVERIES_PER_RECEIVER)
     assert.equal(receivers.held.length, 0)
     assert.deepEqual(failures.map((f) => [f.outcome, f.detail]), Array(6).fill(['dropped', 'the process stopped before its turn came']))
   })
 
-  it('drops what comes beyond the waiting bound, and says so', async () => {
+  it('drops what comes beyond a receiver\'s waiting bound, and says so, while others\' still wait their turn', async () => {
     const { logouts, counted, failures } = queue()
-    for (let i = 0; i < 8 + 1000 + 3; i++) logouts.send(delivery('/held'))
+    for (let i = 0; i < DELIVERIES_PER_RECEIVER + MAX_WAITING_PER_RECEIVER + 3; i++) logouts.send(delivery('/held'))
     assert.equal(counted.get('dropped'), 3)
-    assert.equal(failures.filter((f) => f.outcome === 'dropped').length, 3)
+    assert.deepEqual(failures.filter((f) => f.outcome === 'dropped').map((f) => f.detail), Array(3).fill(`more than ${MAX_WAITING_PER_RECEIVER} logout tokens waiting to be sent to ${receivers.url}`))
+    const otherClient = logouts.send({ ...delivery('/held'), uri: `${other.url}/held` })
     await releasedUntilSettled(logouts)
-    assert.equal(counted.get('delivered'), 1008)
+    assert.equal(await otherClient, 'delivered')
+    assert.equal(counted.get('delivered'), DELIVERIES_PER_RECEIVER + MAX_WAITING_PER_RECEIVER + 1)
   })
 })
