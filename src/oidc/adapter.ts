@@ -129,6 +129,10 @@ export class StoreAdapter implements Adapter {
 
   async find(id: string): Promise<AdapterPayload | undefined> {
     if (this.#model === 'AuthorizationCode') return this.#claimCode(id)
+    // A device code past its expiry is still found (until the hourly sweep deletes it): oidc-provider judges its expiry
+    // itself, and answers the device grant `expired_token` (RFC 8628 §3.5, Keycloak's DeviceGrantType) rather than a code
+    // it does not know, so the device tells its user to start again.
+    if (this.#model === 'DeviceCode') return this.#ownRealms(await this.#deps.records.find(this.#model, id, 0))
     if (this.#model !== 'RefreshToken') return this.#ownRealms(await this.#deps.records.find(this.#model, id, providerNow()))
     // Its grant comes along: a refresh reads it next.
     const payload = this.#ownRealms(await this.#deps.records.findWithGrant(this.#model, id, providerNow()))

@@ -307,7 +307,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
       IdToken: realm.access_token_seconds,
       AuthorizationCode: 60,
       // Keycloak's "OAuth 2.0 Device Code Lifespan".
-      DeviceCode: 600,
+      DeviceCode: realm.device_code_seconds,
       Interaction: LOGIN_UNDER_WAY_SECONDS,
       // A browser session nobody signed in to yet (the logout or device code form's, kept for its anti-forgery secret)
       // lasts as a login under way does; a sign-in saves it again with the SSO session's lifetime.

@@ -375,7 +375,7 @@ describe('a device code at another realm\'s token endpoint', () => {
   before(async () => {
     // Two realms with the same device client: only the realm that issued a device code may be polled with it.
     const [realm] = realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }, { client_id: 'radio', public_client: true, device_authorization_grant: true }])
-    gw = await startGateway({ config: { realms: [realm, { ...realm, name: 'elsewhere' }] } })
+    gw = await startGateway({ config: { realms: [{ ...realm, device_code_seconds: 120 }, { ...realm, name: 'elsewhere' }] } })
     await gw.app.accounts.create({ username: 'alice', password: 'alice-password' })
   })
   after(() => gw.close())
@@ -420,6 +420,25 @@ describe('a device code at another realm\'s token endpoint', () => {
     assert.deepEqual([own.status, (await json(own)).error], [400, 'authorization_pending'])
     const again = await poll('tv')
     assert.deepEqual([again.status, (await json(again)).error], [400, 'slow_down'])
+  })
+
+  it('lives the realm\'s device_code_seconds, then is answered expired_token, as RFC 8628 and Keycloak\'s device grant say', async () => {
+    const started = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/auth/device`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+    const { device_code: deviceCode, expires_in: expiresIn } = await started.json() as { device_code: string; expires_in: number }
+    assert.equal(expiresIn, 120, 'the realm\'s device_code_seconds')
+    const poll = () => gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'tv', grant_type: DEVICE_GRANT, device_code: deviceCode }) })
+    assert.equal((await json(await poll())).error, 'authorization_pending')
+    // oidc-provider's clock reads the process's view of the database's clock (provider-clock.ts).
+    const clock = gw.app.bus.clock
+    const databaseNow = clock.now
+    clock.now = () => databaseNow.call(clock) + (expiresIn + 10) * 1000
+    try {
+      const expired = await poll()
+      assert.equal(expired.status, 400)
+      assert.deepEqual(await json(expired), { error: 'expired_token', error_description: 'Device code is expired' })
+    } finally {
+      clock.now = databaseNow
+    }
   })
 
   it('is not found by its user code at another realm\'s device page', async () => {
