@@ -11,6 +11,8 @@ const ALIASES = [
   { name: 'SESSION_COOKIE_AGE', setting: 'session_cookie_age' },
   { name: 'ALLOW_OAUTH2_FOR_EXTERNAL_USERS', setting: 'allow_external_users_to_create_oauth2_tokens' },
   { name: 'OAUTH2_PROVIDER', setting: 'oauth2_access_token_expire_seconds', key: 'ACCESS_TOKEN_EXPIRE_SECONDS' },
+  // The platform's local password policy; the collection's settings module shows it in its examples.
+  { name: 'password_min_length', setting: 'local_password_min_length' },
 ] as const satisfies readonly { name: string; setting: keyof Settings; key?: string }[]
 
 type Alias = typeof ALIASES[number]

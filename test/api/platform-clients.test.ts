@@ -232,11 +232,12 @@ describe('the platform\'s clients', () => {
     it('reads settings/all/, compares by the names it was given, and PUTs the differences', async () => {
       const client = new CollectionClient(gw.url, { username: 'admin', password: ADMIN_PASSWORD })
       await client.authenticate()
-      const wanted = { SESSION_COOKIE_AGE: 3600, ALLOW_OAUTH2_FOR_EXTERNAL_USERS: true, OAUTH2_PROVIDER: { ACCESS_TOKEN_EXPIRE_SECONDS: 7200 }, gateway_basic_auth_enabled: true }
+      // As the module's examples name them, among them the platform's `password_min_length`.
+      const wanted = { SESSION_COOKIE_AGE: 3600, ALLOW_OAUTH2_FOR_EXTERNAL_USERS: true, OAUTH2_PROVIDER: { ACCESS_TOKEN_EXPIRE_SECONDS: 7200 }, password_min_length: 14, gateway_basic_auth_enabled: true }
       const existing = (await client.send('GET', 'settings/all')).json
       for (const name of Object.keys(wanted)) assert.ok(name in existing, `${name} is readable under the name the module compares`)
       const changed = Object.fromEntries(Object.entries(wanted).filter(([name, value]) => JSON.stringify(existing[name]) !== JSON.stringify(value)))
-      assert.deepEqual(Object.keys(changed).sort(), ['ALLOW_OAUTH2_FOR_EXTERNAL_USERS', 'OAUTH2_PROVIDER', 'SESSION_COOKIE_AGE'])
+      assert.deepEqual(Object.keys(changed).sort(), ['ALLOW_OAUTH2_FOR_EXTERNAL_USERS', 'OAUTH2_PROVIDER', 'SESSION_COOKIE_AGE', 'password_min_length'])
       const saved = await client.send('PUT', 'settings/all', changed)
       assert.equal(saved.status, 200, JSON.stringify(saved.json))
       // main() of plugins/modules/settings.py reads response["json"][name] for each name it sent.
@@ -244,6 +245,7 @@ describe('the platform\'s clients', () => {
       assert.equal(gw.app.settings.current.session_cookie_age, 3600)
       assert.equal(gw.app.settings.current.allow_external_users_to_create_oauth2_tokens, true)
       assert.equal(gw.app.settings.current.oauth2_access_token_expire_seconds, 7200)
+      assert.equal(gw.app.settings.current.local_password_min_length, 14)
       const again = (await client.send('GET', 'settings/all')).json
       for (const [name, value] of Object.entries(wanted)) assert.deepEqual(again[name], value, `a second run finds ${name} unchanged`)
     })

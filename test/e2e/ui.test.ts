@@ -304,6 +304,9 @@ describe('the web interface in Chromium', () => {
   it('shows the server\'s message next to a wrong setting, and saves nothing of the form', () => inBrowser('phone', async ({ page, problems, failedResponses }) => {
     await openAsAdmin(page, '/ui/admin/settings')
     const age = page.getByLabel('Session cookie age (seconds)')
+    // Each setting once, under Gatehouse's name: not again under the platform's, which the API shows beside it.
+    assert.equal(await page.locator('[data-field="local_password_min_length"]').count(), 1)
+    for (const name of ['password_min_length', 'SESSION_COOKIE_AGE']) assert.equal(await page.locator(`[data-field="${name}"]`).count(), 0, name)
     await age.fill('5')
     await page.getByLabel('Gateway basic auth enabled').uncheck()
     await page.getByRole('button', { name: 'Save settings' }).click()

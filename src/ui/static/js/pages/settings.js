@@ -61,13 +61,16 @@ const KNOWN = {
   },
 }
 
+/** The platform's names in lower case that the API shows beside Gatehouse's (src/settings/platform-names.ts). */
+const LOWER_CASE_PLATFORM_NAMES = new Set(['password_min_length'])
+
 /**
- * The API also shows some settings under the automation platform's names (SESSION_COOKIE_AGE, OAUTH2_PROVIDER),
- * which are written in capitals; the page shows each setting once, under Gatehouse's name.
+ * The API also shows some settings under the automation platform's names (SESSION_COOKIE_AGE, OAUTH2_PROVIDER,
+ * mostly written in capitals); the page shows each setting once, under Gatehouse's name.
  * @param {string} name
  */
 function isPlatformName(name) {
-  return /^[A-Z0-9_]+$/.test(name)
+  return /^[A-Z0-9_]+$/.test(name) || LOWER_CASE_PLATFORM_NAMES.has(name)
 }
 
 /**
