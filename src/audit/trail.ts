@@ -47,6 +47,8 @@ export class AuditTrail {
   #pruneTimer: NodeJS.Timeout | undefined
   #lines: WriteStream | NodeJS.WriteStream | undefined
   readonly #listeners: ((entry: NewAuditEntry) => void)[] = []
+  /** The entries that are always kept, whatever the queue's bound: changes, and refused changes. */
+  readonly #alwaysKept = new WeakSet<NewAuditEntry>()
   /** Entries counted instead of kept since start (gatehouse_audit_dropped_total). */
   droppedTotal = 0
   onError: (error: unknown) => void = () => {}
@@ -150,6 +152,7 @@ export class AuditTrail {
       this.droppedTotal++
       return
     }
+    if (keep) this.#alwaysKept.add(entry)
     this.#queue.push(entry)
   }
 
@@ -159,9 +162,21 @@ export class AuditTrail {
     return new Promise((resolve) => this.#lines!.write(text, () => resolve()))
   }
 
-  /** The database is away: the entries wait for the next flush, within the queue's bound. */
+  /**
+   * The database is away: the entries wait for the next flush. Changes always do, as when they were recorded;
+   * authentication entries as far as the queue's bound leaves room beside them, and the rest are counted as dropped
+   * (in the next `dropped` entry and the metric), as when the queue was full.
+   */
   #keepForNextFlush(entries: NewAuditEntry[], error: unknown): void {
-    this.#queue.unshift(...entries.slice(0, Math.max(0, this.#options.queue_limit - this.#queue.length)))
+    const changes = entries.filter((entry) => this.#alwaysKept.has(entry)).length
+    let room = Math.max(0, this.#options.queue_limit - this.#queue.length - changes)
+    const kept = entries.filter((entry) => {
+      if (this.#alwaysKept.has(entry) || room-- > 0) return true
+      this.#dropped++
+      this.droppedTotal++
+      return false
+    })
+    this.#queue.unshift(...kept)
     this.onError(error)
   }
 

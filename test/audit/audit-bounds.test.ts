@@ -6,6 +6,7 @@ import { Agent } from 'undici'
 import { SYSTEM_ACTOR, type Actor } from '../../src/audit/actor.ts'
 import { AuditTrail } from '../../src/audit/trail.ts'
 import { auditDefaults } from '../../src/config/operations.ts'
+import { DatabaseUnavailable } from '../../src/errors.ts'
 import { type ListFilter, NO_FILTER } from '../../src/store/list-filter.ts'
 import { openStore } from '../../src/store/store.ts'
 import { adminAuth, basic, json, startGateway, tempDir } from '../helpers/gateway.ts'
@@ -30,6 +31,32 @@ describe('audit trail bounds', () => {
       assert.equal(entries[1]!.operation, 'update')
       assert.equal(entries[2]!.objectName, 'user-49', 'the first ones are kept, later ones counted')
     } finally {
+      await trail.close()
+      await store.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('keeps every change while the database is away, and counts the login entries it cannot keep beside them', async () => {
+    const dir = tempDir()
+    const store = await openStore({ dataDir: dir })
+    const trail = new AuditTrail(store, { ...auditDefaults, queue_limit: 10 })
+    const insertMany = store.audit.insertMany
+    store.audit.insertMany = async () => { throw new DatabaseUnavailable() }
+    try {
+      for (let i = 0; i < 10; i++) trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: `user-${i}` }, code: 'invalid_credentials' })
+      for (let i = 0; i < 3; i++) trail.change(SYSTEM_ACTOR, 'update', { type: 'user', name: `disabled-${i}` }, { is_active: true }, { is_active: false })
+      await trail.flush()
+      assert.equal(trail.waiting, 10, 'the changes, and the login entries the bound leaves room for')
+      store.audit.insertMany = insertMany
+      await trail.flush()
+      const { entries } = await store.audit.list({ filter: newestFirst, offset: 0, limit: 100 })
+      assert.deepEqual(entries.filter((entry) => entry.operation === 'update').map((entry) => entry.objectName).sort(), ['disabled-0', 'disabled-1', 'disabled-2'])
+      assert.equal(entries.filter((entry) => entry.operation === 'login_error').length, 7)
+      assert.deepEqual(entries.find((entry) => entry.operation === 'dropped')?.changes, { count: 3 })
+      assert.equal(trail.droppedTotal, 3)
+    } finally {
+      store.audit.insertMany = insertMany
       await trail.close()
       await store.close()
       rmSync(dir, { recursive: true, force: true })
