@@ -22,6 +22,11 @@ export interface ActiveSession {
   readonly created: number
 }
 
+/** Where a session was started from, as it is stored: within the columns' bounds, which a client's header is not. */
+export function storedOrigin(origin: { ip: string; userAgent: string }): { ip: string; userAgent: string } {
+  return { ip: origin.ip.slice(0, 64), userAgent: origin.userAgent.slice(0, 256) }
+}
+
 /** The browser's session that a new login replaces (`SessionManager.start`). */
 export interface ReplacedSession {
   readonly keyHash: string
@@ -94,8 +99,7 @@ export class SessionManager {
         userId,
         created: issuedAt,
         expiresAt: now + this.#settings.current.session_cookie_age * 1000,
-        ip: origin.ip.slice(0, 64),
-        userAgent: origin.userAgent.slice(0, 256),
+        ...storedOrigin(origin),
       })
       if (limit > 0) {
         const ended = await tx.sessions.deleteOldest(userId, limit, now, stored.id)

@@ -7,7 +7,7 @@ import type { RuntimeSettings } from '../settings/runtime.ts'
 import type { User } from '../store/users.ts'
 import type { CsrfPolicy } from './csrf.ts'
 import { setSessionCookie } from './session.ts'
-import type { ReplacedSession, SessionManager } from './session-manager.ts'
+import { storedOrigin, type ReplacedSession, type SessionManager } from './session-manager.ts'
 
 /** What starting a session takes (the app has them all). */
 export interface SessionParts {
@@ -32,7 +32,8 @@ export async function startSession(app: SessionParts, request: FastifyRequest, r
   // A session the browser already had is replaced, never kept next to the new one; the browser's realm sessions
   // stay signed in with the new one when it is the same person's (SessionManager.start).
   const { sessionId, session } = await app.sessions.start(user.id, origin, now, previous, issuedAt)
-  app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...origin }))
+  // The audit entry says what was stored, within its bounds: a client's User-Agent may be 16 KB, and every login's entry is kept.
+  app.audit.change(signingIn(user, request.ip, 'session'), 'create', auditedSession(session), undefined, sessionFields({ ...session, ...storedOrigin(origin) }))
   setSessionCookie(reply, sessionId, app.settings.current.session_cookie_age, app.csrf.isSecure(request))
   return { csrfToken: app.csrf.rotate(request, reply), expiresAt: session.expiresAt, now, keyHash: session.keyHash }
 }

@@ -36,6 +36,16 @@ describe('session administration', () => {
     assert.equal((await json(single)).username, 'alice')
   })
 
+  it('records in the audit trail the User-Agent a session stores, within its bound', async () => {
+    const userAgent = `Mozilla/${'X'.repeat(7000)}`
+    await login(gw, 'alice', 'alice-password', { 'user-agent': userAgent })
+    await gw.app.audit.flush()
+    const { results: [entry] } = await json(await gw.fetch('/api/gateway/v1/activitystream/?content_type=session&order_by=-id', { headers: adminAuth }))
+    assert.equal(entry.changes.added_fields.user_agent, userAgent.slice(0, 256))
+    const { results } = await json(await gw.fetch(`/api/gateway/v1/sessions/?user=${aliceId}`, { headers: adminAuth }))
+    assert.ok(results.some((session: { user_agent: string }) => session.user_agent === userAgent.slice(0, 256)))
+  })
+
   it('refuses everyone but superusers', async () => {
     const alice = await login(gw, 'alice', 'alice-password')
     for (const path of ['/api/gateway/v1/sessions/', `/api/gateway/v1/users/${aliceId}/sessions/`]) {
