@@ -180,7 +180,7 @@ export async function createApp(config: Config, store: Store, options: AppOption
       await endLinkedRealmSessions(tx, await tx.sessions.deleteForUser(user.id))
       await tx.oidc.destroyByAccount(String(user.id))
     }
-    if (change.revokeTokens) await tx.tokens.deleteByUser(user.id)
+    if (change.revokeTokens) change.tokensRevoked = await tx.tokens.deleteByUser(user.id)
   })
   accounts.onForget((userId) => sessions.forgetUser(userId))
   auth.add(new SessionAuthenticator(sessions, csrf))

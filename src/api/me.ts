@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { InvalidCredentials, ManagedBySource, PermissionDenied, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 import { toggle } from '../settings/definitions.ts'
@@ -50,7 +51,7 @@ export function meRoutes(api: GatewayApi, app: App): void {
     await assertCurrentPassword(app, request, reply, input.current_password, input.new_password, 'new_password')
     let user
     try {
-      user = await app.accounts.update(principal.user.id, { password: input.new_password, revokeTokens: input.revoke_tokens })
+      user = await app.accounts.update(principal.user.id, { password: input.new_password, revokeTokens: input.revoke_tokens }, { tokensRevoked: (revoked) => recordTokensOfUserRevoked(app.audit, actorOf(request), principal.user.id, revoked) })
     } catch (error) {
       // The password policy names the account's `password`; here the person typed it as `new_password`.
       if (error instanceof ValidationFailed && error.fields?.password) throw new ValidationFailed({ new_password: error.fields.password })

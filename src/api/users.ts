@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import type { GivenRole } from '../access/admin.ts'
 import { ORGANIZATION_MEMBER } from '../access/permissions.ts'
 import { usernamesInRules } from '../access/rules.ts'
@@ -396,7 +397,7 @@ export function userRoutes(api: GatewayApi, app: App): void {
         throw new SelfLockout('You cannot disable or demote your own account.')
       }
       const memberships = await membershipsIn(app, request, namedOrganizations(app, input.organizations))
-      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together, asRead: enabledAsRead, policyBeforeSamePassword: !own && !caller.isSuperuser })
+      const user = await app.accounts.update(id, { ...accountFields(input), revokeTokens: input.revoke_tokens }, { keepAnActiveSuperuser: true, together: memberships.together, asRead: enabledAsRead, policyBeforeSamePassword: !own && !caller.isSuperuser, tokensRevoked: (revoked) => recordTokensOfUserRevoked(app.audit, actorOf(request), id, revoked) })
       // A password equal to the one the account has is kept, not set (src/directory/accounts.ts): no change to record.
       const passwordSet = user.passwordHash === target.passwordHash ? undefined : input.password
       app.audit.change(actorOf(request), 'update', auditedUser(user), { ...serializeUser(target), ...passwordMark(passwordSet, 'old') }, { ...serializeUser(user), ...passwordMark(passwordSet, 'new') })

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander'
 import { TOKEN_DESCRIPTION_MAX } from '../api/tokens.ts'
-import { auditedToken, auditedTokenFields } from '../audit/tokens.ts'
+import { auditedToken, auditedTokenFields, recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { cliActor } from '../audit/actor.ts'
 import type { TokenRecord, TokenScope } from '../store/tokens.ts'
 import { addStorageOptions, printList, UsageError, withApp, type StorageOptions } from './common.ts'
@@ -82,7 +82,7 @@ export function tokensCommand(): Command {
         } else if (options.user !== undefined) {
           const owner = await findUser(app, options.user)
           const revoked = await app.tokens.revokeUser(owner.id)
-          app.audit.change(cliActor(), 'delete', { type: 'token', name: `tokens of user ${owner.id}` }, { user: owner.id, revoked })
+          recordTokensOfUserRevoked(app.audit, cliActor(), owner.id, revoked)
           process.stdout.write(`revoked ${revoked} token(s) of ${owner.username}\n`)
         } else {
           // Read first, so the trail keeps whose token it was, as the API's revocation does.

@@ -6,6 +6,7 @@ import type { App } from '../app.ts'
 import { auditedUser, passwordMark, serializeUser } from '../api/users.ts'
 import { emailAddress } from '../api/profile-fields.ts'
 import { cliActor } from '../audit/actor.ts'
+import { recordTokensOfUserRevoked } from '../audit/tokens.ts'
 import { SelfLockout, ValidationFailed } from '../errors.ts'
 import type { User } from '../store/users.ts'
 
@@ -55,7 +56,7 @@ export function usersCommand(): Command {
       await withApp(options, async (app) => {
         const user = await findUser(app, name)
         if (user.source !== 'local') throw new UsageError(`${name} is a ${user.source} account; its password is managed by its source`)
-        await app.accounts.update(user.id, { password, revokeTokens: options.revokeTokens === true })
+        await app.accounts.update(user.id, { password, revokeTokens: options.revokeTokens === true }, { tokensRevoked: (revoked) => recordTokensOfUserRevoked(app.audit, cliActor(), user.id, revoked) })
         app.audit.change(cliActor(), 'update', auditedUser(user), passwordMark(password, 'old'), passwordMark(password, 'new'))
         process.stdout.write(`password changed for ${name}${options.revokeTokens ? ', personal tokens revoked' : ''}\n`)
       })

@@ -54,6 +54,8 @@ export interface UserChange {
   deleted: boolean
   /** Asked for with a new password: the user's personal tokens end too. */
   revokeTokens: boolean
+  /** How many personal tokens ended with it: set by the listener that ends them. */
+  tokensRevoked?: number
 }
 
 /** How a password check was asked for, for the audit trail: the login method, and the realm of an OIDC login. */
@@ -135,6 +137,8 @@ export interface AdministrativeChange {
    * the account has, which would otherwise be kept as no change (see `update`).
    */
   policyBeforeSamePassword?: boolean | undefined
+  /** Told, once the change is saved, how many personal tokens it revoked (`revokeTokens`): the caller records it. */
+  tokensRevoked?: ((count: number) => void) | undefined
 }
 
 /**
@@ -336,7 +340,7 @@ export class Accounts {
     if (changes.username !== undefined && changes.username !== current.username) await this.#refuseCaseVariant(changes.username, id)
     const { password, revokeTokens, ...rest } = changes
     const passwordHash = password === undefined || keepsPassword ? undefined : password === null ? null : await hashPassword(password)
-    let saved: { before: User; after: User; keptSuperuser: boolean } | undefined
+    let saved: { before: User; after: User; keptSuperuser: boolean; tokensRevoked: number | undefined } | undefined
     let writingTogether = false
     try {
       saved = await this.#bus.change(async (tx, announce) => {
@@ -364,22 +368,24 @@ export class Accounts {
         if (!before || !after) return undefined
         if (mayRemoveSuperuser && isActiveSuperuser(before) && !isActiveSuperuser(after)) await requireAnActiveSuperuser(tx)
         announce(USER_TOPIC, String(id))
-        await this.#runChangeListeners(tx, after, {
+        const change: UserChange = {
           passwordChanged: passwordHash !== undefined,
           deactivated: before.isActive && !after.isActive,
           deleted: false,
           revokeTokens: passwordHash !== undefined && revokeTokens === true,
-        })
+        }
+        await this.#runChangeListeners(tx, after, change)
         writingTogether = true
         await options.together?.(tx, announce, after)
-        return { before, after, keptSuperuser }
+        return { before, after, keptSuperuser, tokensRevoked: change.tokensRevoked }
       })
     } catch (error) {
       if (error instanceof UniqueViolation && !writingTogether) throw new UsernameTaken()
       throw error
     }
     if (!saved) throw new NotFound('No such user.')
-    const { before, after, keptSuperuser } = saved
+    const { before, after, keptSuperuser, tokensRevoked } = saved
+    if (tokensRevoked !== undefined) options.tokensRevoked?.(tokensRevoked)
     if (keptSuperuser) for (const listener of this.#keptListeners) listener(after)
     // A new password, or an account enabled again, is an administrator's answer to a lock: it ends it.
     if (passwordHash || (!before.isActive && after.isActive)) await this.lockout.clear(after.username)

@@ -35,6 +35,13 @@ for (const backend of gatewayBackends) {
       headers: { authorization: basic(username, current), 'content-type': 'application/json' },
       body: JSON.stringify({ current_password: current, new_password: next, ...extra }),
     })
+    /** The audit trail's entries of the personal tokens of `userId` revoked together, with how many each ended. */
+    const tokensRevokedEntries = async (userId: number) => {
+      await first.app.audit.flush()
+      const { results } = await json(await first.fetch('/api/gateway/v1/activitystream/?operation=delete&content_type=token&order_by=id', { headers: adminAuth }))
+      return results.filter((entry: { summary_fields: { content_object: { name: string } } }) => entry.summary_fields.content_object.name === `tokens of user ${userId}`)
+        .map((entry: { changes: { removed_fields: { revoked: number } } }) => entry.changes.removed_fields.revoked)
+    }
     const setPassword = (id: number, body: Record<string, unknown>) => first.fetch(`/api/gateway/v1/users/${id}/`, {
       method: 'PATCH', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify(body),
     })
@@ -64,11 +71,12 @@ for (const backend of gatewayBackends) {
     })
 
     it('revokes the personal tokens too when the user asks for it', async () => {
-      await first.app.accounts.create({ username: 'sam', password: 'sam-password-one' })
+      const { id } = await first.app.accounts.create({ username: 'sam', password: 'sam-password-one' })
       const pat = await personalToken('sam', 'sam-password-one')
       assert.equal((await second.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${pat}` } })).status, 200)
       assert.equal((await changeOwnPassword('sam', 'sam-password-one', 'sam-password-two', { revoke_tokens: true })).status, 204)
       for (const gw of [second, first]) assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${pat}` } })).status, 401)
+      assert.deepEqual(await tokensRevokedEntries(id), [1], 'recorded as tokens/revoke/ records it')
     })
 
     it('ends OIDC grants when an administrator sets a password, and personal tokens only with revoke_tokens', async () => {
@@ -83,8 +91,10 @@ for (const backend of gatewayBackends) {
       assert.equal((await refresh(oidc.refresh_token)).status, 400)
       assert.ok(await patWorks())
 
+      assert.deepEqual(await tokensRevokedEntries(id), [])
       assert.equal((await setPassword(id, { password: 'tess-password-three', revoke_tokens: true })).status, 200)
       assert.equal(await patWorks(), false)
+      assert.deepEqual(await tokensRevokedEntries(id), [1])
     })
 
     it('refuses revoke_tokens without a new password, or not a boolean, and changes nothing', async () => {
@@ -104,7 +114,7 @@ for (const backend of gatewayBackends) {
     })
 
     it('does the same for bin/gatehouse users set-password, with --revoke-tokens for personal tokens', async () => {
-      await first.app.accounts.create({ username: 'vera', password: 'vera-password-one' })
+      const { id } = await first.app.accounts.create({ username: 'vera', password: 'vera-password-one' })
       const oidc = await passwordLogin(first, 'vera', 'vera-password-one')
       const pat = await personalToken('vera', 'vera-password-one')
       assert.equal((await bearer(second, oidc.access_token)).status, 200)
@@ -115,6 +125,7 @@ for (const backend of gatewayBackends) {
       assert.equal((await bearer(second, oidc.access_token)).status, 401)
       assert.equal((await refresh(oidc.refresh_token)).status, 400)
       assert.equal((await second.fetch('/api/gateway/v1/me/', { headers: { authorization: `Bearer ${pat}` } })).status, 401)
+      assert.deepEqual(await tokensRevokedEntries(id), [1])
     })
   })
 }
