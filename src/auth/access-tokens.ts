@@ -43,8 +43,10 @@ export interface BearerPolicy {
   /**
    * Only the tokens of the platform's OAuth2 applications: a service that takes personal tokens (`token`) but not
    * `oidc` takes these too, as the platform has one kind of token for both (django-ansible-base's OAuth2 tokens).
+   * Says, from the token as sent (before it is verified), whether it claims to be one: the applications realm's, issued
+   * to a client the realm is not configured with. Any other bearer there is not the OIDC authenticator's to judge.
    */
-  applicationsOnly?: boolean
+  applicationsOnly?: (token: string) => boolean
 }
 
 export interface AccessTokenVerifier {

@@ -79,8 +79,8 @@ export class OidcBearerAuthenticator implements Authenticator {
     if (!bearer?.jwt) return NOT_MINE
     const policy = this.#realms.policyFor(context.place?.service)
     // A place that takes personal tokens but not `oidc` asks here only for the OAuth2 applications' tokens (the
-    // pipeline); without applications it takes no JWT at all, and the personal tokens' refusal stands.
-    if (!policy.applicationsOnly && context.place && !context.place.accepts.includes('oidc')) return NOT_MINE
+    // pipeline): any other bearer is left to the others (a session cookie beside it, or the personal tokens' refusal).
+    if (policy.applicationsOnly ? !policy.applicationsOnly(bearer.value) : context.place && !context.place.accepts.includes('oidc')) return NOT_MINE
     const token = bearer.value
     const now = this.#clock.now()
     const key = hash('sha256', token, 'base64url')

@@ -3,7 +3,7 @@ import { createHash, hash, randomBytes } from 'node:crypto'
 import type { FastifyReply } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { setTimeout as delay } from 'node:timers/promises'
-import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
+import { createLocalJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 import type Provider from 'oidc-provider'
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Config } from '../config/schema.ts'
@@ -540,10 +540,20 @@ export class OidcRealms implements AccessTokenIssuers {
         .map(([, policy]) => [...policy.audiences][0]!)])]
       this.applicationsRealm.applications = { repository: deps.store.applications, audiences }
       // A service that takes personal tokens takes the applications' tokens too, as the platform's services do: they
-      // are meant for the gateway (its audiences), and the platform's services take what the gateway takes.
+      // are meant for the gateway (its audiences), and the platform's services take what the gateway takes, held to
+      // their scope as there (only `write` writes).
+      const realm = this.applicationsRealm
+      const applicationsOnly = (token: string): boolean => {
+        try {
+          const { iss, azp } = decodeJwt(token)
+          return iss === realm.issuer && typeof azp === 'string' && realm.client(azp) === undefined
+        } catch {
+          return false
+        }
+      }
       for (const service of config.services) {
         if (service.accepts.includes('token') && !service.accepts.includes('oidc')) {
-          this.#policies.set(service.name, { realms: new Set([realmName]), audiences: new Set(gateway.audiences), scoped: false, applicationsOnly: true })
+          this.#policies.set(service.name, { realms: new Set([realmName]), audiences: new Set(gateway.audiences), scoped: true, applicationsOnly })
         }
       }
     }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { ADMIN_PASSWORD, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { AwxkitSession, awxkitOauth2Token, CollectionClient } from '../helpers/platform-clients.ts'
+import { login } from '../helpers/session.ts'
 
 describe('the platform\'s clients', () => {
   let gw: TestGateway
@@ -471,14 +472,31 @@ describe('the platform\'s clients', () => {
       const realmToken = await gw.fetch('/realms/platform/protocol/openid-connect/token', { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD }) })
       const { access_token: accessToken } = await json(realmToken)
       assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${accessToken}` } })).status, 200, 'a service that takes the realm\'s tokens takes it')
-      const refused = await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${accessToken}` } })
-      assert.equal(refused.status, 401)
-      const body = await json(refused)
-      assert.equal(body.code, 'invalid_token')
-      assert.match(body.detail, /platform's tokens/)
-      // Not a JWT, nor a personal token: the personal tokens' refusal, as before.
-      const opaque = await json(await gw.fetch('/api/controller/v2/users/', { headers: { authorization: 'Bearer abcdef' } }))
-      assert.match(opaque.detail, /gatehouse_pat_/)
+      // Neither it, nor a value that is no JWT, is one of the platform's tokens: both get the personal tokens' refusal.
+      for (const token of [accessToken, 'abcdef']) {
+        const refused = await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${token}` } })
+        assert.equal(refused.status, 401)
+        const body = await json(refused)
+        assert.equal(body.code, 'invalid_token')
+        assert.match(body.detail, /gatehouse_pat_/)
+      }
+      // A browser's session beside it still signs the request in, as before such tokens were taken there.
+      const { cookie } = await login(gw, 'admin', ADMIN_PASSWORD)
+      const withSession = await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${accessToken}`, cookie } })
+      assert.deepEqual([withSession.status, (await json(withSession)).identity?.auth_method], [200, 'session'])
+    })
+
+    it('holds an application\'s token to its scope at the controller as on the gateway\'s API: without write it only reads', async () => {
+      const application = await createApplication({ name: 'reader app', client_type: 'public', authorization_grant_type: 'password' })
+      for (const scope of ['openid', 'profile', 'read']) {
+        const { status, token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id, scope })
+        assert.equal(status, 201)
+        assert.equal((await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${token}` } })).status, 200, scope)
+        for (const path of ['/api/controller/v2/users/', '/api/gateway/v1/tokens/']) {
+          const write = await gw.fetch(path, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' })
+          assert.deepEqual([write.status, (await json(write)).code], [403, 'insufficient_scope'], `${scope} ${path}`)
+        }
+      }
     })
 
     it('get_oauth2_token() with the client id and secret of a confidential application returns a working token', async () => {
