@@ -66,6 +66,8 @@ export interface ProviderRequest {
   address: string
   /** A revocation made from Keycloak's logout-by-refresh-token: answered 204, as Keycloak does. */
   logout: boolean
+  /** The user code a link to the device page carried (`verification_uri_complete`): shown in its form, not sent. */
+  prefilledUserCode?: string | undefined
   /**
    * What Gatehouse revokes itself besides the token oidc-provider looked up: a personal token named at the platform's
    * `/o/revoke_token/` (src/oidc/routes.ts). Run only once oidc-provider authenticated the client and answered 200,
@@ -630,7 +632,8 @@ export async function deviceCodePage(ctx: KoaContextWithOIDC, form: string, _out
     : '<p role="alert">The device login could not be completed. Start again on your device.</p>'
   // oidc-provider's input selects its text with an inline `onfocus` handler, which the realm pages' policy (no inline
   // script but the pages' own, by hash) blocks with a console error; the field works the same without it.
-  const input = form.replace(/\sonfocus="[^"]*"/, '')
+  const prefilled = error ? undefined : (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.prefilledUserCode
+  const input = form.replace(/\sonfocus="[^"]*"/, '').replace(/(<input\s+)(?=[^>]*name="user_code")/, prefilled === undefined ? '$1' : `$1value="${escapeHtml(prefilled)}" `)
   ctx.body = simplePage('Device login', `<p>Enter the code your device shows.</p>${problem}${input}<button type="submit" form="op.deviceInputForm">Continue</button>`)
 }
 

@@ -310,7 +310,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, revokeAlso: target.revokeAlso, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -354,6 +354,8 @@ interface Target {
   authorization?: string | null
   /** Replaces the query string (with its `?`). */
   query?: string
+  /** The device page's user code from its link, shown in the form (`ProviderRequest.prefilledUserCode`). */
+  prefilledUserCode?: string
 }
 
 /**
@@ -383,6 +385,17 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
   if (path === KEYCLOAK_ROUTES.end_session && method === 'GET') {
     const refusal = logoutRefusal(new URLSearchParams(query))
     if (refusal) return refusal
+  }
+  if (path === KEYCLOAK_ROUTES.code_verification && method === 'GET') {
+    // A link with the code (`verification_uri_complete`) fills the form in, and the person sends it: oidc-provider
+    // would post it at once, so that any site could make a visitor's browser send codes, each a wrong guess counted
+    // against the visitor's session, address or account (user-code-guesses.ts).
+    const params = new URLSearchParams(query)
+    const prefilled = params.get('user_code')
+    if (prefilled !== null) {
+      params.delete('user_code')
+      return { path, body, query: params.size ? `?${params}` : '', prefilledUserCode: prefilled.slice(0, 64) }
+    }
   }
   if (path === KEYCLOAK_ROUTES.authorization && method === 'GET') {
     const params = new URLSearchParams(query)
