@@ -6,17 +6,23 @@ import { browse, CookieJar, realmUrl, realmWith, submitForm } from '../helpers/o
 const WRONG_GUESSES_PER_SESSION = 10
 const WRONG_GUESSES_PER_ADDRESS = 50
 
+/** A gateway of its own for each group below: the bounds count per process, and each group spends them. */
+const deviceGateway = () => startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
+
+/** Starts a device login of the client `tv`; its user code and the link the device shows. */
+async function startDeviceLogin(gw: TestGateway): Promise<{ user_code: string; verification_uri_complete: string }> {
+  const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
+  return await started.json() as { user_code: string; verification_uri_complete: string }
+}
+
 /** RFC 8628 §5.1: the device page bounds how many wrong user codes one browser may try. */
 describe('user codes guessed at the device page', () => {
   let gw: TestGateway
-  before(async () => {
-    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
-  })
+  before(async () => (gw = await deviceGateway()))
   after(() => gw.close())
 
   it('are answered 429 with Retry-After once one browser got too many wrong, and the right code waits too', async () => {
-    const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
-    const { user_code: userCode } = await started.json() as { user_code: string }
+    const { user_code: userCode } = await startDeviceLogin(gw)
     const jar = new CookieJar()
     let page = await browse(gw, jar, realmUrl(gw, '/device'))
     for (let i = 0; i < WRONG_GUESSES_PER_SESSION; i++) {
@@ -37,14 +43,11 @@ describe('user codes guessed at the device page', () => {
 
 describe('a link to the device page with the code in it', () => {
   let gw: TestGateway
-  before(async () => {
-    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
-  })
+  before(async () => (gw = await deviceGateway()))
   after(() => gw.close())
 
   it('fills the code in and sends nothing until the person does, so that no site can spend a browser\'s guesses', async () => {
-    const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
-    const { user_code: userCode, verification_uri_complete: link } = await started.json() as { user_code: string; verification_uri_complete: string }
+    const { user_code: userCode, verification_uri_complete: link } = await startDeviceLogin(gw)
     const jar = new CookieJar()
     // Another site sends the browser to the page with wrong codes, more often than a session may guess.
     for (let i = 0; i <= WRONG_GUESSES_PER_SESSION; i++) {
@@ -66,9 +69,7 @@ describe('a link to the device page with the code in it', () => {
 
 describe('user codes guessed at the device page from one address', () => {
   let gw: TestGateway
-  before(async () => {
-    gw = await startGateway({ config: { realms: realmWith([{ client_id: 'tv', public_client: true, device_authorization_grant: true }]) } })
-  })
+  before(async () => (gw = await deviceGateway()))
   after(() => gw.close())
 
   /** One wrong guess from a browser of its own, as a guesser dropping its cookie after each would make. */
@@ -85,8 +86,7 @@ describe('user codes guessed at the device page from one address', () => {
   })
 
   it('lets a browser of that address that signs in enter its code, counted against its account', async () => {
-    const started = await gw.fetch('/realms/platform/protocol/openid-connect/auth/device', { method: 'POST', body: new URLSearchParams({ client_id: 'tv' }) })
-    const { user_code: userCode } = await started.json() as { user_code: string }
+    const { user_code: userCode } = await startDeviceLogin(gw)
     // The address held back, as the test before leaves it (and as this makes it when run alone).
     for (let i = 0; i <= WRONG_GUESSES_PER_ADDRESS && (await guessInNewBrowser('BCDF-GHJK')).status !== 429; i++);
     const jar = new CookieJar()
