@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
@@ -36,6 +39,9 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
   let dir: string | undefined
   let spawn: (port: number, env?: Record<string, string>) => Promise<GatewayProcess>
   let ports: number[]
+  /** A service that keeps the identity tokens it receives. */
+  let capture: Server
+  const identities: string[] = []
 
   before(async () => {
     const database = await createTestDatabase()
@@ -44,7 +50,15 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
     // One public URL, as behind a load balancer: a realm's tokens name it as their issuer, whichever process issued them.
     const configDir = dir = tempDir()
     ports = [await freePort(), await freePort(), await freePort()]
-    writeFileSync(join(configDir, 'gatehouse.yaml'), readFileSync(demoConfigFile, 'utf8').replace(/^server:\n/m, `server:\n  public_url: http://127.0.0.1:${ports[0]}\n`))
+    capture = createServer((req, res) => {
+      identities.push(String(req.headers['x-gatehouse-identity']))
+      res.end('{}')
+    }).listen(0, '127.0.0.1')
+    await once(capture, 'listening')
+    const captureService = `services:\n  - name: capture\n    prefix: /capture/\n    upstream: http://127.0.0.1:${(capture.address() as AddressInfo).port}\n`
+    writeFileSync(join(configDir, 'gatehouse.yaml'), readFileSync(demoConfigFile, 'utf8')
+      .replace(/^server:\n/m, `server:\n  public_url: http://127.0.0.1:${ports[0]}\n`)
+      .replace(/^services:\n/m, captureService))
     spawn = (port: number, env?: Record<string, string>) => spawnAtPort(join(configDir, 'gatehouse.yaml'), database.url, port, env)
     right = await spawn(ports[0]!)
     behind = await spawn(ports[1]!, skewedClock(SKEW_MS))
@@ -55,6 +69,7 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
   after(async () => {
     await db?.end()
     await Promise.all([right?.stop(), behind?.stop(), ahead?.stop()])
+    capture?.close()
     await drop?.()
     if (dir) rmSync(dir, { recursive: true, force: true })
   })
@@ -221,5 +236,13 @@ describe('not-befores across gateway processes whose clocks disagree, on Postgre
     assert.equal((await db.query('SELECT 1 FROM signing_keys WHERE kid = $1', [oldKid])).rowCount, 1)
     const proxied = await call(ahead, '/demo-app/x', { headers: { authorization: `Bearer ${signed.access_token}` } })
     assert.equal(proxied.status, 200, `${proxied.headers.get('www-authenticate')}`)
+  })
+
+  it('identity tokens signed on the process whose clock runs ahead are stamped with the database\'s time', async () => {
+    const before = await databaseSeconds()
+    const response = await call(ahead, '/capture/x', { headers: admin })
+    assert.equal(response.status, 200)
+    const claims = decodeJwtPart(identities.at(-1)!, 1)
+    assert.ok(claims.iat >= before - 1 && claims.iat <= await databaseSeconds(), `iat ${claims.iat}, the database's time ${before}`)
   })
 })
