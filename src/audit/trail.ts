@@ -49,6 +49,8 @@ export class AuditTrail {
   readonly #listeners: ((entry: NewAuditEntry) => void)[] = []
   /** The entries that are always kept, whatever the queue's bound: changes, and refused changes. */
   readonly #alwaysKept = new WeakSet<NewAuditEntry>()
+  /** The trail's own `dropped` entries, which carry a count rather than an event. */
+  readonly #dropCounts = new WeakSet<NewAuditEntry>()
   /** Entries counted instead of kept since start (gatehouse_audit_dropped_total). */
   droppedTotal = 0
   onError: (error: unknown) => void = () => {}
@@ -171,6 +173,11 @@ export class AuditTrail {
     const changes = entries.filter((entry) => this.#alwaysKept.has(entry)).length
     let room = Math.max(0, this.#options.queue_limit - this.#queue.length - changes)
     const kept = entries.filter((entry) => {
+      // A count of dropped entries goes back into the count, to be written in one entry once the database answers.
+      if (this.#dropCounts.has(entry)) {
+        this.#dropped += (entry.changes as { count: number }).count
+        return false
+      }
       if (this.#alwaysKept.has(entry) || room-- > 0) return true
       this.#dropped++
       this.droppedTotal++
@@ -182,7 +189,9 @@ export class AuditTrail {
 
   async #write(): Promise<void> {
     if (this.#dropped) {
-      this.#queue.push({ ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }), code: 'queue_full' })
+      const count = { ...entryOf({ userId: null, username: null, address: null, method: null }, 'dropped', { type: 'audit' }, { count: this.#dropped }), code: 'queue_full' }
+      this.#dropCounts.add(count)
+      this.#queue.push(count)
       this.#dropped = 0
     }
     while (this.#queue.length) {

@@ -46,14 +46,15 @@ describe('audit trail bounds', () => {
     try {
       for (let i = 0; i < 10; i++) trail.auth(guesser, { operation: 'login_error', object: { type: 'user', name: `user-${i}` }, code: 'invalid_credentials' })
       for (let i = 0; i < 3; i++) trail.change(SYSTEM_ACTOR, 'update', { type: 'user', name: `disabled-${i}` }, { is_active: true }, { is_active: false })
-      await trail.flush()
+      // Away for several flushes: the count of what was dropped waits too, in one entry.
+      for (let i = 0; i < 3; i++) await trail.flush()
       assert.equal(trail.waiting, 10, 'the changes, and the login entries the bound leaves room for')
       store.audit.insertMany = insertMany
       await trail.flush()
       const { entries } = await store.audit.list({ filter: newestFirst, offset: 0, limit: 100 })
       assert.deepEqual(entries.filter((entry) => entry.operation === 'update').map((entry) => entry.objectName).sort(), ['disabled-0', 'disabled-1', 'disabled-2'])
       assert.equal(entries.filter((entry) => entry.operation === 'login_error').length, 7)
-      assert.deepEqual(entries.find((entry) => entry.operation === 'dropped')?.changes, { count: 3 })
+      assert.deepEqual(entries.filter((entry) => entry.operation === 'dropped').map((entry) => entry.changes), [{ count: 3 }])
       assert.equal(trail.droppedTotal, 3)
     } finally {
       store.audit.insertMany = insertMany
