@@ -107,9 +107,10 @@ export class BackchannelLogouts {
       const receiver = this.#receiver(delivery.uri)
       if (this.#stopped) {
         this.#finish(queued, 'dropped', STOPPED)
-      } else if (receiver.waiting.length >= MAX_WAITING_PER_RECEIVER) {
+      } else if (!delivery.urgent && receiver.waiting.length >= MAX_WAITING_PER_RECEIVER) {
+        // An administrator's call is never dropped for the queue: there are a few (one a client), and they go first.
         this.#finish(queued, 'dropped', `more than ${MAX_WAITING_PER_RECEIVER} logout tokens waiting to be sent to ${receiver.origin}`)
-      } else if (this.#waiting >= MAX_WAITING) {
+      } else if (!delivery.urgent && this.#waiting >= MAX_WAITING) {
         this.#finish(queued, 'dropped', `more than ${MAX_WAITING} logout tokens waiting to be sent`)
       } else {
         if (delivery.urgent) receiver.waiting.unshift(queued)

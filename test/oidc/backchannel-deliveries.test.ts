@@ -215,8 +215,12 @@ describe('back-channel logout deliveries', () => {
     assert.equal(counted.get('dropped'), 3)
     assert.deepEqual(failures.filter((f) => f.outcome === 'dropped').map((f) => f.detail), Array(3).fill(`more than ${MAX_WAITING_PER_RECEIVER} logout tokens waiting to be sent to ${receivers.url}`))
     const otherClient = logouts.send({ ...delivery('/held'), uri: `${other.url}/held` })
+    // An administrator's call is never dropped for the bound: it goes first.
+    const urgent = logouts.send({ ...delivery('/held?urgent'), urgent: true })
     await releasedUntilSettled(logouts)
     assert.equal(await otherClient, 'delivered')
-    assert.equal(counted.get('delivered'), DELIVERIES_PER_RECEIVER + MAX_WAITING_PER_RECEIVER + 1)
+    assert.equal(await urgent, 'delivered')
+    assert.equal(counted.get('dropped'), 3)
+    assert.equal(counted.get('delivered'), DELIVERIES_PER_RECEIVER + MAX_WAITING_PER_RECEIVER + 2)
   })
 })
