@@ -386,7 +386,7 @@ async function adjustForKeycloak(realm: Realm, method: string, path: string, que
     const refusal = logoutRefusal(new URLSearchParams(query))
     if (refusal) return refusal
   }
-  if (path === KEYCLOAK_ROUTES.code_verification && method === 'GET') {
+  if (path === KEYCLOAK_ROUTES.code_verification && (method === 'GET' || method === 'HEAD')) {
     // A link with the code (`verification_uri_complete`) fills the form in, and the person sends it: oidc-provider
     // would post it at once, so that any site could make a visitor's browser send codes, each a wrong guess counted
     // against the visitor's session, address or account (user-code-guesses.ts).

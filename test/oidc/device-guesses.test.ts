@@ -57,6 +57,11 @@ describe('a link to the device page with the code in it', () => {
       assert.match(html, /<input\s+value="BCDF-GHJK" [^>]*name="user_code"/)
       assert.doesNotMatch(html, /type="hidden" name="user_code"/, 'not a form that posts itself')
     }
+    // A HEAD is answered as the GET: the page with the form, not one that posts itself.
+    const head = await fetch(realmUrl(gw, '/device?user_code=BCDF-GHJK'), { method: 'HEAD', headers: { cookie: jar.header(), accept: 'text/html' } })
+    const get = await fetch(realmUrl(gw, '/device?user_code=BCDF-GHJK'), { headers: { cookie: jar.header(), accept: 'text/html' } })
+    assert.equal(head.headers.get('content-security-policy'), get.headers.get('content-security-policy'))
+    assert.equal(head.headers.get('content-length'), String(Buffer.byteLength(await get.text())))
     // The link the device showed fills in its code; the person sends it, and is asked to confirm it.
     const page = await browse(gw, jar, link)
     const html = await page.response.clone().text()
