@@ -178,7 +178,6 @@ export async function withApp<T>(options: StorageOptions, body: (app: App) => Pr
     app.audit.onError = (error) => (auditError = error)
     let result: T
     try {
-      await app.bus.readClock()
       result = await body(app)
     } finally {
       await app.close()
