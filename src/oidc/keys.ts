@@ -112,9 +112,11 @@ export class RotatingKeys {
     const [upcoming, ...outrun] = next
     for (const key of outrun) {
       await this.#store.signingKeys.retire(key.kid, now + this.#graceMs)
+      key.retireAt = now + this.#graceMs
       changed = true
     }
-    const published = keys.filter((k) => !outrun.includes(k))
+    // Outrun keys too: the process that retires them publishes them as the others, which read them retired, do.
+    const published = keys
     const ordered = [active!, ...(upcoming ? [upcoming] : []), ...published.filter((k) => k !== active && k !== upcoming)]
     return {
       changed,
