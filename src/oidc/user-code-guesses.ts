@@ -8,12 +8,14 @@ import { errors } from './provider-errors.ts'
  * (at the realm or at the gateway) against its account instead (WRONG_GUESSES_PER_ACCOUNT). After that the page
  * refuses every code, right or wrong, until the window ends. An address is shared (behind NAT, a company's proxy):
  * one guesser there holds back the others, who may still sign in and enter their code, as an account's guesses
- * are its own. There is no bound over all browsers: one guesser never locks everyone out. Counted in each gateway
- * process.
+ * are its own. The accounts signed in at one address share a larger bound too (WRONG_GUESSES_PER_ADDRESS_SIGNED_IN),
+ * so that one guesser holding many accounts does not get each account's guesses again. There is no bound over all
+ * browsers: one guesser never locks everyone out. Counted in each gateway process.
  */
 export const WRONG_GUESSES_PER_SESSION = 10
 export const WRONG_GUESSES_PER_ADDRESS = 50
 export const WRONG_GUESSES_PER_ACCOUNT = 20
+export const WRONG_GUESSES_PER_ADDRESS_SIGNED_IN = 100
 export const GUESS_WINDOW_MS = 10 * 60_000
 
 interface Misses {
@@ -60,7 +62,9 @@ export class UserCodeGuesses {
   }
 
   #keys({ session, address, account }: Guesser): [string, number][] {
-    const keys: [string, number][] = [account === undefined ? [`address:${address}`, WRONG_GUESSES_PER_ADDRESS] : [`account:${account}`, WRONG_GUESSES_PER_ACCOUNT]]
+    const keys: [string, number][] = account === undefined
+      ? [[`address:${address}`, WRONG_GUESSES_PER_ADDRESS]]
+      : [[`account:${account}`, WRONG_GUESSES_PER_ACCOUNT], [`signed-in-at:${address}`, WRONG_GUESSES_PER_ADDRESS_SIGNED_IN]]
     if (session !== undefined) keys.push([`session:${session}`, WRONG_GUESSES_PER_SESSION])
     return keys
   }

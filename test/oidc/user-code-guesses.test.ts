@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { GUESS_WINDOW_MS, UserCodeGuesses, WRONG_GUESSES_PER_ACCOUNT, WRONG_GUESSES_PER_ADDRESS, WRONG_GUESSES_PER_SESSION, type Guesser } from '../../src/oidc/user-code-guesses.ts'
+import { GUESS_WINDOW_MS, UserCodeGuesses, WRONG_GUESSES_PER_ACCOUNT, WRONG_GUESSES_PER_ADDRESS, WRONG_GUESSES_PER_ADDRESS_SIGNED_IN, WRONG_GUESSES_PER_SESSION, type Guesser } from '../../src/oidc/user-code-guesses.ts'
 
 const browser = (session: string, account?: string): Guesser => ({ session, address: '192.0.2.1', account })
 
@@ -27,5 +27,18 @@ describe('the bound on wrong user codes', () => {
     for (let i = 0; i < WRONG_GUESSES_PER_ACCOUNT; i++) guesses.miss(browser(`signed-in-${i}`, '7'), start)
     assert.deepEqual(guesses.refusal(browser('another', '7'), start), { retryAfterSeconds: GUESS_WINDOW_MS / 1000, byAddress: false })
     assert.equal(guesses.refusal(browser('another', '8'), start).retryAfterSeconds, 0)
+  })
+
+  it('bounds the guesses of every account signed in at one address together, so more accounts do not bring more guesses', () => {
+    const guesses = new UserCodeGuesses()
+    const start = 1_000_000
+    const accounts = WRONG_GUESSES_PER_ADDRESS_SIGNED_IN / WRONG_GUESSES_PER_ACCOUNT
+    for (let a = 0; a < accounts; a++) {
+      for (let i = 0; i < WRONG_GUESSES_PER_ACCOUNT; i++) guesses.miss(browser(`a${a}-s${i}`, `account-${a}`), start)
+    }
+    // One more account at that address is held back; at another address, or not signed in, a browser still guesses.
+    assert.deepEqual(guesses.refusal(browser('next', 'account-new'), start), { retryAfterSeconds: GUESS_WINDOW_MS / 1000, byAddress: false })
+    assert.equal(guesses.refusal({ session: 'elsewhere', address: '192.0.2.2', account: 'account-new' }, start).retryAfterSeconds, 0)
+    assert.equal(guesses.refusal(browser('anonymous'), start).retryAfterSeconds, 0)
   })
 })
