@@ -78,13 +78,16 @@ export class OidcBearerAuthenticator implements Authenticator {
     const bearer = bearerValue(request, context)
     if (!bearer?.jwt) return NOT_MINE
     const policy = this.#realms.policyFor(context.place?.service)
-    // A place that takes personal tokens but not `oidc` asks here only for the OAuth2 applications' tokens (the
-    // pipeline): any other bearer is left to the others (a session cookie beside it, or the personal tokens' refusal).
-    if (policy.applicationsOnly ? !policy.applicationsOnly(bearer.value) : context.place && !context.place.accepts.includes('oidc')) return NOT_MINE
+    if (!policy.applicationsOnly && context.place && !context.place.accepts.includes('oidc')) return NOT_MINE
     const token = bearer.value
     const now = this.#clock.now()
     const key = hash('sha256', token, 'base64url')
-    const verified = (await this.#verified.load(key, () => this.#verify(token, now), now))!
+    const cached = this.#verified.get(key, now)
+    // A place that takes personal tokens but not `oidc` asks here only for the OAuth2 applications' tokens (the
+    // pipeline): any other bearer is left to the others (a session cookie beside it, or the personal tokens' refusal).
+    // A token verified before says what it is; only one not yet verified is decoded to tell.
+    if (policy.applicationsOnly && !(cached ? cached.application : policy.applicationsOnly(token))) return NOT_MINE
+    const verified = cached ?? (await this.#verified.load(key, () => this.#verify(token, now), now))!
     if (this.#isRevoked(verified, now)) {
       this.#verified.forget(key)
       throw invalidToken('The access token was revoked or its session ended.')

@@ -499,6 +499,30 @@ describe('the platform\'s clients', () => {
       }
     })
 
+    it('reads what an application\'s token is from its verification once verified, not by decoding it at every request', async () => {
+      const application = await createApplication({ name: 'busy script', client_type: 'public', authorization_grant_type: 'password' })
+      const { token } = await awxkitOauth2Token(gw.url, { username: 'admin', password: ADMIN_PASSWORD, clientId: application.client_id })
+      const realmToken = await json(await gw.fetch('/realms/platform/protocol/openid-connect/token', { method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username: 'admin', password: ADMIN_PASSWORD }) }))
+      const policy = gw.app.oidc.policyFor('controller') as { applicationsOnly: (token: string) => boolean }
+      const decode = policy.applicationsOnly
+      let decoded = 0
+      policy.applicationsOnly = (value) => (decoded++, decode(value))
+      try {
+        for (let i = 0; i < 3; i++) {
+          assert.equal((await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${token}` } })).status, 200)
+        }
+        assert.equal(decoded, 1, 'decoded before its first verification only')
+        // A realm client's token verified at a service that takes it stays refused at the controller, from memory.
+        assert.equal((await gw.fetch('/demo-app/x', { headers: { authorization: `Bearer ${realmToken.access_token}` } })).status, 200)
+        for (let i = 0; i < 2; i++) {
+          assert.equal((await gw.fetch('/api/controller/v2/users/', { headers: { authorization: `Bearer ${realmToken.access_token}` } })).status, 401)
+        }
+        assert.equal(decoded, 1)
+      } finally {
+        policy.applicationsOnly = decode
+      }
+    })
+
     it('get_oauth2_token() with the client id and secret of a confidential application returns a working token', async () => {
       const application = await createApplication({ name: 'backup job', client_type: 'confidential', authorization_grant_type: 'password' })
       assert.ok(application.client_secret.length >= 32)
