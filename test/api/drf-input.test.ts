@@ -79,4 +79,18 @@ describe('input read as Django REST framework reads it', () => {
     } as RequestInit)
     assert.deepEqual(await json(chunked), { ended: 0 })
   })
+
+  it('refuses a JSON null where a body may be left out, as every body that is no object, and changes nothing', async () => {
+    const tokensBefore = (await json(await send('GET', 'tokens/'))).count
+    const token = await created('tokens/', { description: 'kept as it is' })
+    for (const [method, path] of [['POST', 'tokens/'], ['PATCH', `tokens/${token.id}/`], ['POST', 'tokens/revoke/'], ['POST', 'me/sessions/end_others/']] as const) {
+      const response = await gw.fetch(`/api/gateway/v1/${path}`, { method, headers: { ...adminAuth, 'content-type': 'application/json' }, body: 'null' })
+      assert.equal(response.status, 400, `${method} ${path}`)
+      const answer = await json(response)
+      assert.equal(answer.code, 'invalid')
+      assert.deepEqual(answer.errors, { non_field_errors: ['Expected a JSON object.'] }, `${method} ${path}`)
+    }
+    assert.equal((await json(await send('GET', 'tokens/'))).count, tokensBefore + 1, 'no token made or revoked')
+    assert.equal((await json(await send('GET', `tokens/${token.id}/`))).description, 'kept as it is')
+  })
 })
