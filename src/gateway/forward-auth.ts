@@ -10,7 +10,7 @@ import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget, targetAsSent } from '../http/request-target.ts'
 import { refusedAfterBody } from './authorize.ts'
 import { PROXIED_METHODS } from './routes.ts'
-import { teamsHeader, underscoredIdentityField } from './upstream-headers.ts'
+import { METHOD_OVERRIDE_FIELDS, teamsHeader, underscoredIdentityField, URL_OVERRIDE_FIELDS } from './upstream-headers.ts'
 import { checkHandshakeOrigin } from './websocket.ts'
 
 /**
@@ -130,9 +130,17 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   if (!route || !path.startsWith(route.prefix)) throw new NotFound(`No service at ${path.slice(0, 200)}.`)
   const smuggled = underscoredIdentityField(request.headers, route.removedFields)
   if (smuggled) throw new InvalidOriginalRequest(`The request carries ${smuggled.slice(0, 100)}, which a service may read as an identity field: Gatehouse vouches for no request carrying one.`)
+  assertNoOtherUrl(request, original.url)
+  const namedMethods = overridingMethods(request, original.method)
   const asked = viewAs(original)
   // The original is the request the proxy in front received, as the client addressed it: the page a login comes back to.
-  const decision = await app.authorize(asked, route, original.url)
+  let decision = await app.authorize(asked, route, original.url)
+  // The proxy forwards what the built-in proxy drops: a method a field names is judged as the request's own too.
+  for (const method of namedMethods) {
+    if (!decision.granted) break
+    const named = await app.authorize(viewAs({ method, url: original.url }), route, original.url)
+    if (!named.granted) decision = named
+  }
   if (decision.granted && isWebSocketHandshake(request)) {
     // The built-in proxy holds an upgrade with ambient credentials to the trusted origins (src/gateway/websocket.ts).
     try {
@@ -157,6 +165,43 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
   // As the built-in proxy: the identity token signed earlier comes without a promise to wait on.
   const identity = app.identity.reusableToken(principal, route.name) ?? await app.identity.tokenFor(principal, route.name, access)
   return { granted: true, headers: identityHeaders(principal, identity, access) }
+}
+
+/**
+ * The methods the question's method override fields name besides the original's own (uppercased, as the frameworks
+ * read them). The built-in proxy drops these fields; a proxy in front passes them on (nginx's question carries the
+ * client's fields, and so does its request to the service), and the service's framework would act on the method
+ * named: each is judged as well. A value that names no method is refused, as the service's reading of it is unknown.
+ */
+function overridingMethods(request: GatewayRequest, own: string): string[] {
+  const named = new Set<string>()
+  for (const field of METHOD_OVERRIDE_FIELDS) {
+    const value = request.headers[field]
+    if (value === undefined) continue
+    for (const part of (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(','))) {
+      const method = part.trim().toUpperCase()
+      if (method === '') continue
+      if (!METHOD.test(method)) throw new InvalidOriginalRequest(`The request's ${field} names no HTTP method, and a service's framework may take it for the request's method.`)
+      if (method !== own) named.add(method)
+    }
+  }
+  return [...named]
+}
+
+/**
+ * A URL override field (`X-Original-URL`, `X-Rewrite-URL`) that names another target than the original: a framework
+ * that reads it (IIS's, Zend's, older Symfony's) would act on that one, judged or not. The same target (as Kubernetes'
+ * ingress-nginx sends in its questions, as an absolute URL) is the one judged.
+ */
+function assertNoOtherUrl(request: GatewayRequest, judged: string): void {
+  for (const field of URL_OVERRIDE_FIELDS) {
+    const value = request.headers[field]
+    if (value === undefined) continue
+    const target = typeof value === 'string' ? (originForm(value)?.target ?? value) : undefined
+    if (target === undefined || mergeSlashes(target) !== judged) {
+      throw new InvalidOriginalRequest(`The request carries ${field} naming another target than the original, which a service's framework may take for the one asked for: Gatehouse vouches for no such request.`)
+    }
+  }
 }
 
 /** Where the asking proxy sends `forward_auth.secret`. The built-in proxy never passes an `X-Gatehouse-*` field on. */

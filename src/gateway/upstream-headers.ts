@@ -6,6 +6,11 @@ import type { Principal } from '../auth/principal.ts'
 import { withoutGatewayCookies, withoutGatewaySetCookies } from './gateway-cookies.ts'
 import type { ProxyTrust } from './trusted-proxies.ts'
 
+/** The fields frameworks take for the request's method (Symfony, Laravel, Express's method-override, ASP.NET Core). */
+export const METHOD_OVERRIDE_FIELDS = ['x-http-method-override', 'x-http-method', 'x-method-override'] as const
+/** The fields frameworks take for the URL asked for (IIS's, Zend's and older Symfony's). */
+export const URL_OVERRIDE_FIELDS = ['x-original-url', 'x-rewrite-url'] as const
+
 /** Hop-by-hop fields (RFC 9110 §7.6.1): meaningful for one connection only, never forwarded. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
 
@@ -19,8 +24,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
  * fields the gateway sets itself, so a client's value never stands beside or instead of its own.
  */
 const ALWAYS_DROPPED = new Set([
-  ...HOP_BY_HOP, 'authorization', 'expect', 'x-http-method-override', 'x-http-method', 'x-method-override',
-  'x-original-url', 'x-rewrite-url', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+  ...HOP_BY_HOP, 'authorization', 'expect', ...METHOD_OVERRIDE_FIELDS, ...URL_OVERRIDE_FIELDS, 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ])
 const IDENTITY_PREFIX = 'x-gatehouse-'
 

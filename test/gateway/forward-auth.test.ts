@@ -230,6 +230,32 @@ describe('forward authentication', () => {
       assert.equal((await json(write)).code, 'insufficient_scope')
     })
 
+    it('judge the methods an override field names, and refuse another target in a URL override field, as the proxy passes both on', async () => {
+      const ask = (method: string, uri: string, headers: Record<string, string>) => gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'content-type': 'application/json', 'x-original-method': method, 'x-original-uri': uri, ...headers } })
+      // The rails service lets GET and POST in: a JSON POST naming DELETE would reach its framework as a DELETE.
+      for (const field of ['x-http-method-override', 'x-http-method', 'x-method-override']) {
+        const refused = await ask('POST', '/rails/items/1', { [field]: 'delete' })
+        assert.equal(refused.status, 403, field)
+        assert.equal((await json(refused)).code, 'access_denied')
+        assert.equal((await ask('POST', '/rails/items/1', { [field]: 'GET' })).status, 200, field)
+      }
+      assert.equal((await ask('POST', '/rails/items/1', { 'x-http-method-override': 'GET, PUT' })).status, 403)
+      const garbled = await ask('POST', '/rails/items/1', { 'x-http-method-override': 'DEL ETE' })
+      assert.deepEqual([garbled.status, (await json(garbled)).code], [400, 'invalid_original_request'])
+      // A read token's GET naming POST is judged as the write it may become.
+      const { token } = await createToken(gw, adminAuth, { scope: 'read' })
+      const write = await gw.fetch(AUTH_REQUEST, { headers: { ...bearer(token), 'x-original-method': 'GET', 'x-original-uri': '/app/v1/jobs/', 'x-http-method-override': 'POST' } })
+      assert.deepEqual([write.status, (await json(write)).code], [403, 'insufficient_scope'])
+      // A URL override naming the hosts the rules deny, on a question about a path they allow.
+      for (const field of ['x-original-url', 'x-rewrite-url']) {
+        const other = await ask('GET', '/api/controller/v2/users/', { [field]: '/api/controller/v2/hosts/1/' })
+        assert.deepEqual([other.status, (await json(other)).code], [400, 'invalid_original_request'], field)
+        assert.equal(other.headers.get('x-gatehouse-identity'), null)
+      }
+      // The same target, as ingress-nginx names it (an absolute URL), is the one judged.
+      assert.equal((await ask('GET', '/api/controller/v2/users/', { 'x-original-url': 'http://gateway.example/api/controller/v2/users/' })).status, 200)
+    })
+
     it('send browsers to log in: a 302 for Traefik, Caddy and Envoy, a 401 naming the login page for nginx', async () => {
       const redirected = await gw.fetch(FORWARD_AUTH, { headers: { ...BROWSER, 'x-forwarded-uri': '/web/page', 'x-forwarded-method': 'GET' } })
       assert.equal(redirected.status, 302)
@@ -444,6 +470,66 @@ describe('forward authentication', () => {
           }
         }
       }
+    } finally {
+      for (const proxy of proxies) proxy.kill('SIGTERM')
+      await recording.close()
+    }
+  })
+
+  it('the documented nginx (with and without Lua) and Caddy configurations keep the gateway\'s cookies and the method and URL overrides from the service', async () => {
+    const planted = ['gateway_sessionid=planted; Path=/', 'csrftoken=fixed; Path=/', ' __Host-gateway_sso=x; Path=/; Secure', 'theirs=kept; Path=/']
+    const recording = await startRecordingUpstream((request, response) => {
+      response.writeHead(200, { 'content-type': 'application/json', ...(request.url!.includes('set-cookies') ? { 'set-cookie': planted } : {}) })
+      response.end('{}')
+    })
+    const [nginxPort, caddyPort, luaPort] = [await freePort(), await freePort(), await freePort()]
+    const proxies = [
+      await startNginx(dir, 'nginx-cookies', nginxSite(nginxPort, gw.url, recording.url, dir, 'asked').http),
+      await startCaddy(join(dir, 'caddy-cookies'), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), recording.url.replace('http://', ''))),
+    ]
+    const lua = luaModules() && nginxSite(luaPort, gw.url, recording.url, dir, 'memory')
+    if (lua) proxies.push(await startNginx(dir, 'nginx-lua-cookies', lua.http, lua.main))
+    try {
+      const session = await login(gw, 'admin', 'admin-test-password')
+      const overrides = { 'x-http-method-override': 'GET', 'x-http-method': 'GET', 'x-method-override': 'GET', 'x-original-url': '/app/v1/hosts/', 'x-rewrite-url': '/app/v1/hosts/' }
+      for (const port of lua ? [nginxPort, caddyPort, luaPort] : [nginxPort, caddyPort]) {
+        for (const [cookie, left] of [[`theirs=1; ${session.cookie}; other=2`, 'theirs=1; other=2'], [`${session.cookie}; __Host-gateway_sso=flow`, undefined], [`csrftoken=${session.csrf}; theirs=1; gateway_sessionid=${session.sessionId}`, 'theirs=1']] as const) {
+          const response = await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { cookie, ...overrides } })
+          assert.equal(response.status, 200, `${port}: ${cookie}`)
+          const { headers: seen } = recording.seen.at(-1)!
+          assert.equal(seen.cookie || undefined, left, `${port}: ${cookie}`)
+          assert.deepEqual(Object.keys(overrides).filter((field) => field in seen), [], `${port}`)
+        }
+      }
+      // The service cannot set the gateway's cookies where the proxy can remove one (nginx alone cannot: documented).
+      for (const port of lua ? [caddyPort, luaPort] : [caddyPort]) {
+        const response = await fetch(`http://127.0.0.1:${port}/app/v1/set-cookies/`, { headers: { cookie: session.cookie } })
+        assert.equal(response.status, 200)
+        assert.deepEqual(response.headers.getSetCookie().filter((value) => value.trim() !== ''), ['theirs=kept; Path=/'], `${port}`)
+      }
+    } finally {
+      for (const proxy of proxies) proxy.kill('SIGTERM')
+      await recording.close()
+    }
+  })
+
+  it('the documented nginx configuration refuses a POST whose override field names a method the rules refuse; Caddy\'s removes the field before asking', async () => {
+    const [nginxPort, caddyPort] = [await freePort(), await freePort()]
+    const recording = await startRecordingUpstream()
+    const proxies = [
+      await startNginx(dir, 'nginx-overrides', nginxSite(nginxPort, gw.url, recording.url, dir, 'asked').http),
+      await startCaddy(join(dir, 'caddy-overrides'), caddyPort, caddySite(caddyPort, gw.url.replace('http://', ''), recording.url.replace('http://', ''))),
+    ]
+    try {
+      const post = (port: number, headers: Record<string, string>) => fetch(`http://127.0.0.1:${port}/rails/items/1`, { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json', ...headers }, body: '{}' })
+      // nginx's question carries the client's fields: Gatehouse judges the DELETE named.
+      assert.equal((await post(nginxPort, { 'x-http-method-override': 'DELETE' })).status, 403)
+      assert.equal((await post(nginxPort, { 'x-http-method-override': 'GET' })).status, 200)
+      // Caddy removes the field before it asks, and so before the service: the POST is a POST.
+      const seenBefore = recording.seen.length
+      assert.equal((await post(caddyPort, { 'x-http-method-override': 'DELETE', 'x-method-override': 'DELETE' })).status, 200)
+      assert.equal(recording.seen.length, seenBefore + 1)
+      assert.deepEqual(Object.keys(recording.seen.at(-1)!.headers).filter((field) => field.includes('override')), [])
     } finally {
       for (const proxy of proxies) proxy.kill('SIGTERM')
       await recording.close()
