@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander'
 import { ConfigError } from '../config/load.ts'
 import { DatabaseUnavailable, GatehouseError, UsernameTaken, ValidationFailed } from '../errors.ts'
 import { ListenFailed } from '../listener/listen-errors.ts'
-import { DataDirUnusable } from '../store/errors.ts'
+import { DatabaseUnusable, DataDirUnusable } from '../store/errors.ts'
 import { UsageError } from './common.ts'
 import { gatehouseProgram } from './program.ts'
 import { isWorker } from './workers.ts'
@@ -44,7 +44,7 @@ function exitCodeFor(error: unknown): number {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }
-  if (error instanceof ConfigError || error instanceof DataDirUnusable || (error instanceof ListenFailed && !error.inUse)) {
+  if (error instanceof ConfigError || error instanceof DataDirUnusable || (error instanceof ListenFailed && !error.inUse) || (error instanceof DatabaseUnusable && misnamedDatabase(error))) {
     process.stderr.write(`gatehouse: ${error.message}\n`)
     return 2
   }
@@ -60,6 +60,18 @@ function exitCodeFor(error: unknown): number {
   }
   process.stderr.write(`gatehouse: ${(error as Error)?.message ?? String(error)}\n`)
   return 1
+}
+
+/**
+ * PostgreSQL's answers that waiting will not change, mistakes in the database URL: a database of that name the server
+ * does not have (3D000), a login it refuses (28000, 28P01). A server that does not answer is another matter (exit 1).
+ * (A function, not a constant: the command runs, and may fail, before this module's later constants are made.)
+ */
+function misnamedDatabase(error: Error): boolean {
+  for (let cause: unknown = error; cause instanceof Error; cause = cause.cause) {
+    if (['3D000', '28000', '28P01'].includes((cause as { code?: unknown }).code as string)) return true
+  }
+  return false
 }
 
 /**

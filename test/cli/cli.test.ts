@@ -327,6 +327,17 @@ describe('bin/gatehouse', () => {
     }
   })
 
+  it('exits 2 for a database URL the server refuses as written (no such database, no such role), 1 for one that does not answer', async () => {
+    for (const url of ['postgres://postgres@127.0.0.1:5432/gatehouse_no_such_database', 'postgres://gatehouse_no_such_role@127.0.0.1:5432/test']) {
+      for (const command of [['users', 'list'], ['migrate']]) {
+        const result = await runCli(command, { env: { GATEHOUSE_DATABASE_URL: url } })
+        assert.equal(result.code, 2, `${command.join(' ')} ${url}: ${result.stderr}`)
+        assert.match(result.stderr, /^gatehouse: the database postgres:\/\/\S+ cannot be used: .*does not exist\n$/)
+      }
+    }
+    assert.equal((await runCli(['users', 'list'], { env: { GATEHOUSE_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/test' } })).code, 1)
+  })
+
   it('does not warn of a password in GATEHOUSE_DATABASE_URL, which other users cannot read, nor of a URL without one', async () => {
     const withPassword = await runCli(['users', 'list'], { env: { GATEHOUSE_DATABASE_URL: 'postgres://gatehouse:secret@127.0.0.1:1/gatehouse' } })
     const withoutPassword = await runCli(['users', 'list', '--database', 'postgres://gatehouse@127.0.0.1:1/gatehouse'])
