@@ -22,6 +22,13 @@ const LOOK_BACK = 50
  * maybe further back than LOOK_BACK; an id no commit will ever use (a rolled-back transaction's) is given up then.
  */
 const HOLE_WAIT_MS = 300_000
+/**
+ * How long such an id holds back what this process tells publishers it has read (`#readThrough`). A publisher waits
+ * until every process has read its event's id; a process that read past the id before the event committed has not,
+ * although its newest id is beyond it. Its commit follows its ids within milliseconds; an id older than this is most
+ * likely one no commit will use, and would only hold every publisher to ACK_WAIT_MS.
+ */
+const HOLE_CONFIRM_MS = 2000
 /** The most such ids looked for; the oldest are given up first. */
 const MAX_HOLES = 10_000
 /** The most events read at once; a full batch is followed by another read at once. */
@@ -96,6 +103,8 @@ export class EventBus {
   readonly #holes = new Map<number, number>()
   readonly #processId = randomUUID()
   #lastId = 0
+  /** What this process last told publishers it has read through (`#readThrough`). */
+  #confirmed = 0
   #dataVersion: number | undefined
   #syncing: Promise<void> | undefined
   /** The current read, or READ_WAIT_MS, whichever ends first: what requests wait for on PostgreSQL. */
@@ -348,7 +357,7 @@ export class EventBus {
     if (before > 0 && !events.some((event) => event.id >= before)) {
       await this.#missed()
       await this.#readFromNow()
-      if (this.#registered && this.#postgres) await this.#store.events.heartbeat(this.#processId, this.#lastId)
+      if (this.#registered && this.#postgres) await this.#confirmRead()
       this.#again = true
       return
     }
@@ -371,7 +380,24 @@ export class EventBus {
     if (this.#postgres) this.#noteHoles(before, [...late, ...events], startedAt)
     if (events.length === BATCH) this.#again = true
     else if (this.#started) this.#readAt = Math.max(this.#readAt ?? 0, startedAt)
-    if (this.#registered && this.#postgres && this.#lastId !== before) await this.#store.events.heartbeat(this.#processId, this.#lastId)
+    if (this.#registered && this.#postgres && this.#readThrough(Date.now()) !== this.#confirmed) await this.#confirmRead()
+  }
+
+  /**
+   * The newest id up to which this process has read every event that will be: its newest, or short of the oldest id
+   * still missing within HOLE_CONFIRM_MS (a transaction that took it still to commit). What publishers wait for.
+   */
+  #readThrough(now: number): number {
+    let through = this.#lastId
+    for (const [id, since] of this.#holes) if (id <= through && now - since <= HOLE_CONFIRM_MS) through = id - 1
+    return through
+  }
+
+  async #confirmRead(): Promise<number> {
+    const through = this.#readThrough(Date.now())
+    const heartbeatAt = await this.#store.events.heartbeat(this.#processId, through)
+    this.#confirmed = through
+    return heartbeatAt
   }
 
   /**
@@ -399,7 +425,7 @@ export class EventBus {
 
   async #heartbeat(): Promise<void> {
     try {
-      this.clock.measured(await this.#store.events.heartbeat(this.#processId, this.#lastId))
+      this.clock.measured(await this.#confirmRead())
       this.#others = await this.#store.events.othersAlive(ALIVE_MS, this.#processId)
     } catch (error) {
       this.#others = Math.max(this.#others, 1)

@@ -357,6 +357,44 @@ describe('event bus on PostgreSQL: waiting for other processes to confirm a chan
     }
   })
 
+  it('does not count a process as having read news it read past before the news committed, until it has', async () => {
+    const opened = await postgres.open()
+    const second = await opened.reopen()
+    const reader = new EventBus(second)
+    const applied: string[] = []
+    reader.on('token', (key) => void applied.push(key))
+    await reader.start(60_000)
+    // A change whose news took its id, still to commit, while later news commits and is read.
+    let commit!: () => void
+    const committing = new Promise<void>((resolve) => (commit = resolve))
+    let took!: (id: number) => void
+    const tookId = new Promise<number>((resolve) => (took = resolve))
+    const late = opened.store.transaction(async (tx) => {
+      took((await tx.events.appendStamped('token', 'late')).id)
+      await committing
+    })
+    try {
+      const lateId = await tookId
+      await opened.store.events.append('token', 'later')
+      await reader.sync()
+      assert.deepEqual(applied, ['later'])
+      // A publisher of the late news, once committed, must wait for this process: it has not read that id.
+      assert.equal(await opened.store.events.lagging(lateId, 5000, 'no such process'), 1)
+      commit()
+      await late
+      await reader.sync()
+      assert.deepEqual(applied, ['later', 'late'])
+      assert.equal(await opened.store.events.lagging(lateId + 1, 5000, 'no such process'), 0, 'confirmed once read')
+    } finally {
+      commit()
+      await late
+      await reader.stop()
+      await second.close()
+      await opened.store.close()
+      await opened.cleanup()
+    }
+  })
+
   it('returns as soon as a reading process confirms, after a check or two', async () => {
     const opened = await postgres.open()
     const second = await opened.reopen()
