@@ -10,7 +10,7 @@ import { isHost } from '../http/host-header.ts'
 import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, originForm, splitTarget, targetAsSent } from '../http/request-target.ts'
 import { refusedAfterBody } from './authorize.ts'
 import { PROXIED_METHODS } from './routes.ts'
-import { METHOD_OVERRIDE_FIELDS, teamsHeader, underscoredIdentityField, URL_OVERRIDE_FIELDS } from './upstream-headers.ts'
+import { fieldsReadAs, METHOD_OVERRIDE_FIELDS, teamsHeader, underscoredIdentityField, URL_OVERRIDE_FIELDS } from './upstream-headers.ts'
 import { checkHandshakeOrigin } from './websocket.ts'
 
 /**
@@ -175,13 +175,11 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
  */
 function overridingMethods(request: GatewayRequest, own: string): string[] {
   const named = new Set<string>()
-  for (const field of METHOD_OVERRIDE_FIELDS) {
-    const value = request.headers[field]
-    if (value === undefined) continue
-    for (const part of (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(','))) {
+  for (const [field, value] of fieldsReadAs(request.headers, METHOD_OVERRIDE_FIELDS)) {
+    for (const part of value.split(',')) {
       const method = part.trim().toUpperCase()
       if (method === '') continue
-      if (!METHOD.test(method)) throw new InvalidOriginalRequest(`The request's ${field} names no HTTP method, and a service's framework may take it for the request's method.`)
+      if (!METHOD.test(method)) throw new InvalidOriginalRequest(`The request's ${field.slice(0, 100)} names no HTTP method, and a service's framework may take it for the request's method.`)
       if (method !== own) named.add(method)
     }
   }
@@ -194,12 +192,9 @@ function overridingMethods(request: GatewayRequest, own: string): string[] {
  * ingress-nginx sends in its questions, as an absolute URL) is the one judged.
  */
 function assertNoOtherUrl(request: GatewayRequest, judged: string): void {
-  for (const field of URL_OVERRIDE_FIELDS) {
-    const value = request.headers[field]
-    if (value === undefined) continue
-    const target = typeof value === 'string' ? (originForm(value)?.target ?? value) : undefined
-    if (target === undefined || mergeSlashes(target) !== judged) {
-      throw new InvalidOriginalRequest(`The request carries ${field} naming another target than the original, which a service's framework may take for the one asked for: Gatehouse vouches for no such request.`)
+  for (const [field, value] of fieldsReadAs(request.headers, URL_OVERRIDE_FIELDS)) {
+    if (mergeSlashes(originForm(value)?.target ?? value) !== judged) {
+      throw new InvalidOriginalRequest(`The request carries ${field.slice(0, 100)} naming another target than the original, which a service's framework may take for the one asked for: Gatehouse vouches for no such request.`)
     }
   }
 }

@@ -119,6 +119,20 @@ export function underscoredIdentityField(headers: IncomingHttpHeaders, removed: 
 }
 
 /**
+ * The request's fields that a framework reads as one of `fields`, in any spelling a CGI-style server reads alike
+ * (`X_HTTP_Method_Override`, `X-HTTP_Method-Override`), with their values, repeated fields one by one.
+ */
+export function fieldsReadAs(headers: IncomingHttpHeaders, fields: readonly string[]): [name: string, value: string][] {
+  const found: [string, string][] = []
+  for (const name of Object.keys(headers)) {
+    if (!fields.includes(NOT_A_PLAIN_NAME.test(name) ? name.replace(NOT_PLAIN_CHARACTERS, '-') : name)) continue
+    const value = headers[name]
+    for (const one of Array.isArray(value) ? value : [value ?? '']) found.push([name, one])
+  }
+  return found
+}
+
+/**
  * What a service receives: the client's headers that pass on (above), without the fields a Connection header
  * lists, those the service's `removed` names and the gateway's own cookies, plus X-Forwarded-* and the verified
  * identity (with the caller's teams, `access`), and the request's id. Built in one pass into a new object.

@@ -233,7 +233,8 @@ describe('forward authentication', () => {
     it('judge the methods an override field names, and refuse another target in a URL override field, as the proxy passes both on', async () => {
       const ask = (method: string, uri: string, headers: Record<string, string>) => gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, 'content-type': 'application/json', 'x-original-method': method, 'x-original-uri': uri, ...headers } })
       // The rails service lets GET and POST in: a JSON POST naming DELETE would reach its framework as a DELETE.
-      for (const field of ['x-http-method-override', 'x-http-method', 'x-method-override']) {
+      // In every spelling a CGI-style server reads alike (Caddy passes them on, as nginx does not).
+      for (const field of ['x-http-method-override', 'x-http-method', 'x-method-override', 'X_HTTP_Method_Override', 'X-HTTP_Method-Override', 'x.method.override']) {
         const refused = await ask('POST', '/rails/items/1', { [field]: 'delete' })
         assert.equal(refused.status, 403, field)
         assert.equal((await json(refused)).code, 'access_denied')
@@ -247,7 +248,7 @@ describe('forward authentication', () => {
       const write = await gw.fetch(AUTH_REQUEST, { headers: { ...bearer(token), 'x-original-method': 'GET', 'x-original-uri': '/app/v1/jobs/', 'x-http-method-override': 'POST' } })
       assert.deepEqual([write.status, (await json(write)).code], [403, 'insufficient_scope'])
       // A URL override naming the hosts the rules deny, on a question about a path they allow.
-      for (const field of ['x-original-url', 'x-rewrite-url']) {
+      for (const field of ['x-original-url', 'x-rewrite-url', 'X-Original_URL', 'x_rewrite_url']) {
         const other = await ask('GET', '/api/controller/v2/users/', { [field]: '/api/controller/v2/hosts/1/' })
         assert.deepEqual([other.status, (await json(other)).code], [400, 'invalid_original_request'], field)
         assert.equal(other.headers.get('x-gatehouse-identity'), null)
@@ -530,6 +531,9 @@ describe('forward authentication', () => {
       assert.equal((await post(caddyPort, { 'x-http-method-override': 'DELETE', 'x-method-override': 'DELETE' })).status, 200)
       assert.equal(recording.seen.length, seenBefore + 1)
       assert.deepEqual(Object.keys(recording.seen.at(-1)!.headers).filter((field) => field.includes('override')), [])
+      // A spelling Caddy's lines do not remove reaches the question, and is judged there.
+      assert.equal((await post(caddyPort, { 'X-HTTP_Method-Override': 'DELETE' })).status, 403)
+      assert.equal((await post(caddyPort, { 'X-HTTP_Method-Override': 'GET' })).status, 200)
     } finally {
       for (const proxy of proxies) proxy.kill('SIGTERM')
       await recording.close()
