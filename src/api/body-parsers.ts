@@ -3,13 +3,14 @@ import { isUtf8 } from 'node:buffer'
 import { parse as parseForm } from 'node:querystring'
 import { pipeline, Transform } from 'node:stream'
 import type { App } from '../app.ts'
-import { BodyBuffersFull, InvalidJson, MalformedEscape, RequestTimeout, UnsupportedMediaType, ValidationFailed } from '../errors.ts'
+import { BodyBuffersFull, InvalidJson, MalformedEscape, RequestTimeout, UnsupportedMediaType } from '../errors.ts'
 import { hasRequestBody } from '../gateway/request-buffer.ts'
 import { anonymousBodyMs } from '../http/anonymous-bodies.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
 import { mediaType } from '../http/negotiation.ts'
 import { wellFormedEscapes } from '../http/request-target.ts'
 import type { GatewayApi } from './gateway-api.ts'
+import { JSON_NULL } from './validation.ts'
 
 /**
  * The gateway API's request bodies, JSON and forms, read as UTF-8 only (RFC 8259 §8.1 for JSON; the WHATWG URL
@@ -28,9 +29,8 @@ export function registerBodyParsers(api: GatewayApi): void {
     if (body.length === 0) return done(null, {})
     const refusal = charsetRefusal(request, 'A JSON') ?? (isUtf8(body) ? undefined : new InvalidJson('The request body is not valid UTF-8.'))
     if (refusal) done(refusal, undefined)
-    // A JSON `null` is a body, and no object: refused as every other such body is, where a POST with no body at all
-    // is taken as no data (a client sending its `None` by mistake must not create a token or end sessions).
-    else parseJson(request, body.toString('utf8'), (error, value) => value === null ? done(new ValidationFailed({ non_field_errors: ['Expected a JSON object.'] }), undefined) : done(error, value))
+    // A JSON `null` is told from no body at all, which Fastify gives as null too (src/api/validation.ts).
+    else parseJson(request, body.toString('utf8'), (error, value) => done(error, value === null ? JSON_NULL : value))
   })
   api.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, async (request: FastifyRequest, body: Buffer) => {
     const refusal = charsetRefusal(request, 'A form')

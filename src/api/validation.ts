@@ -44,8 +44,17 @@ export function onceOr(message: string) {
   return (issue: { input?: unknown }) => Array.isArray(issue.input) ? 'Give this parameter once.' : message
 }
 
-/** A body that may be left out altogether (a POST with nothing in it): read as an empty object. */
-export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((input) => input ?? {}, schema)
+/**
+ * A JSON body that is `null` (src/api/body-parsers.ts): a body, and no object. Fastify gives a request without any
+ * body `null` too, so the parser hands this instead, and only the routes that read a body refuse it.
+ */
+export const JSON_NULL: unique symbol = Symbol('JSON null')
+
+/**
+ * A body that may be left out altogether (a POST with nothing in it): read as an empty object. A JSON `null` is
+ * refused as every body that is no object (a client sending its `None` by mistake must not create a token).
+ */
+export const optionalBody = <S extends z.ZodType>(schema: S) => z.preprocess((input) => input === JSON_NULL ? null : input ?? {}, schema)
 
 /** Django REST framework's words for a field left out that must be given. */
 const REQUIRED_MESSAGE = 'This field is required.'
@@ -121,7 +130,7 @@ export function fieldErrors(issues: readonly z.core.$ZodIssue[], part: 'body' | 
 
 /** Python's names of the JSON types, as Django REST framework's messages name what they got. */
 export function pythonType(input: unknown): string {
-  if (input === null) return 'NoneType'
+  if (input === null || input === JSON_NULL) return 'NoneType'
   if (Array.isArray(input)) return 'list'
   if (typeof input === 'string') return 'str'
   if (typeof input === 'boolean') return 'bool'

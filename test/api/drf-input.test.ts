@@ -83,7 +83,7 @@ describe('input read as Django REST framework reads it', () => {
   it('refuses a JSON null where a body may be left out, as every body that is no object, and changes nothing', async () => {
     const tokensBefore = (await json(await send('GET', 'tokens/'))).count
     const token = await created('tokens/', { description: 'kept as it is' })
-    for (const [method, path] of [['POST', 'tokens/'], ['PATCH', `tokens/${token.id}/`], ['POST', 'tokens/revoke/'], ['POST', 'me/sessions/end_others/']] as const) {
+    for (const [method, path] of [['POST', 'tokens/'], ['PATCH', `tokens/${token.id}/`], ['POST', 'tokens/revoke/'], ['POST', 'me/sessions/end_others/'], ['POST', 'organizations/'], ['PATCH', 'users/1/']] as const) {
       const response = await gw.fetch(`/api/gateway/v1/${path}`, { method, headers: { ...adminAuth, 'content-type': 'application/json' }, body: 'null' })
       assert.equal(response.status, 400, `${method} ${path}`)
       const answer = await json(response)
@@ -92,5 +92,8 @@ describe('input read as Django REST framework reads it', () => {
     }
     assert.equal((await json(await send('GET', 'tokens/'))).count, tokensBefore + 1, 'no token made or revoked')
     assert.equal((await json(await send('GET', `tokens/${token.id}/`))).description, 'kept as it is')
+    // Where a body is not read, it is not judged: as an array or a string is not.
+    const deleted = await gw.fetch(`/api/gateway/v1/tokens/${token.id}/`, { method: 'DELETE', headers: { ...adminAuth, 'content-type': 'application/json' }, body: 'null' })
+    assert.equal(deleted.status, 204)
   })
 })
