@@ -11,10 +11,11 @@ import { LOGIN_RESTARTED_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE, 
  * fixation), overwrite the CSRF token, or have the realm's login page say a login timed out that did not.
  * oidc-provider signs its cookies with a companion `<name>.sig`, which is covered too.
  */
-const GATEWAY_COOKIES: ReadonlySet<string> = new Set([
+export const GATEWAY_COOKIE_NAMES = [
   SESSION_COOKIE, CSRF_COOKIE, FLOW_COOKIE, SECURE_FLOW_COOKIE, SESSION_STATE_COOKIE, REALM_SESSION_COOKIE, REALM_INTERACTION_COOKIE, REALM_RESUME_COOKIE,
   LOGIN_RESTARTED_COOKIE,
-].flatMap((name) => [name, `${name}.sig`, `${name}.legacy`, `${name}.legacy.sig`]))
+] as const
+const GATEWAY_COOKIES: ReadonlySet<string> = new Set(GATEWAY_COOKIE_NAMES.flatMap((name) => [name, `${name}.sig`, `${name}.legacy`, `${name}.legacy.sig`]))
 
 /** A Cookie header without the gateway's cookies; undefined when nothing else is left. */
 export function withoutGatewayCookies(header: string): string | undefined {

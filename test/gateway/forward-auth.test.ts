@@ -19,6 +19,7 @@ import { deniedPathSpellings, otherPathsBesideDenied } from '../helpers/path-spe
 import { login, withCsrf } from '../helpers/session.ts'
 import { startRecordingUpstream } from '../helpers/upstream.ts'
 import { exchange } from '../helpers/raw-client.ts'
+import { GATEWAY_COOKIE_NAMES } from '../../src/gateway/gateway-cookies.ts'
 
 const AUTH_REQUEST = '/api/gateway/v1/authz/auth-request/'
 const FORWARD_AUTH = '/api/gateway/v1/authz/forward-auth/'
@@ -478,7 +479,8 @@ describe('forward authentication', () => {
   })
 
   it('the documented nginx (with and without Lua) and Caddy configurations keep the gateway\'s cookies and the method and URL overrides from the service', async () => {
-    const planted = ['gateway_sessionid=planted; Path=/', 'csrftoken=fixed; Path=/', ' __Host-gateway_sso=x; Path=/; Secure', 'theirs=kept; Path=/']
+    const planted = ['gateway_sessionid=planted; Path=/', 'csrftoken=fixed; Path=/', ' __Host-gateway_sso=x; Path=/; Secure', '=gateway_sessionid=nameless; Path=/',
+      'gateway_sso=flow; Path=/api/gateway/v1/login/sso/', 'KEYCLOAK_SESSION=s; Path=/realms/platform/', 'gatehouse_oidc_session.sig=s', 'csrftoken2=theirs; Path=/', 'theirs=kept; Path=/']
     const recording = await startRecordingUpstream((request, response) => {
       response.writeHead(200, { 'content-type': 'application/json', ...(request.url!.includes('set-cookies') ? { 'set-cookie': planted } : {}) })
       response.end('{}')
@@ -506,7 +508,18 @@ describe('forward authentication', () => {
       for (const port of lua ? [caddyPort, luaPort] : [caddyPort]) {
         const response = await fetch(`http://127.0.0.1:${port}/app/v1/set-cookies/`, { headers: { cookie: session.cookie } })
         assert.equal(response.status, 200)
-        assert.deepEqual(response.headers.getSetCookie().filter((value) => value.trim() !== ''), ['theirs=kept; Path=/'], `${port}`)
+        assert.deepEqual(response.headers.getSetCookie().filter((value) => value.trim() !== ''), ['csrftoken2=theirs; Path=/', 'theirs=kept; Path=/'], `${port}`)
+        // Every one of a name, where a browser holds two (nginx's maps take out the first only: documented).
+        const cookie = `gateway_sessionid=old; theirs=1; gateway_sessionid=${session.sessionId}; csrftoken=${session.csrf}`
+        assert.equal((await fetch(`http://127.0.0.1:${port}/app/v1/hosts/`, { headers: { cookie } })).status, 200)
+        assert.equal(recording.seen.at(-1)!.headers.cookie, 'theirs=1', port === caddyPort ? 'Caddy' : 'nginx with Lua')
+      }
+      // The configurations name every cookie of the gateway's.
+      const documented = readFileSync('docs/forward-auth.md', 'utf8')
+      for (const name of GATEWAY_COOKIE_NAMES) {
+        for (const [what, block] of [['Lua', documented.slice(documented.indexOf('local GATEWAY_COOKIES'), documented.indexOf('local function cookie_name'))], ['Caddy', documented.slice(documented.indexOf('header_down Set-Cookie'), documented.indexOf('header_down Set-Cookie') + 400)]]) {
+          assert.ok(block!.includes(name), `${what} names ${name}`)
+        }
       }
     } finally {
       for (const proxy of proxies) proxy.kill('SIGTERM')
