@@ -328,11 +328,17 @@ describe('bin/gatehouse', () => {
   })
 
   it('exits 2 for a database URL the server refuses as written (no such database, no such role), 1 for one that does not answer', async () => {
-    for (const url of ['postgres://postgres@127.0.0.1:5432/gatehouse_no_such_database', 'postgres://gatehouse_no_such_role@127.0.0.1:5432/test']) {
+    const noSuchDatabase = new URL(POSTGRES_ADMIN_URL)
+    noSuchDatabase.pathname = '/gatehouse_no_such_database'
+    const noSuchRole = new URL(POSTGRES_ADMIN_URL)
+    noSuchRole.username = 'gatehouse_no_such_role'
+    noSuchRole.password = ''
+    for (const url of [noSuchDatabase.href, noSuchRole.href]) {
       for (const command of [['users', 'list'], ['migrate']]) {
         const result = await runCli(command, { env: { GATEHOUSE_DATABASE_URL: url } })
         assert.equal(result.code, 2, `${command.join(' ')} ${url}: ${result.stderr}`)
-        assert.match(result.stderr, /^gatehouse: the database postgres:\/\/\S+ cannot be used: .*does not exist\n$/)
+        // No such role, or (where the server asks for a password) a login refused: 28000, 28P01.
+        assert.match(result.stderr, /^gatehouse: the database postgres:\/\/\S+ cannot be used: .*(does not exist|authentication failed)/)
       }
     }
     assert.equal((await runCli(['users', 'list'], { env: { GATEHOUSE_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/test' } })).code, 1)
