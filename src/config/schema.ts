@@ -31,7 +31,7 @@ export const ServiceSchema = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "_" or "-"')
     .describe('Service name: the `aud` of the identity JWT the service receives, and its key in `GET /api/`.'),
   prefix: pathPrefix
-    .describe('Path prefix routed to this service, e.g. `/api/controller/`. The longest matching prefix wins.'),
+    .describe('Path prefix routed to this service, e.g. `/api/controller/`. The longest matching prefix wins. Not one that covers or is under what the gateway serves itself: `/api/gateway/`, `/ui/`, a realm\'s `/realms/<name>/` (or all of `/realms/`), the OAuth2 endpoints `/o/token/`, `/o/revoke_token/`, `/o/authorize/`.'),
   upstream: z.string().regex(/^(https?:\/\/[^\s/?#]+(\/[^\s?#]*)?|builtin:demo)$/, 'must be an http(s) URL, or builtin:demo')
     .describe('Where requests go: `http(s)://host:port[/base]`. `builtin:demo` starts the demo upstream (with --demo).'),
   accepts: z.array(AuthMethodSchema).min(1).default(['basic', 'session', 'token'])
@@ -183,6 +183,7 @@ export const ConfigSchema = z.object({
 }).strict().superRefine((config, ctx) => {
   checkRealmReferences(config, ctx)
   checkTls(config.server, ctx)
+  checkMetricsPort(config.server, config.metrics, ctx)
   config.gateway.public_paths.forEach((path, i) => {
     // Listing a private route would be ignored in silence (src/gateway/places.ts); say so instead.
     const names = path.endsWith('*') ? (open: string) => open.startsWith(path.slice(0, -1)) : (open: string) => open === path
@@ -199,6 +200,10 @@ export const ConfigSchema = z.object({
   }
   const names = new Set<string>()
   const prefixes = new Set<string>()
+  // What the realms serve themselves: a service's routes there would split a realm's paths between the two by path
+  // and method (its discovery document from the service, its token endpoint from the realm). Other paths under
+  // /realms/ are free for services.
+  const realmPaths = config.realms.length ? [...config.realms.map((realm) => `/realms/${realm.name}/`), '/o/token/', '/o/revoke_token/', '/o/authorize/'] : []
   config.services.forEach((service, i) => {
     if (names.has(service.name)) ctx.addIssue({ code: 'custom', path: ['services', i, 'name'], message: `duplicate service name "${service.name}"` })
     if (prefixes.has(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: `duplicate prefix "${service.prefix}"` })
@@ -208,6 +213,10 @@ export const ConfigSchema = z.object({
     }
     if (service.prefix.startsWith('/ui/')) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: 'must not be under /ui/, the web interface' })
+    }
+    const realmPath = '/realms/'.startsWith(service.prefix) ? '/realms/' : realmPaths.find((path) => path.startsWith(service.prefix) || service.prefix.startsWith(path))
+    if (realmPath) {
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'prefix'], message: `must not cover${realmPath === '/realms/' ? '' : ' or be under'} ${realmPath}, which the gateway's realms serve` })
     }
     service.access?.forEach((rule, j) => {
       const match = rule.allow ?? rule.deny
@@ -241,6 +250,18 @@ function checkTls(server: { port: number; public_url?: string | undefined; tls?:
   if (redirect !== undefined && redirect !== 0 && redirect === server.port) {
     ctx.addIssue({ code: 'custom', path: ['server', 'tls', 'redirect_http_port'], message: 'must differ from server.port' })
   }
+}
+
+/**
+ * The metrics listener on a port the gateway's own listeners take (on the same address, or one of them on every
+ * address) could never listen: `serve` would stop as if another process held the port, and be restarted for ever.
+ */
+function checkMetricsPort(server: { host: string; port: number; tls?: TlsConfig | undefined }, metrics: { port?: number | undefined; host: string }, ctx: z.RefinementCtx): void {
+  if (!metrics.port) return
+  const wildcard = (host: string) => host === '0.0.0.0' || host === '::' || host === '[::]'
+  if (server.host !== metrics.host && !wildcard(server.host) && !wildcard(metrics.host)) return
+  const taken = metrics.port === server.port ? 'server.port' : metrics.port === server.tls?.redirect_http_port ? 'server.tls.redirect_http_port' : undefined
+  if (taken) ctx.addIssue({ code: 'custom', path: ['metrics', 'port'], message: `must differ from ${taken}, which listens on the same address` })
 }
 
 function checkRealmReferences(config: { services: ServiceConfig[]; realms: z.output<typeof RealmSchema>[]; gateway: { oidc: { realms?: string[] | undefined } } }, ctx: z.RefinementCtx): void {

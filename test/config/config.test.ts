@@ -147,6 +147,28 @@ describe('configuration', () => {
       ['server.tls.key_file', 'server.shutdown_grace_seconds', 'server.readiness_timeout_ms'])
   })
 
+  it('refuses a metrics port that one of the gateway\'s own listeners takes on the same address', () => {
+    assert.deepEqual(problemsOf({ server: { port: 9100 }, metrics: { port: 9100 } }), ['metrics.port: must differ from server.port, which listens on the same address'])
+    assert.deepEqual(problemsOf({ server: { port: 8443, tls: { cert_file: 'tls.crt', key_file: 'tls.key', redirect_http_port: 8080 } }, metrics: { port: 8080 } }),
+      ['metrics.port: must differ from server.tls.redirect_http_port, which listens on the same address'])
+    assert.deepEqual(problemsOf({ server: { host: '0.0.0.0', port: 9100 }, metrics: { port: 9100 } }), ['metrics.port: must differ from server.port, which listens on the same address'])
+    // Another address, or a port picked when listening, is no clash.
+    assert.equal(validateConfig({ server: { host: '10.0.0.5', port: 9100 }, metrics: { port: 9100 } }).metrics.port, 9100)
+    assert.equal(validateConfig({ server: { port: 0 }, metrics: { port: 0 } }).metrics.port, 0)
+  })
+
+  it('refuses a service prefix that covers the realms or shares a path with a realm or the OAuth2 endpoints, and takes one elsewhere under /realms/', () => {
+    const service = (prefix: string) => ({ name: 'svc', prefix, upstream: 'http://127.0.0.1:1' })
+    const realms = [{ name: 'platform', clients: [{ client_id: 'cli', public_client: true, direct_access_grants: true }] }]
+    assert.deepEqual(problemsOf({ services: [service('/realms/')] }), ['services.0.prefix: must not cover /realms/, which the gateway\'s realms serve'])
+    for (const [prefix, path] of [['/realms/platform/', '/realms/platform/'], ['/realms/platform/protocol/', '/realms/platform/'], ['/o/', '/o/token/'], ['/o/token/x/', '/o/token/']]) {
+      assert.deepEqual(problemsOf({ realms, services: [service(prefix)] }), [`services.0.prefix: must not cover or be under ${path}, which the gateway's realms serve`], prefix)
+    }
+    assert.equal(validateConfig({ realms, services: [service('/realms/nested/')] }).services[0]!.prefix, '/realms/nested/')
+    assert.equal(validateConfig({ realms, services: [service('/o/applications/')] }).services[0]!.prefix, '/o/applications/')
+    assert.equal(validateConfig({ services: [service('/o/')] }).services[0]!.prefix, '/o/', 'without realms, no OAuth2 endpoints')
+  })
+
   it('refuses a public URL with a user, a password, a query or a fragment, which the issuer and every written path would carry', () => {
     for (const url of ['https://ops:hunter2-9f1c@gateway.example.com', 'https://ops@gateway.example.com', 'https://gateway.example.com/edge?x=1', 'https://gateway.example.com/#top']) {
       const problems = problemsOf({ server: { public_url: url } })
