@@ -12,6 +12,7 @@ import { addStorageOptions, resolveConfig, UsageError, type StorageOptions } fro
 import { lowerThreadPoolPriority } from './pool-priority.ts'
 import { checkStartFiles, demoUpstreamsProblem, publicUrlWarning, readableSecretsWarning } from './preflight.ts'
 import { adminHint, formatSummary, listeningLine, startupFacts } from './serve-summary.ts'
+import { outOfDate } from '../listener/tls.ts'
 import { startGatehouse } from './start.ts'
 import { announceReady, holdHangUps, isWorker, onSignals, parseWorkers, printsSummary, runWorkers } from './workers.ts'
 
@@ -85,6 +86,8 @@ async function serve(options: ServeOptions): Promise<void> {
   // A worker runs with the primary's arguments, so it knows how many processes share the port (and the lockout).
   const { app, server, admin, close: closeAll } = await startGatehouse(config, { publicUrl, processes: options.workers ?? 1, seedDemo: options.demo === true && options.config === undefined, server: { https: tls?.options, logLevel: options.logLevel, ...(logStream ? { logStream } : {}) } })
   for (const warning of directoryWarnings(config.ldap)) server.log.warn(warning)
+  const certificateRefused = tls && outOfDate(tls)
+  if (certificateRefused) server.log.warn({ subject: tls.subject, valid_to: tls.validTo }, `server.tls.cert_file: ${certificateRefused}; clients will refuse it`)
   const secretsWarning = options.config === undefined ? undefined : readableSecretsWarning(options.config, config)
   if (secretsWarning) server.log.warn(secretsWarning)
   let listening

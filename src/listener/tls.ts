@@ -1,7 +1,8 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto'
-import { readFileSync, unwatchFile, watchFile } from 'node:fs'
+import { statSync, unwatchFile, watchFile } from 'node:fs'
 import { createSecureContext, type Server as TlsServer } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
+import { readAtMost } from '../config/read-at-most.ts'
 import type { TlsConfig } from '../config/schema.ts'
 
 /**
@@ -19,7 +20,20 @@ export interface TlsCredentials {
   /** The server certificate's subject and expiry, for the log and the start-up summary (no secret in them). */
   readonly subject: string
   readonly validTo: string
+  /** When the server certificate is valid, epoch ms: clients refuse it outside that time. */
+  readonly validFromMs: number
+  readonly validToMs: number
 }
+
+/** Why the certificate is refused by clients at `now` (expired, or not yet valid), or undefined while it is valid. */
+export function outOfDate(credentials: TlsCredentials, now = Date.now()): string | undefined {
+  if (now > credentials.validToMs) return `the certificate expired on ${new Date(credentials.validToMs).toISOString()}`
+  if (now < credentials.validFromMs) return `the certificate is not valid until ${new Date(credentials.validFromMs).toISOString()}`
+  return undefined
+}
+
+/** A PEM file holds a few kilobytes (a chain of several certificates some tens): more is no PEM file. */
+const MAX_PEM_BYTES = 1024 * 1024
 
 /** Reads and checks the files; throws TlsFilesUnusable with a one-line reason. */
 export function readTlsFiles(tls: TlsConfig): TlsCredentials {
@@ -38,15 +52,24 @@ export function readTlsFiles(tls: TlsConfig): TlsCredentials {
   } catch (error) {
     throw new TlsFilesUnusable(`server.tls: the files cannot be used together: ${firstLine(error)}`)
   }
-  return { options, subject: certificate.subject.split('\n').join(', '), validTo: certificate.validTo }
+  return { options, subject: certificate.subject.split('\n').join(', '), validTo: certificate.validTo, validFromMs: Date.parse(certificate.validFrom), validToMs: Date.parse(certificate.validTo) }
 }
 
+/**
+ * A file's text, read as far as a PEM file can reach: a regular file only (a pipe or a device, named by mistake,
+ * would hold the start, or a reload on the event loop, for ever), refused beyond MAX_PEM_BYTES.
+ */
 function readPem(option: string, file: string): string {
+  let text: string | undefined
   try {
-    return readFileSync(file, 'utf8')
+    if (!statSync(file).isFile()) throw new TlsFilesUnusable(`server.tls.${option}: "${file}" is not a regular file`)
+    text = readAtMost(file, MAX_PEM_BYTES)
   } catch (error) {
+    if (error instanceof TlsFilesUnusable) throw error
     throw new TlsFilesUnusable(`server.tls.${option}: cannot read "${file}": ${firstLine(error)}`)
   }
+  if (text === undefined) throw new TlsFilesUnusable(`server.tls.${option}: "${file}" is larger than ${MAX_PEM_BYTES / 1024 / 1024} MiB, which no PEM file is`)
+  return text
 }
 
 function parse<T>(option: string, file: string, what: string, read: () => T): T {
@@ -75,16 +98,23 @@ export class TlsReloader {
   readonly #log: FastifyBaseLogger
   readonly #files: string[]
   #timer: NodeJS.Timeout | undefined
+  /** What new connections get now. */
+  #serving: TlsCredentials | undefined
 
-  constructor(server: TlsServer, tls: TlsConfig, log: FastifyBaseLogger) {
+  constructor(server: TlsServer, tls: TlsConfig, log: FastifyBaseLogger, serving?: TlsCredentials) {
     this.#server = server
     this.#tls = tls
     this.#log = log
+    this.#serving = serving
     this.#files = [tls.cert_file, tls.key_file, ...(tls.ca_file === undefined ? [] : [tls.ca_file])]
   }
 
-  /** Reads the files again and serves them to new connections; unusable files leave the previous ones in place. */
-  reload(why: string): boolean {
+  /**
+   * Reads the files again and serves them to new connections; unusable files leave the previous ones in place. So
+   * does a certificate clients would refuse (expired, or not yet valid: an old backup restored, a clock wrong where
+   * it was made) while the one served is valid: swapped in, it would end every new connection.
+   */
+  reload(why: string, now = Date.now()): boolean {
     let credentials: TlsCredentials
     try {
       credentials = readTlsFiles(this.#tls)
@@ -92,8 +122,15 @@ export class TlsReloader {
       this.#log.warn({ why, reason: (error as Error).message }, 'TLS files not reloaded; new connections still get the previous certificate')
       return false
     }
+    const refused = outOfDate(credentials, now)
+    if (refused && this.#serving && !outOfDate(this.#serving, now)) {
+      this.#log.warn({ why, reason: `server.tls.cert_file: ${refused}`, subject: credentials.subject }, 'TLS files not reloaded; new connections still get the previous certificate')
+      return false
+    }
     this.#server.setSecureContext(credentials.options)
-    this.#log.info({ why, subject: credentials.subject, valid_to: credentials.validTo }, 'TLS certificate reloaded')
+    this.#serving = credentials
+    if (refused) this.#log.warn({ why, subject: credentials.subject, valid_to: credentials.validTo, reason: refused }, 'TLS certificate reloaded, but clients will refuse it')
+    else this.#log.info({ why, subject: credentials.subject, valid_to: credentials.validTo }, 'TLS certificate reloaded')
     return true
   }
 

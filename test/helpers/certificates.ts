@@ -11,11 +11,11 @@ function openssl(args: string[]): void {
   execFileSync('openssl', args, { stdio: 'ignore' })
 }
 
-/** A self-signed server certificate for 127.0.0.1 (and localhost), with the given common name. */
-export function selfSignedCertificate(dir: string, commonName: string, keyType = 'ec'): CertificateFiles {
+/** A self-signed server certificate for 127.0.0.1 (and localhost), with the given common name, valid from now for `days`. */
+export function selfSignedCertificate(dir: string, commonName: string, keyType = 'ec', days = 2): CertificateFiles {
   const files = { cert: join(dir, `${commonName}.crt`), key: join(dir, `${commonName}.key`) }
   const key = keyType === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'] : ['-newkey', keyType]
-  openssl(['req', '-x509', ...key, '-nodes', '-keyout', files.key, '-out', files.cert, '-days', '2',
+  openssl(['req', '-x509', ...key, '-nodes', '-keyout', files.key, '-out', files.cert, '-days', String(days),
     '-subj', `/CN=${commonName}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'])
   return files
 }

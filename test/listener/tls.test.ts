@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest, Agent } from 'node:https'
 import { join } from 'node:path'
@@ -276,10 +276,18 @@ describe('serve with unusable TLS files', { concurrency: true }, () => {
   const other = selfSignedCertificate(dir, 'other.test')
   const garbage = join(dir, 'garbage.pem')
   writeFileSync(garbage, 'not a certificate\n')
+  const fifo = join(dir, 'key.fifo')
+  execFileSync('mkfifo', [fifo])
+  const huge = join(dir, 'huge.pem')
+  writeFileSync(huge, readFileSync(good.cert, 'utf8').repeat(2000))
 
   const cases: [string, Record<string, string>, RegExp][] = [
     ['a missing certificate', { cert_file: join(dir, 'missing.crt'), key_file: good.key }, /^gatehouse: server\.tls\.cert_file: cannot read ".*missing\.crt": ENOENT/],
-    ['an unreadable key (a directory)', { cert_file: good.cert, key_file: dir }, /^gatehouse: server\.tls\.key_file: cannot read ".*": EISDIR/],
+    ['an unreadable key (a directory)', { cert_file: good.cert, key_file: dir }, /^gatehouse: server\.tls\.key_file: ".*" is not a regular file/],
+    // Read whole, a device named by mistake would fill the memory, and a pipe hold the start for ever.
+    ['a device as the certificate', { cert_file: '/dev/zero', key_file: good.key }, /^gatehouse: server\.tls\.cert_file: "\/dev\/zero" is not a regular file/],
+    ['a pipe as the key', { cert_file: good.cert, key_file: fifo }, /^gatehouse: server\.tls\.key_file: ".*key\.fifo" is not a regular file/],
+    ['a certificate file larger than any PEM file', { cert_file: huge, key_file: good.key }, /^gatehouse: server\.tls\.cert_file: ".*huge\.pem" is larger than 1 MiB/],
     ['a certificate file that holds no certificate', { cert_file: garbage, key_file: good.key }, /^gatehouse: server\.tls\.cert_file: ".*garbage\.pem" does not hold a PEM certificate/],
     ['a missing client CA', { cert_file: good.cert, key_file: good.key, ca_file: join(dir, 'missing-ca.crt') }, /^gatehouse: server\.tls\.ca_file: cannot read/],
     ['a key of another certificate', { cert_file: good.cert, key_file: other.key }, /^gatehouse: server\.tls: the key in ".*other\.test\.key" does not belong to the certificate in ".*good\.test\.crt"/],
