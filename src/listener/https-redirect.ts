@@ -24,7 +24,8 @@ export function createHttpsRedirect(target: RedirectTarget): Server {
   // Nothing here waits on anything but the client, and no client needs long to send a request line and headers.
   // Node checks these deadlines on a timer, every 30 s unless told otherwise, which let a client that never finished
   // its headers hold its connection three times as long; once a second, as on the gateway's port.
-  const timeouts = { headersTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS, connectionsCheckingInterval: 1000 }
+  // A request without Host gets the JSON answer below, as on the HTTPS port: Node's own 400 has no body.
+  const timeouts = { headersTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS, connectionsCheckingInterval: 1000, requireHostHeader: false }
   const server = createServer(timeouts, (request, response) => redirect(request, response, target))
   server.keepAliveTimeout = 1000
   // A request that times out or is not valid HTTP gets the gateway's JSON answer, as on its HTTPS port: Node's own has no body.
@@ -36,7 +37,9 @@ function redirect(request: IncomingMessage, response: ServerResponse, target: Re
   // An absolute-form target names the path to redirect to, and its host the one to name, as on the HTTPS port.
   normaliseTarget(request)
   const path = request.url ?? ''
-  const origin = target.origin ?? originFromHost(request.headers.host, target.httpsPort)
+  // Node keeps the first of several Host fields; the HTTPS port refuses such a request, and so does this one.
+  const hosts = request.rawHeaders.filter((_value, i) => i % 2 === 0 && request.rawHeaders[i]!.toLowerCase() === 'host').length
+  const origin = hosts > 1 ? undefined : target.origin ?? originFromHost(request.headers.host, target.httpsPort)
   // The body is never read: the connection closes after this answer.
   response.shouldKeepAlive = false
   if (!path.startsWith('/') || origin === undefined) {

@@ -1,4 +1,4 @@
-import type { Server as HttpServer } from 'node:http'
+import type { Server as HttpServer, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
@@ -88,7 +88,9 @@ async function listenQuietly(server: FastifyInstance, address: ListenAddress): P
  */
 function addHsts(server: FastifyInstance, tls: TlsConfig): void {
   const value = `max-age=${tls.hsts_max_age_seconds}${tls.hsts_include_subdomains ? '; includeSubDomains' : ''}`
-  server.server.prependListener('request', (_request, response) => response.setHeader('strict-transport-security', value))
+  const setHsts = (_request: unknown, response: ServerResponse) => response.setHeader('strict-transport-security', value)
+  // Node hands a request with `Expect` to its own events instead of 'request': their answers carry it too.
+  for (const event of ['request', 'checkContinue', 'checkExpectation'] as const) server.server.prependListener(event, setHsts)
 }
 
 function urlOf(scheme: 'http' | 'https', address: AddressInfo): string {

@@ -30,4 +30,16 @@ describe('the plain-HTTP redirect port', () => {
     assert.match(client.received(), /^HTTP\/1\.1 400 /)
     assert.match(client.received(), /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/)
   })
+
+  it('answers a request without Host, or with two, with the JSON 400 its HTTPS port gives', async () => {
+    for (const head of ['GET /x HTTP/1.1\r\n\r\n', 'GET /x HTTP/1.1\r\nHost: gateway.example\r\nHost: evil.example\r\n\r\n']) {
+      const client = await rawClient(url, '127.0.0.1', head)
+      await client.closed
+      assert.match(client.received(), /^HTTP\/1\.1 400 /, head)
+      assert.match(client.received(), /\r\n\r\n\{"code":"bad_request","detail":"[^"]+"\}$/, head)
+    }
+    const one = await rawClient(url, '127.0.0.1', 'GET /x?y=1 HTTP/1.1\r\nHost: gateway.example\r\n\r\n')
+    await one.closed
+    assert.match(one.received(), /^HTTP\/1\.1 308 [^]*\r\nlocation: https:\/\/gateway\.example:8443\/x\?y=1\r\n/i)
+  })
 })
