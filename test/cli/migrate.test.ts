@@ -68,7 +68,8 @@ describe('bin/gatehouse migrate --status', () => {
     for (const url of [missing, unreachable]) {
       const status = await runCli(['migrate', '--status'], { env: { GATEHOUSE_DATABASE_URL: url.toString() } })
       const migrate = await runCli(['migrate'], { env: { GATEHOUSE_DATABASE_URL: url.toString() } })
-      assert.equal(status.code, 1, status.stderr)
+      // A database the server does not have is a mistake in the URL (2); one that does not answer may come back (1).
+      assert.equal(status.code, url === missing ? 2 : 1, status.stderr)
       assert.match(status.stderr, /^gatehouse: the database postgres:\/\/\S+ cannot be used: /)
       assert.equal(status.stderr, migrate.stderr)
     }
