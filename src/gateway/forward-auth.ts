@@ -11,6 +11,7 @@ import { assertSafePath, assertWellFormedEscapes, decodedPath, mergeSlashes, ori
 import { refusedAfterBody } from './authorize.ts'
 import { PROXIED_METHODS } from './routes.ts'
 import { fieldsReadAs, METHOD_OVERRIDE_FIELDS, teamsHeader, underscoredIdentityField, URL_OVERRIDE_FIELDS } from './upstream-headers.ts'
+import { withoutGatewayCookies } from './gateway-cookies.ts'
 import { checkHandshakeOrigin } from './websocket.ts'
 
 /**
@@ -160,12 +161,35 @@ export async function judgeForwardAuth(app: App, flavour: Flavour, request: Gate
     return { granted: false, refusal: decision.refusal, headers: {} }
   }
   const { principal } = decision
-  if (!principal) return { granted: true, headers: {} }
+  if (!principal) return { granted: true, headers: forEnvoy(flavour, request, {}) }
   const access = app.access.of(principal.user)
   // As the built-in proxy: the identity token signed earlier comes without a promise to wait on.
   const identity = app.identity.reusableToken(principal, route.name) ?? await app.identity.tokenFor(principal, route.name, access)
-  return { granted: true, headers: identityHeaders(principal, identity, access) }
+  return { granted: true, headers: forEnvoy(flavour, request, identityHeaders(principal, identity, access)) }
 }
+
+/**
+ * What Envoy is told to change in the request it forwards, which its filters cannot do by name alone: the credential
+ * goes (`x-envoy-auth-headers-to-remove`, which Envoy reads from an HTTP authorization service's allowed answer), and
+ * the Cookie field comes without the gateway's own cookies (sent back as `cookie`, which the documented
+ * configuration lets through to the service; removed where nothing else is left). The other proxies' configurations
+ * do both themselves.
+ */
+function forEnvoy(flavour: Flavour, request: GatewayRequest, headers: Record<string, string>): Record<string, string> {
+  if (flavour !== 'ext-authz') return headers
+  const removed = ['authorization']
+  const cookie = request.headers.cookie
+  if (cookie !== undefined) {
+    const kept = withoutGatewayCookies(cookie)
+    if (kept === undefined) removed.push('cookie')
+    else if (kept !== cookie) headers.cookie = kept
+  }
+  headers[ENVOY_REMOVES] = removed.join(', ')
+  return headers
+}
+
+/** The field an HTTP authorization service names the request's fields in that Envoy is to remove before the service. */
+const ENVOY_REMOVES = 'x-envoy-auth-headers-to-remove'
 
 /**
  * The methods the question's method override fields name besides the original's own (uppercased, as the frameworks

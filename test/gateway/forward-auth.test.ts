@@ -258,6 +258,22 @@ describe('forward authentication', () => {
       assert.equal((await ask('GET', '/api/controller/v2/users/', { 'x-original-url': 'http://gateway.example/api/controller/v2/users/' })).status, 200)
     })
 
+    it('tell Envoy to remove the credential and the gateway\'s cookies before the service, which its filters cannot do by name', async () => {
+      const session = await login(gw, 'admin', 'admin-test-password')
+      const ask = (headers: Record<string, string>) => gw.fetch(`${EXT_AUTHZ}/app/v1/hosts/`, { headers })
+      const withOthers = await ask({ cookie: `theirs=1; ${session.cookie}; other=2` })
+      assert.equal(withOthers.status, 200)
+      assert.deepEqual([withOthers.headers.get('x-envoy-auth-headers-to-remove'), withOthers.headers.get('cookie')], ['authorization', 'theirs=1; other=2'])
+      const onlyOurs = await ask({ cookie: session.cookie })
+      assert.deepEqual([onlyOurs.headers.get('x-envoy-auth-headers-to-remove'), onlyOurs.headers.get('cookie')], ['authorization, cookie', null])
+      const basicOnly = await ask({ ...adminAuth, cookie: 'theirs=1' })
+      assert.deepEqual([basicOnly.headers.get('x-envoy-auth-headers-to-remove'), basicOnly.headers.get('cookie')], ['authorization', null])
+      assert.equal((await gw.fetch(`${EXT_AUTHZ}/app/open/`)).headers.get('x-envoy-auth-headers-to-remove'), 'authorization')
+      // The other proxies' configurations remove them themselves.
+      const nginxAnswer = await gw.fetch(AUTH_REQUEST, { headers: { ...adminAuth, cookie: session.cookie, 'x-original-method': 'GET', 'x-original-uri': '/app/v1/hosts/' } })
+      assert.deepEqual([nginxAnswer.status, nginxAnswer.headers.get('x-envoy-auth-headers-to-remove'), nginxAnswer.headers.get('cookie')], [200, null, null])
+    })
+
     it('send browsers to log in: a 302 for Traefik, Caddy and Envoy, a 401 naming the login page for nginx', async () => {
       const redirected = await gw.fetch(FORWARD_AUTH, { headers: { ...BROWSER, 'x-forwarded-uri': '/web/page', 'x-forwarded-method': 'GET' } })
       assert.equal(redirected.status, 302)
