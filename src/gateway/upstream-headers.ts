@@ -122,10 +122,11 @@ export function underscoredIdentityField(headers: IncomingHttpHeaders, removed: 
  * The request's fields that a framework reads as one of `fields`, in any spelling a CGI-style server reads alike
  * (`X_HTTP_Method_Override`, `X-HTTP_Method-Override`), with their values, repeated fields one by one.
  */
-export function fieldsReadAs(headers: IncomingHttpHeaders, fields: readonly string[]): [name: string, value: string][] {
+export function fieldsReadAs(headers: IncomingHttpHeaders, fields: readonly `x-${string}`[]): [name: string, value: string][] {
   const found: [string, string][] = []
   for (const name of Object.keys(headers)) {
-    if (!fields.includes(NOT_A_PLAIN_NAME.test(name) ? name.replace(NOT_PLAIN_CHARACTERS, '-') : name)) continue
+    // Asked for every forward-auth question: most fields are told apart by their first letter (Node lowercases names).
+    if (name.charCodeAt(0) !== 120 || !fields.includes((NOT_A_PLAIN_NAME.test(name) ? name.replace(NOT_PLAIN_CHARACTERS, '-') : name) as `x-${string}`)) continue
     const value = headers[name]
     for (const one of Array.isArray(value) ? value : [value ?? '']) found.push([name, one])
   }
