@@ -148,7 +148,10 @@ export function applicationRoutes(api: GatewayApi, app: App): void {
       if (error instanceof UniqueViolation) throw nameTaken()
       if (!(error instanceof ForeignKeyViolation)) throw error
       await existingOrganization(named.organizationId ?? undefined)
-      await existingUser(named.userId)
+      // From the database, not the accounts' cache: a deletion committed by another request or process reaches the
+      // cache only with its news, after the commit.
+      const userId = named.userId
+      if (userId !== undefined && userId !== null && !(await app.store.users.findById(userId))) throw new ValidationFailed({ user: [pkDoesNotExist(userId)] })
       throw error
     }
   }

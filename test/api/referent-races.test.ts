@@ -4,6 +4,7 @@ import { call, createOrgAndTeam } from '../helpers/access.ts'
 import { gatewayBackends } from '../helpers/backends.ts'
 import { basic, type TestGateway } from '../helpers/gateway.ts'
 import { withTrigger } from '../helpers/triggers.ts'
+import { sql } from '../../src/store/kysely.ts'
 
 const fields = { client_type: 'public', authorization_grant_type: 'password' }
 const missing = (id: number) => [`Invalid pk "${id}" - object does not exist.`]
@@ -46,6 +47,20 @@ for (const backend of gatewayBackends) describe(`teams and applications naming a
       assert.equal(refused.body.code, 'invalid_credentials')
     })
     assert.equal((await gw.store.tokens.list({ offset: 0, limit: 1, userId: user.id })).count, 0)
+  })
+
+  it('refuses an application naming a user deleted by another process, before its news arrived, with 400 on user', async () => {
+    const user = await call(gw, 'POST', 'users/', { username: 'gone-elsewhere' })
+    const moving = await call(gw, 'POST', 'applications/', { name: 'moving to the gone', ...fields })
+    // Deleted in the database only: this process still has the account in its cache, as until another's news arrives.
+    assert.ok(await gw.app.accounts.get(user.body.id))
+    await sql.raw(`DELETE FROM users WHERE id = ${user.body.id}`).execute(gw.store.database.db)
+    assert.ok(await gw.app.accounts.get(user.body.id), 'still cached')
+    for (const [method, path, body] of [['POST', 'applications/', { name: 'owned by the gone', user: user.body.id, ...fields }], ['PATCH', `applications/${moving.body.id}/`, { user: user.body.id }]] as const) {
+      const refused = await call(gw, method, path, body)
+      assert.equal(refused.status, 400, `${method}: ${JSON.stringify(refused.body)}`)
+      assert.deepEqual(refused.body.user, missing(user.body.id))
+    }
   })
 
   it('answers creations and changes racing the deletion of their organization or user as before it or after it, never 500', async () => {
