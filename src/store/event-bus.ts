@@ -101,6 +101,8 @@ export class EventBus {
   readonly #seen = new Set<number>()
   /** PostgreSQL: ids read past that no committed event held, and when each was first found missing (HOLE_WAIT_MS). */
   readonly #holes = new Map<number, number>()
+  /** PostgreSQL: ids publishers said they gave up, never to be looked for (the newest MAX_HOLES). */
+  readonly #abandoned = new Set<number>()
   readonly #processId = randomUUID()
   #lastId = 0
   /** What this process last told publishers it has read through (`#readThrough`). */
@@ -193,21 +195,35 @@ export class EventBus {
   async change<T>(work: (tx: Repositories, announce: Announce) => Promise<T>): Promise<T> {
     const news: { topic: string; key: string }[] = []
     const ids: number[] = []
+    // Ids an attempt took and gave up (a deadlock's retry): other processes are told, so they do not wait for them.
+    const abandoned: number[] = []
     let stampedAt = 0
-    const result = await this.#store.transaction(async (tx) => {
-      news.length = 0
-      const announce: Announce = (topic, key) => void news.push({ topic, key })
-      const result = await work(tx, announce)
-      if (this.#cascades.size && news.length) await this.#cascade(tx, [...news], announce)
-      ids.length = 0
-      for (const { topic, key } of news) {
-        const { id, createdAt } = await tx.events.appendStamped(topic, key)
-        ids.push(id)
-        stampedAt = createdAt
+    let result: T
+    try {
+      result = await this.#store.transaction(async (tx) => {
+        news.length = 0
+        const announce: Announce = (topic, key) => void news.push({ topic, key })
+        const result = await work(tx, announce)
+        if (this.#cascades.size && news.length) await this.#cascade(tx, [...news], announce)
+        abandoned.push(...ids)
+        ids.length = 0
+        for (const { topic, key } of news) {
+          const { id, createdAt } = await tx.events.appendStamped(topic, key)
+          ids.push(id)
+          stampedAt = createdAt
+        }
+        if (this.#postgres && ids.length) await tx.events.notify(ids.at(-1)!, abandoned)
+        return result
+      })
+    } catch (error) {
+      abandoned.push(...ids)
+      if (this.#postgres && abandoned.length) {
+        this.#abandon(abandoned)
+        await this.#store.events.notify(0, abandoned).catch(() => {})
       }
-      if (this.#postgres && ids.length) await tx.events.notify(ids.at(-1)!)
-      return result
-    })
+      throw error
+    }
+    if (abandoned.length) this.#abandon(abandoned)
     if (!ids.length) return result
     // Later than what the change stamped in the database (a not-before): what this process issues next is not before it.
     this.clock.observed(stampedAt)
@@ -383,6 +399,24 @@ export class EventBus {
     if (this.#registered && this.#postgres && this.#readThrough(Date.now()) !== this.#confirmed) await this.#confirmRead()
   }
 
+  /** Ids a publisher gave up (`notify`'s payload after the id): no event will hold them, so nothing waits for them. */
+  #forgetAbandoned(payload: string | undefined): void {
+    const given = payload?.split(' ')[1]
+    if (given) this.#abandon(given.split(',').map(Number))
+  }
+
+  /** Remembered for a while (a reader may come to the hole after the news of it), and no longer missing. */
+  #abandon(ids: readonly number[]): void {
+    for (const id of ids) {
+      this.#holes.delete(id)
+      this.#abandoned.add(id)
+    }
+    for (const id of this.#abandoned) {
+      if (this.#abandoned.size <= MAX_HOLES) break
+      this.#abandoned.delete(id)
+    }
+  }
+
   /**
    * The newest id up to which this process has read every event that will be: its newest, or short of the oldest id
    * still missing within HOLE_CONFIRM_MS (a transaction that took it still to commit). What publishers wait for.
@@ -407,7 +441,7 @@ export class EventBus {
   #noteHoles(before: number, read: StoredEvent[], now: number): void {
     for (const event of read) this.#holes.delete(event.id)
     const held = new Set(read.map((event) => event.id))
-    for (let id = Math.max(before + 1, this.#lastId - MAX_HOLES); id < this.#lastId; id++) if (!held.has(id) && !this.#holes.has(id)) this.#holes.set(id, now)
+    for (let id = Math.max(before + 1, this.#lastId - MAX_HOLES); id < this.#lastId; id++) if (!held.has(id) && !this.#holes.has(id) && !this.#abandoned.has(id)) this.#holes.set(id, now)
     for (const [id, since] of this.#holes) {
       if (now - since <= HOLE_WAIT_MS && this.#holes.size <= MAX_HOLES) break
       this.#holes.delete(id)
@@ -462,7 +496,10 @@ export class EventBus {
     const lost = () => this.#lost(client)
     client.on('error', lost)
     client.on('end', lost)
-    client.on('notification', () => void this.sync().catch(() => {}))
+    client.on('notification', (message) => {
+      this.#forgetAbandoned(message.payload)
+      void this.sync().catch(() => {})
+    })
     try {
       await client.query(`LISTEN ${EVENT_CHANNEL}`)
     } catch (error) {

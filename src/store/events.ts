@@ -5,6 +5,9 @@ import { sql } from './kysely.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
 
+/** The most given-up ids one notification names (a few hundred characters); any beyond are waited out. */
+const MAX_ABANDONED = 500
+
 /** The PostgreSQL NOTIFY channel on which the id of each new event is announced. */
 export const EVENT_CHANNEL = 'gatehouse_events'
 
@@ -50,9 +53,14 @@ export class EventLog {
     return Number(rows[0]!.now)
   }
 
-  /** PostgreSQL: tells every listening process that events up to `id` exist; within a transaction, at its commit. */
-  async notify(id: number): Promise<void> {
-    await sql`select pg_notify(${EVENT_CHANNEL}, ${String(id)})`.execute(this.#db)
+  /**
+   * PostgreSQL: tells every listening process that events up to `id` exist; within a transaction, at its commit.
+   * `abandoned`: ids a transaction took and gave up (rolled back, retried), which no event will ever hold: readers stop
+   * waiting for them (src/store/event-bus.ts). A payload holds 8,000 bytes: at most MAX_ABANDONED are named.
+   */
+  async notify(id: number, abandoned: readonly number[] = []): Promise<void> {
+    const payload = abandoned.length ? `${id} ${abandoned.slice(0, MAX_ABANDONED).join(',')}` : String(id)
+    await sql`select pg_notify(${EVENT_CHANNEL}, ${payload})`.execute(this.#db)
   }
 
   async after(id: number, limit = 1000): Promise<StoredEvent[]> {

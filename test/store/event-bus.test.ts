@@ -395,6 +395,38 @@ describe('event bus on PostgreSQL: waiting for other processes to confirm a chan
     }
   })
 
+  it('tells the others of ids a change took and gave up, so that they do not hold publishers back for them', async () => {
+    const opened = await postgres.open()
+    const second = await opened.reopen()
+    const publisher = new EventBus(opened.store)
+    const reader = new EventBus(second)
+    await publisher.start(60_000)
+    await reader.start(60_000)
+    const { db } = opened.store.database
+    // A change whose news is refused at its commit: its ids were taken, and no event will hold them.
+    await sql.raw(`CREATE FUNCTION test_refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.key = 'refused at commit' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NULL; END $$`).execute(db)
+    await sql.raw('CREATE CONSTRAINT TRIGGER test_refuse_commit AFTER INSERT ON events DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_refuse_commit()').execute(db)
+    try {
+      await assert.rejects(publisher.publish('token', 'refused at commit'))
+      const refusedAt = performance.now()
+      await publisher.publish('token', 'after it')
+      const latest = await opened.store.events.latestId()
+      // The reader confirms the next news once it has read it, not only once the given-up id is waited out (2 s).
+      while ((await opened.store.events.lagging(latest, 5000, 'no such process')) > 0) {
+        assert.ok(performance.now() - refusedAt < 1500, 'still held back by the given-up id')
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    } finally {
+      await sql.raw('DROP TRIGGER test_refuse_commit ON events').execute(db)
+      await sql.raw('DROP FUNCTION test_refuse_commit()').execute(db)
+      await reader.stop()
+      await publisher.stop()
+      await second.close()
+      await opened.store.close()
+      await opened.cleanup()
+    }
+  })
+
   it('returns as soon as a reading process confirms, after a check or two', async () => {
     const opened = await postgres.open()
     const second = await opened.reopen()
