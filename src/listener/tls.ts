@@ -86,6 +86,7 @@ function firstLine(error: unknown): string {
 
 /** How long after a file changes the files are read, so a certificate and key written one after the other are read together. */
 const SETTLE_MS = 200
+const MAX_TIMER_MS = 2 ** 31 - 1
 const POLL_MS = 1000
 
 /**
@@ -98,6 +99,7 @@ export class TlsReloader {
   readonly #log: FastifyBaseLogger
   readonly #files: string[]
   #timer: NodeJS.Timeout | undefined
+  #retry: NodeJS.Timeout | undefined
   /** What new connections get now. */
   #serving: TlsCredentials | undefined
 
@@ -125,13 +127,24 @@ export class TlsReloader {
     const refused = outOfDate(credentials, now)
     if (refused && this.#serving && !outOfDate(this.#serving, now)) {
       this.#log.warn({ why, reason: `server.tls.cert_file: ${refused}`, subject: credentials.subject }, 'TLS files not reloaded; new connections still get the previous certificate')
+      // A certificate installed ahead of its time is taken then (or when the one served expires, if sooner), as
+      // nothing else would read the files again until they change.
+      if (now < credentials.validFromMs) this.#retryAt(Math.min(credentials.validFromMs, this.#serving.validToMs + 1), now)
       return false
     }
     this.#server.setSecureContext(credentials.options)
     this.#serving = credentials
+    clearTimeout(this.#retry)
     if (refused) this.#log.warn({ why, subject: credentials.subject, valid_to: credentials.validTo, reason: refused }, 'TLS certificate reloaded, but clients will refuse it')
     else this.#log.info({ why, subject: credentials.subject, valid_to: credentials.validTo }, 'TLS certificate reloaded')
     return true
+  }
+
+  #retryAt(at: number, now: number): void {
+    clearTimeout(this.#retry)
+    // A timer holds at most about 24 days: a later time is reached in steps, each reload checking again.
+    this.#retry = setTimeout(() => this.reload('the certificate in the files became valid'), Math.min(at - now + 1000, MAX_TIMER_MS))
+    this.#retry.unref()
   }
 
   watch(): void {
@@ -146,6 +159,7 @@ export class TlsReloader {
 
   close(): void {
     clearTimeout(this.#timer)
+    clearTimeout(this.#retry)
     for (const file of this.#files) unwatchFile(file, this.#changed)
   }
 }

@@ -50,4 +50,23 @@ describe('a certificate clients would refuse for its dates', () => {
     assert.equal(swapped.length, 1)
     assert.deepEqual([logged[0]!.level, logged[0]!.msg], ['warn', 'TLS certificate reloaded, but clients will refuse it'])
   })
+
+  it('takes a certificate installed ahead of its time once that time comes, with no change to the files', async () => {
+    const serving = { ...readTlsFiles({ cert_file: longLived.cert, key_file: longLived.key } as never), validFromMs: 0 }
+    const { reloader, swapped, logged } = recordedReloader(shortLived, serving)
+    const installed = readTlsFiles({ cert_file: shortLived.cert, key_file: shortLived.key } as never)
+    try {
+      // As if read 300 ms before the new certificate's start.
+      assert.equal(reloader.reload('files changed', installed.validFromMs - 300), false)
+      assert.match(String(logged[0]!.fields.reason), /not valid until/)
+      const started = performance.now()
+      while (swapped.length === 0) {
+        assert.ok(performance.now() - started < 5000, 'not taken once valid')
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      assert.deepEqual([logged.at(-1)!.level, logged.at(-1)!.fields.why], ['info', 'the certificate in the files became valid'])
+    } finally {
+      reloader.close()
+    }
+  })
 })
