@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { isIPv6Text } from '../http/address-ranges.ts'
 import { AccessRulesSchema, cidr } from './access.ts'
 import { CorsSchema } from './cors.ts'
 import { ForwardAuthSchema } from './forward-auth.ts'
@@ -258,10 +259,18 @@ function checkTls(server: { port: number; public_url?: string | undefined; tls?:
  */
 function checkMetricsPort(server: { host: string; port: number; tls?: TlsConfig | undefined }, metrics: { port?: number | undefined; host: string }, ctx: z.RefinementCtx): void {
   if (!metrics.port) return
-  const wildcard = (host: string) => host === '0.0.0.0' || host === '::' || host === '[::]'
-  if (server.host !== metrics.host && !wildcard(server.host) && !wildcard(metrics.host)) return
+  const [ours, theirs] = [listenedAt(server.host), listenedAt(metrics.host)]
+  if (!ours.includes('*') && !theirs.includes('*') && !ours.some((address) => theirs.includes(address))) return
   const taken = metrics.port === server.port ? 'server.port' : metrics.port === server.tls?.redirect_http_port ? 'server.tls.redirect_http_port' : undefined
   if (taken) ctx.addIssue({ code: 'custom', path: ['metrics', 'port'], message: `must differ from ${taken}, which listens on the same address` })
+}
+
+/** The addresses a host listens at, written one way: `*` for every address, `localhost` as both loopbacks. */
+function listenedAt(host: string): string[] {
+  const bare = host.replace(/^\[(.*)\]$/, '$1')
+  if (bare === '0.0.0.0' || bare === '::') return ['*']
+  if (bare.toLowerCase() === 'localhost') return ['127.0.0.1', '[::1]']
+  return [isIPv6Text(bare) ? new URL(`http://[${bare}]/`).hostname : bare.toLowerCase()]
 }
 
 function checkRealmReferences(config: { services: ServiceConfig[]; realms: z.output<typeof RealmSchema>[]; gateway: { oidc: { realms?: string[] | undefined } } }, ctx: z.RefinementCtx): void {

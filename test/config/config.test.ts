@@ -152,6 +152,10 @@ describe('configuration', () => {
     assert.deepEqual(problemsOf({ server: { port: 8443, tls: { cert_file: 'tls.crt', key_file: 'tls.key', redirect_http_port: 8080 } }, metrics: { port: 8080 } }),
       ['metrics.port: must differ from server.tls.redirect_http_port, which listens on the same address'])
     assert.deepEqual(problemsOf({ server: { host: '0.0.0.0', port: 9100 }, metrics: { port: 9100 } }), ['metrics.port: must differ from server.port, which listens on the same address'])
+    // The same address written another way.
+    for (const [ours, theirs] of [['127.0.0.1', 'localhost'], ['::1', '0:0::1'], ['[::1]', 'LOCALHOST']]) {
+      assert.deepEqual(problemsOf({ server: { host: ours, port: 9100 }, metrics: { host: theirs, port: 9100 } }), ['metrics.port: must differ from server.port, which listens on the same address'], `${ours} ${theirs}`)
+    }
     // Another address, or a port picked when listening, is no clash.
     assert.equal(validateConfig({ server: { host: '10.0.0.5', port: 9100 }, metrics: { port: 9100 } }).metrics.port, 9100)
     assert.equal(validateConfig({ server: { port: 0 }, metrics: { port: 0 } }).metrics.port, 0)
