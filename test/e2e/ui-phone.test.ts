@@ -16,8 +16,11 @@ import { createToken } from '../helpers/tokens.ts'
  */
 const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 3, isMobile: true, hasTouch: true } as const
 
-/** Every page of the interface (src/ui/static/js/addresses.js); `{carol}` is a user's id. */
-const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/users/{carol}', 'admin/users/new', 'admin/tokens', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services', 'admin/activity']
+/**
+ * Every page of the interface (src/ui/static/js/addresses.js); `{carol}` is a user's id, `{long}` the id of a user
+ * whose username is as long as one may be, without a space (the pages put it in headings and buttons' labels).
+ */
+const PAGES = ['account', 'tokens', 'sessions', 'access', 'admin/users', 'admin/users/{carol}', 'admin/users/{long}', 'admin/users/new', 'admin/tokens', 'admin/tokens?user={long}', 'admin/sessions', 'admin/applications', 'admin/settings', 'admin/services', 'admin/activity']
 
 /** The smallest target a finger is asked to hit, in CSS px (WCAG 2.2, 2.5.8 Target Size (Minimum)). */
 const MIN_TARGET = 24
@@ -28,6 +31,7 @@ describe(`the web interface on a phone (${PHONE.viewport.width} x ${PHONE.viewpo
   let context: BrowserContext
   let page: Page
   let carolId: number
+  let longId: number
   /** Console errors and uncaught exceptions of the page, over every case. */
   const problems: string[] = []
 
@@ -37,6 +41,8 @@ describe(`the web interface on a phone (${PHONE.viewport.width} x ${PHONE.viewpo
     carolId = (await gw.app.accounts.create({ username: 'carol', password: 'carol-password', email: 'carol.with.a.rather.long.address@engineering.example.com', firstName: 'Carol', lastName: 'Jones' })).id
     await createToken(gw, { authorization: basic('carol', 'carol-password') }, { description: 'nightly-report-for-the-platform-engineering-team', scope: 'read' })
     await createToken(gw, adminAuth, { description: 'deploy pipeline', scope: 'write' })
+    longId = (await gw.app.accounts.create({ username: 'l'.repeat(150), password: 'long-password' })).id
+    await createToken(gw, { authorization: basic('l'.repeat(150), 'long-password') }, { description: 'long', scope: 'read' })
     await createOrgAndTeam(gw, 'Platform', 'Automation')
     browser = await launchChromium()
     context = await browser.newContext({ ...PHONE, locale: 'en-GB', timezoneId: 'UTC' })
@@ -124,16 +130,17 @@ describe(`the web interface on a phone (${PHONE.viewport.width} x ${PHONE.viewpo
 
   for (const name of PAGES) {
     it(`shows ${name} without sideways scrolling, with the menu, the page's actions and its tables within reach`, async () => {
-      const path = `/ui/${name.replace('{carol}', String(carolId))}`
+      const path = `/ui/${name.replace('{carol}', String(carolId)).replace('{long}', String(longId))}`
       await page.goto(gw.url + path)
       await pageDrawn(page)
-      assert.equal(new URL(page.url()).pathname, path)
+      const drawn = new URL(page.url())
+      assert.equal(drawn.pathname + drawn.search, path)
       assert.equal(await page.locator('main .form-error').count(), 0, `${name} shows an error`)
       await assertNoSidewaysScroll(name)
       await assertMenuReachable(name)
       assert.deepEqual(await untappable('.top button, main button, main a.button, main input[type=submit]'), [], `${name}: the page's actions`)
       assert.deepEqual(await tablesThatWidenThePage(), [], `${name}: its tables`)
-      await screenshot(name.replace('{carol}', 'user').replaceAll('/', '-'))
+      await screenshot(name.replace('{carol}', 'user').replace('{long}', 'long-user').replace('?user=', '-of-').replaceAll('/', '-'))
     })
   }
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { Browser, Page } from 'playwright-core'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { assertNoHorizontalOverflow, launchChromium, logIn, openPage, pageDrawn, screenshot, VIEWPORTS, type SignedIn, type ViewportName, type WatchedPage } from '../helpers/chromium.ts'
 import { ADMIN_PASSWORD, adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { bearer, createToken } from '../helpers/tokens.ts'
@@ -31,6 +31,16 @@ describe('the web interface in Chromium', () => {
     }
   }
   /** Clicks a button that asks first, then agrees in the dialog. */
+  /** Logs in at the gateway's login page in a new tab of the browser `context`, and closes that tab. */
+  const logInInAnotherTab = async (context: BrowserContext, username: string, password: string) => {
+    const other = await context.newPage()
+    await other.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/account`)
+    await other.fill('#username', username)
+    await other.fill('#password', password)
+    await Promise.all([other.waitForURL(`${gw.url}/ui/account`), other.click('button[type=submit]')])
+    await other.close()
+  }
+
   const clickAndConfirm = async (page: Page, name: string | RegExp, confirmLabel: string) => {
     await page.getByRole('button', { name }).click()
     await page.locator('dialog.confirm').getByRole('button', { name: confirmLabel }).click()
@@ -427,17 +437,32 @@ describe('the web interface in Chromium', () => {
     await pageDrawn(page)
     assert.equal(await page.locator('#who .username').innerText(), 'carol')
     // Someone else logs in at the gateway in another tab of the same browser: the cookie is now theirs.
-    const other = await context.newPage()
-    await other.goto(`${gw.url}/api/gateway/v1/login/?next=/ui/account`)
-    await other.fill('#username', 'admin')
-    await other.fill('#password', ADMIN_PASSWORD)
-    await Promise.all([other.waitForURL(`${gw.url}/ui/account`), other.click('button[type=submit]')])
-    await other.close()
+    await logInInAnotherTab(context, 'admin', ADMIN_PASSWORD)
     // Back on the first tab, which still shows carol's details in its form: the page asks the server whose session it is.
     await Promise.all([page.waitForEvent('load'), page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")])
     await pageDrawn(page)
     assert.equal(await page.locator('#who .username').innerText(), 'admin')
     assert.doesNotMatch(await page.content(), /carol@example\.com/, 'nothing of carol\'s account stays on screen')
+    assert.deepEqual(problems, [])
+  }))
+
+  it('makes no change from a tab drawn for a login the browser no longer has, and starts that tab again as the login it has', () => inBrowser('desktop', async ({ page, context, problems, failedResponses }) => {
+    await logIn(page, gw.url, 'carol', 'carol-password', '/ui/tokens')
+    await page.getByRole('heading', { name: 'My tokens', level: 1 }).waitFor()
+    await page.getByLabel('Description').fill('made from a stale tab')
+    // Another login in another tab of the same browser, before this tab has asked whose session it is.
+    await logInInAnotherTab(context, 'admin', ADMIN_PASSWORD)
+    // The tab still says carol; its change is refused, not made as admin, and the tab starts again as admin.
+    assert.equal(await page.locator('#who .username').innerText(), 'carol')
+    await Promise.all([page.waitForEvent('load'), page.getByRole('button', { name: 'Create token' }).click()])
+    await pageDrawn(page)
+    assert.equal(await page.locator('#who .username').innerText(), 'admin')
+    assert.equal(await page.locator('#new-token-value').count(), 0, 'no token value shown')
+    for (const headers of [adminAuth, carolAuth]) {
+      const tokens = await json(await gw.fetch('/api/gateway/v1/tokens/?description=made+from+a+stale+tab', { headers }))
+      assert.equal(tokens.count, 0, 'no one got the token')
+    }
+    assert.deepEqual(failedResponses, ['403 POST /api/gateway/v1/tokens/'])
     assert.deepEqual(problems, [])
   }))
 

@@ -1,5 +1,6 @@
 // The REST client every page uses: the same public API any program calls, authenticated by the session
-// cookie, with the CSRF token from the `csrftoken` cookie echoed in X-CSRFToken on unsafe methods.
+// cookie, with the CSRF token from the `csrftoken` cookie echoed in X-CSRFToken on unsafe methods: the token the
+// cookie held when this page loaded (see PAGE_CSRF_TOKEN).
 
 /**
  * Where a proxy publishes the gateway: '' at the root, '/edge' for a `server.public_url` of https://host/edge/
@@ -58,6 +59,24 @@ export function readCookie(name) {
 }
 
 /**
+ * The CSRF token of the login this page was drawn for (the shell sets the cookie before this runs). A login in
+ * another tab gives the browser a new token with its new session; this page keeps sending the old one, so the
+ * gateway refuses its changes (`csrf_token_incorrect`) rather than making them as whoever logged in since.
+ */
+const PAGE_CSRF_TOKEN = readCookie('csrftoken')
+
+/** @type {(() => void)[]} */
+const otherLoginListeners = []
+
+/**
+ * Called when a change is refused because the browser's login is no longer the one this page was drawn for.
+ * @param {() => void} listener
+ */
+export function onOtherLogin(listener) {
+  otherLoginListeners.push(listener)
+}
+
+/**
  * Calls the API. `path` is relative to /api/gateway/v1/ unless it starts with "/": then it is a gateway path (`/api/`).
  * Resolves to the parsed JSON (null for 204, and for a redirect the caller accepts with `redirect: 'manual'`);
  * rejects with an ApiError the pages show to people.
@@ -75,8 +94,7 @@ export async function api(path, options = {}) {
   const headers = { accept: 'application/json', ...SCRIPT_HEADERS }
   if (options.body !== undefined) headers['content-type'] = 'application/json'
   if (!SAFE_METHODS.has(method)) {
-    const csrf = readCookie('csrftoken')
-    if (csrf) headers['x-csrftoken'] = csrf
+    if (PAGE_CSRF_TOKEN) headers['x-csrftoken'] = PAGE_CSRF_TOKEN
   }
   let response
   try {
@@ -99,6 +117,7 @@ export async function api(path, options = {}) {
   if (response.ok) return body
   const error = new ApiError(response.status, body && typeof body === 'object' ? body : {})
   if (response.status === 401) for (const listener of unauthenticatedListeners) listener(error)
+  if (response.status === 403 && error.code === 'csrf_token_incorrect') for (const listener of otherLoginListeners) listener()
   throw error
 }
 
