@@ -18,8 +18,18 @@ const wholeNumber = (message: string) => z
  */
 export const pageQuery = z.object({
   page: wholeNumber(`Enter a page number from 1 to ${MAX_PAGE}.`).pipe(z.number().max(MAX_PAGE, `Enter a page number from 1 to ${MAX_PAGE}.`)).default(1),
-  page_size: wholeNumber('Enter a page size of at least 1.').transform((size) => Math.min(size, MAX_PAGE_SIZE)).default(DEFAULT_PAGE_SIZE),
+  page_size: pageSize().default(DEFAULT_PAGE_SIZE),
 })
+
+/** A page size of any number of digits: whatever its length, a number above the cap is capped (leading zeros aside). */
+function pageSize() {
+  const message = 'Enter a page size of at least 1.'
+  return z.string({ error: onceOr(message) })
+    .regex(/^[0-9]+$/, message)
+    .transform((digits) => digits.replace(/^0+(?=[0-9])/, ''))
+    .transform((digits) => digits.length > String(MAX_PAGE_SIZE).length ? MAX_PAGE_SIZE : Math.min(Number(digits), MAX_PAGE_SIZE))
+    .pipe(z.number().min(1, message))
+}
 
 export interface Page {
   page: number
