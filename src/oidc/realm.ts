@@ -504,7 +504,11 @@ export class OidcRealms implements AccessTokenIssuers {
     deps.store.oidc.onSessionsEnded(({ sessions, grants }) => {
       const ended = new Map<Realm, EndedRealmSession[]>()
       for (const found of [...sessions.map((session) => this.#sessionEnded(session)), ...grants.map((grant) => this.#passwordLoginEnded(grant))]) {
-        if (found) ended.set(found.realm, [...ended.get(found.realm) ?? [], found.session])
+        if (!found) continue
+        const realmSessions = ended.get(found.realm)
+        // Pushed, not copied: an account's end may tell tens of thousands of grants at once.
+        if (realmSessions) realmSessions.push(found.session)
+        else ended.set(found.realm, [found.session])
       }
       for (const [realm, realmSessions] of ended) realm.logOutClients(realmSessions)
     })

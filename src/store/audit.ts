@@ -1,4 +1,5 @@
-import type { Kysely, Selectable } from 'kysely'
+import type { Kysely, Selectable, SelectQueryBuilder } from 'kysely'
+import { deleteInBatches } from './deletion-batches.ts'
 import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
 import type { AuditEntriesTable, Tables } from './schema.ts'
 
@@ -71,12 +72,16 @@ export class AuditRepository {
     return Number(row.n)
   }
 
-  /** Deletes entries created before `time`, and all but the newest `keep`; answers how many went. */
+  /** Deletes entries created before `time`, and all but the newest `keep`, a batch at a time (deleteInBatches); answers how many went. */
   async prune(time: number, keep: number): Promise<number> {
-    const old = await this.#db.deleteFrom('audit_entries').where('created_at', '<', time).executeTakeFirst()
+    const deleteWhere = (which: (query: SelectQueryBuilder<Tables, 'audit_entries', { id: number }>) => SelectQueryBuilder<Tables, 'audit_entries', { id: number }>) => deleteInBatches(async (limit) => {
+      const batch = which(this.#db.selectFrom('audit_entries').select('id')).limit(limit)
+      return Number((await this.#db.deleteFrom('audit_entries').where('id', 'in', batch).executeTakeFirst()).numDeletedRows)
+    })
+    const old = await deleteWhere((query) => query.where('created_at', '<', time))
     const cutoff = await this.#db.selectFrom('audit_entries').select('id').orderBy('id', 'desc').offset(keep).limit(1).executeTakeFirst()
-    const surplus = cutoff ? await this.#db.deleteFrom('audit_entries').where('id', '<=', cutoff.id).executeTakeFirst() : undefined
-    return Number(old.numDeletedRows) + Number(surplus?.numDeletedRows ?? 0)
+    const surplus = cutoff ? await deleteWhere((query) => query.where('id', '<=', cutoff.id)) : 0
+    return old + surplus
   }
 }
 

@@ -1,4 +1,5 @@
 import { type Kysely, type Selectable, sql } from 'kysely'
+import { deleteInBatches } from './deletion-batches.ts'
 import { type FilterFields, filtered, type ListFilter, NO_FILTER, ordered } from './list-filter.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { SessionsTable, Tables } from './schema.ts'
@@ -133,10 +134,12 @@ export class SessionRepository {
     return deleted.map((r) => r.key_hash)
   }
 
-  /** Removes sessions that expired at or before `now`; returns how many. */
+  /** Removes sessions that expired at or before `now`, a batch at a time (deleteInBatches); returns how many. */
   async deleteExpired(now: number): Promise<number> {
-    const result = await this.#db.deleteFrom('sessions').where('expires_at', '<=', now).executeTakeFirst()
-    return Number(result.numDeletedRows)
+    return deleteInBatches(async (limit) => {
+      const expired = this.#db.selectFrom('sessions').select('id').where('expires_at', '<=', now).limit(limit)
+      return Number((await this.#db.deleteFrom('sessions').where('id', 'in', expired).executeTakeFirst()).numDeletedRows)
+    })
   }
 }
 

@@ -56,5 +56,14 @@ for (const backend of storeBackends) {
       const { entries } = await db.store.audit.list({ offset: 0, limit: 10 })
       assert.deepEqual(entries.map((e) => e.created), [T + 115, T + 116, T + 117, T + 118, T + 119])
     })
+
+    it('prunes more entries than one batch deletes, by age and by count', async () => {
+      await db.store.audit.prune(Number.MAX_SAFE_INTEGER, 0)
+      for (let i = 0; i < 5; i++) await db.store.audit.insertMany(Array.from({ length: 1000 }, (_, j) => entry({ created: T + i * 1000 + j })))
+      assert.equal(await db.store.audit.prune(T + 2500, 1_000_000), 2500, 'the entries before T + 2500')
+      assert.equal(await db.store.audit.prune(0, 10), 2490, 'all but the newest ten')
+      const { entries } = await db.store.audit.list({ offset: 0, limit: 20 })
+      assert.deepEqual(entries.map((e) => e.created), Array.from({ length: 10 }, (_, i) => T + 4990 + i))
+    })
   })
 }

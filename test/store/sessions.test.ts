@@ -119,6 +119,18 @@ for (const backend of storeBackends) {
       assert.ok(await store.sessions.findByKeyHash(live.keyHash))
     })
 
+    it('removes more expired sessions than one batch deletes, and no live one', async () => {
+      const hugo = (await store.users.create({ username: 'hugo' })).id
+      const rows = (count: number, expiresAt: number, tag: string) => Array.from({ length: count }, (_, i) => ({
+        key_hash: `bulk-${backend.name}-${tag}-${i}-`.padEnd(64, 'x'), user_id: hugo, created_at: T, expires_at: expiresAt, ip: '127.0.0.1', user_agent: 'test',
+      }))
+      for (let i = 0; i < 9; i++) await store.database.db.insertInto('sessions').values(rows(500, T + 50, `old${i}`)).execute()
+      await store.database.db.insertInto('sessions').values(rows(3, T + 10_000_000, 'live')).execute()
+      assert.ok(await store.sessions.deleteExpired(T + 50) >= 4500)
+      const left = await store.database.db.selectFrom('sessions').select('expires_at').where('user_id', '=', hugo).execute()
+      assert.deepEqual(left.map((row) => Number(row.expires_at)), [T + 10_000_000, T + 10_000_000, T + 10_000_000])
+    })
+
     it('drops the sessions of a deleted user with the user', async () => {
       const gina = (await store.users.create({ username: 'gina' })).id
       const s = await session(gina, T, T + 10_000)
