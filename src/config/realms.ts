@@ -137,6 +137,8 @@ export const RealmSchema = z.object({
     .describe('An offline session (a refresh token of scope `offline_access`, typ `Offline`) ends when it is not refreshed for this long (Keycloak: "Offline Session Idle", 30 days). Offline sessions survive logout of the session they came from.'),
   offline_session_max_seconds: z.number().int().min(60).max(3 * 365 * 86400).default(60 * 86400)
     .describe('An offline session ends this long after login, however often it is refreshed (Keycloak: "Offline Session Max", 60 days; Gatehouse always applies it, see docs/oidc.md).'),
+  grants_per_user_limit: z.number().int().min(1).max(100_000).default(1000)
+    .describe('The most live grants (logins: browser sign-ins, password and device logins, offline sessions) one user holds in the realm at once. A new one past it ends the oldest, with their tokens, as Keycloak\'s "User Session Count Limiter" set to terminate the oldest session does; without a bound a script looping over the token endpoint would fill the database, and ending its account would take as long.'),
   device_code_seconds: z.number().int().min(60).max(86400).default(600)
     .describe('How long a device login (the device authorization grant) waits for its user to enter the code; past it, polling is answered `expired_token` (Keycloak: "OAuth 2.0 Device Code Lifespan", 10 minutes).'),
   login_with_email: z.boolean().default(true)

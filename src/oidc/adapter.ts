@@ -52,6 +52,8 @@ export interface AdapterDependencies {
   detectsRefreshTokenReuse(clientId: string): boolean
   /** The key hash of the gateway session of the browser saving a realm session of this account, if it has one. */
   gatewaySession?(accountId: string): Promise<string | undefined>
+  /** The realm's `grants_per_user_limit`: saving a user's grant past it ends their oldest. */
+  grantsPerUserLimit?: number
 }
 
 /**
@@ -105,6 +107,18 @@ export class StoreAdapter implements Adapter {
       userCode: payload.userCode,
       expiresAt,
     })
+    if (this.#model === 'Grant' && typeof payload.accountId === 'string' && this.#deps.grantsPerUserLimit !== undefined) {
+      await this.#endGrantsPastLimit(payload.accountId, this.#deps.grantsPerUserLimit, id)
+    }
+  }
+
+  /**
+   * A user's grants past the realm's limit end, the oldest first, with their tokens, told to every process as a
+   * revoked grant is (never `kept`, the one just saved, whose tokens are being issued).
+   */
+  async #endGrantsPastLimit(accountId: string, limit: number, kept: string): Promise<void> {
+    const ended = await this.#deps.records.grantsPastLimit(accountId, limit, kept, providerNow())
+    if (ended.length) await this.#deps.revoke(ended.map((grantId) => `grant:${grantId}`), (records) => records.endGrants(ended))
   }
 
   /**

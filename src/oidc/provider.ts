@@ -223,6 +223,7 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
     revoke: options.revoke,
     detectsRefreshTokenReuse: (clientId: string) => clients.get(clientId)?.refresh_token_rotation === true,
     gatewaySession: (accountId) => gatewaySessionOfRequest(options, accountId),
+    grantsPerUserLimit: realm.grants_per_user_limit,
   }
 
   const configuration: Configuration = {

@@ -1,6 +1,7 @@
 import type { Compilable, Kysely } from 'kysely'
 import { sql } from './kysely.ts'
 import { CompiledStatements } from './compiled-statements.ts'
+import { deleteInBatches } from './deletion-batches.ts'
 import { DatabaseUnavailable } from '../errors.ts'
 import type { DialectName } from './migrations/helpers.ts'
 import type { Tables } from './schema.ts'
@@ -566,10 +567,29 @@ export class OidcRecordRepository {
     await this.#db.updateTable('oidc_records').set({ gateway_session: to }).where('model', '=', SESSION_MODEL).where('gateway_session', '=', from).execute()
   }
 
+  /**
+   * The account's live grants past the `limit` newest, oldest first, leaving out `kept` (the grant just saved): those
+   * to end so that the account holds at most `limit`. Oldest by the second they were issued (`iat`), and of those of
+   * one second, the one that ends first. Counted first, by the account's index; read and ordered only when more.
+   */
+  async grantsPastLimit(accountId: string, limit: number, kept: string, now: number): Promise<string[]> {
+    const live = this.#db.selectFrom('oidc_records').where('account_id', '=', accountId).where('model', '=', GRANT_MODEL)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    const { count } = await live.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
+    if (Number(count) <= limit) return []
+    const issued = this.#dialect === 'postgres' ? sql<number>`(payload::json ->> 'iat')::bigint` : sql<number>`json_extract(payload, '$.iat')`
+    const oldest = await live.select('id').where('id', '!=', kept).orderBy(issued).orderBy('expires_at').orderBy('id').limit(Number(count) - limit).execute()
+    return oldest.map((grant) => grant.id)
+  }
+
+  /** Deletes the records that expired at or before `now`, a batch at a time (deleteInBatches); returns how many. */
   async pruneExpired(now: number): Promise<number> {
     this.#changed()
-    const result = await this.#db.deleteFrom('oidc_records').where('expires_at', '<=', now).executeTakeFirst()
-    return Number(result.numDeletedRows)
+    return deleteInBatches(async (limit) => {
+      const expired = this.#db.selectFrom('oidc_records').select(['model', 'id']).where('expires_at', '<=', now).limit(limit)
+      const result = await this.#db.deleteFrom('oidc_records').where((eb) => eb(eb.refTuple('model', 'id'), 'in', expired.$asTuple('model', 'id'))).executeTakeFirst()
+      return Number(result.numDeletedRows)
+    })
   }
 
   #live(now: number) {

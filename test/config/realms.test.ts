@@ -22,6 +22,7 @@ describe('realms configuration', () => {
     assert.equal(realm.access_token_seconds, 300)
     assert.equal(realm.sso_session_idle_seconds, 1800)
     assert.equal(realm.sso_session_max_seconds, 36000)
+    assert.equal(realm.grants_per_user_limit, 1000)
     const client = realm.clients.find((c) => c.client_id === 'end-users')!
     assert.equal(client.public_client, true)
     assert.equal(client.direct_access_grants, true)
@@ -47,6 +48,14 @@ describe('realms configuration', () => {
     assert.ok(found.some((p) => p.startsWith('realms.0.clients.1.secret: a public client has no secret')), found.join('\n'))
     assert.ok(found.some((p) => p.startsWith('realms.0.clients.2.service_accounts')), found.join('\n'))
     assert.ok(found.some((p) => p.startsWith('realms.0.sso_session_idle_seconds')), found.join('\n'))
+  })
+
+  it('bounds the grants a user holds in a realm: a whole number from 1', () => {
+    const realm = (limit: unknown) => ({ realms: [{ name: 'r', grants_per_user_limit: limit, clients: [{ client_id: 'c' }] }] })
+    for (const bad of [0, -1, 1.5, '10', null, 100_001]) {
+      assert.ok(problems(realm(bad)).some((p) => p.startsWith('realms.0.grants_per_user_limit')), `${JSON.stringify(bad)}: ${problems(realm(bad)).join('; ')}`)
+    }
+    assert.deepEqual(problems(realm(1)), [])
   })
 
   it('requires a realm for services that accept oidc, and the one they name', () => {

@@ -143,9 +143,10 @@ for (const backend of gatewayBackends) {
       const answer = await postToken(gw, loginForm('erin'))
       statements.counting = false
       assert.equal(answer.status, 200)
-      // The account, the lockout's username and address records together, the login's time, and the grant, access
-      // token and refresh token records together.
-      assert.equal(statements.run.length, 4, statements.run.join('\n'))
+      // The account, the lockout's username and address records together, the login's time, the grant, access
+      // token and refresh token records together, and the count of the account's live grants (grants_per_user_limit).
+      assert.equal(statements.run.length, 5, statements.run.join('\n'))
+      assert.match(statements.run.at(-1)!, /^select count\(\*\) as "count" from "oidc_records" where "account_id" = /)
     })
 
     it('counts its tokens as oidc-provider\'s grants are counted, and records the login', async () => {

@@ -287,6 +287,32 @@ for (const backend of storeBackends) {
       assert.equal((await db.store.database.db.selectFrom('oidc_records').select('id').where('id', '=', 'old').execute()).length, 0)
     })
 
+    it('prunes more expired records than one batch deletes, of every model, and no live one', async () => {
+      const now = Date.now()
+      const record = (model: string, id: string, expiresAt: number) => ({ model, id, payload: '{}', grant_id: null, uid: null, user_code: null, account_id: null, gateway_session: null, expires_at: expiresAt, ended_at: null, consumed_at: null })
+      for (const model of ['AccessToken', 'RefreshToken', 'Grant']) {
+        for (let i = 0; i < 3; i++) await db.store.database.db.insertInto('oidc_records').values(Array.from({ length: 500 }, (_, j) => record(model, `bulk-${i}-${j}`, now - 10))).execute()
+      }
+      await db.store.database.db.insertInto('oidc_records').values([record('AccessToken', 'bulk-live', now + 60_000), record('Grant', 'bulk-0-0-live', now + 60_000)]).execute()
+      assert.ok(await db.store.oidc.pruneExpired(now) >= 4500)
+      const left = await db.store.database.db.selectFrom('oidc_records').select(['model', 'id']).where('id', 'like', 'bulk-%').orderBy('id').execute()
+      assert.deepEqual(left.map((row) => `${row.model} ${row.id}`), ['Grant bulk-0-0-live', 'AccessToken bulk-live'])
+    })
+
+    it('finds an account\'s live grants past a limit, oldest first, never the one kept', async () => {
+      const now = Date.now()
+      const grant = (id: string, accountId: string, iat: number, expiresAt: number) => db.store.oidc.upsert({ model: 'Grant', id, payload: { accountId, iat }, expiresAt })
+      await grant('limit-new', '77', 1_000_300, now + 60_000)
+      await grant('limit-old', '77', 1_000_100, now + 90_000)
+      await grant('limit-mid-late', '77', 1_000_200, now + 80_000)
+      await grant('limit-mid-early', '77', 1_000_200, now + 70_000)
+      await grant('limit-expired', '77', 1_000_000, now - 1)
+      await grant('limit-other', '78', 1_000_000, now + 60_000)
+      assert.deepEqual(await db.store.oidc.grantsPastLimit('77', 4, 'limit-new', now), [])
+      assert.deepEqual(await db.store.oidc.grantsPastLimit('77', 2, 'limit-new', now), ['limit-old', 'limit-mid-early'])
+      assert.deepEqual(await db.store.oidc.grantsPastLimit('77', 1, 'limit-old', now), ['limit-mid-early', 'limit-mid-late', 'limit-new'])
+    })
+
     it('revokes everything of a grant and reports it', async () => {
       const revoked: string[] = []
       const deps = {
