@@ -643,8 +643,8 @@ export class UpstreamBusy extends GatehouseError {
   static override readonly status: number = 503
   static override readonly code: ErrorCode = 'upstream_busy'
 
-  constructor(service: string) {
-    super(`The service "${service}" has no free connection for this client; try again shortly.`, { headers: { 'retry-after': '1' } })
+  constructor(service: string, message = `The service "${service}" has no free connection for this client; try again shortly.`) {
+    super(message, { headers: { 'retry-after': '1' } })
   }
 }
 

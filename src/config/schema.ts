@@ -68,7 +68,13 @@ export const ServiceSchema = z.object({
       .describe('The longest a request waits for a connection it may use before it is answered 503 upstream_busy.'),
     body_buffer_kb: z.number().int().min(0).max(100 * 1024).default(64)
       .describe('Request bodies up to this size are read whole before the request takes a connection, and of larger ones this much first, the rest then streamed (as nginx\'s proxy_request_buffering): a client that sends its body slowly holds no connection meanwhile. 0 streams every body as it comes. All bodies held at once count against `server.body_buffers_mb`.'),
-  }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64 }).describe('The connections to the upstream, and each client\'s share of them.'),
+    websockets: z.number().int().min(1).max(1_000_000).default(1024)
+      .describe('WebSockets open to the service at once, each holding a connection to it for as long as it is open. Bounded apart from `connections`, which sockets never take: hours-long sockets would starve ordinary requests. One past it is answered 503 upstream_busy, and the service never sees it.'),
+    websockets_per_client: z.number().int().min(1).max(1_000_000).default(64)
+      .describe('The most of them one client (an IPv4 address, or an IPv6 /64, as for `per_client`) may hold at once; one past it is answered 503 upstream_busy. At most `websockets`.'),
+    websockets_per_user: z.number().int().min(1).max(1_000_000).optional()
+      .describe('The most of them one signed-in user may hold at once, from any addresses (sockets opened without credentials count only per client). Unset: no bound per user beyond `websockets`.'),
+  }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 }).describe('The connections to the upstream, and each client\'s share of them; the same for its WebSockets.'),
 }).strict()
 
 const filePath = z.string().min(1)
@@ -227,6 +233,10 @@ export const ConfigSchema = z.object({
     })
     if (service.pool.per_client > service.pool.connections) {
       ctx.addIssue({ code: 'custom', path: ['services', i, 'pool', 'per_client'], message: `must be at most pool.connections (${service.pool.connections})` })
+    }
+    // Only against a bound that is itself valid: one refused above needs no second problem here.
+    if (Number.isInteger(service.pool.websockets) && service.pool.websockets >= 1 && service.pool.websockets_per_client > service.pool.websockets) {
+      ctx.addIssue({ code: 'custom', path: ['services', i, 'pool', 'websockets_per_client'], message: `must be at most pool.websockets (${service.pool.websockets})` })
     }
     service.public_paths.forEach((path, j) => {
       if (!path.startsWith(service.prefix)) ctx.addIssue({ code: 'custom', path: ['services', i, 'public_paths', j], message: `must be under the service prefix ${service.prefix}` })

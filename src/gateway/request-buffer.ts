@@ -3,6 +3,7 @@ import { Readable } from 'node:stream'
 import { clientKey } from '../directory/lockout.ts'
 import { BadRequest } from '../errors.ts'
 import { closeLingeringAfter } from '../http/lingering-close.ts'
+import { Shares } from './shares.ts'
 
 /**
  * Request bodies read before their request takes one of the service's upstream connections, as nginx does by default
@@ -23,36 +24,19 @@ export type ForwardedBody = null | Buffer | Readable
  * than that much of it, so that clients of a few addresses cannot take it all from everyone else.
  */
 export class BodyBudget {
-  readonly #bytes: number
-  readonly #perClient: number | undefined
-  #held = 0
-  readonly #heldByClient = new Map<string, number>()
+  readonly #shares: Shares
 
   constructor(bytes: number, options: { perClient?: number } = {}) {
-    this.#bytes = bytes
-    this.#perClient = options.perClient
+    this.#shares = new Shares(bytes, options.perClient)
   }
 
   /** Takes `size` bytes of the budget (of `client`'s share too); false, taking nothing, when they are not there. */
   take(size: number, client?: string): boolean {
-    if (this.#held + size > this.#bytes) return false
-    if (this.#perClient !== undefined && client !== undefined) {
-      const key = clientKey(client)
-      const mine = this.#heldByClient.get(key) ?? 0
-      if (mine + size > this.#perClient) return false
-      this.#heldByClient.set(key, mine + size)
-    }
-    this.#held += size
-    return true
+    return this.#shares.take(size, client === undefined ? undefined : clientKey(client))
   }
 
   give(size: number, client?: string): void {
-    this.#held -= size
-    if (this.#perClient === undefined || client === undefined || size === 0) return
-    const key = clientKey(client)
-    const left = (this.#heldByClient.get(key) ?? 0) - size
-    if (left > 0) this.#heldByClient.set(key, left)
-    else this.#heldByClient.delete(key)
+    this.#shares.give(size, client === undefined ? undefined : clientKey(client))
   }
 }
 

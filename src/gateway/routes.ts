@@ -4,7 +4,7 @@ import { compileCors, type CorsPolicy } from './cors.ts'
 import { gatewayLoginUrl, publishedPath } from './policy.ts'
 import { BodyBudget, RequestBuffer } from './request-buffer.ts'
 import { removedFields, type RemovedFields } from './upstream-headers.ts'
-import { UpstreamPool } from './upstream-pool.ts'
+import { TunnelLimits, UpstreamPool } from './upstream-pool.ts'
 
 /** The methods a service's prefix is routed for; others get the gateway's 404. */
 export const PROXIED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -19,6 +19,8 @@ export interface Route extends Place {
   readonly cors: CorsPolicy | undefined
   /** Admission to the service's upstream connections, shared fairly among clients. */
   readonly pool: UpstreamPool
+  /** Admission of the service's WebSockets, bounded apart from the pool. */
+  readonly tunnels: TunnelLimits
   /** Reads request bodies (up to the service's bound) before they take one of those connections. */
   readonly requestBuffer: RequestBuffer
   /** The client's request fields the service never receives: other proxies' identity headers, and those configured. */
@@ -53,6 +55,7 @@ export function compileRoute(service: ServiceConfig, upstream: URL, bodyBudget: 
     timeouts: Object.freeze({ connectMs: service.timeouts.connect_seconds * 1000, responseMs: service.timeouts.response_seconds * 1000, websocketIdleMs: service.timeouts.websocket_idle_seconds * 1000 }),
     cors: compileCors(service.cors),
     pool: new UpstreamPool({ connections: service.pool.connections, perClient: service.pool.per_client, waitMs: service.pool.wait_seconds * 1000 }),
+    tunnels: new TunnelLimits({ total: service.pool.websockets, perClient: service.pool.websockets_per_client, perUser: service.pool.websockets_per_user }),
     requestBuffer: new RequestBuffer(service.pool.body_buffer_kb * 1024, bodyBudget),
     removedFields: removedFields([...removedEverywhere, ...service.remove_request_headers]),
     isPublic: publicPathMatcher(service.public_paths),

@@ -1,6 +1,7 @@
 import type { GatewayRequest } from '../http/gateway-request.ts'
 import { clientKey } from '../directory/lockout.ts'
 import { UpstreamBusy } from '../errors.ts'
+import { Shares } from './shares.ts'
 
 interface Waiter {
   readonly client: string
@@ -118,6 +119,54 @@ export class UpstreamPool {
   #forgetGone(): void {
     this.#waiting = this.#waiting.filter((waiter) => waiter.state === 'waiting')
     this.#gone = 0
+  }
+}
+
+export interface TunnelBounds {
+  /** WebSockets the service may have open at once. */
+  readonly total: number
+  /** The most of them one client (as for the pool: an IPv4 address, or an IPv6 /64) may hold at once. */
+  readonly perClient: number
+  /** The most of them one signed-in user may hold at once, from any addresses; undefined: no bound of its own. */
+  readonly perUser: number | undefined
+}
+
+/**
+ * Admission of a service's WebSockets, apart from its pool: a socket holds its connection to the service for as long
+ * as it is open, hours perhaps, so sockets taken from the pool would starve the service's ordinary requests, and
+ * without a bound of their own one client (anonymous, on a public path) opened as many as
+ * `server.max_connections_per_address` let it, each one a connection to the service. A tunnel past a bound is
+ * refused 503 upstream_busy at once, before anything reaches the service: a socket frees its place only when it
+ * closes, so waiting for one would mostly be waiting in vain.
+ */
+export class TunnelLimits {
+  readonly #byClient: Shares
+  readonly #byUser: Shares | undefined
+
+  constructor(bounds: TunnelBounds) {
+    this.#byClient = new Shares(bounds.total, bounds.perClient)
+    this.#byUser = bounds.perUser === undefined ? undefined : new Shares(Infinity, bounds.perUser)
+  }
+
+  /**
+   * Admits a tunnel of `client` (`poolClient`) and, when signed in, of `user`: returns how to give its place back,
+   * which does so once however often it is called. Throws UpstreamBusy, taking nothing, past a bound.
+   */
+  admit(client: string, user: number | undefined, service: string): () => void {
+    const busy = () => new UpstreamBusy(service, `The service "${service}" takes no more WebSockets from this client now; try again later.`)
+    if (!this.#byClient.take(1, client)) throw busy()
+    const userKey = user === undefined || !this.#byUser ? undefined : String(user)
+    if (userKey !== undefined && !this.#byUser!.take(1, userKey)) {
+      this.#byClient.give(1, client)
+      throw busy()
+    }
+    let held = true
+    return () => {
+      if (!held) return
+      held = false
+      this.#byClient.give(1, client)
+      if (userKey !== undefined) this.#byUser!.give(1, userKey)
+    }
   }
 }
 

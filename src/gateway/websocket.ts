@@ -17,6 +17,7 @@ import { splitTarget } from '../http/request-target.ts'
 import { request as httpRequest, ServerResponse } from '../http/node-http.ts'
 import type { AnsweredRequest } from '../metrics/metrics.ts'
 import type { Route } from './routes.ts'
+import { poolClient } from './upstream-pool.ts'
 import { closeFrame, FrameBoundaries } from './websocket-frames.ts'
 
 /**
@@ -98,6 +99,12 @@ function afterAnswersAhead(socket: Duplex, then: () => void, waited = false): vo
   // the socket reads again once the tunnel wants its bytes.
   if (waited && !socket.destroyed) socket.push(Buffer.alloc(0))
   then()
+}
+
+/** Runs `then` once `stream` has closed: at once (in a microtask) when it is already destroyed, its close under way or past. */
+function whenClosed(stream: Duplex, then: () => void): void {
+  if (stream.destroyed) queueMicrotask(then)
+  else stream.once('close', then)
 }
 
 /** Only WebSocket upgrades leave the ordinary request path: others (h2c, say) are answered over HTTP/1.1. */
@@ -192,6 +199,15 @@ export class WebSocketTunnels {
     checkHandshake(request)
     const principal = request.gatehouse.principal
     checkHandshakeOrigin(this.#app.csrf, principal, request)
+    // A place among the service's sockets (not its pool's connections), before anything reaches the service, held
+    // until the client's connection and the service's, once it has one, have both closed, whichever way it ends
+    // (`release` gives it back once, however often called).
+    const release = route.tunnels.admit(poolClient(request), principal?.user.id, route.name)
+    let holding = 1
+    const closed = () => {
+      if (--holding === 0) release()
+    }
+    whenClosed(upgrade.socket, closed)
     const answer = await handshake(route, target, { ...headers, host: route.upstream.host, connection: 'Upgrade', upgrade: 'websocket' }, upgrade.socket)
     if (!answer) {
       // The client left before the service answered: the service's connection is closed, and there is no one to answer.
@@ -221,6 +237,8 @@ export class WebSocketTunnels {
       return
     }
     const service = answer.socket
+    holding++
+    whenClosed(service, closed)
     try {
       checkServiceHandshake(route, request, answer.response)
     } catch (error) {
@@ -280,7 +298,7 @@ export class WebSocketTunnels {
       toService.endWith(closeFrame(said.code, said.reason, true), sent)
     }
     this.#openByService.set(route.name, (this.#openByService.get(route.name) ?? 0) + 1)
-    const closed = () => {
+    const ended = () => {
       if (tunnel) this.#forget(tunnel)
       this.#openByService.set(route.name, this.#openByService.get(route.name)! - 1)
       this.#app.metrics.webSocketClosed(route.name, closedBy!)
@@ -296,7 +314,7 @@ export class WebSocketTunnels {
     service.once('close', () => close('service'))
     client.on('error', () => close('client'))
     service.on('error', () => close('service'))
-    service.once('close', closed)
+    service.once('close', ended)
     if (tunnel) this.#watch(tunnel)
   }
 

@@ -196,7 +196,9 @@ describe('configuration', () => {
     assert.deepEqual(config.server.trusted_proxies, [])
     assert.deepEqual(config.server.timeouts, { headers_seconds: 10, request_seconds: 300 })
     assert.equal(config.server.max_connections, 10_000)
-    assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64 })
+    assert.deepEqual(config.services[0]!.pool, { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 })
+    assert.deepEqual(validateConfig({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', pool: { connections: 32 } }] }).services[0]!.pool,
+      { connections: 32, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 })
   })
 
   it('refuses metrics.allow_from entries that are no address or CIDR at load, as it refuses trusted_proxies entries', () => {
@@ -215,6 +217,21 @@ describe('configuration', () => {
     assert.equal(validateConfig({ server: { api_body_limit_bytes: 2 * 1024 * 1024, api_body_buffers_mb: 2 } }).server.api_body_buffers_mb, 2)
     assert.deepEqual(problemsOf({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', pool: { connections: 4, per_client: 8 } }] }),
       ['services.0.pool.per_client: must be at most pool.connections (4)'])
+  })
+
+  it('refuses bounds on a service\'s WebSockets that are not positive whole numbers, and a client\'s share above the whole', () => {
+    const pool = (bounds: Record<string, unknown>) => ({ services: [{ name: 'svc', prefix: '/svc/', upstream: 'http://127.0.0.1:9000', pool: bounds }] })
+    for (const name of ['websockets', 'websockets_per_client', 'websockets_per_user']) {
+      for (const value of [0, -1, 1.5, '8']) {
+        const problems = problemsOf(pool({ [name]: value }))
+        assert.equal(problems.length, 1, `${name}: ${value}`)
+        assert.match(problems[0]!, new RegExp(`^services\\.0\\.pool\\.${name}: `), `${name}: ${value}`)
+      }
+    }
+    assert.match(problemsOf(pool({ websockets: 0 }))[0]!, />=\s*1/)
+    assert.deepEqual(problemsOf(pool({ websockets: 4, websockets_per_client: 8 })), ['services.0.pool.websockets_per_client: must be at most pool.websockets (4)'])
+    assert.deepEqual(validateConfig(pool({ websockets: 4, websockets_per_client: 4, websockets_per_user: 2 })).services[0]!.pool,
+      { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 4, websockets_per_client: 4, websockets_per_user: 2 })
   })
 
   it('refuses removed request headers that are no field name, or a star anywhere but at the end', () => {

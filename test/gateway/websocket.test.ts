@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { createServer, type Server } from 'node:net'
+import { createServer as createHttpServer } from 'node:http'
+import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
@@ -24,15 +25,15 @@ async function countingUpstream(): Promise<{ url: string; connections: () => num
 }
 
 /** Opens a WebSocket and resolves with it and its first message (the demo service describes the upgrade it got). */
-async function open(url: string, headers: Record<string, string> = {}): Promise<{ ws: WebSocket; first: any }> {
-  const ws = new WebSocket(url, { headers })
+async function open(url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<{ ws: WebSocket; first: any }> {
+  const ws = new WebSocket(url, { headers, localAddress })
   const [data] = await once(ws, 'message')
   return { ws, first: JSON.parse(String(data)) }
 }
 
 /** The status the gateway answers an upgrade it refuses, and the JSON body. */
-async function refused(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Record<string, unknown> }> {
-  const ws = new WebSocket(url, { headers })
+async function refused(url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<{ status: number; body: any; headers: Record<string, unknown> }> {
+  const ws = new WebSocket(url, { headers, localAddress })
   ws.on('error', () => undefined)
   ws.on('open', () => ws.close())
   const [, response] = await Promise.race([once(ws, 'unexpected-response'), once(ws, 'open').then(() => {
@@ -102,23 +103,78 @@ async function echoingService(): Promise<{ url: string; server: WebSocketServer;
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, closes }
 }
 
+/**
+ * A WebSocket service that counts the upgrades reaching it: it refuses those under `/refuse/` with 403, never answers
+ * those under `/slow/`, closes those under `/bye/` once open, and greets (then keeps open) the others. Ordinary
+ * requests get 200.
+ */
+async function boundedService(): Promise<{ url: string; upgrades: () => number; close: () => void }> {
+  let upgrades = 0
+  const connections = new Set<Socket>()
+  const sockets = new WebSocketServer({ noServer: true })
+  const server = createHttpServer((_, response) => response.end('ok'))
+  server.on('connection', (socket) => {
+    connections.add(socket)
+    socket.on('close', () => connections.delete(socket))
+  })
+  server.on('upgrade', (request, socket: Socket, head) => {
+    upgrades++
+    socket.on('error', () => socket.destroy())
+    const path = request.url!
+    if (path.startsWith('/refuse/')) return void socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+    if (path.startsWith('/slow/')) return
+    sockets.handleUpgrade(request, socket, head, (opened) => {
+      opened.send('{}')
+      if (path.startsWith('/bye/')) opened.close(1000)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    upgrades: () => upgrades,
+    close: () => {
+      for (const socket of connections) socket.destroy()
+      server.close()
+    },
+  }
+}
+
+/** `attempt` again while the gateway answers 503 upstream_busy, for up to two seconds: a place comes free as a socket's connections close. */
+async function onceFree<T>(attempt: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 2000
+  for (;;) {
+    try {
+      const outcome = await attempt()
+      const refusal = outcome as { status?: number; body?: { code?: string } }
+      if (refusal.status !== 503 || refusal.body?.code !== 'upstream_busy' || Date.now() > deadline) return outcome
+    } catch (error) {
+      if (!/503/.test(String(error)) || Date.now() > deadline) throw error
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
 describe('WebSockets through the gateway', () => {
   let gw: TestGateway
   let counting: Awaited<ReturnType<typeof countingUpstream>>
   let cookieSetting: Awaited<ReturnType<typeof cookieSettingUpstream>>
   let echoing: Awaited<ReturnType<typeof echoingService>>
+  let bounded: Awaited<ReturnType<typeof boundedService>>
   let ws: string
 
   before(async () => {
     counting = await countingUpstream()
     echoing = await echoingService()
     cookieSetting = await cookieSettingUpstream()
+    bounded = await boundedService()
     gw = await startGateway({
       config: {
         services: [
           { name: 'rewritten', prefix: '/rewritten/', upstream: `${cookieSetting.url}/base`, strip_prefix: true, public_paths: ['/rewritten/*'] },
           { name: 'eda', prefix: '/api/eda/', upstream: 'builtin:demo', accepts: ['basic', 'session', 'token'], public_paths: ['/api/eda/open/'] },
           { name: 'counted', prefix: '/counted/', upstream: counting.url, accepts: ['basic', 'token'], public_paths: ['/counted/open/'] },
+          { name: 'bounded', prefix: '/bounded/', upstream: bounded.url, strip_prefix: true, public_paths: ['/bounded/*'], pool: { websockets: 3, websockets_per_client: 2 } },
+          { name: 'per-user', prefix: '/per-user/', upstream: bounded.url, strip_prefix: true, accepts: ['token'], pool: { websockets: 3, websockets_per_client: 2, websockets_per_user: 1 } },
           { name: 'quiet', prefix: '/quiet/', upstream: echoing.url, public_paths: ['/quiet/*'], timeouts: { websocket_idle_seconds: 1 } },
           // As docs/tokens.md suggests for sockets whose messages change things: read tokens open none.
           { name: 'streams', prefix: '/api/streams/', upstream: 'builtin:demo', accepts: ['token'], access: [{ deny: { paths: ['/api/streams/ws/*'], scopes: ['read'] } }, { allow: {} }] },
@@ -132,6 +188,7 @@ describe('WebSockets through the gateway', () => {
     counting.server.close()
     cookieSetting.server.close()
     echoing.server.close()
+    bounded.close()
   })
 
   it('tunnels an authenticated upgrade to the service with the verified identity, and carries messages both ways', async () => {
@@ -386,6 +443,99 @@ describe('WebSockets through the gateway', () => {
     const { status, body } = await refused(`${ws}/counted/open/`)
     assert.equal(status, 502)
     assert.equal(body.code, 'upstream_unavailable')
+  })
+
+  describe('bounds on a service\'s sockets, apart from its pool', () => {
+    const busy = (answer: { status: number; body: any; headers: Record<string, unknown> }) => {
+      assert.equal(answer.status, 503)
+      assert.equal(answer.body.code, 'upstream_busy')
+      assert.equal(answer.headers['retry-after'], '1')
+    }
+
+    it('refuses one client\'s socket past pool.websockets_per_client with 503 upstream_busy, never sent to the service, and takes one again once one closes', async () => {
+      const before = bounded.upgrades()
+      const first = await open(`${ws}/bounded/events/`)
+      const second = await open(`${ws}/bounded/events/`)
+      busy(await refused(`${ws}/bounded/events/`))
+      assert.equal(bounded.upgrades(), before + 2, 'the refused upgrade never reached the service')
+      first.ws.close()
+      await once(first.ws, 'close')
+      const third = await onceFree(() => open(`${ws}/bounded/events/`))
+      assert.equal(bounded.upgrades(), before + 3)
+      second.ws.close()
+      third.ws.close()
+      await Promise.all([once(second.ws, 'close'), once(third.ws, 'close')])
+    })
+
+    it('refuses a socket past pool.websockets from any address, while the service\'s ordinary requests still pass', async () => {
+      const opened = await onceFree(async () => [await open(`${ws}/bounded/events/`), await open(`${ws}/bounded/events/`), await open(`${ws}/bounded/events/`, {}, '127.0.0.2')])
+      const before = bounded.upgrades()
+      busy(await refused(`${ws}/bounded/events/`, {}, '127.0.0.3'))
+      busy(await refused(`${ws}/bounded/events/`, {}, '127.0.0.2'))
+      assert.equal(bounded.upgrades(), before, 'nothing reached the service')
+      const ordinary = await gw.fetch('/bounded/status/')
+      assert.equal(ordinary.status, 200, 'the sockets take none of the pool\'s connections')
+      await Promise.all(opened.map(({ ws: socket }) => {
+        socket.close()
+        return once(socket, 'close')
+      }))
+    })
+
+    it('gives a place back when the service refuses the upgrade, when it closes the socket, and when the client leaves before the service answers', async () => {
+      for (let i = 0; i < 3; i++) {
+        const answer = await onceFree(() => refused(`${ws}/bounded/refuse/`))
+        assert.equal(answer.status, 403)
+      }
+      for (let i = 0; i < 3; i++) {
+        const { ws: socket } = await onceFree(() => open(`${ws}/bounded/bye/`))
+        await once(socket, 'close')
+      }
+      for (let i = 0; i < 3; i++) {
+        const reached = bounded.upgrades()
+        const client = await onceFree(async () => {
+          const handshake = ['GET /bounded/slow/ HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', '', '']
+          const sent = await rawClient(gw.url, '127.0.0.1', handshake.join('\r\n'))
+          await eventually(() => bounded.upgrades() > reached || sent.received() !== '', Boolean, 2000)
+          if (sent.received().startsWith('HTTP/1.1 503 ')) {
+            sent.socket.destroy()
+            throw new Error('503 upstream_busy')
+          }
+          return sent
+        })
+        assert.equal(bounded.upgrades(), reached + 1)
+        client.socket.destroy()
+      }
+      // Had any of them kept its place, this client could not open two; the bound still holds after them.
+      const opened = [await onceFree(() => open(`${ws}/bounded/events/`)), await onceFree(() => open(`${ws}/bounded/events/`))]
+      busy(await refused(`${ws}/bounded/events/`))
+      for (const { ws: socket } of opened) socket.close()
+      await Promise.all(opened.map(({ ws: socket }) => once(socket, 'close')))
+    })
+
+    it('bounds one user\'s sockets from any address with pool.websockets_per_user', async () => {
+      const { token } = await createToken(gw, adminAuth)
+      const mine = await open(`${ws}/per-user/events/`, bearer(token))
+      const before = bounded.upgrades()
+      busy(await refused(`${ws}/per-user/events/`, bearer(token), '127.0.0.2'))
+      assert.equal(bounded.upgrades(), before)
+      mine.ws.close()
+      await once(mine.ws, 'close')
+      const elsewhere = await onceFree(() => open(`${ws}/per-user/events/`, bearer(token), '127.0.0.2'))
+      elsewhere.ws.close()
+      await once(elsewhere.ws, 'close')
+    })
+
+    it('gives a place back when a revocation closes the socket', async () => {
+      const revoked = await createToken(gw, adminAuth)
+      const { ws: socket } = await onceFree(() => open(`${ws}/per-user/events/`, bearer(revoked.token)))
+      const { token } = await createToken(gw, adminAuth)
+      busy(await refused(`${ws}/per-user/events/`, bearer(token), '127.0.0.2'))
+      assert.equal((await gw.fetch(`/api/gateway/v1/tokens/${revoked.id}/`, { method: 'DELETE', headers: adminAuth })).status, 204)
+      await closesWithin(socket, 1500)
+      const reopened = await onceFree(() => open(`${ws}/per-user/events/`, bearer(token), '127.0.0.2'))
+      reopened.ws.close()
+      await once(reopened.ws, 'close')
+    })
   })
 
   it('serves other upgrades (h2c) as ordinary HTTP/1.1 requests', async () => {
