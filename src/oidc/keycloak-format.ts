@@ -172,6 +172,9 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       else if (ctx.status >= 400 && body && typeof body.error === 'string') {
         const error = tokenError(body, ctx, options)
         ctx.status = error.status
+        // Keycloak's token endpoint answers every error in its body alone (ClientAuthUtil `errorResponse` for a client
+        // that failed to authenticate): oidc-provider's challenge would name its own words for it.
+        ctx.remove('www-authenticate')
         for (const [name, value] of Object.entries(error.headers ?? {})) ctx.set(name, value)
         ctx.body = { error: error.error, error_description: error.error_description }
       }
@@ -186,8 +189,10 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
     } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.revokeAlso) {
       await revokeAlso(ctx, providerRequestOf(ctx)!)
     } else if (oidc.route === 'introspection' && isClientAuthenticationFailure(ctx.status, body)) {
-      // Keycloak's TokenIntrospectionEndpoint answers any failed client authentication so (`authorizeClient`).
+      // Keycloak's TokenIntrospectionEndpoint answers any failed client authentication so (`authorizeClient`), with
+      // no challenge: oidc-provider's would name another error than the body.
       ctx.status = 401
+      ctx.remove('www-authenticate')
       ctx.body = { error: 'invalid_request', error_description: 'Authentication failed.' }
     } else if (oidc.route === 'revocation' && ctx.status === 400 && body?.error_description === NO_CLIENT_AUTHENTICATION) {
       // Keycloak's revocation, and its logout with a refresh token, authenticate the client as its token endpoint
@@ -195,11 +200,16 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       ctx.status = 401
       ctx.body = { error: 'invalid_client', error_description: 'Missing client_id parameter' }
     } else if (ctx.status === 401 && body?.error === 'invalid_client') {
+      // Keycloak's ClientAuthUtil `errorResponse` sends no challenge with it.
+      ctx.remove('www-authenticate')
       ctx.body = { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }
     } else if ((oidc.route === 'introspection' || oidc.route === 'revocation') && ctx.status === 400 && typeof body?.error_description === 'string') {
       ctx.body = { error: body.error, error_description: tokenParameterError(oidc.route, body.error_description) }
     } else if (oidc.route === 'userinfo' && ctx.status === 401 && body?.error === 'invalid_token') {
       userinfoError(ctx, body.error_description === NO_ACCESS_TOKEN, options.realm)
+    } else if (oidc.route === 'userinfo' && ctx.status === 400 && body?.error_description === NOT_BEARER) {
+      // Keycloak reads an Authorization header of another scheme as no token at all (UserInfoEndpoint).
+      userinfoError(ctx, true, options.realm)
     } else if (oidc.route === 'userinfo' && ctx.status === 403 && body?.error === 'insufficient_scope') {
       // Keycloak's userinfo refuses access tokens without `openid` since version 20, in these words.
       challenge(ctx, options.realm, 'insufficient_scope', 'Missing openid scope')
@@ -290,6 +300,8 @@ const JWK_SET_TYPE = 'application/jwk-set+json'
 
 /** oidc-provider's description of a userinfo request without an access token. */
 const NO_ACCESS_TOKEN = 'no access token provided'
+/** oidc-provider's refusal of an Authorization header that is not `Bearer`. */
+const NOT_BEARER = 'authorization header scheme must be `Bearer`'
 
 /**
  * Keycloak's UserInfoEndpoint: no token is a bad request (400, no challenge); a token that does not verify, has
@@ -438,6 +450,9 @@ const DEVICE_ERRORS: Record<string, string> = {
   access_denied: 'The end user denied the authorization request',
 }
 
+/** Keycloak's words for a refresh token of another client, at a refresh (TokenManager `refreshAccessToken`) and at a logout. */
+export const REFRESH_CLIENT_MISMATCH = 'Invalid refresh token. Token client and authorized client don\'t match'
+
 /** oidc-provider's reasons (`error_detail`) for refusing a refresh token, in Keycloak's words. */
 const REFRESH_ERRORS: Record<string, string> = {
   'refresh token already used': 'Maximum allowed refresh token reuse exceeded',
@@ -445,6 +460,7 @@ const REFRESH_ERRORS: Record<string, string> = {
   'grant not found': 'Session not active',
   'grant is expired': 'Session not active',
   'refresh token invalid (referenced account not found)': 'User disabled',
+  'client mismatch': REFRESH_CLIENT_MISMATCH,
 }
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code'

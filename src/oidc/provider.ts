@@ -203,6 +203,8 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   const inKeycloakWords = <Out extends { error?: string; error_description?: string }>(ctx: KoaContextWithOIDC, out: Out): Out => {
     const implicit = implicitFlowRefusal(out.error, ctx.oidc.params?.response_type)
     if (implicit) return { ...out, ...implicit }
+    // Keycloak's AuthorizationEndpointChecker reads an unknown response_mode as a bad parameter.
+    if (out.error === 'unsupported_response_mode') return { ...out, error: 'invalid_request', error_description: 'Invalid parameter: response_mode' }
     const clientId = ctx.oidc.client?.clientId
     const description = out.error_description === undefined || clientId === undefined ? undefined : keycloakPkceDescription(out.error_description, requiresPkce(clientId))
     return description === undefined ? out : { ...out, error_description: description }

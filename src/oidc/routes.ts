@@ -18,7 +18,7 @@ import { accountEndpoint } from './account.ts'
 import { writeTokenAnswer } from './client-credentials.ts'
 import { DEFAULT_SCOPES, orderScopes } from './claims.ts'
 import { isIframePath, LOGIN_STATUS_IFRAME, sendIframePage } from './keycloak-pages.ts'
-import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
+import { DEVICE_POLLING_SECONDS, NO_SUCH_ENDPOINT, PROVIDER_REQUEST, REFRESH_CLIENT_MISMATCH, simplePage, tokenEndpointFailure, type ProviderRequest } from './keycloak-format.ts'
 import epochTime from './provider-clock.ts'
 import { canonicalRealmPath, DEVICE_CODE_GRANT, ENDPOINT_METHODS, GATEWAY_CALLBACK, KEYCLOAK_ROUTES, LOGIN_ACTIONS } from './provider-paths.ts'
 import type { Realm } from './realm.ts'
@@ -596,7 +596,7 @@ async function logoutByRefreshToken(realm: Realm, raw: IncomingMessage, form: UR
   if (!token) return invalidGrant('Invalid refresh token')
   if (token.exp <= epochTime()) return invalidGrant('Token is not active')
   const clientId = form.get('client_id') ?? basicClientId(raw.headers.authorization)
-  if (clientId !== undefined && clientId !== token.azp) return invalidGrant('Invalid refresh token')
+  if (clientId !== undefined && clientId !== token.azp) return invalidGrant(REFRESH_CLIENT_MISMATCH)
   const revocation = new URLSearchParams()
   for (const [name, value] of form) {
     if (name === 'client_id' || name === 'client_secret' || name === 'client_assertion' || name === 'client_assertion_type') revocation.append(name, value)

@@ -49,6 +49,15 @@ describe('introspection with a token_type_hint', () => {
     const unauthenticated = await introspect({ client_id: 'reports', client_secret: 'wrong-secret-0123456789', token: tokens.access_token, token_type_hint: 'id_token' })
     assert.equal(unauthenticated.status, 401)
     assert.deepEqual(await json(unauthenticated), { error: 'invalid_request', error_description: 'Authentication failed.' })
+    // Nor a challenge, whose words would contradict the body's: Keycloak sends none (ClientAuthUtil `errorResponse`).
+    assert.equal(unauthenticated.headers.get('www-authenticate'), null)
+    const basic = { authorization: `Basic ${Buffer.from('reports:wrong-secret-0123456789').toString('base64')}` }
+    const basicIntrospection = await gw.fetch(INTROSPECT, { method: 'POST', headers: basic, body: new URLSearchParams({ token: tokens.access_token }) })
+    assert.deepEqual([basicIntrospection.status, basicIntrospection.headers.get('www-authenticate')], [401, null])
+    const token = await gw.fetch(INTROSPECT.replace(/\/introspect$/, ''), { method: 'POST', headers: basic, body: new URLSearchParams({ grant_type: 'client_credentials' }) })
+    assert.deepEqual([token.status, token.headers.get('www-authenticate')], [401, null])
+    const revocation = await gw.fetch(INTROSPECT.replace(/token\/introspect$/, 'revoke'), { method: 'POST', headers: basic, body: new URLSearchParams({ token: tokens.access_token }) })
+    assert.deepEqual([revocation.status, await json(revocation), revocation.headers.get('www-authenticate')], [401, { error: 'invalid_client', error_description: 'Invalid client or Invalid client credentials' }, null])
     const missing = await introspect({ ...CLIENT, token_type_hint: 'id_token' })
     assert.equal(missing.status, 400)
     assert.deepEqual(await json(missing), { error: 'invalid_request', error_description: 'Token not provided.' })

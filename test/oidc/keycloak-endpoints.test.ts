@@ -167,6 +167,14 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal(new URLSearchParams(refused.hash.slice(1) || refused.search).get('error'), 'unsupported_response_type', 'not a response type Keycloak knows either')
   })
 
+  it('answers a response_mode it does not know as Keycloak does, with invalid_request sent back to the client', async () => {
+    const query = new URLSearchParams({ client_id: 'spa', redirect_uri: CLIENT_REDIRECT, state: 's', response_type: 'code', response_mode: 'bogus', scope: 'openid' })
+    const answer = await gw.fetch(`${ENDPOINTS}/auth?${query}`)
+    assert.equal(answer.status, 303)
+    const back = new URL(answer.headers.get('location')!).searchParams
+    assert.deepEqual([back.get('error'), back.get('error_description'), back.get('state')], ['invalid_request', 'Invalid parameter: response_mode', 's'])
+  })
+
   it('revokes an access token alone: the session and its refresh token go on, as Keycloak\'s revokeAccessToken', async () => {
     const tokens = await passwordLogin(gw, 'alice', 'alice-password')
     const revoked = await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
@@ -220,6 +228,9 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal(none.status, 400)
     assert.deepEqual(await json(none), { error: 'invalid_request', error_description: 'Token not provided' })
     assert.equal(none.headers.get('www-authenticate'), null)
+    // Another scheme is no token to Keycloak, either.
+    const basic = await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` } })
+    assert.deepEqual([basic.status, await json(basic), basic.headers.get('www-authenticate')], [400, { error: 'invalid_request', error_description: 'Token not provided' }, null])
     const tokens = await passwordLogin(gw, 'alice', 'alice-password')
     await post('/revoke', { client_id: 'end-users', token: tokens.access_token })
     for (const token of ['abc.def.ghi', 'opaque', tokens.access_token]) {

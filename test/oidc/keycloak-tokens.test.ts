@@ -61,6 +61,17 @@ describe('Keycloak\'s refresh and ID tokens', () => {
     }
   })
 
+  it('refuses another client\'s refresh token, at a refresh and at a logout, in Keycloak\'s words, and leaves it good for its own client', async () => {
+    const { body } = await login(gw)
+    const asReports = { client_id: 'reports', client_secret: SERVICE_SECRET }
+    const mismatch = { error: 'invalid_grant', error_description: 'Invalid refresh token. Token client and authorized client don\'t match' }
+    const refused = await tokenRequest(gw, { ...asReports, grant_type: 'refresh_token', refresh_token: body.refresh_token })
+    assert.deepEqual([refused.status, refused.body], [400, mismatch])
+    const logout = await gw.fetch(realmUrl(gw, '/protocol/openid-connect/logout').slice(gw.url.length), { method: 'POST', body: new URLSearchParams({ ...asReports, refresh_token: body.refresh_token }) })
+    assert.deepEqual([logout.status, await json(logout)], [400, mismatch])
+    assert.equal((await refresh(gw, body.refresh_token)).status, 200)
+  })
+
   it('issues ID tokens with typ ID, azp, at_hash, auth_time, acr, the session id and the default scopes\' claims', async () => {
     const before = Math.floor(Date.now() / 1000)
     const { body } = await login(gw, { scope: 'openid' })
