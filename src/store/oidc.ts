@@ -568,18 +568,23 @@ export class OidcRecordRepository {
   }
 
   /**
-   * The account's live grants past the `limit` newest, oldest first, leaving out `kept` (the grant just saved): those
-   * to end so that the account holds at most `limit`. Oldest by the second they were issued (`iat`), and of those of
-   * one second, the one that ends first. Counted first, by the account's index; read and ordered only when more.
+   * The account's live grants past its `limit` newest: those to end so that it holds at most `limit`, never `kept`
+   * (the grant just saved, whose tokens are being issued). Newest by the second they were issued (`iat`), then by
+   * when they end, then by id: one order every caller agrees on, so that grants saved at once by several requests
+   * or processes end only the older ones, never each other. Counted first, by the account's grants' index; read and
+   * ordered only when there are more.
    */
   async grantsPastLimit(accountId: string, limit: number, kept: string, now: number): Promise<string[]> {
-    const live = this.#db.selectFrom('oidc_records').where('account_id', '=', accountId).where('model', '=', GRANT_MODEL)
+    // The model written in the statement, not bound: only so does the database know it may use the index of grants
+    // alone (029_oidc_account_grants_index), whose condition names it.
+    const live = this.#db.selectFrom('oidc_records').where('account_id', '=', accountId).where('model', '=', sql.lit(GRANT_MODEL))
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
     const { count } = await live.select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow()
     if (Number(count) <= limit) return []
-    const issued = this.#dialect === 'postgres' ? sql<number>`(payload::json ->> 'iat')::bigint` : sql<number>`json_extract(payload, '$.iat')`
-    const oldest = await live.select('id').where('id', '!=', kept).orderBy(issued).orderBy('expires_at').orderBy('id').limit(Number(count) - limit).execute()
-    return oldest.map((grant) => grant.id)
+    // Missing values (a record written by hand) count as the oldest, alike on both databases.
+    const issued = this.#dialect === 'postgres' ? sql<number>`coalesce((payload::json ->> 'iat')::bigint, 0)` : sql<number>`coalesce(json_extract(payload, '$.iat'), 0)`
+    const older = await live.select('id').orderBy(issued, 'desc').orderBy(sql`coalesce(expires_at, 0)`, 'desc').orderBy('id', 'desc').limit(Number(count)).offset(limit).execute()
+    return older.map((grant) => grant.id).filter((id) => id !== kept)
   }
 
   /** Deletes the records that expired at or before `now`, a batch at a time (deleteInBatches); returns how many. */

@@ -309,8 +309,18 @@ for (const backend of storeBackends) {
       await grant('limit-expired', '77', 1_000_000, now - 1)
       await grant('limit-other', '78', 1_000_000, now + 60_000)
       assert.deepEqual(await db.store.oidc.grantsPastLimit('77', 4, 'limit-new', now), [])
-      assert.deepEqual(await db.store.oidc.grantsPastLimit('77', 2, 'limit-new', now), ['limit-old', 'limit-mid-early'])
-      assert.deepEqual(await db.store.oidc.grantsPastLimit('77', 1, 'limit-old', now), ['limit-mid-early', 'limit-mid-late', 'limit-new'])
+      assert.deepEqual((await db.store.oidc.grantsPastLimit('77', 2, 'limit-new', now)).sort(), ['limit-mid-early', 'limit-old'])
+      // Saved at once, two new grants agree on which is newer: the older one's save ends nothing of the newer, the
+      // newer one's ends the older (never each other), and one kept is never ended by its own save.
+      assert.deepEqual((await db.store.oidc.grantsPastLimit('77', 1, 'limit-new', now)).sort(), ['limit-mid-early', 'limit-mid-late', 'limit-old'])
+      assert.deepEqual((await db.store.oidc.grantsPastLimit('77', 1, 'limit-old', now)).sort(), ['limit-mid-early', 'limit-mid-late'])
+      await grant('limit-twin-a', '79', 1_000_000, now + 60_000)
+      await grant('limit-twin-b', '79', 1_000_000, now + 60_000)
+      const [a, b] = [await db.store.oidc.grantsPastLimit('79', 1, 'limit-twin-a', now), await db.store.oidc.grantsPastLimit('79', 1, 'limit-twin-b', now)]
+      assert.equal(a.length + b.length, 1, `one of the twins ends the other, not each the other: ${a} ${b}`)
+      // A grant without `iat` (written by hand) is the oldest, on both databases.
+      await db.store.oidc.upsert({ model: 'Grant', id: 'limit-no-iat', payload: { accountId: '79' }, expiresAt: now + 90_000 })
+      assert.deepEqual(await db.store.oidc.grantsPastLimit('79', 2, 'limit-twin-a', now), ['limit-no-iat'])
     })
 
     it('revokes everything of a grant and reports it', async () => {
