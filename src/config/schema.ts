@@ -70,11 +70,14 @@ export const ServiceSchema = z.object({
       .describe('Request bodies up to this size are read whole before the request takes a connection, and of larger ones this much first, the rest then streamed (as nginx\'s proxy_request_buffering): a client that sends its body slowly holds no connection meanwhile. 0 streams every body as it comes. All bodies held at once count against `server.body_buffers_mb`.'),
     websockets: z.number().int().min(1).max(1_000_000).default(1024)
       .describe('WebSockets open to the service at once, each holding a connection to it for as long as it is open. Bounded apart from `connections`, which sockets never take: hours-long sockets would starve ordinary requests. One past it is answered 503 upstream_busy, and the service never sees it.'),
-    websockets_per_client: z.number().int().min(1).max(1_000_000).default(64)
-      .describe('The most of them one client (an IPv4 address, or an IPv6 /64, as for `per_client`) may hold at once; one past it is answered 503 upstream_busy. At most `websockets`.'),
+    websockets_per_client: z.number().int().min(1).max(1_000_000).optional()
+      .describe('The most of them one client (an IPv4 address, or an IPv6 /64, as for `per_client`) may hold at once; one past it is answered 503 upstream_busy. At most `websockets`. Default 64, or `websockets` when that is less.'),
     websockets_per_user: z.number().int().min(1).max(1_000_000).optional()
       .describe('The most of them one signed-in user may hold at once, from any addresses (sockets opened without credentials count only per client). Unset: no bound per user beyond `websockets`.'),
-  }).strict().default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 }).describe('The connections to the upstream, and each client\'s share of them; the same for its WebSockets.'),
+  }).strict()
+    // A smaller `websockets` alone lowers the default share with it, rather than being refused for a share never set.
+    .transform((pool) => ({ ...pool, websockets_per_client: pool.websockets_per_client ?? Math.min(64, pool.websockets) }))
+    .default({ connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 1024, websockets_per_client: 64 }).describe('The connections to the upstream, and each client\'s share of them; the same for its WebSockets.'),
 }).strict()
 
 const filePath = z.string().min(1)

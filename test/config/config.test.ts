@@ -230,6 +230,9 @@ describe('configuration', () => {
     }
     assert.match(problemsOf(pool({ websockets: 0 }))[0]!, />=\s*1/)
     assert.deepEqual(problemsOf(pool({ websockets: 4, websockets_per_client: 8 })), ['services.0.pool.websockets_per_client: must be at most pool.websockets (4)'])
+    // A total below the default share, the share not set: the share follows it down.
+    assert.equal(validateConfig(pool({ websockets: 32 })).services[0]!.pool.websockets_per_client, 32)
+    assert.equal(validateConfig(pool({ websockets: 100 })).services[0]!.pool.websockets_per_client, 64)
     assert.deepEqual(validateConfig(pool({ websockets: 4, websockets_per_client: 4, websockets_per_user: 2 })).services[0]!.pool,
       { connections: 128, per_client: 16, wait_seconds: 5, body_buffer_kb: 64, websockets: 4, websockets_per_client: 4, websockets_per_user: 2 })
   })
