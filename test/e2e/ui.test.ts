@@ -362,6 +362,10 @@ describe('the web interface in Chromium', () => {
     assert.equal((await gw.fetch('/api/gateway/v1/me/', { headers: { authorization: basic('dora', 'dora-password') } })).status, 401)
     await page.getByRole('link', { name: 'Tokens' }).first().click()
     await page.getByRole('heading', { name: 'My tokens' }).first().waitFor()
+    // The new password came with a new session, and its CSRF token: the page, not reloaded, makes changes with it.
+    await page.getByLabel('Description').fill('after the new password')
+    await page.getByRole('button', { name: 'Create token' }).click()
+    await page.locator('#new-token-value').waitFor()
     await screenshot(page, 'password-changed')
     assert.deepEqual(problems, [])
     assert.deepEqual(failedResponses, ['400 POST /api/gateway/v1/me/password/'])

@@ -1,6 +1,6 @@
 // The REST client every page uses: the same public API any program calls, authenticated by the session
-// cookie, with the CSRF token from the `csrftoken` cookie echoed in X-CSRFToken on unsafe methods: the token the
-// cookie held when this page loaded (see PAGE_CSRF_TOKEN).
+// cookie, with the CSRF token from the `csrftoken` cookie echoed in X-CSRFToken on unsafe methods: the token of
+// the login this page was drawn for (see pageCsrfToken).
 
 /**
  * Where a proxy publishes the gateway: '' at the root, '/edge' for a `server.public_url` of https://host/edge/
@@ -61,12 +61,16 @@ export function readCookie(name) {
 /**
  * The CSRF token of the login this page was drawn for (the shell sets the cookie before this runs). A login in
  * another tab gives the browser a new token with its new session; this page keeps sending the old one, so the
- * gateway refuses its changes (`csrf_token_incorrect`) rather than making them as whoever logged in since.
+ * gateway refuses its changes (`csrf_token_incorrect`) rather than making them as whoever logged in since. A change
+ * of the page's own that gave the browser a new session (a new password keeps it signed in with one) gave it a new
+ * token too, which the page then takes, once it has checked that the session is still its user's.
  */
-const PAGE_CSRF_TOKEN = readCookie('csrftoken')
+let pageCsrfToken = readCookie('csrftoken')
 
 /** @type {(() => void)[]} */
 const otherLoginListeners = []
+/** @type {(() => Promise<boolean>)[]} */
+const sameUserChecks = []
 
 /**
  * Called when a change is refused because the browser's login is no longer the one this page was drawn for.
@@ -74,6 +78,28 @@ const otherLoginListeners = []
  */
 export function onOtherLogin(listener) {
   otherLoginListeners.push(listener)
+}
+
+/**
+ * How the page tells that the browser's session is still its user's, asked before it takes a token a change of its
+ * own brought: false, and the page is told of another login instead.
+ * @param {() => Promise<boolean>} check
+ */
+export function checkSameUserWith(check) {
+  sameUserChecks.push(check)
+}
+
+/** After a change this page made: a new token in the cookie is taken if the session is still the page's user's. */
+async function takeNewToken() {
+  const token = readCookie('csrftoken')
+  if (!token || token === pageCsrfToken) return
+  for (const check of sameUserChecks) {
+    if (!(await check().catch(() => false))) {
+      for (const listener of otherLoginListeners) listener()
+      return
+    }
+  }
+  pageCsrfToken = token
 }
 
 /**
@@ -94,7 +120,7 @@ export async function api(path, options = {}) {
   const headers = { accept: 'application/json', ...SCRIPT_HEADERS }
   if (options.body !== undefined) headers['content-type'] = 'application/json'
   if (!SAFE_METHODS.has(method)) {
-    if (PAGE_CSRF_TOKEN) headers['x-csrftoken'] = PAGE_CSRF_TOKEN
+    if (pageCsrfToken) headers['x-csrftoken'] = pageCsrfToken
   }
   let response
   try {
@@ -114,7 +140,10 @@ export async function api(path, options = {}) {
   if (response.type === 'opaqueredirect') return null
   const type = response.headers.get('content-type') || ''
   const body = response.status === 204 || !type.includes('json') ? null : await response.json().catch(() => null)
-  if (response.ok) return body
+  if (response.ok) {
+    if (!SAFE_METHODS.has(method)) await takeNewToken()
+    return body
+  }
   const error = new ApiError(response.status, body && typeof body === 'object' ? body : {})
   if (response.status === 401) for (const listener of unauthenticatedListeners) listener(error)
   if (response.status === 403 && error.code === 'csrf_token_incorrect') for (const listener of otherLoginListeners) listener()

@@ -1,5 +1,5 @@
 import { PAGE_ADDRESSES } from './addresses.js'
-import { api, ApiError, loginUrl, onOtherLogin, published, PUBLISHED_PATH } from './api.js'
+import { api, ApiError, checkSameUserWith, loginUrl, onOtherLogin, published, PUBLISHED_PATH } from './api.js'
 import { h, messageOf, replace, toast, whileBusy } from './dom.js'
 import { profilePage } from './pages/account.js'
 import { accessPage } from './pages/access.js'
@@ -89,6 +89,7 @@ async function start() {
   // A change refused as drawn for a login this browser no longer has (another tab logged out and in): the page starts
   // again with the login the browser has now, whoever that is.
   onOtherLogin(() => location.reload())
+  checkSameUserWith(async () => (await api('session/')).user === me.id)
   await render(false)
 }
 
