@@ -138,14 +138,12 @@ async function issue(options: ClientCredentialsOptions, clientId: string, secret
 }
 
 /**
- * The headers oidc-provider's token endpoint gives an answer (CORS for no origin, no-cache) and Koa's JSON type, in
- * its order: the same for every answer, so named once rather than set one by one (each `setHeader` checks and
- * stores its header again).
+ * The headers the token endpoint gives an answer to a request without an Origin (no CORS fields, as Keycloak's
+ * DefaultCors; keycloak-format.ts `keycloakCors`; no-cache) and Koa's JSON type, in its order: the same for every
+ * answer, so named once rather than set one by one (each `setHeader` checks and stores its header again).
  */
 const TOKEN_ANSWER_HEADERS = [
   'Vary', 'Origin',
-  'Access-Control-Allow-Origin', '*',
-  'Access-Control-Expose-Headers', 'WWW-Authenticate',
   'cache-control', 'no-store',
   'Content-Type', 'application/json; charset=utf-8',
   'pragma', 'no-cache',

@@ -75,6 +75,11 @@ export interface ProviderRequest {
    */
   revokeAlso?: (() => Promise<void>) | undefined
   /**
+   * A revocation at the realm of a value that is no token the realm signed: Keycloak's TokenRevocationEndpoint answers
+   * it 200 with `invalid_token` in the body (`checkToken`), once the client authenticated.
+   */
+  unreadableToken?: boolean | undefined
+  /**
    * Whether the browser's request was https as the gateway judges it for its own cookies (src/auth/csrf.ts `isSecure`):
    * the realm's cookies are Secure then, and only then.
    */
@@ -164,13 +169,13 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       }
       return
     }
-    allowCredentials(ctx, oidc)
+    keycloakCors(ctx, oidc)
     const body = ctx.body as Record<string, unknown> | undefined
     if (oidc.route === 'token') {
       ctx.set('pragma', 'no-cache')
       if (ctx.status === 200 && body && typeof body.access_token === 'string') ctx.body = await tokenResponse(body, oidc, options.tokens)
       else if (ctx.status >= 400 && body && typeof body.error === 'string') {
-        const error = tokenError(body, ctx, options)
+        const error = await tokenError(body, ctx, options)
         ctx.status = error.status
         // Keycloak's token endpoint answers every error in its body alone (ClientAuthUtil `errorResponse` for a client
         // that failed to authenticate): oidc-provider's challenge would name its own words for it.
@@ -186,6 +191,8 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       if (revoked) await options.loggedOutWithRefreshToken(revoked)
       ctx.status = 204
       ctx.body = null
+    } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.unreadableToken) {
+      ctx.body = { error: 'invalid_token', error_description: 'Invalid token' }
     } else if (oidc.route === 'revocation' && ctx.status === 200 && providerRequestOf(ctx)?.revokeAlso) {
       await revokeAlso(ctx, providerRequestOf(ctx)!)
     } else if (oidc.route === 'introspection' && isClientAuthenticationFailure(ctx.status, body)) {
@@ -231,6 +238,8 @@ export function keycloakShapes(options: KeycloakShapeOptions) {
       // keycloak-js's login status iframe (keycloak-pages.ts), which oidc-provider does not know.
       body.check_session_iframe = `${String(body.issuer)}${options.checkSessionIframe}`
     } else if ((oidc.route === 'authorization' || oidc.route === 'resume') && ctx.status >= 300 && ctx.status < 400) {
+      // Keycloak's authorization endpoint redirects with 302 (OIDCRedirectUriBuilder), oidc-provider with 303.
+      ctx.status = 302
       setSessionStateCookie(ctx, oidc, options.cookiePath)
       addSessionState(ctx, oidc)
     } else if (isFormPostResponse(ctx, oidc)) {
@@ -338,6 +347,31 @@ function tokenParameterError(route: string, description: string): string {
 function isFormPostResponse(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc'] | undefined): boolean {
   return (oidc?.route === 'authorization' || oidc?.route === 'resume') && ctx.status === 200
 }
+
+/**
+ * CORS as Keycloak's (DefaultCors): a request without an Origin gets no CORS fields at all (oidc-provider answers it
+ * `Access-Control-Allow-Origin: *`), and a preflight is answered 200 with Keycloak's fixed list of headers, its
+ * methods for the endpoints that take only POST, and its hour of `Max-Age`.
+ */
+function keycloakCors(ctx: KoaContextWithOIDC, oidc: KoaContextWithOIDC['oidc']): void {
+  if (!ctx.get('origin')) {
+    for (const name of CORS_FIELDS) ctx.remove(name)
+    return
+  }
+  allowCredentials(ctx, oidc)
+  if (ctx.method !== 'OPTIONS' || ctx.status !== 204 || !String(oidc.route).startsWith('cors.')) return
+  ctx.status = 200
+  ctx.body = ''
+  ctx.remove('content-type')
+  ctx.set('access-control-allow-headers', `${KEYCLOAK_ALLOW_HEADERS}${CREDENTIALED_CORS_ROUTES.has(String(oidc.route)) ? ', Authorization' : ''}`)
+  if (POST_ONLY_CORS_ROUTES.has(String(oidc.route))) ctx.set('access-control-allow-methods', 'POST, OPTIONS')
+  ctx.set('access-control-max-age', String(KEYCLOAK_CORS_MAX_AGE_SECONDS))
+}
+const CORS_FIELDS = ['access-control-allow-origin', 'access-control-allow-credentials', 'access-control-expose-headers', 'access-control-allow-methods', 'access-control-allow-headers', 'access-control-max-age']
+/** Keycloak's `Cors.DEFAULT_ALLOW_HEADERS`; `Authorization` is added where it authenticates (`auth()`). */
+const KEYCLOAK_ALLOW_HEADERS = 'Origin, Accept, X-Requested-With, Content-Type, Access-Control-Request-Method, Access-Control-Request-Headers, DPoP'
+const KEYCLOAK_CORS_MAX_AGE_SECONDS = 3600
+const POST_ONLY_CORS_ROUTES = new Set(['cors.token', 'cors.introspection', 'cors.revocation'])
 
 /**
  * oidc-provider answers CORS for the token, userinfo, introspection and revocation endpoints only for the client's
@@ -477,7 +511,7 @@ const CODE_ERRORS: Record<string, string> = {
  * Keycloak's error for a failed token request. Keycloak checks the request before the client, so a missing,
  * repeated or unknown `grant_type` is reported first, whatever else oidc-provider found wrong.
  */
-export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOIDC, options: KeycloakShapeOptions): KeycloakError {
+export async function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOIDC, options: KeycloakShapeOptions): Promise<KeycloakError> {
   const error = String(body.error)
   const description = String(body.error_description ?? '')
   const detail = String((ctx.state.failure as { error_detail?: unknown } | undefined)?.error_detail ?? '')
@@ -501,6 +535,7 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
     return bad(GRANT_NOT_ALLOWED[String(grantType)] ?? 'Client not allowed for this grant type', 'unauthorized_client')
   }
   const missing = /^missing required parameters? (.+)$/.exec(description)
+  if (missing && grantType === 'authorization_code') return codeWithoutParameter(ctx, params)
   if (missing) return bad(`Missing parameter: ${missing[1]!.replace(/'/g, '').replace(/ and /g, ', ')}`)
   // Keycloak names the whole requested scope (OAuth2GrantTypeBase), not only the unknown values.
   if (error === 'invalid_scope') return bad(`Invalid scopes: ${String(params.scope ?? body.scope ?? '')}`.trim(), 'invalid_scope')
@@ -516,6 +551,24 @@ export function tokenError(body: Record<string, unknown>, ctx: KoaContextWithOID
   }
   if (grantType === DEVICE_GRANT && DEVICE_ERRORS[error]) return bad(DEVICE_ERRORS[error]!, error)
   return { status: 400, error, error_description: description }
+}
+
+/**
+ * Keycloak's code exchange (AuthorizationCodeGrantType) asks only for `code`, then reads the code, and compares the
+ * `redirect_uri` it was issued for with the one sent, absent or not: a live code of this client without it is an
+ * "Incorrect redirect_uri", anything else not a valid code. oidc-provider asks for both before it reads the code.
+ */
+async function codeWithoutParameter(ctx: KoaContextWithOIDC, params: Record<string, unknown>): Promise<KeycloakError> {
+  if (typeof params.code !== 'string') return { status: 400, error: 'invalid_request', error_description: 'Missing parameter: code' }
+  // Reading a code uses it up (adapter.ts `#claimCode`), as Keycloak's `parseCode` removes it before its checks.
+  let code: { isExpired: boolean; consumed?: unknown; clientId?: string | undefined } | undefined
+  try {
+    code = (await ctx.oidc.provider.AuthorizationCode.find(params.code)) ?? undefined
+  } catch (failure) {
+    return tokenEndpointFailure(failure)
+  }
+  const live = code !== undefined && !code.isExpired && !code.consumed && code.clientId === ctx.oidc.client?.clientId
+  return { status: 400, error: 'invalid_grant', error_description: live ? CODE_ERRORS['authorization code redirect_uri mismatch']! : 'Code not valid' }
 }
 
 /**

@@ -310,7 +310,7 @@ async function readyForProvider(app: App, realm: Realm, rest: string, query: str
   const { handler, clientCredentials, refreshToken, password } = await realm.provider()
   app.oidc.maintain()
   let replayed: IncomingMessage | undefined
-  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
+  const request = () => (replayed ??= replayRequest(raw, exchange.ip, target, target.query ?? query, publicUrl(app.publicUrl), `/realms/${realm.name}`, { log: exchange.log, address: exchange.ip, logout: target.logout === true, prefilledUserCode: target.prefilledUserCode, revokeAlso: target.revokeAlso, unreadableToken: target.unreadableToken === true && !exchange.platform, secure: exchange.secure ?? app.publicUrl.startsWith('https:'), signedInAtGateway: exchange.signedInAtGateway, gatewayAccount: exchange.gatewayAccount, sessionAccount: exchange.sessionAccount }))
   const plainGrant = rest === KEYCLOAK_ROUTES.token && target.body && !query && !target.query
   const answer = plainGrant ? (await clientCredentials(target.body!, raw.headers)) ?? (await refreshToken(target.body!, request(), exchange.response)) ?? (await password(target.body!, request(), exchange.response)) : undefined
   return { handler, request, answer }
@@ -356,6 +356,8 @@ interface Target {
   query?: string
   /** The device page's user code from its link, shown in the form (`ProviderRequest.prefilledUserCode`). */
   prefilledUserCode?: string
+  /** A revocation of a value that is no token the realm signed (`ProviderRequest.unreadableToken`). */
+  unreadableToken?: boolean
 }
 
 /**
@@ -481,18 +483,35 @@ async function keycloakForm(realm: Realm, path: string, raw: IncomingMessage, fo
   if (path === KEYCLOAK_ROUTES.token && form.getAll('refresh_token').length === 1) {
     form.set('refresh_token', await refreshTokenId(realm, form.get('refresh_token')!))
   }
-  if (path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1) {
-    form.set('access_token', await accessTokenRecordId(realm, form.get('access_token')!))
-  }
+  // Keycloak's userinfo (`issueUserInfoPost`) takes a bearer header when there is one, and the form's token otherwise,
+  // ignoring a header of another scheme: oidc-provider refuses a request carrying both.
+  const bearerHeader = path === KEYCLOAK_ROUTES.userinfo && BEARER_HEADER.test(raw.headers.authorization ?? '')
+  if (bearerHeader) form.delete('access_token')
+  const formToken = path === KEYCLOAK_ROUTES.userinfo && form.getAll('access_token').length === 1
+  if (formToken) form.set('access_token', await accessTokenRecordId(realm, form.get('access_token')!))
+  let unreadableToken = false
   if ((path === KEYCLOAK_ROUTES.introspection || path === KEYCLOAK_ROUTES.revocation) && form.getAll('token').length === 1) {
     const token = form.get('token')!
     // A personal token is left for the platform's revocation (`withPersonalToken`); no provider record has its value.
-    if (JWT_SHAPE.test(token)) form.set('token', (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti ?? UNKNOWN_TOKEN)
-    else if (!token.startsWith(TOKEN_PREFIX)) form.set('token', UNKNOWN_TOKEN)
+    if (JWT_SHAPE.test(token)) {
+      const id = (await accessTokenId(realm, token)) ?? (await realm.refreshToken(token))?.jti
+      form.set('token', id ?? UNKNOWN_TOKEN)
+      unreadableToken = id === undefined && !(await signedByRealm(realm, token))
+    } else {
+      if (!token.startsWith(TOKEN_PREFIX)) form.set('token', UNKNOWN_TOKEN)
+      unreadableToken = true
+    }
   }
-  const authorization = basicInForm ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
-  return { path, body: Buffer.from(form.toString()), ...(authorization !== undefined ? { authorization } : {}) }
+  const authorization = basicInForm || formToken ? null : path === KEYCLOAK_ROUTES.userinfo ? await userinfoAuthorization(realm, raw) : undefined
+  return {
+    path,
+    body: Buffer.from(form.toString()),
+    ...(authorization !== undefined ? { authorization } : {}),
+    ...(unreadableToken && path === KEYCLOAK_ROUTES.revocation ? { unreadableToken } : {}),
+  }
 }
+
+const BEARER_HEADER = /^bearer +\S+$/i
 
 /**
  * Keycloak's logout (LogoutEndpoint) has not taken `redirect_uri` since version 18, and takes
@@ -695,6 +714,16 @@ async function realmInfo(realm: Realm): Promise<Record<string, unknown>> {
 }
 
 /** The `jti` of an access token this realm signed; undefined when the signature does not verify. Expiry is oidc-provider's to judge. */
+/** Whether a JWT carries a valid signature of the realm's key, whatever it is (an ID token, an expired token). */
+async function signedByRealm(realm: Realm, jwt: string): Promise<boolean> {
+  try {
+    await compactVerify(jwt, await realm.verificationKey(), { algorithms: [realm.signatureAlgorithm] })
+    return true
+  } catch {
+    return false
+  }
+}
+
 async function accessTokenId(realm: Realm, jwt: string): Promise<string | undefined> {
   try {
     const { payload } = await compactVerify(jwt, await realm.verificationKey(), { algorithms: [realm.signatureAlgorithm] })

@@ -675,7 +675,7 @@ describe('the platform\'s clients', () => {
       })
       const authorize = (redirectUri: string) => gw.fetch(`/o/authorize/?${new URLSearchParams({ client_id: application.client_id, response_type: 'code', redirect_uri: redirectUri })}`, { headers: { accept: 'text/html' } })
       const exact = await authorize('https://app.example.com/cb')
-      assert.equal(exact.status, 303)
+      assert.equal(exact.status, 302)
       assert.match(exact.headers.get('location')!, /\/login-actions\//)
       for (const uri of ['https://app.example.com.evil.example/cb', 'https://evil.example/', 'https://app.example.com/app/x']) {
         const refused = await authorize(uri)

@@ -37,7 +37,7 @@ describe('sign-ins started by anonymous requests', () => {
     const flooder = '127.0.0.61'
     for (let i = 0; i < PER_ADDRESS; i++) {
       const started = await requestFrom(flooder, authorization(), { headers: { accept: 'text/html' } })
-      assert.equal(started.status, 303, `start ${i}`)
+      assert.equal(started.status, 302, `start ${i}`)
       assert.match(String(started.headers.location), /\/login-actions\//)
     }
     const before = await records()
@@ -65,7 +65,7 @@ describe('sign-ins started by anonymous requests', () => {
 
     // A silent check (keycloak-js's check-sso) starts no sign-in: it still gets its answer.
     const silent = await requestFrom(flooder, authorization({ prompt: 'none' }))
-    assert.equal(silent.status, 303)
+    assert.equal(silent.status, 302)
     assert.equal(new URL(String(silent.headers.location)).searchParams.get('error'), 'login_required')
   })
 
@@ -76,7 +76,7 @@ describe('sign-ins started by anonymous requests', () => {
       const posted = await requestFrom(browser, realmUrl(gw, '/protocol/openid-connect/auth'), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' }, body: form })
       assert.equal(posted.status, 303, `post ${i}`)
       const started = await requestFrom(browser, String(posted.headers.location), { headers: { accept: 'text/html' } })
-      assert.equal(started.status, 303, `start ${i}`)
+      assert.equal(started.status, 302, `start ${i}`)
       assert.match(String(started.headers.location), /\/login-actions\//)
     }
     const refused = await requestFrom(browser, authorization(), { headers: { accept: 'text/html' } })
@@ -107,10 +107,10 @@ describe('sign-ins started by anonymous requests', () => {
     const requestUri = pushed.json().request_uri as string
     const uses = async () => requestFrom(pusher, `${realmUrl(gw, '/protocol/openid-connect/auth')}?${new URLSearchParams({ client_id: 'end-users', request_uri: requestUri, prompt: 'none' })}`, { headers: { accept: 'text/html' } })
     const first = await uses()
-    assert.equal(first.status, 303)
+    assert.equal(first.status, 302)
     assert.match(String(first.headers.location), /\/login-actions\//, 'the pushed request shows the login page')
     let answer = first
-    for (let i = 2; i <= PER_ADDRESS && answer.status === 303; i++) answer = await uses()
+    for (let i = 2; i <= PER_ADDRESS && answer.status === 302; i++) answer = await uses()
     assert.equal(answer.status, 429, 'the loop of uses was refused within the limit')
   })
 
@@ -141,7 +141,7 @@ describe('sign-ins started by anonymous requests', () => {
 
   it('lets other addresses start sign-ins meanwhile', async () => {
     const started = await requestFrom('127.0.0.62', authorization(), { headers: { accept: 'text/html' } })
-    assert.equal(started.status, 303)
+    assert.equal(started.status, 302)
     const device = await requestFrom('127.0.0.62', realmUrl(gw, '/protocol/openid-connect/auth/device'), {
       method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ client_id: DEVICE_CLIENT }).toString(),
     })

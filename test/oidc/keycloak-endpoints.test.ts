@@ -156,7 +156,7 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     for (const responseType of ['token', 'id_token token', 'code id_token', 'code id_token token']) {
       const query = new URLSearchParams({ client_id: 'spa', redirect_uri: CLIENT_REDIRECT, state: 's', response_mode: 'fragment', response_type: responseType, scope: 'openid', nonce: 'n' })
       const answer = await gw.fetch(`${ENDPOINTS}/auth?${query}`)
-      assert.equal(answer.status, 303)
+      assert.equal(answer.status, 302)
       const back = new URLSearchParams(new URL(answer.headers.get('location')!).hash.slice(1))
       assert.equal(back.get('error'), 'unauthorized_client', responseType)
       assert.equal(back.get('error_description'), 'Client is not allowed to initiate browser login with given response_type. Implicit flow is disabled for the client.')
@@ -170,7 +170,7 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
   it('answers a response_mode it does not know as Keycloak does, with invalid_request sent back to the client', async () => {
     const query = new URLSearchParams({ client_id: 'spa', redirect_uri: CLIENT_REDIRECT, state: 's', response_type: 'code', response_mode: 'bogus', scope: 'openid' })
     const answer = await gw.fetch(`${ENDPOINTS}/auth?${query}`)
-    assert.equal(answer.status, 303)
+    assert.equal(answer.status, 302)
     const back = new URL(answer.headers.get('location')!).searchParams
     assert.deepEqual([back.get('error'), back.get('error_description'), back.get('state')], ['invalid_request', 'Invalid parameter: response_mode', 's'])
   })
@@ -352,12 +352,76 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     assert.equal(userinfo.status, 200)
     assert.equal(userinfo.headers.get('access-control-allow-origin'), origin)
     assert.equal(userinfo.headers.get('access-control-allow-credentials'), 'true')
-    for (const endpoint of ['/userinfo', '/token']) {
+    for (const endpoint of ['/userinfo', '/token', '/revoke', '/token/introspect']) {
       const preflight = await gw.fetch(`${ENDPOINTS}${endpoint}`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' } })
-      assert.equal(preflight.status, 204, endpoint)
+      // Keycloak's `preflight()` methods: `Response.ok()` with DefaultCors's fields.
+      assert.equal(preflight.status, 200, endpoint)
+      assert.equal(await preflight.text(), '', endpoint)
       assert.equal(preflight.headers.get('access-control-allow-origin'), origin, endpoint)
       assert.equal(preflight.headers.get('access-control-allow-credentials'), 'true', endpoint)
+      assert.equal(preflight.headers.get('access-control-allow-headers'), 'Origin, Accept, X-Requested-With, Content-Type, Access-Control-Request-Method, Access-Control-Request-Headers, DPoP, Authorization', endpoint)
+      assert.equal(preflight.headers.get('access-control-max-age'), '3600', endpoint)
+      if (endpoint !== '/userinfo') assert.equal(preflight.headers.get('access-control-allow-methods'), 'POST, OPTIONS', endpoint)
     }
+  })
+
+  it('sends no CORS fields to a request without an Origin, as Keycloak\'s DefaultCors', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const answers = [
+      await gw.fetch(`${ENDPOINTS}/userinfo`, { headers: { authorization: `Bearer ${tokens.access_token}` } }),
+      await post('/token', { client_id: 'end-users', grant_type: 'refresh_token', refresh_token: tokens.refresh_token }),
+      await post('/token', { client_id: 'end-users', grant_type: 'password', username: 'alice', password: 'wrong' }),
+      await gw.fetch(`${ENDPOINTS}/certs`),
+      await gw.fetch(`/realms/${REALM}/.well-known/openid-configuration`),
+    ]
+    for (const answer of answers) {
+      assert.ok(answer.status < 500, answer.url)
+      const fields = [...answer.headers.keys()].filter((name) => name.startsWith('access-control-'))
+      assert.deepEqual(fields, [], `${answer.url} ${answer.status}`)
+    }
+    const withOrigin = await gw.fetch(`${ENDPOINTS}/certs`, { headers: { origin: 'https://any.example' } })
+    assert.equal(withOrigin.headers.get('access-control-allow-origin'), 'https://any.example', 'the public endpoints still allow any origin that asks')
+  })
+
+  it('answers the revocation of a value that is no token of the realm 200 with invalid_token, and of a token it signed 200 empty, as Keycloak\'s checkToken', async () => {
+    const tokens = await passwordLogin(gw, 'alice', 'alice-password', { scope: 'openid' })
+    const forged = `${tokens.access_token.split('.').slice(0, 2).join('.')}.${Buffer.from('not the signature').toString('base64url')}`
+    for (const token of ['opaque', 'abc.def.ghi', forged, 'gatehouse_pat_a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1']) {
+      const answer = await post('/revoke', { client_id: 'end-users', token })
+      assert.equal(answer.status, 200, token)
+      assert.deepEqual(await json(answer), { error: 'invalid_token', error_description: 'Invalid token' }, token)
+    }
+    assert.equal((await introspect(tokens.refresh_token)).active, true, 'nothing was revoked')
+    // A client that does not authenticate learns nothing of the value.
+    const unknownClient = await post('/revoke', { client_id: 'no-such-client', token: 'opaque' })
+    assert.equal(unknownClient.status, 401)
+    // The ID token is the realm's: no error, nothing revoked (docs/oidc.md).
+    const idToken = await post('/revoke', { client_id: 'end-users', token: tokens.id_token })
+    assert.deepEqual([idToken.status, await idToken.text()], [200, ''])
+    const revoked = await post('/revoke', { client_id: 'end-users', token: tokens.refresh_token })
+    assert.deepEqual([revoked.status, await revoked.text()], [200, ''])
+    assert.equal((await introspect(tokens.refresh_token)).active, false)
+  })
+
+  it('answers a code exchange without a code "Missing parameter: code", and a live code without its redirect_uri "Incorrect redirect_uri", as Keycloak\'s AuthorizationCodeGrantType', async () => {
+    const none = await tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code' })
+    assert.deepEqual([none.status, none.body], [400, { error: 'invalid_request', error_description: 'Missing parameter: code' }])
+    const bogus = await tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code: 'bogus' })
+    assert.deepEqual([bogus.status, bogus.body], [400, { error: 'invalid_grant', error_description: 'Code not valid' }])
+    const jar = new CookieJar()
+    const verifier = randomBytes(32).toString('base64url')
+    const challenge = createHash('sha256').update(verifier).digest('base64url')
+    const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'spa', response_type: 'code', scope: 'openid', state: 's', redirect_uri: CLIENT_REDIRECT, code_challenge: challenge, code_challenge_method: 'S256' })}`))
+    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+    const done = await browse(gw, jar, gw.url + action, { method: 'POST', headers: FORM, body: 'username=alice&password=alice-password' })
+    const code = new URL(done.url).searchParams.get('code')!
+    const withoutUri = await tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code, code_verifier: verifier })
+    assert.deepEqual([withoutUri.status, withoutUri.body], [400, { error: 'invalid_grant', error_description: 'Incorrect redirect_uri' }])
+    // As Keycloak's OAuth2CodeParser, the refused exchange used the code up.
+    const again = await tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code, redirect_uri: CLIENT_REDIRECT, code_verifier: verifier })
+    assert.deepEqual([again.status, again.body], [400, { error: 'invalid_grant', error_description: 'Code not valid' }])
+    const withoutAgain = await tokenRequest(gw, { client_id: 'spa', grant_type: 'authorization_code', code, code_verifier: verifier })
+    assert.deepEqual([withoutAgain.status, withoutAgain.body], [400, { error: 'invalid_grant', error_description: 'Code not valid' }])
   })
 
   it('names the browser session in the authorization response (session_state), in every response mode, as Keycloak', async () => {
@@ -500,5 +564,10 @@ describe('the realm\'s endpoints answer as Keycloak\'s', () => {
     const refused = await post('/userinfo', { access_token: `${tokens.access_token.slice(0, -4)}AAAA` })
     assert.equal(refused.status, 401)
     assert.deepEqual(await json(refused), { error: 'invalid_token', error_description: 'Token verification failed' })
+    // Keycloak's issueUserInfoPost: the bearer header wins over the form; a header of another scheme is no token.
+    const basicAndForm = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, authorization: `Basic ${Buffer.from('end-users:x').toString('base64')}` }, body: new URLSearchParams({ access_token: tokens.access_token }).toString() })
+    assert.deepEqual([basicAndForm.status, (await json(basicAndForm)).preferred_username], [200, 'alice'])
+    const bearerAndForm = await gw.fetch(`${ENDPOINTS}/userinfo`, { method: 'POST', headers: { ...FORM, authorization: `Bearer ${tokens.access_token}` }, body: new URLSearchParams({ access_token: 'not-a-token' }).toString() })
+    assert.deepEqual([bearerAndForm.status, (await json(bearerAndForm)).preferred_username], [200, 'alice'])
   })
 })

@@ -71,6 +71,6 @@ describe('realm paths in other spellings', () => {
     const statuses = []
     for (let i = 0; i < PER_ADDRESS + 1; i++) statuses.push((await start('/protocol/openid-connect/auth/')).status)
     statuses.push((await start('/protocol/openid-connect/AUTH')).status)
-    assert.deepEqual(statuses, [...Array(PER_ADDRESS).fill(303), 429, 404])
+    assert.deepEqual(statuses, [...Array(PER_ADDRESS).fill(302), 429, 404])
   })
 })
