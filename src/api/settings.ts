@@ -3,6 +3,7 @@ import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
 import { type Settings, settingCategories, settingNames } from '../settings/definitions.ts'
 import { changesSchema, withPlatformNames } from '../settings/platform-names.ts'
+import type { SettingsChange } from '../settings/runtime.ts'
 import { GATEWAY_API, type GatewayApi } from './gateway-api.ts'
 
 /**
@@ -25,30 +26,28 @@ export function settingsRoutes(api: GatewayApi, app: App): void {
   })
   api.get('/settings/', { config: superuser }, async () => index)
 
-  /** Every saved change goes to the audit trail with the settings before and after. */
-  const audited = async (request: FastifyRequest, change: () => Promise<unknown>) => {
-    const before = { ...app.settings.current }
-    await change()
-    app.audit.change(actorOf(request), 'update', { type: 'settings' }, before, { ...app.settings.current })
+  /**
+   * Every saved change goes to the audit trail with the settings before and after, as its own transaction read and
+   * wrote them (never what this process holds, which other changes move too); one that changes nothing is not saved
+   * and not recorded. The answer is the settings after the change.
+   */
+  const audited = async (request: FastifyRequest, change: Promise<SettingsChange>): Promise<Settings> => {
+    const { before, after, changed } = await change
+    if (changed.length) app.audit.change(actorOf(request), 'update', { type: 'settings' }, before, after)
+    return after
   }
 
   for (const [slug, { settings }] of categories) {
-    const shown = () => withPlatformNames(Object.fromEntries(settings.map((name) => [name, app.settings.current[name]])))
+    const shown = (values: Settings) => withPlatformNames(Object.fromEntries(settings.map((name) => [name, values[name]])))
     const save = { config: superuser, schema: { body: changesSchema(settings) } }
     const paths = slug === 'all' ? ['/settings/all/', '/settings/'] : [`/settings/${slug}/`]
     for (const path of paths) {
-      api.patch(path, save, async (request) => {
-        await audited(request, () => app.settings.update(request.body))
-        return shown()
-      })
-      api.put(path, save, async (request) => {
-        await audited(request, () => app.settings.update(request.body))
-        return shown()
-      })
+      api.patch(path, save, async (request) => shown(await audited(request, app.settings.update(request.body))))
+      api.put(path, save, async (request) => shown(await audited(request, app.settings.update(request.body))))
     }
-    api.get(`/settings/${slug}/`, { config: superuser }, async () => shown())
+    api.get(`/settings/${slug}/`, { config: superuser }, async () => shown(app.settings.current))
     api.delete(`/settings/${slug}/`, { config: superuser }, async (request, reply) => {
-      await audited(request, () => app.settings.reset(settings))
+      await audited(request, app.settings.reset(settings))
       return reply.code(204).send()
     })
   }

@@ -1,5 +1,5 @@
 import type { EventBus } from '../store/event-bus.ts'
-import type { Store } from '../store/store.ts'
+import type { Repositories, Store } from '../store/store.ts'
 import { defaultSettings, settingNames, settingsSchema, type Settings } from './definitions.ts'
 import { SETTINGS_TOPIC } from '../store/topics.ts'
 import { oneReloadAtATime } from '../store/one-reload-at-a-time.ts'
@@ -22,12 +22,17 @@ export class RuntimeSettings {
   readonly #maxStaleMs: number | undefined
   #refresher: NodeJS.Timeout | undefined
   readonly #reload = oneReloadAtATime(async () => this.#readOnce())
+  /** Errors of reloads the news of a change asked for: one a change meets happened after its commit (`#change`). */
+  readonly #reloadFailures = new WeakSet<object>()
 
   constructor(store: Store, bus: EventBus, options: { maxStaleMs?: number } = {}) {
     this.#store = store
     this.#bus = bus
     this.#maxStaleMs = options.maxStaleMs
-    bus.on(SETTINGS_TOPIC, () => this.reload())
+    bus.on(SETTINGS_TOPIC, () => this.reload().catch((error: unknown) => {
+      if (isObject(error)) this.#reloadFailures.add(error)
+      throw error
+    }))
     bus.onMissed(() => this.reload())
   }
 
@@ -81,28 +86,71 @@ export class RuntimeSettings {
     for (const listener of this.#listeners) listener(this.#current)
   }
 
-  /** Reverts settings to their defaults: every process applies it at once. */
-  async reset(names: readonly (keyof Settings)[]): Promise<Settings> {
-    await this.#bus.change(async (tx, announce) => {
-      await tx.settings.delete(names)
-      announce(SETTINGS_TOPIC, names.join(',').slice(0, 200))
-    })
-    return this.#current
+  /**
+   * Reverts settings to their defaults: every process applies it at once. Only those stored with another value are
+   * deleted; the answer is the settings before and after, as the change's own transaction read and wrote them.
+   */
+  reset(names: readonly (keyof Settings)[]): Promise<SettingsChange> {
+    return this.#change((stored) => {
+      const reverted = names.filter((name) => name in stored && !sameValue(stored[name], defaultSettings[name]))
+      return Object.fromEntries(reverted.map((name) => [name, defaultSettings[name]])) as Partial<Settings>
+    }, (tx, changed) => tx.settings.delete(changed))
   }
 
-  /** Saves a change already checked (`changesSchema`): every process applies it at once. */
-  async update(patch: Partial<Settings>): Promise<Settings> {
-    const changes = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined))
-    if (Object.keys(changes).length) {
-      await this.#bus.change(async (tx, announce) => {
-        await tx.settings.put(changes)
-        // Every process reloads all settings whatever the key says; it only has to fit the event log's column.
-        announce(SETTINGS_TOPIC, Object.keys(changes).join(',').slice(0, 200))
+  /**
+   * Saves a change already checked (`changesSchema`): every process applies it at once. Only values other than the
+   * stored ones (the default, for a setting never saved) are written; the answer is the settings before and after, as
+   * the change's own transaction read and wrote them.
+   */
+  update(patch: Partial<Settings>): Promise<SettingsChange> {
+    return this.#change((stored) => {
+      const stays = (name: string, value: unknown) => sameValue(name in stored ? stored[name] : defaultSettings[name as keyof Settings], value)
+      return Object.fromEntries(Object.entries(patch ?? {}).filter(([name, value]) => value !== undefined && !stays(name, value))) as Partial<Settings>
+    }, (tx, changed) => tx.settings.put(Object.fromEntries(changed.map((name) => [name, patch[name]]))))
+  }
+
+  /**
+   * Reads the stored settings in the transaction that changes them (taking turns with every other change, on every
+   * process), so that before and after are this change's own and not what the process last loaded, and writes only
+   * when `changes` (what differs from the stored settings) names any. A reload of this process that fails after the
+   * commit does not undo the answer: the change is saved, and the next read of the log applies it here.
+   */
+  async #change(changesOf: (stored: Record<string, unknown>) => Partial<Settings>, write: (tx: Repositories, changed: (keyof Settings)[]) => Promise<void>): Promise<SettingsChange> {
+    let outcome: SettingsChange | undefined
+    try {
+      return await this.#bus.change(async (tx, announce) => {
+        outcome = undefined
+        const stored = await tx.settings.allForChange()
+        const before = readable(stored, this.#current).loaded
+        const changes = changesOf(stored)
+        const changed = Object.keys(changes) as (keyof Settings)[]
+        const result: SettingsChange = { before, after: Object.freeze({ ...before, ...changes }), changed }
+        if (changed.length) {
+          await write(tx, changed)
+          // Every process reloads all settings whatever the key says; it only has to fit the event log's column.
+          announce(SETTINGS_TOPIC, changed.join(',').slice(0, 200))
+        }
+        outcome = result
+        return result
       })
+    } catch (error) {
+      // This process's reload runs only once the change has committed.
+      if (outcome && isObject(error) && this.#reloadFailures.has(error)) return outcome
+      throw error
     }
-    return this.#current
   }
 }
+
+/** A change of settings: the settings before and after it as its own transaction read and wrote them, and which it changed. */
+export interface SettingsChange {
+  readonly before: Settings
+  readonly after: Settings
+  /** The settings it wrote (none when every value was the stored one already). */
+  readonly changed: readonly (keyof Settings)[]
+}
+
+const sameValue = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
+const isObject = (value: unknown): value is object => (typeof value === 'object' && value !== null) || typeof value === 'function'
 
 /** A stored setting this version cannot read: its name, why (never its value), and what is used in its place. */
 export interface UnreadableSetting {

@@ -84,7 +84,7 @@ export async function openStore(location: DatabaseLocation, options: { migrate?:
 function repositoriesOn(db: Kysely<Tables>, dialect: DialectName, oidc: OidcRecordRepository): Repositories {
   return {
     users: new UserRepository(db, dialect),
-    settings: new SettingsRepository(db),
+    settings: new SettingsRepository(db, dialect),
     events: new EventLog(db, dialect),
     signingKeys: new SigningKeyRepository(db, dialect),
     sessions: new SessionRepository(db, dialect),
