@@ -717,9 +717,15 @@ export class DirectoryUnavailable extends GatehouseError {
   static override readonly status: number = 503
   static override readonly code: ErrorCode = 'directory_unavailable'
   static override readonly defaultMessage: string = 'The directory could not be reached; try again later.'
+  static readonly retryAfterSeconds = 5
 
   constructor(message?: string, cause?: unknown) {
-    super(message, { cause })
+    super(message, { cause, headers: { 'retry-after': String(DirectoryUnavailable.retryAfterSeconds) } })
+  }
+
+  /** The status oidc-provider answers with for an error it did not raise itself. */
+  get statusCode(): number {
+    return this.status
   }
 }
 

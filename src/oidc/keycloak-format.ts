@@ -8,7 +8,7 @@ import { SESSION_COOKIE as GATEWAY_SESSION_COOKIE } from '../auth/session.ts'
 import { LOCKED } from './password-grant.ts'
 import { keycloakSid, refreshTokenType, sessionCookieValue, type KeycloakTokens, type RefreshTokenRecord } from './keycloak-tokens.ts'
 import { escapeHtml, unframedPageHeaders } from '../pages/html.ts'
-import { DatabaseUnavailable, PasswordChecksBusy } from '../errors.ts'
+import { DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy } from '../errors.ts'
 import { TooManyUserCodeGuesses } from './user-code-guesses.ts'
 import { LOGIN_PATH } from '../gateway/policy.ts'
 
@@ -121,14 +121,18 @@ const SERVER_ERROR_DESCRIPTION = 'oops! something went wrong'
  * The token endpoint's answer when Gatehouse fails rather than the request, whichever step failed (a shortcut,
  * client-credentials.ts and refresh-token.ts, or oidc-provider when its adapter throws): the database not answering
  * is 503 `temporarily_unavailable` with Retry-After, as Gatehouse answers an outage everywhere (src/errors.ts
- * DatabaseUnavailable), in RFC 6749 §4.1.2.1's word for it; too many password checks waiting is 503
- * `password_checks_busy` with Retry-After; anything else is oidc-provider's 500 `server_error`.
+ * DatabaseUnavailable), in RFC 6749 §4.1.2.1's word for it; so is a directory (LDAP) that cannot be asked in time
+ * (DirectoryUnavailable), with its own message; too many password checks waiting is 503 `password_checks_busy` with
+ * Retry-After; anything else is oidc-provider's 500 `server_error`.
  * Keycloak answers both 500 `unknown_error` (its KeycloakErrorHandler): docs/oidc.md notes the difference. Nothing
  * of the failure itself is shown; it is logged where it happened.
  */
 export function tokenEndpointFailure(failure: unknown): KeycloakError {
   if (failure instanceof DatabaseUnavailable) {
     return { status: 503, error: 'temporarily_unavailable', error_description: DatabaseUnavailable.defaultMessage, headers: { 'retry-after': String(DatabaseUnavailable.retryAfterSeconds) } }
+  }
+  if (failure instanceof DirectoryUnavailable) {
+    return { status: 503, error: 'temporarily_unavailable', error_description: failure.message, headers: { 'retry-after': String(DirectoryUnavailable.retryAfterSeconds) } }
   }
   // Its own code, as sign_ins_throttled has at the realm's endpoints: Keycloak has no such bound to name it.
   if (failure instanceof PasswordChecksBusy) {

@@ -3,7 +3,7 @@ import type { default as Provider, AdapterPayload, ClientMetadata, Configuration
 import type { RealmClientConfig, RealmConfig } from '../config/realms.ts'
 import type { Accounts } from '../directory/accounts.ts'
 import { issuedBefore, lastMillisecondOf, type User } from '../store/users.ts'
-import { DatabaseUnavailable, PasswordChecksBusy } from '../errors.ts'
+import { DatabaseUnavailable, DirectoryUnavailable, PasswordChecksBusy, recordedError } from '../errors.ts'
 import { errors, providerInternals } from './provider-errors.ts'
 import type { OidcRecordRepository } from '../store/oidc.ts'
 import { StoreAdapter, type AdapterDependencies } from './adapter.ts'
@@ -384,10 +384,16 @@ export function buildProvider(options: ProviderOptions): { provider: Provider; c
   })
   // Failures inside oidc-provider (answered `server_error`) and around it (answered 500 by Koa) go to the request's log;
   // a database outage is answered 503 (DatabaseUnavailable's statusCode) and logged once by the server, not per request;
-  // a full password-check queue is answered 503 too (PasswordChecksBusy's), and is load, not a failure to log.
+  // a full password-check queue is answered 503 too (PasswordChecksBusy's), and is load, not a failure to log; a
+  // directory that cannot be asked is answered 503 and logged with its reason, as everywhere (recordedError).
   const logFailure = (ctx: { req: unknown }, error: unknown) => {
     if (error instanceof DatabaseUnavailable || error instanceof PasswordChecksBusy) return
-    ;(ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.log.error({ err: error, realm: realm.name }, 'OpenID Connect provider failed')
+    const log = (ctx.req as { [PROVIDER_REQUEST]?: ProviderRequest })[PROVIDER_REQUEST]?.log
+    if (error instanceof DirectoryUnavailable) {
+      if (log) recordedError({}, error, log)
+      return
+    }
+    log?.error({ err: error, realm: realm.name }, 'OpenID Connect provider failed')
   }
   provider.on('server_error', (ctx, error) => {
     // Which failure it was decides the token endpoint's answer (keycloak-format.ts `tokenEndpointFailure`).
