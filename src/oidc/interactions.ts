@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { decodeJwt } from 'jose'
 import type { App } from '../app.ts'
 import { SESSION_COOKIE } from '../auth/session.ts'
-import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, RequestTimeout, SignInsThrottled, ValidationFailed } from '../errors.ts'
+import { AccountDisabled, AccountExpired, BodyBuffersFull, AccountLocked, DirectoryUnavailable, GatehouseError, LoginThrottled, PasswordChangeRequired, PasswordChecksBusy, PasswordExpired, PayloadTooLarge, recordedError, RequestTimeout, SignInsThrottled, ValidationFailed } from '../errors.ts'
 import { issuedBefore, type User } from '../store/users.ts'
 import { renderLoginPage } from '../pages/login-page.ts'
 import { SESSION_STATE_COOKIE, simplePage, type GatewaySignIn } from './keycloak-format.ts'
@@ -94,6 +94,12 @@ export async function loginStep(app: App, realm: Realm, uid: string, request: Fa
     // The page again, its password not looked at, saying to try again shortly.
     if (error instanceof PasswordChecksBusy) {
       reply.header('retry-after', String(PasswordChecksBusy.retryAfterSeconds))
+      return html(reply, error.status, renderLoginPage({ ...page, username: username.slice(0, 150), error: error.message }))
+    }
+    // So is a directory that does not answer: the form, to try again once it does (its reason logged as everywhere).
+    if (error instanceof DirectoryUnavailable) {
+      recordedError(request, error, request.log)
+      reply.header('retry-after', String(DirectoryUnavailable.retryAfterSeconds))
       return html(reply, error.status, renderLoginPage({ ...page, username: username.slice(0, 150), error: error.message }))
     }
     if (!(error instanceof GatehouseError) || error.status >= 500) throw error

@@ -35,6 +35,7 @@ describe('a realm\'s logins while the directory hangs', () => {
   })
 
   it('answers the password grant 503 temporarily_unavailable with Retry-After, however answered, and logs no failure of its own', async () => {
+    assert.equal((await grant('alice')).status, 200, 'the realm answers (and is warm) before the directory hangs')
     directory.pause()
     try {
       for (const [username, extra] of [['bob', ''], ['carol', TO_PROVIDER]] as const) {
@@ -52,5 +53,27 @@ describe('a realm\'s logins while the directory hangs', () => {
     assert.deepEqual(logLines.filter((line) => line.msg === 'OpenID Connect provider failed'), [])
     assert.ok(logLines.filter((line) => line.code === 'directory_unavailable' && line.msg === 'the directory could not be used').length >= 2)
     assert.equal((await grant('bob')).status, 200, 'works again once the directory is back')
+  })
+
+  it('shows the realm\'s login page again with the message and Retry-After, rather than an error page', async () => {
+    const jar = new CookieJar()
+    const page = await browse(gw, jar, realmUrl(gw, `/protocol/openid-connect/auth?${new URLSearchParams({ client_id: 'browser-only', response_type: 'code', scope: 'openid', redirect_uri: CLIENT_REDIRECT, code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' })}`))
+    const action = /<form method="post" action="([^"]+)"/.exec(await page.response.text())![1]!
+    const submit = () => browse(gw, jar, gw.url + action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ username: 'dave', password: PASSWORDS.dave! }).toString(), signal: AbortSignal.timeout(10_000) })
+    directory.pause()
+    let unavailable: Awaited<ReturnType<typeof browse>>
+    try {
+      unavailable = await submit()
+    } finally {
+      directory.resume()
+    }
+    assert.equal(unavailable.response.status, 503)
+    assert.equal(unavailable.response.headers.get('retry-after'), '5')
+    const html = await unavailable.response.text()
+    assert.match(html, new RegExp(`The directory did not answer within ${LOOKUP_SECONDS} s\\.`))
+    assert.match(html, /<form method="post"/)
+    assert.match(html, /value="dave"/)
+    const done = await submit()
+    assert.ok(new URL(done.url).searchParams.get('code'), 'the same form signs in once the directory is back')
   })
 })
