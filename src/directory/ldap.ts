@@ -11,7 +11,7 @@ import type { Store } from '../store/store.ts'
 import type { User } from '../store/users.ts'
 import { INVALID_USERNAME, USERNAME_PATTERN, type Accounts } from './accounts.ts'
 import { boundedConnections } from './ldap-socket.ts'
-import { countAlsoAs } from './lockout.ts'
+import { checkElapsedMs, countAlsoAs } from './lockout.ts'
 import { syncDirectoryAccount, type DirectoryUser } from './ldap-sync.ts'
 import { NOT_MINE, type NotMine, type PasswordSource } from './password-source.ts'
 
@@ -44,6 +44,12 @@ export class LdapDirectory {
   readonly #auditorDns: Set<string>
   readonly #namedGroups: [name: string, dns: Set<string>][]
   readonly #turns: Turns
+  /**
+   * The servers that last failed to answer in time (the lookup's deadline passed while it talked to them, or the
+   * connection timed out), each with whether a lookup is trying it again now: one at a time does, and the others
+   * pass it by (the next server, else 503 at once) until one gets an answer from it.
+   */
+  readonly #silent = new Map<string, { probed: boolean }>()
 
   /** Reads the bind password's environment variable and the CA file now, so a mistake stops the start. */
   constructor(config: LdapConfig, env: NodeJS.ProcessEnv = process.env) {
@@ -168,14 +174,24 @@ export class LdapDirectory {
   /**
    * Runs a conversation with the directory under the lookup deadline, once a turn is free, and closes every
    * connection it opened. A conversation that outlives its deadline may open no further connection, and its turn
-   * goes to the next one once its connections are closed, whenever its own promises settle.
+   * goes to the next one once its connections are closed, whenever its own promises settle. The deadline of a
+   * password check counts from when the check came to the lockout (`checkElapsedMs`): the time it waited there
+   * behind other checks (of a directory that hangs, say) is part of it, and one with none left fails at once. A
+   * server talked to when the deadline passes is taken for silent (`#silent`) until it answers again.
    */
   async #withinDeadline<T>(conversation: (connections: Connections) => Promise<T>): Promise<T> {
-    const connections: Connections = { clients: new Set(), closed: false }
+    const connections: Connections = { clients: new Set(), closed: false, server: undefined, probing: undefined }
     const seconds = this.#config.timeouts.lookup_seconds
+    const timedOut = () => new DirectoryUnavailable(`The directory did not answer within ${seconds} s.`)
+    const leftMs = seconds * 1000 - (checkElapsedMs() ?? 0)
+    if (leftMs <= 0) throw timedOut()
     let timer: NodeJS.Timeout | undefined
+    let late = false
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DirectoryUnavailable(`The directory did not answer within ${seconds} s.`)), seconds * 1000)
+      timer = setTimeout(() => {
+        late = true
+        reject(timedOut())
+      }, leftMs)
     })
     let holdsTurn = false
     const inTurn = async () => {
@@ -186,12 +202,22 @@ export class LdapDirectory {
       return conversation(connections)
     }
     try {
-      return await Promise.race([inTurn(), deadline])
+      const answer = await Promise.race([inTurn(), deadline])
+      if (connections.server !== undefined) this.#silent.delete(connections.server)
+      return answer
     } catch (error) {
+      // A server that answered, if only to refuse, is not silent; one that let the deadline pass is.
+      if (late) {
+        if (connections.server !== undefined) this.#silent.set(connections.server, { probed: false })
+      } else if (connections.server !== undefined && !(error instanceof DirectoryUnavailable)) {
+        this.#silent.delete(connections.server)
+      }
       if (error instanceof GatehouseError) throw error
       throw new DirectoryUnavailable('The directory failed to answer the lookup.', error)
     } finally {
       clearTimeout(timer)
+      const probed = connections.probing === undefined ? undefined : this.#silent.get(connections.probing)
+      if (probed) probed.probed = false
       connections.closed = true
       const closing = [...connections.clients].map((client) => client.unbind().catch(() => {}))
       // The turn is given on once the connections are closed, or a socket too stuck to take the unbind is left.
@@ -204,6 +230,16 @@ export class LdapDirectory {
     const failures: string[] = []
     for (const server of this.#config.servers) {
       if (connections.closed) break
+      const silent = this.#silent.get(server)
+      if (silent?.probed) {
+        failures.push(`${server}: did not answer a lookup in time lately; another lookup is trying it again`)
+        continue
+      }
+      if (silent) {
+        silent.probed = true
+        connections.probing = server
+      }
+      connections.server = server
       const secure = server.startsWith('ldaps:')
       const client = new (ldapts().Client)({
         url: server,
@@ -221,6 +257,12 @@ export class LdapDirectory {
       } catch (error) {
         connections.clients.delete(client)
         client.unbind().catch(() => {})
+        connections.server = undefined
+        if (connections.probing === server) {
+          connections.probing = undefined
+          silent!.probed = false
+        }
+        if ((error as Error).message === CONNECT_TIMEOUT) this.#silent.set(server, { probed: false })
         if (error instanceof ldapts().InvalidCredentialsError) {
           throw new DirectoryUnreachable('The directory refused the service account.', new Error(`${server}: the service account bind (ldap.bind_dn) was refused: wrong DN or password`))
         }
@@ -446,7 +488,14 @@ class Turns {
 interface Connections {
   readonly clients: Set<Client>
   closed: boolean
+  /** The server it is talking to (connecting, or connected). */
+  server: string | undefined
+  /** The silent server it is trying again, the one lookup that may (`LdapDirectory.#silent`). */
+  probing: string | undefined
 }
+
+/** ldapts' error when a server did not take the connection within `connect_seconds`. */
+const CONNECT_TIMEOUT = 'Connection timeout'
 
 /**
  * Accounts from the directory. It answers only for usernames that have no account yet or whose account

@@ -24,6 +24,19 @@ const MAX_WAITING_PER_KEY = 128
 /** Whose account the name of the check in progress (in this async context) belongs to, as its source tells it. */
 const checkInProgress = new AsyncLocalStorage<(username: string) => Promise<void>>()
 
+/** When the check in progress (in this async context) came to the lockout, by `performance.now()`. */
+const checkArrival = new AsyncLocalStorage<number>()
+
+/**
+ * How long the password check in progress has waited and run since it came to the lockout (ms), waiting for its turn
+ * behind other checks included; undefined outside a guarded check. A source that answers within a deadline (the
+ * directory's `lookup_seconds`) counts it from there, so that no login waits much longer than that in all.
+ */
+export function checkElapsedMs(): number | undefined {
+  const arrived = checkArrival.getStore()
+  return arrived === undefined ? undefined : performance.now() - arrived
+}
+
 /**
  * Tells the lockout guarding the password check in progress that the name being checked belongs to the account
  * `username`, before its password is verified: a directory entry found by its mail address for one. The check is
@@ -90,7 +103,9 @@ export class Lockout {
    * username's. The verification starts only within the budgets of both (see the class comment). `signal`: the
    * check's client went away, so a check still waiting for its turn here is dropped.
    */
-  async guard<T>(username: string, address: string | undefined, verify: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  async guard<T>(username: string, address: string | undefined, verifyNow: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const arrived = performance.now()
+    const verify = () => checkArrival.run(arrived, verifyNow)
     const policy = this.#policy()
     const usernameKey = policy.failuresBeforeLockout > 0 ? username.toLowerCase() : undefined
     const addressKey = address !== undefined && (policy.failuresPerAddress > 0 || (usernameKey && policy.lockSparesCleanAddresses)) ? countedAddress(address) ?? uncountableAddress(address) : undefined
