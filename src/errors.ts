@@ -658,7 +658,8 @@ export class UpstreamTimeout extends GatehouseError {
 }
 
 /**
- * 503: every core is checking a password and `auth.password_checks_waiting` more wait their turn (src/directory/passwords.ts);
+ * 503: every core is checking a password and `auth.password_checks_waiting` more wait their turn (src/directory/passwords.ts),
+ * or the most checks that may wait for one username's or address's checks in flight already do (src/directory/lockout.ts);
  * this check is refused at once rather than wait behind them. It is no failed login: the password was not looked at.
  */
 export class PasswordChecksBusy extends GatehouseError {

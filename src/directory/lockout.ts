@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import ipaddr from 'ipaddr.js'
-import { AccountLocked, InvalidCredentials, LoginThrottled, PasswordCheckAbandoned } from '../errors.ts'
+import { AccountLocked, InvalidCredentials, LoginThrottled, PasswordCheckAbandoned, PasswordChecksBusy } from '../errors.ts'
 import type { AddressFailures, LoginFailures } from '../store/login-failures.ts'
 import type { Store } from '../store/store.ts'
 
@@ -18,7 +18,7 @@ export interface LockoutPolicy {
 /** Keycloak's default "failure reset time": a count whose last failure is older than this starts again. */
 const FAILURE_MEMORY_MS = 12 * 3600_000
 const PRUNE_INTERVAL_MS = 3600_000
-/** Checks that may wait for one username's, or one address's, checks in flight; more are refused at once. */
+/** Checks that may wait for one username's, or one address's, checks in flight; more are refused at once (busy, not failed). */
 const MAX_WAITING_PER_KEY = 128
 
 /** Whose account the name of the check in progress (in this async context) belongs to, as its source tells it. */
@@ -111,8 +111,8 @@ export class Lockout {
     const addressKey = address !== undefined && (policy.failuresPerAddress > 0 || (usernameKey && policy.lockSparesCleanAddresses)) ? countedAddress(address) ?? uncountableAddress(address) : undefined
     if (!usernameKey && !addressKey) return verify()
     const counted: Counted[] = []
-    if (usernameKey) counted.push({ ...this.#join(`user:${usernameKey}`), budget: (admission) => admission.usernameBudget, overflow: () => new AccountLocked(1) })
-    if (addressKey) counted.push({ ...this.#join(`address:${addressKey}`), budget: (admission) => admission.addressBudget, overflow: () => new LoginThrottled(1) })
+    if (usernameKey) counted.push({ ...this.#join(`user:${usernameKey}`), budget: (admission) => admission.usernameBudget })
+    if (addressKey) counted.push({ ...this.#join(`address:${addressKey}`), budget: (admission) => admission.addressBudget })
     let admission: Admission
     try {
       admission = await this.#admit(usernameKey, addressKey, policy, counted, signal)
@@ -242,9 +242,10 @@ export class Lockout {
         })
       }
       if (full === -1) return admission
-      const { traffic, overflow } = counted[full]!
+      const { traffic } = counted[full]!
       // What one username or address can make this process hold is bounded; the oldest waiters keep their places.
-      if (!waited && traffic.waiters.length >= MAX_WAITING_PER_KEY) throw overflow()
+      // Nothing failed: the refusal says so (busy, try again shortly), not that the username or address is locked.
+      if (!waited && traffic.waiters.length >= MAX_WAITING_PER_KEY) throw new PasswordChecksBusy()
       await new Promise<void>((resolve, reject) => {
         const turn = () => {
           signal?.removeEventListener('abort', leave)
@@ -328,8 +329,6 @@ interface Counted {
   key: string
   traffic: KeyTraffic
   budget: (admission: Admission) => number
-  /** The refusal when too many checks already wait for the key. */
-  overflow: () => Error
 }
 
 /** What this process knows of the checks of one username, or from one address. */
