@@ -5,7 +5,8 @@ import { compileGatewayRules, compileServiceRules, configuredNames, usernamesInR
 import { compileClientAccess, compileClientRoles, type ClientAccessCheck, type ClientRolesOf } from './access/client-access.ts'
 import { accessEntryRule } from './access/service-access.ts'
 import type { GatewayRequest } from './http/gateway-request.ts'
-import { signingIn, SYSTEM_ACTOR } from './audit/actor.ts'
+import { mappingActor, signingIn, SYSTEM_ACTOR } from './audit/actor.ts'
+import { changesBetween } from './audit/changes.ts'
 import { AuditTrail } from './audit/trail.ts'
 import { BasicAuthenticator } from './auth/basic.ts'
 import { CredentialCache } from './auth/credential-cache.ts'
@@ -19,6 +20,7 @@ import { InvalidSession } from './errors.ts'
 import { PersonalTokens } from './auth/personal-tokens.ts'
 import { TokenAuthenticator } from './auth/token.ts'
 import type { Config } from './config/schema.ts'
+import { auditedUser, serializeUser } from './api/users.ts'
 import { Accounts } from './directory/accounts.ts'
 import type { AfterDirectoryLogin, LdapDirectory } from './directory/ldap.ts'
 import type { DirectoryAccountCheck } from './directory/ldap-check.ts'
@@ -287,13 +289,25 @@ function ownBodiesBudget(config: Config): BodyBudget {
   return new BodyBudget(bytes, { perClient: Math.max(Math.floor(bytes / 8), config.server.api_body_limit_bytes) })
 }
 
-/** Every login's outcome and every lockout goes to the audit trail, whichever way the password came in. */
+/**
+ * Every login's outcome and every lockout goes to the audit trail, whichever way the password came in, and so does every
+ * account a directory or SSO sign-in makes or changes.
+ */
 function auditSignIns(audit: AuditTrail, accounts: Accounts, lockout: Lockout): void {
   accounts.onLoginAttempt(({ username, address, via, user, code }) => {
     const actor = { userId: user?.id ?? null, username, address: address ?? null, method: via.method }
     audit.auth(actor, { operation: user ? 'login' : 'login_error', object: { type: 'user', id: user?.id, name: username }, code, realm: via.realm })
   })
   lockout.onLock((username) => audit.auth(SYSTEM_ACTOR, { operation: 'lockout', object: { type: 'user', name: username }, code: 'account_locked' }))
+  // An account a directory or SSO sign-in made or changed, named as the API names its own changes, by the source on
+  // the user's behalf (as the memberships it maps: src/access/mappings.ts). A change that kept everything (the last
+  // superuser's flag, kept below) is no entry.
+  accounts.onSignInChange((source, before, after) => {
+    const [was, is] = [before && serializeUser(before), serializeUser(after)]
+    const { added_fields: added, removed_fields: removed, changed_fields: changed } = changesBetween(was, is)
+    if (was && !Object.keys({ ...added, ...removed, ...changed }).length) return
+    audit.change(mappingActor(source, after), was ? 'update' : 'create', auditedUser(after), was, is)
+  })
   // The demotion a directory or SSO login asked for and did not get: what was asked, and why not.
   accounts.onLastSuperuserKept((user) => audit.refusedChange(signingIn(user, undefined, user.source), 'update', { type: 'user', id: user.id, name: user.username }, 'self_lockout', { is_superuser: true }, { is_superuser: false }))
 }

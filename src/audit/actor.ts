@@ -37,8 +37,8 @@ export function cliActor(): Actor {
 export const SYSTEM_ACTOR: Actor = Object.freeze({ userId: null, username: null, address: null, method: null })
 
 /**
- * A directory or SSO provider changing a user's memberships at their sign-in, through a configured mapping: the
- * change is the source's word, made for that user (`method` says which source).
+ * A directory or SSO provider making or changing a user's account at their sign-in, or their memberships through a
+ * configured mapping: the change is the source's word, made for that user (`method` says which source).
  */
 export function mappingActor(source: 'ldap' | 'sso', user: { id: number; username: string }): Actor {
   return { userId: user.id, username: user.username, address: null, method: source }

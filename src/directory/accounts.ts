@@ -156,6 +156,7 @@ export class Accounts {
   readonly #loginListeners: ((attempt: LoginAttempt) => void)[] = []
   readonly #keptListeners: ((user: User) => void)[] = []
   readonly #withheldListeners: ((user: User, withheld: AddressWithheld) => void)[] = []
+  readonly #signInListeners: ((source: 'ldap' | 'sso', before: User | undefined, after: User) => void)[] = []
   /** Brute-force protection around every password check. */
   readonly lockout: Lockout
   readonly #passwordPolicy: () => PasswordPolicy
@@ -203,6 +204,18 @@ export class Accounts {
 
   tellAddressWithheld(user: User, withheld: AddressWithheld): void {
     for (const listener of this.#withheldListeners) listener(user, withheld)
+  }
+
+  /**
+   * Told when a directory or SSO sign-in made an account (`before` undefined) or changed one (ldap-sync.ts,
+   * sso-sync.ts): the audit trail listens, as it does to the API's and the CLI's changes.
+   */
+  onSignInChange(listener: (source: 'ldap' | 'sso', before: User | undefined, after: User) => void): void {
+    this.#signInListeners.push(listener)
+  }
+
+  tellSignInChange(source: 'ldap' | 'sso', before: User | undefined, after: User): void {
+    for (const listener of this.#signInListeners) listener(source, before, after)
   }
 
   addPasswordSource(source: PasswordSource, position = this.#sources.length): void {

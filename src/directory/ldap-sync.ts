@@ -29,7 +29,8 @@ export interface DirectoryUser {
  * superuser and auditor flags follow the directory (but the last active superuser keeps the flag:
  * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision, and a
  * disabled account is refused before anything of it changes (the entry it was made for is not even recorded). An
- * unchanged account is not written, so a login tells other processes nothing. The account is found by name without
+ * unchanged account is not written, so a login tells other processes nothing; a made or changed one is told to
+ * `Accounts.onSignInChange` (the audit trail). The account is found by name without
  * regard to case, as the directory matches names: an LDAP account spelled in another case is this person's, and
  * keeps its spelling; a local or single sign-on one is a conflict (a second account differing only in case would
  * make a realm login by that name fail). An address another account signs in with is not stored (`withholdTakenAddress`).
@@ -46,6 +47,7 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
     try {
       const created = await accounts.create({ username: found.username, ...profile, isSuperuser: profile.isSuperuser ?? false, source: 'ldap', external: true })
       if (found.entryId) await store.ldapEntries.claim(created.id, found.entryId)
+      accounts.tellSignInChange('ldap', undefined, created)
       if (withheld) accounts.tellAddressWithheld(created, withheld)
       return created
     } catch (error) {
@@ -65,6 +67,7 @@ export async function syncDirectoryAccount(store: Store, accounts: Accounts, fou
   await checkSameEntry(store, existing, found)
   const changes = changesBetween(existing, profile, found)
   const account = changes ? await accounts.update(existing.id, changes, { keepLastSuperuserFlag: true, onlyWhileActive: true }) : existing
+  if (changes) accounts.tellSignInChange('ldap', existing, account)
   if (withheld) accounts.tellAddressWithheld(account, withheld)
   return account
 }

@@ -29,7 +29,8 @@ interface SsoProfile extends UserChanges {
  * second comer a name with a suffix instead; see docs/sso.md for why Gatehouse refuses. Profile, groups and the
  * mapped flags follow the claims on every sign-in (but the last active superuser keeps the flag:
  * `keepLastSuperuserFlag` in accounts.ts); whether the account is active stays an administrator's decision, and a
- * disabled account is refused before anything of it changes. An unchanged account is not written.
+ * disabled account is refused before anything of it changes. An unchanged account is not written; a made (and linked)
+ * or changed one is told to `Accounts.onSignInChange` (the audit trail).
  */
 export async function syncSsoAccount(store: Store, accounts: Accounts, provider: SsoProviderConfig, identity: UpstreamIdentity, directory?: DirectoryNames): Promise<User> {
   const profile = profileOf(provider, identity.claims)
@@ -62,6 +63,7 @@ export async function syncSsoAccount(store: Store, accounts: Accounts, provider:
     if (error instanceof UniqueViolation) throw new SsoLoginInProgress()
     throw error
   }
+  accounts.tellSignInChange('sso', undefined, created)
   return created
 }
 
@@ -69,7 +71,9 @@ async function updateLinkedAccount(store: Store, accounts: Accounts, user: User,
   const changes = changesBetween(user, profile)
   if (!changes) return user
   try {
-    return await accounts.update(user.id, changes, { keepLastSuperuserFlag: true, onlyWhileActive: true })
+    const updated = await accounts.update(user.id, changes, { keepLastSuperuserFlag: true, onlyWhileActive: true })
+    accounts.tellSignInChange('sso', user, updated)
+    return updated
   } catch (error) {
     const taken = error instanceof UsernameTaken && changes.username ? await store.users.findCaseVariant(changes.username, user.id) : undefined
     throw taken ? conflictWith(taken) : error
