@@ -9,7 +9,7 @@ export function auditedToken(record: TokenRecord) {
 
 /**
  * Records that every personal token of a user was revoked at once (`tokens/revoke/`, a new password with
- * `revoke_tokens`), and how many: the entry `gatehouse_revocations_total` counts.
+ * `revoke_tokens`), and how many: `gatehouse_revocations_total` adds that many (`endedBy` in src/metrics/metrics.ts).
  */
 export function recordTokensOfUserRevoked(audit: AuditTrail, actor: Actor, userId: number, revoked: number): void {
   audit.change(actor, 'delete', { type: 'token', name: `tokens of user ${userId}` }, { user: userId, revoked })

@@ -129,14 +129,17 @@ export class GatewayMetrics {
     if (cell) cell.value++
   }
 
-  /** Logins, lockouts, credentials created and revoked: counted from the audit trail's entries as they are recorded. */
+  /**
+   * Logins, lockouts, credentials created and revoked: counted from the audit trail's entries as they are recorded, a
+   * revocation of many by how many it ended (`endedBy`).
+   */
   readonly auditEntry = (entry: NewAuditEntry): void => {
     switch (entry.operation) {
       case 'login': this.#logins.series(entry.authMethod ?? '', 'success', '').value++; break
       case 'login_error': this.#logins.series(entry.authMethod ?? '', 'failure', entry.code ?? '').value++; break
       case 'lockout': this.#lockouts.series().value++; break
       case 'create': if (entry.contentType === 'token' || entry.contentType === 'session') this.#created.series(entry.contentType).value++; break
-      case 'delete': if (entry.contentType === 'token' || entry.contentType === 'session') this.#revoked.series(entry.contentType).value++; break
+      case 'delete': if (entry.contentType === 'token' || entry.contentType === 'session') this.#revoked.series(entry.contentType).value += endedBy(entry); break
     }
   }
 
@@ -245,4 +248,17 @@ function authIndex(method: string | undefined): number {
     case 'oidc': return 4
     default: return 0
   }
+}
+
+/**
+ * How many sessions or tokens a `delete` entry ended: one named by id, or as many as an entry for many says it ended
+ * (`revoked` of tokens/revoke/ and a new password's `revoke_tokens`, src/audit/tokens.ts; `ended` of a user's sessions,
+ * src/api/sessions.ts). An entry that gives no count ends none that are counted here: a realm's `logout-all` ends the
+ * realm's sign-ins, and says not how many gateway sessions went with them.
+ */
+function endedBy(entry: NewAuditEntry): number {
+  if (entry.objectId !== null) return 1
+  const removed = (entry.changes as { removed_fields?: Record<string, unknown> } | null)?.removed_fields
+  const count = removed?.revoked ?? removed?.ended
+  return typeof count === 'number' && Number.isSafeInteger(count) && count > 0 ? count : 0
 }

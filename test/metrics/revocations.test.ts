@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
+import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
+import { REALM } from '../helpers/oidc.ts'
+import { createToken } from '../helpers/tokens.ts'
+
+/** gatehouse_revocations_total counts the sessions and tokens that ended, not the audit entries that say so. */
+describe('gatehouse_revocations_total', () => {
+  let gw: TestGateway
+  before(async () => {
+    gw = await startGateway()
+  })
+  after(() => gw?.close())
+
+  const revocations = async (kind: string) => sampleValue(parseScrape(await (await gw.fetch('/metrics')).text()), 'gatehouse_revocations_total', { kind })
+  const revokeTokensOf = async (user: number) => {
+    const response = await gw.fetch('/api/gateway/v1/tokens/revoke/', { method: 'POST', headers: { ...adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ user }) })
+    assert.equal(response.status, 200)
+    return (await json(response)).revoked as number
+  }
+
+  it('adds as many tokens as a revocation of a user\'s tokens ended, and none when it ended none', async () => {
+    const bob = await gw.app.accounts.create({ username: 'bob', password: 'bob-password-1' })
+    const before = await revocations('token')
+    assert.equal(await revokeTokensOf(bob.id), 0)
+    assert.equal(await revokeTokensOf(bob.id), 0)
+    assert.equal(await revocations('token'), before, 'nothing was revoked')
+    for (let i = 0; i < 3; i++) await createToken(gw, { authorization: basic('bob', 'bob-password-1') })
+    assert.equal(await revokeTokensOf(bob.id), 3)
+    assert.equal(await revocations('token'), before + 3)
+  })
+
+  it('adds no session for a realm\'s logout-all that ended no gateway session', async () => {
+    const before = await revocations('session')
+    const response = await gw.fetch(`/admin/realms/${encodeURIComponent(REALM)}/logout-all`, { method: 'POST', headers: adminAuth })
+    assert.equal(response.status, 200)
+    assert.equal(await revocations('session'), before)
+  })
+})
