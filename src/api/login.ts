@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import type { App } from '../app.ts'
 import { actorOf } from '../audit/actor.ts'
+import { auditedSession, sessionFields } from '../audit/sessions.ts'
 import { CSRF_FORM_FIELD } from '../auth/csrf.ts'
 import { clearSessionCookie, SESSION_COOKIE, setSessionCookie } from '../auth/session.ts'
 import { MAX_PASSWORD_LENGTH } from '../directory/accounts.ts'
@@ -112,7 +113,9 @@ export function loginRoutes(api: GatewayApi, app: App): void {
     }
     const principal = request.gatehouse.principal
     const sessionId = principal?.sessionId
-    if (sessionId) await app.sessions.end(sessionId)
+    const ended = sessionId ? await app.sessions.end(sessionId) : undefined
+    // The session's end is a change, always kept, as every other session's end (the logout beside it may be dropped).
+    if (ended) app.audit.change(actorOf(request), 'delete', auditedSession(ended), sessionFields(ended))
     if (principal) app.audit.auth(actorOf(request), { operation: 'logout', object: { type: 'user', id: principal.user.id, name: principal.user.username } })
     const secure = app.csrf.isSecure(request)
     clearSessionCookie(reply, secure)

@@ -153,8 +153,8 @@ export class SessionManager {
     return session
   }
 
-  /** Ends a session, and the realm sessions of the same browser linked to it. */
-  async end(keyHash: string): Promise<void> {
+  /** Ends a session, and the realm sessions of the same browser linked to it; answers the session, if it was live. */
+  async end(keyHash: string): Promise<StoredSession | undefined> {
     const ended = await this.#bus.change(async (tx, announce) => {
       const ended = await tx.sessions.deleteByKeyHash(keyHash)
       if (ended) announce(SESSION_TOPIC, keyHash)
@@ -162,6 +162,7 @@ export class SessionManager {
       return ended
     })
     if (!ended) this.#cache.forget(keyHash)
+    return ended
   }
 
   async endById(id: number): Promise<StoredSession | undefined> {

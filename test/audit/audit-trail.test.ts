@@ -44,18 +44,22 @@ for (const backend of gatewayBackends) {
       assert.ok(Date.parse(succeeded.created) <= Date.parse(failed.created))
     })
 
-    it('records a session login, its session, and the logout', async () => {
+    it('records a session login, its session, the logout, and the session\'s end', async () => {
       const session = await login(gw, 'alice', 'alice-password')
       assert.equal((await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session) })).status, 302)
-      const [logout, created, signedIn] = await stream('&created_by__username=alice')
+      const [logout, ended, created, signedIn] = await stream('&created_by__username=alice')
       assert.equal(signedIn.operation, 'login')
       assert.equal(signedIn.auth_method, 'session')
       assert.equal(created.operation, 'create')
       assert.equal(created.content_type, 'session')
       assert.ok(created.object_id)
+      assert.equal(ended.operation, 'delete', 'the session\'s end is a change, as any other session\'s end')
+      assert.equal(ended.content_type, 'session')
+      assert.equal(ended.object_id, created.object_id)
+      assert.equal(ended.changes.removed_fields.user, created.created_by)
       assert.equal(logout.operation, 'logout')
       assert.equal(logout.auth_method, 'session')
-      assert.ok(!JSON.stringify([logout, created, signedIn]).includes(session.sessionId), 'the session identifier is a secret')
+      assert.ok(!JSON.stringify([logout, ended, created, signedIn]).includes(session.sessionId), 'the session identifier is a secret')
     })
 
     it('records a session a superuser ended', async () => {

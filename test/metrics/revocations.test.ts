@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { adminAuth, basic, json, startGateway, type TestGateway } from '../helpers/gateway.ts'
 import { parseScrape, sampleValue } from '../helpers/prometheus.ts'
 import { REALM } from '../helpers/oidc.ts'
+import { login, withCsrf } from '../helpers/session.ts'
 import { createToken } from '../helpers/tokens.ts'
 
 /** gatehouse_revocations_total counts the sessions and tokens that ended, not the audit entries that say so. */
@@ -29,6 +30,14 @@ describe('gatehouse_revocations_total', () => {
     for (let i = 0; i < 3; i++) await createToken(gw, { authorization: basic('bob', 'bob-password-1') })
     assert.equal(await revokeTokensOf(bob.id), 3)
     assert.equal(await revocations('token'), before + 3)
+  })
+
+  it('adds the session a sign-out ended', async () => {
+    await gw.app.accounts.create({ username: 'carol', password: 'carol-password-1' })
+    const session = await login(gw, 'carol', 'carol-password-1')
+    const before = await revocations('session')
+    assert.equal((await gw.fetch('/api/gateway/v1/logout/', { method: 'POST', headers: withCsrf(session) })).status, 302)
+    assert.equal(await revocations('session'), before + 1)
   })
 
   it('adds no session for a realm\'s logout-all that ended no gateway session', async () => {
