@@ -1,7 +1,7 @@
 import { createWriteStream, openSync, type WriteStream } from 'node:fs'
 import type { AuditSchema } from '../config/operations.ts'
 import { DatabaseUnavailable } from '../errors.ts'
-import type { NewAuditEntry } from '../store/audit.ts'
+import { AUDIT_FIELD_LIMITS, type NewAuditEntry } from '../store/audit.ts'
 import type { Store } from '../store/store.ts'
 import type { z } from 'zod'
 import type { Actor } from './actor.ts'
@@ -221,16 +221,17 @@ export class AuditTrail {
   }
 }
 
+/** Names and addresses cut as the table cuts them (AUDIT_FIELD_LIMITS), so that the JSON lines say the same. */
 function entryOf(actor: Actor, operation: string, object: AuditObject, changes: unknown): NewAuditEntry {
   return {
     created: Date.now(),
     operation,
     contentType: object.type,
     objectId: object.id === undefined || object.id === null ? null : String(object.id),
-    objectName: object.name ?? null,
+    objectName: object.name?.slice(0, AUDIT_FIELD_LIMITS.objectName) ?? null,
     actorId: actor.userId,
-    actorUsername: actor.username,
-    sourceAddress: actor.address,
+    actorUsername: actor.username?.slice(0, AUDIT_FIELD_LIMITS.actorUsername) ?? null,
+    sourceAddress: actor.address?.slice(0, AUDIT_FIELD_LIMITS.sourceAddress) ?? null,
     authMethod: actor.method,
     code: null,
     realm: null,

@@ -85,16 +85,23 @@ export class AuditRepository {
   }
 }
 
+/**
+ * The longest object name, actor username and source address an entry keeps: the table's and the JSON lines' alike,
+ * as the trail cuts them where it makes the entry (src/audit/trail.ts `entryOf`). A name anyone may send (a failed
+ * login's username) cannot make an entry of any size.
+ */
+export const AUDIT_FIELD_LIMITS = { objectName: 200, actorUsername: 150, sourceAddress: 64 } as const
+
 function toRow(entry: NewAuditEntry) {
   return {
     created_at: entry.created,
     operation: entry.operation,
     content_type: entry.contentType,
     object_id: entry.objectId,
-    object_name: entry.objectName?.slice(0, 200) ?? null,
+    object_name: entry.objectName?.slice(0, AUDIT_FIELD_LIMITS.objectName) ?? null,
     actor_id: entry.actorId,
-    actor_username: entry.actorUsername?.slice(0, 150) ?? null,
-    source_address: entry.sourceAddress?.slice(0, 64) ?? null,
+    actor_username: entry.actorUsername?.slice(0, AUDIT_FIELD_LIMITS.actorUsername) ?? null,
+    source_address: entry.sourceAddress?.slice(0, AUDIT_FIELD_LIMITS.sourceAddress) ?? null,
     auth_method: entry.authMethod,
     code: entry.code,
     realm: entry.realm,

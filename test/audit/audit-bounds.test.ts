@@ -10,6 +10,7 @@ import { DatabaseUnavailable } from '../../src/errors.ts'
 import { type ListFilter, NO_FILTER } from '../../src/store/list-filter.ts'
 import { openStore } from '../../src/store/store.ts'
 import { adminAuth, basic, json, startGateway, tempDir } from '../helpers/gateway.ts'
+import { REALM } from '../helpers/oidc.ts'
 
 const newestFirst: ListFilter = { ...NO_FILTER, order: [{ field: 'id', descending: true }] }
 const guesser: Actor = { userId: null, username: 'guesser', address: '192.0.2.9', method: 'basic' }
@@ -123,6 +124,33 @@ describe('audit trail bounds', () => {
       assert.equal(lines[2].objectName, 'erin')
       assert.match(lines[2].time, /^\d{4}-\d{2}-\d{2}T/)
       assert.ok(!text.includes('erin-long-password') && !text.includes('a-wrong-password'))
+    } finally {
+      await gw.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('cuts a long tried username in the JSON line as in the table, so a failed password grant cannot make a line of any size', async () => {
+    const dir = tempDir()
+    const file = join(dir, 'audit.jsonl')
+    const gw = await startGateway({ config: { audit: { output: 'file', file } } })
+    try {
+      const username = 'u'.repeat(15_000)
+      const grant = await gw.fetch(`/realms/${REALM}/protocol/openid-connect/token`, {
+        method: 'POST', body: new URLSearchParams({ client_id: 'end-users', grant_type: 'password', username, password: 'a-wrong-password' }),
+      })
+      assert.equal(grant.status, 401)
+      await gw.app.audit.flush()
+      const lines = readFileSync(file, 'utf8').trim().split('\n')
+      const line = lines.find((text) => JSON.parse(text).operation === 'login_error')!
+      assert.ok(line.length < 1000, `a line of ${line.length} characters`)
+      const { entries: [stored] } = await gw.store.audit.list({ filter: newestFirst, offset: 0, limit: 1 })
+      const written = JSON.parse(line)
+      assert.equal(stored!.operation, 'login_error')
+      assert.equal(written.objectName, stored!.objectName)
+      assert.equal(written.actorUsername, stored!.actorUsername)
+      assert.equal(written.objectName, 'u'.repeat(200))
+      assert.equal(written.actorUsername, 'u'.repeat(150))
     } finally {
       await gw.close()
       rmSync(dir, { recursive: true, force: true })
